@@ -1,0 +1,46 @@
+"""The ``csms`` command (Typer + Rich)."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from csms.cli import serve as _serve
+from csms.cli import stations as _stations
+from csms.cli.common import err_console
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="csms",
+    help="voltledger central system: OCPP 1.6-J / 2.0.1 with on-chain settlement.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command("serve")(_serve.serve)
+app.add_typer(_stations.stations_app, name="stations")
+app.add_typer(_stations.tags_app, name="tags")
+app.add_typer(_stations.sessions_app, name="sessions")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: usage errors print one line on stderr and exit 2."""
+    try:
+        result = app(args=argv, standalone_mode=False)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err_console.print("aborted", markup=False)
+        sys.exit(130)
+    except typer.TyperException as exc:  # usage errors (bad option, bad value...)
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            print(exc.format_message(), file=sys.stderr)
+            sys.exit(2)
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see: {ctx.command_path} --help)" if ctx is not None else ""
+        message = " ".join(exc.format_message().split())
+        err_console.print(f"error: {message}{hint}", markup=False, highlight=False)
+        sys.exit(2)
+    sys.exit(result if isinstance(result, int) else 0)

@@ -1,0 +1,104 @@
+"""Shared pieces of the ``csms`` command: options, errors, output."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import orjson
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from csms.config import Settings
+from csms.service.ports import Repository, Tx
+from csms.storage import open_repository
+
+__all__ = [
+    "DbOption",
+    "JsonOption",
+    "console",
+    "err_console",
+    "fail",
+    "print_json",
+    "print_table",
+    "run",
+    "with_repo",
+]
+
+T = TypeVar("T")
+
+console = Console()
+err_console = Console(stderr=True, soft_wrap=True)
+
+DbOption = Annotated[
+    str | None,
+    typer.Option(
+        "--db", help="SQLite file or postgresql:// URL [env: CSMS_DB]", show_default=False
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+class CliError(Exception):
+    """A user error: printed as one line on stderr, exit code 2."""
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    err_console.print(f"error: {message}", markup=False, highlight=False)
+    raise typer.Exit(code)
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine; turn expected errors into one line and exit code 2."""
+    try:
+        return asyncio.run(coro)
+    except CliError as exc:
+        fail(str(exc))
+    except ValueError as exc:
+        fail(str(exc))
+
+
+def settings_for(db: str | None, **overrides: Any) -> Settings:
+    try:
+        return Settings.load(db=db, **overrides)
+    except ValueError as exc:
+        fail(str(exc))
+
+
+async def with_repo(db: str | None, fn: Callable[[Repository], Awaitable[T]]) -> T:
+    settings = settings_for(db)
+    repo = await open_repository(settings.db)
+    try:
+        return await fn(repo)
+    finally:
+        await repo.close()
+
+
+async def in_unit(db: str | None, fn: Callable[[Tx], Awaitable[T]]) -> T:
+    async def go(repo: Repository) -> T:
+        return await repo.unit(fn)
+
+    return await with_repo(db, go)
+
+
+async def in_read(db: str | None, fn: Callable[[Tx], Awaitable[T]]) -> T:
+    async def go(repo: Repository) -> T:
+        return await repo.read(fn)
+
+    return await with_repo(db, go)
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    table = Table(title=title)
+    for c in columns:
+        table.add_column(c)
+    for r in rows:
+        table.add_row(*["" if v is None else str(v) for v in r])
+    console.print(table)

@@ -1,0 +1,254 @@
+"""``csms stations``, ``csms tags``, ``csms sessions``: registry and session records."""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import typer
+
+from csms.cli.common import (
+    CliError,
+    DbOption,
+    JsonOption,
+    fail,
+    in_read,
+    in_unit,
+    print_json,
+    print_table,
+    run,
+)
+from csms.domain.model import BootPolicy, IdTag, Session
+from csms.protocol.station_id import InvalidStationId, validate_station_id
+from csms.service.auth import hash_password, validate_password
+from csms.service.charging import new_station
+from csms.service.ports import Tx
+from csms.service.views import iso as _iso
+from csms.service.views import session_json
+
+__all__ = ["session_json", "sessions_app", "stations_app", "tags_app"]
+
+stations_app = typer.Typer(help="Register and list charging stations.", no_args_is_help=True)
+tags_app = typer.Typer(help="Manage id tags (RFID cards, tokens).", no_args_is_help=True)
+sessions_app = typer.Typer(help="Charging sessions.", no_args_is_help=True)
+
+
+class BootChoice(enum.StrEnum):
+    accepted = "accepted"
+    pending = "pending"
+    rejected = "rejected"
+
+
+class TagStatus(enum.StrEnum):
+    accepted = "accepted"
+    blocked = "blocked"
+
+
+# -- stations ----------------------------------------------------------------
+@stations_app.command("add")
+def stations_add(
+    station_id: Annotated[str, typer.Argument(metavar="ID", help="Station identity (<= 48 chars)")],
+    password: Annotated[
+        str | None, typer.Option(help="HTTP Basic password (16-40 chars), security profile 1+")
+    ] = None,
+    boot: Annotated[BootChoice, typer.Option(help="Answer to BootNotification")] = (
+        BootChoice.accepted
+    ),
+    profile: Annotated[
+        int | None, typer.Option(min=0, max=3, help="Security profile 0-3")
+    ] = None,
+    db: DbOption = None,
+) -> None:
+    """Register a station so that it may connect."""
+    try:
+        validate_station_id(station_id)
+        if password is not None:
+            validate_password(password)
+    except (InvalidStationId, ValueError) as exc:
+        raise typer.BadParameter(str(exc)) from None
+    level = profile if profile is not None else (1 if password else 0)
+    if level in (1, 2) and password is None:
+        raise typer.BadParameter("security profile 1 and 2 need --password")
+    password_hash = hash_password(password) if password else None
+
+    async def work(tx: Tx) -> None:
+        if await tx.get_station(station_id) is not None:
+            raise CliError(f"station {station_id!r} already exists")
+        await tx.insert_station(
+            new_station(
+                station_id, boot_policy=BootPolicy(boot.value), security_profile=level,
+                password_hash=password_hash,
+            )
+        )
+
+    run(in_unit(db, work))
+    typer.echo(f"station {station_id} added (boot: {boot.value}, profile {level})")
+
+
+@stations_app.command("list")
+def stations_list(json: JsonOption = False, db: DbOption = None) -> None:
+    """List stations with their last known state."""
+
+    async def work(tx: Tx) -> list[dict[str, Any]]:
+        connectors: dict[str, list[dict[str, Any]]] = {}
+        for c in await tx.list_connectors():
+            connectors.setdefault(c["station_id"], []).append(
+                {"evse_id": c["evse_id"], "connector_id": c["connector_id"],
+                 "status": c["status"], "error_code": c["error_code"]}
+            )
+        return [
+            {
+                "id": s.id,
+                "boot": s.boot_policy.value,
+                "security_profile": s.security_profile,
+                "ocpp_version": s.ocpp_version.removeprefix("ocpp") if s.ocpp_version else None,
+                "vendor": s.vendor,
+                "model": s.model,
+                "firmware_version": s.firmware_version,
+                "last_boot_at": _iso(s.last_boot_at),
+                "last_seen_at": _iso(s.last_seen_at),
+                "connectors": connectors.get(s.id, []),
+            }
+            for s in await tx.list_stations()
+        ]
+
+    rows = run(in_read(db, work))
+    if json:
+        print_json(rows)
+        return
+    print_table(
+        "Stations",
+        ["id", "OCPP", "boot", "profile", "vendor / model", "firmware", "last seen", "connectors"],
+        [
+            [
+                r["id"], r["ocpp_version"], r["boot"], r["security_profile"],
+                " / ".join(x for x in (r["vendor"], r["model"]) if x),
+                r["firmware_version"], r["last_seen_at"],
+                ", ".join(f"{c['connector_id']}:{c['status']}" for c in r["connectors"]),
+            ]
+            for r in rows
+        ],
+    )
+
+
+# -- tags --------------------------------------------------------------------
+@tags_app.command("add")
+def tags_add(
+    tag: Annotated[str, typer.Argument(help="The id tag (<= 20 chars in 1.6, 36 in 2.0.1)")],
+    status: Annotated[TagStatus, typer.Option(help="accepted or blocked")] = TagStatus.accepted,
+    expires: Annotated[
+        str | None, typer.Option(help="Expiry as ISO 8601, e.g. 2027-01-31T00:00:00Z")
+    ] = None,
+    db: DbOption = None,
+) -> None:
+    """Add or update an id tag."""
+    if not tag or len(tag) > 36:
+        raise typer.BadParameter("an id tag is 1 to 36 characters")
+    expires_at: datetime | None = None
+    if expires is not None:
+        try:
+            expires_at = datetime.fromisoformat(expires)
+        except ValueError:
+            raise typer.BadParameter(f"not an ISO 8601 time: {expires!r}") from None
+        if expires_at.tzinfo is None:
+            expires_at = expires_at.replace(tzinfo=UTC)
+
+    async def work(tx: Tx) -> None:
+        await tx.put_tag(IdTag(tag, status.value, expires_at))
+
+    run(in_unit(db, work))
+    suffix = f", expires {_iso(expires_at)}" if expires_at else ""
+    typer.echo(f"tag {tag} {status.value}{suffix}")
+
+
+@tags_app.command("list")
+def tags_list(json: JsonOption = False, db: DbOption = None) -> None:
+    """List id tags."""
+
+    async def work(tx: Tx) -> list[IdTag]:
+        return await tx.list_tags()
+
+    tags = run(in_read(db, work))
+    rows = [{"tag": t.tag, "status": t.status, "expires_at": _iso(t.expires_at)} for t in tags]
+    if json:
+        print_json(rows)
+        return
+    print_table("Id tags", ["tag", "status", "expires"],
+                [[r["tag"], r["status"], r["expires_at"]] for r in rows])
+
+
+# -- sessions ----------------------------------------------------------------
+@sessions_app.command("list")
+def sessions_list(
+    json: JsonOption = False,
+    station: Annotated[str | None, typer.Option(help="Only this station")] = None,
+    active: Annotated[bool, typer.Option("--active", help="Only sessions in progress")] = False,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first")] = 1000,
+    db: DbOption = None,
+) -> None:
+    """List charging sessions, newest first."""
+
+    async def work(tx: Tx) -> list[Session]:
+        return await tx.list_sessions(station, True if active else None, limit)
+
+    rows = [session_json(s) for s in run(in_read(db, work))]
+    if json:
+        print_json(rows)
+        return
+    print_table(
+        "Sessions",
+        ["id", "station", "conn", "tag", "OCPP", "tx id", "started", "stopped", "kWh", "status",
+         "reason"],
+        [
+            [
+                r["id"], r["station_id"], r["connector_id"], r["id_tag"], r["ocpp_version"],
+                r["transaction_id"], r["started_at"], r["stopped_at"],
+                None if r["energy_wh"] is None else f"{r['energy_wh'] / 1000:.3f}",
+                r["status"], r["stop_reason"],
+            ]
+            for r in rows
+        ],
+    )
+
+
+@sessions_app.command("show")
+def sessions_show(
+    session_id: Annotated[int, typer.Argument(metavar="ID")],
+    json: JsonOption = False,
+    db: DbOption = None,
+) -> None:
+    """Show one session with its meter samples."""
+
+    async def work(tx: Tx) -> dict[str, Any] | None:
+        s = await tx.get_session(session_id)
+        if s is None:
+            return None
+        out = session_json(s)
+        out["samples"] = [
+            {
+                "timestamp": _iso(m.timestamp), "measurand": m.measurand, "phase": m.phase,
+                "context": m.context, "location": m.location, "unit": m.unit,
+                "multiplier": m.multiplier, "value": m.value, "format": m.format,
+                "signed": m.signed,
+            }
+            for m in await tx.session_samples(session_id)
+        ]
+        return out
+
+    data = run(in_read(db, work))
+    if data is None:
+        fail(f"no session {session_id}")
+    if json:
+        print_json(data)
+        return
+    print_table(
+        f"Session {session_id}", ["field", "value"],
+        [[k, v] for k, v in data.items() if k != "samples"],
+    )
+    print_table(
+        "Meter samples", ["time", "measurand", "phase", "context", "value", "unit"],
+        [[m["timestamp"], m["measurand"], m["phase"], m["context"], m["value"], m["unit"]]
+         for m in data["samples"]],
+    )
+

@@ -1,0 +1,58 @@
+"""One settings object: CLI flags > environment ``CSMS_*`` > defaults."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+__all__ = ["Settings"]
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    db: str = "./csms.sqlite3"
+    host: str = "127.0.0.1"
+    port: int = 9000
+    auto_register: bool = False
+    heartbeat_interval: int = 300
+    boot_retry_interval: int = 30
+    call_timeout: float = 30.0
+    max_frame_bytes: int = 65536
+    ping_interval: float = 20.0
+    ping_timeout: float = 20.0
+    validate: bool = True
+    data_dir: str = "./.voltledger"
+
+    @classmethod
+    def load(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Defaults, then ``CSMS_<FIELD>`` from ``env``, then the non-None overrides."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(f"CSMS_{f.name.upper()}")
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _coerce(f.name, f.type, raw)
+        settings = replace(cls(), **values)
+        given = {k: v for k, v in overrides.items() if v is not None}
+        return replace(settings, **given)
+
+
+def _coerce(name: str, kind: Any, raw: str) -> Any:
+    kind = str(kind)
+    try:
+        if kind == "bool":
+            if raw.lower() in {"1", "true", "yes", "on"}:
+                return True
+            if raw.lower() in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError(raw)
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+    except ValueError:
+        raise ValueError(f"CSMS_{name.upper()}={raw!r} is not a valid {kind}") from None
+    return raw

@@ -1,0 +1,138 @@
+"""Domain records: plain dataclasses, no I/O."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+__all__ = [
+    "BILLING_HOLD_FLAGS",
+    "AuthStatus",
+    "BootPolicy",
+    "IdTag",
+    "MeterSample",
+    "Session",
+    "SessionStatus",
+    "Station",
+]
+
+
+class BootPolicy(enum.StrEnum):
+    """How the central system answers a station's BootNotification."""
+
+    ACCEPTED = "accepted"
+    PENDING = "pending"
+    REJECTED = "rejected"
+
+
+class AuthStatus(enum.StrEnum):
+    """Authorization outcome (1.6 AuthorizationStatus; 2.0.1 AuthorizationStatusEnumType)."""
+
+    ACCEPTED = "Accepted"
+    BLOCKED = "Blocked"
+    EXPIRED = "Expired"
+    INVALID = "Invalid"
+    UNKNOWN = "Unknown"  # 2.0.1 only; 1.6 answers Invalid for an unknown tag
+
+
+class SessionStatus(enum.StrEnum):
+    ACTIVE = "active"
+    COMPLETED = "completed"
+
+
+@dataclass(slots=True)
+class Station:
+    id: str
+    boot_policy: BootPolicy = BootPolicy.ACCEPTED
+    security_profile: int = 0
+    password_hash: str | None = None
+    ocpp_version: str | None = None
+    vendor: str | None = None
+    model: str | None = None
+    firmware_version: str | None = None
+    serial_number: str | None = None
+    last_boot_at: datetime | None = None
+    last_seen_at: datetime | None = None
+    created_at: datetime | None = None
+
+
+@dataclass(slots=True)
+class IdTag:
+    tag: str
+    status: str = "accepted"  # accepted | blocked
+    expires_at: datetime | None = None
+    parent: str | None = None
+
+    def authorize(self, now: datetime) -> AuthStatus:
+        if self.status == "blocked":
+            return AuthStatus.BLOCKED
+        if self.expires_at is not None and self.expires_at <= now:
+            return AuthStatus.EXPIRED
+        return AuthStatus.ACCEPTED
+
+
+@dataclass(slots=True)
+class MeterSample:
+    """One sampled value of one meter reading, kept as the station sent it.
+
+    ``value`` is the text of the value as received (1.6 sends strings, 2.0.1
+    numbers); ``multiplier`` is 2.0.1's unitOfMeasure.multiplier (10^n);
+    ``signed`` keeps signed meter data verbatim (1.6 SignedData value or
+    2.0.1 signedMeterValue object).
+    """
+
+    timestamp: datetime
+    value: str
+    measurand: str = "Energy.Active.Import.Register"
+    unit: str = "Wh"
+    multiplier: int = 0
+    phase: str | None = None
+    context: str | None = None
+    location: str | None = None
+    format: str | None = None
+    signed: dict[str, Any] | None = None
+    seq_no: int | None = None
+
+
+@dataclass(slots=True)
+class Session:
+    station_id: str
+    ocpp_version: str
+    transaction_id: str
+    started_at: datetime
+    connector_id: int | None = None
+    evse_id: int | None = None
+    id_tag: str | None = None
+    auth_status: str | None = None
+    stopped_at: datetime | None = None
+    meter_start_wh: Decimal | None = None  # the reading billed from (see domain.energy)
+    meter_stop_wh: Decimal | None = None
+    reported_meter_start_wh: Decimal | None = None  # as the station sent it
+    reported_meter_stop_wh: Decimal | None = None
+    energy_wh: int | None = None
+    status: SessionStatus = SessionStatus.ACTIVE
+    stop_reason: str | None = None
+    flags: list[str] = field(default_factory=list)
+    last_seq_no: int | None = None
+    start_key: str | None = None
+    id: int | None = None
+
+    def flag(self, name: str) -> None:
+        if name not in self.flags:
+            self.flags.append(name)
+
+
+# Sessions with any of these flags are held back from settlement until an
+# operator releases them: their energy cannot be trusted as billed.
+BILLING_HOLD_FLAGS = frozenset(
+    {
+        "unknown_transaction",
+        "meter_start_missing",
+        "meter_stop_missing",
+        "meter_went_backwards",
+        "started_missing",
+    }
+)

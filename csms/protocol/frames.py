@@ -1,0 +1,158 @@
+"""OCPP-J RPC frames: parse text into frames and encode frames into text.
+
+OCPP-J 1.6 §4.2 / 2.0.1 §4.2: every message is a JSON array whose first element
+is the message type: 2 CALL ``[2, id, action, payload]``, 3 CALLRESULT
+``[3, id, payload]``, 4 CALLERROR ``[4, id, code, description, details]``
+(2.0.1 also reserves 5/6, CALLRESULTERROR and SEND, in 2.1; we refuse them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from csms.protocol.errors import Fault
+
+__all__ = [
+    "CALL",
+    "CALLERROR",
+    "CALLRESULT",
+    "MAX_MESSAGE_ID_LENGTH",
+    "Call",
+    "CallError",
+    "CallResult",
+    "Frame",
+    "FrameError",
+    "encode",
+    "parse_frame",
+]
+
+CALL = 2
+CALLRESULT = 3
+CALLERROR = 4
+
+# OCPP-J 1.6 §4.1.3 / 2.0.1 §4.1.4: message ids are strings of at most 36 characters.
+MAX_MESSAGE_ID_LENGTH = 36
+# 2.0.1 §4.2.3: a CALLERROR's description is at most 255 characters.
+MAX_DESCRIPTION_LENGTH = 255
+UNKNOWN_MESSAGE_ID = "-1"
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    message_id: str
+    action: str
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class CallResult:
+    message_id: str
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class CallError:
+    message_id: str
+    code: str
+    description: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+Frame = Call | CallResult | CallError
+
+
+class FrameError(Exception):
+    """A frame that cannot be processed.
+
+    ``message_id`` is the id to answer with (``"-1"`` when it could not be read,
+    2.0.1 §4.2.3); ``answerable`` is False for results and errors, which are never
+    answered.
+    """
+
+    def __init__(
+        self, fault: Fault, description: str, message_id: str = UNKNOWN_MESSAGE_ID,
+        answerable: bool = True,
+    ) -> None:
+        super().__init__(description)
+        self.fault = fault
+        self.description = description
+        self.message_id = message_id
+        self.answerable = answerable
+
+
+def _loads(text: str | bytes) -> Any:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise FrameError(Fault.RPC_FRAMEWORK, f"invalid JSON: {exc}") from None
+
+
+def parse_frame(text: str | bytes) -> Frame:
+    """Parse one WebSocket text message into a frame, or raise :class:`FrameError`."""
+    data = _loads(text)
+    if not isinstance(data, list) or not data:
+        raise FrameError(Fault.RPC_FRAMEWORK, "a message must be a non-empty JSON array")
+    mtype = data[0]
+    if len(data) < 2 or not isinstance(data[1], str):
+        raise FrameError(Fault.RPC_FRAMEWORK, "message id missing or not a string")
+    message_id = data[1]
+    if not message_id or len(message_id) > MAX_MESSAGE_ID_LENGTH:
+        raise FrameError(
+            Fault.RPC_FRAMEWORK,
+            f"message id must be 1 to {MAX_MESSAGE_ID_LENGTH} characters",
+        )
+    # bool is an int subclass: [true, ...] is not a message type.
+    if not isinstance(mtype, int) or isinstance(mtype, bool):
+        raise FrameError(Fault.RPC_FRAMEWORK, "message type must be an integer", message_id)
+    if mtype == CALL:
+        if len(data) != 4:
+            raise FrameError(Fault.RPC_FRAMEWORK, "a CALL has 4 elements", message_id)
+        action, payload = data[2], data[3]
+        if not isinstance(action, str) or not action:
+            raise FrameError(Fault.RPC_FRAMEWORK, "action must be a non-empty string", message_id)
+        if not isinstance(payload, dict):
+            raise FrameError(Fault.FORMAT, "payload must be a JSON object", message_id)
+        return Call(message_id, action, payload)
+    if mtype == CALLRESULT:
+        if len(data) != 3 or not isinstance(data[2], dict):
+            raise FrameError(
+                Fault.FORMAT, "a CALLRESULT is [3, id, {payload}]", message_id, answerable=False
+            )
+        return CallResult(message_id, data[2])
+    if mtype == CALLERROR:
+        if (
+            len(data) != 5
+            or not isinstance(data[2], str)
+            or not isinstance(data[3], str)
+            or not isinstance(data[4], dict)
+        ):
+            raise FrameError(
+                Fault.FORMAT,
+                "a CALLERROR is [4, id, code, description, {details}]",
+                message_id,
+                answerable=False,
+            )
+        return CallError(message_id, data[2], data[3], data[4])
+    raise FrameError(
+        Fault.MESSAGE_TYPE_NOT_SUPPORTED, f"message type {mtype} is not supported", message_id
+    )
+
+
+def encode(frame: Frame) -> str:
+    """Serialize a frame to the compact JSON text sent on the wire."""
+    if isinstance(frame, Call):
+        arr: list[Any] = [CALL, frame.message_id, frame.action, frame.payload]
+    elif isinstance(frame, CallResult):
+        arr = [CALLRESULT, frame.message_id, frame.payload]
+    else:
+        arr = [
+            CALLERROR,
+            frame.message_id,
+            frame.code,
+            frame.description[:MAX_DESCRIPTION_LENGTH],
+            frame.details,
+        ]
+    return orjson.dumps(arr).decode()

@@ -1,0 +1,220 @@
+"""A sans-I/O OCPP-J RPC endpoint: text in, events and text out.
+
+Theory of operation. One :class:`Endpoint` exists per WebSocket connection, on
+either side (the central system and the simulated stations use the same
+class). ``receive(text)`` turns one received message into one event:
+
+* :class:`IncomingCall` -- a valid CALL the application must answer with
+  :meth:`Endpoint.result` or :meth:`Endpoint.error`;
+* :class:`SendNow` -- the endpoint answered by itself (a CALLERROR for a bad
+  frame, an unknown or unsupported action or a schema violation, or the cached
+  answer to a repeated message id) and the text must be sent as is;
+* :class:`IncomingResult` / :class:`IncomingError` -- the answer to our one
+  outstanding CALL;
+* :class:`Unmatched` -- something to log and drop (an answer to no pending
+  call, a duplicate of a CALL still being handled, an unreadable answer).
+
+OCPP-J 1.6 §4.1.1 / 2.0.1 §4.1.1: a sender has at most one CALL outstanding per
+connection; :meth:`Endpoint.call` refuses a second one. A repeated message id
+(a station that resent because our answer was lost) is not processed twice:
+the stored answer is sent again (the ``ocpp`` library processes it twice).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections import OrderedDict
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Any
+
+from csms.protocol.errors import Fault, OcppError, error_code
+from csms.protocol.frames import (
+    Call,
+    CallError,
+    CallResult,
+    Frame,
+    FrameError,
+    encode,
+    parse_frame,
+)
+from csms.protocol.validation import Validator
+from csms.protocol.versions import OcppVersion
+
+__all__ = [
+    "Endpoint",
+    "Event",
+    "IncomingCall",
+    "IncomingError",
+    "IncomingResult",
+    "SendNow",
+    "Unmatched",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingCall:
+    message_id: str
+    action: str
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingResult:
+    message_id: str
+    action: str
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingError:
+    message_id: str
+    action: str
+    code: str
+    description: str
+    details: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class SendNow:
+    text: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Unmatched:
+    reason: str
+    frame: Frame | None = None
+
+
+Event = IncomingCall | IncomingResult | IncomingError | SendNow | Unmatched
+
+
+class Endpoint:
+    """OCPP-J RPC state of one connection (see the module docstring)."""
+
+    def __init__(
+        self,
+        version: OcppVersion,
+        *,
+        handles: Collection[str] | None = None,
+        validate: bool = True,
+        answered_cache: int = 64,
+    ) -> None:
+        self.version = version
+        self.validator = Validator(version, enabled=validate)
+        # None: every known action is handled (a simulator decides per call).
+        self._handles = frozenset(handles) if handles is not None else None
+        self._in_progress: set[str] = set()
+        self._answered: OrderedDict[str, str] = OrderedDict()
+        self._answered_cache = answered_cache
+        self._pending: tuple[str, str] | None = None  # (message id, action)
+        self._id_prefix = secrets.token_hex(4)
+        self._counter = 0
+
+    # -- receiving ---------------------------------------------------------
+    def receive(self, text: str | bytes) -> Event:
+        try:
+            frame = parse_frame(text)
+        except FrameError as exc:
+            if not exc.answerable:
+                return Unmatched(f"malformed answer: {exc.description}")
+            text = self._error_text(exc.message_id, exc.fault, exc.description)
+            return SendNow(text, "bad frame")
+        if isinstance(frame, Call):
+            return self._receive_call(frame)
+        return self._receive_answer(frame)
+
+    def _receive_call(self, call: Call) -> Event:
+        mid = call.message_id
+        if mid in self._in_progress:
+            return Unmatched(f"duplicate of message {mid} still being handled", call)
+        cached = self._answered.get(mid)
+        if cached is not None:
+            return SendNow(cached, f"repeated message id {mid}: answer sent again")
+        if not self.validator.is_known(call.action):
+            text = self._error_text(mid, Fault.NOT_IMPLEMENTED, f"unknown action {call.action!r}")
+            self._remember(mid, text)
+            return SendNow(text, "unknown action")
+        if self._handles is not None and call.action not in self._handles:
+            text = self._error_text(
+                mid, Fault.NOT_SUPPORTED, f"{call.action} is not supported by this receiver"
+            )
+            self._remember(mid, text)
+            return SendNow(text, "unsupported action")
+        try:
+            self.validator.validate(call.action, call.payload, "request")
+        except OcppError as exc:
+            text = self._error_text(mid, exc.fault, exc.description)
+            self._remember(mid, text)
+            return SendNow(text, "schema violation")
+        self._in_progress.add(mid)
+        return IncomingCall(mid, call.action, call.payload)
+
+    def _receive_answer(self, frame: CallResult | CallError) -> Event:
+        pending = self._pending
+        if pending is None or pending[0] != frame.message_id:
+            return Unmatched(f"answer to no pending call ({frame.message_id})", frame)
+        self._pending = None
+        mid, action = pending
+        if isinstance(frame, CallError):
+            return IncomingError(mid, action, frame.code, frame.description, frame.details)
+        try:
+            self.validator.validate(action, frame.payload, "response")
+        except OcppError as exc:
+            code = error_code(self.version, exc.fault)
+            return IncomingError(mid, action, code, f"invalid response: {exc.description}", {})
+        return IncomingResult(mid, action, frame.payload)
+
+    # -- answering ---------------------------------------------------------
+    def result(self, message_id: str, payload: dict[str, Any]) -> str:
+        text = encode(CallResult(message_id, payload))
+        self._finish(message_id, text)
+        return text
+
+    def error(self, message_id: str, exc: OcppError) -> str:
+        text = self._error_text(message_id, exc.fault, exc.description, exc.details)
+        self._finish(message_id, text)
+        return text
+
+    def _finish(self, message_id: str, text: str) -> None:
+        self._in_progress.discard(message_id)
+        self._remember(message_id, text)
+
+    def _remember(self, message_id: str, text: str) -> None:
+        self._answered[message_id] = text
+        if len(self._answered) > self._answered_cache:
+            self._answered.popitem(last=False)
+
+    def _error_text(
+        self, message_id: str, fault: Fault, description: str,
+        details: dict[str, Any] | None = None,
+    ) -> str:
+        code = error_code(self.version, fault)
+        return encode(CallError(message_id, code, description, details or {}))
+
+    # -- calling -----------------------------------------------------------
+    @property
+    def pending(self) -> tuple[str, str] | None:
+        """(message id, action) of our outstanding CALL, if any."""
+        return self._pending
+
+    def call(self, action: str, payload: dict[str, Any]) -> tuple[str, str]:
+        """Start a CALL: returns (message id, text to send).
+
+        Raises RuntimeError while another CALL is outstanding and
+        :class:`OcppError` if ``payload`` violates the schema (we never send
+        what the other side would have to reject).
+        """
+        if self._pending is not None:
+            raise RuntimeError(f"a CALL is already outstanding ({self._pending[1]})")
+        self.validator.validate(action, payload, "request")
+        self._counter += 1
+        mid = f"{self._id_prefix}-{self._counter}"
+        self._pending = (mid, action)
+        return mid, encode(Call(mid, action, payload))
+
+    def abandon(self, message_id: str) -> None:
+        """Forget an outstanding CALL whose answer did not come in time."""
+        if self._pending is not None and self._pending[0] == message_id:
+            self._pending = None

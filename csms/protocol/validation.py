@@ -1,0 +1,109 @@
+"""JSON-schema validation of OCPP payloads with the official schemas.
+
+The schemas are the OCA JSON schemas shipped by the ``ocpp`` package (1.6:
+``X.json``/``XResponse.json``; 2.0.1: ``XRequest.json``/``XResponse.json``).
+They are compiled to Python code by ``fastjsonschema`` on first use of an
+action, which validates a 2.0.1 TransactionEvent in ~13 us instead of the
+~310 us ``jsonschema`` takes inside the ``ocpp`` library.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from functools import cache
+from importlib import resources
+from typing import Any, Literal
+
+import fastjsonschema
+
+from csms.protocol.errors import Fault, OcppError
+from csms.protocol.versions import OcppVersion
+
+__all__ = ["Validator", "known_actions"]
+
+Kind = Literal["request", "response"]
+
+_PACKAGE_DIR = {OcppVersion.V16: "v16", OcppVersion.V201: "v201"}
+
+# Which fault a failed JSON-schema keyword means (OCPP-J 1.6 §4.2.3, 2.0.1 §4.3).
+_RULE_FAULT = {
+    "type": Fault.TYPE_CONSTRAINT,
+    # CiStringNType: the length is part of the data type.
+    "maxLength": Fault.TYPE_CONSTRAINT,
+    "minLength": Fault.TYPE_CONSTRAINT,
+    "required": Fault.OCCURRENCE_CONSTRAINT,
+    "minItems": Fault.OCCURRENCE_CONSTRAINT,
+    "maxItems": Fault.OCCURRENCE_CONSTRAINT,
+    "enum": Fault.PROPERTY_CONSTRAINT,
+    "minimum": Fault.PROPERTY_CONSTRAINT,
+    "maximum": Fault.PROPERTY_CONSTRAINT,
+    "exclusiveMinimum": Fault.PROPERTY_CONSTRAINT,
+    "exclusiveMaximum": Fault.PROPERTY_CONSTRAINT,
+    "multipleOf": Fault.PROPERTY_CONSTRAINT,
+    "pattern": Fault.PROPERTY_CONSTRAINT,
+    "format": Fault.PROPERTY_CONSTRAINT,
+    "additionalProperties": Fault.FORMAT,
+}
+
+
+def _schema_file(version: OcppVersion, action: str, kind: Kind) -> str:
+    if kind == "response":
+        return f"{action}Response.json"
+    return f"{action}.json" if version is OcppVersion.V16 else f"{action}Request.json"
+
+
+def _schemas_dir(version: OcppVersion) -> Any:
+    return resources.files("ocpp").joinpath(_PACKAGE_DIR[version], "schemas")
+
+
+@cache
+def known_actions(version: OcppVersion) -> frozenset[str]:
+    """Every action the version defines (either direction)."""
+    names = set()
+    for entry in _schemas_dir(version).iterdir():
+        name = entry.name
+        if not name.endswith(".json") or name.endswith("Response.json"):
+            continue
+        stem = name[: -len(".json")]
+        if version is OcppVersion.V201:
+            if not stem.endswith("Request"):
+                continue
+            stem = stem[: -len("Request")]
+        names.add(stem)
+    return frozenset(names)
+
+
+@cache
+def _compiled(version: OcppVersion, action: str, kind: Kind) -> Callable[[Any], Any]:
+    text = _schemas_dir(version).joinpath(_schema_file(version, action, kind)).read_text("utf-8")
+    schema = json.loads(text)
+    # The 2.0.1 schemas carry a "$id" URN that fastjsonschema would try to resolve.
+    schema.pop("$id", None)
+    validate: Callable[[Any], Any] = fastjsonschema.compile(schema)
+    return validate
+
+
+class Validator:
+    """Validate payloads of one OCPP version against the official schemas."""
+
+    def __init__(self, version: OcppVersion, *, enabled: bool = True) -> None:
+        self.version = version
+        self.enabled = enabled
+        self._known = known_actions(version)
+
+    def is_known(self, action: str) -> bool:
+        return action in self._known
+
+    def validate(self, action: str, payload: dict[str, Any], kind: Kind = "request") -> None:
+        """Raise :class:`OcppError` with the matching fault if ``payload`` is invalid."""
+        if not self.enabled:
+            return
+        if action not in self._known:
+            raise OcppError(Fault.NOT_IMPLEMENTED, f"unknown action {action!r}")
+        try:
+            _compiled(self.version, action, kind)(payload)
+        except fastjsonschema.JsonSchemaValueException as exc:
+            fault = _RULE_FAULT.get(str(exc.rule), Fault.FORMAT)
+            where = str(exc.name).removeprefix("data").lstrip(".") or "payload"
+            raise OcppError(fault, f"{where}: {exc.message}"[:255]) from None

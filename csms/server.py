@@ -1,0 +1,350 @@
+"""The WebSocket server: handshake, station authentication, one loop per connection.
+
+Theory of operation. ``process_request`` runs before the upgrade: it reads the
+station id from the path (400 if invalid), looks the station up (404 if
+unknown, unless auto-registration is on) and checks HTTP Basic credentials for
+stations that have a password (401). ``select_subprotocol`` picks the first
+OCPP version in the *client's* order; with none shared the handshake completes
+without the header and the connection is closed at once (OCPP-J 1.6 §4.1.2;
+websockets' default would answer HTTP 400 and prefer the server's order).
+
+Each connection then runs two tasks under one TaskGroup: a reader that feeds
+every received message to the sans-I/O :class:`~csms.protocol.Endpoint` and a
+worker that handles the station's CALLs in order. Answers to our own CALLs are
+matched by the reader, so the central system can send a CALL (one at a time,
+with a timeout) while a station's CALL is still being handled. A second
+connection for a station replaces the first only once it has authenticated
+and completed the handshake; the old connection's teardown never unregisters
+the new one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import logging
+from collections.abc import Mapping, Sequence
+from http import HTTPStatus
+from typing import Any
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+from websockets.typing import Subprotocol
+
+from csms.config import Settings
+from csms.domain.model import Station
+from csms.protocol import (
+    Endpoint,
+    Fault,
+    IncomingCall,
+    IncomingError,
+    IncomingResult,
+    InvalidStationId,
+    OcppError,
+    OcppVersion,
+    SendNow,
+    Unmatched,
+    choose_subprotocol,
+    station_id_from_path,
+)
+from csms.service.auth import verify_password
+from csms.service.charging import ChargingService, UnknownStation, new_station
+from csms.service.ports import Repository, StorageError, Tx
+from csms.translate import Handler, routes_for
+
+__all__ = ["CallFailed", "CallTimeout", "CentralSystem", "StationConnection", "StationOffline"]
+
+log = logging.getLogger("csms.server")
+
+# A station sends its CALLs one at a time (OCPP-J §4.1.1); a few queued ones are
+# tolerated, more make the reader wait (back-pressure on a flooding station).
+MAX_QUEUED_CALLS = 8
+
+
+class StationOffline(Exception):
+    pass
+
+
+class CallTimeout(Exception):
+    pass
+
+
+class CallFailed(Exception):
+    def __init__(self, code: str, description: str, details: dict[str, Any]) -> None:
+        super().__init__(f"{code}: {description}")
+        self.code = code
+        self.description = description
+        self.details = details
+
+
+class StationConnection:
+    """One station's WebSocket connection and its RPC state."""
+
+    def __init__(
+        self,
+        ws: ServerConnection,
+        station_id: str,
+        version: OcppVersion,
+        service: ChargingService,
+        routes: Mapping[str, Handler],
+        *,
+        call_timeout: float,
+        validate: bool = True,
+    ) -> None:
+        self.ws = ws
+        self.station_id = station_id
+        self.version = version
+        self.service = service
+        self.routes = routes
+        self.call_timeout = call_timeout
+        self.endpoint = Endpoint(version, handles=routes.keys(), validate=validate)
+        self._calls: asyncio.Queue[IncomingCall] = asyncio.Queue(MAX_QUEUED_CALLS)
+        self._call_lock = asyncio.Lock()
+        self._answer: asyncio.Future[IncomingResult | IncomingError] | None = None
+        self.messages_in = 0
+        self.errors_sent = 0
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as tg:
+            worker = tg.create_task(self._worker(), name=f"ocpp-worker-{self.station_id}")
+            try:
+                await self._reader()
+            finally:
+                worker.cancel()
+
+    async def _reader(self) -> None:
+        try:
+            async for text in self.ws:
+                self.messages_in += 1
+                log.debug("< %s %s", self.station_id, text)
+                event = self.endpoint.receive(text)
+                if isinstance(event, IncomingCall):
+                    await self._calls.put(event)
+                elif isinstance(event, SendNow):
+                    self.errors_sent += 1
+                    log.info("! %s %s: %s", self.station_id, event.reason, event.text[:200])
+                    await self._send(event.text)
+                elif isinstance(event, IncomingResult | IncomingError):
+                    answer = self._answer
+                    if answer is not None and not answer.done():
+                        answer.set_result(event)
+                elif isinstance(event, Unmatched):
+                    log.info("! %s dropped: %s", self.station_id, event.reason)
+        except ConnectionClosed:
+            pass
+        finally:
+            answer = self._answer
+            if answer is not None and not answer.done():
+                answer.set_exception(StationOffline(self.station_id))
+
+    async def _worker(self) -> None:
+        while True:
+            call = await self._calls.get()
+            handler = self.routes[call.action]
+            try:
+                response = await handler(self.service, self.station_id, call.payload)
+            except OcppError as exc:
+                text = self.endpoint.error(call.message_id, exc)
+            except StorageError as exc:
+                # Nothing was stored: the station gets an error and retries later.
+                log.error("! %s %s not stored: %s", self.station_id, call.action, exc)
+                text = self.endpoint.error(
+                    call.message_id, OcppError(Fault.INTERNAL, "temporarily unable to store")
+                )
+            except UnknownStation:
+                text = self.endpoint.error(
+                    call.message_id, OcppError(Fault.SECURITY, "station is not registered")
+                )
+            except Exception:
+                log.exception("! %s %s handler failed", self.station_id, call.action)
+                text = self.endpoint.error(
+                    call.message_id, OcppError(Fault.INTERNAL, "internal error")
+                )
+            else:
+                text = self.endpoint.result(call.message_id, response)
+            await self._send(text)
+
+    async def _send(self, text: str) -> None:
+        log.debug("> %s %s", self.station_id, text)
+        with contextlib.suppress(ConnectionClosed):
+            await self.ws.send(text)
+
+    async def call(
+        self, action: str, payload: dict[str, Any], timeout: float | None = None
+    ) -> dict[str, Any]:
+        """Send one CALL to the station and wait for its answer (one at a time)."""
+        async with self._call_lock:
+            mid, text = self.endpoint.call(action, payload)
+            loop = asyncio.get_running_loop()
+            answer: asyncio.Future[IncomingResult | IncomingError] = loop.create_future()
+            self._answer = answer
+            try:
+                log.debug("> %s %s", self.station_id, text)
+                try:
+                    await self.ws.send(text)
+                except ConnectionClosed:
+                    raise StationOffline(self.station_id) from None
+                try:
+                    async with asyncio.timeout(timeout or self.call_timeout):
+                        event = await answer
+                except TimeoutError:
+                    self.endpoint.abandon(mid)
+                    raise CallTimeout(f"{self.station_id} did not answer {action}") from None
+            finally:
+                self._answer = None
+        if isinstance(event, IncomingError):
+            raise CallFailed(event.code, event.description, event.details)
+        return event.payload
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        await self.ws.close(code, reason)
+
+
+def _basic_credentials(headers: Headers) -> tuple[str, str] | None:
+    value = headers.get("Authorization")
+    if not value or not value.lower().startswith("basic "):
+        return None
+    try:
+        decoded = base64.b64decode(value[6:].strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    user, sep, password = decoded.partition(":")
+    return (user, password) if sep else None
+
+
+class CentralSystem:
+    """The OCPP server: accepts stations and routes their messages to the service."""
+
+    def __init__(self, settings: Settings, repo: Repository, service: ChargingService) -> None:
+        self.settings = settings
+        self.repo = repo
+        self.service = service
+        self.connections: dict[str, StationConnection] = {}
+        self._server: Server | None = None
+        self._conn_tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        sock = next(iter(self._server.sockets))
+        return int(sock.getsockname()[1])
+
+    async def start(self) -> None:
+        self._server = await serve(
+            self._handle,
+            self.settings.host,
+            self.settings.port,
+            process_request=self._process_request,
+            select_subprotocol=self._select_subprotocol,
+            subprotocols=[Subprotocol(v.value) for v in OcppVersion],
+            max_size=self.settings.max_frame_bytes,
+            ping_interval=self.settings.ping_interval or None,
+            ping_timeout=self.settings.ping_timeout or None,
+            server_header=None,
+        )
+        log.info("= listening on ws://%s:%d", self.settings.host, self.port)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    async def serve_forever(self) -> None:
+        assert self._server is not None
+        await self._server.serve_forever()
+
+    # -- handshake -----------------------------------------------------------
+    async def _process_request(
+        self, connection: ServerConnection, request: Request
+    ) -> Response | None:
+        try:
+            station_id = station_id_from_path(request.path)
+        except InvalidStationId as exc:
+            return connection.respond(HTTPStatus.BAD_REQUEST, f"{exc}\n")
+
+        async def lookup(tx: Tx) -> Station | None:
+            return await tx.get_station(station_id)
+
+        station = await self.repo.read(lookup)
+        if station is None:
+            if not self.settings.auto_register:
+                log.info("! refused unknown station %r from %s", station_id,
+                         connection.remote_address)
+                return connection.respond(HTTPStatus.NOT_FOUND, "unknown station\n")
+            log.warning(
+                "! AUTO-REGISTERING unknown station %r from %s (--auto-register is on)",
+                station_id, connection.remote_address,
+            )
+
+            async def register(tx: Tx) -> None:
+                if await tx.get_station(station_id) is None:
+                    await tx.insert_station(new_station(station_id))
+
+            await self.repo.unit(register)
+            return None
+        if station.password_hash is not None:
+            creds = _basic_credentials(request.headers)
+            ok = False
+            if creds is not None and creds[0] == station_id:
+                ok = await asyncio.to_thread(verify_password, creds[1], station.password_hash)
+            if not ok:
+                log.warning("! bad credentials for station %r from %s", station_id,
+                            connection.remote_address)
+                response = connection.respond(HTTPStatus.UNAUTHORIZED, "unauthorized\n")
+                response.headers["WWW-Authenticate"] = 'Basic realm="ocpp", charset="UTF-8"'
+                return response
+        return None
+
+    @staticmethod
+    def _select_subprotocol(
+        connection: ServerConnection, offered: Sequence[Subprotocol]
+    ) -> Subprotocol | None:
+        version = choose_subprotocol(offered)
+        return None if version is None else Subprotocol(version.value)
+
+    # -- connections ---------------------------------------------------------
+    async def _handle(self, ws: ServerConnection) -> None:
+        if ws.subprotocol is None:
+            # OCPP-J 1.6 §4.1.2: complete the handshake without the header, then close.
+            await ws.close(1002, "no supported OCPP subprotocol offered")
+            return
+        version = OcppVersion(ws.subprotocol)
+        station_id = station_id_from_path(ws.request.path if ws.request else "/")
+        conn = StationConnection(
+            ws, station_id, version, self.service, routes_for(version),
+            call_timeout=self.settings.call_timeout, validate=self.settings.validate,
+        )
+        old = self.connections.get(station_id)
+        self.connections[station_id] = conn
+        if old is not None:
+            log.warning("! %s connected again; closing the previous connection", station_id)
+            await self.service.station_event(
+                station_id, "security",
+                {"type": "ConnectionReplaced", "remote": str(ws.remote_address)},
+            )
+            await old.close(1000, "replaced by a new connection")
+        log.info("= %s connected (%s) from %s", station_id, version.value, ws.remote_address)
+        try:
+            with contextlib.suppress(StorageError):
+                await self.service.connection_changed(station_id, True, version.value)
+            await conn.run()
+        finally:
+            if self.connections.get(station_id) is conn:
+                del self.connections[station_id]
+                with contextlib.suppress(StorageError):
+                    await self.service.connection_changed(station_id, False, version.value)
+            log.info("x %s disconnected", station_id)
+
+    async def call(
+        self, station_id: str, action: str, payload: dict[str, Any],
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        conn = self.connections.get(station_id)
+        if conn is None:
+            raise StationOffline(station_id)
+        return await conn.call(action, payload, timeout)

@@ -1,0 +1,478 @@
+"""Ingest what stations send: boots, status, authorization, transactions, meter values.
+
+Every handler runs as one unit of work and returns only after its commit is
+durable. Transaction messages are always acknowledged (DESIGN.md: an error
+makes the station retry and finally drop the data): odd data is stored and
+flagged, never refused. Ingest is idempotent: a 1.6 StartTransaction retry gets
+the transactionId of the first (dedupe on station, connector, idTag, timestamp,
+meterStart) and a 2.0.1 TransactionEvent retry is recognised by
+(station, transactionId, seqNo).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from csms.domain.energy import compute_energy
+from csms.domain.model import (
+    BILLING_HOLD_FLAGS,
+    AuthStatus,
+    BootPolicy,
+    MeterSample,
+    Session,
+    SessionStatus,
+    Station,
+)
+from csms.service.ports import Repository, Tx
+
+__all__ = [
+    "BootDecision",
+    "BootInfo",
+    "ChargingService",
+    "StopInfo",
+    "TransactionEventIn",
+    "UnknownStation",
+]
+
+log = logging.getLogger("csms.service")
+
+
+class UnknownStation(Exception):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class BootInfo:
+    vendor: str | None = None
+    model: str | None = None
+    firmware_version: str | None = None
+    serial_number: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BootDecision:
+    status: str  # Accepted | Pending | Rejected
+    interval: int
+    current_time: datetime
+
+
+@dataclass(slots=True)
+class StopInfo:
+    """A 1.6 StopTransaction."""
+
+    transaction_id: int
+    meter_stop_wh: Decimal
+    timestamp: datetime
+    reason: str | None = None
+    id_tag: str | None = None
+    samples: list[MeterSample] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class TransactionEventIn:
+    """A 2.0.1 TransactionEvent, version-neutral enough for the service."""
+
+    event_type: str  # Started | Updated | Ended
+    timestamp: datetime
+    trigger_reason: str
+    seq_no: int
+    transaction_id: str
+    offline: bool = False
+    charging_state: str | None = None
+    stopped_reason: str | None = None
+    evse_id: int | None = None
+    connector_id: int | None = None
+    id_tag: str | None = None
+    remote_start_id: int | None = None
+    samples: list[MeterSample] = field(default_factory=list)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class ChargingService:
+    """Use cases for messages from stations."""
+
+    def __init__(
+        self,
+        repo: Repository,
+        *,
+        heartbeat_interval: int = 300,
+        boot_retry_interval: int = 30,
+        publish_events: bool = False,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.repo = repo
+        self.heartbeat_interval = heartbeat_interval
+        self.boot_retry_interval = boot_retry_interval
+        self.publish_events = publish_events
+        self.clock = clock
+
+    # -- helpers -----------------------------------------------------------
+    async def _event(self, tx: Tx, station_id: str, topic: str, payload: dict[str, Any]) -> None:
+        """Queue a bus event in the same transaction as the data it describes."""
+        if self.publish_events:
+            await tx.add_outbox(f"voltledger/{station_id}/{topic}", payload, self.clock())
+
+    @staticmethod
+    def session_view(s: Session) -> dict[str, Any]:
+        return {
+            "id": s.id,
+            "station_id": s.station_id,
+            "transaction_id": s.transaction_id,
+            "connector_id": s.connector_id,
+            "evse_id": s.evse_id,
+            "id_tag": s.id_tag,
+            "status": s.status.value,
+            "energy_wh": s.energy_wh,
+            "started_at": s.started_at.isoformat(),
+            "stopped_at": s.stopped_at.isoformat() if s.stopped_at else None,
+            "stop_reason": s.stop_reason,
+        }
+
+    async def _authorize(self, tx: Tx, tag: str | None) -> AuthStatus:
+        if tag is None:
+            return AuthStatus.ACCEPTED
+        record = await tx.get_tag(tag)
+        if record is None:
+            return AuthStatus.UNKNOWN
+        return record.authorize(self.clock())
+
+    # -- station lifecycle -------------------------------------------------
+    async def boot(self, station_id: str, version: str, info: BootInfo) -> BootDecision:
+        now = self.clock()
+
+        async def work(tx: Tx) -> BootDecision:
+            station = await tx.get_station(station_id)
+            if station is None:
+                raise UnknownStation(station_id)
+            station.ocpp_version = version
+            station.vendor = info.vendor
+            station.model = info.model
+            station.firmware_version = info.firmware_version
+            station.serial_number = info.serial_number
+            station.last_boot_at = now
+            station.last_seen_at = now
+            await tx.update_station(station)
+            await tx.add_station_event(
+                station_id, "boot",
+                {"reason": info.reason, "vendor": info.vendor, "model": info.model,
+                 "firmware_version": info.firmware_version, "policy": station.boot_policy.value},
+                now,
+            )
+            if station.boot_policy is BootPolicy.ACCEPTED:
+                status, interval = "Accepted", self.heartbeat_interval
+            elif station.boot_policy is BootPolicy.PENDING:
+                status, interval = "Pending", self.boot_retry_interval
+            else:
+                status, interval = "Rejected", self.boot_retry_interval
+            await self._event(tx, station_id, "boot", {"status": status})
+            return BootDecision(status, interval, now)
+
+        return await self.repo.unit(work)
+
+    async def heartbeat(self, station_id: str) -> datetime:
+        now = self.clock()
+
+        async def work(tx: Tx) -> None:
+            await tx.touch_station(station_id, now)
+
+        await self.repo.unit(work)
+        return now
+
+    async def connection_changed(self, station_id: str, online: bool, version: str) -> None:
+        now = self.clock()
+
+        async def work(tx: Tx) -> None:
+            await tx.touch_station(station_id, now)
+            await tx.add_station_event(
+                station_id, "online" if online else "offline", {"ocpp_version": version}, now
+            )
+            await self._event(
+                tx, station_id, "online" if online else "offline", {"ocpp_version": version}
+            )
+
+        await self.repo.unit(work)
+
+    async def status(
+        self, station_id: str, evse_id: int, connector_id: int, status: str,
+        error_code: str | None, at: datetime | None,
+    ) -> None:
+        now = self.clock()
+
+        async def work(tx: Tx) -> None:
+            await tx.set_connector_status(
+                station_id, evse_id, connector_id, status, error_code, at or now
+            )
+            await tx.touch_station(station_id, now)
+            await self._event(
+                tx, station_id, "status",
+                {"evse_id": evse_id, "connector_id": connector_id, "status": status,
+                 "error_code": error_code},
+            )
+
+        await self.repo.unit(work)
+
+    async def authorize(self, tag: str) -> tuple[AuthStatus, datetime | None]:
+        async def work(tx: Tx) -> tuple[AuthStatus, datetime | None]:
+            record = await tx.get_tag(tag)
+            if record is None:
+                return AuthStatus.UNKNOWN, None
+            return record.authorize(self.clock()), record.expires_at
+
+        return await self.repo.read(work)
+
+    async def station_event(self, station_id: str, kind: str, payload: dict[str, Any]) -> None:
+        now = self.clock()
+
+        async def work(tx: Tx) -> None:
+            await tx.add_station_event(station_id, kind, payload, now)
+
+        await self.repo.unit(work)
+
+    # -- sessions ------------------------------------------------------------
+    async def _complete(self, tx: Tx, session: Session, samples: list[MeterSample]) -> None:
+        """Compute the billed energy from all the session's data and queue settlement."""
+        assert session.id is not None
+        stored = await tx.session_samples(session.id)
+        result = compute_energy(
+            session.reported_meter_start_wh,
+            session.reported_meter_stop_wh,
+            stored if stored else samples,
+            session.started_at,
+        )
+        session.meter_start_wh = result.meter_start_wh
+        session.meter_stop_wh = result.meter_stop_wh
+        session.energy_wh = result.energy_wh
+        for f in result.flags:
+            session.flag(f)
+        session.status = SessionStatus.COMPLETED
+        await tx.update_session(session)
+        now = self.clock()
+        if not BILLING_HOLD_FLAGS.intersection(session.flags):
+            await tx.enqueue_settlement(session.id, now)
+        else:
+            await tx.add_station_event(
+                session.station_id, "billing_hold",
+                {"session_id": session.id, "flags": session.flags}, now,
+            )
+        await self._event(tx, session.station_id, "session/completed", self.session_view(session))
+
+    @staticmethod
+    def _running_energy(session: Session, samples: list[MeterSample]) -> None:
+        """Keep ``energy_wh`` of an active session current (for the API), never billing."""
+        result = compute_energy(session.meter_start_wh, None, samples, session.started_at)
+        if "meter_start_placeholder" in result.flags:
+            session.meter_start_wh = result.meter_start_wh
+            session.flag("meter_start_placeholder")
+        elif session.meter_start_wh is None and result.meter_start_wh is not None:
+            session.meter_start_wh = result.meter_start_wh
+        if result.meter_stop_wh is not None and session.meter_start_wh is not None:
+            delta = result.meter_stop_wh - session.meter_start_wh
+            if delta >= 0:
+                session.energy_wh = max(session.energy_wh or 0, int(delta))
+
+    # 1.6 ---------------------------------------------------------------------
+    async def start_transaction(
+        self, station_id: str, connector_id: int, id_tag: str, meter_start_wh: Decimal,
+        timestamp: datetime, reservation_id: int | None = None,
+    ) -> tuple[int, AuthStatus, datetime | None]:
+        """1.6 §6.46 StartTransaction: always answered with a transactionId."""
+        start_key = f"{connector_id}|{id_tag}|{timestamp.isoformat()}|{meter_start_wh}"
+
+        async def work(tx: Tx) -> tuple[int, AuthStatus, datetime | None]:
+            tag = await tx.get_tag(id_tag)
+            auth = AuthStatus.UNKNOWN if tag is None else tag.authorize(self.clock())
+            expires = tag.expires_at if tag else None
+            existing = await tx.find_session_by_start_key(station_id, start_key)
+            if existing is not None:
+                # A retry of a StartTransaction we already answered (the answer
+                # was lost): same transactionId, nothing new stored.
+                return int(existing.transaction_id), auth, expires
+            session = Session(
+                station_id=station_id,
+                ocpp_version="ocpp1.6",
+                transaction_id="",
+                started_at=timestamp,
+                connector_id=connector_id,
+                evse_id=connector_id,
+                id_tag=id_tag,
+                auth_status=auth.value,
+                reported_meter_start_wh=meter_start_wh,
+                meter_start_wh=meter_start_wh,
+                start_key=start_key,
+            )
+            if auth is not AuthStatus.ACCEPTED:
+                session.flag(f"auth_{auth.value.lower()}")
+            await tx.insert_session(session)
+            await self._event(tx, station_id, "session/started", self.session_view(session))
+            return int(session.transaction_id), auth, expires
+
+        return await self.repo.unit(work)
+
+    async def stop_transaction(self, station_id: str, stop: StopInfo) -> AuthStatus | None:
+        """1.6 §6.50 StopTransaction: completes the session, whatever it holds."""
+        txid = str(stop.transaction_id)
+
+        async def work(tx: Tx) -> AuthStatus | None:
+            auth = await self._authorize(tx, stop.id_tag) if stop.id_tag else None
+            session = await tx.find_session(station_id, txid)
+            now = self.clock()
+            if session is None:
+                owners = await tx.stations_with_transaction(txid)
+                if owners:
+                    # Transactions are bound to their station: another station's
+                    # stop is acknowledged (so it stops retrying) but not applied.
+                    await tx.add_station_event(
+                        station_id, "security",
+                        {"type": "ForeignTransaction", "transaction_id": txid,
+                         "action": "StopTransaction"},
+                        now,
+                    )
+                    log.warning("! %s sent StopTransaction for another station's transaction %s",
+                                station_id, txid)
+                    return auth
+                session = Session(
+                    station_id=station_id, ocpp_version="ocpp1.6", transaction_id=txid,
+                    started_at=stop.timestamp, id_tag=stop.id_tag,
+                )
+                session.flag("unknown_transaction")
+                await tx.insert_session(session)
+            elif session.status is SessionStatus.COMPLETED:
+                return auth  # a retry of a stop we already stored
+            assert session.id is not None
+            if stop.samples:
+                await tx.add_samples(
+                    station_id, stop.samples, session_id=session.id,
+                    evse_id=session.evse_id, connector_id=session.connector_id,
+                    transaction_id=txid,
+                )
+            session.stopped_at = stop.timestamp
+            session.reported_meter_stop_wh = stop.meter_stop_wh
+            session.stop_reason = stop.reason or "Local"  # 1.6 §7.45: Local when omitted
+            await self._complete(tx, session, stop.samples)
+            return auth
+
+        return await self.repo.unit(work)
+
+    async def meter_values(
+        self, station_id: str, connector_id: int, transaction_id: str | None,
+        samples: list[MeterSample],
+    ) -> None:
+        """1.6 §6.34 MeterValues. Without a known transaction the samples are kept
+        for the station (main meter, clock-aligned) and never touch a session."""
+
+        async def work(tx: Tx) -> None:
+            session: Session | None = None
+            now = self.clock()
+            if transaction_id is not None and connector_id != 0:
+                session = await tx.find_session(station_id, transaction_id)
+                if session is None and await tx.stations_with_transaction(transaction_id):
+                    await tx.add_station_event(
+                        station_id, "security",
+                        {"type": "ForeignTransaction", "transaction_id": transaction_id,
+                         "action": "MeterValues"},
+                        now,
+                    )
+            await tx.add_samples(
+                station_id, samples, session_id=session.id if session else None,
+                evse_id=connector_id, connector_id=connector_id, transaction_id=transaction_id,
+            )
+            if session is None:
+                return
+            if session.status is SessionStatus.ACTIVE:
+                self._running_energy(session, samples)
+                await tx.update_session(session)
+                await self._event(tx, station_id, "session/updated", self.session_view(session))
+            elif "late_samples" not in session.flags:
+                session.flag("late_samples")
+                await tx.update_session(session)
+
+        await self.repo.unit(work)
+
+    # 2.0.1 -------------------------------------------------------------------
+    async def transaction_event(
+        self, station_id: str, ev: TransactionEventIn
+    ) -> AuthStatus | None:
+        """2.0.1 E01-E15 TransactionEvent: Started / Updated / Ended, deduplicated by seqNo."""
+
+        async def work(tx: Tx) -> AuthStatus | None:
+            auth = await self._authorize(tx, ev.id_tag) if ev.id_tag else None
+            now = self.clock()
+            fresh = await tx.record_tx_event(
+                station_id, ev.transaction_id, ev.seq_no, ev.event_type, ev.offline, now
+            )
+            if not fresh:
+                return auth  # a retry: already stored, answer the same
+            session = await tx.find_session(station_id, ev.transaction_id)
+            created = False
+            if session is None:
+                session = Session(
+                    station_id=station_id, ocpp_version="ocpp2.0.1",
+                    transaction_id=ev.transaction_id, started_at=ev.timestamp,
+                    evse_id=ev.evse_id, connector_id=ev.connector_id,
+                )
+                if ev.event_type != "Started":
+                    session.flag("started_missing")
+                if ev.seq_no != 0 and ev.event_type == "Started":
+                    session.flag("seq_gap")
+                await tx.insert_session(session)
+                created = True
+            else:
+                if session.last_seq_no is not None and ev.seq_no != session.last_seq_no + 1:
+                    session.flag("seq_gap")
+                    await tx.add_station_event(
+                        station_id, "seq_gap",
+                        {"transaction_id": ev.transaction_id, "expected": session.last_seq_no + 1,
+                         "received": ev.seq_no},
+                        now,
+                    )
+                if ev.event_type == "Started" and not created:
+                    session.started_at = ev.timestamp
+            assert session.id is not None
+            if session.last_seq_no is None or ev.seq_no > session.last_seq_no:
+                session.last_seq_no = ev.seq_no
+            if ev.offline:
+                session.flag("offline_events")
+            if session.evse_id is None and ev.evse_id is not None:
+                session.evse_id, session.connector_id = ev.evse_id, ev.connector_id
+            if ev.id_tag and session.id_tag is None:
+                session.id_tag = ev.id_tag
+                session.auth_status = auth.value if auth else None
+                if auth is not None and auth is not AuthStatus.ACCEPTED:
+                    session.flag(f"auth_{auth.value.lower()}")
+            if ev.samples:
+                await tx.add_samples(
+                    station_id, ev.samples, session_id=session.id, evse_id=session.evse_id,
+                    connector_id=session.connector_id, transaction_id=ev.transaction_id,
+                )
+            if session.status is SessionStatus.COMPLETED:
+                if ev.samples:
+                    session.flag("late_samples")
+                await tx.update_session(session)
+                return auth
+            if ev.event_type == "Ended":
+                session.stopped_at = ev.timestamp
+                # 2.0.1 E06: stoppedReason may be omitted, meaning Local.
+                session.stop_reason = ev.stopped_reason or "Local"
+                await self._complete(tx, session, ev.samples)
+                return auth
+            if ev.samples:
+                self._running_energy(session, ev.samples)
+            await tx.update_session(session)
+            topic = "session/started" if created else "session/updated"
+            await self._event(tx, station_id, topic, self.session_view(session))
+            return auth
+
+        return await self.repo.unit(work)
+
+
+def new_station(station_id: str, **kwargs: Any) -> Station:
+    return Station(id=station_id, created_at=utc_now(), **kwargs)

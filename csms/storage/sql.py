@@ -1,0 +1,367 @@
+"""The domain operations of :class:`csms.service.ports.Tx` in portable SQL.
+
+Backends subclass :class:`SqlTx` and provide the four primitives (``execute``,
+``fetchone``, ``fetchall``, ``insert_id``) with ``?`` placeholders; the SQL
+here runs unchanged on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import uuid
+from abc import ABC, abstractmethod
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from csms.domain.model import (
+    BootPolicy,
+    IdTag,
+    MeterSample,
+    Session,
+    SessionStatus,
+    Station,
+)
+
+__all__ = ["SqlTx", "dt_from_db", "dt_to_db"]
+
+
+def dt_to_db(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def dt_from_db(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+def _dec_to_db(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def _dec_from_db(value: str | None) -> Decimal | None:
+    return None if value is None else Decimal(value)
+
+
+def _station(row: dict[str, Any]) -> Station:
+    return Station(
+        id=row["id"],
+        boot_policy=BootPolicy(row["boot_policy"]),
+        security_profile=row["security_profile"],
+        password_hash=row["password_hash"],
+        ocpp_version=row["ocpp_version"],
+        vendor=row["vendor"],
+        model=row["model"],
+        firmware_version=row["firmware_version"],
+        serial_number=row["serial_number"],
+        last_boot_at=dt_from_db(row["last_boot_at"]),
+        last_seen_at=dt_from_db(row["last_seen_at"]),
+        created_at=dt_from_db(row["created_at"]),
+    )
+
+
+def _session(row: dict[str, Any]) -> Session:
+    return Session(
+        id=row["id"],
+        station_id=row["station_id"],
+        connector_id=row["connector_id"],
+        evse_id=row["evse_id"],
+        id_tag=row["id_tag"],
+        auth_status=row["auth_status"],
+        ocpp_version=row["ocpp_version"],
+        transaction_id=row["transaction_id"],
+        started_at=dt_from_db(row["started_at"]),  # type: ignore[arg-type]
+        stopped_at=dt_from_db(row["stopped_at"]),
+        meter_start_wh=_dec_from_db(row["meter_start_wh"]),
+        meter_stop_wh=_dec_from_db(row["meter_stop_wh"]),
+        reported_meter_start_wh=_dec_from_db(row["reported_meter_start_wh"]),
+        reported_meter_stop_wh=_dec_from_db(row["reported_meter_stop_wh"]),
+        energy_wh=row["energy_wh"],
+        status=SessionStatus(row["status"]),
+        stop_reason=row["stop_reason"],
+        flags=orjson.loads(row["flags"]),
+        last_seq_no=row["last_seq_no"],
+        start_key=row["start_key"],
+    )
+
+
+def _sample(row: dict[str, Any]) -> MeterSample:
+    return MeterSample(
+        timestamp=dt_from_db(row["ts"]),  # type: ignore[arg-type]
+        value=row["value"],
+        measurand=row["measurand"],
+        unit=row["unit"],
+        multiplier=row["multiplier"],
+        phase=row["phase"],
+        context=row["context"],
+        location=row["location"],
+        format=row["format"],
+        signed=orjson.loads(row["signed"]) if row["signed"] else None,
+        seq_no=row["seq_no"],
+    )
+
+
+class SqlTx(ABC):
+    """Domain operations over four SQL primitives (``?`` placeholders)."""
+
+    @abstractmethod
+    async def execute(self, sql: str, *params: Any) -> int:
+        """Run a statement; return the number of rows changed."""
+
+    @abstractmethod
+    async def fetchone(self, sql: str, *params: Any) -> dict[str, Any] | None: ...
+
+    @abstractmethod
+    async def fetchall(self, sql: str, *params: Any) -> list[dict[str, Any]]: ...
+
+    @abstractmethod
+    async def insert_id(self, sql: str, *params: Any) -> int:
+        """Run an INSERT ending in ``RETURNING id``; return the id."""
+
+    # -- stations ------------------------------------------------------------
+    async def get_station(self, station_id: str) -> Station | None:
+        row = await self.fetchone("SELECT * FROM stations WHERE id = ?", station_id)
+        return None if row is None else _station(row)
+
+    async def insert_station(self, station: Station) -> None:
+        await self.execute(
+            "INSERT INTO stations (id, boot_policy, security_profile, password_hash, ocpp_version,"
+            " vendor, model, firmware_version, serial_number, last_boot_at, last_seen_at,"
+            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            station.id, station.boot_policy.value, station.security_profile,
+            station.password_hash, station.ocpp_version, station.vendor, station.model,
+            station.firmware_version, station.serial_number, dt_to_db(station.last_boot_at),
+            dt_to_db(station.last_seen_at),
+            dt_to_db(station.created_at or datetime.now(UTC)),
+        )
+
+    async def update_station(self, station: Station) -> None:
+        await self.execute(
+            "UPDATE stations SET boot_policy = ?, security_profile = ?, password_hash = ?,"
+            " ocpp_version = ?, vendor = ?, model = ?, firmware_version = ?, serial_number = ?,"
+            " last_boot_at = ?, last_seen_at = ? WHERE id = ?",
+            station.boot_policy.value, station.security_profile, station.password_hash,
+            station.ocpp_version, station.vendor, station.model, station.firmware_version,
+            station.serial_number, dt_to_db(station.last_boot_at), dt_to_db(station.last_seen_at),
+            station.id,
+        )
+
+    async def list_stations(self) -> list[Station]:
+        return [_station(r) for r in await self.fetchall("SELECT * FROM stations ORDER BY id")]
+
+    async def touch_station(self, station_id: str, at: datetime) -> None:
+        await self.execute(
+            "UPDATE stations SET last_seen_at = ? WHERE id = ?", dt_to_db(at), station_id
+        )
+
+    async def set_connector_status(
+        self, station_id: str, evse_id: int, connector_id: int, status: str,
+        error_code: str | None, at: datetime,
+    ) -> None:
+        await self.execute(
+            "INSERT INTO connectors (station_id, evse_id, connector_id, status, error_code,"
+            " updated_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (station_id, evse_id,"
+            " connector_id) DO UPDATE SET status = excluded.status,"
+            " error_code = excluded.error_code, updated_at = excluded.updated_at",
+            station_id, evse_id, connector_id, status, error_code, dt_to_db(at),
+        )
+
+    async def list_connectors(self, station_id: str | None = None) -> list[dict[str, Any]]:
+        if station_id is None:
+            return await self.fetchall(
+                "SELECT * FROM connectors ORDER BY station_id, evse_id, connector_id"
+            )
+        return await self.fetchall(
+            "SELECT * FROM connectors WHERE station_id = ? ORDER BY evse_id, connector_id",
+            station_id,
+        )
+
+    # -- id tags -------------------------------------------------------------
+    async def get_tag(self, tag: str) -> IdTag | None:
+        row = await self.fetchone("SELECT * FROM id_tags WHERE tag = ?", tag)
+        if row is None:
+            return None
+        return IdTag(row["tag"], row["status"], dt_from_db(row["expires_at"]), row["parent"])
+
+    async def put_tag(self, tag: IdTag) -> None:
+        await self.execute(
+            "INSERT INTO id_tags (tag, status, expires_at, parent, created_at)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (tag) DO UPDATE SET status = excluded.status,"
+            " expires_at = excluded.expires_at, parent = excluded.parent",
+            tag.tag, tag.status, dt_to_db(tag.expires_at), tag.parent,
+            dt_to_db(datetime.now(UTC)),
+        )
+
+    async def list_tags(self) -> list[IdTag]:
+        rows = await self.fetchall("SELECT * FROM id_tags ORDER BY tag")
+        return [
+            IdTag(r["tag"], r["status"], dt_from_db(r["expires_at"]), r["parent"]) for r in rows
+        ]
+
+    # -- sessions ------------------------------------------------------------
+    async def get_session(self, session_id: int) -> Session | None:
+        row = await self.fetchone("SELECT * FROM sessions WHERE id = ?", session_id)
+        return None if row is None else _session(row)
+
+    async def find_session(self, station_id: str, transaction_id: str) -> Session | None:
+        row = await self.fetchone(
+            "SELECT * FROM sessions WHERE station_id = ? AND transaction_id = ?",
+            station_id, transaction_id,
+        )
+        return None if row is None else _session(row)
+
+    async def find_session_by_start_key(self, station_id: str, start_key: str) -> Session | None:
+        row = await self.fetchone(
+            "SELECT * FROM sessions WHERE station_id = ? AND start_key = ?", station_id, start_key
+        )
+        return None if row is None else _session(row)
+
+    async def stations_with_transaction(self, transaction_id: str) -> list[str]:
+        rows = await self.fetchall(
+            "SELECT station_id FROM sessions WHERE transaction_id = ?", transaction_id
+        )
+        return [r["station_id"] for r in rows]
+
+    async def insert_session(self, session: Session) -> int:
+        now = dt_to_db(datetime.now(UTC))
+        transaction_id = session.transaction_id or f"new-{uuid.uuid4()}"
+        sid = await self.insert_id(
+            "INSERT INTO sessions (station_id, connector_id, evse_id, id_tag, auth_status,"
+            " ocpp_version, transaction_id, started_at, stopped_at, reported_meter_start_wh,"
+            " reported_meter_stop_wh, meter_start_wh, meter_stop_wh, energy_wh, status,"
+            " stop_reason, flags, last_seq_no, start_key, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            *self._session_values(session, transaction_id), now, now,
+        )
+        session.id = sid
+        if not session.transaction_id:
+            # 1.6 §5.6: the central system assigns an integer transactionId; the
+            # session's own id is unique and never reused.
+            session.transaction_id = str(sid)
+            await self.execute(
+                "UPDATE sessions SET transaction_id = ? WHERE id = ?", session.transaction_id, sid
+            )
+        return sid
+
+    @staticmethod
+    def _session_values(session: Session, transaction_id: str) -> tuple[Any, ...]:
+        return (
+            session.station_id, session.connector_id, session.evse_id, session.id_tag,
+            session.auth_status, session.ocpp_version, transaction_id,
+            dt_to_db(session.started_at), dt_to_db(session.stopped_at),
+            _dec_to_db(session.reported_meter_start_wh),
+            _dec_to_db(session.reported_meter_stop_wh),
+            _dec_to_db(session.meter_start_wh), _dec_to_db(session.meter_stop_wh),
+            session.energy_wh, session.status.value, session.stop_reason,
+            orjson.dumps(session.flags).decode(), session.last_seq_no, session.start_key,
+        )
+
+    async def update_session(self, session: Session) -> None:
+        await self.execute(
+            "UPDATE sessions SET station_id = ?, connector_id = ?, evse_id = ?, id_tag = ?,"
+            " auth_status = ?, ocpp_version = ?, transaction_id = ?, started_at = ?,"
+            " stopped_at = ?, reported_meter_start_wh = ?, reported_meter_stop_wh = ?,"
+            " meter_start_wh = ?, meter_stop_wh = ?, energy_wh = ?, status = ?,"
+            " stop_reason = ?, flags = ?, last_seq_no = ?, start_key = ?, updated_at = ?"
+            " WHERE id = ?",
+            *self._session_values(session, session.transaction_id),
+            dt_to_db(datetime.now(UTC)), session.id,
+        )
+
+    async def list_sessions(
+        self, station_id: str | None = None, active: bool | None = None, limit: int = 1000
+    ) -> list[Session]:
+        where: list[str] = []
+        params: list[Any] = []
+        if station_id is not None:
+            where.append("station_id = ?")
+            params.append(station_id)
+        if active is not None:
+            where.append("status = ?")
+            params.append(SessionStatus.ACTIVE.value if active else SessionStatus.COMPLETED.value)
+        sql = "SELECT * FROM sessions"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id DESC LIMIT ?"
+        params.append(limit)
+        return [_session(r) for r in await self.fetchall(sql, *params)]
+
+    async def add_samples(
+        self, station_id: str, samples: list[MeterSample], *, session_id: int | None,
+        evse_id: int | None, connector_id: int | None, transaction_id: str | None,
+    ) -> None:
+        for s in samples:
+            await self.execute(
+                "INSERT INTO meter_samples (session_id, station_id, evse_id, connector_id,"
+                " transaction_id, seq_no, ts, measurand, phase, context, location, unit,"
+                " multiplier, value, format, signed)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                session_id, station_id, evse_id, connector_id, transaction_id, s.seq_no,
+                dt_to_db(s.timestamp), s.measurand, s.phase, s.context, s.location, s.unit,
+                s.multiplier, s.value, s.format,
+                orjson.dumps(s.signed).decode() if s.signed is not None else None,
+            )
+
+    async def session_samples(self, session_id: int) -> list[MeterSample]:
+        rows = await self.fetchall(
+            "SELECT * FROM meter_samples WHERE session_id = ? ORDER BY ts, id", session_id
+        )
+        return [_sample(r) for r in rows]
+
+    # -- events --------------------------------------------------------------
+    async def record_tx_event(
+        self, station_id: str, transaction_id: str, seq_no: int, event_type: str,
+        offline: bool, at: datetime,
+    ) -> bool:
+        changed = await self.execute(
+            "INSERT INTO tx_events (station_id, transaction_id, seq_no, event_type, offline,"
+            " received_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            station_id, transaction_id, seq_no, event_type, int(offline), dt_to_db(at),
+        )
+        return changed > 0
+
+    async def add_station_event(
+        self, station_id: str, kind: str, payload: dict[str, Any], at: datetime
+    ) -> None:
+        await self.execute(
+            "INSERT INTO station_events (station_id, kind, ts, payload) VALUES (?, ?, ?, ?)",
+            station_id, kind, dt_to_db(at), orjson.dumps(payload).decode(),
+        )
+
+    async def list_station_events(
+        self, station_id: str, kind: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        if kind is None:
+            rows = await self.fetchall(
+                "SELECT * FROM station_events WHERE station_id = ? ORDER BY id DESC LIMIT ?",
+                station_id, limit,
+            )
+        else:
+            rows = await self.fetchall(
+                "SELECT * FROM station_events WHERE station_id = ? AND kind = ?"
+                " ORDER BY id DESC LIMIT ?",
+                station_id, kind, limit,
+            )
+        for r in rows:
+            r["payload"] = orjson.loads(r["payload"])
+        return rows
+
+    async def add_outbox(self, topic: str, payload: dict[str, Any], at: datetime) -> str:
+        event_id = str(uuid.uuid4())
+        await self.execute(
+            "INSERT INTO outbox (event_id, topic, payload, created_at) VALUES (?, ?, ?, ?)",
+            event_id, topic, orjson.dumps({"event_id": event_id, **payload}).decode(),
+            dt_to_db(at),
+        )
+        return event_id
+
+    async def enqueue_settlement(self, session_id: int, at: datetime) -> None:
+        await self.execute(
+            "INSERT INTO settlement_queue (session_id, enqueued_at) VALUES (?, ?)"
+            " ON CONFLICT DO NOTHING",
+            session_id, dt_to_db(at),
+        )

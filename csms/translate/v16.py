@@ -1,0 +1,155 @@
+"""OCPP 1.6-J payloads <-> service calls."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from csms.domain.model import AuthStatus, MeterSample
+from csms.service.charging import BootInfo, ChargingService, StopInfo
+from csms.translate.common import Handler, ocpp_time, parse_time
+
+__all__ = ["ROUTES", "samples_from_meter_values"]
+
+
+def _id_tag_info(status: AuthStatus, expires: Any = None) -> dict[str, Any]:
+    # 1.6 §7.2 AuthorizationStatus has no "Unknown": an unknown tag is Invalid.
+    wire = "Invalid" if status is AuthStatus.UNKNOWN else status.value
+    info: dict[str, Any] = {"status": wire}
+    if expires is not None:
+        info["expiryDate"] = ocpp_time(expires)
+    return info
+
+
+def samples_from_meter_values(meter_value: list[dict[str, Any]]) -> list[MeterSample]:
+    """1.6 §7.31 MeterValue/SampledValue: strings, defaults Energy.Active.Import.Register, Wh."""
+    samples: list[MeterSample] = []
+    for mv in meter_value:
+        ts = parse_time(mv["timestamp"])
+        for sv in mv["sampledValue"]:
+            fmt = sv.get("format")
+            signed = {"signedData": sv["value"]} if fmt == "SignedData" else None
+            samples.append(
+                MeterSample(
+                    timestamp=ts,
+                    value=sv["value"],
+                    measurand=sv.get("measurand", "Energy.Active.Import.Register"),
+                    unit=sv.get("unit", "Wh"),
+                    phase=sv.get("phase"),
+                    context=sv.get("context"),
+                    location=sv.get("location"),
+                    format=fmt,
+                    signed=signed,
+                )
+            )
+    return samples
+
+
+async def boot_notification(
+    svc: ChargingService, station_id: str, p: dict[str, Any]
+) -> dict[str, Any]:
+    info = BootInfo(
+        vendor=p.get("chargePointVendor"),
+        model=p.get("chargePointModel"),
+        firmware_version=p.get("firmwareVersion"),
+        serial_number=p.get("chargePointSerialNumber") or p.get("chargeBoxSerialNumber"),
+    )
+    d = await svc.boot(station_id, "ocpp1.6", info)
+    return {"status": d.status, "currentTime": ocpp_time(d.current_time), "interval": d.interval}
+
+
+async def heartbeat(svc: ChargingService, station_id: str, p: dict[str, Any]) -> dict[str, Any]:
+    return {"currentTime": ocpp_time(await svc.heartbeat(station_id))}
+
+
+async def status_notification(
+    svc: ChargingService, station_id: str, p: dict[str, Any]
+) -> dict[str, Any]:
+    # 1.6 has no EVSE level: connector n is EVSE n; connector 0 is the whole station.
+    connector = int(p["connectorId"])
+    at = parse_time(p["timestamp"]) if "timestamp" in p else None
+    error = p.get("errorCode")
+    await svc.status(
+        station_id, connector, connector, p["status"],
+        None if error == "NoError" else error, at,
+    )
+    return {}
+
+
+async def authorize(svc: ChargingService, station_id: str, p: dict[str, Any]) -> dict[str, Any]:
+    status, expires = await svc.authorize(p["idTag"])
+    return {"idTagInfo": _id_tag_info(status, expires)}
+
+
+async def start_transaction(
+    svc: ChargingService, station_id: str, p: dict[str, Any]
+) -> dict[str, Any]:
+    txid, status, expires = await svc.start_transaction(
+        station_id,
+        int(p["connectorId"]),
+        p["idTag"],
+        Decimal(int(p["meterStart"])),  # 1.6 §6.45: meterStart is an integer in Wh
+        parse_time(p["timestamp"]),
+        p.get("reservationId"),
+    )
+    return {"transactionId": txid, "idTagInfo": _id_tag_info(status, expires)}
+
+
+async def stop_transaction(
+    svc: ChargingService, station_id: str, p: dict[str, Any]
+) -> dict[str, Any]:
+    stop = StopInfo(
+        transaction_id=int(p["transactionId"]),
+        meter_stop_wh=Decimal(int(p["meterStop"])),
+        timestamp=parse_time(p["timestamp"]),
+        reason=p.get("reason"),
+        id_tag=p.get("idTag"),
+        samples=samples_from_meter_values(p.get("transactionData", [])),
+    )
+    for s in stop.samples:
+        s.context = s.context or "Transaction.End"
+    status = await svc.stop_transaction(station_id, stop)
+    return {} if status is None else {"idTagInfo": _id_tag_info(status)}
+
+
+async def meter_values(svc: ChargingService, station_id: str, p: dict[str, Any]) -> dict[str, Any]:
+    txid = p.get("transactionId")
+    await svc.meter_values(
+        station_id,
+        int(p["connectorId"]),
+        None if txid is None else str(txid),
+        samples_from_meter_values(p["meterValue"]),
+    )
+    return {}
+
+
+async def data_transfer(svc: ChargingService, station_id: str, p: dict[str, Any]) -> dict[str, Any]:
+    await svc.station_event(station_id, "data_transfer", p)
+    # No vendor extension is implemented: stored, and answered truthfully (1.6 §7.23).
+    return {"status": "UnknownVendorId"}
+
+
+def _notification(kind: str) -> Handler:
+    async def handler(svc: ChargingService, station_id: str, p: dict[str, Any]) -> dict[str, Any]:
+        await svc.station_event(station_id, kind, p)
+        return {}
+
+    return handler
+
+
+ROUTES: dict[str, Handler] = {
+    "BootNotification": boot_notification,
+    "Heartbeat": heartbeat,
+    "StatusNotification": status_notification,
+    "Authorize": authorize,
+    "StartTransaction": start_transaction,
+    "StopTransaction": stop_transaction,
+    "MeterValues": meter_values,
+    "DataTransfer": data_transfer,
+    "SecurityEventNotification": _notification("security"),
+    "DiagnosticsStatusNotification": _notification("diagnostics_status"),
+    "FirmwareStatusNotification": _notification("firmware_status"),
+    "LogStatusNotification": _notification("log_status"),
+    "SignedFirmwareStatusNotification": _notification("firmware_status"),
+}
+
