@@ -1,0 +1,325 @@
+"""The WebSocket server over real sockets: handshake, errors, concurrency, replacement."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import http.client
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+
+from csms.server import CallTimeout, StationOffline
+from support import RunningServer
+from support.client import RawClient
+
+BOOT16 = {"chargePointVendor": "V", "chargePointModel": "M"}
+BOOT201 = {"chargingStation": {"vendorName": "V", "model": "M"}, "reason": "PowerUp"}
+
+
+def http_status(server: RunningServer, path: str, headers: dict[str, str] | None = None) -> int:
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+    conn.request("GET", path, headers={
+        "Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
+        "Sec-WebSocket-Key": base64.b64encode(b"0123456789abcdef").decode(),
+        "Sec-WebSocket-Protocol": "ocpp1.6", **(headers or {}),
+    })
+    status = conn.getresponse().status
+    conn.close()
+    return status
+
+
+async def test_unknown_station_gets_404_before_upgrade(csms_server: RunningServer) -> None:
+    assert await asyncio.to_thread(http_status, csms_server, "/NOPE") == 404
+    with pytest.raises(InvalidStatus) as info:
+        await RawClient.connect(csms_server.url, "NOPE")
+    assert info.value.response.status_code == 404
+
+
+@pytest.mark.parametrize("path", ["/" + "A" * 49, "/CP%3A1", "/"])
+async def test_invalid_station_id_gets_400(csms_server: RunningServer, path: str) -> None:
+    assert await asyncio.to_thread(http_status, csms_server, path) == 400
+
+
+async def test_auto_register_is_off_by_default_and_works_when_on(tmp_path: Any) -> None:
+    from csms.config import Settings
+
+    assert Settings.load(env={}).auto_register is False
+    server = RunningServer(Settings(db=str(tmp_path / "a.db"), port=0, auto_register=True))
+    await server.start()
+    try:
+        async with await RawClient.connect(server.url, "NEW1") as c:
+            assert (await c.result("BootNotification", BOOT16))["status"] == "Accepted"
+
+        async def read(tx: Any) -> Any:
+            return await tx.get_station("NEW1")
+
+        assert (await server.repo.read(read)) is not None
+    finally:
+        await server.stop()
+
+
+@pytest.mark.parametrize(
+    ("offered", "chosen"),
+    [
+        (["ocpp1.6", "ocpp2.0.1"], "ocpp1.6"),
+        (["ocpp2.0.1", "ocpp1.6"], "ocpp2.0.1"),
+        (["ocpp2.1", "ocpp2.0.1"], "ocpp2.0.1"),
+    ],
+)
+async def test_subprotocol_follows_client_preference(
+    csms_server: RunningServer, offered: list[str], chosen: str
+) -> None:
+    await csms_server.add_station("CP1")
+    async with await RawClient.connect(csms_server.url, "CP1", offered) as c:
+        assert c.ws.subprotocol == chosen
+
+
+async def test_no_shared_subprotocol_completes_handshake_then_closes(
+    csms_server: RunningServer,
+) -> None:
+    await csms_server.add_station("CP1")
+    async with connect(f"{csms_server.url}/CP1", subprotocols=["ocpp1.5"]) as ws:  # type: ignore[list-item]
+        assert ws.subprotocol is None  # handshake completed without the header
+        await ws.wait_closed()
+        assert ws.close_code == 1002
+
+
+async def test_basic_auth(csms_server: RunningServer) -> None:
+    pw = "correct-horse-battery"
+    await csms_server.add_station("CP1", password=pw)
+    with pytest.raises(InvalidStatus) as info:
+        await RawClient.connect(csms_server.url, "CP1")
+    assert info.value.response.status_code == 401
+    with pytest.raises(InvalidStatus):
+        await RawClient.connect(csms_server.url, "CP1", password="wrong-password-123")
+    with pytest.raises(InvalidStatus):  # username must equal the station id
+        await RawClient.connect(csms_server.url, "CP1", password=pw, user="CP2")
+    async with await RawClient.connect(csms_server.url, "CP1", password=pw) as c:
+        assert (await c.result("BootNotification", BOOT16))["status"] == "Accepted"
+
+
+@pytest.mark.parametrize(
+    ("version", "text", "code", "message_id"),
+    [
+        ("ocpp1.6", "{not json", "FormationViolation", "-1"),
+        ("ocpp2.0.1", "{not json", "RpcFrameworkError", "-1"),
+        ("ocpp1.6", '[2, 17, "Heartbeat", {}]', "FormationViolation", "-1"),
+        ("ocpp1.6", '[2, "a1", "Heartbeat", []]', "FormationViolation", "a1"),
+        ("ocpp2.0.1", '[2, "a1", "Heartbeat", []]', "FormatViolation", "a1"),
+        ("ocpp1.6", '[2, "a1", "Teleport", {}]', "NotImplemented", "a1"),
+        ("ocpp2.0.1", '[2, "a1", "Teleport", {}]', "NotImplemented", "a1"),
+        ("ocpp1.6", '[2, "a1", "Reset", {"type": "Hard"}]', "NotSupported", "a1"),
+        ("ocpp2.0.1", '[2, "a1", "GetVariables", {"getVariableData": []}]', "NotSupported",
+         "a1"),
+        ("ocpp1.6", '[2, "a1", "Heartbeat", {"x": 1}]', "FormationViolation", "a1"),
+        ("ocpp1.6", '[2, "a1", "StatusNotification", {"connectorId": "1", "errorCode":'
+         ' "NoError", "status": "Available"}]', "TypeConstraintViolation", "a1"),
+        ("ocpp1.6", '[2, "a1", "Authorize", {}]', "OccurenceConstraintViolation", "a1"),
+        ("ocpp2.0.1", '[2, "a1", "Authorize", {}]', "OccurrenceConstraintViolation", "a1"),
+        ("ocpp2.0.1", '[8, "a1", "Heartbeat", {}]', "MessageTypeNotSupported", "a1"),
+    ],
+)
+async def test_bad_frames_get_the_right_callerror_and_connection_lives(
+    csms_server: RunningServer, version: str, text: str, code: str, message_id: str
+) -> None:
+    await csms_server.add_station("CP1")
+    async with await RawClient.connect(csms_server.url, "CP1", [version]) as c:
+        answer = await c.send_raw(text, message_id)
+        assert answer is not None
+        assert answer[:3] == [4, message_id, code]
+        # the connection is still up and serving
+        assert "currentTime" in await c.result("Heartbeat", {})
+
+
+async def test_duplicate_message_id_is_not_processed_twice(csms_server: RunningServer) -> None:
+    await csms_server.add_station("CP1")
+    await csms_server.add_tag("T1")
+    start = {"connectorId": 1, "idTag": "T1", "meterStart": 100,
+             "timestamp": "2026-01-01T00:00:00Z"}
+    async with await RawClient.connect(csms_server.url, "CP1") as c:
+        first = await c.call("StartTransaction", start, message_id="dup")
+        again = await c.call("StartTransaction", {**start, "meterStart": 999}, message_id="dup")
+        assert again == first
+    assert len(await csms_server.sessions()) == 1
+
+
+async def test_csms_call_while_station_call_is_being_handled(
+    csms_server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A slow handler does not hold up the central system's own CALLs."""
+    await csms_server.add_station("CP1")
+    release = asyncio.Event()
+    service = csms_server.central.service
+    original = service.heartbeat
+
+    async def slow_heartbeat(station_id: str) -> Any:
+        await release.wait()
+        return await original(station_id)
+
+    monkeypatch.setattr(service, "heartbeat", slow_heartbeat)
+    async with await RawClient.connect(csms_server.url, "CP1") as c:
+        heartbeat = asyncio.create_task(c.call("Heartbeat", {}))
+        await asyncio.sleep(0.05)
+        csms_call = asyncio.create_task(
+            csms_server.call("CP1", "ChangeAvailability", {"connectorId": 0, "type": "Inoperative"})
+        )
+        incoming = await asyncio.wait_for(c.calls.get(), 5)
+        assert incoming[2] == "ChangeAvailability"
+        await c.answer(incoming[1], {"status": "Accepted"})
+        assert await csms_call == {"status": "Accepted"}
+        assert not heartbeat.done()
+        release.set()
+        assert (await heartbeat)[0] == 3
+
+
+async def test_one_csms_call_in_flight_with_timeout(csms_server: RunningServer) -> None:
+    await csms_server.add_station("CP1")
+    async with await RawClient.connect(csms_server.url, "CP1") as c:
+        await csms_server.wait_connected("CP1")
+        first = asyncio.create_task(
+            csms_server.central.call("CP1", "Reset", {"type": "Soft"}, 0.5)
+        )
+        second = asyncio.create_task(
+            csms_server.central.call("CP1", "Reset", {"type": "Hard"}, 2)
+        )
+        msg1 = await asyncio.wait_for(c.calls.get(), 5)
+        assert msg1[3] == {"type": "Soft"}
+        await asyncio.sleep(0.1)
+        assert c.calls.empty()  # the second waits for the first
+        with pytest.raises(CallTimeout):
+            await first
+        msg2 = await asyncio.wait_for(c.calls.get(), 5)
+        assert msg2[3] == {"type": "Hard"}
+        # a late answer to the first is ignored; the second gets its own
+        await c.answer(msg1[1], {"status": "Rejected"})
+        await c.answer(msg2[1], {"status": "Accepted"})
+        assert await second == {"status": "Accepted"}
+
+
+async def test_call_to_offline_station(csms_server: RunningServer) -> None:
+    with pytest.raises(StationOffline):
+        await csms_server.central.call("GHOST", "Reset", {"type": "Soft"})
+
+
+async def test_second_connection_replaces_first_without_being_closed_by_teardown(
+    csms_server: RunningServer,
+) -> None:
+    await csms_server.add_station("CP1")
+    old = await RawClient.connect(csms_server.url, "CP1")
+    await csms_server.wait_connected("CP1")
+    first_conn = csms_server.central.connections["CP1"]
+    new = await RawClient.connect(csms_server.url, "CP1")
+    await asyncio.wait_for(old.ws.wait_closed(), 5)
+    await asyncio.sleep(0.1)
+    current = csms_server.central.connections["CP1"]
+    assert current is not first_conn
+    # the new connection still works after the old one's teardown ran
+    assert "currentTime" in await new.result("Heartbeat", {})
+    task = asyncio.create_task(csms_server.call("CP1", "Reset", {"type": "Soft"}))
+    msg = await asyncio.wait_for(new.calls.get(), 5)
+    await new.answer(msg[1], {"status": "Accepted"})
+    assert await task == {"status": "Accepted"}
+    await new.close()
+    await old.close()
+
+    async def events(tx: Any) -> list[dict[str, Any]]:
+        return await tx.list_station_events("CP1", "security")
+
+    found = await csms_server.repo.read(events)
+    assert any(e["payload"]["type"] == "ConnectionReplaced" for e in found)
+
+
+async def test_boot_policies(csms_server: RunningServer) -> None:
+    await csms_server.add_station("P1", boot="pending")
+    await csms_server.add_station("R1", boot="rejected")
+    async with await RawClient.connect(csms_server.url, "P1", ["ocpp2.0.1"]) as c:
+        r = await c.result("BootNotification", BOOT201)
+        assert r["status"] == "Pending"
+        assert r["interval"] > 0
+        await csms_server.set_boot("P1", "accepted")
+        r = await c.result("BootNotification", BOOT201)
+        assert (r["status"], r["interval"]) == ("Accepted", 60)
+    async with await RawClient.connect(csms_server.url, "R1") as c:
+        assert (await c.result("BootNotification", BOOT16))["status"] == "Rejected"
+
+
+async def test_status_and_station_info_are_kept(csms_server: RunningServer) -> None:
+    await csms_server.add_station("CP1")
+    async with await RawClient.connect(csms_server.url, "CP1") as c:
+        await c.result("BootNotification", {**BOOT16, "firmwareVersion": "1.2.3"})
+        await c.result("StatusNotification",
+                       {"connectorId": 1, "errorCode": "NoError", "status": "Charging"})
+        await c.result("StatusNotification",
+                       {"connectorId": 2, "errorCode": "GroundFailure", "status": "Faulted"})
+
+    async def read(tx: Any) -> tuple[Any, list[dict[str, Any]]]:
+        return await tx.get_station("CP1"), await tx.list_connectors("CP1")
+
+    station, connectors = await csms_server.repo.read(read)
+    assert (station.vendor, station.firmware_version, station.ocpp_version) == (
+        "V", "1.2.3", "ocpp1.6")
+    assert [(c["connector_id"], c["status"], c["error_code"]) for c in connectors] == [
+        (1, "Charging", None), (2, "Faulted", "GroundFailure")]
+
+
+@pytest.mark.parametrize(
+    ("version", "action", "payload"),
+    [
+        ("ocpp1.6", "DataTransfer", {"vendorId": "acme", "messageId": "x", "data": "hello"}),
+        ("ocpp2.0.1", "DataTransfer", {"vendorId": "acme", "messageId": "x", "data": "hello"}),
+        ("ocpp1.6", "SecurityEventNotification",
+         {"type": "FirmwareUpdated", "timestamp": "2026-01-01T00:00:00Z"}),
+        ("ocpp2.0.1", "SecurityEventNotification",
+         {"type": "FirmwareUpdated", "timestamp": "2026-01-01T00:00:00Z", "techInfo": "x"}),
+    ],
+)
+async def test_data_transfer_and_security_events_are_stored(
+    csms_server: RunningServer, version: str, action: str, payload: dict[str, Any]
+) -> None:
+    await csms_server.add_station("CP1")
+    async with await RawClient.connect(csms_server.url, "CP1", [version]) as c:
+        answer = await c.result(action, payload)
+    if action == "DataTransfer":
+        assert answer == {"status": "UnknownVendorId"}
+    else:
+        assert answer == {}
+    kind = "data_transfer" if action == "DataTransfer" else "security"
+
+    async def read(tx: Any) -> list[dict[str, Any]]:
+        return await tx.list_station_events("CP1", kind)
+
+    events = await csms_server.repo.read(read)
+    assert events[0]["payload"] == payload
+
+
+@pytest.mark.parametrize(
+    ("version", "tag", "status"),
+    [
+        ("ocpp1.6", "GOOD", "Accepted"),
+        ("ocpp1.6", "BLOCK", "Blocked"),
+        ("ocpp1.6", "OLD", "Expired"),
+        ("ocpp1.6", "NOBODY", "Invalid"),
+        ("ocpp2.0.1", "GOOD", "Accepted"),
+        ("ocpp2.0.1", "BLOCK", "Blocked"),
+        ("ocpp2.0.1", "OLD", "Expired"),
+        ("ocpp2.0.1", "NOBODY", "Unknown"),
+    ],
+)
+async def test_authorize(csms_server: RunningServer, version: str, tag: str, status: str) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    await csms_server.add_station("CP1")
+    await csms_server.add_tag("GOOD")
+    await csms_server.add_tag("BLOCK", "blocked")
+    await csms_server.add_tag("OLD", expires=datetime.now(UTC) - timedelta(days=1))
+    async with await RawClient.connect(csms_server.url, "CP1", [version]) as c:
+        if version == "ocpp1.6":
+            r = await c.result("Authorize", {"idTag": tag})
+            assert r["idTagInfo"]["status"] == status
+        else:
+            r = await c.result("Authorize", {"idToken": {"idToken": tag, "type": "ISO14443"}})
+            assert r["idTokenInfo"]["status"] == status
+

@@ -1,0 +1,171 @@
+"""1.6 transactions over real sockets: energy, idempotency, odd data, binding."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from support import RunningServer
+from support.client import RawClient
+
+T0 = "2026-03-01T10:00:00Z"
+
+
+def mv(ts: str, *values: dict[str, Any]) -> dict[str, Any]:
+    return {"timestamp": ts, "sampledValue": list(values)}
+
+
+@pytest.fixture
+async def station(csms_server: RunningServer) -> Any:
+    await csms_server.add_station("CP1")
+    await csms_server.add_tag("T1")
+    client = await RawClient.connect(csms_server.url, "CP1", ["ocpp1.6"])
+    await client.result(
+        "BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"}
+    )
+    yield client
+    await client.close()
+
+
+async def start(c: RawClient, meter_start: int = 4_200_000, tag: str = "T1",
+                ts: str = T0, connector: int = 1) -> dict[str, Any]:
+    return await c.result("StartTransaction", {
+        "connectorId": connector, "idTag": tag, "meterStart": meter_start, "timestamp": ts})
+
+
+async def test_full_session_with_exact_energy(
+    csms_server: RunningServer, station: RawClient
+) -> None:
+    r = await start(station)
+    assert r["idTagInfo"]["status"] == "Accepted"
+    txid = r["transactionId"]
+    assert isinstance(txid, int)
+    # periodic readings in kWh strings, per-phase values and Power: only the
+    # total register counts
+    await station.result("MeterValues", {
+        "connectorId": 1, "transactionId": txid,
+        "meterValue": [mv("2026-03-01T10:15:00Z",
+                          {"value": "4202.7505", "unit": "kWh",
+                           "measurand": "Energy.Active.Import.Register"},
+                          {"value": "900.1", "unit": "Wh", "phase": "L1",
+                           "measurand": "Energy.Active.Import.Register"},
+                          {"value": "11000", "unit": "W", "measurand": "Power.Active.Import"},
+                          {"value": "16.0", "unit": "A", "phase": "L1",
+                           "measurand": "Current.Import"})]})
+    # connector 0 (main meter) and a clock-aligned reading without transaction
+    await station.result("MeterValues", {
+        "connectorId": 0,
+        "meterValue": [mv("2026-03-01T10:15:00Z",
+                          {"value": "99999999", "context": "Sample.Clock"})]})
+    await station.result("MeterValues", {
+        "connectorId": 1,
+        "meterValue": [mv("2026-03-01T10:15:00Z",
+                          {"value": "1", "context": "Sample.Clock"})]})
+    active = await csms_server.sessions("CP1")
+    assert active[0]["status"] == "active"
+    assert active[0]["energy_wh"] == 2750  # running total for the API
+    stop = await station.result("StopTransaction", {
+        "transactionId": txid, "meterStop": 4_211_042, "timestamp": "2026-03-01T11:00:00Z",
+        "reason": "EVDisconnected", "idTag": "T1",
+        "transactionData": [mv("2026-03-01T11:00:00Z",
+                               {"value": "4211042", "context": "Transaction.End"})]})
+    assert stop["idTagInfo"]["status"] == "Accepted"
+    [s] = await csms_server.sessions("CP1")
+    assert s == {
+        "id": s["id"], "station_id": "CP1", "connector_id": 1, "evse_id": 1, "id_tag": "T1",
+        "ocpp_version": "1.6", "transaction_id": str(txid),
+        "started_at": "2026-03-01T10:00:00+00:00", "stopped_at": "2026-03-01T11:00:00+00:00",
+        "meter_start_wh": 4200000, "meter_stop_wh": 4211042, "energy_wh": 11042,
+        "status": "completed", "stop_reason": "EVDisconnected", "flags": [],
+    }
+
+
+async def test_start_retry_gets_the_same_transaction_id(
+    csms_server: RunningServer, station: RawClient
+) -> None:
+    first = await start(station)
+    retry = await start(station)  # new message id, same content: the answer was lost
+    assert retry["transactionId"] == first["transactionId"]
+    other = await start(station, ts="2026-03-01T12:00:00Z")
+    assert other["transactionId"] != first["transactionId"]
+    assert len(await csms_server.sessions()) == 2
+
+
+async def test_stop_retry_is_idempotent(csms_server: RunningServer, station: RawClient) -> None:
+    txid = (await start(station, 1000))["transactionId"]
+    stop = {"transactionId": txid, "meterStop": 3000, "timestamp": "2026-03-01T11:00:00Z"}
+    await station.result("StopTransaction", stop)
+    await station.result("StopTransaction", {**stop, "meterStop": 9000})
+    [s] = await csms_server.sessions()
+    assert (s["energy_wh"], s["stop_reason"]) == (2000, "Local")
+
+
+@pytest.mark.parametrize(("tag", "status"), [("NOBODY", "Invalid"), ("BLK", "Blocked")])
+async def test_unknown_or_blocked_tag_is_acknowledged_stored_and_flagged(
+    csms_server: RunningServer, station: RawClient, tag: str, status: str
+) -> None:
+    await csms_server.add_tag("BLK", "blocked")
+    r = await start(station, tag=tag)
+    assert r["idTagInfo"]["status"] == status
+    assert r["transactionId"] > 0
+    [s] = await csms_server.sessions()
+    assert s["id_tag"] == tag
+    assert f"auth_{'unknown' if tag == 'NOBODY' else 'blocked'}" in s["flags"]
+
+
+async def test_placeholder_meter_start_is_not_billed_as_lifetime(
+    csms_server: RunningServer, station: RawClient
+) -> None:
+    txid = (await start(station, meter_start=0))["transactionId"]
+    await station.result("MeterValues", {
+        "connectorId": 1, "transactionId": txid,
+        "meterValue": [mv("2026-03-01T10:01:00Z", {"value": "5000000"})]})
+    await station.result("StopTransaction", {
+        "transactionId": txid, "meterStop": 5_004_000, "timestamp": "2026-03-01T10:30:00Z"})
+    [s] = await csms_server.sessions()
+    assert s["energy_wh"] == 4000
+    assert "meter_start_placeholder" in s["flags"]
+
+
+async def test_stop_for_unknown_transaction_is_acknowledged_and_held(
+    csms_server: RunningServer, station: RawClient
+) -> None:
+    r = await station.result("StopTransaction", {
+        "transactionId": 777, "meterStop": 5000, "timestamp": "2026-03-01T10:30:00Z"})
+    assert r == {}
+    [s] = await csms_server.sessions()
+    assert s["status"] == "completed"
+    assert "unknown_transaction" in s["flags"]
+    assert s["energy_wh"] == 0
+
+
+async def test_transactions_are_bound_to_their_station(
+    csms_server: RunningServer, station: RawClient
+) -> None:
+    txid = (await start(station, 1000))["transactionId"]
+    await csms_server.add_station("CP2")
+    async with await RawClient.connect(csms_server.url, "CP2") as other:
+        await other.result("MeterValues", {
+            "connectorId": 1, "transactionId": txid,
+            "meterValue": [mv("2026-03-01T10:05:00Z", {"value": "999999"})]})
+        r = await other.result("StopTransaction", {
+            "transactionId": txid, "meterStop": 999999, "timestamp": "2026-03-01T10:30:00Z"})
+        assert r == {}  # acknowledged, so the station stops retrying...
+    [s] = await csms_server.sessions("CP1")
+    assert s["status"] == "active"  # ...but not applied
+    assert s["energy_wh"] is None
+    assert await csms_server.sessions("CP2") == []
+
+    async def events(tx: Any) -> list[dict[str, Any]]:
+        return await tx.list_station_events("CP2", "security")
+
+    kinds = {e["payload"]["action"] for e in await csms_server.repo.read(events)}
+    assert kinds == {"MeterValues", "StopTransaction"}
+
+
+async def test_schema_violation_in_meter_values_gets_error_not_silent_drop(
+    station: RawClient,
+) -> None:
+    answer = await station.call("MeterValues", {"connectorId": 1, "meterValue": []})
+    assert answer[0] == 4  # minItems: the station learns its message was malformed

@@ -1,0 +1,139 @@
+"""Test support: a real central system on a loopback port, service checks."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+import pytest
+
+from csms.bootstrap import App, build
+from csms.config import Settings
+from csms.domain.model import BootPolicy, IdTag
+from csms.service.auth import hash_password
+from csms.service.charging import new_station
+from csms.service.ports import Tx
+from csms.service.views import session_json
+
+__all__ = ["IN_CI", "RunningServer", "require_service", "service_reachable"]
+
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def service_reachable(host: str, port: int) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+def require_service(name: str, host: str, port: int) -> None:
+    """Skip when a service is down on a developer machine; fail under CI."""
+    if service_reachable(host, port):
+        return
+    message = f"{name} is not reachable on {host}:{port}"
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+class RunningServer:
+    """A central system serving on 127.0.0.1 for the duration of a test."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.app: App | None = None
+
+    @property
+    def central(self) -> Any:
+        assert self.app is not None
+        return self.app.central
+
+    @property
+    def repo(self) -> Any:
+        assert self.app is not None
+        return self.app.repo
+
+    @property
+    def port(self) -> int:
+        return self.settings.port
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        self.app = await build(self.settings)
+        await self.app.central.start()
+        if self.settings.port == 0:
+            self.settings = replace(self.settings, port=self.app.central.port)
+            self.app.settings = self.settings
+
+    async def stop(self) -> None:
+        """Close the listener and every station connection (the database too)."""
+        if self.app is None:
+            return
+        for conn in list(self.app.central.connections.values()):
+            await conn.close(1001, "server going away")
+        await self.app.close()
+        self.app = None
+
+    async def restart(self) -> None:
+        await self.stop()
+        await self.start()
+
+    async def add_station(
+        self, station_id: str, password: str | None = None, boot: str = "accepted",
+        profile: int | None = None,
+    ) -> None:
+        pw_hash = hash_password(password) if password else None
+
+        async def work(tx: Tx) -> None:
+            await tx.insert_station(
+                new_station(
+                    station_id, boot_policy=BootPolicy(boot),
+                    security_profile=profile if profile is not None else (1 if password else 0),
+                    password_hash=pw_hash,
+                )
+            )
+
+        await self.repo.unit(work)
+
+    async def set_boot(self, station_id: str, boot: str) -> None:
+        async def work(tx: Tx) -> None:
+            st = await tx.get_station(station_id)
+            assert st is not None
+            st.boot_policy = BootPolicy(boot)
+            await tx.update_station(st)
+
+        await self.repo.unit(work)
+
+    async def add_tag(
+        self, tag: str, status: str = "accepted", expires: datetime | None = None
+    ) -> None:
+        async def work(tx: Tx) -> None:
+            await tx.put_tag(IdTag(tag, status, expires))
+
+        await self.repo.unit(work)
+
+    async def sessions(self, station_id: str | None = None) -> list[dict[str, Any]]:
+        async def work(tx: Tx) -> list[dict[str, Any]]:
+            return [session_json(s) for s in await tx.list_sessions(station_id)]
+
+        return list(reversed(await self.repo.read(work)))
+
+    async def call(
+        self, station_id: str, action: str, payload: dict[str, Any], timeout: float = 10
+    ) -> dict[str, Any]:
+        result: dict[str, Any] = await self.central.call(station_id, action, payload, timeout)
+        return result
+
+    async def wait_connected(self, station_id: str, timeout: float = 5) -> None:
+        async with asyncio.timeout(timeout):
+            while station_id not in self.central.connections:
+                await asyncio.sleep(0.01)

@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import pytest
+
+from csms.protocol import Call, CallError, CallResult, Fault, FrameError, encode, parse_frame
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('[2,"1","Heartbeat",{}]', Call("1", "Heartbeat", {})),
+        ('[3,"abc",{"currentTime":"x"}]', CallResult("abc", {"currentTime": "x"})),
+        ('[4,"9","NotImplemented","no",{}]', CallError("9", "NotImplemented", "no", {})),
+        (b'[2,"1","Heartbeat",{}]', Call("1", "Heartbeat", {})),
+    ],
+)
+def test_parse_valid(text: str, expected: object) -> None:
+    assert parse_frame(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "fault", "message_id", "answerable"),
+    [
+        ("not json", Fault.RPC_FRAMEWORK, "-1", True),
+        ("", Fault.RPC_FRAMEWORK, "-1", True),
+        ("{}", Fault.RPC_FRAMEWORK, "-1", True),
+        ("[]", Fault.RPC_FRAMEWORK, "-1", True),
+        ("[2]", Fault.RPC_FRAMEWORK, "-1", True),
+        ('[2, 5, "Heartbeat", {}]', Fault.RPC_FRAMEWORK, "-1", True),
+        ('[2, "", "Heartbeat", {}]', Fault.RPC_FRAMEWORK, "-1", True),
+        ('[2, "' + "x" * 37 + '", "Heartbeat", {}]', Fault.RPC_FRAMEWORK, "-1", True),
+        ('["2", "7", "Heartbeat", {}]', Fault.RPC_FRAMEWORK, "7", True),
+        ('[true, "7", "Heartbeat", {}]', Fault.RPC_FRAMEWORK, "7", True),
+        ('[2, "7", "Heartbeat"]', Fault.RPC_FRAMEWORK, "7", True),
+        ('[2, "7", 12, {}]', Fault.RPC_FRAMEWORK, "7", True),
+        ('[2, "7", "Heartbeat", []]', Fault.FORMAT, "7", True),
+        ('[2, "7", "Heartbeat", "x"]', Fault.FORMAT, "7", True),
+        ('[9, "7", "Heartbeat", {}]', Fault.MESSAGE_TYPE_NOT_SUPPORTED, "7", True),
+        ('[3, "7"]', Fault.FORMAT, "7", False),
+        ('[4, "7", "X"]', Fault.FORMAT, "7", False),
+    ],
+)
+def test_parse_invalid(text: str, fault: Fault, message_id: str, answerable: bool) -> None:
+    with pytest.raises(FrameError) as info:
+        parse_frame(text)
+    assert info.value.fault is fault
+    assert info.value.message_id == message_id
+    assert info.value.answerable is answerable
+
+
+def test_encode_round_trip() -> None:
+    for frame in (
+        Call("1", "Heartbeat", {}),
+        CallResult("2", {"a": 1}),
+        CallError("3", "GenericError", "oops", {"k": "v"}),
+    ):
+        assert parse_frame(encode(frame)) == frame
+
+
+def test_encode_truncates_long_description() -> None:
+    text = encode(CallError("3", "GenericError", "x" * 1000, {}))
+    parsed = parse_frame(text)
+    assert isinstance(parsed, CallError)
+    assert len(parsed.description) == 255

@@ -1,0 +1,114 @@
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from csms.protocol import (
+    Endpoint,
+    Fault,
+    IncomingCall,
+    IncomingError,
+    IncomingResult,
+    OcppError,
+    OcppVersion,
+    SendNow,
+    Unmatched,
+)
+
+
+def frame(*parts: object) -> str:
+    return orjson.dumps(list(parts)).decode()
+
+
+def central(version: OcppVersion = OcppVersion.V16) -> Endpoint:
+    return Endpoint(version, handles={"Heartbeat", "MeterValues"})
+
+
+def test_valid_call_is_delivered() -> None:
+    ep = central()
+    assert ep.receive(frame(2, "1", "Heartbeat", {})) == IncomingCall("1", "Heartbeat", {})
+
+
+@pytest.mark.parametrize(
+    ("version", "text", "expected"),
+    [
+        (OcppVersion.V16, "garbage", [4, "-1", "FormationViolation"]),
+        (OcppVersion.V201, "garbage", [4, "-1", "RpcFrameworkError"]),
+        (OcppVersion.V16, frame(2, "1", "Bogus", {}), [4, "1", "NotImplemented"]),
+        (OcppVersion.V201, frame(2, "1", "Bogus", {}), [4, "1", "NotImplemented"]),
+        # Known to the version, but not handled by this receiver.
+        (OcppVersion.V16, frame(2, "1", "Reset", {"type": "Soft"}), [4, "1", "NotSupported"]),
+        (OcppVersion.V16, frame(2, "1", "Heartbeat", {"x": 1}), [4, "1", "FormationViolation"]),
+        (OcppVersion.V201, frame(2, "1", "Heartbeat", {"x": 1}), [4, "1", "FormatViolation"]),
+        (OcppVersion.V201, frame(7, "1", "Heartbeat", {}), [4, "1", "MessageTypeNotSupported"]),
+    ],
+)
+def test_bad_input_is_answered(version: OcppVersion, text: str, expected: list[object]) -> None:
+    event = central(version).receive(text)
+    assert isinstance(event, SendNow)
+    assert orjson.loads(event.text)[:3] == expected
+
+
+def test_repeated_message_id_gets_the_same_answer_and_is_not_redelivered() -> None:
+    ep = central()
+    call = frame(2, "42", "Heartbeat", {})
+    assert isinstance(ep.receive(call), IncomingCall)
+    # while the first is being handled, the duplicate is dropped
+    assert isinstance(ep.receive(call), Unmatched)
+    answer = ep.result("42", {"currentTime": "2026-01-01T00:00:00Z"})
+    again = ep.receive(call)
+    assert isinstance(again, SendNow)
+    assert again.text == answer
+
+
+def test_one_outstanding_call() -> None:
+    ep = central()
+    mid, text = ep.call("Reset", {"type": "Soft"})
+    assert orjson.loads(text) == [2, mid, "Reset", {"type": "Soft"}]
+    with pytest.raises(RuntimeError):
+        ep.call("Reset", {"type": "Hard"})
+    assert ep.receive(frame(3, mid, {"status": "Accepted"})) == IncomingResult(
+        mid, "Reset", {"status": "Accepted"}
+    )
+    ep.call("Reset", {"type": "Hard"})  # free again
+
+
+def test_outgoing_call_is_validated() -> None:
+    with pytest.raises(OcppError) as info:
+        central().call("Reset", {"type": "Sideways"})
+    assert info.value.fault is Fault.PROPERTY_CONSTRAINT
+
+
+def test_answers_to_nothing_are_unmatched() -> None:
+    ep = central()
+    assert isinstance(ep.receive(frame(3, "zz", {})), Unmatched)
+    mid, _ = ep.call("Reset", {"type": "Soft"})
+    assert isinstance(ep.receive(frame(3, "other", {})), Unmatched)
+    assert ep.pending == (mid, "Reset")
+
+
+def test_call_error_and_invalid_result() -> None:
+    ep = central()
+    mid, _ = ep.call("Reset", {"type": "Soft"})
+    ev = ep.receive(frame(4, mid, "NotSupported", "no", {}))
+    assert isinstance(ev, IncomingError)
+    assert ev.code == "NotSupported"
+    mid, _ = ep.call("Reset", {"type": "Soft"})
+    ev = ep.receive(frame(3, mid, {"status": "Maybe"}))
+    assert isinstance(ev, IncomingError)
+    assert ev.code == "PropertyConstraintViolation"
+
+
+def test_abandon_frees_the_slot_and_late_answer_is_unmatched() -> None:
+    ep = central()
+    mid, _ = ep.call("Reset", {"type": "Soft"})
+    ep.abandon(mid)
+    assert ep.pending is None
+    assert isinstance(ep.receive(frame(3, mid, {"status": "Accepted"})), Unmatched)
+
+
+def test_error_answer_uses_version_code() -> None:
+    ep = central(OcppVersion.V201)
+    assert isinstance(ep.receive(frame(2, "5", "Heartbeat", {})), IncomingCall)
+    text = ep.error("5", OcppError(Fault.FORMAT, "bad"))
+    assert orjson.loads(text) == [4, "5", "FormatViolation", "bad", {}]
