@@ -24,6 +24,10 @@ class Settings:
     ping_timeout: float = 20.0
     validate: bool = True
     data_dir: str = "./.voltledger"
+    admin_host: str = "127.0.0.1"
+    admin_port: int = 9001  # 0 picks a free port; -1 turns the admin API off
+    node_id: str = ""  # default: <hostname>:<port>
+    mqtt: str = ""  # mqtt://host:port turns bus events on
 
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -25,6 +25,8 @@ import base64
 import binascii
 import contextlib
 import logging
+import socket
+import time
 from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
@@ -37,6 +39,7 @@ from websockets.typing import Subprotocol
 
 from csms.config import Settings
 from csms.domain.model import Station
+from csms.metrics import Metrics
 from csms.protocol import (
     Endpoint,
     Fault,
@@ -94,6 +97,7 @@ class StationConnection:
         *,
         call_timeout: float,
         validate: bool = True,
+        metrics: Metrics | None = None,
     ) -> None:
         self.ws = ws
         self.station_id = station_id
@@ -107,6 +111,7 @@ class StationConnection:
         self._answer: asyncio.Future[IncomingResult | IncomingError] | None = None
         self.messages_in = 0
         self.errors_sent = 0
+        self.metrics = metrics or Metrics()
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tg:
@@ -126,6 +131,7 @@ class StationConnection:
                     await self._calls.put(event)
                 elif isinstance(event, SendNow):
                     self.errors_sent += 1
+                    self.metrics.messages.labels("-", "rejected").inc()
                     log.info("! %s %s: %s", self.station_id, event.reason, event.text[:200])
                     await self._send(event.text)
                 elif isinstance(event, IncomingResult | IncomingError):
@@ -145,8 +151,11 @@ class StationConnection:
         while True:
             call = await self._calls.get()
             handler = self.routes[call.action]
+            started = time.perf_counter()
+            result = "error"
             try:
                 response = await handler(self.service, self.station_id, call.payload)
+                result = "ok"
             except OcppError as exc:
                 text = self.endpoint.error(call.message_id, exc)
             except StorageError as exc:
@@ -166,6 +175,10 @@ class StationConnection:
                 )
             else:
                 text = self.endpoint.result(call.message_id, response)
+            self.metrics.handler_seconds.labels(call.action).observe(
+                time.perf_counter() - started
+            )
+            self.metrics.messages.labels(call.action, result).inc()
             await self._send(text)
 
     async def _send(self, text: str) -> None:
@@ -219,10 +232,16 @@ def _basic_credentials(headers: Headers) -> tuple[str, str] | None:
 class CentralSystem:
     """The OCPP server: accepts stations and routes their messages to the service."""
 
-    def __init__(self, settings: Settings, repo: Repository, service: ChargingService) -> None:
+    def __init__(
+        self, settings: Settings, repo: Repository, service: ChargingService,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.settings = settings
         self.repo = repo
         self.service = service
+        self.metrics = metrics or Metrics()
+        self.metrics.connected.set_function(lambda: len(self.connections))
+        self.node_id = settings.node_id or f"{socket.gethostname()}:{settings.port}"
         self.connections: dict[str, StationConnection] = {}
         self._server: Server | None = None
         self._conn_tasks: set[asyncio.Task[None]] = set()
@@ -246,7 +265,16 @@ class CentralSystem:
             ping_timeout=self.settings.ping_timeout or None,
             server_header=None,
         )
-        log.info("= listening on ws://%s:%d", self.settings.host, self.port)
+        if not self.settings.node_id and self.settings.port == 0:
+            self.node_id = f"{socket.gethostname()}:{self.port}"
+
+        async def forget(tx: Tx) -> int:
+            # Stations this node held before a crash are not connected any more.
+            return await tx.clear_node_connections(self.node_id)
+
+        await self.repo.unit(forget)
+        log.info("= listening on ws://%s:%d as node %s", self.settings.host, self.port,
+                 self.node_id)
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -318,6 +346,7 @@ class CentralSystem:
         conn = StationConnection(
             ws, station_id, version, self.service, routes_for(version),
             call_timeout=self.settings.call_timeout, validate=self.settings.validate,
+            metrics=self.metrics,
         )
         old = self.connections.get(station_id)
         self.connections[station_id] = conn
@@ -331,13 +360,17 @@ class CentralSystem:
         log.info("= %s connected (%s) from %s", station_id, version.value, ws.remote_address)
         try:
             with contextlib.suppress(StorageError):
-                await self.service.connection_changed(station_id, True, version.value)
+                await self.service.connection_changed(
+                    station_id, True, version.value, self.node_id
+                )
             await conn.run()
         finally:
             if self.connections.get(station_id) is conn:
                 del self.connections[station_id]
                 with contextlib.suppress(StorageError):
-                    await self.service.connection_changed(station_id, False, version.value)
+                    await self.service.connection_changed(
+                        station_id, False, version.value, self.node_id
+                    )
             log.info("x %s disconnected", station_id)
 
     async def call(

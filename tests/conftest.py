@@ -15,7 +15,7 @@ from csms.config import Settings
 async def csms_server(tmp_path: Path) -> AsyncIterator[RunningServer]:
     settings = Settings(
         db=str(tmp_path / "csms.sqlite3"), host="127.0.0.1", port=0,
-        data_dir=str(tmp_path / "data"), heartbeat_interval=60, call_timeout=5,
+        data_dir=str(tmp_path / "data"), heartbeat_interval=60, call_timeout=5, admin_port=0,
     )
     server = RunningServer(settings)
     await server.start()

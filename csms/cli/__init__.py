@@ -6,6 +6,7 @@ import sys
 
 import typer
 
+from csms.cli import remote as _remote
 from csms.cli import serve as _serve
 from csms.cli import stations as _stations
 from csms.cli.common import err_console
@@ -23,6 +24,7 @@ app.command("serve")(_serve.serve)
 app.add_typer(_stations.stations_app, name="stations")
 app.add_typer(_stations.tags_app, name="tags")
 app.add_typer(_stations.sessions_app, name="sessions")
+app.add_typer(_remote.remote_app, name="remote")
 
 
 def main(argv: list[str] | None = None) -> None:

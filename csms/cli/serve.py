@@ -26,13 +26,20 @@ async def _serve(settings: Settings) -> None:
             loop.add_signal_handler(sig, stop.set)
     try:
         try:
-            await app.central.start()
+            await app.start()
         except OSError as exc:
-            raise ValueError(f"cannot listen on {settings.host}:{settings.port}: {exc}") from None
+            raise ValueError(f"cannot listen: {exc}") from None
         console.print(
             f"[bold green]csms[/] listening on ws://{settings.host}:{app.central.port}/<station_id>"
-            f"  (db: {settings.db})"
+            f"  (db: {settings.db}, node: {app.central.node_id})"
         )
+        if app.admin is not None:
+            console.print(
+                f"admin API on http://{settings.admin_host}:{app.admin.port}"
+                f" (token in {settings.data_dir}/admin.token)"
+            )
+        if settings.mqtt:
+            console.print(f"publishing events to {settings.mqtt}")
         if settings.auto_register:
             console.print("[bold red]WARNING[/] --auto-register: unknown stations are accepted")
         await stop.wait()
@@ -54,6 +61,19 @@ def serve(
     heartbeat_interval: Annotated[
         int | None, typer.Option(min=1, help="Heartbeat interval sent to stations, seconds")
     ] = None,
+    admin_port: Annotated[
+        int | None, typer.Option(min=-1, max=65535,
+                                 help="Admin API port on 127.0.0.1 (-1: off) [default: 9001]")
+    ] = None,
+    mqtt: Annotated[
+        str | None, typer.Option(help="Publish events to mqtt://host:port")
+    ] = None,
+    node_id: Annotated[
+        str | None, typer.Option(help="This node's name [default: <hostname>:<port>]")
+    ] = None,
+    data_dir: Annotated[
+        str | None, typer.Option(help="Folder for the admin token, chain state, caches")
+    ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
 ) -> None:
     """Accept stations at ws://HOST:PORT/<station_id> (OCPP 1.6-J and 2.0.1)."""
@@ -63,6 +83,14 @@ def serve(
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = settings_for(
         db, host=host, port=port, auto_register=auto_register,
-        heartbeat_interval=heartbeat_interval,
+        heartbeat_interval=heartbeat_interval, admin_port=admin_port, mqtt=mqtt,
+        node_id=node_id, data_dir=data_dir,
     )
+    if settings.mqtt:
+        from csms.bus.relay import parse_mqtt_url
+
+        try:
+            parse_mqtt_url(settings.mqtt)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--mqtt") from None
     run(_serve(settings))

@@ -57,6 +57,8 @@ class Station:
     last_boot_at: datetime | None = None
     last_seen_at: datetime | None = None
     created_at: datetime | None = None
+    connected_node: str | None = None  # the node holding its socket, None when offline
+    connected_at: datetime | None = None
 
 
 @dataclass(slots=True)

@@ -187,11 +187,16 @@ class ChargingService:
         await self.repo.unit(work)
         return now
 
-    async def connection_changed(self, station_id: str, online: bool, version: str) -> None:
+    async def connection_changed(
+        self, station_id: str, online: bool, version: str, node: str = "local"
+    ) -> None:
         now = self.clock()
 
         async def work(tx: Tx) -> None:
-            await tx.touch_station(station_id, now)
+            if online:
+                await tx.set_station_connection(station_id, node, now)
+            else:
+                await tx.clear_station_connection(station_id, node)
             await tx.add_station_event(
                 station_id, "online" if online else "offline", {"ocpp_version": version}, now
             )

@@ -61,6 +61,8 @@ def _station(row: dict[str, Any]) -> Station:
         last_boot_at=dt_from_db(row["last_boot_at"]),
         last_seen_at=dt_from_db(row["last_seen_at"]),
         created_at=dt_from_db(row["created_at"]),
+        connected_node=row.get("connected_node"),
+        connected_at=dt_from_db(row.get("connected_at")),
     )
 
 
@@ -157,6 +159,65 @@ class SqlTx(ABC):
         await self.execute(
             "UPDATE stations SET last_seen_at = ? WHERE id = ?", dt_to_db(at), station_id
         )
+
+    async def set_station_connection(self, station_id: str, node: str, at: datetime) -> None:
+        await self.execute(
+            "UPDATE stations SET connected_node = ?, connected_at = ?, last_seen_at = ?"
+            " WHERE id = ?",
+            node, dt_to_db(at), dt_to_db(at), station_id,
+        )
+
+    async def clear_station_connection(self, station_id: str, node: str) -> None:
+        # Only the node that holds the socket clears it: a station that already
+        # reconnected to another node stays online.
+        await self.execute(
+            "UPDATE stations SET connected_node = NULL WHERE id = ? AND connected_node = ?",
+            station_id, node,
+        )
+
+    async def clear_node_connections(self, node: str) -> int:
+        return await self.execute(
+            "UPDATE stations SET connected_node = NULL WHERE connected_node = ?", node
+        )
+
+    async def add_audit(
+        self, actor: str, action: str, target: str | None, request: dict[str, Any],
+        result: dict[str, Any], ok: bool, at: datetime,
+    ) -> None:
+        await self.execute(
+            "INSERT INTO audit_log (at, actor, action, target, request, result, ok)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            dt_to_db(at), actor, action, target, orjson.dumps(request).decode(),
+            orjson.dumps(result).decode(), int(ok),
+        )
+
+    async def list_audit(self, limit: int = 100) -> list[dict[str, Any]]:
+        rows = await self.fetchall("SELECT * FROM audit_log ORDER BY id DESC LIMIT ?", limit)
+        for r in rows:
+            r["request"] = orjson.loads(r["request"])
+            r["result"] = orjson.loads(r["result"])
+            r["ok"] = bool(r["ok"])
+        return rows
+
+    async def next_local_list_version(self, station_id: str) -> int:
+        await self.execute(
+            "INSERT INTO local_list_versions (station_id, version) VALUES (?, 1)"
+            " ON CONFLICT (station_id) DO UPDATE SET version = local_list_versions.version + 1",
+            station_id,
+        )
+        row = await self.fetchone(
+            "SELECT version FROM local_list_versions WHERE station_id = ?", station_id
+        )
+        assert row is not None
+        return int(row["version"])
+
+    async def count_sessions(self) -> dict[str, int]:
+        rows = await self.fetchall("SELECT status, count(*) AS n FROM sessions GROUP BY status")
+        return {r["status"]: int(r["n"]) for r in rows}
+
+    async def settlement_backlog(self) -> int:
+        row = await self.fetchone("SELECT count(*) AS n FROM settlement_queue")
+        return int(row["n"]) if row else 0
 
     async def set_connector_status(
         self, station_id: str, evse_id: int, connector_id: int, status: str,

@@ -64,12 +64,22 @@ class RunningServer:
         return self.settings.port
 
     @property
+    def admin_url(self) -> str:
+        assert self.app is not None and self.app.admin is not None
+        return f"http://127.0.0.1:{self.app.admin.port}"
+
+    @property
+    def admin_token(self) -> str:
+        assert self.app is not None and self.app.admin is not None
+        return self.app.admin.token
+
+    @property
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
 
     async def start(self) -> None:
         self.app = await build(self.settings)
-        await self.app.central.start()
+        await self.app.start()
         if self.settings.port == 0:
             self.settings = replace(self.settings, port=self.app.central.port)
             self.app.settings = self.settings

@@ -47,7 +47,8 @@ async def test_auto_register_is_off_by_default_and_works_when_on(tmp_path: Any) 
     from csms.config import Settings
 
     assert Settings.load(env={}).auto_register is False
-    server = RunningServer(Settings(db=str(tmp_path / "a.db"), port=0, auto_register=True))
+    server = RunningServer(Settings(db=str(tmp_path / "a.db"), port=0, auto_register=True,
+                                    admin_port=-1))
     await server.start()
     try:
         async with await RawClient.connect(server.url, "NEW1") as c:

@@ -1,0 +1,7 @@
+"""``python -m csms`` is the ``csms`` command."""
+
+from __future__ import annotations
+
+from csms.cli import main
+
+main()

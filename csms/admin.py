@@ -1,0 +1,338 @@
+"""The admin HTTP API inside ``csms serve``: live commands, status, metrics.
+
+Listens on 127.0.0.1 by default. Every request except ``/health`` needs
+``Authorization: Bearer <token>``; the token is read from
+``<data_dir>/admin.token``, created at first start with mode 0600 (no default
+credential exists anywhere) and compared in constant time. Every command is
+written to the audit log (who, what, when, result).
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import secrets
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from csms.metrics import Metrics
+from csms.protocol import OcppVersion
+from csms.server import CallFailed, CallTimeout, CentralSystem, StationOffline
+from csms.service.ports import Repository, Tx
+from csms.service.views import iso, session_json
+from csms.translate.commands import COMMANDS, CommandError, build_call, result_status
+
+__all__ = ["AdminApi", "load_or_create_token", "token_path"]
+
+log = logging.getLogger("csms.admin")
+
+
+def token_path(data_dir: str) -> Path:
+    return Path(data_dir).expanduser() / "admin.token"
+
+
+def load_or_create_token(data_dir: str) -> str:
+    """Read the admin token, creating it (mode 0600) on first start."""
+    path = token_path(data_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return path.read_text("utf-8").strip()
+    except FileNotFoundError:
+        pass
+    token = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    log.info("= created admin token at %s", path)
+    return token
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+def _error(status: int, message: str) -> web.Response:
+    return _json({"error": message}, status)
+
+
+class AdminApi:
+    def __init__(
+        self, central: CentralSystem, repo: Repository, token: str, metrics: Metrics,
+        host: str = "127.0.0.1", port: int = 9001,
+    ) -> None:
+        self.central = central
+        self.repo = repo
+        self.token = token
+        self.metrics = metrics
+        self.host = host
+        self.port = port
+        self._runner: web.AppRunner | None = None
+        self.app = web.Application(middlewares=[self._auth])
+        self.app.add_routes([
+            web.get("/health", self.health),
+            web.get("/openapi.json", self.openapi),
+            web.get("/metrics", self.metrics_text),
+            web.get("/stations", self.stations),
+            web.get("/stations/{station_id}", self.station),
+            web.get("/sessions", self.sessions),
+            web.get("/sessions/{session_id}", self.session),
+            web.get("/audit", self.audit),
+            web.post("/stations/{station_id}/commands/{command}", self.command),
+        ])
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self.app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        addresses = self._runner.addresses  # tells the port chosen for port 0
+        if addresses:
+            self.port = int(addresses[0][1])
+        log.info("= admin API on http://%s:%d", self.host, self.port)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    @web.middleware
+    async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.path == "/health":
+            response: web.StreamResponse = await handler(request)
+            return response
+        header = request.headers.get("Authorization", "")
+        scheme, _, given = header.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            given.strip().encode(), self.token.encode()
+        ):
+            return _error(401, "missing or wrong bearer token")
+        response = await handler(request)
+        return response
+
+    # -- read endpoints ----------------------------------------------------------
+    async def health(self, request: web.Request) -> web.Response:
+        return _json({"status": "ok", "node": self.central.node_id})
+
+    async def metrics_text(self, request: web.Request) -> web.Response:
+        async def counts(tx: Tx) -> tuple[dict[str, int], int, int]:
+            pending = await tx.fetchone(
+                "SELECT count(*) AS n FROM outbox WHERE published_at IS NULL"
+            )
+            return (await tx.count_sessions(), await tx.settlement_backlog(),
+                    int(pending["n"]) if pending else 0)
+
+        sessions, backlog, outbox = await self.repo.read(counts)
+        for status in ("active", "completed"):
+            self.metrics.sessions.labels(status).set(sessions.get(status, 0))
+        self.metrics.settlement_backlog.set(backlog)
+        self.metrics.outbox_pending.set(outbox)
+        return web.Response(body=self.metrics.render(),
+                            content_type="text/plain", charset="utf-8")
+
+    async def stations(self, request: web.Request) -> web.Response:
+        async def work(tx: Tx) -> list[dict[str, Any]]:
+            connectors: dict[str, list[dict[str, Any]]] = {}
+            for c in await tx.list_connectors():
+                connectors.setdefault(c["station_id"], []).append(
+                    {"evse_id": c["evse_id"], "connector_id": c["connector_id"],
+                     "status": c["status"], "error_code": c["error_code"]})
+            return [self._station_json(s, connectors.get(s.id, []))
+                    for s in await tx.list_stations()]
+
+        return _json(await self.repo.read(work))
+
+    def _station_json(self, s: Any, connectors: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "id": s.id, "online": s.connected_node is not None, "node": s.connected_node,
+            "ocpp_version": s.ocpp_version.removeprefix("ocpp") if s.ocpp_version else None,
+            "boot": s.boot_policy.value, "security_profile": s.security_profile,
+            "vendor": s.vendor, "model": s.model, "firmware_version": s.firmware_version,
+            "last_boot_at": iso(s.last_boot_at), "last_seen_at": iso(s.last_seen_at),
+            "connectors": connectors,
+        }
+
+    async def station(self, request: web.Request) -> web.Response:
+        station_id = request.match_info["station_id"]
+
+        async def work(tx: Tx) -> dict[str, Any] | None:
+            s = await tx.get_station(station_id)
+            if s is None:
+                return None
+            out = self._station_json(s, await tx.list_connectors(station_id))
+            out["recent_events"] = await tx.list_station_events(station_id, limit=20)
+            out["active_sessions"] = [
+                session_json(x) for x in await tx.list_sessions(station_id, True, 10)
+            ]
+            return out
+
+        data = await self.repo.read(work)
+        return _error(404, f"no station {station_id}") if data is None else _json(data)
+
+    async def sessions(self, request: web.Request) -> web.Response:
+        station = request.query.get("station")
+        active = request.query.get("active") in ("1", "true", "yes")
+
+        async def work(tx: Tx) -> list[dict[str, Any]]:
+            return [session_json(s)
+                    for s in await tx.list_sessions(station, True if active else None)]
+
+        return _json(await self.repo.read(work))
+
+    async def session(self, request: web.Request) -> web.Response:
+        try:
+            session_id = int(request.match_info["session_id"])
+        except ValueError:
+            return _error(400, "session id must be an integer")
+
+        async def work(tx: Tx) -> dict[str, Any] | None:
+            s = await tx.get_session(session_id)
+            return None if s is None else session_json(s)
+
+        data = await self.repo.read(work)
+        return _error(404, f"no session {session_id}") if data is None else _json(data)
+
+    async def audit(self, request: web.Request) -> web.Response:
+        async def work(tx: Tx) -> list[dict[str, Any]]:
+            return await tx.list_audit(int(request.query.get("limit", "100")))
+
+        return _json(await self.repo.read(work))
+
+    # -- commands ----------------------------------------------------------------
+    async def command(self, request: web.Request) -> web.Response:
+        station_id = request.match_info["station_id"]
+        command = request.match_info["command"]
+        try:
+            body = await request.json(loads=orjson.loads) if request.can_read_body else {}
+        except ValueError:
+            return _error(400, "the body must be a JSON object")
+        if not isinstance(body, dict):
+            return _error(400, "the body must be a JSON object")
+        timeout = body.pop("timeout", None)
+        actor = request.headers.get("X-Actor") or f"admin@{request.remote}"
+        status, result = await self.run_command(station_id, command, body, timeout)
+        ok = status == 200
+
+        async def audit(tx: Tx) -> None:
+            await tx.add_audit(actor, command, station_id, body, result, ok, datetime.now(UTC))
+
+        await self.repo.unit(audit)
+        self.metrics.commands.labels(command, result.get("status", "error")).inc()
+        return _json(result, status)
+
+    async def run_command(
+        self, station_id: str, command: str, args: dict[str, Any], timeout: Any = None,
+    ) -> tuple[int, dict[str, Any]]:
+        if command not in COMMANDS:
+            return 404, {"error": f"unknown command {command!r}",
+                         "commands": sorted(COMMANDS)}
+        conn = self.central.connections.get(station_id)
+        if conn is None:
+            return 409, {"error": f"station {station_id} is not connected to this node",
+                         "status": "Offline"}
+        try:
+            args = await self._resolve(station_id, conn.version, command, args)
+            call = build_call(conn.version, command, args)
+        except CommandError as exc:
+            return 400, {"error": str(exc)}
+        try:
+            response = await conn.call(
+                call.action, call.payload, float(timeout) if timeout else None
+            )
+        except StationOffline:
+            return 409, {"error": f"station {station_id} went offline", "status": "Offline"}
+        except CallTimeout:
+            return 504, {"error": f"station {station_id} did not answer in time",
+                         "status": "Timeout", "action": call.action}
+        except CallFailed as exc:
+            return 502, {"error": f"station answered {exc.code}: {exc.description}",
+                         "status": exc.code, "action": call.action}
+        return 200, {"status": result_status(call.action, response), "action": call.action,
+                     "ocpp_version": conn.version.short, "response": response}
+
+    async def _resolve(
+        self, station_id: str, version: OcppVersion, command: str, args: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Fill in what the operator named in domain words (a session, the tag list)."""
+        if command == "stop" and "transaction_id" not in args:
+            session_id = args.get("session")
+
+            async def find(tx: Tx) -> str:
+                if session_id is not None:
+                    s = await tx.get_session(int(session_id))
+                    if s is None or s.station_id != station_id:
+                        raise CommandError(f"no session {session_id} on {station_id}")
+                    if s.status.value != "active":
+                        raise CommandError(f"session {session_id} is not active")
+                    return s.transaction_id
+                active = await tx.list_sessions(station_id, True, 2)
+                if not active:
+                    raise CommandError(f"{station_id} has no active session")
+                if len(active) > 1:
+                    raise CommandError(f"{station_id} has several active sessions: name one")
+                return active[0].transaction_id
+
+            return {**args, "transaction_id": await self.repo.read(find)}
+        if command == "send-local-list":
+            async def tags(tx: Tx) -> tuple[int, list[dict[str, Any]]]:
+                now = datetime.now(UTC)
+                listed = [{"tag": t.tag, "status": t.authorize(now).value}
+                          for t in await tx.list_tags()]
+                return await tx.next_local_list_version(station_id), listed
+
+            version_number, listed = await self.repo.unit(tags)
+            return {**args, "list_version": version_number, "tags": listed}
+        return args
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        return _json(openapi_document())
+
+
+def openapi_document() -> dict[str, Any]:
+    bearer: list[dict[str, list[str]]] = [{"bearer": []}]
+    ok = {"200": {"description": "OK", "content": {"application/json": {}}}}
+    command_responses = {
+        "200": {"description": "The station's answer"},
+        "400": {"description": "Invalid arguments for this command or station"},
+        "401": {"description": "Missing or wrong bearer token"},
+        "404": {"description": "Unknown command"},
+        "409": {"description": "Station not connected to this node"},
+        "502": {"description": "Station answered with a CALLERROR"},
+        "504": {"description": "Station did not answer in time"},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "voltledger admin API", "version": "1"},
+        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+        "security": bearer,
+        "paths": {
+            "/health": {"get": {"security": [], "responses": ok}},
+            "/metrics": {"get": {"description": "Prometheus text format", "responses": ok}},
+            "/stations": {"get": {"responses": ok}},
+            "/stations/{station_id}": {"get": {"responses": ok, "parameters": [
+                {"name": "station_id", "in": "path", "required": True,
+                 "schema": {"type": "string"}}]}},
+            "/sessions": {"get": {"responses": ok, "parameters": [
+                {"name": "station", "in": "query", "schema": {"type": "string"}},
+                {"name": "active", "in": "query", "schema": {"type": "boolean"}}]}},
+            "/sessions/{session_id}": {"get": {"responses": ok, "parameters": [
+                {"name": "session_id", "in": "path", "required": True,
+                 "schema": {"type": "integer"}}]}},
+            "/audit": {"get": {"responses": ok}},
+            "/stations/{station_id}/commands/{command}": {"post": {
+                "description": "Send a command to a connected station and wait for its answer."
+                               " Commands: " + ", ".join(sorted(COMMANDS)),
+                "parameters": [
+                    {"name": "station_id", "in": "path", "required": True,
+                     "schema": {"type": "string"}},
+                    {"name": "command", "in": "path", "required": True,
+                     "schema": {"type": "string", "enum": sorted(COMMANDS)}}],
+                "requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}},
+                "responses": command_responses,
+            }},
+        },
+    }

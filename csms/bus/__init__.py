@@ -1,0 +1,3 @@
+"""The event bus: the outbox relay to MQTT."""
+
+from __future__ import annotations

@@ -1,0 +1,101 @@
+"""Outbox relay: publish the events written in the outbox table to MQTT.
+
+Events are written in the same database transaction as the data they describe
+(so none is lost and none describes data that was rolled back); this relay
+publishes them with QoS 1 in id order and marks each batch published only
+after the broker acknowledged it. Delivery is at least once: after a crash or
+a broker restart an event may be published again, and consumers drop
+duplicates by the ``event_id`` every payload carries. While the broker is down
+events wait in the outbox and the server keeps serving stations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiomqtt
+
+from csms.service.ports import Repository, Tx
+
+__all__ = ["OutboxRelay", "parse_mqtt_url"]
+
+log = logging.getLogger("csms.bus")
+
+
+def parse_mqtt_url(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "tcp") or not parts.hostname:
+        raise ValueError(f"expected mqtt://host:port, got {url!r}")
+    return parts.hostname, parts.port or 1883
+
+
+class OutboxRelay:
+    def __init__(
+        self, repo: Repository, url: str, *, client_id: str = "voltledger",
+        batch: int = 200, poll_interval: float = 0.1, keep_published: timedelta = timedelta(days=1),
+    ) -> None:
+        self.repo = repo
+        self.host, self.port = parse_mqtt_url(url)
+        self.client_id = client_id
+        self.batch = batch
+        self.poll_interval = poll_interval
+        self.keep_published = keep_published
+        self.published = 0
+        self.connected = asyncio.Event()
+
+    async def _pending(self) -> list[dict[str, Any]]:
+        async def work(tx: Tx) -> list[dict[str, Any]]:
+            return await tx.fetchall(
+                "SELECT id, topic, payload FROM outbox WHERE published_at IS NULL"
+                " ORDER BY id LIMIT ?", self.batch,
+            )
+
+        return await self.repo.read(work)
+
+    async def _mark(self, ids: list[int]) -> None:
+        now = datetime.now(UTC)
+
+        async def work(tx: Tx) -> None:
+            marks = ", ".join("?" for _ in ids)
+            await tx.execute(
+                f"UPDATE outbox SET published_at = ? WHERE id IN ({marks})",
+                now.isoformat(), *ids,
+            )
+            cutoff = (now - self.keep_published).isoformat()
+            await tx.execute(
+                "DELETE FROM outbox WHERE published_at IS NOT NULL AND published_at < ?", cutoff
+            )
+
+        await self.repo.unit(work)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        backoff = 0.5
+        while not stop.is_set():
+            try:
+                async with aiomqtt.Client(
+                    self.host, self.port, identifier=self.client_id, timeout=10
+                ) as client:
+                    log.info("= MQTT connected to %s:%d", self.host, self.port)
+                    self.connected.set()
+                    backoff = 0.5
+                    while not stop.is_set():
+                        rows = await self._pending()
+                        if not rows:
+                            with contextlib.suppress(TimeoutError):
+                                await asyncio.wait_for(stop.wait(), self.poll_interval)
+                            continue
+                        for row in rows:
+                            await client.publish(row["topic"], row["payload"], qos=1)
+                        await self._mark([int(r["id"]) for r in rows])
+                        self.published += len(rows)
+            except aiomqtt.MqttError as exc:
+                self.connected.clear()
+                log.warning("! MQTT broker unavailable (%s); events wait in the outbox", exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), backoff)
+                backoff = min(backoff * 2, 10.0)

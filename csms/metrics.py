@@ -1,0 +1,45 @@
+"""Prometheus metrics of one node, served as text at ``/metrics`` on the admin port."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+__all__ = ["Metrics"]
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.connected = Gauge(
+            "voltledger_connected_stations", "Stations connected to this node", registry=r
+        )
+        self.messages = Counter(
+            "voltledger_messages", "OCPP CALLs received, by action and result",
+            ["action", "result"], registry=r,
+        )
+        self.handler_seconds = Histogram(
+            "voltledger_handler_seconds", "Time to handle a station's CALL, commit included",
+            ["action"], registry=r,
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+        )
+        self.sessions = Gauge(
+            "voltledger_sessions", "Charging sessions by status", ["status"], registry=r
+        )
+        self.settlement_backlog = Gauge(
+            "voltledger_settlement_backlog", "Completed sessions waiting for settlement",
+            registry=r,
+        )
+        self.gas_spent = Gauge(
+            "voltledger_settlement_gas_used", "Gas used by settlement transactions", registry=r
+        )
+        self.outbox_pending = Gauge(
+            "voltledger_outbox_pending", "Bus events not yet published", registry=r
+        )
+        self.commands = Counter(
+            "voltledger_operator_commands", "Operator commands by command and result",
+            ["command", "result"], registry=r,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
