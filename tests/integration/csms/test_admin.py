@@ -11,7 +11,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-
 from support import RunningServer
 from support.client import RawClient
 
@@ -61,7 +60,8 @@ async def test_openapi_lists_the_command_endpoint(csms_server: RunningServer) ->
 
 
 # command, args, 1.6 (action, payload), 2.0.1 (action, payload)
-COMMANDS: list[tuple[str, dict[str, Any], tuple[str, dict[str, Any]], tuple[str, dict[str, Any]]]] = [
+Wire = tuple[str, dict[str, Any]]
+COMMANDS: list[tuple[str, dict[str, Any], Wire, Wire]] = [
     ("reset", {"hard": True}, ("Reset", {"type": "Hard"}), ("Reset", {"type": "Immediate"})),
     ("reset", {}, ("Reset", {"type": "Soft"}), ("Reset", {"type": "OnIdle"})),
     ("unlock", {"connector": 2}, ("UnlockConnector", {"connectorId": 2}),
