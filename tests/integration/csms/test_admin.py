@@ -11,6 +11,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+
 from support import RunningServer
 from support.client import RawClient
 

@@ -8,12 +8,12 @@ import http.client
 from typing import Any
 
 import pytest
-from support import RunningServer
-from support.client import RawClient
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from csms.server import CallTimeout, StationOffline
+from support import RunningServer
+from support.client import RawClient
 
 BOOT16 = {"chargePointVendor": "V", "chargePointModel": "M"}
 BOOT201 = {"chargingStation": {"vendorName": "V", "model": "M"}, "reason": "PowerUp"}

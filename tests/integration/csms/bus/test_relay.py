@@ -16,10 +16,10 @@ from typing import Any
 import aiomqtt
 import orjson
 import pytest
-from support import IN_CI, RunningServer, require_service
-from support.client import RawClient
 
 from csms.config import Settings
+from support import IN_CI, RunningServer, require_service
+from support.client import RawClient
 
 
 def free_port() -> int:
