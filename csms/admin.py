@@ -24,21 +24,16 @@ from csms.metrics import Metrics
 from csms.protocol import OcppVersion
 from csms.server import CallFailed, CallTimeout, CentralSystem, StationOffline
 from csms.service.ports import Repository, Tx
-from csms.service.views import iso, session_json
+from csms.service.views import session_json, station_detail, stations_view
 from csms.translate.commands import COMMANDS, CommandError, build_call, result_status
 
-__all__ = ["AdminApi", "load_or_create_token", "token_path"]
+__all__ = ["AdminApi", "load_or_create_token"]
 
 log = logging.getLogger("csms.admin")
 
 
-def token_path(data_dir: str) -> Path:
-    return Path(data_dir).expanduser() / "admin.token"
-
-
-def load_or_create_token(data_dir: str) -> str:
+def load_or_create_token(path: Path) -> str:
     """Read the admin token, creating it (mode 0600) on first start."""
-    path = token_path(data_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         return path.read_text("utf-8").strip()
@@ -135,42 +130,11 @@ class AdminApi:
                             content_type="text/plain", charset="utf-8")
 
     async def stations(self, request: web.Request) -> web.Response:
-        async def work(tx: Tx) -> list[dict[str, Any]]:
-            connectors: dict[str, list[dict[str, Any]]] = {}
-            for c in await tx.list_connectors():
-                connectors.setdefault(c["station_id"], []).append(
-                    {"evse_id": c["evse_id"], "connector_id": c["connector_id"],
-                     "status": c["status"], "error_code": c["error_code"]})
-            return [self._station_json(s, connectors.get(s.id, []))
-                    for s in await tx.list_stations()]
-
-        return _json(await self.repo.read(work))
-
-    def _station_json(self, s: Any, connectors: list[dict[str, Any]]) -> dict[str, Any]:
-        return {
-            "id": s.id, "online": s.connected_node is not None, "node": s.connected_node,
-            "ocpp_version": s.ocpp_version.removeprefix("ocpp") if s.ocpp_version else None,
-            "boot": s.boot_policy.value, "security_profile": s.security_profile,
-            "vendor": s.vendor, "model": s.model, "firmware_version": s.firmware_version,
-            "last_boot_at": iso(s.last_boot_at), "last_seen_at": iso(s.last_seen_at),
-            "connectors": connectors,
-        }
+        return _json(await self.repo.read(stations_view))
 
     async def station(self, request: web.Request) -> web.Response:
         station_id = request.match_info["station_id"]
-
-        async def work(tx: Tx) -> dict[str, Any] | None:
-            s = await tx.get_station(station_id)
-            if s is None:
-                return None
-            out = self._station_json(s, await tx.list_connectors(station_id))
-            out["recent_events"] = await tx.list_station_events(station_id, limit=20)
-            out["active_sessions"] = [
-                session_json(x) for x in await tx.list_sessions(station_id, True, 10)
-            ]
-            return out
-
-        data = await self.repo.read(work)
+        data = await self.repo.read(lambda tx: station_detail(tx, station_id))
         return _error(404, f"no station {station_id}") if data is None else _json(data)
 
     async def sessions(self, request: web.Request) -> web.Response:

@@ -67,7 +67,7 @@ async def build(settings: Settings) -> App:
     admin = None
     if settings.admin_port >= 0:
         admin = AdminApi(
-            central, repo, load_or_create_token(settings.data_dir), metrics,
+            central, repo, load_or_create_token(settings.admin_token_path), metrics,
             settings.admin_host, settings.admin_port,
         )
     relay = OutboxRelay(repo, settings.mqtt, client_id=f"voltledger-{central.node_id}") if (

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
+from pathlib import Path
 from typing import Any
 
 __all__ = ["Settings"]
@@ -28,6 +29,11 @@ class Settings:
     admin_port: int = 9001  # 0 picks a free port; -1 turns the admin API off
     node_id: str = ""  # default: <hostname>:<port>
     mqtt: str = ""  # mqtt://host:port turns bus events on
+
+    @property
+    def admin_token_path(self) -> Path:
+        """Where the admin API's bearer token lives (created by the first ``csms serve``)."""
+        return Path(self.data_dir).expanduser() / "admin.token"
 
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

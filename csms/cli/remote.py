@@ -10,7 +10,6 @@ from urllib.parse import quote
 import orjson
 import typer
 
-from csms.admin import token_path
 from csms.cli.common import JsonOption, console, fail, print_json, settings_for
 
 __all__ = ["admin_request", "remote_app"]
@@ -34,9 +33,9 @@ def admin_request(
     settings = settings_for(None)
     base = admin_url or f"http://{settings.admin_host}:{settings.admin_port}"
     try:
-        token = token_path(settings.data_dir).read_text("utf-8").strip()
+        token = settings.admin_token_path.read_text("utf-8").strip()
     except FileNotFoundError:
-        fail(f"no admin token in {token_path(settings.data_dir)}: is `csms serve` running with"
+        fail(f"no admin token in {settings.admin_token_path}: is `csms serve` running with"
              " the same data dir (CSMS_DATA_DIR)?", 1)
     data = orjson.dumps(body) if body is not None else None
     request = urllib.request.Request(

@@ -10,7 +10,6 @@ from typing import Annotated
 
 import typer
 
-from csms.bootstrap import build
 from csms.cli.common import DbOption, console, run, settings_for
 from csms.config import Settings
 
@@ -18,6 +17,9 @@ __all__ = ["serve"]
 
 
 async def _serve(settings: Settings) -> None:
+    # Imported here: the server's dependencies are not needed by the other commands.
+    from csms.bootstrap import build
+
     app = await build(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -25,7 +25,7 @@ from csms.service.auth import hash_password, validate_password
 from csms.service.charging import new_station
 from csms.service.ports import Tx
 from csms.service.views import iso as _iso
-from csms.service.views import session_json
+from csms.service.views import session_json, station_detail, stations_view
 
 __all__ = ["session_json", "sessions_app", "stations_app", "tags_app"]
 
@@ -88,41 +88,19 @@ def stations_add(
 
 @stations_app.command("list")
 def stations_list(json: JsonOption = False, db: DbOption = None) -> None:
-    """List stations with their last known state."""
-
-    async def work(tx: Tx) -> list[dict[str, Any]]:
-        connectors: dict[str, list[dict[str, Any]]] = {}
-        for c in await tx.list_connectors():
-            connectors.setdefault(c["station_id"], []).append(
-                {"evse_id": c["evse_id"], "connector_id": c["connector_id"],
-                 "status": c["status"], "error_code": c["error_code"]}
-            )
-        return [
-            {
-                "id": s.id,
-                "boot": s.boot_policy.value,
-                "security_profile": s.security_profile,
-                "ocpp_version": s.ocpp_version.removeprefix("ocpp") if s.ocpp_version else None,
-                "vendor": s.vendor,
-                "model": s.model,
-                "firmware_version": s.firmware_version,
-                "last_boot_at": _iso(s.last_boot_at),
-                "last_seen_at": _iso(s.last_seen_at),
-                "connectors": connectors.get(s.id, []),
-            }
-            for s in await tx.list_stations()
-        ]
-
-    rows = run(in_read(db, work))
+    """List stations: online/offline, OCPP version, firmware, last seen, connector status."""
+    rows = run(in_read(db, stations_view))
     if json:
         print_json(rows)
         return
     print_table(
         "Stations",
-        ["id", "OCPP", "boot", "profile", "vendor / model", "firmware", "last seen", "connectors"],
+        ["id", "online", "OCPP", "boot", "profile", "vendor / model", "firmware", "last seen",
+         "connectors"],
         [
             [
-                r["id"], r["ocpp_version"], r["boot"], r["security_profile"],
+                r["id"], "online" if r["online"] else "offline", r["ocpp_version"], r["boot"],
+                r["security_profile"],
                 " / ".join(x for x in (r["vendor"], r["model"]) if x),
                 r["firmware_version"], r["last_seen_at"],
                 ", ".join(f"{c['connector_id']}:{c['status']}" for c in r["connectors"]),
@@ -130,6 +108,38 @@ def stations_list(json: JsonOption = False, db: DbOption = None) -> None:
             for r in rows
         ],
     )
+
+
+@stations_app.command("show")
+def stations_show(
+    station_id: Annotated[str, typer.Argument(metavar="ID")],
+    json: JsonOption = False,
+    db: DbOption = None,
+) -> None:
+    """Show one station: state, connectors, active sessions, recent messages."""
+
+    async def work(tx: Tx) -> dict[str, Any] | None:
+        return await station_detail(tx, station_id)
+
+    data = run(in_read(db, work))
+    if data is None:
+        fail(f"no station {station_id!r}")
+    if json:
+        print_json(data)
+        return
+    print_table(
+        f"Station {station_id}", ["field", "value"],
+        [[k, v] for k, v in data.items()
+         if k not in ("connectors", "recent_events", "active_sessions")],
+    )
+    print_table("Connectors", ["evse", "connector", "status", "error", "since"],
+                [[c["evse_id"], c["connector_id"], c["status"], c["error_code"], c["updated_at"]]
+                 for c in data["connectors"]])
+    print_table("Active sessions", ["id", "connector", "tag", "started", "Wh"],
+                [[x["id"], x["connector_id"], x["id_tag"], x["started_at"], x["energy_wh"]]
+                 for x in data["active_sessions"]])
+    print_table("Recent events", ["time", "kind", "payload"],
+                [[e["ts"], e["kind"], str(e["payload"])[:80]] for e in data["recent_events"]])
 
 
 # -- tags --------------------------------------------------------------------
@@ -145,14 +155,7 @@ def tags_add(
     """Add or update an id tag."""
     if not tag or len(tag) > 36:
         raise typer.BadParameter("an id tag is 1 to 36 characters")
-    expires_at: datetime | None = None
-    if expires is not None:
-        try:
-            expires_at = datetime.fromisoformat(expires)
-        except ValueError:
-            raise typer.BadParameter(f"not an ISO 8601 time: {expires!r}") from None
-        if expires_at.tzinfo is None:
-            expires_at = expires_at.replace(tzinfo=UTC)
+    expires_at = _parse_time(expires) if expires is not None else None
 
     async def work(tx: Tx) -> None:
         await tx.put_tag(IdTag(tag, status.value, expires_at))
@@ -160,6 +163,47 @@ def tags_add(
     run(in_unit(db, work))
     suffix = f", expires {_iso(expires_at)}" if expires_at else ""
     typer.echo(f"tag {tag} {status.value}{suffix}")
+
+
+@tags_app.command("block")
+def tags_block(
+    tag: Annotated[str, typer.Argument(help="The id tag")], db: DbOption = None
+) -> None:
+    """Block an id tag (it stays known, answers Blocked)."""
+    _update_tag(db, tag, status="blocked")
+    typer.echo(f"tag {tag} blocked")
+
+
+@tags_app.command("expire")
+def tags_expire(
+    tag: Annotated[str, typer.Argument(help="The id tag")],
+    at: Annotated[str | None, typer.Option(help="Expiry as ISO 8601 [default: now]")] = None,
+    db: DbOption = None,
+) -> None:
+    """Set an id tag's expiry (now by default): it then answers Expired."""
+    when = _parse_time(at) if at else datetime.now(UTC)
+    _update_tag(db, tag, expires_at=when)
+    typer.echo(f"tag {tag} expires {_iso(when)}")
+
+
+def _parse_time(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(f"not an ISO 8601 time: {text!r}") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _update_tag(db: str | None, tag: str, **changes: Any) -> None:
+    async def work(tx: Tx) -> None:
+        record = await tx.get_tag(tag)
+        if record is None:
+            raise CliError(f"no tag {tag!r}")
+        for key, value in changes.items():
+            setattr(record, key, value)
+        await tx.put_tag(record)
+
+    run(in_unit(db, work))
 
 
 @tags_app.command("list")

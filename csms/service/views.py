@@ -6,9 +6,17 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from csms.domain.model import Session
+from csms.domain.model import Session, Station
+from csms.service.ports import Tx
 
-__all__ = ["iso", "number", "session_json"]
+__all__ = [
+    "iso",
+    "number",
+    "session_json",
+    "station_detail",
+    "station_json",
+    "stations_view",
+]
 
 
 def number(value: Decimal | None) -> int | float | None:
@@ -40,3 +48,49 @@ def session_json(s: Session) -> dict[str, Any]:
         "stop_reason": s.stop_reason,
         "flags": list(s.flags),
     }
+
+
+def station_json(s: Station, connectors: list[dict[str, Any]]) -> dict[str, Any]:
+    """A station as ``csms stations list --json`` and the admin API show it."""
+    return {
+        "id": s.id,
+        "online": s.connected_node is not None,
+        "node": s.connected_node,
+        "ocpp_version": s.ocpp_version.removeprefix("ocpp") if s.ocpp_version else None,
+        "boot": s.boot_policy.value,
+        "security_profile": s.security_profile,
+        "vendor": s.vendor,
+        "model": s.model,
+        "firmware_version": s.firmware_version,
+        "last_boot_at": iso(s.last_boot_at),
+        "last_seen_at": iso(s.last_seen_at),
+        "connectors": [
+            {"evse_id": c["evse_id"], "connector_id": c["connector_id"], "status": c["status"],
+             "error_code": c["error_code"], "updated_at": c["updated_at"]}
+            for c in connectors
+        ],
+    }
+
+
+async def stations_view(tx: Tx, station_id: str | None = None) -> list[dict[str, Any]]:
+    """Every station (or one) with its connectors, in one read."""
+    connectors: dict[str, list[dict[str, Any]]] = {}
+    for c in await tx.list_connectors(station_id):
+        connectors.setdefault(c["station_id"], []).append(c)
+    if station_id is not None:
+        one = await tx.get_station(station_id)
+        stations = [] if one is None else [one]
+    else:
+        stations = await tx.list_stations()
+    return [station_json(s, connectors.get(s.id, [])) for s in stations]
+
+
+async def station_detail(tx: Tx, station_id: str) -> dict[str, Any] | None:
+    """One station with its recent messages/events and active sessions."""
+    found = await stations_view(tx, station_id)
+    if not found:
+        return None
+    out = found[0]
+    out["recent_events"] = await tx.list_station_events(station_id, limit=20)
+    out["active_sessions"] = [session_json(x) for x in await tx.list_sessions(station_id, True, 10)]
+    return out

@@ -1,0 +1,108 @@
+"""The `csms` command as a user runs it: real process, real SQLite file."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from support import RunningServer
+from support.client import RawClient
+
+
+def csms(db: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "csms", *args, "--db", str(db)] if args and args[0] != "--help"
+        else [sys.executable, "-m", "csms", *args],
+        capture_output=True, text=True, timeout=60,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+
+
+def test_stations_and_tags(tmp_path: Path) -> None:
+    db = tmp_path / "c.db"
+    r = csms(db, "stations", "add", "CP-1", "--password", "0123456789abcdef", "--boot", "pending")
+    assert r.returncode == 0, r.stderr
+    stations = json.loads(csms(db, "stations", "list", "--json").stdout)
+    assert [(s["id"], s["boot"], s["security_profile"], s["online"]) for s in stations] == [
+        ("CP-1", "pending", 1, False)]
+    assert "0123456789abcdef" not in db.read_bytes().decode("latin-1")  # never stored plain
+    assert csms(db, "tags", "add", "T1").returncode == 0
+    assert csms(db, "tags", "add", "T2", "--expires", "2027-01-01T00:00:00Z").returncode == 0
+    assert csms(db, "tags", "block", "T1").returncode == 0
+    assert csms(db, "tags", "expire", "T2", "--at", "2026-01-01T00:00:00+00:00").returncode == 0
+    tags = {t["tag"]: t for t in json.loads(csms(db, "tags", "list", "--json").stdout)}
+    assert tags["T1"]["status"] == "blocked"
+    assert tags["T2"]["expires_at"] == "2026-01-01T00:00:00+00:00"
+    table = csms(db, "stations", "list").stdout
+    assert "CP-1" in table and "offline" in table
+    show = json.loads(csms(db, "stations", "show", "CP-1", "--json").stdout)
+    assert show["id"] == "CP-1" and show["active_sessions"] == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["stations", "add", "a:b"],
+        ["stations", "add", "X" * 49],
+        ["stations", "add", "CP9", "--password", "short"],
+        ["stations", "add", "CP9", "--boot", "maybe"],
+        ["stations", "add", "CP9", "--profile", "7"],
+        ["stations", "show", "NOPE"],
+        ["tags", "add", "T" * 40],
+        ["tags", "add", "T1", "--expires", "tomorrow"],
+        ["tags", "block", "NOPE"],
+        ["sessions", "show", "abc"],
+        ["sessions", "show", "999"],
+        ["sessions", "list", "--limit", "0"],
+        ["stations", "lst"],
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, args: list[str]) -> None:
+    r = csms(tmp_path / "c.db", *args)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert r.stderr.startswith("error: ")
+    assert "Traceback" not in r.stderr
+
+
+def test_duplicate_station_and_missing_db_folder(tmp_path: Path) -> None:
+    db = tmp_path / "c.db"
+    assert csms(db, "stations", "add", "CP1").returncode == 0
+    r = csms(db, "stations", "add", "CP1")
+    assert (r.returncode, r.stderr.strip()) == (2, "error: station 'CP1' already exists")
+    r = csms(tmp_path / "nope" / "c.db", "stations", "list")
+    assert r.returncode == 2 and "does not exist" in r.stderr
+
+
+async def test_sessions_list_and_show(csms_server: RunningServer) -> None:
+    await csms_server.add_station("CP1")
+    await csms_server.add_station("CP2")
+    await csms_server.add_tag("T1")
+    for station, stop in (("CP1", 2500), ("CP2", None)):
+        async with await RawClient.connect(csms_server.url, station) as c:
+            txid = (await c.result("StartTransaction", {
+                "connectorId": 1, "idTag": "T1", "meterStart": 1000,
+                "timestamp": "2026-01-01T10:00:00Z"}))["transactionId"]
+            if stop is not None:
+                await c.result("StopTransaction", {"transactionId": txid, "meterStop": stop,
+                                                   "timestamp": "2026-01-01T11:00:00Z"})
+    db = Path(csms_server.settings.db)
+    every = json.loads(csms(db, "sessions", "list", "--json").stdout)
+    assert [s["station_id"] for s in every] == ["CP2", "CP1"]  # newest first
+    active = json.loads(csms(db, "sessions", "list", "--active", "--json").stdout)
+    assert [s["station_id"] for s in active] == ["CP2"]
+    cp1 = json.loads(csms(db, "sessions", "list", "--station", "CP1", "--json").stdout)
+    assert cp1[0]["energy_wh"] == 1500
+    assert set(cp1[0]) >= {
+        "id", "station_id", "connector_id", "evse_id", "id_tag", "ocpp_version",
+        "transaction_id", "started_at", "stopped_at", "meter_start_wh", "meter_stop_wh",
+        "energy_wh", "status", "stop_reason"}
+    shown = json.loads(csms(db, "sessions", "show", str(cp1[0]["id"]), "--json").stdout)
+    assert shown["energy_wh"] == 1500 and shown["status"] == "completed"
+    table = csms(db, "sessions", "list").stdout
+    assert "1.500" in table  # kWh column
