@@ -6,9 +6,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from support import RunningServer
 
 from csms.config import Settings
+from support import RunningServer
 
 
 @pytest.fixture
