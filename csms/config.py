@@ -23,12 +23,18 @@ class Settings:
     max_frame_bytes: int = 65536
     ping_interval: float = 20.0
     ping_timeout: float = 20.0
+    close_timeout: float = 5.0
     validate: bool = True
     data_dir: str = "./.voltledger"
     admin_host: str = "127.0.0.1"
     admin_port: int = 9001  # 0 picks a free port; -1 turns the admin API off
     node_id: str = ""  # default: <hostname>:<port>
     mqtt: str = ""  # mqtt://host:port turns bus events on
+    tls_port: int = 9443  # wss:// listener, when tls_cert is given
+    tls_cert: str = ""
+    tls_key: str = ""
+    client_ca: str = ""  # CA that signs station certificates (security profile 3)
+    auth_failure_limit: int = 5  # failed logins per minute per address and per station
 
     @property
     def admin_token_path(self) -> Path:

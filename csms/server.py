@@ -26,6 +26,7 @@ import binascii
 import contextlib
 import logging
 import socket
+import ssl
 import time
 from collections.abc import Mapping, Sequence
 from http import HTTPStatus
@@ -57,6 +58,7 @@ from csms.protocol import (
 from csms.service.auth import verify_password
 from csms.service.charging import ChargingService, UnknownStation, new_station
 from csms.service.ports import Repository, StorageError, Tx
+from csms.service.ratelimit import FailureLimiter
 from csms.translate import Handler, routes_for
 
 __all__ = ["CallFailed", "CallTimeout", "CentralSystem", "StationConnection", "StationOffline"]
@@ -243,28 +245,58 @@ class CentralSystem:
         self.metrics.connected.set_function(lambda: len(self.connections))
         self.node_id = settings.node_id or f"{socket.gethostname()}:{settings.port}"
         self.connections: dict[str, StationConnection] = {}
+        self.limiter = FailureLimiter(settings.auth_failure_limit, 60.0)
         self._server: Server | None = None
+        self._tls_server: Server | None = None
         self._conn_tasks: set[asyncio.Task[None]] = set()
 
     @property
     def port(self) -> int:
-        assert self._server is not None
-        sock = next(iter(self._server.sockets))
-        return int(sock.getsockname()[1])
+        """The plain (ws://) port, or the TLS port when only TLS is served."""
+        server = self._server or self._tls_server
+        assert server is not None
+        return int(next(iter(server.sockets)).getsockname()[1])
+
+    @property
+    def tls_port(self) -> int | None:
+        if self._tls_server is None:
+            return None
+        return int(next(iter(self._tls_server.sockets)).getsockname()[1])
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2  # security profiles 2 and 3
+        ctx.load_cert_chain(self.settings.tls_cert, self.settings.tls_key or None)
+        if self.settings.client_ca:
+            ctx.load_verify_locations(self.settings.client_ca)
+            # Optional at the TLS layer: profile 2 stations share the port and
+            # present no certificate; profile 3 is enforced per station below.
+            ctx.verify_mode = ssl.CERT_OPTIONAL
+        return ctx
 
     async def start(self) -> None:
-        self._server = await serve(
-            self._handle,
-            self.settings.host,
-            self.settings.port,
-            process_request=self._process_request,
-            select_subprotocol=self._select_subprotocol,
-            subprotocols=[Subprotocol(v.value) for v in OcppVersion],
-            max_size=self.settings.max_frame_bytes,
-            ping_interval=self.settings.ping_interval or None,
-            ping_timeout=self.settings.ping_timeout or None,
-            server_header=None,
-        )
+        options: dict[str, Any] = {
+            "process_request": self._process_request,
+            "select_subprotocol": self._select_subprotocol,
+            "subprotocols": [Subprotocol(v.value) for v in OcppVersion],
+            "max_size": self.settings.max_frame_bytes,
+            "ping_interval": self.settings.ping_interval or None,
+            "ping_timeout": self.settings.ping_timeout or None,
+            "server_header": None,
+            # A dead peer never answers the closing handshake: do not wait long.
+            "close_timeout": self.settings.close_timeout,
+        }
+        if self.settings.port >= 0:
+            self._server = await serve(
+                self._handle, self.settings.host, self.settings.port, **options
+            )
+        if self.settings.tls_cert:
+            self._tls_server = await serve(
+                self._handle, self.settings.host, max(self.settings.tls_port, 0),
+                ssl=self._ssl_context(), **options,
+            )
+        if self._server is None and self._tls_server is None:
+            raise ValueError("nothing to listen on: give --port and/or --tls-cert")
         if not self.settings.node_id and self.settings.port == 0:
             self.node_id = f"{socket.gethostname()}:{self.port}"
 
@@ -273,18 +305,18 @@ class CentralSystem:
             return await tx.clear_node_connections(self.node_id)
 
         await self.repo.unit(forget)
-        log.info("= listening on ws://%s:%d as node %s", self.settings.host, self.port,
-                 self.node_id)
+        if self._server is not None:
+            log.info("= listening on ws://%s:%d as node %s", self.settings.host, self.port,
+                     self.node_id)
+        if self._tls_server is not None:
+            log.info("= listening on wss://%s:%s (TLS)", self.settings.host, self.tls_port)
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
-
-    async def serve_forever(self) -> None:
-        assert self._server is not None
-        await self._server.serve_forever()
+        for server in (self._server, self._tls_server):
+            if server is not None:
+                server.close()
+                await server.wait_closed()
+        self._server = self._tls_server = None
 
     # -- handshake -----------------------------------------------------------
     async def _process_request(
@@ -294,6 +326,13 @@ class CentralSystem:
             station_id = station_id_from_path(request.path)
         except InvalidStationId as exc:
             return connection.respond(HTTPStatus.BAD_REQUEST, f"{exc}\n")
+        remote = connection.remote_address[0] if connection.remote_address else "?"
+        keys = (f"ip:{remote}", f"id:{station_id}")
+        if self.limiter.blocked(*keys):
+            log.warning("! %s from %s: too many failed logins, refused", station_id, remote)
+            response = connection.respond(HTTPStatus.TOO_MANY_REQUESTS, "too many failures\n")
+            response.headers["Retry-After"] = str(int(self.limiter.window))
+            return response
 
         async def lookup(tx: Tx) -> Station | None:
             return await tx.get_station(station_id)
@@ -301,12 +340,11 @@ class CentralSystem:
         station = await self.repo.read(lookup)
         if station is None:
             if not self.settings.auto_register:
-                log.info("! refused unknown station %r from %s", station_id,
-                         connection.remote_address)
+                log.info("! refused unknown station %r from %s", station_id, remote)
                 return connection.respond(HTTPStatus.NOT_FOUND, "unknown station\n")
             log.warning(
                 "! AUTO-REGISTERING unknown station %r from %s (--auto-register is on)",
-                station_id, connection.remote_address,
+                station_id, remote,
             )
 
             async def register(tx: Tx) -> None:
@@ -315,17 +353,45 @@ class CentralSystem:
 
             await self.repo.unit(register)
             return None
-        if station.password_hash is not None:
-            creds = _basic_credentials(request.headers)
-            ok = False
-            if creds is not None and creds[0] == station_id:
-                ok = await asyncio.to_thread(verify_password, creds[1], station.password_hash)
-            if not ok:
-                log.warning("! bad credentials for station %r from %s", station_id,
-                            connection.remote_address)
-                response = connection.respond(HTTPStatus.UNAUTHORIZED, "unauthorized\n")
-                response.headers["WWW-Authenticate"] = 'Basic realm="ocpp", charset="UTF-8"'
-                return response
+        refusal = await self._authenticate(connection, request, station)
+        if refusal is not None:
+            self.limiter.failed(*keys)
+            log.warning("! refused station %r from %s: %s", station_id, remote, refusal)
+            if refusal.startswith("TLS"):
+                return connection.respond(HTTPStatus.FORBIDDEN, "forbidden\n")
+            response = connection.respond(HTTPStatus.UNAUTHORIZED, "unauthorized\n")
+            response.headers["WWW-Authenticate"] = 'Basic realm="ocpp", charset="UTF-8"'
+            return response
+        self.limiter.succeeded(keys[1])
+        return None
+
+    async def _authenticate(
+        self, connection: ServerConnection, request: Request, station: Station
+    ) -> str | None:
+        """None when the station may connect, else why not (never the password)."""
+        tls = connection.transport.get_extra_info("ssl_object")
+        profile = station.security_profile
+        if profile >= 2 and tls is None:
+            return f"TLS required (security profile {profile})"
+        if profile == 3:
+            cert = tls.getpeercert() if tls is not None else None
+            if not cert:
+                return "TLS client certificate required (security profile 3)"
+            names = [v for rdn in cert.get("subject", ()) for k, v in rdn if k == "commonName"]
+            # 2.0.1 A00.FR.413 / 1.6 security whitepaper: the CN is exactly the identity
+            # (no substring or case-insensitive match).
+            if names != [station.id]:
+                return f"TLS certificate CN {names!r} is not the station id"
+            return None
+        if station.password_hash is None:
+            if profile >= 1:
+                return "station has no password set"
+            return None
+        creds = _basic_credentials(request.headers)
+        if creds is None or creds[0] != station.id:
+            return "missing or mismatched Basic credentials"
+        if not await asyncio.to_thread(verify_password, creds[1], station.password_hash):
+            return "wrong password"
         return None
 
     @staticmethod
@@ -371,7 +437,16 @@ class CentralSystem:
                     await self.service.connection_changed(
                         station_id, False, version.value, self.node_id
                     )
-            log.info("x %s disconnected", station_id)
+            sent = ws.protocol.close_sent
+            if sent is not None and sent.code == 1009:
+                log.warning("! %s sent a frame over %d bytes; connection closed", station_id,
+                            self.settings.max_frame_bytes)
+                with contextlib.suppress(StorageError):
+                    await self.service.station_event(
+                        station_id, "security",
+                        {"type": "FrameTooLarge", "limit": self.settings.max_frame_bytes},
+                    )
+            log.info("x %s disconnected (%s)", station_id, ws.close_code)
 
     async def call(
         self, station_id: str, action: str, payload: dict[str, Any],

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -35,6 +36,8 @@ async def _serve(settings: Settings) -> None:
             f"[bold green]csms[/] listening on ws://{settings.host}:{app.central.port}/<station_id>"
             f"  (db: {settings.db}, node: {app.central.node_id})"
         )
+        if app.central.tls_port is not None:
+            console.print(f"TLS: wss://{settings.host}:{app.central.tls_port}/<station_id>")
         if app.admin is not None:
             console.print(
                 f"admin API on http://{settings.admin_host}:{app.admin.port}"
@@ -73,6 +76,16 @@ def serve(
     node_id: Annotated[
         str | None, typer.Option(help="This node's name [default: <hostname>:<port>]")
     ] = None,
+    tls_cert: Annotated[
+        str | None, typer.Option(help="PEM certificate (chain): serve wss:// (profiles 2, 3)")
+    ] = None,
+    tls_key: Annotated[str | None, typer.Option(help="PEM private key of --tls-cert")] = None,
+    tls_port: Annotated[
+        int | None, typer.Option(min=0, max=65535, help="wss:// port [default: 9443]")
+    ] = None,
+    client_ca: Annotated[
+        str | None, typer.Option(help="PEM CA of station client certificates (profile 3)")
+    ] = None,
     data_dir: Annotated[
         str | None, typer.Option(help="Folder for the admin token, chain state, caches")
     ] = None,
@@ -86,8 +99,16 @@ def serve(
     settings = settings_for(
         db, host=host, port=port, auto_register=auto_register,
         heartbeat_interval=heartbeat_interval, admin_port=admin_port, mqtt=mqtt,
-        node_id=node_id, data_dir=data_dir,
+        node_id=node_id, data_dir=data_dir, tls_cert=tls_cert, tls_key=tls_key,
+        tls_port=tls_port, client_ca=client_ca,
     )
+    for name in ("tls_cert", "tls_key", "client_ca"):
+        path = getattr(settings, name)
+        if path and not Path(path).is_file():
+            hint = "--" + name.replace("_", "-")
+            raise typer.BadParameter(f"no such file: {path}", param_hint=hint)
+    if settings.client_ca and not settings.tls_cert:
+        raise typer.BadParameter("--client-ca needs --tls-cert", param_hint="--client-ca")
     if settings.mqtt:
         from csms.bus.relay import parse_mqtt_url
 

@@ -161,6 +161,8 @@ class SqliteRepository:
                         # undoes that unit only.
                         conn.execute("ROLLBACK TO unit")
                         conn.execute("RELEASE unit")
+                        if isinstance(exc, sqlite3.Error):
+                            exc = StorageError(f"{type(exc).__name__}: {exc}")
                         outcomes.append((fut, False, exc))
                     else:
                         conn.execute("RELEASE unit")

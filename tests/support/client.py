@@ -28,7 +28,8 @@ class RawClient:
     @classmethod
     async def connect(
         cls, base_url: str, station_id: str, protocols: list[str] | None = None,
-        password: str | None = None, user: str | None = None,
+        password: str | None = None, user: str | None = None, ssl: Any = None,
+        max_size: int | None = 2**20,
     ) -> RawClient:
         headers = {}
         if password is not None:
@@ -41,6 +42,8 @@ class RawClient:
             subprotocols=protocols or ["ocpp1.6"],  # type: ignore[list-item]
             additional_headers=headers,
             open_timeout=5,
+            ssl=ssl,
+            max_size=max_size,
         )
         return cls(ws)
 

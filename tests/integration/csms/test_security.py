@@ -1,0 +1,230 @@
+"""Security profiles 1-3 with real TLS, rate limiting, frame limits, half-open sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import ipaddress
+import logging
+import ssl
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from websockets.exceptions import InvalidMessage, InvalidStatus
+
+from support import RunningServer
+from support.client import RawClient
+
+PASSWORD = "s3cret-station-passw0rd"
+BOOT = {"chargePointVendor": "V", "chargePointModel": "M"}
+
+
+@dataclass
+class Pki:
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    folder: Path
+    _ca_key: Any
+    _ca_cert: Any
+
+    def client(self, cn: str, *, self_signed: bool = False) -> ssl.SSLContext:
+        key = ec.generate_private_key(ec.SECP256R1())
+        issuer_key, issuer = (key, None) if self_signed else (self._ca_key, self._ca_cert)
+        cert = _cert(cn, key, issuer_key, issuer, client=True)
+        cert_path = self.folder / f"client-{cn}-{self_signed}.pem"
+        key_path = self.folder / f"client-{cn}-{self_signed}.key"
+        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        key_path.write_bytes(_key_pem(key))
+        ctx = self.trusting()
+        ctx.load_cert_chain(cert_path, key_path)
+        return ctx
+
+    def trusting(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cafile=str(self.ca))
+        return ctx
+
+
+def _key_pem(key: Any) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def _cert(cn: str, key: Any, issuer_key: Any, issuer: Any, *, ca: bool = False,
+          client: bool = False, server: bool = False) -> x509.Certificate:
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    now = dt.datetime.now(dt.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(issuer.subject if issuer is not None else name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if server:
+        builder = builder.add_extension(x509.SubjectAlternativeName(
+            [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False)
+    if ca:
+        builder = builder.add_extension(x509.KeyUsage(
+            digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
+            key_encipherment=False, data_encipherment=False, key_agreement=False,
+            encipher_only=False, decipher_only=False), critical=True)
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    folder = tmp_path_factory.mktemp("pki")
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_cert = _cert("voltledger test CA", ca_key, ca_key, None, ca=True)
+    (folder / "ca.pem").write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    server_key = ec.generate_private_key(ec.SECP256R1())
+    server_cert = _cert("localhost", server_key, ca_key, ca_cert, server=True)
+    (folder / "server.pem").write_bytes(server_cert.public_bytes(serialization.Encoding.PEM))
+    (folder / "server.key").write_bytes(_key_pem(server_key))
+    return Pki(folder / "ca.pem", folder / "server.pem", folder / "server.key", folder,
+               ca_key, ca_cert)
+
+
+@pytest.fixture
+async def tls_server(csms_server: RunningServer, pki: Pki) -> RunningServer:
+    await csms_server.stop()
+    csms_server.settings = replace(
+        csms_server.settings, tls_cert=str(pki.server_cert), tls_key=str(pki.server_key),
+        client_ca=str(pki.ca), tls_port=0, auth_failure_limit=100,
+    )
+    await csms_server.start()
+    return csms_server
+
+
+def wss(server: RunningServer) -> str:
+    return f"wss://127.0.0.1:{server.central.tls_port}"
+
+
+async def refused(coro: Any) -> int:
+    with pytest.raises(InvalidStatus) as info:
+        await coro
+    return int(info.value.response.status_code)
+
+
+async def test_profile_2_needs_tls_and_password(tls_server: RunningServer, pki: Pki) -> None:
+    await tls_server.add_station("CP2", password=PASSWORD, profile=2)
+    # a lower profile than configured (plain ws) is refused
+    assert await refused(RawClient.connect(tls_server.url, "CP2", password=PASSWORD)) == 403
+    assert await refused(RawClient.connect(wss(tls_server), "CP2", password="wrong" * 4,
+                                           ssl=pki.trusting())) == 401
+    async with await RawClient.connect(wss(tls_server), "CP2", password=PASSWORD,
+                                       ssl=pki.trusting()) as c:
+        assert (await c.result("BootNotification", BOOT))["status"] == "Accepted"
+
+
+async def test_profile_3_needs_a_certificate_with_the_exact_cn(
+    tls_server: RunningServer, pki: Pki
+) -> None:
+    await tls_server.add_station("CP3", profile=3)
+    url = wss(tls_server)
+    assert await refused(RawClient.connect(url, "CP3", ssl=pki.trusting())) == 403
+    for wrong_cn in ("CP3-evil", "xCP3", "cp3", "CP"):
+        assert await refused(RawClient.connect(url, "CP3", ssl=pki.client(wrong_cn))) == 403
+    # a certificate the CA did not sign fails the TLS handshake itself
+    with pytest.raises((ssl.SSLError, ConnectionError, InvalidStatus, InvalidMessage, OSError)):
+        await RawClient.connect(url, "CP3", ssl=pki.client("CP3", self_signed=True))
+    # plain ws is below profile 3
+    assert await refused(RawClient.connect(tls_server.url, "CP3")) == 403
+    async with await RawClient.connect(url, "CP3", ssl=pki.client("CP3")) as c:
+        assert (await c.result("BootNotification", BOOT))["status"] == "Accepted"
+
+
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion:DeprecationWarning")
+async def test_tls_below_1_2_is_refused(tls_server: RunningServer, pki: Pki) -> None:
+    await tls_server.add_station("CP2", password=PASSWORD, profile=2)
+    ctx = pki.trusting()
+    ctx.minimum_version = ssl.TLSVersion.TLSv1
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_1
+    with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+        await RawClient.connect(wss(tls_server), "CP2", password=PASSWORD, ssl=ctx)
+
+
+async def test_failed_logins_are_rate_limited_per_address_and_id(
+    csms_server: RunningServer,
+) -> None:
+    await csms_server.add_station("CP1", password=PASSWORD)
+    await csms_server.add_station("CP9", password=PASSWORD)
+    limit = csms_server.settings.auth_failure_limit
+    for _ in range(limit):
+        assert await refused(RawClient.connect(csms_server.url, "CP1",
+                                               password="wrong-password-0000")) == 401
+    # now even the right password is refused for a while, for this address and this id
+    assert await refused(RawClient.connect(csms_server.url, "CP1", password=PASSWORD)) == 429
+    assert await refused(RawClient.connect(csms_server.url, "CP9", password=PASSWORD)) == 429
+
+
+async def test_passwords_are_never_logged_or_stored_plain(
+    csms_server: RunningServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    await csms_server.add_station("CP1", password=PASSWORD)
+    await refused(RawClient.connect(csms_server.url, "CP1", password=PASSWORD + "x"))
+    async with await RawClient.connect(csms_server.url, "CP1", password=PASSWORD) as c:
+        await c.result("BootNotification", BOOT)
+    assert PASSWORD not in caplog.text
+    db_bytes = Path(csms_server.settings.db).read_bytes()
+    assert PASSWORD.encode() not in db_bytes
+
+    async def row(tx: Any) -> Any:
+        return await tx.get_station("CP1")
+
+    stored = (await csms_server.repo.read(row)).password_hash
+    assert stored.startswith("scrypt$")
+
+
+async def test_oversized_frame_closes_only_that_connection(csms_server: RunningServer) -> None:
+    await csms_server.add_station("BIG")
+    await csms_server.add_station("OK1")
+    good = await RawClient.connect(csms_server.url, "OK1")
+    big = await RawClient.connect(csms_server.url, "BIG")
+    payload = "x" * (csms_server.settings.max_frame_bytes + 1)
+    await big.ws.send(f'[2,"1","DataTransfer",{{"vendorId":"v","data":"{payload}"}}]')
+    await asyncio.wait_for(big.ws.wait_closed(), 5)
+    assert big.ws.close_code == 1009
+    assert "currentTime" in await good.result("Heartbeat", {})
+    await good.close()
+
+    async def events(tx: Any) -> list[dict[str, Any]]:
+        return await tx.list_station_events("BIG", "security")
+
+    await asyncio.sleep(0.1)
+    assert any(e["payload"]["type"] == "FrameTooLarge" for e in await csms_server.repo.read(events))
+
+
+async def test_half_open_socket_is_closed_by_ping_timeout(csms_server: RunningServer) -> None:
+    await csms_server.stop()
+    csms_server.settings = replace(csms_server.settings, ping_interval=0.2, ping_timeout=0.3,
+                                   close_timeout=0.5)
+    await csms_server.start()
+    await csms_server.add_station("GONE")
+    # A raw TCP client completes the handshake and then never reads again: to the
+    # server it looks like a station whose network vanished.
+    reader, writer = await asyncio.open_connection("127.0.0.1", csms_server.port)
+    writer.write(
+        b"GET /GONE HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+        b"Sec-WebSocket-Protocol: ocpp1.6\r\n\r\n"
+    )
+    status_line = await asyncio.wait_for(reader.readline(), 5)
+    assert b"101" in status_line
+    await csms_server.wait_connected("GONE")
+    async with asyncio.timeout(5):
+        while "GONE" in csms_server.central.connections:
+            await asyncio.sleep(0.05)
+    writer.close()
