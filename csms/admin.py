@@ -9,6 +9,7 @@ written to the audit log (who, what, when, result).
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import os
@@ -23,9 +24,16 @@ from aiohttp import web
 from csms.metrics import Metrics
 from csms.protocol import OcppVersion
 from csms.server import CallFailed, CallTimeout, CentralSystem, StationOffline
+from csms.service.auth import hash_password, validate_password
 from csms.service.ports import Repository, Tx
 from csms.service.views import session_json, station_detail, stations_view
-from csms.translate.commands import COMMANDS, CommandError, build_call, result_status
+from csms.translate.commands import (
+    COMMANDS,
+    SECRET_ARGS,
+    CommandError,
+    build_call,
+    result_status,
+)
 
 __all__ = ["AdminApi", "load_or_create_token"]
 
@@ -180,9 +188,12 @@ class AdminApi:
         actor = request.headers.get("X-Actor") or f"admin@{request.remote}"
         status, result = await self.run_command(station_id, command, body, timeout)
         ok = status == 200
+        logged = {k: ("<redacted>" if k in SECRET_ARGS.get(command, ()) else v)
+                  for k, v in body.items()}
 
         async def audit(tx: Tx) -> None:
-            await tx.add_audit(actor, command, station_id, body, result, ok, datetime.now(UTC))
+            await tx.add_audit(actor, command, station_id, logged, result, ok,
+                               datetime.now(UTC))
 
         await self.repo.unit(audit)
         self.metrics.commands.labels(command, result.get("status", "error")).inc()
@@ -203,9 +214,10 @@ class AdminApi:
             call = build_call(conn.version, command, args)
         except CommandError as exc:
             return 400, {"error": str(exc)}
+        secret = command in SECRET_ARGS
         try:
             response = await conn.call(
-                call.action, call.payload, float(timeout) if timeout else None
+                call.action, call.payload, float(timeout) if timeout else None, secret=secret
             )
         except StationOffline:
             return 409, {"error": f"station {station_id} went offline", "status": "Offline"}
@@ -215,8 +227,32 @@ class AdminApi:
         except CallFailed as exc:
             return 502, {"error": f"station answered {exc.code}: {exc.description}",
                          "status": exc.code, "action": call.action}
-        return 200, {"status": result_status(call.action, response), "action": call.action,
-                     "ocpp_version": conn.version.short, "response": response}
+        word = result_status(call.action, response)
+        if command == "set-password":
+            # Switch to the new password only once the station accepted it
+            # (1.6 security whitepaper / 2.0.1 A01.FR.04); otherwise keep the old one.
+            if word != "Accepted":
+                return 200, {"status": word, "action": call.action, "switched": False,
+                             "ocpp_version": conn.version.short, "response": response}
+            await self._store_password(station_id, args["password"])
+        return 200, {"status": word, "action": call.action,
+                     "ocpp_version": conn.version.short, "response": response,
+                     **({"switched": True} if command == "set-password" else {})}
+
+    async def _store_password(self, station_id: str, password: str) -> None:
+        digest = await asyncio.to_thread(hash_password, password)
+
+        async def work(tx: Tx) -> None:
+            station = await tx.get_station(station_id)
+            if station is None:
+                raise CommandError(f"no station {station_id}")
+            station.password_hash = digest
+            station.security_profile = max(station.security_profile, 1)
+            await tx.update_station(station)
+            await tx.add_station_event(station_id, "security",
+                                       {"type": "PasswordRotated"}, datetime.now(UTC))
+
+        await self.repo.unit(work)
 
     async def _resolve(
         self, station_id: str, version: OcppVersion, command: str, args: dict[str, Any]
@@ -241,6 +277,12 @@ class AdminApi:
                 return active[0].transaction_id
 
             return {**args, "transaction_id": await self.repo.read(find)}
+        if command == "set-password":
+            try:
+                validate_password(str(args.get("password", "")))
+            except ValueError as exc:
+                raise CommandError(str(exc)) from None
+            return args
         if command == "send-local-list":
             async def tags(tx: Tx) -> tuple[int, list[dict[str, Any]]]:
                 now = datetime.now(UTC)

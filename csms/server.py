@@ -189,16 +189,21 @@ class StationConnection:
             await self.ws.send(text)
 
     async def call(
-        self, action: str, payload: dict[str, Any], timeout: float | None = None
+        self, action: str, payload: dict[str, Any], timeout: float | None = None,
+        *, secret: bool = False,
     ) -> dict[str, Any]:
-        """Send one CALL to the station and wait for its answer (one at a time)."""
+        """Send one CALL to the station and wait for its answer (one at a time).
+
+        ``secret``: the payload holds a credential and is not logged.
+        """
         async with self._call_lock:
             mid, text = self.endpoint.call(action, payload)
             loop = asyncio.get_running_loop()
             answer: asyncio.Future[IncomingResult | IncomingError] = loop.create_future()
             self._answer = answer
             try:
-                log.debug("> %s %s", self.station_id, text)
+                log.debug("> %s %s", self.station_id,
+                          f"[2,{mid!r},{action!r},<redacted>]" if secret else text)
                 try:
                     await self.ws.send(text)
                 except ConnectionClosed:

@@ -25,6 +25,7 @@ app.add_typer(_stations.stations_app, name="stations")
 app.add_typer(_stations.tags_app, name="tags")
 app.add_typer(_stations.sessions_app, name="sessions")
 app.add_typer(_remote.remote_app, name="remote")
+_stations.stations_app.command("set-password")(_remote.set_password)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -260,3 +260,41 @@ def local_list_version(
     _command(station, "local-list-version", {}, json, timeout, admin_url)
 
 
+
+
+def set_password(
+    station: Annotated[str, typer.Argument(metavar="ID")],
+    password: Annotated[
+        str | None, typer.Option(help="The new password (16-40 chars) [default: generated]")
+    ] = None,
+    json: JsonOption = False, timeout: Timeout = 30, admin_url: AdminUrl = None,
+) -> None:
+    """Rotate a station's password: pushed to it, switched once it accepts.
+
+    1.6: ChangeConfiguration AuthorizationKey; 2.0.1: SetVariables
+    SecurityCtrlr.BasicAuthPassword.
+    """
+    import secrets
+
+    from csms.service.auth import validate_password
+
+    generated = password is None
+    new = password or secrets.token_urlsafe(24)[:32]
+    try:
+        validate_password(new)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--password") from None
+    status, result = admin_request(
+        "POST", f"/stations/{quote(station, safe='')}/commands/set-password",
+        {"password": new, "timeout": timeout}, admin_url=admin_url, timeout=timeout + 5,
+    )
+    if status != 200:
+        fail(result.get("error", f"admin API answered HTTP {status}"), 2 if status == 400 else 1)
+    if json:
+        print_json({**result, **({"password": new} if generated else {})})
+    elif result.get("switched"):
+        console.print(f"{station}: [bold]{result['status']}[/]; the new password is in use")
+        if generated:
+            console.print(f"new password (shown once): {new}", markup=False)
+    else:
+        fail(f"{station} answered {result['status']}: the old password stays in use", 1)

@@ -13,7 +13,14 @@ from typing import Any
 
 from csms.protocol import OcppError, OcppVersion, Validator
 
-__all__ = ["COMMANDS", "BuiltCall", "CommandError", "build_call", "result_status"]
+__all__ = [
+    "COMMANDS",
+    "SECRET_ARGS",
+    "BuiltCall",
+    "CommandError",
+    "build_call",
+    "result_status",
+]
 
 _remote_ids = itertools.count(1)
 
@@ -229,6 +236,17 @@ def _local_list_version(v: OcppVersion, a: dict[str, Any]) -> BuiltCall:
     return BuiltCall("GetLocalListVersion", {})
 
 
+def _set_password(v: OcppVersion, a: dict[str, Any]) -> BuiltCall:
+    password = _str(a, "password")
+    if v is OcppVersion.V16:
+        # 1.6 security whitepaper: configuration key AuthorizationKey.
+        return BuiltCall("ChangeConfiguration", {"key": "AuthorizationKey", "value": password})
+    # 2.0.1 A01: SecurityCtrlr.BasicAuthPassword.
+    return BuiltCall("SetVariables", {"setVariableData": [{
+        "component": {"name": "SecurityCtrlr"}, "variable": {"name": "BasicAuthPassword"},
+        "attributeValue": password}]})
+
+
 COMMANDS: dict[str, Callable[[OcppVersion, dict[str, Any]], BuiltCall]] = {
     "start": _start,
     "stop": _stop,
@@ -245,7 +263,11 @@ COMMANDS: dict[str, Callable[[OcppVersion, dict[str, Any]], BuiltCall]] = {
     "data-transfer": _data_transfer,
     "send-local-list": _send_local_list,
     "local-list-version": _local_list_version,
+    "set-password": _set_password,
 }
+
+# Commands whose arguments must never reach a log or the audit trail.
+SECRET_ARGS = {"set-password": ("password",)}
 
 
 def build_call(version: OcppVersion, command: str, args: dict[str, Any]) -> BuiltCall:

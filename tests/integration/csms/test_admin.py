@@ -9,24 +9,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
 from support import RunningServer
+from support.admin import api
 from support.client import RawClient
-
-
-async def api(server: RunningServer, method: str, path: str, body: Any = None,
-              token: str | None = "default") -> tuple[int, Any]:
-    headers = {}
-    if token is not None:
-        headers["Authorization"] = f"Bearer {server.admin_token if token == 'default' else token}"
-    async with aiohttp.ClientSession() as http, http.request(
-        method, server.admin_url + path, json=body, headers=headers
-    ) as response:
-        if response.content_type == "application/json":
-            return response.status, await response.json()
-        return response.status, await response.text()
 
 
 async def answer_next(client: RawClient, payload: dict[str, Any]) -> list[Any]:

@@ -19,6 +19,7 @@ from cryptography.x509.oid import NameOID
 from websockets.exceptions import InvalidMessage, InvalidStatus
 
 from support import RunningServer
+from support.admin import api
 from support.client import RawClient
 
 PASSWORD = "s3cret-station-passw0rd"
@@ -228,3 +229,43 @@ async def test_half_open_socket_is_closed_by_ping_timeout(csms_server: RunningSe
         while "GONE" in csms_server.central.connections:
             await asyncio.sleep(0.05)
     writer.close()
+
+
+@pytest.mark.parametrize(("version", "accept"), [
+    ("ocpp1.6", True), ("ocpp2.0.1", True), ("ocpp1.6", False), ("ocpp2.0.1", False)])
+async def test_password_rotation_switches_only_when_accepted(
+    csms_server: RunningServer, caplog: pytest.LogCaptureFixture, version: str, accept: bool,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    new = "brand-new-password-42"
+    await csms_server.add_station("CP1", password=PASSWORD)
+    async with await RawClient.connect(csms_server.url, "CP1", [version],
+                                       password=PASSWORD) as c:
+        await csms_server.wait_connected("CP1")
+        req = asyncio.create_task(
+            api(csms_server, "POST", "/stations/CP1/commands/set-password", {"password": new}))
+        call = await asyncio.wait_for(c.calls.get(), 5)
+        if version == "ocpp1.6":
+            assert call[2:] == ["ChangeConfiguration", {"key": "AuthorizationKey", "value": new}]
+            await c.answer(call[1], {"status": "Accepted" if accept else "Rejected"})
+        else:
+            assert call[2] == "SetVariables"
+            data = call[3]["setVariableData"][0]
+            assert (data["component"]["name"], data["variable"]["name"],
+                    data["attributeValue"]) == ("SecurityCtrlr", "BasicAuthPassword", new)
+            await c.answer(call[1], {"setVariableResult": [{
+                "attributeStatus": "Accepted" if accept else "Rejected",
+                "component": {"name": "SecurityCtrlr"},
+                "variable": {"name": "BasicAuthPassword"}}]})
+        status, body = await req
+        assert status == 200
+        assert body["switched"] is accept
+    working, refused_pw = (new, PASSWORD) if accept else (PASSWORD, new)
+    async with await RawClient.connect(csms_server.url, "CP1", [version],
+                                       password=working) as c:
+        assert "currentTime" in await c.result("Heartbeat", {})
+    assert await refused(RawClient.connect(csms_server.url, "CP1", [version],
+                                           password=refused_pw)) == 401
+    _, audit = await api(csms_server, "GET", "/audit")
+    assert audit[0]["request"] == {"password": "<redacted>"}
+    assert new not in caplog.text
