@@ -41,6 +41,8 @@ __all__ = [
 
 log = logging.getLogger("csms.service")
 
+_V201_NORMAL = frozenset({"meter_start_from_samples", "meter_stop_from_samples"})
+
 
 class UnknownStation(Exception):
     pass
@@ -257,6 +259,8 @@ class ChargingService:
         session.meter_stop_wh = result.meter_stop_wh
         session.energy_wh = result.energy_wh
         for f in result.flags:
+            if session.ocpp_version == "ocpp2.0.1" and f in _V201_NORMAL:
+                continue  # 2.0.1 has no meterStart/meterStop: readings always come from samples
             session.flag(f)
         session.status = SessionStatus.COMPLETED
         await tx.update_session(session)

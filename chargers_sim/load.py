@@ -1,0 +1,142 @@
+"""Load mode: many stations sending transaction messages back-to-back, latency recorded.
+
+Each station boots, starts one session and then sends 1.6 MeterValues or 2.0.1
+TransactionEvent(Updated) as fast as it gets answers, for ``duration`` seconds.
+Every CALL's latency (send to answer) is recorded; the result has messages per
+second and p50/p99 in milliseconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import subprocess
+import sys
+import time
+import uuid
+from typing import Any
+
+from chargers_sim.station import Station
+from csms.protocol import OcppVersion
+
+__all__ = ["percentile", "run_load", "run_load_procs"]
+
+RESERVOIR = 50_000
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return 0.0
+    k = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
+    return sorted_values[k]
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+async def _drive(st: Station, deadline: float, counts: list[int]) -> None:
+    register = st.meters[1].register_wh
+    if st.version is OcppVersion.V16:
+        answer = await st.call("StartTransaction", {
+            "connectorId": 1, "idTag": "LOADTAG", "meterStart": register, "timestamp": _now()})
+        txid: Any = answer["transactionId"]
+    else:
+        txid = uuid.uuid4().hex[:20]
+        await st.call("TransactionEvent", {
+            "eventType": "Started", "timestamp": _now(), "triggerReason": "Authorized",
+            "seqNo": 0, "transactionInfo": {"transactionId": txid},
+            "idToken": {"idToken": "LOADTAG", "type": "ISO14443"},
+            "evse": {"id": 1, "connectorId": 1}})
+    st.latencies.clear()
+    seq = 1
+    loop = asyncio.get_running_loop()
+    while loop.time() < deadline:
+        register += 7
+        if st.version is OcppVersion.V16:
+            await st.call("MeterValues", {
+                "connectorId": 1, "transactionId": txid, "meterValue": [{
+                    "timestamp": _now(), "sampledValue": [
+                        {"value": str(register), "measurand": "Energy.Active.Import.Register",
+                         "unit": "Wh", "context": "Sample.Periodic"},
+                        {"value": "11000", "measurand": "Power.Active.Import", "unit": "W"}]}]})
+        else:
+            await st.call("TransactionEvent", {
+                "eventType": "Updated", "timestamp": _now(), "triggerReason": "MeterValuePeriodic",
+                "seqNo": seq, "transactionInfo": {"transactionId": txid},
+                "meterValue": [{"timestamp": _now(), "sampledValue": [
+                    {"value": register, "measurand": "Energy.Active.Import.Register",
+                     "context": "Sample.Periodic", "unitOfMeasure": {"unit": "Wh"}},
+                    {"value": 11000, "measurand": "Power.Active.Import",
+                     "unitOfMeasure": {"unit": "W"}}]}]})
+        seq += 1
+        counts[0] += 1
+
+
+async def run_load(
+    url: str, count: int, version: str = "1.6", *, duration: float = 20.0,
+    connect_rate: float = 500.0, prefix: str = "LOAD", mix: bool = False,
+    password: str | None = None, seed: int = 1,
+) -> dict[str, Any]:
+    base = OcppVersion.parse(version)
+    stations = [
+        Station(url, f"{prefix}{i:05d}",
+                (OcppVersion.V201 if i % 2 == 0 else OcppVersion.V16) if mix else base,
+                password=password, seed=seed + i, call_timeout=30)
+        for i in range(1, count + 1)
+    ]
+    try:
+        async with asyncio.TaskGroup() as tg:
+            for st in stations:
+                tg.create_task(st.start(120))
+                await asyncio.sleep(1.0 / connect_rate)
+        loop = asyncio.get_running_loop()
+        counts = [0]
+        started = loop.time()
+        deadline = started + duration
+        async with asyncio.TaskGroup() as tg:
+            for st in stations:
+                tg.create_task(_drive(st, deadline, counts))
+        elapsed = loop.time() - started
+    finally:
+        await asyncio.gather(*(st.close() for st in stations), return_exceptions=True)
+    latencies = sorted(x for st in stations for x in st.latencies)
+    sample = latencies if len(latencies) <= RESERVOIR else sorted(
+        random.Random(seed).sample(latencies, RESERVOIR))
+    return {
+        "stations": count, "ocpp": "mix" if mix else base.short, "messages": counts[0],
+        "seconds": round(elapsed, 3), "messages_per_s": round(counts[0] / elapsed, 1),
+        "p50_ms": round(percentile(latencies, 0.50) * 1000, 3),
+        "p99_ms": round(percentile(latencies, 0.99) * 1000, 3),
+        "errors": sum(st.errors for st in stations),
+        "latencies_ms": [round(x * 1000, 3) for x in sample],
+    }
+
+
+def run_load_procs(args: list[str], procs: int, count: int, prefix: str) -> dict[str, Any]:
+    """Split ``count`` stations over ``procs`` processes and merge their results."""
+    per = [count // procs + (1 if i < count % procs else 0) for i in range(procs)]
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-m", "chargers_sim", "load", *args, "--count", str(n),
+             "--id-prefix", f"{prefix}{p}-", "--json", "--procs", "1", "--keep-latencies"],
+            stdout=subprocess.PIPE, text=True)
+        for p, n in enumerate(per) if n
+    ]
+    results = []
+    for child in children:
+        out, _ = child.communicate()
+        if child.returncode != 0:
+            raise RuntimeError(f"a load process failed with exit code {child.returncode}")
+        results.append(json.loads(out))
+    latencies = sorted(x for r in results for x in r["latencies_ms"])
+    seconds = max(r["seconds"] for r in results)
+    messages = sum(r["messages"] for r in results)
+    return {
+        "stations": count, "ocpp": results[0]["ocpp"], "messages": messages,
+        "seconds": seconds, "messages_per_s": round(messages / seconds, 1),
+        "p50_ms": percentile(latencies, 0.50), "p99_ms": percentile(latencies, 0.99),
+        "errors": sum(r["errors"] for r in results), "procs": len(results),
+        "latencies_ms": latencies,
+    }

@@ -1,0 +1,95 @@
+"""OCMF containers signed by a simulated meter (Open Charge Metering Format).
+
+``OCMF|{payload}|{signature}``: the payload is JSON with the reading(s) in
+``RD``; the signature object names the algorithm (``SA``) and carries the
+hex-encoded DER ECDSA signature (``SD``) over the payload bytes exactly as sent.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+__all__ = ["MeterSigner", "split_container"]
+
+ALGORITHM = "ECDSA-secp256r1-SHA256"
+
+
+def _ocmf_time(at: datetime) -> str:
+    # OCMF: ISO 8601 with milliseconds, offset without colon, and a sync flag (S = synced)
+    at = at.astimezone(UTC)
+    return at.strftime("%Y-%m-%dT%H:%M:%S,") + f"{at.microsecond // 1000:03d}+0000 S"
+
+
+def split_container(container: str) -> tuple[str, dict[str, str]]:
+    """(payload text, signature object) of an OCMF container."""
+    if not container.startswith("OCMF|"):
+        raise ValueError("not an OCMF container")
+    body = container[len("OCMF|"):]
+    payload, sep, signature = body.rpartition("|")
+    if not sep:
+        raise ValueError("OCMF container without signature")
+    return payload, json.loads(signature)
+
+
+@dataclass
+class MeterSigner:
+    """A per-station meter key (secp256r1) that signs OCMF readings."""
+
+    key: ec.EllipticCurvePrivateKey
+    serial: str
+
+    @classmethod
+    def generate(cls, serial: str) -> MeterSigner:
+        return cls(ec.generate_private_key(ec.SECP256R1()), serial)
+
+    @property
+    def public_key_der(self) -> bytes:
+        return self.key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+
+    @property
+    def public_key_pem(self) -> str:
+        return self.key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        ).decode()
+
+    def container(
+        self, *, station_id: str, id_tag: str, register_wh: int, at: datetime, kind: str,
+        pagination: int,
+    ) -> str:
+        """One signed reading; ``kind`` is the OCMF TX code: B (begin) or E (end)."""
+        payload = {
+            "FV": "1.0",
+            "GI": "voltledger chargers_sim",
+            "GS": station_id,
+            "GV": "1.0",
+            "PG": f"T{pagination}",
+            "MV": "voltledger",
+            "MM": "sim-meter",
+            "MS": self.serial,
+            "IS": True,
+            "IL": "NONE",
+            "IF": [],
+            "IT": "ISO14443",
+            "ID": id_tag,
+            "RD": [{
+                "TM": _ocmf_time(at),
+                "TX": kind,
+                "RV": round(register_wh / 1000, 3),
+                "RI": "1-b:1.8.0",
+                "RU": "kWh",
+                "RT": "AC",
+                "EF": "",
+                "ST": "G",
+            }],
+        }
+        text = json.dumps(payload, separators=(",", ":"))
+        signature = self.key.sign(text.encode(), ec.ECDSA(hashes.SHA256()))
+        return f"OCMF|{text}|" + json.dumps({"SA": ALGORITHM, "SD": signature.hex().upper()},
+                                            separators=(",", ":"))
