@@ -33,7 +33,7 @@ class Meter:
     register_wh: int = 0
     voltage_v: float = 230.0
     phases: int = 3
-    _fraction_wh: float = field(default=0.0, repr=False)
+    _joules: float = field(default=0.0, repr=False)  # not yet a whole Wh
     last_power_w: float = 0.0
 
     @classmethod
@@ -43,9 +43,11 @@ class Meter:
     def advance(self, power_w: float, seconds: float) -> int:
         """Integrate ``power_w`` over ``seconds``; return the new register reading."""
         self.last_power_w = power_w
-        self._fraction_wh += power_w * seconds / 3600.0
-        whole = int(self._fraction_wh)
-        self._fraction_wh -= whole
+        # Accumulate joules (W*s): sums of whole watt-seconds stay exact in floats,
+        # where adding fractions of a Wh would drift.
+        self._joules += power_w * seconds
+        whole = int(self._joules // 3600)
+        self._joules -= whole * 3600
         self.register_wh += whole
         return self.register_wh
 

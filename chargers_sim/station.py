@@ -323,19 +323,19 @@ class Station:
             loop = asyncio.get_running_loop()
             self._answer = loop.create_future()
             started = loop.time()
+            answered = False
             try:
                 await ws.send(text)
                 self.messages_sent += 1
                 async with asyncio.timeout(timeout or self.call_timeout):
                     event = await self._answer
-            except TimeoutError:
-                endpoint.abandon(mid)
-                raise
+                answered = True
             except ConnectionClosed:
-                endpoint.abandon(mid)
                 raise ConnectionError("connection lost") from None
             finally:
                 self._answer = None
+                if not answered:
+                    endpoint.abandon(mid)  # timed out or lost: the slot is free again
             self.latencies.append(loop.time() - started)
         if isinstance(event, IncomingError):
             self.errors += 1
@@ -414,6 +414,7 @@ class Station:
             try:
                 answer = await self.call(msg.action, msg.payload)
             except ConnectionError:
+                await asyncio.sleep(0.05)
                 continue  # delivered after the reconnection, same payload
             except (TimeoutError, CallRejected):
                 msg.attempts += 1
@@ -774,10 +775,18 @@ class Station:
 
     def _trigger(self, p: dict[str, Any]) -> dict[str, Any]:
         what = p["requestedMessage"]
+
+        async def heartbeat() -> None:
+            await self.call("Heartbeat", {})
+
+        async def statuses() -> None:
+            for c, st in list(self.status.items()):
+                await self._status(c, st)
+
         if what == "Heartbeat":
-            coro: Any = self.call("Heartbeat", {})
+            send: Any = heartbeat
         elif what == "StatusNotification":
-            coro = asyncio.gather(*(self._status(c, st) for c, st in self.status.items()))
+            send = statuses
         elif what == "MeterValues" and self._sessions:
             s = next(iter(self._sessions.values()))
             self._enqueue_meter(s)
@@ -786,9 +795,9 @@ class Station:
             return {"status": "NotImplemented"}
 
         async def later() -> None:
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.05)  # the answer to TriggerMessage goes out first
             with contextlib.suppress(CallRejected, TimeoutError, ConnectionError):
-                await coro
+                await send()
 
         self._spawn(later(), "trigger")
         return {"status": "Accepted"}
