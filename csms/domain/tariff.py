@@ -1,0 +1,42 @@
+"""Tariffs and prices in integer minor units (no float money)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
+
+__all__ = ["Tariff", "price_minor"]
+
+
+@dataclass(frozen=True, slots=True)
+class Tariff:
+    """Prices in major units (e.g. 0.39 EUR per kWh) with the currency's decimals.
+
+    ``station_id`` "*" is the default for stations without their own tariff.
+    Setting a tariff again creates a new ``version``; a session is priced with
+    the version valid when it started.
+    """
+
+    station_id: str
+    per_kwh: Decimal
+    currency: str = "EUR"
+    decimals: int = 2
+    per_minute: Decimal = Decimal(0)
+    session_fee: Decimal = Decimal(0)
+    version: int = 1
+    valid_from: datetime | None = None
+    id: int | None = None
+
+
+def price_minor(tariff: Tariff, energy_wh: int, duration_s: float) -> int:
+    """Session price in minor units: fee + kWh x price + minutes x price, rounded half up once.
+
+    Rounding happens once, on the total, so the sum of the parts never drifts.
+    """
+    total = (
+        tariff.session_fee
+        + Decimal(energy_wh) / Decimal(1000) * tariff.per_kwh
+        + Decimal(str(max(duration_s, 0.0))) / Decimal(60) * tariff.per_minute
+    )
+    return int((total.scaleb(tariff.decimals)).quantize(Decimal(1), rounding=ROUND_HALF_UP))

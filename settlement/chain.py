@@ -1,0 +1,330 @@
+"""The EVM chain adapter: an in-process py-evm chain, a managed Anvil node, or any JSON-RPC node.
+
+The only module that imports web3 / eth-tester. Calls are synchronous (web3's
+sync API); the worker runs them in a thread.
+
+* ``memory``: py-evm in-process (eth-tester); gone when the process ends, so
+  receipts verify only inside that process (tests, one-process demos).
+* ``local`` (default): a managed Anvil node on loopback, its state saved in the
+  data folder every second and on exit, so the contract and every anchored root
+  survive restarts; the operator key is an encrypted V3 keystore in the folder.
+* ``http(s)://`` / ``ws(s)://``: any node; the operator key comes from an
+  encrypted V3 keystore file and a password file (never a plain key in config).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from eth_hash.auto import keccak
+from eth_typing import ChecksumAddress, HexStr
+from web3 import Web3
+from web3.exceptions import TransactionNotFound
+from web3.types import TxParams, Wei
+
+from settlement.contract import compiled
+
+__all__ = [
+    "AnvilNode",
+    "Chain",
+    "ChainError",
+    "ContractMissing",
+    "TxReceipt",
+    "find_anvil",
+    "open_chain",
+]
+
+log = logging.getLogger("settlement.chain")
+
+NOTICE_PERIOD_S = 7 * 24 * 3600
+
+
+class ChainError(Exception):
+    pass
+
+
+class ContractMissing(ChainError):
+    """The recorded contract has no code: the chain was reset. Nothing is re-anchored."""
+
+
+@dataclass(frozen=True)
+class TxReceipt:
+    block_number: int
+    block_hash: str
+    status: int
+    gas_used: int
+
+
+def find_anvil() -> str | None:
+    here = Path(__file__).resolve().parents[1] / ".tools" / "node_modules" / ".bin" / "anvil"
+    if here.exists():
+        return str(here)
+    return shutil.which("anvil")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class AnvilNode:
+    """An Anvil process on loopback with its state persisted in ``state_file``."""
+
+    def __init__(self, state_file: Path | None = None, port: int | None = None) -> None:
+        binary = find_anvil()
+        if binary is None:
+            raise ChainError("anvil not found: run `make install` (npm @foundry-rs/anvil)")
+        self.port = port or _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        args = [binary, "--host", "127.0.0.1", "--port", str(self.port), "--silent"]
+        if state_file is not None:
+            state_file.parent.mkdir(parents=True, exist_ok=True)
+            args += ["--state", str(state_file), "--state-interval", "1"]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise ChainError(f"anvil exited with code {self.proc.returncode}")
+            with contextlib.suppress(OSError):
+                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+                return
+            time.sleep(0.05)
+        self.stop()
+        raise ChainError("anvil did not start within 30 s")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()  # anvil saves its state on SIGTERM
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def _load_keystore(path: Path, password: str) -> LocalAccount:
+    data = json.loads(path.read_text("utf-8"))
+    try:
+        key = Account.decrypt(data, password)
+    except ValueError as exc:
+        raise ChainError(f"cannot decrypt keystore {path}: {exc}") from None
+    acct: LocalAccount = Account.from_key(key)
+    return acct
+
+
+def _managed_keystore(folder: Path) -> LocalAccount:
+    """The local chain's operator key: generated once, stored encrypted (mode 0600)."""
+    key_file, pw_file = folder / "operator.keystore.json", folder / "operator.password"
+    if key_file.exists() and pw_file.exists():
+        return _load_keystore(key_file, pw_file.read_text("utf-8").strip())
+    folder.mkdir(parents=True, exist_ok=True)
+    acct: LocalAccount = Account.create()
+    password = secrets.token_urlsafe(24)
+    for path, text in ((pw_file, password),
+                       (key_file, json.dumps(Account.encrypt(acct.key, password)))):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+    return acct
+
+
+class Chain:
+    """The settlement contract on one chain, operated by one key."""
+
+    def __init__(self, w3: Web3, operator: LocalAccount, kind: str,
+                 cache_dir: Path | None = None, node: AnvilNode | None = None) -> None:
+        self.w3 = w3
+        self.operator = operator
+        self.kind = kind
+        self.node = node
+        self.artifact = compiled(cache_dir)
+        self.chain_id = int(w3.eth.chain_id)
+        self.contract_address: str | None = None
+        self.rpc_url = node.url if node is not None else getattr(w3.provider, "endpoint_uri",
+                                                                 None)
+
+    # -- contract ------------------------------------------------------------------
+    @property
+    def contract(self) -> Any:
+        if self.contract_address is None:
+            raise ChainError("no contract deployed")
+        return self.w3.eth.contract(address=cast(ChecksumAddress, self.contract_address),
+                                    abi=self.artifact["abi"])
+
+    def deploy(self, notice_period: int = NOTICE_PERIOD_S) -> str:
+        factory = self.w3.eth.contract(abi=self.artifact["abi"],
+                                       bytecode=self.artifact["bytecode"])
+        tx = factory.constructor(notice_period).build_transaction(self._tx_base())
+        receipt = self._send(tx)
+        self.contract_address = str(receipt["contractAddress"])
+        return self.contract_address
+
+    def use(self, address: str) -> None:
+        self.contract_address = Web3.to_checksum_address(address)
+        self.check_contract()
+
+    def check_contract(self) -> None:
+        assert self.contract_address is not None
+        if not self.w3.eth.get_code(cast(ChecksumAddress, self.contract_address)):
+            raise ContractMissing(
+                f"no contract code at {self.contract_address} on chain {self.chain_id}:"
+                " the chain was reset. Existing receipts no longer verify on it; deploy a new"
+                " contract explicitly (csms contract deploy) — nothing is re-anchored silently."
+            )
+
+    # -- transactions ----------------------------------------------------------------
+    def _tx_base(self, nonce: int | None = None) -> dict[str, Any]:
+        max_fee, tip = self.fees()
+        return {"from": self.operator.address, "chainId": self.chain_id,
+                "nonce": self.next_nonce() if nonce is None else nonce,
+                "maxFeePerGas": max_fee, "maxPriorityFeePerGas": tip}
+
+    def _send(self, tx: dict[str, Any]) -> Any:
+        tx.setdefault("gas", int(self.w3.eth.estimate_gas(cast(TxParams, tx)) * 1.2) + 10_000)
+        signed = self.operator.sign_transaction(tx)
+        tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
+        receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=60)
+        if receipt["status"] != 1:
+            raise ChainError(f"transaction {tx_hash.hex()} reverted")
+        return receipt
+
+    def fees(self) -> tuple[int, int]:
+        block = self.w3.eth.get_block("latest")
+        base = int(block.get("baseFeePerGas") or 1_000_000_000)
+        tip = 1_000_000_000
+        return 2 * base + tip, tip
+
+    def next_nonce(self) -> int:
+        return int(self.w3.eth.get_transaction_count(self.operator.address, "pending"))
+
+    def sign_anchor(self, root: bytes, count: int, batch_id: int, nonce: int,
+                    max_fee: int, tip: int) -> tuple[str, str]:
+        """Raw signed anchor transaction and its hash (stored before it is broadcast)."""
+        tx = self.contract.functions.anchor(root, count, batch_id).build_transaction({
+            "from": self.operator.address, "chainId": self.chain_id, "nonce": nonce,
+            "maxFeePerGas": max_fee, "maxPriorityFeePerGas": tip, "gas": 120_000})
+        signed = self.operator.sign_transaction(tx)
+        return "0x" + bytes(signed.raw_transaction).hex(), "0x" + bytes(signed.hash).hex()
+
+    def broadcast(self, raw_tx: str) -> None:
+        """Send a raw transaction; a node that already knows it is not an error."""
+        try:
+            self.w3.eth.send_raw_transaction(HexStr(raw_tx))
+        except Exception as exc:  # JSON-RPC error object, or py-evm's validation error
+            tx_hash = "0x" + bytes(keccak(bytes.fromhex(raw_tx.removeprefix("0x")))).hex()
+            if self.receipt(tx_hash) is not None or self.known(tx_hash):
+                log.info("= transaction %s already known to the node", tx_hash)
+                return
+            raise ChainError(f"broadcast refused: {exc}") from None
+
+    def receipt(self, tx_hash: str) -> TxReceipt | None:
+        try:
+            r = self.w3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
+        except TransactionNotFound:
+            return None
+        return TxReceipt(int(r["blockNumber"]), "0x" + bytes(r["blockHash"]).hex(),
+                         int(r["status"]), int(r["gasUsed"]))
+
+    def known(self, tx_hash: str) -> bool:
+        try:
+            self.w3.eth.get_transaction(tx_hash)  # type: ignore[arg-type]
+        except TransactionNotFound:
+            return False
+        return True
+
+    def block_hash(self, number: int) -> str | None:
+        try:
+            block = self.w3.eth.get_block(number)
+        except Exception:
+            return None
+        return "0x" + bytes(block["hash"]).hex()
+
+    def block_number(self) -> int:
+        return int(self.w3.eth.block_number)
+
+    def anchored_block(self, root: bytes) -> int:
+        return int(self.contract.functions.anchored_block(root).call())
+
+    def anchor_logged(self, tx_hash: str, root: bytes, batch_id: int) -> bool:
+        r = self.w3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
+        events = self.contract.events.Anchored().process_receipt(r)
+        return any(e["args"]["root"] == root and e["args"]["batch_id"] == batch_id
+                   and e["address"] == self.contract_address for e in events)
+
+    def close(self) -> None:
+        if self.node is not None:
+            self.node.stop()
+
+
+def _deployment_file(data_dir: Path) -> Path:
+    return data_dir / "chain.json"
+
+
+def open_chain(spec: str, data_dir: str | Path, *, keystore: str | None = None,
+               password_file: str | None = None, deploy: bool = True) -> Chain:
+    """``memory``, ``local`` or a JSON-RPC URL; deploys the contract once where needed."""
+    folder = Path(data_dir).expanduser()
+    cache = folder / "cache"
+    if spec == "memory":
+        from web3 import EthereumTesterProvider
+
+        w3 = Web3(EthereumTesterProvider())
+        operator: LocalAccount = Account.create()
+        funder = w3.eth.accounts[0]
+        w3.eth.wait_for_transaction_receipt(w3.eth.send_transaction(
+            {"from": funder, "to": operator.address, "value": Wei(10**21)}))
+        chain = Chain(w3, operator, "memory", cache)
+        chain.deploy()
+        return chain
+    if spec == "local":
+        node = AnvilNode(folder / "anvil-state.json")
+        w3 = Web3(Web3.HTTPProvider(node.url, request_kwargs={"timeout": 30}))
+        operator = _managed_keystore(folder)
+        if int(w3.eth.get_balance(operator.address)) < 10**18:
+            w3.provider.make_request("anvil_setBalance",  # type: ignore[arg-type]
+                                     [operator.address, hex(10**22)])
+        chain = Chain(w3, operator, "local", cache, node)
+    elif spec.startswith(("http://", "https://", "ws://", "wss://")):
+        key = keystore or os.environ.get("CSMS_KEYSTORE")
+        pw_path = password_file or os.environ.get("CSMS_KEYSTORE_PASSWORD_FILE")
+        if not key or not pw_path:
+            raise ChainError("a JSON-RPC chain needs --keystore and --password-file"
+                             " (or CSMS_KEYSTORE / CSMS_KEYSTORE_PASSWORD_FILE)")
+        operator = _load_keystore(Path(key), Path(pw_path).read_text("utf-8").strip())
+        if not spec.startswith("http"):
+            raise ChainError("use the node's http(s):// JSON-RPC endpoint")
+        provider: Any = Web3.HTTPProvider(spec, request_kwargs={"timeout": 30})
+        w3 = Web3(provider)
+        chain = Chain(w3, operator, "rpc", cache)
+    else:
+        raise ChainError(f"unknown chain {spec!r}: use local, memory or an http(s)/ws(s) URL")
+    record = _deployment_file(folder)
+    deployments = json.loads(record.read_text("utf-8")) if record.exists() else {}
+    entry = deployments.get(str(chain.chain_id))
+    if entry is not None:
+        chain.use(entry["contract"])  # raises ContractMissing on a reset chain
+    elif deploy:
+        address = chain.deploy()
+        deployments[str(chain.chain_id)] = {"contract": address, "kind": chain.kind,
+                                            "rpc": chain.rpc_url}
+        folder.mkdir(parents=True, exist_ok=True)
+        record.write_text(json.dumps(deployments, indent=2), "utf-8")
+        log.info("= deployed the settlement contract at %s on chain %d", address,
+                 chain.chain_id)
+    else:
+        raise ChainError(f"no contract recorded for chain {chain.chain_id}: run csms contract"
+                         " deploy")
+    return chain

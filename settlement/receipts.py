@@ -1,0 +1,174 @@
+"""Receipts a driver can check against the chain alone, and their verifier.
+
+A receipt holds the session record, its meter samples, the Merkle leaf and
+proof, the batch root and where it was anchored (chain id, contract, tx hash,
+block). ``verify_receipt`` needs only the receipt and an RPC URL: it recomputes
+the samples hash, the record hash, the leaf and the proof, then asks the chain
+whether the contract anchored that root in that transaction.
+
+What a receipt proves: without signed meter data (OCMF / Eichrecht), that the
+record was not changed after it was anchored; it does NOT prove that the energy
+figure came from a calibrated meter. With signed meter data, the signatures are
+checked too (when a verifier for that format is available) and then the
+energy readings themselves are proven.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from settlement.merkle import MerkleTree, verify_proof
+from settlement.records import leaf_of, record_hash, samples_hash
+
+__all__ = [
+    "Check",
+    "ReceiptNotReady",
+    "Verdict",
+    "build_receipt",
+    "load_receipt",
+    "verify_receipt",
+    "what_it_proves",
+]
+
+RECEIPT_VERSION = 1
+
+# Enough of the contract's ABI to verify: no compiler needed on the driver's side.
+VERIFY_ABI: list[dict[str, Any]] = [
+    {"type": "function", "name": "anchored_block", "stateMutability": "view",
+     "inputs": [{"name": "arg0", "type": "bytes32"}],
+     "outputs": [{"name": "", "type": "uint256"}]},
+    {"type": "event", "name": "Anchored", "anonymous": False, "inputs": [
+        {"name": "root", "type": "bytes32", "indexed": True},
+        {"name": "batch_id", "type": "uint256", "indexed": True},
+        {"name": "count", "type": "uint256", "indexed": False}]},
+]
+
+
+def what_it_proves(samples: list[dict[str, Any]]) -> str:
+    signed = any(s.get("signed") for s in samples)
+    if signed:
+        return ("The record is unchanged since it was anchored, and it carries signed meter"
+                " readings (OCMF) whose signatures can be checked against the meter's key.")
+    return ("The record is unchanged since it was anchored. There is no signed meter data: the"
+            " energy figure is the operator's, not proven by a calibrated meter.")
+
+
+def build_receipt(
+    batch: dict[str, Any], items: list[dict[str, Any]], session_id: int,
+    samples: list[dict[str, Any]], rpc_url: str | None,
+) -> dict[str, Any]:
+    """A receipt from a finalized batch, its items (ordered by position) and the samples."""
+    leaves = [bytes.fromhex(i["leaf"][2:]) for i in items]
+    tree = MerkleTree(leaves)
+    [index] = [n for n, i in enumerate(items) if i["session_id"] == session_id]
+    record = json.loads(items[index]["record"])
+    return {
+        "voltledger_receipt": RECEIPT_VERSION,
+        "what_it_proves": what_it_proves(samples),
+        "record": record,
+        "samples": samples,
+        "leaf": items[index]["leaf"],
+        "proof": ["0x" + p.hex() for p in tree.proof(index)],
+        "root": batch["root"],
+        "batch_id": batch["id"],
+        "chain": {
+            "chain_id": batch["chain_id"], "contract": batch["contract"],
+            "tx_hash": batch["tx_hash"], "block_number": batch["block_number"],
+            "rpc_hint": rpc_url,
+        },
+    }
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str = ""
+
+
+@dataclass
+class Verdict:
+    checks: list[Check] = field(default_factory=list)
+    proves: str = ""
+
+    @property
+    def valid(self) -> bool:
+        return bool(self.checks) and all(c.ok for c in self.checks)
+
+    def add(self, name: str, ok: bool, detail: str = "") -> bool:
+        self.checks.append(Check(name, ok, detail))
+        return ok
+
+
+def verify_receipt(receipt: dict[str, Any], w3: Any | None = None) -> Verdict:
+    """Recompute everything in the receipt; with ``w3`` (a web3 client) check the chain too."""
+    v = Verdict(proves=str(receipt.get("what_it_proves", "")))
+    try:
+        record, samples = receipt["record"], receipt["samples"]
+        leaf = bytes.fromhex(receipt["leaf"][2:])
+        proof = [bytes.fromhex(p[2:]) for p in receipt["proof"]]
+        root = bytes.fromhex(receipt["root"][2:])
+        chain = receipt["chain"]
+    except (KeyError, TypeError, ValueError) as exc:
+        v.add("receipt format", False, f"not a voltledger receipt: {exc}")
+        return v
+    v.add("samples hash", "0x" + samples_hash(samples).hex() == record.get("samples_hash"),
+          "meter samples match the record")
+    try:
+        computed_leaf = leaf_of(record)
+        record_hash(record)
+    except (ValueError, KeyError, TypeError) as exc:
+        v.add("record", False, str(exc))
+        return v
+    v.add("leaf", computed_leaf == leaf, "record -> leaf")
+    v.add("merkle proof", verify_proof(computed_leaf, proof, root), "leaf -> root")
+    if w3 is None:
+        v.add("on-chain anchor", False, "no RPC endpoint given: the chain was not checked")
+        return v
+    try:
+        chain_id = int(w3.eth.chain_id)
+        v.add("chain id", chain_id == int(chain["chain_id"]),
+              f"node is chain {chain_id}, receipt says {chain['chain_id']}")
+        contract = w3.eth.contract(address=w3.to_checksum_address(chain["contract"]),
+                                   abi=VERIFY_ABI)
+        block = int(contract.functions.anchored_block(root).call())
+        v.add("root anchored", block != 0 and block == int(chain["block_number"]),
+              f"anchored in block {block}" if block else "the contract never anchored this root")
+        tx_receipt = w3.eth.get_transaction_receipt(chain["tx_hash"])
+        events = contract.events.Anchored().process_receipt(tx_receipt)
+        logged = any(e["args"]["root"] == root and e["args"]["batch_id"] == receipt["batch_id"]
+                     and e["address"].lower() == chain["contract"].lower() for e in events)
+        v.add("anchoring event", logged, f"Anchored event in {chain['tx_hash']}")
+    except Exception as exc:  # a node that is down or a receipt pointing nowhere
+        v.add("on-chain anchor", False, f"chain check failed: {exc}")
+    return v
+
+
+class ReceiptNotReady(Exception):
+    pass
+
+
+async def load_receipt(repo: Any, session_id: int, rpc_url: str | None) -> dict[str, Any]:
+    """The receipt of a session from the database (its batch must be finalized)."""
+
+    async def work(tx: Any) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+        item = await tx.fetchone(
+            "SELECT batch_id FROM batch_items WHERE session_id = ?", session_id)
+        if item is None:
+            return None, []
+        batch = await tx.fetchone("SELECT * FROM batches WHERE id = ?", item["batch_id"])
+        items = await tx.fetchall(
+            "SELECT session_id, record, samples, leaf FROM batch_items WHERE batch_id = ?"
+            " ORDER BY position", item["batch_id"])
+        return batch, items
+
+    batch, items = await repo.read(work)
+    if batch is None:
+        raise ReceiptNotReady(f"session {session_id} is not in a settlement batch yet")
+    if batch["state"] != "finalized":
+        raise ReceiptNotReady(f"session {session_id}'s batch {batch['id']} is {batch['state']},"
+                              " not finalized yet")
+    [mine] = [i for i in items if i["session_id"] == session_id]
+    return build_receipt(batch, items, session_id, json.loads(mine["samples"]), rpc_url)

@@ -1,0 +1,320 @@
+"""The settlement worker: price completed sessions, batch them, anchor each batch's root.
+
+Completed sessions whose energy can be billed wait in ``settlement_queue``
+(written by the charging service in the same transaction that completed
+them). The worker prices them with the tariff valid at their start, builds
+batches by size or age, and drives each batch through the state table of
+:mod:`settlement.states`. The raw signed transaction, its hash and nonce are
+stored *before* broadcasting, so after a crash the same transaction is sent
+again and never re-signed with a new nonce; a session is in at most one batch
+(``batch_items.session_id`` is unique), so it is settled exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from csms.domain.tariff import Tariff, price_minor
+from csms.service.ports import Repository, Tx
+from settlement.chain import Chain
+from settlement.merkle import MerkleTree
+from settlement.records import leaf_of, samples_hash, tag_hash
+from settlement.states import BatchState, check_transition
+
+__all__ = ["SettlementWorker", "WorkerSummary", "find_tariff", "session_record"]
+
+log = logging.getLogger("settlement.worker")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class WorkerSummary:
+    batches_created: int = 0
+    sessions_batched: int = 0
+    finalized: int = 0
+    gas_used: int = 0
+    pending_batches: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+async def find_tariff(tx: Tx, station_id: str, at: datetime) -> Tariff | None:
+    row = await tx.fetchone(
+        "SELECT * FROM tariffs WHERE station_id IN (?, '*') AND valid_from <= ?"
+        " ORDER BY CASE WHEN station_id = '*' THEN 1 ELSE 0 END, version DESC LIMIT 1",
+        station_id, at.astimezone(UTC).isoformat(timespec="microseconds"),
+    )
+    if row is None:
+        return None
+    return Tariff(row["station_id"], Decimal(row["per_kwh"]), row["currency"], row["decimals"],
+                  Decimal(row["per_minute"]), Decimal(row["session_fee"]), row["version"],
+                  datetime.fromisoformat(row["valid_from"]), row["id"])
+
+
+def _sample_json(s: Any) -> dict[str, Any]:
+    return {"timestamp": s.timestamp.astimezone(UTC).isoformat(), "measurand": s.measurand,
+            "phase": s.phase, "context": s.context, "location": s.location, "unit": s.unit,
+            "multiplier": s.multiplier, "value": s.value, "format": s.format,
+            "signed": s.signed}
+
+
+async def session_record(tx: Tx, session_id: int, payee: str | None) -> tuple[
+        dict[str, Any], list[dict[str, Any]]]:
+    """Price a completed session and return its canonical record and samples."""
+    session = await tx.get_session(session_id)
+    if session is None or session.stopped_at is None:
+        raise ValueError(f"session {session_id} is not completed")
+    tariff = await find_tariff(tx, session.station_id, session.started_at)
+    energy = session.energy_wh or 0
+    duration = (session.stopped_at - session.started_at).total_seconds()
+    price = price_minor(tariff, energy, duration) if tariff else 0
+    await tx.execute(
+        "UPDATE sessions SET price_minor = ?, currency = ?, tariff_id = ?, tariff_version = ?,"
+        " settlement_state = 'batched' WHERE id = ?",
+        price, tariff.currency if tariff else None, tariff.id if tariff else None,
+        tariff.version if tariff else None, session_id,
+    )
+    samples = [_sample_json(s) for s in await tx.session_samples(session_id)]
+    record = {
+        "session_id": session_id, "station_id": session.station_id,
+        "connector_id": session.connector_id, "evse_id": session.evse_id,
+        "id_tag_hash": "0x" + tag_hash(session.id_tag).hex(),
+        "ocpp_version": session.ocpp_version, "transaction_id": session.transaction_id,
+        "started_at": session.started_at.astimezone(UTC).isoformat(),
+        "stopped_at": session.stopped_at.astimezone(UTC).isoformat(),
+        "meter_start_wh": str(session.meter_start_wh), "meter_stop_wh": str(session.meter_stop_wh),
+        "energy_wh": energy, "price_minor": price,
+        "currency": tariff.currency if tariff else None,
+        "decimals": tariff.decimals if tariff else None,
+        "tariff_id": tariff.id if tariff else None,
+        "tariff_version": tariff.version if tariff else None,
+        "stop_reason": session.stop_reason, "samples_hash": "0x" + samples_hash(samples).hex(),
+        "payee": payee,
+    }
+    return record, samples
+
+
+class SettlementWorker:
+    def __init__(
+        self, repo: Repository, chain: Chain, *, batch_size: int = 1000,
+        max_wait: float = 60.0, confirmations: int = 1, stuck_after: float = 30.0,
+        payee: str | None = None, publish_events: bool = False,
+        hooks: dict[str, Callable[[int], None]] | None = None,
+    ) -> None:
+        self.repo = repo
+        self.chain = chain
+        self.batch_size = batch_size
+        self.max_wait = max_wait
+        self.confirmations = max(1, confirmations)
+        self.stuck_after = stuck_after
+        self.payee = payee
+        self.publish_events = publish_events
+        self.hooks = hooks or {}  # "after_sign" / "after_broadcast": crash points for tests
+
+    # -- batching ----------------------------------------------------------------------
+    async def build_batches(self, force: bool = False) -> tuple[int, int]:
+        """Cut batches from the queue: full ones, or any when ``force`` or the oldest is old."""
+        created = sessions = 0
+        while True:
+            async def cut(tx: Tx) -> int:
+                rows = await tx.fetchall(
+                    "SELECT session_id, enqueued_at FROM settlement_queue"
+                    " ORDER BY session_id LIMIT ?", self.batch_size)
+                if not rows:
+                    return 0
+                oldest = min(datetime.fromisoformat(r["enqueued_at"]) for r in rows)
+                age = (_now() - oldest).total_seconds()
+                if len(rows) < self.batch_size and not force and age < self.max_wait:
+                    return 0
+                records = []
+                samples_of: dict[int, list[dict[str, Any]]] = {}
+                for r in rows:
+                    record, samples = await session_record(tx, r["session_id"], self.payee)
+                    records.append(record)
+                    samples_of[r["session_id"]] = samples
+                leaves = [leaf_of(rec) for rec in records]
+                tree = MerkleTree(leaves)
+                now = _now().isoformat()
+                batch_id = await tx.insert_id(
+                    "INSERT INTO batches (state, root, count, chain_id, contract, created_at,"
+                    " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                    BatchState.PENDING.value, "0x" + tree.root.hex(), len(records),
+                    self.chain.chain_id, self.chain.contract_address, now, now)
+                for position, (rec, leaf) in enumerate(zip(records, leaves, strict=True)):
+                    await tx.execute(
+                        "INSERT INTO batch_items (batch_id, position, session_id, record,"
+                        " samples, leaf) VALUES (?, ?, ?, ?, ?, ?)", batch_id, position,
+                        rec["session_id"], json.dumps(rec, sort_keys=True),
+                        json.dumps(samples_of[rec["session_id"]]), "0x" + leaf.hex())
+                    await tx.execute("DELETE FROM settlement_queue WHERE session_id = ?",
+                                     rec["session_id"])
+                await self._event(tx, "pending", batch_id, {"count": len(records)})
+                return len(records)
+
+            n = await self.repo.unit(cut)
+            if n == 0:
+                return created, sessions
+            created += 1
+            sessions += n
+
+    async def _event(self, tx: Tx, state: str, batch_id: int, extra: dict[str, Any]) -> None:
+        if self.publish_events:
+            await tx.add_outbox(f"voltledger/settlement/{state}",
+                                {"batch_id": batch_id, "state": state, **extra}, _now())
+
+    async def _move(self, batch: dict[str, Any], new: BatchState, **fields: Any) -> None:
+        check_transition(BatchState(batch["state"]), new)
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        sql = "UPDATE batches SET state = ?, updated_at = ?" + (f", {sets}" if sets else "")
+
+        async def work(tx: Tx) -> None:
+            changed = await tx.execute(sql + " WHERE id = ? AND state = ?", new.value,
+                                       _now().isoformat(), *fields.values(), batch["id"],
+                                       batch["state"])
+            if changed != 1:
+                raise RuntimeError(f"batch {batch['id']} changed under us")
+            if new is BatchState.FINALIZED:
+                await tx.execute(
+                    "UPDATE sessions SET settlement_state = 'anchored' WHERE id IN"
+                    " (SELECT session_id FROM batch_items WHERE batch_id = ?)", batch["id"])
+            await self._event(tx, new.value, batch["id"],
+                              {"tx_hash": fields.get("tx_hash", batch.get("tx_hash"))})
+
+        await self.repo.unit(work)
+        log.info("= batch %s: %s -> %s", batch["id"], batch["state"], new.value)
+        batch.update(fields, state=new.value)
+
+    # -- the state machine -------------------------------------------------------------
+    async def _chain(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.to_thread(fn, *args)
+
+    async def _open_batches(self) -> list[dict[str, Any]]:
+        async def work(tx: Tx) -> list[dict[str, Any]]:
+            return await tx.fetchall(
+                "SELECT * FROM batches WHERE state != ? ORDER BY id", BatchState.FINALIZED.value)
+
+        return await self.repo.read(work)
+
+    async def _next_nonce(self) -> int:
+        async def work(tx: Tx) -> int | None:
+            row = await tx.fetchone(
+                "SELECT max(nonce) AS n FROM batches WHERE state IN (?, ?, ?) AND chain_id = ?",
+                BatchState.SIGNED.value, BatchState.BROADCAST.value, BatchState.INCLUDED.value,
+                self.chain.chain_id)
+            return None if row is None or row["n"] is None else int(row["n"])
+
+        ours = await self.repo.read(work)
+        node = int(await self._chain(self.chain.next_nonce))
+        return node if ours is None else max(node, ours + 1)
+
+    async def step(self, batch: dict[str, Any]) -> None:
+        state = BatchState(batch["state"])
+        chain = self.chain
+        if state is BatchState.PENDING:
+            max_fee, tip = await self._chain(chain.fees)
+            nonce = await self._next_nonce()
+            raw, tx_hash = await self._chain(chain.sign_anchor, bytes.fromhex(batch["root"][2:]),
+                                             batch["count"], batch["id"], nonce, max_fee, tip)
+            await self._move(batch, BatchState.SIGNED, raw_tx=raw, tx_hash=tx_hash, nonce=nonce,
+                             max_fee=str(max_fee), priority_fee=str(tip))
+            self._hook("after_sign", batch["id"])
+        elif state is BatchState.SIGNED:
+            await self._chain(chain.broadcast, batch["raw_tx"])
+            await self._move(batch, BatchState.BROADCAST, broadcast_at=_now().isoformat())
+            self._hook("after_broadcast", batch["id"])
+        elif state is BatchState.BROADCAST:
+            hashes = [batch["tx_hash"], *json.loads(batch["replaced"] or "[]")]
+            for h in hashes:
+                receipt = await self._chain(chain.receipt, h)
+                if receipt is not None:
+                    if receipt.status != 1:
+                        raise RuntimeError(f"anchor transaction {h} of batch {batch['id']}"
+                                           " reverted")
+                    await self._move(batch, BatchState.INCLUDED, tx_hash=h,
+                                     block_number=receipt.block_number,
+                                     block_hash=receipt.block_hash, gas_used=receipt.gas_used)
+                    return
+            if not await self._chain(chain.known, batch["tx_hash"]):
+                # dropped from the node's pool (or a reorg): the same raw transaction again
+                await self._chain(chain.broadcast, batch["raw_tx"])
+                return
+            age = (_now() - datetime.fromisoformat(batch["broadcast_at"])).total_seconds()
+            if age >= self.stuck_after:
+                await self._replace(batch)
+        elif state is BatchState.INCLUDED:
+            current = await self._chain(chain.block_hash, batch["block_number"])
+            if current != batch["block_hash"]:
+                log.warning("! batch %s: block %s was reorganised away", batch["id"],
+                            batch["block_number"])
+                await self._move(batch, BatchState.BROADCAST, block_number=None,
+                                 block_hash=None, broadcast_at=_now().isoformat())
+                return
+            head = await self._chain(chain.block_number)
+            if head - batch["block_number"] + 1 >= self.confirmations:
+                await self._move(batch, BatchState.FINALIZED)
+
+    async def _replace(self, batch: dict[str, Any]) -> None:
+        """Stuck: the same nonce re-signed with fees bumped by 25% (nodes want >= 10%)."""
+        max_fee = int(batch["max_fee"]) * 5 // 4 + 1
+        tip = int(batch["priority_fee"]) * 5 // 4 + 1
+        base_fee, _ = await self._chain(self.chain.fees)
+        max_fee = max(max_fee, base_fee + tip)
+        raw, tx_hash = await self._chain(
+            self.chain.sign_anchor, bytes.fromhex(batch["root"][2:]), batch["count"],
+            batch["id"], batch["nonce"], max_fee, tip)
+        replaced = [*json.loads(batch["replaced"] or "[]"), batch["tx_hash"]]
+        log.warning("! batch %s stuck: replacing %s with %s (fees +25%%)", batch["id"],
+                    batch["tx_hash"], tx_hash)
+        await self._move(batch, BatchState.SIGNED, raw_tx=raw, tx_hash=tx_hash,
+                         max_fee=str(max_fee), priority_fee=str(tip),
+                         replaced=json.dumps(replaced))
+
+    def _hook(self, name: str, batch_id: int) -> None:
+        hook = self.hooks.get(name)
+        if hook is not None:
+            hook(batch_id)
+
+    async def advance(self) -> int:
+        """One step for every open batch; returns how many are still open."""
+        await self._chain(self.chain.check_contract)
+        batches = await self._open_batches()
+        for batch in batches:
+            await self.step(batch)
+        return sum(1 for b in batches if b["state"] != BatchState.FINALIZED.value)
+
+    async def run_once(self, timeout: float = 120.0) -> WorkerSummary:
+        """Settle everything pending now: batch it all, drive every batch to finalized."""
+        summary = WorkerSummary()
+        summary.batches_created, summary.sessions_batched = await self.build_batches(force=True)
+        async with asyncio.timeout(timeout):
+            while await self.advance():  # noqa: ASYNC110 - polling the chain for receipts
+                await asyncio.sleep(0.05)
+
+        async def totals(tx: Tx) -> tuple[int, int]:
+            row = await tx.fetchone("SELECT count(*) AS n, coalesce(sum(gas_used), 0) AS g"
+                                    " FROM batches WHERE state = ?", BatchState.FINALIZED.value)
+            assert row is not None
+            return int(row["n"]), int(row["g"])
+
+        summary.finalized, summary.gas_used = await self.repo.read(totals)
+        return summary
+
+    async def run_forever(self, stop: asyncio.Event, interval: float = 1.0) -> None:
+        while not stop.is_set():
+            try:
+                await self.build_batches()
+                await self.advance()
+            except Exception:  # the chain may be down: sessions wait and settle later
+                log.exception("! settlement step failed; retrying")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval)

@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from csms.domain.tariff import Tariff, price_minor
+
+
+@pytest.mark.parametrize(
+    ("tariff", "energy_wh", "seconds", "minor"),
+    [
+        (Tariff("*", Decimal("0.39")), 10_000, 0, 390),
+        (Tariff("*", Decimal("0.39")), 10_017, 0, 391),  # 390.663 -> 391
+        (Tariff("*", Decimal("0.39")), 1, 0, 0),  # 0.039 cents -> 0
+        (Tariff("*", Decimal("0.35"), session_fee=Decimal("1.00")), 0, 0, 100),
+        (Tariff("*", Decimal("0.30"), per_minute=Decimal("0.05")), 5_000, 600, 200),
+        (Tariff("*", Decimal("0.29"), currency="JPY", decimals=0), 12_345, 0, 4),
+        # native coin in wei: 0.0001 ETH per kWh
+        (Tariff("*", Decimal("0.0001"), currency="ETH", decimals=18), 7_500, 0,
+         750_000_000_000_000),
+        (Tariff("*", Decimal("0.125")), 4_000, 0, 50),  # exactly half up: 0.5 -> ... 50
+        (Tariff("*", Decimal("0.005")), 1_000, 0, 1),  # 0.5 minor units rounds up
+    ],
+)
+def test_price(tariff: Tariff, energy_wh: int, seconds: float, minor: int) -> None:
+    assert price_minor(tariff, energy_wh, seconds) == minor
+
+
+def test_no_float_money() -> None:
+    assert isinstance(price_minor(Tariff("*", Decimal("0.1")), 3, 0), int)

@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from settlement.states import TRANSITIONS, BatchState, InvalidTransition, check_transition
+
+ALLOWED = {
+    ("pending", "signed"), ("signed", "broadcast"), ("broadcast", "included"),
+    ("broadcast", "signed"), ("included", "finalized"), ("included", "broadcast"),
+}
+
+
+@pytest.mark.parametrize(("old", "new"), list(itertools.product(BatchState, BatchState)))
+def test_transition_table(old: BatchState, new: BatchState) -> None:
+    if (old.value, new.value) in ALLOWED:
+        check_transition(old, new)
+    else:
+        with pytest.raises(InvalidTransition):
+            check_transition(old, new)
+
+
+def test_finalized_is_terminal_and_every_state_is_reachable() -> None:
+    assert TRANSITIONS[BatchState.FINALIZED] == frozenset()
+    reachable = {BatchState.PENDING}
+    for _ in BatchState:
+        reachable |= {n for s in reachable for n in TRANSITIONS[s]}
+    assert reachable == set(BatchState)
