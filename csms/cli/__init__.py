@@ -8,6 +8,7 @@ import typer
 
 from csms.cli import remote as _remote
 from csms.cli import serve as _serve
+from csms.cli import settle as _settle
 from csms.cli import stations as _stations
 from csms.cli.common import err_console
 
@@ -26,6 +27,11 @@ app.add_typer(_stations.tags_app, name="tags")
 app.add_typer(_stations.sessions_app, name="sessions")
 app.add_typer(_remote.remote_app, name="remote")
 _stations.stations_app.command("set-password")(_remote.set_password)
+app.add_typer(_settle.tariffs_app, name="tariffs")
+app.add_typer(_settle.settle_app, name="settle")
+app.add_typer(_settle.contract_app, name="contract")
+app.command("receipt")(_settle.receipt)
+app.command("verify")(_settle.verify)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,276 @@
+"""``csms tariffs``, ``csms settle``, ``csms contract``, ``csms receipt``, ``csms verify``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from csms.cli.common import (
+    CliError,
+    DbOption,
+    JsonOption,
+    console,
+    fail,
+    in_read,
+    in_unit,
+    print_json,
+    print_table,
+    run,
+    settings_for,
+    with_repo,
+)
+from csms.service.ports import Repository, Tx
+
+__all__ = ["contract_app", "receipt", "settle_app", "tariffs_app", "verify"]
+
+tariffs_app = typer.Typer(help="Prices per station (versioned).", no_args_is_help=True)
+settle_app = typer.Typer(help="Batch, anchor and settle completed sessions.",
+                         no_args_is_help=True)
+contract_app = typer.Typer(help="The settlement contract.", no_args_is_help=True)
+
+ChainOption = Annotated[
+    str, typer.Option("--chain", help="local (managed Anvil), memory, or an http(s):// RPC URL")
+]
+DataDir = Annotated[str | None, typer.Option("--data-dir", help="[env: CSMS_DATA_DIR]")]
+Keystore = Annotated[str | None, typer.Option(help="V3 keystore of the operator key (RPC chains)")]
+PasswordFile = Annotated[str | None, typer.Option(help="File holding the keystore password")]
+
+
+def _decimal(text: str, name: str) -> Decimal:
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise typer.BadParameter(f"not a number: {text!r}", param_hint=name) from None
+    if not value.is_finite() or value < 0:
+        raise typer.BadParameter("must be a non-negative number", param_hint=name)
+    return value
+
+
+@tariffs_app.command("set")
+def tariffs_set(
+    station: Annotated[str, typer.Argument(help="Station id, or '*' for the default")],
+    per_kwh: Annotated[str, typer.Option(help="Price per kWh in major units, e.g. 0.39")],
+    per_minute: Annotated[str, typer.Option(help="Price per minute")] = "0",
+    session_fee: Annotated[str, typer.Option(help="Fixed fee per session")] = "0",
+    currency: Annotated[str, typer.Option(help="ISO 4217 code or token symbol")] = "EUR",
+    decimals: Annotated[int, typer.Option(min=0, max=18, help="Minor-unit decimals")] = 2,
+    valid_from: Annotated[str | None, typer.Option(help="ISO 8601 [default: now]")] = None,
+    db: DbOption = None,
+) -> None:
+    """Set a station's tariff: a new version, valid from now (or --valid-from)."""
+    prices = {n: _decimal(v, f"--{n.replace('_', '-')}") for n, v in
+              (("per_kwh", per_kwh), ("per_minute", per_minute), ("session_fee", session_fee))}
+    if not currency.isalnum() or len(currency) > 10:
+        raise typer.BadParameter("a currency code of letters and digits", param_hint="--currency")
+    try:
+        start = datetime.fromisoformat(valid_from) if valid_from else datetime.now(UTC)
+    except ValueError:
+        raise typer.BadParameter(f"not an ISO 8601 time: {valid_from!r}") from None
+    if start.tzinfo is None:
+        start = start.replace(tzinfo=UTC)
+
+    async def work(tx: Tx) -> int:
+        row = await tx.fetchone(
+            "SELECT max(version) AS v FROM tariffs WHERE station_id = ?", station)
+        version = int(row["v"] or 0) + 1 if row else 1
+        await tx.execute(
+            "INSERT INTO tariffs (station_id, version, per_kwh, per_minute, session_fee,"
+            " currency, decimals, valid_from) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            station, version, str(prices["per_kwh"]), str(prices["per_minute"]),
+            str(prices["session_fee"]), currency.upper(), decimals,
+            start.astimezone(UTC).isoformat(timespec="microseconds"))
+        return version
+
+    version = run(in_unit(db, work))
+    typer.echo(f"tariff for {station}: version {version}, {prices['per_kwh']} {currency.upper()}"
+               f"/kWh")
+
+
+@tariffs_app.command("list")
+def tariffs_list(json_: JsonOption = False, db: DbOption = None) -> None:
+    """List tariffs (every version)."""
+
+    async def work(tx: Tx) -> list[dict[str, Any]]:
+        return await tx.fetchall("SELECT * FROM tariffs ORDER BY station_id, version")
+
+    rows = run(in_read(db, work))
+    if json_:
+        print_json(rows)
+        return
+    print_table("Tariffs", ["station", "version", "per kWh", "per min", "fee", "currency",
+                            "valid from"],
+                [[r["station_id"], r["version"], r["per_kwh"], r["per_minute"],
+                  r["session_fee"], r["currency"], r["valid_from"]] for r in rows])
+
+
+def _open_chain(chain: str, data_dir: str, keystore: str | None, password_file: str | None,
+                deploy: bool = True) -> Any:
+    from settlement.chain import ChainError, open_chain
+
+    try:
+        return open_chain(chain, data_dir, keystore=keystore, password_file=password_file,
+                          deploy=deploy)
+    except ChainError as exc:
+        fail(str(exc), 1)
+
+
+async def _settle(repo: Repository, chain_spec: str, data_dir: str, batch_size: int,
+                  confirmations: int, keystore: str | None, password_file: str | None,
+                  loop_forever: bool) -> Any:
+    from rich.progress import Progress, SpinnerColumn, TextColumn
+
+    from settlement.chain import ContractMissing
+    from settlement.worker import SettlementWorker
+
+    chain = await asyncio.to_thread(_open_chain, chain_spec, data_dir, keystore, password_file)
+    try:
+        worker = SettlementWorker(repo, chain, batch_size=batch_size,
+                                  confirmations=confirmations)
+        if loop_forever:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError):
+                    loop.add_signal_handler(sig, stop.set)
+            console.print(f"settlement worker on chain {chain.chain_id} ({chain.kind});"
+                          " Ctrl-C to stop")
+            await worker.run_forever(stop)
+            return None
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"),
+                      console=console, transient=True) as progress:
+            progress.add_task(f"settling on chain {chain.chain_id} ({chain.kind})...")
+            try:
+                return await worker.run_once()
+            except ContractMissing as exc:
+                raise CliError(str(exc)) from None
+    finally:
+        await asyncio.to_thread(chain.close)
+
+
+@settle_app.command("run")
+def settle_run(
+    chain: ChainOption = "local", batch_size: Annotated[int, typer.Option(min=1)] = 1000,
+    confirmations: Annotated[int, typer.Option(min=1)] = 1, data_dir: DataDir = None,
+    keystore: Keystore = None, password_file: PasswordFile = None, json_: JsonOption = False,
+    db: DbOption = None,
+) -> None:
+    """Settle everything pending now (batch, anchor, finalize) and exit."""
+    settings = settings_for(db, data_dir=data_dir)
+
+    async def go(repo: Repository) -> Any:
+        return await _settle(repo, chain, settings.data_dir, batch_size, confirmations,
+                             keystore, password_file, False)
+
+    summary = run(with_repo(db, go))
+    out = {"batches": summary.batches_created, "sessions": summary.sessions_batched,
+           "finalized_batches_total": summary.finalized, "gas_used_total": summary.gas_used}
+    if json_:
+        print_json(out)
+    else:
+        console.print(f"settled {out['sessions']} session(s) in {out['batches']} batch(es);"
+                      f" {out['finalized_batches_total']} batch(es) finalized in all")
+
+
+@settle_app.command("worker")
+def settle_worker(
+    chain: ChainOption = "local", batch_size: Annotated[int, typer.Option(min=1)] = 1000,
+    confirmations: Annotated[int, typer.Option(min=1)] = 1, data_dir: DataDir = None,
+    keystore: Keystore = None, password_file: PasswordFile = None, db: DbOption = None,
+) -> None:
+    """Run the settlement loop until interrupted."""
+    settings = settings_for(db, data_dir=data_dir)
+
+    async def go(repo: Repository) -> Any:
+        return await _settle(repo, chain, settings.data_dir, batch_size, confirmations,
+                             keystore, password_file, True)
+
+    run(with_repo(db, go))
+
+
+@contract_app.command("deploy")
+def contract_deploy(
+    chain: ChainOption, keystore: Keystore = None, password_file: PasswordFile = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Deploy the settlement contract on a JSON-RPC chain and record its address."""
+    settings = settings_for(None, data_dir=data_dir)
+    c = _open_chain(chain, settings.data_dir, keystore, password_file)
+    console.print(f"contract {c.contract_address} on chain {c.chain_id}")
+    c.close()
+
+
+def receipt(
+    session_id: Annotated[int, typer.Argument(metavar="SESSION_ID")],
+    output: Annotated[str | None, typer.Option("-o", "--output", help="File to write")] = None,
+    db: DbOption = None,
+) -> None:
+    """Write the receipt of a settled session (JSON)."""
+    from settlement.receipts import ReceiptNotReady, load_receipt
+
+    async def go(repo: Repository) -> dict[str, Any]:
+        try:
+            return await load_receipt(repo, session_id, None)
+        except ReceiptNotReady as exc:
+            raise CliError(str(exc)) from None
+
+    data = run(with_repo(db, go))
+    text = json.dumps(data, indent=2)
+    if output:
+        Path(output).write_text(text + "\n", "utf-8")
+        console.print(f"receipt of session {session_id} written to {output}")
+    else:
+        print(text)
+
+
+def verify(
+    file: Annotated[str, typer.Argument(metavar="FILE", help="A receipt written by csms receipt")],
+    rpc: Annotated[str | None, typer.Option(help="JSON-RPC URL of the chain")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Check a receipt against the chain alone: exit 0 when valid, 1 when any check fails."""
+    from web3 import Web3
+
+    from settlement.receipts import verify_receipt
+
+    try:
+        data = json.loads(Path(file).read_text("utf-8"))
+    except (OSError, ValueError) as exc:
+        fail(f"cannot read receipt {file}: {exc}")
+    if not isinstance(data, dict) or "record" not in data:
+        fail(f"{file} is not a voltledger receipt")
+    settings = settings_for(None, data_dir=data_dir)
+    node = None
+    w3: Any = None
+    if rpc:
+        w3 = Web3(Web3.HTTPProvider(rpc, request_kwargs={"timeout": 10}))
+    else:
+        deployments = Path(settings.data_dir).expanduser() / "chain.json"
+        chain_id = str(data.get("chain", {}).get("chain_id"))
+        known = json.loads(deployments.read_text("utf-8")) if deployments.exists() else {}
+        if known.get(chain_id, {}).get("kind") == "local":
+            from settlement.chain import AnvilNode
+
+            node = AnvilNode(Path(settings.data_dir).expanduser() / "anvil-state.json")
+            w3 = Web3(Web3.HTTPProvider(node.url, request_kwargs={"timeout": 10}))
+    try:
+        verdict = verify_receipt(data, w3)
+    finally:
+        if node is not None:
+            node.stop()
+    for check in verdict.checks:
+        mark = "[green]ok[/]" if check.ok else "[bold red]FAIL[/]"
+        console.print(f"{mark}  {check.name}: {check.detail}")
+    console.print(f"what this proves: {verdict.proves}")
+    if verdict.valid:
+        console.print("[bold green]VALID[/] receipt")
+        return
+    console.print("[bold red]INVALID[/] receipt")
+    raise typer.Exit(1)
