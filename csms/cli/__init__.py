@@ -6,6 +6,7 @@ import sys
 
 import typer
 
+from csms.cli import demo as _demo
 from csms.cli import remote as _remote
 from csms.cli import serve as _serve
 from csms.cli import settle as _settle
@@ -32,6 +33,7 @@ app.add_typer(_settle.settle_app, name="settle")
 app.add_typer(_settle.contract_app, name="contract")
 app.command("receipt")(_settle.receipt)
 app.command("verify")(_settle.verify)
+app.command("demo")(_demo.demo)
 
 
 def main(argv: list[str] | None = None) -> None:
