@@ -244,10 +244,9 @@ class SettlementWorker:
                                      block_number=receipt.block_number,
                                      block_hash=receipt.block_hash, gas_used=receipt.gas_used)
                     return
-            if not await self._chain(chain.known, batch["tx_hash"]):
-                # dropped from the node's pool (or a reorg): the same raw transaction again
-                await self._chain(chain.broadcast, batch["raw_tx"])
-                return
+            # Not mined (yet): maybe dropped from the node's pool or reorganised away.
+            # Sending the same raw transaction again is harmless when the node knows it.
+            await self._chain(chain.broadcast, batch["raw_tx"])
             age = (_now() - datetime.fromisoformat(batch["broadcast_at"])).total_seconds()
             if age >= self.stuck_after:
                 await self._replace(batch)

@@ -1,0 +1,33 @@
+"""The storage suite runs on both backends: ``repo`` is a SQLite file or a PostgreSQL schema.
+
+PostgreSQL tests get a new schema on the ``test`` database (the root
+``postgres_url`` fixture); they skip when the server is down on a developer
+machine and fail under ``CI=true``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from csms.service.ports import Repository
+from csms.storage import open_repository
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A ``--db`` value for a fresh, empty database of each backend."""
+    if request.param == "postgres":
+        return str(request.getfixturevalue("postgres_url"))
+    return str(tmp_path / "csms.sqlite3")
+
+
+@pytest.fixture
+async def repo(db: str) -> AsyncIterator[Repository]:
+    repository = await open_repository(db)
+    try:
+        yield repository
+    finally:
+        await repository.close()

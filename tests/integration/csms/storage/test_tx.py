@@ -1,0 +1,244 @@
+"""Every operation of the ``Tx`` port, on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from csms.domain.model import BootPolicy, IdTag, MeterSample, Session, SessionStatus, Station
+from csms.service.ports import Repository, Tx
+
+T = TypeVar("T")
+T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
+
+
+async def unit(repo: Repository, fn: Callable[[Tx], Awaitable[T]]) -> T:
+    return await repo.unit(fn)
+
+
+def station(station_id: str, **kw: Any) -> Station:
+    return Station(id=station_id, created_at=T0, **kw)
+
+
+def session(station_id: str = "CP1", **kw: Any) -> Session:
+    values: dict[str, Any] = {
+        "ocpp_version": "ocpp1.6", "transaction_id": "", "started_at": T0, "connector_id": 1,
+        "evse_id": 1, "id_tag": "T1", "auth_status": "Accepted",
+        "meter_start_wh": Decimal("4200000.5"), "reported_meter_start_wh": Decimal("4200000.5"),
+    }
+    values.update(kw)
+    return Session(station_id=station_id, **values)
+
+
+async def test_generic_primitives(repo: Repository) -> None:
+    async def work(tx: Tx) -> tuple[int, int, int, Any, Any]:
+        first = await tx.insert_id(
+            "INSERT INTO station_events (station_id, kind, ts, payload) VALUES (?, ?, ?, ?)"
+            " RETURNING id", "CP1", "a", "t", "{}",
+        )
+        second = await tx.insert_id(
+            "INSERT INTO station_events (station_id, kind, ts, payload) VALUES (?, ?, ?, ?)"
+            " RETURNING id", "CP1", "b", "t", "{}",
+        )
+        changed = await tx.execute("UPDATE station_events SET kind = ? WHERE station_id = ?",
+                                   "c", "CP1")
+        one = await tx.fetchone("SELECT kind, count(*) AS n FROM station_events GROUP BY kind")
+        none = await tx.fetchone("SELECT * FROM station_events WHERE kind = ?", "zzz")
+        return first, second, changed, one, none
+
+    first, second, changed, one, none = await unit(repo, work)
+    assert second > first > 0
+    assert changed == 2
+    assert one == {"kind": "c", "n": 2}
+    assert none is None
+    rows = await repo.read(lambda tx: tx.fetchall(
+        "SELECT id, station_id FROM station_events WHERE id IN (?, ?) ORDER BY id", first, second))
+    assert rows == [{"id": first, "station_id": "CP1"}, {"id": second, "station_id": "CP1"}]
+    # '?' inside a literal is text, not a placeholder
+    literal = await repo.read(lambda tx: tx.fetchone(
+        "SELECT 'a?b' AS s, count(*) AS n FROM station_events WHERE station_id = ?", "CP1"))
+    assert literal == {"s": "a?b", "n": 2}
+
+
+async def test_stations(repo: Repository) -> None:
+    async def add(tx: Tx) -> None:
+        await tx.insert_station(station("CP2"))
+        await tx.insert_station(station(
+            "CP1", boot_policy=BootPolicy.PENDING, security_profile=1, password_hash="h",
+        ))
+
+    await unit(repo, add)
+    got = await repo.read(lambda tx: tx.get_station("CP1"))
+    assert got == station("CP1", boot_policy=BootPolicy.PENDING, security_profile=1,
+                          password_hash="h")
+    assert await repo.read(lambda tx: tx.get_station("nope")) is None
+
+    async def update(tx: Tx) -> None:
+        st = await tx.get_station("CP1")
+        assert st is not None
+        st.vendor, st.model, st.firmware_version, st.serial_number = "V", "M", "1.2", "S9"
+        st.ocpp_version, st.boot_policy, st.last_boot_at = "ocpp1.6", BootPolicy.ACCEPTED, T0
+        await tx.update_station(st)
+        await tx.touch_station("CP2", T0 + timedelta(minutes=1))
+
+    await unit(repo, update)
+    cp1, cp2 = await repo.read(lambda tx: tx.list_stations())
+    assert (cp1.id, cp1.vendor, cp1.model, cp1.firmware_version, cp1.serial_number) == (
+        "CP1", "V", "M", "1.2", "S9")
+    assert (cp1.boot_policy, cp1.last_boot_at, cp1.ocpp_version) == (
+        BootPolicy.ACCEPTED, T0, "ocpp1.6")
+    assert cp2.last_seen_at == T0 + timedelta(minutes=1)
+
+
+async def test_station_connections(repo: Repository) -> None:
+    async def setup(tx: Tx) -> None:
+        for sid in ("A", "B", "C"):
+            await tx.insert_station(station(sid))
+        await tx.set_station_connection("A", "node1", T0)
+        await tx.set_station_connection("B", "node1", T0)
+        await tx.set_station_connection("C", "node2", T0)
+
+    await unit(repo, setup)
+    a = await repo.read(lambda tx: tx.get_station("A"))
+    assert a is not None
+    assert (a.connected_node, a.connected_at, a.last_seen_at) == ("node1", T0, T0)
+
+    async def clear(tx: Tx) -> int:
+        await tx.clear_station_connection("C", "node1")  # not the holder: stays online
+        await tx.clear_station_connection("A", "node1")
+        return await tx.clear_node_connections("node1")
+
+    assert await unit(repo, clear) == 1  # only B was left on node1
+    nodes = {s.id: s.connected_node for s in await repo.read(lambda tx: tx.list_stations())}
+    assert nodes == {"A": None, "B": None, "C": "node2"}
+
+
+async def test_audit_and_local_list_versions(repo: Repository) -> None:
+    async def work(tx: Tx) -> list[int]:
+        await tx.add_audit("alice", "reset", "CP1", {"type": "Soft"}, {"status": "Accepted"},
+                           True, T0)
+        await tx.add_audit("bob", "unlock", None, {}, {"error": "offline"}, False, T0)
+        return [await tx.next_local_list_version("CP1") for _ in range(3)] + [
+            await tx.next_local_list_version("CP2")]
+
+    assert await unit(repo, work) == [1, 2, 3, 1]
+    bob, alice = await repo.read(lambda tx: tx.list_audit())
+    assert (bob["actor"], bob["target"], bob["ok"], bob["result"]) == (
+        "bob", None, False, {"error": "offline"})
+    assert (alice["action"], alice["request"], alice["ok"]) == ("reset", {"type": "Soft"}, True)
+    assert [r["actor"] for r in await repo.read(lambda tx: tx.list_audit(limit=1))] == ["bob"]
+
+
+async def test_connectors(repo: Repository) -> None:
+    async def work(tx: Tx) -> None:
+        await tx.insert_station(station("CP1"))
+        await tx.insert_station(station("CP2"))
+        await tx.set_connector_status("CP1", 1, 1, "Available", None, T0)
+        await tx.set_connector_status("CP1", 1, 1, "Faulted", "GroundFailure", T0)  # upsert
+        await tx.set_connector_status("CP1", 0, 0, "Available", None, T0)
+        await tx.set_connector_status("CP2", 1, 1, "Charging", None, T0)
+
+    await unit(repo, work)
+    rows = await repo.read(lambda tx: tx.list_connectors("CP1"))
+    assert [(r["evse_id"], r["connector_id"], r["status"], r["error_code"]) for r in rows] == [
+        (0, 0, "Available", None), (1, 1, "Faulted", "GroundFailure")]
+    every = await repo.read(lambda tx: tx.list_connectors())
+    assert [r["station_id"] for r in every] == ["CP1", "CP1", "CP2"]
+
+
+async def test_tags(repo: Repository) -> None:
+    expires = T0 + timedelta(days=30)
+
+    async def work(tx: Tx) -> None:
+        await tx.put_tag(IdTag("T2", "blocked"))
+        await tx.put_tag(IdTag("T1", "accepted", None, "GROUP"))
+        await tx.put_tag(IdTag("T1", "accepted", expires, "GROUP2"))  # upsert
+
+    await unit(repo, work)
+    assert await repo.read(lambda tx: tx.get_tag("T1")) == IdTag("T1", "accepted", expires,
+                                                                 "GROUP2")
+    assert await repo.read(lambda tx: tx.get_tag("T9")) is None
+    assert [t.tag for t in await repo.read(lambda tx: tx.list_tags())] == ["T1", "T2"]
+
+
+async def test_sessions(repo: Repository) -> None:
+    s16 = session(start_key="1|T1|x|4200000.5", flags=["auth_unknown"])
+    s201 = session("EV1", ocpp_version="ocpp2.0.1", transaction_id="tx-abc", last_seq_no=0)
+
+    async def add(tx: Tx) -> tuple[int, int]:
+        return await tx.insert_session(s16), await tx.insert_session(s201)
+
+    id16, id201 = await unit(repo, add)
+    # 1.6 §5.6: the central system assigns the integer transactionId
+    assert s16.transaction_id == str(id16)
+    assert s201.transaction_id == "tx-abc"
+    assert await repo.read(lambda tx: tx.get_session(id16)) == s16
+    assert await repo.read(lambda tx: tx.find_session("EV1", "tx-abc")) == s201
+    assert await repo.read(lambda tx: tx.find_session("CP1", "tx-abc")) is None
+    assert await repo.read(lambda tx: tx.find_session_by_start_key("CP1", s16.start_key or ""))\
+        == s16
+    assert await repo.read(lambda tx: tx.stations_with_transaction("tx-abc")) == ["EV1"]
+
+    s16.stopped_at = T0 + timedelta(hours=1)
+    s16.meter_stop_wh = s16.reported_meter_stop_wh = Decimal("4211042")
+    s16.energy_wh, s16.status, s16.stop_reason = 11042, SessionStatus.COMPLETED, "EVDisconnected"
+
+    async def stop(tx: Tx) -> None:
+        await tx.update_session(s16)
+        await tx.enqueue_settlement(id16, T0)
+        await tx.enqueue_settlement(id16, T0)  # once only
+
+    await unit(repo, stop)
+    assert await repo.read(lambda tx: tx.get_session(id16)) == s16
+    assert await repo.read(lambda tx: tx.count_sessions()) == {"active": 1, "completed": 1}
+    assert await repo.read(lambda tx: tx.settlement_backlog()) == 1
+    assert [s.id for s in await repo.read(lambda tx: tx.list_sessions())] == [id201, id16]
+    assert [s.id for s in await repo.read(lambda tx: tx.list_sessions(active=True))] == [id201]
+    assert [s.id for s in await repo.read(lambda tx: tx.list_sessions("CP1", False))] == [id16]
+    assert [s.id for s in await repo.read(lambda tx: tx.list_sessions(limit=1))] == [id201]
+
+
+async def test_meter_samples(repo: Repository) -> None:
+    sid = await unit(repo, lambda tx: tx.insert_session(session()))
+    later = MeterSample(T0 + timedelta(minutes=5), "4202.75", unit="kWh", seq_no=3)
+    earlier = MeterSample(T0, "900.1", phase="L1", context="Sample.Periodic", location="Outlet",
+                          multiplier=3, format="SignedData", signed={"data": "OCMF|{}"})
+
+    async def add(tx: Tx) -> None:
+        await tx.add_samples("CP1", [later, earlier], session_id=sid, evse_id=1,
+                             connector_id=1, transaction_id=str(sid))
+        await tx.add_samples("CP1", [MeterSample(T0, "1")], session_id=None, evse_id=0,
+                             connector_id=0, transaction_id=None)
+
+    await unit(repo, add)
+    assert await repo.read(lambda tx: tx.session_samples(sid)) == [earlier, later]
+
+
+async def test_events_and_outbox(repo: Repository) -> None:
+    async def work(tx: Tx) -> tuple[bool, bool, bool, str]:
+        first = await tx.record_tx_event("EV1", "tx1", 0, "Started", False, T0)
+        again = await tx.record_tx_event("EV1", "tx1", 0, "Started", False, T0)
+        offline = await tx.record_tx_event("EV1", "tx1", 1, "Updated", True, T0)
+        await tx.add_station_event("EV1", "DataTransfer", {"vendorId": "x"}, T0)
+        await tx.add_station_event("EV1", "SecurityEvent", {"type": "FirmwareUpdated"}, T0)
+        await tx.add_station_event("EV2", "DataTransfer", {}, T0)
+        event_id = await tx.add_outbox("voltledger/session/started", {"session_id": 1}, T0)
+        return first, again, offline, event_id
+
+    first, again, offline, event_id = await unit(repo, work)
+    assert (first, again, offline) == (True, False, True)
+    rows = await repo.read(lambda tx: tx.fetchall(
+        "SELECT seq_no, offline FROM tx_events ORDER BY seq_no"))
+    assert rows == [{"seq_no": 0, "offline": 0}, {"seq_no": 1, "offline": 1}]
+    events = await repo.read(lambda tx: tx.list_station_events("EV1"))
+    assert [(e["kind"], e["payload"]) for e in events] == [
+        ("SecurityEvent", {"type": "FirmwareUpdated"}), ("DataTransfer", {"vendorId": "x"})]
+    only = await repo.read(lambda tx: tx.list_station_events("EV1", "DataTransfer", limit=5))
+    assert [e["kind"] for e in only] == ["DataTransfer"]
+    assert len(await repo.read(lambda tx: tx.list_station_events("EV1", limit=1))) == 1
+    [out] = await repo.read(lambda tx: tx.fetchall("SELECT * FROM outbox"))
+    assert out["event_id"] == event_id
+    assert out["topic"] == "voltledger/session/started"
+    assert out["published_at"] is None

@@ -1,0 +1,72 @@
+"""Settlement fixtures: a real SQLite file with completed sessions, real chains."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from csms.domain.model import MeterSample, Session, SessionStatus
+from csms.storage.sqlite import SqliteRepository
+from settlement.chain import Chain, find_anvil, open_chain
+from support import IN_CI
+
+T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
+
+
+async def add_sessions(repo: SqliteRepository, n: int, station: str = "CP1") -> list[int]:
+    async def work(tx: Any) -> list[int]:
+        ids = []
+        if await tx.get_station(station) is None:
+            from csms.service.charging import new_station
+
+            await tx.insert_station(new_station(station))
+        for i in range(n):
+            start = T0 + timedelta(hours=i)
+            s = Session(station_id=station, ocpp_version="ocpp1.6", transaction_id="",
+                        started_at=start, stopped_at=start + timedelta(minutes=30),
+                        connector_id=1, evse_id=1, id_tag=f"TAG{i % 3}",
+                        meter_start_wh=Decimal(1000 * i), meter_stop_wh=Decimal(1000 * i + 700 + i),
+                        energy_wh=700 + i, status=SessionStatus.COMPLETED, stop_reason="Local")
+            sid = await tx.insert_session(s)
+            await tx.add_samples(station, [
+                MeterSample(start, str(1000 * i), context="Transaction.Begin"),
+                MeterSample(start + timedelta(minutes=30), str(1000 * i + 700 + i),
+                            context="Transaction.End")],
+                session_id=sid, evse_id=1, connector_id=1, transaction_id=s.transaction_id)
+            await tx.enqueue_settlement(sid, start)
+            ids.append(sid)
+        await tx.execute(
+            "INSERT INTO tariffs (station_id, version, per_kwh, currency, decimals, valid_from)"
+            " SELECT '*', 1, '0.40', 'EUR', 2, '2000-01-01T00:00:00+00:00'"
+            " WHERE NOT EXISTS (SELECT 1 FROM tariffs)")
+        return ids
+
+    return await repo.unit(work)
+
+
+@pytest.fixture
+async def repo(tmp_path: Path) -> AsyncIterator[SqliteRepository]:
+    r = SqliteRepository(tmp_path / "settle.sqlite3")
+    yield r
+    await r.close()
+
+
+@pytest.fixture
+def memory_chain(tmp_path: Path) -> Chain:
+    return open_chain("memory", tmp_path / "data")
+
+
+@pytest.fixture
+def anvil_chain(tmp_path: Path) -> Iterator[Chain]:
+    if find_anvil() is None:
+        if IN_CI:
+            pytest.fail("anvil is required (make install)")
+        pytest.skip("anvil not installed: make install")
+    chain = open_chain("local", tmp_path / "anvil-data")
+    yield chain
+    chain.close()

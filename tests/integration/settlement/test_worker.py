@@ -1,0 +1,168 @@
+"""The settlement worker on py-evm and on a real Anvil: exactly once, crashes, reorgs, stuck."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from settlement.chain import Chain, ContractMissing
+from settlement.receipts import load_receipt, verify_receipt
+from settlement.worker import SettlementWorker
+
+from .conftest import add_sessions
+
+
+class Crash(Exception):
+    pass
+
+
+async def batches(repo: Any) -> list[dict[str, Any]]:
+    async def work(tx: Any) -> list[dict[str, Any]]:
+        return await tx.fetchall("SELECT * FROM batches ORDER BY id")
+
+    return await repo.read(work)
+
+
+async def settled_sessions(repo: Any) -> list[int]:
+    async def work(tx: Any) -> list[int]:
+        rows = await tx.fetchall("SELECT session_id FROM batch_items ORDER BY session_id")
+        return [r["session_id"] for r in rows]
+
+    return await repo.read(work)
+
+
+@pytest.mark.parametrize("chain_name", ["memory_chain", "anvil_chain"])
+async def test_settles_every_session_once_with_valid_receipts(
+    repo: Any, chain_name: str, request: pytest.FixtureRequest
+) -> None:
+    chain: Chain = request.getfixturevalue(chain_name)
+    ids = await add_sessions(repo, 7)
+    worker = SettlementWorker(repo, chain, batch_size=3)
+    summary = await worker.run_once()
+    assert (summary.batches_created, summary.sessions_batched) == (3, 7)
+    assert await settled_sessions(repo) == ids
+    assert all(b["state"] == "finalized" for b in await batches(repo))
+    again = await worker.run_once()
+    assert again.sessions_batched == 0  # nothing twice
+    for sid in ids:
+        receipt = await load_receipt(repo, sid, chain.rpc_url)
+        verdict = verify_receipt(receipt, chain.w3)
+        assert verdict.valid, [(c.name, c.detail) for c in verdict.checks if not c.ok]
+        assert receipt["record"]["price_minor"] == round((700 + sid - 1) * 0.40 / 10)
+    receipt = await load_receipt(repo, ids[0], chain.rpc_url)
+    for path, delta in ((("record", "energy_wh"), 1), (("record", "price_minor"), 1)):
+        bad = copy.deepcopy(receipt)
+        bad[path[0]][path[1]] += delta
+        assert not verify_receipt(bad, chain.w3).valid
+    bad = copy.deepcopy(receipt)
+    bad["samples"][0]["value"] = "999"
+    assert not verify_receipt(bad, chain.w3).valid
+
+
+@pytest.mark.parametrize("crash_point", ["after_sign", "after_broadcast"])
+async def test_crash_then_restart_rebroadcasts_the_same_transaction(
+    repo: Any, memory_chain: Chain, crash_point: str
+) -> None:
+    await add_sessions(repo, 4)
+
+    def crash(batch_id: int) -> None:
+        raise Crash(crash_point)
+
+    first = SettlementWorker(repo, memory_chain, batch_size=10, hooks={crash_point: crash})
+    with pytest.raises(Crash):
+        await first.run_once()
+    [before] = await batches(repo)
+    assert before["raw_tx"] and before["tx_hash"] and before["nonce"] is not None
+    nonce_before = memory_chain.next_nonce()
+    # a fresh worker, as after a restart of the process
+    second = SettlementWorker(repo, memory_chain, batch_size=10)
+    await second.run_once()
+    [after] = await batches(repo)
+    assert after["state"] == "finalized"
+    assert (after["tx_hash"], after["nonce"]) == (before["tx_hash"], before["nonce"])
+    assert memory_chain.next_nonce() <= nonce_before + 1  # one anchor transaction, not two
+    assert len(await settled_sessions(repo)) == 4
+
+
+async def test_reset_chain_is_detected_not_reanchored(repo: Any, memory_chain: Chain) -> None:
+    await add_sessions(repo, 2)
+    memory_chain.contract_address = "0x" + "11" * 20  # an address without code: a reset chain
+    with pytest.raises(ContractMissing):
+        await SettlementWorker(repo, memory_chain).run_once()
+    assert await batches(repo) == [] or all(b["state"] == "pending" for b in await batches(repo))
+
+
+async def test_reorg_moves_the_batch_back(repo: Any, anvil_chain: Chain) -> None:
+    await add_sessions(repo, 3)
+    rpc = anvil_chain.w3.provider.make_request  # type: ignore[attr-defined]
+    snapshot = rpc("evm_snapshot", [])["result"]
+    worker = SettlementWorker(repo, anvil_chain, batch_size=10, confirmations=3)
+    await worker.build_batches(force=True)
+    for _ in range(4):  # pending -> signed -> broadcast -> included
+        await worker.advance()
+    [b] = await batches(repo)
+    assert b["state"] == "included"
+    rpc("evm_revert", [snapshot])  # the block with our anchor is gone
+    rpc("evm_mine", [])
+    await worker.advance()
+    [b] = await batches(repo)
+    assert b["state"] == "broadcast" and b["block_number"] is None
+    await worker.advance()  # the same raw transaction again; automine includes it
+    await worker.advance()
+    [b] = await batches(repo)
+    assert b["state"] == "included"
+    for _ in range(3):
+        rpc("evm_mine", [])
+    await worker.advance()
+    [b] = await batches(repo)
+    assert b["state"] == "finalized"
+    receipt = await load_receipt(repo, 1, anvil_chain.rpc_url)
+    assert verify_receipt(receipt, anvil_chain.w3).valid
+
+
+async def test_stuck_transaction_is_replaced_with_bumped_fees(
+    repo: Any, anvil_chain: Chain
+) -> None:
+    await add_sessions(repo, 2)
+    rpc = anvil_chain.w3.provider.make_request  # type: ignore[attr-defined]
+    rpc("evm_setAutomine", [False])
+    worker = SettlementWorker(repo, anvil_chain, batch_size=10, stuck_after=0)
+    await worker.build_batches(force=True)
+    await worker.advance()  # signed
+    await worker.advance()  # broadcast, but nothing is mined
+    [b] = await batches(repo)
+    first_hash, first_fee = b["tx_hash"], int(b["max_fee"])
+    await worker.advance()  # stuck -> replaced: signed again with the same nonce
+    [b] = await batches(repo)
+    assert b["state"] == "signed" and b["tx_hash"] != first_hash
+    assert int(b["max_fee"]) >= first_fee * 5 // 4 and first_hash in b["replaced"]
+    await worker.advance()  # the replacement is broadcast
+    rpc("evm_setAutomine", [True])
+    rpc("evm_mine", [])
+    await worker.run_once(timeout=60)
+    [b] = await batches(repo)
+    assert b["state"] == "finalized"
+    receipt = anvil_chain.receipt(b["tx_hash"])
+    assert receipt is not None and receipt.status == 1
+
+
+async def test_dropped_transaction_is_broadcast_again(repo: Any, anvil_chain: Chain) -> None:
+    await add_sessions(repo, 1)
+    rpc = anvil_chain.w3.provider.make_request  # type: ignore[attr-defined]
+    rpc("evm_setAutomine", [False])
+    worker = SettlementWorker(repo, anvil_chain, stuck_after=3600)
+    await worker.build_batches(force=True)
+    await worker.advance()
+    await worker.advance()
+    [b] = await batches(repo)
+    rpc("anvil_dropTransaction", [b["tx_hash"]])
+    assert not anvil_chain.known(b["tx_hash"])
+    await worker.advance()  # sees it missing: the same raw transaction again
+    assert anvil_chain.known(b["tx_hash"])
+    rpc("evm_setAutomine", [True])
+    rpc("evm_mine", [])
+    await worker.run_once(timeout=60)
+    [b2] = await batches(repo)
+    assert (b2["state"], b2["tx_hash"]) == ("finalized", b["tx_hash"])
