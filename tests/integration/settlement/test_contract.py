@@ -1,0 +1,117 @@
+"""The Vyper contract on py-evm: access control, replay protection, escrow, capped claims."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from eth_abi.abi import encode
+from eth_hash.auto import keccak
+from eth_tester.exceptions import TransactionFailed
+from web3.exceptions import ContractLogicError
+
+from settlement.chain import Chain
+from settlement.merkle import MerkleTree
+
+CAP = 10**15
+
+
+def reverts(reason: str) -> Any:
+    # py-evm through eth-tester raises TransactionFailed, a JSON-RPC node ContractLogicError
+    return pytest.raises((ContractLogicError, TransactionFailed), match=reason)  # the driver accepts at most 0.001 coin per kWh
+
+
+def leaf(record: bytes, tag: bytes, energy: int, amount: int, payee: str) -> bytes:
+    return bytes(keccak(b"\x00" + encode(["bytes32", "bytes32", "uint256", "uint256", "address"],
+                                         [record, tag, energy, amount, payee])))
+
+
+@pytest.fixture
+def setup(memory_chain: Chain) -> dict[str, Any]:
+    w3 = memory_chain.w3
+    accounts = w3.eth.accounts
+    driver, station_owner, stranger = accounts[1], accounts[2], accounts[3]
+    tag = bytes(keccak(b"DRIVER-TAG"))
+    c = memory_chain.contract
+    c.functions.deposit(tag, CAP).transact({"from": driver, "value": 10**18})
+    claims = [  # (record hash, energy Wh, amount)
+        (bytes(keccak(b"r1")), 7_500, 7_500 * CAP // 1000),  # exactly at the cap
+        (bytes(keccak(b"r2")), 10_000, 9 * 10**15),
+        (bytes(keccak(b"r3")), 1_000, 2 * 10**15),  # above the cap (1 kWh x 0.001 = 1e15)
+    ]
+    leaves = [leaf(r, tag, e, a, station_owner) for r, e, a in claims]
+    tree = MerkleTree(leaves)
+    raw, _ = memory_chain.sign_anchor(tree.root, 3, 1, memory_chain.next_nonce(),
+                                      *memory_chain.fees())
+    memory_chain.broadcast(raw)
+    return {"chain": memory_chain, "c": c, "tree": tree, "claims": claims, "tag": tag,
+            "driver": driver, "owner": station_owner, "stranger": stranger, "w3": w3}
+
+
+def claim_args(s: dict[str, Any], i: int) -> tuple[Any, ...]:
+    record, energy, amount = s["claims"][i]
+    return (s["tree"].root, record, s["tag"], energy, amount, s["owner"], s["tree"].proof(i))
+
+
+def test_only_the_operator_anchors_and_a_root_only_once(setup: dict[str, Any]) -> None:
+    c, stranger = setup["c"], setup["stranger"]
+    with reverts("only the operator"):
+        c.functions.anchor(bytes(keccak(b"x")), 1, 99).transact({"from": stranger})
+    chain: Chain = setup["chain"]
+    assert c.functions.anchored_block(setup["tree"].root).call() > 0
+    with reverts("root already anchored"):
+        chain.w3.eth.call({"from": chain.operator.address, "to": chain.contract_address,
+                           "data": c.encode_abi("anchor", [setup["tree"].root, 3, 2])})
+
+
+def test_claim_pays_once_and_never_above_the_cap(setup: dict[str, Any]) -> None:
+    c, w3, owner = setup["c"], setup["w3"], setup["owner"]
+    before = w3.eth.get_balance(owner)
+    c.functions.claim(claim_args(setup, 0)).transact({"from": setup["stranger"]})
+    assert w3.eth.get_balance(owner) - before == setup["claims"][0][2]
+    with reverts("already claimed"):
+        c.functions.claim(claim_args(setup, 0)).transact({"from": setup["stranger"]})
+    with reverts("above the driver's cap"):
+        c.functions.claim(claim_args(setup, 2)).transact({"from": setup["stranger"]})
+    assert c.functions.is_claimed(setup["tree"].levels[0][0]).call()
+    escrow = c.functions.escrows(setup["tag"]).call()
+    assert escrow[1] == 10**18 - setup["claims"][0][2]
+
+
+def test_forged_claims_are_refused(setup: dict[str, Any]) -> None:
+    c = setup["c"]
+    args = list(claim_args(setup, 1))
+    args[4] = args[4] + 1  # one more unit than was anchored
+    with reverts("invalid proof"):
+        c.functions.claim(tuple(args)).transact({"from": setup["stranger"]})
+    args = list(claim_args(setup, 1))
+    args[0] = bytes(keccak(b"not anchored"))
+    with reverts("root not anchored"):
+        c.functions.claim(tuple(args)).transact({"from": setup["stranger"]})
+
+
+def test_batch_claim(setup: dict[str, Any]) -> None:
+    c = setup["c"]
+    c.functions.claim_batch([claim_args(setup, 0), claim_args(setup, 1)]).transact(
+        {"from": setup["stranger"]})
+    assert all(c.functions.is_claimed(lf).call() for lf in setup["tree"].levels[0][:2])
+
+
+def test_withdrawal_needs_notice(setup: dict[str, Any]) -> None:
+    c, driver, w3 = setup["c"], setup["driver"], setup["w3"]
+    with reverts("request a withdrawal first"):
+        c.functions.withdraw(setup["tag"]).transact({"from": driver})
+    with reverts("not the owner"):
+        c.functions.request_withdrawal(setup["tag"]).transact({"from": setup["stranger"]})
+    c.functions.request_withdrawal(setup["tag"]).transact({"from": driver})
+    with reverts("notice period not over"):
+        c.functions.withdraw(setup["tag"]).transact({"from": driver})
+    tester = w3.provider.ethereum_tester
+    tester.time_travel(w3.eth.get_block("latest")["timestamp"] + 7 * 24 * 3600 + 1)
+    tester.mine_blocks()
+    before = w3.eth.get_balance(driver)
+    c.functions.withdraw(setup["tag"]).transact({"from": driver})
+    assert w3.eth.get_balance(driver) > before
+    assert c.functions.escrows(setup["tag"]).call()[1] == 0
+    with reverts("not the owner"):
+        c.functions.deposit(setup["tag"], CAP).transact({"from": setup["stranger"], "value": 1})
