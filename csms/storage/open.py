@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from csms.service.ports import Repository
+from csms.service.ports import Repository, StorageError
 from csms.storage.sqlite import SqliteRepository
 
 __all__ = ["open_repository"]
@@ -19,6 +19,12 @@ def _check_sqlite_path(db: str) -> None:
 
 async def open_repository(db: str) -> Repository:
     if db.startswith(("postgresql://", "postgres://")):
-        raise ValueError("PostgreSQL storage is not available in this build yet")
+        # Imported here: asyncpg is loaded only by the nodes that use it.
+        from csms.storage.postgres import PostgresRepository
+
+        try:
+            return await PostgresRepository.open(db)
+        except StorageError as exc:  # server down, no such database: a usage error
+            raise ValueError(str(exc)) from exc
     _check_sqlite_path(db)
     return SqliteRepository(db)

@@ -13,12 +13,12 @@ from web3.exceptions import ContractLogicError
 from settlement.chain import Chain
 from settlement.merkle import MerkleTree
 
-CAP = 10**15
+CAP = 10**15  # the driver accepts at most 0.001 coin per kWh
 
 
 def reverts(reason: str) -> Any:
     # py-evm through eth-tester raises TransactionFailed, a JSON-RPC node ContractLogicError
-    return pytest.raises((ContractLogicError, TransactionFailed), match=reason)  # the driver accepts at most 0.001 coin per kWh
+    return pytest.raises((ContractLogicError, TransactionFailed), match=reason)
 
 
 def leaf(record: bytes, tag: bytes, energy: int, amount: int, payee: str) -> bytes:
