@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 from csms.admin import AdminApi, load_or_create_token
 from csms.bus.relay import OutboxRelay
@@ -29,6 +30,7 @@ class App:
     metrics: Metrics
     admin: AdminApi | None = None
     relay: OutboxRelay | None = None
+    chain: Any = None
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -39,6 +41,19 @@ class App:
             await self.admin.start()
         if self.relay is not None:
             self._tasks.append(asyncio.create_task(self.relay.run(self._stop), name="relay"))
+        if self.settings.chain:
+            # Imported here: web3 and the compiler are not needed without settlement.
+            from settlement.chain import open_chain
+            from settlement.worker import SettlementWorker
+
+            self.chain = await asyncio.to_thread(open_chain, self.settings.chain,
+                                                 self.settings.data_dir)
+            worker = SettlementWorker(
+                self.repo, self.chain, batch_size=self.settings.batch_size,
+                max_wait=self.settings.max_wait, confirmations=self.settings.confirmations,
+                publish_events=bool(self.settings.mqtt))
+            self._tasks.append(asyncio.create_task(worker.run_forever(self._stop),
+                                                   name="settlement"))
 
     async def close(self) -> None:
         self._stop.set()
@@ -50,6 +65,8 @@ class App:
         self._tasks.clear()
         if self.admin is not None:
             await self.admin.stop()
+        if self.chain is not None:
+            await asyncio.to_thread(self.chain.close)
         await self.central.stop()
         await self.repo.close()
 

@@ -34,6 +34,10 @@ class Settings:
     tls_cert: str = ""
     tls_key: str = ""
     client_ca: str = ""  # CA that signs station certificates (security profile 3)
+    chain: str = ""  # local | memory | http(s)://...: run the settlement worker in `serve`
+    batch_size: int = 1000
+    max_wait: float = 60.0  # seconds a completed session waits for a fuller batch
+    confirmations: int = 1
     auth_failure_limit: int = 5  # failed logins per minute per address and per station
 
     @property

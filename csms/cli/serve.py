@@ -86,6 +86,14 @@ def serve(
     client_ca: Annotated[
         str | None, typer.Option(help="PEM CA of station client certificates (profile 3)")
     ] = None,
+    chain: Annotated[
+        str | None, typer.Option(help="Settle on this chain while serving: local, memory, or"
+                                      " an http(s):// RPC URL [default: off]")
+    ] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="Sessions per batch")] = None,
+    max_wait: Annotated[
+        float | None, typer.Option(min=0, help="Seconds before a partial batch is anchored")
+    ] = None,
     data_dir: Annotated[
         str | None, typer.Option(help="Folder for the admin token, chain state, caches")
     ] = None,
@@ -100,7 +108,8 @@ def serve(
         db, host=host, port=port, auto_register=auto_register,
         heartbeat_interval=heartbeat_interval, admin_port=admin_port, mqtt=mqtt,
         node_id=node_id, data_dir=data_dir, tls_cert=tls_cert, tls_key=tls_key,
-        tls_port=tls_port, client_ca=client_ca,
+        tls_port=tls_port, client_ca=client_ca, chain=chain, batch_size=batch_size,
+        max_wait=max_wait,
     )
     for name in ("tls_cert", "tls_key", "client_ca"):
         path = getattr(settings, name)

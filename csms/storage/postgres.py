@@ -1,0 +1,375 @@
+"""PostgreSQL storage (asyncpg) with group commit, for several nodes on one database.
+
+Theory of operation. The same design as :mod:`csms.storage.sqlite`. Units of
+work queue up; one committer task takes every queued unit (at most
+``MAX_BATCH``), borrows one connection from the pool and runs the units one
+after another inside one transaction, each in its own SAVEPOINT, so a failing
+unit rolls back alone. Then one ``COMMIT`` (with ``synchronous_commit = on``
+the WAL is flushed before the server answers) and only then are the callers'
+futures resolved: nothing is acknowledged before it is durable, and one WAL
+flush covers every message that arrived meanwhile. A failing ``COMMIT`` (or a
+connection lost mid-batch) fails every unit of the batch. When the connection
+is lost during ``COMMIT`` the outcome is unknown; the callers get an error and
+the station retries, which ingest dedupes (DESIGN.md: ingest is idempotent).
+
+Savepoints are plain SQL rather than asyncpg's nested ``transaction()``: the
+release of one unit's savepoint and the start of the next one travel in one
+simple-protocol round trip (``RELEASE SAVEPOINT unit; SAVEPOINT unit``), and
+after a failure ``ROLLBACK TO SAVEPOINT unit`` leaves the savepoint in place
+for the next unit. That is one round trip per unit instead of two.
+
+Isolation: READ COMMITTED, set explicitly on every write transaction. Every
+statement sees the rows other nodes committed before it started, which is what
+makes the conflict handling below work: with REPEATABLE READ or SERIALIZABLE
+the whole batch would keep the snapshot of its first statement and a retried
+unit would not see the row it collided with.
+
+Several nodes on one database. Two units on different nodes can collide on a
+unique key, e.g. the 1.6 StartTransaction dedupe on ``(station_id,
+start_key)`` when a station's retry reaches a second node (1.6 §4.8): both
+units find no session and insert; the second insert waits for the first
+node's transaction and then fails with a unique violation. That unit's
+savepoint is rolled back and the unit runs once more in a fresh savepoint;
+under READ COMMITTED it now finds the committed session and answers with the
+same transactionId. The same single retry covers deadlocks between two
+nodes' batches (SQLSTATE 40P01, PostgreSQL aborts one statement after
+``deadlock_timeout``) and serialization failures (40001). A unit that fails
+again is reported to its caller as :class:`StorageError` (a genuine duplicate
+such as adding an existing station), like the SQLite adapter does. Units must
+therefore be safe to run twice: they are functions of the database state,
+which is already required because a station retries a message whose answer
+it did not get. ``ON CONFLICT DO NOTHING`` inserts (2.0.1 ``tx_events``)
+never raise: they wait for the other transaction and then do nothing.
+
+Parameters are typed by the server, not by affinity as in SQLite: pass a
+``str`` for a TEXT column and an ``int`` for an integer one (a mismatch is a
+:class:`StorageError`); a ``?`` without a column to compare with is text.
+
+Reads run on another pool connection in a read-only REPEATABLE READ
+transaction, so one ``read(fn)`` sees one consistent snapshot.
+
+Schema migrations (``migrations/postgres``) run at :meth:`PostgresRepository.open`
+under a session-level advisory lock keyed by the schema, so two nodes that
+start at once do not both migrate: the second waits, then finds nothing to do.
+Tables live in the connection's ``current_schema()``; a ``search_path`` query
+parameter in the URL (``postgresql://u@host/db?search_path=tenant``) selects
+another schema.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import zlib
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import asyncpg
+
+from csms.service.ports import StorageError, Tx
+from csms.storage.migrations import migrations_for
+from csms.storage.sql import SqlTx
+
+__all__ = ["PostgresRepository", "describe_dsn", "to_postgres_placeholders"]
+
+T = TypeVar("T")
+log = logging.getLogger("csms.storage.postgres")
+
+MAX_BATCH = 512
+# unique_violation, serialization_failure, deadlock_detected: another node's
+# concurrent transaction; one more attempt under a fresh statement snapshot.
+RETRYABLE_SQLSTATES = frozenset({"23505", "40001", "40P01"})
+MAX_ATTEMPTS = 2
+_DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+
+
+@functools.lru_cache(maxsize=2048)
+def to_postgres_placeholders(sql: str) -> str:
+    """Number the ``?`` placeholders (``$1``, ``$2``...), leaving quoted text alone.
+
+    The portable SQL of :mod:`csms.storage.sql` uses ``?``; asyncpg wants
+    ``$n``. Text inside ``'...'``, ``"..."`` and ``--`` comments is copied as is.
+    """
+    if "?" not in sql:
+        return sql
+    out: list[str] = []
+    n = 0
+    i = 0
+    length = len(sql)
+    while i < length:
+        ch = sql[i]
+        if ch in "'\"":
+            end = sql.find(ch, i + 1)
+            # a doubled quote inside a literal ('it''s') is two adjacent literals here
+            end = length - 1 if end < 0 else end
+            out.append(sql[i:end + 1])
+            i = end + 1
+            continue
+        if ch == "-" and sql.startswith("--", i):
+            end = sql.find("\n", i)
+            end = length - 1 if end < 0 else end
+            out.append(sql[i:end + 1])
+            i = end + 1
+            continue
+        if ch == "?":
+            n += 1
+            out.append(f"${n}")
+        else:
+            out.append(ch)
+        i += 1
+    return "".join(out)
+
+
+def _rowcount(status: str) -> int:
+    # asyncpg returns the command tag: "INSERT 0 1", "UPDATE 3", "DELETE 0", ...
+    last = status.rsplit(" ", 1)[-1]
+    return int(last) if last.isdigit() else 0
+
+
+def describe_dsn(dsn: str) -> str:
+    """The URL without its password, for messages and logs."""
+    try:
+        parts = urlsplit(dsn)
+        host = parts.hostname or "localhost"
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "postgresql://?"
+    user = f"{parts.username}@" if parts.username else ""
+    return f"{parts.scheme}://{user}{host}{port}{parts.path}"
+
+
+def _storage_error(exc: BaseException) -> StorageError:
+    detail = getattr(exc, "sqlstate", None)
+    prefix = f"{type(exc).__name__} ({detail})" if detail else type(exc).__name__
+    return StorageError(f"{prefix}: {exc}")
+
+
+class _PostgresTx(SqlTx):
+    """The four SQL primitives on one asyncpg connection."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, *params: Any) -> int:
+        status: str = await self._conn.execute(to_postgres_placeholders(sql), *params)
+        return _rowcount(status)
+
+    async def fetchone(self, sql: str, *params: Any) -> dict[str, Any] | None:
+        row = await self._conn.fetchrow(to_postgres_placeholders(sql), *params)
+        return None if row is None else dict(row.items())
+
+    async def fetchall(self, sql: str, *params: Any) -> list[dict[str, Any]]:
+        rows = await self._conn.fetch(to_postgres_placeholders(sql), *params)
+        return [dict(r.items()) for r in rows]
+
+    async def insert_id(self, sql: str, *params: Any) -> int:
+        if not sql.rstrip().lower().endswith("returning id"):
+            sql = sql.rstrip() + " RETURNING id"
+        value = await self._conn.fetchval(to_postgres_placeholders(sql), *params)
+        return int(value)
+
+
+class PostgresRepository:
+    """A PostgreSQL database behind the Repository port; open with :meth:`open`."""
+
+    dialect = "postgres"
+
+    def __init__(self, pool: asyncpg.Pool, dsn: str) -> None:
+        self._pool = pool
+        self.dsn = dsn
+        self._queue: list[tuple[Callable[[Tx], Awaitable[Any]], asyncio.Future[Any]]] = []
+        self._committer: asyncio.Task[None] | None = None
+        self._closed = False
+        self.commits = 0
+        self.units = 0
+        self.retries = 0
+
+    @classmethod
+    async def open(
+        cls, dsn: str, *, min_size: int = 1, max_size: int = 10, command_timeout: float = 60.0
+    ) -> PostgresRepository:
+        """Connect, apply pending migrations and return the repository."""
+        where = describe_dsn(dsn)
+        try:
+            pool = await asyncpg.create_pool(
+                dsn, min_size=min_size, max_size=max(2, max_size),
+                command_timeout=command_timeout, statement_cache_size=512,
+                server_settings={"application_name": "voltledger"},
+            )
+        except (*_DB_ERRORS, ValueError) as exc:
+            raise StorageError(f"cannot connect to {where}: {exc}") from exc
+        repo = cls(pool, dsn)
+        try:
+            await repo._migrate()
+        except BaseException:
+            await pool.close()
+            raise
+        return repo
+
+    # -- schema ----------------------------------------------------------------
+    async def _migrate(self) -> None:
+        try:
+            async with self._pool.acquire() as conn:
+                await self._migrate_on(conn)
+        except _DB_ERRORS as exc:
+            raise StorageError(f"migration failed on {describe_dsn(self.dsn)}: {exc}") from exc
+
+    async def _migrate_on(self, conn: asyncpg.Connection) -> None:
+        schema = await conn.fetchval("SELECT current_schema()")
+        if schema is None:
+            raise StorageError(
+                f"{describe_dsn(self.dsn)}: no schema to create tables in (check search_path)"
+            )
+        if await conn.fetchval("SHOW synchronous_commit") == "off":
+            log.warning("! synchronous_commit is off: acknowledged data can be lost on a crash")
+        key = zlib.crc32(f"voltledger.migrations:{schema}".encode())
+        # Session-level, not per transaction: each migration commits on its
+        # own (as in SQLite) while the lock is held across all of them.
+        await conn.execute("SELECT pg_advisory_lock($1)", key)
+        try:
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
+                " name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+            )
+            done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+            known = migrations_for("postgres")
+            newer = done - {m.version for m in known}
+            if newer:
+                log.warning("! database has migrations this build does not know: %s",
+                            sorted(newer))
+            for m in known:
+                if m.version in done:
+                    continue
+                log.info("= applying migration %04d_%s", m.version, m.name)
+                async with conn.transaction():
+                    await conn.execute(m.sql)  # no parameters: the whole script at once
+                    await conn.execute(
+                        "INSERT INTO schema_migrations (version, name, applied_at)"
+                        " VALUES ($1, $2, $3)",
+                        m.version, m.name, datetime.now(UTC).isoformat(),
+                    )
+        finally:
+            with contextlib.suppress(*_DB_ERRORS):
+                await conn.execute("SELECT pg_advisory_unlock($1)", key)
+
+    async def schema_version(self) -> int:
+        value = await self._pool.fetchval("SELECT max(version) FROM schema_migrations")
+        return int(value or 0)
+
+    # -- units of work ----------------------------------------------------------
+    async def unit(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
+        if self._closed:
+            raise StorageError("repository is closed")
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[T] = loop.create_future()
+        self._queue.append((fn, fut))
+        if self._committer is None or self._committer.done():
+            self._committer = loop.create_task(self._commit_loop(), name="postgres-committer")
+        # The committer owns the work; a cancelled caller does not cancel the unit.
+        return await asyncio.shield(fut)
+
+    async def read(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
+        try:
+            async with self._pool.acquire() as conn, conn.transaction(
+                isolation="repeatable_read", readonly=True
+            ):
+                return await fn(_PostgresTx(conn))
+        except _DB_ERRORS as exc:
+            raise _storage_error(exc) from exc
+
+    async def _commit_loop(self) -> None:
+        while self._queue:
+            batch = self._queue[:MAX_BATCH]
+            del self._queue[:MAX_BATCH]
+            try:
+                outcomes = await self._run_batch(batch)
+            except (*_DB_ERRORS, StorageError) as exc:
+                # The transaction itself failed (commit refused, connection
+                # lost, server shutting down): nothing of the batch is known
+                # to be durable, so every caller gets the error and no station
+                # is acknowledged; they retry.
+                log.error("! batch of %d units not committed: %s", len(batch), exc)
+                err = StorageError(f"batch not committed: {_storage_error(exc)}")
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(err)
+                continue
+            except BaseException:
+                # cancelled (event loop shutting down): leave no caller waiting forever
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(StorageError("repository shut down mid-batch"))
+                raise
+            self.commits += 1
+            self.units += len(outcomes)
+            for fut, ok, value in outcomes:
+                if fut.done():
+                    continue
+                if ok:
+                    fut.set_result(value)
+                else:
+                    fut.set_exception(value)
+
+    async def _run_batch(
+        self, batch: list[tuple[Callable[[Tx], Awaitable[Any]], asyncio.Future[Any]]]
+    ) -> list[tuple[asyncio.Future[Any], bool, Any]]:
+        outcomes: list[tuple[asyncio.Future[Any], bool, Any]] = []
+        async with self._pool.acquire() as conn:
+            tx = _PostgresTx(conn)
+            await conn.execute("BEGIN ISOLATION LEVEL READ COMMITTED; SAVEPOINT unit")
+            try:
+                last = len(batch) - 1
+                for i, (fn, fut) in enumerate(batch):
+                    attempt = 1
+                    while True:
+                        try:
+                            result = await fn(tx)
+                            # Inside the try: a unit that swallowed a database
+                            # error left the transaction aborted, which fails
+                            # here and is undone like any other failing unit.
+                            await conn.execute(
+                                "RELEASE SAVEPOINT unit; SAVEPOINT unit" if i < last
+                                else "RELEASE SAVEPOINT unit"
+                            )
+                        except Exception as exc:  # handed to the caller
+                            # Undo this unit only; the savepoint stays for the
+                            # next attempt or the next unit. If this fails the
+                            # transaction is gone and the batch fails.
+                            await conn.execute("ROLLBACK TO SAVEPOINT unit")
+                            sqlstate = getattr(exc, "sqlstate", None)
+                            if sqlstate in RETRYABLE_SQLSTATES and attempt < MAX_ATTEMPTS:
+                                log.info("= unit conflicted with another transaction (%s),"
+                                         " running it again", sqlstate)
+                                self.retries += 1
+                                attempt += 1
+                                continue
+                            if isinstance(exc, _DB_ERRORS):
+                                exc = _storage_error(exc)
+                            outcomes.append((fut, False, exc))
+                        else:
+                            outcomes.append((fut, True, result))
+                        break
+                status = await conn.execute("COMMIT")
+                if status != "COMMIT":
+                    # PostgreSQL answers COMMIT of an aborted transaction with ROLLBACK
+                    raise StorageError(f"commit answered {status!r}")
+            except BaseException:
+                if not conn.is_closed():
+                    with contextlib.suppress(*_DB_ERRORS):
+                        await conn.execute("ROLLBACK")
+                raise
+        return outcomes
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._committer is not None:
+            with contextlib.suppress(Exception):
+                await self._committer
+        try:
+            await asyncio.wait_for(self._pool.close(), 10)
+        except TimeoutError:
+            self._pool.terminate()

@@ -1,0 +1,196 @@
+"""Migrations: idempotent, and the SQLite and PostgreSQL folders describe the same schema."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from csms.domain.model import IdTag
+from csms.service.ports import Repository
+from csms.storage import open_repository
+from csms.storage.migrations import migrations_for
+
+DIALECTS = ("sqlite", "postgres")
+MIGRATIONS = Path(__file__).resolve().parents[4] / "csms" / "storage" / "migrations"
+
+Schema = dict[str, Any]
+
+
+# -- the files -------------------------------------------------------------------------
+def test_both_dialects_have_the_same_migration_numbers_and_names() -> None:
+    names = {d: sorted(p.name for p in (MIGRATIONS / d).glob("*.sql")) for d in DIALECTS}
+    assert names["sqlite"], "no SQLite migrations found"
+    assert names["postgres"] == names["sqlite"]
+    assert [(m.version, m.name) for m in migrations_for("postgres")] == [
+        (m.version, m.name) for m in migrations_for("sqlite")]
+
+
+def _strip_comments(sql: str) -> str:
+    return "\n".join(line.split("--", 1)[0] for line in sql.splitlines())
+
+
+_CONSTRAINT_WORDS = {"PRIMARY", "UNIQUE", "FOREIGN", "CHECK", "CONSTRAINT"}
+
+
+def declared_schema(dialect: str) -> dict[str, set[str]]:
+    """Tables and their columns as the migration files declare them, in order."""
+    tables: dict[str, set[str]] = {}
+    for m in migrations_for(dialect):
+        sql = _strip_comments(m.sql)
+        for name, body in re.findall(r"CREATE TABLE\s+(\w+)\s*\((.*?)\);", sql, re.S | re.I):
+            columns = set()
+            depth = 0
+            part = ""
+            for ch in body + ",":
+                depth += ch == "("
+                depth -= ch == ")"
+                if ch == "," and depth == 0:
+                    first = part.split()[0] if part.split() else ""
+                    if first and first.upper() not in _CONSTRAINT_WORDS:
+                        columns.add(first.lower())
+                    part = ""
+                else:
+                    part += ch
+            tables[name.lower()] = columns
+        for table, column in re.findall(
+            r"ALTER TABLE\s+(\w+)\s+ADD COLUMN\s+(\w+)", sql, re.I
+        ):
+            tables[table.lower()].add(column.lower())
+        for table in re.findall(r"DROP TABLE\s+(?:IF EXISTS\s+)?(\w+)", sql, re.I):
+            tables.pop(table.lower(), None)
+    return tables
+
+
+def declared_indexes(dialect: str) -> set[tuple[str, str]]:
+    found: set[tuple[str, str]] = set()
+    for m in migrations_for(dialect):
+        found.update(
+            (name.lower(), table.lower()) for name, table in re.findall(
+                r"CREATE\s+(?:UNIQUE\s+)?INDEX\s+(\w+)\s+ON\s+(\w+)", _strip_comments(m.sql),
+                re.I,
+            )
+        )
+    return found
+
+
+def test_both_dialects_declare_the_same_tables_columns_and_indexes() -> None:
+    sqlite, postgres = declared_schema("sqlite"), declared_schema("postgres")
+    assert "sessions" in sqlite and "station_id" in sqlite["sessions"]
+    assert postgres == sqlite
+    assert declared_indexes("postgres") == declared_indexes("sqlite")
+
+
+# -- the databases ---------------------------------------------------------------------
+async def test_opening_twice_migrates_once_and_keeps_the_data(db: str) -> None:
+    repo = await open_repository(db)
+    try:
+        await repo.unit(lambda tx: tx.put_tag(IdTag("T1")))
+    finally:
+        await repo.close()
+    repo = await open_repository(db)
+    try:
+        rows = await repo.read(lambda tx: tx.fetchall(
+            "SELECT version, name FROM schema_migrations ORDER BY version"))
+        assert [(r["version"], r["name"]) for r in rows] == [
+            (m.version, m.name) for m in migrations_for("sqlite")]
+        assert [t.tag for t in await repo.read(lambda tx: tx.list_tags())] == ["T1"]
+    finally:
+        await repo.close()
+
+
+async def _sqlite_schema(repo: Repository) -> Schema:
+    async def work(tx: Any) -> Schema:
+        tables = [r["name"] for r in await tx.fetchall(
+            "SELECT name FROM sqlite_master WHERE type = 'table'"
+            " AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+        schema: Schema = {"columns": {}, "primary": {}, "unique": set(), "foreign": set(),
+                          "indexes": set()}
+        for t in tables:
+            info = await tx.fetchall(f"SELECT * FROM pragma_table_info('{t}')")
+            # SQLite lets a non-INTEGER primary key hold NULL; PostgreSQL does not:
+            # compare "not null or part of the key".
+            schema["columns"][t] = {r["name"]: bool(r["notnull"] or r["pk"]) for r in info}
+            schema["primary"][t] = tuple(
+                r["name"] for r in sorted(info, key=lambda r: r["pk"]) if r["pk"])
+            for idx in await tx.fetchall(f"SELECT * FROM pragma_index_list('{t}')"):
+                cols = tuple(r["name"] for r in await tx.fetchall(
+                    f"SELECT name FROM pragma_index_info('{idx['name']}') ORDER BY seqno"))
+                if idx["origin"] == "c":
+                    schema["indexes"].add((idx["name"], t, cols, bool(idx["unique"])))
+                elif idx["origin"] == "u":
+                    schema["unique"].add((t, cols))
+            for fk in await tx.fetchall(f"SELECT * FROM pragma_foreign_key_list('{t}')"):
+                schema["foreign"].add((t, fk["from"], fk["table"], fk["to"]))
+        return schema
+
+    return await repo.read(work)
+
+
+async def _postgres_schema(repo: Repository) -> Schema:
+    async def work(tx: Any) -> Schema:
+        schema: Schema = {"columns": {}, "primary": {}, "unique": set(), "foreign": set(),
+                          "indexes": set()}
+        for r in await tx.fetchall(
+            "SELECT table_name, column_name, is_nullable FROM information_schema.columns"
+            " WHERE table_schema = current_schema() ORDER BY table_name, ordinal_position"
+        ):
+            schema["columns"].setdefault(r["table_name"], {})[r["column_name"]] = (
+                r["is_nullable"] == "NO")
+        constraints = await tx.fetchall(
+            "SELECT c.contype::text AS kind, t.relname::text AS tbl, f.relname::text AS ref,"
+            " (SELECT array_agg(a.attname::text ORDER BY k.n) FROM unnest(c.conkey)"
+            "  WITH ORDINALITY AS k(num, n) JOIN pg_attribute a ON a.attrelid = c.conrelid"
+            "  AND a.attnum = k.num) AS cols,"
+            " (SELECT array_agg(a.attname::text ORDER BY k.n) FROM unnest(c.confkey)"
+            "  WITH ORDINALITY AS k(num, n) JOIN pg_attribute a ON a.attrelid = c.confrelid"
+            "  AND a.attnum = k.num) AS refcols"
+            " FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid"
+            " LEFT JOIN pg_class f ON f.oid = c.confrelid"
+            " WHERE t.relnamespace = current_schema()::regnamespace"
+        )
+        for c in constraints:
+            if c["kind"] == "p":
+                schema["primary"][c["tbl"]] = tuple(c["cols"])
+            elif c["kind"] == "u":
+                schema["unique"].add((c["tbl"], tuple(c["cols"])))
+            elif c["kind"] == "f":
+                [col], [ref_col] = c["cols"], c["refcols"]
+                schema["foreign"].add((c["tbl"], col, c["ref"], ref_col))
+        for t in schema["columns"]:
+            schema["primary"].setdefault(t, ())
+        for r in await tx.fetchall(
+            "SELECT i.relname::text AS name, t.relname::text AS tbl, x.indisunique AS uniq,"
+            " (SELECT array_agg(a.attname::text ORDER BY k.n) FROM unnest(x.indkey::int2[])"
+            "  WITH ORDINALITY AS k(num, n) JOIN pg_attribute a ON a.attrelid = x.indrelid"
+            "  AND a.attnum = k.num) AS cols"
+            " FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid"
+            " JOIN pg_class t ON t.oid = x.indrelid"
+            " WHERE t.relnamespace = current_schema()::regnamespace"
+            " AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = x.indexrelid)"
+        ):
+            schema["indexes"].add((r["name"], r["tbl"], tuple(r["cols"]), r["uniq"]))
+        return schema
+
+    return await repo.read(work)
+
+
+@pytest.mark.postgres
+async def test_both_databases_have_the_same_schema(tmp_path: Path, postgres_url: str) -> None:
+    sqlite = await open_repository(str(tmp_path / "csms.sqlite3"))
+    postgres = await open_repository(postgres_url)
+    try:
+        lite, pg = await _sqlite_schema(sqlite), await _postgres_schema(postgres)
+    finally:
+        await sqlite.close()
+        await postgres.close()
+    assert "sessions" in lite["columns"] and "stations" in lite["columns"]
+    assert set(pg["columns"]) == set(lite["columns"])
+    for table, columns in lite["columns"].items():
+        assert pg["columns"][table] == columns, table
+    assert pg["primary"] == lite["primary"]
+    assert pg["unique"] == lite["unique"]
+    assert pg["foreign"] == lite["foreign"]
+    assert pg["indexes"] == lite["indexes"]
