@@ -27,6 +27,7 @@ __all__ = [
     "ReceiptNotReady",
     "Verdict",
     "build_receipt",
+    "load_batch_receipts",
     "load_receipt",
     "verify_receipt",
     "what_it_proves",
@@ -172,3 +173,34 @@ async def load_receipt(repo: Any, session_id: int, rpc_url: str | None) -> dict[
                               " not finalized yet")
     [mine] = [i for i in items if i["session_id"] == session_id]
     return build_receipt(batch, items, session_id, json.loads(mine["samples"]), rpc_url)
+
+
+async def load_batch_receipts(repo: Any, batch_id: int, rpc_url: str | None) -> list[
+        dict[str, Any]]:
+    """Every receipt of one finalized batch, building its Merkle tree once."""
+
+    async def work(tx: Any) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+        batch = await tx.fetchone("SELECT * FROM batches WHERE id = ?", batch_id)
+        items = await tx.fetchall(
+            "SELECT session_id, record, samples, leaf FROM batch_items WHERE batch_id = ?"
+            " ORDER BY position", batch_id)
+        return batch, items
+
+    batch, items = await repo.read(work)
+    if batch is None or batch["state"] != "finalized":
+        raise ReceiptNotReady(f"batch {batch_id} is not finalized")
+    tree = MerkleTree([bytes.fromhex(i["leaf"][2:]) for i in items])
+    out = []
+    for index, item in enumerate(items):
+        samples = json.loads(item["samples"])
+        out.append({
+            "voltledger_receipt": RECEIPT_VERSION,
+            "what_it_proves": what_it_proves(samples),
+            "record": json.loads(item["record"]), "samples": samples, "leaf": item["leaf"],
+            "proof": ["0x" + p.hex() for p in tree.proof(index)],
+            "root": batch["root"], "batch_id": batch["id"],
+            "chain": {"chain_id": batch["chain_id"], "contract": batch["contract"],
+                      "tx_hash": batch["tx_hash"], "block_number": batch["block_number"],
+                      "rpc_hint": rpc_url},
+        })
+    return out

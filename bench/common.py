@@ -1,0 +1,74 @@
+"""Shared pieces of the benchmarks: servers in subprocesses, the load generator, RSS."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+__all__ = ["free_port", "load", "rss_kib", "server", "wait_port"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on port {port}")
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+@contextlib.contextmanager
+def server(kind: str, db: str | None = None) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    """``voltledger`` (csms serve, auto-registering) or ``baseline`` (the ocpp library way)."""
+    port = free_port()
+    with tempfile.TemporaryDirectory() as folder:
+        if kind == "baseline":
+            cmd = [sys.executable, "-m", "bench.baseline_ocpp_lib", "--port", str(port)]
+        else:
+            cmd = [sys.executable, "-m", "csms", "serve", "--port", str(port),
+                   "--db", db or str(Path(folder) / "bench.sqlite3"), "--auto-register",
+                   "--admin-port", "-1", "--data-dir", folder, "--log-level", "error"]
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_port(port)
+            yield port, proc
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def load(port: int, stations: int, ocpp: str, duration: float, procs: int,
+         prefix: str) -> dict[str, Any]:
+    cmd = [sys.executable, "-m", "chargers_sim", "load", "--url", f"ws://127.0.0.1:{port}",
+           "--count", str(stations), "--ocpp", ocpp, "--duration", str(duration),
+           "--procs", str(procs), "--id-prefix", prefix, "--json"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONWARNINGS": "ignore"}).stdout
+    result: dict[str, Any] = json.loads(out)
+    return result

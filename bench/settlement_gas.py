@@ -1,0 +1,110 @@
+"""Settlement cost: gas per session by batch size vs one anchor transaction per session.
+
+Gas is deterministic (py-evm in-process gives the same gas as Anvil for the same
+contract), so the ratio is exact; the wall time of building, anchoring and
+writing the receipts of a batch is measured too.
+
+    python -m bench.settlement_gas --sizes 1 100 1000 10000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from eth_hash.auto import keccak
+
+from csms.storage.sqlite import SqliteRepository
+from settlement.chain import open_chain
+from settlement.receipts import load_batch_receipts
+from settlement.worker import SettlementWorker
+
+__all__ = ["main", "run"]
+
+NAIVE_SAMPLE = 20
+
+
+async def _fill(repo: SqliteRepository, n: int) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+    async def work(tx: Any) -> None:
+        await tx.execute(
+            "INSERT INTO stations (id, created_at) VALUES ('BENCH', '2026-01-01T00:00:00Z')")
+        await tx.execute(
+            "INSERT INTO tariffs (station_id, version, per_kwh, currency, decimals, valid_from)"
+            " VALUES ('*', 1, '0.39', 'EUR', 2, '2000-01-01T00:00:00+00:00')")
+        for i in range(n):
+            start = (t0 + timedelta(minutes=i)).isoformat()
+            stop = (t0 + timedelta(minutes=i + 30)).isoformat()
+            sid = await tx.insert_id(
+                "INSERT INTO sessions (station_id, connector_id, evse_id, id_tag, ocpp_version,"
+                " transaction_id, started_at, stopped_at, meter_start_wh, meter_stop_wh,"
+                " energy_wh, status, stop_reason, created_at, updated_at) VALUES"
+                " ('BENCH', 1, 1, ?, 'ocpp1.6', ?, ?, ?, ?, ?, ?, 'completed', 'Local', ?, ?)"
+                " RETURNING id", f"TAG{i % 50}", str(i), start, stop, str(i * 10_000),
+                str(i * 10_000 + 7_000 + i % 997), 7_000 + i % 997, start, start)
+            await tx.execute(
+                "INSERT INTO settlement_queue (session_id, enqueued_at) VALUES (?, ?)", sid, stop)
+
+    await repo.unit(work)
+
+
+async def run(sizes: list[int]) -> dict[str, Any]:
+    results: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as folder:
+        chain = await asyncio.to_thread(open_chain, "memory", Path(folder) / "data")
+        naive_gas = []
+        for i in range(NAIVE_SAMPLE):  # one anchor transaction per session record
+            raw, tx_hash = chain.sign_anchor(bytes(keccak(f"naive{i}".encode())), 1, 10**9 + i,
+                                             chain.next_nonce(), *chain.fees())
+            chain.broadcast(raw)
+            receipt = chain.receipt(tx_hash)
+            assert receipt is not None
+            naive_gas.append(receipt.gas_used)
+        naive = sum(naive_gas) / len(naive_gas)
+        for n in sizes:
+            # batch ids restart at 1 in each database: a contract of its own for each
+            await asyncio.to_thread(chain.deploy)
+            repo = SqliteRepository(Path(folder) / f"b{n}.sqlite3")
+            await _fill(repo, n)
+            worker = SettlementWorker(repo, chain, batch_size=n)
+            started = time.perf_counter()
+            summary = await worker.run_once(timeout=600)
+            anchored = time.perf_counter()
+            batch_id = 1
+            receipts = await load_batch_receipts(repo, batch_id, None)
+            out = Path(folder) / f"receipts-{n}.jsonl"
+            with out.open("w") as f:
+                for r in receipts:
+                    f.write(json.dumps(r) + "\n")
+            done = time.perf_counter()
+            await repo.close()
+            per_session = summary.gas_used / n
+            results.append({
+                "batch_size": n, "gas_per_session": round(per_session, 2),
+                "naive_gas_per_session": round(naive),
+                "ratio": round(naive / per_session, 1),
+                "seconds_build_and_anchor": round(anchored - started, 3),
+                "seconds_receipts": round(done - anchored, 3),
+                "seconds_total": round(done - started, 3),
+            })
+    return {"benchmark": "settlement_gas", "results": results,
+            "ratio": next((r["ratio"] for r in results if r["batch_size"] == 1000), None)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1, 100, 1000, 10000])
+    args = parser.parse_args(argv)
+    print(json.dumps(asyncio.run(run(args.sizes))))
+
+
+if __name__ == "__main__":
+    main()
