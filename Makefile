@@ -40,7 +40,7 @@ bench: install
 	$(PY) -m bench.all
 
 bench-quick: install
-	$(PY) -m bench.throughput --stations 200 --duration 20
+	$(PY) -m bench.throughput --stations 200 --duration 20 --ocpp 1.6
 
 clean:
 	rm -rf $(VENV) $(TOOLS) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -106,8 +106,7 @@ async def on_connect(websocket: Any) -> None:
 async def serve(host: str, port: int, ready: asyncio.Event | None = None) -> None:
     async with websockets.serve(
         on_connect, host, port, subprotocols=["ocpp1.6", "ocpp2.0.1"],  # type: ignore[list-item]
-        ping_interval=None,
-    ):
+    ):  # websockets' defaults, as in the library's example (keepalive pings every 20 s)
         if ready is not None:
             ready.set()
         await asyncio.Future()

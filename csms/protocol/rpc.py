@@ -99,7 +99,7 @@ class Endpoint:
         *,
         handles: Collection[str] | None = None,
         validate: bool = True,
-        answered_cache: int = 64,
+        answered_cache: int = 16,
     ) -> None:
         self.version = version
         self.validator = Validator(version, enabled=validate)

@@ -1,0 +1,22 @@
+"""Each benchmark runs at a tiny size (no timing asserts: benchmarks are not tests)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.mark.parametrize("args", [
+    ["bench.throughput", "--stations", "5", "--duration", "1", "--ocpp", "1.6"],
+    ["bench.settlement_gas", "--sizes", "1", "10"],
+    ["bench.connections", "--stations", "5", "--interval", "1"],
+])
+def test_benchmark_runs(args: list[str]) -> None:
+    r = subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True,
+                       timeout=180)
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout.strip().splitlines()[-1])
+    assert "ratio" in result
