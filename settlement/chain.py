@@ -45,6 +45,7 @@ __all__ = [
     "TxReceipt",
     "find_anvil",
     "open_chain",
+    "rpc_client",
 ]
 
 log = logging.getLogger("settlement.chain")
@@ -267,6 +268,11 @@ class Chain:
     def close(self) -> None:
         if self.node is not None:
             self.node.stop()
+
+
+def rpc_client(url: str) -> Web3:
+    """A read-only JSON-RPC client, for verifying receipts."""
+    return Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 10}))
 
 
 def _deployment_file(data_dir: Path) -> Path:

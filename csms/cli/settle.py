@@ -236,8 +236,7 @@ def verify(
     data_dir: DataDir = None,
 ) -> None:
     """Check a receipt against the chain alone: exit 0 when valid, 1 when any check fails."""
-    from web3 import Web3
-
+    from settlement.chain import AnvilNode, rpc_client
     from settlement.receipts import verify_receipt
 
     try:
@@ -250,16 +249,14 @@ def verify(
     node = None
     w3: Any = None
     if rpc:
-        w3 = Web3(Web3.HTTPProvider(rpc, request_kwargs={"timeout": 10}))
+        w3 = rpc_client(rpc)
     else:
         deployments = Path(settings.data_dir).expanduser() / "chain.json"
         chain_id = str(data.get("chain", {}).get("chain_id"))
         known = json.loads(deployments.read_text("utf-8")) if deployments.exists() else {}
         if known.get(chain_id, {}).get("kind") == "local":
-            from settlement.chain import AnvilNode
-
             node = AnvilNode(Path(settings.data_dir).expanduser() / "anvil-state.json")
-            w3 = Web3(Web3.HTTPProvider(node.url, request_kwargs={"timeout": 10}))
+            w3 = rpc_client(node.url)
     try:
         verdict = verify_receipt(data, w3)
     finally:
