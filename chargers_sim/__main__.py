@@ -87,6 +87,11 @@ async def _run(args: argparse.Namespace) -> int:
         meter_interval=args.meter_interval, power_kw=args.power_kw, signed=args.signed,
         connectors=args.connectors,
     )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
     try:
         try:
             await fleet.start()
@@ -96,11 +101,6 @@ async def _run(args: argparse.Namespace) -> int:
                              f" {args.url} (first: {offline[0]})\n")
             return 1
         if args.sessions == 0:
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                with contextlib.suppress(NotImplementedError):
-                    loop.add_signal_handler(sig, stop.set)
             await stop.wait()
             summary = fleet.summary()
         else:

@@ -122,14 +122,17 @@ class AdminApi:
         return _json({"status": "ok", "node": self.central.node_id})
 
     async def metrics_text(self, request: web.Request) -> web.Response:
-        async def counts(tx: Tx) -> tuple[dict[str, int], int, int]:
+        async def counts(tx: Tx) -> tuple[dict[str, int], int, int, int]:
             pending = await tx.fetchone(
                 "SELECT count(*) AS n FROM outbox WHERE published_at IS NULL"
             )
+            gas = await tx.fetchone(
+                "SELECT coalesce(sum(gas_used), 0) AS g FROM batches WHERE gas_used IS NOT NULL")
             return (await tx.count_sessions(), await tx.settlement_backlog(),
-                    int(pending["n"]) if pending else 0)
+                    int(pending["n"]) if pending else 0, int(gas["g"]) if gas else 0)
 
-        sessions, backlog, outbox = await self.repo.read(counts)
+        sessions, backlog, outbox, gas_used = await self.repo.read(counts)
+        self.metrics.gas_spent.set(gas_used)
         for status in ("active", "completed"):
             self.metrics.sessions.labels(status).set(sessions.get(status, 0))
         self.metrics.settlement_backlog.set(backlog)

@@ -91,6 +91,7 @@ class AnvilNode:
             raise ChainError("anvil not found: run `make install` (npm @foundry-rs/anvil)")
         self.port = port or _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.state_file = state_file
         args = [binary, "--host", "127.0.0.1", "--port", str(self.port), "--silent"]
         if state_file is not None:
             state_file.parent.mkdir(parents=True, exist_ok=True)

@@ -291,3 +291,42 @@ def test_cli_bad_arguments() -> None:
                            text=True, timeout=30)
         assert r.returncode == 2
         assert len(r.stderr.strip().splitlines()) == 1 and r.stderr.startswith("error:")
+
+
+async def test_idle_mode_stays_online_until_interrupted(registered: RunningServer) -> None:
+    import signal
+
+    await registered.add_station("IDLE00001")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "chargers_sim", "--url", registered.url, "--count", "1",
+        "--sessions", "0", "--id-prefix", "IDLE", "--json", stdout=asyncio.subprocess.PIPE)
+    await registered.wait_connected("IDLE00001", timeout=15)
+    # online and idle: it answers the central system's calls
+    assert (await registered.call("IDLE00001", "UnlockConnector",
+                                  {"connectorId": 1}))["status"] == "Unlocked"
+    proc.send_signal(signal.SIGINT)
+    out, _ = await proc.communicate()
+    assert proc.returncode == 0
+    assert json.loads(out)["sessions"] == 0
+
+
+async def test_refused_transaction_message_is_retried_with_the_same_payload(
+    registered: RunningServer,
+) -> None:
+    import sqlite3
+
+    st = await station(registered, "1.6", message_attempts=50, retry_interval=0.1)
+    other = sqlite3.connect(registered.settings.db, isolation_level=None, timeout=0)
+    registered.repo._write.execute("PRAGMA busy_timeout = 50")  # fail fast while locked
+    other.execute("BEGIN EXCLUSIVE")
+    await st.start_session(1, "SIMTAG")
+    await asyncio.sleep(0.6)  # StartTransaction refused (InternalError) and retried
+    assert st.errors >= 1 and st.pending_messages >= 1
+    other.execute("COMMIT")
+    other.close()
+    registered.repo._write.execute("PRAGMA busy_timeout = 10000")
+    done = await st.stop_session(1)
+    await st.drain()
+    [s] = await registered.sessions("SIM1")
+    assert (s["status"], s["energy_wh"]) == ("completed", done.energy_wh)
+    await st.close()

@@ -179,6 +179,7 @@ async def test_metrics(csms_server: RunningServer) -> None:
     assert 'voltledger_messages_total{action="-",result="rejected"} 1.0' in text
     assert "voltledger_handler_seconds_bucket" in text
     assert "voltledger_settlement_backlog 0.0" in text
+    assert "voltledger_settlement_gas_used 0.0" in text
 
 
 async def test_station_status_shows_online(csms_server: RunningServer) -> None:

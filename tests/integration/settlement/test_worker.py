@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from typing import Any
 
 import pytest
 
-from settlement.chain import Chain, ContractMissing
+from settlement.chain import AnvilNode, Chain, ContractMissing
 from settlement.receipts import load_receipt, verify_receipt
 from settlement.worker import SettlementWorker
 
@@ -166,3 +167,25 @@ async def test_dropped_transaction_is_broadcast_again(repo: Any, anvil_chain: Ch
     await worker.run_once(timeout=60)
     [b2] = await batches(repo)
     assert (b2["state"], b2["tx_hash"]) == ("finalized", b["tx_hash"])
+
+
+async def test_chain_down_sessions_wait_and_settle_later(
+    repo: Any, anvil_chain: Chain
+) -> None:
+    await add_sessions(repo, 3)
+    worker = SettlementWorker(repo, anvil_chain, max_wait=0)
+    assert anvil_chain.node is not None
+    state_file, port = anvil_chain.node.state_file, anvil_chain.node.port
+    anvil_chain.node.stop()  # the chain endpoint goes away
+    stop = asyncio.Event()
+    loop_task = asyncio.create_task(worker.run_forever(stop, interval=0.1))
+    await asyncio.sleep(1.0)
+    assert not loop_task.done()  # the worker keeps going, logging the failures
+    assert all(b["state"] in ("pending", "signed") for b in await batches(repo))
+    anvil_chain.node = AnvilNode(state_file, port=port)  # back, with its saved state
+    async with asyncio.timeout(30):
+        while not (bs := await batches(repo)) or any(b["state"] != "finalized" for b in bs):
+            await asyncio.sleep(0.1)
+    stop.set()
+    await loop_task
+    assert len(await settled_sessions(repo)) == 3

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import click
 import pytest
 import typer.main
 import yaml
@@ -151,16 +150,16 @@ def test_node_ids_are_distinct() -> None:
     assert len(set(ids)) == len(ids)
 
 
-def _resolve(args: list[str]) -> tuple[click.Command, list[str], str]:
-    command: click.Command = typer.main.get_command(app)
+def _resolve(args: list[str]) -> tuple[Any, list[str], str]:
+    """The Typer (click) command an argument list names, and the arguments left."""
+    command: Any = typer.main.get_command(app)
     path = "csms"
     rest = list(args)
-    while isinstance(command, click.Group):
+    while hasattr(command, "commands"):  # a group: the next word is a subcommand
         assert rest and not rest[0].startswith("-"), f"{path} needs a subcommand"
-        sub = command.get_command(click.Context(command), rest[0])
-        assert sub is not None, f"{path} has no command {rest[0]!r}"
+        assert rest[0] in command.commands, f"{path} has no command {rest[0]!r}"
+        command = command.commands[rest[0]]
         path += f" {rest.pop(0)}"
-        command = sub
     return command, rest, path
 
 
