@@ -330,3 +330,48 @@ async def test_refused_transaction_message_is_retried_with_the_same_payload(
     [s] = await registered.sessions("SIM1")
     assert (s["status"], s["energy_wh"]) == ("completed", done.energy_wh)
     await st.close()
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+async def test_every_operator_command_against_a_simulated_station(
+    registered: RunningServer, version: str
+) -> None:
+    """The admin API's commands, in the domain's words, reach a simulated station of either
+    version as that version's OCPP and come back with the station's answer."""
+    from support.admin import api
+
+    st = await station(registered, version)
+    config = ("get-config", {"keys": ["HeartbeatInterval"]}) if version == "1.6" else (
+        "get-variables", {"variables": ["OCPPCommCtrlr.HeartbeatInterval"]})
+    set_config = ("set-config", {"key": "HeartbeatInterval", "value": "77"}) if version == "1.6" \
+        else ("set-variables", {"values": {"OCPPCommCtrlr.HeartbeatInterval": "77"}})
+    commands: list[tuple[str, dict[str, Any], set[str]]] = [
+        ("start", {"tag": "SIMTAG", "connector": 1}, {"Accepted"}),
+        ("stop", {}, {"Accepted"}),
+        ("unlock", {"connector": 1}, {"Unlocked"}),
+        ("availability", {"state": "inoperative"}, {"Accepted", "Scheduled"}),
+        ("availability", {"state": "operative"}, {"Accepted", "Scheduled"}),
+        ("trigger", {"message": "Heartbeat"}, {"Accepted"}),
+        (config[0], config[1], {"Accepted"}),
+        (set_config[0], set_config[1], {"Accepted"}),
+        ("set-profile", {"limit": 3000, "unit": "W", "connector": 1}, {"Accepted"}),
+        ("clear-profile", {}, {"Accepted"}),
+        ("data-transfer", {"vendor": "acme", "data": "x"}, {"UnknownVendorId"}),
+        ("send-local-list", {}, {"Accepted"}),
+        ("local-list-version", {}, {"1"}),
+        ("reset", {"hard": False}, {"Accepted"}),
+    ]
+    for command, args, expected in commands:
+        if command == "stop":
+            await asyncio.sleep(0.3)
+            await st.drain()
+        status, body = await api(registered, "POST", f"/stations/SIM1/commands/{command}", args)
+        assert status == 200, (command, body)
+        assert body["status"] in expected, (command, body)
+    assert st.heartbeat_interval == 77
+    assert st.local_list == {"SIMTAG": "Accepted"}
+    await asyncio.sleep(0.3)
+    await st.drain()
+    [s] = await registered.sessions("SIM1")
+    assert (s["status"], s["stop_reason"]) == ("completed", "Remote")
+    await st.close()
