@@ -9,7 +9,7 @@ from typing import Any
 from csms.protocol import Fault, OcppError
 from csms.service.charging import ChargingService
 
-__all__ = ["Handler", "ocpp_time", "parse_time"]
+__all__ = ["Handler", "data_transfer", "notification", "ocpp_time", "parse_time"]
 
 # (service, station id, payload) -> response payload
 Handler = Callable[[ChargingService, str, dict[str, Any]], Awaitable[dict[str, Any]]]
@@ -30,3 +30,20 @@ def ocpp_time(value: datetime) -> str:
     """Format a UTC time the way stations expect: milliseconds and 'Z'."""
     value = value.astimezone(UTC)
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+async def data_transfer(svc: ChargingService, station_id: str, p: dict[str, Any]) -> dict[str, Any]:
+    """DataTransfer, either version: stored, and answered truthfully - no vendor extension is
+    implemented (1.6 §7.23 / 2.0.1 DataTransferStatusEnumType)."""
+    await svc.station_event(station_id, "data_transfer", p)
+    return {"status": "UnknownVendorId"}
+
+
+def notification(kind: str) -> Handler:
+    """A handler that stores a notification as a station event and answers ``{}``."""
+
+    async def handler(svc: ChargingService, station_id: str, p: dict[str, Any]) -> dict[str, Any]:
+        await svc.station_event(station_id, kind, p)
+        return {}
+
+    return handler

@@ -7,7 +7,13 @@ from typing import Any
 
 from csms.domain.model import AuthStatus, MeterSample
 from csms.service.charging import BootInfo, ChargingService, StopInfo
-from csms.translate.common import Handler, ocpp_time, parse_time
+from csms.translate.common import (
+    Handler,
+    data_transfer,
+    notification,
+    ocpp_time,
+    parse_time,
+)
 
 __all__ = ["ROUTES", "samples_from_meter_values"]
 
@@ -123,20 +129,6 @@ async def meter_values(svc: ChargingService, station_id: str, p: dict[str, Any])
     return {}
 
 
-async def data_transfer(svc: ChargingService, station_id: str, p: dict[str, Any]) -> dict[str, Any]:
-    await svc.station_event(station_id, "data_transfer", p)
-    # No vendor extension is implemented: stored, and answered truthfully (1.6 §7.23).
-    return {"status": "UnknownVendorId"}
-
-
-def _notification(kind: str) -> Handler:
-    async def handler(svc: ChargingService, station_id: str, p: dict[str, Any]) -> dict[str, Any]:
-        await svc.station_event(station_id, kind, p)
-        return {}
-
-    return handler
-
-
 ROUTES: dict[str, Handler] = {
     "BootNotification": boot_notification,
     "Heartbeat": heartbeat,
@@ -146,10 +138,10 @@ ROUTES: dict[str, Handler] = {
     "StopTransaction": stop_transaction,
     "MeterValues": meter_values,
     "DataTransfer": data_transfer,
-    "SecurityEventNotification": _notification("security"),
-    "DiagnosticsStatusNotification": _notification("diagnostics_status"),
-    "FirmwareStatusNotification": _notification("firmware_status"),
-    "LogStatusNotification": _notification("log_status"),
-    "SignedFirmwareStatusNotification": _notification("firmware_status"),
+    "SecurityEventNotification": notification("security"),
+    "DiagnosticsStatusNotification": notification("diagnostics_status"),
+    "FirmwareStatusNotification": notification("firmware_status"),
+    "LogStatusNotification": notification("log_status"),
+    "SignedFirmwareStatusNotification": notification("firmware_status"),
 }
 

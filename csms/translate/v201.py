@@ -6,7 +6,13 @@ from typing import Any
 
 from csms.domain.model import AuthStatus, MeterSample
 from csms.service.charging import BootInfo, ChargingService, TransactionEventIn
-from csms.translate.common import Handler, ocpp_time, parse_time
+from csms.translate.common import (
+    Handler,
+    data_transfer,
+    notification,
+    ocpp_time,
+    parse_time,
+)
 
 __all__ = ["ROUTES", "samples_from_meter_values"]
 
@@ -120,19 +126,6 @@ async def meter_values(svc: ChargingService, station_id: str, p: dict[str, Any])
     return {}
 
 
-async def data_transfer(svc: ChargingService, station_id: str, p: dict[str, Any]) -> dict[str, Any]:
-    await svc.station_event(station_id, "data_transfer", p)
-    return {"status": "UnknownVendorId"}
-
-
-def _notification(kind: str) -> Handler:
-    async def handler(svc: ChargingService, station_id: str, p: dict[str, Any]) -> dict[str, Any]:
-        await svc.station_event(station_id, kind, p)
-        return {}
-
-    return handler
-
-
 ROUTES: dict[str, Handler] = {
     "BootNotification": boot_notification,
     "Heartbeat": heartbeat,
@@ -141,9 +134,9 @@ ROUTES: dict[str, Handler] = {
     "TransactionEvent": transaction_event,
     "MeterValues": meter_values,
     "DataTransfer": data_transfer,
-    "SecurityEventNotification": _notification("security"),
-    "NotifyEvent": _notification("notify_event"),
-    "NotifyReport": _notification("notify_report"),
-    "FirmwareStatusNotification": _notification("firmware_status"),
-    "LogStatusNotification": _notification("log_status"),
+    "SecurityEventNotification": notification("security"),
+    "NotifyEvent": notification("notify_event"),
+    "NotifyReport": notification("notify_report"),
+    "FirmwareStatusNotification": notification("firmware_status"),
+    "LogStatusNotification": notification("log_status"),
 }

@@ -28,6 +28,7 @@ from websockets.sync.client import connect
 from csms.config import Settings
 from support import RunningServer
 from support.client import RawClient
+from support.codes import V16_CODES, V201_CODES
 
 T = TypeVar("T")
 EXAMPLES = 100
@@ -38,19 +39,6 @@ counter = itertools.count(1)
 def dumps(value: Any) -> str:
     # stdlib json: unlike orjson it writes integers beyond 64 bits, which we want to send
     return json.dumps(value)
-
-V16_CODES = {
-    "NotImplemented", "NotSupported", "InternalError", "ProtocolError", "SecurityError",
-    "FormationViolation", "PropertyConstraintViolation", "OccurenceConstraintViolation",
-    "TypeConstraintViolation", "GenericError",
-}
-V201_CODES = {
-    "FormatViolation", "GenericError", "InternalError", "MessageTypeNotSupported",
-    "NotImplemented", "NotSupported", "OccurrenceConstraintViolation",
-    "PropertyConstraintViolation", "ProtocolError", "RpcFrameworkError", "SecurityError",
-    "TypeConstraintViolation",
-}
-
 
 class ThreadedServer:
     """The server on its own event loop thread, so hypothesis can drive it synchronously."""

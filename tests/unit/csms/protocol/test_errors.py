@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from csms.protocol import Fault, OcppVersion, error_code
+from support.codes import V16_CODES, V201_CODES
 
 V16, V201 = OcppVersion.V16, OcppVersion.V201
 
@@ -29,20 +30,6 @@ V16, V201 = OcppVersion.V16, OcppVersion.V201
 )
 def test_codes(version: OcppVersion, fault: Fault, code: str) -> None:
     assert error_code(version, fault) == code
-
-
-# OCPP-J 1.6 §4.2.3 and 2.0.1 §4.3 list these codes and no others.
-V16_CODES = {
-    "NotImplemented", "NotSupported", "InternalError", "ProtocolError", "SecurityError",
-    "FormationViolation", "PropertyConstraintViolation", "OccurenceConstraintViolation",
-    "TypeConstraintViolation", "GenericError",
-}
-V201_CODES = {
-    "FormatViolation", "GenericError", "InternalError", "MessageTypeNotSupported",
-    "NotImplemented", "NotSupported", "OccurrenceConstraintViolation",
-    "PropertyConstraintViolation", "ProtocolError", "RpcFrameworkError", "SecurityError",
-    "TypeConstraintViolation",
-}
 
 
 @pytest.mark.parametrize(("version", "allowed"), [(V16, V16_CODES), (V201, V201_CODES)])
