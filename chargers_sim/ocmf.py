@@ -7,7 +7,9 @@ hex-encoded DER ECDSA signature (``SD``) over the payload bytes exactly as sent.
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -17,6 +19,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 __all__ = ["MeterSigner", "split_container"]
 
 ALGORITHM = "ECDSA-secp256r1-SHA256"
+# an ISO 14443 card UID: 4 or 7 bytes in hex; other tags were authorized centrally (OCPP)
+_RFID_UID = re.compile(r"[0-9A-Fa-f]{8}|[0-9A-Fa-f]{14}")
 
 
 def _ocmf_time(at: datetime) -> str:
@@ -53,6 +57,15 @@ class MeterSigner:
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
 
+    def signed_meter_value(self, container: str) -> dict[str, str]:
+        """The 2.0.1 SignedMeterValueType of a container (also the 1.6 SignedData value,
+        as JSON, in the OCA "Signed Meter Values in OCPP 1.6" convention)."""
+        return {
+            "signedMeterData": base64.b64encode(container.encode()).decode(),
+            "signingMethod": ALGORITHM, "encodingMethod": "OCMF",
+            "publicKey": base64.b64encode(self.public_key_der).decode(),
+        }
+
     @property
     def public_key_pem(self) -> str:
         return self.key.public_key().public_bytes(
@@ -76,7 +89,7 @@ class MeterSigner:
             "IS": True,
             "IL": "NONE",
             "IF": [],
-            "IT": "ISO14443",
+            "IT": "ISO14443" if _RFID_UID.fullmatch(id_tag) else "CENTRAL",
             "ID": id_tag,
             "RD": [{
                 "TM": _ocmf_time(at),

@@ -452,10 +452,13 @@ class Station:
                                    "unit": "A", "measurand": "Current.Import", "phase": phase})
             if self.signer is not None and context in ("Transaction.Begin", "Transaction.End"):
                 s.pagination += 1
-                values.append({"value": self.signer.container(
+                container = self.signer.container(
                     station_id=self.station_id, id_tag=s.id_tag, register_wh=wh,
                     at=datetime.now(UTC), kind="B" if context == "Transaction.Begin" else "E",
-                    pagination=s.pagination), "context": context, "format": "SignedData",
+                    pagination=s.pagination)
+                values.append({
+                    "value": orjson.dumps(self.signer.signed_meter_value(container)).decode(),
+                    "context": context, "format": "SignedData",
                     "measurand": "Energy.Active.Import.Register", "unit": "Wh"})
             return values
         energy: dict[str, Any] = {"value": wh, "context": context,
@@ -467,10 +470,7 @@ class Station:
                 station_id=self.station_id, id_tag=s.id_tag, register_wh=wh,
                 at=datetime.now(UTC), kind="B" if context == "Transaction.Begin" else "E",
                 pagination=s.pagination)
-            energy["signedMeterValue"] = {
-                "signedMeterData": base64.b64encode(container.encode()).decode(),
-                "signingMethod": "ECDSA-secp256r1-SHA256", "encodingMethod": "OCMF",
-                "publicKey": base64.b64encode(self.signer.public_key_der).decode()}
+            energy["signedMeterValue"] = self.signer.signed_meter_value(container)
         values.append(energy)
         if extra:
             values.append({"value": round(meter.last_power_w, 1), "context": context,
@@ -511,6 +511,12 @@ class Station:
             self._enqueue("StartTransaction", {
                 "connectorId": connector, "idTag": id_tag, "meterStart": meter.register_wh,
                 "timestamp": _now()}, s)
+            if self.signer is not None:
+                # an Eichrecht meter's signed begin reading follows the start (OCA 1.6 note)
+                self._enqueue("MeterValues", {
+                    "connectorId": connector, "transactionId": 0,
+                    "meterValue": [{"timestamp": _now(), "sampledValue": self._sampled(
+                        s, "Transaction.Begin", extra=False)}]}, s)
         else:
             s.transaction_id = uuid.uuid4().hex[:20]
             info: dict[str, Any] = {"transactionId": s.transaction_id,

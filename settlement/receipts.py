@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from csms.metering import ocmf
 from settlement.merkle import MerkleTree, verify_proof
 from settlement.records import leaf_of, record_hash, samples_hash
 
@@ -51,27 +53,22 @@ def what_it_proves(samples: list[dict[str, Any]]) -> str:
     signed = any(s.get("signed") for s in samples)
     if signed:
         return ("The record is unchanged since it was anchored, and it carries signed meter"
-                " readings (OCMF) whose signatures can be checked against the meter's key.")
+                " readings (OCMF): when their signatures verify with the meter's public key and"
+                " they match the billed readings, the energy figure is the calibrated meter's.")
     return ("The record is unchanged since it was anchored. There is no signed meter data: the"
             " energy figure is the operator's, not proven by a calibrated meter.")
 
 
-def build_receipt(
-    batch: dict[str, Any], items: list[dict[str, Any]], session_id: int,
-    samples: list[dict[str, Any]], rpc_url: str | None,
-) -> dict[str, Any]:
-    """A receipt from a finalized batch, its items (ordered by position) and the samples."""
-    leaves = [bytes.fromhex(i["leaf"][2:]) for i in items]
-    tree = MerkleTree(leaves)
-    [index] = [n for n, i in enumerate(items) if i["session_id"] == session_id]
-    record = json.loads(items[index]["record"])
+def _receipt(batch: dict[str, Any], item: dict[str, Any], proof: list[bytes],
+             rpc_url: str | None) -> dict[str, Any]:
+    samples = json.loads(item["samples"])
     return {
         "voltledger_receipt": RECEIPT_VERSION,
         "what_it_proves": what_it_proves(samples),
-        "record": record,
+        "record": json.loads(item["record"]),
         "samples": samples,
-        "leaf": items[index]["leaf"],
-        "proof": ["0x" + p.hex() for p in tree.proof(index)],
+        "leaf": item["leaf"],
+        "proof": ["0x" + p.hex() for p in proof],
         "root": batch["root"],
         "batch_id": batch["id"],
         "chain": {
@@ -80,6 +77,15 @@ def build_receipt(
             "rpc_hint": rpc_url,
         },
     }
+
+
+def build_receipt(
+    batch: dict[str, Any], items: list[dict[str, Any]], session_id: int, rpc_url: str | None,
+) -> dict[str, Any]:
+    """A receipt from a finalized batch and its items (ordered by position)."""
+    tree = MerkleTree([bytes.fromhex(i["leaf"][2:]) for i in items])
+    [index] = [n for n, i in enumerate(items) if i["session_id"] == session_id]
+    return _receipt(batch, items[index], tree.proof(index), rpc_url)
 
 
 @dataclass
@@ -105,7 +111,7 @@ class Verdict:
 
 def verify_receipt(receipt: dict[str, Any], w3: Any | None = None) -> Verdict:
     """Recompute everything in the receipt; with ``w3`` (a web3 client) check the chain too."""
-    v = Verdict(proves=str(receipt.get("what_it_proves", "")))
+    v = Verdict()
     try:
         record, samples = receipt["record"], receipt["samples"]
         leaf = bytes.fromhex(receipt["leaf"][2:])
@@ -115,6 +121,7 @@ def verify_receipt(receipt: dict[str, Any], w3: Any | None = None) -> Verdict:
     except (KeyError, TypeError, ValueError) as exc:
         v.add("receipt format", False, f"not a voltledger receipt: {exc}")
         return v
+    v.proves = what_it_proves(samples)  # the verifier's own words, not the receipt's
     v.add("samples hash", "0x" + samples_hash(samples).hex() == record.get("samples_hash"),
           "meter samples match the record")
     try:
@@ -125,6 +132,7 @@ def verify_receipt(receipt: dict[str, Any], w3: Any | None = None) -> Verdict:
         return v
     v.add("leaf", computed_leaf == leaf, "record -> leaf")
     v.add("merkle proof", verify_proof(computed_leaf, proof, root), "leaf -> root")
+    _verify_signed(v, record, samples)
     if w3 is None:
         v.add("on-chain anchor", False, "no RPC endpoint given: the chain was not checked")
         return v
@@ -145,6 +153,41 @@ def verify_receipt(receipt: dict[str, Any], w3: Any | None = None) -> Verdict:
     except Exception as exc:  # a node that is down or a receipt pointing nowhere
         v.add("on-chain anchor", False, f"chain check failed: {exc}")
     return v
+
+
+def _decimal(value: Any) -> Decimal | None:
+    try:
+        return None if value in (None, "None") else Decimal(str(value))
+    except InvalidOperation:
+        return None
+
+
+def _verify_signed(v: Verdict, record: dict[str, Any], samples: list[dict[str, Any]]) -> None:
+    """Check the signed meter data (OCMF) of a receipt against the committed meter key."""
+    signed = [s["signed"] for s in samples if s.get("signed")]
+    if not signed:
+        return
+    key = record.get("meter_public_key")
+    readings: list[ocmf.SignedReading] = []
+    all_ok = True
+    for number, data in enumerate(signed, start=1):
+        checked = ocmf.check_container(data, key)
+        ok = checked.status == ocmf.VERIFIED
+        all_ok &= ok
+        if ok:
+            readings.extend(checked.readings)
+        v.add(f"meter signature {number}", ok, checked.detail)
+    mismatches, missing = ocmf.compare_with_billed(
+        readings, _decimal(record.get("meter_start_wh")), _decimal(record.get("meter_stop_wh")))
+    detail = "; ".join(mismatches) if mismatches else (
+        "the billed start and stop readings are the meter's signed ones" if not missing
+        else f"no signed {' and '.join(missing)} reading to compare")
+    matched = v.add("signed readings = billed readings", not mismatches, detail)
+    if all_ok and matched and not missing:
+        short = (key or "")[-16:]
+        v.proves = ("The record is unchanged since it was anchored, and the energy figure is the"
+                    " one the calibrated meter signed (OCMF signatures verified with the meter"
+                    f" key ...{short}; compare it with the key on the charger's label).")
 
 
 class ReceiptNotReady(Exception):
@@ -171,8 +214,7 @@ async def load_receipt(repo: Any, session_id: int, rpc_url: str | None) -> dict[
     if batch["state"] != "finalized":
         raise ReceiptNotReady(f"session {session_id}'s batch {batch['id']} is {batch['state']},"
                               " not finalized yet")
-    [mine] = [i for i in items if i["session_id"] == session_id]
-    return build_receipt(batch, items, session_id, json.loads(mine["samples"]), rpc_url)
+    return build_receipt(batch, items, session_id, rpc_url)
 
 
 async def load_batch_receipts(repo: Any, batch_id: int, rpc_url: str | None) -> list[
@@ -190,17 +232,4 @@ async def load_batch_receipts(repo: Any, batch_id: int, rpc_url: str | None) -> 
     if batch is None or batch["state"] != "finalized":
         raise ReceiptNotReady(f"batch {batch_id} is not finalized")
     tree = MerkleTree([bytes.fromhex(i["leaf"][2:]) for i in items])
-    out = []
-    for index, item in enumerate(items):
-        samples = json.loads(item["samples"])
-        out.append({
-            "voltledger_receipt": RECEIPT_VERSION,
-            "what_it_proves": what_it_proves(samples),
-            "record": json.loads(item["record"]), "samples": samples, "leaf": item["leaf"],
-            "proof": ["0x" + p.hex() for p in tree.proof(index)],
-            "root": batch["root"], "batch_id": batch["id"],
-            "chain": {"chain_id": batch["chain_id"], "contract": batch["contract"],
-                      "tx_hash": batch["tx_hash"], "block_number": batch["block_number"],
-                      "rpc_hint": rpc_url},
-        })
-    return out
+    return [_receipt(batch, item, tree.proof(n), rpc_url) for n, item in enumerate(items)]

@@ -20,7 +20,10 @@ from eth_hash.auto import keccak
 
 from settlement.merkle import LEAF_PREFIX
 
-__all__ = ["RECORD_FIELDS", "canonical", "leaf_of", "record_hash", "samples_hash", "tag_hash"]
+__all__ = [
+    "OPTIONAL_FIELDS", "RECORD_FIELDS", "canonical", "leaf_of", "record_hash", "samples_hash",
+    "tag_hash",
+]
 
 ZERO_ADDRESS = "0x" + "00" * 20
 
@@ -30,6 +33,9 @@ RECORD_FIELDS = (
     "energy_wh", "price_minor", "currency", "decimals", "tariff_id", "tariff_version",
     "stop_reason", "samples_hash", "payee",
 )
+# Committed only when present: the meter's public key (hex DER) of a session with signed
+# meter data (OCMF), so a receipt cannot swap the key its signatures are checked with.
+OPTIONAL_FIELDS = ("meter_public_key",)
 
 
 def canonical(value: Any) -> bytes:
@@ -49,7 +55,8 @@ def record_hash(record: dict[str, Any]) -> bytes:
     missing = [f for f in RECORD_FIELDS if f not in record]
     if missing:
         raise ValueError(f"record lacks {missing}")
-    return bytes(keccak(canonical({f: record[f] for f in RECORD_FIELDS})))
+    fields = RECORD_FIELDS + tuple(f for f in OPTIONAL_FIELDS if f in record)
+    return bytes(keccak(canonical({f: record[f] for f in fields})))
 
 
 def leaf_of(record: dict[str, Any]) -> bytes:

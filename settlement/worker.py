@@ -101,6 +101,12 @@ async def session_record(tx: Tx, session_id: int, payee: str | None) -> tuple[
         "stop_reason": session.stop_reason, "samples_hash": "0x" + samples_hash(samples).hex(),
         "payee": payee,
     }
+    if any(s["signed"] for s in samples):
+        keys = [r["public_key"] for r in await tx.signed_readings(session_id) if r["public_key"]]
+        if not keys:
+            pinned, _source = await tx.get_meter_key(session.station_id)
+            keys = [pinned] if pinned else []
+        record["meter_public_key"] = keys[0] if keys else None
     return record, samples
 
 

@@ -66,7 +66,7 @@ async def _demo(folder: Path, chain_spec: str, stations: int, sessions: int) -> 
             progress.update(step, advance=1, description=f"{stations} stations connecting"
                                                           " (1.6 and 2.0.1)")
             fleet = Fleet(url, stations, mix=True, prefix="DEMO", seed=42, meter_interval=0.1,
-                          power_kw=22)
+                          power_kw=22, signed=True)
             await fleet.start()
             progress.update(step, advance=1,
                             description=f"charging: {stations * sessions} sessions")

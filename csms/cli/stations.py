@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import enum
+import getpass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -20,9 +22,11 @@ from csms.cli.common import (
     run,
 )
 from csms.domain.model import BootPolicy, IdTag, Session
+from csms.metering.ocmf import OcmfError, normalize_key
 from csms.protocol.station_id import InvalidStationId, validate_station_id
 from csms.service.auth import hash_password, validate_password
 from csms.service.charging import new_station
+from csms.service.holds import HoldError, billing_state, decide
 from csms.service.ports import Tx
 from csms.service.views import iso as _iso
 from csms.service.views import session_json, station_detail, stations_view
@@ -278,6 +282,10 @@ def sessions_show(
             }
             for m in await tx.session_samples(session_id)
         ]
+        row = await tx.fetchone(
+            "SELECT settlement_state FROM sessions WHERE id = ?", session_id)
+        out["billing"] = billing_state(s, row["settlement_state"] if row else None)
+        out["signed_readings"] = await tx.signed_readings(session_id)
         return out
 
     data = run(in_read(db, work))
@@ -288,11 +296,113 @@ def sessions_show(
         return
     print_table(
         f"Session {session_id}", ["field", "value"],
-        [[k, v] for k, v in data.items() if k != "samples"],
+        [[k, v] for k, v in data.items() if k not in ("samples", "signed_readings")],
     )
+    if data["signed_readings"]:
+        print_table(
+            "Signed meter readings (OCMF)", ["#", "TX", "time", "Wh", "meter", "signature"],
+            [[r["container_no"], r["tx_code"], r["reading_time"], r["reading_wh"],
+              r["meter_serial"], r["status"] if r["status"] == "verified"
+              else f"{r['status']}: {r['detail']}"] for r in data["signed_readings"]],
+        )
     print_table(
         "Meter samples", ["time", "measurand", "phase", "context", "value", "unit"],
         [[m["timestamp"], m["measurand"], m["phase"], m["context"], m["value"], m["unit"]]
          for m in data["samples"]],
     )
 
+
+
+def _actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+def _decide(session_id: int, decision: str, reason: str | None, db: str | None) -> None:
+    async def work(tx: Tx) -> dict[str, Any]:
+        try:
+            return await decide(tx, session_id, decision, actor=_actor(), reason=reason,
+                                now=datetime.now(UTC))
+        except HoldError as exc:
+            raise CliError(str(exc)) from None
+
+    result = run(in_unit(db, work))
+    holds = ", ".join(result["holds"])
+    verb = "released for settlement" if decision == "released" else "rejected (never settled)"
+    typer.echo(f"session {session_id} {verb}; it was held for: {holds}")
+
+
+ReasonOption = Annotated[
+    str | None, typer.Option(help="Why (kept in the audit log)")
+]
+
+
+@sessions_app.command("release")
+def sessions_release(
+    session_id: Annotated[int, typer.Argument(metavar="ID")],
+    reason: ReasonOption = None,
+    db: DbOption = None,
+) -> None:
+    """Settle a held session as it is billed (an operator's decision, audited)."""
+    _decide(session_id, "released", reason, db)
+
+
+@sessions_app.command("reject")
+def sessions_reject(
+    session_id: Annotated[int, typer.Argument(metavar="ID")],
+    reason: ReasonOption = None,
+    db: DbOption = None,
+) -> None:
+    """Never settle a held session (it stays on record; audited)."""
+    _decide(session_id, "rejected", reason, db)
+
+
+@stations_app.command("set-meter-key")
+def stations_set_meter_key(
+    station_id: Annotated[str, typer.Argument(metavar="ID")],
+    key: Annotated[
+        str | None,
+        typer.Argument(help="The meter's public key: hex or base64 DER, or PEM",
+                       show_default=False),
+    ] = None,
+    file: Annotated[
+        Path | None, typer.Option("--file", help="Read the key from this file (PEM, hex, base64)")
+    ] = None,
+    db: DbOption = None,
+) -> None:
+    """Register the public key of a station's Eichrecht meter (OCMF signatures)."""
+    if (key is None) == (file is None):
+        raise typer.BadParameter("give the key or --file, not both")
+    text = key if key is not None else _read_key_file(file)
+    try:
+        normalized = normalize_key(text)
+    except OcmfError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+    async def work(tx: Tx) -> str | None:
+        if await tx.get_station(station_id) is None:
+            raise CliError(f"no station {station_id!r}")
+        previous, _source = await tx.get_meter_key(station_id)
+        now = datetime.now(UTC)
+        await tx.set_meter_key(station_id, normalized, "operator")
+        if previous is not None and previous != normalized:
+            await tx.add_station_event(station_id, "security", {
+                "type": "MeterKeyChanged", "pinned": previous, "received": normalized,
+                "by": "operator"}, now)
+        await tx.add_audit(_actor(), "stations.set-meter-key", station_id,
+                           {"public_key": normalized}, {"previous": previous}, True, now)
+        return previous
+
+    previous = run(in_unit(db, work))
+    change = "" if previous in (None, normalized) else " (replaces a different key)"
+    typer.echo(f"meter key of {station_id} set{change}: {normalized[-16:]}")
+
+
+def _read_key_file(path: Path | None) -> str:
+    assert path is not None
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise typer.BadParameter(f"cannot read {path}: {exc}") from None

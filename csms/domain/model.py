@@ -136,5 +136,10 @@ BILLING_HOLD_FLAGS = frozenset(
         "meter_stop_missing",
         "meter_went_backwards",
         "started_missing",
+        # signed meter data (OCMF): a signature that fails or cannot be checked, or
+        # signed start/stop readings that differ from the billed ones
+        "signature_invalid",
+        "meter_key_unknown",
+        "signed_energy_mismatch",
     }
 )

@@ -28,6 +28,7 @@ from csms.domain.model import (
     SessionStatus,
     Station,
 )
+from csms.metering import ocmf
 from csms.service.ports import Repository, Tx
 
 __all__ = [
@@ -262,6 +263,9 @@ class ChargingService:
             if session.ocpp_version == "ocpp2.0.1" and f in _V201_NORMAL:
                 continue  # 2.0.1 has no meterStart/meterStop: readings always come from samples
             session.flag(f)
+        signed = [s for s in (stored if stored else samples) if s.signed]
+        if signed:
+            await self._check_signed(tx, session, signed)
         session.status = SessionStatus.COMPLETED
         await tx.update_session(session)
         now = self.clock()
@@ -273,6 +277,67 @@ class ChargingService:
                 {"session_id": session.id, "flags": session.flags}, now,
             )
         await self._event(tx, session.station_id, "session/completed", self.session_view(session))
+
+    async def _check_signed(
+        self, tx: Tx, session: Session, signed: list[MeterSample]
+    ) -> None:
+        """Verify the session's signed meter data (OCMF) and compare it with what is billed.
+
+        The station's meter key is the one registered by the operator, or the first
+        one a message carried (then pinned: a different key later is a security event
+        and does not replace it). Per signed reading the result is stored; a signature
+        that fails, data that cannot be read or checked, and signed start/stop readings
+        that differ from the billed ones hold the session back from settlement.
+        """
+        assert session.id is not None
+        pinned, _source = await tx.get_meter_key(session.station_id)
+        rows: list[dict[str, Any]] = []
+        readings: list[ocmf.SignedReading] = []
+        now = self.clock()
+        for number, sample in enumerate(signed):
+            assert sample.signed is not None
+            checked = ocmf.check_container(sample.signed, pinned)
+            if checked.message_key is not None:
+                if pinned is None:
+                    pinned = checked.message_key
+                    await tx.set_meter_key(session.station_id, pinned, "first_use")
+                    await tx.add_station_event(
+                        session.station_id, "security",
+                        {"type": "MeterKeyPinned", "public_key": pinned}, now)
+                    log.info("= %s: meter key pinned on first use", session.station_id)
+                elif checked.message_key != pinned:
+                    session.flag("meter_key_changed")
+                    await tx.add_station_event(
+                        session.station_id, "security",
+                        {"type": "MeterKeyChanged", "pinned": pinned,
+                         "received": checked.message_key, "session_id": session.id}, now)
+                    log.warning("! %s sent signed meter data with a different meter key",
+                                session.station_id)
+            if checked.status == ocmf.NO_KEY:
+                session.flag("meter_key_unknown")
+            elif checked.status in (ocmf.INVALID, ocmf.MALFORMED):
+                session.flag("signature_invalid")
+            base = {"container_no": number, "public_key": checked.key_used,
+                    "status": checked.status, "detail": checked.detail}
+            if not checked.readings:
+                rows.append({**base, "tx_code": None, "reading_time": None, "reading_wh": None,
+                             "resolution_wh": None, "meter_serial": None, "pagination": None})
+            for r in checked.readings:
+                rows.append({**base, "tx_code": r.tx, "reading_time": r.time,
+                             "reading_wh": str(r.wh), "resolution_wh": str(r.resolution_wh),
+                             "meter_serial": r.meter_serial, "pagination": r.pagination})
+                if checked.status == ocmf.VERIFIED:
+                    readings.append(r)
+        await tx.add_signed_readings(session.id, session.station_id, rows)
+        mismatches, missing = ocmf.compare_with_billed(
+            readings, session.meter_start_wh, session.meter_stop_wh)
+        if mismatches:
+            session.flag("signed_energy_mismatch")
+            await tx.add_station_event(
+                session.station_id, "billing_mismatch",
+                {"session_id": session.id, "mismatches": mismatches}, now)
+        if missing:
+            session.flag("signed_reading_missing")
 
     @staticmethod
     def _running_energy(session: Session, samples: list[MeterSample]) -> None:

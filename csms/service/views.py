@@ -91,6 +91,9 @@ async def station_detail(tx: Tx, station_id: str) -> dict[str, Any] | None:
     if not found:
         return None
     out = found[0]
+    key, source = await tx.get_meter_key(station_id)
+    out["meter_public_key"] = key
+    out["meter_key_source"] = source  # operator | first_use
     out["recent_events"] = await tx.list_station_events(station_id, limit=20)
     out["active_sessions"] = [session_json(x) for x in await tx.list_sessions(station_id, True, 10)]
     return out

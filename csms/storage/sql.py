@@ -373,6 +373,39 @@ class SqlTx(ABC):
         )
         return [_sample(r) for r in rows]
 
+    # -- signed meter data (OCMF) --------------------------------------------
+    async def get_meter_key(self, station_id: str) -> tuple[str | None, str | None]:
+        row = await self.fetchone(
+            "SELECT meter_public_key, meter_key_source FROM stations WHERE id = ?", station_id)
+        if row is None:
+            return None, None
+        return row["meter_public_key"], row["meter_key_source"]
+
+    async def set_meter_key(self, station_id: str, key: str | None, source: str | None) -> None:
+        await self.execute(
+            "UPDATE stations SET meter_public_key = ?, meter_key_source = ? WHERE id = ?",
+            key, source, station_id)
+
+    async def add_signed_readings(
+        self, session_id: int, station_id: str, rows: list[dict[str, Any]]
+    ) -> None:
+        await self.execute("DELETE FROM signed_readings WHERE session_id = ?", session_id)
+        for r in rows:
+            await self.execute(
+                "INSERT INTO signed_readings (session_id, station_id, container_no, tx_code,"
+                " reading_time, reading_wh, resolution_wh, meter_serial, pagination,"
+                " public_key, status, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                session_id, station_id, r["container_no"], r["tx_code"], r["reading_time"],
+                r["reading_wh"], r["resolution_wh"], r["meter_serial"], r["pagination"],
+                r["public_key"], r["status"], r["detail"],
+            )
+
+    async def signed_readings(self, session_id: int) -> list[dict[str, Any]]:
+        return await self.fetchall(
+            "SELECT container_no, tx_code, reading_time, reading_wh, resolution_wh,"
+            " meter_serial, pagination, public_key, status, detail FROM signed_readings"
+            " WHERE session_id = ? ORDER BY id", session_id)
+
     # -- events --------------------------------------------------------------
     async def record_tx_event(
         self, station_id: str, transaction_id: str, seq_no: int, event_type: str,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import os
 import subprocess
@@ -93,3 +94,95 @@ async def test_cli_settle_receipt_verify_on_the_persistent_local_chain(
     assert r.returncode == 1 and "INVALID" in r.stdout
     r = await asyncio.to_thread(csms, env, "verify", str(tmp_path / "missing.json"))
     assert r.returncode == 2 and r.stderr.startswith("error:")
+
+
+async def test_signed_meter_data_travels_into_receipts_the_verifier_checks(
+    csms_server: RunningServer,
+) -> None:
+    """OCMF-signing stations of both versions -> verified, settled, receipts that prove the
+    energy; altered signed data fails; a released mismatch is visible to the driver."""
+    from datetime import UTC, datetime
+
+    from csms.service.holds import decide
+    from support.client import RawClient
+    from support.ocmf_vectors import KEBA, KEBA_KEY
+
+    await csms_server.stop()
+    csms_server.settings = replace(csms_server.settings, chain="memory", max_wait=0.0)
+    await csms_server.start()
+    for i in range(1, 5):
+        await csms_server.add_station(f"S{i:05d}")
+    fleet = Fleet(csms_server.url, 4, mix=True, prefix="S", meter_interval=0.05, seed=8,
+                  signed=True)
+    await fleet.start()
+    await fleet.run_sessions(1, 0.3)
+    await fleet.close()
+    repo = csms_server.repo
+
+    # a real meter's record, billed 40 Wh more than it signed, released by an operator
+    await csms_server.add_station("KEBA1")
+    await csms_server.add_tag("T1")
+
+    async def set_key(tx: Any) -> None:
+        await tx.set_meter_key("KEBA1", KEBA_KEY.lower(), "operator")
+
+    await repo.unit(set_key)
+    async with await RawClient.connect(csms_server.url, "KEBA1", ["ocpp1.6"]) as c:
+        await c.result("BootNotification", {"chargePointVendor": "K", "chargePointModel": "M"})
+        start = await c.result("StartTransaction", {
+            "connectorId": 1, "idTag": "T1", "meterStart": 260,
+            "timestamp": "2019-08-13T10:03:15Z"})
+        await c.result("StopTransaction", {
+            "transactionId": start["transactionId"], "meterStop": 300,
+            "timestamp": "2019-08-13T10:03:36Z", "transactionData": [{
+                "timestamp": "2019-08-13T10:03:36Z", "sampledValue": [
+                    {"value": KEBA, "context": "Transaction.End", "format": "SignedData"}]}]})
+    [held] = await csms_server.sessions("KEBA1")
+    assert "signed_energy_mismatch" in held["flags"]
+
+    async def release(tx: Any) -> None:
+        await decide(tx, held["id"], "released", actor="test", reason=None,
+                     now=datetime.now(UTC))
+
+    await repo.unit(release)
+
+    async def finalized(tx: Any) -> int:
+        row = await tx.fetchone("SELECT count(*) AS n FROM batch_items bi JOIN batches b"
+                                " ON b.id = bi.batch_id WHERE b.state = 'finalized'")
+        return int(row["n"])
+
+    async with asyncio.timeout(30):
+        while await repo.read(finalized) < 5:
+            await asyncio.sleep(0.1)
+    chain = csms_server.app.chain  # type: ignore[union-attr]
+    for s in await csms_server.sessions():
+        receipt = await load_receipt(repo, s["id"], None)
+        verdict = verify_receipt(receipt, chain.w3)
+        names = {c.name: c for c in verdict.checks}
+        if s["station_id"] == "KEBA1":
+            # anchored as billed, but the meter signed something else: the driver sees it
+            assert names["root anchored"].ok and names["meter signature 1"].ok
+            assert not names["signed readings = billed readings"].ok
+            assert "billed 300 Wh, meter signed 259.7000 Wh" in \
+                names["signed readings = billed readings"].detail
+            assert not verdict.valid
+            continue
+        assert verdict.valid, [(c.name, c.detail) for c in verdict.checks if not c.ok]
+        assert names["meter signature 1"].ok and names["meter signature 2"].ok
+        assert "the energy figure is the one the calibrated meter signed" in verdict.proves
+        assert receipt["record"]["meter_public_key"]
+        # one altered character in the signed data: its signature fails
+        bad = copy.deepcopy(receipt)
+        signed = next(x["signed"] for x in bad["samples"] if x["signed"])
+        field = "signedData" if "signedData" in signed else "signedMeterData"
+        signed[field] = signed[field][:40] + ("A" if signed[field][40] != "A" else "B") + \
+            signed[field][41:]
+        bad_verdict = verify_receipt(bad, chain.w3)
+        assert not bad_verdict.valid
+        assert not {c.name: c for c in bad_verdict.checks}["samples hash"].ok
+        assert any(c.name.startswith("meter signature") and not c.ok
+                   for c in bad_verdict.checks)
+        # another key swapped into the record: the leaf no longer matches
+        bad = copy.deepcopy(receipt)
+        bad["record"]["meter_public_key"] = KEBA_KEY.lower()
+        assert not {c.name: c for c in verify_receipt(bad, chain.w3).checks}["leaf"].ok

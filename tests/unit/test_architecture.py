@@ -15,12 +15,14 @@ PACKAGES = ("csms", "chargers_sim", "settlement")
 ALLOWED: list[tuple[str, tuple[str, ...]]] = [
     ("csms.protocol", ("csms.protocol",)),
     ("csms.domain", ("csms.domain",)),
-    ("csms.service", ("csms.domain", "csms.service")),
+    ("csms.metering", ("csms.metering",)),
+    ("csms.service", ("csms.domain", "csms.metering", "csms.service")),
     ("csms.translate", ("csms.domain", "csms.service", "csms.translate", "csms.protocol")),
     ("csms.storage", ("csms.domain", "csms.service", "csms.storage")),
     ("csms.bus", ("csms.domain", "csms.service", "csms.bus", "csms.config")),
     ("chargers_sim", ("chargers_sim", "csms.protocol")),
-    ("settlement", ("settlement", "csms.domain", "csms.service", "csms.storage", "csms.config")),
+    ("settlement", ("settlement", "csms.domain", "csms.metering", "csms.service", "csms.storage",
+                    "csms.config")),
 ]
 # third-party adapters: library -> module prefixes that may import it
 ADAPTER_LIBS = {

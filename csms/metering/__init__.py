@@ -1,0 +1,1 @@
+"""Signed meter data from calibrated (Eichrecht) meters: pure, imports no other layer."""
