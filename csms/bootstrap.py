@@ -51,7 +51,7 @@ class App:
             worker = SettlementWorker(
                 self.repo, self.chain, batch_size=self.settings.batch_size,
                 max_wait=self.settings.max_wait, confirmations=self.settings.confirmations,
-                publish_events=bool(self.settings.mqtt))
+                publish_events=bool(self.settings.mqtt), payee=self.settings.payee or None)
             self._tasks.append(asyncio.create_task(worker.run_forever(self._stop),
                                                    name="settlement"))
 

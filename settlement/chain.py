@@ -33,6 +33,7 @@ from eth_hash.auto import keccak
 from eth_typing import ChecksumAddress, HexStr
 from web3 import Web3
 from web3.exceptions import TransactionNotFound
+from web3.logs import DISCARD
 from web3.types import TxParams, Wei
 
 from settlement.contract import compiled
@@ -215,11 +216,31 @@ class Chain:
     def sign_anchor(self, root: bytes, count: int, batch_id: int, nonce: int,
                     max_fee: int, tip: int) -> tuple[str, str]:
         """Raw signed anchor transaction and its hash (stored before it is broadcast)."""
-        tx = self.contract.functions.anchor(root, count, batch_id).build_transaction({
+        return self.sign_call("anchor", (root, count, batch_id), nonce, max_fee, tip, 120_000)
+
+    def sign_call(self, function: str, args: tuple[Any, ...], nonce: int, max_fee: int,
+                  tip: int, gas: int) -> tuple[str, str]:
+        """A raw signed call of the contract and its hash."""
+        tx = getattr(self.contract.functions, function)(*args).build_transaction({
             "from": self.operator.address, "chainId": self.chain_id, "nonce": nonce,
-            "maxFeePerGas": max_fee, "maxPriorityFeePerGas": tip, "gas": 120_000})
+            "maxFeePerGas": max_fee, "maxPriorityFeePerGas": tip, "gas": gas})
         signed = self.operator.sign_transaction(tx)
         return "0x" + bytes(signed.raw_transaction).hex(), "0x" + bytes(signed.hash).hex()
+
+    def escrow(self, tag_hash: bytes) -> tuple[int, int]:
+        """(balance, highest price per kWh accepted) of a driver's escrow; (0, 0) if none."""
+        _owner, balance, cap, _after = self.contract.functions.escrows(tag_hash).call()
+        return int(balance), int(cap)
+
+    def payment_events(self, tx_hash: str) -> list[tuple[str, bytes, int]]:
+        """("Paid" | "Unpaid", tag hash, amount) for each line a pay transaction settled."""
+        receipt = self.w3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
+        out: list[tuple[str, bytes, int]] = []
+        for name in ("Paid", "Unpaid"):
+            event = getattr(self.contract.events, name)()
+            for e in event.process_receipt(receipt, errors=DISCARD):
+                out.append((name, bytes(e["args"]["tag_hash"]), int(e["args"]["amount"])))
+        return out
 
     def broadcast(self, raw_tx: str) -> None:
         """Send a raw transaction; a node that already knows it is not an error."""

@@ -22,6 +22,7 @@ from typing import Any
 
 from csms.metering import ocmf
 from settlement.merkle import MerkleTree, verify_proof
+from settlement.payouts import anchor_key
 from settlement.records import leaf_of, record_hash, samples_hash
 
 __all__ = [
@@ -70,6 +71,7 @@ def _receipt(batch: dict[str, Any], item: dict[str, Any], proof: list[bytes],
         "leaf": item["leaf"],
         "proof": ["0x" + p.hex() for p in proof],
         "root": batch["root"],
+        "payout_head": batch.get("payout_head"),
         "batch_id": batch["id"],
         "chain": {
             "chain_id": batch["chain_id"], "contract": batch["contract"],
@@ -142,12 +144,14 @@ def verify_receipt(receipt: dict[str, Any], w3: Any | None = None) -> Verdict:
               f"node is chain {chain_id}, receipt says {chain['chain_id']}")
         contract = w3.eth.contract(address=w3.to_checksum_address(chain["contract"]),
                                    abi=VERIFY_ABI)
-        block = int(contract.functions.anchored_block(root).call())
+        head = receipt.get("payout_head")
+        key = anchor_key(root, bytes.fromhex(head[2:]) if head else None)
+        block = int(contract.functions.anchored_block(key).call())
         v.add("root anchored", block != 0 and block == int(chain["block_number"]),
               f"anchored in block {block}" if block else "the contract never anchored this root")
         tx_receipt = w3.eth.get_transaction_receipt(chain["tx_hash"])
         events = contract.events.Anchored().process_receipt(tx_receipt)
-        logged = any(e["args"]["root"] == root and e["args"]["batch_id"] == receipt["batch_id"]
+        logged = any(e["args"]["root"] == key and e["args"]["batch_id"] == receipt["batch_id"]
                      and e["address"].lower() == chain["contract"].lower() for e in events)
         v.add("anchoring event", logged, f"Anchored event in {chain['tx_hash']}")
     except Exception as exc:  # a node that is down or a receipt pointing nowhere

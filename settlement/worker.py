@@ -8,6 +8,13 @@ batches by size or age, and drives each batch through the state table of
 stored *before* broadcasting, so after a crash the same transaction is sent
 again and never re-signed with a new nonce; a session is in at most one batch
 (``batch_items.session_id`` is unique), so it is settled exactly once.
+
+With a payee, each batch is also paid from the drivers' escrows, netted: one line
+per driver (see :mod:`settlement.payouts`), committed when the batch is anchored and
+sent in chunks once the anchor is final, each chunk with its own stored raw
+transaction (pending -> signed -> broadcast -> done). Drivers without an escrow that
+covers their line at batching time are left out (billed off-chain); a line the
+escrow no longer covers at payment time is marked unpaid on chain.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,6 +34,7 @@ from csms.domain.tariff import Tariff, price_minor
 from csms.service.ports import Repository, Tx
 from settlement.chain import Chain
 from settlement.merkle import MerkleTree
+from settlement.payouts import Line, anchor_key, chain_hashes, chunked, net_lines
 from settlement.records import leaf_of, samples_hash, tag_hash
 from settlement.states import BatchState, check_transition
 
@@ -110,6 +119,16 @@ async def session_record(tx: Tx, session_id: int, payee: str | None) -> tuple[
     return record, samples
 
 
+def _head(batch: dict[str, Any]) -> bytes:
+    head = batch.get("payout_head")
+    return bytes.fromhex(head[2:]) if head else bytes(32)
+
+
+def _anchored(batch: dict[str, Any]) -> bytes:
+    """What the contract anchors for this batch (see ``settlement.payouts.anchor_key``)."""
+    return anchor_key(bytes.fromhex(batch["root"][2:]), _head(batch))
+
+
 class SettlementWorker:
     def __init__(
         self, repo: Repository, chain: Chain, *, batch_size: int = 1000,
@@ -123,14 +142,19 @@ class SettlementWorker:
         self.max_wait = max_wait
         self.confirmations = max(1, confirmations)
         self.stuck_after = stuck_after
-        self.payee = payee
+        # who is paid for the sessions (in every leaf): the operator's account by default
+        self.payee = payee or chain.operator.address
+        if not re.fullmatch(r"0x[0-9a-fA-F]{40}", self.payee):
+            raise ValueError(f"payee {self.payee!r} is not an address (0x + 40 hex digits)")
         self.publish_events = publish_events
-        self.hooks = hooks or {}  # "after_sign" / "after_broadcast": crash points for tests
+        # crash points for tests: after_sign, after_broadcast, after_pay_sign, after_pay_broadcast
+        self.hooks = hooks or {}
 
     # -- batching ----------------------------------------------------------------------
     async def build_batches(self, force: bool = False) -> tuple[int, int]:
         """Cut batches from the queue: full ones, or any when ``force`` or the oldest is old."""
         created = sessions = 0
+        covered = await self._escrows()
         while True:
             async def cut(tx: Tx) -> int:
                 rows = await tx.fetchall(
@@ -156,6 +180,10 @@ class SettlementWorker:
                     " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
                     BatchState.PENDING.value, "0x" + tree.root.hex(), len(records),
                     self.chain.chain_id, self.chain.contract_address, now, now)
+                head = await self._commit_payouts(tx, batch_id, records, covered)
+                if head is not None:
+                    await tx.execute("UPDATE batches SET payout_head = ? WHERE id = ?", head,
+                                     batch_id)
                 for position, (rec, leaf) in enumerate(zip(records, leaves, strict=True)):
                     await tx.execute(
                         "INSERT INTO batch_items (batch_id, position, session_id, record,"
@@ -172,6 +200,49 @@ class SettlementWorker:
                 return created, sessions
             created += 1
             sessions += n
+
+    async def _escrows(self) -> dict[bytes, list[int]]:
+        """Balance and price cap of the escrow of every driver waiting in the queue."""
+
+        async def work(tx: Tx) -> list[str | None]:
+            rows = await tx.fetchall(
+                "SELECT DISTINCT s.id_tag FROM settlement_queue q JOIN sessions s"
+                " ON s.id = q.session_id")
+            return [r["id_tag"] for r in rows]
+
+        found: dict[bytes, list[int]] = {}
+        tags = await self.repo.read(work)
+        if tags:
+            await self._chain(self.chain.check_contract)  # a reset chain: say so, not more
+        for tag in tags:
+            th = tag_hash(tag)
+            balance, cap = await self._chain(self.chain.escrow, th)
+            if balance > 0:
+                found[th] = [balance, cap]
+        return found
+
+    async def _commit_payouts(self, tx: Tx, batch_id: int, records: list[dict[str, Any]],
+                              covered: dict[bytes, list[int]]) -> str | None:
+        """Store the batch's payout chunks; the head of their hash chain, or None."""
+        lines: list[Line] = []
+        for line in net_lines(records):
+            escrow = covered.get(line.tag_hash)
+            if escrow is None or escrow[0] < line.amount \
+                    or line.amount * 1000 > line.energy_wh * escrow[1]:
+                continue  # no escrow that covers it: billed off-chain, not on this chain
+            escrow[0] -= line.amount
+            lines.append(line)
+        if not lines:
+            return None
+        chunks = chunked(lines)
+        hashes = chain_hashes(chunks)
+        for n, chunk in enumerate(chunks):
+            following = hashes[n + 1] if n + 1 < len(hashes) else bytes(32)
+            await tx.execute(
+                "INSERT INTO payouts (batch_id, chunk_no, lines, next_hash, state)"
+                " VALUES (?, ?, ?, ?, 'pending')", batch_id, n,
+                json.dumps([line.as_json() for line in chunk]), "0x" + following.hex())
+        return "0x" + hashes[0].hex()
 
     async def _event(self, tx: Tx, state: str, batch_id: int, extra: dict[str, Any]) -> None:
         if self.publish_events:
@@ -219,7 +290,16 @@ class SettlementWorker:
                 self.chain.chain_id)
             return None if row is None or row["n"] is None else int(row["n"])
 
-        ours = await self.repo.read(work)
+        async def payouts(tx: Tx) -> int | None:
+            row = await tx.fetchone(
+                "SELECT max(p.nonce) AS n FROM payouts p JOIN batches b ON b.id = p.batch_id"
+                " WHERE p.state IN ('signed', 'broadcast') AND b.chain_id = ?",
+                self.chain.chain_id)
+            return None if row is None or row["n"] is None else int(row["n"])
+
+        mine = [n for n in (await self.repo.read(work), await self.repo.read(payouts))
+                if n is not None]
+        ours = max(mine) if mine else None
         node = int(await self._chain(self.chain.next_nonce))
         return node if ours is None else max(node, ours + 1)
 
@@ -229,7 +309,7 @@ class SettlementWorker:
         if state is BatchState.PENDING:
             max_fee, tip = await self._chain(chain.fees)
             nonce = await self._next_nonce()
-            raw, tx_hash = await self._chain(chain.sign_anchor, bytes.fromhex(batch["root"][2:]),
+            raw, tx_hash = await self._chain(chain.sign_anchor, _anchored(batch),
                                              batch["count"], batch["id"], nonce, max_fee, tip)
             await self._move(batch, BatchState.SIGNED, raw_tx=raw, tx_hash=tx_hash, nonce=nonce,
                              max_fee=str(max_fee), priority_fee=str(tip))
@@ -275,7 +355,7 @@ class SettlementWorker:
         base_fee, _ = await self._chain(self.chain.fees)
         max_fee = max(max_fee, base_fee + tip)
         raw, tx_hash = await self._chain(
-            self.chain.sign_anchor, bytes.fromhex(batch["root"][2:]), batch["count"],
+            self.chain.sign_anchor, _anchored(batch), batch["count"],
             batch["id"], batch["nonce"], max_fee, tip)
         replaced = [*json.loads(batch["replaced"] or "[]"), batch["tx_hash"]]
         log.warning("! batch %s stuck: replacing %s with %s (fees +25%%)", batch["id"],
@@ -295,7 +375,92 @@ class SettlementWorker:
         batches = await self._open_batches()
         for batch in batches:
             await self.step(batch)
-        return sum(1 for b in batches if b["state"] != BatchState.FINALIZED.value)
+        open_payouts = await self._pay_step()
+        return sum(1 for b in batches if b["state"] != BatchState.FINALIZED.value) \
+            + open_payouts
+
+    # -- netted payment ----------------------------------------------------------------
+    async def _pay_step(self) -> int:
+        """One step for the next chunk of every finalized batch with payouts left."""
+
+        async def work(tx: Tx) -> list[dict[str, Any]]:
+            return await tx.fetchall(
+                "SELECT p.*, b.root, b.payout_head, b.state AS batch_state FROM payouts p"
+                " JOIN batches b ON b.id = p.batch_id WHERE p.state NOT IN ('done', 'failed')"
+                " ORDER BY p.batch_id, p.chunk_no")
+
+        rows = await self.repo.read(work)
+        nexts: dict[int, dict[str, Any]] = {}
+        for r in rows:
+            nexts.setdefault(r["batch_id"], r)
+        for chunk in nexts.values():
+            if chunk["batch_state"] == BatchState.FINALIZED.value:
+                await self._pay(chunk)
+        return len(rows)
+
+    async def _set_payout(self, chunk: dict[str, Any], state: str,
+                          events: list[tuple[str, bytes, int]] | None = None,
+                          **fields: Any) -> None:
+        sets = "".join(f", {k} = ?" for k in fields)
+
+        async def work(tx: Tx) -> None:
+            changed = await tx.execute(
+                f"UPDATE payouts SET state = ?{sets} WHERE batch_id = ? AND chunk_no = ?"
+                " AND state = ?", state, *fields.values(), chunk["batch_id"],
+                chunk["chunk_no"], chunk["state"])
+            if changed != 1:
+                raise RuntimeError(f"payout {chunk['batch_id']}/{chunk['chunk_no']} changed")
+            if events is not None:
+                await self._mark_paid(tx, chunk["batch_id"], events)
+
+        await self.repo.unit(work)
+        log.info("= batch %s payout chunk %s: %s -> %s", chunk["batch_id"], chunk["chunk_no"],
+                 chunk["state"], state)
+        chunk.update(fields, state=state)
+
+    async def _mark_paid(self, tx: Tx, batch_id: int,
+                         events: list[tuple[str, bytes, int]]) -> None:
+        outcome = {"0x" + th.hex(): ("paid" if name == "Paid" else "unpaid")
+                   for name, th, _amount in events}
+        items = await tx.fetchall(
+            "SELECT session_id, record FROM batch_items WHERE batch_id = ?", batch_id)
+        for item in items:
+            state = outcome.get(json.loads(item["record"])["id_tag_hash"])
+            if state is not None:
+                await tx.execute("UPDATE sessions SET settlement_state = ? WHERE id = ?",
+                                 state, item["session_id"])
+
+    async def _pay(self, chunk: dict[str, Any]) -> None:
+        chain = self.chain
+        if chunk["state"] == "pending":
+            lines = [Line.from_json(x).as_tuple() for x in json.loads(chunk["lines"])]
+            max_fee, tip = await self._chain(chain.fees)
+            nonce = await self._next_nonce()
+            args = (bytes.fromhex(chunk["root"][2:]), _head(chunk), lines,
+                    bytes.fromhex(chunk["next_hash"][2:]))
+            raw, tx_hash = await self._chain(chain.sign_call, "pay", args, nonce, max_fee, tip,
+                                             80_000 + 40_000 * len(lines))
+            await self._set_payout(chunk, "signed", raw_tx=raw, tx_hash=tx_hash, nonce=nonce)
+            self._hook("after_pay_sign", chunk["batch_id"])
+        elif chunk["state"] == "signed":
+            await self._chain(chain.broadcast, chunk["raw_tx"])
+            await self._set_payout(chunk, "broadcast")
+            self._hook("after_pay_broadcast", chunk["batch_id"])
+        elif chunk["state"] == "broadcast":
+            receipt = await self._chain(chain.receipt, chunk["tx_hash"])
+            if receipt is None:
+                await self._chain(chain.broadcast, chunk["raw_tx"])  # dropped: send it again
+                return
+            if receipt.status != 1:
+                log.error("! batch %s payout chunk %s reverted (%s)", chunk["batch_id"],
+                          chunk["chunk_no"], chunk["tx_hash"])
+                await self._set_payout(chunk, "failed", gas_used=receipt.gas_used,
+                                       detail="reverted")
+                return
+            events = await self._chain(chain.payment_events, chunk["tx_hash"])
+            paid = sum(1 for e in events if e[0] == "Paid")
+            await self._set_payout(chunk, "done", events, gas_used=receipt.gas_used, paid=paid,
+                                   unpaid=len(events) - paid)
 
     async def run_once(self, timeout: float = 120.0) -> WorkerSummary:
         """Settle everything pending now: batch it all, drive every batch to finalized."""

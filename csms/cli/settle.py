@@ -27,6 +27,7 @@ from csms.cli.common import (
     settings_for,
     with_repo,
 )
+from csms.config import Settings
 from csms.service.ports import Repository, Tx
 
 __all__ = ["contract_app", "receipt", "settle_app", "tariffs_app", "verify"]
@@ -133,7 +134,8 @@ async def _settle(repo: Repository, chain_spec: str, data_dir: str, batch_size: 
     chain = await asyncio.to_thread(_open_chain, chain_spec, data_dir, keystore, password_file)
     try:
         worker = SettlementWorker(repo, chain, batch_size=batch_size,
-                                  confirmations=confirmations)
+                                  confirmations=confirmations,
+                                  payee=Settings.load().payee or None)
         if loop_forever:
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()

@@ -7,6 +7,15 @@
 @dev Leaf   = keccak256(0x00 ++ abi_encode(record_hash, tag_hash, energy_wh, amount, payee))
      Node   = keccak256(0x01 ++ min(a, b) ++ max(a, b))
      (the same encoding as settlement/merkle.py and settlement/records.py)
+     Netted payment: a batch paid netted is anchored as
+         key = keccak256(0x02 ++ root ++ head)
+     where head is the head of a hash chain over its payout lines (one per driver and
+     payee: the sums of the driver's sessions) cut into chunks,
+     H_k = keccak256(abi_encode(lines_k, H_k+1)), the last chunk linking to zero.
+     Anyone may submit the chunks, in order, each once; a line whose driver's escrow
+     or price cap does not cover it is marked unpaid, and only then may that driver's
+     sessions of the batch be claimed one by one. A batch without netting is anchored
+     as its root itself (head = 0).
 """
 
 event Anchored:
@@ -24,6 +33,21 @@ event Claimed:
     root: indexed(bytes32)
     leaf: indexed(bytes32)
     payee: address
+    amount: uint256
+
+event Paid:
+    root: indexed(bytes32)
+    tag_hash: indexed(bytes32)
+    payee: address
+    amount: uint256
+
+event Unpaid:
+    root: indexed(bytes32)
+    tag_hash: indexed(bytes32)
+    amount: uint256
+
+event EarningsWithdrawn:
+    payee: indexed(address)
     amount: uint256
 
 event WithdrawalRequested:
@@ -48,14 +72,29 @@ struct Claim:
     amount: uint256
     payee: address
     proof: DynArray[bytes32, 32]
+    payout_head: bytes32  # zero unless the batch was anchored for netted payment
+
+struct Payout:
+    tag_hash: bytes32
+    payee: address
+    energy_wh: uint256
+    amount: uint256
+
+MAX_LINES: constant(uint256) = 256
+PAID: constant(bytes32) = 0x0000000000000000000000000000000000000000000000000000000000000001
 
 operator: public(address)
 notice_period: public(uint256)
 anchored_block: public(HashMap[bytes32, uint256])
 batch_root: public(HashMap[uint256, bytes32])
 escrows: public(HashMap[bytes32, Escrow])
-# done flags packed 256 to a storage slot: leaf -> bit in slot keccak(leaf) >> 8
+# done flags of single claims, one bit per leaf (slot = leaf >> 8, bit = leaf & 255)
 claimed_bits: HashMap[uint256, uint256]
+# netted payment: anchored key -> the hash the next chunk must match (PAID when done)
+payout_pending: public(HashMap[bytes32, bytes32])
+# keccak256(key ++ tag_hash) -> the driver's line was not covered: single claims allowed
+unpaid: public(HashMap[bytes32, bool])
+earnings: public(HashMap[address, uint256])
 
 
 @deploy
@@ -73,6 +112,48 @@ def anchor(root: bytes32, count: uint256, batch_id: uint256):
     self.anchored_block[root] = block.number
     self.batch_root[batch_id] = root
     log Anchored(root=root, batch_id=batch_id, count=count)
+
+
+@internal
+@pure
+def _key(root: bytes32, payout_head: bytes32) -> bytes32:
+    if payout_head == empty(bytes32):
+        return root
+    return keccak256(concat(b"\x02", root, payout_head))
+
+
+@external
+def pay(root: bytes32, payout_head: bytes32, lines: DynArray[Payout, MAX_LINES],
+        next_hash: bytes32):
+    """Pay one chunk of a batch's netted lines (in order, each chunk once)."""
+    assert payout_head != empty(bytes32), "no payout head"
+    key: bytes32 = self._key(root, payout_head)
+    assert self.anchored_block[key] != 0, "batch not anchored for netted payment"
+    expected: bytes32 = self.payout_pending[key]
+    if expected == empty(bytes32):
+        expected = payout_head
+    assert expected != PAID, "nothing to pay for this batch"
+    assert keccak256(abi_encode(lines, next_hash)) == expected, "not the next chunk"
+    self.payout_pending[key] = next_hash if next_hash != empty(bytes32) else PAID
+    for line: Payout in lines:
+        escrow: Escrow = self.escrows[line.tag_hash]
+        if line.amount * 1000 <= line.energy_wh * escrow.max_price_per_kwh \
+                and escrow.balance >= line.amount:
+            self.escrows[line.tag_hash].balance = escrow.balance - line.amount
+            self.earnings[line.payee] += line.amount
+            log Paid(root=key, tag_hash=line.tag_hash, payee=line.payee, amount=line.amount)
+        else:
+            self.unpaid[keccak256(concat(key, line.tag_hash))] = True
+            log Unpaid(root=key, tag_hash=line.tag_hash, amount=line.amount)
+
+
+@external
+def withdraw_earnings():
+    amount: uint256 = self.earnings[msg.sender]
+    assert amount > 0, "nothing earned"
+    self.earnings[msg.sender] = 0
+    send(msg.sender, amount)
+    log EarningsWithdrawn(payee=msg.sender, amount=amount)
 
 
 @external
@@ -138,21 +219,26 @@ def is_claimed(leaf: bytes32) -> bool:
 
 @internal
 def _claim(c: Claim):
-    assert self.anchored_block[c.root] != 0, "root not anchored"
+    key: bytes32 = self._key(c.root, c.payout_head)
+    assert self.anchored_block[key] != 0, "root not anchored"
+    if c.payout_head != empty(bytes32):
+        # a netted batch: single claims only for a driver whose line was not covered
+        assert self.payout_pending[key] == PAID, "netted payment in progress"
+        assert self.unpaid[keccak256(concat(key, c.tag_hash))], "paid in the netted batch"
     leaf: bytes32 = self._leaf(c.record_hash, c.tag_hash, c.energy_wh, c.amount, c.payee)
     assert self._root_of(leaf, c.proof) == c.root, "invalid proof"
-    key: uint256 = convert(leaf, uint256)
-    word: uint256 = self.claimed_bits[key >> 8]
-    bit: uint256 = 1 << (key & 255)
+    slot: uint256 = convert(leaf, uint256)
+    word: uint256 = self.claimed_bits[slot >> 8]
+    bit: uint256 = 1 << (slot & 255)
     assert word & bit == 0, "already claimed"
-    self.claimed_bits[key >> 8] = word | bit
+    self.claimed_bits[slot >> 8] = word | bit
     escrow: Escrow = self.escrows[c.tag_hash]
     # The chain refuses overcharging: amount <= energy (kWh) x the driver's cap.
     assert c.amount * 1000 <= c.energy_wh * escrow.max_price_per_kwh, "above the driver's cap"
     assert escrow.balance >= c.amount, "escrow too low"
     self.escrows[c.tag_hash].balance = escrow.balance - c.amount
     send(c.payee, c.amount)
-    log Claimed(root=c.root, leaf=leaf, payee=c.payee, amount=c.amount)
+    log Claimed(root=key, leaf=leaf, payee=c.payee, amount=c.amount)
 
 
 @external

@@ -50,7 +50,8 @@ def setup(memory_chain: Chain) -> dict[str, Any]:
 
 def claim_args(s: dict[str, Any], i: int) -> tuple[Any, ...]:
     record, energy, amount = s["claims"][i]
-    return (s["tree"].root, record, s["tag"], energy, amount, s["owner"], s["tree"].proof(i))
+    return (s["tree"].root, record, s["tag"], energy, amount, s["owner"], s["tree"].proof(i),
+            bytes(32))
 
 
 def test_only_the_operator_anchors_and_a_root_only_once(setup: dict[str, Any]) -> None:
@@ -115,3 +116,92 @@ def test_withdrawal_needs_notice(setup: dict[str, Any]) -> None:
     assert c.functions.escrows(setup["tag"]).call()[1] == 0
     with reverts("not the owner"):
         c.functions.deposit(setup["tag"], CAP).transact({"from": setup["stranger"], "value": 1})
+
+
+PAID = b"\x00" * 31 + b"\x01"
+
+
+def test_netted_payment_pays_each_chunk_once_in_order(memory_chain: Chain) -> None:
+    """One line per driver, chunked and hash-chained; uncovered lines fall back to claims."""
+    from settlement.payouts import Line, anchor_key, chain_hashes
+
+    w3, c = memory_chain.w3, memory_chain.contract
+    d1, d2, d3, owner, stranger = w3.eth.accounts[1:6]
+    t1, t2, t3 = (bytes(keccak(t)) for t in (b"T1", b"T2", b"T3"))
+    c.functions.deposit(t1, CAP).transact({"from": d1, "value": 10**16})
+    c.functions.deposit(t2, CAP).transact({"from": d2, "value": 10**16})
+    lines = [Line(t1, owner, 10_000, 5 * 10**15), Line(t2, owner, 2_000, 2 * 10**15),
+             Line(t3, owner, 1_000, 10**15)]  # d3 has no escrow yet
+    chunks = [lines[:2], lines[2:]]
+    h0, h1 = chain_hashes(chunks)
+    sessions = [(bytes(keccak(b"s1")), t1, 10_000, 5 * 10**15),
+                (bytes(keccak(b"s3")), t3, 1_000, 10**15)]
+    tree = MerkleTree([leaf(r, t, e, a, owner) for r, t, e, a in sessions])
+    key = anchor_key(tree.root, h0)
+    raw, _ = memory_chain.sign_anchor(key, 3, 7, memory_chain.next_nonce(),
+                                      *memory_chain.fees())
+    memory_chain.broadcast(raw)
+
+    def pay(chunk: list[Line], following: bytes, head: bytes = h0) -> Any:
+        return c.functions.pay(tree.root, head, [x.as_tuple() for x in chunk],
+                               following).transact({"from": stranger})
+
+    def claim(i: int, head: bytes = h0) -> Any:
+        r, t, e, a = sessions[i]
+        return c.functions.claim((tree.root, r, t, e, a, owner, tree.proof(i), head)).transact(
+            {"from": stranger})
+
+    with reverts("not anchored for netted payment"):
+        pay(chunks[0], h1, head=h1)  # another head: not what was anchored
+    with reverts("root not anchored"):
+        claim(1, head=bytes(32))  # the plain root was never anchored
+
+    with reverts("not the next chunk"):
+        pay(chunks[1], bytes(32))
+    with reverts("netted payment in progress"):
+        claim(1)
+    with reverts("not the next chunk"):  # one amount changed: not what was anchored
+        pay([Line(t1, owner, 10_000, 6 * 10**15), lines[1]], h1)
+    pay(chunks[0], h1)
+    assert c.functions.escrows(t1).call()[1] == 10**16 - 5 * 10**15
+    assert c.functions.escrows(t2).call()[1] == 10**16 - 2 * 10**15
+    assert c.functions.earnings(owner).call() == 7 * 10**15
+    with reverts("not the next chunk"):
+        pay(chunks[0], h1)  # the same chunk twice
+    receipt = w3.eth.get_transaction_receipt(pay(chunks[1], bytes(32)))
+    assert [e["args"]["tag_hash"] for e in c.events.Unpaid().process_receipt(receipt)] == [t3]
+    assert c.functions.payout_pending(key).call() == PAID
+    with reverts("nothing to pay"):
+        pay(chunks[0], h1)
+    # paid drivers' sessions cannot be claimed again; the uncovered driver's can
+    with reverts("paid in the netted batch"):
+        claim(0)
+    c.functions.deposit(t3, CAP).transact({"from": d3, "value": 10**16})
+    claim(1)
+    assert c.functions.escrows(t3).call()[1] == 10**16 - 10**15
+    before = w3.eth.get_balance(owner)
+    c.functions.withdraw_earnings().transact({"from": owner})
+    assert w3.eth.get_balance(owner) > before + 7 * 10**15 - 10**15  # minus gas
+    assert c.functions.earnings(owner).call() == 0
+    with reverts("nothing earned"):
+        c.functions.withdraw_earnings().transact({"from": owner})
+
+
+def test_a_line_above_the_drivers_cap_is_not_paid(memory_chain: Chain) -> None:
+    from settlement.payouts import Line, anchor_key, chain_hashes
+
+    w3, c = memory_chain.w3, memory_chain.contract
+    driver, owner = w3.eth.accounts[1:3]
+    tag = bytes(keccak(b"CAPPED"))
+    c.functions.deposit(tag, CAP).transact({"from": driver, "value": 10**18})
+    line = Line(tag, owner, 1_000, CAP + 1)  # 1 kWh at more than the cap
+    [head] = chain_hashes([[line]])
+    root = bytes(keccak(b"capped-batch"))
+    key = anchor_key(root, head)
+    raw, _ = memory_chain.sign_anchor(key, 1, 8, memory_chain.next_nonce(),
+                                      *memory_chain.fees())
+    memory_chain.broadcast(raw)
+    c.functions.pay(root, head, [line.as_tuple()], bytes(32)).transact({"from": driver})
+    assert c.functions.escrows(tag).call()[1] == 10**18
+    assert c.functions.earnings(owner).call() == 0
+    assert c.functions.unpaid(bytes(keccak(key + tag))).call()

@@ -189,3 +189,70 @@ async def test_chain_down_sessions_wait_and_settle_later(
     stop.set()
     await loop_task
     assert len(await settled_sessions(repo)) == 3
+
+
+async def _deposit(chain: Chain, tag: str, value: int, cap: int) -> None:
+    from settlement.records import tag_hash
+
+    account = chain.w3.eth.accounts[1]
+    chain.contract.functions.deposit(tag_hash(tag), cap).transact(
+        {"from": account, "value": value})
+
+
+async def _escrow(chain: Chain, tag: str) -> int:
+    from settlement.records import tag_hash
+
+    return int(chain.contract.functions.escrows(tag_hash(tag)).call()[1])
+
+
+async def session_states(repo: Any) -> dict[int, str | None]:
+    async def work(tx: Any) -> dict[int, str | None]:
+        rows = await tx.fetchall("SELECT id, settlement_state, id_tag FROM sessions")
+        return {r["id"]: (r["id_tag"], r["settlement_state"]) for r in rows}
+
+    return await repo.read(work)
+
+
+@pytest.mark.parametrize("crash_point", [None, "after_pay_sign", "after_pay_broadcast"])
+async def test_batches_are_paid_netted_per_driver_exactly_once(
+    repo: Any, memory_chain: Chain, crash_point: str | None
+) -> None:
+    # TAG0 and TAG1 have escrows; TAG2 has none and is billed off-chain
+    ids = await add_sessions(repo, 9)
+    await _deposit(memory_chain, "TAG0", 10**18, 10**18)
+    await _deposit(memory_chain, "TAG1", 10**18, 10**18)
+    hooks = {}
+    if crash_point:
+        def crash(batch_id: int) -> None:
+            raise Crash(crash_point)
+
+        hooks = {crash_point: crash}
+    first = SettlementWorker(repo, memory_chain, batch_size=100, hooks=hooks)
+    if crash_point:
+        with pytest.raises(Crash):
+            await first.run_once()
+        await SettlementWorker(repo, memory_chain, batch_size=100).run_once()  # restarted
+    else:
+        await first.run_once()
+
+    async def payouts(tx: Any) -> list[dict[str, Any]]:
+        return await tx.fetchall("SELECT * FROM payouts")
+
+    [payout] = await repo.read(payouts)
+    assert (payout["state"], payout["paid"], payout["unpaid"]) == ("done", 2, 0)
+    states = await session_states(repo)
+    price = {sid: round((700 + sid - 1) * 0.40 / 10) for sid in ids}  # as priced
+    for tag in ("TAG0", "TAG1"):
+        mine = [sid for sid in ids if states[sid][0] == tag]
+        assert {states[sid][1] for sid in mine} == {"paid"}
+        assert await _escrow(memory_chain, tag) == 10**18 - sum(price[s] for s in mine)
+    assert {states[sid][1] for sid in ids if states[sid][0] == "TAG2"} == {"anchored"}
+    operator = memory_chain.operator.address
+    expected = sum(price[s] for s in ids if states[s][0] != "TAG2")
+    assert memory_chain.contract.functions.earnings(operator).call() == expected
+    # receipts of paid sessions still verify
+    receipt = await load_receipt(repo, ids[0], None)
+    assert verify_receipt(receipt, memory_chain.w3).valid
+    again = await SettlementWorker(repo, memory_chain, batch_size=100).run_once()
+    assert again.sessions_batched == 0
+    assert memory_chain.contract.functions.earnings(operator).call() == expected  # once

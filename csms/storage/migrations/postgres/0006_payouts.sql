@@ -1,0 +1,20 @@
+-- Mirrors ../sqlite/0006_payouts.sql (INTEGER -> BIGINT).
+-- Netted payment of anchored batches: the committed head of the payout hash chain, and
+-- one row per chunk of payout lines with its own pending -> signed -> broadcast -> done.
+ALTER TABLE batches ADD COLUMN payout_head TEXT;
+
+CREATE TABLE payouts (
+    batch_id    BIGINT NOT NULL REFERENCES batches(id),
+    chunk_no    BIGINT NOT NULL,
+    lines       TEXT NOT NULL,
+    next_hash   TEXT NOT NULL,
+    state       TEXT NOT NULL,
+    nonce       BIGINT,
+    raw_tx      TEXT,
+    tx_hash     TEXT,
+    gas_used    BIGINT,
+    paid        BIGINT,
+    unpaid      BIGINT,
+    detail      TEXT,
+    PRIMARY KEY (batch_id, chunk_no)
+);
