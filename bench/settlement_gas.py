@@ -118,7 +118,7 @@ async def run(sizes: list[int], drivers: int = 50) -> dict[str, Any]:
         naive = sum(naive_gas) / len(naive_gas)
         naive_claim = await asyncio.to_thread(_naive_claim_gas, chain)
         for n in sizes:
-            # batch ids restart at 1 in each database: a contract of its own for each
+            # a contract of its own for each size: fresh escrows, comparable gas
             await asyncio.to_thread(chain.deploy)
             await asyncio.to_thread(_deposit_all, chain, min(drivers, n))
             repo = SqliteRepository(Path(folder) / f"b{n}.sqlite3")

@@ -232,15 +232,11 @@ class Chain:
         _owner, balance, cap, _after = self.contract.functions.escrows(tag_hash).call()
         return int(balance), int(cap)
 
-    def payment_events(self, tx_hash: str) -> list[tuple[str, bytes, int]]:
-        """("Paid" | "Unpaid", tag hash, amount) for each line a pay transaction settled."""
+    def unpaid_lines(self, tx_hash: str) -> list[bytes]:
+        """Tag hashes of the lines a pay transaction could not cover (the rest were paid)."""
         receipt = self.w3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
-        out: list[tuple[str, bytes, int]] = []
-        for name in ("Paid", "Unpaid"):
-            event = getattr(self.contract.events, name)()
-            for e in event.process_receipt(receipt, errors=DISCARD):
-                out.append((name, bytes(e["args"]["tag_hash"]), int(e["args"]["amount"])))
-        return out
+        return [bytes(e["args"]["tag_hash"])
+                for e in self.contract.events.Unpaid().process_receipt(receipt, errors=DISCARD)]
 
     def broadcast(self, raw_tx: str) -> None:
         """Send a raw transaction; a node that already knows it is not an error."""

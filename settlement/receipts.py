@@ -72,7 +72,7 @@ def _receipt(batch: dict[str, Any], item: dict[str, Any], proof: list[bytes],
         "proof": ["0x" + p.hex() for p in proof],
         "root": batch["root"],
         "payout_head": batch.get("payout_head"),
-        "batch_id": batch["id"],
+        "batch_id": int(batch.get("chain_batch_id") or batch["id"]),  # as anchored
         "chain": {
             "chain_id": batch["chain_id"], "contract": batch["contract"],
             "tx_hash": batch["tx_hash"], "block_number": batch["block_number"],

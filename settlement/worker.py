@@ -24,6 +24,7 @@ import contextlib
 import json
 import logging
 import re
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -38,7 +39,9 @@ from settlement.payouts import Line, anchor_key, chain_hashes, chunked, net_line
 from settlement.records import leaf_of, samples_hash, tag_hash
 from settlement.states import BatchState, check_transition
 
-__all__ = ["SettlementWorker", "WorkerSummary", "find_tariff", "session_record"]
+__all__ = [
+    "SettlementWorker", "WorkerSummary", "chain_batch_id", "find_tariff", "session_record",
+]
 
 log = logging.getLogger("settlement.worker")
 
@@ -124,6 +127,23 @@ def _head(batch: dict[str, Any]) -> bytes:
     return bytes.fromhex(head[2:]) if head else bytes(32)
 
 
+def chain_batch_id(batch: dict[str, Any]) -> int:
+    """The batch's id on chain (the local id for batches made before ledger ids)."""
+    value = batch.get("chain_batch_id")
+    return int(value) if value else int(batch["id"])
+
+
+async def _ledger_id(tx: Tx) -> int:
+    """This database's random ledger id, made once (every node of a cluster agrees)."""
+    row = await tx.fetchone("SELECT value FROM ledger_info WHERE name = 'ledger_id'")
+    if row is None:
+        await tx.execute("INSERT INTO ledger_info (name, value) VALUES ('ledger_id', ?)"
+                         " ON CONFLICT DO NOTHING", str(secrets.randbits(63) + 1))
+        row = await tx.fetchone("SELECT value FROM ledger_info WHERE name = 'ledger_id'")
+        assert row is not None
+    return int(row["value"])
+
+
 def _anchored(batch: dict[str, Any]) -> bytes:
     """What the contract anchors for this batch (see ``settlement.payouts.anchor_key``)."""
     return anchor_key(bytes.fromhex(batch["root"][2:]), _head(batch))
@@ -184,6 +204,8 @@ class SettlementWorker:
                 if head is not None:
                     await tx.execute("UPDATE batches SET payout_head = ? WHERE id = ?", head,
                                      batch_id)
+                await tx.execute("UPDATE batches SET chain_batch_id = ? WHERE id = ?",
+                                 str(await _ledger_id(tx) * 2**64 + batch_id), batch_id)
                 for position, (rec, leaf) in enumerate(zip(records, leaves, strict=True)):
                     await tx.execute(
                         "INSERT INTO batch_items (batch_id, position, session_id, record,"
@@ -310,7 +332,8 @@ class SettlementWorker:
             max_fee, tip = await self._chain(chain.fees)
             nonce = await self._next_nonce()
             raw, tx_hash = await self._chain(chain.sign_anchor, _anchored(batch),
-                                             batch["count"], batch["id"], nonce, max_fee, tip)
+                                             batch["count"], chain_batch_id(batch), nonce,
+                                             max_fee, tip)
             await self._move(batch, BatchState.SIGNED, raw_tx=raw, tx_hash=tx_hash, nonce=nonce,
                              max_fee=str(max_fee), priority_fee=str(tip))
             self._hook("after_sign", batch["id"])
@@ -356,7 +379,7 @@ class SettlementWorker:
         max_fee = max(max_fee, base_fee + tip)
         raw, tx_hash = await self._chain(
             self.chain.sign_anchor, _anchored(batch), batch["count"],
-            batch["id"], batch["nonce"], max_fee, tip)
+            chain_batch_id(batch), batch["nonce"], max_fee, tip)
         replaced = [*json.loads(batch["replaced"] or "[]"), batch["tx_hash"]]
         log.warning("! batch %s stuck: replacing %s with %s (fees +25%%)", batch["id"],
                     batch["tx_hash"], tx_hash)
@@ -399,7 +422,7 @@ class SettlementWorker:
         return len(rows)
 
     async def _set_payout(self, chunk: dict[str, Any], state: str,
-                          events: list[tuple[str, bytes, int]] | None = None,
+                          outcome: dict[bytes, str] | None = None,
                           **fields: Any) -> None:
         sets = "".join(f", {k} = ?" for k in fields)
 
@@ -410,22 +433,21 @@ class SettlementWorker:
                 chunk["chunk_no"], chunk["state"])
             if changed != 1:
                 raise RuntimeError(f"payout {chunk['batch_id']}/{chunk['chunk_no']} changed")
-            if events is not None:
-                await self._mark_paid(tx, chunk["batch_id"], events)
+            if outcome is not None:
+                await self._mark_paid(tx, chunk["batch_id"], outcome)
 
         await self.repo.unit(work)
         log.info("= batch %s payout chunk %s: %s -> %s", chunk["batch_id"], chunk["chunk_no"],
                  chunk["state"], state)
         chunk.update(fields, state=state)
 
-    async def _mark_paid(self, tx: Tx, batch_id: int,
-                         events: list[tuple[str, bytes, int]]) -> None:
-        outcome = {"0x" + th.hex(): ("paid" if name == "Paid" else "unpaid")
-                   for name, th, _amount in events}
+    async def _mark_paid(self, tx: Tx, batch_id: int, outcome: dict[bytes, str]) -> None:
+        """Sessions of the chunk's drivers: paid, or unpaid (claimable one by one)."""
+        by_hex = {"0x" + th.hex(): state for th, state in outcome.items()}
         items = await tx.fetchall(
             "SELECT session_id, record FROM batch_items WHERE batch_id = ?", batch_id)
         for item in items:
-            state = outcome.get(json.loads(item["record"])["id_tag_hash"])
+            state = by_hex.get(json.loads(item["record"])["id_tag_hash"])
             if state is not None:
                 await tx.execute("UPDATE sessions SET settlement_state = ? WHERE id = ?",
                                  state, item["session_id"])
@@ -457,10 +479,11 @@ class SettlementWorker:
                 await self._set_payout(chunk, "failed", gas_used=receipt.gas_used,
                                        detail="reverted")
                 return
-            events = await self._chain(chain.payment_events, chunk["tx_hash"])
-            paid = sum(1 for e in events if e[0] == "Paid")
-            await self._set_payout(chunk, "done", events, gas_used=receipt.gas_used, paid=paid,
-                                   unpaid=len(events) - paid)
+            unpaid = set(await self._chain(chain.unpaid_lines, chunk["tx_hash"]))
+            outcome = {line.tag_hash: ("unpaid" if line.tag_hash in unpaid else "paid")
+                       for line in map(Line.from_json, json.loads(chunk["lines"]))}
+            await self._set_payout(chunk, "done", outcome, gas_used=receipt.gas_used,
+                                   paid=len(outcome) - len(unpaid), unpaid=len(unpaid))
 
     async def run_once(self, timeout: float = 120.0) -> WorkerSummary:
         """Settle everything pending now: batch it all, drive every batch to finalized."""

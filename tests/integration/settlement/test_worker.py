@@ -256,3 +256,26 @@ async def test_batches_are_paid_netted_per_driver_exactly_once(
     again = await SettlementWorker(repo, memory_chain, batch_size=100).run_once()
     assert again.sessions_batched == 0
     assert memory_chain.contract.functions.earnings(operator).call() == expected  # once
+
+
+async def test_two_databases_share_one_contract(tmp_path: Any, memory_chain: Chain) -> None:
+    """Batch ids on chain carry a per-database ledger id: local ids 1, 1 never collide."""
+    from csms.storage.sqlite import SqliteRepository
+
+    repos = [SqliteRepository(tmp_path / f"ledger{i}.sqlite3") for i in range(2)]
+    try:
+        for n, r in enumerate(repos):
+            await add_sessions(r, 2, station=f"CP{n}")  # different records, same local ids
+            await SettlementWorker(r, memory_chain, batch_size=10).run_once()
+        ids = []
+        for r in repos:
+            [batch] = await batches(r)
+            assert (batch["id"], batch["state"]) == (1, "finalized")
+            ids.append(int(batch["chain_batch_id"]))
+            receipt = await load_receipt(r, 1, None)
+            assert receipt["batch_id"] == int(batch["chain_batch_id"])
+            assert verify_receipt(receipt, memory_chain.w3).valid
+        assert ids[0] != ids[1] and all(i % 2**64 == 1 for i in ids)
+    finally:
+        for r in repos:
+            await r.close()
