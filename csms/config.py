@@ -8,7 +8,10 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Settings"]
+__all__ = ["COMPRESSION_MODES", "Settings"]
+
+
+COMPRESSION_MODES = ("stateless", "context", "off")
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +24,10 @@ class Settings:
     boot_retry_interval: int = 30
     call_timeout: float = 30.0
     max_frame_bytes: int = 65536
+    # permessage-deflate: "stateless" (a zlib context per message, none kept between
+    # messages: no memory per idle connection), "context" (contexts kept per connection,
+    # ~50 KiB each, better ratio across messages) or "off"
+    ws_compression: str = "stateless"  # one of COMPRESSION_MODES
     ping_interval: float = 20.0
     ping_timeout: float = 20.0
     close_timeout: float = 5.0

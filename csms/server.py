@@ -35,10 +35,11 @@ from typing import Any
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
+from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
-from csms.config import Settings
+from csms.config import COMPRESSION_MODES, Settings
 from csms.domain.model import Station
 from csms.metrics import Metrics
 from csms.protocol import (
@@ -61,7 +62,10 @@ from csms.service.ports import Repository, StorageError, Tx
 from csms.service.ratelimit import FailureLimiter
 from csms.translate import Handler, routes_for
 
-__all__ = ["CallFailed", "CallTimeout", "CentralSystem", "StationConnection", "StationOffline"]
+__all__ = [
+    "CallFailed", "CallTimeout", "CentralSystem", "StationConnection",
+    "StationOffline", "compression_options",
+]
 
 log = logging.getLogger("csms.server")
 
@@ -224,6 +228,23 @@ class StationConnection:
         await self.ws.close(code, reason)
 
 
+def compression_options(mode: str) -> dict[str, Any]:
+    """websockets options for a ``ws_compression`` mode (see :class:`Settings`)."""
+    if mode == "off":
+        return {"compression": None}
+    if mode == "context":
+        return {"compression": "deflate"}  # websockets' defaults: window 2^12, memLevel 5
+    if mode == "stateless":
+        # Both sides reset their zlib contexts after each message (RFC 7692
+        # no_context_takeover): a connection holds no compressor between messages.
+        # OCPP messages are small JSON objects, so little ratio is lost.
+        return {"compression": None, "extensions": [ServerPerMessageDeflateFactory(
+            server_no_context_takeover=True, client_no_context_takeover=True,
+            server_max_window_bits=12, client_max_window_bits=12,
+            compress_settings={"memLevel": 5})]}
+    raise ValueError(f"ws_compression must be one of {', '.join(COMPRESSION_MODES)}: {mode!r}")
+
+
 def _basic_credentials(headers: Headers) -> tuple[str, str] | None:
     value = headers.get("Authorization")
     if not value or not value.lower().startswith("basic "):
@@ -290,6 +311,7 @@ class CentralSystem:
             "server_header": None,
             # A dead peer never answers the closing handshake: do not wait long.
             "close_timeout": self.settings.close_timeout,
+            **compression_options(self.settings.ws_compression),
         }
         if self.settings.port >= 0:
             self._server = await serve(

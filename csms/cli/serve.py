@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from csms.cli.common import DbOption, console, run, settings_for
-from csms.config import Settings
+from csms.config import COMPRESSION_MODES, Settings
 
 __all__ = ["serve"]
 
@@ -106,6 +106,10 @@ def serve(
     data_dir: Annotated[
         str | None, typer.Option(help="Folder for the admin token, chain state, caches")
     ] = None,
+    ws_compression: Annotated[
+        str | None, typer.Option(help="permessage-deflate: stateless (per message, no memory"
+                                      " per idle connection), context, off [default: stateless]")
+    ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
 ) -> None:
     """Accept stations at ws://HOST:PORT/<station_id> (OCPP 1.6-J and 2.0.1)."""
@@ -118,8 +122,11 @@ def serve(
         heartbeat_interval=heartbeat_interval, admin_port=admin_port, mqtt=mqtt,
         node_id=node_id, data_dir=data_dir, tls_cert=tls_cert, tls_key=tls_key,
         tls_port=tls_port, client_ca=client_ca, chain=chain, batch_size=batch_size,
-        max_wait=max_wait,
+        max_wait=max_wait, ws_compression=ws_compression,
     )
+    if settings.ws_compression not in COMPRESSION_MODES:
+        raise typer.BadParameter(f"choose one of {', '.join(COMPRESSION_MODES)}",
+                                 param_hint="--ws-compression")
     for name in ("tls_cert", "tls_key", "client_ca"):
         path = getattr(settings, name)
         if path and not Path(path).is_file():

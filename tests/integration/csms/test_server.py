@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import http.client
+import json
 from typing import Any
 
 import pytest
@@ -324,3 +325,31 @@ async def test_authorize(csms_server: RunningServer, version: str, tag: str, sta
             r = await c.result("Authorize", {"idToken": {"idToken": tag, "type": "ISO14443"}})
             assert r["idTokenInfo"]["status"] == status
 
+
+
+@pytest.mark.parametrize(("mode", "header"), [
+    ("stateless", "permessage-deflate; server_no_context_takeover; client_no_context_takeover;"
+                  " server_max_window_bits=12; client_max_window_bits=12"),
+    ("context", "permessage-deflate; server_max_window_bits=12; client_max_window_bits=12"),
+    ("off", None),
+])
+async def test_compression_modes(tmp_path: Any, mode: str, header: str | None) -> None:
+    """stateless (the default) keeps no zlib context between messages; messages still flow."""
+    from csms.config import Settings
+
+    server = RunningServer(Settings(db=str(tmp_path / "c.db"), port=0, admin_port=-1,
+                                    data_dir=str(tmp_path / "d"), ws_compression=mode))
+    await server.start()
+    try:
+        await server.add_station("CP1")
+        async with connect(f"{server.url}/CP1", subprotocols=["ocpp1.6"]) as ws:
+            assert ws.response is not None
+            assert ws.response.headers.get("Sec-WebSocket-Extensions") == header
+            big = {"chargePointVendor": "V" * 20, "chargePointModel": "M" * 20,
+                   "firmwareVersion": "1" * 50}
+            for i in range(3):  # several messages through fresh contexts each time
+                await ws.send(json.dumps([2, str(i), "BootNotification", big]))
+                answer = await ws.recv()
+                assert f'[3,"{i}",' in str(answer) and "Accepted" in str(answer)
+    finally:
+        await server.stop()
