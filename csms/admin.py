@@ -21,10 +21,12 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from csms.bus.commands import CommandBus, NodeUnavailable
 from csms.metrics import Metrics
 from csms.protocol import OcppVersion
 from csms.server import CallFailed, CallTimeout, CentralSystem, StationOffline
 from csms.service.auth import hash_password, validate_password
+from csms.service.cluster import live_nodes
 from csms.service.ports import Repository, Tx
 from csms.service.views import session_json, station_detail, stations_view
 from csms.translate.commands import (
@@ -66,9 +68,10 @@ def _error(status: int, message: str) -> web.Response:
 class AdminApi:
     def __init__(
         self, central: CentralSystem, repo: Repository, token: str, metrics: Metrics,
-        host: str = "127.0.0.1", port: int = 9001,
+        host: str = "127.0.0.1", port: int = 9001, bus: CommandBus | None = None,
     ) -> None:
         self.central = central
+        self.bus = bus  # commands for stations on other nodes go over MQTT
         self.repo = repo
         self.token = token
         self.metrics = metrics
@@ -204,14 +207,17 @@ class AdminApi:
 
     async def run_command(
         self, station_id: str, command: str, args: dict[str, Any], timeout: Any = None,
+        *, forwarded: bool = False,
     ) -> tuple[int, dict[str, Any]]:
+        """Run an operator command on a station: here, or on the node holding its socket."""
         if command not in COMMANDS:
             return 404, {"error": f"unknown command {command!r}",
                          "commands": sorted(COMMANDS)}
         conn = self.central.connections.get(station_id)
+        if conn is None and not forwarded and self.bus is not None:
+            return await self._forward(station_id, command, args, timeout)
         if conn is None:
-            return 409, {"error": f"station {station_id} is not connected to this node",
-                         "status": "Offline"}
+            return 409, {"error": f"station {station_id} is not connected", "status": "Offline"}
         try:
             args = await self._resolve(station_id, conn.version, command, args)
             call = build_call(conn.version, command, args)
@@ -241,6 +247,30 @@ class AdminApi:
         return 200, {"status": word, "action": call.action,
                      "ocpp_version": conn.version.short, "response": response,
                      **({"switched": True} if command == "set-password" else {})}
+
+    async def _forward(
+        self, station_id: str, command: str, args: dict[str, Any], timeout: Any,
+    ) -> tuple[int, dict[str, Any]]:
+        """The station is on another live node: ask that node over the bus."""
+        assert self.bus is not None
+
+        async def where(tx: Tx) -> str | None:
+            station = await tx.get_station(station_id)
+            if station is None or station.connected_node is None:
+                return None
+            alive = await live_nodes(tx, datetime.now(UTC))
+            return station.connected_node if station.connected_node in alive else None
+
+        node = await self.repo.read(where)
+        if node is None or node == self.central.node_id:
+            return 409, {"error": f"station {station_id} is not connected", "status": "Offline"}
+        wait = (float(timeout) if timeout else self.central.settings.call_timeout) + 5.0
+        try:
+            status, result = await self.bus.request(node, station_id, command, args,
+                                                    float(timeout) if timeout else None, wait)
+        except NodeUnavailable as exc:
+            return 504, {"error": str(exc), "status": "Timeout", "node": node}
+        return status, {**result, "node": node}
 
     async def _store_password(self, station_id: str, password: str) -> None:
         digest = await asyncio.to_thread(hash_password, password)

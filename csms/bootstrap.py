@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from csms.admin import AdminApi, load_or_create_token
+from csms.bus.commands import CommandBus
 from csms.bus.relay import OutboxRelay
 from csms.config import Settings
 from csms.metrics import Metrics
 from csms.server import CentralSystem
 from csms.service.charging import ChargingService
-from csms.service.ports import Repository
+from csms.service.cluster import beat
+from csms.service.ports import Repository, StorageError, Tx
 from csms.storage import open_repository
 
 __all__ = ["App", "build"]
 
 log = logging.getLogger("csms.bootstrap")
+
+NODE_BEAT_SECONDS = 5.0
 
 
 @dataclass
@@ -30,6 +36,7 @@ class App:
     metrics: Metrics
     admin: AdminApi | None = None
     relay: OutboxRelay | None = None
+    bus: CommandBus | None = None
     chain: Any = None
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -37,10 +44,22 @@ class App:
     async def start(self) -> None:
         """Listen for stations, start the admin API and the background workers."""
         await self.central.start()
-        if self.admin is not None:
+        await self._beat()
+        self._tasks.append(asyncio.create_task(self._beating(), name="node-beat"))
+        if self.admin is not None and self.settings.admin_port >= 0:
             await self.admin.start()
         if self.relay is not None:
             self._tasks.append(asyncio.create_task(self.relay.run(self._stop), name="relay"))
+        if self.bus is not None and self.admin is not None:
+            admin = self.admin
+
+            async def handle(station_id: str, command: str, args: dict[str, Any],
+                             timeout: float | None) -> tuple[int, dict[str, Any]]:
+                return await admin.run_command(station_id, command, args, timeout,
+                                               forwarded=True)
+
+            self._tasks.append(asyncio.create_task(self.bus.run(handle, self._stop),
+                                                   name="command-bus"))
         if self.settings.chain:
             # Imported here: web3 and the compiler are not needed without settlement.
             from settlement.chain import open_chain
@@ -51,9 +70,30 @@ class App:
             worker = SettlementWorker(
                 self.repo, self.chain, batch_size=self.settings.batch_size,
                 max_wait=self.settings.max_wait, confirmations=self.settings.confirmations,
-                publish_events=bool(self.settings.mqtt), payee=self.settings.payee or None)
+                publish_events=bool(self.settings.mqtt), payee=self.settings.payee or None,
+                holder=self.central.node_id)
             self._tasks.append(asyncio.create_task(worker.run_forever(self._stop),
                                                    name="settlement"))
+
+    async def _beat(self) -> None:
+        node = self.central.node_id
+
+        async def work(tx: Tx) -> None:
+            await beat(tx, node, datetime.now(UTC))
+
+        await self.repo.unit(work)
+
+    async def _beating(self) -> None:
+        """Tell the other nodes this one is alive (see csms.service.cluster)."""
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), NODE_BEAT_SECONDS)
+            if self._stop.is_set():
+                return
+            try:
+                await self._beat()
+            except StorageError as exc:
+                log.warning("! node beat not stored: %s", exc)
 
     async def close(self) -> None:
         self._stop.set()
@@ -81,12 +121,14 @@ async def build(settings: Settings) -> App:
         publish_events=bool(settings.mqtt),
     )
     central = CentralSystem(settings, repo, service, metrics)
+    bus = CommandBus(settings.mqtt, central.node_id) if settings.mqtt else None
     admin = None
-    if settings.admin_port >= 0:
-        admin = AdminApi(
-            central, repo, load_or_create_token(settings.admin_token_path), metrics,
-            settings.admin_host, settings.admin_port,
-        )
+    if settings.admin_port >= 0 or bus is not None:
+        # Without the HTTP API a node still runs the commands other nodes forward to it.
+        token = load_or_create_token(settings.admin_token_path) if settings.admin_port >= 0 \
+            else ""
+        admin = AdminApi(central, repo, token, metrics, settings.admin_host,
+                         settings.admin_port, bus=bus)
     relay = OutboxRelay(repo, settings.mqtt, client_id=f"voltledger-{central.node_id}") if (
         settings.mqtt) else None
-    return App(settings, repo, service, central, metrics, admin, relay)
+    return App(settings, repo, service, central, metrics, admin, relay, bus)

@@ -23,15 +23,18 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import re
 import secrets
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from csms.domain.tariff import Tariff, price_minor
+from csms.service.cluster import acquire_lease, lease_holder, release_lease
 from csms.service.ports import Repository, Tx
 from settlement.chain import Chain
 from settlement.merkle import MerkleTree
@@ -40,7 +43,8 @@ from settlement.records import leaf_of, samples_hash, tag_hash
 from settlement.states import BatchState, check_transition
 
 __all__ = [
-    "SettlementWorker", "WorkerSummary", "chain_batch_id", "find_tariff", "session_record",
+    "LeaseHeld", "SettlementWorker", "WorkerSummary", "chain_batch_id", "find_tariff",
+    "session_record",
 ]
 
 log = logging.getLogger("settlement.worker")
@@ -149,12 +153,26 @@ def _anchored(batch: dict[str, Any]) -> bytes:
     return anchor_key(bytes.fromhex(batch["root"][2:]), _head(batch))
 
 
+LEASE = "settlement"
+LEASE_TTL = timedelta(seconds=30)
+
+
+class LeaseHeld(Exception):
+    """Another worker settles this database now."""
+
+    def __init__(self, holder: str) -> None:
+        super().__init__(f"the settlement worker {holder} is settling this database;"
+                         " it settles the pending sessions")
+        self.holder = holder
+
+
 class SettlementWorker:
     def __init__(
         self, repo: Repository, chain: Chain, *, batch_size: int = 1000,
         max_wait: float = 60.0, confirmations: int = 1, stuck_after: float = 30.0,
         payee: str | None = None, publish_events: bool = False,
-        hooks: dict[str, Callable[[int], None]] | None = None,
+        hooks: dict[str, Callable[[int], None]] | None = None, holder: str | None = None,
+        lease_ttl: timedelta = LEASE_TTL,
     ) -> None:
         self.repo = repo
         self.chain = chain
@@ -167,6 +185,9 @@ class SettlementWorker:
         if not re.fullmatch(r"0x[0-9a-fA-F]{40}", self.payee):
             raise ValueError(f"payee {self.payee!r} is not an address (0x + 40 hex digits)")
         self.publish_events = publish_events
+        # who holds the settlement lease while this worker runs (a node id)
+        self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.lease_ttl = lease_ttl
         # crash points for tests: after_sign, after_broadcast, after_pay_sign, after_pay_broadcast
         self.hooks = hooks or {}
 
@@ -485,13 +506,48 @@ class SettlementWorker:
             await self._set_payout(chunk, "done", outcome, gas_used=receipt.gas_used,
                                    paid=len(outcome) - len(unpaid), unpaid=len(unpaid))
 
+    # -- one worker per database: the settlement lease ---------------------------------
+    async def _lease(self) -> bool:
+        async def work(tx: Tx) -> bool:
+            return await acquire_lease(tx, LEASE, self.holder, _now(), self.lease_ttl)
+
+        return bool(await self.repo.unit(work))
+
+    async def _release(self) -> None:
+        async def work(tx: Tx) -> None:
+            await release_lease(tx, LEASE, self.holder)
+
+        with contextlib.suppress(Exception):
+            await self.repo.unit(work)
+
+    async def _holder(self) -> str | None:
+        async def work(tx: Tx) -> str | None:
+            return await lease_holder(tx, LEASE, _now())
+
+        return await self.repo.read(work)
+
     async def run_once(self, timeout: float = 120.0) -> WorkerSummary:
-        """Settle everything pending now: batch it all, drive every batch to finalized."""
+        """Settle everything pending now: batch it all, drive every batch to finalized.
+
+        Raises :class:`LeaseHeld` while another worker (another node) settles.
+        """
+        if not await self._lease():
+            raise LeaseHeld(await self._holder() or "another worker")
+        try:
+            return await self._run_once(timeout)
+        finally:
+            await self._release()
+
+    async def _run_once(self, timeout: float) -> WorkerSummary:
         summary = WorkerSummary()
         summary.batches_created, summary.sessions_batched = await self.build_batches(force=True)
+        renewed = asyncio.get_running_loop().time()
         async with asyncio.timeout(timeout):
-            while await self.advance():  # noqa: ASYNC110 - polling the chain for receipts
-                await asyncio.sleep(0.05)
+            while await self.advance():
+                await asyncio.sleep(0.05)  # polling the chain for receipts
+                if asyncio.get_running_loop().time() - renewed > 5:
+                    await self._lease()  # renewed while the chain is slow
+                    renewed = asyncio.get_running_loop().time()
 
         async def totals(tx: Tx) -> tuple[int, int]:
             row = await tx.fetchone("SELECT count(*) AS n, coalesce(sum(gas_used), 0) AS g"
@@ -503,11 +559,23 @@ class SettlementWorker:
         return summary
 
     async def run_forever(self, stop: asyncio.Event, interval: float = 1.0) -> None:
-        while not stop.is_set():
-            try:
-                await self.build_batches()
-                await self.advance()
-            except Exception:  # the chain may be down: sessions wait and settle later
-                log.exception("! settlement step failed; retrying")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval)
+        """Settle until ``stop``: only while holding the lease, so one worker per database."""
+        leading = False
+        try:
+            while not stop.is_set():
+                try:
+                    held = await self._lease()
+                    if held != leading:
+                        leading = held
+                        log.info("= settlement worker %s: %s", self.holder,
+                                 "holds the lease, settling" if held else "standing by")
+                    if held:
+                        await self.build_batches()
+                        await self.advance()
+                except Exception:  # the chain may be down: sessions wait and settle later
+                    log.exception("! settlement step failed; retrying")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), interval)
+        finally:
+            if leading:
+                await self._release()

@@ -129,7 +129,7 @@ async def _settle(repo: Repository, chain_spec: str, data_dir: str, batch_size: 
     from rich.progress import Progress, SpinnerColumn, TextColumn
 
     from settlement.chain import ContractMissing
-    from settlement.worker import SettlementWorker
+    from settlement.worker import LeaseHeld, SettlementWorker
 
     chain = await asyncio.to_thread(_open_chain, chain_spec, data_dir, keystore, password_file)
     try:
@@ -153,6 +153,8 @@ async def _settle(repo: Repository, chain_spec: str, data_dir: str, batch_size: 
                 return await worker.run_once()
             except ContractMissing as exc:
                 raise CliError(str(exc)) from None
+            except LeaseHeld as exc:
+                fail(str(exc), 1)
     finally:
         await asyncio.to_thread(chain.close)
 

@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 from csms.domain.model import Session, Station
+from csms.service.cluster import live_nodes
 from csms.service.ports import Tx
 
 __all__ = [
@@ -50,12 +51,17 @@ def session_json(s: Session) -> dict[str, Any]:
     }
 
 
-def station_json(s: Station, connectors: list[dict[str, Any]]) -> dict[str, Any]:
-    """A station as ``csms stations list --json`` and the admin API show it."""
+def station_json(s: Station, connectors: list[dict[str, Any]],
+                 live: set[str] | None = None) -> dict[str, Any]:
+    """A station as ``csms stations list --json`` and the admin API show it.
+
+    ``live``: the nodes still beating; a socket on a dead node is offline.
+    """
+    online = s.connected_node is not None and (live is None or s.connected_node in live)
     return {
         "id": s.id,
-        "online": s.connected_node is not None,
-        "node": s.connected_node,
+        "online": online,
+        "node": s.connected_node if online else None,
         "ocpp_version": s.ocpp_version.removeprefix("ocpp") if s.ocpp_version else None,
         "boot": s.boot_policy.value,
         "security_profile": s.security_profile,
@@ -82,7 +88,8 @@ async def stations_view(tx: Tx, station_id: str | None = None) -> list[dict[str,
         stations = [] if one is None else [one]
     else:
         stations = await tx.list_stations()
-    return [station_json(s, connectors.get(s.id, [])) for s in stations]
+    live = await live_nodes(tx, datetime.now(UTC))
+    return [station_json(s, connectors.get(s.id, []), live) for s in stations]
 
 
 async def station_detail(tx: Tx, station_id: str) -> dict[str, Any] | None:
