@@ -28,6 +28,7 @@ import logging
 import random
 import uuid
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -126,8 +127,12 @@ class Station:
         retry_interval: float = 1.0,
         backoff_base: float = 0.2,
         backoff_cap: float = 10.0,
+        fallback_urls: Sequence[str] = (),
     ) -> None:
-        self.url = url.rstrip("/")
+        # the central system's address, then others to try in turn when it cannot be
+        # reached (several nodes without a load balancer in front)
+        self.urls = [u.rstrip("/") for u in (url, *fallback_urls)]
+        self._url_index = 0
         self.station_id = station_id
         self.version = version if isinstance(version, OcppVersion) else OcppVersion.parse(version)
         self.password = password
@@ -236,6 +241,11 @@ class Station:
                 self._queue_changed.clear()
                 await self._queue_changed.wait()
 
+    @property
+    def url(self) -> str:
+        """The address this station connects (or last connected) to."""
+        return self.urls[self._url_index]
+
     def _headers(self) -> dict[str, str]:
         if self.password is None:
             return {}
@@ -258,6 +268,7 @@ class Station:
                 if isinstance(exc, InvalidStatus) and exc.response.status_code in (401, 404):
                     log.warning("! %s refused: HTTP %d", self.station_id,
                                 exc.response.status_code)
+                self._url_index = (self._url_index + 1) % len(self.urls)
                 await asyncio.sleep(backoff_delay(attempt, self.backoff_base, self.backoff_cap,
                                                   self.rng))
                 attempt += 1

@@ -279,3 +279,55 @@ async def test_two_databases_share_one_contract(tmp_path: Any, memory_chain: Cha
     finally:
         for r in repos:
             await r.close()
+
+
+async def test_one_worker_settles_at_a_time_and_another_takes_over(
+    repo: Any, memory_chain: Chain
+) -> None:
+    """Two nodes' workers on one database: the lease holder settles; when it stops, the
+    other one takes over; no session in two batches, every batch anchored once."""
+    from datetime import timedelta
+
+    from csms.service.cluster import lease_holder
+    from settlement.worker import LeaseHeld
+
+    ttl = timedelta(seconds=1)
+    stops = {"A": asyncio.Event(), "B": asyncio.Event()}
+    workers = {h: SettlementWorker(repo, memory_chain, batch_size=100, max_wait=0, holder=h,
+                                   lease_ttl=ttl) for h in stops}
+    tasks = {h: asyncio.create_task(w.run_forever(stops[h], interval=0.1))
+             for h, w in workers.items()}
+
+    async def holder() -> str | None:
+        async def work(tx: Any) -> str | None:
+            from datetime import UTC, datetime
+
+            return await lease_holder(tx, "settlement", datetime.now(UTC))
+
+        return await repo.read(work)
+
+    async def settled(n: int) -> None:
+        async with asyncio.timeout(30):
+            while len(await settled_sessions(repo)) < n or any(
+                    b["state"] != "finalized" for b in await batches(repo)):
+                await asyncio.sleep(0.1)
+
+    try:
+        await add_sessions(repo, 4)
+        await settled(4)
+        first = await holder()
+        assert first in ("A", "B")
+        with pytest.raises(LeaseHeld, match=first):
+            await SettlementWorker(repo, memory_chain, holder="C").run_once()
+        stops[first].set()
+        await tasks[first]
+        await add_sessions(repo, 3, station="CP2")
+        await settled(7)
+        second = await holder()
+        assert second is not None and second != first
+    finally:
+        for h in stops:
+            stops[h].set()
+        await asyncio.gather(*tasks.values())
+    assert await settled_sessions(repo) == sorted(set(await settled_sessions(repo)))
+    assert [(b["state"], b["replaced"]) for b in await batches(repo)] == [("finalized", "[]")] * 2
