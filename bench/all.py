@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench import connections, settlement_gas, throughput
+from bench import cluster, connections, settlement_gas, throughput
 
 __all__ = ["main"]
 
@@ -13,6 +13,8 @@ def main() -> None:
     throughput.main(["--stations", "100", "5000", "--duration", "20", "--ocpp", "1.6"])
     connections.main(["--stations", "10000"])
     settlement_gas.main(["--sizes", "1", "100", "1000", "10000"])
+    settlement_gas.main(["--sizes", "1000", "--drivers", "1000"])  # every session its driver
+    cluster.main(["--stations", "400", "--duration", "20"])
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["free_port", "load", "rss_kib", "server", "wait_port"]
+__all__ = ["free_port", "load", "load_parallel", "rss_kib", "server", "wait_port"]
 
 
 def free_port() -> int:
@@ -41,7 +41,8 @@ def rss_kib(pid: int) -> int:
 
 
 @contextlib.contextmanager
-def server(kind: str, db: str | None = None) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+def server(kind: str, db: str | None = None,
+           extra: list[str] | None = None) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
     """``voltledger`` (csms serve, auto-registering) or ``baseline`` (the ocpp library way)."""
     port = free_port()
     with tempfile.TemporaryDirectory() as folder:
@@ -50,7 +51,8 @@ def server(kind: str, db: str | None = None) -> Iterator[tuple[int, subprocess.P
         else:
             cmd = [sys.executable, "-m", "csms", "serve", "--port", str(port),
                    "--db", db or str(Path(folder) / "bench.sqlite3"), "--auto-register",
-                   "--admin-port", "-1", "--data-dir", folder, "--log-level", "error"]
+                   "--admin-port", "-1", "--data-dir", folder, "--log-level", "error",
+                   *(extra or [])]
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             wait_port(port)
@@ -63,12 +65,33 @@ def server(kind: str, db: str | None = None) -> Iterator[tuple[int, subprocess.P
                 proc.kill()
 
 
+def _load_cmd(port: int, stations: int, ocpp: str, duration: float, procs: int,
+              prefix: str) -> list[str]:
+    return [sys.executable, "-m", "chargers_sim", "load", "--url", f"ws://127.0.0.1:{port}",
+            "--count", str(stations), "--ocpp", ocpp, "--duration", str(duration),
+            "--procs", str(procs), "--id-prefix", prefix, "--json"]
+
+
 def load(port: int, stations: int, ocpp: str, duration: float, procs: int,
          prefix: str) -> dict[str, Any]:
-    cmd = [sys.executable, "-m", "chargers_sim", "load", "--url", f"ws://127.0.0.1:{port}",
-           "--count", str(stations), "--ocpp", ocpp, "--duration", str(duration),
-           "--procs", str(procs), "--id-prefix", prefix, "--json"]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True,
+    out = subprocess.run(_load_cmd(port, stations, ocpp, duration, procs, prefix),
+                         capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONWARNINGS": "ignore"}).stdout
     result: dict[str, Any] = json.loads(out)
     return result
+
+
+def load_parallel(targets: list[tuple[int, int, str]], ocpp: str,
+                  duration: float) -> list[dict[str, Any]]:
+    """Several load generators at once: (port, stations, id prefix) each."""
+    procs = [subprocess.Popen(_load_cmd(port, n, ocpp, duration, 1, prefix),
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                              env={**os.environ, "PYTHONWARNINGS": "ignore"})
+             for port, n, prefix in targets]
+    results = []
+    for p in procs:
+        out, _ = p.communicate()
+        if p.returncode != 0:
+            raise RuntimeError(f"load generator failed ({p.returncode})")
+        results.append(json.loads(out))
+    return results

@@ -8,13 +8,19 @@ import sys
 
 import pytest
 
+from support import require_service
+
 
 @pytest.mark.parametrize("args", [
     ["bench.throughput", "--stations", "5", "--duration", "1", "--ocpp", "1.6"],
     ["bench.settlement_gas", "--sizes", "1", "10"],
     ["bench.connections", "--stations", "5", "--interval", "1"],
+    ["bench.cluster", "--stations", "4", "--duration", "1"],
 ])
 def test_benchmark_runs(args: list[str]) -> None:
+    if args[0] == "bench.cluster":
+        require_service("PostgreSQL", "127.0.0.1", 5432)
+        require_service("Mosquitto", "127.0.0.1", 1883)
     r = subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True,
                        timeout=180)
     assert r.returncode == 0, r.stderr
