@@ -167,10 +167,13 @@ class Chain:
         return self.w3.eth.contract(address=cast(ChecksumAddress, self.contract_address),
                                     abi=self.artifact["abi"])
 
-    def deploy(self, notice_period: int = NOTICE_PERIOD_S) -> str:
+    def deploy(self, notice_period: int = NOTICE_PERIOD_S, token: str | None = None) -> str:
+        """Deploy the contract; escrows in ``token`` (an ERC-20 address) or the native coin."""
         factory = self.w3.eth.contract(abi=self.artifact["abi"],
                                        bytecode=self.artifact["bytecode"])
-        tx = factory.constructor(notice_period).build_transaction(self._tx_base())
+        token_address = Web3.to_checksum_address(token) if token else "0x" + "00" * 20
+        tx = factory.constructor(notice_period, token_address).build_transaction(
+            self._tx_base())
         receipt = self._send(tx)
         self.contract_address = str(receipt["contractAddress"])
         return self.contract_address
@@ -226,6 +229,11 @@ class Chain:
             "maxFeePerGas": max_fee, "maxPriorityFeePerGas": tip, "gas": gas})
         signed = self.operator.sign_transaction(tx)
         return "0x" + bytes(signed.raw_transaction).hex(), "0x" + bytes(signed.hash).hex()
+
+    def escrow_token(self) -> str | None:
+        """The ERC-20 token the escrows hold (lowercase), or None for the native coin."""
+        address = str(self.contract.functions.token().call())
+        return None if int(address, 16) == 0 else address.lower()
 
     def escrow(self, tag_hash: bytes) -> tuple[int, int]:
         """(balance, highest price per kWh accepted) of a driver's escrow; (0, 0) if none."""
@@ -298,7 +306,8 @@ def _deployment_file(data_dir: Path) -> Path:
 
 
 def open_chain(spec: str, data_dir: str | Path, *, keystore: str | None = None,
-               password_file: str | None = None, deploy: bool = True) -> Chain:
+               password_file: str | None = None, deploy: bool = True,
+               token: str | None = None) -> Chain:
     """``memory``, ``local`` or a JSON-RPC URL; deploys the contract once where needed."""
     folder = Path(data_dir).expanduser()
     cache = folder / "cache"
@@ -311,7 +320,7 @@ def open_chain(spec: str, data_dir: str | Path, *, keystore: str | None = None,
         w3.eth.wait_for_transaction_receipt(w3.eth.send_transaction(
             {"from": funder, "to": operator.address, "value": Wei(10**21)}))
         chain = Chain(w3, operator, "memory", cache)
-        chain.deploy()
+        chain.deploy(token=token)
         return chain
     if spec == "local":
         node = AnvilNode(folder / "anvil-state.json")
@@ -341,9 +350,9 @@ def open_chain(spec: str, data_dir: str | Path, *, keystore: str | None = None,
     if entry is not None:
         chain.use(entry["contract"])  # raises ContractMissing on a reset chain
     elif deploy:
-        address = chain.deploy()
+        address = chain.deploy(token=token)
         deployments[str(chain.chain_id)] = {"contract": address, "kind": chain.kind,
-                                            "rpc": chain.rpc_url}
+                                            "rpc": chain.rpc_url, "token": token}
         folder.mkdir(parents=True, exist_ok=True)
         record.write_text(json.dumps(deployments, indent=2), "utf-8")
         log.info("= deployed the settlement contract at %s on chain %d", address,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import signal
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -113,12 +114,12 @@ def tariffs_list(json_: JsonOption = False, db: DbOption = None) -> None:
 
 
 def _open_chain(chain: str, data_dir: str, keystore: str | None, password_file: str | None,
-                deploy: bool = True) -> Any:
+                deploy: bool = True, token: str | None = None) -> Any:
     from settlement.chain import ChainError, open_chain
 
     try:
         return open_chain(chain, data_dir, keystore=keystore, password_file=password_file,
-                          deploy=deploy)
+                          deploy=deploy, token=token)
     except ChainError as exc:
         fail(str(exc), 1)
 
@@ -203,12 +204,26 @@ def settle_worker(
 def contract_deploy(
     chain: ChainOption, keystore: Keystore = None, password_file: PasswordFile = None,
     data_dir: DataDir = None,
+    token: Annotated[
+        str | None, typer.Option(help="Escrows in this ERC-20 token (e.g. a stablecoin)"
+                                      " instead of the native coin")
+    ] = None,
 ) -> None:
     """Deploy the settlement contract on a JSON-RPC chain and record its address."""
+    if token is not None and not re.fullmatch(r"0x[0-9a-fA-F]{40}", token):
+        raise typer.BadParameter("an address is 0x and 40 hex digits", param_hint="--token")
     settings = settings_for(None, data_dir=data_dir)
-    c = _open_chain(chain, settings.data_dir, keystore, password_file)
-    console.print(f"contract {c.contract_address} on chain {c.chain_id}")
-    c.close()
+    c = _open_chain(chain, settings.data_dir, keystore, password_file, token=token)
+    try:
+        deployed = c.escrow_token()
+        if token is not None and deployed != token.lower():
+            fail(f"the contract recorded for chain {c.chain_id} ({c.contract_address}) escrows"
+                 f" in {deployed or 'the native coin'}; remove it from chain.json in the data"
+                 " folder to deploy another", 1)
+        currency = f"escrows in token {deployed}" if deployed else "escrows in the native coin"
+        console.print(f"contract {c.contract_address} on chain {c.chain_id} ({currency})")
+    finally:
+        c.close()
 
 
 def receipt(

@@ -18,6 +18,8 @@
      as its root itself (head = 0).
 """
 
+from ethereum.ercs import IERC20
+
 event Anchored:
     root: indexed(bytes32)
     batch_id: indexed(uint256)
@@ -85,6 +87,8 @@ PAID: constant(bytes32) = 0x0000000000000000000000000000000000000000000000000000
 
 operator: public(address)
 notice_period: public(uint256)
+# the escrow currency: an ERC-20 token (a stablecoin), or the chain's native coin when empty
+token: public(address)
 anchored_block: public(HashMap[bytes32, uint256])
 batch_root: public(HashMap[uint256, bytes32])
 escrows: public(HashMap[bytes32, Escrow])
@@ -98,9 +102,19 @@ earnings: public(HashMap[address, uint256])
 
 
 @deploy
-def __init__(notice_period: uint256):
+def __init__(notice_period: uint256, token: address):
     self.operator = msg.sender
     self.notice_period = notice_period
+    self.token = token
+
+
+@internal
+def _transfer(to: address, amount: uint256):
+    if self.token == empty(address):
+        send(to, amount)
+    else:
+        assert extcall IERC20(self.token).transfer(to, amount, default_return_value=True), \
+            "token transfer failed"
 
 
 @external
@@ -157,22 +171,39 @@ def withdraw_earnings():
     amount: uint256 = self.earnings[msg.sender]
     assert amount > 0, "nothing earned"
     self.earnings[msg.sender] = 0
-    send(msg.sender, amount)
+    self._transfer(msg.sender, amount)
     log EarningsWithdrawn(payee=msg.sender, amount=amount)
+
+
+@internal
+def _deposit(tag_hash: bytes32, max_price_per_kwh: uint256, amount: uint256):
+    escrow: Escrow = self.escrows[tag_hash]
+    assert escrow.owner == empty(address) or escrow.owner == msg.sender, "not the owner"
+    escrow.owner = msg.sender
+    escrow.balance += amount
+    escrow.max_price_per_kwh = max_price_per_kwh
+    escrow.withdraw_after = 0
+    self.escrows[tag_hash] = escrow
+    log Deposited(tag_hash=tag_hash, owner=msg.sender, amount=amount,
+                  max_price_per_kwh=max_price_per_kwh)
 
 
 @external
 @payable
 def deposit(tag_hash: bytes32, max_price_per_kwh: uint256):
-    escrow: Escrow = self.escrows[tag_hash]
-    assert escrow.owner == empty(address) or escrow.owner == msg.sender, "not the owner"
-    escrow.owner = msg.sender
-    escrow.balance += msg.value
-    escrow.max_price_per_kwh = max_price_per_kwh
-    escrow.withdraw_after = 0
-    self.escrows[tag_hash] = escrow
-    log Deposited(tag_hash=tag_hash, owner=msg.sender, amount=msg.value,
-                  max_price_per_kwh=max_price_per_kwh)
+    """Deposit the native coin (a contract deployed without a token)."""
+    assert self.token == empty(address), "this escrow takes the token: deposit_token"
+    self._deposit(tag_hash, max_price_per_kwh, msg.value)
+
+
+@external
+def deposit_token(tag_hash: bytes32, max_price_per_kwh: uint256, amount: uint256):
+    """Deposit ERC-20 tokens (approve this contract for ``amount`` first)."""
+    assert self.token != empty(address), "this escrow takes the native coin: deposit"
+    assert extcall IERC20(self.token).transferFrom(msg.sender, self, amount,
+                                                  default_return_value=True), \
+        "token transfer failed"
+    self._deposit(tag_hash, max_price_per_kwh, amount)
 
 
 @external
@@ -192,7 +223,7 @@ def withdraw(tag_hash: bytes32):
     amount: uint256 = escrow.balance
     self.escrows[tag_hash].balance = 0
     self.escrows[tag_hash].withdraw_after = 0
-    send(msg.sender, amount)
+    self._transfer(msg.sender, amount)
     log Withdrawn(tag_hash=tag_hash, amount=amount)
 
 
@@ -242,7 +273,7 @@ def _claim(c: Claim):
     assert c.amount * 1000 <= c.energy_wh * escrow.max_price_per_kwh, "above the driver's cap"
     assert escrow.balance >= c.amount, "escrow too low"
     self.escrows[c.tag_hash].balance = escrow.balance - c.amount
-    send(c.payee, c.amount)
+    self._transfer(c.payee, c.amount)
     log Claimed(root=key, leaf=leaf, payee=c.payee, amount=c.amount)
 
 

@@ -209,3 +209,61 @@ def test_a_line_above_the_drivers_cap_is_not_paid(memory_chain: Chain) -> None:
     assert c.functions.escrows(tag).call()[1] == 10**18
     assert c.functions.earnings(owner).call() == 0
     assert c.functions.unpaid(bytes(keccak(key + tag))).call()
+
+
+def deploy_test_token(chain: Chain) -> Any:
+    """A plain ERC-20 (tests/support/contracts/TestToken.vy) on the same chain."""
+    from pathlib import Path
+
+    import vyper
+
+    source = (Path(__file__).parents[2] / "support" / "contracts" / "TestToken.vy").read_text()
+    out = vyper.compile_code(source, output_formats=["abi", "bytecode"])
+    w3 = chain.w3
+    factory = w3.eth.contract(abi=out["abi"], bytecode=out["bytecode"])
+    receipt = w3.eth.wait_for_transaction_receipt(
+        factory.constructor().transact({"from": w3.eth.accounts[0]}))
+    return w3.eth.contract(address=receipt["contractAddress"], abi=out["abi"])
+
+
+def test_escrow_in_an_erc20_token(memory_chain: Chain) -> None:
+    """Deposits, netted payment, single claims and earnings in a stablecoin-like token."""
+    from settlement.payouts import Line, anchor_key, chain_hashes
+
+    w3 = memory_chain.w3
+    token = deploy_test_token(memory_chain)
+    memory_chain.deploy(token=token.address)
+    c = memory_chain.contract
+    assert c.functions.token().call() == token.address
+    assert memory_chain.escrow_token() == token.address.lower()
+    driver, owner = w3.eth.accounts[1:3]
+    tag = bytes(keccak(b"TOKEN-DRIVER"))
+    token.functions.mint(driver, 10_000_000).transact({"from": driver})
+    with reverts("deposit_token"):
+        c.functions.deposit(tag, CAP).transact({"from": driver, "value": 1})
+    with reverts("token transfer failed|revert"):  # not approved yet
+        c.functions.deposit_token(tag, 10**6, 5_000_000).transact({"from": driver})
+    token.functions.approve(c.address, 5_000_000).transact({"from": driver})
+    c.functions.deposit_token(tag, 10**6, 5_000_000).transact({"from": driver})
+    assert token.functions.balanceOf(c.address).call() == 5_000_000
+    assert memory_chain.escrow(tag) == (5_000_000, 10**6)
+    # a netted batch: 2.5 kWh for 1.2 (6 decimals) and a plain batch claimed by proof
+    line = Line(tag, owner, 2_500, 1_200_000)
+    [head] = chain_hashes([[line]])
+    root = bytes(keccak(b"token-batch"))
+    raw, _ = memory_chain.sign_anchor(anchor_key(root, head), 1, 1, memory_chain.next_nonce(),
+                                      *memory_chain.fees())
+    memory_chain.broadcast(raw)
+    c.functions.pay(root, head, [line.as_tuple()], bytes(32)).transact({"from": owner})
+    record = bytes(keccak(b"token-session"))
+    tree = MerkleTree([leaf(record, tag, 1_000, 300_000, owner)])
+    raw, _ = memory_chain.sign_anchor(tree.root, 1, 2, memory_chain.next_nonce(),
+                                      *memory_chain.fees())
+    memory_chain.broadcast(raw)
+    c.functions.claim((tree.root, record, tag, 1_000, 300_000, owner, tree.proof(0),
+                       bytes(32))).transact({"from": owner})
+    assert token.functions.balanceOf(owner).call() == 300_000  # the claim paid directly
+    c.functions.withdraw_earnings().transact({"from": owner})
+    assert token.functions.balanceOf(owner).call() == 1_500_000
+    assert memory_chain.escrow(tag) == (3_500_000, 10**6)
+    assert token.functions.balanceOf(c.address).call() == 3_500_000

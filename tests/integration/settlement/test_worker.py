@@ -331,3 +331,27 @@ async def test_one_worker_settles_at_a_time_and_another_takes_over(
         await asyncio.gather(*tasks.values())
     assert await settled_sessions(repo) == sorted(set(await settled_sessions(repo)))
     assert [(b["state"], b["replaced"]) for b in await batches(repo)] == [("finalized", "[]")] * 2
+
+
+async def test_payment_in_an_erc20_token(repo: Any, memory_chain: Chain) -> None:
+    """The worker pays netted batches from token escrows just as from native ones."""
+    from settlement.records import tag_hash
+
+    from .test_contract import deploy_test_token
+
+    token = deploy_test_token(memory_chain)
+    memory_chain.deploy(token=token.address)
+    driver = memory_chain.w3.eth.accounts[1]
+    c = memory_chain.contract
+    token.functions.mint(driver, 10**9).transact({"from": driver})
+    token.functions.approve(c.address, 10**9).transact({"from": driver})
+    for tag in ("TAG0", "TAG1", "TAG2"):
+        c.functions.deposit_token(tag_hash(tag), 10**6, 10**6).transact({"from": driver})
+    ids = await add_sessions(repo, 6)
+    await SettlementWorker(repo, memory_chain, batch_size=100).run_once()
+    states = await session_states(repo)
+    assert {states[sid][1] for sid in ids} == {"paid"}
+    total = sum(round((700 + sid - 1) * 0.40 / 10) for sid in ids)
+    operator = memory_chain.operator.address
+    assert c.functions.earnings(operator).call() == total
+    assert token.functions.balanceOf(c.address).call() == 3 * 10**6
