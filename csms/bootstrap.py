@@ -108,6 +108,8 @@ class App:
         if self.chain is not None:
             await asyncio.to_thread(self.chain.close)
         await self.central.stop()
+        with contextlib.suppress(StorageError):
+            await self.service.flush_seen()
         await self.repo.close()
 
 

@@ -11,6 +11,7 @@ meterStart) and a 2.0.1 TransactionEvent retry is recognised by
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ from csms.domain.model import (
     Station,
 )
 from csms.metering import ocmf
-from csms.service.ports import Repository, Tx
+from csms.service.ports import Repository, StorageError, Tx
 
 __all__ = [
     "BootDecision",
@@ -111,12 +112,16 @@ class ChargingService:
         boot_retry_interval: int = 30,
         publish_events: bool = False,
         clock: Callable[[], datetime] = utc_now,
+        seen_flush_interval: float = 1.0,
     ) -> None:
         self.repo = repo
         self.heartbeat_interval = heartbeat_interval
         self.boot_retry_interval = boot_retry_interval
         self.publish_events = publish_events
         self.clock = clock
+        self.seen_flush_interval = seen_flush_interval
+        self._seen: dict[str, datetime] = {}
+        self._seen_flush: asyncio.Task[None] | None = None
 
     # -- helpers -----------------------------------------------------------
     async def _event(self, tx: Tx, station_id: str, topic: str, payload: dict[str, Any]) -> None:
@@ -182,13 +187,36 @@ class ChargingService:
         return await self.repo.unit(work)
 
     async def heartbeat(self, station_id: str) -> datetime:
+        """Heartbeats are answered at once; "last seen" is written for all stations
+        together, once per ``seen_flush_interval`` (a heartbeat carries no data to keep,
+        and 10,000 stations would otherwise cost a unit of work each)."""
         now = self.clock()
+        self._seen[station_id] = now
+        if self._seen_flush is None or self._seen_flush.done():
+            self._seen_flush = asyncio.get_running_loop().create_task(
+                self._flush_seen_later(), name="last-seen")
+        return now
+
+    async def _flush_seen_later(self) -> None:
+        await asyncio.sleep(self.seen_flush_interval)
+        await self.flush_seen()
+
+    async def flush_seen(self) -> None:
+        """Write the "last seen" times of the heartbeats since the last flush."""
+        seen, self._seen = self._seen, {}
+        if not seen:
+            return
 
         async def work(tx: Tx) -> None:
-            await tx.touch_station(station_id, now)
+            for station_id, at in seen.items():
+                await tx.touch_station(station_id, at)
 
-        await self.repo.unit(work)
-        return now
+        try:
+            await self.repo.unit(work)
+        except StorageError as exc:  # kept for the next flush
+            log.warning("! last-seen times not stored: %s", exc)
+            for station_id, at in seen.items():
+                self._seen.setdefault(station_id, at)
 
     async def connection_changed(
         self, station_id: str, online: bool, version: str, node: str = "local"

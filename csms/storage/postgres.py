@@ -1,13 +1,19 @@
 """PostgreSQL storage (asyncpg) with group commit, for several nodes on one database.
 
 Theory of operation. The same design as :mod:`csms.storage.sqlite`. Units of
-work queue up; one committer task takes every queued unit (at most
+work queue up; a committer task takes every queued unit (at most
 ``MAX_BATCH``), borrows one connection from the pool and runs the units one
 after another inside one transaction, each in its own SAVEPOINT, so a failing
-unit rolls back alone. Then one ``COMMIT`` (with ``synchronous_commit = on``
-the WAL is flushed before the server answers) and only then are the callers'
-futures resolved: nothing is acknowledged before it is durable, and one WAL
-flush covers every message that arrived meanwhile. A failing ``COMMIT`` (or a
+unit rolls back alone. While committers are busy, a unit that arrives starts
+another one (up to ``COMMITTERS``), so several batches are in flight on their
+own connections; units of one batch never wait for another batch's round trips.
+Order is unaffected where it matters: a station's next message is handled only
+after the unit of the previous one committed. Two batches touching the same
+rows are two transactions like two nodes' batches (below). Each batch ends with
+one ``COMMIT`` (with ``synchronous_commit = on`` the WAL is flushed before the
+server answers) and only then are the callers' futures resolved: nothing is
+acknowledged before it is durable, and one WAL flush covers every message that
+arrived meanwhile. A failing ``COMMIT`` (or a
 connection lost mid-batch) fails every unit of the batch. When the connection
 is lost during ``COMMIT`` the outcome is unknown; the callers get an error and
 the station retries, which ingest dedupes (DESIGN.md: ingest is idempotent).
@@ -81,6 +87,10 @@ T = TypeVar("T")
 log = logging.getLogger("csms.storage.postgres")
 
 MAX_BATCH = 512
+# Batches committed at once, each on its own pooled connection. A unit is one round
+# trip per statement; with one committer the server waits on PostgreSQL most of the
+# time, so a few batches in flight multiply throughput (bench.throughput --postgres).
+COMMITTERS = 2
 # unique_violation, serialization_failure, deadlock_detected: another node's
 # concurrent transaction; one more attempt under a fresh statement snapshot.
 RETRYABLE_SQLSTATES = frozenset({"23505", "40001", "40P01"})
@@ -179,11 +189,12 @@ class PostgresRepository:
 
     dialect = "postgres"
 
-    def __init__(self, pool: asyncpg.Pool, dsn: str) -> None:
+    def __init__(self, pool: asyncpg.Pool, dsn: str, parallel: int = COMMITTERS) -> None:
         self._pool = pool
         self.dsn = dsn
         self._queue: list[tuple[Callable[[Tx], Awaitable[Any]], asyncio.Future[Any]]] = []
-        self._committer: asyncio.Task[None] | None = None
+        self._committers: set[asyncio.Task[None]] = set()
+        self.parallel = parallel
         self._closed = False
         self.commits = 0
         self.units = 0
@@ -268,8 +279,12 @@ class PostgresRepository:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[T] = loop.create_future()
         self._queue.append((fn, fut))
-        if self._committer is None or self._committer.done():
-            self._committer = loop.create_task(self._commit_loop(), name="postgres-committer")
+        if len(self._committers) < self.parallel:
+            # Another committer when all running ones are busy: up to ``parallel``
+            # batches are in flight on their own connections (see the module notes).
+            task = loop.create_task(self._commit_loop(), name="postgres-committer")
+            self._committers.add(task)
+            task.add_done_callback(self._committers.discard)
         # The committer owns the work; a cancelled caller does not cancel the unit.
         return await asyncio.shield(fut)
 
@@ -372,9 +387,9 @@ class PostgresRepository:
 
     async def close(self) -> None:
         self._closed = True
-        if self._committer is not None:
+        for task in list(self._committers):
             with contextlib.suppress(Exception):
-                await self._committer
+                await task
         try:
             await asyncio.wait_for(self._pool.close(), 10)
         except TimeoutError:
