@@ -169,6 +169,12 @@ class _PostgresTx(SqlTx):
         status: str = await self._conn.execute(to_postgres_placeholders(sql), *params)
         return _rowcount(status)
 
+    async def execute_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        if len(rows) == 1:
+            await self.execute(sql, *rows[0])
+        elif rows:  # pipelined: one round trip for all the rows
+            await self._conn.executemany(to_postgres_placeholders(sql), rows)
+
     async def fetchone(self, sql: str, *params: Any) -> dict[str, Any] | None:
         row = await self._conn.fetchrow(to_postgres_placeholders(sql), *params)
         return None if row is None else dict(row.items())

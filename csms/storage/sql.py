@@ -124,6 +124,11 @@ class SqlTx(ABC):
     async def insert_id(self, sql: str, *params: Any) -> int:
         """Run an INSERT ending in ``RETURNING id``; return the id."""
 
+    async def execute_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        """One statement for several rows (an adapter may send them in one round trip)."""
+        for row in rows:
+            await self.execute(sql, *row)
+
     # -- stations ------------------------------------------------------------
     async def get_station(self, station_id: str) -> Station | None:
         row = await self.fetchone("SELECT * FROM stations WHERE id = ?", station_id)
@@ -355,17 +360,17 @@ class SqlTx(ABC):
         self, station_id: str, samples: list[MeterSample], *, session_id: int | None,
         evse_id: int | None, connector_id: int | None, transaction_id: str | None,
     ) -> None:
-        for s in samples:
-            await self.execute(
-                "INSERT INTO meter_samples (session_id, station_id, evse_id, connector_id,"
-                " transaction_id, seq_no, ts, measurand, phase, context, location, unit,"
-                " multiplier, value, format, signed)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                session_id, station_id, evse_id, connector_id, transaction_id, s.seq_no,
-                dt_to_db(s.timestamp), s.measurand, s.phase, s.context, s.location, s.unit,
-                s.multiplier, s.value, s.format,
-                orjson.dumps(s.signed).decode() if s.signed is not None else None,
-            )
+        await self.execute_many(
+            "INSERT INTO meter_samples (session_id, station_id, evse_id, connector_id,"
+            " transaction_id, seq_no, ts, measurand, phase, context, location, unit,"
+            " multiplier, value, format, signed)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(session_id, station_id, evse_id, connector_id, transaction_id, s.seq_no,
+              dt_to_db(s.timestamp), s.measurand, s.phase, s.context, s.location, s.unit,
+              s.multiplier, s.value, s.format,
+              orjson.dumps(s.signed).decode() if s.signed is not None else None)
+             for s in samples],
+        )
 
     async def session_samples(self, session_id: int) -> list[MeterSample]:
         rows = await self.fetchall(

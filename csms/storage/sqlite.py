@@ -48,6 +48,9 @@ class _SqliteTx(SqlTx):
     async def execute(self, sql: str, *params: Any) -> int:
         return self._conn.execute(sql, params).rowcount
 
+    async def execute_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        self._conn.executemany(sql, rows)
+
     async def fetchone(self, sql: str, *params: Any) -> dict[str, Any] | None:
         row = self._conn.execute(sql, params).fetchone()
         return None if row is None else dict(row)
