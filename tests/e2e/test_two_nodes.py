@@ -5,6 +5,7 @@ and its stations resume on the other with no session lost."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import signal
@@ -109,13 +110,23 @@ async def test_two_nodes_route_commands_and_survive_a_killed_node(
             assert status == 200, result
             assert result["status"] == "Accepted"
             assert result.get("node") == (None if first[sid] is via else first[sid].name)
+        # the operator's CLI, pointed at node a, for a station on node b
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "csms", "remote", "trigger", ids[5], "Heartbeat", "--json",
+            "--timeout", "5", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, "CSMS_DATA_DIR": str(a.folder),
+                 "CSMS_ADMIN_PORT": str(a.admin_port)})
+        out, err = await proc.communicate()
+        assert proc.returncode == 0, err
+        answer = json.loads(out)
+        assert (answer["status"], answer["node"]) == ("Accepted", b.name)
         status, listed = await b.api("GET", "/stations")
         assert status == 200
         assert {s["id"]: s["node"] for s in listed if s["id"] in ids} == {
             sid: first[sid].name for sid in ids}
         # every command is audited once, by the node the operator used (newest first)
         status, audit = await a.api("GET", "/audit")
-        mine = [e for e in audit if e["actor"] == "test-operator"][:4]
+        mine = [e for e in audit if e["actor"] == "test-operator"][:4]  # newest first
         assert [(e["target"], e["result"].get("node")) for e in mine] == [
             (ids[3], None), (ids[0], None), (ids[0], a.name), (ids[1], b.name)]
         # an unknown station and a command the station refuses behave as on one node
