@@ -8,6 +8,8 @@ is the message type: 2 CALL ``[2, id, action, payload]``, 3 CALLRESULT
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,11 +85,30 @@ class FrameError(Exception):
         self.answerable = answerable
 
 
+# 20 digits in a row: maybe an integer beyond 64 bits, which orjson turns into a float
+# (2**70 -> 1.18e21), silently changing the value a station sent.
+_LONG_DIGITS = re.compile(r"\d{20}")
+_LONG_DIGITS_BYTES = re.compile(rb"\d{20}")
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 def _loads(text: str | bytes) -> Any:
+    """JSON as sent: orjson (fast), or the standard library where orjson would lose or
+    refuse a number the JSON grammar allows (integers beyond 64 bits, 1e400)."""
     try:
-        return orjson.loads(text)
+        data = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
-        raise FrameError(Fault.RPC_FRAMEWORK, f"invalid JSON: {exc}") from None
+        try:
+            return json.loads(text, parse_constant=_no_constants)
+        except (ValueError, RecursionError):
+            raise FrameError(Fault.RPC_FRAMEWORK, f"invalid JSON: {exc}") from None
+    pattern = _LONG_DIGITS if isinstance(text, str) else _LONG_DIGITS_BYTES
+    if pattern.search(text):  # type: ignore[arg-type]
+        return json.loads(text)  # integers exactly, however long
+    return data
 
 
 def parse_frame(text: str | bytes) -> Frame:

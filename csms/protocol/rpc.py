@@ -17,7 +17,11 @@ class). ``receive(text)`` turns one received message into one event:
 OCPP-J 1.6 §4.1.1 / 2.0.1 §4.1.1: a sender has at most one CALL outstanding per
 connection; :meth:`Endpoint.call` refuses a second one. A repeated message id
 (a station that resent because our answer was lost) is not processed twice:
-the stored answer is sent again (the ``ocpp`` library processes it twice).
+the stored answer is sent again (the ``ocpp`` library processes it twice) - but
+only when the frame is the same one (same text, hence same action and payload).
+A station that reuses a message id for another message gets that message
+processed as new; while the first one is still being handled, a CALLERROR
+(``GenericError``: the id is in use) rather than the answer of another action.
 """
 
 from __future__ import annotations
@@ -105,8 +109,10 @@ class Endpoint:
         self.validator = Validator(version, enabled=validate)
         # None: every known action is handled (a simulator decides per call).
         self._handles = frozenset(handles) if handles is not None else None
-        self._in_progress: set[str] = set()
-        self._answered: OrderedDict[str, str] = OrderedDict()
+        # message id -> fingerprint of the frame (its text): a repeated id is a retry
+        # only when the frame is the same
+        self._in_progress: dict[str, int] = {}
+        self._answered: OrderedDict[str, tuple[int, str]] = OrderedDict()
         self._answered_cache = answered_cache
         self._pending: tuple[str, str] | None = None  # (message id, action)
         self._id_prefix = secrets.token_hex(4)
@@ -122,33 +128,40 @@ class Endpoint:
             text = self._error_text(exc.message_id, exc.fault, exc.description)
             return SendNow(text, "bad frame")
         if isinstance(frame, Call):
-            return self._receive_call(frame)
+            return self._receive_call(frame, hash(text))
         return self._receive_answer(frame)
 
-    def _receive_call(self, call: Call) -> Event:
+    def _receive_call(self, call: Call, fingerprint: int) -> Event:
         mid = call.message_id
-        if mid in self._in_progress:
-            return Unmatched(f"duplicate of message {mid} still being handled", call)
+        running = self._in_progress.get(mid)
+        if running is not None:
+            if running == fingerprint:
+                return Unmatched(f"duplicate of message {mid} still being handled", call)
+            text = self._error_text(
+                mid, Fault.GENERIC, f"message id {mid!r} is in use by a call still being handled")
+            return SendNow(text, "message id reused while in use")
         cached = self._answered.get(mid)
         if cached is not None:
-            return SendNow(cached, f"repeated message id {mid}: answer sent again")
+            if cached[0] == fingerprint:
+                return SendNow(cached[1], f"repeated message id {mid}: answer sent again")
+            del self._answered[mid]  # the id was reused for another message: a new one
         if not self.validator.is_known(call.action):
             text = self._error_text(mid, Fault.NOT_IMPLEMENTED, f"unknown action {call.action!r}")
-            self._remember(mid, text)
+            self._remember(mid, fingerprint, text)
             return SendNow(text, "unknown action")
         if self._handles is not None and call.action not in self._handles:
             text = self._error_text(
                 mid, Fault.NOT_SUPPORTED, f"{call.action} is not supported by this receiver"
             )
-            self._remember(mid, text)
+            self._remember(mid, fingerprint, text)
             return SendNow(text, "unsupported action")
         try:
             self.validator.validate(call.action, call.payload, "request")
         except OcppError as exc:
             text = self._error_text(mid, exc.fault, exc.description)
-            self._remember(mid, text)
+            self._remember(mid, fingerprint, text)
             return SendNow(text, "schema violation")
-        self._in_progress.add(mid)
+        self._in_progress[mid] = fingerprint
         return IncomingCall(mid, call.action, call.payload)
 
     def _receive_answer(self, frame: CallResult | CallError) -> Event:
@@ -178,11 +191,12 @@ class Endpoint:
         return text
 
     def _finish(self, message_id: str, text: str) -> None:
-        self._in_progress.discard(message_id)
-        self._remember(message_id, text)
+        fingerprint = self._in_progress.pop(message_id, None)
+        if fingerprint is not None:
+            self._remember(message_id, fingerprint, text)
 
-    def _remember(self, message_id: str, text: str) -> None:
-        self._answered[message_id] = text
+    def _remember(self, message_id: str, fingerprint: int, text: str) -> None:
+        self._answered[message_id] = (fingerprint, text)
         if len(self._answered) > self._answered_cache:
             self._answered.popitem(last=False)
 

@@ -18,9 +18,23 @@ from typing import Any, Literal
 import fastjsonschema
 
 from csms.protocol.errors import Fault, OcppError
+from csms.protocol.timestamps import is_readable
 from csms.protocol.versions import OcppVersion
 
-__all__ = ["Validator", "known_actions"]
+__all__ = ["TRANSACTION_ACTIONS", "Validator", "known_actions"]
+
+# Messages that carry transaction data. DESIGN.md: they are always acknowledged once
+# stored, even with odd data, or the station retries and finally drops the data. Their
+# dateTime fields are therefore not refused by the schema: the central system reads them
+# under the timestamp policy (csms.protocol.timestamps) and holds a session whose times it
+# cannot read, instead of refusing the message.
+TRANSACTION_ACTIONS = frozenset(
+    {"StartTransaction", "StopTransaction", "MeterValues", "TransactionEvent"})
+
+# JSON-schema "date-time": the one timestamp policy, not fastjsonschema's own regex (which
+# accepts "+0000" but refuses a time without an offset).
+_STRICT_FORMATS = {"date-time": is_readable}
+_LENIENT_FORMATS = {"date-time": lambda value: isinstance(value, str)}
 
 Kind = Literal["request", "response"]
 
@@ -80,7 +94,9 @@ def _compiled(version: OcppVersion, action: str, kind: Kind) -> Callable[[Any], 
     schema = json.loads(text)
     # The 2.0.1 schemas carry a "$id" URN that fastjsonschema would try to resolve.
     schema.pop("$id", None)
-    validate: Callable[[Any], Any] = fastjsonschema.compile(schema)
+    lenient = kind == "request" and action in TRANSACTION_ACTIONS
+    validate: Callable[[Any], Any] = fastjsonschema.compile(
+        schema, formats=_LENIENT_FORMATS if lenient else _STRICT_FORMATS)
     return validate
 
 

@@ -62,3 +62,13 @@ def test_encode_truncates_long_description() -> None:
     parsed = parse_frame(text)
     assert isinstance(parsed, CallError)
     assert len(parsed.description) == 255
+
+
+def test_numbers_beyond_64_bits_and_a_double_are_read_exactly() -> None:
+    big = 123456789012345678901234567890
+    frame = parse_frame(f'[2,"1","X",{{"a":{big},"b":1e400,"c":"{"9" * 32}"}}]')
+    assert isinstance(frame, Call)
+    assert frame.payload == {"a": big, "b": float("inf"), "c": "9" * 32}
+    assert parse_frame(f'[2,"1","X",{{"a":{big}}}]'.encode()).payload == {"a": big}  # type: ignore[union-attr]
+    with pytest.raises(FrameError):
+        parse_frame('[2,"1","X",{"a":NaN}]')  # not JSON

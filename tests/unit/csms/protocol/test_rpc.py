@@ -112,3 +112,21 @@ def test_error_answer_uses_version_code() -> None:
     assert isinstance(ep.receive(frame(2, "5", "Heartbeat", {})), IncomingCall)
     text = ep.error("5", OcppError(Fault.FORMAT, "bad"))
     assert orjson.loads(text) == [4, "5", "FormatViolation", "bad", {}]
+
+
+def test_a_reused_message_id_is_another_message_not_a_replay() -> None:
+    ep = central()
+    first = frame(2, "7", "Heartbeat", {})
+    other = frame(2, "7", "MeterValues", {"connectorId": 1, "meterValue": [
+        {"timestamp": "2026-01-01T00:00:00Z", "sampledValue": [{"value": "1"}]}]})
+    assert isinstance(ep.receive(first), IncomingCall)
+    # in use by a call still being handled: a clear CALLERROR, not the other's answer
+    busy = ep.receive(other)
+    assert isinstance(busy, SendNow)
+    assert orjson.loads(busy.text)[:3] == [4, "7", "GenericError"]
+    ep.result("7", {"currentTime": "2026-01-01T00:00:00Z"})
+    # answered: the same id with another action is a new message
+    assert ep.receive(other) == IncomingCall("7", "MeterValues", orjson.loads(other)[3])
+    ep.result("7", {})
+    # and the first frame again is new again (its answer was replaced)
+    assert isinstance(ep.receive(first), IncomingCall)

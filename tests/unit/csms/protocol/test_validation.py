@@ -79,3 +79,38 @@ def test_known_actions_per_version() -> None:
     assert not Validator(V201).is_known("StartTransaction")
     assert Validator(V201).is_known("TransactionEvent")
     assert not Validator(V16).is_known("TransactionEvent")
+
+
+STATUS_16 = {"connectorId": 1, "errorCode": "NoError", "status": "Available"}
+
+
+@pytest.mark.parametrize(("stamp", "ok"), [
+    ("2026-01-01T00:00:00Z", True), ("2026-01-01T00:00:00.123+0000", True),
+    ("2026-01-01T00:00:00", True),  # no offset: accepted, read as UTC
+    ("20260101T000000Z", False), ("2026-01-01T00:00Z", False), ("soon", False),
+])
+def test_date_time_follows_the_timestamp_policy(stamp: str, ok: bool) -> None:
+    payload = {**STATUS_16, "timestamp": stamp}
+    if ok:
+        Validator(V16).validate("StatusNotification", payload)
+    else:
+        with pytest.raises(OcppError) as err:
+            Validator(V16).validate("StatusNotification", payload)
+        assert err.value.fault is Fault.PROPERTY_CONSTRAINT
+
+
+@pytest.mark.parametrize(("version", "action", "payload"), [
+    (V16, "MeterValues", {**METER_16, "meterValue": [
+        {"timestamp": "soon", "sampledValue": [{"value": "10"}]}]}),
+    (V16, "StartTransaction", {"connectorId": 1, "idTag": "T", "meterStart": 0,
+                               "timestamp": "20260101T000000Z"}),
+    (V201, "TransactionEvent", {**EVENT_201, "timestamp": "9999-12-31T23:59:59-14:00"}),
+])
+def test_transaction_messages_are_not_refused_for_their_times(
+        version: OcppVersion, action: str, payload: dict[str, Any]) -> None:
+    """They are always acknowledged: the service holds the session instead."""
+    Validator(version).validate(action, payload)
+    with pytest.raises(OcppError):  # but a time must still be a string
+        bad = {**payload, "timestamp": 1} if "timestamp" in payload else {
+            **payload, "meterValue": [{"timestamp": 1, "sampledValue": [{"value": "1"}]}]}
+        Validator(version).validate(action, bad)
