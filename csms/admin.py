@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import logging
 import os
 import secrets
@@ -58,7 +59,11 @@ def load_or_create_token(path: Path) -> str:
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+    try:
+        body = orjson.dumps(data)
+    except TypeError:  # an integer beyond 64 bits a station sent in a payload
+        body = json.dumps(data, default=str).encode()
+    return web.Response(body=body, status=status, content_type="application/json")
 
 
 def _error(status: int, message: str) -> web.Response:

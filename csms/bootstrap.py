@@ -6,13 +6,14 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from csms.admin import AdminApi, load_or_create_token
 from csms.bus.commands import CommandBus
 from csms.bus.relay import OutboxRelay
 from csms.config import Settings
+from csms.domain.energy import watts
 from csms.metrics import Metrics
 from csms.server import CentralSystem
 from csms.service.charging import ChargingService
@@ -121,6 +122,9 @@ async def build(settings: Settings) -> App:
         heartbeat_interval=settings.heartbeat_interval,
         boot_retry_interval=settings.boot_retry_interval,
         publish_events=bool(settings.mqtt),
+        default_max_power_w=watts(settings.default_max_power_kw),
+        time_past=timedelta(days=settings.time_past_days),
+        time_future=timedelta(seconds=settings.time_future_seconds),
     )
     central = CentralSystem(settings, repo, service, metrics)
     bus = CommandBus(settings.mqtt, central.node_id) if settings.mqtt else None

@@ -47,6 +47,13 @@ class Settings:
     confirmations: int = 1
     payee: str = ""  # address paid for the sessions; default: the operator's account
     auth_failure_limit: int = 5  # failed logins per minute per address and per station
+    # plausibility of billed energy (held when broken): a station's maximum power when none
+    # is registered (csms stations set-max-power) or reported by the station, and the
+    # window of transaction times: from the station's registration less time_past_days to
+    # the receive time plus time_future_seconds
+    default_max_power_kw: float = 350.0
+    time_past_days: float = 30.0
+    time_future_seconds: float = 600.0
 
     @property
     def admin_token_path(self) -> Path:

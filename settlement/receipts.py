@@ -181,13 +181,20 @@ def _verify_signed(v: Verdict, record: dict[str, Any], samples: list[dict[str, A
         if ok:
             readings.extend(checked.readings)
         v.add(f"meter signature {number}", ok, checked.detail)
-    mismatches, missing = ocmf.compare_with_billed(
-        readings, _decimal(record.get("meter_start_wh")), _decimal(record.get("meter_stop_wh")))
-    detail = "; ".join(mismatches) if mismatches else (
-        "the billed start and stop readings are the meter's signed ones" if not missing
-        else f"no signed {' and '.join(missing)} reading to compare")
-    matched = v.add("signed readings = billed readings", not mismatches, detail)
-    if all_ok and matched and not missing:
+    start, stop = _decimal(record.get("meter_start_wh")), _decimal(record.get("meter_stop_wh"))
+    rec = ocmf.reconcile(readings, start, stop)
+    # The record must already hold what reconciling gives: where the meter's signed reading
+    # wins (a unit factor, a reading the station did not send), the record carries it.
+    changed = rec.start_wh != start or rec.stop_wh != stop
+    problems = rec.mismatches + (["the billed readings are not the ones the signed data"
+                                  " gives"] if changed else [])
+    detail = "; ".join(problems) if problems else (
+        "the billed start and stop readings are the meter's signed ones" if not rec.missing
+        else f"no signed {' and '.join(rec.missing)} reading to compare")
+    if not problems and "signed_register_offset" in rec.flags:
+        detail = "the energy between the billed readings is the energy the meter signed"
+    matched = v.add("signed readings = billed readings", not problems, detail)
+    if all_ok and matched and not rec.missing:
         short = (key or "")[-16:]
         v.proves = ("The record is unchanged since it was anchored, and the energy figure is the"
                     " one the calibrated meter signed (OCMF signatures verified with the meter"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import getpass
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,6 +22,7 @@ from csms.cli.common import (
     print_table,
     run,
 )
+from csms.domain.energy import watts
 from csms.domain.model import BootPolicy, IdTag, Session
 from csms.metering.ocmf import OcmfError, normalize_key
 from csms.protocol.station_id import InvalidStationId, validate_station_id
@@ -62,6 +64,11 @@ def stations_add(
     profile: Annotated[
         int | None, typer.Option(min=0, max=3, help="Security profile 0-3")
     ] = None,
+    max_power_kw: Annotated[
+        float | None, typer.Option(
+            min=0.1, max=10000, help="The most it delivers, in kW: more energy per minute"
+            " holds a session [default: reported by the station, else 350]")
+    ] = None,
     db: DbOption = None,
 ) -> None:
     """Register a station so that it may connect."""
@@ -82,12 +89,41 @@ def stations_add(
         await tx.insert_station(
             new_station(
                 station_id, boot_policy=BootPolicy(boot.value), security_profile=level,
-                password_hash=password_hash,
+                password_hash=password_hash, max_power_w=_watts(max_power_kw),
             )
         )
 
     run(in_unit(db, work))
-    typer.echo(f"station {station_id} added (boot: {boot.value}, profile {level})")
+    power = f", max {max_power_kw:g} kW" if max_power_kw else ""
+    typer.echo(f"station {station_id} added (boot: {boot.value}, profile {level}{power})")
+
+
+def _watts(kw: float | None) -> Decimal | None:
+    return None if kw is None else watts(kw)
+
+
+@stations_app.command("set-max-power")
+def stations_set_max_power(
+    station_id: Annotated[str, typer.Argument(metavar="ID")],
+    kw: Annotated[float, typer.Argument(
+        metavar="KW", min=0.1, max=10000,
+        help="The most the station delivers, in kW (e.g. 11, 22, 150)")],
+    db: DbOption = None,
+) -> None:
+    """Register the station's maximum power: a session with more energy than this power
+    over its duration is held from billing (energy_above_max_power)."""
+
+    async def work(tx: Tx) -> None:
+        station = await tx.get_station(station_id)
+        if station is None:
+            raise CliError(f"no station {station_id!r}")
+        station.max_power_w = _watts(kw)
+        await tx.update_station(station)
+        await tx.add_audit(_actor(), "stations.set-max-power", station_id, {"kw": kw},
+                           {"max_power_w": str(station.max_power_w)}, True, datetime.now(UTC))
+
+    run(in_unit(db, work))
+    typer.echo(f"station {station_id}: maximum power {kw:g} kW")
 
 
 @stations_app.command("list")

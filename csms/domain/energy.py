@@ -13,23 +13,38 @@ Rules (DESIGN.md, "Protocol rules"):
   reading: when a station sends 0 but its first reading in the session is more
   than any charger could deliver since the start, the reading is a lifetime
   register and the session starts at the earliest reading instead (flagged).
+* Signed samples are evidence, not readings: their bare ``value`` never counts (the
+  service reads the verified OCMF reading instead, see ``csms.metering.ocmf``).
+* A reading beyond any meter (``MAX_REGISTER_WH``) or a multiplier beyond any unit is
+  not a reading: it is ignored and the session flagged ``value_out_of_range``.
+* Plausibility (:func:`energy_flags`, :func:`time_flag`): energy above the station's
+  maximum power over the session's duration, energy in no time, a meter that runs
+  backwards, times outside the window the station could have sent - each a named flag
+  that holds the session from billing.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Decimal
 
 from csms.domain.model import MeterSample
 
 __all__ = [
+    "DEFAULT_MAX_POWER_W",
     "ENERGY_REGISTER",
+    "MAX_REGISTER_WH",
     "EnergyResult",
     "compute_energy",
+    "energy_between",
+    "energy_flags",
     "register_wh",
+    "time_flag",
     "to_wh",
+    "watts",
 ]
 
 ENERGY_REGISTER = "Energy.Active.Import.Register"
@@ -37,6 +52,17 @@ ENERGY_REGISTER = "Energy.Active.Import.Register"
 # recognise impossible jumps, never to bill.
 MAX_PLAUSIBLE_POWER_W = Decimal(4_000_000)
 PLAUSIBILITY_SLACK_WH = Decimal(1000)
+# The most a station is taken to deliver when none is registered or reported (the fastest
+# CCS chargers in service); see energy_flags.
+DEFAULT_MAX_POWER_W = Decimal(350_000)
+# No meter register reads more (1 TWh: a million times a busy DC charger's lifetime); a
+# larger value, or one scaled by an absurd multiplier, is not a reading.
+MAX_REGISTER_WH = Decimal(10) ** 15
+MAX_MULTIPLIER = 24
+# Clocks and sampling: energy may exceed power x duration by this much before it is
+# implausible (a minute at full power, and 1% for meter accuracy).
+POWER_SLACK_SECONDS = 60
+POWER_SLACK_RATIO = Decimal("1.01")
 
 _UNIT_FACTOR = {"wh": Decimal(1), "kwh": Decimal(1000)}
 
@@ -44,15 +70,15 @@ _UNIT_FACTOR = {"wh": Decimal(1), "kwh": Decimal(1000)}
 def to_wh(value: str, unit: str | None = "Wh", multiplier: int = 0) -> Decimal | None:
     """Convert one energy value to Wh, or None if it is not an energy value."""
     factor = _UNIT_FACTOR.get((unit or "Wh").lower())
-    if factor is None:
+    if factor is None or abs(multiplier) > MAX_MULTIPLIER:
         return None
     try:
         number = Decimal(value.strip())
-    except (InvalidOperation, AttributeError):
+        if not number.is_finite():
+            return None
+        return number.scaleb(multiplier) * factor
+    except (ArithmeticError, AttributeError):  # InvalidOperation, Overflow (1e999999 Wh)
         return None
-    if not number.is_finite():
-        return None
-    return number.scaleb(multiplier) * factor
 
 
 def register_wh(sample: MeterSample) -> Decimal | None:
@@ -61,8 +87,8 @@ def register_wh(sample: MeterSample) -> Decimal | None:
         return None
     if sample.phase:  # L1, L2, L3, L1-N...: a part of the total
         return None
-    if sample.format == "SignedData":  # the value is a signed container, not a number
-        return None
+    if sample.signed is not None or sample.format in ("SignedData", "SignedMeterValue"):
+        return None  # evidence: the verified OCMF reading counts, never the bare value
     if sample.location == "EV":
         return None
     return to_wh(sample.value, sample.unit, sample.multiplier)
@@ -74,6 +100,11 @@ class EnergyResult:
     meter_stop_wh: Decimal | None
     energy_wh: int
     flags: list[str] = field(default_factory=list)
+    # where each reading came from: "reported" (meterStart/meterStop), "context" (a
+    # Transaction.Begin/End sample), "sample" (the first/last reading), None (none)
+    start_source: str | None = None
+    stop_source: str | None = None
+    readings_decrease: bool = False  # a later register reading below an earlier one
 
 
 def _max_plausible_wh(since: datetime | None, until: datetime) -> Decimal | None:
@@ -97,18 +128,40 @@ def compute_energy(
     """
     flags: list[str] = []
     readings: list[tuple[datetime, Decimal, str | None]] = []
+    by_location: dict[str | None, list[tuple[datetime, Decimal]]] = {}
     for s in samples:
         wh = register_wh(s)
-        if wh is not None:
-            readings.append((s.timestamp, wh, s.context))
+        if wh is None:
+            if s.measurand == ENERGY_REGISTER and _beyond_range(s):
+                _flag(flags, "value_out_of_range")
+            continue
+        if abs(wh) > MAX_REGISTER_WH:
+            _flag(flags, "value_out_of_range")
+            continue
+        readings.append((s.timestamp, wh, s.context))
+        by_location.setdefault(s.location, []).append((s.timestamp, wh))
     readings.sort(key=lambda r: r[0])
+    decrease = False
+    for series in by_location.values():
+        series.sort(key=lambda r: r[0])
+        if any(later[1] < earlier[1] for earlier, later in itertools.pairwise(series)):
+            decrease = True
+            _flag(flags, "meter_went_backwards")  # a register never decreases
+    for name, value in (("start", meter_start_wh), ("stop", meter_stop_wh)):
+        if value is not None and abs(value) > MAX_REGISTER_WH:
+            _flag(flags, "value_out_of_range")
+            if name == "start":
+                meter_start_wh = None
+            else:
+                meter_stop_wh = None
 
     start = meter_start_wh
+    start_source: str | None = "reported" if start is not None else None
     if start is None:
         begin = next((r for r in readings if r[2] == "Transaction.Begin"), None)
         first = begin or (readings[0] if readings else None)
         if first is not None:
-            start = first[1]
+            start, start_source = first[1], "context" if begin else "sample"
             flags.append("meter_start_from_samples")
         else:
             flags.append("meter_start_missing")
@@ -116,30 +169,91 @@ def compute_energy(
         t0, first_wh, _ = readings[0]
         bound = _max_plausible_wh(started_at, t0)
         if bound is not None and first_wh > bound:
-            start = first_wh
+            start, start_source = first_wh, "sample"
             flags.append("meter_start_placeholder")
 
     stop = meter_stop_wh
+    stop_source: str | None = "reported" if stop is not None else None
     if stop is not None and stop == 0 and start is not None and start > 0:
-        stop = None
+        stop, stop_source = None, None
         flags.append("meter_stop_placeholder")
     if stop is None:
         end = next((r for r in reversed(readings) if r[2] == "Transaction.End"), None)
         last = end or (readings[-1] if readings else None)
         if last is not None:
-            stop = last[1]
+            stop, stop_source = last[1], "context" if end else "sample"
             if "meter_stop_placeholder" not in flags:
                 flags.append("meter_stop_from_samples")
-        elif "meter_stop_placeholder" in flags:
-            stop = None
 
     if start is None or stop is None:
         if stop is None and "meter_stop_placeholder" not in flags:
             flags.append("meter_stop_missing")
-        return EnergyResult(start, stop, 0, flags)
-    delta = stop - start
+        return EnergyResult(start, stop, 0, flags, start_source, stop_source, decrease)
+    energy, problem = energy_between(start, stop)
+    if problem:
+        _flag(flags, problem)
+    return EnergyResult(start, stop, energy, flags, start_source, stop_source, decrease)
+
+
+def energy_between(start_wh: Decimal, stop_wh: Decimal) -> tuple[int, str | None]:
+    """Whole Wh between two register readings (banker's rounding), and a flag when the
+    meter went backwards (then nothing is billed)."""
+    delta = stop_wh - start_wh
     if delta < 0:
-        flags.append("meter_went_backwards")
-        return EnergyResult(start, stop, 0, flags)
-    energy = int(delta.quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
-    return EnergyResult(start, stop, energy, flags)
+        return 0, "meter_went_backwards"
+    return int(delta.quantize(Decimal(1), rounding=ROUND_HALF_EVEN)), None
+
+
+def _flag(flags: list[str], name: str) -> None:
+    if name not in flags:
+        flags.append(name)
+
+
+def _beyond_range(sample: MeterSample) -> bool:
+    """A total register reading in Wh/kWh that is a number, yet could not be read: scaled
+    by a multiplier no unit has (10^25 and more), too large to compute (1e999999), or not
+    finite (Infinity, NaN: a meter that failed)."""
+    if sample.phase or sample.location == "EV" or sample.signed is not None \
+            or sample.format in ("SignedData", "SignedMeterValue") \
+            or (sample.unit or "Wh").lower() not in _UNIT_FACTOR:
+        return False
+    if abs(sample.multiplier) > MAX_MULTIPLIER:
+        return True
+    try:
+        Decimal(sample.value.strip())
+    except (ArithmeticError, AttributeError):
+        return False  # not a number at all: not a reading, ignored
+    return True
+
+
+def watts(kw: float | str | Decimal) -> Decimal:
+    """kW (a setting, a CLI argument) as exact W: 11 -> 11000, 7.4 -> 7400, 0.5 -> 500."""
+    w = Decimal(str(kw)) * 1000
+    return w.to_integral_value() if w == w.to_integral_value() else w.normalize()
+
+
+def energy_flags(started_at: datetime, stopped_at: datetime | None, energy_wh: int,
+                 max_power_w: Decimal) -> list[str]:
+    """Hold flags for energy no station could have delivered in the session's time.
+
+    ``max_power_w``: the station's registered maximum power, or the connector's reported
+    limit, or ``DEFAULT_MAX_POWER_W``.
+    """
+    if stopped_at is None:
+        return []
+    seconds = Decimal(str((stopped_at - started_at).total_seconds()))
+    if seconds < 0:
+        return ["stop_before_start"]
+    if seconds == 0:
+        return ["zero_duration_with_energy"] if energy_wh > 0 else []
+    allowed = max_power_w * (seconds + POWER_SLACK_SECONDS) / 3600 * POWER_SLACK_RATIO
+    return ["energy_above_max_power"] if Decimal(energy_wh) > allowed else []
+
+
+def time_flag(at: datetime, not_before: datetime | None, not_after: datetime) -> str | None:
+    """``time_implausible`` for a transaction time outside the window the central system
+    accepts: not before the station's registration less a margin, not after the receive
+    time plus a margin (clocks drift; stations queue messages while offline)."""
+    if at > not_after or (not_before is not None and at < not_before):
+        return "time_implausible"
+    return None

@@ -17,6 +17,7 @@ __all__ = [
     "Session",
     "SessionStatus",
     "Station",
+    "ValueNote",
 ]
 
 
@@ -59,6 +60,12 @@ class Station:
     created_at: datetime | None = None
     connected_node: str | None = None  # the node holding its socket, None when offline
     connected_at: datetime | None = None
+    max_power_w: Decimal | None = None  # registered by the operator (plausibility)
+    reported_max_power_w: Decimal | None = None  # reported by the station (device model)
+
+    def power_limit_w(self, default: Decimal) -> Decimal:
+        """The most this station can deliver: registered, else reported, else ``default``."""
+        return self.max_power_w or self.reported_max_power_w or default
 
 
 @dataclass(slots=True)
@@ -97,6 +104,20 @@ class MeterSample:
     format: str | None = None
     signed: dict[str, Any] | None = None
     seq_no: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ValueNote:
+    """Something a transaction message carried that could not be taken as sent.
+
+    The message is still acknowledged and stored (DESIGN.md: always acknowledge); the
+    value is kept verbatim here and the session gets ``flag``.
+    """
+
+    flag: str  # time_unreadable | time_offset_assumed | value_out_of_range
+    field: str  # where in the message ("timestamp", "seqNo", "meterValue[0].timestamp")
+    value: str  # the text as received
+    detail: str = ""
 
 
 @dataclass(slots=True)
@@ -141,5 +162,13 @@ BILLING_HOLD_FLAGS = frozenset(
         "signature_invalid",
         "meter_key_unknown",
         "signed_energy_mismatch",
+        # plausibility (csms.domain.energy): energy no station delivers in that time, times
+        # it cannot have sent, values no meter reads
+        "energy_above_max_power",
+        "zero_duration_with_energy",
+        "stop_before_start",
+        "time_implausible",
+        "time_unreadable",
+        "value_out_of_range",
     }
 )

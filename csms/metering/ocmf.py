@@ -1,18 +1,30 @@
-"""Signed meter data in OCMF (Open Charge Metering Format): unwrap, verify, compare (pure).
+"""Signed meter data in OCMF (Open Charge Metering Format): unwrap, verify, reconcile (pure).
 
 An Eichrecht meter signs its readings; the station passes the signed container
 ``OCMF|{payload}|{signature}`` through OCPP in one of these wrappings:
 
 - 2.0.1 ``signedMeterValue``: ``signedMeterData`` (the container, base64),
-  ``signingMethod``, ``encodingMethod`` ("OCMF"), ``publicKey`` (base64 DER, optional);
+  ``signingMethod``, ``encodingMethod`` ("OCMF"), ``publicKey`` (optional);
 - 1.6 ``SampledValue`` with ``format: "SignedData"`` (the OCA "Signed Meter Values in
   OCPP 1.6" convention): ``value`` holds the 2.0.1 object as JSON (``signedMeterData`` or
   ``signedMeterValue``), or the bare container, or the container in base64.
 
-The container is parsed and validated by ``pyocmf``; the ECDSA signature (the secp and
-brainpool curves OCMF allows, SHA-256 or SHA-512) is checked with ``cryptography`` over the
-payload bytes exactly as sent. (pyocmf 0.6's own check refuses the spec's spelling
-``ECDSA-brainpool256r1-SHA256`` for a brainpoolP256r1 key, so the check is done here.)
+The container is parsed and validated by ``pyocmf`` (which also applies the OCMF rule
+that a reading without ``TM``/``TX`` inherits them from the reading before it); the ECDSA
+signature (the secp and brainpool curves OCMF allows, SHA-256 or SHA-512) is checked with
+``cryptography`` over the payload bytes exactly as sent. (pyocmf 0.6's own check refuses
+the spec's spelling ``ECDSA-brainpool256r1-SHA256`` for a brainpoolP256r1 key, so the
+check is done here.)
+
+Real chargers write keys and signatures in several ways, all accepted here: keys as hex
+or base64 DER (SubjectPublicKeyInfo), PEM, a raw EC point (``04 || x || y``, ``x || y``
+or compressed) in hex or base64, or any of these inside a JSON object (KEBA sends
+base64 of ``{"UK": "<hex DER>"}``); signatures as DER or as raw ``r || s``, in hex or
+base64 (``SE``).
+
+Readings are evidence per register: only the active import register (OBIS
+``1-x:1.8.x``, DESIGN.md "Signed meter data as evidence") is compared with billed
+energy; export (``2.8.x``) and other registers are stored, not compared.
 """
 
 from __future__ import annotations
@@ -20,7 +32,9 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -28,6 +42,7 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 __all__ = [
     "HOLD_STATUSES",
@@ -37,10 +52,12 @@ __all__ = [
     "VERIFIED",
     "CheckedContainer",
     "OcmfError",
+    "Reconciled",
     "SignedReading",
     "check_container",
-    "compare_with_billed",
     "normalize_key",
+    "reconcile",
+    "register_kind",
     "unwrap",
 ]
 
@@ -52,6 +69,7 @@ MALFORMED = "malformed"  # ... is not a readable OCMF container
 HOLD_STATUSES = frozenset({INVALID, MALFORMED, NO_KEY})
 
 _ENERGY_UNITS = {"kWh": Decimal(1000), "Wh": Decimal(1)}
+IMPORT, EXPORT, OTHER = "import", "export", "other"
 
 
 class OcmfError(ValueError):
@@ -61,7 +79,7 @@ class OcmfError(ValueError):
 @dataclass(frozen=True, slots=True)
 class Unwrapped:
     container: str  # "OCMF|{payload}|{signature}"
-    public_key: str | None  # hex DER, when the message carried one
+    public_key: str | None  # the key text the message carried, not yet read
     signing_method: str | None
 
 
@@ -75,6 +93,9 @@ class SignedReading:
     resolution_wh: Decimal  # one unit of the last digit the meter signed
     meter_serial: str | None
     pagination: str | None
+    register: str | None = None  # RI, the OBIS code as the meter wrote it
+    kind: str = IMPORT  # import | export | other (see register_kind)
+    identification: str | None = None  # the payload's ID (a card UID, an EMAID...)
 
 
 @dataclass(slots=True)
@@ -87,39 +108,95 @@ class CheckedContainer:
     readings: list[SignedReading] = field(default_factory=list)
 
 
-def normalize_key(text: str) -> str:
+# -- keys ----------------------------------------------------------------------------------
+_CURVE_BY_COORD: dict[int, Callable[[], ec.EllipticCurve]] = {
+    32: ec.SECP256R1, 48: ec.SECP384R1, 66: ec.SECP521R1, 24: ec.SECP192R1}
+_KEY_FIELDS = ("UK", "publicKey", "PublicKey", "public_key", "key", "PK")
+
+
+def _der(key: ec.EllipticCurvePublicKey) -> bytes:
+    return key.public_bytes(serialization.Encoding.DER,
+                            serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def _point(raw: bytes, curve: ec.EllipticCurve | None) -> ec.EllipticCurvePublicKey | None:
+    """A raw EC point: 04 || x || y, compressed 02/03 || x, or x || y without a prefix."""
+    if raw[:1] == b"\x04" and len(raw) % 2 == 1:
+        size, encoded = (len(raw) - 1) // 2, raw
+    elif raw[:1] in (b"\x02", b"\x03") and len(raw) % 2 == 1:
+        size, encoded = len(raw) - 1, raw
+    elif raw and len(raw) % 2 == 0:
+        size, encoded = len(raw) // 2, b"\x04" + raw
+    else:
+        return None
+    if curve is None or (curve.key_size + 7) // 8 != size:
+        kind = _CURVE_BY_COORD.get(size)
+        if kind is None:
+            return None
+        curve = kind()
+    try:
+        return ec.EllipticCurvePublicKey.from_encoded_point(curve, encoded)
+    except ValueError:
+        return None
+
+
+def normalize_key(text: str, curve: ec.EllipticCurve | None = None) -> str:
     """A meter public key as lowercase hex DER (SubjectPublicKeyInfo).
 
-    Accepts hex DER (how OCMF and the transparency software write it), base64 DER
-    (2.0.1 ``publicKey``) or PEM; raises :class:`OcmfError` when it is not an EC key.
+    Accepts every encoding of the module docstring; ``curve`` says which curve a raw point
+    is on (the container's ``SA``), else its size decides (32-byte coordinates: P-256).
+    Raises :class:`OcmfError` when it is not an EC key.
     """
     raw = text.strip()
-    der: bytes
+    if raw.startswith("{"):
+        try:
+            obj = json.loads(raw)
+        except ValueError:
+            raise OcmfError("a meter key in JSON must be an object with the key") from None
+        inner = next((obj[k] for k in _KEY_FIELDS if isinstance(obj, dict)
+                      and isinstance(obj.get(k), str)), None)
+        if inner is None:
+            raise OcmfError("no key field (UK, publicKey...) in the JSON meter key")
+        return normalize_key(inner, curve)
     if raw.startswith("-----BEGIN"):
         try:
             key = serialization.load_pem_public_key(raw.encode())
         except ValueError as exc:
             raise OcmfError(f"not a PEM public key: {exc}") from None
-        der = key.public_bytes(serialization.Encoding.DER,
-                               serialization.PublicFormat.SubjectPublicKeyInfo)
-    else:
-        compact = "".join(raw.split())
+        if not isinstance(key, ec.EllipticCurvePublicKey):
+            raise OcmfError("OCMF meter keys are elliptic-curve keys")
+        return _der(key).hex()
+    compact = "".join(raw.split())
+    if not compact:
+        raise OcmfError("a meter key is hex or base64 DER, PEM or a raw EC point")
+    data: bytes
+    try:
+        data = bytes.fromhex(compact)
+    except ValueError:
         try:
-            der = bytes.fromhex(compact)
-        except ValueError:
+            data = base64.b64decode(compact, validate=True)
+        except (binascii.Error, ValueError):
+            raise OcmfError("a meter key is hex or base64 DER, PEM or a raw EC point") from None
+        if data[:1] in (b"{", b"-"):  # base64 of a JSON wrapper or of a PEM text
             try:
-                der = base64.b64decode(compact, validate=True)
-            except (binascii.Error, ValueError):
-                raise OcmfError("a meter key is hex or base64 DER, or PEM") from None
-        try:
-            key = serialization.load_der_public_key(der)
-        except (ValueError, TypeError) as exc:
-            raise OcmfError(f"not a DER public key: {exc}") from None
+                return normalize_key(data.decode("utf-8"), curve)
+            except UnicodeDecodeError:
+                pass
+    try:
+        key = serialization.load_der_public_key(data)
+    except (ValueError, TypeError, IndexError):
+        point = _point(data, curve)
+        if point is None:
+            raise OcmfError("not a DER public key nor a raw EC point") from None
+        return _der(point).hex()
+    except Exception as exc:  # cryptography raises UnsupportedAlgorithm for odd DER
+        raise OcmfError(f"not a supported public key: {exc}") from None
     if not isinstance(key, ec.EllipticCurvePublicKey):
         raise OcmfError("OCMF meter keys are elliptic-curve keys")
-    return der.hex()
+    return data.hex()
 
 
+# -- containers ----------------------------------------------------------------------------
 def _container_text(data: str) -> str:
     text = data.strip()
     if text.startswith("OCMF|"):
@@ -135,7 +212,8 @@ def _container_text(data: str) -> str:
 
 
 def unwrap(signed: dict[str, Any]) -> Unwrapped:
-    """The container and the key from a stored sample's ``signed`` object (either version)."""
+    """The container and the key text from a stored sample's ``signed`` object (either
+    version)."""
     obj: dict[str, Any]
     if "signedData" in signed:  # 1.6: the SampledValue's value, kept verbatim
         value = str(signed["signedData"]).strip()
@@ -157,10 +235,11 @@ def unwrap(signed: dict[str, Any]) -> Unwrapped:
     if encoding is not None and str(encoding).upper() != "OCMF":
         raise OcmfError(f"encoding {encoding!r} is not supported (OCMF only)")
     key = obj.get("publicKey")
+    method = obj.get("signingMethod")
     return Unwrapped(
         _container_text(data),
-        normalize_key(key) if isinstance(key, str) and key.strip() else None,
-        obj.get("signingMethod") if isinstance(obj.get("signingMethod"), str) else None,
+        key.strip() if isinstance(key, str) and key.strip() else None,
+        method if isinstance(method, str) else None,
     )
 
 
@@ -171,60 +250,54 @@ def _resolution(value: Decimal, factor: Decimal) -> Decimal:
     return step * factor
 
 
+_OBIS = re.compile(r"\s*(\w+)-(\w+):(\w+)\.(\w+)(?:\.(\w+))?(?:[.*]\w+)*\s*")
+
+
+def register_kind(register: str | None) -> str:
+    """``import`` for the active import energy register (OBIS 1-x:1.8.x), ``export`` for
+    active export (1-x:2.8.x), else ``other`` (e.g. loss-compensated 98.8.x, durations).
+
+    OBIS groups may carry leading zeros ("01-00:01.08.00.FF") or the OCMF placeholders
+    ``b``/``e`` ("1-b:1.8.e"); the value group F or a ``*suffix`` does not matter here.
+    A reading without RI is taken as the import register (OCMF 1.0 meters that sign only
+    that one).
+    """
+    if register is None:
+        return IMPORT
+    m = _OBIS.fullmatch(register)
+    if m is None:
+        return OTHER
+
+    def number(group: str | None) -> int | None:
+        return int(group) if group is not None and group.isdigit() else None
+
+    medium, c, d = number(m.group(1)), number(m.group(3)), number(m.group(4))
+    if medium != 1 or d != 8:
+        return OTHER
+    return {1: IMPORT, 2: EXPORT}.get(c if c is not None else -1, OTHER)
+
+
 def _readings(parsed: Any) -> list[SignedReading]:
     payload = parsed.payload
     out = []
+    identification = getattr(payload, "ID", None)
     for rd in payload.RD or []:
         unit = getattr(rd.RU, "value", rd.RU)
         factor = _ENERGY_UNITS.get(str(unit))
         if factor is None or rd.RV is None:
-            continue  # not an energy register (e.g. cable loss resistance)
-        value = Decimal(str(rd.RV))
+            continue  # not an energy register (a duration, a cable loss resistance)
+        value = Decimal(str(rd.RV).strip())
         tx = getattr(rd.TX, "value", rd.TX)
         time = rd.TM.timestamp.isoformat() if rd.TM is not None else None
+        register = None if rd.RI is None else str(rd.RI)
         out.append(SignedReading(
             tx=None if tx is None else str(tx), time=time, wh=value * factor,
             resolution_wh=_resolution(value, factor),
-            meter_serial=payload.MS, pagination=payload.PG,
+            meter_serial=payload.MS, pagination=payload.PG, register=register,
+            kind=register_kind(register),
+            identification=None if identification in (None, "") else str(identification),
         ))
     return out
-
-
-def check_container(signed: dict[str, Any], pinned_key: str | None) -> CheckedContainer:
-    """Verify one stored signed sample against the station's pinned meter key.
-
-    Without a pinned key, the key the message carries is used (the caller pins it).
-    """
-    import pyocmf
-    from pydantic import ValidationError
-
-    try:
-        unwrapped = unwrap(signed)
-    except OcmfError as exc:
-        return CheckedContainer(MALFORMED, str(exc))
-    key = pinned_key or unwrapped.public_key
-    result = CheckedContainer(MALFORMED, "", unwrapped.container, key, unwrapped.public_key)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # spec notes (e.g. id formats) are not failures
-            parsed = pyocmf.OCMF.from_string(unwrapped.container)
-        result.readings = _readings(parsed)
-    except (pyocmf.PyOCMFError, ValidationError, ValueError, InvalidOperation) as exc:
-        result.detail = f"unreadable OCMF: {str(exc).splitlines()[0]}"
-        return result
-    if key is None:
-        result.status, result.detail = NO_KEY, "no meter key registered and none in the message"
-        return result
-    try:
-        ok = _verify(unwrapped.container, parsed.signature, key)
-    except OcmfError as exc:
-        result.status, result.detail = INVALID, str(exc)
-        return result
-    if ok:
-        result.status, result.detail = VERIFIED, "signature verified"
-    else:
-        result.status, result.detail = INVALID, "signature does not match the signed data"
-    return result
 
 
 # OCMF signature algorithms (SA) name the curve; brainpool is written with or without "P".
@@ -239,25 +312,100 @@ _HASHES: dict[str, type[hashes.HashAlgorithm]] = {"SHA256": hashes.SHA256,
 DEFAULT_ALGORITHM = "ECDSA-secp256r1-SHA256"  # OCMF: SA may be omitted
 
 
-def _verify(container: str, signature: Any, key_hex: str) -> bool:
-    """ECDSA over the payload exactly as sent, with the curve and hash the SA names."""
-    payload = container[len("OCMF|"):].rpartition("|")[0]
-    algorithm = str(getattr(signature.SA, "value", signature.SA) or DEFAULT_ALGORITHM)
-    parts = algorithm.split("-")
+def _algorithm(name: str) -> tuple[type[ec.EllipticCurve], type[hashes.HashAlgorithm]]:
+    parts = name.split("-")
     if len(parts) != 3 or parts[0] != "ECDSA" or parts[1].lower() not in _CURVES \
             or parts[2].upper() not in _HASHES:
-        raise OcmfError(f"signature algorithm {algorithm!r} is not supported")
-    curve, digest = _CURVES[parts[1].lower()], _HASHES[parts[2].upper()]
-    public = serialization.load_der_public_key(bytes.fromhex(key_hex))
-    if not isinstance(public, ec.EllipticCurvePublicKey) or \
-            not isinstance(public.curve, curve):
-        raise OcmfError(f"the meter key is not on the curve {algorithm!r} names")
+        raise OcmfError(f"signature algorithm {name!r} is not supported")
+    return _CURVES[parts[1].lower()], _HASHES[parts[2].upper()]
+
+
+def _signature_algorithm(signature: Any, signing_method: str | None) -> str:
+    """The container's SA; else a 2.0.1 signingMethod that names an OCMF algorithm (some
+    stations write "ECC256" there, which names none); else the OCMF default."""
+    sa = getattr(signature.SA, "value", signature.SA)
+    if sa:
+        return str(sa)
+    if signing_method and signing_method.startswith("ECDSA-"):
+        return signing_method
+    return DEFAULT_ALGORITHM
+
+
+def check_container(signed: dict[str, Any], pinned_key: str | None) -> CheckedContainer:
+    """Verify one stored signed sample against the station's pinned meter key.
+
+    Without a pinned key, the key the message carries is used (the caller pins it).
+    """
+    import pyocmf
+    from pydantic import ValidationError
+
+    try:
+        unwrapped = unwrap(signed)
+    except OcmfError as exc:
+        return CheckedContainer(MALFORMED, str(exc))
+    result = CheckedContainer(MALFORMED, "", unwrapped.container, pinned_key)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # spec notes (e.g. id formats) are not failures
+            parsed = pyocmf.OCMF.from_string(unwrapped.container)
+        result.readings = _readings(parsed)
+        algorithm = _signature_algorithm(parsed.signature, unwrapped.signing_method)
+    except (pyocmf.PyOCMFError, ValidationError, ValueError, InvalidOperation) as exc:
+        result.detail = f"unreadable OCMF: {str(exc).splitlines()[0]}"
+        return result
+    try:
+        curve, digest = _algorithm(algorithm)
+        if unwrapped.public_key is not None:
+            result.message_key = normalize_key(unwrapped.public_key, curve())
+    except OcmfError as exc:
+        result.status, result.detail = INVALID, str(exc)
+        return result
+    key = pinned_key or result.message_key
+    result.key_used = key
+    if key is None:
+        result.status, result.detail = NO_KEY, "no meter key registered and none in the message"
+        return result
+    try:
+        ok = _verify(unwrapped.container, parsed.signature, key, curve, digest)
+    except OcmfError as exc:
+        result.status, result.detail = INVALID, str(exc)
+        return result
+    if ok:
+        result.status, result.detail = VERIFIED, "signature verified"
+    else:
+        result.status, result.detail = INVALID, "signature does not match the signed data"
+    return result
+
+
+def _signature_bytes(signature: Any, public: ec.EllipticCurvePublicKey) -> bytes:
+    """The DER signature: SD as hex (default) or base64 (SE), DER or raw r || s."""
     encoding = str(getattr(signature.SE, "value", signature.SE) or "hex").lower()
     try:
-        sd = str(signature.SD)
+        sd = str(signature.SD).strip()
         raw = base64.b64decode(sd, validate=True) if encoding == "base64" else bytes.fromhex(sd)
     except (binascii.Error, ValueError):
         raise OcmfError(f"signature data is not {encoding}") from None
+    size = (public.curve.key_size + 7) // 8
+    if len(raw) == 2 * size and not _is_der(raw):
+        # raw r || s (some meters write the two integers without the DER wrapping)
+        return encode_dss_signature(int.from_bytes(raw[:size], "big"),
+                                    int.from_bytes(raw[size:], "big"))
+    return raw
+
+
+def _is_der(raw: bytes) -> bool:
+    return len(raw) >= 8 and raw[0] == 0x30 and raw[1] + 2 == len(raw)
+
+
+def _verify(container: str, signature: Any, key_hex: str, curve: type[ec.EllipticCurve],
+            digest: type[hashes.HashAlgorithm]) -> bool:
+    """ECDSA over the payload exactly as sent, with the curve and hash the SA names."""
+    payload = container[len("OCMF|"):].rpartition("|")[0]
+    public = serialization.load_der_public_key(bytes.fromhex(key_hex))
+    if not isinstance(public, ec.EllipticCurvePublicKey) or \
+            not isinstance(public.curve, curve):
+        raise OcmfError(f"the meter key is not on the curve {curve.name} the signature names")
+    raw = _signature_bytes(signature, public)
     try:
         public.verify(raw, payload.encode("utf-8"), ec.ECDSA(digest()))
     except InvalidSignature:
@@ -265,33 +413,96 @@ def _verify(container: str, signature: Any, key_hex: str) -> bool:
     return True
 
 
+# -- signed readings against billed ones ---------------------------------------------------
+@dataclass(slots=True)
+class Reconciled:
+    """The billed start/stop readings after comparing them with the meter's signed ones.
+
+    ``start_wh``/``stop_wh`` are what to bill from: the station's readings when they agree
+    with the signed ones, the signed readings when the station sent none or the two differ
+    by a unit factor (1000: kWh written as Wh, or the reverse) - the calibrated meter wins.
+    """
+
+    start_wh: Decimal | None
+    stop_wh: Decimal | None
+    flags: list[str] = field(default_factory=list)
+    mismatches: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    signed_begin: SignedReading | None = None
+    signed_end: SignedReading | None = None
+
+
 def _billed_resolution(value: Decimal) -> Decimal:
     return _resolution(value, Decimal(1))
 
 
-def compare_with_billed(
-    readings: list[SignedReading], meter_start_wh: Decimal | None,
-    meter_stop_wh: Decimal | None,
-) -> tuple[list[str], list[str]]:
-    """(mismatches, missing): the signed begin/end readings against the billed readings.
+def _close(a: Decimal, b: Decimal, tolerance: Decimal) -> bool:
+    return abs(a - b) < tolerance
 
-    Two readings match when they differ by less than the coarser of the two
-    resolutions (a meter signing 0.2596 kWh next to a station reporting 260 Wh).
+
+def reconcile(readings: list[SignedReading], billed_start: Decimal | None,
+              billed_stop: Decimal | None) -> Reconciled:
+    """Compare the verified signed readings of the import register with the billed ones.
+
+    Two readings match when they differ by less than the coarser of the two resolutions
+    (a meter signing 0.2596 kWh next to a station reporting 260 Wh). When neither end
+    matches but the energy between them does (a transaction register that starts at 0,
+    or a station meter beside the Eichrecht one), the session is consistent: flagged
+    ``signed_register_offset``, not held.
     """
-    mismatches: list[str] = []
-    missing: list[str] = []
-    begins = [r for r in readings if r.tx == "B"]
-    ends = [r for r in readings if r.tx == "E"]
-    for name, signed_list, billed in (("start", begins[:1], meter_start_wh),
-                                      ("stop", ends[-1:], meter_stop_wh)):
-        if not signed_list:
-            missing.append(name)
+    imports = [r for r in readings if r.kind == IMPORT]
+    begin = next((r for r in imports if r.tx == "B"), None)
+    end = next((r for r in reversed(imports) if r.tx == "E"), None)
+    out = Reconciled(billed_start, billed_stop, signed_begin=begin, signed_end=end)
+    outcomes: dict[str, str] = {}
+    for name, signed, billed in (("start", begin, billed_start), ("stop", end, billed_stop)):
+        if signed is None:
+            out.missing.append(name)
             continue
-        reading = signed_list[0]
+        value, outcome = billed, "match"
         if billed is None:
-            mismatches.append(f"{name}: signed {reading.wh} Wh, nothing billed")
-            continue
-        tolerance = max(reading.resolution_wh, _billed_resolution(billed))
-        if abs(billed - reading.wh) >= tolerance:
-            mismatches.append(f"{name}: billed {billed} Wh, meter signed {reading.wh} Wh")
-    return mismatches, missing
+            value, outcome = signed.wh, "from_signed"
+        elif not _close(billed, signed.wh,
+                        max(signed.resolution_wh, _billed_resolution(billed))):
+            scaled_up = max(signed.resolution_wh, _billed_resolution(billed) * 1000)
+            scaled_down = max(signed.resolution_wh, _billed_resolution(billed) / 1000)
+            if _close(billed * 1000, signed.wh, scaled_up) or \
+                    _close(billed / 1000, signed.wh, scaled_down):
+                value, outcome = signed.wh, "unit"
+                out.notes.append(f"{name}: the station reported {billed} Wh, the meter signed"
+                                 f" {signed.wh} Wh (a unit factor of 1000): billed as signed")
+            else:
+                outcome = "differs"
+        outcomes[name] = outcome
+        if name == "start":
+            out.start_wh = value
+        else:
+            out.stop_wh = value
+    if "from_signed" in outcomes.values():
+        out.flags.extend(f"meter_{n}_from_signed" for n, o in outcomes.items()
+                         if o == "from_signed")
+    if "unit" in outcomes.values():
+        out.flags.append("unit_discrepancy")
+    if "differs" in outcomes.values():
+        consistent = False
+        if begin is not None and end is not None and out.start_wh is not None \
+                and out.stop_wh is not None and outcomes.get("start") == "differs" \
+                and outcomes.get("stop") == "differs":
+            tolerance = begin.resolution_wh + end.resolution_wh + max(
+                _billed_resolution(out.start_wh), _billed_resolution(out.stop_wh))
+            consistent = _close(out.stop_wh - out.start_wh, end.wh - begin.wh, tolerance)
+        if consistent:
+            out.flags.append("signed_register_offset")
+            out.notes.append("the signed readings are offset from the billed ones by a"
+                             " constant; the energy between them is the same")
+        else:
+            out.flags.append("signed_energy_mismatch")
+            for name, signed, billed in (("start", begin, out.start_wh),
+                                         ("stop", end, out.stop_wh)):
+                if outcomes.get(name) == "differs" and signed is not None:
+                    out.mismatches.append(
+                        f"{name}: billed {billed} Wh, meter signed {signed.wh} Wh")
+    if out.missing:
+        out.flags.append("signed_reading_missing")
+    return out

@@ -15,11 +15,17 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from csms.domain.energy import compute_energy
+from csms.domain.energy import (
+    DEFAULT_MAX_POWER_W,
+    compute_energy,
+    energy_between,
+    energy_flags,
+    time_flag,
+)
 from csms.domain.model import (
     BILLING_HOLD_FLAGS,
     AuthStatus,
@@ -28,6 +34,7 @@ from csms.domain.model import (
     Session,
     SessionStatus,
     Station,
+    ValueNote,
 )
 from csms.metering import ocmf
 from csms.service.ports import Repository, StorageError, Tx
@@ -43,7 +50,9 @@ __all__ = [
 
 log = logging.getLogger("csms.service")
 
-_V201_NORMAL = frozenset({"meter_start_from_samples", "meter_stop_from_samples"})
+# 2.0.1 has no meterStart/meterStop: its readings always come from samples, signed or not.
+_V201_NORMAL = frozenset({"meter_start_from_samples", "meter_stop_from_samples",
+                          "meter_start_from_signed", "meter_stop_from_signed"})
 
 
 class UnknownStation(Exception):
@@ -76,6 +85,7 @@ class StopInfo:
     reason: str | None = None
     id_tag: str | None = None
     samples: list[MeterSample] = field(default_factory=list)
+    notes: list[ValueNote] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -85,7 +95,7 @@ class TransactionEventIn:
     event_type: str  # Started | Updated | Ended
     timestamp: datetime
     trigger_reason: str
-    seq_no: int
+    seq_no: int | None  # None: beyond what can be stored (see notes); not deduplicated
     transaction_id: str
     offline: bool = False
     charging_state: str | None = None
@@ -95,6 +105,11 @@ class TransactionEventIn:
     id_tag: str | None = None
     remote_start_id: int | None = None
     samples: list[MeterSample] = field(default_factory=list)
+    notes: list[ValueNote] = field(default_factory=list)
+
+
+# Notes that only say what was assumed: a flag on the session, no event.
+_QUIET_NOTES = frozenset({"time_offset_assumed"})
 
 
 def utc_now() -> datetime:
@@ -113,8 +128,17 @@ class ChargingService:
         publish_events: bool = False,
         clock: Callable[[], datetime] = utc_now,
         seen_flush_interval: float = 1.0,
+        default_max_power_w: Decimal = DEFAULT_MAX_POWER_W,
+        time_past: timedelta = timedelta(days=30),
+        time_future: timedelta = timedelta(minutes=10),
     ) -> None:
         self.repo = repo
+        # plausibility (csms.domain.energy): a station's power when none is registered or
+        # reported; the window of transaction times around registration and receipt
+        self.default_max_power_w = default_max_power_w
+        self.time_past = time_past
+        self.time_future = time_future
+        self._registered: dict[str, datetime | None] = {}
         self.heartbeat_interval = heartbeat_interval
         self.boot_retry_interval = boot_retry_interval
         self.publish_events = publish_events
@@ -144,6 +168,43 @@ class ChargingService:
             "stopped_at": s.stopped_at.isoformat() if s.stopped_at else None,
             "stop_reason": s.stop_reason,
         }
+
+    async def _notes(self, tx: Tx, session: Session, notes: list[ValueNote],
+                     action: str) -> None:
+        """Flag the session for what its message carried that could not be taken as sent,
+        and keep each such value verbatim (a station event)."""
+        for note in notes:
+            session.flag(note.flag)
+            if note.flag in _QUIET_NOTES:
+                continue
+            await tx.add_station_event(
+                session.station_id, "value_not_taken",
+                {"session_id": session.id, "action": action, "field": note.field,
+                 "value": note.value, "flag": note.flag, "detail": note.detail},
+                self.clock())
+
+    async def _check_times(self, tx: Tx, session: Session, times: list[datetime],
+                           action: str) -> None:
+        """``time_implausible`` for transaction times the station cannot have sent: before
+        its registration less ``time_past``, or after now plus ``time_future``."""
+        if not times:
+            return
+        now = self.clock()
+        if session.station_id not in self._registered:
+            station = await tx.get_station(session.station_id)
+            self._registered[session.station_id] = station.created_at if station else None
+        registered = self._registered[session.station_id]
+        not_before = registered - self.time_past if registered is not None else None
+        bad = [t for t in times if time_flag(t, not_before, now + self.time_future)]
+        if not bad or "time_implausible" in session.flags:
+            return
+        session.flag("time_implausible")
+        await tx.add_station_event(
+            session.station_id, "time_implausible",
+            {"session_id": session.id, "action": action,
+             "times": [t.isoformat() for t in bad[:5]],
+             "not_before": not_before.isoformat() if not_before else None,
+             "not_after": (now + self.time_future).isoformat()}, now)
 
     async def _authorize(self, tx: Tx, tag: str | None) -> AuthStatus:
         if tag is None:
@@ -265,6 +326,18 @@ class ChargingService:
 
         return await self.repo.read(work)
 
+    async def reported_max_power(self, station_id: str, watts: Decimal) -> None:
+        """Keep the maximum power a station reported (device model): the plausibility
+        limit when the operator registered none."""
+
+        async def work(tx: Tx) -> None:
+            station = await tx.get_station(station_id)
+            if station is not None and station.reported_max_power_w != watts:
+                station.reported_max_power_w = watts
+                await tx.update_station(station)
+
+        await self.repo.unit(work)
+
     async def station_event(self, station_id: str, kind: str, payload: dict[str, Any]) -> None:
         now = self.clock()
 
@@ -275,25 +348,59 @@ class ChargingService:
 
     # -- sessions ------------------------------------------------------------
     async def _complete(self, tx: Tx, session: Session, samples: list[MeterSample]) -> None:
-        """Compute the billed energy from all the session's data and queue settlement."""
+        """Compute the billed energy from all the session's data and queue settlement.
+
+        Unsigned readings first (csms.domain.energy), then the meter's signed ones
+        (OCMF), which win where the two differ by a unit factor or the station sent none;
+        then plausibility. A session with any hold flag is not queued.
+        """
         assert session.id is not None
         stored = await tx.session_samples(session.id)
+        data = stored if stored else samples
         result = compute_energy(
-            session.reported_meter_start_wh,
-            session.reported_meter_stop_wh,
-            stored if stored else samples,
+            session.reported_meter_start_wh, session.reported_meter_stop_wh, data,
             session.started_at,
         )
-        session.meter_start_wh = result.meter_start_wh
-        session.meter_stop_wh = result.meter_stop_wh
-        session.energy_wh = result.energy_wh
-        for f in result.flags:
-            if session.ocpp_version == "ocpp2.0.1" and f in _V201_NORMAL:
-                continue  # 2.0.1 has no meterStart/meterStop: readings always come from samples
-            session.flag(f)
-        signed = [s for s in (stored if stored else samples) if s.signed]
+        flags = [f for f in result.flags
+                 if not (session.ocpp_version == "ocpp2.0.1" and f in _V201_NORMAL)]
+        if not result.readings_decrease:  # only start/stop went backwards: decided below,
+            flags = [f for f in flags if f != "meter_went_backwards"]  # once reconciled
+        start, stop = result.meter_start_wh, result.meter_stop_wh
+        signed = [s for s in data if s.signed]
         if signed:
-            await self._check_signed(tx, session, signed)
+            # Compare the meter's signed readings with the station's own readings of the
+            # same moments (meterStart/meterStop or its Transaction.Begin/End samples);
+            # a first/last periodic reading is no such reading.
+            anchored = {"reported", "context"}
+            rec = await self._check_signed(
+                tx, session, signed,
+                start if result.start_source in anchored else None,
+                stop if result.stop_source in anchored else None)
+            for side, reading in (("start", rec.signed_begin), ("stop", rec.signed_end)):
+                if reading is None:
+                    continue  # no signed reading for this side: the station's stands
+                if side == "start":
+                    start = rec.start_wh
+                else:
+                    stop = rec.stop_wh
+                if f"meter_{side}_from_signed" in rec.flags:
+                    flags = [f for f in flags if f not in (
+                        f"meter_{side}_missing", f"meter_{side}_from_samples")]
+            flags.extend(f for f in rec.flags
+                         if not (session.ocpp_version == "ocpp2.0.1" and f in _V201_NORMAL))
+        energy = 0
+        if start is not None and stop is not None:
+            energy, problem = energy_between(start, stop)
+            if problem:
+                flags.append(problem)
+        session.meter_start_wh, session.meter_stop_wh, session.energy_wh = start, stop, energy
+        for f in flags:
+            session.flag(f)
+        station = await tx.get_station(session.station_id)
+        limit = station.power_limit_w(self.default_max_power_w) if station \
+            else self.default_max_power_w
+        for f in energy_flags(session.started_at, session.stopped_at, energy, limit):
+            session.flag(f)
         session.status = SessionStatus.COMPLETED
         await tx.update_session(session)
         now = self.clock()
@@ -302,20 +409,22 @@ class ChargingService:
         else:
             await tx.add_station_event(
                 session.station_id, "billing_hold",
-                {"session_id": session.id, "flags": session.flags}, now,
+                {"session_id": session.id, "flags": session.flags,
+                 "max_power_w": str(limit)}, now,
             )
         await self._event(tx, session.station_id, "session/completed", self.session_view(session))
 
     async def _check_signed(
-        self, tx: Tx, session: Session, signed: list[MeterSample]
-    ) -> None:
-        """Verify the session's signed meter data (OCMF) and compare it with what is billed.
+        self, tx: Tx, session: Session, signed: list[MeterSample],
+        start_wh: Decimal | None, stop_wh: Decimal | None,
+    ) -> ocmf.Reconciled:
+        """Verify the session's signed meter data (OCMF) and reconcile it with the readings.
 
         The station's meter key is the one registered by the operator, or the first
         one a message carried (then pinned: a different key later is a security event
         and does not replace it). Per signed reading the result is stored; a signature
-        that fails, data that cannot be read or checked, and signed start/stop readings
-        that differ from the billed ones hold the session back from settlement.
+        that fails, data that cannot be read or checked, and signed import readings that
+        differ from the station's hold the session back from settlement.
         """
         assert session.id is not None
         pinned, _source = await tx.get_meter_key(session.station_id)
@@ -353,24 +462,28 @@ class ChargingService:
             for r in checked.readings:
                 rows.append({**base, "tx_code": r.tx, "reading_time": r.time,
                              "reading_wh": str(r.wh), "resolution_wh": str(r.resolution_wh),
-                             "meter_serial": r.meter_serial, "pagination": r.pagination})
+                             "meter_serial": r.meter_serial, "pagination": r.pagination,
+                             "register_code": r.register, "register_kind": r.kind})
                 if checked.status == ocmf.VERIFIED:
                     readings.append(r)
         await tx.add_signed_readings(session.id, session.station_id, rows)
-        mismatches, missing = ocmf.compare_with_billed(
-            readings, session.meter_start_wh, session.meter_stop_wh)
-        if mismatches:
-            session.flag("signed_energy_mismatch")
+        rec = ocmf.reconcile(readings, start_wh, stop_wh)
+        if rec.mismatches:
             await tx.add_station_event(
                 session.station_id, "billing_mismatch",
-                {"session_id": session.id, "mismatches": mismatches}, now)
-        if missing:
-            session.flag("signed_reading_missing")
+                {"session_id": session.id, "mismatches": rec.mismatches}, now)
+        if rec.notes:
+            await tx.add_station_event(
+                session.station_id, "billing_discrepancy",
+                {"session_id": session.id, "notes": rec.notes, "flags": rec.flags}, now)
+        return rec
 
     @staticmethod
     def _running_energy(session: Session, samples: list[MeterSample]) -> None:
         """Keep ``energy_wh`` of an active session current (for the API), never billing."""
         result = compute_energy(session.meter_start_wh, None, samples, session.started_at)
+        if "value_out_of_range" in result.flags:
+            session.flag("value_out_of_range")
         if "meter_start_placeholder" in result.flags:
             session.meter_start_wh = result.meter_start_wh
             session.flag("meter_start_placeholder")
@@ -383,8 +496,9 @@ class ChargingService:
 
     # 1.6 ---------------------------------------------------------------------
     async def start_transaction(
-        self, station_id: str, connector_id: int, id_tag: str, meter_start_wh: Decimal,
+        self, station_id: str, connector_id: int | None, id_tag: str, meter_start_wh: Decimal,
         timestamp: datetime, reservation_id: int | None = None,
+        notes: list[ValueNote] | None = None,
     ) -> tuple[int, AuthStatus, datetime | None]:
         """1.6 §6.46 StartTransaction: always answered with a transactionId."""
         start_key = f"{connector_id}|{id_tag}|{timestamp.isoformat()}|{meter_start_wh}"
@@ -414,6 +528,11 @@ class ChargingService:
             if auth is not AuthStatus.ACCEPTED:
                 session.flag(f"auth_{auth.value.lower()}")
             await tx.insert_session(session)
+            flagged = len(session.flags)
+            await self._notes(tx, session, notes or [], "StartTransaction")
+            await self._check_times(tx, session, [timestamp], "StartTransaction")
+            if len(session.flags) != flagged:
+                await tx.update_session(session)
             await self._event(tx, station_id, "session/started", self.session_view(session))
             return int(session.transaction_id), auth, expires
 
@@ -456,6 +575,10 @@ class ChargingService:
                     evse_id=session.evse_id, connector_id=session.connector_id,
                     transaction_id=txid,
                 )
+            await self._notes(tx, session, stop.notes, "StopTransaction")
+            await self._check_times(tx, session, [stop.timestamp, *(s.timestamp
+                                                                    for s in stop.samples)],
+                                    "StopTransaction")
             session.stopped_at = stop.timestamp
             session.reported_meter_stop_wh = stop.meter_stop_wh
             session.stop_reason = stop.reason or "Local"  # 1.6 §7.45: Local when omitted
@@ -465,8 +588,8 @@ class ChargingService:
         return await self.repo.unit(work)
 
     async def meter_values(
-        self, station_id: str, connector_id: int, transaction_id: str | None,
-        samples: list[MeterSample],
+        self, station_id: str, connector_id: int | None, transaction_id: str | None,
+        samples: list[MeterSample], notes: list[ValueNote] | None = None,
     ) -> None:
         """1.6 §6.34 MeterValues. Without a known transaction the samples are kept
         for the station (main meter, clock-aligned) and never touch a session."""
@@ -489,11 +612,13 @@ class ChargingService:
             )
             if session is None:
                 return
+            await self._notes(tx, session, notes or [], "MeterValues")
+            await self._check_times(tx, session, [s.timestamp for s in samples], "MeterValues")
             if session.status is SessionStatus.ACTIVE:
                 self._running_energy(session, samples)
                 await tx.update_session(session)
                 await self._event(tx, station_id, "session/updated", self.session_view(session))
-            elif "late_samples" not in session.flags:
+            else:
                 session.flag("late_samples")
                 await tx.update_session(session)
 
@@ -508,7 +633,9 @@ class ChargingService:
         async def work(tx: Tx) -> AuthStatus | None:
             auth = await self._authorize(tx, ev.id_tag) if ev.id_tag else None
             now = self.clock()
-            fresh = await tx.record_tx_event(
+            # A seqNo beyond 64 bits cannot be stored: the event is taken as new (the
+            # session is held for it, see ev.notes).
+            fresh = ev.seq_no is None or await tx.record_tx_event(
                 station_id, ev.transaction_id, ev.seq_no, ev.event_type, ev.offline, now
             )
             if not fresh:
@@ -528,7 +655,8 @@ class ChargingService:
                 await tx.insert_session(session)
                 created = True
             else:
-                if session.last_seq_no is not None and ev.seq_no != session.last_seq_no + 1:
+                if session.last_seq_no is not None and ev.seq_no is not None \
+                        and ev.seq_no != session.last_seq_no + 1:
                     session.flag("seq_gap")
                     await tx.add_station_event(
                         station_id, "seq_gap",
@@ -539,8 +667,13 @@ class ChargingService:
                 if ev.event_type == "Started" and not created:
                     session.started_at = ev.timestamp
             assert session.id is not None
-            if session.last_seq_no is None or ev.seq_no > session.last_seq_no:
+            if ev.seq_no is not None and (session.last_seq_no is None
+                                          or ev.seq_no > session.last_seq_no):
                 session.last_seq_no = ev.seq_no
+            await self._notes(tx, session, ev.notes, "TransactionEvent")
+            await self._check_times(tx, session, [ev.timestamp, *(s.timestamp
+                                                                  for s in ev.samples)],
+                                    "TransactionEvent")
             if ev.offline:
                 session.flag("offline_events")
             if session.evse_id is None and ev.evse_id is not None:

@@ -20,9 +20,14 @@ __all__ = [
 ]
 
 
-def number(value: Decimal | None) -> int | float | None:
+def number(value: Decimal | None) -> int | float | str | None:
+    """A reading for JSON: an integer or a float, or its exact text when it is beyond
+    what JSON consumers read as a number (64-bit integers; such a value is flagged
+    ``value_out_of_range`` and never billed)."""
     if value is None:
         return None
+    if not value.is_finite() or abs(value) >= 2**63:
+        return str(value)
     return int(value) if value == value.to_integral_value() else float(value)
 
 
@@ -70,6 +75,8 @@ def station_json(s: Station, connectors: list[dict[str, Any]],
         "firmware_version": s.firmware_version,
         "last_boot_at": iso(s.last_boot_at),
         "last_seen_at": iso(s.last_seen_at),
+        "max_power_w": number(s.max_power_w),
+        "reported_max_power_w": number(s.reported_max_power_w),
         "connectors": [
             {"evse_id": c["evse_id"], "connector_id": c["connector_id"], "status": c["status"],
              "error_code": c["error_code"], "updated_at": c["updated_at"]}

@@ -7,6 +7,7 @@ here runs unchanged on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import json
 import uuid
 from abc import ABC, abstractmethod
 from datetime import UTC, datetime
@@ -24,7 +25,7 @@ from csms.domain.model import (
     Station,
 )
 
-__all__ = ["SqlTx", "dt_from_db", "dt_to_db"]
+__all__ = ["SqlTx", "dt_from_db", "dt_to_db", "json_text"]
 
 
 def dt_to_db(value: datetime | None) -> str | None:
@@ -37,6 +38,15 @@ def dt_to_db(value: datetime | None) -> str | None:
 
 def dt_from_db(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value)
+
+
+def json_text(value: Any) -> str:
+    """JSON for a TEXT column: orjson, or the standard library for what orjson refuses
+    (integers beyond 64 bits a station sent in a payload)."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return json.dumps(value, separators=(",", ":"), default=str)
 
 
 def _dec_to_db(value: Decimal | None) -> str | None:
@@ -63,6 +73,8 @@ def _station(row: dict[str, Any]) -> Station:
         created_at=dt_from_db(row["created_at"]),
         connected_node=row.get("connected_node"),
         connected_at=dt_from_db(row.get("connected_at")),
+        max_power_w=_dec_from_db(row.get("max_power_w")),
+        reported_max_power_w=_dec_from_db(row.get("reported_max_power_w")),
     )
 
 
@@ -138,22 +150,26 @@ class SqlTx(ABC):
         await self.execute(
             "INSERT INTO stations (id, boot_policy, security_profile, password_hash, ocpp_version,"
             " vendor, model, firmware_version, serial_number, last_boot_at, last_seen_at,"
-            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " created_at, max_power_w, reported_max_power_w)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             station.id, station.boot_policy.value, station.security_profile,
             station.password_hash, station.ocpp_version, station.vendor, station.model,
             station.firmware_version, station.serial_number, dt_to_db(station.last_boot_at),
             dt_to_db(station.last_seen_at),
             dt_to_db(station.created_at or datetime.now(UTC)),
+            _dec_to_db(station.max_power_w), _dec_to_db(station.reported_max_power_w),
         )
 
     async def update_station(self, station: Station) -> None:
         await self.execute(
             "UPDATE stations SET boot_policy = ?, security_profile = ?, password_hash = ?,"
             " ocpp_version = ?, vendor = ?, model = ?, firmware_version = ?, serial_number = ?,"
-            " last_boot_at = ?, last_seen_at = ? WHERE id = ?",
+            " last_boot_at = ?, last_seen_at = ?, max_power_w = ?, reported_max_power_w = ?"
+            " WHERE id = ?",
             station.boot_policy.value, station.security_profile, station.password_hash,
             station.ocpp_version, station.vendor, station.model, station.firmware_version,
             station.serial_number, dt_to_db(station.last_boot_at), dt_to_db(station.last_seen_at),
+            _dec_to_db(station.max_power_w), _dec_to_db(station.reported_max_power_w),
             station.id,
         )
 
@@ -192,8 +208,7 @@ class SqlTx(ABC):
         await self.execute(
             "INSERT INTO audit_log (at, actor, action, target, request, result, ok)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            dt_to_db(at), actor, action, target, orjson.dumps(request).decode(),
-            orjson.dumps(result).decode(), int(ok),
+            dt_to_db(at), actor, action, target, json_text(request), json_text(result), int(ok),
         )
 
     async def list_audit(self, limit: int = 100) -> list[dict[str, Any]]:
@@ -368,7 +383,7 @@ class SqlTx(ABC):
             [(session_id, station_id, evse_id, connector_id, transaction_id, s.seq_no,
               dt_to_db(s.timestamp), s.measurand, s.phase, s.context, s.location, s.unit,
               s.multiplier, s.value, s.format,
-              orjson.dumps(s.signed).decode() if s.signed is not None else None)
+              json_text(s.signed) if s.signed is not None else None)
              for s in samples],
         )
 
@@ -399,17 +414,19 @@ class SqlTx(ABC):
             await self.execute(
                 "INSERT INTO signed_readings (session_id, station_id, container_no, tx_code,"
                 " reading_time, reading_wh, resolution_wh, meter_serial, pagination,"
-                " public_key, status, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " public_key, status, detail, register_code, register_kind)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 session_id, station_id, r["container_no"], r["tx_code"], r["reading_time"],
                 r["reading_wh"], r["resolution_wh"], r["meter_serial"], r["pagination"],
-                r["public_key"], r["status"], r["detail"],
+                r["public_key"], r["status"], r["detail"], r.get("register_code"),
+                r.get("register_kind"),
             )
 
     async def signed_readings(self, session_id: int) -> list[dict[str, Any]]:
         return await self.fetchall(
             "SELECT container_no, tx_code, reading_time, reading_wh, resolution_wh,"
-            " meter_serial, pagination, public_key, status, detail FROM signed_readings"
-            " WHERE session_id = ? ORDER BY id", session_id)
+            " meter_serial, pagination, public_key, status, detail, register_code,"
+            " register_kind FROM signed_readings WHERE session_id = ? ORDER BY id", session_id)
 
     # -- events --------------------------------------------------------------
     async def record_tx_event(
@@ -428,7 +445,7 @@ class SqlTx(ABC):
     ) -> None:
         await self.execute(
             "INSERT INTO station_events (station_id, kind, ts, payload) VALUES (?, ?, ?, ?)",
-            station_id, kind, dt_to_db(at), orjson.dumps(payload).decode(),
+            station_id, kind, dt_to_db(at), json_text(payload),
         )
 
     async def list_station_events(
@@ -453,7 +470,7 @@ class SqlTx(ABC):
         event_id = str(uuid.uuid4())
         await self.execute(
             "INSERT INTO outbox (event_id, topic, payload, created_at) VALUES (?, ?, ?, ?)",
-            event_id, topic, orjson.dumps({"event_id": event_id, **payload}).decode(),
+            event_id, topic, json_text({"event_id": event_id, **payload}),
             dt_to_db(at),
         )
         return event_id

@@ -4,26 +4,73 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
+from csms.domain.energy import MAX_REGISTER_WH
+from csms.domain.model import ValueNote
 from csms.protocol import Fault, OcppError
+from csms.protocol.timestamps import TimestampError, parse_timestamp
 from csms.service.charging import ChargingService
 
-__all__ = ["Handler", "data_transfer", "notification", "ocpp_time", "parse_time"]
+__all__ = ["Handler", "Notes", "data_transfer", "notification", "ocpp_time", "parse_time"]
+
+# What the storage keeps in an integer column (SQLite INTEGER, PostgreSQL BIGINT).
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 # (service, station id, payload) -> response payload
 Handler = Callable[[ChargingService, str, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
 def parse_time(text: str) -> datetime:
-    """An OCPP dateTime (RFC 3339); a value without offset is taken as UTC."""
+    """An OCPP dateTime under the timestamp policy (csms.protocol.timestamps), for messages
+    that may be refused: an unreadable one is a CALLERROR."""
     try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise OcppError(Fault.PROPERTY_CONSTRAINT, f"invalid dateTime {text!r}") from None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+        return parse_timestamp(text).value
+    except TimestampError as exc:
+        raise OcppError(Fault.PROPERTY_CONSTRAINT, str(exc)) from None
+
+
+class Notes:
+    """Values of one transaction message that cannot be taken as sent.
+
+    Transaction messages are always acknowledged (DESIGN.md), so instead of refusing the
+    message, an unreadable time becomes the receive time and a number beyond what can be
+    stored becomes None; the value is kept verbatim as a :class:`ValueNote` and the
+    session is flagged (and held, see ``BILLING_HOLD_FLAGS``).
+    """
+
+    def __init__(self, received: datetime) -> None:
+        self.received = received
+        self.items: list[ValueNote] = []
+
+    def time(self, text: Any, field: str) -> datetime:
+        try:
+            parsed = parse_timestamp(text)
+        except TimestampError as exc:
+            self.items.append(ValueNote("time_unreadable", field, str(text)[:256], str(exc)))
+            return self.received
+        if parsed.offset_assumed:
+            self.items.append(ValueNote("time_offset_assumed", field, str(text),
+                                        "no UTC offset: read as UTC"))
+        return parsed.value
+
+    def register_wh(self, value: Any, field: str) -> Decimal:
+        """A 1.6 meterStart/meterStop (an integer in Wh, 1.6 §6.45); noted when it is no
+        meter's reading (it is then never billed, see csms.domain.energy)."""
+        wh = Decimal(int(value))
+        if abs(wh) > MAX_REGISTER_WH:
+            self.items.append(ValueNote("value_out_of_range", field, str(value)[:256],
+                                        f"beyond any meter register ({MAX_REGISTER_WH} Wh)"))
+        return wh
+
+    def int64(self, value: Any, field: str) -> int | None:
+        number = int(value)
+        if INT64_MIN <= number <= INT64_MAX:
+            return number
+        self.items.append(ValueNote("value_out_of_range", field, str(value)[:256],
+                                    "beyond a 64-bit integer"))
+        return None
 
 
 def ocpp_time(value: datetime) -> str:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
 from csms.domain.model import AuthStatus, MeterSample
 from csms.service.charging import BootInfo, ChargingService, StopInfo
 from csms.translate.common import (
     Handler,
+    Notes,
     data_transfer,
     notification,
     ocpp_time,
@@ -27,11 +27,12 @@ def _id_tag_info(status: AuthStatus, expires: Any = None) -> dict[str, Any]:
     return info
 
 
-def samples_from_meter_values(meter_value: list[dict[str, Any]]) -> list[MeterSample]:
+def samples_from_meter_values(meter_value: list[dict[str, Any]], notes: Notes,
+                              field: str = "meterValue") -> list[MeterSample]:
     """1.6 §7.31 MeterValue/SampledValue: strings, defaults Energy.Active.Import.Register, Wh."""
     samples: list[MeterSample] = []
-    for mv in meter_value:
-        ts = parse_time(mv["timestamp"])
+    for n, mv in enumerate(meter_value):
+        ts = notes.time(mv["timestamp"], f"{field}[{n}].timestamp")
         for sv in mv["sampledValue"]:
             fmt = sv.get("format")
             signed = {"signedData": sv["value"]} if fmt == "SignedData" else None
@@ -90,13 +91,15 @@ async def authorize(svc: ChargingService, station_id: str, p: dict[str, Any]) ->
 async def start_transaction(
     svc: ChargingService, station_id: str, p: dict[str, Any]
 ) -> dict[str, Any]:
+    notes = Notes(svc.clock())
     txid, status, expires = await svc.start_transaction(
         station_id,
-        int(p["connectorId"]),
+        notes.int64(p["connectorId"], "connectorId"),
         p["idTag"],
-        Decimal(int(p["meterStart"])),  # 1.6 §6.45: meterStart is an integer in Wh
-        parse_time(p["timestamp"]),
+        notes.register_wh(p["meterStart"], "meterStart"),
+        notes.time(p["timestamp"], "timestamp"),
         p.get("reservationId"),
+        notes=notes.items,
     )
     return {"transactionId": txid, "idTagInfo": _id_tag_info(status, expires)}
 
@@ -104,13 +107,16 @@ async def start_transaction(
 async def stop_transaction(
     svc: ChargingService, station_id: str, p: dict[str, Any]
 ) -> dict[str, Any]:
+    notes = Notes(svc.clock())
     stop = StopInfo(
         transaction_id=int(p["transactionId"]),
-        meter_stop_wh=Decimal(int(p["meterStop"])),
-        timestamp=parse_time(p["timestamp"]),
+        meter_stop_wh=notes.register_wh(p["meterStop"], "meterStop"),
+        timestamp=notes.time(p["timestamp"], "timestamp"),
         reason=p.get("reason"),
         id_tag=p.get("idTag"),
-        samples=samples_from_meter_values(p.get("transactionData", [])),
+        samples=samples_from_meter_values(p.get("transactionData", []), notes,
+                                          "transactionData"),
+        notes=notes.items,
     )
     for s in stop.samples:
         s.context = s.context or "Transaction.End"
@@ -120,12 +126,11 @@ async def stop_transaction(
 
 async def meter_values(svc: ChargingService, station_id: str, p: dict[str, Any]) -> dict[str, Any]:
     txid = p.get("transactionId")
+    notes = Notes(svc.clock())
+    connector = notes.int64(p["connectorId"], "connectorId")
+    samples = samples_from_meter_values(p["meterValue"], notes)
     await svc.meter_values(
-        station_id,
-        int(p["connectorId"]),
-        None if txid is None else str(txid),
-        samples_from_meter_values(p["meterValue"]),
-    )
+        station_id, connector, None if txid is None else str(txid), samples, notes=notes.items)
     return {}
 
 

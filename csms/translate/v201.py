@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from csms.domain.model import AuthStatus, MeterSample
 from csms.service.charging import BootInfo, ChargingService, TransactionEventIn
 from csms.translate.common import (
+    INT64_MAX,
+    INT64_MIN,
     Handler,
+    Notes,
     data_transfer,
     notification,
     ocpp_time,
@@ -30,26 +34,37 @@ def _number_text(value: Any) -> str:
 
 
 def samples_from_meter_values(
-    meter_value: list[dict[str, Any]], seq_no: int | None = None
+    meter_value: list[dict[str, Any]], notes: Notes, seq_no: int | None = None
 ) -> list[MeterSample]:
-    """2.0.1 MeterValueType/SampledValueType: numbers with unitOfMeasure (unit, 10^multiplier)."""
+    """2.0.1 MeterValueType/SampledValueType: numbers with unitOfMeasure (unit, 10^multiplier).
+
+    A sampled value with ``signedMeterValue`` is evidence: its ``value`` is whatever the
+    station put beside the signed data (KEBA writes the OCMF reading in kWh there, with no
+    unit, i.e. "Wh" by default), so it is stored as ``SignedData`` and never read as a
+    register (DESIGN.md "Signed meter data as evidence").
+    """
     samples: list[MeterSample] = []
-    for mv in meter_value:
-        ts = parse_time(mv["timestamp"])
-        for sv in mv["sampledValue"]:
+    for n, mv in enumerate(meter_value):
+        ts = notes.time(mv["timestamp"], f"meterValue[{n}].timestamp")
+        for k, sv in enumerate(mv["sampledValue"]):
             uom = sv.get("unitOfMeasure") or {}
             signed = sv.get("signedMeterValue")
+            raw = int(uom.get("multiplier", 0))
+            multiplier = notes.int64(
+                raw, f"meterValue[{n}].sampledValue[{k}].unitOfMeasure.multiplier")
+            if multiplier is None:  # beyond 64 bits: kept beyond any unit, never billed
+                multiplier = INT64_MAX if raw > 0 else INT64_MIN
             samples.append(
                 MeterSample(
                     timestamp=ts,
                     value=_number_text(sv["value"]),
                     measurand=sv.get("measurand", "Energy.Active.Import.Register"),
                     unit=uom.get("unit", "Wh"),
-                    multiplier=int(uom.get("multiplier", 0)),
+                    multiplier=multiplier,
                     phase=sv.get("phase"),
                     context=sv.get("context"),
                     location=sv.get("location"),
-                    format="SignedMeterValue" if signed else None,
+                    format="SignedData" if signed else None,
                     signed=signed,
                     seq_no=seq_no,
                 )
@@ -97,32 +112,71 @@ async def transaction_event(
     info = p["transactionInfo"]
     evse = p.get("evse") or {}
     token = p.get("idToken")
-    seq_no = int(p["seqNo"])
+    notes = Notes(svc.clock())
+    seq_no = notes.int64(p["seqNo"], "seqNo")
     ev = TransactionEventIn(
         event_type=p["eventType"],
-        timestamp=parse_time(p["timestamp"]),
+        timestamp=notes.time(p["timestamp"], "timestamp"),
         trigger_reason=p["triggerReason"],
         seq_no=seq_no,
         transaction_id=info["transactionId"],
         offline=bool(p.get("offline", False)),
         charging_state=info.get("chargingState"),
         stopped_reason=info.get("stoppedReason"),
-        evse_id=evse.get("id"),
-        connector_id=evse.get("connectorId"),
+        evse_id=notes.int64(evse["id"], "evse.id") if "id" in evse else None,
+        connector_id=notes.int64(evse["connectorId"], "evse.connectorId")
+        if "connectorId" in evse else None,
         # 2.0.1: an idToken of type NoAuthorization carries no identity.
         id_tag=token["idToken"] if token and token.get("type") != "NoAuthorization" else None,
         remote_start_id=info.get("remoteStartId"),
-        samples=samples_from_meter_values(p.get("meterValue", []), seq_no),
+        samples=samples_from_meter_values(p.get("meterValue", []), notes, seq_no),
     )
+    ev.notes = notes.items
     status = await svc.transaction_event(station_id, ev)
     return {} if status is None else {"idTokenInfo": _id_token_info(status)}
 
 
+_POWER_UNITS = {"W": Decimal(1), "kW": Decimal(1000)}
+
+
+def reported_max_power_w(report_data: list[dict[str, Any]]) -> Decimal | None:
+    """The most power a station says it delivers, in W, from a NotifyReport: the
+    ``maxLimit`` characteristic of the ``Power`` variable of an ``EVSE`` (or of the
+    ``ChargingStation``) component (2.0.1 Part 2, appendix: referenced components and
+    variables). None when the report holds no such value."""
+    found: list[Decimal] = []
+    for item in report_data:
+        component = (item.get("component") or {}).get("name")
+        variable = (item.get("variable") or {}).get("name")
+        chars = item.get("variableCharacteristics") or {}
+        limit = chars.get("maxLimit")
+        if component not in ("EVSE", "ChargingStation") or variable != "Power" \
+                or not isinstance(limit, int | float) or isinstance(limit, bool):
+            continue
+        factor = _POWER_UNITS.get(str(chars.get("unit") or "W"))
+        if factor is None or not 0 < limit < 1e8:
+            continue
+        found.append(Decimal(str(limit)) * factor)
+    return max(found) if found else None
+
+
+async def notify_report(
+    svc: ChargingService, station_id: str, p: dict[str, Any]
+) -> dict[str, Any]:
+    """B07/B08 NotifyReport: stored; the station's maximum power is kept for plausibility."""
+    await svc.station_event(station_id, "notify_report", p)
+    power = reported_max_power_w(p.get("reportData") or [])
+    if power is not None:
+        await svc.reported_max_power(station_id, power)
+    return {}
+
+
 async def meter_values(svc: ChargingService, station_id: str, p: dict[str, Any]) -> dict[str, Any]:
     # 2.0.1 J01: MeterValues outside a transaction (evseId 0 = the main meter).
-    await svc.meter_values(
-        station_id, int(p["evseId"]), None, samples_from_meter_values(p["meterValue"])
-    )
+    notes = Notes(svc.clock())
+    evse_id = notes.int64(p["evseId"], "evseId")
+    samples = samples_from_meter_values(p["meterValue"], notes)
+    await svc.meter_values(station_id, evse_id, None, samples, notes=notes.items)
     return {}
 
 
@@ -136,7 +190,7 @@ ROUTES: dict[str, Handler] = {
     "DataTransfer": data_transfer,
     "SecurityEventNotification": notification("security"),
     "NotifyEvent": notification("notify_event"),
-    "NotifyReport": notification("notify_report"),
+    "NotifyReport": notify_report,
     "FirmwareStatusNotification": notification("firmware_status"),
     "LogStatusNotification": notification("log_status"),
 }

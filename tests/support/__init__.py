@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import subprocess
+import sys
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -19,7 +21,15 @@ from csms.service.charging import new_station
 from csms.service.ports import Tx
 from csms.service.views import session_json
 
-__all__ = ["IN_CI", "RunningServer", "require_service", "service_reachable"]
+__all__ = [
+    "IN_CI", "LONG_AGO", "RunningServer", "csms_cli", "is_queued", "require_service",
+    "service_reachable", "station_events",
+]
+
+# When test stations were registered, unless a test says otherwise: long before the fixed
+# dates the tests replay (the central system holds sessions older than a station's
+# registration less 30 days, see csms.domain.energy.time_flag).
+LONG_AGO = datetime(2019, 1, 1, tzinfo=UTC)
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
@@ -99,18 +109,19 @@ class RunningServer:
 
     async def add_station(
         self, station_id: str, password: str | None = None, boot: str = "accepted",
-        profile: int | None = None,
+        profile: int | None = None, registered_at: datetime | None = LONG_AGO,
     ) -> None:
         pw_hash = hash_password(password) if password else None
 
         async def work(tx: Tx) -> None:
-            await tx.insert_station(
-                new_station(
-                    station_id, boot_policy=BootPolicy(boot),
-                    security_profile=profile if profile is not None else (1 if password else 0),
-                    password_hash=pw_hash,
-                )
+            station = new_station(
+                station_id, boot_policy=BootPolicy(boot),
+                security_profile=profile if profile is not None else (1 if password else 0),
+                password_hash=pw_hash,
             )
+            if registered_at is not None:
+                station.created_at = registered_at
+            await tx.insert_station(station)
 
         await self.repo.unit(work)
 
@@ -147,3 +158,30 @@ class RunningServer:
         async with asyncio.timeout(timeout):
             while station_id not in self.central.connections:
                 await asyncio.sleep(0.01)
+
+
+def csms_cli(server: RunningServer, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``csms ARGS --db <the server's database>`` as a process."""
+    return subprocess.run(
+        [sys.executable, "-m", "csms", *args, "--db", server.settings.db],
+        capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "200"})
+
+
+async def is_queued(server: RunningServer, session_id: int) -> bool:
+    """Whether a completed session waits for settlement (not held)."""
+
+    async def work(tx: Tx) -> bool:
+        return await tx.fetchone(
+            "SELECT 1 AS x FROM settlement_queue WHERE session_id = ?", session_id) is not None
+
+    return bool(await server.repo.read(work))
+
+
+async def station_events(server: RunningServer, station_id: str,
+                         kind: str) -> list[dict[str, Any]]:
+    """The payloads of a station's recorded events of one kind, newest first."""
+
+    async def work(tx: Tx) -> list[dict[str, Any]]:
+        return await tx.list_station_events(station_id, kind)
+
+    return [e["payload"] for e in await server.repo.read(work)]

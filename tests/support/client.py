@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import itertools
+import json
 from typing import Any
 
 import orjson
@@ -83,8 +84,11 @@ class RawClient:
     async def call(self, action: str, payload: dict[str, Any], timeout: float = 5,
                    message_id: str | None = None) -> list[Any]:
         mid = message_id or f"m{next(self._ids)}"
-        answer = await self.send_raw(orjson.dumps([2, mid, action, payload]).decode(), mid,
-                                     timeout)
+        try:
+            text = orjson.dumps([2, mid, action, payload]).decode()
+        except TypeError:  # integers beyond 64 bits: a hostile station sends them too
+            text = json.dumps([2, mid, action, payload], separators=(",", ":"))
+        answer = await self.send_raw(text, mid, timeout)
         assert answer is not None
         return answer
 

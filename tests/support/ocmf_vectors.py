@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-__all__ = ["ISKRA", "ISKRA_KEY", "KEBA", "KEBA_KEY"]
+__all__ = [
+    "BAUER_BEGIN", "BAUER_END", "BAUER_KEY", "DZG_BEGIN", "DZG_END", "DZG_KEY", "ISKRA",
+    "ISKRA_KEY", "KEBA", "KEBA_KEY", "KEBA_P30_CONTAINER", "KEBA_P30_KEY", "KEBA_P30_PUBLIC_KEY",
+    "LEM_PAYLOAD",
+]
 
 # Public test vectors: real meter records from the test data of the S.A.F.E. e.V.
 # transparency software (Apache License 2.0); the KEBA record is also the example of
@@ -35,4 +39,107 @@ ISKRA_KEY = (
     "3059301306072A8648CE3D020106082A8648CE3D03010703420004890ADD61803B4665C9BFC3F4E40C4696"
     "DF54C8FB8E067613CC465D7EA67411C0A9517C0D1A021B0859A829B85D5F6FA567047E5CBD91CD9C01F643"
     "003FEA3646"
+)
+
+# A KEBA P30 on OCPP 2.0.1 (firmware 2.9.2), as logged by its operator in a public note
+# (github.com/m-hegele/notes, dev/keba-invalid-meter-start-stop.md): the Ended
+# TransactionEvent carries unsigned Energy.Active.Import.Register readings in Wh
+# (2114135.6 / 2133854.3) and, beside them, sampled values whose bare "value" is the OCMF
+# reading in kWh (2114.1356 / 2133.8543) with the signed container below. The public key
+# is base64 of a JSON object {"UK": "<hex DER>"}; "signingMethod" is "ECC256".
+KEBA_P30_CONTAINER = (
+    'OCMF|{"FV":"1.1","GI":"KEBA_KCP30","GS":"28881628","GV":"2.9.2","PG":"T125","IS":true,'
+    '"IL":"TRUSTED","IF":["RFID_PLAIN","OCPP_CACHE","ISO15118_NONE","PLMN_NONE"],'
+    '"IT":"ISO14443","ID":"3A5AA876","RD":[{"TM":"2025-08-21T07:03:36,000+0000 I","TX":"B",'
+    '"EF":"","ST":"G","RV":2114.1356,"RI":"1-b:1.8.0","RU":"kWh"},{"TM":"2025-08-21T13:34:4'
+    '1,000+0000 I","TX":"E","EF":"","ST":"G","RV":2133.8543,"RI":"1-b:1.8.0","RU":"kWh"}]}|'
+    '{"SD":"3046022100DB36ACE4D98AD4C971C6DCAD345433C7BC9DF45F074FEBAB993AF834586D11A70221'
+    '00BCFB4CDDD79295F1B5247C00F765888A9D93CAC048EB6641E497543CAB295C11"}'
+)
+KEBA_P30_PUBLIC_KEY = (  # as the station sends it: base64 of {"UK": "3059..."}
+    "eyJVSyI6IjMwNTkzMDEzMDYwNzJBODY0OENFM0QwMjAxMDYwODJBODY0OENFM0QwMzAxMDcwMzQyMDAwNDYw"
+    "NkE0NDdDQUZFREZCMkQ1RUUyMTE2MDYwN0M4NEY4NEUxRjMzMjJGNkRDMTJGOEFBMjgzMzVEOEUxQTVGMkRG"
+    "MzQ4NzYyQjA5QUFEQzcwNTVFM0U1MUJGQjM3RUU5MjJCRUE2NUMwNEQyNTNCNDZCRkQ5RjQ0NjlGRTA4MUQ1"
+    "In0="
+)
+KEBA_P30_KEY = (  # the hex DER inside it
+    "3059301306072a8648ce3d020106082a8648ce3d03010703420004606a447cafedfb2d5ee21160607c84f8"
+    "4e1f3322f6dc12f8aa28335d8e1a5f2df348762b09aadc7055e3e51bfb37ee922bea65c04d253b46bfd9f4"
+    "469fe081d5"
+)
+
+# A DZG DVH4013 meter (S.A.F.E. transparency software test data, OCMF_Test_Data_00.xml):
+# begin and end in two containers, secp256k1, the key in base64 DER, readings written as
+# strings with leading spaces ("       9.038"), OBIS with leading zeros
+# ("01-00:01.08.00.FF"), and a second register in the end container that is a duration
+# (RU "sec"), not energy.
+DZG_BEGIN = (
+    'OCMF|{"FV" : "1.0","GI" : "Nano CH-10311C","GS" : "060643","GV" : "v017","PG" : "T198",'
+    '"MV" : "DZG","MM" : "DVH4013","MS" : "1DZG0033016824","IS" : true,"IL" : "VERIFIED",'
+    '"IF" : ["RFID_NONE","OCPP_NONE","ISO15118_NONE","PLMN_NONE"],"IT" : "EMAID","ID" : '
+    '"04ab076a345b85","CT" : "CBIDC","CI" : "CI","RD" : [{"TM" : "2021-10-26T10:20:52,000+0200'
+    ' I","TX" : "B","RV" : "       9.038","RI" : "01-00:01.08.00.FF","RU" : "kWh","RT" : "AC",'
+    '"EF" : "","ST" : "G"}]}|{"SA" : "ECDSA-secp256k1-SHA256","SD" : "3046022100A4C188533ECA1'
+    '793336520F7F99E010E62DEC32ABD344A562B00D396F65DFFE9022100CB0FB3782E406525641D689F4326D2'
+    '118365A722EE75AAAB976C14B090BE49DA"}'
+)
+DZG_END = (
+    'OCMF|{"FV" : "1.0","GI" : "Nano CH-10311C","GS" : "060643","GV" : "v017","PG" : "T199",'
+    '"MV" : "DZG","MM" : "DVH4013","MS" : "1DZG0033016824","IS" : true,"IL" : "VERIFIED",'
+    '"IF" : ["RFID_NONE","OCPP_NONE","ISO15118_NONE","PLMN_NONE"],"IT" : "EMAID","ID" : '
+    '"04ab076a345b85","CT" : "CBIDC","CI" : "CI","RD" : [{"TM" : "2021-10-26T10:21:22,000+0200'
+    ' I","TX" : "E","RV" : "       9.038","RI" : "01-00:01.08.00.FF","RU" : "kWh","RT" : "AC",'
+    '"EF" : "","ST" : "G"},{"TM" : "2021-10-26T10:21:22,000+0200 I","TX" : "E","RV" : "     '
+    ' 30","RI" : "01-00:00.08.06.FF","RU" : "sec","RT" : "AC","EF" : "","ST" : "G"}]}|{"SA" :'
+    ' "ECDSA-secp256k1-SHA256","SD" : "3045022016FD6DF51EE338CC56F6035670172653C93A77F263B7B2'
+    '4DD5DC84EF7C4A98AB022100ADE8D7D9EC4EFFE2B3C0781C108B9DF2688776F81AE94D9230C92ED570C9693C'
+    '"}'
+)
+DZG_KEY = ("MFYwEAYHKoZIzj0CAQYFK4EEAAoDQgAEqHEykfqZhspgok6zCQh/329B38xine8ujzT8p5Nh7lek47cYe"
+           "Zj507aN6E4/QirF1b7Q57ln4VGfK6h0d0GOQA==")
+
+# A BAUER BSM-WS36A DC meter (S.A.F.E. transparency software test data,
+# 20211007-device-with-evt-ocmf-sss-ses.xml): its billed register is the transaction
+# register "1-0:1.8.0*198", which starts at 0 Wh for every session (the total register
+# is beside it as XV), so its readings are offset from the station's lifetime readings.
+BAUER_BEGIN = (
+    'OCMF|{"FV":"1.0","GI":"BAUER Electronic BSM-WS36A-H01-1311-0000","GS":"001BZR1521070006",'
+    '"GV":"1.9:32CA:AFF4, 6d1dd3c-dirty","PG":"T2","MV":"BAUER Electronic","MM":"BSM-WS36A-H01-'
+    '1311-0000","MS":"001BZR1521070006","IS":true,"IT":"UNDEFINED","ID":"contract-id: rfid:123'
+    '45678abcdef","RD":[{"TM":"2021-10-07T15:29:55,000+0200 S","TX":"B","RV":0,"RI":"1-0:1.8.0'
+    '*198","RU":"Wh","XV":76040,"XI":"1-0:1.8.0*255","XU":"Wh","XT":3,"RT":"AC","EF":"Et","ST"'
+    ':"E"}]}|{"SA":"ECDSA-secp256r1-SHA256","SD":"3045022100c2ba43bee09b3868ad1c1e6211003a2ce3'
+    '1fd7b65c3f0b0e677d845ae4c50203022038a8deb1368282a33271fdc7ea5cf8dc654976b44a40187b8bf78b'
+    'aaf4a646dc"}'
+)
+BAUER_END = (
+    'OCMF|{"FV":"1.0","GI":"BAUER Electronic BSM-WS36A-H01-1311-0000","GS":"001BZR1521070006",'
+    '"GV":"1.9:32CA:AFF4, 6d1dd3c-dirty","PG":"T3","MV":"BAUER Electronic","MM":"BSM-WS36A-H01-'
+    '1311-0000","MS":"001BZR1521070006","IS":true,"IT":"UNDEFINED","ID":"contract-id: rfid:123'
+    '45678abcdef","RD":[{"TM":"2021-10-07T15:38:05,000+0200 S","TX":"E","RV":0,"RI":"1-0:1.8.0'
+    '*198","RU":"Wh","XV":76040,"XI":"1-0:1.8.0*255","XU":"Wh","XT":4,"RT":"AC","EF":"Et","ST"'
+    ':"E"}]}|{"SA":"ECDSA-secp256r1-SHA256","SD":"3044022002486c21c50359719de774c41c6b10535078'
+    '186fd0943ffef32b92279996727602201fb6186f368aa987cfb6975b1de652f89afbe983acfa6a1a179f3210'
+    '05f5f6e5"}'
+)
+BAUER_KEY = (
+    "3059301306072a8648ce3d020106082a8648ce3d0301070342000413bd745d84ea9b0f943e9724d6d91d7b"
+    "19e73e474eac0561dc1d7d16235726c663b7f552d5deb98549c72d2f918324c55ce5b892a6251143c4aae7"
+    "75ac691815"
+)
+
+# The payload of a LEM DCBM DC meter record (S.A.F.E. transparency software test data;
+# also quoted by other OCMF parsers' tests): one container with the import register
+# 1-0:1.8.0 and the export register 1-0:2.8.0, whose entries inherit TM and TX from the
+# entry before them (OCMF). Its meter key is not public, so tests sign this exact payload
+# with a key of their own (the payload bytes are the meter's).
+LEM_PAYLOAD = (
+    '{"FV":"1.0","GI":"LEM DCBM","GS":"1211751603","GV":"v1","PG":"T144","MV":"LEM","MS":"121'
+    '1751603","MF":"MU-0.1.4.0_SU-0.0.8.0","IS":true,"IL":"HEARSAY","IF":["RFID_RELATED","OCPP'
+    '_AUTH_TLS","ISO15118_NONE","PLMN_NONE"],"IT":"ISO14443","ID":"5EEFE0C7F64B050E9FB95C","CT"'
+    ':"EVSEID","CI":"458877","RD":[{"TM":"2021-10-06T13:13:56,000+0200 R","TX":"B","RV":57.584,'
+    '"RI":"1-0:1.8.0","RU":"kWh","RT":"DC","EF":"","ST":"G","UC":{"UN":"No_Comp","UI":2,"UR":0'
+    '}},{"RV":4.405,"RI":"1-0:2.8.0","RU":"kWh","ST":"G"},{"TM":"2021-10-06T13:15:13,000+0200 R'
+    '","TX":"E","RV":58.685,"RI":"1-0:1.8.0","RU":"kWh","ST":"G"},{"RV":4.405,"RI":"1-0:2.8.0"'
+    ',"RU":"kWh","ST":"G"}]}'
 )

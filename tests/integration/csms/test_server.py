@@ -143,9 +143,34 @@ async def test_duplicate_message_id_is_not_processed_twice(csms_server: RunningS
              "timestamp": "2026-01-01T00:00:00Z"}
     async with await RawClient.connect(csms_server.url, "CP1") as c:
         first = await c.call("StartTransaction", start, message_id="dup")
-        again = await c.call("StartTransaction", {**start, "meterStart": 999}, message_id="dup")
-        assert again == first
+        again = await c.call("StartTransaction", start, message_id="dup")
+        assert again == first  # the same frame again: the stored answer, nothing stored twice
     assert len(await csms_server.sessions()) == 1
+
+
+async def test_a_reused_message_id_is_a_new_message_never_another_answer(
+    csms_server: RunningServer,
+) -> None:
+    """A station that reuses a message id for another message gets that message handled,
+    not the cached answer of the earlier one (a StopTransaction answered as the
+    StartTransaction before it, and never applied)."""
+    await csms_server.add_station("CP1")
+    await csms_server.add_tag("T1")
+    start = {"connectorId": 1, "idTag": "T1", "meterStart": 100,
+             "timestamp": "2026-01-01T00:00:00Z"}
+    async with await RawClient.connect(csms_server.url, "CP1") as c:
+        first = await c.call("StartTransaction", start, message_id="same")
+        txid = first[2]["transactionId"]
+        stop = await c.call("StopTransaction", {"transactionId": txid, "meterStop": 600,
+                                                "timestamp": "2026-01-01T00:10:00Z"},
+                            message_id="same")
+        assert stop == [3, "same", {}]
+        other = await c.call("StartTransaction", {**start, "meterStart": 999},
+                             message_id="same")
+        assert other[2]["transactionId"] != txid
+    sessions = await csms_server.sessions()
+    assert [(s["status"], s["energy_wh"]) for s in sessions] == [
+        ("completed", 500), ("active", None)]
 
 
 async def test_csms_call_while_station_call_is_being_handled(

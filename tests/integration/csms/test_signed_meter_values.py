@@ -4,9 +4,6 @@ operator decisions, with public meter records and with simulated meters of both 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from typing import Any
 
 import pytest
@@ -14,6 +11,9 @@ import pytest
 from chargers_sim.station import Station
 from csms.service.ports import Tx
 from support import RunningServer
+from support import csms_cli as csms
+from support import is_queued as queued
+from support import station_events as events
 from support.client import RawClient
 
 # A real meter record and its key (OCMF specification example; S.A.F.E. e.V. transparency
@@ -24,25 +24,6 @@ FAST: dict[str, Any] = {"meter_interval": 0.05, "call_timeout": 3, "retry_interv
 T0, T1 = "2019-08-13T10:03:15Z", "2019-08-13T10:03:36Z"
 
 
-def csms(server: RunningServer, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "csms", *args, "--db", server.settings.db],
-        capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "200"})
-
-
-async def queued(server: RunningServer, session_id: int) -> bool:
-    async def work(tx: Tx) -> bool:
-        return await tx.fetchone(
-            "SELECT 1 AS x FROM settlement_queue WHERE session_id = ?", session_id) is not None
-
-    return bool(await server.repo.read(work))
-
-
-async def events(server: RunningServer, station_id: str, kind: str) -> list[dict[str, Any]]:
-    async def work(tx: Tx) -> list[dict[str, Any]]:
-        return await tx.list_station_events(station_id, kind)
-
-    return [e["payload"] for e in await server.repo.read(work)]
 
 
 async def signed_session_16(server: RunningServer, container: str, meter_stop: int = 260,

@@ -5,7 +5,14 @@ from decimal import Decimal
 
 import pytest
 
-from csms.domain.energy import compute_energy, register_wh, to_wh
+from csms.domain.energy import (
+    compute_energy,
+    energy_flags,
+    register_wh,
+    time_flag,
+    to_wh,
+    watts,
+)
 from csms.domain.model import MeterSample
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -110,3 +117,73 @@ def test_meter_going_backwards_bills_nothing() -> None:
     r = compute_energy(Decimal(5000), Decimal(4000), [], T0)
     assert r.energy_wh == 0
     assert "meter_went_backwards" in r.flags
+
+
+@pytest.mark.parametrize(("sample", "flag"), [
+    (s("1e30"), "value_out_of_range"),
+    (s("5", multiplier=10**9), "value_out_of_range"),
+    (s("1e999999", unit="kWh"), "value_out_of_range"),
+    (s("Infinity"), "value_out_of_range"),
+    (s("5", multiplier=3), None),
+    (s("abc"), None),  # not a number at all: ignored as before
+    (s("1e30", phase="L1"), None),  # a part, not the total
+])
+def test_values_beyond_any_meter_are_flagged_and_never_billed(
+        sample: MeterSample, flag: str | None) -> None:
+    r = compute_energy(Decimal(1000), Decimal(2000), [sample], T0)
+    assert r.energy_wh == 1000
+    assert r.flags == ([flag] if flag else [])
+
+
+def test_start_and_stop_beyond_any_meter_bill_nothing() -> None:
+    r = compute_energy(Decimal(2**63), Decimal(2**64 - 1), [], T0)
+    assert (r.energy_wh, r.meter_start_wh) == (0, None)
+    assert "value_out_of_range" in r.flags and "meter_start_missing" in r.flags
+
+
+def test_signed_samples_are_evidence_not_readings() -> None:
+    # KEBA's 2.0.1 signed sample: the bare value is the reading in kWh, no unit
+    signed = s("2114.1356", 0, context="Transaction.Begin", format="SignedData",
+               signed={"signedMeterData": "..."})
+    assert register_wh(signed) is None
+    r = compute_energy(None, None, [signed, s("2114135.6", 0, context="Transaction.Begin"),
+                                    s("2133854.3", 60, context="Transaction.End")], T0)
+    assert (r.energy_wh, r.start_source, r.stop_source) == (19719, "context", "context")
+
+
+def test_a_register_that_decreases_between_readings() -> None:
+    r = compute_energy(Decimal(1000), Decimal(3000), [s("2500", 20), s("1200", 40)], T0)
+    assert "meter_went_backwards" in r.flags and r.readings_decrease
+    # readings of two locations are two series
+    r = compute_energy(Decimal(1000), Decimal(3000),
+                       [s("2500", 20, location="Outlet"), s("1200", 40, location="Inlet")], T0)
+    assert not r.readings_decrease
+
+
+@pytest.mark.parametrize(("minutes", "energy", "power_w", "flags"), [
+    (60, 11_000, 11_000, []),  # 11 kW for an hour
+    (60, 11_250, 11_000, []),  # within a minute's slack and 1%
+    (60, 12_500, 11_000, ["energy_above_max_power"]),
+    (1, 1_000_000_000_000, 350_000, ["energy_above_max_power"]),  # the 1e12 Wh session
+    (0, 500, 350_000, ["zero_duration_with_energy"]),
+    (0, 0, 350_000, []),
+    (-5, 100, 350_000, ["stop_before_start"]),
+])
+def test_energy_against_the_stations_maximum_power(
+        minutes: int, energy: int, power_w: int, flags: list[str]) -> None:
+    assert energy_flags(T0, T0 + timedelta(minutes=minutes), energy, Decimal(power_w)) == flags
+
+
+def test_times_outside_the_window() -> None:
+    registered = T0 - timedelta(days=30)
+    latest = T0 + timedelta(minutes=10)
+    assert time_flag(T0, registered, latest) is None
+    assert time_flag(T0 + timedelta(minutes=11), registered, latest) == "time_implausible"
+    assert time_flag(registered - timedelta(seconds=1), registered, latest) \
+        == "time_implausible"
+    assert time_flag(datetime(1, 1, 1, tzinfo=UTC), None, latest) is None  # no registration
+
+
+def test_kilowatts_to_watts() -> None:
+    assert [watts(k) for k in (350.0, 11, "7.4", 0.5)] == [
+        Decimal(350000), Decimal(11000), Decimal(7400), Decimal(500)]
