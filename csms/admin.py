@@ -296,6 +296,24 @@ class AdminApi:
         self, station_id: str, version: OcppVersion, command: str, args: dict[str, Any]
     ) -> dict[str, Any]:
         """Fill in what the operator named in domain words (a session, the tag list)."""
+        if command == "start":
+            # A driver's escrow must cover the charge: a signed app session, or a card
+            # whose driver's escrow and terms cover another session.
+            service = self.central.service
+            tag = str(args.get("tag", ""))
+            authorization = args.get("authorization")
+            if authorization is not None:
+                if not isinstance(authorization, dict):
+                    raise CommandError("authorization must be a JSON object")
+                try:
+                    await service.accept_authorization(station_id, tag, authorization)
+                except ValueError as exc:
+                    raise CommandError(str(exc)) from None
+                return {k: v for k, v in args.items() if k != "authorization"}
+            reason = await service.refusal(station_id, tag)
+            if reason is not None:
+                raise CommandError(f"no credit: {reason}")
+            return args
         if command == "stop" and "transaction_id" not in args:
             session_id = args.get("session")
 

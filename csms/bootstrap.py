@@ -64,15 +64,17 @@ class App:
         if self.settings.chain:
             # Imported here: web3 and the compiler are not needed without settlement.
             from settlement.chain import open_chain
+            from settlement.credit import ChainCredit
             from settlement.worker import SettlementWorker
 
             self.chain = await asyncio.to_thread(open_chain, self.settings.chain,
                                                  self.settings.data_dir)
+            # drivers' escrows answer Authorize and remote starts for their linked tags
+            self.service.credit = ChainCredit(self.repo, self.chain)
             worker = SettlementWorker(
                 self.repo, self.chain, batch_size=self.settings.batch_size,
                 max_wait=self.settings.max_wait, confirmations=self.settings.confirmations,
-                publish_events=bool(self.settings.mqtt), payee=self.settings.payee or None,
-                holder=self.central.node_id)
+                publish_events=bool(self.settings.mqtt), holder=self.central.node_id)
             self._tasks.append(asyncio.create_task(worker.run_forever(self._stop),
                                                    name="settlement"))
 

@@ -45,7 +45,6 @@ class Settings:
     batch_size: int = 1000
     max_wait: float = 60.0  # seconds a completed session waits for a fuller batch
     confirmations: int = 1
-    payee: str = ""  # address paid for the sessions; default: the operator's account
     auth_failure_limit: int = 5  # failed logins per minute per address and per station
     # plausibility of billed energy (held when broken): a station's maximum power when none
     # is registered (csms stations set-max-power) or reported by the station, and the

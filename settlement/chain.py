@@ -22,6 +22,7 @@ import secrets
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,11 @@ __all__ = [
     "Chain",
     "ChainError",
     "ContractMissing",
+    "ContractParams",
+    "DriverState",
+    "Settled",
+    "SettlementReader",
+    "Terms",
     "TxReceipt",
     "find_anvil",
     "open_chain",
@@ -52,6 +58,7 @@ __all__ = [
 log = logging.getLogger("settlement.chain")
 
 NOTICE_PERIOD_S = 7 * 24 * 3600
+ZERO_ADDRESS = "0x" + "00" * 20
 
 
 class ChainError(Exception):
@@ -144,6 +151,68 @@ def _managed_keystore(folder: Path) -> LocalAccount:
     return acct
 
 
+@dataclass(frozen=True)
+class Terms:
+    """What a driver accepts, in billing units (see Settlement.vy ``set_terms``)."""
+
+    max_per_kwh: int
+    max_per_minute: int
+    max_session_fee: int
+    max_per_session: int
+    max_per_day: int
+    allow_cards: bool
+
+    @classmethod
+    def unpack(cls, t: int) -> Terms:
+        m24, m32 = 2**24 - 1, 2**32 - 1
+        return cls(t & m24, t >> 24 & m24, t >> 48 & m24, t >> 72 & m32, t >> 104 & m32,
+                   bool(t >> 136 & 1))
+
+
+@dataclass(frozen=True)
+class DriverState:
+    """A driver's escrow and terms as the contract holds them (billing units)."""
+
+    index: int  # 0: not a driver
+    balance: int
+    spent_today: int
+    terms: Terms
+    pending_terms: Terms | None  # lower terms announced, applying from pending_from
+    pending_from: int
+    withdrawal_amount: int  # announced, available from withdrawal_at
+    withdrawal_at: int
+
+    @classmethod
+    def from_call(cls, values: tuple[int, ...]) -> DriverState:
+        index, balance, spent, terms, pending, withdrawal = (int(v) for v in values)
+        return cls(index, balance, spent, Terms.unpack(terms),
+                   Terms.unpack(pending & (2**138 - 1)) if pending else None,
+                   pending >> 160, withdrawal & (2**64 - 1), withdrawal >> 64)
+
+    def terms_ahead(self, now: int) -> Terms:
+        """The terms a session starting now may rely on: the lower of the current ones and
+        any announced lower ones (those apply before it is settled)."""
+        if self.pending_terms is None:
+            return self.terms
+        p, t = self.pending_terms, self.terms
+        return Terms(min(p.max_per_kwh, t.max_per_kwh), min(p.max_per_minute, t.max_per_minute),
+                     min(p.max_session_fee, t.max_session_fee),
+                     min(p.max_per_session, t.max_per_session),
+                     min(p.max_per_day, t.max_per_day), p.allow_cards and t.allow_cards)
+
+
+@dataclass(frozen=True)
+class Settled:
+    """What a settle transaction did, read from its events."""
+
+    ledger: int
+    first_seq: int
+    count: int
+    digest: str  # the hash chain over the chunk's entries
+    paid: int
+    unpaid: dict[int, int]  # seq -> reason (see Settlement.vy)
+
+
 class Chain:
     """The settlement contract on one chain, operated by one key."""
 
@@ -167,13 +236,17 @@ class Chain:
         return self.w3.eth.contract(address=cast(ChecksumAddress, self.contract_address),
                                     abi=self.artifact["abi"])
 
-    def deploy(self, notice_period: int = NOTICE_PERIOD_S, token: str | None = None) -> str:
-        """Deploy the contract; escrows in ``token`` (an ERC-20 address) or the native coin."""
+    def deploy(self, notice_period: int = NOTICE_PERIOD_S, token: str | None = None,
+               unit: int = 1, platform: str | None = None, fee_bps: int = 0) -> str:
+        """Deploy the contract: escrows in ``token`` (an ERC-20) or the native coin; amounts
+        in billing units of ``unit`` token base units; ``fee_bps`` of each payment to
+        ``platform`` (the operator by default)."""
         factory = self.w3.eth.contract(abi=self.artifact["abi"],
                                        bytecode=self.artifact["bytecode"])
-        token_address = Web3.to_checksum_address(token) if token else "0x" + "00" * 20
-        tx = factory.constructor(notice_period, token_address).build_transaction(
-            self._tx_base())
+        token_address = Web3.to_checksum_address(token) if token else ZERO_ADDRESS
+        platform_address = Web3.to_checksum_address(platform) if platform else ZERO_ADDRESS
+        tx = factory.constructor(notice_period, token_address, unit, platform_address,
+                                 fee_bps).build_transaction(self._tx_base())
         receipt = self._send(tx)
         self.contract_address = str(receipt["contractAddress"])
         return self.contract_address
@@ -191,6 +264,15 @@ class Chain:
                 " contract explicitly (csms contract deploy) — nothing is re-anchored silently."
             )
 
+    def info(self) -> dict[str, Any]:
+        f = self.contract.functions
+        token = str(f.token().call())
+        return {"address": self.contract_address, "chain_id": self.chain_id,
+                "operator": str(f.operator().call()), "platform": str(f.platform().call()),
+                "fee_bps": int(f.fee_bps().call()), "unit": int(f.unit().call()),
+                "notice_period": int(f.notice_period().call()),
+                "token": None if int(token, 16) == 0 else token.lower()}
+
     # -- transactions ----------------------------------------------------------------
     def _tx_base(self, nonce: int | None = None) -> dict[str, Any]:
         max_fee, tip = self.fees()
@@ -198,14 +280,25 @@ class Chain:
                 "nonce": self.next_nonce() if nonce is None else nonce,
                 "maxFeePerGas": max_fee, "maxPriorityFeePerGas": tip}
 
-    def _send(self, tx: dict[str, Any]) -> Any:
+    def _send(self, tx: dict[str, Any], account: LocalAccount | None = None) -> Any:
+        signer = account or self.operator
         tx.setdefault("gas", int(self.w3.eth.estimate_gas(cast(TxParams, tx)) * 1.2) + 10_000)
-        signed = self.operator.sign_transaction(tx)
+        signed = signer.sign_transaction(tx)
         tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
         receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=60)
         if receipt["status"] != 1:
             raise ChainError(f"transaction {tx_hash.hex()} reverted")
         return receipt
+
+    def transact(self, account: LocalAccount, function: str, *args: Any,
+                 value: int = 0) -> Any:
+        """Call a contract function as ``account`` (a driver, a host) and wait for it."""
+        max_fee, tip = self.fees()
+        tx = getattr(self.contract.functions, function)(*args).build_transaction({
+            "from": account.address, "chainId": self.chain_id, "value": Wei(value),
+            "nonce": int(self.w3.eth.get_transaction_count(account.address, "pending")),
+            "maxFeePerGas": max_fee, "maxPriorityFeePerGas": tip})
+        return self._send(tx, account)
 
     def fees(self) -> tuple[int, int]:
         block = self.w3.eth.get_block("latest")
@@ -216,11 +309,6 @@ class Chain:
     def next_nonce(self) -> int:
         return int(self.w3.eth.get_transaction_count(self.operator.address, "pending"))
 
-    def sign_anchor(self, root: bytes, count: int, batch_id: int, nonce: int,
-                    max_fee: int, tip: int) -> tuple[str, str]:
-        """Raw signed anchor transaction and its hash (stored before it is broadcast)."""
-        return self.sign_call("anchor", (root, count, batch_id), nonce, max_fee, tip, 120_000)
-
     def sign_call(self, function: str, args: tuple[Any, ...], nonce: int, max_fee: int,
                   tip: int, gas: int) -> tuple[str, str]:
         """A raw signed call of the contract and its hash."""
@@ -230,21 +318,80 @@ class Chain:
         signed = self.operator.sign_transaction(tx)
         return "0x" + bytes(signed.raw_transaction).hex(), "0x" + bytes(signed.hash).hex()
 
-    def escrow_token(self) -> str | None:
-        """The ERC-20 token the escrows hold (lowercase), or None for the native coin."""
-        address = str(self.contract.functions.token().call())
-        return None if int(address, 16) == 0 else address.lower()
+    def settle_gas(self, ledger: int, first_seq: int, entries: list[tuple[bytes, int]],
+                   auths: list[tuple[int, bytes, bytes]]) -> int:
+        """Gas to sign a settle transaction with: estimated by the node, with a margin."""
+        try:
+            estimate = int(self.contract.functions.settle(ledger, first_seq, entries, auths)
+                           .estimate_gas({"from": self.operator.address}))
+        except Exception as exc:  # a revert: the ledger moved, or another state problem
+            raise ChainError(f"settle would fail: {exc}") from None
+        return estimate * 5 // 4 + 50_000
 
-    def escrow(self, tag_hash: bytes) -> tuple[int, int]:
-        """(balance, highest price per kWh accepted) of a driver's escrow; (0, 0) if none."""
-        _owner, balance, cap, _after = self.contract.functions.escrows(tag_hash).call()
-        return int(balance), int(cap)
+    def sign_settle(self, ledger: int, first_seq: int, entries: list[tuple[bytes, int]],
+                    auths: list[tuple[int, bytes, bytes]], nonce: int, max_fee: int,
+                    tip: int, gas: int) -> tuple[str, str]:
+        return self.sign_call("settle", (ledger, first_seq, entries, auths), nonce, max_fee,
+                              tip, gas)
 
-    def unpaid_lines(self, tx_hash: str) -> list[bytes]:
-        """Tag hashes of the lines a pay transaction could not cover (the rest were paid)."""
+    def register_ledger(self, ledger: int) -> None:
+        if self.ledger_next(ledger) == 0:
+            self._send(self.contract.functions.register_ledger(ledger).build_transaction(
+                self._tx_base()))
+
+    def register_station(self, max_power_w: int, account: LocalAccount | None = None) -> int:
+        """Register a station (as its host: the operator unless ``account`` is given)."""
+        receipt = self.transact(account or self.operator, "register_station", max_power_w)
+        [event] = self.contract.events.StationRegistered().process_receipt(
+            receipt, errors=DISCARD)
+        return int(event["args"]["station"])
+
+    # -- reads -----------------------------------------------------------------------
+    def ledger_next(self, ledger: int) -> int:
+        return int(self.contract.functions.ledger_next(ledger).call())
+
+    def chunk_digest(self, ledger: int, first_seq: int) -> str:
+        return "0x" + bytes(self.contract.functions.chunk_digest(ledger, first_seq).call()).hex()
+
+    def driver_state(self, driver: str) -> DriverState:
+        return DriverState.from_call(tuple(self.contract.functions.driver_state(
+            Web3.to_checksum_address(driver)).call()))
+
+    def station(self, index: int) -> tuple[str, int]:
+        host, power = self.contract.functions.station(index).call()
+        return str(host), int(power)
+
+    def card_linked(self, driver_index: int, commitment: bytes) -> bool:
+        return bool(self.contract.functions.cards(driver_index, commitment).call())
+
+    def settled(self, tx_hash: str) -> Settled | None:
+        """The Settled and Unpaid events of a settle transaction (None if it has none)."""
         receipt = self.w3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
-        return [bytes(e["args"]["tag_hash"])
-                for e in self.contract.events.Unpaid().process_receipt(receipt, errors=DISCARD)]
+        events = self.contract.events.Settled().process_receipt(receipt, errors=DISCARD)
+        if not events:
+            return None
+        a = events[0]["args"]
+        unpaid = {int(e["args"]["seq"]): int(e["args"]["reason"])
+                  for e in self.contract.events.Unpaid().process_receipt(receipt,
+                                                                          errors=DISCARD)}
+        return Settled(int(a["ledger"]), int(a["first_seq"]), int(a["count"]),
+                       "0x" + bytes(a["root"]).hex(), int(a["paid"]), unpaid)
+
+    def find_settlement(self, ledger: int, first_seq: int) -> tuple[str, int, str] | None:
+        """(tx hash, block number, block hash) of the transaction that settled a chunk,
+        from the contract's own Settled event (None if the chain has none)."""
+        topic = "0x" + bytes(keccak(
+            b"Settled(uint256,uint256,uint256,bytes32,uint256,uint256)")).hex()
+        logs = self.w3.eth.get_logs({
+            "address": cast(ChecksumAddress, self.contract_address), "fromBlock": 0,
+            "toBlock": "latest",
+            "topics": [HexStr(topic), HexStr("0x" + ledger.to_bytes(32, "big").hex()),
+                       HexStr("0x" + first_seq.to_bytes(32, "big").hex())]})
+        if not logs:
+            return None
+        log_entry = logs[-1]
+        return ("0x" + bytes(log_entry["transactionHash"]).hex(),
+                int(log_entry["blockNumber"]), "0x" + bytes(log_entry["blockHash"]).hex())
 
     def broadcast(self, raw_tx: str) -> None:
         """Send a raw transaction; a node that already knows it is not an error."""
@@ -282,18 +429,51 @@ class Chain:
     def block_number(self) -> int:
         return int(self.w3.eth.block_number)
 
-    def anchored_block(self, root: bytes) -> int:
-        return int(self.contract.functions.anchored_block(root).call())
-
-    def anchor_logged(self, tx_hash: str, root: bytes, batch_id: int) -> bool:
-        r = self.w3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
-        events = self.contract.events.Anchored().process_receipt(r)
-        return any(e["args"]["root"] == root and e["args"]["batch_id"] == batch_id
-                   and e["address"] == self.contract_address for e in events)
-
     def close(self) -> None:
         if self.node is not None:
             self.node.stop()
+
+
+class SettlementReader:
+    """What a verifier reads from a chain through any JSON-RPC node (no key, no compiler):
+    the settle transaction's own input and events, and the contract's state."""
+
+    def __init__(self, w3: Web3, contract: str) -> None:
+        from settlement.receipts import VERIFY_ABI
+
+        self.w3 = w3
+        self.address = Web3.to_checksum_address(contract)
+        self.c = w3.eth.contract(address=self.address, abi=VERIFY_ABI)
+
+    def chain_id(self) -> int:
+        return int(self.w3.eth.chain_id)
+
+    def settle_input(self, tx_hash: bytes) -> tuple[str, int, int, list[tuple[bytes, int]]]:
+        """(called contract, ledger, first seq, entries) of a settle transaction."""
+        tx = self.w3.eth.get_transaction(HexStr("0x" + tx_hash.hex()))
+        fn, args = self.c.decode_function_input(tx["input"])
+        if fn.fn_name != "settle":
+            raise ChainError(f"the transaction calls {fn.fn_name}, not settle")
+        entries = [(bytes(e["record_hash"]), int(e["packed"])) if isinstance(e, dict)
+                   else (bytes(e[0]), int(e[1])) for e in args["entries"]]
+        return str(tx["to"]), int(args["ledger"]), int(args["first_seq"]), entries
+
+    def outcome(self, tx_hash: bytes) -> tuple[int, int, bool, dict[int, int]]:
+        """(status, block number, whether it settled a chunk, unpaid seq -> reason)."""
+        receipt = self.w3.eth.get_transaction_receipt(HexStr("0x" + tx_hash.hex()))
+        settled = self.c.events.Settled().process_receipt(receipt, errors=DISCARD)
+        unpaid = {int(e["args"]["seq"]): int(e["args"]["reason"])
+                  for e in self.c.events.Unpaid().process_receipt(receipt, errors=DISCARD)}
+        return int(receipt["status"]), int(receipt["blockNumber"]), bool(settled), unpaid
+
+    def chunk_digest(self, ledger: int, first_seq: int) -> bytes:
+        return bytes(self.c.functions.chunk_digest(ledger, first_seq).call())
+
+    def driver_index(self, driver: str) -> int:
+        return int(self.c.functions.driver_index(Web3.to_checksum_address(driver)).call())
+
+    def card_linked(self, driver_index: int, commitment: bytes) -> bool:
+        return bool(self.c.functions.cards(driver_index, commitment).call())
 
 
 def rpc_client(url: str) -> Web3:
@@ -305,22 +485,51 @@ def _deployment_file(data_dir: Path) -> Path:
     return data_dir / "chain.json"
 
 
+@dataclass(frozen=True)
+class ContractParams:
+    """What a deployment fixes for the contract's life (see Settlement.vy)."""
+
+    notice_period: int = NOTICE_PERIOD_S  # seconds before lower terms or withdrawals apply
+    token: str | None = None  # ERC-20 escrows; the native coin when None
+    unit: int = 1  # token base units per billing unit (a tariff's minor unit)
+    platform: str | None = None  # receives the fee; the operator when None
+    fee_bps: int = 0  # the platform's fee in basis points (at most 2,000)
+
+
+CONTRACT_VERSION = 2
+
+
 def open_chain(spec: str, data_dir: str | Path, *, keystore: str | None = None,
                password_file: str | None = None, deploy: bool = True,
-               token: str | None = None) -> Chain:
-    """``memory``, ``local`` or a JSON-RPC URL; deploys the contract once where needed."""
+               params: ContractParams | None = None, contract: str | None = None) -> Chain:
+    """``memory``, ``local`` or a JSON-RPC URL; deploys the contract once where needed.
+
+    ``contract``: use this deployed contract (a driver's or a host's tools, which hold no
+    operator key: then ``keystore`` is theirs)."""
+    params = params or ContractParams()
     folder = Path(data_dir).expanduser()
     cache = folder / "cache"
     if spec == "memory":
         from web3 import EthereumTesterProvider
 
-        w3 = Web3(EthereumTesterProvider())
+        tester = EthereumTesterProvider()
+        # py-evm is not thread-safe: the worker and the credit checks call it from threads
+        lock = threading.Lock()
+        request = tester.make_request
+
+        def serialized(method: Any, params: Any) -> Any:
+            with lock:
+                return request(method, params)
+
+        tester.make_request = serialized  # type: ignore[method-assign]
+        w3 = Web3(tester)
         operator: LocalAccount = Account.create()
         funder = w3.eth.accounts[0]
         w3.eth.wait_for_transaction_receipt(w3.eth.send_transaction(
             {"from": funder, "to": operator.address, "value": Wei(10**21)}))
         chain = Chain(w3, operator, "memory", cache)
-        chain.deploy(token=token)
+        chain.deploy(params.notice_period, params.token, params.unit, params.platform,
+                     params.fee_bps)
         return chain
     if spec == "local":
         node = AnvilNode(folder / "anvil-state.json")
@@ -344,15 +553,25 @@ def open_chain(spec: str, data_dir: str | Path, *, keystore: str | None = None,
         chain = Chain(w3, operator, "rpc", cache)
     else:
         raise ChainError(f"unknown chain {spec!r}: use local, memory or an http(s)/ws(s) URL")
+    if contract is not None:
+        chain.use(contract)
+        return chain
     record = _deployment_file(folder)
     deployments = json.loads(record.read_text("utf-8")) if record.exists() else {}
     entry = deployments.get(str(chain.chain_id))
+    if entry is not None and entry.get("version") != CONTRACT_VERSION:
+        log.warning("! the contract recorded for chain %d (%s) is of an earlier version;"
+                    " a new one is deployed", chain.chain_id, entry.get("contract"))
+        entry = None
     if entry is not None:
         chain.use(entry["contract"])  # raises ContractMissing on a reset chain
     elif deploy:
-        address = chain.deploy(token=token)
-        deployments[str(chain.chain_id)] = {"contract": address, "kind": chain.kind,
-                                            "rpc": chain.rpc_url, "token": token}
+        address = chain.deploy(params.notice_period, params.token, params.unit,
+                               params.platform, params.fee_bps)
+        deployments[str(chain.chain_id)] = {
+            "contract": address, "kind": chain.kind, "rpc": chain.rpc_url,
+            "version": CONTRACT_VERSION, "token": params.token, "unit": params.unit,
+            "fee_bps": params.fee_bps, "platform": params.platform}
         folder.mkdir(parents=True, exist_ok=True)
         record.write_text(json.dumps(deployments, indent=2), "utf-8")
         log.info("= deployed the settlement contract at %s on chain %d", address,

@@ -1,99 +1,122 @@
-"""Receipts a driver can check against the chain alone, and their verifier.
+"""Receipts a driver checks against the chain alone, and their verifier.
 
-A receipt holds the session record, its meter samples, the Merkle leaf and
-proof, the batch root and where it was anchored (chain id, contract, tx hash,
-block). ``verify_receipt`` needs only the receipt and an RPC URL: it recomputes
-the samples hash, the record hash, the leaf and the proof, then asks the chain
-whether the contract anchored that root in that transaction.
+A receipt holds the session's record and meter samples, its entry in the chunk that
+settled it (record hash and packed fields, position), the chunk (ledger, first sequence
+number, digest) and where it was settled (chain id, contract, transaction, block).
+``verify_receipt`` needs only the receipt and an RPC URL. Offline it recomputes the
+samples hash, the record hash and the entry, and checks that the record is consistent:
+energy = stop - start, the duration, the price from the record's tariff, the driver's
+signature of an app session, and every signed meter reading (the meter's signature, and
+that the readings belong to this session: begin before end, inside its time window, in
+page order, one meter, the driver's card). On chain it reads the settle transaction's own
+input: the entry is there at its position, the entries give the digest the contract
+stored for those sequence numbers (so the session was settled exactly once, by this
+chunk), and the transaction's events say whether the amount was taken from the escrow.
 
-What a receipt proves: without signed meter data (OCMF / Eichrecht), that the
-record was not changed after it was anchored; it does NOT prove that the energy
-figure came from a calibrated meter. With signed meter data, the signatures are
-checked too (when a verifier for that format is available) and then the
-energy readings themselves are proven.
+Which contract is the real one cannot be read from a receipt (anyone can deploy a
+look-alike): the driver says it with ``driver`` (its escrow must live in that contract
+under the record's driver index) or ``contract``; without either the verdict is
+UNVERIFIED. Verdicts: VALID, INVALID, UNVERIFIED (the chain could not be reached or the
+contract could not be told).
 """
 
 from __future__ import annotations
 
 import json
+import math
+import re
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from datetime import datetime, timedelta
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any
 
+from csms.domain.tariff import Tariff, price_minor
 from csms.metering import ocmf
-from settlement.merkle import MerkleTree, verify_proof
-from settlement.payouts import anchor_key
-from settlement.records import leaf_of, record_hash, samples_hash
+from settlement.eip712 import Authorization, recover
+from settlement.records import (
+    RECORD_FIELDS,
+    SIGNED,
+    chunk_digest,
+    entry_of,
+    record_hash,
+    samples_hash,
+    unpack_entry,
+)
 
 __all__ = [
+    "INVALID",
+    "RECEIPT_VERSION",
+    "UNVERIFIED",
+    "VALID",
     "Check",
+    "ReceiptError",
     "ReceiptNotReady",
     "Verdict",
     "build_receipt",
+    "duplicates",
     "load_batch_receipts",
     "load_receipt",
     "verify_receipt",
-    "what_it_proves",
 ]
 
-RECEIPT_VERSION = 1
+RECEIPT_VERSION = 2
+VALID, INVALID, UNVERIFIED = "VALID", "INVALID", "UNVERIFIED"
+# a meter's clock and the station's may differ: signed readings count as this session's
+# within this margin around its start and stop
+READING_MARGIN = timedelta(minutes=5)
+UNPAID_REASONS = {
+    1: "the station is not registered on chain", 2: "no driver's escrow",
+    3: "more energy than the station's power allows", 4: "above the prices the driver accepts",
+    5: "above the driver's limit per session", 6: "the driver accepts no card sessions",
+    7: "no valid authorization from the driver", 8: "the authorization was already used",
+    9: "the authorization expired", 10: "above the driver's limit per day",
+    11: "the escrow was too low", 12: "unknown entry kind",
+}
 
 # Enough of the contract's ABI to verify: no compiler needed on the driver's side.
 VERIFY_ABI: list[dict[str, Any]] = [
-    {"type": "function", "name": "anchored_block", "stateMutability": "view",
-     "inputs": [{"name": "arg0", "type": "bytes32"}],
+    {"type": "function", "name": "settle", "stateMutability": "nonpayable", "inputs": [
+        {"name": "ledger", "type": "uint256"}, {"name": "first_seq", "type": "uint256"},
+        {"name": "entries", "type": "tuple[]", "components": [
+            {"name": "record_hash", "type": "bytes32"}, {"name": "packed", "type": "uint256"}]},
+        {"name": "auths", "type": "tuple[]", "components": [
+            {"name": "packed", "type": "uint256"}, {"name": "r", "type": "bytes32"},
+            {"name": "vs", "type": "bytes32"}]}], "outputs": []},
+    {"type": "function", "name": "chunk_digest", "stateMutability": "view",
+     "inputs": [{"name": "arg0", "type": "uint256"}, {"name": "arg1", "type": "uint256"}],
+     "outputs": [{"name": "", "type": "bytes32"}]},
+    {"type": "function", "name": "driver_index", "stateMutability": "view",
+     "inputs": [{"name": "arg0", "type": "address"}],
      "outputs": [{"name": "", "type": "uint256"}]},
-    {"type": "event", "name": "Anchored", "anonymous": False, "inputs": [
-        {"name": "root", "type": "bytes32", "indexed": True},
-        {"name": "batch_id", "type": "uint256", "indexed": True},
-        {"name": "count", "type": "uint256", "indexed": False}]},
+    {"type": "function", "name": "cards", "stateMutability": "view",
+     "inputs": [{"name": "arg0", "type": "uint256"}, {"name": "arg1", "type": "bytes32"}],
+     "outputs": [{"name": "", "type": "bool"}]},
+    {"type": "event", "name": "Settled", "anonymous": False, "inputs": [
+        {"name": "ledger", "type": "uint256", "indexed": True},
+        {"name": "first_seq", "type": "uint256", "indexed": True},
+        {"name": "count", "type": "uint256", "indexed": False},
+        {"name": "root", "type": "bytes32", "indexed": False},
+        {"name": "paid", "type": "uint256", "indexed": False},
+        {"name": "unpaid", "type": "uint256", "indexed": False}]},
+    {"type": "event", "name": "Unpaid", "anonymous": False, "inputs": [
+        {"name": "ledger", "type": "uint256", "indexed": True},
+        {"name": "seq", "type": "uint256", "indexed": True},
+        {"name": "reason", "type": "uint256", "indexed": False}]},
 ]
 
 
-def what_it_proves(samples: list[dict[str, Any]]) -> str:
-    signed = any(s.get("signed") for s in samples)
-    if signed:
-        return ("The record is unchanged since it was anchored, and it carries signed meter"
-                " readings (OCMF): when their signatures verify with the meter's public key and"
-                " they match the billed readings, the energy figure is the calibrated meter's.")
-    return ("The record is unchanged since it was anchored. There is no signed meter data: the"
-            " energy figure is the operator's, not proven by a calibrated meter.")
+class ReceiptError(ValueError):
+    """Not a receipt this verifier reads (one line for the driver)."""
 
 
-def _receipt(batch: dict[str, Any], item: dict[str, Any], proof: list[bytes],
-             rpc_url: str | None) -> dict[str, Any]:
-    samples = json.loads(item["samples"])
-    return {
-        "voltledger_receipt": RECEIPT_VERSION,
-        "what_it_proves": what_it_proves(samples),
-        "record": json.loads(item["record"]),
-        "samples": samples,
-        "leaf": item["leaf"],
-        "proof": ["0x" + p.hex() for p in proof],
-        "root": batch["root"],
-        "payout_head": batch.get("payout_head"),
-        "batch_id": int(batch.get("chain_batch_id") or batch["id"]),  # as anchored
-        "chain": {
-            "chain_id": batch["chain_id"], "contract": batch["contract"],
-            "tx_hash": batch["tx_hash"], "block_number": batch["block_number"],
-            "rpc_hint": rpc_url,
-        },
-    }
-
-
-def build_receipt(
-    batch: dict[str, Any], items: list[dict[str, Any]], session_id: int, rpc_url: str | None,
-) -> dict[str, Any]:
-    """A receipt from a finalized batch and its items (ordered by position)."""
-    tree = MerkleTree([bytes.fromhex(i["leaf"][2:]) for i in items])
-    [index] = [n for n, i in enumerate(items) if i["session_id"] == session_id]
-    return _receipt(batch, items[index], tree.proof(index), rpc_url)
+class ReceiptNotReady(Exception):
+    pass
 
 
 @dataclass
 class Check:
     name: str
-    ok: bool
+    ok: bool | None  # None: could not be checked
     detail: str = ""
 
 
@@ -103,60 +126,149 @@ class Verdict:
     proves: str = ""
 
     @property
+    def status(self) -> str:
+        if any(c.ok is False for c in self.checks):
+            return INVALID
+        if not self.checks or any(c.ok is None for c in self.checks):
+            return UNVERIFIED
+        return VALID
+
+    @property
     def valid(self) -> bool:
-        return bool(self.checks) and all(c.ok for c in self.checks)
+        return self.status == VALID
 
-    def add(self, name: str, ok: bool, detail: str = "") -> bool:
+    def add(self, name: str, ok: bool | None, detail: str = "") -> bool:
         self.checks.append(Check(name, ok, detail))
-        return ok
+        return bool(ok)
 
 
-def verify_receipt(receipt: dict[str, Any], w3: Any | None = None) -> Verdict:
-    """Recompute everything in the receipt; with ``w3`` (a web3 client) check the chain too."""
-    v = Verdict()
+# -- building receipts -----------------------------------------------------------------
+def what_it_proves(samples: list[dict[str, Any]]) -> str:
+    if any(s.get("signed") for s in samples):
+        return ("The record is the one settled on chain, and it carries signed meter readings"
+                " (OCMF): when their signatures verify with the meter's key and they belong"
+                " to this session, the energy figure is the calibrated meter's.")
+    return ("The record is the one settled on chain. There is no signed meter data: the energy"
+            " figure is the operator's, bounded on chain by the station's power and the"
+            " driver's terms, not proven by a calibrated meter.")
+
+
+def _receipt(batch: dict[str, Any], item: dict[str, Any], session: dict[str, Any],
+             rpc_url: str | None) -> dict[str, Any]:
+    samples = json.loads(item["samples"])
+    record = json.loads(item["record"])
+    packed = int(item["entry"], 16)
+    paid = session.get("settlement_state") == "paid"
+    return {
+        "voltledger_receipt": RECEIPT_VERSION,
+        "what_it_proves": what_it_proves(samples),
+        "record": record,
+        "samples": samples,
+        "entry": {"record_hash": item["leaf"], "packed": hex(packed),
+                  "position": int(item["position"])},
+        "chunk": {"ledger": str(batch["ledger"]), "first_seq": int(batch["first_seq"]),
+                  "count": int(batch["count"]), "digest": batch["root"]},
+        "payment": {"paid": paid, "amount": int(record["price_minor"]),
+                    "unit": int(record["unit"]),
+                    "reason": None if paid else session.get("unpaid_reason")},
+        "chain": {"chain_id": batch["chain_id"], "contract": batch["contract"],
+                  "tx_hash": batch["tx_hash"], "block_number": batch["block_number"],
+                  "rpc_hint": rpc_url},
+    }
+
+
+def build_receipt(batch: dict[str, Any], items: list[dict[str, Any]], session_id: int,
+                  session: dict[str, Any], rpc_url: str | None) -> dict[str, Any]:
+    [item] = [i for i in items if int(i["session_id"]) == session_id]
+    return _receipt(batch, item, session, rpc_url)
+
+
+async def load_receipt(repo: Any, session_id: int, rpc_url: str | None) -> dict[str, Any]:
+    """The receipt of a session from the database (its batch must be finalized)."""
+
+    async def work(tx: Any) -> tuple[Any, Any, Any, Any]:
+        exists = await tx.get_session(session_id)
+        batch_id = await tx.batch_of_session(session_id)
+        if batch_id is None:
+            return exists, None, [], None
+        return (exists, await tx.get_batch(batch_id), await tx.batch_items(batch_id),
+                await tx.session_settlement(session_id))
+
+    exists, batch, items, session = await repo.read(work)
+    if exists is None:
+        raise ReceiptNotReady(f"no session {session_id}")
+    if batch is None:
+        raise ReceiptNotReady(f"session {session_id} is not in a settlement batch yet")
+    if int(batch.get("version") or 1) != RECEIPT_VERSION:
+        raise ReceiptNotReady(f"session {session_id} was settled by an earlier contract version;"
+                              " its receipt is not available in this version")
+    if batch["state"] != "finalized":
+        raise ReceiptNotReady(f"session {session_id}'s batch {batch['id']} is {batch['state']},"
+                              " not finalized yet")
+    return build_receipt(batch, items, session_id, session or {}, rpc_url)
+
+
+async def load_batch_receipts(repo: Any, batch_id: int, rpc_url: str | None) -> list[
+        dict[str, Any]]:
+    """Every receipt of one finalized batch."""
+
+    async def work(tx: Any) -> tuple[Any, Any, dict[int, Any]]:
+        batch = await tx.get_batch(batch_id)
+        items = await tx.batch_items(batch_id)
+        states = {int(i["session_id"]): await tx.session_settlement(int(i["session_id"]))
+                  for i in items}
+        return batch, items, states
+
+    batch, items, states = await repo.read(work)
+    if batch is None or batch["state"] != "finalized":
+        raise ReceiptNotReady(f"batch {batch_id} is not finalized")
+    return [_receipt(batch, item, states[int(item["session_id"])] or {}, rpc_url)
+            for item in items]
+
+
+# -- verifying -------------------------------------------------------------------------
+def _hex32(value: Any, name: str) -> bytes:
+    if not isinstance(value, str) or not re.fullmatch(r"0x[0-9a-fA-F]{64}", value):
+        raise ReceiptError(f"{name} is not a 32-byte hex value")
+    return bytes.fromhex(value[2:])
+
+
+def _parse(receipt: Any) -> dict[str, Any]:
+    """The parts of a receipt, type-checked: a malformed one is a ReceiptError."""
+    if not isinstance(receipt, dict) or "voltledger_receipt" not in receipt:
+        raise ReceiptError("not a voltledger receipt")
+    version = receipt["voltledger_receipt"]
+    if version != RECEIPT_VERSION:
+        raise ReceiptError(f"receipt version {version!r} is not supported (this verifier reads"
+                           f" version {RECEIPT_VERSION})")
     try:
         record, samples = receipt["record"], receipt["samples"]
-        leaf = bytes.fromhex(receipt["leaf"][2:])
-        proof = [bytes.fromhex(p[2:]) for p in receipt["proof"]]
-        root = bytes.fromhex(receipt["root"][2:])
-        chain = receipt["chain"]
+        entry, chunk, chain = receipt["entry"], receipt["chunk"], receipt["chain"]
+        payment = receipt["payment"]
+        if not isinstance(record, dict) or not isinstance(samples, list) \
+                or not all(isinstance(s, dict) for s in samples):
+            raise ReceiptError("record must be an object and samples a list of objects")
+        for part, name in ((entry, "entry"), (chunk, "chunk"), (chain, "chain"),
+                           (payment, "payment")):
+            if not isinstance(part, dict):
+                raise ReceiptError(f"{name} must be an object")
+        missing = [f for f in RECORD_FIELDS if f not in record]
+        if missing:
+            raise ReceiptError(f"the record lacks {', '.join(missing)}")
+        return {
+            "record": record, "samples": samples,
+            "record_hash": _hex32(entry["record_hash"], "entry.record_hash"),
+            "packed": int(str(entry["packed"]), 16), "position": int(entry["position"]),
+            "ledger": int(chunk["ledger"]), "first_seq": int(chunk["first_seq"]),
+            "count": int(chunk["count"]), "digest": _hex32(chunk["digest"], "chunk.digest"),
+            "chain_id": int(chain["chain_id"]), "contract": str(chain["contract"]),
+            "tx_hash": _hex32(chain["tx_hash"], "chain.tx_hash"),
+            "block_number": int(chain["block_number"]), "paid": bool(payment["paid"]),
+        }
+    except ReceiptError:
+        raise
     except (KeyError, TypeError, ValueError) as exc:
-        v.add("receipt format", False, f"not a voltledger receipt: {exc}")
-        return v
-    v.proves = what_it_proves(samples)  # the verifier's own words, not the receipt's
-    v.add("samples hash", "0x" + samples_hash(samples).hex() == record.get("samples_hash"),
-          "meter samples match the record")
-    try:
-        computed_leaf = leaf_of(record)
-        record_hash(record)
-    except (ValueError, KeyError, TypeError) as exc:
-        v.add("record", False, str(exc))
-        return v
-    v.add("leaf", computed_leaf == leaf, "record -> leaf")
-    v.add("merkle proof", verify_proof(computed_leaf, proof, root), "leaf -> root")
-    _verify_signed(v, record, samples)
-    if w3 is None:
-        v.add("on-chain anchor", False, "no RPC endpoint given: the chain was not checked")
-        return v
-    try:
-        chain_id = int(w3.eth.chain_id)
-        v.add("chain id", chain_id == int(chain["chain_id"]),
-              f"node is chain {chain_id}, receipt says {chain['chain_id']}")
-        contract = w3.eth.contract(address=w3.to_checksum_address(chain["contract"]),
-                                   abi=VERIFY_ABI)
-        head = receipt.get("payout_head")
-        key = anchor_key(root, bytes.fromhex(head[2:]) if head else None)
-        block = int(contract.functions.anchored_block(key).call())
-        v.add("root anchored", block != 0 and block == int(chain["block_number"]),
-              f"anchored in block {block}" if block else "the contract never anchored this root")
-        tx_receipt = w3.eth.get_transaction_receipt(chain["tx_hash"])
-        events = contract.events.Anchored().process_receipt(tx_receipt)
-        logged = any(e["args"]["root"] == key and e["args"]["batch_id"] == receipt["batch_id"]
-                     and e["address"].lower() == chain["contract"].lower() for e in events)
-        v.add("anchoring event", logged, f"Anchored event in {chain['tx_hash']}")
-    except Exception as exc:  # a node that is down or a receipt pointing nowhere
-        v.add("on-chain anchor", False, f"chain check failed: {exc}")
-    return v
+        raise ReceiptError(f"malformed receipt: {exc!r}") from None
 
 
 def _decimal(value: Any) -> Decimal | None:
@@ -166,8 +278,83 @@ def _decimal(value: Any) -> Decimal | None:
         return None
 
 
-def _verify_signed(v: Verdict, record: dict[str, Any], samples: list[dict[str, Any]]) -> None:
-    """Check the signed meter data (OCMF) of a receipt against the committed meter key."""
+def verify_receipt(receipt: Any, w3: Any | None = None, *, driver: str | None = None,
+                   contract: str | None = None) -> Verdict:
+    """Check a receipt; with ``w3`` (a web3 client) against the chain too.
+
+    Raises :class:`ReceiptError` for what is not a receipt of this version."""
+    r = _parse(receipt)
+    record, samples = r["record"], r["samples"]
+    v = Verdict()
+    v.proves = what_it_proves(samples)  # the verifier's own words, not the receipt's
+    v.add("samples hash", "0x" + samples_hash(samples).hex() == record["samples_hash"],
+          "the meter samples are the ones the record commits to")
+    try:
+        rhash = record_hash(record)
+        slot = unpack_entry(r["packed"])["slot"]
+        _, packed = entry_of(record, slot)
+    except (ValueError, KeyError, TypeError) as exc:
+        v.add("record", False, f"the record cannot be read: {exc}")
+        return v
+    v.add("record hash", rhash == r["record_hash"], "record -> the entry's hash")
+    v.add("entry", packed == r["packed"],
+          "station, driver, energy, duration and amount of the entry are the record's")
+    _check_record(v, record, r["chain_id"], r["contract"])
+    _check_signed(v, record, samples)
+    if w3 is None:
+        v.add("on chain", None, "no RPC endpoint given: the chain was not checked")
+        return v
+    try:
+        _check_chain(v, r, w3, driver, contract)
+    except Exception as exc:  # a node that is down or a receipt pointing nowhere
+        v.add("on chain", None, f"the chain could not be read: {str(exc)[:200]}")
+    return v
+
+
+def _check_record(v: Verdict, record: dict[str, Any], chain_id: int, contract: str) -> None:
+    """What the record says about itself must add up."""
+    start, stop = _decimal(record["meter_start_wh"]), _decimal(record["meter_stop_wh"])
+    if start is None or stop is None:
+        v.add("energy = stop - start", False, "the record has no start or stop reading")
+    else:
+        delta = stop - start
+        energy = int(delta.quantize(Decimal(1), rounding=ROUND_HALF_EVEN)) if delta >= 0 else 0
+        v.add("energy = stop - start", energy == record["energy_wh"],
+              f"{stop} - {start} Wh = {energy} Wh, the record bills {record['energy_wh']} Wh")
+    try:
+        started = datetime.fromisoformat(record["started_at"])
+        stopped = datetime.fromisoformat(record["stopped_at"])
+        seconds = math.ceil((stopped - started).total_seconds())
+        v.add("duration", stopped >= started and seconds == record["duration_s"],
+              f"{record['started_at']} .. {record['stopped_at']}: {seconds} s")
+    except (TypeError, ValueError):
+        v.add("duration", False, "the record's times cannot be read")
+    try:
+        t = record["tariff"]
+        tariff = Tariff("*", Decimal(t["per_kwh"]), str(record["currency"]),
+                        int(record["decimals"]), Decimal(t["per_minute"]),
+                        Decimal(t["session_fee"]))
+        price = price_minor(tariff, int(record["energy_wh"]), int(record["duration_s"]))
+        v.add("price", price == record["price_minor"],
+              f"the tariff in the record gives {price}, the record bills"
+              f" {record['price_minor']} (minor units)")
+    except (TypeError, ValueError, KeyError, InvalidOperation):
+        v.add("price", False, "the record's tariff cannot be read")
+    if record["kind"] == SIGNED:
+        try:
+            auth = Authorization.from_json(record["authorization"])
+            signer = recover(auth, chain_id, contract)
+            ok = (signer.lower() == auth.driver.lower() == str(record["driver"]).lower()
+                  and auth.station == record["chain_station"]
+                  and record["price_minor"] <= auth.max_amount)
+            v.add("authorization", ok, f"signed by {signer} for station {auth.station},"
+                  f" at most {auth.max_amount}")
+        except (TypeError, ValueError) as exc:
+            v.add("authorization", False, f"the authorization cannot be read: {exc}")
+
+
+def _check_signed(v: Verdict, record: dict[str, Any], samples: list[dict[str, Any]]) -> None:
+    """Signed meter data (OCMF): the meter's signatures, and readings of THIS session."""
     signed = [s["signed"] for s in samples if s.get("signed")]
     if not signed:
         return
@@ -181,10 +368,8 @@ def _verify_signed(v: Verdict, record: dict[str, Any], samples: list[dict[str, A
         if ok:
             readings.extend(checked.readings)
         v.add(f"meter signature {number}", ok, checked.detail)
-    start, stop = _decimal(record.get("meter_start_wh")), _decimal(record.get("meter_stop_wh"))
+    start, stop = _decimal(record["meter_start_wh"]), _decimal(record["meter_stop_wh"])
     rec = ocmf.reconcile(readings, start, stop)
-    # The record must already hold what reconciling gives: where the meter's signed reading
-    # wins (a unit factor, a reading the station did not send), the record carries it.
     changed = rec.start_wh != start or rec.stop_wh != stop
     problems = rec.mismatches + (["the billed readings are not the ones the signed data"
                                   " gives"] if changed else [])
@@ -194,53 +379,142 @@ def _verify_signed(v: Verdict, record: dict[str, Any], samples: list[dict[str, A
     if not problems and "signed_register_offset" in rec.flags:
         detail = "the energy between the billed readings is the energy the meter signed"
     matched = v.add("signed readings = billed readings", not problems, detail)
-    if all_ok and matched and not rec.missing:
+    belongs = _belongs(v, record, readings, rec)
+    if all_ok and matched and belongs and not rec.missing:
         short = (key or "")[-16:]
-        v.proves = ("The record is unchanged since it was anchored, and the energy figure is the"
-                    " one the calibrated meter signed (OCMF signatures verified with the meter"
-                    f" key ...{short}; compare it with the key on the charger's label).")
+        v.proves = ("The record is the one settled on chain, and the energy figure is the one"
+                    " the calibrated meter signed for this session (OCMF signatures verified"
+                    f" with the meter key ...{short}; compare it with the key on the"
+                    " charger's label).")
 
 
-class ReceiptNotReady(Exception):
-    pass
+def _page(pagination: str | None) -> int | None:
+    m = re.fullmatch(r"[A-Za-z]?(\d+)", pagination or "")
+    return int(m.group(1)) if m else None
 
 
-async def load_receipt(repo: Any, session_id: int, rpc_url: str | None) -> dict[str, Any]:
-    """The receipt of a session from the database (its batch must be finalized)."""
+def _belongs(v: Verdict, record: dict[str, Any], readings: list[ocmf.SignedReading],
+             rec: ocmf.Reconciled) -> bool:
+    """Signed readings borrowed from another session, invented or reordered fail here."""
+    begin, end = rec.signed_begin, rec.signed_end
+    ok = True
+    problems: list[str] = []
+    try:
+        started = datetime.fromisoformat(record["started_at"])
+        stopped = datetime.fromisoformat(record["stopped_at"])
+    except (TypeError, ValueError):
+        return v.add("signed readings belong to this session", False, "no session times")
+    for r in (begin, end):
+        if r is None or r.time is None:
+            continue
+        at = datetime.fromisoformat(r.time)
+        if not started - READING_MARGIN <= at <= stopped + READING_MARGIN:
+            problems.append(f"the {r.tx} reading ({r.time}) is outside the session")
+    if begin is not None and end is not None:
+        if begin.time and end.time and datetime.fromisoformat(begin.time) > \
+                datetime.fromisoformat(end.time):
+            problems.append("the begin reading is later than the end reading")
+        pb, pe = _page(begin.pagination), _page(end.pagination)
+        if pb is not None and pe is not None and not pb <= pe:
+            problems.append(f"pages go backwards ({begin.pagination} -> {end.pagination})")
+    serials = {r.meter_serial for r in readings if r.meter_serial}
+    if len(serials) > 1:
+        problems.append(f"readings of several meters ({', '.join(sorted(serials))})")
+    tag = str(record.get("id_tag") or "")
+    ids = {r.identification for r in readings if r.identification}
+    if tag and ids and any(i.upper() != tag.upper() for i in ids):
+        problems.append(f"the meter signed them for {', '.join(sorted(ids))}, not {tag}")
+    ok = not problems
+    return v.add("signed readings belong to this session", ok,
+                 "; ".join(problems) if problems else
+                 "inside the session's time window, begin before end, pages in order, one"
+                 " meter" + (", the driver's token" if tag and ids else ""))
 
-    async def work(tx: Any) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-        item = await tx.fetchone(
-            "SELECT batch_id FROM batch_items WHERE session_id = ?", session_id)
-        if item is None:
-            return None, []
-        batch = await tx.fetchone("SELECT * FROM batches WHERE id = ?", item["batch_id"])
-        items = await tx.fetchall(
-            "SELECT session_id, record, samples, leaf FROM batch_items WHERE batch_id = ?"
-            " ORDER BY position", item["batch_id"])
-        return batch, items
 
-    batch, items = await repo.read(work)
-    if batch is None:
-        raise ReceiptNotReady(f"session {session_id} is not in a settlement batch yet")
-    if batch["state"] != "finalized":
-        raise ReceiptNotReady(f"session {session_id}'s batch {batch['id']} is {batch['state']},"
-                              " not finalized yet")
-    return build_receipt(batch, items, session_id, rpc_url)
+def _check_chain(v: Verdict, r: dict[str, Any], w3: Any, driver: str | None,
+                 contract: str | None) -> None:
+    from settlement.chain import SettlementReader
+
+    record = r["record"]
+    reader = SettlementReader(w3, r["contract"])
+    chain_id = reader.chain_id()
+    if not v.add("chain id", chain_id == r["chain_id"],
+                 f"the node is chain {chain_id}, the receipt says {r['chain_id']}"):
+        return
+    # which contract: the one the driver's escrow lives in
+    if contract is not None:
+        v.add("the real contract", contract.lower() == r["contract"].lower(),
+              f"you named {contract}, the receipt names {r['contract']}")
+    if driver is not None:
+        same = str(record["driver"] or "").lower() == driver.lower()
+        index = reader.driver_index(driver) if same else 0
+        v.add("the driver's escrow", same and index != 0 and index == record["driver_index"],
+              f"{driver} is driver {index} of {r['contract']}; the record names"
+              f" {record['driver']} (driver {record['driver_index']})")
+        commitment = record.get("card_commitment")
+        if same and index and commitment:
+            linked = reader.card_linked(index, _hex32(commitment, "card_commitment"))
+            v.add("the driver's card", linked, "the driver linked this card on chain")
+    if contract is None and driver is None:
+        v.add("the real contract", None, "give your driver address (or the contract's) to"
+              f" tell whether {r['contract']} is the contract your escrow is in")
+    # the settle transaction: its own input holds the entry
+    to, ledger, first_seq, entries = reader.settle_input(r["tx_hash"])
+    if to.lower() != r["contract"].lower():
+        v.add("settle transaction", False, "the transaction is not a call of this contract")
+        return
+    position = r["position"]
+    in_tx = (ledger == r["ledger"] and first_seq == r["first_seq"]
+             and 0 <= position < len(entries)
+             and entries[position] == (r["record_hash"], r["packed"])
+             and int(record["seq"]) == first_seq + position
+             and str(record["ledger"]) == str(ledger))
+    v.add("entry in the settle transaction", in_tx,
+          f"entry {position} of the chunk settled in 0x{r['tx_hash'].hex()}")
+    digest = chunk_digest(ledger, first_seq, entries)
+    stored = reader.chunk_digest(ledger, first_seq)
+    v.add("settled once", digest == stored == r["digest"],
+          f"the contract holds this chunk for sequence numbers {first_seq}.."
+          f"{first_seq + len(entries) - 1} of ledger {ledger}: no other chunk can hold them")
+    status, block, settled, unpaid = reader.outcome(r["tx_hash"])
+    v.add("settle transaction", status == 1 and settled and block == r["block_number"],
+          f"succeeded in block {block}")
+    seq = int(record["seq"])
+    paid_on_chain = seq not in unpaid
+    amount = unpack_entry(r["packed"])["price_minor"]
+    if paid_on_chain:
+        detail = (f"{amount} x {record['unit']} base units were taken from the driver's escrow"
+                  f" (driver {record['driver_index']}) and credited to the host")
+    else:
+        detail = f"not paid on chain: {UNPAID_REASONS.get(unpaid[seq], unpaid[seq])}"
+    v.add("payment", paid_on_chain == r["paid"] and amount == record["price_minor"],
+          detail + ("" if paid_on_chain == r["paid"] else
+                    f"; the receipt says {'paid' if r['paid'] else 'unpaid'}"))
 
 
-async def load_batch_receipts(repo: Any, batch_id: int, rpc_url: str | None) -> list[
-        dict[str, Any]]:
-    """Every receipt of one finalized batch, building its Merkle tree once."""
-
-    async def work(tx: Any) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-        batch = await tx.fetchone("SELECT * FROM batches WHERE id = ?", batch_id)
-        items = await tx.fetchall(
-            "SELECT session_id, record, samples, leaf FROM batch_items WHERE batch_id = ?"
-            " ORDER BY position", batch_id)
-        return batch, items
-
-    batch, items = await repo.read(work)
-    if batch is None or batch["state"] != "finalized":
-        raise ReceiptNotReady(f"batch {batch_id} is not finalized")
-    tree = MerkleTree([bytes.fromhex(i["leaf"][2:]) for i in items])
-    return [_receipt(batch, item, tree.proof(n), rpc_url) for n, item in enumerate(items)]
+def duplicates(receipts: list[dict[str, Any]]) -> list[str]:
+    """Sessions billed twice across receipts: the same signed meter reading, or the same
+    station transaction, in two records."""
+    seen_readings: dict[tuple[str, str, str], int] = {}
+    seen_tx: dict[tuple[str, str, str], int] = {}
+    found: list[str] = []
+    for n, receipt in enumerate(receipts):
+        record = receipt.get("record", {})
+        key = (str(record.get("station_id")), str(record.get("transaction_id")),
+               str(record.get("started_at")))
+        if key in seen_tx:
+            found.append(f"receipts {seen_tx[key] + 1} and {n + 1} bill the same transaction"
+                         f" {key[1]} of station {key[0]}")
+        seen_tx.setdefault(key, n)
+        for s in receipt.get("samples", []):
+            if not s.get("signed"):
+                continue
+            checked = ocmf.check_container(s["signed"], record.get("meter_public_key"))
+            for reading in checked.readings:
+                rkey = (str(reading.meter_serial), str(reading.pagination), str(reading.tx))
+                if reading.pagination and rkey in seen_readings \
+                        and seen_readings[rkey] != n:
+                    found.append(f"receipts {seen_readings[rkey] + 1} and {n + 1} carry the"
+                                 f" same signed reading (meter {rkey[0]}, page {rkey[1]})")
+                seen_readings.setdefault(rkey, n)
+    return found

@@ -1,13 +1,22 @@
-"""The canonical session record, its hash and its Merkle leaf (pure).
+"""The canonical session record, its on-chain entry and its Merkle leaf (pure).
 
-A receipt carries the record; anyone recomputes ``record_hash`` from it:
-keccak256 of the canonical JSON (keys sorted, no spaces, UTF-8) of the record
-fields below, where ``samples_hash`` is keccak256 of the canonical JSON of the
-meter samples (signed meter data included verbatim). The leaf commits to the
-record and, in the clear, to what a contract must check to pay:
+A receipt carries the record; anyone recomputes ``record_hash`` from it: keccak256 of the
+canonical JSON (keys sorted, no spaces, UTF-8) of the record fields below, where
+``samples_hash`` is keccak256 of the canonical JSON of the meter samples (signed meter
+data included verbatim). The record never goes on chain; its hash does, beside the
+compact entry the contract checks and pays (``settlement/contracts/Settlement.vy``):
 
-    leaf = keccak256(0x00 ++ abi.encode(bytes32 record_hash, bytes32 tag_hash,
-                                        uint256 energy_wh, uint256 amount, address payee))
+    packed = station | driver << 24 | energy_wh << 56 | duration_s << 88
+             | amount << 120 | kind << 168 | slot << 176
+
+A chunk of entries is committed on chain by a hash chain (see :func:`chunk_digest`);
+``slot`` is the station's position among the chunk's distinct stations (the contract sums
+each station's credits once).
+
+``kind`` is 0 for a card session (the driver's standing terms), 1 for an app session (the
+driver's signed authorization, which the record carries). A card is linked to a driver
+by ``card_commitment`` = keccak256(abi.encode(address driver, string tag, bytes32 salt)):
+the chain sees the commitment, never the tag.
 """
 
 from __future__ import annotations
@@ -18,33 +27,47 @@ from typing import Any
 from eth_abi.abi import encode as abi_encode
 from eth_hash.auto import keccak
 
-from settlement.merkle import LEAF_PREFIX
-
 __all__ = [
-    "OPTIONAL_FIELDS", "RECORD_FIELDS", "canonical", "leaf_of", "record_hash", "samples_hash",
-    "tag_hash",
+    "CARD",
+    "LIMITS",
+    "OPTIONAL_FIELDS",
+    "RECORD_FIELDS",
+    "SIGNED",
+    "EntryTooLarge",
+    "canonical",
+    "card_commitment",
+    "chunk_digest",
+    "entry_of",
+    "pack_entry",
+    "record_hash",
+    "samples_hash",
+    "unpack_entry",
 ]
 
-ZERO_ADDRESS = "0x" + "00" * 20
+CARD, SIGNED = 0, 1
 
 RECORD_FIELDS = (
-    "session_id", "station_id", "connector_id", "evse_id", "id_tag_hash", "ocpp_version",
-    "transaction_id", "started_at", "stopped_at", "meter_start_wh", "meter_stop_wh",
-    "energy_wh", "price_minor", "currency", "decimals", "tariff_id", "tariff_version",
-    "stop_reason", "samples_hash", "payee",
+    "ledger", "seq", "session_id", "station_id", "chain_station", "host", "connector_id",
+    "evse_id", "id_tag", "ocpp_version", "transaction_id", "started_at", "stopped_at",
+    "duration_s", "meter_start_wh", "meter_stop_wh", "energy_wh", "price_minor", "currency",
+    "decimals", "unit", "tariff", "stop_reason", "samples_hash", "driver", "driver_index",
+    "kind", "authorization", "card_commitment",
 )
 # Committed only when present: the meter's public key (hex DER) of a session with signed
 # meter data (OCMF), so a receipt cannot swap the key its signatures are checked with.
 OPTIONAL_FIELDS = ("meter_public_key",)
 
+# bit widths of the packed entry (the contract's checks assume them)
+LIMITS = {"chain_station": 24, "driver_index": 32, "energy_wh": 32, "duration_s": 32,
+          "price_minor": 48}
+
+
+class EntryTooLarge(ValueError):
+    """A record value that does not fit its field of the on-chain entry."""
+
 
 def canonical(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def tag_hash(id_tag: str | None) -> bytes:
-    """Drivers are identified on chain by the hash of their id tag, never the tag itself."""
-    return bytes(keccak(("" if id_tag is None else id_tag).encode()))
 
 
 def samples_hash(samples: list[dict[str, Any]]) -> bytes:
@@ -59,10 +82,48 @@ def record_hash(record: dict[str, Any]) -> bytes:
     return bytes(keccak(canonical({f: record[f] for f in fields})))
 
 
-def leaf_of(record: dict[str, Any]) -> bytes:
-    encoded = abi_encode(
-        ["bytes32", "bytes32", "uint256", "uint256", "address"],
-        [record_hash(record), bytes.fromhex(record["id_tag_hash"].removeprefix("0x")),
-         int(record["energy_wh"]), int(record["price_minor"]), record["payee"] or ZERO_ADDRESS],
-    )
-    return bytes(keccak(LEAF_PREFIX + encoded))
+def pack_entry(station: int, driver_index: int, energy_wh: int, duration_s: int,
+               amount: int, kind: int, slot: int = 0) -> int:
+    values = {"chain_station": station, "driver_index": driver_index, "energy_wh": energy_wh,
+              "duration_s": duration_s, "price_minor": amount}
+    for name, value in values.items():
+        if not 0 <= value < 2 ** LIMITS[name]:
+            raise EntryTooLarge(f"{name} {value} does not fit {LIMITS[name]} bits")
+    if kind not in (CARD, SIGNED):
+        raise ValueError(f"unknown entry kind {kind}")
+    if not 0 <= slot < 256:
+        raise EntryTooLarge(f"station slot {slot} does not fit 8 bits")
+    return (station | driver_index << 24 | energy_wh << 56 | duration_s << 88
+            | amount << 120 | kind << 168 | slot << 176)
+
+
+def unpack_entry(packed: int) -> dict[str, int]:
+    return {"chain_station": packed & (2**24 - 1), "driver_index": packed >> 24 & (2**32 - 1),
+            "energy_wh": packed >> 56 & (2**32 - 1), "duration_s": packed >> 88 & (2**32 - 1),
+            "price_minor": packed >> 120 & (2**48 - 1), "kind": packed >> 168 & 255,
+            "slot": packed >> 176 & 255}
+
+
+def entry_of(record: dict[str, Any], slot: int) -> tuple[bytes, int]:
+    """The on-chain entry of a record: (record hash, packed)."""
+    return record_hash(record), pack_entry(
+        int(record["chain_station"] or 0), int(record["driver_index"] or 0),
+        int(record["energy_wh"]), int(record["duration_s"]), int(record["price_minor"]),
+        int(record["kind"]), slot)
+
+
+def chunk_digest(ledger: int, first_seq: int, entries: list[tuple[bytes, int]]) -> bytes:
+    """The chunk's commitment, as the contract computes it:
+    H_0 = keccak256(abi_encode(ledger, first_seq)), H_i = keccak256(H_i-1 ++ hash_i ++ packed_i).
+    """
+    digest = bytes(keccak(abi_encode(["uint256", "uint256"], [ledger, first_seq])))
+    for rhash, packed in entries:
+        digest = bytes(keccak(digest + rhash + packed.to_bytes(32, "big")))
+    return digest
+
+
+def card_commitment(driver: str, tag: str, salt: bytes) -> bytes:
+    """What a driver links on chain for a card: the tag never leaves the two parties."""
+    if len(salt) != 32:
+        raise ValueError("the salt is 32 bytes")
+    return bytes(keccak(abi_encode(["address", "string", "bytes32"], [driver, tag, salt])))

@@ -1,19 +1,31 @@
 """The settlement batch lifecycle: one explicit state table.
 
-    pending   -> signed      the raw anchor transaction, its hash and nonce are stored
+A batch is one chunk of sessions settled by one ``settle`` transaction, which anchors the
+chunk and pays it (settlement/contracts/Settlement.vy).
+
+    pending   -> signed      the raw settle transaction, its hash and nonce are stored
+    pending   -> included    the chain already holds this chunk (a crash after broadcast,
+                             found from the chain's own Settled event)
     signed    -> broadcast   sent to the node (re-sent as is after a crash)
-    broadcast -> included    a receipt exists
+    broadcast -> included    a receipt exists and the chain holds the chunk's digest
     broadcast -> signed      stuck: replaced by a re-signed transaction with bumped
                              EIP-1559 fees and the SAME nonce
-    included  -> finalized   N confirmations
+    broadcast -> pending     reverted, and the chain did not settle these sequence numbers:
+                             signed again with a new nonce
+    included  -> finalized   N confirmations; each session is then paid or unpaid, as the
+                             chain's events say
     included  -> broadcast   a reorg dropped the block: wait for re-inclusion
+    pending / signed / broadcast -> conflict
+                             the chain holds ANOTHER chunk for these sequence numbers (a
+                             restored backup or a copy of this database settled them): never
+                             settled again, the operator is told
 """
 
 from __future__ import annotations
 
 import enum
 
-__all__ = ["TRANSITIONS", "BatchState", "InvalidTransition", "check_transition"]
+__all__ = ["FINAL_STATES", "TRANSITIONS", "BatchState", "InvalidTransition", "check_transition"]
 
 
 class BatchState(enum.StrEnum):
@@ -22,15 +34,21 @@ class BatchState(enum.StrEnum):
     BROADCAST = "broadcast"
     INCLUDED = "included"
     FINALIZED = "finalized"
+    CONFLICT = "conflict"
 
 
 TRANSITIONS: dict[BatchState, frozenset[BatchState]] = {
-    BatchState.PENDING: frozenset({BatchState.SIGNED}),
-    BatchState.SIGNED: frozenset({BatchState.BROADCAST}),
-    BatchState.BROADCAST: frozenset({BatchState.INCLUDED, BatchState.SIGNED}),
+    BatchState.PENDING: frozenset({BatchState.SIGNED, BatchState.INCLUDED,
+                                   BatchState.CONFLICT}),
+    BatchState.SIGNED: frozenset({BatchState.BROADCAST, BatchState.CONFLICT}),
+    BatchState.BROADCAST: frozenset({BatchState.INCLUDED, BatchState.SIGNED,
+                                     BatchState.PENDING, BatchState.CONFLICT}),
     BatchState.INCLUDED: frozenset({BatchState.FINALIZED, BatchState.BROADCAST}),
     BatchState.FINALIZED: frozenset(),
+    BatchState.CONFLICT: frozenset(),
 }
+
+FINAL_STATES = (BatchState.FINALIZED.value, BatchState.CONFLICT.value)
 
 
 class InvalidTransition(Exception):

@@ -1,20 +1,22 @@
-"""The settlement worker: price completed sessions, batch them, anchor each batch's root.
+"""The settlement worker: price completed sessions, cut them into chunks, settle each chunk.
 
-Completed sessions whose energy can be billed wait in ``settlement_queue``
-(written by the charging service in the same transaction that completed
-them). The worker prices them with the tariff valid at their start, builds
-batches by size or age, and drives each batch through the state table of
-:mod:`settlement.states`. The raw signed transaction, its hash and nonce are
-stored *before* broadcasting, so after a crash the same transaction is sent
-again and never re-signed with a new nonce; a session is in at most one batch
-(``batch_items.session_id`` is unique), so it is settled exactly once.
+Completed sessions whose energy can be billed wait in the settlement queue (written by the
+charging service in the same transaction that completed them). The worker prices each with
+the tariff valid at its start, finds who pays (the driver whose card it was, or who signed
+the app session) and who is paid (the station's host), builds its canonical record
+(``settlement.records``), gives it the ledger's next sequence number and cuts chunks. Each
+chunk is settled by one transaction that the contract checks entry by entry: it anchors the
+chunk (a hash chain over its entries) and pays it from the drivers' escrows to the hosts.
 
-With a payee, each batch is also paid from the drivers' escrows, netted: one line
-per driver (see :mod:`settlement.payouts`), committed when the batch is anchored and
-sent in chunks once the anchor is final, each chunk with its own stored raw
-transaction (pending -> signed -> broadcast -> done). Drivers without an escrow that
-covers their line at batching time are left out (billed off-chain); a line the
-escrow no longer covers at payment time is marked unpaid on chain.
+Each batch goes through the state table of :mod:`settlement.states`. The raw signed
+transaction, its hash and nonce are stored *before* broadcasting, so after a crash the same
+transaction is sent again, never re-signed with a new nonce; a session is in at most one
+batch, and the contract accepts a ledger's sequence numbers once and in order, so a session
+is settled exactly once. What happened on chain is read from the chain: a chunk settled by a
+transaction this database does not know (a crash after broadcast, a replacement) is found by
+its Settled event; a chunk the chain holds with another digest (a restored backup, a copy of
+this database) is a conflict and is never settled again. A database whose ledger is behind
+the chain refuses to cut new chunks.
 """
 
 from __future__ import annotations
@@ -23,31 +25,44 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import os
-import re
 import secrets
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
-from csms.domain.tariff import Tariff, price_minor
+from csms.domain.energy import watts
+from csms.domain.tariff import price_minor
 from csms.service.cluster import acquire_lease, lease_holder, release_lease
 from csms.service.ports import Repository, Tx
 from settlement.chain import Chain
-from settlement.merkle import MerkleTree
-from settlement.payouts import Line, anchor_key, chain_hashes, chunked, net_lines
-from settlement.records import leaf_of, samples_hash, tag_hash
-from settlement.states import BatchState, check_transition
+from settlement.eip712 import Authorization
+from settlement.records import (
+    CARD,
+    LIMITS,
+    SIGNED,
+    EntryTooLarge,
+    chunk_digest,
+    entry_of,
+    samples_hash,
+)
+from settlement.states import FINAL_STATES, BatchState, check_transition
 
 __all__ = [
-    "LeaseHeld", "SettlementWorker", "WorkerSummary", "chain_batch_id", "find_tariff",
-    "session_record",
+    "LeaseHeld", "LedgerBehind", "SettlementWorker", "WorkerSummary", "sample_json",
 ]
 
 log = logging.getLogger("settlement.worker")
+
+MAX_ENTRIES = 1024  # Settlement.vy
+MAX_AUTHS = 256
+MAX_STATIONS = 256
+DEFAULT_STATION_POWER_KW = 350  # registered on chain for the operator's own stations
+LEASE = "settlement"
+LEASE_TTL = timedelta(seconds=30)
 
 
 def _now() -> datetime:
@@ -64,99 +79,6 @@ class WorkerSummary:
     errors: list[str] = field(default_factory=list)
 
 
-async def find_tariff(tx: Tx, station_id: str, at: datetime) -> Tariff | None:
-    row = await tx.fetchone(
-        "SELECT * FROM tariffs WHERE station_id IN (?, '*') AND valid_from <= ?"
-        " ORDER BY CASE WHEN station_id = '*' THEN 1 ELSE 0 END, version DESC LIMIT 1",
-        station_id, at.astimezone(UTC).isoformat(timespec="microseconds"),
-    )
-    if row is None:
-        return None
-    return Tariff(row["station_id"], Decimal(row["per_kwh"]), row["currency"], row["decimals"],
-                  Decimal(row["per_minute"]), Decimal(row["session_fee"]), row["version"],
-                  datetime.fromisoformat(row["valid_from"]), row["id"])
-
-
-def _sample_json(s: Any) -> dict[str, Any]:
-    return {"timestamp": s.timestamp.astimezone(UTC).isoformat(), "measurand": s.measurand,
-            "phase": s.phase, "context": s.context, "location": s.location, "unit": s.unit,
-            "multiplier": s.multiplier, "value": s.value, "format": s.format,
-            "signed": s.signed}
-
-
-async def session_record(tx: Tx, session_id: int, payee: str | None) -> tuple[
-        dict[str, Any], list[dict[str, Any]]]:
-    """Price a completed session and return its canonical record and samples."""
-    session = await tx.get_session(session_id)
-    if session is None or session.stopped_at is None:
-        raise ValueError(f"session {session_id} is not completed")
-    tariff = await find_tariff(tx, session.station_id, session.started_at)
-    energy = session.energy_wh or 0
-    duration = (session.stopped_at - session.started_at).total_seconds()
-    price = price_minor(tariff, energy, duration) if tariff else 0
-    await tx.execute(
-        "UPDATE sessions SET price_minor = ?, currency = ?, tariff_id = ?, tariff_version = ?,"
-        " settlement_state = 'batched' WHERE id = ?",
-        price, tariff.currency if tariff else None, tariff.id if tariff else None,
-        tariff.version if tariff else None, session_id,
-    )
-    samples = [_sample_json(s) for s in await tx.session_samples(session_id)]
-    record = {
-        "session_id": session_id, "station_id": session.station_id,
-        "connector_id": session.connector_id, "evse_id": session.evse_id,
-        "id_tag_hash": "0x" + tag_hash(session.id_tag).hex(),
-        "ocpp_version": session.ocpp_version, "transaction_id": session.transaction_id,
-        "started_at": session.started_at.astimezone(UTC).isoformat(),
-        "stopped_at": session.stopped_at.astimezone(UTC).isoformat(),
-        "meter_start_wh": str(session.meter_start_wh), "meter_stop_wh": str(session.meter_stop_wh),
-        "energy_wh": energy, "price_minor": price,
-        "currency": tariff.currency if tariff else None,
-        "decimals": tariff.decimals if tariff else None,
-        "tariff_id": tariff.id if tariff else None,
-        "tariff_version": tariff.version if tariff else None,
-        "stop_reason": session.stop_reason, "samples_hash": "0x" + samples_hash(samples).hex(),
-        "payee": payee,
-    }
-    if any(s["signed"] for s in samples):
-        keys = [r["public_key"] for r in await tx.signed_readings(session_id) if r["public_key"]]
-        if not keys:
-            pinned, _source = await tx.get_meter_key(session.station_id)
-            keys = [pinned] if pinned else []
-        record["meter_public_key"] = keys[0] if keys else None
-    return record, samples
-
-
-def _head(batch: dict[str, Any]) -> bytes:
-    head = batch.get("payout_head")
-    return bytes.fromhex(head[2:]) if head else bytes(32)
-
-
-def chain_batch_id(batch: dict[str, Any]) -> int:
-    """The batch's id on chain (the local id for batches made before ledger ids)."""
-    value = batch.get("chain_batch_id")
-    return int(value) if value else int(batch["id"])
-
-
-async def _ledger_id(tx: Tx) -> int:
-    """This database's random ledger id, made once (every node of a cluster agrees)."""
-    row = await tx.fetchone("SELECT value FROM ledger_info WHERE name = 'ledger_id'")
-    if row is None:
-        await tx.execute("INSERT INTO ledger_info (name, value) VALUES ('ledger_id', ?)"
-                         " ON CONFLICT DO NOTHING", str(secrets.randbits(63) + 1))
-        row = await tx.fetchone("SELECT value FROM ledger_info WHERE name = 'ledger_id'")
-        assert row is not None
-    return int(row["value"])
-
-
-def _anchored(batch: dict[str, Any]) -> bytes:
-    """What the contract anchors for this batch (see ``settlement.payouts.anchor_key``)."""
-    return anchor_key(bytes.fromhex(batch["root"][2:]), _head(batch))
-
-
-LEASE = "settlement"
-LEASE_TTL = timedelta(seconds=30)
-
-
 class LeaseHeld(Exception):
     """Another worker settles this database now."""
 
@@ -166,147 +88,312 @@ class LeaseHeld(Exception):
         self.holder = holder
 
 
+class LedgerBehind(Exception):
+    """The chain holds chunks of this ledger that this database never cut."""
+
+
+def sample_json(s: Any) -> dict[str, Any]:
+    return {"timestamp": s.timestamp.astimezone(UTC).isoformat(), "measurand": s.measurand,
+            "phase": s.phase, "context": s.context, "location": s.location, "unit": s.unit,
+            "multiplier": s.multiplier, "value": s.value, "format": s.format,
+            "signed": s.signed}
+
+
+@dataclass
+class _Prepared:
+    """A queued session made ready for a chunk (everything but its sequence number)."""
+
+    session_id: int
+    record: dict[str, Any]
+    samples: list[dict[str, Any]]
+    auth: Authorization | None
+
+
 class SettlementWorker:
     def __init__(
         self, repo: Repository, chain: Chain, *, batch_size: int = 1000,
         max_wait: float = 60.0, confirmations: int = 1, stuck_after: float = 30.0,
-        payee: str | None = None, publish_events: bool = False,
-        hooks: dict[str, Callable[[int], None]] | None = None, holder: str | None = None,
-        lease_ttl: timedelta = LEASE_TTL,
+        publish_events: bool = False, hooks: dict[str, Callable[[int], None]] | None = None,
+        holder: str | None = None, lease_ttl: timedelta = LEASE_TTL,
     ) -> None:
         self.repo = repo
         self.chain = chain
-        self.batch_size = batch_size
+        self.batch_size = max(1, min(batch_size, 1000))
         self.max_wait = max_wait
         self.confirmations = max(1, confirmations)
         self.stuck_after = stuck_after
-        # who is paid for the sessions (in every leaf): the operator's account by default
-        self.payee = payee or chain.operator.address
-        if not re.fullmatch(r"0x[0-9a-fA-F]{40}", self.payee):
-            raise ValueError(f"payee {self.payee!r} is not an address (0x + 40 hex digits)")
         self.publish_events = publish_events
-        # who holds the settlement lease while this worker runs (a node id)
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.lease_ttl = lease_ttl
-        # crash points for tests: after_sign, after_broadcast, after_pay_sign, after_pay_broadcast
+        # crash points for tests: after_cut, after_sign, after_broadcast, after_include
+        # (called with the batch id)
         self.hooks = hooks or {}
+        self._driver_index: dict[str, int] = {}
+        self._contract: dict[str, Any] | None = None
+
+    async def _chain(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.to_thread(fn, *args)
+
+    # -- the ledger --------------------------------------------------------------------
+    async def _ledger(self) -> tuple[int, int]:
+        """(ledger id, next sequence number) of this database; the id is made once."""
+
+        async def work(tx: Tx) -> tuple[int, int]:
+            await tx.set_ledger_value("ledger_id", str(secrets.randbits(62) + 1), only_new=True)
+            ledger = await tx.ledger_value("ledger_id")
+            assert ledger is not None
+            return int(ledger), int(await tx.ledger_value("next_seq") or 1)
+
+        return await self.repo.unit(work)
+
+    async def check_ledger(self) -> int:
+        """Register the ledger on chain; refuse to go on when the chain is ahead of us."""
+        ledger, next_seq = await self._ledger()
+        chain_next = await self._chain(self.chain.ledger_next, ledger)
+        if chain_next == 0:
+            await self._chain(self.chain.register_ledger, ledger)
+            log.info("= ledger %s registered on chain %d", ledger, self.chain.chain_id)
+        elif chain_next > next_seq:
+            raise LedgerBehind(
+                f"the chain holds sessions of this ledger up to number {chain_next - 1}, this"
+                f" database only up to {next_seq - 1}: it was restored from a backup, or"
+                " another copy of it settles. Nothing more is settled from it (it would bill"
+                " sessions twice); settle from the database that settled them.")
+        return ledger
 
     # -- batching ----------------------------------------------------------------------
     async def build_batches(self, force: bool = False) -> tuple[int, int]:
-        """Cut batches from the queue: full ones, or any when ``force`` or the oldest is old."""
+        """Cut chunks from the queue: full ones, or any when ``force`` or the oldest is old."""
+        ledger = await self.check_ledger()
+        info = await self._info()
         created = sessions = 0
-        covered = await self._escrows()
         while True:
-            async def cut(tx: Tx) -> int:
-                rows = await tx.fetchall(
-                    "SELECT session_id, enqueued_at FROM settlement_queue"
-                    " ORDER BY session_id LIMIT ?", self.batch_size)
-                if not rows:
-                    return 0
-                oldest = min(datetime.fromisoformat(r["enqueued_at"]) for r in rows)
-                age = (_now() - oldest).total_seconds()
-                if len(rows) < self.batch_size and not force and age < self.max_wait:
-                    return 0
-                records = []
-                samples_of: dict[int, list[dict[str, Any]]] = {}
-                for r in rows:
-                    record, samples = await session_record(tx, r["session_id"], self.payee)
-                    records.append(record)
-                    samples_of[r["session_id"]] = samples
-                leaves = [leaf_of(rec) for rec in records]
-                tree = MerkleTree(leaves)
-                now = _now().isoformat()
-                batch_id = await tx.insert_id(
-                    "INSERT INTO batches (state, root, count, chain_id, contract, created_at,"
-                    " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                    BatchState.PENDING.value, "0x" + tree.root.hex(), len(records),
-                    self.chain.chain_id, self.chain.contract_address, now, now)
-                head = await self._commit_payouts(tx, batch_id, records, covered)
-                if head is not None:
-                    await tx.execute("UPDATE batches SET payout_head = ? WHERE id = ?", head,
-                                     batch_id)
-                await tx.execute("UPDATE batches SET chain_batch_id = ? WHERE id = ?",
-                                 str(await _ledger_id(tx) * 2**64 + batch_id), batch_id)
-                for position, (rec, leaf) in enumerate(zip(records, leaves, strict=True)):
-                    await tx.execute(
-                        "INSERT INTO batch_items (batch_id, position, session_id, record,"
-                        " samples, leaf) VALUES (?, ?, ?, ?, ?, ?)", batch_id, position,
-                        rec["session_id"], json.dumps(rec, sort_keys=True),
-                        json.dumps(samples_of[rec["session_id"]]), "0x" + leaf.hex())
-                    await tx.execute("DELETE FROM settlement_queue WHERE session_id = ?",
-                                     rec["session_id"])
-                await self._event(tx, "pending", batch_id, {"count": len(records)})
-                return len(records)
+            candidates = await self._candidates(force)
+            if not candidates:
+                return created, sessions
+            await self._resolve(candidates)
+
+            async def cut(tx: Tx, chosen: list[dict[str, Any]] = candidates) -> int:
+                return await self._cut(tx, ledger, info, chosen)
 
             n = await self.repo.unit(cut)
             if n == 0:
                 return created, sessions
             created += 1
             sessions += n
+            self._hook("after_cut", created)
 
-    async def _escrows(self) -> dict[bytes, list[int]]:
-        """Balance and price cap of the escrow of every driver waiting in the queue."""
+    async def _info(self) -> dict[str, Any]:
+        if self._contract is None:
+            self._contract = await self._chain(self.chain.info)
+        return self._contract
 
-        async def work(tx: Tx) -> list[str | None]:
-            rows = await tx.fetchall(
-                "SELECT DISTINCT s.id_tag FROM settlement_queue q JOIN sessions s"
-                " ON s.id = q.session_id")
-            return [r["id_tag"] for r in rows]
+    async def _candidates(self, force: bool) -> list[dict[str, Any]]:
+        """The queued sessions for the next chunk (with their tags and stations), if it is
+        time to cut one."""
 
-        found: dict[bytes, list[int]] = {}
-        tags = await self.repo.read(work)
-        if tags:
-            await self._chain(self.chain.check_contract)  # a reset chain: say so, not more
-        for tag in tags:
-            th = tag_hash(tag)
-            balance, cap = await self._chain(self.chain.escrow, th)
-            if balance > 0:
-                found[th] = [balance, cap]
-        return found
+        async def work(tx: Tx) -> list[dict[str, Any]]:
+            rows = await tx.queued_for_settlement(self.batch_size)
+            if not rows:
+                return []
+            oldest = min(datetime.fromisoformat(r["enqueued_at"]) for r in rows)
+            if len(rows) < self.batch_size and not force and \
+                    (_now() - oldest).total_seconds() < self.max_wait:
+                return []
+            out = []
+            for r in rows:
+                s = await tx.get_session(r["session_id"])
+                if s is None:
+                    continue
+                auth = await tx.authorization_of(s.id) if s.id is not None else None
+                card = await tx.card_of(s.id_tag) if s.id_tag and auth is None else None
+                driver = auth["driver"] if auth else card["driver"] if card else None
+                station = await tx.get_station(s.station_id)
+                out.append({"session_id": s.id, "station": station, "driver": driver})
+            return out
 
-    async def _commit_payouts(self, tx: Tx, batch_id: int, records: list[dict[str, Any]],
-                              covered: dict[bytes, list[int]]) -> str | None:
-        """Store the batch's payout chunks; the head of their hash chain, or None."""
-        lines: list[Line] = []
-        for line in net_lines(records):
-            escrow = covered.get(line.tag_hash)
-            if escrow is None or escrow[0] < line.amount \
-                    or line.amount * 1000 > line.energy_wh * escrow[1]:
-                continue  # no escrow that covers it: billed off-chain, not on this chain
-            escrow[0] -= line.amount
-            lines.append(line)
-        if not lines:
-            return None
-        chunks = chunked(lines)
-        hashes = chain_hashes(chunks)
-        for n, chunk in enumerate(chunks):
-            following = hashes[n + 1] if n + 1 < len(hashes) else bytes(32)
-            await tx.execute(
-                "INSERT INTO payouts (batch_id, chunk_no, lines, next_hash, state)"
-                " VALUES (?, ?, ?, ?, 'pending')", batch_id, n,
-                json.dumps([line.as_json() for line in chunk]), "0x" + following.hex())
-        return "0x" + hashes[0].hex()
+        return await self.repo.read(work)
+
+    async def _resolve(self, candidates: list[dict[str, Any]]) -> None:
+        """Chain lookups outside the database transaction: drivers' indexes, and the
+        registration of the operator's own stations."""
+        for c in candidates:
+            driver = c["driver"]
+            if driver and driver not in self._driver_index:
+                index = (await self._chain(self.chain.driver_state, driver)).index
+                if index:
+                    self._driver_index[driver] = index  # an index never changes
+            station = c["station"]
+            if station is not None and station.chain_station is None \
+                    and station.host_address is None:
+                power = int(station.max_power_w or watts(DEFAULT_STATION_POWER_KW))
+                index = await self._chain(self.chain.register_station, power)
+
+                async def remember(tx: Tx, sid: str = station.id, idx: int = index) -> None:
+                    st = await tx.get_station(sid)
+                    if st is not None and st.chain_station is None:
+                        st.chain_station = idx
+                        await tx.update_station(st)
+
+                await self.repo.unit(remember)
+                station.chain_station = index
+                log.info("= station %s registered on chain as %d (hosted by the operator)",
+                         station.id, index)
+
+    async def _prepare(self, tx: Tx, session_id: int, info: dict[str, Any]) -> _Prepared | str:
+        """The record of a queued session (without ledger and sequence number), or why it
+        cannot be settled now: "hold:<flag>" (held for an operator), "wait" (its host has
+        not registered the station on chain yet)."""
+        session = await tx.get_session(session_id)
+        if session is None or session.stopped_at is None:
+            return "hold:not_settleable"
+        station = await tx.get_station(session.station_id)
+        if station is None:
+            return "hold:not_settleable"
+        if station.chain_station is None:
+            return "wait"
+        tariff = await tx.find_tariff(session.station_id, session.started_at)
+        if tariff is None:
+            return "hold:no_tariff"
+        energy = session.energy_wh or 0
+        # whole seconds, rounded up: the price and the on-chain check use the same duration
+        duration = max(0, math.ceil((session.stopped_at - session.started_at).total_seconds()))
+        price = price_minor(tariff, energy, duration)
+        if energy >= 2 ** LIMITS["energy_wh"] or duration >= 2 ** LIMITS["duration_s"] \
+                or price >= 2 ** LIMITS["price_minor"]:
+            return "hold:not_settleable"
+        auth_row = await tx.authorization_of(session_id)
+        auth = Authorization.from_json(json.loads(auth_row["body"])) if auth_row else None
+        card = None if auth else (await tx.card_of(session.id_tag) if session.id_tag else None)
+        driver = auth.driver.lower() if auth else (card["driver"] if card else None)
+        samples = [sample_json(s) for s in await tx.session_samples(session_id)]
+        host = station.host_address or self.chain.operator.address
+        record: dict[str, Any] = {
+            "ledger": None, "seq": None, "session_id": session_id,
+            "station_id": session.station_id, "chain_station": station.chain_station,
+            "host": host.lower(), "connector_id": session.connector_id,
+            "evse_id": session.evse_id, "id_tag": session.id_tag,
+            "ocpp_version": session.ocpp_version, "transaction_id": session.transaction_id,
+            "started_at": session.started_at.astimezone(UTC).isoformat(),
+            "stopped_at": session.stopped_at.astimezone(UTC).isoformat(),
+            "duration_s": duration,
+            "meter_start_wh": str(session.meter_start_wh),
+            "meter_stop_wh": str(session.meter_stop_wh),
+            "energy_wh": energy, "price_minor": price, "currency": tariff.currency,
+            "decimals": tariff.decimals, "unit": int(info["unit"]),
+            "tariff": {"id": tariff.id, "version": tariff.version,
+                       "per_kwh": str(tariff.per_kwh), "per_minute": str(tariff.per_minute),
+                       "session_fee": str(tariff.session_fee)},
+            "stop_reason": session.stop_reason,
+            "samples_hash": "0x" + samples_hash(samples).hex(),
+            "driver": driver, "driver_index": self._driver_index.get(driver or "", 0),
+            "kind": SIGNED if auth else CARD,
+            "authorization": auth.as_json() if auth else None,
+            "card_commitment": card["commitment"] if card else None,
+        }
+        if any(s["signed"] for s in samples):
+            keys = [r["public_key"] for r in await tx.signed_readings(session_id)
+                    if r["public_key"]]
+            if not keys:
+                pinned, _source = await tx.get_meter_key(session.station_id)
+                keys = [pinned] if pinned else []
+            record["meter_public_key"] = keys[0] if keys else None
+        tariff_fields = (tariff.currency, tariff.id, tariff.version)
+        await tx.set_session_settlement(session_id, price_minor=price,
+                                        currency=tariff_fields[0], tariff_id=tariff_fields[1],
+                                        tariff_version=tariff_fields[2])
+        return _Prepared(session_id, record, samples, auth)
+
+    async def _hold(self, tx: Tx, session_id: int, flag: str) -> None:
+        """Take a session out of the queue for an operator's decision (csms sessions ...)."""
+        session = await tx.get_session(session_id)
+        await tx.dequeue_settlement(session_id)
+        if session is None:
+            return
+        session.flag(flag)
+        await tx.update_session(session)
+        await tx.add_station_event(session.station_id, "billing_hold",
+                                   {"session_id": session_id, "flags": session.flags}, _now())
+        log.warning("! session %s held from settlement: %s", session_id, flag)
+
+    async def _cut(self, tx: Tx, ledger: int, info: dict[str, Any],
+                   candidates: list[dict[str, Any]]) -> int:
+        """One chunk: records in driver order, with the ledger's next sequence numbers."""
+        chosen: list[_Prepared] = []
+        stations: set[int] = set()
+        signed = 0
+        for c in candidates:
+            prepared = await self._prepare(tx, c["session_id"], info)
+            if isinstance(prepared, str):
+                if prepared.startswith("hold:"):
+                    await self._hold(tx, c["session_id"], prepared.removeprefix("hold:"))
+                continue  # "wait": stays queued until its host registers the station
+            station = int(prepared.record["chain_station"])
+            if len(stations | {station}) > MAX_STATIONS or \
+                    signed + (prepared.auth is not None) > MAX_AUTHS:
+                break  # the rest goes into the next chunk
+            stations.add(station)
+            signed += prepared.auth is not None
+            chosen.append(prepared)
+        if not chosen:
+            return 0
+        # driver runs: the contract reads and writes each driver's escrow once per run
+        chosen.sort(key=lambda p: (p.record["driver_index"], p.record["chain_station"],
+                                   p.session_id))
+        first_seq = int(await tx.ledger_value("next_seq") or 1)
+        slots: dict[int, int] = {}
+        entries: list[tuple[bytes, int]] = []
+        items: list[tuple[int, dict[str, Any], list[Any], str, str]] = []
+        auths: list[list[Any]] = []
+        for n, p in enumerate(chosen):
+            p.record["ledger"], p.record["seq"] = str(ledger), first_seq + n
+            slot = slots.setdefault(int(p.record["chain_station"]), len(slots))
+            try:
+                rhash, packed = entry_of(p.record, slot)
+            except EntryTooLarge:
+                raise AssertionError("checked in _prepare") from None
+            entries.append((rhash, packed))
+            items.append((p.session_id, p.record, p.samples, "0x" + rhash.hex(), hex(packed)))
+            if p.auth is not None:
+                r, vs = p.auth.compact_signature()
+                auths.append([hex(p.auth.packed()), "0x" + r.hex(), "0x" + vs.hex()])
+        digest = chunk_digest(ledger, first_seq, entries)
+        batch_id = await tx.insert_batch(
+            state=BatchState.PENDING.value, root="0x" + digest.hex(), count=len(entries),
+            chain_id=self.chain.chain_id, contract=self.chain.contract_address, ledger=ledger,
+            first_seq=first_seq, entries=[["0x" + h.hex(), hex(p)] for h, p in entries],
+            auths=auths, at=_now())
+        await tx.insert_batch_items(batch_id, items)
+        for p in chosen:
+            await tx.set_session_settlement(p.session_id, settlement_state="batched",
+                                            seq=int(p.record["seq"]))
+            await tx.dequeue_settlement(p.session_id)
+        await tx.set_ledger_value("next_seq", str(first_seq + len(entries)))
+        await self._event(tx, "pending", batch_id, {"count": len(entries)})
+        return len(entries)
 
     async def _event(self, tx: Tx, state: str, batch_id: int, extra: dict[str, Any]) -> None:
         if self.publish_events:
             await tx.add_outbox(f"voltledger/settlement/{state}",
                                 {"batch_id": batch_id, "state": state, **extra}, _now())
 
-    async def _move(self, batch: dict[str, Any], new: BatchState, **fields: Any) -> None:
+    # -- the state machine -------------------------------------------------------------
+    async def _move(self, batch: dict[str, Any], new: BatchState,
+                    unpaid: dict[int, int] | None = None, **fields: Any) -> None:
         check_transition(BatchState(batch["state"]), new)
-        sets = ", ".join(f"{k} = ?" for k in fields)
-        sql = "UPDATE batches SET state = ?, updated_at = ?" + (f", {sets}" if sets else "")
 
         async def work(tx: Tx) -> None:
-            changed = await tx.execute(sql + " WHERE id = ? AND state = ?", new.value,
-                                       _now().isoformat(), *fields.values(), batch["id"],
-                                       batch["state"])
-            if changed != 1:
+            if not await tx.update_batch(batch["id"], batch["state"], state=new.value,
+                                         updated_at=_now().isoformat(), **fields):
                 raise RuntimeError(f"batch {batch['id']} changed under us")
             if new is BatchState.FINALIZED:
-                await tx.execute(
-                    "UPDATE sessions SET settlement_state = 'anchored' WHERE id IN"
-                    " (SELECT session_id FROM batch_items WHERE batch_id = ?)", batch["id"])
+                by_seq = {int(json.loads(i["record"])["seq"]): int(i["session_id"])
+                          for i in await tx.batch_items(batch["id"])}
+                await tx.set_batch_sessions(batch["id"], "paid", {
+                    by_seq[seq]: reason for seq, reason in (unpaid or {}).items()
+                    if seq in by_seq})
+            elif new is BatchState.CONFLICT:
+                await tx.set_batch_sessions(batch["id"], "conflict", {})
             await self._event(tx, new.value, batch["id"],
                               {"tx_hash": fields.get("tx_hash", batch.get("tx_hash"))})
 
@@ -314,51 +401,84 @@ class SettlementWorker:
         log.info("= batch %s: %s -> %s", batch["id"], batch["state"], new.value)
         batch.update(fields, state=new.value)
 
-    # -- the state machine -------------------------------------------------------------
-    async def _chain(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.to_thread(fn, *args)
-
     async def _open_batches(self) -> list[dict[str, Any]]:
         async def work(tx: Tx) -> list[dict[str, Any]]:
-            return await tx.fetchall(
-                "SELECT * FROM batches WHERE state != ? ORDER BY id", BatchState.FINALIZED.value)
+            return await tx.open_batches(FINAL_STATES)
 
         return await self.repo.read(work)
 
     async def _next_nonce(self) -> int:
         async def work(tx: Tx) -> int | None:
-            row = await tx.fetchone(
-                "SELECT max(nonce) AS n FROM batches WHERE state IN (?, ?, ?) AND chain_id = ?",
-                BatchState.SIGNED.value, BatchState.BROADCAST.value, BatchState.INCLUDED.value,
-                self.chain.chain_id)
-            return None if row is None or row["n"] is None else int(row["n"])
+            return await tx.highest_batch_nonce(self.chain.chain_id, (
+                BatchState.SIGNED.value, BatchState.BROADCAST.value, BatchState.INCLUDED.value))
 
-        async def payouts(tx: Tx) -> int | None:
-            row = await tx.fetchone(
-                "SELECT max(p.nonce) AS n FROM payouts p JOIN batches b ON b.id = p.batch_id"
-                " WHERE p.state IN ('signed', 'broadcast') AND b.chain_id = ?",
-                self.chain.chain_id)
-            return None if row is None or row["n"] is None else int(row["n"])
-
-        mine = [n for n in (await self.repo.read(work), await self.repo.read(payouts))
-                if n is not None]
-        ours = max(mine) if mine else None
+        ours = await self.repo.read(work)
         node = int(await self._chain(self.chain.next_nonce))
         return node if ours is None else max(node, ours + 1)
+
+    @staticmethod
+    def _args(batch: dict[str, Any]) -> tuple[int, int, list[tuple[bytes, int]],
+                                              list[tuple[int, bytes, bytes]]]:
+        entries = [(bytes.fromhex(h[2:]), int(p, 16)) for h, p in json.loads(batch["entries"])]
+        auths = [(int(p, 16), bytes.fromhex(r[2:]), bytes.fromhex(vs[2:]))
+                 for p, r, vs in json.loads(batch["auths"] or "[]")]
+        return int(batch["ledger"]), int(batch["first_seq"]), entries, auths
+
+    async def _on_chain(self, batch: dict[str, Any]) -> str:
+        """What the chain holds for this batch's sequence numbers: "ours", "other" or
+        "none" (not settled yet)."""
+        ledger, first_seq = int(batch["ledger"]), int(batch["first_seq"])
+        chain_next = await self._chain(self.chain.ledger_next, ledger)
+        if chain_next <= first_seq:
+            return "none"
+        digest = await self._chain(self.chain.chunk_digest, ledger, first_seq)
+        return "ours" if digest == batch["root"] else "other"
+
+    async def _found(self, batch: dict[str, Any]) -> None:
+        """The chain settled this chunk in a transaction we may not know: record it."""
+        found = await self._chain(self.chain.find_settlement, int(batch["ledger"]),
+                                  int(batch["first_seq"]))
+        assert found is not None, "a settled chunk has its Settled event"
+        tx_hash, number, block_hash = found
+        receipt = await self._chain(self.chain.receipt, tx_hash)
+        await self._move(batch, BatchState.INCLUDED, tx_hash=tx_hash, block_number=number,
+                         block_hash=block_hash,
+                         gas_used=receipt.gas_used if receipt else None)
+
+    async def _conflict(self, batch: dict[str, Any]) -> None:
+        error = (f"the chain holds another chunk for sequence numbers {batch['first_seq']}..."
+                 f"{int(batch['first_seq']) + int(batch['count']) - 1} of ledger"
+                 f" {batch['ledger']}: this database is a restored backup or a copy; its"
+                 " sessions are not settled again")
+        log.error("! batch %s: %s", batch["id"], error)
+        await self._move(batch, BatchState.CONFLICT, error=error)
 
     async def step(self, batch: dict[str, Any]) -> None:
         state = BatchState(batch["state"])
         chain = self.chain
         if state is BatchState.PENDING:
+            held = await self._on_chain(batch)
+            if held == "ours":
+                await self._found(batch)
+                return
+            if held == "other":
+                await self._conflict(batch)
+                return
+            ledger, first_seq, entries, auths = self._args(batch)
+            if await self._chain(chain.ledger_next, ledger) != first_seq:
+                return  # an earlier chunk of the ledger is not settled yet
             max_fee, tip = await self._chain(chain.fees)
+            gas = await self._chain(chain.settle_gas, ledger, first_seq, entries, auths)
             nonce = await self._next_nonce()
-            raw, tx_hash = await self._chain(chain.sign_anchor, _anchored(batch),
-                                             batch["count"], chain_batch_id(batch), nonce,
-                                             max_fee, tip)
+            raw, tx_hash = await self._chain(chain.sign_settle, ledger, first_seq, entries,
+                                             auths, nonce, max_fee, tip, gas)
             await self._move(batch, BatchState.SIGNED, raw_tx=raw, tx_hash=tx_hash, nonce=nonce,
                              max_fee=str(max_fee), priority_fee=str(tip))
             self._hook("after_sign", batch["id"])
         elif state is BatchState.SIGNED:
+            if await self._on_chain(batch) == "other":
+                await self._conflict(batch)
+                return
             await self._chain(chain.broadcast, batch["raw_tx"])
             await self._move(batch, BatchState.BROADCAST, broadcast_at=_now().isoformat())
             self._hook("after_broadcast", batch["id"])
@@ -366,14 +486,31 @@ class SettlementWorker:
             hashes = [batch["tx_hash"], *json.loads(batch["replaced"] or "[]")]
             for h in hashes:
                 receipt = await self._chain(chain.receipt, h)
-                if receipt is not None:
-                    if receipt.status != 1:
-                        raise RuntimeError(f"anchor transaction {h} of batch {batch['id']}"
-                                           " reverted")
+                if receipt is None:
+                    continue
+                if receipt.status == 1:
                     await self._move(batch, BatchState.INCLUDED, tx_hash=h,
                                      block_number=receipt.block_number,
                                      block_hash=receipt.block_hash, gas_used=receipt.gas_used)
+                    self._hook("after_include", batch["id"])
                     return
+                held = await self._on_chain(batch)
+                if held == "ours":
+                    await self._found(batch)
+                elif held == "other":
+                    await self._conflict(batch)
+                else:  # reverted, nothing settled: sign it again with a new nonce
+                    log.warning("! batch %s: settle transaction %s reverted; signing again",
+                                batch["id"], h)
+                    await self._move(batch, BatchState.PENDING, error=f"{h} reverted")
+                return
+            held = await self._on_chain(batch)
+            if held == "ours":
+                await self._found(batch)
+                return
+            if held == "other":
+                await self._conflict(batch)
+                return
             # Not mined (yet): maybe dropped from the node's pool or reorganised away.
             # Sending the same raw transaction again is harmless when the node knows it.
             await self._chain(chain.broadcast, batch["raw_tx"])
@@ -390,7 +527,9 @@ class SettlementWorker:
                 return
             head = await self._chain(chain.block_number)
             if head - batch["block_number"] + 1 >= self.confirmations:
-                await self._move(batch, BatchState.FINALIZED)
+                settled = await self._chain(chain.settled, batch["tx_hash"])
+                unpaid = settled.unpaid if settled is not None else {}
+                await self._move(batch, BatchState.FINALIZED, unpaid=unpaid)
 
     async def _replace(self, batch: dict[str, Any]) -> None:
         """Stuck: the same nonce re-signed with fees bumped by 25% (nodes want >= 10%)."""
@@ -398,9 +537,10 @@ class SettlementWorker:
         tip = int(batch["priority_fee"]) * 5 // 4 + 1
         base_fee, _ = await self._chain(self.chain.fees)
         max_fee = max(max_fee, base_fee + tip)
-        raw, tx_hash = await self._chain(
-            self.chain.sign_anchor, _anchored(batch), batch["count"],
-            chain_batch_id(batch), batch["nonce"], max_fee, tip)
+        ledger, first_seq, entries, auths = self._args(batch)
+        gas = await self._chain(self.chain.settle_gas, ledger, first_seq, entries, auths)
+        raw, tx_hash = await self._chain(self.chain.sign_settle, ledger, first_seq, entries,
+                                         auths, batch["nonce"], max_fee, tip, gas)
         replaced = [*json.loads(batch["replaced"] or "[]"), batch["tx_hash"]]
         log.warning("! batch %s stuck: replacing %s with %s (fees +25%%)", batch["id"],
                     batch["tx_hash"], tx_hash)
@@ -419,92 +559,7 @@ class SettlementWorker:
         batches = await self._open_batches()
         for batch in batches:
             await self.step(batch)
-        open_payouts = await self._pay_step()
-        return sum(1 for b in batches if b["state"] != BatchState.FINALIZED.value) \
-            + open_payouts
-
-    # -- netted payment ----------------------------------------------------------------
-    async def _pay_step(self) -> int:
-        """One step for the next chunk of every finalized batch with payouts left."""
-
-        async def work(tx: Tx) -> list[dict[str, Any]]:
-            return await tx.fetchall(
-                "SELECT p.*, b.root, b.payout_head, b.state AS batch_state FROM payouts p"
-                " JOIN batches b ON b.id = p.batch_id WHERE p.state NOT IN ('done', 'failed')"
-                " ORDER BY p.batch_id, p.chunk_no")
-
-        rows = await self.repo.read(work)
-        nexts: dict[int, dict[str, Any]] = {}
-        for r in rows:
-            nexts.setdefault(r["batch_id"], r)
-        for chunk in nexts.values():
-            if chunk["batch_state"] == BatchState.FINALIZED.value:
-                await self._pay(chunk)
-        return len(rows)
-
-    async def _set_payout(self, chunk: dict[str, Any], state: str,
-                          outcome: dict[bytes, str] | None = None,
-                          **fields: Any) -> None:
-        sets = "".join(f", {k} = ?" for k in fields)
-
-        async def work(tx: Tx) -> None:
-            changed = await tx.execute(
-                f"UPDATE payouts SET state = ?{sets} WHERE batch_id = ? AND chunk_no = ?"
-                " AND state = ?", state, *fields.values(), chunk["batch_id"],
-                chunk["chunk_no"], chunk["state"])
-            if changed != 1:
-                raise RuntimeError(f"payout {chunk['batch_id']}/{chunk['chunk_no']} changed")
-            if outcome is not None:
-                await self._mark_paid(tx, chunk["batch_id"], outcome)
-
-        await self.repo.unit(work)
-        log.info("= batch %s payout chunk %s: %s -> %s", chunk["batch_id"], chunk["chunk_no"],
-                 chunk["state"], state)
-        chunk.update(fields, state=state)
-
-    async def _mark_paid(self, tx: Tx, batch_id: int, outcome: dict[bytes, str]) -> None:
-        """Sessions of the chunk's drivers: paid, or unpaid (claimable one by one)."""
-        by_hex = {"0x" + th.hex(): state for th, state in outcome.items()}
-        items = await tx.fetchall(
-            "SELECT session_id, record FROM batch_items WHERE batch_id = ?", batch_id)
-        for item in items:
-            state = by_hex.get(json.loads(item["record"])["id_tag_hash"])
-            if state is not None:
-                await tx.execute("UPDATE sessions SET settlement_state = ? WHERE id = ?",
-                                 state, item["session_id"])
-
-    async def _pay(self, chunk: dict[str, Any]) -> None:
-        chain = self.chain
-        if chunk["state"] == "pending":
-            lines = [Line.from_json(x).as_tuple() for x in json.loads(chunk["lines"])]
-            max_fee, tip = await self._chain(chain.fees)
-            nonce = await self._next_nonce()
-            args = (bytes.fromhex(chunk["root"][2:]), _head(chunk), lines,
-                    bytes.fromhex(chunk["next_hash"][2:]))
-            raw, tx_hash = await self._chain(chain.sign_call, "pay", args, nonce, max_fee, tip,
-                                             80_000 + 40_000 * len(lines))
-            await self._set_payout(chunk, "signed", raw_tx=raw, tx_hash=tx_hash, nonce=nonce)
-            self._hook("after_pay_sign", chunk["batch_id"])
-        elif chunk["state"] == "signed":
-            await self._chain(chain.broadcast, chunk["raw_tx"])
-            await self._set_payout(chunk, "broadcast")
-            self._hook("after_pay_broadcast", chunk["batch_id"])
-        elif chunk["state"] == "broadcast":
-            receipt = await self._chain(chain.receipt, chunk["tx_hash"])
-            if receipt is None:
-                await self._chain(chain.broadcast, chunk["raw_tx"])  # dropped: send it again
-                return
-            if receipt.status != 1:
-                log.error("! batch %s payout chunk %s reverted (%s)", chunk["batch_id"],
-                          chunk["chunk_no"], chunk["tx_hash"])
-                await self._set_payout(chunk, "failed", gas_used=receipt.gas_used,
-                                       detail="reverted")
-                return
-            unpaid = set(await self._chain(chain.unpaid_lines, chunk["tx_hash"]))
-            outcome = {line.tag_hash: ("unpaid" if line.tag_hash in unpaid else "paid")
-                       for line in map(Line.from_json, json.loads(chunk["lines"]))}
-            await self._set_payout(chunk, "done", outcome, gas_used=receipt.gas_used,
-                                   paid=len(outcome) - len(unpaid), unpaid=len(unpaid))
+        return sum(1 for b in batches if b["state"] not in FINAL_STATES)
 
     # -- one worker per database: the settlement lease ---------------------------------
     async def _lease(self) -> bool:
@@ -527,9 +582,10 @@ class SettlementWorker:
         return await self.repo.read(work)
 
     async def run_once(self, timeout: float = 120.0) -> WorkerSummary:
-        """Settle everything pending now: batch it all, drive every batch to finalized.
+        """Settle everything pending now: cut it all, drive every batch to its end.
 
-        Raises :class:`LeaseHeld` while another worker (another node) settles.
+        Raises :class:`LeaseHeld` while another worker (another node) settles, and
+        :class:`LedgerBehind` when this database is behind the chain.
         """
         if not await self._lease():
             raise LeaseHeld(await self._holder() or "another worker")
@@ -538,22 +594,26 @@ class SettlementWorker:
         finally:
             await self._release()
 
+    async def _drive(self) -> None:
+        """Step every open batch until none is left, polling the chain for receipts."""
+        loop = asyncio.get_running_loop()
+        renewed = loop.time()
+        while await self.advance():
+            await asyncio.sleep(0.05)
+            if loop.time() - renewed > 5:
+                await self._lease()  # renewed while the chain is slow
+                renewed = loop.time()
+
     async def _run_once(self, timeout: float) -> WorkerSummary:
         summary = WorkerSummary()
-        summary.batches_created, summary.sessions_batched = await self.build_batches(force=True)
-        renewed = asyncio.get_running_loop().time()
         async with asyncio.timeout(timeout):
-            while await self.advance():
-                await asyncio.sleep(0.05)  # polling the chain for receipts
-                if asyncio.get_running_loop().time() - renewed > 5:
-                    await self._lease()  # renewed while the chain is slow
-                    renewed = asyncio.get_running_loop().time()
+            await self._drive()  # earlier batches first (a crash may have left some)
+            summary.batches_created, summary.sessions_batched = await self.build_batches(
+                force=True)
+            await self._drive()
 
         async def totals(tx: Tx) -> tuple[int, int]:
-            row = await tx.fetchone("SELECT count(*) AS n, coalesce(sum(gas_used), 0) AS g"
-                                    " FROM batches WHERE state = ?", BatchState.FINALIZED.value)
-            assert row is not None
-            return int(row["n"]), int(row["g"])
+            return await tx.batch_totals(BatchState.FINALIZED.value)
 
         summary.finalized, summary.gas_used = await self.repo.read(totals)
         return summary
@@ -570,8 +630,11 @@ class SettlementWorker:
                         log.info("= settlement worker %s: %s", self.holder,
                                  "holds the lease, settling" if held else "standing by")
                     if held:
+                        await self.advance()
                         await self.build_batches()
                         await self.advance()
+                except LedgerBehind as exc:
+                    log.error("! %s", exc)
                 except Exception:  # the chain may be down: sessions wait and settle later
                     log.exception("! settlement step failed; retrying")
                 with contextlib.suppress(TimeoutError):
@@ -579,3 +642,4 @@ class SettlementWorker:
         finally:
             if leading:
                 await self._release()
+

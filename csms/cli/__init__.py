@@ -7,6 +7,7 @@ import sys
 import typer
 
 from csms.cli import demo as _demo
+from csms.cli import parties as _parties
 from csms.cli import remote as _remote
 from csms.cli import serve as _serve
 from csms.cli import settle as _settle
@@ -31,6 +32,10 @@ _stations.stations_app.command("set-password")(_remote.set_password)
 app.add_typer(_settle.tariffs_app, name="tariffs")
 app.add_typer(_settle.settle_app, name="settle")
 app.add_typer(_settle.contract_app, name="contract")
+app.add_typer(_parties.drivers_app, name="drivers")
+app.add_typer(_parties.wallet_app, name="wallet")
+_stations.stations_app.command("set-host")(_parties.set_host)
+_settle.contract_app.command("info")(_settle.contract_info)
 app.command("receipt")(_settle.receipt)
 app.command("verify")(_settle.verify)
 app.command("demo")(_demo.demo)

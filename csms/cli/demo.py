@@ -12,6 +12,7 @@ import asyncio
 import copy
 import json
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -25,14 +26,21 @@ __all__ = ["demo"]
 
 
 async def _demo(folder: Path, chain_spec: str, stations: int, sessions: int) -> bool:
+    from decimal import Decimal
+
+    from eth_account import Account
+
     from chargers_sim import Fleet
     from csms.bootstrap import build
     from csms.config import Settings
     from csms.domain.model import IdTag
+    from csms.domain.tariff import Tariff
     from csms.service.charging import new_station
     from csms.service.ports import Tx
     from csms.service.views import session_json
-    from settlement.chain import open_chain
+    from settlement import wallet
+    from settlement.chain import ContractParams, open_chain
+    from settlement.credit import ChainCredit
     from settlement.receipts import load_receipt, verify_receipt
     from settlement.worker import SettlementWorker
 
@@ -41,8 +49,9 @@ async def _demo(folder: Path, chain_spec: str, stations: int, sessions: int) -> 
     progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                         TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
                         console=console)
+    tag = "DEMO-DRIVER"
     with progress:
-        step = progress.add_task("starting the central system", total=7)
+        step = progress.add_task("starting the central system", total=8)
         app = await build(settings)
         chain = None
         try:
@@ -51,18 +60,46 @@ async def _demo(folder: Path, chain_spec: str, stations: int, sessions: int) -> 
             async def setup(tx: Tx) -> None:
                 for sid in ids:
                     await tx.insert_station(new_station(sid))
-                await tx.put_tag(IdTag("DEMO-DRIVER"))
-                await tx.execute(
-                    "INSERT INTO tariffs (station_id, version, per_kwh, session_fee, currency,"
-                    " decimals, valid_from) VALUES ('*', 1, '0.39', '0.50', 'EUR', 2,"
-                    " '2000-01-01T00:00:00+00:00')")
+                await tx.put_tag(IdTag(tag))
+                await tx.add_tariff(Tariff("*", Decimal("0.39"), "EUR", 2,
+                                           session_fee=Decimal("0.50")))
 
             await app.repo.unit(setup)
             await app.start()
             url = f"ws://127.0.0.1:{app.central.port}"
             progress.update(step, advance=1,
                             description=f"starting the {chain_spec} chain (contract deploy)")
-            chain = await asyncio.to_thread(open_chain, chain_spec, settings.data_dir)
+            chain = await asyncio.to_thread(open_chain, chain_spec, settings.data_dir,
+                                            params=ContractParams(fee_bps=500))
+            progress.update(step, advance=1, description="two hosts register their stations,"
+                                                          " a driver funds an escrow")
+            hosts = [Account.create(), Account.create()]
+            driver = Account.create()
+            for account in (*hosts, driver):
+                await asyncio.to_thread(wallet.fund_on_dev_chain, chain, account.address)
+            registered = {}
+            for n, sid in enumerate(ids):
+                host = hosts[n % 2]
+                registered[sid] = (host.address, await asyncio.to_thread(
+                    wallet.register_station, chain, host, 22_000))
+            terms = wallet.DriverTerms(max_per_kwh=45, max_session_fee=60,
+                                       max_per_session=2_000, max_per_day=10_000)
+            await asyncio.to_thread(wallet.set_terms, chain, driver, terms)
+            await asyncio.to_thread(wallet.deposit, chain, driver, 5_000)
+            salt = wallet.new_salt()
+            commitment = await asyncio.to_thread(wallet.link_card, chain, driver, tag, salt)
+
+            async def link(tx: Tx) -> None:
+                for sid, (host_address, index) in registered.items():
+                    station = await tx.get_station(sid)
+                    assert station is not None
+                    station.host_address, station.chain_station = host_address.lower(), index
+                    await tx.update_station(station)
+                await tx.link_card(tag, driver.address, "0x" + salt.hex(),
+                                   "0x" + commitment.hex(), datetime.now(UTC))
+
+            await app.repo.unit(link)
+            app.service.credit = ChainCredit(app.repo, chain)  # Authorize asks the escrow
             progress.update(step, advance=1, description=f"{stations} stations connecting"
                                                           " (1.6 and 2.0.1)")
             fleet = Fleet(url, stations, mix=True, prefix="DEMO", seed=42, meter_interval=0.1,
@@ -70,27 +107,32 @@ async def _demo(folder: Path, chain_spec: str, stations: int, sessions: int) -> 
             await fleet.start()
             progress.update(step, advance=1,
                             description=f"charging: {stations * sessions} sessions")
-            summary = await fleet.run_sessions(sessions, 1.0, "DEMO-DRIVER")
+            summary = await fleet.run_sessions(sessions, 1.0, tag)
             await fleet.close()
-            progress.update(step, advance=1, description="settling: batch, anchor, finalize")
+            progress.update(step, advance=1, description="settling: check, anchor and pay")
             worker = SettlementWorker(app.repo, chain, batch_size=1000)
             settled = await worker.run_once()
             progress.update(step, advance=1, description="writing and verifying a receipt")
             receipt = await load_receipt(app.repo, 1, chain.rpc_url)
             (folder / "receipt-1.json").write_text(json.dumps(receipt, indent=2))
-            good = verify_receipt(receipt, chain.w3)
+            good = verify_receipt(receipt, chain.w3, driver=driver.address)
             progress.update(step, advance=1, description="tampering with a copy")
             tampered = copy.deepcopy(receipt)
             tampered["record"]["energy_wh"] += 1
             (folder / "receipt-1-tampered.json").write_text(json.dumps(tampered, indent=2))
-            bad = verify_receipt(tampered, chain.w3)
+            bad = verify_receipt(tampered, chain.w3, driver=driver.address)
+            escrow = chain.driver_state(driver.address).balance
+            earned = [max(0, int(chain.contract.functions.earnings(h.address).call()) - 1)
+                      for h in hosts]
+            fee = max(0, int(chain.contract.functions.earnings(
+                chain.operator.address).call()) - 1)
             progress.update(step, advance=1, description="done")
 
             async def rows(tx: Tx) -> list[dict[str, Any]]:
                 out = []
                 for s in reversed(await tx.list_sessions()):
-                    price = await tx.fetchone(
-                        "SELECT price_minor, currency FROM sessions WHERE id = ?", s.id)
+                    assert s.id is not None
+                    price = await tx.session_settlement(s.id)
                     out.append({**session_json(s), **(price or {})})
                 return out
 
@@ -101,29 +143,37 @@ async def _demo(folder: Path, chain_spec: str, stations: int, sessions: int) -> 
             await app.close()
 
     table = Table(title="voltledger demo: sessions")
-    for col in ("id", "station", "OCPP", "kWh", "price", "status"):
+    for col in ("id", "station", "OCPP", "kWh", "price", "paid"):
         table.add_column(col)
     for r in sessions_rows:
         table.add_row(str(r["id"]), r["station_id"], r["ocpp_version"],
                       f"{(r['energy_wh'] or 0) / 1000:.3f}",
-                      f"{(r['price_minor'] or 0) / 100:.2f} {r['currency'] or ''}", r["status"])
+                      f"{(r['price_minor'] or 0) / 100:.2f} {r['currency'] or ''}",
+                      str(r.get("settlement_state")))
     console.print(table)
     simulated = sum(sum(v) for v in summary.per_station.values())
     stored = sum(r["energy_wh"] or 0 for r in sessions_rows)
+    charged = sum(r["price_minor"] or 0 for r in sessions_rows
+                  if r.get("settlement_state") == "paid")
     console.print(f"energy reported by the stations: {simulated} Wh; stored by the central"
                   f" system: {stored} Wh ({'exact' if simulated == stored else 'MISMATCH'})")
     chain_id = chain.chain_id if chain else "?"
     console.print(f"settlement: {settled.sessions_batched} sessions in"
-                  f" {settled.batches_created} batch(es) on chain {chain_id},"
+                  f" {settled.batches_created} chunk(s) on chain {chain_id},"
                   f" {settled.gas_used} gas")
-    verdict_ok = good.valid and not bad.valid
-    console.print(f"receipt {folder / 'receipt-1.json'}: "
-                  + ("[bold green]VALID[/]" if good.valid else "[bold red]INVALID[/]"))
-    failed = [c.name for c in bad.checks if not c.ok]
+    console.print(f"driver {driver.address}: escrow 50.00 -> {escrow / 100:.2f} EUR;"
+                  f" hosts earned {earned[0] / 100:.2f} and {earned[1] / 100:.2f} EUR, the"
+                  f" platform's 5% fee {fee / 100:.2f} EUR (paid {charged / 100:.2f})")
+    verdict_ok = good.valid and not bad.valid and sum(earned) + fee == charged
+    console.print(f"receipt {folder / 'receipt-1.json'}: " + (
+        "[bold green]VALID[/]" if good.valid else f"[bold red]{good.status}[/]"))
+    failed = [c.name for c in bad.checks if c.ok is False]
     console.print("tampered copy (energy +1 Wh): "
                   + ("[bold green]rejected[/]" if not bad.valid else "[bold red]ACCEPTED[/]")
                   + f" (failed: {', '.join(failed)})")
     console.print(f"what a receipt proves: {good.proves}")
+    console.print(f"check it yourself: csms verify {folder / 'receipt-1.json'} --driver"
+                  f" {driver.address} --data-dir {folder / 'data'}", highlight=False)
     return verdict_ok and simulated == stored and summary.errors == 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -83,12 +84,22 @@ def start(
     station: str,
     tag: Annotated[str, typer.Option(help="Id tag to charge with")],
     connector: Annotated[int | None, typer.Option(min=1, help="Connector (EVSE in 2.0.1)")] = None,
+    authorization: Annotated[str | None, typer.Option(
+        help="A driver's signed app-session authorization (JSON file from csms wallet"
+        " authorize): the session is paid under it")] = None,
     json: JsonOption = False, timeout: Timeout = 30, admin_url: AdminUrl = None,
 ) -> None:
-    """Start a session remotely (1.6 RemoteStartTransaction, 2.0.1 RequestStartTransaction)."""
+    """Start a session remotely (1.6 RemoteStartTransaction, 2.0.1 RequestStartTransaction).
+
+    A tag linked to a driver starts only when the driver's escrow covers it."""
     args: dict[str, Any] = {"tag": tag}
     if connector is not None:
         args["connector"] = connector
+    if authorization is not None:
+        try:
+            args["authorization"] = orjson.loads(Path(authorization).read_bytes())
+        except (OSError, ValueError) as exc:
+            fail(f"cannot read the authorization {authorization}: {exc}")
     _command(station, "start", args, json, timeout, admin_url)
 
 

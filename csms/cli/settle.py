@@ -28,7 +28,7 @@ from csms.cli.common import (
     settings_for,
     with_repo,
 )
-from csms.config import Settings
+from csms.domain.tariff import Tariff
 from csms.service.ports import Repository, Tx
 
 __all__ = ["contract_app", "receipt", "settle_app", "tariffs_app", "verify"]
@@ -80,16 +80,11 @@ def tariffs_set(
         start = start.replace(tzinfo=UTC)
 
     async def work(tx: Tx) -> int:
-        row = await tx.fetchone(
-            "SELECT max(version) AS v FROM tariffs WHERE station_id = ?", station)
-        version = int(row["v"] or 0) + 1 if row else 1
-        await tx.execute(
-            "INSERT INTO tariffs (station_id, version, per_kwh, per_minute, session_fee,"
-            " currency, decimals, valid_from) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            station, version, str(prices["per_kwh"]), str(prices["per_minute"]),
-            str(prices["session_fee"]), currency.upper(), decimals,
-            start.astimezone(UTC).isoformat(timespec="microseconds"))
-        return version
+        if station != "*" and await tx.get_station(station) is None:
+            raise CliError(f"no station {station!r} (use '*' for every station)")
+        return await tx.add_tariff(Tariff(
+            station, prices["per_kwh"], currency.upper(), decimals, prices["per_minute"],
+            prices["session_fee"], valid_from=start))
 
     version = run(in_unit(db, work))
     typer.echo(f"tariff for {station}: version {version}, {prices['per_kwh']} {currency.upper()}"
@@ -101,7 +96,11 @@ def tariffs_list(json_: JsonOption = False, db: DbOption = None) -> None:
     """List tariffs (every version)."""
 
     async def work(tx: Tx) -> list[dict[str, Any]]:
-        return await tx.fetchall("SELECT * FROM tariffs ORDER BY station_id, version")
+        return [{"station_id": t.station_id, "version": t.version, "per_kwh": str(t.per_kwh),
+                 "per_minute": str(t.per_minute), "session_fee": str(t.session_fee),
+                 "currency": t.currency, "decimals": t.decimals,
+                 "valid_from": t.valid_from.isoformat() if t.valid_from else None}
+                for t in await tx.list_tariffs()]
 
     rows = run(in_read(db, work))
     if json_:
@@ -114,12 +113,12 @@ def tariffs_list(json_: JsonOption = False, db: DbOption = None) -> None:
 
 
 def _open_chain(chain: str, data_dir: str, keystore: str | None, password_file: str | None,
-                deploy: bool = True, token: str | None = None) -> Any:
+                deploy: bool = True, params: Any = None) -> Any:
     from settlement.chain import ChainError, open_chain
 
     try:
         return open_chain(chain, data_dir, keystore=keystore, password_file=password_file,
-                          deploy=deploy, token=token)
+                          deploy=deploy, params=params)
     except ChainError as exc:
         fail(str(exc), 1)
 
@@ -130,13 +129,12 @@ async def _settle(repo: Repository, chain_spec: str, data_dir: str, batch_size: 
     from rich.progress import Progress, SpinnerColumn, TextColumn
 
     from settlement.chain import ContractMissing
-    from settlement.worker import LeaseHeld, SettlementWorker
+    from settlement.worker import LeaseHeld, LedgerBehind, SettlementWorker
 
     chain = await asyncio.to_thread(_open_chain, chain_spec, data_dir, keystore, password_file)
     try:
         worker = SettlementWorker(repo, chain, batch_size=batch_size,
-                                  confirmations=confirmations,
-                                  payee=Settings.load().payee or None)
+                                  confirmations=confirmations)
         if loop_forever:
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
@@ -154,7 +152,7 @@ async def _settle(repo: Repository, chain_spec: str, data_dir: str, batch_size: 
                 return await worker.run_once()
             except ContractMissing as exc:
                 raise CliError(str(exc)) from None
-            except LeaseHeld as exc:
+            except (LeaseHeld, LedgerBehind) as exc:
                 fail(str(exc), 1)
     finally:
         await asyncio.to_thread(chain.close)
@@ -208,22 +206,59 @@ def contract_deploy(
         str | None, typer.Option(help="Escrows in this ERC-20 token (e.g. a stablecoin)"
                                       " instead of the native coin")
     ] = None,
+    unit: Annotated[int, typer.Option(
+        min=1, max=10**18, help="Token base units per billing unit (a tariff's minor unit):"
+        " 10000 for a 6-decimal stablecoin billed in cents")] = 1,
+    fee_bps: Annotated[int, typer.Option(
+        min=0, max=2000, help="The platform's fee in basis points of each payment (fixed for"
+        " the contract's life; at most 2000)")] = 0,
+    platform: Annotated[str | None, typer.Option(
+        help="Who receives the fee [default: the operator's account]")] = None,
+    notice_days: Annotated[float, typer.Option(
+        min=0.001, help="Days before a driver's lower terms or withdrawal apply (longer than"
+        " your settlement delay)")] = 7.0,
 ) -> None:
-    """Deploy the settlement contract on a JSON-RPC chain and record its address."""
-    if token is not None and not re.fullmatch(r"0x[0-9a-fA-F]{40}", token):
-        raise typer.BadParameter("an address is 0x and 40 hex digits", param_hint="--token")
+    """Deploy the settlement contract on a chain and record its address."""
+    from settlement.chain import ContractParams
+
+    for value, name in ((token, "--token"), (platform, "--platform")):
+        if value is not None and not re.fullmatch(r"0x[0-9a-fA-F]{40}", value):
+            raise typer.BadParameter("an address is 0x and 40 hex digits", param_hint=name)
     settings = settings_for(None, data_dir=data_dir)
-    c = _open_chain(chain, settings.data_dir, keystore, password_file, token=token)
+    params = ContractParams(int(notice_days * 86400), token, unit, platform, fee_bps)
+    c = _open_chain(chain, settings.data_dir, keystore, password_file, params=params)
     try:
-        deployed = c.escrow_token()
-        if token is not None and deployed != token.lower():
-            fail(f"the contract recorded for chain {c.chain_id} ({c.contract_address}) escrows"
-                 f" in {deployed or 'the native coin'}; remove it from chain.json in the data"
-                 " folder to deploy another", 1)
-        currency = f"escrows in token {deployed}" if deployed else "escrows in the native coin"
-        console.print(f"contract {c.contract_address} on chain {c.chain_id} ({currency})")
+        info = c.info()
+        asked = {"token": (token or "").lower() or None, "unit": unit, "fee_bps": fee_bps}
+        held = {k: info[k] for k in asked}
+        if held != asked:
+            fail(f"the contract recorded for chain {c.chain_id} ({c.contract_address}) has"
+                 f" {held}; remove it from chain.json in the data folder to deploy another", 1)
+        currency = f"escrows in token {info['token']}" if info["token"] else \
+            "escrows in the native coin"
+        console.print(f"contract {c.contract_address} on chain {c.chain_id} ({currency},"
+                      f" unit {info['unit']}, fee {info['fee_bps']} bps to {info['platform']},"
+                      f" notice {info['notice_period']} s)")
     finally:
         c.close()
+
+
+def contract_info(
+    chain: ChainOption = "local", data_dir: DataDir = None, json_: JsonOption = False,
+) -> None:
+    """The recorded contract: its address and what its deployment fixed."""
+    settings = settings_for(None, data_dir=data_dir)
+    c = _open_chain(chain, settings.data_dir, None, None, deploy=False)
+    try:
+        info = c.info()
+        info["station_count"] = int(c.contract.functions.station_count().call())
+        info["driver_count"] = int(c.contract.functions.driver_count().call())
+    finally:
+        c.close()
+    if json_:
+        print_json(info)
+        return
+    print_table("Settlement contract", ["field", "value"], [[k, v] for k, v in info.items()])
 
 
 def receipt(
@@ -250,20 +285,30 @@ def receipt(
 
 
 def verify(
-    file: Annotated[str, typer.Argument(metavar="FILE", help="A receipt written by csms receipt")],
+    files: Annotated[list[str], typer.Argument(
+        metavar="FILE...", help="Receipts written by csms receipt (several: also checked"
+        " against each other for a session billed twice)")],
     rpc: Annotated[str | None, typer.Option(help="JSON-RPC URL of the chain")] = None,
+    driver: Annotated[str | None, typer.Option(
+        help="Your driver address: the contract must be the one your escrow is in")] = None,
+    contract: Annotated[str | None, typer.Option(
+        help="The contract you trust (instead of --driver)")] = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Check a receipt against the chain alone: exit 0 when valid, 1 when any check fails."""
-    from settlement.chain import AnvilNode, rpc_client
-    from settlement.receipts import verify_receipt
+    """Check receipts against the chain alone: exit 0 VALID, 1 INVALID, 3 UNVERIFIED (the
+    chain could not be reached, or which contract is the real one is not known)."""
+    from settlement.chain import AnvilNode, ChainError, rpc_client
+    from settlement.receipts import INVALID, VALID, ReceiptError, duplicates, verify_receipt
 
-    try:
-        data = json.loads(Path(file).read_text("utf-8"))
-    except (OSError, ValueError) as exc:
-        fail(f"cannot read receipt {file}: {exc}")
-    if not isinstance(data, dict) or "record" not in data:
-        fail(f"{file} is not a voltledger receipt")
+    for value, name in ((driver, "--driver"), (contract, "--contract")):
+        if value is not None and not re.fullmatch(r"0x[0-9a-fA-F]{40}", value):
+            raise typer.BadParameter("an address is 0x and 40 hex digits", param_hint=name)
+    receipts: list[Any] = []
+    for file in files:
+        try:
+            receipts.append(json.loads(Path(file).read_text("utf-8")))
+        except (OSError, ValueError) as exc:
+            fail(f"cannot read receipt {file}: {exc}")
     settings = settings_for(None, data_dir=data_dir)
     node = None
     w3: Any = None
@@ -271,22 +316,43 @@ def verify(
         w3 = rpc_client(rpc)
     else:
         deployments = Path(settings.data_dir).expanduser() / "chain.json"
-        chain_id = str(data.get("chain", {}).get("chain_id"))
-        known = json.loads(deployments.read_text("utf-8")) if deployments.exists() else {}
+        first = receipts[0] if isinstance(receipts[0], dict) else {}
+        chain = first.get("chain")
+        chain_id = str(chain.get("chain_id") if isinstance(chain, dict) else None)
+        try:
+            known = json.loads(deployments.read_text("utf-8")) if deployments.exists() else {}
+        except (OSError, ValueError):
+            known = {}
         if known.get(chain_id, {}).get("kind") == "local":
-            node = AnvilNode(Path(settings.data_dir).expanduser() / "anvil-state.json")
-            w3 = rpc_client(node.url)
+            try:
+                node = AnvilNode(Path(settings.data_dir).expanduser() / "anvil-state.json")
+                w3 = rpc_client(node.url)
+            except ChainError as exc:
+                console.print(f"the local chain could not be started: {exc}")
+    statuses = []
     try:
-        verdict = verify_receipt(data, w3)
+        for file, data in zip(files, receipts, strict=True):
+            try:
+                verdict = verify_receipt(data, w3, driver=driver, contract=contract)
+            except ReceiptError as exc:
+                fail(f"{file}: {exc}")
+            if len(files) > 1:
+                console.print(f"[bold]{file}[/]")
+            for check in verdict.checks:
+                mark = {True: "[green]ok[/]", False: "[bold red]FAIL[/]",
+                        None: "[yellow]??[/]"}[check.ok]
+                console.print(f"{mark}  {check.name}: {check.detail}", highlight=False)
+            console.print(f"what this proves: {verdict.proves}")
+            color = {VALID: "green", INVALID: "red"}.get(verdict.status, "yellow")
+            console.print(f"[bold {color}]{verdict.status}[/] receipt")
+            statuses.append(verdict.status)
     finally:
         if node is not None:
             node.stop()
-    for check in verdict.checks:
-        mark = "[green]ok[/]" if check.ok else "[bold red]FAIL[/]"
-        console.print(f"{mark}  {check.name}: {check.detail}")
-    console.print(f"what this proves: {verdict.proves}")
-    if verdict.valid:
-        console.print("[bold green]VALID[/] receipt")
-        return
-    console.print("[bold red]INVALID[/] receipt")
-    raise typer.Exit(1)
+    twice = duplicates(receipts) if len(receipts) > 1 else []
+    for line in twice:
+        console.print(f"[bold red]FAIL[/]  billed twice: {line}")
+    if twice or INVALID in statuses:
+        raise typer.Exit(1)
+    if any(s != VALID for s in statuses):
+        raise typer.Exit(3)

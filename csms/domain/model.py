@@ -37,6 +37,7 @@ class AuthStatus(enum.StrEnum):
     EXPIRED = "Expired"
     INVALID = "Invalid"
     UNKNOWN = "Unknown"  # 2.0.1 only; 1.6 answers Invalid for an unknown tag
+    NO_CREDIT = "NoCredit"  # 2.0.1; 1.6 answers Blocked: the driver's escrow does not cover it
 
 
 class SessionStatus(enum.StrEnum):
@@ -62,6 +63,8 @@ class Station:
     connected_at: datetime | None = None
     max_power_w: Decimal | None = None  # registered by the operator (plausibility)
     reported_max_power_w: Decimal | None = None  # reported by the station (device model)
+    host_address: str | None = None  # who is paid for its sessions (the operator if None)
+    chain_station: int | None = None  # its index in the settlement contract's registry
 
     def power_limit_w(self, default: Decimal) -> Decimal:
         """The most this station can deliver: registered, else reported, else ``default``."""
@@ -170,5 +173,8 @@ BILLING_HOLD_FLAGS = frozenset(
         "time_implausible",
         "time_unreadable",
         "value_out_of_range",
+        # settlement: no tariff valid at the start, values beyond the on-chain entry
+        "no_tariff",
+        "not_settleable",
     }
 )

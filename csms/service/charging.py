@@ -37,6 +37,7 @@ from csms.domain.model import (
     ValueNote,
 )
 from csms.metering import ocmf
+from csms.service.credit import CreditCheck
 from csms.service.ports import Repository, StorageError, Tx
 
 __all__ = [
@@ -139,6 +140,8 @@ class ChargingService:
         self.time_past = time_past
         self.time_future = time_future
         self._registered: dict[str, datetime | None] = {}
+        # the drivers' escrows on chain (settlement.credit), when settlement runs here
+        self.credit: CreditCheck | None = None
         self.heartbeat_interval = heartbeat_interval
         self.boot_retry_interval = boot_retry_interval
         self.publish_events = publish_events
@@ -317,14 +320,59 @@ class ChargingService:
 
         await self.repo.unit(work)
 
-    async def authorize(self, tag: str) -> tuple[AuthStatus, datetime | None]:
+    async def authorize(self, tag: str, station_id: str | None = None
+                        ) -> tuple[AuthStatus, datetime | None]:
         async def work(tx: Tx) -> tuple[AuthStatus, datetime | None]:
             record = await tx.get_tag(tag)
             if record is None:
+                # an app session's token: authorized by the driver's signature
+                if station_id is not None and await tx.pending_authorization(
+                        station_id, tag, int(self.clock().timestamp())) is not None:
+                    return AuthStatus.ACCEPTED, None
                 return AuthStatus.UNKNOWN, None
             return record.authorize(self.clock()), record.expires_at
 
-        return await self.repo.read(work)
+        status, expires = await self.repo.read(work)
+        if status is AuthStatus.ACCEPTED and station_id is not None \
+                and not await self.covered(station_id, tag):
+            return AuthStatus.NO_CREDIT, expires
+        return status, expires
+
+    async def covered(self, station_id: str, tag: str) -> bool:
+        """Whether the escrow of the driver who linked ``tag`` covers a charge here (True
+        for a tag linked to no driver, or without settlement on this node)."""
+        return await self.refusal(station_id, tag) is None
+
+    async def refusal(self, station_id: str, tag: str) -> str | None:
+        """Why the driver who linked ``tag`` may not charge here, or None."""
+        if self.credit is None:
+            return None
+        decision = await self.credit.check(station_id, tag)
+        if decision is None or decision.ok:
+            return None
+        log.info("= %s: %s may not charge: %s", station_id, tag, decision.reason)
+        return decision.reason
+
+    async def accept_authorization(self, station_id: str, tag: str,
+                                   authorization: dict[str, Any]) -> None:
+        """Keep a driver's signed app-session authorization for the next session started
+        at ``station_id`` with ``tag`` (settled with it, see settlement.worker)."""
+        if self.credit is None:
+            raise ValueError("app sessions need settlement on this node (--chain)")
+        decision = await self.credit.check_authorization(station_id, authorization)
+        if not decision.ok:
+            raise ValueError(f"authorization refused: {decision.reason}")
+        now = self.clock()
+
+        async def work(tx: Tx) -> None:
+            await tx.add_authorization(str(authorization["driver"]), station_id, tag,
+                                       authorization, int(authorization["nonce"]),
+                                       int(authorization["expiry"]), now)
+
+        try:
+            await self.repo.unit(work)
+        except StorageError as exc:
+            raise ValueError(f"authorization refused: {exc}") from None
 
     async def reported_max_power(self, station_id: str, watts: Decimal) -> None:
         """Keep the maximum power a station reported (device model): the plausibility
@@ -502,10 +550,13 @@ class ChargingService:
     ) -> tuple[int, AuthStatus, datetime | None]:
         """1.6 §6.46 StartTransaction: always answered with a transactionId."""
         start_key = f"{connector_id}|{id_tag}|{timestamp.isoformat()}|{meter_start_wh}"
+        covered = await self.covered(station_id, id_tag)
 
         async def work(tx: Tx) -> tuple[int, AuthStatus, datetime | None]:
             tag = await tx.get_tag(id_tag)
             auth = AuthStatus.UNKNOWN if tag is None else tag.authorize(self.clock())
+            if auth is AuthStatus.ACCEPTED and not covered:
+                auth = AuthStatus.NO_CREDIT
             expires = tag.expires_at if tag else None
             existing = await tx.find_session_by_start_key(station_id, start_key)
             if existing is not None:
@@ -528,6 +579,15 @@ class ChargingService:
             if auth is not AuthStatus.ACCEPTED:
                 session.flag(f"auth_{auth.value.lower()}")
             await tx.insert_session(session)
+            assert session.id is not None
+            if await tx.bind_authorization(station_id, id_tag, session.id,
+                                           int(self.clock().timestamp())) is not None \
+                    and auth is AuthStatus.UNKNOWN:
+                # an app session's token, authorized by the driver's signature
+                auth = AuthStatus.ACCEPTED
+                session.auth_status = auth.value
+                session.flags = [f for f in session.flags if f != "auth_unknown"]
+                await tx.update_session(session)
             flagged = len(session.flags)
             await self._notes(tx, session, notes or [], "StartTransaction")
             await self._check_times(tx, session, [timestamp], "StartTransaction")
@@ -629,9 +689,13 @@ class ChargingService:
         self, station_id: str, ev: TransactionEventIn
     ) -> AuthStatus | None:
         """2.0.1 E01-E15 TransactionEvent: Started / Updated / Ended, deduplicated by seqNo."""
+        covered = await self.covered(station_id, ev.id_tag) \
+            if ev.id_tag and ev.event_type == "Started" else True
 
         async def work(tx: Tx) -> AuthStatus | None:
             auth = await self._authorize(tx, ev.id_tag) if ev.id_tag else None
+            if auth is AuthStatus.ACCEPTED and not covered:
+                auth = AuthStatus.NO_CREDIT
             now = self.clock()
             # A seqNo beyond 64 bits cannot be stored: the event is taken as new (the
             # session is held for it, see ev.notes).
@@ -680,6 +744,10 @@ class ChargingService:
                 session.evse_id, session.connector_id = ev.evse_id, ev.connector_id
             if ev.id_tag and session.id_tag is None:
                 session.id_tag = ev.id_tag
+                if await tx.bind_authorization(station_id, ev.id_tag, session.id,
+                                               int(self.clock().timestamp())) is not None \
+                        and auth is AuthStatus.UNKNOWN:
+                    auth = AuthStatus.ACCEPTED  # authorized by the driver's signature
                 session.auth_status = auth.value if auth else None
                 if auth is not None and auth is not AuthStatus.ACCEPTED:
                     session.flag(f"auth_{auth.value.lower()}")

@@ -24,6 +24,7 @@ from csms.domain.model import (
     SessionStatus,
     Station,
 )
+from csms.storage.settlement_sql import SettlementSql
 
 __all__ = ["SqlTx", "dt_from_db", "dt_to_db", "json_text"]
 
@@ -75,6 +76,8 @@ def _station(row: dict[str, Any]) -> Station:
         connected_at=dt_from_db(row.get("connected_at")),
         max_power_w=_dec_from_db(row.get("max_power_w")),
         reported_max_power_w=_dec_from_db(row.get("reported_max_power_w")),
+        host_address=row.get("host_address"),
+        chain_station=row.get("chain_station"),
     )
 
 
@@ -119,7 +122,7 @@ def _sample(row: dict[str, Any]) -> MeterSample:
     )
 
 
-class SqlTx(ABC):
+class SqlTx(SettlementSql, ABC):
     """Domain operations over four SQL primitives (``?`` placeholders)."""
 
     @abstractmethod
@@ -150,27 +153,28 @@ class SqlTx(ABC):
         await self.execute(
             "INSERT INTO stations (id, boot_policy, security_profile, password_hash, ocpp_version,"
             " vendor, model, firmware_version, serial_number, last_boot_at, last_seen_at,"
-            " created_at, max_power_w, reported_max_power_w)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " created_at, max_power_w, reported_max_power_w, host_address, chain_station)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             station.id, station.boot_policy.value, station.security_profile,
             station.password_hash, station.ocpp_version, station.vendor, station.model,
             station.firmware_version, station.serial_number, dt_to_db(station.last_boot_at),
             dt_to_db(station.last_seen_at),
             dt_to_db(station.created_at or datetime.now(UTC)),
             _dec_to_db(station.max_power_w), _dec_to_db(station.reported_max_power_w),
+            station.host_address, station.chain_station,
         )
 
     async def update_station(self, station: Station) -> None:
         await self.execute(
             "UPDATE stations SET boot_policy = ?, security_profile = ?, password_hash = ?,"
             " ocpp_version = ?, vendor = ?, model = ?, firmware_version = ?, serial_number = ?,"
-            " last_boot_at = ?, last_seen_at = ?, max_power_w = ?, reported_max_power_w = ?"
-            " WHERE id = ?",
+            " last_boot_at = ?, last_seen_at = ?, max_power_w = ?, reported_max_power_w = ?,"
+            " host_address = ?, chain_station = ? WHERE id = ?",
             station.boot_policy.value, station.security_profile, station.password_hash,
             station.ocpp_version, station.vendor, station.model, station.firmware_version,
             station.serial_number, dt_to_db(station.last_boot_at), dt_to_db(station.last_seen_at),
             _dec_to_db(station.max_power_w), _dec_to_db(station.reported_max_power_w),
-            station.id,
+            station.host_address, station.chain_station, station.id,
         )
 
     async def list_stations(self) -> list[Station]:

@@ -19,8 +19,10 @@ __all__ = ["ROUTES", "samples_from_meter_values"]
 
 
 def _id_tag_info(status: AuthStatus, expires: Any = None) -> dict[str, Any]:
-    # 1.6 §7.2 AuthorizationStatus has no "Unknown": an unknown tag is Invalid.
-    wire = "Invalid" if status is AuthStatus.UNKNOWN else status.value
+    # 1.6 §7.2 AuthorizationStatus has no "Unknown": an unknown tag is Invalid; nor
+    # "NoCredit": a tag whose driver's escrow does not cover a charge is Blocked.
+    wire = {AuthStatus.UNKNOWN: "Invalid", AuthStatus.NO_CREDIT: "Blocked"}.get(
+        status, status.value)
     info: dict[str, Any] = {"status": wire}
     if expires is not None:
         info["expiryDate"] = ocpp_time(expires)
@@ -84,7 +86,7 @@ async def status_notification(
 
 
 async def authorize(svc: ChargingService, station_id: str, p: dict[str, Any]) -> dict[str, Any]:
-    status, expires = await svc.authorize(p["idTag"])
+    status, expires = await svc.authorize(p["idTag"], station_id)
     return {"idTagInfo": _id_tag_info(status, expires)}
 
 

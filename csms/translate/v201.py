@@ -102,7 +102,7 @@ async def status_notification(
 
 
 async def authorize(svc: ChargingService, station_id: str, p: dict[str, Any]) -> dict[str, Any]:
-    status, expires = await svc.authorize(p["idToken"]["idToken"])
+    status, expires = await svc.authorize(p["idToken"]["idToken"], station_id)
     return {"idTokenInfo": _id_token_info(status, expires)}
 
 

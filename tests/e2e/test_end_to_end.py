@@ -24,6 +24,7 @@ async def test_serve_settles_while_running(csms_server: RunningServer) -> None:
     await csms_server.stop()
     csms_server.settings = replace(csms_server.settings, chain="memory", max_wait=0.0)
     await csms_server.start()
+    await csms_server.add_tariff()
     for i in range(1, 5):
         await csms_server.add_station(f"E{i:05d}")
     fleet = Fleet(csms_server.url, 4, mix=True, prefix="E", meter_interval=0.05, seed=5)
@@ -43,7 +44,7 @@ async def test_serve_settles_while_running(csms_server: RunningServer) -> None:
     chain = csms_server.app.chain  # type: ignore[union-attr]
     for s in await csms_server.sessions():
         receipt = await load_receipt(repo, s["id"], None)
-        assert verify_receipt(receipt, chain.w3).valid
+        assert verify_receipt(receipt, chain.w3, contract=chain.contract_address).valid
         assert receipt["record"]["energy_wh"] == summary.per_station[s["station_id"]][0]
 
 
@@ -74,7 +75,7 @@ async def test_cli_settle_receipt_verify_on_the_persistent_local_chain(
     await fleet.run_sessions(1, 0.3)
     await fleet.close()
     env = {"CSMS_DB": csms_server.settings.db, "CSMS_DATA_DIR": str(tmp_path / "chain")}
-    for args in (("tariffs", "set", "*", "--per-kwh", "0.30"),
+    for args in (("tariffs", "set", "*", "--per-kwh", "0.30", "--valid-from", "2020-01-01"),
                  ("settle", "run", "--json")):
         r = await asyncio.to_thread(csms, env, *args)
         assert r.returncode == 0, r.stderr
@@ -83,14 +84,19 @@ async def test_cli_settle_receipt_verify_on_the_persistent_local_chain(
     r = await asyncio.to_thread(csms, env, "receipt", "1", "-o", str(out))
     assert r.returncode == 0, r.stderr
     # a new process, a restarted chain from the saved state: still valid, no flags
-    r = await asyncio.to_thread(csms, env, "verify", str(out))
+    contract = next(iter(json.loads((tmp_path / "chain" / "chain.json").read_text())
+                         .values()))["contract"]
+    r = await asyncio.to_thread(csms, env, "verify", str(out), "--contract", contract)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "VALID" in r.stdout
+    # without saying which contract is the real one: not proven (exit 3)
+    r = await asyncio.to_thread(csms, env, "verify", str(out))
+    assert r.returncode == 3 and "UNVERIFIED" in r.stdout
     data = json.loads(out.read_text())
     data["record"]["energy_wh"] += 1
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(data))
-    r = await asyncio.to_thread(csms, env, "verify", str(bad))
+    r = await asyncio.to_thread(csms, env, "verify", str(bad), "--contract", contract)
     assert r.returncode == 1 and "INVALID" in r.stdout
     r = await asyncio.to_thread(csms, env, "verify", str(tmp_path / "missing.json"))
     assert r.returncode == 2 and r.stderr.startswith("error:")
@@ -110,6 +116,7 @@ async def test_signed_meter_data_travels_into_receipts_the_verifier_checks(
     await csms_server.stop()
     csms_server.settings = replace(csms_server.settings, chain="memory", max_wait=0.0)
     await csms_server.start()
+    await csms_server.add_tariff()
     for i in range(1, 5):
         await csms_server.add_station(f"S{i:05d}")
     fleet = Fleet(csms_server.url, 4, mix=True, prefix="S", meter_interval=0.05, seed=8,
@@ -157,11 +164,11 @@ async def test_signed_meter_data_travels_into_receipts_the_verifier_checks(
     chain = csms_server.app.chain  # type: ignore[union-attr]
     for s in await csms_server.sessions():
         receipt = await load_receipt(repo, s["id"], None)
-        verdict = verify_receipt(receipt, chain.w3)
+        verdict = verify_receipt(receipt, chain.w3, contract=chain.contract_address)
         names = {c.name: c for c in verdict.checks}
         if s["station_id"] == "KEBA1":
-            # anchored as billed, but the meter signed something else: the driver sees it
-            assert names["root anchored"].ok and names["meter signature 1"].ok
+            # settled as billed, but the meter signed something else: the driver sees it
+            assert names["settled once"].ok and names["meter signature 1"].ok
             assert not names["signed readings = billed readings"].ok
             assert "billed 300 Wh, meter signed 259.7000 Wh" in \
                 names["signed readings = billed readings"].detail
@@ -177,12 +184,13 @@ async def test_signed_meter_data_travels_into_receipts_the_verifier_checks(
         field = "signedData" if "signedData" in signed else "signedMeterData"
         signed[field] = signed[field][:40] + ("A" if signed[field][40] != "A" else "B") + \
             signed[field][41:]
-        bad_verdict = verify_receipt(bad, chain.w3)
+        bad_verdict = verify_receipt(bad, chain.w3, contract=chain.contract_address)
         assert not bad_verdict.valid
         assert not {c.name: c for c in bad_verdict.checks}["samples hash"].ok
         assert any(c.name.startswith("meter signature") and not c.ok
                    for c in bad_verdict.checks)
-        # another key swapped into the record: the leaf no longer matches
+        # another key swapped into the record: its hash no longer matches
         bad = copy.deepcopy(receipt)
         bad["record"]["meter_public_key"] = KEBA_KEY.lower()
-        assert not {c.name: c for c in verify_receipt(bad, chain.w3).checks}["leaf"].ok
+        checks = verify_receipt(bad, chain.w3, contract=chain.contract_address).checks
+        assert not {c.name: c for c in checks}["record hash"].ok

@@ -13,7 +13,7 @@ from support import require_service
 
 @pytest.mark.parametrize("args", [
     ["bench.throughput", "--stations", "5", "--duration", "1", "--ocpp", "1.6"],
-    ["bench.settlement_gas", "--sizes", "1", "10"],
+    ["bench.settlement_gas", "--quick", "--batch", "20"],
     ["bench.connections", "--stations", "5", "--interval", "1"],
     ["bench.cluster", "--stations", "4", "--duration", "1"],
 ])

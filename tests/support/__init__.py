@@ -125,6 +125,18 @@ class RunningServer:
 
         await self.repo.unit(work)
 
+    async def add_tariff(self, per_kwh: str = "0.39", station_id: str = "*") -> None:
+        """A tariff valid since long ago (sessions without one are held, not settled)."""
+        from decimal import Decimal
+
+        from csms.domain.tariff import Tariff
+
+        async def work(tx: Tx) -> None:
+            await tx.add_tariff(Tariff(station_id, Decimal(per_kwh), "EUR", 2,
+                                       valid_from=LONG_AGO))
+
+        await self.repo.unit(work)
+
     async def set_boot(self, station_id: str, boot: str) -> None:
         async def work(tx: Tx) -> None:
             st = await tx.get_station(station_id)

@@ -9,11 +9,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from eth_account.signers.local import LocalAccount
 
 from csms.domain.model import MeterSample, Session, SessionStatus
+from csms.domain.tariff import Tariff
 from csms.storage.sqlite import SqliteRepository
-from settlement.chain import Chain, find_anvil, open_chain
+from settlement.chain import Chain, ContractParams, find_anvil, open_chain
+from settlement.wallet import link_card, new_salt
 from support import IN_CI
+from support.chainkit import Kit
 
 T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
 
@@ -40,10 +44,9 @@ async def add_sessions(repo: SqliteRepository, n: int, station: str = "CP1") -> 
                 session_id=sid, evse_id=1, connector_id=1, transaction_id=s.transaction_id)
             await tx.enqueue_settlement(sid, start)
             ids.append(sid)
-        await tx.execute(
-            "INSERT INTO tariffs (station_id, version, per_kwh, currency, decimals, valid_from)"
-            " SELECT '*', 1, '0.40', 'EUR', 2, '2000-01-01T00:00:00+00:00'"
-            " WHERE NOT EXISTS (SELECT 1 FROM tariffs)")
+        if not await tx.list_tariffs():
+            await tx.add_tariff(Tariff("*", Decimal("0.40"), "EUR", 2,
+                                       valid_from=datetime(2000, 1, 1, tzinfo=UTC)))
         return ids
 
     return await repo.unit(work)
@@ -58,7 +61,7 @@ async def repo(tmp_path: Path) -> AsyncIterator[SqliteRepository]:
 
 @pytest.fixture
 def memory_chain(tmp_path: Path) -> Chain:
-    return open_chain("memory", tmp_path / "data")
+    return open_chain("memory", tmp_path / "data", params=ContractParams(fee_bps=500))
 
 
 @pytest.fixture
@@ -67,6 +70,21 @@ def anvil_chain(tmp_path: Path) -> Iterator[Chain]:
         if IN_CI:
             pytest.fail("anvil is required (make install)")
         pytest.skip("anvil not installed: make install")
-    chain = open_chain("local", tmp_path / "anvil-data")
+    chain = open_chain("local", tmp_path / "anvil-data", params=ContractParams(fee_bps=500))
     yield chain
     chain.close()
+
+
+async def link_driver(repo: SqliteRepository, kit: Kit, tag: str, deposit: int = 10**6,
+                      **terms: Any) -> tuple[LocalAccount, int]:
+    """A driver with an escrow who linked card ``tag`` on chain and gave it to the operator."""
+    driver, index = kit.driver(deposit=deposit, **terms)
+    salt = new_salt()
+    commitment = link_card(kit.chain, driver, tag, salt)
+
+    async def work(tx: Any) -> None:
+        await tx.link_card(tag, driver.address, "0x" + salt.hex(), "0x" + commitment.hex(),
+                           datetime.now(UTC))
+
+    await repo.unit(work)
+    return driver, index

@@ -1,269 +1,325 @@
-"""The Vyper contract on py-evm: access control, replay protection, escrow, capped claims."""
+"""The settlement contract against a dishonest operator, driver, host or stranger.
+
+Each test is named after a property it holds, and runs on py-evm (in-process) and on a
+real Anvil node over JSON-RPC.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from eth_abi.abi import encode
-from eth_hash.auto import keccak
-from eth_tester.exceptions import TransactionFailed
-from web3.exceptions import ContractLogicError
-from web3.logs import DISCARD
+from web3 import Web3
 
-from settlement.chain import Chain
-from settlement.merkle import MerkleTree
+from settlement import wallet
+from settlement.chain import ContractParams, find_anvil, open_chain
+from settlement.eip712 import Authorization, sign
+from settlement.records import CARD, SIGNED, chunk_digest
+from support import IN_CI
+from support.chainkit import Kit, Row, reverts
 
-CAP = 10**15  # the driver accepts at most 0.001 coin per kWh
+NOTICE = 3600
+FEE_BPS = 500  # 5% to the platform
 
-
-def reverts(reason: str) -> Any:
-    # py-evm through eth-tester raises TransactionFailed, a JSON-RPC node ContractLogicError
-    return pytest.raises((ContractLogicError, TransactionFailed), match=reason)
-
-
-def leaf(record: bytes, tag: bytes, energy: int, amount: int, payee: str) -> bytes:
-    return bytes(keccak(b"\x00" + encode(["bytes32", "bytes32", "uint256", "uint256", "address"],
-                                         [record, tag, energy, amount, payee])))
+# Unpaid reasons (Settlement.vy)
+UNKNOWN_STATION, UNKNOWN_DRIVER, ABOVE_STATION_POWER, ABOVE_PRICES = 1, 2, 3, 4
+ABOVE_SESSION_LIMIT, CARDS_NOT_ALLOWED, BAD_AUTHORIZATION, NONCE_USED = 5, 6, 7, 8
+AUTHORIZATION_EXPIRED, ABOVE_DAILY_LIMIT, ESCROW_TOO_LOW, UNKNOWN_KIND = 9, 10, 11, 12
 
 
-@pytest.fixture
-def setup(memory_chain: Chain) -> dict[str, Any]:
-    w3 = memory_chain.w3
-    accounts = w3.eth.accounts
-    driver, station_owner, stranger = accounts[1], accounts[2], accounts[3]
-    tag = bytes(keccak(b"DRIVER-TAG"))
-    c = memory_chain.contract
-    c.functions.deposit(tag, CAP).transact({"from": driver, "value": 10**18})
-    claims = [  # (record hash, energy Wh, amount)
-        (bytes(keccak(b"r1")), 7_500, 7_500 * CAP // 1000),  # exactly at the cap
-        (bytes(keccak(b"r2")), 10_000, 9 * 10**15),
-        (bytes(keccak(b"r3")), 1_000, 2 * 10**15),  # above the cap (1 kWh x 0.001 = 1e15)
-    ]
-    leaves = [leaf(r, tag, e, a, station_owner) for r, e, a in claims]
-    tree = MerkleTree(leaves)
-    raw, _ = memory_chain.sign_anchor(tree.root, 3, 1, memory_chain.next_nonce(),
-                                      *memory_chain.fees())
-    memory_chain.broadcast(raw)
-    return {"chain": memory_chain, "c": c, "tree": tree, "claims": claims, "tag": tag,
-            "driver": driver, "owner": station_owner, "stranger": stranger, "w3": w3}
+def make_kit(kind: str, folder: Path, **params: object) -> Kit:
+    if kind == "anvil" and find_anvil() is None:
+        if IN_CI:
+            pytest.fail("anvil is required (make install)")
+        pytest.skip("anvil not installed: make install")
+    spec = "memory" if kind == "memory" else "local"
+    chain = open_chain(spec, folder, params=ContractParams(
+        **{"notice_period": NOTICE, "fee_bps": FEE_BPS, **params}))  # type: ignore[arg-type]
+    return Kit(chain)
 
 
-def claim_args(s: dict[str, Any], i: int) -> tuple[Any, ...]:
-    record, energy, amount = s["claims"][i]
-    return (s["tree"].root, record, s["tag"], energy, amount, s["owner"], s["tree"].proof(i),
-            bytes(32))
+@pytest.fixture(params=["memory", pytest.param("anvil", marks=pytest.mark.anvil)])
+def kit(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Kit]:
+    k = make_kit(request.param, tmp_path / "chain")
+    yield k
+    k.chain.close()
 
 
-def test_only_the_operator_anchors_and_a_root_only_once(setup: dict[str, Any]) -> None:
-    c, stranger = setup["c"], setup["stranger"]
-    with reverts("only the operator"):
-        c.functions.anchor(bytes(keccak(b"x")), 1, 99).transact({"from": stranger})
-    chain: Chain = setup["chain"]
-    assert c.functions.anchored_block(setup["tree"].root).call() > 0
-    with reverts("root already anchored"):
-        chain.w3.eth.call({"from": chain.operator.address, "to": chain.contract_address,
-                           "data": c.encode_abi("anchor", [setup["tree"].root, 3, 2])})
+def signed(k: Kit, driver: object, station: int, **fields: int) -> Authorization:
+    values = {"max_per_kwh": 40, "max_per_minute": 0, "max_session_fee": 50,
+              "max_amount": 500, "nonce": 1, "expiry": k.now() + 86_400, **fields}
+    return wallet.authorize(k.chain, driver, station, **values)  # type: ignore[arg-type]
 
 
-def test_claim_pays_once_and_never_above_the_cap(setup: dict[str, Any]) -> None:
-    c, w3, owner = setup["c"], setup["w3"], setup["owner"]
-    before = w3.eth.get_balance(owner)
-    c.functions.claim(claim_args(setup, 0)).transact({"from": setup["stranger"]})
-    assert w3.eth.get_balance(owner) - before == setup["claims"][0][2]
-    with reverts("already claimed"):
-        c.functions.claim(claim_args(setup, 0)).transact({"from": setup["stranger"]})
-    with reverts("above the driver's cap"):
-        c.functions.claim(claim_args(setup, 2)).transact({"from": setup["stranger"]})
-    assert c.functions.is_claimed(setup["tree"].levels[0][0]).call()
-    escrow = c.functions.escrows(setup["tag"]).call()
-    assert escrow[1] == 10**18 - setup["claims"][0][2]
+def test_card_sessions_are_paid_only_under_the_drivers_standing_terms(kit: Kit) -> None:
+    _host, st = kit.host()
+    d, di = kit.driver(max_per_kwh=39, max_session_fee=50)
+    nocards, ni = kit.driver(allow_cards=False)
+    # 1,500 Wh at 39 c/kWh + a 50 c fee: 108.5 c, billed 109 (rounding half up): paid
+    s = kit.settle([Row(st, di, 1500, 1800, 109),
+                    Row(st, di, 1500, 1800, 150),  # above 39 c/kWh + 50 c
+                    Row(st, ni, 1500, 1800, 50),  # this driver allows no card sessions
+                    Row(st, 0, 1500, 1800, 50),  # no driver
+                    Row(st, 99, 1500, 1800, 50),  # an index no driver has
+                    Row(777, di, 1500, 1800, 50)])  # no such station
+    first = s.first_seq
+    assert s.unpaid == {first + 1: ABOVE_PRICES, first + 2: CARDS_NOT_ALLOWED,
+                        first + 3: UNKNOWN_DRIVER, first + 4: UNKNOWN_DRIVER,
+                        first + 5: UNKNOWN_STATION}
+    assert s.paid == 109
+    assert kit.balance(d) == 10**6 - 109 and kit.balance(nocards) == 10**6
+    # the session fee is accepted separately: 39 c/kWh with no fee refuses the same session
+    _d2, i2 = kit.driver(max_per_kwh=50, max_session_fee=0)
+    assert kit.settle([Row(st, i2, 1500, 1800, 109)]).unpaid  # 75 c + 0 allowed
+    assert not kit.settle([Row(st, i2, 1500, 1800, 76)]).unpaid
 
 
-def test_forged_claims_are_refused(setup: dict[str, Any]) -> None:
-    c = setup["c"]
-    args = list(claim_args(setup, 1))
-    args[4] = args[4] + 1  # one more unit than was anchored
-    with reverts("invalid proof"):
-        c.functions.claim(tuple(args)).transact({"from": setup["stranger"]})
-    args = list(claim_args(setup, 1))
-    args[0] = bytes(keccak(b"not anchored"))
-    with reverts("root not anchored"):
-        c.functions.claim(tuple(args)).transact({"from": setup["stranger"]})
+def test_app_sessions_are_paid_only_as_the_driver_signed(kit: Kit) -> None:
+    _, st = kit.host()
+    _, other_station = kit.host()
+    d, di = kit.driver(allow_cards=False)
+    stranger = kit.account()
+
+    def row(auth: Authorization, amount: int = 100, station: int = st) -> Row:
+        return Row(station, di, 1500, 1800, amount, SIGNED, auth)
+
+    good = signed(kit, d, st, nonce=1)
+    forged = sign(Authorization(d.address, st, 40, 0, 50, 500, 2, kit.now() + 3600),
+                  stranger.key, kit.chain.chain_id, kit.chain.contract_address or "")
+    other_domain = sign(Authorization(d.address, st, 40, 0, 50, 500, 3, kit.now() + 3600),
+                        d.key, kit.chain.chain_id + 1, kit.chain.contract_address or "")
+    s = kit.settle([
+        row(good),
+        row(signed(kit, d, st, nonce=4), station=other_station),  # signed for another station
+        row(signed(kit, d, st, nonce=5, max_amount=90)),  # above the amount signed
+        row(signed(kit, d, st, nonce=6, max_per_kwh=10, max_session_fee=0)),  # above prices
+        row(forged), row(other_domain),
+        row(signed(kit, d, st, nonce=7, expiry=kit.now() - 1)),
+        Row(st, di, 1500, 1800, 100, SIGNED, None),  # no authorization at all
+    ])
+    f = s.first_seq
+    assert s.unpaid == {f + 1: BAD_AUTHORIZATION, f + 2: ABOVE_SESSION_LIMIT,
+                        f + 3: ABOVE_PRICES, f + 4: BAD_AUTHORIZATION, f + 5: BAD_AUTHORIZATION,
+                        f + 6: AUTHORIZATION_EXPIRED, f + 7: BAD_AUTHORIZATION}
+    assert s.paid == 100 and kit.balance(d) == 10**6 - 100
+    # the signed session is not payable twice, in this chunk or a later one
+    again = kit.settle([row(good), row(good)])
+    assert again.unpaid == {again.first_seq: NONCE_USED, again.first_seq + 1: NONCE_USED}
 
 
-def test_batch_claim(setup: dict[str, Any]) -> None:
-    c = setup["c"]
-    c.functions.claim_batch([claim_args(setup, 0), claim_args(setup, 1)]).transact(
-        {"from": setup["stranger"]})
-    assert all(c.functions.is_claimed(lf).call() for lf in setup["tree"].levels[0][:2])
+def test_exposure_per_session_per_day_and_energy_is_bounded_by_the_chain(kit: Kit) -> None:
+    _, st = kit.host(max_power_w=11_000)  # an 11 kW wallbox
+    d, di = kit.driver(max_per_kwh=40, max_session_fee=0, max_per_session=300,
+                       max_per_day=500)
+    s = kit.settle([
+        Row(st, di, 11_000, 3600, 300),  # 11 kWh in an hour: plausible, 440 c allowed, 300
+        Row(st, di, 13_000, 3600, 200),  # 13 kWh in an hour from 11 kW: invented energy
+        Row(st, di, 9_000, 3600, 301),  # above the per-session maximum
+        Row(st, di, 9_000, 3600, 200),  # 300 + 200 = 500: the daily limit, paid
+        Row(st, di, 100, 600, 1),  # 501 today: refused
+    ])
+    f = s.first_seq
+    assert s.unpaid == {f + 1: ABOVE_STATION_POWER, f + 2: ABOVE_SESSION_LIMIT,
+                        f + 4: ABOVE_DAILY_LIMIT}
+    assert kit.balance(d) == 10**6 - 500
+    kit.advance(86_400)  # the next day has its own limit
+    assert not kit.settle([Row(st, di, 100, 600, 1)]).unpaid
 
 
-def test_withdrawal_needs_notice(setup: dict[str, Any]) -> None:
-    c, driver, w3 = setup["c"], setup["driver"], setup["w3"]
-    with reverts("request a withdrawal first"):
-        c.functions.withdraw(setup["tag"]).transact({"from": driver})
-    with reverts("not the owner"):
-        c.functions.request_withdrawal(setup["tag"]).transact({"from": setup["stranger"]})
-    c.functions.request_withdrawal(setup["tag"]).transact({"from": driver})
-    with reverts("notice period not over"):
-        c.functions.withdraw(setup["tag"]).transact({"from": driver})
-    tester = w3.provider.ethereum_tester
-    tester.time_travel(w3.eth.get_block("latest")["timestamp"] + 7 * 24 * 3600 + 1)
-    tester.mine_blocks()
-    before = w3.eth.get_balance(driver)
-    c.functions.withdraw(setup["tag"]).transact({"from": driver})
-    assert w3.eth.get_balance(driver) > before
-    assert c.functions.escrows(setup["tag"]).call()[1] == 0
-    with reverts("not the owner"):
-        c.functions.deposit(setup["tag"], CAP).transact({"from": setup["stranger"], "value": 1})
-
-
-PAID = b"\x00" * 31 + b"\x01"
-
-
-def test_netted_payment_pays_each_chunk_once_in_order(memory_chain: Chain) -> None:
-    """One line per driver, chunked and hash-chained; uncovered lines fall back to claims."""
-    from settlement.payouts import Line, anchor_key, chain_hashes
-
-    w3, c = memory_chain.w3, memory_chain.contract
-    d1, d2, d3, owner, stranger = w3.eth.accounts[1:6]
-    t1, t2, t3 = (bytes(keccak(t)) for t in (b"T1", b"T2", b"T3"))
-    c.functions.deposit(t1, CAP).transact({"from": d1, "value": 10**16})
-    c.functions.deposit(t2, CAP).transact({"from": d2, "value": 10**16})
-    lines = [Line(t1, owner, 10_000, 5 * 10**15), Line(t2, owner, 2_000, 2 * 10**15),
-             Line(t3, owner, 1_000, 10**15)]  # d3 has no escrow yet
-    chunks = [lines[:2], lines[2:]]
-    h0, h1 = chain_hashes(chunks)
-    sessions = [(bytes(keccak(b"s1")), t1, 10_000, 5 * 10**15),
-                (bytes(keccak(b"s3")), t3, 1_000, 10**15)]
-    tree = MerkleTree([leaf(r, t, e, a, owner) for r, t, e, a in sessions])
-    key = anchor_key(tree.root, h0)
-    raw, _ = memory_chain.sign_anchor(key, 3, 7, memory_chain.next_nonce(),
-                                      *memory_chain.fees())
-    memory_chain.broadcast(raw)
-
-    def pay(chunk: list[Line], following: bytes, head: bytes = h0) -> Any:
-        return c.functions.pay(tree.root, head, [x.as_tuple() for x in chunk],
-                               following).transact({"from": stranger})
-
-    def claim(i: int, head: bytes = h0) -> Any:
-        r, t, e, a = sessions[i]
-        return c.functions.claim((tree.root, r, t, e, a, owner, tree.proof(i), head)).transact(
-            {"from": stranger})
-
-    with reverts("not anchored for netted payment"):
-        pay(chunks[0], h1, head=h1)  # another head: not what was anchored
-    with reverts("root not anchored"):
-        claim(1, head=bytes(32))  # the plain root was never anchored
-
-    with reverts("not the next chunk"):
-        pay(chunks[1], bytes(32))
-    with reverts("netted payment in progress"):
-        claim(1)
-    with reverts("not the next chunk"):  # one amount changed: not what was anchored
-        pay([Line(t1, owner, 10_000, 6 * 10**15), lines[1]], h1)
-    pay(chunks[0], h1)
-    assert c.functions.escrows(t1).call()[1] == 10**16 - 5 * 10**15
-    assert c.functions.escrows(t2).call()[1] == 10**16 - 2 * 10**15
-    assert c.functions.earnings(owner).call() == 7 * 10**15
-    with reverts("not the next chunk"):
-        pay(chunks[0], h1)  # the same chunk twice
-    receipt = w3.eth.get_transaction_receipt(pay(chunks[1], bytes(32)))
-    unpaid = c.events.Unpaid().process_receipt(receipt, errors=DISCARD)
-    assert [e["args"]["tag_hash"] for e in unpaid] == [t3]
-    [done] = c.events.ChunkPaid().process_receipt(receipt, errors=DISCARD)
-    assert (done["args"]["lines"], done["args"]["unpaid"], done["args"]["total"]) == (1, 1, 0)
-    assert c.functions.payout_pending(key).call() == PAID
-    with reverts("nothing to pay"):
-        pay(chunks[0], h1)
-    # paid drivers' sessions cannot be claimed again; the uncovered driver's can
-    with reverts("paid in the netted batch"):
-        claim(0)
-    c.functions.deposit(t3, CAP).transact({"from": d3, "value": 10**16})
-    claim(1)
-    assert c.functions.escrows(t3).call()[1] == 10**16 - 10**15
-    before = w3.eth.get_balance(owner)
-    c.functions.withdraw_earnings().transact({"from": owner})
-    assert w3.eth.get_balance(owner) > before + 7 * 10**15 - 10**15  # minus gas
-    assert c.functions.earnings(owner).call() == 0
+def test_hosts_and_the_platform_get_exactly_what_drivers_paid(kit: Kit) -> None:
+    h1, s1 = kit.host()
+    h2, s2 = kit.host()
+    d1, i1 = kit.driver()
+    d2, i2 = kit.driver()
+    rows = [Row(s1, i1, 1000, 1800, 90), Row(s2, i1, 1000, 1800, 70),
+            Row(s1, i2, 1000, 1800, 40), Row(s2, i2, 1000, 1800, 20),
+            Row(s1, i2, 1000, 1800, 10**6)]  # more than the escrow: unpaid, no credit
+    s = kit.settle(rows)
+    assert s.unpaid == {s.first_seq + 4: ABOVE_PRICES}
+    assert kit.balance(d1) == 10**6 - 160 and kit.balance(d2) == 10**6 - 60
+    # each host: its sessions less 5%; the platform: the 5% (rounded down per host)
+    assert (kit.earnings(h1.address), kit.earnings(h2.address)) == (124, 86)
+    assert kit.earnings(kit.chain.operator.address) == 10
+    assert 124 + 86 + 10 == 220
+    # hosts withdraw to any address
+    to = kit.account().address
+    before = kit.w3.eth.get_balance(to)
+    wallet.withdraw_earnings(kit.chain, h1, to)
+    assert kit.w3.eth.get_balance(to) - before == 124 and kit.earnings(h1.address) == 0
     with reverts("nothing earned"):
-        c.functions.withdraw_earnings().transact({"from": owner})
+        wallet.withdraw_earnings(kit.chain, h1)
 
 
-def test_a_line_above_the_drivers_cap_is_not_paid(memory_chain: Chain) -> None:
-    from settlement.payouts import Line, anchor_key, chain_hashes
-
-    w3, c = memory_chain.w3, memory_chain.contract
-    driver, owner = w3.eth.accounts[1:3]
-    tag = bytes(keccak(b"CAPPED"))
-    c.functions.deposit(tag, CAP).transact({"from": driver, "value": 10**18})
-    line = Line(tag, owner, 1_000, CAP + 1)  # 1 kWh at more than the cap
-    [head] = chain_hashes([[line]])
-    root = bytes(keccak(b"capped-batch"))
-    key = anchor_key(root, head)
-    raw, _ = memory_chain.sign_anchor(key, 1, 8, memory_chain.next_nonce(),
-                                      *memory_chain.fees())
-    memory_chain.broadcast(raw)
-    c.functions.pay(root, head, [line.as_tuple()], bytes(32)).transact({"from": driver})
-    assert c.functions.escrows(tag).call()[1] == 10**18
-    assert c.functions.earnings(owner).call() == 0
-    assert c.functions.unpaid(bytes(keccak(key + tag))).call()
+def test_the_platform_fee_is_capped_at_deploy(tmp_path: Path) -> None:
+    with reverts("fee above the maximum"):
+        make_kit("memory", tmp_path / "a", fee_bps=2001)  # type: ignore[arg-type]
 
 
-def deploy_test_token(chain: Chain) -> Any:
-    """A plain ERC-20 (tests/support/contracts/TestToken.vy) on the same chain."""
-    from pathlib import Path
+def test_nothing_is_paid_twice(kit: Kit) -> None:
+    _, st = kit.host()
+    d, di = kit.driver()
+    rows = [Row(st, di, 1000, 1800, 50), Row(st, di, 1000, 1800, 50)]
+    s = kit.settle(rows)
+    assert s.first_seq == 1 and kit.chain.ledger_next(kit.ledger) == 3
+    # the same chunk again (a second anchor, a restored backup): refused by the chain
+    with reverts("not the ledger's next sequence number"):
+        kit.settle(rows, first_seq=1)
+    with reverts("not the ledger's next sequence number"):
+        kit.settle(rows, first_seq=2)
+    assert kit.balance(d) == 10**6 - 100
+    # another database shares the contract with a ledger of its own
+    other = kit.ledger + 1
+    s2 = kit.settle(rows, ledger=other)
+    assert s2.first_seq == 1 and kit.chain.ledger_next(kit.ledger) == 3
+    # and only the operator settles
+    stranger = kit.account()
+    entries, auths = kit.entries(rows)
+    with reverts("only the operator"):
+        kit.chain.transact(stranger, "settle", kit.ledger, 3, entries, auths)
+    with reverts("only the operator"):
+        kit.chain.transact(stranger, "register_ledger", 42)
 
-    import vyper
 
-    source = (Path(__file__).parents[2] / "support" / "contracts" / "TestToken.vy").read_text()
-    out = vyper.compile_code(source, output_formats=["abi", "bytecode"])
-    w3 = chain.w3
-    factory = w3.eth.contract(abi=out["abi"], bytecode=out["bytecode"])
-    receipt = w3.eth.wait_for_transaction_receipt(
-        factory.constructor().transact({"from": w3.eth.accounts[0]}))
-    return w3.eth.contract(address=receipt["contractAddress"], abi=out["abi"])
+def test_no_driver_input_can_stall_a_chunk(kit: Kit) -> None:
+    _, st = kit.host()
+    honest, hi = kit.driver()
+    # a driver sets every term to its largest value, another to zero, a third empties
+    # its escrow: none of it may revert the chunk or stop the honest driver's payment
+    greedy, gi = kit.driver(max_per_kwh=2**24 - 1, max_per_minute=2**24 - 1,
+                            max_session_fee=2**24 - 1, max_per_session=2**32 - 1,
+                            max_per_day=2**32 - 1)
+    _zero, zi = kit.driver(max_per_kwh=0, max_session_fee=0, max_per_session=0, max_per_day=0)
+    _broke, bi = kit.driver(deposit=0)
+    with reverts("out of range"):  # bounded terms: the driver's own call fails
+        wallet.set_terms(kit.chain, greedy, wallet.DriverTerms(2**24, 0, 0, 0, 0))
+    rows = [Row(st, gi, 2**32 - 1, 2**32 - 1, 2**48 - 1), Row(st, zi, 1000, 1800, 50),
+            Row(st, bi, 1000, 1800, 50), Row(st, hi, 1000, 1800, 50),
+            Row(st, hi, 1000, 1800, 50, 9)]  # an unknown kind
+    s = kit.settle(rows)
+    f = s.first_seq
+    assert s.unpaid[f + 1] in (ABOVE_PRICES, ABOVE_SESSION_LIMIT)
+    assert s.unpaid[f + 2] == ESCROW_TOO_LOW and s.unpaid[f + 4] == UNKNOWN_KIND
+    assert f + 3 not in s.unpaid and kit.balance(honest) == 10**6 - 50
+    assert f in s.unpaid  # 2^48 units: above the greedy driver's own escrow
 
 
-def test_escrow_in_an_erc20_token(memory_chain: Chain) -> None:
-    """Deposits, netted payment, single claims and earnings in a stablecoin-like token."""
-    from settlement.payouts import Line, anchor_key, chain_hashes
+def test_lower_terms_and_withdrawals_wait_for_the_notice(kit: Kit) -> None:
+    _, st = kit.host()
+    d, di = kit.driver(max_per_kwh=40, max_session_fee=50)
+    # the driver lowers its price after charging: the session already charged is paid
+    wallet.set_terms(kit.chain, d, wallet.DriverTerms(max_per_kwh=10, max_session_fee=0,
+                                                       allow_cards=False))
+    state = kit.chain.driver_state(d.address)
+    assert state.terms.max_per_kwh == 40 and state.pending_terms is not None
+    assert state.pending_terms.max_per_kwh == 10
+    assert not kit.settle([Row(st, di, 1500, 1800, 100)]).unpaid
+    # ... and withdraws: the escrow still pays during the notice
+    wallet.request_withdrawal(kit.chain, d, 10**6)
+    with reverts("notice period not over"):
+        wallet.withdraw(kit.chain, d)
+    assert not kit.settle([Row(st, di, 1500, 1800, 100)]).unpaid
+    kit.advance(NOTICE + 1)
+    # after the notice: the lower terms apply (no card sessions any more)
+    s = kit.settle([Row(st, di, 1500, 1800, 10)])
+    assert s.unpaid == {s.first_seq: CARDS_NOT_ALLOWED}
+    to = kit.account().address
+    before = kit.w3.eth.get_balance(to)
+    wallet.withdraw(kit.chain, d, to)
+    assert kit.w3.eth.get_balance(to) - before == 10**6 - 200
+    # raising the terms again applies at once
+    wallet.set_terms(kit.chain, d, wallet.DriverTerms(max_per_kwh=60, max_session_fee=50))
+    wallet.deposit(kit.chain, d, 1000)
+    assert not kit.settle([Row(st, di, 1500, 1800, 130)]).unpaid
 
-    w3 = memory_chain.w3
-    token = deploy_test_token(memory_chain)
-    memory_chain.deploy(token=token.address)
-    c = memory_chain.contract
-    assert c.functions.token().call() == token.address
-    assert memory_chain.escrow_token() == token.address.lower()
-    driver, owner = w3.eth.accounts[1:3]
-    tag = bytes(keccak(b"TOKEN-DRIVER"))
-    token.functions.mint(driver, 10_000_000).transact({"from": driver})
+
+def test_payments_reach_smart_contract_wallets(kit: Kit) -> None:
+    host, st = kit.host()
+    d, di = kit.driver()
+    multisig = kit.deploy("ContractWallet")  # receiving costs more than 2,300 gas
+    assert not kit.settle([Row(st, di, 2000, 1800, 100)]).unpaid
+    wallet.withdraw_earnings(kit.chain, host, multisig.address)
+    assert multisig.functions.received().call() == 95
+    wallet.request_withdrawal(kit.chain, d, 500)
+    kit.advance(NOTICE + 1)
+    wallet.withdraw(kit.chain, d, multisig.address)
+    assert multisig.functions.received().call() == 95 + 500
+    assert multisig.functions.payments().call() == 2
+
+
+def test_a_fee_on_transfer_token_is_credited_what_arrives(tmp_path: Path) -> None:
+    probe = make_kit("memory", tmp_path / "probe")
+    token = probe.deploy("FeeToken")
+    kit = Kit(probe.chain)
+    kit.chain.deploy(NOTICE, token.address, 1, None, FEE_BPS)
+    d = kit.account()
+    kit.call(d, token, "mint", d.address, 10_000)
+    wallet.deposit(kit.chain, d, 10_000)  # 1% is burned on the way
+    state = kit.chain.driver_state(d.address)
+    assert state.balance == 9_900
+    assert token.functions.balanceOf(kit.chain.contract_address).call() == 9_900
     with reverts("deposit_token"):
-        c.functions.deposit(tag, CAP).transact({"from": driver, "value": 1})
-    with reverts("token transfer failed|revert"):  # not approved yet
-        c.functions.deposit_token(tag, 10**6, 5_000_000).transact({"from": driver})
-    token.functions.approve(c.address, 5_000_000).transact({"from": driver})
-    c.functions.deposit_token(tag, 10**6, 5_000_000).transact({"from": driver})
-    assert token.functions.balanceOf(c.address).call() == 5_000_000
-    assert memory_chain.escrow(tag) == (5_000_000, 10**6)
-    # a netted batch: 2.5 kWh for 1.2 (6 decimals) and a plain batch claimed by proof
-    line = Line(tag, owner, 2_500, 1_200_000)
-    [head] = chain_hashes([[line]])
-    root = bytes(keccak(b"token-batch"))
-    raw, _ = memory_chain.sign_anchor(anchor_key(root, head), 1, 1, memory_chain.next_nonce(),
-                                      *memory_chain.fees())
-    memory_chain.broadcast(raw)
-    c.functions.pay(root, head, [line.as_tuple()], bytes(32)).transact({"from": owner})
-    record = bytes(keccak(b"token-session"))
-    tree = MerkleTree([leaf(record, tag, 1_000, 300_000, owner)])
-    raw, _ = memory_chain.sign_anchor(tree.root, 1, 2, memory_chain.next_nonce(),
-                                      *memory_chain.fees())
-    memory_chain.broadcast(raw)
-    c.functions.claim((tree.root, record, tag, 1_000, 300_000, owner, tree.proof(0),
-                       bytes(32))).transact({"from": owner})
-    assert token.functions.balanceOf(owner).call() == 300_000  # the claim paid directly
-    c.functions.withdraw_earnings().transact({"from": owner})
-    assert token.functions.balanceOf(owner).call() == 1_500_000
-    assert memory_chain.escrow(tag) == (3_500_000, 10**6)
-    assert token.functions.balanceOf(c.address).call() == 3_500_000
+        kit.chain.transact(d, "deposit", value=1)
+    # with a billing unit of 100 base units, 1% of a deposit is not a whole unit: refused
+    probe2 = make_kit("memory", tmp_path / "probe2")
+    token2 = probe2.deploy("FeeToken")
+    probe2.chain.deploy(NOTICE, token2.address, 100, None, FEE_BPS)
+    d2 = probe2.account()
+    probe2.call(d2, token2, "mint", d2.address, 10_050)
+    with reverts("whole number of billing units|revert"):
+        wallet.deposit(probe2.chain, d2, 10_050)  # 9,950 arrive: 99.5 units
+
+
+def test_escrows_cannot_be_squatted_or_moved_by_others(kit: Kit) -> None:
+    _, _st = kit.host()
+    d, di = kit.driver()
+    stranger = kit.account()
+    # an escrow is keyed by its owner's address: a stranger's calls touch its own
+    wallet.set_terms(kit.chain, stranger, wallet.DriverTerms(max_per_kwh=1))
+    wallet.deposit(kit.chain, stranger, 7)
+    assert kit.chain.driver_state(d.address).terms.max_per_kwh == 40
+    assert kit.balance(d) == 10**6
+    with reverts("not a driver"):
+        wallet.request_withdrawal(kit.chain, kit.account(), 1)
+    wallet.request_withdrawal(kit.chain, stranger, 10**6)
+    kit.advance(NOTICE + 1)
+    wallet.withdraw(kit.chain, stranger)
+    assert kit.balance(d) == 10**6 and kit.balance(stranger) == 0
+    # a card link is the driver's own: it proves nothing about anyone else's tag
+    commitment = wallet.link_card(kit.chain, d, "04A2B3C4", b"\x01" * 32)
+    assert kit.chain.card_linked(di, commitment)
+    assert not kit.chain.card_linked(kit.chain.driver_state(stranger.address).index,
+                                     commitment)
+
+
+def test_the_chunk_digest_commits_to_every_entry(kit: Kit) -> None:
+    _, st = kit.host()
+    _, di = kit.driver()
+    rows = [Row(st, di, 1000 + i, 1800, 10 + i, record_hash=bytes([i + 1]) * 32)
+            for i in range(5)]
+    s = kit.settle(rows)
+    entries, _ = kit.entries(rows)
+    # the same entries give the stored digest; one changed amount does not
+    assert kit.chain.chunk_digest(kit.ledger, s.first_seq) == s.digest
+    assert "0x" + chunk_digest(kit.ledger, s.first_seq, entries).hex() == s.digest
+    changed = [*entries[:2], (entries[2][0], entries[2][1] + (1 << 120)), *entries[3:]]
+    assert "0x" + chunk_digest(kit.ledger, s.first_seq, changed).hex() != s.digest
+    # the entries are read back from the transaction's own input
+    assert Web3.is_address(kit.chain.contract_address)
+
+
+def test_the_chain_never_sees_a_tag_station_id_or_time(kit: Kit) -> None:
+    """What a settle transaction reveals: indexes, energy, duration, amounts, hashes."""
+    _, st = kit.host()
+    d, di = kit.driver()
+    wallet.link_card(kit.chain, d, "04A2B3C4", b"\x02" * 32)
+    s = kit.settle([Row(st, di, 1000, 1800, 50)])
+    assert s.paid == 50
+    # the commitment on chain is salted: the tag's own hash is nowhere
+    from eth_hash.auto import keccak
+
+    logs = kit.w3.eth.get_logs({"address": kit.chain.contract_address, "fromBlock": 0})
+    blob = b"".join(bytes(entry["data"]) + b"".join(bytes(t) for t in entry["topics"])
+                    for entry in logs)
+    assert bytes(keccak(b"04A2B3C4")) not in blob and b"04A2B3C4" not in blob
+    assert CARD == 0

@@ -1,18 +1,29 @@
-"""The settlement worker on py-evm and on a real Anvil: exactly once, crashes, reorgs, stuck."""
+"""The settlement worker on py-evm and on a real Anvil: each session settled and paid
+exactly once, through crashes, reverts, reorgs, stuck transactions, restored backups and
+copies of the database."""
 
 from __future__ import annotations
 
 import asyncio
 import copy
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from csms.storage.sqlite import SqliteRepository
+from settlement import wallet
 from settlement.chain import AnvilNode, Chain, ContractMissing
-from settlement.receipts import load_receipt, verify_receipt
-from settlement.worker import SettlementWorker
+from settlement.receipts import INVALID, VALID, load_receipt, verify_receipt
+from settlement.worker import LedgerBehind, SettlementWorker
+from support.chainkit import Kit
 
-from .conftest import add_sessions
+from .conftest import add_sessions, link_driver
+
+# add_sessions: session i has (700 + i) Wh at 0.40 EUR/kWh, tag TAG{i % 3}
+PRICE = {i + 1: round((700 + i) * 0.40 / 10) for i in range(20)}
 
 
 class Crash(Exception):
@@ -21,51 +32,94 @@ class Crash(Exception):
 
 async def batches(repo: Any) -> list[dict[str, Any]]:
     async def work(tx: Any) -> list[dict[str, Any]]:
-        return await tx.fetchall("SELECT * FROM batches ORDER BY id")
+        return [await tx.get_batch(b["id"]) for b in await tx.ledger_batches(
+            int(await tx.ledger_value("ledger_id") or 0))]
 
     return await repo.read(work)
 
 
-async def settled_sessions(repo: Any) -> list[int]:
-    async def work(tx: Any) -> list[int]:
-        rows = await tx.fetchall("SELECT session_id FROM batch_items ORDER BY session_id")
-        return [r["session_id"] for r in rows]
+async def states(repo: Any, ids: list[int]) -> dict[int, dict[str, Any]]:
+    async def work(tx: Any) -> dict[int, dict[str, Any]]:
+        return {sid: await tx.session_settlement(sid) for sid in ids}
 
     return await repo.read(work)
 
 
 @pytest.mark.parametrize("chain_name", ["memory_chain", "anvil_chain"])
-async def test_settles_every_session_once_with_valid_receipts(
+async def test_settles_every_session_once_and_pays_the_drivers_who_linked_a_card(
     repo: Any, chain_name: str, request: pytest.FixtureRequest
 ) -> None:
     chain: Chain = request.getfixturevalue(chain_name)
+    kit = Kit(chain)
+    d0, _ = await link_driver(repo, kit, "TAG0")
+    d1, _ = await link_driver(repo, kit, "TAG1")  # TAG2 belongs to no driver
     ids = await add_sessions(repo, 7)
     worker = SettlementWorker(repo, chain, batch_size=3)
     summary = await worker.run_once()
     assert (summary.batches_created, summary.sessions_batched) == (3, 7)
-    assert await settled_sessions(repo) == ids
     assert all(b["state"] == "finalized" for b in await batches(repo))
-    again = await worker.run_once()
-    assert again.sessions_batched == 0  # nothing twice
+    assert (await worker.run_once()).sessions_batched == 0  # nothing twice
+    st = await states(repo, ids)
+    by_tag = {sid: f"TAG{(sid - 1) % 3}" for sid in ids}
+    assert {sid: s["settlement_state"] for sid, s in st.items()} == {
+        sid: "unpaid" if by_tag[sid] == "TAG2" else "paid" for sid in ids}
+    assert {st[sid]["unpaid_reason"] for sid in ids if by_tag[sid] == "TAG2"} == {2}
+    paid = {tag: sum(PRICE[s] for s in ids if by_tag[s] == tag) for tag in ("TAG0", "TAG1")}
+    assert kit.balance(d0) == 10**6 - paid["TAG0"]
+    assert kit.balance(d1) == 10**6 - paid["TAG1"]
+    total = paid["TAG0"] + paid["TAG1"]
+    # the operator hosts these stations: it earns the payments, the fee included
+    assert kit.earnings(chain.operator.address) == total
     for sid in ids:
         receipt = await load_receipt(repo, sid, chain.rpc_url)
-        verdict = verify_receipt(receipt, chain.w3)
-        assert verdict.valid, [(c.name, c.detail) for c in verdict.checks if not c.ok]
-        assert receipt["record"]["price_minor"] == round((700 + sid - 1) * 0.40 / 10)
-    receipt = await load_receipt(repo, ids[0], chain.rpc_url)
-    for path, delta in ((("record", "energy_wh"), 1), (("record", "price_minor"), 1)):
+        driver = {"TAG0": d0.address, "TAG1": d1.address}.get(by_tag[sid])
+        verdict = verify_receipt(receipt, chain.w3, driver=driver,
+                                 contract=None if driver else chain.contract_address)
+        assert verdict.status == VALID, [(c.name, c.detail) for c in verdict.checks
+                                         if c.ok is not True]
+        assert receipt["record"]["price_minor"] == PRICE[sid]
+        assert receipt["payment"]["paid"] == (by_tag[sid] != "TAG2")
+
+
+async def test_a_forged_receipt_is_invalid(repo: Any, memory_chain: Chain) -> None:
+    kit = Kit(memory_chain)
+    d0, _ = await link_driver(repo, kit, "TAG0")
+    ids = await add_sessions(repo, 4)
+    await SettlementWorker(repo, memory_chain).run_once()
+    receipt = await load_receipt(repo, ids[0], None)
+
+    def check(r: dict[str, Any], **kw: Any) -> str:
+        return verify_receipt(r, memory_chain.w3, driver=d0.address, **kw).status
+
+    assert check(receipt) == VALID
+    forgeries = {
+        "energy x10": ("record", "energy_wh", receipt["record"]["energy_wh"] * 10),
+        "price x100": ("record", "price_minor", receipt["record"]["price_minor"] * 100),
+        "stop reading": ("record", "meter_stop_wh", "99999"),
+        "another driver": ("record", "driver", "0x" + "12" * 20),
+        "times moved": ("record", "started_at", "2026-01-30T10:00:00+00:00"),
+        "another tag": ("record", "id_tag", "SOMEONE"),
+        "paid when it was not": ("payment", "paid", False),
+        "another sequence number": ("record", "seq", receipt["record"]["seq"] + 1),
+    }
+    for name, (part, key, value) in forgeries.items():
         bad = copy.deepcopy(receipt)
-        bad[path[0]][path[1]] += delta
-        assert not verify_receipt(bad, chain.w3).valid
+        bad[part][key] = value
+        assert check(bad) == INVALID, name
     bad = copy.deepcopy(receipt)
     bad["samples"][0]["value"] = "999"
-    assert not verify_receipt(bad, chain.w3).valid
+    assert check(bad) == INVALID
+    # a stranger's look-alike contract: the driver's escrow is not in it
+    assert check(receipt, contract="0x" + "34" * 20) == INVALID
+    assert verify_receipt(receipt, memory_chain.w3).status == "UNVERIFIED"  # who knows
 
 
 @pytest.mark.parametrize("crash_point", ["after_sign", "after_broadcast"])
 async def test_crash_then_restart_rebroadcasts_the_same_transaction(
     repo: Any, memory_chain: Chain, crash_point: str
 ) -> None:
+    kit = Kit(memory_chain)
+    d0, _ = await link_driver(repo, kit, "TAG0")
     await add_sessions(repo, 4)
 
     def crash(batch_id: int) -> None:
@@ -77,35 +131,204 @@ async def test_crash_then_restart_rebroadcasts_the_same_transaction(
     [before] = await batches(repo)
     assert before["raw_tx"] and before["tx_hash"] and before["nonce"] is not None
     nonce_before = memory_chain.next_nonce()
-    # a fresh worker, as after a restart of the process
-    second = SettlementWorker(repo, memory_chain, batch_size=10)
+    second = SettlementWorker(repo, memory_chain, batch_size=10)  # as after a restart
     await second.run_once()
     [after] = await batches(repo)
     assert after["state"] == "finalized"
     assert (after["tx_hash"], after["nonce"]) == (before["tx_hash"], before["nonce"])
-    assert memory_chain.next_nonce() <= nonce_before + 1  # one anchor transaction, not two
-    assert len(await settled_sessions(repo)) == 4
+    assert memory_chain.next_nonce() <= nonce_before + 1  # one settle transaction
+    assert kit.balance(d0) == 10**6 - PRICE[1] - PRICE[4]  # paid once
 
 
-async def test_reset_chain_is_detected_not_reanchored(repo: Any, memory_chain: Chain) -> None:
+async def test_a_reverted_settlement_is_signed_again_and_pays_once(
+    repo: Any, memory_chain: Chain, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kit = Kit(memory_chain)
+    d0, _ = await link_driver(repo, kit, "TAG0")
+    await add_sessions(repo, 3)
+    worker = SettlementWorker(repo, memory_chain)
+    monkeypatch.setattr(memory_chain, "settle_gas", lambda *a: 60_000)  # runs out of gas
+    await worker.build_batches(force=True)
+    for _ in range(3):  # signed, broadcast, seen reverted -> pending
+        await worker.advance()
+    [b] = await batches(repo)
+    assert b["state"] == "pending" and "reverted" in (b["error"] or "")
+    monkeypatch.undo()
+    await worker.run_once()
+    [b] = await batches(repo)
+    assert b["state"] == "finalized"
+    assert kit.balance(d0) == 10**6 - PRICE[1]
+
+
+async def test_a_restored_backup_settles_nothing_twice(
+    tmp_path: Path, memory_chain: Chain
+) -> None:
+    kit = Kit(memory_chain)
+    path = tmp_path / "live.sqlite3"
+    live = SqliteRepository(path)
+    d0, _ = await link_driver(live, kit, "TAG0")
+    ids = await add_sessions(live, 6)
+    await live.close()
+    shutil.copy(path, tmp_path / "backup.sqlite3")  # the nightly backup: all queued
+    live = SqliteRepository(path)
+    await SettlementWorker(live, memory_chain).run_once()
+    paid = kit.balance(d0)
+    assert paid == 10**6 - PRICE[1] - PRICE[4]
+    await live.close()
+    # the disk dies; the backup is restored: its queue holds sessions the chain settled
+    restored = SqliteRepository(tmp_path / "backup.sqlite3")
+    try:
+        with pytest.raises(LedgerBehind, match="restored from a backup"):
+            await SettlementWorker(restored, memory_chain).run_once()
+        assert kit.balance(d0) == paid  # nobody billed twice
+        assert {s["settlement_state"] for s in (await states(restored, ids)).values()} == {None}
+    finally:
+        await restored.close()
+
+
+async def test_a_copy_of_the_database_never_settles_its_chunk_again(
+    tmp_path: Path, memory_chain: Chain
+) -> None:
+    kit = Kit(memory_chain)
+    path = tmp_path / "a.sqlite3"
+    a = SqliteRepository(path)
+    d0, _ = await link_driver(a, kit, "TAG0")
+    await add_sessions(a, 3)
+    await a.close()
+    shutil.copy(path, tmp_path / "b.sqlite3")  # the same ledger, twice
+    a, b = SqliteRepository(path), SqliteRepository(tmp_path / "b.sqlite3")
+    try:
+        await add_sessions(b, 1, station="CP9")  # b's first chunk differs from a's
+        wa, wb = SettlementWorker(a, memory_chain), SettlementWorker(b, memory_chain)
+        await wa.build_batches(force=True)
+        await wb.build_batches(force=True)
+        await wa.run_once()  # a settles sequence numbers 1..3
+        await wb.run_once()  # b's chunk for 1..4 is another one: a conflict, not a payment
+        [ba], [bb] = await batches(a), await batches(b)
+        assert (ba["state"], bb["state"]) == ("finalized", "conflict")
+        assert "restored backup or a copy" in bb["error"]
+        assert kit.balance(d0) == 10**6 - PRICE[1]
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_two_databases_share_one_contract(tmp_path: Path, memory_chain: Chain) -> None:
+    kit = Kit(memory_chain)
+    repos = [SqliteRepository(tmp_path / f"ledger{i}.sqlite3") for i in range(2)]
+    try:
+        drivers = []
+        for n, r in enumerate(repos):
+            drivers.append((await link_driver(r, kit, "TAG0"))[0])
+            await add_sessions(r, 2, station=f"CP{n}")
+            await SettlementWorker(r, memory_chain, batch_size=10).run_once()
+        ledgers = set()
+        for r, d in zip(repos, drivers, strict=True):
+            [batch] = await batches(r)
+            assert batch["state"] == "finalized" and batch["first_seq"] == 1
+            ledgers.add(batch["ledger"])
+            receipt = await load_receipt(r, 1, None)
+            assert verify_receipt(receipt, memory_chain.w3, driver=d.address).valid
+        assert len(ledgers) == 2
+    finally:
+        for r in repos:
+            await r.close()
+
+
+async def test_no_tariff_holds_the_session_instead_of_billing_zero(
+    repo: Any, memory_chain: Chain
+) -> None:
+    await add_sessions(repo, 2)
+
+    async def late_tariff(tx: Any) -> None:  # valid only from 2030: none at the start
+        for t in await tx.list_tariffs():
+            assert t.valid_from is not None
+        await tx.execute("UPDATE tariffs SET valid_from = '2030-01-01T00:00:00+00:00'")
+
+    await repo.unit(late_tariff)
+    summary = await SettlementWorker(repo, memory_chain).run_once()
+    assert summary.sessions_batched == 0
+
+    async def flags(tx: Any) -> list[list[str]]:
+        return [s.flags for s in await tx.list_sessions()]
+
+    assert await repo.read(flags) == [["no_tariff"], ["no_tariff"]]
+
+
+async def test_a_hosts_station_waits_until_registered_then_pays_the_host(
+    repo: Any, memory_chain: Chain
+) -> None:
+    kit = Kit(memory_chain)
+    d0, _ = await link_driver(repo, kit, "TAG0")
+    host = kit.account()
+    ids = await add_sessions(repo, 1, station="HOSTED")
+
+    async def set_host(tx: Any, index: int | None = None) -> None:
+        st = await tx.get_station("HOSTED")
+        st.host_address, st.chain_station = host.address, index
+        await tx.update_station(st)
+
+    await repo.unit(set_host)
+    worker = SettlementWorker(repo, memory_chain)
+    assert (await worker.run_once()).sessions_batched == 0  # the host has not registered
+    index = wallet.register_station(memory_chain, host, 22_000)
+
+    async def registered(tx: Any) -> None:
+        await set_host(tx, index)
+
+    await repo.unit(registered)
+    assert (await worker.run_once()).sessions_batched == 1
+    assert kit.earnings(host.address) == PRICE[1] - PRICE[1] * 500 // 10_000
+    receipt = await load_receipt(repo, ids[0], None)
+    assert receipt["record"]["host"] == host.address.lower()
+    assert verify_receipt(receipt, memory_chain.w3, driver=d0.address).valid
+
+
+async def test_app_sessions_are_paid_with_the_drivers_signature(
+    repo: Any, memory_chain: Chain
+) -> None:
+    kit = Kit(memory_chain)
+    driver, _ = kit.driver(allow_cards=False)  # no card sessions: only what it signs
+    ids = await add_sessions(repo, 1)
+    station = memory_chain.register_station(22_000)
+
+    async def prepare(tx: Any) -> None:
+        st = await tx.get_station("CP1")
+        st.chain_station = station
+        await tx.update_station(st)
+        auth = wallet.authorize(memory_chain, driver, station, max_per_kwh=40, max_amount=100,
+                                nonce=7, expiry=kit.now() + 86_400)
+        await tx.add_authorization(driver.address, "CP1", "TAG0", auth.as_json(), 7,
+                                   auth.expiry, datetime.now(UTC))
+        assert await tx.bind_authorization("CP1", "TAG0", ids[0], kit.now()) is not None
+
+    await repo.unit(prepare)
+    await SettlementWorker(repo, memory_chain).run_once()
+    assert kit.balance(driver) == 10**6 - PRICE[1]
+    receipt = await load_receipt(repo, ids[0], None)
+    assert receipt["record"]["kind"] == 1 and receipt["record"]["authorization"]["nonce"] == 7
+    verdict = verify_receipt(receipt, memory_chain.w3, driver=driver.address)
+    assert verdict.valid, [(c.name, c.detail) for c in verdict.checks if c.ok is not True]
+
+
+async def test_reset_chain_is_detected_not_resettled(repo: Any, memory_chain: Chain) -> None:
     await add_sessions(repo, 2)
     memory_chain.contract_address = "0x" + "11" * 20  # an address without code: a reset chain
     with pytest.raises(ContractMissing):
         await SettlementWorker(repo, memory_chain).run_once()
-    assert await batches(repo) == [] or all(b["state"] == "pending" for b in await batches(repo))
 
 
 async def test_reorg_moves_the_batch_back(repo: Any, anvil_chain: Chain) -> None:
     await add_sessions(repo, 3)
+    worker = SettlementWorker(repo, anvil_chain, batch_size=10, confirmations=3)
+    await worker.build_batches(force=True)  # registers the ledger and the station
     rpc = anvil_chain.w3.provider.make_request  # type: ignore[attr-defined]
     snapshot = rpc("evm_snapshot", [])["result"]
-    worker = SettlementWorker(repo, anvil_chain, batch_size=10, confirmations=3)
-    await worker.build_batches(force=True)
-    for _ in range(4):  # pending -> signed -> broadcast -> included
+    for _ in range(3):  # pending -> signed -> broadcast -> included
         await worker.advance()
     [b] = await batches(repo)
     assert b["state"] == "included"
-    rpc("evm_revert", [snapshot])  # the block with our anchor is gone
+    rpc("evm_revert", [snapshot])  # the block with our settlement is gone
     rpc("evm_mine", [])
     await worker.advance()
     [b] = await batches(repo)
@@ -120,17 +343,18 @@ async def test_reorg_moves_the_batch_back(repo: Any, anvil_chain: Chain) -> None
     [b] = await batches(repo)
     assert b["state"] == "finalized"
     receipt = await load_receipt(repo, 1, anvil_chain.rpc_url)
-    assert verify_receipt(receipt, anvil_chain.w3).valid
+    verdict = verify_receipt(receipt, anvil_chain.w3, contract=anvil_chain.contract_address)
+    assert verdict.valid
 
 
 async def test_stuck_transaction_is_replaced_with_bumped_fees(
     repo: Any, anvil_chain: Chain
 ) -> None:
     await add_sessions(repo, 2)
+    worker = SettlementWorker(repo, anvil_chain, batch_size=10, stuck_after=0)
+    await worker.build_batches(force=True)  # registers the ledger and the station
     rpc = anvil_chain.w3.provider.make_request  # type: ignore[attr-defined]
     rpc("evm_setAutomine", [False])
-    worker = SettlementWorker(repo, anvil_chain, batch_size=10, stuck_after=0)
-    await worker.build_batches(force=True)
     await worker.advance()  # signed
     await worker.advance()  # broadcast, but nothing is mined
     [b] = await batches(repo)
@@ -151,10 +375,10 @@ async def test_stuck_transaction_is_replaced_with_bumped_fees(
 
 async def test_dropped_transaction_is_broadcast_again(repo: Any, anvil_chain: Chain) -> None:
     await add_sessions(repo, 1)
+    worker = SettlementWorker(repo, anvil_chain, stuck_after=3600)
+    await worker.build_batches(force=True)  # registers the ledger and the station
     rpc = anvil_chain.w3.provider.make_request  # type: ignore[attr-defined]
     rpc("evm_setAutomine", [False])
-    worker = SettlementWorker(repo, anvil_chain, stuck_after=3600)
-    await worker.build_batches(force=True)
     await worker.advance()
     await worker.advance()
     [b] = await batches(repo)
@@ -188,104 +412,14 @@ async def test_chain_down_sessions_wait_and_settle_later(
             await asyncio.sleep(0.1)
     stop.set()
     await loop_task
-    assert len(await settled_sessions(repo)) == 3
-
-
-async def _deposit(chain: Chain, tag: str, value: int, cap: int) -> None:
-    from settlement.records import tag_hash
-
-    account = chain.w3.eth.accounts[1]
-    chain.contract.functions.deposit(tag_hash(tag), cap).transact(
-        {"from": account, "value": value})
-
-
-async def _escrow(chain: Chain, tag: str) -> int:
-    from settlement.records import tag_hash
-
-    return int(chain.contract.functions.escrows(tag_hash(tag)).call()[1])
-
-
-async def session_states(repo: Any) -> dict[int, str | None]:
-    async def work(tx: Any) -> dict[int, str | None]:
-        rows = await tx.fetchall("SELECT id, settlement_state, id_tag FROM sessions")
-        return {r["id"]: (r["id_tag"], r["settlement_state"]) for r in rows}
-
-    return await repo.read(work)
-
-
-@pytest.mark.parametrize("crash_point", [None, "after_pay_sign", "after_pay_broadcast"])
-async def test_batches_are_paid_netted_per_driver_exactly_once(
-    repo: Any, memory_chain: Chain, crash_point: str | None
-) -> None:
-    # TAG0 and TAG1 have escrows; TAG2 has none and is billed off-chain
-    ids = await add_sessions(repo, 9)
-    await _deposit(memory_chain, "TAG0", 10**18, 10**18)
-    await _deposit(memory_chain, "TAG1", 10**18, 10**18)
-    hooks = {}
-    if crash_point:
-        def crash(batch_id: int) -> None:
-            raise Crash(crash_point)
-
-        hooks = {crash_point: crash}
-    first = SettlementWorker(repo, memory_chain, batch_size=100, hooks=hooks)
-    if crash_point:
-        with pytest.raises(Crash):
-            await first.run_once()
-        await SettlementWorker(repo, memory_chain, batch_size=100).run_once()  # restarted
-    else:
-        await first.run_once()
-
-    async def payouts(tx: Any) -> list[dict[str, Any]]:
-        return await tx.fetchall("SELECT * FROM payouts")
-
-    [payout] = await repo.read(payouts)
-    assert (payout["state"], payout["paid"], payout["unpaid"]) == ("done", 2, 0)
-    states = await session_states(repo)
-    price = {sid: round((700 + sid - 1) * 0.40 / 10) for sid in ids}  # as priced
-    for tag in ("TAG0", "TAG1"):
-        mine = [sid for sid in ids if states[sid][0] == tag]
-        assert {states[sid][1] for sid in mine} == {"paid"}
-        assert await _escrow(memory_chain, tag) == 10**18 - sum(price[s] for s in mine)
-    assert {states[sid][1] for sid in ids if states[sid][0] == "TAG2"} == {"anchored"}
-    operator = memory_chain.operator.address
-    expected = sum(price[s] for s in ids if states[s][0] != "TAG2")
-    assert memory_chain.contract.functions.earnings(operator).call() == expected
-    # receipts of paid sessions still verify
-    receipt = await load_receipt(repo, ids[0], None)
-    assert verify_receipt(receipt, memory_chain.w3).valid
-    again = await SettlementWorker(repo, memory_chain, batch_size=100).run_once()
-    assert again.sessions_batched == 0
-    assert memory_chain.contract.functions.earnings(operator).call() == expected  # once
-
-
-async def test_two_databases_share_one_contract(tmp_path: Any, memory_chain: Chain) -> None:
-    """Batch ids on chain carry a per-database ledger id: local ids 1, 1 never collide."""
-    from csms.storage.sqlite import SqliteRepository
-
-    repos = [SqliteRepository(tmp_path / f"ledger{i}.sqlite3") for i in range(2)]
-    try:
-        for n, r in enumerate(repos):
-            await add_sessions(r, 2, station=f"CP{n}")  # different records, same local ids
-            await SettlementWorker(r, memory_chain, batch_size=10).run_once()
-        ids = []
-        for r in repos:
-            [batch] = await batches(r)
-            assert (batch["id"], batch["state"]) == (1, "finalized")
-            ids.append(int(batch["chain_batch_id"]))
-            receipt = await load_receipt(r, 1, None)
-            assert receipt["batch_id"] == int(batch["chain_batch_id"])
-            assert verify_receipt(receipt, memory_chain.w3).valid
-        assert ids[0] != ids[1] and all(i % 2**64 == 1 for i in ids)
-    finally:
-        for r in repos:
-            await r.close()
+    assert sum(b["count"] for b in await batches(repo)) == 3
 
 
 async def test_one_worker_settles_at_a_time_and_another_takes_over(
     repo: Any, memory_chain: Chain
 ) -> None:
     """Two nodes' workers on one database: the lease holder settles; when it stops, the
-    other one takes over; no session in two batches, every batch anchored once."""
+    other one takes over; no session in two batches, every batch settled once."""
     from datetime import timedelta
 
     from csms.service.cluster import lease_holder
@@ -300,15 +434,13 @@ async def test_one_worker_settles_at_a_time_and_another_takes_over(
 
     async def holder() -> str | None:
         async def work(tx: Any) -> str | None:
-            from datetime import UTC, datetime
-
             return await lease_holder(tx, "settlement", datetime.now(UTC))
 
         return await repo.read(work)
 
     async def settled(n: int) -> None:
         async with asyncio.timeout(30):
-            while len(await settled_sessions(repo)) < n or any(
+            while sum(b["count"] for b in await batches(repo)) < n or any(
                     b["state"] != "finalized" for b in await batches(repo)):
                 await asyncio.sleep(0.1)
 
@@ -329,29 +461,76 @@ async def test_one_worker_settles_at_a_time_and_another_takes_over(
         for h in stops:
             stops[h].set()
         await asyncio.gather(*tasks.values())
-    assert await settled_sessions(repo) == sorted(set(await settled_sessions(repo)))
-    assert [(b["state"], b["replaced"]) for b in await batches(repo)] == [("finalized", "[]")] * 2
+    bs = await batches(repo)
+    assert [(b["state"], b["replaced"]) for b in bs] == [("finalized", "[]")] * len(bs)
+    assert sum(b["count"] for b in bs) == 7
 
 
 async def test_payment_in_an_erc20_token(repo: Any, memory_chain: Chain) -> None:
-    """The worker pays netted batches from token escrows just as from native ones."""
-    from settlement.records import tag_hash
+    """The worker pays from token escrows just as from native ones (6 decimals, billed in
+    cents: one billing unit is 10,000 base units)."""
+    kit = Kit(memory_chain)
+    token = kit.deploy("TestToken")
+    memory_chain.deploy(3600, token.address, 10_000, None, 0)
+    driver, _ = kit.driver(deposit=0)
+    kit.call(driver, token, "mint", driver.address, 10**9)
+    wallet.deposit(memory_chain, driver, 10**9)
+    salt = wallet.new_salt()
+    commitment = wallet.link_card(memory_chain, driver, "TAG0", salt)
 
-    from .test_contract import deploy_test_token
+    async def link(tx: Any) -> None:
+        await tx.link_card("TAG0", driver.address, "0x" + salt.hex(), "0x" + commitment.hex(),
+                           datetime.now(UTC))
 
-    token = deploy_test_token(memory_chain)
-    memory_chain.deploy(token=token.address)
-    driver = memory_chain.w3.eth.accounts[1]
-    c = memory_chain.contract
-    token.functions.mint(driver, 10**9).transact({"from": driver})
-    token.functions.approve(c.address, 10**9).transact({"from": driver})
-    for tag in ("TAG0", "TAG1", "TAG2"):
-        c.functions.deposit_token(tag_hash(tag), 10**6, 10**6).transact({"from": driver})
-    ids = await add_sessions(repo, 6)
+    await repo.unit(link)
+    ids = await add_sessions(repo, 3)
     await SettlementWorker(repo, memory_chain, batch_size=100).run_once()
-    states = await session_states(repo)
-    assert {states[sid][1] for sid in ids} == {"paid"}
-    total = sum(round((700 + sid - 1) * 0.40 / 10) for sid in ids)
+    assert (await states(repo, ids))[ids[0]]["settlement_state"] == "paid"
+    assert kit.balance(driver) == 10**9 // 10_000 - PRICE[1]
     operator = memory_chain.operator.address
-    assert c.functions.earnings(operator).call() == total
-    assert token.functions.balanceOf(c.address).call() == 3 * 10**6
+    assert kit.earnings(operator) == PRICE[1] * 10_000
+
+
+async def test_what_the_chain_sees_of_a_batch(repo: Any, memory_chain: Chain) -> None:
+    """Read a real chunk's calldata and events: no tag, tag hash, station id or session time
+    is in them; what is there is what the README says."""
+    from eth_hash.auto import keccak
+
+    from settlement.chain import SettlementReader
+    from settlement.records import unpack_entry
+
+    kit = Kit(memory_chain)
+    await link_driver(repo, kit, "TAG0")
+    ids = await add_sessions(repo, 6, station="HOST-STATION-7")
+    await SettlementWorker(repo, memory_chain).run_once()
+    [b] = await batches(repo)
+    w3 = memory_chain.w3
+    calldata = bytes(w3.eth.get_transaction(b["tx_hash"])["input"])
+    logs = w3.eth.get_logs({"address": memory_chain.contract_address, "fromBlock": 0,
+                            "toBlock": "latest"})
+    blob = calldata + b"".join(bytes(entry["data"]) + b"".join(bytes(t) for t in entry["topics"])
+                               for entry in logs)
+    for tag in ("TAG0", "TAG1", "TAG2"):
+        assert tag.encode() not in blob and bytes(keccak(tag.encode())) not in blob
+    assert b"HOST-STATION-7" not in blob and bytes(keccak(b"HOST-STATION-7")) not in blob
+
+    async def times(tx: Any) -> list[datetime]:
+        out = []
+        for sid in ids:
+            s = await tx.get_session(sid)
+            out += [s.started_at, s.stopped_at]
+        return out
+
+    for at in await repo.read(times):
+        unix = int(at.timestamp())
+        for width in (4, 5, 8, 32):
+            assert unix.to_bytes(width, "big") not in blob, at
+        assert at.isoformat().encode() not in blob
+    # what it does carry: per session the record hash and the packed fields
+    _, ledger, first_seq, entries = SettlementReader(
+        w3, memory_chain.contract_address or "").settle_input(bytes.fromhex(b["tx_hash"][2:]))
+    assert (ledger, first_seq, len(entries)) == (int(b["ledger"]), 1, 6)
+    fields = [unpack_entry(packed) for _, packed in entries]
+    assert sorted(f["energy_wh"] for f in fields) == [700 + i for i in range(6)]
+    assert {f["duration_s"] for f in fields} == {1800}
+    assert len(calldata) // len(entries) < 100  # bytes on chain per session

@@ -7,8 +7,10 @@ import pytest
 from settlement.states import TRANSITIONS, BatchState, InvalidTransition, check_transition
 
 ALLOWED = {
-    ("pending", "signed"), ("signed", "broadcast"), ("broadcast", "included"),
-    ("broadcast", "signed"), ("included", "finalized"), ("included", "broadcast"),
+    ("pending", "signed"), ("pending", "included"), ("signed", "broadcast"),
+    ("broadcast", "included"), ("broadcast", "signed"), ("broadcast", "pending"),
+    ("included", "finalized"), ("included", "broadcast"),
+    ("pending", "conflict"), ("signed", "conflict"), ("broadcast", "conflict"),
 }
 
 
@@ -21,8 +23,9 @@ def test_transition_table(old: BatchState, new: BatchState) -> None:
             check_transition(old, new)
 
 
-def test_finalized_is_terminal_and_every_state_is_reachable() -> None:
+def test_finalized_and_conflict_are_terminal_and_every_state_is_reachable() -> None:
     assert TRANSITIONS[BatchState.FINALIZED] == frozenset()
+    assert TRANSITIONS[BatchState.CONFLICT] == frozenset()
     reachable = {BatchState.PENDING}
     for _ in BatchState:
         reachable |= {n for s in reachable for n in TRANSITIONS[s]}

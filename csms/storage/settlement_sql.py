@@ -1,0 +1,270 @@
+"""Settlement's storage in portable SQL: tariffs, drivers' cards and authorizations, the
+ledger's sequence numbers, the settlement queue, batches and their items.
+
+A mixin of :class:`csms.storage.sql.SqlTx`: the worker, the receipts and the CLI reach
+these tables only through these named methods (the storage port,
+``csms.service.ports.Tx``), never with SQL of their own.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from csms.domain.tariff import Tariff
+
+__all__ = ["BATCH_FIELDS", "SettlementSql"]
+
+# columns a batch update may set (the worker's state machine)
+BATCH_FIELDS = frozenset({
+    "state", "nonce", "raw_tx", "tx_hash", "max_fee", "priority_fee", "broadcast_at",
+    "block_number", "block_hash", "gas_used", "replaced", "error", "updated_at",
+})
+SESSION_SETTLEMENT_FIELDS = frozenset({
+    "price_minor", "currency", "tariff_id", "tariff_version", "settlement_state", "seq",
+    "unpaid_reason",
+})
+
+
+def _iso(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _tariff(row: dict[str, Any]) -> Tariff:
+    return Tariff(row["station_id"], Decimal(row["per_kwh"]), row["currency"], row["decimals"],
+                  Decimal(row["per_minute"]), Decimal(row["session_fee"]), row["version"],
+                  datetime.fromisoformat(row["valid_from"]), row["id"])
+
+
+class SettlementSql(ABC):
+    @abstractmethod
+    async def execute(self, sql: str, *params: Any) -> int: ...
+
+    @abstractmethod
+    async def fetchone(self, sql: str, *params: Any) -> dict[str, Any] | None: ...
+
+    @abstractmethod
+    async def fetchall(self, sql: str, *params: Any) -> list[dict[str, Any]]: ...
+
+    @abstractmethod
+    async def insert_id(self, sql: str, *params: Any) -> int: ...
+
+    # -- tariffs -------------------------------------------------------------------------
+    async def add_tariff(self, tariff: Tariff) -> int:
+        """Store a new version of a station's tariff (or of '*'); returns the version."""
+        row = await self.fetchone(
+            "SELECT max(version) AS v FROM tariffs WHERE station_id = ?", tariff.station_id)
+        version = int(row["v"] or 0) + 1 if row else 1
+        await self.execute(
+            "INSERT INTO tariffs (station_id, version, per_kwh, per_minute, session_fee,"
+            " currency, decimals, valid_from) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            tariff.station_id, version, str(tariff.per_kwh), str(tariff.per_minute),
+            str(tariff.session_fee), tariff.currency, tariff.decimals,
+            _iso(tariff.valid_from or datetime.now(UTC)))
+        return version
+
+    async def list_tariffs(self) -> list[Tariff]:
+        rows = await self.fetchall("SELECT * FROM tariffs ORDER BY station_id, version")
+        return [_tariff(r) for r in rows]
+
+    async def find_tariff(self, station_id: str, at: datetime) -> Tariff | None:
+        """The tariff valid at ``at``: the station's own newest version, else '*'."""
+        row = await self.fetchone(
+            "SELECT * FROM tariffs WHERE station_id IN (?, '*') AND valid_from <= ?"
+            " ORDER BY CASE WHEN station_id = '*' THEN 1 ELSE 0 END, version DESC LIMIT 1",
+            station_id, _iso(at))
+        return None if row is None else _tariff(row)
+
+    # -- drivers: cards and signed sessions ----------------------------------------------
+    async def link_card(self, tag: str, driver: str, salt: str, commitment: str,
+                        at: datetime) -> None:
+        await self.execute(
+            "INSERT INTO driver_cards (tag, driver, salt, commitment, linked_at)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (tag) DO UPDATE SET driver = excluded.driver,"
+            " salt = excluded.salt, commitment = excluded.commitment,"
+            " linked_at = excluded.linked_at", tag, driver.lower(), salt, commitment, _iso(at))
+
+    async def unlink_card(self, tag: str) -> bool:
+        return await self.execute("DELETE FROM driver_cards WHERE tag = ?", tag) > 0
+
+    async def card_of(self, tag: str) -> dict[str, Any] | None:
+        return await self.fetchone("SELECT * FROM driver_cards WHERE tag = ?", tag)
+
+    async def driver_cards(self, driver: str | None = None) -> list[dict[str, Any]]:
+        if driver is None:
+            return await self.fetchall("SELECT * FROM driver_cards ORDER BY driver, tag")
+        return await self.fetchall(
+            "SELECT * FROM driver_cards WHERE driver = ? ORDER BY tag", driver.lower())
+
+    async def add_authorization(self, driver: str, station_id: str, id_tag: str,
+                                body: dict[str, Any], nonce: int, expiry: int,
+                                at: datetime) -> int:
+        return await self.insert_id(
+            "INSERT INTO session_authorizations (driver, station_id, id_tag, body, nonce,"
+            " expiry, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id", driver.lower(),
+            station_id, id_tag, json.dumps(body, sort_keys=True), str(nonce), expiry, _iso(at))
+
+    async def pending_authorization(self, station_id: str, id_tag: str,
+                                    now_unix: int) -> dict[str, Any] | None:
+        """The newest unbound, unexpired authorization for (station, tag)."""
+        return await self.fetchone(
+            "SELECT * FROM session_authorizations WHERE station_id = ? AND id_tag = ?"
+            " AND session_id IS NULL AND expiry >= ? ORDER BY id DESC LIMIT 1",
+            station_id, id_tag, now_unix)
+
+    async def bind_authorization(self, station_id: str, id_tag: str, session_id: int,
+                                 now_unix: int) -> dict[str, Any] | None:
+        """Bind the newest unbound, unexpired authorization for (station, tag) to a session."""
+        row = await self.pending_authorization(station_id, id_tag, now_unix)
+        if row is None:
+            return None
+        await self.execute("UPDATE session_authorizations SET session_id = ? WHERE id = ?",
+                           session_id, row["id"])
+        return row
+
+    async def authorization_of(self, session_id: int) -> dict[str, Any] | None:
+        return await self.fetchone(
+            "SELECT * FROM session_authorizations WHERE session_id = ?", session_id)
+
+    async def driver_exposure(self, tags: list[str]) -> dict[str, int]:
+        """What a driver's tags may still cost: sessions in progress, completed ones not yet
+        priced, and the price of those priced but not yet settled on chain."""
+        if not tags:
+            return {"active": 0, "unpriced": 0, "pending_minor": 0}
+        marks = ", ".join("?" for _ in tags)
+        row = await self.fetchone(
+            "SELECT"
+            " sum(CASE WHEN status = 'active' THEN 1 ELSE 0 END) AS active,"
+            " sum(CASE WHEN status = 'completed' AND price_minor IS NULL THEN 1 ELSE 0 END)"
+            " AS unpriced,"
+            " sum(CASE WHEN status = 'completed' AND price_minor IS NOT NULL"
+            " AND coalesce(settlement_state, '') NOT IN ('paid', 'unpaid', 'rejected')"
+            " THEN price_minor ELSE 0 END) AS pending"
+            f" FROM sessions WHERE id_tag IN ({marks})", *tags)
+        assert row is not None
+        return {"active": int(row["active"] or 0), "unpriced": int(row["unpriced"] or 0),
+                "pending_minor": int(row["pending"] or 0)}
+
+    # -- the ledger: id and sequence numbers ---------------------------------------------
+    async def ledger_value(self, name: str) -> str | None:
+        row = await self.fetchone("SELECT value FROM ledger_info WHERE name = ?", name)
+        return None if row is None else str(row["value"])
+
+    async def set_ledger_value(self, name: str, value: str, *, only_new: bool = False) -> None:
+        if only_new:
+            await self.execute("INSERT INTO ledger_info (name, value) VALUES (?, ?)"
+                               " ON CONFLICT DO NOTHING", name, value)
+        else:
+            await self.execute("INSERT INTO ledger_info (name, value) VALUES (?, ?)"
+                               " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                               name, value)
+
+    # -- the settlement queue and the sessions' settlement -------------------------------
+    async def queued_for_settlement(self, limit: int) -> list[dict[str, Any]]:
+        return await self.fetchall(
+            "SELECT session_id, enqueued_at FROM settlement_queue ORDER BY session_id LIMIT ?",
+            limit)
+
+    async def dequeue_settlement(self, session_id: int) -> None:
+        await self.execute("DELETE FROM settlement_queue WHERE session_id = ?", session_id)
+
+    async def session_settlement(self, session_id: int) -> dict[str, Any] | None:
+        return await self.fetchone(
+            "SELECT price_minor, currency, tariff_id, tariff_version, settlement_state, seq,"
+            " unpaid_reason FROM sessions WHERE id = ?", session_id)
+
+    async def set_session_settlement(self, session_id: int, **fields: Any) -> None:
+        unknown = set(fields) - SESSION_SETTLEMENT_FIELDS
+        if unknown:
+            raise ValueError(f"not a settlement field: {sorted(unknown)}")
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        await self.execute(f"UPDATE sessions SET {sets} WHERE id = ?", *fields.values(),
+                           session_id)
+
+    # -- batches -------------------------------------------------------------------------
+    async def insert_batch(self, *, state: str, root: str, count: int, chain_id: int,
+                           contract: str | None, ledger: int, first_seq: int,
+                           entries: list[list[Any]], auths: list[list[Any]],
+                           at: datetime) -> int:
+        return await self.insert_id(
+            "INSERT INTO batches (state, root, count, chain_id, contract, ledger, first_seq,"
+            " entries, auths, version, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 2, ?, ?) RETURNING id", state, root, count,
+            chain_id, contract, str(ledger), first_seq, json.dumps(entries), json.dumps(auths),
+            _iso(at), _iso(at))
+
+    async def insert_batch_items(
+        self, batch_id: int, items: list[tuple[int, dict[str, Any], list[Any], str, str]]
+    ) -> None:
+        """Items in order: (session id, record, samples, record hash, packed entry), the
+        hashes as 0x-hex."""
+        for position, (session_id, record, samples, rhash, entry) in enumerate(items):
+            await self.execute(
+                "INSERT INTO batch_items (batch_id, position, session_id, record, samples,"
+                " leaf, entry) VALUES (?, ?, ?, ?, ?, ?, ?)", batch_id, position, session_id,
+                json.dumps(record, sort_keys=True), json.dumps(samples), rhash, entry)
+
+    async def update_batch(self, batch_id: int, from_state: str, **fields: Any) -> bool:
+        """Change a batch only if it is still in ``from_state`` (one writer at a time)."""
+        unknown = set(fields) - BATCH_FIELDS
+        if unknown:
+            raise ValueError(f"not a batch field: {sorted(unknown)}")
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        changed = await self.execute(
+            f"UPDATE batches SET {sets} WHERE id = ? AND state = ?", *fields.values(),
+            batch_id, from_state)
+        return changed == 1
+
+    async def get_batch(self, batch_id: int) -> dict[str, Any] | None:
+        return await self.fetchone("SELECT * FROM batches WHERE id = ?", batch_id)
+
+    async def open_batches(self, final_states: tuple[str, ...]) -> list[dict[str, Any]]:
+        marks = ", ".join("?" for _ in final_states)
+        return await self.fetchall(
+            f"SELECT * FROM batches WHERE state NOT IN ({marks}) AND version = 2 ORDER BY id",
+            *final_states)
+
+    async def batch_items(self, batch_id: int) -> list[dict[str, Any]]:
+        return await self.fetchall(
+            "SELECT session_id, position, record, samples, leaf, entry FROM batch_items"
+            " WHERE batch_id = ? ORDER BY position", batch_id)
+
+    async def batch_of_session(self, session_id: int) -> int | None:
+        row = await self.fetchone(
+            "SELECT batch_id FROM batch_items WHERE session_id = ?", session_id)
+        return None if row is None else int(row["batch_id"])
+
+    async def highest_batch_nonce(self, chain_id: int, states: tuple[str, ...]) -> int | None:
+        marks = ", ".join("?" for _ in states)
+        row = await self.fetchone(
+            f"SELECT max(nonce) AS n FROM batches WHERE state IN ({marks}) AND chain_id = ?",
+            *states, chain_id)
+        return None if row is None or row["n"] is None else int(row["n"])
+
+    async def batch_totals(self, state: str) -> tuple[int, int]:
+        row = await self.fetchone(
+            "SELECT count(*) AS n, coalesce(sum(gas_used), 0) AS g FROM batches"
+            " WHERE state = ?", state)
+        assert row is not None
+        return int(row["n"]), int(row["g"])
+
+    async def ledger_batches(self, ledger: int) -> list[dict[str, Any]]:
+        """The ledger's batches of this contract version, oldest first."""
+        return await self.fetchall(
+            "SELECT id, state, first_seq, count, root FROM batches WHERE ledger = ?"
+            " AND version = 2 ORDER BY first_seq", str(ledger))
+
+    async def set_batch_sessions(self, batch_id: int, state: str,
+                                 unpaid: dict[int, int]) -> None:
+        """Every session of a batch: ``state``, or unpaid with the chain's reason."""
+        for item in await self.batch_items(batch_id):
+            sid = int(item["session_id"])
+            reason = unpaid.get(sid)
+            if reason is None:
+                await self.set_session_settlement(sid, settlement_state=state)
+            else:
+                await self.set_session_settlement(sid, settlement_state="unpaid",
+                                                  unpaid_reason=reason)

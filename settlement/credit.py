@@ -1,0 +1,130 @@
+"""The chain's answer to "may this tag charge here": the driver's escrow and terms.
+
+Implements :class:`csms.service.credit.CreditCheck` for the charging service. A new session
+is covered when the driver accepts card sessions (for a card), the station's tariff is
+within the prices the driver accepts, and what is left of the escrow - less the
+withdrawal it announced, the price of its sessions not yet settled, and a reserve for each
+of its sessions in progress or not yet priced - and of its daily limit still covers a
+reserve: the smaller of its per-session limit and ``reserve_minor``. Terms the driver is
+lowering count as already lowered. Chain reads are cached for a few seconds; when the
+chain cannot be read the answer is no (a host is never left unpaid on a guess).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from csms.service.credit import CreditDecision
+from csms.service.ports import Repository, Tx
+from settlement.chain import Chain, DriverState, Terms
+from settlement.eip712 import Authorization, recover
+
+__all__ = ["ChainCredit"]
+
+log = logging.getLogger("settlement.credit")
+
+
+class ChainCredit:
+    def __init__(self, repo: Repository, chain: Chain, *, reserve_minor: int = 2000,
+                 cache_seconds: float = 5.0) -> None:
+        self.repo = repo
+        self.chain = chain
+        self.reserve_minor = reserve_minor
+        self.cache_seconds = cache_seconds
+        self._states: dict[str, tuple[float, DriverState]] = {}
+
+    async def _state(self, driver: str) -> DriverState:
+        cached = self._states.get(driver)
+        if cached is not None and time.monotonic() - cached[0] < self.cache_seconds:
+            return cached[1]
+        state = await asyncio.to_thread(self.chain.driver_state, driver)
+        self._states[driver] = (time.monotonic(), state)
+        return state
+
+    def forget(self, driver: str) -> None:
+        self._states.pop(driver, None)
+
+    async def check(self, station_id: str, tag: str) -> CreditDecision | None:
+        async def work(tx: Tx) -> tuple[Any, Any, dict[str, int]]:
+            card = await tx.card_of(tag)
+            if card is None:
+                return None, None, {}
+            tags = [c["tag"] for c in await tx.driver_cards(card["driver"])]
+            return (card, await tx.find_tariff(station_id, datetime.now(UTC)),
+                    await tx.driver_exposure(tags))
+
+        card, tariff, exposure = await self.repo.read(work)
+        if card is None:
+            return None
+        driver = str(card["driver"])
+        try:
+            state = await self._state(driver)
+        except Exception as exc:  # the chain is down: no guess
+            log.warning("! escrow of %s not readable: %s", driver, exc)
+            return CreditDecision(False, "the driver's escrow cannot be read now", driver)
+        if state.index == 0:
+            return CreditDecision(False, "the driver has no escrow", driver)
+        terms = state.terms_ahead(int(time.time()))
+        if not terms.allow_cards:
+            return CreditDecision(False, "the driver accepts no card sessions", driver)
+        return self._covers(driver, state, terms, tariff, exposure, 0)
+
+    def _covers(self, driver: str, state: DriverState, terms: Terms, tariff: Any,
+                exposure: dict[str, int], extra: int) -> CreditDecision:
+        if tariff is not None:
+            scale = Decimal(10) ** tariff.decimals
+            asked = (math.ceil(tariff.per_kwh * scale), math.ceil(tariff.per_minute * scale),
+                     math.ceil(tariff.session_fee * scale))
+            accepted = (terms.max_per_kwh, terms.max_per_minute, terms.max_session_fee)
+            if any(a > b for a, b in zip(asked, accepted, strict=True)):
+                return CreditDecision(False, f"the tariff {asked} (per kWh, per minute, fee)"
+                                      f" is above what the driver accepts {accepted}", driver)
+        reserve = min(terms.max_per_session, self.reserve_minor) + extra
+        in_flight = exposure.get("active", 0) + exposure.get("unpriced", 0)
+        available = state.balance - state.withdrawal_amount - exposure.get(
+            "pending_minor", 0) - in_flight * min(terms.max_per_session, self.reserve_minor)
+        if available < reserve:
+            return CreditDecision(False, f"the escrow covers {max(available, 0)}, a session"
+                                  f" needs {reserve}", driver)
+        if terms.max_per_day - state.spent_today < reserve:
+            return CreditDecision(False, "the driver's daily limit is reached", driver)
+        return CreditDecision(True, "", driver)
+
+    async def check_authorization(self, station_id: str,
+                                  authorization: dict[str, Any]) -> CreditDecision:
+        try:
+            auth = Authorization.from_json(authorization)
+            signer = recover(auth, self.chain.chain_id, self.chain.contract_address or "")
+        except ValueError as exc:
+            return CreditDecision(False, str(exc))
+        if signer.lower() != auth.driver.lower():
+            return CreditDecision(False, "the authorization is not signed by its driver")
+        if auth.expiry <= int(time.time()):
+            return CreditDecision(False, "the authorization has expired")
+
+        async def work(tx: Tx) -> tuple[Any, Any, dict[str, int]]:
+            station = await tx.get_station(station_id)
+            tags = [c["tag"] for c in await tx.driver_cards(auth.driver)]
+            return (station, await tx.find_tariff(station_id, datetime.now(UTC)),
+                    await tx.driver_exposure(tags))
+
+        station, tariff, exposure = await self.repo.read(work)
+        if station is None or station.chain_station != auth.station:
+            return CreditDecision(False, f"the authorization is for station {auth.station},"
+                                  " not this one", auth.driver)
+        try:
+            state = await self._state(auth.driver)
+        except Exception as exc:
+            log.warning("! escrow of %s not readable: %s", auth.driver, exc)
+            return CreditDecision(False, "the driver's escrow cannot be read now", auth.driver)
+        if state.index == 0:
+            return CreditDecision(False, "the driver has no escrow", auth.driver)
+        signed = Terms(auth.max_per_kwh, auth.max_per_minute, auth.max_session_fee,
+                       auth.max_amount, state.terms_ahead(int(time.time())).max_per_day, True)
+        return self._covers(auth.driver, state, signed, tariff, exposure, 0)

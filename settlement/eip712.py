@@ -1,0 +1,147 @@
+"""A driver's signed consent to one app session: the EIP-712 ``SessionAuthorization``.
+
+A driver who starts a session from an app or a QR code signs, with the account that owns
+the escrow, the most they accept for that session at that station::
+
+    SessionAuthorization(address driver, uint256 station, uint256 maxPerKwh,
+                         uint256 maxPerMinute, uint256 maxSessionFee, uint256 maxAmount,
+                         uint256 nonce, uint256 expiry)
+
+in the domain (name "voltledger", version "2", chainId, verifyingContract). The contract
+recomputes the digest from the settle transaction's entry and checks the signature, the
+station, the prices, the amount, the nonce (once) and the expiry (the latest time the
+session may be settled). Any wallet that signs EIP-712 typed data produces the same
+signature as :func:`sign`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from eth_abi.abi import encode as abi_encode
+from eth_account import Account
+from eth_hash.auto import keccak
+
+__all__ = ["Authorization", "digest", "domain_separator", "recover", "sign", "typed_data"]
+
+DOMAIN_TYPE = "EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
+AUTH_TYPE = ("SessionAuthorization(address driver,uint256 station,uint256 maxPerKwh,"
+             "uint256 maxPerMinute,uint256 maxSessionFee,uint256 maxAmount,uint256 nonce,"
+             "uint256 expiry)")
+NAME, VERSION = "voltledger", "2"
+# widths of the packed word the contract reads (settlement/contracts/Settlement.vy: Auth)
+WIDTHS = (("max_per_kwh", 24), ("max_per_minute", 24), ("max_session_fee", 24),
+          ("max_amount", 32), ("nonce", 48), ("expiry", 40))
+
+
+@dataclass(frozen=True)
+class Authorization:
+    """What the driver signs (prices and amounts in the contract's billing units)."""
+
+    driver: str
+    station: int  # the station's index in the contract's registry
+    max_per_kwh: int
+    max_per_minute: int
+    max_session_fee: int
+    max_amount: int
+    nonce: int
+    expiry: int  # unix seconds: the latest time the session may be settled
+    signature: str = ""  # 0x + 65 bytes (r, s, v)
+
+    def __post_init__(self) -> None:
+        for name, bits in WIDTHS:
+            value = getattr(self, name)
+            if not isinstance(value, int) or not 0 <= value < 2**bits:
+                raise ValueError(f"{name} must be an integer below 2^{bits}")
+        if not 0 < self.station < 2**24:
+            raise ValueError("station must be a registered station index")
+
+    def packed(self) -> int:
+        word, shift = 0, 0
+        for name, bits in WIDTHS:
+            word |= getattr(self, name) << shift
+            shift += bits
+        return word
+
+    def compact_signature(self) -> tuple[bytes, bytes]:
+        """(r, vs) of EIP-2098, as the contract takes them."""
+        raw = bytes.fromhex(self.signature.removeprefix("0x"))
+        if len(raw) != 65:
+            raise ValueError("a signature is 65 bytes")
+        r, s, v = raw[:32], int.from_bytes(raw[32:64], "big"), raw[64]
+        parity = v - 27 if v >= 27 else v
+        return r, (s | parity << 255).to_bytes(32, "big")
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Authorization:
+        fields = ("driver", "station", "max_per_kwh", "max_per_minute", "max_session_fee",
+                  "max_amount", "nonce", "expiry", "signature")
+        missing = [f for f in fields if f not in data]
+        if missing:
+            raise ValueError(f"authorization lacks {missing}")
+        try:
+            n = [int(data[f]) for f in fields[1:8]]
+            return cls(str(data["driver"]), n[0], n[1], n[2], n[3], n[4], n[5], n[6],
+                       str(data["signature"]))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"not an authorization: {exc}") from None
+
+
+def domain_separator(chain_id: int, contract: str) -> bytes:
+    return bytes(keccak(abi_encode(
+        ["bytes32", "bytes32", "bytes32", "uint256", "address"],
+        [keccak(DOMAIN_TYPE.encode()), keccak(NAME.encode()), keccak(VERSION.encode()),
+         chain_id, contract])))
+
+
+def digest(auth: Authorization, chain_id: int, contract: str) -> bytes:
+    struct = keccak(abi_encode(
+        ["bytes32", "address", "uint256", "uint256", "uint256", "uint256", "uint256",
+         "uint256", "uint256"],
+        [keccak(AUTH_TYPE.encode()), auth.driver, auth.station, auth.max_per_kwh,
+         auth.max_per_minute, auth.max_session_fee, auth.max_amount, auth.nonce,
+         auth.expiry]))
+    return bytes(keccak(b"\x19\x01" + domain_separator(chain_id, contract) + struct))
+
+
+def typed_data(auth: Authorization, chain_id: int, contract: str) -> dict[str, Any]:
+    """The EIP-712 message a wallet displays and signs (eth_signTypedData_v4)."""
+    return {
+        "types": {
+            "EIP712Domain": [{"name": "name", "type": "string"},
+                             {"name": "version", "type": "string"},
+                             {"name": "chainId", "type": "uint256"},
+                             {"name": "verifyingContract", "type": "address"}],
+            "SessionAuthorization": [
+                {"name": n, "type": t} for n, t in (
+                    ("driver", "address"), ("station", "uint256"), ("maxPerKwh", "uint256"),
+                    ("maxPerMinute", "uint256"), ("maxSessionFee", "uint256"),
+                    ("maxAmount", "uint256"), ("nonce", "uint256"), ("expiry", "uint256"))],
+        },
+        "primaryType": "SessionAuthorization",
+        "domain": {"name": NAME, "version": VERSION, "chainId": chain_id,
+                   "verifyingContract": contract},
+        "message": {"driver": auth.driver, "station": auth.station,
+                    "maxPerKwh": auth.max_per_kwh, "maxPerMinute": auth.max_per_minute,
+                    "maxSessionFee": auth.max_session_fee, "maxAmount": auth.max_amount,
+                    "nonce": auth.nonce, "expiry": auth.expiry},
+    }
+
+
+def sign(auth: Authorization, private_key: Any, chain_id: int, contract: str) -> Authorization:
+    signed = Account.unsafe_sign_hash(digest(auth, chain_id, contract), private_key)
+    raw = signed.r.to_bytes(32, "big") + signed.s.to_bytes(32, "big") + bytes([signed.v])
+    return Authorization(**{**auth.as_json(), "signature": "0x" + raw.hex()})
+
+
+def recover(auth: Authorization, chain_id: int, contract: str) -> str:
+    """The address that signed ``auth`` (compare it with ``auth.driver``)."""
+    try:
+        raw = bytes.fromhex(auth.signature.removeprefix("0x"))
+        return str(Account._recover_hash(digest(auth, chain_id, contract), signature=raw))
+    except Exception as exc:  # eth_keys raises several types for a bad signature
+        raise ValueError(f"not a valid signature: {exc}") from None

@@ -1,0 +1,155 @@
+"""The central system asks the driver's escrow before a linked card charges, through real
+sockets: Authorize, a start without one, a remote start, a signed app start."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+import pytest
+
+from settlement import wallet
+from support import RunningServer
+from support.chainkit import Kit
+from support.client import RawClient
+
+
+@pytest.fixture
+async def server(csms_server: RunningServer) -> RunningServer:
+    await csms_server.stop()
+    csms_server.settings = replace(csms_server.settings, chain="memory", max_wait=3600)
+    await csms_server.start()
+    await csms_server.add_tariff("0.39")
+    for sid in ("CP16", "CP201"):
+        await csms_server.add_station(sid)
+    return csms_server
+
+
+async def link(server: RunningServer, tag: str, **terms: Any) -> tuple[Kit, Any]:
+    kit = Kit(server.app.chain)  # type: ignore[union-attr]
+    deposit = terms.pop("deposit", 10_000)
+    driver, _ = kit.driver(deposit=deposit, **terms)
+    salt = wallet.new_salt()
+    commitment = wallet.link_card(kit.chain, driver, tag, salt)
+
+    async def work(tx: Any) -> None:
+        await tx.link_card(tag, driver.address, "0x" + salt.hex(), "0x" + commitment.hex(),
+                           datetime.now(UTC))
+
+    await server.repo.unit(work)
+    await server.add_tag(tag)
+    return kit, driver
+
+
+async def authorize(server: RunningServer, version: str, tag: str) -> str:
+    station = "CP16" if version == "1.6" else "CP201"
+    async with await RawClient.connect(server.url, station, [f"ocpp{version}"]) as c:
+        if version == "1.6":
+            await c.result("BootNotification", {"chargePointVendor": "V",
+                                                "chargePointModel": "M"})
+            return str((await c.result("Authorize", {"idTag": tag}))["idTagInfo"]["status"])
+        await c.result("BootNotification", {"reason": "PowerUp",
+                                            "chargingStation": {"vendorName": "V",
+                                                                "model": "M"}})
+        answer = await c.result("Authorize", {"idToken": {"idToken": tag, "type": "ISO14443"}})
+        return str(answer["idTokenInfo"]["status"])
+
+
+@pytest.mark.parametrize("version", ["1.6", "2.0.1"])
+async def test_a_linked_card_charges_only_what_its_escrow_covers(
+    server: RunningServer, version: str,
+) -> None:
+    refused = "Blocked" if version == "1.6" else "NoCredit"
+    await link(server, "RICH", deposit=10_000)
+    await link(server, "POOR", deposit=100)  # below a session's reserve (20.00)
+    await link(server, "NOCARDS", allow_cards=False)
+    await link(server, "CHEAP", max_per_kwh=20)  # the tariff asks 39 c/kWh
+    await server.add_tag("PLAIN")  # a tag of no driver: billed off-chain, as before
+    assert await authorize(server, version, "RICH") == "Accepted"
+    assert await authorize(server, version, "PLAIN") == "Accepted"
+    for tag in ("POOR", "NOCARDS", "CHEAP"):
+        assert await authorize(server, version, tag) == refused, tag
+
+
+async def test_a_start_without_authorize_is_answered_blocked(server: RunningServer) -> None:
+    await link(server, "POOR", deposit=100)
+    async with await RawClient.connect(server.url, "CP16", ["ocpp1.6"]) as c:
+        await c.result("BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"})
+        start = await c.result("StartTransaction", {
+            "connectorId": 1, "idTag": "POOR", "meterStart": 0,
+            "timestamp": datetime.now(UTC).isoformat()})
+        assert start["idTagInfo"]["status"] == "Blocked"
+    [s] = await server.sessions("CP16")
+    assert "auth_nocredit" in s["flags"]
+
+
+async def test_lowering_terms_counts_at_once_for_new_sessions(server: RunningServer) -> None:
+    kit, driver = await link(server, "LOWER")
+    assert await authorize(server, "1.6", "LOWER") == "Accepted"
+    # the driver stops card payments: on chain it applies after the notice, but a session
+    # starting now would be settled after it, so the central system refuses it now
+    wallet.set_terms(kit.chain, driver, wallet.DriverTerms(max_per_kwh=40, allow_cards=False))
+    server.app.service.credit.forget(driver.address.lower())  # type: ignore[union-attr]
+    assert await authorize(server, "1.6", "LOWER") == "Blocked"
+
+
+async def command(server: RunningServer, station: str, body: dict[str, Any]) -> tuple[int, Any]:
+    async with aiohttp.ClientSession() as http, http.post(
+            f"{server.admin_url}/stations/{station}/commands/start", json=body,
+            headers={"Authorization": f"Bearer {server.admin_token}"}) as r:
+        return r.status, await r.json()
+
+
+async def test_remote_starts_need_credit_or_the_drivers_signature(
+    server: RunningServer,
+) -> None:
+    kit, _driver = await link(server, "POOR", deposit=100)
+    chain = kit.chain
+    index = chain.register_station(22_000)
+
+    async def on_chain(tx: Any) -> None:
+        st = await tx.get_station("CP16")
+        st.chain_station = index
+        await tx.update_station(st)
+
+    await server.repo.unit(on_chain)
+    async with await RawClient.connect(server.url, "CP16", ["ocpp1.6"]) as c:
+        await c.result("BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"})
+        status, body = await command(server, "CP16", {"tag": "POOR"})
+        assert status == 400 and body["error"].startswith("no credit:")
+        # the driver signs this one session: up to 0.90, enough for what the escrow holds
+        app, _ = kit.driver(deposit=5_000, allow_cards=False)
+        good = wallet.authorize(chain, app, index, max_per_kwh=40, max_amount=90, nonce=1,
+                                expiry=int(time.time()) + 3600)
+        other_station = wallet.authorize(chain, app, index + 1, max_per_kwh=40,
+                                         max_amount=90, nonce=2,
+                                         expiry=int(time.time()) + 3600)
+        forged = {**good.as_json(), "max_amount": 9_000}  # altered after signing
+        for bad in (other_station.as_json(), forged):
+            status, body = await command(server, "CP16", {"tag": "APP1",
+                                                          "authorization": bad})
+            assert status == 400 and "authorization refused" in body["error"], body
+        started = asyncio.create_task(command(server, "CP16", {
+            "tag": "APP1", "authorization": good.as_json()}))
+        call = await c.calls.get()
+        assert call[2] == "RemoteStartTransaction" and call[3]["idTag"] == "APP1"
+        await c.answer(call[1], {"status": "Accepted"})
+        status, body = await started
+        assert status == 200 and body["status"] == "Accepted"
+        # the session it starts carries the driver's signature to settlement
+        start = await c.result("StartTransaction", {
+            "connectorId": 1, "idTag": "APP1", "meterStart": 0,
+            "timestamp": datetime.now(UTC).isoformat()})
+        assert start["idTagInfo"]["status"] == "Accepted"  # the driver signed for APP1
+    [session] = await server.sessions("CP16")
+
+    async def bound(tx: Any) -> Any:
+        return await tx.authorization_of(session["id"])
+
+    row = await server.repo.read(bound)
+    assert row is not None and row["driver"] == app.address.lower()
+    assert session["flags"] == []
