@@ -47,6 +47,13 @@ class Settings:
     confirmations: int = 1
     payee: str = ""  # address paid for the sessions; default: the operator's account
     auth_failure_limit: int = 5  # failed logins per minute per address and per station
+    # Connections of one listener (ws:// or wss://) still in their TLS or HTTP
+    # handshake; more are dropped on arrival. Each handshake has handshake_timeout.
+    max_handshakes: int = 500
+    handshake_timeout: float = 10.0
+    # Bytes of pongs / close frames a peer may leave unread before it is disconnected
+    # (our own messages wait for the peer instead, at most ping_timeout seconds).
+    write_buffer_limit: int = 262144
 
     @property
     def admin_token_path(self) -> Path:

@@ -61,6 +61,7 @@ from csms.service.charging import ChargingService, UnknownStation, new_station
 from csms.service.ports import Repository, StorageError, Tx
 from csms.service.ratelimit import FailureLimiter
 from csms.translate import Handler, routes_for
+from csms.transport import GuardedConnection, HandshakeGate, MemoryTrimmer, connection_factory
 
 __all__ = [
     "CallFailed", "CallTimeout", "CentralSystem", "StationConnection",
@@ -70,8 +71,11 @@ __all__ = [
 log = logging.getLogger("csms.server")
 
 # A station sends its CALLs one at a time (OCPP-J §4.1.1); a few queued ones are
-# tolerated, more make the reader wait (back-pressure on a flooding station).
-MAX_QUEUED_CALLS = 8
+# tolerated, more make the reader wait (back-pressure on a flooding station). With
+# websockets' queue of received frames this bounds what a connection holds:
+# MAX_QUEUED_FRAMES frames of at most max_frame_bytes, plus MAX_QUEUED_CALLS parsed.
+MAX_QUEUED_CALLS = 4
+MAX_QUEUED_FRAMES = 4
 
 
 class StationOffline(Exception):
@@ -275,6 +279,9 @@ class CentralSystem:
         self._server: Server | None = None
         self._tls_server: Server | None = None
         self._conn_tasks: set[asyncio.Task[None]] = set()
+        self.gates = {name: HandshakeGate(name, settings.max_handshakes, self.metrics)
+                      for name in ("ws", "wss")}
+        self.trimmer = MemoryTrimmer()
 
     @property
     def port(self) -> int:
@@ -300,27 +307,42 @@ class CentralSystem:
             ctx.verify_mode = ssl.CERT_OPTIONAL
         return ctx
 
+    def _create_connection(self, listener: str, tls: ssl.SSLContext | None) -> Any:
+        s = self.settings
+        return connection_factory(
+            self.gates[listener], self.metrics, tls=tls, handshake_timeout=s.handshake_timeout,
+            close_timeout=s.close_timeout, write_buffer_limit=s.write_buffer_limit,
+            # A peer that takes no data for as long as it may take to answer a ping
+            # is treated like one that does not answer it.
+            drain_timeout=s.ping_timeout or s.call_timeout, on_gone=self.trimmer.closed_one)
+
     async def start(self) -> None:
         options: dict[str, Any] = {
             "process_request": self._process_request,
             "select_subprotocol": self._select_subprotocol,
             "subprotocols": [Subprotocol(v.value) for v in OcppVersion],
             "max_size": self.settings.max_frame_bytes,
+            "max_queue": MAX_QUEUED_FRAMES,
             "ping_interval": self.settings.ping_interval or None,
             "ping_timeout": self.settings.ping_timeout or None,
             "server_header": None,
+            # the HTTP upgrade; the TLS handshake has its own (LeanSSLProtocol)
+            "open_timeout": self.settings.handshake_timeout,
             # A dead peer never answers the closing handshake: do not wait long.
             "close_timeout": self.settings.close_timeout,
             **compression_options(self.settings.ws_compression),
         }
         if self.settings.port >= 0:
             self._server = await serve(
-                self._handle, self.settings.host, self.settings.port, **options
+                self._handle, self.settings.host, self.settings.port,
+                create_connection=self._create_connection("ws", None), **options
             )
         if self.settings.tls_cert:
+            # TLS is layered by our connection factory, not by asyncio (see csms.transport).
             self._tls_server = await serve(
                 self._handle, self.settings.host, max(self.settings.tls_port, 0),
-                ssl=self._ssl_context(), **options,
+                create_connection=self._create_connection("wss", self._ssl_context()),
+                **options,
             )
         if self._server is None and self._tls_server is None:
             raise ValueError("nothing to listen on: give --port and/or --tls-cert")
@@ -344,6 +366,9 @@ class CentralSystem:
                 server.close()
                 await server.wait_closed()
         self._server = self._tls_server = None
+        for gate in self.gates.values():
+            gate.close()
+        await self.trimmer.close()
 
     # -- handshake -----------------------------------------------------------
     async def _process_request(
@@ -430,6 +455,8 @@ class CentralSystem:
 
     # -- connections ---------------------------------------------------------
     async def _handle(self, ws: ServerConnection) -> None:
+        if isinstance(ws, GuardedConnection):
+            ws.handshake_finished()
         if ws.subprotocol is None:
             # OCPP-J 1.6 §4.1.2: complete the handshake without the header, then close.
             await ws.close(1002, "no supported OCPP subprotocol offered")
