@@ -46,7 +46,10 @@ class Settings:
     max_wait: float = 60.0  # seconds a completed session waits for a fuller batch
     confirmations: int = 1
     payee: str = ""  # address paid for the sessions; default: the operator's account
-    auth_failure_limit: int = 5  # failed logins per minute per address and per station
+    auth_failure_limit: int = 5  # password attempts per minute per address (not per station)
+    # Password checks (scrypt, ~40 ms of CPU each) running at once, in all; a station
+    # gets one at a time. Beyond these a login waits briefly or is told to come back.
+    auth_concurrency: int = 2
     # Connections of one listener (ws:// or wss://) still in their TLS or HTTP
     # handshake; more are dropped on arrival. Each handshake has handshake_timeout.
     max_handshakes: int = 500

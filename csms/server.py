@@ -59,7 +59,7 @@ from csms.protocol import (
 from csms.service.auth import verify_password
 from csms.service.charging import ChargingService, UnknownStation, new_station
 from csms.service.ports import Repository, StorageError, Tx
-from csms.service.ratelimit import FailureLimiter
+from csms.service.ratelimit import LoginGuard, LoginOutcome
 from csms.translate import Handler, routes_for
 from csms.transport import GuardedConnection, HandshakeGate, MemoryTrimmer, connection_factory
 
@@ -275,13 +275,20 @@ class CentralSystem:
         self.metrics.connected.set_function(lambda: len(self.connections))
         self.node_id = settings.node_id or f"{socket.gethostname()}:{settings.port}"
         self.connections: dict[str, StationConnection] = {}
-        self.limiter = FailureLimiter(settings.auth_failure_limit, 60.0)
+        self.logins = LoginGuard(self._verify, limit=settings.auth_failure_limit, window=60.0,
+                                 concurrency=settings.auth_concurrency)
         self._server: Server | None = None
         self._tls_server: Server | None = None
         self._conn_tasks: set[asyncio.Task[None]] = set()
         self.gates = {name: HandshakeGate(name, settings.max_handshakes, self.metrics)
                       for name in ("ws", "wss")}
         self.trimmer = MemoryTrimmer()
+
+    def _verify(self, password: str, stored: str) -> bool:
+        """One scrypt check (in a thread of the login guard), counted for /metrics."""
+        ok = verify_password(password, stored)
+        self.metrics.password_checks.labels("ok" if ok else "wrong").inc()
+        return ok
 
     @property
     def port(self) -> int:
@@ -368,23 +375,30 @@ class CentralSystem:
         self._server = self._tls_server = None
         for gate in self.gates.values():
             gate.close()
+        self.logins.close()
         await self.trimmer.close()
 
     # -- handshake -----------------------------------------------------------
+    def _refuse(self, connection: ServerConnection, status: HTTPStatus, text: str,
+                reason: str) -> Response:
+        self.metrics.logins_refused.labels(reason).inc()
+        response = connection.respond(status, text)
+        if status is HTTPStatus.UNAUTHORIZED:
+            response.headers["WWW-Authenticate"] = 'Basic realm="ocpp", charset="UTF-8"'
+        elif status is HTTPStatus.TOO_MANY_REQUESTS:
+            response.headers["Retry-After"] = str(int(self.logins.attempts.window))
+        elif status is HTTPStatus.SERVICE_UNAVAILABLE:
+            response.headers["Retry-After"] = "1"
+        return response
+
     async def _process_request(
         self, connection: ServerConnection, request: Request
     ) -> Response | None:
         try:
             station_id = station_id_from_path(request.path)
         except InvalidStationId as exc:
-            return connection.respond(HTTPStatus.BAD_REQUEST, f"{exc}\n")
+            return self._refuse(connection, HTTPStatus.BAD_REQUEST, f"{exc}\n", "bad_request")
         remote = connection.remote_address[0] if connection.remote_address else "?"
-        keys = (f"ip:{remote}", f"id:{station_id}")
-        if self.limiter.blocked(*keys):
-            log.warning("! %s from %s: too many failed logins, refused", station_id, remote)
-            response = connection.respond(HTTPStatus.TOO_MANY_REQUESTS, "too many failures\n")
-            response.headers["Retry-After"] = str(int(self.limiter.window))
-            return response
 
         async def lookup(tx: Tx) -> Station | None:
             return await tx.get_station(station_id)
@@ -393,7 +407,8 @@ class CentralSystem:
         if station is None:
             if not self.settings.auto_register:
                 log.info("! refused unknown station %r from %s", station_id, remote)
-                return connection.respond(HTTPStatus.NOT_FOUND, "unknown station\n")
+                return self._refuse(connection, HTTPStatus.NOT_FOUND, "unknown station\n",
+                                    "unknown_station")
             log.warning(
                 "! AUTO-REGISTERING unknown station %r from %s (--auto-register is on)",
                 station_id, remote,
@@ -405,22 +420,37 @@ class CentralSystem:
 
             await self.repo.unit(register)
             return None
-        refusal = await self._authenticate(connection, request, station)
+        refusal = self._transport_refusal(connection, station)
         if refusal is not None:
-            self.limiter.failed(*keys)
             log.warning("! refused station %r from %s: %s", station_id, remote, refusal)
-            if refusal.startswith("TLS"):
-                return connection.respond(HTTPStatus.FORBIDDEN, "forbidden\n")
-            response = connection.respond(HTTPStatus.UNAUTHORIZED, "unauthorized\n")
-            response.headers["WWW-Authenticate"] = 'Basic realm="ocpp", charset="UTF-8"'
-            return response
-        self.limiter.succeeded(keys[1])
-        return None
+            return self._refuse(connection, HTTPStatus.FORBIDDEN, "forbidden\n", "forbidden")
+        if station.password_hash is None or station.security_profile == 3:
+            # Nothing to check beyond the transport: never rate limited (a profile-0
+            # station is not refused because others failed from its address).
+            return None
+        creds = _basic_credentials(request.headers)
+        if creds is None or creds[0] != station.id:
+            log.warning("! refused station %r from %s: missing or mismatched Basic"
+                        " credentials", station_id, remote)
+            return self._refuse(connection, HTTPStatus.UNAUTHORIZED, "unauthorized\n",
+                                "unauthorized")
+        outcome = await self.logins.check(remote, station.id, station.password_hash, creds[1])
+        if outcome is LoginOutcome.ACCEPTED:
+            return None
+        if outcome is LoginOutcome.WRONG_PASSWORD:
+            log.warning("! refused station %r from %s: wrong password", station_id, remote)
+            return self._refuse(connection, HTTPStatus.UNAUTHORIZED, "unauthorized\n",
+                                "unauthorized")
+        if outcome is LoginOutcome.RATE_LIMITED:
+            log.warning("! %s from %s: too many password attempts, refused", station_id,
+                        remote)
+            return self._refuse(connection, HTTPStatus.TOO_MANY_REQUESTS,
+                                "too many attempts\n", "rate_limited")
+        log.info("! %s from %s: a password check is running, come back", station_id, remote)
+        return self._refuse(connection, HTTPStatus.SERVICE_UNAVAILABLE, "busy\n", "busy")
 
-    async def _authenticate(
-        self, connection: ServerConnection, request: Request, station: Station
-    ) -> str | None:
-        """None when the station may connect, else why not (never the password)."""
+    def _transport_refusal(self, connection: ServerConnection, station: Station) -> str | None:
+        """Why the connection's transport is below the station's profile, or None."""
         tls = connection.transport.get_extra_info("ssl_object")
         profile = station.security_profile
         if profile >= 2 and tls is None:
@@ -435,15 +465,8 @@ class CentralSystem:
             if names != [station.id]:
                 return f"TLS certificate CN {names!r} is not the station id"
             return None
-        if station.password_hash is None:
-            if profile >= 1:
-                return "station has no password set"
-            return None
-        creds = _basic_credentials(request.headers)
-        if creds is None or creds[0] != station.id:
-            return "missing or mismatched Basic credentials"
-        if not await asyncio.to_thread(verify_password, creds[1], station.password_hash):
-            return "wrong password"
+        if station.password_hash is None and profile >= 1:
+            return "station has no password set"
         return None
 
     @staticmethod

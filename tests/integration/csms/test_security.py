@@ -156,18 +156,122 @@ async def test_tls_below_1_2_is_refused(tls_server: RunningServer, pki: Pki) -> 
         await RawClient.connect(wss(tls_server), "CP2", password=PASSWORD, ssl=ctx)
 
 
-async def test_failed_logins_are_rate_limited_per_address_and_id(
+def loopback(n: int) -> str:
+    """The n-th loopback address other than 127.0.0.1: another client."""
+    return f"127.0.{(n + 2) // 250}.{(n + 2) % 250 + 2}"
+
+
+async def status_of(coro: Any) -> int:
+    try:
+        client = await coro
+    except InvalidStatus as exc:
+        return int(exc.response.status_code)
+    await client.close()
+    return 101
+
+
+async def login_until_in(server: RunningServer, station: str, password: str,
+                         address: str | None = None, tries: int = 200) -> list[int]:
+    """A station's reconnect loop: come back after a 503 (busy) until it gets in."""
+    seen = []
+    for _ in range(tries):
+        code = await status_of(RawClient.connect(server.url, station, password=password,
+                                                 local_addr=address))
+        seen.append(code)
+        if code != 503:
+            return seen
+        await asyncio.sleep(0.05)
+    return seen
+
+
+def checks(server: RunningServer, result: str) -> int:
+    return int(server.central.metrics.password_checks.labels(result)._value.get())
+
+
+async def test_hundreds_of_concurrent_wrong_logins(csms_server: RunningServer) -> None:
+    """300 wrong passwords at once from 300 addresses, the station logging in meanwhile."""
+    await csms_server.add_station("CP1", password=PASSWORD)
+    guard = csms_server.central.logins
+    attempts = [status_of(RawClient.connect(csms_server.url, "CP1",
+                                            password=f"wrong-password-{i:04d}",
+                                            local_addr=loopback(i)))
+                for i in range(300)]
+    flood = asyncio.gather(*attempts)
+    station = asyncio.create_task(login_until_in(csms_server, "CP1", PASSWORD))
+    codes = await flood
+    tries = await station
+    wrong = checks(csms_server, "wrong")
+    print(f"\n300 concurrent wrong logins: {wrong} scrypt checks, answers"
+          f" {sorted({c: codes.count(c) for c in set(codes)}.items())}; the station got in"
+          f" after {len(tries)} tries {tries}")
+    # every answer is a refusal, each 401 cost one check, no more ran at once than allowed
+    assert set(codes) <= {401, 503}
+    assert wrong == codes.count(401) + tries.count(401)
+    assert guard.peak_running <= csms_server.settings.auth_concurrency
+    # the station with the right password was never refused for the others' failures
+    assert tries[-1] == 101 and set(tries) <= {101, 503}
+    # and is let in at once afterwards, from any address, without another check
+    before = checks(csms_server, "ok")
+    assert await status_of(RawClient.connect(csms_server.url, "CP1", password=PASSWORD,
+                                             local_addr=loopback(999))) == 101
+    assert checks(csms_server, "ok") == before
+
+
+async def test_failures_from_other_addresses_never_lock_out_a_station(
     csms_server: RunningServer,
 ) -> None:
     await csms_server.add_station("CP1", password=PASSWORD)
+    for i in range(3 * csms_server.settings.auth_failure_limit):
+        assert await refused(RawClient.connect(csms_server.url, "CP1",
+                                               password="wrong-password-0000",
+                                               local_addr=loopback(i))) == 401
+    # first login of the station since the server started: no cached credentials
+    async with await RawClient.connect(csms_server.url, "CP1", password=PASSWORD) as c:
+        assert "currentTime" in await c.result("Heartbeat", {})
+
+
+async def test_an_address_over_its_budget(csms_server: RunningServer) -> None:
+    await csms_server.add_station("CP1", password=PASSWORD)
     await csms_server.add_station("CP9", password=PASSWORD)
+    await csms_server.add_station("OPEN")  # profile 0: no password
+    # CP1 logged in once from its own address: its credentials are known to this node
+    async with await RawClient.connect(csms_server.url, "CP1", password=PASSWORD,
+                                       local_addr="127.0.0.5"):
+        pass
+    attacker = "127.0.0.9"
     limit = csms_server.settings.auth_failure_limit
     for _ in range(limit):
-        assert await refused(RawClient.connect(csms_server.url, "CP1",
-                                               password="wrong-password-0000")) == 401
-    # now even the right password is refused for a while, for this address and this id
-    assert await refused(RawClient.connect(csms_server.url, "CP1", password=PASSWORD)) == 429
-    assert await refused(RawClient.connect(csms_server.url, "CP9", password=PASSWORD)) == 429
+        assert await refused(RawClient.connect(csms_server.url, "CP9",
+                                               password="wrong-password-0000",
+                                               local_addr=attacker)) == 401
+    # the address used its attempts: the next unknown password is not even checked
+    before = checks(csms_server, "wrong") + checks(csms_server, "ok")
+    assert await refused(RawClient.connect(csms_server.url, "CP9", password=PASSWORD,
+                                           local_addr=attacker)) == 429
+    assert checks(csms_server, "wrong") + checks(csms_server, "ok") == before
+    # a station that needs no password is not limited by failures from its address
+    async with await RawClient.connect(csms_server.url, "OPEN", local_addr=attacker) as c:
+        assert "currentTime" in await c.result("Heartbeat", {})
+    # nor is a station presenting credentials this node verified before
+    async with await RawClient.connect(csms_server.url, "CP1", password=PASSWORD,
+                                       local_addr=attacker) as c:
+        assert "currentTime" in await c.result("Heartbeat", {})
+
+
+async def test_a_good_login_does_not_reset_the_budget(csms_server: RunningServer) -> None:
+    """An owner of station A guessing station B's password between its own logins."""
+    await csms_server.add_station("A", password=PASSWORD)
+    await csms_server.add_station("B", password="b-station-password-9")
+    me = "127.0.0.7"
+    limit = csms_server.settings.auth_failure_limit
+    for _ in range(limit):
+        assert await refused(RawClient.connect(csms_server.url, "B", password="guess-guess-guess",
+                                               local_addr=me)) == 401
+        async with await RawClient.connect(csms_server.url, "A", password=PASSWORD,
+                                           local_addr=me):
+            pass
+    assert await refused(RawClient.connect(csms_server.url, "B", password="guess-guess-guess",
+                                           local_addr=me)) == 429
 
 
 async def test_passwords_are_never_logged_or_stored_plain(
