@@ -18,6 +18,7 @@ from csms.server import CentralSystem
 from csms.service.charging import ChargingService
 from csms.service.cluster import beat
 from csms.service.ports import Repository, StorageError, Tx
+from csms.service.quota import PayloadQuota
 from csms.storage import open_repository
 
 __all__ = ["App", "build"]
@@ -121,6 +122,11 @@ async def build(settings: Settings) -> App:
         heartbeat_interval=settings.heartbeat_interval,
         boot_retry_interval=settings.boot_retry_interval,
         publish_events=bool(settings.mqtt),
+        quota=PayloadQuota({"data_transfer": settings.quota_data_transfer,
+                            "security": settings.quota_security_events,
+                            "notification": settings.quota_notifications}),
+        storage_reserve=settings.storage_reserve,
+        on_dropped=lambda kind, reason: metrics.payloads_dropped.labels(kind, reason).inc(),
     )
     central = CentralSystem(settings, repo, service, metrics)
     bus = CommandBus(settings.mqtt, central.node_id) if settings.mqtt else None

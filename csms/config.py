@@ -57,6 +57,14 @@ class Settings:
     # Bytes of pongs / close frames a peer may leave unread before it is disconnected
     # (our own messages wait for the peer instead, at most ping_timeout seconds).
     write_buffer_limit: int = 262144
+    # Stored station payloads per station and clock hour, in bytes (each payload counts
+    # at least 256); beyond a quota payloads are counted and dropped (csms.service.quota).
+    quota_data_transfer: int = 1048576
+    quota_security_events: int = 262144
+    quota_notifications: int = 262144
+    # Station payloads are not stored when the database has less free space than this;
+    # transaction data may use it (SQLite: the disk and max_page_count).
+    storage_reserve: int = 67108864
 
     @property
     def admin_token_path(self) -> Path:

@@ -12,7 +12,9 @@ meterStart) and a 2.0.1 TransactionEvent retry is recognised by
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,6 +33,7 @@ from csms.domain.model import (
 )
 from csms.metering import ocmf
 from csms.service.ports import Repository, StorageError, Tx
+from csms.service.quota import PayloadQuota, quota_kind
 
 __all__ = [
     "BootDecision",
@@ -113,6 +116,9 @@ class ChargingService:
         publish_events: bool = False,
         clock: Callable[[], datetime] = utc_now,
         seen_flush_interval: float = 1.0,
+        quota: PayloadQuota | None = None,
+        storage_reserve: int = 0,
+        on_dropped: Callable[[str, str], None] | None = None,
     ) -> None:
         self.repo = repo
         self.heartbeat_interval = heartbeat_interval
@@ -122,6 +128,11 @@ class ChargingService:
         self.seen_flush_interval = seen_flush_interval
         self._seen: dict[str, datetime] = {}
         self._seen_flush: asyncio.Task[None] | None = None
+        # station payloads besides transactions: quotas and a disk reserve (see quota.py)
+        self.quota = quota
+        self.storage_reserve = storage_reserve
+        self.on_dropped = on_dropped
+        self.dropped: Counter[tuple[str, str]] = Counter()  # (quota kind, reason)
 
     # -- helpers -----------------------------------------------------------
     async def _event(self, tx: Tx, station_id: str, topic: str, payload: dict[str, Any]) -> None:
@@ -169,8 +180,8 @@ class ChargingService:
             station.last_boot_at = now
             station.last_seen_at = now
             await tx.update_station(station)
-            await tx.add_station_event(
-                station_id, "boot",
+            await self._metered_event(
+                tx, station_id, "boot",
                 {"reason": info.reason, "vendor": info.vendor, "model": info.model,
                  "firmware_version": info.firmware_version, "policy": station.boot_policy.value},
                 now,
@@ -265,13 +276,49 @@ class ChargingService:
 
         return await self.repo.read(work)
 
-    async def station_event(self, station_id: str, kind: str, payload: dict[str, Any]) -> None:
+    async def station_event(self, station_id: str, kind: str, payload: dict[str, Any]) -> bool:
+        """Store a station event; DataTransfer, security and notification payloads only
+        within their quota and the disk reserve (csms.service.quota). True if stored."""
         now = self.clock()
 
-        async def work(tx: Tx) -> None:
-            await tx.add_station_event(station_id, kind, payload, now)
+        async def work(tx: Tx) -> bool:
+            return await self._metered_event(tx, station_id, kind, payload, now)
 
-        await self.repo.unit(work)
+        return await self.repo.unit(work)
+
+    async def _metered_event(self, tx: Tx, station_id: str, kind: str,
+                             payload: dict[str, Any], now: datetime) -> bool:
+        metered = quota_kind(kind)
+        if metered is None or self.quota is None:
+            await tx.add_station_event(station_id, kind, payload, now)
+            return True
+        size = len(json.dumps(payload, separators=(",", ":"), default=str))
+        verdict = self.quota.admit(station_id, metered, size)
+        if not verdict.store:
+            self._dropped(station_id, metered, "quota")
+            if verdict.first_drop:  # one small note per station, kind and hour
+                await tx.add_station_event(station_id, "quota", {
+                    "type": "QuotaExceeded", "kind": metered,
+                    "limit_bytes_per_hour": self.quota.limits[metered]}, now)
+            return False
+        free = await tx.free_space()
+        if free is not None and free < self.storage_reserve:
+            # The space left is kept for transaction data.
+            self.quota.refund(station_id, metered, size)
+            self._dropped(station_id, metered, "reserve")
+            return False
+        await tx.add_station_event(station_id, kind, payload, now)
+        return True
+
+    def _dropped(self, station_id: str, kind: str, reason: str) -> None:
+        self.dropped[kind, reason] += 1
+        if self.on_dropped is not None:
+            self.on_dropped(kind, reason)
+        count = self.dropped[kind, reason]
+        if count == 1 or count % 1000 == 0:
+            log.warning("! %s payload of %s not stored (%s); %d dropped so far", kind,
+                        station_id, "quota reached" if reason == "quota"
+                        else "disk space kept for transactions", count)
 
     # -- sessions ------------------------------------------------------------
     async def _complete(self, tx: Tx, session: Session, samples: list[MeterSample]) -> None:
