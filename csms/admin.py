@@ -27,7 +27,8 @@ from csms.protocol import OcppVersion
 from csms.server import CallFailed, CallTimeout, CentralSystem, StationOffline
 from csms.service.auth import hash_password, validate_password
 from csms.service.cluster import live_nodes
-from csms.service.ports import Repository, Tx
+from csms.service.ports import Repository, StorageError, Tx
+from csms.service.supervisor import Supervisor
 from csms.service.views import session_json, station_detail, stations_view
 from csms.translate.commands import (
     COMMANDS,
@@ -69,9 +70,11 @@ class AdminApi:
     def __init__(
         self, central: CentralSystem, repo: Repository, token: str, metrics: Metrics,
         host: str = "127.0.0.1", port: int = 9001, bus: CommandBus | None = None,
+        tasks: Supervisor | None = None,
     ) -> None:
         self.central = central
         self.bus = bus  # commands for stations on other nodes go over MQTT
+        self.tasks = tasks  # the node's background tasks, for /health
         self.repo = repo
         self.token = token
         self.metrics = metrics
@@ -122,9 +125,24 @@ class AdminApi:
 
     # -- read endpoints ----------------------------------------------------------
     async def health(self, request: web.Request) -> web.Response:
-        return _json({"status": "ok", "node": self.central.node_id})
+        """Always answers (200) while the process runs; ``degraded`` names the tasks
+        that are down (a broker or database outage), which keep being restarted."""
+        states = self.tasks.states() if self.tasks is not None else {}
+        down = sorted(n for n, s in states.items() if s.state == "down")
+        return _json({"status": "degraded" if down else "ok", "node": self.central.node_id,
+                      "down": down, "tasks": {n: s.as_json() for n, s in states.items()}})
 
     async def metrics_text(self, request: web.Request) -> web.Response:
+        try:
+            await self._database_gauges()
+        except StorageError as exc:
+            # The database is down: the gauges keep their last values, and the task
+            # metrics (voltledger_task_up) say what is down.
+            log.warning("! /metrics without the database gauges: %s", exc)
+        return web.Response(body=self.metrics.render(),
+                            content_type="text/plain", charset="utf-8")
+
+    async def _database_gauges(self) -> None:
         async def counts(tx: Tx) -> tuple[dict[str, int], int, int, int]:
             pending = await tx.fetchone(
                 "SELECT count(*) AS n FROM outbox WHERE published_at IS NULL"
@@ -140,8 +158,6 @@ class AdminApi:
             self.metrics.sessions.labels(status).set(sessions.get(status, 0))
         self.metrics.settlement_backlog.set(backlog)
         self.metrics.outbox_pending.set(outbox)
-        return web.Response(body=self.metrics.render(),
-                            content_type="text/plain", charset="utf-8")
 
     async def stations(self, request: web.Request) -> web.Response:
         return _json(await self.repo.read(stations_view))

@@ -172,8 +172,8 @@ class StationConnection:
                 # Nothing was stored: the station gets an error and retries later.
                 log.error("! %s %s not stored: %s", self.station_id, call.action, exc)
                 text = self.endpoint.error(
-                    call.message_id, OcppError(Fault.INTERNAL, "temporarily unable to store")
-                )
+                    call.message_id, OcppError(Fault.INTERNAL, "temporarily unable to store"),
+                    remember=False)  # the retry, even with the same message id, is stored
             except UnknownStation:
                 text = self.endpoint.error(
                     call.message_id, OcppError(Fault.SECURITY, "station is not registered")

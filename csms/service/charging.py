@@ -12,6 +12,7 @@ meterStart) and a 2.0.1 TransactionEvent retry is recognised by
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections import Counter
@@ -128,6 +129,7 @@ class ChargingService:
         self.seen_flush_interval = seen_flush_interval
         self._seen: dict[str, datetime] = {}
         self._seen_flush: asyncio.Task[None] | None = None
+        self._seen_writer = False  # run_seen_writer() owns the writes
         # station payloads besides transactions: quotas and a disk reserve (see quota.py)
         self.quota = quota
         self.storage_reserve = storage_reserve
@@ -203,7 +205,8 @@ class ChargingService:
         and 10,000 stations would otherwise cost a unit of work each)."""
         now = self.clock()
         self._seen[station_id] = now
-        if self._seen_flush is None or self._seen_flush.done():
+        if not self._seen_writer and (self._seen_flush is None or self._seen_flush.done()):
+            # No writer task runs (the service used on its own): flush once, later.
             self._seen_flush = asyncio.get_running_loop().create_task(
                 self._flush_seen_later(), name="last-seen")
         return now
@@ -212,8 +215,26 @@ class ChargingService:
         await asyncio.sleep(self.seen_flush_interval)
         await self.flush_seen()
 
+    async def run_seen_writer(self, stop: asyncio.Event) -> None:
+        """The last-seen writer of a node: flush every ``seen_flush_interval`` until
+        ``stop``. A failed write is raised (the times are kept for the next one)."""
+        self._seen_writer = True
+        try:
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.seen_flush_interval)
+                await self._write_seen()
+        finally:
+            self._seen_writer = False
+
     async def flush_seen(self) -> None:
         """Write the "last seen" times of the heartbeats since the last flush."""
+        try:
+            await self._write_seen()
+        except StorageError as exc:  # kept for the next flush
+            log.warning("! last-seen times not stored: %s", exc)
+
+    async def _write_seen(self) -> None:
         seen, self._seen = self._seen, {}
         if not seen:
             return
@@ -224,10 +245,10 @@ class ChargingService:
 
         try:
             await self.repo.unit(work)
-        except StorageError as exc:  # kept for the next flush
-            log.warning("! last-seen times not stored: %s", exc)
+        except BaseException:
             for station_id, at in seen.items():
                 self._seen.setdefault(station_id, at)
+            raise
 
     async def connection_changed(
         self, station_id: str, online: bool, version: str, node: str = "local"

@@ -112,3 +112,14 @@ def test_error_answer_uses_version_code() -> None:
     assert isinstance(ep.receive(frame(2, "5", "Heartbeat", {})), IncomingCall)
     text = ep.error("5", OcppError(Fault.FORMAT, "bad"))
     assert orjson.loads(text) == [4, "5", "FormatViolation", "bad", {}]
+
+
+def test_a_transient_error_is_not_replayed_for_a_repeated_message_id() -> None:
+    ep = central()
+    call = frame(2, "7", "Heartbeat", {})
+    assert isinstance(ep.receive(call), IncomingCall)
+    ep.error("7", OcppError(Fault.INTERNAL, "temporarily unable to store"), remember=False)
+    # the station's retry with the same id is handled anew, then answered from memory
+    assert ep.receive(call) == IncomingCall("7", "Heartbeat", {})
+    text = ep.result("7", {"currentTime": "2026-01-01T00:00:00Z"})
+    assert ep.receive(call) == SendNow(text, "repeated message id 7: answer sent again")
