@@ -22,6 +22,7 @@ import orjson
 from aiohttp import web
 
 from csms.bus.commands import CommandBus, NodeUnavailable
+from csms.logsafe import protect
 from csms.metrics import Metrics
 from csms.protocol import OcppVersion
 from csms.server import CallFailed, CallTimeout, CentralSystem, StationOffline
@@ -32,15 +33,19 @@ from csms.service.supervisor import Supervisor
 from csms.service.views import session_json, station_detail, stations_view
 from csms.translate.commands import (
     COMMANDS,
-    SECRET_ARGS,
     CommandError,
     build_call,
+    carries_secret,
+    new_password,
+    password_accepted,
+    redacted_args,
+    redacted_response,
     result_status,
 )
 
-__all__ = ["AdminApi", "load_or_create_token"]
+__all__ = ["COMMAND_RESULTS", "AdminApi", "command_labels", "load_or_create_token"]
 
-log = logging.getLogger("csms.admin")
+log = protect(logging.getLogger("csms.admin"))
 
 
 def load_or_create_token(path: Path) -> str:
@@ -56,6 +61,21 @@ def load_or_create_token(path: Path) -> str:
         f.write(token + "\n")
     log.info("= created admin token at %s", path)
     return token
+
+
+# Label values of voltledger_operator_commands: command names and these words only,
+# never what a caller or a station chose (an unbounded label set exhausts memory).
+COMMAND_RESULTS = {400: "invalid", 404: "unknown_command", 409: "offline", 502: "callerror",
+                   504: "timeout"}
+
+
+def command_labels(command: str, status: int, result: dict[str, Any]) -> tuple[str, str]:
+    """(command, result) labels of an operator command, from fixed sets."""
+    name = command if command in COMMANDS else "unknown"
+    if status != 200:
+        return name, COMMAND_RESULTS.get(status, "error")
+    word = str(result.get("status", ""))
+    return name, word.lower() if word in ("Accepted", "Rejected") else "other"
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -210,15 +230,17 @@ class AdminApi:
         actor = request.headers.get("X-Actor") or f"admin@{request.remote}"
         status, result = await self.run_command(station_id, command, body, timeout)
         ok = status == 200
-        logged = {k: ("<redacted>" if k in SECRET_ARGS.get(command, ()) else v)
-                  for k, v in body.items()}
+        # what the audit trail keeps: no credential, neither sent nor answered
+        logged = redacted_args(command, body)
+        kept = {**result, "response": redacted_response(result["response"])} \
+            if isinstance(result.get("response"), dict) else result
 
         async def audit(tx: Tx) -> None:
-            await tx.add_audit(actor, command, station_id, logged, result, ok,
+            await tx.add_audit(actor, command, station_id, logged, kept, ok,
                                datetime.now(UTC))
 
         await self.repo.unit(audit)
-        self.metrics.commands.labels(command, result.get("status", "error")).inc()
+        self.metrics.commands.labels(*command_labels(command, status, result)).inc()
         return _json(result, status)
 
     async def run_command(
@@ -236,10 +258,17 @@ class AdminApi:
             return 409, {"error": f"station {station_id} is not connected", "status": "Offline"}
         try:
             args = await self._resolve(station_id, conn.version, command, args)
+            password = new_password(command, args)
+            if password is not None:
+                # a password the station takes must be one we can store and check
+                try:
+                    validate_password(password)
+                except ValueError as exc:
+                    raise CommandError(str(exc)) from None
             call = build_call(conn.version, command, args)
         except CommandError as exc:
             return 400, {"error": str(exc)}
-        secret = command in SECRET_ARGS
+        secret = carries_secret(command, args)
         try:
             response = await conn.call(
                 call.action, call.payload, float(timeout) if timeout else None, secret=secret
@@ -253,16 +282,17 @@ class AdminApi:
             return 502, {"error": f"station answered {exc.code}: {exc.description}",
                          "status": exc.code, "action": call.action}
         word = result_status(call.action, response)
-        if command == "set-password":
-            # Switch to the new password only once the station accepted it
-            # (1.6 security whitepaper / 2.0.1 A01.FR.04); otherwise keep the old one.
-            if word != "Accepted":
-                return 200, {"status": word, "action": call.action, "switched": False,
-                             "ocpp_version": conn.version.short, "response": response}
-            await self._store_password(station_id, args["password"])
-        return 200, {"status": word, "action": call.action,
-                     "ocpp_version": conn.version.short, "response": response,
-                     **({"switched": True} if command == "set-password" else {})}
+        answer: dict[str, Any] = {"status": word, "action": call.action,
+                                  "ocpp_version": conn.version.short, "response": response}
+        if password is not None:
+            # Switch to the new password only once the station accepted it (1.6
+            # security whitepaper / 2.0.1 A01.FR.04), whichever command carried it
+            # (set-password, or set-config / set-variables of the password key);
+            # otherwise the station keeps the old one, and so do we.
+            answer["switched"] = password_accepted(call.action, response)
+            if answer["switched"]:
+                await self._store_password(station_id, password)
+        return 200, answer
 
     async def _forward(
         self, station_id: str, command: str, args: dict[str, Any], timeout: Any,
@@ -326,12 +356,6 @@ class AdminApi:
                 return active[0].transaction_id
 
             return {**args, "transaction_id": await self.repo.read(find)}
-        if command == "set-password":
-            try:
-                validate_password(str(args.get("password", "")))
-            except ValueError as exc:
-                raise CommandError(str(exc)) from None
-            return args
         if command == "send-local-list":
             async def tags(tx: Tx) -> tuple[int, list[dict[str, Any]]]:
                 now = datetime.now(UTC)

@@ -41,6 +41,7 @@ from websockets.typing import Subprotocol
 
 from csms.config import COMPRESSION_MODES, Settings
 from csms.domain.model import Station
+from csms.logsafe import protect
 from csms.metrics import Metrics
 from csms.protocol import (
     Endpoint,
@@ -61,14 +62,26 @@ from csms.service.charging import ChargingService, UnknownStation, new_station
 from csms.service.ports import Repository, StorageError, Tx
 from csms.service.ratelimit import LoginGuard, LoginOutcome
 from csms.translate import Handler, routes_for
-from csms.transport import GuardedConnection, HandshakeGate, MemoryTrimmer, connection_factory
+from csms.transport import (
+    FrameSummary,
+    GuardedConnection,
+    HandshakeGate,
+    MemoryTrimmer,
+    connection_factory,
+)
 
 __all__ = [
     "CallFailed", "CallTimeout", "CentralSystem", "StationConnection",
     "StationOffline", "compression_options",
 ]
 
-log = logging.getLogger("csms.server")
+log = protect(logging.getLogger("csms.server"))
+# The logger websockets gets: frames shown by kind and size, credentials redacted
+# (it logs each handshake header at debug level, Authorization included).
+ws_log = logging.getLogger("websockets.server")
+if not any(isinstance(f, FrameSummary) for f in ws_log.filters):
+    ws_log.addFilter(FrameSummary())
+protect(ws_log)
 
 # A station sends its CALLs one at a time (OCPP-J §4.1.1); a few queued ones are
 # tolerated, more make the reader wait (back-pressure on a flooding station). With
@@ -333,6 +346,7 @@ class CentralSystem:
             "ping_interval": self.settings.ping_interval or None,
             "ping_timeout": self.settings.ping_timeout or None,
             "server_header": None,
+            "logger": ws_log,
             # the HTTP upgrade; the TLS handshake has its own (LeanSSLProtocol)
             "open_timeout": self.settings.handshake_timeout,
             # A dead peer never answers the closing handshake: do not wait long.

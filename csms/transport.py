@@ -54,6 +54,7 @@ __all__ = [
     "CONTROL_FRAME_BURST",
     "CONTROL_FRAME_RATE",
     "TLS_READ_SIZE",
+    "FrameSummary",
     "GuardedConnection",
     "HandshakeGate",
     "LeanSSLProtocol",
@@ -70,6 +71,20 @@ CONTROL_FRAME_BURST = 20.0
 CONTROL_FRAME_RATE = 2.0
 # One TLS record carries at most 16 KiB of plaintext (RFC 8446 §5.1).
 TLS_READ_SIZE = 16 * 1024
+
+
+class FrameSummary(logging.Filter):
+    """websockets logs every frame's payload at debug level (``< TEXT '[2,...'``); an
+    OCPP message may carry a password (a ChangeConfiguration of AuthorizationKey).
+    Only the kind and size of a frame are logged; ``csms.server`` logs the messages
+    themselves, with credentials redacted."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and any(isinstance(a, Frame) for a in args):
+            record.args = tuple(f"{a.opcode.name} [{len(a.data)} bytes]"
+                                if isinstance(a, Frame) else a for a in args)
+        return True
 
 
 class HandshakeGate:

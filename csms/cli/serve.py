@@ -29,6 +29,7 @@ def _describe_db(db: str) -> str:
 async def _serve(settings: Settings) -> None:
     # Imported here: the server's dependencies are not needed by the other commands.
     from csms.bootstrap import build
+    from csms.bus.relay import parse_mqtt_url
 
     app = await build(settings)
     stop = asyncio.Event()
@@ -53,7 +54,8 @@ async def _serve(settings: Settings) -> None:
                 f" (token in {settings.data_dir}/admin.token)"
             )
         if settings.mqtt:
-            console.print(f"publishing events to {settings.mqtt}")
+            host, port = parse_mqtt_url(settings.mqtt)  # without any user:password
+            console.print(f"publishing events to mqtt://{host}:{port}")
         if settings.auto_register:
             console.print("[bold red]WARNING[/] --auto-register: unknown stations are accepted")
         await stop.wait()
@@ -117,6 +119,9 @@ def serve(
     if not isinstance(level, int):
         raise typer.BadParameter(f"unknown log level {log_level!r}")
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from csms import logsafe
+
+    logsafe.install()  # no credential in any line, whatever the level
     settings = settings_for(
         db, host=host, port=port, auto_register=auto_register,
         heartbeat_interval=heartbeat_interval, admin_port=admin_port, mqtt=mqtt,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime as dt
 import ipaddress
 import logging
@@ -373,3 +374,119 @@ async def test_password_rotation_switches_only_when_accepted(
     _, audit = await api(csms_server, "GET", "/audit")
     assert audit[0]["request"] == {"password": "<redacted>"}
     assert new not in caplog.text
+
+
+@pytest.mark.parametrize(("version", "accept"), [
+    ("ocpp1.6", True), ("ocpp2.0.1", True), ("ocpp1.6", False), ("ocpp2.0.1", False)])
+async def test_password_set_through_configuration_switches_only_when_accepted(
+    csms_server: RunningServer, caplog: pytest.LogCaptureFixture, version: str, accept: bool,
+) -> None:
+    """set-config AuthorizationKey / set-variables SecurityCtrlr.BasicAuthPassword do what
+    set-password does: the stored hash changes only once the station accepted."""
+    caplog.set_level(logging.DEBUG)
+    new = "config-set-password-77"
+    await csms_server.add_station("CP1", password=PASSWORD)
+    if version == "ocpp1.6":
+        command, body = "set-config", {"key": "AuthorizationKey", "value": new}
+    else:
+        command, body = "set-variables", {"values": {
+            "SecurityCtrlr.BasicAuthPassword": new, "OCPPCommCtrlr.HeartbeatInterval": "60"}}
+    async with await RawClient.connect(csms_server.url, "CP1", [version],
+                                       password=PASSWORD) as c:
+        await csms_server.wait_connected("CP1")
+        req = asyncio.create_task(api(csms_server, "POST", f"/stations/CP1/commands/{command}",
+                                      body))
+        call = await asyncio.wait_for(c.calls.get(), 5)
+        word = "Accepted" if accept else "Rejected"
+        if version == "ocpp1.6":
+            await c.answer(call[1], {"status": word})
+        else:
+            await c.answer(call[1], {"setVariableResult": [
+                {"attributeStatus": "Accepted", "component": {"name": "OCPPCommCtrlr"},
+                 "variable": {"name": "HeartbeatInterval"}},
+                {"attributeStatus": word, "component": {"name": "SecurityCtrlr"},
+                 "variable": {"name": "BasicAuthPassword"}}]})
+        status, answer = await req
+        assert status == 200 and answer["switched"] is accept
+    working, old = (new, PASSWORD) if accept else (PASSWORD, new)
+    async with await RawClient.connect(csms_server.url, "CP1", [version], password=working):
+        pass
+    assert await refused(RawClient.connect(csms_server.url, "CP1", [version],
+                                           password=old)) == 401
+    _, audit = await api(csms_server, "GET", "/audit")
+    assert new not in str(audit) and "<redacted>" in str(audit[0]["request"])
+    # what the server side logged (the test's own client logs its headers too)
+    logged = "\n".join(r.getMessage() for r in caplog.records
+                       if not r.name.startswith("websockets.client"))
+    assert "Authorization" in logged  # the handshake headers were logged, redacted
+    for secret in (new, PASSWORD, base64.b64encode(f"CP1:{PASSWORD}".encode()).decode(),
+                   base64.b64encode(f"CP1:{new}".encode()).decode()):
+        assert secret not in logged
+
+
+async def test_a_password_the_station_could_not_log_in_with_is_not_sent(
+    csms_server: RunningServer,
+) -> None:
+    await csms_server.add_station("CP1", password=PASSWORD)
+    async with await RawClient.connect(csms_server.url, "CP1", password=PASSWORD) as c:
+        await csms_server.wait_connected("CP1")
+        status, body = await api(csms_server, "POST", "/stations/CP1/commands/set-config",
+                                 {"key": "AuthorizationKey", "value": "short"})
+        assert status == 400 and "16 to 40" in body["error"]
+        assert c.calls.empty()
+
+
+def test_serve_logs_no_secret_at_debug_level(tmp_path: Path) -> None:
+    """The real `csms serve --log-level debug`: handshake headers, a password change
+    through set-config, the audit trail and the database file hold no credential."""
+    import subprocess
+    import sys
+    import time
+
+    from bench.common import free_port, wait_port
+
+    db, data = tmp_path / "s.sqlite3", tmp_path / "data"
+    new = "debug-level-password-9"
+    subprocess.run([sys.executable, "-m", "csms", "stations", "add", "CP1", "--password",
+                    PASSWORD, "--db", str(db)], check=True, capture_output=True)
+    port, admin = free_port(), free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "csms", "serve", "--port", str(port), "--db", str(db),
+         "--admin-port", str(admin), "--data-dir", str(data), "--log-level", "debug"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_port(port)
+        wait_port(admin)
+        token = (data / "admin.token").read_text().strip()
+
+        async def session() -> None:
+            import aiohttp
+
+            async with await RawClient.connect(f"ws://127.0.0.1:{port}", "CP1",
+                                               password=PASSWORD) as c:
+                await c.result("BootNotification", BOOT)
+                async with aiohttp.ClientSession() as http:
+                    req = asyncio.create_task(http.post(
+                        f"http://127.0.0.1:{admin}/stations/CP1/commands/set-config",
+                        json={"key": "AuthorizationKey", "value": new},
+                        headers={"Authorization": f"Bearer {token}"}))
+                    call = await asyncio.wait_for(c.calls.get(), 5)
+                    await c.answer(call[1], {"status": "Accepted"})
+                    assert (await req).status == 200
+            async with await RawClient.connect(f"ws://127.0.0.1:{port}", "CP1",
+                                               password=new) as c:
+                await c.result("Heartbeat", {})
+
+        asyncio.run(session())
+        time.sleep(0.5)
+    finally:
+        proc.terminate()
+        out, err = proc.communicate(timeout=20)
+    logs = out + err
+    assert "Authorization" in logs  # the headers were logged, at debug level
+    for secret in (PASSWORD, new, token,
+                   base64.b64encode(f"CP1:{PASSWORD}".encode()).decode(),
+                   base64.b64encode(f"CP1:{new}".encode()).decode()):
+        assert secret not in logs
+    stored = b"".join(p.read_bytes() for p in tmp_path.glob("s.sqlite3*"))
+    assert new.encode() not in stored and PASSWORD.encode() not in stored

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -124,3 +125,33 @@ def test_a_node_left_behind_is_stopped_before_a_new_one_starts(tmp_path: Path) -
         if stray.poll() is None:
             stray.kill()
             stray.wait()
+
+
+def test_the_keystore_password_is_never_logged(tmp_path: Path,
+                                               caplog: pytest.LogCaptureFixture) -> None:
+    from eth_account import Account
+
+    from settlement.chain import open_chain
+
+    caplog.set_level(logging.DEBUG)
+    password = "keystore-password-secret-1234"
+    operator = Account.create()
+    keystore = tmp_path / "operator.json"
+    keystore.write_text(json.dumps(Account.encrypt(operator.key, password)))
+    good, bad = tmp_path / "pw", tmp_path / "wrong-pw"
+    good.write_text(password + "\n")
+    bad.write_text(password[::-1])
+    node = AnvilNode()
+    try:
+        rpc_client(node.url).provider.make_request(  # type: ignore[arg-type]
+            "anvil_setBalance", [operator.address, hex(10**21)])
+        with pytest.raises(ChainError) as refused:
+            open_chain(node.url, tmp_path / "data", keystore=str(keystore),
+                       password_file=str(bad))
+        chain = open_chain(node.url, tmp_path / "data", keystore=str(keystore),
+                           password_file=str(good))
+        assert chain.operator.address == operator.address
+    finally:
+        node.stop()
+    for text in (caplog.text, str(refused.value)):
+        assert password not in text and password[::-1] not in text
