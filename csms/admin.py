@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import ipaddress
 import logging
 import os
 import secrets
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 from aiohttp import web
@@ -24,7 +26,7 @@ from aiohttp import web
 from csms.bus.commands import CommandBus, NodeUnavailable
 from csms.logsafe import protect
 from csms.metrics import Metrics
-from csms.protocol import OcppVersion
+from csms.protocol import InvalidStationId, OcppVersion, station_id_from_path
 from csms.server import CallFailed, CallTimeout, CentralSystem, StationOffline
 from csms.service.auth import hash_password, validate_password
 from csms.service.cluster import live_nodes
@@ -43,7 +45,10 @@ from csms.translate.commands import (
     result_status,
 )
 
-__all__ = ["COMMAND_RESULTS", "AdminApi", "command_labels", "load_or_create_token"]
+__all__ = [
+    "COMMAND_RESULTS", "AdminApi", "AdminNotPublic", "command_labels", "is_loopback",
+    "load_or_create_token",
+]
 
 log = protect(logging.getLogger("csms.admin"))
 
@@ -78,6 +83,54 @@ def command_labels(command: str, status: int, result: dict[str, Any]) -> tuple[s
     return name, word.lower() if word in ("Accepted", "Rejected") else "other"
 
 
+class AdminNotPublic(ValueError):
+    """The admin host is beyond loopback and the operator did not allow it."""
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 or localhost; an empty host or 0.0.0.0 means every interface."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve to anything
+
+
+class BadQuery(Exception):
+    """A query parameter the endpoint does not take, or a value it cannot use (400)."""
+
+
+def _query(request: web.Request, allowed: set[str]) -> dict[str, str]:
+    unknown = sorted(set(request.query) - allowed)
+    if unknown:
+        raise BadQuery(f"unknown query parameter {unknown[0]!r}"
+                       f" (this endpoint takes: {', '.join(sorted(allowed)) or 'none'})")
+    if len(request.query) != len(set(request.query)):
+        raise BadQuery("a query parameter is given twice")
+    return dict(request.query)
+
+
+def _int(query: dict[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = query.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise BadQuery(f"{name} must be an integer from {low} to {high}, not {raw[:20]!r}")
+    return int(raw)
+
+
+def _bool(query: dict[str, str], name: str) -> bool | None:
+    raw = query.get(name)
+    if raw is None:
+        return None
+    if raw.lower() in ("1", "true", "yes"):
+        return True
+    if raw.lower() in ("0", "false", "no"):
+        return False
+    raise BadQuery(f"{name} must be true or false, not {raw[:20]!r}")
+
+
 def _json(data: Any, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
 
@@ -90,18 +143,19 @@ class AdminApi:
     def __init__(
         self, central: CentralSystem, repo: Repository, token: str, metrics: Metrics,
         host: str = "127.0.0.1", port: int = 9001, bus: CommandBus | None = None,
-        tasks: Supervisor | None = None,
+        tasks: Supervisor | None = None, public: bool = False,
     ) -> None:
         self.central = central
         self.bus = bus  # commands for stations on other nodes go over MQTT
         self.tasks = tasks  # the node's background tasks, for /health
+        self.public = public  # the operator allowed a host beyond loopback
         self.repo = repo
         self.token = token
         self.metrics = metrics
         self.host = host
         self.port = port
         self._runner: web.AppRunner | None = None
-        self.app = web.Application(middlewares=[self._auth])
+        self.app = web.Application(middlewares=[self._auth, self._bad_query])
         self.app.add_routes([
             web.get("/health", self.health),
             web.get("/openapi.json", self.openapi),
@@ -115,6 +169,14 @@ class AdminApi:
         ])
 
     async def start(self) -> None:
+        if not is_loopback(self.host):
+            if not self.public:
+                raise AdminNotPublic(
+                    f"the admin API would listen on {self.host or 'every interface'}, beyond"
+                    " this machine; give --admin-public (CSMS_ADMIN_PUBLIC=true) to allow it")
+            log.warning("! the admin API listens on %s: reachable beyond this machine; only"
+                        " its bearer token protects it (use TLS in front of it)",
+                        self.host or "every interface")
         self._runner = web.AppRunner(self.app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
@@ -143,6 +205,14 @@ class AdminApi:
         response = await handler(request)
         return response
 
+    @web.middleware
+    async def _bad_query(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        try:
+            response: web.StreamResponse = await handler(request)
+        except BadQuery as exc:
+            return _error(400, str(exc))
+        return response
+
     # -- read endpoints ----------------------------------------------------------
     async def health(self, request: web.Request) -> web.Response:
         """Always answers (200) while the process runs; ``degraded`` names the tasks
@@ -153,6 +223,7 @@ class AdminApi:
                       "down": down, "tasks": {n: s.as_json() for n, s in states.items()}})
 
     async def metrics_text(self, request: web.Request) -> web.Response:
+        _query(request, set())
         try:
             await self._database_gauges()
         except StorageError as exc:
@@ -180,24 +251,34 @@ class AdminApi:
         self.metrics.outbox_pending.set(outbox)
 
     async def stations(self, request: web.Request) -> web.Response:
+        _query(request, set())
         return _json(await self.repo.read(stations_view))
 
     async def station(self, request: web.Request) -> web.Response:
+        _query(request, set())
         station_id = request.match_info["station_id"]
         data = await self.repo.read(lambda tx: station_detail(tx, station_id))
         return _error(404, f"no station {station_id}") if data is None else _json(data)
 
     async def sessions(self, request: web.Request) -> web.Response:
-        station = request.query.get("station")
-        active = request.query.get("active") in ("1", "true", "yes")
+        query = _query(request, {"station", "active", "limit"})
+        station = query.get("station")
+        if station is not None:
+            try:
+                station_id_from_path("/" + quote(station, safe=""))
+            except InvalidStationId as exc:
+                raise BadQuery(f"station: {exc}") from None
+        active = _bool(query, "active")
+        limit = _int(query, "limit", 1000, 1, 10_000)
 
         async def work(tx: Tx) -> list[dict[str, Any]]:
             return [session_json(s)
-                    for s in await tx.list_sessions(station, True if active else None)]
+                    for s in await tx.list_sessions(station, True if active else None, limit)]
 
         return _json(await self.repo.read(work))
 
     async def session(self, request: web.Request) -> web.Response:
+        _query(request, set())
         try:
             session_id = int(request.match_info["session_id"])
         except ValueError:
@@ -211,13 +292,16 @@ class AdminApi:
         return _error(404, f"no session {session_id}") if data is None else _json(data)
 
     async def audit(self, request: web.Request) -> web.Response:
+        limit = _int(_query(request, {"limit"}), "limit", 100, 1, 10_000)
+
         async def work(tx: Tx) -> list[dict[str, Any]]:
-            return await tx.list_audit(int(request.query.get("limit", "100")))
+            return await tx.list_audit(limit)
 
         return _json(await self.repo.read(work))
 
     # -- commands ----------------------------------------------------------------
     async def command(self, request: web.Request) -> web.Response:
+        _query(request, set())
         station_id = request.match_info["station_id"]
         command = request.match_info["command"]
         try:
@@ -368,12 +452,14 @@ class AdminApi:
         return args
 
     async def openapi(self, request: web.Request) -> web.Response:
+        _query(request, set())
         return _json(openapi_document())
 
 
 def openapi_document() -> dict[str, Any]:
     bearer: list[dict[str, list[str]]] = [{"bearer": []}]
     ok = {"200": {"description": "OK", "content": {"application/json": {}}}}
+    bad = {"400": {"description": "Unknown query parameter or unusable value"}}
     command_responses = {
         "200": {"description": "The station's answer"},
         "400": {"description": "Invalid arguments for this command or station"},
@@ -395,13 +481,17 @@ def openapi_document() -> dict[str, Any]:
             "/stations/{station_id}": {"get": {"responses": ok, "parameters": [
                 {"name": "station_id", "in": "path", "required": True,
                  "schema": {"type": "string"}}]}},
-            "/sessions": {"get": {"responses": ok, "parameters": [
+            "/sessions": {"get": {"responses": {**ok, **bad}, "parameters": [
                 {"name": "station", "in": "query", "schema": {"type": "string"}},
-                {"name": "active", "in": "query", "schema": {"type": "boolean"}}]}},
+                {"name": "active", "in": "query", "schema": {"type": "boolean"}},
+                {"name": "limit", "in": "query",
+                 "schema": {"type": "integer", "minimum": 1, "maximum": 10000}}]}},
             "/sessions/{session_id}": {"get": {"responses": ok, "parameters": [
                 {"name": "session_id", "in": "path", "required": True,
                  "schema": {"type": "integer"}}]}},
-            "/audit": {"get": {"responses": ok}},
+            "/audit": {"get": {"responses": {**ok, **bad}, "parameters": [
+                {"name": "limit", "in": "query",
+                 "schema": {"type": "integer", "minimum": 1, "maximum": 10000}}]}},
             "/stations/{station_id}/commands/{command}": {"post": {
                 "description": "Send a command to a connected station and wait for its answer."
                                " Commands: " + ", ".join(sorted(COMMANDS)),

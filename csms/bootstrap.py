@@ -150,7 +150,8 @@ async def build(settings: Settings) -> App:
         token = load_or_create_token(settings.admin_token_path) if settings.admin_port >= 0 \
             else ""
         admin = AdminApi(central, repo, token, metrics, settings.admin_host,
-                         settings.admin_port, bus=bus, tasks=tasks)
+                         settings.admin_port, bus=bus, tasks=tasks,
+                         public=settings.admin_public)
     relay = OutboxRelay(repo, settings.mqtt, client_id=f"voltledger-{central.node_id}") if (
         settings.mqtt) else None
     return App(settings, repo, service, central, metrics, admin, relay, bus, tasks=tasks)

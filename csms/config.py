@@ -65,6 +65,7 @@ class Settings:
     # Station payloads are not stored when the database has less free space than this;
     # transaction data may use it (SQLite: the disk and max_page_count).
     storage_reserve: int = 67108864
+    admin_public: bool = False  # let admin_host be beyond loopback (a warning is printed)
 
     @property
     def admin_token_path(self) -> Path:

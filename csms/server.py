@@ -89,6 +89,12 @@ protect(ws_log)
 # MAX_QUEUED_FRAMES frames of at most max_frame_bytes, plus MAX_QUEUED_CALLS parsed.
 MAX_QUEUED_CALLS = 4
 MAX_QUEUED_FRAMES = 4
+# What a binary frame gets, per OCPP version: the close code and reason (see
+# StationConnection._refuse_binary).
+BINARY_FRAME_CLOSE: dict[OcppVersion, tuple[int, str]] = {
+    OcppVersion.V16: (1003, "OCPP-J 1.6 messages are text frames"),
+    OcppVersion.V201: (1003, "OCPP-J 2.0.1 messages are text frames"),
+}
 
 
 class StationOffline(Exception):
@@ -147,6 +153,9 @@ class StationConnection:
     async def _reader(self) -> None:
         try:
             async for text in self.ws:
+                if isinstance(text, bytes):
+                    await self._refuse_binary(len(text))
+                    return
                 self.messages_in += 1
                 log.debug("< %s %s", self.station_id, text)
                 event = self.endpoint.receive(text)
@@ -169,6 +178,20 @@ class StationConnection:
             answer = self._answer
             if answer is not None and not answer.done():
                 answer.set_exception(StationOffline(self.station_id))
+
+    async def _refuse_binary(self, size: int) -> None:
+        """OCPP-J messages are JSON text in text frames (1.6 OCPP-J §4 / 2.0.1 Part 4 §4);
+        neither version defines a binary message, so one is not read as OCPP: the
+        connection is closed with 1003 (RFC 6455 §7.4.1, data it cannot accept), and the
+        station's reconnect starts clean."""
+        code, reason = BINARY_FRAME_CLOSE[self.version]
+        log.warning("! %s sent a binary frame (%d bytes); closing (%d)", self.station_id,
+                    size, code)
+        self.metrics.connections_cut.labels("binary_frame").inc()
+        with contextlib.suppress(StorageError):
+            await self.service.station_event(self.station_id, "security", {
+                "type": "BinaryFrame", "bytes": size})
+        await self.ws.close(code, reason)
 
     async def _worker(self) -> None:
         while True:
