@@ -2,8 +2,12 @@
 
 Theory of operation. ``process_request`` runs before the upgrade: it reads the
 station id from the path (400 if invalid), looks the station up (404 if
-unknown, unless auto-registration is on) and checks HTTP Basic credentials for
-stations that have a password (401). ``select_subprotocol`` picks the first
+unknown, unless auto-registration is on), checks the transport against the
+station's security profile (403) and HTTP Basic credentials for stations that
+have a password (401), through the login guard of :mod:`csms.service.ratelimit`
+(429 for an address out of attempts, 503 while the station's check runs).
+What a connection may cost before and after the upgrade is bounded in
+:mod:`csms.transport`. ``select_subprotocol`` picks the first
 OCPP version in the *client's* order; with none shared the handshake completes
 without the header and the connection is closed at once (OCPP-J 1.6 §4.1.2;
 websockets' default would answer HTTP 400 and prefer the server's order).
@@ -461,6 +465,11 @@ class CentralSystem:
         if refusal is not None:
             log.warning("! refused station %r from %s: %s", station_id, remote, refusal)
             return self._refuse(connection, HTTPStatus.FORBIDDEN, "forbidden\n", "forbidden")
+        if station.password_hash is None and station.security_profile in (1, 2):
+            log.warning("! refused station %r from %s: station has no password set",
+                        station_id, remote)
+            return self._refuse(connection, HTTPStatus.UNAUTHORIZED, "unauthorized\n",
+                                "unauthorized")
         if station.password_hash is None or station.security_profile == 3:
             # Nothing to check beyond the transport: never rate limited (a profile-0
             # station is not refused because others failed from its address).
@@ -502,8 +511,6 @@ class CentralSystem:
             if names != [station.id]:
                 return f"TLS certificate CN {names!r} is not the station id"
             return None
-        if station.password_hash is None and profile >= 1:
-            return "station has no password set"
         return None
 
     @staticmethod

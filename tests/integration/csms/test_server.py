@@ -101,6 +101,11 @@ async def test_basic_auth(csms_server: RunningServer) -> None:
         await RawClient.connect(csms_server.url, "CP1", password=pw, user="CP2")
     async with await RawClient.connect(csms_server.url, "CP1", password=pw) as c:
         assert (await c.result("BootNotification", BOOT16))["status"] == "Accepted"
+    # profile 1 without a stored password: nobody gets in (not even without credentials)
+    await csms_server.add_station("NOPW", profile=1)
+    with pytest.raises(InvalidStatus) as info:
+        await RawClient.connect(csms_server.url, "NOPW", password=pw)
+    assert info.value.response.status_code == 401
 
 
 @pytest.mark.parametrize(
