@@ -7,13 +7,15 @@ the OCPP layer, in every state of its life:
 * **Accepted, handshake not finished** (TLS and HTTP upgrade). Each listener
   counts these in a :class:`HandshakeGate`; beyond ``max_handshakes`` a new
   connection is dropped at once, before anything is allocated for it, and each
-  handshake has ``handshake_timeout`` seconds (the TLS handshake and the HTTP
-  upgrade each). asyncio's own TLS layer allocates a 256 KiB read buffer per
-  connection when it is accepted and reads up to 256 KiB at a time, which made an
-  idle TCP connection to the wss:// port cost ~320 KB and left the heap
-  fragmented after they closed; :class:`LeanSSLProtocol` shares one read buffer
-  per listener (reads are synchronous: the transport fills the buffer and hands
-  it over before anything else runs) and reads one TLS record (16 KiB) at a time.
+  handshake has ``handshake_timeout`` seconds in all. Until its first byte a
+  socket gets no handler task, timers or TLS state (:class:`_OnFirstByte`), so a
+  silent wss:// socket costs what a silent ws:// one does. asyncio's own TLS
+  layer allocated a 256 KiB read buffer per connection on accept and read up to
+  256 KiB at a time, which made an idle TCP connection to the wss:// port cost
+  ~200-320 KB and left the heap fragmented after they closed;
+  :class:`LeanSSLProtocol` shares one read buffer per listener (reads are
+  synchronous: the transport fills the buffer and hands it over before anything
+  else runs) and reads one TLS record (16 KiB) at a time.
 * **Open.** Pongs and close frames are written by websockets as data arrives,
   without flow control, so a peer that sends pings and never reads made the
   server's write buffer grow without end. :class:`GuardedConnection` closes a
