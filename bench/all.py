@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench import cluster, connections, settlement_gas, throughput
+from bench import attacks, cluster, connections, settlement_gas, soak, throughput
 
 __all__ = ["main"]
 
@@ -15,6 +15,10 @@ def main() -> None:
     settlement_gas.main(["--sizes", "1", "100", "1000", "10000"])
     settlement_gas.main(["--sizes", "1000", "--drivers", "1000"])  # every session its driver
     cluster.main(["--stations", "400", "--duration", "20"])
+    soak.main([])  # 5,000 idle TLS sockets twice, 30 s of ping flood
+    soak.main(["--idle-cost", "--sockets", "3000"])
+    attacks.main(["logins", "--attempts", "300"])
+    attacks.main(["datatransfer", "--seconds", "20"])
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import ipaddress
 import json
 import logging
 import os
@@ -18,29 +19,39 @@ import secrets
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 from aiohttp import web
 
 from csms.bus.commands import CommandBus, NodeUnavailable
+from csms.logsafe import protect
 from csms.metrics import Metrics
-from csms.protocol import OcppVersion
+from csms.protocol import InvalidStationId, OcppVersion, station_id_from_path
 from csms.server import CallFailed, CallTimeout, CentralSystem, StationOffline
 from csms.service.auth import hash_password, validate_password
 from csms.service.cluster import live_nodes
-from csms.service.ports import Repository, Tx
+from csms.service.ports import Repository, StorageError, Tx
+from csms.service.supervisor import Supervisor
 from csms.service.views import session_json, station_detail, stations_view
 from csms.translate.commands import (
     COMMANDS,
-    SECRET_ARGS,
     CommandError,
     build_call,
+    carries_secret,
+    new_password,
+    password_accepted,
+    redacted_args,
+    redacted_response,
     result_status,
 )
 
-__all__ = ["AdminApi", "load_or_create_token"]
+__all__ = [
+    "COMMAND_RESULTS", "AdminApi", "AdminNotPublic", "command_labels", "is_loopback",
+    "load_or_create_token",
+]
 
-log = logging.getLogger("csms.admin")
+log = protect(logging.getLogger("csms.admin"))
 
 
 def load_or_create_token(path: Path) -> str:
@@ -56,6 +67,69 @@ def load_or_create_token(path: Path) -> str:
         f.write(token + "\n")
     log.info("= created admin token at %s", path)
     return token
+
+
+# Label values of voltledger_operator_commands: command names and these words only,
+# never what a caller or a station chose (an unbounded label set exhausts memory).
+COMMAND_RESULTS = {400: "invalid", 404: "unknown_command", 409: "offline", 502: "callerror",
+                   504: "timeout"}
+
+
+def command_labels(command: str, status: int, result: dict[str, Any]) -> tuple[str, str]:
+    """(command, result) labels of an operator command, from fixed sets."""
+    name = command if command in COMMANDS else "unknown"
+    if status != 200:
+        return name, COMMAND_RESULTS.get(status, "error")
+    word = str(result.get("status", ""))
+    return name, word.lower() if word in ("Accepted", "Rejected") else "other"
+
+
+class AdminNotPublic(ValueError):
+    """The admin host is beyond loopback and the operator did not allow it."""
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 or localhost; an empty host or 0.0.0.0 means every interface."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve to anything
+
+
+class BadQuery(Exception):
+    """A query parameter the endpoint does not take, or a value it cannot use (400)."""
+
+
+def _query(request: web.Request, allowed: set[str]) -> dict[str, str]:
+    unknown = sorted(set(request.query) - allowed)
+    if unknown:
+        raise BadQuery(f"unknown query parameter {unknown[0]!r}"
+                       f" (this endpoint takes: {', '.join(sorted(allowed)) or 'none'})")
+    if len(request.query) != len(set(request.query)):
+        raise BadQuery("a query parameter is given twice")
+    return dict(request.query)
+
+
+def _int(query: dict[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = query.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise BadQuery(f"{name} must be an integer from {low} to {high}, not {raw[:20]!r}")
+    return int(raw)
+
+
+def _bool(query: dict[str, str], name: str) -> bool | None:
+    raw = query.get(name)
+    if raw is None:
+        return None
+    if raw.lower() in ("1", "true", "yes"):
+        return True
+    if raw.lower() in ("0", "false", "no"):
+        return False
+    raise BadQuery(f"{name} must be true or false, not {raw[:20]!r}")
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -74,16 +148,19 @@ class AdminApi:
     def __init__(
         self, central: CentralSystem, repo: Repository, token: str, metrics: Metrics,
         host: str = "127.0.0.1", port: int = 9001, bus: CommandBus | None = None,
+        tasks: Supervisor | None = None, public: bool = False,
     ) -> None:
         self.central = central
         self.bus = bus  # commands for stations on other nodes go over MQTT
+        self.tasks = tasks  # the node's background tasks, for /health
+        self.public = public  # the operator allowed a host beyond loopback
         self.repo = repo
         self.token = token
         self.metrics = metrics
         self.host = host
         self.port = port
         self._runner: web.AppRunner | None = None
-        self.app = web.Application(middlewares=[self._auth])
+        self.app = web.Application(middlewares=[self._auth, self._bad_query])
         self.app.add_routes([
             web.get("/health", self.health),
             web.get("/openapi.json", self.openapi),
@@ -97,6 +174,14 @@ class AdminApi:
         ])
 
     async def start(self) -> None:
+        if not is_loopback(self.host):
+            if not self.public:
+                raise AdminNotPublic(
+                    f"the admin API would listen on {self.host or 'every interface'}, beyond"
+                    " this machine; give --admin-public (CSMS_ADMIN_PUBLIC=true) to allow it")
+            log.warning("! the admin API listens on %s: reachable beyond this machine; only"
+                        " its bearer token protects it (use TLS in front of it)",
+                        self.host or "every interface")
         self._runner = web.AppRunner(self.app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
@@ -125,11 +210,35 @@ class AdminApi:
         response = await handler(request)
         return response
 
+    @web.middleware
+    async def _bad_query(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        try:
+            response: web.StreamResponse = await handler(request)
+        except BadQuery as exc:
+            return _error(400, str(exc))
+        return response
+
     # -- read endpoints ----------------------------------------------------------
     async def health(self, request: web.Request) -> web.Response:
-        return _json({"status": "ok", "node": self.central.node_id})
+        """Always answers (200) while the process runs; ``degraded`` names the tasks
+        that are down (a broker or database outage), which keep being restarted."""
+        states = self.tasks.states() if self.tasks is not None else {}
+        down = sorted(n for n, s in states.items() if s.state == "down")
+        return _json({"status": "degraded" if down else "ok", "node": self.central.node_id,
+                      "down": down, "tasks": {n: s.as_json() for n, s in states.items()}})
 
     async def metrics_text(self, request: web.Request) -> web.Response:
+        _query(request, set())
+        try:
+            await self._database_gauges()
+        except StorageError as exc:
+            # The database is down: the gauges keep their last values, and the task
+            # metrics (voltledger_task_up) say what is down.
+            log.warning("! /metrics without the database gauges: %s", exc)
+        return web.Response(body=self.metrics.render(),
+                            content_type="text/plain", charset="utf-8")
+
+    async def _database_gauges(self) -> None:
         async def counts(tx: Tx) -> tuple[dict[str, int], int, int, int]:
             pending = await tx.fetchone(
                 "SELECT count(*) AS n FROM outbox WHERE published_at IS NULL"
@@ -145,28 +254,36 @@ class AdminApi:
             self.metrics.sessions.labels(status).set(sessions.get(status, 0))
         self.metrics.settlement_backlog.set(backlog)
         self.metrics.outbox_pending.set(outbox)
-        return web.Response(body=self.metrics.render(),
-                            content_type="text/plain", charset="utf-8")
 
     async def stations(self, request: web.Request) -> web.Response:
+        _query(request, set())
         return _json(await self.repo.read(stations_view))
 
     async def station(self, request: web.Request) -> web.Response:
+        _query(request, set())
         station_id = request.match_info["station_id"]
         data = await self.repo.read(lambda tx: station_detail(tx, station_id))
         return _error(404, f"no station {station_id}") if data is None else _json(data)
 
     async def sessions(self, request: web.Request) -> web.Response:
-        station = request.query.get("station")
-        active = request.query.get("active") in ("1", "true", "yes")
+        query = _query(request, {"station", "active", "limit"})
+        station = query.get("station")
+        if station is not None:
+            try:
+                station_id_from_path("/" + quote(station, safe=""))
+            except InvalidStationId as exc:
+                raise BadQuery(f"station: {exc}") from None
+        active = _bool(query, "active")
+        limit = _int(query, "limit", 1000, 1, 10_000)
 
         async def work(tx: Tx) -> list[dict[str, Any]]:
             return [session_json(s)
-                    for s in await tx.list_sessions(station, True if active else None)]
+                    for s in await tx.list_sessions(station, True if active else None, limit)]
 
         return _json(await self.repo.read(work))
 
     async def session(self, request: web.Request) -> web.Response:
+        _query(request, set())
         try:
             session_id = int(request.match_info["session_id"])
         except ValueError:
@@ -180,13 +297,16 @@ class AdminApi:
         return _error(404, f"no session {session_id}") if data is None else _json(data)
 
     async def audit(self, request: web.Request) -> web.Response:
+        limit = _int(_query(request, {"limit"}), "limit", 100, 1, 10_000)
+
         async def work(tx: Tx) -> list[dict[str, Any]]:
-            return await tx.list_audit(int(request.query.get("limit", "100")))
+            return await tx.list_audit(limit)
 
         return _json(await self.repo.read(work))
 
     # -- commands ----------------------------------------------------------------
     async def command(self, request: web.Request) -> web.Response:
+        _query(request, set())
         station_id = request.match_info["station_id"]
         command = request.match_info["command"]
         try:
@@ -199,15 +319,17 @@ class AdminApi:
         actor = request.headers.get("X-Actor") or f"admin@{request.remote}"
         status, result = await self.run_command(station_id, command, body, timeout)
         ok = status == 200
-        logged = {k: ("<redacted>" if k in SECRET_ARGS.get(command, ()) else v)
-                  for k, v in body.items()}
+        # what the audit trail keeps: no credential, neither sent nor answered
+        logged = redacted_args(command, body)
+        kept = {**result, "response": redacted_response(result["response"])} \
+            if isinstance(result.get("response"), dict) else result
 
         async def audit(tx: Tx) -> None:
-            await tx.add_audit(actor, command, station_id, logged, result, ok,
+            await tx.add_audit(actor, command, station_id, logged, kept, ok,
                                datetime.now(UTC))
 
         await self.repo.unit(audit)
-        self.metrics.commands.labels(command, result.get("status", "error")).inc()
+        self.metrics.commands.labels(*command_labels(command, status, result)).inc()
         return _json(result, status)
 
     async def run_command(
@@ -225,10 +347,17 @@ class AdminApi:
             return 409, {"error": f"station {station_id} is not connected", "status": "Offline"}
         try:
             args = await self._resolve(station_id, conn.version, command, args)
+            password = new_password(command, args)
+            if password is not None:
+                # a password the station takes must be one we can store and check
+                try:
+                    validate_password(password)
+                except ValueError as exc:
+                    raise CommandError(str(exc)) from None
             call = build_call(conn.version, command, args)
         except CommandError as exc:
             return 400, {"error": str(exc)}
-        secret = command in SECRET_ARGS
+        secret = carries_secret(command, args)
         try:
             response = await conn.call(
                 call.action, call.payload, float(timeout) if timeout else None, secret=secret
@@ -242,16 +371,17 @@ class AdminApi:
             return 502, {"error": f"station answered {exc.code}: {exc.description}",
                          "status": exc.code, "action": call.action}
         word = result_status(call.action, response)
-        if command == "set-password":
-            # Switch to the new password only once the station accepted it
-            # (1.6 security whitepaper / 2.0.1 A01.FR.04); otherwise keep the old one.
-            if word != "Accepted":
-                return 200, {"status": word, "action": call.action, "switched": False,
-                             "ocpp_version": conn.version.short, "response": response}
-            await self._store_password(station_id, args["password"])
-        return 200, {"status": word, "action": call.action,
-                     "ocpp_version": conn.version.short, "response": response,
-                     **({"switched": True} if command == "set-password" else {})}
+        answer: dict[str, Any] = {"status": word, "action": call.action,
+                                  "ocpp_version": conn.version.short, "response": response}
+        if password is not None:
+            # Switch to the new password only once the station accepted it (1.6
+            # security whitepaper / 2.0.1 A01.FR.04), whichever command carried it
+            # (set-password, or set-config / set-variables of the password key);
+            # otherwise the station keeps the old one, and so do we.
+            answer["switched"] = password_accepted(call.action, response)
+            if answer["switched"]:
+                await self._store_password(station_id, password)
+        return 200, answer
 
     async def _forward(
         self, station_id: str, command: str, args: dict[str, Any], timeout: Any,
@@ -333,12 +463,6 @@ class AdminApi:
                 return active[0].transaction_id
 
             return {**args, "transaction_id": await self.repo.read(find)}
-        if command == "set-password":
-            try:
-                validate_password(str(args.get("password", "")))
-            except ValueError as exc:
-                raise CommandError(str(exc)) from None
-            return args
         if command == "send-local-list":
             async def tags(tx: Tx) -> tuple[int, list[dict[str, Any]]]:
                 now = datetime.now(UTC)
@@ -351,12 +475,14 @@ class AdminApi:
         return args
 
     async def openapi(self, request: web.Request) -> web.Response:
+        _query(request, set())
         return _json(openapi_document())
 
 
 def openapi_document() -> dict[str, Any]:
     bearer: list[dict[str, list[str]]] = [{"bearer": []}]
     ok = {"200": {"description": "OK", "content": {"application/json": {}}}}
+    bad = {"400": {"description": "Unknown query parameter or unusable value"}}
     command_responses = {
         "200": {"description": "The station's answer"},
         "400": {"description": "Invalid arguments for this command or station"},
@@ -378,13 +504,17 @@ def openapi_document() -> dict[str, Any]:
             "/stations/{station_id}": {"get": {"responses": ok, "parameters": [
                 {"name": "station_id", "in": "path", "required": True,
                  "schema": {"type": "string"}}]}},
-            "/sessions": {"get": {"responses": ok, "parameters": [
+            "/sessions": {"get": {"responses": {**ok, **bad}, "parameters": [
                 {"name": "station", "in": "query", "schema": {"type": "string"}},
-                {"name": "active", "in": "query", "schema": {"type": "boolean"}}]}},
+                {"name": "active", "in": "query", "schema": {"type": "boolean"}},
+                {"name": "limit", "in": "query",
+                 "schema": {"type": "integer", "minimum": 1, "maximum": 10000}}]}},
             "/sessions/{session_id}": {"get": {"responses": ok, "parameters": [
                 {"name": "session_id", "in": "path", "required": True,
                  "schema": {"type": "integer"}}]}},
-            "/audit": {"get": {"responses": ok}},
+            "/audit": {"get": {"responses": {**ok, **bad}, "parameters": [
+                {"name": "limit", "in": "query",
+                 "schema": {"type": "integer", "minimum": 1, "maximum": 10000}}]}},
             "/stations/{station_id}/commands/{command}": {"post": {
                 "description": "Send a command to a connected station and wait for its answer."
                                " Commands: " + ", ".join(sorted(COMMANDS)),

@@ -11,7 +11,7 @@ from typing import Any
 
 from csms.admin import AdminApi, load_or_create_token
 from csms.bus.commands import CommandBus
-from csms.bus.relay import OutboxRelay
+from csms.bus.relay import OUTAGES, OutboxRelay
 from csms.config import Settings
 from csms.domain.energy import watts
 from csms.metrics import Metrics
@@ -19,6 +19,8 @@ from csms.server import CentralSystem
 from csms.service.charging import ChargingService
 from csms.service.cluster import beat
 from csms.service.ports import Repository, StorageError, Tx
+from csms.service.quota import PayloadQuota
+from csms.service.supervisor import Supervisor, TaskState
 from csms.storage import open_repository
 
 __all__ = ["App", "build"]
@@ -39,28 +41,37 @@ class App:
     relay: OutboxRelay | None = None
     bus: CommandBus | None = None
     chain: Any = None
-    _stop: asyncio.Event = field(default_factory=asyncio.Event)
-    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    tasks: Supervisor = field(default_factory=Supervisor)
+    _restarts: dict[str, int] = field(default_factory=dict)  # counted in /metrics so far
 
     async def start(self) -> None:
-        """Listen for stations, start the admin API and the background workers."""
+        """Listen for stations, start the admin API and the background tasks.
+
+        Each background task is owned by ``tasks`` (csms.service.supervisor): after a
+        database or broker outage it starts again with backoff, and /health and
+        /metrics show it down meanwhile.
+        """
+        self.tasks.on_change = self._task_changed
         await self.central.start()
         await self._beat()
-        self._tasks.append(asyncio.create_task(self._beating(), name="node-beat"))
+        self.tasks.start("node-beat", self._beating, (StorageError,))
+        self.tasks.start("last-seen", self.service.run_seen_writer, (StorageError,))
         if self.admin is not None and self.settings.admin_port >= 0:
             await self.admin.start()
         if self.relay is not None:
-            self._tasks.append(asyncio.create_task(self.relay.run(self._stop), name="relay"))
+            self.tasks.start("relay", self.relay.run, OUTAGES)
         if self.bus is not None and self.admin is not None:
-            admin = self.admin
+            admin, bus = self.admin, self.bus
 
             async def handle(station_id: str, command: str, args: dict[str, Any],
                              timeout: float | None) -> tuple[int, dict[str, Any]]:
                 return await admin.run_command(station_id, command, args, timeout,
                                                forwarded=True)
 
-            self._tasks.append(asyncio.create_task(self.bus.run(handle, self._stop),
-                                                   name="command-bus"))
+            async def serve_commands(stop: asyncio.Event) -> None:
+                await bus.run(handle, stop)
+
+            self.tasks.start("command-bus", serve_commands, OUTAGES)
         if self.settings.chain:
             # Imported here: web3 and the compiler are not needed without settlement.
             from settlement.chain import open_chain
@@ -75,8 +86,19 @@ class App:
                 self.repo, self.chain, batch_size=self.settings.batch_size,
                 max_wait=self.settings.max_wait, confirmations=self.settings.confirmations,
                 publish_events=bool(self.settings.mqtt), holder=self.central.node_id)
-            self._tasks.append(asyncio.create_task(worker.run_forever(self._stop),
-                                                   name="settlement"))
+            report = self.tasks.reporter("settlement")
+
+            async def settle(stop: asyncio.Event) -> None:
+                await worker.run_forever(stop, on_step=report)
+
+            self.tasks.start("settlement", settle)
+
+    def _task_changed(self, state: TaskState) -> None:
+        self.metrics.task_up.labels(state.name).set(1 if state.state == "up" else 0)
+        missing = state.restarts - self._restarts.get(state.name, 0)
+        if missing > 0:
+            self.metrics.task_restarts.labels(state.name).inc(missing)
+            self._restarts[state.name] = state.restarts
 
     async def _beat(self) -> None:
         node = self.central.node_id
@@ -86,26 +108,18 @@ class App:
 
         await self.repo.unit(work)
 
-    async def _beating(self) -> None:
-        """Tell the other nodes this one is alive (see csms.service.cluster)."""
-        while not self._stop.is_set():
+    async def _beating(self, stop: asyncio.Event) -> None:
+        """Tell the other nodes this one is alive (see csms.service.cluster); a beat that
+        cannot be stored is raised, and the supervisor beats again after a backoff."""
+        while not stop.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), NODE_BEAT_SECONDS)
-            if self._stop.is_set():
+                await asyncio.wait_for(stop.wait(), NODE_BEAT_SECONDS)
+            if stop.is_set():
                 return
-            try:
-                await self._beat()
-            except StorageError as exc:
-                log.warning("! node beat not stored: %s", exc)
+            await self._beat()
 
     async def close(self) -> None:
-        self._stop.set()
-        for task in self._tasks:
-            try:
-                await asyncio.wait_for(task, 10)
-            except Exception:  # a worker's failure is logged, never lost
-                log.exception("! background task %s failed", task.get_name())
-        self._tasks.clear()
+        await self.tasks.close()
         if self.admin is not None:
             await self.admin.stop()
         if self.chain is not None:
@@ -127,8 +141,14 @@ async def build(settings: Settings) -> App:
         default_max_power_w=watts(settings.default_max_power_kw),
         time_past=timedelta(days=settings.time_past_days),
         time_future=timedelta(seconds=settings.time_future_seconds),
+        quota=PayloadQuota({"data_transfer": settings.quota_data_transfer,
+                            "security": settings.quota_security_events,
+                            "notification": settings.quota_notifications}),
+        storage_reserve=settings.storage_reserve,
+        on_dropped=lambda kind, reason: metrics.payloads_dropped.labels(kind, reason).inc(),
     )
     central = CentralSystem(settings, repo, service, metrics)
+    tasks = Supervisor()
     bus = CommandBus(settings.mqtt, central.node_id) if settings.mqtt else None
     admin = None
     if settings.admin_port >= 0 or bus is not None:
@@ -136,7 +156,8 @@ async def build(settings: Settings) -> App:
         token = load_or_create_token(settings.admin_token_path) if settings.admin_port >= 0 \
             else ""
         admin = AdminApi(central, repo, token, metrics, settings.admin_host,
-                         settings.admin_port, bus=bus)
+                         settings.admin_port, bus=bus, tasks=tasks,
+                         public=settings.admin_public)
     relay = OutboxRelay(repo, settings.mqtt, client_id=f"voltledger-{central.node_id}") if (
         settings.mqtt) else None
-    return App(settings, repo, service, central, metrics, admin, relay, bus)
+    return App(settings, repo, service, central, metrics, admin, relay, bus, tasks=tasks)

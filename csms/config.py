@@ -45,7 +45,26 @@ class Settings:
     batch_size: int = 1000
     max_wait: float = 60.0  # seconds a completed session waits for a fuller batch
     confirmations: int = 1
-    auth_failure_limit: int = 5  # failed logins per minute per address and per station
+    auth_failure_limit: int = 5  # password attempts per minute per address (not per station)
+    # Password checks (scrypt, ~40 ms of CPU each) running at once, in all; a station
+    # gets one at a time. Beyond these a login waits briefly or is told to come back.
+    auth_concurrency: int = 2
+    # Connections of one listener (ws:// or wss://) still in their TLS or HTTP
+    # handshake; more are dropped on arrival. Each handshake has handshake_timeout.
+    max_handshakes: int = 500
+    handshake_timeout: float = 10.0
+    # Bytes of pongs / close frames a peer may leave unread before it is disconnected
+    # (our own messages wait for the peer instead, at most ping_timeout seconds).
+    write_buffer_limit: int = 262144
+    # Stored station payloads per station and clock hour, in bytes (each payload counts
+    # at least 256); beyond a quota payloads are counted and dropped (csms.service.quota).
+    quota_data_transfer: int = 1048576
+    quota_security_events: int = 262144
+    quota_notifications: int = 262144
+    # Station payloads are not stored when the database has less free space than this;
+    # transaction data may use it (SQLite: the disk and max_page_count).
+    storage_reserve: int = 67108864
+    admin_public: bool = False  # let admin_host be beyond loopback (a warning is printed)
     # plausibility of billed energy (held when broken): a station's maximum power when none
     # is registered (csms stations set-max-power) or reported by the station, and the
     # window of transaction times: from the station's registration less time_past_days to

@@ -40,6 +40,34 @@ class Metrics:
             "voltledger_operator_commands", "Operator commands by command and result",
             ["command", "result"], registry=r,
         )
+        self.handshakes_pending = Gauge(
+            "voltledger_handshakes_pending", "Connections in their TLS or HTTP handshake",
+            ["listener"], registry=r,
+        )
+        self.connections_cut = Counter(
+            "voltledger_connections_cut", "Connections closed or dropped by the server's limits",
+            ["reason"], registry=r,
+        )
+        self.password_checks = Counter(
+            "voltledger_password_checks", "Station password checks (scrypt) by result",
+            ["result"], registry=r,
+        )
+        self.logins_refused = Counter(
+            "voltledger_logins_refused", "Station logins refused before the upgrade, by reason",
+            ["reason"], registry=r,
+        )
+        self.payloads_dropped = Counter(
+            "voltledger_payloads_dropped", "Station payloads not stored (quota or reserve)",
+            ["kind", "reason"], registry=r,
+        )
+        self.task_up = Gauge(
+            "voltledger_task_up", "1 while a background task runs, 0 while it waits to restart",
+            ["task"], registry=r,
+        )
+        self.task_restarts = Counter(
+            "voltledger_task_restarts", "Restarts of background tasks after a failure",
+            ["task"], registry=r,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

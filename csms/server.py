@@ -2,8 +2,12 @@
 
 Theory of operation. ``process_request`` runs before the upgrade: it reads the
 station id from the path (400 if invalid), looks the station up (404 if
-unknown, unless auto-registration is on) and checks HTTP Basic credentials for
-stations that have a password (401). ``select_subprotocol`` picks the first
+unknown, unless auto-registration is on), checks the transport against the
+station's security profile (403) and HTTP Basic credentials for stations that
+have a password (401), through the login guard of :mod:`csms.service.ratelimit`
+(429 for an address out of attempts, 503 while the station's check runs).
+What a connection may cost before and after the upgrade is bounded in
+:mod:`csms.transport`. ``select_subprotocol`` picks the first
 OCPP version in the *client's* order; with none shared the handshake completes
 without the header and the connection is closed at once (OCPP-J 1.6 §4.1.2;
 websockets' default would answer HTTP 400 and prefer the server's order).
@@ -41,6 +45,7 @@ from websockets.typing import Subprotocol
 
 from csms.config import COMPRESSION_MODES, Settings
 from csms.domain.model import Station
+from csms.logsafe import protect
 from csms.metrics import Metrics
 from csms.protocol import (
     Endpoint,
@@ -59,19 +64,41 @@ from csms.protocol import (
 from csms.service.auth import verify_password
 from csms.service.charging import ChargingService, UnknownStation, new_station
 from csms.service.ports import Repository, StorageError, Tx
-from csms.service.ratelimit import FailureLimiter
+from csms.service.ratelimit import LoginGuard, LoginOutcome
 from csms.translate import Handler, routes_for
+from csms.transport import (
+    FrameSummary,
+    GuardedConnection,
+    HandshakeGate,
+    MemoryTrimmer,
+    connection_factory,
+)
 
 __all__ = [
     "CallFailed", "CallTimeout", "CentralSystem", "StationConnection",
     "StationOffline", "compression_options",
 ]
 
-log = logging.getLogger("csms.server")
+log = protect(logging.getLogger("csms.server"))
+# The logger websockets gets: frames shown by kind and size, credentials redacted
+# (it logs each handshake header at debug level, Authorization included).
+ws_log = logging.getLogger("websockets.server")
+if not any(isinstance(f, FrameSummary) for f in ws_log.filters):
+    ws_log.addFilter(FrameSummary())
+protect(ws_log)
 
 # A station sends its CALLs one at a time (OCPP-J §4.1.1); a few queued ones are
-# tolerated, more make the reader wait (back-pressure on a flooding station).
-MAX_QUEUED_CALLS = 8
+# tolerated, more make the reader wait (back-pressure on a flooding station). With
+# websockets' queue of received frames this bounds what a connection holds:
+# MAX_QUEUED_FRAMES frames of at most max_frame_bytes, plus MAX_QUEUED_CALLS parsed.
+MAX_QUEUED_CALLS = 4
+MAX_QUEUED_FRAMES = 4
+# What a binary frame gets, per OCPP version: the close code and reason (see
+# StationConnection._refuse_binary).
+BINARY_FRAME_CLOSE: dict[OcppVersion, tuple[int, str]] = {
+    OcppVersion.V16: (1003, "OCPP-J 1.6 messages are text frames"),
+    OcppVersion.V201: (1003, "OCPP-J 2.0.1 messages are text frames"),
+}
 
 
 class StationOffline(Exception):
@@ -130,6 +157,9 @@ class StationConnection:
     async def _reader(self) -> None:
         try:
             async for text in self.ws:
+                if isinstance(text, bytes):
+                    await self._refuse_binary(len(text))
+                    return
                 self.messages_in += 1
                 log.debug("< %s %s", self.station_id, text)
                 event = self.endpoint.receive(text)
@@ -153,6 +183,20 @@ class StationConnection:
             if answer is not None and not answer.done():
                 answer.set_exception(StationOffline(self.station_id))
 
+    async def _refuse_binary(self, size: int) -> None:
+        """OCPP-J messages are JSON text in text frames (1.6 OCPP-J §4 / 2.0.1 Part 4 §4);
+        neither version defines a binary message, so one is not read as OCPP: the
+        connection is closed with 1003 (RFC 6455 §7.4.1, data it cannot accept), and the
+        station's reconnect starts clean."""
+        code, reason = BINARY_FRAME_CLOSE[self.version]
+        log.warning("! %s sent a binary frame (%d bytes); closing (%d)", self.station_id,
+                    size, code)
+        self.metrics.connections_cut.labels("binary_frame").inc()
+        with contextlib.suppress(StorageError):
+            await self.service.station_event(self.station_id, "security", {
+                "type": "BinaryFrame", "bytes": size})
+        await self.ws.close(code, reason)
+
     async def _worker(self) -> None:
         while True:
             call = await self._calls.get()
@@ -168,8 +212,8 @@ class StationConnection:
                 # Nothing was stored: the station gets an error and retries later.
                 log.error("! %s %s not stored: %s", self.station_id, call.action, exc)
                 text = self.endpoint.error(
-                    call.message_id, OcppError(Fault.INTERNAL, "temporarily unable to store")
-                )
+                    call.message_id, OcppError(Fault.INTERNAL, "temporarily unable to store"),
+                    remember=False)  # the retry, even with the same message id, is stored
             except UnknownStation:
                 text = self.endpoint.error(
                     call.message_id, OcppError(Fault.SECURITY, "station is not registered")
@@ -271,10 +315,20 @@ class CentralSystem:
         self.metrics.connected.set_function(lambda: len(self.connections))
         self.node_id = settings.node_id or f"{socket.gethostname()}:{settings.port}"
         self.connections: dict[str, StationConnection] = {}
-        self.limiter = FailureLimiter(settings.auth_failure_limit, 60.0)
+        self.logins = LoginGuard(self._verify, limit=settings.auth_failure_limit, window=60.0,
+                                 concurrency=settings.auth_concurrency)
         self._server: Server | None = None
         self._tls_server: Server | None = None
         self._conn_tasks: set[asyncio.Task[None]] = set()
+        self.gates = {name: HandshakeGate(name, settings.max_handshakes, self.metrics)
+                      for name in ("ws", "wss")}
+        self.trimmer = MemoryTrimmer()
+
+    def _verify(self, password: str, stored: str) -> bool:
+        """One scrypt check (in a thread of the login guard), counted for /metrics."""
+        ok = verify_password(password, stored)
+        self.metrics.password_checks.labels("ok" if ok else "wrong").inc()
+        return ok
 
     @property
     def port(self) -> int:
@@ -300,27 +354,43 @@ class CentralSystem:
             ctx.verify_mode = ssl.CERT_OPTIONAL
         return ctx
 
+    def _create_connection(self, listener: str, tls: ssl.SSLContext | None) -> Any:
+        s = self.settings
+        return connection_factory(
+            self.gates[listener], self.metrics, tls=tls, handshake_timeout=s.handshake_timeout,
+            close_timeout=s.close_timeout, write_buffer_limit=s.write_buffer_limit,
+            # A peer that takes no data for as long as it may take to answer a ping
+            # is treated like one that does not answer it.
+            drain_timeout=s.ping_timeout or s.call_timeout, on_gone=self.trimmer.closed_one)
+
     async def start(self) -> None:
         options: dict[str, Any] = {
             "process_request": self._process_request,
             "select_subprotocol": self._select_subprotocol,
             "subprotocols": [Subprotocol(v.value) for v in OcppVersion],
             "max_size": self.settings.max_frame_bytes,
+            "max_queue": MAX_QUEUED_FRAMES,
             "ping_interval": self.settings.ping_interval or None,
             "ping_timeout": self.settings.ping_timeout or None,
             "server_header": None,
+            "logger": ws_log,
+            # the HTTP upgrade; the TLS handshake has its own (LeanSSLProtocol)
+            "open_timeout": self.settings.handshake_timeout,
             # A dead peer never answers the closing handshake: do not wait long.
             "close_timeout": self.settings.close_timeout,
             **compression_options(self.settings.ws_compression),
         }
         if self.settings.port >= 0:
             self._server = await serve(
-                self._handle, self.settings.host, self.settings.port, **options
+                self._handle, self.settings.host, self.settings.port,
+                create_connection=self._create_connection("ws", None), **options
             )
         if self.settings.tls_cert:
+            # TLS is layered by our connection factory, not by asyncio (see csms.transport).
             self._tls_server = await serve(
                 self._handle, self.settings.host, max(self.settings.tls_port, 0),
-                ssl=self._ssl_context(), **options,
+                create_connection=self._create_connection("wss", self._ssl_context()),
+                **options,
             )
         if self._server is None and self._tls_server is None:
             raise ValueError("nothing to listen on: give --port and/or --tls-cert")
@@ -344,22 +414,32 @@ class CentralSystem:
                 server.close()
                 await server.wait_closed()
         self._server = self._tls_server = None
+        for gate in self.gates.values():
+            gate.close()
+        self.logins.close()
+        await self.trimmer.close()
 
     # -- handshake -----------------------------------------------------------
+    def _refuse(self, connection: ServerConnection, status: HTTPStatus, text: str,
+                reason: str) -> Response:
+        self.metrics.logins_refused.labels(reason).inc()
+        response = connection.respond(status, text)
+        if status is HTTPStatus.UNAUTHORIZED:
+            response.headers["WWW-Authenticate"] = 'Basic realm="ocpp", charset="UTF-8"'
+        elif status is HTTPStatus.TOO_MANY_REQUESTS:
+            response.headers["Retry-After"] = str(int(self.logins.attempts.window))
+        elif status is HTTPStatus.SERVICE_UNAVAILABLE:
+            response.headers["Retry-After"] = "1"
+        return response
+
     async def _process_request(
         self, connection: ServerConnection, request: Request
     ) -> Response | None:
         try:
             station_id = station_id_from_path(request.path)
         except InvalidStationId as exc:
-            return connection.respond(HTTPStatus.BAD_REQUEST, f"{exc}\n")
+            return self._refuse(connection, HTTPStatus.BAD_REQUEST, f"{exc}\n", "bad_request")
         remote = connection.remote_address[0] if connection.remote_address else "?"
-        keys = (f"ip:{remote}", f"id:{station_id}")
-        if self.limiter.blocked(*keys):
-            log.warning("! %s from %s: too many failed logins, refused", station_id, remote)
-            response = connection.respond(HTTPStatus.TOO_MANY_REQUESTS, "too many failures\n")
-            response.headers["Retry-After"] = str(int(self.limiter.window))
-            return response
 
         async def lookup(tx: Tx) -> Station | None:
             return await tx.get_station(station_id)
@@ -368,7 +448,8 @@ class CentralSystem:
         if station is None:
             if not self.settings.auto_register:
                 log.info("! refused unknown station %r from %s", station_id, remote)
-                return connection.respond(HTTPStatus.NOT_FOUND, "unknown station\n")
+                return self._refuse(connection, HTTPStatus.NOT_FOUND, "unknown station\n",
+                                    "unknown_station")
             log.warning(
                 "! AUTO-REGISTERING unknown station %r from %s (--auto-register is on)",
                 station_id, remote,
@@ -380,22 +461,42 @@ class CentralSystem:
 
             await self.repo.unit(register)
             return None
-        refusal = await self._authenticate(connection, request, station)
+        refusal = self._transport_refusal(connection, station)
         if refusal is not None:
-            self.limiter.failed(*keys)
             log.warning("! refused station %r from %s: %s", station_id, remote, refusal)
-            if refusal.startswith("TLS"):
-                return connection.respond(HTTPStatus.FORBIDDEN, "forbidden\n")
-            response = connection.respond(HTTPStatus.UNAUTHORIZED, "unauthorized\n")
-            response.headers["WWW-Authenticate"] = 'Basic realm="ocpp", charset="UTF-8"'
-            return response
-        self.limiter.succeeded(keys[1])
-        return None
+            return self._refuse(connection, HTTPStatus.FORBIDDEN, "forbidden\n", "forbidden")
+        if station.password_hash is None and station.security_profile in (1, 2):
+            log.warning("! refused station %r from %s: station has no password set",
+                        station_id, remote)
+            return self._refuse(connection, HTTPStatus.UNAUTHORIZED, "unauthorized\n",
+                                "unauthorized")
+        if station.password_hash is None or station.security_profile == 3:
+            # Nothing to check beyond the transport: never rate limited (a profile-0
+            # station is not refused because others failed from its address).
+            return None
+        creds = _basic_credentials(request.headers)
+        if creds is None or creds[0] != station.id:
+            log.warning("! refused station %r from %s: missing or mismatched Basic"
+                        " credentials", station_id, remote)
+            return self._refuse(connection, HTTPStatus.UNAUTHORIZED, "unauthorized\n",
+                                "unauthorized")
+        outcome = await self.logins.check(remote, station.id, station.password_hash, creds[1])
+        if outcome is LoginOutcome.ACCEPTED:
+            return None
+        if outcome is LoginOutcome.WRONG_PASSWORD:
+            log.warning("! refused station %r from %s: wrong password", station_id, remote)
+            return self._refuse(connection, HTTPStatus.UNAUTHORIZED, "unauthorized\n",
+                                "unauthorized")
+        if outcome is LoginOutcome.RATE_LIMITED:
+            log.warning("! %s from %s: too many password attempts, refused", station_id,
+                        remote)
+            return self._refuse(connection, HTTPStatus.TOO_MANY_REQUESTS,
+                                "too many attempts\n", "rate_limited")
+        log.info("! %s from %s: a password check is running, come back", station_id, remote)
+        return self._refuse(connection, HTTPStatus.SERVICE_UNAVAILABLE, "busy\n", "busy")
 
-    async def _authenticate(
-        self, connection: ServerConnection, request: Request, station: Station
-    ) -> str | None:
-        """None when the station may connect, else why not (never the password)."""
+    def _transport_refusal(self, connection: ServerConnection, station: Station) -> str | None:
+        """Why the connection's transport is below the station's profile, or None."""
         tls = connection.transport.get_extra_info("ssl_object")
         profile = station.security_profile
         if profile >= 2 and tls is None:
@@ -410,15 +511,6 @@ class CentralSystem:
             if names != [station.id]:
                 return f"TLS certificate CN {names!r} is not the station id"
             return None
-        if station.password_hash is None:
-            if profile >= 1:
-                return "station has no password set"
-            return None
-        creds = _basic_credentials(request.headers)
-        if creds is None or creds[0] != station.id:
-            return "missing or mismatched Basic credentials"
-        if not await asyncio.to_thread(verify_password, creds[1], station.password_hash):
-            return "wrong password"
         return None
 
     @staticmethod
@@ -430,6 +522,8 @@ class CentralSystem:
 
     # -- connections ---------------------------------------------------------
     async def _handle(self, ws: ServerConnection) -> None:
+        if isinstance(ws, GuardedConnection):
+            ws.handshake_finished()
         if ws.subprotocol is None:
             # OCPP-J 1.6 §4.1.2: complete the handshake without the header, then close.
             await ws.close(1002, "no supported OCPP subprotocol offered")

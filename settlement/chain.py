@@ -20,8 +20,10 @@ import logging
 import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -91,20 +93,54 @@ def _free_port() -> int:
 
 
 class AnvilNode:
-    """An Anvil process on loopback with its state persisted in ``state_file``."""
+    """An Anvil process on loopback with its state persisted in ``state_file``.
 
-    def __init__(self, state_file: Path | None = None, port: int | None = None) -> None:
+    It never outlives this process: it runs under :mod:`settlement.anvil_guard`,
+    which stops it (Anvil saves its state on SIGTERM) as soon as this process
+    ends, ``kill -9`` included. A pid file next to the state file names the node
+    and its owner; at start, a node left behind by an owner that is gone is
+    stopped first (it writes its state), and one whose owner still runs is not
+    started twice on the same state: ``attach=True`` uses it (e.g. to verify a
+    receipt while ``csms serve --chain local`` runs), otherwise it is an error.
+    """
+
+    def __init__(self, state_file: Path | None = None, port: int | None = None, *,
+                 attach: bool = False) -> None:
         binary = find_anvil()
         if binary is None:
             raise ChainError("anvil not found: run `make install` (npm @foundry-rs/anvil)")
+        self.state_file = state_file
+        self.pidfile = None if state_file is None else \
+            state_file.with_name(state_file.name + ".pid")
+        self.owned = True
+        self.proc: subprocess.Popen[bytes] | None = None
+        if self.pidfile is not None:
+            running = _running_node(self.pidfile)
+            if running is not None and running.owner_alive:
+                if not attach:
+                    raise ChainError(
+                        f"the local chain {state_file} is in use by process {running.owner}"
+                        " (another csms serve or settle run); stop it first")
+                self.owned = False
+                self.port = running.port
+                self.url = f"http://127.0.0.1:{self.port}"
+                return
+            if running is not None:
+                running.stop()  # left behind by a killed owner: let it write its state
         self.port = port or _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.state_file = state_file
         args = [binary, "--host", "127.0.0.1", "--port", str(self.port), "--silent"]
         if state_file is not None:
             state_file.parent.mkdir(parents=True, exist_ok=True)
             args += ["--state", str(state_file), "--state-interval", "1"]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "settlement.anvil_guard",
+             str(self.pidfile) if self.pidfile is not None else "-", str(os.getpid()), "--",
+             *args],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            # its own session: a Ctrl-C at the terminal reaches the owner, which stops
+            # the node in order, not the node itself mid-write
+            start_new_session=True)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -117,12 +153,81 @@ class AnvilNode:
         raise ChainError("anvil did not start within 30 s")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()  # anvil saves its state on SIGTERM
+        """Stop the node and wait until it has written its state (not one we attached to)."""
+        proc = self.proc
+        if proc is None or not self.owned:
+            return
+        if proc.poll() is None:
+            assert proc.stdin is not None
+            with contextlib.suppress(OSError):
+                proc.stdin.close()  # the guard stops anvil (SIGTERM: it saves its state)
             try:
-                self.proc.wait(10)
+                proc.wait(40)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
+                proc.kill()  # anvil then gets SIGTERM from the kernel (parent death)
+                proc.wait()
+
+
+@dataclass(frozen=True)
+class _RunningNode:
+    """An Anvil process named in a pid file, still alive."""
+
+    anvil: int
+    guard: int
+    owner: int
+    port: int
+
+    @property
+    def owner_alive(self) -> bool:
+        return self.owner != os.getpid() and _alive(self.owner)
+
+    def stop(self, wait: float = 40.0) -> None:
+        log.warning("! stopping the Anvil node %d left behind by process %d", self.anvil,
+                    self.owner)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.anvil, signal.SIGTERM)
+        deadline = time.monotonic() + wait
+        while _alive(self.anvil) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if _alive(self.anvil):
+            log.error("! Anvil %d did not stop; killed (its last state may be lost)",
+                      self.anvil)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.anvil, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    stat = Path(f"/proc/{pid}/stat")
+    with contextlib.suppress(OSError, IndexError):
+        # a zombie is dead too (its parent has not reaped it yet)
+        return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    return True
+
+
+def _running_node(pidfile: Path) -> _RunningNode | None:
+    """The node a pid file names, if that process still runs Anvil on this state."""
+    try:
+        record = json.loads(pidfile.read_text("utf-8"))
+        anvil, command = int(record["anvil"]), [str(a) for a in record["command"]]
+        node = _RunningNode(anvil, int(record["guard"]), int(record["parent"]),
+                            int(command[command.index("--port") + 1]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not _alive(anvil):
+        return None
+    cmdline = Path(f"/proc/{anvil}/cmdline")
+    state = command[command.index("--state") + 1] if "--state" in command else "anvil"
+    with contextlib.suppress(OSError):
+        # the pid may have been reused by another program since
+        if state not in cmdline.read_bytes().decode(errors="replace"):
+            return None
+    return node
 
 
 def _load_keystore(path: Path, password: str) -> LocalAccount:

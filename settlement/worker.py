@@ -618,9 +618,16 @@ class SettlementWorker:
         summary.finalized, summary.gas_used = await self.repo.read(totals)
         return summary
 
-    async def run_forever(self, stop: asyncio.Event, interval: float = 1.0) -> None:
-        """Settle until ``stop``: only while holding the lease, so one worker per database."""
+    async def run_forever(self, stop: asyncio.Event, interval: float = 1.0,
+                          on_step: Callable[[BaseException | None], None] | None = None,
+                          ) -> None:
+        """Settle until ``stop``: only while holding the lease, so one worker per database.
+
+        ``on_step`` hears of every step (None, or the error of a failed one); failed
+        steps are retried with backoff (up to 30 s) until the database or chain is back.
+        """
         leading = False
+        failures = 0
         try:
             while not stop.is_set():
                 try:
@@ -633,12 +640,22 @@ class SettlementWorker:
                         await self.advance()
                         await self.build_batches()
                         await self.advance()
-                except LedgerBehind as exc:
+                    failures = 0
+                    if on_step is not None:
+                        on_step(None)
+                except LedgerBehind as exc:  # a restored backup: an operator must act
+                    failures += 1
                     log.error("! %s", exc)
-                except Exception:  # the chain may be down: sessions wait and settle later
+                    if on_step is not None:
+                        on_step(exc)
+                except Exception as exc:  # the chain may be down: sessions wait, settle later
+                    failures += 1
                     log.exception("! settlement step failed; retrying")
+                    if on_step is not None:
+                        on_step(exc)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), interval)
+                    await asyncio.wait_for(stop.wait(),
+                                           min(interval * 2 ** min(failures, 8), 30.0))
         finally:
             if leading:
                 await self._release()

@@ -57,39 +57,34 @@ class CommandBus:
         return "/".join((self.prefix, "nodes", safe, *rest))
 
     async def run(self, handler: Handler, stop: asyncio.Event) -> None:
-        """Serve commands for this node and collect replies, reconnecting as needed."""
-        backoff = 0.5
-        while not stop.is_set():
-            try:
-                async with aiomqtt.Client(self.host, self.port, timeout=10,
-                                          identifier=f"voltledger-cmd-{uuid.uuid4().hex[:12]}",
-                                          ) as client:
-                    await client.subscribe(self._topic(self.node_id, "commands"), qos=1)
-                    await client.subscribe(self._topic(self.node_id, "replies", "+"), qos=1)
-                    self._client = client
-                    self.connected.set()
-                    backoff = 0.5
-                    log.info("= command bus on %s:%d as node %s", self.host, self.port,
-                             self.node_id)
-                    reader = asyncio.create_task(self._read(client, handler))
-                    stopper = asyncio.create_task(stop.wait())
+        """Serve commands for this node and collect replies until ``stop``; a broker
+        failure is raised (the node's supervisor reconnects with backoff)."""
+        try:
+            async with aiomqtt.Client(self.host, self.port, timeout=10,
+                                      identifier=f"voltledger-cmd-{uuid.uuid4().hex[:12]}",
+                                      ) as client:
+                await client.subscribe(self._topic(self.node_id, "commands"), qos=1)
+                await client.subscribe(self._topic(self.node_id, "replies", "+"), qos=1)
+                self._client = client
+                self.connected.set()
+                log.info("= command bus on %s:%d as node %s", self.host, self.port,
+                         self.node_id)
+                reader = asyncio.create_task(self._read(client, handler))
+                stopper = asyncio.create_task(stop.wait())
+                try:
                     done, _ = await asyncio.wait({reader, stopper},
                                                  return_when=asyncio.FIRST_COMPLETED)
+                finally:
                     stopper.cancel()
-                    if reader in done:
-                        reader.result()  # the broker went away: MqttError, reconnect
-                    else:
+                    if not reader.done():
                         reader.cancel()
                         with contextlib.suppress(asyncio.CancelledError):
                             await reader
-            except aiomqtt.MqttError as exc:
-                log.warning("! command bus: broker unavailable (%s)", exc)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), backoff)
-                backoff = min(backoff * 2, 10.0)
-            finally:
-                self._client = None
-                self.connected.clear()
+                if reader in done:
+                    reader.result()  # the broker went away: MqttError
+        finally:
+            self._client = None
+            self.connected.clear()
 
     async def _read(self, client: aiomqtt.Client, handler: Handler) -> None:
         async for message in client.messages:

@@ -6,7 +6,8 @@ publishes them with QoS 1 in id order and marks each batch published only
 after the broker acknowledged it. Delivery is at least once: after a crash or
 a broker restart an event may be published again, and consumers drop
 duplicates by the ``event_id`` every payload carries. While the broker is down
-events wait in the outbox and the server keeps serving stations.
+events wait in the outbox and the server keeps serving stations; the relay
+raises and is started again by the node's supervisor (csms.service.supervisor).
 """
 
 from __future__ import annotations
@@ -20,9 +21,12 @@ from urllib.parse import urlsplit
 
 import aiomqtt
 
-from csms.service.ports import Repository, Tx
+from csms.service.ports import Repository, StorageError, Tx
 
-__all__ = ["OutboxRelay", "parse_mqtt_url"]
+__all__ = ["OUTAGES", "OutboxRelay", "parse_mqtt_url"]
+
+# What the relay and the command bus raise while the broker or the database is down.
+OUTAGES: tuple[type[BaseException], ...] = (aiomqtt.MqttError, StorageError, OSError)
 
 log = logging.getLogger("csms.bus")
 
@@ -74,28 +78,25 @@ class OutboxRelay:
         await self.repo.unit(work)
 
     async def run(self, stop: asyncio.Event) -> None:
-        backoff = 0.5
-        while not stop.is_set():
-            try:
-                async with aiomqtt.Client(
-                    self.host, self.port, identifier=self.client_id, timeout=10
-                ) as client:
-                    log.info("= MQTT connected to %s:%d", self.host, self.port)
-                    self.connected.set()
-                    backoff = 0.5
-                    while not stop.is_set():
-                        rows = await self._pending()
-                        if not rows:
-                            with contextlib.suppress(TimeoutError):
-                                await asyncio.wait_for(stop.wait(), self.poll_interval)
-                            continue
-                        for row in rows:
-                            await client.publish(row["topic"], row["payload"], qos=1)
-                        await self._mark([int(r["id"]) for r in rows])
-                        self.published += len(rows)
-            except aiomqtt.MqttError as exc:
-                self.connected.clear()
-                log.warning("! MQTT broker unavailable (%s); events wait in the outbox", exc)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), backoff)
-                backoff = min(backoff * 2, 10.0)
+        """Publish until ``stop``. A broker or database failure is raised: the node's
+        supervisor starts the relay again with backoff (events wait in the outbox)."""
+        try:
+            async with aiomqtt.Client(
+                self.host, self.port, identifier=self.client_id, timeout=10
+            ) as client:
+                log.info("= MQTT connected to %s:%d", self.host, self.port)
+                self.connected.set()
+                while not stop.is_set():
+                    rows = await self._pending()
+                    if not rows:
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(stop.wait(), self.poll_interval)
+                        continue
+                    for row in rows:
+                        await client.publish(row["topic"], row["payload"], qos=1)
+                    # Published but not yet marked if this fails: sent again after the
+                    # restart (at least once; consumers drop duplicates by event_id).
+                    await self._mark([int(r["id"]) for r in rows])
+                    self.published += len(rows)
+        finally:
+            self.connected.clear()

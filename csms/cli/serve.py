@@ -29,6 +29,7 @@ def _describe_db(db: str) -> str:
 async def _serve(settings: Settings) -> None:
     # Imported here: the server's dependencies are not needed by the other commands.
     from csms.bootstrap import build
+    from csms.bus.relay import parse_mqtt_url
 
     app = await build(settings)
     stop = asyncio.Event()
@@ -41,19 +42,25 @@ async def _serve(settings: Settings) -> None:
             await app.start()
         except OSError as exc:
             raise ValueError(f"cannot listen: {exc}") from None
+        # AdminNotPublic is a ValueError: one line on stderr, exit code 2
         console.print(
             f"[bold green]csms[/] listening on ws://{settings.host}:{app.central.port}/<station_id>"
             f"  (db: {_describe_db(settings.db)}, node: {app.central.node_id})"
         )
         if app.central.tls_port is not None:
             console.print(f"TLS: wss://{settings.host}:{app.central.tls_port}/<station_id>")
-        if app.admin is not None:
+        if app.admin is not None and settings.admin_port >= 0:
             console.print(
                 f"admin API on http://{settings.admin_host}:{app.admin.port}"
                 f" (token in {settings.data_dir}/admin.token)"
             )
+            if settings.admin_public:
+                console.print("[bold red]WARNING[/] --admin-public: the admin API is reachable"
+                              f" on {settings.admin_host or 'every interface'}, beyond this"
+                              " machine; its bearer token is all that protects it")
         if settings.mqtt:
-            console.print(f"publishing events to {settings.mqtt}")
+            host, port = parse_mqtt_url(settings.mqtt)  # without any user:password
+            console.print(f"publishing events to mqtt://{host}:{port}")
         if settings.auto_register:
             console.print("[bold red]WARNING[/] --auto-register: unknown stations are accepted")
         await stop.wait()
@@ -77,7 +84,15 @@ def serve(
     ] = None,
     admin_port: Annotated[
         int | None, typer.Option(min=-1, max=65535,
-                                 help="Admin API port on 127.0.0.1 (-1: off) [default: 9001]")
+                                 help="Admin API port (-1: off) [default: 9001]")
+    ] = None,
+    admin_host: Annotated[
+        str | None, typer.Option(help="Admin API address [default: 127.0.0.1]; beyond"
+                                      " loopback only with --admin-public")
+    ] = None,
+    admin_public: Annotated[
+        bool | None, typer.Option("--admin-public/--no-admin-public",
+                                  help="Allow --admin-host beyond loopback (warned about)")
     ] = None,
     mqtt: Annotated[
         str | None, typer.Option(help="Publish events to mqtt://host:port")
@@ -117,9 +132,13 @@ def serve(
     if not isinstance(level, int):
         raise typer.BadParameter(f"unknown log level {log_level!r}")
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from csms import logsafe
+
+    logsafe.install()  # no credential in any line, whatever the level
     settings = settings_for(
         db, host=host, port=port, auto_register=auto_register,
         heartbeat_interval=heartbeat_interval, admin_port=admin_port, mqtt=mqtt,
+        admin_host=admin_host, admin_public=admin_public,
         node_id=node_id, data_dir=data_dir, tls_cert=tls_cert, tls_key=tls_key,
         tls_port=tls_port, client_ca=client_ca, chain=chain, batch_size=batch_size,
         max_wait=max_wait, ws_compression=ws_compression,
@@ -132,6 +151,14 @@ def serve(
         if path and not Path(path).is_file():
             hint = "--" + name.replace("_", "-")
             raise typer.BadParameter(f"no such file: {path}", param_hint=hint)
+    if settings.admin_port >= 0 and not settings.admin_public:
+        from csms.admin import is_loopback
+
+        if not is_loopback(settings.admin_host):
+            raise typer.BadParameter(
+                f"{settings.admin_host or 'every interface'} is beyond this machine; add"
+                " --admin-public (CSMS_ADMIN_PUBLIC=true) to expose the admin API there",
+                param_hint="--admin-host")
     if settings.client_ca and not settings.tls_cert:
         raise typer.BadParameter("--client-ca needs --tls-cert", param_hint="--client-ca")
     if settings.mqtt:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import re
 import signal
+import socket
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -29,6 +31,7 @@ from csms.cli.common import (
     with_repo,
 )
 from csms.domain.tariff import Tariff
+from csms.service.cluster import release_lease
 from csms.service.ports import Repository, Tx
 
 __all__ = ["contract_app", "receipt", "settle_app", "tariffs_app", "verify"]
@@ -129,7 +132,7 @@ async def _settle(repo: Repository, chain_spec: str, data_dir: str, batch_size: 
     from rich.progress import Progress, SpinnerColumn, TextColumn
 
     from settlement.chain import ContractMissing
-    from settlement.worker import LeaseHeld, LedgerBehind, SettlementWorker
+    from settlement.worker import LEASE, LeaseHeld, LedgerBehind, SettlementWorker
 
     chain = await asyncio.to_thread(_open_chain, chain_spec, data_dir, keystore, password_file)
     try:
@@ -149,13 +152,45 @@ async def _settle(repo: Repository, chain_spec: str, data_dir: str, batch_size: 
                       console=console, transient=True) as progress:
             progress.add_task(f"settling on chain {chain.chain_id} ({chain.kind})...")
             try:
-                return await worker.run_once()
+                try:
+                    return await worker.run_once()
+                except LeaseHeld as exc:
+                    if not _gone_run_on_this_host(exc.holder):
+                        raise
+                    # A run killed on this machine: its lease would block us for its
+                    # whole lifetime; its batches are resumed from their stored state.
+                    gone = exc.holder
+                    console.print(f"releasing the lease of {gone}: that run is gone")
+
+                    async def release(tx: Tx) -> None:
+                        await release_lease(tx, LEASE, gone)
+
+                    await repo.unit(release)
+                    return await worker.run_once()
             except ContractMissing as exc:
                 raise CliError(str(exc)) from None
             except (LeaseHeld, LedgerBehind) as exc:
                 fail(str(exc), 1)
     finally:
         await asyncio.to_thread(chain.close)
+
+
+def _gone_run_on_this_host(holder: str) -> bool:
+    """A lease holder named ``host:pid:token`` (a ``csms settle run``) of this machine
+    whose process is not running any more. Nodes (``host:port``) never match."""
+    parts = holder.split(":")
+    if len(parts) != 3 or parts[0] != socket.gethostname() or not parts[1].isdigit():
+        return False
+    pid = int(parts[1])
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 @settle_app.command("run")
@@ -324,8 +359,10 @@ def verify(
         except (OSError, ValueError):
             known = {}
         if known.get(chain_id, {}).get("kind") == "local":
+            # the running node of a `csms serve --chain local`, or one of our own
             try:
-                node = AnvilNode(Path(settings.data_dir).expanduser() / "anvil-state.json")
+                node = AnvilNode(Path(settings.data_dir).expanduser() / "anvil-state.json",
+                                 attach=True)
                 w3 = rpc_client(node.url)
             except ChainError as exc:
                 console.print(f"the local chain could not be started: {exc}")

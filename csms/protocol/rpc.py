@@ -185,9 +185,14 @@ class Endpoint:
         self._finish(message_id, text)
         return text
 
-    def error(self, message_id: str, exc: OcppError) -> str:
+    def error(self, message_id: str, exc: OcppError, *, remember: bool = True) -> str:
+        """A CALLERROR for a call; ``remember=False`` for a transient failure (nothing was
+        stored): a repeat of the message is then handled anew, not answered from memory."""
         text = self._error_text(message_id, exc.fault, exc.description, exc.details)
-        self._finish(message_id, text)
+        if remember:
+            self._finish(message_id, text)
+        else:
+            self._in_progress.pop(message_id, None)
         return text
 
     def _finish(self, message_id: str, text: str) -> None:

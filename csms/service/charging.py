@@ -12,7 +12,10 @@ meterStart) and a 2.0.1 TransactionEvent retry is recognised by
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -39,6 +42,7 @@ from csms.domain.model import (
 from csms.metering import ocmf
 from csms.service.credit import CreditCheck
 from csms.service.ports import Repository, StorageError, Tx
+from csms.service.quota import PayloadQuota, quota_kind
 
 __all__ = [
     "BootDecision",
@@ -132,6 +136,9 @@ class ChargingService:
         default_max_power_w: Decimal = DEFAULT_MAX_POWER_W,
         time_past: timedelta = timedelta(days=30),
         time_future: timedelta = timedelta(minutes=10),
+        quota: PayloadQuota | None = None,
+        storage_reserve: int = 0,
+        on_dropped: Callable[[str, str], None] | None = None,
     ) -> None:
         self.repo = repo
         # plausibility (csms.domain.energy): a station's power when none is registered or
@@ -149,6 +156,12 @@ class ChargingService:
         self.seen_flush_interval = seen_flush_interval
         self._seen: dict[str, datetime] = {}
         self._seen_flush: asyncio.Task[None] | None = None
+        self._seen_writer = False  # run_seen_writer() owns the writes
+        # station payloads besides transactions: quotas and a disk reserve (see quota.py)
+        self.quota = quota
+        self.storage_reserve = storage_reserve
+        self.on_dropped = on_dropped
+        self.dropped: Counter[tuple[str, str]] = Counter()  # (quota kind, reason)
 
     # -- helpers -----------------------------------------------------------
     async def _event(self, tx: Tx, station_id: str, topic: str, payload: dict[str, Any]) -> None:
@@ -233,8 +246,8 @@ class ChargingService:
             station.last_boot_at = now
             station.last_seen_at = now
             await tx.update_station(station)
-            await tx.add_station_event(
-                station_id, "boot",
+            await self._metered_event(
+                tx, station_id, "boot",
                 {"reason": info.reason, "vendor": info.vendor, "model": info.model,
                  "firmware_version": info.firmware_version, "policy": station.boot_policy.value},
                 now,
@@ -256,7 +269,8 @@ class ChargingService:
         and 10,000 stations would otherwise cost a unit of work each)."""
         now = self.clock()
         self._seen[station_id] = now
-        if self._seen_flush is None or self._seen_flush.done():
+        if not self._seen_writer and (self._seen_flush is None or self._seen_flush.done()):
+            # No writer task runs (the service used on its own): flush once, later.
             self._seen_flush = asyncio.get_running_loop().create_task(
                 self._flush_seen_later(), name="last-seen")
         return now
@@ -265,8 +279,26 @@ class ChargingService:
         await asyncio.sleep(self.seen_flush_interval)
         await self.flush_seen()
 
+    async def run_seen_writer(self, stop: asyncio.Event) -> None:
+        """The last-seen writer of a node: flush every ``seen_flush_interval`` until
+        ``stop``. A failed write is raised (the times are kept for the next one)."""
+        self._seen_writer = True
+        try:
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.seen_flush_interval)
+                await self._write_seen()
+        finally:
+            self._seen_writer = False
+
     async def flush_seen(self) -> None:
         """Write the "last seen" times of the heartbeats since the last flush."""
+        try:
+            await self._write_seen()
+        except StorageError as exc:  # kept for the next flush
+            log.warning("! last-seen times not stored: %s", exc)
+
+    async def _write_seen(self) -> None:
         seen, self._seen = self._seen, {}
         if not seen:
             return
@@ -277,10 +309,10 @@ class ChargingService:
 
         try:
             await self.repo.unit(work)
-        except StorageError as exc:  # kept for the next flush
-            log.warning("! last-seen times not stored: %s", exc)
+        except BaseException:
             for station_id, at in seen.items():
                 self._seen.setdefault(station_id, at)
+            raise
 
     async def connection_changed(
         self, station_id: str, online: bool, version: str, node: str = "local"
@@ -386,13 +418,49 @@ class ChargingService:
 
         await self.repo.unit(work)
 
-    async def station_event(self, station_id: str, kind: str, payload: dict[str, Any]) -> None:
+    async def station_event(self, station_id: str, kind: str, payload: dict[str, Any]) -> bool:
+        """Store a station event; DataTransfer, security and notification payloads only
+        within their quota and the disk reserve (csms.service.quota). True if stored."""
         now = self.clock()
 
-        async def work(tx: Tx) -> None:
-            await tx.add_station_event(station_id, kind, payload, now)
+        async def work(tx: Tx) -> bool:
+            return await self._metered_event(tx, station_id, kind, payload, now)
 
-        await self.repo.unit(work)
+        return await self.repo.unit(work)
+
+    async def _metered_event(self, tx: Tx, station_id: str, kind: str,
+                             payload: dict[str, Any], now: datetime) -> bool:
+        metered = quota_kind(kind)
+        if metered is None or self.quota is None:
+            await tx.add_station_event(station_id, kind, payload, now)
+            return True
+        size = len(json.dumps(payload, separators=(",", ":"), default=str))
+        verdict = self.quota.admit(station_id, metered, size)
+        if not verdict.store:
+            self._dropped(station_id, metered, "quota")
+            if verdict.first_drop:  # one small note per station, kind and hour
+                await tx.add_station_event(station_id, "quota", {
+                    "type": "QuotaExceeded", "kind": metered,
+                    "limit_bytes_per_hour": self.quota.limits[metered]}, now)
+            return False
+        free = await tx.free_space()
+        if free is not None and free < self.storage_reserve:
+            # The space left is kept for transaction data.
+            self.quota.refund(station_id, metered, size)
+            self._dropped(station_id, metered, "reserve")
+            return False
+        await tx.add_station_event(station_id, kind, payload, now)
+        return True
+
+    def _dropped(self, station_id: str, kind: str, reason: str) -> None:
+        self.dropped[kind, reason] += 1
+        if self.on_dropped is not None:
+            self.on_dropped(kind, reason)
+        count = self.dropped[kind, reason]
+        if count == 1 or count % 1000 == 0:
+            log.warning("! %s payload of %s not stored (%s); %d dropped so far", kind,
+                        station_id, "quota reached" if reason == "quota"
+                        else "disk space kept for transactions", count)
 
     # -- sessions ------------------------------------------------------------
     async def _complete(self, tx: Tx, session: Session, samples: list[MeterSample]) -> None:

@@ -1,21 +1,47 @@
-"""Failed-login rate limiting (security profile 1-2 HTTP Basic auth). Pure; time is injected."""
+"""Login limiting for HTTP Basic auth (security profiles 1 and 2); time is injected.
+
+Theory of operation. OCPP station passwords are 16 to 40 random characters
+(1.6 security whitepaper, 2.0.1 A00.FR.2xx): guessing one is hopeless, so the
+limits here protect the CPU, not the secret. A password check is a scrypt
+derivation (~40 ms of CPU and 16 MiB); what must not happen is that strangers
+make the server run thousands of them, or that their failures lock a station
+out. Hence, in :meth:`LoginGuard.check`:
+
+1. Credentials this node verified before (kept as a keyed hash in memory, tied
+   to the stored password hash) are accepted without scrypt and without any
+   limit: a station with the right password is never refused because of what
+   others did, as soon as it logged in once since the node started.
+2. An **attempt is counted before the check** against the remote address
+   (an IPv6 /64 counts as one address): ``limit`` per ``window``. A success
+   gives its own attempt back and nothing more (it never clears the failures
+   of others); a refusal for being busy gives it back too (no check ran).
+3. Checks are capped: **one at a time per station** (the others are told to
+   come back: 503 with Retry-After) and ``concurrency`` in all, on a thread
+   pool of that size, with a short queue; scrypt never saturates the threads
+   other work needs, nor the event loop's core.
+
+There is deliberately no limit per station id: failures for a station from
+other addresses never refuse that station (the lockout the per-id limit made).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import enum
+import hashlib
+import hmac
+import ipaddress
+import secrets
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
-__all__ = ["FailureLimiter"]
+__all__ = ["AttemptLimiter", "LoginGuard", "LoginOutcome", "address_key"]
 
 
-class FailureLimiter:
-    """Refuse a key after ``limit`` failures within ``window`` seconds.
-
-    Keys are remote addresses and station ids, so that neither one address
-    guessing many stations' passwords nor many addresses guessing one station's
-    get unlimited tries.
-    """
+class AttemptLimiter:
+    """At most ``limit`` attempts per key within ``window`` seconds."""
 
     def __init__(
         self, limit: int = 5, window: float = 60.0,
@@ -25,31 +51,163 @@ class FailureLimiter:
         self.window = window
         self.clock = clock
         self.max_keys = max_keys
-        self._failures: dict[str, deque[float]] = {}
+        self._attempts: dict[str, deque[float]] = {}
 
     def _recent(self, key: str) -> deque[float] | None:
-        q = self._failures.get(key)
+        q = self._attempts.get(key)
         if q is None:
             return None
         cutoff = self.clock() - self.window
         while q and q[0] <= cutoff:
             q.popleft()
         if not q:
-            del self._failures[key]
+            del self._attempts[key]
             return None
         return q
 
-    def blocked(self, *keys: str) -> bool:
-        return any((q := self._recent(k)) is not None and len(q) >= self.limit for k in keys)
+    def blocked(self, key: str) -> bool:
+        q = self._recent(key)
+        return q is not None and len(q) >= self.limit
 
-    def failed(self, *keys: str) -> None:
-        if len(self._failures) >= self.max_keys:
-            # Bound memory under a flood of distinct keys: forget the oldest.
-            self._failures.pop(next(iter(self._failures)))
-        now = self.clock()
-        for k in keys:
-            self._failures.setdefault(k, deque()).append(now)
+    def take(self, key: str) -> bool:
+        """Count one attempt now; False (nothing counted) when the key is at its limit."""
+        q = self._recent(key)
+        if q is not None and len(q) >= self.limit:
+            return False
+        if q is None:
+            if len(self._attempts) >= self.max_keys:
+                # Bound memory under a flood of distinct keys: forget the oldest.
+                self._attempts.pop(next(iter(self._attempts)))
+            q = self._attempts[key] = deque()
+        q.append(self.clock())
+        return True
 
-    def succeeded(self, *keys: str) -> None:
-        for k in keys:
-            self._failures.pop(k, None)
+    def give_back(self, key: str) -> None:
+        """Undo this key's latest attempt (it succeeded, or no check ran)."""
+        q = self._attempts.get(key)
+        if q:
+            q.pop()
+            if not q:
+                del self._attempts[key]
+
+
+def address_key(address: str) -> str:
+    """The limiter key of a remote address: the address, or its /64 for IPv6."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return f"ip:{address}"
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return f"ip:{ip.ipv4_mapped}"
+        return f"ip:{ipaddress.IPv6Network((ip, 64), strict=False)}"
+    return f"ip:{ip}"
+
+
+class LoginOutcome(enum.Enum):
+    ACCEPTED = "accepted"
+    WRONG_PASSWORD = "wrong_password"  # 401
+    RATE_LIMITED = "rate_limited"  # 429: this address used its attempts
+    BUSY = "busy"  # 503: a check for this station is running, or the queue is full
+
+
+class LoginGuard:
+    """Decides whether a password check runs, runs it, and remembers what it verified."""
+
+    def __init__(
+        self, verify: Callable[[str, str], bool], *, limit: int = 5, window: float = 60.0,
+        concurrency: int = 2, queue: int | None = None,
+        clock: Callable[[], float] = time.monotonic, max_known: int = 100_000,
+    ) -> None:
+        self.verify = verify
+        self.attempts = AttemptLimiter(limit, window, clock)
+        self.concurrency = max(1, concurrency)
+        self.queue = self.concurrency * 8 if queue is None else queue
+        self.max_known = max_known
+        self._key = secrets.token_bytes(32)  # never leaves this process
+        self._known: OrderedDict[str, tuple[str, bytes]] = OrderedDict()
+        self._checking: set[str] = set()
+        self._slots: asyncio.Semaphore | None = None
+        self._waiting = 0
+        self._executor: ThreadPoolExecutor | None = None
+        # figures for tests and metrics
+        self.checks = 0
+        self.running = 0
+        self.peak_running = 0
+
+    def _digest(self, station_id: str, password: str) -> bytes:
+        return hmac.new(self._key, f"{station_id}\0{password}".encode(), hashlib.sha256).digest()
+
+    def known(self, station_id: str, stored: str, password: str) -> bool:
+        """These credentials were verified against this stored hash before."""
+        entry = self._known.get(station_id)
+        if entry is None or entry[0] != stored:
+            return False
+        if not hmac.compare_digest(entry[1], self._digest(station_id, password)):
+            return False
+        self._known.move_to_end(station_id)
+        return True
+
+    def _remember(self, station_id: str, stored: str, password: str) -> None:
+        self._known[station_id] = (stored, self._digest(station_id, password))
+        self._known.move_to_end(station_id)
+        while len(self._known) > self.max_known:
+            self._known.popitem(last=False)
+
+    def forget(self, station_id: str) -> None:
+        """The station's password changed: the next login is checked in full."""
+        self._known.pop(station_id, None)
+
+    async def check(self, address: str, station_id: str, stored: str,
+                    password: str) -> LoginOutcome:
+        if self.known(station_id, stored, password):
+            return LoginOutcome.ACCEPTED
+        key = address_key(address)
+        if not self.attempts.take(key):
+            return LoginOutcome.RATE_LIMITED
+        if station_id in self._checking or self._waiting >= self.queue:
+            self.attempts.give_back(key)
+            return LoginOutcome.BUSY
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.concurrency)
+            self._executor = ThreadPoolExecutor(self.concurrency,
+                                                thread_name_prefix="password-check")
+        slots = self._slots
+        self._checking.add(station_id)
+        started = False
+        try:
+            self._waiting += 1
+            try:
+                await slots.acquire()
+            finally:
+                self._waiting -= 1
+            self.checks += 1
+            self.running += 1
+            self.peak_running = max(self.peak_running, self.running)
+            job = asyncio.get_running_loop().run_in_executor(
+                self._executor, self.verify, password, stored)
+            started = True
+
+            def done(_: object) -> None:
+                # The slots are free when the thread is, even if the login was
+                # cancelled meanwhile (a running scrypt cannot be stopped).
+                self.running -= 1
+                self._checking.discard(station_id)
+                slots.release()
+
+            job.add_done_callback(done)
+            ok = await asyncio.shield(job)
+        finally:
+            if not started:
+                self._checking.discard(station_id)
+        if not ok:
+            return LoginOutcome.WRONG_PASSWORD
+        self.attempts.give_back(key)
+        self._remember(station_id, stored, password)
+        return LoginOutcome.ACCEPTED
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+        self._slots = None

@@ -144,6 +144,10 @@ class SqlTx(SettlementSql, ABC):
         for row in rows:
             await self.execute(sql, *row)
 
+    async def free_space(self) -> int | None:
+        """Bytes the database can still grow by; None when the adapter cannot tell."""
+        return None
+
     # -- stations ------------------------------------------------------------
     async def get_station(self, station_id: str) -> Station | None:
         row = await self.fetchone("SELECT * FROM stations WHERE id = ?", station_id)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import sqlite3
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -61,6 +62,23 @@ class _SqliteTx(SqlTx):
     async def insert_id(self, sql: str, *params: Any) -> int:
         row = self._conn.execute(sql, params).fetchone()
         return int(row[0])
+
+    async def free_space(self) -> int | None:
+        """What the file may still grow by: the disk's free space and the page limit
+        (``max_page_count``), plus pages freed inside the file."""
+        c = self._conn
+        page_size = int(c.execute("PRAGMA page_size").fetchone()[0])
+        pages = int(c.execute("PRAGMA page_count").fetchone()[0])
+        limit = int(c.execute("PRAGMA max_page_count").fetchone()[0])
+        free_pages = int(c.execute("PRAGMA freelist_count").fetchone()[0])
+        inside = free_pages * page_size
+        by_limit = (limit - pages) * page_size + inside
+        row = c.execute("PRAGMA database_list").fetchone()
+        path = row[2] if row is not None else ""
+        if not path:  # :memory:
+            return by_limit
+        st = os.statvfs(os.path.dirname(path) or ".")
+        return min(by_limit, st.f_bavail * st.f_frsize + inside)
 
 
 def _connect(path: str, *, readonly: bool = False) -> sqlite3.Connection:

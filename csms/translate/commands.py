@@ -7,6 +7,7 @@ to read the answer's status. The CLI and the admin API speak only these names.
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -15,10 +16,17 @@ from csms.protocol import OcppError, OcppVersion, Validator
 
 __all__ = [
     "COMMANDS",
+    "REDACTED",
     "SECRET_ARGS",
     "BuiltCall",
     "CommandError",
     "build_call",
+    "carries_secret",
+    "is_secret_name",
+    "new_password",
+    "password_accepted",
+    "redacted_args",
+    "redacted_response",
     "result_status",
 ]
 
@@ -268,6 +276,88 @@ COMMANDS: dict[str, Callable[[OcppVersion, dict[str, Any]], BuiltCall]] = {
 
 # Commands whose arguments must never reach a log or the audit trail.
 SECRET_ARGS = {"set-password": ("password",)}
+REDACTED = "<redacted>"
+
+# Configuration keys (1.6) and variables (2.0.1) that hold a credential: the 1.6
+# security whitepaper's AuthorizationKey, 2.0.1 SecurityCtrlr.BasicAuthPassword, and
+# by name anything that looks like a password or a secret.
+_SECRET_NAME = re.compile(r"password|passphrase|secret|authorizationkey", re.IGNORECASE)
+# The station password a command sets: 1.6 key / 2.0.1 component.variable (A01).
+PASSWORD_KEY_16 = "AuthorizationKey"
+PASSWORD_VARIABLE_201 = ("SecurityCtrlr", "BasicAuthPassword")
+
+
+def is_secret_name(name: str) -> bool:
+    """A configuration key or COMPONENT.VARIABLE name whose value is a credential."""
+    return bool(_SECRET_NAME.search(name))
+
+
+def new_password(command: str, args: dict[str, Any]) -> str | None:
+    """The station password this command sets, if it sets one (set-password, or
+    set-config / set-variables of the password key)."""
+    if command == "set-password":
+        return str(args.get("password", ""))
+    if command == "set-config" and str(args.get("key", "")).lower() == PASSWORD_KEY_16.lower():
+        return str(args.get("value", ""))
+    if command == "set-variables":
+        for name, value in (args.get("values") or {}).items():
+            component, _, variable = str(name).partition(".")
+            if (component.lower(), variable.lower()) == tuple(
+                    x.lower() for x in PASSWORD_VARIABLE_201):
+                return str(value)
+    return None
+
+
+def carries_secret(command: str, args: dict[str, Any]) -> bool:
+    """The command's CALL holds a credential: it is not logged."""
+    if command in SECRET_ARGS:
+        return True
+    if command == "set-config":
+        return is_secret_name(str(args.get("key", "")))
+    if command == "set-variables":
+        return any(is_secret_name(str(k)) for k in (args.get("values") or {}))
+    return False
+
+
+def redacted_args(command: str, args: dict[str, Any]) -> dict[str, Any]:
+    """The arguments as they may be logged and audited: credentials replaced."""
+    out = {k: (REDACTED if k in SECRET_ARGS.get(command, ()) else v) for k, v in args.items()}
+    if command == "set-config" and is_secret_name(str(args.get("key", ""))):
+        out["value"] = REDACTED
+    if command == "set-variables" and isinstance(args.get("values"), dict):
+        out["values"] = {k: (REDACTED if is_secret_name(str(k)) else v)
+                         for k, v in args["values"].items()}
+    return out
+
+
+def redacted_response(response: dict[str, Any]) -> dict[str, Any]:
+    """A station's answer as it may be audited: values of credential keys replaced
+    (1.6 GetConfiguration must not return AuthorizationKey, a station may anyway)."""
+    keys = response.get("configurationKey")
+    if isinstance(keys, list):
+        response = {**response, "configurationKey": [
+            {**k, "value": REDACTED} if isinstance(k, dict) and "value" in k
+            and is_secret_name(str(k.get("key", ""))) else k for k in keys]}
+    results = response.get("getVariableResult")
+    if isinstance(results, list):
+        response = {**response, "getVariableResult": [
+            {**r, "attributeValue": REDACTED} if isinstance(r, dict) and "attributeValue" in r
+            and is_secret_name(str((r.get("variable") or {}).get("name", ""))) else r
+            for r in results]}
+    return response
+
+
+def password_accepted(action: str, response: dict[str, Any]) -> bool:
+    """The station took the new password (1.6 ChangeConfiguration Accepted; 2.0.1 the
+    BasicAuthPassword entry of SetVariables Accepted)."""
+    if action == "ChangeConfiguration":
+        return response.get("status") == "Accepted"
+    for r in response.get("setVariableResult") or []:
+        component = str((r.get("component") or {}).get("name", "")).lower()
+        variable = str((r.get("variable") or {}).get("name", "")).lower()
+        if (component, variable) == tuple(x.lower() for x in PASSWORD_VARIABLE_201):
+            return bool(r.get("attributeStatus") == "Accepted")
+    return False
 
 
 def build_call(version: OcppVersion, command: str, args: dict[str, Any]) -> BuiltCall:

@@ -26,3 +26,15 @@ def test_benchmark_runs(args: list[str]) -> None:
     assert r.returncode == 0, r.stderr
     result = json.loads(r.stdout.strip().splitlines()[-1])
     assert "ratio" in result
+
+
+@pytest.mark.parametrize("args", [
+    ["bench.attacks", "logins", "--attempts", "20"],
+    ["bench.attacks", "datatransfer", "--seconds", "1"],
+])
+def test_attack_benchmark_runs(args: list[str]) -> None:
+    r = subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True,
+                       timeout=180)
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout.strip().splitlines()[-1])
+    assert result["benchmark"]

@@ -30,7 +30,7 @@ class RawClient:
     async def connect(
         cls, base_url: str, station_id: str, protocols: list[str] | None = None,
         password: str | None = None, user: str | None = None, ssl: Any = None,
-        max_size: int | None = 2**20,
+        max_size: int | None = 2**20, local_addr: str | None = None,
     ) -> RawClient:
         headers = {}
         if password is not None:
@@ -45,6 +45,8 @@ class RawClient:
             open_timeout=5,
             ssl=ssl,
             max_size=max_size,
+            # another loopback address (127.0.0.0/8) stands for another client
+            **({"local_addr": (local_addr, 0)} if local_addr else {}),
         )
         return cls(ws)
 

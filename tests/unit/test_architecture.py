@@ -26,7 +26,7 @@ ALLOWED: list[tuple[str, tuple[str, ...]]] = [
 ]
 # third-party adapters: library -> module prefixes that may import it
 ADAPTER_LIBS = {
-    "websockets": ("csms.server", "chargers_sim"),
+    "websockets": ("csms.server", "csms.transport", "chargers_sim"),
     "aiosqlite": ("csms.storage",),
     "asyncpg": ("csms.storage",),
     "aiomqtt": ("csms.bus",),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import stat
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -226,3 +227,84 @@ async def test_cli_remote_commands(csms_server: RunningServer, version: str) -> 
     code, out, err = await run_cli(csms_server, "remote", "reset", "CP1")
     assert code == 1
     assert "not connected" in err
+
+
+@pytest.mark.parametrize("path", [
+    "/audit?limit=abc", "/audit?limit=-1", "/audit?limit=0", "/audit?limit=1.5",
+    "/audit?limit=", "/audit?limit=99999999999999999999", "/audit?limit=1&limit=2",
+    "/audit?since=yesterday", "/sessions?active=maybe", "/sessions?limit=x",
+    "/sessions?station=a:b", "/sessions?station=" + "x" * 49, "/sessions?order=id",
+    "/stations?all=1", "/stations/CP1?x=1", "/sessions/1?x=1", "/metrics?name=x",
+    "/openapi.json?v=2",
+])
+async def test_bad_query_parameters_get_400(csms_server: RunningServer, path: str) -> None:
+    status, body = await api(csms_server, "GET", path)
+    assert status == 400, (path, status, body)
+    assert isinstance(body, dict) and body["error"]
+
+
+@pytest.mark.parametrize("path", [
+    "/audit", "/audit?limit=5", "/sessions?active=true", "/sessions?active=0",
+    "/sessions?station=CP1&limit=10", "/stations", "/metrics"])
+async def test_good_query_parameters(csms_server: RunningServer, path: str) -> None:
+    assert (await api(csms_server, "GET", path))[0] == 200
+
+
+async def test_command_metric_labels_come_from_a_fixed_set(csms_server: RunningServer) -> None:
+    """Neither a caller (command names) nor a station (status words) adds label values."""
+    await csms_server.add_station("CP1")
+    for i in range(30):
+        status, _ = await api(csms_server, "POST", f"/stations/CP1/commands/evil-{i}", {})
+        assert status == 404
+    async with await RawClient.connect(csms_server.url, "CP1") as c:
+        await csms_server.wait_connected("CP1")
+        for i in range(5):
+            req = asyncio.create_task(api(csms_server, "POST", "/stations/CP1/commands/reset",
+                                          {}))
+            await answer_next(c, {"status": f"Weird{i}"})
+            assert (await req)[0] in (200, 502)
+    from csms.admin import COMMAND_RESULTS
+    from csms.translate.commands import COMMANDS
+
+    metric = csms_server.central.metrics.commands
+    labels = {(s.labels["command"], s.labels["result"])
+              for m in metric.collect() for s in m.samples}
+    assert {c for c, _ in labels} <= set(COMMANDS) | {"unknown"}
+    assert {r for _, r in labels} <= {"accepted", "rejected", "other", "error",
+                                     *COMMAND_RESULTS.values()}
+    assert ("unknown", "unknown_command") in labels
+
+
+async def test_admin_beyond_loopback_needs_the_flag(tmp_path: Path) -> None:
+    from csms.admin import AdminApi, AdminNotPublic
+    from csms.metrics import Metrics
+
+    api_ = AdminApi(None, None, "t" * 32, Metrics(), "0.0.0.0", 0)  # type: ignore[arg-type]
+    with pytest.raises(AdminNotPublic):
+        await api_.start()
+
+
+def test_serve_refuses_an_admin_host_beyond_loopback(tmp_path: Path) -> None:
+    refused = subprocess.run(
+        [sys.executable, "-m", "csms", "serve", "--port", "0", "--admin-port", "0",
+         "--admin-host", "0.0.0.0", "--db", str(tmp_path / "a.db"),
+         "--data-dir", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "--admin-public" in refused.stderr
+
+
+def test_admin_beyond_loopback_with_the_flag_warns(tmp_path: Path) -> None:
+    from bench.common import free_port, wait_port
+
+    admin = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "csms", "serve", "--port", "0", "--admin-port", str(admin),
+         "--admin-host", "0.0.0.0", "--admin-public", "--db", str(tmp_path / "a.db"),
+         "--data-dir", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+    try:
+        wait_port(admin)
+    finally:
+        proc.terminate()
+        out, err = proc.communicate(timeout=20)
+    assert "WARNING" in out and "--admin-public" in out
+    assert "reachable beyond this machine" in err  # and in the log

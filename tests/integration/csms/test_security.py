@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime as dt
 import ipaddress
 import logging
@@ -156,18 +157,122 @@ async def test_tls_below_1_2_is_refused(tls_server: RunningServer, pki: Pki) -> 
         await RawClient.connect(wss(tls_server), "CP2", password=PASSWORD, ssl=ctx)
 
 
-async def test_failed_logins_are_rate_limited_per_address_and_id(
+def loopback(n: int) -> str:
+    """The n-th loopback address other than 127.0.0.1: another client."""
+    return f"127.0.{(n + 2) // 250}.{(n + 2) % 250 + 2}"
+
+
+async def status_of(coro: Any) -> int:
+    try:
+        client = await coro
+    except InvalidStatus as exc:
+        return int(exc.response.status_code)
+    await client.close()
+    return 101
+
+
+async def login_until_in(server: RunningServer, station: str, password: str,
+                         address: str | None = None, tries: int = 200) -> list[int]:
+    """A station's reconnect loop: come back after a 503 (busy) until it gets in."""
+    seen = []
+    for _ in range(tries):
+        code = await status_of(RawClient.connect(server.url, station, password=password,
+                                                 local_addr=address))
+        seen.append(code)
+        if code != 503:
+            return seen
+        await asyncio.sleep(0.05)
+    return seen
+
+
+def checks(server: RunningServer, result: str) -> int:
+    return int(server.central.metrics.password_checks.labels(result)._value.get())
+
+
+async def test_hundreds_of_concurrent_wrong_logins(csms_server: RunningServer) -> None:
+    """300 wrong passwords at once from 300 addresses, the station logging in meanwhile."""
+    await csms_server.add_station("CP1", password=PASSWORD)
+    guard = csms_server.central.logins
+    attempts = [status_of(RawClient.connect(csms_server.url, "CP1",
+                                            password=f"wrong-password-{i:04d}",
+                                            local_addr=loopback(i)))
+                for i in range(300)]
+    flood = asyncio.gather(*attempts)
+    station = asyncio.create_task(login_until_in(csms_server, "CP1", PASSWORD))
+    codes = await flood
+    tries = await station
+    wrong = checks(csms_server, "wrong")
+    print(f"\n300 concurrent wrong logins: {wrong} scrypt checks, answers"
+          f" {sorted({c: codes.count(c) for c in set(codes)}.items())}; the station got in"
+          f" after {len(tries)} tries {tries}")
+    # every answer is a refusal, each 401 cost one check, no more ran at once than allowed
+    assert set(codes) <= {401, 503}
+    assert wrong == codes.count(401) + tries.count(401)
+    assert guard.peak_running <= csms_server.settings.auth_concurrency
+    # the station with the right password was never refused for the others' failures
+    assert tries[-1] == 101 and set(tries) <= {101, 503}
+    # and is let in at once afterwards, from any address, without another check
+    before = checks(csms_server, "ok")
+    assert await status_of(RawClient.connect(csms_server.url, "CP1", password=PASSWORD,
+                                             local_addr=loopback(999))) == 101
+    assert checks(csms_server, "ok") == before
+
+
+async def test_failures_from_other_addresses_never_lock_out_a_station(
     csms_server: RunningServer,
 ) -> None:
     await csms_server.add_station("CP1", password=PASSWORD)
+    for i in range(3 * csms_server.settings.auth_failure_limit):
+        assert await refused(RawClient.connect(csms_server.url, "CP1",
+                                               password="wrong-password-0000",
+                                               local_addr=loopback(i))) == 401
+    # first login of the station since the server started: no cached credentials
+    async with await RawClient.connect(csms_server.url, "CP1", password=PASSWORD) as c:
+        assert "currentTime" in await c.result("Heartbeat", {})
+
+
+async def test_an_address_over_its_budget(csms_server: RunningServer) -> None:
+    await csms_server.add_station("CP1", password=PASSWORD)
     await csms_server.add_station("CP9", password=PASSWORD)
+    await csms_server.add_station("OPEN")  # profile 0: no password
+    # CP1 logged in once from its own address: its credentials are known to this node
+    async with await RawClient.connect(csms_server.url, "CP1", password=PASSWORD,
+                                       local_addr="127.0.0.5"):
+        pass
+    attacker = "127.0.0.9"
     limit = csms_server.settings.auth_failure_limit
     for _ in range(limit):
-        assert await refused(RawClient.connect(csms_server.url, "CP1",
-                                               password="wrong-password-0000")) == 401
-    # now even the right password is refused for a while, for this address and this id
-    assert await refused(RawClient.connect(csms_server.url, "CP1", password=PASSWORD)) == 429
-    assert await refused(RawClient.connect(csms_server.url, "CP9", password=PASSWORD)) == 429
+        assert await refused(RawClient.connect(csms_server.url, "CP9",
+                                               password="wrong-password-0000",
+                                               local_addr=attacker)) == 401
+    # the address used its attempts: the next unknown password is not even checked
+    before = checks(csms_server, "wrong") + checks(csms_server, "ok")
+    assert await refused(RawClient.connect(csms_server.url, "CP9", password=PASSWORD,
+                                           local_addr=attacker)) == 429
+    assert checks(csms_server, "wrong") + checks(csms_server, "ok") == before
+    # a station that needs no password is not limited by failures from its address
+    async with await RawClient.connect(csms_server.url, "OPEN", local_addr=attacker) as c:
+        assert "currentTime" in await c.result("Heartbeat", {})
+    # nor is a station presenting credentials this node verified before
+    async with await RawClient.connect(csms_server.url, "CP1", password=PASSWORD,
+                                       local_addr=attacker) as c:
+        assert "currentTime" in await c.result("Heartbeat", {})
+
+
+async def test_a_good_login_does_not_reset_the_budget(csms_server: RunningServer) -> None:
+    """An owner of station A guessing station B's password between its own logins."""
+    await csms_server.add_station("A", password=PASSWORD)
+    await csms_server.add_station("B", password="b-station-password-9")
+    me = "127.0.0.7"
+    limit = csms_server.settings.auth_failure_limit
+    for _ in range(limit):
+        assert await refused(RawClient.connect(csms_server.url, "B", password="guess-guess-guess",
+                                               local_addr=me)) == 401
+        async with await RawClient.connect(csms_server.url, "A", password=PASSWORD,
+                                           local_addr=me):
+            pass
+    assert await refused(RawClient.connect(csms_server.url, "B", password="guess-guess-guess",
+                                           local_addr=me)) == 429
 
 
 async def test_passwords_are_never_logged_or_stored_plain(
@@ -269,3 +374,119 @@ async def test_password_rotation_switches_only_when_accepted(
     _, audit = await api(csms_server, "GET", "/audit")
     assert audit[0]["request"] == {"password": "<redacted>"}
     assert new not in caplog.text
+
+
+@pytest.mark.parametrize(("version", "accept"), [
+    ("ocpp1.6", True), ("ocpp2.0.1", True), ("ocpp1.6", False), ("ocpp2.0.1", False)])
+async def test_password_set_through_configuration_switches_only_when_accepted(
+    csms_server: RunningServer, caplog: pytest.LogCaptureFixture, version: str, accept: bool,
+) -> None:
+    """set-config AuthorizationKey / set-variables SecurityCtrlr.BasicAuthPassword do what
+    set-password does: the stored hash changes only once the station accepted."""
+    caplog.set_level(logging.DEBUG)
+    new = "config-set-password-77"
+    await csms_server.add_station("CP1", password=PASSWORD)
+    if version == "ocpp1.6":
+        command, body = "set-config", {"key": "AuthorizationKey", "value": new}
+    else:
+        command, body = "set-variables", {"values": {
+            "SecurityCtrlr.BasicAuthPassword": new, "OCPPCommCtrlr.HeartbeatInterval": "60"}}
+    async with await RawClient.connect(csms_server.url, "CP1", [version],
+                                       password=PASSWORD) as c:
+        await csms_server.wait_connected("CP1")
+        req = asyncio.create_task(api(csms_server, "POST", f"/stations/CP1/commands/{command}",
+                                      body))
+        call = await asyncio.wait_for(c.calls.get(), 5)
+        word = "Accepted" if accept else "Rejected"
+        if version == "ocpp1.6":
+            await c.answer(call[1], {"status": word})
+        else:
+            await c.answer(call[1], {"setVariableResult": [
+                {"attributeStatus": "Accepted", "component": {"name": "OCPPCommCtrlr"},
+                 "variable": {"name": "HeartbeatInterval"}},
+                {"attributeStatus": word, "component": {"name": "SecurityCtrlr"},
+                 "variable": {"name": "BasicAuthPassword"}}]})
+        status, answer = await req
+        assert status == 200 and answer["switched"] is accept
+    working, old = (new, PASSWORD) if accept else (PASSWORD, new)
+    async with await RawClient.connect(csms_server.url, "CP1", [version], password=working):
+        pass
+    assert await refused(RawClient.connect(csms_server.url, "CP1", [version],
+                                           password=old)) == 401
+    _, audit = await api(csms_server, "GET", "/audit")
+    assert new not in str(audit) and "<redacted>" in str(audit[0]["request"])
+    # what the server side logged (the test's own client logs its headers too)
+    logged = "\n".join(r.getMessage() for r in caplog.records
+                       if not r.name.startswith("websockets.client"))
+    assert "Authorization" in logged  # the handshake headers were logged, redacted
+    for secret in (new, PASSWORD, base64.b64encode(f"CP1:{PASSWORD}".encode()).decode(),
+                   base64.b64encode(f"CP1:{new}".encode()).decode()):
+        assert secret not in logged
+
+
+async def test_a_password_the_station_could_not_log_in_with_is_not_sent(
+    csms_server: RunningServer,
+) -> None:
+    await csms_server.add_station("CP1", password=PASSWORD)
+    async with await RawClient.connect(csms_server.url, "CP1", password=PASSWORD) as c:
+        await csms_server.wait_connected("CP1")
+        status, body = await api(csms_server, "POST", "/stations/CP1/commands/set-config",
+                                 {"key": "AuthorizationKey", "value": "short"})
+        assert status == 400 and "16 to 40" in body["error"]
+        assert c.calls.empty()
+
+
+def test_serve_logs_no_secret_at_debug_level(tmp_path: Path) -> None:
+    """The real `csms serve --log-level debug`: handshake headers, a password change
+    through set-config, the audit trail and the database file hold no credential."""
+    import subprocess
+    import sys
+    import time
+
+    from bench.common import free_port, wait_port
+
+    db, data = tmp_path / "s.sqlite3", tmp_path / "data"
+    new = "debug-level-password-9"
+    subprocess.run([sys.executable, "-m", "csms", "stations", "add", "CP1", "--password",
+                    PASSWORD, "--db", str(db)], check=True, capture_output=True)
+    port, admin = free_port(), free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "csms", "serve", "--port", str(port), "--db", str(db),
+         "--admin-port", str(admin), "--data-dir", str(data), "--log-level", "debug"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_port(port)
+        wait_port(admin)
+        token = (data / "admin.token").read_text().strip()
+
+        async def session() -> None:
+            import aiohttp
+
+            async with await RawClient.connect(f"ws://127.0.0.1:{port}", "CP1",
+                                               password=PASSWORD) as c:
+                await c.result("BootNotification", BOOT)
+                async with aiohttp.ClientSession() as http:
+                    req = asyncio.create_task(http.post(
+                        f"http://127.0.0.1:{admin}/stations/CP1/commands/set-config",
+                        json={"key": "AuthorizationKey", "value": new},
+                        headers={"Authorization": f"Bearer {token}"}))
+                    call = await asyncio.wait_for(c.calls.get(), 5)
+                    await c.answer(call[1], {"status": "Accepted"})
+                    assert (await req).status == 200
+            async with await RawClient.connect(f"ws://127.0.0.1:{port}", "CP1",
+                                               password=new) as c:
+                await c.result("Heartbeat", {})
+
+        asyncio.run(session())
+        time.sleep(0.5)
+    finally:
+        proc.terminate()
+        out, err = proc.communicate(timeout=20)
+    logs = out + err
+    assert "Authorization" in logs  # the headers were logged, at debug level
+    for secret in (PASSWORD, new, token,
+                   base64.b64encode(f"CP1:{PASSWORD}".encode()).decode(),
+                   base64.b64encode(f"CP1:{new}".encode()).decode()):
+        assert secret not in logs
+    stored = b"".join(p.read_bytes() for p in tmp_path.glob("s.sqlite3*"))
+    assert new.encode() not in stored and PASSWORD.encode() not in stored

@@ -101,6 +101,11 @@ async def test_basic_auth(csms_server: RunningServer) -> None:
         await RawClient.connect(csms_server.url, "CP1", password=pw, user="CP2")
     async with await RawClient.connect(csms_server.url, "CP1", password=pw) as c:
         assert (await c.result("BootNotification", BOOT16))["status"] == "Accepted"
+    # profile 1 without a stored password: nobody gets in (not even without credentials)
+    await csms_server.add_station("NOPW", profile=1)
+    with pytest.raises(InvalidStatus) as info:
+        await RawClient.connect(csms_server.url, "NOPW", password=pw)
+    assert info.value.response.status_code == 401
 
 
 @pytest.mark.parametrize(
@@ -378,3 +383,27 @@ async def test_compression_modes(tmp_path: Any, mode: str, header: str | None) -
                 assert f'[3,"{i}",' in str(answer) and "Accepted" in str(answer)
     finally:
         await server.stop()
+
+
+@pytest.mark.parametrize("version", ["ocpp1.6", "ocpp2.0.1"])
+async def test_binary_frames_are_refused(csms_server: RunningServer, version: str) -> None:
+    await csms_server.add_station("BIN")
+    await csms_server.add_station("OK1")
+    await csms_server.add_tag("T1")
+    good = await RawClient.connect(csms_server.url, "OK1", [version])
+    c = await RawClient.connect(csms_server.url, "BIN", [version])
+    # a well-formed CALL, but in a binary frame: not an OCPP message, never processed
+    await c.ws.send(b'[2,"b1","StartTransaction",{"connectorId":1,"idTag":"T1",'
+                    b'"meterStart":0,"timestamp":"2026-01-01T00:00:00Z"}]')
+    await asyncio.wait_for(c.ws.wait_closed(), 5)
+    assert c.ws.close_code == 1003
+    assert c.unmatched == [] and await csms_server.sessions("BIN") == []
+    assert "currentTime" in await good.result("Heartbeat", {})
+    await good.close()
+
+    async def events(tx: Any) -> list[dict[str, Any]]:
+        return await tx.list_station_events("BIN", "security")
+
+    assert any(e["payload"]["type"] == "BinaryFrame" for e in await csms_server.repo.read(events))
+    cut = csms_server.central.metrics.connections_cut.labels("binary_frame")._value.get()
+    assert cut == 1

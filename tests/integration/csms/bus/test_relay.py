@@ -3,70 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import shutil
-import socket
-import subprocess
-import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import aiomqtt
-import orjson
 import pytest
 
 from csms.config import Settings
-from support import IN_CI, RunningServer, require_service
+from support import RunningServer, require_service
 from support.client import RawClient
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Broker:
-    """A Mosquitto process of the test's own, on a free loopback port."""
-
-    def __init__(self, folder: Path) -> None:
-        self.port = free_port()
-        self.conf = folder / "mosquitto.conf"
-        # Persistence keeps the subscriber's durable session (clean_session=False)
-        # across the restart, so events published before it resubscribes are queued
-        # for it rather than dropped.
-        self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
-            f"persistence true\npersistence_location {folder}/\n"
-        )
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        self.proc = subprocess.Popen([binary, "-c", str(self.conf)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for _ in range(100):
-            with contextlib.suppress(OSError):
-                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
-                return
-            time.sleep(0.05)
-        raise RuntimeError("mosquitto did not start")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(5)
-            self.proc = None
+from support.services import Broker, Subscriber
 
 
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[Broker]:
-    if shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists():
-        if IN_CI:
-            pytest.fail("mosquitto binary is required")
-        pytest.skip("mosquitto is not installed")
     b = Broker(tmp_path)
     b.start()
     yield b
@@ -79,39 +30,6 @@ async def mqtt_server(csms_server: RunningServer, broker: Broker) -> AsyncIterat
     csms_server.settings = replace(csms_server.settings, mqtt=f"mqtt://127.0.0.1:{broker.port}")
     await csms_server.start()
     yield csms_server
-
-
-class Subscriber:
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.events: list[dict[str, Any]] = []
-        self.topics: list[str] = []
-        self.ready = asyncio.Event()
-        self._task = asyncio.create_task(self._run())
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                async with aiomqtt.Client("127.0.0.1", self.port, identifier="test-sub",
-                                          clean_session=False) as client:
-                    await client.subscribe("voltledger/#", qos=1)
-                    self.ready.set()
-                    async for message in client.messages:
-                        self.topics.append(str(message.topic))
-                        self.events.append(orjson.loads(message.payload))  # type: ignore[arg-type]
-            except aiomqtt.MqttError:
-                self.ready.clear()
-                await asyncio.sleep(0.2)
-
-    async def wait_for(self, predicate: Any, timeout: float = 10) -> None:
-        async with asyncio.timeout(timeout):
-            while not predicate(self):
-                await asyncio.sleep(0.05)
-
-    async def close(self) -> None:
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
 
 
 async def charge(server: RunningServer, station: str, start: int, stop: int) -> None:

@@ -130,3 +130,14 @@ def test_a_reused_message_id_is_another_message_not_a_replay() -> None:
     ep.result("7", {})
     # and the first frame again is new again (its answer was replaced)
     assert isinstance(ep.receive(first), IncomingCall)
+
+
+def test_a_transient_error_is_not_replayed_for_a_repeated_message_id() -> None:
+    ep = central()
+    call = frame(2, "7", "Heartbeat", {})
+    assert isinstance(ep.receive(call), IncomingCall)
+    ep.error("7", OcppError(Fault.INTERNAL, "temporarily unable to store"), remember=False)
+    # the station's retry with the same id is handled anew, then answered from memory
+    assert ep.receive(call) == IncomingCall("7", "Heartbeat", {})
+    text = ep.result("7", {"currentTime": "2026-01-01T00:00:00Z"})
+    assert ep.receive(call) == SendNow(text, "repeated message id 7: answer sent again")

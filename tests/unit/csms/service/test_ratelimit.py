@@ -1,6 +1,13 @@
 from __future__ import annotations
 
-from csms.service.ratelimit import FailureLimiter
+import asyncio
+import threading
+
+import pytest
+
+from csms.service.ratelimit import AttemptLimiter, LoginGuard, LoginOutcome, address_key
+
+RIGHT = "the-right-password-123"
 
 
 class Clock:
@@ -11,29 +18,156 @@ class Clock:
         return self.now
 
 
-def test_blocks_after_limit_within_window_and_recovers() -> None:
+def test_attempts_are_limited_within_the_window_and_recover() -> None:
     clock = Clock()
-    rl = FailureLimiter(limit=3, window=10, clock=clock)
-    for _ in range(2):
-        rl.failed("ip:1", "id:CP1")
-    assert not rl.blocked("ip:1")
-    rl.failed("ip:1", "id:CP1")
-    assert rl.blocked("ip:1") and rl.blocked("id:CP1") and rl.blocked("ip:9", "id:CP1")
-    assert not rl.blocked("ip:2", "id:CP2")
+    rl = AttemptLimiter(limit=3, window=10, clock=clock)
+    assert all(rl.take("ip:1") for _ in range(3))
+    assert not rl.take("ip:1") and rl.blocked("ip:1")
+    assert rl.take("ip:2")
     clock.now = 10.5
-    assert not rl.blocked("ip:1", "id:CP1")
+    assert rl.take("ip:1")
 
 
-def test_success_clears() -> None:
-    rl = FailureLimiter(limit=2, window=10, clock=Clock())
-    rl.failed("a")
-    rl.succeeded("a")
-    rl.failed("a")
-    assert not rl.blocked("a")
+def test_give_back_undoes_one_attempt_only() -> None:
+    rl = AttemptLimiter(limit=2, window=10, clock=Clock())
+    rl.take("a")
+    rl.take("a")
+    rl.give_back("a")
+    assert rl.take("a")
+    assert not rl.take("a")
 
 
 def test_memory_is_bounded() -> None:
-    rl = FailureLimiter(limit=1, window=10, clock=Clock(), max_keys=100)
+    rl = AttemptLimiter(limit=1, window=10, clock=Clock(), max_keys=100)
     for i in range(1000):
-        rl.failed(f"ip:{i}")
-    assert len(rl._failures) <= 100
+        rl.take(f"ip:{i}")
+    assert len(rl._attempts) <= 100
+
+
+@pytest.mark.parametrize(("address", "key"), [
+    ("127.0.0.7", "ip:127.0.0.7"),
+    ("2001:db8:1:2:aaaa::1", "ip:2001:db8:1:2::/64"),
+    ("2001:db8:1:2:bbbb::9", "ip:2001:db8:1:2::/64"),  # same /64: one address
+    ("::ffff:10.0.0.1", "ip:10.0.0.1"),
+    ("?", "ip:?"),
+])
+def test_address_key(address: str, key: str) -> None:
+    assert address_key(address) == key
+
+
+class SlowVerify:
+    """A password check that blocks until released, counting the checks it ran."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.calls = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, password: str, stored: str) -> bool:
+        with self.lock:
+            self.calls += 1
+        self.gate.wait(10)
+        return password == RIGHT
+
+
+async def settle() -> None:
+    for _ in range(20):
+        await asyncio.sleep(0.01)
+
+
+async def test_one_check_per_station_the_rest_come_back_later() -> None:
+    verify = SlowVerify()
+    guard = LoginGuard(verify, limit=5, concurrency=4)
+    tasks = [asyncio.create_task(guard.check(f"10.0.0.{i}", "CP1", "h", "wrong-password-xx"))
+             for i in range(50)]
+    await settle()
+    busy = [t for t in tasks if t.done()]
+    assert len(busy) == 49 and all(t.result() is LoginOutcome.BUSY for t in busy)
+    verify.gate.set()
+    assert await asyncio.gather(*tasks) == [LoginOutcome.WRONG_PASSWORD] + [
+        LoginOutcome.BUSY] * 49
+    assert verify.calls == 1
+    guard.close()
+
+
+async def test_checks_in_all_are_capped_and_queued() -> None:
+    verify = SlowVerify()
+    guard = LoginGuard(verify, limit=5, concurrency=2, queue=3)
+    tasks = [asyncio.create_task(guard.check(f"10.0.0.{i}", f"CP{i}", "h", "wrong-password-xx"))
+             for i in range(10)]
+    await settle()
+    assert guard.running == 2 and guard._waiting == 3
+    verify.gate.set()
+    outcomes = await asyncio.gather(*tasks)
+    # 2 ran, 3 waited and ran; the rest were told to come back (no attempt used)
+    assert outcomes.count(LoginOutcome.WRONG_PASSWORD) == 5
+    assert outcomes.count(LoginOutcome.BUSY) == 5
+    assert guard.peak_running == 2 and verify.calls == 5
+    guard.close()
+
+
+async def test_attempt_counted_before_the_check() -> None:
+    verify = SlowVerify()
+    guard = LoginGuard(verify, limit=2, concurrency=8)
+    # one address, several stations at once: only `limit` checks start
+    tasks = [asyncio.create_task(guard.check("10.0.0.1", f"CP{i}", "h", "wrong-password-xx"))
+             for i in range(10)]
+    await settle()
+    verify.gate.set()
+    outcomes = await asyncio.gather(*tasks)
+    assert outcomes.count(LoginOutcome.RATE_LIMITED) == 8
+    assert verify.calls == 2
+    guard.close()
+
+
+async def test_a_success_does_not_reset_the_failures() -> None:
+    verify = SlowVerify()
+    verify.gate.set()
+    guard = LoginGuard(verify, limit=3, concurrency=1)
+    # an address that owns station A and guesses station B's password
+    for _ in range(2):
+        assert await guard.check("10.0.0.1", "B", "hb", "guess-guess-guess") \
+            is LoginOutcome.WRONG_PASSWORD
+        assert await guard.check("10.0.0.1", "A", "ha", RIGHT) is LoginOutcome.ACCEPTED
+    assert await guard.check("10.0.0.1", "B", "hb", "guess-guess-guess") \
+        is LoginOutcome.WRONG_PASSWORD
+    assert await guard.check("10.0.0.1", "B", "hb", "guess-guess-guess") \
+        is LoginOutcome.RATE_LIMITED
+    guard.close()
+
+
+async def test_verified_credentials_skip_the_limits() -> None:
+    verify = SlowVerify()
+    verify.gate.set()
+    guard = LoginGuard(verify, limit=1, concurrency=1)
+    assert await guard.check("10.0.0.1", "CP1", "h1", RIGHT) is LoginOutcome.ACCEPTED
+    # strangers use up the budget of an address, and keep the station's slot busy
+    assert await guard.check("10.0.0.1", "CP1", "h1", "nope-nope-nope-nope") \
+        is LoginOutcome.WRONG_PASSWORD
+    verify.gate.clear()
+    stuck = asyncio.create_task(guard.check("10.0.0.2", "CP1", "h1", "nope-nope-nope-nope"))
+    await settle()
+    # the station with the right password: no scrypt, no limit, from any address
+    assert await guard.check("10.0.0.1", "CP1", "h1", RIGHT) is LoginOutcome.ACCEPTED
+    assert await guard.check("10.0.0.3", "CP1", "h1", RIGHT) is LoginOutcome.ACCEPTED
+    # a new stored hash (password rotated) means a full check again
+    assert not guard.known("CP1", "h2", RIGHT)
+    verify.gate.set()
+    assert await stuck is LoginOutcome.WRONG_PASSWORD
+    assert verify.calls == 3
+    guard.close()
+
+
+async def test_a_cancelled_login_frees_its_slots_when_the_thread_is_done() -> None:
+    verify = SlowVerify()
+    guard = LoginGuard(verify, limit=5, concurrency=1)
+    task = asyncio.create_task(guard.check("10.0.0.1", "CP1", "h", "wrong-password-xx"))
+    await settle()
+    task.cancel()
+    await settle()
+    # the scrypt thread still runs: the station's slot and the pool slot stay taken
+    assert await guard.check("10.0.0.2", "CP1", "h", RIGHT) is LoginOutcome.BUSY
+    verify.gate.set()
+    await settle()
+    assert await guard.check("10.0.0.2", "CP1", "h", RIGHT) is LoginOutcome.ACCEPTED
+    guard.close()

@@ -1,0 +1,167 @@
+"""Attacks on a ``csms serve`` process, as a stranger or a hostile station would run them.
+
+* ``logins``: ``--attempts`` wrong passwords for one station at once, each from
+  another loopback address, while the real station logs in; how many password
+  checks (scrypt) the server ran, what the attackers got, how long the station
+  took to get in (it comes back after a 503, as stations do).
+* ``datatransfer``: one station sends 60 kB DataTransfers as fast as it is
+  answered for ``--seconds``; how much the database grew, against what was sent.
+
+    python -m bench.attacks logins --attempts 300
+    python -m bench.attacks datatransfer --seconds 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+
+from bench.common import free_port, wait_port
+
+__all__ = ["main"]
+
+PASSWORD = "the-stations-real-password-1"
+
+
+class Server:
+    """``csms serve`` in a subprocess with its admin API, on a fresh SQLite file."""
+
+    def __init__(self, folder: Path, extra: list[str] | None = None) -> None:
+        self.folder = folder
+        self.db = folder / "attack.sqlite3"
+        self.port, self.admin = free_port(), free_port()
+        self.extra = extra or []
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def csms(self, *args: str) -> None:
+        subprocess.run([sys.executable, "-m", "csms", *args, "--db", str(self.db)],
+                       check=True, capture_output=True)
+
+    def __enter__(self) -> Server:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "csms", "serve", "--port", str(self.port), "--db",
+             str(self.db), "--admin-port", str(self.admin), "--data-dir", str(self.folder),
+             "--log-level", "error", *self.extra],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(self.port)
+        wait_port(self.admin)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self.proc is not None
+        self.proc.terminate()
+        self.proc.wait(20)
+
+    async def metrics(self) -> dict[str, float]:
+        token = (self.folder / "admin.token").read_text().strip()
+        async with aiohttp.ClientSession() as http, http.get(
+                f"http://127.0.0.1:{self.admin}/metrics",
+                headers={"Authorization": f"Bearer {token}"}) as r:
+            text = await r.text()
+        return {name: float(value) for name, value in
+                (line.rsplit(" ", 1) for line in text.splitlines()
+                 if line.startswith("voltledger_") and "_created" not in line)}
+
+
+async def login(port: int, password: str, address: str) -> int:
+    token = base64.b64encode(f"CP1:{password}".encode()).decode()
+    try:
+        async with connect(f"ws://127.0.0.1:{port}/CP1", subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+                           additional_headers={"Authorization": f"Basic {token}"},
+                           open_timeout=30, local_addr=(address, 0)):
+            return 101
+    except InvalidStatus as exc:
+        return int(exc.response.status_code)
+
+
+async def logins(attempts: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as folder:
+        server = Server(Path(folder))
+        server.csms("stations", "add", "CP1", "--password", PASSWORD)
+        with server:
+            flood = [login(server.port, f"wrong-password-{i:05d}",
+                           f"127.0.{(i + 2) // 250}.{(i + 2) % 250 + 2}")
+                     for i in range(attempts)]
+            started = time.perf_counter()
+            attack = asyncio.gather(*flood)
+
+            async def station() -> tuple[list[int], float]:
+                tries = []
+                while True:
+                    tries.append(await login(server.port, PASSWORD, "127.0.0.1"))
+                    if tries[-1] != 503:
+                        return tries, time.perf_counter() - started
+                    await asyncio.sleep(0.2)
+
+            codes, (tries, took) = await asyncio.gather(attack, station())
+            attack_s = time.perf_counter() - started
+            counted = await server.metrics()
+    return {"benchmark": "login_flood", "attempts": attempts, "addresses": attempts,
+            "attack_seconds": round(attack_s, 2),
+            "answers": {str(c): codes.count(c) for c in sorted(set(codes))},
+            "password_checks": {k.split('"')[1]: v for k, v in counted.items()
+                                if k.startswith("voltledger_password_checks_total")},
+            "station_tries": tries, "station_in_after_s": round(took, 3)}
+
+
+def db_bytes(folder: Path) -> int:
+    """The database and its WAL."""
+    return sum(p.stat().st_size for p in folder.glob("attack.sqlite3*"))
+
+
+async def datatransfer(seconds: float) -> dict[str, Any]:
+    payload = json.dumps({"vendorId": "acme", "data": "x" * 60_000})
+    with tempfile.TemporaryDirectory() as folder:
+        server = Server(Path(folder))
+        server.csms("stations", "add", "FLOOD")
+        with server:
+            await asyncio.sleep(1)
+            before = db_bytes(Path(folder))
+            sent = 0
+            async with connect(f"ws://127.0.0.1:{server.port}/FLOOD",
+                               subprotocols=["ocpp1.6"]) as ws:  # type: ignore[list-item]
+                deadline = time.monotonic() + seconds
+                while time.monotonic() < deadline:
+                    await ws.send(f'[2,"d{sent}","DataTransfer",{payload}]')
+                    await ws.recv()
+                    sent += 1
+            await asyncio.sleep(1)
+            after = db_bytes(Path(folder))
+            counted = await server.metrics()
+    return {"benchmark": "datatransfer_flood", "seconds": seconds, "messages": sent,
+            "bytes_sent": sent * len(payload), "db_growth_bytes": after - before,
+            "db_growth_bytes_per_s": round((after - before) / seconds),
+            "dropped": {k: v for k, v in counted.items()
+                        if k.startswith("voltledger_payloads_dropped_total")}}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="attack", required=True)
+    sub.add_parser("logins").add_argument("--attempts", type=int, default=300)
+    sub.add_parser("datatransfer").add_argument("--seconds", type=float, default=20.0)
+    args = parser.parse_args(argv)
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if args.attack == "logins":
+        result = asyncio.run(logins(args.attempts))
+    else:
+        result = asyncio.run(datatransfer(args.seconds))
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

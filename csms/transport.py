@@ -1,0 +1,417 @@
+"""Bounded memory per connection: the listener side of :mod:`csms.server`.
+
+Theory of operation. An attacker needs no password to open TCP connections,
+send pings or stop reading, so what a connection may cost is bounded here, below
+the OCPP layer, in every state of its life:
+
+* **Accepted, handshake not finished** (TLS and HTTP upgrade). Each listener
+  counts these in a :class:`HandshakeGate`; beyond ``max_handshakes`` a new
+  connection is dropped at once, before anything is allocated for it, and each
+  handshake has ``handshake_timeout`` seconds in all. Until its first byte a
+  socket gets no handler task, timers or TLS state (:class:`_OnFirstByte`), so a
+  silent wss:// socket costs what a silent ws:// one does. asyncio's own TLS
+  layer allocated a 256 KiB read buffer per connection on accept and read up to
+  256 KiB at a time, which made an idle TCP connection to the wss:// port cost
+  ~200-320 KB and left the heap fragmented after they closed;
+  :class:`LeanSSLProtocol` shares one read buffer per listener (reads are
+  synchronous: the transport fills the buffer and hands it over before anything
+  else runs) and reads one TLS record (16 KiB) at a time.
+* **Open.** Pongs and close frames are written by websockets as data arrives,
+  without flow control, so a peer that sends pings and never reads made the
+  server's write buffer grow without end. :class:`GuardedConnection` closes a
+  connection whose automatic answers find more than ``write_buffer_limit`` bytes
+  still unread, closes one that sends control frames faster than a token bucket
+  allows (1008), and gives every wait for the peer to read (``drain``) a
+  deadline: websockets' keepalive waited on it forever, so a peer that stopped
+  reading was never closed by the ping timeout.
+* **Closed.** Everything above is released; :class:`MemoryTrimmer` hands the
+  freed heap back to the operating system after many connections have closed
+  (glibc keeps it otherwise, and RSS never shrinks).
+
+Refusals are counted per reason (``voltledger_connections_cut_total``) and the
+pending handshakes are a gauge, so an attack is visible in ``/metrics``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import ctypes.util
+import logging
+import ssl
+import sys
+from asyncio import sslproto
+from collections.abc import Callable
+from typing import Any
+
+from websockets.asyncio.server import Server, ServerConnection
+from websockets.frames import CloseCode, Frame, Opcode
+from websockets.protocol import State
+from websockets.server import ServerProtocol
+
+from csms.metrics import Metrics
+
+__all__ = [
+    "CONTROL_FRAME_BURST",
+    "CONTROL_FRAME_RATE",
+    "TLS_READ_SIZE",
+    "FrameSummary",
+    "GuardedConnection",
+    "HandshakeGate",
+    "LeanSSLProtocol",
+    "MemoryTrimmer",
+    "connection_factory",
+]
+
+log = logging.getLogger("csms.server")
+
+# A station pings every WebSocketPingInterval seconds (OCPP-J 1.6 §5 / 2.0.1 Part 4
+# §5.3) and answers our pings: a handful of control frames a minute. The bucket lets
+# a burst of 20 through and refills 2 a second; a peer beyond it is closed (1008).
+CONTROL_FRAME_BURST = 20.0
+CONTROL_FRAME_RATE = 2.0
+# One TLS record carries at most 16 KiB of plaintext (RFC 8446 §5.1).
+TLS_READ_SIZE = 16 * 1024
+
+
+class FrameSummary(logging.Filter):
+    """websockets logs every frame's payload at debug level (``< TEXT '[2,...'``); an
+    OCPP message may carry a password (a ChangeConfiguration of AuthorizationKey).
+    Only the kind and size of a frame are logged; ``csms.server`` logs the messages
+    themselves, with credentials redacted."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and any(isinstance(a, Frame) for a in args):
+            record.args = tuple(f"{a.opcode.name} [{len(a.data)} bytes]"
+                                if isinstance(a, Frame) else a for a in args)
+        return True
+
+
+class HandshakeGate:
+    """Connections of one listener that have not completed their opening handshake."""
+
+    def __init__(self, listener: str, limit: int, metrics: Metrics) -> None:
+        self.listener = listener
+        self.limit = limit
+        self.pending = 0
+        self.peak = 0
+        self.refused = 0
+        # accepted sockets that have not sent a byte yet (closed when the server stops)
+        self.silent: set[asyncio.Transport] = set()
+        self.metrics = metrics
+        metrics.handshakes_pending.labels(listener).set_function(lambda: self.pending)
+
+    def admit(self) -> bool:
+        if self.pending >= self.limit:
+            self.refused += 1
+            self.metrics.connections_cut.labels("handshake_limit").inc()
+            if self.refused == 1 or self.refused % 1000 == 0:
+                log.warning("! %s: %d handshakes in progress, connection dropped"
+                            " (%d dropped so far)", self.listener, self.pending, self.refused)
+            return False
+        self.pending += 1
+        self.peak = max(self.peak, self.pending)
+        return True
+
+    def release(self) -> None:
+        self.pending -= 1
+
+    def close(self) -> None:
+        """Drop the sockets still waiting for their first byte."""
+        for transport in list(self.silent):
+            transport.abort()
+        self.silent.clear()
+
+
+class _Dropped(asyncio.Protocol):
+    """The protocol of a connection over the handshake limit: closed on arrival."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        transport.abort()
+
+
+class GuardedConnection(ServerConnection):
+    """A websockets server connection whose buffers and waits are bounded."""
+
+    def __init__(
+        self, protocol: ServerProtocol, server: Server, *, gate: HandshakeGate,
+        metrics: Metrics, write_buffer_limit: int, drain_timeout: float | None,
+        on_gone: Callable[[], None] | None = None, **kwargs: Any,
+    ) -> None:
+        super().__init__(protocol, server, **kwargs)
+        self._gate: HandshakeGate | None = gate
+        self._on_gone = on_gone
+        self._metrics = metrics
+        self.write_buffer_limit = write_buffer_limit
+        self.drain_timeout = drain_timeout
+        self._tokens = CONTROL_FRAME_BURST
+        self._refilled = self.loop.time()
+        # why this side cut the connection (a metric label), None while all is well
+        self.cut_reason: str | None = None
+
+    # -- handshake accounting -------------------------------------------------------
+    def handshake_finished(self) -> None:
+        """Leave the listener's count of pending handshakes (once)."""
+        gate, self._gate = self._gate, None
+        if gate is not None:
+            gate.release()
+
+    def gone(self) -> None:
+        """The socket is closed (called once, whether or not the handshake finished)."""
+        self.handshake_finished()
+        on_gone, self._on_gone = self._on_gone, None
+        if on_gone is not None:
+            on_gone()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.gone()
+        super().connection_lost(exc)
+
+    # -- what the peer makes us write ------------------------------------------------
+    def data_received(self, data: bytes) -> None:
+        before = self.transport.get_write_buffer_size()
+        super().data_received(data)
+        if self.cut_reason is not None:
+            return
+        after = self.transport.get_write_buffer_size()
+        # Only pongs and close frames are written here (answers to what just came
+        # in). Growing a buffer the peer does not read is what a ping flood without
+        # reading looks like; our own messages wait in drain() instead.
+        if after > before and after > self.write_buffer_limit:
+            self._cut("write_buffer", f"{after} bytes unread by the peer")
+
+    def process_event(self, event: Any) -> None:
+        if isinstance(event, Frame) and event.opcode in (Opcode.PING, Opcode.PONG):
+            now = self.loop.time()
+            self._tokens = min(CONTROL_FRAME_BURST,
+                               self._tokens + (now - self._refilled) * CONTROL_FRAME_RATE)
+            self._refilled = now
+            self._tokens -= 1
+            if self._tokens < 0 and self.cut_reason is None:
+                self._close_for_policy("ping_flood", "too many control frames")
+                return
+        super().process_event(event)
+
+    async def drain(self) -> None:
+        if self.drain_timeout is None:
+            await super().drain()
+            return
+        try:
+            async with asyncio.timeout(self.drain_timeout):
+                await super().drain()
+        except TimeoutError:
+            # send_context() turns this into ConnectionClosed for the sender.
+            self._cut("write_timeout", f"peer read nothing for {self.drain_timeout:g} s")
+            raise
+
+    # -- closing -----------------------------------------------------------------------
+    def _cut(self, reason: str, detail: str) -> None:
+        """Drop the connection now: the peer does not read, a close frame would wait."""
+        self.cut_reason = reason
+        self._metrics.connections_cut.labels(reason).inc()
+        log.warning("! %s: %s, connection closed", self._peer(), detail)
+        self.transport.abort()
+
+    def _close_for_policy(self, reason: str, detail: str) -> None:
+        """Close with 1008 (RFC 6455 §7.4.1): the peer reads, so it can learn why."""
+        self.cut_reason = reason
+        self._metrics.connections_cut.labels(reason).inc()
+        log.warning("! %s: %s, closing (1008)", self._peer(), detail)
+        if self.protocol.state is State.OPEN:
+            self.protocol.fail(CloseCode.POLICY_VIOLATION, detail)
+            with contextlib.suppress(Exception):
+                self.send_data()
+        # Nothing more of what it sends is parsed (a flood costs CPU); it gets a
+        # moment to read the close frame, then the socket is closed.
+        self.transport.pause_reading()
+        self.loop.call_later(min(self.close_timeout or 1.0, 1.0), self.transport.abort)
+
+    def _peer(self) -> str:
+        request = self.request
+        where = self.remote_address
+        return f"{request.path if request is not None else '?'} from {where}"
+
+
+class _OnFirstByte(asyncio.Protocol):
+    """An accepted socket before its first byte: nothing but this object allocated.
+
+    Until a peer sends something, its connection gets no websockets handler task,
+    futures or timers (ws://) and no TLS state (wss://: OpenSSL's ``SSL_new``
+    alone costs ~35 KB). They are created when the first bytes arrive, and fed
+    with them; a socket that stays silent is closed after ``timeout``.
+    """
+
+    def __init__(self, gate: HandshakeGate, app: GuardedConnection,
+                 tls: Callable[[float], LeanSSLProtocol] | None, timeout: float) -> None:
+        self._gate = gate
+        self._app = app
+        self._tls = tls
+        self._timeout = timeout
+        self._transport: asyncio.Transport | None = None
+        self._deadline: asyncio.TimerHandle | None = None
+
+    @property
+    def protocol(self) -> ServerProtocol:
+        """The websockets protocol within: websockets' factory closure looks for it."""
+        return self._app.protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        loop = asyncio.get_running_loop()
+        self._deadline = loop.call_at(loop.time() + self._timeout, transport.abort)
+        self._gate.silent.add(transport)
+
+    def data_received(self, data: bytes) -> None:
+        transport, deadline = self._transport, self._deadline
+        assert transport is not None and deadline is not None
+        deadline.cancel()
+        self._gate.silent.discard(transport)
+        protocol: asyncio.Protocol | asyncio.BufferedProtocol
+        if self._tls is None:
+            protocol = self._app
+        else:
+            # the TLS handshake gets what is left of the handshake timeout
+            remaining = max(0.1, deadline.when() - asyncio.get_running_loop().time())
+            protocol = self._tls(remaining)
+        protocol.connection_made(transport)
+        transport.set_protocol(protocol)
+        if isinstance(protocol, asyncio.BufferedProtocol):
+            view = memoryview(data)
+            while view and not transport.is_closing():
+                buf = protocol.get_buffer(len(view))
+                n = min(len(buf), len(view))
+                buf[:n] = view[:n]
+                protocol.buffer_updated(n)
+                view = view[n:]
+        else:
+            protocol.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+        if self._transport is not None:
+            self._gate.silent.discard(self._transport)
+        self._app.gone()
+
+
+class LeanSSLProtocol(sslproto.SSLProtocol):
+    """asyncio's TLS layer without a read buffer of its own per connection."""
+
+    max_size = TLS_READ_SIZE
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, app: GuardedConnection,
+                 context: ssl.SSLContext, shared: bytearray, *, handshake_timeout: float,
+                 shutdown_timeout: float) -> None:
+        # no waiter: nothing awaits the handshake but the application protocol
+        super().__init__(loop, app, context, None,  # type: ignore[arg-type]
+                         server_side=True,
+                         ssl_handshake_timeout=handshake_timeout,  # type: ignore[arg-type]
+                         ssl_shutdown_timeout=shutdown_timeout)
+        # get_buffer() / buffer_updated() run back to back in the transport's read
+        # callback, so one buffer serves every connection of the loop.
+        self._ssl_buffer = shared
+        self._ssl_buffer_view = memoryview(shared)
+        self._app = app
+
+    @property
+    def protocol(self) -> ServerProtocol:
+        """The websockets protocol within: websockets' factory closure looks for it."""
+        return self._app.protocol
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        # A TLS handshake that failed or timed out never reaches the application
+        # protocol, whose connection_lost would have left the pending count.
+        self._app.gone()
+        super().connection_lost(exc)
+
+
+def connection_factory(
+    gate: HandshakeGate, metrics: Metrics, *, tls: ssl.SSLContext | None,
+    handshake_timeout: float, close_timeout: float, write_buffer_limit: int,
+    drain_timeout: float | None, on_gone: Callable[[], None] | None = None,
+) -> Callable[..., asyncio.BaseProtocol]:
+    """websockets' ``create_connection``: the asyncio protocol of an accepted socket."""
+    shared = bytearray(TLS_READ_SIZE)
+
+    def create(protocol: ServerProtocol, server: Server, **kwargs: Any) -> asyncio.BaseProtocol:
+        if not gate.admit():
+            return _Dropped()
+        conn = GuardedConnection(protocol, server, gate=gate, metrics=metrics,
+                                 write_buffer_limit=write_buffer_limit,
+                                 drain_timeout=drain_timeout, on_gone=on_gone, **kwargs)
+        if tls is None:
+            return _OnFirstByte(gate, conn, None, handshake_timeout)
+        context = tls
+
+        def start(timeout: float) -> LeanSSLProtocol:
+            return LeanSSLProtocol(asyncio.get_running_loop(), conn, context, shared,
+                                   handshake_timeout=timeout,
+                                   shutdown_timeout=close_timeout or 1.0)
+
+        return _OnFirstByte(gate, conn, start, handshake_timeout)
+
+    return create
+
+
+class MemoryTrimmer:
+    """Give freed heap memory back to the system after connections closed.
+
+    glibc returns memory to the system only from the top of the heap; after
+    thousands of connections come and go, the free pages in the middle stay
+    mapped and RSS never shrinks. ``malloc_trim(0)`` releases them. It takes
+    milliseconds and runs in a thread, ``interval`` seconds after a connection
+    closed (so after a burst rather than in its middle), at most once per interval.
+    """
+
+    def __init__(self, interval: float = 10.0) -> None:
+        self.interval = interval
+        self.trims = 0
+        self._trim: Callable[[int], int] | None = _malloc_trim()
+        self._task: asyncio.Task[None] | None = None
+
+    def closed_one(self) -> None:
+        if self._trim is None or (self._task is not None and not self._task.done()):
+            return
+        with contextlib.suppress(RuntimeError):  # no running loop: the server is gone
+            self._task = asyncio.get_running_loop().create_task(self._later(),
+                                                                name="memory-trim")
+            self._task.add_done_callback(_log_failure)
+
+    async def _later(self) -> None:
+        await asyncio.sleep(self.interval)
+        await self.trim_now()
+
+    async def trim_now(self) -> None:
+        if self._trim is None:
+            return
+        self.trims += 1
+        await asyncio.to_thread(self._trim, 0)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("! memory trim failed", exc_info=task.exception())
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim: Callable[[int], int] = libc.malloc_trim
+    except (OSError, AttributeError):  # not glibc (musl has no malloc_trim)
+        return None
+    return trim

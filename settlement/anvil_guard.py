@@ -1,0 +1,94 @@
+"""Keep a managed Anvil node alive no longer than the process that started it.
+
+``python -m settlement.anvil_guard PIDFILE PARENT_PID -- anvil ARGS...`` starts
+Anvil and waits for its standard input to end. The owner (``AnvilNode``) holds
+the other end of that pipe; when the owner exits in any way, ``kill -9``
+included, the kernel closes it, and the guard stops Anvil with SIGTERM, on
+which Anvil writes its state file. Without the guard a killed ``csms settle
+run`` left Anvil running, re-parented, rewriting the state file every second
+over the one the next run's node wrote, and anchored roots were lost.
+
+If the guard itself is killed, Anvil gets SIGTERM from the kernel
+(``PR_SET_PDEATHSIG``, Linux). The pid file names Anvil, the guard and the
+owner, so the next start can tell a node in use from one left behind.
+
+Only the standard library: this runs as its own small process.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+__all__ = ["main"]
+
+PR_SET_PDEATHSIG = 1
+STOP_WAIT_S = 30.0  # Anvil writes its whole state on SIGTERM; give it time
+
+
+def _die_with_guard() -> None:
+    """In the child, before exec: SIGTERM when the guard (its parent) dies."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) < 4 or argv[2] != "--":
+        print("usage: python -m settlement.anvil_guard PIDFILE|- PARENT_PID -- ANVIL ARGS...",
+              file=sys.stderr)
+        return 2
+    pidfile = None if argv[0] == "-" else Path(argv[0])
+    parent, command = int(argv[1]), argv[3:]
+    child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, preexec_fn=_die_with_guard)
+    record = {"anvil": child.pid, "guard": os.getpid(), "parent": parent,
+              "command": command}
+    if pidfile is not None:
+        tmp = pidfile.with_name(pidfile.name + ".tmp")
+        tmp.write_text(json.dumps(record), "utf-8")
+        tmp.replace(pidfile)
+    stopping = threading.Event()
+
+    def kill_if_running() -> None:
+        if child.poll() is None:
+            child.kill()
+
+    def stop(*_: object) -> None:
+        if stopping.is_set():
+            return
+        stopping.set()
+        if child.poll() is None:
+            child.terminate()
+            # a node that does not finish writing its state in time is killed
+            killer = threading.Timer(STOP_WAIT_S, kill_if_running)
+            killer.daemon = True
+            killer.start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the owner decides, not the terminal
+
+    def owner_gone() -> None:
+        sys.stdin.buffer.read()  # returns at EOF: the owner closed the pipe or died
+        stop()
+
+    threading.Thread(target=owner_gone, daemon=True).start()
+    code = child.wait()
+    if pidfile is not None:
+        try:
+            if json.loads(pidfile.read_text("utf-8")).get("anvil") == child.pid:
+                pidfile.unlink()
+        except (OSError, ValueError):
+            pass
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,157 @@
+"""The managed Anvil node never outlives its owner, and one state file has one node."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from settlement.chain import AnvilNode, ChainError, find_anvil, rpc_client
+from support import IN_CI
+
+OWNER = """
+import sys, time
+from pathlib import Path
+from settlement.chain import AnvilNode
+node = AnvilNode(Path(sys.argv[1]))
+print(node.port, flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.fixture(autouse=True)
+def anvil_installed() -> None:
+    if find_anvil() is None:
+        if IN_CI:
+            pytest.fail("anvil is required (make install)")
+        pytest.skip("anvil not installed: make install")
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def gone_within(pid: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not alive(pid)
+
+
+@pytest.fixture
+def owner(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Path, dict[str, object]]]:
+    """Another process that started a node on a state file, and the node's pid record."""
+    state = tmp_path / "anvil-state.json"
+    proc = subprocess.Popen([sys.executable, "-c", OWNER, str(state)], stdout=subprocess.PIPE,
+                            text=True)
+    assert proc.stdout is not None
+    proc.stdout.readline()  # the node is up
+    record = json.loads(state.with_name(state.name + ".pid").read_text())
+    yield proc, state, record
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    gone_within(int(record["anvil"]), 40)  # type: ignore[call-overload]
+
+
+def test_kill_9_of_the_owner_stops_the_node_after_it_saved_its_state(
+    owner: tuple[subprocess.Popen[str], Path, dict[str, object]],
+) -> None:
+    proc, state, record = owner
+    anvil = int(record["anvil"])  # type: ignore[call-overload]
+    assert alive(anvil) and record["parent"] == proc.pid
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert gone_within(anvil, 40)  # not re-parented and left running
+    assert state.exists() and json.loads(state.read_text())  # it wrote its state
+    assert not state.with_name(state.name + ".pid").exists()
+
+
+def test_kill_9_of_the_guard_stops_the_node(
+    owner: tuple[subprocess.Popen[str], Path, dict[str, object]],
+) -> None:
+    _, _, record = owner
+    os.kill(int(record["guard"]), signal.SIGKILL)  # type: ignore[call-overload]
+    assert gone_within(int(record["anvil"]), 40)  # type: ignore[call-overload]
+
+
+def test_a_state_file_in_use_is_not_started_twice(
+    owner: tuple[subprocess.Popen[str], Path, dict[str, object]],
+) -> None:
+    _, state, record = owner
+    with pytest.raises(ChainError, match="in use by process"):
+        AnvilNode(state)
+    # a reader (csms verify) uses the running node instead, and leaves it running
+    node = AnvilNode(state, attach=True)
+    assert rpc_client(node.url).eth.block_number >= 0
+    node.stop()
+    assert alive(int(record["anvil"]))  # type: ignore[call-overload]
+
+
+def test_a_node_left_behind_is_stopped_before_a_new_one_starts(tmp_path: Path) -> None:
+    """A node whose owner and guard are gone (as an older version left them)."""
+    state = tmp_path / "anvil-state.json"
+    binary = find_anvil()
+    assert binary is not None
+    stray = subprocess.Popen([binary, "--host", "127.0.0.1", "--port", "0", "--silent",
+                              "--state", str(state), "--state-interval", "1"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)
+    try:
+        dead_owner = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                                    capture_output=True, text=True).stdout.strip()
+        state.with_name(state.name + ".pid").write_text(json.dumps({
+            "anvil": stray.pid, "guard": int(dead_owner), "parent": int(dead_owner),
+            "command": [binary, "--port", "1", "--state", str(state)]}))
+        node = AnvilNode(state)
+        try:
+            assert stray.wait(5) is not None  # stopped (SIGTERM) before ours started
+        finally:
+            node.stop()
+    finally:
+        if stray.poll() is None:
+            stray.kill()
+            stray.wait()
+
+
+def test_the_keystore_password_is_never_logged(tmp_path: Path,
+                                               caplog: pytest.LogCaptureFixture) -> None:
+    from eth_account import Account
+
+    from settlement.chain import open_chain
+
+    caplog.set_level(logging.DEBUG)
+    password = "keystore-password-secret-1234"
+    operator = Account.create()
+    keystore = tmp_path / "operator.json"
+    keystore.write_text(json.dumps(Account.encrypt(operator.key, password)))
+    good, bad = tmp_path / "pw", tmp_path / "wrong-pw"
+    good.write_text(password + "\n")
+    bad.write_text(password[::-1])
+    node = AnvilNode()
+    try:
+        rpc_client(node.url).provider.make_request(  # type: ignore[arg-type]
+            "anvil_setBalance", [operator.address, hex(10**21)])
+        with pytest.raises(ChainError) as refused:
+            open_chain(node.url, tmp_path / "data", keystore=str(keystore),
+                       password_file=str(bad))
+        chain = open_chain(node.url, tmp_path / "data", keystore=str(keystore),
+                           password_file=str(good))
+        assert chain.operator.address == operator.address
+    finally:
+        node.stop()
+    for text in (caplog.text, str(refused.value)):
+        assert password not in text and password[::-1] not in text

@@ -1,0 +1,167 @@
+"""Private servers a test can stop and start: a Mosquitto broker and a PostgreSQL cluster.
+
+The shared services of the machine (SERVICES.md) must stay up for every other
+test; a test that takes a service down in the middle of a run starts its own,
+on a free loopback port, in a folder of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import orjson
+import pytest
+
+from support import IN_CI
+
+__all__ = ["Broker", "PrivatePostgres", "Subscriber", "free_port", "require_binary"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_port(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on port {port}")
+
+
+def require_binary(name: str, path: str | None) -> str:
+    """The binary's path; skip the test when it is missing (fail under CI)."""
+    if path and Path(path).exists():
+        return path
+    if IN_CI:
+        pytest.fail(f"{name} is required")
+    pytest.skip(f"{name} is not installed")
+
+
+class Broker:
+    """A Mosquitto process of the test's own, on a free loopback port."""
+
+    def __init__(self, folder: Path) -> None:
+        self.port = free_port()
+        self.conf = folder / "mosquitto.conf"
+        # Persistence keeps the subscriber's durable session (clean_session=False)
+        # across the restart, so events published before it resubscribes are queued
+        # for it rather than dropped.
+        self.conf.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+            f"persistence true\npersistence_location {folder}/\n"
+        )
+        self.binary = require_binary(
+            "mosquitto", shutil.which("mosquitto") or "/usr/sbin/mosquitto")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([self.binary, "-c", str(self.conf)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _wait_port(self.port, 5)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(5)
+            self.proc = None
+
+
+class PrivatePostgres:
+    """A PostgreSQL cluster of the test's own (``initdb`` + ``pg_ctl``), trust auth.
+
+    Run as the ``postgres`` user when the tests run as root (PostgreSQL refuses
+    to run as root); the cluster lives in a folder that user owns.
+    """
+
+    def __init__(self) -> None:
+        found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+        initdb = found[-1] if found else shutil.which("initdb")
+        self.bin = Path(require_binary("initdb", initdb)).parent
+        self.port = free_port()
+        self.folder = Path(tempfile.mkdtemp(prefix="voltledger-pg-"))
+        self.data = self.folder / "data"
+        self._as: list[str] = []
+        if os.geteuid() == 0:
+            shutil.chown(self.folder, "postgres", "postgres")
+            self._as = ["runuser", "-u", "postgres", "--"]
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, *args: str) -> None:
+        subprocess.run([*self._as, *args], check=True, capture_output=True, timeout=120)
+
+    def init(self) -> None:
+        self._run(str(self.bin / "initdb"), "-D", str(self.data), "-A", "trust",
+                  "-U", "postgres", "-E", "UTF8", "--no-sync")
+
+    def start(self) -> None:
+        options = (f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1"
+                   " -c fsync=off -c full_page_writes=off")
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-l",
+                  str(self.folder / "log"), "-o", options, "-w", "start")
+        _wait_port(self.port)
+
+    def stop(self, mode: str = "fast") -> None:
+        """``fast`` disconnects every client at once, as a crash of the server would."""
+        with contextlib.suppress(subprocess.CalledProcessError):
+            self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w",
+                      "stop")
+
+    def remove(self) -> None:
+        self.stop("immediate")
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class Subscriber:
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.events: list[dict[str, Any]] = []
+        self.topics: list[str] = []
+        self.ready = asyncio.Event()
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                async with aiomqtt.Client("127.0.0.1", self.port, identifier="test-sub",
+                                          clean_session=False) as client:
+                    await client.subscribe("voltledger/#", qos=1)
+                    self.ready.set()
+                    async for message in client.messages:
+                        self.topics.append(str(message.topic))
+                        self.events.append(orjson.loads(message.payload))  # type: ignore[arg-type]
+            except aiomqtt.MqttError:
+                self.ready.clear()
+                await asyncio.sleep(0.2)
+
+    async def wait_for(self, predicate: Any, timeout: float = 10) -> None:
+        async with asyncio.timeout(timeout):
+            while not predicate(self):
+                await asyncio.sleep(0.05)
+
+    async def close(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
