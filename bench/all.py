@@ -12,8 +12,7 @@ def main() -> None:
                      "--postgres", "postgresql://postgres@127.0.0.1:5432/test"])
     throughput.main(["--stations", "100", "5000", "--duration", "20", "--ocpp", "1.6"])
     connections.main(["--stations", "10000"])
-    settlement_gas.main(["--sizes", "1", "100", "1000", "10000"])
-    settlement_gas.main(["--sizes", "1000", "--drivers", "1000"])  # every session its driver
+    settlement_gas.main(["--json"])  # gas per paid session (3 mixes), 10,000 batch time
     cluster.main(["--stations", "400", "--duration", "20"])
     soak.main([])  # 5,000 idle TLS sockets twice, 30 s of ping flood
     soak.main(["--idle-cost", "--sockets", "3000"])

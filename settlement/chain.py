@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
+from eth_abi import encode as abi_encode
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_hash.auto import keccak
@@ -62,6 +63,10 @@ log = logging.getLogger("settlement.chain")
 NOTICE_PERIOD_S = 7 * 24 * 3600
 ZERO_ADDRESS = "0x" + "00" * 20
 
+
+# settle(ledger, first_seq, entries, auths), as Settlement.vy declares it
+SETTLE_TYPES = ("uint256", "uint256", "(bytes32,uint256)[]", "(uint256,bytes32,bytes32)[]")
+SETTLE_SELECTOR = keccak(f"settle({','.join(SETTLE_TYPES)})".encode())[:4]
 
 class ChainError(Exception):
     pass
@@ -423,12 +428,21 @@ class Chain:
         signed = self.operator.sign_transaction(tx)
         return "0x" + bytes(signed.raw_transaction).hex(), "0x" + bytes(signed.hash).hex()
 
+    @staticmethod
+    def settle_calldata(ledger: int, first_seq: int, entries: list[tuple[bytes, int]],
+                        auths: list[tuple[int, bytes, bytes]]) -> bytes:
+        """The settle call's data, encoded directly (web3's contract encoder takes ~10x
+        longer for a chunk of 1,000 entries; a test checks both agree)."""
+        return SETTLE_SELECTOR + abi_encode(SETTLE_TYPES, (ledger, first_seq, entries, auths))
+
     def settle_gas(self, ledger: int, first_seq: int, entries: list[tuple[bytes, int]],
                    auths: list[tuple[int, bytes, bytes]]) -> int:
         """Gas to sign a settle transaction with: estimated by the node, with a margin."""
+        data = self.settle_calldata(ledger, first_seq, entries, auths)
         try:
-            estimate = int(self.contract.functions.settle(ledger, first_seq, entries, auths)
-                           .estimate_gas({"from": self.operator.address}))
+            estimate = int(self.w3.eth.estimate_gas(cast(TxParams, {
+                "from": self.operator.address, "to": self.contract.address,
+                "data": "0x" + data.hex()})))
         except Exception as exc:  # a revert: the ledger moved, or another state problem
             raise ChainError(f"settle would fail: {exc}") from None
         return estimate * 5 // 4 + 50_000
@@ -436,8 +450,12 @@ class Chain:
     def sign_settle(self, ledger: int, first_seq: int, entries: list[tuple[bytes, int]],
                     auths: list[tuple[int, bytes, bytes]], nonce: int, max_fee: int,
                     tip: int, gas: int) -> tuple[str, str]:
-        return self.sign_call("settle", (ledger, first_seq, entries, auths), nonce, max_fee,
-                              tip, gas)
+        data = self.settle_calldata(ledger, first_seq, entries, auths)
+        signed = self.operator.sign_transaction({
+            "type": 2, "chainId": self.chain_id, "nonce": nonce, "to": self.contract.address,
+            "value": 0, "data": data, "gas": gas, "maxFeePerGas": max_fee,
+            "maxPriorityFeePerGas": tip})
+        return "0x" + bytes(signed.raw_transaction).hex(), "0x" + bytes(signed.hash).hex()
 
     def register_ledger(self, ledger: int) -> None:
         if self.ledger_next(ledger) == 0:

@@ -69,6 +69,11 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+# the order a batch moves forward in (conflict and finalized end it)
+FORWARD = {s.value: i for i, s in enumerate((BatchState.PENDING, BatchState.SIGNED,
+                                             BatchState.BROADCAST, BatchState.INCLUDED))}
+
+
 @dataclass
 class WorkerSummary:
     batches_created: int = 0
@@ -557,8 +562,22 @@ class SettlementWorker:
         """One step for every open batch; returns how many are still open."""
         await self._chain(self.chain.check_contract)
         batches = await self._open_batches()
+        next_seq: dict[int, int] = {}  # the chain's next sequence number, per ledger
         for batch in batches:
-            await self.step(batch)
+            ledger = int(batch["ledger"])
+            if batch["state"] == BatchState.PENDING.value:
+                if ledger not in next_seq:
+                    next_seq[ledger] = await self._chain(self.chain.ledger_next, ledger)
+                if next_seq[ledger] < int(batch["first_seq"]):
+                    continue  # an earlier chunk of its ledger is not settled yet
+            # as far forward as it goes now (a fast chain: signed, sent, included and final
+            # in one pass); a step back (replaced, reverted, reorganised) waits a pass
+            while True:
+                before = FORWARD.get(batch["state"], -1)
+                await self.step(batch)
+                if FORWARD.get(batch["state"], -1) <= before:
+                    break
+            next_seq.pop(ledger, None)
         return sum(1 for b in batches if b["state"] not in FINAL_STATES)
 
     # -- one worker per database: the settlement lease ---------------------------------

@@ -32,6 +32,7 @@ from csms.storage.sqlite import SqliteRepository
 from settlement.chain import AnvilNode, find_anvil, rpc_client
 from settlement.receipts import load_receipt, verify_receipt
 from support import IN_CI
+from support.services import alive
 
 CRASH = Path(__file__).resolve().parents[1] / "support" / "crashing_settle.py"
 POINTS = ["pending", "signed", "sent", "broadcast", "included", "finalized"]
@@ -79,15 +80,6 @@ def ok(*args: str) -> str:
     r = csms(*args)
     assert r.returncode == 0, (args, r.stdout, r.stderr)
     return r.stdout
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    return not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def test_kill_9_of_settle_run_at_each_batch_state(tmp_path: Path) -> None:

@@ -25,7 +25,19 @@ import pytest
 
 from support import IN_CI
 
-__all__ = ["Broker", "PrivatePostgres", "Subscriber", "free_port", "require_binary"]
+__all__ = ["Broker", "PrivatePostgres", "Subscriber", "alive", "free_port", "require_binary"]
+
+
+def alive(pid: int) -> bool:
+    """Whether a process runs (a zombie does not; it may end while we look)."""
+    try:
+        os.kill(pid, 0)
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (ProcessLookupError, FileNotFoundError):
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def free_port() -> int:

@@ -16,6 +16,7 @@ import pytest
 
 from settlement.chain import AnvilNode, ChainError, find_anvil, rpc_client
 from support import IN_CI
+from support.services import alive
 
 OWNER = """
 import sys, time
@@ -33,15 +34,6 @@ def anvil_installed() -> None:
         if IN_CI:
             pytest.fail("anvil is required (make install)")
         pytest.skip("anvil not installed: make install")
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    return not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def gone_within(pid: int, seconds: float) -> bool:

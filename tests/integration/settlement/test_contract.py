@@ -323,3 +323,17 @@ def test_the_chain_never_sees_a_tag_station_id_or_time(kit: Kit) -> None:
                     for entry in logs)
     assert bytes(keccak(b"04A2B3C4")) not in blob and b"04A2B3C4" not in blob
     assert CARD == 0
+
+
+def test_the_settle_call_is_encoded_as_the_contracts_abi_says(tmp_path: Path) -> None:
+    """The worker encodes settle calls itself (fast); web3's encoder from the compiled
+    ABI must produce the same bytes, for entries and authorizations at their limits."""
+    chain = open_chain("memory", tmp_path / "chain")
+    try:
+        entries = [(bytes([i]) * 32, (2**200 - 1) // (i + 1)) for i in range(1, 40)]
+        auths = [(2**232 - 7, b"\x01" * 32, b"\xff" * 32), (0, b"\x00" * 32, b"\x80" * 32)]
+        for args in ((1, 1, entries, auths), (2**255, 0, entries[:1], []), (7, 3, [], [])):
+            assert "0x" + chain.settle_calldata(*args).hex() == chain.contract.encode_abi(
+                "settle", args=args)
+    finally:
+        chain.close()

@@ -351,19 +351,21 @@ async def test_stuck_transaction_is_replaced_with_bumped_fees(
     repo: Any, anvil_chain: Chain
 ) -> None:
     await add_sessions(repo, 2)
-    worker = SettlementWorker(repo, anvil_chain, batch_size=10, stuck_after=0)
+    worker = SettlementWorker(repo, anvil_chain, batch_size=10, stuck_after=1)
     await worker.build_batches(force=True)  # registers the ledger and the station
     rpc = anvil_chain.w3.provider.make_request  # type: ignore[attr-defined]
     rpc("evm_setAutomine", [False])
-    await worker.advance()  # signed
-    await worker.advance()  # broadcast, but nothing is mined
+    await worker.advance()  # signed and broadcast, but nothing is mined
     [b] = await batches(repo)
+    assert b["state"] == "broadcast"
     first_hash, first_fee = b["tx_hash"], int(b["max_fee"])
+    await asyncio.sleep(1.1)
     await worker.advance()  # stuck -> replaced: signed again with the same nonce
     [b] = await batches(repo)
     assert b["state"] == "signed" and b["tx_hash"] != first_hash
     assert int(b["max_fee"]) >= first_fee * 5 // 4 and first_hash in b["replaced"]
     await worker.advance()  # the replacement is broadcast
+    assert (await batches(repo))[0]["state"] == "broadcast"
     rpc("evm_setAutomine", [True])
     rpc("evm_mine", [])
     await worker.run_once(timeout=60)
