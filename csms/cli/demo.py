@@ -20,7 +20,7 @@ import typer
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from csms.cli.common import console, run
+from csms.cli.common import console, fail, run
 
 __all__ = ["demo"]
 
@@ -172,9 +172,39 @@ async def _demo(folder: Path, chain_spec: str, stations: int, sessions: int) -> 
                   + ("[bold green]rejected[/]" if not bad.valid else "[bold red]ACCEPTED[/]")
                   + f" (failed: {', '.join(failed)})")
     console.print(f"what a receipt proves: {good.proves}")
-    console.print(f"check it yourself: csms verify {folder / 'receipt-1.json'} --driver"
-                  f" {driver.address} --data-dir {folder / 'data'}", highlight=False)
+    if chain_spec == "local":
+        console.print(f"check it yourself: csms verify {folder / 'receipt-1.json'} --driver"
+                      f" {driver.address} --data-dir {folder / 'data'}", highlight=False,
+                      soft_wrap=True)
+    else:
+        console.print("the in-process chain is gone with this run: run csms demo --chain local"
+                      " for a receipt you can check yourself")
     return verdict_ok and simulated == stored and summary.errors == 0
+
+
+MARKER = ".voltledger-demo"
+
+
+def prepare_folder(path: Path) -> Path:
+    """The demo's folder, empty: created, or emptied only when an earlier demo made it
+    (its marker file is there). Never the current directory or one above it."""
+    resolved = path.expanduser().resolve()
+    here = Path.cwd().resolve()
+    if resolved == here or resolved in here.parents:
+        fail(f"--folder {path}: the current directory or one above it; give a new folder")
+    if resolved.exists() and not resolved.is_dir():
+        fail(f"--folder {path}: a file, not a folder")
+    if resolved.is_dir() and any(resolved.iterdir()):
+        if not (resolved / MARKER).is_file():
+            fail(f"--folder {path}: not empty and not made by csms demo; nothing deleted."
+                 " Give a new folder")
+        shutil.rmtree(resolved)
+    try:
+        resolved.mkdir(parents=True, exist_ok=True)
+        (resolved / MARKER).write_text("made by csms demo: emptied by the next csms demo\n")
+    except OSError as exc:
+        fail(f"--folder {path}: {exc.strerror or exc}")
+    return resolved
 
 
 def demo(
@@ -182,16 +212,15 @@ def demo(
     = "local",
     stations: Annotated[int, typer.Option(min=2, max=200)] = 6,
     sessions: Annotated[int, typer.Option(min=1, max=20)] = 2,
-    folder: Annotated[str, typer.Option(help="Where the demo keeps its files (wiped first)")]
+    folder: Annotated[str, typer.Option(
+        help="Where the demo keeps its files: a new folder, or one an earlier demo made"
+             " (emptied first); any other folder is refused")]
     = "./demo-output",
 ) -> None:
     """Run the whole story: charge, store, price, anchor, verify a receipt, catch a forgery."""
     if chain not in ("local", "memory"):
         raise typer.BadParameter("local or memory", param_hint="--chain")
-    path = Path(folder)
-    if path.exists():
-        shutil.rmtree(path)
-    path.mkdir(parents=True)
+    path = prepare_folder(Path(folder))
     ok = run(_demo(path, chain, stations, sessions))
     if not ok:
         raise typer.Exit(1)

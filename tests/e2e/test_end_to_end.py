@@ -6,6 +6,7 @@ import asyncio
 import copy
 import json
 import os
+import shlex
 import subprocess
 import sys
 from dataclasses import replace
@@ -54,11 +55,20 @@ def csms(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_demo_runs_and_catches_the_forgery(tmp_path: Path) -> None:
-    r = csms({}, "demo", "--chain", "memory", "--stations", "4", "--sessions", "1",
+    """The demo on the managed local chain, then the verify command it prints, as is."""
+    chain = "local" if find_anvil() is not None or IN_CI else "memory"
+    r = csms({}, "demo", "--chain", chain, "--stations", "4", "--sessions", "1",
              "--folder", str(tmp_path / "demo"))
     assert r.returncode == 0, r.stdout + r.stderr
     assert "VALID" in r.stdout and "rejected" in r.stdout and "(exact)" in r.stdout
     assert (tmp_path / "demo" / "receipt-1.json").exists()
+    if chain == "memory":
+        return
+    [line] = [x for x in r.stdout.splitlines() if x.startswith("check it yourself: ")]
+    command = shlex.split(line.removeprefix("check it yourself: "))
+    assert command[:2] == ["csms", "verify"]
+    checked = csms({}, *command[1:])
+    assert checked.returncode == 0 and "VALID" in checked.stdout, checked.stdout + checked.stderr
 
 
 async def test_cli_settle_receipt_verify_on_the_persistent_local_chain(
