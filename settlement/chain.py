@@ -335,6 +335,8 @@ class Chain:
         self.artifact = compiled(cache_dir)
         self.chain_id = int(w3.eth.chain_id)
         self.contract_address: str | None = None
+        # one sender at a time: a nonce read from the node is only ours until it is sent
+        self._sending = threading.RLock()
         self.rpc_url = node.url if node is not None else getattr(w3.provider, "endpoint_uri",
                                                                  None)
 
@@ -355,9 +357,10 @@ class Chain:
                                        bytecode=self.artifact["bytecode"])
         token_address = Web3.to_checksum_address(token) if token else ZERO_ADDRESS
         platform_address = Web3.to_checksum_address(platform) if platform else ZERO_ADDRESS
-        tx = factory.constructor(notice_period, token_address, unit, platform_address,
-                                 fee_bps).build_transaction(self._tx_base())
-        receipt = self._send(tx)
+        with self._sending:
+            tx = factory.constructor(notice_period, token_address, unit, platform_address,
+                                     fee_bps).build_transaction(self._tx_base())
+            receipt = self._send(tx)
         self.contract_address = str(receipt["contractAddress"])
         return self.contract_address
 
@@ -404,11 +407,12 @@ class Chain:
                  value: int = 0) -> Any:
         """Call a contract function as ``account`` (a driver, a host) and wait for it."""
         max_fee, tip = self.fees()
-        tx = getattr(self.contract.functions, function)(*args).build_transaction({
-            "from": account.address, "chainId": self.chain_id, "value": Wei(value),
-            "nonce": int(self.w3.eth.get_transaction_count(account.address, "pending")),
-            "maxFeePerGas": max_fee, "maxPriorityFeePerGas": tip})
-        return self._send(tx, account)
+        with self._sending:
+            tx = getattr(self.contract.functions, function)(*args).build_transaction({
+                "from": account.address, "chainId": self.chain_id, "value": Wei(value),
+                "nonce": int(self.w3.eth.get_transaction_count(account.address, "pending")),
+                "maxFeePerGas": max_fee, "maxPriorityFeePerGas": tip})
+            return self._send(tx, account)
 
     def fees(self) -> tuple[int, int]:
         block = self.w3.eth.get_block("latest")
@@ -418,6 +422,10 @@ class Chain:
 
     def next_nonce(self) -> int:
         return int(self.w3.eth.get_transaction_count(self.operator.address, "pending"))
+
+    def mined_nonce(self) -> int:
+        """The operator's next nonce as mined blocks see it: lower nonces are used for good."""
+        return int(self.w3.eth.get_transaction_count(self.operator.address, "latest"))
 
     def sign_call(self, function: str, args: tuple[Any, ...], nonce: int, max_fee: int,
                   tip: int, gas: int) -> tuple[str, str]:
@@ -458,9 +466,10 @@ class Chain:
         return "0x" + bytes(signed.raw_transaction).hex(), "0x" + bytes(signed.hash).hex()
 
     def register_ledger(self, ledger: int) -> None:
-        if self.ledger_next(ledger) == 0:
-            self._send(self.contract.functions.register_ledger(ledger).build_transaction(
-                self._tx_base()))
+        with self._sending:
+            if self.ledger_next(ledger) == 0:
+                self._send(self.contract.functions.register_ledger(ledger).build_transaction(
+                    self._tx_base()))
 
     def register_station(self, max_power_w: int, account: LocalAccount | None = None) -> int:
         """Register a station (as its host: the operator unless ``account`` is given)."""

@@ -40,7 +40,10 @@ class BatchState(enum.StrEnum):
 TRANSITIONS: dict[BatchState, frozenset[BatchState]] = {
     BatchState.PENDING: frozenset({BatchState.SIGNED, BatchState.INCLUDED,
                                    BatchState.CONFLICT}),
-    BatchState.SIGNED: frozenset({BatchState.BROADCAST, BatchState.CONFLICT}),
+    # back to pending: its nonce went to another transaction of the operator key, so this
+    # signed transaction can never be mined (signed again with a new nonce)
+    BatchState.SIGNED: frozenset({BatchState.BROADCAST, BatchState.PENDING,
+                                  BatchState.INCLUDED, BatchState.CONFLICT}),
     BatchState.BROADCAST: frozenset({BatchState.INCLUDED, BatchState.SIGNED,
                                      BatchState.PENDING, BatchState.CONFLICT}),
     BatchState.INCLUDED: frozenset({BatchState.FINALIZED, BatchState.BROADCAST}),

@@ -38,7 +38,7 @@ from csms.domain.energy import watts
 from csms.domain.tariff import price_minor
 from csms.service.cluster import acquire_lease, lease_holder, release_lease
 from csms.service.ports import Repository, Tx
-from settlement.chain import Chain
+from settlement.chain import Chain, ChainError
 from settlement.eip712 import Authorization
 from settlement.records import (
     CARD,
@@ -484,7 +484,8 @@ class SettlementWorker:
             if await self._on_chain(batch) == "other":
                 await self._conflict(batch)
                 return
-            await self._chain(chain.broadcast, batch["raw_tx"])
+            if not await self._broadcast(batch):
+                return
             await self._move(batch, BatchState.BROADCAST, broadcast_at=_now().isoformat())
             self._hook("after_broadcast", batch["id"])
         elif state is BatchState.BROADCAST:
@@ -518,7 +519,8 @@ class SettlementWorker:
                 return
             # Not mined (yet): maybe dropped from the node's pool or reorganised away.
             # Sending the same raw transaction again is harmless when the node knows it.
-            await self._chain(chain.broadcast, batch["raw_tx"])
+            if not await self._broadcast(batch):
+                return
             age = (_now() - datetime.fromisoformat(batch["broadcast_at"])).total_seconds()
             if age >= self.stuck_after:
                 await self._replace(batch)
@@ -535,6 +537,27 @@ class SettlementWorker:
                 settled = await self._chain(chain.settled, batch["tx_hash"])
                 unpaid = settled.unpaid if settled is not None else {}
                 await self._move(batch, BatchState.FINALIZED, unpaid=unpaid)
+
+    async def _broadcast(self, batch: dict[str, Any]) -> bool:
+        """Send the batch's signed transaction. False when its nonce went to another
+        transaction of the operator key (the key used elsewhere meanwhile): it can never be
+        mined, so the batch goes back to pending and is signed again with a new nonce."""
+        try:
+            await self._chain(self.chain.broadcast, batch["raw_tx"])
+            return True
+        except ChainError:
+            if await self._chain(self.chain.mined_nonce) <= int(batch["nonce"]):
+                raise  # the node refused it for another reason: tried again next pass
+        held = await self._on_chain(batch)
+        if held == "ours":  # one of its replacements was mined
+            await self._found(batch)
+        elif held == "other":
+            await self._conflict(batch)
+        else:
+            log.warning("! batch %s: nonce %s was used by another transaction of the operator"
+                        " key; signing again", batch["id"], batch["nonce"])
+            await self._move(batch, BatchState.PENDING, error=f"nonce {batch['nonce']} taken")
+        return False
 
     async def _replace(self, batch: dict[str, Any]) -> None:
         """Stuck: the same nonce re-signed with fees bumped by 25% (nodes want >= 10%)."""

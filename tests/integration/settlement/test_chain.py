@@ -68,6 +68,7 @@ def test_kill_9_of_the_owner_stops_the_node_after_it_saved_its_state(
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert gone_within(anvil, 40)  # not re-parented and left running
+    assert gone_within(int(record["guard"]), 10)  # type: ignore[call-overload]
     assert state.exists() and json.loads(state.read_text())  # it wrote its state
     assert not state.with_name(state.name + ".pid").exists()
 

@@ -140,6 +140,33 @@ async def test_crash_then_restart_rebroadcasts_the_same_transaction(
     assert kit.balance(d0) == 10**6 - PRICE[1] - PRICE[4]  # paid once
 
 
+async def test_a_nonce_taken_by_another_transaction_is_signed_again_and_pays_once(
+    repo: Any, memory_chain: Chain
+) -> None:
+    """The operator key sent something else (another tool, a second process) between
+    the batch's signing and its broadcast: the signed settle can never be mined."""
+    kit = Kit(memory_chain)
+    d0, _ = await link_driver(repo, kit, "TAG0")
+    await add_sessions(repo, 4)
+
+    def crash(batch_id: int) -> None:
+        raise Crash("after_sign")
+
+    first = SettlementWorker(repo, memory_chain, batch_size=10, hooks={"after_sign": crash})
+    with pytest.raises(Crash):
+        await first.run_once()
+    [signed] = await batches(repo)
+    assert signed["state"] == "signed"
+    memory_chain.register_station(11_000)  # takes the signed transaction's nonce
+    assert memory_chain.mined_nonce() > int(signed["nonce"])
+    second = SettlementWorker(repo, memory_chain, batch_size=10)
+    await second.run_once()
+    [after] = await batches(repo)
+    assert after["state"] == "finalized" and after["nonce"] != signed["nonce"]
+    assert after["tx_hash"] != signed["tx_hash"]
+    assert kit.balance(d0) == 10**6 - PRICE[1] - PRICE[4]  # paid once
+
+
 async def test_a_reverted_settlement_is_signed_again_and_pays_once(
     repo: Any, memory_chain: Chain, monkeypatch: pytest.MonkeyPatch
 ) -> None:

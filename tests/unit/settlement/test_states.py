@@ -11,6 +11,7 @@ ALLOWED = {
     ("broadcast", "included"), ("broadcast", "signed"), ("broadcast", "pending"),
     ("included", "finalized"), ("included", "broadcast"),
     ("pending", "conflict"), ("signed", "conflict"), ("broadcast", "conflict"),
+    ("signed", "pending"), ("signed", "included"),  # nonce taken; a replacement mined
 }
 
 
