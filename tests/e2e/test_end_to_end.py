@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from chargers_sim import Fleet
-from settlement.chain import find_anvil
+from settlement.chain import AnvilNode, find_anvil
 from settlement.receipts import load_receipt, verify_receipt
 from support import IN_CI, RunningServer
 
@@ -99,9 +99,18 @@ async def test_cli_settle_receipt_verify_on_the_persistent_local_chain(
     r = await asyncio.to_thread(csms, env, "verify", str(out), "--contract", contract)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "VALID" in r.stdout
-    # without saying which contract is the real one: not proven (exit 3)
+    # the operator's own data folder: the contract it deployed is trusted, and it says so
     r = await asyncio.to_thread(csms, env, "verify", str(out))
-    assert r.returncode == 3 and "UNVERIFIED" in r.stdout
+    assert r.returncode == 0 and "trusting contract" in r.stdout, r.stdout + r.stderr
+    # elsewhere, on the same chain, without saying which contract is the real one: not
+    # proven (exit 3)
+    node = AnvilNode(tmp_path / "chain" / "anvil-state.json", attach=True)
+    try:
+        r = await asyncio.to_thread(csms, {**env, "CSMS_DATA_DIR": str(tmp_path / "other")},
+                                    "verify", str(out), "--rpc", node.url)
+    finally:
+        node.stop()
+    assert r.returncode == 3 and "UNVERIFIED" in r.stdout, r.stdout
     data = json.loads(out.read_text())
     data["record"]["energy_wh"] += 1
     bad = tmp_path / "bad.json"

@@ -219,7 +219,7 @@ def test_soak_short(tmp_path: Path) -> None:
     """The soak of bench.soak at a small size: memory comes back, stations are served.
 
     The full run (5,000 sockets twice, 30 s of flood) is ``python -m bench.soak``;
-    its figures are in the README.
+    its figures are in docs/reliability.md.
     """
     r = subprocess.run([sys.executable, "-m", "bench.soak", "--sockets", "1000",
                         "--flood", "5", "--settle", "12", "--hold", "1"],

@@ -522,7 +522,7 @@ async def test_payment_in_an_erc20_token(repo: Any, memory_chain: Chain) -> None
 
 async def test_what_the_chain_sees_of_a_batch(repo: Any, memory_chain: Chain) -> None:
     """Read a real chunk's calldata and events: no tag, tag hash, station id or session time
-    is in them; what is there is what the README says."""
+    is in them; what is there is what docs/settlement.md says."""
     from eth_hash.auto import keccak
 
     from settlement.chain import SettlementReader
