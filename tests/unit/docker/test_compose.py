@@ -109,9 +109,23 @@ def test_dependencies_exist_and_wait_for_health_or_completion() -> None:
     assert settler["contract-deploy"]["condition"] == "service_completed_successfully"
 
 
-def test_only_the_load_balancer_publishes_a_port() -> None:
+def test_only_the_load_balancer_publishes_a_port_beyond_this_host() -> None:
     published = {name: s["ports"] for name, s in services().items() if "ports" in s}
-    assert published == {"lb": ["9000:9000"]}
+    assert published.pop("lb") == ["9000:9000"]
+    # the admin APIs and the chain: on the host's loopback only
+    assert published == {"csms-1": ["127.0.0.1:9001:9001"], "csms-2": ["127.0.0.1:9002:9001"],
+                         "anvil": ["127.0.0.1:8545:8545"]}
+    for name in ("csms-1", "csms-2"):
+        env = env_of(services()[name])
+        settings = Settings.load(env=env)
+        assert settings.admin_public and settings.admin_host == "0.0.0.0"
+        assert published[name][0].endswith(f":{settings.admin_port}")
+
+
+def test_the_chain_image_is_the_anvil_make_install_uses() -> None:
+    makefile = (ROOT / "Makefile").read_text("utf-8")
+    [version] = re.findall(r"@foundry-rs/anvil@(\S+)", makefile)
+    assert services()["anvil"]["image"] == f"ghcr.io/foundry-rs/foundry:v{version}"
 
 
 def test_volumes_and_mounted_files_exist() -> None:
@@ -265,7 +279,9 @@ def test_dockerfile() -> None:
 
 
 def test_dockerfile_copies_what_exists_and_the_ignore_file_keeps_it() -> None:
-    ignore = (DOCKER / "Dockerfile.dockerignore").read_text("utf-8").splitlines()
+    # a root .dockerignore: the classic builder reads no Dockerfile-specific one
+    assert not (DOCKER / "Dockerfile.dockerignore").exists()
+    ignore = (ROOT / ".dockerignore").read_text("utf-8").splitlines()
     kept = {line[1:].rstrip("/") for line in ignore if line.startswith("!")}
     for word, rest in dockerfile():
         if word != "COPY":
