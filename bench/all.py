@@ -9,7 +9,7 @@ __all__ = ["main"]
 
 def main() -> None:
     throughput.main(["--stations", "1000", "--duration", "20", "--ocpp", "1.6", "2.0.1",
-                     "--postgres", "postgresql://postgres@127.0.0.1:5432/test"])
+                     "--rounds", "3", "--postgres", "postgresql://postgres@127.0.0.1:5432/test"])
     throughput.main(["--stations", "100", "5000", "--duration", "20", "--ocpp", "1.6"])
     connections.main(["--stations", "10000"])
     settlement_gas.main(["--json"])  # gas per paid session (3 mixes), 10,000 batch time

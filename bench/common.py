@@ -14,7 +14,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["free_port", "load", "load_parallel", "rss_kib", "server", "wait_port"]
+__all__ = ["free_port", "load", "load_parallel", "node_peer_ready", "rss_kib", "server",
+           "wait_port"]
+
+ROOT = Path(__file__).resolve().parents[1]
+NODE_MODULES = ROOT / ".tools" / "node_modules"
+
+
+def node_peer_ready() -> bool:
+    """Whether the Node peer can run (node on the PATH, ocpp-rpc installed by make install)."""
+    import shutil
+
+    return shutil.which("node") is not None and (NODE_MODULES / "ocpp-rpc").is_dir()
 
 
 def free_port() -> int:
@@ -43,17 +54,23 @@ def rss_kib(pid: int) -> int:
 @contextlib.contextmanager
 def server(kind: str, db: str | None = None,
            extra: list[str] | None = None) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
-    """``voltledger`` (csms serve, auto-registering) or ``baseline`` (the ocpp library way)."""
+    """``voltledger`` (csms serve, auto-registering), ``baseline`` (the ocpp library way)
+    or ``ocpp-rpc`` (the Node ocpp-rpc server in strict mode, from make install)."""
     port = free_port()
+    env = dict(os.environ)
     with tempfile.TemporaryDirectory() as folder:
         if kind == "baseline":
             cmd = [sys.executable, "-m", "bench.baseline_ocpp_lib", "--port", str(port)]
+        elif kind == "ocpp-rpc":
+            cmd = ["node", str(ROOT / "bench" / "peers" / "ocpp_rpc_server.js"), str(port)]
+            env["NODE_PATH"] = str(NODE_MODULES)
         else:
             cmd = [sys.executable, "-m", "csms", "serve", "--port", str(port),
                    "--db", db or str(Path(folder) / "bench.sqlite3"), "--auto-register",
                    "--admin-port", "-1", "--data-dir", folder, "--log-level", "error",
                    *(extra or [])]
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                env=env)
         try:
             wait_port(port)
             yield port, proc

@@ -1,13 +1,17 @@
-"""Message throughput and latency: voltledger vs the ``ocpp`` library's example loop.
+"""Message throughput and latency: voltledger against its peers, in the same run.
 
-Stations send 1.6 MeterValues or 2.0.1 TransactionEvent(Updated) as fast as
-they get answers. (a) voltledger validates every message against the official
-schemas and commits it to SQLite before answering; (c) the baseline validates
-with the library's defaults and stores nothing. Both run in the same run, one
-after the other, under the same load generator; the ratio a/c is what counts
-(absolute figures drift with the machine).
+The peers: (b) a central system written the way the ``ocpp`` library's example is
+(``bench/baseline_ocpp_lib.py``: validation by the library, nothing stored) and (n) the
+Node ``ocpp-rpc`` server in strict mode (``bench/peers/ocpp_rpc_server.js``, nothing
+stored). voltledger (a) validates every message against the official schemas and commits
+it before answering (SQLite; PostgreSQL with ``--postgres``). One load generator drives
+them all (``bench/loadgen.py``, independent of the project's simulator: every station
+waits for each answer; sessions of Authorize, start, 10 meter values of 4 samples, stop),
+over several rounds with the servers interleaved; each figure is the median round. The
+ratios a/b (``ratio``) and a/n (``ratio_vs_fastest_peer``) are what count: absolute
+figures drift with the machine.
 
-    python -m bench.throughput --stations 1000 --duration 20 --ocpp 1.6 2.0.1
+    python -m bench.throughput --stations 1000 --duration 20 --ocpp 1.6 2.0.1 --rounds 3
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from bench.common import load, server
+from bench import loadgen
+from bench.common import node_peer_ready, server
 
 __all__ = ["main", "measure"]
 
@@ -51,30 +56,59 @@ def postgres_schema(url: str) -> Iterator[str | None]:
         asyncio.run(run(f'DROP SCHEMA "{schema}" CASCADE'))
 
 
-def measure(stations: int, ocpp: str, duration: float, procs: int,
-            postgres: str | None = None) -> dict[str, Any]:
-    results: dict[str, Any] = {}
-    keys = ("messages_per_s", "p50_ms", "p99_ms", "messages", "errors")
-    for kind in ("voltledger", "baseline"):
-        with server(kind) as (port, _proc):
-            r = load(port, stations, ocpp, duration, procs, prefix=f"B{kind[0]}")
-        results[kind] = {k: r[k] for k in keys}
-    if postgres:
-        with postgres_schema(postgres) as dsn:
-            if dsn is None:
-                results["postgres"] = {"error": f"PostgreSQL not reachable at {postgres}"}
-            else:
-                with server("voltledger", db=dsn) as (port, _proc):
-                    r = load(port, stations, ocpp, duration, procs, prefix="BP")
-                results["postgres"] = {k: r[k] for k in keys}
-    a, c = results["voltledger"], results["baseline"]
+KEYS = ("messages_per_s", "p50_ms", "p99_ms", "messages", "errors", "connected")
+
+
+def _once(kind: str, stations: int, ocpp: str, duration: float, warmup: float, procs: int,
+          prefix: str, db: str | None = None) -> dict[str, Any]:
+    with server("voltledger" if kind == "postgres" else kind, db=db) as (port, _proc):
+        r = loadgen.run(f"ws://127.0.0.1:{port}", stations, ocpp, duration, warmup, procs,
+                        prefix)
+    return {k: r[k] for k in KEYS}
+
+
+def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    ordered = sorted(runs, key=lambda r: float(r["messages_per_s"]))
+    chosen = dict(ordered[len(ordered) // 2])
+    chosen["rounds_messages_per_s"] = [r["messages_per_s"] for r in runs]
+    return chosen
+
+
+def measure(stations: int, ocpp: str, duration: float, procs: int = 2,
+            postgres: str | None = None, rounds: int = 1,
+            warmup: float = 5.0) -> dict[str, Any]:
+    kinds = ["voltledger", "baseline"] + (["ocpp-rpc"] if node_peer_ready() else [])
+    runs: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
+    with contextlib.ExitStack() as stack:
+        dsn = stack.enter_context(postgres_schema(postgres)) if postgres else None
+        if dsn:
+            kinds.append("postgres")
+            runs["postgres"] = []
+        for n in range(rounds):
+            for kind in kinds[n % len(kinds):] + kinds[:n % len(kinds)]:  # interleaved
+                runs[kind].append(_once(kind, stations, ocpp, duration, warmup, procs,
+                                        f"R{n}{kind[:2].upper()}",
+                                        dsn if kind == "postgres" else None))
+    res = {k: _median(v) for k, v in runs.items()}
+    a, b = res["voltledger"], res["baseline"]
+    n_ = res.get("ocpp-rpc")
+
+    def ratio(x: dict[str, Any], y: dict[str, Any] | None, key: str) -> float | None:
+        return round(x[key] / y[key], 3) if y and y[key] else None
+
     return {
         "benchmark": "throughput", "stations": stations, "ocpp": ocpp, "duration_s": duration,
-        "voltledger_sqlite": a, "baseline_ocpp_lib": c,
-        **({"voltledger_postgres": results["postgres"]} if postgres else {}),
-        "ratio": round(a["messages_per_s"] / c["messages_per_s"], 3) if c["messages_per_s"]
-        else None,
-        "p99_ratio": round(a["p99_ms"] / c["p99_ms"], 3) if c["p99_ms"] else None,
+        "rounds": rounds, "voltledger_sqlite": a, "baseline_ocpp_lib": b,
+        **({"peer_ocpp_rpc": n_} if n_ else {"peer_ocpp_rpc": "node or ocpp-rpc missing"}),
+        **({"voltledger_postgres": res["postgres"]} if "postgres" in res else {}),
+        **({} if not postgres or dsn else
+           {"voltledger_postgres": {"error": f"PostgreSQL not reachable at {postgres}"}}),
+        "ratio": ratio(a, b, "messages_per_s"),
+        "p99_ratio": ratio(a, b, "p99_ms"),
+        "ratio_vs_fastest_peer": ratio(a, n_, "messages_per_s"),
+        "p99_ratio_vs_fastest_peer": ratio(a, n_, "p99_ms"),
+        **({"postgres_ratio": ratio(res["postgres"], b, "messages_per_s")}
+           if "postgres" in res else {}),
     }
 
 
@@ -83,13 +117,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stations", type=int, nargs="+", default=[1000])
     parser.add_argument("--duration", type=float, default=20.0)
     parser.add_argument("--ocpp", nargs="+", default=["1.6", "2.0.1"])
-    parser.add_argument("--procs", type=int, default=1, help="load generator processes")
+    parser.add_argument("--procs", type=int, default=2, help="load generator processes")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="rounds with the servers interleaved; the median is reported")
+    parser.add_argument("--warmup", type=float, default=5.0, help="seconds before measuring")
     parser.add_argument("--postgres", default=None,
                         help="also measure PostgreSQL, e.g. postgresql://postgres@127.0.0.1/test")
     args = parser.parse_args(argv)
     for n in args.stations:
         for version in args.ocpp:
-            print(json.dumps(measure(n, version, args.duration, args.procs, args.postgres)))
+            print(json.dumps(measure(n, version, args.duration, args.procs, args.postgres,
+                                     args.rounds, args.warmup)))
             sys.stdout.flush()
 
 

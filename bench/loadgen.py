@@ -1,0 +1,301 @@
+"""An OCPP load generator independent of the project's simulator, for every server alike.
+
+Each station connects with one OCPP version, boots, then charges session after
+session: Authorize, a start (1.6 StartTransaction / 2.0.1 TransactionEvent Started),
+ten meter values of four samples each (1.6 MeterValues / 2.0.1 TransactionEvent
+Updated), a stop; every call waits for its answer. Stations are spread over worker
+processes that start measuring at the same instant, after a warm-up; each answer's
+latency inside the window is counted. Incoming calls from the server are answered
+with a CALLERROR (NotSupported): the load is the stations' own.
+
+    python -m bench.loadgen --url ws://127.0.0.1:9000 --stations 1000 --ocpp 1.6 \\
+        --duration 20 --warmup 5 --procs 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any
+
+import websockets
+
+__all__ = ["main", "run"]
+
+METERS_PER_SESSION = 10
+CALL_TIMEOUT = 30.0
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Station:
+    """One simulated station: its socket and the calls of its sessions."""
+
+    def __init__(self, url: str, ident: str, ocpp: str) -> None:
+        self.url, self.ident, self.ocpp = f"{url}/{ident}", ident, ocpp
+        self.ids = itertools.count(1)
+        self.pending: dict[str, asyncio.Future[list[Any]]] = {}
+        self.ws: Any = None
+        self.energy = 1_000_000
+        self.tx = 0
+
+    async def connect(self) -> None:
+        self.ws = await websockets.connect(
+            self.url, subprotocols=[f"ocpp{self.ocpp}"],  # type: ignore[list-item]
+            open_timeout=60, ping_interval=None, max_size=2**20, compression=None)
+        asyncio.get_running_loop().create_task(self._read())
+
+    async def _read(self) -> None:
+        with contextlib.suppress(websockets.ConnectionClosed):
+            async for text in self.ws:
+                frame = json.loads(text)
+                if frame[0] == 2:  # the server's own call: not part of the load
+                    await self.ws.send(json.dumps([4, frame[1], "NotSupported", "", {}]))
+                    continue
+                future = self.pending.pop(frame[1], None)
+                if future is not None and not future.done():
+                    future.set_result(frame)
+        for future in self.pending.values():
+            if not future.done():
+                future.set_exception(ConnectionError("closed"))
+
+    async def call(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
+        mid = str(next(self.ids))
+        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        self.pending[mid] = future
+        await self.ws.send(json.dumps([2, mid, action, payload], separators=(",", ":")))
+        frame = await asyncio.wait_for(future, CALL_TIMEOUT)
+        if frame[0] != 3:
+            raise RuntimeError(f"{action}: {frame[2]} {frame[3]}")
+        result: dict[str, Any] = frame[2]
+        return result
+
+    # -- the messages, per version -------------------------------------------------------
+    def boot(self) -> tuple[str, dict[str, Any]]:
+        if self.ocpp == "1.6":
+            return "BootNotification", {"chargePointVendor": "Load", "chargePointModel": "Gen"}
+        return "BootNotification", {"reason": "PowerUp", "chargingStation": {
+            "vendorName": "Load", "model": "Gen"}}
+
+    def authorize(self) -> tuple[str, dict[str, Any]]:
+        if self.ocpp == "1.6":
+            return "Authorize", {"idTag": "LOADTAG"}
+        return "Authorize", {"idToken": {"idToken": "LOADTAG", "type": "ISO14443"}}
+
+    def _samples(self) -> list[dict[str, Any]]:
+        self.energy += 37
+        if self.ocpp == "1.6":
+            return [
+                {"value": str(self.energy), "measurand": "Energy.Active.Import.Register",
+                 "unit": "Wh", "context": "Sample.Periodic"},
+                {"value": "11000", "measurand": "Power.Active.Import", "unit": "W"},
+                {"value": "16.0", "measurand": "Current.Import", "unit": "A", "phase": "L1"},
+                {"value": "230.0", "measurand": "Voltage", "unit": "V", "phase": "L1-N"}]
+        return [
+            {"value": self.energy, "measurand": "Energy.Active.Import.Register",
+             "unitOfMeasure": {"unit": "Wh"}, "context": "Sample.Periodic"},
+            {"value": 11000, "measurand": "Power.Active.Import", "unitOfMeasure": {"unit": "W"}},
+            {"value": 16.0, "measurand": "Current.Import", "phase": "L1",
+             "unitOfMeasure": {"unit": "A"}},
+            {"value": 230.0, "measurand": "Voltage", "phase": "L1-N",
+             "unitOfMeasure": {"unit": "V"}}]
+
+    def start(self) -> tuple[str, dict[str, Any]]:
+        if self.ocpp == "1.6":
+            return "StartTransaction", {"connectorId": 1, "idTag": "LOADTAG",
+                                        "meterStart": self.energy, "timestamp": _now()}
+        self.tx += 1
+        self.seq = 0
+        return "TransactionEvent", {
+            "eventType": "Started", "timestamp": _now(), "triggerReason": "Authorized",
+            "seqNo": 0, "transactionInfo": {"transactionId": f"{self.ident}-{self.tx}"},
+            "idToken": {"idToken": "LOADTAG", "type": "ISO14443"},
+            "evse": {"id": 1, "connectorId": 1},
+            "meterValue": [{"timestamp": _now(), "sampledValue": [
+                {"value": self.energy, "measurand": "Energy.Active.Import.Register",
+                 "context": "Transaction.Begin", "unitOfMeasure": {"unit": "Wh"}}]}]}
+
+    def meter(self, transaction: Any) -> tuple[str, dict[str, Any]]:
+        if self.ocpp == "1.6":
+            return "MeterValues", {"connectorId": 1, "transactionId": transaction,
+                                   "meterValue": [{"timestamp": _now(),
+                                                   "sampledValue": self._samples()}]}
+        self.seq += 1
+        return "TransactionEvent", {
+            "eventType": "Updated", "timestamp": _now(), "triggerReason": "MeterValuePeriodic",
+            "seqNo": self.seq, "transactionInfo": {"transactionId": transaction},
+            "meterValue": [{"timestamp": _now(), "sampledValue": self._samples()}]}
+
+    def stop(self, transaction: Any) -> tuple[str, dict[str, Any]]:
+        if self.ocpp == "1.6":
+            return "StopTransaction", {"transactionId": transaction, "meterStop": self.energy,
+                                       "timestamp": _now(), "reason": "Local"}
+        self.seq += 1
+        return "TransactionEvent", {
+            "eventType": "Ended", "timestamp": _now(), "triggerReason": "StopAuthorized",
+            "seqNo": self.seq, "transactionInfo": {"transactionId": transaction,
+                                                   "stoppedReason": "Local"},
+            "meterValue": [{"timestamp": _now(), "sampledValue": [
+                {"value": self.energy, "measurand": "Energy.Active.Import.Register",
+                 "context": "Transaction.End", "unitOfMeasure": {"unit": "Wh"}}]}]}
+
+
+class Window:
+    """Latencies of the answers that arrive inside the measured window."""
+
+    def __init__(self, begin: float, end: float) -> None:
+        self.begin, self.end = begin, end
+        self.latencies: Counter[int] = Counter()  # in units of 0.1 ms
+        self.errors = 0
+
+    def record(self, sent: float, done: float) -> None:
+        if self.begin <= done < self.end:
+            self.latencies[round((done - sent) * 10_000)] += 1
+
+    def error(self) -> None:
+        if self.begin <= time.time() < self.end:
+            self.errors += 1
+
+
+async def _charge(station: Station, window: Window) -> None:
+    async def timed(message: tuple[str, dict[str, Any]]) -> dict[str, Any]:
+        sent = time.time()
+        try:
+            result = await station.call(*message)
+        except Exception:
+            window.error()
+            raise
+        window.record(sent, time.time())
+        return result
+
+    while time.time() < window.end:
+        await timed(station.authorize())
+        started = await timed(station.start())
+        transaction = started.get("transactionId") if station.ocpp == "1.6" else \
+            f"{station.ident}-{station.tx}"
+        for _ in range(METERS_PER_SESSION):
+            await timed(station.meter(transaction))
+        await timed(station.stop(transaction))
+
+
+async def _worker(url: str, idents: list[str], ocpp: str, t0: float, warmup: float,
+                  duration: float, connect_rate: float) -> dict[str, Any]:
+    window = Window(t0 + warmup, t0 + warmup + duration)
+    stations = [Station(url, ident, ocpp) for ident in idents]
+    connected: list[Station] = []
+    failed = 0
+    began = time.monotonic()
+    for i, station in enumerate(stations):
+        try:
+            await station.connect()
+            await station.call(*station.boot())
+            connected.append(station)
+        except Exception:
+            failed += 1
+        await asyncio.sleep(max(0.0, began + (i + 1) / connect_rate - time.monotonic()))
+    await asyncio.sleep(max(0.0, t0 - time.time()))
+
+    async def loop(station: Station) -> None:
+        while time.time() < window.end:
+            try:
+                await _charge(station, window)
+            except Exception:
+                await asyncio.sleep(0.5)  # a failed call: the next session after a pause
+
+    tasks = [asyncio.create_task(loop(s)) for s in connected]
+    await asyncio.sleep(max(0.0, window.end - time.time()))
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    for station in connected:
+        with contextlib.suppress(Exception):
+            await station.ws.close()
+    return {"latencies": {str(k): v for k, v in window.latencies.items()},
+            "errors": window.errors + failed, "connected": len(connected)}
+
+
+def _percentile(hist: Counter[int], q: float) -> float:
+    total = sum(hist.values())
+    if not total:
+        return 0.0
+    rank, seen = q * total, 0
+    for value in sorted(hist):
+        seen += hist[value]
+        if seen >= rank:
+            return value / 10
+    return max(hist) / 10
+
+
+def run(url: str, stations: int, ocpp: str, duration: float, warmup: float = 5.0,
+        procs: int = 2, prefix: str = "LG", connect_rate: float = 500.0) -> dict[str, Any]:
+    """Drive ``stations`` stations against ``url``; the measured figures as a dict."""
+    procs = max(1, min(procs, stations))
+    per = [stations // procs + (1 if i < stations % procs else 0) for i in range(procs)]
+    setup = max(per) / (connect_rate / procs) + 3.0
+    t0 = time.time() + setup
+    workers, first = [], 1
+    for i, n in enumerate(per):
+        workers.append(subprocess.Popen(
+            [sys.executable, "-m", "bench.loadgen", "--worker", "--url", url,
+             "--first", str(first), "--stations", str(n), "--ocpp", ocpp,
+             "--duration", str(duration), "--warmup", str(warmup), "--t0", str(t0),
+             "--prefix", f"{prefix}{i}", "--connect-rate", str(connect_rate / procs)],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            env={**os.environ, "PYTHONWARNINGS": "ignore"}))
+        first += n
+    hist: Counter[int] = Counter()
+    errors = connected = 0
+    for worker in workers:
+        out, _ = worker.communicate(timeout=setup + warmup + duration + 120)
+        if worker.returncode != 0:
+            raise RuntimeError(f"load worker failed ({worker.returncode})")
+        part = json.loads(out)
+        hist.update({int(k): v for k, v in part["latencies"].items()})
+        errors += part["errors"]
+        connected += part["connected"]
+    messages = sum(hist.values())
+    return {"stations": stations, "connected": connected, "ocpp": ocpp,
+            "duration_s": duration, "messages": messages,
+            "messages_per_s": round(messages / duration, 1),
+            "p50_ms": _percentile(hist, 0.50), "p99_ms": _percentile(hist, 0.99),
+            "errors": errors}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--stations", type=int, default=100)
+    parser.add_argument("--ocpp", choices=("1.6", "2.0.1"), default="1.6")
+    parser.add_argument("--duration", type=float, default=20.0)
+    parser.add_argument("--warmup", type=float, default=5.0)
+    parser.add_argument("--procs", type=int, default=2)
+    parser.add_argument("--prefix", default="LG")
+    parser.add_argument("--connect-rate", type=float, default=500.0,
+                        help="new connections per second, in all")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--first", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--t0", type=float, default=0.0, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        idents = [f"{args.prefix}{i:06d}" for i in range(args.first, args.first + args.stations)]
+        result = asyncio.run(_worker(args.url, idents, args.ocpp, args.t0, args.warmup,
+                                     args.duration, args.connect_rate))
+        print(json.dumps(result))
+        return
+    print(json.dumps(run(args.url, args.stations, args.ocpp, args.duration, args.warmup,
+                         args.procs, args.prefix, args.connect_rate)))
+
+
+if __name__ == "__main__":
+    main()
