@@ -1,6 +1,7 @@
 """Simulated charging stations (OCPP 1.6-J and 2.0.1) and a load generator.
 
-Imports only :mod:`csms.protocol` from the central system.
+Imports only :mod:`csms.protocol` and the OCPP-J connection loop :mod:`csms.link`
+from the central system.
 """
 
 from __future__ import annotations

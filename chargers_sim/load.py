@@ -13,8 +13,6 @@ import json
 import random
 import subprocess
 import sys
-import time
-import uuid
 from typing import Any
 
 from chargers_sim.station import Station
@@ -32,44 +30,15 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[k]
 
 
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
 async def _drive(st: Station, deadline: float, counts: list[int]) -> None:
     register = st.meters[1].register_wh
-    if st.version is OcppVersion.V16:
-        answer = await st.call("StartTransaction", {
-            "connectorId": 1, "idTag": "LOADTAG", "meterStart": register, "timestamp": _now()})
-        txid: Any = answer["transactionId"]
-    else:
-        txid = uuid.uuid4().hex[:20]
-        await st.call("TransactionEvent", {
-            "eventType": "Started", "timestamp": _now(), "triggerReason": "Authorized",
-            "seqNo": 0, "transactionInfo": {"transactionId": txid},
-            "idToken": {"idToken": "LOADTAG", "type": "ISO14443"},
-            "evse": {"id": 1, "connectorId": 1}})
+    txid = await st.rules.load_start(st, register)
     st.latencies.clear()
     seq = 1
     loop = asyncio.get_running_loop()
     while loop.time() < deadline:
         register += 7
-        if st.version is OcppVersion.V16:
-            await st.call("MeterValues", {
-                "connectorId": 1, "transactionId": txid, "meterValue": [{
-                    "timestamp": _now(), "sampledValue": [
-                        {"value": str(register), "measurand": "Energy.Active.Import.Register",
-                         "unit": "Wh", "context": "Sample.Periodic"},
-                        {"value": "11000", "measurand": "Power.Active.Import", "unit": "W"}]}]})
-        else:
-            await st.call("TransactionEvent", {
-                "eventType": "Updated", "timestamp": _now(), "triggerReason": "MeterValuePeriodic",
-                "seqNo": seq, "transactionInfo": {"transactionId": txid},
-                "meterValue": [{"timestamp": _now(), "sampledValue": [
-                    {"value": register, "measurand": "Energy.Active.Import.Register",
-                     "context": "Sample.Periodic", "unitOfMeasure": {"unit": "Wh"}},
-                    {"value": 11000, "measurand": "Power.Active.Import",
-                     "unitOfMeasure": {"unit": "W"}}]}]})
+        await st.rules.load_update(st, txid, seq, register)
         seq += 1
         counts[0] += 1
 
