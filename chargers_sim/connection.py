@@ -270,7 +270,9 @@ class StationCore:
         except InvalidStatus as exc:
             code = exc.response.status_code
             if code in _REFUSALS:
-                log.warning("! %s refused: HTTP %d", self.station_id, code)
+                # kept in self.failure (start(fail_fast=True) raises it): a station
+                # retrying for a long time does not fill the log
+                log.info("! %s refused: HTTP %d", self.station_id, code)
                 raise StationRefused(self.station_id, url,
                                      f"refused by {url}: HTTP {code} {_REFUSALS[code]}") from None
             raise ConnectFailed(self.station_id, url, f"HTTP {code} from {url}") from None
