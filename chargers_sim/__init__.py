@@ -7,6 +7,14 @@ from the central system.
 from __future__ import annotations
 
 from chargers_sim.fleet import Fleet, FleetSummary
-from chargers_sim.station import CallRejected, CompletedSession, Station
+from chargers_sim.station import (
+    CallRejected,
+    CompletedSession,
+    ConnectFailed,
+    Station,
+    StationRefused,
+    Unreachable,
+)
 
-__all__ = ["CallRejected", "CompletedSession", "Fleet", "FleetSummary", "Station"]
+__all__ = ["CallRejected", "CompletedSession", "ConnectFailed", "Fleet", "FleetSummary",
+           "Station", "StationRefused", "Unreachable"]

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from types import ModuleType
 from typing import Any, cast
 
 from csms.protocol import OcppError, OcppVersion, Validator
 from csms.translate import commands_v16, commands_v201
-from csms.translate.command_args import BuiltCall, CommandError
+from csms.translate.command_args import BuiltCall, CommandBuilders, CommandError
 
 __all__ = [
     "COMMANDS",
@@ -54,7 +53,7 @@ COMMANDS: dict[str, str] = {
     "set-password": "set_password",
 }
 # The one place that picks the builders of a version.
-_BUILDERS: dict[OcppVersion, ModuleType] = {
+_BUILDERS: dict[OcppVersion, CommandBuilders] = {
     OcppVersion.V16: commands_v16, OcppVersion.V201: commands_v201,
 }
 
