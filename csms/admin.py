@@ -240,13 +240,8 @@ class AdminApi:
 
     async def _database_gauges(self) -> None:
         async def counts(tx: Tx) -> tuple[dict[str, int], int, int, int]:
-            pending = await tx.fetchone(
-                "SELECT count(*) AS n FROM outbox WHERE published_at IS NULL"
-            )
-            gas = await tx.fetchone(
-                "SELECT coalesce(sum(gas_used), 0) AS g FROM batches WHERE gas_used IS NOT NULL")
             return (await tx.count_sessions(), await tx.settlement_backlog(),
-                    int(pending["n"]) if pending else 0, int(gas["g"]) if gas else 0)
+                    await tx.count_outbox_pending(), await tx.gas_spent())
 
         sessions, backlog, outbox, gas_used = await self.repo.read(counts)
         self.metrics.gas_spent.set(gas_used)

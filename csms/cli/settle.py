@@ -119,6 +119,9 @@ def _open_chain(chain: str, data_dir: str, keystore: str | None, password_file: 
                 deploy: bool = True, params: Any = None) -> Any:
     from settlement.chain import ChainError, open_chain
 
+    settings = settings_for(None)  # CSMS_KEYSTORE / CSMS_KEYSTORE_PASSWORD_FILE
+    keystore = keystore or settings.keystore or None
+    password_file = password_file or settings.keystore_password_file or None
     try:
         return open_chain(chain, data_dir, keystore=keystore, password_file=password_file,
                           deploy=deploy, params=params)

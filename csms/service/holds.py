@@ -50,8 +50,7 @@ async def decide(
         raise HoldError(f"no session {session_id}")
     if session.status is not SessionStatus.COMPLETED:
         raise HoldError(f"session {session_id} is still active")
-    row = await tx.fetchone("SELECT settlement_state FROM sessions WHERE id = ?", session_id)
-    state = billing_state(session, row["settlement_state"] if row else None)
+    state = billing_state(session, session.settlement_state)
     if state != "held":
         raise HoldError(f"session {session_id} is not held for a decision (it is {state})")
     assert session.id is not None
