@@ -40,6 +40,7 @@ from csms.domain.model import (
     ValueNote,
 )
 from csms.metering import ocmf
+from csms.service.billing import BillingState, billing_state, check_billing_transition
 from csms.service.credit import CreditCheck
 from csms.service.ports import Repository, StorageError, Tx
 from csms.service.quota import PayloadQuota, quota_kind
@@ -471,6 +472,7 @@ class ChargingService:
         then plausibility. A session with any hold flag is not queued.
         """
         assert session.id is not None
+        before = billing_state(session)
         stored = await tx.session_samples(session.id)
         data = stored if stored else samples
         result = compute_energy(
@@ -521,8 +523,10 @@ class ChargingService:
         await tx.update_session(session)
         now = self.clock()
         if not BILLING_HOLD_FLAGS.intersection(session.flags):
+            check_billing_transition(before, BillingState.QUEUED)
             await tx.enqueue_settlement(session.id, now)
         else:
+            check_billing_transition(before, BillingState.HELD)
             await tx.add_station_event(
                 session.station_id, "billing_hold",
                 {"session_id": session.id, "flags": session.flags,
