@@ -44,6 +44,7 @@ from csms.service.billing import BillingState, billing_state, check_billing_tran
 from csms.service.credit import CreditCheck
 from csms.service.ports import Repository, StorageError, Tx
 from csms.service.quota import PayloadQuota, quota_kind
+from csms.service.views import session_json
 
 __all__ = [
     "BootDecision",
@@ -169,22 +170,6 @@ class ChargingService:
         """Queue a bus event in the same transaction as the data it describes."""
         if self.publish_events:
             await tx.add_outbox(f"voltledger/{station_id}/{topic}", payload, self.clock())
-
-    @staticmethod
-    def session_view(s: Session) -> dict[str, Any]:
-        return {
-            "id": s.id,
-            "station_id": s.station_id,
-            "transaction_id": s.transaction_id,
-            "connector_id": s.connector_id,
-            "evse_id": s.evse_id,
-            "id_tag": s.id_tag,
-            "status": s.status.value,
-            "energy_wh": s.energy_wh,
-            "started_at": s.started_at.isoformat(),
-            "stopped_at": s.stopped_at.isoformat() if s.stopped_at else None,
-            "stop_reason": s.stop_reason,
-        }
 
     async def _notes(self, tx: Tx, session: Session, notes: list[ValueNote],
                      action: str) -> None:
@@ -532,7 +517,7 @@ class ChargingService:
                 {"session_id": session.id, "flags": session.flags,
                  "max_power_w": str(limit)}, now,
             )
-        await self._event(tx, session.station_id, "session/completed", self.session_view(session))
+        await self._event(tx, session.station_id, "session/completed", session_json(session))
 
     async def _check_signed(
         self, tx: Tx, session: Session, signed: list[MeterSample],
@@ -665,7 +650,7 @@ class ChargingService:
             await self._check_times(tx, session, [timestamp], "StartTransaction")
             if len(session.flags) != flagged:
                 await tx.update_session(session)
-            await self._event(tx, station_id, "session/started", self.session_view(session))
+            await self._event(tx, station_id, "session/started", session_json(session))
             return int(session.transaction_id), auth, expires
 
         return await self.repo.unit(work)
@@ -749,7 +734,7 @@ class ChargingService:
             if session.status is SessionStatus.ACTIVE:
                 self._running_energy(session, samples)
                 await tx.update_session(session)
-                await self._event(tx, station_id, "session/updated", self.session_view(session))
+                await self._event(tx, station_id, "session/updated", session_json(session))
             else:
                 session.flag("late_samples")
                 await tx.update_session(session)
@@ -843,7 +828,7 @@ class ChargingService:
                 self._running_energy(session, ev.samples)
             await tx.update_session(session)
             topic = "session/started" if created else "session/updated"
-            await self._event(tx, station_id, topic, self.session_view(session))
+            await self._event(tx, station_id, topic, session_json(session))
             return auth
 
         return await self.repo.unit(work)
