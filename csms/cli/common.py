@@ -142,6 +142,9 @@ def open_chain_or_fail(chain: str, data_dir: str, keystore: str | None,
     """The settlement chain, or one line on stderr and exit code 1."""
     from settlement.chain import ChainError, open_chain
 
+    settings = settings_for(None)  # CSMS_KEYSTORE / CSMS_KEYSTORE_PASSWORD_FILE
+    keystore = keystore or settings.keystore or None
+    password_file = password_file or settings.keystore_password_file or None
     try:
         return open_chain(chain, data_dir, keystore=keystore, password_file=password_file,
                           deploy=deploy, params=params)
