@@ -17,6 +17,7 @@ __all__ = [
     "Session",
     "SessionStatus",
     "Station",
+    "TagStatus",
     "ValueNote",
 ]
 
@@ -27,6 +28,13 @@ class BootPolicy(enum.StrEnum):
     ACCEPTED = "accepted"
     PENDING = "pending"
     REJECTED = "rejected"
+
+
+class TagStatus(enum.StrEnum):
+    """Whether the operator lets an id tag charge (its expiry is kept apart)."""
+
+    ACCEPTED = "accepted"
+    BLOCKED = "blocked"
 
 
 class AuthStatus(enum.StrEnum):
@@ -74,12 +82,12 @@ class Station:
 @dataclass(slots=True)
 class IdTag:
     tag: str
-    status: str = "accepted"  # accepted | blocked
+    status: str = TagStatus.ACCEPTED.value  # a TagStatus value
     expires_at: datetime | None = None
     parent: str | None = None
 
     def authorize(self, now: datetime) -> AuthStatus:
-        if self.status == "blocked":
+        if self.status == TagStatus.BLOCKED:
             return AuthStatus.BLOCKED
         if self.expires_at is not None and self.expires_at <= now:
             return AuthStatus.EXPIRED
