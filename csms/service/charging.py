@@ -40,6 +40,7 @@ from csms.domain.model import (
     ValueNote,
 )
 from csms.metering import ocmf
+from csms.service import defaults
 from csms.service.credit import CreditCheck
 from csms.service.ports import Repository, StorageError, Tx
 from csms.service.quota import PayloadQuota, quota_kind
@@ -128,14 +129,14 @@ class ChargingService:
         self,
         repo: Repository,
         *,
-        heartbeat_interval: int = 300,
-        boot_retry_interval: int = 30,
+        heartbeat_interval: int = defaults.HEARTBEAT_INTERVAL,
+        boot_retry_interval: int = defaults.BOOT_RETRY_INTERVAL,
         publish_events: bool = False,
         clock: Callable[[], datetime] = utc_now,
         seen_flush_interval: float = 1.0,
         default_max_power_w: Decimal = DEFAULT_MAX_POWER_W,
-        time_past: timedelta = timedelta(days=30),
-        time_future: timedelta = timedelta(minutes=10),
+        time_past: timedelta = defaults.TIME_PAST,
+        time_future: timedelta = defaults.TIME_FUTURE,
         quota: PayloadQuota | None = None,
         storage_reserve: int = 0,
         on_dropped: Callable[[str, str], None] | None = None,
