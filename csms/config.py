@@ -104,12 +104,12 @@ class Settings:
     tls_key: str = ""
     client_ca: str = ""  # CA that signs station certificates (security profile 3)
     chain: str = ""  # local | memory | http(s)://...: run the settlement worker in `serve`
+    # the operator key for a JSON-RPC chain: a V3 keystore and the file holding its password
+    keystore: str = ""
+    keystore_password_file: str = ""
     batch_size: int = defaults.BATCH_SIZE
     max_wait: float = defaults.MAX_WAIT  # seconds a completed session waits for a fuller batch
     confirmations: int = defaults.CONFIRMATIONS
-    # the operator's key on a JSON-RPC chain: an encrypted V3 keystore and its password
-    keystore: str = ""
-    keystore_password_file: str = ""
     auth_failure_limit: int = 5  # password attempts per minute per address (not per station)
     # Password checks (scrypt, ~40 ms of CPU each) running at once, in all; a station
     # gets one at a time. Beyond these a login waits briefly or is told to come back.

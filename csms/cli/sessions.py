@@ -93,9 +93,7 @@ def sessions_show(
             }
             for m in await tx.session_samples(session_id)
         ]
-        row = await tx.fetchone(
-            "SELECT settlement_state FROM sessions WHERE id = ?", session_id)
-        out["billing"] = billing_state(s, row["settlement_state"] if row else None)
+        out["billing"] = billing_state(s, s.settlement_state)
         out["signed_readings"] = await tx.signed_readings(session_id)
         return out
 

@@ -153,6 +153,11 @@ class Session:
     last_seq_no: int | None = None
     start_key: str | None = None
     id: int | None = None
+    # Billing, owned by settlement (the storage writes them with set_session_settlement,
+    # never with update_session): the price once priced, and where settlement stands.
+    price_minor: int | None = None
+    currency: str | None = None
+    settlement_state: str | None = None
 
     def flag(self, name: str) -> None:
         if name not in self.flags:
