@@ -159,7 +159,9 @@ function showVerdict(receipt, verdict) {
   out.setAttribute("data-status", status);
   out.append(el("div", { class: `verdict ${status}`, id: "verdict", "data-status": status },
     el("strong", {}, status), " ", VERDICT_WORDS[status]));
-  out.append(el("p", { class: "proves" }, el("strong", {}, "What this receipt proves: "), verdict.proves));
+  const label = status === "VALID" ? "What this receipt proves: "
+    : "What this receipt would prove if every check passed: ";
+  out.append(el("p", { class: "proves" }, el("strong", {}, label), verdict.proves));
   const list = el("ul", { class: "checks", id: "checks" });
   for (const c of verdict.checks) {
     const mark = c.ok === true ? "ok" : c.ok === false ? "FAIL" : "??";
