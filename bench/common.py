@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import socket
 import subprocess
@@ -13,6 +12,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from chargers_sim.load import load_command, run_json_processes
 
 __all__ = ["free_port", "load", "load_parallel", "node_peer_ready", "rss_kib", "server",
            "wait_port"]
@@ -82,33 +83,18 @@ def server(kind: str, db: str | None = None,
                 proc.kill()
 
 
-def _load_cmd(port: int, stations: int, ocpp: str, duration: float, procs: int,
-              prefix: str) -> list[str]:
-    return [sys.executable, "-m", "chargers_sim", "load", "--url", f"ws://127.0.0.1:{port}",
-            "--count", str(stations), "--ocpp", ocpp, "--duration", str(duration),
-            "--procs", str(procs), "--id-prefix", prefix, "--json"]
-
-
 def load(port: int, stations: int, ocpp: str, duration: float, procs: int,
          prefix: str) -> dict[str, Any]:
-    out = subprocess.run(_load_cmd(port, stations, ocpp, duration, procs, prefix),
-                         capture_output=True, text=True, check=True,
-                         env={**os.environ, "PYTHONWARNINGS": "ignore"}).stdout
-    result: dict[str, Any] = json.loads(out)
-    return result
+    """One load generator (``procs`` processes of its own) against a local port."""
+    cmd = load_command(f"ws://127.0.0.1:{port}", stations, ocpp, duration=duration,
+                       prefix=prefix, procs=procs)
+    return run_json_processes([cmd], env={**os.environ, "PYTHONWARNINGS": "ignore"})[0]
 
 
 def load_parallel(targets: list[tuple[int, int, str]], ocpp: str,
                   duration: float) -> list[dict[str, Any]]:
     """Several load generators at once: (port, stations, id prefix) each."""
-    procs = [subprocess.Popen(_load_cmd(port, n, ocpp, duration, 1, prefix),
-                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                              env={**os.environ, "PYTHONWARNINGS": "ignore"})
-             for port, n, prefix in targets]
-    results = []
-    for p in procs:
-        out, _ = p.communicate()
-        if p.returncode != 0:
-            raise RuntimeError(f"load generator failed ({p.returncode})")
-        results.append(json.loads(out))
-    return results
+    return run_json_processes(
+        [load_command(f"ws://127.0.0.1:{port}", n, ocpp, duration=duration, prefix=prefix)
+         for port, n, prefix in targets],
+        quiet=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})

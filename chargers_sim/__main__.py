@@ -2,6 +2,9 @@
 
     python -m chargers_sim --url ws://127.0.0.1:9000 --count 10 --ocpp 2.0.1 --sessions 3
     python -m chargers_sim load --url ws://127.0.0.1:9000 --count 1000 --duration 20 --json
+
+A station the central system refuses (HTTP 401, 403, 404), or nothing listening at
+the address, ends the command with one line on stderr and exit code 1.
 """
 
 from __future__ import annotations
@@ -16,9 +19,13 @@ from typing import Any, NoReturn
 
 from chargers_sim.fleet import Fleet
 from chargers_sim.load import run_load, run_load_procs
+from chargers_sim.station import ConnectFailed
 from csms.protocol import OcppVersion
 
 __all__ = ["main"]
+
+# How often --sessions 0 prints a progress line.
+PROGRESS_SECONDS = 10.0
 
 
 class _Parser(argparse.ArgumentParser):
@@ -48,36 +55,99 @@ def _positive(kind: type) -> Any:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--url", required=True, help="central system, e.g. ws://127.0.0.1:9000")
-    p.add_argument("--count", type=_positive(int), default=1, help="number of stations")
-    p.add_argument("--ocpp", type=_version, default="1.6", help="1.6 or 2.0.1")
-    p.add_argument("--mix", action="store_true", help="half 1.6, half 2.0.1")
-    p.add_argument("--id-prefix", default="SIM", help="station ids are PREFIX00001...")
-    p.add_argument("--password", default=None, help="HTTP Basic password (profile 1)")
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--url", required=True,
+                   help="the central system's OCPP address, e.g. ws://127.0.0.1:9000"
+                        " (required)")
+    p.add_argument("--count", type=_positive(int), default=1,
+                   help="how many stations to simulate")
+    p.add_argument("--ocpp", type=_version, default="1.6",
+                   help="the OCPP version the stations speak: 1.6 or 2.0.1")
+    p.add_argument("--mix", action="store_true",
+                   help="half the stations speak 1.6, half 2.0.1 (overrides --ocpp)")
+    p.add_argument("--id-prefix", default="SIM",
+                   help="station ids are PREFIX00001, PREFIX00002, ...; each must be"
+                        " registered at the central system, unless it auto-registers")
+    p.add_argument("--password", default=None,
+                   help="HTTP Basic password of every station (security profile 1);"
+                        " none: no Authorization header")
+    p.add_argument("--seed", type=int, default=1,
+                   help="random seed: the same seed gives the same meter readings and"
+                        " timings")
+    p.add_argument("--json", action="store_true",
+                   help="print the result as one JSON object instead of a table")
 
 
-def _parser() -> _Parser:
-    parser = _Parser(prog="python -m chargers_sim", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="mode", required=True, parser_class=_Parser)
-    run = sub.add_parser("run", help="stations that charge K times (0: stay online, idle)")
+def _parser() -> tuple[_Parser, dict[str, _Parser]]:
+    parser = _Parser(prog="python -m chargers_sim", formatter_class=_Help,
+                     description="Simulated OCPP stations (1.6-J and 2.0.1): run them, or"
+                                 " generate load.")
+    sub = parser.add_subparsers(dest="mode", required=True, parser_class=_Parser,
+                                title="modes (without one: run)")
+    run = sub.add_parser(
+        "run", help="stations that charge K times (0: stay online, idle)",
+        description="Simulated stations that connect, boot, and charge --sessions times"
+                    " each; then a summary is printed.", formatter_class=_Help)
     _common(run)
-    run.add_argument("--sessions", type=_positive(int), default=1)
-    run.add_argument("--session-seconds", type=_positive(float), default=2.0)
-    run.add_argument("--meter-interval", type=_positive(float), default=0.5)
-    run.add_argument("--power-kw", type=_positive(float), default=11.0)
-    run.add_argument("--connectors", type=int, choices=(1, 2), default=1)
-    run.add_argument("--id-tag", default="SIMTAG", help="id tag used for every session")
-    run.add_argument("--signed", action="store_true", help="send OCMF signed meter values")
-    run.add_argument("--connect-rate", type=_positive(float), default=200.0)
-    load = sub.add_parser("load", help="back-to-back transaction messages; latency recorded")
+    run.add_argument("--sessions", type=_positive(int), default=1,
+                     help="charging sessions per station, one after the other; 0: the"
+                          " stations stay online and idle until Ctrl-C, printing progress")
+    run.add_argument("--session-seconds", type=_positive(float), default=2.0,
+                     help="how long each session charges, in seconds of real time")
+    run.add_argument("--meter-interval", type=_positive(float), default=0.5,
+                     help="seconds between meter values during a session")
+    run.add_argument("--power-kw", type=_positive(float), default=11.0,
+                     help="the charging power of each station in kW (time runs 60x"
+                          " faster: one second charges like one minute)")
+    run.add_argument("--connectors", type=int, choices=(1, 2), default=1,
+                     help="connectors per station (sessions use the first)")
+    run.add_argument("--id-tag", default="SIMTAG",
+                     help="the id tag every session is authorized with")
+    run.add_argument("--signed", action="store_true",
+                     help="send OCMF signed meter values (a meter key per station; the"
+                          " public keys are in the result)")
+    run.add_argument("--connect-rate", type=_positive(float), default=200.0,
+                     help="new connections per second while the stations start")
+    load = sub.add_parser(
+        "load", help="back-to-back transaction messages; latency recorded",
+        description="Stations that send transaction messages back to back for"
+                    " --duration seconds; prints messages per second and latency"
+                    " percentiles.", formatter_class=_Help)
     _common(load)
-    load.add_argument("--duration", type=_positive(float), default=20.0)
-    load.add_argument("--connect-rate", type=_positive(float), default=500.0)
-    load.add_argument("--procs", type=_positive(int), default=1)
+    load.add_argument("--duration", type=_positive(float), default=20.0,
+                      help="seconds of load after every station has booted")
+    load.add_argument("--connect-rate", type=_positive(float), default=500.0,
+                      help="new connections per second while the stations start")
+    load.add_argument("--procs", type=_positive(int), default=1,
+                      help="processes to spread the stations over (results are merged)")
     load.add_argument("--keep-latencies", action="store_true", help=argparse.SUPPRESS)
-    return parser
+    return parser, {"run": run, "load": load}
+
+
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Each option's help ends with its default (none for flags and required ones)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default in (None, False) or action.required:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _full_help(parser: _Parser, modes: dict[str, _Parser]) -> str:
+    parts = [parser.format_help()]
+    for name, mode in modes.items():
+        parts.append(f"\n--- python -m chargers_sim {name} ---\n{mode.format_help()}")
+    return "".join(parts)
+
+
+async def _progress(fleet: Fleet, every: float) -> None:
+    """One line on stderr now and then while the stations idle (--sessions 0)."""
+    while True:
+        s = fleet.summary()
+        online = sum(st.online for st in fleet.stations)
+        sys.stderr.write(f"{online}/{s.stations} online, {s.messages} messages sent,"
+                         f" {s.errors} errors (Ctrl-C to stop)\n")
+        sys.stderr.flush()
+        await asyncio.sleep(every)
 
 
 async def _run(args: argparse.Namespace) -> int:
@@ -94,14 +164,23 @@ async def _run(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, stop.set)
     try:
         try:
-            await fleet.start()
+            await fleet.start(fail_fast=True)
+        except ConnectFailed as exc:
+            sys.stderr.write(f"error: {exc}\n")
+            return 1
         except TimeoutError:
             offline = [s.station_id for s in fleet.stations if not s.online]
             sys.stderr.write(f"error: {len(offline)} station(s) could not connect and boot at"
                              f" {args.url} (first: {offline[0]})\n")
             return 1
         if args.sessions == 0:
-            await stop.wait()
+            sys.stderr.write(f"{args.count} station(s) online at {args.url}; --sessions 0:"
+                             " no sessions, they stay online until Ctrl-C\n")
+            progress = asyncio.create_task(_progress(fleet, PROGRESS_SECONDS))
+            try:
+                await stop.wait()
+            finally:
+                progress.cancel()
             summary = fleet.summary()
         else:
             summary = await fleet.run_sessions(args.sessions, args.session_seconds, args.id_tag)
@@ -130,7 +209,11 @@ def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] not in ("run", "load", "-h", "--help"):
         argv.insert(0, "run")  # `python -m chargers_sim --url ...` means run
-    args = _parser().parse_args(argv)
+    parser, modes = _parser()
+    if argv in (["-h"], ["--help"]):
+        sys.stdout.write(_full_help(parser, modes))
+        raise SystemExit(0)
+    args = parser.parse_args(argv)
     if args.mode == "run":
         raise SystemExit(asyncio.run(_run(args)))
     if args.procs > 1:
@@ -140,12 +223,24 @@ def main(argv: list[str] | None = None) -> None:
             rest.append("--mix")
         if args.password:
             rest += ["--password", args.password]
-        result = run_load_procs(rest, args.procs, args.count, args.id_prefix)
+        try:
+            result = run_load_procs(rest, args.procs, args.count, args.id_prefix)
+        except RuntimeError as exc:
+            sys.stderr.write(f"error: {exc}\n")
+            raise SystemExit(1) from None
     else:
-        result = asyncio.run(run_load(
-            args.url, args.count, args.ocpp, duration=args.duration,
-            connect_rate=args.connect_rate, prefix=args.id_prefix, mix=args.mix,
-            password=args.password, seed=args.seed))
+        try:
+            result = asyncio.run(run_load(
+                args.url, args.count, args.ocpp, duration=args.duration,
+                connect_rate=args.connect_rate, prefix=args.id_prefix, mix=args.mix,
+                password=args.password, seed=args.seed))
+        except ConnectFailed as exc:
+            sys.stderr.write(f"error: {exc}\n")
+            raise SystemExit(1) from None
+        except TimeoutError:
+            sys.stderr.write(f"error: the stations could not connect and boot at {args.url}"
+                             " in time\n")
+            raise SystemExit(1) from None
     if not args.keep_latencies:
         result.pop("latencies_ms", None)
     print(json.dumps(result) if args.json else

@@ -7,10 +7,30 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from chargers_sim.station import Station
+from chargers_sim.station import ConnectFailed, Station
 from csms.protocol import OcppVersion
 
-__all__ = ["Fleet", "FleetSummary"]
+__all__ = ["Fleet", "FleetSummary", "start_all"]
+
+
+async def start_all(stations: list[Station], connect_rate: float, timeout: float, *,
+                    fail_fast: bool = False) -> None:
+    """Start the stations, ``connect_rate`` per second; the first failure is raised as
+    itself (the others are cancelled)."""
+    try:
+        async with asyncio.TaskGroup() as tg:
+            for st in stations:
+                tg.create_task(st.start(timeout, fail_fast=fail_fast))
+                await asyncio.sleep(1.0 / connect_rate)
+    except ExceptionGroup as group:
+        for kind in (ConnectFailed, TimeoutError):
+            found = group.subgroup(kind)
+            if found is not None:
+                first: BaseException = found
+                while isinstance(first, BaseExceptionGroup):
+                    first = first.exceptions[0]
+                raise first from None
+        raise
 
 
 @dataclass
@@ -47,12 +67,13 @@ class Fleet:
             for i in range(1, count + 1)
         ]
 
-    async def start(self, timeout: float = 60.0) -> None:
-        """Connect every station, at most ``connect_rate`` new connections per second."""
-        async with asyncio.TaskGroup() as tg:
-            for st in self.stations:
-                tg.create_task(st.start(timeout))
-                await asyncio.sleep(1.0 / self.connect_rate)
+    async def start(self, timeout: float = 60.0, *, fail_fast: bool = False) -> None:
+        """Connect every station, at most ``connect_rate`` new connections per second.
+
+        Raises the first station's failure by itself (TimeoutError, or with
+        ``fail_fast`` :class:`~chargers_sim.connection.ConnectFailed`), not in a group.
+        """
+        await start_all(self.stations, self.connect_rate, timeout, fail_fast=fail_fast)
 
     async def run_sessions(
         self, sessions: int, seconds: float, id_tag: Callable[[int], str] | str = "SIMTAG",

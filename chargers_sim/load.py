@@ -13,14 +13,14 @@ import json
 import random
 import subprocess
 import sys
-import time
-import uuid
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from chargers_sim.fleet import start_all
 from chargers_sim.station import Station
 from csms.protocol import OcppVersion
 
-__all__ = ["percentile", "run_load", "run_load_procs"]
+__all__ = ["load_command", "percentile", "run_json_processes", "run_load", "run_load_procs"]
 
 RESERVOIR = 50_000
 
@@ -32,44 +32,15 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[k]
 
 
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
 async def _drive(st: Station, deadline: float, counts: list[int]) -> None:
     register = st.meters[1].register_wh
-    if st.version is OcppVersion.V16:
-        answer = await st.call("StartTransaction", {
-            "connectorId": 1, "idTag": "LOADTAG", "meterStart": register, "timestamp": _now()})
-        txid: Any = answer["transactionId"]
-    else:
-        txid = uuid.uuid4().hex[:20]
-        await st.call("TransactionEvent", {
-            "eventType": "Started", "timestamp": _now(), "triggerReason": "Authorized",
-            "seqNo": 0, "transactionInfo": {"transactionId": txid},
-            "idToken": {"idToken": "LOADTAG", "type": "ISO14443"},
-            "evse": {"id": 1, "connectorId": 1}})
+    txid = await st.rules.load_start(st, register)
     st.latencies.clear()
     seq = 1
     loop = asyncio.get_running_loop()
     while loop.time() < deadline:
         register += 7
-        if st.version is OcppVersion.V16:
-            await st.call("MeterValues", {
-                "connectorId": 1, "transactionId": txid, "meterValue": [{
-                    "timestamp": _now(), "sampledValue": [
-                        {"value": str(register), "measurand": "Energy.Active.Import.Register",
-                         "unit": "Wh", "context": "Sample.Periodic"},
-                        {"value": "11000", "measurand": "Power.Active.Import", "unit": "W"}]}]})
-        else:
-            await st.call("TransactionEvent", {
-                "eventType": "Updated", "timestamp": _now(), "triggerReason": "MeterValuePeriodic",
-                "seqNo": seq, "transactionInfo": {"transactionId": txid},
-                "meterValue": [{"timestamp": _now(), "sampledValue": [
-                    {"value": register, "measurand": "Energy.Active.Import.Register",
-                     "context": "Sample.Periodic", "unitOfMeasure": {"unit": "Wh"}},
-                    {"value": 11000, "measurand": "Power.Active.Import",
-                     "unitOfMeasure": {"unit": "W"}}]}]})
+        await st.rules.load_update(st, txid, seq, register)
         seq += 1
         counts[0] += 1
 
@@ -87,10 +58,7 @@ async def run_load(
         for i in range(1, count + 1)
     ]
     try:
-        async with asyncio.TaskGroup() as tg:
-            for st in stations:
-                tg.create_task(st.start(120))
-                await asyncio.sleep(1.0 / connect_rate)
+        await start_all(stations, connect_rate, 120, fail_fast=True)
         loop = asyncio.get_running_loop()
         counts = [0]
         started = loop.time()
@@ -114,22 +82,39 @@ async def run_load(
     }
 
 
+def load_command(url: str, count: int, ocpp: str, *, duration: float, prefix: str,
+                 procs: int = 1, extra: Sequence[str] = ()) -> list[str]:
+    """The command line of one load generator process printing its result as JSON."""
+    return [sys.executable, "-m", "chargers_sim", "load", "--url", url, "--count", str(count),
+            "--ocpp", ocpp, "--duration", str(duration), "--procs", str(procs),
+            "--id-prefix", prefix, "--json", *extra]
+
+
+def run_json_processes(commands: Sequence[Sequence[str]], *, quiet: bool = False,
+                       env: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+    """Run the commands at once, each printing one JSON object; their results in order.
+
+    ``quiet``: their standard error is discarded. Raises RuntimeError when one fails
+    (once every process has ended).
+    """
+    children = [subprocess.Popen(list(cmd), stdout=subprocess.PIPE, text=True,
+                                 stderr=subprocess.DEVNULL if quiet else None,
+                                 env=None if env is None else dict(env))
+                for cmd in commands]
+    outputs = [child.communicate()[0] for child in children]
+    failed = [child.returncode for child in children if child.returncode != 0]
+    if failed:
+        raise RuntimeError(f"a load process failed with exit code {failed[0]}")
+    return [json.loads(out) for out in outputs]
+
+
 def run_load_procs(args: list[str], procs: int, count: int, prefix: str) -> dict[str, Any]:
     """Split ``count`` stations over ``procs`` processes and merge their results."""
     per = [count // procs + (1 if i < count % procs else 0) for i in range(procs)]
-    children = [
-        subprocess.Popen(
-            [sys.executable, "-m", "chargers_sim", "load", *args, "--count", str(n),
-             "--id-prefix", f"{prefix}{p}-", "--json", "--procs", "1", "--keep-latencies"],
-            stdout=subprocess.PIPE, text=True)
-        for p, n in enumerate(per) if n
-    ]
-    results = []
-    for child in children:
-        out, _ = child.communicate()
-        if child.returncode != 0:
-            raise RuntimeError(f"a load process failed with exit code {child.returncode}")
-        results.append(json.loads(out))
+    results = run_json_processes([
+        [sys.executable, "-m", "chargers_sim", "load", *args, "--count", str(n),
+         "--id-prefix", f"{prefix}{p}-", "--json", "--procs", "1", "--keep-latencies"]
+        for p, n in enumerate(per) if n])
     latencies = sorted(x for r in results for x in r["latencies_ms"])
     seconds = max(r["seconds"] for r in results)
     messages = sum(r["messages"] for r in results)

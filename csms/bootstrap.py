@@ -78,8 +78,10 @@ class App:
             from settlement.credit import ChainCredit
             from settlement.worker import SettlementWorker
 
-            self.chain = await asyncio.to_thread(open_chain, self.settings.chain,
-                                                 self.settings.data_dir)
+            self.chain = await asyncio.to_thread(
+                open_chain, self.settings.chain, self.settings.data_dir,
+                keystore=self.settings.keystore or None,
+                password_file=self.settings.keystore_password_file or None)
             # drivers' escrows answer Authorize and remote starts for their linked tags
             self.service.credit = ChainCredit(self.repo, self.chain)
             worker = SettlementWorker(

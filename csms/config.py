@@ -42,6 +42,9 @@ class Settings:
     tls_key: str = ""
     client_ca: str = ""  # CA that signs station certificates (security profile 3)
     chain: str = ""  # local | memory | http(s)://...: run the settlement worker in `serve`
+    # the operator key for a JSON-RPC chain: a V3 keystore and the file holding its password
+    keystore: str = ""
+    keystore_password_file: str = ""
     batch_size: int = 1000
     max_wait: float = 60.0  # seconds a completed session waits for a fuller batch
     confirmations: int = 1

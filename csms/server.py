@@ -12,11 +12,12 @@ OCPP version in the *client's* order; with none shared the handshake completes
 without the header and the connection is closed at once (OCPP-J 1.6 §4.1.2;
 websockets' default would answer HTTP 400 and prefer the server's order).
 
-Each connection then runs two tasks under one TaskGroup: a reader that feeds
-every received message to the sans-I/O :class:`~csms.protocol.Endpoint` and a
-worker that handles the station's CALLs in order. Answers to our own CALLs are
-matched by the reader, so the central system can send a CALL (one at a time,
-with a timeout) while a station's CALL is still being handled. A second
+Each connection then runs a :class:`~csms.link.Link` (the OCPP-J loop shared with
+the simulator): a reader that feeds every received message to the sans-I/O
+:class:`~csms.protocol.Endpoint` and a worker that handles the station's CALLs in
+order, so the central system can send a CALL (one at a time, with a timeout) while a
+station's CALL is still being handled. :meth:`CentralSystem.attach` serves a station
+over any :class:`~csms.link.Channel`, a WebSocket or an in-memory pair. A second
 connection for a station replaces the first only once it has authenticated
 and completed the handshake; the old connection's teardown never unregisters
 the new one.
@@ -38,26 +39,31 @@ from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
-from websockets.exceptions import ConnectionClosed
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
 from csms.config import COMPRESSION_MODES, Settings
 from csms.domain.model import Station
+from csms.link import (
+    CallFailed,
+    CallTimeout,
+    Channel,
+    Link,
+    LinkClosed,
+    TransientError,
+    WebSocketChannel,
+)
 from csms.logsafe import protect
 from csms.metrics import Metrics
 from csms.protocol import (
     Endpoint,
     Fault,
     IncomingCall,
-    IncomingError,
-    IncomingResult,
     InvalidStationId,
     OcppError,
     OcppVersion,
     SendNow,
-    Unmatched,
     choose_subprotocol,
     station_id_from_path,
 )
@@ -101,28 +107,17 @@ BINARY_FRAME_CLOSE: dict[OcppVersion, tuple[int, str]] = {
 }
 
 
-class StationOffline(Exception):
-    pass
-
-
-class CallTimeout(Exception):
-    pass
-
-
-class CallFailed(Exception):
-    def __init__(self, code: str, description: str, details: dict[str, Any]) -> None:
-        super().__init__(f"{code}: {description}")
-        self.code = code
-        self.description = description
-        self.details = details
+# Errors of :meth:`StationConnection.call`, in the central system's words.
+StationOffline = LinkClosed
 
 
 class StationConnection:
-    """One station's WebSocket connection and its RPC state."""
+    """One station's connection: its :class:`~csms.link.Link` and the handlers of its
+    CALLs (OCPP payloads to the charging service)."""
 
     def __init__(
         self,
-        ws: ServerConnection,
+        channel: Channel,
         station_id: str,
         version: OcppVersion,
         service: ChargingService,
@@ -132,109 +127,79 @@ class StationConnection:
         validate: bool = True,
         metrics: Metrics | None = None,
     ) -> None:
-        self.ws = ws
+        self.channel = channel
         self.station_id = station_id
         self.version = version
         self.service = service
         self.routes = routes
         self.call_timeout = call_timeout
-        self.endpoint = Endpoint(version, handles=routes.keys(), validate=validate)
-        self._calls: asyncio.Queue[IncomingCall] = asyncio.Queue(MAX_QUEUED_CALLS)
-        self._call_lock = asyncio.Lock()
-        self._answer: asyncio.Future[IncomingResult | IncomingError] | None = None
-        self.messages_in = 0
-        self.errors_sent = 0
         self.metrics = metrics or Metrics()
+        self.link = Link(
+            channel, Endpoint(version, handles=routes.keys(), validate=validate),
+            self._handle, name=station_id, call_timeout=call_timeout,
+            max_queued_calls=MAX_QUEUED_CALLS, log=log, on_binary=self._refuse_binary,
+            on_send_now=self._rejected,
+        )
+
+    @property
+    def endpoint(self) -> Endpoint:
+        return self.link.endpoint
+
+    @property
+    def messages_in(self) -> int:
+        return self.link.stats.messages_in
+
+    @property
+    def errors_sent(self) -> int:
+        return self.link.stats.errors_sent
 
     async def run(self) -> None:
-        async with asyncio.TaskGroup() as tg:
-            worker = tg.create_task(self._worker(), name=f"ocpp-worker-{self.station_id}")
-            try:
-                await self._reader()
-            finally:
-                worker.cancel()
+        await self.link.run()
 
-    async def _reader(self) -> None:
-        try:
-            async for text in self.ws:
-                if isinstance(text, bytes):
-                    await self._refuse_binary(len(text))
-                    return
-                self.messages_in += 1
-                log.debug("< %s %s", self.station_id, text)
-                event = self.endpoint.receive(text)
-                if isinstance(event, IncomingCall):
-                    await self._calls.put(event)
-                elif isinstance(event, SendNow):
-                    self.errors_sent += 1
-                    self.metrics.messages.labels("-", "rejected").inc()
-                    log.info("! %s %s: %s", self.station_id, event.reason, event.text[:200])
-                    await self._send(event.text)
-                elif isinstance(event, IncomingResult | IncomingError):
-                    answer = self._answer
-                    if answer is not None and not answer.done():
-                        answer.set_result(event)
-                elif isinstance(event, Unmatched):
-                    log.info("! %s dropped: %s", self.station_id, event.reason)
-        except ConnectionClosed:
-            pass
-        finally:
-            answer = self._answer
-            if answer is not None and not answer.done():
-                answer.set_exception(StationOffline(self.station_id))
+    def _rejected(self, event: SendNow) -> None:
+        self.metrics.messages.labels("-", "rejected").inc()
 
-    async def _refuse_binary(self, size: int) -> None:
+    async def _refuse_binary(self, data: bytes) -> None:
         """OCPP-J messages are JSON text in text frames (1.6 OCPP-J §4 / 2.0.1 Part 4 §4);
         neither version defines a binary message, so one is not read as OCPP: the
         connection is closed with 1003 (RFC 6455 §7.4.1, data it cannot accept), and the
         station's reconnect starts clean."""
         code, reason = BINARY_FRAME_CLOSE[self.version]
+        size = len(data)
         log.warning("! %s sent a binary frame (%d bytes); closing (%d)", self.station_id,
                     size, code)
         self.metrics.connections_cut.labels("binary_frame").inc()
         with contextlib.suppress(StorageError):
             await self.service.station_event(self.station_id, "security", {
                 "type": "BinaryFrame", "bytes": size})
-        await self.ws.close(code, reason)
+        await self.channel.close(code, reason)
 
-    async def _worker(self) -> None:
-        while True:
-            call = await self._calls.get()
-            handler = self.routes[call.action]
-            started = time.perf_counter()
-            result = "error"
-            try:
-                response = await handler(self.service, self.station_id, call.payload)
-                result = "ok"
-            except OcppError as exc:
-                text = self.endpoint.error(call.message_id, exc)
-            except StorageError as exc:
-                # Nothing was stored: the station gets an error and retries later.
-                log.error("! %s %s not stored: %s", self.station_id, call.action, exc)
-                text = self.endpoint.error(
-                    call.message_id, OcppError(Fault.INTERNAL, "temporarily unable to store"),
-                    remember=False)  # the retry, even with the same message id, is stored
-            except UnknownStation:
-                text = self.endpoint.error(
-                    call.message_id, OcppError(Fault.SECURITY, "station is not registered")
-                )
-            except Exception:
-                log.exception("! %s %s handler failed", self.station_id, call.action)
-                text = self.endpoint.error(
-                    call.message_id, OcppError(Fault.INTERNAL, "internal error")
-                )
-            else:
-                text = self.endpoint.result(call.message_id, response)
+    async def _handle(self, call: IncomingCall) -> dict[str, Any]:
+        """One station CALL through its route; failures become the CALLERROR to send."""
+        handler = self.routes[call.action]
+        started = time.perf_counter()
+        result = "error"
+        try:
+            response = await handler(self.service, self.station_id, call.payload)
+            result = "ok"
+            return response
+        except OcppError:
+            raise
+        except StorageError as exc:
+            # Nothing was stored: the station gets an error and retries later, and the
+            # retry, even with the same message id, is stored.
+            log.error("! %s %s not stored: %s", self.station_id, call.action, exc)
+            raise TransientError(Fault.INTERNAL, "temporarily unable to store") from None
+        except UnknownStation:
+            raise OcppError(Fault.SECURITY, "station is not registered") from None
+        except Exception:
+            log.exception("! %s %s handler failed", self.station_id, call.action)
+            raise OcppError(Fault.INTERNAL, "internal error") from None
+        finally:
             self.metrics.handler_seconds.labels(call.action).observe(
                 time.perf_counter() - started
             )
             self.metrics.messages.labels(call.action, result).inc()
-            await self._send(text)
-
-    async def _send(self, text: str) -> None:
-        log.debug("> %s %s", self.station_id, text)
-        with contextlib.suppress(ConnectionClosed):
-            await self.ws.send(text)
 
     async def call(
         self, action: str, payload: dict[str, Any], timeout: float | None = None,
@@ -244,32 +209,10 @@ class StationConnection:
 
         ``secret``: the payload holds a credential and is not logged.
         """
-        async with self._call_lock:
-            mid, text = self.endpoint.call(action, payload)
-            loop = asyncio.get_running_loop()
-            answer: asyncio.Future[IncomingResult | IncomingError] = loop.create_future()
-            self._answer = answer
-            try:
-                log.debug("> %s %s", self.station_id,
-                          f"[2,{mid!r},{action!r},<redacted>]" if secret else text)
-                try:
-                    await self.ws.send(text)
-                except ConnectionClosed:
-                    raise StationOffline(self.station_id) from None
-                try:
-                    async with asyncio.timeout(timeout or self.call_timeout):
-                        event = await answer
-                except TimeoutError:
-                    self.endpoint.abandon(mid)
-                    raise CallTimeout(f"{self.station_id} did not answer {action}") from None
-            finally:
-                self._answer = None
-        if isinstance(event, IncomingError):
-            raise CallFailed(event.code, event.description, event.details)
-        return event.payload
+        return await self.link.call(action, payload, timeout, secret=secret)
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
-        await self.ws.close(code, reason)
+        await self.channel.close(code, reason)
 
 
 def compression_options(mode: str) -> dict[str, Any]:
@@ -530,8 +473,27 @@ class CentralSystem:
             return
         version = OcppVersion(ws.subprotocol)
         station_id = station_id_from_path(ws.request.path if ws.request else "/")
+        try:
+            await self.attach(WebSocketChannel(ws), station_id, version, str(ws.remote_address))
+        finally:
+            sent = ws.protocol.close_sent
+            if sent is not None and sent.code == 1009:
+                log.warning("! %s sent a frame over %d bytes; connection closed", station_id,
+                            self.settings.max_frame_bytes)
+                with contextlib.suppress(StorageError):
+                    await self.service.station_event(
+                        station_id, "security",
+                        {"type": "FrameTooLarge", "limit": self.settings.max_frame_bytes},
+                    )
+            log.info("x %s disconnected (%s)", station_id, ws.close_code)
+
+    async def attach(self, channel: Channel, station_id: str, version: OcppVersion,
+                     remote: str) -> None:
+        """Serve one authenticated station over ``channel`` until it closes: it becomes
+        the station's connection (replacing an older one), is recorded as connected,
+        and is forgotten at the end unless a newer one replaced it."""
         conn = StationConnection(
-            ws, station_id, version, self.service, routes_for(version),
+            channel, station_id, version, self.service, routes_for(version),
             call_timeout=self.settings.call_timeout, validate=self.settings.validate,
             metrics=self.metrics,
         )
@@ -540,11 +502,10 @@ class CentralSystem:
         if old is not None:
             log.warning("! %s connected again; closing the previous connection", station_id)
             await self.service.station_event(
-                station_id, "security",
-                {"type": "ConnectionReplaced", "remote": str(ws.remote_address)},
+                station_id, "security", {"type": "ConnectionReplaced", "remote": remote},
             )
             await old.close(1000, "replaced by a new connection")
-        log.info("= %s connected (%s) from %s", station_id, version.value, ws.remote_address)
+        log.info("= %s connected (%s) from %s", station_id, version.value, remote)
         try:
             with contextlib.suppress(StorageError):
                 await self.service.connection_changed(
@@ -558,16 +519,6 @@ class CentralSystem:
                     await self.service.connection_changed(
                         station_id, False, version.value, self.node_id
                     )
-            sent = ws.protocol.close_sent
-            if sent is not None and sent.code == 1009:
-                log.warning("! %s sent a frame over %d bytes; connection closed", station_id,
-                            self.settings.max_frame_bytes)
-                with contextlib.suppress(StorageError):
-                    await self.service.station_event(
-                        station_id, "security",
-                        {"type": "FrameTooLarge", "limit": self.settings.max_frame_bytes},
-                    )
-            log.info("x %s disconnected (%s)", station_id, ws.close_code)
 
     async def call(
         self, station_id: str, action: str, payload: dict[str, Any],

@@ -672,8 +672,7 @@ def open_chain(spec: str, data_dir: str | Path, *, keystore: str | None = None,
                                      [operator.address, hex(10**22)])
         chain = Chain(w3, operator, "local", cache, node)
     elif spec.startswith(("http://", "https://", "ws://", "wss://")):
-        key = keystore or os.environ.get("CSMS_KEYSTORE")
-        pw_path = password_file or os.environ.get("CSMS_KEYSTORE_PASSWORD_FILE")
+        key, pw_path = keystore, password_file
         if not key or not pw_path:
             raise ChainError("a JSON-RPC chain needs --keystore and --password-file"
                              " (or CSMS_KEYSTORE / CSMS_KEYSTORE_PASSWORD_FILE)")

@@ -36,6 +36,7 @@ from typing import Any
 
 from csms.domain.energy import watts
 from csms.domain.tariff import price_minor
+from csms.service.billing import BillingState, billing_state, check_billing_transition
 from csms.service.cluster import acquire_lease, lease_holder, release_lease
 from csms.service.ports import Repository, Tx
 from settlement.chain import Chain, ChainError
@@ -252,6 +253,7 @@ class SettlementWorker:
         session = await tx.get_session(session_id)
         if session is None or session.stopped_at is None:
             return "hold:not_settleable"
+        check_billing_transition(billing_state(session), BillingState.BATCHED)
         station = await tx.get_station(session.station_id)
         if station is None:
             return "hold:not_settleable"
@@ -315,6 +317,7 @@ class SettlementWorker:
         await tx.dequeue_settlement(session_id)
         if session is None:
             return
+        check_billing_transition(billing_state(session), BillingState.HELD)
         session.flag(flag)
         await tx.update_session(session)
         await tx.add_station_event(session.station_id, "billing_hold",

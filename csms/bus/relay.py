@@ -54,10 +54,7 @@ class OutboxRelay:
 
     async def _pending(self) -> list[dict[str, Any]]:
         async def work(tx: Tx) -> list[dict[str, Any]]:
-            return await tx.fetchall(
-                "SELECT id, topic, payload FROM outbox WHERE published_at IS NULL"
-                " ORDER BY id LIMIT ?", self.batch,
-            )
+            return await tx.pending_outbox(self.batch)
 
         return await self.repo.read(work)
 
@@ -65,15 +62,8 @@ class OutboxRelay:
         now = datetime.now(UTC)
 
         async def work(tx: Tx) -> None:
-            marks = ", ".join("?" for _ in ids)
-            await tx.execute(
-                f"UPDATE outbox SET published_at = ? WHERE id IN ({marks})",
-                now.isoformat(), *ids,
-            )
-            cutoff = (now - self.keep_published).isoformat()
-            await tx.execute(
-                "DELETE FROM outbox WHERE published_at IS NOT NULL AND published_at < ?", cutoff
-            )
+            await tx.mark_outbox_published(ids, now)
+            await tx.purge_outbox(now - self.keep_published)
 
         await self.repo.unit(work)
 

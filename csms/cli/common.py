@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -18,11 +19,17 @@ from csms.service.ports import Repository, Tx
 from csms.storage import open_repository
 
 __all__ = [
+    "ChainOption",
+    "DataDirOption",
     "DbOption",
     "JsonOption",
+    "KeystoreOption",
+    "PasswordFileOption",
+    "actor",
     "console",
     "err_console",
     "fail",
+    "open_chain_or_fail",
     "print_json",
     "print_table",
     "run",
@@ -41,6 +48,18 @@ DbOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+ChainOption = Annotated[
+    str, typer.Option("--chain", help="local (managed Anvil), memory, or an http(s):// RPC URL")
+]
+DataDirOption = Annotated[
+    str | None, typer.Option("--data-dir", help="[env: CSMS_DATA_DIR]")
+]
+KeystoreOption = Annotated[
+    str | None, typer.Option(help="V3 keystore of the operator key (RPC chains)")
+]
+PasswordFileOption = Annotated[
+    str | None, typer.Option(help="File holding the keystore password")
+]
 
 
 class CliError(Exception):
@@ -107,3 +126,28 @@ def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]
     for r in rows:
         table.add_row(*["" if v is None else str(v) for v in r])
     console.print(table)
+
+
+def actor() -> str:
+    """Who runs this command, for the audit log."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+def open_chain_or_fail(chain: str, data_dir: str, keystore: str | None,
+                       password_file: str | None, deploy: bool = True,
+                       params: Any = None) -> Any:
+    """The settlement chain, or one line on stderr and exit code 1."""
+    from settlement.chain import ChainError, open_chain
+
+    settings = settings_for(None)  # CSMS_KEYSTORE / CSMS_KEYSTORE_PASSWORD_FILE
+    keystore = keystore or settings.keystore or None
+    password_file = password_file or settings.keystore_password_file or None
+    try:
+        return open_chain(chain, data_dir, keystore=keystore, password_file=password_file,
+                          deploy=deploy, params=params)
+    except ChainError as exc:
+        fail(str(exc), 1)
+

@@ -67,8 +67,10 @@ def _chain(spec: str, data_dir: str | None, keystore: str | None = None,
 
     settings = settings_for(None, data_dir=data_dir)
     try:
-        return open_chain(spec, settings.data_dir, keystore=keystore,
-                          password_file=password_file, deploy=False, contract=contract)
+        return open_chain(spec, settings.data_dir,
+                          keystore=keystore or settings.keystore or None,
+                          password_file=password_file or settings.keystore_password_file
+                          or None, deploy=False, contract=contract)
     except (ChainError, OSError, ValueError) as exc:
         fail(str(exc), 1)
 

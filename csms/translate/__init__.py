@@ -11,5 +11,11 @@ from csms.translate.common import Handler
 __all__ = ["Handler", "routes_for"]
 
 
+# The one place that picks the module of a version.
+_ROUTES: dict[OcppVersion, Mapping[str, Handler]] = {
+    OcppVersion.V16: v16.ROUTES, OcppVersion.V201: v201.ROUTES,
+}
+
+
 def routes_for(version: OcppVersion) -> Mapping[str, Handler]:
-    return v16.ROUTES if version is OcppVersion.V16 else v201.ROUTES
+    return _ROUTES[version]

@@ -1,18 +1,20 @@
 """Operator commands in the domain's words -> the station's OCPP version.
 
-One table per command: how to build the CALL for 1.6 and for 2.0.1, and how
-to read the answer's status. The CLI and the admin API speak only these names.
+One table of command names; the CALL of each is built by the function of the same
+name in :mod:`csms.translate.commands_v16` or :mod:`csms.translate.commands_v201`.
+Here too: which arguments are secret, and how to read the answer's status. The CLI
+and the admin API speak only these names.
 """
 
 from __future__ import annotations
 
-import itertools
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from csms.protocol import OcppError, OcppVersion, Validator
+from csms.translate import commands_v16, commands_v201
+from csms.translate.command_args import BuiltCall, CommandBuilders, CommandError
 
 __all__ = [
     "COMMANDS",
@@ -30,248 +32,29 @@ __all__ = [
     "result_status",
 ]
 
-_remote_ids = itertools.count(1)
-
-
-class CommandError(ValueError):
-    """The command's arguments do not make sense for this station."""
-
-
-@dataclass(frozen=True, slots=True)
-class BuiltCall:
-    action: str
-    payload: dict[str, Any]
-
-
-def _int(args: dict[str, Any], key: str, default: int | None = None) -> int:
-    value = args.get(key, default)
-    if value is None:
-        raise CommandError(f"missing argument {key!r}")
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise CommandError(f"{key} must be an integer") from None
-
-
-def _str(args: dict[str, Any], key: str) -> str:
-    value = args.get(key)
-    if not isinstance(value, str) or not value:
-        raise CommandError(f"missing argument {key!r}")
-    return value
-
-
-def _start(v: OcppVersion, a: dict[str, Any]) -> BuiltCall:
-    tag = _str(a, "tag")
-    connector = a.get("connector")
-    if v is OcppVersion.V16:
-        p: dict[str, Any] = {"idTag": tag}
-        if connector is not None:
-            p["connectorId"] = _int(a, "connector")
-        return BuiltCall("RemoteStartTransaction", p)
-    p = {"idToken": {"idToken": tag, "type": "Central"}, "remoteStartId": next(_remote_ids)}
-    if connector is not None:
-        p["evseId"] = _int(a, "connector")
-    return BuiltCall("RequestStartTransaction", p)
-
-
-def _stop(v: OcppVersion, a: dict[str, Any]) -> BuiltCall:
-    txid = _str(a, "transaction_id")
-    if v is OcppVersion.V16:
-        return BuiltCall("RemoteStopTransaction", {"transactionId": _int(a, "transaction_id")})
-    return BuiltCall("RequestStopTransaction", {"transactionId": txid})
-
-
-def _reset(v: OcppVersion, a: dict[str, Any]) -> BuiltCall:
-    hard = bool(a.get("hard", False))
-    if v is OcppVersion.V16:
-        return BuiltCall("Reset", {"type": "Hard" if hard else "Soft"})
-    # 2.0.1 B11/B12: Immediate resets now, OnIdle waits for transactions to end.
-    return BuiltCall("Reset", {"type": "Immediate" if hard else "OnIdle"})
-
-
-def _unlock(v: OcppVersion, a: dict[str, Any]) -> BuiltCall:
-    connector = _int(a, "connector", 1)
-    if v is OcppVersion.V16:
-        return BuiltCall("UnlockConnector", {"connectorId": connector})
-    return BuiltCall("UnlockConnector", {"evseId": connector, "connectorId": 1})
-
-
-def _availability(v: OcppVersion, a: dict[str, Any]) -> BuiltCall:
-    state = _str(a, "state").lower()
-    if state not in ("operative", "inoperative"):
-        raise CommandError("availability is operative or inoperative")
-    connector = _int(a, "connector", 0)
-    word = state.capitalize()
-    if v is OcppVersion.V16:
-        return BuiltCall("ChangeAvailability", {"connectorId": connector, "type": word})
-    p: dict[str, Any] = {"operationalStatus": word}
-    if connector:
-        p["evse"] = {"id": connector}
-    return BuiltCall("ChangeAvailability", p)
-
-
-def _trigger(v: OcppVersion, a: dict[str, Any]) -> BuiltCall:
-    message = _str(a, "message")
-    connector = a.get("connector")
-    p: dict[str, Any] = {"requestedMessage": message}
-    if connector is not None:
-        if v is OcppVersion.V16:
-            p["connectorId"] = _int(a, "connector")
-        else:
-            p["evse"] = {"id": _int(a, "connector")}
-    return BuiltCall("TriggerMessage", p)
-
-
-def _only(version: OcppVersion, name: str, v: OcppVersion) -> None:
-    if v is not version:
-        other = "variables" if version is OcppVersion.V16 else "config"
-        raise CommandError(
-            f"{name} is for OCPP {version.short} stations; this one speaks {v.short}"
-            f" (use {other})"
-        )
-
-
-def _get_config(v: OcppVersion, a: dict[str, Any]) -> BuiltCall:
-    _only(OcppVersion.V16, "config", v)
-    keys = list(a.get("keys") or [])
-    return BuiltCall("GetConfiguration", {"key": keys} if keys else {})
-
-
-def _set_config(v: OcppVersion, a: dict[str, Any]) -> BuiltCall:
-    _only(OcppVersion.V16, "config", v)
-    return BuiltCall("ChangeConfiguration", {"key": _str(a, "key"), "value": str(a.get("value"))})
-
-
-def _component_variable(text: str) -> dict[str, Any]:
-    component, dot, variable = text.partition(".")
-    if not dot or not component or not variable:
-        raise CommandError(f"expected COMPONENT.VARIABLE, got {text!r}")
-    return {"component": {"name": component}, "variable": {"name": variable}}
-
-
-def _get_variables(v: OcppVersion, a: dict[str, Any]) -> BuiltCall:
-    _only(OcppVersion.V201, "variables", v)
-    names = list(a.get("variables") or [])
-    if not names:
-        raise CommandError("name at least one COMPONENT.VARIABLE")
-    return BuiltCall("GetVariables", {"getVariableData": [_component_variable(n) for n in names]})
-
-
-def _set_variables(v: OcppVersion, a: dict[str, Any]) -> BuiltCall:
-    _only(OcppVersion.V201, "variables", v)
-    values: dict[str, Any] = a.get("values") or {}
-    if not values:
-        raise CommandError("give at least one COMPONENT.VARIABLE=VALUE")
-    data = [{**_component_variable(k), "attributeValue": str(val)} for k, val in values.items()]
-    return BuiltCall("SetVariables", {"setVariableData": data})
-
-
-def _schedule(a: dict[str, Any]) -> list[dict[str, Any]]:
-    periods = a.get("schedule") or [[0, a.get("limit")]]
-    out = []
-    for start, limit in periods:
-        if limit is None:
-            raise CommandError("missing argument 'limit'")
-        out.append({"startPeriod": int(start), "limit": float(limit)})
-    if out[0]["startPeriod"] != 0:
-        raise CommandError("a schedule starts at second 0")
-    return out
-
-
-def _set_profile(v: OcppVersion, a: dict[str, Any]) -> BuiltCall:
-    unit = str(a.get("unit", "W")).upper()
-    if unit not in ("W", "A"):
-        raise CommandError("unit is W or A")
-    connector = _int(a, "connector", 0)
-    profile_id = _int(a, "profile_id", 1)
-    periods = _schedule(a)
-    # TxDefaultProfile: applies to every transaction on the connector (1.6 §3.13.2).
-    if v is OcppVersion.V16:
-        return BuiltCall("SetChargingProfile", {
-            "connectorId": connector,
-            "csChargingProfiles": {
-                "chargingProfileId": profile_id, "stackLevel": 0,
-                "chargingProfilePurpose": "TxDefaultProfile", "chargingProfileKind": "Relative",
-                "chargingSchedule": {"chargingRateUnit": unit,
-                                     "chargingSchedulePeriod": periods},
-            },
-        })
-    return BuiltCall("SetChargingProfile", {
-        "evseId": connector,
-        "chargingProfile": {
-            "id": profile_id, "stackLevel": 0, "chargingProfilePurpose": "TxDefaultProfile",
-            "chargingProfileKind": "Relative",
-            "chargingSchedule": [{"id": profile_id, "chargingRateUnit": unit,
-                                  "chargingSchedulePeriod": periods}],
-        },
-    })
-
-
-def _clear_profile(v: OcppVersion, a: dict[str, Any]) -> BuiltCall:
-    profile_id = a.get("profile_id")
-    if v is OcppVersion.V16:
-        return BuiltCall("ClearChargingProfile",
-                         {} if profile_id is None else {"id": _int(a, "profile_id")})
-    return BuiltCall("ClearChargingProfile",
-                     {} if profile_id is None else {"chargingProfileId": _int(a, "profile_id")})
-
-
-def _data_transfer(v: OcppVersion, a: dict[str, Any]) -> BuiltCall:
-    p: dict[str, Any] = {"vendorId": _str(a, "vendor")}
-    if a.get("message_id"):
-        p["messageId"] = str(a["message_id"])
-    if a.get("data") is not None:
-        p["data"] = a["data"]
-    return BuiltCall("DataTransfer", p)
-
-
-def _send_local_list(v: OcppVersion, a: dict[str, Any]) -> BuiltCall:
-    version = _int(a, "list_version")
-    tags: list[dict[str, Any]] = a.get("tags") or []
-    if v is OcppVersion.V16:
-        entries = [{"idTag": t["tag"], "idTagInfo": {"status": t["status"]}} for t in tags]
-        return BuiltCall("SendLocalList", {"listVersion": version, "updateType": "Full",
-                                           "localAuthorizationList": entries})
-    entries = [{"idToken": {"idToken": t["tag"], "type": "ISO14443"},
-                "idTokenInfo": {"status": t["status"]}} for t in tags]
-    p: dict[str, Any] = {"versionNumber": version, "updateType": "Full"}
-    if entries:
-        p["localAuthorizationList"] = entries
-    return BuiltCall("SendLocalList", p)
-
-
-def _local_list_version(v: OcppVersion, a: dict[str, Any]) -> BuiltCall:
-    return BuiltCall("GetLocalListVersion", {})
-
-
-def _set_password(v: OcppVersion, a: dict[str, Any]) -> BuiltCall:
-    password = _str(a, "password")
-    if v is OcppVersion.V16:
-        # 1.6 security whitepaper: configuration key AuthorizationKey.
-        return BuiltCall("ChangeConfiguration", {"key": "AuthorizationKey", "value": password})
-    # 2.0.1 A01: SecurityCtrlr.BasicAuthPassword.
-    return BuiltCall("SetVariables", {"setVariableData": [{
-        "component": {"name": "SecurityCtrlr"}, "variable": {"name": "BasicAuthPassword"},
-        "attributeValue": password}]})
-
-
-COMMANDS: dict[str, Callable[[OcppVersion, dict[str, Any]], BuiltCall]] = {
-    "start": _start,
-    "stop": _stop,
-    "reset": _reset,
-    "unlock": _unlock,
-    "availability": _availability,
-    "trigger": _trigger,
-    "get-config": _get_config,
-    "set-config": _set_config,
-    "get-variables": _get_variables,
-    "set-variables": _set_variables,
-    "set-profile": _set_profile,
-    "clear-profile": _clear_profile,
-    "data-transfer": _data_transfer,
-    "send-local-list": _send_local_list,
-    "local-list-version": _local_list_version,
-    "set-password": _set_password,
+# Operator command -> the function that builds its CALL, by the same name in
+# commands_v16 and commands_v201.
+COMMANDS: dict[str, str] = {
+    "start": "start",
+    "stop": "stop",
+    "reset": "reset",
+    "unlock": "unlock",
+    "availability": "availability",
+    "trigger": "trigger",
+    "get-config": "get_config",
+    "set-config": "set_config",
+    "get-variables": "get_variables",
+    "set-variables": "set_variables",
+    "set-profile": "set_profile",
+    "clear-profile": "clear_profile",
+    "data-transfer": "data_transfer",
+    "send-local-list": "send_local_list",
+    "local-list-version": "local_list_version",
+    "set-password": "set_password",
+}
+# The one place that picks the builders of a version.
+_BUILDERS: dict[OcppVersion, CommandBuilders] = {
+    OcppVersion.V16: commands_v16, OcppVersion.V201: commands_v201,
 }
 
 # Commands whose arguments must never reach a log or the audit trail.
@@ -361,10 +144,11 @@ def password_accepted(action: str, response: dict[str, Any]) -> bool:
 
 
 def build_call(version: OcppVersion, command: str, args: dict[str, Any]) -> BuiltCall:
-    builder = COMMANDS.get(command)
-    if builder is None:
+    name = COMMANDS.get(command)
+    if name is None:
         raise CommandError(f"unknown command {command!r}")
-    call = builder(version, args)
+    builder = cast(Callable[[dict[str, Any]], BuiltCall], getattr(_BUILDERS[version], name))
+    call = builder(args)
     try:
         Validator(version).validate(call.action, call.payload)
     except OcppError as exc:

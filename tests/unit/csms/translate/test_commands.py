@@ -75,3 +75,13 @@ def test_answers_that_leak_a_password_are_redacted() -> None:
 ])
 def test_password_accepted(action: str, response: dict[str, Any], accepted: bool) -> None:
     assert password_accepted(action, response) is accepted
+
+
+def test_every_command_is_built_by_both_version_modules() -> None:
+    from csms.translate import commands_v16, commands_v201
+    from csms.translate.commands import COMMANDS
+
+    for module in (commands_v16, commands_v201):
+        assert sorted(module.__all__) == sorted(set(COMMANDS.values()))
+        for name in COMMANDS.values():
+            assert callable(getattr(module, name)), (module.__name__, name)

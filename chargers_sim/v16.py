@@ -1,0 +1,163 @@
+"""What a simulated station says in OCPP 1.6-J (same function names as chargers_sim.v201)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from chargers_sim.session import Session, TxMessage, now
+
+if TYPE_CHECKING:
+    from chargers_sim.connection import StationCore
+    from chargers_sim.handlers import CallHandlers
+    from chargers_sim.meter import Meter
+    from chargers_sim.transactions import TransactionQueue
+
+__all__ = [
+    "authorize_payload", "authorize_status", "before_sending", "boot_payload",
+    "charging_schedule", "delivered", "handlers", "load_start", "load_update",
+    "meter_values", "sampled", "start_transaction", "status_payload", "stop_transaction",
+]
+
+
+def boot_payload(station_id: str) -> dict[str, Any]:
+    return {"chargePointVendor": "voltledger", "chargePointModel": "sim-wallbox",
+            "firmwareVersion": "sim-1.0", "chargePointSerialNumber": station_id[-25:]}
+
+
+def status_payload(connector: int, status: str) -> dict[str, Any]:
+    return {"connectorId": connector, "errorCode": "NoError", "status": status,
+            "timestamp": now()}
+
+
+def authorize_payload(id_tag: str) -> dict[str, Any]:
+    return {"idTag": id_tag}
+
+
+def authorize_status(answer: dict[str, Any]) -> str:
+    return str(answer["idTagInfo"]["status"])
+
+
+def sampled(meter: Meter, context: str, *, extra: bool,
+            signed: dict[str, str] | None) -> list[dict[str, Any]]:
+    """Sampled values: strings, unit Wh (1.6 §7.31); a signed reading as SignedData
+    (the OCA "Signed Meter Values in OCPP 1.6" convention)."""
+    values: list[dict[str, Any]] = [
+        {"value": str(meter.register_wh), "context": context, "unit": "Wh",
+         "measurand": "Energy.Active.Import.Register", "location": "Outlet"}]
+    if extra:
+        values.append({"value": f"{meter.last_power_w:.1f}", "context": context,
+                       "unit": "W", "measurand": "Power.Active.Import"})
+        for phase in ("L1", "L2", "L3"):
+            values.append({"value": f"{meter.current_a():.2f}", "context": context,
+                           "unit": "A", "measurand": "Current.Import", "phase": phase})
+    if signed is not None:
+        values.append({"value": orjson.dumps(signed).decode(), "context": context,
+                       "format": "SignedData", "measurand": "Energy.Active.Import.Register",
+                       "unit": "Wh"})
+    return values
+
+
+def start_transaction(st: TransactionQueue, s: Session, remote_start_id: int | None) -> None:
+    st._enqueue("StartTransaction", {
+        "connectorId": s.connector, "idTag": s.id_tag, "meterStart": s.meter_start_wh,
+        "timestamp": now()}, s)
+    if st.signer is not None:
+        # an Eichrecht meter's signed begin reading follows the start (OCA 1.6 note)
+        st._enqueue("MeterValues", {
+            "connectorId": s.connector, "transactionId": 0,
+            "meterValue": [{"timestamp": now(), "sampledValue": st._sampled(
+                s, "Transaction.Begin", extra=False)}]}, s)
+
+
+def meter_values(st: TransactionQueue, s: Session) -> None:
+    sampled_values = st._sampled(s, "Sample.Periodic", extra=True)
+    st._enqueue("MeterValues", {
+        "connectorId": s.connector, "transactionId": 0,
+        "meterValue": [{"timestamp": now(), "sampledValue": sampled_values}]}, s)
+
+
+def stop_transaction(st: TransactionQueue, s: Session, reason: str) -> None:
+    st._enqueue("StopTransaction", {
+        "transactionId": 0, "meterStop": st.meters[s.connector].register_wh,
+        "timestamp": now(), "idTag": s.id_tag, "reason": reason,
+        "transactionData": [{"timestamp": now(), "sampledValue": st._sampled(
+            s, "Transaction.End", extra=False)}]}, s)
+
+
+def before_sending(msg: TxMessage) -> None:
+    if msg.action != "StartTransaction":
+        # a message queued before the Start was answered gets the real id
+        msg.payload["transactionId"] = int(msg.session.transaction_id or 0)
+
+
+def delivered(st: TransactionQueue, msg: TxMessage, answer: dict[str, Any]) -> None:
+    if msg.action == "StartTransaction":
+        msg.session.transaction_id = str(answer["transactionId"])
+        st._last_start = dict(msg.payload)
+        msg.session.confirmed.set()
+
+
+# -- answering the central system ------------------------------------------------------
+def handlers(st: CallHandlers) -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
+    def remote_start(p: dict[str, Any]) -> dict[str, Any]:
+        authorize = st.config.get("AuthorizeRemoteTxRequests", "true") == "true"
+        return {"status": st._remote_start(p["idTag"], p.get("connectorId"), authorize)}
+
+    def remote_stop(p: dict[str, Any]) -> dict[str, Any]:
+        return {"status": st._remote_stop(str(p["transactionId"]))}
+
+    def get_configuration(p: dict[str, Any]) -> dict[str, Any]:
+        keys = p.get("key") or list(st.config)
+        known = [{"key": k, "readonly": False, "value": st.config[k]}
+                 for k in keys if k in st.config]
+        unknown = [k for k in keys if k not in st.config]
+        out: dict[str, Any] = {"configurationKey": known}
+        if unknown:
+            out["unknownKey"] = unknown  # AuthorizationKey is write-only: never read back
+        return out
+
+    def change_configuration(p: dict[str, Any]) -> dict[str, Any]:
+        key, value = p["key"], p["value"]
+        if key == "AuthorizationKey":
+            st.password = value  # used from the next connection on
+            return {"status": "Accepted"}
+        if key not in st.config:
+            return {"status": "NotSupported"}
+        st.config[key] = value
+        if key == "HeartbeatInterval":
+            st.heartbeat_interval = float(value)
+        return {"status": "Accepted"}
+
+    def get_local_list_version(p: dict[str, Any]) -> dict[str, Any]:
+        return {"listVersion": st.local_list_version}
+
+    return {
+        "RemoteStartTransaction": remote_start,
+        "RemoteStopTransaction": remote_stop,
+        "GetConfiguration": get_configuration,
+        "ChangeConfiguration": change_configuration,
+        "GetLocalListVersion": get_local_list_version,
+    }
+
+
+def charging_schedule(p: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    return int(p["connectorId"]), p["csChargingProfiles"]["chargingSchedule"]
+
+
+# -- load mode ---------------------------------------------------------------------------
+async def load_start(st: StationCore, register: int) -> Any:
+    answer = await st.call("StartTransaction", {
+        "connectorId": 1, "idTag": "LOADTAG", "meterStart": register, "timestamp": now()})
+    return answer["transactionId"]
+
+
+async def load_update(st: StationCore, txid: Any, seq: int, register: int) -> None:
+    await st.call("MeterValues", {
+        "connectorId": 1, "transactionId": txid, "meterValue": [{
+            "timestamp": now(), "sampledValue": [
+                {"value": str(register), "measurand": "Energy.Active.Import.Register",
+                 "unit": "Wh", "context": "Sample.Periodic"},
+                {"value": "11000", "measurand": "Power.Active.Import", "unit": "W"}]}]})

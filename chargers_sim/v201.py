@@ -1,0 +1,198 @@
+"""What a simulated station says in OCPP 2.0.1 (same function names as chargers_sim.v16)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from chargers_sim.session import Session, TxMessage, now
+
+if TYPE_CHECKING:
+    from chargers_sim.connection import StationCore
+    from chargers_sim.handlers import CallHandlers
+    from chargers_sim.meter import Meter
+    from chargers_sim.transactions import TransactionQueue
+
+__all__ = [
+    "authorize_payload", "authorize_status", "before_sending", "boot_payload",
+    "charging_schedule", "delivered", "handlers", "load_start", "load_update",
+    "meter_values", "sampled", "start_transaction", "status_payload", "stop_transaction",
+]
+
+# 2.0.1 has no Preparing/Charging/Finishing connector states: all are Occupied (G01).
+_CONNECTOR_STATUS = {"Preparing": "Occupied", "Charging": "Occupied", "Finishing": "Occupied",
+                     "SuspendedEV": "Occupied"}
+
+
+def boot_payload(station_id: str) -> dict[str, Any]:
+    return {"reason": "PowerUp", "chargingStation": {
+        "vendorName": "voltledger", "model": "sim-wallbox", "firmwareVersion": "sim-1.0",
+        "serialNumber": station_id[-25:]}}
+
+
+def status_payload(connector: int, status: str) -> dict[str, Any]:
+    return {"timestamp": now(), "connectorStatus": _CONNECTOR_STATUS.get(status, status),
+            "evseId": connector, "connectorId": 1}
+
+
+def authorize_payload(id_tag: str) -> dict[str, Any]:
+    return {"idToken": {"idToken": id_tag, "type": "ISO14443"}}
+
+
+def authorize_status(answer: dict[str, Any]) -> str:
+    return str(answer["idTokenInfo"]["status"])
+
+
+def sampled(meter: Meter, context: str, *, extra: bool,
+            signed: dict[str, str] | None) -> list[dict[str, Any]]:
+    """Sampled values: numbers with unitOfMeasure; a signed reading as signedMeterValue."""
+    energy: dict[str, Any] = {"value": meter.register_wh, "context": context,
+                              "measurand": "Energy.Active.Import.Register",
+                              "unitOfMeasure": {"unit": "Wh", "multiplier": 0}}
+    if signed is not None:
+        energy["signedMeterValue"] = signed
+    values = [energy]
+    if extra:
+        values.append({"value": round(meter.last_power_w, 1), "context": context,
+                       "measurand": "Power.Active.Import", "unitOfMeasure": {"unit": "W"}})
+        for phase in ("L1", "L2", "L3"):
+            values.append({"value": round(meter.current_a(), 2), "context": context,
+                           "measurand": "Current.Import", "phase": phase,
+                           "unitOfMeasure": {"unit": "A"}})
+    return values
+
+
+def _tx_event(st: TransactionQueue, s: Session, event_type: str, trigger: str,
+              **extra: Any) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        "eventType": event_type, "timestamp": now(), "triggerReason": trigger,
+        "seqNo": s.seq_no, "transactionInfo": {"transactionId": s.transaction_id},
+        **extra,
+    }
+    s.seq_no += 1
+    if not st.online:
+        payload["offline"] = True  # 2.0.1 E04: generated while offline
+    return payload
+
+
+def start_transaction(st: TransactionQueue, s: Session, remote_start_id: int | None) -> None:
+    s.transaction_id = uuid.uuid4().hex[:20]
+    info: dict[str, Any] = {"transactionId": s.transaction_id, "chargingState": "Charging"}
+    if remote_start_id is not None:
+        info["remoteStartId"] = remote_start_id
+    st._enqueue("TransactionEvent", _tx_event(
+        st, s, "Started", "RemoteStart" if remote_start_id is not None else "Authorized",
+        transactionInfo=info, idToken={"idToken": s.id_tag, "type": "ISO14443"},
+        evse={"id": s.connector, "connectorId": 1},
+        meterValue=[{"timestamp": now(),
+                     "sampledValue": st._sampled(s, "Transaction.Begin", extra=False)}],
+    ), s)
+
+
+def meter_values(st: TransactionQueue, s: Session) -> None:
+    sampled_values = st._sampled(s, "Sample.Periodic", extra=True)
+    st._enqueue("TransactionEvent", _tx_event(
+        st, s, "Updated", "MeterValuePeriodic",
+        meterValue=[{"timestamp": now(), "sampledValue": sampled_values}]), s)
+
+
+def stop_transaction(st: TransactionQueue, s: Session, reason: str) -> None:
+    trigger = {"Remote": "RemoteStop", "EVDisconnected": "EVCommunicationLost"}.get(
+        reason, "StopAuthorized")
+    st._enqueue("TransactionEvent", _tx_event(
+        st, s, "Ended", trigger,
+        transactionInfo={"transactionId": s.transaction_id, "chargingState": "Idle",
+                         "stoppedReason": reason},
+        meterValue=[{"timestamp": now(), "sampledValue": st._sampled(
+            s, "Transaction.End", extra=False)}]), s)
+
+
+def before_sending(msg: TxMessage) -> None:
+    pass  # the station chose the transactionId itself
+
+
+def delivered(st: TransactionQueue, msg: TxMessage, answer: dict[str, Any]) -> None:
+    if msg.action == "TransactionEvent" and msg.payload["eventType"] == "Started":
+        msg.session.confirmed.set()
+
+
+# -- answering the central system ------------------------------------------------------
+def handlers(st: CallHandlers) -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
+    def request_start(p: dict[str, Any]) -> dict[str, Any]:
+        authorize = st.variables.get("AuthCtrlr.AuthorizeRemoteStart", "true") == "true"
+        return {"status": st._remote_start(p["idToken"]["idToken"], p.get("evseId"),
+                                           authorize, p["remoteStartId"])}
+
+    def request_stop(p: dict[str, Any]) -> dict[str, Any]:
+        return {"status": st._remote_stop(p["transactionId"])}
+
+    def get_variables(p: dict[str, Any]) -> dict[str, Any]:
+        results = []
+        for item in p["getVariableData"]:
+            name = f"{item['component']['name']}.{item['variable']['name']}"
+            result: dict[str, Any] = {"component": item["component"],
+                                      "variable": item["variable"]}
+            if name == "SecurityCtrlr.BasicAuthPassword":
+                result["attributeStatus"] = "Rejected"  # write-only
+            elif name in st.variables:
+                result["attributeStatus"] = "Accepted"
+                result["attributeValue"] = st.variables[name]
+            else:
+                result["attributeStatus"] = "UnknownVariable"
+            results.append(result)
+        return {"getVariableResult": results}
+
+    def set_variables(p: dict[str, Any]) -> dict[str, Any]:
+        results = []
+        for item in p["setVariableData"]:
+            name = f"{item['component']['name']}.{item['variable']['name']}"
+            status = "Accepted"
+            if name == "SecurityCtrlr.BasicAuthPassword":
+                st.password = item["attributeValue"]
+            elif name in st.variables:
+                st.variables[name] = item["attributeValue"]
+                if name == "OCPPCommCtrlr.HeartbeatInterval":
+                    st.heartbeat_interval = float(item["attributeValue"])
+            else:
+                status = "UnknownVariable"
+            results.append({"attributeStatus": status, "component": item["component"],
+                            "variable": item["variable"]})
+        return {"setVariableResult": results}
+
+    def get_local_list_version(p: dict[str, Any]) -> dict[str, Any]:
+        return {"versionNumber": st.local_list_version}
+
+    return {
+        "RequestStartTransaction": request_start,
+        "RequestStopTransaction": request_stop,
+        "GetVariables": get_variables,
+        "SetVariables": set_variables,
+        "GetLocalListVersion": get_local_list_version,
+    }
+
+
+def charging_schedule(p: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    return int(p["evseId"]), p["chargingProfile"]["chargingSchedule"][0]
+
+
+# -- load mode ---------------------------------------------------------------------------
+async def load_start(st: StationCore, register: int) -> Any:
+    txid = uuid.uuid4().hex[:20]
+    await st.call("TransactionEvent", {
+        "eventType": "Started", "timestamp": now(), "triggerReason": "Authorized",
+        "seqNo": 0, "transactionInfo": {"transactionId": txid},
+        "idToken": {"idToken": "LOADTAG", "type": "ISO14443"},
+        "evse": {"id": 1, "connectorId": 1}})
+    return txid
+
+
+async def load_update(st: StationCore, txid: Any, seq: int, register: int) -> None:
+    await st.call("TransactionEvent", {
+        "eventType": "Updated", "timestamp": now(), "triggerReason": "MeterValuePeriodic",
+        "seqNo": seq, "transactionInfo": {"transactionId": txid},
+        "meterValue": [{"timestamp": now(), "sampledValue": [
+            {"value": register, "measurand": "Energy.Active.Import.Register",
+             "context": "Sample.Periodic", "unitOfMeasure": {"unit": "Wh"}},
+            {"value": 11000, "measurand": "Power.Active.Import",
+             "unitOfMeasure": {"unit": "W"}}]}]})

@@ -1,0 +1,125 @@
+"""What the per-version command builders share: the built CALL, the argument errors
+and the readers of an operator command's arguments."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+__all__ = [
+    "BuiltCall", "CommandBuilders", "CommandError", "availability_word", "component_variable",
+    "data_transfer",
+    "int_arg", "local_list_version", "next_remote_id", "profile_unit", "schedule", "str_arg",
+    "wrong_version",
+]
+
+_remote_ids = itertools.count(1)
+
+
+class CommandError(ValueError):
+    """The command's arguments do not make sense for this station."""
+
+
+@dataclass(frozen=True, slots=True)
+class BuiltCall:
+    action: str
+    payload: dict[str, Any]
+
+
+class CommandBuilders(Protocol):
+    """What commands_v16 and commands_v201 both define: one function per command."""
+
+    def start(self, a: dict[str, Any]) -> BuiltCall: ...
+    def stop(self, a: dict[str, Any]) -> BuiltCall: ...
+    def reset(self, a: dict[str, Any]) -> BuiltCall: ...
+    def unlock(self, a: dict[str, Any]) -> BuiltCall: ...
+    def availability(self, a: dict[str, Any]) -> BuiltCall: ...
+    def trigger(self, a: dict[str, Any]) -> BuiltCall: ...
+    def get_config(self, a: dict[str, Any]) -> BuiltCall: ...
+    def set_config(self, a: dict[str, Any]) -> BuiltCall: ...
+    def get_variables(self, a: dict[str, Any]) -> BuiltCall: ...
+    def set_variables(self, a: dict[str, Any]) -> BuiltCall: ...
+    def set_profile(self, a: dict[str, Any]) -> BuiltCall: ...
+    def clear_profile(self, a: dict[str, Any]) -> BuiltCall: ...
+    def data_transfer(self, a: dict[str, Any]) -> BuiltCall: ...
+    def send_local_list(self, a: dict[str, Any]) -> BuiltCall: ...
+    def local_list_version(self, a: dict[str, Any]) -> BuiltCall: ...
+    def set_password(self, a: dict[str, Any]) -> BuiltCall: ...
+
+
+def next_remote_id() -> int:
+    """A fresh remoteStartId (2.0.1 F01), unique in this process."""
+    return next(_remote_ids)
+
+
+def int_arg(args: dict[str, Any], key: str, default: int | None = None) -> int:
+    value = args.get(key, default)
+    if value is None:
+        raise CommandError(f"missing argument {key!r}")
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise CommandError(f"{key} must be an integer") from None
+
+
+def str_arg(args: dict[str, Any], key: str) -> str:
+    value = args.get(key)
+    if not isinstance(value, str) or not value:
+        raise CommandError(f"missing argument {key!r}")
+    return value
+
+
+def wrong_version(name: str, for_version: str, station_version: str, other: str) -> CommandError:
+    """The error for a command that exists in the other OCPP version only."""
+    return CommandError(
+        f"{name} is for OCPP {for_version} stations; this one speaks {station_version}"
+        f" (use {other})"
+    )
+
+
+def component_variable(text: str) -> dict[str, Any]:
+    component, dot, variable = text.partition(".")
+    if not dot or not component or not variable:
+        raise CommandError(f"expected COMPONENT.VARIABLE, got {text!r}")
+    return {"component": {"name": component}, "variable": {"name": variable}}
+
+
+def schedule(a: dict[str, Any]) -> list[dict[str, Any]]:
+    periods = a.get("schedule") or [[0, a.get("limit")]]
+    out = []
+    for start, limit in periods:
+        if limit is None:
+            raise CommandError("missing argument 'limit'")
+        out.append({"startPeriod": int(start), "limit": float(limit)})
+    if out[0]["startPeriod"] != 0:
+        raise CommandError("a schedule starts at second 0")
+    return out
+
+
+def profile_unit(a: dict[str, Any]) -> str:
+    unit = str(a.get("unit", "W")).upper()
+    if unit not in ("W", "A"):
+        raise CommandError("unit is W or A")
+    return unit
+
+
+def availability_word(a: dict[str, Any]) -> str:
+    state = str_arg(a, "state").lower()
+    if state not in ("operative", "inoperative"):
+        raise CommandError("availability is operative or inoperative")
+    return state.capitalize()
+
+
+def data_transfer(a: dict[str, Any]) -> BuiltCall:
+    """DataTransfer has the same fields in both versions."""
+    p: dict[str, Any] = {"vendorId": str_arg(a, "vendor")}
+    if a.get("message_id"):
+        p["messageId"] = str(a["message_id"])
+    if a.get("data") is not None:
+        p["data"] = a["data"]
+    return BuiltCall("DataTransfer", p)
+
+
+def local_list_version(a: dict[str, Any]) -> BuiltCall:
+    return BuiltCall("GetLocalListVersion", {})

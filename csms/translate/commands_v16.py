@@ -1,0 +1,109 @@
+"""Operator commands -> OCPP 1.6 CALLs (same function names as commands_v201)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from csms.translate.command_args import (
+    BuiltCall,
+    availability_word,
+    data_transfer,
+    int_arg,
+    local_list_version,
+    profile_unit,
+    schedule,
+    str_arg,
+    wrong_version,
+)
+
+__all__ = [
+    "availability", "clear_profile", "data_transfer", "get_config", "get_variables",
+    "local_list_version", "reset", "send_local_list", "set_config", "set_password",
+    "set_profile", "set_variables", "start", "stop", "trigger", "unlock",
+]
+
+
+def start(a: dict[str, Any]) -> BuiltCall:
+    p: dict[str, Any] = {"idTag": str_arg(a, "tag")}
+    if a.get("connector") is not None:
+        p["connectorId"] = int_arg(a, "connector")
+    return BuiltCall("RemoteStartTransaction", p)
+
+
+def stop(a: dict[str, Any]) -> BuiltCall:
+    str_arg(a, "transaction_id")
+    return BuiltCall("RemoteStopTransaction", {"transactionId": int_arg(a, "transaction_id")})
+
+
+def reset(a: dict[str, Any]) -> BuiltCall:
+    return BuiltCall("Reset", {"type": "Hard" if a.get("hard", False) else "Soft"})
+
+
+def unlock(a: dict[str, Any]) -> BuiltCall:
+    return BuiltCall("UnlockConnector", {"connectorId": int_arg(a, "connector", 1)})
+
+
+def availability(a: dict[str, Any]) -> BuiltCall:
+    word = availability_word(a)
+    return BuiltCall("ChangeAvailability",
+                     {"connectorId": int_arg(a, "connector", 0), "type": word})
+
+
+def trigger(a: dict[str, Any]) -> BuiltCall:
+    p: dict[str, Any] = {"requestedMessage": str_arg(a, "message")}
+    if a.get("connector") is not None:
+        p["connectorId"] = int_arg(a, "connector")
+    return BuiltCall("TriggerMessage", p)
+
+
+def get_config(a: dict[str, Any]) -> BuiltCall:
+    keys = list(a.get("keys") or [])
+    return BuiltCall("GetConfiguration", {"key": keys} if keys else {})
+
+
+def set_config(a: dict[str, Any]) -> BuiltCall:
+    return BuiltCall("ChangeConfiguration",
+                     {"key": str_arg(a, "key"), "value": str(a.get("value"))})
+
+
+def get_variables(a: dict[str, Any]) -> BuiltCall:
+    raise wrong_version("variables", "2.0.1", "1.6", "config")
+
+
+def set_variables(a: dict[str, Any]) -> BuiltCall:
+    raise wrong_version("variables", "2.0.1", "1.6", "config")
+
+
+def set_profile(a: dict[str, Any]) -> BuiltCall:
+    unit = profile_unit(a)
+    connector = int_arg(a, "connector", 0)
+    profile_id = int_arg(a, "profile_id", 1)
+    periods = schedule(a)
+    # TxDefaultProfile: applies to every transaction on the connector (1.6 §3.13.2).
+    return BuiltCall("SetChargingProfile", {
+        "connectorId": connector,
+        "csChargingProfiles": {
+            "chargingProfileId": profile_id, "stackLevel": 0,
+            "chargingProfilePurpose": "TxDefaultProfile", "chargingProfileKind": "Relative",
+            "chargingSchedule": {"chargingRateUnit": unit, "chargingSchedulePeriod": periods},
+        },
+    })
+
+
+def clear_profile(a: dict[str, Any]) -> BuiltCall:
+    return BuiltCall("ClearChargingProfile", {} if a.get("profile_id") is None
+                     else {"id": int_arg(a, "profile_id")})
+
+
+def send_local_list(a: dict[str, Any]) -> BuiltCall:
+    version = int_arg(a, "list_version")
+    tags: list[dict[str, Any]] = a.get("tags") or []
+    entries = [{"idTag": t["tag"], "idTagInfo": {"status": t["status"]}} for t in tags]
+    return BuiltCall("SendLocalList", {"listVersion": version, "updateType": "Full",
+                                       "localAuthorizationList": entries})
+
+
+def set_password(a: dict[str, Any]) -> BuiltCall:
+    # 1.6 security whitepaper: configuration key AuthorizationKey.
+    return BuiltCall("ChangeConfiguration",
+                     {"key": "AuthorizationKey", "value": str_arg(a, "password")})

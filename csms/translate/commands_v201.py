@@ -1,0 +1,128 @@
+"""Operator commands -> OCPP 2.0.1 CALLs (same function names as commands_v16)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from csms.translate.command_args import (
+    BuiltCall,
+    CommandError,
+    availability_word,
+    component_variable,
+    data_transfer,
+    int_arg,
+    local_list_version,
+    next_remote_id,
+    profile_unit,
+    schedule,
+    str_arg,
+    wrong_version,
+)
+
+__all__ = [
+    "availability", "clear_profile", "data_transfer", "get_config", "get_variables",
+    "local_list_version", "reset", "send_local_list", "set_config", "set_password",
+    "set_profile", "set_variables", "start", "stop", "trigger", "unlock",
+]
+
+
+def start(a: dict[str, Any]) -> BuiltCall:
+    tag = str_arg(a, "tag")
+    p: dict[str, Any] = {"idToken": {"idToken": tag, "type": "Central"},
+                         "remoteStartId": next_remote_id()}
+    if a.get("connector") is not None:
+        p["evseId"] = int_arg(a, "connector")
+    return BuiltCall("RequestStartTransaction", p)
+
+
+def stop(a: dict[str, Any]) -> BuiltCall:
+    return BuiltCall("RequestStopTransaction", {"transactionId": str_arg(a, "transaction_id")})
+
+
+def reset(a: dict[str, Any]) -> BuiltCall:
+    # 2.0.1 B11/B12: Immediate resets now, OnIdle waits for transactions to end.
+    return BuiltCall("Reset", {"type": "Immediate" if a.get("hard", False) else "OnIdle"})
+
+
+def unlock(a: dict[str, Any]) -> BuiltCall:
+    return BuiltCall("UnlockConnector",
+                     {"evseId": int_arg(a, "connector", 1), "connectorId": 1})
+
+
+def availability(a: dict[str, Any]) -> BuiltCall:
+    word = availability_word(a)
+    connector = int_arg(a, "connector", 0)
+    p: dict[str, Any] = {"operationalStatus": word}
+    if connector:
+        p["evse"] = {"id": connector}
+    return BuiltCall("ChangeAvailability", p)
+
+
+def trigger(a: dict[str, Any]) -> BuiltCall:
+    p: dict[str, Any] = {"requestedMessage": str_arg(a, "message")}
+    if a.get("connector") is not None:
+        p["evse"] = {"id": int_arg(a, "connector")}
+    return BuiltCall("TriggerMessage", p)
+
+
+def get_config(a: dict[str, Any]) -> BuiltCall:
+    raise wrong_version("config", "1.6", "2.0.1", "variables")
+
+
+def set_config(a: dict[str, Any]) -> BuiltCall:
+    raise wrong_version("config", "1.6", "2.0.1", "variables")
+
+
+def get_variables(a: dict[str, Any]) -> BuiltCall:
+    names = list(a.get("variables") or [])
+    if not names:
+        raise CommandError("name at least one COMPONENT.VARIABLE")
+    return BuiltCall("GetVariables", {"getVariableData": [component_variable(n) for n in names]})
+
+
+def set_variables(a: dict[str, Any]) -> BuiltCall:
+    values: dict[str, Any] = a.get("values") or {}
+    if not values:
+        raise CommandError("give at least one COMPONENT.VARIABLE=VALUE")
+    data = [{**component_variable(k), "attributeValue": str(val)} for k, val in values.items()]
+    return BuiltCall("SetVariables", {"setVariableData": data})
+
+
+def set_profile(a: dict[str, Any]) -> BuiltCall:
+    unit = profile_unit(a)
+    connector = int_arg(a, "connector", 0)
+    profile_id = int_arg(a, "profile_id", 1)
+    periods = schedule(a)
+    # TxDefaultProfile: applies to every transaction on the EVSE (2.0.1 K01).
+    return BuiltCall("SetChargingProfile", {
+        "evseId": connector,
+        "chargingProfile": {
+            "id": profile_id, "stackLevel": 0, "chargingProfilePurpose": "TxDefaultProfile",
+            "chargingProfileKind": "Relative",
+            "chargingSchedule": [{"id": profile_id, "chargingRateUnit": unit,
+                                  "chargingSchedulePeriod": periods}],
+        },
+    })
+
+
+def clear_profile(a: dict[str, Any]) -> BuiltCall:
+    return BuiltCall("ClearChargingProfile", {} if a.get("profile_id") is None
+                     else {"chargingProfileId": int_arg(a, "profile_id")})
+
+
+def send_local_list(a: dict[str, Any]) -> BuiltCall:
+    version = int_arg(a, "list_version")
+    tags: list[dict[str, Any]] = a.get("tags") or []
+    entries = [{"idToken": {"idToken": t["tag"], "type": "ISO14443"},
+                "idTokenInfo": {"status": t["status"]}} for t in tags]
+    p: dict[str, Any] = {"versionNumber": version, "updateType": "Full"}
+    if entries:
+        p["localAuthorizationList"] = entries
+    return BuiltCall("SendLocalList", p)
+
+
+def set_password(a: dict[str, Any]) -> BuiltCall:
+    # 2.0.1 A01: SecurityCtrlr.BasicAuthPassword.
+    return BuiltCall("SetVariables", {"setVariableData": [{
+        "component": {"name": "SecurityCtrlr"}, "variable": {"name": "BasicAuthPassword"},
+        "attributeValue": str_arg(a, "password")}]})
