@@ -633,3 +633,46 @@ async def test_the_page_checks_signed_meter_data_and_authorizations_as_csms_veri
                  "app session signed by someone else"):
         assert by_name[name]["status"] == "INVALID", name
     assert by_name["app session, the driver's authorization"]["passed"] >= {"authorization"}
+
+
+async def test_the_demo_writes_the_page_next_to_its_receipt_and_says_how_to_open_it(
+    tmp_path: Path,
+) -> None:
+    """The file:// URL the demo prints, opened as printed: the page checks the demo's receipt
+    (VALID against the demo's chain, UNVERIFIED while no node of it runs)."""
+    from playwright.async_api import async_playwright
+
+    _require()
+    folder = tmp_path / "demo"
+    r = await asyncio.to_thread(csms, {}, "demo", "--chain", "local", "--stations", "2",
+                                "--sessions", "1", "--folder", str(folder))
+    assert r.returncode == 0, r.stdout + r.stderr
+    [line] = [x for x in r.stdout.splitlines() if x.startswith("or in a browser")]
+    url = re.search(r"open (file://\S+) and drop receipt-1.json", line)
+    assert url is not None and (folder / "verify.html").is_file(), line
+    node = await asyncio.to_thread(AnvilNode, folder / "data" / "anvil-state.json",
+                                   attach=True)
+    try:
+        async with async_playwright() as p:
+            browser = await p.chromium.launch(executable_path=str(CHROMIUM),
+                                              args=["--no-sandbox"])
+            try:
+                page = await browser.new_page()
+                statuses = []
+                for rpc in (None, node.url):  # the demo's own node is gone; then a node of it
+                    await page.goto(url.group(1))
+                    await page.set_input_files("#file", str(folder / "receipt-1.json"))
+                    await page.wait_for_selector("#loaded:not(:empty)")
+                    if rpc is not None:
+                        await page.fill("#rpc", rpc)
+                    await page.click("#check")
+                    verdict = await page.wait_for_selector("#verdict[data-status]",
+                                                           timeout=30_000)
+                    assert verdict is not None
+                    statuses.append(await verdict.get_attribute("data-status"))
+                    assert await page.input_value("#driver") in line
+            finally:
+                await browser.close()
+    finally:
+        await asyncio.to_thread(node.stop)
+    assert statuses == ["UNVERIFIED", "VALID"]
