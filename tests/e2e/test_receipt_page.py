@@ -266,20 +266,32 @@ def _cli_verdicts(cases: list[dict[str, Any]], folder: Path) -> list[dict[str, A
     return results
 
 
-async def _page_verdicts(cases: list[dict[str, Any]], shots: Path) -> list[dict[str, Any]]:
-    from playwright.async_api import async_playwright
+async def _page_verdicts(cases: list[dict[str, Any]], shots: Path, *,
+                        paste: bool = False) -> list[dict[str, Any]]:
+    """The page's verdicts, the receipt chosen as a file (or pasted); the page must ask
+    nothing of anyone but the RPC URL it is given."""
+    from playwright.async_api import Request, async_playwright
 
-    results = []
+    results: list[dict[str, Any]] = []
+    requests: list[str] = []
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=str(CHROMIUM),
                                           args=["--no-sandbox"])
         try:
             page = await browser.new_page(viewport={"width": 1000, "height": 900})
+
+            def seen(request: Request) -> None:
+                requests.append(request.url)
+
+            page.on("request", seen)
             for case in cases:
                 await page.goto(PAGE.as_uri())
                 await page.wait_for_selector("html[data-ready]")
-                await page.set_input_files("#file", str(case["file"]))
-                await page.wait_for_selector("#loaded:not(:empty)")
+                if paste:
+                    await page.fill("#receipt-text", case["file"].read_text("utf-8"))
+                else:
+                    await page.set_input_files("#file", str(case["file"]))
+                    await page.wait_for_selector("#loaded:not(:empty)")
                 for name in ("rpc", "driver", "contract"):
                     await page.fill(f"#{name}", case["options"].get(name, ""))
                 await page.click("#check")
@@ -287,6 +299,9 @@ async def _page_verdicts(cases: list[dict[str, Any]], shots: Path) -> list[dict[
                 assert verdict is not None
                 checks = await page.eval_on_selector_all(
                     "li.check", "items => items.map(i => [i.dataset.name, i.dataset.ok])")
+                if await verdict.get_attribute("data-status") == "ERROR":
+                    results.append({"status": "ERROR"})
+                    continue
                 proves = await page.eval_on_selector(
                     ".proves", "p => p.lastChild.textContent")
                 results.append({
@@ -300,6 +315,8 @@ async def _page_verdicts(cases: list[dict[str, Any]], shots: Path) -> list[dict[
                     await page.screenshot(path=str(shots / SHOTS[case["name"]]), full_page=True)
         finally:
             await browser.close()
+    allowed = {PAGE.as_uri(), *(case["options"].get("rpc") for case in cases)}
+    assert set(requests) <= allowed, set(requests) - allowed
     return results
 
 
@@ -612,7 +629,7 @@ async def test_the_page_checks_signed_meter_data_and_authorizations_as_csms_veri
     cases = [{"name": name, "receipt": receipt, "options": {}}
              for name, receipt in _vector_cases()]
     expected = await asyncio.to_thread(_cli_verdicts, cases, tmp_path)
-    got = await _page_verdicts(cases, tmp_path)
+    got = await _page_verdicts(cases, tmp_path, paste=True)
     _assert_agree(cases, expected, got)
     by_name = {case["name"]: want for case, want in zip(cases, expected, strict=True)}
     proven = "the energy figure is the one the calibrated meter signed"
@@ -676,3 +693,29 @@ async def test_the_demo_writes_the_page_next_to_its_receipt_and_says_how_to_open
     finally:
         await asyncio.to_thread(node.stop)
     assert statuses == ["UNVERIFIED", "VALID"]
+
+
+async def test_what_is_not_a_receipt_is_refused_by_both(tmp_path: Path) -> None:
+    """Not a receipt of this version: `csms verify` stops with an error (exit 2), the page
+    says it did not check it; neither gives a verdict."""
+    _require()
+    good = _authorized(2_000)
+    broken: dict[str, Any] = {
+        "version 1": {**good, "voltledger_receipt": 1},
+        "a record hash that is not hex": {**good, "entry": {**good["entry"],
+                                                           "record_hash": "0xzz"}},
+        "no chunk": {k: v for k, v in good.items() if k != "chunk"},
+        "a record without its driver": {**good, "record": {
+            k: v for k, v in good["record"].items() if k != "driver"}},
+        "not a JSON object": [],
+    }
+    cases = []
+    for n, (name, receipt) in enumerate(broken.items()):
+        path = tmp_path / f"broken-{n}.json"
+        path.write_text(json.dumps(receipt), "utf-8")
+        r = await asyncio.to_thread(csms, {"CSMS_DATA_DIR": str(tmp_path / "nowhere")},
+                                    "verify", str(path))
+        assert r.returncode == 2 and r.stderr.startswith("error:"), (name, r.stdout, r.stderr)
+        cases.append({"name": name, "file": path, "options": {}})
+    got = await _page_verdicts(cases, tmp_path)
+    assert [g["status"] for g in got] == ["ERROR"] * len(cases)

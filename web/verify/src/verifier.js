@@ -182,6 +182,7 @@ function decimalOrNone(value) {
 function decimalOf(value) {
   if (typeof value === "string") return Dec.parse(value);
   if (typeof value === "bigint") return Dec.fromInt(value);
+  if (typeof value === "boolean") return Dec.fromInt(value ? 1 : 0);
   if (value instanceof PyFloat) return Dec.fromFloat(value.value);
   throw new PyError("TypeError", "conversion to Decimal");
 }
