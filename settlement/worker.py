@@ -36,6 +36,8 @@ from typing import Any
 
 from csms.domain.energy import watts
 from csms.domain.tariff import price_minor
+from csms.service import defaults
+from csms.service.billing import BillingState, billing_state, check_billing_transition
 from csms.service.cluster import acquire_lease, lease_holder, release_lease
 from csms.service.ports import Repository, Tx
 from settlement.chain import Chain, ChainError
@@ -116,8 +118,9 @@ class _Prepared:
 
 class SettlementWorker:
     def __init__(
-        self, repo: Repository, chain: Chain, *, batch_size: int = 1000,
-        max_wait: float = 60.0, confirmations: int = 1, stuck_after: float = 30.0,
+        self, repo: Repository, chain: Chain, *, batch_size: int = defaults.BATCH_SIZE,
+        max_wait: float = defaults.MAX_WAIT, confirmations: int = defaults.CONFIRMATIONS,
+        stuck_after: float = 30.0,
         publish_events: bool = False, hooks: dict[str, Callable[[int], None]] | None = None,
         holder: str | None = None, lease_ttl: timedelta = LEASE_TTL,
     ) -> None:
@@ -252,6 +255,7 @@ class SettlementWorker:
         session = await tx.get_session(session_id)
         if session is None or session.stopped_at is None:
             return "hold:not_settleable"
+        check_billing_transition(billing_state(session), BillingState.BATCHED)
         station = await tx.get_station(session.station_id)
         if station is None:
             return "hold:not_settleable"
@@ -315,6 +319,7 @@ class SettlementWorker:
         await tx.dequeue_settlement(session_id)
         if session is None:
             return
+        check_billing_transition(billing_state(session), BillingState.HELD)
         session.flag(flag)
         await tx.update_session(session)
         await tx.add_station_event(session.station_id, "billing_hold",

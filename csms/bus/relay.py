@@ -17,10 +17,10 @@ import contextlib
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiomqtt
 
+from csms.config import parse_mqtt_url
 from csms.service.ports import Repository, StorageError, Tx
 
 __all__ = ["OUTAGES", "OutboxRelay", "parse_mqtt_url"]
@@ -29,13 +29,6 @@ __all__ = ["OUTAGES", "OutboxRelay", "parse_mqtt_url"]
 OUTAGES: tuple[type[BaseException], ...] = (aiomqtt.MqttError, StorageError, OSError)
 
 log = logging.getLogger("csms.bus")
-
-
-def parse_mqtt_url(url: str) -> tuple[str, int]:
-    parts = urlsplit(url)
-    if parts.scheme not in ("mqtt", "tcp") or not parts.hostname:
-        raise ValueError(f"expected mqtt://host:port, got {url!r}")
-    return parts.hostname, parts.port or 1883
 
 
 class OutboxRelay:
@@ -54,10 +47,7 @@ class OutboxRelay:
 
     async def _pending(self) -> list[dict[str, Any]]:
         async def work(tx: Tx) -> list[dict[str, Any]]:
-            return await tx.fetchall(
-                "SELECT id, topic, payload FROM outbox WHERE published_at IS NULL"
-                " ORDER BY id LIMIT ?", self.batch,
-            )
+            return await tx.pending_outbox(self.batch)
 
         return await self.repo.read(work)
 
@@ -65,15 +55,8 @@ class OutboxRelay:
         now = datetime.now(UTC)
 
         async def work(tx: Tx) -> None:
-            marks = ", ".join("?" for _ in ids)
-            await tx.execute(
-                f"UPDATE outbox SET published_at = ? WHERE id IN ({marks})",
-                now.isoformat(), *ids,
-            )
-            cutoff = (now - self.keep_published).isoformat()
-            await tx.execute(
-                "DELETE FROM outbox WHERE published_at IS NOT NULL AND published_at < ?", cutoff
-            )
+            await tx.mark_outbox_published(ids, now)
+            await tx.purge_outbox(now - self.keep_published)
 
         await self.repo.unit(work)
 

@@ -1,18 +1,30 @@
-"""The ``csms`` command (Typer + Rich)."""
+"""The ``csms`` command (Typer + Rich): assembles the command groups of this package.
+
+One module per group or command: ``serve``, ``stations``, ``tags``, ``sessions``,
+``remote``, ``tariffs``, ``settle``, ``contract``, ``receipt``, ``verify``, ``parties``
+(``drivers`` and ``wallet``) and ``demo``; ``common`` holds their shared options and output.
+"""
 
 from __future__ import annotations
 
 import sys
+from typing import Annotated
 
 import typer
 
+from csms.cli import contract as _contract
 from csms.cli import demo as _demo
 from csms.cli import parties as _parties
+from csms.cli import receipt as _receipt
 from csms.cli import remote as _remote
 from csms.cli import serve as _serve
+from csms.cli import sessions as _sessions
 from csms.cli import settle as _settle
 from csms.cli import stations as _stations
-from csms.cli.common import err_console
+from csms.cli import tags as _tags
+from csms.cli import tariffs as _tariffs
+from csms.cli import verify as _verify
+from csms.cli.common import err_console, invocation, setting_option
 
 __all__ = ["app", "main"]
 
@@ -22,22 +34,32 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode=None,
 )
+
+
+@app.callback()
+def _root(config: Annotated[str | None, setting_option(
+    "config", "Settings file (TOML, setting names as keys): below flags and CSMS_*"
+    " variables, above the defaults", "--config", default="none")] = None) -> None:
+    invocation.config = config
+
+
 app.command("serve")(_serve.serve)
 app.add_typer(_stations.stations_app, name="stations")
-app.add_typer(_stations.tags_app, name="tags")
-app.add_typer(_stations.sessions_app, name="sessions")
+app.add_typer(_tags.tags_app, name="tags")
+app.add_typer(_sessions.sessions_app, name="sessions")
 app.add_typer(_remote.remote_app, name="remote")
 _stations.stations_app.command("set-password")(_remote.set_password)
-app.add_typer(_settle.tariffs_app, name="tariffs")
+app.add_typer(_tariffs.tariffs_app, name="tariffs")
 app.add_typer(_settle.settle_app, name="settle")
-app.add_typer(_settle.contract_app, name="contract")
+app.add_typer(_contract.contract_app, name="contract")
 app.add_typer(_parties.drivers_app, name="drivers")
 app.add_typer(_parties.wallet_app, name="wallet")
 _stations.stations_app.command("set-host")(_parties.set_host)
-_settle.contract_app.command("info")(_settle.contract_info)
-app.command("receipt")(_settle.receipt)
-app.command("verify")(_settle.verify)
+_contract.contract_app.command("info")(_contract.contract_info)
+app.command("receipt")(_receipt.receipt)
+app.command("verify")(_verify.verify)
 app.command("demo")(_demo.demo)
 
 

@@ -17,6 +17,7 @@ __all__ = [
     "Session",
     "SessionStatus",
     "Station",
+    "TagStatus",
     "ValueNote",
 ]
 
@@ -27,6 +28,13 @@ class BootPolicy(enum.StrEnum):
     ACCEPTED = "accepted"
     PENDING = "pending"
     REJECTED = "rejected"
+
+
+class TagStatus(enum.StrEnum):
+    """Whether the operator lets an id tag charge (its expiry is kept apart)."""
+
+    ACCEPTED = "accepted"
+    BLOCKED = "blocked"
 
 
 class AuthStatus(enum.StrEnum):
@@ -74,12 +82,12 @@ class Station:
 @dataclass(slots=True)
 class IdTag:
     tag: str
-    status: str = "accepted"  # accepted | blocked
+    status: str = TagStatus.ACCEPTED.value  # a TagStatus value
     expires_at: datetime | None = None
     parent: str | None = None
 
     def authorize(self, now: datetime) -> AuthStatus:
-        if self.status == "blocked":
+        if self.status == TagStatus.BLOCKED:
             return AuthStatus.BLOCKED
         if self.expires_at is not None and self.expires_at <= now:
             return AuthStatus.EXPIRED
@@ -145,6 +153,11 @@ class Session:
     last_seq_no: int | None = None
     start_key: str | None = None
     id: int | None = None
+    # Billing, owned by settlement (the storage writes them with set_session_settlement,
+    # never with update_session): the price once priced, and where settlement stands.
+    price_minor: int | None = None
+    currency: str | None = None
+    settlement_state: str | None = None
 
     def flag(self, name: str) -> None:
         if name not in self.flags:

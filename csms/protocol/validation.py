@@ -39,6 +39,8 @@ _LENIENT_FORMATS = {"date-time": lambda value: isinstance(value, str)}
 Kind = Literal["request", "response"]
 
 _PACKAGE_DIR = {OcppVersion.V16: "v16", OcppVersion.V201: "v201"}
+# A request's schema file: 1.6 names it after the action, 2.0.1 adds "Request".
+_REQUEST_SUFFIX = {OcppVersion.V16: "", OcppVersion.V201: "Request"}
 
 # Which fault a failed JSON-schema keyword means (OCPP-J 1.6 §4.2.3, 2.0.1 §4.3).
 _RULE_FAULT = {
@@ -64,7 +66,7 @@ _RULE_FAULT = {
 def _schema_file(version: OcppVersion, action: str, kind: Kind) -> str:
     if kind == "response":
         return f"{action}Response.json"
-    return f"{action}.json" if version is OcppVersion.V16 else f"{action}Request.json"
+    return f"{action}{_REQUEST_SUFFIX[version]}.json"
 
 
 def _schemas_dir(version: OcppVersion) -> Any:
@@ -79,12 +81,9 @@ def known_actions(version: OcppVersion) -> frozenset[str]:
         name = entry.name
         if not name.endswith(".json") or name.endswith("Response.json"):
             continue
-        stem = name[: -len(".json")]
-        if version is OcppVersion.V201:
-            if not stem.endswith("Request"):
-                continue
-            stem = stem[: -len("Request")]
-        names.add(stem)
+        stem, suffix = name[: -len(".json")], _REQUEST_SUFFIX[version]
+        if stem.endswith(suffix):
+            names.add(stem[: len(stem) - len(suffix)])
     return frozenset(names)
 
 

@@ -16,7 +16,7 @@ class OcppVersion(enum.StrEnum):
 
     @property
     def short(self) -> str:
-        return "1.6" if self is OcppVersion.V16 else "2.0.1"
+        return self.value.removeprefix("ocpp")
 
     @classmethod
     def parse(cls, text: str) -> OcppVersion:

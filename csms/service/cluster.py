@@ -20,42 +20,25 @@ __all__ = ["NODE_GRACE", "acquire_lease", "beat", "lease_holder", "live_nodes", 
 NODE_GRACE = timedelta(seconds=15)  # no beat for this long: the node is gone
 
 
-def _iso(at: datetime) -> str:
-    return at.isoformat(timespec="microseconds")
-
-
 async def beat(tx: Tx, node_id: str, now: datetime) -> None:
-    await tx.execute(
-        "INSERT INTO nodes (id, started_at, last_seen) VALUES (?, ?, ?)"
-        " ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen",
-        node_id, _iso(now), _iso(now))
+    await tx.beat_node(node_id, now)
 
 
 async def live_nodes(tx: Tx, now: datetime, grace: timedelta = NODE_GRACE) -> set[str]:
-    rows = await tx.fetchall("SELECT id, last_seen FROM nodes")
-    return {r["id"] for r in rows if datetime.fromisoformat(r["last_seen"]) >= now - grace}
+    return {node for node, seen in (await tx.node_beats()).items() if seen >= now - grace}
 
 
 async def acquire_lease(tx: Tx, name: str, holder: str, now: datetime, ttl: timedelta) -> bool:
     """Take or renew ``name`` for ``holder`` until now + ttl; False while another holds it."""
-    until = _iso(now + ttl)
-    taken = await tx.execute(
-        "INSERT INTO leases (name, holder, expires_at) VALUES (?, ?, ?)"
-        " ON CONFLICT (name) DO NOTHING", name, holder, until)
-    if taken:
-        return True
-    renewed = await tx.execute(
-        "UPDATE leases SET holder = ?, expires_at = ? WHERE name = ?"
-        " AND (holder = ? OR expires_at < ?)", holder, until, name, holder, _iso(now))
-    return renewed == 1
+    return await tx.take_lease(name, holder, now + ttl, now)
 
 
 async def release_lease(tx: Tx, name: str, holder: str) -> None:
-    await tx.execute("DELETE FROM leases WHERE name = ? AND holder = ?", name, holder)
+    await tx.drop_lease(name, holder)
 
 
 async def lease_holder(tx: Tx, name: str, now: datetime) -> str | None:
-    row = await tx.fetchone("SELECT holder, expires_at FROM leases WHERE name = ?", name)
-    if row is None or datetime.fromisoformat(row["expires_at"]) < now:
+    lease = await tx.get_lease(name)
+    if lease is None or lease[1] < now:
         return None
-    return str(row["holder"])
+    return lease[0]

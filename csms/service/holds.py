@@ -12,31 +12,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from csms.domain.model import BILLING_HOLD_FLAGS, Session, SessionStatus
+from csms.domain.model import BILLING_HOLD_FLAGS, SessionStatus
+from csms.service.billing import BillingState, billing_state, check_billing_transition
 from csms.service.ports import Tx
 
 __all__ = ["DECISIONS", "HoldError", "billing_state", "decide"]
 
-DECISIONS = ("released", "rejected")
+DECISIONS = (BillingState.RELEASED.value, BillingState.REJECTED.value)
 
 
 class HoldError(ValueError):
     """The decision does not apply to this session (one line for the operator)."""
-
-
-def billing_state(session: Session, settlement_state: str | None) -> str:
-    """held | released | rejected | queued | batched | anchored | active."""
-    if session.status is SessionStatus.ACTIVE:
-        return "active"
-    if "rejected" in session.flags:
-        return "rejected"
-    if settlement_state:
-        return settlement_state
-    if "released" in session.flags:
-        return "released"
-    if BILLING_HOLD_FLAGS.intersection(session.flags):
-        return "held"
-    return "queued"
 
 
 async def decide(
@@ -50,10 +36,10 @@ async def decide(
         raise HoldError(f"no session {session_id}")
     if session.status is not SessionStatus.COMPLETED:
         raise HoldError(f"session {session_id} is still active")
-    row = await tx.fetchone("SELECT settlement_state FROM sessions WHERE id = ?", session_id)
-    state = billing_state(session, row["settlement_state"] if row else None)
-    if state != "held":
+    state = billing_state(session)
+    if state != BillingState.HELD:
         raise HoldError(f"session {session_id} is not held for a decision (it is {state})")
+    check_billing_transition(state, decision)
     assert session.id is not None
     holds = sorted(BILLING_HOLD_FLAGS.intersection(session.flags))
     session.flag(decision)

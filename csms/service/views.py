@@ -1,4 +1,4 @@
-"""JSON views of domain records, shared by the CLI and the admin API."""
+"""JSON views of domain records, shared by the CLI, the admin API and the MQTT events."""
 
 from __future__ import annotations
 
@@ -36,7 +36,8 @@ def iso(value: datetime | None) -> str | None:
 
 
 def session_json(s: Session) -> dict[str, Any]:
-    """A session as the CLI's ``--json`` and the admin API show it."""
+    """A session as the CLI's ``--json``, the admin API and the MQTT session events show
+    it (one shape for all three; times in UTC)."""
     return {
         "id": s.id,
         "station_id": s.station_id,

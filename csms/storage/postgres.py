@@ -1,6 +1,7 @@
 """PostgreSQL storage (asyncpg) with group commit, for several nodes on one database.
 
-Theory of operation. The same design as :mod:`csms.storage.sqlite`. Units of
+Theory of operation. The same design as :mod:`csms.storage.sqlite` (the queue and
+its committers are :mod:`csms.storage.group_commit`'s). Units of
 work queue up; a committer task takes every queued unit (at most
 ``MAX_BATCH``), borrows one connection from the pool and runs the units one
 after another inside one transaction, each in its own SAVEPOINT, so a failing
@@ -71,14 +72,14 @@ import logging
 import random
 import zlib
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import asyncpg
 
 from csms.service.ports import StorageError, Tx
-from csms.storage.migrations import migrations_for
+from csms.storage.group_commit import Batch, GroupCommit, Outcomes
+from csms.storage.migrations import CREATE_MIGRATIONS_TABLE, Migration, migrate
 from csms.storage.sql import SqlTx
 
 __all__ = ["PostgresRepository", "describe_dsn", "to_postgres_placeholders"]
@@ -190,20 +191,38 @@ class _PostgresTx(SqlTx):
         return int(value)
 
 
-class PostgresRepository:
+class _PostgresMigrations:
+    """:func:`csms.storage.migrations.migrate` on one connection."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+
+    async def applied_versions(self) -> set[int]:
+        await self.conn.execute(CREATE_MIGRATIONS_TABLE)
+        rows = await self.conn.fetch("SELECT version FROM schema_migrations")
+        return {r["version"] for r in rows}
+
+    async def apply(self, migration: Migration, applied_at: str) -> None:
+        async with self.conn.transaction():
+            await self.conn.execute(migration.sql)  # no parameters: the whole script at once
+            await self.conn.execute(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+                migration.version, migration.name, applied_at,
+            )
+
+
+class PostgresRepository(GroupCommit):
     """A PostgreSQL database behind the Repository port; open with :meth:`open`."""
 
     dialect = "postgres"
+    max_batch = MAX_BATCH
+    committer_name = "postgres-committer"
 
     def __init__(self, pool: asyncpg.Pool, dsn: str, parallel: int = COMMITTERS) -> None:
+        super().__init__()
         self._pool = pool
         self.dsn = dsn
-        self._queue: list[tuple[Callable[[Tx], Awaitable[Any]], asyncio.Future[Any]]] = []
-        self._committers: set[asyncio.Task[None]] = set()
         self.parallel = parallel
-        self._closed = False
-        self.commits = 0
-        self.units = 0
         self.retries = 0
 
     @classmethod
@@ -249,27 +268,7 @@ class PostgresRepository:
         # own (as in SQLite) while the lock is held across all of them.
         await conn.execute("SELECT pg_advisory_lock($1)", key)
         try:
-            await conn.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
-                " name TEXT NOT NULL, applied_at TEXT NOT NULL)"
-            )
-            done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
-            known = migrations_for("postgres")
-            newer = done - {m.version for m in known}
-            if newer:
-                log.warning("! database has migrations this build does not know: %s",
-                            sorted(newer))
-            for m in known:
-                if m.version in done:
-                    continue
-                log.info("= applying migration %04d_%s", m.version, m.name)
-                async with conn.transaction():
-                    await conn.execute(m.sql)  # no parameters: the whole script at once
-                    await conn.execute(
-                        "INSERT INTO schema_migrations (version, name, applied_at)"
-                        " VALUES ($1, $2, $3)",
-                        m.version, m.name, datetime.now(UTC).isoformat(),
-                    )
+            await migrate("postgres", _PostgresMigrations(conn))
         finally:
             with contextlib.suppress(*_DB_ERRORS):
                 await conn.execute("SELECT pg_advisory_unlock($1)", key)
@@ -278,22 +277,7 @@ class PostgresRepository:
         value = await self._pool.fetchval("SELECT max(version) FROM schema_migrations")
         return int(value or 0)
 
-    # -- units of work ----------------------------------------------------------
-    async def unit(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
-        if self._closed:
-            raise StorageError("repository is closed")
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[T] = loop.create_future()
-        self._queue.append((fn, fut))
-        if len(self._committers) < self.parallel:
-            # Another committer when all running ones are busy: up to ``parallel``
-            # batches are in flight on their own connections (see the module notes).
-            task = loop.create_task(self._commit_loop(), name="postgres-committer")
-            self._committers.add(task)
-            task.add_done_callback(self._committers.discard)
-        # The committer owns the work; a cancelled caller does not cancel the unit.
-        return await asyncio.shield(fut)
-
+    # -- units of work (queued and committed by GroupCommit) ---------------------
     async def read(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
         try:
             async with self._pool.acquire() as conn, conn.transaction(
@@ -303,43 +287,17 @@ class PostgresRepository:
         except _DB_ERRORS as exc:
             raise _storage_error(exc) from exc
 
-    async def _commit_loop(self) -> None:
-        while self._queue:
-            batch = self._queue[:MAX_BATCH]
-            del self._queue[:MAX_BATCH]
-            try:
-                outcomes = await self._run_batch(batch)
-            except (*_DB_ERRORS, StorageError) as exc:
-                # The transaction itself failed (commit refused, connection
-                # lost, server shutting down): nothing of the batch is known
-                # to be durable, so every caller gets the error and no station
-                # is acknowledged; they retry.
-                log.error("! batch of %d units not committed: %s", len(batch), exc)
-                err = StorageError(f"batch not committed: {_storage_error(exc)}")
-                for _, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(err)
-                continue
-            except BaseException:
-                # cancelled (event loop shutting down): leave no caller waiting forever
-                for _, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(StorageError("repository shut down mid-batch"))
-                raise
-            self.commits += 1
-            self.units += len(outcomes)
-            for fut, ok, value in outcomes:
-                if fut.done():
-                    continue
-                if ok:
-                    fut.set_result(value)
-                else:
-                    fut.set_exception(value)
+    async def _run_batch(self, batch: Batch) -> Outcomes:
+        try:
+            return await self._run_batch_on_a_connection(batch)
+        except (*_DB_ERRORS, StorageError) as exc:
+            # The transaction itself failed (commit refused, connection lost, server
+            # shutting down): nothing of the batch is known to be durable.
+            log.error("! batch of %d units not committed: %s", len(batch), exc)
+            raise StorageError(f"batch not committed: {_storage_error(exc)}") from exc
 
-    async def _run_batch(
-        self, batch: list[tuple[Callable[[Tx], Awaitable[Any]], asyncio.Future[Any]]]
-    ) -> list[tuple[asyncio.Future[Any], bool, Any]]:
-        outcomes: list[tuple[asyncio.Future[Any], bool, Any]] = []
+    async def _run_batch_on_a_connection(self, batch: Batch) -> Outcomes:
+        outcomes: Outcomes = []
         async with self._pool.acquire() as conn:
             tx = _PostgresTx(conn)
             await conn.execute("BEGIN ISOLATION LEVEL READ COMMITTED; SAVEPOINT unit")
@@ -392,10 +350,7 @@ class PostgresRepository:
         return outcomes
 
     async def close(self) -> None:
-        self._closed = True
-        for task in list(self._committers):
-            with contextlib.suppress(Exception):
-                await task
+        await self._finish_committers()
         try:
             await asyncio.wait_for(self._pool.close(), 10)
         except TimeoutError:

@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from csms.domain.tariff import Tariff
+from csms.service.billing import BillingState, check_billing_transition
 
 __all__ = ["BATCH_FIELDS", "SettlementSql"]
 
@@ -260,9 +261,14 @@ class SettlementSql(ABC):
     async def set_batch_sessions(self, batch_id: int, state: str,
                                  unpaid: dict[int, int]) -> None:
         """Every session of a batch: ``state``, or unpaid with the chain's reason."""
-        for item in await self.batch_items(batch_id):
-            sid = int(item["session_id"])
+        rows = await self.fetchall(
+            "SELECT s.id, s.settlement_state FROM batch_items bi JOIN sessions s"
+            " ON s.id = bi.session_id WHERE bi.batch_id = ? ORDER BY bi.position", batch_id)
+        for row in rows:
+            sid = int(row["id"])
             reason = unpaid.get(sid)
+            check_billing_transition(row["settlement_state"] or BillingState.QUEUED,
+                                     BillingState.UNPAID if reason is not None else state)
             if reason is None:
                 await self.set_session_settlement(sid, settlement_state=state)
             else:

@@ -103,6 +103,9 @@ def _session(row: dict[str, Any]) -> Session:
         flags=orjson.loads(row["flags"]),
         last_seq_no=row["last_seq_no"],
         start_key=row["start_key"],
+        price_minor=row.get("price_minor"),
+        currency=row.get("currency"),
+        settlement_state=row.get("settlement_state"),
     )
 
 
@@ -489,3 +492,72 @@ class SqlTx(SettlementSql, ABC):
             " ON CONFLICT DO NOTHING",
             session_id, dt_to_db(at),
         )
+
+    async def pending_outbox(self, limit: int) -> list[dict[str, Any]]:
+        """Events not yet published, oldest first: id, topic, payload (JSON text)."""
+        return await self.fetchall(
+            "SELECT id, topic, payload FROM outbox WHERE published_at IS NULL"
+            " ORDER BY id LIMIT ?", limit,
+        )
+
+    async def mark_outbox_published(self, ids: list[int], at: datetime) -> None:
+        if not ids:
+            return
+        marks = ", ".join("?" for _ in ids)
+        await self.execute(
+            f"UPDATE outbox SET published_at = ? WHERE id IN ({marks})", at.isoformat(), *ids,
+        )
+
+    async def purge_outbox(self, published_before: datetime) -> int:
+        return await self.execute(
+            "DELETE FROM outbox WHERE published_at IS NOT NULL AND published_at < ?",
+            published_before.isoformat(),
+        )
+
+    async def count_outbox_pending(self) -> int:
+        row = await self.fetchone("SELECT count(*) AS n FROM outbox WHERE published_at IS NULL")
+        return int(row["n"]) if row else 0
+
+    async def gas_spent(self) -> int:
+        row = await self.fetchone(
+            "SELECT coalesce(sum(gas_used), 0) AS g FROM batches WHERE gas_used IS NOT NULL")
+        return int(row["g"]) if row else 0
+
+    # -- cluster: node beats and leases ----------------------------------------
+    async def beat_node(self, node_id: str, at: datetime) -> None:
+        await self.execute(
+            "INSERT INTO nodes (id, started_at, last_seen) VALUES (?, ?, ?)"
+            " ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen",
+            node_id, _iso_local(at), _iso_local(at))
+
+    async def node_beats(self) -> dict[str, datetime]:
+        rows = await self.fetchall("SELECT id, last_seen FROM nodes")
+        return {r["id"]: datetime.fromisoformat(r["last_seen"]) for r in rows}
+
+    async def take_lease(self, name: str, holder: str, until: datetime, now: datetime) -> bool:
+        """Take ``name`` for ``holder`` until ``until`` if it is free, expired or already
+        held by ``holder``; one conditional write, so at most one holder at a time."""
+        taken = await self.execute(
+            "INSERT INTO leases (name, holder, expires_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (name) DO NOTHING", name, holder, _iso_local(until))
+        if taken:
+            return True
+        renewed = await self.execute(
+            "UPDATE leases SET holder = ?, expires_at = ? WHERE name = ?"
+            " AND (holder = ? OR expires_at < ?)",
+            holder, _iso_local(until), name, holder, _iso_local(now))
+        return renewed == 1
+
+    async def drop_lease(self, name: str, holder: str) -> None:
+        await self.execute("DELETE FROM leases WHERE name = ? AND holder = ?", name, holder)
+
+    async def get_lease(self, name: str) -> tuple[str, datetime] | None:
+        row = await self.fetchone("SELECT holder, expires_at FROM leases WHERE name = ?", name)
+        if row is None:
+            return None
+        return str(row["holder"]), datetime.fromisoformat(row["expires_at"])
+
+
+def _iso_local(at: datetime) -> str:
+    """Times of the cluster tables, as the callers give them (their offset kept)."""
+    return at.isoformat(timespec="microseconds")

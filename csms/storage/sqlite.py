@@ -1,9 +1,9 @@
 """SQLite storage with group commit.
 
-Theory of operation. One write connection, used only by the committer task.
-Units of work queue up; the committer takes every queued unit, runs them one
-after another inside one ``BEGIN IMMEDIATE`` transaction (each in its own
-SAVEPOINT, so a failing unit rolls back alone) and then issues one ``COMMIT``
+Theory of operation. One write connection, used only by the committer task
+(the queue and the committer are :mod:`csms.storage.group_commit`'s). A batch of
+units runs inside one ``BEGIN IMMEDIATE`` transaction (each unit in its own
+SAVEPOINT, so a failing unit rolls back alone) and ends with one ``COMMIT``
 (``synchronous=FULL``: the WAL is fsynced) in a worker thread. Only then are
 the callers' futures resolved, so nothing is acknowledged before it is
 durable, and one fsync covers every message that arrived meanwhile.
@@ -26,12 +26,12 @@ import os
 import sqlite3
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 from csms.service.ports import StorageError, Tx
-from csms.storage.migrations import migrations_for
+from csms.storage.group_commit import Batch, GroupCommit, Outcomes
+from csms.storage.migrations import CREATE_MIGRATIONS_TABLE, Migration, migrate, run_now
 from csms.storage.sql import SqlTx
 
 __all__ = ["SqliteRepository"]
@@ -96,126 +96,93 @@ def _connect(path: str, *, readonly: bool = False) -> sqlite3.Connection:
     return conn
 
 
-class SqliteRepository:
+class _SqliteMigrations:
+    """:func:`csms.storage.migrations.migrate` on the write connection (synchronous steps)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    async def applied_versions(self) -> set[int]:
+        self.conn.execute(CREATE_MIGRATIONS_TABLE)
+        return {r[0] for r in self.conn.execute("SELECT version FROM schema_migrations")}
+
+    async def apply(self, migration: Migration, applied_at: str) -> None:
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _split_sql(migration.sql):
+                conn.execute(statement)
+            conn.execute(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                (migration.version, migration.name, applied_at),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+
+class SqliteRepository(GroupCommit):
     """A SQLite file (or ``:memory:`` for unit tests) behind the Repository port."""
 
     dialect = "sqlite"
+    max_batch = MAX_BATCH
+    parallel = 1  # one write connection
+    committer_name = "sqlite-committer"
 
     def __init__(self, path: str | Path) -> None:
+        super().__init__()
         self.path = str(path)
         self._write = _connect(self.path)
-        self._migrate()
+        run_now(migrate("sqlite", _SqliteMigrations(self._write)))
         self._read = self._write if self.path == ":memory:" else _connect(self.path, readonly=True)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-commit")
-        self._queue: list[tuple[Callable[[Tx], Awaitable[Any]], asyncio.Future[Any]]] = []
-        self._committer: asyncio.Task[None] | None = None
-        self._closed = False
-        self.commits = 0
-        self.units = 0
-
-    # -- schema ----------------------------------------------------------------
-    def _migrate(self) -> None:
-        conn = self._write
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
-            " name TEXT NOT NULL, applied_at TEXT NOT NULL)"
-        )
-        done = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
-        for m in migrations_for("sqlite"):
-            if m.version in done:
-                continue
-            log.info("= applying migration %04d_%s", m.version, m.name)
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                for statement in _split_sql(m.sql):
-                    conn.execute(statement)
-                conn.execute(
-                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-                    (m.version, m.name, datetime.now(UTC).isoformat()),
-                )
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
 
     def schema_version(self) -> int:
         row = self._write.execute("SELECT max(version) FROM schema_migrations").fetchone()
         return int(row[0] or 0)
 
-    # -- units of work ----------------------------------------------------------
-    async def unit(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
-        if self._closed:
-            raise StorageError("repository is closed")
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[T] = loop.create_future()
-        self._queue.append((fn, fut))
-        if self._committer is None or self._committer.done():
-            self._committer = loop.create_task(self._commit_loop(), name="sqlite-committer")
-        # The committer owns the work; a cancelled caller does not cancel the unit.
-        return await asyncio.shield(fut)
-
+    # -- units of work (queued and committed by GroupCommit) ---------------------
     async def read(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
         return await fn(_SqliteTx(self._read))
 
-    async def _commit_loop(self) -> None:
+    async def _run_batch(self, batch: Batch) -> Outcomes:
         loop = asyncio.get_running_loop()
         conn = self._write
         tx = _SqliteTx(conn)
-        while self._queue:
-            batch = self._queue[:MAX_BATCH]
-            del self._queue[:MAX_BATCH]
-            outcomes: list[tuple[asyncio.Future[Any], bool, Any]] = []
-            try:
-                await loop.run_in_executor(self._executor, conn.execute, "BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                for _, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(StorageError(f"cannot begin a transaction: {exc}"))
-                continue
-            try:
-                for fn, fut in batch:
-                    conn.execute("SAVEPOINT unit")
-                    try:
-                        result = await fn(tx)
-                    except Exception as exc:  # handed to the caller
-                        # A unit's own error (including a constraint violation)
-                        # undoes that unit only.
-                        conn.execute("ROLLBACK TO unit")
-                        conn.execute("RELEASE unit")
-                        if isinstance(exc, sqlite3.Error):
-                            exc = StorageError(f"{type(exc).__name__}: {exc}")
-                        outcomes.append((fut, False, exc))
-                    else:
-                        conn.execute("RELEASE unit")
-                        outcomes.append((fut, True, result))
-                await loop.run_in_executor(self._executor, conn.execute, "COMMIT")
-            except sqlite3.Error as exc:
-                # The transaction itself failed (disk full, I/O error): nothing of
-                # the batch is durable, so every caller gets the error and no
-                # station is acknowledged; they retry.
-                log.error("! commit failed: %s", exc)
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-                err = StorageError(f"commit failed: {exc}")
-                for _, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(err)
-                continue
-            self.commits += 1
-            self.units += len(outcomes)
-            for fut, ok, value in outcomes:
-                if fut.done():
-                    continue
-                if ok:
-                    fut.set_result(value)
+        outcomes: Outcomes = []
+        try:
+            await loop.run_in_executor(self._executor, conn.execute, "BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot begin a transaction: {exc}") from exc
+        try:
+            for fn, fut in batch:
+                conn.execute("SAVEPOINT unit")
+                try:
+                    result = await fn(tx)
+                except Exception as exc:  # handed to the caller
+                    # A unit's own error (including a constraint violation)
+                    # undoes that unit only.
+                    conn.execute("ROLLBACK TO unit")
+                    conn.execute("RELEASE unit")
+                    if isinstance(exc, sqlite3.Error):
+                        exc = StorageError(f"{type(exc).__name__}: {exc}")
+                    outcomes.append((fut, False, exc))
                 else:
-                    fut.set_exception(value)
+                    conn.execute("RELEASE unit")
+                    outcomes.append((fut, True, result))
+            await loop.run_in_executor(self._executor, conn.execute, "COMMIT")
+        except sqlite3.Error as exc:
+            # The transaction itself failed (disk full, I/O error): nothing of the
+            # batch is durable.
+            log.error("! commit failed: %s", exc)
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise StorageError(f"commit failed: {exc}") from exc
+        return outcomes
 
     async def close(self) -> None:
-        self._closed = True
-        if self._committer is not None:
-            with contextlib.suppress(Exception):
-                await self._committer
+        await self._finish_committers()
         self._executor.shutdown(wait=True)
         if self._read is not self._write:
             self._read.close()

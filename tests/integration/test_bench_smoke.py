@@ -46,3 +46,22 @@ def test_attack_benchmark_runs(args: list[str]) -> None:
     assert r.returncode == 0, r.stderr
     result = json.loads(r.stdout.strip().splitlines()[-1])
     assert result["benchmark"]
+
+
+def test_fleet_benchmark_grows_a_fleet_on_each_server() -> None:
+    r = subprocess.run(
+        [sys.executable, "-m", "bench.fleet", "--fleet", "6", "12", "--servers", "voltledger",
+         "ocpp-rpc", "--meter-interval", "1", "--heartbeat-interval", "2",
+         "--session-meters", "2", "--window", "2", "--procs", "2", "--sources", "2"],
+        capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout.strip().splitlines()[-1])
+    servers = [result["servers"]["voltledger"]]
+    if "steps" in result["servers"]["ocpp-rpc"] or IN_CI:
+        servers.append(result["servers"]["ocpp-rpc"])
+    for figures in servers:
+        sizes = [step["stations"] for step in figures["steps"]]
+        assert sizes[0] == 6, figures
+        for step in figures["steps"]:  # every station connected, sent and was answered
+            assert step["connect_failures"] == 0 and step["dropped"] == 0, figures
+            assert step["errors"] == 0 and step["messages_per_s"] > 0, figures

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import sys
 from pathlib import Path
 
@@ -85,6 +86,89 @@ def test_domain_is_stdlib_only() -> None:
             }
             assert third_party <= {"__future__"}, f"{module} imports {third_party}"
 
+
+# SQL lives in csms.storage only; the environment is read in csms.config (and the storage
+# adapters, which may take a server's own variables).
+SQL_OWNERS = ("csms.storage",)
+ENVIRON_OWNERS = ("csms.storage", "csms.config")
+SQL_START = re.compile(
+    r"\s*(SELECT\s+(.*\sFROM\s|\w+\()|INSERT\s+INTO\s|UPDATE\s+\w+\s+SET\s|DELETE\s+FROM\s|CREATE\s+"
+    r"(TABLE|INDEX|UNIQUE|VIEW|TRIGGER)\s|ALTER\s+TABLE\s|DROP\s+(TABLE|INDEX)\s|WITH\s+\w+"
+    r"(\s*\([^)]*\))?\s+AS\s*\()",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+def sql_strings(tree: ast.AST) -> list[tuple[int, str]]:
+    """String literals (and f-strings' leading text) that start like an SQL statement."""
+    found = []
+    for node in ast.walk(tree):
+        text: str | None = None
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            text = node.value
+        elif isinstance(node, ast.JoinedStr) and node.values:
+            first = node.values[0]
+            if isinstance(first, ast.Constant) and isinstance(first.value, str):
+                text = first.value
+        if text is not None and SQL_START.match(text):
+            found.append((getattr(node, "lineno", 0), text[:60]))
+    return found
+
+
+def environ_uses(tree: ast.AST) -> list[int]:
+    """Lines reading the process environment: os.environ, os.getenv, environ imported."""
+    names = ("environ", "getenv", "environb")
+    lines = []
+    for node in ast.walk(tree):
+        attribute = (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                     and node.value.id == "os" and node.attr in names)
+        imported = (isinstance(node, ast.ImportFrom) and node.module == "os"
+                    and any(a.name in names for a in node.names))
+        if attribute or imported:
+            lines.append(getattr(node, "lineno", 0))
+    return lines
+
+
+@pytest.mark.parametrize(("module", "path"), modules(), ids=lambda v: str(v))
+def test_sql_and_environment_stay_in_their_modules(module: str, path: Path) -> None:
+    tree = ast.parse(path.read_text("utf-8"))
+    if not any(under(module, o) for o in SQL_OWNERS):
+        assert not sql_strings(tree), f"{module} holds SQL: {sql_strings(tree)}"
+    if not any(under(module, o) for o in ENVIRON_OWNERS):
+        assert not environ_uses(tree), f"{module} reads os.environ at lines {environ_uses(tree)}"
+
+
+@pytest.mark.parametrize("source", [
+    'q = "SELECT id FROM sessions"',
+    'q = "SELECT pg_backend_pid()"',
+    'q = "select id from sessions"',
+    'q = ("INSERT INTO nodes (id) VALUES (?)"\n     " ON CONFLICT DO NOTHING")',
+    'q = f"UPDATE outbox SET published_at = ? WHERE id IN ({marks})"',
+    'q = "DELETE FROM leases WHERE name = ?"',
+    'q = "  create table t (id INTEGER)"',
+    'q = "WITH recent AS (SELECT 1) SELECT * FROM recent"',
+])
+def test_sql_strings_are_found(source: str) -> None:
+    assert sql_strings(ast.parse(source))
+
+
+@pytest.mark.parametrize("source", [
+    '"""Update a station\'s tariff."""',
+    'help = "Delete the card link of a tag"',
+    'msg = "select a station first"',
+    'msg = "with care"',
+])
+def test_prose_is_not_sql(source: str) -> None:
+    assert not sql_strings(ast.parse(source))
+
+
+@pytest.mark.parametrize("source", [
+    "import os\nkey = os.environ.get('CSMS_KEYSTORE')",
+    "import os\nkey = os.getenv('CSMS_KEYSTORE')",
+    "from os import environ\nkey = environ['X']",
+])
+def test_environment_reads_are_found(source: str) -> None:
+    assert environ_uses(ast.parse(source))
 
 # Libraries that do I/O or run an event loop: never in the sans-I/O protocol layer.
 IO_LIBS = ("asyncio", "websockets", "trio", "anyio", "socket")

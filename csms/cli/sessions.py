@@ -1,0 +1,166 @@
+"""``csms sessions``: charging session records, and the operator's decision on held ones."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import typer
+
+from csms.cli.common import (
+    CliError,
+    DataDirOption,
+    DbOption,
+    JsonOption,
+    actor,
+    fail,
+    group,
+    in_read,
+    in_unit,
+    load_settings,
+    print_json,
+    print_table,
+    run,
+)
+from csms.config import Settings
+from csms.domain.model import Session
+from csms.service.holds import HoldError, billing_state, decide
+from csms.service.ports import Tx
+from csms.service.views import iso as _iso
+from csms.service.views import session_json
+
+__all__ = ["sessions_app"]
+
+sessions_app = group("Charging sessions.")
+
+
+
+@sessions_app.command("list")
+def sessions_list(
+    json: JsonOption = False,
+    station: Annotated[str | None, typer.Option(help="Only this station")] = None,
+    active: Annotated[bool, typer.Option("--active", help="Only sessions in progress")] = False,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first")] = 1000,
+    db: DbOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """List charging sessions, newest first."""
+
+    async def work(tx: Tx) -> list[Session]:
+        return await tx.list_sessions(station, True if active else None, limit)
+
+    settings = load_settings(db=db, data_dir=data_dir)
+    rows = [session_json(s) for s in run(in_read(settings, work))]
+    if json:
+        print_json(rows)
+        return
+    print_table(
+        "Sessions",
+        ["id", "station", "conn", "tag", "OCPP", "tx id", "started", "stopped", "kWh", "status",
+         "reason"],
+        [
+            [
+                r["id"], r["station_id"], r["connector_id"], r["id_tag"], r["ocpp_version"],
+                r["transaction_id"], r["started_at"], r["stopped_at"],
+                None if r["energy_wh"] is None else f"{r['energy_wh'] / 1000:.3f}",
+                r["status"], r["stop_reason"],
+            ]
+            for r in rows
+        ],
+    )
+
+
+@sessions_app.command("show")
+def sessions_show(
+    session_id: Annotated[int, typer.Argument(help="The session's id")],
+    json: JsonOption = False,
+    db: DbOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Show one session with its meter samples."""
+
+    async def work(tx: Tx) -> dict[str, Any] | None:
+        s = await tx.get_session(session_id)
+        if s is None:
+            return None
+        out = session_json(s)
+        out["samples"] = [
+            {
+                "timestamp": _iso(m.timestamp), "measurand": m.measurand, "phase": m.phase,
+                "context": m.context, "location": m.location, "unit": m.unit,
+                "multiplier": m.multiplier, "value": m.value, "format": m.format,
+                "signed": m.signed,
+            }
+            for m in await tx.session_samples(session_id)
+        ]
+        out["billing"] = billing_state(s, s.settlement_state)
+        out["signed_readings"] = await tx.signed_readings(session_id)
+        return out
+
+    data = run(in_read(load_settings(db=db, data_dir=data_dir), work))
+    if data is None:
+        fail(f"no session {session_id}")
+    if json:
+        print_json(data)
+        return
+    print_table(
+        f"Session {session_id}", ["field", "value"],
+        [[k, v] for k, v in data.items() if k not in ("samples", "signed_readings")],
+    )
+    if data["signed_readings"]:
+        print_table(
+            "Signed meter readings (OCMF)", ["#", "TX", "time", "Wh", "meter", "signature"],
+            [[r["container_no"], r["tx_code"], r["reading_time"], r["reading_wh"],
+              r["meter_serial"], r["status"] if r["status"] == "verified"
+              else f"{r['status']}: {r['detail']}"] for r in data["signed_readings"]],
+        )
+    print_table(
+        "Meter samples", ["time", "measurand", "phase", "context", "value", "unit"],
+        [[m["timestamp"], m["measurand"], m["phase"], m["context"], m["value"], m["unit"]]
+         for m in data["samples"]],
+    )
+
+
+
+
+def _decide(session_id: int, decision: str, reason: str | None,
+            settings: Settings) -> None:
+    async def work(tx: Tx) -> dict[str, Any]:
+        try:
+            return await decide(tx, session_id, decision, actor=actor(), reason=reason,
+                                now=datetime.now(UTC))
+        except HoldError as exc:
+            raise CliError(str(exc)) from None
+
+    result = run(in_unit(settings, work))
+    holds = ", ".join(result["holds"])
+    verb = "released for settlement" if decision == "released" else "rejected (never settled)"
+    typer.echo(f"session {session_id} {verb}; it was held for: {holds}")
+
+
+ReasonOption = Annotated[
+    str | None, typer.Option(help="Why (kept in the audit log)")
+]
+
+
+@sessions_app.command("release")
+def sessions_release(
+    session_id: Annotated[int, typer.Argument(help="The session's id")],
+    reason: ReasonOption = None,
+    db: DbOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Settle a held session as it is billed (an operator's decision, audited)."""
+    _decide(session_id, "released", reason, load_settings(db=db, data_dir=data_dir))
+
+
+@sessions_app.command("reject")
+def sessions_reject(
+    session_id: Annotated[int, typer.Argument(help="The session's id")],
+    reason: ReasonOption = None,
+    db: DbOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Never settle a held session (it stays on record; audited)."""
+    _decide(session_id, "rejected", reason, load_settings(db=db, data_dir=data_dir))
+

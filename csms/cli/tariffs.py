@@ -1,0 +1,99 @@
+"""``csms tariffs``: prices per station, versioned (a new version per change)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any
+
+import typer
+
+from csms.cli.common import (
+    CliError,
+    DataDirOption,
+    DbOption,
+    JsonOption,
+    group,
+    in_read,
+    in_unit,
+    load_settings,
+    print_json,
+    print_table,
+    run,
+)
+from csms.domain.tariff import Tariff
+from csms.service.ports import Tx
+
+__all__ = ["tariffs_app"]
+
+tariffs_app = group("Prices per station (versioned).")
+
+
+def _decimal(text: str, name: str) -> Decimal:
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise typer.BadParameter(f"not a number: {text!r}", param_hint=name) from None
+    if not value.is_finite() or value < 0:
+        raise typer.BadParameter("must be a non-negative number", param_hint=name)
+    return value
+
+
+@tariffs_app.command("set")
+def tariffs_set(
+    station: Annotated[str, typer.Argument(help="Station id, or '*' for the default")],
+    per_kwh: Annotated[str, typer.Option(help="Price per kWh in major units, e.g. 0.39")],
+    per_minute: Annotated[str, typer.Option(help="Price per minute")] = "0",
+    session_fee: Annotated[str, typer.Option(help="Fixed fee per session")] = "0",
+    currency: Annotated[str, typer.Option(help="ISO 4217 code or token symbol")] = "EUR",
+    decimals: Annotated[int, typer.Option(min=0, max=18, help="Minor-unit decimals")] = 2,
+    valid_from: Annotated[str | None, typer.Option(help="ISO 8601 [default: now]")] = None,
+    db: DbOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Set a station's tariff: a new version, valid from now (or --valid-from)."""
+    prices = {n: _decimal(v, f"--{n.replace('_', '-')}") for n, v in
+              (("per_kwh", per_kwh), ("per_minute", per_minute), ("session_fee", session_fee))}
+    if not currency.isalnum() or len(currency) > 10:
+        raise typer.BadParameter("a currency code of letters and digits", param_hint="--currency")
+    try:
+        start = datetime.fromisoformat(valid_from) if valid_from else datetime.now(UTC)
+    except ValueError:
+        raise typer.BadParameter(f"not an ISO 8601 time: {valid_from!r}") from None
+    if start.tzinfo is None:
+        start = start.replace(tzinfo=UTC)
+
+    async def work(tx: Tx) -> int:
+        if station != "*" and await tx.get_station(station) is None:
+            raise CliError(f"no station {station!r} (use '*' for every station)")
+        return await tx.add_tariff(Tariff(
+            station, prices["per_kwh"], currency.upper(), decimals, prices["per_minute"],
+            prices["session_fee"], valid_from=start))
+
+    version = run(in_unit(load_settings(db=db, data_dir=data_dir), work))
+    typer.echo(f"tariff for {station}: version {version}, {prices['per_kwh']} {currency.upper()}"
+               f"/kWh")
+
+
+@tariffs_app.command("list")
+def tariffs_list(json_: JsonOption = False, db: DbOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """List tariffs (every version)."""
+
+    async def work(tx: Tx) -> list[dict[str, Any]]:
+        return [{"station_id": t.station_id, "version": t.version, "per_kwh": str(t.per_kwh),
+                 "per_minute": str(t.per_minute), "session_fee": str(t.session_fee),
+                 "currency": t.currency, "decimals": t.decimals,
+                 "valid_from": t.valid_from.isoformat() if t.valid_from else None}
+                for t in await tx.list_tariffs()]
+
+    rows = run(in_read(load_settings(db=db, data_dir=data_dir), work))
+    if json_:
+        print_json(rows)
+        return
+    print_table("Tariffs", ["station", "version", "per kWh", "per min", "fee", "currency",
+                            "valid from"],
+                [[r["station_id"], r["version"], r["per_kwh"], r["per_minute"],
+                  r["session_fee"], r["currency"], r["valid_from"]] for r in rows])
+

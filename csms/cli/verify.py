@@ -1,0 +1,108 @@
+"""``csms verify``: check receipts against the chain alone (VALID, INVALID, UNVERIFIED)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from csms.cli.common import DataDirOption, console, fail, load_settings
+
+__all__ = ["verify"]
+
+
+def verify(
+    files: Annotated[list[str], typer.Argument(
+        metavar="file...", help="Receipts written by csms receipt (several: also checked"
+        " against each other for a session billed twice)")],
+    rpc: Annotated[str | None, typer.Option(help="JSON-RPC URL of the chain")] = None,
+    driver: Annotated[str | None, typer.Option(
+        help="Your driver address: the contract must be the one your escrow is in")] = None,
+    contract: Annotated[str | None, typer.Option(
+        help="The contract you trust (instead of --driver)")] = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Check receipts against the chain alone: exit 0 VALID, 1 INVALID, 3 UNVERIFIED (the
+    chain could not be reached, or which contract is the real one is not known)."""
+    from settlement.chain import AnvilNode, ChainError, rpc_client
+    from settlement.receipts import (
+        INVALID,
+        VALID,
+        ReceiptError,
+        check_receipt,
+        duplicates,
+        verify_receipt,
+    )
+
+    for value, name in ((driver, "--driver"), (contract, "--contract")):
+        if value is not None and not re.fullmatch(r"0x[0-9a-fA-F]{40}", value):
+            raise typer.BadParameter("an address is 0x and 40 hex digits", param_hint=name)
+    receipts: list[Any] = []
+    for file in files:
+        try:
+            receipts.append(json.loads(Path(file).read_text("utf-8")))
+        except (OSError, ValueError) as exc:
+            fail(f"cannot read receipt {file}: {exc}")
+        try:
+            check_receipt(receipts[-1])  # all of them before any verdict
+        except ReceiptError as exc:
+            fail(f"{file}: {exc}")
+    settings = load_settings(data_dir=data_dir)
+    node = None
+    w3: Any = None
+    if rpc:
+        w3 = rpc_client(rpc)
+    else:
+        deployments = Path(settings.data_dir).expanduser() / "chain.json"
+        first = receipts[0] if isinstance(receipts[0], dict) else {}
+        chain = first.get("chain")
+        chain_id = str(chain.get("chain_id") if isinstance(chain, dict) else None)
+        try:
+            known = json.loads(deployments.read_text("utf-8")) if deployments.exists() else {}
+        except (OSError, ValueError):
+            known = {}
+        recorded = known.get(chain_id, {}).get("contract")
+        if driver is None and contract is None and recorded:
+            # the operator checking its own receipts: the contract it deployed
+            contract = str(recorded)
+            console.print(f"trusting contract {contract}, the one recorded in {deployments}"
+                          " (a driver passes --driver ADDRESS instead)", highlight=False,
+                          soft_wrap=True)
+        if known.get(chain_id, {}).get("kind") == "local":
+            # the running node of a `csms serve --chain local`, or one of our own
+            try:
+                node = AnvilNode(Path(settings.data_dir).expanduser() / "anvil-state.json",
+                                 attach=True)
+                w3 = rpc_client(node.url)
+            except ChainError as exc:
+                console.print(f"the local chain could not be started: {exc}")
+    statuses = []
+    try:
+        for file, data in zip(files, receipts, strict=True):
+            try:
+                verdict = verify_receipt(data, w3, driver=driver, contract=contract)
+            except ReceiptError as exc:
+                fail(f"{file}: {exc}")
+            if len(files) > 1:
+                console.print(f"[bold]{file}[/]")
+            for check in verdict.checks:
+                mark = {True: "[green]ok[/]", False: "[bold red]FAIL[/]",
+                        None: "[yellow]??[/]"}[check.ok]
+                console.print(f"{mark}  {check.name}: {check.detail}", highlight=False)
+            console.print(f"what this proves: {verdict.proves}")
+            color = {VALID: "green", INVALID: "red"}.get(verdict.status, "yellow")
+            console.print(f"[bold {color}]{verdict.status}[/] receipt")
+            statuses.append(verdict.status)
+    finally:
+        if node is not None:
+            node.stop()
+    twice = duplicates(receipts) if len(receipts) > 1 else []
+    for line in twice:
+        console.print(f"[bold red]FAIL[/]  billed twice: {line}")
+    if twice or INVALID in statuses:
+        raise typer.Exit(1)
+    if any(s != VALID for s in statuses):
+        raise typer.Exit(3)

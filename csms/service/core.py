@@ -1,0 +1,98 @@
+"""The charging service's shared state and helpers: its repository, clock and settings, the
+outbox events it writes and the check of an id tag. The use cases build on it
+(:mod:`csms.service.stations`, :mod:`csms.service.sessions`)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from csms.domain.energy import DEFAULT_MAX_POWER_W
+from csms.domain.model import AuthStatus
+from csms.service import defaults
+from csms.service.credit import CreditCheck
+from csms.service.messages import utc_now
+from csms.service.ports import Repository, Tx
+from csms.service.quota import PayloadQuota
+
+__all__ = ["ChargingCore"]
+
+log = logging.getLogger("csms.service")
+
+
+class ChargingCore:
+    """The charging service's state (repository, clock, settings) and the helpers every
+    use case shares; the use cases are mixins of it (stations, sessions)."""
+
+    def __init__(
+        self,
+        repo: Repository,
+        *,
+        heartbeat_interval: int = defaults.HEARTBEAT_INTERVAL,
+        boot_retry_interval: int = defaults.BOOT_RETRY_INTERVAL,
+        publish_events: bool = False,
+        clock: Callable[[], datetime] = utc_now,
+        seen_flush_interval: float = 1.0,
+        default_max_power_w: Decimal = DEFAULT_MAX_POWER_W,
+        time_past: timedelta = defaults.TIME_PAST,
+        time_future: timedelta = defaults.TIME_FUTURE,
+        quota: PayloadQuota | None = None,
+        storage_reserve: int = 0,
+        on_dropped: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self.repo = repo
+        # plausibility (csms.domain.energy): a station's power when none is registered or
+        # reported; the window of transaction times around registration and receipt
+        self.default_max_power_w = default_max_power_w
+        self.time_past = time_past
+        self.time_future = time_future
+        self._registered: dict[str, datetime | None] = {}
+        # the drivers' escrows on chain (settlement.credit), when settlement runs here
+        self.credit: CreditCheck | None = None
+        self.heartbeat_interval = heartbeat_interval
+        self.boot_retry_interval = boot_retry_interval
+        self.publish_events = publish_events
+        self.clock = clock
+        self.seen_flush_interval = seen_flush_interval
+        self._seen: dict[str, datetime] = {}
+        self._seen_flush: asyncio.Task[None] | None = None
+        self._seen_writer = False  # run_seen_writer() owns the writes
+        # station payloads besides transactions: quotas and a disk reserve (see quota.py)
+        self.quota = quota
+        self.storage_reserve = storage_reserve
+        self.on_dropped = on_dropped
+        self.dropped: Counter[tuple[str, str]] = Counter()  # (quota kind, reason)
+
+    # -- helpers -----------------------------------------------------------
+    async def _event(self, tx: Tx, station_id: str, topic: str, payload: dict[str, Any]) -> None:
+        """Queue a bus event in the same transaction as the data it describes."""
+        if self.publish_events:
+            await tx.add_outbox(f"voltledger/{station_id}/{topic}", payload, self.clock())
+
+    async def _authorize(self, tx: Tx, tag: str | None) -> AuthStatus:
+        if tag is None:
+            return AuthStatus.ACCEPTED
+        record = await tx.get_tag(tag)
+        if record is None:
+            return AuthStatus.UNKNOWN
+        return record.authorize(self.clock())
+
+    async def covered(self, station_id: str, tag: str) -> bool:
+        """Whether the escrow of the driver who linked ``tag`` covers a charge here (True
+        for a tag linked to no driver, or without settlement on this node)."""
+        return await self.refusal(station_id, tag) is None
+
+    async def refusal(self, station_id: str, tag: str) -> str | None:
+        """Why the driver who linked ``tag`` may not charge here, or None."""
+        if self.credit is None:
+            return None
+        decision = await self.credit.check(station_id, tag)
+        if decision is None or decision.ok:
+            return None
+        log.info("= %s: %s may not charge: %s", station_id, tag, decision.reason)
+        return decision.reason

@@ -1,0 +1,76 @@
+"""What stations' messages bring to the charging service, and what it answers: a boot and
+its decision, a 1.6 StopTransaction, a 2.0.1 TransactionEvent (version-neutral enough for
+the service), and the error for a station nobody registered."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from csms.domain.model import (
+    MeterSample,
+    ValueNote,
+)
+
+__all__ = [
+    "BootDecision", "BootInfo", "StopInfo", "TransactionEventIn", "UnknownStation", "utc_now",
+]
+
+
+class UnknownStation(Exception):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class BootInfo:
+    vendor: str | None = None
+    model: str | None = None
+    firmware_version: str | None = None
+    serial_number: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BootDecision:
+    status: str  # Accepted | Pending | Rejected
+    interval: int
+    current_time: datetime
+
+
+@dataclass(slots=True)
+class StopInfo:
+    """A 1.6 StopTransaction."""
+
+    transaction_id: int
+    meter_stop_wh: Decimal
+    timestamp: datetime
+    reason: str | None = None
+    id_tag: str | None = None
+    samples: list[MeterSample] = field(default_factory=list)
+    notes: list[ValueNote] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class TransactionEventIn:
+    """A 2.0.1 TransactionEvent, version-neutral enough for the service."""
+
+    event_type: str  # Started | Updated | Ended
+    timestamp: datetime
+    trigger_reason: str
+    seq_no: int | None  # None: beyond what can be stored (see notes); not deduplicated
+    transaction_id: str
+    offline: bool = False
+    charging_state: str | None = None
+    stopped_reason: str | None = None
+    evse_id: int | None = None
+    connector_id: int | None = None
+    id_tag: str | None = None
+    remote_start_id: int | None = None
+    samples: list[MeterSample] = field(default_factory=list)
+    notes: list[ValueNote] = field(default_factory=list)
+
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,413 @@
+"""Use cases of charging sessions: 1.6 StartTransaction, StopTransaction and MeterValues,
+2.0.1 TransactionEvent (offline replay deduplicated on seqNo), a session's running energy
+and, when it completes, its billed energy and whether it is queued for settlement or
+held (see :mod:`csms.service.billing`).
+
+Every handler runs as one unit of work and returns only after its commit is durable.
+Transaction messages are always acknowledged (DESIGN.md: an error makes the station
+retry and finally drop the data): odd data is stored and flagged, never refused. Ingest
+is idempotent: a 1.6 StartTransaction retry gets the transactionId of the first (dedupe
+on station, connector, idTag, timestamp, meterStart) and a 2.0.1 TransactionEvent retry
+is recognised by (station, transactionId, seqNo).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from decimal import Decimal
+
+from csms.domain.energy import (
+    compute_energy,
+    energy_between,
+    energy_flags,
+    time_flag,
+)
+from csms.domain.model import (
+    BILLING_HOLD_FLAGS,
+    AuthStatus,
+    MeterSample,
+    Session,
+    SessionStatus,
+    ValueNote,
+)
+from csms.service.billing import BillingState, billing_state, check_billing_transition
+from csms.service.messages import StopInfo, TransactionEventIn
+from csms.service.ports import Tx
+from csms.service.signed_data import SignedDataChecks
+from csms.service.views import session_json
+
+__all__ = ["SessionUseCases"]
+
+log = logging.getLogger("csms.service")
+
+
+# 2.0.1 has no meterStart/meterStop: its readings always come from samples, signed or not.
+_V201_NORMAL = frozenset({"meter_start_from_samples", "meter_stop_from_samples",
+                          "meter_start_from_signed", "meter_stop_from_signed"})
+
+# Notes that only say what was assumed: a flag on the session, no event.
+_QUIET_NOTES = frozenset({"time_offset_assumed"})
+
+
+class SessionUseCases(SignedDataChecks):
+    """Transactions of both versions: start, stop, meter values, events; a session's
+    billed energy when it completes."""
+
+    async def _notes(self, tx: Tx, session: Session, notes: list[ValueNote],
+                     action: str) -> None:
+        """Flag the session for what its message carried that could not be taken as sent,
+        and keep each such value verbatim (a station event)."""
+        for note in notes:
+            session.flag(note.flag)
+            if note.flag in _QUIET_NOTES:
+                continue
+            await tx.add_station_event(
+                session.station_id, "value_not_taken",
+                {"session_id": session.id, "action": action, "field": note.field,
+                 "value": note.value, "flag": note.flag, "detail": note.detail},
+                self.clock())
+
+    async def _check_times(self, tx: Tx, session: Session, times: list[datetime],
+                           action: str) -> None:
+        """``time_implausible`` for transaction times the station cannot have sent: before
+        its registration less ``time_past``, or after now plus ``time_future``."""
+        if not times:
+            return
+        now = self.clock()
+        if session.station_id not in self._registered:
+            station = await tx.get_station(session.station_id)
+            self._registered[session.station_id] = station.created_at if station else None
+        registered = self._registered[session.station_id]
+        not_before = registered - self.time_past if registered is not None else None
+        bad = [t for t in times if time_flag(t, not_before, now + self.time_future)]
+        if not bad or "time_implausible" in session.flags:
+            return
+        session.flag("time_implausible")
+        await tx.add_station_event(
+            session.station_id, "time_implausible",
+            {"session_id": session.id, "action": action,
+             "times": [t.isoformat() for t in bad[:5]],
+             "not_before": not_before.isoformat() if not_before else None,
+             "not_after": (now + self.time_future).isoformat()}, now)
+
+    # -- sessions ------------------------------------------------------------
+    async def _complete(self, tx: Tx, session: Session, samples: list[MeterSample]) -> None:
+        """Compute the billed energy from all the session's data and queue settlement.
+
+        Unsigned readings first (csms.domain.energy), then the meter's signed ones
+        (OCMF), which win where the two differ by a unit factor or the station sent none;
+        then plausibility. A session with any hold flag is not queued.
+        """
+        assert session.id is not None
+        before = billing_state(session)
+        stored = await tx.session_samples(session.id)
+        data = stored if stored else samples
+        result = compute_energy(
+            session.reported_meter_start_wh, session.reported_meter_stop_wh, data,
+            session.started_at,
+        )
+        flags = [f for f in result.flags
+                 if not (session.ocpp_version == "ocpp2.0.1" and f in _V201_NORMAL)]
+        if not result.readings_decrease:  # only start/stop went backwards: decided below,
+            flags = [f for f in flags if f != "meter_went_backwards"]  # once reconciled
+        start, stop = result.meter_start_wh, result.meter_stop_wh
+        signed = [s for s in data if s.signed]
+        if signed:
+            # Compare the meter's signed readings with the station's own readings of the
+            # same moments (meterStart/meterStop or its Transaction.Begin/End samples);
+            # a first/last periodic reading is no such reading.
+            anchored = {"reported", "context"}
+            rec = await self._check_signed(
+                tx, session, signed,
+                start if result.start_source in anchored else None,
+                stop if result.stop_source in anchored else None)
+            for side, reading in (("start", rec.signed_begin), ("stop", rec.signed_end)):
+                if reading is None:
+                    continue  # no signed reading for this side: the station's stands
+                if side == "start":
+                    start = rec.start_wh
+                else:
+                    stop = rec.stop_wh
+                if f"meter_{side}_from_signed" in rec.flags:
+                    flags = [f for f in flags if f not in (
+                        f"meter_{side}_missing", f"meter_{side}_from_samples")]
+            flags.extend(f for f in rec.flags
+                         if not (session.ocpp_version == "ocpp2.0.1" and f in _V201_NORMAL))
+        energy = 0
+        if start is not None and stop is not None:
+            energy, problem = energy_between(start, stop)
+            if problem:
+                flags.append(problem)
+        session.meter_start_wh, session.meter_stop_wh, session.energy_wh = start, stop, energy
+        for f in flags:
+            session.flag(f)
+        station = await tx.get_station(session.station_id)
+        limit = station.power_limit_w(self.default_max_power_w) if station \
+            else self.default_max_power_w
+        for f in energy_flags(session.started_at, session.stopped_at, energy, limit):
+            session.flag(f)
+        session.status = SessionStatus.COMPLETED
+        await tx.update_session(session)
+        now = self.clock()
+        if not BILLING_HOLD_FLAGS.intersection(session.flags):
+            check_billing_transition(before, BillingState.QUEUED)
+            await tx.enqueue_settlement(session.id, now)
+        else:
+            check_billing_transition(before, BillingState.HELD)
+            await tx.add_station_event(
+                session.station_id, "billing_hold",
+                {"session_id": session.id, "flags": session.flags,
+                 "max_power_w": str(limit)}, now,
+            )
+        await self._event(tx, session.station_id, "session/completed", session_json(session))
+
+    @staticmethod
+    def _running_energy(session: Session, samples: list[MeterSample]) -> None:
+        """Keep ``energy_wh`` of an active session current (for the API), never billing."""
+        result = compute_energy(session.meter_start_wh, None, samples, session.started_at)
+        if "value_out_of_range" in result.flags:
+            session.flag("value_out_of_range")
+        if "meter_start_placeholder" in result.flags:
+            session.meter_start_wh = result.meter_start_wh
+            session.flag("meter_start_placeholder")
+        elif session.meter_start_wh is None and result.meter_start_wh is not None:
+            session.meter_start_wh = result.meter_start_wh
+        if result.meter_stop_wh is not None and session.meter_start_wh is not None:
+            delta = result.meter_stop_wh - session.meter_start_wh
+            if delta >= 0:
+                session.energy_wh = max(session.energy_wh or 0, int(delta))
+
+    # 1.6 ---------------------------------------------------------------------
+    async def start_transaction(
+        self, station_id: str, connector_id: int | None, id_tag: str, meter_start_wh: Decimal,
+        timestamp: datetime, reservation_id: int | None = None,
+        notes: list[ValueNote] | None = None,
+    ) -> tuple[int, AuthStatus, datetime | None]:
+        """1.6 §6.46 StartTransaction: always answered with a transactionId."""
+        start_key = f"{connector_id}|{id_tag}|{timestamp.isoformat()}|{meter_start_wh}"
+        covered = await self.covered(station_id, id_tag)
+
+        async def work(tx: Tx) -> tuple[int, AuthStatus, datetime | None]:
+            tag = await tx.get_tag(id_tag)
+            auth = AuthStatus.UNKNOWN if tag is None else tag.authorize(self.clock())
+            if auth is AuthStatus.ACCEPTED and not covered:
+                auth = AuthStatus.NO_CREDIT
+            expires = tag.expires_at if tag else None
+            existing = await tx.find_session_by_start_key(station_id, start_key)
+            if existing is not None:
+                # A retry of a StartTransaction we already answered (the answer
+                # was lost): same transactionId, nothing new stored.
+                return int(existing.transaction_id), auth, expires
+            session = Session(
+                station_id=station_id,
+                ocpp_version="ocpp1.6",
+                transaction_id="",
+                started_at=timestamp,
+                connector_id=connector_id,
+                evse_id=connector_id,
+                id_tag=id_tag,
+                auth_status=auth.value,
+                reported_meter_start_wh=meter_start_wh,
+                meter_start_wh=meter_start_wh,
+                start_key=start_key,
+            )
+            if auth is not AuthStatus.ACCEPTED:
+                session.flag(f"auth_{auth.value.lower()}")
+            await tx.insert_session(session)
+            assert session.id is not None
+            if await tx.bind_authorization(station_id, id_tag, session.id,
+                                           int(self.clock().timestamp())) is not None \
+                    and auth is AuthStatus.UNKNOWN:
+                # an app session's token, authorized by the driver's signature
+                auth = AuthStatus.ACCEPTED
+                session.auth_status = auth.value
+                session.flags = [f for f in session.flags if f != "auth_unknown"]
+                await tx.update_session(session)
+            flagged = len(session.flags)
+            await self._notes(tx, session, notes or [], "StartTransaction")
+            await self._check_times(tx, session, [timestamp], "StartTransaction")
+            if len(session.flags) != flagged:
+                await tx.update_session(session)
+            await self._event(tx, station_id, "session/started", session_json(session))
+            return int(session.transaction_id), auth, expires
+
+        return await self.repo.unit(work)
+
+    async def stop_transaction(self, station_id: str, stop: StopInfo) -> AuthStatus | None:
+        """1.6 §6.50 StopTransaction: completes the session, whatever it holds."""
+        txid = str(stop.transaction_id)
+
+        async def work(tx: Tx) -> AuthStatus | None:
+            auth = await self._authorize(tx, stop.id_tag) if stop.id_tag else None
+            session = await tx.find_session(station_id, txid)
+            now = self.clock()
+            if session is None:
+                owners = await tx.stations_with_transaction(txid)
+                if owners:
+                    # Transactions are bound to their station: another station's
+                    # stop is acknowledged (so it stops retrying) but not applied.
+                    await tx.add_station_event(
+                        station_id, "security",
+                        {"type": "ForeignTransaction", "transaction_id": txid,
+                         "action": "StopTransaction"},
+                        now,
+                    )
+                    log.warning("! %s sent StopTransaction for another station's transaction %s",
+                                station_id, txid)
+                    return auth
+                session = Session(
+                    station_id=station_id, ocpp_version="ocpp1.6", transaction_id=txid,
+                    started_at=stop.timestamp, id_tag=stop.id_tag,
+                )
+                session.flag("unknown_transaction")
+                await tx.insert_session(session)
+            elif session.status is SessionStatus.COMPLETED:
+                return auth  # a retry of a stop we already stored
+            assert session.id is not None
+            if stop.samples:
+                await tx.add_samples(
+                    station_id, stop.samples, session_id=session.id,
+                    evse_id=session.evse_id, connector_id=session.connector_id,
+                    transaction_id=txid,
+                )
+            await self._notes(tx, session, stop.notes, "StopTransaction")
+            await self._check_times(tx, session, [stop.timestamp, *(s.timestamp
+                                                                    for s in stop.samples)],
+                                    "StopTransaction")
+            session.stopped_at = stop.timestamp
+            session.reported_meter_stop_wh = stop.meter_stop_wh
+            session.stop_reason = stop.reason or "Local"  # 1.6 §7.45: Local when omitted
+            await self._complete(tx, session, stop.samples)
+            return auth
+
+        return await self.repo.unit(work)
+
+    async def meter_values(
+        self, station_id: str, connector_id: int | None, transaction_id: str | None,
+        samples: list[MeterSample], notes: list[ValueNote] | None = None,
+    ) -> None:
+        """1.6 §6.34 MeterValues. Without a known transaction the samples are kept
+        for the station (main meter, clock-aligned) and never touch a session."""
+
+        async def work(tx: Tx) -> None:
+            session: Session | None = None
+            now = self.clock()
+            if transaction_id is not None and connector_id != 0:
+                session = await tx.find_session(station_id, transaction_id)
+                if session is None and await tx.stations_with_transaction(transaction_id):
+                    await tx.add_station_event(
+                        station_id, "security",
+                        {"type": "ForeignTransaction", "transaction_id": transaction_id,
+                         "action": "MeterValues"},
+                        now,
+                    )
+            await tx.add_samples(
+                station_id, samples, session_id=session.id if session else None,
+                evse_id=connector_id, connector_id=connector_id, transaction_id=transaction_id,
+            )
+            if session is None:
+                return
+            await self._notes(tx, session, notes or [], "MeterValues")
+            await self._check_times(tx, session, [s.timestamp for s in samples], "MeterValues")
+            if session.status is SessionStatus.ACTIVE:
+                self._running_energy(session, samples)
+                await tx.update_session(session)
+                await self._event(tx, station_id, "session/updated", session_json(session))
+            else:
+                session.flag("late_samples")
+                await tx.update_session(session)
+
+        await self.repo.unit(work)
+
+    # 2.0.1 -------------------------------------------------------------------
+    async def transaction_event(
+        self, station_id: str, ev: TransactionEventIn
+    ) -> AuthStatus | None:
+        """2.0.1 E01-E15 TransactionEvent: Started / Updated / Ended, deduplicated by seqNo."""
+        covered = await self.covered(station_id, ev.id_tag) \
+            if ev.id_tag and ev.event_type == "Started" else True
+
+        async def work(tx: Tx) -> AuthStatus | None:
+            auth = await self._authorize(tx, ev.id_tag) if ev.id_tag else None
+            if auth is AuthStatus.ACCEPTED and not covered:
+                auth = AuthStatus.NO_CREDIT
+            now = self.clock()
+            # A seqNo beyond 64 bits cannot be stored: the event is taken as new (the
+            # session is held for it, see ev.notes).
+            fresh = ev.seq_no is None or await tx.record_tx_event(
+                station_id, ev.transaction_id, ev.seq_no, ev.event_type, ev.offline, now
+            )
+            if not fresh:
+                return auth  # a retry: already stored, answer the same
+            session = await tx.find_session(station_id, ev.transaction_id)
+            created = False
+            if session is None:
+                session = Session(
+                    station_id=station_id, ocpp_version="ocpp2.0.1",
+                    transaction_id=ev.transaction_id, started_at=ev.timestamp,
+                    evse_id=ev.evse_id, connector_id=ev.connector_id,
+                )
+                if ev.event_type != "Started":
+                    session.flag("started_missing")
+                if ev.seq_no != 0 and ev.event_type == "Started":
+                    session.flag("seq_gap")
+                await tx.insert_session(session)
+                created = True
+            else:
+                if session.last_seq_no is not None and ev.seq_no is not None \
+                        and ev.seq_no != session.last_seq_no + 1:
+                    session.flag("seq_gap")
+                    await tx.add_station_event(
+                        station_id, "seq_gap",
+                        {"transaction_id": ev.transaction_id, "expected": session.last_seq_no + 1,
+                         "received": ev.seq_no},
+                        now,
+                    )
+                if ev.event_type == "Started" and not created:
+                    session.started_at = ev.timestamp
+            assert session.id is not None
+            if ev.seq_no is not None and (session.last_seq_no is None
+                                          or ev.seq_no > session.last_seq_no):
+                session.last_seq_no = ev.seq_no
+            await self._notes(tx, session, ev.notes, "TransactionEvent")
+            await self._check_times(tx, session, [ev.timestamp, *(s.timestamp
+                                                                  for s in ev.samples)],
+                                    "TransactionEvent")
+            if ev.offline:
+                session.flag("offline_events")
+            if session.evse_id is None and ev.evse_id is not None:
+                session.evse_id, session.connector_id = ev.evse_id, ev.connector_id
+            if ev.id_tag and session.id_tag is None:
+                session.id_tag = ev.id_tag
+                if await tx.bind_authorization(station_id, ev.id_tag, session.id,
+                                               int(self.clock().timestamp())) is not None \
+                        and auth is AuthStatus.UNKNOWN:
+                    auth = AuthStatus.ACCEPTED  # authorized by the driver's signature
+                session.auth_status = auth.value if auth else None
+                if auth is not None and auth is not AuthStatus.ACCEPTED:
+                    session.flag(f"auth_{auth.value.lower()}")
+            if ev.samples:
+                await tx.add_samples(
+                    station_id, ev.samples, session_id=session.id, evse_id=session.evse_id,
+                    connector_id=session.connector_id, transaction_id=ev.transaction_id,
+                )
+            if session.status is SessionStatus.COMPLETED:
+                if ev.samples:
+                    session.flag("late_samples")
+                await tx.update_session(session)
+                return auth
+            if ev.event_type == "Ended":
+                session.stopped_at = ev.timestamp
+                # 2.0.1 E06: stoppedReason may be omitted, meaning Local.
+                session.stop_reason = ev.stopped_reason or "Local"
+                await self._complete(tx, session, ev.samples)
+                return auth
+            if ev.samples:
+                self._running_energy(session, ev.samples)
+            await tx.update_session(session)
+            topic = "session/started" if created else "session/updated"
+            await self._event(tx, station_id, topic, session_json(session))
+            return auth
+
+        return await self.repo.unit(work)

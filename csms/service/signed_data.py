@@ -1,0 +1,89 @@
+"""Signed meter data (OCMF) of a session: each container verified against the station's
+pinned meter key (pinned on first use when the operator registered none), the results
+stored per reading, and the signed readings reconciled with the station's own."""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+from typing import Any
+
+from csms.domain.model import (
+    MeterSample,
+    Session,
+)
+from csms.metering import ocmf
+from csms.service.core import ChargingCore
+from csms.service.ports import Tx
+
+__all__ = ["SignedDataChecks"]
+
+log = logging.getLogger("csms.service")
+
+
+class SignedDataChecks(ChargingCore):
+    """Signed meter data (OCMF) of a session, verified and reconciled with its readings."""
+
+    async def _check_signed(
+        self, tx: Tx, session: Session, signed: list[MeterSample],
+        start_wh: Decimal | None, stop_wh: Decimal | None,
+    ) -> ocmf.Reconciled:
+        """Verify the session's signed meter data (OCMF) and reconcile it with the readings.
+
+        The station's meter key is the one registered by the operator, or the first
+        one a message carried (then pinned: a different key later is a security event
+        and does not replace it). Per signed reading the result is stored; a signature
+        that fails, data that cannot be read or checked, and signed import readings that
+        differ from the station's hold the session back from settlement.
+        """
+        assert session.id is not None
+        pinned, _source = await tx.get_meter_key(session.station_id)
+        rows: list[dict[str, Any]] = []
+        readings: list[ocmf.SignedReading] = []
+        now = self.clock()
+        for number, sample in enumerate(signed):
+            assert sample.signed is not None
+            checked = ocmf.check_container(sample.signed, pinned)
+            if checked.message_key is not None:
+                if pinned is None:
+                    pinned = checked.message_key
+                    await tx.set_meter_key(session.station_id, pinned, "first_use")
+                    await tx.add_station_event(
+                        session.station_id, "security",
+                        {"type": "MeterKeyPinned", "public_key": pinned}, now)
+                    log.info("= %s: meter key pinned on first use", session.station_id)
+                elif checked.message_key != pinned:
+                    session.flag("meter_key_changed")
+                    await tx.add_station_event(
+                        session.station_id, "security",
+                        {"type": "MeterKeyChanged", "pinned": pinned,
+                         "received": checked.message_key, "session_id": session.id}, now)
+                    log.warning("! %s sent signed meter data with a different meter key",
+                                session.station_id)
+            if checked.status == ocmf.NO_KEY:
+                session.flag("meter_key_unknown")
+            elif checked.status in (ocmf.INVALID, ocmf.MALFORMED):
+                session.flag("signature_invalid")
+            base = {"container_no": number, "public_key": checked.key_used,
+                    "status": checked.status, "detail": checked.detail}
+            if not checked.readings:
+                rows.append({**base, "tx_code": None, "reading_time": None, "reading_wh": None,
+                             "resolution_wh": None, "meter_serial": None, "pagination": None})
+            for r in checked.readings:
+                rows.append({**base, "tx_code": r.tx, "reading_time": r.time,
+                             "reading_wh": str(r.wh), "resolution_wh": str(r.resolution_wh),
+                             "meter_serial": r.meter_serial, "pagination": r.pagination,
+                             "register_code": r.register, "register_kind": r.kind})
+                if checked.status == ocmf.VERIFIED:
+                    readings.append(r)
+        await tx.add_signed_readings(session.id, session.station_id, rows)
+        rec = ocmf.reconcile(readings, start_wh, stop_wh)
+        if rec.mismatches:
+            await tx.add_station_event(
+                session.station_id, "billing_mismatch",
+                {"session_id": session.id, "mismatches": rec.mismatches}, now)
+        if rec.notes:
+            await tx.add_station_event(
+                session.station_id, "billing_discrepancy",
+                {"session_id": session.id, "notes": rec.notes, "flags": rec.flags}, now)
+        return rec

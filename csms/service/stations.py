@@ -1,0 +1,254 @@
+"""Use cases of a station's lifecycle: boot (1.6 §4.2, 2.0.1 B01), heartbeats and the
+last-seen writer, connections, connector status, authorization of id tags (with the
+drivers' credit), reported maximum power, and the station's own payloads (events,
+data transfers, notifications) within their quotas."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from csms.domain.model import (
+    AuthStatus,
+    BootPolicy,
+    Station,
+)
+from csms.service.core import ChargingCore
+from csms.service.messages import BootDecision, BootInfo, UnknownStation, utc_now
+from csms.service.ports import StorageError, Tx
+from csms.service.quota import quota_kind
+
+__all__ = ["StationUseCases", "new_station"]
+
+log = logging.getLogger("csms.service")
+
+
+class StationUseCases(ChargingCore):
+    """A station's lifecycle: boot, heartbeat, connection, status, authorization, its
+    own events and payload quotas."""
+
+    # -- station lifecycle -------------------------------------------------
+    async def boot(self, station_id: str, version: str, info: BootInfo) -> BootDecision:
+        now = self.clock()
+
+        async def work(tx: Tx) -> BootDecision:
+            station = await tx.get_station(station_id)
+            if station is None:
+                raise UnknownStation(station_id)
+            station.ocpp_version = version
+            station.vendor = info.vendor
+            station.model = info.model
+            station.firmware_version = info.firmware_version
+            station.serial_number = info.serial_number
+            station.last_boot_at = now
+            station.last_seen_at = now
+            await tx.update_station(station)
+            await self._metered_event(
+                tx, station_id, "boot",
+                {"reason": info.reason, "vendor": info.vendor, "model": info.model,
+                 "firmware_version": info.firmware_version, "policy": station.boot_policy.value},
+                now,
+            )
+            if station.boot_policy is BootPolicy.ACCEPTED:
+                status, interval = "Accepted", self.heartbeat_interval
+            elif station.boot_policy is BootPolicy.PENDING:
+                status, interval = "Pending", self.boot_retry_interval
+            else:
+                status, interval = "Rejected", self.boot_retry_interval
+            await self._event(tx, station_id, "boot", {"status": status})
+            return BootDecision(status, interval, now)
+
+        return await self.repo.unit(work)
+
+    async def heartbeat(self, station_id: str) -> datetime:
+        """Heartbeats are answered at once; "last seen" is written for all stations
+        together, once per ``seen_flush_interval`` (a heartbeat carries no data to keep,
+        and 10,000 stations would otherwise cost a unit of work each)."""
+        now = self.clock()
+        self._seen[station_id] = now
+        if not self._seen_writer and (self._seen_flush is None or self._seen_flush.done()):
+            # No writer task runs (the service used on its own): flush once, later.
+            self._seen_flush = asyncio.get_running_loop().create_task(
+                self._flush_seen_later(), name="last-seen")
+        return now
+
+    async def _flush_seen_later(self) -> None:
+        await asyncio.sleep(self.seen_flush_interval)
+        await self.flush_seen()
+
+    async def run_seen_writer(self, stop: asyncio.Event) -> None:
+        """The last-seen writer of a node: flush every ``seen_flush_interval`` until
+        ``stop``. A failed write is raised (the times are kept for the next one)."""
+        self._seen_writer = True
+        try:
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.seen_flush_interval)
+                await self._write_seen()
+        finally:
+            self._seen_writer = False
+
+    async def flush_seen(self) -> None:
+        """Write the "last seen" times of the heartbeats since the last flush."""
+        try:
+            await self._write_seen()
+        except StorageError as exc:  # kept for the next flush
+            log.warning("! last-seen times not stored: %s", exc)
+
+    async def _write_seen(self) -> None:
+        seen, self._seen = self._seen, {}
+        if not seen:
+            return
+
+        async def work(tx: Tx) -> None:
+            for station_id, at in seen.items():
+                await tx.touch_station(station_id, at)
+
+        try:
+            await self.repo.unit(work)
+        except BaseException:
+            for station_id, at in seen.items():
+                self._seen.setdefault(station_id, at)
+            raise
+
+    async def connection_changed(
+        self, station_id: str, online: bool, version: str, node: str = "local"
+    ) -> None:
+        now = self.clock()
+
+        async def work(tx: Tx) -> None:
+            if online:
+                await tx.set_station_connection(station_id, node, now)
+            else:
+                await tx.clear_station_connection(station_id, node)
+            await tx.add_station_event(
+                station_id, "online" if online else "offline", {"ocpp_version": version}, now
+            )
+            await self._event(
+                tx, station_id, "online" if online else "offline", {"ocpp_version": version}
+            )
+
+        await self.repo.unit(work)
+
+    async def status(
+        self, station_id: str, evse_id: int, connector_id: int, status: str,
+        error_code: str | None, at: datetime | None,
+    ) -> None:
+        now = self.clock()
+
+        async def work(tx: Tx) -> None:
+            await tx.set_connector_status(
+                station_id, evse_id, connector_id, status, error_code, at or now
+            )
+            await tx.touch_station(station_id, now)
+            await self._event(
+                tx, station_id, "status",
+                {"evse_id": evse_id, "connector_id": connector_id, "status": status,
+                 "error_code": error_code},
+            )
+
+        await self.repo.unit(work)
+
+    async def authorize(self, tag: str, station_id: str | None = None
+                        ) -> tuple[AuthStatus, datetime | None]:
+        async def work(tx: Tx) -> tuple[AuthStatus, datetime | None]:
+            record = await tx.get_tag(tag)
+            if record is None:
+                # an app session's token: authorized by the driver's signature
+                if station_id is not None and await tx.pending_authorization(
+                        station_id, tag, int(self.clock().timestamp())) is not None:
+                    return AuthStatus.ACCEPTED, None
+                return AuthStatus.UNKNOWN, None
+            return record.authorize(self.clock()), record.expires_at
+
+        status, expires = await self.repo.read(work)
+        if status is AuthStatus.ACCEPTED and station_id is not None \
+                and not await self.covered(station_id, tag):
+            return AuthStatus.NO_CREDIT, expires
+        return status, expires
+
+    async def accept_authorization(self, station_id: str, tag: str,
+                                   authorization: dict[str, Any]) -> None:
+        """Keep a driver's signed app-session authorization for the next session started
+        at ``station_id`` with ``tag`` (settled with it, see settlement.worker)."""
+        if self.credit is None:
+            raise ValueError("app sessions need settlement on this node (--chain)")
+        decision = await self.credit.check_authorization(station_id, authorization)
+        if not decision.ok:
+            raise ValueError(f"authorization refused: {decision.reason}")
+        now = self.clock()
+
+        async def work(tx: Tx) -> None:
+            await tx.add_authorization(str(authorization["driver"]), station_id, tag,
+                                       authorization, int(authorization["nonce"]),
+                                       int(authorization["expiry"]), now)
+
+        try:
+            await self.repo.unit(work)
+        except StorageError as exc:
+            raise ValueError(f"authorization refused: {exc}") from None
+
+    async def reported_max_power(self, station_id: str, watts: Decimal) -> None:
+        """Keep the maximum power a station reported (device model): the plausibility
+        limit when the operator registered none."""
+
+        async def work(tx: Tx) -> None:
+            station = await tx.get_station(station_id)
+            if station is not None and station.reported_max_power_w != watts:
+                station.reported_max_power_w = watts
+                await tx.update_station(station)
+
+        await self.repo.unit(work)
+
+    async def station_event(self, station_id: str, kind: str, payload: dict[str, Any]) -> bool:
+        """Store a station event; DataTransfer, security and notification payloads only
+        within their quota and the disk reserve (csms.service.quota). True if stored."""
+        now = self.clock()
+
+        async def work(tx: Tx) -> bool:
+            return await self._metered_event(tx, station_id, kind, payload, now)
+
+        return await self.repo.unit(work)
+
+    async def _metered_event(self, tx: Tx, station_id: str, kind: str,
+                             payload: dict[str, Any], now: datetime) -> bool:
+        metered = quota_kind(kind)
+        if metered is None or self.quota is None:
+            await tx.add_station_event(station_id, kind, payload, now)
+            return True
+        size = len(json.dumps(payload, separators=(",", ":"), default=str))
+        verdict = self.quota.admit(station_id, metered, size)
+        if not verdict.store:
+            self._dropped(station_id, metered, "quota")
+            if verdict.first_drop:  # one small note per station, kind and hour
+                await tx.add_station_event(station_id, "quota", {
+                    "type": "QuotaExceeded", "kind": metered,
+                    "limit_bytes_per_hour": self.quota.limits[metered]}, now)
+            return False
+        free = await tx.free_space()
+        if free is not None and free < self.storage_reserve:
+            # The space left is kept for transaction data.
+            self.quota.refund(station_id, metered, size)
+            self._dropped(station_id, metered, "reserve")
+            return False
+        await tx.add_station_event(station_id, kind, payload, now)
+        return True
+
+    def _dropped(self, station_id: str, kind: str, reason: str) -> None:
+        self.dropped[kind, reason] += 1
+        if self.on_dropped is not None:
+            self.on_dropped(kind, reason)
+        count = self.dropped[kind, reason]
+        if count == 1 or count % 1000 == 0:
+            log.warning("! %s payload of %s not stored (%s); %d dropped so far", kind,
+                        station_id, "quota reached" if reason == "quota"
+                        else "disk space kept for transactions", count)
+
+
+def new_station(station_id: str, **kwargs: Any) -> Station:
+    return Station(id=station_id, created_at=utc_now(), **kwargs)
