@@ -4,10 +4,14 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 TOOLS  := .tools
 NPM_PKGS := @foundry-rs/anvil@1.7.1 ocpp-rpc@2.2.1
+# the driver's receipt page: one self-contained HTML file bundled from web/ (esbuild,
+# @noble/curves, @noble/hashes, pinned in web/package-lock.json)
+WEB_PAGE := web/verify/dist/verify.html
+WEB_SRC  := web/verify/index.html web/verify/build.mjs $(wildcard web/verify/src/*.js)
 
 .PHONY: install demo test lint unit bench bench-quick clean
 
-install: $(VENV)/.installed $(TOOLS)/.installed
+install: $(VENV)/.installed $(TOOLS)/.installed $(WEB_PAGE)
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -22,6 +26,14 @@ $(TOOLS)/.installed: Makefile
 	npm install --silent --no-audit --no-fund --prefix $(TOOLS) $(NPM_PKGS)
 	@test -x $(TOOLS)/node_modules/.bin/anvil
 	@touch $@
+
+web/node_modules/.installed: web/package.json web/package-lock.json
+	@command -v npm >/dev/null || { echo "npm is required to build the receipt page"; exit 1; }
+	npm ci --silent --no-audit --no-fund --prefix web
+	@touch $@
+
+$(WEB_PAGE): web/node_modules/.installed $(WEB_SRC)
+	node web/verify/build.mjs
 
 demo: install
 	$(VENV)/bin/csms demo
@@ -43,4 +55,4 @@ bench-quick: install
 	$(PY) -m bench.throughput --stations 200 --duration 20 --ocpp 1.6
 
 clean:
-	rm -rf $(VENV) $(TOOLS) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS) web/node_modules web/verify/dist build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -178,10 +178,27 @@ async def _demo(folder: Path, chain_spec: str, stations: int, sessions: int) -> 
     else:
         console.print("the in-process chain is gone with this run: run csms demo --chain local"
                       " for a receipt you can check yourself")
+    page = _receipt_page(folder)
+    if page is not None:
+        console.print(f"or in a browser, without Python: open {page.as_uri()}?driver="
+                      f"{driver.address} and drop receipt-1.json on it (give it the RPC URL of"
+                      " a node of the chain for the on-chain checks)", highlight=False,
+                      soft_wrap=True)
     return verdict_ok and simulated == stored and summary.errors == 0
 
 
 MARKER = ".voltledger-demo"
+# the driver's receipt page, built by `make install` (web/verify, docs/settlement.md)
+RECEIPT_PAGE = Path(__file__).resolve().parents[2] / "web" / "verify" / "dist" / "verify.html"
+
+
+def _receipt_page(folder: Path) -> Path | None:
+    """The receipt page copied next to the receipt; None (said) when it was not built."""
+    if not RECEIPT_PAGE.is_file():
+        console.print("the receipt page was not built (make install builds"
+                      " web/verify/dist/verify.html)")
+        return None
+    return Path(shutil.copyfile(RECEIPT_PAGE, folder / "verify.html"))
 
 
 def prepare_folder(path: Path) -> Path:

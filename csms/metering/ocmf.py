@@ -401,7 +401,10 @@ def _verify(container: str, signature: Any, key_hex: str, curve: type[ec.Ellipti
             digest: type[hashes.HashAlgorithm]) -> bool:
     """ECDSA over the payload exactly as sent, with the curve and hash the SA names."""
     payload = container[len("OCMF|"):].rpartition("|")[0]
-    public = serialization.load_der_public_key(bytes.fromhex(key_hex))
+    try:
+        public = serialization.load_der_public_key(bytes.fromhex(key_hex))
+    except Exception as exc:  # not hex, not DER, an unsupported key: the receipt's key is bad
+        raise OcmfError(f"the meter key cannot be read: {exc}") from None
     if not isinstance(public, ec.EllipticCurvePublicKey) or \
             not isinstance(public.curve, curve):
         raise OcmfError(f"the meter key is not on the curve {curve.name} the signature names")

@@ -326,3 +326,10 @@ def test_a_transaction_register_offset_from_the_billed_readings_is_consistent() 
     assert rec.flags == ["signed_register_offset"] and not rec.mismatches
     rec = reconcile(signed, Decimal(76040), Decimal(77600))  # 60 Wh more than the meter
     assert rec.flags == ["signed_energy_mismatch"] and len(rec.mismatches) == 2
+
+
+@pytest.mark.parametrize("key", ["not hex", "3059", KEBA_KEY[:-2]])
+def test_a_pinned_key_that_cannot_be_read_fails_the_signature_not_the_verifier(key: str) -> None:
+    checked = check_container(v16(KEBA), key)
+    assert checked.status == INVALID
+    assert checked.detail.startswith("the meter key cannot be read")

@@ -1,0 +1,721 @@
+"""The driver's receipt page (web/verify) against ``csms verify``: same receipts, same verdicts.
+
+Receipts come from a real run: simulated stations (one fleet signing its meter readings
+with OCMF, one not) charge on a running central system, a driver's escrow and card are
+set up on the managed local chain (Anvil), ``csms settle run`` settles and ``csms receipt``
+writes the receipts. Each receipt is then changed one field at a time, and checked with
+wrong, missing and right contracts, and with the chain unreachable. ``csms verify`` checks
+every case, the page checks every case in Debian's chromium (Playwright, opened from a
+file:// URL like a driver's download): the verdicts, and the checks that failed or could
+not be made, must be the same one for one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import copy
+import json
+import os
+import re
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chargers_sim import Fleet
+from csms.domain.model import IdTag
+from settlement.chain import AnvilNode, ContractParams, find_anvil, open_chain
+from settlement.receipts import RECORD_FIELDS
+from support import IN_CI, RunningServer
+from support.services import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+PAGE = ROOT / "web" / "verify" / "dist" / "verify.html"
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = ROOT / "tmp" / "artifacts" / "receipt-page"
+TAG = "PAGE-DRIVER"
+STATUS = re.compile(r"^(VALID|INVALID|UNVERIFIED) receipt$")
+SHOTS = {"signed: valid, your driver address": "valid.png",
+         "signed: record.energy_wh": "invalid-energy.png",
+         "unsigned: valid, chain unreachable": "unverified.png"}
+CHECK = re.compile(r"^(ok|FAIL|\?\?)  ([^:]+): ")
+
+
+def _require() -> None:
+    """Skip with the reason outside CI; under CI=true whatever is missing is a failure."""
+    missing = []
+    if not CHROMIUM.exists():
+        missing.append("chromium (apt-get install chromium)")
+    if find_anvil() is None:
+        missing.append("anvil (make install)")
+    if not PAGE.exists():
+        missing.append(f"the built page {PAGE.relative_to(ROOT)} (make install)")
+    try:
+        import playwright  # noqa: F401
+    except ImportError:
+        missing.append("playwright for Python (pip install -e '.[dev]')")
+    if missing:
+        reason = "the receipt page test needs " + ", ".join(missing)
+        if IN_CI:
+            pytest.fail(reason)
+        pytest.skip(reason)
+
+
+def csms(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "csms", *args], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, **env, "COLUMNS": "100000"})
+
+
+# -- the real run -----------------------------------------------------------------------
+async def _real_run(server: RunningServer, folder: Path) -> dict[str, Any]:
+    """Sessions charged, settled by `csms settle run`, receipts by `csms receipt`."""
+    from eth_account import Account
+
+    from settlement import wallet
+
+    data_dir = folder / "chain"
+    await server.add_tariff("0.39")
+    chain = await asyncio.to_thread(open_chain, "local", data_dir,
+                                    params=ContractParams(fee_bps=500))
+    try:
+        host, driver = Account.create(), Account.create()
+        for account in (host, driver):
+            await asyncio.to_thread(wallet.fund_on_dev_chain, chain, account.address)
+        await asyncio.to_thread(wallet.set_terms, chain, driver, wallet.DriverTerms(
+            max_per_kwh=45, max_session_fee=60, max_per_session=2_000, max_per_day=10_000))
+        await asyncio.to_thread(wallet.deposit, chain, driver, 5_000)
+        salt = wallet.new_salt()
+        commitment = await asyncio.to_thread(wallet.link_card, chain, driver, TAG, salt)
+        stations = {sid: await asyncio.to_thread(wallet.register_station, chain, host, 22_000)
+                    for sid in ("SIGN00001", "SIGN00002", "PLAIN00001", "PLAIN00002")}
+        contract = chain.contract_address
+    finally:
+        await asyncio.to_thread(chain.close)
+    for sid in stations:
+        await server.add_station(sid)
+
+    async def link(tx: Any) -> None:
+        for sid, index in stations.items():
+            station = await tx.get_station(sid)
+            station.host_address, station.chain_station = host.address.lower(), index
+            await tx.update_station(station)
+        await tx.put_tag(IdTag(TAG))
+        await tx.link_card(TAG, driver.address, "0x" + salt.hex(), "0x" + commitment.hex(),
+                           datetime.now(UTC))
+
+    await server.repo.unit(link)
+    for prefix, signed in (("SIGN", True), ("PLAIN", False)):
+        fleet = Fleet(server.url, 2, mix=True, prefix=prefix, meter_interval=0.05, seed=21,
+                      power_kw=22, signed=signed)
+        await fleet.start()
+        summary = await fleet.run_sessions(1, 0.5, TAG)
+        await fleet.close()
+        assert summary.errors == 0
+    env = {"CSMS_DB": server.settings.db, "CSMS_DATA_DIR": str(data_dir)}
+    r = await asyncio.to_thread(csms, env, "settle", "run", "--json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert json.loads(r.stdout)["sessions"] == 4
+    receipts: dict[str, dict[str, Any]] = {}
+    for s in await server.sessions():
+        if s["station_id"] not in ("SIGN00001", "PLAIN00002"):  # one of each version
+            continue
+        out = folder / f"receipt-{s['id']}.json"
+        r = await asyncio.to_thread(csms, env, "receipt", str(s["id"]), "-o", str(out))
+        assert r.returncode == 0, r.stdout + r.stderr
+        kind = "signed" if s["station_id"].startswith("SIGN") else "unsigned"
+        receipts[kind] = json.loads(out.read_text("utf-8"))
+    assert receipts["signed"]["payment"]["paid"] and receipts["unsigned"]["payment"]["paid"]
+    assert any(x["signed"] for x in receipts["signed"]["samples"])
+    assert not any(x["signed"] for x in receipts["unsigned"]["samples"])
+    return {"receipts": receipts, "driver": driver.address, "contract": contract,
+            "state": data_dir / "anvil-state.json"}
+
+
+# -- the cases ----------------------------------------------------------------------------
+def _changed(value: Any) -> Any:
+    """The same kind of value, one thing changed."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        return value + 1
+    if isinstance(value, str):
+        if re.fullmatch(r"(0x)?[0-9a-fA-F]{16,}", value):
+            return value[:-1] + ("0" if value[-1] != "0" else "1")
+        if re.fullmatch(r"-?\d+(\.\d+)?", value):
+            return str(Decimal(value) + 1)
+        try:
+            return (datetime.fromisoformat(value) + timedelta(seconds=1)).isoformat()
+        except ValueError:
+            return value + "X"
+    if value is None:
+        return 1
+    if isinstance(value, dict):
+        key = sorted(value)[0]
+        return {**value, key: _changed(value[key])}
+    raise AssertionError(f"no change for {value!r}")
+
+
+def _tampered(receipt: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    cases = []
+    for name in (*RECORD_FIELDS, "meter_public_key"):
+        if name not in receipt["record"]:
+            continue
+        bad = copy.deepcopy(receipt)
+        bad["record"][name] = _changed(bad["record"][name])
+        cases.append((f"record.{name}", bad))
+    if "meter_public_key" in receipt["record"]:
+        bad = copy.deepcopy(receipt)
+        bad["record"]["meter_public_key"] = "not a key"
+        cases.append(("record.meter_public_key unreadable", bad))
+    bad = copy.deepcopy(receipt)
+    bad["record"]["tariff"]["per_kwh"] = _changed(bad["record"]["tariff"]["per_kwh"])
+    cases.append(("record.tariff.per_kwh", bad))
+    for part in ("entry", "chunk", "chain", "payment"):
+        for name in receipt[part]:
+            if name == "rpc_hint":
+                continue
+            bad = copy.deepcopy(receipt)
+            bad[part][name] = _changed(bad[part][name])
+            if (part, name) == ("entry", "packed"):
+                bad[part][name] = hex(int(receipt[part][name], 16) + 1)
+            cases.append((f"{part}.{name}", bad))
+    plain = next(i for i, s in enumerate(receipt["samples"]) if not s["signed"] and s["value"])
+    bad = copy.deepcopy(receipt)
+    bad["samples"][plain]["value"] = _changed(bad["samples"][plain]["value"])
+    cases.append(("a meter sample's value", bad))
+    bad = copy.deepcopy(receipt)
+    del bad["samples"][plain]
+    cases.append(("a meter sample removed", bad))
+    signed = [i for i, s in enumerate(receipt["samples"]) if s["signed"]]
+    if signed:
+        bad = copy.deepcopy(receipt)
+        data = bad["samples"][signed[0]]["signed"]
+        field = "signedData" if "signedData" in data else "signedMeterData"
+        data[field] = data[field][:40] + ("A" if data[field][40] != "A" else "B") + \
+            data[field][41:]
+        cases.append(("signed meter data", bad))
+    return cases
+
+
+def _cases(run: dict[str, Any], dead_rpc: str, rpc: str) -> list[dict[str, Any]]:
+    driver, contract = run["driver"], run["contract"]
+    other = "0x" + "12" * 20
+    cases = []
+    for kind, receipt in run["receipts"].items():
+        good = [
+            ("valid, your driver address", {"driver": driver}),
+            ("valid, the contract you trust", {"contract": contract}),
+            ("valid, which contract unknown", {}),
+            ("valid, wrong contract", {"contract": other}),
+            ("valid, another driver", {"driver": other}),
+            ("valid, chain unreachable", {"driver": driver, "rpc": dead_rpc}),
+        ]
+        for name, options in good:
+            cases.append({"name": f"{kind}: {name}", "receipt": receipt,
+                          "options": {"rpc": rpc, **options}})
+        for name, bad in _tampered(receipt):
+            cases.append({"name": f"{kind}: {name}", "receipt": bad,
+                          "options": {"rpc": rpc, "driver": driver}})
+    return cases
+
+
+# -- the two verifiers --------------------------------------------------------------------
+def _cli_verdicts(cases: list[dict[str, Any]], folder: Path) -> list[dict[str, Any]]:
+    """`csms verify`, one process per set of options, every receipt of that set."""
+    groups: dict[str, list[int]] = {}
+    for n, case in enumerate(cases):
+        path = folder / f"case-{n:03d}.json"
+        path.write_text(json.dumps(case["receipt"], indent=2), "utf-8")
+        case["file"] = path
+        groups.setdefault(json.dumps(case["options"], sort_keys=True), []).append(n)
+    results: list[dict[str, Any]] = [{} for _ in cases]
+    for options_text, numbers in groups.items():
+        options = json.loads(options_text)
+        args = ["verify", *[str(cases[n]["file"]) for n in numbers]]
+        for name in ("rpc", "driver", "contract"):
+            if name in options:
+                args += [f"--{name}", options[name]]
+        r = csms({"CSMS_DATA_DIR": str(folder / "nowhere")}, *args)
+        assert r.returncode in (0, 1, 3) and not r.stderr, r.stdout + r.stderr
+        current: dict[str, Any] | None = None
+        by_file = {str(cases[n]["file"]): n for n in numbers}
+        for line in r.stdout.splitlines():
+            if line in by_file or (len(numbers) == 1 and current is None):
+                current = results[by_file.get(line, numbers[0])]
+                current.update(passed=set(), failed=set(), unknown=set())
+                if line in by_file:
+                    continue
+            m = CHECK.match(line)
+            if m and current is not None and m.group(2) != "billed twice":  # across files
+                if m.group(1) == "ok":
+                    current["passed"].add(m.group(2))
+                elif m.group(1) == "FAIL":
+                    current["failed"].add(m.group(2))
+                elif m.group(1) == "??":
+                    current["unknown"].add(m.group(2))
+            if line.startswith("what this proves: ") and current is not None:
+                current["proves"] = line.removeprefix("what this proves: ")
+            m = STATUS.match(line)
+            if m and current is not None:
+                current["status"] = m.group(1)
+    return results
+
+
+async def _page_verdicts(cases: list[dict[str, Any]], shots: Path, *,
+                        paste: bool = False) -> list[dict[str, Any]]:
+    """The page's verdicts, the receipt chosen as a file (or pasted); the page must ask
+    nothing of anyone but the RPC URL it is given."""
+    from playwright.async_api import Request, async_playwright
+
+    results: list[dict[str, Any]] = []
+    requests: list[str] = []
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=str(CHROMIUM),
+                                          args=["--no-sandbox"])
+        try:
+            page = await browser.new_page(viewport={"width": 1000, "height": 900})
+
+            def seen(request: Request) -> None:
+                requests.append(request.url)
+
+            page.on("request", seen)
+            for case in cases:
+                await page.goto(PAGE.as_uri())
+                await page.wait_for_selector("html[data-ready]")
+                if paste:
+                    await page.fill("#receipt-text", case["file"].read_text("utf-8"))
+                else:
+                    await page.set_input_files("#file", str(case["file"]))
+                    await page.wait_for_selector("#loaded:not(:empty)")
+                for name in ("rpc", "driver", "contract"):
+                    await page.fill(f"#{name}", case["options"].get(name, ""))
+                await page.click("#check")
+                verdict = await page.wait_for_selector("#verdict[data-status]", timeout=30_000)
+                assert verdict is not None
+                checks = await page.eval_on_selector_all(
+                    "li.check", "items => items.map(i => [i.dataset.name, i.dataset.ok])")
+                if await verdict.get_attribute("data-status") == "ERROR":
+                    results.append({"status": "ERROR"})
+                    continue
+                proves = await page.eval_on_selector(
+                    ".proves", "p => p.lastChild.textContent")
+                results.append({
+                    "status": await verdict.get_attribute("data-status"),
+                    "proves": proves,
+                    "passed": {name for name, ok in checks if ok == "true"},
+                    "failed": {name for name, ok in checks if ok == "false"},
+                    "unknown": {name for name, ok in checks if ok == "null"},
+                })
+                if case["name"] in SHOTS:
+                    await page.screenshot(path=str(shots / SHOTS[case["name"]]), full_page=True)
+        finally:
+            await browser.close()
+    allowed = {PAGE.as_uri(), *(case["options"].get("rpc") for case in cases)}
+    assert set(requests) <= allowed, set(requests) - allowed
+    return results
+
+
+def _assert_agree(cases: list[dict[str, Any]], expected: list[dict[str, Any]],
+                  got: list[dict[str, Any]]) -> None:
+    """One line per case: the verdict and the checks that failed or could not be made."""
+    rows = []
+    for case, want, have in zip(cases, expected, got, strict=True):
+        rows.append(f"{'  ' if want == have else '!!'} {case['name']}: {have['status']}"
+                    f" failed {sorted(have['failed'])} unknown {sorted(have['unknown'])}")
+        if want != have:
+            rows += [f"     {key}: csms verify {want.get(key)!r}, page {have.get(key)!r}"
+                     for key in sorted(set(want) | set(have)) if want.get(key) != have.get(key)]
+    print("\n".join(rows))
+    assert all(want == have for want, have in zip(expected, got, strict=True)), \
+        "\n".join(r for r in rows if not r.startswith("   "))
+
+
+async def test_the_page_and_csms_verify_agree_on_every_receipt(
+    csms_server: RunningServer, tmp_path: Path,
+) -> None:
+    _require()
+    run = await _real_run(csms_server, tmp_path)
+    node = await asyncio.to_thread(AnvilNode, run["state"], attach=True)
+    try:
+        cases = _cases(run, f"http://127.0.0.1:{free_port()}", node.url)
+        expected = await asyncio.to_thread(_cli_verdicts, cases, tmp_path)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        got = await _page_verdicts(cases, ARTIFACTS)
+    finally:
+        await asyncio.to_thread(node.stop)
+    print(f"screenshots of the receipt page: {ARTIFACTS}")
+    _assert_agree(cases, expected, got)
+    statuses = {case["name"]: want["status"] for case, want in zip(cases, expected, strict=True)}
+    # the set is not one-sided: every verdict occurs, where it must
+    for kind in ("signed", "unsigned"):
+        assert statuses[f"{kind}: valid, your driver address"] == "VALID"
+        assert statuses[f"{kind}: valid, the contract you trust"] == "VALID"
+        assert statuses[f"{kind}: valid, wrong contract"] == "INVALID"
+        assert statuses[f"{kind}: valid, which contract unknown"] == "UNVERIFIED"
+        assert statuses[f"{kind}: valid, chain unreachable"] == "UNVERIFIED"
+        assert statuses[f"{kind}: record.energy_wh"] == "INVALID"
+    assert statuses["signed: signed meter data"] == "INVALID"
+    assert "meter signature 1" in expected[[c["name"] for c in cases].index(
+        "signed: signed meter data")]["failed"] | got[[c["name"] for c in cases].index(
+        "signed: signed meter data")]["failed"]
+    assert sum(s == "INVALID" for s in statuses.values()) > 40
+    for shot in SHOTS.values():
+        assert (ARTIFACTS / shot).stat().st_size > 10_000
+
+
+
+# -- signed meter data of real meters, every curve and encoding; app authorizations -------
+CHAIN_ID, CONTRACT = 31337, "0x" + "ab" * 20
+T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
+
+
+def _sample(at: datetime, context: str, signed: dict[str, Any] | None,
+            value: str = "") -> dict[str, Any]:
+    return {"timestamp": at.isoformat(), "measurand": "Energy.Active.Import.Register",
+            "phase": None, "context": context, "location": None, "unit": "Wh",
+            "multiplier": None, "value": value,
+            "format": "SignedData" if signed else "Raw", "signed": signed}
+
+
+def _offline_receipt(samples: list[dict[str, Any]], *, start: str, stop: str,
+                     started: datetime, stopped: datetime, tag: str, key: str | None,
+                     authorization: dict[str, Any] | None = None,
+                     driver: str | None = None) -> dict[str, Any]:
+    """A receipt whose hashes, entry and chunk digest add up (not settled on any chain)."""
+    import math
+
+    from csms.domain.tariff import Tariff, price_minor
+    from settlement.records import chunk_digest, entry_of, samples_hash
+
+    duration = math.ceil((stopped - started).total_seconds())
+    energy = int((Decimal(stop) - Decimal(start)).quantize(Decimal(1)))
+    tariff = Tariff("*", Decimal("0.39"), "EUR", 2, Decimal("0.05"), Decimal("0.50"))
+    record: dict[str, Any] = {
+        "ledger": "7", "seq": 1, "session_id": 1, "station_id": "VEC1", "chain_station": 1,
+        "host": "0x" + "cd" * 20, "connector_id": 1, "evse_id": 1, "id_tag": tag,
+        "ocpp_version": "ocpp1.6", "transaction_id": "1",
+        "started_at": started.isoformat(), "stopped_at": stopped.isoformat(),
+        "duration_s": duration, "meter_start_wh": start, "meter_stop_wh": stop,
+        "energy_wh": max(energy, 0), "price_minor": price_minor(tariff, max(energy, 0), duration),
+        "currency": "EUR", "decimals": 2, "unit": 1,
+        "tariff": {"id": 1, "version": 1, "per_kwh": "0.39", "per_minute": "0.05",
+                   "session_fee": "0.50"},
+        "stop_reason": "Local", "samples_hash": "0x" + samples_hash(samples).hex(),
+        "driver": driver, "driver_index": 1 if driver else 0,
+        "kind": 1 if authorization else 0, "authorization": authorization,
+        "card_commitment": None,
+    }
+    if any(x["signed"] for x in samples):
+        record["meter_public_key"] = key
+    rhash, packed = entry_of(record, 0)
+    return {
+        "voltledger_receipt": 2, "what_it_proves": "", "record": record, "samples": samples,
+        "entry": {"record_hash": "0x" + rhash.hex(), "packed": hex(packed), "position": 0},
+        "chunk": {"ledger": "7", "first_seq": 1, "count": 1,
+                  "digest": "0x" + chunk_digest(7, 1, [(rhash, packed)]).hex()},
+        "payment": {"paid": True, "amount": record["price_minor"], "unit": 1, "reason": None},
+        "chain": {"chain_id": CHAIN_ID, "contract": CONTRACT, "tx_hash": "0x" + "11" * 32,
+                  "block_number": 1, "rpc_hint": None},
+    }
+
+
+def _real_meter(containers: list[dict[str, Any]], key: str | None, *, offset: int = 0,
+                billed: tuple[str, str] | None = None) -> dict[str, Any]:
+    """A receipt around real meters' signed records, billed from their own readings."""
+    from csms.metering.ocmf import check_container, normalize_key
+
+    pinned = normalize_key(key) if key else None
+    readings = [r for c in containers for r in check_container(c, pinned).readings
+                if r.kind == "import"]
+    begin = next(r for r in readings if r.tx == "B")
+    end = next(r for r in reversed(readings) if r.tx == "E")
+    assert begin.time and end.time
+    started, stopped = datetime.fromisoformat(begin.time), datetime.fromisoformat(end.time)
+    if stopped <= started:
+        stopped = started + timedelta(minutes=1)
+    start, stop = billed or (str(begin.wh + offset), str(end.wh + offset))
+    samples = [_sample(started, "Transaction.Begin", containers[0])]
+    samples += [_sample(stopped, "Transaction.End", c) for c in containers[1:]]
+    return _offline_receipt(samples, start=start, stop=stop, started=started, stopped=stopped,
+                            tag=begin.identification or "TAG", key=pinned)
+
+
+class _Meter:
+    """A meter on any curve OCMF names, signing the way a given charger writes it."""
+
+    def __init__(self, curve: Any, sa: str, digest: Any = None) -> None:
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        self.key = ec.generate_private_key(curve)
+        self.sa, self.digest = sa, digest or hashes.SHA256()
+        self.page = 0
+
+    def public(self, form: str = "der") -> str:
+        from cryptography.hazmat.primitives import serialization as ser
+
+        pub = self.key.public_key()
+        der = pub.public_bytes(ser.Encoding.DER, ser.PublicFormat.SubjectPublicKeyInfo)
+        point = pub.public_bytes(ser.Encoding.X962, ser.PublicFormat.UncompressedPoint)
+        return {
+            "der": der.hex(),
+            "pem": pub.public_bytes(ser.Encoding.PEM,
+                                    ser.PublicFormat.SubjectPublicKeyInfo).decode(),
+            "xy": point[1:].hex(),
+            "compressed": pub.public_bytes(ser.Encoding.X962,
+                                           ser.PublicFormat.CompressedPoint).hex(),
+            "uk": base64.b64encode(json.dumps({"UK": der.hex()}).encode()).decode(),
+            "b64": base64.b64encode(der).decode(),
+        }[form]
+
+    def container(self, tx: str, wh: int, at: datetime, tag: str, *, page: int | None = None,
+                  signature: str = "der", tamper: bool = False) -> str:
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+        self.page += 1
+        payload = {"FV": "1.0", "GI": "test", "GS": "VEC1", "GV": "1.0",
+                   "PG": f"T{page or self.page}", "MV": "test", "MM": "m", "MS": "MTR-9",
+                   "IS": True, "IL": "NONE", "IF": [], "IT": "CENTRAL", "ID": tag,
+                   "RD": [{"TM": at.strftime("%Y-%m-%dT%H:%M:%S,000+0000 S"), "TX": tx,
+                           "RV": wh / 1000, "RI": "1-b:1.8.0", "RU": "kWh", "RT": "AC",
+                           "EF": "", "ST": "G"}]}
+        text = json.dumps(payload, separators=(",", ":"))
+        der = self.key.sign(text.encode(), ec.ECDSA(self.digest))
+        size = (self.key.curve.key_size + 7) // 8
+        r, s = decode_dss_signature(der)
+        raw = r.to_bytes(size, "big") + s.to_bytes(size, "big")
+        sig: dict[str, str] = {"SA": self.sa, "SD": der.hex().upper()}
+        if signature == "raw":
+            sig["SD"] = raw.hex()
+        elif signature == "base64":
+            sig.update(SE="base64", SD=base64.b64encode(der).decode())
+        if tamper:
+            text = text.replace(f'"TX":"{tx}"', f'"TX":"{tx}","XX":1')
+        return f"OCMF|{text}|{json.dumps(sig, separators=(',', ':'))}"
+
+
+def _generated(meter: _Meter, *, pin: str | None = "der", message: str | None = None,
+               wrap: str = "v16", start: int = 10_000, stop: int = 12_500,
+               shift: timedelta = timedelta(0), tag: str = "TAG0", billed: str | None = None,
+               begin_page: int | None = None, **sign: Any) -> dict[str, Any]:
+    t1 = T0 + timedelta(minutes=30)
+    begin = meter.container("B", start, T0 + shift, tag, page=begin_page, **sign)
+    end = meter.container("E", stop, t1 + shift, "TAG0")
+
+    def wrapped(container: str) -> dict[str, Any]:
+        if wrap == "v16":
+            return {"signedData": container}
+        return {"signedMeterData": base64.b64encode(container.encode()).decode(),
+                "signingMethod": "ECC256", "encodingMethod": "OCMF",
+                **({"publicKey": meter.public(message)} if message else {})}
+
+    samples = [_sample(T0, "Transaction.Begin", wrapped(begin)),
+               _sample(t1, "Transaction.End", wrapped(end))]
+    return _offline_receipt(samples, start=str(start), stop=billed or str(stop), started=T0,
+                            stopped=t1, tag="TAG0", key=meter.public(pin) if pin else None)
+
+
+def _authorized(max_amount: int, signer: Any = None) -> dict[str, Any]:
+    from eth_account import Account
+
+    from settlement.eip712 import Authorization, sign
+
+    driver = Account.create()
+    auth = Authorization(driver.address, 1, 45, 10, 60, max_amount, 7, 2_000_000_000)
+    signed = sign(auth, (signer or driver).key, CHAIN_ID, CONTRACT)
+    samples = [_sample(T0, "Transaction.Begin", None, "10000"),
+               _sample(T0 + timedelta(minutes=30), "Transaction.End", None, "12500")]
+    return _offline_receipt(samples, start="10000", stop="12500", started=T0,
+                            stopped=T0 + timedelta(minutes=30), tag="APP", key=None,
+                            authorization=signed.as_json(), driver=driver.address.lower())
+
+
+def _vector_cases() -> list[tuple[str, dict[str, Any]]]:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from support.ocmf_vectors import (
+        BAUER_BEGIN,
+        BAUER_END,
+        BAUER_KEY,
+        DZG_BEGIN,
+        DZG_END,
+        DZG_KEY,
+        ISKRA,
+        ISKRA_KEY,
+        KEBA,
+        KEBA_KEY,
+        KEBA_P30_CONTAINER,
+        KEBA_P30_PUBLIC_KEY,
+    )
+
+    p30 = {"signedMeterData": base64.b64encode(KEBA_P30_CONTAINER.encode()).decode(),
+           "signingMethod": "ECC256",
+        "encodingMethod": "OCMF", "publicKey": KEBA_P30_PUBLIC_KEY}
+    cases = [
+        ("KEBA (P-256, the OCMF spec's example)", _real_meter([{"signedData": KEBA}], KEBA_KEY)),
+        ("KEBA billed 40 Wh more than signed",
+         _real_meter([{"signedData": KEBA}], KEBA_KEY, billed=("260", "300"))),
+        ("ISKRA", _real_meter([{"signedData": ISKRA}], ISKRA_KEY)),
+        ("DZG (secp256k1, begin and end apart)",
+         _real_meter([{"signedData": DZG_BEGIN}, {"signedData": DZG_END}], DZG_KEY)),
+        ("BAUER (transaction register, offset)",
+         _real_meter([{"signedData": BAUER_BEGIN}, {"signedData": BAUER_END}], BAUER_KEY,
+                     offset=50_000)),
+        ("KEBA P30 (2.0.1, key in the message)", _real_meter([p30], None)),
+    ]
+    for sa, curve in (("secp256r1", ec.SECP256R1()), ("secp384r1", ec.SECP384R1()),
+                      ("secp521r1", ec.SECP521R1()), ("secp256k1", ec.SECP256K1()),
+                      ("secp192r1", ec.SECP192R1()), ("brainpool256r1", ec.BrainpoolP256R1()),
+                      ("brainpoolP384r1", ec.BrainpoolP384R1())):
+        cases.append((f"{sa}", _generated(_Meter(curve, f"ECDSA-{sa}-SHA256"))))
+
+    def p256() -> _Meter:
+        return _Meter(ec.SECP256R1(), "ECDSA-secp256r1-SHA256")
+
+    cases += [
+        ("P-256 with SHA-512",
+         _generated(_Meter(ec.SECP256R1(), "ECDSA-secp256r1-SHA512", hashes.SHA512()))),
+        ("P-384, raw r||s", _generated(_Meter(ec.SECP384R1(), "ECDSA-secp384r1-SHA256"),
+                                       signature="raw")),
+        ("P-521, base64 signature", _generated(_Meter(ec.SECP521R1(), "ECDSA-secp521r1-SHA256"),
+                                               signature="base64")),
+        ("secp256k1 key as x||y in the message",
+         _generated(_Meter(ec.SECP256K1(), "ECDSA-secp256k1-SHA256"), pin=None, message="xy",
+                    wrap="v201")),
+        ("brainpool key as PEM in the message",
+         _generated(_Meter(ec.BrainpoolP256R1(), "ECDSA-brainpool256r1-SHA256"), pin=None,
+                    message="pem", wrap="v201")),
+        ("P-256 compressed key in the message",
+         _generated(p256(), pin=None, message="compressed", wrap="v201")),
+        ("P-256 key as base64 JSON in the message",
+         _generated(p256(), pin=None, message="uk", wrap="v201")),
+        ("no key anywhere", _generated(p256(), pin=None, wrap="v201")),
+        ("payload changed after signing", _generated(p256(), tamper=True)),
+        ("a P-384 key for a P-256 signature",
+         _generated(_Meter(ec.SECP384R1(), "ECDSA-secp256r1-SHA256"))),
+        ("readings a day before the session",
+         _generated(p256(), shift=timedelta(days=-1))),
+        ("pages going backwards", _generated(p256(), begin_page=9)),
+        ("signed for another card", _generated(p256(), tag="04AABBCC")),
+        ("billed stop above the signed one", _generated(p256(), billed="13500")),
+        ("billed in kWh, signed in Wh", _generated(p256(), billed="12.5")),
+        ("app session, the driver's authorization", _authorized(2_000)),
+        ("app session above the authorized amount", _authorized(10)),
+        ("app session signed by someone else", _authorized(2_000, signer=_other_account())),
+    ]
+    return cases
+
+
+def _other_account() -> Any:
+    from eth_account import Account
+
+    return Account.create()
+
+
+async def test_the_page_checks_signed_meter_data_and_authorizations_as_csms_verify_does(
+    tmp_path: Path,
+) -> None:
+    """Offline (no RPC: both say UNVERIFIED), every check the same: real meters' records,
+    every curve OCMF names, the key and signature encodings chargers send, forged readings,
+    the driver's EIP-712 authorization of app sessions."""
+    _require()
+    cases = [{"name": name, "receipt": receipt, "options": {}}
+             for name, receipt in _vector_cases()]
+    expected = await asyncio.to_thread(_cli_verdicts, cases, tmp_path)
+    got = await _page_verdicts(cases, tmp_path, paste=True)
+    _assert_agree(cases, expected, got)
+    by_name = {case["name"]: want for case, want in zip(cases, expected, strict=True)}
+    proven = "the energy figure is the one the calibrated meter signed"
+    for name in ("KEBA (P-256, the OCMF spec's example)", "DZG (secp256k1, begin and end apart)",
+                 "BAUER (transaction register, offset)", "KEBA P30 (2.0.1, key in the message)",
+                 "secp256r1", "secp384r1", "secp521r1", "secp256k1", "secp192r1",
+                 "brainpool256r1", "brainpoolP384r1", "P-256 with SHA-512", "P-384, raw r||s",
+                 "P-521, base64 signature", "secp256k1 key as x||y in the message",
+                 "brainpool key as PEM in the message", "P-256 compressed key in the message",
+                 "P-256 key as base64 JSON in the message"):
+        assert by_name[name]["status"] == "UNVERIFIED" and not by_name[name]["failed"], name
+        assert proven in by_name[name]["proves"], name
+    for name in ("KEBA billed 40 Wh more than signed", "no key anywhere",
+                 "payload changed after signing", "a P-384 key for a P-256 signature",
+                 "readings a day before the session", "pages going backwards",
+                 "signed for another card", "billed stop above the signed one",
+                 "billed in kWh, signed in Wh", "app session above the authorized amount",
+                 "app session signed by someone else"):
+        assert by_name[name]["status"] == "INVALID", name
+    assert by_name["app session, the driver's authorization"]["passed"] >= {"authorization"}
+
+
+async def test_the_demo_writes_the_page_next_to_its_receipt_and_says_how_to_open_it(
+    tmp_path: Path,
+) -> None:
+    """The file:// URL the demo prints, opened as printed: the page checks the demo's receipt
+    (VALID against the demo's chain, UNVERIFIED while no node of it runs)."""
+    from playwright.async_api import async_playwright
+
+    _require()
+    folder = tmp_path / "demo"
+    r = await asyncio.to_thread(csms, {}, "demo", "--chain", "local", "--stations", "2",
+                                "--sessions", "1", "--folder", str(folder))
+    assert r.returncode == 0, r.stdout + r.stderr
+    [line] = [x for x in r.stdout.splitlines() if x.startswith("or in a browser")]
+    url = re.search(r"open (file://\S+) and drop receipt-1.json", line)
+    assert url is not None and (folder / "verify.html").is_file(), line
+    node = await asyncio.to_thread(AnvilNode, folder / "data" / "anvil-state.json",
+                                   attach=True)
+    try:
+        async with async_playwright() as p:
+            browser = await p.chromium.launch(executable_path=str(CHROMIUM),
+                                              args=["--no-sandbox"])
+            try:
+                page = await browser.new_page()
+                statuses = []
+                for rpc in (None, node.url):  # the demo's own node is gone; then a node of it
+                    await page.goto(url.group(1))
+                    await page.set_input_files("#file", str(folder / "receipt-1.json"))
+                    await page.wait_for_selector("#loaded:not(:empty)")
+                    if rpc is not None:
+                        await page.fill("#rpc", rpc)
+                    await page.click("#check")
+                    verdict = await page.wait_for_selector("#verdict[data-status]",
+                                                           timeout=30_000)
+                    assert verdict is not None
+                    statuses.append(await verdict.get_attribute("data-status"))
+                    assert await page.input_value("#driver") in line
+            finally:
+                await browser.close()
+    finally:
+        await asyncio.to_thread(node.stop)
+    assert statuses == ["UNVERIFIED", "VALID"]
+
+
+async def test_what_is_not_a_receipt_is_refused_by_both(tmp_path: Path) -> None:
+    """Not a receipt of this version: `csms verify` stops with an error (exit 2), the page
+    says it did not check it; neither gives a verdict."""
+    _require()
+    good = _authorized(2_000)
+    broken: dict[str, Any] = {
+        "version 1": {**good, "voltledger_receipt": 1},
+        "a record hash that is not hex": {**good, "entry": {**good["entry"],
+                                                           "record_hash": "0xzz"}},
+        "no chunk": {k: v for k, v in good.items() if k != "chunk"},
+        "a record without its driver": {**good, "record": {
+            k: v for k, v in good["record"].items() if k != "driver"}},
+        "not a JSON object": [],
+    }
+    cases = []
+    for n, (name, receipt) in enumerate(broken.items()):
+        path = tmp_path / f"broken-{n}.json"
+        path.write_text(json.dumps(receipt), "utf-8")
+        r = await asyncio.to_thread(csms, {"CSMS_DATA_DIR": str(tmp_path / "nowhere")},
+                                    "verify", str(path))
+        assert r.returncode == 2 and r.stderr.startswith("error:"), (name, r.stdout, r.stderr)
+        cases.append({"name": name, "file": path, "options": {}})
+    got = await _page_verdicts(cases, tmp_path)
+    assert [g["status"] for g in got] == ["ERROR"] * len(cases)

@@ -1,0 +1,154 @@
+// What the verifier reads from a chain through any JSON-RPC node (no key, no compiler):
+// the settle transaction's own input and events, and the contract's state. The same
+// calls as settlement/chain.py SettlementReader makes through web3.py.
+
+import { keccak_256 } from "@noble/hashes/sha3.js";
+
+import { fromHex, hex } from "./ocmf.js";
+
+export class ChainError extends Error {}
+
+const utf8 = (text) => new TextEncoder().encode(text);
+export const keccak = (bytes) => keccak_256(bytes);
+const selector = (signature) => hex(keccak(utf8(signature)).slice(0, 4));
+export const topic = (signature) => `0x${hex(keccak(utf8(signature)))}`;
+
+const SELECTORS = {
+  [selector("settle(uint256,uint256,(bytes32,uint256)[],(uint256,bytes32,bytes32)[])")]: "settle",
+  [selector("chunk_digest(uint256,uint256)")]: "chunk_digest",
+  [selector("driver_index(address)")]: "driver_index",
+  [selector("cards(uint256,bytes32)")]: "cards",
+};
+const SETTLED = topic("Settled(uint256,uint256,uint256,bytes32,uint256,uint256)");
+const UNPAID = topic("Unpaid(uint256,uint256,uint256)");
+
+export const word = (n) => BigInt(n).toString(16).padStart(64, "0");
+const ADDRESS = /^(0x)?[0-9a-fA-F]{40}$/;
+
+/** Web3.to_checksum_address: raises on what is not an address. */
+export function checksumAddress(address) {
+  if (typeof address !== "string" || !ADDRESS.test(address)) {
+    throw new ChainError(`Unknown format '${address}', attempted to normalize to an address`);
+  }
+  const lower = address.replace(/^0x/, "").toLowerCase();
+  const digest = hex(keccak(utf8(lower)));
+  return `0x${Array.from(lower, (c, i) => (parseInt(digest[i], 16) >= 8 ? c.toUpperCase() : c)).join("")}`;
+}
+
+export class Rpc {
+  constructor(url, timeoutMs = 10000) {
+    this.url = url;
+    this.timeoutMs = timeoutMs;
+    this.id = 0;
+  }
+
+  async call(method, params) {
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(), this.timeoutMs);
+    let response;
+    try {
+      response = await fetch(this.url, {
+        method: "POST", headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ jsonrpc: "2.0", id: ++this.id, method, params }),
+        signal: controller.signal,
+      });
+    } catch (exc) {
+      throw new ChainError(`cannot reach ${this.url}: ${exc.message}`);
+    } finally {
+      clearTimeout(timer);
+    }
+    if (!response.ok) throw new ChainError(`${this.url} answered HTTP ${response.status}`);
+    const body = await response.json();
+    if (body.error) throw new ChainError(`${method}: ${body.error.message ?? JSON.stringify(body.error)}`);
+    return body.result;
+  }
+}
+
+function words(data) {
+  const raw = data.replace(/^0x/, "");
+  return (i) => {
+    const w = raw.slice(64 * i, 64 * i + 64);
+    if (w.length !== 64) throw new ChainError("the call data is too short");
+    return BigInt(`0x${w}`);
+  };
+}
+
+export class SettlementReader {
+  constructor(rpc, contract) {
+    this.rpc = rpc;
+    this.address = checksumAddress(contract);
+  }
+
+  async chainId() {
+    return BigInt(await this.rpc.call("eth_chainId", []));
+  }
+
+  async ethCall(data) {
+    return this.rpc.call("eth_call", [{ to: this.address, data: `0x${data}` }, "latest"]);
+  }
+
+  /** [called contract, ledger, first seq, entries [[record hash hex, packed]]] */
+  async settleInput(txHash) {
+    const tx = await this.rpc.call("eth_getTransactionByHash", [txHash]);
+    if (tx === null) throw new ChainError(`Transaction with hash: '${txHash}' not found.`);
+    const input = String(tx.input ?? tx.data ?? "0x").replace(/^0x/, "");
+    const name = SELECTORS[input.slice(0, 8)];
+    if (name === undefined) throw new ChainError("Could not find any function with matching selector");
+    if (name !== "settle") throw new ChainError(`the transaction calls ${name}, not settle`);
+    const w = words(input.slice(8));
+    const ledger = w(0);
+    const firstSeq = w(1);
+    const offset = Number(w(2)) / 32;
+    if (!Number.isInteger(offset)) throw new ChainError("bad offset in the call data");
+    const count = Number(w(offset));
+    const entries = [];
+    for (let i = 0; i < count; i++) {
+      entries.push([w(offset + 1 + 2 * i).toString(16).padStart(64, "0"), w(offset + 2 + 2 * i)]);
+    }
+    return [String(tx.to), ledger, firstSeq, entries];
+  }
+
+  /** [status, block number, whether it settled a chunk, Map unpaid seq -> reason] */
+  async outcome(txHash) {
+    const receipt = await this.rpc.call("eth_getTransactionReceipt", [txHash]);
+    if (receipt === null) throw new ChainError(`Transaction with hash: '${txHash}' not found.`);
+    let settled = false;
+    const unpaid = new Map();
+    for (const log of receipt.logs ?? []) {
+      const topics = log.topics ?? [];
+      const data = String(log.data ?? "0x").replace(/^0x/, "");
+      if (topics[0] === SETTLED && topics.length === 3 && data.length >= 4 * 64) settled = true;
+      if (topics[0] === UNPAID && topics.length === 3 && data.length >= 64) {
+        unpaid.set(BigInt(topics[2]), BigInt(`0x${data.slice(0, 64)}`));
+      }
+    }
+    return [BigInt(receipt.status), BigInt(receipt.blockNumber), settled, unpaid];
+  }
+
+  async chunkDigest(ledger, firstSeq) {
+    const out = await this.ethCall(`${selector("chunk_digest(uint256,uint256)")}${word(ledger)}${word(firstSeq)}`);
+    return words(out.replace(/^0x/, ""))(0).toString(16).padStart(64, "0");
+  }
+
+  async driverIndex(driver) {
+    const address = checksumAddress(driver).slice(2).toLowerCase();
+    const out = await this.ethCall(`${selector("driver_index(address)")}${address.padStart(64, "0")}`);
+    return words(out.replace(/^0x/, ""))(0);
+  }
+
+  async cardLinked(driverIndex, commitmentHex) {
+    const out = await this.ethCall(`${selector("cards(uint256,bytes32)")}${word(driverIndex)}${commitmentHex}`);
+    const value = words(out.replace(/^0x/, ""))(0);
+    if (value > 1n) throw new ChainError("not a boolean");
+    return value === 1n;
+  }
+}
+
+/** The chunk's commitment as the contract computes it (settlement/records.py chunk_digest). */
+export function chunkDigest(ledger, firstSeq, entries) {
+  let digest = keccak(fromHex(word(ledger) + word(firstSeq)));
+  for (const [recordHash, packed] of entries) {
+    digest = keccak(Uint8Array.from([...digest, ...fromHex(recordHash), ...fromHex(word(packed))]));
+  }
+  return hex(digest);
+}

@@ -1,0 +1,44 @@
+// datetime.fromisoformat as the Python verifier uses it: a point in time (microseconds
+// since the epoch, offset applied) and whether it had an offset (naive and aware times
+// cannot be compared, in Python as here).
+
+const ISO = /^(\d{4})-?(\d{2})-?(\d{2})(?:.(\d{2})(?::?(\d{2})(?::?(\d{2})(?:[.,](\d{1,9}))?)?)?(Z|[+-]\d{2}(?::?\d{2}(?::?\d{2}(?:\.\d{1,6})?)?)?)?)?$/su;
+
+export class TimeError extends Error {}
+
+export function fromIso(text) {
+  if (typeof text !== "string") throw new TimeError("not a string");
+  const m = ISO.exec(text);
+  if (!m) throw new TimeError(`Invalid isoformat string: '${text}'`);
+  const [y, mo, d, h = "0", mi = "0", s = "0"] = m.slice(1, 7).map((x) => x);
+  const frac = (m[7] ?? "").padEnd(6, "0").slice(0, 6);
+  const parts = [y, mo, d, h, mi, s].map(Number);
+  if (parts[1] < 1 || parts[1] > 12 || parts[2] < 1 || parts[3] > 23 || parts[4] > 59
+      || parts[5] > 59) throw new TimeError(`Invalid isoformat string: '${text}'`);
+  const days = new Date(Date.UTC(parts[0], parts[1], 0)).getUTCDate();
+  if (parts[2] > days) throw new TimeError(`day is out of range for month: '${text}'`);
+  const base = Date.UTC(parts[0], parts[1] - 1, parts[2], parts[3], parts[4], parts[5]);
+  let micros = base * 1000 + Number(frac || 0);
+  const tz = m[8];
+  if (tz && tz !== "Z") {
+    const t = /^([+-])(\d{2}):?(\d{2})?:?(\d{2})?/.exec(tz);
+    const offset = (Number(t[2]) * 3600 + Number(t[3] ?? 0) * 60 + Number(t[4] ?? 0)) * 1e6;
+    micros -= t[1] === "-" ? -offset : offset;
+  }
+  return { micros, aware: tz !== undefined, text };
+}
+
+/** Python's comparison: naive against aware is a TypeError. */
+export function cmpTimes(a, b) {
+  if (a.aware !== b.aware) throw new TimeError("can't compare offset-naive and offset-aware datetimes");
+  return a.micros - b.micros;
+}
+
+/** isoformat() of a parsed time, in UTC when it had an offset (for messages). */
+export function isoformat(t) {
+  const date = new Date(Math.floor(t.micros / 1000));
+  const micros = ((t.micros % 1e6) + 1e6) % 1e6;
+  const base = date.toISOString().slice(0, 19);
+  const frac = micros ? `.${String(micros).padStart(6, "0")}` : "";
+  return `${base}${frac}${t.aware ? "+00:00" : ""}`;
+}

@@ -1,0 +1,574 @@
+// Signed meter data (OCMF), as csms/metering/ocmf.py reads and checks it: unwrap the
+// container from either OCPP version's wrapping, read its energy readings, verify the
+// meter's ECDSA signature over the payload exactly as sent, and compare the signed
+// readings with the billed ones (reconcile).
+//
+// Signatures: NIST P-256, P-384 and P-521 with the browser's WebCrypto where the page
+// has it (a secure context: file://, https://, localhost), else with @noble/curves;
+// secp256k1, brainpoolP256r1, brainpoolP384r1 and secp192r1 with @noble/curves.
+
+import { ecdsa, weierstrass } from "@noble/curves/abstract/weierstrass.js";
+import { p256, p384, p521 } from "@noble/curves/nist.js";
+import { secp256k1 } from "@noble/curves/secp256k1.js";
+import { sha256, sha512 } from "@noble/hashes/sha2.js";
+
+import { Dec } from "./decimal.js";
+import { fromIso, isoformat } from "./isotime.js";
+import { isDict, parse, PyFloat, str } from "./pyjson.js";
+
+export const VERIFIED = "verified";
+export const INVALID = "invalid";
+export const NO_KEY = "no_key";
+export const MALFORMED = "malformed";
+
+export class OcmfError extends Error {}
+
+// -- curves ------------------------------------------------------------------------------
+const brainpoolP256r1 = weierstrass({
+  p: 0xa9fb57dba1eea9bc3e660a909d838d726e3bf623d52620282013481d1f6e5377n,
+  a: 0x7d5a0975fc2c3057eef67530417affe7fb8055c126dc5c6ce94a4b44f330b5d9n,
+  b: 0x26dc5c6ce94a4b44f330b5d9bbd77cbf958416295cf7e1ce6bccdc18ff8c07b6n,
+  n: 0xa9fb57dba1eea9bc3e660a909d838d718c397aa3b561a6f7901e0e82974856a7n,
+  Gx: 0x8bd2aeb9cb7e57cb2c4b482ffc81b7afb9de27e1e3bd23c23a4453bd9ace3262n,
+  Gy: 0x547ef835c3dac4fd97f8461a14611dc9c27745132ded8e545c1d54c72f046997n,
+  h: 1n,
+});
+const brainpoolP384r1 = weierstrass({
+  p: 0x8cb91e82a3386d280f5d6f7e50e641df152f7109ed5456b412b1da197fb71123acd3a729901d1a71874700133107ec53n,
+  a: 0x7bc382c63d8c150c3c72080ace05afa0c2bea28e4fb22787139165efba91f90f8aa5814a503ad4eb04a8c7dd22ce2826n,
+  b: 0x4a8c7dd22ce28268b39b55416f0447c2fb77de107dcd2a62e880ea53eeb62d57cb4390295dbc9943ab78696fa504c11n,
+  n: 0x8cb91e82a3386d280f5d6f7e50e641df152f7109ed5456b31f166e6cac0425a7cf3ab6af6b7fc3103b883202e9046565n,
+  Gx: 0x1d1c64f068cf45ffa2a63a81b7c13f6b8847a3e77ef14fe3db7fcafe0cbd10e8e826e03436d646aaef87b2e247d4af1en,
+  Gy: 0x8abe1d7520f9c2a45cb1eb8e95cfd55262b70b29feec5864e19c054ff99129280e4646217791811142820341263c5315n,
+  h: 1n,
+});
+const secp192r1 = weierstrass({
+  p: 0xfffffffffffffffffffffffffffffffeffffffffffffffffn,
+  a: 0xfffffffffffffffffffffffffffffffefffffffffffffffcn,
+  b: 0x64210519e59c80e70fa7e9ab72243049feb8deecc146b9b1n,
+  n: 0xffffffffffffffffffffffff99def836146bc9b1b4d22831n,
+  Gx: 0x188da80eb03090f67cbf20eb43a18800f4ff0afd82ff1012n,
+  Gy: 0x07192b95ffc8da78631011ed6b24cdd573f977a11e794811n,
+  h: 1n,
+});
+
+// name (as cryptography names it), DER OID, coordinate size, noble point, WebCrypto name
+const CURVES = {
+  secp192r1: { oid: "2a8648ce3d030101", size: 24, Point: secp192r1 },
+  secp256r1: { oid: "2a8648ce3d030107", size: 32, Point: p256.Point, web: "P-256" },
+  secp384r1: { oid: "2b81040022", size: 48, Point: p384.Point, web: "P-384" },
+  secp521r1: { oid: "2b81040023", size: 66, Point: p521.Point, web: "P-521" },
+  secp256k1: { oid: "2b8104000a", size: 32, Point: secp256k1.Point },
+  brainpoolP256r1: { oid: "2b2403030208010107", size: 32, Point: brainpoolP256r1 },
+  brainpoolP384r1: { oid: "2b240303020801010b", size: 48, Point: brainpoolP384r1 },
+};
+const BY_COORD = { 32: "secp256r1", 48: "secp384r1", 66: "secp521r1", 24: "secp192r1" };
+const SA_CURVES = {
+  secp192r1: "secp192r1", secp256r1: "secp256r1", secp384r1: "secp384r1",
+  secp521r1: "secp521r1", secp256k1: "secp256k1", brainpool256r1: "brainpoolP256r1",
+  brainpoolp256r1: "brainpoolP256r1", brainpool384r1: "brainpoolP384r1",
+  brainpoolp384r1: "brainpoolP384r1",
+};
+const HASHES = { SHA256: { fn: sha256, web: "SHA-256" }, SHA512: { fn: sha512, web: "SHA-512" } };
+export const DEFAULT_ALGORITHM = "ECDSA-secp256r1-SHA256";
+const EC_PUBLIC_KEY = "2a8648ce3d0201";
+
+// -- bytes -------------------------------------------------------------------------------
+export const hex = (bytes) => Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+
+export function fromHex(text) {
+  if (text.length % 2 || /[^0-9a-fA-F]/.test(text)) throw new OcmfError("not hex");
+  const out = new Uint8Array(text.length / 2);
+  for (let i = 0; i < out.length; i++) out[i] = parseInt(text.slice(2 * i, 2 * i + 2), 16);
+  return out;
+}
+
+/** base64.b64decode(text, validate=True) */
+export function fromBase64(text) {
+  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(text) || text.length % 4) throw new OcmfError("not base64");
+  const raw = atob(text);
+  return Uint8Array.from(raw, (c) => c.charCodeAt(0));
+}
+
+function utf8(bytes) {
+  return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+}
+
+// -- DER ---------------------------------------------------------------------------------
+function tlv(bytes, at) {
+  if (at + 2 > bytes.length) throw new OcmfError("short DER");
+  const tag = bytes[at];
+  let length = bytes[at + 1];
+  let start = at + 2;
+  if (length & 0x80) {
+    const n = length & 0x7f;
+    if (n < 1 || n > 3) throw new OcmfError("bad DER length");
+    length = 0;
+    for (let i = 0; i < n; i++) length = (length << 8) | bytes[start + i];
+    start += n;
+  }
+  const end = start + length;
+  if (end > bytes.length) throw new OcmfError("short DER");
+  return { tag, start, end };
+}
+
+/** A SubjectPublicKeyInfo: {algorithm OID, curve OID, point bytes}. */
+function readSpki(der) {
+  const outer = tlv(der, 0);
+  if (outer.tag !== 0x30 || outer.end !== der.length) throw new OcmfError("not DER");
+  const alg = tlv(der, outer.start);
+  if (alg.tag !== 0x30) throw new OcmfError("not DER");
+  const algOid = tlv(der, alg.start);
+  if (algOid.tag !== 0x06) throw new OcmfError("not DER");
+  let curve = null;
+  if (algOid.end < alg.end) {
+    const param = tlv(der, algOid.end);
+    if (param.tag === 0x06) curve = hex(der.slice(param.start, param.end));
+  }
+  const bits = tlv(der, alg.end);
+  if (bits.tag !== 0x03 || bits.end !== outer.end || der[bits.start] !== 0) {
+    throw new OcmfError("not DER");
+  }
+  return {
+    algorithm: hex(der.slice(algOid.start, algOid.end)),
+    curve,
+    point: der.slice(bits.start + 1, bits.end),
+  };
+}
+
+function derLength(n) {
+  if (n < 0x80) return [n];
+  if (n < 0x100) return [0x81, n];
+  return [0x82, n >> 8, n & 0xff];
+}
+
+function derOf(tag, content) {
+  return Uint8Array.from([tag, ...derLength(content.length), ...content]);
+}
+
+function spki(curveName, point) {
+  const alg = derOf(0x30, [...derOf(0x06, fromHex(EC_PUBLIC_KEY)),
+    ...derOf(0x06, fromHex(CURVES[curveName].oid))]);
+  return derOf(0x30, [...alg, ...derOf(0x03, [0, ...point])]);
+}
+
+function curveOfOid(oid) {
+  return Object.keys(CURVES).find((name) => CURVES[name].oid === oid) ?? null;
+}
+
+/** A key from DER: {curve name, uncompressed point}; OcmfError for what is not one. */
+function loadDer(der) {
+  const info = readSpki(der);
+  if (info.algorithm !== EC_PUBLIC_KEY) throw new OcmfError("OCMF meter keys are elliptic-curve keys");
+  const name = curveOfOid(info.curve);
+  if (name === null) throw new OcmfError("not a supported public key: unknown curve");
+  let point;
+  try {
+    point = CURVES[name].Point.fromBytes(info.point);
+  } catch {
+    throw new OcmfError("not a supported public key: not a point of its curve");
+  }
+  return { curve: name, point: point.toBytes(false) };
+}
+
+/** A raw EC point: 04 || x || y, compressed 02/03 || x, or x || y without a prefix. */
+function rawPoint(raw, curve) {
+  let size;
+  let encoded;
+  if (raw[0] === 0x04 && raw.length % 2 === 1) {
+    size = (raw.length - 1) / 2;
+    encoded = raw;
+  } else if ((raw[0] === 0x02 || raw[0] === 0x03) && raw.length % 2 === 1) {
+    size = raw.length - 1;
+    encoded = raw;
+  } else if (raw.length && raw.length % 2 === 0) {
+    size = raw.length / 2;
+    encoded = Uint8Array.from([4, ...raw]);
+  } else {
+    return null;
+  }
+  let name = curve;
+  if (name === null || CURVES[name].size !== size) {
+    name = BY_COORD[size];
+    if (name === undefined) return null;
+  }
+  try {
+    const point = CURVES[name].Point.fromBytes(encoded);
+    return hex(spki(name, point.toBytes(false)));
+  } catch {
+    return null;
+  }
+}
+
+const KEY_FIELDS = ["UK", "publicKey", "PublicKey", "public_key", "key", "PK"];
+
+/** A meter public key as lowercase hex DER (normalize_key). */
+export function normalizeKey(text, curve = null) {
+  const raw = text.trim();
+  if (raw.startsWith("{")) {
+    let obj;
+    try {
+      obj = parse(raw);
+    } catch {
+      throw new OcmfError("a meter key in JSON must be an object with the key");
+    }
+    const inner = isDict(obj) ? KEY_FIELDS.map((k) => obj[k]).find((v) => typeof v === "string") : undefined;
+    if (inner === undefined) throw new OcmfError("no key field (UK, publicKey...) in the JSON meter key");
+    return normalizeKey(inner, curve);
+  }
+  if (raw.startsWith("-----BEGIN")) {
+    const body = raw.replace(/-----[^-]+-----/g, "").replace(/\s+/g, "");
+    let der;
+    try {
+      der = fromBase64(body);
+      loadDer(der);
+    } catch (exc) {
+      if (exc instanceof OcmfError && /elliptic/.test(exc.message)) throw exc;
+      throw new OcmfError(`not a PEM public key: ${exc.message}`);
+    }
+    return hex(der);
+  }
+  const compact = raw.replace(/\s+/g, "");
+  const message = "a meter key is hex or base64 DER, PEM or a raw EC point";
+  if (!compact) throw new OcmfError(message);
+  let data;
+  try {
+    data = fromHex(compact);
+  } catch {
+    try {
+      data = fromBase64(compact);
+    } catch {
+      throw new OcmfError(message);
+    }
+    if (data[0] === 0x7b || data[0] === 0x2d) {
+      try {
+        return normalizeKey(utf8(data), curve);
+      } catch (exc) {
+        if (exc instanceof OcmfError) throw exc;
+      }
+    }
+  }
+  let info;
+  try {
+    info = readSpki(data);
+  } catch {
+    const point = rawPoint(data, curve);
+    if (point === null) throw new OcmfError("not a DER public key nor a raw EC point");
+    return point;
+  }
+  if (info.algorithm !== EC_PUBLIC_KEY) throw new OcmfError("OCMF meter keys are elliptic-curve keys");
+  loadDer(data);
+  return hex(data);
+}
+
+// -- containers --------------------------------------------------------------------------
+function containerText(data) {
+  const text = data.trim();
+  if (text.startsWith("OCMF|")) return text;
+  let decoded;
+  try {
+    decoded = utf8(fromBase64(text));
+  } catch {
+    throw new OcmfError("signed meter data is neither an OCMF container nor base64 of one");
+  }
+  if (!decoded.startsWith("OCMF|")) throw new OcmfError("signed meter data is not an OCMF container");
+  return decoded;
+}
+
+/** The container, the key text and the signing method of a sample's `signed` object. */
+export function unwrap(signed) {
+  let obj;
+  if (!isDict(signed)) throw new OcmfError("signed meter data is not an object");
+  if ("signedData" in signed) {
+    const value = str(signed.signedData).trim();
+    if (value.startsWith("{")) {
+      try {
+        obj = parse(value);
+      } catch {
+        throw new OcmfError("SignedData value is neither JSON nor OCMF");
+      }
+      if (!isDict(obj)) throw new OcmfError("SignedData JSON is not an object");
+    } else {
+      return { container: containerText(value), publicKey: null, signingMethod: null };
+    }
+  } else {
+    obj = signed;
+  }
+  const data = "signedMeterData" in obj ? obj.signedMeterData : obj.signedMeterValue;
+  if (typeof data !== "string") throw new OcmfError("no signedMeterData in the signed meter value");
+  const encoding = obj.encodingMethod;
+  if (encoding !== undefined && encoding !== null && str(encoding).toUpperCase() !== "OCMF") {
+    throw new OcmfError(`encoding '${str(encoding)}' is not supported (OCMF only)`);
+  }
+  const key = obj.publicKey;
+  const method = obj.signingMethod;
+  return {
+    container: containerText(data),
+    publicKey: typeof key === "string" && key.trim() ? key.trim() : null,
+    signingMethod: typeof method === "string" ? method : null,
+  };
+}
+
+const OBIS = /^\s*([\p{L}\p{N}_]+)-([\p{L}\p{N}_]+):([\p{L}\p{N}_]+)\.([\p{L}\p{N}_]+)(?:\.([\p{L}\p{N}_]+))?(?:[.*][\p{L}\p{N}_]+)*\s*$/u;
+
+/** import (OBIS 1-x:1.8.x), export (1-x:2.8.x) or other; no RI: import. */
+export function registerKind(register) {
+  if (register === null || register === undefined) return "import";
+  const m = OBIS.exec(register);
+  if (!m) return "other";
+  const number = (g) => (g !== undefined && /^\d+$/.test(g) ? Number(g) : null);
+  const [medium, c, d] = [number(m[1]), number(m[3]), number(m[4])];
+  if (medium !== 1 || d !== 8) return "other";
+  return { 1: "import", 2: "export" }[c] ?? "other";
+}
+
+function decimalOf(value) {
+  if (typeof value === "bigint") return Dec.fromInt(value);
+  if (value instanceof PyFloat) return Dec.parse(str(value));
+  return Dec.parse(str(value).trim());
+}
+
+const ENERGY_UNITS = { kWh: 1000n, Wh: 1n };
+
+function readings(payload) {
+  const out = [];
+  const id = payload.ID;
+  const rd = Array.isArray(payload.RD) ? payload.RD : [];
+  let lastTx = null;
+  let lastTime = null;
+  for (const item of rd) {
+    if (!isDict(item)) throw new OcmfError("a reading is not an object");
+    // OCMF: a reading without TM/TX inherits them from the reading before it
+    const tx = item.TX ?? lastTx;
+    const tm = item.TM ?? lastTime;
+    lastTx = tx;
+    lastTime = tm;
+    const factor = ENERGY_UNITS[str(item.RU)];
+    if (factor === undefined || item.RV === undefined || item.RV === null) continue;
+    const value = decimalOf(item.RV);
+    if (!value.isFinite()) throw new OcmfError("RV is not a number");
+    let time = null;
+    if (tm !== null && tm !== undefined) {
+      const text = str(tm);
+      const space = text.lastIndexOf(" ");
+      const stamp = (space >= 0 ? text.slice(0, space) : text).replace(",", ".");
+      time = fromIso(stamp);
+    }
+    const register = item.RI === undefined || item.RI === null ? null : str(item.RI);
+    out.push({
+      tx: tx === null || tx === undefined ? null : str(tx),
+      time,
+      timeText: time ? isoformat(time) : null,
+      wh: value.mul(Dec.fromInt(factor)),
+      resolutionWh: value.resolution().mul(Dec.fromInt(factor)),
+      meterSerial: payload.MS === undefined || payload.MS === null ? null : str(payload.MS),
+      pagination: payload.PG === undefined || payload.PG === null ? null : str(payload.PG),
+      register,
+      kind: registerKind(register),
+      identification: id === undefined || id === null || id === "" ? null : str(id),
+    });
+  }
+  return out;
+}
+
+function splitContainer(container) {
+  const parts = container.split("|");
+  if (parts.length < 3 || parts[0] !== "OCMF") throw new OcmfError("not an OCMF container");
+  const body = container.slice("OCMF|".length);
+  const cut = body.lastIndexOf("|");
+  const payload = parse(body.slice(0, cut));
+  const signature = parse(body.slice(cut + 1));
+  if (!isDict(payload) || !isDict(signature)) throw new OcmfError("payload and signature are objects");
+  return { payloadText: body.slice(0, cut), payload, signature };
+}
+
+function algorithmOf(name) {
+  const parts = name.split("-");
+  const curve = parts.length === 3 ? SA_CURVES[parts[1].toLowerCase()] : undefined;
+  const hash = parts.length === 3 ? HASHES[parts[2].toUpperCase()] : undefined;
+  if (parts[0] !== "ECDSA" || curve === undefined || hash === undefined) {
+    throw new OcmfError(`signature algorithm '${name}' is not supported`);
+  }
+  return { curve, hash };
+}
+
+function isDer(raw) {
+  return raw.length >= 8 && raw[0] === 0x30 && raw[1] + 2 === raw.length;
+}
+
+/** (r, s) of a DER ECDSA signature, or null. */
+function derSignature(raw) {
+  try {
+    const seq = tlv(raw, 0);
+    if (seq.tag !== 0x30 || seq.end !== raw.length) return null;
+    const r = tlv(raw, seq.start);
+    const s = tlv(raw, r.end);
+    if (r.tag !== 2 || s.tag !== 2 || s.end !== seq.end) return null;
+    const int = (t) => BigInt(`0x${hex(raw.slice(t.start, t.end)) || "0"}`);
+    return [int(r), int(s)];
+  } catch {
+    return null;
+  }
+}
+
+function fixed(n, size) {
+  const text = n.toString(16).padStart(2 * size, "0");
+  return text.length > 2 * size ? null : fromHex(text);
+}
+
+async function ecdsaVerify(curveName, hash, point, r, s, message) {
+  const curve = CURVES[curveName];
+  const n = curve.Point.Fn.ORDER;
+  if (r <= 0n || s <= 0n || r >= n || s >= n) return false;
+  const rb = fixed(r, curve.size);
+  const sb = fixed(s, curve.size);
+  const subtle = globalThis.crypto?.subtle;
+  if (curve.web && subtle) {
+    const key = await subtle.importKey("raw", point, { name: "ECDSA", namedCurve: curve.web },
+      false, ["verify"]);
+    return subtle.verify({ name: "ECDSA", hash: hash.web }, key,
+      Uint8Array.from([...rb, ...sb]), message);
+  }
+  const verifier = ecdsa(curve.Point, hash.fn);
+  return verifier.verify(Uint8Array.from([...rb, ...sb]), hash.fn(message), point,
+    { prehash: false, lowS: false, format: "compact" });
+}
+
+/** Verify one stored signed sample against the record's pinned meter key. */
+export async function checkContainer(signed, pinnedKey) {
+  let unwrapped;
+  try {
+    unwrapped = unwrap(signed);
+  } catch (exc) {
+    return { status: MALFORMED, detail: exc.message, readings: [] };
+  }
+  const result = { status: MALFORMED, detail: "", readings: [], keyUsed: pinnedKey };
+  let parts;
+  let algorithm;
+  try {
+    parts = splitContainer(unwrapped.container);
+    result.readings = readings(parts.payload);
+    const sa = parts.signature.SA;
+    algorithm = sa ? str(sa)
+      : unwrapped.signingMethod?.startsWith("ECDSA-") ? unwrapped.signingMethod : DEFAULT_ALGORITHM;
+  } catch (exc) {
+    result.detail = `unreadable OCMF: ${exc.message.split("\n")[0]}`;
+    return result;
+  }
+  let alg;
+  let messageKey = null;
+  try {
+    alg = algorithmOf(algorithm);
+    if (unwrapped.publicKey !== null) messageKey = normalizeKey(unwrapped.publicKey, alg.curve);
+  } catch (exc) {
+    return { ...result, status: INVALID, detail: exc.message };
+  }
+  const key = pinnedKey || messageKey;
+  result.keyUsed = key;
+  if (!key) return { ...result, status: NO_KEY, detail: "no meter key registered and none in the message" };
+  try {
+    const ok = await verifyPayload(unwrapped.container, parts.signature, key, alg);
+    return { ...result, status: ok ? VERIFIED : INVALID,
+      detail: ok ? "signature verified" : "signature does not match the signed data" };
+  } catch (exc) {
+    return { ...result, status: INVALID, detail: exc.message };
+  }
+}
+
+async function verifyPayload(container, signature, keyHex, alg) {
+  const body = container.slice("OCMF|".length);
+  const payload = body.slice(0, body.lastIndexOf("|"));
+  let key;
+  try {
+    key = loadDer(fromHex(String(keyHex)));
+  } catch (exc) {
+    throw new OcmfError(`the meter key cannot be read: ${exc.message}`);
+  }
+  if (key.curve !== alg.curve) {
+    throw new OcmfError(`the meter key is not on the curve ${alg.curve.toLowerCase()} the signature names`);
+  }
+  const encoding = str(signature.SE ?? "hex").toLowerCase() || "hex";
+  let raw;
+  try {
+    const sd = str(signature.SD).trim();
+    raw = encoding === "base64" ? fromBase64(sd) : fromHex(sd);
+  } catch {
+    throw new OcmfError(`signature data is not ${encoding}`);
+  }
+  const size = CURVES[key.curve].size;
+  let rs;
+  if (raw.length === 2 * size && !isDer(raw)) {
+    rs = [BigInt(`0x${hex(raw.slice(0, size))}`), BigInt(`0x${hex(raw.slice(size))}`)];
+  } else {
+    rs = derSignature(raw);
+    if (rs === null) return false;
+  }
+  return ecdsaVerify(key.curve, alg.hash, key.point, rs[0], rs[1], new TextEncoder().encode(payload));
+}
+
+// -- signed readings against billed ones -------------------------------------------------
+const close = (a, b, tolerance) => a.sub(b).abs().cmp(tolerance) < 0;
+const maxDec = (a, b) => (b.cmp(a) > 0 ? b : a);
+const THOUSAND = Dec.fromInt(1000);
+
+/** reconcile(): the billed start/stop after comparing them with the signed ones. */
+export function reconcile(signedReadings, billedStart, billedStop) {
+  const imports = signedReadings.filter((r) => r.kind === "import");
+  const begin = imports.find((r) => r.tx === "B") ?? null;
+  const end = [...imports].reverse().find((r) => r.tx === "E") ?? null;
+  const out = { startWh: billedStart, stopWh: billedStop, flags: [], mismatches: [], notes: [],
+    missing: [], signedBegin: begin, signedEnd: end };
+  const outcomes = {};
+  for (const [name, signed, billed] of [["start", begin, billedStart], ["stop", end, billedStop]]) {
+    if (signed === null) {
+      out.missing.push(name);
+      continue;
+    }
+    let value = billed;
+    let outcome = "match";
+    if (billed === null) {
+      value = signed.wh;
+      outcome = "from_signed";
+    } else if (!close(billed, signed.wh, maxDec(signed.resolutionWh, billed.resolution()))) {
+      const up = maxDec(signed.resolutionWh, billed.resolution().mul(THOUSAND));
+      const down = maxDec(signed.resolutionWh, billed.resolution().div(THOUSAND));
+      if (close(billed.mul(THOUSAND), signed.wh, up) || close(billed.div(THOUSAND), signed.wh, down)) {
+        value = signed.wh;
+        outcome = "unit";
+        out.notes.push(`${name}: the station reported ${billed} Wh, the meter signed ${signed.wh} Wh (a unit factor of 1000): billed as signed`);
+      } else {
+        outcome = "differs";
+      }
+    }
+    outcomes[name] = outcome;
+    if (name === "start") out.startWh = value;
+    else out.stopWh = value;
+  }
+  const values = Object.values(outcomes);
+  if (values.includes("from_signed")) {
+    for (const [n, o] of Object.entries(outcomes)) if (o === "from_signed") out.flags.push(`meter_${n}_from_signed`);
+  }
+  if (values.includes("unit")) out.flags.push("unit_discrepancy");
+  if (values.includes("differs")) {
+    let consistent = false;
+    if (begin && end && out.startWh !== null && out.stopWh !== null
+        && outcomes.start === "differs" && outcomes.stop === "differs") {
+      const tolerance = begin.resolutionWh.add(end.resolutionWh)
+        .add(maxDec(out.startWh.resolution(), out.stopWh.resolution()));
+      consistent = close(out.stopWh.sub(out.startWh), end.wh.sub(begin.wh), tolerance);
+    }
+    if (consistent) {
+      out.flags.push("signed_register_offset");
+      out.notes.push("the signed readings are offset from the billed ones by a constant; the energy between them is the same");
+    } else {
+      out.flags.push("signed_energy_mismatch");
+      for (const [name, signed, billed] of [["start", begin, out.startWh], ["stop", end, out.stopWh]]) {
+        if (outcomes[name] === "differs" && signed !== null) {
+          out.mismatches.push(`${name}: billed ${billed} Wh, meter signed ${signed.wh} Wh`);
+        }
+      }
+    }
+  }
+  if (out.missing.length) out.flags.push("signed_reading_missing");
+  return out;
+}

@@ -1,0 +1,494 @@
+// The receipt verifier of settlement/receipts.py (verify_receipt), check for check, in the
+// browser: the same checks in the same order with the same names, so the page and
+// `csms verify` reach the same verdict on the same receipt. Verdicts: VALID, INVALID,
+// UNVERIFIED (the chain could not be read, or which contract is the real one is unknown).
+
+import { secp256k1 } from "@noble/curves/secp256k1.js";
+
+import { checksumAddress, chunkDigest, keccak, Rpc, SettlementReader, word } from "./chain.js";
+import { Dec } from "./decimal.js";
+import { cmpTimes, fromIso } from "./isotime.js";
+import * as ocmf from "./ocmf.js";
+import { fromHex, hex } from "./ocmf.js";
+import { canonical, eq, int, int16, isDict, le, PyError, PyFloat, str, truthy } from "./pyjson.js";
+
+export const VALID = "VALID";
+export const INVALID = "INVALID";
+export const UNVERIFIED = "UNVERIFIED";
+export const RECEIPT_VERSION = 2n;
+const READING_MARGIN_US = 5 * 60 * 1e6;
+
+export const RECORD_FIELDS = [
+  "ledger", "seq", "session_id", "station_id", "chain_station", "host", "connector_id",
+  "evse_id", "id_tag", "ocpp_version", "transaction_id", "started_at", "stopped_at",
+  "duration_s", "meter_start_wh", "meter_stop_wh", "energy_wh", "price_minor", "currency",
+  "decimals", "unit", "tariff", "stop_reason", "samples_hash", "driver", "driver_index",
+  "kind", "authorization", "card_commitment",
+];
+const OPTIONAL_FIELDS = ["meter_public_key"];
+const LIMITS = { chain_station: 24n, driver_index: 32n, energy_wh: 32n, duration_s: 32n, price_minor: 48n };
+const SIGNED = 1n;
+export const UNPAID_REASONS = {
+  1: "the station is not registered on chain", 2: "no driver's escrow",
+  3: "more energy than the station's power allows", 4: "above the prices the driver accepts",
+  5: "above the driver's limit per session", 6: "the driver accepts no card sessions",
+  7: "no valid authorization from the driver", 8: "the authorization was already used",
+  9: "the authorization expired", 10: "above the driver's limit per day",
+  11: "the escrow was too low", 12: "unknown entry kind",
+};
+
+/** Not a receipt this verifier reads (one line for the driver). */
+export class ReceiptError extends Error {}
+
+export class Verdict {
+  constructor() {
+    this.checks = [];
+    this.proves = "";
+    this.signedReadings = []; // the readings of signatures that verified (for the chart)
+  }
+
+  get status() {
+    if (this.checks.some((c) => c.ok === false)) return INVALID;
+    if (!this.checks.length || this.checks.some((c) => c.ok === null)) return UNVERIFIED;
+    return VALID;
+  }
+
+  add(name, ok, detail = "") {
+    this.checks.push({ name, ok, detail });
+    return Boolean(ok);
+  }
+}
+
+export function whatItProves(samples) {
+  if (samples.some((s) => truthy(s.signed ?? null))) {
+    return "The record is the one settled on chain, and it carries signed meter readings"
+      + " (OCMF): when their signatures verify with the meter's key and they belong"
+      + " to this session, the energy figure is the calibrated meter's.";
+  }
+  return "The record is the one settled on chain. There is no signed meter data: the energy"
+    + " figure is the operator's, bounded on chain by the station's power and the"
+    + " driver's terms, not proven by a calibrated meter.";
+}
+
+// -- the record, its hash and its entry (settlement/records.py) --------------------------
+const keccakHex = (bytes) => hex(keccak(bytes));
+
+export function samplesHash(samples) {
+  return keccakHex(canonical(samples));
+}
+
+export function recordHash(record) {
+  const fields = [...RECORD_FIELDS, ...OPTIONAL_FIELDS.filter((f) => f in record)];
+  const subset = Object.create(null);
+  for (const f of fields) subset[f] = record[f];
+  return keccakHex(canonical(subset));
+}
+
+export function unpackEntry(packed) {
+  const mask = (bits) => (1n << bits) - 1n;
+  return {
+    chain_station: packed & mask(24n), driver_index: (packed >> 24n) & mask(32n),
+    energy_wh: (packed >> 56n) & mask(32n), duration_s: (packed >> 88n) & mask(32n),
+    price_minor: (packed >> 120n) & mask(48n), kind: (packed >> 168n) & 255n,
+    slot: (packed >> 176n) & 255n,
+  };
+}
+
+function packEntry(values, kind, slot) {
+  for (const [name, value] of Object.entries(values)) {
+    if (value < 0n || value >= 1n << LIMITS[name]) {
+      throw new PyError("ValueError", `${name} ${value} does not fit ${LIMITS[name]} bits`);
+    }
+  }
+  if (kind !== 0n && kind !== 1n) throw new PyError("ValueError", `unknown entry kind ${kind}`);
+  return values.chain_station | (values.driver_index << 24n) | (values.energy_wh << 56n)
+    | (values.duration_s << 88n) | (values.price_minor << 120n) | (kind << 168n) | (slot << 176n);
+}
+
+const or0 = (v) => (truthy(v) ? v : 0n);
+
+function entryOf(record, slot) {
+  const values = {
+    chain_station: int(or0(record.chain_station)), driver_index: int(or0(record.driver_index)),
+    energy_wh: int(record.energy_wh), duration_s: int(record.duration_s),
+    price_minor: int(record.price_minor),
+  };
+  const kind = int(record.kind);
+  return [recordHash(record), packEntry(values, kind, slot)];
+}
+
+// -- parsing ------------------------------------------------------------------------------
+function hex32(value, name) {
+  if (typeof value !== "string" || !/^0x[0-9a-fA-F]{64}$/.test(value)) {
+    throw new ReceiptError(`${name} is not a 32-byte hex value`);
+  }
+  return value.slice(2).toLowerCase();
+}
+
+function need(obj, key) {
+  if (!isDict(obj)) throw new PyError("TypeError", `not an object: ${key}`);
+  if (!(key in obj)) throw new PyError("KeyError", `'${key}'`);
+  return obj[key];
+}
+
+function parseReceipt(receipt) {
+  if (!isDict(receipt) || !("voltledger_receipt" in receipt)) throw new ReceiptError("not a voltledger receipt");
+  const version = receipt.voltledger_receipt;
+  if (!eq(version, RECEIPT_VERSION)) {
+    throw new ReceiptError(`receipt version ${str(version)} is not supported (this verifier reads version 2)`);
+  }
+  try {
+    const record = need(receipt, "record");
+    const samples = need(receipt, "samples");
+    const entry = need(receipt, "entry");
+    const chunk = need(receipt, "chunk");
+    const chain = need(receipt, "chain");
+    const payment = need(receipt, "payment");
+    if (!isDict(record) || !Array.isArray(samples) || !samples.every(isDict)) {
+      throw new ReceiptError("record must be an object and samples a list of objects");
+    }
+    for (const [part, name] of [[entry, "entry"], [chunk, "chunk"], [chain, "chain"], [payment, "payment"]]) {
+      if (!isDict(part)) throw new ReceiptError(`${name} must be an object`);
+    }
+    const missing = RECORD_FIELDS.filter((f) => !(f in record));
+    if (missing.length) throw new ReceiptError(`the record lacks ${missing.join(", ")}`);
+    return {
+      record, samples,
+      recordHash: hex32(need(entry, "record_hash"), "entry.record_hash"),
+      packed: int16(str(need(entry, "packed"))), position: int(need(entry, "position")),
+      ledger: int(need(chunk, "ledger")), firstSeq: int(need(chunk, "first_seq")),
+      count: int(need(chunk, "count")), digest: hex32(need(chunk, "digest"), "chunk.digest"),
+      chainId: int(need(chain, "chain_id")), contract: str(need(chain, "contract")),
+      txHash: hex32(need(chain, "tx_hash"), "chain.tx_hash"),
+      blockNumber: int(need(chain, "block_number")), paid: truthy(need(payment, "paid")),
+    };
+  } catch (exc) {
+    if (exc instanceof ReceiptError) throw exc;
+    throw new ReceiptError(`malformed receipt: ${exc.message}`);
+  }
+}
+
+function decimalOrNone(value) {
+  if (value === null || value === "None") return null;
+  try {
+    if (value instanceof PyFloat) return Dec.parse(str(value));
+    return Dec.parse(str(value));
+  } catch {
+    return null;
+  }
+}
+
+/** Decimal(x) as the Tariff constructor takes it (a str, an int or a float). */
+function decimalOf(value) {
+  if (typeof value === "string") return Dec.parse(value);
+  if (typeof value === "bigint") return Dec.fromInt(value);
+  if (typeof value === "boolean") return Dec.fromInt(value ? 1 : 0);
+  if (value instanceof PyFloat) return Dec.fromFloat(value.value);
+  throw new PyError("TypeError", "conversion to Decimal");
+}
+
+/** csms/domain/tariff.py price_minor */
+export function priceMinor(tariff, energyWh, durationS) {
+  const seconds = durationS > 0n ? Dec.fromInt(durationS) : Dec.fromInt(0);
+  const total = tariff.sessionFee
+    .add(Dec.fromInt(energyWh).div(Dec.fromInt(1000)).mul(tariff.perKwh))
+    .add(seconds.div(Dec.fromInt(60)).mul(tariff.perMinute));
+  return total.scaleb(Number(tariff.decimals)).toInteger("half_up");
+}
+
+// -- verifying ----------------------------------------------------------------------------
+/**
+ * Check a receipt (a value of pyjson.parse); with an RPC URL against the chain too.
+ * Throws ReceiptError for what is not a receipt of this version.
+ */
+export async function verifyReceipt(receipt, { rpcUrl = null, driver = null, contract = null } = {}) {
+  const r = parseReceipt(receipt);
+  const { record, samples } = r;
+  const v = new Verdict();
+  v.proves = whatItProves(samples);
+  v.add("samples hash", eq(`0x${samplesHash(samples)}`, record.samples_hash),
+    "the meter samples are the ones the record commits to");
+  let rhash;
+  let packed;
+  try {
+    const slot = unpackEntry(r.packed).slot;
+    [rhash, packed] = entryOf(record, slot);
+  } catch (exc) {
+    v.add("record", false, `the record cannot be read: ${exc.message}`);
+    return v;
+  }
+  v.add("record hash", rhash === r.recordHash, "record -> the entry's hash");
+  v.add("entry", packed === r.packed,
+    "station, driver, energy, duration and amount of the entry are the record's");
+  await checkRecord(v, record, r.chainId, r.contract);
+  await checkSigned(v, record, samples);
+  if (!rpcUrl) {
+    v.add("on chain", null, "no RPC endpoint given: the chain was not checked");
+    return v;
+  }
+  try {
+    await checkChain(v, r, new Rpc(rpcUrl), driver, contract);
+  } catch (exc) {
+    v.add("on chain", null, `the chain could not be read: ${String(exc.message).slice(0, 200)}`);
+  }
+  return v;
+}
+
+async function checkRecord(v, record, chainId, contract) {
+  const start = decimalOrNone(record.meter_start_wh);
+  const stop = decimalOrNone(record.meter_stop_wh);
+  if (start === null || stop === null) {
+    v.add("energy = stop - start", false, "the record has no start or stop reading");
+  } else {
+    let ok = false;
+    let energy = "?";
+    try {
+      const delta = stop.sub(start);
+      energy = delta.cmp(Dec.fromInt(0)) >= 0 ? delta.toInteger("half_even") : 0n;
+      ok = eq(energy, record.energy_wh);
+    } catch {
+      ok = false;
+    }
+    v.add("energy = stop - start", ok,
+      `${stop} - ${start} Wh = ${energy} Wh, the record bills ${str(record.energy_wh)} Wh`);
+  }
+  try {
+    const started = fromIso(record.started_at);
+    const stopped = fromIso(record.stopped_at);
+    const micros = BigInt(cmpTimes(stopped, started));
+    const seconds = micros >= 0n ? (micros + 999999n) / 1000000n : -((-micros) / 1000000n);
+    v.add("duration", micros >= 0n && eq(seconds, record.duration_s),
+      `${record.started_at} .. ${record.stopped_at}: ${seconds} s`);
+  } catch {
+    v.add("duration", false, "the record's times cannot be read");
+  }
+  try {
+    const t = record.tariff;
+    if (!isDict(t)) throw new PyError("TypeError", "tariff");
+    const tariff = {
+      perKwh: decimalOf(need(t, "per_kwh")), currency: str(record.currency),
+      decimals: int(record.decimals), perMinute: decimalOf(need(t, "per_minute")),
+      sessionFee: decimalOf(need(t, "session_fee")),
+    };
+    const price = priceMinor(tariff, int(record.energy_wh), int(record.duration_s));
+    v.add("price", eq(price, record.price_minor),
+      `the tariff in the record gives ${price}, the record bills ${str(record.price_minor)} (minor units)`);
+  } catch {
+    v.add("price", false, "the record's tariff cannot be read");
+  }
+  if (eq(record.kind, SIGNED)) {
+    try {
+      const auth = authorizationOf(record.authorization);
+      const signer = recover(auth, chainId, contract);
+      const ok = signer.toLowerCase() === auth.driver.toLowerCase()
+        && auth.driver.toLowerCase() === str(record.driver).toLowerCase()
+        && eq(auth.station, record.chain_station) && le(record.price_minor, auth.max_amount);
+      v.add("authorization", ok,
+        `signed by ${signer} for station ${auth.station}, at most ${auth.max_amount}`);
+    } catch (exc) {
+      v.add("authorization", false, `the authorization cannot be read: ${exc.message}`);
+    }
+  }
+}
+
+// -- the driver's EIP-712 authorization (settlement/eip712.py) ---------------------------
+const WIDTHS = [["max_per_kwh", 24n], ["max_per_minute", 24n], ["max_session_fee", 24n],
+  ["max_amount", 32n], ["nonce", 48n], ["expiry", 40n]];
+const AUTH_FIELDS = ["driver", "station", "max_per_kwh", "max_per_minute", "max_session_fee",
+  "max_amount", "nonce", "expiry", "signature"];
+
+function authorizationOf(data) {
+  if (!isDict(data)) throw new PyError("TypeError", "not an authorization");
+  const missing = AUTH_FIELDS.filter((f) => !(f in data));
+  if (missing.length) throw new PyError("ValueError", `authorization lacks ${missing}`);
+  const auth = { driver: str(data.driver), signature: str(data.signature) };
+  try {
+    for (const f of AUTH_FIELDS.slice(1, 8)) auth[f] = int(data[f]);
+  } catch (exc) {
+    throw new PyError("ValueError", `not an authorization: ${exc.message}`);
+  }
+  for (const [name, bits] of WIDTHS) {
+    if (auth[name] < 0n || auth[name] >= 1n << bits) throw new PyError("ValueError", `${name} must be an integer below 2^${bits}`);
+  }
+  if (!(auth.station > 0n && auth.station < 1n << 24n)) throw new PyError("ValueError", "station must be a registered station index");
+  return auth;
+}
+
+const utf8 = (text) => new TextEncoder().encode(text);
+
+function abiAddress(address) {
+  // eth_abi: a hex address, its checksum checked when it is written in mixed case
+  if (typeof address !== "string" || !/^0x[0-9a-fA-F]{40}$/.test(address)) throw new PyError("ValueError", `not an address: ${address}`);
+  const body = address.slice(2);
+  if (body !== body.toLowerCase() && body !== body.toUpperCase() && checksumAddress(address) !== address) {
+    throw new PyError("ValueError", `bad checksum: ${address}`);
+  }
+  return body.toLowerCase().padStart(64, "0");
+}
+
+function eip712Digest(auth, chainId, contract) {
+  const domain = keccak(fromHex(
+    hex(keccak(utf8("EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)")))
+    + hex(keccak(utf8("voltledger"))) + hex(keccak(utf8("2"))) + word(chainId) + abiAddress(contract)));
+  const struct = keccak(fromHex(
+    hex(keccak(utf8("SessionAuthorization(address driver,uint256 station,uint256 maxPerKwh,"
+      + "uint256 maxPerMinute,uint256 maxSessionFee,uint256 maxAmount,uint256 nonce,uint256 expiry)")))
+    + abiAddress(auth.driver) + [auth.station, auth.max_per_kwh, auth.max_per_minute,
+      auth.max_session_fee, auth.max_amount, auth.nonce, auth.expiry].map(word).join("")));
+  return keccak(Uint8Array.from([0x19, 0x01, ...domain, ...struct]));
+}
+
+function recover(auth, chainId, contract) {
+  try {
+    const raw = fromHex(auth.signature.replace(/^0x/, ""));
+    if (raw.length !== 65) throw new Error("a signature is 65 bytes");
+    let recovery = raw[64];
+    if (recovery >= 27) recovery -= 27;
+    if (recovery !== 0 && recovery !== 1) throw new Error("bad v");
+    const digest = eip712Digest(auth, chainId, contract);
+    const sig = secp256k1.Signature.fromBytes(raw.slice(0, 64), "compact").addRecoveryBit(recovery);
+    const point = sig.recoverPublicKey(digest).toBytes(false);
+    return checksumAddress(`0x${hex(keccak(point.slice(1)).slice(12))}`);
+  } catch (exc) {
+    throw new PyError("ValueError", `not a valid signature: ${exc.message}`);
+  }
+}
+
+// -- signed meter data --------------------------------------------------------------------
+async function checkSigned(v, record, samples) {
+  const signed = samples.filter((s) => truthy(s.signed ?? null)).map((s) => s.signed);
+  if (!signed.length) return;
+  const key = record.meter_public_key ?? null;
+  const readings = [];
+  let allOk = true;
+  for (const [i, data] of signed.entries()) {
+    const checked = await ocmf.checkContainer(data, typeof key === "string" ? key : key === null ? null : str(key));
+    const ok = checked.status === ocmf.VERIFIED;
+    allOk &&= ok;
+    if (ok) readings.push(...checked.readings);
+    v.add(`meter signature ${i + 1}`, ok, checked.detail);
+  }
+  const start = decimalOrNone(record.meter_start_wh);
+  const stop = decimalOrNone(record.meter_stop_wh);
+  v.signedReadings = readings;
+  const rec = ocmf.reconcile(readings, start, stop);
+  const same = (a, b) => (a === null || b === null ? a === b : a.eq(b));
+  const changed = !same(rec.startWh, start) || !same(rec.stopWh, stop);
+  const problems = [...rec.mismatches,
+    ...(changed ? ["the billed readings are not the ones the signed data gives"] : [])];
+  let detail = problems.length ? problems.join("; ")
+    : !rec.missing.length ? "the billed start and stop readings are the meter's signed ones"
+      : `no signed ${rec.missing.join(" and ")} reading to compare`;
+  if (!problems.length && rec.flags.includes("signed_register_offset")) {
+    detail = "the energy between the billed readings is the energy the meter signed";
+  }
+  const matched = v.add("signed readings = billed readings", !problems.length, detail);
+  const belongs = belongsToSession(v, record, readings, rec);
+  if (allOk && matched && belongs && !rec.missing.length) {
+    const short = (typeof key === "string" ? key : "").slice(-16);
+    v.proves = "The record is the one settled on chain, and the energy figure is the one"
+      + " the calibrated meter signed for this session (OCMF signatures verified"
+      + ` with the meter key ...${short}; compare it with the key on the charger's label).`;
+  }
+}
+
+function page(pagination) {
+  const m = /^[A-Za-z]?(\d+)$/.exec(pagination ?? "");
+  return m ? Number(m[1]) : null;
+}
+
+function belongsToSession(v, record, readings, rec) {
+  const begin = rec.signedBegin;
+  const end = rec.signedEnd;
+  const problems = [];
+  let started;
+  let stopped;
+  try {
+    started = fromIso(record.started_at);
+    stopped = fromIso(record.stopped_at);
+  } catch {
+    return v.add("signed readings belong to this session", false, "no session times");
+  }
+  for (const r of [begin, end]) {
+    if (r === null || r.time === null) continue;
+    const low = { ...started, micros: started.micros - READING_MARGIN_US };
+    const high = { ...stopped, micros: stopped.micros + READING_MARGIN_US };
+    if (!(cmpTimes(low, r.time) <= 0 && cmpTimes(r.time, high) <= 0)) {
+      problems.push(`the ${r.tx} reading (${r.timeText}) is outside the session`);
+    }
+  }
+  if (begin !== null && end !== null) {
+    if (begin.time && end.time && cmpTimes(begin.time, end.time) > 0) {
+      problems.push("the begin reading is later than the end reading");
+    }
+    const pb = page(begin.pagination);
+    const pe = page(end.pagination);
+    if (pb !== null && pe !== null && !(pb <= pe)) {
+      problems.push(`pages go backwards (${begin.pagination} -> ${end.pagination})`);
+    }
+  }
+  const serials = [...new Set(readings.map((r) => r.meterSerial).filter(Boolean))].sort();
+  if (serials.length > 1) problems.push(`readings of several meters (${serials.join(", ")})`);
+  const tag = truthy(record.id_tag ?? null) ? str(record.id_tag) : "";
+  const ids = [...new Set(readings.map((r) => r.identification).filter(Boolean))].sort();
+  if (tag && ids.length && ids.some((i) => i.toUpperCase() !== tag.toUpperCase())) {
+    problems.push(`the meter signed them for ${ids.join(", ")}, not ${tag}`);
+  }
+  return v.add("signed readings belong to this session", !problems.length,
+    problems.length ? problems.join("; ")
+      : `inside the session's time window, begin before end, pages in order, one meter${tag && ids.length ? ", the driver's token" : ""}`);
+}
+
+// -- on chain -----------------------------------------------------------------------------
+async function checkChain(v, r, rpc, driver, contract) {
+  const { record } = r;
+  const reader = new SettlementReader(rpc, r.contract);
+  const chainId = await reader.chainId();
+  if (!v.add("chain id", chainId === r.chainId, `the node is chain ${chainId}, the receipt says ${r.chainId}`)) return;
+  if (contract) {
+    v.add("the real contract", contract.toLowerCase() === r.contract.toLowerCase(),
+      `you named ${contract}, the receipt names ${r.contract}`);
+  }
+  if (driver) {
+    const same = (truthy(record.driver) ? str(record.driver) : "").toLowerCase() === driver.toLowerCase();
+    const index = same ? await reader.driverIndex(driver) : 0n;
+    v.add("the driver's escrow", same && index !== 0n && eq(index, record.driver_index),
+      `${driver} is driver ${index} of ${r.contract}; the record names ${str(record.driver)} (driver ${str(record.driver_index)})`);
+    const commitment = record.card_commitment ?? null;
+    if (same && index && truthy(commitment)) {
+      const linked = await reader.cardLinked(index, hex32(commitment, "card_commitment"));
+      v.add("the driver's card", linked, "the driver linked this card on chain");
+    }
+  }
+  if (!contract && !driver) {
+    v.add("the real contract", null, "give your driver address (or the contract's) to"
+      + ` tell whether ${r.contract} is the contract your escrow is in`);
+  }
+  const txHash = `0x${r.txHash}`;
+  const [to, ledger, firstSeq, entries] = await reader.settleInput(txHash);
+  if (to.toLowerCase() !== r.contract.toLowerCase()) {
+    v.add("settle transaction", false, "the transaction is not a call of this contract");
+    return;
+  }
+  const position = r.position;
+  const inTx = ledger === r.ledger && firstSeq === r.firstSeq
+    && position >= 0n && position < BigInt(entries.length)
+    && entries[Number(position)][0] === r.recordHash && entries[Number(position)][1] === r.packed
+    && int(record.seq) === firstSeq + position
+    && str(record.ledger) === ledger.toString();
+  v.add("entry in the settle transaction", inTx, `entry ${position} of the chunk settled in ${txHash}`);
+  const digest = chunkDigest(ledger, firstSeq, entries);
+  const stored = await reader.chunkDigest(ledger, firstSeq);
+  v.add("settled once", digest === stored && stored === r.digest,
+    `the contract holds this chunk for sequence numbers ${firstSeq}..${firstSeq + BigInt(entries.length) - 1n} of ledger ${ledger}: no other chunk can hold them`);
+  const [status, block, settled, unpaid] = await reader.outcome(txHash);
+  v.add("settle transaction", status === 1n && settled && block === r.blockNumber, `succeeded in block ${block}`);
+  const seq = int(record.seq);
+  const paidOnChain = !unpaid.has(seq);
+  const amount = unpackEntry(r.packed).price_minor;
+  const detail = paidOnChain
+    ? `${amount} x ${str(record.unit)} base units were taken from the driver's escrow (driver ${str(record.driver_index)}) and credited to the host`
+    : `not paid on chain: ${UNPAID_REASONS[unpaid.get(seq)] ?? unpaid.get(seq)}`;
+  v.add("payment", paidOnChain === r.paid && eq(amount, record.price_minor),
+    detail + (paidOnChain === r.paid ? "" : `; the receipt says ${r.paid ? "paid" : "unpaid"}`));
+}
