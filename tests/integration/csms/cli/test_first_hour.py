@@ -318,3 +318,35 @@ async def test_remote_start_with_an_unknown_tag_warns(work: Path, serving: Serve
                 assert line.startswith("warning: tag 'UNKNOWNTAG' is unknown"), line
             else:
                 assert r.stderr == ""
+
+
+# -- settings: a file, variables, flags ---------------------------------------------------
+def test_settings_come_from_the_file_below_variables_and_flags(work: Path) -> None:
+    (work / "csms.toml").write_text('db = "from-file.db"\n')
+    assert csms("--config", "csms.toml", "stations", "add", "CP1", cwd=work).returncode == 0
+    assert (work / "from-file.db").is_file()
+    r = csms("stations", "list", "--json", cwd=work, env={"CSMS_CONFIG": "csms.toml"})
+    assert [s["id"] for s in json.loads(r.stdout)] == ["CP1"]
+    r = csms("stations", "list", "--json", cwd=work,
+             env={"CSMS_CONFIG": "csms.toml", "CSMS_DB": "from-env.db"})
+    assert json.loads(r.stdout) == [] and (work / "from-env.db").is_file()
+    r = csms("--config", "csms.toml", "stations", "list", "--json", "--db", "flag.db",
+             cwd=work, env={"CSMS_DB": "from-env.db"})
+    assert json.loads(r.stdout) == [] and (work / "flag.db").is_file()
+
+
+@pytest.mark.parametrize(("file", "env", "words"), [
+    ("porte = 1\n", {}, ("csms.toml", "no setting 'porte'")),
+    ("port = 'x'\n", {}, ("csms.toml", "port = 'x' is not a valid int")),
+    ("", {"CSMS_PORT": "abc"}, ("CSMS_PORT='abc' is not a valid int",)),
+    ("", {"CSMS_WS_COMPRESSION": "gzip"}, ("--ws-compression (CSMS_WS_COMPRESSION)",)),
+])
+def test_a_wrong_setting_is_one_line(work: Path, file: str, env: dict[str, str],
+                                     words: tuple[str, ...]) -> None:
+    (work / "csms.toml").write_text(file)
+    before = snapshot(work)
+    for command in (["stations", "list"], ["serve"]):
+        r = csms("--config", "csms.toml", *command, "--db", "c.db", cwd=work, env=env)
+        one_line_error(r, *words, code=2)
+    kept(before, work)
+    assert not (work / "c.db").exists()
