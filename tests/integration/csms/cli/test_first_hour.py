@@ -350,3 +350,30 @@ def test_a_wrong_setting_is_one_line(work: Path, file: str, env: dict[str, str],
         one_line_error(r, *words, code=2)
     kept(before, work)
     assert not (work / "c.db").exists()
+
+
+# -- 4. consistent options ------------------------------------------------------------------
+def test_settle_worker_takes_max_wait_and_json_like_settle_run(work: Path) -> None:
+    assert csms("stations", "list", "--db", "c.db", cwd=work).returncode == 0
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CSMS_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "csms", "settle", "worker", "--chain", "memory", "--max-wait",
+         "5", "--batch-size", "10", "--json", "--db", "c.db", "--data-dir", "data"],
+        cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**clean, "COLUMNS": "80"})
+    assert proc.stdout is not None
+    lines = []
+    while True:  # the JSON object it prints when it starts, over several lines
+        line = proc.stdout.readline()
+        assert line, proc.communicate()
+        lines.append(line)
+        if line.startswith("}"):
+            break
+    started = json.loads("".join(lines))
+    assert started["event"] == "started" and started["kind"] == "memory"
+    assert (started["max_wait"], started["batch_size"]) == (5.0, 10)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    stopped = json.loads(out)
+    assert stopped == {"event": "stopped", "finalized_batches_total": 0, "gas_used_total": 0}

@@ -73,6 +73,11 @@ def test_every_option_is_documented_at_80_columns(path: list[str], command: Any)
     assert "<bool>" not in text  # a flag takes no value
     blocks = option_blocks(text)
     group = path[0] if path else ""
+    if not hasattr(command, "commands") and group != "demo":  # the demo keeps to --folder
+        assert "--data-dir" in blocks, f"csms {' '.join(path)} takes no --data-dir"
+    if group == "remote" or path[-1:] == ["set-password"]:
+        assert {"--admin-host", "--admin-port"} <= set(blocks), path  # as csms serve has them
+    assert "--admin-url" not in blocks
     for param in command.params:
         if param.param_type_name != "option" or param.name == "help":
             continue
