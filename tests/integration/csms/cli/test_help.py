@@ -73,9 +73,10 @@ def test_every_option_is_documented_at_80_columns(path: list[str], command: Any)
     assert "<bool>" not in text  # a flag takes no value
     blocks = option_blocks(text)
     group = path[0] if path else ""
-    if not hasattr(command, "commands") and group != "demo":  # the demo keeps to --folder
+    leaf = not hasattr(command, "commands")
+    if leaf and group != "demo":  # the demo keeps everything in its --folder
         assert "--data-dir" in blocks, f"csms {' '.join(path)} takes no --data-dir"
-    if group == "remote" or path[-1:] == ["set-password"]:
+    if leaf and (group == "remote" or path[-1:] == ["set-password"]):
         assert {"--admin-host", "--admin-port"} <= set(blocks), path  # as csms serve has them
     assert "--admin-url" not in blocks
     for param in command.params:
