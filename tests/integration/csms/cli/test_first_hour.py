@@ -377,3 +377,10 @@ def test_settle_worker_takes_max_wait_and_json_like_settle_run(work: Path) -> No
     assert proc.returncode == 0, err
     stopped = json.loads(out)
     assert stopped == {"event": "stopped", "finalized_batches_total": 0, "gas_used_total": 0}
+
+
+def test_a_link_to_the_sqlite_file_is_the_same_database(work: Path, serving: Serve) -> None:
+    (work / "link.db").symlink_to(work / "c.db")
+    r = csms("serve", "--db", "link.db", "--port", str(free_port()), "--admin-port", "-1",
+             cwd=work)
+    one_line_error(r, "single-node", code=2)
