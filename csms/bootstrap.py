@@ -1,21 +1,31 @@
-"""The one place that wires settings -> adapters -> services."""
+"""The one place that wires settings -> adapters -> services, for every entry point.
+
+``build`` makes a serving node (WebSocket server, admin API, outbox relay, command bus,
+and the settlement chain and worker when ``settings.chain`` is set); ``build_settlement``
+makes the settlement worker alone (``csms settle``); ``open_settlement_chain`` and
+``settlement_worker`` are the pieces both use, and that ``csms contract``, ``csms demo``
+and the wallet commands use too. Nothing here reads the environment: everything comes
+from :class:`csms.config.Settings`.
+
+Heavy adapters (websockets, aiohttp, web3, the Vyper compiler) are imported only by the
+functions that need them, so a command that only reads the database starts fast.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
+import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from csms.admin import AdminApi, load_or_create_token
-from csms.bus.commands import CommandBus
-from csms.bus.relay import OUTAGES, OutboxRelay
-from csms.config import Settings
+from csms.config import Settings, SettingsError
 from csms.domain.energy import watts
 from csms.metrics import Metrics
-from csms.server import CentralSystem
 from csms.service.charging import ChargingService
 from csms.service.cluster import beat
 from csms.service.ports import Repository, StorageError, Tx
@@ -23,13 +33,127 @@ from csms.service.quota import PayloadQuota
 from csms.service.supervisor import Supervisor, TaskState
 from csms.storage import open_repository
 
-__all__ = ["App", "build"]
+if TYPE_CHECKING:
+    from csms.admin import AdminApi
+    from csms.bus.commands import CommandBus
+    from csms.bus.relay import OutboxRelay
+    from csms.server import CentralSystem
+    from settlement.chain import Chain, ContractParams
+    from settlement.worker import SettlementWorker
+
+__all__ = [
+    "App",
+    "NodeLockHeld",
+    "Settlement",
+    "build",
+    "build_settlement",
+    "open_settlement_chain",
+    "settlement_worker",
+]
 
 log = logging.getLogger("csms.bootstrap")
 
 NODE_BEAT_SECONDS = 5.0
 
 
+# -- settlement ----------------------------------------------------------------------
+def open_settlement_chain(settings: Settings, *, deploy: bool = True,
+                          params: ContractParams | None = None,
+                          contract: str | None = None, keystore: str | None = None,
+                          password_file: str | None = None) -> Chain:
+    """The chain ``settings.chain`` names (``local`` when empty), with the operator key of
+    the settings (or ``keystore`` / ``password_file``: a driver's or a host's own key).
+    Blocking: call it in a thread from async code. Raises ``settlement.chain.ChainError``,
+    or :class:`SettingsError` for a data folder it cannot use.
+    """
+    # Imported here: web3 and the compiler are not needed without settlement.
+    from settlement.chain import open_chain
+
+    settings.data_folder()  # the chain's state, the contract's record, the compiler cache
+    return open_chain(settings.chain or "local", settings.data_dir,
+                      keystore=keystore or settings.keystore or None,
+                      password_file=password_file or settings.keystore_password_file or None,
+                      deploy=deploy, params=params, contract=contract)
+
+
+def settlement_worker(settings: Settings, repo: Repository, chain: Chain, *,
+                      holder: str | None = None) -> SettlementWorker:
+    """The settlement worker with the batching and finality of the settings."""
+    from settlement.worker import SettlementWorker
+
+    return SettlementWorker(repo, chain, batch_size=settings.batch_size,
+                            max_wait=settings.max_wait, confirmations=settings.confirmations,
+                            publish_events=bool(settings.mqtt), holder=holder)
+
+
+@dataclass
+class Settlement:
+    """A settlement worker on its own (``csms settle``): its database and its chain."""
+
+    settings: Settings
+    repo: Repository
+    chain: Chain
+    worker: SettlementWorker
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self.chain.close)
+        await self.repo.close()
+
+
+async def build_settlement(settings: Settings) -> Settlement:
+    """Open the database, then the chain (deploying the contract where it is missing)."""
+    repo = await open_repository(settings.db)
+    try:
+        chain = await asyncio.to_thread(open_settlement_chain, settings)
+    except BaseException:
+        await repo.close()
+        raise
+    return Settlement(settings, repo, chain, settlement_worker(settings, repo, chain))
+
+
+# -- one node on a SQLite file ---------------------------------------------------------
+class NodeLockHeld(SettingsError):
+    """Another ``csms serve`` uses this SQLite file (SQLite is single-node)."""
+
+
+class NodeLock:
+    """An exclusive ``flock`` on ``<db>.lock`` for as long as a node serves a SQLite file.
+
+    The kernel drops the lock when the process ends, however it ends, so a node killed
+    with -9 never blocks its restart. The file stays (removing it would race with a node
+    starting); it holds the pid of the node that has the lock, for the message.
+    """
+
+    def __init__(self, db: str) -> None:
+        self.path = Path(db).expanduser().with_name(Path(db).name + ".lock")
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise SettingsError(f"--db (CSMS_DB): cannot create the lock file {self.path}:"
+                                f" {exc.strerror or exc}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 64).decode("ascii", "replace").strip() or "?"
+            os.close(fd)
+            raise NodeLockHeld(
+                f"another csms serve (pid {holder}) is using {self.path.with_suffix('')}:"
+                " SQLite is single-node; several nodes need PostgreSQL and MQTT"
+                " (docs/configuration.md)") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the last descriptor drops the flock
+            self._fd = None
+
+
+# -- a serving node ------------------------------------------------------------------
 @dataclass
 class App:
     settings: Settings
@@ -41,7 +165,9 @@ class App:
     relay: OutboxRelay | None = None
     bus: CommandBus | None = None
     chain: Any = None
+    worker: Any = None
     tasks: Supervisor = field(default_factory=Supervisor)
+    lock: NodeLock | None = None
     _restarts: dict[str, int] = field(default_factory=dict)  # counted in /metrics so far
 
     async def start(self) -> None:
@@ -59,8 +185,12 @@ class App:
         if self.admin is not None and self.settings.admin_port >= 0:
             await self.admin.start()
         if self.relay is not None:
+            from csms.bus.relay import OUTAGES
+
             self.tasks.start("relay", self.relay.run, OUTAGES)
         if self.bus is not None and self.admin is not None:
+            from csms.bus.relay import OUTAGES
+
             admin, bus = self.admin, self.bus
 
             async def handle(station_id: str, command: str, args: dict[str, Any],
@@ -73,27 +203,25 @@ class App:
 
             self.tasks.start("command-bus", serve_commands, OUTAGES)
         if self.settings.chain:
-            # Imported here: web3 and the compiler are not needed without settlement.
-            from settlement.chain import open_chain
-            from settlement.credit import ChainCredit
-            from settlement.worker import SettlementWorker
-
-            self.chain = await asyncio.to_thread(
-                open_chain, self.settings.chain, self.settings.data_dir,
-                keystore=self.settings.keystore or None,
-                password_file=self.settings.keystore_password_file or None)
-            # drivers' escrows answer Authorize and remote starts for their linked tags
-            self.service.credit = ChainCredit(self.repo, self.chain)
-            worker = SettlementWorker(
-                self.repo, self.chain, batch_size=self.settings.batch_size,
-                max_wait=self.settings.max_wait, confirmations=self.settings.confirmations,
-                publish_events=bool(self.settings.mqtt), holder=self.central.node_id)
+            chain = await asyncio.to_thread(open_settlement_chain, self.settings)
+            self.attach_chain(chain)
+            worker = settlement_worker(self.settings, self.repo, chain,
+                                       holder=self.central.node_id)
+            self.worker = worker
             report = self.tasks.reporter("settlement")
 
             async def settle(stop: asyncio.Event) -> None:
                 await worker.run_forever(stop, on_step=report)
 
             self.tasks.start("settlement", settle)
+
+    def attach_chain(self, chain: Chain) -> None:
+        """Settle on ``chain`` (closed with the app); drivers' escrows on it answer
+        Authorize and remote starts for their linked tags."""
+        from settlement.credit import ChainCredit
+
+        self.chain = chain
+        self.service.credit = ChainCredit(self.repo, chain)
 
     def _task_changed(self, state: TaskState) -> None:
         self.metrics.task_up.labels(state.name).set(1 if state.state == "up" else 0)
@@ -121,19 +249,42 @@ class App:
             await self._beat()
 
     async def close(self) -> None:
-        await self.tasks.close()
-        if self.admin is not None:
-            await self.admin.stop()
-        if self.chain is not None:
-            await asyncio.to_thread(self.chain.close)
-        await self.central.stop()
-        with contextlib.suppress(StorageError):
-            await self.service.flush_seen()
-        await self.repo.close()
+        try:
+            await self.tasks.close()
+            if self.admin is not None:
+                await self.admin.stop()
+            if self.chain is not None:
+                await asyncio.to_thread(self.chain.close)
+            await self.central.stop()
+            with contextlib.suppress(StorageError):
+                await self.service.flush_seen()
+            await self.repo.close()
+        finally:
+            if self.lock is not None:
+                self.lock.release()
 
 
 async def build(settings: Settings) -> App:
-    repo = await open_repository(settings.db)
+    """A serving node. On a SQLite file, one node at a time (:class:`NodeLock`)."""
+    # Imported here: the server's dependencies are not needed by the other commands.
+    from csms.admin import AdminApi, load_or_create_token
+    from csms.bus.commands import CommandBus
+    from csms.bus.relay import OutboxRelay
+    from csms.server import CentralSystem
+
+    lock = None
+    if settings.uses_sqlite and settings.db != ":memory:":
+        settings.check_database()
+        lock = NodeLock(settings.db)
+        lock.acquire()
+    try:
+        if settings.admin_port >= 0 or settings.chain:
+            settings.data_folder()  # the admin token, the chain's state
+        repo = await open_repository(settings.db)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
     metrics = Metrics()
     service = ChargingService(
         repo,
@@ -153,13 +304,22 @@ async def build(settings: Settings) -> App:
     tasks = Supervisor()
     bus = CommandBus(settings.mqtt, central.node_id) if settings.mqtt else None
     admin = None
-    if settings.admin_port >= 0 or bus is not None:
-        # Without the HTTP API a node still runs the commands other nodes forward to it.
-        token = load_or_create_token(settings.admin_token_path) if settings.admin_port >= 0 \
-            else ""
-        admin = AdminApi(central, repo, token, metrics, settings.admin_host,
-                         settings.admin_port, bus=bus, tasks=tasks,
-                         public=settings.admin_public)
+    try:
+        if settings.admin_port >= 0 or bus is not None:
+            # Without the HTTP API a node still runs the commands other nodes forward to it.
+            token = ""
+            if settings.admin_port >= 0:
+                token = load_or_create_token(settings.admin_token_path)
+            admin = AdminApi(central, repo, token, metrics, settings.admin_host,
+                             settings.admin_port, bus=bus, tasks=tasks,
+                             public=settings.admin_public)
+    except BaseException:
+        await repo.close()
+        if lock is not None:
+            lock.release()
+        raise
     relay = OutboxRelay(repo, settings.mqtt, client_id=f"voltledger-{central.node_id}") if (
         settings.mqtt) else None
-    return App(settings, repo, service, central, metrics, admin, relay, bus, tasks=tasks)
+    return App(settings, repo, service, central, metrics, admin, relay, bus, tasks=tasks,
+               lock=lock)
+

@@ -1,27 +1,89 @@
-"""One settings object: CLI flags > environment ``CSMS_*`` > defaults."""
+"""One settings object, loaded and validated once per process.
+
+Each value comes from the first of: a command-line flag, the environment variable
+``CSMS_<FIELD>``, the settings file (TOML, named by ``--config`` or ``CSMS_CONFIG``),
+the default below. The defaults of the use cases are those of
+:mod:`csms.service.defaults`. :meth:`Settings.load` checks each value and the values
+together, and raises :class:`SettingsError` (one line, naming the flag) otherwise;
+:meth:`Settings.check_serving` adds what only a serving node needs (files that must
+exist, an admin API kept on this machine).
+"""
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-__all__ = ["COMPRESSION_MODES", "Settings"]
+from csms.service import defaults
+
+__all__ = [
+    "COMPRESSION_MODES",
+    "LOG_LEVELS",
+    "Settings",
+    "SettingsError",
+    "env_var",
+    "is_loopback",
+    "option_name",
+    "parse_mqtt_url",
+]
 
 
 COMPRESSION_MODES = ("stateless", "context", "off")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class SettingsError(ValueError):
+    """A setting that cannot be used: one line for the operator, naming where it came
+    from (a flag, an environment variable or the settings file)."""
+
+
+def env_var(name: str) -> str:
+    """The environment variable of a setting: ``CSMS_`` and the field name."""
+    return f"CSMS_{name.upper()}"
+
+
+def option_name(name: str) -> str:
+    """The command-line flag of a setting."""
+    return "--" + name.replace("_", "-")
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 or localhost; an empty host or 0.0.0.0 means every interface."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve to anything
+
+
+def parse_mqtt_url(url: str) -> tuple[str, int]:
+    """``mqtt://host:port`` (or ``tcp://``) -> (host, port); any user:password is dropped."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if parts.scheme not in ("mqtt", "tcp") or not parts.hostname or port == -1:
+        raise ValueError(f"expected mqtt://host:port, got {url!r}")
+    return parts.hostname, port or 1883
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
+    config: str = ""  # a TOML file of settings (lower precedence than env and flags)
     db: str = "./csms.sqlite3"
     host: str = "127.0.0.1"
-    port: int = 9000
+    port: int = 9000  # -1: no plain ws:// listener
     auto_register: bool = False
-    heartbeat_interval: int = 300
-    boot_retry_interval: int = 30
+    heartbeat_interval: int = defaults.HEARTBEAT_INTERVAL
+    boot_retry_interval: int = defaults.BOOT_RETRY_INTERVAL
     call_timeout: float = 30.0
     max_frame_bytes: int = 65536
     # permessage-deflate: "stateless" (a zlib context per message, none kept between
@@ -45,9 +107,9 @@ class Settings:
     # the operator key for a JSON-RPC chain: a V3 keystore and the file holding its password
     keystore: str = ""
     keystore_password_file: str = ""
-    batch_size: int = 1000
-    max_wait: float = 60.0  # seconds a completed session waits for a fuller batch
-    confirmations: int = 1
+    batch_size: int = defaults.BATCH_SIZE
+    max_wait: float = defaults.MAX_WAIT  # seconds a completed session waits for a fuller batch
+    confirmations: int = defaults.CONFIRMATIONS
     auth_failure_limit: int = 5  # password attempts per minute per address (not per station)
     # Password checks (scrypt, ~40 ms of CPU each) running at once, in all; a station
     # gets one at a time. Beyond these a login waits briefly or is told to come back.
@@ -72,32 +134,137 @@ class Settings:
     # is registered (csms stations set-max-power) or reported by the station, and the
     # window of transaction times: from the station's registration less time_past_days to
     # the receive time plus time_future_seconds
-    default_max_power_kw: float = 350.0
-    time_past_days: float = 30.0
-    time_future_seconds: float = 600.0
+    default_max_power_kw: float = defaults.DEFAULT_MAX_POWER_KW
+    time_past_days: float = defaults.TIME_PAST.total_seconds() / 86400
+    time_future_seconds: float = defaults.TIME_FUTURE.total_seconds()
+    log_level: str = "info"  # one of LOG_LEVELS (csms serve)
 
     @property
     def admin_token_path(self) -> Path:
         """Where the admin API's bearer token lives (created by the first ``csms serve``)."""
         return Path(self.data_dir).expanduser() / "admin.token"
 
+    @property
+    def uses_sqlite(self) -> bool:
+        return not self.db.startswith(("postgresql://", "postgres://"))
+
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-        """Defaults, then ``CSMS_<FIELD>`` from ``env``, then the non-None overrides."""
+        """Defaults, then the settings file, then ``CSMS_<FIELD>`` from ``env``, then the
+        non-None ``overrides`` (the flags); checked with :meth:`check`."""
         env = os.environ if env is None else env
-        values: dict[str, Any] = {}
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(overrides) - set(known))
+        if unknown:
+            raise TypeError(f"no such setting: {', '.join(unknown)}")
+        flags = {k: v for k, v in overrides.items() if v is not None}
+        from_env: dict[str, Any] = {}
         for f in fields(cls):
-            raw = env.get(f"CSMS_{f.name.upper()}")
+            raw = env.get(env_var(f.name))
             if raw is None or raw == "":
                 continue
-            values[f.name] = _coerce(f.name, f.type, raw)
-        settings = replace(cls(), **values)
-        given = {k: v for k, v in overrides.items() if v is not None}
-        return replace(settings, **given)
+            from_env[f.name] = _coerce(f.name, str(f.type), raw, env_var(f.name))
+        path = flags.get("config") or from_env.get("config") or ""
+        from_file = _read_file(str(path), known) if path else {}
+        settings = replace(cls(), **{**from_file, **from_env, **flags})
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        """Values that are wrong whatever the command: one :class:`SettingsError`."""
+        if self.ws_compression not in COMPRESSION_MODES:
+            raise _error("ws_compression", f"choose one of {', '.join(COMPRESSION_MODES)}")
+        if self.log_level.lower() not in LOG_LEVELS:
+            raise _error("log_level", f"choose one of {', '.join(LOG_LEVELS)}")
+        for name, low in (("port", -1), ("admin_port", -1), ("tls_port", 0)):
+            if not low <= getattr(self, name) <= 65535:
+                raise _error(name, f"a port from {low} to 65535")
+        for name in ("heartbeat_interval", "boot_retry_interval", "batch_size",
+                     "confirmations", "max_frame_bytes", "max_handshakes",
+                     "auth_concurrency"):
+            if getattr(self, name) < 1:
+                raise _error(name, "at least 1")
+        for name in ("max_wait", "call_timeout", "ping_interval", "ping_timeout",
+                     "close_timeout", "handshake_timeout", "time_past_days",
+                     "time_future_seconds", "storage_reserve", "write_buffer_limit"):
+            if getattr(self, name) < 0:
+                raise _error(name, "not negative")
+        if self.default_max_power_kw <= 0:
+            raise _error("default_max_power_kw", "more than 0")
+        if not self.db:
+            raise _error("db", "a SQLite file or a postgresql:// URL")
+        if not self.data_dir:
+            raise _error("data_dir", "a folder")
+        if self.client_ca and not self.tls_cert:
+            raise _error("client_ca", "needs --tls-cert (CSMS_TLS_CERT)")
+        if self.mqtt:
+            try:
+                parse_mqtt_url(self.mqtt)
+            except ValueError as exc:
+                raise _error("mqtt", str(exc)) from None
+        if self.chain and self.chain not in ("local", "memory") and not self.chain.startswith(
+                ("http://", "https://")):
+            raise _error("chain", "local, memory or an http(s):// RPC URL")
+
+    def check_serving(self) -> None:
+        """What ``csms serve`` needs beyond :meth:`check`: its TLS files exist, and the
+        admin API stays on this machine unless ``admin_public`` says otherwise."""
+        for name in ("tls_cert", "tls_key", "client_ca"):
+            path = getattr(self, name)
+            if path and not Path(path).expanduser().is_file():
+                raise _error(name, f"no such file: {path}")
+        if self.admin_port >= 0 and not self.admin_public and not is_loopback(
+                self.admin_host):
+            raise _error("admin_host", f"{self.admin_host or 'every interface'} is beyond this"
+                         " machine; add --admin-public (CSMS_ADMIN_PUBLIC=true) to expose the"
+                         " admin API there")
+
+    def check_database(self) -> None:
+        """A SQLite ``db`` names a file that is (or can become) a SQLite database."""
+        if not self.uses_sqlite or self.db == ":memory:":
+            return
+        path = Path(self.db).expanduser()
+        if path.is_dir():
+            raise _error("db", f"{self.db} is a folder, not a SQLite file")
+        if path.exists():
+            try:
+                with path.open("rb") as f:
+                    head = f.read(16)
+            except OSError as exc:
+                raise _error("db", f"cannot open {self.db}: {exc.strerror or exc}") from None
+            if head and head != b"SQLite format 3\x00":
+                raise _error("db", f"{self.db} is not a SQLite database")
+            return
+        parent = path.resolve().parent
+        if not parent.is_dir():
+            raise _error("db", f"database folder {parent} does not exist")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise _error("db", f"cannot create {self.db}: folder {parent} is not writable")
+
+    def data_folder(self, *, create: bool = True) -> Path:
+        """The data folder, made when ``create`` and missing; a usable folder or a
+        :class:`SettingsError`."""
+        path = Path(self.data_dir).expanduser()
+        if path.exists() and not path.is_dir():
+            raise _error("data_dir", f"{self.data_dir} is a file, not a folder")
+        if not path.exists():
+            if not create:
+                return path
+            try:
+                path.mkdir(parents=True)
+            except OSError as exc:
+                raise _error("data_dir", f"cannot create {self.data_dir}:"
+                             f" {exc.strerror or exc}") from None
+        elif create and not os.access(path, os.W_OK | os.X_OK):
+            raise _error("data_dir", f"{self.data_dir} is not writable")
+        return path
 
 
-def _coerce(name: str, kind: Any, raw: str) -> Any:
-    kind = str(kind)
+def _error(name: str, message: str) -> SettingsError:
+    return SettingsError(f"{option_name(name)} ({env_var(name)}): {message}")
+
+
+def _coerce(name: str, kind: str, raw: str, where: str) -> Any:
     try:
         if kind == "bool":
             if raw.lower() in {"1", "true", "yes", "on"}:
@@ -110,5 +277,32 @@ def _coerce(name: str, kind: Any, raw: str) -> Any:
         if kind == "float":
             return float(raw)
     except ValueError:
-        raise ValueError(f"CSMS_{name.upper()}={raw!r} is not a valid {kind}") from None
+        raise SettingsError(f"{where}={raw!r} is not a valid {kind}") from None
     return raw
+
+
+def _read_file(path: str, known: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings of a TOML file: ``db = "..."``, ``port = 9000`` (field names, ``-`` or
+    ``_``); an unknown name or a value of the wrong type is an error."""
+    try:
+        with Path(path).expanduser().open("rb") as f:
+            data = tomllib.load(f)
+    except OSError as exc:
+        raise SettingsError(f"--config (CSMS_CONFIG): cannot read {path}:"
+                            f" {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"--config (CSMS_CONFIG): {path} is not TOML: {exc}") from None
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        name = key.replace("-", "_")
+        if name not in known or name == "config":
+            raise SettingsError(f"{path}: no setting {key!r}")
+        kind = str(known[name].type)
+        ok = {"bool": isinstance(value, bool),
+              "int": isinstance(value, int) and not isinstance(value, bool),
+              "float": isinstance(value, int | float) and not isinstance(value, bool),
+              "str": isinstance(value, str)}.get(kind, False)
+        if not ok:
+            raise SettingsError(f"{path}: {key} = {value!r} is not a valid {kind}")
+        values[name] = float(value) if kind == "float" else value
+    return values

@@ -236,7 +236,10 @@ def _running_node(pidfile: Path) -> _RunningNode | None:
 
 
 def _load_keystore(path: Path, password: str) -> LocalAccount:
-    data = json.loads(path.read_text("utf-8"))
+    try:
+        data = json.loads(path.read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ChainError(f"cannot read keystore {path}: {exc}") from None
     try:
         key = Account.decrypt(data, password)
     except ValueError as exc:
@@ -672,11 +675,14 @@ def open_chain(spec: str, data_dir: str | Path, *, keystore: str | None = None,
                                      [operator.address, hex(10**22)])
         chain = Chain(w3, operator, "local", cache, node)
     elif spec.startswith(("http://", "https://", "ws://", "wss://")):
-        key, pw_path = keystore, password_file
-        if not key or not pw_path:
+        if not keystore or not password_file:
             raise ChainError("a JSON-RPC chain needs --keystore and --password-file"
                              " (or CSMS_KEYSTORE / CSMS_KEYSTORE_PASSWORD_FILE)")
-        operator = _load_keystore(Path(key), Path(pw_path).read_text("utf-8").strip())
+        try:
+            password = Path(password_file).expanduser().read_text("utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ChainError(f"cannot read the password file {password_file}: {exc}") from None
+        operator = _load_keystore(Path(keystore).expanduser(), password)
         if not spec.startswith("http"):
             raise ChainError("use the node's http(s):// JSON-RPC endpoint")
         provider: Any = Web3.HTTPProvider(spec, request_kwargs={"timeout": 30})

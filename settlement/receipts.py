@@ -53,6 +53,7 @@ __all__ = [
     "ReceiptNotReady",
     "Verdict",
     "build_receipt",
+    "check_receipt",
     "duplicates",
     "load_batch_receipts",
     "load_receipt",
@@ -233,6 +234,12 @@ def _hex32(value: Any, name: str) -> bytes:
     return bytes.fromhex(value[2:])
 
 
+def check_receipt(receipt: Any) -> None:
+    """Raise :class:`ReceiptError` for what is not a receipt of this version (its parts
+    of the wrong type included), before anything is checked."""
+    _parse(receipt)
+
+
 def _parse(receipt: Any) -> dict[str, Any]:
     """The parts of a receipt, type-checked: a malformed one is a ReceiptError."""
     if not isinstance(receipt, dict) or "voltledger_receipt" not in receipt:
@@ -286,21 +293,26 @@ def verify_receipt(receipt: Any, w3: Any | None = None, *, driver: str | None = 
     r = _parse(receipt)
     record, samples = r["record"], r["samples"]
     v = Verdict()
-    v.proves = what_it_proves(samples)  # the verifier's own words, not the receipt's
-    v.add("samples hash", "0x" + samples_hash(samples).hex() == record["samples_hash"],
-          "the meter samples are the ones the record commits to")
     try:
+        v.proves = what_it_proves(samples)  # the verifier's own words, not the receipt's
+        v.add("samples hash", "0x" + samples_hash(samples).hex() == record["samples_hash"],
+              "the meter samples are the ones the record commits to")
         rhash = record_hash(record)
         slot = unpack_entry(r["packed"])["slot"]
         _, packed = entry_of(record, slot)
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         v.add("record", False, f"the record cannot be read: {exc}")
         return v
     v.add("record hash", rhash == r["record_hash"], "record -> the entry's hash")
     v.add("entry", packed == r["packed"],
           "station, driver, energy, duration and amount of the entry are the record's")
-    _check_record(v, record, r["chain_id"], r["contract"])
-    _check_signed(v, record, samples)
+    try:
+        _check_record(v, record, r["chain_id"], r["contract"])
+        _check_signed(v, record, samples)
+    except (ValueError, KeyError, TypeError, AttributeError, ArithmeticError) as exc:
+        # a field of the wrong type where the checks above read it: not this record
+        v.add("record", False, f"the record cannot be read: {exc!r}")
+        return v
     if w3 is None:
         v.add("on chain", None, "no RPC endpoint given: the chain was not checked")
         return v

@@ -36,6 +36,7 @@ from typing import Any
 
 from csms.domain.energy import watts
 from csms.domain.tariff import price_minor
+from csms.service import defaults
 from csms.service.billing import BillingState, billing_state, check_billing_transition
 from csms.service.cluster import acquire_lease, lease_holder, release_lease
 from csms.service.ports import Repository, Tx
@@ -117,8 +118,9 @@ class _Prepared:
 
 class SettlementWorker:
     def __init__(
-        self, repo: Repository, chain: Chain, *, batch_size: int = 1000,
-        max_wait: float = 60.0, confirmations: int = 1, stuck_after: float = 30.0,
+        self, repo: Repository, chain: Chain, *, batch_size: int = defaults.BATCH_SIZE,
+        max_wait: float = defaults.MAX_WAIT, confirmations: int = defaults.CONFIRMATIONS,
+        stuck_after: float = 30.0,
         publish_events: bool = False, hooks: dict[str, Callable[[int], None]] | None = None,
         holder: str | None = None, lease_ttl: timedelta = LEASE_TTL,
     ) -> None:

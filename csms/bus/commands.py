@@ -27,7 +27,7 @@ from typing import Any
 import aiomqtt
 import orjson
 
-from csms.bus.relay import parse_mqtt_url
+from csms.config import parse_mqtt_url
 
 __all__ = ["CommandBus", "Handler", "NodeUnavailable"]
 

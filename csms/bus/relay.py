@@ -17,10 +17,10 @@ import contextlib
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiomqtt
 
+from csms.config import parse_mqtt_url
 from csms.service.ports import Repository, StorageError, Tx
 
 __all__ = ["OUTAGES", "OutboxRelay", "parse_mqtt_url"]
@@ -29,13 +29,6 @@ __all__ = ["OUTAGES", "OutboxRelay", "parse_mqtt_url"]
 OUTAGES: tuple[type[BaseException], ...] = (aiomqtt.MqttError, StorageError, OSError)
 
 log = logging.getLogger("csms.bus")
-
-
-def parse_mqtt_url(url: str) -> tuple[str, int]:
-    parts = urlsplit(url)
-    if parts.scheme not in ("mqtt", "tcp") or not parts.hostname:
-        raise ValueError(f"expected mqtt://host:port, got {url!r}")
-    return parts.hostname, parts.port or 1883
 
 
 class OutboxRelay:

@@ -8,6 +8,7 @@ One module per group or command: ``serve``, ``stations``, ``tags``, ``sessions``
 from __future__ import annotations
 
 import sys
+from typing import Annotated
 
 import typer
 
@@ -23,7 +24,7 @@ from csms.cli import stations as _stations
 from csms.cli import tags as _tags
 from csms.cli import tariffs as _tariffs
 from csms.cli import verify as _verify
-from csms.cli.common import err_console
+from csms.cli.common import err_console, invocation, setting_option
 
 __all__ = ["app", "main"]
 
@@ -33,7 +34,17 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode=None,
 )
+
+
+@app.callback()
+def _root(config: Annotated[str | None, setting_option(
+    "config", "Settings file (TOML, setting names as keys): below flags and CSMS_*"
+    " variables, above the defaults", "--config", default="none")] = None) -> None:
+    invocation.config = config
+
+
 app.command("serve")(_serve.serve)
 app.add_typer(_stations.stations_app, name="stations")
 app.add_typer(_tags.tags_app, name="tags")

@@ -1,10 +1,12 @@
-"""Shared pieces of the ``csms`` command: options, errors, output."""
+"""Shared pieces of the ``csms`` command: the options of settings, loading the settings
+once per command, opening the database, errors as one line, tables and JSON output."""
 
 from __future__ import annotations
 
 import asyncio
 import getpass
 import json
+import sqlite3
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Annotated, Any, NoReturn, TypeVar
@@ -14,12 +16,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from csms.config import Settings
+from csms.config import Settings, SettingsError, env_var, option_name
 from csms.service.ports import Repository, Tx
 from csms.storage import open_repository
 
 __all__ = [
     "ChainOption",
+    "CliError",
     "DataDirOption",
     "DbOption",
     "JsonOption",
@@ -29,10 +32,17 @@ __all__ = [
     "console",
     "err_console",
     "fail",
+    "group",
+    "in_read",
+    "in_unit",
+    "invocation",
+    "load_settings",
     "open_chain_or_fail",
     "print_json",
     "print_table",
     "run",
+    "setting_option",
+    "warn",
     "with_repo",
 ]
 
@@ -41,25 +51,50 @@ T = TypeVar("T")
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)
 
-DbOption = Annotated[
-    str | None,
-    typer.Option(
-        "--db", help="SQLite file or postgresql:// URL [env: CSMS_DB]", show_default=False
-    ),
-]
+_DEFAULTS = Settings()
+
+
+class Invocation:
+    """What ``csms`` itself was given, before the command: ``--config FILE``."""
+
+    config: str | None = None
+
+
+invocation = Invocation()
+
+
+def group(help: str) -> typer.Typer:
+    """A command group. Help is Click's plain text, not Rich panels: it keeps
+    ``[default: ...]`` and ``[env var: ...]`` (Rich markup would take them for tags) and
+    stays readable at 80 columns."""
+    return typer.Typer(help=help, no_args_is_help=True, rich_markup_mode=None)
+
+
+def setting_option(name: str, help: str, *decls: str, default: str | None = None,
+                   **kwargs: Any) -> Any:
+    """The option of the setting ``name`` (its flag unless ``decls`` name others): its
+    help says the default (from :class:`Settings`, or ``default``) and the environment
+    variable. Its value is None when not given, so that the settings decide."""
+    if default is None:
+        value = getattr(_DEFAULTS, name)
+        default = ("on" if value else "off") if isinstance(value, bool) else str(value)
+    text = f"{help} [default: {default}]" if default else help
+    return typer.Option(*(decls or (option_name(name),)),
+                        help=f"{text} [env var: {env_var(name)}]", show_default=False,
+                        **kwargs)
+
+
+DbOption = Annotated[str | None, setting_option("db", "SQLite file or postgresql:// URL")]
+DataDirOption = Annotated[str | None, setting_option(
+    "data_dir", "Folder of the admin token, the chain state, the operator key, caches")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-ChainOption = Annotated[
-    str, typer.Option("--chain", help="local (managed Anvil), memory, or an http(s):// RPC URL")
-]
-DataDirOption = Annotated[
-    str | None, typer.Option("--data-dir", help="[env: CSMS_DATA_DIR]")
-]
-KeystoreOption = Annotated[
-    str | None, typer.Option(help="V3 keystore of the operator key (RPC chains)")
-]
-PasswordFileOption = Annotated[
-    str | None, typer.Option(help="File holding the keystore password")
-]
+ChainOption = Annotated[str | None, setting_option(
+    "chain", "local (managed Anvil), memory, or an http(s):// RPC URL", default="local")]
+KeystoreOption = Annotated[str | None, setting_option(
+    "keystore", "V3 keystore of the operator key (RPC chains)", default="-")]
+PasswordFileOption = Annotated[str | None, setting_option(
+    "keystore_password_file", "File holding the keystore password", "--password-file",
+    default="-")]
 
 
 class CliError(Exception):
@@ -71,6 +106,10 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
+def warn(message: str) -> None:
+    err_console.print(f"warning: {message}", markup=False, highlight=False)
+
+
 def run(coro: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine; turn expected errors into one line and exit code 2."""
     try:
@@ -79,36 +118,48 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
         fail(str(exc))
     except ValueError as exc:
         fail(str(exc))
+    except sqlite3.OperationalError as exc:  # cannot open, read-only, disk full...
+        fail(f"the database: {exc}", 1)
 
 
-def settings_for(db: str | None, **overrides: Any) -> Settings:
+def load_settings(**flags: Any) -> Settings:
+    """The settings of this command, loaded and checked once: its flags (None: not
+    given), the environment, the file of ``csms --config``; one line and exit 2 when a
+    value is wrong."""
+    if flags.get("config") is None:
+        flags["config"] = invocation.config
     try:
-        return Settings.load(db=db, **overrides)
-    except ValueError as exc:
+        return Settings.load(**flags)
+    except SettingsError as exc:
         fail(str(exc))
 
 
-async def with_repo(db: str | None, fn: Callable[[Repository], Awaitable[T]]) -> T:
-    settings = settings_for(db)
-    repo = await open_repository(settings.db)
+async def with_repo(settings: Settings, fn: Callable[[Repository], Awaitable[T]]) -> T:
+    """Run ``fn`` on the database of the settings; a database that cannot be opened is
+    one line (a folder, a file that is not SQLite, a folder without write access)."""
+    settings.check_database()
+    try:
+        repo = await open_repository(settings.db)
+    except (sqlite3.Error, OSError) as exc:
+        raise CliError(f"cannot open the database {settings.db}: {exc}") from None
     try:
         return await fn(repo)
     finally:
         await repo.close()
 
 
-async def in_unit(db: str | None, fn: Callable[[Tx], Awaitable[T]]) -> T:
+async def in_unit(settings: Settings, fn: Callable[[Tx], Awaitable[T]]) -> T:
     async def go(repo: Repository) -> T:
         return await repo.unit(fn)
 
-    return await with_repo(db, go)
+    return await with_repo(settings, go)
 
 
-async def in_read(db: str | None, fn: Callable[[Tx], Awaitable[T]]) -> T:
+async def in_read(settings: Settings, fn: Callable[[Tx], Awaitable[T]]) -> T:
     async def go(repo: Repository) -> T:
         return await repo.read(fn)
 
-    return await with_repo(db, go)
+    return await with_repo(settings, go)
 
 
 def print_json(data: Any) -> None:
@@ -136,18 +187,15 @@ def actor() -> str:
         return "cli"
 
 
-def open_chain_or_fail(chain: str, data_dir: str, keystore: str | None,
-                       password_file: str | None, deploy: bool = True,
-                       params: Any = None) -> Any:
-    """The settlement chain, or one line on stderr and exit code 1."""
-    from settlement.chain import ChainError, open_chain
+def open_chain_or_fail(settings: Settings, **kwargs: Any) -> Any:
+    """The settlement chain of the settings (see csms.bootstrap.open_settlement_chain), or
+    one line on stderr and exit code 1."""
+    from csms.bootstrap import open_settlement_chain
+    from settlement.chain import ChainError
 
-    settings = settings_for(None)  # CSMS_KEYSTORE / CSMS_KEYSTORE_PASSWORD_FILE
-    keystore = keystore or settings.keystore or None
-    password_file = password_file or settings.keystore_password_file or None
     try:
-        return open_chain(chain, data_dir, keystore=keystore, password_file=password_file,
-                          deploy=deploy, params=params)
+        return open_settlement_chain(settings, **kwargs)
+    except SettingsError as exc:
+        fail(str(exc))
     except ChainError as exc:
-        fail(str(exc), 1)
-
+        fail(str(exc).splitlines()[0], 1)

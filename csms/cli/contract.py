@@ -15,20 +15,26 @@ from csms.cli.common import (
     PasswordFileOption,
     console,
     fail,
+    group,
+    load_settings,
     open_chain_or_fail,
     print_json,
     print_table,
-    settings_for,
+    setting_option,
 )
 
 __all__ = ["contract_app", "contract_info"]
 
-contract_app = typer.Typer(help="The settlement contract.", no_args_is_help=True)
+contract_app = group("The settlement contract.")
+
+DeployChain = Annotated[str | None, setting_option(
+    "chain", "The chain to deploy on: local (managed Anvil), memory, or an http(s):// RPC URL"
+    " (required)", default="")]
 
 
 @contract_app.command("deploy")
 def contract_deploy(
-    chain: ChainOption, keystore: KeystoreOption = None,
+    chain: DeployChain = None, keystore: KeystoreOption = None,
     password_file: PasswordFileOption = None,
     data_dir: DataDirOption = None,
     token: Annotated[
@@ -53,9 +59,13 @@ def contract_deploy(
     for value, name in ((token, "--token"), (platform, "--platform")):
         if value is not None and not re.fullmatch(r"0x[0-9a-fA-F]{40}", value):
             raise typer.BadParameter("an address is 0x and 40 hex digits", param_hint=name)
-    settings = settings_for(None, data_dir=data_dir)
+    settings = load_settings(chain=chain, data_dir=data_dir, keystore=keystore,
+                             keystore_password_file=password_file)
+    if not settings.chain:
+        raise typer.BadParameter("name the chain: local, memory or an http(s):// RPC URL",
+                                 param_hint="--chain")
     params = ContractParams(int(notice_days * 86400), token, unit, platform, fee_bps)
-    c = open_chain_or_fail(chain, settings.data_dir, keystore, password_file, params=params)
+    c = open_chain_or_fail(settings, params=params)
     try:
         info = c.info()
         asked = {"token": (token or "").lower() or None, "unit": unit, "fee_bps": fee_bps}
@@ -73,11 +83,11 @@ def contract_deploy(
 
 
 def contract_info(
-    chain: ChainOption = "local", data_dir: DataDirOption = None, json_: JsonOption = False,
+    chain: ChainOption = None, data_dir: DataDirOption = None, json_: JsonOption = False,
 ) -> None:
     """The recorded contract: its address and what its deployment fixed."""
-    settings = settings_for(None, data_dir=data_dir)
-    c = open_chain_or_fail(chain, settings.data_dir, None, None, deploy=False)
+    settings = load_settings(chain=chain, data_dir=data_dir)
+    c = open_chain_or_fail(settings, deploy=False)
     try:
         info = c.info()
         info["station_count"] = int(c.contract.functions.station_count().call())

@@ -12,6 +12,7 @@ import asyncio
 import copy
 import json
 import shutil
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -31,7 +32,7 @@ async def _demo(folder: Path, chain_spec: str, stations: int, sessions: int) -> 
     from eth_account import Account
 
     from chargers_sim import Fleet
-    from csms.bootstrap import build
+    from csms.bootstrap import build, open_settlement_chain, settlement_worker
     from csms.config import Settings
     from csms.domain.model import IdTag
     from csms.domain.tariff import Tariff
@@ -39,20 +40,20 @@ async def _demo(folder: Path, chain_spec: str, stations: int, sessions: int) -> 
     from csms.service.ports import Tx
     from csms.service.views import session_json
     from settlement import wallet
-    from settlement.chain import ContractParams, open_chain
-    from settlement.credit import ChainCredit
+    from settlement.chain import ContractParams
     from settlement.receipts import load_receipt, verify_receipt
-    from settlement.worker import SettlementWorker
 
     settings = Settings(db=str(folder / "demo.sqlite3"), port=0, admin_port=-1,
-                        data_dir=str(folder / "data"), heartbeat_interval=300)
+                        data_dir=str(folder / "data"), chain=chain_spec)
+    # the node is built without settling; the demo settles once, when it chooses to
+    node_settings = replace(settings, chain="")
     progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                         TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
                         console=console)
     tag = "DEMO-DRIVER"
     with progress:
         step = progress.add_task("starting the central system", total=8)
-        app = await build(settings)
+        app = await build(node_settings)
         chain = None
         try:
             ids = [f"DEMO{i:05d}" for i in range(1, stations + 1)]
@@ -69,8 +70,9 @@ async def _demo(folder: Path, chain_spec: str, stations: int, sessions: int) -> 
             url = f"ws://127.0.0.1:{app.central.port}"
             progress.update(step, advance=1,
                             description=f"starting the {chain_spec} chain (contract deploy)")
-            chain = await asyncio.to_thread(open_chain, chain_spec, settings.data_dir,
+            chain = await asyncio.to_thread(open_settlement_chain, settings,
                                             params=ContractParams(fee_bps=500))
+            app.attach_chain(chain)  # closed with the app; Authorize asks the escrow
             progress.update(step, advance=1, description="two hosts register their stations,"
                                                           " a driver funds an escrow")
             hosts = [Account.create(), Account.create()]
@@ -99,7 +101,6 @@ async def _demo(folder: Path, chain_spec: str, stations: int, sessions: int) -> 
                                    "0x" + commitment.hex(), datetime.now(UTC))
 
             await app.repo.unit(link)
-            app.service.credit = ChainCredit(app.repo, chain)  # Authorize asks the escrow
             progress.update(step, advance=1, description=f"{stations} stations connecting"
                                                           " (1.6 and 2.0.1)")
             fleet = Fleet(url, stations, mix=True, prefix="DEMO", seed=42, meter_interval=0.1,
@@ -110,7 +111,7 @@ async def _demo(folder: Path, chain_spec: str, stations: int, sessions: int) -> 
             summary = await fleet.run_sessions(sessions, 1.0, tag)
             await fleet.close()
             progress.update(step, advance=1, description="settling: check, anchor and pay")
-            worker = SettlementWorker(app.repo, chain, batch_size=1000)
+            worker = settlement_worker(settings, app.repo, chain)
             settled = await worker.run_once()
             progress.update(step, advance=1, description="writing and verifying a receipt")
             receipt = await load_receipt(app.repo, 1, chain.rpc_url)
@@ -138,8 +139,6 @@ async def _demo(folder: Path, chain_spec: str, stations: int, sessions: int) -> 
 
             sessions_rows = await app.repo.read(rows)
         finally:
-            if chain is not None:
-                await asyncio.to_thread(chain.close)
             await app.close()
 
     table = Table(title="voltledger demo: sessions")

@@ -21,34 +21,33 @@ import typer
 
 from csms.cli.common import (
     CliError,
+    DataDirOption,
     DbOption,
     JsonOption,
     console,
     fail,
+    group,
     in_read,
     in_unit,
+    load_settings,
+    open_chain_or_fail,
     print_json,
     print_table,
     run,
-    settings_for,
 )
+from csms.config import Settings
 from csms.domain.model import IdTag
 from csms.service.ports import Tx
 
 __all__ = ["drivers_app", "set_host", "wallet_app"]
 
-drivers_app = typer.Typer(help="Drivers: cards linked to escrows on chain.",
-                          no_args_is_help=True)
-wallet_app = typer.Typer(
-    help="A driver's or a host's own key on chain: escrow, terms, cards, app sessions,"
-         " stations, earnings.", no_args_is_help=True)
+drivers_app = group("Drivers: cards linked to escrows on chain.")
+wallet_app = group("A driver's or a host's own key on chain: escrow, terms, cards, app"
+                   " sessions, stations, earnings.")
 
 ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 ChainOption = Annotated[str, typer.Option(
     "--chain", help="local (managed Anvil) or an http(s):// RPC URL")]
-DataDir = Annotated[str | None, typer.Option(
-    "--data-dir", help="Where the local chain and its contract are recorded [env:"
-    " CSMS_DATA_DIR]")]
 Contract = Annotated[str | None, typer.Option(
     help="The settlement contract [default: the one recorded in the data folder]")]
 Keystore = Annotated[str, typer.Option(help="Your V3 keystore (csms wallet new)")]
@@ -61,18 +60,10 @@ def _address(value: str, name: str) -> str:
     return value
 
 
-def _chain(spec: str, data_dir: str | None, keystore: str | None = None,
-           password_file: str | None = None, contract: str | None = None) -> Any:
-    from settlement.chain import ChainError, open_chain
-
-    settings = settings_for(None, data_dir=data_dir)
-    try:
-        return open_chain(spec, settings.data_dir,
-                          keystore=keystore or settings.keystore or None,
-                          password_file=password_file or settings.keystore_password_file
-                          or None, deploy=False, contract=contract)
-    except (ChainError, OSError, ValueError) as exc:
-        fail(str(exc), 1)
+def _chain(settings: Settings, contract: str | None = None) -> Any:
+    """The chain of the settings with its recorded contract (or ``contract``): never
+    deploys one."""
+    return open_chain_or_fail(settings, deploy=False, contract=contract)
 
 
 # -- the operator's side ---------------------------------------------------------------
@@ -81,7 +72,7 @@ def drivers_link(
     tag: Annotated[str, typer.Argument(help="The card's id tag")],
     driver: Annotated[str, typer.Option(help="The driver's address")],
     salt: Annotated[str, typer.Option(help="The salt the driver linked it with (0x + 64 hex)")],
-    chain: ChainOption = "local", data_dir: DataDir = None, contract: Contract = None,
+    chain: ChainOption = "local", data_dir: DataDirOption = None, contract: Contract = None,
     db: DbOption = None,
 ) -> None:
     """Charge a card to a driver's escrow: only once the driver linked it on chain."""
@@ -93,7 +84,8 @@ def drivers_link(
     if not tag or len(tag) > 36:
         raise typer.BadParameter("an id tag is 1 to 36 characters")
     commitment = card_commitment(driver, tag, bytes.fromhex(salt[2:]))
-    c = _chain(chain, data_dir, contract=contract)
+    settings = load_settings(db=db, data_dir=data_dir, chain=chain)
+    c = _chain(settings, contract)
     try:
         index = c.driver_state(driver).index
         linked = index != 0 and c.card_linked(index, commitment)
@@ -112,31 +104,32 @@ def drivers_link(
         await tx.add_audit("cli", "drivers.link", tag, {"driver": driver},
                            {"commitment": "0x" + commitment.hex()}, True, datetime.now(UTC))
 
-    run(in_unit(db, work))
+    run(in_unit(settings, work))
     console.print(f"card {tag} is charged to driver {driver} (index {index})")
 
 
 @drivers_app.command("unlink")
 def drivers_unlink(tag: Annotated[str, typer.Argument(help="The card's id tag")],
-                   db: DbOption = None) -> None:
+                   db: DbOption = None, data_dir: DataDirOption = None) -> None:
     """Stop charging a card to its driver's escrow."""
 
     async def work(tx: Tx) -> bool:
         return await tx.unlink_card(tag)
 
-    if not run(in_unit(db, work)):
+    if not run(in_unit(load_settings(db=db, data_dir=data_dir), work)):
         fail(f"card {tag} is linked to no driver")
     console.print(f"card {tag} unlinked")
 
 
 @drivers_app.command("list")
-def drivers_list(json_: JsonOption = False, db: DbOption = None) -> None:
+def drivers_list(json_: JsonOption = False, db: DbOption = None,
+                 data_dir: DataDirOption = None) -> None:
     """Cards and the drivers they are charged to."""
 
     async def work(tx: Tx) -> list[dict[str, Any]]:
         return await tx.driver_cards()
 
-    rows = run(in_read(db, work))
+    rows = run(in_read(load_settings(db=db, data_dir=data_dir), work))
     if json_:
         print_json(rows)
         return
@@ -146,17 +139,18 @@ def drivers_list(json_: JsonOption = False, db: DbOption = None) -> None:
 
 
 def set_host(
-    station_id: Annotated[str, typer.Argument(metavar="ID")],
-    host: Annotated[str, typer.Argument(metavar="ADDRESS", help="The host's address")],
+    station_id: Annotated[str, typer.Argument(help="The station's id")],
+    host: Annotated[str, typer.Argument(metavar="address", help="The host's address")],
     chain_station: Annotated[int, typer.Option(
         min=1, help="The index the host registered the station under (csms wallet"
         " register-station)")],
-    chain: ChainOption = "local", data_dir: DataDir = None, contract: Contract = None,
+    chain: ChainOption = "local", data_dir: DataDirOption = None, contract: Contract = None,
     db: DbOption = None,
 ) -> None:
     """Pay a station's sessions to its host: the host must have registered it on chain."""
-    _address(host, "ADDRESS")
-    c = _chain(chain, data_dir, contract=contract)
+    _address(host, "address")
+    settings = load_settings(db=db, data_dir=data_dir, chain=chain)
+    c = _chain(settings, contract)
     try:
         registered, power = c.station(chain_station)
     finally:
@@ -174,7 +168,7 @@ def set_host(
                            {"host": host, "chain_station": chain_station}, {}, True,
                            datetime.now(UTC))
 
-    run(in_unit(db, work))
+    run(in_unit(settings, work))
     console.print(f"station {station_id}: paid to {host} (chain station {chain_station},"
                   f" {power / 1000:g} kW)")
 
@@ -194,7 +188,7 @@ def _account(keystore: str, password_file: str) -> Any:
 def _wallet(spec: str, data_dir: str | None, contract: str | None, keystore: str,
             password_file: str) -> tuple[Any, Any]:
     account = _account(keystore, password_file)
-    return _chain(spec, data_dir, contract=contract), account
+    return _chain(load_settings(data_dir=data_dir, chain=spec), contract), account
 
 
 def _run(fn: Any, *args: Any) -> Any:
@@ -214,7 +208,7 @@ def wallet_new(
     password_file: Annotated[str, typer.Option(help="Where to write its password")],
     fund: Annotated[bool, typer.Option(
         help="Give it 100 test coins on the managed local chain")] = False,
-    data_dir: DataDir = None,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Create a key (an encrypted V3 keystore and a password file, mode 0600)."""
     import os
@@ -232,7 +226,7 @@ def wallet_new(
         with os.fdopen(fd, "w") as f:
             f.write(text)
     if fund:
-        c = _chain("local", data_dir)
+        c = _chain(load_settings(data_dir=data_dir, chain="local"))
         try:
             c.w3.provider.make_request("anvil_setBalance", [account.address, hex(10**20)])
         finally:
@@ -243,7 +237,7 @@ def wallet_new(
 @wallet_app.command("status")
 def wallet_status(
     keystore: Keystore, password_file: PasswordFile, chain: ChainOption = "local",
-    data_dir: DataDir = None, contract: Contract = None, json_: JsonOption = False,
+    data_dir: DataDirOption = None, contract: Contract = None, json_: JsonOption = False,
 ) -> None:
     """Your escrow, terms and earnings on chain."""
     from dataclasses import asdict
@@ -274,7 +268,7 @@ def wallet_deposit(
     amount: Annotated[int, typer.Argument(min=1, help="Billing units (a tariff's minor"
                                            " units, e.g. cents)")],
     keystore: Keystore, password_file: PasswordFile, chain: ChainOption = "local",
-    data_dir: DataDir = None, contract: Contract = None,
+    data_dir: DataDirOption = None, contract: Contract = None,
 ) -> None:
     """Put money into your escrow."""
     from settlement import wallet
@@ -297,7 +291,7 @@ def wallet_terms(
     per_session: Annotated[int, typer.Option(min=0, help="The most a session costs")] = 5000,
     per_day: Annotated[int, typer.Option(min=0, help="The most a day costs")] = 20000,
     cards: Annotated[bool, typer.Option(help="Whether card sessions may be charged")] = True,
-    chain: ChainOption = "local", data_dir: DataDir = None, contract: Contract = None,
+    chain: ChainOption = "local", data_dir: DataDirOption = None, contract: Contract = None,
 ) -> None:
     """State what you accept (billing units); lowering applies after the notice period."""
     from settlement import wallet
@@ -317,7 +311,7 @@ def wallet_terms(
 def wallet_link_card(
     tag: Annotated[str, typer.Argument(help="Your card's id tag (UID)")],
     keystore: Keystore, password_file: PasswordFile, chain: ChainOption = "local",
-    data_dir: DataDir = None, contract: Contract = None,
+    data_dir: DataDirOption = None, contract: Contract = None,
 ) -> None:
     """Link a card to your escrow with a fresh salt; give the tag and the salt to the
     operator (the chain sees neither)."""
@@ -343,7 +337,7 @@ def wallet_authorize(
     session_fee: Annotated[int, typer.Option(min=0)] = 0,
     hours: Annotated[float, typer.Option(min=0.01, help="Valid (to be settled) for")] = 24.0,
     out: Annotated[str | None, typer.Option("-o", "--out", help="File to write")] = None,
-    chain: ChainOption = "local", data_dir: DataDir = None, contract: Contract = None,
+    chain: ChainOption = "local", data_dir: DataDirOption = None, contract: Contract = None,
 ) -> None:
     """Sign one app session (EIP-712): the operator starts it with csms remote start
     --authorization FILE."""
@@ -371,7 +365,7 @@ def wallet_withdraw(
     request: Annotated[int | None, typer.Option(
         min=1, help="Announce a withdrawal of this many billing units")] = None,
     to: Annotated[str | None, typer.Option(help="Where to send it [default: you]")] = None,
-    chain: ChainOption = "local", data_dir: DataDir = None, contract: Contract = None,
+    chain: ChainOption = "local", data_dir: DataDirOption = None, contract: Contract = None,
 ) -> None:
     """Announce a withdrawal (--request), or make the one announced once its notice passed."""
     from settlement import wallet
@@ -397,7 +391,7 @@ def wallet_register_station(
     keystore: Keystore, password_file: PasswordFile,
     max_power_kw: Annotated[float, typer.Option(min=0.1, max=4000,
                                                 help="The station's maximum power")],
-    chain: ChainOption = "local", data_dir: DataDir = None, contract: Contract = None,
+    chain: ChainOption = "local", data_dir: DataDirOption = None, contract: Contract = None,
 ) -> None:
     """As a host, register a station you own: its sessions are paid to you."""
     from settlement import wallet
@@ -417,7 +411,7 @@ def wallet_earnings(
     keystore: Keystore, password_file: PasswordFile,
     withdraw: Annotated[bool, typer.Option("--withdraw", help="Withdraw them")] = False,
     to: Annotated[str | None, typer.Option(help="Where to send them [default: you]")] = None,
-    chain: ChainOption = "local", data_dir: DataDir = None, contract: Contract = None,
+    chain: ChainOption = "local", data_dir: DataDirOption = None, contract: Contract = None,
 ) -> None:
     """What your stations (or the platform's fee) earned; --withdraw to any address."""
     from settlement import wallet

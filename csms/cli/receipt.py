@@ -8,19 +8,33 @@ from typing import Annotated, Any
 
 import typer
 
-from csms.cli.common import CliError, DbOption, console, run, with_repo
+from csms.cli.common import (
+    CliError,
+    DataDirOption,
+    DbOption,
+    console,
+    fail,
+    load_settings,
+    run,
+    with_repo,
+)
 from csms.service.ports import Repository
 
 __all__ = ["receipt"]
 
 
 def receipt(
-    session_id: Annotated[int, typer.Argument(metavar="SESSION_ID")],
+    session_id: Annotated[int, typer.Argument(
+        metavar="session_id", help="The session's id (csms sessions list)")],
     output: Annotated[str | None, typer.Option("-o", "--output", help="File to write")] = None,
     db: DbOption = None,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Write the receipt of a settled session (JSON)."""
     from settlement.receipts import ReceiptNotReady, load_receipt
+
+    settings = load_settings(db=db, data_dir=data_dir)
+    target = _output(output) if output else None
 
     async def go(repo: Repository) -> dict[str, Any]:
         try:
@@ -28,11 +42,24 @@ def receipt(
         except ReceiptNotReady as exc:
             raise CliError(str(exc)) from None
 
-    data = run(with_repo(db, go))
+    data = run(with_repo(settings, go))
     text = json.dumps(data, indent=2)
-    if output:
-        Path(output).write_text(text + "\n", "utf-8")
+    if target is not None:
+        try:
+            target.write_text(text + "\n", "utf-8")
+        except OSError as exc:
+            fail(f"-o {output}: {exc.strerror or exc}")
         console.print(f"receipt of session {session_id} written to {output}")
     else:
         print(text)
 
+
+
+def _output(name: str) -> Path:
+    """Where ``-o`` writes: a file in an existing folder (checked before any work)."""
+    path = Path(name).expanduser()
+    if path.is_dir():
+        fail(f"-o {name}: a folder; name a file (e.g. {path / 'receipt.json'})")
+    if not path.parent.is_dir():
+        fail(f"-o {name}: folder {path.parent} does not exist")
+    return path

@@ -1,9 +1,14 @@
-"""``csms remote ...``: live commands to stations through the running server's admin API."""
+"""``csms remote ...``: live commands to stations through the running server's admin API.
+
+The admin API is found where ``csms serve`` put it: ``--admin-host`` and ``--admin-port``
+(the same options and variables as ``csms serve``), its token in the data folder.
+"""
 
 from __future__ import annotations
 
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -11,36 +16,65 @@ from urllib.parse import quote
 import orjson
 import typer
 
-from csms.cli.common import JsonOption, console, fail, print_json, settings_for
+from csms.cli.common import (
+    DataDirOption,
+    DbOption,
+    JsonOption,
+    console,
+    fail,
+    group,
+    load_settings,
+    print_json,
+    setting_option,
+    warn,
+)
+from csms.config import Settings
 
 __all__ = ["admin_request", "remote_app"]
 
-remote_app = typer.Typer(
-    help="Live commands to connected stations (needs a running `csms serve`).",
-    no_args_is_help=True,
-)
+remote_app = group("Live commands to connected stations (needs a running `csms serve`).")
 
-AdminUrl = Annotated[
-    str | None,
-    typer.Option("--admin-url", help="Admin API [default: http://127.0.0.1:<CSMS_ADMIN_PORT>]"),
-]
+AdminHost = Annotated[str | None, setting_option(
+    "admin_host", "Address of the admin API of the running csms serve")]
+AdminPort = Annotated[int | None, setting_option(
+    "admin_port", "Port of the admin API of the running csms serve", min=1, max=65535)]
+Station = Annotated[str, typer.Argument(help="The station's id")]
 Timeout = Annotated[float, typer.Option(min=0.1, help="Seconds to wait for the station")]
 
 
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where a command goes, how long it may take, and how its answer is printed."""
+
+    settings: Settings
+    timeout: float
+    json: bool
+
+
+def target(json: bool, timeout: float, admin_host: str | None, admin_port: int | None,
+           data_dir: str | None, db: str | None = None) -> Target:
+    return Target(load_settings(admin_host=admin_host, admin_port=admin_port,
+                                data_dir=data_dir, db=db), timeout, json)
+
+
 def admin_request(
-    method: str, path: str, body: dict[str, Any] | None = None, *,
-    admin_url: str | None = None, timeout: float = 35.0,
+    settings: Settings, method: str, path: str, body: dict[str, Any] | None = None, *,
+    timeout: float = 35.0,
 ) -> tuple[int, Any]:
-    settings = settings_for(None)
-    base = admin_url or f"http://{settings.admin_host}:{settings.admin_port}"
+    base = f"http://{settings.admin_host}:{settings.admin_port}"
+    if settings.admin_port < 1:
+        fail("the admin API is off (--admin-port -1): give the port csms serve uses")
     try:
         token = settings.admin_token_path.read_text("utf-8").strip()
     except FileNotFoundError:
         fail(f"no admin token in {settings.admin_token_path}: is `csms serve` running with"
-             " the same data dir (CSMS_DATA_DIR)?", 1)
+             " the same data folder (--data-dir, CSMS_DATA_DIR)?", 1)
+    except OSError as exc:
+        fail(f"cannot read the admin token {settings.admin_token_path}:"
+             f" {exc.strerror or exc}", 1)
     data = orjson.dumps(body) if body is not None else None
     request = urllib.request.Request(
-        base.rstrip("/") + path, data=data, method=method,
+        base + path, data=data, method=method,
         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json",
                  "X-Actor": "cli"},
     )
@@ -57,13 +91,26 @@ def admin_request(
         fail(f"cannot reach the csms admin API at {base} ({reason}): is `csms serve` running?", 1)
 
 
-def _command(station: str, command: str, args: dict[str, Any], json: bool, timeout: float,
-             admin_url: str | None) -> None:
+def _unknown_station(to: Target, station: str) -> bool:
+    """Whether the server does not know ``station`` at all (not merely offline)."""
+    status, _ = admin_request(to.settings, "GET", f"/stations/{quote(station, safe='')}",
+                              timeout=10)
+    return status == 404
+
+
+def _command(station: str, command: str, args: dict[str, Any], to: Target,
+             warning: str | None = None) -> None:
+    """Send ``command`` and print the answer; ``warning`` is printed once the station
+    took the command (not when the command failed: the error is the one line then)."""
     status, result = admin_request(
-        "POST", f"/stations/{quote(station, safe='')}/commands/{command}",
-        {**args, "timeout": timeout}, admin_url=admin_url, timeout=timeout + 5,
+        to.settings, "POST", f"/stations/{quote(station, safe='')}/commands/{command}",
+        {**args, "timeout": to.timeout}, timeout=to.timeout + 5,
     )
-    if json:
+    if status == 409 and _unknown_station(to, station):
+        fail(f"no station {station!r} (csms stations list shows the known ones)")
+    if warning is not None and status == 200:
+        warn(warning)
+    if to.json:
         print_json(result)
         if status != 200:
             raise typer.Exit(1 if status != 400 else 2)
@@ -79,19 +126,43 @@ def _command(station: str, command: str, args: dict[str, Any], json: bool, timeo
     fail(result.get("error", f"admin API answered HTTP {status}"), 1)
 
 
+def _tag_known(settings: Settings, tag: str) -> bool | None:
+    """Whether the database of the settings knows ``tag``; None when that database is
+    not here to ask (a SQLite file that does not exist is not created)."""
+    import asyncio
+
+    from csms.cli.common import CliError, in_read
+    from csms.service.ports import Tx
+
+    if settings.uses_sqlite and not Path(settings.db).expanduser().is_file():
+        return None
+
+    async def work(tx: Tx) -> bool:
+        return await tx.get_tag(tag) is not None
+
+    try:
+        return asyncio.run(in_read(settings, work))
+    except (CliError, ValueError):
+        return None
+
+
 @remote_app.command("start")
 def start(
-    station: str,
+    station: Station,
     tag: Annotated[str, typer.Option(help="Id tag to charge with")],
     connector: Annotated[int | None, typer.Option(min=1, help="Connector (EVSE in 2.0.1)")] = None,
     authorization: Annotated[str | None, typer.Option(
         help="A driver's signed app-session authorization (JSON file from csms wallet"
         " authorize): the session is paid under it")] = None,
-    json: JsonOption = False, timeout: Timeout = 30, admin_url: AdminUrl = None,
+    json: JsonOption = False, timeout: Timeout = 30, admin_host: AdminHost = None,
+    admin_port: AdminPort = None, data_dir: DataDirOption = None, db: DbOption = None,
 ) -> None:
     """Start a session remotely (1.6 RemoteStartTransaction, 2.0.1 RequestStartTransaction).
 
-    A tag linked to a driver starts only when the driver's escrow covers it."""
+    A tag linked to a driver starts only when the driver's escrow covers it. A tag the
+    database (--db) does not know is sent all the same, with a warning: the station may
+    know it from its own list."""
+    to = target(json, timeout, admin_host, admin_port, data_dir, db)
     args: dict[str, Any] = {"tag": tag}
     if connector is not None:
         args["connector"] = connector
@@ -100,103 +171,121 @@ def start(
             args["authorization"] = orjson.loads(Path(authorization).read_bytes())
         except (OSError, ValueError) as exc:
             fail(f"cannot read the authorization {authorization}: {exc}")
-    _command(station, "start", args, json, timeout, admin_url)
+    warning = None
+    if _tag_known(to.settings, tag) is False:
+        warning = (f"tag {tag!r} is unknown to this central system (csms tags add {tag}):"
+                   " the station may refuse to charge with it")
+    _command(station, "start", args, to, warning)
 
 
 @remote_app.command("stop")
 def stop(
-    station: str,
+    station: Station,
     session: Annotated[int | None, typer.Argument(help="Session id [default: the active one]")]
     = None,
-    json: JsonOption = False, timeout: Timeout = 30, admin_url: AdminUrl = None,
+    json: JsonOption = False, timeout: Timeout = 30, admin_host: AdminHost = None,
+    admin_port: AdminPort = None, data_dir: DataDirOption = None,
 ) -> None:
     """Stop a session remotely (1.6 RemoteStopTransaction, 2.0.1 RequestStopTransaction)."""
-    _command(station, "stop", {} if session is None else {"session": session}, json, timeout,
-             admin_url)
+    to = target(json, timeout, admin_host, admin_port, data_dir)
+    _command(station, "stop", {} if session is None else {"session": session}, to)
 
 
 @remote_app.command("reset")
 def reset(
-    station: str,
+    station: Station,
     hard: Annotated[bool, typer.Option("--hard/--soft", help="Hard (immediate) or soft reset")]
     = False,
-    json: JsonOption = False, timeout: Timeout = 30, admin_url: AdminUrl = None,
+    json: JsonOption = False, timeout: Timeout = 30, admin_host: AdminHost = None,
+    admin_port: AdminPort = None, data_dir: DataDirOption = None,
 ) -> None:
     """Reset a station."""
-    _command(station, "reset", {"hard": hard}, json, timeout, admin_url)
+    to = target(json, timeout, admin_host, admin_port, data_dir)
+    _command(station, "reset", {"hard": hard}, to)
 
 
 @remote_app.command("unlock")
 def unlock(
-    station: str,
+    station: Station,
     connector: Annotated[int, typer.Option(min=1, help="Connector (EVSE in 2.0.1)")] = 1,
-    json: JsonOption = False, timeout: Timeout = 30, admin_url: AdminUrl = None,
+    json: JsonOption = False, timeout: Timeout = 30, admin_host: AdminHost = None,
+    admin_port: AdminPort = None, data_dir: DataDirOption = None,
 ) -> None:
     """Unlock a connector."""
-    _command(station, "unlock", {"connector": connector}, json, timeout, admin_url)
+    to = target(json, timeout, admin_host, admin_port, data_dir)
+    _command(station, "unlock", {"connector": connector}, to)
 
 
 @remote_app.command("availability")
 def availability(
-    station: str,
+    station: Station,
     state: Annotated[str, typer.Argument(help="operative or inoperative")],
     connector: Annotated[int, typer.Option(min=0, help="0 = the whole station")] = 0,
-    json: JsonOption = False, timeout: Timeout = 30, admin_url: AdminUrl = None,
+    json: JsonOption = False, timeout: Timeout = 30, admin_host: AdminHost = None,
+    admin_port: AdminPort = None, data_dir: DataDirOption = None,
 ) -> None:
     """Make a station or connector operative or inoperative."""
     if state.lower() not in ("operative", "inoperative"):
-        raise typer.BadParameter("operative or inoperative", param_hint="STATE")
-    _command(station, "availability", {"state": state, "connector": connector}, json, timeout,
-             admin_url)
+        raise typer.BadParameter("operative or inoperative", param_hint="state")
+    to = target(json, timeout, admin_host, admin_port, data_dir)
+    _command(station, "availability", {"state": state, "connector": connector}, to)
 
 
 @remote_app.command("trigger")
 def trigger(
-    station: str,
+    station: Station,
     message: Annotated[str, typer.Argument(help="e.g. StatusNotification, MeterValues, Heartbeat")],
     connector: Annotated[int | None, typer.Option(min=0)] = None,
-    json: JsonOption = False, timeout: Timeout = 30, admin_url: AdminUrl = None,
+    json: JsonOption = False, timeout: Timeout = 30, admin_host: AdminHost = None,
+    admin_port: AdminPort = None, data_dir: DataDirOption = None,
 ) -> None:
     """Ask a station to send a message now (TriggerMessage)."""
     args: dict[str, Any] = {"message": message}
     if connector is not None:
         args["connector"] = connector
-    _command(station, "trigger", args, json, timeout, admin_url)
+    _command(station, "trigger", args, target(json, timeout, admin_host, admin_port, data_dir))
 
 
 @remote_app.command("get-config")
 def get_config(
-    station: str, keys: Annotated[list[str] | None, typer.Argument()] = None,
-    json: JsonOption = False, timeout: Timeout = 30, admin_url: AdminUrl = None,
+    station: Station, keys: Annotated[list[str] | None, typer.Argument()] = None,
+    json: JsonOption = False, timeout: Timeout = 30, admin_host: AdminHost = None,
+    admin_port: AdminPort = None, data_dir: DataDirOption = None,
 ) -> None:
     """Read configuration keys of a 1.6 station (all when none named)."""
-    _command(station, "get-config", {"keys": keys or []}, json, timeout, admin_url)
+    to = target(json, timeout, admin_host, admin_port, data_dir)
+    _command(station, "get-config", {"keys": keys or []}, to)
 
 
 @remote_app.command("set-config")
 def set_config(
-    station: str, key: str, value: str,
-    json: JsonOption = False, timeout: Timeout = 30, admin_url: AdminUrl = None,
+    station: Station, key: str, value: str,
+    json: JsonOption = False, timeout: Timeout = 30, admin_host: AdminHost = None,
+    admin_port: AdminPort = None, data_dir: DataDirOption = None,
 ) -> None:
     """Change one configuration key of a 1.6 station."""
-    _command(station, "set-config", {"key": key, "value": value}, json, timeout, admin_url)
+    to = target(json, timeout, admin_host, admin_port, data_dir)
+    _command(station, "set-config", {"key": key, "value": value}, to)
 
 
 @remote_app.command("get-variables")
 def get_variables(
-    station: str,
+    station: Station,
     variables: Annotated[list[str], typer.Argument(help="COMPONENT.VARIABLE ...")],
-    json: JsonOption = False, timeout: Timeout = 30, admin_url: AdminUrl = None,
+    json: JsonOption = False, timeout: Timeout = 30, admin_host: AdminHost = None,
+    admin_port: AdminPort = None, data_dir: DataDirOption = None,
 ) -> None:
     """Read variables of a 2.0.1 station."""
-    _command(station, "get-variables", {"variables": variables}, json, timeout, admin_url)
+    to = target(json, timeout, admin_host, admin_port, data_dir)
+    _command(station, "get-variables", {"variables": variables}, to)
 
 
 @remote_app.command("set-variables")
 def set_variables(
-    station: str,
+    station: Station,
     assignments: Annotated[list[str], typer.Argument(help="COMPONENT.VARIABLE=VALUE ...")],
-    json: JsonOption = False, timeout: Timeout = 30, admin_url: AdminUrl = None,
+    json: JsonOption = False, timeout: Timeout = 30, admin_host: AdminHost = None,
+    admin_port: AdminPort = None, data_dir: DataDirOption = None,
 ) -> None:
     """Set variables of a 2.0.1 station."""
     values: dict[str, str] = {}
@@ -205,19 +294,21 @@ def set_variables(
         if not eq:
             raise typer.BadParameter(f"expected COMPONENT.VARIABLE=VALUE, got {a!r}")
         values[name] = value
-    _command(station, "set-variables", {"values": values}, json, timeout, admin_url)
+    to = target(json, timeout, admin_host, admin_port, data_dir)
+    _command(station, "set-variables", {"values": values}, to)
 
 
 @remote_app.command("set-profile")
 def set_profile(
-    station: str,
+    station: Station,
     limit: Annotated[float, typer.Option(min=0, help="Power (W) or current (A) limit")],
     unit: Annotated[str, typer.Option(help="W or A")] = "W",
     connector: Annotated[int, typer.Option(min=0, help="0 = the whole station")] = 0,
     schedule: Annotated[
         str | None, typer.Option(help="Periods as 'SECONDS:LIMIT,...', e.g. '0:11000,3600:7400'")
     ] = None,
-    json: JsonOption = False, timeout: Timeout = 30, admin_url: AdminUrl = None,
+    json: JsonOption = False, timeout: Timeout = 30, admin_host: AdminHost = None,
+    admin_port: AdminPort = None, data_dir: DataDirOption = None,
 ) -> None:
     """Limit charging power or current with a default charging profile."""
     if unit.upper() not in ("W", "A"):
@@ -230,55 +321,60 @@ def set_profile(
             ]
         except (ValueError, IndexError):
             raise typer.BadParameter("use SECONDS:LIMIT,...", param_hint="--schedule") from None
-    _command(station, "set-profile", args, json, timeout, admin_url)
+    _command(station, "set-profile", args, target(json, timeout, admin_host, admin_port, data_dir))
 
 
 @remote_app.command("clear-profile")
 def clear_profile(
-    station: str, profile_id: Annotated[int | None, typer.Option(min=0)] = None,
-    json: JsonOption = False, timeout: Timeout = 30, admin_url: AdminUrl = None,
+    station: Station, profile_id: Annotated[int | None, typer.Option(min=0)] = None,
+    json: JsonOption = False, timeout: Timeout = 30, admin_host: AdminHost = None,
+    admin_port: AdminPort = None, data_dir: DataDirOption = None,
 ) -> None:
     """Remove charging profiles (all, or one by id)."""
     _command(station, "clear-profile", {} if profile_id is None else {"profile_id": profile_id},
-             json, timeout, admin_url)
+             target(json, timeout, admin_host, admin_port, data_dir))
 
 
 @remote_app.command("data-transfer")
 def data_transfer(
-    station: str, vendor: str,
+    station: Station, vendor: str,
     message_id: Annotated[str | None, typer.Option()] = None,
     data: Annotated[str | None, typer.Option()] = None,
-    json: JsonOption = False, timeout: Timeout = 30, admin_url: AdminUrl = None,
+    json: JsonOption = False, timeout: Timeout = 30, admin_host: AdminHost = None,
+    admin_port: AdminPort = None, data_dir: DataDirOption = None,
 ) -> None:
     """Send a vendor-specific DataTransfer."""
     _command(station, "data-transfer", {"vendor": vendor, "message_id": message_id, "data": data},
-             json, timeout, admin_url)
+             target(json, timeout, admin_host, admin_port, data_dir))
 
 
 @remote_app.command("send-local-list")
 def send_local_list(
-    station: str, json: JsonOption = False, timeout: Timeout = 30, admin_url: AdminUrl = None,
+    station: Station, json: JsonOption = False, timeout: Timeout = 30,
+    admin_host: AdminHost = None, admin_port: AdminPort = None, data_dir: DataDirOption = None,
 ) -> None:
     """Push the full local authorization list (all id tags) to a station."""
-    _command(station, "send-local-list", {}, json, timeout, admin_url)
+    to = target(json, timeout, admin_host, admin_port, data_dir)
+    _command(station, "send-local-list", {}, to)
 
 
 @remote_app.command("local-list-version")
 def local_list_version(
-    station: str, json: JsonOption = False, timeout: Timeout = 30, admin_url: AdminUrl = None,
+    station: Station, json: JsonOption = False, timeout: Timeout = 30,
+    admin_host: AdminHost = None, admin_port: AdminPort = None, data_dir: DataDirOption = None,
 ) -> None:
     """Ask a station for the version of its local authorization list."""
-    _command(station, "local-list-version", {}, json, timeout, admin_url)
-
-
+    to = target(json, timeout, admin_host, admin_port, data_dir)
+    _command(station, "local-list-version", {}, to)
 
 
 def set_password(
-    station: Annotated[str, typer.Argument(metavar="ID")],
+    station: Annotated[str, typer.Argument(help="The station's id")],
     password: Annotated[
         str | None, typer.Option(help="The new password (16-40 chars) [default: generated]")
     ] = None,
-    json: JsonOption = False, timeout: Timeout = 30, admin_url: AdminUrl = None,
+    json: JsonOption = False, timeout: Timeout = 30, admin_host: AdminHost = None,
+    admin_port: AdminPort = None, data_dir: DataDirOption = None,
 ) -> None:
     """Rotate a station's password: pushed to it, switched once it accepts.
 
@@ -295,10 +391,13 @@ def set_password(
         validate_password(new)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--password") from None
+    to = target(json, timeout, admin_host, admin_port, data_dir)
     status, result = admin_request(
-        "POST", f"/stations/{quote(station, safe='')}/commands/set-password",
-        {"password": new, "timeout": timeout}, admin_url=admin_url, timeout=timeout + 5,
+        to.settings, "POST", f"/stations/{quote(station, safe='')}/commands/set-password",
+        {"password": new, "timeout": timeout}, timeout=timeout + 5,
     )
+    if status == 409 and _unknown_station(to, station):
+        fail(f"no station {station!r} (csms stations list shows the known ones)")
     if status != 200:
         fail(result.get("error", f"admin API answered HTTP {status}"), 2 if status == 400 else 1)
     if json:

@@ -1,4 +1,9 @@
-"""``csms serve``: run the central system until interrupted."""
+"""``csms serve``: run the central system until interrupted.
+
+Its options are settings (csms.config): each flag overrides its ``CSMS_*`` variable and
+the settings file; the settings are checked before anything starts, and the whole node
+is built by csms.bootstrap.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +11,20 @@ import asyncio
 import contextlib
 import logging
 import signal
-from pathlib import Path
 from typing import Annotated
 
-import typer
-
-from csms.cli.common import DbOption, console, run, settings_for
-from csms.config import COMPRESSION_MODES, Settings
+from csms.cli.common import (
+    DataDirOption,
+    DbOption,
+    KeystoreOption,
+    PasswordFileOption,
+    console,
+    fail,
+    load_settings,
+    run,
+    setting_option,
+)
+from csms.config import COMPRESSION_MODES, LOG_LEVELS, Settings, SettingsError, parse_mqtt_url
 
 __all__ = ["serve"]
 
@@ -26,10 +38,14 @@ def _describe_db(db: str) -> str:
     return db
 
 
+def _line(label: str, value: str) -> None:
+    """One banner line: never broken inside a path or URL (the terminal may wrap it)."""
+    console.print(f"  {label:<7}{value}", soft_wrap=True, highlight=False, markup=False)
+
+
 async def _serve(settings: Settings) -> None:
     # Imported here: the server's dependencies are not needed by the other commands.
     from csms.bootstrap import build
-    from csms.bus.relay import parse_mqtt_url
 
     app = await build(settings)
     stop = asyncio.Event()
@@ -43,24 +59,24 @@ async def _serve(settings: Settings) -> None:
         except OSError as exc:
             raise ValueError(f"cannot listen: {exc}") from None
         # AdminNotPublic is a ValueError: one line on stderr, exit code 2
-        console.print(
-            f"[bold green]csms[/] listening on ws://{settings.host}:{app.central.port}/<station_id>"
-            f"  (db: {_describe_db(settings.db)}, node: {app.central.node_id})"
-        )
+        console.print(f"[bold green]csms[/] listening on ws://{settings.host}:"
+                      f"{app.central.port}/<station_id>", soft_wrap=True, highlight=False)
         if app.central.tls_port is not None:
-            console.print(f"TLS: wss://{settings.host}:{app.central.tls_port}/<station_id>")
+            _line("TLS", f"wss://{settings.host}:{app.central.tls_port}/<station_id>")
+        _line("db", _describe_db(settings.db))
+        _line("node", app.central.node_id)
         if app.admin is not None and settings.admin_port >= 0:
-            console.print(
-                f"admin API on http://{settings.admin_host}:{app.admin.port}"
-                f" (token in {settings.data_dir}/admin.token)"
-            )
+            _line("admin", f"http://{settings.admin_host}:{app.admin.port}")
+            _line("token", str(settings.admin_token_path))
             if settings.admin_public:
                 console.print("[bold red]WARNING[/] --admin-public: the admin API is reachable"
                               f" on {settings.admin_host or 'every interface'}, beyond this"
                               " machine; its bearer token is all that protects it")
         if settings.mqtt:
             host, port = parse_mqtt_url(settings.mqtt)  # without any user:password
-            console.print(f"publishing events to mqtt://{host}:{port}")
+            _line("mqtt", f"mqtt://{host}:{port} (events published)")
+        if app.chain is not None:
+            _line("chain", f"{app.chain.chain_id} ({app.chain.kind}), settling")
         if settings.auto_register:
             console.print("[bold red]WARNING[/] --auto-register: unknown stations are accepted")
         await stop.wait()
@@ -68,104 +84,83 @@ async def _serve(settings: Settings) -> None:
         await app.close()
 
 
-def serve(
-    host: Annotated[
-        str | None, typer.Option(help="Address to listen on [default: 127.0.0.1]")
-    ] = None,
-    port: Annotated[int | None, typer.Option(min=0, max=65535, help="Port [default: 9000]")] = None,
-    db: DbOption = None,
-    auto_register: Annotated[
-        bool | None,
-        typer.Option("--auto-register/--no-auto-register",
-                     help="Accept unknown stations (off by default)"),
-    ] = None,
-    heartbeat_interval: Annotated[
-        int | None, typer.Option(min=1, help="Heartbeat interval sent to stations, seconds")
-    ] = None,
-    admin_port: Annotated[
-        int | None, typer.Option(min=-1, max=65535,
-                                 help="Admin API port (-1: off) [default: 9001]")
-    ] = None,
-    admin_host: Annotated[
-        str | None, typer.Option(help="Admin API address [default: 127.0.0.1]; beyond"
-                                      " loopback only with --admin-public")
-    ] = None,
-    admin_public: Annotated[
-        bool | None, typer.Option("--admin-public/--no-admin-public",
-                                  help="Allow --admin-host beyond loopback (warned about)")
-    ] = None,
-    mqtt: Annotated[
-        str | None, typer.Option(help="Publish events to mqtt://host:port")
-    ] = None,
-    node_id: Annotated[
-        str | None, typer.Option(help="This node's name [default: <hostname>:<port>]")
-    ] = None,
-    tls_cert: Annotated[
-        str | None, typer.Option(help="PEM certificate (chain): serve wss:// (profiles 2, 3)")
-    ] = None,
-    tls_key: Annotated[str | None, typer.Option(help="PEM private key of --tls-cert")] = None,
-    tls_port: Annotated[
-        int | None, typer.Option(min=0, max=65535, help="wss:// port [default: 9443]")
-    ] = None,
-    client_ca: Annotated[
-        str | None, typer.Option(help="PEM CA of station client certificates (profile 3)")
-    ] = None,
-    chain: Annotated[
-        str | None, typer.Option(help="Settle on this chain while serving: local, memory, or"
-                                      " an http(s):// RPC URL [default: off]")
-    ] = None,
-    batch_size: Annotated[int | None, typer.Option(min=1, help="Sessions per batch")] = None,
-    max_wait: Annotated[
-        float | None, typer.Option(min=0, help="Seconds before a partial batch is anchored")
-    ] = None,
-    data_dir: Annotated[
-        str | None, typer.Option(help="Folder for the admin token, chain state, caches")
-    ] = None,
-    ws_compression: Annotated[
-        str | None, typer.Option(help="permessage-deflate: stateless (per message, no memory"
-                                      " per idle connection), context, off [default: stateless]")
-    ] = None,
-    log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
-) -> None:
-    """Accept stations at ws://HOST:PORT/<station_id> (OCPP 1.6-J and 2.0.1)."""
-    level = getattr(logging, log_level.upper(), None)
-    if not isinstance(level, int):
-        raise typer.BadParameter(f"unknown log level {log_level!r}")
+def _logging(level_name: str) -> None:
+    level = getattr(logging, level_name.upper())
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # websockets says "connection open" / "connection closed" at INFO for every station
+    # connection: thousands of lines an hour. Ours says what matters; theirs at debug only.
+    logging.getLogger("websockets").setLevel(logging.DEBUG if level <= logging.DEBUG
+                                             else max(level, logging.WARNING))
     from csms import logsafe
 
     logsafe.install()  # no credential in any line, whatever the level
-    settings = settings_for(
-        db, host=host, port=port, auto_register=auto_register,
+
+
+def serve(
+    host: Annotated[str | None, setting_option("host", "Address to listen on")] = None,
+    port: Annotated[int | None, setting_option(
+        "port", "Port (-1: no ws:// listener, 0: any free port)", min=-1, max=65535)] = None,
+    db: DbOption = None,
+    auto_register: Annotated[bool | None, setting_option(
+        "auto_register", "Accept unknown stations", "--auto-register/--no-auto-register",
+        default="--no-auto-register")] = None,
+    heartbeat_interval: Annotated[int | None, setting_option(
+        "heartbeat_interval", "Heartbeat interval sent to stations, seconds", min=1)] = None,
+    admin_port: Annotated[int | None, setting_option(
+        "admin_port", "Admin API port (-1: off, 0: any free port)", min=-1,
+        max=65535)] = None,
+    admin_host: Annotated[str | None, setting_option(
+        "admin_host", "Admin API address; beyond loopback only with --admin-public")] = None,
+    admin_public: Annotated[bool | None, setting_option(
+        "admin_public", "Allow --admin-host beyond loopback (warned about)",
+        "--admin-public/--no-admin-public", default="--no-admin-public")] = None,
+    mqtt: Annotated[str | None, setting_option(
+        "mqtt", "Publish events to, and route commands through, mqtt://host:port",
+        default="off")] = None,
+    node_id: Annotated[str | None, setting_option(
+        "node_id", "This node's name", default="<hostname>:<port>")] = None,
+    tls_cert: Annotated[str | None, setting_option(
+        "tls_cert", "PEM certificate (chain): serve wss:// (profiles 2, 3)",
+        default="none")] = None,
+    tls_key: Annotated[str | None, setting_option(
+        "tls_key", "PEM private key of --tls-cert", default="in --tls-cert")] = None,
+    tls_port: Annotated[int | None, setting_option(
+        "tls_port", "wss:// port", min=0, max=65535)] = None,
+    client_ca: Annotated[str | None, setting_option(
+        "client_ca", "PEM CA of station client certificates (profile 3)",
+        default="none")] = None,
+    chain: Annotated[str | None, setting_option(
+        "chain", "Settle on this chain while serving: local, memory, or an http(s):// RPC"
+        " URL", default="off")] = None,
+    batch_size: Annotated[int | None, setting_option(
+        "batch_size", "Sessions per settlement batch", min=1, max=1000)] = None,
+    max_wait: Annotated[float | None, setting_option(
+        "max_wait", "Seconds a completed session waits for a fuller batch", min=0)] = None,
+    keystore: KeystoreOption = None,
+    password_file: PasswordFileOption = None,
+    data_dir: DataDirOption = None,
+    ws_compression: Annotated[str | None, setting_option(
+        "ws_compression", "permessage-deflate: stateless (per message, no memory per idle"
+        f" connection), context, off (one of {', '.join(COMPRESSION_MODES)})")] = None,
+    log_level: Annotated[str | None, setting_option(
+        "log_level", f"One of {', '.join(LOG_LEVELS)}")] = None,
+) -> None:
+    """Accept stations at ws://HOST:PORT/<station_id> (OCPP 1.6-J and 2.0.1)."""
+    settings = load_settings(
+        db=db, host=host, port=port, auto_register=auto_register,
         heartbeat_interval=heartbeat_interval, admin_port=admin_port, mqtt=mqtt,
         admin_host=admin_host, admin_public=admin_public,
         node_id=node_id, data_dir=data_dir, tls_cert=tls_cert, tls_key=tls_key,
         tls_port=tls_port, client_ca=client_ca, chain=chain, batch_size=batch_size,
-        max_wait=max_wait, ws_compression=ws_compression,
+        max_wait=max_wait, ws_compression=ws_compression, log_level=log_level,
+        keystore=keystore, keystore_password_file=password_file,
     )
-    if settings.ws_compression not in COMPRESSION_MODES:
-        raise typer.BadParameter(f"choose one of {', '.join(COMPRESSION_MODES)}",
-                                 param_hint="--ws-compression")
-    for name in ("tls_cert", "tls_key", "client_ca"):
-        path = getattr(settings, name)
-        if path and not Path(path).is_file():
-            hint = "--" + name.replace("_", "-")
-            raise typer.BadParameter(f"no such file: {path}", param_hint=hint)
-    if settings.admin_port >= 0 and not settings.admin_public:
-        from csms.admin import is_loopback
-
-        if not is_loopback(settings.admin_host):
-            raise typer.BadParameter(
-                f"{settings.admin_host or 'every interface'} is beyond this machine; add"
-                " --admin-public (CSMS_ADMIN_PUBLIC=true) to expose the admin API there",
-                param_hint="--admin-host")
-    if settings.client_ca and not settings.tls_cert:
-        raise typer.BadParameter("--client-ca needs --tls-cert", param_hint="--client-ca")
-    if settings.mqtt:
-        from csms.bus.relay import parse_mqtt_url
-
-        try:
-            parse_mqtt_url(settings.mqtt)
-        except ValueError as exc:
-            raise typer.BadParameter(str(exc), param_hint="--mqtt") from None
+    try:
+        settings.check_serving()
+        settings.check_database()
+        settings.data_folder(create=False)  # made by the node once it holds its database
+    except SettingsError as exc:
+        fail(str(exc))
+    _logging(settings.log_level)
     run(_serve(settings))
+

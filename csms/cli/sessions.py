@@ -9,16 +9,20 @@ import typer
 
 from csms.cli.common import (
     CliError,
+    DataDirOption,
     DbOption,
     JsonOption,
     actor,
     fail,
+    group,
     in_read,
     in_unit,
+    load_settings,
     print_json,
     print_table,
     run,
 )
+from csms.config import Settings
 from csms.domain.model import Session
 from csms.service.holds import HoldError, billing_state, decide
 from csms.service.ports import Tx
@@ -27,7 +31,7 @@ from csms.service.views import session_json
 
 __all__ = ["sessions_app"]
 
-sessions_app = typer.Typer(help="Charging sessions.", no_args_is_help=True)
+sessions_app = group("Charging sessions.")
 
 
 
@@ -38,13 +42,15 @@ def sessions_list(
     active: Annotated[bool, typer.Option("--active", help="Only sessions in progress")] = False,
     limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first")] = 1000,
     db: DbOption = None,
+    data_dir: DataDirOption = None,
 ) -> None:
     """List charging sessions, newest first."""
 
     async def work(tx: Tx) -> list[Session]:
         return await tx.list_sessions(station, True if active else None, limit)
 
-    rows = [session_json(s) for s in run(in_read(db, work))]
+    settings = load_settings(db=db, data_dir=data_dir)
+    rows = [session_json(s) for s in run(in_read(settings, work))]
     if json:
         print_json(rows)
         return
@@ -66,9 +72,10 @@ def sessions_list(
 
 @sessions_app.command("show")
 def sessions_show(
-    session_id: Annotated[int, typer.Argument(metavar="ID")],
+    session_id: Annotated[int, typer.Argument(help="The session's id")],
     json: JsonOption = False,
     db: DbOption = None,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Show one session with its meter samples."""
 
@@ -90,7 +97,7 @@ def sessions_show(
         out["signed_readings"] = await tx.signed_readings(session_id)
         return out
 
-    data = run(in_read(db, work))
+    data = run(in_read(load_settings(db=db, data_dir=data_dir), work))
     if data is None:
         fail(f"no session {session_id}")
     if json:
@@ -116,7 +123,8 @@ def sessions_show(
 
 
 
-def _decide(session_id: int, decision: str, reason: str | None, db: str | None) -> None:
+def _decide(session_id: int, decision: str, reason: str | None,
+            settings: Settings) -> None:
     async def work(tx: Tx) -> dict[str, Any]:
         try:
             return await decide(tx, session_id, decision, actor=actor(), reason=reason,
@@ -124,7 +132,7 @@ def _decide(session_id: int, decision: str, reason: str | None, db: str | None) 
         except HoldError as exc:
             raise CliError(str(exc)) from None
 
-    result = run(in_unit(db, work))
+    result = run(in_unit(settings, work))
     holds = ", ".join(result["holds"])
     verb = "released for settlement" if decision == "released" else "rejected (never settled)"
     typer.echo(f"session {session_id} {verb}; it was held for: {holds}")
@@ -137,20 +145,22 @@ ReasonOption = Annotated[
 
 @sessions_app.command("release")
 def sessions_release(
-    session_id: Annotated[int, typer.Argument(metavar="ID")],
+    session_id: Annotated[int, typer.Argument(help="The session's id")],
     reason: ReasonOption = None,
     db: DbOption = None,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Settle a held session as it is billed (an operator's decision, audited)."""
-    _decide(session_id, "released", reason, db)
+    _decide(session_id, "released", reason, load_settings(db=db, data_dir=data_dir))
 
 
 @sessions_app.command("reject")
 def sessions_reject(
-    session_id: Annotated[int, typer.Argument(metavar="ID")],
+    session_id: Annotated[int, typer.Argument(help="The session's id")],
     reason: ReasonOption = None,
     db: DbOption = None,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Never settle a held session (it stays on record; audited)."""
-    _decide(session_id, "rejected", reason, db)
+    _decide(session_id, "rejected", reason, load_settings(db=db, data_dir=data_dir))
 

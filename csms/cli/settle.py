@@ -9,8 +9,6 @@ import signal
 import socket
 from typing import Annotated, Any
 
-import typer
-
 from csms.cli.common import (
     ChainOption,
     CliError,
@@ -21,44 +19,34 @@ from csms.cli.common import (
     PasswordFileOption,
     console,
     fail,
-    open_chain_or_fail,
+    group,
+    load_settings,
     print_json,
     run,
-    settings_for,
-    with_repo,
+    setting_option,
 )
+from csms.config import Settings
 from csms.service.cluster import release_lease
-from csms.service.ports import Repository, Tx
+from csms.service.ports import Tx
 
 __all__ = ["settle_app"]
 
-settle_app = typer.Typer(help="Batch, anchor and settle completed sessions.",
-                         no_args_is_help=True)
+settle_app = group("Batch, anchor and settle completed sessions.")
 
 
-async def _settle(repo: Repository, chain_spec: str, data_dir: str, batch_size: int,
-                  confirmations: int, keystore: str | None, password_file: str | None,
-                  loop_forever: bool) -> Any:
+async def _settle_once(settings: Settings) -> Any:
     from rich.progress import Progress, SpinnerColumn, TextColumn
 
-    from settlement.chain import ContractMissing
-    from settlement.worker import LEASE, LeaseHeld, LedgerBehind, SettlementWorker
+    from csms.bootstrap import build_settlement
+    from settlement.chain import ChainError, ContractMissing
+    from settlement.worker import LEASE, LeaseHeld, LedgerBehind
 
-    chain = await asyncio.to_thread(open_chain_or_fail, chain_spec, data_dir, keystore,
-                                    password_file)
     try:
-        worker = SettlementWorker(repo, chain, batch_size=batch_size,
-                                  confirmations=confirmations)
-        if loop_forever:
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                with contextlib.suppress(NotImplementedError):
-                    loop.add_signal_handler(sig, stop.set)
-            console.print(f"settlement worker on chain {chain.chain_id} ({chain.kind});"
-                          " Ctrl-C to stop")
-            await worker.run_forever(stop)
-            return None
+        part = await build_settlement(settings)
+    except ChainError as exc:
+        fail(str(exc).splitlines()[0], 1)
+    chain, worker = part.chain, part.worker
+    try:
         with Progress(SpinnerColumn(), TextColumn("{task.description}"),
                       console=console, transient=True) as progress:
             progress.add_task(f"settling on chain {chain.chain_id} ({chain.kind})...")
@@ -76,14 +64,65 @@ async def _settle(repo: Repository, chain_spec: str, data_dir: str, batch_size: 
                     async def release(tx: Tx) -> None:
                         await release_lease(tx, LEASE, gone)
 
-                    await repo.unit(release)
+                    await part.repo.unit(release)
                     return await worker.run_once()
             except ContractMissing as exc:
                 raise CliError(str(exc)) from None
             except (LeaseHeld, LedgerBehind) as exc:
                 fail(str(exc), 1)
     finally:
-        await asyncio.to_thread(chain.close)
+        await part.close()
+
+
+async def _settle_forever(settings: Settings, as_json: bool) -> None:
+    from csms.bootstrap import build_settlement
+    from settlement.chain import ChainError
+    from settlement.states import BatchState
+
+    try:
+        part = await build_settlement(settings)
+    except ChainError as exc:
+        fail(str(exc).splitlines()[0], 1)
+    chain, worker = part.chain, part.worker
+    try:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        if as_json:
+            print_json({"event": "started", "chain_id": chain.chain_id, "kind": chain.kind,
+                        "contract": chain.contract_address, "batch_size": worker.batch_size,
+                        "max_wait": worker.max_wait})
+        else:
+            console.print(f"settlement worker on chain {chain.chain_id} ({chain.kind});"
+                          " Ctrl-C to stop")
+
+        def step(error: BaseException | None) -> None:
+            if error is not None and as_json:
+                print_json({"event": "error", "error": " ".join(str(error).split())})
+
+        await worker.run_forever(stop, on_step=step)
+
+        async def totals(tx: Tx) -> tuple[int, int]:
+            return await tx.batch_totals(BatchState.FINALIZED.value)
+
+        finalized, gas = await part.repo.read(totals)
+        if as_json:
+            print_json({"event": "stopped", "finalized_batches_total": finalized,
+                        "gas_used_total": gas})
+        else:
+            console.print(f"stopped; {_batches(finalized)} finalized in all")
+    finally:
+        await part.close()
+
+
+def _batches(n: int) -> str:
+    return f"{n} batch" if n == 1 else f"{n} batches"
+
+
+def _sessions(n: int) -> str:
+    return f"{n} session" if n == 1 else f"{n} sessions"
 
 
 def _gone_run_on_this_host(holder: str) -> bool:
@@ -104,44 +143,50 @@ def _gone_run_on_this_host(holder: str) -> bool:
     return False
 
 
+BatchSize = Annotated[int | None, setting_option(
+    "batch_size", "Sessions per batch (at most 1000)", min=1, max=1000)]
+Confirmations = Annotated[int | None, setting_option(
+    "confirmations", "Blocks on top of a batch before it is final", min=1)]
+MaxWait = Annotated[float | None, setting_option(
+    "max_wait", "Seconds a completed session waits for a fuller batch", min=0)]
+
+
 @settle_app.command("run")
 def settle_run(
-    chain: ChainOption = "local", batch_size: Annotated[int, typer.Option(min=1)] = 1000,
-    confirmations: Annotated[int, typer.Option(min=1)] = 1, data_dir: DataDirOption = None,
+    chain: ChainOption = None, batch_size: BatchSize = None,
+    confirmations: Confirmations = None, data_dir: DataDirOption = None,
     keystore: KeystoreOption = None, password_file: PasswordFileOption = None,
-    json_: JsonOption = False,
-    db: DbOption = None,
+    json_: JsonOption = False, db: DbOption = None,
 ) -> None:
     """Settle everything pending now (batch, anchor, finalize) and exit."""
-    settings = settings_for(db, data_dir=data_dir)
-
-    async def go(repo: Repository) -> Any:
-        return await _settle(repo, chain, settings.data_dir, batch_size, confirmations,
-                             keystore, password_file, False)
-
-    summary = run(with_repo(db, go))
+    settings = load_settings(chain=chain or None, batch_size=batch_size,
+                             confirmations=confirmations, data_dir=data_dir,
+                             keystore=keystore, keystore_password_file=password_file,
+                             db=db)
+    settings.check_database()
+    summary = run(_settle_once(settings))
     out = {"batches": summary.batches_created, "sessions": summary.sessions_batched,
            "finalized_batches_total": summary.finalized, "gas_used_total": summary.gas_used}
     if json_:
         print_json(out)
     else:
-        console.print(f"settled {out['sessions']} session(s) in {out['batches']} batch(es);"
-                      f" {out['finalized_batches_total']} batch(es) finalized in all")
+        console.print(f"settled {_sessions(out['sessions'])} in {_batches(out['batches'])};"
+                      f" {_batches(out['finalized_batches_total'])} finalized in all")
 
 
 @settle_app.command("worker")
 def settle_worker(
-    chain: ChainOption = "local", batch_size: Annotated[int, typer.Option(min=1)] = 1000,
-    confirmations: Annotated[int, typer.Option(min=1)] = 1, data_dir: DataDirOption = None,
-    keystore: KeystoreOption = None, password_file: PasswordFileOption = None,
+    chain: ChainOption = None, batch_size: BatchSize = None,
+    confirmations: Confirmations = None, max_wait: MaxWait = None,
+    data_dir: DataDirOption = None, keystore: KeystoreOption = None,
+    password_file: PasswordFileOption = None, json_: JsonOption = False,
     db: DbOption = None,
 ) -> None:
-    """Run the settlement loop until interrupted."""
-    settings = settings_for(db, data_dir=data_dir)
-
-    async def go(repo: Repository) -> Any:
-        return await _settle(repo, chain, settings.data_dir, batch_size, confirmations,
-                             keystore, password_file, True)
-
-    run(with_repo(db, go))
-
+    """Run the settlement loop until interrupted (one worker per database settles; others
+    stand by)."""
+    settings = load_settings(chain=chain or None, batch_size=batch_size,
+                             confirmations=confirmations, max_wait=max_wait,
+                             data_dir=data_dir, keystore=keystore,
+                             keystore_password_file=password_file, db=db)
+    settings.check_database()
+    run(_settle_forever(settings, json_))

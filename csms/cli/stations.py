@@ -15,12 +15,15 @@ import typer
 
 from csms.cli.common import (
     CliError,
+    DataDirOption,
     DbOption,
     JsonOption,
     actor,
     fail,
+    group,
     in_read,
     in_unit,
+    load_settings,
     print_json,
     print_table,
     run,
@@ -36,13 +39,13 @@ from csms.service.views import station_detail, stations_view
 
 __all__ = ["stations_app"]
 
-stations_app = typer.Typer(help="Register and list charging stations.", no_args_is_help=True)
+stations_app = group("Register and list charging stations.")
 
 
 
 @stations_app.command("add")
 def stations_add(
-    station_id: Annotated[str, typer.Argument(metavar="ID", help="Station identity (<= 48 chars)")],
+    station_id: Annotated[str, typer.Argument(help="Station identity (<= 48 chars)")],
     password: Annotated[
         str | None, typer.Option(help="HTTP Basic password (16-40 chars), security profile 1+")
     ] = None,
@@ -58,6 +61,7 @@ def stations_add(
             " holds a session [default: reported by the station, else 350]")
     ] = None,
     db: DbOption = None,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Register a station so that it may connect."""
     try:
@@ -81,7 +85,7 @@ def stations_add(
             )
         )
 
-    run(in_unit(db, work))
+    run(in_unit(load_settings(db=db, data_dir=data_dir), work))
     power = f", max {max_power_kw:g} kW" if max_power_kw else ""
     typer.echo(f"station {station_id} added (boot: {boot.value}, profile {level}{power})")
 
@@ -92,11 +96,12 @@ def _watts(kw: float | None) -> Decimal | None:
 
 @stations_app.command("set-max-power")
 def stations_set_max_power(
-    station_id: Annotated[str, typer.Argument(metavar="ID")],
+    station_id: Annotated[str, typer.Argument(help="The station's id")],
     kw: Annotated[float, typer.Argument(
-        metavar="KW", min=0.1, max=10000,
+        metavar="kw", min=0.1, max=10000,
         help="The most the station delivers, in kW (e.g. 11, 22, 150)")],
     db: DbOption = None,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Register the station's maximum power: a session with more energy than this power
     over its duration is held from billing (energy_above_max_power)."""
@@ -110,14 +115,16 @@ def stations_set_max_power(
         await tx.add_audit(actor(), "stations.set-max-power", station_id, {"kw": kw},
                            {"max_power_w": str(station.max_power_w)}, True, datetime.now(UTC))
 
-    run(in_unit(db, work))
+    run(in_unit(load_settings(db=db, data_dir=data_dir), work))
     typer.echo(f"station {station_id}: maximum power {kw:g} kW")
 
 
 @stations_app.command("list")
-def stations_list(json: JsonOption = False, db: DbOption = None) -> None:
+def stations_list(json: JsonOption = False, db: DbOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
     """List stations: online/offline, OCPP version, firmware, last seen, connector status."""
-    rows = run(in_read(db, stations_view))
+    rows = run(in_read(load_settings(db=db, data_dir=data_dir), stations_view))
     if json:
         print_json(rows)
         return
@@ -140,16 +147,17 @@ def stations_list(json: JsonOption = False, db: DbOption = None) -> None:
 
 @stations_app.command("show")
 def stations_show(
-    station_id: Annotated[str, typer.Argument(metavar="ID")],
+    station_id: Annotated[str, typer.Argument(help="The station's id")],
     json: JsonOption = False,
     db: DbOption = None,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Show one station: state, connectors, active sessions, recent messages."""
 
     async def work(tx: Tx) -> dict[str, Any] | None:
         return await station_detail(tx, station_id)
 
-    data = run(in_read(db, work))
+    data = run(in_read(load_settings(db=db, data_dir=data_dir), work))
     if data is None:
         fail(f"no station {station_id!r}")
     if json:
@@ -173,7 +181,7 @@ def stations_show(
 
 @stations_app.command("set-meter-key")
 def stations_set_meter_key(
-    station_id: Annotated[str, typer.Argument(metavar="ID")],
+    station_id: Annotated[str, typer.Argument(help="The station's id")],
     key: Annotated[
         str | None,
         typer.Argument(help="The meter's public key: hex or base64 DER, or PEM",
@@ -183,6 +191,7 @@ def stations_set_meter_key(
         Path | None, typer.Option("--file", help="Read the key from this file (PEM, hex, base64)")
     ] = None,
     db: DbOption = None,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Register the public key of a station's Eichrecht meter (OCMF signatures)."""
     if (key is None) == (file is None):
@@ -207,7 +216,7 @@ def stations_set_meter_key(
                            {"public_key": normalized}, {"previous": previous}, True, now)
         return previous
 
-    previous = run(in_unit(db, work))
+    previous = run(in_unit(load_settings(db=db, data_dir=data_dir), work))
     change = "" if previous in (None, normalized) else " (replaces a different key)"
     typer.echo(f"meter key of {station_id} set{change}: {normalized[-16:]}")
 

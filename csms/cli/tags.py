@@ -9,21 +9,25 @@ import typer
 
 from csms.cli.common import (
     CliError,
+    DataDirOption,
     DbOption,
     JsonOption,
+    group,
     in_read,
     in_unit,
+    load_settings,
     print_json,
     print_table,
     run,
 )
+from csms.config import Settings
 from csms.domain.model import IdTag, TagStatus
 from csms.service.ports import Tx
 from csms.service.views import iso as _iso
 
 __all__ = ["tags_app"]
 
-tags_app = typer.Typer(help="Manage id tags (RFID cards, tokens).", no_args_is_help=True)
+tags_app = group("Manage id tags (RFID cards, tokens).")
 
 
 
@@ -35,6 +39,7 @@ def tags_add(
         str | None, typer.Option(help="Expiry as ISO 8601, e.g. 2027-01-31T00:00:00Z")
     ] = None,
     db: DbOption = None,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Add or update an id tag."""
     if not tag or len(tag) > 36:
@@ -44,17 +49,18 @@ def tags_add(
     async def work(tx: Tx) -> None:
         await tx.put_tag(IdTag(tag, status.value, expires_at))
 
-    run(in_unit(db, work))
+    run(in_unit(load_settings(db=db, data_dir=data_dir), work))
     suffix = f", expires {_iso(expires_at)}" if expires_at else ""
     typer.echo(f"tag {tag} {status.value}{suffix}")
 
 
 @tags_app.command("block")
 def tags_block(
-    tag: Annotated[str, typer.Argument(help="The id tag")], db: DbOption = None
+    tag: Annotated[str, typer.Argument(help="The id tag")], db: DbOption = None,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Block an id tag (it stays known, answers Blocked)."""
-    _update_tag(db, tag, status=TagStatus.BLOCKED.value)
+    _update_tag(load_settings(db=db, data_dir=data_dir), tag, status=TagStatus.BLOCKED.value)
     typer.echo(f"tag {tag} blocked")
 
 
@@ -63,10 +69,11 @@ def tags_expire(
     tag: Annotated[str, typer.Argument(help="The id tag")],
     at: Annotated[str | None, typer.Option(help="Expiry as ISO 8601 [default: now]")] = None,
     db: DbOption = None,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Set an id tag's expiry (now by default): it then answers Expired."""
     when = _parse_time(at) if at else datetime.now(UTC)
-    _update_tag(db, tag, expires_at=when)
+    _update_tag(load_settings(db=db, data_dir=data_dir), tag, expires_at=when)
     typer.echo(f"tag {tag} expires {_iso(when)}")
 
 
@@ -78,7 +85,7 @@ def _parse_time(text: str) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _update_tag(db: str | None, tag: str, **changes: Any) -> None:
+def _update_tag(settings: Settings, tag: str, **changes: Any) -> None:
     async def work(tx: Tx) -> None:
         record = await tx.get_tag(tag)
         if record is None:
@@ -87,17 +94,19 @@ def _update_tag(db: str | None, tag: str, **changes: Any) -> None:
             setattr(record, key, value)
         await tx.put_tag(record)
 
-    run(in_unit(db, work))
+    run(in_unit(settings, work))
 
 
 @tags_app.command("list")
-def tags_list(json: JsonOption = False, db: DbOption = None) -> None:
+def tags_list(json: JsonOption = False, db: DbOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
     """List id tags."""
 
     async def work(tx: Tx) -> list[IdTag]:
         return await tx.list_tags()
 
-    tags = run(in_read(db, work))
+    tags = run(in_read(load_settings(db=db, data_dir=data_dir), work))
     rows = [{"tag": t.tag, "status": t.status, "expires_at": _iso(t.expires_at)} for t in tags]
     if json:
         print_json(rows)

@@ -10,10 +10,13 @@ import typer
 
 from csms.cli.common import (
     CliError,
+    DataDirOption,
     DbOption,
     JsonOption,
+    group,
     in_read,
     in_unit,
+    load_settings,
     print_json,
     print_table,
     run,
@@ -23,7 +26,7 @@ from csms.service.ports import Tx
 
 __all__ = ["tariffs_app"]
 
-tariffs_app = typer.Typer(help="Prices per station (versioned).", no_args_is_help=True)
+tariffs_app = group("Prices per station (versioned).")
 
 
 def _decimal(text: str, name: str) -> Decimal:
@@ -46,6 +49,7 @@ def tariffs_set(
     decimals: Annotated[int, typer.Option(min=0, max=18, help="Minor-unit decimals")] = 2,
     valid_from: Annotated[str | None, typer.Option(help="ISO 8601 [default: now]")] = None,
     db: DbOption = None,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Set a station's tariff: a new version, valid from now (or --valid-from)."""
     prices = {n: _decimal(v, f"--{n.replace('_', '-')}") for n, v in
@@ -66,13 +70,15 @@ def tariffs_set(
             station, prices["per_kwh"], currency.upper(), decimals, prices["per_minute"],
             prices["session_fee"], valid_from=start))
 
-    version = run(in_unit(db, work))
+    version = run(in_unit(load_settings(db=db, data_dir=data_dir), work))
     typer.echo(f"tariff for {station}: version {version}, {prices['per_kwh']} {currency.upper()}"
                f"/kWh")
 
 
 @tariffs_app.command("list")
-def tariffs_list(json_: JsonOption = False, db: DbOption = None) -> None:
+def tariffs_list(json_: JsonOption = False, db: DbOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
     """List tariffs (every version)."""
 
     async def work(tx: Tx) -> list[dict[str, Any]]:
@@ -82,7 +88,7 @@ def tariffs_list(json_: JsonOption = False, db: DbOption = None) -> None:
                  "valid_from": t.valid_from.isoformat() if t.valid_from else None}
                 for t in await tx.list_tariffs()]
 
-    rows = run(in_read(db, work))
+    rows = run(in_read(load_settings(db=db, data_dir=data_dir), work))
     if json_:
         print_json(rows)
         return

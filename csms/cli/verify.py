@@ -9,14 +9,14 @@ from typing import Annotated, Any
 
 import typer
 
-from csms.cli.common import DataDirOption, console, fail, settings_for
+from csms.cli.common import DataDirOption, console, fail, load_settings
 
 __all__ = ["verify"]
 
 
 def verify(
     files: Annotated[list[str], typer.Argument(
-        metavar="FILE...", help="Receipts written by csms receipt (several: also checked"
+        metavar="file...", help="Receipts written by csms receipt (several: also checked"
         " against each other for a session billed twice)")],
     rpc: Annotated[str | None, typer.Option(help="JSON-RPC URL of the chain")] = None,
     driver: Annotated[str | None, typer.Option(
@@ -28,7 +28,14 @@ def verify(
     """Check receipts against the chain alone: exit 0 VALID, 1 INVALID, 3 UNVERIFIED (the
     chain could not be reached, or which contract is the real one is not known)."""
     from settlement.chain import AnvilNode, ChainError, rpc_client
-    from settlement.receipts import INVALID, VALID, ReceiptError, duplicates, verify_receipt
+    from settlement.receipts import (
+        INVALID,
+        VALID,
+        ReceiptError,
+        check_receipt,
+        duplicates,
+        verify_receipt,
+    )
 
     for value, name in ((driver, "--driver"), (contract, "--contract")):
         if value is not None and not re.fullmatch(r"0x[0-9a-fA-F]{40}", value):
@@ -39,7 +46,11 @@ def verify(
             receipts.append(json.loads(Path(file).read_text("utf-8")))
         except (OSError, ValueError) as exc:
             fail(f"cannot read receipt {file}: {exc}")
-    settings = settings_for(None, data_dir=data_dir)
+        try:
+            check_receipt(receipts[-1])  # all of them before any verdict
+        except ReceiptError as exc:
+            fail(f"{file}: {exc}")
+    settings = load_settings(data_dir=data_dir)
     node = None
     w3: Any = None
     if rpc:

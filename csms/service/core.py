@@ -14,6 +14,7 @@ from typing import Any
 
 from csms.domain.energy import DEFAULT_MAX_POWER_W
 from csms.domain.model import AuthStatus
+from csms.service import defaults
 from csms.service.credit import CreditCheck
 from csms.service.messages import utc_now
 from csms.service.ports import Repository, Tx
@@ -32,14 +33,14 @@ class ChargingCore:
         self,
         repo: Repository,
         *,
-        heartbeat_interval: int = 300,
-        boot_retry_interval: int = 30,
+        heartbeat_interval: int = defaults.HEARTBEAT_INTERVAL,
+        boot_retry_interval: int = defaults.BOOT_RETRY_INTERVAL,
         publish_events: bool = False,
         clock: Callable[[], datetime] = utc_now,
         seen_flush_interval: float = 1.0,
         default_max_power_w: Decimal = DEFAULT_MAX_POWER_W,
-        time_past: timedelta = timedelta(days=30),
-        time_future: timedelta = timedelta(minutes=10),
+        time_past: timedelta = defaults.TIME_PAST,
+        time_future: timedelta = defaults.TIME_FUTURE,
         quota: PayloadQuota | None = None,
         storage_reserve: int = 0,
         on_dropped: Callable[[str, str], None] | None = None,

@@ -250,6 +250,5 @@ class StationUseCases(ChargingCore):
                         else "disk space kept for transactions", count)
 
 
-
 def new_station(station_id: str, **kwargs: Any) -> Station:
     return Station(id=station_id, created_at=utc_now(), **kwargs)

@@ -1,0 +1,33 @@
+"""Default values of the knobs the use cases and the settlement worker take.
+
+Defined once here: :class:`csms.config.Settings` takes its defaults from these, and the
+constructors of :class:`csms.service.charging.ChargingService` and
+``settlement.worker.SettlementWorker`` use the same names, so a default never differs
+between ``csms serve``, ``csms settle`` and a test that builds a service directly.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from csms.domain.energy import DEFAULT_MAX_POWER_W
+
+__all__ = [
+    "BATCH_SIZE",
+    "BOOT_RETRY_INTERVAL",
+    "CONFIRMATIONS",
+    "DEFAULT_MAX_POWER_KW",
+    "HEARTBEAT_INTERVAL",
+    "MAX_WAIT",
+    "TIME_FUTURE",
+    "TIME_PAST",
+]
+
+HEARTBEAT_INTERVAL = 300  # seconds, sent in BootNotification answers
+BOOT_RETRY_INTERVAL = 30  # seconds, sent with Pending / Rejected
+TIME_PAST = timedelta(days=30)  # transaction times before registration less this: held
+TIME_FUTURE = timedelta(minutes=10)  # ... or after receipt plus this: held
+DEFAULT_MAX_POWER_KW = float(DEFAULT_MAX_POWER_W / 1000)
+BATCH_SIZE = 1000  # sessions per settlement batch (the contract takes at most 1000)
+MAX_WAIT = 60.0  # seconds a completed session waits for a fuller batch
+CONFIRMATIONS = 1  # blocks before a batch counts as final

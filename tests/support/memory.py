@@ -1,0 +1,446 @@
+"""An in-memory fake of the storage port, for unit tests of the use cases.
+
+:class:`MemoryRepository` and :class:`MemoryTx` subclass the port's classes
+(``csms.service.ports``). They keep plain Python records and behave like the SQL
+adapters where the use cases can tell: every read returns a copy (a use case that
+changes a record without writing it back changes nothing), a unit of work that raises is
+undone as a whole, a station's samples and events come back in the order stored, and the
+dedupe keys (a 1.6 start key, a 2.0.1 (transaction, seqNo)) are unique. Operations the
+charging service never uses (settlement's batches, tariffs, drivers' cards) raise
+:class:`NotImplementedError` rather than answer something made up.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypeVar
+
+from csms.domain.model import IdTag, MeterSample, Session, SessionStatus, Station
+from csms.service.ports import Repository, StorageError, Tx
+
+__all__ = ["MemoryRepository", "MemoryState", "MemoryTx"]
+
+T = TypeVar("T")
+
+
+@dataclass
+class MemoryState:
+    stations: dict[str, Station] = field(default_factory=dict)
+    connectors: dict[tuple[str, int, int], dict[str, Any]] = field(default_factory=dict)
+    tags: dict[str, IdTag] = field(default_factory=dict)
+    sessions: dict[int, Session] = field(default_factory=dict)
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    meter_keys: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
+    signed: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    tx_events: set[tuple[str, str, int]] = field(default_factory=set)
+    station_events: list[dict[str, Any]] = field(default_factory=list)
+    outbox: list[dict[str, Any]] = field(default_factory=list)
+    settlement_queue: dict[int, datetime] = field(default_factory=dict)
+    authorizations: list[dict[str, Any]] = field(default_factory=list)
+    audit: list[dict[str, Any]] = field(default_factory=list)
+    local_list_versions: dict[str, int] = field(default_factory=dict)
+    nodes: dict[str, datetime] = field(default_factory=dict)
+    leases: dict[str, tuple[str, datetime]] = field(default_factory=dict)
+    free_space: int | None = None  # what free_space() answers (None: unknown)
+    next_id: int = 1
+
+
+class MemoryTx(Tx):
+    """The port's operations on a :class:`MemoryState`."""
+
+    def __init__(self, state: MemoryState) -> None:
+        self.s = state
+
+    def _new_id(self) -> int:
+        n = self.s.next_id
+        self.s.next_id += 1
+        return n
+
+    async def free_space(self) -> int | None:
+        return self.s.free_space
+
+    # -- stations ------------------------------------------------------------
+    async def get_station(self, station_id: str) -> Station | None:
+        return copy.deepcopy(self.s.stations.get(station_id))
+
+    async def insert_station(self, station: Station) -> None:
+        if station.id in self.s.stations:
+            raise StorageError(f"unique constraint: station {station.id}")
+        self.s.stations[station.id] = copy.deepcopy(station)
+
+    async def update_station(self, station: Station) -> None:
+        if station.id in self.s.stations:
+            self.s.stations[station.id] = copy.deepcopy(station)
+
+    async def list_stations(self) -> list[Station]:
+        return [copy.deepcopy(s) for _, s in sorted(self.s.stations.items())]
+
+    async def touch_station(self, station_id: str, at: datetime) -> None:
+        if station_id in self.s.stations:
+            self.s.stations[station_id].last_seen_at = at
+
+    async def set_station_connection(self, station_id: str, node: str, at: datetime) -> None:
+        st = self.s.stations.get(station_id)
+        if st is not None:
+            st.connected_node, st.connected_at, st.last_seen_at = node, at, at
+
+    async def clear_station_connection(self, station_id: str, node: str) -> None:
+        st = self.s.stations.get(station_id)
+        if st is not None and st.connected_node == node:
+            st.connected_node = None
+
+    async def clear_node_connections(self, node: str) -> int:
+        cleared = [s for s in self.s.stations.values() if s.connected_node == node]
+        for st in cleared:
+            st.connected_node = None
+        return len(cleared)
+
+    async def add_audit(
+        self, actor: str, action: str, target: str | None, request: dict[str, Any],
+        result: dict[str, Any], ok: bool, at: datetime,
+    ) -> None:
+        self.s.audit.append({"id": len(self.s.audit) + 1, "at": at.isoformat(), "actor": actor,
+                             "action": action, "target": target, "request": request,
+                             "result": result, "ok": ok})
+
+    async def list_audit(self, limit: int = 100) -> list[dict[str, Any]]:
+        return copy.deepcopy(self.s.audit[::-1][:limit])
+
+    async def next_local_list_version(self, station_id: str) -> int:
+        self.s.local_list_versions[station_id] = self.s.local_list_versions.get(station_id, 0) + 1
+        return self.s.local_list_versions[station_id]
+
+    async def count_sessions(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for s in self.s.sessions.values():
+            counts[s.status.value] = counts.get(s.status.value, 0) + 1
+        return counts
+
+    async def settlement_backlog(self) -> int:
+        return len(self.s.settlement_queue)
+
+    async def set_connector_status(
+        self, station_id: str, evse_id: int, connector_id: int, status: str,
+        error_code: str | None, at: datetime,
+    ) -> None:
+        self.s.connectors[station_id, evse_id, connector_id] = {
+            "station_id": station_id, "evse_id": evse_id, "connector_id": connector_id,
+            "status": status, "error_code": error_code, "updated_at": at.isoformat()}
+
+    async def list_connectors(self, station_id: str | None = None) -> list[dict[str, Any]]:
+        return [dict(c) for key, c in sorted(self.s.connectors.items())
+                if station_id is None or key[0] == station_id]
+
+    # -- id tags -------------------------------------------------------------
+    async def get_tag(self, tag: str) -> IdTag | None:
+        return copy.deepcopy(self.s.tags.get(tag))
+
+    async def put_tag(self, tag: IdTag) -> None:
+        self.s.tags[tag.tag] = copy.deepcopy(tag)
+
+    async def list_tags(self) -> list[IdTag]:
+        return [copy.deepcopy(t) for _, t in sorted(self.s.tags.items())]
+
+    # -- sessions ------------------------------------------------------------
+    async def get_session(self, session_id: int) -> Session | None:
+        return copy.deepcopy(self.s.sessions.get(session_id))
+
+    async def find_session(self, station_id: str, transaction_id: str) -> Session | None:
+        for s in self.s.sessions.values():
+            if s.station_id == station_id and s.transaction_id == transaction_id:
+                return copy.deepcopy(s)
+        return None
+
+    async def find_session_by_start_key(self, station_id: str, start_key: str) -> Session | None:
+        for s in self.s.sessions.values():
+            if s.station_id == station_id and s.start_key == start_key:
+                return copy.deepcopy(s)
+        return None
+
+    async def stations_with_transaction(self, transaction_id: str) -> list[str]:
+        return [s.station_id for s in self.s.sessions.values()
+                if s.transaction_id == transaction_id]
+
+    async def insert_session(self, session: Session) -> int:
+        if session.start_key is not None and await self.find_session_by_start_key(
+                session.station_id, session.start_key) is not None:
+            raise StorageError("unique constraint: (station_id, start_key)")
+        sid = self._new_id()
+        session.id = sid
+        if not session.transaction_id:
+            session.transaction_id = str(sid)  # as the SQL adapters do (1.6 §5.6)
+        self.s.sessions[sid] = copy.deepcopy(session)
+        return sid
+
+    async def update_session(self, session: Session) -> None:
+        assert session.id is not None
+        stored = self.s.sessions[session.id]
+        kept = (stored.price_minor, stored.currency, stored.settlement_state)
+        updated = copy.deepcopy(session)
+        # the billing fields belong to settlement: update_session does not write them
+        updated.price_minor, updated.currency, updated.settlement_state = kept
+        self.s.sessions[session.id] = updated
+
+    async def list_sessions(
+        self, station_id: str | None = None, active: bool | None = None, limit: int = 1000
+    ) -> list[Session]:
+        out = [s for _, s in sorted(self.s.sessions.items(), reverse=True)
+               if (station_id is None or s.station_id == station_id)
+               and (active is None or (s.status is SessionStatus.ACTIVE) == active)]
+        return [copy.deepcopy(s) for s in out[:limit]]
+
+    async def add_samples(
+        self, station_id: str, samples: list[MeterSample], *, session_id: int | None,
+        evse_id: int | None, connector_id: int | None, transaction_id: str | None,
+    ) -> None:
+        for m in samples:
+            self.s.samples.append({"session_id": session_id, "station_id": station_id,
+                                   "evse_id": evse_id, "connector_id": connector_id,
+                                   "transaction_id": transaction_id,
+                                   "sample": copy.deepcopy(m)})
+
+    async def session_samples(self, session_id: int) -> list[MeterSample]:
+        mine = [r["sample"] for r in self.s.samples if r["session_id"] == session_id]
+        return [copy.deepcopy(m) for m in sorted(mine, key=lambda m: m.timestamp)]
+
+    # -- signed meter data ---------------------------------------------------
+    async def get_meter_key(self, station_id: str) -> tuple[str | None, str | None]:
+        return self.s.meter_keys.get(station_id, (None, None))
+
+    async def set_meter_key(self, station_id: str, key: str | None, source: str | None) -> None:
+        self.s.meter_keys[station_id] = (key, source)
+
+    async def add_signed_readings(
+        self, session_id: int, station_id: str, rows: list[dict[str, Any]]
+    ) -> None:
+        self.s.signed[session_id] = copy.deepcopy(rows)
+
+    async def signed_readings(self, session_id: int) -> list[dict[str, Any]]:
+        return copy.deepcopy(self.s.signed.get(session_id, []))
+
+    # -- events --------------------------------------------------------------
+    async def record_tx_event(
+        self, station_id: str, transaction_id: str, seq_no: int, event_type: str,
+        offline: bool, at: datetime,
+    ) -> bool:
+        key = (station_id, transaction_id, seq_no)
+        if key in self.s.tx_events:
+            return False
+        self.s.tx_events.add(key)
+        return True
+
+    async def add_station_event(
+        self, station_id: str, kind: str, payload: dict[str, Any], at: datetime
+    ) -> None:
+        self.s.station_events.append({"id": len(self.s.station_events) + 1,
+                                      "station_id": station_id, "kind": kind,
+                                      "ts": at.isoformat(), "payload": copy.deepcopy(payload)})
+
+    async def list_station_events(
+        self, station_id: str, kind: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        rows = [e for e in self.s.station_events[::-1]
+                if e["station_id"] == station_id and (kind is None or e["kind"] == kind)]
+        return copy.deepcopy(rows[:limit])
+
+    async def add_outbox(self, topic: str, payload: dict[str, Any], at: datetime) -> str:
+        event_id = str(uuid.uuid4())
+        self.s.outbox.append({"id": len(self.s.outbox) + 1, "event_id": event_id,
+                              "topic": topic, "payload": {"event_id": event_id, **payload},
+                              "created_at": at, "published_at": None})
+        return event_id
+
+    async def enqueue_settlement(self, session_id: int, at: datetime) -> None:
+        self.s.settlement_queue.setdefault(session_id, at)
+
+    async def pending_outbox(self, limit: int) -> list[dict[str, Any]]:
+        return [{"id": e["id"], "topic": e["topic"], "payload": json.dumps(e["payload"])}
+                for e in self.s.outbox if e["published_at"] is None][:limit]
+
+    async def mark_outbox_published(self, ids: list[int], at: datetime) -> None:
+        for e in self.s.outbox:
+            if e["id"] in ids:
+                e["published_at"] = at
+
+    async def purge_outbox(self, published_before: datetime) -> int:
+        kept = [e for e in self.s.outbox
+                if e["published_at"] is None or e["published_at"] >= published_before]
+        gone = len(self.s.outbox) - len(kept)
+        self.s.outbox = kept
+        return gone
+
+    async def count_outbox_pending(self) -> int:
+        return sum(e["published_at"] is None for e in self.s.outbox)
+
+    async def gas_spent(self) -> int:
+        return 0  # no batches are ever stored here
+
+    # -- cluster ---------------------------------------------------------------
+    async def beat_node(self, node_id: str, at: datetime) -> None:
+        self.s.nodes[node_id] = at
+
+    async def node_beats(self) -> dict[str, datetime]:
+        return dict(self.s.nodes)
+
+    async def take_lease(self, name: str, holder: str, until: datetime, now: datetime) -> bool:
+        current = self.s.leases.get(name)
+        if current is None or current[0] == holder or current[1] < now:
+            self.s.leases[name] = (holder, until)
+            return True
+        return False
+
+    async def drop_lease(self, name: str, holder: str) -> None:
+        if self.s.leases.get(name, ("", None))[0] == holder:
+            del self.s.leases[name]
+
+    async def get_lease(self, name: str) -> tuple[str, datetime] | None:
+        return self.s.leases.get(name)
+
+    # -- drivers' app sessions (the part the charging service uses) ---------------
+    async def add_authorization(self, driver: str, station_id: str, id_tag: str,
+                                body: dict[str, Any], nonce: int, expiry: int,
+                                at: datetime) -> int:
+        if any(a["driver"] == driver.lower() and a["nonce"] == str(nonce)
+               for a in self.s.authorizations):
+            raise StorageError("unique constraint: (driver, nonce)")
+        aid = len(self.s.authorizations) + 1
+        self.s.authorizations.append({
+            "id": aid, "driver": driver.lower(), "station_id": station_id, "id_tag": id_tag,
+            "body": json.dumps(body, sort_keys=True), "nonce": str(nonce), "expiry": expiry,
+            "session_id": None, "created_at": at.isoformat()})
+        return aid
+
+    async def pending_authorization(self, station_id: str, id_tag: str,
+                                    now_unix: int) -> dict[str, Any] | None:
+        for a in reversed(self.s.authorizations):
+            if a["station_id"] == station_id and a["id_tag"] == id_tag \
+                    and a["session_id"] is None and a["expiry"] >= now_unix:
+                return dict(a)
+        return None
+
+    async def bind_authorization(self, station_id: str, id_tag: str, session_id: int,
+                                 now_unix: int) -> dict[str, Any] | None:
+        row = await self.pending_authorization(station_id, id_tag, now_unix)
+        if row is None:
+            return None
+        self.s.authorizations[row["id"] - 1]["session_id"] = session_id
+        return row
+
+    async def authorization_of(self, session_id: int) -> dict[str, Any] | None:
+        for a in self.s.authorizations:
+            if a["session_id"] == session_id:
+                return dict(a)
+        return None
+
+    # -- settlement's tables: not faked (the settlement tests run on real databases) ------
+    async def add_tariff(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError("add_tariff: not faked in memory")
+
+    async def list_tariffs(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError("list_tariffs: not faked in memory")
+
+    async def find_tariff(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError("find_tariff: not faked in memory")
+
+    async def link_card(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError("link_card: not faked in memory")
+
+    async def unlink_card(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError("unlink_card: not faked in memory")
+
+    async def card_of(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError("card_of: not faked in memory")
+
+    async def driver_cards(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError("driver_cards: not faked in memory")
+
+    async def driver_exposure(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError("driver_exposure: not faked in memory")
+
+    async def ledger_value(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError("ledger_value: not faked in memory")
+
+    async def set_ledger_value(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError("set_ledger_value: not faked in memory")
+
+    async def queued_for_settlement(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError("queued_for_settlement: not faked in memory")
+
+    async def dequeue_settlement(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError("dequeue_settlement: not faked in memory")
+
+    async def session_settlement(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError("session_settlement: not faked in memory")
+
+    async def set_session_settlement(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError("set_session_settlement: not faked in memory")
+
+    async def insert_batch(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError("insert_batch: not faked in memory")
+
+    async def insert_batch_items(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError("insert_batch_items: not faked in memory")
+
+    async def update_batch(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError("update_batch: not faked in memory")
+
+    async def get_batch(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError("get_batch: not faked in memory")
+
+    async def open_batches(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError("open_batches: not faked in memory")
+
+    async def batch_items(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError("batch_items: not faked in memory")
+
+    async def batch_of_session(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError("batch_of_session: not faked in memory")
+
+    async def highest_batch_nonce(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError("highest_batch_nonce: not faked in memory")
+
+    async def batch_totals(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError("batch_totals: not faked in memory")
+
+    async def ledger_batches(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError("ledger_batches: not faked in memory")
+
+    async def set_batch_sessions(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError("set_batch_sessions: not faked in memory")
+
+
+class MemoryRepository(Repository):
+    """Units of work on one :class:`MemoryState`; a unit that raises is undone."""
+
+    def __init__(self, state: MemoryState | None = None) -> None:
+        self.state = state or MemoryState()
+        self.units = 0
+        self.closed = False
+
+    async def unit(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
+        if self.closed:
+            raise RuntimeError("repository is closed")
+        before = copy.deepcopy(self.state)
+        try:
+            result = await fn(MemoryTx(self.state))
+        except BaseException:
+            self.state.__dict__.update(before.__dict__)
+            raise
+        self.units += 1
+        return result
+
+    async def read(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
+        before = copy.deepcopy(self.state)
+        try:
+            return await fn(MemoryTx(self.state))
+        finally:
+            # nothing is written by a read
+            self.state.__dict__.update(before.__dict__)
+
+    async def close(self) -> None:
+        self.closed = True

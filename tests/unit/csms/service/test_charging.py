@@ -1,0 +1,491 @@
+"""The charging service's use cases on the in-memory storage fake: boot, heartbeat,
+connections, status, authorization with and without a driver's credit, 1.6 and 2.0.1
+transactions (retries, offline replay, foreign transactions), meter values, holds, signed
+meter data and payload quotas. The same cases run over real sockets and databases in
+tests/integration; these pin the rules in milliseconds."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from csms.domain.model import (
+    AuthStatus,
+    BootPolicy,
+    IdTag,
+    MeterSample,
+    SessionStatus,
+    ValueNote,
+)
+from csms.service.charging import (
+    BootInfo,
+    ChargingService,
+    StopInfo,
+    TransactionEventIn,
+    UnknownStation,
+    new_station,
+)
+from csms.service.credit import CreditDecision
+from csms.service.quota import PayloadQuota
+from support.memory import MemoryRepository, MemoryState
+from support.ocmf_vectors import KEBA, KEBA_KEY
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
+T1 = T0 + timedelta(hours=1)
+LONG_AGO = datetime(2019, 1, 1, tzinfo=UTC)
+
+
+class Credit:
+    """The drivers' escrows as the service sees them (settlement.credit on chain)."""
+
+    def __init__(self, refused: dict[str, str] | None = None) -> None:
+        self.refused = refused or {}
+        self.authorizations: list[dict[str, Any]] = []
+
+    async def check(self, station_id: str, tag: str) -> CreditDecision | None:
+        if tag in self.refused:
+            return CreditDecision(False, self.refused[tag], "0xdriver")
+        return None
+
+    async def check_authorization(self, station_id: str,
+                                  authorization: dict[str, Any]) -> CreditDecision:
+        self.authorizations.append(authorization)
+        ok = authorization.get("max_amount", 0) > 0
+        return CreditDecision(ok, "" if ok else "max amount is zero", authorization["driver"])
+
+
+@pytest.fixture
+def state() -> MemoryState:
+    s = MemoryState()
+    for sid in ("CP1", "CP2"):
+        s.stations[sid] = new_station(sid)
+        s.stations[sid].created_at = LONG_AGO
+    s.stations["PENDING"] = new_station("PENDING", boot_policy=BootPolicy.PENDING)
+    s.stations["NO"] = new_station("NO", boot_policy=BootPolicy.REJECTED)
+    s.tags["T1"] = IdTag("T1")
+    s.tags["OLD"] = IdTag("OLD", expires_at=NOW - timedelta(days=1))
+    s.tags["BAD"] = IdTag("BAD", status="blocked")
+    return s
+
+
+@pytest.fixture
+def repo(state: MemoryState) -> MemoryRepository:
+    return MemoryRepository(state)
+
+
+@pytest.fixture
+def service(repo: MemoryRepository) -> ChargingService:
+    return ChargingService(repo, publish_events=True, clock=lambda: NOW,
+                           heartbeat_interval=300, boot_retry_interval=30)
+
+
+def wh(at: datetime, value: int | str, **kw: Any) -> MeterSample:
+    return MeterSample(timestamp=at, value=str(value), **kw)
+
+
+def topics(state: MemoryState) -> list[str]:
+    return [e["topic"].removeprefix("voltledger/") for e in state.outbox]
+
+
+def kinds(state: MemoryState, station_id: str = "CP1") -> list[str]:
+    return [e["kind"] for e in state.station_events if e["station_id"] == station_id]
+
+
+# -- stations -----------------------------------------------------------------------------
+@pytest.mark.parametrize(("station", "status", "interval"), [
+    ("CP1", "Accepted", 300), ("PENDING", "Pending", 30), ("NO", "Rejected", 30)])
+async def test_boot_answers_by_the_station_policy_and_records_the_station(
+    service: ChargingService, state: MemoryState, station: str, status: str, interval: int,
+) -> None:
+    decision = await service.boot(station, "ocpp1.6", BootInfo("ACME", "W1", "2.1", "SN9"))
+    assert (decision.status, decision.interval, decision.current_time) == (status, interval, NOW)
+    stored = state.stations[station]
+    assert (stored.ocpp_version, stored.vendor, stored.model, stored.firmware_version,
+            stored.serial_number, stored.last_boot_at) == ("ocpp1.6", "ACME", "W1", "2.1",
+                                                           "SN9", NOW)
+    assert kinds(state, station) == ["boot"]
+    assert topics(state) == [f"{station}/boot"]
+    assert state.outbox[0]["payload"]["status"] == status
+
+
+async def test_boot_of_an_unknown_station_is_refused_and_stores_nothing(
+    service: ChargingService, state: MemoryState,
+) -> None:
+    with pytest.raises(UnknownStation):
+        await service.boot("NOBODY", "ocpp2.0.1", BootInfo())
+    assert "NOBODY" not in state.stations and state.station_events == []
+
+
+async def test_heartbeats_are_written_together_on_flush(
+    service: ChargingService, state: MemoryState, repo: MemoryRepository,
+) -> None:
+    assert await service.heartbeat("CP1") == NOW
+    assert await service.heartbeat("CP2") == NOW
+    assert state.stations["CP1"].last_seen_at is None  # not yet: written in one unit
+    units = repo.units
+    await service.flush_seen()
+    assert repo.units == units + 1
+    assert state.stations["CP1"].last_seen_at == NOW == state.stations["CP2"].last_seen_at
+
+
+async def test_connection_and_status_changes(service: ChargingService, state: MemoryState) -> None:
+    await service.connection_changed("CP1", True, "ocpp1.6", node="n1")
+    assert state.stations["CP1"].connected_node == "n1"
+    await service.status("CP1", 1, 1, "Charging", None, T0)
+    assert state.connectors["CP1", 1, 1]["status"] == "Charging"
+    assert state.connectors["CP1", 1, 1]["updated_at"] == T0.isoformat()
+    await service.connection_changed("CP1", False, "ocpp1.6", node="other")
+    assert state.stations["CP1"].connected_node == "n1"  # only its own node clears it
+    await service.connection_changed("CP1", False, "ocpp1.6", node="n1")
+    assert state.stations["CP1"].connected_node is None
+    assert kinds(state) == ["online", "offline", "offline"]
+    assert topics(state) == ["CP1/online", "CP1/status", "CP1/offline", "CP1/offline"]
+
+
+@pytest.mark.parametrize(("tag", "expected"), [
+    ("T1", AuthStatus.ACCEPTED), ("OLD", AuthStatus.EXPIRED), ("BAD", AuthStatus.BLOCKED),
+    ("NEW", AuthStatus.UNKNOWN)])
+async def test_authorize(service: ChargingService, tag: str, expected: AuthStatus) -> None:
+    status, _ = await service.authorize(tag, "CP1")
+    assert status is expected
+
+
+async def test_authorize_refuses_a_driver_whose_escrow_does_not_cover(
+    service: ChargingService,
+) -> None:
+    service.credit = Credit({"T1": "escrow below the session maximum"})
+    assert (await service.authorize("T1", "CP1"))[0] is AuthStatus.NO_CREDIT
+    assert await service.refusal("CP1", "T1") == "escrow below the session maximum"
+    assert await service.covered("CP1", "OTHER")
+
+
+async def test_an_app_session_authorization_accepts_its_token_once_bound(
+    service: ChargingService, state: MemoryState,
+) -> None:
+    with pytest.raises(ValueError, match="need settlement"):
+        await service.accept_authorization("CP1", "APP1", {"driver": "0xD", "nonce": 1})
+    service.credit = Credit()
+    auth = {"driver": "0xD", "nonce": 7, "expiry": int(NOW.timestamp()) + 600, "max_amount": 5}
+    with pytest.raises(ValueError, match="max amount is zero"):
+        await service.accept_authorization("CP1", "APP1", {**auth, "max_amount": 0})
+    await service.accept_authorization("CP1", "APP1", auth)
+    assert (await service.authorize("APP1", "CP1"))[0] is AuthStatus.ACCEPTED
+    assert (await service.authorize("APP1", "CP2"))[0] is AuthStatus.UNKNOWN
+    with pytest.raises(ValueError, match="authorization refused"):
+        await service.accept_authorization("CP1", "APP1", auth)  # the nonce is spent
+    txid, status, _ = await service.start_transaction("CP1", 1, "APP1", Decimal(0), T0)
+    assert status is AuthStatus.ACCEPTED
+    [session] = state.sessions.values()
+    assert session.flags == [] and session.auth_status == "Accepted"
+    assert state.authorizations[0]["session_id"] == session.id == txid
+
+
+async def test_reported_max_power_is_kept(service: ChargingService, state: MemoryState) -> None:
+    await service.reported_max_power("CP1", Decimal(11000))
+    assert state.stations["CP1"].reported_max_power_w == Decimal(11000)
+
+
+async def test_station_payloads_within_quota_and_the_disk_reserve(
+    repo: MemoryRepository, state: MemoryState,
+) -> None:
+    dropped: list[tuple[str, str]] = []
+    service = ChargingService(repo, clock=lambda: NOW, storage_reserve=1000,
+                              quota=PayloadQuota({"data_transfer": 600}),
+                              on_dropped=lambda kind, reason: dropped.append((kind, reason)))
+    assert await service.station_event("CP1", "data_transfer", {"data": "x" * 100})
+    assert not await service.station_event("CP1", "data_transfer", {"data": "x" * 500})
+    assert dropped == [("data_transfer", "quota")]
+    assert kinds(state) == ["data_transfer", "quota"]
+    state.free_space = 10  # below the reserve: kept for transaction data
+    assert not await service.station_event("CP2", "data_transfer", {"data": "y"})
+    assert dropped[-1] == ("data_transfer", "reserve")
+    assert await service.station_event("CP2", "boot_log", {"anything": 1})  # not metered
+
+
+# -- 1.6 transactions -----------------------------------------------------------------------
+async def test_a_16_session_from_start_to_stop(service: ChargingService,
+                                               state: MemoryState) -> None:
+    txid, status, _ = await service.start_transaction("CP1", 1, "T1", Decimal(1000), T0)
+    assert status is AuthStatus.ACCEPTED
+    await service.meter_values("CP1", 1, str(txid), [wh(T0 + timedelta(minutes=30), 2500)])
+    session = state.sessions[txid]
+    assert (session.status, session.energy_wh) == (SessionStatus.ACTIVE, 1500)
+    auth = await service.stop_transaction("CP1", StopInfo(txid, Decimal(4500), T1, None, "T1"))
+    assert auth is AuthStatus.ACCEPTED
+    session = state.sessions[txid]
+    assert (session.status, session.energy_wh, session.stop_reason) == (
+        SessionStatus.COMPLETED, 3500, "Local")  # 1.6 §7.45: Local when omitted
+    assert session.flags == []
+    assert txid in state.settlement_queue
+    assert topics(state) == ["CP1/session/started", "CP1/session/updated",
+                             "CP1/session/completed"]
+    completed = state.outbox[-1]["payload"]
+    assert completed["energy_wh"] == 3500 and completed["ocpp_version"] == "1.6"
+
+
+async def test_a_retried_start_gets_the_same_transaction_id(
+    service: ChargingService, state: MemoryState,
+) -> None:
+    first = await service.start_transaction("CP1", 1, "T1", Decimal(10), T0)
+    again = await service.start_transaction("CP1", 1, "T1", Decimal(10), T0)
+    other = await service.start_transaction("CP1", 1, "T1", Decimal(10), T1)
+    assert first[0] == again[0] != other[0]
+    assert len(state.sessions) == 2
+
+
+@pytest.mark.parametrize(("tag", "status", "flag"), [
+    ("NEW", AuthStatus.UNKNOWN, "auth_unknown"), ("BAD", AuthStatus.BLOCKED, "auth_blocked"),
+    ("OLD", AuthStatus.EXPIRED, "auth_expired")])
+async def test_a_start_for_a_refused_tag_is_stored_and_flagged(
+    service: ChargingService, state: MemoryState, tag: str, status: AuthStatus, flag: str,
+) -> None:
+    txid, answered, _ = await service.start_transaction("CP1", 1, tag, Decimal(0), T0)
+    assert answered is status
+    assert state.sessions[txid].flags == [flag]
+
+
+async def test_a_start_without_credit_is_stored_and_flagged(
+    service: ChargingService, state: MemoryState,
+) -> None:
+    service.credit = Credit({"T1": "no escrow"})
+    txid, status, _ = await service.start_transaction("CP1", 1, "T1", Decimal(0), T0)
+    assert status is AuthStatus.NO_CREDIT
+    assert state.sessions[txid].flags == ["auth_nocredit"]
+
+
+async def test_a_stop_retry_changes_nothing(service: ChargingService,
+                                            state: MemoryState) -> None:
+    txid, _, _ = await service.start_transaction("CP1", 1, "T1", Decimal(0), T0)
+    await service.stop_transaction("CP1", StopInfo(txid, Decimal(500), T1))
+    before = [e["topic"] for e in state.outbox]
+    await service.stop_transaction("CP1", StopInfo(txid, Decimal(900), T1))
+    assert state.sessions[txid].energy_wh == 500
+    assert [e["topic"] for e in state.outbox] == before
+
+
+async def test_a_stop_for_an_unknown_transaction_is_stored_and_held(
+    service: ChargingService, state: MemoryState,
+) -> None:
+    await service.stop_transaction("CP1", StopInfo(77, Decimal(900), T1, "Remote", "T1"))
+    [session] = state.sessions.values()
+    assert session.transaction_id == "77" and "unknown_transaction" in session.flags
+    assert session.status is SessionStatus.COMPLETED and session.stop_reason == "Remote"
+    assert state.settlement_queue == {}
+    assert "billing_hold" in kinds(state)
+
+
+async def test_another_stations_transaction_is_acknowledged_but_not_applied(
+    service: ChargingService, state: MemoryState,
+) -> None:
+    txid, _, _ = await service.start_transaction("CP1", 1, "T1", Decimal(0), T0)
+    await service.stop_transaction("CP2", StopInfo(txid, Decimal(900), T1))
+    await service.meter_values("CP2", 1, str(txid), [wh(T1, 5)])
+    assert state.sessions[txid].status is SessionStatus.ACTIVE
+    events = [e["payload"] for e in state.station_events if e["station_id"] == "CP2"]
+    assert [(e["type"], e["action"]) for e in events] == [
+        ("ForeignTransaction", "StopTransaction"), ("ForeignTransaction", "MeterValues")]
+
+
+async def test_a_meter_going_backwards_holds_the_session(
+    service: ChargingService, state: MemoryState,
+) -> None:
+    txid, _, _ = await service.start_transaction("CP1", 1, "T1", Decimal(5000), T0)
+    await service.stop_transaction("CP1", StopInfo(txid, Decimal(4000), T1))
+    session = state.sessions[txid]
+    assert "meter_went_backwards" in session.flags
+    assert txid not in state.settlement_queue
+    [hold] = [e for e in state.station_events if e["kind"] == "billing_hold"]
+    assert hold["payload"]["session_id"] == txid
+
+
+async def test_energy_beyond_the_stations_power_holds_the_session(
+    service: ChargingService, state: MemoryState,
+) -> None:
+    state.stations["CP1"].max_power_w = Decimal(1000)  # 1 kW: at most 1 kWh in the hour
+    txid, _, _ = await service.start_transaction("CP1", 1, "T1", Decimal(0), T0)
+    await service.stop_transaction("CP1", StopInfo(txid, Decimal(50_000), T1))
+    assert "energy_above_max_power" in state.sessions[txid].flags
+    assert state.settlement_queue == {}
+
+
+async def test_times_the_station_cannot_have_sent_are_flagged(
+    service: ChargingService, state: MemoryState,
+) -> None:
+    future = NOW + timedelta(days=2)
+    txid, _, _ = await service.start_transaction("CP1", 1, "T1", Decimal(0), future)
+    assert "time_implausible" in state.sessions[txid].flags
+    [event] = [e for e in state.station_events if e["kind"] == "time_implausible"]
+    assert event["payload"]["times"] == [future.isoformat()]
+
+
+async def test_values_not_taken_are_kept_verbatim(service: ChargingService,
+                                                  state: MemoryState) -> None:
+    note = ValueNote("value_out_of_range", "meterStart", "1e400", "beyond 64 bits")
+    quiet = ValueNote("time_offset_assumed", "timestamp", "2026-03-01T10:00:00", "")
+    txid, _, _ = await service.start_transaction("CP1", 1, "T1", Decimal(0), T0,
+                                                 notes=[note, quiet])
+    assert state.sessions[txid].flags == ["value_out_of_range", "time_offset_assumed"]
+    [kept] = [e["payload"] for e in state.station_events if e["kind"] == "value_not_taken"]
+    assert (kept["field"], kept["value"]) == ("meterStart", "1e400")
+
+
+async def test_meter_values_without_a_transaction_touch_no_session(
+    service: ChargingService, state: MemoryState,
+) -> None:
+    txid, _, _ = await service.start_transaction("CP1", 1, "T1", Decimal(0), T0)
+    await service.meter_values("CP1", 0, str(txid), [wh(T1, 999_999)])  # connector 0
+    await service.meter_values("CP1", 1, None, [wh(T1, 999_999)])  # clock-aligned
+    assert state.sessions[txid].energy_wh is None
+    assert [r["session_id"] for r in state.samples] == [None, None]
+
+
+async def test_late_samples_after_the_stop_are_kept_and_flagged(
+    service: ChargingService, state: MemoryState,
+) -> None:
+    txid, _, _ = await service.start_transaction("CP1", 1, "T1", Decimal(0), T0)
+    await service.stop_transaction("CP1", StopInfo(txid, Decimal(100), T1))
+    await service.meter_values("CP1", 1, str(txid), [wh(T1, 100)])
+    assert state.sessions[txid].energy_wh == 100
+    assert "late_samples" in state.sessions[txid].flags
+
+
+async def test_a_failing_unit_leaves_nothing_behind(service: ChargingService,
+                                                    state: MemoryState) -> None:
+    def broken() -> datetime:
+        raise RuntimeError("clock broke")
+
+    txid, _, _ = await service.start_transaction("CP1", 1, "T1", Decimal(0), T0)
+    before = (dict(state.sessions), list(state.samples), list(state.outbox))
+    service.clock = broken
+    with pytest.raises(RuntimeError):
+        await service.stop_transaction("CP1", StopInfo(txid, Decimal(100), T1,
+                                                       samples=[wh(T1, 100)]))
+    assert (state.sessions[txid].status, state.samples, state.outbox) == (
+        SessionStatus.ACTIVE, before[1], before[2])
+
+
+# -- 2.0.1 transactions ---------------------------------------------------------------------
+def ev(kind: str, seq: int, at: datetime, *, samples: list[MeterSample] | None = None,
+       **kw: Any) -> TransactionEventIn:
+    return TransactionEventIn(kind, at, "Authorized", seq, "TX-1", evse_id=1, connector_id=1,
+                              samples=samples or [], **kw)
+
+
+async def test_a_201_session_from_started_to_ended(service: ChargingService,
+                                                   state: MemoryState) -> None:
+    assert await service.transaction_event(
+        "CP1", ev("Started", 0, T0, id_tag="T1",
+                  samples=[wh(T0, 1, unit="kWh")])) is AuthStatus.ACCEPTED
+    await service.transaction_event("CP1", ev("Updated", 1, T0 + timedelta(minutes=5),
+                                              samples=[wh(T0 + timedelta(minutes=5), 2500)]))
+    [session] = state.sessions.values()
+    assert (session.energy_wh, session.last_seq_no, session.id_tag) == (1500, 1, "T1")
+    await service.transaction_event("CP1", ev("Ended", 2, T1, stopped_reason="EVDisconnected",
+                                              samples=[wh(T1, 4000)]))
+    [session] = state.sessions.values()
+    assert (session.status, session.energy_wh, session.stop_reason) == (
+        SessionStatus.COMPLETED, 3000, "EVDisconnected")
+    assert session.flags == []  # 2.0.1 readings always come from samples: nothing odd
+    assert session.id in state.settlement_queue
+    assert topics(state) == ["CP1/session/started", "CP1/session/updated",
+                             "CP1/session/completed"]
+
+
+async def test_201_retries_are_deduplicated_by_seq_no(service: ChargingService,
+                                                      state: MemoryState) -> None:
+    await service.transaction_event("CP1", ev("Started", 0, T0, samples=[wh(T0, 0)]))
+    await service.transaction_event("CP1", ev("Updated", 1, T0, samples=[wh(T0, 100)]))
+    await service.transaction_event("CP1", ev("Updated", 1, T0, samples=[wh(T0, 100)]))
+    assert len(state.samples) == 2 and len(state.outbox) == 2
+
+
+async def test_an_offline_replay_is_stored_in_any_order_and_flagged(
+    service: ChargingService, state: MemoryState,
+) -> None:
+    # the station was offline: its queued events arrive, Ended before Started
+    await service.transaction_event("CP1", ev("Ended", 2, T1, offline=True,
+                                              samples=[wh(T1, 3000)]))
+    await service.transaction_event("CP1", ev("Started", 0, T0, offline=True,
+                                              samples=[wh(T0, 1000)]))
+    await service.transaction_event("CP1", ev("Updated", 1, T0, offline=True))
+    [session] = state.sessions.values()
+    assert {"started_missing", "offline_events"} <= set(session.flags)
+    assert session.status is SessionStatus.COMPLETED
+    assert session.id not in state.settlement_queue  # started_missing: held
+
+
+async def test_a_seq_no_gap_is_flagged_and_recorded(service: ChargingService,
+                                                    state: MemoryState) -> None:
+    await service.transaction_event("CP1", ev("Started", 0, T0))
+    await service.transaction_event("CP1", ev("Updated", 3, T0))
+    [session] = state.sessions.values()
+    assert "seq_gap" in session.flags
+    [gap] = [e["payload"] for e in state.station_events if e["kind"] == "seq_gap"]
+    assert (gap["expected"], gap["received"]) == (1, 3)
+
+
+async def test_201_unknown_tag_and_no_credit(service: ChargingService,
+                                             state: MemoryState) -> None:
+    assert await service.transaction_event(
+        "CP1", ev("Started", 0, T0, id_tag="NEW")) is AuthStatus.UNKNOWN
+    service.credit = Credit({"T1": "no escrow"})
+    started = TransactionEventIn("Started", T0, "Authorized", 0, "TX-2", evse_id=1,
+                                 connector_id=1, id_tag="T1")
+    assert await service.transaction_event("CP1", started) is AuthStatus.NO_CREDIT
+    flags = {s.transaction_id: s.flags for s in state.sessions.values()}
+    assert flags == {"TX-1": ["auth_unknown"], "TX-2": ["auth_nocredit"]}
+
+
+# -- signed meter data ----------------------------------------------------------------------
+async def test_a_signed_meter_record_is_verified_and_wins(
+    service: ChargingService, state: MemoryState,
+) -> None:
+    state.meter_keys["CP1"] = (KEBA_KEY, "operator")
+    t0 = datetime(2019, 8, 13, 10, 3, 15, tzinfo=UTC)
+    t1 = datetime(2019, 8, 13, 10, 3, 36, tzinfo=UTC)
+    txid, _, _ = await service.start_transaction("CP1", 1, "T1", Decimal(260), t0)
+    signed = wh(t1, KEBA, context="Transaction.End", format="SignedData",
+                signed={"signedData": KEBA})
+    await service.stop_transaction("CP1", StopInfo(txid, Decimal(260), t1, "Local", None,
+                                                   samples=[signed]))
+    session = state.sessions[txid]
+    assert session.flags == [] and session.energy_wh == 0
+    assert [(r["tx_code"], r["status"]) for r in state.signed[txid]] == [
+        ("B", "verified"), ("E", "verified")]
+    assert txid in state.settlement_queue
+
+
+async def test_a_tampered_signed_record_holds_the_session(
+    service: ChargingService, state: MemoryState,
+) -> None:
+    state.meter_keys["CP1"] = (KEBA_KEY, "operator")
+    tampered = KEBA.replace('"RV":0.2597', '"RV":0.3597')
+    assert tampered != KEBA
+    t1 = datetime(2019, 8, 13, 10, 3, 36, tzinfo=UTC)
+    txid, _, _ = await service.start_transaction("CP1", 1, "T1", Decimal(260), t1)
+    signed = wh(t1, tampered, context="Transaction.End", format="SignedData",
+                signed={"signedData": tampered})
+    await service.stop_transaction("CP1", StopInfo(txid, Decimal(360), t1, samples=[signed]))
+    assert "signature_invalid" in state.sessions[txid].flags
+    assert txid not in state.settlement_queue
+
+
+async def test_the_first_meter_key_is_pinned(service: ChargingService,
+                                             state: MemoryState) -> None:
+    from chargers_sim.ocmf import MeterSigner
+
+    signer = MeterSigner.generate("M1")
+    container = signer.container(station_id="CP1", id_tag="T1", register_wh=2000, at=T1,
+                                 kind="E", pagination=1)
+    txid, _, _ = await service.start_transaction("CP1", 1, "T1", Decimal(1000), T0)
+    sample = wh(T1, "", context="Transaction.End", format="SignedData",
+                signed=signer.signed_meter_value(container))
+    await service.stop_transaction("CP1", StopInfo(txid, Decimal(2000), T1, samples=[sample]))
+    key, source = state.meter_keys["CP1"]
+    assert key is not None and source == "first_use"
+    pinned = [e["payload"] for e in state.station_events if e["kind"] == "security"]
+    assert pinned[0]["type"] == "MeterKeyPinned"

@@ -1,0 +1,74 @@
+"""An operator's release or rejection of a session held back from settlement."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from csms.domain.model import Session, SessionStatus
+from csms.service.billing import billing_state
+from csms.service.holds import HoldError, decide
+from csms.service.ports import Tx
+from support.memory import MemoryRepository, MemoryState
+
+T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
+NOW = datetime(2026, 3, 2, tzinfo=UTC)
+
+
+@pytest.fixture
+def repo() -> MemoryRepository:
+    state = MemoryState()
+    state.sessions = {
+        1: Session("CP1", "ocpp1.6", "1", T0, id=1, status=SessionStatus.COMPLETED,
+                   flags=["meter_went_backwards"]),
+        2: Session("CP1", "ocpp1.6", "2", T0, id=2, status=SessionStatus.COMPLETED),
+        3: Session("CP1", "ocpp1.6", "3", T0, id=3, flags=["meter_went_backwards"]),
+        4: Session("CP1", "ocpp1.6", "4", T0, id=4, status=SessionStatus.COMPLETED,
+                   flags=["no_tariff"], settlement_state="batched"),
+    }
+    return MemoryRepository(state)
+
+
+async def run(repo: MemoryRepository, session_id: int, decision: str) -> dict[str, Any]:
+    async def work(tx: Tx) -> dict[str, Any]:
+        return await decide(tx, session_id, decision, actor="op", reason="checked", now=NOW)
+
+    return await repo.unit(work)
+
+
+async def test_release_queues_the_session_and_audits(repo: MemoryRepository) -> None:
+    result = await run(repo, 1, "released")
+    assert result == {"session_id": 1, "decision": "released",
+                      "holds": ["meter_went_backwards"], "reason": "checked"}
+    state = repo.state
+    assert billing_state(state.sessions[1]) == "released"
+    assert state.settlement_queue == {1: NOW}
+    [event] = state.station_events
+    assert (event["kind"], event["payload"]["actor"]) == ("billing_decision", "op")
+    [audit] = state.audit
+    assert (audit["action"], audit["target"], audit["ok"]) == ("sessions.release", "1", True)
+
+
+async def test_reject_keeps_it_out_of_settlement(repo: MemoryRepository) -> None:
+    await run(repo, 1, "rejected")
+    assert billing_state(repo.state.sessions[1]) == "rejected"
+    assert repo.state.settlement_queue == {}
+    assert repo.state.audit[0]["action"] == "sessions.reject"
+    with pytest.raises(HoldError, match=r"not held for a decision \(it is rejected\)"):
+        await run(repo, 1, "released")  # decided once
+
+
+@pytest.mark.parametrize(("session_id", "decision", "message"), [
+    (2, "released", "not held for a decision \\(it is queued\\)"),
+    (3, "released", "still active"),
+    (4, "rejected", "it is batched"),
+    (9, "released", "no session 9"),
+    (1, "paid", "unknown decision"),
+])
+async def test_decisions_that_do_not_apply(repo: MemoryRepository, session_id: int,
+                                           decision: str, message: str) -> None:
+    with pytest.raises(HoldError, match=message):
+        await run(repo, session_id, decision)
+    assert repo.state.audit == [] and repo.state.settlement_queue == {}

@@ -1,0 +1,110 @@
+"""The receipt verifier without a chain: what a receipt says about itself must add up, and
+any field changed after the fact is caught (the chain checks run in tests/integration)."""
+
+from __future__ import annotations
+
+import copy
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from csms.domain.tariff import Tariff, price_minor
+from settlement.receipts import (
+    INVALID,
+    RECEIPT_VERSION,
+    UNVERIFIED,
+    ReceiptError,
+    verify_receipt,
+)
+from settlement.records import CARD, RECORD_FIELDS, entry_of, samples_hash
+
+SAMPLES = [{"timestamp": "2026-03-01T10:30:00+00:00", "measurand":
+            "Energy.Active.Import.Register", "unit": "Wh", "value": "2500", "signed": None}]
+TARIFF = {"per_kwh": "0.39", "per_minute": "0.01", "session_fee": "0.50"}
+
+
+def receipt() -> dict[str, Any]:
+    record: dict[str, Any] = {f: None for f in RECORD_FIELDS}
+    energy, duration = 3500, 3600
+    price = price_minor(Tariff("*", Decimal(TARIFF["per_kwh"]), "EUR", 2,
+                               Decimal(TARIFF["per_minute"]), Decimal(TARIFF["session_fee"])),
+                        energy, duration)
+    record.update(
+        ledger="7", seq=1, session_id=1, station_id="CP1", chain_station=3, connector_id=1,
+        evse_id=1, id_tag="T1", ocpp_version="ocpp1.6", transaction_id="1",
+        started_at="2026-03-01T10:00:00+00:00", stopped_at="2026-03-01T11:00:00+00:00",
+        duration_s=duration, meter_start_wh="1000", meter_stop_wh="4500", energy_wh=energy,
+        price_minor=price, currency="EUR", decimals=2, unit=10**16, tariff=TARIFF,
+        stop_reason="Local", samples_hash="0x" + samples_hash(SAMPLES).hex(),
+        driver="0x" + "11" * 20, driver_index=0, kind=CARD, card_commitment="0x" + "22" * 32)
+    rhash, packed = entry_of(record, 0)
+    return {
+        "voltledger_receipt": RECEIPT_VERSION, "what_it_proves": "", "record": record,
+        "samples": copy.deepcopy(SAMPLES),
+        "entry": {"record_hash": "0x" + rhash.hex(), "packed": hex(packed), "position": 0},
+        "chunk": {"ledger": "7", "first_seq": 1, "count": 1, "digest": "0x" + "33" * 32},
+        "payment": {"paid": True, "amount": price, "unit": 10**16, "reason": None},
+        "chain": {"chain_id": 31337, "contract": "0x" + "44" * 20, "tx_hash": "0x" + "55" * 32,
+                  "block_number": 9, "rpc_hint": None},
+    }
+
+
+def failed(r: dict[str, Any]) -> set[str]:
+    return {c.name for c in verify_receipt(r).checks if c.ok is False}
+
+
+def test_an_untouched_receipt_adds_up_and_the_chain_is_not_checked() -> None:
+    verdict = verify_receipt(receipt())
+    assert failed(receipt()) == set()
+    assert verdict.status == UNVERIFIED  # no RPC endpoint: never VALID offline
+    assert {c.name for c in verdict.checks if c.ok is None} == {"on chain"}
+    assert "no signed meter data" in verdict.proves.lower()
+
+
+def _set(r: Any, path: str, value: Any) -> None:
+    *parents, last = path.split(".")
+    for p in parents:
+        r = r[int(p)] if p.isdigit() else r[p]
+    r[last] = value
+
+
+@pytest.mark.parametrize(("path", "value", "caught_by"), [
+    ("record.energy_wh", 4500, {"record hash", "entry", "energy = stop - start", "price"}),
+    ("record.meter_stop_wh", "4600", {"record hash", "energy = stop - start"}),
+    ("record.price_minor", 1, {"record hash", "entry", "price"}),
+    ("record.stopped_at", "2026-03-01T12:00:00+00:00", {"record hash", "duration"}),
+    ("record.station_id", "CP2", {"record hash"}),
+    ("record.id_tag", "T2", {"record hash"}),
+    ("record.tariff", {**TARIFF, "per_kwh": "0.10"}, {"record hash", "price"}),
+    ("samples.0.value", "9999", {"samples hash"}),
+    ("entry.record_hash", "0x" + "66" * 32, {"record hash"}),
+])
+def test_a_tampered_field_is_caught(path: str, value: Any, caught_by: set[str]) -> None:
+    r = receipt()
+    _set(r, path, value)
+    verdict = verify_receipt(r)
+    assert verdict.status == INVALID
+    assert failed(r) == caught_by
+
+
+def test_a_tampered_entry_amount_is_caught() -> None:
+    r = receipt()
+    r["entry"]["packed"] = hex(int(r["entry"]["packed"], 16) + (1 << 120))
+    assert failed(r) == {"entry"}
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda r: r.update(voltledger_receipt=1), "version 1 is not supported"),
+    (lambda r: r.pop("chain"), "malformed"),
+    (lambda r: r["record"].pop("energy_wh"), "lacks energy_wh"),
+    (lambda r: r["entry"].update(record_hash="0x12"), "32-byte hex"),
+    (lambda r: r.update(samples="none"), "samples a list"),
+])
+def test_what_is_not_a_receipt_is_refused(change: Any, message: str) -> None:
+    r = receipt()
+    change(r)
+    with pytest.raises(ReceiptError, match=message):
+        verify_receipt(r)
+    with pytest.raises(ReceiptError, match="not a voltledger receipt"):
+        verify_receipt([r])
