@@ -316,7 +316,8 @@ async def _page_verdicts(cases: list[dict[str, Any]], shots: Path, *,
         finally:
             await browser.close()
     allowed = {PAGE.as_uri(), *(case["options"].get("rpc") for case in cases)}
-    assert set(requests) <= allowed, set(requests) - allowed
+    asked = {url.rstrip("/") for url in requests}
+    assert asked <= allowed, asked - allowed
     return results
 
 
