@@ -316,7 +316,8 @@ async def _page_verdicts(cases: list[dict[str, Any]], shots: Path, *,
         finally:
             await browser.close()
     allowed = {PAGE.as_uri(), *(case["options"].get("rpc") for case in cases)}
-    assert set(requests) <= allowed, set(requests) - allowed
+    asked = {url.rstrip("/") for url in requests}
+    assert asked <= allowed, asked - allowed
     return results
 
 
@@ -610,6 +611,22 @@ def _vector_cases() -> list[tuple[str, dict[str, Any]]]:
         ("app session above the authorized amount", _authorized(10)),
         ("app session signed by someone else", _authorized(2_000, signer=_other_account())),
     ]
+    # values of another type where the record has numbers, times, readings, a tariff: the
+    # verifiers must read them as Python does (int(), str(), ==, Decimal)
+    named = dict(cases)
+    signed, app = named["secp256r1"], named["app session, the driver's authorization"]
+    for name in ("seq", "chain_station", "started_at", "duration_s", "meter_start_wh",
+                 "meter_stop_wh", "energy_wh", "price_minor", "decimals", "tariff", "driver",
+                 "driver_index", "kind", "id_tag", "meter_public_key"):
+        for value in (None, 1.5, "x", [1]):
+            bad = copy.deepcopy(signed)
+            bad["record"][name] = value
+            cases.append((f"record.{name} = {value!r}", bad))
+    for name in ("driver", "station", "max_amount", "nonce", "signature"):
+        for value in (None, "x"):
+            bad = copy.deepcopy(app)
+            bad["record"]["authorization"][name] = value
+            cases.append((f"authorization.{name} = {value!r}", bad))
     return cases
 
 

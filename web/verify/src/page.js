@@ -3,7 +3,7 @@
 // readings. Everything runs in this page; the only request it makes is to the RPC URL
 // the driver gives.
 
-import { parse, PyFloat, str } from "./pyjson.js";
+import { dumps, parse, PyFloat, str } from "./pyjson.js";
 import { ReceiptError, verifyReceipt } from "./verifier.js";
 import { fromIso } from "./isotime.js";
 
@@ -53,7 +53,8 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
-const plain = (v) => (v === null || v === undefined ? "" : v instanceof PyFloat ? str(v) : typeof v === "object" ? JSON.stringify(v) : String(v));
+const plain = (v) => (v === null || v === undefined ? "" : v instanceof PyFloat ? str(v)
+  : typeof v === "object" ? dumps(v) : String(v));
 
 function money(minor, decimals, currency) {
   try {

@@ -205,12 +205,12 @@ export async function verifyReceipt(receipt, { rpcUrl = null, driver = null, con
   const r = parseReceipt(receipt);
   const { record, samples } = r;
   const v = new Verdict();
-  v.proves = whatItProves(samples);
-  v.add("samples hash", eq(`0x${samplesHash(samples)}`, record.samples_hash),
-    "the meter samples are the ones the record commits to");
   let rhash;
   let packed;
   try {
+    v.proves = whatItProves(samples);
+    v.add("samples hash", eq(`0x${samplesHash(samples)}`, record.samples_hash),
+      "the meter samples are the ones the record commits to");
     const slot = unpackEntry(r.packed).slot;
     [rhash, packed] = entryOf(record, slot);
   } catch (exc) {
@@ -220,8 +220,14 @@ export async function verifyReceipt(receipt, { rpcUrl = null, driver = null, con
   v.add("record hash", rhash === r.recordHash, "record -> the entry's hash");
   v.add("entry", packed === r.packed,
     "station, driver, energy, duration and amount of the entry are the record's");
-  await checkRecord(v, record, r.chainId, r.contract);
-  await checkSigned(v, record, samples);
+  try {
+    await checkRecord(v, record, r.chainId, r.contract);
+    await checkSigned(v, record, samples);
+  } catch (exc) {
+    // a field of the wrong type where the checks above read it: not this record
+    v.add("record", false, `the record cannot be read: ${exc.message}`);
+    return v;
+  }
   if (!rpcUrl) {
     v.add("on chain", null, "no RPC endpoint given: the chain was not checked");
     return v;
