@@ -10,6 +10,8 @@ from typing import Any
 
 __all__ = [
     "BILLING_HOLD_FLAGS",
+    "OCPP16",
+    "OCPP201",
     "AuthStatus",
     "BootPolicy",
     "IdTag",
@@ -20,6 +22,12 @@ __all__ = [
     "TagStatus",
     "ValueNote",
 ]
+
+
+# A session's or station's OCPP version, as its WebSocket subprotocol names it (the
+# protocol layer's OcppVersion members have these values).
+OCPP16 = "ocpp1.6"
+OCPP201 = "ocpp2.0.1"
 
 
 class BootPolicy(enum.StrEnum):

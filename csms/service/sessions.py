@@ -25,6 +25,8 @@ from csms.domain.energy import (
 )
 from csms.domain.model import (
     BILLING_HOLD_FLAGS,
+    OCPP16,
+    OCPP201,
     AuthStatus,
     MeterSample,
     Session,
@@ -42,9 +44,13 @@ __all__ = ["SessionUseCases"]
 log = logging.getLogger("csms.service")
 
 
-# 2.0.1 has no meterStart/meterStop: its readings always come from samples, signed or not.
-_V201_NORMAL = frozenset({"meter_start_from_samples", "meter_stop_from_samples",
-                          "meter_start_from_signed", "meter_stop_from_signed"})
+# Energy notes that are normal for a version, not worth a flag: 2.0.1 has no
+# meterStart/meterStop, so its readings always come from samples, signed or not.
+_NORMAL_NOTES: dict[str | None, frozenset[str]] = {
+    OCPP16: frozenset(),
+    OCPP201: frozenset({"meter_start_from_samples", "meter_stop_from_samples",
+                        "meter_start_from_signed", "meter_stop_from_signed"}),
+}
 
 # Notes that only say what was assumed: a flag on the session, no event.
 _QUIET_NOTES = frozenset({"time_offset_assumed"})
@@ -107,8 +113,8 @@ class SessionUseCases(SignedDataChecks):
             session.reported_meter_start_wh, session.reported_meter_stop_wh, data,
             session.started_at,
         )
-        flags = [f for f in result.flags
-                 if not (session.ocpp_version == "ocpp2.0.1" and f in _V201_NORMAL)]
+        normal = _NORMAL_NOTES.get(session.ocpp_version, frozenset())
+        flags = [f for f in result.flags if f not in normal]
         if not result.readings_decrease:  # only start/stop went backwards: decided below,
             flags = [f for f in flags if f != "meter_went_backwards"]  # once reconciled
         start, stop = result.meter_start_wh, result.meter_stop_wh
@@ -132,8 +138,7 @@ class SessionUseCases(SignedDataChecks):
                 if f"meter_{side}_from_signed" in rec.flags:
                     flags = [f for f in flags if f not in (
                         f"meter_{side}_missing", f"meter_{side}_from_samples")]
-            flags.extend(f for f in rec.flags
-                         if not (session.ocpp_version == "ocpp2.0.1" and f in _V201_NORMAL))
+            flags.extend(f for f in rec.flags if f not in normal)
         energy = 0
         if start is not None and stop is not None:
             energy, problem = energy_between(start, stop)
@@ -201,7 +206,7 @@ class SessionUseCases(SignedDataChecks):
                 return int(existing.transaction_id), auth, expires
             session = Session(
                 station_id=station_id,
-                ocpp_version="ocpp1.6",
+                ocpp_version=OCPP16,
                 transaction_id="",
                 started_at=timestamp,
                 connector_id=connector_id,
@@ -257,7 +262,7 @@ class SessionUseCases(SignedDataChecks):
                                 station_id, txid)
                     return auth
                 session = Session(
-                    station_id=station_id, ocpp_version="ocpp1.6", transaction_id=txid,
+                    station_id=station_id, ocpp_version=OCPP16, transaction_id=txid,
                     started_at=stop.timestamp, id_tag=stop.id_tag,
                 )
                 session.flag("unknown_transaction")
@@ -344,7 +349,7 @@ class SessionUseCases(SignedDataChecks):
             created = False
             if session is None:
                 session = Session(
-                    station_id=station_id, ocpp_version="ocpp2.0.1",
+                    station_id=station_id, ocpp_version=OCPP201,
                     transaction_id=ev.transaction_id, started_at=ev.timestamp,
                     evse_id=ev.evse_id, connector_id=ev.connector_id,
                 )

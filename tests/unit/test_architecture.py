@@ -187,7 +187,7 @@ def test_protocol_is_sans_io() -> None:
 # Per-version knowledge lives in per-version modules with the same function names; the
 # rest of the code picks a module once (a table keyed by OcppVersion) and never asks
 # which version it speaks.
-VERSION_SCOPE = ("csms.translate", "csms.server", "chargers_sim")
+VERSION_SCOPE = ("csms", "chargers_sim", "settlement")
 PER_VERSION_MODULES = {
     "csms.translate.v16", "csms.translate.v201",
     "csms.translate.commands_v16", "csms.translate.commands_v201",
@@ -201,6 +201,8 @@ def _is_version(node: ast.expr) -> bool:
         return node.value.id == "OcppVersion" and node.attr in ("V16", "V201")
     if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute):
         return node.value.attr == "OcppVersion" and node.attr in ("V16", "V201")
+    if isinstance(node, ast.Name):  # the domain's constants
+        return node.id in ("OCPP16", "OCPP201")
     return isinstance(node, ast.Constant) and node.value in VERSION_LITERALS
 
 
@@ -238,6 +240,7 @@ def _is_version_pattern(pattern: ast.pattern) -> bool:
     "if version in (OcppVersion.V16,): pass",
     "if args.ocpp == '1.6': pass",
     "match version:\n    case OcppVersion.V16: pass",
+    "if session.ocpp_version == OCPP201: pass",
 ])
 def test_version_branch_is_caught(source: str) -> None:
     assert version_branches(source)
