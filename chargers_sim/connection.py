@@ -220,7 +220,7 @@ class StationCore:
         loop = asyncio.get_running_loop()
         started = loop.time()
         async with asyncio.timeout(timeout):
-            while not fail_fast:
+            if not fail_fast:
                 await self._online.wait()
                 return
             while not self._online.is_set():

@@ -94,18 +94,22 @@ def run_json_processes(commands: Sequence[Sequence[str]], *, quiet: bool = False
                        env: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
     """Run the commands at once, each printing one JSON object; their results in order.
 
-    ``quiet``: their standard error is discarded. Raises RuntimeError when one fails
-    (once every process has ended).
+    Raises RuntimeError when one fails (once every process has ended), with the last
+    line it wrote on stderr; ``quiet``: that line is all that is kept of their stderr.
     """
-    children = [subprocess.Popen(list(cmd), stdout=subprocess.PIPE, text=True,
-                                 stderr=subprocess.DEVNULL if quiet else None,
-                                 env=None if env is None else dict(env))
+    children = [subprocess.Popen(list(cmd), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True, env=None if env is None else dict(env))
                 for cmd in commands]
-    outputs = [child.communicate()[0] for child in children]
-    failed = [child.returncode for child in children if child.returncode != 0]
-    if failed:
-        raise RuntimeError(f"a load process failed with exit code {failed[0]}")
-    return [json.loads(out) for out in outputs]
+    done = [child.communicate() for child in children]
+    for child, (_, err) in zip(children, done, strict=True):
+        if err and not quiet and child.returncode == 0:
+            sys.stderr.write(err)
+    for child, (_, err) in zip(children, done, strict=True):
+        if child.returncode != 0:
+            last = err.strip().splitlines()[-1] if err.strip() else ""
+            raise RuntimeError(last.removeprefix("error: ") or
+                               f"a load process failed with exit code {child.returncode}")
+    return [json.loads(out) for out, _ in done]
 
 
 def run_load_procs(args: list[str], procs: int, count: int, prefix: str) -> dict[str, Any]:

@@ -125,7 +125,9 @@ class NodeLock:
     """
 
     def __init__(self, db: str) -> None:
-        self.path = Path(db).expanduser().with_name(Path(db).name + ".lock")
+        # the file itself, whatever name or link reaches it
+        real = Path(db).expanduser().resolve()
+        self.path = real.with_name(real.name + ".lock")
         self._fd: int | None = None
 
     def acquire(self) -> None:

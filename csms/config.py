@@ -110,10 +110,11 @@ class Settings:
     batch_size: int = defaults.BATCH_SIZE
     max_wait: float = defaults.MAX_WAIT  # seconds a completed session waits for a fuller batch
     confirmations: int = defaults.CONFIRMATIONS
-    auth_failure_limit: int = 5  # password attempts per minute per address (not per station)
+    # password attempts per minute per address (not per station)
+    auth_failure_limit: int = defaults.AUTH_FAILURE_LIMIT
     # Password checks (scrypt, ~40 ms of CPU each) running at once, in all; a station
     # gets one at a time. Beyond these a login waits briefly or is told to come back.
-    auth_concurrency: int = 2
+    auth_concurrency: int = defaults.AUTH_CONCURRENCY
     # Connections of one listener (ws:// or wss://) still in their TLS or HTTP
     # handshake; more are dropped on arrival. Each handshake has handshake_timeout.
     max_handshakes: int = 500

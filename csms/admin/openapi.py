@@ -1,4 +1,10 @@
-"""The admin API's OpenAPI 3.1 document (served at ``/openapi.json``)."""
+"""The admin API's OpenAPI 3.1 document (served at ``/openapi.json``).
+
+Every body has a JSON schema (2020-12, as OpenAPI 3.1 takes them): each record the read
+endpoints answer (the shapes of :mod:`csms.service.views`), each operator command's
+arguments (one path per command, besides the generic one), its answer and the errors.
+``tests/integration/csms/test_openapi.py`` checks real requests and answers against it.
+"""
 
 from __future__ import annotations
 
@@ -6,55 +12,268 @@ from typing import Any
 
 from csms.translate.commands import COMMANDS
 
-__all__ = ["openapi_document"]
+__all__ = ["COMMAND_BODIES", "openapi_document"]
+
+Schema = dict[str, Any]
+
+
+def _ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _object(properties: dict[str, Schema], required: tuple[str, ...] = (),
+            closed: bool = True, description: str = "") -> Schema:
+    out: Schema = {"type": "object", "properties": properties,
+                   "required": list(required)}
+    if closed:
+        out["additionalProperties"] = False
+    if description:
+        out["description"] = description
+    return out
+
+
+_STR: Schema = {"type": "string"}
+_STR_OR_NULL: Schema = {"type": ["string", "null"]}
+_INT_OR_NULL: Schema = {"type": ["integer", "null"]}
+_TIME: Schema = {"type": "string", "format": "date-time"}
+_TIME_OR_NULL: Schema = {"type": ["string", "null"], "format": "date-time"}
+# a reading: a number, or its exact text beyond 64 bits (csms.service.views.number)
+_READING: Schema = {"type": ["number", "string", "null"]}
+_TIMEOUT: Schema = {"type": ["number", "null"], "exclusiveMinimum": 0,
+                    "description": "Seconds to wait for the station's answer"
+                                   " [default: the node's call timeout]"}
+_CONNECTOR: Schema = {"type": "integer", "minimum": 0,
+                      "description": "Connector (1.6) or EVSE (2.0.1); 0: the whole station"}
+
+
+def _command(properties: dict[str, Schema], required: tuple[str, ...] = (),
+             description: str = "") -> Schema:
+    return _object({**properties, "timeout": _TIMEOUT}, required, description=description)
+
+
+# The arguments of each operator command (csms.translate.commands_v16 / _v201 read them).
+COMMAND_BODIES: dict[str, Schema] = {
+    "start": _command({
+        "tag": {"type": "string", "minLength": 1, "maxLength": 36},
+        "connector": {**_CONNECTOR, "minimum": 1},
+        "authorization": {"type": "object",
+                          "description": "A driver's signed app-session authorization"
+                                         " (csms wallet authorize)"},
+    }, ("tag",), "1.6 RemoteStartTransaction, 2.0.1 RequestStartTransaction"),
+    "stop": _command({
+        "session": {"type": "integer", "minimum": 1,
+                     "description": "The session [default: the station's active one]"},
+    }, description="1.6 RemoteStopTransaction, 2.0.1 RequestStopTransaction"),
+    "reset": _command({"hard": {"type": "boolean", "default": False}}),
+    "unlock": _command({"connector": {**_CONNECTOR, "minimum": 1, "default": 1}}),
+    "availability": _command({
+        "state": {"type": "string", "enum": ["operative", "inoperative", "Operative",
+                                              "Inoperative"]},
+        "connector": {**_CONNECTOR, "default": 0},
+    }, ("state",)),
+    "trigger": _command({
+        "message": {"type": "string", "minLength": 1,
+                    "examples": ["StatusNotification", "MeterValues", "Heartbeat"]},
+        "connector": _CONNECTOR,
+    }, ("message",)),
+    "get-config": _command({"keys": {"type": "array", "items": _STR,
+                                     "description": "[default: every key]"}},
+                           description="1.6 GetConfiguration"),
+    "set-config": _command({"key": {"type": "string", "minLength": 1}, "value": _STR},
+                           ("key", "value"), "1.6 ChangeConfiguration"),
+    "get-variables": _command({
+        "variables": {"type": "array", "minItems": 1,
+                      "items": {"type": "string", "pattern": r"^[^.]+\.[^.]+"},
+                      "description": "COMPONENT.VARIABLE names"},
+    }, ("variables",), "2.0.1 GetVariables"),
+    "set-variables": _command({
+        "values": {"type": "object", "minProperties": 1,
+                   "propertyNames": {"pattern": r"^[^.]+\.[^.]+"},
+                   "additionalProperties": _STR,
+                   "description": "COMPONENT.VARIABLE -> value"},
+    }, ("values",), "2.0.1 SetVariables"),
+    "set-profile": _command({
+        "limit": {"type": "number", "minimum": 0, "description": "W or A"},
+        "unit": {"type": "string", "enum": ["W", "A", "w", "a"], "default": "W"},
+        "connector": {**_CONNECTOR, "default": 0},
+        "profile_id": {"type": "integer", "minimum": 0, "default": 1},
+        "schedule": {"type": "array", "minItems": 1, "items": {
+            "type": "array", "prefixItems": [{"type": "integer", "minimum": 0},
+                                             {"type": "number", "minimum": 0}],
+            "minItems": 2, "maxItems": 2},
+            "description": "[seconds from the start, limit] periods, the first at 0"},
+    }, ("limit",), "A default charging profile (1.6 TxDefaultProfile)"),
+    "clear-profile": _command({"profile_id": {"type": "integer", "minimum": 0,
+                                              "description": "[default: every profile]"}}),
+    "data-transfer": _command({"vendor": {"type": "string", "minLength": 1},
+                               "message_id": _STR_OR_NULL, "data": {}}, ("vendor",)),
+    "send-local-list": _command({}, description="The full local list: every id tag"),
+    "local-list-version": _command({}),
+    "set-password": _command({"password": {"type": "string", "minLength": 16,
+                                           "maxLength": 40}}, ("password",),
+                             "Switched once the station accepts it"),
+}
+assert set(COMMAND_BODIES) == set(COMMANDS), "a command without its body's schema"
+
+_CONNECTOR_STATE = _object({
+    "evse_id": _INT_OR_NULL, "connector_id": {"type": "integer"}, "status": _STR_OR_NULL,
+    "error_code": _STR_OR_NULL, "updated_at": _STR_OR_NULL})
+_STATION = _object({
+    "id": _STR, "online": {"type": "boolean"}, "node": _STR_OR_NULL,
+    "ocpp_version": {"type": ["string", "null"], "enum": ["1.6", "2.0.1", None]},
+    "boot": {"type": "string", "enum": ["accepted", "pending", "rejected"]},
+    "security_profile": {"type": "integer", "minimum": 0, "maximum": 3},
+    "vendor": _STR_OR_NULL, "model": _STR_OR_NULL, "firmware_version": _STR_OR_NULL,
+    "last_boot_at": _TIME_OR_NULL, "last_seen_at": _TIME_OR_NULL,
+    "max_power_w": _READING, "reported_max_power_w": _READING,
+    "connectors": {"type": "array", "items": _ref("Connector")},
+}, tuple(["id", "online", "ocpp_version", "boot", "security_profile", "connectors"]))
+_SESSION = _object({
+    "id": {"type": "integer"}, "station_id": _STR, "connector_id": _INT_OR_NULL,
+    "evse_id": _INT_OR_NULL, "id_tag": _STR_OR_NULL,
+    "ocpp_version": {"type": "string", "enum": ["1.6", "2.0.1"]},
+    "transaction_id": _STR, "started_at": _TIME, "stopped_at": _TIME_OR_NULL,
+    "meter_start_wh": _READING, "meter_stop_wh": _READING, "energy_wh": _INT_OR_NULL,
+    "status": {"type": "string", "enum": ["active", "completed"]},
+    "stop_reason": _STR_OR_NULL, "flags": {"type": "array", "items": _STR},
+}, ("id", "station_id", "ocpp_version", "transaction_id", "started_at", "status", "flags"))
+_EVENT = _object({"id": {"type": "integer"}, "station_id": _STR, "kind": _STR, "ts": _STR,
+                  "payload": {}}, ("id", "station_id", "kind", "ts", "payload"))
+_STATION_DETAIL = _object({
+    **_STATION["properties"],
+    "meter_public_key": _STR_OR_NULL,
+    "meter_key_source": {"type": ["string", "null"], "enum": ["operator", "first_use", None]},
+    "recent_events": {"type": "array", "items": _ref("StationEvent")},
+    "active_sessions": {"type": "array", "items": _ref("Session")},
+}, (*_STATION["required"], "meter_public_key", "recent_events", "active_sessions"))
+_AUDIT = _object({"id": {"type": "integer"}, "at": _STR, "actor": _STR, "action": _STR,
+                  "target": _STR_OR_NULL, "request": {"type": "object"},
+                  "result": {"type": "object"}, "ok": {"type": "boolean"}},
+                 ("id", "at", "actor", "action", "request", "result", "ok"))
+_TASK = _object({"state": {"type": "string", "enum": ["up", "down", "stopped", "starting"]},
+                 "restarts": {"type": "integer"}, "failures": {"type": "integer"},
+                 "last_error": _STR_OR_NULL, "since": _STR_OR_NULL},
+                ("state", "restarts", "failures"), closed=False)
+_HEALTH = _object({"status": {"type": "string", "enum": ["ok", "degraded"]}, "node": _STR,
+                   "down": {"type": "array", "items": _STR},
+                   "tasks": {"type": "object", "additionalProperties": _ref("Task")}},
+                  ("status", "node", "down", "tasks"))
+_COMMAND_RESULT = _object({
+    "status": {"type": "string", "description": "The station's answer in one word"
+                                                " (Accepted, Rejected, ...)"},
+    "action": {"type": "string", "description": "The OCPP action sent"},
+    "ocpp_version": {"type": "string", "enum": ["1.6", "2.0.1"]},
+    "response": {"type": "object", "description": "The station's CALLRESULT payload"},
+    "switched": {"type": "boolean", "description": "set-password: the new password is in"
+                                                   " use"},
+    "node": {"type": "string", "description": "The node that holds the station's socket"},
+}, ("status", "action", "ocpp_version", "response"))
+_ERROR = _object({
+    "error": {"type": "string", "minLength": 1},
+    "status": {"type": "string", "description": "Offline, Timeout or the CALLERROR code"},
+    "action": _STR, "node": _STR,
+    "commands": {"type": "array", "items": _STR},
+}, ("error",))
+
+
+def _json_body(schema: Schema, description: str) -> Schema:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _error(description: str) -> Schema:
+    return _json_body(_ref("Error"), description)
+
+
+_UNAUTHORIZED = {"401": _error("Missing or wrong bearer token")}
+_BAD_QUERY = {"400": _error("Unknown query parameter or unusable value")}
+_COMMAND_RESPONSES = {
+    "200": _json_body(_ref("CommandResult"), "The station's answer"),
+    "400": _error("Invalid arguments for this command or station"),
+    **_UNAUTHORIZED,
+    "404": _error("Unknown command"),
+    "409": _error("Station not connected (to this node, or to any live node)"),
+    "502": _error("Station answered with a CALLERROR"),
+    "504": _error("Station (or the node holding it) did not answer in time"),
+}
+_STATION_ID = {"name": "station_id", "in": "path", "required": True,
+               "schema": {"type": "string", "minLength": 1, "maxLength": 48}}
+_LIMIT = {"name": "limit", "in": "query",
+          "schema": {"type": "integer", "minimum": 1, "maximum": 10000}}
+
+
+def _command_path(name: str) -> Schema:
+    return {"post": {
+        "summary": f"Operator command {name}",
+        "description": COMMAND_BODIES[name].get("description", ""),
+        "parameters": [_STATION_ID],
+        "requestBody": {"required": False, "content": {"application/json": {
+            "schema": _ref(f"Command_{name}")}}},
+        "responses": _COMMAND_RESPONSES,
+    }}
 
 
 def openapi_document() -> dict[str, Any]:
     bearer: list[dict[str, list[str]]] = [{"bearer": []}]
-    ok = {"200": {"description": "OK", "content": {"application/json": {}}}}
-    bad = {"400": {"description": "Unknown query parameter or unusable value"}}
-    command_responses = {
-        "200": {"description": "The station's answer"},
-        "400": {"description": "Invalid arguments for this command or station"},
-        "401": {"description": "Missing or wrong bearer token"},
-        "404": {"description": "Unknown command"},
-        "409": {"description": "Station not connected to this node"},
-        "502": {"description": "Station answered with a CALLERROR"},
-        "504": {"description": "Station did not answer in time"},
+    schemas: dict[str, Schema] = {
+        "Connector": _CONNECTOR_STATE, "Station": _STATION, "StationDetail": _STATION_DETAIL,
+        "StationEvent": _EVENT, "Session": _SESSION, "AuditEntry": _AUDIT, "Task": _TASK,
+        "Health": _HEALTH, "CommandResult": _COMMAND_RESULT, "Error": _ERROR,
+        **{f"Command_{name}": body for name, body in COMMAND_BODIES.items()},
+    }
+    paths: dict[str, Schema] = {
+        "/health": {"get": {"security": [], "responses": {
+            "200": _json_body(_ref("Health"), "The node and its background tasks")}}},
+        "/openapi.json": {"get": {"responses": {
+            "200": _json_body({"type": "object", "required": ["openapi", "paths"]},
+                              "This document"), **_BAD_QUERY, **_UNAUTHORIZED}}},
+        "/metrics": {"get": {"responses": {
+            "200": {"description": "Prometheus text format",
+                    "content": {"text/plain": {"schema": {"type": "string"}}}},
+            **_BAD_QUERY, **_UNAUTHORIZED}}},
+        "/stations": {"get": {"responses": {
+            "200": _json_body({"type": "array", "items": _ref("Station")}, "Every station"),
+            **_BAD_QUERY, **_UNAUTHORIZED}}},
+        "/stations/{station_id}": {"get": {"parameters": [_STATION_ID], "responses": {
+            "200": _json_body(_ref("StationDetail"), "One station"),
+            "404": _error("No such station"), **_BAD_QUERY, **_UNAUTHORIZED}}},
+        "/sessions": {"get": {"parameters": [
+            {"name": "station", "in": "query", "schema": {"type": "string"}},
+            {"name": "active", "in": "query", "schema": {"type": "boolean"}}, _LIMIT],
+            "responses": {
+                "200": _json_body({"type": "array", "items": _ref("Session")},
+                                  "Sessions, newest first"),
+                **_BAD_QUERY, **_UNAUTHORIZED}}},
+        "/sessions/{session_id}": {"get": {"parameters": [
+            {"name": "session_id", "in": "path", "required": True,
+             "schema": {"type": "integer"}}], "responses": {
+            "200": _json_body(_ref("Session"), "One session"),
+            "400": _error("Not a session id"), "404": _error("No such session"),
+            **_UNAUTHORIZED}}},
+        "/audit": {"get": {"parameters": [_LIMIT], "responses": {
+            "200": _json_body({"type": "array", "items": _ref("AuditEntry")},
+                              "Operator commands, newest first"),
+            **_BAD_QUERY, **_UNAUTHORIZED}}},
+        "/stations/{station_id}/commands/{command}": {"post": {
+            "description": "Send a command to a connected station and wait for its answer."
+                           " Commands: " + ", ".join(sorted(COMMANDS)) + "; each one's"
+                           " arguments are under its own path.",
+            "parameters": [
+                _STATION_ID,
+                {"name": "command", "in": "path", "required": True,
+                 "schema": {"type": "string", "enum": sorted(COMMANDS)}}],
+            "requestBody": {"required": False, "content": {"application/json": {"schema": {
+                "anyOf": [_ref(f"Command_{name}") for name in sorted(COMMANDS)]}}}},
+            "responses": _COMMAND_RESPONSES,
+        }},
+        **{f"/stations/{{station_id}}/commands/{name}": _command_path(name)
+           for name in sorted(COMMANDS)},
     }
     return {
         "openapi": "3.1.0",
         "info": {"title": "voltledger admin API", "version": "1"},
-        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+        "jsonSchemaDialect": "https://json-schema.org/draft/2020-12/schema",
+        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+                       "schemas": schemas},
         "security": bearer,
-        "paths": {
-            "/health": {"get": {"security": [], "responses": ok}},
-            "/metrics": {"get": {"description": "Prometheus text format", "responses": ok}},
-            "/stations": {"get": {"responses": ok}},
-            "/stations/{station_id}": {"get": {"responses": ok, "parameters": [
-                {"name": "station_id", "in": "path", "required": True,
-                 "schema": {"type": "string"}}]}},
-            "/sessions": {"get": {"responses": {**ok, **bad}, "parameters": [
-                {"name": "station", "in": "query", "schema": {"type": "string"}},
-                {"name": "active", "in": "query", "schema": {"type": "boolean"}},
-                {"name": "limit", "in": "query",
-                 "schema": {"type": "integer", "minimum": 1, "maximum": 10000}}]}},
-            "/sessions/{session_id}": {"get": {"responses": ok, "parameters": [
-                {"name": "session_id", "in": "path", "required": True,
-                 "schema": {"type": "integer"}}]}},
-            "/audit": {"get": {"responses": {**ok, **bad}, "parameters": [
-                {"name": "limit", "in": "query",
-                 "schema": {"type": "integer", "minimum": 1, "maximum": 10000}}]}},
-            "/stations/{station_id}/commands/{command}": {"post": {
-                "description": "Send a command to a connected station and wait for its answer."
-                               " Commands: " + ", ".join(sorted(COMMANDS)),
-                "parameters": [
-                    {"name": "station_id", "in": "path", "required": True,
-                     "schema": {"type": "string"}},
-                    {"name": "command", "in": "path", "required": True,
-                     "schema": {"type": "string", "enum": sorted(COMMANDS)}}],
-                "requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}},
-                "responses": command_responses,
-            }},
-        },
+        "paths": paths,
     }

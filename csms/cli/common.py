@@ -170,13 +170,36 @@ def print_json(data: Any) -> None:
     sys.stdout.write(text + "\n")
 
 
-def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    table = Table(title=title)
-    for c in columns:
-        table.add_column(c)
-    for r in rows:
-        table.add_row(*["" if v is None else str(v) for v in r])
-    console.print(table)
+def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], *,
+                priority: Sequence[str] | None = None, wide: bool = False) -> None:
+    """A Rich table. With ``priority`` (column names, most wanted first) it shows the
+    columns that fit the terminal, in their own order, and says which it left out;
+    ``wide`` shows every column, however wide (lines are not wrapped)."""
+    cells = [["" if v is None else str(v) for v in r] for r in rows]
+    widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
+
+    def width(chosen: Sequence[int]) -> int:  # cells padded by one space, one line each
+        return sum(widths[i] + 3 for i in chosen) + 1
+
+    shown = list(range(len(columns)))
+    out = console
+    if wide:
+        out = Console(width=max(console.width, width(shown)), soft_wrap=False)
+    elif priority is not None:
+        chosen: list[int] = []
+        for name in priority:
+            i = columns.index(name)
+            if width([*chosen, i]) <= console.width:
+                chosen.append(i)
+        shown = sorted(chosen)
+    hidden = [columns[i] for i in range(len(columns)) if i not in shown]
+    table = Table(title=title, caption=f"not shown: {', '.join(hidden)} (--wide shows all)"
+                  if hidden else None)
+    for i in shown:
+        table.add_column(columns[i], no_wrap=wide)
+    for r in cells:
+        table.add_row(*[r[i] for i in shown])
+    out.print(table)
 
 
 def actor() -> str:

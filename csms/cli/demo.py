@@ -226,8 +226,8 @@ def prepare_folder(path: Path) -> Path:
 def demo(
     chain: Annotated[str, typer.Option(help="local (managed Anvil) or memory (in-process)")]
     = "local",
-    stations: Annotated[int, typer.Option(min=2, max=200)] = 6,
-    sessions: Annotated[int, typer.Option(min=1, max=20)] = 2,
+    stations: Annotated[int, typer.Option(min=2, max=200, help="Simulated stations")] = 6,
+    sessions: Annotated[int, typer.Option(min=1, max=20, help="Sessions per station")] = 2,
     folder: Annotated[str, typer.Option(
         help="Where the demo keeps its files: a new folder, or one an earlier demo made"
              " (emptied first); any other folder is refused")]

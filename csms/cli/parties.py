@@ -34,6 +34,7 @@ from csms.cli.common import (
     print_json,
     print_table,
     run,
+    setting_option,
 )
 from csms.config import Settings
 from csms.domain.model import IdTag
@@ -46,8 +47,8 @@ wallet_app = group("A driver's or a host's own key on chain: escrow, terms, card
                    " sessions, stations, earnings.")
 
 ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
-ChainOption = Annotated[str, typer.Option(
-    "--chain", help="local (managed Anvil) or an http(s):// RPC URL")]
+ChainOption = Annotated[str | None, setting_option(
+    "chain", "local (managed Anvil) or an http(s):// RPC URL", default="local")]
 Contract = Annotated[str | None, typer.Option(
     help="The settlement contract [default: the one recorded in the data folder]")]
 Keystore = Annotated[str, typer.Option(help="Your V3 keystore (csms wallet new)")]
@@ -72,7 +73,7 @@ def drivers_link(
     tag: Annotated[str, typer.Argument(help="The card's id tag")],
     driver: Annotated[str, typer.Option(help="The driver's address")],
     salt: Annotated[str, typer.Option(help="The salt the driver linked it with (0x + 64 hex)")],
-    chain: ChainOption = "local", data_dir: DataDirOption = None, contract: Contract = None,
+    chain: ChainOption = None, data_dir: DataDirOption = None, contract: Contract = None,
     db: DbOption = None,
 ) -> None:
     """Charge a card to a driver's escrow: only once the driver linked it on chain."""
@@ -144,7 +145,7 @@ def set_host(
     chain_station: Annotated[int, typer.Option(
         min=1, help="The index the host registered the station under (csms wallet"
         " register-station)")],
-    chain: ChainOption = "local", data_dir: DataDirOption = None, contract: Contract = None,
+    chain: ChainOption = None, data_dir: DataDirOption = None, contract: Contract = None,
     db: DbOption = None,
 ) -> None:
     """Pay a station's sessions to its host: the host must have registered it on chain."""
@@ -185,7 +186,7 @@ def _account(keystore: str, password_file: str) -> Any:
         fail(f"cannot open the keystore {keystore}: {exc}")
 
 
-def _wallet(spec: str, data_dir: str | None, contract: str | None, keystore: str,
+def _wallet(spec: str | None, data_dir: str | None, contract: str | None, keystore: str,
             password_file: str) -> tuple[Any, Any]:
     account = _account(keystore, password_file)
     return _chain(load_settings(data_dir=data_dir, chain=spec), contract), account
@@ -236,7 +237,7 @@ def wallet_new(
 
 @wallet_app.command("status")
 def wallet_status(
-    keystore: Keystore, password_file: PasswordFile, chain: ChainOption = "local",
+    keystore: Keystore, password_file: PasswordFile, chain: ChainOption = None,
     data_dir: DataDirOption = None, contract: Contract = None, json_: JsonOption = False,
 ) -> None:
     """Your escrow, terms and earnings on chain."""
@@ -267,7 +268,7 @@ def wallet_status(
 def wallet_deposit(
     amount: Annotated[int, typer.Argument(min=1, help="Billing units (a tariff's minor"
                                            " units, e.g. cents)")],
-    keystore: Keystore, password_file: PasswordFile, chain: ChainOption = "local",
+    keystore: Keystore, password_file: PasswordFile, chain: ChainOption = None,
     data_dir: DataDirOption = None, contract: Contract = None,
 ) -> None:
     """Put money into your escrow."""
@@ -291,7 +292,7 @@ def wallet_terms(
     per_session: Annotated[int, typer.Option(min=0, help="The most a session costs")] = 5000,
     per_day: Annotated[int, typer.Option(min=0, help="The most a day costs")] = 20000,
     cards: Annotated[bool, typer.Option(help="Whether card sessions may be charged")] = True,
-    chain: ChainOption = "local", data_dir: DataDirOption = None, contract: Contract = None,
+    chain: ChainOption = None, data_dir: DataDirOption = None, contract: Contract = None,
 ) -> None:
     """State what you accept (billing units); lowering applies after the notice period."""
     from settlement import wallet
@@ -310,7 +311,7 @@ def wallet_terms(
 @wallet_app.command("link-card")
 def wallet_link_card(
     tag: Annotated[str, typer.Argument(help="Your card's id tag (UID)")],
-    keystore: Keystore, password_file: PasswordFile, chain: ChainOption = "local",
+    keystore: Keystore, password_file: PasswordFile, chain: ChainOption = None,
     data_dir: DataDirOption = None, contract: Contract = None,
 ) -> None:
     """Link a card to your escrow with a fresh salt; give the tag and the salt to the
@@ -333,11 +334,11 @@ def wallet_authorize(
     station: Annotated[int, typer.Option(min=1, help="The station's index on chain")],
     max_amount: Annotated[int, typer.Option(min=1, help="The most this session may cost")],
     per_kwh: Annotated[int, typer.Option(min=0, help="The most per kWh")],
-    per_minute: Annotated[int, typer.Option(min=0)] = 0,
-    session_fee: Annotated[int, typer.Option(min=0)] = 0,
+    per_minute: Annotated[int, typer.Option(min=0, help="The most per minute")] = 0,
+    session_fee: Annotated[int, typer.Option(min=0, help="The most as a session fee")] = 0,
     hours: Annotated[float, typer.Option(min=0.01, help="Valid (to be settled) for")] = 24.0,
     out: Annotated[str | None, typer.Option("-o", "--out", help="File to write")] = None,
-    chain: ChainOption = "local", data_dir: DataDirOption = None, contract: Contract = None,
+    chain: ChainOption = None, data_dir: DataDirOption = None, contract: Contract = None,
 ) -> None:
     """Sign one app session (EIP-712): the operator starts it with csms remote start
     --authorization FILE."""
@@ -365,7 +366,7 @@ def wallet_withdraw(
     request: Annotated[int | None, typer.Option(
         min=1, help="Announce a withdrawal of this many billing units")] = None,
     to: Annotated[str | None, typer.Option(help="Where to send it [default: you]")] = None,
-    chain: ChainOption = "local", data_dir: DataDirOption = None, contract: Contract = None,
+    chain: ChainOption = None, data_dir: DataDirOption = None, contract: Contract = None,
 ) -> None:
     """Announce a withdrawal (--request), or make the one announced once its notice passed."""
     from settlement import wallet
@@ -391,7 +392,7 @@ def wallet_register_station(
     keystore: Keystore, password_file: PasswordFile,
     max_power_kw: Annotated[float, typer.Option(min=0.1, max=4000,
                                                 help="The station's maximum power")],
-    chain: ChainOption = "local", data_dir: DataDirOption = None, contract: Contract = None,
+    chain: ChainOption = None, data_dir: DataDirOption = None, contract: Contract = None,
 ) -> None:
     """As a host, register a station you own: its sessions are paid to you."""
     from settlement import wallet
@@ -411,7 +412,7 @@ def wallet_earnings(
     keystore: Keystore, password_file: PasswordFile,
     withdraw: Annotated[bool, typer.Option("--withdraw", help="Withdraw them")] = False,
     to: Annotated[str | None, typer.Option(help="Where to send them [default: you]")] = None,
-    chain: ChainOption = "local", data_dir: DataDirOption = None, contract: Contract = None,
+    chain: ChainOption = None, data_dir: DataDirOption = None, contract: Contract = None,
 ) -> None:
     """What your stations (or the platform's fee) earned; --withdraw to any address."""
     from settlement import wallet

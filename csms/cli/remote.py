@@ -235,7 +235,8 @@ def availability(
 def trigger(
     station: Station,
     message: Annotated[str, typer.Argument(help="e.g. StatusNotification, MeterValues, Heartbeat")],
-    connector: Annotated[int | None, typer.Option(min=0)] = None,
+    connector: Annotated[int | None, typer.Option(
+        min=0, help="The connector (EVSE in 2.0.1) the message is about")] = None,
     json: JsonOption = False, timeout: Timeout = 30, admin_host: AdminHost = None,
     admin_port: AdminPort = None, data_dir: DataDirOption = None,
 ) -> None:
@@ -248,7 +249,8 @@ def trigger(
 
 @remote_app.command("get-config")
 def get_config(
-    station: Station, keys: Annotated[list[str] | None, typer.Argument()] = None,
+    station: Station, keys: Annotated[list[str] | None, typer.Argument(
+        help="Configuration keys [default: all]", show_default=False)] = None,
     json: JsonOption = False, timeout: Timeout = 30, admin_host: AdminHost = None,
     admin_port: AdminPort = None, data_dir: DataDirOption = None,
 ) -> None:
@@ -326,7 +328,8 @@ def set_profile(
 
 @remote_app.command("clear-profile")
 def clear_profile(
-    station: Station, profile_id: Annotated[int | None, typer.Option(min=0)] = None,
+    station: Station, profile_id: Annotated[int | None, typer.Option(
+        min=0, help="The charging profile to remove [default: all]")] = None,
     json: JsonOption = False, timeout: Timeout = 30, admin_host: AdminHost = None,
     admin_port: AdminPort = None, data_dir: DataDirOption = None,
 ) -> None:
@@ -338,8 +341,8 @@ def clear_profile(
 @remote_app.command("data-transfer")
 def data_transfer(
     station: Station, vendor: str,
-    message_id: Annotated[str | None, typer.Option()] = None,
-    data: Annotated[str | None, typer.Option()] = None,
+    message_id: Annotated[str | None, typer.Option(help="The vendor's message id")] = None,
+    data: Annotated[str | None, typer.Option(help="The data, as text")] = None,
     json: JsonOption = False, timeout: Timeout = 30, admin_host: AdminHost = None,
     admin_port: AdminPort = None, data_dir: DataDirOption = None,
 ) -> None:

@@ -102,8 +102,7 @@ def serve(
         "port", "Port (-1: no ws:// listener, 0: any free port)", min=-1, max=65535)] = None,
     db: DbOption = None,
     auto_register: Annotated[bool | None, setting_option(
-        "auto_register", "Accept unknown stations", "--auto-register/--no-auto-register",
-        default="--no-auto-register")] = None,
+        "auto_register", "Accept unknown stations", "--auto-register/--no-auto-register")] = None,
     heartbeat_interval: Annotated[int | None, setting_option(
         "heartbeat_interval", "Heartbeat interval sent to stations, seconds", min=1)] = None,
     admin_port: Annotated[int | None, setting_option(
@@ -113,7 +112,7 @@ def serve(
         "admin_host", "Admin API address; beyond loopback only with --admin-public")] = None,
     admin_public: Annotated[bool | None, setting_option(
         "admin_public", "Allow --admin-host beyond loopback (warned about)",
-        "--admin-public/--no-admin-public", default="--no-admin-public")] = None,
+        "--admin-public/--no-admin-public")] = None,
     mqtt: Annotated[str | None, setting_option(
         "mqtt", "Publish events to, and route commands through, mqtt://host:port",
         default="off")] = None,

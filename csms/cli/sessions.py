@@ -41,10 +41,13 @@ def sessions_list(
     station: Annotated[str | None, typer.Option(help="Only this station")] = None,
     active: Annotated[bool, typer.Option("--active", help="Only sessions in progress")] = False,
     limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first")] = 1000,
+    wide: Annotated[bool, typer.Option("--wide", help="Every column, however wide the"
+                                                      " terminal")] = False,
     db: DbOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
-    """List charging sessions, newest first."""
+    """List charging sessions, newest first: the columns that fit the terminal (id,
+    station, status, kWh and start first), or all of them with --wide."""
 
     async def work(tx: Tx) -> list[Session]:
         return await tx.list_sessions(station, True if active else None, limit)
@@ -61,13 +64,24 @@ def sessions_list(
         [
             [
                 r["id"], r["station_id"], r["connector_id"], r["id_tag"], r["ocpp_version"],
-                r["transaction_id"], r["started_at"], r["stopped_at"],
+                r["transaction_id"], _short_time(r["started_at"]),
+                _short_time(r["stopped_at"]),
                 None if r["energy_wh"] is None else f"{r['energy_wh'] / 1000:.3f}",
                 r["status"], r["stop_reason"],
             ]
             for r in rows
         ],
+        priority=["id", "station", "status", "kWh", "started", "stopped", "conn", "tag",
+                  "OCPP", "tx id", "reason"],
+        wide=wide,
     )
+
+
+def _short_time(iso: str | None) -> str | None:
+    """A UTC time to the second for a table (``--json`` keeps the full ISO 8601 time)."""
+    if iso is None or not iso.endswith("+00:00"):
+        return iso
+    return iso[:19].replace("T", " ") + "Z"
 
 
 @sessions_app.command("show")

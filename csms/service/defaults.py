@@ -13,6 +13,8 @@ from datetime import timedelta
 from csms.domain.energy import DEFAULT_MAX_POWER_W
 
 __all__ = [
+    "AUTH_CONCURRENCY",
+    "AUTH_FAILURE_LIMIT",
     "BATCH_SIZE",
     "BOOT_RETRY_INTERVAL",
     "CONFIRMATIONS",
@@ -31,3 +33,5 @@ DEFAULT_MAX_POWER_KW = float(DEFAULT_MAX_POWER_W / 1000)
 BATCH_SIZE = 1000  # sessions per settlement batch (the contract takes at most 1000)
 MAX_WAIT = 60.0  # seconds a completed session waits for a fuller batch
 CONFIRMATIONS = 1  # blocks before a batch counts as final
+AUTH_FAILURE_LIMIT = 5  # password attempts per minute per address
+AUTH_CONCURRENCY = 2  # password checks (scrypt) at once, in all

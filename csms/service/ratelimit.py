@@ -37,6 +37,8 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+from csms.service import defaults
+
 __all__ = ["AttemptLimiter", "LoginGuard", "LoginOutcome", "address_key"]
 
 
@@ -44,7 +46,7 @@ class AttemptLimiter:
     """At most ``limit`` attempts per key within ``window`` seconds."""
 
     def __init__(
-        self, limit: int = 5, window: float = 60.0,
+        self, limit: int = defaults.AUTH_FAILURE_LIMIT, window: float = 60.0,
         clock: Callable[[], float] = time.monotonic, max_keys: int = 100_000,
     ) -> None:
         self.limit = limit
@@ -115,8 +117,9 @@ class LoginGuard:
     """Decides whether a password check runs, runs it, and remembers what it verified."""
 
     def __init__(
-        self, verify: Callable[[str, str], bool], *, limit: int = 5, window: float = 60.0,
-        concurrency: int = 2, queue: int | None = None,
+        self, verify: Callable[[str, str], bool], *, limit: int = defaults.AUTH_FAILURE_LIMIT,
+        window: float = 60.0, concurrency: int = defaults.AUTH_CONCURRENCY,
+        queue: int | None = None,
         clock: Callable[[], float] = time.monotonic, max_known: int = 100_000,
     ) -> None:
         self.verify = verify

@@ -74,12 +74,15 @@ def test_wrong_password_fails_fast_with_one_line(served: tuple[str, Path]) -> No
     assert seconds < 15
 
 
-@pytest.mark.parametrize("mode", [[], ["load", "--duration", "1"]])
-def test_nothing_listening_says_so_within_seconds(mode: list[str]) -> None:
+@pytest.mark.parametrize(("mode", "station"), [
+    ([], "SIM00001"), (["load", "--duration", "1"], "SIM00001"),
+    (["load", "--duration", "1", "--procs", "2", "--count", "2"], "SIM0-00001"),
+])
+def test_nothing_listening_says_so_within_seconds(mode: list[str], station: str) -> None:
     url = f"ws://127.0.0.1:{free_port()}"
     r, seconds = sim(*mode, "--url", url)
     assert r.returncode == 1
-    assert one_line(r.stderr) == f"error: SIM00001: nothing is listening at {url}"
+    assert one_line(r.stderr) == f"error: {station}: nothing is listening at {url}"
     assert seconds < 10
 
 

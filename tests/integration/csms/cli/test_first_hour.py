@@ -318,3 +318,69 @@ async def test_remote_start_with_an_unknown_tag_warns(work: Path, serving: Serve
                 assert line.startswith("warning: tag 'UNKNOWNTAG' is unknown"), line
             else:
                 assert r.stderr == ""
+
+
+# -- settings: a file, variables, flags ---------------------------------------------------
+def test_settings_come_from_the_file_below_variables_and_flags(work: Path) -> None:
+    (work / "csms.toml").write_text('db = "from-file.db"\n')
+    assert csms("--config", "csms.toml", "stations", "add", "CP1", cwd=work).returncode == 0
+    assert (work / "from-file.db").is_file()
+    r = csms("stations", "list", "--json", cwd=work, env={"CSMS_CONFIG": "csms.toml"})
+    assert [s["id"] for s in json.loads(r.stdout)] == ["CP1"]
+    r = csms("stations", "list", "--json", cwd=work,
+             env={"CSMS_CONFIG": "csms.toml", "CSMS_DB": "from-env.db"})
+    assert json.loads(r.stdout) == [] and (work / "from-env.db").is_file()
+    r = csms("--config", "csms.toml", "stations", "list", "--json", "--db", "flag.db",
+             cwd=work, env={"CSMS_DB": "from-env.db"})
+    assert json.loads(r.stdout) == [] and (work / "flag.db").is_file()
+
+
+@pytest.mark.parametrize(("file", "env", "words"), [
+    ("porte = 1\n", {}, ("csms.toml", "no setting 'porte'")),
+    ("port = 'x'\n", {}, ("csms.toml", "port = 'x' is not a valid int")),
+    ("", {"CSMS_PORT": "abc"}, ("CSMS_PORT='abc' is not a valid int",)),
+    ("", {"CSMS_WS_COMPRESSION": "gzip"}, ("--ws-compression (CSMS_WS_COMPRESSION)",)),
+])
+def test_a_wrong_setting_is_one_line(work: Path, file: str, env: dict[str, str],
+                                     words: tuple[str, ...]) -> None:
+    (work / "csms.toml").write_text(file)
+    before = snapshot(work)
+    for command in (["stations", "list"], ["serve"]):
+        r = csms("--config", "csms.toml", *command, "--db", "c.db", cwd=work, env=env)
+        one_line_error(r, *words, code=2)
+    kept(before, work)
+    assert not (work / "c.db").exists()
+
+
+# -- 4. consistent options ------------------------------------------------------------------
+def test_settle_worker_takes_max_wait_and_json_like_settle_run(work: Path) -> None:
+    assert csms("stations", "list", "--db", "c.db", cwd=work).returncode == 0
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CSMS_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "csms", "settle", "worker", "--chain", "memory", "--max-wait",
+         "5", "--batch-size", "10", "--json", "--db", "c.db", "--data-dir", "data"],
+        cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**clean, "COLUMNS": "80"})
+    assert proc.stdout is not None
+    lines = []
+    while True:  # the JSON object it prints when it starts, over several lines
+        line = proc.stdout.readline()
+        assert line, proc.communicate()
+        lines.append(line)
+        if line.startswith("}"):
+            break
+    started = json.loads("".join(lines))
+    assert started["event"] == "started" and started["kind"] == "memory"
+    assert (started["max_wait"], started["batch_size"]) == (5.0, 10)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    stopped = json.loads(out)
+    assert stopped == {"event": "stopped", "finalized_batches_total": 0, "gas_used_total": 0}
+
+
+def test_a_link_to_the_sqlite_file_is_the_same_database(work: Path, serving: Serve) -> None:
+    (work / "link.db").symlink_to(work / "c.db")
+    r = csms("serve", "--db", "link.db", "--port", str(free_port()), "--admin-port", "-1",
+             cwd=work)
+    one_line_error(r, "single-node", code=2)

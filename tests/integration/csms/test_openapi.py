@@ -1,0 +1,251 @@
+"""The admin API's OpenAPI document: every route has a real schema for what it takes and
+answers, and real requests and answers of a running server validate against it."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+import pytest
+from jsonschema import Draft202012Validator
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+from csms.admin.openapi import COMMAND_BODIES
+from csms.translate.commands import COMMANDS
+from support import RunningServer
+from support.admin import api
+from support.client import RawClient
+
+DOC_URI = "urn:voltledger:admin-openapi"
+
+# what a station answers each action with (valid per the OCPP schemas)
+ANSWERS: dict[str, dict[str, Any]] = {
+    "RemoteStartTransaction": {"status": "Accepted"},
+    "RemoteStopTransaction": {"status": "Accepted"},
+    "Reset": {"status": "Accepted"},
+    "UnlockConnector": {"status": "Unlocked"},
+    "ChangeAvailability": {"status": "Accepted"},
+    "TriggerMessage": {"status": "Accepted"},
+    "GetConfiguration": {"configurationKey": [
+        {"key": "HeartbeatInterval", "readonly": False, "value": "60"}]},
+    "ChangeConfiguration": {"status": "Accepted"},
+    "SetChargingProfile": {"status": "Accepted"},
+    "ClearChargingProfile": {"status": "Accepted"},
+    "DataTransfer": {"status": "Accepted", "data": "ok"},
+    "SendLocalList": {"status": "Accepted"},
+    "GetLocalListVersion": {"listVersion": 3},
+    "GetVariables": {"getVariableResult": [
+        {"attributeStatus": "Accepted", "component": {"name": "OCPPCommCtrlr"},
+         "variable": {"name": "HeartbeatInterval"}, "attributeValue": "60"}]},
+    "SetVariables": {"setVariableResult": [
+        {"attributeStatus": "Accepted", "component": {"name": "OCPPCommCtrlr"},
+         "variable": {"name": "HeartbeatInterval"}}]},
+}
+
+# command -> (the station's OCPP version, a body as the CLI sends it)
+REQUESTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "start": ("ocpp1.6", {"tag": "T1", "connector": 1, "timeout": 5}),
+    "stop": ("ocpp1.6", {"timeout": 5}),
+    "reset": ("ocpp1.6", {"hard": True, "timeout": 5}),
+    "unlock": ("ocpp1.6", {"connector": 1, "timeout": 5}),
+    "availability": ("ocpp1.6", {"state": "inoperative", "connector": 0, "timeout": 5}),
+    "trigger": ("ocpp1.6", {"message": "Heartbeat", "timeout": 5}),
+    "get-config": ("ocpp1.6", {"keys": ["HeartbeatInterval"], "timeout": 5}),
+    "set-config": ("ocpp1.6", {"key": "HeartbeatInterval", "value": "60", "timeout": 5}),
+    "get-variables": ("ocpp2.0.1", {"variables": ["OCPPCommCtrlr.HeartbeatInterval"],
+                                    "timeout": 5}),
+    "set-variables": ("ocpp2.0.1", {"values": {"OCPPCommCtrlr.HeartbeatInterval": "60"},
+                                    "timeout": 5}),
+    "set-profile": ("ocpp1.6", {"limit": 11000, "unit": "W", "connector": 0,
+                                "schedule": [[0, 11000.0], [3600, 7400.0]], "timeout": 5}),
+    "clear-profile": ("ocpp1.6", {"timeout": 5}),
+    "data-transfer": ("ocpp1.6", {"vendor": "acme", "message_id": None, "data": "x",
+                                  "timeout": 5}),
+    "send-local-list": ("ocpp1.6", {"timeout": 5}),
+    "local-list-version": ("ocpp1.6", {"timeout": 5}),
+    "set-password": ("ocpp1.6", {"password": "a-new-password-of-24-ch", "timeout": 5}),
+}
+
+
+class Document:
+    def __init__(self, doc: dict[str, Any]) -> None:
+        self.doc = doc
+        self.registry: Registry[Any] = Registry().with_resource(
+            DOC_URI, Resource.from_contents(doc, default_specification=DRAFT202012))
+
+    def validator(self, schema: dict[str, Any]) -> Draft202012Validator:
+        return Draft202012Validator(schema, registry=self.registry)
+
+    def check(self, schema: dict[str, Any], value: Any, what: str) -> None:
+        resolved = self._absolute(schema)
+        errors = sorted(self.validator(resolved).iter_errors(value), key=str)
+        assert not errors, f"{what}: {errors[0].message} at {list(errors[0].absolute_path)}"
+
+    def _absolute(self, schema: Any) -> Any:
+        """Refs of the form #/components/... made absolute to the registered document."""
+        if isinstance(schema, dict):
+            return {k: (DOC_URI + v if k == "$ref" and v.startswith("#") else self._absolute(v))
+                    for k, v in schema.items()}
+        if isinstance(schema, list):
+            return [self._absolute(v) for v in schema]
+        return schema
+
+    def response(self, path: str, method: str, status: int) -> dict[str, Any]:
+        responses = self.doc["paths"][path][method]["responses"]
+        assert str(status) in responses, f"{method} {path}: {status} is not documented"
+        content = responses[str(status)]["content"]
+        schema: dict[str, Any] = next(iter(content.values()))["schema"]
+        return schema
+
+    def request(self, path: str) -> dict[str, Any]:
+        schema: dict[str, Any] = \
+            self.doc["paths"][path]["post"]["requestBody"]["content"]["application/json"][
+                "schema"]
+        return schema
+
+
+def trivial(schema: dict[str, Any]) -> bool:
+    """No more than 'an object' or 'anything'."""
+    keys = set(schema) - {"description"}
+    return not keys or schema in ({"type": "object"}, {"type": "object", "description": ""})
+
+
+async def document(server: RunningServer) -> Document:
+    status, doc = await api(server, "GET", "/openapi.json")
+    assert status == 200
+    return Document(doc)
+
+
+async def test_every_route_has_a_real_schema(csms_server: RunningServer) -> None:
+    d = await document(csms_server)
+    assert d.doc["openapi"].startswith("3.1")
+    for name, schema in d.doc["components"]["schemas"].items():
+        Draft202012Validator.check_schema(schema)
+        assert not trivial(schema), name
+    assert csms_server.app is not None and csms_server.app.admin is not None
+    routes = {(r.method.lower(), r.resource.canonical) for r in
+              csms_server.app.admin.app.router.routes() if r.resource is not None
+              and r.method != "HEAD"}
+    assert routes, "the admin API has routes"
+    for method, path in routes:
+        assert method in d.doc["paths"].get(path, {}), f"{method} {path} is not documented"
+    for path, operations in d.doc["paths"].items():
+        for method, operation in operations.items():
+            for status, response in operation["responses"].items():
+                content = response.get("content")
+                assert content, f"{method} {path} {status}: no content"
+                for media, body in content.items():
+                    schema = body["schema"]
+                    assert not trivial(schema), f"{method} {path} {status} {media}: {schema}"
+            if method == "post":
+                assert not trivial(d.request(path)), path
+    for name in COMMANDS:
+        path = f"/stations/{{station_id}}/commands/{name}"
+        assert d.doc["paths"][path]["post"]["requestBody"]["content"]["application/json"][
+            "schema"] == {"$ref": f"#/components/schemas/Command_{name}"}
+        assert "timeout" in COMMAND_BODIES[name]["properties"]
+
+
+async def test_real_answers_of_the_read_endpoints_validate(csms_server: RunningServer) -> None:
+    d = await document(csms_server)
+    await csms_server.add_station("CP1")
+    await csms_server.add_tag("T1")
+    async with await RawClient.connect(csms_server.url, "CP1", ["ocpp1.6"]) as c:
+        await c.result("BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"})
+        await c.result("StatusNotification",
+                       {"connectorId": 1, "errorCode": "NoError", "status": "Charging"})
+        tx = (await c.result("StartTransaction", {
+            "connectorId": 1, "idTag": "T1", "meterStart": 1000,
+            "timestamp": "2026-01-01T10:00:00Z"}))["transactionId"]
+        await c.result("StopTransaction", {"transactionId": tx, "meterStop": 2500,
+                                           "timestamp": "2026-01-01T11:00:00Z"})
+        await c.result("StartTransaction", {
+            "connectorId": 1, "idTag": "T1", "meterStart": 2500,
+            "timestamp": "2026-01-01T12:00:00Z"})
+        await csms_server.wait_connected("CP1")
+        request = asyncio.create_task(api(csms_server, "POST", "/stations/CP1/commands/reset",
+                                          {}))
+        call = await asyncio.wait_for(c.calls.get(), 5)
+        await c.answer(call[1], {"status": "Accepted"})
+        await request
+        checks = [
+            ("/health", "/health", 200), ("/stations", "/stations", 200),
+            ("/stations/CP1", "/stations/{station_id}", 200),
+            ("/stations/NOPE", "/stations/{station_id}", 404),
+            ("/sessions", "/sessions", 200), ("/sessions?active=true&limit=5", "/sessions", 200),
+            ("/sessions?limit=x", "/sessions", 400),
+            ("/sessions/1", "/sessions/{session_id}", 200),
+            ("/sessions/999", "/sessions/{session_id}", 404),
+            ("/sessions/x", "/sessions/{session_id}", 400),
+            ("/audit", "/audit", 200), ("/openapi.json", "/openapi.json", 200),
+        ]
+        for url, path, expected in checks:
+            status, body = await api(csms_server, "GET", url)
+            assert status == expected, (url, status, body)
+            d.check(d.response(path, "get", status), body, f"GET {url} {status}")
+        status, text = await api(csms_server, "GET", "/metrics")
+        d.check(d.response("/metrics", "get", status), text, "GET /metrics")
+        _, sessions = await api(csms_server, "GET", "/sessions")
+        assert {s["status"] for s in sessions} == {"active", "completed"}
+        _, station = await api(csms_server, "GET", "/stations/CP1")
+        assert station["active_sessions"] and station["recent_events"]
+    status, body = await api(csms_server, "GET", "/stations", token="wrong")
+    d.check(d.response("/stations", "get", status), body, "401")
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+async def test_real_commands_and_answers_validate(csms_server: RunningServer,
+                                                  command: str) -> None:
+    d = await document(csms_server)
+    version, body = REQUESTS[command]
+    specific = f"/stations/{{station_id}}/commands/{command}"
+    d.check(d.request(specific), body, f"{command} request")
+    d.check(d.request("/stations/{station_id}/commands/{command}"), body,
+            f"{command} request (generic path)")
+    await csms_server.add_station("CP1")
+    await csms_server.add_tag("T1")
+    async with await RawClient.connect(csms_server.url, "CP1", [version]) as c:
+        await csms_server.wait_connected("CP1")
+        if command == "stop":
+            await c.result("StartTransaction", {
+                "connectorId": 1, "idTag": "T1", "meterStart": 10,
+                "timestamp": "2026-01-01T00:00:00Z"})
+        request = asyncio.create_task(
+            api(csms_server, "POST", f"/stations/CP1/commands/{command}", body))
+        call = await asyncio.wait_for(c.calls.get(), 5)
+        await c.answer(call[1], ANSWERS[call[2]])
+        status, answer = await request
+    assert status == 200, answer
+    d.check(d.response(specific, "post", status), answer, f"{command} answer")
+    # the errors an operator meets, documented as they are
+    errors = [
+        ("/stations/CP1/commands/" + command, body, 409),  # the station left
+        ("/stations/CP1/commands/launch", {}, 404),
+    ]
+    for url, payload, expected in errors:
+        status, answer = await api(csms_server, "POST", url, payload)
+        assert status == expected, (url, status, answer)
+        d.check(d.response("/stations/{station_id}/commands/{command}", "post", status),
+                answer, f"{url} {status}")
+
+
+async def test_an_invalid_command_answer_validates(csms_server: RunningServer) -> None:
+    d = await document(csms_server)
+    await csms_server.add_station("CP1")
+    async with await RawClient.connect(csms_server.url, "CP1", ["ocpp1.6"]) as c:
+        await csms_server.wait_connected("CP1")
+        status, answer = await api(csms_server, "POST", "/stations/CP1/commands/get-variables",
+                                   {"variables": ["A.B"]})
+        assert status == 400
+        d.check(d.response("/stations/{station_id}/commands/get-variables", "post", 400),
+                answer, "400")
+        request = asyncio.create_task(api(csms_server, "POST", "/stations/CP1/commands/reset",
+                                          {"timeout": 5}))
+        call = await asyncio.wait_for(c.calls.get(), 5)
+        await c.ws.send(orjson.dumps([4, call[1], "NotSupported", "no", {}]).decode())
+        status, answer = await request
+        assert status == 502
+        d.check(d.response("/stations/{station_id}/commands/reset", "post", 502), answer,
+                "502")
