@@ -149,7 +149,10 @@ function chart(receipt, signed) {
   for (const p of points) {
     root.append(svg("circle", { cx: x(p.at), cy: y(p.wh), r: p.signed ? 5 : 3, class: p.signed ? "signed" : "dot" }));
   }
-  box.append(root, el("figcaption", {}, `${points.length} energy register readings; the green dots are readings the meter signed (OCMF) whose signature verified.`));
+  const signedCount = points.filter((p) => p.signed).length;
+  box.append(root, el("figcaption", {}, `${points.length} energy register readings`
+    + (signedCount ? `; the ${signedCount} green dots are readings the meter signed (OCMF) whose signature verified.`
+      : "; none signed by the meter.")));
   return box;
 }
 
