@@ -271,6 +271,7 @@ def _parse(receipt: Any) -> dict[str, Any]:
             "chain_id": int(chain["chain_id"]), "contract": str(chain["contract"]),
             "tx_hash": _hex32(chain["tx_hash"], "chain.tx_hash"),
             "block_number": int(chain["block_number"]), "paid": bool(payment["paid"]),
+            "amount": int(payment["amount"]), "unit": int(payment["unit"]),
         }
     except ReceiptError:
         raise
@@ -485,7 +486,7 @@ def _check_chain(v: Verdict, r: dict[str, Any], w3: Any, driver: str | None,
           f"entry {position} of the chunk settled in 0x{r['tx_hash'].hex()}")
     digest = chunk_digest(ledger, first_seq, entries)
     stored = reader.chunk_digest(ledger, first_seq)
-    v.add("settled once", digest == stored == r["digest"],
+    v.add("settled once", digest == stored == r["digest"] and r["count"] == len(entries),
           f"the contract holds this chunk for sequence numbers {first_seq}.."
           f"{first_seq + len(entries) - 1} of ledger {ledger}: no other chunk can hold them")
     status, block, settled, unpaid = reader.outcome(r["tx_hash"])
@@ -499,9 +500,12 @@ def _check_chain(v: Verdict, r: dict[str, Any], w3: Any, driver: str | None,
                   f" (driver {record['driver_index']}) and credited to the host")
     else:
         detail = f"not paid on chain: {UNPAID_REASONS.get(unpaid[seq], unpaid[seq])}"
-    v.add("payment", paid_on_chain == r["paid"] and amount == record["price_minor"],
+    # the receipt's own payment lines must say what the chain did, to the unit
+    stated = r["amount"] == amount and r["unit"] == int(record["unit"])
+    v.add("payment", paid_on_chain == r["paid"] and amount == record["price_minor"] and stated,
           detail + ("" if paid_on_chain == r["paid"] else
-                    f"; the receipt says {'paid' if r['paid'] else 'unpaid'}"))
+                    f"; the receipt says {'paid' if r['paid'] else 'unpaid'}")
+          + ("" if stated else f"; the receipt says {r['amount']} x {r['unit']}"))
 
 
 def duplicates(receipts: list[dict[str, Any]]) -> list[str]:

@@ -221,3 +221,25 @@ async def test_an_unreachable_chain_is_unverified_not_invalid(
                          setup["driver"].address)
     assert r.returncode == 3 and "UNVERIFIED" in r.stdout, r.stdout + r.stderr
     assert verify_receipt(json.loads(path.read_text()), None).status == UNVERIFIED
+
+
+@pytest.mark.parametrize(("part", "field", "value"), [
+    ("payment", "amount", 1), ("payment", "unit", 7), ("chunk", "count", 7),
+])
+async def test_a_receipt_that_misstates_its_payment_or_chunk_is_invalid(
+    repo: Any, setup: dict[str, Any], part: str, field: str, value: int,
+) -> None:
+    """The lines a driver reads first (what was paid, in which unit; the chunk's size)
+    are checked against the chain, not only the record's hash."""
+    m = setup["meter"]
+    sid = await signed_session(repo, m, 10_000, 12_500, m.reading("B", 10_000, T0, "TAG0"),
+                               m.reading("E", 12_500, T0 + timedelta(minutes=30), "TAG0"))
+    status, _ = await settle_and_check(repo, setup, sid)
+    assert status == VALID
+    receipt = await load_receipt(repo, sid, None)
+    assert receipt[part][field] != value
+    receipt[part][field] = value
+    verdict = verify_receipt(receipt, setup["kit"].chain.w3, driver=setup["driver"].address)
+    assert verdict.status == INVALID
+    failed = {c.name for c in verdict.checks if c.ok is False}
+    assert failed == ({"settled once"} if part == "chunk" else {"payment"}), failed

@@ -161,6 +161,7 @@ function parseReceipt(receipt) {
       chainId: int(need(chain, "chain_id")), contract: str(need(chain, "contract")),
       txHash: hex32(need(chain, "tx_hash"), "chain.tx_hash"),
       blockNumber: int(need(chain, "block_number")), paid: truthy(need(payment, "paid")),
+      amount: int(need(payment, "amount")), unit: int(need(payment, "unit")),
     };
   } catch (exc) {
     if (exc instanceof ReceiptError) throw exc;
@@ -485,7 +486,7 @@ async function checkChain(v, r, rpc, driver, contract) {
   v.add("entry in the settle transaction", inTx, `entry ${position} of the chunk settled in ${txHash}`);
   const digest = chunkDigest(ledger, firstSeq, entries);
   const stored = await reader.chunkDigest(ledger, firstSeq);
-  v.add("settled once", digest === stored && stored === r.digest,
+  v.add("settled once", digest === stored && stored === r.digest && r.count === BigInt(entries.length),
     `the contract holds this chunk for sequence numbers ${firstSeq}..${firstSeq + BigInt(entries.length) - 1n} of ledger ${ledger}: no other chunk can hold them`);
   const [status, block, settled, unpaid] = await reader.outcome(txHash);
   v.add("settle transaction", status === 1n && settled && block === r.blockNumber, `succeeded in block ${block}`);
@@ -495,6 +496,9 @@ async function checkChain(v, r, rpc, driver, contract) {
   const detail = paidOnChain
     ? `${amount} x ${str(record.unit)} base units were taken from the driver's escrow (driver ${str(record.driver_index)}) and credited to the host`
     : `not paid on chain: ${UNPAID_REASONS[unpaid.get(seq)] ?? unpaid.get(seq)}`;
-  v.add("payment", paidOnChain === r.paid && eq(amount, record.price_minor),
-    detail + (paidOnChain === r.paid ? "" : `; the receipt says ${r.paid ? "paid" : "unpaid"}`));
+  // the receipt's own payment lines must say what the chain did, to the unit
+  const stated = r.amount === amount && r.unit === int(record.unit);
+  v.add("payment", paidOnChain === r.paid && eq(amount, record.price_minor) && stated,
+    detail + (paidOnChain === r.paid ? "" : `; the receipt says ${r.paid ? "paid" : "unpaid"}`)
+    + (stated ? "" : `; the receipt says ${r.amount} x ${r.unit}`));
 }
