@@ -109,7 +109,10 @@ def test_kill_9_of_settle_run_at_each_batch_state(tmp_path: Path) -> None:
                                  capture_output=True, text=True, timeout=300)
         assert crashed.returncode == -9, (point, crashed.stderr)
         # the managed node does not outlive the killed run (it saves its state and exits)
-        record = json.loads(pidfile.read_text()) if pidfile.exists() else None
+        try:  # the guard removes the file when the node is gone: it may go while we read
+            record = json.loads(pidfile.read_text())
+        except FileNotFoundError:
+            record = None
         if record is not None:
             deadline = time.monotonic() + 45
             while alive(int(record["anvil"])) and time.monotonic() < deadline:

@@ -454,7 +454,7 @@ async def test_one_worker_settles_at_a_time_and_another_takes_over(
     from csms.service.cluster import lease_holder
     from settlement.worker import LeaseHeld
 
-    ttl = timedelta(seconds=1)
+    ttl = timedelta(seconds=5)  # renewed every 0.1 s: it lapses only when a holder stops
     stops = {"A": asyncio.Event(), "B": asyncio.Event()}
     workers = {h: SettlementWorker(repo, memory_chain, batch_size=100, max_wait=0, holder=h,
                                    lease_ttl=ttl) for h in stops}
