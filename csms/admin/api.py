@@ -12,7 +12,6 @@ written to the audit log (who, what, when, result).
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import json
 import logging
 import os
@@ -28,6 +27,7 @@ from aiohttp import web
 from csms.admin.openapi import openapi_document
 from csms.admin.operator import OperatorCommands, command_labels
 from csms.bus.commands import CommandBus
+from csms.config import is_loopback
 from csms.logsafe import protect
 from csms.metrics import Metrics
 from csms.protocol import InvalidStationId, station_id_from_path
@@ -60,20 +60,8 @@ def load_or_create_token(path: Path) -> str:
     return token
 
 
-# Label values of voltledger_operator_commands: command names and these words only,
-# never what a caller or a station chose (an unbounded label set exhausts memory).
 class AdminNotPublic(ValueError):
     """The admin host is beyond loopback and the operator did not allow it."""
-
-
-def is_loopback(host: str) -> bool:
-    """127.0.0.0/8, ::1 or localhost; an empty host or 0.0.0.0 means every interface."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a name: it may resolve to anything
 
 
 class BadQuery(Exception):

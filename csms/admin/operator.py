@@ -30,6 +30,8 @@ from csms.translate.commands import (
 
 __all__ = ["COMMAND_RESULTS", "OperatorCommands", "command_labels"]
 
+# Label values of voltledger_operator_commands: command names and these words only,
+# never what a caller or a station chose (an unbounded label set exhausts memory).
 COMMAND_RESULTS = {400: "invalid", 404: "unknown_command", 409: "offline", 502: "callerror",
                    504: "timeout"}
 
