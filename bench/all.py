@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench import attacks, cluster, connections, settlement_gas, soak, throughput
+from bench import attacks, cluster, connections, fleet, settlement_gas, soak, throughput
 
 __all__ = ["main"]
 
@@ -12,6 +12,7 @@ def main() -> None:
                      "--rounds", "3", "--postgres", "postgresql://postgres@127.0.0.1:5432/test"])
     throughput.main(["--stations", "100", "5000", "--duration", "20", "--ocpp", "1.6"])
     connections.main(["--stations", "10000"])
+    fleet.main([])  # realistic fleets grown to the process's socket limit, every server
     settlement_gas.main(["--json"])  # gas per paid session (3 mixes), 10,000 batch time
     cluster.main(["--stations", "400", "--duration", "20"])
     soak.main([])  # 5,000 idle TLS sockets twice, 30 s of ping flood

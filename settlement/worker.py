@@ -320,6 +320,8 @@ class SettlementWorker:
         if session is None:
             return
         check_billing_transition(billing_state(session), BillingState.HELD)
+        # an operator's earlier release is used up: the session waits for a new decision
+        session.flags = [f for f in session.flags if f != BillingState.RELEASED]
         session.flag(flag)
         await tx.update_session(session)
         await tx.add_station_event(session.station_id, "billing_hold",

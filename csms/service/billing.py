@@ -10,8 +10,8 @@ settlement columns the worker writes (``settlement_state``), see :func:`billing_
     held     -> rejected   an operator rejects it: on record, never settled
     queued   -> held       the worker cannot price or settle it (no tariff, values beyond
                            an on-chain entry): taken out of the queue for an operator
-    released -> held       the same after a release (the flags keep ``released``, so it
-                           still reads as released)
+    released -> held       the same after a release: the release is used up (its flag
+                           removed; the audit log keeps it), a new decision is needed
     queued / released -> batched
                            in a chunk with its ledger sequence number
     batched  -> paid       the chunk is final on chain and the driver's escrow paid

@@ -282,6 +282,45 @@ async def test_no_tariff_holds_the_session_instead_of_billing_zero(
     assert await repo.read(flags) == [["no_tariff"], ["no_tariff"]]
 
 
+async def test_a_released_session_held_again_can_be_decided_again(
+    repo: Any, memory_chain: Chain
+) -> None:
+    """An operator releases a session the worker held (no tariff) before fixing the
+    cause: the worker holds it again, and it must read as held, not stay 'released'
+    for ever with no decision possible."""
+    from csms.service.holds import billing_state, decide
+
+    await add_sessions(repo, 1)
+
+    async def late_tariff(tx: Any) -> None:
+        await tx.execute("UPDATE tariffs SET valid_from = '2030-01-01T00:00:00+00:00'")
+
+    async def state(tx: Any) -> str:
+        [s] = await tx.list_sessions()
+        return billing_state(s)
+
+    async def release(tx: Any) -> None:
+        [s] = await tx.list_sessions()
+        await decide(tx, s.id, "released", actor="op", reason=None, now=datetime.now(UTC))
+
+    await repo.unit(late_tariff)
+    worker = SettlementWorker(repo, memory_chain)
+    await worker.run_once()
+    assert await repo.read(state) == "held"
+    await repo.unit(release)  # released, but the tariff is still missing
+    assert await repo.read(state) == "released"
+    await worker.run_once()
+    assert await repo.read(state) == "held"  # held again, and decidable again
+
+    async def tariff_now(tx: Any) -> None:
+        await tx.execute("UPDATE tariffs SET valid_from = '2000-01-01T00:00:00+00:00'")
+
+    await repo.unit(tariff_now)
+    await repo.unit(release)
+    assert (await worker.run_once()).sessions_batched == 1
+    assert await repo.read(state) in ("batched", "paid", "unpaid")
+
+
 async def test_a_hosts_station_waits_until_registered_then_pays_the_host(
     repo: Any, memory_chain: Chain
 ) -> None:
