@@ -8,11 +8,13 @@ phase. The fleet grows in steps on one running server; after each step the load 
 for one meter interval, then every answer inside a window of ``--window`` seconds is
 timed. The largest step with p99 under the bound and no error is the server's figure.
 
-Stations are spread over worker processes and over several loopback source addresses
-(127.0.0.2, 127.0.0.3, ...). The load generator is ``bench.loadgen``'s station (not the
-project's simulator); the servers are those of ``bench.throughput``. One process can hold
-no more file descriptors than its limit (``ulimit -n``), so that limit bounds the steps:
-the run says so.
+Stations connect at ``--connect-rate`` and, like real ones, retry a failed connection a
+few times after a random pause (the retries are counted); a station that never gets in is
+a connect failure. Stations are spread over worker processes and over several loopback
+source addresses (127.0.0.2, 127.0.0.3, ...). The load generator is ``bench.loadgen``'s
+station (not the project's simulator); the servers are those of ``bench.throughput``. One
+process can hold no more file descriptors than its limit (``ulimit -n``), so that limit
+bounds the steps: the run says so.
 
     python -m bench.fleet --fleet 2000 5000 10000 19000 --servers voltledger ocpp-rpc
 """
@@ -38,6 +40,7 @@ from bench.loadgen import Station, _percentile
 __all__ = ["main", "run"]
 
 P99_BOUND_MS = 100.0
+CONNECT_ATTEMPTS = 5
 
 
 class Paced:
@@ -140,6 +143,7 @@ async def _worker(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     next_index = args.first
+    retries = [0]
 
     def reply(obj: dict[str, Any]) -> None:
         sys.stdout.write(json.dumps(obj) + "\n")
@@ -158,14 +162,29 @@ async def _worker(args: argparse.Namespace) -> None:
                 next_index += 1
 
                 async def start(p: Paced = paced) -> None:
-                    await p.connect()
+                    # as a real station does: retry a refused or failed connection after
+                    # a random pause, a few times
+                    for attempt in range(CONNECT_ATTEMPTS):
+                        try:
+                            await p.connect()
+                            break
+                        except Exception:
+                            if attempt == CONNECT_ATTEMPTS - 1:
+                                raise
+                            retries[0] += 1
+                            if p.station.ws is not None:
+                                with contextlib.suppress(Exception):
+                                    await p.station.ws.close()
+                            p.station.ws = None
+                            await asyncio.sleep(random.uniform(1.0, 5.0) * (attempt + 1))
                     tasks.append(asyncio.create_task(p.run(window)))
 
                 pending.append(asyncio.create_task(start()))
                 await asyncio.sleep(max(0.0, began + (i + 1) / rate - loop.time()))
             for result in await asyncio.gather(*pending, return_exceptions=True):
                 failed += isinstance(result, BaseException)
-            reply({"connected": n - failed, "failed": failed})
+            reply({"connected": n - failed, "failed": failed, "retries": retries[0]})
+            retries[0] = 0
         elif "window" in command:
             begin, end = command["window"]
             window.open(begin, end)
@@ -213,7 +232,8 @@ def _split(n: int, parts: int) -> list[int]:
     return [n // parts + (1 if i < n % parts else 0) for i in range(parts)]
 
 
-def measure(kind: str, args: argparse.Namespace, db: str | None = None) -> dict[str, Any]:
+def measure(kind: str, args: argparse.Namespace, db: str | None = None,
+            label: str | None = None) -> dict[str, Any]:
     """Grow a fleet step by step on one server of ``kind``; the figures of every step."""
     steps: list[dict[str, Any]] = []
     with server(kind, db=db) as (port, proc):
@@ -226,6 +246,7 @@ def measure(kind: str, args: argparse.Namespace, db: str | None = None) -> dict[
                                      for n in _split(add, args.procs)])
                 held = size
                 connected_now = sum(a["connected"] for a in answers)
+                retried = sum(a["retries"] for a in answers)
                 time.sleep(args.meter_interval)  # the new stations reach their rhythm
                 begin = time.time() + 0.5
                 answers = fleet.ask([{"window": [begin, begin + args.window]}] * args.procs)
@@ -235,14 +256,15 @@ def measure(kind: str, args: argparse.Namespace, db: str | None = None) -> dict[
                 errors = sum(a["errors"] for a in answers)
                 dropped = sum(a["dropped"] for a in answers)
                 failed = add - connected_now
-                step = {"stations": size, "connect_failures": failed, "dropped": dropped,
+                step = {"stations": size, "connect_failures": failed,
+                        "connect_retries": retried, "dropped": dropped,
                         "messages_per_s": round(sum(hist.values()) / args.window, 1),
                         "p50_ms": _percentile(hist, 0.50), "p99_ms": _percentile(hist, 0.99),
                         "errors": errors, "rss_mib": round(rss_kib(proc.pid) / 1024, 1)}
                 step["ok"] = (step["p99_ms"] < P99_BOUND_MS and errors == 0 and failed == 0
                               and dropped == 0)
                 steps.append(step)
-                print(json.dumps({"server": kind, **step}), file=sys.stderr)
+                print(json.dumps({"server": label or kind, **step}), file=sys.stderr)
                 if not step["ok"]:
                     break
         finally:
@@ -271,7 +293,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 if url is None:
                     out["servers"][kind] = {"skipped": f"no PostgreSQL at {args.postgres}"}
                     continue
-                out["servers"][kind] = measure("voltledger", args, db=url)
+                out["servers"][kind] = measure("voltledger", args, db=url, label=kind)
             continue
         out["servers"][kind] = measure(kind, args)
     if max(args.fleet) >= fd_limit - 100:
@@ -295,7 +317,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--window", type=float, default=60.0)
     parser.add_argument("--procs", type=int, default=4)
     parser.add_argument("--sources", type=int, default=4, help="loopback source addresses")
-    parser.add_argument("--connect-rate", type=float, default=1000.0,
+    parser.add_argument("--connect-rate", type=float, default=500.0,
                         help="new connections per second, in all")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)

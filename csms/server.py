@@ -45,6 +45,7 @@ from websockets.typing import Subprotocol
 
 from csms.config import COMPRESSION_MODES, Settings
 from csms.domain.model import Station
+from csms.gcpolicy import POLICY as GC_POLICY
 from csms.link import (
     CallFailed,
     CallTimeout,
@@ -266,6 +267,7 @@ class CentralSystem:
         self.gates = {name: HandshakeGate(name, settings.max_handshakes, self.metrics)
                       for name in ("ws", "wss")}
         self.trimmer = MemoryTrimmer()
+        self._gc_policy = False
 
     def _verify(self, password: str, stored: str) -> bool:
         """One scrypt check (in a thread of the login guard), counted for /metrics."""
@@ -304,7 +306,11 @@ class CentralSystem:
             close_timeout=s.close_timeout, write_buffer_limit=s.write_buffer_limit,
             # A peer that takes no data for as long as it may take to answer a ping
             # is treated like one that does not answer it.
-            drain_timeout=s.ping_timeout or s.call_timeout, on_gone=self.trimmer.closed_one)
+            drain_timeout=s.ping_timeout or s.call_timeout, on_gone=self._socket_gone)
+
+    def _socket_gone(self) -> None:
+        self.trimmer.closed_one()
+        GC_POLICY.connection_closed(len(self.connections))
 
     async def start(self) -> None:
         options: dict[str, Any] = {
@@ -350,6 +356,9 @@ class CentralSystem:
                      self.node_id)
         if self._tls_server is not None:
             log.info("= listening on wss://%s:%s (TLS)", self.settings.host, self.tls_port)
+        if not self._gc_policy:
+            self._gc_policy = True
+            GC_POLICY.install()  # no full-heap walks while thousands of stations wait
 
     async def stop(self) -> None:
         for server in (self._server, self._tls_server):
@@ -361,6 +370,9 @@ class CentralSystem:
             gate.close()
         self.logins.close()
         await self.trimmer.close()
+        if self._gc_policy:
+            self._gc_policy = False
+            GC_POLICY.uninstall()
 
     # -- handshake -----------------------------------------------------------
     def _refuse(self, connection: ServerConnection, status: HTTPStatus, text: str,
