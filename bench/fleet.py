@@ -34,8 +34,9 @@ import time
 from collections import Counter
 from typing import Any
 
+from bench import loadgen
 from bench.common import node_peer_ready, rss_kib, server
-from bench.loadgen import Station, _percentile
+from bench.loadgen import Station, _percentile, timed
 
 __all__ = ["main", "run"]
 
@@ -55,14 +56,8 @@ class Paced:
         self.meters = 0
 
     async def connect(self) -> None:
-        import websockets
-
         st = self.station
-        st.ws = await websockets.connect(
-            st.url, subprotocols=[f"ocpp{st.ocpp}"],  # type: ignore[list-item]
-            open_timeout=120, ping_interval=None, max_size=2**20, compression=None,
-            local_addr=(self.source, 0))
-        asyncio.get_running_loop().create_task(st._read())
+        await st.connect(local_addr=(self.source, 0), open_timeout=120)
         await st.call(*st.boot())
 
     async def run(self, window: Window) -> None:
@@ -71,67 +66,45 @@ class Paced:
         now = loop.time()
         next_meter = now + random.uniform(0, self.meter_interval)
         next_beat = now + random.uniform(0, self.heartbeat_interval)
-
-        async def timed(message: tuple[str, dict[str, Any]]) -> dict[str, Any]:
-            sent = time.time()
-            try:
-                result = await st.call(*message)
-            except Exception:
-                window.error()
-                raise
-            window.record(sent, time.time())
-            return result
-
         while True:
             await asyncio.sleep(max(0.0, min(next_meter, next_beat) - loop.time()))
             try:
                 if loop.time() >= next_beat:
                     next_beat += self.heartbeat_interval
-                    await timed(("Heartbeat", {}))
+                    await timed(st, window, ("Heartbeat", {}))
                 if loop.time() >= next_meter:
                     next_meter += self.meter_interval
-                    await self._meter(timed)
+                    await self._meter(window)
             except Exception:
                 if st.ws is None or st.ws.state.name != "OPEN":
                     window.dropped += 1
                     return
 
-    async def _meter(self, timed: Any) -> None:
+    async def _meter(self, window: Window) -> None:
         st = self.station
         if self.transaction is None:
-            await timed(st.authorize())
-            started = await timed(st.start())
-            self.transaction = (started.get("transactionId") if st.ocpp == "1.6"
-                                else f"{st.ident}-{st.tx}")
+            await timed(st, window, st.authorize())
+            self.transaction = st.transaction_of(await timed(st, window, st.start()))
             self.meters = 0
-        await timed(st.meter(self.transaction))
+        await timed(st, window, st.meter(self.transaction))
         self.meters += 1
         if self.meters >= self.session_meters:
             transaction, self.transaction = self.transaction, None
-            await timed(st.stop(transaction))
+            await timed(st, window, st.stop(transaction))
 
 
-class Window:
-    """Latencies of the answers inside the current window (0.1 ms units)."""
+class Window(loadgen.Window):
+    """The load generator's window, opened anew for each step; stations whose
+    connection dropped are counted too."""
 
     def __init__(self) -> None:
-        self.begin = self.end = 0.0
-        self.latencies: Counter[int] = Counter()
-        self.errors = 0
+        super().__init__(0.0, 0.0)
         self.dropped = 0
 
     def open(self, begin: float, end: float) -> None:
         self.begin, self.end = begin, end
         self.latencies.clear()
         self.errors = 0
-
-    def record(self, sent: float, done: float) -> None:
-        if self.begin <= done < self.end:
-            self.latencies[round((done - sent) * 10_000)] += 1
-
-    def error(self) -> None:
-        if self.begin <= time.time() < self.end:
-            self.errors += 1
 
 
 async def _worker(args: argparse.Namespace) -> None:

@@ -29,7 +29,7 @@ from typing import Any
 
 import websockets
 
-__all__ = ["main", "run"]
+__all__ = ["Station", "Window", "main", "run", "timed"]
 
 METERS_PER_SESSION = 10
 CALL_TIMEOUT = 30.0
@@ -50,10 +50,12 @@ class Station:
         self.energy = 1_000_000
         self.tx = 0
 
-    async def connect(self) -> None:
+    async def connect(self, local_addr: tuple[str, int] | None = None,
+                      open_timeout: float = 60) -> None:
         self.ws = await websockets.connect(
             self.url, subprotocols=[f"ocpp{self.ocpp}"],  # type: ignore[list-item]
-            open_timeout=60, ping_interval=None, max_size=2**20, compression=None)
+            open_timeout=open_timeout, ping_interval=None, max_size=2**20, compression=None,
+            local_addr=local_addr)
         asyncio.get_running_loop().create_task(self._read())
 
     async def _read(self) -> None:
@@ -126,6 +128,10 @@ class Station:
                 {"value": self.energy, "measurand": "Energy.Active.Import.Register",
                  "context": "Transaction.Begin", "unitOfMeasure": {"unit": "Wh"}}]}]}
 
+    def transaction_of(self, started: dict[str, Any]) -> Any:
+        """The transaction a start opened: 1.6's from the answer, 2.0.1's our own."""
+        return started.get("transactionId") if self.ocpp == "1.6" else f"{self.ident}-{self.tx}"
+
     def meter(self, transaction: Any) -> tuple[str, dict[str, Any]]:
         if self.ocpp == "1.6":
             return "MeterValues", {"connectorId": 1, "transactionId": transaction,
@@ -168,25 +174,27 @@ class Window:
             self.errors += 1
 
 
-async def _charge(station: Station, window: Window) -> None:
-    async def timed(message: tuple[str, dict[str, Any]]) -> dict[str, Any]:
-        sent = time.time()
-        try:
-            result = await station.call(*message)
-        except Exception:
-            window.error()
-            raise
-        window.record(sent, time.time())
-        return result
+async def timed(station: Station, window: Window,
+                message: tuple[str, dict[str, Any]]) -> dict[str, Any]:
+    """One call, its answer's latency (or its failure) counted in the window."""
+    sent = time.time()
+    try:
+        result = await station.call(*message)
+    except Exception:
+        window.error()
+        raise
+    window.record(sent, time.time())
+    return result
 
+
+async def _charge(station: Station, window: Window) -> None:
     while time.time() < window.end:
-        await timed(station.authorize())
-        started = await timed(station.start())
-        transaction = started.get("transactionId") if station.ocpp == "1.6" else \
-            f"{station.ident}-{station.tx}"
+        await timed(station, window, station.authorize())
+        transaction = station.transaction_of(
+            await timed(station, window, station.start()))
         for _ in range(METERS_PER_SESSION):
-            await timed(station.meter(transaction))
-        await timed(station.stop(transaction))
+            await timed(station, window, station.meter(transaction))
+        await timed(station, window, station.stop(transaction))
 
 
 async def _worker(url: str, idents: list[str], ocpp: str, t0: float, warmup: float,
