@@ -8,10 +8,12 @@ NPM_PKGS := @foundry-rs/anvil@1.7.1 ocpp-rpc@2.2.1
 # @noble/curves, @noble/hashes, pinned in web/package-lock.json)
 WEB_PAGE := web/verify/dist/verify.html
 WEB_SRC  := web/verify/index.html web/verify/build.mjs $(wildcard web/verify/src/*.js)
+# the operator console's htmx, htmx-ext-sse and uPlot, copied into the package it serves them from
+CONSOLE_ASSETS := csms/admin/console/static/vendor/.installed
 
 .PHONY: install demo test lint unit bench bench-quick clean
 
-install: $(VENV)/.installed $(TOOLS)/.installed $(WEB_PAGE)
+install: $(VENV)/.installed $(TOOLS)/.installed $(WEB_PAGE) $(CONSOLE_ASSETS)
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -35,6 +37,10 @@ web/node_modules/.installed: web/package.json web/package-lock.json
 $(WEB_PAGE): web/node_modules/.installed $(WEB_SRC)
 	node web/verify/build.mjs
 
+$(CONSOLE_ASSETS): web/node_modules/.installed web/console/build.mjs
+	node web/console/build.mjs
+	@touch $@
+
 demo: install
 	$(VENV)/bin/csms demo
 
@@ -55,4 +61,4 @@ bench-quick: install
 	$(PY) -m bench.throughput --stations 200 --duration 20 --ocpp 1.6
 
 clean:
-	rm -rf $(VENV) $(TOOLS) web/node_modules web/verify/dist build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS) web/node_modules web/verify/dist csms/admin/console/static/vendor build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -128,6 +128,9 @@ class AdminApi:
         self.operator = OperatorCommands(central, repo, bus)
         self._runner: web.AppRunner | None = None
         self.app = web.Application(middlewares=[self._auth, self._bad_query])
+        from csms.admin.console import Console
+
+        self.console = Console(self)
         self.app.add_routes([
             web.get("/health", self.health),
             web.get("/openapi.json", self.openapi),
@@ -139,6 +142,8 @@ class AdminApi:
             web.get("/audit", self.audit),
             web.post("/stations/{station_id}/commands/{command}", self.command),
         ])
+        # the operator console: pages with a login of their own (csms.admin.console)
+        self.app.add_subapp("/console", self.console.app)
 
     async def start(self) -> None:
         if not is_loopback(self.host):
@@ -159,13 +164,15 @@ class AdminApi:
         log.info("= admin API on http://%s:%d", self.host, self.port)
 
     async def stop(self) -> None:
+        self.console.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
 
     @web.middleware
     async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        if request.path == "/health":
+        if request.path == "/health" or request.path.startswith("/console/"):
+            # the console checks its own login cookie and CSRF token
             response: web.StreamResponse = await handler(request)
             return response
         header = request.headers.get("Authorization", "")
@@ -279,6 +286,15 @@ class AdminApi:
             return _error(400, "the body must be a JSON object")
         timeout = body.pop("timeout", None)
         actor = request.headers.get("X-Actor") or f"admin@{request.remote}"
+        status, result = await self.audited_command(actor, station_id, command, body, timeout)
+        return _json(result, status)
+
+    async def audited_command(
+        self, actor: str, station_id: str, command: str, body: dict[str, Any],
+        timeout: Any = None,
+    ) -> tuple[int, dict[str, Any]]:
+        """Run an operator command and write it to the audit log (the API's and the
+        console's path)."""
         status, result = await self.run_command(station_id, command, body, timeout)
         ok = status == 200
         # what the audit trail keeps: no credential, neither sent nor answered
@@ -292,7 +308,7 @@ class AdminApi:
 
         await self.repo.unit(audit)
         self.metrics.commands.labels(*command_labels(command, status, result)).inc()
-        return _json(result, status)
+        return status, result
 
     async def run_command(
         self, station_id: str, command: str, args: dict[str, Any], timeout: Any = None,

@@ -165,6 +165,46 @@ class Tx(Protocol):
     async def set_batch_sessions(self, batch_id: int, state: str,
                                  unpaid: dict[int, int]) -> None: ...
 
+    # the operator console's pages: a page at a time, by an index (keyset on the id)
+    async def list_stations_page(self, after: str | None, limit: int) -> list[Station]:
+        """Stations in id order, those after ``after``."""
+        ...
+    async def list_connectors_of(self, station_ids: list[str]) -> list[dict[str, Any]]: ...
+    async def count_stations_by_node(self) -> dict[str | None, int]:
+        """How many stations each node holds the socket of (None: no socket)."""
+        ...
+    async def list_sessions_page(
+        self, *, station_id: str | None, id_tag: str | None, status: str | None,
+        before: int | None, limit: int,
+    ) -> list[Session]:
+        """Sessions newest first, ids below ``before``; ``status`` active or completed."""
+        ...
+    async def unsettled_sessions(self, before: int | None, limit: int) -> list[Session]:
+        """Completed sessions the settlement worker has not taken (neither queued nor
+        batched), newest first: the held ones are among them."""
+        ...
+    async def latest_power_samples(self, session_ids: list[int],
+                                   measurand: str) -> list[dict[str, Any]]:
+        """Each session's latest sample of ``measurand`` (all phases together):
+        session_id, ts, value, unit, multiplier."""
+        ...
+    async def energy_stopped_since(self, at: datetime) -> int:
+        """Wh of the sessions stopped at or after ``at``."""
+        ...
+    async def list_batches_page(self, before: int | None, limit: int) -> list[dict[str, Any]]:
+        """Settlement batches newest first, without their raw transactions."""
+        ...
+    async def batch_sessions(self, batch_id: int) -> list[dict[str, Any]]:
+        """The sessions of a batch and what each paid: id, station_id, id_tag, energy_wh,
+        price_minor, currency, settlement_state, unpaid_reason, position."""
+        ...
+    async def list_audit_page(self, before: int | None, limit: int) -> list[dict[str, Any]]: ...
+    async def list_tags_page(self, after: str | None, limit: int) -> list[IdTag]: ...
+    async def insert_sessions(self, sessions: list[Session]) -> None:
+        """Many sessions in one statement (imports, the scale benchmark); each must carry
+        its transaction id."""
+        ...
+
 
 class Repository(Protocol):
     """A database: units of work (group-committed) and read-only queries."""

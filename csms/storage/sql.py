@@ -557,6 +557,120 @@ class SqlTx(SettlementSql, ABC):
             return None
         return str(row["holder"]), datetime.fromisoformat(row["expires_at"])
 
+    # -- the operator console's pages (indexes: migrations 0030_console.sql) -----------
+    async def list_stations_page(self, after: str | None, limit: int) -> list[Station]:
+        if after is None:
+            rows = await self.fetchall("SELECT * FROM stations ORDER BY id LIMIT ?", limit)
+        else:
+            rows = await self.fetchall(
+                "SELECT * FROM stations WHERE id > ? ORDER BY id LIMIT ?", after, limit)
+        return [_station(r) for r in rows]
+
+    async def list_connectors_of(self, station_ids: list[str]) -> list[dict[str, Any]]:
+        if not station_ids:
+            return []
+        marks = ", ".join("?" for _ in station_ids)
+        return await self.fetchall(
+            f"SELECT * FROM connectors WHERE station_id IN ({marks})"
+            " ORDER BY station_id, evse_id, connector_id", *station_ids)
+
+    async def count_stations_by_node(self) -> dict[str | None, int]:
+        rows = await self.fetchall(
+            "SELECT connected_node, count(*) AS n FROM stations GROUP BY connected_node")
+        return {r["connected_node"]: int(r["n"]) for r in rows}
+
+    async def list_sessions_page(
+        self, *, station_id: str | None, id_tag: str | None, status: str | None,
+        before: int | None, limit: int,
+    ) -> list[Session]:
+        where: list[str] = []
+        params: list[Any] = []
+        for column, value in (("station_id", station_id), ("id_tag", id_tag),
+                              ("status", status)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if before is not None:
+            where.append("id < ?")
+            params.append(before)
+        sql = "SELECT * FROM sessions"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id DESC LIMIT ?"
+        return [_session(r) for r in await self.fetchall(sql, *params, limit)]
+
+    async def unsettled_sessions(self, before: int | None, limit: int) -> list[Session]:
+        rows = await self.fetchall(
+            "SELECT * FROM sessions s WHERE s.status = ? AND s.settlement_state IS NULL"
+            " AND s.id < ? AND NOT EXISTS (SELECT 1 FROM settlement_queue q"
+            " WHERE q.session_id = s.id) AND NOT EXISTS (SELECT 1 FROM batch_items b"
+            " WHERE b.session_id = s.id) ORDER BY s.id DESC LIMIT ?",
+            SessionStatus.COMPLETED.value, before if before is not None else 2**62, limit)
+        return [_session(r) for r in rows]
+
+    async def latest_power_samples(self, session_ids: list[int],
+                                   measurand: str) -> list[dict[str, Any]]:
+        if not session_ids:
+            return []
+        marks = ", ".join("?" for _ in session_ids)
+        # the latest timestamp of each session, then every phase's value at that time
+        return await self.fetchall(
+            "SELECT m.session_id, m.ts, m.value, m.unit, m.multiplier, m.phase"
+            " FROM meter_samples m JOIN (SELECT session_id, max(ts) AS ts FROM meter_samples"
+            f" WHERE session_id IN ({marks}) AND measurand = ? GROUP BY session_id) last"
+            " ON last.session_id = m.session_id AND last.ts = m.ts WHERE m.measurand = ?"
+            " ORDER BY m.session_id, m.id", *session_ids, measurand, measurand)
+
+    async def energy_stopped_since(self, at: datetime) -> int:
+        row = await self.fetchone(
+            "SELECT coalesce(sum(energy_wh), 0) AS wh FROM sessions WHERE stopped_at >= ?",
+            dt_to_db(at))
+        return int(row["wh"]) if row else 0
+
+    async def list_batches_page(self, before: int | None, limit: int) -> list[dict[str, Any]]:
+        return await self.fetchall(
+            "SELECT id, state, root, count, chain_id, contract, nonce, tx_hash, block_number,"
+            " gas_used, error, created_at, updated_at, first_seq FROM batches WHERE id < ?"
+            " ORDER BY id DESC LIMIT ?", before if before is not None else 2**62, limit)
+
+    async def batch_sessions(self, batch_id: int) -> list[dict[str, Any]]:
+        return await self.fetchall(
+            "SELECT s.id, s.station_id, s.id_tag, s.energy_wh, s.price_minor, s.currency,"
+            " s.settlement_state, s.unpaid_reason, bi.position FROM batch_items bi"
+            " JOIN sessions s ON s.id = bi.session_id WHERE bi.batch_id = ?"
+            " ORDER BY bi.position", batch_id)
+
+    async def list_audit_page(self, before: int | None, limit: int) -> list[dict[str, Any]]:
+        rows = await self.fetchall(
+            "SELECT * FROM audit_log WHERE id < ? ORDER BY id DESC LIMIT ?",
+            before if before is not None else 2**62, limit)
+        for r in rows:
+            r["request"] = orjson.loads(r["request"])
+            r["result"] = orjson.loads(r["result"])
+            r["ok"] = bool(r["ok"])
+        return rows
+
+    async def list_tags_page(self, after: str | None, limit: int) -> list[IdTag]:
+        rows = await self.fetchall(
+            "SELECT * FROM id_tags WHERE tag > ? ORDER BY tag LIMIT ?", after or "", limit)
+        return [IdTag(r["tag"], r["status"], dt_from_db(r["expires_at"]), r["parent"])
+                for r in rows]
+
+    async def insert_sessions(self, sessions: list[Session]) -> None:
+        now = dt_to_db(datetime.now(UTC))
+        for s in sessions:
+            if not s.transaction_id:
+                raise ValueError("insert_sessions needs each session's transaction id")
+        await self.execute_many(
+            "INSERT INTO sessions (station_id, connector_id, evse_id, id_tag, auth_status,"
+            " ocpp_version, transaction_id, started_at, stopped_at, reported_meter_start_wh,"
+            " reported_meter_stop_wh, meter_start_wh, meter_stop_wh, energy_wh, status,"
+            " stop_reason, flags, last_seq_no, start_key, created_at, updated_at,"
+            " price_minor, currency, settlement_state)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(*self._session_values(s, s.transaction_id), now, now, s.price_minor, s.currency,
+              s.settlement_state) for s in sessions])
+
 
 def _iso_local(at: datetime) -> str:
     """Times of the cluster tables, as the callers give them (their offset kept)."""

@@ -413,6 +413,78 @@ class MemoryTx(Tx):
     async def set_batch_sessions(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError("set_batch_sessions: not faked in memory")
 
+    # -- the operator console's pages ----------------------------------------------
+    async def list_stations_page(self, after: str | None, limit: int) -> list[Station]:
+        return [copy.deepcopy(st) for key, st in sorted(self.s.stations.items())
+                if after is None or key > after][:limit]
+
+    async def list_connectors_of(self, station_ids: list[str]) -> list[dict[str, Any]]:
+        wanted = set(station_ids)
+        return [dict(c) for key, c in sorted(self.s.connectors.items()) if key[0] in wanted]
+
+    async def count_stations_by_node(self) -> dict[str | None, int]:
+        counts: dict[str | None, int] = {}
+        for st in self.s.stations.values():
+            counts[st.connected_node] = counts.get(st.connected_node, 0) + 1
+        return counts
+
+    async def list_sessions_page(
+        self, *, station_id: str | None, id_tag: str | None, status: str | None,
+        before: int | None, limit: int,
+    ) -> list[Session]:
+        out = [s for key, s in sorted(self.s.sessions.items(), reverse=True)
+               if (station_id is None or s.station_id == station_id)
+               and (id_tag is None or s.id_tag == id_tag)
+               and (status is None or s.status.value == status)
+               and (before is None or key < before)]
+        return [copy.deepcopy(s) for s in out[:limit]]
+
+    async def unsettled_sessions(self, before: int | None, limit: int) -> list[Session]:
+        # batches are not faked here: the queue and the worker's column are
+        out = [s for key, s in sorted(self.s.sessions.items(), reverse=True)
+               if s.status is SessionStatus.COMPLETED and s.settlement_state is None
+               and key not in self.s.settlement_queue and (before is None or key < before)]
+        return [copy.deepcopy(s) for s in out[:limit]]
+
+    async def latest_power_samples(self, session_ids: list[int],
+                                   measurand: str) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for sid in session_ids:
+            mine = [r["sample"] for r in self.s.samples
+                    if r["session_id"] == sid and r["sample"].measurand == measurand]
+            if not mine:
+                continue
+            last = max(m.timestamp for m in mine)
+            out += [{"session_id": sid, "ts": m.timestamp.isoformat(), "value": m.value,
+                     "unit": m.unit, "multiplier": m.multiplier, "phase": m.phase}
+                    for m in mine if m.timestamp == last]
+        return out
+
+    async def energy_stopped_since(self, at: datetime) -> int:
+        return sum(s.energy_wh or 0 for s in self.s.sessions.values()
+                   if s.stopped_at is not None and s.stopped_at >= at)
+
+    async def list_batches_page(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError("list_batches_page: not faked in memory")
+
+    async def batch_sessions(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError("batch_sessions: not faked in memory")
+
+    async def list_audit_page(self, before: int | None, limit: int) -> list[dict[str, Any]]:
+        return copy.deepcopy([a for a in self.s.audit[::-1]
+                              if before is None or a["id"] < before][:limit])
+
+    async def list_tags_page(self, after: str | None, limit: int) -> list[IdTag]:
+        return [copy.deepcopy(t) for key, t in sorted(self.s.tags.items())
+                if key > (after or "")][:limit]
+
+    async def insert_sessions(self, sessions: list[Session]) -> None:
+        for session in sessions:
+            if not session.transaction_id:
+                raise ValueError("insert_sessions needs each session's transaction id")
+            session.id = self._new_id()
+            self.s.sessions[session.id] = copy.deepcopy(session)
+
 
 class MemoryRepository(Repository):
     """Units of work on one :class:`MemoryState`; a unit that raises is undone."""

@@ -1,0 +1,334 @@
+"""The operator console over real HTTP on a running central system: logins, CSRF, the
+pages, the audited actions, and what a stranger, a hostile station and a dishonest
+operator would try."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+import pytest
+from yarl import URL
+
+from csms.admin.console import COOKIE
+from csms.service.ports import Tx
+from support import RunningServer
+from support.client import RawClient
+
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+class Browser:
+    """A cookie jar and the console's CSRF token, as a browser keeps them."""
+
+    def __init__(self, server: RunningServer, http: aiohttp.ClientSession) -> None:
+        self.server = server
+        self.http = http
+        self.csrf = ""
+
+    @property
+    def base(self) -> str:
+        return self.server.admin_url + "/console"
+
+    async def login(self, token: str | None = None) -> aiohttp.ClientResponse:
+        r = await self.http.post(self.base + "/login", allow_redirects=False,
+                                 data={"token": token or self.server.admin_token})
+        if r.status == 303:
+            page = await self.get("/")
+            found = CSRF.search(await page.text())
+            assert found is not None
+            self.csrf = found.group(1)
+        return r
+
+    async def get(self, path: str, **kw: Any) -> aiohttp.ClientResponse:
+        return await self.http.get(self.base + path, allow_redirects=False, **kw)
+
+    async def post(self, path: str, data: dict[str, str] | None = None, *,
+                   csrf: str | None = "mine", headers: dict[str, str] | None = None,
+                   ) -> aiohttp.ClientResponse:
+        form = dict(data or {})
+        if csrf is not None:
+            form["csrf_token"] = self.csrf if csrf == "mine" else csrf
+        return await self.http.post(self.base + path, data=form, allow_redirects=False,
+                                    headers=headers or {})
+
+
+@pytest.fixture
+async def browser(csms_server: RunningServer) -> AsyncIterator[Browser]:
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        yield Browser(csms_server, http)
+
+
+async def audit_rows(server: RunningServer) -> list[dict[str, Any]]:
+    async def work(tx: Tx) -> list[dict[str, Any]]:
+        return await tx.list_audit(100)
+
+    return list(await server.repo.read(work))
+
+
+async def test_without_a_login_pages_redirect_and_actions_are_refused(
+    browser: Browser,
+) -> None:
+    for path in ("/", "/stations", "/sessions", "/settlement", "/tags", "/tariffs", "/audit",
+                 "/sessions/1", "/stations/X"):
+        r = await browser.get(path)
+        assert r.status == 303 and r.headers["Location"] == "/console/login", path
+    assert (await browser.get("/events")).status == 401
+    r = await browser.post("/tags", {"tag": "STRANGER"}, csrf="anything")
+    assert r.status == 401
+    r = await browser.post("/stations/S1/commands/reset", {"type": "hard"}, csrf=None)
+    assert r.status == 401
+    login = await browser.get("/login")
+    assert login.status == 200
+    assert "script-src 'self'" in login.headers["Content-Security-Policy"]
+    assert login.headers["X-Frame-Options"] == "DENY"
+    # the API's bearer token is no login for the console, nor the other way round
+    r = await browser.get("/", headers={"Authorization": f"Bearer {browser.server.admin_token}"})
+    assert r.status == 303
+
+
+async def test_login_sets_a_strict_http_only_cookie_and_logout_ends_it(
+    browser: Browser,
+) -> None:
+    r = await browser.login()
+    assert r.status == 303 and r.headers["Location"] == "/console/"
+    cookie = r.headers["Set-Cookie"]
+    assert cookie.startswith(f"{COOKIE}=")
+    for attribute in ("HttpOnly", "SameSite=Strict", "Path=/console", "Max-Age="):
+        assert attribute in cookie, cookie
+    assert "Secure" not in cookie  # plain HTTP on loopback; behind TLS it is Secure
+    assert browser.server.admin_token not in cookie
+    assert (await browser.get("/")).status == 200
+    r = await browser.post("/logout")
+    assert r.status == 303
+    assert (await browser.get("/")).status == 303  # the login is gone on the server too
+
+
+async def test_a_wrong_token_is_refused_and_guessing_is_limited(browser: Browser) -> None:
+    for _ in range(5):
+        r = await browser.login("not-the-token")
+        assert r.status == 401
+        assert COOKIE not in r.headers.get("Set-Cookie", "")
+    r = await browser.login("not-the-token")
+    assert r.status == 429
+    # even the right token waits: the address used its attempts
+    r = await browser.login()
+    assert r.status == 429
+
+
+async def test_a_cookie_from_another_server_or_made_up_is_refused(
+    browser: Browser, csms_server: RunningServer,
+) -> None:
+    await browser.login()
+    stolen = {COOKIE: "x" * 43}
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as other:
+        r = await other.get(browser.base + "/", cookies=stolen, allow_redirects=False)
+        assert r.status == 303
+    # the cookie of this server after a restart (logins live in the process): refused
+    cookie = next(c.value for c in browser.http.cookie_jar if c.key == COOKIE)
+    await csms_server.restart()
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as other:
+        r = await other.get(csms_server.admin_url + "/console/", cookies={COOKIE: cookie},
+                            allow_redirects=False)
+        assert r.status == 303
+
+
+async def test_every_post_needs_the_csrf_token_and_this_origin(browser: Browser) -> None:
+    await browser.login()
+    assert (await browser.post("/tags", {"tag": "T-NOCSRF"}, csrf=None)).status == 403
+    assert (await browser.post("/tags", {"tag": "T-BAD"}, csrf="x" * 43)).status == 403
+    r = await browser.post("/tags", {"tag": "T-ORIGIN"},
+                           headers={"Origin": "http://evil.example"})
+    assert r.status == 403
+    assert (await browser.post("/logout", csrf=None)).status == 403
+    # the header htmx sends works as the field does
+    r = await browser.http.post(browser.base + "/tags", data={"tag": "T-HEADER"},
+                                headers={"X-CSRF-Token": browser.csrf},
+                                allow_redirects=False)
+    assert r.status == 303
+    r = await browser.post("/tags", {"tag": "T-FIELD"},
+                           headers={"Origin": browser.server.admin_url})
+    assert r.status == 303
+    tags = await (await browser.get("/tags")).text()
+    assert "T-HEADER" in tags and "T-FIELD" in tags
+    assert "T-NOCSRF" not in tags and "T-BAD" not in tags and "T-ORIGIN" not in tags
+
+
+async def test_tags_and_tariffs_are_added_blocked_and_audited(
+    browser: Browser, csms_server: RunningServer,
+) -> None:
+    await browser.login()
+    await csms_server.add_station("TT1")
+    assert (await browser.post("/tags", {"tag": "CARD-1"})).status == 303
+    assert (await browser.post("/tags/CARD-1/block")).status == 303
+    assert (await browser.post("/tags/NOBODY/block")).status == 404
+    assert (await browser.post("/tags", {"tag": "x" * 37})).status == 400
+    assert (await browser.post("/tags", {"tag": "C2", "status": "superuser"})).status == 400
+    r = await browser.post("/tariffs", {"station": "TT1", "per_kwh": "0.42",
+                                        "session_fee": "0.5", "currency": "EUR"})
+    assert r.status == 303
+    for bad in ({"station": "TT1", "per_kwh": "-1"}, {"station": "TT1", "per_kwh": "NaN"},
+                {"station": "TT1", "per_kwh": "abc"}, {"station": "a:b", "per_kwh": "1"},
+                {"station": "TT1", "per_kwh": "1", "currency": "€<>"}):
+        assert (await browser.post("/tariffs", bad)).status == 400, bad
+    assert (await browser.post("/tariffs", {"station": "NOPE", "per_kwh": "1"})).status == 404
+    page = await (await browser.get("/tariffs")).text()
+    assert "0.42" in page
+    tag = await csms_server.repo.read(lambda tx: tx.get_tag("CARD-1"))
+    assert tag.status == "blocked"
+    audit = await audit_rows(csms_server)
+    actions = [(a["action"], a["target"]) for a in audit]
+    assert ("tags.add", "CARD-1") in actions and ("tags.block", "CARD-1") in actions
+    assert ("tariffs.set", "TT1") in actions
+    assert all(a["actor"].startswith("console@") for a in audit)
+    assert len(audit) == 3  # refused requests changed nothing
+    shown = await (await browser.get("/audit")).text()
+    assert "tags.block" in shown and "console@" in shown
+
+
+async def test_commands_go_through_the_audited_path(
+    browser: Browser, csms_server: RunningServer,
+) -> None:
+    await browser.login()
+    await csms_server.add_station("CMD1")
+    r = await browser.post("/stations/CMD1/commands/reset", {"type": "soft"})
+    assert r.status == 200
+    assert "not connected" in await r.text()
+    async with await RawClient.connect(csms_server.url, "CMD1", ["ocpp1.6"]) as c:
+        await c.result("BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"})
+
+        async def station() -> None:
+            call = await c.calls.get()
+            assert call[2] == "UnlockConnector" and call[3] == {"connectorId": 1}
+            await c.answer(call[1], {"status": "Unlocked"})
+
+        task = asyncio.create_task(station())
+        r = await browser.post("/stations/CMD1/commands/unlock", {"connector": "1"})
+        await task
+        text = await r.text()
+        assert r.status == 200 and "Unlocked" in text, text
+    # what the console does not offer, and arguments that are not numbers
+    assert (await browser.post("/stations/CMD1/commands/set-password",
+                               {"password": "x" * 20})).status == 404
+    assert (await browser.post("/stations/CMD1/commands/unlock",
+                               {"connector": "1; drop"})).status == 400
+    audit = await audit_rows(csms_server)
+    assert [(a["action"], a["target"], a["ok"]) for a in audit][::-1] == [
+        ("reset", "CMD1", False), ("unlock", "CMD1", True)]
+    assert all(a["actor"].startswith("console@127.0.0.1") for a in audit)
+
+
+async def test_a_hostile_station_s_strings_render_escaped(
+    browser: Browser, csms_server: RunningServer,
+) -> None:
+    evil = "<script>alert(1)</script>"
+    sid = "X<img src=x onerror=alert(1)>"
+    await csms_server.add_station(sid)
+    async with await RawClient.connect(csms_server.url, sid, ["ocpp1.6"]) as c:
+        await c.result("BootNotification", {"chargePointVendor": evil[:20],
+                                            "chargePointModel": "<b>m</b>",
+                                            "firmwareVersion": "\"'><svg onload=x>"})
+        await csms_server.add_tag("<i>tag</i>")
+        await c.result("StartTransaction", {"connectorId": 1, "idTag": "<i>tag</i>",
+                                            "meterStart": 0,
+                                            "timestamp": datetime.now(UTC).isoformat()})
+    await browser.login()
+    pages = [await (await browser.get(p)).text() for p in (
+        "/stations", "/stations/" + aiohttp.helpers.quote(sid, safe=""), "/sessions",
+        "/sessions/1", "/tags")]
+    joined = "\n".join(pages)
+    assert "<script>alert" not in joined and "<img src=x" not in joined
+    assert "<svg onload" not in joined and "<i>tag</i>" not in joined
+    assert "&lt;script&gt;alert" in joined and "&lt;img src=x onerror=alert(1)&gt;" in joined
+
+
+async def test_pages_show_what_is_stored_and_refuse_bad_queries(
+    browser: Browser, csms_server: RunningServer,
+) -> None:
+    await browser.login()
+    await csms_server.add_station("P1")
+    await csms_server.add_tag("PT")
+    async with await RawClient.connect(csms_server.url, "P1", ["ocpp1.6"]) as c:
+        await c.result("BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"})
+        start = await c.result("StartTransaction", {
+            "connectorId": 1, "idTag": "PT", "meterStart": 1000,
+            "timestamp": datetime.now(UTC).isoformat()})
+        await c.result("MeterValues", {"connectorId": 1,
+                                       "transactionId": start["transactionId"],
+                                       "meterValue": [{"timestamp": datetime.now(UTC).isoformat(),
+                                                       "sampledValue": [
+                                                           {"value": "1500"},
+                                                           {"value": "7400",
+                                                            "measurand": "Power.Active.Import",
+                                                            "unit": "W"}]}]})
+        overview = await (await browser.get("/")).text()
+        assert 'id="stations-online">1<' in overview
+        assert 'id="active-sessions">1<' in overview
+        assert 'id="power-now">7.40 kW<' in overview
+        session = await (await browser.get("/sessions/1")).text()
+        assert "500 Wh so far" in session and "data-curve=" in session, session[-3000:]
+        await c.result("StopTransaction", {"transactionId": start["transactionId"],
+                                           "meterStop": 2000,
+                                           "timestamp": datetime.now(UTC).isoformat()})
+    listed = await (await browser.get("/sessions?station=P1&status=completed")).text()
+    assert 'data-session="1"' in listed
+    assert 'data-session="1"' not in await (await browser.get("/sessions?tag=OTHER")).text()
+    assert 'data-session="1"' not in await (await browser.get("/sessions?status=active")).text()
+    for path in ("/sessions?status=bogus", "/sessions?before=-1", "/sessions?station=a:b",
+                 "/sessions?x=1", "/stations?after=" + "x" * 60, "/audit?before=abc",
+                 "/sessions/abc", "/events?view=nothing", "/sessions?tag=" + "t" * 40):
+        r = await browser.get(path)
+        assert r.status in (400, 404), path
+    assert (await browser.get("/sessions/999")).status == 404
+    assert (await browser.get("/sessions/1/receipt")).status == 409  # not settled yet
+    for sneaky in ("/static/%2e%2e/app.py", "/static/..%2Fapp.py", "/static/%2e%2e%2fpages.py"):
+        r = await browser.http.get(URL(browser.base + sneaky, encoded=True))
+        assert r.status in (400, 403, 404), sneaky
+        assert "Console" not in await r.text()
+    assert (await browser.get("/static/console.js")).status == 200
+    for path in ("/settlement", "/tariffs", "/audit", "/stations", "/stations/P1"):
+        assert (await browser.get(path)).status == 200, path
+
+
+async def test_held_sessions_are_released_or_rejected_once_and_audited(
+    browser: Browser, csms_server: RunningServer,
+) -> None:
+    await browser.login()
+    await csms_server.add_station("H1")
+    async with await RawClient.connect(csms_server.url, "H1", ["ocpp1.6"]) as c:
+        await c.result("BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"})
+        for n in range(2):
+            # an unknown transaction's stop: recorded, held for a decision
+            await c.result("StopTransaction", {"transactionId": 900 + n, "meterStop": 5000,
+                                               "timestamp": datetime.now(UTC).isoformat()})
+    held = [s for s in await csms_server.sessions("H1")]
+    assert len(held) == 2
+    listed = await (await browser.get("/sessions?status=held")).text()
+    assert all(f'data-session="{s["id"]}"' in listed for s in held)
+    overview = await (await browser.get("/")).text()
+    assert re.search(r'id="held"><a [^>]*>2<', overview), overview
+    first, second = held[0]["id"], held[1]["id"]
+    assert (await browser.post(f"/sessions/{first}/release", {"reason": "checked"})).status == 303
+    assert (await browser.post(f"/sessions/{first}/reject")).status == 409  # decided already
+    assert (await browser.post(f"/sessions/{second}/reject", csrf=None)).status == 403
+    assert (await browser.post(f"/sessions/{second}/reject")).status == 303
+    audit = await audit_rows(csms_server)
+    assert [(a["action"], a["target"]) for a in audit][::-1] == [
+        ("sessions.release", str(first)), ("sessions.reject", str(second))]
+    assert audit[-1]["request"] == {"reason": "checked"}
+    assert all(a["actor"].startswith("console@") for a in audit)
+
+
+async def test_live_updates_stream_the_overview(browser: Browser) -> None:
+    await browser.login()
+    r = await browser.http.get(browser.base + "/events?view=overview")
+    assert r.status == 200 and r.headers["Content-Type"].startswith("text/event-stream")
+    line = await r.content.readline()
+    assert line == b"event: overview\n"
+    data = await r.content.readline()
+    assert data.startswith(b"data: ")
+    r.close()
