@@ -164,6 +164,9 @@ class Console:
         self.templates.filters["kw"] = lambda w: "" if w is None else f"{w / 1000:,.2f}"
         self.templates.filters["money"] = _money
         self.templates.filters["q"] = lambda v: quote(str(v), safe="")
+        from settlement.receipts import UNPAID_REASONS
+
+        self.templates.globals["unpaid_reasons"] = UNPAID_REASONS
         self.app = web.Application(middlewares=[self._guard], client_max_size=MAX_FORM)
         self.app.add_routes([
             web.get("/", self.overview),
@@ -257,7 +260,8 @@ class Console:
             response.headers["Content-Security-Policy"] = CSP
             response.headers["X-Content-Type-Options"] = "nosniff"
             response.headers["X-Frame-Options"] = "DENY"
-            response.headers["Referrer-Policy"] = "no-referrer"
+            # same-origin, not no-referrer: with no-referrer a browser sends "Origin: null"
+            response.headers["Referrer-Policy"] = "same-origin"
             if not path.startswith("/static/"):
                 response.headers["Cache-Control"] = "no-store"
             response.headers["Server-Timing"] = \
