@@ -640,6 +640,17 @@ class SqlTx(SettlementSql, ABC):
             " JOIN sessions s ON s.id = bi.session_id WHERE bi.batch_id = ?"
             " ORDER BY bi.position", batch_id)
 
+    async def batch_summaries(self, batch_ids: list[int]) -> list[dict[str, Any]]:
+        if not batch_ids:
+            return []
+        marks = ", ".join("?" for _ in batch_ids)
+        return await self.fetchall(
+            "SELECT bi.batch_id, s.settlement_state, s.currency, count(*) AS sessions,"
+            " coalesce(sum(s.price_minor), 0) AS amount_minor FROM batch_items bi"
+            f" JOIN sessions s ON s.id = bi.session_id WHERE bi.batch_id IN ({marks})"
+            " GROUP BY bi.batch_id, s.settlement_state, s.currency"
+            " ORDER BY bi.batch_id, s.settlement_state", *batch_ids)
+
     async def list_audit_page(self, before: int | None, limit: int) -> list[dict[str, Any]]:
         rows = await self.fetchall(
             "SELECT * FROM audit_log WHERE id < ? ORDER BY id DESC LIMIT ?",

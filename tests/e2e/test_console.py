@@ -199,7 +199,11 @@ async def test_an_operator_charges_settles_and_checks_a_receipt_in_the_console(
             batch = page.locator("section.batch").first
             await expect(batch).to_contain_text("finalized")
             await expect(batch).to_contain_text("0x")
+            await expect(batch.locator(".paid")).to_contain_text("1 paid")
             await page.screenshot(path=str(SHOTS / "settlement.png"), full_page=True)
+            await batch.locator("h2 a").click()
+            await expect(page.locator("tr[data-session]")).to_contain_text("paid")
+            await page.screenshot(path=str(SHOTS / "batch.png"), full_page=True)
             for name in ("tags", "tariffs", "audit"):
                 await page.goto(f"{console}/{name}")
                 await page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)

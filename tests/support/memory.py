@@ -470,6 +470,9 @@ class MemoryTx(Tx):
     async def batch_sessions(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError("batch_sessions: not faked in memory")
 
+    async def batch_summaries(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError("batch_summaries: not faked in memory")
+
     async def list_audit_page(self, before: int | None, limit: int) -> list[dict[str, Any]]:
         return copy.deepcopy([a for a in self.s.audit[::-1]
                               if before is None or a["id"] < before][:limit])

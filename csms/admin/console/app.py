@@ -127,11 +127,12 @@ def _station_arg(value: str | None) -> str | None:
     return value
 
 
-def _cursor_int(value: str | None) -> int | None:
+def _cursor_int(value: str | None, name: str = "before") -> int | None:
+    """An id: a cursor (``before``) or a record's id in a path."""
     if value is None or value == "":
         return None
     if not value.isdigit() or len(value) > 18:
-        raise Refused(400, f"before must be a session, batch or entry id, not {value[:20]!r}")
+        raise Refused(400, f"{name} must be a whole number, not {value[:20]!r}")
     return int(value)
 
 
@@ -182,6 +183,7 @@ class Console:
             web.get("/sessions/{session_id}/receipt", self.receipt),
             web.post("/sessions/{session_id}/{decision:release|reject}", self.decide),
             web.get("/settlement", self.settlement),
+            web.get("/settlement/{batch_id}", self.batch),
             web.get("/tags", self.tags),
             web.post("/tags", self.add_tag),
             web.post("/tags/{tag}/block", self.block_tag),
@@ -373,7 +375,7 @@ class Console:
         return self._page("session.html", request, d=data)
 
     async def _session_data(self, request: web.Request) -> dict[str, Any]:
-        session_id = _cursor_int(request.match_info["session_id"])
+        session_id = _cursor_int(request.match_info["session_id"], "session id")
         assert session_id is not None
         data = await self._read(lambda tx: pages.session_page(tx, session_id))
         if data is None:
@@ -384,7 +386,7 @@ class Console:
         self._no_query(request)
         from settlement.receipts import ReceiptNotReady, load_receipt
 
-        session_id = _cursor_int(request.match_info["session_id"])
+        session_id = _cursor_int(request.match_info["session_id"], "session id")
         assert session_id is not None
         try:
             receipt = await load_receipt(self.api.repo, session_id, None)
@@ -401,6 +403,15 @@ class Console:
         before = _cursor_int(query.get("before"))
         page = await self._read(lambda tx: pages.batches_page(tx, before))
         return self._page("settlement.html", request, page=page)
+
+    async def batch(self, request: web.Request) -> web.Response:
+        self._no_query(request)
+        batch_id = _cursor_int(request.match_info["batch_id"], "batch id")
+        assert batch_id is not None
+        data = await self._read(lambda tx: pages.batch_page(tx, batch_id))
+        if data is None:
+            raise Refused(404, f"no batch {batch_id}")
+        return self._page("batch.html", request, b=data)
 
     async def tags(self, request: web.Request) -> web.Response:
         query = self._query(request, {"after"})
@@ -460,7 +471,7 @@ class Console:
             data = await self._read(lambda tx: station_detail(tx, station_id))
             return "" if data is None else self._fragment("_station.html", s=data)
         if view == "session":
-            session_id = _cursor_int(key)
+            session_id = _cursor_int(key, "key")
             if session_id is None:
                 raise Refused(400, "id: missing")
             data = await self._read(lambda tx: pages.session_page(tx, session_id))
@@ -528,7 +539,7 @@ class Console:
                             content_type="text/html")
 
     async def decide(self, request: web.Request) -> web.Response:
-        session_id = _cursor_int(request.match_info["session_id"])
+        session_id = _cursor_int(request.match_info["session_id"], "session id")
         assert session_id is not None
         decision = "released" if request.match_info["decision"] == "release" else "rejected"
         form = await request.post()

@@ -27,6 +27,7 @@ __all__ = [
     "POWER",
     "SESSION_STATUSES",
     "Page",
+    "batch_page",
     "batches_page",
     "overview",
     "session_page",
@@ -206,17 +207,27 @@ async def session_page(tx: Tx, session_id: int) -> dict[str, Any] | None:
 
 
 async def batches_page(tx: Tx, before: int | None, limit: int = 20) -> Page:
-    """Settlement batches newest first, each with its sessions and what each paid."""
+    """Settlement batches newest first, each with what its sessions paid (per state and
+    currency); the sessions themselves are on the batch's page."""
     batches = await tx.list_batches_page(before, limit + 1)
     more = len(batches) > limit
     batches = batches[:limit]
-    rows = []
-    for b in batches:
-        sessions = await tx.batch_sessions(int(b["id"]))
-        rows.append({**b, "sessions": sessions,
-                     "paid_minor": sum(x["price_minor"] or 0 for x in sessions
-                                       if x["settlement_state"] == "paid")})
+    summaries: dict[int, list[dict[str, Any]]] = {}
+    for r in await tx.batch_summaries([int(b["id"]) for b in batches]):
+        summaries.setdefault(int(r["batch_id"]), []).append(r)
+    rows = [{**b, "summary": summaries.get(int(b["id"]), [])} for b in batches]
     return Page(rows, str(batches[-1]["id"]) if more and batches else None)
+
+
+async def batch_page(tx: Tx, batch_id: int) -> dict[str, Any] | None:
+    """One batch and each of its sessions with what it paid."""
+    batch = await tx.get_batch(batch_id)
+    if batch is None:
+        return None
+    keep = ("id", "state", "root", "count", "chain_id", "contract", "nonce", "tx_hash",
+            "block_number", "gas_used", "error", "created_at", "updated_at", "first_seq")
+    return {**{k: batch.get(k) for k in keep}, "sessions": await tx.batch_sessions(batch_id),
+            "summary": await tx.batch_summaries([batch_id])}
 
 
 def when(value: str | datetime | None) -> str:
