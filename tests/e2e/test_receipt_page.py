@@ -32,12 +32,13 @@ from csms.domain.model import IdTag
 from settlement.chain import AnvilNode, ContractParams, find_anvil, open_chain
 from settlement.receipts import RECORD_FIELDS
 from support import IN_CI, RunningServer
+from support.browser import ARTIFACTS as BROWSER_ARTIFACTS
+from support.browser import CHROMIUM
 from support.services import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = ROOT / "web" / "verify" / "dist" / "verify.html"
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = ROOT / "tmp" / "artifacts" / "receipt-page"
+ARTIFACTS = BROWSER_ARTIFACTS / "receipt-page"
 TAG = "PAGE-DRIVER"
 STATUS = re.compile(r"^(VALID|INVALID|UNVERIFIED) receipt$")
 SHOTS = {"signed: valid, your driver address": "valid.png",
