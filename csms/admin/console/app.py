@@ -219,12 +219,18 @@ class Console:
         return login
 
     @staticmethod
-    def _same_origin(request: web.Request) -> bool:
+    def _scheme(request: web.Request) -> str:
+        """http or https as the browser sees it: a TLS proxy in front of the admin listener
+        says https in X-Forwarded-Proto (a cross-site form cannot set that header)."""
+        forwarded = request.headers.get("X-Forwarded-Proto", "").lower()
+        return forwarded if forwarded in ("http", "https") else request.scheme
+
+    def _same_origin(self, request: web.Request) -> bool:
         """A browser's Origin (sent with every POST) must be this listener's."""
         origin = request.headers.get("Origin")
         if origin is None:
             return True  # not a browser's cross-site request; the CSRF token still holds
-        return origin == f"{request.scheme}://{request.host}"
+        return origin == f"{self._scheme(request)}://{request.host}"
 
     @web.middleware
     async def _guard(self, request: web.Request, handler: Any) -> web.StreamResponse:
@@ -321,7 +327,7 @@ class Console:
         login = self._new_login(request.remote or "")
         response = _see_other("/console/")
         response.set_cookie(COOKIE, login.id, path="/console", httponly=True,
-                            samesite="Strict", secure=request.secure, max_age=int(LOGIN_TTL))
+                            samesite="Strict", secure=self._scheme(request) == "https", max_age=int(LOGIN_TTL))
         return response
 
     async def logout(self, request: web.Request) -> web.StreamResponse:

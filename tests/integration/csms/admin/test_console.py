@@ -108,6 +108,27 @@ async def test_login_sets_a_strict_http_only_cookie_and_logout_ends_it(
     assert (await browser.get("/")).status == 303  # the login is gone on the server too
 
 
+async def test_behind_a_tls_proxy_the_cookie_is_secure_and_the_origin_https(
+    browser: Browser,
+) -> None:
+    r = await browser.http.post(browser.base + "/login", allow_redirects=False,
+                                data={"token": browser.server.admin_token},
+                                headers={"X-Forwarded-Proto": "https"})
+    assert r.status == 303 and "Secure" in r.headers["Set-Cookie"]
+    host = browser.server.admin_url.removeprefix("http://")
+    login = r.cookies[COOKIE].value
+    page = await browser.http.get(browser.base + "/", cookies={COOKIE: login},
+                                  allow_redirects=False)
+    found = CSRF.search(await page.text())
+    assert found is not None
+    form = {"tag": "T-TLS", "csrf_token": found.group(1)}
+    for origin, status in ((f"http://{host}", 403), (f"https://{host}", 303)):
+        r = await browser.http.post(browser.base + "/tags", data=form, allow_redirects=False,
+                                    cookies={COOKIE: login},
+                                    headers={"X-Forwarded-Proto": "https", "Origin": origin})
+        assert r.status == status, origin
+
+
 async def test_a_wrong_token_is_refused_and_guessing_is_limited(browser: Browser) -> None:
     for _ in range(5):
         r = await browser.login("not-the-token")
