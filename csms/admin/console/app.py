@@ -327,7 +327,8 @@ class Console:
         login = self._new_login(request.remote or "")
         response = _see_other("/console/")
         response.set_cookie(COOKIE, login.id, path="/console", httponly=True,
-                            samesite="Strict", secure=self._scheme(request) == "https", max_age=int(LOGIN_TTL))
+                            samesite="Strict", secure=self._scheme(request) == "https",
+                            max_age=int(LOGIN_TTL))
         return response
 
     async def logout(self, request: web.Request) -> web.StreamResponse:
