@@ -4,6 +4,7 @@ and the readers of an operator command's arguments."""
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -87,11 +88,23 @@ def component_variable(text: str) -> dict[str, Any]:
 
 def schedule(a: dict[str, Any]) -> list[dict[str, Any]]:
     periods = a.get("schedule") or [[0, a.get("limit")]]
+    if not isinstance(periods, list) or not periods:
+        raise CommandError("schedule is a list of [second, limit] pairs")
     out = []
-    for start, limit in periods:
+    for period in periods:
+        if not isinstance(period, list | tuple) or len(period) != 2:
+            raise CommandError("schedule is a list of [second, limit] pairs")
+        start, limit = period
         if limit is None:
             raise CommandError("missing argument 'limit'")
-        out.append({"startPeriod": int(start), "limit": float(limit)})
+        try:
+            second, value = int(start), float(limit)
+        except (TypeError, ValueError, OverflowError):
+            raise CommandError(f"a limit is a number and its start a whole second, not"
+                               f" {str(limit)[:20]!r} at {str(start)[:20]!r}") from None
+        if not math.isfinite(value) or value < 0 or second < 0:
+            raise CommandError("a limit and its start are finite numbers, at least 0")
+        out.append({"startPeriod": second, "limit": value})
     if out[0]["startPeriod"] != 0:
         raise CommandError("a schedule starts at second 0")
     return out

@@ -208,8 +208,10 @@ async def test_an_operator_charges_settles_and_checks_a_receipt_in_the_console(
                 await page.goto(f"{console}/{name}")
                 await page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
             audit = page.locator("tr[data-audit]")
-            await expect(audit).to_have_count(4)  # two starts, two stops
-            await expect(audit.filter(has_text="console@127.0.0.1")).to_have_count(4)
+            # a wrong token, the login, two starts and two stops
+            await expect(audit).to_have_count(6)
+            await expect(audit.filter(has_text="console@127.0.0.1")).to_have_count(6)
+            await expect(audit.filter(has_text="console.login")).to_have_count(2)
 
             # the driver's receipt page: the downloaded receipt is VALID, one digit less
             # of energy is INVALID

@@ -302,6 +302,15 @@ class Console:
     def _actor(request: web.Request) -> str:
         return f"console@{request.remote}"
 
+    async def _audit(self, request: web.Request, action: str, ok: bool) -> None:
+        """Logins and logouts in the audit log (never the token given)."""
+        actor = self._actor(request)
+
+        async def work(tx: Tx) -> None:
+            await tx.add_audit(actor, action, None, {}, {}, ok, datetime.now(UTC))
+
+        await self.api.repo.unit(work)
+
     # -- login -------------------------------------------------------------------------
     async def login_form(self, request: web.Request) -> web.Response:
         if self._login_of(request) is not None:
@@ -319,8 +328,10 @@ class Console:
         if not isinstance(given, str) or not self.api.token or not hmac.compare_digest(
                 given.strip().encode(), self.api.token.encode()):
             log.warning("! console login with a wrong token from %s", request.remote)
+            await self._audit(request, "console.login", False)
             return self._page("login.html", request, status=401, error="wrong token")
         self.attempts.give_back(key)
+        await self._audit(request, "console.login", True)
         old = self._login_of(request)
         if old is not None:
             self.logins.pop(old.id, None)
@@ -334,6 +345,7 @@ class Console:
     async def logout(self, request: web.Request) -> web.StreamResponse:
         login = request[LOGIN]
         self.logins.pop(login.id, None)
+        await self._audit(request, "console.logout", True)
         response = _see_other("/console/login")
         response.del_cookie(COOKIE, path="/console")
         return response
@@ -532,6 +544,13 @@ class Console:
             value = value.strip()
             if len(value) > 64:
                 raise Refused(400, f"{name} is at most 64 characters")
+            if name == "limit":
+                try:
+                    limit = Decimal(value)
+                except InvalidOperation:
+                    raise Refused(400, "limit must be a number") from None
+                if not limit.is_finite() or not 0 <= limit <= 10**7:
+                    raise Refused(400, "limit must be a number from 0 to 10000000")
             if name in _INTEGER_FIELDS:
                 if not value.isdigit() or len(value) > 9:
                     raise Refused(400, f"{name} must be a whole number")

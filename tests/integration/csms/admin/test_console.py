@@ -63,11 +63,14 @@ async def browser(csms_server: RunningServer) -> AsyncIterator[Browser]:
         yield Browser(csms_server, http)
 
 
-async def audit_rows(server: RunningServer) -> list[dict[str, Any]]:
+async def audit_rows(server: RunningServer, logins: bool = False) -> list[dict[str, Any]]:
+    """The audit log, newest first; without the logins and logouts unless asked."""
+
     async def work(tx: Tx) -> list[dict[str, Any]]:
         return await tx.list_audit(100)
 
-    return list(await server.repo.read(work))
+    return [a for a in await server.repo.read(work)
+            if logins or not a["action"].startswith("console.")]
 
 
 async def test_without_a_login_pages_redirect_and_actions_are_refused(
@@ -106,6 +109,10 @@ async def test_login_sets_a_strict_http_only_cookie_and_logout_ends_it(
     r = await browser.post("/logout")
     assert r.status == 303
     assert (await browser.get("/")).status == 303  # the login is gone on the server too
+    audit = await audit_rows(browser.server, logins=True)
+    assert [(a["action"], a["ok"]) for a in audit] == [("console.logout", True),
+                                                        ("console.login", True)]
+    assert audit[0]["actor"] == "console@127.0.0.1"
 
 
 async def test_behind_a_tls_proxy_the_cookie_is_secure_and_the_origin_https(
@@ -139,6 +146,9 @@ async def test_a_wrong_token_is_refused_and_guessing_is_limited(browser: Browser
     # even the right token waits: the address used its attempts
     r = await browser.login()
     assert r.status == 429
+    audit = await audit_rows(browser.server, logins=True)
+    assert [(a["action"], a["ok"]) for a in audit] == [("console.login", False)] * 5
+    assert all(a["request"] == {} and "not-the-token" not in str(a) for a in audit)
 
 
 async def test_a_cookie_from_another_server_or_made_up_is_refused(
@@ -237,6 +247,9 @@ async def test_commands_go_through_the_audited_path(
                                {"password": "x" * 20})).status == 404
     assert (await browser.post("/stations/CMD1/commands/unlock",
                                {"connector": "1; drop"})).status == 400
+    for limit in ("abc", "NaN", "-1", "1e999999"):
+        r = await browser.post("/stations/CMD1/commands/set-profile", {"limit": limit})
+        assert r.status == 400, limit
     audit = await audit_rows(csms_server)
     assert [(a["action"], a["target"], a["ok"]) for a in audit][::-1] == [
         ("reset", "CMD1", False), ("unlock", "CMD1", True)]

@@ -6,8 +6,11 @@ from typing import Any
 
 import pytest
 
+from csms.protocol import OcppVersion
 from csms.translate.commands import (
     REDACTED,
+    CommandError,
+    build_call,
     carries_secret,
     new_password,
     password_accepted,
@@ -85,3 +88,22 @@ def test_every_command_is_built_by_both_version_modules() -> None:
         assert sorted(module.__all__) == sorted(set(COMMANDS.values()))
         for name in COMMANDS.values():
             assert callable(getattr(module, name)), (module.__name__, name)
+
+
+@pytest.mark.parametrize("args", [
+    {"limit": "abc"}, {"limit": "nan"}, {"limit": "-5"}, {"limit": "1e999"}, {"limit": [1]},
+    {"schedule": [[0, 100], ["x", 50]]}, {"schedule": [[0]]}, {"schedule": "0:100"},
+    {"schedule": [[-1, 100]]},
+])
+@pytest.mark.parametrize("version", [OcppVersion.V16, OcppVersion.V201])
+def test_a_charging_limit_that_is_not_a_number_is_a_command_error(
+    version: OcppVersion, args: dict[str, Any],
+) -> None:
+    with pytest.raises(CommandError):
+        build_call(version, "set-profile", args)
+
+
+@pytest.mark.parametrize("version", [OcppVersion.V16, OcppVersion.V201])
+def test_a_charging_limit_as_text_is_read_as_a_number(version: OcppVersion) -> None:
+    call = build_call(version, "set-profile", {"limit": "7400", "unit": "W"})
+    assert "7400.0" in str(call.payload)
