@@ -211,8 +211,14 @@ class Console:
         return login
 
     def _new_login(self, address: str) -> Login:
+        now = self.clock()
+        while self.logins:  # the oldest first: every login lasts as long
+            oldest = next(iter(self.logins.values()))
+            if oldest.expires > now:
+                break
+            del self.logins[oldest.id]
         login = Login(secrets.token_urlsafe(32), secrets.token_urlsafe(32),
-                      self.clock() + LOGIN_TTL, address)
+                      now + LOGIN_TTL, address)
         self.logins[login.id] = login
         while len(self.logins) > MAX_LOGINS:
             self.logins.popitem(last=False)

@@ -366,3 +366,26 @@ async def test_live_updates_stream_the_overview(browser: Browser) -> None:
     data = await r.content.readline()
     assert data.startswith(b"data: ")
     r.close()
+
+
+async def test_an_expired_login_and_another_login_s_csrf_token_are_refused(
+    browser: Browser, csms_server: RunningServer,
+) -> None:
+    await browser.login()
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        other = Browser(csms_server, http)
+        await other.login()
+        assert other.csrf != browser.csrf
+        # one operator's page cannot be made to post with another's token
+        assert (await browser.post("/tags", {"tag": "CROSS"}, csrf=other.csrf)).status == 403
+        assert (await other.post("/tags", {"tag": "OWN"})).status == 303
+    assert csms_server.app is not None and csms_server.app.admin is not None
+    console = csms_server.app.admin.console
+    for login in console.logins.values():
+        login.expires = console.clock() - 1
+    assert (await browser.get("/")).status == 303
+    assert (await browser.post("/tags", {"tag": "LATE"})).status == 401
+    assert len(console.logins) == 1  # this expired login is forgotten; the other one...
+    await browser.login()
+    assert len(console.logins) == 1  # ...when the next login is made
+    assert (await browser.get("/")).status == 200
