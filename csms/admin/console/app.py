@@ -165,9 +165,7 @@ class Console:
         self.templates.filters["kw"] = lambda w: "" if w is None else f"{w / 1000:,.2f}"
         self.templates.filters["money"] = _money
         self.templates.filters["q"] = lambda v: quote(str(v), safe="")
-        from settlement.receipts import UNPAID_REASONS
-
-        self.templates.globals["unpaid_reasons"] = UNPAID_REASONS
+        self.templates.globals["unpaid_reason"] = _unpaid_reason
         self.app = web.Application(middlewares=[self._guard], client_max_size=MAX_FORM)
         self.app.add_routes([
             web.get("/", self.overview),
@@ -675,6 +673,14 @@ class Console:
 
     def _no_query(self, request: web.Request) -> None:
         self._query(request, set())
+
+
+def _unpaid_reason(code: int) -> str:
+    """Why the contract refused to pay a session, in words (imported when first needed:
+    settlement's modules are heavy for a node that only serves)."""
+    from settlement.receipts import UNPAID_REASONS
+
+    return UNPAID_REASONS.get(code, f"reason {code}")
 
 
 def _money(minor: int | None, currency: str | None) -> str:
