@@ -44,8 +44,10 @@ log = logging.getLogger("chargers_sim")
 CallRejected = CallFailed
 
 # How long nothing listening at the address is tolerated by start(fail_fast=True): a
-# central system that is starting up gets a few seconds.
-UNREACHABLE_GRACE = 3.0
+# central system that is starting up gets some seconds: `csms serve &` followed at once
+# by the simulator (as the README's walkthrough does) took 3-6 s to listen on a busy
+# 2-core machine, so 3 s made the walkthrough fail there.
+UNREACHABLE_GRACE = 10.0
 
 # What the central system's HTTP refusals mean for a station (see csms.server).
 _REFUSALS = {
