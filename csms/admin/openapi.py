@@ -112,6 +112,37 @@ COMMAND_BODIES: dict[str, Schema] = {
     "set-password": _command({"password": {"type": "string", "minLength": 16,
                                            "maxLength": 40}}, ("password",),
                              "Switched once the station accepts it"),
+    "reserve": _command({
+        "tag": {"type": "string", "minLength": 1, "maxLength": 20},
+        "until": {"type": "string", "minLength": 1,
+                  "description": "RFC 3339, or relative to now (+2h, +30m); at most 7 days"
+                                 " ahead"},
+        "connector": {**_CONNECTOR, "default": 0,
+                      "description": "Connector (1.6) or EVSE (2.0.1); 0: any"},
+    }, ("tag", "until"), "1.6 / 2.0.1 ReserveNow; the answer carries the reservation_id"),
+    "cancel-reservation": _command({
+        "reservation": {"type": "integer", "minimum": 1},
+    }, ("reservation",), "1.6 / 2.0.1 CancelReservation of a live reservation"),
+    "update-firmware": _command({
+        "version": {"type": "string", "minLength": 1,
+                    "description": "A firmware version added with csms firmware add"},
+        "window_start": {"type": "string", "default": "now",
+                         "description": "When the station fetches it (RFC 3339 or +2h)"},
+        "window_end": {"type": "string", "description": "When the download URL stops"
+                                                        " working [default: start + 1 day]"},
+        "retries": {"type": "integer", "minimum": 0, "maximum": 100},
+        "retry_interval": {"type": "integer", "minimum": 0, "maximum": 86400},
+    }, ("version",), "1.6 UpdateFirmware, or SignedUpdateFirmware for a signed image;"
+                     " 2.0.1 UpdateFirmware. The answer carries the request_id"),
+    "get-log": _command({
+        "type": {"type": "string", "enum": ["Diagnostics", "SecurityLog"],
+                 "default": "Diagnostics"},
+        "since": {"type": "string", "description": "Oldest entries (RFC 3339 or -1d)"},
+        "until": {"type": "string", "description": "Newest entries (RFC 3339 or -1h)"},
+        "retries": {"type": "integer", "minimum": 0, "maximum": 100},
+        "retry_interval": {"type": "integer", "minimum": 0, "maximum": 86400},
+    }, description="1.6 GetDiagnostics (Diagnostics) or GetLog (SecurityLog); 2.0.1 GetLog."
+                   " The answer carries the request_id"),
 }
 assert set(COMMAND_BODIES) == set(COMMANDS), "a command without its body's schema"
 
@@ -167,6 +198,11 @@ _COMMAND_RESULT = _object({
     "switched": {"type": "boolean", "description": "set-password: the new password is in"
                                                    " use"},
     "node": {"type": "string", "description": "The node that holds the station's socket"},
+    "reservation_id": {"type": "integer", "description": "reserve, cancel-reservation:"
+                                                         " the reservation"},
+    "request_id": {"type": "integer", "description": "update-firmware, get-log: the"
+                                                     " request (csms firmware status,"
+                                                     " csms logs list)"},
 }, ("status", "action", "ocpp_version", "response"))
 _ERROR = _object({
     "error": {"type": "string", "minLength": 1},
