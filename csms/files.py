@@ -27,6 +27,7 @@ import os
 import ssl
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from aiohttp import BodyPartReader, web
 
@@ -166,8 +167,8 @@ class FileServer:
                     raise ValueError("no file in the form")
                 if isinstance(field, BodyPartReader) and (field.filename or
                                                           field.name in ("file", "uploadFile")):
-                    return display_name(field.filename or name), await self._write(
-                        field, part)
+                    given = unquote(field.filename) if field.filename else name
+                    return display_name(given), await self._write(field, part)
                 if isinstance(field, BodyPartReader):
                     await field.release()
         return display_name(name), await self._write(request.content, part)

@@ -58,10 +58,20 @@ def _bounded(args: dict[str, Any], key: str, high: int) -> int | None:
     return value
 
 
+class ServiceHolder(Protocol):
+    """What holds the charging service (csms.server.CentralSystem)."""
+
+    service: ChargingService
+
+
 class MaintenanceCommands:
-    def __init__(self, service: ChargingService) -> None:
-        self.service = service
+    def __init__(self, central: ServiceHolder) -> None:
+        self.central = central
         self.files: FileUrls | None = None  # set when the file listener runs
+
+    @property
+    def service(self) -> ChargingService:
+        return self.central.service
 
     def _urls(self) -> FileUrls:
         if self.files is None:

@@ -55,7 +55,7 @@ class OperatorCommands:
         self.repo = repo
         self.bus = bus  # commands for stations on other nodes go over MQTT
         # reservations, firmware updates, log requests: recorded before and after the CALL
-        self.maintenance = MaintenanceCommands(central.service)
+        self.maintenance = MaintenanceCommands(central)
 
     async def run_command(
         self, station_id: str, command: str, args: dict[str, Any], timeout: Any = None,

@@ -100,15 +100,16 @@ class Reservation:
         return tag == self.id_tag or (parent is not None and parent == self.parent_tag)
 
     def move(self, to: ReservationState, now: datetime) -> bool:
-        """Go to ``to`` if the state table allows it (expiry read from the clock first)."""
-        current = self.state_at(now)
-        if current is ReservationState.EXPIRED and self.status is ReservationState.ACCEPTED:
-            self.status = ReservationState.EXPIRED
-        if not check_reservation_transition(self.status, to):
-            return False
-        self.status = to
-        self.updated_at = now
-        return True
+        """Go to ``to`` if the state table allows it, expiry read from the clock first (a
+        reservation past its expiry expired before anything else happened to it). True
+        when it went to ``to``."""
+        before = self.status
+        self.status = self.state_at(now)
+        if check_reservation_transition(self.status, to):
+            self.status = to
+        if self.status is not before:
+            self.updated_at = now
+        return self.status is to and before is not to
 
 
 class TransferKind(enum.StrEnum):

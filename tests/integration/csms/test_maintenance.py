@@ -13,7 +13,7 @@ import pytest
 
 from chargers_sim import Station
 from chargers_sim.maintenance import simulator_image
-from csms.domain.maintenance import FirmwareImage, TransferKind
+from csms.domain.maintenance import FirmwareImage
 from csms.filestore import firmware_path, log_path
 from csms.service.ports import Tx
 from support import RunningServer, station_events

@@ -42,6 +42,10 @@ ANSWERS: dict[str, dict[str, Any]] = {
     "SetVariables": {"setVariableResult": [
         {"attributeStatus": "Accepted", "component": {"name": "OCPPCommCtrlr"},
          "variable": {"name": "HeartbeatInterval"}}]},
+    "ReserveNow": {"status": "Accepted"},
+    "CancelReservation": {"status": "Accepted"},
+    "UpdateFirmware": {"status": "Accepted"},
+    "GetLog": {"status": "Accepted", "filename": "log.txt"},
 }
 
 # command -> (the station's OCPP version, a body as the CLI sends it)
@@ -66,7 +70,33 @@ REQUESTS: dict[str, tuple[str, dict[str, Any]]] = {
     "send-local-list": ("ocpp1.6", {"timeout": 5}),
     "local-list-version": ("ocpp1.6", {"timeout": 5}),
     "set-password": ("ocpp1.6", {"password": "a-new-password-of-24-ch", "timeout": 5}),
+    "reserve": ("ocpp1.6", {"tag": "T1", "until": "+1h", "connector": 1, "timeout": 5}),
+    "cancel-reservation": ("ocpp2.0.1", {"reservation": 1, "timeout": 5}),
+    "update-firmware": ("ocpp2.0.1", {"version": "fw-2", "window_start": "now",
+                                      "window_end": "+2h", "retries": 1,
+                                      "retry_interval": 30, "timeout": 5}),
+    "get-log": ("ocpp2.0.1", {"type": "SecurityLog", "since": "-1d", "until": "now",
+                              "timeout": 5}),
 }
+
+
+async def _prepared(server: RunningServer, command: str) -> None:
+    """What a command needs first: a live reservation to cancel, an image to install."""
+    from datetime import UTC, datetime, timedelta
+
+    from csms.domain.maintenance import FirmwareImage, Reservation, ReservationState
+
+    now = datetime.now(UTC)
+
+    async def work(tx: Any) -> None:
+        if command == "cancel-reservation":
+            await tx.insert_reservation(Reservation(
+                "CP1", 1, "T1", now + timedelta(hours=1), now,
+                status=ReservationState.ACCEPTED))
+        if command == "update-firmware":
+            await tx.add_firmware(FirmwareImage("fw-2", "fw.bin", 3, "0" * 64, now))
+
+    await server.repo.unit(work)
 
 
 class Document:
@@ -206,6 +236,7 @@ async def test_real_commands_and_answers_validate(csms_server: RunningServer,
             f"{command} request (generic path)")
     await csms_server.add_station("CP1")
     await csms_server.add_tag("T1")
+    await _prepared(csms_server, command)
     async with await RawClient.connect(csms_server.url, "CP1", [version]) as c:
         await csms_server.wait_connected("CP1")
         if command == "stop":
