@@ -154,6 +154,8 @@ def serve(
         default="http(s)://files-host:files-port")] = None,
     max_upload_bytes: Annotated[int | None, setting_option(
         "max_upload_bytes", "Largest log file a station may upload, bytes", min=1)] = None,
+    transfer_hours: Annotated[float | None, setting_option(
+        "transfer_hours", "Hours a log upload URL works", min=0.001)] = None,
 ) -> None:
     """Accept stations at ws://HOST:PORT/<station_id> (OCPP 1.6-J and 2.0.1)."""
     settings = load_settings(
@@ -165,6 +167,7 @@ def serve(
         max_wait=max_wait, ws_compression=ws_compression, log_level=log_level,
         keystore=keystore, keystore_password_file=password_file, files_host=files_host,
         files_port=files_port, files_url=files_url, max_upload_bytes=max_upload_bytes,
+        transfer_hours=transfer_hours,
     )
     try:
         settings.check_serving()

@@ -393,3 +393,27 @@ async def test_log_upload(registered: RunningServer, version: str, log_type: str
         assert t.file_name and t.file_name.startswith("SIM1-")
     finally:
         await st.close()
+
+
+@pytest.mark.parametrize(("version", "action", "payload", "code"), [
+    ("ocpp2.0.1", "ReservationStatusUpdate", {"reservationId": "x",
+                                              "reservationUpdateStatus": "Expired"},
+     "TypeConstraintViolation"),
+    ("ocpp2.0.1", "ReservationStatusUpdate", {"reservationId": 1,
+                                              "reservationUpdateStatus": "Gone"},
+     "PropertyConstraintViolation"),
+    ("ocpp2.0.1", "FirmwareStatusNotification", {"requestId": 1},
+     "OccurrenceConstraintViolation"),
+    ("ocpp1.6", "DiagnosticsStatusNotification", {"status": "Uploaded", "extra": 1},
+     "FormationViolation"),
+    ("ocpp1.6", "SignedFirmwareStatusNotification", {"status": "Installed",
+                                                     "requestId": "7"},
+     "TypeConstraintViolation"),
+])
+async def test_malformed_notifications_get_a_callerror(
+        registered: RunningServer, version: str, action: str, payload: dict[str, Any],
+        code: str) -> None:
+    async with await RawClient.connect(registered.url, "SIM1", [version]) as c:
+        answer = await c.call(action, payload)
+        assert answer[0] == 4 and answer[2] == code, answer
+        assert (await c.call("Heartbeat", {}))[0] == 3  # the connection lives on
