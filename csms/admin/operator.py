@@ -70,10 +70,12 @@ class OperatorCommands:
             return await self._forward(station_id, command, args, timeout)
         if conn is None:
             return 409, {"error": f"station {station_id} is not connected", "status": "Offline"}
+        prepared = False
         try:
             args = await self._resolve(station_id, conn.version, command, args)
             if command in RECORDED:
                 args = await self.maintenance.prepare(station_id, command, args)
+                prepared = True
             password = new_password(command, args)
             if password is not None:
                 # a password the station takes must be one we can store and check
@@ -83,6 +85,8 @@ class OperatorCommands:
                     raise CommandError(str(exc)) from None
             call = build_call(conn.version, command, args)
         except CommandError as exc:
+            if prepared:  # recorded, but never sent
+                await self._settle(command, args, "Invalid", None)
             return 400, {"error": str(exc)}
         secret = carries_secret(command, args)
         try:

@@ -91,8 +91,7 @@ class TransferUseCases(StationUseCases):
         token = await self._new_transfer(transfer)
         return transfer, token
 
-    async def transfer_answered(self, transfer_id: int, word: str,
-                                file_name: str | None = None) -> None:
+    async def transfer_answered(self, transfer_id: int, word: str) -> None:
         """The station's answer to the request (or Offline / Timeout / a CALLERROR code)."""
         now = self.clock()
 

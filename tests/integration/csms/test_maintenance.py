@@ -13,7 +13,7 @@ import pytest
 
 from chargers_sim import Station
 from chargers_sim.maintenance import simulator_image
-from csms.domain.maintenance import FirmwareImage
+from csms.domain.maintenance import FirmwareImage, TransferKind
 from csms.filestore import firmware_path, log_path
 from csms.service.ports import Tx
 from support import RunningServer, station_events
@@ -417,3 +417,29 @@ async def test_malformed_notifications_get_a_callerror(
         answer = await c.call(action, payload)
         assert answer[0] == 4 and answer[2] == code, answer
         assert (await c.call("Heartbeat", {}))[0] == 3  # the connection lives on
+
+
+async def test_a_request_the_station_version_cannot_carry_is_not_left_open(
+        tmp_path: Path) -> None:
+    """A file URL too long for OCPP (a --files-url of 600 characters): the request is
+    refused with one error, never sent, and recorded as not sent."""
+    from csms.config import Settings
+
+    settings = Settings(db=str(tmp_path / "db.sqlite3"), port=0, admin_port=0,
+                        data_dir=str(tmp_path / "data"),
+                        files_url="http://files.example/" + "p" * 600)
+    server = RunningServer(settings)
+    await server.start()
+    try:
+        await server.add_station("SIM1")
+        async with await RawClient.connect(server.url, "SIM1", ["ocpp2.0.1"]) as c:
+            await server.wait_connected("SIM1")
+            status, result = await command(server, "SIM1", "get-log", {})
+            assert status == 400 and "remoteLocation" in result["error"], result
+            assert c.calls.empty()
+        async def work(tx: Tx) -> list[str]:
+            return [t.status for t in await tx.list_transfers(TransferKind.LOG)]
+
+        assert await server.repo.read(work) == ["Invalid"]
+    finally:
+        await server.stop()
