@@ -212,6 +212,30 @@ _ERROR = _object({
 }, ("error",))
 
 
+_RESERVATION = _object({
+    "id": {"type": "integer"}, "station_id": _STR, "connector_id": {"type": "integer"},
+    "id_tag": _STR, "expires_at": _TIME,
+    "status": {"type": "string", "enum": ["requested", "accepted", "refused", "failed",
+                                          "used", "cancelled", "removed", "expired"]},
+    "answer": _STR_OR_NULL, "session_id": _INT_OR_NULL, "created_at": _TIME,
+    "updated_at": _TIME_OR_NULL,
+}, ("id", "station_id", "connector_id", "id_tag", "expires_at", "status"))
+_FIRMWARE = _object({
+    "id": {"type": "integer"}, "version": _STR, "file_name": _STR, "size": {"type": "integer"},
+    "sha256": _STR, "signed": {"type": "boolean"}, "created_at": _TIME,
+}, ("id", "version", "file_name", "size", "sha256", "signed", "created_at"))
+_TRANSFER = _object({
+    "id": {"type": "integer", "description": "The OCPP requestId"},
+    "kind": {"type": "string", "enum": ["firmware", "log"]}, "station_id": _STR,
+    "status": {"type": "string", "description": "The station's last word about it"},
+    "created_at": _TIME, "updated_at": _TIME_OR_NULL, "url_expires_at": _TIME,
+    "url_open": {"type": "boolean"}, "version": _STR,
+    "log_type": {"type": "string", "enum": ["Diagnostics", "SecurityLog"]},
+    "file_name": _STR_OR_NULL, "size": _INT_OR_NULL, "uploaded_at": _TIME_OR_NULL,
+    "request": {"type": "object"},
+}, ("id", "kind", "station_id", "status", "created_at", "url_expires_at", "url_open"))
+
+
 def _json_body(schema: Schema, description: str) -> Schema:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
@@ -254,6 +278,7 @@ def openapi_document() -> dict[str, Any]:
         "Connector": _CONNECTOR_STATE, "Station": _STATION, "StationDetail": _STATION_DETAIL,
         "StationEvent": _EVENT, "Session": _SESSION, "AuditEntry": _AUDIT, "Task": _TASK,
         "Health": _HEALTH, "CommandResult": _COMMAND_RESULT, "Error": _ERROR,
+        "Reservation": _RESERVATION, "Firmware": _FIRMWARE, "Transfer": _TRANSFER,
         **{f"Command_{name}": body for name, body in COMMAND_BODIES.items()},
     }
     paths: dict[str, Schema] = {
@@ -303,6 +328,33 @@ def openapi_document() -> dict[str, Any]:
         }},
         **{f"/stations/{{station_id}}/commands/{name}": _command_path(name)
            for name in sorted(COMMANDS)},
+        "/reservations": {"get": {"parameters": [
+            {"name": "station", "in": "query", "schema": {"type": "string"}}, _LIMIT],
+            "responses": {
+                "200": _json_body({"type": "array", "items": _ref("Reservation")},
+                                  "Reservations, newest first"),
+                **_BAD_QUERY, **_UNAUTHORIZED}}},
+        "/firmware": {"get": {"responses": {
+            "200": _json_body({"type": "array", "items": _ref("Firmware")},
+                              "Firmware images (csms firmware add)"),
+            **_BAD_QUERY, **_UNAUTHORIZED}}},
+        "/transfers": {"get": {"parameters": [
+            {"name": "kind", "in": "query",
+             "schema": {"type": "string", "enum": ["firmware", "log"], "default": "log"}},
+            {"name": "station", "in": "query", "schema": {"type": "string"}}, _LIMIT],
+            "responses": {
+                "200": _json_body({"type": "array", "items": _ref("Transfer")},
+                                  "Firmware updates or log requests, newest first"),
+                **_BAD_QUERY, **_UNAUTHORIZED}}},
+        "/transfers/{transfer_id}/file": {"get": {"parameters": [
+            {"name": "transfer_id", "in": "path", "required": True,
+             "schema": {"type": "integer"}}], "responses": {
+            "200": {"description": "The uploaded log",
+                    "content": {"application/octet-stream": {
+                        "schema": {"type": "string", "contentMediaType":
+                                   "application/octet-stream"}}}},
+            "400": _error("Not a request id"),
+            "404": _error("No uploaded log for it on this node"), **_UNAUTHORIZED}}},
     }
     return {
         "openapi": "3.1.0",

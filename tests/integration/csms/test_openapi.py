@@ -280,3 +280,46 @@ async def test_an_invalid_command_answer_validates(csms_server: RunningServer) -
         assert status == 502
         d.check(d.response("/stations/{station_id}/commands/reset", "post", 502), answer,
                 "502")
+
+
+async def test_reservations_firmware_and_transfers_validate(csms_server: RunningServer) -> None:
+    """The read endpoints of reservations, firmware and transfers, and an uploaded log's
+    file, as real answers after a simulated station uploaded a log."""
+    from chargers_sim import Station
+
+    d = await document(csms_server)
+    await csms_server.add_station("SIM1")
+    await csms_server.add_tag("T1")
+    await _prepared(csms_server, "update-firmware")
+    await _prepared(csms_server, "cancel-reservation")
+    st = Station(csms_server.url, "SIM1", "2.0.1", seed=1, call_timeout=3)
+    await st.start()
+    try:
+        status, answer = await api(csms_server, "POST", "/stations/SIM1/commands/get-log",
+                                   {"type": "Diagnostics"})
+        assert status == 200, answer
+        async with asyncio.timeout(10):
+            while not st.uploads or st.log_statuses[-1:] != ["Uploaded"]:
+                await asyncio.sleep(0.02)
+        rid = answer["request_id"]
+        checks = [
+            ("/reservations", "/reservations", 200), ("/reservations?limit=0",
+                                                      "/reservations", 400),
+            ("/firmware", "/firmware", 200), ("/transfers", "/transfers", 200),
+            ("/transfers?kind=firmware&station=SIM1", "/transfers", 200),
+            ("/transfers?kind=disk", "/transfers", 400),
+            (f"/transfers/{rid}/file", "/transfers/{transfer_id}/file", 200),
+            ("/transfers/999/file", "/transfers/{transfer_id}/file", 404),
+            ("/transfers/..%2Fadmin.token/file", "/transfers/{transfer_id}/file", 400),
+        ]
+        for url, path, expected in checks:
+            status, body = await api(csms_server, "GET", url)
+            assert status == expected, (url, status, body)
+            if status != 200 or not path.endswith("/file"):
+                d.check(d.response(path, "get", status), body, f"GET {url} {status}")
+            else:
+                assert body == st.log_text("Diagnostics").decode()[:len(body)] and body
+        _, logs = await api(csms_server, "GET", "/transfers")
+        assert logs[0]["status"] == "Uploaded" and logs[0]["log_type"] == "Diagnostics"
+    finally:
+        await st.close()
