@@ -112,6 +112,64 @@ COMMAND_BODIES: dict[str, Schema] = {
     "set-password": _command({"password": {"type": "string", "minLength": 16,
                                            "maxLength": 40}}, ("password",),
                              "Switched once the station accepts it"),
+    "clear-cache": _command({}, description="ClearCache: the station's authorization cache"),
+    "get-composite-schedule": _command({
+        "connector": {**_CONNECTOR, "default": 0},
+        "duration": {"type": "integer", "minimum": 1, "default": 3600,
+                     "description": "Seconds from now"},
+        "unit": {"type": "string", "enum": ["W", "A", "w", "a"]},
+    }, description="GetCompositeSchedule"),
+    "get-charging-profiles": _command({
+        "connector": _CONNECTOR,
+        "purpose": {"type": "string", "enum": [
+            "ChargingStationExternalConstraints", "ChargingStationMaxProfile",
+            "TxDefaultProfile", "TxProfile"]},
+        "profile_id": {"type": "integer", "minimum": 0},
+    }, description="2.0.1 GetChargingProfiles; the profiles come in ReportChargingProfiles"),
+    "get-transaction-status": _command({
+        "transaction_id": {"type": "string", "minLength": 1, "maxLength": 36},
+    }, description="2.0.1 GetTransactionStatus"),
+    "customer-information": _command({
+        "tag": {"type": "string", "minLength": 1, "maxLength": 36},
+        "customer": {"type": "string", "minLength": 1, "maxLength": 64},
+        "report": {"type": "boolean", "default": True},
+        "clear": {"type": "boolean", "default": False},
+    }, description="2.0.1 CustomerInformation; the report comes in NotifyCustomerInformation"),
+    "set-network-profile": _command({
+        "slot": {"type": "integer", "minimum": 0, "default": 1},
+        "url": {"type": "string", "pattern": "^wss?://", "maxLength": 512},
+        "security_profile": {"type": "integer", "minimum": 0, "maximum": 3},
+        "message_timeout": {"type": "integer", "minimum": 1, "default": 30},
+        "interface": {"type": "string", "default": "Wired0"},
+        "apn": {"type": "string", "maxLength": 512},
+        "apn_user": {"type": "string", "maxLength": 20},
+        "apn_password": {"type": "string", "maxLength": 20,
+                         "description": "never logged nor audited"},
+    }, ("url",), "2.0.1 SetNetworkProfile"),
+    "set-display-message": _command({
+        "message_id": {"type": "integer", "minimum": 0},
+        "text": {"type": "string", "minLength": 1, "maxLength": 512},
+        "language": {"type": "string", "maxLength": 8},
+        "format": {"type": "string", "enum": ["UTF8", "ASCII", "URI", "HTML"],
+                   "default": "UTF8"},
+        "priority": {"type": "string", "enum": ["AlwaysFront", "InFront", "NormalCycle"],
+                     "default": "NormalCycle"},
+        "state": {"type": "string", "enum": ["Charging", "Faulted", "Idle", "Unavailable"]},
+        "start": _TIME, "end": _TIME,
+        "transaction_id": {"type": "string", "maxLength": 36},
+    }, ("message_id", "text"), "2.0.1 SetDisplayMessage"),
+    "get-display-messages": _command({
+        "message_id": {"type": "integer", "minimum": 0},
+        "priority": {"type": "string", "enum": ["AlwaysFront", "InFront", "NormalCycle"]},
+        "state": {"type": "string", "enum": ["Charging", "Faulted", "Idle", "Unavailable"]},
+    }, description="2.0.1 GetDisplayMessages; the messages come in NotifyDisplayMessages"),
+    "clear-display-message": _command({"message_id": {"type": "integer", "minimum": 0}},
+                                      ("message_id",), "2.0.1 ClearDisplayMessage"),
+    "cost-updated": _command({
+        "session": {"type": "integer", "minimum": 1,
+                    "description": "The session [default: the station's active one]"},
+    }, description="2.0.1 CostUpdated with the session's cost from its tariff; 1.6: the OCA"
+                   " RunningCost DataTransfer, to stations that announced it"),
 }
 assert set(COMMAND_BODIES) == set(COMMANDS), "a command without its body's schema"
 

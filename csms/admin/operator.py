@@ -185,6 +185,14 @@ class OperatorCommands:
                 return active[0].transaction_id
 
             return {**args, "transaction_id": await self.repo.read(find)}
+        if command == "cost-updated":
+            # the cost is the central system's, from the session's tariff; never the caller's
+            try:
+                cost = await self.central.service.cost_command_args(station_id,
+                                                                    args.get("session"))
+            except ValueError as exc:
+                raise CommandError(str(exc)) from None
+            return {**{k: v for k, v in args.items() if k != "session"}, **cost}
         if command == "send-local-list":
             async def tags(tx: Tx) -> tuple[int, list[dict[str, Any]]]:
                 now = datetime.now(UTC)

@@ -17,9 +17,11 @@ from csms.cli import demo as _demo
 from csms.cli import parties as _parties
 from csms.cli import receipt as _receipt
 from csms.cli import remote as _remote
+from csms.cli import remote_more as _remote_more
 from csms.cli import serve as _serve
 from csms.cli import sessions as _sessions
 from csms.cli import settle as _settle
+from csms.cli import station_reports as _station_reports
 from csms.cli import stations as _stations
 from csms.cli import tags as _tags
 from csms.cli import tariffs as _tariffs
@@ -50,6 +52,8 @@ app.add_typer(_stations.stations_app, name="stations")
 app.add_typer(_tags.tags_app, name="tags")
 app.add_typer(_sessions.sessions_app, name="sessions")
 app.add_typer(_remote.remote_app, name="remote")
+assert _remote_more.remote_app is _remote.remote_app  # more remote commands, registered
+assert _station_reports.stations_app is _stations.stations_app  # stations reports...
 _stations.stations_app.command("set-password")(_remote.set_password)
 app.add_typer(_tariffs.tariffs_app, name="tariffs")
 app.add_typer(_settle.settle_app, name="settle")

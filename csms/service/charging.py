@@ -9,6 +9,7 @@ checks of :mod:`csms.service.signed_data`) over one shared state
 
 from __future__ import annotations
 
+from csms.service.driver import DriverUseCases
 from csms.service.messages import (
     BootDecision,
     BootInfo,
@@ -32,5 +33,5 @@ __all__ = [
 ]
 
 
-class ChargingService(StationUseCases, SessionUseCases):
+class ChargingService(StationUseCases, SessionUseCases, DriverUseCases):
     """Use cases for messages from stations."""

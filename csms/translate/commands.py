@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from csms.protocol import OcppError, OcppVersion, Validator
-from csms.translate import commands_v16, commands_v201
+from csms.translate import commands_v16, commands_v201, more_commands_v16, more_commands_v201
 from csms.translate.command_args import BuiltCall, CommandBuilders, CommandError
 
 __all__ = [
@@ -51,14 +51,29 @@ COMMANDS: dict[str, str] = {
     "send-local-list": "send_local_list",
     "local-list-version": "local_list_version",
     "set-password": "set_password",
+    # the cache, schedules, transaction status, customers, network, what the driver sees
+    # (csms.translate.more_commands_v16 / more_commands_v201)
+    "clear-cache": "clear_cache",
+    "get-composite-schedule": "get_composite_schedule",
+    "get-charging-profiles": "get_charging_profiles",
+    "get-transaction-status": "get_transaction_status",
+    "customer-information": "customer_information",
+    "set-network-profile": "set_network_profile",
+    "set-display-message": "set_display_message",
+    "get-display-messages": "get_display_messages",
+    "clear-display-message": "clear_display_message",
+    "cost-updated": "cost_updated",
 }
 # The one place that picks the builders of a version.
 _BUILDERS: dict[OcppVersion, CommandBuilders] = {
     OcppVersion.V16: commands_v16, OcppVersion.V201: commands_v201,
 }
+_MORE_BUILDERS: dict[OcppVersion, object] = {
+    OcppVersion.V16: more_commands_v16, OcppVersion.V201: more_commands_v201,
+}
 
 # Commands whose arguments must never reach a log or the audit trail.
-SECRET_ARGS = {"set-password": ("password",)}
+SECRET_ARGS = {"set-password": ("password",), "set-network-profile": ("apn_password",)}
 REDACTED = "<redacted>"
 
 # Configuration keys (1.6) and variables (2.0.1) that hold a credential: the 1.6
@@ -147,7 +162,9 @@ def build_call(version: OcppVersion, command: str, args: dict[str, Any]) -> Buil
     name = COMMANDS.get(command)
     if name is None:
         raise CommandError(f"unknown command {command!r}")
-    builder = cast(Callable[[dict[str, Any]], BuiltCall], getattr(_BUILDERS[version], name))
+    builder = cast(Callable[[dict[str, Any]], BuiltCall],
+                   getattr(_BUILDERS[version], name, None)
+                   or getattr(_MORE_BUILDERS[version], name))
     call = builder(args)
     try:
         Validator(version).validate(call.action, call.payload)

@@ -18,7 +18,8 @@ from csms.translate.common import (
 __all__ = ["ROUTES", "samples_from_meter_values"]
 
 
-def _id_tag_info(status: AuthStatus, expires: Any = None) -> dict[str, Any]:
+def _id_tag_info(status: AuthStatus, expires: Any = None,
+                 group: str | None = None) -> dict[str, Any]:
     # 1.6 §7.2 AuthorizationStatus has no "Unknown": an unknown tag is Invalid; nor
     # "NoCredit": a tag whose driver's escrow does not cover a charge is Blocked.
     wire = {AuthStatus.UNKNOWN: "Invalid", AuthStatus.NO_CREDIT: "Blocked"}.get(
@@ -26,6 +27,8 @@ def _id_tag_info(status: AuthStatus, expires: Any = None) -> dict[str, Any]:
     info: dict[str, Any] = {"status": wire}
     if expires is not None:
         info["expiryDate"] = ocpp_time(expires)
+    if group:  # §3.5.1: a tag with the same parentIdTag may stop the transaction
+        info["parentIdTag"] = group[:20]
     return info
 
 
@@ -87,7 +90,7 @@ async def status_notification(
 
 async def authorize(svc: ChargingService, station_id: str, p: dict[str, Any]) -> dict[str, Any]:
     status, expires = await svc.authorize(p["idTag"], station_id)
-    return {"idTagInfo": _id_tag_info(status, expires)}
+    return {"idTagInfo": _id_tag_info(status, expires, await svc.tag_group(p["idTag"]))}
 
 
 async def start_transaction(
@@ -103,7 +106,8 @@ async def start_transaction(
         p.get("reservationId"),
         notes=notes.items,
     )
-    return {"transactionId": txid, "idTagInfo": _id_tag_info(status, expires)}
+    return {"transactionId": txid,
+            "idTagInfo": _id_tag_info(status, expires, await svc.tag_group(p["idTag"]))}
 
 
 async def stop_transaction(
@@ -123,7 +127,11 @@ async def stop_transaction(
     for s in stop.samples:
         s.context = s.context or "Transaction.End"
     status = await svc.stop_transaction(station_id, stop)
-    return {} if status is None else {"idTagInfo": _id_tag_info(status)}
+    if status is None or stop.id_tag is None:
+        return {}
+    if not (await svc.check_stop(station_id, str(stop.transaction_id), stop.id_tag)).allowed:
+        status = AuthStatus.INVALID  # §3.5.1: not the session's tag nor of its group
+    return {"idTagInfo": _id_tag_info(status, None, await svc.tag_group(stop.id_tag))}
 
 
 async def meter_values(svc: ChargingService, station_id: str, p: dict[str, Any]) -> dict[str, Any]:

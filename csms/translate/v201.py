@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from decimal import Decimal
 from typing import Any
 
 from csms.domain.model import AuthStatus, MeterSample
 from csms.service.charging import BootInfo, ChargingService, TransactionEventIn
+from csms.service.driver import personal_message
 from csms.translate.common import (
     INT64_MAX,
     INT64_MIN,
@@ -16,15 +18,21 @@ from csms.translate.common import (
     notification,
     ocpp_time,
     parse_time,
+    stored_status,
 )
 
 __all__ = ["ROUTES", "samples_from_meter_values"]
 
+log = logging.getLogger("csms.translate")
 
-def _id_token_info(status: AuthStatus, expires: Any = None) -> dict[str, Any]:
+
+def _id_token_info(status: AuthStatus, expires: Any = None,
+                   group: str | None = None) -> dict[str, Any]:
     info: dict[str, Any] = {"status": status.value}
     if expires is not None:
         info["cacheExpiryDateTime"] = ocpp_time(expires)
+    if group:  # C09: the station compares groups to let another token stop a session
+        info["groupIdToken"] = {"idToken": group[:36], "type": "Central"}
     return info
 
 
@@ -102,8 +110,9 @@ async def status_notification(
 
 
 async def authorize(svc: ChargingService, station_id: str, p: dict[str, Any]) -> dict[str, Any]:
-    status, expires = await svc.authorize(p["idToken"]["idToken"], station_id)
-    return {"idTokenInfo": _id_token_info(status, expires)}
+    tag = p["idToken"]["idToken"]
+    status, expires = await svc.authorize(tag, station_id)
+    return {"idTokenInfo": _id_token_info(status, expires, await svc.tag_group(tag))}
 
 
 async def transaction_event(
@@ -133,7 +142,33 @@ async def transaction_event(
     )
     ev.notes = notes.items
     status = await svc.transaction_event(station_id, ev)
-    return {} if status is None else {"idTokenInfo": _id_token_info(status)}
+    answer: dict[str, Any] = {}
+    if status is not None and ev.id_tag is not None:
+        group = await svc.tag_group(ev.id_tag)
+        if ev.event_type == "Ended" and not (
+                await svc.check_stop(station_id, ev.transaction_id, ev.id_tag)).allowed:
+            status = AuthStatus.INVALID  # C09/C16: not this session's tag, group or master
+        answer["idTokenInfo"] = _id_token_info(status, None, group)
+    if ev.event_type != "Started":
+        answer.update(await running_cost(svc, station_id, ev.transaction_id))
+    return answer
+
+
+async def running_cost(svc: ChargingService, station_id: str, transaction_id: str
+                       ) -> dict[str, Any]:
+    """2.0.1 I02: the cost so far (totalCost, in the tariff's currency, rounded to it) and
+    a line for the driver, in a TransactionEventResponse to an Updated or Ended event. The
+    event is stored before this runs; a cost that cannot be read is left out, never
+    guessed (csms.service.driver)."""
+    try:
+        cost = await svc.running_cost(station_id, transaction_id)
+    except Exception as exc:  # the acknowledgement never waits on a cost
+        log.warning("! %s: no running cost for %s: %s", station_id, transaction_id, exc)
+        return {}
+    if cost is None:
+        return {}
+    return {"totalCost": float(cost.total), "updatedPersonalMessage": {
+        "format": "UTF8", "language": "en", "content": personal_message(cost)}}
 
 
 _POWER_UNITS = {"W": Decimal(1), "kW": Decimal(1000)}
@@ -193,4 +228,13 @@ ROUTES: dict[str, Handler] = {
     "NotifyReport": notify_report,
     "FirmwareStatusNotification": notification("firmware_status"),
     "LogStatusNotification": notification("log_status"),
+    # smart charging reports, display messages, customer information: stored and shown
+    # (csms stations reports), within the station's notification quota
+    "NotifyChargingLimit": notification("charging_limit"),
+    "ClearedChargingLimit": notification("charging_limit_cleared"),
+    "ReportChargingProfiles": notification("charging_profiles"),
+    "NotifyEVChargingNeeds": stored_status("ev_charging_needs"),
+    "NotifyEVChargingSchedule": stored_status("ev_charging_schedule"),
+    "NotifyDisplayMessages": notification("display_messages"),
+    "NotifyCustomerInformation": notification("customer_information"),
 }

@@ -33,6 +33,7 @@ class MemoryState:
     stations: dict[str, Station] = field(default_factory=dict)
     connectors: dict[tuple[str, int, int], dict[str, Any]] = field(default_factory=dict)
     tags: dict[str, IdTag] = field(default_factory=dict)
+    station_options: dict[tuple[str, str], str] = field(default_factory=dict)
     sessions: dict[int, Session] = field(default_factory=dict)
     samples: list[dict[str, Any]] = field(default_factory=list)
     meter_keys: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
@@ -145,6 +146,15 @@ class MemoryTx(Tx):
 
     async def list_tags(self) -> list[IdTag]:
         return [copy.deepcopy(t) for _, t in sorted(self.s.tags.items())]
+
+    async def get_station_option(self, station_id: str, name: str) -> str | None:
+        return self.s.station_options.get((station_id, name))
+
+    async def set_station_option(self, station_id: str, name: str, value: str | None) -> None:
+        if value is None:
+            self.s.station_options.pop((station_id, name), None)
+        else:
+            self.s.station_options[station_id, name] = value
 
     # -- sessions ------------------------------------------------------------
     async def get_session(self, session_id: int) -> Session | None:
