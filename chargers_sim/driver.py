@@ -80,7 +80,6 @@ class DriverHandlers(CallHandlers):
         self.profiles: dict[tuple[int, int], dict[str, Any]] = {}  # (connector, id) -> profile
         self.display_messages: dict[int, dict[str, Any]] = {}
         self.network_profiles: dict[int, dict[str, Any]] = {}
-        self.shown_cost: dict[str, float] = {}  # transaction -> the cost on the display
         # 1.6: announces the OCA running-cost DataTransfer (California Pricing whitepaper)
         self.config["CustomDisplayCostAndPrice"] = "false"
 

@@ -115,6 +115,8 @@ def before_sending(msg: TxMessage) -> None:
 def delivered(st: TransactionQueue, msg: TxMessage, answer: dict[str, Any]) -> None:
     if msg.action == "TransactionEvent" and msg.payload["eventType"] == "Started":
         msg.session.confirmed.set()
+    if "totalCost" in answer:  # I02: the display shows the running cost
+        st.shown_cost[str(msg.session.transaction_id)] = float(answer["totalCost"])
 
 
 # -- answering the central system ------------------------------------------------------

@@ -75,6 +75,8 @@ COMMAND_BODIES: dict[str, Schema] = {
         "message": {"type": "string", "minLength": 1,
                     "examples": ["StatusNotification", "MeterValues", "Heartbeat"]},
         "connector": _CONNECTOR,
+        "extended": {"type": "boolean", "default": False,
+                     "description": "1.6: ExtendedTriggerMessage (security extension)"},
     }, ("message",)),
     "get-config": _command({"keys": {"type": "array", "items": _STR,
                                      "description": "[default: every key]"}},

@@ -49,11 +49,18 @@ def availability(a: dict[str, Any]) -> BuiltCall:
                      {"connectorId": int_arg(a, "connector", 0), "type": word})
 
 
+# Messages only the security extension's ExtendedTriggerMessage asks for.
+_EXTENDED_ONLY = ("LogStatusNotification", "SignChargePointCertificate")
+
+
 def trigger(a: dict[str, Any]) -> BuiltCall:
     p: dict[str, Any] = {"requestedMessage": str_arg(a, "message")}
     if a.get("connector") is not None:
         p["connectorId"] = int_arg(a, "connector")
-    return BuiltCall("TriggerMessage", p)
+    # 1.6 §5.17 TriggerMessage; the security whitepaper's ExtendedTriggerMessage when
+    # asked for, or for the messages only it knows
+    extended = bool(a.get("extended")) or p["requestedMessage"] in _EXTENDED_ONLY
+    return BuiltCall("ExtendedTriggerMessage" if extended else "TriggerMessage", p)
 
 
 def get_config(a: dict[str, Any]) -> BuiltCall:

@@ -237,4 +237,5 @@ ROUTES: dict[str, Handler] = {
     "NotifyEVChargingSchedule": stored_status("ev_charging_schedule"),
     "NotifyDisplayMessages": notification("display_messages"),
     "NotifyCustomerInformation": notification("customer_information"),
+    "PublishFirmwareStatusNotification": notification("publish_firmware_status"),
 }
