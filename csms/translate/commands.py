@@ -23,6 +23,7 @@ __all__ = [
     "BuiltCall",
     "CommandError",
     "build_call",
+    "builder_for",
     "carries_secret",
     "is_secret_name",
     "new_password",
@@ -158,14 +159,18 @@ def password_accepted(action: str, response: dict[str, Any]) -> bool:
     return False
 
 
-def build_call(version: OcppVersion, command: str, args: dict[str, Any]) -> BuiltCall:
+def builder_for(version: OcppVersion, command: str) -> Callable[[dict[str, Any]], BuiltCall]:
+    """The function that builds ``command``'s CALL for a station of ``version``."""
     name = COMMANDS.get(command)
     if name is None:
         raise CommandError(f"unknown command {command!r}")
-    builder = cast(Callable[[dict[str, Any]], BuiltCall],
-                   getattr(_BUILDERS[version], name, None)
-                   or getattr(_MORE_BUILDERS[version], name))
-    call = builder(args)
+    return cast(Callable[[dict[str, Any]], BuiltCall],
+                getattr(_BUILDERS[version], name, None)
+                or getattr(_MORE_BUILDERS[version], name))
+
+
+def build_call(version: OcppVersion, command: str, args: dict[str, Any]) -> BuiltCall:
+    call = builder_for(version, command)(args)
     try:
         Validator(version).validate(call.action, call.payload)
     except OcppError as exc:

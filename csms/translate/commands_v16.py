@@ -59,8 +59,9 @@ def trigger(a: dict[str, Any]) -> BuiltCall:
         p["connectorId"] = int_arg(a, "connector")
     # 1.6 §5.17 TriggerMessage; the security whitepaper's ExtendedTriggerMessage when
     # asked for, or for the messages only it knows
-    extended = bool(a.get("extended")) or p["requestedMessage"] in _EXTENDED_ONLY
-    return BuiltCall("ExtendedTriggerMessage" if extended else "TriggerMessage", p)
+    if a.get("extended") or p["requestedMessage"] in _EXTENDED_ONLY:
+        return BuiltCall("ExtendedTriggerMessage", p)
+    return BuiltCall("TriggerMessage", p)
 
 
 def get_config(a: dict[str, Any]) -> BuiltCall:

@@ -127,11 +127,12 @@ async def test_display_messages_set_reported_and_cleared(csms_server: RunningSer
     for n, text in ((1, "Welcome"), (2, "Tarif: 0,39 €/kWh\nDanke")):
         status, body = await api(csms_server, "POST", base + "set-display-message",
                                  {"message_id": n, "text": text, "language": "de"})
-        assert (status, body["status"]) == (200, "Accepted"), body
+        assert (status, body["status"], body["action"]) == (200, "Accepted",
+                                                            "SetDisplayMessage"), body
     assert st.display_messages[2]["message"] == {
         "format": "UTF8", "language": "de", "content": "Tarif: 0,39 €/kWh\nDanke"}
     status, body = await api(csms_server, "POST", base + "get-display-messages", {})
-    assert (status, body["status"]) == (200, "Accepted")
+    assert (status, body["status"], body["action"]) == (200, "Accepted", "GetDisplayMessages")
     async with asyncio.timeout(5):
         while not (out := csms_cli(csms_server, "stations", "reports", "SIM1", "--kind",
                                    "display_messages", "--json")).stdout.count('"id"') >= 2:
@@ -139,7 +140,7 @@ async def test_display_messages_set_reported_and_cleared(csms_server: RunningSer
     assert "Tarif: 0,39" in out.stdout
     status, body = await api(csms_server, "POST", base + "clear-display-message",
                              {"message_id": 1})
-    assert body["status"] == "Accepted"
+    assert (body["status"], body["action"]) == ("Accepted", "ClearDisplayMessage")
     status, body = await api(csms_server, "POST", base + "clear-display-message",
                              {"message_id": 1})
     assert body["status"] == "Unknown"

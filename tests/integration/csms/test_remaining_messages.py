@@ -106,6 +106,7 @@ async def test_transaction_status(csms_server: RunningServer) -> None:
     [s] = await csms_server.sessions("SIM1")
     body = await command(csms_server, "get-transaction-status",
                          {"transaction_id": s["transaction_id"]})
+    assert body["action"] == "GetTransactionStatus"
     assert body["response"] == {"messagesInQueue": False, "ongoingIndicator": True}
     body = await command(csms_server, "get-transaction-status", {"transaction_id": "GONE"})
     assert body["response"]["ongoingIndicator"] is False
@@ -227,6 +228,33 @@ async def test_station_reports_stored_and_shown(
     data = await reports(csms_server, kind, "EV1")
     [stored] = [r["payload"] for r in data[kind]]
     assert {k: stored[k] for k in payload} == payload  # with the schema's defaults added
+
+
+@pytest.mark.parametrize(("version", "action", "payload"), [
+    ("ocpp1.6", "DiagnosticsStatusNotification", {"status": "Uploaded"}),
+    ("ocpp1.6", "SignedFirmwareStatusNotification", {"status": "Installed", "requestId": 1}),
+    ("ocpp2.0.1", "NotifyEvent", {
+        "generatedAt": "2026-03-01T10:00:00Z", "seqNo": 0, "eventData": [{
+            "eventId": 1, "timestamp": "2026-03-01T10:00:00Z", "trigger": "Delta",
+            "actualValue": "Faulted", "eventNotificationType": "HardWiredNotification",
+            "component": {"name": "Connector"}, "variable": {"name": "AvailabilityState"}}]}),
+    ("ocpp2.0.1", "PublishFirmwareStatusNotification", {"status": "Published",
+                                                        "location": ["http://x/fw"],
+                                                        "requestId": 2}),
+])
+async def test_status_notifications_are_answered_and_kept(
+    csms_server: RunningServer, version: str, action: str, payload: dict[str, Any],
+) -> None:
+    await csms_server.add_station("ST1")
+    async with await RawClient.connect(csms_server.url, "ST1", [version]) as c:
+        assert await c.result(action, payload) == {}
+        bad = await c.call(action, {})  # required fields missing: a CALLERROR...
+        assert bad[0] == 4
+        assert (await c.result("Heartbeat", {}))["currentTime"]  # ...and it lives on
+    out = csms_cli(csms_server, "stations", "show", "ST1", "--json")
+    kept = [e["payload"] for e in json.loads(out.stdout)["recent_events"]]
+    # as sent, with the schema's defaults (e.g. NotifyEvent's tbc) added
+    assert any({k: p.get(k) for k in payload} == payload for p in kept), kept
 
 
 def requested_messages(version: str, action: str) -> list[str]:
