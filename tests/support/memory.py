@@ -13,6 +13,7 @@ charging service never uses (settlement's batches, tariffs, drivers' cards) rais
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import uuid
 from collections.abc import Awaitable, Callable
@@ -21,6 +22,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from csms.domain.model import IdTag, MeterSample, Session, SessionStatus, Station
+from csms.domain.tariff import Tariff
 from csms.service.ports import Repository, StorageError, Tx
 
 __all__ = ["MemoryRepository", "MemoryState", "MemoryTx"]
@@ -34,6 +36,7 @@ class MemoryState:
     connectors: dict[tuple[str, int, int], dict[str, Any]] = field(default_factory=dict)
     tags: dict[str, IdTag] = field(default_factory=dict)
     station_options: dict[tuple[str, str], str] = field(default_factory=dict)
+    tariffs: list[Tariff] = field(default_factory=list)
     sessions: dict[int, Session] = field(default_factory=dict)
     samples: list[dict[str, Any]] = field(default_factory=list)
     meter_keys: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
@@ -348,14 +351,24 @@ class MemoryTx(Tx):
         return None
 
     # -- settlement's tables: not faked (the settlement tests run on real databases) ------
-    async def add_tariff(self, *args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError("add_tariff: not faked in memory")
+    async def add_tariff(self, tariff: Tariff) -> int:
+        version = 1 + sum(t.station_id == tariff.station_id for t in self.s.tariffs)
+        stored = dataclasses.replace(tariff, id=len(self.s.tariffs) + 1, version=version)
+        self.s.tariffs.append(stored)
+        assert stored.id is not None
+        return stored.id
 
-    async def list_tariffs(self, *args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError("list_tariffs: not faked in memory")
+    async def list_tariffs(self) -> list[Tariff]:
+        return list(self.s.tariffs)
 
-    async def find_tariff(self, *args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError("find_tariff: not faked in memory")
+    async def find_tariff(self, station_id: str, at: datetime) -> Tariff | None:
+        """The station's own newest version valid at ``at``, else the newest '*' one."""
+        for wanted in (station_id, "*"):
+            valid = [t for t in self.s.tariffs if t.station_id == wanted
+                     and (t.valid_from is None or t.valid_from <= at)]
+            if valid:
+                return max(valid, key=lambda t: t.version)
+        return None
 
     async def link_card(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError("link_card: not faked in memory")
