@@ -18,7 +18,7 @@ from decimal import Decimal
 from typing import Any
 
 from csms.domain.model import BILLING_HOLD_FLAGS, IdTag, Session, SessionStatus, TagStatus
-from csms.domain.tariff import price_minor
+from csms.domain.tariff import Tariff, price_minor
 from csms.service.core import ChargingCore
 from csms.service.ports import Tx
 
@@ -44,6 +44,7 @@ class RunningCost:
     energy_wh: int
     at: datetime
     final: bool
+    tariff: Tariff
 
 
 def personal_message(cost: RunningCost) -> str:
@@ -111,7 +112,7 @@ class DriverUseCases(ChargingCore):
         minor = price_minor(tariff, energy, duration)
         total = Decimal(minor).scaleb(-tariff.decimals)
         return RunningCost(session.id, session.transaction_id, total, tariff.currency,
-                           energy, end, final)
+                           energy, end, final, tariff)
 
     async def cost_command_args(self, station_id: str, session_id: Any) -> dict[str, Any]:
         """The arguments of ``cost-updated`` for a session (named, or the station's only
@@ -139,6 +140,9 @@ class DriverUseCases(ChargingCore):
                     "currency": cost.currency, "meter_wh": cost.energy_wh,
                     "timestamp": cost.at.isoformat().replace("+00:00", "Z"),
                     "final": cost.final, "text": personal_message(cost),
+                    "kwh_price": str(cost.tariff.per_kwh),
+                    "hour_price": str(cost.tariff.per_minute * 60),
+                    "flat_fee": str(cost.tariff.session_fee),
                     "running_cost": announced == "on"}
 
         return await self.repo.read(work)

@@ -73,16 +73,23 @@ def amount(a: dict[str, Any], key: str = "total_cost") -> Decimal:
 
 
 def running_cost_data(a: dict[str, Any], final: bool) -> str:
-    """The data of the running-cost convention's DataTransfer (OCA "California Pricing
-    Requirements", §4.3 RunningCost / §4.4 FinalCost): a JSON text."""
+    """The data of the running-cost convention's DataTransfer (OCA "OCPP & California
+    Pricing Requirements": RunningCost with transactionId, timestamp, meterValue (Wh),
+    cost, state and chargingPrice; FinalCost with transactionId, cost, priceText and
+    qrCodeText), as a JSON text. Stations refuse either without its required fields."""
     body: dict[str, Any] = {"transactionId": int_arg(a, "transaction_id"),
                             "cost": float(amount(a))}
     if final:
         body["priceText"] = str(a.get("text") or "")
+        body["qrCodeText"] = str(a.get("qr_code") or "")
     else:
         body["timestamp"] = str_arg(a, "timestamp")
         body["meterValue"] = int_arg(a, "meter_wh", 0)
         body["state"] = "Charging"
+        body["chargingPrice"] = {
+            "kWhPrice": float(amount(a, "kwh_price")),
+            "hourPrice": float(amount(a, "hour_price")),
+            "flatFee": float(amount(a, "flat_fee"))}
         if a.get("text"):
             body["priceText"] = str(a["text"])
     return json.dumps(body, separators=(",", ":"))

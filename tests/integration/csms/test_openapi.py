@@ -42,6 +42,19 @@ ANSWERS: dict[str, dict[str, Any]] = {
     "SetVariables": {"setVariableResult": [
         {"attributeStatus": "Accepted", "component": {"name": "OCPPCommCtrlr"},
          "variable": {"name": "HeartbeatInterval"}}]},
+    "ClearCache": {"status": "Accepted"},
+    "GetCompositeSchedule": {"status": "Accepted", "connectorId": 1,
+                             "scheduleStart": "2026-01-01T00:00:00Z", "chargingSchedule": {
+                                 "chargingRateUnit": "W", "chargingSchedulePeriod": [
+                                     {"startPeriod": 0, "limit": 7400.0}]}},
+    "GetChargingProfiles": {"status": "NoProfiles"},
+    "GetTransactionStatus": {"messagesInQueue": False},
+    "CustomerInformation": {"status": "Accepted"},
+    "SetNetworkProfile": {"status": "Accepted"},
+    "SetDisplayMessage": {"status": "Accepted"},
+    "GetDisplayMessages": {"status": "Unknown"},
+    "ClearDisplayMessage": {"status": "Unknown"},
+    "CostUpdated": {},
 }
 
 # command -> (the station's OCPP version, a body as the CLI sends it)
@@ -66,6 +79,22 @@ REQUESTS: dict[str, tuple[str, dict[str, Any]]] = {
     "send-local-list": ("ocpp1.6", {"timeout": 5}),
     "local-list-version": ("ocpp1.6", {"timeout": 5}),
     "set-password": ("ocpp1.6", {"password": "a-new-password-of-24-ch", "timeout": 5}),
+    "clear-cache": ("ocpp1.6", {"timeout": 5}),
+    "get-composite-schedule": ("ocpp1.6", {"connector": 1, "duration": 600, "unit": "W",
+                                           "timeout": 5}),
+    "get-charging-profiles": ("ocpp2.0.1", {"purpose": "TxDefaultProfile", "timeout": 5}),
+    "get-transaction-status": ("ocpp2.0.1", {"transaction_id": "T-1", "timeout": 5}),
+    "customer-information": ("ocpp2.0.1", {"tag": "T1", "report": True, "clear": False,
+                                           "timeout": 5}),
+    "set-network-profile": ("ocpp2.0.1", {"url": "wss://csms.example.org/ocpp", "slot": 1,
+                                          "apn": "internet", "apn_password": "secret-1",
+                                          "timeout": 5}),
+    "set-display-message": ("ocpp2.0.1", {"message_id": 1, "text": "Welcome",
+                                          "language": "en", "priority": "NormalCycle",
+                                          "timeout": 5}),
+    "get-display-messages": ("ocpp2.0.1", {"message_id": 1, "timeout": 5}),
+    "clear-display-message": ("ocpp2.0.1", {"message_id": 1, "timeout": 5}),
+    "cost-updated": ("ocpp2.0.1", {"timeout": 5}),
 }
 
 
@@ -212,6 +241,12 @@ async def test_real_commands_and_answers_validate(csms_server: RunningServer,
             await c.result("StartTransaction", {
                 "connectorId": 1, "idTag": "T1", "meterStart": 10,
                 "timestamp": "2026-01-01T00:00:00Z"})
+        if command == "cost-updated":  # the cost of an active session under a tariff
+            await csms_server.add_tariff("0.39")
+            await c.result("TransactionEvent", {
+                "eventType": "Started", "timestamp": "2026-01-01T00:00:00Z",
+                "triggerReason": "Authorized", "seqNo": 0,
+                "transactionInfo": {"transactionId": "T-1"}})
         request = asyncio.create_task(
             api(csms_server, "POST", f"/stations/CP1/commands/{command}", body))
         call = await asyncio.wait_for(c.calls.get(), 5)

@@ -90,6 +90,7 @@ async def test_cost_command_args_name_the_session_and_the_convention(
     assert args == {"transaction_id": "TX1", "total_cost": "1.56", "currency": "EUR",
                     "meter_wh": 4000, "timestamp": NOW.isoformat().replace("+00:00", "Z"),
                     "final": False, "text": "Cost so far: 1.56 EUR for 4.000 kWh",
+                    "kwh_price": "0.39", "hour_price": "0", "flat_fee": "0",
                     "running_cost": False}
     await service.set_station_option("CP1", "running_cost", "on")
     assert (await service.cost_command_args("CP1", None))["running_cost"] is True
@@ -151,7 +152,8 @@ def test_customer_reports_assembled_in_order_once_complete() -> None:
 def test_personal_message_stays_short_and_plain() -> None:
     from csms.service.driver import RunningCost
 
-    cost = RunningCost(1, "TX", Decimal("123456789.99"), "EUR", 10**12, NOW, True)
+    cost = RunningCost(1, "TX", Decimal("123456789.99"), "EUR", 10**12, NOW, True,
+                       tariff("0.39"))
     text = personal_message(cost)
     assert text == "Total: 123456789.99 EUR for 1000000000.000 kWh"
     assert len(text) <= 512 and text.isprintable()

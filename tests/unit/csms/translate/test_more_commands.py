@@ -23,7 +23,8 @@ from csms.translate.v201 import running_cost
 
 V16, V201 = OcppVersion.V16, OcppVersion.V201
 COST = {"transaction_id": "17", "total_cost": "1.56", "meter_wh": 4000,
-        "timestamp": "2026-03-01T10:10:00Z", "text": "Cost so far: 1.56 EUR"}
+        "timestamp": "2026-03-01T10:10:00Z", "text": "Cost so far: 1.56 EUR",
+        "kwh_price": "0.39", "hour_price": "0", "flat_fee": "0.50"}
 
 # command, args, 1.6 action (None: refused), 2.0.1 action
 CASES: list[tuple[str, dict[str, Any], str | None, str]] = [
@@ -69,9 +70,13 @@ def test_1_6_running_cost_only_when_announced() -> None:
         "org.openchargealliance.costmsg", "RunningCost")
     assert json.loads(call.payload["data"]) == {
         "transactionId": 17, "cost": 1.56, "timestamp": "2026-03-01T10:10:00Z",
-        "meterValue": 4000, "state": "Charging", "priceText": "Cost so far: 1.56 EUR"}
+        "meterValue": 4000, "state": "Charging", "priceText": "Cost so far: 1.56 EUR",
+        "chargingPrice": {"kWhPrice": 0.39, "hourPrice": 0.0, "flatFee": 0.5}}
     final = build_call(V16, "cost-updated", {**COST, "running_cost": True, "final": True})
     assert final.payload["messageId"] == "FinalCost"
+    assert json.loads(final.payload["data"]) == {
+        "transactionId": 17, "cost": 1.56, "priceText": "Cost so far: 1.56 EUR",
+        "qrCodeText": ""}
     assert build_call(V201, "cost-updated", COST).payload == {"totalCost": 1.56,
                                                               "transactionId": "17"}
 
