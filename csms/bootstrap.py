@@ -204,6 +204,8 @@ class App:
                 await bus.run(handle, stop)
 
             self.tasks.start("command-bus", serve_commands, OUTAGES)
+        if self.admin is not None and self.settings.cost_update_interval > 0:
+            self.tasks.start("cost-updates", self._cost_updates, (StorageError,))
         if self.settings.chain:
             chain = await asyncio.to_thread(open_settlement_chain, self.settings)
             self.attach_chain(chain)
@@ -249,6 +251,24 @@ class App:
             if stop.is_set():
                 return
             await self._beat()
+
+    async def _cost_updates(self, stop: asyncio.Event) -> None:
+        """Send the running cost of each active session, every ``cost_update_interval``
+        seconds, to this node's stations that announced the 1.6 running-cost convention
+        (csms.service.driver); a station that is slow or gone is tried again next time."""
+        assert self.admin is not None
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.settings.cost_update_interval)
+            for station_id in list(self.central.connections):
+                if stop.is_set():
+                    return
+                for session_id in await self.service.running_cost_sessions(station_id):
+                    status, result = await self.admin.run_command(
+                        station_id, "cost-updated", {"session": session_id}, forwarded=True)
+                    if status != 200:
+                        log.info("= %s: no running cost for session %s: %s", station_id,
+                                 session_id, result.get("error"))
 
     async def close(self) -> None:
         try:

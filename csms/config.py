@@ -127,6 +127,9 @@ class Settings:
     quota_data_transfer: int = 1048576
     quota_security_events: int = 262144
     quota_notifications: int = 262144
+    # seconds between the running cost sent to stations marked with `csms stations
+    # running-cost` (csms.service.driver); 0: only on demand (csms remote cost-updated)
+    cost_update_interval: float = defaults.COST_UPDATE_INTERVAL
     # Station payloads are not stored when the database has less free space than this;
     # transaction data may use it (SQLite: the disk and max_page_count).
     storage_reserve: int = 67108864

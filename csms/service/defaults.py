@@ -18,6 +18,7 @@ __all__ = [
     "BATCH_SIZE",
     "BOOT_RETRY_INTERVAL",
     "CONFIRMATIONS",
+    "COST_UPDATE_INTERVAL",
     "DEFAULT_MAX_POWER_KW",
     "HEARTBEAT_INTERVAL",
     "MAX_WAIT",
@@ -35,3 +36,6 @@ MAX_WAIT = 60.0  # seconds a completed session waits for a fuller batch
 CONFIRMATIONS = 1  # blocks before a batch counts as final
 AUTH_FAILURE_LIMIT = 5  # password attempts per minute per address
 AUTH_CONCURRENCY = 2  # password checks (scrypt) at once, in all
+# seconds between running-cost messages to stations that announced the 1.6 convention
+# (csms stations running-cost); 0: none
+COST_UPDATE_INTERVAL = 60.0

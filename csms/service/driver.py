@@ -147,6 +147,18 @@ class DriverUseCases(ChargingCore):
 
         return await self.repo.read(work)
 
+    async def running_cost_sessions(self, station_id: str) -> list[int]:
+        """The active sessions of a station marked as showing the running cost (the 1.6
+        convention), to which the running cost is sent at an interval."""
+
+        async def work(tx: Tx) -> list[int]:
+            if await tx.get_station_option(station_id, RUNNING_COST_OPTION) != "on":
+                return []
+            return [s.id for s in await tx.list_sessions(station_id, True, 100)
+                    if s.id is not None]
+
+        return await self.repo.read(work)
+
     # -- groups and master passes ----------------------------------------------------
     async def tag_group(self, tag: str) -> str | None:
         """The group a known tag belongs to (answered with Authorize), else None."""

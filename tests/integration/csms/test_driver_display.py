@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import asyncio
 from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from chargers_sim import Station
+from csms.config import Settings
 from support import RunningServer, csms_cli
 from support.admin import api
 from support.client import RawClient
@@ -177,3 +179,32 @@ async def test_display_commands_are_2_0_1_only(csms_server: RunningServer) -> No
                                      {"message_id": 1, "text": "hi"})
             assert status == 400 and "1.6 has no display messages" in body["error"]
         assert c.calls.empty()
+
+
+async def test_running_cost_sent_at_an_interval_to_announcing_stations(
+    tmp_path: Path,
+) -> None:
+    settings = Settings(db=str(tmp_path / "csms.sqlite3"), host="127.0.0.1", port=0,
+                        data_dir=str(tmp_path / "data"), call_timeout=5, admin_port=0,
+                        cost_update_interval=0.1)
+    server = RunningServer(settings)
+    await server.start()
+    try:
+        st = await _sim(server, "1.6")
+        other = Station(server.url, "SIM2", "1.6", seed=8, **FAST)
+        await server.add_station("SIM2")
+        await other.start()
+        st.config["CustomDisplayCostAndPrice"] = "true"
+        other.config["CustomDisplayCostAndPrice"] = "true"  # but not marked by the operator
+        assert csms_cli(server, "stations", "running-cost", "SIM1").returncode == 0
+        for station in (st, other):
+            await station.start_session(1, "SIMTAG")
+        async with asyncio.timeout(10):
+            while len([a for a, _ in st.received_calls if a == "DataTransfer"]) < 2:
+                await asyncio.sleep(0.05)
+        assert st.shown_cost and min(st.shown_cost.values()) > 0
+        assert not [a for a, _ in other.received_calls if a == "DataTransfer"]
+        await st.close()
+        await other.close()
+    finally:
+        await server.stop()
