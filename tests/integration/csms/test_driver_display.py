@@ -111,8 +111,9 @@ async def test_running_cost_on_1_6_only_when_the_station_announced_it(
     assert status == 400 and "has not announced" in body["error"]  # refused locally
     assert not [a for a, _ in st.received_calls if a == "DataTransfer"]
     st.config["CustomDisplayCostAndPrice"] = "true"
-    out = csms_cli(csms_server, "stations", "running-cost", "SIM1", "--on")
-    assert out.returncode == 0, out.stderr
+    # what `csms stations running-cost SIM1 --on` does (tests/integration/csms/cli), here
+    # in the server's process: a CLI write competes with the station's traffic for SQLite
+    await csms_server.central.service.set_station_option("SIM1", "running_cost", "on")
     status, body = await api(csms_server, "POST", "/stations/SIM1/commands/cost-updated", {})
     assert (status, body["status"], body["action"]) == (200, "Accepted", "DataTransfer"), body
     [(_, sent)] = [(a, p) for a, p in st.received_calls if a == "DataTransfer"]
@@ -196,7 +197,7 @@ async def test_running_cost_sent_at_an_interval_to_announcing_stations(
         await other.start()
         st.config["CustomDisplayCostAndPrice"] = "true"
         other.config["CustomDisplayCostAndPrice"] = "true"  # but not marked by the operator
-        assert csms_cli(server, "stations", "running-cost", "SIM1").returncode == 0
+        await server.central.service.set_station_option("SIM1", "running_cost", "on")
         for station in (st, other):
             await station.start_session(1, "SIMTAG")
         async with asyncio.timeout(10):

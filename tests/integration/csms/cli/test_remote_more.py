@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from csms.service.ports import Tx
 from support import RunningServer, csms_cli
 
 
@@ -38,3 +39,19 @@ def test_bad_arguments_are_one_line(csms_server: RunningServer, args: list[str],
     assert out.returncode == 2, (out.stdout, out.stderr)
     assert why in out.stderr and "Traceback" not in out.stderr
     assert out.stdout == ""
+
+
+
+async def test_running_cost_on_and_off(csms_server: RunningServer) -> None:
+    await csms_server.add_station("CP1")
+
+    async def option() -> str | None:
+        async def work(tx: Tx) -> str | None:
+            return await tx.get_station_option("CP1", "running_cost")
+
+        return await csms_server.repo.read(work)  # type: ignore[no-any-return]
+
+    for flag, word, stored in (("--on", "on", "on"), ("--off", "off", None)):
+        out = csms_cli(csms_server, "stations", "running-cost", "CP1", flag)
+        assert (out.returncode, out.stdout) == (0, f"CP1: running cost {word}\n"), out
+        assert await option() == stored
