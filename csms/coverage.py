@@ -127,8 +127,37 @@ def _simulator(version: OcppVersion) -> tuple[set[str], set[str]]:
     return answered, named
 
 
-def _test_files() -> Iterable[tuple[str, set[str], bool]]:
-    """(path, string literals, drives the simulator) of each test over real sockets."""
+def _js_literals(text: str) -> dict[OcppVersion, set[str]]:
+    """The quoted names of an interop script, per version: a script branches on
+    ``protocol === 'ocpp1.6'`` (the 2.0.1 messages in its ``else``); what is outside the
+    branch serves both versions."""
+    names = re.compile(r"""['"]([A-Za-z0-9.]+)['"]""")
+    marker = re.search(r"if \(protocol === 'ocpp1\.6'\) \{", text)
+    if marker is None:
+        both = set(names.findall(text))
+        return {v: both for v in OcppVersion}
+    depth, i = 1, marker.end()
+    while depth and i < len(text):  # the end of the 1.6 branch
+        depth += {"{": 1, "}": -1}.get(text[i], 0)
+        i += 1
+    v16 = text[marker.end():i]
+    rest = text[i:]
+    other = re.match(r"\s*else\s*\{", rest)
+    v201, after = "", rest
+    if other is not None:
+        depth, j = 1, other.end()
+        while depth and j < len(rest):
+            depth += {"{": 1, "}": -1}.get(rest[j], 0)
+            j += 1
+        v201, after = rest[other.end():j], rest[j:]
+    common = set(names.findall(text[:marker.start()] + after))
+    return {OcppVersion.V16: common | set(names.findall(v16)),
+            OcppVersion.V201: common | set(names.findall(v201))}
+
+
+def _test_files() -> Iterable[tuple[str, dict[OcppVersion, set[str]], bool]]:
+    """(path, string literals per version, drives the simulator) of each test over real
+    sockets. A Python file counts for a version it names (``"1.6"``, ``"ocpp2.0.1"``...)."""
     for folder in ("integration", "e2e"):
         for path in sorted((ROOT / "tests" / folder).rglob("*")):
             rel = path.relative_to(ROOT).as_posix()
@@ -136,10 +165,11 @@ def _test_files() -> Iterable[tuple[str, set[str], bool]]:
                 tree = ast.parse(path.read_text("utf-8"))
                 sim = any(isinstance(n, ast.ImportFrom) and (n.module or "").startswith(
                     "chargers_sim") for n in ast.walk(tree))
-                yield rel, _literals(tree), sim
+                lits = _literals(tree)
+                yield rel, {v: lits if lits & _VERSION_NAMES[v] else set()
+                            for v in OcppVersion}, sim
             elif path.suffix == ".js":
-                text = path.read_text("utf-8")
-                yield rel, set(re.findall(r"""['"]([A-Za-z0-9.]+)['"]""", text)), False
+                yield rel, _js_literals(path.read_text("utf-8")), False
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +208,7 @@ def rows() -> list[Row]:
             sim = (not from_station or action in named) and (
                 not to_station or action in answered)
             tests = [(rel, is_sim) for rel, lits, is_sim in files
-                     if action in lits and lits & _VERSION_NAMES[version]]
+                     if action in lits[version]]
             out.append(Row(version, action, direction, handled, commands, sim,
                            tuple(r for r, _ in tests), sim and any(s for _, s in tests),
                            any(r.endswith(".js") for r, _ in tests)))

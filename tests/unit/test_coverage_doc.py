@@ -49,3 +49,23 @@ def test_the_table_can_say_no() -> None:
     text = render([row])
     assert "| ReserveNow | CSMS -> station | **no** | - | **no** | **no** |" in text
     assert "1 actions: 0 handled, 0 of them tested." in text
+
+
+def test_an_interop_script_counts_per_version_branch() -> None:
+    from csms.coverage import _js_literals
+
+    script = """
+    cli.handle('Reset', () => ({ status: 'Accepted' }));
+    if (protocol === 'ocpp1.6') {
+      answer('DataTransfer', () => ({ status: 'Accepted' }));
+      r.start = await cli.call('StartTransaction', { connectorId: 1 });
+    } else {
+      answer('CostUpdated', () => ({}));
+    }
+    await cli.call('Heartbeat', {});
+    """
+    found = _js_literals(script)
+    assert {"Reset", "Heartbeat", "DataTransfer", "StartTransaction"} <= found[OcppVersion.V16]
+    assert "CostUpdated" not in found[OcppVersion.V16]
+    assert {"Reset", "Heartbeat", "CostUpdated"} <= found[OcppVersion.V201]
+    assert not {"DataTransfer", "StartTransaction"} & found[OcppVersion.V201]
