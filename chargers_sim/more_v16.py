@@ -63,7 +63,7 @@ def triggered(st: DriverHandlers, what: str, connector: int | None
     station cannot send it)."""
     connectors = [connector] if connector else list(st.meters)
     if what == "BootNotification":
-        return [("BootNotification", st.rules.boot_payload(st.station_id))]
+        return [("BootNotification", st.rules.boot_payload(st.station_id, st.firmware_version))]
     if what == "Heartbeat":
         return [("Heartbeat", {})]
     if what == "StatusNotification":

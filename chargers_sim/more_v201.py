@@ -54,7 +54,7 @@ def triggered(st: DriverHandlers, what: str, connector: int | None
     """The messages a 2.0.1 TriggerMessage asks for (F06; None: cannot send it)."""
     evses = [connector] if connector else list(st.meters)
     if what == "BootNotification":
-        return [("BootNotification", {**st.rules.boot_payload(st.station_id),
+        return [("BootNotification", {**st.rules.boot_payload(st.station_id, st.firmware_version),
                                       "reason": "Triggered"})]
     if what == "Heartbeat":
         return [("Heartbeat", {})]

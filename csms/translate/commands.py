@@ -52,6 +52,10 @@ COMMANDS: dict[str, str] = {
     "send-local-list": "send_local_list",
     "local-list-version": "local_list_version",
     "set-password": "set_password",
+    "reserve": "reserve",
+    "cancel-reservation": "cancel_reservation",
+    "update-firmware": "update_firmware",
+    "get-log": "get_log",
     # the cache, schedules, transaction status, customers, network, what the driver sees
     # (csms.translate.more_commands_v16 / more_commands_v201)
     "clear-cache": "clear_cache",
@@ -74,7 +78,9 @@ _MORE_BUILDERS: dict[OcppVersion, object] = {
 }
 
 # Commands whose arguments must never reach a log or the audit trail.
-SECRET_ARGS = {"set-password": ("password",), "set-network-profile": ("apn_password",)}
+# A firmware or log URL holds its request's token: as good as a key to it.
+SECRET_ARGS = {"set-password": ("password",), "update-firmware": ("location",),
+               "get-log": ("location",), "set-network-profile": ("apn_password",)}
 REDACTED = "<redacted>"
 
 # Configuration keys (1.6) and variables (2.0.1) that hold a credential: the 1.6

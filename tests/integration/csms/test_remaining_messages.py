@@ -21,10 +21,11 @@ from support.client import RawClient
 FAST: dict[str, Any] = {"meter_interval": 0.05, "call_timeout": 3, "retry_interval": 0.1}
 
 
-async def sim(server: RunningServer, version: str, sid: str = "SIM1") -> Station:
+async def sim(server: RunningServer, version: str, sid: str = "SIM1",
+              **kw: Any) -> Station:
     await server.add_station(sid)
     await server.add_tag("SIMTAG")
-    st = Station(server.url, sid, version, seed=7, **FAST)
+    st = Station(server.url, sid, version, seed=7, **{**FAST, **kw})
     await st.start()
     return st
 
@@ -99,7 +100,7 @@ async def test_charging_profiles_reported_and_stored(csms_server: RunningServer)
 
 
 async def test_transaction_status(csms_server: RunningServer) -> None:
-    st = await sim(csms_server, "2.0.1")
+    st = await sim(csms_server, "2.0.1", meter_interval=60)  # nothing queued meanwhile
     await st.start_session(1, "SIMTAG")
     await asyncio.sleep(0.2)
     await st.drain()
