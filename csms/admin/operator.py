@@ -12,6 +12,7 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
+from csms.admin import device
 from csms.bus.commands import CommandBus, NodeUnavailable
 from csms.protocol import OcppVersion
 from csms.server import CallFailed, CallTimeout, CentralSystem, StationOffline
@@ -69,6 +70,7 @@ class OperatorCommands:
             return 409, {"error": f"station {station_id} is not connected", "status": "Offline"}
         try:
             args = await self._resolve(station_id, conn.version, command, args)
+            args = await device.prepare(self.repo, station_id, command, args)
             password = new_password(command, args)
             if password is not None:
                 # a password the station takes must be one we can store and check
@@ -92,6 +94,7 @@ class OperatorCommands:
         except CallFailed as exc:
             return 502, {"error": f"station answered {exc.code}: {exc.description}",
                          "status": exc.code, "action": call.action}
+        await device.record(self.repo, station_id, command, args, call.payload, response)
         word = result_status(call.action, response)
         answer: dict[str, Any] = {"status": word, "action": call.action,
                                   "ocpp_version": conn.version.short, "response": response}

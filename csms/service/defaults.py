@@ -17,7 +17,10 @@ __all__ = [
     "AUTH_FAILURE_LIMIT",
     "BATCH_SIZE",
     "BOOT_RETRY_INTERVAL",
+    "CERT_DAYS",
+    "CERT_RENEW_DAYS",
     "CONFIRMATIONS",
+    "CSR_LIMIT",
     "DEFAULT_MAX_POWER_KW",
     "HEARTBEAT_INTERVAL",
     "MAX_WAIT",
@@ -35,3 +38,6 @@ MAX_WAIT = 60.0  # seconds a completed session waits for a fuller batch
 CONFIRMATIONS = 1  # blocks before a batch counts as final
 AUTH_FAILURE_LIMIT = 5  # password attempts per minute per address
 AUTH_CONCURRENCY = 2  # password checks (scrypt) at once, in all
+CERT_DAYS = 365  # validity of a station certificate the CA issues
+CERT_RENEW_DAYS = 30.0  # a station is asked for a new CSR this long before its expires
+CSR_LIMIT = 10  # CSRs a station may send per hour (each costs a signature check)
