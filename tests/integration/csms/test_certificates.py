@@ -164,7 +164,7 @@ async def test_hostile_csrs_are_answered_rejected_and_recorded(
         chain = x509.load_pem_x509_certificates(call[3]["certificateChain"].encode())
         assert chain[0].subject.rfc4514_string() == "CN=CP-H" and len(chain) == 2
         await c.answer(call[1], {"status": "Rejected"})
-        [row] = await until(lambda: _rejected(csms_server, "CP-H"), "Rejected kept")
+        [_row] = await until(lambda: _rejected(csms_server, "CP-H"), "Rejected kept")
         # a flood of CSRs: 10 an hour, refused ones included (each costs a check)
         words = [(await c.result("SignCertificate", {"csr": csr("CP-H")}))["status"]
                  for _ in range(8)]

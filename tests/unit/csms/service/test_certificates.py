@@ -12,7 +12,6 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from csms.service.certificates import (
-    MAX_CSR_BYTES,
     CertificateUseCases,
     CsrLimiter,
     CsrRefused,
