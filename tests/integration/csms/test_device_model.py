@@ -123,7 +123,7 @@ async def test_a_station_device_model_from_report_to_monitor(csms_server: Runnin
         async def notified() -> list[dict[str, Any]]:
             return await station_events(csms_server, "SIM1", "notify_event")
 
-        [event] = await until(notified, "the monitor's NotifyEvent")
+        await until(notified, "the monitor's NotifyEvent")
         shown = csms_cli(csms_server, "stations", "events", "SIM1", "--json")
         [data] = json.loads(shown.stdout)
         assert (data["actualValue"], data["variableMonitoringId"]) == (
