@@ -11,7 +11,7 @@ const failures = [];
 const log = { responses: {}, csmsCalls: [] };
 
 function later(ms) {
-  return new Promise((resolve) => setTimeout(resolve, ms));
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());  // no wait at exit
 }
 
 async function main() {
