@@ -251,3 +251,48 @@ async def test_the_local_iso15118_provider(csms_server: RunningServer,
                                                  "certificateType": "V2GCertificate"})
         assert v2g["status"] == "Rejected" and "V2GCertificate" in v2g["statusInfo"][
             "additionalInfo"]
+
+
+@pytest.mark.parametrize("version", ["1.6", "2.0.1"])
+async def test_root_certificates_installed_listed_and_deleted(csms_server: RunningServer,
+                                                              version: str) -> None:
+    await csms_server.add_station("CP-I")
+    st = Station(csms_server.url, "CP-I", version, **FAST)
+    await st.start()
+    ca = csms_server.app.service.certificates.ca
+    hashed = hash_data(ca.cert)
+
+    async def run(name: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        return await api(csms_server, "POST", f"/stations/CP-I/commands/{name}",
+                         {**body, "timeout": 5})
+
+    try:
+        status, answer = await run("get-installed-certificates", {})
+        assert (status, answer["status"]) == (200, "NotFound")
+        status, answer = await run("install-certificate", {"type": "CSMSRootCertificate",
+                                                           "certificate": ca.cert_pem})
+        assert (status, answer["status"]) == (200, "Accepted")
+        status, answer = await run("get-installed-certificates",
+                                   {"types": ["CSMSRootCertificate"]})
+        assert (status, answer["status"]) == (200, "Accepted")
+        listed = answer["response"].get("certificateHashData") or [
+            c["certificateHashData"] for c in answer["response"]["certificateHashDataChain"]]
+        assert listed == [hashed]
+        unknown = {**hashed, "serialNumber": "123"}
+        status, answer = await run("delete-certificate", {"hash": unknown})
+        assert (status, answer["status"]) == (200, "NotFound")
+        status, answer = await run("delete-certificate", {"hash": hashed})
+        assert (status, answer["status"]) == (200, "Accepted")
+        status, answer = await run("delete-certificate", {"hash": hashed})
+        assert (status, answer["status"]) == (200, "NotFound")
+        status, answer = await run("install-certificate", {"type": "V2GRootCertificate",
+                                                           "certificate": ca.cert_pem})
+        if version == "1.6":
+            assert status == 400 and "not a certificate type of OCPP 1.6" in answer["error"]
+        else:
+            assert (status, answer["status"]) == (200, "Accepted")
+        status, answer = await run("install-certificate", {"type": "CSMSRootCertificate",
+                                                           "certificate": "not a PEM"})
+        assert status == 400 and "PEM" in answer["error"]
+    finally:
+        await st.close()
