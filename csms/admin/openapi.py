@@ -128,8 +128,9 @@ COMMAND_BODIES: dict[str, Schema] = {
             "hashAlgorithm", "issuerNameHash", "issuerKeyHash", "serialNumber")},
             ("hashAlgorithm", "issuerNameHash", "issuerKeyHash", "serialNumber")),
     }, ("hash",), "DeleteCertificate by its CertificateHashData"),
-    "renew-certificate": _command({}, description="Ask for a new CSR (2.0.1 TriggerMessage,"
-                                  " 1.6 ExtendedTriggerMessage SignChargingStationCertificate)"),
+    "renew-certificate": _command({}, description="Ask for a new CSR (2.0.1 TriggerMessage"
+                                  " SignChargingStationCertificate, 1.6 ExtendedTriggerMessage"
+                                  " SignChargePointCertificate)"),
     "get-base-report": _command({
         "report_base": {"type": "string", "enum": ["FullInventory", "ConfigurationInventory",
                                                    "SummaryInventory"],
