@@ -10,6 +10,7 @@ each: mutability, data type, unit, limits, values list.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from dataclasses import dataclass
 from typing import Any
@@ -45,7 +46,8 @@ class VariableDef:
         return out
 
 
-def definitions(connectors: int, power_w: float) -> list[VariableDef]:
+@functools.cache
+def definitions(connectors: int, power_w: float) -> tuple[VariableDef, ...]:
     defs = [
         VariableDef("OCPPCommCtrlr", "HeartbeatInterval", "integer", unit="s", min_limit=1,
                     max_limit=86400, monitorable=True),
@@ -80,7 +82,7 @@ def definitions(connectors: int, power_w: float) -> list[VariableDef]:
         defs.append(VariableDef("EVSE", "AvailabilityState", "OptionList", "ReadOnly",
                                 evse=evse, values_list="Available,Occupied,Unavailable",
                                 default="Available"))
-    return defs
+    return tuple(defs)
 
 
 class SimDeviceModel:

@@ -31,7 +31,15 @@ class CallHandlers(FaultInjection):
         self.local_list_version = 0
         self.local_list: dict[str, str] = {}
         self.reply_delay = 0.0  # seconds before each answer (a slow station)
-        self.device = SimDeviceModel(self.variables, len(self.meters), self.power_w)
+        self._device: SimDeviceModel | None = None
+
+    @property
+    def device(self) -> SimDeviceModel:
+        """The 2.0.1 device model, made when first used (a load test's thousands of
+        stations never pay for it)."""
+        if self._device is None:
+            self._device = SimDeviceModel(self.variables, len(self.meters), self.power_w)
+        return self._device
 
     def _handlers(self) -> dict[str, Answer]:
         return {
