@@ -132,6 +132,17 @@ async def test_a_station_device_model_from_report_to_monitor(csms_server: Runnin
         # the station's own account of its monitors, then cleared
         status, answer = await command(csms_server, "SIM1", "get-monitoring-report", {})
         assert status == 200 and answer["status"] == "Accepted"
+
+        async def reported() -> bool:
+            async def work(tx: Any) -> Any:
+                return await tx.get_report_request("SIM1", 2)  # after the base report
+
+            request = await csms_server.repo.read(work)
+            return bool(request["kind"] == "monitoring" and request["completed_at"])
+
+        await until(reported, "the monitoring report")
+        [again] = await monitors(csms_server, "SIM1")
+        assert (again["monitor_id"], again["in_transaction"]) == (monitor["monitor_id"], 0)
         status, answer = await command(csms_server, "SIM1", "clear-monitoring",
                                        {"ids": [monitor["monitor_id"]]})
         assert status == 200 and answer["status"] == "Accepted"
