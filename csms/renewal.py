@@ -1,9 +1,9 @@
 """Renewal of station certificates before they expire (2.0.1 A02/A03, 1.6 security
 whitepaper): a station connected to this node whose newest certificate from the central
 system's CA ends within ``cert_renew_days`` is asked for a new CSR (2.0.1 TriggerMessage
-SignChargingStationCertificate, 1.6 ExtendedTriggerMessage SignChargePointCertificate). It answers with
-SignCertificate, which is signed like any other CSR. A station that is not connected is
-asked when it is, on a later round."""
+SignChargingStationCertificate, 1.6 ExtendedTriggerMessage SignChargePointCertificate).
+It answers with SignCertificate, which is signed like any other CSR. A station that is not
+connected is asked when it is, on a later round."""
 
 from __future__ import annotations
 
