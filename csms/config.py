@@ -149,6 +149,14 @@ class Settings:
     time_past_days: float = defaults.TIME_PAST.total_seconds() / 86400
     time_future_seconds: float = defaults.TIME_FUTURE.total_seconds()
     log_level: str = "info"  # one of LOG_LEVELS (csms serve)
+    # The station file listener (csms.files): firmware downloads and log uploads over HTTP
+    # (HTTPS with tls_cert), reached by per-request URLs; files_url is the address stations
+    # use when it differs from http(s)://files_host:files_port (a proxy, a public name).
+    files_host: str = ""  # default: host (where stations reach the OCPP listener)
+    files_port: int = 0  # 0 picks a free port (each URL names it); -1: no file transfers
+    files_url: str = ""
+    max_upload_bytes: int = defaults.MAX_UPLOAD_BYTES
+    transfer_hours: float = defaults.TRANSFER_HOURS  # how long a log upload URL works
 
     @property
     def admin_token_path(self) -> Path:
@@ -187,12 +195,13 @@ class Settings:
             raise _error("ws_compression", f"choose one of {', '.join(COMPRESSION_MODES)}")
         if self.log_level.lower() not in LOG_LEVELS:
             raise _error("log_level", f"choose one of {', '.join(LOG_LEVELS)}")
-        for name, low in (("port", -1), ("admin_port", -1), ("tls_port", 0)):
+        for name, low in (("port", -1), ("admin_port", -1), ("tls_port", 0),
+                          ("files_port", -1)):
             if not low <= getattr(self, name) <= 65535:
                 raise _error(name, f"a port from {low} to 65535")
         for name in ("heartbeat_interval", "boot_retry_interval", "batch_size",
                      "confirmations", "max_frame_bytes", "max_handshakes",
-                     "auth_concurrency", "cert_days", "csr_limit"):
+                     "auth_concurrency", "max_upload_bytes", "cert_days", "csr_limit"):
             if getattr(self, name) < 1:
                 raise _error(name, "at least 1")
         for name in ("max_wait", "call_timeout", "ping_interval", "ping_timeout",
@@ -201,6 +210,10 @@ class Settings:
                      "cert_renew_days"):
             if getattr(self, name) < 0:
                 raise _error(name, "not negative")
+        if self.transfer_hours <= 0:
+            raise _error("transfer_hours", "more than 0")
+        if self.files_url and not self.files_url.startswith(("http://", "https://")):
+            raise _error("files_url", "an http(s):// URL")
         if self.default_max_power_kw <= 0:
             raise _error("default_max_power_kw", "more than 0")
         if not self.db:

@@ -23,9 +23,12 @@ __all__ = [
     "CSR_LIMIT",
     "DEFAULT_MAX_POWER_KW",
     "HEARTBEAT_INTERVAL",
+    "MAX_RESERVATION",
+    "MAX_UPLOAD_BYTES",
     "MAX_WAIT",
     "TIME_FUTURE",
     "TIME_PAST",
+    "TRANSFER_HOURS",
 ]
 
 HEARTBEAT_INTERVAL = 300  # seconds, sent in BootNotification answers
@@ -41,3 +44,6 @@ AUTH_CONCURRENCY = 2  # password checks (scrypt) at once, in all
 CERT_DAYS = 365  # validity of a station certificate the CA issues
 CERT_RENEW_DAYS = 30.0  # a station is asked for a new CSR this long before its expires
 CSR_LIMIT = 10  # CSRs a station may send per hour (each costs a signature check)
+MAX_RESERVATION = timedelta(days=7)  # the longest a connector may be reserved ahead
+MAX_UPLOAD_BYTES = 32 * 1024 * 1024  # the largest log file a station may upload
+TRANSFER_HOURS = 24.0  # how long a log upload URL works (a firmware URL: its window)

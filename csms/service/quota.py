@@ -29,7 +29,7 @@ KINDS: dict[str, tuple[str, ...]] = {
     "data_transfer": ("data_transfer",),
     "security": ("security",),
     "notification": ("boot", "diagnostics_status", "firmware_status", "log_status",
-                     "notify_event"),
+                     "reservation_status", "publish_firmware_status", "notify_event"),
 }
 _KIND_OF = {event: quota for quota, events in KINDS.items() for event in events}
 

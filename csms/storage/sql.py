@@ -25,6 +25,7 @@ from csms.domain.model import (
     Station,
 )
 from csms.storage.device_sql import DeviceSql
+from csms.storage.maintenance_sql import MaintenanceSql
 from csms.storage.settlement_sql import SettlementSql
 
 __all__ = ["SqlTx", "dt_from_db", "dt_to_db", "json_text"]
@@ -126,7 +127,7 @@ def _sample(row: dict[str, Any]) -> MeterSample:
     )
 
 
-class SqlTx(SettlementSql, DeviceSql, ABC):
+class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
     """Domain operations over four SQL primitives (``?`` placeholders)."""
 
     @abstractmethod

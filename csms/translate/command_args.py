@@ -18,8 +18,10 @@ __all__ = [
     "hash_data_arg",
     "int_arg",
     "local_list_version",
+    "log_parameters",
     "next_remote_id",
     "profile_unit",
+    "retry_fields",
     "schedule",
     "str_arg",
     "wrong_version",
@@ -69,6 +71,10 @@ class CommandBuilders(Protocol):
     def set_monitoring_base(self, a: dict[str, Any]) -> BuiltCall: ...
     def set_monitoring_level(self, a: dict[str, Any]) -> BuiltCall: ...
     def get_monitoring_report(self, a: dict[str, Any]) -> BuiltCall: ...
+    def reserve(self, a: dict[str, Any]) -> BuiltCall: ...
+    def cancel_reservation(self, a: dict[str, Any]) -> BuiltCall: ...
+    def update_firmware(self, a: dict[str, Any]) -> BuiltCall: ...
+    def get_log(self, a: dict[str, Any]) -> BuiltCall: ...
 
 
 def next_remote_id() -> int:
@@ -165,3 +171,24 @@ def certificate_arg(a: dict[str, Any]) -> str:
     if "-----BEGIN CERTIFICATE-----" not in pem:
         raise CommandError("certificate must be a PEM certificate")
     return pem
+
+
+def retry_fields(a: dict[str, Any]) -> dict[str, Any]:
+    """retries / retryInterval of UpdateFirmware, GetDiagnostics and GetLog (same names in
+    both versions), when given."""
+    out: dict[str, Any] = {}
+    if a.get("retries") is not None:
+        out["retries"] = int_arg(a, "retries")
+    if a.get("retry_interval") is not None:
+        out["retryInterval"] = int_arg(a, "retry_interval")
+    return out
+
+
+def log_parameters(a: dict[str, Any]) -> dict[str, Any]:
+    """LogParametersType (1.6 security extension and 2.0.1): where to upload, which span."""
+    log: dict[str, Any] = {"remoteLocation": str_arg(a, "location")}
+    if a.get("since"):
+        log["oldestTimestamp"] = str(a["since"])
+    if a.get("until"):
+        log["latestTimestamp"] = str(a["until"])
+    return log

@@ -62,6 +62,10 @@ COMMANDS: dict[str, str] = {
     "set-monitoring-base": "set_monitoring_base",
     "set-monitoring-level": "set_monitoring_level",
     "get-monitoring-report": "get_monitoring_report",
+    "reserve": "reserve",
+    "cancel-reservation": "cancel_reservation",
+    "update-firmware": "update_firmware",
+    "get-log": "get_log",
 }
 # The one place that picks the builders of a version.
 _BUILDERS: dict[OcppVersion, CommandBuilders] = {
@@ -69,7 +73,9 @@ _BUILDERS: dict[OcppVersion, CommandBuilders] = {
 }
 
 # Commands whose arguments must never reach a log or the audit trail.
-SECRET_ARGS = {"set-password": ("password",)}
+# A firmware or log URL holds its request's token: as good as a key to it.
+SECRET_ARGS = {"set-password": ("password",), "update-firmware": ("location",),
+               "get-log": ("location",)}
 REDACTED = "<redacted>"
 
 # Configuration keys (1.6) and variables (2.0.1) that hold a credential: the 1.6

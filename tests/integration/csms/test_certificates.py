@@ -28,7 +28,7 @@ from csms.service.certificates import hash_data
 from support import RunningServer, station_events
 from support.admin import api
 from support.client import RawClient
-from support.pki import ServerTls, client_certificate, server_tls
+from support.tls import ServerTls, client_certificate, server_tls
 
 PASSWORD = "a-station-password-of-24"
 FAST: dict[str, Any] = {"meter_interval": 60, "call_timeout": 5, "retry_interval": 0.1,
