@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from chargers_sim.connection import CallRejected
+from chargers_sim.device import SimDeviceModel
 from chargers_sim.maintenance import Maintenance
 from csms.protocol import IncomingCall
 
@@ -30,6 +31,15 @@ class CallHandlers(Maintenance):
         self.local_list_version = 0
         self.local_list: dict[str, str] = {}
         self.reply_delay = 0.0  # seconds before each answer (a slow station)
+        self._device: SimDeviceModel | None = None
+
+    @property
+    def device(self) -> SimDeviceModel:
+        """The 2.0.1 device model, made when first used (a load test's thousands of
+        stations never pay for it)."""
+        if self._device is None:
+            self._device = SimDeviceModel(self.variables, len(self.meters), self.power_w)
+        return self._device
 
     def _handlers(self) -> dict[str, Answer]:
         return {
@@ -41,6 +51,9 @@ class CallHandlers(Maintenance):
             "UnlockConnector": self._unlock,
             "SendLocalList": self._send_local_list,
             "DataTransfer": self._data_transfer,
+            "CertificateSigned": self._certificate_signed,
+            "InstallCertificate": self._install_certificate,
+            "DeleteCertificate": self._delete_certificate,
             **self.rules.handlers(self),
         }
 
@@ -110,6 +123,8 @@ class CallHandlers(Maintenance):
             send: Any = heartbeat
         elif what == "StatusNotification":
             send = statuses
+        elif what in ("SignChargingStationCertificate", "SignChargePointCertificate"):
+            send = self._request_certificate
         elif what == "MeterValues" and self._sessions:
             s = next(iter(self._sessions.values()))
             self._enqueue_meter(s)
@@ -154,3 +169,24 @@ class CallHandlers(Maintenance):
 
     def _data_transfer(self, p: dict[str, Any]) -> dict[str, Any]:
         return {"status": "UnknownVendorId"}
+
+    # -- certificates (security profile 3) ---------------------------------------------
+    async def _request_certificate(self) -> None:
+        """SignCertificate with a new key's CSR (2.0.1 A02, 1.6 security whitepaper)."""
+        await self.call("SignCertificate", {"csr": self.pki.csr()})
+
+    def _certificate_signed(self, p: dict[str, Any]) -> dict[str, Any]:
+        status = self.pki.install_chain(p["certificateChain"])
+        if status == "Accepted" and self.url.startswith("wss:"):
+            async def reconnect() -> None:
+                await asyncio.sleep(0.05)  # the answer goes out first
+                await self.drop_connection()  # back with the new certificate
+
+            self._spawn(reconnect(), "new-certificate")
+        return {"status": status}
+
+    def _install_certificate(self, p: dict[str, Any]) -> dict[str, Any]:
+        return {"status": self.pki.install_root(p["certificateType"], p["certificate"])}
+
+    def _delete_certificate(self, p: dict[str, Any]) -> dict[str, Any]:
+        return {"status": self.pki.delete_root(p["certificateHashData"])}

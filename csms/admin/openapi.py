@@ -114,6 +114,62 @@ COMMAND_BODIES: dict[str, Schema] = {
     "set-password": _command({"password": {"type": "string", "minLength": 16,
                                            "maxLength": 40}}, ("password",),
                              "Switched once the station accepts it"),
+    "install-certificate": _command({
+        "type": {"type": "string", "enum": ["CSMSRootCertificate", "ManufacturerRootCertificate",
+                                            "V2GRootCertificate", "MORootCertificate"]},
+        "certificate": {"type": "string", "minLength": 1, "maxLength": 5500,
+                        "description": "PEM"},
+    }, ("type", "certificate"), "InstallCertificate (1.6 security extension, 2.0.1 M05)"),
+    "get-installed-certificates": _command({
+        "types": {"type": "array", "items": _STR,
+                  "description": "Certificate types [default: 1.6 CSMSRootCertificate;"
+                                 " 2.0.1 every type]"},
+    }, description="GetInstalledCertificateIds"),
+    "delete-certificate": _command({
+        "hash": _object({k: {"type": "string", "minLength": 1} for k in (
+            "hashAlgorithm", "issuerNameHash", "issuerKeyHash", "serialNumber")},
+            ("hashAlgorithm", "issuerNameHash", "issuerKeyHash", "serialNumber")),
+    }, ("hash",), "DeleteCertificate by its CertificateHashData"),
+    "renew-certificate": _command({}, description="Ask for a new CSR (2.0.1 TriggerMessage"
+                                  " SignChargingStationCertificate, 1.6 ExtendedTriggerMessage"
+                                  " SignChargePointCertificate)"),
+    "get-base-report": _command({
+        "report_base": {"type": "string", "enum": ["FullInventory", "ConfigurationInventory",
+                                                   "SummaryInventory"],
+                        "default": "FullInventory"},
+    }, description="2.0.1 GetBaseReport; the NotifyReport parts fill the device model"),
+    "get-report": _command({
+        "variables": {"type": "array", "items": _STR,
+                      "description": "COMPONENT or COMPONENT.VARIABLE names"},
+        "criteria": {"type": "array", "items": {"type": "string", "enum": [
+            "Active", "Available", "Enabled", "Problem"]}},
+    }, description="2.0.1 GetReport"),
+    "set-monitoring": _command({
+        "monitors": {"type": "array", "minItems": 1, "items": _object({
+            "variable": {"type": "string", "description": "COMPONENT.VARIABLE"},
+            "type": {"type": "string", "enum": ["UpperThreshold", "LowerThreshold", "Delta",
+                                                "Periodic", "PeriodicClockAligned"]},
+            "value": {"type": "number"},
+            "severity": {"type": "integer", "minimum": 0, "maximum": 9, "default": 5},
+            "transaction": {"type": "boolean", "default": False},
+            "id": {"type": "integer", "description": "Replace this monitor"},
+        }, ("variable", "type", "value"))},
+    }, ("monitors",), "2.0.1 SetVariableMonitoring"),
+    "clear-monitoring": _command({
+        "ids": {"type": "array", "minItems": 1, "items": {"type": "integer"}},
+    }, ("ids",), "2.0.1 ClearVariableMonitoring"),
+    "set-monitoring-base": _command({
+        "base": {"type": "string", "enum": ["All", "FactoryDefault", "HardWiredOnly"]},
+    }, ("base",), "2.0.1 SetMonitoringBase"),
+    "set-monitoring-level": _command({
+        "severity": {"type": "integer", "minimum": 0, "maximum": 9},
+    }, ("severity",), "2.0.1 SetMonitoringLevel"),
+    "get-monitoring-report": _command({
+        "variables": {"type": "array", "items": _STR,
+                      "description": "COMPONENT or COMPONENT.VARIABLE names"},
+        "criteria": {"type": "array", "items": {"type": "string", "enum": [
+            "ThresholdMonitoring", "DeltaMonitoring", "PeriodicMonitoring"]}},
+    }, description="2.0.1 GetMonitoringReport; NotifyMonitoringReport fills the monitors"),
     "reserve": _command({
         "tag": {"type": "string", "minLength": 1, "maxLength": 20},
         "until": {"type": "string", "minLength": 1,

@@ -33,7 +33,7 @@ KINDS: dict[str, tuple[str, ...]] = {
                      # 2.0.1 smart charging reports, display messages, customer data
                      "charging_limit", "charging_limit_cleared", "charging_profiles",
                      "ev_charging_needs", "ev_charging_schedule", "display_messages",
-                     "customer_information"),
+                     "customer_information", "notify_event"),
 }
 _KIND_OF = {event: quota for quota, events in KINDS.items() for event in events}
 

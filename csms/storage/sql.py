@@ -24,6 +24,7 @@ from csms.domain.model import (
     SessionStatus,
     Station,
 )
+from csms.storage.device_sql import DeviceSql
 from csms.storage.maintenance_sql import MaintenanceSql
 from csms.storage.settlement_sql import SettlementSql
 
@@ -131,7 +132,7 @@ def _sample(row: dict[str, Any]) -> MeterSample:
     )
 
 
-class SqlTx(SettlementSql, MaintenanceSql, ABC):
+class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
     """Domain operations over four SQL primitives (``?`` placeholders)."""
 
     @abstractmethod

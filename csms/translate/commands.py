@@ -52,6 +52,17 @@ COMMANDS: dict[str, str] = {
     "send-local-list": "send_local_list",
     "local-list-version": "local_list_version",
     "set-password": "set_password",
+    "install-certificate": "install_certificate",
+    "get-installed-certificates": "get_installed_certificates",
+    "delete-certificate": "delete_certificate",
+    "renew-certificate": "renew_certificate",
+    "get-base-report": "get_base_report",
+    "get-report": "get_report",
+    "set-monitoring": "set_monitoring",
+    "clear-monitoring": "clear_monitoring",
+    "set-monitoring-base": "set_monitoring_base",
+    "set-monitoring-level": "set_monitoring_level",
+    "get-monitoring-report": "get_monitoring_report",
     "reserve": "reserve",
     "cancel-reservation": "cancel_reservation",
     "update-firmware": "update_firmware",
@@ -195,6 +206,9 @@ def result_status(action: str, response: dict[str, Any]) -> str:
     for key in ("setVariableResult", "getVariableResult"):
         if key in response:
             return ",".join(r.get("attributeStatus", "?") for r in response[key])
+    for key in ("setMonitoringResult", "clearMonitoringResult"):
+        if key in response:
+            return ",".join(r.get("status", "?") for r in response[key])
     return "Accepted"
 
 

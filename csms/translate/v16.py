@@ -7,6 +7,7 @@ from typing import Any
 from csms.domain.maintenance import TransferKind
 from csms.domain.model import AuthStatus, MeterSample
 from csms.service.charging import BootInfo, ChargingService, StopInfo
+from csms.translate import security
 from csms.translate.common import (
     Handler,
     Notes,
@@ -147,6 +148,15 @@ async def meter_values(svc: ChargingService, station_id: str, p: dict[str, Any])
     return {}
 
 
+async def sign_certificate(
+    svc: ChargingService, station_id: str, p: dict[str, Any]
+) -> dict[str, Any]:
+    """Security whitepaper SignCertificate: the CSR checked and signed; CertificateSigned
+    (with the chain only: 1.6 has no certificate type) follows."""
+    outcome = await security.sign(svc, station_id, p["csr"], "ChargingStationCertificate", {})
+    return {"status": "Accepted" if outcome.accepted else "Rejected"}
+
+
 ROUTES: dict[str, Handler] = {
     "BootNotification": boot_notification,
     "Heartbeat": heartbeat,
@@ -167,5 +177,6 @@ ROUTES: dict[str, Handler] = {
         TransferKind.LOG, "log_status", request_id=True),
     "SignedFirmwareStatusNotification": transfer_notification(
         TransferKind.FIRMWARE, "firmware_status", request_id=True),
+    "SignCertificate": sign_certificate,
 }
 

@@ -10,6 +10,7 @@ from csms.domain.maintenance import TransferKind
 from csms.domain.model import AuthStatus, MeterSample
 from csms.service.charging import BootInfo, ChargingService, TransactionEventIn
 from csms.service.driver import personal_message
+from csms.translate import security
 from csms.translate.common import (
     INT64_MAX,
     INT64_MIN,
@@ -201,8 +202,10 @@ def reported_max_power_w(report_data: list[dict[str, Any]]) -> Decimal | None:
 async def notify_report(
     svc: ChargingService, station_id: str, p: dict[str, Any]
 ) -> dict[str, Any]:
-    """B07/B08 NotifyReport: stored; the station's maximum power is kept for plausibility."""
-    await svc.station_event(station_id, "notify_report", p)
+    """B07/B08 NotifyReport: a part of a report this central system asked for is stored in
+    the station's device model (csms.service.device_model); the station's maximum power is
+    kept for plausibility."""
+    await security.device_model(svc).notify_report(station_id, p)
     power = reported_max_power_w(p.get("reportData") or [])
     if power is not None:
         await svc.reported_max_power(station_id, power)
@@ -215,6 +218,63 @@ async def meter_values(svc: ChargingService, station_id: str, p: dict[str, Any])
     evse_id = notes.int64(p["evseId"], "evseId")
     samples = samples_from_meter_values(p["meterValue"], notes)
     await svc.meter_values(station_id, evse_id, None, samples, notes=notes.items)
+    return {}
+
+
+async def sign_certificate(
+    svc: ChargingService, station_id: str, p: dict[str, Any]
+) -> dict[str, Any]:
+    """A02/A03 SignCertificate: the CSR checked and signed; CertificateSigned follows."""
+    kind = p.get("certificateType", "ChargingStationCertificate")
+    outcome = await security.sign(svc, station_id, p["csr"], kind, {"certificateType": kind})
+    if outcome.accepted:
+        return {"status": "Accepted"}
+    return {"status": "Rejected",
+            "statusInfo": {"reasonCode": "InvalidCSR", "additionalInfo": outcome.reason[:512]}}
+
+
+def _no_provider(what: str) -> dict[str, Any]:
+    return {"reasonCode": "NoProvider",
+            "additionalInfo": f"no ISO 15118 provider for {what} on this central system"}
+
+
+async def get_15118_ev_certificate(
+    svc: ChargingService, station_id: str, p: dict[str, Any]
+) -> dict[str, Any]:
+    """M01/M02 Get15118EVCertificate: answered by the configured ISO 15118 provider."""
+    provider = svc.certificates.iso15118 if svc.certificates is not None else None
+    if provider is None:
+        return {"status": "Failed", "exiResponse": "",
+                "statusInfo": _no_provider("EV contract certificates")}
+    status, exi, reason = await provider.ev_certificate(
+        station_id, p["iso15118SchemaVersion"], p["action"], p["exiRequest"])
+    answer: dict[str, Any] = {"status": status, "exiResponse": exi}
+    if reason:
+        answer["statusInfo"] = {"reasonCode": "Provider", "additionalInfo": reason[:512]}
+    return answer
+
+
+async def get_certificate_status(
+    svc: ChargingService, station_id: str, p: dict[str, Any]
+) -> dict[str, Any]:
+    """M06 GetCertificateStatus: an OCSP answer from the configured provider."""
+    provider = svc.certificates.iso15118 if svc.certificates is not None else None
+    if provider is None:
+        return {"status": "Failed", "statusInfo": _no_provider("certificate status")}
+    status, ocsp, reason = await provider.certificate_status(station_id, p["ocspRequestData"])
+    answer: dict[str, Any] = {"status": status}
+    if ocsp:
+        answer["ocspResult"] = ocsp
+    if reason:
+        answer["statusInfo"] = {"reasonCode": "Provider", "additionalInfo": reason[:512]}
+    return answer
+
+
+async def notify_monitoring_report(
+    svc: ChargingService, station_id: str, p: dict[str, Any]
+) -> dict[str, Any]:
+    """N02 NotifyMonitoringReport: a part of a monitoring report asked for, stored."""
+    await security.device_model(svc).notify_report(station_id, p, "monitoring")
     return {}
 
 
@@ -244,4 +304,8 @@ ROUTES: dict[str, Handler] = {
     "NotifyDisplayMessages": notification("display_messages"),
     "NotifyCustomerInformation": notification("customer_information"),
     "PublishFirmwareStatusNotification": notification("publish_firmware_status"),
+    "SignCertificate": sign_certificate,
+    "Get15118EVCertificate": get_15118_ev_certificate,
+    "GetCertificateStatus": get_certificate_status,
+    "NotifyMonitoringReport": notify_monitoring_report,
 }

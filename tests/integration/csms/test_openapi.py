@@ -42,6 +42,19 @@ ANSWERS: dict[str, dict[str, Any]] = {
     "SetVariables": {"setVariableResult": [
         {"attributeStatus": "Accepted", "component": {"name": "OCPPCommCtrlr"},
          "variable": {"name": "HeartbeatInterval"}}]},
+    "InstallCertificate": {"status": "Accepted"},
+    "GetInstalledCertificateIds": {"status": "NotFound"},
+    "DeleteCertificate": {"status": "NotFound"},
+    "ExtendedTriggerMessage": {"status": "Accepted"},
+    "GetBaseReport": {"status": "Accepted"},
+    "GetReport": {"status": "EmptyResultSet"},
+    "SetVariableMonitoring": {"setMonitoringResult": [
+        {"id": 3, "status": "Accepted", "type": "UpperThreshold", "severity": 5,
+         "component": {"name": "EVSE", "evse": {"id": 1}}, "variable": {"name": "Power"}}]},
+    "ClearVariableMonitoring": {"clearMonitoringResult": [{"status": "Accepted", "id": 3}]},
+    "SetMonitoringBase": {"status": "Accepted"},
+    "SetMonitoringLevel": {"status": "Accepted"},
+    "GetMonitoringReport": {"status": "Accepted"},
     "ReserveNow": {"status": "Accepted"},
     "CancelReservation": {"status": "Accepted"},
     "UpdateFirmware": {"status": "Accepted"},
@@ -60,6 +73,8 @@ ANSWERS: dict[str, dict[str, Any]] = {
     "ClearDisplayMessage": {"status": "Unknown"},
     "CostUpdated": {},
 }
+HASH = {"hashAlgorithm": "SHA256", "issuerNameHash": "ab" * 32, "issuerKeyHash": "cd" * 32,
+        "serialNumber": "1f"}
 
 # command -> (the station's OCPP version, a body as the CLI sends it)
 REQUESTS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -83,6 +98,24 @@ REQUESTS: dict[str, tuple[str, dict[str, Any]]] = {
     "send-local-list": ("ocpp1.6", {"timeout": 5}),
     "local-list-version": ("ocpp1.6", {"timeout": 5}),
     "set-password": ("ocpp1.6", {"password": "a-new-password-of-24-ch", "timeout": 5}),
+    "install-certificate": ("ocpp2.0.1", {
+        "type": "CSMSRootCertificate", "timeout": 5,
+        "certificate": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"}),
+    "get-installed-certificates": ("ocpp1.6", {"types": ["CSMSRootCertificate"],
+                                               "timeout": 5}),
+    "delete-certificate": ("ocpp2.0.1", {"hash": HASH, "timeout": 5}),
+    "renew-certificate": ("ocpp1.6", {"timeout": 5}),
+    "get-base-report": ("ocpp2.0.1", {"report_base": "ConfigurationInventory", "timeout": 5}),
+    "get-report": ("ocpp2.0.1", {"variables": ["EVSE@1.Power"], "criteria": ["Problem"],
+                                 "timeout": 5}),
+    "set-monitoring": ("ocpp2.0.1", {"monitors": [
+        {"variable": "EVSE@1.Power", "type": "UpperThreshold", "value": 7000, "severity": 5}],
+        "timeout": 5}),
+    "clear-monitoring": ("ocpp2.0.1", {"ids": [3], "timeout": 5}),
+    "set-monitoring-base": ("ocpp2.0.1", {"base": "All", "timeout": 5}),
+    "set-monitoring-level": ("ocpp2.0.1", {"severity": 4, "timeout": 5}),
+    "get-monitoring-report": ("ocpp2.0.1", {"criteria": ["ThresholdMonitoring"],
+                                            "timeout": 5}),
     "reserve": ("ocpp1.6", {"tag": "T1", "until": "+1h", "connector": 1, "timeout": 5}),
     "cancel-reservation": ("ocpp2.0.1", {"reservation": 1, "timeout": 5}),
     "update-firmware": ("ocpp2.0.1", {"version": "fw-2", "window_start": "now",
