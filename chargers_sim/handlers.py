@@ -9,11 +9,9 @@ run one at a time, in order, in the connection's :class:`~csms.link.Link` worker
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from typing import Any
 
-from chargers_sim.connection import CallRejected
 from chargers_sim.device import SimDeviceModel
 from chargers_sim.maintenance import Maintenance
 from csms.protocol import IncomingCall
@@ -45,7 +43,6 @@ class CallHandlers(Maintenance):
         return {
             "Reset": self._reset,
             "ChangeAvailability": self._change_availability,
-            "TriggerMessage": self._trigger,
             "SetChargingProfile": self._set_profile,
             "ClearChargingProfile": self._clear_profile,
             "UnlockConnector": self._unlock,
@@ -109,37 +106,6 @@ class CallHandlers(Maintenance):
             self._spawn(self._status(c, status), "availability")
         return {"status": "Accepted"}
 
-    def _trigger(self, p: dict[str, Any]) -> dict[str, Any]:
-        what = p["requestedMessage"]
-
-        async def heartbeat() -> None:
-            await self.call("Heartbeat", {})
-
-        async def statuses() -> None:
-            for c, st in list(self.status.items()):
-                await self._status(c, st)
-
-        if what == "Heartbeat":
-            send: Any = heartbeat
-        elif what == "StatusNotification":
-            send = statuses
-        elif what in ("SignChargingStationCertificate", "SignChargePointCertificate"):
-            send = self._request_certificate
-        elif what == "MeterValues" and self._sessions:
-            s = next(iter(self._sessions.values()))
-            self._enqueue_meter(s)
-            return {"status": "Accepted"}
-        else:
-            return {"status": "NotImplemented"}
-
-        async def later() -> None:
-            await asyncio.sleep(0.05)  # the answer to TriggerMessage goes out first
-            with contextlib.suppress(CallRejected, TimeoutError, ConnectionError):
-                await send()
-
-        self._spawn(later(), "trigger")
-        return {"status": "Accepted"}
-
     def _set_profile(self, p: dict[str, Any]) -> dict[str, Any]:
         connector, schedule = self.rules.charging_schedule(p)
         limit = float(schedule["chargingSchedulePeriod"][0]["limit"])
@@ -171,10 +137,6 @@ class CallHandlers(Maintenance):
         return {"status": "UnknownVendorId"}
 
     # -- certificates (security profile 3) ---------------------------------------------
-    async def _request_certificate(self) -> None:
-        """SignCertificate with a new key's CSR (2.0.1 A02, 1.6 security whitepaper)."""
-        await self.call("SignCertificate", {"csr": self.pki.csr()})
-
     def _certificate_signed(self, p: dict[str, Any]) -> dict[str, Any]:
         status = self.pki.install_chain(p["certificateChain"])
         if status == "Accepted" and self.url.startswith("wss:"):

@@ -78,6 +78,8 @@ def triggered(st: DriverHandlers, what: str, connector: int | None
     if what in ("DiagnosticsStatusNotification", "FirmwareStatusNotification",
                 "LogStatusNotification"):
         return [(what, {"status": "Idle"})]  # nothing uploading or installing
+    if what == "SignChargePointCertificate":  # security extension: a new key's CSR
+        return [("SignCertificate", {"csr": st.pki.csr()})]
     return None
 
 

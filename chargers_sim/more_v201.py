@@ -81,6 +81,9 @@ def triggered(st: DriverHandlers, what: str, connector: int | None
     if what in ("FirmwareStatusNotification", "LogStatusNotification",
                 "PublishFirmwareStatusNotification"):
         return [(what, {"status": "Idle"})]  # nothing installing, uploading, publishing
+    if what == "SignChargingStationCertificate":  # A02/A03: a new key's CSR
+        return [("SignCertificate", {"csr": st.pki.csr(),
+                                     "certificateType": "ChargingStationCertificate"})]
     return None
 
 

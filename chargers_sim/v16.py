@@ -152,10 +152,6 @@ def handlers(st: CallHandlers) -> dict[str, Callable[[dict[str, Any]], dict[str,
     def get_local_list_version(p: dict[str, Any]) -> dict[str, Any]:
         return {"listVersion": st.local_list_version}
 
-    def extended_trigger(p: dict[str, Any]) -> dict[str, Any]:
-        # security whitepaper: the messages of TriggerMessage, and SignChargePointCertificate
-        return st._trigger(p)
-
     def get_installed_certificates(p: dict[str, Any]) -> dict[str, Any]:
         found = st.pki.installed([p["certificateType"]])
         if not found:
@@ -191,7 +187,6 @@ def handlers(st: CallHandlers) -> dict[str, Callable[[dict[str, Any]], dict[str,
         "GetConfiguration": get_configuration,
         "ChangeConfiguration": change_configuration,
         "GetLocalListVersion": get_local_list_version,
-        "ExtendedTriggerMessage": extended_trigger,
         "GetInstalledCertificateIds": get_installed_certificates,
         "ReserveNow": reserve_now,
         "CancelReservation": cancel_reservation,
