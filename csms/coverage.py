@@ -5,7 +5,9 @@ comes from the official JSON schemas shipped by the ``ocpp`` package (1.6 with t
 extension, 2.0.1 Part 2); the other columns are read from the code, never written by hand:
 
 * handled: a station's message has a route (csms.translate ``routes_for``); a central
-  system's message is the CALL of an operator command's builder (csms.translate.commands);
+  system's message is the CALL of an operator command's builder (csms.translate.commands)
+  or a follow-up the central system sends by itself after answering a station
+  (``after_reply(station, "Action", ...)``, e.g. CertificateSigned);
 * operator command: the ``csms`` command that sends it;
 * simulator: the simulated station (chargers_sim) answers it, or sends it (its code names
   the action);
@@ -101,6 +103,18 @@ def _built_actions(version: OcppVersion) -> dict[str, list[str]]:
     return out
 
 
+def _followups() -> set[str]:
+    """Actions the central system sends by itself after an answer: the literal action of
+    every ``after_reply(station, "Action", ...)`` call in csms/."""
+    found: set[str] = set()
+    for path in sorted((ROOT / "csms").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "after_reply" \
+                    and len(node.args) > 1 and isinstance(node.args[1], ast.Constant):
+                found.add(str(node.args[1].value))
+    return found
+
+
 def _cli_names() -> dict[str, str]:
     """API command name -> the ``csms`` command line that sends it."""
     from csms.cli import app
@@ -192,6 +206,7 @@ class Row:
 def rows() -> list[Row]:
     cli = _cli_names()
     files = list(_test_files())
+    followups = _followups()
     out = []
     for version in OcppVersion:
         routes = routes_for(version)
@@ -203,7 +218,7 @@ def rows() -> list[Row]:
             direction = "both" if from_station and to_station else (
                 "station -> CSMS" if from_station else "CSMS -> station")
             handled = (not from_station or action in routes) and (
-                not to_station or action in built)
+                not to_station or action in built or action in followups)
             commands = tuple(sorted(cli.get(c, f"(API) {c}") for c in built.get(action, [])))
             sim = (not from_station or action in named) and (
                 not to_station or action in answered)
@@ -231,7 +246,8 @@ def render(table: list[Row] | None = None) -> str:
         "OCPP 2.0.1 (every message of Part 2), listed from the official JSON schemas, with",
         "what the code does with it. How each column is read from the code is in the",
         "docstring of `csms/coverage.py`: *handled* is a route for a station's message or an",
-        "operator command's builder for the central system's; *simulator* the simulated",
+        "operator command's builder (or a follow-up it sends by itself, such as",
+        "CertificateSigned) for the central system's; *simulator* the simulated",
         "station answers (or sends) it; *tested* names a test file over real sockets that",
         "uses it, the first by name (sim: the simulated station handles it and the file",
         "drives it; interop: a script of the strict `ocpp-rpc` client names it). 1.6 has no",
