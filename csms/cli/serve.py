@@ -13,6 +13,8 @@ import logging
 import signal
 from typing import Annotated
 
+import typer
+
 from csms.cli.common import (
     DataDirOption,
     DbOption,
@@ -24,7 +26,14 @@ from csms.cli.common import (
     run,
     setting_option,
 )
-from csms.config import COMPRESSION_MODES, LOG_LEVELS, Settings, SettingsError, parse_mqtt_url
+from csms.config import (
+    COMPRESSION_MODES,
+    LOG_LEVELS,
+    MAX_WORKERS,
+    Settings,
+    SettingsError,
+    parse_mqtt_url,
+)
 
 __all__ = ["serve"]
 
@@ -143,6 +152,9 @@ def serve(
         f" connection), context, off (one of {', '.join(COMPRESSION_MODES)})")] = None,
     log_level: Annotated[str | None, setting_option(
         "log_level", f"One of {', '.join(LOG_LEVELS)}")] = None,
+    workers: Annotated[int | None, setting_option(
+        "workers", "Server processes sharing the ports, each a node (PostgreSQL only)",
+        min=1, max=MAX_WORKERS)] = None,
 ) -> None:
     """Accept stations at ws://HOST:PORT/<station_id> (OCPP 1.6-J and 2.0.1)."""
     settings = load_settings(
@@ -152,7 +164,7 @@ def serve(
         node_id=node_id, data_dir=data_dir, tls_cert=tls_cert, tls_key=tls_key,
         tls_port=tls_port, client_ca=client_ca, chain=chain, batch_size=batch_size,
         max_wait=max_wait, ws_compression=ws_compression, log_level=log_level,
-        keystore=keystore, keystore_password_file=password_file,
+        keystore=keystore, keystore_password_file=password_file, workers=workers,
     )
     try:
         settings.check_serving()
@@ -161,5 +173,15 @@ def serve(
     except SettingsError as exc:
         fail(str(exc))
     _logging(settings.log_level)
+    if settings.workers > 1:
+        from csms.cli.workers import run_workers
+
+        console.print(f"[bold green]csms[/] {settings.workers} workers on ws://{settings.host}:"
+                      f"{settings.port}/<station_id>", soft_wrap=True, highlight=False)
+        code = run(run_workers(settings, lambda line: console.print(
+            line, markup=False, highlight=False)))
+        if code:
+            raise typer.Exit(code)
+        return
     run(_serve(settings))
 
