@@ -237,6 +237,22 @@ def _storage_error(exc: BaseException) -> StorageError:
     return StorageError(f"{prefix}: {exc}")
 
 
+class _Connection(asyncpg.Connection):  # type: ignore[misc]
+    """A pooled connection that knows which held-write statements it has prepared (a
+    prepared statement lives as long as its session, whatever its transactions do)."""
+
+    __slots__ = ("prepared_writes",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.prepared_writes: set[str] = set()
+
+
+@functools.lru_cache(maxsize=256)
+def _prepared_name(sql: str) -> str:
+    return f"vl_write_{zlib.crc32(sql.encode()):08x}_{len(sql)}"
+
+
 class _PostgresTx(SqlTx):
     """The four SQL primitives on one asyncpg connection.
 
@@ -249,6 +265,8 @@ class _PostgresTx(SqlTx):
     def __init__(self, conn: asyncpg.Connection) -> None:
         self._conn = conn
         self._held: list[str] = []
+        prepared = getattr(conn, "prepared_writes", None)
+        self._prepared: set[str] | None = prepared if isinstance(prepared, set) else None
 
     def held(self) -> list[str]:
         """Take the statements held back (the caller sends them)."""
@@ -260,11 +278,21 @@ class _PostgresTx(SqlTx):
             await self._conn.execute(";".join(self.held()))
 
     async def write(self, sql: str, *params: Any) -> None:
-        statement = inline_statement(sql, params)
-        if statement is None:
+        values = [_literal(v) for v in params]
+        if any(v is None for v in values) or len(_sql_pieces(sql)) != len(params) + 1:
             await self.execute(sql, *params)
-        else:
-            self._held.append(statement)
+            return
+        if self._prepared is None:  # a connection of another class: the text itself
+            self._held.append(inline_statement(sql, params) or "")
+            return
+        # EXECUTE of a statement prepared once per connection: PostgreSQL parses and
+        # plans the text once, not at every write (a round trip the first time only)
+        name = _prepared_name(sql)
+        if name not in self._prepared:
+            await self._conn.execute(f"PREPARE {name} AS {to_postgres_placeholders(sql)}")
+            self._prepared.add(name)
+        self._held.append(f"EXECUTE {name}({', '.join(v for v in values if v)})"
+                          if values else f"EXECUTE {name}")
 
     async def write_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
         statement = inline_rows(sql, rows)
@@ -351,7 +379,7 @@ class PostgresRepository(GroupCommit):
                 # by doubling quotes only (_literal), which needs it on
                 server_settings={"application_name": "voltledger",
                                  "standard_conforming_strings": "on"},
-                reset=_keep_session,
+                reset=_keep_session, connection_class=_Connection,
             )
         except (*_DB_ERRORS, ValueError) as exc:
             raise StorageError(f"cannot connect to {where}: {exc}") from exc
