@@ -98,7 +98,15 @@ MAX_BATCH = 512
 COMMITTERS = 2
 # unique_violation, serialization_failure, deadlock_detected: another node's
 # concurrent transaction; one more attempt under a fresh statement snapshot.
-RETRYABLE_SQLSTATES = frozenset({"23505", "40001", "40P01"})
+# lock_not_available: a statement of the batch waited for a row lock longer than
+# LOCK_TIMEOUT (see below); run the unit again like after a deadlock.
+RETRYABLE_SQLSTATES = frozenset({"23505", "40001", "40P01", "55P03"})
+# The longest a batch's statement waits for another transaction's row lock. Batches of
+# several nodes wait on each other's rows (stations that reconnected to another node);
+# PostgreSQL breaks the cycles it sees as deadlocks, and this bounds any other wait (one
+# was seen lasting minutes with four nodes under reconnection churn), so a stuck batch
+# turns into retried units and, at worst, errors the stations retry.
+LOCK_TIMEOUT = 5.0
 MAX_ATTEMPTS = 4  # a deadlock can recur under load when both sides retry at once
 _DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 
@@ -358,16 +366,21 @@ class PostgresRepository(GroupCommit):
     max_batch = MAX_BATCH
     committer_name = "postgres-committer"
 
-    def __init__(self, pool: asyncpg.Pool, dsn: str, parallel: int = COMMITTERS) -> None:
+    def __init__(self, pool: asyncpg.Pool, dsn: str, parallel: int = COMMITTERS,
+                 lock_timeout: float = LOCK_TIMEOUT) -> None:
         super().__init__()
         self._pool = pool
         self.dsn = dsn
         self.parallel = parallel
+        self._begin = ("BEGIN ISOLATION LEVEL READ COMMITTED;"
+                       f" SET LOCAL lock_timeout = {max(1, round(lock_timeout * 1000))};"
+                       " SAVEPOINT unit")
         self.retries = 0
 
     @classmethod
     async def open(
-        cls, dsn: str, *, min_size: int = 1, max_size: int = 10, command_timeout: float = 60.0
+        cls, dsn: str, *, min_size: int = 1, max_size: int = 10, command_timeout: float = 60.0,
+        lock_timeout: float = LOCK_TIMEOUT,
     ) -> PostgresRepository:
         """Connect, apply pending migrations and return the repository."""
         where = describe_dsn(dsn)
@@ -383,7 +396,7 @@ class PostgresRepository(GroupCommit):
             )
         except (*_DB_ERRORS, ValueError) as exc:
             raise StorageError(f"cannot connect to {where}: {exc}") from exc
-        repo = cls(pool, dsn)
+        repo = cls(pool, dsn, lock_timeout=lock_timeout)
         try:
             await repo._migrate()
         except BaseException:
@@ -447,7 +460,7 @@ class PostgresRepository(GroupCommit):
         outcomes: Outcomes = []
         async with self._pool.acquire() as conn:
             tx = _PostgresTx(conn)
-            await conn.execute("BEGIN ISOLATION LEVEL READ COMMITTED; SAVEPOINT unit")
+            await conn.execute(self._begin)
             try:
                 last = len(batch) - 1
                 for i, (fn, fut) in enumerate(batch):
