@@ -10,8 +10,9 @@ operator command for a station connected to another worker travels over MQTT lik
 for another node (``--mqtt``; without it, only worker 0's stations take commands).
 
 The parent only supervises: a worker that dies is started again after a pause (its
-stations reconnect, to any worker); a worker that fails in its first seconds stops the
-whole command with its error (a port in use, a database that cannot be reached);
+stations reconnect, to any worker); a worker that exits with an error in its first
+seconds stops the whole command with it (a port in use, a database that cannot be
+reached), while one ended by a signal (kill -9, the OOM killer) is started again;
 SIGINT/SIGTERM stop every worker. A worker reads its settings as JSON on its standard
 input (``python -m csms.cli.workers``), so it runs exactly the parent's checked settings.
 """
@@ -83,7 +84,8 @@ async def run_workers(settings: Settings, say: Callable[[str], None] = print) ->
                     continue
                 k = waits.pop(task)
                 returncode = task.result()
-                if time.monotonic() - started[k] < STARTUP_SECONDS:
+                if returncode > 0 and time.monotonic() - started[k] < STARTUP_SECONDS:
+                    # its own error (printed), not a signal: starting again would not help
                     say(f"error: worker {k} did not start (exit code {returncode})")
                     code = 1
                     stop.set()

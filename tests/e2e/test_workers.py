@@ -141,3 +141,20 @@ def test_workers_need_postgresql_fixed_ports_and_a_count(
     assert message in r.stderr
     assert "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) <= 3  # a usage line and the error, no more
+
+
+def test_workers_that_cannot_listen_stop_the_command(postgres_url: str, tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:  # the port is someone else's (no SO_REUSEPORT)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = subprocess.run(
+            [sys.executable, "-m", "csms", "serve", "--workers", "2", "--port", str(port),
+             "--db", postgres_url, "--admin-port", "-1", "--data-dir", str(tmp_path / "d")],
+            capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "did not start" in r.stdout
+    assert "cannot listen" in r.stderr  # the worker's own line
+    assert "Traceback" not in r.stdout + r.stderr
