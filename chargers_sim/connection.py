@@ -44,8 +44,10 @@ log = logging.getLogger("chargers_sim")
 CallRejected = CallFailed
 
 # How long nothing listening at the address is tolerated by start(fail_fast=True): a
-# central system that is starting up gets a few seconds.
-UNREACHABLE_GRACE = 3.0
+# central system that is starting up gets some seconds: `csms serve &` followed at once
+# by the simulator (as the README's walkthrough does) took 3-6 s to listen on a busy
+# 2-core machine, so 3 s made the walkthrough fail there.
+UNREACHABLE_GRACE = 10.0
 
 # What the central system's HTTP refusals mean for a station (see csms.server).
 _REFUSALS = {
@@ -146,6 +148,7 @@ class StationCore:
         self.received_calls: list[tuple[str, dict[str, Any]]] = []
         self.errors = 0
         self.boot_status: str | None = None
+        self.firmware_version = "sim-1.0"  # reported at boot; changed by an update
         self.heartbeat_interval = 300.0
         self.stats = LinkStats(latencies=[])  # over every connection
         self._raw_sent = 0
@@ -191,6 +194,9 @@ class StationCore:
 
     async def _before_close(self) -> None:
         """Cancel what the other layers run (sessions)."""
+
+    async def _after_boot(self) -> None:
+        """What the other layers send once booted (a firmware update's Installed)."""
 
     # -- task ownership ---------------------------------------------------------------
     def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
@@ -316,6 +322,7 @@ class StationCore:
                 heartbeat = self._spawn(self._heartbeat(), "heartbeat")
                 for c, status in self.status.items():
                     await self._status(c, status)
+                await self._after_boot()
                 await runner
             except (CallRejected, TimeoutError, ConnectionError):
                 pass
@@ -347,7 +354,8 @@ class StationCore:
 
     async def _boot(self) -> None:
         while True:
-            answer = await self.call("BootNotification", self.rules.boot_payload(self.station_id))
+            answer = await self.call("BootNotification", self.rules.boot_payload(
+                self.station_id, self.firmware_version))
             self.boot_status = answer["status"]
             interval = float(answer.get("interval") or 0)
             if answer["status"] == "Accepted":

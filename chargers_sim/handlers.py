@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from chargers_sim.connection import CallRejected
-from chargers_sim.faults import FaultInjection
+from chargers_sim.maintenance import Maintenance
 from csms.protocol import IncomingCall
 
 __all__ = ["CallHandlers"]
@@ -22,7 +22,7 @@ __all__ = ["CallHandlers"]
 Answer = Callable[[dict[str, Any]], dict[str, Any]]
 
 
-class CallHandlers(FaultInjection):
+class CallHandlers(Maintenance):
     """The station's answers to the central system."""
 
     def _setup(self) -> None:
@@ -50,16 +50,17 @@ class CallHandlers(FaultInjection):
             await asyncio.sleep(self.reply_delay)
         return self._handlers()[call.action](call.payload)
 
-    def _free_connector(self, wanted: int | None) -> int | None:
+    def _free_connector(self, wanted: int | None, id_tag: str) -> int | None:
         candidates = [wanted] if wanted else list(self.meters)
         for c in candidates:
-            if c in self.meters and c not in self._sessions and self.available:
+            if c in self.meters and c not in self._sessions and self.available \
+                    and self.may_use(c, id_tag):
                 return c
         return None
 
     def _remote_start(self, id_tag: str, connector: int | None, authorize: bool,
                       remote_start_id: int | None = None) -> str:
-        c = self._free_connector(connector)
+        c = self._free_connector(connector, id_tag)
         if c is None:
             return "Rejected"
         self._spawn(self.start_session(c, id_tag, authorize=authorize,

@@ -42,6 +42,7 @@ class Session:
     task: asyncio.Task[None] | None = None
     stop_reason: str = "Local"
     pagination: int = 0
+    reservation_id: int | None = None  # the reservation the session started on
 
 
 @dataclass

@@ -106,7 +106,8 @@ class TransactionQueue(StationCore):
                                   signed=self._signed_reading(s, context))
 
     async def start_session(self, connector: int = 1, id_tag: str = "SIMTAG",
-                            *, authorize: bool = True, remote_start_id: int | None = None) -> None:
+                            *, authorize: bool = True, remote_start_id: int | None = None,
+                            reservation_id: int | None = None) -> None:
         """Plug in, authorize, start charging; meter values follow every interval."""
         if connector in self._sessions:
             raise RuntimeError(f"connector {connector} is already charging")
@@ -115,7 +116,8 @@ class TransactionQueue(StationCore):
                 await self.authorize(id_tag)
         loop = asyncio.get_running_loop()
         meter = self.meters[connector]
-        s = Session(connector, id_tag, meter.register_wh, loop.time())
+        s = Session(connector, id_tag, meter.register_wh, loop.time(),
+                    reservation_id=reservation_id)
         self._sessions[connector] = s
         await self._status(connector, "Preparing")
         self.rules.start_transaction(self, s, remote_start_id)

@@ -16,15 +16,30 @@ if TYPE_CHECKING:
     from chargers_sim.transactions import TransactionQueue
 
 __all__ = [
-    "authorize_payload", "authorize_status", "before_sending", "boot_payload",
-    "charging_schedule", "delivered", "handlers", "load_start", "load_update",
-    "meter_values", "sampled", "start_transaction", "status_payload", "stop_transaction",
+    "authorize_payload",
+    "authorize_status",
+    "before_sending",
+    "boot_payload",
+    "charging_schedule",
+    "delivered",
+    "firmware_status_call",
+    "handlers",
+    "load_start",
+    "load_update",
+    "log_status_call",
+    "meter_values",
+    "reservation_expired_call",
+    "sampled",
+    "start_transaction",
+    "status_payload",
+    "stop_transaction",
+    "uploads_by_form",
 ]
 
 
-def boot_payload(station_id: str) -> dict[str, Any]:
+def boot_payload(station_id: str, firmware_version: str = "sim-1.0") -> dict[str, Any]:
     return {"chargePointVendor": "voltledger", "chargePointModel": "sim-wallbox",
-            "firmwareVersion": "sim-1.0", "chargePointSerialNumber": station_id[-25:]}
+            "firmwareVersion": firmware_version, "chargePointSerialNumber": station_id[-25:]}
 
 
 def status_payload(connector: int, status: str) -> dict[str, Any]:
@@ -61,9 +76,12 @@ def sampled(meter: Meter, context: str, *, extra: bool,
 
 
 def start_transaction(st: TransactionQueue, s: Session, remote_start_id: int | None) -> None:
-    st._enqueue("StartTransaction", {
+    payload: dict[str, Any] = {
         "connectorId": s.connector, "idTag": s.id_tag, "meterStart": s.meter_start_wh,
-        "timestamp": now()}, s)
+        "timestamp": now()}
+    if s.reservation_id is not None:
+        payload["reservationId"] = s.reservation_id  # 1.6 §6.46: the reservation it ends
+    st._enqueue("StartTransaction", payload, s)
     if st.signer is not None:
         # an Eichrecht meter's signed begin reading follows the start (OCA 1.6 note)
         st._enqueue("MeterValues", {
@@ -134,12 +152,42 @@ def handlers(st: CallHandlers) -> dict[str, Callable[[dict[str, Any]], dict[str,
     def get_local_list_version(p: dict[str, Any]) -> dict[str, Any]:
         return {"listVersion": st.local_list_version}
 
+    def reserve_now(p: dict[str, Any]) -> dict[str, Any]:
+        return {"status": st._reserve(p["reservationId"], p["connectorId"], p["idTag"],
+                                      p.get("parentIdTag"), p["expiryDate"])}
+
+    def cancel_reservation(p: dict[str, Any]) -> dict[str, Any]:
+        return {"status": st._cancel_reservation(p["reservationId"])}
+
+    def update_firmware(p: dict[str, Any]) -> dict[str, Any]:
+        st._update_firmware(None, p["location"], p["retrieveDate"], None, None)
+        return {}
+
+    def signed_update_firmware(p: dict[str, Any]) -> dict[str, Any]:
+        fw = p["firmware"]
+        st._update_firmware(p["requestId"], fw["location"], fw["retrieveDateTime"],
+                            fw["signature"], fw["signingCertificate"])
+        return {"status": "Accepted"}
+
+    def get_diagnostics(p: dict[str, Any]) -> dict[str, Any]:
+        return {"fileName": st._upload_log(None, "Diagnostics", p["location"])}
+
+    def get_log(p: dict[str, Any]) -> dict[str, Any]:
+        name = st._upload_log(p["requestId"], p["logType"], p["log"]["remoteLocation"])
+        return {"status": "Accepted", "filename": name}
+
     return {
         "RemoteStartTransaction": remote_start,
         "RemoteStopTransaction": remote_stop,
         "GetConfiguration": get_configuration,
         "ChangeConfiguration": change_configuration,
         "GetLocalListVersion": get_local_list_version,
+        "ReserveNow": reserve_now,
+        "CancelReservation": cancel_reservation,
+        "UpdateFirmware": update_firmware,
+        "SignedUpdateFirmware": signed_update_firmware,
+        "GetDiagnostics": get_diagnostics,
+        "GetLog": get_log,
     }
 
 
@@ -161,3 +209,32 @@ async def load_update(st: StationCore, txid: Any, seq: int, register: int) -> No
                 {"value": str(register), "measurand": "Energy.Active.Import.Register",
                  "unit": "Wh", "context": "Sample.Periodic"},
                 {"value": "11000", "measurand": "Power.Active.Import", "unit": "W"}]}]})
+
+
+# -- reservations, firmware, logs ----------------------------------------------------------
+# 1.6 §7.26 DiagnosticsStatus words for the security extension's UploadLogStatus
+_DIAGNOSTICS_WORD = {"Uploading": "Uploading", "Uploaded": "Uploaded",
+                     "UploadFailure": "UploadFailed"}
+
+
+def firmware_status_call(status: str, request_id: int | None,
+                         signed: bool) -> tuple[str, dict[str, Any]]:
+    if signed:  # security extension: SignedFirmwareStatusNotification with the request id
+        return "SignedFirmwareStatusNotification", {"status": status, "requestId": request_id}
+    return "FirmwareStatusNotification", {"status": status}  # 1.6 §6.29: no request id
+
+
+def log_status_call(status: str, request_id: int | None,
+                    log_type: str) -> tuple[str, dict[str, Any]]:
+    if log_type == "Diagnostics":
+        return "DiagnosticsStatusNotification", {"status": _DIAGNOSTICS_WORD[status]}
+    return "LogStatusNotification", {"status": status, "requestId": request_id}
+
+
+def reservation_expired_call(reservation_id: int) -> tuple[str, dict[str, Any]] | None:
+    return None  # 1.6 has no message for it: the connector becomes Available
+
+
+def uploads_by_form(log_type: str) -> bool:
+    """1.6 diagnostics go up as an HTTP form (as FTP-less chargers do); logs by PUT."""
+    return log_type == "Diagnostics"

@@ -15,9 +15,24 @@ if TYPE_CHECKING:
     from chargers_sim.transactions import TransactionQueue
 
 __all__ = [
-    "authorize_payload", "authorize_status", "before_sending", "boot_payload",
-    "charging_schedule", "delivered", "handlers", "load_start", "load_update",
-    "meter_values", "sampled", "start_transaction", "status_payload", "stop_transaction",
+    "authorize_payload",
+    "authorize_status",
+    "before_sending",
+    "boot_payload",
+    "charging_schedule",
+    "delivered",
+    "firmware_status_call",
+    "handlers",
+    "load_start",
+    "load_update",
+    "log_status_call",
+    "meter_values",
+    "reservation_expired_call",
+    "sampled",
+    "start_transaction",
+    "status_payload",
+    "stop_transaction",
+    "uploads_by_form",
 ]
 
 # 2.0.1 has no Preparing/Charging/Finishing connector states: all are Occupied (G01).
@@ -25,9 +40,9 @@ _CONNECTOR_STATUS = {"Preparing": "Occupied", "Charging": "Occupied", "Finishing
                      "SuspendedEV": "Occupied"}
 
 
-def boot_payload(station_id: str) -> dict[str, Any]:
+def boot_payload(station_id: str, firmware_version: str = "sim-1.0") -> dict[str, Any]:
     return {"reason": "PowerUp", "chargingStation": {
-        "vendorName": "voltledger", "model": "sim-wallbox", "firmwareVersion": "sim-1.0",
+        "vendorName": "voltledger", "model": "sim-wallbox", "firmwareVersion": firmware_version,
         "serialNumber": station_id[-25:]}}
 
 
@@ -81,9 +96,11 @@ def start_transaction(st: TransactionQueue, s: Session, remote_start_id: int | N
     info: dict[str, Any] = {"transactionId": s.transaction_id, "chargingState": "Charging"}
     if remote_start_id is not None:
         info["remoteStartId"] = remote_start_id
+    extra: dict[str, Any] = {} if s.reservation_id is None else {
+        "reservationId": s.reservation_id}  # 2.0.1 H01: the reservation it ends
     st._enqueue("TransactionEvent", _tx_event(
         st, s, "Started", "RemoteStart" if remote_start_id is not None else "Authorized",
-        transactionInfo=info, idToken={"idToken": s.id_tag, "type": "ISO14443"},
+        **extra, transactionInfo=info, idToken={"idToken": s.id_tag, "type": "ISO14443"},
         evse={"id": s.connector, "connectorId": 1},
         meterValue=[{"timestamp": now(),
                      "sampledValue": st._sampled(s, "Transaction.Begin", extra=False)}],
@@ -163,12 +180,35 @@ def handlers(st: CallHandlers) -> dict[str, Callable[[dict[str, Any]], dict[str,
     def get_local_list_version(p: dict[str, Any]) -> dict[str, Any]:
         return {"versionNumber": st.local_list_version}
 
+    def reserve_now(p: dict[str, Any]) -> dict[str, Any]:
+        group = (p.get("groupIdToken") or {}).get("idToken")
+        return {"status": st._reserve(p["id"], p.get("evseId", 0), p["idToken"]["idToken"],
+                                      group, p["expiryDateTime"])}
+
+    def cancel_reservation(p: dict[str, Any]) -> dict[str, Any]:
+        return {"status": st._cancel_reservation(p["reservationId"])}
+
+    def update_firmware(p: dict[str, Any]) -> dict[str, Any]:
+        fw = p["firmware"]
+        st._update_firmware(p["requestId"], fw["location"], fw["retrieveDateTime"],
+                            fw.get("signature"), fw.get("signingCertificate"))
+        return {"status": "Accepted"}
+
+    def get_log(p: dict[str, Any]) -> dict[str, Any]:
+        kind = {"DiagnosticsLog": "Diagnostics"}.get(p["logType"], p["logType"])
+        name = st._upload_log(p["requestId"], kind, p["log"]["remoteLocation"])
+        return {"status": "Accepted", "filename": name}
+
     return {
         "RequestStartTransaction": request_start,
         "RequestStopTransaction": request_stop,
         "GetVariables": get_variables,
         "SetVariables": set_variables,
         "GetLocalListVersion": get_local_list_version,
+        "ReserveNow": reserve_now,
+        "CancelReservation": cancel_reservation,
+        "UpdateFirmware": update_firmware,
+        "GetLog": get_log,
     }
 
 
@@ -196,3 +236,29 @@ async def load_update(st: StationCore, txid: Any, seq: int, register: int) -> No
              "context": "Sample.Periodic", "unitOfMeasure": {"unit": "Wh"}},
             {"value": 11000, "measurand": "Power.Active.Import",
              "unitOfMeasure": {"unit": "W"}}]}]})
+
+
+# -- reservations, firmware, logs ----------------------------------------------------------
+def firmware_status_call(status: str, request_id: int | None,
+                         signed: bool) -> tuple[str, dict[str, Any]]:
+    payload: dict[str, Any] = {"status": status}
+    if request_id is not None:
+        payload["requestId"] = request_id
+    return "FirmwareStatusNotification", payload
+
+
+def log_status_call(status: str, request_id: int | None,
+                    log_type: str) -> tuple[str, dict[str, Any]]:
+    payload: dict[str, Any] = {"status": status}
+    if request_id is not None:
+        payload["requestId"] = request_id
+    return "LogStatusNotification", payload
+
+
+def reservation_expired_call(reservation_id: int) -> tuple[str, dict[str, Any]] | None:
+    return "ReservationStatusUpdate", {"reservationId": reservation_id,
+                                       "reservationUpdateStatus": "Expired"}
+
+
+def uploads_by_form(log_type: str) -> bool:
+    return False  # 2.0.1 N01: the file goes to remoteLocation (PUT)

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from csms.admin import AdminApi
     from csms.bus.commands import CommandBus
     from csms.bus.relay import OutboxRelay
+    from csms.files import FileServer
     from csms.server import CentralSystem
     from settlement.chain import Chain, ContractParams
     from settlement.worker import SettlementWorker
@@ -170,6 +171,7 @@ class App:
     worker: Any = None
     tasks: Supervisor = field(default_factory=Supervisor)
     lock: NodeLock | None = None
+    files: FileServer | None = None  # firmware downloads and log uploads
     _restarts: dict[str, int] = field(default_factory=dict)  # counted in /metrics so far
 
     async def start(self) -> None:
@@ -184,6 +186,10 @@ class App:
         await self._beat()
         self.tasks.start("node-beat", self._beating, (StorageError,))
         self.tasks.start("last-seen", self.service.run_seen_writer, (StorageError,))
+        if self.files is not None:
+            await self.files.start()
+            if self.admin is not None:
+                self.admin.operator.maintenance.files = self.files
         if self.admin is not None and self.settings.admin_port >= 0:
             await self.admin.start()
         if self.relay is not None:
@@ -255,6 +261,8 @@ class App:
             await self.tasks.close()
             if self.admin is not None:
                 await self.admin.stop()
+            if self.files is not None:
+                await self.files.stop()
             if self.chain is not None:
                 await asyncio.to_thread(self.chain.close)
             await self.central.stop()
@@ -280,8 +288,8 @@ async def build(settings: Settings) -> App:
         lock = NodeLock(settings.db)
         lock.acquire()
     try:
-        if settings.admin_port >= 0 or settings.chain:
-            settings.data_folder()  # the admin token, the chain's state
+        if settings.admin_port >= 0 or settings.chain or settings.files_port >= 0:
+            settings.data_folder()  # the admin token, the chain's state, station files
         repo = await open_repository(settings.db)
     except BaseException:
         if lock is not None:
@@ -302,6 +310,7 @@ async def build(settings: Settings) -> App:
         storage_reserve=settings.storage_reserve,
         on_dropped=lambda kind, reason: metrics.payloads_dropped.labels(kind, reason).inc(),
     )
+    service.transfer_hours = settings.transfer_hours
     central = CentralSystem(settings, repo, service, metrics)
     tasks = Supervisor()
     bus = CommandBus(settings.mqtt, central.node_id) if settings.mqtt else None
@@ -322,6 +331,11 @@ async def build(settings: Settings) -> App:
         raise
     relay = OutboxRelay(repo, settings.mqtt, client_id=f"voltledger-{central.node_id}") if (
         settings.mqtt) else None
+    files = None
+    if settings.files_port >= 0:
+        from csms.files import FileServer
+
+        files = FileServer(settings, service)
     return App(settings, repo, service, central, metrics, admin, relay, bus, tasks=tasks,
-               lock=lock)
+               lock=lock, files=files)
 

@@ -141,6 +141,14 @@ class Settings:
     time_past_days: float = defaults.TIME_PAST.total_seconds() / 86400
     time_future_seconds: float = defaults.TIME_FUTURE.total_seconds()
     log_level: str = "info"  # one of LOG_LEVELS (csms serve)
+    # The station file listener (csms.files): firmware downloads and log uploads over HTTP
+    # (HTTPS with tls_cert), reached by per-request URLs; files_url is the address stations
+    # use when it differs from http(s)://files_host:files_port (a proxy, a public name).
+    files_host: str = ""  # default: host (where stations reach the OCPP listener)
+    files_port: int = 0  # 0 picks a free port (each URL names it); -1: no file transfers
+    files_url: str = ""
+    max_upload_bytes: int = defaults.MAX_UPLOAD_BYTES
+    transfer_hours: float = defaults.TRANSFER_HOURS  # how long a log upload URL works
     # csms serve --workers N: N processes sharing the listening ports (SO_REUSEPORT), each
     # a node of the cluster (PostgreSQL only); one process holds at most ulimit -n sockets
     workers: int = 1
@@ -184,12 +192,13 @@ class Settings:
             raise _error("ws_compression", f"choose one of {', '.join(COMPRESSION_MODES)}")
         if self.log_level.lower() not in LOG_LEVELS:
             raise _error("log_level", f"choose one of {', '.join(LOG_LEVELS)}")
-        for name, low in (("port", -1), ("admin_port", -1), ("tls_port", 0)):
+        for name, low in (("port", -1), ("admin_port", -1), ("tls_port", 0),
+                          ("files_port", -1)):
             if not low <= getattr(self, name) <= 65535:
                 raise _error(name, f"a port from {low} to 65535")
         for name in ("heartbeat_interval", "boot_retry_interval", "batch_size",
                      "confirmations", "max_frame_bytes", "max_handshakes",
-                     "auth_concurrency", "workers"):
+                     "auth_concurrency", "max_upload_bytes", "workers"):
             if getattr(self, name) < 1:
                 raise _error(name, "at least 1")
         if self.workers > MAX_WORKERS:
@@ -199,6 +208,10 @@ class Settings:
                      "time_future_seconds", "storage_reserve", "write_buffer_limit"):
             if getattr(self, name) < 0:
                 raise _error(name, "not negative")
+        if self.transfer_hours <= 0:
+            raise _error("transfer_hours", "more than 0")
+        if self.files_url and not self.files_url.startswith(("http://", "https://")):
+            raise _error("files_url", "an http(s):// URL")
         if self.default_max_power_kw <= 0:
             raise _error("default_max_power_kw", "more than 0")
         if not self.db:
@@ -231,6 +244,9 @@ class Settings:
             if self.port == 0 or (self.tls_cert and self.tls_port == 0):
                 raise _error("workers", "the workers share their ports: give fixed ports,"
                              " not 0")
+            if self.files_url:
+                raise _error("workers", "each worker has its own file listener: --files-url"
+                             " (one address for all) is not supported with several workers")
         if self.admin_port >= 0 and not self.admin_public and not is_loopback(
                 self.admin_host):
             raise _error("admin_host", f"{self.admin_host or 'every interface'} is beyond this"

@@ -28,10 +28,13 @@ from csms.admin.openapi import openapi_document
 from csms.admin.operator import OperatorCommands, command_labels
 from csms.bus.commands import CommandBus
 from csms.config import is_loopback
+from csms.domain.maintenance import Transfer, TransferKind
+from csms.filestore import display_name, log_path
 from csms.logsafe import protect
 from csms.metrics import Metrics
 from csms.protocol import InvalidStationId, station_id_from_path
 from csms.server import CentralSystem
+from csms.service.maintenance_views import firmware_json, reservation_json, transfer_json
 from csms.service.ports import Repository, StorageError, Tx
 from csms.service.supervisor import Supervisor
 from csms.service.views import session_json, station_detail, stations_view
@@ -138,6 +141,10 @@ class AdminApi:
             web.get("/sessions/{session_id}", self.session),
             web.get("/audit", self.audit),
             web.post("/stations/{station_id}/commands/{command}", self.command),
+            web.get("/reservations", self.reservations),
+            web.get("/firmware", self.firmware),
+            web.get("/transfers", self.transfers),
+            web.get("/transfers/{transfer_id}/file", self.transfer_file),
         ])
 
     async def start(self) -> None:
@@ -301,6 +308,63 @@ class AdminApi:
         """Run an operator command on a station: here, or on the node holding its socket."""
         return await self.operator.run_command(station_id, command, args, timeout,
                                                forwarded=forwarded)
+
+    # -- reservations, firmware, logs ---------------------------------------------
+    async def reservations(self, request: web.Request) -> web.Response:
+        query = _query(request, {"station", "limit"})
+        limit = _int(query, "limit", 1000, 1, 10_000)
+        now = datetime.now(UTC)
+
+        async def work(tx: Tx) -> list[dict[str, Any]]:
+            return [reservation_json(r, now)
+                    for r in await tx.list_reservations(query.get("station"), limit)]
+
+        return _json(await self.repo.read(work))
+
+    async def firmware(self, request: web.Request) -> web.Response:
+        _query(request, set())
+
+        async def work(tx: Tx) -> list[dict[str, Any]]:
+            return [firmware_json(f) for f in await tx.list_firmware()]
+
+        return _json(await self.repo.read(work))
+
+    async def transfers(self, request: web.Request) -> web.Response:
+        """Firmware updates (``kind=firmware``) or log requests (``kind=log``)."""
+        query = _query(request, {"kind", "station", "limit"})
+        try:
+            kind = TransferKind(query.get("kind", "log"))
+        except ValueError:
+            raise BadQuery("kind must be firmware or log") from None
+        limit = _int(query, "limit", 1000, 1, 10_000)
+        now = datetime.now(UTC)
+
+        async def work(tx: Tx) -> list[dict[str, Any]]:
+            versions = {f.id: f.version for f in await tx.list_firmware()}
+            return [transfer_json(t, now, versions.get(t.firmware_id))
+                    for t in await tx.list_transfers(kind, query.get("station"), limit)]
+
+        return _json(await self.repo.read(work))
+
+    async def transfer_file(self, request: web.Request) -> web.StreamResponse:
+        """An uploaded log, as this node received it."""
+        _query(request, set())
+        raw = request.match_info["transfer_id"]
+        if not raw.isdigit() or not 0 < int(raw) < 2**63:
+            return _error(400, "a log request id is an integer")
+
+        async def work(tx: Tx) -> Transfer | None:
+            return await tx.get_transfer(int(raw))
+
+        t = await self.repo.read(work)
+        if t is None or t.kind is not TransferKind.LOG or t.uploaded_at is None:
+            return _error(404, f"no uploaded log for request {raw}")
+        path = log_path(self.central.settings.data_dir, int(raw))
+        if not path.is_file():
+            return _error(404, f"the log of request {raw} is not on this node")
+        return web.FileResponse(path, headers={
+            "Content-Type": "application/octet-stream",
+            "Content-Disposition": f'attachment; filename="{display_name(t.file_name)}"'})
 
     async def openapi(self, request: web.Request) -> web.Response:
         _query(request, set())

@@ -112,6 +112,37 @@ COMMAND_BODIES: dict[str, Schema] = {
     "set-password": _command({"password": {"type": "string", "minLength": 16,
                                            "maxLength": 40}}, ("password",),
                              "Switched once the station accepts it"),
+    "reserve": _command({
+        "tag": {"type": "string", "minLength": 1, "maxLength": 20},
+        "until": {"type": "string", "minLength": 1,
+                  "description": "RFC 3339, or relative to now (+2h, +30m); at most 7 days"
+                                 " ahead"},
+        "connector": {**_CONNECTOR, "default": 0,
+                      "description": "Connector (1.6) or EVSE (2.0.1); 0: any"},
+    }, ("tag", "until"), "1.6 / 2.0.1 ReserveNow; the answer carries the reservation_id"),
+    "cancel-reservation": _command({
+        "reservation": {"type": "integer", "minimum": 1},
+    }, ("reservation",), "1.6 / 2.0.1 CancelReservation of a live reservation"),
+    "update-firmware": _command({
+        "version": {"type": "string", "minLength": 1,
+                    "description": "A firmware version added with csms firmware add"},
+        "window_start": {"type": "string", "default": "now",
+                         "description": "When the station fetches it (RFC 3339 or +2h)"},
+        "window_end": {"type": "string", "description": "When the download URL stops"
+                                                        " working [default: start + 1 day]"},
+        "retries": {"type": "integer", "minimum": 0, "maximum": 100},
+        "retry_interval": {"type": "integer", "minimum": 0, "maximum": 86400},
+    }, ("version",), "1.6 UpdateFirmware, or SignedUpdateFirmware for a signed image;"
+                     " 2.0.1 UpdateFirmware. The answer carries the request_id"),
+    "get-log": _command({
+        "type": {"type": "string", "enum": ["Diagnostics", "SecurityLog"],
+                 "default": "Diagnostics"},
+        "since": {"type": "string", "description": "Oldest entries (RFC 3339 or -1d)"},
+        "until": {"type": "string", "description": "Newest entries (RFC 3339 or -1h)"},
+        "retries": {"type": "integer", "minimum": 0, "maximum": 100},
+        "retry_interval": {"type": "integer", "minimum": 0, "maximum": 86400},
+    }, description="1.6 GetDiagnostics (Diagnostics) or GetLog (SecurityLog); 2.0.1 GetLog."
+                   " The answer carries the request_id"),
 }
 assert set(COMMAND_BODIES) == set(COMMANDS), "a command without its body's schema"
 
@@ -167,6 +198,11 @@ _COMMAND_RESULT = _object({
     "switched": {"type": "boolean", "description": "set-password: the new password is in"
                                                    " use"},
     "node": {"type": "string", "description": "The node that holds the station's socket"},
+    "reservation_id": {"type": "integer", "description": "reserve, cancel-reservation:"
+                                                         " the reservation"},
+    "request_id": {"type": "integer", "description": "update-firmware, get-log: the"
+                                                     " request (csms firmware status,"
+                                                     " csms logs list)"},
 }, ("status", "action", "ocpp_version", "response"))
 _ERROR = _object({
     "error": {"type": "string", "minLength": 1},
@@ -174,6 +210,30 @@ _ERROR = _object({
     "action": _STR, "node": _STR,
     "commands": {"type": "array", "items": _STR},
 }, ("error",))
+
+
+_RESERVATION = _object({
+    "id": {"type": "integer"}, "station_id": _STR, "connector_id": {"type": "integer"},
+    "id_tag": _STR, "expires_at": _TIME,
+    "status": {"type": "string", "enum": ["requested", "accepted", "refused", "failed",
+                                          "used", "cancelled", "removed", "expired"]},
+    "answer": _STR_OR_NULL, "session_id": _INT_OR_NULL, "created_at": _TIME,
+    "updated_at": _TIME_OR_NULL,
+}, ("id", "station_id", "connector_id", "id_tag", "expires_at", "status"))
+_FIRMWARE = _object({
+    "id": {"type": "integer"}, "version": _STR, "file_name": _STR, "size": {"type": "integer"},
+    "sha256": _STR, "signed": {"type": "boolean"}, "created_at": _TIME,
+}, ("id", "version", "file_name", "size", "sha256", "signed", "created_at"))
+_TRANSFER = _object({
+    "id": {"type": "integer", "description": "The OCPP requestId"},
+    "kind": {"type": "string", "enum": ["firmware", "log"]}, "station_id": _STR,
+    "status": {"type": "string", "description": "The station's last word about it"},
+    "created_at": _TIME, "updated_at": _TIME_OR_NULL, "url_expires_at": _TIME,
+    "url_open": {"type": "boolean"}, "version": _STR,
+    "log_type": {"type": "string", "enum": ["Diagnostics", "SecurityLog"]},
+    "file_name": _STR_OR_NULL, "size": _INT_OR_NULL, "uploaded_at": _TIME_OR_NULL,
+    "request": {"type": "object"},
+}, ("id", "kind", "station_id", "status", "created_at", "url_expires_at", "url_open"))
 
 
 def _json_body(schema: Schema, description: str) -> Schema:
@@ -218,6 +278,7 @@ def openapi_document() -> dict[str, Any]:
         "Connector": _CONNECTOR_STATE, "Station": _STATION, "StationDetail": _STATION_DETAIL,
         "StationEvent": _EVENT, "Session": _SESSION, "AuditEntry": _AUDIT, "Task": _TASK,
         "Health": _HEALTH, "CommandResult": _COMMAND_RESULT, "Error": _ERROR,
+        "Reservation": _RESERVATION, "Firmware": _FIRMWARE, "Transfer": _TRANSFER,
         **{f"Command_{name}": body for name, body in COMMAND_BODIES.items()},
     }
     paths: dict[str, Schema] = {
@@ -267,6 +328,33 @@ def openapi_document() -> dict[str, Any]:
         }},
         **{f"/stations/{{station_id}}/commands/{name}": _command_path(name)
            for name in sorted(COMMANDS)},
+        "/reservations": {"get": {"parameters": [
+            {"name": "station", "in": "query", "schema": {"type": "string"}}, _LIMIT],
+            "responses": {
+                "200": _json_body({"type": "array", "items": _ref("Reservation")},
+                                  "Reservations, newest first"),
+                **_BAD_QUERY, **_UNAUTHORIZED}}},
+        "/firmware": {"get": {"responses": {
+            "200": _json_body({"type": "array", "items": _ref("Firmware")},
+                              "Firmware images (csms firmware add)"),
+            **_BAD_QUERY, **_UNAUTHORIZED}}},
+        "/transfers": {"get": {"parameters": [
+            {"name": "kind", "in": "query",
+             "schema": {"type": "string", "enum": ["firmware", "log"], "default": "log"}},
+            {"name": "station", "in": "query", "schema": {"type": "string"}}, _LIMIT],
+            "responses": {
+                "200": _json_body({"type": "array", "items": _ref("Transfer")},
+                                  "Firmware updates or log requests, newest first"),
+                **_BAD_QUERY, **_UNAUTHORIZED}}},
+        "/transfers/{transfer_id}/file": {"get": {"parameters": [
+            {"name": "transfer_id", "in": "path", "required": True,
+             "schema": {"type": "integer"}}], "responses": {
+            "200": {"description": "The uploaded log",
+                    "content": {"application/octet-stream": {
+                        "schema": {"type": "string", "contentMediaType":
+                                   "application/octet-stream"}}}},
+            "400": _error("Not a request id"),
+            "404": _error("No uploaded log for it on this node"), **_UNAUTHORIZED}}},
     }
     return {
         "openapi": "3.1.0",

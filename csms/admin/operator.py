@@ -12,6 +12,7 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
+from csms.admin.maintenance import RECORDED, MaintenanceCommands
 from csms.bus.commands import CommandBus, NodeUnavailable
 from csms.protocol import OcppVersion
 from csms.server import CallFailed, CallTimeout, CentralSystem, StationOffline
@@ -53,6 +54,8 @@ class OperatorCommands:
         self.central = central
         self.repo = repo
         self.bus = bus  # commands for stations on other nodes go over MQTT
+        # reservations, firmware updates, log requests: recorded before and after the CALL
+        self.maintenance = MaintenanceCommands(central)
 
     async def run_command(
         self, station_id: str, command: str, args: dict[str, Any], timeout: Any = None,
@@ -67,8 +70,12 @@ class OperatorCommands:
             return await self._forward(station_id, command, args, timeout)
         if conn is None:
             return 409, {"error": f"station {station_id} is not connected", "status": "Offline"}
+        prepared = False
         try:
             args = await self._resolve(station_id, conn.version, command, args)
+            if command in RECORDED:
+                args = await self.maintenance.prepare(station_id, command, args)
+                prepared = True
             password = new_password(command, args)
             if password is not None:
                 # a password the station takes must be one we can store and check
@@ -78,6 +85,8 @@ class OperatorCommands:
                     raise CommandError(str(exc)) from None
             call = build_call(conn.version, command, args)
         except CommandError as exc:
+            if prepared:  # recorded, but never sent
+                await self._settle(command, args, "Invalid", None)
             return 400, {"error": str(exc)}
         secret = carries_secret(command, args)
         try:
@@ -85,16 +94,20 @@ class OperatorCommands:
                 call.action, call.payload, float(timeout) if timeout else None, secret=secret
             )
         except StationOffline:
+            await self._settle(command, args, "Offline", None)
             return 409, {"error": f"station {station_id} went offline", "status": "Offline"}
         except CallTimeout:
+            await self._settle(command, args, "Timeout", None)
             return 504, {"error": f"station {station_id} did not answer in time",
                          "status": "Timeout", "action": call.action}
         except CallFailed as exc:
+            await self._settle(command, args, exc.code, None)
             return 502, {"error": f"station answered {exc.code}: {exc.description}",
                          "status": exc.code, "action": call.action}
         word = result_status(call.action, response)
         answer: dict[str, Any] = {"status": word, "action": call.action,
-                                  "ocpp_version": conn.version.short, "response": response}
+                                  "ocpp_version": conn.version.short, "response": response,
+                                  **await self._settle(command, args, word, response)}
         if password is not None:
             # Switch to the new password only once the station accepted it (1.6
             # security whitepaper / 2.0.1 A01.FR.04), whichever command carried it
@@ -104,6 +117,12 @@ class OperatorCommands:
             if answer["switched"]:
                 await self._store_password(station_id, password)
         return 200, answer
+
+    async def _settle(self, command: str, args: dict[str, Any], word: str,
+                      response: dict[str, Any] | None) -> dict[str, Any]:
+        if command not in RECORDED:
+            return {}
+        return await self.maintenance.settle(command, args, word, response)
 
     async def _forward(
         self, station_id: str, command: str, args: dict[str, Any], timeout: Any,

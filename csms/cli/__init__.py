@@ -14,9 +14,12 @@ import typer
 
 from csms.cli import contract as _contract
 from csms.cli import demo as _demo
+from csms.cli import firmware as _firmware
+from csms.cli import logs as _logs
 from csms.cli import parties as _parties
 from csms.cli import receipt as _receipt
 from csms.cli import remote as _remote
+from csms.cli import reservations as _reservations
 from csms.cli import serve as _serve
 from csms.cli import sessions as _sessions
 from csms.cli import settle as _settle
@@ -61,6 +64,9 @@ _contract.contract_app.command("info")(_contract.contract_info)
 app.command("receipt")(_receipt.receipt)
 app.command("verify")(_verify.verify)
 app.command("demo")(_demo.demo)
+app.add_typer(_reservations.reservations_app, name="reservations")
+app.add_typer(_firmware.firmware_app, name="firmware")
+app.add_typer(_logs.logs_app, name="logs")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -411,3 +411,50 @@ def set_password(
             console.print(f"new password (shown once): {new}", markup=False)
     else:
         fail(f"{station} answered {result['status']}: the old password stays in use", 1)
+
+
+def _check_time(text: str, option: str) -> str:
+    """A time option checked here already (RFC 3339 or +2h); sent as given."""
+    from datetime import UTC, datetime
+
+    from csms.domain.maintenance import parse_when
+
+    try:
+        parse_when(text, datetime.now(UTC))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint=option) from None
+    return text
+
+
+@remote_app.command("reserve")
+def reserve(
+    station: Station,
+    tag: Annotated[str, typer.Option(help="The id tag the connector is kept for")],
+    until: Annotated[str, typer.Option(
+        help="When the reservation ends: RFC 3339 (2026-05-01T18:00:00Z) or relative"
+        " (+2h, +30m); at most 7 days ahead")],
+    connector: Annotated[int, typer.Option(
+        min=0, help="Connector (EVSE in 2.0.1); 0: any")] = 0,
+    json: JsonOption = False, timeout: Timeout = 30, admin_host: AdminHost = None,
+    admin_port: AdminPort = None, data_dir: DataDirOption = None,
+) -> None:
+    """Reserve a connector for a tag until a time (ReserveNow); prints the reservation id.
+
+    The station keeps the connector for that tag; a transaction by another tag on it is
+    refused. The reservation ends when the tag starts charging, when it expires or when
+    it is cancelled (csms remote cancel-reservation; csms reservations list)."""
+    to = target(json, timeout, admin_host, admin_port, data_dir)
+    _command(station, "reserve", {"tag": tag, "until": _check_time(until, "--until"),
+                                  "connector": connector}, to)
+
+
+@remote_app.command("cancel-reservation")
+def cancel_reservation(
+    station: Station,
+    reservation: Annotated[int, typer.Argument(min=1, help="The reservation id")],
+    json: JsonOption = False, timeout: Timeout = 30, admin_host: AdminHost = None,
+    admin_port: AdminPort = None, data_dir: DataDirOption = None,
+) -> None:
+    """Cancel a live reservation (CancelReservation)."""
+    to = target(json, timeout, admin_host, admin_port, data_dir)
+    _command(station, "cancel-reservation", {"reservation": reservation}, to)

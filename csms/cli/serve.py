@@ -152,6 +152,19 @@ def serve(
         f" connection), context, off (one of {', '.join(COMPRESSION_MODES)})")] = None,
     log_level: Annotated[str | None, setting_option(
         "log_level", f"One of {', '.join(LOG_LEVELS)}")] = None,
+    files_host: Annotated[str | None, setting_option(
+        "files_host", "Address of the station file listener (firmware, logs)",
+        default="--host")] = None,
+    files_port: Annotated[int | None, setting_option(
+        "files_port", "Station file listener port (-1: off, 0: any free port)", min=-1,
+        max=65535)] = None,
+    files_url: Annotated[str | None, setting_option(
+        "files_url", "Base URL stations are given for files (a proxy, a public name)",
+        default="http(s)://files-host:files-port")] = None,
+    max_upload_bytes: Annotated[int | None, setting_option(
+        "max_upload_bytes", "Largest log file a station may upload, bytes", min=1)] = None,
+    transfer_hours: Annotated[float | None, setting_option(
+        "transfer_hours", "Hours a log upload URL works", min=0.001)] = None,
     workers: Annotated[int | None, setting_option(
         "workers", "Server processes sharing the ports, each a node (PostgreSQL only)",
         min=1, max=MAX_WORKERS)] = None,
@@ -164,7 +177,9 @@ def serve(
         node_id=node_id, data_dir=data_dir, tls_cert=tls_cert, tls_key=tls_key,
         tls_port=tls_port, client_ca=client_ca, chain=chain, batch_size=batch_size,
         max_wait=max_wait, ws_compression=ws_compression, log_level=log_level,
-        keystore=keystore, keystore_password_file=password_file, workers=workers,
+        keystore=keystore, keystore_password_file=password_file, files_host=files_host,
+        files_port=files_port, files_url=files_url, max_upload_bytes=max_upload_bytes,
+        transfer_hours=transfer_hours, workers=workers,
     )
     try:
         settings.check_serving()

@@ -42,8 +42,10 @@ def worker_settings(settings: Settings, k: int) -> Settings:
     """The settings of worker ``k`` (0-based) of ``settings.workers``."""
     base = settings.node_id or f"{socket.gethostname()}:{settings.port}"
     one = dataclasses.replace(settings, workers=1, reuse_port=True, node_id=f"{base}/{k}")
-    # one admin API and one settlement worker: worker 0's
-    return one if k == 0 else dataclasses.replace(one, admin_port=-1, chain="")
+    # one admin API and one settlement worker: worker 0's; each worker has its own file
+    # listener (its stations' transfer URLs name it): the others on any free port
+    return one if k == 0 else dataclasses.replace(
+        one, admin_port=-1, chain="", files_port=min(one.files_port, 0))
 
 
 async def _start(settings: Settings, k: int) -> asyncio.subprocess.Process:

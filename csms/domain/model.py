@@ -54,6 +54,8 @@ class AuthStatus(enum.StrEnum):
     INVALID = "Invalid"
     UNKNOWN = "Unknown"  # 2.0.1 only; 1.6 answers Invalid for an unknown tag
     NO_CREDIT = "NoCredit"  # 2.0.1; 1.6 answers Blocked: the driver's escrow does not cover it
+    # 2.0.1: the connector is reserved for another tag; 1.6 answers Invalid
+    NOT_AT_THIS_TIME = "NotAtThisTime"
 
 
 class SessionStatus(enum.StrEnum):

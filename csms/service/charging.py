@@ -17,8 +17,10 @@ from csms.service.messages import (
     UnknownStation,
     utc_now,
 )
+from csms.service.reservations import ReservationUseCases
 from csms.service.sessions import SessionUseCases
-from csms.service.stations import StationUseCases, new_station
+from csms.service.stations import new_station
+from csms.service.transfers import TransferUseCases
 
 __all__ = [
     "BootDecision",
@@ -32,5 +34,6 @@ __all__ = [
 ]
 
 
-class ChargingService(StationUseCases, SessionUseCases):
-    """Use cases for messages from stations."""
+class ChargingService(ReservationUseCases, TransferUseCases, SessionUseCases):
+    """Use cases for messages from stations (and the operator's reservations and file
+    transfers, which those messages move along)."""

@@ -20,9 +20,12 @@ __all__ = [
     "CONFIRMATIONS",
     "DEFAULT_MAX_POWER_KW",
     "HEARTBEAT_INTERVAL",
+    "MAX_RESERVATION",
+    "MAX_UPLOAD_BYTES",
     "MAX_WAIT",
     "TIME_FUTURE",
     "TIME_PAST",
+    "TRANSFER_HOURS",
 ]
 
 HEARTBEAT_INTERVAL = 300  # seconds, sent in BootNotification answers
@@ -35,3 +38,6 @@ MAX_WAIT = 60.0  # seconds a completed session waits for a fuller batch
 CONFIRMATIONS = 1  # blocks before a batch counts as final
 AUTH_FAILURE_LIMIT = 5  # password attempts per minute per address
 AUTH_CONCURRENCY = 2  # password checks (scrypt) at once, in all
+MAX_RESERVATION = timedelta(days=7)  # the longest a connector may be reserved ahead
+MAX_UPLOAD_BYTES = 32 * 1024 * 1024  # the largest log file a station may upload
+TRANSFER_HOURS = 24.0  # how long a log upload URL works (a firmware URL: its window)

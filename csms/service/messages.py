@@ -67,6 +67,7 @@ class TransactionEventIn:
     connector_id: int | None = None
     id_tag: str | None = None
     remote_start_id: int | None = None
+    reservation_id: int | None = None
     samples: list[MeterSample] = field(default_factory=list)
     notes: list[ValueNote] = field(default_factory=list)
 

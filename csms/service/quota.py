@@ -28,7 +28,8 @@ MIN_CHARGE = 256
 KINDS: dict[str, tuple[str, ...]] = {
     "data_transfer": ("data_transfer",),
     "security": ("security",),
-    "notification": ("boot", "diagnostics_status", "firmware_status", "log_status"),
+    "notification": ("boot", "diagnostics_status", "firmware_status", "log_status",
+                     "reservation_status", "publish_firmware_status"),
 }
 _KIND_OF = {event: quota for quota, events in KINDS.items() for event in events}
 

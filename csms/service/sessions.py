@@ -23,6 +23,7 @@ from csms.domain.energy import (
     energy_flags,
     time_flag,
 )
+from csms.domain.maintenance import Reservation, ReservationState
 from csms.domain.model import (
     BILLING_HOLD_FLAGS,
     OCPP16,
@@ -36,6 +37,7 @@ from csms.domain.model import (
 from csms.service.billing import BillingState, billing_state, check_billing_transition
 from csms.service.messages import StopInfo, TransactionEventIn
 from csms.service.ports import Tx
+from csms.service.reservations import reservation_for_start
 from csms.service.signed_data import SignedDataChecks
 from csms.service.views import session_json
 
@@ -183,6 +185,13 @@ class SessionUseCases(SignedDataChecks):
             if delta >= 0:
                 session.energy_wh = max(session.energy_wh or 0, int(delta))
 
+    async def _use_reservation(self, tx: Tx, reservation: Reservation,
+                               session_id: int) -> None:
+        """A transaction started on ``reservation``: it ends, used (1.6 §5.13, 2.0.1 H01)."""
+        if reservation.move(ReservationState.USED, self.clock()):
+            reservation.session_id = session_id
+            await tx.update_reservation(reservation)
+
     # 1.6 ---------------------------------------------------------------------
     async def start_transaction(
         self, station_id: str, connector_id: int | None, id_tag: str, meter_start_wh: Decimal,
@@ -204,6 +213,10 @@ class SessionUseCases(SignedDataChecks):
                 # A retry of a StartTransaction we already answered (the answer
                 # was lost): same transactionId, nothing new stored.
                 return int(existing.transaction_id), auth, expires
+            reservation, refused = await reservation_for_start(
+                tx, self.clock(), station_id, connector_id, id_tag, reservation_id)
+            if refused and auth is AuthStatus.ACCEPTED:
+                auth = AuthStatus.NOT_AT_THIS_TIME  # reserved for another tag (§5.13)
             session = Session(
                 station_id=station_id,
                 ocpp_version=OCPP16,
@@ -219,8 +232,12 @@ class SessionUseCases(SignedDataChecks):
             )
             if auth is not AuthStatus.ACCEPTED:
                 session.flag(f"auth_{auth.value.lower()}")
+            if refused:
+                session.flag("reserved_for_other")
             await tx.insert_session(session)
             assert session.id is not None
+            if reservation is not None:
+                await self._use_reservation(tx, reservation, session.id)
             if await tx.bind_authorization(station_id, id_tag, session.id,
                                            int(self.clock().timestamp())) is not None \
                     and auth is AuthStatus.UNKNOWN:
@@ -385,6 +402,15 @@ class SessionUseCases(SignedDataChecks):
                 session.evse_id, session.connector_id = ev.evse_id, ev.connector_id
             if ev.id_tag and session.id_tag is None:
                 session.id_tag = ev.id_tag
+                reservation, refused = await reservation_for_start(
+                    tx, now, station_id, session.evse_id or ev.evse_id, ev.id_tag,
+                    ev.reservation_id)
+                if reservation is not None:
+                    await self._use_reservation(tx, reservation, session.id)
+                if refused:
+                    session.flag("reserved_for_other")
+                    if auth is AuthStatus.ACCEPTED:
+                        auth = AuthStatus.NOT_AT_THIS_TIME  # reserved for another (H01)
                 if await tx.bind_authorization(station_id, ev.id_tag, session.id,
                                                int(self.clock().timestamp())) is not None \
                         and auth is AuthStatus.UNKNOWN:

@@ -24,6 +24,7 @@ from csms.domain.model import (
     SessionStatus,
     Station,
 )
+from csms.storage.maintenance_sql import MaintenanceSql
 from csms.storage.settlement_sql import SettlementSql
 
 __all__ = ["SqlTx", "dt_from_db", "dt_to_db", "json_text"]
@@ -125,7 +126,7 @@ def _sample(row: dict[str, Any]) -> MeterSample:
     )
 
 
-class SqlTx(SettlementSql, ABC):
+class SqlTx(SettlementSql, MaintenanceSql, ABC):
     """Domain operations over four SQL primitives (``?`` placeholders)."""
 
     @abstractmethod

@@ -10,8 +10,8 @@ from typing import Any, Protocol
 __all__ = [
     "BuiltCall", "CommandBuilders", "CommandError", "availability_word", "component_variable",
     "data_transfer",
-    "int_arg", "local_list_version", "next_remote_id", "profile_unit", "schedule", "str_arg",
-    "wrong_version",
+    "int_arg", "local_list_version", "log_parameters", "next_remote_id", "profile_unit",
+    "retry_fields", "schedule", "str_arg", "wrong_version",
 ]
 
 _remote_ids = itertools.count(1)
@@ -46,6 +46,10 @@ class CommandBuilders(Protocol):
     def send_local_list(self, a: dict[str, Any]) -> BuiltCall: ...
     def local_list_version(self, a: dict[str, Any]) -> BuiltCall: ...
     def set_password(self, a: dict[str, Any]) -> BuiltCall: ...
+    def reserve(self, a: dict[str, Any]) -> BuiltCall: ...
+    def cancel_reservation(self, a: dict[str, Any]) -> BuiltCall: ...
+    def update_firmware(self, a: dict[str, Any]) -> BuiltCall: ...
+    def get_log(self, a: dict[str, Any]) -> BuiltCall: ...
 
 
 def next_remote_id() -> int:
@@ -123,3 +127,24 @@ def data_transfer(a: dict[str, Any]) -> BuiltCall:
 
 def local_list_version(a: dict[str, Any]) -> BuiltCall:
     return BuiltCall("GetLocalListVersion", {})
+
+
+def retry_fields(a: dict[str, Any]) -> dict[str, Any]:
+    """retries / retryInterval of UpdateFirmware, GetDiagnostics and GetLog (same names in
+    both versions), when given."""
+    out: dict[str, Any] = {}
+    if a.get("retries") is not None:
+        out["retries"] = int_arg(a, "retries")
+    if a.get("retry_interval") is not None:
+        out["retryInterval"] = int_arg(a, "retry_interval")
+    return out
+
+
+def log_parameters(a: dict[str, Any]) -> dict[str, Any]:
+    """LogParametersType (1.6 security extension and 2.0.1): where to upload, which span."""
+    log: dict[str, Any] = {"remoteLocation": str_arg(a, "location")}
+    if a.get("since"):
+        log["oldestTimestamp"] = str(a["since"])
+    if a.get("until"):
+        log["latestTimestamp"] = str(a["until"])
+    return log

@@ -51,6 +51,10 @@ COMMANDS: dict[str, str] = {
     "send-local-list": "send_local_list",
     "local-list-version": "local_list_version",
     "set-password": "set_password",
+    "reserve": "reserve",
+    "cancel-reservation": "cancel_reservation",
+    "update-firmware": "update_firmware",
+    "get-log": "get_log",
 }
 # The one place that picks the builders of a version.
 _BUILDERS: dict[OcppVersion, CommandBuilders] = {
@@ -58,7 +62,9 @@ _BUILDERS: dict[OcppVersion, CommandBuilders] = {
 }
 
 # Commands whose arguments must never reach a log or the audit trail.
-SECRET_ARGS = {"set-password": ("password",)}
+# A firmware or log URL holds its request's token: as good as a key to it.
+SECRET_ARGS = {"set-password": ("password",), "update-firmware": ("location",),
+               "get-log": ("location",)}
 REDACTED = "<redacted>"
 
 # Configuration keys (1.6) and variables (2.0.1) that hold a credential: the 1.6

@@ -10,16 +10,19 @@ from csms.translate.command_args import (
     data_transfer,
     int_arg,
     local_list_version,
+    log_parameters,
     profile_unit,
+    retry_fields,
     schedule,
     str_arg,
     wrong_version,
 )
 
 __all__ = [
-    "availability", "clear_profile", "data_transfer", "get_config", "get_variables",
-    "local_list_version", "reset", "send_local_list", "set_config", "set_password",
-    "set_profile", "set_variables", "start", "stop", "trigger", "unlock",
+    "availability", "cancel_reservation", "clear_profile", "data_transfer", "get_config",
+    "get_log", "get_variables", "local_list_version", "reserve", "reset", "send_local_list",
+    "set_config", "set_password", "set_profile", "set_variables", "start", "stop", "trigger",
+    "unlock", "update_firmware",
 ]
 
 
@@ -107,3 +110,47 @@ def set_password(a: dict[str, Any]) -> BuiltCall:
     # 1.6 security whitepaper: configuration key AuthorizationKey.
     return BuiltCall("ChangeConfiguration",
                      {"key": "AuthorizationKey", "value": str_arg(a, "password")})
+
+
+# -- reservations, firmware, logs (arguments filled in by csms.admin.maintenance) -------------
+def reserve(a: dict[str, Any]) -> BuiltCall:
+    # 1.6 §6.41 ReserveNow: connector 0 reserves any connector (if the station supports it)
+    p: dict[str, Any] = {"connectorId": int_arg(a, "connector", 0),
+                         "expiryDate": str_arg(a, "expiry"), "idTag": str_arg(a, "tag"),
+                         "reservationId": int_arg(a, "reservation_id")}
+    if a.get("parent_tag"):
+        p["parentIdTag"] = str(a["parent_tag"])
+    return BuiltCall("ReserveNow", p)
+
+
+def cancel_reservation(a: dict[str, Any]) -> BuiltCall:
+    return BuiltCall("CancelReservation", {"reservationId": int_arg(a, "reservation_id")})
+
+
+def update_firmware(a: dict[str, Any]) -> BuiltCall:
+    if a.get("signature"):
+        # the 1.6 security extension's SignedUpdateFirmware (with signature and certificate)
+        firmware = {"location": str_arg(a, "location"),
+                    "retrieveDateTime": str_arg(a, "retrieve"),
+                    "signingCertificate": str_arg(a, "signing_cert"),
+                    "signature": str_arg(a, "signature")}
+        p: dict[str, Any] = {"requestId": int_arg(a, "request_id"), "firmware": firmware,
+                             **retry_fields(a)}
+        return BuiltCall("SignedUpdateFirmware", p)
+    # 1.6 §6.53 UpdateFirmware: no request id, no signature
+    return BuiltCall("UpdateFirmware", {"location": str_arg(a, "location"),
+                                        "retrieveDate": str_arg(a, "retrieve"),
+                                        **retry_fields(a)})
+
+
+def get_log(a: dict[str, Any]) -> BuiltCall:
+    if str_arg(a, "log_type") == "Diagnostics":
+        # 1.6 §6.25 GetDiagnostics: no request id (the status notifications have none)
+        p: dict[str, Any] = {"location": str_arg(a, "location"), **retry_fields(a)}
+        if a.get("since"):
+            p["startTime"] = str(a["since"])
+        if a.get("until"):
+            p["stopTime"] = str(a["until"])
+        return BuiltCall("GetDiagnostics", p)
+    return BuiltCall("GetLog", {"logType": "SecurityLog", "requestId": int_arg(a, "request_id"),
+                                "log": log_parameters(a), **retry_fields(a)})

@@ -12,17 +12,20 @@ from csms.translate.command_args import (
     data_transfer,
     int_arg,
     local_list_version,
+    log_parameters,
     next_remote_id,
     profile_unit,
+    retry_fields,
     schedule,
     str_arg,
     wrong_version,
 )
 
 __all__ = [
-    "availability", "clear_profile", "data_transfer", "get_config", "get_variables",
-    "local_list_version", "reset", "send_local_list", "set_config", "set_password",
-    "set_profile", "set_variables", "start", "stop", "trigger", "unlock",
+    "availability", "cancel_reservation", "clear_profile", "data_transfer", "get_config",
+    "get_log", "get_variables", "local_list_version", "reserve", "reset", "send_local_list",
+    "set_config", "set_password", "set_profile", "set_variables", "start", "stop", "trigger",
+    "unlock", "update_firmware",
 ]
 
 
@@ -126,3 +129,41 @@ def set_password(a: dict[str, Any]) -> BuiltCall:
     return BuiltCall("SetVariables", {"setVariableData": [{
         "component": {"name": "SecurityCtrlr"}, "variable": {"name": "BasicAuthPassword"},
         "attributeValue": str_arg(a, "password")}]})
+
+
+# -- reservations, firmware, logs (arguments filled in by csms.admin.maintenance) -------------
+def reserve(a: dict[str, Any]) -> BuiltCall:
+    # 2.0.1 H01 ReserveNow: evseId optional (none: any EVSE)
+    p: dict[str, Any] = {"id": int_arg(a, "reservation_id"),
+                         "expiryDateTime": str_arg(a, "expiry"),
+                         "idToken": {"idToken": str_arg(a, "tag"), "type": "ISO14443"}}
+    if int_arg(a, "connector", 0):
+        p["evseId"] = int_arg(a, "connector")
+    if a.get("parent_tag"):
+        p["groupIdToken"] = {"idToken": str(a["parent_tag"]), "type": "Central"}
+    return BuiltCall("ReserveNow", p)
+
+
+def cancel_reservation(a: dict[str, Any]) -> BuiltCall:
+    return BuiltCall("CancelReservation", {"reservationId": int_arg(a, "reservation_id")})
+
+
+def update_firmware(a: dict[str, Any]) -> BuiltCall:
+    # 2.0.1 L01 (signed) / L02 (unsigned) UpdateFirmware
+    firmware: dict[str, Any] = {"location": str_arg(a, "location"),
+                                "retrieveDateTime": str_arg(a, "retrieve")}
+    if a.get("signature"):
+        firmware["signature"] = str_arg(a, "signature")
+        firmware["signingCertificate"] = str_arg(a, "signing_cert")
+    return BuiltCall("UpdateFirmware", {"requestId": int_arg(a, "request_id"),
+                                        "firmware": firmware, **retry_fields(a)})
+
+
+def get_log(a: dict[str, Any]) -> BuiltCall:
+    # 2.0.1 N01 GetLog
+    word = {"Diagnostics": "DiagnosticsLog", "SecurityLog": "SecurityLog"}.get(
+        str_arg(a, "log_type"))
+    if word is None:
+        raise CommandError("the log type is Diagnostics or SecurityLog")
+    return BuiltCall("GetLog", {"logType": word, "requestId": int_arg(a, "request_id"),
+                                "log": log_parameters(a), **retry_fields(a)})

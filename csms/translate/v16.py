@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from csms.domain.maintenance import TransferKind
 from csms.domain.model import AuthStatus, MeterSample
 from csms.service.charging import BootInfo, ChargingService, StopInfo
 from csms.translate.common import (
@@ -14,15 +15,17 @@ from csms.translate.common import (
     ocpp_time,
     parse_time,
 )
+from csms.translate.maintenance import transfer_notification
 
 __all__ = ["ROUTES", "samples_from_meter_values"]
 
 
 def _id_tag_info(status: AuthStatus, expires: Any = None) -> dict[str, Any]:
     # 1.6 §7.2 AuthorizationStatus has no "Unknown": an unknown tag is Invalid; nor
-    # "NoCredit": a tag whose driver's escrow does not cover a charge is Blocked.
-    wire = {AuthStatus.UNKNOWN: "Invalid", AuthStatus.NO_CREDIT: "Blocked"}.get(
-        status, status.value)
+    # "NoCredit": a tag whose driver's escrow does not cover a charge is Blocked; nor
+    # "NotAtThisTime": a tag on a connector reserved for another (§5.13) is Invalid.
+    wire = {AuthStatus.UNKNOWN: "Invalid", AuthStatus.NO_CREDIT: "Blocked",
+            AuthStatus.NOT_AT_THIS_TIME: "Invalid"}.get(status, status.value)
     info: dict[str, Any] = {"status": wire}
     if expires is not None:
         info["expiryDate"] = ocpp_time(expires)
@@ -146,9 +149,15 @@ ROUTES: dict[str, Handler] = {
     "MeterValues": meter_values,
     "DataTransfer": data_transfer,
     "SecurityEventNotification": notification("security"),
-    "DiagnosticsStatusNotification": notification("diagnostics_status"),
-    "FirmwareStatusNotification": notification("firmware_status"),
-    "LogStatusNotification": notification("log_status"),
-    "SignedFirmwareStatusNotification": notification("firmware_status"),
+    # 1.6 §6.17 / §6.29 carry no requestId: about the station's latest request
+    "DiagnosticsStatusNotification": transfer_notification(
+        TransferKind.LOG, "diagnostics_status", request_id=False, log_type="Diagnostics"),
+    "FirmwareStatusNotification": transfer_notification(
+        TransferKind.FIRMWARE, "firmware_status", request_id=False),
+    # the 1.6 security extension's: with a requestId
+    "LogStatusNotification": transfer_notification(
+        TransferKind.LOG, "log_status", request_id=True),
+    "SignedFirmwareStatusNotification": transfer_notification(
+        TransferKind.FIRMWARE, "firmware_status", request_id=True),
 }
 

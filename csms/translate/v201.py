@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from csms.domain.maintenance import TransferKind
 from csms.domain.model import AuthStatus, MeterSample
 from csms.service.charging import BootInfo, ChargingService, TransactionEventIn
 from csms.translate.common import (
@@ -17,6 +18,7 @@ from csms.translate.common import (
     ocpp_time,
     parse_time,
 )
+from csms.translate.maintenance import reservation_status_update, transfer_notification
 
 __all__ = ["ROUTES", "samples_from_meter_values"]
 
@@ -129,6 +131,7 @@ async def transaction_event(
         # 2.0.1: an idToken of type NoAuthorization carries no identity.
         id_tag=token["idToken"] if token and token.get("type") != "NoAuthorization" else None,
         remote_start_id=info.get("remoteStartId"),
+        reservation_id=p.get("reservationId"),
         samples=samples_from_meter_values(p.get("meterValue", []), notes, seq_no),
     )
     ev.notes = notes.items
@@ -191,6 +194,10 @@ ROUTES: dict[str, Handler] = {
     "SecurityEventNotification": notification("security"),
     "NotifyEvent": notification("notify_event"),
     "NotifyReport": notify_report,
-    "FirmwareStatusNotification": notification("firmware_status"),
-    "LogStatusNotification": notification("log_status"),
+    "FirmwareStatusNotification": transfer_notification(
+        TransferKind.FIRMWARE, "firmware_status", request_id=True),
+    "LogStatusNotification": transfer_notification(
+        TransferKind.LOG, "log_status", request_id=True),
+    "ReservationStatusUpdate": reservation_status_update,
+    "PublishFirmwareStatusNotification": notification("publish_firmware_status"),
 }

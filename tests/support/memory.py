@@ -20,6 +20,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
+from csms.domain.maintenance import (
+    FirmwareImage,
+    Reservation,
+    ReservationState,
+    Transfer,
+    TransferKind,
+)
 from csms.domain.model import IdTag, MeterSample, Session, SessionStatus, Station
 from csms.service.ports import Repository, StorageError, Tx
 
@@ -46,6 +53,9 @@ class MemoryState:
     local_list_versions: dict[str, int] = field(default_factory=dict)
     nodes: dict[str, datetime] = field(default_factory=dict)
     leases: dict[str, tuple[str, datetime]] = field(default_factory=dict)
+    reservations: dict[int, Reservation] = field(default_factory=dict)
+    firmware: dict[int, FirmwareImage] = field(default_factory=dict)
+    transfers: dict[int, Transfer] = field(default_factory=dict)
     free_space: int | None = None  # what free_space() answers (None: unknown)
     next_id: int = 1
 
@@ -335,6 +345,95 @@ class MemoryTx(Tx):
         for a in self.s.authorizations:
             if a["session_id"] == session_id:
                 return dict(a)
+        return None
+
+    # -- reservations, firmware images, transfers ---------------------------------------
+    async def insert_reservation(self, r: Reservation) -> int:
+        r.id = self._new_id()
+        self.s.reservations[r.id] = copy.deepcopy(r)
+        return r.id
+
+    async def get_reservation(self, reservation_id: int) -> Reservation | None:
+        return copy.deepcopy(self.s.reservations.get(reservation_id))
+
+    async def update_reservation(self, r: Reservation) -> None:
+        assert r.id is not None
+        stored = self.s.reservations[r.id]
+        stored.status, stored.answer, stored.session_id, stored.updated_at = (
+            r.status, r.answer, r.session_id, r.updated_at)
+
+    async def list_reservations(self, station_id: str | None = None,
+                                limit: int = 1000) -> list[Reservation]:
+        out = [r for _, r in sorted(self.s.reservations.items(), reverse=True)
+               if station_id is None or r.station_id == station_id]
+        return copy.deepcopy(out[:limit])
+
+    async def accepted_reservations(self, station_id: str) -> list[Reservation]:
+        return copy.deepcopy([r for _, r in sorted(self.s.reservations.items())
+                              if r.station_id == station_id
+                              and r.status is ReservationState.ACCEPTED])
+
+    async def add_firmware(self, image: FirmwareImage) -> int:
+        if any(f.version == image.version for f in self.s.firmware.values()):
+            raise StorageError(f"unique constraint: firmware {image.version}")
+        image.id = self._new_id()
+        self.s.firmware[image.id] = copy.deepcopy(image)
+        return image.id
+
+    async def get_firmware(self, version: str) -> FirmwareImage | None:
+        for f in self.s.firmware.values():
+            if f.version == version:
+                return copy.deepcopy(f)
+        return None
+
+    async def firmware_by_id(self, firmware_id: int) -> FirmwareImage | None:
+        return copy.deepcopy(self.s.firmware.get(firmware_id))
+
+    async def list_firmware(self) -> list[FirmwareImage]:
+        return copy.deepcopy([f for _, f in sorted(self.s.firmware.items())])
+
+    async def insert_transfer(self, t: Transfer) -> int:
+        if any(x.token_hash == t.token_hash for x in self.s.transfers.values()):
+            raise StorageError("unique constraint: transfers.token_hash")
+        t.id = self._new_id()
+        self.s.transfers[t.id] = copy.deepcopy(t)
+        return t.id
+
+    async def get_transfer(self, transfer_id: int) -> Transfer | None:
+        return copy.deepcopy(self.s.transfers.get(transfer_id))
+
+    async def transfer_by_token(self, token_hash: str) -> Transfer | None:
+        for t in self.s.transfers.values():
+            if t.token_hash == token_hash:
+                return copy.deepcopy(t)
+        return None
+
+    async def update_transfer_status(self, transfer_id: int, status: str,
+                                     at: datetime) -> None:
+        t = self.s.transfers.get(transfer_id)
+        if t is not None:
+            t.status, t.updated_at = status, at
+
+    async def finish_upload(self, transfer_id: int, file_name: str, size: int,
+                            at: datetime) -> bool:
+        t = self.s.transfers.get(transfer_id)
+        if t is None or t.uploaded_at is not None:
+            return False
+        t.file_name, t.size, t.uploaded_at, t.updated_at = file_name, size, at, at
+        return True
+
+    async def list_transfers(self, kind: TransferKind, station_id: str | None = None,
+                             limit: int = 1000) -> list[Transfer]:
+        out = [t for _, t in sorted(self.s.transfers.items(), reverse=True)
+               if t.kind is kind and (station_id is None or t.station_id == station_id)]
+        return copy.deepcopy(out[:limit])
+
+    async def latest_transfer(self, station_id: str, kind: TransferKind,
+                              log_type: str | None = None) -> Transfer | None:
+        for _, t in sorted(self.s.transfers.items(), reverse=True):
+            if t.station_id == station_id and t.kind is kind and (
+                    log_type is None or t.log_type == log_type):
+                return copy.deepcopy(t)
         return None
 
     # -- settlement's tables: not faked (the settlement tests run on real databases) ------

@@ -42,6 +42,10 @@ ANSWERS: dict[str, dict[str, Any]] = {
     "SetVariables": {"setVariableResult": [
         {"attributeStatus": "Accepted", "component": {"name": "OCPPCommCtrlr"},
          "variable": {"name": "HeartbeatInterval"}}]},
+    "ReserveNow": {"status": "Accepted"},
+    "CancelReservation": {"status": "Accepted"},
+    "UpdateFirmware": {"status": "Accepted"},
+    "GetLog": {"status": "Accepted", "filename": "log.txt"},
 }
 
 # command -> (the station's OCPP version, a body as the CLI sends it)
@@ -66,7 +70,33 @@ REQUESTS: dict[str, tuple[str, dict[str, Any]]] = {
     "send-local-list": ("ocpp1.6", {"timeout": 5}),
     "local-list-version": ("ocpp1.6", {"timeout": 5}),
     "set-password": ("ocpp1.6", {"password": "a-new-password-of-24-ch", "timeout": 5}),
+    "reserve": ("ocpp1.6", {"tag": "T1", "until": "+1h", "connector": 1, "timeout": 5}),
+    "cancel-reservation": ("ocpp2.0.1", {"reservation": 1, "timeout": 5}),
+    "update-firmware": ("ocpp2.0.1", {"version": "fw-2", "window_start": "now",
+                                      "window_end": "+2h", "retries": 1,
+                                      "retry_interval": 30, "timeout": 5}),
+    "get-log": ("ocpp2.0.1", {"type": "SecurityLog", "since": "-1d", "until": "now",
+                              "timeout": 5}),
 }
+
+
+async def _prepared(server: RunningServer, command: str) -> None:
+    """What a command needs first: a live reservation to cancel, an image to install."""
+    from datetime import UTC, datetime, timedelta
+
+    from csms.domain.maintenance import FirmwareImage, Reservation, ReservationState
+
+    now = datetime.now(UTC)
+
+    async def work(tx: Any) -> None:
+        if command == "cancel-reservation":
+            await tx.insert_reservation(Reservation(
+                "CP1", 1, "T1", now + timedelta(hours=1), now,
+                status=ReservationState.ACCEPTED))
+        if command == "update-firmware":
+            await tx.add_firmware(FirmwareImage("fw-2", "fw.bin", 3, "0" * 64, now))
+
+    await server.repo.unit(work)
 
 
 class Document:
@@ -206,6 +236,7 @@ async def test_real_commands_and_answers_validate(csms_server: RunningServer,
             f"{command} request (generic path)")
     await csms_server.add_station("CP1")
     await csms_server.add_tag("T1")
+    await _prepared(csms_server, command)
     async with await RawClient.connect(csms_server.url, "CP1", [version]) as c:
         await csms_server.wait_connected("CP1")
         if command == "stop":
@@ -249,3 +280,46 @@ async def test_an_invalid_command_answer_validates(csms_server: RunningServer) -
         assert status == 502
         d.check(d.response("/stations/{station_id}/commands/reset", "post", 502), answer,
                 "502")
+
+
+async def test_reservations_firmware_and_transfers_validate(csms_server: RunningServer) -> None:
+    """The read endpoints of reservations, firmware and transfers, and an uploaded log's
+    file, as real answers after a simulated station uploaded a log."""
+    from chargers_sim import Station
+
+    d = await document(csms_server)
+    await csms_server.add_station("SIM1")
+    await csms_server.add_tag("T1")
+    await _prepared(csms_server, "update-firmware")
+    await _prepared(csms_server, "cancel-reservation")
+    st = Station(csms_server.url, "SIM1", "2.0.1", seed=1, call_timeout=3)
+    await st.start()
+    try:
+        status, answer = await api(csms_server, "POST", "/stations/SIM1/commands/get-log",
+                                   {"type": "Diagnostics"})
+        assert status == 200, answer
+        async with asyncio.timeout(10):
+            while not st.uploads or st.log_statuses[-1:] != ["Uploaded"]:
+                await asyncio.sleep(0.02)
+        rid = answer["request_id"]
+        checks = [
+            ("/reservations", "/reservations", 200), ("/reservations?limit=0",
+                                                      "/reservations", 400),
+            ("/firmware", "/firmware", 200), ("/transfers", "/transfers", 200),
+            ("/transfers?kind=firmware&station=SIM1", "/transfers", 200),
+            ("/transfers?kind=disk", "/transfers", 400),
+            (f"/transfers/{rid}/file", "/transfers/{transfer_id}/file", 200),
+            ("/transfers/999/file", "/transfers/{transfer_id}/file", 404),
+            ("/transfers/..%2Fadmin.token/file", "/transfers/{transfer_id}/file", 400),
+        ]
+        for url, path, expected in checks:
+            status, body = await api(csms_server, "GET", url)
+            assert status == expected, (url, status, body)
+            if status != 200 or not path.endswith("/file"):
+                d.check(d.response(path, "get", status), body, f"GET {url} {status}")
+            else:
+                assert body == st.log_text("Diagnostics").decode()[:len(body)] and body
+        _, logs = await api(csms_server, "GET", "/transfers")
+        assert logs[0]["status"] == "Uploaded" and logs[0]["log_type"] == "Diagnostics"
+    finally:
+        await st.close()

@@ -19,6 +19,9 @@ def test_each_worker_is_a_node_of_its_own_and_only_the_first_runs_the_admin_api_
     assert all(w.workers == 1 and w.reuse_port and w.port == 9000 for w in workers)
     assert [(w.admin_port, w.chain) for w in workers] == [
         (9001, "local"), (-1, ""), (-1, "")]
+    # a fixed file listener port: worker 0's; the others on any free port
+    with_files = Settings(db=PG, workers=2, port=9000, files_port=9080)
+    assert [worker_settings(with_files, k).files_port for k in (0, 1)] == [9080, 0]
     for w in workers:
         w.check()
         w.check_serving()
@@ -33,6 +36,7 @@ def test_without_a_node_id_the_workers_are_named_after_the_host_and_port() -> No
     ({"db": "./csms.sqlite3"}, "PostgreSQL only"),
     ({"port": 0}, "fixed ports"),
     ({"tls_cert": __file__, "tls_port": 0}, "fixed ports"),
+    ({"files_url": "https://files.example"}, "files-url"),
 ])
 def test_several_workers_need_postgresql_and_fixed_ports(
     changes: dict[str, object], message: str

@@ -1,0 +1,234 @@
+"""``csms firmware``: firmware images the central system serves to stations, updates sent
+to one or many stations, and each update's status as the stations report it.
+
+Images are kept under the data folder (``<data-dir>/firmware``), which the serving node's
+file listener reads: add them with the same ``--data-dir`` as ``csms serve``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote
+
+import typer
+
+from csms.cli.common import (
+    DataDirOption,
+    DbOption,
+    JsonOption,
+    console,
+    fail,
+    group,
+    in_read,
+    in_unit,
+    load_settings,
+    print_json,
+    print_table,
+    run,
+)
+from csms.cli.remote import AdminHost, AdminPort, Timeout, _check_time, admin_request
+from csms.domain.maintenance import FirmwareImage, TransferKind
+from csms.filestore import display_name, firmware_path
+from csms.service.maintenance_views import firmware_json, transfer_json
+from csms.service.ports import Tx
+
+__all__ = ["firmware_app", "sign_image"]
+
+firmware_app = group("Firmware images and updates of stations.")
+
+# 1.6 security extension / 2.0.1 FirmwareType: signingCertificate and signature lengths
+MAX_CERT_CHARS = 5500
+MAX_SIGNATURE_CHARS = 800
+
+
+def sign_image(blob: bytes, key_pem: bytes, cert_pem: bytes) -> str:
+    """The base64 signature of an image (ECDSA or RSA PKCS#1 v1.5, SHA-256) with a key
+    whose certificate is ``cert_pem``; ValueError when they do not belong together."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+
+    try:
+        key = serialization.load_pem_private_key(key_pem, password=None)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"--sign-with: not an unencrypted PEM private key ({exc})") from None
+    try:
+        cert = x509.load_pem_x509_certificate(cert_pem)
+    except ValueError as exc:
+        raise ValueError(f"--cert: not a PEM certificate ({exc})") from None
+    public = serialization.PublicFormat.SubjectPublicKeyInfo
+    der = serialization.Encoding.DER
+    if cert.public_key().public_bytes(der, public) != key.public_key().public_bytes(der, public):
+        raise ValueError("--cert is not the certificate of the --sign-with key")
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        signature = key.sign(blob, ec.ECDSA(hashes.SHA256()))
+    elif isinstance(key, rsa.RSAPrivateKey):
+        signature = key.sign(blob, padding.PKCS1v15(), hashes.SHA256())
+    else:
+        raise ValueError("--sign-with: an EC or RSA key")
+    return base64.b64encode(signature).decode()
+
+
+@firmware_app.command("add")
+def firmware_add(
+    file: Annotated[Path, typer.Argument(help="The firmware image")],
+    version: Annotated[str | None, typer.Option(
+        help="Its version, as stations report it after installing",
+        show_default="the file name")] = None,
+    sign_with: Annotated[Path | None, typer.Option(
+        help="PEM private key to sign the image with (signed updates)",
+        show_default="unsigned")] = None,
+    cert: Annotated[Path | None, typer.Option(
+        help="PEM certificate of the --sign-with key, sent to the stations",
+        show_default="none")] = None,
+    json: JsonOption = False, db: DbOption = None, data_dir: DataDirOption = None,
+) -> None:
+    """Add a firmware image for stations to download (copied into the data folder)."""
+    if (sign_with is None) != (cert is None):
+        fail("--sign-with and --cert go together")
+    try:
+        blob = file.read_bytes()
+    except OSError as exc:
+        fail(f"cannot read {file}: {exc.strerror or exc}")
+    if not blob:
+        fail(f"{file} is empty")
+    name = version or file.name
+    if not 0 < len(name) <= 50 or not name.isprintable():
+        fail("--version: 1 to 50 printable characters")
+    signature = cert_text = None
+    if sign_with is not None and cert is not None:
+        try:
+            key_pem, cert_pem = sign_with.read_bytes(), cert.read_bytes()
+        except OSError as exc:
+            fail(f"cannot read {exc.filename}: {exc.strerror or exc}")
+        try:
+            signature = sign_image(blob, key_pem, cert_pem)
+        except ValueError as exc:
+            fail(str(exc))
+        cert_text = cert_pem.decode("ascii", "replace").strip()
+        if len(cert_text) > MAX_CERT_CHARS or len(signature) > MAX_SIGNATURE_CHARS:
+            fail(f"the certificate (at most {MAX_CERT_CHARS} characters) or signature"
+                 f" (at most {MAX_SIGNATURE_CHARS}) is too long for OCPP")
+    settings = load_settings(db=db, data_dir=data_dir)
+    digest = hashlib.sha256(blob).hexdigest()
+    image = FirmwareImage(name, display_name(file.name, "firmware.bin"), len(blob), digest,
+                          datetime.now(UTC), signature, cert_text)
+    path = firmware_path(settings.data_folder(), digest)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    part = path.with_suffix(".part")
+    part.write_bytes(blob)
+    os.replace(part, path)
+
+    async def work(tx: Tx) -> FirmwareImage:
+        if await tx.get_firmware(name) is not None:
+            raise ValueError(f"firmware {name} exists already (csms firmware list)")
+        await tx.add_firmware(image)
+        return image
+
+    added = run(in_unit(settings, work))
+    if json:
+        print_json(firmware_json(added))
+        return
+    console.print(f"firmware {added.version}: {added.size} bytes, sha256 {added.sha256}"
+                  f"{', signed' if signature else ''}", markup=False)
+
+
+@firmware_app.command("list")
+def firmware_list(json: JsonOption = False, db: DbOption = None,
+                  data_dir: DataDirOption = None) -> None:
+    """List the firmware images stations can be updated to."""
+
+    async def work(tx: Tx) -> list[FirmwareImage]:
+        return await tx.list_firmware()
+
+    rows = [firmware_json(f) for f in run(in_read(load_settings(db=db, data_dir=data_dir),
+                                                  work))]
+    if json:
+        print_json(rows)
+        return
+    print_table("Firmware", ["version", "file", "bytes", "sha256", "signed", "added"],
+                [[r["version"], r["file_name"], r["size"], r["sha256"][:16],
+                  "yes" if r["signed"] else "no", (r["created_at"] or "")[:19]] for r in rows])
+
+
+@firmware_app.command("update")
+def firmware_update(
+    stations: Annotated[list[str], typer.Argument(help="The stations' ids")],
+    version: Annotated[str, typer.Option(help="The firmware version (csms firmware list)")],
+    retries: Annotated[int | None, typer.Option(
+        min=0, max=100, help="Download attempts the station makes",
+        show_default="the station's")] = None,
+    retry_interval: Annotated[int | None, typer.Option(
+        min=0, max=86400, help="Seconds between attempts", show_default="the station's")]
+    = None,
+    window_start: Annotated[str, typer.Option(
+        help="When the stations fetch the image (RFC 3339 or +2h)")] = "now",
+    window_end: Annotated[str | None, typer.Option(
+        help="When its download URL stops working (RFC 3339 or +2h)",
+        show_default="start + 1 day")] = None,
+    json: JsonOption = False, timeout: Timeout = 30, admin_host: AdminHost = None,
+    admin_port: AdminPort = None, data_dir: DataDirOption = None,
+) -> None:
+    """Update the firmware of one or many stations (UpdateFirmware; SignedUpdateFirmware
+    for a signed image on 1.6). Each station downloads the image from this central
+    system's file listener, installs it and reboots; csms firmware status follows it."""
+    from csms.cli.remote import target
+
+    to = target(json, timeout, admin_host, admin_port, data_dir)
+    args: dict[str, Any] = {"version": version,
+                            "window_start": _check_time(window_start, "--window-start")}
+    if window_end is not None:
+        args["window_end"] = _check_time(window_end, "--window-end")
+    if retries is not None:
+        args["retries"] = retries
+    if retry_interval is not None:
+        args["retry_interval"] = retry_interval
+    results: list[dict[str, Any]] = []
+    for station in stations:
+        status, result = admin_request(
+            to.settings, "POST",
+            f"/stations/{quote(station, safe='')}/commands/update-firmware",
+            {**args, "timeout": timeout}, timeout=timeout + 5)
+        if status == 400 and len(stations) == 1:
+            fail(result.get("error", "bad request"))
+        results.append({"station": station, "ok": status == 200,
+                        "status": result.get("status"), "request_id": result.get("request_id"),
+                        "error": result.get("error")})
+    if json:
+        print_json(results)
+    else:
+        print_table("Firmware update", ["station", "answer", "request", "error"],
+                    [[r["station"], r["status"], r["request_id"], r["error"]]
+                     for r in results])
+    if not all(r["ok"] for r in results):
+        raise typer.Exit(1)
+
+
+@firmware_app.command("status")
+def firmware_status(
+    json: JsonOption = False,
+    station: Annotated[str | None, typer.Option(help="Only this station")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first")] = 1000,
+    db: DbOption = None, data_dir: DataDirOption = None,
+) -> None:
+    """Firmware updates per station, newest first, with the last status the station
+    reported (Downloading, Downloaded, Installing, Installed, ...)."""
+
+    async def work(tx: Tx) -> list[dict[str, Any]]:
+        now = datetime.now(UTC)
+        versions = {f.id: f.version for f in await tx.list_firmware()}
+        return [transfer_json(t, now, versions.get(t.firmware_id))
+                for t in await tx.list_transfers(TransferKind.FIRMWARE, station, limit)]
+
+    rows = run(in_read(load_settings(db=db, data_dir=data_dir), work))
+    if json:
+        print_json(rows)
+        return
+    print_table("Firmware updates", ["request", "station", "version", "status", "updated"],
+                [[r["id"], r["station_id"], r.get("version"), r["status"],
+                  (r["updated_at"] or "")[:19]] for r in rows])
