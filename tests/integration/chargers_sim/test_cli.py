@@ -78,12 +78,13 @@ def test_wrong_password_fails_fast_with_one_line(served: tuple[str, Path]) -> No
     ([], "SIM00001"), (["load", "--duration", "1"], "SIM00001"),
     (["load", "--duration", "1", "--procs", "2", "--count", "2"], "SIM0-00001"),
 ])
-def test_nothing_listening_says_so_within_seconds(mode: list[str], station: str) -> None:
+def test_nothing_listening_says_so(mode: list[str], station: str) -> None:
+    # Only the fail-fast path says this (after UNREACHABLE_GRACE seconds); without it the
+    # simulator would retry until its start timeout and report that instead.
     url = f"ws://127.0.0.1:{free_port()}"
-    r, seconds = sim(*mode, "--url", url)
+    r, _ = sim(*mode, "--url", url)
     assert r.returncode == 1
     assert one_line(r.stderr) == f"error: {station}: nothing is listening at {url}"
-    assert seconds < 10
 
 
 def test_sessions_zero_says_what_it_does_and_stops_on_ctrl_c(
