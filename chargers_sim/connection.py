@@ -29,6 +29,7 @@ from websockets.exceptions import InvalidStatus, WebSocketException
 
 from chargers_sim.meter import Meter
 from chargers_sim.ocmf import MeterSigner
+from chargers_sim.security import StationPki
 from chargers_sim.versions import VersionRules, rules_for
 from csms.link import CallFailed, Channel, Link, LinkStats, WebSocketChannel
 from csms.protocol import Endpoint, IncomingCall, OcppVersion
@@ -107,9 +108,15 @@ class StationCore:
         backoff_cap: float = 10.0,
         fallback_urls: Sequence[str] = (),
         dial: Callable[[], Awaitable[Channel]] | None = None,
+        tls_ca: str | None = None,
+        client_cert: tuple[str, str] | None = None,
+        organisation: str = "",
     ) -> None:
         """``dial``: how to open a connection (default: a WebSocket to the URL); a test
-        passes one end of :func:`csms.link.memory_pair`."""
+        passes one end of :func:`csms.link.memory_pair`. ``tls_ca``: the CA that signed
+        the central system's certificate (wss://); ``client_cert``: a certificate and key
+        file to show it (security profile 3), replaced by the one the central system signs
+        (:mod:`chargers_sim.security`); ``organisation``: the O of the station's CSRs."""
         # the central system's address, then others to try in turn when it cannot be
         # reached (several nodes without a load balancer in front)
         self.urls = [u.rstrip("/") for u in (url, *fallback_urls)]
@@ -127,6 +134,10 @@ class StationCore:
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self._dial = dial or self._dial_websocket
+        self.tls_ca = tls_ca
+        self.pki = StationPki(station_id, organisation)
+        if client_cert is not None:
+            self.pki.use(*client_cert)
         self.meters = {c: Meter.with_lifetime(self.rng) for c in range(1, connectors + 1)}
         self.status = dict.fromkeys(self.meters, "Available")
         self.signer = MeterSigner.generate(f"SIM-{station_id}") if signed else None
@@ -248,6 +259,7 @@ class StationCore:
             with contextlib.suppress(Exception):
                 await self._link.close()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.pki.close()
 
     @property
     def online(self) -> bool:
@@ -272,6 +284,7 @@ class StationCore:
                 subprotocols=[self.version.value],  # type: ignore[list-item]
                 additional_headers=self._headers(), open_timeout=10,
                 ping_interval=None, max_size=2**20,
+                ssl=self.pki.ssl_context(self.tls_ca) if url.startswith("wss:") else None,
             )
         except InvalidStatus as exc:
             code = exc.response.status_code

@@ -9,11 +9,10 @@ run one at a time, in order, in the connection's :class:`~csms.link.Link` worker
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from typing import Any
 
-from chargers_sim.connection import CallRejected
+from chargers_sim.device import SimDeviceModel
 from chargers_sim.maintenance import Maintenance
 from csms.protocol import IncomingCall
 
@@ -30,17 +29,28 @@ class CallHandlers(Maintenance):
         self.local_list_version = 0
         self.local_list: dict[str, str] = {}
         self.reply_delay = 0.0  # seconds before each answer (a slow station)
+        self._device: SimDeviceModel | None = None
+
+    @property
+    def device(self) -> SimDeviceModel:
+        """The 2.0.1 device model, made when first used (a load test's thousands of
+        stations never pay for it)."""
+        if self._device is None:
+            self._device = SimDeviceModel(self.variables, len(self.meters), self.power_w)
+        return self._device
 
     def _handlers(self) -> dict[str, Answer]:
         return {
             "Reset": self._reset,
             "ChangeAvailability": self._change_availability,
-            "TriggerMessage": self._trigger,
             "SetChargingProfile": self._set_profile,
             "ClearChargingProfile": self._clear_profile,
             "UnlockConnector": self._unlock,
             "SendLocalList": self._send_local_list,
             "DataTransfer": self._data_transfer,
+            "CertificateSigned": self._certificate_signed,
+            "InstallCertificate": self._install_certificate,
+            "DeleteCertificate": self._delete_certificate,
             **self.rules.handlers(self),
         }
 
@@ -96,35 +106,6 @@ class CallHandlers(Maintenance):
             self._spawn(self._status(c, status), "availability")
         return {"status": "Accepted"}
 
-    def _trigger(self, p: dict[str, Any]) -> dict[str, Any]:
-        what = p["requestedMessage"]
-
-        async def heartbeat() -> None:
-            await self.call("Heartbeat", {})
-
-        async def statuses() -> None:
-            for c, st in list(self.status.items()):
-                await self._status(c, st)
-
-        if what == "Heartbeat":
-            send: Any = heartbeat
-        elif what == "StatusNotification":
-            send = statuses
-        elif what == "MeterValues" and self._sessions:
-            s = next(iter(self._sessions.values()))
-            self._enqueue_meter(s)
-            return {"status": "Accepted"}
-        else:
-            return {"status": "NotImplemented"}
-
-        async def later() -> None:
-            await asyncio.sleep(0.05)  # the answer to TriggerMessage goes out first
-            with contextlib.suppress(CallRejected, TimeoutError, ConnectionError):
-                await send()
-
-        self._spawn(later(), "trigger")
-        return {"status": "Accepted"}
-
     def _set_profile(self, p: dict[str, Any]) -> dict[str, Any]:
         connector, schedule = self.rules.charging_schedule(p)
         limit = float(schedule["chargingSchedulePeriod"][0]["limit"])
@@ -154,3 +135,20 @@ class CallHandlers(Maintenance):
 
     def _data_transfer(self, p: dict[str, Any]) -> dict[str, Any]:
         return {"status": "UnknownVendorId"}
+
+    # -- certificates (security profile 3) ---------------------------------------------
+    def _certificate_signed(self, p: dict[str, Any]) -> dict[str, Any]:
+        status = self.pki.install_chain(p["certificateChain"])
+        if status == "Accepted" and self.url.startswith("wss:"):
+            async def reconnect() -> None:
+                await asyncio.sleep(0.05)  # the answer goes out first
+                await self.drop_connection()  # back with the new certificate
+
+            self._spawn(reconnect(), "new-certificate")
+        return {"status": status}
+
+    def _install_certificate(self, p: dict[str, Any]) -> dict[str, Any]:
+        return {"status": self.pki.install_root(p["certificateType"], p["certificate"])}
+
+    def _delete_certificate(self, p: dict[str, Any]) -> dict[str, Any]:
+        return {"status": self.pki.delete_root(p["certificateHashData"])}

@@ -9,7 +9,9 @@ The station is built in layers, one module each:
   queue that survives disconnections;
 * :mod:`chargers_sim.faults` -- faults a test injects (dropped network, offline,
   raw frames, repeated message ids);
-* :mod:`chargers_sim.handlers` -- answers to the central system's CALLs.
+* :mod:`chargers_sim.handlers` -- answers to the central system's CALLs;
+* :mod:`chargers_sim.driver` -- more answers: the authorization cache, profiles and
+  composite schedules, display messages, costs, every triggered message.
 
 What differs between 1.6 and 2.0.1 is in :mod:`chargers_sim.v16` and
 :mod:`chargers_sim.v201` (same function names), picked once in
@@ -25,7 +27,7 @@ from chargers_sim.connection import (
     Unreachable,
     backoff_delay,
 )
-from chargers_sim.handlers import CallHandlers
+from chargers_sim.driver import DriverHandlers
 from chargers_sim.session import CompletedSession
 
 __all__ = [
@@ -34,5 +36,5 @@ __all__ = [
 ]
 
 
-class Station(CallHandlers):
+class Station(DriverHandlers):
     """One simulated station (see the module docstring)."""

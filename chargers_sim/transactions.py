@@ -39,6 +39,7 @@ class TransactionQueue(StationCore):
         self._queue_changed = asyncio.Event()
         self._sessions: dict[int, Session] = {}
         self._last_start: dict[str, Any] | None = None
+        self.shown_cost: dict[str, float] = {}  # transaction -> the cost on the display
 
     @property
     def pending_messages(self) -> int:

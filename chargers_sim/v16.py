@@ -152,6 +152,11 @@ def handlers(st: CallHandlers) -> dict[str, Callable[[dict[str, Any]], dict[str,
     def get_local_list_version(p: dict[str, Any]) -> dict[str, Any]:
         return {"listVersion": st.local_list_version}
 
+    def get_installed_certificates(p: dict[str, Any]) -> dict[str, Any]:
+        found = st.pki.installed([p["certificateType"]])
+        if not found:
+            return {"status": "NotFound"}
+        return {"status": "Accepted", "certificateHashData": [data for _, data in found]}
     def reserve_now(p: dict[str, Any]) -> dict[str, Any]:
         return {"status": st._reserve(p["reservationId"], p["connectorId"], p["idTag"],
                                       p.get("parentIdTag"), p["expiryDate"])}
@@ -182,6 +187,7 @@ def handlers(st: CallHandlers) -> dict[str, Callable[[dict[str, Any]], dict[str,
         "GetConfiguration": get_configuration,
         "ChangeConfiguration": change_configuration,
         "GetLocalListVersion": get_local_list_version,
+        "GetInstalledCertificateIds": get_installed_certificates,
         "ReserveNow": reserve_now,
         "CancelReservation": cancel_reservation,
         "UpdateFirmware": update_firmware,

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from chargers_sim.session import Session, TxMessage, now
+from csms.link import CallFailed
 
 if TYPE_CHECKING:
     from chargers_sim.connection import StationCore
@@ -132,6 +135,8 @@ def before_sending(msg: TxMessage) -> None:
 def delivered(st: TransactionQueue, msg: TxMessage, answer: dict[str, Any]) -> None:
     if msg.action == "TransactionEvent" and msg.payload["eventType"] == "Started":
         msg.session.confirmed.set()
+    if "totalCost" in answer:  # I02: the display shows the running cost
+        st.shown_cost[str(msg.session.transaction_id)] = float(answer["totalCost"])
 
 
 # -- answering the central system ------------------------------------------------------
@@ -147,39 +152,82 @@ def handlers(st: CallHandlers) -> dict[str, Callable[[dict[str, Any]], dict[str,
     def get_variables(p: dict[str, Any]) -> dict[str, Any]:
         results = []
         for item in p["getVariableData"]:
-            name = f"{item['component']['name']}.{item['variable']['name']}"
             result: dict[str, Any] = {"component": item["component"],
                                       "variable": item["variable"]}
-            if name == "SecurityCtrlr.BasicAuthPassword":
-                result["attributeStatus"] = "Rejected"  # write-only
-            elif name in st.variables:
-                result["attributeStatus"] = "Accepted"
-                result["attributeValue"] = st.variables[name]
-            else:
-                result["attributeStatus"] = "UnknownVariable"
+            status, value = st.device.get(_name(item))
+            result["attributeStatus"] = status
+            if value is not None:
+                result["attributeValue"] = value
             results.append(result)
         return {"getVariableResult": results}
 
     def set_variables(p: dict[str, Any]) -> dict[str, Any]:
         results = []
+        events: list[dict[str, Any]] = []
         for item in p["setVariableData"]:
-            name = f"{item['component']['name']}.{item['variable']['name']}"
-            status = "Accepted"
-            if name == "SecurityCtrlr.BasicAuthPassword":
+            name = _name(item)
+            status = st.device.check_set(name, item["attributeValue"])
+            if status == "Accepted" and name == "SecurityCtrlr.BasicAuthPassword":
                 st.password = item["attributeValue"]
-            elif name in st.variables:
+            elif status == "Accepted":
                 st.variables[name] = item["attributeValue"]
                 if name == "OCPPCommCtrlr.HeartbeatInterval":
                     st.heartbeat_interval = float(item["attributeValue"])
-            else:
-                status = "UnknownVariable"
+                events += st.device.changed(name, item["attributeValue"], now())
             results.append({"attributeStatus": status, "component": item["component"],
                             "variable": item["variable"]})
+        if events:
+            send_later(st, "NotifyEvent", [{"generatedAt": now(), "seqNo": 0,
+                                            "eventData": events}])
         return {"setVariableResult": results}
 
     def get_local_list_version(p: dict[str, Any]) -> dict[str, Any]:
         return {"versionNumber": st.local_list_version}
 
+    def get_installed_certificates(p: dict[str, Any]) -> dict[str, Any]:
+        found = st.pki.installed(list(p.get("certificateType") or []))
+        if not found:
+            return {"status": "NotFound"}
+        return {"status": "Accepted", "certificateHashDataChain": [
+            {"certificateType": use, "certificateHashData": data} for use, data in found]}
+
+    def report(request_id: int, data: list[dict[str, Any]], action: str = "NotifyReport",
+               field: str = "reportData") -> dict[str, Any]:
+        if not data:
+            return {"status": "EmptyResultSet"}
+        parts = st.device.parts(data)
+        send_later(st, action, [
+            {"requestId": request_id, "generatedAt": now(), "seqNo": n,
+             "tbc": n < len(parts) - 1, field: part} for n, part in enumerate(parts)])
+        st.device.reports_sent += 1
+        return {"status": "Accepted"}
+
+    def get_base_report(p: dict[str, Any]) -> dict[str, Any]:
+        return report(p["requestId"], st.device.report_data(p["reportBase"]))
+
+    def get_report(p: dict[str, Any]) -> dict[str, Any]:
+        return report(p["requestId"], st.device.report_data(
+            "FullInventory", p.get("componentVariable")))
+
+    def set_monitoring(p: dict[str, Any]) -> dict[str, Any]:
+        return {"setMonitoringResult": [st.device.set_monitor(m)
+                                        for m in p["setMonitoringData"]]}
+
+    def clear_monitoring(p: dict[str, Any]) -> dict[str, Any]:
+        return {"clearMonitoringResult": [st.device.clear_monitor(int(i)) for i in p["id"]]}
+
+    def set_monitoring_base(p: dict[str, Any]) -> dict[str, Any]:
+        if p["monitoringBase"] in ("FactoryDefault", "HardWiredOnly"):
+            st.device.monitors.clear()  # no preconfigured monitors in a simulator
+        return {"status": "Accepted"}
+
+    def set_monitoring_level(p: dict[str, Any]) -> dict[str, Any]:
+        st.device.monitoring_level = int(p["severity"])
+        return {"status": "Accepted"}
+
+    def get_monitoring_report(p: dict[str, Any]) -> dict[str, Any]:
+        return report(p["requestId"], st.device.monitoring_report(p.get("componentVariable")),
+                      "NotifyMonitoringReport", "monitor")
     def reserve_now(p: dict[str, Any]) -> dict[str, Any]:
         group = (p.get("groupIdToken") or {}).get("idToken")
         return {"status": st._reserve(p["id"], p.get("evseId", 0), p["idToken"]["idToken"],
@@ -205,11 +253,37 @@ def handlers(st: CallHandlers) -> dict[str, Callable[[dict[str, Any]], dict[str,
         "GetVariables": get_variables,
         "SetVariables": set_variables,
         "GetLocalListVersion": get_local_list_version,
+        "GetInstalledCertificateIds": get_installed_certificates,
+        "GetBaseReport": get_base_report,
+        "GetReport": get_report,
+        "SetVariableMonitoring": set_monitoring,
+        "ClearVariableMonitoring": clear_monitoring,
+        "SetMonitoringBase": set_monitoring_base,
+        "SetMonitoringLevel": set_monitoring_level,
+        "GetMonitoringReport": get_monitoring_report,
         "ReserveNow": reserve_now,
         "CancelReservation": cancel_reservation,
         "UpdateFirmware": update_firmware,
         "GetLog": get_log,
     }
+
+
+def _name(item: dict[str, Any]) -> str:
+    """``Component.Variable`` (``Component@EVSE.Variable``) of a request entry."""
+    evse = item["component"].get("evse")
+    at = f"@{evse['id']}" if isinstance(evse, dict) and "id" in evse else ""
+    return f"{item['component']['name']}{at}.{item['variable']['name']}"
+
+
+def send_later(st: CallHandlers, action: str, payloads: list[dict[str, Any]]) -> None:
+    """Send CALLs once the answer to the central system's CALL is out, in order."""
+    async def send() -> None:
+        await asyncio.sleep(0.05)  # the answer goes out first
+        for payload in payloads:
+            with contextlib.suppress(CallFailed, TimeoutError, ConnectionError):
+                await st.call(action, payload)
+
+    st._spawn(send(), action)
 
 
 def charging_schedule(p: dict[str, Any]) -> tuple[int, dict[str, Any]]:

@@ -210,6 +210,18 @@ class App:
                 await bus.run(handle, stop)
 
             self.tasks.start("command-bus", serve_commands, OUTAGES)
+        if self.admin is not None and self.settings.cost_update_interval > 0:
+            self.tasks.start("cost-updates", self._cost_updates, (StorageError,))
+        certs = self.service.certificates
+        if certs is not None:
+            from csms.renewal import run_renewal
+
+            central = self.central
+
+            async def renew(stop: asyncio.Event) -> None:
+                await run_renewal(central, certs, stop)
+
+            self.tasks.start("cert-renewal", renew, (StorageError,))
         if self.settings.chain:
             chain = await asyncio.to_thread(open_settlement_chain, self.settings)
             self.attach_chain(chain)
@@ -256,6 +268,24 @@ class App:
                 return
             await self._beat()
 
+    async def _cost_updates(self, stop: asyncio.Event) -> None:
+        """Send the running cost of each active session, every ``cost_update_interval``
+        seconds, to this node's stations that announced the 1.6 running-cost convention
+        (csms.service.driver); a station that is slow or gone is tried again next time."""
+        assert self.admin is not None
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.settings.cost_update_interval)
+            for station_id in list(self.central.connections):
+                if stop.is_set():
+                    return
+                for session_id in await self.service.running_cost_sessions(station_id):
+                    status, result = await self.admin.run_command(
+                        station_id, "cost-updated", {"session": session_id}, forwarded=True)
+                    if status != 200:
+                        log.info("= %s: no running cost for session %s: %s", station_id,
+                                 session_id, result.get("error"))
+
     async def close(self) -> None:
         try:
             await self.tasks.close()
@@ -296,6 +326,20 @@ async def build(settings: Settings) -> App:
             lock.release()
         raise
     metrics = Metrics()
+    ca = None
+    if settings.ca_cert or settings.tls_cert or settings.admin_port >= 0:
+        # the CA that signs stations' CSRs, trusted for their client certificates
+        from csms.pki import load_or_create_ca, trusting_settings
+
+        try:
+            settings.data_folder()
+            ca = load_or_create_ca(settings)
+        except BaseException:
+            await repo.close()
+            if lock is not None:
+                lock.release()
+            raise
+        settings = trusting_settings(settings, ca)
     service = ChargingService(
         repo,
         heartbeat_interval=settings.heartbeat_interval,
@@ -312,6 +356,15 @@ async def build(settings: Settings) -> App:
     )
     service.transfer_hours = settings.transfer_hours
     central = CentralSystem(settings, repo, service, metrics)
+    if ca is not None:
+        from csms.iso15118 import LocalIso15118Provider
+        from csms.service.certificates import CertificateUseCases, CsrLimiter
+
+        service.certificates = CertificateUseCases(
+            repo, ca, organisation=settings.ca_organisation, days=settings.cert_days,
+            renew_before=timedelta(days=settings.cert_renew_days),
+            limiter=CsrLimiter(settings.csr_limit), outbound=central,
+            iso15118=LocalIso15118Provider(repo, ca, settings.ev_cert_dir))
     tasks = Supervisor()
     bus = CommandBus(settings.mqtt, central.node_id) if settings.mqtt else None
     admin = None

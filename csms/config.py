@@ -105,6 +105,16 @@ class Settings:
     tls_cert: str = ""
     tls_key: str = ""
     client_ca: str = ""  # CA that signs station certificates (security profile 3)
+    # The CA that signs stations' CSRs (SignCertificate): a PEM certificate and key; by
+    # default one built in, made at first start in <data_dir>/ca/ (trusted for profile 3)
+    ca_cert: str = ""
+    ca_key: str = ""
+    ca_organisation: str = ""  # a CSR's O must be this when set
+    cert_days: int = defaults.CERT_DAYS  # validity of a station certificate issued
+    cert_renew_days: float = defaults.CERT_RENEW_DAYS  # ask for a new CSR this long before
+    csr_limit: int = defaults.CSR_LIMIT  # CSRs per station and hour
+    # ISO 15118 local provider: EV contract certificate answers (<exiRequest hash>.exi)
+    ev_cert_dir: str = ""
     chain: str = ""  # local | memory | http(s)://...: run the settlement worker in `serve`
     # the operator key for a JSON-RPC chain: a V3 keystore and the file holding its password
     keystore: str = ""
@@ -129,6 +139,9 @@ class Settings:
     quota_data_transfer: int = 1048576
     quota_security_events: int = 262144
     quota_notifications: int = 262144
+    # seconds between the running cost sent to stations marked with `csms stations
+    # running-cost` (csms.service.driver); 0: only on demand (csms remote cost-updated)
+    cost_update_interval: float = defaults.COST_UPDATE_INTERVAL
     # Station payloads are not stored when the database has less free space than this;
     # transaction data may use it (SQLite: the disk and max_page_count).
     storage_reserve: int = 67108864
@@ -198,14 +211,16 @@ class Settings:
                 raise _error(name, f"a port from {low} to 65535")
         for name in ("heartbeat_interval", "boot_retry_interval", "batch_size",
                      "confirmations", "max_frame_bytes", "max_handshakes",
-                     "auth_concurrency", "max_upload_bytes", "workers"):
+                     "auth_concurrency", "max_upload_bytes", "cert_days", "csr_limit",
+                     "workers"):
             if getattr(self, name) < 1:
                 raise _error(name, "at least 1")
         if self.workers > MAX_WORKERS:
             raise _error("workers", f"at most {MAX_WORKERS}")
         for name in ("max_wait", "call_timeout", "ping_interval", "ping_timeout",
                      "close_timeout", "handshake_timeout", "time_past_days",
-                     "time_future_seconds", "storage_reserve", "write_buffer_limit"):
+                     "time_future_seconds", "storage_reserve", "write_buffer_limit",
+                     "cert_renew_days"):
             if getattr(self, name) < 0:
                 raise _error(name, "not negative")
         if self.transfer_hours <= 0:
@@ -220,6 +235,9 @@ class Settings:
             raise _error("data_dir", "a folder")
         if self.client_ca and not self.tls_cert:
             raise _error("client_ca", "needs --tls-cert (CSMS_TLS_CERT)")
+        if bool(self.ca_cert) != bool(self.ca_key):
+            raise _error("ca_cert" if not self.ca_cert else "ca_key",
+                         "give both --ca-cert and --ca-key (CSMS_CA_CERT, CSMS_CA_KEY)")
         if self.mqtt:
             try:
                 parse_mqtt_url(self.mqtt)
@@ -232,7 +250,7 @@ class Settings:
     def check_serving(self) -> None:
         """What ``csms serve`` needs beyond :meth:`check`: its TLS files exist, and the
         admin API stays on this machine unless ``admin_public`` says otherwise."""
-        for name in ("tls_cert", "tls_key", "client_ca"):
+        for name in ("tls_cert", "tls_key", "client_ca", "ca_cert", "ca_key"):
             path = getattr(self, name)
             if path and not Path(path).expanduser().is_file():
                 raise _error(name, f"no such file: {path}")

@@ -228,6 +228,7 @@ class Link:
         self._calls: asyncio.Queue[IncomingCall] = asyncio.Queue(max_queued_calls)
         self._call_lock = asyncio.Lock()
         self._answer: asyncio.Future[IncomingResult | IncomingError] | None = None
+        self._deferred: list[Callable[[], None]] = []
         self.closed = False
 
     async def run(self) -> None:
@@ -292,6 +293,14 @@ class Link:
             else:
                 text = self.endpoint.result(call.message_id, response)
             await self.send(text)
+            deferred, self._deferred = self._deferred, []
+            for action in deferred:
+                action()
+
+    def defer(self, action: Callable[[], None]) -> None:
+        """Run ``action`` once the answer to the CALL being handled is sent (a CALL of
+        ours that must follow it, e.g. 2.0.1 CertificateSigned after SignCertificate)."""
+        self._deferred.append(action)
 
     async def send(self, text: str) -> None:
         """Send as is; a closed channel is not an error here (the reader ends)."""

@@ -33,7 +33,7 @@ import logging
 import socket
 import ssl
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
 
@@ -264,6 +264,7 @@ class CentralSystem:
         self._server: Server | None = None
         self._tls_server: Server | None = None
         self._conn_tasks: set[asyncio.Task[None]] = set()
+        self._after_reply: set[asyncio.Task[None]] = set()  # CALLs that follow an answer
         self.gates = {name: HandshakeGate(name, settings.max_handshakes, self.metrics)
                       for name in ("ws", "wss")}
         self.trimmer = MemoryTrimmer()
@@ -364,6 +365,8 @@ class CentralSystem:
             GC_POLICY.install()  # no full-heap walks while thousands of stations wait
 
     async def stop(self) -> None:
+        for task in list(self._after_reply):
+            task.cancel()
         for server in (self._server, self._tls_server):
             if server is not None:
                 server.close()
@@ -534,6 +537,34 @@ class CentralSystem:
                     await self.service.connection_changed(
                         station_id, False, version.value, self.node_id
                     )
+
+    def after_reply(self, station_id: str, action: str, payload: dict[str, Any],
+                    then: Callable[[dict[str, Any] | None], Awaitable[None]]) -> None:
+        """Send a CALL to the station once the answer it is waiting for is sent; ``then``
+        gets the station's answer (None: offline, no answer, or a CALLERROR)."""
+        conn = self.connections.get(station_id)
+        if conn is None:
+            return
+
+        async def send() -> None:
+            answer: dict[str, Any] | None = None
+            try:
+                answer = await conn.call(action, payload)
+            except (StationOffline, CallTimeout, CallFailed, OcppError) as exc:
+                log.warning("! %s %s not answered: %r", station_id, action, exc)
+            await then(answer)
+
+        def start() -> None:
+            task = asyncio.get_running_loop().create_task(send(), name=f"{station_id}:{action}")
+            self._after_reply.add(task)
+            task.add_done_callback(self._after_reply_done)
+
+        conn.link.defer(start)
+
+    def _after_reply_done(self, task: asyncio.Task[None]) -> None:
+        self._after_reply.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("! %s failed: %r", task.get_name(), task.exception())
 
     async def call(
         self, station_id: str, action: str, payload: dict[str, Any],

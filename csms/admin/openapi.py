@@ -75,6 +75,8 @@ COMMAND_BODIES: dict[str, Schema] = {
         "message": {"type": "string", "minLength": 1,
                     "examples": ["StatusNotification", "MeterValues", "Heartbeat"]},
         "connector": _CONNECTOR,
+        "extended": {"type": "boolean", "default": False,
+                     "description": "1.6: ExtendedTriggerMessage (security extension)"},
     }, ("message",)),
     "get-config": _command({"keys": {"type": "array", "items": _STR,
                                      "description": "[default: every key]"}},
@@ -112,6 +114,62 @@ COMMAND_BODIES: dict[str, Schema] = {
     "set-password": _command({"password": {"type": "string", "minLength": 16,
                                            "maxLength": 40}}, ("password",),
                              "Switched once the station accepts it"),
+    "install-certificate": _command({
+        "type": {"type": "string", "enum": ["CSMSRootCertificate", "ManufacturerRootCertificate",
+                                            "V2GRootCertificate", "MORootCertificate"]},
+        "certificate": {"type": "string", "minLength": 1, "maxLength": 5500,
+                        "description": "PEM"},
+    }, ("type", "certificate"), "InstallCertificate (1.6 security extension, 2.0.1 M05)"),
+    "get-installed-certificates": _command({
+        "types": {"type": "array", "items": _STR,
+                  "description": "Certificate types [default: 1.6 CSMSRootCertificate;"
+                                 " 2.0.1 every type]"},
+    }, description="GetInstalledCertificateIds"),
+    "delete-certificate": _command({
+        "hash": _object({k: {"type": "string", "minLength": 1} for k in (
+            "hashAlgorithm", "issuerNameHash", "issuerKeyHash", "serialNumber")},
+            ("hashAlgorithm", "issuerNameHash", "issuerKeyHash", "serialNumber")),
+    }, ("hash",), "DeleteCertificate by its CertificateHashData"),
+    "renew-certificate": _command({}, description="Ask for a new CSR (2.0.1 TriggerMessage"
+                                  " SignChargingStationCertificate, 1.6 ExtendedTriggerMessage"
+                                  " SignChargePointCertificate)"),
+    "get-base-report": _command({
+        "report_base": {"type": "string", "enum": ["FullInventory", "ConfigurationInventory",
+                                                   "SummaryInventory"],
+                        "default": "FullInventory"},
+    }, description="2.0.1 GetBaseReport; the NotifyReport parts fill the device model"),
+    "get-report": _command({
+        "variables": {"type": "array", "items": _STR,
+                      "description": "COMPONENT or COMPONENT.VARIABLE names"},
+        "criteria": {"type": "array", "items": {"type": "string", "enum": [
+            "Active", "Available", "Enabled", "Problem"]}},
+    }, description="2.0.1 GetReport"),
+    "set-monitoring": _command({
+        "monitors": {"type": "array", "minItems": 1, "items": _object({
+            "variable": {"type": "string", "description": "COMPONENT.VARIABLE"},
+            "type": {"type": "string", "enum": ["UpperThreshold", "LowerThreshold", "Delta",
+                                                "Periodic", "PeriodicClockAligned"]},
+            "value": {"type": "number"},
+            "severity": {"type": "integer", "minimum": 0, "maximum": 9, "default": 5},
+            "transaction": {"type": "boolean", "default": False},
+            "id": {"type": "integer", "description": "Replace this monitor"},
+        }, ("variable", "type", "value"))},
+    }, ("monitors",), "2.0.1 SetVariableMonitoring"),
+    "clear-monitoring": _command({
+        "ids": {"type": "array", "minItems": 1, "items": {"type": "integer"}},
+    }, ("ids",), "2.0.1 ClearVariableMonitoring"),
+    "set-monitoring-base": _command({
+        "base": {"type": "string", "enum": ["All", "FactoryDefault", "HardWiredOnly"]},
+    }, ("base",), "2.0.1 SetMonitoringBase"),
+    "set-monitoring-level": _command({
+        "severity": {"type": "integer", "minimum": 0, "maximum": 9},
+    }, ("severity",), "2.0.1 SetMonitoringLevel"),
+    "get-monitoring-report": _command({
+        "variables": {"type": "array", "items": _STR,
+                      "description": "COMPONENT or COMPONENT.VARIABLE names"},
+        "criteria": {"type": "array", "items": {"type": "string", "enum": [
+            "ThresholdMonitoring", "DeltaMonitoring", "PeriodicMonitoring"]}},
+    }, description="2.0.1 GetMonitoringReport; NotifyMonitoringReport fills the monitors"),
     "reserve": _command({
         "tag": {"type": "string", "minLength": 1, "maxLength": 20},
         "until": {"type": "string", "minLength": 1,
@@ -143,6 +201,64 @@ COMMAND_BODIES: dict[str, Schema] = {
         "retry_interval": {"type": "integer", "minimum": 0, "maximum": 86400},
     }, description="1.6 GetDiagnostics (Diagnostics) or GetLog (SecurityLog); 2.0.1 GetLog."
                    " The answer carries the request_id"),
+    "clear-cache": _command({}, description="ClearCache: the station's authorization cache"),
+    "get-composite-schedule": _command({
+        "connector": {**_CONNECTOR, "default": 0},
+        "duration": {"type": "integer", "minimum": 1, "default": 3600,
+                     "description": "Seconds from now"},
+        "unit": {"type": "string", "enum": ["W", "A", "w", "a"]},
+    }, description="GetCompositeSchedule"),
+    "get-charging-profiles": _command({
+        "connector": _CONNECTOR,
+        "purpose": {"type": "string", "enum": [
+            "ChargingStationExternalConstraints", "ChargingStationMaxProfile",
+            "TxDefaultProfile", "TxProfile"]},
+        "profile_id": {"type": "integer", "minimum": 0},
+    }, description="2.0.1 GetChargingProfiles; the profiles come in ReportChargingProfiles"),
+    "get-transaction-status": _command({
+        "transaction_id": {"type": "string", "minLength": 1, "maxLength": 36},
+    }, description="2.0.1 GetTransactionStatus"),
+    "customer-information": _command({
+        "tag": {"type": "string", "minLength": 1, "maxLength": 36},
+        "customer": {"type": "string", "minLength": 1, "maxLength": 64},
+        "report": {"type": "boolean", "default": True},
+        "clear": {"type": "boolean", "default": False},
+    }, description="2.0.1 CustomerInformation; the report comes in NotifyCustomerInformation"),
+    "set-network-profile": _command({
+        "slot": {"type": "integer", "minimum": 0, "default": 1},
+        "url": {"type": "string", "pattern": "^wss?://", "maxLength": 512},
+        "security_profile": {"type": "integer", "minimum": 0, "maximum": 3},
+        "message_timeout": {"type": "integer", "minimum": 1, "default": 30},
+        "interface": {"type": "string", "default": "Wired0"},
+        "apn": {"type": "string", "maxLength": 512},
+        "apn_user": {"type": "string", "maxLength": 20},
+        "apn_password": {"type": "string", "maxLength": 20,
+                         "description": "never logged nor audited"},
+    }, ("url",), "2.0.1 SetNetworkProfile"),
+    "set-display-message": _command({
+        "message_id": {"type": "integer", "minimum": 0},
+        "text": {"type": "string", "minLength": 1, "maxLength": 512},
+        "language": {"type": "string", "maxLength": 8},
+        "format": {"type": "string", "enum": ["UTF8", "ASCII", "URI", "HTML"],
+                   "default": "UTF8"},
+        "priority": {"type": "string", "enum": ["AlwaysFront", "InFront", "NormalCycle"],
+                     "default": "NormalCycle"},
+        "state": {"type": "string", "enum": ["Charging", "Faulted", "Idle", "Unavailable"]},
+        "start": _TIME, "end": _TIME,
+        "transaction_id": {"type": "string", "maxLength": 36},
+    }, ("message_id", "text"), "2.0.1 SetDisplayMessage"),
+    "get-display-messages": _command({
+        "message_id": {"type": "integer", "minimum": 0},
+        "priority": {"type": "string", "enum": ["AlwaysFront", "InFront", "NormalCycle"]},
+        "state": {"type": "string", "enum": ["Charging", "Faulted", "Idle", "Unavailable"]},
+    }, description="2.0.1 GetDisplayMessages; the messages come in NotifyDisplayMessages"),
+    "clear-display-message": _command({"message_id": {"type": "integer", "minimum": 0}},
+                                      ("message_id",), "2.0.1 ClearDisplayMessage"),
+    "cost-updated": _command({
+        "session": {"type": "integer", "minimum": 1,
+                    "description": "The session [default: the station's active one]"},
+    }, description="2.0.1 CostUpdated with the session's cost from its tariff; 1.6: the OCA"
+                   " RunningCost DataTransfer, to stations that announced it"),
 }
 assert set(COMMAND_BODIES) == set(COMMANDS), "a command without its body's schema"
 

@@ -12,6 +12,7 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
+from csms.admin import device
 from csms.admin.maintenance import RECORDED, MaintenanceCommands
 from csms.bus.commands import CommandBus, NodeUnavailable
 from csms.protocol import OcppVersion
@@ -76,6 +77,7 @@ class OperatorCommands:
             if command in RECORDED:
                 args = await self.maintenance.prepare(station_id, command, args)
                 prepared = True
+            args = await device.prepare(self.repo, station_id, command, args)
             password = new_password(command, args)
             if password is not None:
                 # a password the station takes must be one we can store and check
@@ -104,6 +106,7 @@ class OperatorCommands:
             await self._settle(command, args, exc.code, None)
             return 502, {"error": f"station answered {exc.code}: {exc.description}",
                          "status": exc.code, "action": call.action}
+        await device.record(self.repo, station_id, command, args, call.payload, response)
         word = result_status(call.action, response)
         answer: dict[str, Any] = {"status": word, "action": call.action,
                                   "ocpp_version": conn.version.short, "response": response,
@@ -204,6 +207,14 @@ class OperatorCommands:
                 return active[0].transaction_id
 
             return {**args, "transaction_id": await self.repo.read(find)}
+        if command == "cost-updated":
+            # the cost is the central system's, from the session's tariff; never the caller's
+            try:
+                cost = await self.central.service.cost_command_args(station_id,
+                                                                    args.get("session"))
+            except ValueError as exc:
+                raise CommandError(str(exc)) from None
+            return {**{k: v for k, v in args.items() if k != "session"}, **cost}
         if command == "send-local-list":
             async def tags(tx: Tx) -> tuple[int, list[dict[str, Any]]]:
                 now = datetime.now(UTC)

@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from csms.cli import certificates as _certificates
 from csms.cli import contract as _contract
 from csms.cli import demo as _demo
 from csms.cli import firmware as _firmware
@@ -19,13 +20,16 @@ from csms.cli import logs as _logs
 from csms.cli import parties as _parties
 from csms.cli import receipt as _receipt
 from csms.cli import remote as _remote
+from csms.cli import remote_more as _remote_more
 from csms.cli import reservations as _reservations
 from csms.cli import serve as _serve
 from csms.cli import sessions as _sessions
 from csms.cli import settle as _settle
+from csms.cli import station_reports as _station_reports
 from csms.cli import stations as _stations
 from csms.cli import tags as _tags
 from csms.cli import tariffs as _tariffs
+from csms.cli import variables as _variables
 from csms.cli import verify as _verify
 from csms.cli.common import err_console, invocation, setting_option
 
@@ -53,6 +57,8 @@ app.add_typer(_stations.stations_app, name="stations")
 app.add_typer(_tags.tags_app, name="tags")
 app.add_typer(_sessions.sessions_app, name="sessions")
 app.add_typer(_remote.remote_app, name="remote")
+assert _remote_more.remote_app is _remote.remote_app  # more remote commands, registered
+assert _station_reports.stations_app is _stations.stations_app  # stations reports...
 _stations.stations_app.command("set-password")(_remote.set_password)
 app.add_typer(_tariffs.tariffs_app, name="tariffs")
 app.add_typer(_settle.settle_app, name="settle")
@@ -64,6 +70,19 @@ _contract.contract_app.command("info")(_contract.contract_info)
 app.command("receipt")(_receipt.receipt)
 app.command("verify")(_verify.verify)
 app.command("demo")(_demo.demo)
+app.add_typer(_certificates.certificates_app, name="certificates")
+app.add_typer(_certificates.ca_app, name="ca")
+_stations.stations_app.command("variables")(_variables.station_variables)
+_stations.stations_app.command("monitors")(_variables.station_monitors)
+_stations.stations_app.command("events")(_variables.station_events)
+for _name, _fn in (("get-base-report", _variables.get_base_report),
+                   ("get-report", _variables.get_report),
+                   ("set-monitoring", _variables.set_monitoring),
+                   ("clear-monitoring", _variables.clear_monitoring),
+                   ("set-monitoring-base", _variables.set_monitoring_base),
+                   ("set-monitoring-level", _variables.set_monitoring_level),
+                   ("get-monitoring-report", _variables.get_monitoring_report)):
+    _remote.remote_app.command(_name)(_fn)
 app.add_typer(_reservations.reservations_app, name="reservations")
 app.add_typer(_firmware.firmware_app, name="firmware")
 app.add_typer(_logs.logs_app, name="logs")

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from csms.config import Settings, SettingsError, env_var, option_name
-from csms.service.ports import Repository, Tx
+from csms.service.ports import Repository, StorageError, Tx
 from csms.storage import open_repository
 
 __all__ = [
@@ -119,6 +119,8 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     except ValueError as exc:
         fail(str(exc))
     except sqlite3.OperationalError as exc:  # cannot open, read-only, disk full...
+        fail(f"the database: {exc}", 1)
+    except StorageError as exc:  # a unit of work not committed (locked, disk full...)
         fail(f"the database: {exc}", 1)
 
 

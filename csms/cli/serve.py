@@ -137,6 +137,11 @@ def serve(
     client_ca: Annotated[str | None, setting_option(
         "client_ca", "PEM CA of station client certificates (profile 3)",
         default="none")] = None,
+    ca_cert: Annotated[str | None, setting_option(
+        "ca_cert", "PEM CA certificate that signs stations' CSRs",
+        default="built in, under --data-dir")] = None,
+    ca_key: Annotated[str | None, setting_option(
+        "ca_key", "PEM private key of --ca-cert", default="none")] = None,
     chain: Annotated[str | None, setting_option(
         "chain", "Settle on this chain while serving: local, memory, or an http(s):// RPC"
         " URL", default="off")] = None,
@@ -175,7 +180,8 @@ def serve(
         heartbeat_interval=heartbeat_interval, admin_port=admin_port, mqtt=mqtt,
         admin_host=admin_host, admin_public=admin_public,
         node_id=node_id, data_dir=data_dir, tls_cert=tls_cert, tls_key=tls_key,
-        tls_port=tls_port, client_ca=client_ca, chain=chain, batch_size=batch_size,
+        tls_port=tls_port, client_ca=client_ca, ca_cert=ca_cert, ca_key=ca_key, chain=chain,
+        batch_size=batch_size,
         max_wait=max_wait, ws_compression=ws_compression, log_level=log_level,
         keystore=keystore, keystore_password_file=password_file, files_host=files_host,
         files_port=files_port, files_url=files_url, max_upload_bytes=max_upload_bytes,

@@ -38,19 +38,33 @@ def tags_add(
     expires: Annotated[
         str | None, typer.Option(help="Expiry as ISO 8601, e.g. 2027-01-31T00:00:00Z")
     ] = None,
+    group: Annotated[str | None, typer.Option(
+        help="Its group (1.6 parentIdTag, 2.0.1 groupIdToken; <= 20 chars): tags of a"
+        " group may stop each other's sessions [default: none]", show_default=False)] = None,
+    master: Annotated[bool, typer.Option(
+        "--master/--no-master", help="A master pass: stops any session of its group")]
+    = False,
     db: DbOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
     """Add or update an id tag."""
     if not tag or len(tag) > 36:
         raise typer.BadParameter("an id tag is 1 to 36 characters")
+    if group is not None and not 0 < len(group) <= 20:
+        raise typer.BadParameter("a group is 1 to 20 characters (1.6 parentIdTag)",
+                                 param_hint="--group")
+    if master and group is None:
+        raise typer.BadParameter("a master pass belongs to a group: give --group",
+                                 param_hint="--master")
     expires_at = _parse_time(expires) if expires is not None else None
 
     async def work(tx: Tx) -> None:
-        await tx.put_tag(IdTag(tag, status.value, expires_at))
+        await tx.put_tag(IdTag(tag, status.value, expires_at, group, master))
 
     run(in_unit(load_settings(db=db, data_dir=data_dir), work))
     suffix = f", expires {_iso(expires_at)}" if expires_at else ""
+    if group is not None:
+        suffix += f", {'master pass of' if master else 'in'} group {group}"
     typer.echo(f"tag {tag} {status.value}{suffix}")
 
 
@@ -107,11 +121,13 @@ def tags_list(json: JsonOption = False, db: DbOption = None,
         return await tx.list_tags()
 
     tags = run(in_read(load_settings(db=db, data_dir=data_dir), work))
-    rows = [{"tag": t.tag, "status": t.status, "expires_at": _iso(t.expires_at)} for t in tags]
+    rows = [{"tag": t.tag, "status": t.status, "expires_at": _iso(t.expires_at),
+             "group": t.parent, "master": t.master} for t in tags]
     if json:
         print_json(rows)
         return
-    print_table("Id tags", ["tag", "status", "expires"],
-                [[r["tag"], r["status"], r["expires_at"]] for r in rows])
+    print_table("Id tags", ["tag", "status", "expires", "group", "master"],
+                [[r["tag"], r["status"], r["expires_at"], r["group"],
+                  "yes" if r["master"] else ""] for r in rows])
 
 

@@ -94,7 +94,8 @@ class IdTag:
     tag: str
     status: str = TagStatus.ACCEPTED.value  # a TagStatus value
     expires_at: datetime | None = None
-    parent: str | None = None
+    parent: str | None = None  # the group (1.6 parentIdTag, 2.0.1 groupIdToken)
+    master: bool = False  # a master pass: stops any session of its group, starts none
 
     def authorize(self, now: datetime) -> AuthStatus:
         if self.status == TagStatus.BLOCKED:

@@ -9,6 +9,7 @@ checks of :mod:`csms.service.signed_data`) over one shared state
 
 from __future__ import annotations
 
+from csms.service.driver import DriverUseCases
 from csms.service.messages import (
     BootDecision,
     BootInfo,
@@ -34,6 +35,7 @@ __all__ = [
 ]
 
 
-class ChargingService(ReservationUseCases, TransferUseCases, SessionUseCases):
+class ChargingService(ReservationUseCases, TransferUseCases, SessionUseCases,
+                      DriverUseCases):
     """Use cases for messages from stations (and the operator's reservations and file
-    transfers, which those messages move along)."""
+    transfers, which those messages move along; what the driver sees)."""

@@ -17,7 +17,11 @@ __all__ = [
     "AUTH_FAILURE_LIMIT",
     "BATCH_SIZE",
     "BOOT_RETRY_INTERVAL",
+    "CERT_DAYS",
+    "CERT_RENEW_DAYS",
     "CONFIRMATIONS",
+    "COST_UPDATE_INTERVAL",
+    "CSR_LIMIT",
     "DEFAULT_MAX_POWER_KW",
     "HEARTBEAT_INTERVAL",
     "MAX_RESERVATION",
@@ -38,6 +42,12 @@ MAX_WAIT = 60.0  # seconds a completed session waits for a fuller batch
 CONFIRMATIONS = 1  # blocks before a batch counts as final
 AUTH_FAILURE_LIMIT = 5  # password attempts per minute per address
 AUTH_CONCURRENCY = 2  # password checks (scrypt) at once, in all
+CERT_DAYS = 365  # validity of a station certificate the CA issues
+CERT_RENEW_DAYS = 30.0  # a station is asked for a new CSR this long before its expires
+CSR_LIMIT = 10  # CSRs a station may send per hour (each costs a signature check)
 MAX_RESERVATION = timedelta(days=7)  # the longest a connector may be reserved ahead
 MAX_UPLOAD_BYTES = 32 * 1024 * 1024  # the largest log file a station may upload
 TRANSFER_HOURS = 24.0  # how long a log upload URL works (a firmware URL: its window)
+# seconds between running-cost messages to stations that announced the 1.6 convention
+# (csms stations running-cost); 0: none
+COST_UPDATE_INTERVAL = 60.0

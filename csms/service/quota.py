@@ -29,7 +29,11 @@ KINDS: dict[str, tuple[str, ...]] = {
     "data_transfer": ("data_transfer",),
     "security": ("security",),
     "notification": ("boot", "diagnostics_status", "firmware_status", "log_status",
-                     "reservation_status", "publish_firmware_status"),
+                     "reservation_status", "publish_firmware_status",
+                     # 2.0.1 smart charging reports, display messages, customer data
+                     "charging_limit", "charging_limit_cleared", "charging_profiles",
+                     "ev_charging_needs", "ev_charging_schedule", "display_messages",
+                     "customer_information", "notify_event"),
 }
 _KIND_OF = {event: quota for quota, events in KINDS.items() for event in events}
 

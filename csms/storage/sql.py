@@ -24,6 +24,7 @@ from csms.domain.model import (
     SessionStatus,
     Station,
 )
+from csms.storage.device_sql import DeviceSql
 from csms.storage.maintenance_sql import MaintenanceSql
 from csms.storage.settlement_sql import SettlementSql
 
@@ -82,6 +83,11 @@ def _station(row: dict[str, Any]) -> Station:
     )
 
 
+def _tag(row: dict[str, Any]) -> IdTag:
+    return IdTag(row["tag"], row["status"], dt_from_db(row["expires_at"]), row["parent"],
+                 bool(row.get("master") or 0))
+
+
 def _session(row: dict[str, Any]) -> Session:
     return Session(
         id=row["id"],
@@ -126,7 +132,7 @@ def _sample(row: dict[str, Any]) -> MeterSample:
     )
 
 
-class SqlTx(SettlementSql, MaintenanceSql, ABC):
+class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
     """Domain operations over four SQL primitives (``?`` placeholders)."""
 
     @abstractmethod
@@ -288,22 +294,38 @@ class SqlTx(SettlementSql, MaintenanceSql, ABC):
         row = await self.fetchone("SELECT * FROM id_tags WHERE tag = ?", tag)
         if row is None:
             return None
-        return IdTag(row["tag"], row["status"], dt_from_db(row["expires_at"]), row["parent"])
+        return _tag(row)
 
     async def put_tag(self, tag: IdTag) -> None:
         await self.execute(
-            "INSERT INTO id_tags (tag, status, expires_at, parent, created_at)"
-            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (tag) DO UPDATE SET status = excluded.status,"
-            " expires_at = excluded.expires_at, parent = excluded.parent",
-            tag.tag, tag.status, dt_to_db(tag.expires_at), tag.parent,
+            "INSERT INTO id_tags (tag, status, expires_at, parent, master, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (tag) DO UPDATE SET status = excluded.status,"
+            " expires_at = excluded.expires_at, parent = excluded.parent,"
+            " master = excluded.master",
+            tag.tag, tag.status, dt_to_db(tag.expires_at), tag.parent, int(tag.master),
             dt_to_db(datetime.now(UTC)),
         )
 
     async def list_tags(self) -> list[IdTag]:
         rows = await self.fetchall("SELECT * FROM id_tags ORDER BY tag")
-        return [
-            IdTag(r["tag"], r["status"], dt_from_db(r["expires_at"]), r["parent"]) for r in rows
-        ]
+        return [_tag(r) for r in rows]
+
+    async def get_station_option(self, station_id: str, name: str) -> str | None:
+        row = await self.fetchone(
+            "SELECT value FROM station_options WHERE station_id = ? AND name = ?",
+            station_id, name)
+        return None if row is None else str(row["value"])
+
+    async def set_station_option(self, station_id: str, name: str, value: str | None) -> None:
+        if value is None:
+            await self.execute(
+                "DELETE FROM station_options WHERE station_id = ? AND name = ?",
+                station_id, name)
+            return
+        await self.execute(
+            "INSERT INTO station_options (station_id, name, value) VALUES (?, ?, ?)"
+            " ON CONFLICT (station_id, name) DO UPDATE SET value = excluded.value",
+            station_id, name, value)
 
     # -- sessions ------------------------------------------------------------
     async def get_session(self, session_id: int) -> Session | None:

@@ -8,10 +8,23 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 __all__ = [
-    "BuiltCall", "CommandBuilders", "CommandError", "availability_word", "component_variable",
+    "BuiltCall",
+    "CommandBuilders",
+    "CommandError",
+    "availability_word",
+    "certificate_arg",
+    "component_variable",
     "data_transfer",
-    "int_arg", "local_list_version", "log_parameters", "next_remote_id", "profile_unit",
-    "retry_fields", "schedule", "str_arg", "wrong_version",
+    "hash_data_arg",
+    "int_arg",
+    "local_list_version",
+    "log_parameters",
+    "next_remote_id",
+    "profile_unit",
+    "retry_fields",
+    "schedule",
+    "str_arg",
+    "wrong_version",
 ]
 
 _remote_ids = itertools.count(1)
@@ -46,6 +59,18 @@ class CommandBuilders(Protocol):
     def send_local_list(self, a: dict[str, Any]) -> BuiltCall: ...
     def local_list_version(self, a: dict[str, Any]) -> BuiltCall: ...
     def set_password(self, a: dict[str, Any]) -> BuiltCall: ...
+    # certificates (security profile 3), the device model and monitoring
+    def install_certificate(self, a: dict[str, Any]) -> BuiltCall: ...
+    def get_installed_certificates(self, a: dict[str, Any]) -> BuiltCall: ...
+    def delete_certificate(self, a: dict[str, Any]) -> BuiltCall: ...
+    def renew_certificate(self, a: dict[str, Any]) -> BuiltCall: ...
+    def get_base_report(self, a: dict[str, Any]) -> BuiltCall: ...
+    def get_report(self, a: dict[str, Any]) -> BuiltCall: ...
+    def set_monitoring(self, a: dict[str, Any]) -> BuiltCall: ...
+    def clear_monitoring(self, a: dict[str, Any]) -> BuiltCall: ...
+    def set_monitoring_base(self, a: dict[str, Any]) -> BuiltCall: ...
+    def set_monitoring_level(self, a: dict[str, Any]) -> BuiltCall: ...
+    def get_monitoring_report(self, a: dict[str, Any]) -> BuiltCall: ...
     def reserve(self, a: dict[str, Any]) -> BuiltCall: ...
     def cancel_reservation(self, a: dict[str, Any]) -> BuiltCall: ...
     def update_firmware(self, a: dict[str, Any]) -> BuiltCall: ...
@@ -127,6 +152,25 @@ def data_transfer(a: dict[str, Any]) -> BuiltCall:
 
 def local_list_version(a: dict[str, Any]) -> BuiltCall:
     return BuiltCall("GetLocalListVersion", {})
+
+
+HASH_FIELDS = ("hashAlgorithm", "issuerNameHash", "issuerKeyHash", "serialNumber")
+
+
+def hash_data_arg(a: dict[str, Any]) -> dict[str, Any]:
+    """CertificateHashDataType from the ``hash`` argument (the same in both versions)."""
+    value = a.get("hash")
+    if not isinstance(value, dict) or any(not isinstance(value.get(k), str) or not value[k]
+                                          for k in HASH_FIELDS):
+        raise CommandError("hash needs " + ", ".join(HASH_FIELDS))
+    return {k: value[k] for k in HASH_FIELDS}
+
+
+def certificate_arg(a: dict[str, Any]) -> str:
+    pem = str_arg(a, "certificate")
+    if "-----BEGIN CERTIFICATE-----" not in pem:
+        raise CommandError("certificate must be a PEM certificate")
+    return pem
 
 
 def retry_fields(a: dict[str, Any]) -> dict[str, Any]:

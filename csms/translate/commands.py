@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from csms.protocol import OcppError, OcppVersion, Validator
-from csms.translate import commands_v16, commands_v201
+from csms.translate import commands_v16, commands_v201, more_commands_v16, more_commands_v201
 from csms.translate.command_args import BuiltCall, CommandBuilders, CommandError
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "BuiltCall",
     "CommandError",
     "build_call",
+    "builder_for",
     "carries_secret",
     "is_secret_name",
     "new_password",
@@ -51,20 +52,46 @@ COMMANDS: dict[str, str] = {
     "send-local-list": "send_local_list",
     "local-list-version": "local_list_version",
     "set-password": "set_password",
+    "install-certificate": "install_certificate",
+    "get-installed-certificates": "get_installed_certificates",
+    "delete-certificate": "delete_certificate",
+    "renew-certificate": "renew_certificate",
+    "get-base-report": "get_base_report",
+    "get-report": "get_report",
+    "set-monitoring": "set_monitoring",
+    "clear-monitoring": "clear_monitoring",
+    "set-monitoring-base": "set_monitoring_base",
+    "set-monitoring-level": "set_monitoring_level",
+    "get-monitoring-report": "get_monitoring_report",
     "reserve": "reserve",
     "cancel-reservation": "cancel_reservation",
     "update-firmware": "update_firmware",
     "get-log": "get_log",
+    # the cache, schedules, transaction status, customers, network, what the driver sees
+    # (csms.translate.more_commands_v16 / more_commands_v201)
+    "clear-cache": "clear_cache",
+    "get-composite-schedule": "get_composite_schedule",
+    "get-charging-profiles": "get_charging_profiles",
+    "get-transaction-status": "get_transaction_status",
+    "customer-information": "customer_information",
+    "set-network-profile": "set_network_profile",
+    "set-display-message": "set_display_message",
+    "get-display-messages": "get_display_messages",
+    "clear-display-message": "clear_display_message",
+    "cost-updated": "cost_updated",
 }
 # The one place that picks the builders of a version.
 _BUILDERS: dict[OcppVersion, CommandBuilders] = {
     OcppVersion.V16: commands_v16, OcppVersion.V201: commands_v201,
 }
+_MORE_BUILDERS: dict[OcppVersion, object] = {
+    OcppVersion.V16: more_commands_v16, OcppVersion.V201: more_commands_v201,
+}
 
 # Commands whose arguments must never reach a log or the audit trail.
 # A firmware or log URL holds its request's token: as good as a key to it.
 SECRET_ARGS = {"set-password": ("password",), "update-firmware": ("location",),
-               "get-log": ("location",)}
+               "get-log": ("location",), "set-network-profile": ("apn_password",)}
 REDACTED = "<redacted>"
 
 # Configuration keys (1.6) and variables (2.0.1) that hold a credential: the 1.6
@@ -149,12 +176,18 @@ def password_accepted(action: str, response: dict[str, Any]) -> bool:
     return False
 
 
-def build_call(version: OcppVersion, command: str, args: dict[str, Any]) -> BuiltCall:
+def builder_for(version: OcppVersion, command: str) -> Callable[[dict[str, Any]], BuiltCall]:
+    """The function that builds ``command``'s CALL for a station of ``version``."""
     name = COMMANDS.get(command)
     if name is None:
         raise CommandError(f"unknown command {command!r}")
-    builder = cast(Callable[[dict[str, Any]], BuiltCall], getattr(_BUILDERS[version], name))
-    call = builder(args)
+    return cast(Callable[[dict[str, Any]], BuiltCall],
+                getattr(_BUILDERS[version], name, None)
+                or getattr(_MORE_BUILDERS[version], name))
+
+
+def build_call(version: OcppVersion, command: str, args: dict[str, Any]) -> BuiltCall:
+    call = builder_for(version, command)(args)
     try:
         Validator(version).validate(call.action, call.payload)
     except OcppError as exc:
@@ -173,6 +206,9 @@ def result_status(action: str, response: dict[str, Any]) -> str:
     for key in ("setVariableResult", "getVariableResult"):
         if key in response:
             return ",".join(r.get("attributeStatus", "?") for r in response[key])
+    for key in ("setMonitoringResult", "clearMonitoringResult"):
+        if key in response:
+            return ",".join(r.get("status", "?") for r in response[key])
     return "Accepted"
 
 

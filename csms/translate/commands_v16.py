@@ -6,8 +6,11 @@ from typing import Any
 
 from csms.translate.command_args import (
     BuiltCall,
+    CommandError,
     availability_word,
+    certificate_arg,
     data_transfer,
+    hash_data_arg,
     int_arg,
     local_list_version,
     log_parameters,
@@ -19,10 +22,37 @@ from csms.translate.command_args import (
 )
 
 __all__ = [
-    "availability", "cancel_reservation", "clear_profile", "data_transfer", "get_config",
-    "get_log", "get_variables", "local_list_version", "reserve", "reset", "send_local_list",
-    "set_config", "set_password", "set_profile", "set_variables", "start", "stop", "trigger",
-    "unlock", "update_firmware",
+    "availability",
+    "cancel_reservation",
+    "clear_monitoring",
+    "clear_profile",
+    "data_transfer",
+    "delete_certificate",
+    "get_base_report",
+    "get_config",
+    "get_installed_certificates",
+    "get_log",
+    "get_monitoring_report",
+    "get_report",
+    "get_variables",
+    "install_certificate",
+    "local_list_version",
+    "renew_certificate",
+    "reserve",
+    "reset",
+    "send_local_list",
+    "set_config",
+    "set_monitoring",
+    "set_monitoring_base",
+    "set_monitoring_level",
+    "set_password",
+    "set_profile",
+    "set_variables",
+    "start",
+    "stop",
+    "trigger",
+    "unlock",
+    "update_firmware",
 ]
 
 
@@ -52,10 +82,18 @@ def availability(a: dict[str, Any]) -> BuiltCall:
                      {"connectorId": int_arg(a, "connector", 0), "type": word})
 
 
+# Messages only the security extension's ExtendedTriggerMessage asks for.
+_EXTENDED_ONLY = ("LogStatusNotification", "SignChargePointCertificate")
+
+
 def trigger(a: dict[str, Any]) -> BuiltCall:
     p: dict[str, Any] = {"requestedMessage": str_arg(a, "message")}
     if a.get("connector") is not None:
         p["connectorId"] = int_arg(a, "connector")
+    # 1.6 §5.17 TriggerMessage; the security whitepaper's ExtendedTriggerMessage when
+    # asked for, or for the messages only it knows
+    if a.get("extended") or p["requestedMessage"] in _EXTENDED_ONLY:
+        return BuiltCall("ExtendedTriggerMessage", p)
     return BuiltCall("TriggerMessage", p)
 
 
@@ -110,6 +148,75 @@ def set_password(a: dict[str, Any]) -> BuiltCall:
     # 1.6 security whitepaper: configuration key AuthorizationKey.
     return BuiltCall("ChangeConfiguration",
                      {"key": "AuthorizationKey", "value": str_arg(a, "password")})
+
+
+# -- the security extension (1.6 security whitepaper, edition 2) -------------------------
+# Certificate uses as the operator names them (2.0.1 words) -> 1.6 words.
+_CERTIFICATE_USE = {"CSMSRootCertificate": "CentralSystemRootCertificate",
+                    "CentralSystemRootCertificate": "CentralSystemRootCertificate",
+                    "ManufacturerRootCertificate": "ManufacturerRootCertificate"}
+
+
+def _use(word: str) -> str:
+    use = _CERTIFICATE_USE.get(word)
+    if use is None:
+        raise CommandError(f"{word} is not a certificate type of OCPP 1.6 (the security"
+                           " extension has CSMSRootCertificate, ManufacturerRootCertificate)")
+    return use
+
+
+def install_certificate(a: dict[str, Any]) -> BuiltCall:
+    return BuiltCall("InstallCertificate", {"certificateType": _use(str_arg(a, "type")),
+                                            "certificate": certificate_arg(a)})
+
+
+def get_installed_certificates(a: dict[str, Any]) -> BuiltCall:
+    types = list(a.get("types") or ["CSMSRootCertificate"])
+    if len(types) != 1:
+        raise CommandError("OCPP 1.6 asks for one certificate type at a time")
+    return BuiltCall("GetInstalledCertificateIds", {"certificateType": _use(str(types[0]))})
+
+
+def delete_certificate(a: dict[str, Any]) -> BuiltCall:
+    return BuiltCall("DeleteCertificate", {"certificateHashData": hash_data_arg(a)})
+
+
+def renew_certificate(a: dict[str, Any]) -> BuiltCall:
+    # the station sends SignCertificate with a new CSR
+    return BuiltCall("ExtendedTriggerMessage",
+                     {"requestedMessage": "SignChargePointCertificate"})
+
+
+def get_base_report(a: dict[str, Any]) -> BuiltCall:
+    raise wrong_version("reports", "2.0.1", "1.6", "get-config")
+
+
+def get_report(a: dict[str, Any]) -> BuiltCall:
+    raise wrong_version("reports", "2.0.1", "1.6", "get-config")
+
+
+def _no_monitoring() -> CommandError:
+    return CommandError("variable monitoring is for OCPP 2.0.1 stations; this one speaks 1.6")
+
+
+def set_monitoring(a: dict[str, Any]) -> BuiltCall:
+    raise _no_monitoring()
+
+
+def clear_monitoring(a: dict[str, Any]) -> BuiltCall:
+    raise _no_monitoring()
+
+
+def set_monitoring_base(a: dict[str, Any]) -> BuiltCall:
+    raise _no_monitoring()
+
+
+def set_monitoring_level(a: dict[str, Any]) -> BuiltCall:
+    raise _no_monitoring()
+
+
+def get_monitoring_report(a: dict[str, Any]) -> BuiltCall:
+    raise _no_monitoring()
 
 
 # -- reservations, firmware, logs (arguments filled in by csms.admin.maintenance) -------------

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from csms.service.device_model import ModelRefusal, parse_key
 from csms.translate.command_args import (
     BuiltCall,
     CommandError,
     availability_word,
+    certificate_arg,
     component_variable,
     data_transfer,
+    hash_data_arg,
     int_arg,
     local_list_version,
     log_parameters,
@@ -22,10 +25,37 @@ from csms.translate.command_args import (
 )
 
 __all__ = [
-    "availability", "cancel_reservation", "clear_profile", "data_transfer", "get_config",
-    "get_log", "get_variables", "local_list_version", "reserve", "reset", "send_local_list",
-    "set_config", "set_password", "set_profile", "set_variables", "start", "stop", "trigger",
-    "unlock", "update_firmware",
+    "availability",
+    "cancel_reservation",
+    "clear_monitoring",
+    "clear_profile",
+    "data_transfer",
+    "delete_certificate",
+    "get_base_report",
+    "get_config",
+    "get_installed_certificates",
+    "get_log",
+    "get_monitoring_report",
+    "get_report",
+    "get_variables",
+    "install_certificate",
+    "local_list_version",
+    "renew_certificate",
+    "reserve",
+    "reset",
+    "send_local_list",
+    "set_config",
+    "set_monitoring",
+    "set_monitoring_base",
+    "set_monitoring_level",
+    "set_password",
+    "set_profile",
+    "set_variables",
+    "start",
+    "stop",
+    "trigger",
+    "unlock",
+    "update_firmware",
 ]
 
 
@@ -129,6 +159,121 @@ def set_password(a: dict[str, Any]) -> BuiltCall:
     return BuiltCall("SetVariables", {"setVariableData": [{
         "component": {"name": "SecurityCtrlr"}, "variable": {"name": "BasicAuthPassword"},
         "attributeValue": str_arg(a, "password")}]})
+
+
+# -- certificates (2.0.1 M03-M05, A02/A03) --------------------------------------------------
+INSTALL_TYPES = ("V2GRootCertificate", "MORootCertificate", "CSMSRootCertificate",
+                 "ManufacturerRootCertificate")
+INSTALLED_TYPES = (*INSTALL_TYPES, "V2GCertificateChain")
+
+
+def install_certificate(a: dict[str, Any]) -> BuiltCall:
+    use = str_arg(a, "type")
+    if use not in INSTALL_TYPES:
+        raise CommandError(f"certificate type is one of {', '.join(INSTALL_TYPES)}")
+    return BuiltCall("InstallCertificate", {"certificateType": use,
+                                            "certificate": certificate_arg(a)})
+
+
+def get_installed_certificates(a: dict[str, Any]) -> BuiltCall:
+    types = [str(t) for t in a.get("types") or []]
+    bad = [t for t in types if t not in INSTALLED_TYPES]
+    if bad:
+        raise CommandError(f"certificate type is one of {', '.join(INSTALLED_TYPES)}")
+    return BuiltCall("GetInstalledCertificateIds", {"certificateType": types} if types else {})
+
+
+def delete_certificate(a: dict[str, Any]) -> BuiltCall:
+    return BuiltCall("DeleteCertificate", {"certificateHashData": hash_data_arg(a)})
+
+
+def renew_certificate(a: dict[str, Any]) -> BuiltCall:
+    # A02: the station answers with SignCertificate and a new CSR
+    return BuiltCall("TriggerMessage", {"requestedMessage": "SignChargingStationCertificate"})
+
+
+# -- the device model (B07, B08) and monitoring (N02-N07) -------------------------------
+def _component_variable(text: str) -> dict[str, Any]:
+    """COMPONENT or COMPONENT.VARIABLE (with [instance] and @EVSE, as csms stations
+    variables shows them)."""
+    whole = "." in text
+    try:
+        component, variable, _ = parse_key(text if whole else text + ".x")
+    except ModelRefusal:
+        raise CommandError(f"expected COMPONENT or COMPONENT.VARIABLE, got {text!r}") from None
+    return {"component": component, "variable": variable} if whole else {
+        "component": component}
+
+
+def get_base_report(a: dict[str, Any]) -> BuiltCall:
+    return BuiltCall("GetBaseReport", {"requestId": int_arg(a, "request_id"),
+                                       "reportBase": str(a.get("report_base")
+                                                         or "FullInventory")})
+
+
+def get_report(a: dict[str, Any]) -> BuiltCall:
+    p: dict[str, Any] = {"requestId": int_arg(a, "request_id")}
+    names = [str(n) for n in a.get("variables") or []]
+    if names:
+        p["componentVariable"] = [_component_variable(n) for n in names]
+    if a.get("criteria"):
+        p["componentCriteria"] = [str(c) for c in a["criteria"]]
+    return BuiltCall("GetReport", p)
+
+
+def set_monitoring(a: dict[str, Any]) -> BuiltCall:
+    monitors = a.get("monitors")
+    if not isinstance(monitors, list) or not monitors:
+        raise CommandError("give at least one monitor")
+    data = []
+    for m in monitors:
+        if not isinstance(m, dict):
+            raise CommandError("a monitor is an object")
+        target = _component_variable(str_arg(m, "variable"))
+        if "variable" not in target:
+            raise CommandError("a monitor watches a COMPONENT.VARIABLE")
+        try:
+            value = float(m.get("value"))  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise CommandError("a monitor's value is a number") from None
+        entry: dict[str, Any] = {**target, "value": value, "type": str_arg(m, "type"),
+                                 "severity": int_arg(m, "severity", 5),
+                                 "transaction": bool(m.get("transaction", False))}
+        if m.get("id") is not None:
+            entry["id"] = int_arg(m, "id")
+        data.append(entry)
+    return BuiltCall("SetVariableMonitoring", {"setMonitoringData": data})
+
+
+def clear_monitoring(a: dict[str, Any]) -> BuiltCall:
+    ids = a.get("ids")
+    if not isinstance(ids, list) or not ids:
+        raise CommandError("give at least one monitor id")
+    try:
+        return BuiltCall("ClearVariableMonitoring", {"id": [int(i) for i in ids]})
+    except (TypeError, ValueError):
+        raise CommandError("monitor ids are integers") from None
+
+
+def set_monitoring_base(a: dict[str, Any]) -> BuiltCall:
+    return BuiltCall("SetMonitoringBase", {"monitoringBase": str_arg(a, "base")})
+
+
+def set_monitoring_level(a: dict[str, Any]) -> BuiltCall:
+    severity = int_arg(a, "severity")
+    if not 0 <= severity <= 9:
+        raise CommandError("severity is 0 (danger) to 9 (debug)")
+    return BuiltCall("SetMonitoringLevel", {"severity": severity})
+
+
+def get_monitoring_report(a: dict[str, Any]) -> BuiltCall:
+    p: dict[str, Any] = {"requestId": int_arg(a, "request_id")}
+    names = [str(n) for n in a.get("variables") or []]
+    if names:
+        p["componentVariable"] = [_component_variable(n) for n in names]
+    if a.get("criteria"):
+        p["monitoringCriteria"] = [str(c) for c in a["criteria"]]
+    return BuiltCall("GetMonitoringReport", p)
 
 
 # -- reservations, firmware, logs (arguments filled in by csms.admin.maintenance) -------------

@@ -13,7 +13,10 @@ from csms.protocol import Fault, OcppError
 from csms.protocol.timestamps import TimestampError, parse_timestamp
 from csms.service.charging import ChargingService
 
-__all__ = ["Handler", "Notes", "data_transfer", "notification", "ocpp_time", "parse_time"]
+__all__ = [
+    "Handler", "Notes", "data_transfer", "notification", "ocpp_time", "parse_time",
+    "stored_status",
+]
 
 # What the storage keeps in an integer column (SQLite INTEGER, PostgreSQL BIGINT).
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -92,5 +95,21 @@ def notification(kind: str) -> Handler:
     async def handler(svc: ChargingService, station_id: str, p: dict[str, Any]) -> dict[str, Any]:
         await svc.station_event(station_id, kind, p)
         return {}
+
+    return handler
+
+
+def stored_status(kind: str) -> Handler:
+    """A handler for a notification answered with a status (2.0.1 NotifyEVChargingNeeds,
+    NotifyEVChargingSchedule): Accepted once stored, i.e. processed (the schema's meaning:
+    it does not promise a new charging schedule); Rejected when the station's quota
+    dropped it."""
+
+    async def handler(svc: ChargingService, station_id: str, p: dict[str, Any]) -> dict[str, Any]:
+        if await svc.station_event(station_id, kind, p):
+            return {"status": "Accepted"}
+        return {"status": "Rejected", "statusInfo": {
+            "reasonCode": "QuotaExceeded",
+            "additionalInfo": "too much stored from this station this hour"}}
 
     return handler

@@ -7,6 +7,7 @@ from typing import Any
 from csms.domain.maintenance import TransferKind
 from csms.domain.model import AuthStatus, MeterSample
 from csms.service.charging import BootInfo, ChargingService, StopInfo
+from csms.translate import security
 from csms.translate.common import (
     Handler,
     Notes,
@@ -20,7 +21,8 @@ from csms.translate.maintenance import transfer_notification
 __all__ = ["ROUTES", "samples_from_meter_values"]
 
 
-def _id_tag_info(status: AuthStatus, expires: Any = None) -> dict[str, Any]:
+def _id_tag_info(status: AuthStatus, expires: Any = None,
+                 group: str | None = None) -> dict[str, Any]:
     # 1.6 §7.2 AuthorizationStatus has no "Unknown": an unknown tag is Invalid; nor
     # "NoCredit": a tag whose driver's escrow does not cover a charge is Blocked; nor
     # "NotAtThisTime": a tag on a connector reserved for another (§5.13) is Invalid.
@@ -29,6 +31,8 @@ def _id_tag_info(status: AuthStatus, expires: Any = None) -> dict[str, Any]:
     info: dict[str, Any] = {"status": wire}
     if expires is not None:
         info["expiryDate"] = ocpp_time(expires)
+    if group:  # §3.5.1: a tag with the same parentIdTag may stop the transaction
+        info["parentIdTag"] = group[:20]
     return info
 
 
@@ -90,7 +94,7 @@ async def status_notification(
 
 async def authorize(svc: ChargingService, station_id: str, p: dict[str, Any]) -> dict[str, Any]:
     status, expires = await svc.authorize(p["idTag"], station_id)
-    return {"idTagInfo": _id_tag_info(status, expires)}
+    return {"idTagInfo": _id_tag_info(status, expires, await svc.tag_group(p["idTag"]))}
 
 
 async def start_transaction(
@@ -106,7 +110,8 @@ async def start_transaction(
         p.get("reservationId"),
         notes=notes.items,
     )
-    return {"transactionId": txid, "idTagInfo": _id_tag_info(status, expires)}
+    return {"transactionId": txid,
+            "idTagInfo": _id_tag_info(status, expires, await svc.tag_group(p["idTag"]))}
 
 
 async def stop_transaction(
@@ -126,7 +131,11 @@ async def stop_transaction(
     for s in stop.samples:
         s.context = s.context or "Transaction.End"
     status = await svc.stop_transaction(station_id, stop)
-    return {} if status is None else {"idTagInfo": _id_tag_info(status)}
+    if status is None or stop.id_tag is None:
+        return {}
+    if not (await svc.check_stop(station_id, str(stop.transaction_id), stop.id_tag)).allowed:
+        status = AuthStatus.INVALID  # §3.5.1: not the session's tag nor of its group
+    return {"idTagInfo": _id_tag_info(status, None, await svc.tag_group(stop.id_tag))}
 
 
 async def meter_values(svc: ChargingService, station_id: str, p: dict[str, Any]) -> dict[str, Any]:
@@ -137,6 +146,15 @@ async def meter_values(svc: ChargingService, station_id: str, p: dict[str, Any])
     await svc.meter_values(
         station_id, connector, None if txid is None else str(txid), samples, notes=notes.items)
     return {}
+
+
+async def sign_certificate(
+    svc: ChargingService, station_id: str, p: dict[str, Any]
+) -> dict[str, Any]:
+    """Security whitepaper SignCertificate: the CSR checked and signed; CertificateSigned
+    (with the chain only: 1.6 has no certificate type) follows."""
+    outcome = await security.sign(svc, station_id, p["csr"], "ChargingStationCertificate", {})
+    return {"status": "Accepted" if outcome.accepted else "Rejected"}
 
 
 ROUTES: dict[str, Handler] = {
@@ -159,5 +177,6 @@ ROUTES: dict[str, Handler] = {
         TransferKind.LOG, "log_status", request_id=True),
     "SignedFirmwareStatusNotification": transfer_notification(
         TransferKind.FIRMWARE, "firmware_status", request_id=True),
+    "SignCertificate": sign_certificate,
 }
 

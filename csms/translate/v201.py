@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from decimal import Decimal
 from typing import Any
 
 from csms.domain.maintenance import TransferKind
 from csms.domain.model import AuthStatus, MeterSample
 from csms.service.charging import BootInfo, ChargingService, TransactionEventIn
+from csms.service.driver import personal_message
+from csms.translate import security
 from csms.translate.common import (
     INT64_MAX,
     INT64_MIN,
@@ -17,16 +20,22 @@ from csms.translate.common import (
     notification,
     ocpp_time,
     parse_time,
+    stored_status,
 )
 from csms.translate.maintenance import reservation_status_update, transfer_notification
 
 __all__ = ["ROUTES", "samples_from_meter_values"]
 
+log = logging.getLogger("csms.translate")
 
-def _id_token_info(status: AuthStatus, expires: Any = None) -> dict[str, Any]:
+
+def _id_token_info(status: AuthStatus, expires: Any = None,
+                   group: str | None = None) -> dict[str, Any]:
     info: dict[str, Any] = {"status": status.value}
     if expires is not None:
         info["cacheExpiryDateTime"] = ocpp_time(expires)
+    if group:  # C09: the station compares groups to let another token stop a session
+        info["groupIdToken"] = {"idToken": group[:36], "type": "Central"}
     return info
 
 
@@ -104,8 +113,9 @@ async def status_notification(
 
 
 async def authorize(svc: ChargingService, station_id: str, p: dict[str, Any]) -> dict[str, Any]:
-    status, expires = await svc.authorize(p["idToken"]["idToken"], station_id)
-    return {"idTokenInfo": _id_token_info(status, expires)}
+    tag = p["idToken"]["idToken"]
+    status, expires = await svc.authorize(tag, station_id)
+    return {"idTokenInfo": _id_token_info(status, expires, await svc.tag_group(tag))}
 
 
 async def transaction_event(
@@ -136,7 +146,33 @@ async def transaction_event(
     )
     ev.notes = notes.items
     status = await svc.transaction_event(station_id, ev)
-    return {} if status is None else {"idTokenInfo": _id_token_info(status)}
+    answer: dict[str, Any] = {}
+    if status is not None and ev.id_tag is not None:
+        group = await svc.tag_group(ev.id_tag)
+        if ev.event_type == "Ended" and not (
+                await svc.check_stop(station_id, ev.transaction_id, ev.id_tag)).allowed:
+            status = AuthStatus.INVALID  # C09/C16: not this session's tag, group or master
+        answer["idTokenInfo"] = _id_token_info(status, None, group)
+    if ev.event_type != "Started":
+        answer.update(await running_cost(svc, station_id, ev.transaction_id))
+    return answer
+
+
+async def running_cost(svc: ChargingService, station_id: str, transaction_id: str
+                       ) -> dict[str, Any]:
+    """2.0.1 I02: the cost so far (totalCost, in the tariff's currency, rounded to it) and
+    a line for the driver, in a TransactionEventResponse to an Updated or Ended event. The
+    event is stored before this runs; a cost that cannot be read is left out, never
+    guessed (csms.service.driver)."""
+    try:
+        cost = await svc.running_cost(station_id, transaction_id)
+    except Exception as exc:  # the acknowledgement never waits on a cost
+        log.warning("! %s: no running cost for %s: %s", station_id, transaction_id, exc)
+        return {}
+    if cost is None:
+        return {}
+    return {"totalCost": float(cost.total), "updatedPersonalMessage": {
+        "format": "UTF8", "language": "en", "content": personal_message(cost)}}
 
 
 _POWER_UNITS = {"W": Decimal(1), "kW": Decimal(1000)}
@@ -166,8 +202,10 @@ def reported_max_power_w(report_data: list[dict[str, Any]]) -> Decimal | None:
 async def notify_report(
     svc: ChargingService, station_id: str, p: dict[str, Any]
 ) -> dict[str, Any]:
-    """B07/B08 NotifyReport: stored; the station's maximum power is kept for plausibility."""
-    await svc.station_event(station_id, "notify_report", p)
+    """B07/B08 NotifyReport: a part of a report this central system asked for is stored in
+    the station's device model (csms.service.device_model); the station's maximum power is
+    kept for plausibility."""
+    await security.device_model(svc).notify_report(station_id, p)
     power = reported_max_power_w(p.get("reportData") or [])
     if power is not None:
         await svc.reported_max_power(station_id, power)
@@ -180,6 +218,63 @@ async def meter_values(svc: ChargingService, station_id: str, p: dict[str, Any])
     evse_id = notes.int64(p["evseId"], "evseId")
     samples = samples_from_meter_values(p["meterValue"], notes)
     await svc.meter_values(station_id, evse_id, None, samples, notes=notes.items)
+    return {}
+
+
+async def sign_certificate(
+    svc: ChargingService, station_id: str, p: dict[str, Any]
+) -> dict[str, Any]:
+    """A02/A03 SignCertificate: the CSR checked and signed; CertificateSigned follows."""
+    kind = p.get("certificateType", "ChargingStationCertificate")
+    outcome = await security.sign(svc, station_id, p["csr"], kind, {"certificateType": kind})
+    if outcome.accepted:
+        return {"status": "Accepted"}
+    return {"status": "Rejected",
+            "statusInfo": {"reasonCode": "InvalidCSR", "additionalInfo": outcome.reason[:512]}}
+
+
+def _no_provider(what: str) -> dict[str, Any]:
+    return {"reasonCode": "NoProvider",
+            "additionalInfo": f"no ISO 15118 provider for {what} on this central system"}
+
+
+async def get_15118_ev_certificate(
+    svc: ChargingService, station_id: str, p: dict[str, Any]
+) -> dict[str, Any]:
+    """M01/M02 Get15118EVCertificate: answered by the configured ISO 15118 provider."""
+    provider = svc.certificates.iso15118 if svc.certificates is not None else None
+    if provider is None:
+        return {"status": "Failed", "exiResponse": "",
+                "statusInfo": _no_provider("EV contract certificates")}
+    status, exi, reason = await provider.ev_certificate(
+        station_id, p["iso15118SchemaVersion"], p["action"], p["exiRequest"])
+    answer: dict[str, Any] = {"status": status, "exiResponse": exi}
+    if reason:
+        answer["statusInfo"] = {"reasonCode": "Provider", "additionalInfo": reason[:512]}
+    return answer
+
+
+async def get_certificate_status(
+    svc: ChargingService, station_id: str, p: dict[str, Any]
+) -> dict[str, Any]:
+    """M06 GetCertificateStatus: an OCSP answer from the configured provider."""
+    provider = svc.certificates.iso15118 if svc.certificates is not None else None
+    if provider is None:
+        return {"status": "Failed", "statusInfo": _no_provider("certificate status")}
+    status, ocsp, reason = await provider.certificate_status(station_id, p["ocspRequestData"])
+    answer: dict[str, Any] = {"status": status}
+    if ocsp:
+        answer["ocspResult"] = ocsp
+    if reason:
+        answer["statusInfo"] = {"reasonCode": "Provider", "additionalInfo": reason[:512]}
+    return answer
+
+
+async def notify_monitoring_report(
+    svc: ChargingService, station_id: str, p: dict[str, Any]
+) -> dict[str, Any]:
+    """N02 NotifyMonitoringReport: a part of a monitoring report asked for, stored."""
+    await security.device_model(svc).notify_report(station_id, p, "monitoring")
     return {}
 
 
@@ -199,5 +294,18 @@ ROUTES: dict[str, Handler] = {
     "LogStatusNotification": transfer_notification(
         TransferKind.LOG, "log_status", request_id=True),
     "ReservationStatusUpdate": reservation_status_update,
+    # smart charging reports, display messages, customer information: stored and shown
+    # (csms stations reports), within the station's notification quota
+    "NotifyChargingLimit": notification("charging_limit"),
+    "ClearedChargingLimit": notification("charging_limit_cleared"),
+    "ReportChargingProfiles": notification("charging_profiles"),
+    "NotifyEVChargingNeeds": stored_status("ev_charging_needs"),
+    "NotifyEVChargingSchedule": stored_status("ev_charging_schedule"),
+    "NotifyDisplayMessages": notification("display_messages"),
+    "NotifyCustomerInformation": notification("customer_information"),
     "PublishFirmwareStatusNotification": notification("publish_firmware_status"),
+    "SignCertificate": sign_certificate,
+    "Get15118EVCertificate": get_15118_ev_certificate,
+    "GetCertificateStatus": get_certificate_status,
+    "NotifyMonitoringReport": notify_monitoring_report,
 }

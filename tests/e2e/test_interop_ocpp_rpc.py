@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -135,3 +136,62 @@ async def test_strict_ocpp_rpc_client_reservation_and_firmware(
         assert result["downloadStatus"] == 200 and result["downloadBytes"] == len(blob)
         assert result["statuses"] == ["Downloading", "Downloaded", "Installing", "Installed"]
         assert recorded == "Installed"
+
+
+async def test_strict_ocpp_rpc_client_certificate_and_base_report(
+    csms_server: RunningServer, tmp_path: Path
+) -> None:
+    """2.0.1 SignCertificate -> CertificateSigned and GetBaseReport -> NotifyReport in two
+    parts, with a strict client on the other side."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    from support.admin import api
+
+    node = node_ready()
+    await csms_server.add_station("INTEROP-2")
+    csr = x509.CertificateSigningRequestBuilder().subject_name(x509.Name(
+        [x509.NameAttribute(NameOID.COMMON_NAME, "INTEROP-2")])).sign(
+        ec.generate_private_key(ec.SECP256R1()), hashes.SHA256())
+    csr_file = tmp_path / "interop.csr"
+    csr_file.write_bytes(csr.public_bytes(serialization.Encoding.PEM))
+    proc = await asyncio.create_subprocess_exec(
+        str(node), str(SCRIPT.with_name("ocpp_rpc_security.js")), csms_server.url, "INTEROP-2",
+        str(csr_file), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "NODE_PATH": str(NODE_MODULES)},
+    )
+    assert proc.stderr is not None and proc.stdout is not None
+    async with asyncio.timeout(30):
+        line = await proc.stderr.readline()
+        assert line.strip() == b"READY", line
+        status, answer = await api(csms_server, "POST",
+                                   "/stations/INTEROP-2/commands/get-base-report",
+                                   {"timeout": 5})
+        assert status == 200 and answer["status"] == "Accepted", answer
+        out, _ = await proc.communicate()
+    result = json.loads(out)
+    assert "error" not in result, result
+    assert result["failures"] == []  # no strict-mode schema failure on either side
+    assert result["responses"]["sign"] == {"status": "Accepted"}
+    signed, report = result["csmsCalls"]
+    assert signed["method"] == "CertificateSigned"
+    leaf = x509.load_pem_x509_certificates(signed["params"]["certificateChain"].encode())[0]
+    assert leaf.subject.rfc4514_string() == "CN=INTEROP-2"
+    assert report["method"] == "GetBaseReport"
+    assert report["params"]["reportBase"] == "FullInventory"
+    assert result["responses"]["report0"] == result["responses"]["report1"] == {}
+
+    async def work(tx: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        return (list(await tx.device_variables("INTEROP-2")),
+                list(await tx.list_issued_certificates("INTEROP-2")))
+
+    rows, issued = await csms_server.repo.read(work)
+    assert {r["var_key"]: r["mutability"] for r in rows} == {
+        "OCPPCommCtrlr.HeartbeatInterval": "ReadWrite",
+        "OCPPCommCtrlr.MessageAttempts": "ReadOnly"}
+    async with asyncio.timeout(5):  # the station's answer is kept once it is read
+        while [i["status"] for i in issued] != ["Accepted"]:
+            await asyncio.sleep(0.02)
+            rows, issued = await csms_server.repo.read(work)

@@ -13,6 +13,7 @@ charging service never uses (settlement's batches, tariffs, drivers' cards) rais
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import uuid
 from collections.abc import Awaitable, Callable
@@ -28,6 +29,7 @@ from csms.domain.maintenance import (
     TransferKind,
 )
 from csms.domain.model import IdTag, MeterSample, Session, SessionStatus, Station
+from csms.domain.tariff import Tariff
 from csms.service.ports import Repository, StorageError, Tx
 
 __all__ = ["MemoryRepository", "MemoryState", "MemoryTx"]
@@ -40,6 +42,8 @@ class MemoryState:
     stations: dict[str, Station] = field(default_factory=dict)
     connectors: dict[tuple[str, int, int], dict[str, Any]] = field(default_factory=dict)
     tags: dict[str, IdTag] = field(default_factory=dict)
+    station_options: dict[tuple[str, str], str] = field(default_factory=dict)
+    tariffs: list[Tariff] = field(default_factory=list)
     sessions: dict[int, Session] = field(default_factory=dict)
     samples: list[dict[str, Any]] = field(default_factory=list)
     meter_keys: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
@@ -57,6 +61,10 @@ class MemoryState:
     firmware: dict[int, FirmwareImage] = field(default_factory=dict)
     transfers: dict[int, Transfer] = field(default_factory=dict)
     free_space: int | None = None  # what free_space() answers (None: unknown)
+    certificates: dict[str, dict[str, Any]] = field(default_factory=dict)
+    report_requests: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
+    device_variables: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    monitors: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
     next_id: int = 1
 
 
@@ -155,6 +163,15 @@ class MemoryTx(Tx):
 
     async def list_tags(self) -> list[IdTag]:
         return [copy.deepcopy(t) for _, t in sorted(self.s.tags.items())]
+
+    async def get_station_option(self, station_id: str, name: str) -> str | None:
+        return self.s.station_options.get((station_id, name))
+
+    async def set_station_option(self, station_id: str, name: str, value: str | None) -> None:
+        if value is None:
+            self.s.station_options.pop((station_id, name), None)
+        else:
+            self.s.station_options[station_id, name] = value
 
     # -- sessions ------------------------------------------------------------
     async def get_session(self, session_id: int) -> Session | None:
@@ -437,14 +454,24 @@ class MemoryTx(Tx):
         return None
 
     # -- settlement's tables: not faked (the settlement tests run on real databases) ------
-    async def add_tariff(self, *args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError("add_tariff: not faked in memory")
+    async def add_tariff(self, tariff: Tariff) -> int:
+        version = 1 + sum(t.station_id == tariff.station_id for t in self.s.tariffs)
+        stored = dataclasses.replace(tariff, id=len(self.s.tariffs) + 1, version=version)
+        self.s.tariffs.append(stored)
+        assert stored.id is not None
+        return stored.id
 
-    async def list_tariffs(self, *args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError("list_tariffs: not faked in memory")
+    async def list_tariffs(self) -> list[Tariff]:
+        return list(self.s.tariffs)
 
-    async def find_tariff(self, *args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError("find_tariff: not faked in memory")
+    async def find_tariff(self, station_id: str, at: datetime) -> Tariff | None:
+        """The station's own newest version valid at ``at``, else the newest '*' one."""
+        for wanted in (station_id, "*"):
+            valid = [t for t in self.s.tariffs if t.station_id == wanted
+                     and (t.valid_from is None or t.valid_from <= at)]
+            if valid:
+                return max(valid, key=lambda t: t.version)
+        return None
 
     async def link_card(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError("link_card: not faked in memory")
@@ -511,6 +538,100 @@ class MemoryTx(Tx):
 
     async def set_batch_sessions(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError("set_batch_sessions: not faked in memory")
+
+
+    # -- certificates and the device model (csms.storage.device_sql) -----------------------
+    async def add_issued_certificate(self, serial: str, station_id: str, not_before: datetime,
+                                     not_after: datetime, pem: str, at: datetime) -> None:
+        if serial in self.s.certificates:
+            raise StorageError(f"certificate {serial} exists")
+        self.s.certificates[serial] = {
+            "serial": serial, "station_id": station_id, "not_before": not_before,
+            "not_after": not_after, "pem": pem, "issued_at": at, "status": "Issued",
+            "renewal_requested_at": None}
+
+    async def set_certificate_status(self, serial: str, status: str) -> None:
+        if serial in self.s.certificates:
+            self.s.certificates[serial]["status"] = status
+
+    async def get_issued_certificate(self, serial: str) -> dict[str, Any] | None:
+        row = self.s.certificates.get(serial)
+        return None if row is None else dict(row)
+
+    async def list_issued_certificates(self, station_id: str | None = None,
+                                       limit: int = 1000) -> list[dict[str, Any]]:
+        rows = [dict(r) for r in self.s.certificates.values()
+                if station_id is None or r["station_id"] == station_id]
+        return sorted(rows, key=lambda r: r["issued_at"], reverse=True)[:limit]
+
+    async def certificates_expiring(self, before: datetime) -> list[dict[str, Any]]:
+        live = [r for r in self.s.certificates.values() if r["status"] != "Rejected"]
+        out = []
+        for r in live:
+            newer = any(n["station_id"] == r["station_id"] and n["not_after"] > r["not_after"]
+                        for n in live)
+            if not newer and r["renewal_requested_at"] is None and r["not_after"] < before:
+                out.append(dict(r))
+        return sorted(out, key=lambda r: r["not_after"])
+
+    async def mark_renewal_requested(self, serial: str, at: datetime) -> None:
+        if serial in self.s.certificates:
+            self.s.certificates[serial]["renewal_requested_at"] = at
+
+    async def add_report_request(self, station_id: str, kind: str, at: datetime) -> int:
+        ids = [k[1] for k in self.s.report_requests if k[0] == station_id]
+        request_id = max(ids, default=0) + 1
+        self.s.report_requests[station_id, request_id] = {
+            "station_id": station_id, "request_id": request_id, "kind": kind,
+            "requested_at": at, "last_seq_no": None, "parts": 0, "completed_at": None}
+        return request_id
+
+    async def get_report_request(self, station_id: str,
+                                 request_id: int) -> dict[str, Any] | None:
+        row = self.s.report_requests.get((station_id, request_id))
+        return None if row is None else dict(row)
+
+    async def report_part_received(self, station_id: str, request_id: int, seq_no: int,
+                                   complete: bool, at: datetime) -> None:
+        row = self.s.report_requests.get((station_id, request_id))
+        if row is not None:
+            row.update(last_seq_no=seq_no, parts=row["parts"] + 1,
+                       completed_at=at if complete else None)
+
+    async def upsert_device_variables(self, station_id: str, rows: list[dict[str, Any]],
+                                      at: datetime) -> None:
+        for row in rows:
+            self.s.device_variables[station_id, row["var_key"]] = {
+                **row, "station_id": station_id, "updated_at": at.isoformat()}
+
+    async def set_device_value(self, station_id: str, var_key: str, value: str,
+                               at: datetime) -> None:
+        row = self.s.device_variables.get((station_id, var_key))
+        if row is not None:
+            row.update(value=value, updated_at=at.isoformat())
+
+    async def device_variables(self, station_id: str,
+                               component: str | None = None) -> list[dict[str, Any]]:
+        rows = [dict(r) for (sid, _), r in self.s.device_variables.items()
+                if sid == station_id and (component is None or r["component"] == component)]
+        return sorted(rows, key=lambda r: r["var_key"])
+
+    async def count_device_variables(self, station_id: str) -> int:
+        return sum(1 for sid, _ in self.s.device_variables if sid == station_id)
+
+    async def upsert_monitors(self, station_id: str, rows: list[dict[str, Any]],
+                              at: datetime) -> None:
+        for row in rows:
+            self.s.monitors[station_id, int(row["monitor_id"])] = {
+                **row, "station_id": station_id, "updated_at": at.isoformat()}
+
+    async def delete_monitors(self, station_id: str, ids: list[int]) -> None:
+        for monitor_id in ids:
+            self.s.monitors.pop((station_id, monitor_id), None)
+
+    async def list_monitors(self, station_id: str) -> list[dict[str, Any]]:
+        return [dict(r) for (sid, mid), r in sorted(self.s.monitors.items())
+                if sid == station_id]
 
 
 class MemoryRepository(Repository):

@@ -192,6 +192,8 @@ PER_VERSION_MODULES = {
     "csms.translate.v16", "csms.translate.v201",
     "csms.translate.commands_v16", "csms.translate.commands_v201",
     "chargers_sim.v16", "chargers_sim.v201",
+    "csms.translate.more_commands_v16", "csms.translate.more_commands_v201",
+    "chargers_sim.more_v16", "chargers_sim.more_v201",
 }
 VERSION_LITERALS = {"ocpp1.6", "ocpp2.0.1", "1.6", "2.0.1"}
 

@@ -42,11 +42,39 @@ ANSWERS: dict[str, dict[str, Any]] = {
     "SetVariables": {"setVariableResult": [
         {"attributeStatus": "Accepted", "component": {"name": "OCPPCommCtrlr"},
          "variable": {"name": "HeartbeatInterval"}}]},
+    "InstallCertificate": {"status": "Accepted"},
+    "GetInstalledCertificateIds": {"status": "NotFound"},
+    "DeleteCertificate": {"status": "NotFound"},
+    "ExtendedTriggerMessage": {"status": "Accepted"},
+    "GetBaseReport": {"status": "Accepted"},
+    "GetReport": {"status": "EmptyResultSet"},
+    "SetVariableMonitoring": {"setMonitoringResult": [
+        {"id": 3, "status": "Accepted", "type": "UpperThreshold", "severity": 5,
+         "component": {"name": "EVSE", "evse": {"id": 1}}, "variable": {"name": "Power"}}]},
+    "ClearVariableMonitoring": {"clearMonitoringResult": [{"status": "Accepted", "id": 3}]},
+    "SetMonitoringBase": {"status": "Accepted"},
+    "SetMonitoringLevel": {"status": "Accepted"},
+    "GetMonitoringReport": {"status": "Accepted"},
     "ReserveNow": {"status": "Accepted"},
     "CancelReservation": {"status": "Accepted"},
     "UpdateFirmware": {"status": "Accepted"},
     "GetLog": {"status": "Accepted", "filename": "log.txt"},
+    "ClearCache": {"status": "Accepted"},
+    "GetCompositeSchedule": {"status": "Accepted", "connectorId": 1,
+                             "scheduleStart": "2026-01-01T00:00:00Z", "chargingSchedule": {
+                                 "chargingRateUnit": "W", "chargingSchedulePeriod": [
+                                     {"startPeriod": 0, "limit": 7400.0}]}},
+    "GetChargingProfiles": {"status": "NoProfiles"},
+    "GetTransactionStatus": {"messagesInQueue": False},
+    "CustomerInformation": {"status": "Accepted"},
+    "SetNetworkProfile": {"status": "Accepted"},
+    "SetDisplayMessage": {"status": "Accepted"},
+    "GetDisplayMessages": {"status": "Unknown"},
+    "ClearDisplayMessage": {"status": "Unknown"},
+    "CostUpdated": {},
 }
+HASH = {"hashAlgorithm": "SHA256", "issuerNameHash": "ab" * 32, "issuerKeyHash": "cd" * 32,
+        "serialNumber": "1f"}
 
 # command -> (the station's OCPP version, a body as the CLI sends it)
 REQUESTS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -70,6 +98,24 @@ REQUESTS: dict[str, tuple[str, dict[str, Any]]] = {
     "send-local-list": ("ocpp1.6", {"timeout": 5}),
     "local-list-version": ("ocpp1.6", {"timeout": 5}),
     "set-password": ("ocpp1.6", {"password": "a-new-password-of-24-ch", "timeout": 5}),
+    "install-certificate": ("ocpp2.0.1", {
+        "type": "CSMSRootCertificate", "timeout": 5,
+        "certificate": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"}),
+    "get-installed-certificates": ("ocpp1.6", {"types": ["CSMSRootCertificate"],
+                                               "timeout": 5}),
+    "delete-certificate": ("ocpp2.0.1", {"hash": HASH, "timeout": 5}),
+    "renew-certificate": ("ocpp1.6", {"timeout": 5}),
+    "get-base-report": ("ocpp2.0.1", {"report_base": "ConfigurationInventory", "timeout": 5}),
+    "get-report": ("ocpp2.0.1", {"variables": ["EVSE@1.Power"], "criteria": ["Problem"],
+                                 "timeout": 5}),
+    "set-monitoring": ("ocpp2.0.1", {"monitors": [
+        {"variable": "EVSE@1.Power", "type": "UpperThreshold", "value": 7000, "severity": 5}],
+        "timeout": 5}),
+    "clear-monitoring": ("ocpp2.0.1", {"ids": [3], "timeout": 5}),
+    "set-monitoring-base": ("ocpp2.0.1", {"base": "All", "timeout": 5}),
+    "set-monitoring-level": ("ocpp2.0.1", {"severity": 4, "timeout": 5}),
+    "get-monitoring-report": ("ocpp2.0.1", {"criteria": ["ThresholdMonitoring"],
+                                            "timeout": 5}),
     "reserve": ("ocpp1.6", {"tag": "T1", "until": "+1h", "connector": 1, "timeout": 5}),
     "cancel-reservation": ("ocpp2.0.1", {"reservation": 1, "timeout": 5}),
     "update-firmware": ("ocpp2.0.1", {"version": "fw-2", "window_start": "now",
@@ -77,6 +123,22 @@ REQUESTS: dict[str, tuple[str, dict[str, Any]]] = {
                                       "retry_interval": 30, "timeout": 5}),
     "get-log": ("ocpp2.0.1", {"type": "SecurityLog", "since": "-1d", "until": "now",
                               "timeout": 5}),
+    "clear-cache": ("ocpp1.6", {"timeout": 5}),
+    "get-composite-schedule": ("ocpp1.6", {"connector": 1, "duration": 600, "unit": "W",
+                                           "timeout": 5}),
+    "get-charging-profiles": ("ocpp2.0.1", {"purpose": "TxDefaultProfile", "timeout": 5}),
+    "get-transaction-status": ("ocpp2.0.1", {"transaction_id": "T-1", "timeout": 5}),
+    "customer-information": ("ocpp2.0.1", {"tag": "T1", "report": True, "clear": False,
+                                           "timeout": 5}),
+    "set-network-profile": ("ocpp2.0.1", {"url": "wss://csms.example.org/ocpp", "slot": 1,
+                                          "apn": "internet", "apn_password": "secret-1",
+                                          "timeout": 5}),
+    "set-display-message": ("ocpp2.0.1", {"message_id": 1, "text": "Welcome",
+                                          "language": "en", "priority": "NormalCycle",
+                                          "timeout": 5}),
+    "get-display-messages": ("ocpp2.0.1", {"message_id": 1, "timeout": 5}),
+    "clear-display-message": ("ocpp2.0.1", {"message_id": 1, "timeout": 5}),
+    "cost-updated": ("ocpp2.0.1", {"timeout": 5}),
 }
 
 
@@ -243,6 +305,12 @@ async def test_real_commands_and_answers_validate(csms_server: RunningServer,
             await c.result("StartTransaction", {
                 "connectorId": 1, "idTag": "T1", "meterStart": 10,
                 "timestamp": "2026-01-01T00:00:00Z"})
+        if command == "cost-updated":  # the cost of an active session under a tariff
+            await csms_server.add_tariff("0.39")
+            await c.result("TransactionEvent", {
+                "eventType": "Started", "timestamp": "2026-01-01T00:00:00Z",
+                "triggerReason": "Authorized", "seqNo": 0,
+                "transactionInfo": {"transactionId": "T-1"}})
         request = asyncio.create_task(
             api(csms_server, "POST", f"/stations/CP1/commands/{command}", body))
         call = await asyncio.wait_for(c.calls.get(), 5)

@@ -242,3 +242,26 @@ async def test_events_and_outbox(repo: Repository) -> None:
     assert out["event_id"] == event_id
     assert out["topic"] == "voltledger/session/started"
     assert out["published_at"] is None
+
+
+async def test_tag_groups_and_station_options(repo: Repository) -> None:
+    async def work(tx: Tx) -> tuple[Any, ...]:
+        await tx.insert_station(station("CP1"))
+        await tx.put_tag(IdTag("BOSS", "accepted", None, "FLEET", True))
+        await tx.put_tag(IdTag("ALICE", "accepted", None, "FLEET"))
+        await tx.put_tag(IdTag("BOSS", "blocked", None, "FLEET", False))  # an update
+        await tx.put_tag(IdTag("CHIEF", "accepted", None, "FLEET", True))
+        before = await tx.get_station_option("CP1", "running_cost")
+        await tx.set_station_option("CP1", "running_cost", "on")
+        await tx.set_station_option("CP1", "running_cost", "on")  # idempotent
+        on = await tx.get_station_option("CP1", "running_cost")
+        other = await tx.get_station_option("CP2", "running_cost")
+        await tx.set_station_option("CP1", "running_cost", None)
+        after = await tx.get_station_option("CP1", "running_cost")
+        return before, on, other, after, await tx.get_tag("BOSS"), await tx.list_tags()
+
+    before, on, other, after, boss, tags = await unit(repo, work)
+    assert (before, on, other, after) == (None, "on", None, None)
+    assert boss == IdTag("BOSS", "blocked", None, "FLEET", False)
+    assert [(t.tag, t.parent, t.master) for t in tags] == [
+        ("ALICE", "FLEET", False), ("BOSS", "FLEET", False), ("CHIEF", "FLEET", True)]

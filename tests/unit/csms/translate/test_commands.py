@@ -78,10 +78,18 @@ def test_password_accepted(action: str, response: dict[str, Any], accepted: bool
 
 
 def test_every_command_is_built_by_both_version_modules() -> None:
-    from csms.translate import commands_v16, commands_v201
+    from csms.translate import (
+        commands_v16,
+        commands_v201,
+        more_commands_v16,
+        more_commands_v201,
+    )
     from csms.translate.commands import COMMANDS
 
-    for module in (commands_v16, commands_v201):
-        assert sorted(module.__all__) == sorted(set(COMMANDS.values()))
+    for module, more in ((commands_v16, more_commands_v16),
+                         (commands_v201, more_commands_v201)):
+        assert not set(module.__all__) & set(more.__all__)
+        assert sorted([*module.__all__, *more.__all__]) == sorted(set(COMMANDS.values()))
         for name in COMMANDS.values():
-            assert callable(getattr(module, name)), (module.__name__, name)
+            assert callable(getattr(module, name, None) or getattr(more, name)), (
+                module.__name__, name)

@@ -1,0 +1,148 @@
+"""A simulated station's certificates (security profile 3): its key, the CSR it sends when
+asked (SignCertificate), the chain it installs (CertificateSigned) and then connects with,
+and the root certificates the central system installs, lists and deletes.
+
+The station checks a chain before it takes it, as firmware does (2.0.1 A02.FR.06-10):
+the leaf's key must be the key of its pending CSR and its CN the station's id; otherwise
+it answers Rejected and keeps its old certificate.
+"""
+
+from __future__ import annotations
+
+import ssl
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
+
+__all__ = ["StationPki", "root_hash_data"]
+
+
+def root_hash_data(cert: x509.Certificate, algorithm: str = "SHA256") -> dict[str, str]:
+    """CertificateHashDataType of a root certificate (its own issuer)."""
+    digest: hashes.HashAlgorithm = {"SHA256": hashes.SHA256(), "SHA384": hashes.SHA384(),
+                                    "SHA512": hashes.SHA512()}[algorithm]
+    name = hashes.Hash(digest)
+    name.update(cert.issuer.public_bytes())
+    public = cert.public_key()
+    raw = public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.PKCS1) \
+        if isinstance(public, rsa.RSAPublicKey) else public.public_bytes(
+            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    key = hashes.Hash(digest)
+    key.update(raw)
+    return {"hashAlgorithm": algorithm, "issuerNameHash": name.finalize().hex(),
+            "issuerKeyHash": key.finalize().hex(),
+            "serialNumber": format(cert.serial_number, "x")}
+
+
+class StationPki:
+    """Key, certificate and trusted roots of one simulated station."""
+
+    def __init__(self, station_id: str, organisation: str = "",
+                 folder: str | Path | None = None) -> None:
+        self.station_id = station_id
+        self.organisation = organisation
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._folder = Path(folder) if folder is not None else None  # made when needed
+        self.cert_file: Path | None = None
+        self.key_file: Path | None = None
+        self._pending: Any = None  # the key of the CSR sent last
+        self.csrs_sent = 0
+        self.installed_chains = 0
+        # installed root certificates: certificate type -> PEM certificates
+        self.roots: dict[str, list[x509.Certificate]] = {}
+
+    @property
+    def folder(self) -> Path:
+        """Where installed certificates and keys are written (a temporary folder unless
+        one was given)."""
+        if self._folder is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="sim-pki-")
+            self._folder = Path(self._tmp.name)
+        return self._folder
+
+    def use(self, cert_file: str, key_file: str) -> None:
+        """Connect with this certificate and key (e.g. one made for the test)."""
+        self.cert_file, self.key_file = Path(cert_file), Path(key_file)
+
+    def csr(self, common_name: str | None = None) -> str:
+        """A new key and a PEM CSR for it (CN = the station id unless told otherwise)."""
+        self._pending = ec.generate_private_key(ec.SECP256R1())
+        attrs = [x509.NameAttribute(NameOID.COMMON_NAME, common_name or self.station_id)]
+        if self.organisation:
+            attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, self.organisation))
+        request = x509.CertificateSigningRequestBuilder().subject_name(
+            x509.Name(attrs)).sign(self._pending, hashes.SHA256())
+        self.csrs_sent += 1
+        return request.public_bytes(serialization.Encoding.PEM).decode()
+
+    def install_chain(self, chain_pem: str) -> str:
+        """Take a CertificateSigned chain: Accepted, or Rejected with the old one kept."""
+        try:
+            chain = x509.load_pem_x509_certificates(chain_pem.encode())
+        except ValueError:
+            return "Rejected"
+        leaf = chain[0]
+        names = [a.value for a in leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+        if self._pending is None or names != [self.station_id] or leaf.public_key() \
+                .public_bytes(serialization.Encoding.DER,
+                              serialization.PublicFormat.SubjectPublicKeyInfo) != \
+                self._pending.public_key().public_bytes(
+                    serialization.Encoding.DER,
+                    serialization.PublicFormat.SubjectPublicKeyInfo):
+            return "Rejected"
+        n = self.installed_chains + 1
+        cert_file, key_file = self.folder / f"station-{n}.pem", self.folder / f"station-{n}.key"
+        cert_file.write_text(chain_pem, "ascii")
+        key_file.touch(0o600)
+        key_file.write_bytes(self._pending.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption()))
+        self.cert_file, self.key_file = cert_file, key_file
+        self._pending = None
+        self.installed_chains = n
+        return "Accepted"
+
+    @property
+    def certificate(self) -> x509.Certificate | None:
+        if self.cert_file is None:
+            return None
+        return x509.load_pem_x509_certificates(self.cert_file.read_bytes())[0]
+
+    def ssl_context(self, trusted_ca: str | None) -> ssl.SSLContext:
+        """TLS towards the central system: its CA trusted, this station's certificate shown."""
+        ctx = ssl.create_default_context(cafile=trusted_ca)
+        if self.cert_file is not None and self.key_file is not None:
+            ctx.load_cert_chain(self.cert_file, self.key_file)
+        return ctx
+
+    # -- root certificates the central system manages ------------------------------------
+    def install_root(self, use: str, pem: str) -> str:
+        try:
+            cert = x509.load_pem_x509_certificate(pem.encode())
+        except ValueError:
+            return "Rejected"
+        self.roots.setdefault(use, []).append(cert)
+        return "Accepted"
+
+    def installed(self, uses: list[str]) -> list[tuple[str, dict[str, str]]]:
+        return [(use, root_hash_data(c)) for use, certs in self.roots.items()
+                if not uses or use in uses for c in certs]
+
+    def delete_root(self, wanted: dict[str, Any]) -> str:
+        for certs in self.roots.values():
+            for c in certs:
+                data = root_hash_data(c, str(wanted.get("hashAlgorithm", "SHA256")))
+                if all(str(wanted.get(k, "")).lower() == v.lower() for k, v in data.items()):
+                    certs.remove(c)
+                    return "Accepted"
+        return "NotFound"
+
+    def close(self) -> None:
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None

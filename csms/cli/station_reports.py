@@ -1,0 +1,89 @@
+"""``csms stations reports`` and ``csms stations running-cost``: what 2.0.1 stations
+reported about themselves (display messages, charging profiles and limits, the EV's
+charging needs and schedule, customer information), and whether a 1.6 station shows the
+running cost the OCA DataTransfer convention sends."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from csms.cli.common import (
+    CliError,
+    DataDirOption,
+    DbOption,
+    JsonOption,
+    in_read,
+    in_unit,
+    load_settings,
+    print_json,
+    print_table,
+    run,
+)
+from csms.cli.stations import stations_app
+from csms.service.driver import REPORT_KINDS, RUNNING_COST_OPTION, customer_reports
+from csms.service.ports import Tx
+
+__all__ = ["stations_app"]
+
+
+@stations_app.command("reports")
+def stations_reports(
+    station_id: Annotated[str, typer.Argument(help="The station's id")],
+    kind: Annotated[str | None, typer.Option(
+        help=f"Only one kind: {', '.join(REPORT_KINDS)} [default: every kind]",
+        show_default=False)] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10000, help="At most this many per kind")]
+    = 50,
+    json: JsonOption = False, db: DbOption = None, data_dir: DataDirOption = None,
+) -> None:
+    """Show what a station reported: display messages, charging profiles and limits, EV
+    charging needs and schedules, customer information (parts assembled per request)."""
+    if kind is not None and kind not in REPORT_KINDS:
+        raise typer.BadParameter(f"one of {', '.join(REPORT_KINDS)}", param_hint="--kind")
+    kinds = [kind] if kind else list(REPORT_KINDS)
+
+    async def work(tx: Tx) -> dict[str, list[dict[str, Any]]]:
+        if await tx.get_station(station_id) is None:
+            raise CliError(f"no station {station_id!r}")
+        return {k: await tx.list_station_events(station_id, k, limit) for k in kinds}
+
+    found = run(in_read(load_settings(db=db, data_dir=data_dir), work))
+    out: dict[str, Any] = {
+        k: [{"ts": e["ts"], "payload": e["payload"]} for e in rows]
+        for k, rows in found.items() if k != "customer_information"}
+    if "customer_information" in found:
+        out["customer_information"] = customer_reports(found["customer_information"])
+    if json:
+        print_json(out)
+        return
+    for k, rows in out.items():
+        if k == "customer_information":
+            print_table("customer_information", ["request", "parts", "complete", "data"],
+                        [[r["request_id"], r["parts"], r["complete"], r["data"][:200]]
+                         for r in rows])
+        else:
+            print_table(k, ["time", "report"], [[r["ts"], str(r["payload"])[:200]]
+                                                for r in rows])
+
+
+@stations_app.command("running-cost")
+def stations_running_cost(
+    station_id: Annotated[str, typer.Argument(help="The station's id")],
+    on: Annotated[bool, typer.Option(
+        "--on/--off", help="The 1.6 station shows the running cost sent by the OCA"
+        " DataTransfer convention (vendorId org.openchargealliance.costmsg)")] = True,
+    db: DbOption = None, data_dir: DataDirOption = None,
+) -> None:
+    """Say whether a 1.6 station announced the running-cost DataTransfer (e.g. its
+    CustomDisplayCostAndPrice configuration key is true); only then does
+    `csms remote cost-updated` send it one."""
+
+    async def work(tx: Tx) -> None:
+        if await tx.get_station(station_id) is None:
+            raise CliError(f"no station {station_id!r}")
+        await tx.set_station_option(station_id, RUNNING_COST_OPTION, "on" if on else None)
+
+    run(in_unit(load_settings(db=db, data_dir=data_dir), work))
+    typer.echo(f"{station_id}: running cost {'on' if on else 'off'}")

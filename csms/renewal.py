@@ -1,0 +1,58 @@
+"""Renewal of station certificates before they expire (2.0.1 A02/A03, 1.6 security
+whitepaper): a station connected to this node whose newest certificate from the central
+system's CA ends within ``cert_renew_days`` is asked for a new CSR (2.0.1 TriggerMessage
+SignChargingStationCertificate, 1.6 ExtendedTriggerMessage SignChargePointCertificate).
+It answers with SignCertificate, which is signed like any other CSR. A station that is not
+connected is asked when it is, on a later round."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from csms.link import CallFailed, CallTimeout, LinkClosed
+from csms.protocol import OcppError
+from csms.server import CentralSystem
+from csms.service.certificates import CertificateUseCases
+from csms.translate.commands import build_call
+
+__all__ = ["RENEWAL_INTERVAL", "renew_due", "run_renewal"]
+
+log = logging.getLogger("csms.renewal")
+
+RENEWAL_INTERVAL = 60.0  # seconds between rounds
+
+
+async def renew_due(central: CentralSystem, certs: CertificateUseCases) -> list[str]:
+    """One round: ask every due station connected here for a new CSR; the stations that
+    accepted."""
+    asked = []
+    for row in await certs.due_for_renewal():
+        conn = central.connections.get(row["station_id"])
+        if conn is None:
+            continue
+        call = build_call(conn.version, "renew-certificate", {})
+        try:
+            answer = await conn.call(call.action, call.payload)
+        except (LinkClosed, CallTimeout, CallFailed, OcppError) as exc:
+            log.info("! %s: renewal not asked: %r", row["station_id"], exc)
+            continue
+        if answer.get("status") == "Accepted":
+            await certs.renewal_requested(row["serial"])
+            asked.append(row["station_id"])
+            log.info("= %s: asked for a new CSR (certificate %s ends %s)", row["station_id"],
+                     row["serial"], row["not_after"].isoformat())
+        else:
+            log.info("! %s: renewal trigger answered %s", row["station_id"],
+                     answer.get("status"))
+    return asked
+
+
+async def run_renewal(central: CentralSystem, certs: CertificateUseCases,
+                      stop: asyncio.Event, interval: float = RENEWAL_INTERVAL) -> None:
+    """Rounds until ``stop``; a storage failure is raised (the supervisor restarts it)."""
+    while not stop.is_set():
+        await renew_due(central, certs)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)

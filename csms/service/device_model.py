@@ -1,0 +1,353 @@
+"""A 2.0.1 station's device model, as its reports describe it (2.0.1 part 1 §4, B06-B08,
+N02-N07).
+
+Theory of operation. The operator asks for a report (GetBaseReport / GetReport /
+GetMonitoringReport): a request id is allocated per station and remembered. The station
+answers with NotifyReport (NotifyMonitoringReport) in parts (``seqNo``, ``tbc``); each part
+of a request this central system made is stored at once as rows, one per component,
+variable and attribute type (the latest report wins), so a report cut short still leaves
+what arrived. A part for a request id the station never got is not stored (recorded as a
+security event); a station's model is bounded (:data:`MAX_VARIABLES` rows) and reports are
+metered under the notification quota (csms.service.quota). SetVariables / GetVariables
+are checked against the stored model before they are sent (:meth:`DeviceModel.check_set`):
+an unknown component or variable, a ReadOnly one, a value of the wrong data type, beyond
+its limits or outside its values list is refused with one line. What the station answers
+is written back.
+
+A row's key (``var_key``) is how an operator names it: ``Component.Variable``, with
+``[instance]`` after a name that has one, ``@EVSE`` or ``@EVSE:connector`` after the
+component, and ``/Target``, ``/MinSet``, ``/MaxSet`` for an attribute other than Actual.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from csms.service.messages import utc_now
+from csms.service.ports import Repository, Tx
+from csms.service.quota import PayloadQuota
+
+__all__ = ["MAX_VARIABLES", "DeviceModel", "ModelRefusal", "rows_from_report", "var_key"]
+
+log = logging.getLogger("csms.service")
+
+# rows of one station's device model; a real station reports a few hundred
+MAX_VARIABLES = 5000
+MONITOR_TYPES = ("UpperThreshold", "LowerThreshold", "Delta", "Periodic",
+                 "PeriodicClockAligned")
+
+
+class ModelRefusal(ValueError):
+    """A command the stored device model says the station cannot take (one line)."""
+
+
+def var_key(component: dict[str, Any], variable: dict[str, Any],
+            attribute_type: str = "Actual") -> str:
+    name = str(component.get("name", ""))
+    if component.get("instance"):
+        name += f"[{component['instance']}]"
+    evse = component.get("evse")
+    if isinstance(evse, dict) and "id" in evse:
+        name += f"@{evse['id']}" + (f":{evse['connectorId']}" if "connectorId" in evse else "")
+    name += "." + str(variable.get("name", ""))
+    if variable.get("instance"):
+        name += f"[{variable['instance']}]"
+    if attribute_type and attribute_type != "Actual":
+        name += f"/{attribute_type}"
+    return name
+
+
+_KEY = re.compile(r"^(?P<c>[^.\[@]+)(\[(?P<ci>[^\]]*)\])?(@(?P<e>\d+)(:(?P<k>\d+))?)?"
+                  r"\.(?P<v>[^.\[/]+)(\[(?P<vi>[^\]]*)\])?(/(?P<t>Target|MinSet|MaxSet))?$")
+
+
+def parse_key(text: str) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """(component, variable, attribute type) of a name as :func:`var_key` writes it."""
+    m = _KEY.match(text)
+    if m is None:
+        raise ModelRefusal(f"expected COMPONENT.VARIABLE, got {text!r}")
+    component: dict[str, Any] = {"name": m["c"]}
+    if m["ci"]:
+        component["instance"] = m["ci"]
+    if m["e"]:
+        component["evse"] = {"id": int(m["e"])}
+        if m["k"]:
+            component["evse"]["connectorId"] = int(m["k"])
+    variable: dict[str, Any] = {"name": m["v"]}
+    if m["vi"]:
+        variable["instance"] = m["vi"]
+    return component, variable, m["t"] or "Actual"
+
+
+def _text(value: Any, limit: int) -> str | None:
+    return None if value is None else str(value)[:limit]
+
+
+def rows_from_report(report_data: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """ReportDataType entries -> device model rows (one per attribute)."""
+    rows = []
+    for item in report_data:
+        component, variable = item["component"], item["variable"]
+        chars = item.get("variableCharacteristics") or {}
+        evse = component.get("evse") or {}
+        for attr in item.get("variableAttribute") or [{}]:
+            kind = attr.get("type", "Actual")
+            rows.append({
+                "var_key": var_key(component, variable, kind)[:300],
+                "component": str(component["name"]),
+                "component_instance": component.get("instance"),
+                "evse_id": evse.get("id"), "connector_id": evse.get("connectorId"),
+                "variable": str(variable["name"]),
+                "variable_instance": variable.get("instance"),
+                "attribute_type": kind,
+                "value": _text(attr.get("value"), 2500),
+                "mutability": attr.get("mutability", "ReadWrite"),
+                "data_type": chars.get("dataType"),
+                "unit": chars.get("unit"),
+                "min_limit": _text(chars.get("minLimit"), 64),
+                "max_limit": _text(chars.get("maxLimit"), 64),
+                "values_list": _text(chars.get("valuesList"), 1000),
+                "supports_monitoring": None if "supportsMonitoring" not in chars
+                else int(bool(chars["supportsMonitoring"])),
+            })
+    return rows
+
+
+def _number(text: str | None) -> Decimal | None:
+    if text is None:
+        return None
+    try:
+        return Decimal(text)
+    except InvalidOperation:
+        return None
+
+
+def check_value(row: dict[str, Any], value: str) -> str | None:
+    """Why ``value`` does not fit the row's characteristics (2.0.1 part 2 §2.48,
+    DataEnumType), or None."""
+    kind = row.get("data_type")
+    number: Decimal | None = None
+    if kind == "integer":
+        if not re.fullmatch(r"[+-]?\d{1,19}", value):
+            return "an integer"
+        number = Decimal(value)
+    elif kind == "decimal":
+        number = _number(value)
+        if number is None or not number.is_finite():
+            return "a decimal number"
+    elif kind == "boolean":
+        if value not in ("true", "false"):
+            return "true or false"
+    elif kind == "dateTime":
+        try:
+            datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return "an RFC 3339 time"
+    allowed = [v for v in (row.get("values_list") or "").split(",") if v]
+    if kind == "OptionList" and allowed and value not in allowed:
+        return f"one of {', '.join(allowed)}"
+    if kind in ("MemberList", "SequenceList") and allowed:
+        bad = [v for v in value.split(",") if v and v not in allowed]
+        if bad:
+            return f"members of {', '.join(allowed)}"
+    if number is not None:
+        low, high = _number(row.get("min_limit")), _number(row.get("max_limit"))
+        if low is not None and number < low:
+            return f"at least {row['min_limit']}"
+        if high is not None and number > high:
+            return f"at most {row['max_limit']}"
+    longest = _number(row.get("max_limit")) if kind == "string" else None
+    if longest is not None and len(value) > longest:
+        return f"at most {row['max_limit']} characters"
+    return None
+
+
+@dataclass
+class DeviceModel:
+    """The device model use cases (see the module docstring)."""
+
+    repo: Repository
+    quota: PayloadQuota | None = None
+    clock: Callable[[], datetime] = utc_now
+    max_variables: int = MAX_VARIABLES
+
+    # -- reports ---------------------------------------------------------------------
+    async def request_report(self, station_id: str, kind: str) -> int:
+        """A request id for a report of ``kind`` (base, custom, monitoring)."""
+        now = self.clock()
+
+        async def work(tx: Tx) -> int:
+            return await tx.add_report_request(station_id, kind, now)
+
+        return await self.repo.unit(work)
+
+    def _admit(self, station_id: str, payload: dict[str, Any]) -> bool:
+        if self.quota is None:
+            return True
+        size = len(json.dumps(payload, separators=(",", ":"), default=str))
+        return self.quota.admit(station_id, "notification", size).store
+
+    async def notify_report(self, station_id: str, p: dict[str, Any],
+                            kind: str = "report") -> str:
+        """Store one part of a NotifyReport (``kind`` "report") or NotifyMonitoringReport
+        ("monitoring"); returns what happened: stored, unsolicited, quota, full."""
+        now = self.clock()
+        request_id, seq_no, tbc = int(p["requestId"]), int(p["seqNo"]), bool(p.get("tbc"))
+        admitted = self._admit(station_id, p)
+
+        async def work(tx: Tx) -> str:
+            request = await tx.get_report_request(station_id, request_id)
+            if request is None or (request["kind"] == "monitoring") != (kind == "monitoring"):
+                await tx.add_station_event(station_id, "security", {
+                    "type": "UnsolicitedReport", "requestId": request_id, "kind": kind}, now)
+                return "unsolicited"
+            if not admitted:
+                await tx.add_station_event(station_id, "quota", {
+                    "type": "ReportDropped", "requestId": request_id, "seqNo": seq_no}, now)
+                return "quota"
+            if kind == "monitoring":
+                await tx.upsert_monitors(station_id, monitor_rows(p.get("monitor") or []), now)
+            else:
+                rows = rows_from_report(p.get("reportData") or [])
+                have = await tx.count_device_variables(station_id)
+                if have + len(rows) > self.max_variables:
+                    known = {r["var_key"] for r in await tx.device_variables(station_id)}
+                    fresh = [r for r in rows if r["var_key"] not in known]
+                    room = max(0, self.max_variables - have)
+                    if len(fresh) > room:
+                        await tx.add_station_event(station_id, "quota", {
+                            "type": "DeviceModelFull", "limit": self.max_variables,
+                            "dropped": len(fresh) - room}, now)
+                        keep = {r["var_key"] for r in fresh[:room]} | known
+                        rows = [r for r in rows if r["var_key"] in keep]
+                await tx.upsert_device_variables(station_id, rows, now)
+            await tx.report_part_received(station_id, request_id, seq_no, not tbc, now)
+            return "stored"
+
+        outcome = await self.repo.unit(work)
+        if outcome != "stored":
+            log.warning("! %s: %s part %d of request %d not stored (%s)", station_id, kind,
+                        seq_no, request_id, outcome)
+        return outcome
+
+    # -- what the operator sends ---------------------------------------------------------
+    async def variables(self, station_id: str,
+                        component: str | None = None) -> list[dict[str, Any]]:
+        async def work(tx: Tx) -> list[dict[str, Any]]:
+            return await tx.device_variables(station_id, component)
+
+        return await self.repo.read(work)
+
+    async def check_set(self, station_id: str, values: dict[str, Any]) -> None:
+        """Refuse (:class:`ModelRefusal`) a SetVariables the stored model says fails; a
+        station with no stored model is not checked."""
+        rows = {r["var_key"]: r for r in await self.variables(station_id)}
+        if not rows:
+            return
+        for name, value in values.items():
+            parse_key(str(name))
+            row = rows.get(str(name))
+            if row is None:
+                component = str(name).split(".", 1)[0].split("[")[0].split("@")[0]
+                if not any(r["component"] == component for r in rows.values()):
+                    raise ModelRefusal(f"{station_id} has no component {component!r}"
+                                       " in its device model (csms stations variables)")
+                raise ModelRefusal(f"{station_id} has no variable {name!r} in its device"
+                                   " model (csms stations variables)")
+            if row["mutability"] == "ReadOnly":
+                raise ModelRefusal(f"{name} is ReadOnly on {station_id}")
+            why = check_value(row, str(value))
+            if why is not None:
+                raise ModelRefusal(f"{name}={str(value)[:40]!r}: {name} takes {why}")
+
+    async def check_get(self, station_id: str, names: list[str]) -> None:
+        rows = {r["var_key"]: r for r in await self.variables(station_id)}
+        if not rows:
+            return
+        for name in names:
+            parse_key(str(name))
+            row = rows.get(str(name))
+            if row is None:
+                raise ModelRefusal(f"{station_id} has no variable {name!r} in its device"
+                                   " model (csms stations variables)")
+            if row["mutability"] == "WriteOnly":
+                raise ModelRefusal(f"{name} is WriteOnly on {station_id}")
+
+    async def record_results(self, station_id: str, response: dict[str, Any],
+                             sent: dict[str, Any] | None = None) -> None:
+        """Write back what a GetVariables / SetVariables answer says was read or set."""
+        now = self.clock()
+        updates: dict[str, str] = {}
+        for r in response.get("getVariableResult") or []:
+            if r.get("attributeStatus") == "Accepted" and "attributeValue" in r:
+                key = var_key(r["component"], r["variable"], r.get("attributeType", "Actual"))
+                updates[key] = str(r["attributeValue"])
+        for r in response.get("setVariableResult") or []:
+            key = var_key(r["component"], r["variable"], r.get("attributeType", "Actual"))
+            if r.get("attributeStatus") == "Accepted" and sent and key in sent:
+                updates[key] = str(sent[key])
+        if not updates:
+            return
+
+        async def work(tx: Tx) -> None:
+            for key, value in updates.items():
+                await tx.set_device_value(station_id, key, value, now)
+
+        await self.repo.unit(work)
+
+    # -- monitors ------------------------------------------------------------------------
+    async def monitors_set(self, station_id: str, sent: list[dict[str, Any]],
+                           response: dict[str, Any]) -> None:
+        """Keep the monitors a SetVariableMonitoring answer accepted, with the ids the
+        station gave them (results come in the order of the request, 2.0.1 N04.FR.07)."""
+        now = self.clock()
+        results = response.get("setMonitoringResult") or []
+        rows = [{"monitor_id": int(r["id"]), "component": str(r["component"]["name"]),
+                 "variable": str(r["variable"]["name"]),
+                 "var_key": var_key(r["component"], r["variable"])[:300],
+                 "type": str(r["type"]), "value": str(d.get("value", "")),
+                 "severity": int(r["severity"]), "in_transaction": int(bool(
+                     d.get("transaction", False)))}
+                for r, d in zip(results, sent, strict=False)
+                if r.get("status") == "Accepted" and "id" in r]
+        if rows:
+            async def work(tx: Tx) -> None:
+                await tx.upsert_monitors(station_id, rows, now)
+
+            await self.repo.unit(work)
+
+    async def monitors_cleared(self, station_id: str, response: dict[str, Any]) -> None:
+        ids = [int(r["id"]) for r in response.get("clearMonitoringResult") or []
+               if r.get("status") in ("Accepted", "NotFound")]
+        if ids:
+            async def work(tx: Tx) -> None:
+                await tx.delete_monitors(station_id, ids)
+
+            await self.repo.unit(work)
+
+    async def monitors(self, station_id: str) -> list[dict[str, Any]]:
+        async def work(tx: Tx) -> list[dict[str, Any]]:
+            return await tx.list_monitors(station_id)
+
+        return await self.repo.read(work)
+
+
+def monitor_rows(monitor: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """MonitoringDataType entries (NotifyMonitoringReport) -> monitor rows."""
+    rows = []
+    for item in monitor:
+        for m in item.get("variableMonitoring") or []:
+            rows.append({
+                "monitor_id": int(m["id"]), "component": str(item["component"]["name"]),
+                "variable": str(item["variable"]["name"]),
+                "var_key": var_key(item["component"], item["variable"])[:300],
+                "type": str(m["type"]), "value": str(m["value"]),
+                "severity": int(m["severity"]), "in_transaction": int(bool(m["transaction"]))})
+    return rows

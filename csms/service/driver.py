@@ -1,0 +1,239 @@
+"""Use cases of what the driver sees and who may stop a session: the running cost of a
+session from its tariff (2.0.1 I02/I04 totalCost and CostUpdated, the 1.6 running-cost
+DataTransfer convention), id tag groups and master passes (1.6 parentIdTag, 2.0.1
+groupIdToken, C09/C16), and the station options that say what a station supports.
+
+The running cost is read after a transaction message is stored and answered from what is
+stored: it never delays nor fails the acknowledgement (the caller drops a cost it could not
+compute), and a session that is held for billing gets none rather than a wrong one.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from csms.domain.model import BILLING_HOLD_FLAGS, IdTag, Session, SessionStatus, TagStatus
+from csms.domain.tariff import Tariff, price_minor
+from csms.service.core import ChargingCore
+from csms.service.ports import Tx
+
+__all__ = [
+    "REPORT_KINDS", "RUNNING_COST_OPTION", "DriverUseCases", "RunningCost", "StopDecision",
+    "customer_reports", "may_stop", "personal_message",
+]
+
+log = logging.getLogger("csms.service")
+
+# station option names (Tx.get_station_option)
+RUNNING_COST_OPTION = "running_cost"
+
+
+@dataclass(frozen=True, slots=True)
+class RunningCost:
+    """A session's cost so far (or final), in major units rounded to the currency."""
+
+    session_id: int
+    transaction_id: str
+    total: Decimal
+    currency: str
+    energy_wh: int
+    at: datetime
+    final: bool
+    tariff: Tariff
+
+
+def personal_message(cost: RunningCost) -> str:
+    """What the station shows the driver beside the cost (2.0.1 updatedPersonalMessage,
+    <= 512 characters, plain text)."""
+    kwh = (Decimal(cost.energy_wh) / 1000).quantize(Decimal("0.001"))
+    what = "Total" if cost.final else "Cost so far"
+    return f"{what}: {cost.total} {cost.currency} for {kwh} kWh"
+
+
+@dataclass(frozen=True, slots=True)
+class StopDecision:
+    """Whether the tag that ended a session may end it, and the group it answers with."""
+
+    allowed: bool
+    group: str | None
+    reason: str
+
+
+def may_stop(owner: IdTag | None, owner_tag: str | None, stopper: IdTag | None,
+             stopper_tag: str) -> StopDecision:
+    """Who may stop a session started with ``owner_tag``: the same tag; a tag of the same
+    group (1.6 §3.5.1 parentIdTag, 2.0.1 C09 groupIdToken); a master pass of that group
+    (2.0.1 C16, limited here to its own group). Group membership is the tag's recorded
+    group only: a tag whose *name* equals a group's gains nothing by it."""
+    group = stopper.parent if stopper else None
+    if owner_tag is None or stopper_tag == owner_tag:
+        return StopDecision(True, group, "own session")
+    if stopper is None:
+        return StopDecision(False, None, "unknown tag")
+    owner_group = owner.parent if owner else None
+    if owner_group is None or stopper.parent != owner_group:
+        return StopDecision(False, group, "not of the session's group")
+    if stopper.status == TagStatus.BLOCKED:
+        return StopDecision(False, group, "tag blocked")
+    return StopDecision(True, group, "master pass" if stopper.master else "same group")
+
+
+class DriverUseCases(ChargingCore):
+    """The running cost, groups and stops by another tag, station options."""
+
+    # -- the running cost ---------------------------------------------------------
+    async def running_cost(self, station_id: str, transaction_id: str
+                           ) -> RunningCost | None:
+        """The session's cost from its tariff and stored energy; None when there is no
+        such session of this station, no tariff, or the session is held for billing."""
+
+        async def work(tx: Tx) -> RunningCost | None:
+            session = await tx.find_session(station_id, transaction_id)
+            return None if session is None else await self._cost_of(tx, session)
+
+        return await self.repo.read(work)
+
+    async def _cost_of(self, tx: Tx, session: Session) -> RunningCost | None:
+        if session.id is None or BILLING_HOLD_FLAGS.intersection(session.flags):
+            return None
+        tariff = await tx.find_tariff(session.station_id, session.started_at)
+        if tariff is None:
+            return None
+        final = session.status is SessionStatus.COMPLETED
+        end = session.stopped_at if final and session.stopped_at else self.clock()
+        # whole seconds rounded up, as the settlement worker prices the session
+        duration = max(0, math.ceil((end - session.started_at).total_seconds()))
+        energy = max(0, int(session.energy_wh or 0))
+        minor = price_minor(tariff, energy, duration)
+        total = Decimal(minor).scaleb(-tariff.decimals)
+        return RunningCost(session.id, session.transaction_id, total, tariff.currency,
+                           energy, end, final, tariff)
+
+    async def cost_command_args(self, station_id: str, session_id: Any) -> dict[str, Any]:
+        """The arguments of ``cost-updated`` for a session (named, or the station's only
+        active one): its transaction, cost, energy, and whether the station announced the
+        1.6 running-cost convention. ValueError when there is nothing true to send."""
+
+        async def work(tx: Tx) -> dict[str, Any]:
+            if session_id is not None:
+                session = await tx.get_session(int(session_id))
+                if session is None or session.station_id != station_id:
+                    raise ValueError(f"no session {session_id} on {station_id}")
+            else:
+                active = await tx.list_sessions(station_id, True, 2)
+                if not active:
+                    raise ValueError(f"{station_id} has no active session")
+                if len(active) > 1:
+                    raise ValueError(f"{station_id} has several active sessions: name one")
+                session = active[0]
+            cost = await self._cost_of(tx, session)
+            if cost is None:
+                raise ValueError(f"session {session.id} has no cost to show (no tariff, or"
+                                 " held for billing)")
+            announced = await tx.get_station_option(station_id, RUNNING_COST_OPTION)
+            return {"transaction_id": cost.transaction_id, "total_cost": str(cost.total),
+                    "currency": cost.currency, "meter_wh": cost.energy_wh,
+                    "timestamp": cost.at.isoformat().replace("+00:00", "Z"),
+                    "final": cost.final, "text": personal_message(cost),
+                    "kwh_price": str(cost.tariff.per_kwh),
+                    "hour_price": str(cost.tariff.per_minute * 60),
+                    "flat_fee": str(cost.tariff.session_fee),
+                    "running_cost": announced == "on"}
+
+        return await self.repo.read(work)
+
+    async def running_cost_sessions(self, station_id: str) -> list[int]:
+        """The active sessions of a station marked as showing the running cost (the 1.6
+        convention), to which the running cost is sent at an interval."""
+
+        async def work(tx: Tx) -> list[int]:
+            if await tx.get_station_option(station_id, RUNNING_COST_OPTION) != "on":
+                return []
+            return [s.id for s in await tx.list_sessions(station_id, True, 100)
+                    if s.id is not None]
+
+        return await self.repo.read(work)
+
+    # -- groups and master passes ----------------------------------------------------
+    async def tag_group(self, tag: str) -> str | None:
+        """The group a known tag belongs to (answered with Authorize), else None."""
+
+        async def work(tx: Tx) -> str | None:
+            record = await tx.get_tag(tag)
+            return record.parent if record else None
+
+        return await self.repo.read(work)
+
+    async def check_stop(self, station_id: str, transaction_id: str, tag: str
+                         ) -> StopDecision:
+        """Whether ``tag`` may have ended the station's session ``transaction_id``; a stop
+        it may not make is recorded as a security event (the session stays ended: the
+        station stopped it, and transaction messages are always acknowledged)."""
+
+        async def work(tx: Tx) -> tuple[StopDecision, int | None]:
+            session = await tx.find_session(station_id, transaction_id)
+            if session is None:
+                return StopDecision(True, None, "no session"), None
+            owner = await tx.get_tag(session.id_tag) if session.id_tag else None
+            stopper = await tx.get_tag(tag)
+            return may_stop(owner, session.id_tag, stopper, tag), session.id
+
+        decision, session_id = await self.repo.read(work)
+        if not decision.allowed:
+            log.warning("! %s: tag %s ended session %s: %s", station_id, tag, session_id,
+                        decision.reason)
+            await self.station_event_now(station_id, "security", {
+                "type": "StopNotAllowed", "session_id": session_id,
+                "transaction_id": transaction_id, "tag": tag, "reason": decision.reason})
+        return decision
+
+    async def station_event_now(self, station_id: str, kind: str,
+                                payload: dict[str, Any]) -> None:
+        now = self.clock()
+
+        async def work(tx: Tx) -> None:
+            await tx.add_station_event(station_id, kind, payload, now)
+
+        await self.repo.unit(work)
+
+    # -- what a station supports ------------------------------------------------------
+    async def set_station_option(self, station_id: str, name: str, value: str | None) -> None:
+        async def work(tx: Tx) -> None:
+            if await tx.get_station(station_id) is None:
+                raise ValueError(f"no station {station_id!r}")
+            await tx.set_station_option(station_id, name, value)
+
+        await self.repo.unit(work)
+
+
+# station event kinds of the reports a station sends about itself (csms stations reports)
+REPORT_KINDS = ("display_messages", "charging_profiles", "charging_limit",
+                "charging_limit_cleared", "ev_charging_needs", "ev_charging_schedule",
+                "customer_information")
+
+
+def customer_reports(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """NotifyCustomerInformation parts (station events, any order) assembled per request:
+    the parts' data in seqNo order, complete once the part without ``tbc`` arrived and no
+    seqNo before it is missing. A part sent twice counts once."""
+    by_request: dict[Any, dict[int, dict[str, Any]]] = {}
+    for e in events:
+        p = e["payload"]
+        if not isinstance(p, dict) or not isinstance(p.get("seqNo"), int):
+            continue
+        by_request.setdefault(p.get("requestId"), {}).setdefault(p["seqNo"], {**p,
+                                                                             "ts": e["ts"]})
+    out = []
+    for request_id, parts in by_request.items():
+        ordered = [parts[n] for n in sorted(parts)]
+        last = [p["seqNo"] for p in ordered if not p.get("tbc")]
+        complete = bool(last) and sorted(parts)[: last[0] + 1] == list(range(last[0] + 1))
+        out.append({"request_id": request_id, "parts": len(ordered), "complete": complete,
+                    "generated_at": ordered[0].get("generatedAt"),
+                    "data": "".join(str(p.get("data", "")) for p in ordered)})
+    return sorted(out, key=lambda r: str(r["generated_at"]), reverse=True)

@@ -1,0 +1,182 @@
+"""The 2.0.1 device model against a simulated station over real sockets: a base report in
+parts stored and shown, set-variables checked against it before anything is sent,
+monitors set, reported and cleared, the NotifyEvent a monitor raises; a report nobody
+asked for."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from chargers_sim import Station
+from chargers_sim.device import definitions
+from support import RunningServer, csms_cli, station_events
+from support.admin import api
+from support.client import RawClient
+
+FAST: dict[str, Any] = {"meter_interval": 60, "call_timeout": 5, "retry_interval": 0.1}
+
+
+async def until(check: Callable[[], Awaitable[Any]], what: str, timeout: float = 10) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+async def command(server: RunningServer, station_id: str, name: str,
+                  body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    return await api(server, "POST", f"/stations/{station_id}/commands/{name}",
+                     {**body, "timeout": 5})
+
+
+async def variables(server: RunningServer, station_id: str) -> dict[str, dict[str, Any]]:
+    async def work(tx: Any) -> list[dict[str, Any]]:
+        return list(await tx.device_variables(station_id))
+
+    return {r["var_key"]: r for r in await server.repo.read(work)}
+
+
+async def monitors(server: RunningServer, station_id: str) -> list[dict[str, Any]]:
+    async def work(tx: Any) -> list[dict[str, Any]]:
+        return list(await tx.list_monitors(station_id))
+
+    return await server.repo.read(work)
+
+
+def remote(server: RunningServer, *args: str) -> subprocess.CompletedProcess[str]:
+    assert server.app is not None and server.app.admin is not None
+    return subprocess.run(
+        [sys.executable, "-m", "csms", "remote", *args, "--admin-port",
+         str(server.app.admin.port), "--data-dir", server.settings.data_dir],
+        capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "200"})
+
+
+async def test_a_station_device_model_from_report_to_monitor(csms_server: RunningServer) -> None:
+    await csms_server.add_station("SIM1")
+    st = Station(csms_server.url, "SIM1", "2.0.1", **FAST)
+    await st.start()
+    try:
+        # before any report the model is unknown: nothing is refused locally
+        status, _ = await command(csms_server, "SIM1", "get-variables",
+                                  {"variables": ["OCPPCommCtrlr.HeartbeatInterval"]})
+        assert status == 200
+        status, answer = await command(csms_server, "SIM1", "get-base-report",
+                                       {"report_base": "FullInventory"})
+        assert status == 200 and answer["status"] == "Accepted", answer
+        expected = len(definitions(1, st.power_w))
+
+        async def complete() -> dict[str, dict[str, Any]] | None:
+            rows = await variables(csms_server, "SIM1")
+            return rows if len(rows) == expected else None
+
+        rows = await until(complete, "the whole report")
+        assert expected > 4  # it came in several parts (4 entries each)
+        assert rows["SecurityCtrlr.SecurityProfile"]["mutability"] == "ReadOnly"
+        assert rows["EVSE@1.Power"]["max_limit"] == str(st.power_w)
+        assert rows["SecurityCtrlr.BasicAuthPassword"]["value"] is None  # write-only
+        shown = csms_cli(csms_server, "stations", "variables", "SIM1", "--component",
+                         "OCPPCommCtrlr", "--json")
+        assert shown.returncode == 0, shown.stderr
+        assert {r["variable"] for r in json.loads(shown.stdout)} == {
+            "HeartbeatInterval", "MessageAttempts", "MessageAttemptInterval"}
+
+        # refused here, with one line, before anything reaches the station
+        sent_before = len(st.received_calls)
+        refused = await asyncio.to_thread(remote, csms_server, "set-variables", "SIM1",
+                                          "ChargingStation.Model=X2")
+        assert refused.returncode == 2
+        assert refused.stderr.strip() == "error: ChargingStation.Model is ReadOnly on SIM1"
+        for body, why in (
+                ({"OCPPCommCtrlr.HeartbeatInterval": "0"}, "at least 1"),
+                ({"AuthCtrlr.AuthorizeRemoteStart": "maybe"}, "true or false"),
+                ({"OCPPCommCtrlr.Nope": "1"}, "no variable"),
+                ({"Nope.Nope": "1"}, "no component")):
+            status, answer = await command(csms_server, "SIM1", "set-variables",
+                                           {"values": body})
+            assert status == 400 and why in answer["error"], answer
+        assert len(st.received_calls) == sent_before
+
+        # a monitor on the heartbeat interval; a change beyond its delta is an event
+        status, answer = await command(csms_server, "SIM1", "set-monitoring", {"monitors": [
+            {"variable": "OCPPCommCtrlr.HeartbeatInterval", "type": "Delta", "value": 10,
+             "severity": 4}]})
+        assert status == 200 and answer["status"] == "Accepted", answer
+        [monitor] = await monitors(csms_server, "SIM1")
+        assert (monitor["type"], monitor["value"]) == ("Delta", "10.0")
+        status, answer = await command(csms_server, "SIM1", "set-variables",
+                                       {"values": {"OCPPCommCtrlr.HeartbeatInterval": "200"}})
+        assert status == 200 and answer["status"] == "Accepted"
+        assert (await variables(csms_server, "SIM1"))[
+            "OCPPCommCtrlr.HeartbeatInterval"]["value"] == "200"
+
+        async def notified() -> list[dict[str, Any]]:
+            return await station_events(csms_server, "SIM1", "notify_event")
+
+        await until(notified, "the monitor's NotifyEvent")
+        shown = csms_cli(csms_server, "stations", "events", "SIM1", "--json")
+        [data] = json.loads(shown.stdout)
+        assert (data["actualValue"], data["variableMonitoringId"]) == (
+            "200", monitor["monitor_id"])
+
+        # the station's own account of its monitors, then cleared
+        status, answer = await command(csms_server, "SIM1", "get-monitoring-report", {})
+        assert status == 200 and answer["status"] == "Accepted"
+
+        async def reported() -> bool:
+            async def work(tx: Any) -> Any:
+                return await tx.get_report_request("SIM1", 2)  # after the base report
+
+            request = await csms_server.repo.read(work)
+            return bool(request["kind"] == "monitoring" and request["completed_at"])
+
+        await until(reported, "the monitoring report")
+        [again] = await monitors(csms_server, "SIM1")
+        assert (again["monitor_id"], again["in_transaction"]) == (monitor["monitor_id"], 0)
+        status, answer = await command(csms_server, "SIM1", "clear-monitoring",
+                                       {"ids": [monitor["monitor_id"]]})
+        assert status == 200 and answer["status"] == "Accepted"
+        assert await monitors(csms_server, "SIM1") == []
+        status, answer = await command(csms_server, "SIM1", "set-monitoring-level",
+                                       {"severity": 3})
+        assert (status, answer["status"]) == (200, "Accepted")
+    finally:
+        await st.close()
+
+
+async def test_reports_for_requests_never_made_are_not_stored(
+        csms_server: RunningServer) -> None:
+    await csms_server.add_station("CP1")
+    await csms_server.add_station("CP16")
+    async with await RawClient.connect(csms_server.url, "CP1", ["ocpp2.0.1"]) as c:
+        await c.result("BootNotification", {"reason": "PowerUp", "chargingStation": {
+            "vendorName": "V", "model": "M"}})
+        answer = await c.result("NotifyReport", {
+            "requestId": 99, "generatedAt": "2026-06-01T00:00:00Z", "seqNo": 0,
+            "reportData": [{"component": {"name": "SecurityCtrlr"},
+                            "variable": {"name": "SecurityProfile"},
+                            "variableAttribute": [{"value": "0", "mutability": "ReadWrite"}]}]})
+        assert answer == {}  # acknowledged (the message has no refusal), not believed
+        assert await variables(csms_server, "CP1") == {}
+        [event] = await station_events(csms_server, "CP1", "security")
+        assert event == {"type": "UnsolicitedReport", "requestId": 99, "kind": "report"}
+        monitor_report = await c.result("NotifyMonitoringReport", {
+            "requestId": 99, "generatedAt": "2026-06-01T00:00:00Z", "seqNo": 0})
+        assert monitor_report == {} and await monitors(csms_server, "CP1") == []
+    async with await RawClient.connect(csms_server.url, "CP16", ["ocpp1.6"]) as c:
+        await csms_server.wait_connected("CP16")
+        status, answer = await command(csms_server, "CP16", "get-base-report", {})
+        assert status == 400 and "2.0.1" in answer["error"]
+        status, answer = await command(csms_server, "CP16", "set-monitoring", {"monitors": [
+            {"variable": "A.B", "type": "Delta", "value": 1}]})
+        assert status == 400 and "2.0.1" in answer["error"]

@@ -1,0 +1,22 @@
+"""A command whose unit of work is not committed (a locked database, a full disk) ends
+with one line and exit code 1, never a traceback."""
+
+from __future__ import annotations
+
+import pytest
+import typer
+
+from csms.cli.common import run
+from csms.service.ports import StorageError
+
+
+async def refused() -> None:
+    raise StorageError("batch not committed: database is locked")
+
+
+def test_storage_error_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(typer.Exit) as exit_:
+        run(refused())
+    assert exit_.value.exit_code == 1
+    err = capsys.readouterr().err
+    assert err.strip().count("\n") == 0 and "database is locked" in err
