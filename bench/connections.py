@@ -3,9 +3,13 @@
 N simulated stations connect (at a bounded rate) and send heartbeats at the
 interval the server gives them; the server's RSS growth divided by N is the
 memory per connection. Measured for voltledger and for the ``ocpp`` library's
-example loop in the same run.
+example loop in the same run. With ``--tls`` the same stations connect to voltledger
+over ws:// and over wss:// (a self-signed certificate, TLS 1.3), each on a fresh
+server, for the cost of TLS per connected station (the ``ocpp`` library's example has
+no TLS of its own).
 
     python -m bench.connections --stations 10000
+    python -m bench.connections --stations 5000 --tls
 """
 
 from __future__ import annotations
@@ -15,17 +19,21 @@ import asyncio
 import json
 import os
 import resource
+import tempfile
+from pathlib import Path
 from typing import Any
 
-from bench.common import rss_kib, server
+from bench.common import free_port, rss_kib, server
+from bench.soak import write_tls_pair
 from chargers_sim.load import percentile
 from chargers_sim.station import Station
 
 __all__ = ["main", "measure"]
 
 
-async def _connect(port: int, n: int, rate: float, prefix: str) -> list[Station]:
-    stations = [Station(f"ws://127.0.0.1:{port}", f"{prefix}{i:05d}", "1.6", seed=i,
+async def _connect(port: int, n: int, rate: float, prefix: str,
+                   scheme: str = "ws") -> list[Station]:
+    stations = [Station(f"{scheme}://127.0.0.1:{port}", f"{prefix}{i:05d}", "1.6", seed=i,
                         call_timeout=60, backoff_cap=2.0) for i in range(1, n + 1)]
     async with asyncio.TaskGroup() as tg:
         for st in stations:
@@ -34,12 +42,32 @@ async def _connect(port: int, n: int, rate: float, prefix: str) -> list[Station]
     return stations
 
 
-async def measure_one(kind: str, n: int, rate: float, interval: int) -> dict[str, Any]:
+async def measure_one(kind: str, n: int, rate: float, interval: int,
+                      tls: bool = False) -> dict[str, Any]:
     os.environ["CSMS_HEARTBEAT_INTERVAL"] = str(interval)
-    with server(kind) as (port, proc):
+    with tempfile.TemporaryDirectory() as folder:
+        extra: list[str] = []
+        if tls:
+            cert, key = write_tls_pair(Path(folder))
+            tls_port = free_port()
+            extra = ["--tls-cert", str(cert), "--tls-key", str(key), "--tls-port", str(tls_port)]
+            # the stations trust the self-signed certificate (OpenSSL reads this variable
+            # when a client context loads its default trust store)
+            os.environ["SSL_CERT_FILE"] = str(cert)
+        try:
+            return await _measure_on(kind, n, rate, interval, extra,
+                                     tls_port if tls else None)
+        finally:
+            os.environ.pop("SSL_CERT_FILE", None)
+
+
+async def _measure_on(kind: str, n: int, rate: float, interval: int, extra: list[str],
+                      tls_port: int | None) -> dict[str, Any]:
+    with server(kind, extra=extra) as (port, proc):
         await asyncio.sleep(1.0)
         before = rss_kib(proc.pid)
-        stations = await _connect(port, n, rate, f"C{kind[0]}")
+        stations = await _connect(tls_port or port, n, rate, f"C{kind[0]}",
+                                  "ws" if tls_port is None else "wss")
         for st in stations:
             st.latencies.clear()
         await asyncio.sleep(interval * 2.2)
@@ -62,15 +90,27 @@ async def measure(n: int, rate: float, interval: int) -> dict[str, Any]:
             if a["kib_per_connection"] > 0 else None}
 
 
+async def measure_tls(n: int, rate: float, interval: int) -> dict[str, Any]:
+    plain = await measure_one("voltledger", n, rate, interval)
+    tls = await measure_one("voltledger", n, rate, interval, tls=True)
+    return {"benchmark": "connections_tls", "stations": n, "voltledger_ws": plain,
+            "voltledger_wss": tls,
+            "tls_kib_per_connection": round(tls["kib_per_connection"]
+                                            - plain["kib_per_connection"], 2)}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stations", type=int, default=10000)
     parser.add_argument("--connect-rate", type=float, default=500.0)
     parser.add_argument("--interval", type=int, default=10, help="heartbeat interval, s")
+    parser.add_argument("--tls", action="store_true",
+                        help="voltledger over ws:// and wss:// instead of against the baseline")
     args = parser.parse_args(argv)
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    print(json.dumps(asyncio.run(measure(args.stations, args.connect_rate, args.interval))))
+    run = measure_tls if args.tls else measure
+    print(json.dumps(asyncio.run(run(args.stations, args.connect_rate, args.interval))))
 
 
 if __name__ == "__main__":

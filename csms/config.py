@@ -25,6 +25,7 @@ from csms.service import defaults
 __all__ = [
     "COMPRESSION_MODES",
     "LOG_LEVELS",
+    "MAX_WORKERS",
     "Settings",
     "SettingsError",
     "env_var",
@@ -36,6 +37,7 @@ __all__ = [
 
 COMPRESSION_MODES = ("stateless", "context", "off")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+MAX_WORKERS = 64  # csms serve --workers
 
 
 class SettingsError(ValueError):
@@ -160,6 +162,11 @@ class Settings:
     files_url: str = ""
     max_upload_bytes: int = defaults.MAX_UPLOAD_BYTES
     transfer_hours: float = defaults.TRANSFER_HOURS  # how long a log upload URL works
+    # csms serve --workers N: N processes sharing the listening ports (SO_REUSEPORT), each
+    # a node of the cluster (PostgreSQL only); one process holds at most ulimit -n sockets
+    workers: int = 1
+    # set by csms serve for its workers: listen with SO_REUSEPORT beside the others
+    reuse_port: bool = False
 
     @property
     def admin_token_path(self) -> Path:
@@ -204,9 +211,12 @@ class Settings:
                 raise _error(name, f"a port from {low} to 65535")
         for name in ("heartbeat_interval", "boot_retry_interval", "batch_size",
                      "confirmations", "max_frame_bytes", "max_handshakes",
-                     "auth_concurrency", "max_upload_bytes", "cert_days", "csr_limit"):
+                     "auth_concurrency", "max_upload_bytes", "cert_days", "csr_limit",
+                     "workers"):
             if getattr(self, name) < 1:
                 raise _error(name, "at least 1")
+        if self.workers > MAX_WORKERS:
+            raise _error("workers", f"at most {MAX_WORKERS}")
         for name in ("max_wait", "call_timeout", "ping_interval", "ping_timeout",
                      "close_timeout", "handshake_timeout", "time_past_days",
                      "time_future_seconds", "storage_reserve", "write_buffer_limit",
@@ -244,6 +254,17 @@ class Settings:
             path = getattr(self, name)
             if path and not Path(path).expanduser().is_file():
                 raise _error(name, f"no such file: {path}")
+        if self.workers > 1:
+            # each worker is a node of the cluster: nodes share PostgreSQL, never a file
+            if self.uses_sqlite:
+                raise _error("workers", "several workers are several nodes of one database:"
+                             " PostgreSQL only (a SQLite file serves one node)")
+            if self.port == 0 or (self.tls_cert and self.tls_port == 0):
+                raise _error("workers", "the workers share their ports: give fixed ports,"
+                             " not 0")
+            if self.files_url:
+                raise _error("workers", "each worker has its own file listener: --files-url"
+                             " (one address for all) is not supported with several workers")
         if self.admin_port >= 0 and not self.admin_public and not is_loopback(
                 self.admin_host):
             raise _error("admin_host", f"{self.admin_host or 'every interface'} is beyond this"

@@ -330,6 +330,9 @@ class CentralSystem:
             "close_timeout": self.settings.close_timeout,
             **compression_options(self.settings.ws_compression),
         }
+        if self.settings.reuse_port:
+            # one of csms serve --workers: the kernel spreads connections over them
+            options["reuse_port"] = True
         if self.settings.port >= 0:
             self._server = await serve(
                 self._handle, self.settings.host, self.settings.port,

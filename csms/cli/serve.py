@@ -13,6 +13,8 @@ import logging
 import signal
 from typing import Annotated
 
+import typer
+
 from csms.cli.common import (
     DataDirOption,
     DbOption,
@@ -24,7 +26,14 @@ from csms.cli.common import (
     run,
     setting_option,
 )
-from csms.config import COMPRESSION_MODES, LOG_LEVELS, Settings, SettingsError, parse_mqtt_url
+from csms.config import (
+    COMPRESSION_MODES,
+    LOG_LEVELS,
+    MAX_WORKERS,
+    Settings,
+    SettingsError,
+    parse_mqtt_url,
+)
 
 __all__ = ["serve"]
 
@@ -161,6 +170,9 @@ def serve(
         "max_upload_bytes", "Largest log file a station may upload, bytes", min=1)] = None,
     transfer_hours: Annotated[float | None, setting_option(
         "transfer_hours", "Hours a log upload URL works", min=0.001)] = None,
+    workers: Annotated[int | None, setting_option(
+        "workers", "Server processes sharing the ports, each a node (PostgreSQL only)",
+        min=1, max=MAX_WORKERS)] = None,
 ) -> None:
     """Accept stations at ws://HOST:PORT/<station_id> (OCPP 1.6-J and 2.0.1)."""
     settings = load_settings(
@@ -173,7 +185,7 @@ def serve(
         max_wait=max_wait, ws_compression=ws_compression, log_level=log_level,
         keystore=keystore, keystore_password_file=password_file, files_host=files_host,
         files_port=files_port, files_url=files_url, max_upload_bytes=max_upload_bytes,
-        transfer_hours=transfer_hours,
+        transfer_hours=transfer_hours, workers=workers,
     )
     try:
         settings.check_serving()
@@ -182,5 +194,15 @@ def serve(
     except SettingsError as exc:
         fail(str(exc))
     _logging(settings.log_level)
+    if settings.workers > 1:
+        from csms.cli.workers import run_workers
+
+        console.print(f"[bold green]csms[/] {settings.workers} workers on ws://{settings.host}:"
+                      f"{settings.port}/<station_id>", soft_wrap=True, highlight=False)
+        code = run(run_workers(settings, lambda line: console.print(
+            line, markup=False, highlight=False)))
+        if code:
+            raise typer.Exit(code)
+        return
     run(_serve(settings))
 

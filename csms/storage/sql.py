@@ -154,6 +154,16 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
         for row in rows:
             await self.execute(sql, *row)
 
+    async def write(self, sql: str, *params: Any) -> None:
+        """A write whose outcome the unit does not read: an adapter may hold it back and
+        send it with the unit's next statement (at the latest with the end of the unit,
+        before its savepoint is released), so its error, if any, fails the unit there."""
+        await self.execute(sql, *params)
+
+    async def write_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        """:meth:`write` for several rows of one statement."""
+        await self.execute_many(sql, rows)
+
     async def free_space(self) -> int | None:
         """Bytes the database can still grow by; None when the adapter cannot tell."""
         return None
@@ -261,7 +271,7 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
         self, station_id: str, evse_id: int, connector_id: int, status: str,
         error_code: str | None, at: datetime,
     ) -> None:
-        await self.execute(
+        await self.write(
             "INSERT INTO connectors (station_id, evse_id, connector_id, status, error_code,"
             " updated_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (station_id, evse_id,"
             " connector_id) DO UPDATE SET status = excluded.status,"
@@ -357,7 +367,7 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
             # 1.6 §5.6: the central system assigns an integer transactionId; the
             # session's own id is unique and never reused.
             session.transaction_id = str(sid)
-            await self.execute(
+            await self.write(
                 "UPDATE sessions SET transaction_id = ? WHERE id = ?", session.transaction_id, sid
             )
         return sid
@@ -376,7 +386,7 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
         )
 
     async def update_session(self, session: Session) -> None:
-        await self.execute(
+        await self.write(
             "UPDATE sessions SET station_id = ?, connector_id = ?, evse_id = ?, id_tag = ?,"
             " auth_status = ?, ocpp_version = ?, transaction_id = ?, started_at = ?,"
             " stopped_at = ?, reported_meter_start_wh = ?, reported_meter_stop_wh = ?,"
@@ -409,7 +419,7 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
         self, station_id: str, samples: list[MeterSample], *, session_id: int | None,
         evse_id: int | None, connector_id: int | None, transaction_id: str | None,
     ) -> None:
-        await self.execute_many(
+        await self.write_many(
             "INSERT INTO meter_samples (session_id, station_id, evse_id, connector_id,"
             " transaction_id, seq_no, ts, measurand, phase, context, location, unit,"
             " multiplier, value, format, signed)"
@@ -477,7 +487,7 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
     async def add_station_event(
         self, station_id: str, kind: str, payload: dict[str, Any], at: datetime
     ) -> None:
-        await self.execute(
+        await self.write(
             "INSERT INTO station_events (station_id, kind, ts, payload) VALUES (?, ?, ?, ?)",
             station_id, kind, dt_to_db(at), json_text(payload),
         )
@@ -502,7 +512,7 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
 
     async def add_outbox(self, topic: str, payload: dict[str, Any], at: datetime) -> str:
         event_id = str(uuid.uuid4())
-        await self.execute(
+        await self.write(
             "INSERT INTO outbox (event_id, topic, payload, created_at) VALUES (?, ?, ?, ?)",
             event_id, topic, json_text({"event_id": event_id, **payload}),
             dt_to_db(at),
@@ -510,7 +520,7 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
         return event_id
 
     async def enqueue_settlement(self, session_id: int, at: datetime) -> None:
-        await self.execute(
+        await self.write(
             "INSERT INTO settlement_queue (session_id, enqueued_at) VALUES (?, ?)"
             " ON CONFLICT DO NOTHING",
             session_id, dt_to_db(at),

@@ -65,3 +65,33 @@ def test_fleet_benchmark_grows_a_fleet_on_each_server() -> None:
         for step in figures["steps"]:  # every station connected, sent and was answered
             assert step["connect_failures"] == 0 and step["dropped"] == 0, figures
             assert step["errors"] == 0 and step["messages_per_s"] > 0, figures
+
+
+def test_connections_benchmark_measures_tls_per_connection() -> None:
+    r = subprocess.run([sys.executable, "-m", "bench.connections", "--stations", "5",
+                        "--interval", "1", "--tls"], capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout.strip().splitlines()[-1])
+    assert result["voltledger_ws"]["connected"] == 5
+    assert result["voltledger_wss"]["connected"] == 5  # every station over wss://
+    assert result["voltledger_wss"]["heartbeats"] > 0
+    assert "tls_kib_per_connection" in result
+
+
+@pytest.mark.parametrize("engine", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.mark.parametrize("reads", [False, True])
+def test_storage_benchmark_runs_units_on_each_engine(engine: str, reads: bool) -> None:
+    db = ["--db", "postgresql://postgres@127.0.0.1:5432/test"] if engine == "postgres" else []
+    if engine == "postgres":
+        require_service("PostgreSQL", "127.0.0.1", 5432)
+    r = subprocess.run([sys.executable, "-m", "bench.storage", "--callers", "3", "--units",
+                        "30", *db, *(["--reads"] if reads else [])],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout.strip().splitlines()[-1])
+    assert result["engine"] == engine and result["units"] == 30
+    # units of work share commits (and the setup is one); reads commit nothing
+    if reads:
+        assert result["commits"] == 1
+    else:
+        assert 1 < result["commits"] <= 31

@@ -226,3 +226,36 @@ async def test_a_lost_connection_fails_the_batch_and_the_next_one_works(
     assert all(isinstance(r, StorageError) for r in results), results
     await a.unit(lambda tx: tx.put_tag(IdTag("KEPT")))
     assert [t.tag for t in await a.read(lambda tx: tx.list_tags())] == ["KEPT"]
+
+
+async def test_a_batch_waits_for_another_nodes_row_lock_a_bounded_time(
+    postgres_url: str,
+) -> None:
+    a = await PostgresRepository.open(postgres_url)
+    b = await PostgresRepository.open(postgres_url, lock_timeout=0.2)
+    try:
+        await a.unit(lambda tx: tx.insert_station(Station("X", created_at=T0)))
+        a_holds_x = asyncio.Event()
+        release = asyncio.Event()
+
+        async def hold(tx: Tx) -> None:
+            await tx.touch_station("X", T0)
+            a_holds_x.set()
+            await release.wait()  # node a's batch keeps the row locked meanwhile
+
+        holder = asyncio.create_task(a.unit(hold))
+        await a_holds_x.wait()
+        # node b's unit gives up waiting, runs again (the lock is still held), then fails:
+        # an error the station retries, not a batch stuck behind another node's
+        results = await asyncio.gather(b.unit(lambda tx: tx.touch_station("X", T0)),
+                                       b.unit(lambda tx: tx.put_tag(IdTag("FREE"))),
+                                       return_exceptions=True)
+        assert isinstance(results[0], StorageError) and "55P03" in str(results[0])
+        assert results[1] is None  # the other units of the batch are committed
+        assert b.retries == 3
+        release.set()
+        await holder
+        await b.unit(lambda tx: tx.touch_station("X", T0))  # free again
+    finally:
+        await a.close()
+        await b.close()

@@ -1,0 +1,139 @@
+"""``csms serve --workers N``: N server processes on the same ports, one cluster.
+
+Theory of operation. One process may hold at most ``ulimit -n`` sockets and uses one
+core; more stations per machine need more processes. The parent starts N workers, each
+a full ``csms serve`` node with its own node id (``<node>/<k>``) on the same database
+(PostgreSQL: nodes already share it, see :mod:`csms.service.cluster`), listening on the
+same ports with ``SO_REUSEPORT``, so the kernel spreads new connections over them.
+Worker 0 alone serves the admin API and runs the settlement worker (``--chain``); an
+operator command for a station connected to another worker travels over MQTT like one
+for another node (``--mqtt``; without it, only worker 0's stations take commands).
+
+The parent only supervises: a worker that dies is started again after a pause (its
+stations reconnect, to any worker); a worker that exits with an error in its first
+seconds stops the whole command with it (a port in use, a database that cannot be
+reached), while one ended by a signal (kill -9, the OOM killer) is started again;
+SIGINT/SIGTERM stop every worker. A worker reads its settings as JSON on its standard
+input (``python -m csms.cli.workers``), so it runs exactly the parent's checked settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable
+
+from csms.config import Settings
+
+__all__ = ["run_workers", "worker_settings"]
+
+STARTUP_SECONDS = 5.0  # a worker gone this soon after its start is a failure to start
+RESTART_PAUSE = 1.0
+STOP_SECONDS = 30.0
+
+
+def worker_settings(settings: Settings, k: int) -> Settings:
+    """The settings of worker ``k`` (0-based) of ``settings.workers``."""
+    base = settings.node_id or f"{socket.gethostname()}:{settings.port}"
+    one = dataclasses.replace(settings, workers=1, reuse_port=True, node_id=f"{base}/{k}")
+    # one admin API and one settlement worker: worker 0's; each worker has its own file
+    # listener (its stations' transfer URLs name it): the others on any free port
+    return one if k == 0 else dataclasses.replace(
+        one, admin_port=-1, chain="", files_port=min(one.files_port, 0))
+
+
+async def _start(settings: Settings, k: int) -> asyncio.subprocess.Process:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "csms.cli.workers", stdin=asyncio.subprocess.PIPE)
+    assert proc.stdin is not None
+    proc.stdin.write(json.dumps(dataclasses.asdict(worker_settings(settings, k))).encode())
+    await proc.stdin.drain()
+    proc.stdin.close()
+    return proc
+
+
+async def run_workers(settings: Settings, say: Callable[[str], None] = print) -> int:
+    """Start and watch ``settings.workers`` workers until SIGINT/SIGTERM; the exit code."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    procs: dict[int, asyncio.subprocess.Process] = {}
+    started: dict[int, float] = {}
+    waits: dict[asyncio.Task[int], int] = {}
+    code = 0
+
+    async def launch(k: int) -> None:
+        procs[k] = await _start(settings, k)
+        started[k] = time.monotonic()
+        waits[asyncio.ensure_future(procs[k].wait())] = k
+
+    try:
+        for k in range(settings.workers):
+            await launch(k)
+        stopping = asyncio.ensure_future(stop.wait())
+        while not stop.is_set():
+            done, _ = await asyncio.wait([stopping, *waits], return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task is stopping:
+                    continue
+                k = waits.pop(task)
+                returncode = task.result()
+                if returncode > 0 and time.monotonic() - started[k] < STARTUP_SECONDS:
+                    # its own error (printed), not a signal: starting again would not help
+                    say(f"error: worker {k} did not start (exit code {returncode})")
+                    code = 1
+                    stop.set()
+                    break
+                say(f"worker {k} ended (exit code {returncode}); starting it again")
+                await asyncio.sleep(RESTART_PAUSE)
+                if not stop.is_set():
+                    await launch(k)
+        stopping.cancel()
+    finally:
+        await _stop_all(list(procs.values()))
+    return code
+
+
+async def _stop_all(procs: list[asyncio.subprocess.Process]) -> None:
+    for proc in procs:
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.terminate()
+    try:
+        async with asyncio.timeout(STOP_SECONDS):
+            for proc in procs:
+                await proc.wait()
+    except TimeoutError:
+        for proc in procs:
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+
+
+def _worker_main() -> None:
+    """One worker: the settings as JSON on stdin, then ``csms serve`` with them."""
+    import typer
+
+    from csms.cli.common import run
+    from csms.cli.serve import _logging, _serve
+
+    settings = Settings(**json.loads(sys.stdin.read()))
+    settings.check()
+    _logging(settings.log_level)
+    try:
+        run(_serve(settings))
+    except typer.Exit as exc:  # its one line is printed already
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    _worker_main()

@@ -1,0 +1,52 @@
+"""What each worker of ``csms serve --workers`` runs with (pure)."""
+
+from __future__ import annotations
+
+import pytest
+
+from csms.cli.workers import worker_settings
+from csms.config import Settings, SettingsError
+
+PG = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def test_each_worker_is_a_node_of_its_own_and_only_the_first_runs_the_admin_api_and_chain(
+) -> None:
+    settings = Settings(db=PG, workers=3, port=9000, node_id="east", chain="local",
+                        admin_port=9001)
+    workers = [worker_settings(settings, k) for k in range(3)]
+    assert [w.node_id for w in workers] == ["east/0", "east/1", "east/2"]
+    assert all(w.workers == 1 and w.reuse_port and w.port == 9000 for w in workers)
+    assert [(w.admin_port, w.chain) for w in workers] == [
+        (9001, "local"), (-1, ""), (-1, "")]
+    # a fixed file listener port: worker 0's; the others on any free port
+    with_files = Settings(db=PG, workers=2, port=9000, files_port=9080)
+    assert [worker_settings(with_files, k).files_port for k in (0, 1)] == [9080, 0]
+    for w in workers:
+        w.check()
+        w.check_serving()
+
+
+def test_without_a_node_id_the_workers_are_named_after_the_host_and_port() -> None:
+    w = worker_settings(Settings(db=PG, workers=2, port=9100), 1)
+    assert w.node_id.endswith(":9100/1")
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"db": "./csms.sqlite3"}, "PostgreSQL only"),
+    ({"port": 0}, "fixed ports"),
+    ({"tls_cert": __file__, "tls_port": 0}, "fixed ports"),
+    ({"files_url": "https://files.example"}, "files-url"),
+])
+def test_several_workers_need_postgresql_and_fixed_ports(
+    changes: dict[str, object], message: str
+) -> None:
+    settings = Settings(**{"db": PG, "workers": 2, "port": 9000, **changes})  # type: ignore[arg-type]
+    with pytest.raises(SettingsError, match=message):
+        settings.check_serving()
+
+
+@pytest.mark.parametrize("workers", [0, -1, 65])
+def test_a_worker_count_out_of_range_is_refused(workers: int) -> None:
+    with pytest.raises(SettingsError, match="workers"):
+        Settings(db=PG, workers=workers).check()
