@@ -302,8 +302,8 @@ class Settings:
         if not path.exists():
             if not create:
                 return path
-            try:
-                path.mkdir(parents=True)
+            try:  # exist_ok: another process (a sibling worker) may make it meanwhile
+                path.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise _error("data_dir", f"cannot create {self.data_dir}:"
                              f" {exc.strerror or exc}") from None

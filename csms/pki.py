@@ -84,8 +84,11 @@ def trusting_settings(settings: Settings, ca: CertificateAuthority) -> Settings:
             return settings
         bundle = ca_folder(settings) / "client-cas.pem"
         bundle.parent.mkdir(parents=True, exist_ok=True)
-        bundle.write_text(Path(settings.client_ca).read_text("ascii").rstrip("\n") + "\n"
-                          + ca.cert_pem, "ascii")
+        # written whole, then renamed: sibling workers (serve --workers) write it too
+        part = bundle.with_name(f"{bundle.name}.{os.getpid()}")
+        part.write_text(Path(settings.client_ca).read_text("ascii").rstrip("\n") + "\n"
+                        + ca.cert_pem, "ascii")
+        os.replace(part, bundle)
         return replace(settings, client_ca=str(bundle))
     if settings.ca_cert:
         return replace(settings, client_ca=settings.ca_cert)

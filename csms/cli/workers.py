@@ -29,7 +29,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from csms.config import Settings
+from csms.config import Settings, SettingsError
 
 __all__ = ["run_workers", "worker_settings"]
 
@@ -75,6 +75,17 @@ async def run_workers(settings: Settings, say: Callable[[str], None] = print) ->
         started[k] = time.monotonic()
         waits[asyncio.ensure_future(procs[k].wait())] = k
 
+    # what a node makes on its first start (the data folder, the built-in CA), made once
+    # here so that the workers find it rather than race to make it
+    try:
+        settings.data_folder()
+        if settings.ca_cert or settings.tls_cert or settings.admin_port >= 0:
+            from csms.pki import load_or_create_ca
+
+            load_or_create_ca(settings)
+    except SettingsError as exc:
+        say(f"error: {exc}")
+        return 1
     try:
         for k in range(settings.workers):
             await launch(k)
