@@ -13,15 +13,14 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from chargers_sim import Fleet
-from csms.domain.model import IdTag
 from settlement.chain import ContractParams, find_anvil, open_chain
 from support import RunningServer
 from support.browser import ARTIFACTS, CHROMIUM, LAUNCH_ARGS, require_browser
+from support.chainkit import link_stations_and_card
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = ROOT / "web" / "verify" / "dist" / "verify.html"
@@ -70,16 +69,8 @@ async def _paying_driver(server: RunningServer, data_dir: Path) -> dict[str, Any
     for sid in STATIONS:
         await server.add_station(sid)
 
-    async def link(tx: Any) -> None:
-        for sid, index in indexes.items():
-            station = await tx.get_station(sid)
-            station.host_address, station.chain_station = host.address.lower(), index
-            await tx.update_station(station)
-        await tx.put_tag(IdTag(TAG))
-        await tx.link_card(TAG, driver.address, "0x" + salt.hex(), "0x" + commitment.hex(),
-                           datetime.now(UTC))
-
-    await server.repo.unit(link)
+    await link_stations_and_card(server.repo, host.address, indexes, TAG, driver.address,
+                                 salt, commitment)
     return {"driver": driver.address}
 
 

@@ -28,12 +28,12 @@ from typing import Any
 import pytest
 
 from chargers_sim import Fleet
-from csms.domain.model import IdTag
 from settlement.chain import AnvilNode, ContractParams, find_anvil, open_chain
 from settlement.receipts import RECORD_FIELDS
 from support import IN_CI, RunningServer
 from support.browser import ARTIFACTS as BROWSER_ARTIFACTS
 from support.browser import CHROMIUM
+from support.chainkit import link_stations_and_card
 from support.services import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -100,16 +100,8 @@ async def _real_run(server: RunningServer, folder: Path) -> dict[str, Any]:
     for sid in stations:
         await server.add_station(sid)
 
-    async def link(tx: Any) -> None:
-        for sid, index in stations.items():
-            station = await tx.get_station(sid)
-            station.host_address, station.chain_station = host.address.lower(), index
-            await tx.update_station(station)
-        await tx.put_tag(IdTag(TAG))
-        await tx.link_card(TAG, driver.address, "0x" + salt.hex(), "0x" + commitment.hex(),
-                           datetime.now(UTC))
-
-    await server.repo.unit(link)
+    await link_stations_and_card(server.repo, host.address, stations, TAG, driver.address,
+                                 salt, commitment)
     for prefix, signed in (("SIGN", True), ("PLAIN", False)):
         fleet = Fleet(server.url, 2, mix=True, prefix=prefix, meter_interval=0.05, seed=21,
                       power_kw=22, signed=signed)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +21,27 @@ from settlement.chain import Chain, ChainError, Settled
 from settlement.eip712 import Authorization
 from settlement.records import CARD, SIGNED, pack_entry
 
-__all__ = ["Kit", "Row", "reverts"]
+__all__ = ["Kit", "Row", "link_stations_and_card", "reverts"]
 
 CONTRACTS = Path(__file__).parent / "contracts"
+
+
+async def link_stations_and_card(repo: Any, host: str, stations: dict[str, int], tag: str,
+                                  driver: str, salt: bytes, commitment: bytes) -> None:
+    """Record in the central system what was done on chain: each station's host and
+    on-chain index, and the card ``tag`` linked to ``driver`` (its salt and commitment)."""
+    from csms.domain.model import IdTag
+
+    async def link(tx: Any) -> None:
+        for sid, index in stations.items():
+            station = await tx.get_station(sid)
+            station.host_address, station.chain_station = host.lower(), index
+            await tx.update_station(station)
+        await tx.put_tag(IdTag(tag))
+        await tx.link_card(tag, driver, "0x" + salt.hex(), "0x" + commitment.hex(),
+                           datetime.now(UTC))
+
+    await repo.unit(link)
 
 
 def reverts(reason: str = "") -> Any:
