@@ -75,12 +75,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import random
 import zlib
 from collections.abc import Awaitable, Callable
-from decimal import Decimal
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -89,6 +87,16 @@ import asyncpg
 from csms.service.ports import StorageError, Tx
 from csms.storage.group_commit import Batch, GroupCommit, Outcomes
 from csms.storage.migrations import CREATE_MIGRATIONS_TABLE, Migration, migrate
+from csms.storage.postgres_rounds import ReadShape, RoundStats, RunInSequence, run_in_rounds
+from csms.storage.postgres_text import (
+    inline_rows,
+    inline_statement,
+    literal,
+    prepared_name,
+    rowcount,
+    sql_pieces,
+    to_postgres_placeholders,
+)
 from csms.storage.sql import SqlTx
 
 __all__ = [
@@ -117,114 +125,6 @@ RETRYABLE_SQLSTATES = frozenset({"23505", "40001", "40P01", "55P03"})
 LOCK_TIMEOUT = 5.0
 MAX_ATTEMPTS = 4  # a deadlock can recur under load when both sides retry at once
 _DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
-
-
-@functools.lru_cache(maxsize=2048)
-def _sql_pieces(sql: str) -> tuple[str, ...]:
-    """The text around the ``?`` placeholders, leaving quoted text alone: ``n + 1``
-    pieces for ``n`` placeholders. Text inside ``'...'``, ``"..."`` and ``--`` comments
-    is copied as is."""
-    pieces: list[str] = []
-    out: list[str] = []
-    i = 0
-    length = len(sql)
-    while i < length:
-        ch = sql[i]
-        if ch in "'\"":
-            end = sql.find(ch, i + 1)
-            # a doubled quote inside a literal ('it''s') is two adjacent literals here
-            end = length - 1 if end < 0 else end
-            out.append(sql[i:end + 1])
-            i = end + 1
-            continue
-        if ch == "-" and sql.startswith("--", i):
-            end = sql.find("\n", i)
-            end = length - 1 if end < 0 else end
-            out.append(sql[i:end + 1])
-            i = end + 1
-            continue
-        if ch == "?":
-            pieces.append("".join(out))
-            out = []
-        else:
-            out.append(ch)
-        i += 1
-    pieces.append("".join(out))
-    return tuple(pieces)
-
-
-@functools.lru_cache(maxsize=2048)
-def to_postgres_placeholders(sql: str) -> str:
-    """Number the ``?`` placeholders (``$1``, ``$2``...), leaving quoted text alone.
-
-    The portable SQL of :mod:`csms.storage.sql` uses ``?``; asyncpg wants
-    ``$n``. Text inside ``'...'``, ``"..."`` and ``--`` comments is copied as is.
-    """
-    if "?" not in sql:
-        return sql
-    pieces = _sql_pieces(sql)
-    out = [pieces[0]]
-    for n, piece in enumerate(pieces[1:], 1):
-        out.append(f"${n}")
-        out.append(piece)
-    return "".join(out)
-
-
-def _literal(value: Any) -> str | None:
-    """``value`` as an SQL literal for a TEXT or BIGINT column, or None when it is not one
-    of the plain types written that way (the statement then goes with parameters).
-
-    Strings are quoted by doubling ``'``, which is the whole escaping with
-    ``standard_conforming_strings`` on (every pool connection sets it); a string with a
-    NUL character, which PostgreSQL text cannot hold, is left to the parameter path and
-    its error."""
-    if value is None:
-        return "NULL"
-    if isinstance(value, str):
-        return None if "\x00" in value else "'" + value.replace("'", "''") + "'"
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, Decimal):
-        return "'" + str(value) + "'"
-    return None
-
-
-def inline_statement(sql: str, params: tuple[Any, ...]) -> str | None:
-    """``sql`` (``?`` placeholders) with ``params`` written in as literals, or None."""
-    pieces = _sql_pieces(sql)
-    if len(pieces) != len(params) + 1:
-        return None
-    out = [pieces[0]]
-    for value, piece in zip(params, pieces[1:], strict=True):
-        lit = _literal(value)
-        if lit is None:
-            return None
-        out.append(lit)
-        out.append(piece)
-    return "".join(out)
-
-
-def inline_rows(sql: str, rows: list[tuple[Any, ...]]) -> str | None:
-    """One ``INSERT ... VALUES (?, ...)`` for several rows as one multi-row statement
-    with the values written in ("" for no rows), or None (then: parameters)."""
-    head, sep, group = sql.rpartition(" VALUES ")
-    if not rows:
-        return ""
-    if not sep or not head.lstrip().upper().startswith("INSERT") \
-            or not (group.startswith("(") and group.endswith(")")):
-        return None
-    values = [inline_statement(group, row) for row in rows]
-    if any(v is None for v in values):
-        return None
-    return f"{head} VALUES {', '.join(v for v in values if v is not None)}"
-
-
-def _rowcount(status: str) -> int:
-    # asyncpg returns the command tag: "INSERT 0 1", "UPDATE 3", "DELETE 0", ...
-    last = status.rsplit(" ", 1)[-1]
-    return int(last) if last.isdigit() else 0
 
 
 def describe_dsn(dsn: str) -> str:
@@ -264,11 +164,6 @@ class _Connection(asyncpg.Connection):  # type: ignore[misc]
         self.prepared_writes: set[str] = set()
 
 
-@functools.lru_cache(maxsize=256)
-def _prepared_name(sql: str) -> str:
-    return f"vl_write_{zlib.crc32(sql.encode()):08x}_{len(sql)}"
-
-
 class _PostgresTx(SqlTx):
     """The four SQL primitives on one asyncpg connection.
 
@@ -294,8 +189,8 @@ class _PostgresTx(SqlTx):
             await self._conn.execute(";".join(self.held()))
 
     async def write(self, sql: str, *params: Any) -> None:
-        values = [_literal(v) for v in params]
-        if any(v is None for v in values) or len(_sql_pieces(sql)) != len(params) + 1:
+        values = [literal(v) for v in params]
+        if any(v is None for v in values) or len(sql_pieces(sql)) != len(params) + 1:
             await self.execute(sql, *params)
             return
         if self._prepared is None:  # a connection of another class: the text itself
@@ -303,7 +198,7 @@ class _PostgresTx(SqlTx):
             return
         # EXECUTE of a statement prepared once per connection: PostgreSQL parses and
         # plans the text once, not at every write (a round trip the first time only)
-        name = _prepared_name(sql)
+        name = prepared_name(sql)
         if name not in self._prepared:
             await self._conn.execute(f"PREPARE {name} AS {to_postgres_placeholders(sql)}")
             self._prepared.add(name)
@@ -320,7 +215,7 @@ class _PostgresTx(SqlTx):
     async def execute(self, sql: str, *params: Any) -> int:
         await self._send_held()
         status: str = await self._conn.execute(to_postgres_placeholders(sql), *params)
-        return _rowcount(status)
+        return rowcount(status)
 
     async def execute_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
         if len(rows) == 1:
@@ -375,15 +270,20 @@ class PostgresRepository(GroupCommit):
     committer_name = "postgres-committer"
 
     def __init__(self, pool: asyncpg.Pool, dsn: str, parallel: int = COMMITTERS,
-                 lock_timeout: float = LOCK_TIMEOUT) -> None:
+                 lock_timeout: float = LOCK_TIMEOUT, in_rounds: bool = True) -> None:
         super().__init__()
         self._pool = pool
         self.dsn = dsn
         self.parallel = parallel
-        self._begin = ("BEGIN ISOLATION LEVEL READ COMMITTED;"
-                       f" SET LOCAL lock_timeout = {max(1, round(lock_timeout * 1000))};"
-                       " SAVEPOINT unit")
+        self._begin_rounds = ("BEGIN ISOLATION LEVEL READ COMMITTED;"
+                              f" SET LOCAL lock_timeout = {max(1, round(lock_timeout * 1000))}")
+        self._begin = f"{self._begin_rounds}; SAVEPOINT unit"
         self.retries = 0
+        # A batch's units run together, their reads gathered in rounds
+        # (csms.storage.postgres_rounds); False: one after another, as a fallback does.
+        self.in_rounds = in_rounds
+        self.round_stats = RoundStats()
+        self._read_shapes: dict[str, ReadShape] = {}
 
     @classmethod
     async def open(
@@ -397,7 +297,7 @@ class PostgresRepository(GroupCommit):
                 dsn, min_size=min_size, max_size=max(2, max_size),
                 command_timeout=command_timeout, statement_cache_size=512,
                 # standard_conforming_strings: held-back writes quote their strings
-                # by doubling quotes only (_literal), which needs it on
+                # by doubling quotes only (literal), which needs it on
                 server_settings={"application_name": "voltledger",
                                  "standard_conforming_strings": "on"},
                 reset=_keep_session, connection_class=_Connection,
@@ -465,60 +365,73 @@ class PostgresRepository(GroupCommit):
             raise StorageError(f"batch not committed: {_storage_error(exc)}") from exc
 
     async def _run_batch_on_a_connection(self, batch: Batch) -> Outcomes:
-        outcomes: Outcomes = []
         async with self._pool.acquire() as conn:
-            tx = _PostgresTx(conn)
-            await conn.execute(self._begin)
-            try:
-                last = len(batch) - 1
-                for i, (fn, fut) in enumerate(batch):
-                    attempt = 1
-                    while True:
-                        try:
-                            result = await fn(tx)
-                            # Inside the try: a unit that swallowed a database
-                            # error left the transaction aborted, which fails
-                            # here and is undone like any other failing unit; so
-                            # does an error of the writes it held back, sent here
-                            # in the same round trip.
-                            await conn.execute(";".join([
-                                *tx.held(),
-                                "RELEASE SAVEPOINT unit; SAVEPOINT unit" if i < last
-                                else "RELEASE SAVEPOINT unit",
-                            ]))
-                        except Exception as exc:  # handed to the caller
-                            tx.held()  # a failed unit's writes are dropped with it
-                            # Undo this unit only; the savepoint stays for the
-                            # next attempt or the next unit. If this fails the
-                            # transaction is gone and the batch fails.
-                            await conn.execute("ROLLBACK TO SAVEPOINT unit")
-                            sqlstate = getattr(exc, "sqlstate", None)
-                            # A unique violation needs one retry (to see the row the other
-                            # node committed); a deadlock may recur, so it gets a few.
-                            limit = 2 if sqlstate == "23505" else MAX_ATTEMPTS
-                            if sqlstate in RETRYABLE_SQLSTATES and attempt < limit:
-                                log.info("= unit conflicted with another transaction (%s),"
-                                         " running it again", sqlstate)
-                                self.retries += 1
-                                attempt += 1
-                                # a little jitter so two nodes do not collide again in step
-                                await asyncio.sleep(random.uniform(0, 0.02 * attempt))
-                                continue
-                            if isinstance(exc, _DB_ERRORS):
-                                exc = _storage_error(exc)
-                            outcomes.append((fut, False, exc))
-                        else:
-                            outcomes.append((fut, True, result))
-                        break
-                status = await conn.execute("COMMIT")
-                if status != "COMMIT":
-                    # PostgreSQL answers COMMIT of an aborted transaction with ROLLBACK
-                    raise StorageError(f"commit answered {status!r}")
-            except BaseException:
-                if not conn.is_closed():
-                    with contextlib.suppress(*_DB_ERRORS):
-                        await conn.execute("ROLLBACK")
-                raise
+            if self.in_rounds:
+                prepared = getattr(conn, "prepared_writes", None)
+                try:
+                    return await run_in_rounds(
+                        conn, batch, begin=self._begin_rounds,
+                        prepared=prepared if isinstance(prepared, set) else set(),
+                        shapes=self._read_shapes, stats=self.round_stats)
+                except RunInSequence as exc:
+                    log.info("= batch of %d units runs unit by unit: %s", len(batch), exc)
+            return await self._run_in_sequence(conn, batch)
+
+    async def _run_in_sequence(self, conn: asyncpg.Connection, batch: Batch) -> Outcomes:
+        """The units one after another, each in its own savepoint."""
+        outcomes: Outcomes = []
+        tx = _PostgresTx(conn)
+        await conn.execute(self._begin)
+        try:
+            last = len(batch) - 1
+            for i, (fn, fut) in enumerate(batch):
+                attempt = 1
+                while True:
+                    try:
+                        result = await fn(tx)
+                        # Inside the try: a unit that swallowed a database
+                        # error left the transaction aborted, which fails
+                        # here and is undone like any other failing unit; so
+                        # does an error of the writes it held back, sent here
+                        # in the same round trip.
+                        await conn.execute(";".join([
+                            *tx.held(),
+                            "RELEASE SAVEPOINT unit; SAVEPOINT unit" if i < last
+                            else "RELEASE SAVEPOINT unit",
+                        ]))
+                    except Exception as exc:  # handed to the caller
+                        tx.held()  # a failed unit's writes are dropped with it
+                        # Undo this unit only; the savepoint stays for the
+                        # next attempt or the next unit. If this fails the
+                        # transaction is gone and the batch fails.
+                        await conn.execute("ROLLBACK TO SAVEPOINT unit")
+                        sqlstate = getattr(exc, "sqlstate", None)
+                        # A unique violation needs one retry (to see the row the other
+                        # node committed); a deadlock may recur, so it gets a few.
+                        limit = 2 if sqlstate == "23505" else MAX_ATTEMPTS
+                        if sqlstate in RETRYABLE_SQLSTATES and attempt < limit:
+                            log.info("= unit conflicted with another transaction (%s),"
+                                     " running it again", sqlstate)
+                            self.retries += 1
+                            attempt += 1
+                            # a little jitter so two nodes do not collide again in step
+                            await asyncio.sleep(random.uniform(0, 0.02 * attempt))
+                            continue
+                        if isinstance(exc, _DB_ERRORS):
+                            exc = _storage_error(exc)
+                        outcomes.append((fut, False, exc))
+                    else:
+                        outcomes.append((fut, True, result))
+                    break
+            status = await conn.execute("COMMIT")
+            if status != "COMMIT":
+                # PostgreSQL answers COMMIT of an aborted transaction with ROLLBACK
+                raise StorageError(f"commit answered {status!r}")
+        except BaseException:
+            if not conn.is_closed():
+                with contextlib.suppress(*_DB_ERRORS):
+                    await conn.execute("ROLLBACK")
+            raise
         return outcomes
 
     async def close(self) -> None:

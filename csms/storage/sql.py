@@ -164,6 +164,13 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
         """:meth:`write` for several rows of one statement."""
         await self.execute_many(sql, rows)
 
+    async def fetchone_shared(self, sql: str, *params: Any) -> dict[str, Any] | None:
+        """:meth:`fetchone` of reference data that stations only read (id tags): units an
+        adapter runs together may read it at once, without waiting for each other (they
+        do wait for each other on any other read of the same row, see
+        :mod:`csms.storage.postgres_rounds`)."""
+        return await self.fetchone(sql, *params)
+
     async def free_space(self) -> int | None:
         """Bytes the database can still grow by; None when the adapter cannot tell."""
         return None
@@ -291,7 +298,7 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
 
     # -- id tags -------------------------------------------------------------
     async def get_tag(self, tag: str) -> IdTag | None:
-        row = await self.fetchone("SELECT * FROM id_tags WHERE tag = ?", tag)
+        row = await self.fetchone_shared("SELECT * FROM id_tags WHERE tag = ?", tag)
         if row is None:
             return None
         return _tag(row)

@@ -16,17 +16,21 @@ from csms.service.ports import Repository
 from csms.storage import open_repository
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres),
+                        pytest.param("postgres-in-sequence", marks=pytest.mark.postgres)])
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A ``--db`` value for a fresh, empty database of each backend."""
-    if request.param == "postgres":
+    """A ``--db`` value for a fresh, empty database of each backend (PostgreSQL twice: its
+    batches in rounds, and unit by unit as when a batch falls back)."""
+    if request.param.startswith("postgres"):
         return str(request.getfixturevalue("postgres_url"))
     return str(tmp_path / "csms.sqlite3")
 
 
 @pytest.fixture
-async def repo(db: str) -> AsyncIterator[Repository]:
+async def repo(db: str, request: pytest.FixtureRequest) -> AsyncIterator[Repository]:
     repository = await open_repository(db)
+    if request.node.callspec.params.get("db") == "postgres-in-sequence":
+        repository.in_rounds = False  # type: ignore[attr-defined]
     try:
         yield repository
     finally:

@@ -1,0 +1,456 @@
+"""A batch's units run together on one PostgreSQL connection, in rounds.
+
+Theory of operation. Run one after another, the units of a batch cost a round trip per
+statement each: 200 stations' meter values, one read each, are 200 round trips in
+sequence before the commit. Here every unit of the batch starts at once, each with its
+own :class:`RoundTx`, which sends nothing: a statement whose result the unit needs is a
+request the unit waits on. When every unit is waiting (or done), that is a round, and
+the round goes to the server in as few round trips as the statements allow:
+
+1. the writes every unit held back (:meth:`csms.storage.sql.SqlTx.write`: sample rows,
+   session updates, events...) in one simple-protocol script, so a unit's own writes
+   precede its next read (read-your-writes) and the reads of every other unit after it;
+2. each write whose outcome a unit reads (a row count, a new id), one statement each;
+3. every read of the round in one statement: the reads of one SQL text are one
+   ``LATERAL`` subquery over ``unnest`` of their parameters (``WITH ORDINALITY`` tells
+   whose row is whose; ``row_number()`` keeps each read's own row order), the subqueries
+   of different texts joined with ``UNION ALL``, each row as ``jsonb`` (the columns of
+   this schema, text and integers, come back exactly), handed back to its unit.
+
+A batch then costs as many rounds as its deepest unit has reads, not the sum of all its
+units' statements: a batch of meter values is one read round and one script of writes
+ending in ``COMMIT``. The transaction begins with the first write: the reads before it
+run on their own, which under READ COMMITTED (a fresh snapshot per statement, plain
+reads take no lock) is what they would see as the transaction's first statements.
+
+Units that touch the same rows stay in sequence. A unit asking for a read another unit
+of the batch already made with the same statement and parameters (the same session, the
+same station) waits until that unit is done, and then sees its writes, as if the two had
+run one after the other. Reads of reference data that stations only read (id tags,
+:meth:`~csms.storage.sql.SqlTx.fetchone_shared`) do not wait: several units read the tag
+at once, as units of two concurrent transactions would. Units that reach the same row
+by different reads run as two concurrent transactions of a node would (a station's own
+messages never meet in one batch: one is in flight per station).
+
+Failures. A unit that raises before any of its writes was sent fails alone: its held
+writes are dropped. Anything else, a database error in any statement (a unique
+violation, a deadlock, the lock timeout), a unit that raises after its writes went out,
+units waiting on each other's rows, is :class:`RunInSequence`: the transaction is rolled
+back and the adapter runs the batch again unit by unit, each in its own savepoint, where
+a failing unit fails alone or runs again exactly as before. Units must be safe to run
+twice, which they already are (a station retries a message whose answer it lost).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import orjson
+
+from csms.storage.group_commit import Batch, Outcomes
+from csms.storage.postgres_text import (
+    inline_rows,
+    literal,
+    prepared_name,
+    rowcount,
+    sql_pieces,
+    to_postgres_placeholders,
+)
+from csms.storage.sql import SqlTx
+
+__all__ = ["ReadShape", "RoundStats", "RoundTx", "RunInSequence", "run_in_rounds"]
+
+log = logging.getLogger("csms.storage.postgres")
+
+# Column types that jsonb carries exactly (text as a string, integers as numbers). A read
+# with any other column (numeric sums, floats) runs on its own with its own types.
+_JSON_EXACT = frozenset({"text", "varchar", "bpchar", "name", "int2", "int4", "int8",
+                         "bool"})
+_READS = ("fetchone", "fetchall")
+_DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+
+
+class RunInSequence(Exception):
+    """The batch cannot finish in rounds: run it again unit by unit."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReadShape:
+    """What PostgreSQL says about a read statement: its parameter types (for the arrays
+    they are sent in) and its columns; ``coalesce`` when it can join a round's statement."""
+
+    param_types: tuple[str, ...]
+    columns: tuple[str, ...]
+    coalesce: bool
+
+
+@dataclass(slots=True)
+class RoundStats:
+    """Counters of a repository's batches run in rounds."""
+
+    batches: int = 0
+    rounds: int = 0
+    round_trips: int = 0
+    in_sequence: int = 0
+
+
+@dataclass(slots=True, eq=False)
+class _Request:
+    unit: int
+    kind: str
+    sql: str
+    params: tuple[Any, ...]
+    future: asyncio.Future[Any]
+    key: tuple[str, tuple[Any, ...]] | None = None  # None: a shared read or a write
+
+
+@dataclass(slots=True, eq=False)
+class _Unit:
+    index: int
+    done: bool = False
+    ok: bool = False
+    value: Any = None
+    sent_writes: bool = False
+    waiting: bool = False
+    held: list[tuple[str, list[str] | None]] = field(default_factory=list)
+
+
+class RoundTx(SqlTx):
+    """One unit's view of the batch: writes held, every other statement a request that
+    the round it joins answers."""
+
+    def __init__(self, run: _Rounds, unit: _Unit) -> None:
+        self._run = run
+        self._unit = unit
+
+    async def write(self, sql: str, *params: Any) -> None:
+        values = [literal(v) for v in params]
+        if any(v is None for v in values) or len(sql_pieces(sql)) != len(params) + 1:
+            await self.execute(sql, *params)
+            return
+        self._unit.held.append((sql, [v for v in values if v is not None]))
+
+    async def write_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        statement = inline_rows(sql, rows)
+        if statement is None:
+            await self.execute_many(sql, rows)
+        elif statement:
+            self._unit.held.append((statement, None))
+
+    async def execute(self, sql: str, *params: Any) -> int:
+        result: int = await self._run.request(self._unit, "execute", sql, params)
+        return result
+
+    async def execute_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        if rows:
+            await self._run.request(self._unit, "execute_many", sql, tuple(rows))
+
+    async def fetchone(self, sql: str, *params: Any) -> dict[str, Any] | None:
+        row: dict[str, Any] | None = await self._run.request(self._unit, "fetchone", sql,
+                                                             params, shared=False)
+        return row
+
+    async def fetchone_shared(self, sql: str, *params: Any) -> dict[str, Any] | None:
+        row: dict[str, Any] | None = await self._run.request(self._unit, "fetchone", sql,
+                                                             params, shared=True)
+        return row
+
+    async def fetchall(self, sql: str, *params: Any) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = await self._run.request(self._unit, "fetchall", sql,
+                                                             params, shared=False)
+        return rows
+
+    async def insert_id(self, sql: str, *params: Any) -> int:
+        if not sql.rstrip().lower().endswith("returning id"):
+            sql = sql.rstrip() + " RETURNING id"
+        value: int = await self._run.request(self._unit, "insert_id", sql, params)
+        return value
+
+
+async def run_in_rounds(
+    conn: asyncpg.Connection, batch: Batch, *, begin: str, prepared: set[str],
+    shapes: dict[str, ReadShape], stats: RoundStats,
+) -> Outcomes:
+    """Run ``batch`` in rounds on ``conn`` and commit it; the outcome of each unit.
+
+    Raises :class:`RunInSequence` (nothing of the batch committed, the connection out of
+    any transaction) when the batch must run unit by unit instead."""
+    return await _Rounds(conn, begin, prepared, shapes, stats).run(batch)
+
+
+class _Rounds:
+    def __init__(self, conn: asyncpg.Connection, begin: str, prepared: set[str],
+                 shapes: dict[str, ReadShape], stats: RoundStats) -> None:
+        self._conn = conn
+        self._begin = begin
+        self._prepared = prepared
+        self._shapes = shapes
+        self._stats = stats
+        self._units: list[_Unit] = []
+        self._pending: list[_Request] = []
+        self._parked: list[_Request] = []
+        self._claims: dict[tuple[str, tuple[Any, ...]], int] = {}
+        self._running = 0
+        self._quiet = asyncio.Event()
+        self._began = False
+        self._sequence_reason: str | None = None
+
+    # -- the units' side -------------------------------------------------------
+    def request(self, unit: _Unit, kind: str, sql: str, params: tuple[Any, ...],
+                shared: bool = True) -> asyncio.Future[Any]:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if unit.waiting:  # two statements of one unit at once (a gather inside a unit)
+            self._in_sequence("a unit sent two statements at once")
+            return future
+        try:
+            hash(params)
+        except TypeError:  # a list as a parameter: not a key to wait on or read once by
+            self._in_sequence("a statement with a list as a parameter")
+            return future
+        unit.waiting = True
+        key = None if shared or kind not in _READS else (sql, params)
+        req = _Request(unit.index, kind, sql, params, future, key)
+        owner = self._claims.get(key) if key is not None else None
+        if owner is not None and owner != unit.index and not self._units[owner].done:
+            self._parked.append(req)  # the same row as another unit: after that unit
+        else:
+            self._take(req)
+        self._idle()
+        return future
+
+    def _take(self, req: _Request) -> None:
+        if req.key is not None:
+            self._claims[req.key] = req.unit
+        self._pending.append(req)
+
+    def _idle(self) -> None:
+        self._running -= 1
+        if self._running == 0:
+            self._quiet.set()
+
+    def _in_sequence(self, reason: str) -> None:
+        self._sequence_reason = self._sequence_reason or reason
+        self._quiet.set()
+
+    async def _drive(self, unit: _Unit, fn: Callable[[Any], Awaitable[Any]]) -> None:
+        try:
+            unit.value = await fn(RoundTx(self, unit))
+            unit.ok = True
+        except Exception as exc:  # the unit's own failure, handed to its caller
+            unit.value = exc
+            if unit.sent_writes:
+                self._in_sequence("a unit failed after its writes were sent")
+            unit.held.clear()  # a failed unit's writes go with it
+        except BaseException as exc:  # cancelled: the batch is abandoned
+            unit.value = exc
+            self._in_sequence("a unit was cancelled")
+        unit.done = True
+        self._idle()
+
+    # -- the coordinator -----------------------------------------------------------
+    async def run(self, batch: Batch) -> Outcomes:
+        loop = asyncio.get_running_loop()
+        self._units = [_Unit(i) for i in range(len(batch))]
+        self._running = len(batch)
+        tasks = [loop.create_task(self._drive(unit, fn))
+                 for unit, (fn, _) in zip(self._units, batch, strict=True)]
+        try:
+            while True:
+                await self._quiet.wait()
+                self._quiet.clear()
+                if self._sequence_reason is not None:
+                    raise RunInSequence(self._sequence_reason)
+                if self._running:  # woken early (a finished unit), others still going
+                    continue
+                for req in list(self._parked):
+                    owner = self._claims.get(req.key) if req.key is not None else None
+                    if owner is None or self._units[owner].done:
+                        self._parked.remove(req)
+                        self._take(req)
+                if not self._pending:
+                    if self._parked:
+                        raise RunInSequence("units of the batch wait on each other's rows")
+                    break
+                await self._round()
+            await self._commit()
+        except RunInSequence:
+            await self._abandon(tasks)
+            raise
+        except _DB_ERRORS as exc:
+            await self._abandon(tasks)
+            raise RunInSequence(f"{type(exc).__name__}: {exc}") from exc
+        except BaseException:
+            await self._abandon(tasks)
+            raise
+        self._stats.batches += 1
+        return [(fut, unit.ok, unit.value)
+                for unit, (_, fut) in zip(self._units, batch, strict=True)]
+
+    async def _abandon(self, tasks: list[asyncio.Task[None]]) -> None:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._began and not self._conn.is_closed():
+            with contextlib.suppress(*_DB_ERRORS):
+                await self._conn.execute("ROLLBACK")
+        self._stats.in_sequence += 1
+
+    async def _send(self, coro: Awaitable[Any]) -> Any:
+        self._stats.round_trips += 1
+        return await coro
+
+    async def _held_script(self) -> list[str]:
+        """Every unit's held writes as statements, preparing those new to the connection
+        (one round trip, the first time only)."""
+        new: dict[str, str] = {}
+        out: list[str] = []
+        for unit in self._units:
+            if unit.held:
+                unit.sent_writes = True
+            for sql, values in unit.held:
+                if values is None:  # a multi-row statement with its values written in
+                    out.append(sql)
+                    continue
+                name = prepared_name(sql)
+                if name not in self._prepared:
+                    new[name] = sql
+                out.append(f"EXECUTE {name}({', '.join(values)})" if values
+                           else f"EXECUTE {name}")
+            unit.held.clear()
+        if new:
+            await self._send(self._conn.execute(";".join(
+                f"PREPARE {name} AS {to_postgres_placeholders(sql)}"
+                for name, sql in new.items())))
+            self._prepared.update(new)
+        return out
+
+    async def _ensure_begun(self, script: list[str]) -> list[str]:
+        if not self._began:
+            self._began = True
+            return [self._begin, *script]
+        return script
+
+    async def _round(self) -> None:
+        self._stats.rounds += 1
+        reqs, self._pending = self._pending, []
+        script = await self._held_script()
+        writes = [r for r in reqs if r.kind not in _READS]
+        if script or writes:
+            script = await self._ensure_begun(script)
+            if script:
+                await self._send(self._conn.execute(";".join(script)))
+        answers: list[tuple[_Request, Any]] = []
+        for req in writes:
+            answers.append((req, await self._write(req)))
+        reads = [r for r in reqs if r.kind in _READS]
+        if reads:
+            answers.extend(await self._reads(reads))
+        for req, value in answers:
+            self._units[req.unit].waiting = False
+            self._running += 1
+            req.future.set_result(value)
+
+    async def _write(self, req: _Request) -> Any:
+        sql = to_postgres_placeholders(req.sql)
+        if req.kind == "insert_id":
+            return int(await self._send(self._conn.fetchval(sql, *req.params)))
+        if req.kind == "execute_many":
+            return await self._send(self._conn.executemany(sql, list(req.params)))
+        return rowcount(await self._send(self._conn.execute(sql, *req.params)))
+
+    async def _shape(self, sql: str) -> ReadShape:
+        shape = self._shapes.get(sql)
+        if shape is None:
+            stmt = await self._send(self._conn.prepare(to_postgres_placeholders(sql)))
+            params = stmt.get_parameters()
+            columns = tuple(a.name for a in stmt.get_attributes())
+            shape = ReadShape(
+                tuple(f'"{t.schema}"."{t.name}"[]' for t in params), columns,
+                coalesce=sql.lstrip()[:6].upper() == "SELECT"
+                and all(t.kind == "scalar" for t in params)
+                and len(set(columns)) == len(columns)
+                and all(a.type.schema == "pg_catalog" and a.type.name in _JSON_EXACT
+                        for a in stmt.get_attributes()))
+            self._shapes[sql] = shape
+        return shape
+
+    async def _reads(self, reads: list[_Request]) -> list[tuple[_Request, Any]]:
+        """Every read of the round, in one statement when they allow it."""
+        # the same statement and parameters asked by several units: read once
+        distinct: dict[tuple[str, tuple[Any, ...]], list[_Request]] = {}
+        for req in reads:
+            distinct.setdefault((req.sql, req.params), []).append(req)
+        alone: list[tuple[str, tuple[Any, ...]]] = []
+        groups: dict[str, list[tuple[Any, ...]]] = {}
+        for sql, params in distinct:
+            if len(distinct) > 1 and (await self._shape(sql)).coalesce:
+                groups.setdefault(sql, []).append(params)
+            else:
+                alone.append((sql, params))
+        rows: dict[tuple[str, tuple[Any, ...]], list[dict[str, Any]]] = {}
+        for sql, params in alone:
+            found = await self._send(self._conn.fetch(to_postgres_placeholders(sql), *params))
+            rows[(sql, params)] = [dict(r.items()) for r in found]
+        if groups:
+            rows.update(await self._coalesced(groups))
+        answers: list[tuple[_Request, Any]] = []
+        for key, reqs in distinct.items():
+            for req in reqs:
+                got = rows[key]
+                if req.kind == "fetchone":
+                    answers.append((req, dict(got[0]) if got else None))
+                else:
+                    answers.append((req, [dict(r) for r in got]))
+        return answers
+
+    async def _coalesced(
+        self, groups: dict[str, list[tuple[Any, ...]]],
+    ) -> dict[tuple[str, tuple[Any, ...]], list[dict[str, Any]]]:
+        parts: list[str] = []
+        args: list[Any] = []
+        order = sorted(groups)  # one text per set of statements: prepared once, cached
+        for g, sql in enumerate(order):
+            shape = self._shapes[sql]
+            pieces = sql_pieces(sql)
+            inner = pieces[0] + "".join(f"v.p{j}{piece}" for j, piece in enumerate(pieces[1:]))
+            if len(pieces) > 1:
+                arrays = ", ".join(f"${len(args) + j + 1}::{t}"
+                                   for j, t in enumerate(shape.param_types))
+                names = ", ".join(f"p{j}" for j in range(len(pieces) - 1))
+                source = f"unnest({arrays}) WITH ORDINALITY AS v({names}, k)"
+                for j in range(len(pieces) - 1):
+                    args.append([params[j] for params in groups[sql]])
+            else:
+                source = "(SELECT 1::bigint AS k) AS v"
+            parts.append(
+                f"SELECT {g} AS g, v.k, r.n, r.j FROM {source} CROSS JOIN LATERAL"
+                f" (SELECT row_number() OVER () AS n, to_jsonb(s) AS j FROM ({inner}) s) r")
+        found = await self._send(self._conn.fetch(" UNION ALL ".join(parts), *args))
+        out: dict[tuple[str, tuple[Any, ...]], list[dict[str, Any]]] = {
+            (sql, params): [] for sql in order for params in groups[sql]}
+        ranked: dict[tuple[str, tuple[Any, ...]], list[tuple[int, dict[str, Any]]]] = {}
+        for rec in found:
+            sql = order[rec[0]]
+            columns = self._shapes[sql].columns
+            obj = orjson.loads(rec[3])
+            ranked.setdefault((sql, groups[sql][rec[1] - 1]), []).append(
+                (rec[2], {c: obj[c] for c in columns}))
+        for key, numbered in ranked.items():
+            numbered.sort(key=lambda item: item[0])
+            out[key] = [row for _, row in numbered]
+        return out
+
+    async def _commit(self) -> None:
+        script = await self._held_script()
+        if not script and not self._began:
+            return  # only reads: nothing to commit
+        script = await self._ensure_begun(script)
+        status = await self._send(self._conn.execute(";".join([*script, "COMMIT"])))
+        if status != "COMMIT":
+            raise RunInSequence(f"commit answered {status!r}")
