@@ -1,0 +1,305 @@
+"""PostgreSQL: the units of a batch run together in rounds (csms.storage.postgres_rounds).
+
+Every batch here is made by queueing its units at once (``asyncio.gather``), which puts
+them in one batch; each test checks that it did (``repo.commits``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from csms.domain.model import IdTag, MeterSample, Session, Station
+from csms.service.charging import ChargingService
+from csms.service.messages import StopInfo
+from csms.service.ports import StorageError, Tx
+from csms.storage.postgres import PostgresRepository
+
+pytestmark = pytest.mark.postgres
+
+T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
+STATIONS = 20
+
+
+@pytest.fixture
+async def pg(postgres_url: str) -> AsyncIterator[PostgresRepository]:
+    repo = await PostgresRepository.open(postgres_url)
+    try:
+        yield repo
+    finally:
+        await repo.close()
+
+
+async def _stations(repo: PostgresRepository, n: int = STATIONS) -> list[int]:
+    """``n`` stations with an active session each; the sessions' ids."""
+
+    async def setup(tx: Tx) -> list[int]:
+        ids = []
+        for i in range(n):
+            await tx.insert_station(Station(f"CP{i}", created_at=T0))
+            ids.append(await tx.insert_session(Session(
+                station_id=f"CP{i}", ocpp_version="ocpp1.6", transaction_id="", started_at=T0,
+                connector_id=1, evse_id=1, id_tag="T1", meter_start_wh=Decimal(1000),
+                energy_wh=0)))
+        return ids
+
+    return await repo.unit(setup)
+
+
+async def _one_batch(repo: PostgresRepository,
+                     units: list[Callable[[Tx], Awaitable[Any]]]) -> list[Any]:
+    """Run ``units`` as one batch; their results or exceptions."""
+    commits = repo.commits
+    results = await asyncio.gather(*(repo.unit(u) for u in units), return_exceptions=True)
+    assert repo.commits == commits + 1, "the units did not share one batch"
+    return list(results)
+
+
+def _meter_value(station: str, txid: str, k: int) -> Callable[[Tx], Awaitable[int]]:
+    """What a 1.6 MeterValues costs: find the session, sample rows, the session updated."""
+
+    async def work(tx: Tx) -> int:
+        session = await tx.find_session(station, txid)
+        assert session is not None and session.id is not None
+        await tx.add_samples(station, [MeterSample(T0 + timedelta(seconds=k), str(1000 + k))],
+                             session_id=session.id, evse_id=1, connector_id=1,
+                             transaction_id=txid)
+        session.energy_wh = k
+        await tx.update_session(session)
+        return session.id
+
+    return work
+
+
+async def test_a_batch_of_meter_values_is_one_read_and_one_write_round_trip(
+    pg: PostgresRepository,
+) -> None:
+    ids = await _stations(pg)
+    # the first batch prepares its statements (once per connection and statement)
+    await _one_batch(pg, [_meter_value(f"CP{i}", str(ids[i]), 1) for i in range(STATIONS)])
+    before = pg.round_stats.round_trips
+    results = await _one_batch(
+        pg, [_meter_value(f"CP{i}", str(ids[i]), 2) for i in range(STATIONS)])
+    assert results == ids  # each unit got its own station's session
+    # the 20 reads in one statement; the 40 writes and the COMMIT in one script
+    assert pg.round_stats.round_trips - before == 2
+    assert pg.round_stats.in_sequence == 0
+    sessions = await pg.read(lambda tx: tx.list_sessions())
+    assert {s.energy_wh for s in sessions} == {2}
+    counts = await pg.read(lambda tx: tx.fetchall(
+        "SELECT session_id, count(*) AS n FROM meter_samples GROUP BY session_id"))
+    assert sorted((r["session_id"], r["n"]) for r in counts) == [(i, 2) for i in sorted(ids)]
+
+
+async def test_reads_in_rounds_return_what_reads_one_by_one_return(
+    pg: PostgresRepository,
+) -> None:
+    """Rows come back as jsonb in rounds: text, integers and NULL exactly, columns in
+    their order, each read's rows in its own ORDER BY."""
+    ids = await _stations(pg, 4)
+    odd = ["x'); DROP TABLE sessions; --", "Zähler ⚡ \n\t\r", "", "\\' ''", "9" * 30]
+
+    async def fill(tx: Tx) -> None:
+        for i, sid in enumerate(ids):
+            await tx.add_samples(
+                f"CP{i}", [MeterSample(T0 + timedelta(seconds=60 - k), value=text,
+                                       unit=text or None, seq_no=2**62 + k)
+                           for k, text in enumerate(odd)],
+                session_id=sid, evse_id=None, connector_id=1, transaction_id=None)
+            await tx.set_connector_status(f"CP{i}", 1, 1, odd[i], None, T0)
+        await tx.put_tag(IdTag("T1", "Accepted", T0, odd[0]))
+
+    await pg.unit(fill)
+
+    def reads(i: int) -> Callable[[Tx], Awaitable[Any]]:
+        async def work(tx: Tx) -> Any:
+            return [
+                await tx.session_samples(ids[i]),
+                await tx.fetchall("SELECT * FROM meter_samples WHERE session_id = ?"
+                                  " ORDER BY id DESC", ids[i]),
+                await tx.get_station(f"CP{i}"),
+                await tx.list_connectors(f"CP{i}"),
+                await tx.get_tag("T1"),
+                await tx.get_station("nobody"),
+                await tx.fetchone("SELECT ? AS given, NULL AS nothing", odd[i]),
+            ]
+        return work
+
+    pg.in_rounds = False
+    one_by_one = await _one_batch(pg, [reads(i) for i in range(4)])
+    pg.in_rounds = True
+    in_rounds = await _one_batch(pg, [reads(i) for i in range(4)])
+    assert pg.round_stats.in_sequence == 0
+    assert in_rounds == one_by_one
+    for got, want in zip(in_rounds, one_by_one, strict=True):
+        assert [list(r) for r in got[1]] == [list(r) for r in want[1]]  # column order
+    assert [s.value for s in in_rounds[0][0]] == odd[::-1]  # ordered by time
+
+
+async def test_one_failing_unit_fails_alone(pg: PostgresRepository) -> None:
+    ids = await _stations(pg, 3)
+
+    async def raises_before_writing(tx: Tx) -> None:
+        session = await tx.find_session("CP1", str(ids[1]))
+        assert session is not None
+        await tx.add_station_event("CP1", "never", {}, T0)  # held, never sent
+        raise ValueError("the unit's own error")
+
+    results = await _one_batch(pg, [_meter_value("CP0", str(ids[0]), 5),
+                                    raises_before_writing,
+                                    _meter_value("CP2", str(ids[2]), 5)])
+    assert results[0] == ids[0] and results[2] == ids[2]
+    assert isinstance(results[1], ValueError)
+    assert pg.round_stats.in_sequence == 0  # nothing of it had reached the database
+    assert await pg.read(lambda tx: tx.list_station_events("CP1")) == []
+
+    async def duplicate(tx: Tx) -> None:
+        await tx.find_session("CP1", str(ids[1]))
+        await tx.insert_station(Station("CP0", created_at=T0))  # a unique violation
+
+    results = await _one_batch(pg, [_meter_value("CP0", str(ids[0]), 6), duplicate,
+                                    _meter_value("CP2", str(ids[2]), 6)])
+    assert results[0] == ids[0] and results[2] == ids[2]
+    assert isinstance(results[1], StorageError) and "23505" in str(results[1])
+    assert pg.round_stats.in_sequence == 1  # the batch ran again unit by unit
+    assert pg.retries == 1  # where the duplicate ran once more, as before, then failed
+
+    async def raises_after_writing(tx: Tx) -> None:
+        await tx.add_station_event("CP1", "undone", {}, T0)
+        await tx.list_station_events("CP1")  # the event went out before this read
+        raise ValueError("after its writes")
+
+    results = await _one_batch(pg, [_meter_value("CP0", str(ids[0]), 7),
+                                    raises_after_writing,
+                                    _meter_value("CP2", str(ids[2]), 7)])
+    assert results[0] == ids[0] and results[2] == ids[2]
+    assert isinstance(results[1], ValueError)
+    assert pg.round_stats.in_sequence == 2
+    assert await pg.read(lambda tx: tx.list_station_events("CP1")) == []
+    energy = {s.station_id: s.energy_wh for s in await pg.read(lambda tx: tx.list_sessions())}
+    assert energy == {"CP0": 7, "CP1": 0, "CP2": 7}
+
+
+async def test_units_reading_the_same_row_run_one_after_the_other(
+    pg: PostgresRepository,
+) -> None:
+    """Twenty units add one to the same session's energy: run together without waiting
+    for each other, each would read 0 and the session would end at 1."""
+    ids = await _stations(pg, 2)
+
+    async def add_one(tx: Tx) -> int:
+        session = await tx.find_session("CP0", str(ids[0]))
+        assert session is not None and session.energy_wh is not None
+        session.energy_wh += 1
+        await tx.update_session(session)
+        return session.energy_wh
+
+    async def other(tx: Tx) -> None:
+        session = await tx.find_session("CP1", str(ids[1]))
+        assert session is not None
+        await tx.update_session(session)
+
+    results = await _one_batch(pg, [add_one] * 20 + [other])
+    assert sorted(results[:20]) == list(range(1, 21))
+    session = await pg.read(lambda tx: tx.get_session(ids[0]))
+    assert session is not None and session.energy_wh == 20
+    assert pg.round_stats.in_sequence == 0
+
+
+async def test_units_reading_a_tag_do_not_wait_for_each_other(pg: PostgresRepository) -> None:
+    await pg.unit(lambda tx: tx.put_tag(IdTag("SHARED", "Accepted")))
+
+    async def read_tag(tx: Tx) -> str | None:
+        tag = await tx.get_tag("SHARED")
+        return None if tag is None else tag.status
+
+    rounds = pg.round_stats.rounds
+    assert await _one_batch(pg, [read_tag] * 30) == ["Accepted"] * 30
+    assert pg.round_stats.rounds - rounds == 1
+
+
+async def test_units_waiting_on_each_others_rows_run_one_by_one(
+    pg: PostgresRepository,
+) -> None:
+    ids = await _stations(pg, 2)
+
+    def crossed(first: int, second: int) -> Callable[[Tx], Awaitable[int]]:
+        async def work(tx: Tx) -> int:
+            a = await tx.find_session(f"CP{first}", str(ids[first]))
+            b = await tx.find_session(f"CP{second}", str(ids[second]))
+            assert a is not None and b is not None and a.energy_wh is not None
+            a.energy_wh += 1
+            await tx.update_session(a)
+            return a.energy_wh + (b.energy_wh or 0)
+        return work
+
+    results = await _one_batch(pg, [crossed(0, 1), crossed(1, 0)])
+    assert pg.round_stats.in_sequence == 1
+    assert sorted(results) == [1, 2]  # the second saw the first's write
+    sessions = await pg.read(lambda tx: tx.list_sessions())
+    assert {s.energy_wh for s in sessions} == {1}
+
+
+async def test_a_unit_reads_its_own_writes_within_a_batch(pg: PostgresRepository) -> None:
+    ids = await _stations(pg, 10)
+
+    def writes_then_reads(i: int) -> Callable[[Tx], Awaitable[Any]]:
+        async def work(tx: Tx) -> Any:
+            session = await tx.get_session(ids[i])
+            assert session is not None
+            session.energy_wh = 100 + i
+            session.flag(f"mine{i}")
+            await tx.update_session(session)  # held
+            await tx.add_station_event(f"CP{i}", "note", {"i": i}, T0)  # held
+            again = await tx.get_session(ids[i])
+            events = await tx.list_station_events(f"CP{i}")
+            assert again is not None
+            return again.energy_wh, again.flags, [e["payload"] for e in events]
+        return work
+
+    results = await _one_batch(pg, [writes_then_reads(i) for i in range(10)])
+    assert results == [(100 + i, [f"mine{i}"], [{"i": i}]) for i in range(10)]
+    assert pg.round_stats.in_sequence == 0
+
+
+async def test_each_stations_messages_are_stored_in_their_order(
+    pg: PostgresRepository,
+) -> None:
+    """Stations charge at once, each waiting for its answers (one message in flight per
+    station, as OCPP-J has it): every session ends with its own readings in order."""
+    await pg.unit(lambda tx: tx.put_tag(IdTag("LOADTAG", "Accepted")))
+    clock = T0 + timedelta(hours=1)
+    service = ChargingService(pg, clock=lambda: clock)
+
+    async def station(i: int) -> int:
+        sid = f"ST{i}"
+        await pg.unit(lambda tx: tx.insert_station(Station(sid, created_at=T0)))
+        txid, _, _ = await service.start_transaction(sid, 1, "LOADTAG", Decimal(1000), T0)
+        for k in range(1, 11):
+            await service.meter_values(sid, 1, str(txid), [MeterSample(
+                T0 + timedelta(minutes=k), str(1000 + 100 * k))])
+        await service.stop_transaction(sid, StopInfo(
+            transaction_id=txid, meter_stop_wh=Decimal(2000 + i),
+            timestamp=T0 + timedelta(minutes=11), id_tag="LOADTAG"))
+        return txid
+
+    txids = await asyncio.gather(*(station(i) for i in range(STATIONS)))
+    assert len(set(txids)) == STATIONS
+    sessions = await pg.read(lambda tx: tx.list_sessions(limit=100))
+    assert len(sessions) == STATIONS
+    for s in sessions:
+        i = int(s.station_id[2:])
+        assert s.transaction_id == str(txids[i])
+        assert s.status.value == "completed"
+        assert s.energy_wh == 1000 + i
+        assert s.auth_status == "Accepted"
+        assert s.id is not None
+        samples = await pg.read(lambda tx, sid=s.id: tx.session_samples(sid))
+        assert [x.value for x in samples] == [str(1000 + 100 * k) for k in range(1, 11)]
+    assert pg.round_stats.batches > 0
+    assert pg.round_stats.in_sequence == 0
