@@ -76,30 +76,37 @@ def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def measure(stations: int, ocpp: str, duration: float, procs: int = 2,
             postgres: str | None = None, rounds: int = 1,
-            warmup: float = 5.0) -> dict[str, Any]:
-    kinds = ["voltledger", "baseline"] + (["ocpp-rpc"] if node_peer_ready() else [])
+            warmup: float = 5.0, peers: bool = True) -> dict[str, Any]:
+    """``peers=False``: voltledger on SQLite and the Node peer are left out (the baseline
+    always runs: every ratio is against it), for measuring the PostgreSQL side alone."""
+    kinds = ["voltledger", "baseline"] + (["ocpp-rpc"] if peers and node_peer_ready() else [])
     runs: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
     with contextlib.ExitStack() as stack:
         dsn = stack.enter_context(postgres_schema(postgres)) if postgres else None
         if dsn:
             kinds.append("postgres")
             runs["postgres"] = []
+        if dsn and not peers:
+            kinds.remove("voltledger")
+            del runs["voltledger"]
         for n in range(rounds):
             for kind in kinds[n % len(kinds):] + kinds[:n % len(kinds)]:  # interleaved
                 runs[kind].append(_once(kind, stations, ocpp, duration, warmup, procs,
                                         f"R{n}{kind[:2].upper()}",
                                         dsn if kind == "postgres" else None))
     res = {k: _median(v) for k, v in runs.items()}
-    a, b = res["voltledger"], res["baseline"]
+    a, b = res.get("voltledger"), res["baseline"]
     n_ = res.get("ocpp-rpc")
 
-    def ratio(x: dict[str, Any], y: dict[str, Any] | None, key: str) -> float | None:
-        return round(x[key] / y[key], 3) if y and y[key] else None
+    def ratio(x: dict[str, Any] | None, y: dict[str, Any] | None, key: str) -> float | None:
+        return round(x[key] / y[key], 3) if x and y and y[key] else None
 
     return {
         "benchmark": "throughput", "stations": stations, "ocpp": ocpp, "duration_s": duration,
-        "rounds": rounds, "voltledger_sqlite": a, "baseline_ocpp_lib": b,
-        **({"peer_ocpp_rpc": n_} if n_ else {"peer_ocpp_rpc": "node or ocpp-rpc missing"}),
+        "rounds": rounds, "voltledger_sqlite": a or "not measured (--postgres-only)",
+        "baseline_ocpp_lib": b,
+        **({"peer_ocpp_rpc": n_} if n_ else {"peer_ocpp_rpc": "node or ocpp-rpc missing"
+                                             if peers else "not measured (--postgres-only)"}),
         **({"voltledger_postgres": res["postgres"]} if "postgres" in res else {}),
         **({} if not postgres or dsn else
            {"voltledger_postgres": {"error": f"PostgreSQL not reachable at {postgres}"}}),
@@ -123,11 +130,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds before measuring")
     parser.add_argument("--postgres", default=None,
                         help="also measure PostgreSQL, e.g. postgresql://postgres@127.0.0.1/test")
+    parser.add_argument("--postgres-only", action="store_true",
+                        help="with --postgres: only voltledger on PostgreSQL and the baseline")
     args = parser.parse_args(argv)
+    if args.postgres_only and not args.postgres:
+        parser.error("--postgres-only needs --postgres URL")
     for n in args.stations:
         for version in args.ocpp:
             print(json.dumps(measure(n, version, args.duration, args.procs, args.postgres,
-                                     args.rounds, args.warmup)))
+                                     args.rounds, args.warmup, peers=not args.postgres_only)))
             sys.stdout.flush()
 
 

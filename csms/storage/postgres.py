@@ -3,11 +3,19 @@
 Theory of operation. The same design as :mod:`csms.storage.sqlite` (the queue and
 its committers are :mod:`csms.storage.group_commit`'s). Units of
 work queue up; a committer task takes every queued unit (at most
-``MAX_BATCH``), borrows one connection from the pool and runs the units one
-after another inside one transaction, each in its own SAVEPOINT, so a failing
-unit rolls back alone. While committers are busy, a unit that arrives starts
-another one (up to ``COMMITTERS``), so several batches are in flight on their
-own connections; units of one batch never wait for another batch's round trips.
+``MAX_BATCH``), borrows one connection from the pool and runs the units of the
+batch together in rounds (:mod:`csms.storage.postgres_rounds`: every unit's next
+read gathered into one statement per round, their held writes into one script,
+the commit with the last of them), so a batch costs as many round trips as its
+deepest unit has reads rather than one per statement of every unit. When a batch
+cannot finish that way (a database error in any statement, a unit failing after
+its writes went out, units waiting on each other's rows) it is rolled back and
+runs again as described below, the units one after another inside one
+transaction, each in its own SAVEPOINT, so a failing unit rolls back alone (and
+``in_rounds=False`` runs every batch that way). While committers are busy, a unit
+that arrives starts another one (up to ``COMMITTERS``), so several batches are in
+flight on their own connections; units of one batch never wait for another batch's
+round trips.
 Order is unaffected where it matters: a station's next message is handled only
 after the unit of the previous one committed. Two batches touching the same
 rows are two transactions like two nodes' batches (below). Each batch ends with
@@ -60,8 +68,11 @@ Parameters are typed by the server, not by affinity as in SQLite: pass a
 ``str`` for a TEXT column and an ``int`` for an integer one (a mismatch is a
 :class:`StorageError`); a ``?`` without a column to compare with is text.
 
-Reads run on another pool connection in a read-only REPEATABLE READ
-transaction, so one ``read(fn)`` sees one consistent snapshot.
+Reads run in a read-only REPEATABLE READ transaction, so one ``read(fn)`` sees one
+consistent snapshot. They queue up like units (up to ``READERS`` batches at once, each
+on its own pooled connection) and a batch of them runs in rounds in one transaction,
+every read of a round in one statement; a batch that fails runs each read again in a
+transaction of its own, which is how every read runs with ``in_rounds=False``.
 
 Schema migrations (``migrations/postgres``) run at :meth:`PostgresRepository.open`
 under a session-level advisory lock keyed by the schema, so two nodes that
@@ -123,6 +134,9 @@ RETRYABLE_SQLSTATES = frozenset({"23505", "40001", "40P01", "55P03"})
 # was seen lasting minutes with four nodes under reconnection churn), so a stuck batch
 # turns into retried units and, at worst, errors the stations retry.
 LOCK_TIMEOUT = 5.0
+# Batches of reads at once, each on its own pooled connection (PostgresRepository.read)
+READERS = 2
+READ_BEGIN = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
 MAX_ATTEMPTS = 4  # a deadlock can recur under load when both sides retry at once
 _DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 
@@ -162,6 +176,13 @@ class _Connection(asyncpg.Connection):  # type: ignore[misc]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.prepared_writes: set[str] = set()
+
+
+def _prepared_writes(conn: asyncpg.Connection) -> set[str]:
+    """The names of the held-write statements prepared on ``conn`` (a connection of
+    another class: a set of its own, which the statements' names then outlive)."""
+    prepared = getattr(conn, "prepared_writes", None)
+    return prepared if isinstance(prepared, set) else set()
 
 
 class _PostgresTx(SqlTx):
@@ -262,6 +283,21 @@ class _PostgresMigrations:
             )
 
 
+class _ReadBatches(GroupCommit):
+    """The queue of a repository's reads: each batch in one read-only transaction."""
+
+    max_batch = MAX_BATCH
+    parallel = READERS
+    committer_name = "postgres-reader"
+
+    def __init__(self, repo: PostgresRepository) -> None:
+        super().__init__()
+        self._repo = repo
+
+    async def _run_batch(self, batch: Batch) -> Outcomes:
+        return await self._repo._run_reads(batch)
+
+
 class PostgresRepository(GroupCommit):
     """A PostgreSQL database behind the Repository port; open with :meth:`open`."""
 
@@ -283,7 +319,9 @@ class PostgresRepository(GroupCommit):
         # (csms.storage.postgres_rounds); False: one after another, as a fallback does.
         self.in_rounds = in_rounds
         self.round_stats = RoundStats()
+        self.read_stats = RoundStats()
         self._read_shapes: dict[str, ReadShape] = {}
+        self._reads = _ReadBatches(self)
 
     @classmethod
     async def open(
@@ -344,6 +382,16 @@ class PostgresRepository(GroupCommit):
 
     # -- units of work (queued and committed by GroupCommit) ---------------------
     async def read(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
+        """``fn`` in a read-only REPEATABLE READ transaction: one consistent snapshot.
+
+        Reads queue up like units and run together in rounds, in one transaction per
+        batch (:class:`_ReadBatches`); a batch that cannot (a database error) runs each
+        read again on its own."""
+        if not self.in_rounds:
+            return await self._read_alone(fn)
+        return await self._reads.unit(fn)
+
+    async def _read_alone(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
         try:
             async with self._pool.acquire() as conn, conn.transaction(
                 isolation="repeatable_read", readonly=True
@@ -354,6 +402,35 @@ class PostgresRepository(GroupCommit):
                 return result
         except _DB_ERRORS as exc:
             raise _storage_error(exc) from exc
+
+    async def _run_reads(self, batch: Batch) -> Outcomes:
+        try:
+            async with self._pool.acquire() as conn:
+                try:
+                    outcomes = await run_in_rounds(
+                        conn, batch, begin=READ_BEGIN, read_only=True,
+                        prepared=_prepared_writes(conn), shapes=self._read_shapes,
+                        stats=self.read_stats)
+                except RunInSequence as exc:
+                    log.info("= batch of %d reads runs read by read: %s", len(batch), exc)
+                else:
+                    # handed over before the (read-only) transaction ends
+                    for fut, ok, value in outcomes:
+                        if fut.done():
+                            continue
+                        if ok:
+                            fut.set_result(value)
+                        else:
+                            fut.set_exception(value)
+                    with contextlib.suppress(*_DB_ERRORS):
+                        await conn.execute("COMMIT")
+                    return outcomes
+        except _DB_ERRORS as exc:
+            raise _storage_error(exc) from exc
+        results = await asyncio.gather(*(self._read_alone(fn) for fn, _ in batch),
+                                       return_exceptions=True)
+        return [(fut, not isinstance(r, BaseException), r)
+                for (_, fut), r in zip(batch, results, strict=True)]
 
     async def _run_batch(self, batch: Batch) -> Outcomes:
         try:
@@ -367,11 +444,9 @@ class PostgresRepository(GroupCommit):
     async def _run_batch_on_a_connection(self, batch: Batch) -> Outcomes:
         async with self._pool.acquire() as conn:
             if self.in_rounds:
-                prepared = getattr(conn, "prepared_writes", None)
                 try:
                     return await run_in_rounds(
-                        conn, batch, begin=self._begin_rounds,
-                        prepared=prepared if isinstance(prepared, set) else set(),
+                        conn, batch, begin=self._begin_rounds, prepared=_prepared_writes(conn),
                         shapes=self._read_shapes, stats=self.round_stats)
                 except RunInSequence as exc:
                     log.info("= batch of %d units runs unit by unit: %s", len(batch), exc)
@@ -436,6 +511,7 @@ class PostgresRepository(GroupCommit):
 
     async def close(self) -> None:
         await self._finish_committers()
+        await self._reads._finish_committers()
         try:
             await asyncio.wait_for(self._pool.close(), 10)
         except TimeoutError:

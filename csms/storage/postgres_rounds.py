@@ -175,19 +175,24 @@ class RoundTx(SqlTx):
 
 async def run_in_rounds(
     conn: asyncpg.Connection, batch: Batch, *, begin: str, prepared: set[str],
-    shapes: dict[str, ReadShape], stats: RoundStats,
+    shapes: dict[str, ReadShape], stats: RoundStats, read_only: bool = False,
 ) -> Outcomes:
     """Run ``batch`` in rounds on ``conn`` and commit it; the outcome of each unit.
 
+    ``read_only``: the units are reads (``Repository.read``), all in the one snapshot of
+    the transaction ``begin`` opens at once, never waiting on each other; the transaction
+    is left open for the caller to end once it has handed the results over.
+
     Raises :class:`RunInSequence` (nothing of the batch committed, the connection out of
     any transaction) when the batch must run unit by unit instead."""
-    return await _Rounds(conn, begin, prepared, shapes, stats).run(batch)
+    return await _Rounds(conn, begin, prepared, shapes, stats, read_only).run(batch)
 
 
 class _Rounds:
     def __init__(self, conn: asyncpg.Connection, begin: str, prepared: set[str],
-                 shapes: dict[str, ReadShape], stats: RoundStats) -> None:
+                 shapes: dict[str, ReadShape], stats: RoundStats, read_only: bool) -> None:
         self._conn = conn
+        self._read_only = read_only
         self._begin = begin
         self._prepared = prepared
         self._shapes = shapes
@@ -214,7 +219,7 @@ class _Rounds:
             self._in_sequence("a statement with a list as a parameter")
             return future
         unit.waiting = True
-        key = None if shared or kind not in _READS else (sql, params)
+        key = None if self._read_only or shared or kind not in _READS else (sql, params)
         req = _Request(unit.index, kind, sql, params, future, key)
         owner = self._claims.get(key) if key is not None else None
         if owner is not None and owner != unit.index and not self._units[owner].done:
@@ -261,6 +266,9 @@ class _Rounds:
         tasks = [loop.create_task(self._drive(unit, fn))
                  for unit, (fn, _) in zip(self._units, batch, strict=True)]
         try:
+            if self._read_only:  # the snapshot is taken by the first read, after this
+                self._began = True
+                await self._send(self._conn.execute(self._begin))
             while True:
                 await self._quiet.wait()
                 self._quiet.clear()
@@ -278,7 +286,11 @@ class _Rounds:
                         raise RunInSequence("units of the batch wait on each other's rows")
                     break
                 await self._round()
-            await self._commit()
+            if not self._read_only:
+                await self._commit()
+            elif script := await self._held_script():
+                # a write in a read: refused by the read-only transaction, as alone
+                await self._send(self._conn.execute(";".join(script)))
         except RunInSequence:
             await self._abandon(tasks)
             raise
@@ -323,11 +335,12 @@ class _Rounds:
                 out.append(f"EXECUTE {name}({', '.join(values)})" if values
                            else f"EXECUTE {name}")
             unit.held.clear()
-        if new:
-            await self._send(self._conn.execute(";".join(
-                f"PREPARE {name} AS {to_postgres_placeholders(sql)}"
-                for name, sql in new.items())))
-            self._prepared.update(new)
+        for name, sql in new.items():
+            # one at a time: a script stopped by an error would leave some prepared and
+            # some not, and preparing one twice is an error
+            await self._send(self._conn.execute(
+                f"PREPARE {name} AS {to_postgres_placeholders(sql)}"))
+            self._prepared.add(name)
         return out
 
     async def _ensure_begun(self, script: list[str]) -> list[str]:

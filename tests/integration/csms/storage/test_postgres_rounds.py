@@ -303,3 +303,53 @@ async def test_each_stations_messages_are_stored_in_their_order(
         assert [x.value for x in samples] == [str(1000 + 100 * k) for k in range(1, 11)]
     assert pg.round_stats.batches > 0
     assert pg.round_stats.in_sequence == 0
+
+
+async def test_reads_at_once_run_together_each_with_its_own_answer(
+    pg: PostgresRepository,
+) -> None:
+    ids = await _stations(pg, STATIONS)
+
+    def session_of(i: int) -> Callable[[Tx], Awaitable[Any]]:
+        async def work(tx: Tx) -> Any:
+            session = await tx.find_session(f"CP{i}", str(ids[i]))
+            return None if session is None else session.id
+        return work
+
+    async def broken(tx: Tx) -> None:
+        await tx.fetchone("SELECT no_such_column FROM stations")
+
+    async def raises(tx: Tx) -> None:
+        await tx.get_station("CP0")
+        raise ValueError("the read's own error")
+
+    batches, alone = pg.read_stats.batches, pg.read_stats.in_sequence
+    results = await asyncio.gather(*(pg.read(session_of(i)) for i in range(STATIONS)),
+                                   pg.read(raises), return_exceptions=True)
+    assert results[:STATIONS] == ids
+    assert isinstance(results[STATIONS], ValueError)
+    assert pg.read_stats.batches == batches + 1 and pg.read_stats.in_sequence == alone
+    results = await asyncio.gather(pg.read(session_of(0)), pg.read(broken),
+                                   pg.read(session_of(1)), return_exceptions=True)
+    assert results[0] == ids[0] and results[2] == ids[1]
+    assert isinstance(results[1], StorageError) and "no_such_column" in str(results[1])
+    assert pg.read_stats.in_sequence == alone + 1  # that batch ran read by read
+
+
+async def test_a_read_sees_one_snapshot_while_others_commit(pg: PostgresRepository) -> None:
+    first_done = asyncio.Event()
+    committed = asyncio.Event()
+
+    async def twice(tx: Tx) -> tuple[int, int]:
+        before = await tx.list_tags()
+        first_done.set()
+        await committed.wait()
+        after = await tx.list_tags()
+        return len(before), len(after)
+
+    reading = asyncio.create_task(pg.read(twice))
+    await first_done.wait()
+    await pg.unit(lambda tx: tx.put_tag(IdTag("NEW")))
+    committed.set()
+    assert await reading == (0, 0)
+    assert [t.tag for t in await pg.read(lambda tx: tx.list_tags())] == ["NEW"]
