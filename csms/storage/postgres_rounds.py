@@ -73,6 +73,7 @@ log = logging.getLogger("csms.storage.postgres")
 _JSON_EXACT = frozenset({"text", "varchar", "bpchar", "name", "int2", "int4", "int8",
                          "bool"})
 _READS = ("fetchone", "fetchall")
+_MAX_SHAPES = 4096
 _DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 
 
@@ -390,6 +391,8 @@ class _Rounds:
                 and len(set(columns)) == len(columns)
                 and all(a.type.schema == "pg_catalog" and a.type.name in _JSON_EXACT
                         for a in stmt.get_attributes()))
+            if len(self._shapes) >= _MAX_SHAPES:  # texts made per call (IN lists): bounded
+                self._shapes.clear()
             self._shapes[sql] = shape
         return shape
 
