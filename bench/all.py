@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from bench import attacks, cluster, connections, fleet, settlement_gas, soak, throughput
+from bench import (
+    attacks,
+    cluster,
+    connections,
+    fleet,
+    round_trips,
+    settlement_gas,
+    soak,
+    throughput,
+)
 
 __all__ = ["main"]
 
@@ -13,6 +22,8 @@ def main() -> None:
     throughput.main(["--stations", "100", "5000", "--duration", "20", "--ocpp", "1.6"])
     connections.main(["--stations", "10000"])
     fleet.main([])  # realistic fleets grown to the process's socket limit, every server
+    round_trips.main(["--stations", "1"])  # PostgreSQL round trips per message type
+    round_trips.main(["--stations", "1000"])  # ... and per message of a busy node
     settlement_gas.main(["--json"])  # gas per paid session (3 mixes), 10,000 batch time
     cluster.main(["--stations", "400", "--duration", "20"])
     soak.main([])  # 5,000 idle TLS sockets twice, 30 s of ping flood

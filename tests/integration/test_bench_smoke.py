@@ -95,3 +95,42 @@ def test_storage_benchmark_runs_units_on_each_engine(engine: str, reads: bool) -
         assert result["commits"] == 1
     else:
         assert 1 < result["commits"] <= 31
+
+
+@pytest.mark.postgres
+def test_round_trips_benchmark_counts_both_ways() -> None:
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    r = subprocess.run([sys.executable, "-m", "bench.round_trips", "--stations", "3"],
+                       capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout.strip().splitlines()[-1])
+    for mode in ("unit_by_unit", "in_rounds"):
+        assert result[mode]["messages"] == 3 * 2 * 14
+        assert result[mode]["round_trips"] > 0
+    assert result["in_rounds"]["batches_fallen_back_to_unit_by_unit"] == 0
+    assert result["in_rounds"]["round_trips"] < result["unit_by_unit"]["round_trips"]
+
+
+@pytest.mark.postgres
+def test_throughput_benchmark_measures_postgres_against_the_baseline_alone() -> None:
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    r = subprocess.run([sys.executable, "-m", "bench.throughput", "--stations", "5",
+                        "--duration", "1", "--warmup", "0.5", "--ocpp", "1.6", "--postgres",
+                        "postgresql://postgres@127.0.0.1:5432/test", "--postgres-only"],
+                       capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout.strip().splitlines()[-1])
+    assert isinstance(result["voltledger_sqlite"], str)  # not run
+    for figures in (result["voltledger_postgres"], result["baseline_ocpp_lib"]):
+        assert figures["errors"] == 0 and figures["messages"] > 0, result
+    assert result["postgres_ratio"] is not None
+
+
+def test_a_bad_argument_is_one_line_and_a_non_zero_exit() -> None:
+    for args in (["bench.round_trips", "--db", "/tmp/x.sqlite3"],
+                 ["bench.throughput", "--postgres-only"]):
+        r = subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True,
+                           timeout=60)
+        assert r.returncode != 0
+        assert "Traceback" not in r.stderr and r.stderr.strip().splitlines()[-1].count(
+            "error") == 1, r.stderr
