@@ -7,9 +7,10 @@ own :class:`RoundTx`, which sends nothing: a statement whose result the unit nee
 request the unit waits on. When every unit is waiting (or done), that is a round, and
 the round goes to the server in as few round trips as the statements allow:
 
-1. the writes every unit held back (:meth:`csms.storage.sql.SqlTx.write`: sample rows,
-   session updates, events...) in one simple-protocol script, so a unit's own writes
-   precede its next read (read-your-writes) and the reads of every other unit after it;
+1. the writes the asking units held back (:meth:`csms.storage.sql.SqlTx.write`: sample
+   rows, session updates, events...) in one simple-protocol script, so a unit's own
+   writes precede its next read (read-your-writes); a finished unit's writes wait for the
+   script that ends with ``COMMIT``, unless a unit that waited for it (below) asks now;
 2. each write whose outcome a unit reads (a row count, a new id), one statement each;
 3. every read of the round in one statement: the reads of one SQL text are one
    ``LATERAL`` subquery over ``unnest`` of their parameters (``WITH ORDINALITY`` tells
@@ -109,6 +110,7 @@ class _Request:
     params: tuple[Any, ...]
     future: asyncio.Future[Any]
     key: tuple[str, tuple[Any, ...]] | None = None  # None: a shared read or a write
+    waited: bool = False  # it waited for another unit, whose writes it must see
 
 
 @dataclass(slots=True, eq=False)
@@ -281,6 +283,7 @@ class _Rounds:
                     owner = self._claims.get(req.key) if req.key is not None else None
                     if owner is None or self._units[owner].done:
                         self._parked.remove(req)
+                        req.waited = True
                         self._take(req)
                 if not self._pending:
                     if self._parked:
@@ -318,12 +321,12 @@ class _Rounds:
         self._stats.round_trips += 1
         return await coro
 
-    async def _held_script(self) -> list[str]:
-        """Every unit's held writes as statements, preparing those new to the connection
-        (one round trip, the first time only)."""
+    async def _held_script(self, units: list[_Unit] | None = None) -> list[str]:
+        """The writes ``units`` (default: all) held, as statements, preparing those new to
+        the connection (one round trip, the first time only)."""
         new: dict[str, str] = {}
         out: list[str] = []
-        for unit in self._units:
+        for unit in self._units if units is None else units:
             if unit.held:
                 unit.sent_writes = True
             for sql, values in unit.held:
@@ -353,7 +356,12 @@ class _Rounds:
     async def _round(self) -> None:
         self._stats.rounds += 1
         reqs, self._pending = self._pending, []
-        script = await self._held_script()
+        # The writes of the units asking now go first (each reads its own writes); a
+        # finished unit's wait for the commit, unless a unit that waited for it asks now.
+        asking = {req.unit for req in reqs}
+        script = await self._held_script([
+            unit for unit in self._units
+            if unit.index in asking or (unit.done and any(req.waited for req in reqs))])
         writes = [r for r in reqs if r.kind not in _READS]
         if script or writes:
             script = await self._ensure_begun(script)
