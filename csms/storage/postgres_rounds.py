@@ -47,6 +47,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -174,6 +175,15 @@ class RoundTx(SqlTx):
             sql = sql.rstrip() + " RETURNING id"
         value: int = await self._run.request(self._unit, "insert_id", sql, params)
         return value
+
+
+_LOCKING = re.compile(r"\bFOR\s+(UPDATE|SHARE|NO\s+KEY|KEY)\b", re.IGNORECASE)
+
+
+def _plain_read(sql: str) -> bool:
+    """A SELECT that takes no row lock: it may run before the transaction begins (a
+    statement that writes or locks, even asked as a read, runs inside it)."""
+    return sql.lstrip()[:6].upper() == "SELECT" and not _LOCKING.search(sql)
 
 
 async def run_in_rounds(
@@ -363,10 +373,13 @@ class _Rounds:
             unit for unit in self._units
             if unit.index in asking or (unit.done and any(req.waited for req in reqs))])
         writes = [r for r in reqs if r.kind not in _READS]
-        if script or writes:
+        if script or writes or any(not _plain_read(r.sql) for r in reqs):
             script = await self._ensure_begun(script)
             if script:
                 await self._send(self._conn.execute(";".join(script)))
+        for req in reqs:  # its statement may change rows: if it fails later, so must all
+            if req.kind not in _READS or not _plain_read(req.sql):
+                self._units[req.unit].sent_writes = True
         answers: list[tuple[_Request, Any]] = []
         for req in writes:
             answers.append((req, await self._write(req)))

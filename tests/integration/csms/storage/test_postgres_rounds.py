@@ -353,3 +353,30 @@ async def test_a_read_sees_one_snapshot_while_others_commit(pg: PostgresReposito
     committed.set()
     assert await reading == (0, 0)
     assert [t.tag for t in await pg.read(lambda tx: tx.list_tags())] == ["NEW"]
+
+
+async def test_a_unit_failing_after_a_write_it_read_back_leaves_nothing(
+    pg: PostgresRepository,
+) -> None:
+    """Writes sent at once (a row count, a RETURNING asked as a read) are undone with
+    their unit, and never run outside the batch's transaction."""
+    ids = await _stations(pg, 2)
+
+    async def counted_then_fails(tx: Tx) -> None:
+        assert await tx.execute("UPDATE sessions SET energy_wh = 77 WHERE id = ?",
+                                ids[0]) == 1
+        raise ValueError("after a counted write")
+
+    async def returning_then_fails(tx: Tx) -> None:
+        row = await tx.fetchone("UPDATE sessions SET energy_wh = 88 WHERE id = ?"
+                                " RETURNING id", ids[1])
+        assert row == {"id": ids[1]}
+        raise ValueError("after a write asked as a read")
+
+    async def tag(tx: Tx) -> None:
+        await tx.put_tag(IdTag("KEPT"))
+
+    results = await _one_batch(pg, [counted_then_fails, returning_then_fails, tag])
+    assert [type(r) for r in results] == [ValueError, ValueError, type(None)]
+    assert {s.energy_wh for s in await pg.read(lambda tx: tx.list_sessions())} == {0}
+    assert [t.tag for t in await pg.read(lambda tx: tx.list_tags())] == ["KEPT"]
