@@ -356,6 +356,8 @@ async def build(settings: Settings) -> App:
     )
     service.transfer_hours = settings.transfer_hours
     central = CentralSystem(settings, repo, service, metrics)
+    service.outbound = central
+    service.boot_get_configuration = settings.boot_get_configuration
     if ca is not None:
         from csms.iso15118 import LocalIso15118Provider
         from csms.service.certificates import CertificateUseCases, CsrLimiter
@@ -364,7 +366,8 @@ async def build(settings: Settings) -> App:
             repo, ca, organisation=settings.ca_organisation, days=settings.cert_days,
             renew_before=timedelta(days=settings.cert_renew_days),
             limiter=CsrLimiter(settings.csr_limit), outbound=central,
-            iso15118=LocalIso15118Provider(repo, ca, settings.ev_cert_dir))
+            iso15118=LocalIso15118Provider(repo, ca, settings.ev_cert_dir),
+            sign_v2g=settings.v2g_sign)
     tasks = Supervisor()
     bus = CommandBus(settings.mqtt, central.node_id) if settings.mqtt else None
     admin = None

@@ -42,6 +42,11 @@ _READING: Schema = {"type": ["number", "string", "null"]}
 _TIMEOUT: Schema = {"type": ["number", "null"], "exclusiveMinimum": 0,
                     "description": "Seconds to wait for the station's answer"
                                    " [default: the node's call timeout]"}
+# 1.6 only: send the 2.0.1 message in a DataTransfer of the OCA Plug & Charge application
+# note (true), or never (false); by default when only that form can say it, or (delete)
+# when the station announced Plug & Charge
+_PNC: Schema = {"type": "boolean", "description": "1.6: ISO 15118 Plug & Charge over"
+                " DataTransfer [default: when needed, or announced]"}
 _CONNECTOR: Schema = {"type": "integer", "minimum": 0,
                       "description": "Connector (1.6) or EVSE (2.0.1); 0: the whole station"}
 
@@ -77,7 +82,9 @@ COMMAND_BODIES: dict[str, Schema] = {
         "connector": _CONNECTOR,
         "extended": {"type": "boolean", "default": False,
                      "description": "1.6: ExtendedTriggerMessage (security extension)"},
-    }, ("message",)),
+        "pnc": _PNC,
+    }, ("message",), "TriggerMessage; V2GCertificate asks a 1.6 Plug & Charge station for"
+       " a V2G CSR (SignV2GCertificate in a DataTransfer)"),
     "get-config": _command({"keys": {"type": "array", "items": _STR,
                                      "description": "[default: every key]"}},
                            description="1.6 GetConfiguration"),
@@ -119,16 +126,20 @@ COMMAND_BODIES: dict[str, Schema] = {
                                             "V2GRootCertificate", "MORootCertificate"]},
         "certificate": {"type": "string", "minLength": 1, "maxLength": 5500,
                         "description": "PEM"},
-    }, ("type", "certificate"), "InstallCertificate (1.6 security extension, 2.0.1 M05)"),
+        "pnc": _PNC,
+    }, ("type", "certificate"), "InstallCertificate (1.6 security extension, 2.0.1 M05; a"
+       " V2G or MO root goes to a 1.6 station in a Plug & Charge DataTransfer)"),
     "get-installed-certificates": _command({
         "types": {"type": "array", "items": _STR,
                   "description": "Certificate types [default: 1.6 CSMSRootCertificate;"
                                  " 2.0.1 every type]"},
+        "pnc": _PNC,
     }, description="GetInstalledCertificateIds"),
     "delete-certificate": _command({
         "hash": _object({k: {"type": "string", "minLength": 1} for k in (
             "hashAlgorithm", "issuerNameHash", "issuerKeyHash", "serialNumber")},
             ("hashAlgorithm", "issuerNameHash", "issuerKeyHash", "serialNumber")),
+        "pnc": _PNC,
     }, ("hash",), "DeleteCertificate by its CertificateHashData"),
     "renew-certificate": _command({}, description="Ask for a new CSR (2.0.1 TriggerMessage"
                                   " SignChargingStationCertificate, 1.6 ExtendedTriggerMessage"

@@ -16,9 +16,11 @@ from csms.admin import device
 from csms.admin.maintenance import RECORDED, MaintenanceCommands
 from csms.bus.commands import CommandBus, NodeUnavailable
 from csms.protocol import OcppVersion
+from csms.protocol.pnc16 import PncError
 from csms.server import CallFailed, CallTimeout, CentralSystem, StationOffline
 from csms.service.auth import hash_password, validate_password
 from csms.service.cluster import live_nodes
+from csms.service.device_model import DeviceModel
 from csms.service.ports import Repository, Tx
 from csms.translate.commands import (
     COMMANDS,
@@ -29,6 +31,7 @@ from csms.translate.commands import (
     password_accepted,
     result_status,
 )
+from csms.translate.pnc16 import PNC_COMMANDS, inner_action, needs_pnc, pnc_call, read_answer
 
 __all__ = ["COMMAND_RESULTS", "OperatorCommands", "command_labels"]
 
@@ -72,12 +75,13 @@ class OperatorCommands:
         if conn is None:
             return 409, {"error": f"station {station_id} is not connected", "status": "Offline"}
         prepared = False
+        pnc = False
         try:
             args = await self._resolve(station_id, conn.version, command, args)
             if command in RECORDED:
                 args = await self.maintenance.prepare(station_id, command, args)
                 prepared = True
-            args = await device.prepare(self.repo, station_id, command, args)
+            args, warning = await device.prepare(self.repo, station_id, command, args)
             password = new_password(command, args)
             if password is not None:
                 # a password the station takes must be one we can store and check
@@ -85,7 +89,12 @@ class OperatorCommands:
                     validate_password(password)
                 except ValueError as exc:
                     raise CommandError(str(exc)) from None
-            call = build_call(conn.version, command, args)
+            pnc = await self._plug_and_charge(station_id, conn.version, command, args)
+            if pnc:
+                call = pnc_call(command, args)
+            else:
+                call = build_call(conn.version, command,
+                                  {k: v for k, v in args.items() if k != "pnc"})
         except CommandError as exc:
             if prepared:  # recorded, but never sent
                 await self._settle(command, args, "Invalid", None)
@@ -106,11 +115,23 @@ class OperatorCommands:
             await self._settle(command, args, exc.code, None)
             return 502, {"error": f"station answered {exc.code}: {exc.description}",
                          "status": exc.code, "action": call.action}
+        action = call.action
+        if pnc:
+            action = inner_action(call)
+            try:
+                response = read_answer(call, response)
+            except PncError as exc:
+                return 502, {"error": f"station answered: {exc}", "status": "Rejected",
+                             "action": action, "via": "DataTransfer"}
         await device.record(self.repo, station_id, command, args, call.payload, response)
-        word = result_status(call.action, response)
-        answer: dict[str, Any] = {"status": word, "action": call.action,
+        word = result_status(action, response)
+        answer: dict[str, Any] = {"status": word, "action": action,
                                   "ocpp_version": conn.version.short, "response": response,
                                   **await self._settle(command, args, word, response)}
+        if pnc:
+            answer["via"] = "DataTransfer"  # the OCA Plug & Charge application note
+        if warning is not None:
+            answer["warning"] = warning
         if password is not None:
             # Switch to the new password only once the station accepted it (1.6
             # security whitepaper / 2.0.1 A01.FR.04), whichever command carried it
@@ -120,6 +141,31 @@ class OperatorCommands:
             if answer["switched"]:
                 await self._store_password(station_id, password)
         return 200, answer
+
+    async def _plug_and_charge(self, station_id: str, version: OcppVersion, command: str,
+                               args: dict[str, Any]) -> bool:
+        """Whether the command goes to this 1.6 station as a 2.0.1 message in a
+        DataTransfer (the OCA Plug & Charge application note): when only that form can
+        say it, or the operator asked (``pnc``), or for DeleteCertificate when the
+        station takes Plug & Charge; refused when the station has not announced it."""
+        if version is not OcppVersion.V16 or command not in PNC_COMMANDS \
+                or args.get("pnc") is False:
+            if args.get("pnc") is True and version is not OcppVersion.V16:
+                raise CommandError("Plug & Charge over DataTransfer is for 1.6 stations; a"
+                                   " 2.0.1 station takes these messages as they are")
+            return False
+        wanted = needs_pnc(command, args)
+        if not wanted and command != "delete-certificate":
+            return False
+        announced = await DeviceModel(self.repo).plug_and_charge(station_id)
+        if args.get("pnc") is True or (wanted and announced):
+            return True
+        if wanted:
+            raise CommandError(
+                f"{station_id} has not announced ISO 15118 Plug & Charge (configuration key"
+                " ISO15118PnCEnabled: csms remote get-config); if it takes it, say so with"
+                f" csms stations pnc {station_id} --on")
+        return announced
 
     async def _settle(self, command: str, args: dict[str, Any], word: str,
                       response: dict[str, Any] | None) -> dict[str, Any]:

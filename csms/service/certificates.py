@@ -145,8 +145,11 @@ class CertificateAuthority:
         return self.cert.public_bytes(serialization.Encoding.PEM).decode()
 
     def sign(self, csr: x509.CertificateSigningRequest, days: int,
-             now: dt.datetime) -> x509.Certificate:
-        """A client certificate for the CSR's subject and key, valid ``days`` from ``now``."""
+             now: dt.datetime, usage: str = "client") -> x509.Certificate:
+        """A certificate for the CSR's subject and key, valid ``days`` from ``now``: for
+        TLS client authentication (a station towards the central system), or ``usage``
+        "server" (an ISO 15118 SECC certificate: the station is the TLS server towards
+        the EV, ISO 15118-2 §7.9.2)."""
         not_after = min(now + dt.timedelta(days=days), self.cert.not_valid_after_utc)
         builder = (
             x509.CertificateBuilder()
@@ -161,8 +164,9 @@ class CertificateAuthority:
                 digital_signature=True, key_encipherment=False, content_commitment=False,
                 data_encipherment=False, key_agreement=True, key_cert_sign=False,
                 crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]),
-                           critical=False)
+            .add_extension(x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH if usage == "server"
+                 else ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
                 cast(Any, self.cert.public_key())), critical=False)
         )
@@ -268,38 +272,55 @@ class CertificateUseCases:
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
     outbound: Outbound | None = None
     iso15118: Iso15118Provider | None = None
+    # ISO 15118 V2GCertificate (SECC) CSRs signed by this CA too (tests and small sites;
+    # a public Plug & Charge ecosystem needs a CPO sub-CA under a V2G root instead)
+    sign_v2g: bool = False
 
-    def deliver(self, station_id: str, payload: dict[str, Any], serial: str) -> None:
-        """Send CertificateSigned after the answer; its answer is kept (:meth:`delivered`)."""
+    def deliver(self, station_id: str, payload: dict[str, Any], serial: str,
+                action: str = "CertificateSigned",
+                read: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
+                ) -> None:
+        """Send CertificateSigned after the answer; its answer is kept (:meth:`delivered`).
+        ``action`` and ``read``: another CALL that carries it (a 1.6 DataTransfer of the
+        Plug & Charge application note) and how to find CertificateSigned's answer in its
+        answer (None when it cannot be read)."""
         if self.outbound is None:
             log.warning("! %s: certificate %s issued but nothing sends it", station_id, serial)
             return
 
         async def then(answer: dict[str, Any] | None) -> None:
+            if answer is not None and read is not None:
+                answer = read(answer)
             status = "NoAnswer" if answer is None else str(answer.get("status", "?"))
             await self.delivered(station_id, serial, status)
 
-        self.outbound.after_reply(station_id, "CertificateSigned", payload, then)
+        self.outbound.after_reply(station_id, action, payload, then)
 
     async def sign(self, station_id: str, csr_pem: str, certificate_type: str) -> SignOutcome:
         """Check and sign a station's CSR; a refusal is recorded as a security event."""
         now = self.clock()
-        if certificate_type != "ChargingStationCertificate":
+        if certificate_type == "V2GCertificate" and not self.sign_v2g:
             return await self._refuse(station_id, f"{certificate_type} is not signed here"
                                       " (no ISO 15118 V2G CA is configured)", now)
+        if certificate_type not in ("ChargingStationCertificate", "V2GCertificate"):
+            return await self._refuse(station_id, f"{certificate_type[:40]} is not a"
+                                      " certificate type this central system signs", now)
         if not self.limiter.admit(station_id):
             return await self._refuse(station_id, "too many CSRs this hour", now)
         try:
             csr = check_csr(csr_pem, station_id, self.organisation)
         except CsrRefused as exc:
             return await self._refuse(station_id, str(exc), now)
-        cert = self.ca.sign(csr, self.days, now)
+        cert = self.ca.sign(csr, self.days, now,
+                            "server" if certificate_type == "V2GCertificate" else "client")
         serial = serial_text(cert.serial_number)
         pem = cert.public_bytes(serialization.Encoding.PEM).decode()
 
         async def work(tx: Tx) -> None:
-            await tx.add_issued_certificate(serial, station_id, cert.not_valid_before_utc,
-                                            cert.not_valid_after_utc, pem, now)
+            await tx.add_issued_certificate(
+                serial, station_id, cert.not_valid_before_utc, cert.not_valid_after_utc, pem,
+                now, None if certificate_type == "ChargingStationCertificate"
+                else certificate_type)
 
         await self.repo.unit(work)
         log.info("= %s: certificate %s issued, valid until %s", station_id, serial,

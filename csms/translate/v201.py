@@ -113,9 +113,18 @@ async def status_notification(
 
 
 async def authorize(svc: ChargingService, station_id: str, p: dict[str, Any]) -> dict[str, Any]:
+    """C01 Authorize; with a contract certificate (C07, ISO 15118 Plug & Charge) also its
+    status, and a contract whose certificate is not Accepted is not authorized."""
     tag = p["idToken"]["idToken"]
     status, expires = await svc.authorize(tag, station_id)
-    return {"idTokenInfo": _id_token_info(status, expires, await svc.tag_group(tag))}
+    certificate = await security.contract_certificate_status(svc, p)
+    if certificate not in (None, "Accepted") and status is AuthStatus.ACCEPTED:
+        status, expires = AuthStatus.INVALID, None
+    answer: dict[str, Any] = {
+        "idTokenInfo": _id_token_info(status, expires, await svc.tag_group(tag))}
+    if certificate is not None:
+        answer["certificateStatus"] = certificate
+    return answer
 
 
 async def transaction_event(

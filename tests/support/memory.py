@@ -617,13 +617,14 @@ class MemoryTx(Tx):
 
     # -- certificates and the device model (csms.storage.device_sql) -----------------------
     async def add_issued_certificate(self, serial: str, station_id: str, not_before: datetime,
-                                     not_after: datetime, pem: str, at: datetime) -> None:
+                                     not_after: datetime, pem: str, at: datetime,
+                                     certificate_type: str | None = None) -> None:
         if serial in self.s.certificates:
             raise StorageError(f"certificate {serial} exists")
         self.s.certificates[serial] = {
             "serial": serial, "station_id": station_id, "not_before": not_before,
             "not_after": not_after, "pem": pem, "issued_at": at, "status": "Issued",
-            "renewal_requested_at": None}
+            "renewal_requested_at": None, "certificate_type": certificate_type}
 
     async def set_certificate_status(self, serial: str, status: str) -> None:
         if serial in self.s.certificates:
@@ -640,7 +641,8 @@ class MemoryTx(Tx):
         return sorted(rows, key=lambda r: r["issued_at"], reverse=True)[:limit]
 
     async def certificates_expiring(self, before: datetime) -> list[dict[str, Any]]:
-        live = [r for r in self.s.certificates.values() if r["status"] != "Rejected"]
+        live = [r for r in self.s.certificates.values() if r["status"] != "Rejected"
+                and r.get("certificate_type") is None]
         out = []
         for r in live:
             newer = any(n["station_id"] == r["station_id"] and n["not_after"] > r["not_after"]
@@ -690,6 +692,13 @@ class MemoryTx(Tx):
         rows = [dict(r) for (sid, _), r in self.s.device_variables.items()
                 if sid == station_id and (component is None or r["component"] == component)]
         return sorted(rows, key=lambda r: r["var_key"])
+
+    async def delete_device_variables(self, station_id: str, component: str) -> int:
+        gone = [k for k, r in self.s.device_variables.items()
+                if k[0] == station_id and r["component"] == component]
+        for k in gone:
+            del self.s.device_variables[k]
+        return len(gone)
 
     async def count_device_variables(self, station_id: str) -> int:
         return sum(1 for sid, _ in self.s.device_variables if sid == station_id)
