@@ -105,6 +105,10 @@ def _parser() -> tuple[_Parser, dict[str, _Parser]]:
     run.add_argument("--signed", action="store_true",
                      help="send OCMF signed meter values (a meter key per station; the"
                           " public keys are in the result)")
+    run.add_argument("--pnc", action="store_true",
+                     help="1.6 stations take ISO 15118 Plug & Charge over DataTransfer (OCA"
+                          " application note): they report ISO15118PnCEnabled and answer"
+                          " the wrapped certificate messages")
     run.add_argument("--connect-rate", type=_positive(float), default=200.0,
                      help="new connections per second while the stations start")
     load = sub.add_parser(
@@ -155,7 +159,7 @@ async def _run(args: argparse.Namespace) -> int:
         args.url, args.count, args.ocpp, prefix=args.id_prefix, mix=args.mix,
         password=args.password, seed=args.seed, connect_rate=args.connect_rate,
         meter_interval=args.meter_interval, power_kw=args.power_kw, signed=args.signed,
-        connectors=args.connectors,
+        connectors=args.connectors, pnc=args.pnc,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -111,12 +111,15 @@ class StationCore:
         tls_ca: str | None = None,
         client_cert: tuple[str, str] | None = None,
         organisation: str = "",
+        pnc: bool = False,
     ) -> None:
         """``dial``: how to open a connection (default: a WebSocket to the URL); a test
         passes one end of :func:`csms.link.memory_pair`. ``tls_ca``: the CA that signed
         the central system's certificate (wss://); ``client_cert``: a certificate and key
         file to show it (security profile 3), replaced by the one the central system signs
-        (:mod:`chargers_sim.security`); ``organisation``: the O of the station's CSRs."""
+        (:mod:`chargers_sim.security`); ``organisation``: the O of the station's CSRs;
+        ``pnc``: a 1.6 station takes ISO 15118 Plug & Charge over DataTransfer
+        (:mod:`chargers_sim.pnc16`)."""
         # the central system's address, then others to try in turn when it cannot be
         # reached (several nodes without a load balancer in front)
         self.urls = [u.rstrip("/") for u in (url, *fallback_urls)]
@@ -135,6 +138,7 @@ class StationCore:
         self.backoff_cap = backoff_cap
         self._dial = dial or self._dial_websocket
         self.tls_ca = tls_ca
+        self.pnc = pnc
         self.pki = StationPki(station_id, organisation)
         if client_cert is not None:
             self.pki.use(*client_cert)
