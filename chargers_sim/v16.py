@@ -119,6 +119,11 @@ def delivered(st: TransactionQueue, msg: TxMessage, answer: dict[str, Any]) -> N
 
 
 # -- answering the central system ------------------------------------------------------
+# 1.6 §9.1: keys a charge point reports read-only
+READ_ONLY_KEYS = frozenset({"NumberOfConnectors", "GetConfigurationMaxKeys",
+                            "SupportedFeatureProfiles"})
+
+
 def handlers(st: CallHandlers) -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
     def remote_start(p: dict[str, Any]) -> dict[str, Any]:
         authorize = st.config.get("AuthorizeRemoteTxRequests", "true") == "true"
@@ -129,7 +134,7 @@ def handlers(st: CallHandlers) -> dict[str, Callable[[dict[str, Any]], dict[str,
 
     def get_configuration(p: dict[str, Any]) -> dict[str, Any]:
         keys = p.get("key") or list(st.config)
-        known = [{"key": k, "readonly": False, "value": st.config[k]}
+        known = [{"key": k, "readonly": k in READ_ONLY_KEYS, "value": st.config[k]}
                  for k in keys if k in st.config]
         unknown = [k for k in keys if k not in st.config]
         out: dict[str, Any] = {"configurationKey": known}
@@ -144,6 +149,8 @@ def handlers(st: CallHandlers) -> dict[str, Callable[[dict[str, Any]], dict[str,
             return {"status": "Accepted"}
         if key not in st.config:
             return {"status": "NotSupported"}
+        if key in READ_ONLY_KEYS:
+            return {"status": "Rejected"}  # 1.6 §5.3: a read-only key is not changed
         st.config[key] = value
         if key == "HeartbeatInterval":
             st.heartbeat_interval = float(value)
