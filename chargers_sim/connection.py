@@ -119,7 +119,7 @@ class StationCore:
         file to show it (security profile 3), replaced by the one the central system signs
         (:mod:`chargers_sim.security`); ``organisation``: the O of the station's CSRs;
         ``pnc``: a 1.6 station takes ISO 15118 Plug & Charge over DataTransfer
-        (:mod:`chargers_sim.pnc16`)."""
+        (:mod:`chargers_sim.pnc_v16`)."""
         # the central system's address, then others to try in turn when it cannot be
         # reached (several nodes without a load balancer in front)
         self.urls = [u.rstrip("/") for u in (url, *fallback_urls)]

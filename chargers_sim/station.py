@@ -12,7 +12,7 @@ The station is built in layers, one module each:
 * :mod:`chargers_sim.handlers` -- answers to the central system's CALLs;
 * :mod:`chargers_sim.driver` -- more answers: the authorization cache, profiles and
   composite schedules, display messages, costs, every triggered message;
-* :mod:`chargers_sim.pnc16` -- ISO 15118 Plug & Charge over DataTransfer (1.6, ``pnc``).
+* :mod:`chargers_sim.pnc_v16` -- ISO 15118 Plug & Charge over DataTransfer (1.6, ``pnc``).
 
 What differs between 1.6 and 2.0.1 is in :mod:`chargers_sim.v16` and
 :mod:`chargers_sim.v201` (same function names), picked once in
@@ -28,7 +28,7 @@ from chargers_sim.connection import (
     Unreachable,
     backoff_delay,
 )
-from chargers_sim.pnc16 import PlugAndCharge16
+from chargers_sim.pnc_v16 import PlugAndCharge16
 from chargers_sim.session import CompletedSession
 
 __all__ = [

@@ -28,6 +28,7 @@ __all__ = [
     "load_update",
     "log_status_call",
     "meter_values",
+    "pnc_over_data_transfer",
     "reservation_expired_call",
     "sampled",
     "start_transaction",
@@ -251,3 +252,9 @@ def reservation_expired_call(reservation_id: int) -> tuple[str, dict[str, Any]] 
 def uploads_by_form(log_type: str) -> bool:
     """1.6 diagnostics go up as an HTTP form (as FTP-less chargers do); logs by PUT."""
     return log_type == "Diagnostics"
+
+
+def pnc_over_data_transfer() -> bool:
+    """1.6 carries ISO 15118 Plug & Charge in DataTransfer (the OCA application
+    note; chargers_sim.pnc_v16)."""
+    return True

@@ -30,6 +30,7 @@ __all__ = [
     "load_update",
     "log_status_call",
     "meter_values",
+    "pnc_over_data_transfer",
     "reservation_expired_call",
     "sampled",
     "start_transaction",
@@ -336,3 +337,8 @@ def reservation_expired_call(reservation_id: int) -> tuple[str, dict[str, Any]] 
 
 def uploads_by_form(log_type: str) -> bool:
     return False  # 2.0.1 N01: the file goes to remoteLocation (PUT)
+
+
+def pnc_over_data_transfer() -> bool:
+    """2.0.1 has the ISO 15118 messages themselves."""
+    return False

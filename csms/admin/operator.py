@@ -29,9 +29,10 @@ from csms.translate.commands import (
     carries_secret,
     new_password,
     password_accepted,
+    plug_and_charge,
     result_status,
 )
-from csms.translate.pnc16 import PNC_COMMANDS, inner_action, needs_pnc, pnc_call, read_answer
+from csms.translate.pnc16 import inner_action, pnc_call, read_answer
 
 __all__ = ["COMMAND_RESULTS", "OperatorCommands", "command_labels"]
 
@@ -144,27 +145,19 @@ class OperatorCommands:
 
     async def _plug_and_charge(self, station_id: str, version: OcppVersion, command: str,
                                args: dict[str, Any]) -> bool:
-        """Whether the command goes to this 1.6 station as a 2.0.1 message in a
-        DataTransfer (the OCA Plug & Charge application note): when only that form can
-        say it, or the operator asked (``pnc``), or for DeleteCertificate when the
-        station takes Plug & Charge; refused when the station has not announced it."""
-        if version is not OcppVersion.V16 or command not in PNC_COMMANDS \
-                or args.get("pnc") is False:
-            if args.get("pnc") is True and version is not OcppVersion.V16:
-                raise CommandError("Plug & Charge over DataTransfer is for 1.6 stations; a"
-                                   " 2.0.1 station takes these messages as they are")
-            return False
-        wanted = needs_pnc(command, args)
-        if not wanted and command != "delete-certificate":
-            return False
+        """Whether the command goes to the station as a 2.0.1 message in a DataTransfer
+        (the OCA Plug & Charge application note, 1.6): when the operator asked, when only
+        that form can say it and the station announced Plug & Charge (refused when it did
+        not), or for DeleteCertificate when it did."""
+        form = plug_and_charge(version, command, args)
+        if form in ("no", "yes"):
+            return form == "yes"
         announced = await DeviceModel(self.repo).plug_and_charge(station_id)
-        if args.get("pnc") is True or (wanted and announced):
-            return True
-        if wanted:
+        if form == "needed" and not announced:
             raise CommandError(
                 f"{station_id} has not announced ISO 15118 Plug & Charge (configuration key"
                 " ISO15118PnCEnabled: csms remote get-config); if it takes it, say so with"
-                f" csms stations pnc {station_id} --on")
+                f" csms stations pnc {station_id} on")
         return announced
 
     async def _settle(self, command: str, args: dict[str, Any], word: str,

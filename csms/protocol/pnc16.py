@@ -18,6 +18,7 @@ import json
 from typing import Any, Literal
 
 from csms.protocol.errors import OcppError
+from csms.protocol.frames import loads
 from csms.protocol.validation import Validator
 from csms.protocol.versions import OcppVersion
 
@@ -78,8 +79,8 @@ def _read(action: str, data: Any, kind: Kind) -> dict[str, Any]:
     if not isinstance(data, str):
         raise PncError(f"{action}: data must be the 2.0.1 {kind} as a JSON string")
     try:
-        inner = json.loads(data)
-    except (ValueError, RecursionError):
+        inner = loads(data)  # bounded nesting: never the C stack's end
+    except ValueError:
         raise PncError(f"{action}: data is not JSON") from None
     if not isinstance(inner, dict):
         raise PncError(f"{action}: data is not a JSON object")

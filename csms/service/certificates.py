@@ -277,13 +277,12 @@ class CertificateUseCases:
     sign_v2g: bool = False
 
     def deliver(self, station_id: str, payload: dict[str, Any], serial: str,
-                action: str = "CertificateSigned",
                 read: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
                 ) -> None:
         """Send CertificateSigned after the answer; its answer is kept (:meth:`delivered`).
-        ``action`` and ``read``: another CALL that carries it (a 1.6 DataTransfer of the
-        Plug & Charge application note) and how to find CertificateSigned's answer in its
-        answer (None when it cannot be read)."""
+        With ``read``, ``payload`` is a DataTransfer carrying it (a 1.6 station, the
+        Plug & Charge application note) and ``read`` finds CertificateSigned's answer in
+        the DataTransfer's answer."""
         if self.outbound is None:
             log.warning("! %s: certificate %s issued but nothing sends it", station_id, serial)
             return
@@ -294,7 +293,10 @@ class CertificateUseCases:
             status = "NoAnswer" if answer is None else str(answer.get("status", "?"))
             await self.delivered(station_id, serial, status)
 
-        self.outbound.after_reply(station_id, action, payload, then)
+        if read is None:
+            self.outbound.after_reply(station_id, "CertificateSigned", payload, then)
+        else:
+            self.outbound.after_reply(station_id, "DataTransfer", payload, then)
 
     async def sign(self, station_id: str, csr_pem: str, certificate_type: str) -> SignOutcome:
         """Check and sign a station's CSR; a refusal is recorded as a security event."""

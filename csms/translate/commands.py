@@ -28,6 +28,7 @@ __all__ = [
     "is_secret_name",
     "new_password",
     "password_accepted",
+    "plug_and_charge",
     "redacted_args",
     "redacted_response",
     "result_status",
@@ -212,3 +213,12 @@ def result_status(action: str, response: dict[str, Any]) -> str:
     return "Accepted"
 
 
+
+
+def plug_and_charge(version: OcppVersion, command: str, args: dict[str, Any]) -> str:
+    """Whether ``command`` goes as a Plug & Charge DataTransfer: "no", "yes", "needed" or
+    "announced" (see :func:`csms.translate.commands_v16.plug_and_charge`)."""
+    # not in the builders' __all__ (that lists commands only): looked up by name
+    decide = cast(Callable[[str, dict[str, Any]], str],
+                  getattr(_BUILDERS[version], "plug_and_charge"))  # noqa: B009
+    return decide(command, args)

@@ -10,10 +10,11 @@ payload that is not the 2.0.1 request (not JSON, not an object, against its sche
 answered ``Rejected`` with the reason in ``data``: the DataTransfer itself was well
 formed, so no CALLERROR, and the connection lives.
 
-Central system -> station: :func:`pnc_call` decides whether an operator command for a 1.6
-station goes as a wrapped 2.0.1 message (InstallCertificate of a V2G or MO root,
-GetInstalledCertificateIds of those, DeleteCertificate, TriggerMessage SignV2GCertificate),
-and :func:`read_answer` reads the 2.0.1 answer out of the DataTransfer answer.
+Central system -> station: :func:`pnc_call` builds the DataTransfer that carries an
+operator command for a 1.6 station as its 2.0.1 message (InstallCertificate of a V2G or MO
+root, GetInstalledCertificateIds of those, DeleteCertificate, TriggerMessage
+SignV2GCertificate; which commands go so is decided in csms.translate.commands_v16), and
+:func:`read_answer` reads the 2.0.1 answer out of the DataTransfer answer.
 """
 
 from __future__ import annotations
@@ -33,10 +34,11 @@ from csms.protocol.pnc16 import (
 from csms.service.charging import ChargingService
 from csms.translate import commands_v201, security, v201
 from csms.translate.command_args import BuiltCall, CommandError
+from csms.translate.commands_v16 import PNC_COMMANDS, V2G_TRIGGER
 from csms.translate.common import Handler
 from csms.translate.common import data_transfer as generic_data_transfer
 
-__all__ = ["PNC_COMMANDS", "data_transfer", "needs_pnc", "pnc_call", "read_answer"]
+__all__ = ["data_transfer", "inner_action", "pnc_call", "read_answer"]
 
 log = logging.getLogger("csms.translate")
 
@@ -98,38 +100,12 @@ async def data_transfer(svc: ChargingService, station_id: str,
 
 
 # -- central system -> station -------------------------------------------------------------
-# operator commands that have a Plug & Charge form for a 1.6 station
-PNC_COMMANDS = ("install-certificate", "get-installed-certificates", "delete-certificate",
-                "trigger")
-# certificate types only the application note carries to a 1.6 station
-_PNC_TYPES = ("V2GRootCertificate", "MORootCertificate", "V2GCertificateChain")
-# the operator may name the trigger with the note's word or 2.0.1's
-_V2G_TRIGGER = ("V2GCertificate", "SignV2GCertificate")
-
-
-def needs_pnc(command: str, args: dict[str, Any]) -> bool:
-    """Whether a command for a 1.6 station can only go as a Plug & Charge DataTransfer
-    (what 1.6 and its security extension cannot say), or the operator asked for it
-    (``pnc``: true)."""
-    if command not in PNC_COMMANDS:
-        return False
-    if args.get("pnc") is True:
-        return True
-    if command == "trigger":
-        return str(args.get("message")) in _V2G_TRIGGER
-    if command == "install-certificate":
-        return str(args.get("type")) in _PNC_TYPES
-    if command == "get-installed-certificates":
-        return any(str(t) in _PNC_TYPES for t in args.get("types") or [])
-    return False
-
-
 def pnc_call(command: str, args: dict[str, Any]) -> BuiltCall:
     """The DataTransfer that carries ``command`` as its 2.0.1 message."""
     if command not in PNC_COMMANDS:
         raise CommandError(f"{command} has no Plug & Charge form for a 1.6 station")
     if command == "trigger":
-        if str(args.get("message")) not in _V2G_TRIGGER:
+        if str(args.get("message")) not in V2G_TRIGGER:
             raise CommandError("over Plug & Charge a 1.6 station is only asked for a V2G"
                                " certificate CSR (trigger V2GCertificate)")
         # the application note's only trigger; 2.0.1 names it SignV2GCertificate

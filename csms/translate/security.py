@@ -43,7 +43,7 @@ async def sign(svc: ChargingService, station_id: str, csr: str, kind: str,
         payload = {"certificateChain": outcome.chain, **signed_payload}
         if via_data_transfer:
             certs.deliver(station_id, wrap("CertificateSigned", payload), outcome.serial,
-                          action="DataTransfer", read=_certificate_signed_answer)
+                          read=_certificate_signed_answer)
         else:
             certs.deliver(station_id, payload, outcome.serial)
     return outcome

@@ -144,11 +144,11 @@ async def test_set_config_is_checked_and_written_back(csms_server: RunningServer
         assert status == 200 and body["status"] == "Accepted" and "warning" not in body
         assert (await config(server, "CP-S"))["HeartbeatInterval"]["value"] == "90"
         # the CLI: one line and exit code 2 for the refusal, the warning on stderr
-        code, out, err = await run_cli(server, "remote", "set-config", "CP-S",
+        code, _, err = await run_cli(server, "remote", "set-config", "CP-S",
                                        "NumberOfConnectors", "4")
         assert code == 2 and "ReadOnly" in err and "Traceback" not in err
         assert len(err.strip().splitlines()) == 1
-        code, out, err = await run_cli(server, "remote", "set-config", "CP-S", "Vendor", "x")
+        code, _, err = await run_cli(server, "remote", "set-config", "CP-S", "Vendor", "x")
         assert code == 0 and "did not report 'Vendor'" in err
     finally:
         await st.close()

@@ -87,3 +87,49 @@ def test_wrap_refuses_what_the_2_0_1_schema_refuses() -> None:
 def test_other_vendors_are_not_plug_and_charge() -> None:
     assert not is_pnc({"vendorId": "org.openchargealliance.costmsg", "messageId": "RunningCost"})
     assert not is_pnc({"vendorId": PNC_VENDOR_ID.upper()})
+
+
+def test_deep_nesting_raises_even_where_the_recursion_limit_was_raised() -> None:
+    """py_ecc (imported with the in-process chain) raises the recursion limit to 100,000:
+    the standard library's JSON parser then runs off the C stack on deep input and the
+    process dies. Frames, the wrapped data and OCMF JSON must refuse it instead."""
+    import subprocess
+    import sys
+
+    code = """
+import sys
+sys.setrecursionlimit(1_000_000)
+from csms.protocol import FrameError, parse_frame
+from csms.protocol.pnc16 import PncError, unwrap
+from csms.metering.ocmf import OcmfError, normalize_key
+deep = "[" * 300_000
+for attempt in (
+    lambda: parse_frame('[2,"1","Heartbeat",' + deep),
+    lambda: parse_frame(('[2,"1","DataTransfer",{"a":' + '[' * 2000 + '1e400').encode()),
+    lambda: unwrap({"vendorId": "org.openchargealliance.iso15118pnc",
+                    "messageId": "Authorize", "data": deep}),
+    lambda: normalize_key("{" + '"a":[' * 300_000),
+):
+    try:
+        attempt()
+    except (FrameError, PncError, OcmfError, ValueError) as exc:
+        print(type(exc).__name__)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr[-500:]
+    assert done.stdout.split() == ["FrameError", "FrameError", "PncError", "OcmfError"]
+
+
+@pytest.mark.parametrize(("text", "beyond"), [
+    ("[" * 1024 + "]" * 1024, False),
+    ("[" * 1025, True),
+    ('["' + "[" * 5000 + '"]', False),  # brackets in a string do not nest
+    ('["\\"' + "[" * 5000 + '"]', False),  # nor after an escaped quote
+    ('{"a":' * 1025, True),
+])
+def test_nesting_is_measured_outside_strings(text: str, beyond: bool) -> None:
+    from csms.protocol.frames import nested_beyond
+
+    assert nested_beyond(text) is beyond
+    assert nested_beyond(text.encode()) is beyond

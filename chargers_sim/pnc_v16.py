@@ -15,7 +15,6 @@ from typing import Any
 
 from chargers_sim.driver import DriverHandlers
 from csms.protocol.pnc16 import PncError, answer_data, is_pnc, unwrap, wrap
-from csms.protocol.versions import OcppVersion
 
 __all__ = ["PlugAndCharge16"]
 
@@ -39,7 +38,7 @@ class PlugAndCharge16(DriverHandlers):
 
     @property
     def pnc_enabled(self) -> bool:
-        return self.pnc and self.version is OcppVersion.V16
+        return self.pnc and self.rules.pnc_over_data_transfer()
 
     # -- station -> central system -----------------------------------------------------
     async def pnc_call(self, action: str, inner: dict[str, Any]) -> dict[str, Any]:
