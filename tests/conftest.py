@@ -19,7 +19,8 @@ from support import RunningServer, require_service
 POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 # server-level test modules that run on both storage backends
-BOTH_BACKENDS = {"test_sessions_v16.py", "test_sessions_v201.py", "test_console.py"}
+BOTH_BACKENDS = {"test_sessions_v16.py", "test_sessions_v201.py", "test_console.py",
+                 "test_configuration16.py", "test_pnc16.py"}
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
