@@ -359,3 +359,39 @@ async def _issued(server: RunningServer, station_id: str, status: str) -> list[d
 
     rows = await server.repo.read(work)
     return [r for r in rows if r["status"] == status]
+
+
+async def test_the_cli(pnc_server: RunningServer, tmp_path: Path) -> None:
+    from .test_admin import run_cli
+
+    server = pnc_server
+    await server.add_station("CP-CLI")
+    code, _, err = await run_cli(server, "stations", "pnc", "CP-CLI", "sideways")
+    assert code == 2 and "one of on, off, auto" in err and "Traceback" not in err
+    code, _, err = await run_cli(server, "stations", "pnc", "NOPE", "on")
+    assert code == 2 and "no station 'NOPE'" in err
+    st = Station(server.url, "CP-CLI", "1.6", pnc=True, **FAST)
+    await st.start()
+    try:
+        await until(lambda: variables(server, "CP-CLI"), "the stored configuration")
+        root = tmp_path / "root.pem"
+        root.write_text(server.app.service.certificates.ca.cert_pem)
+        code, out, err = await run_cli(server, "certificates", "install", "CP-CLI", str(root),
+                                       "--type", "MORootCertificate")
+        assert code == 0, err
+        assert "CP-CLI: Accepted (InstallCertificate in DataTransfer)" in out
+        code, out, err = await run_cli(server, "certificates", "list-installed", "CP-CLI",
+                                       "--type", "MORootCertificate", "--json")
+        assert code == 0, err
+        body = json.loads(out)
+        assert body["via"] == "DataTransfer"
+        assert body["response"]["certificateHashDataChain"][0]["certificateType"] == \
+            "MORootCertificate"
+        # off: the V2G commands are refused with one line
+        code, _, err = await run_cli(server, "stations", "pnc", "CP-CLI", "off")
+        assert code == 0
+        code, _, err = await run_cli(server, "remote", "trigger", "CP-CLI", "V2GCertificate")
+        assert code == 2 and "has not announced ISO 15118 Plug & Charge" in err
+        assert len(err.strip().splitlines()) == 1
+    finally:
+        await st.close()
