@@ -45,6 +45,7 @@ __all__ = [
     "check_csr",
     "hash_data",
     "new_ca",
+    "same_emaid",
     "serial_text",
 ]
 
@@ -387,3 +388,34 @@ class CertificateUseCases:
         if row is None:
             return None
         return "good" if row["not_after"] > self.clock() else "expired"
+
+    async def contract_status(self, hash_algorithm: str, issuer_name_hash: str,
+                              issuer_key_hash: str, serial: str, emaid: str) -> str | None:
+        """A contract certificate's status for an Authorize of ``emaid`` (2.0.1 C07):
+        :meth:`status_of`, or "not_contract" for a certificate this CA issued to a station
+        (its client or SECC certificate) or whose CN is not the eMAID (ISO 15118-2: the
+        contract certificate's subject CN is the eMAID): a station cannot pass its own
+        certificate off as a driver's contract."""
+        status = await self.status_of(hash_algorithm, issuer_name_hash, issuer_key_hash,
+                                      serial)
+        if status is None:
+            return None
+
+        async def work(tx: Tx) -> dict[str, Any] | None:
+            return await tx.get_issued_certificate(serial.lower().lstrip("0") or "0")
+
+        row = await self.repo.read(work)
+        if row is None or row.get("certificate_type") in (None, "V2GCertificate"):
+            return "not_contract"
+        cert = x509.load_pem_x509_certificate(str(row["pem"]).encode())
+        names = [str(a.value) for a in
+                 cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+        if [same_emaid(n) for n in names] != [same_emaid(emaid)]:
+            return "not_contract"
+        return status
+
+
+def same_emaid(text: str) -> str:
+    """An eMAID as compared: ISO 15118 writes it with or without "-" separators, in any
+    case (DE-MA1-234567890-1 and dema12345678901 are one contract)."""
+    return text.replace("-", "").replace("*", "").upper()

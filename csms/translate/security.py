@@ -69,21 +69,24 @@ def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     return True
 
 
-_STATUS_WORD = {"good": "Accepted", "expired": "CertificateExpired"}
+_STATUS_WORD = {"good": "Accepted", "expired": "CertificateExpired",
+                "not_contract": "CertChainError"}
 
 
 async def contract_certificate_status(svc: ChargingService, p: dict[str, Any]) -> str | None:
     """2.0.1 C07 AuthorizeResponse.certificateStatus for an Authorize carrying a contract
     certificate (``certificate``, PEM) or its OCSP data (``iso15118CertificateHashData``);
     None when it carries neither. Only this central system's CA is known (the local ISO
-    15118 provider): a certificate it did not issue is CertChainError, one it issued is
-    Accepted while valid and CertificateExpired after."""
+    15118 provider): a certificate it did not issue, or one that is no contract for this
+    eMAID (a station's own certificate, another CN), is CertChainError; one it issued as
+    the eMAID's contract is Accepted while valid and CertificateExpired after."""
     pem, hashes = p.get("certificate"), p.get("iso15118CertificateHashData")
     if pem is None and not hashes:
         return None
     certs = svc.certificates
     if certs is None:
         return "NoCertificateAvailable"
+    emaid = str((p.get("idToken") or {}).get("idToken", ""))
     if pem is not None:
         try:
             leaf = x509.load_pem_x509_certificates(str(pem).encode("ascii"))[0]
@@ -94,12 +97,14 @@ async def contract_certificate_status(svc: ChargingService, p: dict[str, Any]) -
         if leaf.not_valid_after_utc <= dt.datetime.now(dt.UTC):
             return "CertificateExpired"
         hashes = [hash_data(leaf, certs.ca.cert)]
-    found = [await certs.status_of(str(h.get("hashAlgorithm", "SHA256")),
-                                   str(h.get("issuerNameHash", "")),
-                                   str(h.get("issuerKeyHash", "")),
-                                   str(h.get("serialNumber", "")))
+    found = [await certs.contract_status(str(h.get("hashAlgorithm", "SHA256")),
+                                         str(h.get("issuerNameHash", "")),
+                                         str(h.get("issuerKeyHash", "")),
+                                         str(h.get("serialNumber", "")), emaid)
              for h in (hashes if isinstance(hashes, list) else []) if isinstance(h, dict)]
     words = [_STATUS_WORD[f] for f in found if f is not None]
+    if "CertChainError" in words:
+        return "CertChainError"
     if "CertificateExpired" in words:
         return "CertificateExpired"
     return "Accepted" if words else "CertChainError"

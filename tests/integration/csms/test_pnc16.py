@@ -135,9 +135,35 @@ async def test_a_1_6_station_does_plug_and_charge_over_data_transfer(
             EMAID, certificate=foreign.public_bytes(serialization.Encoding.PEM).decode())
         assert answer == {"idTokenInfo": {"status": "Invalid"},
                           "certificateStatus": "CertChainError"}
-        # an eMAID we do not know, with a good certificate: the token decides
+        # the eMAID written with separators is the same contract
+        await server.add_tag("DE-MA1-234567890")
+        answer = await st.pnc_authorize("DE-MA1-234567890", certificate=pem)
+        assert answer["certificateStatus"] == "Accepted"
+        # another eMAID with this certificate: not its contract
+        await server.add_tag("DEMA0000000000")
         answer = await st.pnc_authorize("DEMA0000000000", certificate=pem)
-        assert answer["idTokenInfo"]["status"] == "Unknown"
+        assert answer == {"idTokenInfo": {"status": "Invalid"},
+                          "certificateStatus": "CertChainError"}
+        # the station passes its own SECC certificate (issued by the same CA, CN = its
+        # id) off as a contract for a tag named like it: refused
+        await server.add_tag("CP-PNC")
+        answer = await st.pnc_authorize("CP-PNC", certificate=st.pki.v2g_chain)
+        assert answer == {"idTokenInfo": {"status": "Invalid"},
+                          "certificateStatus": "CertChainError"}
+        # an expired contract
+        _, old = contract(server, days=0)
+        await keep(server, "MO", old)
+        answer = await st.pnc_authorize(EMAID, hash_data=[{
+            **hash_data(old, server.app.service.certificates.ca.cert),
+            "responderURL": "http://ocsp.example"}])
+        assert answer == {"idTokenInfo": {"status": "Invalid"},
+                          "certificateStatus": "CertificateExpired"}
+        # an eMAID we do not know, with its good certificate: the token decides
+        unknown_pem, unknown = contract(server, "DEMA9999999999")
+        await keep(server, "MO", unknown)
+        answer = await st.pnc_authorize("DEMA9999999999", certificate=unknown_pem)
+        assert answer == {"idTokenInfo": {"status": "Unknown"},
+                          "certificateStatus": "Accepted"}
 
         # GetCertificateStatus: a real OCSP answer for what the CA issued
         answer = await st.pnc_certificate_status({**by_hash,
