@@ -243,7 +243,8 @@ def trigger(
     json: JsonOption = False, timeout: Timeout = 30, admin_host: AdminHost = None,
     admin_port: AdminPort = None, data_dir: DataDirOption = None,
 ) -> None:
-    """Ask a station to send a message now (TriggerMessage)."""
+    """Ask a station to send a message now (TriggerMessage); V2GCertificate asks a 1.6
+    Plug & Charge station for a V2G CSR (in a DataTransfer)."""
     args: dict[str, Any] = {"message": message}
     if connector is not None:
         args["connector"] = connector
