@@ -325,6 +325,12 @@ _COMMAND_RESULT = _object({
     "switched": {"type": "boolean", "description": "set-password: the new password is in"
                                                    " use"},
     "node": {"type": "string", "description": "The node that holds the station's socket"},
+    "via": {"type": "string", "enum": ["DataTransfer"],
+            "description": "1.6 Plug & Charge: the 2.0.1 action went in a DataTransfer, and"
+                           " response is the 2.0.1 answer read out of its answer"},
+    "warning": {"type": "string", "description": "set-config: sent, although the station's"
+                                                 " stored configuration cannot vouch for"
+                                                 " the key"},
     "reservation_id": {"type": "integer", "description": "reserve, cancel-reservation:"
                                                          " the reservation"},
     "request_id": {"type": "integer", "description": "update-firmware, get-log: the"
