@@ -117,7 +117,8 @@ def firmware_add(
     settings = load_settings(db=db, data_dir=data_dir)
     digest = hashlib.sha256(blob).hexdigest()
     image = FirmwareImage(name, display_name(file.name, "firmware.bin"), len(blob), digest,
-                          datetime.now(UTC), signature, cert_text)
+                          datetime.now(UTC), signature, cert_text,
+                          md5=hashlib.md5(blob, usedforsecurity=False).hexdigest())
     path = firmware_path(settings.data_folder(), digest)
     path.parent.mkdir(parents=True, exist_ok=True)
     part = path.with_suffix(".part")

@@ -79,6 +79,9 @@ COMMANDS: dict[str, str] = {
     "get-display-messages": "get_display_messages",
     "clear-display-message": "clear_display_message",
     "cost-updated": "cost_updated",
+    # firmware publishing by a local controller (2.0.1 L03/L04)
+    "publish-firmware": "publish_firmware",
+    "unpublish-firmware": "unpublish_firmware",
 }
 # The one place that picks the builders of a version.
 _BUILDERS: dict[OcppVersion, CommandBuilders] = {
@@ -91,7 +94,8 @@ _MORE_BUILDERS: dict[OcppVersion, object] = {
 # Commands whose arguments must never reach a log or the audit trail.
 # A firmware or log URL holds its request's token: as good as a key to it.
 SECRET_ARGS = {"set-password": ("password",), "update-firmware": ("location",),
-               "get-log": ("location",), "set-network-profile": ("apn_password",)}
+               "get-log": ("location",), "publish-firmware": ("location",),
+               "set-network-profile": ("apn_password",)}
 REDACTED = "<redacted>"
 
 # Configuration keys (1.6) and variables (2.0.1) that hold a credential: the 1.6

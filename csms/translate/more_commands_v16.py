@@ -12,7 +12,8 @@ from csms.translate.more_args import RUNNING_COST_VENDOR, running_cost_data
 __all__ = [
     "clear_cache", "clear_display_message", "cost_updated", "customer_information",
     "get_charging_profiles", "get_composite_schedule", "get_display_messages",
-    "get_transaction_status", "set_display_message", "set_network_profile",
+    "get_transaction_status", "publish_firmware", "set_display_message",
+    "set_network_profile", "unpublish_firmware",
 ]
 
 
@@ -73,3 +74,11 @@ def cost_updated(a: dict[str, Any]) -> BuiltCall:
     return BuiltCall("DataTransfer", {
         "vendorId": RUNNING_COST_VENDOR, "messageId": "FinalCost" if final else "RunningCost",
         "data": running_cost_data(a, final)})
+
+
+def publish_firmware(a: dict[str, Any]) -> BuiltCall:
+    raise _only_201("publish-firmware (a local controller, 2.0.1 L03)")
+
+
+def unpublish_firmware(a: dict[str, Any]) -> BuiltCall:
+    raise _only_201("unpublish-firmware (a local controller, 2.0.1 L04)")
