@@ -410,8 +410,20 @@ class AdminApi:
         raw = request.match_info["transfer_id"]
         if not raw.isdigit() or not 0 < int(raw) < 2**63:
             return _error(400, "a request id is an integer")
+        try:
+            body = await request.json(loads=orjson.loads) if request.can_read_body else {}
+        except ValueError:
+            return _error(400, "the body must be a JSON object")
+        names = body.get("kinds", [k.value for k in TransferKind]) \
+            if isinstance(body, dict) else None
+        try:
+            kinds = tuple(TransferKind(k) for k in names) if isinstance(names, list) else ()
+        except ValueError:
+            kinds = ()
+        if not kinds:
+            return _error(400, "kinds: a list of firmware, log, publish")
         actor = request.headers.get("X-Actor") or f"admin@{request.remote}"
-        status, result = await self.cancel_transfer(actor, int(raw), tuple(TransferKind))
+        status, result = await self.cancel_transfer(actor, int(raw), kinds)
         return _json(result, status)
 
     async def transfer_file(self, request: web.Request) -> web.StreamResponse:

@@ -36,6 +36,7 @@ from csms.translate.commands import (
     new_password,
     password_accepted,
     result_status,
+    version_refusal,
 )
 
 __all__ = ["COMMAND_RESULTS", "OperatorCommands", "command_labels"]
@@ -85,6 +86,9 @@ class OperatorCommands:
                 return await self._queue(station_id, command, args)
             return 409, {"error": f"station {station_id} is not connected", "status": "Offline",
                          "connected": False}
+        refusal = version_refusal(conn.version, command)
+        if refusal is not None:  # nothing recorded for a command the version has not
+            return 400, {"error": refusal}
         prepared = False
         try:
             args = await self._resolve(station_id, conn.version, command, args)
@@ -144,6 +148,16 @@ class OperatorCommands:
     async def _queue(self, station_id: str, command: str, args: dict[str, Any]
                      ) -> tuple[int, dict[str, Any]]:
         """Record a request for a station that is connected nowhere: sent when it is back."""
+
+        async def version(tx: Tx) -> str | None:
+            station = await tx.get_station(station_id)
+            return None if station is None else station.ocpp_version
+
+        known = await self.repo.read(version)
+        if known is not None:
+            refusal = version_refusal(OcppVersion.parse(known), command)
+            if refusal is not None:  # e.g. publish-firmware for a 1.6 station
+                return 400, {"error": refusal}
         try:
             recorded = await self.maintenance.prepare(station_id, command, args, queued=True)
         except CommandError as exc:

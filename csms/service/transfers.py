@@ -128,26 +128,19 @@ class TransferUseCases(StationUseCases):
         token = await self._new_transfer(transfer, queued)
         return transfer, token
 
-    async def _check_local_controller(self, station_id: str) -> None:
-        """PublishFirmware and UnpublishFirmware are 2.0.1 (functional block L): refused
-        for a station known to speak 1.6."""
+    async def _check_station(self, station_id: str) -> None:
+        async def work(tx: Tx) -> bool:
+            return await tx.get_station(station_id) is not None
 
-        async def work(tx: Tx) -> str | None:
-            station = await tx.get_station(station_id)
-            if station is None:
-                raise TransferError(f"no station {station_id}")
-            return station.ocpp_version
-
-        if await self.repo.read(work) == "ocpp1.6":
-            raise TransferError(f"{station_id} speaks OCPP 1.6: publishing firmware is OCPP"
-                                " 2.0.1 (a local controller, L03)")
+        if not await self.repo.read(work):
+            raise TransferError(f"no station {station_id}")
 
     async def new_publish(self, station_id: str, image: FirmwareImage,
                           detail: dict[str, Any], *, queued: bool = False
                           ) -> tuple[Transfer, str]:
         """A PublishFirmware about to be sent (or queued): (transfer, token of the URL the
         local controller downloads the image from)."""
-        await self._check_local_controller(station_id)
+        await self._check_station(station_id)
         now = self.clock()
         transfer = Transfer(TransferKind.PUBLISH, station_id, "",
                             now + timedelta(hours=self.transfer_hours), now,
@@ -159,7 +152,7 @@ class TransferUseCases(StationUseCases):
     async def new_unpublish(self, station_id: str, image: FirmwareImage,
                             detail: dict[str, Any]) -> Transfer:
         """An UnpublishFirmware about to be sent (it moves no file: its URL is nobody's)."""
-        await self._check_local_controller(station_id)
+        await self._check_station(station_id)
         now = self.clock()
         transfer = Transfer(TransferKind.UNPUBLISH, station_id, "", now, now,
                             firmware_id=image.id, updated_at=now,

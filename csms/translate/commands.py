@@ -14,7 +14,7 @@ from typing import Any, cast
 
 from csms.protocol import OcppError, OcppVersion, Validator
 from csms.translate import commands_v16, commands_v201, more_commands_v16, more_commands_v201
-from csms.translate.command_args import BuiltCall, CommandBuilders, CommandError
+from csms.translate.command_args import BuiltCall, CommandBuilders, CommandError, WrongVersion
 
 __all__ = [
     "COMMANDS",
@@ -31,6 +31,7 @@ __all__ = [
     "redacted_args",
     "redacted_response",
     "result_status",
+    "version_refusal",
 ]
 
 # Operator command -> the function that builds its CALL, by the same name in
@@ -188,6 +189,18 @@ def builder_for(version: OcppVersion, command: str) -> Callable[[dict[str, Any]]
     return cast(Callable[[dict[str, Any]], BuiltCall],
                 getattr(_BUILDERS[version], name, None)
                 or getattr(_MORE_BUILDERS[version], name))
+
+
+def version_refusal(version: OcppVersion, command: str) -> str | None:
+    """Why ``command`` cannot be sent to a station of ``version`` at all (it exists in the
+    other version only), or None: checked before a request is queued for the station."""
+    try:
+        builder_for(version, command)({})
+    except WrongVersion as exc:
+        return str(exc)
+    except (CommandError, KeyError, TypeError, ValueError):
+        return None  # the arguments are missing: the command itself exists
+    return None
 
 
 def build_call(version: OcppVersion, command: str, args: dict[str, Any]) -> BuiltCall:

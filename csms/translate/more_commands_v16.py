@@ -6,7 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from csms.translate.command_args import BuiltCall, CommandError, int_arg, profile_unit
+from csms.translate.command_args import (
+    BuiltCall,
+    CommandError,
+    WrongVersion,
+    int_arg,
+    profile_unit,
+)
 from csms.translate.more_args import RUNNING_COST_VENDOR, running_cost_data
 
 __all__ = [
@@ -18,7 +24,7 @@ __all__ = [
 
 
 def _only_201(what: str) -> CommandError:
-    return CommandError(f"{what} is OCPP 2.0.1 only; this station speaks 1.6")
+    return WrongVersion(f"{what} is OCPP 2.0.1 only; this station speaks 1.6")
 
 
 def clear_cache(a: dict[str, Any]) -> BuiltCall:
