@@ -43,6 +43,7 @@ _IDLE = frozenset({"Idle"})
 # at most this many published locations of one request are kept
 MAX_LOCATIONS = 20
 _QUEUED = TransferState.QUEUED.value
+_DOWNLOADS = frozenset({TransferKind.FIRMWARE, TransferKind.PUBLISH})
 
 
 class TransferError(ValueError):
@@ -303,7 +304,8 @@ class TransferUseCases(StationUseCases):
 
         async def work(tx: Tx) -> tuple[Transfer, FirmwareImage] | None:
             transfer = await tx.transfer_by_token(token_hash(token))
-            if transfer is None or transfer.kind is not TransferKind.FIRMWARE \
+            # a firmware update's image, or the one a local controller publishes (L03)
+            if transfer is None or transfer.kind not in _DOWNLOADS \
                     or not transfer.open_at(now) or transfer.firmware_id is None:
                 return None
             image = await tx.firmware_by_id(transfer.firmware_id)
