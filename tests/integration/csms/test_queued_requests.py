@@ -191,10 +191,11 @@ async def test_cancel_a_queued_request(registered: RunningServer) -> None:
 
 
 async def test_not_before_an_accepted_boot_and_never_twice(registered: RunningServer) -> None:
-    """A station that connects but is not booted yet gets nothing; a boot refused
-    (Pending) neither. Two boots in a row, and a reconnect while the request is on its
-    way, never send it twice: the first connection got it (unanswered, it ends Offline)."""
+    """A station that connects but is not booted yet gets nothing. Two boots in a row,
+    and a reconnect while the request is on its way, never send it twice: the first
+    connection got it (unanswered, it ends Offline)."""
     status, result = await command(registered, "SIM1", "get-log", {})
+    assert status == 202
     rid = result["request_id"]
     async with await RawClient.connect(registered.url, "SIM1", ["ocpp2.0.1"]) as first:
         await registered.wait_connected("SIM1")
