@@ -250,3 +250,31 @@ async def test_malformed_publish_notifications_get_a_callerror(
         answer = await c.call("PublishFirmwareStatusNotification", payload)
         assert answer[0] == 4 and answer[2] == code, answer
         assert (await c.call("Heartbeat", {}))[0] == 3  # the connection lives on
+
+
+async def test_a_download_that_keeps_failing(registered: RunningServer) -> None:
+    """The image is gone from the file listener (404): the local controller retries as
+    asked, says DownloadOngoing to an unpublish meanwhile, and ends DownloadFailed."""
+    blob = simulator_image("sim-7.0")
+    md5 = hashlib.md5(blob, usedforsecurity=False).hexdigest()
+    await add_firmware(registered, "sim-7.0", blob, md5=md5)
+    firmware_path(registered.settings.data_dir, hashlib.sha256(blob).hexdigest()).unlink()
+    st = Station(registered.url, "LC1", "2.0.1", seed=3, local_controller=True, **FAST)
+    await st.start()
+    try:
+        status, result = await command(registered, "LC1", "publish-firmware", {
+            "version": "sim-7.0", "retries": 2, "retry_interval": 1})
+        assert status == 200 and result["status"] == "Accepted", result
+
+        async def downloading() -> bool:
+            return "Downloading" in st.publish_statuses
+
+        await until(downloading)
+        status, answer = await command(registered, "LC1", "unpublish-firmware",
+                                       {"version": "sim-7.0"})
+        assert status == 200 and answer["status"] == "DownloadOngoing", answer
+        await until(lambda: _status_is(registered, result["request_id"], "DownloadFailed"))
+        assert st.publish_statuses == ["Downloading"] * 3 + ["DownloadFailed"]
+        assert st.published == {}
+    finally:
+        await st.close()
