@@ -185,6 +185,12 @@ class TransferUseCases(StationUseCases):
         marked expired. None: nothing (more) to send."""
         now = self.clock()
 
+        async def waiting(tx: Tx) -> bool:
+            return bool(await tx.queued_transfers(station_id, 1))
+
+        if not await self.repo.read(waiting):
+            return None  # the usual case at a boot: a read, no write transaction
+
         async def work(tx: Tx) -> Transfer | None:
             for t in await tx.queued_transfers(station_id, 20):
                 assert t.id is not None
