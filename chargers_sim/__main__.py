@@ -111,6 +111,10 @@ def _parser() -> tuple[_Parser, dict[str, _Parser]]:
                           " the wrapped certificate messages")
     run.add_argument("--connect-rate", type=_positive(float), default=200.0,
                      help="new connections per second while the stations start")
+    run.add_argument("--local-controller", action="store_true",
+                     help="2.0.1 stations act as local controllers: they publish firmware"
+                          " images (PublishFirmware) on an HTTP server of their own on"
+                          " 127.0.0.1")
     load = sub.add_parser(
         "load", help="back-to-back transaction messages; latency recorded",
         description="Stations that send transaction messages back to back for"
@@ -159,7 +163,7 @@ async def _run(args: argparse.Namespace) -> int:
         args.url, args.count, args.ocpp, prefix=args.id_prefix, mix=args.mix,
         password=args.password, seed=args.seed, connect_rate=args.connect_rate,
         meter_interval=args.meter_interval, power_kw=args.power_kw, signed=args.signed,
-        connectors=args.connectors, pnc=args.pnc,
+        connectors=args.connectors, local_controller=args.local_controller, pnc=args.pnc,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -111,6 +111,7 @@ class StationCore:
         tls_ca: str | None = None,
         client_cert: tuple[str, str] | None = None,
         organisation: str = "",
+        local_controller: bool = False,
         pnc: bool = False,
     ) -> None:
         """``dial``: how to open a connection (default: a WebSocket to the URL); a test
@@ -118,13 +119,16 @@ class StationCore:
         the central system's certificate (wss://); ``client_cert``: a certificate and key
         file to show it (security profile 3), replaced by the one the central system signs
         (:mod:`chargers_sim.security`); ``organisation``: the O of the station's CSRs;
-        ``pnc``: a 1.6 station takes ISO 15118 Plug & Charge over DataTransfer
+        ``local_controller``: a 2.0.1 local controller, which publishes firmware images
+        for the stations behind it (:mod:`chargers_sim.maintenance`); ``pnc``: a 1.6
+        station takes ISO 15118 Plug & Charge over DataTransfer
         (:mod:`chargers_sim.pnc_v16`)."""
         # the central system's address, then others to try in turn when it cannot be
         # reached (several nodes without a load balancer in front)
         self.urls = [u.rstrip("/") for u in (url, *fallback_urls)]
         self._url_index = 0
         self.station_id = station_id
+        self.local_controller = local_controller
         self.version = version if isinstance(version, OcppVersion) else OcppVersion.parse(version)
         self.rules: VersionRules = rules_for(self.version)
         self.password = password

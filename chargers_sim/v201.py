@@ -243,6 +243,14 @@ def handlers(st: CallHandlers) -> dict[str, Callable[[dict[str, Any]], dict[str,
                             fw.get("signature"), fw.get("signingCertificate"))
         return {"status": "Accepted"}
 
+    def publish_firmware(p: dict[str, Any]) -> dict[str, Any]:
+        # L03: only a local controller publishes (an ordinary station rejects it)
+        return {"status": st._publish_firmware(p["requestId"], p["location"], p["checksum"],
+                                               p.get("retries"), p.get("retryInterval"))}
+
+    def unpublish_firmware(p: dict[str, Any]) -> dict[str, Any]:
+        return {"status": st._unpublish_firmware(p["checksum"])}  # L04
+
     def get_log(p: dict[str, Any]) -> dict[str, Any]:
         kind = {"DiagnosticsLog": "Diagnostics"}.get(p["logType"], p["logType"])
         name = st._upload_log(p["requestId"], kind, p["log"]["remoteLocation"])
@@ -266,6 +274,8 @@ def handlers(st: CallHandlers) -> dict[str, Callable[[dict[str, Any]], dict[str,
         "CancelReservation": cancel_reservation,
         "UpdateFirmware": update_firmware,
         "GetLog": get_log,
+        "PublishFirmware": publish_firmware,
+        "UnpublishFirmware": unpublish_firmware,
     }
 
 

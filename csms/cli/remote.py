@@ -114,8 +114,12 @@ def _command(station: str, command: str, args: dict[str, Any], to: Target,
         warn(str(result["warning"]))
     if to.json:
         print_json(result)
-        if status != 200:
+        if status not in (200, 202):
             raise typer.Exit(1 if status != 400 else 2)
+        return
+    if status == 202:  # a request kept for a station that is offline
+        console.print(f"{station}: [bold]queued[/] (request {result.get('request_id')}):"
+                      " sent after its next accepted BootNotification")
         return
     if status == 200:
         via = f" in {result['via']}" if result.get("via") else ""

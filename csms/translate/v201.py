@@ -302,6 +302,9 @@ ROUTES: dict[str, Handler] = {
         TransferKind.FIRMWARE, "firmware_status", request_id=True),
     "LogStatusNotification": transfer_notification(
         TransferKind.LOG, "log_status", request_id=True),
+    # L03: a local controller's publication of a firmware image
+    "PublishFirmwareStatusNotification": transfer_notification(
+        TransferKind.PUBLISH, "publish_firmware_status", request_id=True),
     "ReservationStatusUpdate": reservation_status_update,
     # smart charging reports, display messages, customer information: stored and shown
     # (csms stations reports), within the station's notification quota
@@ -312,7 +315,6 @@ ROUTES: dict[str, Handler] = {
     "NotifyEVChargingSchedule": stored_status("ev_charging_schedule"),
     "NotifyDisplayMessages": notification("display_messages"),
     "NotifyCustomerInformation": notification("customer_information"),
-    "PublishFirmwareStatusNotification": notification("publish_firmware_status"),
     "SignCertificate": sign_certificate,
     "Get15118EVCertificate": get_15118_ev_certificate,
     "GetCertificateStatus": get_certificate_status,

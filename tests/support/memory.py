@@ -431,6 +431,37 @@ class MemoryTx(Tx):
         if t is not None:
             t.status, t.updated_at = status, at
 
+    async def set_firmware_md5(self, firmware_id: int, md5: str) -> None:
+        f = self.s.firmware.get(firmware_id)
+        if f is not None:
+            f.md5 = md5
+
+    async def set_transfer_locations(self, transfer_id: int, locations: str,
+                                     at: datetime) -> None:
+        t = self.s.transfers.get(transfer_id)
+        if t is not None:
+            t.locations, t.updated_at = locations, at
+
+    async def move_transfer(self, transfer_id: int, before: str, after: str,
+                            at: datetime) -> bool:
+        t = self.s.transfers.get(transfer_id)
+        if t is None or t.status != before:
+            return False
+        t.status, t.updated_at = after, at
+        return True
+
+    async def reissue_transfer(self, transfer_id: int, token_hash: str,
+                               expires_at: datetime, at: datetime) -> None:
+        t = self.s.transfers.get(transfer_id)
+        if t is not None:
+            t.token_hash, t.expires_at, t.updated_at = token_hash, expires_at, at
+
+    async def queued_transfers(self, station_id: str | None = None,
+                               limit: int = 100) -> list[Transfer]:
+        out = [t for _, t in sorted(self.s.transfers.items()) if t.status == "queued"
+               and (station_id is None or t.station_id == station_id)]
+        return copy.deepcopy(out[:limit])
+
     async def finish_upload(self, transfer_id: int, file_name: str, size: int,
                             at: datetime) -> bool:
         t = self.s.transfers.get(transfer_id)
@@ -448,7 +479,7 @@ class MemoryTx(Tx):
     async def latest_transfer(self, station_id: str, kind: TransferKind,
                               log_type: str | None = None) -> Transfer | None:
         for _, t in sorted(self.s.transfers.items(), reverse=True):
-            if t.station_id == station_id and t.kind is kind and (
+            if t.station_id == station_id and t.kind is kind and t.sent and (
                     log_type is None or t.log_type == log_type):
                 return copy.deepcopy(t)
         return None
