@@ -124,6 +124,8 @@ def _cli_names() -> dict[str, str]:
         assert group.typer_instance is not None
         for cmd in group.typer_instance.registered_commands:
             found.setdefault(cmd.name or "", f"csms {group.name} {cmd.name}")
+            # `csms firmware update` sends update-firmware, `publish` publish-firmware
+            found.setdefault(f"{cmd.name}-{group.name}", f"csms {group.name} {cmd.name}")
     return {c: found[c] for c in COMMANDS if c in found}
 
 
@@ -144,11 +146,15 @@ def _simulator(version: OcppVersion) -> tuple[set[str], set[str]]:
 def _js_literals(text: str) -> dict[OcppVersion, set[str]]:
     """The quoted names of an interop script, per version: a script branches on
     ``protocol === 'ocpp1.6'`` (the 2.0.1 messages in its ``else``); what is outside the
-    branch serves both versions."""
+    branch serves both versions, unless the script offers one version only."""
     names = re.compile(r"""['"]([A-Za-z0-9.]+)['"]""")
     marker = re.search(r"if \(protocol === 'ocpp1\.6'\) \{", text)
     if marker is None:
         both = set(names.findall(text))
+        # a script that offers one version only (protocols: ['ocpp1.6']) counts for it
+        only = re.search(r"protocols: \['(ocpp1\.6|ocpp2\.0\.1)'\]", text)
+        if only is not None:
+            return {v: both if v.value == only.group(1) else set() for v in OcppVersion}
         return {v: both for v in OcppVersion}
     depth, i = 1, marker.end()
     while depth and i < len(text):  # the end of the 1.6 branch
