@@ -17,7 +17,14 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from csms.domain.model import BILLING_HOLD_FLAGS, IdTag, Session, SessionStatus, TagStatus
+from csms.domain.model import (
+    BILLING_HOLD_FLAGS,
+    OCPP201,
+    IdTag,
+    Session,
+    SessionStatus,
+    TagStatus,
+)
 from csms.domain.tariff import Tariff, price_minor
 from csms.service.core import ChargingCore
 from csms.service.ports import Tx
@@ -158,6 +165,64 @@ class DriverUseCases(ChargingCore):
                     if s.id is not None]
 
         return await self.repo.read(work)
+
+    async def costs_to_push(self, station_id: str, version: str
+                            ) -> list[tuple[int, Decimal]]:
+        """(session id, cost so far) of the station's active sessions whose cost is pushed
+        at an interval: every one of a station marked for the running cost; on a 2.0.1
+        station also each session whose tariff has a time component (its cost grows
+        without a TransactionEvent to answer with it, I02.FR.01 / I03). A session held for
+        billing or without a tariff has no cost and is left out."""
+
+        async def work(tx: Tx) -> list[tuple[int, Decimal]]:
+            marked = await tx.get_station_option(station_id, RUNNING_COST_OPTION) == "on"
+            if not marked and version != OCPP201:
+                return []
+            out = []
+            for session in await tx.list_sessions(station_id, True, 100):
+                cost = await self._cost_of(tx, session)
+                if cost is None or not (marked or cost.tariff.per_minute > 0):
+                    continue
+                out.append((cost.session_id, cost.total))
+            return out
+
+        return await self.repo.read(work)
+
+    async def final_cost_args(self, station_id: str, transaction_id: str
+                              ) -> dict[str, Any] | None:
+        """The ``cost-updated`` arguments of the 1.6 FinalCost DataTransfer for a session
+        the station just ended, claimed so that it goes out once: None unless the station
+        is marked for the running cost, the session is completed and priced (the figure
+        settlement bills: its tariff, energy and whole seconds) and not held, and it was
+        not claimed before (a retried StopTransaction gets nothing again)."""
+        now = self.clock()
+
+        async def work(tx: Tx) -> dict[str, Any] | None:
+            if await tx.get_station_option(station_id, RUNNING_COST_OPTION) != "on":
+                return None
+            session = await tx.find_session(station_id, transaction_id)
+            if session is None or session.status is not SessionStatus.COMPLETED:
+                return None
+            cost = await self._cost_of(tx, session)
+            if cost is None or not await tx.claim_final_cost(
+                    cost.session_id, station_id, str(cost.total), cost.currency, now):
+                return None
+            return {"transaction_id": cost.transaction_id, "total_cost": str(cost.total),
+                    "currency": cost.currency, "final": True, "running_cost": True,
+                    "text": personal_message(cost), "session": cost.session_id}
+
+        return await self.repo.unit(work)
+
+    async def final_cost_answered(self, session_id: int, answer: dict[str, Any] | None
+                                  ) -> None:
+        """Keep the station's answer to FinalCost (``none``: offline, no answer or a
+        CALLERROR; it is not sent again)."""
+        word = "none" if answer is None else str(answer.get("status", "?"))[:40]
+
+        async def work(tx: Tx) -> None:
+            await tx.set_final_cost_answer(session_id, word)
+
+        await self.repo.unit(work)
 
     # -- groups and master passes ----------------------------------------------------
     async def tag_group(self, tag: str) -> str | None:

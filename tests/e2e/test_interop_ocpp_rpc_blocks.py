@@ -1,8 +1,9 @@
 """The strict ocpp-rpc client (npm) on a sample of each functional block (2.0.1) and
 feature profile (1.6) the other interop tests leave out: 1.6 FirmwareManagement,
 LocalAuthListManagement and RemoteTrigger; 2.0.1 D local list, F remote control, H
-reservation, J meter values, M certificates, P data transfer. Our CALLs must pass its
-schema checks, and what it sends must pass ours and be kept."""
+reservation, J meter values, M certificates, P data transfer; and the 1.6 FinalCost
+DataTransfer the central system sends by itself at a marked station's session end. Our
+CALLs must pass its schema checks, and what it sends must pass ours and be kept."""
 
 from __future__ import annotations
 
@@ -26,8 +27,10 @@ async def run(server: RunningServer, protocol: str, commands: list[tuple[str, di
     node = node_ready()
     await server.add_station("INTEROP-B")
     await server.add_tag("CAFE03")
+    await server.add_tariff("0.39")
+    await server.central.service.set_station_option("INTEROP-B", "running_cost", "on")
     proc = await asyncio.create_subprocess_exec(
-        str(node), str(SCRIPT), server.url, "INTEROP-B", protocol,
+        str(node), str(SCRIPT), server.url, "INTEROP-B", protocol, "CAFE03",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "NODE_PATH": str(NODE_MODULES)},
     )
@@ -58,7 +61,14 @@ async def test_strict_client_1_6_firmware_local_list_and_trigger(
     result, answers = await run(csms_server, "ocpp1.6", [
         ("local-list-version", {}), ("trigger", {"message": "Heartbeat"}), ("reset", {})])
     assert [c["method"] for c in result["csmsCalls"]] == [
-        "GetLocalListVersion", "TriggerMessage", "Reset"]
+        "DataTransfer", "GetLocalListVersion", "TriggerMessage", "Reset"]
+    # FinalCost, by itself, once: 5.5 kWh x 0.39 = 2.145 -> 2.15 (what settlement bills)
+    final = result["csmsCalls"][0]["params"]
+    assert (final["vendorId"], final["messageId"]) == ("org.openchargealliance.costmsg",
+                                                       "FinalCost")
+    assert json.loads(final["data"]) == {
+        "transactionId": result["responses"]["start"]["transactionId"], "cost": 2.15,
+        "priceText": "Total: 2.15 EUR for 5.500 kWh", "qrCodeText": ""}
     assert [a["action"] for a in answers] == [
         "GetLocalListVersion", "TriggerMessage", "Reset"]
     assert answers[0]["response"] == {"listVersion": 3}

@@ -2,12 +2,13 @@
 // block (2.0.1) / feature profile (1.6) that the other scripts leave out: it answers the
 // central system's local list, trigger, reservation, certificate and data transfer CALLs
 // and sends firmware/diagnostics status, meter values, a reservation update and a data
-// transfer; prints what it saw as JSON.
-// usage: node ocpp_rpc_blocks.js ENDPOINT IDENTITY PROTOCOL
+// transfer; on 1.6 it also charges once and takes the FinalCost DataTransfer the central
+// system sends by itself at the end; prints what it saw as JSON.
+// usage: node ocpp_rpc_blocks.js ENDPOINT IDENTITY PROTOCOL ID_TAG
 'use strict';
 const { RPCClient } = require('ocpp-rpc');
 
-const [endpoint, identity, protocol] = process.argv.slice(2);
+const [endpoint, identity, protocol, idTag] = process.argv.slice(2);
 const failures = [];
 const log = { protocol, responses: {}, csmsCalls: [] };
 
@@ -39,6 +40,16 @@ async function main() {
     // FirmwareManagement: status reports with no request outstanding (1.6 §6.17, §6.27)
     r.diagnostics = await cli.call('DiagnosticsStatusNotification', { status: 'Idle' });
     r.firmware = await cli.call('FirmwareStatusNotification', { status: 'Idle' });
+    // a session at a station marked for the running cost: FinalCost follows the stop
+    let finalSeen;
+    const final = new Promise((resolve) => { finalSeen = resolve; });
+    answer('DataTransfer', () => { finalSeen(); return { status: 'Accepted' }; });
+    r.start = await cli.call('StartTransaction', { connectorId: 1, idTag, meterStart: 1000, timestamp: ts(0) });
+    r.stop = await cli.call('StopTransaction', { transactionId: r.start.transactionId, idTag, meterStop: 6500,
+      timestamp: ts(20), reason: 'Local' });
+    let waited;
+    await Promise.race([final, new Promise((resolve) => { waited = setTimeout(resolve, 10000); })]);
+    clearTimeout(waited);
   } else {
     answer('GetLocalListVersion', () => ({ versionNumber: 3 }));
     answer('TriggerMessage', (p) => {
