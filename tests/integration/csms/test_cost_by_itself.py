@@ -7,6 +7,7 @@ DataTransfer once at a marked station's session end, with the billed figure."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import math
 from collections.abc import AsyncIterator
@@ -142,7 +143,7 @@ async def test_cost_updated_by_itself_only_while_the_cost_changes(
     assert err.costs() == mute.costs() == [{"transactionId": "TX-1", "totalCost": 1.56}]
     assert plain.costs() == []  # not marked, no time component: the event answers suffice
     costs = timed_costs()
-    assert all(a < b for a, b in zip(costs, costs[1:], strict=False)), costs
+    assert all(a < b for a, b in itertools.pairwise(costs)), costs
     assert costs[0] > 0
     [s] = await server.sessions("TIMED")
     assert timed.shown_cost[s["transaction_id"]] == costs[-1]
