@@ -131,6 +131,7 @@ _V201_BLOCKS: dict[str, tuple[str, ...]] = {
                          "SetDisplayMessage"),
     "P DataTransfer": ("DataTransfer",),
 }
+_BLOCK_WORD = {OcppVersion.V16: "feature profile", OcppVersion.V201: "functional block"}
 BLOCKS: dict[OcppVersion, dict[str, tuple[str, ...]]] = {
     OcppVersion.V16: _V16_PROFILES, OcppVersion.V201: _V201_BLOCKS,
 }
@@ -392,8 +393,7 @@ def render(table: list[Row] | None = None) -> str:
             "",
             f"{len(mine)} actions: {handled} handled, {tested} of them tested.",
             "",
-            f"| {'functional block' if version is OcppVersion.V201 else 'feature profile'}"
-            " | handled | exercised with the strict client |",
+            f"| {_BLOCK_WORD[version]} | handled | exercised with the strict client |",
             "| --- | --- | --- |",
         ]
         for block, n, interop in block_summary(mine, version):

@@ -19,7 +19,8 @@ from typing import Any
 
 from csms.domain.model import (
     BILLING_HOLD_FLAGS,
-    OCPP201,
+    MASTER_PASS_VERSIONS,
+    TIME_COST_PUSH_VERSIONS,
     IdTag,
     Session,
     SessionStatus,
@@ -30,7 +31,8 @@ from csms.service.core import ChargingCore
 from csms.service.ports import Tx
 
 __all__ = [
-    "REPORT_KINDS", "RUNNING_COST_OPTION", "DriverUseCases", "RunningCost", "StopDecision",
+    "MASTER_PASS_OPTION", "MASTER_PASS_VARIABLE", "REPORT_KINDS", "RUNNING_COST_OPTION",
+    "DriverUseCases", "RunningCost", "StopDecision",
     "customer_reports", "may_stop", "personal_message",
 ]
 
@@ -38,6 +40,10 @@ log = logging.getLogger("csms.service")
 
 # station option names (Tx.get_station_option)
 RUNNING_COST_OPTION = "running_cost"
+# central option names (Tx.get_central_option): the group whose tags are 2.0.1 master
+# passes (C16), set on 2.0.1 stations as AuthCtrlr.MasterPassGroupId
+MASTER_PASS_OPTION = "master_pass_group"
+MASTER_PASS_VARIABLE = ("AuthCtrlr", "MasterPassGroupId")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,16 +78,22 @@ class StopDecision:
 
 
 def may_stop(owner: IdTag | None, owner_tag: str | None, stopper: IdTag | None,
-             stopper_tag: str) -> StopDecision:
+             stopper_tag: str, master_group: str | None = None) -> StopDecision:
     """Who may stop a session started with ``owner_tag``: the same tag; a tag of the same
     group (1.6 §3.5.1 parentIdTag, 2.0.1 C09 groupIdToken); a master pass of that group
-    (2.0.1 C16, limited here to its own group). Group membership is the tag's recorded
-    group only: a tag whose *name* equals a group's gains nothing by it."""
+    (a tag added with ``--master``, limited to its own group, as 1.6 has no master pass);
+    on a 2.0.1 station, any tag of the master pass group ``master_group`` (C16: its
+    MasterPassGroupId), whatever the session's group. Group membership is the tag's
+    recorded group only: a tag whose *name* equals a group's gains nothing by it."""
     group = stopper.parent if stopper else None
     if owner_tag is None or stopper_tag == owner_tag:
         return StopDecision(True, group, "own session")
     if stopper is None:
         return StopDecision(False, None, "unknown tag")
+    if master_group is not None and stopper.parent == master_group:
+        if stopper.status == TagStatus.BLOCKED:
+            return StopDecision(False, group, "tag blocked")
+        return StopDecision(True, group, "master pass")  # C16.FR.01/02: any transaction
     owner_group = owner.parent if owner else None
     if owner_group is None or stopper.parent != owner_group:
         return StopDecision(False, group, "not of the session's group")
@@ -176,7 +188,7 @@ class DriverUseCases(ChargingCore):
 
         async def work(tx: Tx) -> list[tuple[int, Decimal]]:
             marked = await tx.get_station_option(station_id, RUNNING_COST_OPTION) == "on"
-            if not marked and version != OCPP201:
+            if not marked and version not in TIME_COST_PUSH_VERSIONS:
                 return []
             out = []
             for session in await tx.list_sessions(station_id, True, 100):
@@ -225,6 +237,35 @@ class DriverUseCases(ChargingCore):
         await self.repo.unit(work)
 
     # -- groups and master passes ----------------------------------------------------
+    async def master_pass_group(self) -> str | None:
+        """The group whose tags are master passes on 2.0.1 stations (C16), if any."""
+
+        async def work(tx: Tx) -> str | None:
+            return await tx.get_central_option(MASTER_PASS_OPTION)
+
+        return await self.repo.read(work)
+
+    async def is_master_pass(self, tag: str) -> bool:
+        """Whether ``tag`` is of the master pass group: on a 2.0.1 station it may stop any
+        transaction and start none (C16)."""
+
+        async def work(tx: Tx) -> bool:
+            group = await tx.get_central_option(MASTER_PASS_OPTION)
+            record = await tx.get_tag(tag) if group is not None else None
+            return record is not None and record.parent == group
+
+        return await self.repo.read(work)
+
+    async def master_pass_answered(self, station_id: str, group: str,
+                                   answer: dict[str, Any] | None) -> None:
+        """Keep a station's answer to the MasterPassGroupId it was sent (SetVariables)."""
+        results = (answer or {}).get("setVariableResult") or [{}]
+        status = str(results[0].get("attributeStatus", "none")) if answer else "none"
+        if status != "Accepted":
+            log.warning("! %s: MasterPassGroupId %s not set: %s", station_id, group, status)
+        await self.station_event_now(station_id, "master_pass_group",
+                                     {"group": group, "status": status})
+
     async def tag_group(self, tag: str) -> str | None:
         """The group a known tag belongs to (answered with Authorize), else None."""
 
@@ -246,7 +287,9 @@ class DriverUseCases(ChargingCore):
                 return StopDecision(True, None, "no session"), None
             owner = await tx.get_tag(session.id_tag) if session.id_tag else None
             stopper = await tx.get_tag(tag)
-            return may_stop(owner, session.id_tag, stopper, tag), session.id
+            master = await tx.get_central_option(MASTER_PASS_OPTION) \
+                if session.ocpp_version in MASTER_PASS_VERSIONS else None
+            return may_stop(owner, session.id_tag, stopper, tag, master), session.id
 
         decision, session_id = await self.repo.read(work)
         if not decision.allowed:
