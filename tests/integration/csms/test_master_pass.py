@@ -168,6 +168,12 @@ async def test_a_hostile_station_that_starts_with_a_master_pass(
     assert (m["status"], m["id_tag"]) == ("completed", "OFFICER")  # stored, whoever
     assert "master_pass_start" in m["flags"]
     assert not await is_queued(csms_server, m["id"])  # never billed to anyone
+    # not even by an operator's release (a reject is fine)
+    out = await asyncio.to_thread(csms_cli, csms_server, "sessions", "release", str(m["id"]))
+    assert out.returncode == 2 and "master pass" in out.stderr, out
+    assert "Traceback" not in out.stderr and not await is_queued(csms_server, m["id"])
+    out = await asyncio.to_thread(csms_cli, csms_server, "sessions", "reject", str(m["id"]))
+    assert out.returncode == 0, out.stderr
     for tx_id in ("TX-N", "TX-B", "TX-A", "TX-C"):
         assert "master_pass_start" not in by[tx_id]["flags"], tx_id
     assert by["TX-A"]["id_tag"] == "ALICE" and by["TX-A"]["stop_reason"] == "MasterPass"
