@@ -209,21 +209,28 @@ class DriverUseCases(ChargingCore):
         not claimed before (a retried StopTransaction gets nothing again)."""
         now = self.clock()
 
-        async def work(tx: Tx) -> dict[str, Any] | None:
+        async def read(tx: Tx) -> RunningCost | None:
             if await tx.get_station_option(station_id, RUNNING_COST_OPTION) != "on":
                 return None
             session = await tx.find_session(station_id, transaction_id)
             if session is None or session.status is not SessionStatus.COMPLETED:
                 return None
-            cost = await self._cost_of(tx, session)
-            if cost is None or not await tx.claim_final_cost(
-                    cost.session_id, station_id, str(cost.total), cost.currency, now):
-                return None
-            return {"transaction_id": cost.transaction_id, "total_cost": str(cost.total),
-                    "currency": cost.currency, "final": True, "running_cost": True,
-                    "text": personal_message(cost), "session": cost.session_id}
+            return await self._cost_of(tx, session)
 
-        return await self.repo.unit(work)
+        # read first: most stops are of stations not marked, and need no write
+        cost = await self.repo.read(read)
+        if cost is None:
+            return None
+
+        async def claim(tx: Tx) -> bool:
+            return await tx.claim_final_cost(cost.session_id, station_id, str(cost.total),
+                                             cost.currency, now)
+
+        if not await self.repo.unit(claim):
+            return None
+        return {"transaction_id": cost.transaction_id, "total_cost": str(cost.total),
+                "currency": cost.currency, "final": True, "running_cost": True,
+                "text": personal_message(cost), "session": cost.session_id}
 
     async def final_cost_answered(self, session_id: int, answer: dict[str, Any] | None
                                   ) -> None:
