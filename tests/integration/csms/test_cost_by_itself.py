@@ -29,17 +29,30 @@ from support.client import RawClient
 FAST: dict[str, Any] = {"meter_interval": 0.05, "call_timeout": 3, "retry_interval": 0.1}
 
 
-@pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[RunningServer]:
+async def serving(tmp_path: Path, interval: float) -> AsyncIterator[RunningServer]:
     settings = Settings(db=str(tmp_path / "csms.sqlite3"), host="127.0.0.1", port=0,
                         data_dir=str(tmp_path / "data"), call_timeout=1, admin_port=0,
-                        cost_update_interval=0.1)
+                        cost_update_interval=interval)
     running = RunningServer(settings)
     await running.start()
     try:
         yield running
     finally:
         await running.stop()
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[RunningServer]:
+    """The running cost sent every 0.1 s."""
+    async for running in serving(tmp_path, 0.1):
+        yield running
+
+
+@pytest.fixture
+async def quiet(tmp_path: Path) -> AsyncIterator[RunningServer]:
+    """No running cost at an interval: FinalCost is the only cost sent by itself."""
+    async for running in serving(tmp_path, 0):
+        yield running
 
 
 async def tariff(server: RunningServer, station_id: str, per_kwh: str,
@@ -186,8 +199,9 @@ async def marker(server: RunningServer, c: RawClient, station_id: str) -> None:
 
 
 async def test_final_cost_once_at_a_marked_1_6_stations_session_end(
-    server: RunningServer,
+    quiet: RunningServer,
 ) -> None:
+    server = quiet
     await server.add_tag("DRIVER1")
     t = await tariff(server, "*", "0.39", per_minute="0.05", fee="0.50")
     for station_id in ("MARKED", "OTHER"):
@@ -225,7 +239,8 @@ async def test_final_cost_once_at_a_marked_1_6_stations_session_end(
         await marker(server, c, "OTHER")
 
 
-async def test_final_cost_reaches_the_simulated_display(server: RunningServer) -> None:
+async def test_final_cost_reaches_the_simulated_display(quiet: RunningServer) -> None:
+    server = quiet
     await server.add_station("SIM1")
     await server.add_tag("SIMTAG")
     await tariff(server, "*", "39")
