@@ -197,6 +197,8 @@ def _cli_names() -> dict[str, str]:
         assert group.typer_instance is not None
         for cmd in group.typer_instance.registered_commands:
             found.setdefault(cmd.name or "", f"csms {group.name} {cmd.name}")
+            # `csms firmware update` sends update-firmware, `publish` publish-firmware
+            found.setdefault(f"{cmd.name}-{group.name}", f"csms {group.name} {cmd.name}")
     return {c: found[c] for c in COMMANDS if c in found}
 
 

@@ -57,8 +57,10 @@ class ChargingCore:
         self.credit: CreditCheck | None = None
         # the CA that signs stations' CSRs (security profile 3), when this node has one
         self.certificates: CertificateUseCases | None = None
-        # how a use case sends a CALL after answering the station's (the server)
+        # how a use case sends a CALL once the answer to the station's CALL is out (the
+        # server), and whether a 1.6 station's configuration is read after its boot
         self.outbound: Outbound | None = None
+        self.boot_get_configuration = False
         self.heartbeat_interval = heartbeat_interval
         self.boot_retry_interval = boot_retry_interval
         self.publish_events = publish_events

@@ -8,11 +8,11 @@ from typing import Any
 from csms.domain.maintenance import TransferKind
 from csms.domain.model import AuthStatus, MeterSample
 from csms.service.charging import BootInfo, ChargingService, StopInfo
-from csms.translate import more_commands_v16, security
+from csms.translate import more_commands_v16, pnc16, security
+from csms.translate.commands import is_secret_name
 from csms.translate.common import (
     Handler,
     Notes,
-    data_transfer,
     notification,
     ocpp_time,
     parse_time,
@@ -74,7 +74,27 @@ async def boot_notification(
         serial_number=p.get("chargePointSerialNumber") or p.get("chargeBoxSerialNumber"),
     )
     d = await svc.boot(station_id, "ocpp1.6", info)
+    if d.status == "Accepted" and svc.boot_get_configuration:
+        await read_configuration_after_boot(svc, station_id, d.firmware_changed)
     return {"status": d.status, "currentTime": ocpp_time(d.current_time), "interval": d.interval}
+
+
+async def read_configuration_after_boot(svc: ChargingService, station_id: str,
+                                        firmware_changed: bool) -> None:
+    """GetConfiguration of every key once the BootNotification is answered (1.6 §4.2:
+    the central system may send after an Accepted boot), when no configuration of the
+    station is stored or it booted with another firmware; the answer becomes its device
+    model (csms.service.device_model)."""
+    model = security.device_model(svc)
+    if svc.outbound is None or (not firmware_changed
+                                and await model.configuration_known(station_id)):
+        return
+
+    async def then(answer: dict[str, Any] | None) -> None:
+        if answer is not None:
+            await model.record_configuration(station_id, answer, None, is_secret_name)
+
+    svc.outbound.after_reply(station_id, "GetConfiguration", {}, then)
 
 
 async def heartbeat(svc: ChargingService, station_id: str, p: dict[str, Any]) -> dict[str, Any]:
@@ -193,7 +213,8 @@ ROUTES: dict[str, Handler] = {
     "StartTransaction": start_transaction,
     "StopTransaction": stop_transaction,
     "MeterValues": meter_values,
-    "DataTransfer": data_transfer,
+    # ISO 15118 Plug & Charge (the OCA application note) inside, else stored
+    "DataTransfer": pnc16.data_transfer,
     "SecurityEventNotification": notification("security"),
     # 1.6 §6.17 / §6.29 carry no requestId: about the station's latest request
     "DiagnosticsStatusNotification": transfer_notification(

@@ -139,9 +139,18 @@ async def status_notification(
 
 
 async def authorize(svc: ChargingService, station_id: str, p: dict[str, Any]) -> dict[str, Any]:
+    """C01 Authorize; with a contract certificate (C07, ISO 15118 Plug & Charge) also its
+    status, and a contract whose certificate is not Accepted is not authorized."""
     tag = p["idToken"]["idToken"]
     status, expires = await svc.authorize(tag, station_id)
-    return {"idTokenInfo": _id_token_info(status, expires, await svc.tag_group(tag))}
+    certificate = await security.contract_certificate_status(svc, p)
+    if certificate not in (None, "Accepted") and status is AuthStatus.ACCEPTED:
+        status, expires = AuthStatus.INVALID, None
+    answer: dict[str, Any] = {
+        "idTokenInfo": _id_token_info(status, expires, await svc.tag_group(tag))}
+    if certificate is not None:
+        answer["certificateStatus"] = certificate
+    return answer
 
 
 async def transaction_event(
@@ -319,6 +328,9 @@ ROUTES: dict[str, Handler] = {
         TransferKind.FIRMWARE, "firmware_status", request_id=True),
     "LogStatusNotification": transfer_notification(
         TransferKind.LOG, "log_status", request_id=True),
+    # L03: a local controller's publication of a firmware image
+    "PublishFirmwareStatusNotification": transfer_notification(
+        TransferKind.PUBLISH, "publish_firmware_status", request_id=True),
     "ReservationStatusUpdate": reservation_status_update,
     # smart charging reports, display messages, customer information: stored and shown
     # (csms stations reports), within the station's notification quota
@@ -329,7 +341,6 @@ ROUTES: dict[str, Handler] = {
     "NotifyEVChargingSchedule": stored_status("ev_charging_schedule"),
     "NotifyDisplayMessages": notification("display_messages"),
     "NotifyCustomerInformation": notification("customer_information"),
-    "PublishFirmwareStatusNotification": notification("publish_firmware_status"),
     "SignCertificate": sign_certificate,
     "Get15118EVCertificate": get_15118_ev_certificate,
     "GetCertificateStatus": get_certificate_status,

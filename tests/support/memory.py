@@ -458,6 +458,37 @@ class MemoryTx(Tx):
         if t is not None:
             t.status, t.updated_at = status, at
 
+    async def set_firmware_md5(self, firmware_id: int, md5: str) -> None:
+        f = self.s.firmware.get(firmware_id)
+        if f is not None:
+            f.md5 = md5
+
+    async def set_transfer_locations(self, transfer_id: int, locations: str,
+                                     at: datetime) -> None:
+        t = self.s.transfers.get(transfer_id)
+        if t is not None:
+            t.locations, t.updated_at = locations, at
+
+    async def move_transfer(self, transfer_id: int, before: str, after: str,
+                            at: datetime) -> bool:
+        t = self.s.transfers.get(transfer_id)
+        if t is None or t.status != before:
+            return False
+        t.status, t.updated_at = after, at
+        return True
+
+    async def reissue_transfer(self, transfer_id: int, token_hash: str,
+                               expires_at: datetime, at: datetime) -> None:
+        t = self.s.transfers.get(transfer_id)
+        if t is not None:
+            t.token_hash, t.expires_at, t.updated_at = token_hash, expires_at, at
+
+    async def queued_transfers(self, station_id: str | None = None,
+                               limit: int = 100) -> list[Transfer]:
+        out = [t for _, t in sorted(self.s.transfers.items()) if t.status == "queued"
+               and (station_id is None or t.station_id == station_id)]
+        return copy.deepcopy(out[:limit])
+
     async def finish_upload(self, transfer_id: int, file_name: str, size: int,
                             at: datetime) -> bool:
         t = self.s.transfers.get(transfer_id)
@@ -475,7 +506,7 @@ class MemoryTx(Tx):
     async def latest_transfer(self, station_id: str, kind: TransferKind,
                               log_type: str | None = None) -> Transfer | None:
         for _, t in sorted(self.s.transfers.items(), reverse=True):
-            if t.station_id == station_id and t.kind is kind and (
+            if t.station_id == station_id and t.kind is kind and t.sent and (
                     log_type is None or t.log_type == log_type):
                 return copy.deepcopy(t)
         return None
@@ -644,13 +675,14 @@ class MemoryTx(Tx):
 
     # -- certificates and the device model (csms.storage.device_sql) -----------------------
     async def add_issued_certificate(self, serial: str, station_id: str, not_before: datetime,
-                                     not_after: datetime, pem: str, at: datetime) -> None:
+                                     not_after: datetime, pem: str, at: datetime,
+                                     certificate_type: str | None = None) -> None:
         if serial in self.s.certificates:
             raise StorageError(f"certificate {serial} exists")
         self.s.certificates[serial] = {
             "serial": serial, "station_id": station_id, "not_before": not_before,
             "not_after": not_after, "pem": pem, "issued_at": at, "status": "Issued",
-            "renewal_requested_at": None}
+            "renewal_requested_at": None, "certificate_type": certificate_type}
 
     async def set_certificate_status(self, serial: str, status: str) -> None:
         if serial in self.s.certificates:
@@ -667,7 +699,8 @@ class MemoryTx(Tx):
         return sorted(rows, key=lambda r: r["issued_at"], reverse=True)[:limit]
 
     async def certificates_expiring(self, before: datetime) -> list[dict[str, Any]]:
-        live = [r for r in self.s.certificates.values() if r["status"] != "Rejected"]
+        live = [r for r in self.s.certificates.values() if r["status"] != "Rejected"
+                and r.get("certificate_type") is None]
         out = []
         for r in live:
             newer = any(n["station_id"] == r["station_id"] and n["not_after"] > r["not_after"]
@@ -717,6 +750,13 @@ class MemoryTx(Tx):
         rows = [dict(r) for (sid, _), r in self.s.device_variables.items()
                 if sid == station_id and (component is None or r["component"] == component)]
         return sorted(rows, key=lambda r: r["var_key"])
+
+    async def delete_device_variables(self, station_id: str, component: str) -> int:
+        gone = [k for k, r in self.s.device_variables.items()
+                if k[0] == station_id and r["component"] == component]
+        for k in gone:
+            del self.s.device_variables[k]
+        return len(gone)
 
     async def count_device_variables(self, station_id: str) -> int:
         return sum(1 for sid, _ in self.s.device_variables if sid == station_id)
