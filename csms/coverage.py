@@ -17,7 +17,7 @@ extension, 2.0.1 Part 2); the other columns are read from the code, never writte
   the file may also use raw frames);
 * interop: a script of the strict ocpp-rpc client (tests/e2e/interop/*.js) exercises it
   for the version: the script sends it (``cli.call('Action', ...)``) or answers it
-  (``cli.handle('Action', ...)``, or its ``answer('Action', ...)`` helper) in the code
+  (``cli.handle('Action', ...)``, or its own ``answer('Action', ...)`` function) in the code
   that runs for that version (a script branches on ``protocol === 'ocpp1.6'``, or speaks
   one version only: ``protocols: ['ocpp2.0.1']``), and a Python test under tests/e2e
   runs the script (names its file);
