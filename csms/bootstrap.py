@@ -309,7 +309,11 @@ class App:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.settings.cost_update_interval)
             live: set[tuple[str, int]] = set()
-            for station_id, conn in list(self.central.connections.items()):
+            connections = dict(self.central.connections)
+            candidates = await self.service.cost_push_stations(
+                {sid: conn.version.value for sid, conn in connections.items()})
+            for station_id in sorted(candidates):
+                conn = connections[station_id]
                 if stop.is_set():
                     return
                 for session_id, total in await self.service.costs_to_push(

@@ -178,6 +178,21 @@ class DriverUseCases(ChargingCore):
 
         return await self.repo.read(work)
 
+    async def cost_push_stations(self, connected: dict[str, str]) -> set[str]:
+        """Of ``connected`` (station id -> OCPP version), the stations that may have a
+        cost to push at an interval (see :meth:`costs_to_push`), found in one read: those
+        marked for the running cost, and 2.0.1 stations when some tariff has a time
+        component. A fleet of unmarked 1.6 stations costs one read an interval, not one
+        per station."""
+
+        async def work(tx: Tx) -> set[str]:
+            marked = await tx.stations_with_option(RUNNING_COST_OPTION, "on")
+            timed = any(t.per_minute > 0 for t in await tx.list_tariffs())
+            return {sid for sid, version in connected.items()
+                    if sid in marked or (timed and version in TIME_COST_PUSH_VERSIONS)}
+
+        return await self.repo.read(work)
+
     async def costs_to_push(self, station_id: str, version: str
                             ) -> list[tuple[int, Decimal]]:
         """(session id, cost so far) of the station's active sessions whose cost is pushed

@@ -316,6 +316,11 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
             station_id, name)
         return None if row is None else str(row["value"])
 
+    async def stations_with_option(self, name: str, value: str) -> set[str]:
+        rows = await self.fetchall(
+            "SELECT station_id FROM station_options WHERE name = ? AND value = ?", name, value)
+        return {str(r["station_id"]) for r in rows}
+
     async def set_station_option(self, station_id: str, name: str, value: str | None) -> None:
         if value is None:
             await self.execute(

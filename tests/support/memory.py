@@ -169,6 +169,9 @@ class MemoryTx(Tx):
     async def get_station_option(self, station_id: str, name: str) -> str | None:
         return self.s.station_options.get((station_id, name))
 
+    async def stations_with_option(self, name: str, value: str) -> set[str]:
+        return {sid for (sid, n), v in self.s.station_options.items() if n == name and v == value}
+
     async def set_station_option(self, station_id: str, name: str, value: str | None) -> None:
         if value is None:
             self.s.station_options.pop((station_id, name), None)

@@ -267,6 +267,19 @@ async def test_tag_groups_and_station_options(repo: Repository) -> None:
         ("ALICE", "FLEET", False), ("BOSS", "FLEET", False), ("CHIEF", "FLEET", True)]
 
 
+async def test_stations_with_an_option_in_one_read(repo: Repository) -> None:
+    async def work(tx: Tx) -> tuple[set[str], set[str]]:
+        for sid in ("CP1", "CP2", "CP3"):
+            await tx.insert_station(station(sid))
+        await tx.set_station_option("CP1", "running_cost", "on")
+        await tx.set_station_option("CP2", "running_cost", "off")
+        await tx.set_station_option("CP3", "other", "on")
+        return (await tx.stations_with_option("running_cost", "on"),
+                await tx.stations_with_option("running_cost", "never"))
+
+    assert await unit(repo, work) == ({"CP1"}, set())
+
+
 async def test_final_cost_claimed_once_and_central_options(repo: Repository) -> None:
     at = datetime(2026, 3, 1, 10, tzinfo=UTC)
 

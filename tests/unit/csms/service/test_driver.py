@@ -221,3 +221,21 @@ async def test_costs_not_pushed_for_energy_only_tariffs_or_held_sessions(
     [s] = state.sessions.values()
     s.flag("meter_went_backwards")
     assert await service.costs_to_push("CP1", "ocpp2.0.1") == []
+
+
+async def test_stations_with_a_cost_to_push_found_in_one_read(
+    service: ChargingService, state: MemoryState,
+) -> None:
+    connected = {"CP1": "ocpp1.6", "CP2": "ocpp2.0.1", "CP3": "ocpp1.6"}
+    state.tariffs.append(tariff("0.39"))
+    # energy-only tariffs and unmarked stations: nobody is read at the interval
+    assert await service.cost_push_stations(connected) == set()
+    state.station_options["CP3", "running_cost"] = "on"
+    state.station_options["CP9", "running_cost"] = "on"  # not connected here
+    assert await service.cost_push_stations(connected) == {"CP3"}
+    state.station_options["CP3", "running_cost"] = "off"
+    assert await service.cost_push_stations(connected) == set()
+    # a tariff with a time component: every 2.0.1 station may have a growing cost
+    state.tariffs.append(tariff("0.39", per_minute="0.05"))
+    state.station_options["CP1", "running_cost"] = "on"
+    assert await service.cost_push_stations(connected) == {"CP1", "CP2"}
