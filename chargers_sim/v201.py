@@ -125,6 +125,7 @@ def stop_transaction(st: TransactionQueue, s: Session, reason: str) -> None:
         st, s, "Ended", trigger,
         transactionInfo={"transactionId": s.transaction_id, "chargingState": "Idle",
                          "stoppedReason": reason},
+        **({"idToken": {"idToken": s.stop_tag, "type": "ISO14443"}} if s.stop_tag else {}),
         meterValue=[{"timestamp": now(), "sampledValue": st._sampled(
             s, "Transaction.End", extra=False)}]), s)
 

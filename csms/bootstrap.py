@@ -20,6 +20,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -296,22 +297,39 @@ class App:
                     await admin.send_queued(station_id)
 
     async def _cost_updates(self, stop: asyncio.Event) -> None:
-        """Send the running cost of each active session, every ``cost_update_interval``
-        seconds, to this node's stations that announced the 1.6 running-cost convention
-        (csms.service.driver); a station that is slow or gone is tried again next time."""
+        """Every ``cost_update_interval`` seconds, send the cost so far of this node's
+        stations' sessions that get it by themselves (csms.service.driver costs_to_push:
+        1.6 RunningCost to marked stations, 2.0.1 CostUpdated to marked stations and for
+        tariffs with a time component), each only when it differs from the last one tried.
+        A station that answers with a CALLERROR or not at all is tried again at the next
+        interval at the earliest, and only with a changed cost."""
         assert self.admin is not None
+        last: dict[tuple[str, int], Decimal] = {}
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.settings.cost_update_interval)
-            for station_id in list(self.central.connections):
+            live: set[tuple[str, int]] = set()
+            connections = dict(self.central.connections)
+            candidates = await self.service.cost_push_stations(
+                {sid: conn.version.value for sid, conn in connections.items()})
+            for station_id in sorted(candidates):
+                conn = connections[station_id]
                 if stop.is_set():
                     return
-                for session_id in await self.service.running_cost_sessions(station_id):
+                for session_id, total in await self.service.costs_to_push(
+                        station_id, conn.version.value):
+                    key = (station_id, session_id)
+                    live.add(key)
+                    if last.get(key) == total:
+                        continue
+                    last[key] = total
                     status, result = await self.admin.run_command(
                         station_id, "cost-updated", {"session": session_id}, forwarded=True)
                     if status != 200:
                         log.info("= %s: no running cost for session %s: %s", station_id,
                                  session_id, result.get("error"))
+            for key in set(last) - live:  # ended, held, or the station went away
+                del last[key]
 
     async def close(self) -> None:
         try:

@@ -22,6 +22,7 @@ from typing import Any
 from csms.admin import device
 from csms.admin.maintenance import QUEUEABLE, RECORDED, MaintenanceCommands
 from csms.bus.commands import CommandBus, NodeUnavailable
+from csms.domain.model import MASTER_PASS_VERSIONS
 from csms.protocol import OcppVersion
 from csms.protocol.pnc16 import PncError
 from csms.server import CallFailed, CallTimeout, CentralSystem, StationConnection, StationOffline
@@ -288,6 +289,10 @@ class OperatorCommands:
             # whose driver's escrow and terms cover another session.
             service = self.central.service
             tag = str(args.get("tag", ""))
+            if version.value in MASTER_PASS_VERSIONS and await service.is_master_pass(tag):
+                # C16: a master pass stops transactions, it starts none (nor remotely)
+                raise CommandError(f"{tag} is a master pass (the 2.0.1 master pass group):"
+                                   " it may stop any transaction and start none")
             authorization = args.get("authorization")
             if authorization is not None:
                 if not isinstance(authorization, dict):

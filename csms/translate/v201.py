@@ -9,7 +9,7 @@ from typing import Any
 from csms.domain.maintenance import TransferKind
 from csms.domain.model import AuthStatus, MeterSample
 from csms.service.charging import BootInfo, ChargingService, TransactionEventIn
-from csms.service.driver import personal_message
+from csms.service.driver import MASTER_PASS_VARIABLE, personal_message
 from csms.translate import security
 from csms.translate.common import (
     INT64_MAX,
@@ -95,7 +95,33 @@ async def boot_notification(
         reason=p.get("reason"),
     )
     d = await svc.boot(station_id, "ocpp2.0.1", info)
+    if d.status == "Accepted":
+        await set_master_pass_group(svc, station_id)
     return {"currentTime": ocpp_time(d.current_time), "interval": d.interval, "status": d.status}
+
+
+async def set_master_pass_group(svc: ChargingService, station_id: str) -> None:
+    """C16: the station knows master passes by its AuthCtrlr.MasterPassGroupId; the
+    central system sets it to the operator's master pass group once the station is
+    accepted (B01: not before), at every boot, so a station that was reset or replaced
+    gets it again. The answer is kept as a station event."""
+    if svc.outbound is None:
+        return
+    try:
+        group = await svc.master_pass_group()
+    except Exception as exc:  # the boot's answer never waits on it
+        log.warning("! %s: master pass group not read: %s", station_id, exc)
+        return
+    if group is None:
+        return
+    component, variable = MASTER_PASS_VARIABLE
+
+    async def answered(answer: dict[str, Any] | None) -> None:
+        await svc.master_pass_answered(station_id, group, answer)
+
+    svc.outbound.after_reply(station_id, "SetVariables", {"setVariableData": [{
+        "attributeValue": group[:1000], "component": {"name": component},
+        "variable": {"name": variable}}]}, answered)
 
 
 async def heartbeat(svc: ChargingService, station_id: str, p: dict[str, Any]) -> dict[str, Any]:

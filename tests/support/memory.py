@@ -43,6 +43,8 @@ class MemoryState:
     connectors: dict[tuple[str, int, int], dict[str, Any]] = field(default_factory=dict)
     tags: dict[str, IdTag] = field(default_factory=dict)
     station_options: dict[tuple[str, str], str] = field(default_factory=dict)
+    central_options: dict[str, str] = field(default_factory=dict)
+    final_costs: dict[int, dict[str, Any]] = field(default_factory=dict)
     tariffs: list[Tariff] = field(default_factory=list)
     sessions: dict[int, Session] = field(default_factory=dict)
     samples: list[dict[str, Any]] = field(default_factory=list)
@@ -167,11 +169,39 @@ class MemoryTx(Tx):
     async def get_station_option(self, station_id: str, name: str) -> str | None:
         return self.s.station_options.get((station_id, name))
 
+    async def stations_with_option(self, name: str, value: str) -> set[str]:
+        return {sid for (sid, n), v in self.s.station_options.items() if n == name and v == value}
+
     async def set_station_option(self, station_id: str, name: str, value: str | None) -> None:
         if value is None:
             self.s.station_options.pop((station_id, name), None)
         else:
             self.s.station_options[station_id, name] = value
+
+    async def get_central_option(self, name: str) -> str | None:
+        return self.s.central_options.get(name)
+
+    async def set_central_option(self, name: str, value: str | None) -> None:
+        if value is None:
+            self.s.central_options.pop(name, None)
+        else:
+            self.s.central_options[name] = value
+
+    async def claim_final_cost(self, session_id: int, station_id: str, cost: str,
+                               currency: str, at: datetime) -> bool:
+        if session_id in self.s.final_costs:
+            return False
+        self.s.final_costs[session_id] = {
+            "session_id": session_id, "station_id": station_id, "cost": cost,
+            "currency": currency, "claimed_at": at, "answer": None}
+        return True
+
+    async def set_final_cost_answer(self, session_id: int, answer: str) -> None:
+        if session_id in self.s.final_costs:
+            self.s.final_costs[session_id]["answer"] = answer
+
+    async def get_final_cost(self, session_id: int) -> dict[str, Any] | None:
+        return copy.deepcopy(self.s.final_costs.get(session_id))
 
     # -- sessions ------------------------------------------------------------
     async def get_session(self, session_id: int) -> Session | None:
