@@ -150,6 +150,19 @@ class NodeLock:
         os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
 
+    @property
+    def fd(self) -> int | None:
+        """The locked descriptor: ``csms serve --workers`` hands it to its workers, which
+        share the lock (one open file), so that it is held while any of them lives."""
+        return self._fd
+
+    @classmethod
+    def inherited(cls, db: str, fd: int) -> NodeLock:
+        """The lock of the parent ``csms serve --workers``, through its descriptor ``fd``."""
+        lock = cls(db)
+        lock._fd = fd
+        return lock
+
     def release(self) -> None:
         if self._fd is not None:
             os.close(self._fd)  # closing the last descriptor drops the flock
@@ -304,16 +317,16 @@ class App:
                 self.lock.release()
 
 
-async def build(settings: Settings) -> App:
-    """A serving node. On a SQLite file, one node at a time (:class:`NodeLock`)."""
+async def build(settings: Settings, lock: NodeLock | None = None) -> App:
+    """A serving node. On a SQLite file, one node at a time (:class:`NodeLock`), or the
+    workers of one ``csms serve --workers`` (``lock``: the lock their parent holds)."""
     # Imported here: the server's dependencies are not needed by the other commands.
     from csms.admin import AdminApi, load_or_create_token
     from csms.bus.commands import CommandBus
     from csms.bus.relay import OutboxRelay
     from csms.server import CentralSystem
 
-    lock = None
-    if settings.uses_sqlite and settings.db != ":memory:":
+    if lock is None and settings.uses_sqlite and settings.db != ":memory:":
         settings.check_database()
         lock = NodeLock(settings.db)
         lock.acquire()

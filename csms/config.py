@@ -163,7 +163,8 @@ class Settings:
     max_upload_bytes: int = defaults.MAX_UPLOAD_BYTES
     transfer_hours: float = defaults.TRANSFER_HOURS  # how long a log upload URL works
     # csms serve --workers N: N processes sharing the listening ports (SO_REUSEPORT), each
-    # a node of the cluster (PostgreSQL only); one process holds at most ulimit -n sockets
+    # a node of the cluster (PostgreSQL, or one SQLite file shared by the processes of one
+    # machine); one process holds at most ulimit -n sockets
     workers: int = 1
     # set by csms serve for its workers: listen with SO_REUSEPORT beside the others
     reuse_port: bool = False
@@ -255,10 +256,11 @@ class Settings:
             if path and not Path(path).expanduser().is_file():
                 raise _error(name, f"no such file: {path}")
         if self.workers > 1:
-            # each worker is a node of the cluster: nodes share PostgreSQL, never a file
-            if self.uses_sqlite:
+            # each worker is a node of the cluster: nodes share PostgreSQL, or the
+            # processes of one machine share a SQLite file (csms.cli.workers)
+            if self.db == ":memory:":
                 raise _error("workers", "several workers are several nodes of one database:"
-                             " PostgreSQL only (a SQLite file serves one node)")
+                             " a SQLite file or PostgreSQL, not :memory:")
             if self.port == 0 or (self.tls_cert and self.tls_port == 0):
                 raise _error("workers", "the workers share their ports: give fixed ports,"
                              " not 0")

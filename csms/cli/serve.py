@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -35,6 +35,9 @@ from csms.config import (
     parse_mqtt_url,
 )
 
+if TYPE_CHECKING:
+    from csms.bootstrap import NodeLock
+
 __all__ = ["serve"]
 
 
@@ -52,11 +55,11 @@ def _line(label: str, value: str) -> None:
     console.print(f"  {label:<7}{value}", soft_wrap=True, highlight=False, markup=False)
 
 
-async def _serve(settings: Settings) -> None:
+async def _serve(settings: Settings, lock: NodeLock | None = None) -> None:
     # Imported here: the server's dependencies are not needed by the other commands.
     from csms.bootstrap import build
 
-    app = await build(settings)
+    app = await build(settings, lock)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -171,7 +174,7 @@ def serve(
     transfer_hours: Annotated[float | None, setting_option(
         "transfer_hours", "Hours a log upload URL works", min=0.001)] = None,
     workers: Annotated[int | None, setting_option(
-        "workers", "Server processes sharing the ports, each a node (PostgreSQL only)",
+        "workers", "Server processes sharing the ports, each a node (SQLite: of this machine)",
         min=1, max=MAX_WORKERS)] = None,
 ) -> None:
     """Accept stations at ws://HOST:PORT/<station_id> (OCPP 1.6-J and 2.0.1)."""

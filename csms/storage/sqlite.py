@@ -15,12 +15,21 @@ is why this adapter uses the stdlib ``sqlite3`` module directly rather than
 calls that may wait on the disk or on another process's lock (BEGIN IMMEDIATE,
 COMMIT) go to the worker thread. Reads use a second connection (WAL readers
 never block the writer).
+
+Several processes may write the same file (``csms serve --workers``, or a ``csms``
+command beside a running node). Each batch then first takes an exclusive ``flock`` on
+``<file>.write-lock``, in the worker thread, and holds it until its COMMIT returns: the
+processes take turns, and a waiting one is woken the moment the lock is free, where
+SQLite's own busy handler (kept as a backstop) polls with sleeps of up to 100 ms and lets
+a process that commits back to back take the lock again and again. The kernel drops the
+lock of a process that dies, however it dies.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import os
 import sqlite3
@@ -122,6 +131,31 @@ class _SqliteMigrations:
             raise
 
 
+class _WriteTurn:
+    """The exclusive ``flock`` a process holds from BEGIN IMMEDIATE to COMMIT (see the
+    module's docstring); nothing for ``:memory:``, which no other process can open."""
+
+    def __init__(self, path: str) -> None:
+        self._fd: int | None = None
+        if path != ":memory:":
+            real = Path(path).expanduser().resolve()
+            self._fd = os.open(real.with_name(real.name + ".write-lock"),
+                               os.O_RDWR | os.O_CREAT, 0o644)
+
+    def take(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+
+    def give(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
 class SqliteRepository(GroupCommit):
     """A SQLite file (or ``:memory:`` for unit tests) behind the Repository port."""
 
@@ -137,6 +171,7 @@ class SqliteRepository(GroupCommit):
         run_now(migrate("sqlite", _SqliteMigrations(self._write)))
         self._read = self._write if self.path == ":memory:" else _connect(self.path, readonly=True)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-commit")
+        self._turn = _WriteTurn(self.path)
 
     def schema_version(self) -> int:
         row = self._write.execute("SELECT max(version) FROM schema_migrations").fetchone()
@@ -152,7 +187,7 @@ class SqliteRepository(GroupCommit):
         tx = _SqliteTx(conn)
         outcomes: Outcomes = []
         try:
-            await loop.run_in_executor(self._executor, conn.execute, "BEGIN IMMEDIATE")
+            await loop.run_in_executor(self._executor, self._begin)
         except sqlite3.Error as exc:
             raise StorageError(f"cannot begin a transaction: {exc}") from exc
         try:
@@ -171,7 +206,7 @@ class SqliteRepository(GroupCommit):
                 else:
                     conn.execute("RELEASE unit")
                     outcomes.append((fut, True, result))
-            await loop.run_in_executor(self._executor, conn.execute, "COMMIT")
+            await loop.run_in_executor(self._executor, self._commit)
         except sqlite3.Error as exc:
             # The transaction itself failed (disk full, I/O error): nothing of the
             # batch is durable.
@@ -179,7 +214,31 @@ class SqliteRepository(GroupCommit):
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             raise StorageError(f"commit failed: {exc}") from exc
+        except BaseException:
+            # cancelled mid-batch (shutting down): nothing of it is committed
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise
+        finally:
+            self._turn.give()
         return outcomes
+
+    def _commit(self) -> None:
+        """In the worker thread: COMMIT, and the next process's turn at once (not after
+        this process's event loop has woken up to the result)."""
+        try:
+            self._write.execute("COMMIT")
+        finally:
+            self._turn.give()
+
+    def _begin(self) -> None:
+        """In the worker thread: this process's turn to write, then the transaction."""
+        self._turn.take()
+        try:
+            self._write.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self._turn.give()
+            raise
 
     async def close(self) -> None:
         await self._finish_committers()
@@ -187,6 +246,7 @@ class SqliteRepository(GroupCommit):
         if self._read is not self._write:
             self._read.close()
         self._write.close()
+        self._turn.close()
 
 
 def _split_sql(script: str) -> list[str]:
