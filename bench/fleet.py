@@ -209,7 +209,7 @@ def measure(kind: str, args: argparse.Namespace, db: str | None = None,
             label: str | None = None) -> dict[str, Any]:
     """Grow a fleet step by step on one server of ``kind``; the figures of every step."""
     steps: list[dict[str, Any]] = []
-    workers = args.workers if kind == "voltledger" and db else 1
+    workers = args.workers if kind == "voltledger" else 1
     extra = ["--workers", str(workers)] if workers > 1 else []
     with server(kind, db=db, extra=extra) as (port, proc):
         fleet = Fleet(f"ws://127.0.0.1:{port}", args.ocpp, args.procs, f"F{kind[:2]}", args)
@@ -308,8 +308,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--window", type=float, default=60.0)
     parser.add_argument("--procs", type=int, default=4)
     parser.add_argument("--workers", type=int, default=1,
-                        help="csms serve --workers for the PostgreSQL server (processes"
-                             " sharing its port, each a node)")
+                        help="csms serve --workers for voltledger on SQLite and PostgreSQL"
+                             " (processes sharing its port, each a node)")
     parser.add_argument("--sources", type=int, default=4, help="loopback source addresses")
     parser.add_argument("--connect-rate", type=float, default=500.0,
                         help="new connections per second, in all")

@@ -524,9 +524,10 @@ class CentralSystem:
             )
             await old.close(1000, "replaced by a new connection")
         log.info("= %s connected (%s) from %s", station_id, version.value, remote)
+        since = None  # when this connection was recorded: its teardown clears only it
         try:
             with contextlib.suppress(StorageError):
-                await self.service.connection_changed(
+                since = await self.service.connection_changed(
                     station_id, True, version.value, self.node_id
                 )
             await conn.run()
@@ -535,7 +536,7 @@ class CentralSystem:
                 del self.connections[station_id]
                 with contextlib.suppress(StorageError):
                     await self.service.connection_changed(
-                        station_id, False, version.value, self.node_id
+                        station_id, False, version.value, self.node_id, since
                     )
 
     def after_reply(self, station_id: str, action: str, payload: dict[str, Any],

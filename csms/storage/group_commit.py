@@ -68,6 +68,11 @@ class GroupCommit(ABC):
         # The committer owns the work; a cancelled caller does not cancel the unit.
         return await asyncio.shield(fut)
 
+    async def unit_apart(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
+        """A unit committed apart from the others where the engine has row locks (see
+        the port); here, like any unit."""
+        return await self.unit(fn)
+
     async def _commit_loop(self) -> None:
         while self._queue:
             batch = self._queue[:self.max_batch]

@@ -80,6 +80,7 @@ import logging
 import random
 import zlib
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -89,7 +90,7 @@ import asyncpg
 from csms.service.ports import StorageError, Tx
 from csms.storage.group_commit import Batch, GroupCommit, Outcomes
 from csms.storage.migrations import CREATE_MIGRATIONS_TABLE, Migration, migrate
-from csms.storage.sql import SqlTx
+from csms.storage.sql import SqlTx, dt_to_db
 
 __all__ = [
     "PostgresRepository", "describe_dsn", "inline_rows", "inline_statement",
@@ -339,6 +340,41 @@ class _PostgresTx(SqlTx):
         rows = await self._conn.fetch(to_postgres_placeholders(sql), *params)
         return [dict(r.items()) for r in rows]
 
+    # -- bookkeeping that never waits for a row lock (PostgreSQL locks rows) -------
+    async def touch_stations(self, seen: dict[str, datetime]) -> list[str]:
+        if not seen:
+            return []
+        ids = sorted(seen)  # locked in one order by every node
+        rows = await self.fetchall(
+            "WITH free AS (SELECT id FROM stations WHERE id = ANY(?::text[]) ORDER BY id"
+            " FOR NO KEY UPDATE SKIP LOCKED)"
+            " UPDATE stations s SET last_seen_at = v.at"
+            " FROM unnest(?::text[], ?::text[]) AS v(id, at), free"
+            " WHERE s.id = v.id AND s.id = free.id RETURNING s.id",
+            ids, ids, [dt_to_db(seen[i]) for i in ids])
+        written = {r["id"] for r in rows}
+        missing = [i for i in ids if i not in written]
+        if not missing:
+            return []
+        # locked by another transaction, or no such station any more (not kept)
+        rows = await self.fetchall("SELECT id FROM stations WHERE id = ANY(?::text[])",
+                                   missing)
+        return sorted(r["id"] for r in rows)
+
+    async def release_station_connection(self, station_id: str, node: str,
+                                         since: datetime | None) -> bool:
+        row = await self.fetchone(
+            "SELECT connected_node, connected_at FROM stations WHERE id = ?"
+            " FOR NO KEY UPDATE SKIP LOCKED", station_id)
+        if row is None:  # locked (try later), or no such station (nothing to do)
+            return await self.fetchone("SELECT id FROM stations WHERE id = ?",
+                                       station_id) is None
+        if row["connected_node"] == node and (
+                since is None or row["connected_at"] == dt_to_db(since)):
+            await self.execute("UPDATE stations SET connected_node = NULL WHERE id = ?",
+                               station_id)
+        return True
+
     async def insert_id(self, sql: str, *params: Any) -> int:
         if not sql.rstrip().lower().endswith("returning id"):
             sql = sql.rstrip() + " RETURNING id"
@@ -367,8 +403,32 @@ class _PostgresMigrations:
             )
 
 
+class _ApartLane(GroupCommit):
+    """The batches of :meth:`PostgresRepository.unit_apart`: bookkeeping units only
+    (they never wait for a row lock), committed by the repository's own batch runner."""
+
+    max_batch = MAX_BATCH
+    parallel = 1
+    committer_name = "postgres-apart-committer"
+
+    def __init__(self, run: Callable[[Batch], Awaitable[Outcomes]]) -> None:
+        super().__init__()
+        self._run = run
+
+    async def _run_batch(self, batch: Batch) -> Outcomes:
+        return await self._run(batch)
+
+
 class PostgresRepository(GroupCommit):
-    """A PostgreSQL database behind the Repository port; open with :meth:`open`."""
+    """A PostgreSQL database behind the Repository port; open with :meth:`open`.
+
+    Units of a batch hold the rows they locked until the batch commits, while the later
+    units run: a batch of another node that needs one of those rows waits for the whole
+    batch. The connection bookkeeping of stations (last seen, a closed connection) is
+    therefore committed apart (:meth:`unit_apart`), in batches of its own that skip
+    rows other transactions hold instead of waiting for them; a node whose station
+    moved to another node never keeps that node's new connection waiting.
+    """
 
     dialect = "postgres"
     max_batch = MAX_BATCH
@@ -384,6 +444,10 @@ class PostgresRepository(GroupCommit):
                        f" SET LOCAL lock_timeout = {max(1, round(lock_timeout * 1000))};"
                        " SAVEPOINT unit")
         self.retries = 0
+        self._apart = _ApartLane(self._run_batch)
+
+    async def unit_apart(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
+        return await self._apart.unit(fn)
 
     @classmethod
     async def open(
@@ -523,6 +587,7 @@ class PostgresRepository(GroupCommit):
 
     async def close(self) -> None:
         await self._finish_committers()
+        await self._apart._finish_committers()
         try:
             await asyncio.wait_for(self._pool.close(), 10)
         except TimeoutError:

@@ -224,6 +224,24 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
             station_id, node,
         )
 
+    async def touch_stations(self, seen: dict[str, datetime]) -> list[str]:
+        # SQLite locks the whole file, never a row: nothing is left for later
+        await self.execute_many(
+            "UPDATE stations SET last_seen_at = ? WHERE id = ?",
+            [(dt_to_db(at), station_id) for station_id, at in sorted(seen.items())])
+        return []
+
+    async def release_station_connection(self, station_id: str, node: str,
+                                         since: datetime | None) -> bool:
+        if since is None:
+            await self.clear_station_connection(station_id, node)
+        else:
+            await self.execute(
+                "UPDATE stations SET connected_node = NULL"
+                " WHERE id = ? AND connected_node = ? AND connected_at = ?",
+                station_id, node, dt_to_db(since))
+        return True
+
     async def clear_node_connections(self, node: str) -> int:
         return await self.execute(
             "UPDATE stations SET connected_node = NULL WHERE connected_node = ?", node
