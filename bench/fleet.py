@@ -240,7 +240,7 @@ def measure(kind: str, args: argparse.Namespace, db: str | None = None,
                               and dropped == 0)
                 steps.append(step)
                 print(json.dumps({"server": label or kind, **step}), file=sys.stderr)
-                if not step["ok"]:
+                if not step["ok"] and not args.keep_going:
                     break
         finally:
             fleet.close()
@@ -313,6 +313,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sources", type=int, default=4, help="loopback source addresses")
     parser.add_argument("--connect-rate", type=float, default=500.0,
                         help="new connections per second, in all")
+    parser.add_argument("--keep-going", action="store_true",
+                        help="measure every step, also after one that failed")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--prefix", default="F", help=argparse.SUPPRESS)
