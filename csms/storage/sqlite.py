@@ -33,6 +33,7 @@ import fcntl
 import logging
 import os
 import sqlite3
+import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -49,6 +50,7 @@ T = TypeVar("T")
 log = logging.getLogger("csms.storage.sqlite")
 
 MAX_BATCH = 512
+BUSY_SECONDS = 10.0  # SQLite's busy timeout, and the longest wait for the write turn
 
 
 class _SqliteTx(SqlTx):
@@ -92,11 +94,11 @@ class _SqliteTx(SqlTx):
 
 def _connect(path: str, *, readonly: bool = False) -> sqlite3.Connection:
     conn = sqlite3.connect(
-        path, isolation_level=None, check_same_thread=False, timeout=10.0,
+        path, isolation_level=None, check_same_thread=False, timeout=BUSY_SECONDS,
         cached_statements=256,
     )
     conn.row_factory = sqlite3.Row
-    conn.execute("PRAGMA busy_timeout = 10000")
+    conn.execute(f"PRAGMA busy_timeout = {int(BUSY_SECONDS * 1000)}")
     conn.execute("PRAGMA foreign_keys = ON")
     if not readonly:
         conn.execute("PRAGMA journal_mode = WAL")
@@ -186,8 +188,18 @@ class SqliteRepository(GroupCommit):
         conn = self._write
         tx = _SqliteTx(conn)
         outcomes: Outcomes = []
+        abandoned = threading.Event()
+        begun = loop.run_in_executor(self._executor, self._begin, abandoned)
         try:
-            await loop.run_in_executor(self._executor, self._begin)
+            # as long as SQLite's own busy timeout: a process that keeps the turn (stopped,
+            # not dead) fails this batch, as the busy handler would, rather than hang it
+            await asyncio.wait_for(asyncio.shield(begun), BUSY_SECONDS)
+        except TimeoutError:
+            abandoned.set()  # the thread gives the turn back at once when it gets it,
+            # and undoes a BEGIN that got through meanwhile (the same thread, next)
+            self._executor.submit(self._undo_begin)
+            raise StorageError("cannot begin a transaction: another process has held the"
+                               f" database's write turn for {BUSY_SECONDS:g} s") from None
         except sqlite3.Error as exc:
             raise StorageError(f"cannot begin a transaction: {exc}") from exc
         try:
@@ -231,9 +243,19 @@ class SqliteRepository(GroupCommit):
         finally:
             self._turn.give()
 
-    def _begin(self) -> None:
-        """In the worker thread: this process's turn to write, then the transaction."""
+    def _undo_begin(self) -> None:
+        if self._write.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                self._write.execute("ROLLBACK")
+            self._turn.give()
+
+    def _begin(self, abandoned: threading.Event) -> None:
+        """In the worker thread: this process's turn to write, then the transaction;
+        nothing if the batch gave up waiting meanwhile."""
         self._turn.take()
+        if abandoned.is_set():
+            self._turn.give()
+            return
         try:
             self._write.execute("BEGIN IMMEDIATE")
         except BaseException:
