@@ -114,7 +114,8 @@ async def build_settlement(settings: Settings) -> Settlement:
 
 # -- one node on a SQLite file ---------------------------------------------------------
 class NodeLockHeld(SettingsError):
-    """Another ``csms serve`` uses this SQLite file (SQLite is single-node)."""
+    """Another ``csms serve`` uses this SQLite file (one node, or the workers of one
+    ``csms serve --workers``, per file)."""
 
 
 class NodeLock:
@@ -144,7 +145,8 @@ class NodeLock:
             os.close(fd)
             raise NodeLockHeld(
                 f"another csms serve (pid {holder}) is using {self.path.with_suffix('')}:"
-                " SQLite is single-node; several nodes need PostgreSQL and MQTT"
+                " one csms serve per SQLite file (--workers N for several processes);"
+                " nodes on several machines need PostgreSQL and MQTT"
                 " (docs/configuration.md)") from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
