@@ -305,8 +305,10 @@ class Link:
     async def send(self, text: str) -> None:
         """Send as is; a closed channel is not an error here (the reader ends)."""
         self.log.debug("> %s %s", self.name, text)
-        with contextlib.suppress(ChannelClosed):
+        try:
             await self.channel.send(text)
+        except ChannelClosed:
+            pass
 
     async def call(
         self, action: str, payload: dict[str, Any], timeout: float | None = None,

@@ -196,6 +196,10 @@ class GuardedConnection(ServerConnection):
         super().process_event(event)
 
     async def drain(self) -> None:
+        if not self.paused and not self.transport.is_closing():
+            # Below the high-water mark: websockets' drain would return at once too,
+            # so no deadline (a timer per message sent) is armed for it.
+            return
         if self.drain_timeout is None:
             await super().drain()
             return
