@@ -141,7 +141,7 @@ def _worker_main() -> None:
     settings.check()
     _logging(settings.log_level)
     try:
-        run(_serve(settings))
+        run(_serve(settings), settings.event_loop)
     except typer.Exit as exc:  # its one line is printed already
         sys.exit(exc.exit_code)
 

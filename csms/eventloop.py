@@ -1,0 +1,36 @@
+"""Which asyncio event loop ``csms serve`` runs on.
+
+``uvloop`` (libuv) in place of the standard selector loop: less CPU per message in
+the loop itself (the poll, the callbacks, the socket writes). Measured in
+docs/benchmarks.md ("Levers for goal 2"). ``auto`` takes it where it is installed
+(a dependency on Linux and macOS; it does not exist for Windows) and falls back to
+the standard loop otherwise; ``asyncio`` always takes the standard loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+from collections.abc import Callable
+
+from csms.config import EVENT_LOOPS
+
+__all__ = ["EVENT_LOOPS", "loop_factory"]
+
+
+def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The factory of the loop for ``choice`` (None: asyncio's default). ``uvloop``
+    when it is not installed raises :class:`RuntimeError`, a one-line message."""
+    if choice not in EVENT_LOOPS:
+        raise ValueError(f"event_loop must be one of {', '.join(EVENT_LOOPS)}: {choice!r}")
+    if choice == "asyncio":
+        return None
+    try:
+        uvloop = importlib.import_module("uvloop")
+    except ImportError:
+        if choice == "uvloop":
+            raise RuntimeError("event_loop uvloop: the uvloop package is not installed"
+                               " (pip install uvloop, or choose auto or asyncio)") from None
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
