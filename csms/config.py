@@ -94,8 +94,9 @@ class Settings:
     # messages: no memory per idle connection), "context" (contexts kept per connection,
     # ~50 KiB each, better ratio across messages) or "off"
     ws_compression: str = "stateless"  # one of COMPRESSION_MODES
-    # the event loop of csms serve: "auto" (uvloop where installed), "uvloop", "asyncio"
-    event_loop: str = "auto"  # one of EVENT_LOOPS
+    # the event loop of csms serve: "asyncio" (the standard loop), "uvloop", "auto"
+    # (uvloop where installed); uvloop's gain was not confirmed (docs/benchmarks.md)
+    event_loop: str = "asyncio"  # one of EVENT_LOOPS
     ping_interval: float = 20.0
     ping_timeout: float = 20.0
     close_timeout: float = 5.0

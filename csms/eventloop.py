@@ -1,10 +1,11 @@
 """Which asyncio event loop ``csms serve`` runs on.
 
-``uvloop`` (libuv) in place of the standard selector loop: less CPU per message in
-the loop itself (the poll, the callbacks, the socket writes). Measured in
-docs/benchmarks.md ("Levers for goal 2"). ``auto`` takes it where it is installed
-(a dependency on Linux and macOS; it does not exist for Windows) and falls back to
-the standard loop otherwise; ``asyncio`` always takes the standard loop.
+``asyncio`` (the default) is the standard selector loop. ``uvloop`` (libuv) runs the
+same server, every connection guard included (the transport, security and server
+tests run on both loops); its gain was measured in paired runs and not confirmed on
+the loaded reference machine (docs/benchmarks.md, "Levers for goal 2"), so it is a
+choice, not the default. ``auto`` takes uvloop where it is installed (a dependency
+except on Windows, where it does not exist) and the standard loop otherwise.
 """
 
 from __future__ import annotations
