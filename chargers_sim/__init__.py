@@ -15,6 +15,7 @@ from chargers_sim.station import (
     StationRefused,
     Unreachable,
 )
+from chargers_sim.transactions import StartRefused
 
 __all__ = ["CallRejected", "CompletedSession", "ConnectFailed", "Fleet", "FleetSummary",
-           "Station", "StationRefused", "Unreachable"]
+           "StartRefused", "Station", "StationRefused", "Unreachable"]

@@ -105,8 +105,16 @@ def _parser() -> tuple[_Parser, dict[str, _Parser]]:
     run.add_argument("--signed", action="store_true",
                      help="send OCMF signed meter values (a meter key per station; the"
                           " public keys are in the result)")
+    run.add_argument("--pnc", action="store_true",
+                     help="1.6 stations take ISO 15118 Plug & Charge over DataTransfer (OCA"
+                          " application note): they report ISO15118PnCEnabled and answer"
+                          " the wrapped certificate messages")
     run.add_argument("--connect-rate", type=_positive(float), default=200.0,
                      help="new connections per second while the stations start")
+    run.add_argument("--local-controller", action="store_true",
+                     help="2.0.1 stations act as local controllers: they publish firmware"
+                          " images (PublishFirmware) on an HTTP server of their own on"
+                          " 127.0.0.1")
     load = sub.add_parser(
         "load", help="back-to-back transaction messages; latency recorded",
         description="Stations that send transaction messages back to back for"
@@ -155,7 +163,7 @@ async def _run(args: argparse.Namespace) -> int:
         args.url, args.count, args.ocpp, prefix=args.id_prefix, mix=args.mix,
         password=args.password, seed=args.seed, connect_rate=args.connect_rate,
         meter_interval=args.meter_interval, power_kw=args.power_kw, signed=args.signed,
-        connectors=args.connectors,
+        connectors=args.connectors, local_controller=args.local_controller, pnc=args.pnc,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -111,17 +111,24 @@ class StationCore:
         tls_ca: str | None = None,
         client_cert: tuple[str, str] | None = None,
         organisation: str = "",
+        local_controller: bool = False,
+        pnc: bool = False,
     ) -> None:
         """``dial``: how to open a connection (default: a WebSocket to the URL); a test
         passes one end of :func:`csms.link.memory_pair`. ``tls_ca``: the CA that signed
         the central system's certificate (wss://); ``client_cert``: a certificate and key
         file to show it (security profile 3), replaced by the one the central system signs
-        (:mod:`chargers_sim.security`); ``organisation``: the O of the station's CSRs."""
+        (:mod:`chargers_sim.security`); ``organisation``: the O of the station's CSRs;
+        ``local_controller``: a 2.0.1 local controller, which publishes firmware images
+        for the stations behind it (:mod:`chargers_sim.maintenance`); ``pnc``: a 1.6
+        station takes ISO 15118 Plug & Charge over DataTransfer
+        (:mod:`chargers_sim.pnc_v16`)."""
         # the central system's address, then others to try in turn when it cannot be
         # reached (several nodes without a load balancer in front)
         self.urls = [u.rstrip("/") for u in (url, *fallback_urls)]
         self._url_index = 0
         self.station_id = station_id
+        self.local_controller = local_controller
         self.version = version if isinstance(version, OcppVersion) else OcppVersion.parse(version)
         self.rules: VersionRules = rules_for(self.version)
         self.password = password
@@ -135,6 +142,7 @@ class StationCore:
         self.backoff_cap = backoff_cap
         self._dial = dial or self._dial_websocket
         self.tls_ca = tls_ca
+        self.pnc = pnc
         self.pki = StationPki(station_id, organisation)
         if client_cert is not None:
             self.pki.use(*client_cert)

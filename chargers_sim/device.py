@@ -57,6 +57,8 @@ def definitions(connectors: int, power_w: float) -> tuple[VariableDef, ...]:
         VariableDef("SampledDataCtrlr", "TxUpdatedInterval", "integer", unit="s",
                     min_limit=0, max_limit=3600),
         VariableDef("AuthCtrlr", "AuthorizeRemoteStart", "boolean"),
+        # C16: tokens of this group stop transactions and start none
+        VariableDef("AuthCtrlr", "MasterPassGroupId", "string", max_limit=36),
         VariableDef("SecurityCtrlr", "BasicAuthPassword", "string", "WriteOnly",
                     max_limit=40),
         VariableDef("SecurityCtrlr", "SecurityProfile", "integer", "ReadOnly", default="1"),

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from chargers_sim import more_v16, more_v201
 from chargers_sim.connection import CallRejected
 from chargers_sim.handlers import Answer, CallHandlers
+from chargers_sim.session import CompletedSession
 from csms.protocol import OcppVersion
 
 __all__ = ["DriverHandlers", "composite_periods"]
@@ -27,6 +28,7 @@ class MoreRules(Protocol):
     def composite_answer(self, connector: int, unit: str, duration: int,
                          periods: list[dict[str, Any]]) -> dict[str, Any]: ...
     def shown_cost(self, p: dict[str, Any]) -> tuple[str, float] | None: ...
+    def master_pass_group(self, st: DriverHandlers) -> str | None: ...
     def triggered(self, st: DriverHandlers, what: str, connector: int | None
                   ) -> list[tuple[str, dict[str, Any]]] | None: ...
     def handlers(self, st: DriverHandlers) -> dict[str, Answer]: ...
@@ -108,6 +110,26 @@ class DriverHandlers(CallHandlers):
         """The tag's group as the central system last answered it."""
         info = self.auth_cache.get(id_tag)
         return self.more.group_of(info) if info else None
+
+    def is_master_pass(self, id_tag: str) -> bool:
+        """2.0.1 C16: the tag's group (as last answered) is the station's
+        AuthCtrlr.MasterPassGroupId, which the central system sets."""
+        master = self.more.master_pass_group(self)
+        return bool(master) and self.group(id_tag) == master
+
+    def refuses_start(self, id_tag: str) -> bool:
+        return self.is_master_pass(id_tag)  # C16: a master pass starts no transaction
+
+    async def present_master_pass(self, id_tag: str) -> list[CompletedSession]:
+        """The tag is presented to a station without a UI: authorized, and if it is a
+        master pass, every ongoing transaction is stopped (C16.FR.02, stoppedReason
+        MasterPass, C16.FR.08) with its idToken; else nothing happens."""
+        with contextlib.suppress(CallRejected, TimeoutError, ConnectionError):
+            await self.authorize(id_tag)
+        if not self.is_master_pass(id_tag):
+            return []
+        return [await self.stop_session(c, "MasterPass", stop_tag=id_tag)
+                for c in sorted(self._sessions)]
 
     def _clear_cache(self, p: dict[str, Any]) -> dict[str, Any]:
         self.auth_cache.clear()

@@ -16,6 +16,14 @@ uploads, as firmware does them.
 * Logs (1.6 GetDiagnostics and the security extension's GetLog, 2.0.1 N01): a real text
   file is uploaded to the given location, by multipart POST for 1.6 diagnostics and by
   PUT otherwise, with Uploading then Uploaded / UploadFailure notifications.
+* Publishing firmware (2.0.1 L03/L04), as a local controller (``local_controller=True``):
+  PublishFirmware is Accepted, the image downloaded (retried as asked), its MD5 compared
+  with the checksum, and the image served by a small HTTP server of the station's own on
+  loopback (``GET /firmware/<md5>``); each step is a PublishFirmwareStatusNotification
+  (Downloading, Downloaded, ChecksumVerified or InvalidChecksum, Published with the URL,
+  or DownloadFailed / PublishFailed). UnpublishFirmware removes the image (its URL then
+  answers 404): Unpublished, NoFirmware, or DownloadOngoing while it is being fetched.
+  A station that is not a local controller rejects PublishFirmware.
 """
 
 from __future__ import annotations
@@ -23,11 +31,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
+from aiohttp import web
 
 from chargers_sim.connection import CallRejected, log
 from chargers_sim.faults import FaultInjection
@@ -100,6 +110,18 @@ class Maintenance(FaultInjection):
         self.log_statuses: list[str] = []
         self.uploads: list[tuple[str, int]] = []  # (method, bytes) of each upload made
         self._installed_pending: tuple[int | None, bool] | None = None
+        # a local controller's publications: MD5 -> image; every status sent, in order
+        self.published: dict[str, bytes] = {}
+        self.publish_statuses: list[str] = []
+        self._fetching: set[str] = set()  # checksums being downloaded
+        self._publisher: web.AppRunner | None = None
+        self._publisher_url = ""
+
+    async def _before_close(self) -> None:
+        await super()._before_close()
+        if self._publisher is not None:
+            await self._publisher.cleanup()
+            self._publisher = None
 
     # -- reservations ------------------------------------------------------------------
     def reserved_for(self, connector: int) -> SimReservation | None:
@@ -287,3 +309,84 @@ class Maintenance(FaultInjection):
             if response.status // 100 != 2:
                 raise ValueError(f"HTTP {response.status} from {method} {url.split('/')[2]}")
             return payload
+
+    # -- publishing firmware (2.0.1 L03/L04, a local controller) ---------------------------
+    def _publish_firmware(self, request_id: int, location: str, checksum: str,
+                          retries: int | None, retry_interval: int | None) -> str:
+        if not self.local_controller:
+            return "Rejected"
+        if checksum.lower() in self._fetching:
+            return "Rejected"  # that image is being fetched already
+        self._fetching.add(checksum.lower())
+        self._spawn(self._publish(request_id, location, checksum.lower(), retries or 0,
+                                  retry_interval or 0), "publish-firmware")
+        return "Accepted"
+
+    def _unpublish_firmware(self, checksum: str) -> str:
+        key = checksum.lower()
+        if key in self._fetching:
+            return "DownloadOngoing"
+        if self.published.pop(key, None) is None:
+            return "NoFirmware"
+        return "Unpublished"
+
+    async def _publish_status(self, status: str, request_id: int,
+                              locations: list[str] | None = None) -> None:
+        self.publish_statuses.append(status)
+        payload: dict[str, Any] = {"status": status, "requestId": request_id}
+        if locations:
+            payload["location"] = locations
+        with contextlib.suppress(CallRejected, TimeoutError, ConnectionError):
+            await self.call("PublishFirmwareStatusNotification", payload)
+
+    async def _publish(self, request_id: int, location: str, checksum: str, retries: int,
+                       retry_interval: int) -> None:
+        try:
+            await asyncio.sleep(0.05)  # the answer to the request goes out first
+            blob = None
+            for attempt in range(retries + 1):
+                if attempt:
+                    await asyncio.sleep(retry_interval)
+                await self._publish_status("Downloading", request_id)
+                try:
+                    blob = await self._http("GET", location)
+                    break
+                except (OSError, ValueError, TimeoutError, aiohttp.ClientError) as exc:
+                    log.info("! %s firmware download failed: %s", self.station_id, exc)
+            if blob is None:
+                await self._publish_status("DownloadFailed", request_id)
+                return
+            await self._publish_status("Downloaded", request_id)
+            if hashlib.md5(blob, usedforsecurity=False).hexdigest() != checksum:
+                await self._publish_status("InvalidChecksum", request_id)
+                return
+            await self._publish_status("ChecksumVerified", request_id)
+            try:
+                base = await self._publisher_base()
+            except OSError as exc:
+                log.info("! %s cannot publish: %s", self.station_id, exc)
+                await self._publish_status("PublishFailed", request_id)
+                return
+            self.published[checksum] = blob
+        finally:
+            self._fetching.discard(checksum)
+        await self._publish_status("Published", request_id, [f"{base}/firmware/{checksum}"])
+
+    async def _publisher_base(self) -> str:
+        """The address of the station's own image server (started on first use)."""
+        if self._publisher is None:
+            app = web.Application()
+            app.add_routes([web.get("/firmware/{checksum}", self._serve_image)])
+            runner = web.AppRunner(app, access_log=None)
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            port = int(runner.addresses[0][1])
+            self._publisher, self._publisher_url = runner, f"http://127.0.0.1:{port}"
+        return self._publisher_url
+
+    async def _serve_image(self, request: web.Request) -> web.Response:
+        blob = self.published.get(request.match_info["checksum"].lower())
+        if blob is None:
+            return web.Response(status=404, text="no such image\n")
+        return web.Response(body=blob, content_type="application/octet-stream")

@@ -14,7 +14,8 @@ if TYPE_CHECKING:
     from chargers_sim.driver import DriverHandlers
 
 __all__ = [
-    "composite_answer", "group_of", "handlers", "id_info", "profile_of", "shown_cost",
+    "composite_answer", "group_of", "handlers", "id_info", "master_pass_group",
+    "profile_of", "shown_cost",
     "triggered",
 ]
 
@@ -46,6 +47,10 @@ def composite_answer(connector: int, unit: str, duration: int,
     return {"status": "Accepted", "connectorId": connector, "scheduleStart": now(),
             "chargingSchedule": {"duration": duration, "chargingRateUnit": unit,
                                  "chargingSchedulePeriod": periods}}
+
+
+def master_pass_group(st: DriverHandlers) -> str | None:
+    return None  # 1.6 has no master pass group (2.0.1 C16)
 
 
 def shown_cost(p: dict[str, Any]) -> tuple[str, float] | None:

@@ -16,7 +16,8 @@ if TYPE_CHECKING:
     from chargers_sim.driver import DriverHandlers
 
 __all__ = [
-    "composite_answer", "group_of", "handlers", "id_info", "profile_of", "shown_cost",
+    "composite_answer", "group_of", "handlers", "id_info", "master_pass_group",
+    "profile_of", "shown_cost",
     "triggered",
 ]
 
@@ -43,6 +44,11 @@ def composite_answer(connector: int, unit: str, duration: int,
     return {"status": "Accepted", "schedule": {
         "evseId": connector, "duration": duration, "scheduleStart": now(),
         "chargingRateUnit": unit, "chargingSchedulePeriod": periods}}
+
+
+def master_pass_group(st: DriverHandlers) -> str | None:
+    """C16: the group of the master passes, as the central system set it."""
+    return st.variables.get("AuthCtrlr.MasterPassGroupId") or None
 
 
 def shown_cost(p: dict[str, Any]) -> tuple[str, float] | None:

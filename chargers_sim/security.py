@@ -55,6 +55,9 @@ class StationPki:
         self.installed_chains = 0
         # installed root certificates: certificate type -> PEM certificates
         self.roots: dict[str, list[x509.Certificate]] = {}
+        # ISO 15118: the SECC (V2G) key of the CSR sent last, and the chain installed
+        self._v2g_pending: Any = None
+        self.v2g_chain: str | None = None
 
     @property
     def folder(self) -> Path:
@@ -80,20 +83,41 @@ class StationPki:
         self.csrs_sent += 1
         return request.public_bytes(serialization.Encoding.PEM).decode()
 
-    def install_chain(self, chain_pem: str) -> str:
-        """Take a CertificateSigned chain: Accepted, or Rejected with the old one kept."""
+    def v2g_csr(self, common_name: str | None = None) -> str:
+        """A new SECC key and a PEM CSR for an ISO 15118 V2GCertificate."""
+        self._v2g_pending = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME,
+                                             common_name or self.station_id)])
+        request = x509.CertificateSigningRequestBuilder().subject_name(name).sign(
+            self._v2g_pending, hashes.SHA256())
+        self.csrs_sent += 1
+        return request.public_bytes(serialization.Encoding.PEM).decode()
+
+    def install_v2g_chain(self, chain_pem: str) -> str:
+        """Take a V2GCertificate chain (it must be for the pending SECC key)."""
+        if not self._fits(chain_pem, self._v2g_pending):
+            return "Rejected"
+        self.v2g_chain = chain_pem
+        self._v2g_pending = None
+        return "Accepted"
+
+    def _fits(self, chain_pem: str, pending: Any) -> bool:
+        """The chain's leaf is for this station and for ``pending``'s key."""
         try:
             chain = x509.load_pem_x509_certificates(chain_pem.encode())
         except ValueError:
-            return "Rejected"
+            return False
         leaf = chain[0]
         names = [a.value for a in leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
-        if self._pending is None or names != [self.station_id] or leaf.public_key() \
-                .public_bytes(serialization.Encoding.DER,
-                              serialization.PublicFormat.SubjectPublicKeyInfo) != \
-                self._pending.public_key().public_bytes(
-                    serialization.Encoding.DER,
-                    serialization.PublicFormat.SubjectPublicKeyInfo):
+        return pending is not None and names == [self.station_id] and leaf.public_key() \
+            .public_bytes(serialization.Encoding.DER,
+                          serialization.PublicFormat.SubjectPublicKeyInfo) == \
+            pending.public_key().public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+    def install_chain(self, chain_pem: str) -> str:
+        """Take a CertificateSigned chain: Accepted, or Rejected with the old one kept."""
+        if not self._fits(chain_pem, self._pending):
             return "Rejected"
         n = self.installed_chains + 1
         cert_file, key_file = self.folder / f"station-{n}.pem", self.folder / f"station-{n}.key"

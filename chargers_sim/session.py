@@ -43,6 +43,7 @@ class Session:
     stop_reason: str = "Local"
     pagination: int = 0
     reservation_id: int | None = None  # the reservation the session started on
+    stop_tag: str | None = None  # 2.0.1: the token presented to end it (E07, C16)
 
 
 @dataclass

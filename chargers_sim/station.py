@@ -11,7 +11,8 @@ The station is built in layers, one module each:
   raw frames, repeated message ids);
 * :mod:`chargers_sim.handlers` -- answers to the central system's CALLs;
 * :mod:`chargers_sim.driver` -- more answers: the authorization cache, profiles and
-  composite schedules, display messages, costs, every triggered message.
+  composite schedules, display messages, costs, every triggered message;
+* :mod:`chargers_sim.pnc_v16` -- ISO 15118 Plug & Charge over DataTransfer (1.6, ``pnc``).
 
 What differs between 1.6 and 2.0.1 is in :mod:`chargers_sim.v16` and
 :mod:`chargers_sim.v201` (same function names), picked once in
@@ -27,7 +28,7 @@ from chargers_sim.connection import (
     Unreachable,
     backoff_delay,
 )
-from chargers_sim.driver import DriverHandlers
+from chargers_sim.pnc_v16 import PlugAndCharge16
 from chargers_sim.session import CompletedSession
 
 __all__ = [
@@ -36,5 +37,5 @@ __all__ = [
 ]
 
 
-class Station(DriverHandlers):
+class Station(PlugAndCharge16):
     """One simulated station (see the module docstring)."""

@@ -24,6 +24,11 @@ from chargers_sim.connection import CallRejected, StationCore, log
 from chargers_sim.meter import power_curve_w
 from chargers_sim.session import CompletedSession, Session, TxMessage
 
+
+class StartRefused(RuntimeError):
+    """The station would not start a transaction for the tag (e.g. 2.0.1 C16: a master
+    pass starts none)."""
+
 __all__ = ["TransactionQueue"]
 
 
@@ -115,6 +120,8 @@ class TransactionQueue(StationCore):
         if authorize and self.online:
             with contextlib.suppress(CallRejected, TimeoutError, ConnectionError):
                 await self.authorize(id_tag)
+            if self.refuses_start(id_tag):
+                raise StartRefused(f"{id_tag} may not start a transaction here")
         loop = asyncio.get_running_loop()
         meter = self.meters[connector]
         s = Session(connector, id_tag, meter.register_wh, loop.time(),
@@ -145,8 +152,14 @@ class TransactionQueue(StationCore):
     def _enqueue_meter(self, s: Session) -> None:
         self.rules.meter_values(self, s)
 
-    async def stop_session(self, connector: int = 1, reason: str = "Local") -> CompletedSession:
+    def refuses_start(self, id_tag: str) -> bool:
+        """Whether the station starts no transaction for this (authorized) tag."""
+        return False
+
+    async def stop_session(self, connector: int = 1, reason: str = "Local",
+                           stop_tag: str | None = None) -> CompletedSession:
         s = self._sessions.pop(connector)
+        s.stop_tag = stop_tag
         if s.task is not None:
             s.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -28,6 +28,7 @@ __all__ = [
     "load_update",
     "log_status_call",
     "meter_values",
+    "pnc_over_data_transfer",
     "reservation_expired_call",
     "sampled",
     "start_transaction",
@@ -119,6 +120,11 @@ def delivered(st: TransactionQueue, msg: TxMessage, answer: dict[str, Any]) -> N
 
 
 # -- answering the central system ------------------------------------------------------
+# 1.6 §9.1: keys a charge point reports read-only
+READ_ONLY_KEYS = frozenset({"NumberOfConnectors", "GetConfigurationMaxKeys",
+                            "SupportedFeatureProfiles"})
+
+
 def handlers(st: CallHandlers) -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
     def remote_start(p: dict[str, Any]) -> dict[str, Any]:
         authorize = st.config.get("AuthorizeRemoteTxRequests", "true") == "true"
@@ -129,7 +135,7 @@ def handlers(st: CallHandlers) -> dict[str, Callable[[dict[str, Any]], dict[str,
 
     def get_configuration(p: dict[str, Any]) -> dict[str, Any]:
         keys = p.get("key") or list(st.config)
-        known = [{"key": k, "readonly": False, "value": st.config[k]}
+        known = [{"key": k, "readonly": k in READ_ONLY_KEYS, "value": st.config[k]}
                  for k in keys if k in st.config]
         unknown = [k for k in keys if k not in st.config]
         out: dict[str, Any] = {"configurationKey": known}
@@ -144,6 +150,8 @@ def handlers(st: CallHandlers) -> dict[str, Callable[[dict[str, Any]], dict[str,
             return {"status": "Accepted"}
         if key not in st.config:
             return {"status": "NotSupported"}
+        if key in READ_ONLY_KEYS:
+            return {"status": "Rejected"}  # 1.6 §5.3: a read-only key is not changed
         st.config[key] = value
         if key == "HeartbeatInterval":
             st.heartbeat_interval = float(value)
@@ -244,3 +252,9 @@ def reservation_expired_call(reservation_id: int) -> tuple[str, dict[str, Any]] 
 def uploads_by_form(log_type: str) -> bool:
     """1.6 diagnostics go up as an HTTP form (as FTP-less chargers do); logs by PUT."""
     return log_type == "Diagnostics"
+
+
+def pnc_over_data_transfer() -> bool:
+    """1.6 carries ISO 15118 Plug & Charge in DataTransfer (the OCA application
+    note; chargers_sim.pnc_v16)."""
+    return True

@@ -30,6 +30,7 @@ __all__ = [
     "load_update",
     "log_status_call",
     "meter_values",
+    "pnc_over_data_transfer",
     "reservation_expired_call",
     "sampled",
     "start_transaction",
@@ -124,6 +125,7 @@ def stop_transaction(st: TransactionQueue, s: Session, reason: str) -> None:
         st, s, "Ended", trigger,
         transactionInfo={"transactionId": s.transaction_id, "chargingState": "Idle",
                          "stoppedReason": reason},
+        **({"idToken": {"idToken": s.stop_tag, "type": "ISO14443"}} if s.stop_tag else {}),
         meterValue=[{"timestamp": now(), "sampledValue": st._sampled(
             s, "Transaction.End", extra=False)}]), s)
 
@@ -242,6 +244,14 @@ def handlers(st: CallHandlers) -> dict[str, Callable[[dict[str, Any]], dict[str,
                             fw.get("signature"), fw.get("signingCertificate"))
         return {"status": "Accepted"}
 
+    def publish_firmware(p: dict[str, Any]) -> dict[str, Any]:
+        # L03: only a local controller publishes (an ordinary station rejects it)
+        return {"status": st._publish_firmware(p["requestId"], p["location"], p["checksum"],
+                                               p.get("retries"), p.get("retryInterval"))}
+
+    def unpublish_firmware(p: dict[str, Any]) -> dict[str, Any]:
+        return {"status": st._unpublish_firmware(p["checksum"])}  # L04
+
     def get_log(p: dict[str, Any]) -> dict[str, Any]:
         kind = {"DiagnosticsLog": "Diagnostics"}.get(p["logType"], p["logType"])
         name = st._upload_log(p["requestId"], kind, p["log"]["remoteLocation"])
@@ -265,6 +275,8 @@ def handlers(st: CallHandlers) -> dict[str, Callable[[dict[str, Any]], dict[str,
         "CancelReservation": cancel_reservation,
         "UpdateFirmware": update_firmware,
         "GetLog": get_log,
+        "PublishFirmware": publish_firmware,
+        "UnpublishFirmware": unpublish_firmware,
     }
 
 
@@ -336,3 +348,8 @@ def reservation_expired_call(reservation_id: int) -> tuple[str, dict[str, Any]] 
 
 def uploads_by_form(log_type: str) -> bool:
     return False  # 2.0.1 N01: the file goes to remoteLocation (PUT)
+
+
+def pnc_over_data_transfer() -> bool:
+    """2.0.1 has the ISO 15118 messages themselves."""
+    return False

@@ -20,12 +20,14 @@ import logging
 import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from csms.config import Settings, SettingsError
 from csms.domain.energy import watts
 from csms.metrics import Metrics
+from csms.service import defaults
 from csms.service.charging import ChargingService
 from csms.service.cluster import beat
 from csms.service.ports import Repository, StorageError, Tx
@@ -210,6 +212,11 @@ class App:
                 await bus.run(handle, stop)
 
             self.tasks.start("command-bus", serve_commands, OUTAGES)
+        if self.admin is not None:
+            # requests queued for a station while it was offline: sent at its next
+            # accepted boot on this node, and looked for again every so often
+            self.central.on_boot = self.admin.send_queued
+            self.tasks.start("queued-requests", self._queued_requests, (StorageError,))
         if self.admin is not None and self.settings.cost_update_interval > 0:
             self.tasks.start("cost-updates", self._cost_updates, (StorageError,))
         certs = self.service.certificates
@@ -268,23 +275,61 @@ class App:
                 return
             await self._beat()
 
-    async def _cost_updates(self, stop: asyncio.Event) -> None:
-        """Send the running cost of each active session, every ``cost_update_interval``
-        seconds, to this node's stations that announced the 1.6 running-cost convention
-        (csms.service.driver); a station that is slow or gone is tried again next time."""
+    async def _queued_requests(self, stop: asyncio.Event) -> None:
+        """Every ``QUEUE_SWEEP_SECONDS``: mark queued requests whose window ended expired,
+        and send those of stations booted on this node (one queued while its station
+        was booting here; each is claimed once, whichever node or task tries)."""
         assert self.admin is not None
+        admin = self.admin
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), defaults.QUEUE_SWEEP_SECONDS)
+            if stop.is_set():
+                return
+            await self.service.expire_queued()
+
+            async def waiting(tx: Tx) -> set[str]:
+                return {t.station_id for t in await tx.queued_transfers(None, 10_000)}
+
+            for station_id in await self.repo.read(waiting):
+                conn = self.central.connections.get(station_id)
+                if conn is not None and conn.booted and not stop.is_set():
+                    await admin.send_queued(station_id)
+
+    async def _cost_updates(self, stop: asyncio.Event) -> None:
+        """Every ``cost_update_interval`` seconds, send the cost so far of this node's
+        stations' sessions that get it by themselves (csms.service.driver costs_to_push:
+        1.6 RunningCost to marked stations, 2.0.1 CostUpdated to marked stations and for
+        tariffs with a time component), each only when it differs from the last one tried.
+        A station that answers with a CALLERROR or not at all is tried again at the next
+        interval at the earliest, and only with a changed cost."""
+        assert self.admin is not None
+        last: dict[tuple[str, int], Decimal] = {}
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.settings.cost_update_interval)
-            for station_id in list(self.central.connections):
+            live: set[tuple[str, int]] = set()
+            connections = dict(self.central.connections)
+            candidates = await self.service.cost_push_stations(
+                {sid: conn.version.value for sid, conn in connections.items()})
+            for station_id in sorted(candidates):
+                conn = connections[station_id]
                 if stop.is_set():
                     return
-                for session_id in await self.service.running_cost_sessions(station_id):
+                for session_id, total in await self.service.costs_to_push(
+                        station_id, conn.version.value):
+                    key = (station_id, session_id)
+                    live.add(key)
+                    if last.get(key) == total:
+                        continue
+                    last[key] = total
                     status, result = await self.admin.run_command(
                         station_id, "cost-updated", {"session": session_id}, forwarded=True)
                     if status != 200:
                         log.info("= %s: no running cost for session %s: %s", station_id,
                                  session_id, result.get("error"))
+            for key in set(last) - live:  # ended, held, or the station went away
+                del last[key]
 
     async def close(self) -> None:
         try:
@@ -356,6 +401,8 @@ async def build(settings: Settings) -> App:
     )
     service.transfer_hours = settings.transfer_hours
     central = CentralSystem(settings, repo, service, metrics)
+    service.outbound = central
+    service.boot_get_configuration = settings.boot_get_configuration
     if ca is not None:
         from csms.iso15118 import LocalIso15118Provider
         from csms.service.certificates import CertificateUseCases, CsrLimiter
@@ -364,7 +411,8 @@ async def build(settings: Settings) -> App:
             repo, ca, organisation=settings.ca_organisation, days=settings.cert_days,
             renew_before=timedelta(days=settings.cert_renew_days),
             limiter=CsrLimiter(settings.csr_limit), outbound=central,
-            iso15118=LocalIso15118Provider(repo, ca, settings.ev_cert_dir))
+            iso15118=LocalIso15118Provider(repo, ca, settings.ev_cert_dir),
+            sign_v2g=settings.v2g_sign)
     tasks = Supervisor()
     bus = CommandBus(settings.mqtt, central.node_id) if settings.mqtt else None
     admin = None

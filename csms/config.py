@@ -120,6 +120,12 @@ class Settings:
     csr_limit: int = defaults.CSR_LIMIT  # CSRs per station and hour
     # ISO 15118 local provider: EV contract certificate answers (<exiRequest hash>.exi)
     ev_cert_dir: str = ""
+    # ISO 15118: the CA also signs stations' V2GCertificate (SECC) CSRs, in 2.0.1 and in
+    # 1.6 Plug & Charge (tests and small sites; a public ecosystem needs a CPO sub-CA)
+    v2g_sign: bool = False
+    # 1.6: send GetConfiguration after an accepted BootNotification when the station's
+    # stored configuration is empty or its firmware changed (kept as its device model)
+    boot_get_configuration: bool = True
     chain: str = ""  # local | memory | http(s)://...: run the settlement worker in `serve`
     # the operator key for a JSON-RPC chain: a V3 keystore and the file holding its password
     keystore: str = ""

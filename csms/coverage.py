@@ -14,10 +14,19 @@ extension, 2.0.1 Part 2); the other columns are read from the code, never writte
 * tested: test files under tests/integration and tests/e2e that name the action as a
   string literal together with the version (a real server, real sockets); "sim" marks
   an action the simulated station handles, named in a file that drives it (file-level:
-  the file may also use raw frames), "interop" a script of the strict ocpp-rpc client.
+  the file may also use raw frames);
+* interop: a script of the strict ocpp-rpc client (tests/e2e/interop/*.js) exercises it
+  for the version: the script sends it (``cli.call('Action', ...)``) or answers it
+  (``cli.handle('Action', ...)``, or its own ``answer('Action', ...)`` function) in the code
+  that runs for that version (a script branches on ``protocol === 'ocpp1.6'``, or speaks
+  one version only: ``protocols: ['ocpp2.0.1']``), and a Python test under tests/e2e
+  runs the script (names its file);
+* block: the functional block of 2.0.1 Part 2 (A Security ... P DataTransfer) or the 1.6
+  feature profile (Core ... RemoteTrigger, and Security for the security extension).
 
-Which side starts each message is protocol knowledge (the specifications' message lists),
-the one table here written by hand.
+Which side starts each message and which block it belongs to is protocol knowledge (the
+specifications' message lists and their functional blocks / feature profiles), the two
+tables here written by hand.
 """
 
 from __future__ import annotations
@@ -35,7 +44,8 @@ from csms.protocol import OcppVersion
 from csms.translate import routes_for
 from csms.translate.commands import COMMANDS, builder_for
 
-__all__ = ["DOC", "Row", "actions", "render", "rows"]
+__all__ = ["BLOCKS", "DOC", "Row", "actions", "block_of", "block_summary", "render", "rows",
+           "uncovered_blocks"]
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "ocpp-coverage.md"
@@ -70,6 +80,69 @@ _VERSION_NAMES: dict[OcppVersion, frozenset[str]] = {
 }
 # The simulator's per-version modules end with the version; the others serve both.
 _SIM_SUFFIX: dict[OcppVersion, str] = {OcppVersion.V16: "v16", OcppVersion.V201: "v201"}
+
+# The functional block of each action: 1.6 §3 "Feature Profiles" (and the security
+# whitepaper's messages, Security), 2.0.1 Part 2 functional blocks A-P (the block whose use
+# cases define the message).
+_V16_PROFILES: dict[str, tuple[str, ...]] = {
+    "Core": ("Authorize", "BootNotification", "ChangeAvailability", "ChangeConfiguration",
+             "ClearCache", "DataTransfer", "GetConfiguration", "Heartbeat", "MeterValues",
+             "RemoteStartTransaction", "RemoteStopTransaction", "Reset", "StartTransaction",
+             "StatusNotification", "StopTransaction", "UnlockConnector"),
+    "FirmwareManagement": ("DiagnosticsStatusNotification", "FirmwareStatusNotification",
+                           "GetDiagnostics", "UpdateFirmware"),
+    "LocalAuthListManagement": ("GetLocalListVersion", "SendLocalList"),
+    "Reservation": ("CancelReservation", "ReserveNow"),
+    "SmartCharging": ("ClearChargingProfile", "GetCompositeSchedule", "SetChargingProfile"),
+    "RemoteTrigger": ("TriggerMessage",),
+    "Security": ("CertificateSigned", "DeleteCertificate", "ExtendedTriggerMessage",
+                 "GetInstalledCertificateIds", "GetLog", "InstallCertificate",
+                 "LogStatusNotification", "SecurityEventNotification", "SignCertificate",
+                 "SignedFirmwareStatusNotification", "SignedUpdateFirmware"),
+}
+_V201_BLOCKS: dict[str, tuple[str, ...]] = {
+    "A Security": ("CertificateSigned", "SecurityEventNotification", "SignCertificate"),
+    "B Provisioning": ("BootNotification", "GetBaseReport", "GetReport", "GetVariables",
+                       "NotifyReport", "Reset", "SetNetworkProfile", "SetVariables"),
+    "C Authorization": ("Authorize", "ClearCache"),
+    "D LocalAuthorizationListManagement": ("GetLocalListVersion", "SendLocalList"),
+    "E Transactions": ("GetTransactionStatus", "TransactionEvent"),
+    "F RemoteControl": ("RequestStartTransaction", "RequestStopTransaction", "TriggerMessage",
+                        "UnlockConnector"),
+    "G Availability": ("ChangeAvailability", "Heartbeat", "StatusNotification"),
+    "H Reservation": ("CancelReservation", "ReservationStatusUpdate", "ReserveNow"),
+    "I TariffAndCost": ("CostUpdated",),
+    "J MeterValues": ("MeterValues",),
+    "K SmartCharging": ("ClearChargingProfile", "ClearedChargingLimit", "GetChargingProfiles",
+                        "GetCompositeSchedule", "NotifyChargingLimit", "NotifyEVChargingNeeds",
+                        "NotifyEVChargingSchedule", "ReportChargingProfiles",
+                        "SetChargingProfile"),
+    "L FirmwareManagement": ("FirmwareStatusNotification", "PublishFirmware",
+                             "PublishFirmwareStatusNotification", "UnpublishFirmware",
+                             "UpdateFirmware"),
+    "M ISO15118CertificateManagement": ("DeleteCertificate", "Get15118EVCertificate",
+                                        "GetCertificateStatus", "GetInstalledCertificateIds",
+                                        "InstallCertificate"),
+    "N Diagnostics": ("ClearVariableMonitoring", "CustomerInformation", "GetLog",
+                      "GetMonitoringReport", "LogStatusNotification", "NotifyCustomerInformation",
+                      "NotifyEvent", "NotifyMonitoringReport", "SetMonitoringBase",
+                      "SetMonitoringLevel", "SetVariableMonitoring"),
+    "O DisplayMessage": ("ClearDisplayMessage", "GetDisplayMessages", "NotifyDisplayMessages",
+                         "SetDisplayMessage"),
+    "P DataTransfer": ("DataTransfer",),
+}
+_BLOCK_WORD = {OcppVersion.V16: "feature profile", OcppVersion.V201: "functional block"}
+BLOCKS: dict[OcppVersion, dict[str, tuple[str, ...]]] = {
+    OcppVersion.V16: _V16_PROFILES, OcppVersion.V201: _V201_BLOCKS,
+}
+
+
+def block_of(version: OcppVersion, action: str) -> str:
+    """The functional block (2.0.1) or feature profile (1.6) of an action."""
+    for block, names in BLOCKS[version].items():
+        if action in names:
+            return block
+    raise KeyError(f"{version.short} {action} has no functional block")
 
 
 def actions(version: OcppVersion) -> list[str]:
@@ -124,6 +197,8 @@ def _cli_names() -> dict[str, str]:
         assert group.typer_instance is not None
         for cmd in group.typer_instance.registered_commands:
             found.setdefault(cmd.name or "", f"csms {group.name} {cmd.name}")
+            # `csms firmware update` sends update-firmware, `publish` publish-firmware
+            found.setdefault(f"{cmd.name}-{group.name}", f"csms {group.name} {cmd.name}")
     return {c: found[c] for c in COMMANDS if c in found}
 
 
@@ -141,49 +216,78 @@ def _simulator(version: OcppVersion) -> tuple[set[str], set[str]]:
     return answered, named
 
 
-def _js_literals(text: str) -> dict[OcppVersion, set[str]]:
-    """The quoted names of an interop script, per version: a script branches on
-    ``protocol === 'ocpp1.6'`` (the 2.0.1 messages in its ``else``); what is outside the
-    branch serves both versions."""
-    names = re.compile(r"""['"]([A-Za-z0-9.]+)['"]""")
-    marker = re.search(r"if \(protocol === 'ocpp1\.6'\) \{", text)
-    if marker is None:
-        both = set(names.findall(text))
-        return {v: both for v in OcppVersion}
-    depth, i = 1, marker.end()
-    while depth and i < len(text):  # the end of the 1.6 branch
+# what a strict-client script sends or answers: cli.call('X'... / cli.handle('X'... / answer('X'
+_JS_EXERCISED = re.compile(r"""\b(?:call|handle|answer)\(\s*['"]([A-Za-z0-9]+)['"]""")
+_JS_PROTOCOLS = re.compile(r"""protocols:\s*\[([^\]]*)\]""")
+_JS_VERSION = {"ocpp1.6": OcppVersion.V16, "ocpp2.0.1": OcppVersion.V201}
+
+
+def _block_end(text: str, start: int) -> int:
+    """The index after the ``}`` closing the block opened just before ``start``."""
+    depth, i = 1, start
+    while depth and i < len(text):
         depth += {"{": 1, "}": -1}.get(text[i], 0)
         i += 1
+    return i
+
+
+def _js_literals(text: str) -> dict[OcppVersion, set[str]]:
+    """The actions an interop script exercises, per version: those it sends or answers.
+    A script branches on ``protocol === 'ocpp1.6'`` (the 2.0.1 messages in its ``else``);
+    what is outside the branch serves every version the script speaks (all, unless its
+    ``protocols: [...]`` names them)."""
+    spoken = set(OcppVersion)
+    declared = _JS_PROTOCOLS.search(text)
+    if declared is not None:
+        named = {_JS_VERSION[n] for n in re.findall(r"""['"](ocpp[0-9.]+)['"]""",
+                                                        declared.group(1))
+                 if n in _JS_VERSION}
+        if named:
+            spoken = named
+    marker = re.search(r"if \(protocol === 'ocpp1\.6'\) \{", text)
+    if marker is None:
+        both = set(_JS_EXERCISED.findall(text))
+        return {v: both if v in spoken else set() for v in OcppVersion}
+    i = _block_end(text, marker.end())
     v16 = text[marker.end():i]
     rest = text[i:]
     other = re.match(r"\s*else\s*\{", rest)
     v201, after = "", rest
     if other is not None:
-        depth, j = 1, other.end()
-        while depth and j < len(rest):
-            depth += {"{": 1, "}": -1}.get(rest[j], 0)
-            j += 1
+        j = _block_end(rest, other.end())
         v201, after = rest[other.end():j], rest[j:]
-    common = set(names.findall(text[:marker.start()] + after))
-    return {OcppVersion.V16: common | set(names.findall(v16)),
-            OcppVersion.V201: common | set(names.findall(v201))}
+    common = set(_JS_EXERCISED.findall(text[:marker.start()] + after))
+    found = {OcppVersion.V16: common | set(_JS_EXERCISED.findall(v16)),
+             OcppVersion.V201: common | set(_JS_EXERCISED.findall(v201))}
+    return {v: found[v] if v in spoken else set() for v in OcppVersion}
 
 
 def _test_files() -> Iterable[tuple[str, dict[OcppVersion, set[str]], bool]]:
     """(path, string literals per version, drives the simulator) of each test over real
-    sockets. A Python file counts for a version it names (``"1.6"``, ``"ocpp2.0.1"``...)."""
+    sockets. A Python file counts for a version it names (``"1.6"``, ``"ocpp2.0.1"``...);
+    an interop script counts only when a Python test under tests/e2e names its file (it
+    is run), for what it exercises (:func:`_js_literals`)."""
+    python: list[tuple[str, ast.AST]] = []
+    scripts: list[Path] = []
     for folder in ("integration", "e2e"):
         for path in sorted((ROOT / "tests" / folder).rglob("*")):
-            rel = path.relative_to(ROOT).as_posix()
             if path.suffix == ".py":
-                tree = ast.parse(path.read_text("utf-8"))
-                sim = any(isinstance(n, ast.ImportFrom) and (n.module or "").startswith(
-                    "chargers_sim") for n in ast.walk(tree))
-                lits = _literals(tree)
-                yield rel, {v: lits if lits & _VERSION_NAMES[v] else set()
-                            for v in OcppVersion}, sim
+                python.append((path.relative_to(ROOT).as_posix(),
+                               ast.parse(path.read_text("utf-8"))))
             elif path.suffix == ".js":
-                yield rel, _js_literals(path.read_text("utf-8")), False
+                scripts.append(path)
+    run = set()
+    for rel, tree in python:
+        if rel.startswith("tests/e2e/"):
+            run |= _literals(tree)
+    for rel, tree in python:
+        sim = any(isinstance(n, ast.ImportFrom) and (n.module or "").startswith(
+            "chargers_sim") for n in ast.walk(tree))
+        lits = _literals(tree)
+        yield rel, {v: lits if lits & _VERSION_NAMES[v] else set() for v in OcppVersion}, sim
+    for path in scripts:
+        if path.name in run:
+            yield path.relative_to(ROOT).as_posix(), _js_literals(path.read_text("utf-8")), False
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +301,7 @@ class Row:
     tests: tuple[str, ...]
     sim_tested: bool
     interop: bool
+    block: str = ""
 
     @property
     def tested(self) -> bool:
@@ -226,8 +331,28 @@ def rows() -> list[Row]:
                      if action in lits[version]]
             out.append(Row(version, action, direction, handled, commands, sim,
                            tuple(r for r, _ in tests), sim and any(s for _, s in tests),
-                           any(r.endswith(".js") for r, _ in tests)))
+                           any(r.endswith(".js") for r, _ in tests),
+                           block_of(version, action)))
     return out
+
+
+def block_summary(table: list[Row], version: OcppVersion) -> list[tuple[str, int, list[str]]]:
+    """(block, actions handled, the handled actions the strict client exercises) per block
+    of the version, in the specification's order."""
+    out = []
+    for block in BLOCKS[version]:
+        mine = [r for r in table if r.version is version and r.block == block]
+        if not mine:
+            continue
+        out.append((block, sum(r.handled for r in mine),
+                    [r.action for r in mine if r.handled and r.interop]))
+    return out
+
+
+def uncovered_blocks(table: list[Row]) -> list[str]:
+    """The blocks with a handled action but none exercised against the strict client."""
+    return [f"{v.short} {block}" for v in OcppVersion
+            for block, handled, interop in block_summary(table, v) if handled and not interop]
 
 
 def _yes(flag: bool) -> str:
@@ -250,9 +375,16 @@ def render(table: list[Row] | None = None) -> str:
         "CertificateSigned) for the central system's; *simulator* the simulated",
         "station answers (or sends) it; *tested* names a test file over real sockets that",
         "uses it, the first by name (sim: the simulated station handles it and the file",
-        "drives it; interop: a script of the strict `ocpp-rpc` client names it). 1.6 has no",
+        "drives it; interop: a script of the strict `ocpp-rpc` client, run by a test, sends",
+        "or answers it for that version). 1.6 has no",
         "display messages, charging-profile reports, transaction status, customer",
         "information or network profiles: those rows exist for 2.0.1 only.",
+        "",
+        "*block* is the 2.0.1 functional block of Part 2 (A Security ... P DataTransfer) or",
+        "the 1.6 feature profile (Security: the security extension). The first table of each",
+        "version says per block which actions a script of the strict `ocpp-rpc` client",
+        "exercises (sends or answers, in a test that runs it); a test fails when a block",
+        "with a handled action has none.",
         "",
     ]
     for version in OcppVersion:
@@ -264,8 +396,15 @@ def render(table: list[Row] | None = None) -> str:
             "",
             f"{len(mine)} actions: {handled} handled, {tested} of them tested.",
             "",
-            "| action | direction | handled | operator command | simulator | tested |",
-            "| --- | --- | --- | --- | --- | --- |",
+            f"| {_BLOCK_WORD[version]} | handled | exercised with the strict client |",
+            "| --- | --- | --- |",
+        ]
+        for block, n, interop in block_summary(mine, version):
+            lines.append(f"| {block} | {n} | {', '.join(interop) or '**none**'} |")
+        lines += [
+            "",
+            "| action | block | direction | handled | operator command | simulator | tested |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
         ]
         for r in mine:
             marks = [m for m, on in (("sim", r.sim_tested), ("interop", r.interop)) if on]
@@ -274,7 +413,7 @@ def render(table: list[Row] | None = None) -> str:
                 f"`{r.tests[0].removeprefix('tests/')}`"
                 + (f" ({', '.join(marks)})" if marks else ""))
             lines.append(
-                f"| {r.action} | {r.direction} | {_yes(r.handled)} | "
+                f"| {r.action} | {r.block} | {r.direction} | {_yes(r.handled)} | "
                 f"{', '.join(f'`{c}`' for c in r.commands) or '-'} | {_yes(r.simulator)} | "
                 f"{tested_text} |")
         lines.append("")

@@ -8,7 +8,7 @@ certificate when one is configured. Every URL holds a per-request token (32 rand
 bytes); nothing else is served:
 
 * ``GET /firmware/<token>[/<name>]``: the image of one firmware update, until the end of
-  its window;
+  its window, or of one publication by a local controller (2.0.1 L03);
 * ``PUT /logs/<token>[/<name>]`` (the body is the file) or ``POST`` of a
   ``multipart/form-data`` form (the first file in it; 1.6 diagnostics uploads are
   usually so): one upload per request, at most ``max_upload_bytes``, until the

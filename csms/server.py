@@ -33,7 +33,7 @@ import logging
 import socket
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
 
@@ -127,8 +127,13 @@ class StationConnection:
         call_timeout: float,
         validate: bool = True,
         metrics: Metrics | None = None,
+        on_booted: Callable[[StationConnection], None] | None = None,
     ) -> None:
         self.channel = channel
+        # a BootNotification was accepted on this connection (2.0.1 B01/B02: before it,
+        # the central system sends a station nothing but what it asks for)
+        self.booted = False
+        self.on_booted = on_booted
         self.station_id = station_id
         self.version = version
         self.service = service
@@ -183,6 +188,11 @@ class StationConnection:
         try:
             response = await handler(self.service, self.station_id, call.payload)
             result = "ok"
+            if call.action == "BootNotification" and response.get("status") == "Accepted":
+                self.booted = True
+                if self.on_booted is not None:
+                    hook = self.on_booted
+                    self.link.defer(lambda: hook(self))  # once the answer is out
             return response
         except OcppError:
             raise
@@ -262,6 +272,9 @@ class CentralSystem:
         self._tls_server: Server | None = None
         self._conn_tasks: set[asyncio.Task[None]] = set()
         self._after_reply: set[asyncio.Task[None]] = set()  # CALLs that follow an answer
+        # what runs once a station's BootNotification is accepted here (the requests kept
+        # for it while it was offline: csms.admin.operator.OperatorCommands.send_queued)
+        self.on_boot: Callable[[str], Coroutine[Any, Any, None]] | None = None
         self.gates = {name: HandshakeGate(name, settings.max_handshakes, self.metrics)
                       for name in ("ws", "wss")}
         self.trimmer = MemoryTrimmer()
@@ -510,7 +523,7 @@ class CentralSystem:
         conn = StationConnection(
             channel, station_id, version, self.service, routes_for(version),
             call_timeout=self.settings.call_timeout, validate=self.settings.validate,
-            metrics=self.metrics,
+            metrics=self.metrics, on_booted=self._booted,
         )
         old = self.connections.get(station_id)
         self.connections[station_id] = conn
@@ -557,6 +570,16 @@ class CentralSystem:
             task.add_done_callback(self._after_reply_done)
 
         conn.link.defer(start)
+
+    def _booted(self, conn: StationConnection) -> None:
+        """A station's BootNotification was accepted and answered: run :attr:`on_boot`."""
+        hook = self.on_boot
+        if hook is None or self.connections.get(conn.station_id) is not conn:
+            return
+        task = asyncio.get_running_loop().create_task(
+            hook(conn.station_id), name=f"{conn.station_id}:booted")
+        self._after_reply.add(task)
+        task.add_done_callback(self._after_reply_done)
 
     def _after_reply_done(self, task: asyncio.Task[None]) -> None:
         self._after_reply.discard(task)

@@ -23,7 +23,8 @@ from support import RunningServer, require_service
 POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 # server-level test modules that run on both storage backends
-BOTH_BACKENDS = {"test_sessions_v16.py", "test_sessions_v201.py", "test_console.py"}
+BOTH_BACKENDS = {"test_sessions_v16.py", "test_sessions_v201.py", "test_console.py",
+                 "test_configuration16.py", "test_pnc16.py"}
 
 
 # modules whose tests run on both event loops
@@ -83,9 +84,13 @@ def csms_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 async def csms_server(tmp_path: Path, csms_db: str) -> AsyncIterator[RunningServer]:
+    # Tests script each frame a raw station sees: the GetConfiguration a 1.6 boot brings
+    # by default is turned on only by the tests of it (tests/integration/csms/
+    # test_configuration16.py).
     settings = Settings(
         db=csms_db, host="127.0.0.1", port=0,
         data_dir=str(tmp_path / "data"), heartbeat_interval=60, call_timeout=5, admin_port=0,
+        boot_get_configuration=False,
     )
     server = RunningServer(settings)
     await server.start()

@@ -37,6 +37,7 @@ from csms.server import CentralSystem
 from csms.service.maintenance_views import firmware_json, reservation_json, transfer_json
 from csms.service.ports import Repository, StorageError, Tx
 from csms.service.supervisor import Supervisor
+from csms.service.transfers import TransferError
 from csms.service.views import session_json, station_detail, stations_view
 from csms.translate.commands import (
     redacted_args,
@@ -148,6 +149,7 @@ class AdminApi:
             web.get("/firmware", self.firmware),
             web.get("/transfers", self.transfers),
             web.get("/transfers/{transfer_id}/file", self.transfer_file),
+            web.post("/transfers/{transfer_id}/cancel", self.transfer_cancel),
         ])
         # the operator console: pages with a login of their own (csms.admin.console)
         self.app.add_subapp("/console", self.console.app)
@@ -303,7 +305,12 @@ class AdminApi:
         """Run an operator command and write it to the audit log (the API's and the
         console's path)."""
         status, result = await self.run_command(station_id, command, body, timeout)
-        ok = status == 200
+        await self._audit(actor, station_id, command, body, status, result)
+        return status, result
+
+    async def _audit(self, actor: str, station_id: str, command: str, body: dict[str, Any],
+                     status: int, result: dict[str, Any]) -> None:
+        ok = status in (200, 202)  # 202: queued for a station that is offline
         # what the audit trail keeps: no credential, neither sent nor answered
         logged = redacted_args(command, body)
         kept = {**result, "response": redacted_response(result["response"])} \
@@ -315,6 +322,39 @@ class AdminApi:
 
         await self.repo.unit(audit)
         self.metrics.commands.labels(*command_labels(command, status, result)).inc()
+
+    async def send_queued(self, station_id: str) -> None:
+        """Send the requests kept for a station that was offline (each one audited, by
+        ``queue``); the station's accepted boot on this node runs it."""
+        try:
+            sent = await self.operator.send_queued(station_id)
+        except StorageError as exc:
+            log.warning("! %s: queued requests not sent now: %s", station_id, exc)
+            return
+        for command, status, result in sent:
+            log.info("> %s: queued %s request %s sent: %s", station_id, command,
+                     result.get("request_id"), result.get("status") or result.get("error"))
+            await self._audit("queue", station_id, command,
+                              {"request_id": result.get("request_id")}, status, result)
+
+    async def cancel_transfer(self, actor: str, transfer_id: int,
+                              kinds: tuple[TransferKind, ...]) -> tuple[int, dict[str, Any]]:
+        """The operator cancels a queued request (audited)."""
+        result: dict[str, Any]
+        station: str | None = None
+        try:
+            t = await self.central.service.cancel_queued(transfer_id, kinds)
+        except TransferError as exc:
+            status, result = 400, {"error": str(exc)}
+        else:
+            status, result = 200, {"status": t.status, "request_id": t.id}
+            station = t.station_id
+
+        async def audit(tx: Tx) -> None:
+            await tx.add_audit(actor, "cancel-transfer", station, {"request_id": transfer_id},
+                               result, status == 200, datetime.now(UTC))
+
+        await self.repo.unit(audit)
         return status, result
 
     async def run_command(
@@ -346,12 +386,13 @@ class AdminApi:
         return _json(await self.repo.read(work))
 
     async def transfers(self, request: web.Request) -> web.Response:
-        """Firmware updates (``kind=firmware``) or log requests (``kind=log``)."""
+        """Firmware updates (``kind=firmware``), log requests (``kind=log``), firmware
+        publications (``kind=publish``) or unpublications (``kind=unpublish``)."""
         query = _query(request, {"kind", "station", "limit"})
         try:
             kind = TransferKind(query.get("kind", "log"))
         except ValueError:
-            raise BadQuery("kind must be firmware or log") from None
+            raise BadQuery("kind must be firmware, log, publish or unpublish") from None
         limit = _int(query, "limit", 1000, 1, 10_000)
         now = datetime.now(UTC)
 
@@ -361,6 +402,29 @@ class AdminApi:
                     for t in await tx.list_transfers(kind, query.get("station"), limit)]
 
         return _json(await self.repo.read(work))
+
+    async def transfer_cancel(self, request: web.Request) -> web.Response:
+        """Cancel a queued firmware update, log request or publication (only while it is
+        queued: one that is being sent or was sent cannot be called back)."""
+        _query(request, set())
+        raw = request.match_info["transfer_id"]
+        if not raw.isdigit() or not 0 < int(raw) < 2**63:
+            return _error(400, "a request id is an integer")
+        try:
+            body = await request.json(loads=orjson.loads) if request.can_read_body else {}
+        except ValueError:
+            return _error(400, "the body must be a JSON object")
+        names = body.get("kinds", [k.value for k in TransferKind]) \
+            if isinstance(body, dict) else None
+        try:
+            kinds = tuple(TransferKind(k) for k in names) if isinstance(names, list) else ()
+        except ValueError:
+            kinds = ()
+        if not kinds:
+            return _error(400, "kinds: a list of firmware, log, publish")
+        actor = request.headers.get("X-Actor") or f"admin@{request.remote}"
+        status, result = await self.cancel_transfer(actor, int(raw), kinds)
+        return _json(result, status)
 
     async def transfer_file(self, request: web.Request) -> web.StreamResponse:
         """An uploaded log, as this node received it."""

@@ -42,6 +42,11 @@ _READING: Schema = {"type": ["number", "string", "null"]}
 _TIMEOUT: Schema = {"type": ["number", "null"], "exclusiveMinimum": 0,
                     "description": "Seconds to wait for the station's answer"
                                    " [default: the node's call timeout]"}
+# 1.6 only: send the 2.0.1 message in a DataTransfer of the OCA Plug & Charge application
+# note (true), or never (false); by default when only that form can say it, or (delete)
+# when the station announced Plug & Charge
+_PNC: Schema = {"type": "boolean", "description": "1.6: ISO 15118 Plug & Charge over"
+                " DataTransfer [default: when needed, or announced]"}
 _CONNECTOR: Schema = {"type": "integer", "minimum": 0,
                       "description": "Connector (1.6) or EVSE (2.0.1); 0: the whole station"}
 
@@ -77,7 +82,9 @@ COMMAND_BODIES: dict[str, Schema] = {
         "connector": _CONNECTOR,
         "extended": {"type": "boolean", "default": False,
                      "description": "1.6: ExtendedTriggerMessage (security extension)"},
-    }, ("message",)),
+        "pnc": _PNC,
+    }, ("message",), "TriggerMessage; V2GCertificate asks a 1.6 Plug & Charge station for"
+       " a V2G CSR (SignV2GCertificate in a DataTransfer)"),
     "get-config": _command({"keys": {"type": "array", "items": _STR,
                                      "description": "[default: every key]"}},
                            description="1.6 GetConfiguration"),
@@ -119,16 +126,20 @@ COMMAND_BODIES: dict[str, Schema] = {
                                             "V2GRootCertificate", "MORootCertificate"]},
         "certificate": {"type": "string", "minLength": 1, "maxLength": 5500,
                         "description": "PEM"},
-    }, ("type", "certificate"), "InstallCertificate (1.6 security extension, 2.0.1 M05)"),
+        "pnc": _PNC,
+    }, ("type", "certificate"), "InstallCertificate (1.6 security extension, 2.0.1 M05; a"
+       " V2G or MO root goes to a 1.6 station in a Plug & Charge DataTransfer)"),
     "get-installed-certificates": _command({
         "types": {"type": "array", "items": _STR,
                   "description": "Certificate types [default: 1.6 CSMSRootCertificate;"
                                  " 2.0.1 every type]"},
+        "pnc": _PNC,
     }, description="GetInstalledCertificateIds"),
     "delete-certificate": _command({
         "hash": _object({k: {"type": "string", "minLength": 1} for k in (
             "hashAlgorithm", "issuerNameHash", "issuerKeyHash", "serialNumber")},
             ("hashAlgorithm", "issuerNameHash", "issuerKeyHash", "serialNumber")),
+        "pnc": _PNC,
     }, ("hash",), "DeleteCertificate by its CertificateHashData"),
     "renew-certificate": _command({}, description="Ask for a new CSR (2.0.1 TriggerMessage"
                                   " SignChargingStationCertificate, 1.6 ExtendedTriggerMessage"
@@ -191,7 +202,8 @@ COMMAND_BODIES: dict[str, Schema] = {
         "retries": {"type": "integer", "minimum": 0, "maximum": 100},
         "retry_interval": {"type": "integer", "minimum": 0, "maximum": 86400},
     }, ("version",), "1.6 UpdateFirmware, or SignedUpdateFirmware for a signed image;"
-                     " 2.0.1 UpdateFirmware. The answer carries the request_id"),
+                     " 2.0.1 UpdateFirmware. The answer carries the request_id; 202 when"
+                     " queued for a station that is offline"),
     "get-log": _command({
         "type": {"type": "string", "enum": ["Diagnostics", "SecurityLog"],
                  "default": "Diagnostics"},
@@ -200,7 +212,21 @@ COMMAND_BODIES: dict[str, Schema] = {
         "retries": {"type": "integer", "minimum": 0, "maximum": 100},
         "retry_interval": {"type": "integer", "minimum": 0, "maximum": 86400},
     }, description="1.6 GetDiagnostics (Diagnostics) or GetLog (SecurityLog); 2.0.1 GetLog."
-                   " The answer carries the request_id"),
+                   " The answer carries the request_id; 202 when queued for a station that"
+                   " is offline"),
+    "publish-firmware": _command({
+        "version": {"type": "string", "minLength": 1,
+                    "description": "A firmware version added with csms firmware add"},
+        "retries": {"type": "integer", "minimum": 0, "maximum": 100},
+        "retry_interval": {"type": "integer", "minimum": 0, "maximum": 86400},
+    }, ("version",), "2.0.1 PublishFirmware to a local controller (the image's URL on the"
+                     " file listener, its MD5 as checksum). The answer carries the"
+                     " request_id; 202 when queued for a station that is offline"),
+    "unpublish-firmware": _command({
+        "version": {"type": "string", "minLength": 1,
+                    "description": "A firmware version added with csms firmware add"},
+    }, ("version",), "2.0.1 UnpublishFirmware (the image's MD5); the answer is"
+                     " Unpublished, NoFirmware or DownloadOngoing"),
     "clear-cache": _command({}, description="ClearCache: the station's authorization cache"),
     "get-composite-schedule": _command({
         "connector": {**_CONNECTOR, "default": 0},
@@ -314,17 +340,33 @@ _COMMAND_RESULT = _object({
     "switched": {"type": "boolean", "description": "set-password: the new password is in"
                                                    " use"},
     "node": {"type": "string", "description": "The node that holds the station's socket"},
+    "via": {"type": "string", "enum": ["DataTransfer"],
+            "description": "1.6 Plug & Charge: the 2.0.1 action went in a DataTransfer, and"
+                           " response is the 2.0.1 answer read out of its answer"},
+    "warning": {"type": "string", "description": "set-config: sent, although the station's"
+                                                 " stored configuration cannot vouch for"
+                                                 " the key"},
     "reservation_id": {"type": "integer", "description": "reserve, cancel-reservation:"
                                                          " the reservation"},
-    "request_id": {"type": "integer", "description": "update-firmware, get-log: the"
-                                                     " request (csms firmware status,"
+    "request_id": {"type": "integer", "description": "update-firmware, get-log,"
+                                                     " publish-firmware, unpublish-firmware:"
+                                                     " the request (csms firmware status,"
                                                      " csms logs list)"},
 }, ("status", "action", "ocpp_version", "response"))
+_QUEUED = _object({
+    "status": {"type": "string", "enum": ["queued"]},
+    "request_id": {"type": "integer", "description": "The queued request (csms firmware"
+                                                     " status, csms logs list)"},
+    "error": {"type": "null"}, "note": _STR, "node": _STR,
+}, ("status", "request_id"))
+_CANCELLED = _object({"status": {"type": "string", "enum": ["cancelled"]},
+                      "request_id": {"type": "integer"}}, ("status", "request_id"))
 _ERROR = _object({
     "error": {"type": "string", "minLength": 1},
     "status": {"type": "string", "description": "Offline, Timeout or the CALLERROR code"},
     "action": _STR, "node": _STR,
     "commands": {"type": "array", "items": _STR},
+    "connected": {"type": "boolean", "description": "false: connected to no live node"},
 }, ("error",))
 
 
@@ -338,12 +380,16 @@ _RESERVATION = _object({
 }, ("id", "station_id", "connector_id", "id_tag", "expires_at", "status"))
 _FIRMWARE = _object({
     "id": {"type": "integer"}, "version": _STR, "file_name": _STR, "size": {"type": "integer"},
-    "sha256": _STR, "signed": {"type": "boolean"}, "created_at": _TIME,
+    "sha256": _STR, "md5": _STR_OR_NULL, "signed": {"type": "boolean"}, "created_at": _TIME,
 }, ("id", "version", "file_name", "size", "sha256", "signed", "created_at"))
 _TRANSFER = _object({
     "id": {"type": "integer", "description": "The OCPP requestId"},
-    "kind": {"type": "string", "enum": ["firmware", "log"]}, "station_id": _STR,
-    "status": {"type": "string", "description": "The station's last word about it"},
+    "kind": {"type": "string", "enum": ["firmware", "log", "publish", "unpublish"]},
+    "station_id": _STR,
+    "status": {"type": "string", "description": "The station's last word about it, or"
+                                                " queued, sending, cancelled, expired"},
+    "locations": {"type": "array", "items": _STR,
+                  "description": "publish: the URLs the local controller serves it on"},
     "created_at": _TIME, "updated_at": _TIME_OR_NULL, "url_expires_at": _TIME,
     "url_open": {"type": "boolean"}, "version": _STR,
     "log_type": {"type": "string", "enum": ["Diagnostics", "SecurityLog"]},
@@ -364,6 +410,9 @@ _UNAUTHORIZED = {"401": _error("Missing or wrong bearer token")}
 _BAD_QUERY = {"400": _error("Unknown query parameter or unusable value")}
 _COMMAND_RESPONSES = {
     "200": _json_body(_ref("CommandResult"), "The station's answer"),
+    "202": _json_body(_ref("Queued"), "update-firmware, get-log, publish-firmware for a"
+                                      " station connected nowhere: queued, sent after its"
+                                      " next accepted BootNotification"),
     "400": _error("Invalid arguments for this command or station"),
     **_UNAUTHORIZED,
     "404": _error("Unknown command"),
@@ -395,6 +444,7 @@ def openapi_document() -> dict[str, Any]:
         "StationEvent": _EVENT, "Session": _SESSION, "AuditEntry": _AUDIT, "Task": _TASK,
         "Health": _HEALTH, "CommandResult": _COMMAND_RESULT, "Error": _ERROR,
         "Reservation": _RESERVATION, "Firmware": _FIRMWARE, "Transfer": _TRANSFER,
+        "Queued": _QUEUED, "Cancelled": _CANCELLED,
         **{f"Command_{name}": body for name, body in COMMAND_BODIES.items()},
     }
     paths: dict[str, Schema] = {
@@ -456,12 +506,27 @@ def openapi_document() -> dict[str, Any]:
             **_BAD_QUERY, **_UNAUTHORIZED}}},
         "/transfers": {"get": {"parameters": [
             {"name": "kind", "in": "query",
-             "schema": {"type": "string", "enum": ["firmware", "log"], "default": "log"}},
+             "schema": {"type": "string", "enum": ["firmware", "log", "publish", "unpublish"],
+                        "default": "log"}},
             {"name": "station", "in": "query", "schema": {"type": "string"}}, _LIMIT],
             "responses": {
                 "200": _json_body({"type": "array", "items": _ref("Transfer")},
-                                  "Firmware updates or log requests, newest first"),
+                                  "Firmware updates, log requests or publications, newest"
+                                  " first"),
                 **_BAD_QUERY, **_UNAUTHORIZED}}},
+        "/transfers/{transfer_id}/cancel": {"post": {
+            "description": "Cancel a request still queued for a station that is offline"
+                           " (audited)",
+            "parameters": [{"name": "transfer_id", "in": "path", "required": True,
+                            "schema": {"type": "integer"}}],
+            "requestBody": {"required": False, "content": {"application/json": {
+                "schema": _object({"kinds": {
+                    "type": "array", "minItems": 1, "items": {
+                        "type": "string", "enum": ["firmware", "log", "publish"]},
+                    "description": "Only a request of these kinds [default: any]"}})}}},
+            "responses": {
+                "200": _json_body(_ref("Cancelled"), "Cancelled: it will not be sent"),
+                "400": _error("Not a queued request of these kinds"), **_UNAUTHORIZED}}},
         "/transfers/{transfer_id}/file": {"get": {"parameters": [
             {"name": "transfer_id", "in": "path", "required": True,
              "schema": {"type": "integer"}}], "responses": {

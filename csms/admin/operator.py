@@ -4,6 +4,13 @@ the bus on the node holding its socket), fill in what the operator named in doma
 start), and switch a station's password once the station accepted the new one.
 
 Results are ``(HTTP status, JSON body)``; the HTTP side (:mod:`csms.admin.api`) audits them.
+
+A firmware update, log request or firmware publication for a station that is connected
+nowhere is queued (202, status ``queued``) instead of failing; :meth:`OperatorCommands.
+send_queued` sends a station's queued requests, oldest first, once its BootNotification
+is accepted on this node (and the node's sweep retries for stations connected here).
+Each queued request is claimed by one conditional update before it is sent, so two
+boots in a row, or two nodes, never send it twice.
 """
 
 from __future__ import annotations
@@ -13,29 +20,36 @@ from datetime import UTC, datetime
 from typing import Any
 
 from csms.admin import device
-from csms.admin.maintenance import RECORDED, MaintenanceCommands
+from csms.admin.maintenance import QUEUEABLE, RECORDED, MaintenanceCommands
 from csms.bus.commands import CommandBus, NodeUnavailable
+from csms.domain.model import MASTER_PASS_VERSIONS
 from csms.protocol import OcppVersion
-from csms.server import CallFailed, CallTimeout, CentralSystem, StationOffline
+from csms.protocol.pnc16 import PncError
+from csms.server import CallFailed, CallTimeout, CentralSystem, StationConnection, StationOffline
 from csms.service.auth import hash_password, validate_password
 from csms.service.cluster import live_nodes
+from csms.service.device_model import DeviceModel
 from csms.service.ports import Repository, Tx
 from csms.translate.commands import (
     COMMANDS,
+    BuiltCall,
     CommandError,
     build_call,
     carries_secret,
     new_password,
     password_accepted,
+    plug_and_charge,
     result_status,
+    version_refusal,
 )
+from csms.translate.pnc16 import inner_action, pnc_call, read_answer
 
 __all__ = ["COMMAND_RESULTS", "OperatorCommands", "command_labels"]
 
 # Label values of voltledger_operator_commands: command names and these words only,
 # never what a caller or a station chose (an unbounded label set exhausts memory).
-COMMAND_RESULTS = {400: "invalid", 404: "unknown_command", 409: "offline", 502: "callerror",
-                   504: "timeout"}
+COMMAND_RESULTS = {202: "queued", 400: "invalid", 404: "unknown_command", 409: "offline",
+                   502: "callerror", 504: "timeout"}
 
 
 def command_labels(command: str, status: int, result: dict[str, Any]) -> tuple[str, str]:
@@ -68,16 +82,25 @@ class OperatorCommands:
                          "commands": sorted(COMMANDS)}
         conn = self.central.connections.get(station_id)
         if conn is None and not forwarded and self.bus is not None:
-            return await self._forward(station_id, command, args, timeout)
+            status, result = await self._forward(station_id, command, args, timeout)
+            if status == 409 and result.get("connected") is False and command in QUEUEABLE:
+                return await self._queue(station_id, command, args)
+            return status, result
         if conn is None:
-            return 409, {"error": f"station {station_id} is not connected", "status": "Offline"}
+            if not forwarded and command in QUEUEABLE:
+                return await self._queue(station_id, command, args)
+            return 409, {"error": f"station {station_id} is not connected", "status": "Offline",
+                         "connected": False}
+        refusal = version_refusal(conn.version, command)
+        if refusal is not None:  # nothing recorded for a command the version has not
+            return 400, {"error": refusal}
         prepared = False
         try:
             args = await self._resolve(station_id, conn.version, command, args)
             if command in RECORDED:
                 args = await self.maintenance.prepare(station_id, command, args)
                 prepared = True
-            args = await device.prepare(self.repo, station_id, command, args)
+            args, warning = await device.prepare(self.repo, station_id, command, args)
             password = new_password(command, args)
             if password is not None:
                 # a password the station takes must be one we can store and check
@@ -85,11 +108,26 @@ class OperatorCommands:
                     validate_password(password)
                 except ValueError as exc:
                     raise CommandError(str(exc)) from None
-            call = build_call(conn.version, command, args)
+            pnc = await self._plug_and_charge(station_id, conn.version, command, args)
+            if pnc:
+                call = pnc_call(command, args)
+            else:
+                call = build_call(conn.version, command,
+                                  {k: v for k, v in args.items() if k != "pnc"})
         except CommandError as exc:
             if prepared:  # recorded, but never sent
                 await self._settle(command, args, "Invalid", None)
             return 400, {"error": str(exc)}
+        return await self._send(conn, station_id, command, args, call, timeout, password,
+                                pnc=pnc, warning=warning)
+
+    async def _send(self, conn: StationConnection, station_id: str, command: str,
+                    args: dict[str, Any], call: BuiltCall, timeout: Any,
+                    password: str | None = None, *, pnc: bool = False,
+                    warning: str | None = None) -> tuple[int, dict[str, Any]]:
+        """Send a prepared command's CALL and record the answer (``pnc``: the CALL is a
+        Plug & Charge DataTransfer, the answer is read out of its answer; ``warning``:
+        said with the answer)."""
         secret = carries_secret(command, args)
         try:
             response = await conn.call(
@@ -106,11 +144,23 @@ class OperatorCommands:
             await self._settle(command, args, exc.code, None)
             return 502, {"error": f"station answered {exc.code}: {exc.description}",
                          "status": exc.code, "action": call.action}
+        action = call.action
+        if pnc:
+            action = inner_action(call)
+            try:
+                response = read_answer(call, response)
+            except PncError as exc:
+                return 502, {"error": f"station answered: {exc}", "status": "Rejected",
+                             "action": action, "via": "DataTransfer"}
         await device.record(self.repo, station_id, command, args, call.payload, response)
-        word = result_status(call.action, response)
-        answer: dict[str, Any] = {"status": word, "action": call.action,
+        word = result_status(action, response)
+        answer: dict[str, Any] = {"status": word, "action": action,
                                   "ocpp_version": conn.version.short, "response": response,
                                   **await self._settle(command, args, word, response)}
+        if pnc:
+            answer["via"] = "DataTransfer"  # the OCA Plug & Charge application note
+        if warning is not None:
+            answer["warning"] = warning
         if password is not None:
             # Switch to the new password only once the station accepted it (1.6
             # security whitepaper / 2.0.1 A01.FR.04), whichever command carried it
@@ -120,6 +170,69 @@ class OperatorCommands:
             if answer["switched"]:
                 await self._store_password(station_id, password)
         return 200, answer
+
+    async def _queue(self, station_id: str, command: str, args: dict[str, Any]
+                     ) -> tuple[int, dict[str, Any]]:
+        """Record a request for a station that is connected nowhere: sent when it is back."""
+
+        async def version(tx: Tx) -> str | None:
+            station = await tx.get_station(station_id)
+            return None if station is None else station.ocpp_version
+
+        known = await self.repo.read(version)
+        if known is not None:
+            refusal = version_refusal(OcppVersion.parse(known), command)
+            if refusal is not None:  # e.g. publish-firmware for a 1.6 station
+                return 400, {"error": refusal}
+        try:
+            recorded = await self.maintenance.prepare(station_id, command, args, queued=True)
+        except CommandError as exc:
+            return 400, {"error": str(exc)}
+        return 202, {"status": "queued", "request_id": recorded["request_id"],
+                     "error": None, "note": f"station {station_id} is not connected: sent"
+                     " after its next accepted BootNotification"}
+
+    async def send_queued(self, station_id: str) -> list[tuple[str, int, dict[str, Any]]]:
+        """Send the station's queued requests, oldest first, one at a time, over its
+        connection on this node: (command, status, result) of each one sent or refused.
+        Stops when the station is gone (what is left stays queued)."""
+        service = self.central.service
+        done: list[tuple[str, int, dict[str, Any]]] = []
+        while True:
+            conn = self.central.connections.get(station_id)
+            if conn is None or not conn.booted:
+                return done
+            transfer = await service.claim_queued(station_id)
+            if transfer is None:
+                return done
+            command = {v: k for k, v in QUEUEABLE.items()}[transfer.kind]
+            args: dict[str, Any] = {"request_id": transfer.id}
+            try:
+                command, args = await self.maintenance.resume(transfer)
+                call = build_call(conn.version, command, args)
+            except CommandError as exc:
+                await self._settle(command, args, "Invalid", None)
+                done.append((command, 400, {"error": str(exc), "request_id": transfer.id}))
+                continue
+            status, result = await self._send(conn, station_id, command, args, call, None)
+            done.append((command, status, result))
+
+    async def _plug_and_charge(self, station_id: str, version: OcppVersion, command: str,
+                               args: dict[str, Any]) -> bool:
+        """Whether the command goes to the station as a 2.0.1 message in a DataTransfer
+        (the OCA Plug & Charge application note, 1.6): when the operator asked, when only
+        that form can say it and the station announced Plug & Charge (refused when it did
+        not), or for DeleteCertificate when it did."""
+        form = plug_and_charge(version, command, args)
+        if form in ("no", "yes"):
+            return form == "yes"
+        announced = await DeviceModel(self.repo).plug_and_charge(station_id)
+        if form == "needed" and not announced:
+            raise CommandError(
+                f"{station_id} has not announced ISO 15118 Plug & Charge (configuration key"
+                " ISO15118PnCEnabled: csms remote get-config); if it takes it, say so with"
+                f" csms stations pnc {station_id} on")
+        return announced
 
     async def _settle(self, command: str, args: dict[str, Any], word: str,
                       response: dict[str, Any] | None) -> dict[str, Any]:
@@ -142,7 +255,8 @@ class OperatorCommands:
 
         node = await self.repo.read(where)
         if node is None or node == self.central.node_id:
-            return 409, {"error": f"station {station_id} is not connected", "status": "Offline"}
+            return 409, {"error": f"station {station_id} is not connected", "status": "Offline",
+                         "connected": False}
         wait = (float(timeout) if timeout else self.central.settings.call_timeout) + 5.0
         try:
             status, result = await self.bus.request(node, station_id, command, args,
@@ -175,6 +289,10 @@ class OperatorCommands:
             # whose driver's escrow and terms cover another session.
             service = self.central.service
             tag = str(args.get("tag", ""))
+            if version.value in MASTER_PASS_VERSIONS and await service.is_master_pass(tag):
+                # C16: a master pass stops transactions, it starts none (nor remotely)
+                raise CommandError(f"{tag} is a master pass (the 2.0.1 master pass group):"
+                                   " it may stop any transaction and start none")
             authorization = args.get("authorization")
             if authorization is not None:
                 if not isinstance(authorization, dict):

@@ -37,6 +37,14 @@ ca_app = group("The CA that signs stations' certificate requests (security profi
 
 CERTIFICATE_TYPES = ("CSMSRootCertificate", "ManufacturerRootCertificate",
                      "V2GRootCertificate", "MORootCertificate")
+PncOption = Annotated[bool | None, typer.Option(
+    "--pnc/--no-pnc", help="1.6: send it as a 2.0.1 message in a Plug & Charge DataTransfer"
+    " (OCA application note) [default: when only that form can say it, or for delete when"
+    " the station announced Plug & Charge]", show_default=False)]
+
+
+def _with_pnc(args: dict[str, Any], pnc: bool | None) -> dict[str, Any]:
+    return args if pnc is None else {**args, "pnc": pnc}
 
 
 def _read_certificate(path: str) -> tuple[str, x509.Certificate]:
@@ -54,8 +62,9 @@ def install(
     station: Station,
     file: Annotated[str, typer.Argument(help="PEM file of the root certificate")],
     type: Annotated[str, typer.Option(
-        "--type", help=f"One of {', '.join(CERTIFICATE_TYPES)} (1.6: the first two)")]
-    = "CSMSRootCertificate",
+        "--type", help=f"One of {', '.join(CERTIFICATE_TYPES)} (1.6: the first two, and"
+        " the others over Plug & Charge)")] = "CSMSRootCertificate",
+    pnc: PncOption = None,
     json: JsonOption = False, timeout: Timeout = 30, admin_host: AdminHost = None,
     admin_port: AdminPort = None, data_dir: DataDirOption = None,
 ) -> None:
@@ -63,7 +72,8 @@ def install(
     if type not in CERTIFICATE_TYPES:
         raise typer.BadParameter(f"one of {', '.join(CERTIFICATE_TYPES)}", param_hint="--type")
     pem, _ = _read_certificate(file)
-    _command(station, "install-certificate", {"type": type, "certificate": pem},
+    _command(station, "install-certificate",
+             _with_pnc({"type": type, "certificate": pem}, pnc),
              target(json, timeout, admin_host, admin_port, data_dir))
 
 
@@ -73,11 +83,12 @@ def list_installed(
     type: Annotated[list[str] | None, typer.Option(
         "--type", help="Certificate types to list [default: 1.6 CSMSRootCertificate,"
         " 2.0.1 all]", show_default=False)] = None,
+    pnc: PncOption = None,
     json: JsonOption = False, timeout: Timeout = 30, admin_host: AdminHost = None,
     admin_port: AdminPort = None, data_dir: DataDirOption = None,
 ) -> None:
     """The certificates a station has installed (GetInstalledCertificateIds)."""
-    _command(station, "get-installed-certificates", {"types": type or []},
+    _command(station, "get-installed-certificates", _with_pnc({"types": type or []}, pnc),
              target(json, timeout, admin_host, admin_port, data_dir))
 
 
@@ -92,6 +103,7 @@ def delete(
     issuer_key_hash: Annotated[str | None, typer.Option(help="... its issuerKeyHash")] = None,
     serial: Annotated[str | None, typer.Option(help="... its serialNumber (hex)")] = None,
     hash_algorithm: Annotated[str, typer.Option(help="SHA256, SHA384 or SHA512")] = "SHA256",
+    pnc: PncOption = None,
     json: JsonOption = False, timeout: Timeout = 30, admin_host: AdminHost = None,
     admin_port: AdminPort = None, data_dir: DataDirOption = None,
 ) -> None:
@@ -106,7 +118,7 @@ def delete(
                 "issuerKeyHash": issuer_key_hash, "serialNumber": serial}
     else:
         fail("give --file, or --issuer-name-hash, --issuer-key-hash and --serial")
-    _command(station, "delete-certificate", {"hash": data},
+    _command(station, "delete-certificate", _with_pnc({"hash": data}, pnc),
              target(json, timeout, admin_host, admin_port, data_dir))
 
 

@@ -1,5 +1,8 @@
 """``csms firmware``: firmware images the central system serves to stations, updates sent
-to one or many stations, and each update's status as the stations report it.
+to one or many stations, publications by a local controller (2.0.1 L03/L04), and each
+request's status as the stations report it. A request for a station that is not
+connected is queued and sent after its next accepted BootNotification (``cancel`` while
+it waits).
 
 Images are kept under the data folder (``<data-dir>/firmware``), which the serving node's
 file listener reads: add them with the same ``--data-dir`` as ``csms serve``.
@@ -117,7 +120,8 @@ def firmware_add(
     settings = load_settings(db=db, data_dir=data_dir)
     digest = hashlib.sha256(blob).hexdigest()
     image = FirmwareImage(name, display_name(file.name, "firmware.bin"), len(blob), digest,
-                          datetime.now(UTC), signature, cert_text)
+                          datetime.now(UTC), signature, cert_text,
+                          md5=hashlib.md5(blob, usedforsecurity=False).hexdigest())
     path = firmware_path(settings.data_folder(), digest)
     path.parent.mkdir(parents=True, exist_ok=True)
     part = path.with_suffix(".part")
@@ -196,7 +200,7 @@ def firmware_update(
             {**args, "timeout": timeout}, timeout=timeout + 5)
         if status == 400 and len(stations) == 1:
             fail(result.get("error", "bad request"))
-        results.append({"station": station, "ok": status == 200,
+        results.append({"station": station, "ok": status in (200, 202),
                         "status": result.get("status"), "request_id": result.get("request_id"),
                         "error": result.get("error")})
     if json:
@@ -209,6 +213,93 @@ def firmware_update(
         raise typer.Exit(1)
 
 
+def _one_request(station: str, command: str, args: dict[str, Any], json: bool,
+                 timeout: float, admin_host: str | None, admin_port: int | None,
+                 data_dir: str | None) -> None:
+    from csms.cli.remote import target
+
+    to = target(json, timeout, admin_host, admin_port, data_dir)
+    status, result = admin_request(
+        to.settings, "POST", f"/stations/{quote(station, safe='')}/commands/{command}",
+        {**args, "timeout": timeout}, timeout=timeout + 5)
+    if status == 400:
+        fail(result.get("error", "bad request"))
+    if json:
+        print_json(result)
+    elif status == 202:
+        console.print(f"{station}: [bold]queued[/] (request {result.get('request_id')}):"
+                      " sent after its next accepted BootNotification")
+    elif status == 200:
+        console.print(f"{station}: [bold]{result.get('status')}[/] ({result.get('action')},"
+                      f" request {result.get('request_id')})")
+    if status not in (200, 202):
+        fail(result.get("error", f"admin API answered HTTP {status}"), 1)
+
+
+@firmware_app.command("publish")
+def firmware_publish(
+    station: Annotated[str, typer.Argument(help="The local controller's station id")],
+    version: Annotated[str, typer.Option(help="The firmware version (csms firmware list)")],
+    retries: Annotated[int | None, typer.Option(
+        min=0, max=100, help="Download attempts the local controller makes",
+        show_default="the station's")] = None,
+    retry_interval: Annotated[int | None, typer.Option(
+        min=0, max=86400, help="Seconds between attempts", show_default="the station's")]
+    = None,
+    json: JsonOption = False, timeout: Timeout = 30, admin_host: AdminHost = None,
+    admin_port: AdminPort = None, data_dir: DataDirOption = None,
+) -> None:
+    """Have a local controller publish an image to the stations behind it (2.0.1
+    PublishFirmware): it downloads the image from this central system's file listener,
+    checks its MD5 and serves it on URLs of its own, shown by csms firmware status."""
+    args: dict[str, Any] = {"version": version}
+    if retries is not None:
+        args["retries"] = retries
+    if retry_interval is not None:
+        args["retry_interval"] = retry_interval
+    _one_request(station, "publish-firmware", args, json, timeout, admin_host, admin_port,
+                 data_dir)
+
+
+@firmware_app.command("unpublish")
+def firmware_unpublish(
+    station: Annotated[str, typer.Argument(help="The local controller's station id")],
+    version: Annotated[str, typer.Option(help="The firmware version (csms firmware list)")],
+    json: JsonOption = False, timeout: Timeout = 30, admin_host: AdminHost = None,
+    admin_port: AdminPort = None, data_dir: DataDirOption = None,
+) -> None:
+    """Have a local controller stop publishing an image (2.0.1 UnpublishFirmware); its
+    answer is Unpublished, NoFirmware or DownloadOngoing."""
+    _one_request(station, "unpublish-firmware", {"version": version}, json, timeout,
+                 admin_host, admin_port, data_dir)
+
+
+@firmware_app.command("cancel")
+def firmware_cancel(
+    request: Annotated[int, typer.Argument(
+        min=1, help="The queued request's id (csms firmware status)")],
+    json: JsonOption = False, admin_host: AdminHost = None, admin_port: AdminPort = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Cancel a firmware update or publication still queued for a station that is
+    offline (one being sent, or sent, cannot be called back)."""
+    cancel_queued(request, ["firmware", "publish"], json, admin_host, admin_port, data_dir)
+
+
+def cancel_queued(request: int, kinds: list[str], json: bool, admin_host: str | None,
+                  admin_port: int | None, data_dir: str | None) -> None:
+    """``csms firmware cancel`` / ``csms logs cancel``: through the admin API (audited)."""
+    settings = load_settings(admin_host=admin_host, admin_port=admin_port, data_dir=data_dir)
+    status, result = admin_request(settings, "POST", f"/transfers/{request}/cancel",
+                                   {"kinds": kinds})
+    if status != 200:
+        fail(result.get("error", f"admin API answered HTTP {status}"))
+    if json:
+        print_json(result)
+        return
+    console.print(f"request {request}: cancelled", markup=False)
+
+
 @firmware_app.command("status")
 def firmware_status(
     json: JsonOption = False,
@@ -216,19 +307,26 @@ def firmware_status(
     limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first")] = 1000,
     db: DbOption = None, data_dir: DataDirOption = None,
 ) -> None:
-    """Firmware updates per station, newest first, with the last status the station
-    reported (Downloading, Downloaded, Installing, Installed, ...)."""
+    """Firmware updates and publications per station, newest first, with the last status
+    the station reported (Downloading, Installed, Published, ...; queued while waiting
+    for a station that is offline) and the URLs a local controller published on."""
 
     async def work(tx: Tx) -> list[dict[str, Any]]:
         now = datetime.now(UTC)
         versions = {f.id: f.version for f in await tx.list_firmware()}
-        return [transfer_json(t, now, versions.get(t.firmware_id))
-                for t in await tx.list_transfers(TransferKind.FIRMWARE, station, limit)]
+        found = [t for kind in (TransferKind.FIRMWARE, TransferKind.PUBLISH,
+                                TransferKind.UNPUBLISH)
+                 for t in await tx.list_transfers(kind, station, limit)]
+        found.sort(key=lambda t: t.id or 0, reverse=True)
+        return [transfer_json(t, now, versions.get(t.firmware_id)) for t in found[:limit]]
 
     rows = run(in_read(load_settings(db=db, data_dir=data_dir), work))
     if json:
         print_json(rows)
         return
-    print_table("Firmware updates", ["request", "station", "version", "status", "updated"],
-                [[r["id"], r["station_id"], r.get("version"), r["status"],
+    what = {"firmware": "update", "publish": "publish", "unpublish": "unpublish"}
+    print_table("Firmware requests",
+                ["request", "station", "kind", "version", "status", "published at", "updated"],
+                [[r["id"], r["station_id"], what.get(r["kind"], r["kind"]), r.get("version"),
+                  r["status"], "\n".join(r.get("locations") or []),
                   (r["updated_at"] or "")[:19]] for r in rows])

@@ -50,7 +50,9 @@ def logs_request(
     json: JsonOption = False, timeout: Timeout = 30, admin_host: AdminHost = None,
     admin_port: AdminPort = None, data_dir: DataDirOption = None,
 ) -> None:
-    """Ask a station to upload a log (GetDiagnostics / GetLog); prints the request id."""
+    """Ask a station to upload a log (GetDiagnostics / GetLog); prints the request id. For
+    a station that is not connected the request is queued and sent after its next
+    accepted BootNotification (csms logs cancel ID while it waits)."""
     if type not in LOG_TYPES:
         raise typer.BadParameter("Diagnostics or SecurityLog", param_hint="--type")
     args: dict[str, Any] = {"type": type}
@@ -60,6 +62,19 @@ def logs_request(
         args["until"] = _check_time(until, "--until")
     _command(station, "get-log", args, target(json, timeout, admin_host, admin_port,
                                               data_dir))
+
+
+@logs_app.command("cancel")
+def logs_cancel(
+    request: Annotated[int, typer.Argument(min=1, help="The queued request's id (csms logs"
+                                                       " list)")],
+    json: JsonOption = False, admin_host: AdminHost = None, admin_port: AdminPort = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Cancel a log request still queued for a station that is offline."""
+    from csms.cli.firmware import cancel_queued
+
+    cancel_queued(request, ["log"], json, admin_host, admin_port, data_dir)
 
 
 @logs_app.command("list")

@@ -110,13 +110,20 @@ def _command(station: str, command: str, args: dict[str, Any], to: Target,
         fail(f"no station {station!r} (csms stations list shows the known ones)")
     if warning is not None and status == 200:
         warn(warning)
+    if status == 200 and result.get("warning") and not to.json:
+        warn(str(result["warning"]))
     if to.json:
         print_json(result)
-        if status != 200:
+        if status not in (200, 202):
             raise typer.Exit(1 if status != 400 else 2)
         return
+    if status == 202:  # a request kept for a station that is offline
+        console.print(f"{station}: [bold]queued[/] (request {result.get('request_id')}):"
+                      " sent after its next accepted BootNotification")
+        return
     if status == 200:
-        console.print(f"{station}: [bold]{result['status']}[/] ({result['action']})")
+        via = f" in {result['via']}" if result.get("via") else ""
+        console.print(f"{station}: [bold]{result['status']}[/] ({result['action']}{via})")
         response = result.get("response") or {}
         if response and set(response) != {"status"}:
             print_json(response)
@@ -240,7 +247,8 @@ def trigger(
     json: JsonOption = False, timeout: Timeout = 30, admin_host: AdminHost = None,
     admin_port: AdminPort = None, data_dir: DataDirOption = None,
 ) -> None:
-    """Ask a station to send a message now (TriggerMessage)."""
+    """Ask a station to send a message now (TriggerMessage); V2GCertificate asks a 1.6
+    Plug & Charge station for a V2G CSR (in a DataTransfer)."""
     args: dict[str, Any] = {"message": message}
     if connector is not None:
         args["connector"] = connector
@@ -254,7 +262,8 @@ def get_config(
     json: JsonOption = False, timeout: Timeout = 30, admin_host: AdminHost = None,
     admin_port: AdminPort = None, data_dir: DataDirOption = None,
 ) -> None:
-    """Read configuration keys of a 1.6 station (all when none named)."""
+    """Read configuration keys of a 1.6 station (all when none named); the answer is
+    stored as the station's device model (csms stations variables)."""
     to = target(json, timeout, admin_host, admin_port, data_dir)
     _command(station, "get-config", {"keys": keys or []}, to)
 
@@ -265,7 +274,9 @@ def set_config(
     json: JsonOption = False, timeout: Timeout = 30, admin_host: AdminHost = None,
     admin_port: AdminPort = None, data_dir: DataDirOption = None,
 ) -> None:
-    """Change one configuration key of a 1.6 station."""
+    """Change one configuration key of a 1.6 station (checked against its stored
+    configuration: a ReadOnly key is refused, one it did not report is sent with a
+    warning)."""
     to = target(json, timeout, admin_host, admin_port, data_dir)
     _command(station, "set-config", {"key": key, "value": value}, to)
 

@@ -1,7 +1,8 @@
-"""``csms stations reports`` and ``csms stations running-cost``: what 2.0.1 stations
-reported about themselves (display messages, charging profiles and limits, the EV's
-charging needs and schedule, customer information), and whether a 1.6 station shows the
-running cost the OCA DataTransfer convention sends."""
+"""``csms stations reports``, ``csms stations running-cost`` and ``csms stations pnc``:
+what 2.0.1 stations reported about themselves (display messages, charging profiles and
+limits, the EV's charging needs and schedule, customer information), whether a 1.6
+station shows the running cost the OCA DataTransfer convention sends, and whether it takes
+ISO 15118 Plug & Charge over DataTransfer."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from csms.cli.common import (
     run,
 )
 from csms.cli.stations import stations_app
+from csms.service.device_model import PNC_OPTION
 from csms.service.driver import REPORT_KINDS, RUNNING_COST_OPTION, customer_reports
 from csms.service.ports import Tx
 
@@ -87,3 +89,29 @@ def stations_running_cost(
 
     run(in_unit(load_settings(db=db, data_dir=data_dir), work))
     typer.echo(f"{station_id}: running cost {'on' if on else 'off'}")
+
+
+PNC_STATES = ("on", "off", "auto")
+
+
+@stations_app.command("pnc")
+def stations_pnc(
+    station_id: Annotated[str, typer.Argument(help="The station's id")],
+    state: Annotated[str, typer.Argument(
+        help="on, off, or auto: as the station's configuration key ISO15118PnCEnabled says")],
+    db: DbOption = None, data_dir: DataDirOption = None,
+) -> None:
+    """Say whether a 1.6 station takes ISO 15118 Plug & Charge over DataTransfer (the OCA
+    application note): the certificate commands then reach it as 2.0.1 messages in a
+    DataTransfer. By default (auto) it does when its configuration (csms remote get-config)
+    has the key ISO15118PnCEnabled."""
+    if state not in PNC_STATES:
+        raise typer.BadParameter(f"one of {', '.join(PNC_STATES)}", param_hint="STATE")
+
+    async def work(tx: Tx) -> None:
+        if await tx.get_station(station_id) is None:
+            raise CliError(f"no station {station_id!r}")
+        await tx.set_station_option(station_id, PNC_OPTION, None if state == "auto" else state)
+
+    run(in_unit(load_settings(db=db, data_dir=data_dir), work))
+    typer.echo(f"{station_id}: Plug & Charge over 1.6 {state}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import typer
 
@@ -19,9 +20,11 @@ from csms.cli.common import (
     print_json,
     print_table,
     run,
+    warn,
 )
 from csms.config import Settings
-from csms.domain.model import IdTag, TagStatus
+from csms.domain.model import MASTER_PASS_VERSIONS, IdTag, TagStatus
+from csms.service.driver import MASTER_PASS_OPTION, MASTER_PASS_VARIABLE
 from csms.service.ports import Tx
 from csms.service.views import iso as _iso
 
@@ -42,7 +45,8 @@ def tags_add(
         help="Its group (1.6 parentIdTag, 2.0.1 groupIdToken; <= 20 chars): tags of a"
         " group may stop each other's sessions [default: none]", show_default=False)] = None,
     master: Annotated[bool, typer.Option(
-        "--master/--no-master", help="A master pass: stops any session of its group")]
+        "--master/--no-master", help="A master pass: stops any session of its group (1.6);"
+        " the first master's group becomes the 2.0.1 master pass group (see master-group)")]
     = False,
     db: DbOption = None,
     data_dir: DataDirOption = None,
@@ -58,14 +62,100 @@ def tags_add(
                                  param_hint="--master")
     expires_at = _parse_time(expires) if expires is not None else None
 
-    async def work(tx: Tx) -> None:
+    async def work(tx: Tx) -> str | None:
         await tx.put_tag(IdTag(tag, status.value, expires_at, group, master))
+        current = await tx.get_central_option(MASTER_PASS_OPTION)
+        if master and current is None:
+            assert group is not None
+            await tx.set_central_option(MASTER_PASS_OPTION, group)
+            return group
+        return current
 
-    run(in_unit(load_settings(db=db, data_dir=data_dir), work))
+    settings = load_settings(db=db, data_dir=data_dir)
+    master_group = run(in_unit(settings, work))
     suffix = f", expires {_iso(expires_at)}" if expires_at else ""
     if group is not None:
         suffix += f", {'master pass of' if master else 'in'} group {group}"
     typer.echo(f"tag {tag} {status.value}{suffix}")
+    if master and group is not None and master_group == group:
+        typer.echo(f"2.0.1 master pass group: {group} (stops any transaction, starts none)")
+        _push_master_group(settings, group)
+    elif master:
+        warn(f"the 2.0.1 master pass group stays {master_group}: on 2.0.1 stations {tag} is"
+             f" an ordinary tag of {group} (csms tags master-group {group} to change it)")
+    elif group is not None and group == master_group:
+        warn(f"{group} is the 2.0.1 master pass group: on 2.0.1 stations {tag} stops any"
+             " transaction and starts none")
+
+
+@tags_app.command("master-group")
+def tags_master_group(
+    group: Annotated[str | None, typer.Argument(
+        help="The group whose tags are master passes on 2.0.1 stations [default: show it]",
+        show_default=False)] = None,
+    none: Annotated[bool, typer.Option("--none", help="No master pass group")] = False,
+    json: JsonOption = False,
+    db: DbOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Show or set the 2.0.1 master pass group (C16 MasterPassGroupId): its tags may stop
+    any transaction on a 2.0.1 station and start none. Set, it goes to the connected 2.0.1
+    stations now (through a running csms serve) and to every 2.0.1 station at its boot."""
+    if group is not None and none:
+        raise typer.BadParameter("give a group or --none, not both", param_hint="--none")
+    if group is not None and not 0 < len(group) <= 20:
+        raise typer.BadParameter("a group is 1 to 20 characters (1.6 parentIdTag)")
+    settings = load_settings(db=db, data_dir=data_dir)
+
+    async def work(tx: Tx) -> tuple[str | None, list[str]]:
+        if group is not None or none:
+            await tx.set_central_option(MASTER_PASS_OPTION, group)
+        current = await tx.get_central_option(MASTER_PASS_OPTION)
+        tags = [t.tag for t in await tx.list_tags() if current and t.parent == current]
+        return current, tags
+
+    current, tags = run(in_unit(settings, work))
+    if json:
+        print_json({"master_pass_group": current, "tags": tags})
+    elif current is None:
+        typer.echo("no 2.0.1 master pass group")
+    else:
+        typer.echo(f"2.0.1 master pass group: {current} ({len(tags)} tags: "
+                   f"{', '.join(tags) or 'none yet'})")
+    if group is not None:
+        _push_master_group(settings, group, quiet=json)
+
+
+def _push_master_group(settings: Settings, group: str, quiet: bool = False) -> None:
+    """Set AuthCtrlr.MasterPassGroupId on the connected 2.0.1 stations through the admin
+    API of a running ``csms serve``; without one, the stations get it at their next boot."""
+    from csms.cli.remote import admin_request
+
+    def say(text: str) -> None:
+        if not quiet:
+            typer.echo(text)
+
+    if settings.admin_port < 1 or not settings.admin_token_path.exists():
+        say("csms serve is not running here: 2.0.1 stations get it at their next boot")
+        return
+    try:
+        status, stations = admin_request(settings, "GET", "/stations", timeout=10)
+    except typer.Exit:  # unreachable: already said on stderr
+        say("2.0.1 stations get it at their next boot")
+        return
+    if status != 200 or not isinstance(stations, list):
+        warn(f"the connected stations could not be listed ({status}): 2.0.1 stations get"
+             " it at their next boot")
+        return
+    for s in stations:
+        if not s.get("online") or f"ocpp{s.get('ocpp_version')}" not in MASTER_PASS_VERSIONS:
+            continue
+        code, body = admin_request(
+            settings, "POST", f"/stations/{quote(str(s['id']), safe='')}/commands/set-variables",
+            {"values": {".".join(MASTER_PASS_VARIABLE): group}})
+        result = body.get("response", {}).get("setVariableResult", [{}])[0] \
+            if code == 200 and isinstance(body, dict) else {}
+        say(f"{s['id']}: MasterPassGroupId {result.get('attributeStatus') or body}")
 
 
 @tags_app.command("block")

@@ -44,8 +44,9 @@ def station_variables(
         help="Only this component [default: all]")] = None,
     json: JsonOption = False, db: DbOption = None, data_dir: DataDirOption = None,
 ) -> None:
-    """A 2.0.1 station's device model, as its reports described it (csms remote
-    get-base-report fills it)."""
+    """A station's device model: a 2.0.1 station's as its reports described it (csms remote
+    get-base-report fills it), a 1.6 station's configuration keys under component OCPP16
+    (csms remote get-config fills it; a key it did not know shows as unknown)."""
 
     async def work(tx: Tx) -> list[dict[str, Any]] | None:
         if not await _known(tx, station_id):
@@ -60,7 +61,9 @@ def station_variables(
         return
     print_table(f"Device model of {station_id}",
                 ["variable", "value", "mutability", "type", "unit", "min", "max", "values"],
-                [[r["var_key"], r["value"], r["mutability"], r["data_type"], r["unit"],
+                [[r["var_key"], r["value"],
+                  "unknown key" if r.get("unknown") else r["mutability"], r["data_type"],
+                  r["unit"],
                   r["min_limit"], r["max_limit"], r["values_list"]] for r in rows],
                 priority=["variable", "value", "mutability", "type", "unit", "min", "max",
                           "values"])

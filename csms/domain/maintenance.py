@@ -10,10 +10,21 @@ an accepted reservation past its expiry is expired whether or not anyone wrote i
 (1.6 has no message for it).
 
 A transfer is one request to a station that moves a file over HTTP: a firmware update
-(the station downloads) or a log request (the station uploads). Its ``id`` is the OCPP
-requestId; its ``status`` is the last word heard about it (the station's answer, then its
-status notifications); it is reached only through a per-request secret token that
-expires.
+(the station downloads), a log request (the station uploads), or a firmware publication
+(2.0.1 L03: a local controller downloads the image and serves it to the stations behind
+it; L04 UnpublishFirmware, recorded as a transfer of its own that moves no file). Its
+``id`` is the OCPP requestId; its ``status`` is the last word heard about it (the
+station's answer, then its status notifications); it is reached only through a
+per-request secret token that expires.
+
+A request for a station that is not connected is *queued* (kept with what the operator
+asked for) and *sending* once a node claimed it, after the station's next accepted
+BootNotification; it is *cancelled* by the operator, or *expired* when its window
+(a firmware update's, or the URL lifetime of the others) ended before the station came
+back. Those four words are the central system's; every other status is the station's
+(or Offline / Timeout / Invalid / a CALLERROR code when no answer came). A station's
+notification about a request it never got (queued, cancelled, expired, never sent) is
+not about that request.
 """
 
 from __future__ import annotations
@@ -23,12 +34,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 __all__ = [
+    "NOT_SENT",
     "RESERVATION_TRANSITIONS",
     "FirmwareImage",
     "Reservation",
     "ReservationState",
     "Transfer",
     "TransferKind",
+    "TransferState",
     "check_reservation_transition",
     "parse_when",
 ]
@@ -115,6 +128,25 @@ class Reservation:
 class TransferKind(enum.StrEnum):
     FIRMWARE = "firmware"
     LOG = "log"
+    PUBLISH = "publish"  # 2.0.1 L03 PublishFirmware
+    UNPUBLISH = "unpublish"  # 2.0.1 L04 UnpublishFirmware
+
+
+class TransferState(enum.StrEnum):
+    """The central system's own words for a transfer (the station's are OCPP's)."""
+
+    QUEUED = "queued"
+    SENDING = "sending"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+    REQUESTED = "Requested"  # recorded, the CALL about to go
+    INVALID = "Invalid"  # recorded, but the CALL could not be built: never sent
+
+
+# Statuses of a request the station never received. (A request being sent counts as
+# sent: the station may answer and report on it before its answer is recorded.)
+NOT_SENT = frozenset({TransferState.QUEUED.value, TransferState.CANCELLED.value,
+                      TransferState.EXPIRED.value, TransferState.INVALID.value})
 
 
 @dataclass(slots=True)
@@ -127,6 +159,7 @@ class FirmwareImage:
     signature: str | None = None  # base64, over the file (SignedUpdateFirmware)
     signing_cert: str | None = None  # PEM
     id: int | None = None
+    md5: str | None = None  # hex; the checksum of 2.0.1 PublishFirmware (L03)
 
 
 @dataclass(slots=True)
@@ -145,10 +178,23 @@ class Transfer:
     updated_at: datetime | None = None
     detail: str | None = None  # the request's options, as JSON text
     id: int | None = None
+    locations: str | None = None  # JSON list: where a local controller published it
+    queued_args: str | None = None  # JSON: the operator's arguments, while queued
 
     def open_at(self, now: datetime) -> bool:
-        """The URL still works."""
-        return now < self.expires_at
+        """The URL still works (never before the request is sent: no URL exists)."""
+        return now < self.expires_at and self.status not in NOT_SENT
+
+    def state_at(self, now: datetime) -> str:
+        """The status, with the end of a queued request's window read from the clock."""
+        if self.status == TransferState.QUEUED and self.expires_at <= now:
+            return TransferState.EXPIRED.value
+        return self.status
+
+    @property
+    def sent(self) -> bool:
+        """The station received (or may have received) the request."""
+        return self.status not in NOT_SENT
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}

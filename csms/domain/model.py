@@ -10,8 +10,10 @@ from typing import Any
 
 __all__ = [
     "BILLING_HOLD_FLAGS",
+    "MASTER_PASS_VERSIONS",
     "OCPP16",
     "OCPP201",
+    "TIME_COST_PUSH_VERSIONS",
     "AuthStatus",
     "BootPolicy",
     "IdTag",
@@ -175,6 +177,14 @@ class Session:
             self.flags.append(name)
 
 
+# What a version has, as data (the code asks, it does not branch on the version):
+# 2.0.1 C16 master passes (the station's AuthCtrlr.MasterPassGroupId; 1.6 has none, its
+# tags of a group are stopped by that group's master only), and the running cost pushed
+# by itself for a tariff with a time component (2.0.1 I03 CostUpdated; 1.6 has no cost
+# message: only stations that announced the DataTransfer convention get it).
+MASTER_PASS_VERSIONS = frozenset({OCPP201})
+TIME_COST_PUSH_VERSIONS = frozenset({OCPP201})
+
 # Sessions with any of these flags are held back from settlement until an
 # operator releases them: their energy cannot be trusted as billed.
 BILLING_HOLD_FLAGS = frozenset(
@@ -197,6 +207,9 @@ BILLING_HOLD_FLAGS = frozenset(
         "time_implausible",
         "time_unreadable",
         "value_out_of_range",
+        # 2.0.1 C16: a master pass may stop any transaction and start none; a station that
+        # starts one anyway is answered Invalid and nobody is billed for it
+        "master_pass_start",
         # settlement: no tariff valid at the start, values beyond the on-chain entry
         "no_tariff",
         "not_settleable",

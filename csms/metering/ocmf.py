@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+import orjson
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -70,6 +71,19 @@ HOLD_STATUSES = frozenset({INVALID, MALFORMED, NO_KEY})
 
 _ENERGY_UNITS = {"kWh": Decimal(1000), "Wh": Decimal(1)}
 IMPORT, EXPORT, OTHER = "import", "export", "other"
+
+
+def _json(text: str) -> Any:
+    """JSON a station sent: orjson (nesting bounded at 1024), the standard library only for
+    what orjson refuses (integers beyond 64 bits) and never for deep nesting: its C parser
+    recurses to the interpreter's recursion limit, which libraries raise (py_ecc: 100,000),
+    and deeper input would then end the process instead of raising."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        if text.count("[") + text.count("{") > 1024:
+            raise ValueError("JSON nested too deep") from None
+        return json.loads(text)
 
 
 class OcmfError(ValueError):
@@ -150,7 +164,7 @@ def normalize_key(text: str, curve: ec.EllipticCurve | None = None) -> str:
     raw = text.strip()
     if raw.startswith("{"):
         try:
-            obj = json.loads(raw)
+            obj = _json(raw)
         except ValueError:
             raise OcmfError("a meter key in JSON must be an object with the key") from None
         inner = next((obj[k] for k in _KEY_FIELDS if isinstance(obj, dict)
@@ -219,7 +233,7 @@ def unwrap(signed: dict[str, Any]) -> Unwrapped:
         value = str(signed["signedData"]).strip()
         if value.startswith("{"):
             try:
-                obj = json.loads(value)
+                obj = _json(value)
             except ValueError:
                 raise OcmfError("SignedData value is neither JSON nor OCMF") from None
             if not isinstance(obj, dict):

@@ -21,6 +21,7 @@ __all__ = [
     "CALL",
     "CALLERROR",
     "CALLRESULT",
+    "MAX_JSON_DEPTH",
     "MAX_MESSAGE_ID_LENGTH",
     "Call",
     "CallError",
@@ -28,6 +29,8 @@ __all__ = [
     "Frame",
     "FrameError",
     "encode",
+    "loads",
+    "nested_beyond",
     "parse_frame",
 ]
 
@@ -95,20 +98,65 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def _loads(text: str | bytes) -> Any:
+# Nesting the standard library's parser is given at most. Its C parser recurses once per
+# level up to the interpreter's recursion limit, which libraries raise (py_ecc, imported
+# with the in-process chain, sets 100,000): deeper input then overflows the C stack and
+# kills the process instead of raising. orjson stops at 1024 levels by itself.
+MAX_JSON_DEPTH = 1024
+
+
+def nested_beyond(text: str | bytes, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether JSON ``text`` nests arrays/objects deeper than ``limit`` (strings skipped)."""
+    chars = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
+    if chars.count("[") + chars.count("{") <= limit:
+        return False
+    depth, in_string, escaped = 0, False, False
+    for ch in chars:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif ch in "]}":
+            depth -= 1
+    return False
+
+
+def loads(text: str | bytes) -> Any:
     """JSON as sent: orjson (fast), or the standard library where orjson would lose or
-    refuse a number the JSON grammar allows (integers beyond 64 bits, 1e400)."""
+    refuse a number the JSON grammar allows (integers beyond 64 bits, 1e400); never
+    nested beyond :data:`MAX_JSON_DEPTH`. Raises ValueError."""
     try:
         data = orjson.loads(text)
-    except orjson.JSONDecodeError as exc:
+    except orjson.JSONDecodeError:
+        if nested_beyond(text):
+            raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels") from None
         try:
             return json.loads(text, parse_constant=_no_constants)
-        except (ValueError, RecursionError):
-            raise FrameError(Fault.RPC_FRAMEWORK, f"invalid JSON: {exc}") from None
+        except RecursionError:
+            raise ValueError("nested too deep") from None
     pattern = _LONG_DIGITS if isinstance(text, str) else _LONG_DIGITS_BYTES
     if pattern.search(text):  # type: ignore[arg-type]
-        return json.loads(text)  # integers exactly, however long
+        try:
+            return json.loads(text)  # integers exactly, however long
+        except RecursionError:
+            raise ValueError("nested too deep") from None
     return data
+
+
+def _loads(text: str | bytes) -> Any:
+    try:
+        return loads(text)
+    except ValueError as exc:
+        raise FrameError(Fault.RPC_FRAMEWORK, f"invalid JSON: {exc}") from None
 
 
 def parse_frame(text: str | bytes) -> Frame:

@@ -45,6 +45,7 @@ __all__ = [
     "check_csr",
     "hash_data",
     "new_ca",
+    "same_emaid",
     "serial_text",
 ]
 
@@ -145,8 +146,11 @@ class CertificateAuthority:
         return self.cert.public_bytes(serialization.Encoding.PEM).decode()
 
     def sign(self, csr: x509.CertificateSigningRequest, days: int,
-             now: dt.datetime) -> x509.Certificate:
-        """A client certificate for the CSR's subject and key, valid ``days`` from ``now``."""
+             now: dt.datetime, usage: str = "client") -> x509.Certificate:
+        """A certificate for the CSR's subject and key, valid ``days`` from ``now``: for
+        TLS client authentication (a station towards the central system), or ``usage``
+        "server" (an ISO 15118 SECC certificate: the station is the TLS server towards
+        the EV, ISO 15118-2 §7.9.2)."""
         not_after = min(now + dt.timedelta(days=days), self.cert.not_valid_after_utc)
         builder = (
             x509.CertificateBuilder()
@@ -161,8 +165,9 @@ class CertificateAuthority:
                 digital_signature=True, key_encipherment=False, content_commitment=False,
                 data_encipherment=False, key_agreement=True, key_cert_sign=False,
                 crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]),
-                           critical=False)
+            .add_extension(x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH if usage == "server"
+                 else ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
                 cast(Any, self.cert.public_key())), critical=False)
         )
@@ -268,38 +273,57 @@ class CertificateUseCases:
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
     outbound: Outbound | None = None
     iso15118: Iso15118Provider | None = None
+    # ISO 15118 V2GCertificate (SECC) CSRs signed by this CA too (tests and small sites;
+    # a public Plug & Charge ecosystem needs a CPO sub-CA under a V2G root instead)
+    sign_v2g: bool = False
 
-    def deliver(self, station_id: str, payload: dict[str, Any], serial: str) -> None:
-        """Send CertificateSigned after the answer; its answer is kept (:meth:`delivered`)."""
+    def deliver(self, station_id: str, payload: dict[str, Any], serial: str,
+                read: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
+                ) -> None:
+        """Send CertificateSigned after the answer; its answer is kept (:meth:`delivered`).
+        With ``read``, ``payload`` is a DataTransfer carrying it (a 1.6 station, the
+        Plug & Charge application note) and ``read`` finds CertificateSigned's answer in
+        the DataTransfer's answer."""
         if self.outbound is None:
             log.warning("! %s: certificate %s issued but nothing sends it", station_id, serial)
             return
 
         async def then(answer: dict[str, Any] | None) -> None:
+            if answer is not None and read is not None:
+                answer = read(answer)
             status = "NoAnswer" if answer is None else str(answer.get("status", "?"))
             await self.delivered(station_id, serial, status)
 
-        self.outbound.after_reply(station_id, "CertificateSigned", payload, then)
+        if read is None:
+            self.outbound.after_reply(station_id, "CertificateSigned", payload, then)
+        else:
+            self.outbound.after_reply(station_id, "DataTransfer", payload, then)
 
     async def sign(self, station_id: str, csr_pem: str, certificate_type: str) -> SignOutcome:
         """Check and sign a station's CSR; a refusal is recorded as a security event."""
         now = self.clock()
-        if certificate_type != "ChargingStationCertificate":
+        if certificate_type == "V2GCertificate" and not self.sign_v2g:
             return await self._refuse(station_id, f"{certificate_type} is not signed here"
                                       " (no ISO 15118 V2G CA is configured)", now)
+        if certificate_type not in ("ChargingStationCertificate", "V2GCertificate"):
+            return await self._refuse(station_id, f"{certificate_type[:40]} is not a"
+                                      " certificate type this central system signs", now)
         if not self.limiter.admit(station_id):
             return await self._refuse(station_id, "too many CSRs this hour", now)
         try:
             csr = check_csr(csr_pem, station_id, self.organisation)
         except CsrRefused as exc:
             return await self._refuse(station_id, str(exc), now)
-        cert = self.ca.sign(csr, self.days, now)
+        cert = self.ca.sign(csr, self.days, now,
+                            "server" if certificate_type == "V2GCertificate" else "client")
         serial = serial_text(cert.serial_number)
         pem = cert.public_bytes(serialization.Encoding.PEM).decode()
 
         async def work(tx: Tx) -> None:
-            await tx.add_issued_certificate(serial, station_id, cert.not_valid_before_utc,
-                                            cert.not_valid_after_utc, pem, now)
+            await tx.add_issued_certificate(
+                serial, station_id, cert.not_valid_before_utc, cert.not_valid_after_utc, pem,
+                now, None if certificate_type == "ChargingStationCertificate"
+                else certificate_type)
 
         await self.repo.unit(work)
         log.info("= %s: certificate %s issued, valid until %s", station_id, serial,
@@ -364,3 +388,34 @@ class CertificateUseCases:
         if row is None:
             return None
         return "good" if row["not_after"] > self.clock() else "expired"
+
+    async def contract_status(self, hash_algorithm: str, issuer_name_hash: str,
+                              issuer_key_hash: str, serial: str, emaid: str) -> str | None:
+        """A contract certificate's status for an Authorize of ``emaid`` (2.0.1 C07):
+        :meth:`status_of`, or "not_contract" for a certificate this CA issued to a station
+        (its client or SECC certificate) or whose CN is not the eMAID (ISO 15118-2: the
+        contract certificate's subject CN is the eMAID): a station cannot pass its own
+        certificate off as a driver's contract."""
+        status = await self.status_of(hash_algorithm, issuer_name_hash, issuer_key_hash,
+                                      serial)
+        if status is None:
+            return None
+
+        async def work(tx: Tx) -> dict[str, Any] | None:
+            return await tx.get_issued_certificate(serial.lower().lstrip("0") or "0")
+
+        row = await self.repo.read(work)
+        if row is None or row.get("certificate_type") in (None, "V2GCertificate"):
+            return "not_contract"
+        cert = x509.load_pem_x509_certificate(str(row["pem"]).encode())
+        names = [str(a.value) for a in
+                 cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+        if [same_emaid(n) for n in names] != [same_emaid(emaid)]:
+            return "not_contract"
+        return status
+
+
+def same_emaid(text: str) -> str:
+    """An eMAID as compared: ISO 15118 writes it with or without "-" separators, in any
+    case (DE-MA1-234567890-1 and dema12345678901 are one contract)."""
+    return text.replace("-", "").replace("*", "").upper()

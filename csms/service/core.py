@@ -15,7 +15,7 @@ from typing import Any
 from csms.domain.energy import DEFAULT_MAX_POWER_W
 from csms.domain.model import AuthStatus
 from csms.service import defaults
-from csms.service.certificates import CertificateUseCases
+from csms.service.certificates import CertificateUseCases, Outbound
 from csms.service.credit import CreditCheck
 from csms.service.messages import utc_now
 from csms.service.ports import Repository, Tx
@@ -57,6 +57,10 @@ class ChargingCore:
         self.credit: CreditCheck | None = None
         # the CA that signs stations' CSRs (security profile 3), when this node has one
         self.certificates: CertificateUseCases | None = None
+        # how a use case sends a CALL once the answer to the station's CALL is out (the
+        # server), and whether a 1.6 station's configuration is read after its boot
+        self.outbound: Outbound | None = None
+        self.boot_get_configuration = False
         self.heartbeat_interval = heartbeat_interval
         self.boot_retry_interval = boot_retry_interval
         self.publish_events = publish_events

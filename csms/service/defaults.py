@@ -27,6 +27,7 @@ __all__ = [
     "MAX_RESERVATION",
     "MAX_UPLOAD_BYTES",
     "MAX_WAIT",
+    "QUEUE_SWEEP_SECONDS",
     "TIME_FUTURE",
     "TIME_PAST",
     "TRANSFER_HOURS",
@@ -48,6 +49,9 @@ CSR_LIMIT = 10  # CSRs a station may send per hour (each costs a signature check
 MAX_RESERVATION = timedelta(days=7)  # the longest a connector may be reserved ahead
 MAX_UPLOAD_BYTES = 32 * 1024 * 1024  # the largest log file a station may upload
 TRANSFER_HOURS = 24.0  # how long a log upload URL works (a firmware URL: its window)
+# seconds between a node's looks at the requests queued for stations connected to it
+# (sent at their boot; this catches one queued while the station booted) and expiries
+QUEUE_SWEEP_SECONDS = 30.0
 # seconds between running-cost messages to stations that announced the 1.6 convention
 # (csms stations running-cost); 0: none
 COST_UPDATE_INTERVAL = 60.0

@@ -14,6 +14,17 @@ an unknown component or variable, a ReadOnly one, a value of the wrong data type
 its limits or outside its values list is refused with one line. What the station answers
 is written back.
 
+A 1.6 station has no device model, only configuration keys (1.6 §9): the answer of each
+GetConfiguration the central system sends is stored in the same rows, one per key, under
+component :data:`OCPP16` (``OCPP16.HeartbeatInterval``): ``readonly`` gives mutability
+ReadOnly (else ReadWrite), no data type (1.6 has none), and a key in ``unknownKey`` is
+kept with ``unknown`` set. An answer to a GetConfiguration of every key replaces the
+component; one for named keys updates those. Keys over 50 characters, values over 500
+(1.6 §7.13 KeyValue), and the second of two entries with the same key are not stored (a
+security event says how many); the row quota holds as for reports. ChangeConfiguration
+is checked against the stored keys before it is sent (:meth:`DeviceModel.check_change`):
+a ReadOnly key is refused, a key the station did not report goes out with a warning.
+
 A row's key (``var_key``) is how an operator names it: ``Component.Variable``, with
 ``[instance]`` after a name that has one, ``@EVSE`` or ``@EVSE:connector`` after the
 component, and ``/Target``, ``/MinSet``, ``/MaxSet`` for an attribute other than Actual.
@@ -34,12 +45,22 @@ from csms.service.messages import utc_now
 from csms.service.ports import Repository, Tx
 from csms.service.quota import PayloadQuota
 
-__all__ = ["MAX_VARIABLES", "DeviceModel", "ModelRefusal", "rows_from_report", "var_key"]
+__all__ = ["MAX_VARIABLES", "OCPP16", "PNC_KEY", "PNC_OPTION", "DeviceModel", "ModelRefusal",
+           "rows_from_configuration", "rows_from_report", "var_key"]
 
 log = logging.getLogger("csms.service")
 
 # rows of one station's device model; a real station reports a few hundred
 MAX_VARIABLES = 5000
+# the component a 1.6 station's configuration keys are stored under
+OCPP16 = "OCPP16"
+# 1.6 §7.13 KeyValue / §6.9 ChangeConfiguration: CiString50 key, CiString500 value
+MAX_KEY_16 = 50
+MAX_VALUE_16 = 500
+# the station option an operator sets for Plug & Charge over 1.6, and the configuration key
+# a station announces it with (OCA "Using ISO 15118 Plug & Charge with OCPP 1.6" §2.1)
+PNC_OPTION = "pnc"
+PNC_KEY = "ISO15118PnCEnabled"
 MONITOR_TYPES = ("UpperThreshold", "LowerThreshold", "Delta", "Periodic",
                  "PeriodicClockAligned")
 
@@ -118,6 +139,52 @@ def rows_from_report(report_data: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 else int(bool(chars["supportsMonitoring"])),
             })
     return rows
+
+
+def _config_row(key: str, value: str | None, mutability: str | None,
+                unknown: bool = False) -> dict[str, Any]:
+    return {"var_key": f"{OCPP16}.{key}", "component": OCPP16, "component_instance": None,
+            "evse_id": None, "connector_id": None, "variable": key,
+            "variable_instance": None, "attribute_type": "Actual", "value": value,
+            "mutability": mutability, "data_type": None, "unit": None, "min_limit": None,
+            "max_limit": None, "values_list": None, "supports_monitoring": None,
+            "unknown": 1 if unknown else None}
+
+
+def rows_from_configuration(response: dict[str, Any], hidden: Callable[[str], bool]
+                            = lambda key: False) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """A 1.6 GetConfiguration answer -> (device model rows, what was not stored: counts
+    of over-long keys, over-long values, duplicates, unreadable entries). The value of a
+    key ``hidden`` says holds a credential is not stored."""
+    rows: dict[str, dict[str, Any]] = {}
+    dropped = {"long_key": 0, "long_value": 0, "duplicate": 0, "unreadable": 0}
+    entries = response.get("configurationKey")
+    for item in entries if isinstance(entries, list) else []:
+        key = item.get("key") if isinstance(item, dict) else None
+        value = item.get("value") if isinstance(item, dict) else None
+        if not isinstance(key, str) or not key or not isinstance(value, str | None):
+            dropped["unreadable"] += 1
+        elif len(key) > MAX_KEY_16:
+            dropped["long_key"] += 1
+        elif value is not None and len(value) > MAX_VALUE_16:
+            dropped["long_value"] += 1
+        elif key.lower() in rows:  # CiString: keys differ in more than case
+            dropped["duplicate"] += 1
+        else:
+            rows[key.lower()] = _config_row(key, None if hidden(key) else value,
+                                    "ReadOnly" if item.get("readonly") is True
+                                    else "ReadWrite")
+    unknown = response.get("unknownKey")
+    for key in unknown if isinstance(unknown, list) else []:
+        if not isinstance(key, str) or not key:
+            dropped["unreadable"] += 1
+        elif len(key) > MAX_KEY_16:
+            dropped["long_key"] += 1
+        elif key.lower() in rows:
+            dropped["duplicate"] += 1
+        else:
+            rows[key.lower()] = _config_row(key, None, None, unknown=True)
+    return list(rows.values()), {k: n for k, n in dropped.items() if n}
 
 
 def _number(text: str | None) -> Decimal | None:
@@ -215,19 +282,8 @@ class DeviceModel:
             if kind == "monitoring":
                 await tx.upsert_monitors(station_id, monitor_rows(p.get("monitor") or []), now)
             else:
-                rows = rows_from_report(p.get("reportData") or [])
-                have = await tx.count_device_variables(station_id)
-                if have + len(rows) > self.max_variables:
-                    known = {r["var_key"] for r in await tx.device_variables(station_id)}
-                    fresh = [r for r in rows if r["var_key"] not in known]
-                    room = max(0, self.max_variables - have)
-                    if len(fresh) > room:
-                        await tx.add_station_event(station_id, "quota", {
-                            "type": "DeviceModelFull", "limit": self.max_variables,
-                            "dropped": len(fresh) - room}, now)
-                        keep = {r["var_key"] for r in fresh[:room]} | known
-                        rows = [r for r in rows if r["var_key"] in keep]
-                await tx.upsert_device_variables(station_id, rows, now)
+                await self._store_bounded(tx, station_id,
+                                          rows_from_report(p.get("reportData") or []), now)
             await tx.report_part_received(station_id, request_id, seq_no, not tbc, now)
             return "stored"
 
@@ -236,6 +292,103 @@ class DeviceModel:
             log.warning("! %s: %s part %d of request %d not stored (%s)", station_id, kind,
                         seq_no, request_id, outcome)
         return outcome
+
+    async def _store_bounded(self, tx: Tx, station_id: str, rows: list[dict[str, Any]],
+                             now: datetime) -> None:
+        """Upsert rows within the station's row quota (new rows beyond it are dropped and
+        noted; rows already stored are always updated)."""
+        have = await tx.count_device_variables(station_id)
+        if have + len(rows) > self.max_variables:
+            known = {r["var_key"] for r in await tx.device_variables(station_id)}
+            fresh = [r for r in rows if r["var_key"] not in known]
+            room = max(0, self.max_variables - have)
+            if len(fresh) > room:
+                await tx.add_station_event(station_id, "quota", {
+                    "type": "DeviceModelFull", "limit": self.max_variables,
+                    "dropped": len(fresh) - room}, now)
+                keep = {r["var_key"] for r in fresh[:room]} | known
+                rows = [r for r in rows if r["var_key"] in keep]
+        await tx.upsert_device_variables(station_id, rows, now)
+
+    # -- a 1.6 station's configuration -----------------------------------------------------
+    async def record_configuration(self, station_id: str, response: dict[str, Any],
+                                   asked: list[str] | None = None,
+                                   hidden: Callable[[str], bool] = lambda key: False) -> int:
+        """Store a GetConfiguration answer (``asked``: the keys the request named; none:
+        every key, and the stored configuration is replaced). The number of rows stored."""
+        now = self.clock()
+        rows, dropped = rows_from_configuration(response, hidden)
+
+        async def work(tx: Tx) -> None:
+            if not asked:
+                await tx.delete_device_variables(station_id, OCPP16)
+            await self._store_bounded(tx, station_id, rows, now)
+            if dropped:
+                await tx.add_station_event(station_id, "security", {
+                    "type": "ConfigurationNotStored", **dropped}, now)
+
+        await self.repo.unit(work)
+        if dropped:
+            log.warning("! %s: configuration entries not stored: %s", station_id, dropped)
+        return len(rows)
+
+    async def plug_and_charge(self, station_id: str) -> bool:
+        """Whether a 1.6 station takes ISO 15118 Plug & Charge over DataTransfer: the
+        operator said so (station option ``pnc``: on / off), else the station reported
+        the configuration key ISO15118PnCEnabled (the OCA application note §2.1: a
+        station that has the key supports it)."""
+        async def work(tx: Tx) -> tuple[str | None, list[dict[str, Any]]]:
+            return (await tx.get_station_option(station_id, PNC_OPTION),
+                    await tx.device_variables(station_id, OCPP16))
+
+        option, rows = await self.repo.read(work)
+        if option is not None:
+            return option == "on"
+        return any(r["variable"].lower() == PNC_KEY.lower() and not r.get("unknown")
+                   for r in rows)
+
+    async def configuration_known(self, station_id: str) -> bool:
+        """Whether a 1.6 station's configuration is stored."""
+        return bool(await self.variables(station_id, OCPP16))
+
+    async def check_change(self, station_id: str, key: str, value: str) -> str | None:
+        """Refuse (:class:`ModelRefusal`) a ChangeConfiguration the stored configuration
+        says fails (a ReadOnly key, a key or value beyond 1.6's lengths); a warning
+        (one line) for a key the station did not report, None when it did."""
+        if len(key) > MAX_KEY_16:
+            raise ModelRefusal(f"a 1.6 configuration key has at most {MAX_KEY_16}"
+                               f" characters ({len(key)} given)")
+        if len(value) > MAX_VALUE_16:
+            raise ModelRefusal(f"a 1.6 configuration value has at most {MAX_VALUE_16}"
+                               f" characters ({len(value)} given)")
+        rows = {r["variable"].lower(): r for r in await self.variables(station_id, OCPP16)}
+        row = rows.get(key.lower())
+        if row is None or row.get("unknown"):
+            where = "did not report" if rows else "has no stored configuration for"
+            return (f"{station_id} {where} {key!r} (csms remote get-config);"
+                    " sent anyway: 1.6 has no type information to check it against")
+        if row["mutability"] == "ReadOnly":
+            raise ModelRefusal(f"{key} is ReadOnly on {station_id}")
+        return None
+
+    async def configuration_changed(self, station_id: str, key: str,
+                                    value: str | None) -> None:
+        """A ChangeConfiguration the station answered Accepted or RebootRequired: the
+        stored value follows (``value`` None: a credential, not stored)."""
+        now = self.clock()
+
+        async def work(tx: Tx) -> None:
+            rows = {r["variable"].lower(): r
+                    for r in await tx.device_variables(station_id, OCPP16)}
+            row = rows.get(key.lower())
+            if row is None or row.get("unknown"):
+                # the station took it, so it has the key (writable)
+                await self._store_bounded(
+                    tx, station_id, [_config_row(key, value, "ReadWrite")], now)
+            elif value is not None:
+                await tx.set_device_value(station_id, row["var_key"], value, now)
+
+        await self.repo.unit(work)
 
     # -- what the operator sends ---------------------------------------------------------
     async def variables(self, station_id: str,

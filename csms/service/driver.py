@@ -17,13 +17,22 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from csms.domain.model import BILLING_HOLD_FLAGS, IdTag, Session, SessionStatus, TagStatus
+from csms.domain.model import (
+    BILLING_HOLD_FLAGS,
+    MASTER_PASS_VERSIONS,
+    TIME_COST_PUSH_VERSIONS,
+    IdTag,
+    Session,
+    SessionStatus,
+    TagStatus,
+)
 from csms.domain.tariff import Tariff, price_minor
 from csms.service.core import ChargingCore
 from csms.service.ports import Tx
 
 __all__ = [
-    "REPORT_KINDS", "RUNNING_COST_OPTION", "DriverUseCases", "RunningCost", "StopDecision",
+    "MASTER_PASS_OPTION", "MASTER_PASS_VARIABLE", "REPORT_KINDS", "RUNNING_COST_OPTION",
+    "DriverUseCases", "RunningCost", "StopDecision",
     "customer_reports", "may_stop", "personal_message",
 ]
 
@@ -31,6 +40,10 @@ log = logging.getLogger("csms.service")
 
 # station option names (Tx.get_station_option)
 RUNNING_COST_OPTION = "running_cost"
+# central option names (Tx.get_central_option): the group whose tags are 2.0.1 master
+# passes (C16), set on 2.0.1 stations as AuthCtrlr.MasterPassGroupId
+MASTER_PASS_OPTION = "master_pass_group"
+MASTER_PASS_VARIABLE = ("AuthCtrlr", "MasterPassGroupId")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,16 +78,22 @@ class StopDecision:
 
 
 def may_stop(owner: IdTag | None, owner_tag: str | None, stopper: IdTag | None,
-             stopper_tag: str) -> StopDecision:
+             stopper_tag: str, master_group: str | None = None) -> StopDecision:
     """Who may stop a session started with ``owner_tag``: the same tag; a tag of the same
     group (1.6 §3.5.1 parentIdTag, 2.0.1 C09 groupIdToken); a master pass of that group
-    (2.0.1 C16, limited here to its own group). Group membership is the tag's recorded
-    group only: a tag whose *name* equals a group's gains nothing by it."""
+    (a tag added with ``--master``, limited to its own group, as 1.6 has no master pass);
+    on a 2.0.1 station, any tag of the master pass group ``master_group`` (C16: its
+    MasterPassGroupId), whatever the session's group. Group membership is the tag's
+    recorded group only: a tag whose *name* equals a group's gains nothing by it."""
     group = stopper.parent if stopper else None
     if owner_tag is None or stopper_tag == owner_tag:
         return StopDecision(True, group, "own session")
     if stopper is None:
         return StopDecision(False, None, "unknown tag")
+    if master_group is not None and stopper.parent == master_group:
+        if stopper.status == TagStatus.BLOCKED:
+            return StopDecision(False, group, "tag blocked")
+        return StopDecision(True, group, "master pass")  # C16.FR.01/02: any transaction
     owner_group = owner.parent if owner else None
     if owner_group is None or stopper.parent != owner_group:
         return StopDecision(False, group, "not of the session's group")
@@ -159,7 +178,116 @@ class DriverUseCases(ChargingCore):
 
         return await self.repo.read(work)
 
+    async def cost_push_stations(self, connected: dict[str, str]) -> set[str]:
+        """Of ``connected`` (station id -> OCPP version), the stations that may have a
+        cost to push at an interval (see :meth:`costs_to_push`), found in one read: those
+        marked for the running cost, and 2.0.1 stations when some tariff has a time
+        component. A fleet of unmarked 1.6 stations costs one read an interval, not one
+        per station."""
+
+        async def work(tx: Tx) -> set[str]:
+            marked = await tx.stations_with_option(RUNNING_COST_OPTION, "on")
+            timed = any(t.per_minute > 0 for t in await tx.list_tariffs())
+            return {sid for sid, version in connected.items()
+                    if sid in marked or (timed and version in TIME_COST_PUSH_VERSIONS)}
+
+        return await self.repo.read(work)
+
+    async def costs_to_push(self, station_id: str, version: str
+                            ) -> list[tuple[int, Decimal]]:
+        """(session id, cost so far) of the station's active sessions whose cost is pushed
+        at an interval: every one of a station marked for the running cost; on a 2.0.1
+        station also each session whose tariff has a time component (its cost grows
+        without a TransactionEvent to answer with it, I02.FR.01 / I03). A session held for
+        billing or without a tariff has no cost and is left out."""
+
+        async def work(tx: Tx) -> list[tuple[int, Decimal]]:
+            marked = await tx.get_station_option(station_id, RUNNING_COST_OPTION) == "on"
+            if not marked and version not in TIME_COST_PUSH_VERSIONS:
+                return []
+            out = []
+            for session in await tx.list_sessions(station_id, True, 100):
+                cost = await self._cost_of(tx, session)
+                if cost is None or not (marked or cost.tariff.per_minute > 0):
+                    continue
+                out.append((cost.session_id, cost.total))
+            return out
+
+        return await self.repo.read(work)
+
+    async def final_cost_args(self, station_id: str, transaction_id: str
+                              ) -> dict[str, Any] | None:
+        """The ``cost-updated`` arguments of the 1.6 FinalCost DataTransfer for a session
+        the station just ended, claimed so that it goes out once: None unless the station
+        is marked for the running cost, the session is completed and priced (the figure
+        settlement bills: its tariff, energy and whole seconds) and not held, and it was
+        not claimed before (a retried StopTransaction gets nothing again)."""
+        now = self.clock()
+
+        async def read(tx: Tx) -> RunningCost | None:
+            if await tx.get_station_option(station_id, RUNNING_COST_OPTION) != "on":
+                return None
+            session = await tx.find_session(station_id, transaction_id)
+            if session is None or session.status is not SessionStatus.COMPLETED:
+                return None
+            return await self._cost_of(tx, session)
+
+        # read first: most stops are of stations not marked, and need no write
+        cost = await self.repo.read(read)
+        if cost is None:
+            return None
+
+        async def claim(tx: Tx) -> bool:
+            return await tx.claim_final_cost(cost.session_id, station_id, str(cost.total),
+                                             cost.currency, now)
+
+        if not await self.repo.unit(claim):
+            return None
+        return {"transaction_id": cost.transaction_id, "total_cost": str(cost.total),
+                "currency": cost.currency, "final": True, "running_cost": True,
+                "text": personal_message(cost), "session": cost.session_id}
+
+    async def final_cost_answered(self, session_id: int, answer: dict[str, Any] | None
+                                  ) -> None:
+        """Keep the station's answer to FinalCost (``none``: offline, no answer or a
+        CALLERROR; it is not sent again)."""
+        word = "none" if answer is None else str(answer.get("status", "?"))[:40]
+
+        async def work(tx: Tx) -> None:
+            await tx.set_final_cost_answer(session_id, word)
+
+        await self.repo.unit(work)
+
     # -- groups and master passes ----------------------------------------------------
+    async def master_pass_group(self) -> str | None:
+        """The group whose tags are master passes on 2.0.1 stations (C16), if any."""
+
+        async def work(tx: Tx) -> str | None:
+            return await tx.get_central_option(MASTER_PASS_OPTION)
+
+        return await self.repo.read(work)
+
+    async def is_master_pass(self, tag: str) -> bool:
+        """Whether ``tag`` is of the master pass group: on a 2.0.1 station it may stop any
+        transaction and start none (C16)."""
+
+        async def work(tx: Tx) -> bool:
+            group = await tx.get_central_option(MASTER_PASS_OPTION)
+            record = await tx.get_tag(tag) if group is not None else None
+            return record is not None and record.parent == group
+
+        return await self.repo.read(work)
+
+    async def master_pass_answered(self, station_id: str, group: str,
+                                   answer: dict[str, Any] | None) -> None:
+        """Keep a station's answer to the MasterPassGroupId it was sent (SetVariables)."""
+        results = (answer or {}).get("setVariableResult") or [{}]
+        status = str(results[0].get("attributeStatus", "none")) if answer else "none"
+        if status != "Accepted":
+            log.warning("! %s: MasterPassGroupId %s not set: %s", station_id, group, status)
+        await self.station_event_now(station_id, "master_pass_group",
+                                     {"group": group, "status": status})
+
     async def tag_group(self, tag: str) -> str | None:
         """The group a known tag belongs to (answered with Authorize), else None."""
 
@@ -181,7 +309,9 @@ class DriverUseCases(ChargingCore):
                 return StopDecision(True, None, "no session"), None
             owner = await tx.get_tag(session.id_tag) if session.id_tag else None
             stopper = await tx.get_tag(tag)
-            return may_stop(owner, session.id_tag, stopper, tag), session.id
+            master = await tx.get_central_option(MASTER_PASS_OPTION) \
+                if session.ocpp_version in MASTER_PASS_VERSIONS else None
+            return may_stop(owner, session.id_tag, stopper, tag, master), session.id
 
         decision, session_id = await self.repo.read(work)
         if not decision.allowed:

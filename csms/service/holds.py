@@ -16,9 +16,12 @@ from csms.domain.model import BILLING_HOLD_FLAGS, SessionStatus
 from csms.service.billing import BillingState, billing_state, check_billing_transition
 from csms.service.ports import Tx
 
-__all__ = ["DECISIONS", "HoldError", "billing_state", "decide"]
+__all__ = ["DECISIONS", "NEVER_RELEASED", "HoldError", "billing_state", "decide"]
 
 DECISIONS = (BillingState.RELEASED.value, BillingState.REJECTED.value)
+# holds no operator may release: a master pass starts no transaction (2.0.1 C16), so a
+# transaction a station started with one anyway is billed to nobody, its holder included
+NEVER_RELEASED = frozenset({"master_pass_start"})
 
 
 class HoldError(ValueError):
@@ -40,6 +43,9 @@ async def decide(
     if state != BillingState.HELD:
         raise HoldError(f"session {session_id} is not held for a decision (it is {state})")
     check_billing_transition(state, decision)
+    if decision == "released" and NEVER_RELEASED.intersection(session.flags):
+        raise HoldError(f"session {session_id} was started with a master pass (2.0.1 C16):"
+                        " it is never billed; reject it")
     assert session.id is not None
     holds = sorted(BILLING_HOLD_FLAGS.intersection(session.flags))
     session.flag(decision)

@@ -22,13 +22,14 @@ def reservation_json(r: Reservation, now: datetime) -> dict[str, Any]:
 
 def firmware_json(f: FirmwareImage) -> dict[str, Any]:
     return {"id": f.id, "version": f.version, "file_name": f.file_name, "size": f.size,
-            "sha256": f.sha256, "signed": f.signature is not None,
+            "sha256": f.sha256, "md5": f.md5, "signed": f.signature is not None,
             "created_at": iso(f.created_at)}
 
 
 def transfer_json(t: Transfer, now: datetime, version: str | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {
-        "id": t.id, "kind": t.kind.value, "station_id": t.station_id, "status": t.status,
+        "id": t.id, "kind": t.kind.value, "station_id": t.station_id,
+        "status": t.state_at(now),
         "created_at": iso(t.created_at), "updated_at": iso(t.updated_at),
         "url_expires_at": iso(t.expires_at), "url_open": t.open_at(now)}
     if version is not None:
@@ -36,6 +37,8 @@ def transfer_json(t: Transfer, now: datetime, version: str | None = None) -> dic
     if t.log_type is not None:
         out.update({"log_type": t.log_type, "file_name": t.file_name, "size": t.size,
                     "uploaded_at": iso(t.uploaded_at)})
+    if t.locations is not None:
+        out["locations"] = json.loads(t.locations)  # where a local controller published it
     if t.detail:
         out["request"] = json.loads(t.detail)
     return out

@@ -36,6 +36,7 @@ class BootDecision:
     status: str  # Accepted | Pending | Rejected
     interval: int
     current_time: datetime
+    firmware_changed: bool = False  # the station booted with another firmware than before
 
 
 @dataclass(slots=True)

@@ -35,6 +35,7 @@ from csms.domain.model import (
     ValueNote,
 )
 from csms.service.billing import BillingState, billing_state, check_billing_transition
+from csms.service.driver import MASTER_PASS_OPTION
 from csms.service.messages import StopInfo, TransactionEventIn
 from csms.service.ports import Tx
 from csms.service.reservations import reservation_for_start
@@ -343,6 +344,14 @@ class SessionUseCases(SignedDataChecks):
         await self.repo.unit(work)
 
     # 2.0.1 -------------------------------------------------------------------
+    async def _master_pass(self, tx: Tx, tag: str) -> bool:
+        """Whether ``tag`` is of the master pass group (2.0.1 C16 MasterPassGroupId)."""
+        group = await tx.get_central_option(MASTER_PASS_OPTION)
+        if group is None:
+            return False
+        record = await tx.get_tag(tag)
+        return record is not None and record.parent == group
+
     async def transaction_event(
         self, station_id: str, ev: TransactionEventIn
     ) -> AuthStatus | None:
@@ -354,6 +363,12 @@ class SessionUseCases(SignedDataChecks):
             auth = await self._authorize(tx, ev.id_tag) if ev.id_tag else None
             if auth is AuthStatus.ACCEPTED and not covered:
                 auth = AuthStatus.NO_CREDIT
+            # C16: a tag of the master pass group stops transactions; one that would start
+            # (own) a transaction is answered Invalid, the transaction stored and held
+            master = ev.id_tag is not None and not _stops(ev) \
+                and await self._master_pass(tx, ev.id_tag)
+            if master and ev.event_type == "Started":
+                auth = AuthStatus.INVALID
             now = self.clock()
             # A seqNo beyond 64 bits cannot be stored: the event is taken as new (the
             # session is held for it, see ev.notes).
@@ -400,7 +415,19 @@ class SessionUseCases(SignedDataChecks):
                 session.flag("offline_events")
             if session.evse_id is None and ev.evse_id is not None:
                 session.evse_id, session.connector_id = ev.evse_id, ev.connector_id
-            if ev.id_tag and session.id_tag is None:
+            if master and session.id_tag in (None, ev.id_tag):
+                auth = AuthStatus.INVALID
+            if master and session.id_tag is None:
+                session.id_tag = ev.id_tag
+                session.auth_status = auth.value if auth else None
+                session.flag("master_pass_start")
+                log.warning("! %s: master pass %s started transaction %s", station_id,
+                            ev.id_tag, ev.transaction_id)
+                await tx.add_station_event(station_id, "security", {
+                    "type": "MasterPassStart", "session_id": session.id,
+                    "transaction_id": ev.transaction_id, "tag": ev.id_tag}, now)
+            elif ev.id_tag and session.id_tag is None and not (
+                    _stops(ev) and await self._master_pass(tx, ev.id_tag)):
                 session.id_tag = ev.id_tag
                 reservation, refused = await reservation_for_start(
                     tx, now, station_id, session.evse_id or ev.evse_id, ev.id_tag,
@@ -442,3 +469,10 @@ class SessionUseCases(SignedDataChecks):
             return auth
 
         return await self.repo.unit(work)
+
+
+def _stops(ev: TransactionEventIn) -> bool:
+    """Whether the event's idToken is the one ending the transaction (E07: presented to
+    stop; C16.FR.08: stoppedReason MasterPass), not one authorizing it."""
+    return ev.event_type == "Ended" or ev.trigger_reason == "StopAuthorized" \
+        or ev.stopped_reason == "MasterPass"

@@ -40,6 +40,8 @@ class StationUseCases(ChargingCore):
             station = await tx.get_station(station_id)
             if station is None:
                 raise UnknownStation(station_id)
+            changed = station.firmware_version is not None and \
+                station.firmware_version != info.firmware_version
             station.ocpp_version = version
             station.vendor = info.vendor
             station.model = info.model
@@ -61,7 +63,7 @@ class StationUseCases(ChargingCore):
             else:
                 status, interval = "Rejected", self.boot_retry_interval
             await self._event(tx, station_id, "boot", {"status": status})
-            return BootDecision(status, interval, now)
+            return BootDecision(status, interval, now, changed)
 
         return await self.repo.unit(work)
 

@@ -9,6 +9,17 @@ URL. The station's answer and its status notifications are the transfer's ``stat
 a notification for a request the station never got is stored as an event and changes
 nothing (``unmatched``). 1.6 FirmwareStatusNotification and DiagnosticsStatusNotification
 carry no requestId: they are about the station's latest request of that kind.
+
+2.0.1 L03 PublishFirmware asks a local controller to download an image (from the same
+per-request URL) and publish it on URLs of its own for the stations behind it; its
+PublishFirmwareStatusNotification is tracked like a firmware update's, the URLs kept
+when it reports Published. L04 UnpublishFirmware is recorded with its answer.
+
+A request for a station that is not connected is queued (:meth:`TransferUseCases.
+new_firmware_update` and the others with ``queued=True``): no token exists until a node
+claims it (:meth:`~TransferUseCases.claim_queued`, one conditional update, so one node
+wins) after the station's next accepted BootNotification and makes its URL
+(:meth:`~TransferUseCases.reissue`).
 """
 
 from __future__ import annotations
@@ -19,7 +30,7 @@ import secrets
 from datetime import datetime, timedelta
 from typing import Any
 
-from csms.domain.maintenance import FirmwareImage, Transfer, TransferKind
+from csms.domain.maintenance import FirmwareImage, Transfer, TransferKind, TransferState
 from csms.service import defaults
 from csms.service.ports import Tx
 from csms.service.stations import StationUseCases
@@ -29,6 +40,10 @@ __all__ = ["TransferError", "TransferUseCases", "token_hash"]
 # Status words that say nothing about a request: the station is not busy (1.6 Idle,
 # sent when triggered).
 _IDLE = frozenset({"Idle"})
+# at most this many published locations of one request are kept
+MAX_LOCATIONS = 20
+_QUEUED = TransferState.QUEUED.value
+_DOWNLOADS = frozenset({TransferKind.FIRMWARE, TransferKind.PUBLISH})
 
 
 class TransferError(ValueError):
@@ -45,9 +60,14 @@ class TransferUseCases(StationUseCases):
 
     transfer_hours: float = defaults.TRANSFER_HOURS
 
-    async def _new_transfer(self, transfer: Transfer) -> str:
+    async def _new_transfer(self, transfer: Transfer, queued: bool = False) -> str:
+        """Record a request: the token of its URL ('' when queued: a queued request has
+        no URL until it is sent; its token hash is of a token nobody was given)."""
         token = secrets.token_urlsafe(32)
         transfer.token_hash = token_hash(token)
+        if queued:
+            transfer.status = _QUEUED
+            token = ""
 
         async def work(tx: Tx) -> None:
             if await tx.get_station(transfer.station_id) is None:
@@ -57,14 +77,8 @@ class TransferUseCases(StationUseCases):
         await self.repo.unit(work)
         return token
 
-    async def new_firmware_update(self, station_id: str, version: str, until: datetime,
-                                  detail: dict[str, Any]) -> tuple[Transfer, FirmwareImage,
-                                                                   str]:
-        """A firmware update about to be sent: (transfer, image, token). The download URL
-        works until ``until`` (the end of the update's window)."""
-        now = self.clock()
-        if until <= now:
-            raise TransferError("the update window ends in the past")
+    async def find_firmware(self, version: str) -> FirmwareImage:
+        """The image of ``version``, or TransferError."""
 
         async def find(tx: Tx) -> FirmwareImage | None:
             return await tx.get_firmware(version)
@@ -72,15 +86,39 @@ class TransferUseCases(StationUseCases):
         image = await self.repo.read(find)
         if image is None:
             raise TransferError(f"no firmware {version!r} (csms firmware list)")
+        return image
+
+    async def remember_md5(self, image: FirmwareImage, md5: str) -> None:
+        """Keep an image's MD5 (images added before it was recorded get it on first use)."""
+        assert image.id is not None
+        image_id = image.id
+
+        async def work(tx: Tx) -> None:
+            await tx.set_firmware_md5(image_id, md5)
+
+        await self.repo.unit(work)
+        image.md5 = md5
+
+    async def new_firmware_update(self, station_id: str, version: str, until: datetime,
+                                  detail: dict[str, Any], *, queued: bool = False
+                                  ) -> tuple[Transfer, FirmwareImage, str]:
+        """A firmware update about to be sent (or queued): (transfer, image, token). The
+        download URL works until ``until`` (the end of the update's window)."""
+        now = self.clock()
+        if until <= now:
+            raise TransferError("the update window ends in the past")
+        image = await self.find_firmware(version)
         transfer = Transfer(TransferKind.FIRMWARE, station_id, "", until, now,
                             firmware_id=image.id, updated_at=now,
                             detail=json.dumps(detail, default=str))
-        token = await self._new_transfer(transfer)
+        token = await self._new_transfer(transfer, queued)
         return transfer, image, token
 
     async def new_log_request(self, station_id: str, log_type: str,
-                              detail: dict[str, Any]) -> tuple[Transfer, str]:
-        """A log request about to be sent: (transfer, token for its upload URL)."""
+                              detail: dict[str, Any], *, queued: bool = False
+                              ) -> tuple[Transfer, str]:
+        """A log request about to be sent (or queued): (transfer, token for its upload
+        URL)."""
         if log_type not in ("Diagnostics", "SecurityLog"):
             raise TransferError("the log type is Diagnostics or SecurityLog")
         now = self.clock()
@@ -88,8 +126,138 @@ class TransferUseCases(StationUseCases):
                             now + timedelta(hours=self.transfer_hours), now,
                             log_type=log_type, updated_at=now,
                             detail=json.dumps(detail, default=str))
-        token = await self._new_transfer(transfer)
+        token = await self._new_transfer(transfer, queued)
         return transfer, token
+
+    async def _check_station(self, station_id: str) -> None:
+        async def work(tx: Tx) -> bool:
+            return await tx.get_station(station_id) is not None
+
+        if not await self.repo.read(work):
+            raise TransferError(f"no station {station_id}")
+
+    async def new_publish(self, station_id: str, image: FirmwareImage,
+                          detail: dict[str, Any], *, queued: bool = False
+                          ) -> tuple[Transfer, str]:
+        """A PublishFirmware about to be sent (or queued): (transfer, token of the URL the
+        local controller downloads the image from)."""
+        await self._check_station(station_id)
+        now = self.clock()
+        transfer = Transfer(TransferKind.PUBLISH, station_id, "",
+                            now + timedelta(hours=self.transfer_hours), now,
+                            firmware_id=image.id, updated_at=now,
+                            detail=json.dumps(detail, default=str))
+        token = await self._new_transfer(transfer, queued)
+        return transfer, token
+
+    async def new_unpublish(self, station_id: str, image: FirmwareImage,
+                            detail: dict[str, Any]) -> Transfer:
+        """An UnpublishFirmware about to be sent (it moves no file: its URL is nobody's)."""
+        await self._check_station(station_id)
+        now = self.clock()
+        transfer = Transfer(TransferKind.UNPUBLISH, station_id, "", now, now,
+                            firmware_id=image.id, updated_at=now,
+                            detail=json.dumps(detail, default=str))
+        await self._new_transfer(transfer)
+        return transfer
+
+    async def unpublish_answered(self, transfer_id: int, word: str) -> None:
+        """The answer to UnpublishFirmware; Unpublished: the station's publications of
+        that image are no more."""
+        now = self.clock()
+
+        async def work(tx: Tx) -> None:
+            await tx.update_transfer_status(transfer_id, word, now)
+            t = await tx.get_transfer(transfer_id)
+            if word != "Unpublished" or t is None:
+                return
+            for p in await tx.list_transfers(TransferKind.PUBLISH, t.station_id, 10_000):
+                if p.firmware_id == t.firmware_id and p.status == "Published" \
+                        and p.id is not None:
+                    await tx.update_transfer_status(p.id, "Unpublished", now)
+
+        await self.repo.unit(work)
+
+    # -- requests kept for stations that are offline -------------------------------------
+    async def claim_queued(self, station_id: str) -> Transfer | None:
+        """The station's oldest queued request, now ``sending`` and this caller's (no
+        other node or task gets it); queued requests whose window ended on the way are
+        marked expired. None: nothing (more) to send."""
+        now = self.clock()
+
+        async def waiting(tx: Tx) -> bool:
+            return bool(await tx.queued_transfers(station_id, 1))
+
+        if not await self.repo.read(waiting):
+            return None  # the usual case at a boot: a read, no write transaction
+
+        async def work(tx: Tx) -> Transfer | None:
+            for t in await tx.queued_transfers(station_id, 20):
+                assert t.id is not None
+                if t.expires_at <= now:
+                    if await tx.move_transfer(t.id, _QUEUED, TransferState.EXPIRED, now):
+                        await tx.add_station_event(station_id, "transfer_expired", {
+                            "requestId": t.id, "kind": t.kind.value}, now)
+                    continue
+                if await tx.move_transfer(t.id, _QUEUED, TransferState.SENDING, now):
+                    t.status = TransferState.SENDING.value
+                    return t
+            return None
+
+        return await self.repo.unit(work)
+
+    async def reissue(self, transfer: Transfer) -> str:
+        """A claimed request's URL token, made now (log and publish URLs work for
+        ``transfer_hours`` from now; a firmware update's until its window ends)."""
+        assert transfer.id is not None
+        transfer_id = transfer.id
+        now = self.clock()
+        token = secrets.token_urlsafe(32)
+        if transfer.kind is not TransferKind.FIRMWARE:
+            transfer.expires_at = now + timedelta(hours=self.transfer_hours)
+        transfer.token_hash = token_hash(token)
+
+        async def work(tx: Tx) -> None:
+            await tx.reissue_transfer(transfer_id, transfer.token_hash, transfer.expires_at,
+                                      now)
+
+        await self.repo.unit(work)
+        return token
+
+    async def cancel_queued(self, transfer_id: int, kinds: tuple[TransferKind, ...]
+                            ) -> Transfer:
+        """The operator cancels a queued request (only while it is queued)."""
+        now = self.clock()
+
+        async def work(tx: Tx) -> Transfer:
+            t = await tx.get_transfer(transfer_id) if 0 < transfer_id < 2**63 else None
+            if t is None or t.kind not in kinds:
+                raise TransferError(f"no request {transfer_id}")
+            if t.status != _QUEUED or t.expires_at <= now:
+                raise TransferError(f"request {transfer_id} is {t.state_at(now)}, not queued:"
+                                    " only a queued request can be cancelled")
+            if not await tx.move_transfer(transfer_id, _QUEUED, TransferState.CANCELLED, now):
+                raise TransferError(f"request {transfer_id} is being sent")
+            t.status, t.updated_at = TransferState.CANCELLED.value, now
+            return t
+
+        return await self.repo.unit(work)
+
+    async def expire_queued(self) -> int:
+        """Mark every queued request whose window ended expired: how many."""
+        now = self.clock()
+
+        async def work(tx: Tx) -> int:
+            n = 0
+            for t in await tx.queued_transfers(None, 10_000):
+                if t.id is not None and t.expires_at <= now and await tx.move_transfer(
+                        t.id, _QUEUED, TransferState.EXPIRED, now):
+                    await tx.add_station_event(t.station_id, "transfer_expired", {
+                        "requestId": t.id, "kind": t.kind.value}, now)
+                    n += 1
+            return n
+
+        return await self.repo.unit(work)
 
     async def transfer_answered(self, transfer_id: int, word: str) -> None:
         """The station's answer to the request (or Offline / Timeout / a CALLERROR code)."""
@@ -115,14 +283,23 @@ class TransferUseCases(StationUseCases):
             else:
                 transfer = await tx.get_transfer(request_id) \
                     if 0 < request_id < 2**63 else None
+            # only a request this station received: not another station's, not one
+            # still queued (or cancelled, expired, never sent)
             mine = transfer is not None and transfer.station_id == station_id \
-                and transfer.kind is kind
+                and transfer.kind is kind and transfer.sent
             await self._metered_event(
                 tx, station_id, event, payload if mine else {**payload, "unmatched": True},
                 now)
             if mine and transfer is not None and transfer.id is not None \
                     and status not in _IDLE:
                 await tx.update_transfer_status(transfer.id, status, now)
+                locations = payload.get("location")
+                if kind is TransferKind.PUBLISH and status == "Published" \
+                        and isinstance(locations, list):
+                    # 2.0.1 L03: the URLs the local controller serves the image on
+                    await tx.set_transfer_locations(
+                        transfer.id, json.dumps([str(u) for u in locations[:MAX_LOCATIONS]]),
+                        now)
 
         await self.repo.unit(work)
 
@@ -133,7 +310,8 @@ class TransferUseCases(StationUseCases):
 
         async def work(tx: Tx) -> tuple[Transfer, FirmwareImage] | None:
             transfer = await tx.transfer_by_token(token_hash(token))
-            if transfer is None or transfer.kind is not TransferKind.FIRMWARE \
+            # a firmware update's image, or the one a local controller publishes (L03)
+            if transfer is None or transfer.kind not in _DOWNLOADS \
                     or not transfer.open_at(now) or transfer.firmware_id is None:
                 return None
             image = await tx.firmware_by_id(transfer.firmware_id)

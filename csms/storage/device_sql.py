@@ -17,7 +17,7 @@ __all__ = ["VARIABLE_COLUMNS", "DeviceSql"]
 VARIABLE_COLUMNS = (
     "var_key", "component", "component_instance", "evse_id", "connector_id", "variable",
     "variable_instance", "attribute_type", "value", "mutability", "data_type", "unit",
-    "min_limit", "max_limit", "values_list", "supports_monitoring",
+    "min_limit", "max_limit", "values_list", "supports_monitoring", "unknown",
 )
 MONITOR_COLUMNS = ("monitor_id", "component", "variable", "var_key", "type", "value",
                    "severity", "in_transaction")
@@ -47,11 +47,13 @@ class DeviceSql(ABC):
 
     # -- certificates --------------------------------------------------------------------
     async def add_issued_certificate(self, serial: str, station_id: str, not_before: datetime,
-                                     not_after: datetime, pem: str, at: datetime) -> None:
+                                     not_after: datetime, pem: str, at: datetime,
+                                     certificate_type: str | None = None) -> None:
         await self.execute(
             "INSERT INTO issued_certificates (serial, station_id, not_before, not_after, pem,"
-            " issued_at) VALUES (?, ?, ?, ?, ?, ?)",
-            serial, station_id, _iso(not_before), _iso(not_after), pem, _iso(at))
+            " issued_at, certificate_type) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            serial, station_id, _iso(not_before), _iso(not_after), pem, _iso(at),
+            certificate_type)
 
     async def set_certificate_status(self, serial: str, status: str) -> None:
         await self.execute("UPDATE issued_certificates SET status = ? WHERE serial = ?",
@@ -77,10 +79,11 @@ class DeviceSql(ABC):
         it expires before ``before`` and no renewal was asked for since."""
         rows = await self.fetchall(
             "SELECT c.* FROM issued_certificates c WHERE c.status <> 'Rejected'"
+            " AND c.certificate_type IS NULL"
             " AND c.renewal_requested_at IS NULL AND c.not_after < ?"
             " AND NOT EXISTS (SELECT 1 FROM issued_certificates n"
             " WHERE n.station_id = c.station_id AND n.status <> 'Rejected'"
-            " AND n.not_after > c.not_after)"
+            " AND n.certificate_type IS NULL AND n.not_after > c.not_after)"
             " ORDER BY c.not_after", _iso(before))
         return [_cert(r) for r in rows]
 
@@ -143,6 +146,13 @@ class DeviceSql(ABC):
         return await self.fetchall(
             "SELECT * FROM device_variables WHERE station_id = ? AND component = ?"
             " ORDER BY var_key", station_id, component)
+
+    async def delete_device_variables(self, station_id: str, component: str) -> int:
+        """Forget a component of the station's model (a 1.6 station's full configuration
+        replaces the one stored before)."""
+        return await self.execute(
+            "DELETE FROM device_variables WHERE station_id = ? AND component = ?",
+            station_id, component)
 
     async def count_device_variables(self, station_id: str) -> int:
         row = await self.fetchone(

@@ -47,7 +47,8 @@ def _firmware(row: dict[str, Any]) -> FirmwareImage:
     return FirmwareImage(
         version=row["version"], file_name=row["file_name"], size=int(row["size"]),
         sha256=row["sha256"], created_at=datetime.fromisoformat(row["created_at"]),
-        signature=row["signature"], signing_cert=row["signing_cert"], id=int(row["id"]))
+        signature=row["signature"], signing_cert=row["signing_cert"], id=int(row["id"]),
+        md5=row.get("md5"))
 
 
 def _transfer(row: dict[str, Any]) -> Transfer:
@@ -57,7 +58,8 @@ def _transfer(row: dict[str, Any]) -> Transfer:
         created_at=datetime.fromisoformat(row["created_at"]), status=row["status"],
         firmware_id=row["firmware_id"], log_type=row["log_type"], file_name=row["file_name"],
         size=row["size"], uploaded_at=_time(row["uploaded_at"]),
-        updated_at=_time(row["updated_at"]), detail=row["detail"], id=int(row["id"]))
+        updated_at=_time(row["updated_at"]), detail=row["detail"], id=int(row["id"]),
+        locations=row.get("locations"), queued_args=row.get("queued_args"))
 
 
 class MaintenanceSql(ABC):
@@ -115,9 +117,9 @@ class MaintenanceSql(ABC):
     async def add_firmware(self, image: FirmwareImage) -> int:
         image.id = await self.insert_id(
             "INSERT INTO firmware_images (version, file_name, size, sha256, signature,"
-            " signing_cert, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            " signing_cert, created_at, md5) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             image.version, image.file_name, image.size, image.sha256, image.signature,
-            image.signing_cert, _iso(image.created_at))
+            image.signing_cert, _iso(image.created_at), image.md5)
         return image.id
 
     async def get_firmware(self, version: str) -> FirmwareImage | None:
@@ -132,15 +134,21 @@ class MaintenanceSql(ABC):
         return [_firmware(r) for r in await self.fetchall(
             "SELECT * FROM firmware_images ORDER BY id")]
 
+    async def set_firmware_md5(self, firmware_id: int, md5: str) -> None:
+        await self.execute("UPDATE firmware_images SET md5 = ? WHERE id = ?", md5,
+                           firmware_id)
+
     # -- transfers ---------------------------------------------------------------------------
     async def insert_transfer(self, t: Transfer) -> int:
         t.id = await self.insert_id(
             "INSERT INTO transfers (kind, station_id, token_hash, status, firmware_id,"
             " log_type, file_name, size, uploaded_at, detail, expires_at, created_at,"
-            " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            " updated_at, locations, queued_args)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             t.kind.value, t.station_id, t.token_hash, t.status, t.firmware_id, t.log_type,
             t.file_name, t.size, _iso(t.uploaded_at), t.detail, _iso(t.expires_at),
-            _iso(t.created_at), _iso(t.updated_at or t.created_at))
+            _iso(t.created_at), _iso(t.updated_at or t.created_at), t.locations,
+            t.queued_args)
         return t.id
 
     async def get_transfer(self, transfer_id: int) -> Transfer | None:
@@ -155,6 +163,39 @@ class MaintenanceSql(ABC):
                                      at: datetime) -> None:
         await self.execute("UPDATE transfers SET status = ?, updated_at = ? WHERE id = ?",
                            status, _iso(at), transfer_id)
+
+    async def set_transfer_locations(self, transfer_id: int, locations: str,
+                                     at: datetime) -> None:
+        await self.execute("UPDATE transfers SET locations = ?, updated_at = ? WHERE id = ?",
+                           locations, _iso(at), transfer_id)
+
+    async def move_transfer(self, transfer_id: int, before: str, after: str,
+                            at: datetime) -> bool:
+        """Change a transfer's status from ``before`` to ``after`` only if it is still
+        ``before`` (one writer wins, whichever node it runs on): True when this one did."""
+        changed = await self.execute(
+            "UPDATE transfers SET status = ?, updated_at = ? WHERE id = ? AND status = ?",
+            after, _iso(at), transfer_id, before)
+        return changed == 1
+
+    async def reissue_transfer(self, transfer_id: int, token_hash: str,
+                               expires_at: datetime, at: datetime) -> None:
+        """A queued request about to be sent: its URL's token (and lifetime) are made now."""
+        await self.execute(
+            "UPDATE transfers SET token_hash = ?, expires_at = ?, updated_at = ? WHERE id = ?",
+            token_hash, _iso(expires_at), _iso(at), transfer_id)
+
+    async def queued_transfers(self, station_id: str | None = None,
+                               limit: int = 100) -> list[Transfer]:
+        """Requests waiting for their station (all stations: None), oldest first."""
+        if station_id is None:
+            rows = await self.fetchall(
+                "SELECT * FROM transfers WHERE status = 'queued' ORDER BY id LIMIT ?", limit)
+        else:
+            rows = await self.fetchall(
+                "SELECT * FROM transfers WHERE status = 'queued' AND station_id = ?"
+                " ORDER BY id LIMIT ?", station_id, limit)
+        return [_transfer(r) for r in rows]
 
     async def finish_upload(self, transfer_id: int, file_name: str, size: int,
                             at: datetime) -> bool:
@@ -179,12 +220,14 @@ class MaintenanceSql(ABC):
 
     async def latest_transfer(self, station_id: str, kind: TransferKind,
                               log_type: str | None = None) -> Transfer | None:
+        # the latest the station received: not one still queued, cancelled or expired
+        sent = " AND status NOT IN ('queued', 'cancelled', 'expired', 'Invalid')"
         if log_type is None:
             row = await self.fetchone(
-                "SELECT * FROM transfers WHERE station_id = ? AND kind = ?"
+                "SELECT * FROM transfers WHERE station_id = ? AND kind = ?" + sent +
                 " ORDER BY id DESC LIMIT 1", station_id, kind.value)
         else:
             row = await self.fetchone(
                 "SELECT * FROM transfers WHERE station_id = ? AND kind = ? AND log_type = ?"
-                " ORDER BY id DESC LIMIT 1", station_id, kind.value, log_type)
+                + sent + " ORDER BY id DESC LIMIT 1", station_id, kind.value, log_type)
         return None if row is None else _transfer(row)

@@ -356,6 +356,11 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
             station_id, name)
         return None if row is None else str(row["value"])
 
+    async def stations_with_option(self, name: str, value: str) -> set[str]:
+        rows = await self.fetchall(
+            "SELECT station_id FROM station_options WHERE name = ? AND value = ?", name, value)
+        return {str(r["station_id"]) for r in rows}
+
     async def set_station_option(self, station_id: str, name: str, value: str | None) -> None:
         if value is None:
             await self.execute(
@@ -366,6 +371,33 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
             "INSERT INTO station_options (station_id, name, value) VALUES (?, ?, ?)"
             " ON CONFLICT (station_id, name) DO UPDATE SET value = excluded.value",
             station_id, name, value)
+
+    async def get_central_option(self, name: str) -> str | None:
+        row = await self.fetchone("SELECT value FROM central_options WHERE name = ?", name)
+        return None if row is None else str(row["value"])
+
+    async def set_central_option(self, name: str, value: str | None) -> None:
+        if value is None:
+            await self.execute("DELETE FROM central_options WHERE name = ?", name)
+            return
+        await self.execute(
+            "INSERT INTO central_options (name, value) VALUES (?, ?)"
+            " ON CONFLICT (name) DO UPDATE SET value = excluded.value", name, value)
+
+    async def claim_final_cost(self, session_id: int, station_id: str, cost: str,
+                               currency: str, at: datetime) -> bool:
+        return await self.execute(
+            "INSERT INTO final_costs (session_id, station_id, cost, currency, claimed_at)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (session_id) DO NOTHING",
+            session_id, station_id, cost, currency, dt_to_db(at)) == 1
+
+    async def set_final_cost_answer(self, session_id: int, answer: str) -> None:
+        await self.execute("UPDATE final_costs SET answer = ? WHERE session_id = ?",
+                           answer, session_id)
+
+    async def get_final_cost(self, session_id: int) -> dict[str, Any] | None:
+        return await self.fetchone("SELECT * FROM final_costs WHERE session_id = ?",
+                                   session_id)
 
     # -- sessions ------------------------------------------------------------
     async def get_session(self, session_id: int) -> Session | None:

@@ -35,6 +35,10 @@ class CommandError(ValueError):
     """The command's arguments do not make sense for this station."""
 
 
+class WrongVersion(CommandError):
+    """The command does not exist in the station's OCPP version, whatever its arguments."""
+
+
 @dataclass(frozen=True, slots=True)
 class BuiltCall:
     action: str
@@ -102,7 +106,7 @@ def str_arg(args: dict[str, Any], key: str) -> str:
 
 def wrong_version(name: str, for_version: str, station_version: str, other: str) -> CommandError:
     """The error for a command that exists in the other OCPP version only."""
-    return CommandError(
+    return WrongVersion(
         f"{name} is for OCPP {for_version} stations; this one speaks {station_version}"
         f" (use {other})"
     )

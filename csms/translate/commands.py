@@ -14,7 +14,7 @@ from typing import Any, cast
 
 from csms.protocol import OcppError, OcppVersion, Validator
 from csms.translate import commands_v16, commands_v201, more_commands_v16, more_commands_v201
-from csms.translate.command_args import BuiltCall, CommandBuilders, CommandError
+from csms.translate.command_args import BuiltCall, CommandBuilders, CommandError, WrongVersion
 
 __all__ = [
     "COMMANDS",
@@ -28,9 +28,11 @@ __all__ = [
     "is_secret_name",
     "new_password",
     "password_accepted",
+    "plug_and_charge",
     "redacted_args",
     "redacted_response",
     "result_status",
+    "version_refusal",
 ]
 
 # Operator command -> the function that builds its CALL, by the same name in
@@ -79,6 +81,9 @@ COMMANDS: dict[str, str] = {
     "get-display-messages": "get_display_messages",
     "clear-display-message": "clear_display_message",
     "cost-updated": "cost_updated",
+    # firmware publishing by a local controller (2.0.1 L03/L04)
+    "publish-firmware": "publish_firmware",
+    "unpublish-firmware": "unpublish_firmware",
 }
 # The one place that picks the builders of a version.
 _BUILDERS: dict[OcppVersion, CommandBuilders] = {
@@ -91,7 +96,8 @@ _MORE_BUILDERS: dict[OcppVersion, object] = {
 # Commands whose arguments must never reach a log or the audit trail.
 # A firmware or log URL holds its request's token: as good as a key to it.
 SECRET_ARGS = {"set-password": ("password",), "update-firmware": ("location",),
-               "get-log": ("location",), "set-network-profile": ("apn_password",)}
+               "get-log": ("location",), "publish-firmware": ("location",),
+               "set-network-profile": ("apn_password",)}
 REDACTED = "<redacted>"
 
 # Configuration keys (1.6) and variables (2.0.1) that hold a credential: the 1.6
@@ -186,6 +192,18 @@ def builder_for(version: OcppVersion, command: str) -> Callable[[dict[str, Any]]
                 or getattr(_MORE_BUILDERS[version], name))
 
 
+def version_refusal(version: OcppVersion, command: str) -> str | None:
+    """Why ``command`` cannot be sent to a station of ``version`` at all (it exists in the
+    other version only), or None: checked before a request is queued for the station."""
+    try:
+        builder_for(version, command)({})
+    except WrongVersion as exc:
+        return str(exc)
+    except (CommandError, KeyError, TypeError, ValueError):
+        return None  # the arguments are missing: the command itself exists
+    return None
+
+
 def build_call(version: OcppVersion, command: str, args: dict[str, Any]) -> BuiltCall:
     call = builder_for(version, command)(args)
     try:
@@ -212,3 +230,12 @@ def result_status(action: str, response: dict[str, Any]) -> str:
     return "Accepted"
 
 
+
+
+def plug_and_charge(version: OcppVersion, command: str, args: dict[str, Any]) -> str:
+    """Whether ``command`` goes as a Plug & Charge DataTransfer: "no", "yes", "needed" or
+    "announced" (see :func:`csms.translate.commands_v16.plug_and_charge`)."""
+    # not in the builders' __all__ (that lists commands only): looked up by name
+    decide = cast(Callable[[str, dict[str, Any]], str],
+                  getattr(_BUILDERS[version], "plug_and_charge"))  # noqa: B009
+    return decide(command, args)

@@ -261,3 +261,31 @@ def get_log(a: dict[str, Any]) -> BuiltCall:
         return BuiltCall("GetDiagnostics", p)
     return BuiltCall("GetLog", {"logType": "SecurityLog", "requestId": int_arg(a, "request_id"),
                                 "log": log_parameters(a), **retry_fields(a)})
+
+
+# -- ISO 15118 Plug & Charge over DataTransfer (OCA application note; csms.translate.pnc16) --
+# operator commands that have a Plug & Charge form for a 1.6 station
+PNC_COMMANDS = ("install-certificate", "get-installed-certificates", "delete-certificate",
+                "trigger")
+# certificate types only the application note carries to a 1.6 station
+_PNC_TYPES = ("V2GRootCertificate", "MORootCertificate", "V2GCertificateChain")
+# the operator may name the trigger with the note's word or 2.0.1's
+V2G_TRIGGER = ("V2GCertificate", "SignV2GCertificate")
+
+
+def plug_and_charge(command: str, a: dict[str, Any]) -> str:
+    """How ``command`` reaches a 1.6 station: "no" (as 1.6 and its security extension
+    say it), "yes" (the operator asked: ``pnc`` true), "needed" (only the Plug & Charge
+    DataTransfer can say it: V2G and MO roots, the V2G CSR trigger), or "announced" (a
+    DeleteCertificate: wrapped when the station takes Plug & Charge)."""
+    if command not in PNC_COMMANDS or a.get("pnc") is False:
+        return "no"
+    if a.get("pnc") is True:
+        return "yes"
+    if command == "trigger":
+        return "needed" if str(a.get("message")) in V2G_TRIGGER else "no"
+    if command == "install-certificate":
+        return "needed" if str(a.get("type")) in _PNC_TYPES else "no"
+    if command == "get-installed-certificates":
+        return "needed" if any(str(t) in _PNC_TYPES for t in a.get("types") or []) else "no"
+    return "announced"

@@ -312,3 +312,11 @@ def get_log(a: dict[str, Any]) -> BuiltCall:
         raise CommandError("the log type is Diagnostics or SecurityLog")
     return BuiltCall("GetLog", {"logType": word, "requestId": int_arg(a, "request_id"),
                                 "log": log_parameters(a), **retry_fields(a)})
+
+
+def plug_and_charge(command: str, a: dict[str, Any]) -> str:
+    """2.0.1 has the ISO 15118 messages themselves: never wrapped in DataTransfer."""
+    if a.get("pnc") is True:
+        raise CommandError("Plug & Charge over DataTransfer is for 1.6 stations; a 2.0.1"
+                           " station takes these messages as they are")
+    return "no"

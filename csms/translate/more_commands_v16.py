@@ -6,18 +6,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from csms.translate.command_args import BuiltCall, CommandError, int_arg, profile_unit
+from csms.translate.command_args import (
+    BuiltCall,
+    CommandError,
+    WrongVersion,
+    int_arg,
+    profile_unit,
+)
 from csms.translate.more_args import RUNNING_COST_VENDOR, running_cost_data
 
 __all__ = [
     "clear_cache", "clear_display_message", "cost_updated", "customer_information",
     "get_charging_profiles", "get_composite_schedule", "get_display_messages",
-    "get_transaction_status", "set_display_message", "set_network_profile",
+    "get_transaction_status", "publish_firmware", "set_display_message",
+    "set_network_profile", "unpublish_firmware",
 ]
 
 
 def _only_201(what: str) -> CommandError:
-    return CommandError(f"{what} is OCPP 2.0.1 only; this station speaks 1.6")
+    return WrongVersion(f"{what} is OCPP 2.0.1 only; this station speaks 1.6")
 
 
 def clear_cache(a: dict[str, Any]) -> BuiltCall:
@@ -73,3 +80,11 @@ def cost_updated(a: dict[str, Any]) -> BuiltCall:
     return BuiltCall("DataTransfer", {
         "vendorId": RUNNING_COST_VENDOR, "messageId": "FinalCost" if final else "RunningCost",
         "data": running_cost_data(a, final)})
+
+
+def publish_firmware(a: dict[str, Any]) -> BuiltCall:
+    raise _only_201("publish-firmware (a local controller, 2.0.1 L03)")
+
+
+def unpublish_firmware(a: dict[str, Any]) -> BuiltCall:
+    raise _only_201("unpublish-firmware (a local controller, 2.0.1 L04)")

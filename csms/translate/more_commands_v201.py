@@ -11,6 +11,7 @@ from csms.translate.command_args import (
     CommandError,
     int_arg,
     profile_unit,
+    retry_fields,
     str_arg,
 )
 from csms.translate.more_args import amount, message_content, next_request_id
@@ -18,7 +19,8 @@ from csms.translate.more_args import amount, message_content, next_request_id
 __all__ = [
     "clear_cache", "clear_display_message", "cost_updated", "customer_information",
     "get_charging_profiles", "get_composite_schedule", "get_display_messages",
-    "get_transaction_status", "set_display_message", "set_network_profile",
+    "get_transaction_status", "publish_firmware", "set_display_message",
+    "set_network_profile", "unpublish_firmware",
 ]
 
 _PURPOSES = ("ChargingStationExternalConstraints", "ChargingStationMaxProfile",
@@ -143,3 +145,16 @@ def cost_updated(a: dict[str, Any]) -> BuiltCall:
     # 2.0.1 I04 / I02.FR.03: the running cost of a transaction, in the station's currency.
     return BuiltCall("CostUpdated", {"totalCost": float(amount(a)),
                                      "transactionId": str_arg(a, "transaction_id")})
+
+
+def publish_firmware(a: dict[str, Any]) -> BuiltCall:
+    # 2.0.1 L03: a local controller downloads the image and publishes it; the checksum
+    # is the image's MD5 in hex
+    return BuiltCall("PublishFirmware", {"location": str_arg(a, "location"),
+                                         "checksum": str_arg(a, "checksum"),
+                                         "requestId": int_arg(a, "request_id"),
+                                         **retry_fields(a)})
+
+
+def unpublish_firmware(a: dict[str, Any]) -> BuiltCall:
+    return BuiltCall("UnpublishFirmware", {"checksum": str_arg(a, "checksum")})  # 2.0.1 L04

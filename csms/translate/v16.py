@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from csms.domain.maintenance import TransferKind
 from csms.domain.model import AuthStatus, MeterSample
 from csms.service.charging import BootInfo, ChargingService, StopInfo
-from csms.translate import security
+from csms.translate import more_commands_v16, pnc16, security
+from csms.translate.commands import is_secret_name
 from csms.translate.common import (
     Handler,
     Notes,
-    data_transfer,
     notification,
     ocpp_time,
     parse_time,
 )
 from csms.translate.maintenance import transfer_notification
 
-__all__ = ["ROUTES", "samples_from_meter_values"]
+__all__ = ["ROUTES", "final_cost", "samples_from_meter_values"]
+
+log = logging.getLogger("csms.translate")
 
 
 def _id_tag_info(status: AuthStatus, expires: Any = None,
@@ -71,7 +74,27 @@ async def boot_notification(
         serial_number=p.get("chargePointSerialNumber") or p.get("chargeBoxSerialNumber"),
     )
     d = await svc.boot(station_id, "ocpp1.6", info)
+    if d.status == "Accepted" and svc.boot_get_configuration:
+        await read_configuration_after_boot(svc, station_id, d.firmware_changed)
     return {"status": d.status, "currentTime": ocpp_time(d.current_time), "interval": d.interval}
+
+
+async def read_configuration_after_boot(svc: ChargingService, station_id: str,
+                                        firmware_changed: bool) -> None:
+    """GetConfiguration of every key once the BootNotification is answered (1.6 §4.2:
+    the central system may send after an Accepted boot), when no configuration of the
+    station is stored or it booted with another firmware; the answer becomes its device
+    model (csms.service.device_model)."""
+    model = security.device_model(svc)
+    if svc.outbound is None or (not firmware_changed
+                                and await model.configuration_known(station_id)):
+        return
+
+    async def then(answer: dict[str, Any] | None) -> None:
+        if answer is not None:
+            await model.record_configuration(station_id, answer, None, is_secret_name)
+
+    svc.outbound.after_reply(station_id, "GetConfiguration", {}, then)
 
 
 async def heartbeat(svc: ChargingService, station_id: str, p: dict[str, Any]) -> dict[str, Any]:
@@ -131,11 +154,36 @@ async def stop_transaction(
     for s in stop.samples:
         s.context = s.context or "Transaction.End"
     status = await svc.stop_transaction(station_id, stop)
+    await final_cost(svc, station_id, str(stop.transaction_id))
     if status is None or stop.id_tag is None:
         return {}
     if not (await svc.check_stop(station_id, str(stop.transaction_id), stop.id_tag)).allowed:
         status = AuthStatus.INVALID  # §3.5.1: not the session's tag nor of its group
     return {"idTagInfo": _id_tag_info(status, None, await svc.tag_group(stop.id_tag))}
+
+
+async def final_cost(svc: ChargingService, station_id: str, transaction_id: str) -> None:
+    """The OCA California Pricing note's FinalCost DataTransfer (§3.1: the total of a
+    finished transaction), sent by itself once the StopTransaction is stored and answered,
+    to a station marked for the running-cost convention; once per session, never for a
+    held one (csms.service.driver final_cost_args). It never delays nor fails the stop's
+    acknowledgement."""
+    if svc.outbound is None:
+        return
+    try:
+        args = await svc.final_cost_args(station_id, transaction_id)
+    except Exception as exc:  # the acknowledgement never waits on a cost
+        log.warning("! %s: no final cost for %s: %s", station_id, transaction_id, exc)
+        return
+    if args is None:
+        return
+    built = more_commands_v16.cost_updated(args)
+    session_id = int(args["session"])
+
+    async def answered(answer: dict[str, Any] | None) -> None:
+        await svc.final_cost_answered(session_id, answer)
+
+    svc.outbound.after_reply(station_id, built.action, built.payload, answered)
 
 
 async def meter_values(svc: ChargingService, station_id: str, p: dict[str, Any]) -> dict[str, Any]:
@@ -165,7 +213,8 @@ ROUTES: dict[str, Handler] = {
     "StartTransaction": start_transaction,
     "StopTransaction": stop_transaction,
     "MeterValues": meter_values,
-    "DataTransfer": data_transfer,
+    # ISO 15118 Plug & Charge (the OCA application note) inside, else stored
+    "DataTransfer": pnc16.data_transfer,
     "SecurityEventNotification": notification("security"),
     # 1.6 §6.17 / §6.29 carry no requestId: about the station's latest request
     "DiagnosticsStatusNotification": transfer_notification(

@@ -9,7 +9,7 @@ from typing import Any
 from csms.domain.maintenance import TransferKind
 from csms.domain.model import AuthStatus, MeterSample
 from csms.service.charging import BootInfo, ChargingService, TransactionEventIn
-from csms.service.driver import personal_message
+from csms.service.driver import MASTER_PASS_VARIABLE, personal_message
 from csms.translate import security
 from csms.translate.common import (
     INT64_MAX,
@@ -95,7 +95,33 @@ async def boot_notification(
         reason=p.get("reason"),
     )
     d = await svc.boot(station_id, "ocpp2.0.1", info)
+    if d.status == "Accepted":
+        await set_master_pass_group(svc, station_id)
     return {"currentTime": ocpp_time(d.current_time), "interval": d.interval, "status": d.status}
+
+
+async def set_master_pass_group(svc: ChargingService, station_id: str) -> None:
+    """C16: the station knows master passes by its AuthCtrlr.MasterPassGroupId; the
+    central system sets it to the operator's master pass group once the station is
+    accepted (B01: not before), at every boot, so a station that was reset or replaced
+    gets it again. The answer is kept as a station event."""
+    if svc.outbound is None:
+        return
+    try:
+        group = await svc.master_pass_group()
+    except Exception as exc:  # the boot's answer never waits on it
+        log.warning("! %s: master pass group not read: %s", station_id, exc)
+        return
+    if group is None:
+        return
+    component, variable = MASTER_PASS_VARIABLE
+
+    async def answered(answer: dict[str, Any] | None) -> None:
+        await svc.master_pass_answered(station_id, group, answer)
+
+    svc.outbound.after_reply(station_id, "SetVariables", {"setVariableData": [{
+        "attributeValue": group[:1000], "component": {"name": component},
+        "variable": {"name": variable}}]}, answered)
 
 
 async def heartbeat(svc: ChargingService, station_id: str, p: dict[str, Any]) -> dict[str, Any]:
@@ -113,9 +139,18 @@ async def status_notification(
 
 
 async def authorize(svc: ChargingService, station_id: str, p: dict[str, Any]) -> dict[str, Any]:
+    """C01 Authorize; with a contract certificate (C07, ISO 15118 Plug & Charge) also its
+    status, and a contract whose certificate is not Accepted is not authorized."""
     tag = p["idToken"]["idToken"]
     status, expires = await svc.authorize(tag, station_id)
-    return {"idTokenInfo": _id_token_info(status, expires, await svc.tag_group(tag))}
+    certificate = await security.contract_certificate_status(svc, p)
+    if certificate not in (None, "Accepted") and status is AuthStatus.ACCEPTED:
+        status, expires = AuthStatus.INVALID, None
+    answer: dict[str, Any] = {
+        "idTokenInfo": _id_token_info(status, expires, await svc.tag_group(tag))}
+    if certificate is not None:
+        answer["certificateStatus"] = certificate
+    return answer
 
 
 async def transaction_event(
@@ -293,6 +328,9 @@ ROUTES: dict[str, Handler] = {
         TransferKind.FIRMWARE, "firmware_status", request_id=True),
     "LogStatusNotification": transfer_notification(
         TransferKind.LOG, "log_status", request_id=True),
+    # L03: a local controller's publication of a firmware image
+    "PublishFirmwareStatusNotification": transfer_notification(
+        TransferKind.PUBLISH, "publish_firmware_status", request_id=True),
     "ReservationStatusUpdate": reservation_status_update,
     # smart charging reports, display messages, customer information: stored and shown
     # (csms stations reports), within the station's notification quota
@@ -303,7 +341,6 @@ ROUTES: dict[str, Handler] = {
     "NotifyEVChargingSchedule": stored_status("ev_charging_schedule"),
     "NotifyDisplayMessages": notification("display_messages"),
     "NotifyCustomerInformation": notification("customer_information"),
-    "PublishFirmwareStatusNotification": notification("publish_firmware_status"),
     "SignCertificate": sign_certificate,
     "Get15118EVCertificate": get_15118_ev_certificate,
     "GetCertificateStatus": get_certificate_status,

@@ -1,10 +1,12 @@
 """The strict ocpp-rpc client (npm) against what the driver sees and the remaining
-messages: our CALLs (CostUpdated, display messages, ClearCache, GetCompositeSchedule...)
-must pass its schema checks, and its reports must pass ours."""
+messages: our CALLs (CostUpdated, display messages, ClearCache, GetCompositeSchedule,
+PublishFirmware / UnpublishFirmware to a local controller...) must pass its schema
+checks, and its reports must pass ours."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -40,8 +42,12 @@ COMMANDS: dict[str, list[tuple[str, dict[str, Any], str]]] = {
         ("customer-information", {"tag": "CAFE01"}, "CustomerInformation"),
         ("set-network-profile", {"url": "wss://csms.example.org/ocpp"}, "SetNetworkProfile"),
         ("get-charging-profiles", {}, "GetChargingProfiles"),
+        ("publish-firmware", {"version": "lc-1", "retries": 2, "retry_interval": 30},
+         "PublishFirmware"),
+        ("unpublish-firmware", {"version": "lc-1"}, "UnpublishFirmware"),
     ],
 }
+LC_IMAGE = b"local controller image\n" * 64
 
 
 @pytest.mark.parametrize("protocol", ["ocpp1.6", "ocpp2.0.1"])
@@ -53,6 +59,12 @@ async def test_strict_client_takes_our_commands_and_we_take_its_reports(
     await csms_server.add_tag("CAFE01")
     await csms_server.add_tariff("0.39")
     assert csms_cli(csms_server, "stations", "running-cost", "INTEROP-2").returncode == 0
+    image = csms_server.settings.data_dir + "/lc-1.bin"
+    Path(image).parent.mkdir(parents=True, exist_ok=True)
+    Path(image).write_bytes(LC_IMAGE)
+    added = csms_cli(csms_server, "firmware", "add", image, "--version", "lc-1", "--data-dir",
+                     csms_server.settings.data_dir)
+    assert added.returncode == 0, added.stderr
     proc = await asyncio.create_subprocess_exec(
         str(node), str(SCRIPT), csms_server.url, "INTEROP-2", protocol, "CAFE01",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
@@ -85,4 +97,14 @@ async def test_strict_client_takes_our_commands_and_we_take_its_reports(
         assert calls["CostUpdated"] == {"totalCost": 1.56, "transactionId": "interop-cost-1"}
         assert r["evNeeds"] == {"status": "Accepted"}
         assert r["displayMessages"] == {} and r["customer"] == {}
+        published = calls["PublishFirmware"]
+        md5 = hashlib.md5(LC_IMAGE, usedforsecurity=False).hexdigest()
+        assert published["checksum"] == md5 and published["retries"] == 2
+        assert calls["UnpublishFirmware"] == {"checksum": md5}
+        assert r["published"] == {}
+        _, rows = await api(csms_server, "GET", "/transfers?kind=publish")
+        assert rows[0]["id"] == published["requestId"]
+        # Published (its location kept), then Unpublished by the operator's command
+        assert rows[0]["locations"] == [f"http://192.0.2.10/fw/{md5}"]
+        assert rows[0]["status"] in ("Published", "Unpublished")
     assert proc.returncode == 0

@@ -43,6 +43,8 @@ class MemoryState:
     connectors: dict[tuple[str, int, int], dict[str, Any]] = field(default_factory=dict)
     tags: dict[str, IdTag] = field(default_factory=dict)
     station_options: dict[tuple[str, str], str] = field(default_factory=dict)
+    central_options: dict[str, str] = field(default_factory=dict)
+    final_costs: dict[int, dict[str, Any]] = field(default_factory=dict)
     tariffs: list[Tariff] = field(default_factory=list)
     sessions: dict[int, Session] = field(default_factory=dict)
     samples: list[dict[str, Any]] = field(default_factory=list)
@@ -167,11 +169,39 @@ class MemoryTx(Tx):
     async def get_station_option(self, station_id: str, name: str) -> str | None:
         return self.s.station_options.get((station_id, name))
 
+    async def stations_with_option(self, name: str, value: str) -> set[str]:
+        return {sid for (sid, n), v in self.s.station_options.items() if n == name and v == value}
+
     async def set_station_option(self, station_id: str, name: str, value: str | None) -> None:
         if value is None:
             self.s.station_options.pop((station_id, name), None)
         else:
             self.s.station_options[station_id, name] = value
+
+    async def get_central_option(self, name: str) -> str | None:
+        return self.s.central_options.get(name)
+
+    async def set_central_option(self, name: str, value: str | None) -> None:
+        if value is None:
+            self.s.central_options.pop(name, None)
+        else:
+            self.s.central_options[name] = value
+
+    async def claim_final_cost(self, session_id: int, station_id: str, cost: str,
+                               currency: str, at: datetime) -> bool:
+        if session_id in self.s.final_costs:
+            return False
+        self.s.final_costs[session_id] = {
+            "session_id": session_id, "station_id": station_id, "cost": cost,
+            "currency": currency, "claimed_at": at, "answer": None}
+        return True
+
+    async def set_final_cost_answer(self, session_id: int, answer: str) -> None:
+        if session_id in self.s.final_costs:
+            self.s.final_costs[session_id]["answer"] = answer
+
+    async def get_final_cost(self, session_id: int) -> dict[str, Any] | None:
+        return copy.deepcopy(self.s.final_costs.get(session_id))
 
     # -- sessions ------------------------------------------------------------
     async def get_session(self, session_id: int) -> Session | None:
@@ -431,6 +461,37 @@ class MemoryTx(Tx):
         if t is not None:
             t.status, t.updated_at = status, at
 
+    async def set_firmware_md5(self, firmware_id: int, md5: str) -> None:
+        f = self.s.firmware.get(firmware_id)
+        if f is not None:
+            f.md5 = md5
+
+    async def set_transfer_locations(self, transfer_id: int, locations: str,
+                                     at: datetime) -> None:
+        t = self.s.transfers.get(transfer_id)
+        if t is not None:
+            t.locations, t.updated_at = locations, at
+
+    async def move_transfer(self, transfer_id: int, before: str, after: str,
+                            at: datetime) -> bool:
+        t = self.s.transfers.get(transfer_id)
+        if t is None or t.status != before:
+            return False
+        t.status, t.updated_at = after, at
+        return True
+
+    async def reissue_transfer(self, transfer_id: int, token_hash: str,
+                               expires_at: datetime, at: datetime) -> None:
+        t = self.s.transfers.get(transfer_id)
+        if t is not None:
+            t.token_hash, t.expires_at, t.updated_at = token_hash, expires_at, at
+
+    async def queued_transfers(self, station_id: str | None = None,
+                               limit: int = 100) -> list[Transfer]:
+        out = [t for _, t in sorted(self.s.transfers.items()) if t.status == "queued"
+               and (station_id is None or t.station_id == station_id)]
+        return copy.deepcopy(out[:limit])
+
     async def finish_upload(self, transfer_id: int, file_name: str, size: int,
                             at: datetime) -> bool:
         t = self.s.transfers.get(transfer_id)
@@ -448,7 +509,7 @@ class MemoryTx(Tx):
     async def latest_transfer(self, station_id: str, kind: TransferKind,
                               log_type: str | None = None) -> Transfer | None:
         for _, t in sorted(self.s.transfers.items(), reverse=True):
-            if t.station_id == station_id and t.kind is kind and (
+            if t.station_id == station_id and t.kind is kind and t.sent and (
                     log_type is None or t.log_type == log_type):
                 return copy.deepcopy(t)
         return None
@@ -617,13 +678,14 @@ class MemoryTx(Tx):
 
     # -- certificates and the device model (csms.storage.device_sql) -----------------------
     async def add_issued_certificate(self, serial: str, station_id: str, not_before: datetime,
-                                     not_after: datetime, pem: str, at: datetime) -> None:
+                                     not_after: datetime, pem: str, at: datetime,
+                                     certificate_type: str | None = None) -> None:
         if serial in self.s.certificates:
             raise StorageError(f"certificate {serial} exists")
         self.s.certificates[serial] = {
             "serial": serial, "station_id": station_id, "not_before": not_before,
             "not_after": not_after, "pem": pem, "issued_at": at, "status": "Issued",
-            "renewal_requested_at": None}
+            "renewal_requested_at": None, "certificate_type": certificate_type}
 
     async def set_certificate_status(self, serial: str, status: str) -> None:
         if serial in self.s.certificates:
@@ -640,7 +702,8 @@ class MemoryTx(Tx):
         return sorted(rows, key=lambda r: r["issued_at"], reverse=True)[:limit]
 
     async def certificates_expiring(self, before: datetime) -> list[dict[str, Any]]:
-        live = [r for r in self.s.certificates.values() if r["status"] != "Rejected"]
+        live = [r for r in self.s.certificates.values() if r["status"] != "Rejected"
+                and r.get("certificate_type") is None]
         out = []
         for r in live:
             newer = any(n["station_id"] == r["station_id"] and n["not_after"] > r["not_after"]
@@ -690,6 +753,13 @@ class MemoryTx(Tx):
         rows = [dict(r) for (sid, _), r in self.s.device_variables.items()
                 if sid == station_id and (component is None or r["component"] == component)]
         return sorted(rows, key=lambda r: r["var_key"])
+
+    async def delete_device_variables(self, station_id: str, component: str) -> int:
+        gone = [k for k, r in self.s.device_variables.items()
+                if k[0] == station_id and r["component"] == component]
+        for k in gone:
+            del self.s.device_variables[k]
+        return len(gone)
 
     async def count_device_variables(self, station_id: str) -> int:
         return sum(1 for sid, _ in self.s.device_variables if sid == station_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from csms.coverage import DOC, Row, actions, render, rows
+from csms.coverage import BLOCKS, DOC, Row, actions, block_of, render, rows, uncovered_blocks
 from csms.protocol import OcppVersion
 
 
@@ -45,9 +45,11 @@ def test_directions_and_commands(table: list[Row]) -> None:
 
 def test_the_table_can_say_no() -> None:
     row = Row(OcppVersion.V16, "ReserveNow", "CSMS -> station", False, (), False, (), False,
-              False)
+              False, "Reservation")
     text = render([row])
-    assert "| ReserveNow | CSMS -> station | **no** | - | **no** | **no** |" in text
+    assert "| ReserveNow | Reservation | CSMS -> station | **no** | - | **no** | **no** |" \
+        in text
+    assert "| Reservation | 0 | **none** |" in text
     assert "1 actions: 0 handled, 0 of them tested." in text
 
 
@@ -69,3 +71,46 @@ def test_an_interop_script_counts_per_version_branch() -> None:
     assert "CostUpdated" not in found[OcppVersion.V16]
     assert {"Reset", "Heartbeat", "CostUpdated"} <= found[OcppVersion.V201]
     assert not {"DataTransfer", "StartTransaction"} & found[OcppVersion.V201]
+
+
+def test_every_block_with_a_handled_action_has_a_strict_client_sample(
+        table: list[Row]) -> None:
+    missing = uncovered_blocks(table)
+    assert not missing, f"no action of these blocks is exercised with ocpp-rpc: {missing}"
+
+
+def test_a_block_without_a_sample_is_reported() -> None:
+    rows_ = [Row(OcppVersion.V201, "SendLocalList", "CSMS -> station", True, (), True,
+                 ("tests/e2e/x.py",), True, False, "D LocalAuthorizationListManagement"),
+             Row(OcppVersion.V201, "CostUpdated", "CSMS -> station", True, (), True,
+                 ("tests/e2e/y.js",), False, True, "I TariffAndCost"),
+             Row(OcppVersion.V16, "ReserveNow", "CSMS -> station", False, (), False, (),
+                 False, False, "Reservation")]  # not handled: nothing to sample
+    assert uncovered_blocks(rows_) == ["2.0.1 D LocalAuthorizationListManagement"]
+
+
+def test_blocks_follow_the_specifications() -> None:
+    for version in OcppVersion:
+        listed = [a for names in BLOCKS[version].values() for a in names]
+        assert sorted(listed) == actions(version)  # each action in exactly one block
+    # 1.6: six feature profiles (28 actions) and the security extension (11)
+    assert len(BLOCKS[OcppVersion.V16]) == 7
+    assert sum(len(v) for k, v in BLOCKS[OcppVersion.V16].items() if k != "Security") == 28
+    assert len(BLOCKS[OcppVersion.V201]) == 16  # A ... P
+    assert block_of(OcppVersion.V201, "CostUpdated") == "I TariffAndCost"
+    assert block_of(OcppVersion.V201, "SetNetworkProfile") == "B Provisioning"
+    assert block_of(OcppVersion.V16, "TriggerMessage") == "RemoteTrigger"
+    assert block_of(OcppVersion.V16, "ExtendedTriggerMessage") == "Security"
+
+
+def test_only_what_a_script_sends_or_answers_for_a_version_counts() -> None:
+    from csms.coverage import _js_literals
+
+    one_version = """
+    const cli = new RPCClient({ endpoint, identity, protocols: ['ocpp2.0.1'] });
+    cli.handle('CertificateSigned', () => ({ status: 'Accepted' }));
+    log.csmsCalls.push({ method: 'GetBaseReport' });
+    """
+    found = _js_literals(one_version)
+    assert found[OcppVersion.V201] == {"CertificateSigned"}  # a mere name is not a call
+    assert found[OcppVersion.V16] == set()  # the script never speaks 1.6

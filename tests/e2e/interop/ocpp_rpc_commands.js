@@ -50,6 +50,16 @@ async function main() {
     answer('CustomerInformation', () => ({ status: 'Accepted' }));
     answer('SetNetworkProfile', () => ({ status: 'Accepted' }));
     answer('GetChargingProfiles', () => ({ status: 'Accepted' }));
+    // a local controller (L03/L04): accepts, then reports the image published on its URL
+    answer('PublishFirmware', (p) => {
+      setTimeout(() => {
+        cli.call('PublishFirmwareStatusNotification', { status: 'Published', requestId: p.requestId,
+          location: [`http://192.0.2.10/fw/${p.checksum}`] })
+          .then((res) => { r.published = res; }, (err) => failures.push(String(err)));
+      }, 10);
+      return { status: 'Accepted' };
+    });
+    answer('UnpublishFirmware', () => ({ status: 'Unpublished' }));
     r.boot = await cli.call('BootNotification', { chargingStation: { vendorName: 'interop', model: 'ocpp-rpc' }, reason: 'PowerUp' });
     const idToken = { idToken: idTag, type: 'ISO14443' };
     r.authorize = await cli.call('Authorize', { idToken });

@@ -16,44 +16,45 @@ async function main() {
   let finish;
   const finished = new Promise((resolve) => { finish = resolve; });
   const r = log.responses;
-  cli.handle('ReserveNow', ({ params }) => {
-    log.csmsCalls.push({ method: 'ReserveNow', params });
-    setTimeout(async () => {
-      try {
-        r.status = await cli.call('StatusNotification', { connectorId: params.connectorId, errorCode: 'NoError', status: 'Reserved' });
-        r.start = await cli.call('StartTransaction', { connectorId: params.connectorId, idTag: params.idTag,
-          meterStart: 1000, timestamp: new Date().toISOString(), reservationId: params.reservationId });
-      } catch (err) { log.error = String(err); }
-      finish();
-    }, 50);
-    return { status: 'Accepted' };
-  });
-  cli.handle('UpdateFirmware', ({ params }) => {
-    log.csmsCalls.push({ method: 'UpdateFirmware', params });
-    setTimeout(async () => {
-      const requestId = params.requestId;
-      const say = async (status) => {
-        log.statuses.push(status);
-        await cli.call('FirmwareStatusNotification', { status, requestId });
-      };
-      try {
-        await say('Downloading');
-        const response = await fetch(params.firmware.location);
-        log.downloadStatus = response.status;
-        log.downloadBytes = (await response.arrayBuffer()).byteLength;
-        await say('Downloaded');
-        await say('Installing');
-        await say('Installed');
-      } catch (err) { log.error = String(err); }
-      finish();
-    }, 50);
-    return { status: 'Accepted' };
-  });
   await cli.connect();
   log.negotiated = cli.protocol;
+  // each version's handler is registered in its branch: the other version never sees it
   if (protocol === 'ocpp1.6') {
+    cli.handle('ReserveNow', ({ params }) => {
+      log.csmsCalls.push({ method: 'ReserveNow', params });
+      setTimeout(async () => {
+        try {
+          r.status = await cli.call('StatusNotification', { connectorId: params.connectorId, errorCode: 'NoError', status: 'Reserved' });
+          r.start = await cli.call('StartTransaction', { connectorId: params.connectorId, idTag: params.idTag,
+            meterStart: 1000, timestamp: new Date().toISOString(), reservationId: params.reservationId });
+        } catch (err) { log.error = String(err); }
+        finish();
+      }, 50);
+      return { status: 'Accepted' };
+    });
     r.boot = await cli.call('BootNotification', { chargePointVendor: 'interop', chargePointModel: 'ocpp-rpc' });
   } else {
+    cli.handle('UpdateFirmware', ({ params }) => {
+      log.csmsCalls.push({ method: 'UpdateFirmware', params });
+      setTimeout(async () => {
+        const requestId = params.requestId;
+        const say = async (status) => {
+          log.statuses.push(status);
+          await cli.call('FirmwareStatusNotification', { status, requestId });
+        };
+        try {
+          await say('Downloading');
+          const response = await fetch(params.firmware.location);
+          log.downloadStatus = response.status;
+          log.downloadBytes = (await response.arrayBuffer()).byteLength;
+          await say('Downloaded');
+          await say('Installing');
+          await say('Installed');
+        } catch (err) { log.error = String(err); }
+        finish();
+      }, 50);
+      return { status: 'Accepted' };
+    });
     r.boot = await cli.call('BootNotification', { chargingStation: { vendorName: 'interop', model: 'ocpp-rpc' }, reason: 'PowerUp' });
   }
   console.error('READY');  // the test now sends the operator's command

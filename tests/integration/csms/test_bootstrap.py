@@ -128,8 +128,9 @@ async def test_tasks_come_back_after_database_and_broker_outages(
 
         await until(all_up, 60, "every task up again")
         _, health = await api(server, "GET", "/health", token=None)
-        # and the running-cost sender, which only reads when its interval comes
-        assert set(health["tasks"]) == TASKS | {"cost-updates"}
+        # and the running-cost sender and the queued-requests sweep, which only read
+        # when their interval comes
+        assert set(health["tasks"]) == TASKS | {"cost-updates", "queued-requests"}
         restarts = {n: t["restarts"] for n, t in health["tasks"].items()}
         print(f"restarts: {restarts}")
         assert restarts["relay"] >= 1 and restarts["node-beat"] >= 1

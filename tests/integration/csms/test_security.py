@@ -465,6 +465,11 @@ def test_serve_logs_no_secret_at_debug_level(tmp_path: Path) -> None:
             async with await RawClient.connect(f"ws://127.0.0.1:{port}", "CP1",
                                                password=PASSWORD) as c:
                 await c.result("BootNotification", BOOT)
+                # csms serve reads a new 1.6 station's configuration after its boot
+                call = await asyncio.wait_for(c.calls.get(), 5)
+                assert call[2] == "GetConfiguration"
+                await c.answer(call[1], {"configurationKey": [
+                    {"key": "HeartbeatInterval", "readonly": False, "value": "60"}]})
                 async with aiohttp.ClientSession() as http:
                     req = asyncio.create_task(http.post(
                         f"http://127.0.0.1:{admin}/stations/CP1/commands/set-config",

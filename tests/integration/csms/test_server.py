@@ -368,7 +368,8 @@ async def test_compression_modes(tmp_path: Any, mode: str, header: str | None) -
     from csms.config import Settings
 
     server = RunningServer(Settings(db=str(tmp_path / "c.db"), port=0, admin_port=-1,
-                                    data_dir=str(tmp_path / "d"), ws_compression=mode))
+                                    data_dir=str(tmp_path / "d"), ws_compression=mode,
+                                    boot_get_configuration=False))
     await server.start()
     try:
         await server.add_station("CP1")

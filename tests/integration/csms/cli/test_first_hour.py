@@ -304,6 +304,10 @@ async def test_remote_start_with_an_unknown_tag_warns(work: Path, serving: Serve
     options = ["--admin-port", str(serving.admin_port), "--data-dir", "data", "--db", "c.db"]
     async with await RawClient.connect(f"ws://127.0.0.1:{serving.port}", "CP1") as c:
         await c.result("BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"})
+        # csms serve reads a new 1.6 station's configuration after its boot
+        call = await asyncio.wait_for(c.calls.get(), 20)
+        assert call[2] == "GetConfiguration"
+        await c.answer(call[1], {"configurationKey": []})
         for tag, warned in (("UNKNOWNTAG", True), ("KNOWN", False)):
             cli = asyncio.create_task(asyncio.to_thread(
                 csms, "remote", "start", "CP1", "--tag", tag, *options, cwd=work))

@@ -148,3 +148,69 @@ async def test_reservations(csms_server: RunningServer, stations: list[Station])
     assert code == 0 and "Accepted" in out, err
     code, out, _ = await cli(csms_server, "reservations", "list")
     assert code == 0 and "cancelled" in out
+
+
+async def test_publish_unpublish_and_the_queue(csms_server: RunningServer,
+                                               stations: list[Station],
+                                               tmp_path: Path) -> None:
+    """``csms firmware publish|unpublish`` with a simulated local controller; requests for
+    a station that is offline are queued, shown, and cancelled."""
+    for sid in ("LC1", "OFF1"):
+        await csms_server.add_station(sid)
+    lc = Station(csms_server.url, "LC1", "2.0.1", seed=3, local_controller=True, **FAST)
+    await lc.start()
+    try:
+        image = tmp_path / "wallbox-4.0.bin"
+        image.write_bytes(simulator_image("sim-4.0"))
+        code, _, err = await cli(csms_server, "firmware", "add", str(image), "--version",
+                                 "sim-4.0")
+        assert code == 0, err
+        code, out, _ = await cli(csms_server, "firmware", "list", "--json")
+        md5 = json.loads(out)[0]["md5"]
+        assert len(md5) == 32
+        # a 1.6 station, an unknown version, a bad retry count: one line each, nothing sent
+        for args in (["SIM1", "--version", "sim-4.0"], ["LC1", "--version", "nope"],
+                     ["LC1", "--version", "sim-4.0", "--retries", "-1"]):
+            one_line_error(*(await cli(csms_server, "firmware", "publish", *args))[::2])
+        one_line_error(*(await cli(csms_server, "firmware", "unpublish", "SIM1", "--version",
+                                   "sim-4.0"))[::2])
+        code, out, err = await cli(csms_server, "firmware", "publish", "LC1", "--version",
+                                   "sim-4.0", "--retries", "1", "--retry-interval", "1")
+        assert code == 0 and "Accepted" in out, err
+        rows = await eventually(csms_server, ["firmware", "status", "--json"],
+                                lambda rows: rows and rows[0]["status"] == "Published")
+        assert rows[0]["kind"] == "publish" and rows[0]["request"]["checksum"] == md5
+        url = rows[0]["locations"][0]
+        code, out, _ = await cli(csms_server, "firmware", "status")
+        assert code == 0 and url in out and "publish" in out
+        code, out, err = await cli(csms_server, "firmware", "unpublish", "LC1", "--version",
+                                   "sim-4.0", "--json")
+        assert code == 0 and json.loads(out)["status"] == "Unpublished", err
+        assert lc.published == {}
+    finally:
+        await lc.close()
+    # OFF1 is offline: both requests are queued, shown, and can be cancelled once
+    code, out, err = await cli(csms_server, "firmware", "update", "OFF1", "--version",
+                               "sim-4.0", "--json")
+    assert code == 0, err
+    update = json.loads(out)[0]
+    assert update["status"] == "queued" and update["ok"]
+    code, out, err = await cli(csms_server, "logs", "request", "OFF1")
+    assert code == 0 and "queued" in out, err
+    code, out, _ = await cli(csms_server, "logs", "list", "--json")
+    log_request = json.loads(out)[0]
+    assert log_request["station_id"] == "OFF1" and log_request["status"] == "queued"
+    code, out, _ = await cli(csms_server, "firmware", "status")
+    assert "queued" in out
+    # each group cancels its own kind only
+    one_line_error(*(await cli(csms_server, "logs", "cancel",
+                               str(update["request_id"])))[::2])
+    code, out, err = await cli(csms_server, "firmware", "cancel", str(update["request_id"]))
+    assert code == 0 and "cancelled" in out, err
+    one_line_error(*(await cli(csms_server, "firmware", "cancel",
+                               str(update["request_id"])))[::2])
+    code, out, err = await cli(csms_server, "logs", "cancel", str(log_request["id"]),
+                               "--json")
+    assert code == 0 and json.loads(out)["status"] == "cancelled", err
+    code, out, _ = await cli(csms_server, "firmware", "status", "--json")
+    assert json.loads(out)[0]["status"] == "cancelled"

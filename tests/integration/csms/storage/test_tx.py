@@ -265,3 +265,38 @@ async def test_tag_groups_and_station_options(repo: Repository) -> None:
     assert boss == IdTag("BOSS", "blocked", None, "FLEET", False)
     assert [(t.tag, t.parent, t.master) for t in tags] == [
         ("ALICE", "FLEET", False), ("BOSS", "FLEET", False), ("CHIEF", "FLEET", True)]
+
+
+async def test_stations_with_an_option_in_one_read(repo: Repository) -> None:
+    async def work(tx: Tx) -> tuple[set[str], set[str]]:
+        for sid in ("CP1", "CP2", "CP3"):
+            await tx.insert_station(station(sid))
+        await tx.set_station_option("CP1", "running_cost", "on")
+        await tx.set_station_option("CP2", "running_cost", "off")
+        await tx.set_station_option("CP3", "other", "on")
+        return (await tx.stations_with_option("running_cost", "on"),
+                await tx.stations_with_option("running_cost", "never"))
+
+    assert await unit(repo, work) == ({"CP1"}, set())
+
+
+async def test_final_cost_claimed_once_and_central_options(repo: Repository) -> None:
+    at = datetime(2026, 3, 1, 10, tzinfo=UTC)
+
+    async def work(tx: Tx) -> tuple[Any, ...]:
+        first = await tx.claim_final_cost(7, "CP1", "3.65", "EUR", at)
+        again = await tx.claim_final_cost(7, "CP1", "9.99", "EUR", at)  # a retried stop
+        other = await tx.claim_final_cost(8, "CP1", "1.00", "EUR", at)
+        await tx.set_final_cost_answer(7, "Accepted")
+        before = await tx.get_central_option("master_pass_group")
+        await tx.set_central_option("master_pass_group", "POLICE")
+        await tx.set_central_option("master_pass_group", "POLICE")  # idempotent
+        on = await tx.get_central_option("master_pass_group")
+        await tx.set_central_option("master_pass_group", None)
+        return (first, again, other, await tx.get_final_cost(7), await tx.get_final_cost(9),
+                before, on, await tx.get_central_option("master_pass_group"))
+
+    first, again, other, kept, missing, before, on, after = await unit(repo, work)
+    assert (first, again, other, missing) == (True, False, True, None)
+    assert (kept["cost"], kept["answer"]) == ("3.65", "Accepted")  # the first figure stays
+    assert (before, on, after) == (None, "POLICE", None)

@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import pytest
 
-from csms.domain.model import IdTag, MeterSample, Session
+from csms.domain.model import BILLING_HOLD_FLAGS, AuthStatus, IdTag, MeterSample, Session
 from csms.domain.tariff import Tariff
 from csms.service.charging import ChargingService, TransactionEventIn, new_station
 from csms.service.driver import customer_reports, may_stop, personal_message
@@ -157,3 +157,85 @@ def test_personal_message_stays_short_and_plain() -> None:
     text = personal_message(cost)
     assert text == "Total: 123456789.99 EUR for 1000000000.000 kWh"
     assert len(text) <= 512 and text.isprintable()
+
+
+@pytest.mark.parametrize(("stopper", "record", "allowed", "reason"), [
+    # 2.0.1 C16: a tag of the master pass group stops any session, whatever its group
+    ("OFFICER", tag("OFFICER", "POLICE", master=True), True, "master pass"),
+    ("CADET", tag("CADET", "POLICE"), True, "master pass"),  # the group is what counts
+    ("OFFICER", tag("OFFICER", "POLICE", status="blocked"), False, "tag blocked"),
+    ("POLICE", tag("POLICE"), False, "not of the session's group"),  # named like it
+    ("BOSS-B", tag("BOSS-B", "B", master=True), False, "not of the session's group"),
+])
+def test_who_may_stop_with_a_master_pass_group(stopper: str, record: IdTag, allowed: bool,
+                                                reason: str) -> None:
+    decision = may_stop(tag("ALICE", "A"), "ALICE", record, stopper, "POLICE")
+    assert (decision.allowed, decision.reason) == (allowed, reason)
+    # without a master pass group (1.6, or none set) the police is a stranger here
+    assert not may_stop(tag("ALICE", "A"), "ALICE", tag("OFFICER", "POLICE", master=True),
+                        "OFFICER").allowed
+
+
+async def test_a_master_pass_start_is_answered_invalid_flagged_and_held(
+    service: ChargingService, state: MemoryState,
+) -> None:
+    state.tags["OFFICER"] = tag("OFFICER", "POLICE", master=True)
+    state.central_options["master_pass_group"] = "POLICE"
+    started = TransactionEventIn("Started", T0, "Authorized", 0, "TX-M", id_tag="OFFICER",
+                                 evse_id=1, connector_id=1)
+    assert await service.transaction_event("CP1", started) is AuthStatus.INVALID
+    [s] = state.sessions.values()
+    assert s.id_tag == "OFFICER" and "master_pass_start" in s.flags
+    assert BILLING_HOLD_FLAGS.intersection(s.flags)
+    # the same tag presented to stop a cable-started transaction does not own it
+    await service.transaction_event("CP1", TransactionEventIn(
+        "Started", T0, "CablePluggedIn", 0, "TX-C", evse_id=2, connector_id=1))
+    stop = TransactionEventIn("Updated", T0 + timedelta(minutes=5), "StopAuthorized", 1,
+                              "TX-C", id_tag="OFFICER")
+    assert await service.transaction_event("CP1", stop) is AuthStatus.ACCEPTED
+    [cable] = [x for x in state.sessions.values() if x.transaction_id == "TX-C"]
+    assert cable.id_tag is None and cable.flags == []
+
+
+async def test_costs_pushed_by_themselves(service: ChargingService, state: MemoryState
+                                          ) -> None:
+    state.tariffs.append(tariff("0.39", per_minute="0.05"))
+    await charge(service, 0, 1000, 5000)
+    # 2.0.1 with a time component: pushed; 1.6 only when the station is marked
+    [(session_id, cost)] = await service.costs_to_push("CP1", "ocpp2.0.1")
+    assert cost > Decimal("1.56")  # 4 kWh and the minutes so far
+    assert await service.costs_to_push("CP1", "ocpp1.6") == []
+    await service.set_station_option("CP1", "running_cost", "on")
+    assert [i for i, _ in await service.costs_to_push("CP1", "ocpp1.6")] == [session_id]
+
+
+async def test_costs_not_pushed_for_energy_only_tariffs_or_held_sessions(
+    service: ChargingService, state: MemoryState,
+) -> None:
+    state.tariffs.append(tariff("0.39"))
+    await charge(service, 0, 1000, 5000)
+    assert await service.costs_to_push("CP1", "ocpp2.0.1") == []  # the events suffice
+    await service.set_station_option("CP1", "running_cost", "on")
+    [(_, cost)] = await service.costs_to_push("CP1", "ocpp2.0.1")
+    assert cost == Decimal("1.56")
+    [s] = state.sessions.values()
+    s.flag("meter_went_backwards")
+    assert await service.costs_to_push("CP1", "ocpp2.0.1") == []
+
+
+async def test_stations_with_a_cost_to_push_found_in_one_read(
+    service: ChargingService, state: MemoryState,
+) -> None:
+    connected = {"CP1": "ocpp1.6", "CP2": "ocpp2.0.1", "CP3": "ocpp1.6"}
+    state.tariffs.append(tariff("0.39"))
+    # energy-only tariffs and unmarked stations: nobody is read at the interval
+    assert await service.cost_push_stations(connected) == set()
+    state.station_options["CP3", "running_cost"] = "on"
+    state.station_options["CP9", "running_cost"] = "on"  # not connected here
+    assert await service.cost_push_stations(connected) == {"CP3"}
+    state.station_options["CP3", "running_cost"] = "off"
+    assert await service.cost_push_stations(connected) == set()
+    # a tariff with a time component: every 2.0.1 station may have a growing cost
+    state.tariffs.append(tariff("0.39", per_minute="0.05"))
+    state.station_options["CP1", "running_cost"] = "on"
+    assert await service.cost_push_stations(connected) == {"CP1", "CP2"}

@@ -147,3 +147,28 @@ class Exploding:
 
 async def test_a_cost_that_cannot_be_read_is_left_out() -> None:
     assert await running_cost(Exploding(), "CP1", "TX1") == {}  # type: ignore[arg-type]
+
+
+def test_publish_and_unpublish_firmware_per_version() -> None:
+    from csms.translate.commands import version_refusal
+
+    url = "https://csms.example:9002/firmware/" + "t" * 43
+    call = build_call(OcppVersion.V201, "publish-firmware", {
+        "location": url, "checksum": "0" * 32, "request_id": 5, "retries": 2,
+        "retry_interval": 30})
+    assert (call.action, call.payload) == ("PublishFirmware", {
+        "location": url, "checksum": "0" * 32, "requestId": 5, "retries": 2,
+        "retryInterval": 30})
+    call = build_call(OcppVersion.V201, "unpublish-firmware", {"checksum": "0" * 32})
+    assert (call.action, call.payload) == ("UnpublishFirmware", {"checksum": "0" * 32})
+    # the schema bounds the checksum (an MD5 in hex is 32 characters)
+    with pytest.raises(CommandError, match="UnpublishFirmware"):
+        build_call(OcppVersion.V201, "unpublish-firmware", {"checksum": "0" * 64})
+    for command in ("publish-firmware", "unpublish-firmware"):
+        with pytest.raises(CommandError, match=r"2\.0\.1 only"):
+            build_call(OcppVersion.V16, command, {"checksum": "0" * 32})
+        assert "2.0.1" in (version_refusal(OcppVersion.V16, command) or "")
+        assert version_refusal(OcppVersion.V201, command) is None
+    assert version_refusal(OcppVersion.V16, "update-firmware") is None
+    assert version_refusal(OcppVersion.V16, "get-variables") is not None
+    assert carries_secret("publish-firmware", {"location": url})

@@ -1,0 +1,308 @@
+"""Requests for stations that are offline: firmware updates, log requests and firmware
+publications are queued, sent once the station's next BootNotification is accepted (over
+real sockets, by the node it connects to), never twice, never after their window, and
+not at all once cancelled; the queue survives a restart of the central system."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chargers_sim import Station
+from chargers_sim.maintenance import simulator_image
+from csms.config import Settings
+from csms.domain.maintenance import FirmwareImage
+from csms.filestore import firmware_path
+from csms.service.ports import Tx
+from support import RunningServer
+from support.admin import api
+from support.client import RawClient
+
+FAST: dict[str, Any] = {"meter_interval": 0.05, "call_timeout": 3, "retry_interval": 0.1}
+BOOT_201 = {"reason": "PowerUp", "chargingStation": {"vendorName": "v", "model": "m"}}
+
+
+async def until(check: Callable[[], Awaitable[bool]], timeout: float = 10) -> None:
+    async with asyncio.timeout(timeout):
+        while not await check():
+            await asyncio.sleep(0.02)
+
+
+async def command(server: RunningServer, station: str, name: str,
+                  body: dict[str, Any]) -> tuple[int, Any]:
+    return await api(server, "POST", f"/stations/{station}/commands/{name}", body)
+
+
+async def transfer(server: RunningServer, rid: int) -> Any:
+    async def work(tx: Tx) -> Any:
+        return await tx.get_transfer(rid)
+
+    return await server.repo.read(work)
+
+
+async def _status_is(server: RunningServer, rid: int, word: str) -> bool:
+    return (await transfer(server, rid)).status == word
+
+
+async def add_firmware(server: RunningServer, version: str, blob: bytes) -> None:
+    digest = hashlib.sha256(blob).hexdigest()
+    path = firmware_path(server.settings.data_dir, digest)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(blob)
+
+    async def work(tx: Tx) -> None:
+        if await tx.get_firmware(version) is None:
+            await tx.add_firmware(FirmwareImage(version, "fw.bin", len(blob), digest,
+                                                datetime.now(UTC)))
+
+    await server.repo.unit(work)
+
+
+async def listed(server: RunningServer, kind: str) -> list[dict[str, Any]]:
+    status, rows = await api(server, "GET", f"/transfers?kind={kind}")
+    assert status == 200
+    return list(rows)
+
+
+async def audit(server: RunningServer) -> list[dict[str, Any]]:
+    return list((await api(server, "GET", "/audit?limit=50"))[1])
+
+
+@pytest.fixture
+async def registered(csms_server: RunningServer) -> RunningServer:
+    for sid in ("SIM1", "SIM2"):
+        await csms_server.add_station(sid)
+    return csms_server
+
+
+@pytest.mark.parametrize("version", ["1.6", "2.0.1"])
+async def test_a_firmware_update_waits_for_the_station_and_installs(
+        registered: RunningServer, version: str) -> None:
+    await add_firmware(registered, "sim-2.0", simulator_image("sim-2.0"))
+    status, result = await command(registered, "SIM1", "update-firmware",
+                                   {"version": "sim-2.0", "retries": 1})
+    assert status == 202 and result["status"] == "queued", result
+    rid = result["request_id"]
+    row = (await listed(registered, "firmware"))[0]
+    assert row["id"] == rid and row["status"] == "queued" and row["url_open"] is False
+    entry = (await audit(registered))[0]
+    assert entry["action"] == "update-firmware" and entry["ok"]
+    st = Station(registered.url, "SIM1", version, seed=7, **FAST)
+    await st.start()
+    try:
+        await until(lambda: _status_is(registered, rid, "Installed"))
+        assert [a for a, _ in st.received_calls].count("UpdateFirmware") == 1
+        sent = [e for e in await audit(registered) if e["actor"] == "queue"]
+        assert len(sent) == 1 and sent[0]["ok"] and sent[0]["action"] == "update-firmware"
+        assert "firmware/" not in str(sent[0])  # no working URL in the audit trail
+    finally:
+        await st.close()
+
+
+async def test_a_log_request_waits_for_the_station(registered: RunningServer) -> None:
+    status, result = await command(registered, "SIM1", "get-log",
+                                   {"type": "SecurityLog", "since": "-1d"})
+    assert status == 202, result
+    rid = result["request_id"]
+    assert (await listed(registered, "log"))[0]["status"] == "queued"
+    st = Station(registered.url, "SIM1", "2.0.1", seed=7, **FAST)
+    await st.start()
+    try:
+        await until(lambda: _status_is(registered, rid, "Uploaded"))
+        assert len(st.uploads) == 1
+        sent = next(p for a, p in st.received_calls if a == "GetLog")
+        assert sent["requestId"] == rid and sent["logType"] == "SecurityLog"
+        assert "oldestTimestamp" in sent["log"]
+    finally:
+        await st.close()
+
+
+async def test_a_window_that_passed_is_never_sent(registered: RunningServer) -> None:
+    await add_firmware(registered, "sim-2.0", simulator_image("sim-2.0"))
+    status, result = await command(registered, "SIM1", "update-firmware",
+                                   {"version": "sim-2.0", "window_end": "+1s"})
+    assert status == 202, result
+    rid = result["request_id"]
+
+    async def shown_expired() -> bool:
+        return (await listed(registered, "firmware"))[0]["status"] == "expired"
+
+    await until(shown_expired)
+    async with await RawClient.connect(registered.url, "SIM1", ["ocpp2.0.1"]) as c:
+        assert (await c.result("BootNotification", BOOT_201))["status"] == "Accepted"
+        await _first_call_is_the_trigger(registered, c, "SIM1")
+    assert (await transfer(registered, rid)).status == "expired"
+
+
+async def _first_call_is_the_trigger(server: RunningServer, c: RawClient, sid: str) -> None:
+    """Nothing queued reaches the station: the first CALL it gets after its boot is the
+    operator's TriggerMessage sent now (a queued CALL would have gone first: one CALL at
+    a time per connection, and the queued ones start as soon as the boot is answered)."""
+    task = asyncio.create_task(command(server, sid, "trigger", {"message": "Heartbeat"}))
+    call = await asyncio.wait_for(c.calls.get(), 5)
+    assert call[2] == "TriggerMessage", call
+    await c.answer(call[1], {"status": "Accepted"})
+    assert (await task)[0] == 200
+
+
+async def test_cancel_a_queued_request(registered: RunningServer) -> None:
+    status, result = await command(registered, "SIM1", "get-log", {})
+    assert status == 202
+    rid = result["request_id"]
+    # only a request of the kinds named, only while queued
+    status, answer = await api(registered, "POST", f"/transfers/{rid}/cancel",
+                               {"kinds": ["firmware", "publish"]})
+    assert status == 400 and "no request" in answer["error"]
+    for bad in ({"kinds": []}, {"kinds": ["sessions"]}, {"kinds": "log"}):
+        assert (await api(registered, "POST", f"/transfers/{rid}/cancel", bad))[0] == 400
+    status, answer = await api(registered, "POST", f"/transfers/{rid}/cancel",
+                               {"kinds": ["log"]})
+    assert status == 200 and answer == {"status": "cancelled", "request_id": rid}
+    status, answer = await api(registered, "POST", f"/transfers/{rid}/cancel",
+                               {"kinds": ["log"]})
+    assert status == 400 and "cancelled" in answer["error"]
+    for wrong in ("999999", "0", "x", str(2**64)):
+        assert (await api(registered, "POST", f"/transfers/{wrong}/cancel", {}))[0] in (
+            400, 404)
+    assert [e["action"] for e in (await audit(registered))[:3]] == [
+        "cancel-transfer"] * 3
+    async with await RawClient.connect(registered.url, "SIM1", ["ocpp2.0.1"]) as c:
+        assert (await c.result("BootNotification", BOOT_201))["status"] == "Accepted"
+        await _first_call_is_the_trigger(registered, c, "SIM1")
+    assert (await transfer(registered, rid)).status == "cancelled"
+    # a request that was sent cannot be called back
+    status, result = await command(registered, "SIM1", "get-log", {})
+    async with await RawClient.connect(registered.url, "SIM1", ["ocpp2.0.1"]) as c:
+        assert (await c.result("BootNotification", BOOT_201))["status"] == "Accepted"
+        call = await asyncio.wait_for(c.calls.get(), 5)
+        assert call[2] == "GetLog" and call[3]["requestId"] == result["request_id"]
+        await c.answer(call[1], {"status": "Accepted", "filename": "x.log"})
+        await until(lambda: _status_is(registered, result["request_id"], "Accepted"))
+    status, answer = await api(registered, "POST",
+                               f"/transfers/{result['request_id']}/cancel", {})
+    assert status == 400 and "Accepted" in answer["error"]
+
+
+async def test_not_before_an_accepted_boot_and_never_twice(registered: RunningServer) -> None:
+    """A station that connects but is not booted yet gets nothing. Two boots in a row,
+    and a reconnect while the request is on its way, never send it twice: the first
+    connection got it (unanswered, it ends Offline)."""
+    status, result = await command(registered, "SIM1", "get-log", {})
+    assert status == 202
+    rid = result["request_id"]
+    async with await RawClient.connect(registered.url, "SIM1", ["ocpp2.0.1"]) as first:
+        await registered.wait_connected("SIM1")
+        assert (await first.result("Heartbeat", {})) is not None
+        assert first.calls.empty() and (await transfer(registered, rid)).status == "queued"
+        # two boots back to back on the same connection
+        boots = [asyncio.create_task(first.call("BootNotification", BOOT_201))
+                 for _ in range(2)]
+        await asyncio.gather(*boots)
+        call = await asyncio.wait_for(first.calls.get(), 5)
+        assert call[2] == "GetLog" and call[3]["requestId"] == rid
+        assert (await transfer(registered, rid)).status == "sending"
+        # not answered: the station reconnects (a new socket replaces this one) and boots
+        async with await RawClient.connect(registered.url, "SIM1",
+                                           ["ocpp2.0.1"]) as second:
+            assert (await second.result("BootNotification", BOOT_201))["status"] == "Accepted"
+            await _first_call_is_the_trigger(registered, second, "SIM1")
+        assert first.calls.empty()
+    await until(lambda: _status_is(registered, rid, "Offline"))
+
+
+async def test_a_pending_boot_does_not_release_the_queue(tmp_path: Path) -> None:
+    settings = Settings(db=str(tmp_path / "db.sqlite3"), host="127.0.0.1", port=0,
+                        admin_port=0, data_dir=str(tmp_path / "data"), call_timeout=5)
+    server = RunningServer(settings)
+    await server.start()
+    try:
+        await server.add_station("SIM1", boot="pending")
+        status, result = await command(server, "SIM1", "get-log", {})
+        assert status == 202
+        async with await RawClient.connect(server.url, "SIM1", ["ocpp2.0.1"]) as c:
+            assert (await c.result("BootNotification", BOOT_201))["status"] == "Pending"
+            assert (await c.result("Heartbeat", {})) is not None
+            assert c.calls.empty()
+        assert (await transfer(server, result["request_id"])).status == "queued"
+    finally:
+        await server.stop()
+
+
+async def test_the_queue_survives_a_restart(registered: RunningServer) -> None:
+    await add_firmware(registered, "sim-2.0", simulator_image("sim-2.0"))
+    status, result = await command(registered, "SIM1", "update-firmware",
+                                   {"version": "sim-2.0", "window_start": "now",
+                                    "window_end": "+1h"})
+    assert status == 202
+    rid = result["request_id"]
+    await registered.restart()
+    st = Station(registered.url, "SIM1", "2.0.1", seed=7, **FAST)
+    await st.start()
+    try:
+        await until(lambda: _status_is(registered, rid, "Installed"))
+        sent = next(p for a, p in st.received_calls if a == "UpdateFirmware")
+        assert sent["requestId"] == rid
+    finally:
+        await st.close()
+
+
+@pytest.mark.postgres
+async def test_two_nodes_on_one_database_send_it_once(postgres_url: str,
+                                                      tmp_path: Path) -> None:
+    """The station connects to two nodes of one PostgreSQL database at once and boots on
+    both together: exactly one node sends the queued request."""
+    base = Settings(db=postgres_url, host="127.0.0.1", port=0, admin_port=0,
+                    call_timeout=5, data_dir=str(tmp_path / "a"), node_id="node-a")
+    nodes = [RunningServer(base),
+             RunningServer(replace(base, data_dir=str(tmp_path / "b"), node_id="node-b"))]
+    for node in nodes:
+        await node.start()
+    try:
+        await nodes[0].add_station("SIM1")
+        for round_ in range(3):
+            status, result = await command(nodes[round_ % 2], "SIM1", "get-log", {})
+            assert status == 202, result
+            rid = result["request_id"]
+            clients = [await RawClient.connect(n.url, "SIM1", ["ocpp2.0.1"]) for n in nodes]
+            try:
+                for node in nodes:
+                    await node.wait_connected("SIM1")
+                answers = await asyncio.gather(*(c.result("BootNotification", BOOT_201)
+                                                 for c in clients))
+                assert all(a["status"] == "Accepted" for a in answers)
+                # every CALL either connection gets is answered and recorded
+                got: list[list[Any]] = [[], []]
+                answering = [asyncio.create_task(_answer_all(c, got[n]))
+                             for n, c in enumerate(clients)]
+                await until(lambda rid=rid: _status_is(  # type: ignore[misc]
+                    nodes[0], rid, "Accepted"))
+                for node in nodes:  # each connection is live and past the queue
+                    assert (await command(node, "SIM1", "trigger",
+                                          {"message": "Heartbeat"}))[0] == 200
+                for task in answering:
+                    task.cancel()
+                sent = [(n, c[3]["requestId"]) for n in (0, 1) for c in got[n]
+                        if c[2] == "GetLog"]
+                assert len(sent) == 1 and sent[0][1] == rid, got
+                assert all(c[2] in ("GetLog", "TriggerMessage") for g in got for c in g)
+            finally:
+                for c in clients:
+                    await c.close()
+    finally:
+        for node in nodes:
+            await node.stop()
+
+
+async def _answer_all(client: RawClient, seen: list[list[Any]]) -> None:
+    while True:
+        call = await client.calls.get()
+        seen.append(call)
+        await client.answer(call[1], {"status": "Accepted"} if call[2] != "GetLog" else
+                            {"status": "Accepted", "filename": "x.log"})
