@@ -24,6 +24,7 @@ from csms.service import defaults
 
 __all__ = [
     "COMPRESSION_MODES",
+    "EVENT_LOOPS",
     "LOG_LEVELS",
     "MAX_WORKERS",
     "Settings",
@@ -36,6 +37,7 @@ __all__ = [
 
 
 COMPRESSION_MODES = ("stateless", "context", "off")
+EVENT_LOOPS = ("auto", "uvloop", "asyncio")  # see csms.eventloop
 LOG_LEVELS = ("debug", "info", "warning", "error")
 MAX_WORKERS = 64  # csms serve --workers
 
@@ -92,6 +94,9 @@ class Settings:
     # messages: no memory per idle connection), "context" (contexts kept per connection,
     # ~50 KiB each, better ratio across messages) or "off"
     ws_compression: str = "stateless"  # one of COMPRESSION_MODES
+    # the event loop of csms serve: "asyncio" (the standard loop), "uvloop", "auto"
+    # (uvloop where installed); uvloop's gain was not confirmed (docs/benchmarks.md)
+    event_loop: str = "asyncio"  # one of EVENT_LOOPS
     ping_interval: float = 20.0
     ping_timeout: float = 20.0
     close_timeout: float = 5.0
@@ -210,6 +215,8 @@ class Settings:
         """Values that are wrong whatever the command: one :class:`SettingsError`."""
         if self.ws_compression not in COMPRESSION_MODES:
             raise _error("ws_compression", f"choose one of {', '.join(COMPRESSION_MODES)}")
+        if self.event_loop not in EVENT_LOOPS:
+            raise _error("event_loop", f"choose one of {', '.join(EVENT_LOOPS)}")
         if self.log_level.lower() not in LOG_LEVELS:
             raise _error("log_level", f"choose one of {', '.join(LOG_LEVELS)}")
         for name, low in (("port", -1), ("admin_port", -1), ("tls_port", 0),

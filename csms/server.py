@@ -207,10 +207,7 @@ class StationConnection:
             log.exception("! %s %s handler failed", self.station_id, call.action)
             raise OcppError(Fault.INTERNAL, "internal error") from None
         finally:
-            self.metrics.handler_seconds.labels(call.action).observe(
-                time.perf_counter() - started
-            )
-            self.metrics.messages.labels(call.action, result).inc()
+            self.metrics.handled(call.action, result, time.perf_counter() - started)
 
     async def call(
         self, action: str, payload: dict[str, Any], timeout: float | None = None,

@@ -28,6 +28,7 @@ from csms.cli.common import (
 )
 from csms.config import (
     COMPRESSION_MODES,
+    EVENT_LOOPS,
     LOG_LEVELS,
     MAX_WORKERS,
     Settings,
@@ -158,6 +159,9 @@ def serve(
     ws_compression: Annotated[str | None, setting_option(
         "ws_compression", "permessage-deflate: stateless (per message, no memory per idle"
         f" connection), context, off (one of {', '.join(COMPRESSION_MODES)})")] = None,
+    event_loop: Annotated[str | None, setting_option(
+        "event_loop", "The event loop: asyncio (standard), uvloop, auto (uvloop where installed)"
+        f" (one of {', '.join(EVENT_LOOPS)})")] = None,
     log_level: Annotated[str | None, setting_option(
         "log_level", f"One of {', '.join(LOG_LEVELS)}")] = None,
     files_host: Annotated[str | None, setting_option(
@@ -186,6 +190,7 @@ def serve(
         tls_port=tls_port, client_ca=client_ca, ca_cert=ca_cert, ca_key=ca_key, chain=chain,
         batch_size=batch_size,
         max_wait=max_wait, ws_compression=ws_compression, log_level=log_level,
+        event_loop=event_loop,
         keystore=keystore, keystore_password_file=password_file, files_host=files_host,
         files_port=files_port, files_url=files_url, max_upload_bytes=max_upload_bytes,
         transfer_hours=transfer_hours, workers=workers,
@@ -207,5 +212,5 @@ def serve(
         if code:
             raise typer.Exit(code)
         return
-    run(_serve(settings))
+    run(_serve(settings), settings.event_loop)
 

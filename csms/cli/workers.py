@@ -187,7 +187,7 @@ def _worker_main() -> None:
     lock = None if lock_fd is None else NodeLock.inherited(settings.db, int(lock_fd))
     _logging(settings.log_level)
     try:
-        run(_serve(settings, lock))
+        run(_serve(settings, lock), settings.event_loop)
     except typer.Exit as exc:  # its one line is printed already
         sys.exit(exc.exit_code)
 

@@ -54,23 +54,37 @@ BUSY_SECONDS = 10.0  # SQLite's busy timeout, and the longest wait for the write
 
 
 class _SqliteTx(SqlTx):
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, *, keep_sessions: bool = False) -> None:
+        """``keep_sessions``: the write transaction keeps the sessions a unit read, so
+        that their update writes only the columns that changed (SqlTx.update_session)."""
         self._conn = conn
+        if keep_sessions:
+            self._session_rows = {}
 
     async def execute(self, sql: str, *params: Any) -> int:
+        if self._session_rows and "sessions" in sql:
+            self.forget_sessions()  # a write of its own to the table: the copies are stale
         return self._conn.execute(sql, params).rowcount
 
     async def execute_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        if self._session_rows and "sessions" in sql:
+            self.forget_sessions()
         self._conn.executemany(sql, rows)
 
     async def fetchone(self, sql: str, *params: Any) -> dict[str, Any] | None:
+        if self._session_rows and "sessions" in sql and not sql.startswith("SELECT"):
+            self.forget_sessions()  # a write with RETURNING
         row = self._conn.execute(sql, params).fetchone()
         return None if row is None else dict(row)
 
     async def fetchall(self, sql: str, *params: Any) -> list[dict[str, Any]]:
+        if self._session_rows and "sessions" in sql and not sql.startswith("SELECT"):
+            self.forget_sessions()
         return [dict(r) for r in self._conn.execute(sql, params).fetchall()]
 
     async def insert_id(self, sql: str, *params: Any) -> int:
+        if self._session_rows and "sessions" in sql:
+            self.forget_sessions()
         row = self._conn.execute(sql, params).fetchone()
         return int(row[0])
 
@@ -186,7 +200,7 @@ class SqliteRepository(GroupCommit):
     async def _run_batch(self, batch: Batch) -> Outcomes:
         loop = asyncio.get_running_loop()
         conn = self._write
-        tx = _SqliteTx(conn)
+        tx = _SqliteTx(conn, keep_sessions=True)
         outcomes: Outcomes = []
         abandoned = threading.Event()
         begun = loop.run_in_executor(self._executor, self._begin, abandoned)
@@ -204,6 +218,7 @@ class SqliteRepository(GroupCommit):
             raise StorageError(f"cannot begin a transaction: {exc}") from exc
         try:
             for fn, fut in batch:
+                tx.forget_sessions()  # what an earlier unit read is not this one's
                 conn.execute("SAVEPOINT unit")
                 try:
                     result = await fn(tx)
