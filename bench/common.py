@@ -56,14 +56,16 @@ def rss_kib(pid: int) -> int:
 def server(kind: str, db: str | None = None,
            extra: list[str] | None = None) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
     """``voltledger`` (csms serve, auto-registering), ``baseline`` (the ocpp library way)
-    or ``ocpp-rpc`` (the Node ocpp-rpc server in strict mode, from make install)."""
+    or ``ocpp-rpc`` (the Node ocpp-rpc server in strict mode, from make install); ``extra``:
+    more ``csms serve`` arguments, or the ocpp-rpc server's process count."""
     port = free_port()
     env = dict(os.environ)
     with tempfile.TemporaryDirectory() as folder:
         if kind == "baseline":
             cmd = [sys.executable, "-m", "bench.baseline_ocpp_lib", "--port", str(port)]
         elif kind == "ocpp-rpc":
-            cmd = ["node", str(ROOT / "bench" / "peers" / "ocpp_rpc_server.js"), str(port)]
+            cmd = ["node", str(ROOT / "bench" / "peers" / "ocpp_rpc_server.js"), str(port),
+                   *(extra or [])]
             env["NODE_PATH"] = str(NODE_MODULES)
         else:
             cmd = [sys.executable, "-m", "csms", "serve", "--port", str(port),

@@ -209,8 +209,10 @@ def measure(kind: str, args: argparse.Namespace, db: str | None = None,
             label: str | None = None) -> dict[str, Any]:
     """Grow a fleet step by step on one server of ``kind``; the figures of every step."""
     steps: list[dict[str, Any]] = []
-    workers = args.workers if kind == "voltledger" and db else 1
-    extra = ["--workers", str(workers)] if workers > 1 else []
+    workers = args.workers if kind in ("voltledger", "ocpp-rpc") else 1
+    extra: list[str] = []
+    if workers > 1:
+        extra = ["--workers", str(workers)] if kind == "voltledger" else [str(workers)]
     with server(kind, db=db, extra=extra) as (port, proc):
         fleet = Fleet(f"ws://127.0.0.1:{port}", args.ocpp, args.procs, f"F{kind[:2]}", args)
         try:
@@ -240,7 +242,7 @@ def measure(kind: str, args: argparse.Namespace, db: str | None = None,
                               and dropped == 0)
                 steps.append(step)
                 print(json.dumps({"server": label or kind, **step}), file=sys.stderr)
-                if not step["ok"]:
+                if not step["ok"] and not args.keep_going:
                     break
         finally:
             fleet.close()
@@ -308,11 +310,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--window", type=float, default=60.0)
     parser.add_argument("--procs", type=int, default=4)
     parser.add_argument("--workers", type=int, default=1,
-                        help="csms serve --workers for the PostgreSQL server (processes"
-                             " sharing its port, each a node)")
+                        help="server processes sharing the port: csms serve --workers for"
+                             " voltledger on SQLite and PostgreSQL (each a node), Node's"
+                             " cluster module for ocpp-rpc")
     parser.add_argument("--sources", type=int, default=4, help="loopback source addresses")
     parser.add_argument("--connect-rate", type=float, default=500.0,
                         help="new connections per second, in all")
+    parser.add_argument("--keep-going", action="store_true",
+                        help="measure every step, also after one that failed")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--prefix", default="F", help=argparse.SUPPRESS)

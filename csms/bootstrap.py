@@ -116,7 +116,8 @@ async def build_settlement(settings: Settings) -> Settlement:
 
 # -- one node on a SQLite file ---------------------------------------------------------
 class NodeLockHeld(SettingsError):
-    """Another ``csms serve`` uses this SQLite file (SQLite is single-node)."""
+    """Another ``csms serve`` uses this SQLite file (one node, or the workers of one
+    ``csms serve --workers``, per file)."""
 
 
 class NodeLock:
@@ -146,11 +147,25 @@ class NodeLock:
             os.close(fd)
             raise NodeLockHeld(
                 f"another csms serve (pid {holder}) is using {self.path.with_suffix('')}:"
-                " SQLite is single-node; several nodes need PostgreSQL and MQTT"
+                " one csms serve per SQLite file (--workers N for several processes);"
+                " nodes on several machines need PostgreSQL and MQTT"
                 " (docs/configuration.md)") from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
+
+    @property
+    def fd(self) -> int | None:
+        """The locked descriptor: ``csms serve --workers`` hands it to its workers, which
+        share the lock (one open file), so that it is held while any of them lives."""
+        return self._fd
+
+    @classmethod
+    def inherited(cls, db: str, fd: int) -> NodeLock:
+        """The lock of the parent ``csms serve --workers``, through its descriptor ``fd``."""
+        lock = cls(db)
+        lock._fd = fd
+        return lock
 
     def release(self) -> None:
         if self._fd is not None:
@@ -349,16 +364,16 @@ class App:
                 self.lock.release()
 
 
-async def build(settings: Settings) -> App:
-    """A serving node. On a SQLite file, one node at a time (:class:`NodeLock`)."""
+async def build(settings: Settings, lock: NodeLock | None = None) -> App:
+    """A serving node. On a SQLite file, one node at a time (:class:`NodeLock`), or the
+    workers of one ``csms serve --workers`` (``lock``: the lock their parent holds)."""
     # Imported here: the server's dependencies are not needed by the other commands.
     from csms.admin import AdminApi, load_or_create_token
     from csms.bus.commands import CommandBus
     from csms.bus.relay import OutboxRelay
     from csms.server import CentralSystem
 
-    lock = None
-    if settings.uses_sqlite and settings.db != ":memory:":
+    if lock is None and settings.uses_sqlite and settings.db != ":memory:":
         settings.check_database()
         lock = NodeLock(settings.db)
         lock.acquire()

@@ -24,6 +24,7 @@ from csms.service import defaults
 
 __all__ = [
     "COMPRESSION_MODES",
+    "EVENT_LOOPS",
     "LOG_LEVELS",
     "MAX_WORKERS",
     "Settings",
@@ -36,6 +37,7 @@ __all__ = [
 
 
 COMPRESSION_MODES = ("stateless", "context", "off")
+EVENT_LOOPS = ("auto", "uvloop", "asyncio")  # see csms.eventloop
 LOG_LEVELS = ("debug", "info", "warning", "error")
 MAX_WORKERS = 64  # csms serve --workers
 
@@ -92,6 +94,9 @@ class Settings:
     # messages: no memory per idle connection), "context" (contexts kept per connection,
     # ~50 KiB each, better ratio across messages) or "off"
     ws_compression: str = "stateless"  # one of COMPRESSION_MODES
+    # the event loop of csms serve: "asyncio" (the standard loop), "uvloop", "auto"
+    # (uvloop where installed); uvloop's gain was not confirmed (docs/benchmarks.md)
+    event_loop: str = "asyncio"  # one of EVENT_LOOPS
     ping_interval: float = 20.0
     ping_timeout: float = 20.0
     close_timeout: float = 5.0
@@ -169,7 +174,8 @@ class Settings:
     max_upload_bytes: int = defaults.MAX_UPLOAD_BYTES
     transfer_hours: float = defaults.TRANSFER_HOURS  # how long a log upload URL works
     # csms serve --workers N: N processes sharing the listening ports (SO_REUSEPORT), each
-    # a node of the cluster (PostgreSQL only); one process holds at most ulimit -n sockets
+    # a node of the cluster (PostgreSQL, or one SQLite file shared by the processes of one
+    # machine); one process holds at most ulimit -n sockets
     workers: int = 1
     # set by csms serve for its workers: listen with SO_REUSEPORT beside the others
     reuse_port: bool = False
@@ -209,6 +215,8 @@ class Settings:
         """Values that are wrong whatever the command: one :class:`SettingsError`."""
         if self.ws_compression not in COMPRESSION_MODES:
             raise _error("ws_compression", f"choose one of {', '.join(COMPRESSION_MODES)}")
+        if self.event_loop not in EVENT_LOOPS:
+            raise _error("event_loop", f"choose one of {', '.join(EVENT_LOOPS)}")
         if self.log_level.lower() not in LOG_LEVELS:
             raise _error("log_level", f"choose one of {', '.join(LOG_LEVELS)}")
         for name, low in (("port", -1), ("admin_port", -1), ("tls_port", 0),
@@ -261,10 +269,11 @@ class Settings:
             if path and not Path(path).expanduser().is_file():
                 raise _error(name, f"no such file: {path}")
         if self.workers > 1:
-            # each worker is a node of the cluster: nodes share PostgreSQL, never a file
-            if self.uses_sqlite:
+            # each worker is a node of the cluster: nodes share PostgreSQL, or the
+            # processes of one machine share a SQLite file (csms.cli.workers)
+            if self.db == ":memory:":
                 raise _error("workers", "several workers are several nodes of one database:"
-                             " PostgreSQL only (a SQLite file serves one node)")
+                             " a SQLite file or PostgreSQL, not :memory:")
             if self.port == 0 or (self.tls_cert and self.tls_port == 0):
                 raise _error("workers", "the workers share their ports: give fixed ports,"
                              " not 0")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 __all__ = ["Metrics"]
@@ -10,6 +12,7 @@ __all__ = ["Metrics"]
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._handled: dict[tuple[str, str], tuple[Any, Any]] = {}
         r = self.registry
         self.connected = Gauge(
             "voltledger_connected_stations", "Stations connected to this node", registry=r
@@ -68,6 +71,18 @@ class Metrics:
             "voltledger_task_restarts", "Restarts of background tasks after a failure",
             ["task"], registry=r,
         )
+
+    def handled(self, action: str, result: str, seconds: float) -> None:
+        """One station CALL handled: its time and its result. The labelled children are
+        kept per (action, result): ``labels()`` takes a lock and builds a key each time,
+        and this runs for every message."""
+        key = (action, result)
+        pair = self._handled.get(key)
+        if pair is None:
+            pair = self._handled[key] = (self.handler_seconds.labels(action),
+                                         self.messages.labels(action, result))
+        pair[0].observe(seconds)
+        pair[1].inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

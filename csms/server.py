@@ -207,10 +207,7 @@ class StationConnection:
             log.exception("! %s %s handler failed", self.station_id, call.action)
             raise OcppError(Fault.INTERNAL, "internal error") from None
         finally:
-            self.metrics.handler_seconds.labels(call.action).observe(
-                time.perf_counter() - started
-            )
-            self.metrics.messages.labels(call.action, result).inc()
+            self.metrics.handled(call.action, result, time.perf_counter() - started)
 
     async def call(
         self, action: str, payload: dict[str, Any], timeout: float | None = None,
@@ -537,9 +534,10 @@ class CentralSystem:
             )
             await old.close(1000, "replaced by a new connection")
         log.info("= %s connected (%s) from %s", station_id, version.value, remote)
+        since = None  # when this connection was recorded: its teardown clears only it
         try:
             with contextlib.suppress(StorageError):
-                await self.service.connection_changed(
+                since = await self.service.connection_changed(
                     station_id, True, version.value, self.node_id
                 )
             await conn.run()
@@ -548,7 +546,7 @@ class CentralSystem:
                 del self.connections[station_id]
                 with contextlib.suppress(StorageError):
                     await self.service.connection_changed(
-                        station_id, False, version.value, self.node_id
+                        station_id, False, version.value, self.node_id, since
                     )
 
     def after_reply(self, station_id: str, action: str, payload: dict[str, Any],

@@ -43,7 +43,7 @@ import ssl
 import sys
 from asyncio import sslproto
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from websockets.asyncio.server import Server, ServerConnection
 from websockets.frames import CloseCode, Frame, Opcode
@@ -129,8 +129,8 @@ class _Dropped(asyncio.Protocol):
     """The protocol of a connection over the handshake limit: closed on arrival."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        transport.abort()
+        # uvloop's transports do not subclass asyncio.Transport: duck-typed
+        cast(asyncio.Transport, transport).abort()
 
 
 class GuardedConnection(ServerConnection):
@@ -196,6 +196,10 @@ class GuardedConnection(ServerConnection):
         super().process_event(event)
 
     async def drain(self) -> None:
+        if not self.paused and not self.transport.is_closing():
+            # Below the high-water mark: websockets' drain would return at once too,
+            # so no deadline (a timer per message sent) is armed for it.
+            return
         if self.drain_timeout is None:
             await super().drain()
             return
@@ -259,7 +263,8 @@ class _OnFirstByte(asyncio.Protocol):
         return self._app.protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # uvloop's transports do not subclass asyncio.Transport: duck-typed
+        transport = cast(asyncio.Transport, transport)
         self._transport = transport
         loop = asyncio.get_running_loop()
         self._deadline = loop.call_at(loop.time() + self._timeout, transport.abort)

@@ -1,13 +1,17 @@
 """Shared fixtures: a real central system on a loopback port with a real database.
 
 ``csms_server`` stores in a SQLite file; the modules named in ``BOTH_BACKENDS``
-run every test twice, once on SQLite and once on a fresh PostgreSQL schema.
+run every test twice, once on SQLite and once on a fresh PostgreSQL schema. The
+modules named in ``BOTH_LOOPS`` run every test on asyncio's standard loop and on
+uvloop (``csms serve`` takes uvloop where it is installed: the connection guards must
+hold on both).
 """
 
 from __future__ import annotations
 
+import asyncio
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 
 import pytest
@@ -21,6 +25,21 @@ BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 # server-level test modules that run on both storage backends
 BOTH_BACKENDS = {"test_sessions_v16.py", "test_sessions_v201.py", "test_console.py",
                  "test_configuration16.py", "test_pnc16.py"}
+
+
+# modules whose tests run on both event loops
+BOTH_LOOPS = {"test_transport.py", "test_security.py", "test_server.py"}
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item,
+) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]] | None:
+    # a hook that answers must answer for every test: the others get asyncio's loop
+    if item.path.name not in BOTH_LOOPS:
+        return {"asyncio": asyncio.new_event_loop}
+    import uvloop
+
+    return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from csms.config import Settings, SettingsError, env_var, option_name
+from csms.eventloop import loop_factory
 from csms.service.ports import Repository, StorageError, Tx
 from csms.storage import open_repository
 
@@ -110,10 +111,17 @@ def warn(message: str) -> None:
     err_console.print(f"warning: {message}", markup=False, highlight=False)
 
 
-def run(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine; turn expected errors into one line and exit code 2."""
+def run(coro: Coroutine[Any, Any, T], event_loop: str = "asyncio") -> T:
+    """Run a coroutine (on the loop ``event_loop`` names, see :mod:`csms.eventloop`);
+    turn expected errors into one line and exit code 2."""
     try:
-        return asyncio.run(coro)
+        factory = loop_factory(event_loop)
+    except (RuntimeError, ValueError) as exc:
+        coro.close()
+        fail(str(exc))
+    try:
+        with asyncio.Runner(loop_factory=factory) as runner:
+            return runner.run(coro)
     except CliError as exc:
         fail(str(exc))
     except ValueError as exc:

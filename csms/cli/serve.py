@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -28,12 +28,16 @@ from csms.cli.common import (
 )
 from csms.config import (
     COMPRESSION_MODES,
+    EVENT_LOOPS,
     LOG_LEVELS,
     MAX_WORKERS,
     Settings,
     SettingsError,
     parse_mqtt_url,
 )
+
+if TYPE_CHECKING:
+    from csms.bootstrap import NodeLock
 
 __all__ = ["serve"]
 
@@ -52,11 +56,11 @@ def _line(label: str, value: str) -> None:
     console.print(f"  {label:<7}{value}", soft_wrap=True, highlight=False, markup=False)
 
 
-async def _serve(settings: Settings) -> None:
+async def _serve(settings: Settings, lock: NodeLock | None = None) -> None:
     # Imported here: the server's dependencies are not needed by the other commands.
     from csms.bootstrap import build
 
-    app = await build(settings)
+    app = await build(settings, lock)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -155,6 +159,9 @@ def serve(
     ws_compression: Annotated[str | None, setting_option(
         "ws_compression", "permessage-deflate: stateless (per message, no memory per idle"
         f" connection), context, off (one of {', '.join(COMPRESSION_MODES)})")] = None,
+    event_loop: Annotated[str | None, setting_option(
+        "event_loop", "The event loop: asyncio (standard), uvloop, auto (uvloop where installed)"
+        f" (one of {', '.join(EVENT_LOOPS)})")] = None,
     log_level: Annotated[str | None, setting_option(
         "log_level", f"One of {', '.join(LOG_LEVELS)}")] = None,
     files_host: Annotated[str | None, setting_option(
@@ -171,7 +178,7 @@ def serve(
     transfer_hours: Annotated[float | None, setting_option(
         "transfer_hours", "Hours a log upload URL works", min=0.001)] = None,
     workers: Annotated[int | None, setting_option(
-        "workers", "Server processes sharing the ports, each a node (PostgreSQL only)",
+        "workers", "Server processes sharing the ports, each a node (SQLite: of this machine)",
         min=1, max=MAX_WORKERS)] = None,
 ) -> None:
     """Accept stations at ws://HOST:PORT/<station_id> (OCPP 1.6-J and 2.0.1)."""
@@ -183,6 +190,7 @@ def serve(
         tls_port=tls_port, client_ca=client_ca, ca_cert=ca_cert, ca_key=ca_key, chain=chain,
         batch_size=batch_size,
         max_wait=max_wait, ws_compression=ws_compression, log_level=log_level,
+        event_loop=event_loop,
         keystore=keystore, keystore_password_file=password_file, files_host=files_host,
         files_port=files_port, files_url=files_url, max_upload_bytes=max_upload_bytes,
         transfer_hours=transfer_hours, workers=workers,
@@ -204,5 +212,5 @@ def serve(
         if code:
             raise typer.Exit(code)
         return
-    run(_serve(settings))
+    run(_serve(settings), settings.event_loop)
 

@@ -3,8 +3,15 @@
 Theory of operation. One process may hold at most ``ulimit -n`` sockets and uses one
 core; more stations per machine need more processes. The parent starts N workers, each
 a full ``csms serve`` node with its own node id (``<node>/<k>``) on the same database
-(PostgreSQL: nodes already share it, see :mod:`csms.service.cluster`), listening on the
-same ports with ``SO_REUSEPORT``, so the kernel spreads new connections over them.
+(nodes share it, see :mod:`csms.service.cluster`), listening on the same ports with
+``SO_REUSEPORT``, so the kernel spreads new connections over them.
+
+On a SQLite file the workers are the only nodes it may have: the parent takes the file's
+node lock (:class:`csms.bootstrap.NodeLock`) and hands its descriptor to every worker,
+so that another ``csms serve`` is refused for as long as any of them lives (a kill -9 of
+the parent included), and applies the migrations before any worker opens the file. The
+workers' group commits then take turns on the file's write lock (WAL mode: readers never
+wait), each committed before its stations are answered (:mod:`csms.storage.sqlite`).
 Worker 0 alone serves the admin API and runs the settlement worker (``--chain``); an
 operator command for a station connected to another worker travels over MQTT like one
 for another node (``--mqtt``; without it, only worker 0's stations take commands).
@@ -28,8 +35,12 @@ import socket
 import sys
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from csms.config import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from csms.bootstrap import NodeLock
 
 __all__ = ["run_workers", "worker_settings"]
 
@@ -48,11 +59,14 @@ def worker_settings(settings: Settings, k: int) -> Settings:
         one, admin_port=-1, chain="", files_port=min(one.files_port, 0))
 
 
-async def _start(settings: Settings, k: int) -> asyncio.subprocess.Process:
+async def _start(settings: Settings, k: int,
+                 lock_fd: int | None = None) -> asyncio.subprocess.Process:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "csms.cli.workers", stdin=asyncio.subprocess.PIPE)
+        sys.executable, "-m", "csms.cli.workers", stdin=asyncio.subprocess.PIPE,
+        pass_fds=() if lock_fd is None else (lock_fd,))
     assert proc.stdin is not None
-    proc.stdin.write(json.dumps(dataclasses.asdict(worker_settings(settings, k))).encode())
+    proc.stdin.write(json.dumps({"settings": dataclasses.asdict(worker_settings(settings, k)),
+                                 "lock_fd": lock_fd}).encode())
     await proc.stdin.drain()
     proc.stdin.close()
     return proc
@@ -70,8 +84,10 @@ async def run_workers(settings: Settings, say: Callable[[str], None] = print) ->
     waits: dict[asyncio.Task[int], int] = {}
     code = 0
 
+    lock: NodeLock | None = None
+
     async def launch(k: int) -> None:
-        procs[k] = await _start(settings, k)
+        procs[k] = await _start(settings, k, None if lock is None else lock.fd)
         started[k] = time.monotonic()
         waits[asyncio.ensure_future(procs[k].wait())] = k
 
@@ -83,6 +99,8 @@ async def run_workers(settings: Settings, say: Callable[[str], None] = print) ->
             from csms.pki import load_or_create_ca
 
             load_or_create_ca(settings)
+        if settings.uses_sqlite:
+            lock = await _hold_sqlite(settings)
     except SettingsError as exc:
         say(f"error: {exc}")
         return 1
@@ -110,7 +128,31 @@ async def run_workers(settings: Settings, say: Callable[[str], None] = print) ->
         stopping.cancel()
     finally:
         await _stop_all(list(procs.values()))
+        if lock is not None:
+            lock.release()
     return code
+
+
+async def _hold_sqlite(settings: Settings) -> NodeLock:
+    """Take the SQLite file's node lock for the workers and bring its schema up to date
+    (once, here: workers migrating the same file at once would collide)."""
+    from csms.bootstrap import NodeLock
+    from csms.service.ports import StorageError
+    from csms.storage.open import open_repository
+
+    settings.check_database()
+    lock = NodeLock(settings.db)
+    lock.acquire()
+    try:
+        repo = await open_repository(settings.db)
+        await repo.close()
+    except (StorageError, ValueError, OSError) as exc:
+        lock.release()
+        raise SettingsError(f"--db (CSMS_DB): {exc}") from None
+    except BaseException:
+        lock.release()
+        raise
+    return lock
 
 
 async def _stop_all(procs: list[asyncio.subprocess.Process]) -> None:
@@ -134,14 +176,18 @@ def _worker_main() -> None:
     """One worker: the settings as JSON on stdin, then ``csms serve`` with them."""
     import typer
 
+    from csms.bootstrap import NodeLock
     from csms.cli.common import run
     from csms.cli.serve import _logging, _serve
 
-    settings = Settings(**json.loads(sys.stdin.read()))
+    message = json.loads(sys.stdin.read())
+    settings = Settings(**message["settings"])
     settings.check()
+    lock_fd = message.get("lock_fd")
+    lock = None if lock_fd is None else NodeLock.inherited(settings.db, int(lock_fd))
     _logging(settings.log_level)
     try:
-        run(_serve(settings))
+        run(_serve(settings, lock), settings.event_loop)
     except typer.Exit as exc:  # its one line is printed already
         sys.exit(exc.exit_code)
 

@@ -69,6 +69,9 @@ class ChargingCore:
         self._seen: dict[str, datetime] = {}
         self._seen_flush: asyncio.Task[None] | None = None
         self._seen_writer = False  # run_seen_writer() owns the writes
+        # closed connections whose station row another transaction held: (node, since),
+        # cleared by the next flush of the last-seen writer
+        self._unreleased: dict[str, tuple[str, datetime | None]] = {}
         # station payloads besides transactions: quotas and a disk reserve (see quota.py)
         self.quota = quota
         self.storage_reserve = storage_reserve

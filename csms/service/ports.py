@@ -41,6 +41,16 @@ class Tx(Protocol):
     async def touch_station(self, station_id: str, at: datetime) -> None: ...
     async def set_station_connection(self, station_id: str, node: str, at: datetime) -> None: ...
     async def clear_station_connection(self, station_id: str, node: str) -> None: ...
+    async def touch_stations(self, seen: dict[str, datetime]) -> list[str]:
+        """Write the "last seen" times; the stations whose row another transaction holds
+        are left alone (no wait) and returned, to be written later."""
+        ...
+    async def release_station_connection(self, station_id: str, node: str,
+                                         since: datetime | None) -> bool:
+        """Clear the station's connection if it is still ``node``'s connection made at
+        ``since`` (None: any of ``node``'s); False, without waiting, while another
+        transaction holds the station's row (try again later)."""
+        ...
     async def clear_node_connections(self, node: str) -> int: ...
     async def add_audit(
         self, actor: str, action: str, target: str | None, request: dict[str, Any],
@@ -295,6 +305,12 @@ class Repository(Protocol):
 
     async def unit(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
         """Run ``fn`` in a transaction; return after the commit is durable."""
+        ...
+
+    async def unit_apart(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
+        """:meth:`unit` for bookkeeping that never waits for a row lock (the ``Tx``
+        methods that skip locked rows): committed apart from other units, so that the
+        rows it locks are not held while another unit of a batch waits."""
         ...
 
     async def read(self, fn: Callable[[Tx], Awaitable[T]]) -> T:

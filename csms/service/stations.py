@@ -73,11 +73,14 @@ class StationUseCases(ChargingCore):
         and 10,000 stations would otherwise cost a unit of work each)."""
         now = self.clock()
         self._seen[station_id] = now
+        self._flush_soon()
+        return now
+
+    def _flush_soon(self) -> None:
         if not self._seen_writer and (self._seen_flush is None or self._seen_flush.done()):
             # No writer task runs (the service used on its own): flush once, later.
             self._seen_flush = asyncio.get_running_loop().create_task(
                 self._flush_seen_later(), name="last-seen")
-        return now
 
     async def _flush_seen_later(self) -> None:
         await asyncio.sleep(self.seen_flush_interval)
@@ -103,39 +106,67 @@ class StationUseCases(ChargingCore):
             log.warning("! last-seen times not stored: %s", exc)
 
     async def _write_seen(self) -> None:
+        """The "last seen" times, and the closed connections not cleared yet, in one unit
+        apart from the others (see Repository.unit_apart): rows that another transaction
+        holds are skipped and kept for the next flush, never waited for."""
         seen, self._seen = self._seen, {}
-        if not seen:
+        released, self._unreleased = self._unreleased, {}
+        if not seen and not released:
             return
 
-        async def work(tx: Tx) -> None:
-            for station_id, at in seen.items():
-                await tx.touch_station(station_id, at)
+        async def work(tx: Tx) -> tuple[list[str], dict[str, tuple[str, datetime | None]]]:
+            left = await tx.touch_stations(seen)
+            kept = {}
+            for station_id, (node, since) in sorted(released.items()):
+                if not await tx.release_station_connection(station_id, node, since):
+                    kept[station_id] = (node, since)
+            return left, kept
 
         try:
-            await self.repo.unit(work)
+            left, kept = await self.repo.unit_apart(work)
         except BaseException:
-            for station_id, at in seen.items():
-                self._seen.setdefault(station_id, at)
+            left, kept = list(seen), released
             raise
+        finally:
+            # newer times and newer closed connections (set meanwhile) win
+            for station_id in left:
+                self._seen.setdefault(station_id, seen[station_id])
+            for station_id, value in kept.items():
+                self._unreleased.setdefault(station_id, value)
 
     async def connection_changed(
-        self, station_id: str, online: bool, version: str, node: str = "local"
-    ) -> None:
+        self, station_id: str, online: bool, version: str, node: str = "local",
+        since: datetime | None = None,
+    ) -> datetime:
+        """Record a connection made (``online``) or closed; the time it is recorded at.
+
+        A closed connection is ``node``'s made at ``since`` (what this method returned
+        for it; None: any of ``node``'s): it is cleared only if the station did not
+        connect again meanwhile, here or on another node, and in a unit apart that never
+        waits for the station's row (a node the station moved to may hold it): when the
+        row is held, the next flush of the last-seen writer clears it."""
         now = self.clock()
 
-        async def work(tx: Tx) -> None:
+        async def work(tx: Tx) -> bool:
+            released = True
             if online:
                 await tx.set_station_connection(station_id, node, now)
             else:
-                await tx.clear_station_connection(station_id, node)
+                released = await tx.release_station_connection(station_id, node, since)
             await tx.add_station_event(
                 station_id, "online" if online else "offline", {"ocpp_version": version}, now
             )
             await self._event(
                 tx, station_id, "online" if online else "offline", {"ocpp_version": version}
             )
+            return released
 
-        await self.repo.unit(work)
+        if online:
+            await self.repo.unit(work)
+        elif not await self.repo.unit_apart(work):
+            self._unreleased[station_id] = (node, since)
+            self._flush_soon()
+        return now
 
     async def status(
         self, station_id: str, evse_id: int, connector_id: int, status: str,
@@ -147,7 +178,6 @@ class StationUseCases(ChargingCore):
             await tx.set_connector_status(
                 station_id, evse_id, connector_id, status, error_code, at or now
             )
-            await tx.touch_station(station_id, now)
             await self._event(
                 tx, station_id, "status",
                 {"evse_id": evse_id, "connector_id": connector_id, "status": status,
@@ -155,6 +185,9 @@ class StationUseCases(ChargingCore):
             )
 
         await self.repo.unit(work)
+        # "last seen" by the last-seen writer (no lock on the station's row in this unit)
+        self._seen[station_id] = now
+        self._flush_soon()
 
     async def authorize(self, tag: str, station_id: str | None = None
                         ) -> tuple[AuthStatus, datetime | None]:

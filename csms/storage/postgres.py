@@ -98,7 +98,13 @@ import asyncpg
 from csms.service.ports import StorageError, Tx
 from csms.storage.group_commit import Batch, GroupCommit, Outcomes
 from csms.storage.migrations import CREATE_MIGRATIONS_TABLE, Migration, migrate
-from csms.storage.postgres_rounds import ReadShape, RoundStats, RunInSequence, run_in_rounds
+from csms.storage.postgres_rounds import (
+    PostgresRowLocks,
+    ReadShape,
+    RoundStats,
+    RunInSequence,
+    run_in_rounds,
+)
 from csms.storage.postgres_text import (
     inline_rows,
     inline_statement,
@@ -185,7 +191,7 @@ def _prepared_writes(conn: asyncpg.Connection) -> set[str]:
     return prepared if isinstance(prepared, set) else set()
 
 
-class _PostgresTx(SqlTx):
+class _PostgresTx(PostgresRowLocks, SqlTx):
     """The four SQL primitives on one asyncpg connection.
 
     Writes whose outcome the unit does not read (:meth:`write`) are held back as
@@ -298,8 +304,32 @@ class _ReadBatches(GroupCommit):
         return await self._repo._run_reads(batch)
 
 
+class _ApartLane(GroupCommit):
+    """The batches of :meth:`PostgresRepository.unit_apart`: bookkeeping units only
+    (they never wait for a row lock), committed by the repository's own batch runner."""
+
+    max_batch = MAX_BATCH
+    parallel = 1
+    committer_name = "postgres-apart-committer"
+
+    def __init__(self, run: Callable[[Batch], Awaitable[Outcomes]]) -> None:
+        super().__init__()
+        self._run = run
+
+    async def _run_batch(self, batch: Batch) -> Outcomes:
+        return await self._run(batch)
+
+
 class PostgresRepository(GroupCommit):
-    """A PostgreSQL database behind the Repository port; open with :meth:`open`."""
+    """A PostgreSQL database behind the Repository port; open with :meth:`open`.
+
+    Units of a batch hold the rows they locked until the batch commits, while the later
+    units run: a batch of another node that needs one of those rows waits for the whole
+    batch. The connection bookkeeping of stations (last seen, a closed connection) is
+    therefore committed apart (:meth:`unit_apart`), in batches of its own that skip
+    rows other transactions hold instead of waiting for them; a node whose station
+    moved to another node never keeps that node's new connection waiting.
+    """
 
     dialect = "postgres"
     max_batch = MAX_BATCH
@@ -322,6 +352,10 @@ class PostgresRepository(GroupCommit):
         self.read_stats = RoundStats()
         self._read_shapes: dict[str, ReadShape] = {}
         self._reads = _ReadBatches(self)
+        self._apart = _ApartLane(self._run_batch)
+
+    async def unit_apart(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
+        return await self._apart.unit(fn)
 
     @classmethod
     async def open(
@@ -512,6 +546,7 @@ class PostgresRepository(GroupCommit):
     async def close(self) -> None:
         await self._finish_committers()
         await self._reads._finish_committers()
+        await self._apart._finish_committers()
         try:
             await asyncio.wait_for(self._pool.close(), 10)
         except TimeoutError:

@@ -50,6 +50,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -64,9 +65,11 @@ from csms.storage.postgres_text import (
     sql_pieces,
     to_postgres_placeholders,
 )
-from csms.storage.sql import SqlTx
+from csms.storage.sql import SqlTx, dt_to_db
 
-__all__ = ["ReadShape", "RoundStats", "RoundTx", "RunInSequence", "run_in_rounds"]
+__all__ = [
+    "PostgresRowLocks", "ReadShape", "RoundStats", "RoundTx", "RunInSequence", "run_in_rounds",
+]
 
 log = logging.getLogger("csms.storage.postgres")
 
@@ -76,6 +79,8 @@ _JSON_EXACT = frozenset({"text", "varchar", "bpchar", "name", "int2", "int4", "i
                          "bool"})
 _READS = ("fetchone", "fetchall")
 _MAX_SHAPES = 4096
+# Seconds the units of a round may take to all ask for a statement (or end).
+QUIET_LIMIT = 2.0
 _DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 
 
@@ -125,7 +130,48 @@ class _Unit:
     held: list[tuple[str, list[str] | None]] = field(default_factory=list)
 
 
-class RoundTx(SqlTx):
+class PostgresRowLocks(SqlTx):
+    """Bookkeeping that never waits for a row lock (PostgreSQL locks rows), on any
+    PostgreSQL transaction of this adapter. In rounds its statements (a list parameter)
+    make the batch run unit by unit, as every batch did before rounds."""
+
+    async def touch_stations(self, seen: dict[str, datetime]) -> list[str]:
+        if not seen:
+            return []
+        ids = sorted(seen)  # locked in one order by every node
+        rows = await self.fetchall(
+            "WITH free AS (SELECT id FROM stations WHERE id = ANY(?::text[]) ORDER BY id"
+            " FOR NO KEY UPDATE SKIP LOCKED)"
+            " UPDATE stations s SET last_seen_at = v.at"
+            " FROM unnest(?::text[], ?::text[]) AS v(id, at), free"
+            " WHERE s.id = v.id AND s.id = free.id RETURNING s.id",
+            ids, ids, [dt_to_db(seen[i]) for i in ids])
+        written = {r["id"] for r in rows}
+        missing = [i for i in ids if i not in written]
+        if not missing:
+            return []
+        # locked by another transaction, or no such station any more (not kept)
+        rows = await self.fetchall("SELECT id FROM stations WHERE id = ANY(?::text[])",
+                                   missing)
+        return sorted(r["id"] for r in rows)
+
+    async def release_station_connection(self, station_id: str, node: str,
+                                         since: datetime | None) -> bool:
+        row = await self.fetchone(
+            "SELECT connected_node, connected_at FROM stations WHERE id = ?"
+            " FOR NO KEY UPDATE SKIP LOCKED", station_id)
+        if row is None:  # locked (try later), or no such station (nothing to do)
+            return await self.fetchone("SELECT id FROM stations WHERE id = ?",
+                                       station_id) is None
+        if row["connected_node"] == node and (
+                since is None or row["connected_at"] == dt_to_db(since)):
+            await self.execute("UPDATE stations SET connected_node = NULL WHERE id = ?",
+                               station_id)
+        return True
+
+
+
+class RoundTx(PostgresRowLocks, SqlTx):
     """One unit's view of the batch: writes held, every other statement a request that
     the round it joins answers."""
 
@@ -283,7 +329,13 @@ class _Rounds:
                 self._began = True
                 await self._send(self._conn.execute(self._begin))
             while True:
-                await self._quiet.wait()
+                try:
+                    await asyncio.wait_for(self._quiet.wait(), QUIET_LIMIT)
+                except TimeoutError:
+                    # a unit waits for something other than the database (another unit
+                    # of the batch, an event): unit by unit, each runs to its end first
+                    raise RunInSequence("a unit waits on something else than its statements"
+                                        ) from None
                 self._quiet.clear()
                 if self._sequence_reason is not None:
                     raise RunInSequence(self._sequence_reason)

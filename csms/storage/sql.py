@@ -7,6 +7,7 @@ here runs unchanged on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from abc import ABC, abstractmethod
@@ -132,8 +133,47 @@ def _sample(row: dict[str, Any]) -> MeterSample:
     )
 
 
+# What update_session writes (with updated_at), in the order of _session_values.
+_SESSION_COLUMNS = (
+    "station_id", "connector_id", "evse_id", "id_tag", "auth_status", "ocpp_version",
+    "transaction_id", "started_at", "stopped_at", "reported_meter_start_wh",
+    "reported_meter_stop_wh", "meter_start_wh", "meter_stop_wh", "energy_wh", "status",
+    "stop_reason", "flags", "last_seq_no", "start_key",
+)
+_UPDATE_SESSION_ALL = (
+    "UPDATE sessions SET " + ", ".join(f"{c} = ?" for c in _SESSION_COLUMNS)
+    + ", updated_at = ? WHERE id = ?"
+)
+
+
+@functools.cache
+def _update_session_sql(changed: tuple[int, ...]) -> str:
+    """The UPDATE of the columns at the indexes ``changed`` of _SESSION_COLUMNS."""
+    return ("UPDATE sessions SET "
+            + "".join(f"{_SESSION_COLUMNS[i]} = ?, " for i in changed)
+            + "updated_at = ? WHERE id = ?")
+
+
 class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
     """Domain operations over four SQL primitives (``?`` placeholders)."""
+
+    # Sessions read in the running unit of work: id -> their stored values of
+    # _SESSION_COLUMNS, so that update_session writes only what changed. None: not kept
+    # (an engine opts in; it must forget them at each unit's start and whenever another
+    # statement writes the sessions table, see forget_sessions).
+    _session_rows: dict[int, tuple[Any, ...]] | None = None
+
+    def forget_sessions(self) -> None:
+        """The rows read so far may not be what the table holds any more."""
+        if self._session_rows:
+            self._session_rows.clear()
+
+    def _read_session(self, row: dict[str, Any]) -> Session:
+        session = _session(row)
+        stored = self._session_rows
+        if stored is not None and session.id is not None:
+            stored[session.id] = tuple(row[c] for c in _SESSION_COLUMNS)
+        return session
 
     @abstractmethod
     async def execute(self, sql: str, *params: Any) -> int:
@@ -230,6 +270,24 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
             "UPDATE stations SET connected_node = NULL WHERE id = ? AND connected_node = ?",
             station_id, node,
         )
+
+    async def touch_stations(self, seen: dict[str, datetime]) -> list[str]:
+        # SQLite locks the whole file, never a row: nothing is left for later
+        await self.execute_many(
+            "UPDATE stations SET last_seen_at = ? WHERE id = ?",
+            [(dt_to_db(at), station_id) for station_id, at in sorted(seen.items())])
+        return []
+
+    async def release_station_connection(self, station_id: str, node: str,
+                                         since: datetime | None) -> bool:
+        if since is None:
+            await self.clear_station_connection(station_id, node)
+        else:
+            await self.execute(
+                "UPDATE stations SET connected_node = NULL"
+                " WHERE id = ? AND connected_node = ? AND connected_at = ?",
+                station_id, node, dt_to_db(since))
+        return True
 
     async def clear_node_connections(self, node: str) -> int:
         return await self.execute(
@@ -369,20 +427,20 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
     # -- sessions ------------------------------------------------------------
     async def get_session(self, session_id: int) -> Session | None:
         row = await self.fetchone("SELECT * FROM sessions WHERE id = ?", session_id)
-        return None if row is None else _session(row)
+        return None if row is None else self._read_session(row)
 
     async def find_session(self, station_id: str, transaction_id: str) -> Session | None:
         row = await self.fetchone(
             "SELECT * FROM sessions WHERE station_id = ? AND transaction_id = ?",
             station_id, transaction_id,
         )
-        return None if row is None else _session(row)
+        return None if row is None else self._read_session(row)
 
     async def find_session_by_start_key(self, station_id: str, start_key: str) -> Session | None:
         row = await self.fetchone(
             "SELECT * FROM sessions WHERE station_id = ? AND start_key = ?", station_id, start_key
         )
-        return None if row is None else _session(row)
+        return None if row is None else self._read_session(row)
 
     async def stations_with_transaction(self, transaction_id: str) -> list[str]:
         rows = await self.fetchall(
@@ -425,16 +483,24 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
         )
 
     async def update_session(self, session: Session) -> None:
-        await self.write(
-            "UPDATE sessions SET station_id = ?, connector_id = ?, evse_id = ?, id_tag = ?,"
-            " auth_status = ?, ocpp_version = ?, transaction_id = ?, started_at = ?,"
-            " stopped_at = ?, reported_meter_start_wh = ?, reported_meter_stop_wh = ?,"
-            " meter_start_wh = ?, meter_stop_wh = ?, energy_wh = ?, status = ?,"
-            " stop_reason = ?, flags = ?, last_seq_no = ?, start_key = ?, updated_at = ?"
-            " WHERE id = ?",
-            *self._session_values(session, session.transaction_id),
-            dt_to_db(datetime.now(UTC)), session.id,
-        )
+        values = self._session_values(session, session.transaction_id)
+        now = dt_to_db(datetime.now(UTC))
+        stored = self._session_rows
+        old = stored.get(session.id) if stored is not None and session.id is not None else None
+        if old is None:
+            await self.write(_UPDATE_SESSION_ALL, *values, now, session.id)
+        else:
+            # Only the columns whose value changed since the session was read in this
+            # unit: SQLite rewrites the entry of every index over a column named in SET,
+            # whatever its value, and the sessions table has eight (a MeterValues
+            # changes the energy and the time of update only). Same type and value:
+            # the same value stored.
+            changed = tuple(i for i, (a, b) in enumerate(zip(old, values, strict=True))
+                            if type(a) is not type(b) or a != b)
+            await self.write(_update_session_sql(changed), *(values[i] for i in changed),
+                             now, session.id)
+        if stored is not None and session.id is not None:
+            stored[session.id] = values  # what the row holds now
 
     async def list_sessions(
         self, station_id: str | None = None, active: bool | None = None, limit: int = 1000

@@ -15,15 +15,25 @@ is why this adapter uses the stdlib ``sqlite3`` module directly rather than
 calls that may wait on the disk or on another process's lock (BEGIN IMMEDIATE,
 COMMIT) go to the worker thread. Reads use a second connection (WAL readers
 never block the writer).
+
+Several processes may write the same file (``csms serve --workers``, or a ``csms``
+command beside a running node). Each batch then first takes an exclusive ``flock`` on
+``<file>.write-lock``, in the worker thread, and holds it until its COMMIT returns: the
+processes take turns, and a waiting one is woken the moment the lock is free, where
+SQLite's own busy handler (kept as a backstop) polls with sleeps of up to 100 ms and lets
+a process that commits back to back take the lock again and again. The kernel drops the
+lock of a process that dies, however it dies.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import os
 import sqlite3
+import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -40,26 +50,41 @@ T = TypeVar("T")
 log = logging.getLogger("csms.storage.sqlite")
 
 MAX_BATCH = 512
+BUSY_SECONDS = 10.0  # SQLite's busy timeout, and the longest wait for the write turn
 
 
 class _SqliteTx(SqlTx):
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, *, keep_sessions: bool = False) -> None:
+        """``keep_sessions``: the write transaction keeps the sessions a unit read, so
+        that their update writes only the columns that changed (SqlTx.update_session)."""
         self._conn = conn
+        if keep_sessions:
+            self._session_rows = {}
 
     async def execute(self, sql: str, *params: Any) -> int:
+        if self._session_rows and "sessions" in sql:
+            self.forget_sessions()  # a write of its own to the table: the copies are stale
         return self._conn.execute(sql, params).rowcount
 
     async def execute_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        if self._session_rows and "sessions" in sql:
+            self.forget_sessions()
         self._conn.executemany(sql, rows)
 
     async def fetchone(self, sql: str, *params: Any) -> dict[str, Any] | None:
+        if self._session_rows and "sessions" in sql and not sql.startswith("SELECT"):
+            self.forget_sessions()  # a write with RETURNING
         row = self._conn.execute(sql, params).fetchone()
         return None if row is None else dict(row)
 
     async def fetchall(self, sql: str, *params: Any) -> list[dict[str, Any]]:
+        if self._session_rows and "sessions" in sql and not sql.startswith("SELECT"):
+            self.forget_sessions()
         return [dict(r) for r in self._conn.execute(sql, params).fetchall()]
 
     async def insert_id(self, sql: str, *params: Any) -> int:
+        if self._session_rows and "sessions" in sql:
+            self.forget_sessions()
         row = self._conn.execute(sql, params).fetchone()
         return int(row[0])
 
@@ -83,11 +108,11 @@ class _SqliteTx(SqlTx):
 
 def _connect(path: str, *, readonly: bool = False) -> sqlite3.Connection:
     conn = sqlite3.connect(
-        path, isolation_level=None, check_same_thread=False, timeout=10.0,
+        path, isolation_level=None, check_same_thread=False, timeout=BUSY_SECONDS,
         cached_statements=256,
     )
     conn.row_factory = sqlite3.Row
-    conn.execute("PRAGMA busy_timeout = 10000")
+    conn.execute(f"PRAGMA busy_timeout = {int(BUSY_SECONDS * 1000)}")
     conn.execute("PRAGMA foreign_keys = ON")
     if not readonly:
         conn.execute("PRAGMA journal_mode = WAL")
@@ -122,6 +147,31 @@ class _SqliteMigrations:
             raise
 
 
+class _WriteTurn:
+    """The exclusive ``flock`` a process holds from BEGIN IMMEDIATE to COMMIT (see the
+    module's docstring); nothing for ``:memory:``, which no other process can open."""
+
+    def __init__(self, path: str) -> None:
+        self._fd: int | None = None
+        if path != ":memory:":
+            real = Path(path).expanduser().resolve()
+            self._fd = os.open(real.with_name(real.name + ".write-lock"),
+                               os.O_RDWR | os.O_CREAT, 0o644)
+
+    def take(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+
+    def give(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
 class SqliteRepository(GroupCommit):
     """A SQLite file (or ``:memory:`` for unit tests) behind the Repository port."""
 
@@ -137,6 +187,7 @@ class SqliteRepository(GroupCommit):
         run_now(migrate("sqlite", _SqliteMigrations(self._write)))
         self._read = self._write if self.path == ":memory:" else _connect(self.path, readonly=True)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-commit")
+        self._turn = _WriteTurn(self.path)
 
     def schema_version(self) -> int:
         row = self._write.execute("SELECT max(version) FROM schema_migrations").fetchone()
@@ -149,14 +200,25 @@ class SqliteRepository(GroupCommit):
     async def _run_batch(self, batch: Batch) -> Outcomes:
         loop = asyncio.get_running_loop()
         conn = self._write
-        tx = _SqliteTx(conn)
+        tx = _SqliteTx(conn, keep_sessions=True)
         outcomes: Outcomes = []
+        abandoned = threading.Event()
+        begun = loop.run_in_executor(self._executor, self._begin, abandoned)
         try:
-            await loop.run_in_executor(self._executor, conn.execute, "BEGIN IMMEDIATE")
+            # as long as SQLite's own busy timeout: a process that keeps the turn (stopped,
+            # not dead) fails this batch, as the busy handler would, rather than hang it
+            await asyncio.wait_for(asyncio.shield(begun), BUSY_SECONDS)
+        except TimeoutError:
+            abandoned.set()  # the thread gives the turn back at once when it gets it,
+            # and undoes a BEGIN that got through meanwhile (the same thread, next)
+            self._executor.submit(self._undo_begin)
+            raise StorageError("cannot begin a transaction: another process has held the"
+                               f" database's write turn for {BUSY_SECONDS:g} s") from None
         except sqlite3.Error as exc:
             raise StorageError(f"cannot begin a transaction: {exc}") from exc
         try:
             for fn, fut in batch:
+                tx.forget_sessions()  # what an earlier unit read is not this one's
                 conn.execute("SAVEPOINT unit")
                 try:
                     result = await fn(tx)
@@ -171,7 +233,7 @@ class SqliteRepository(GroupCommit):
                 else:
                     conn.execute("RELEASE unit")
                     outcomes.append((fut, True, result))
-            await loop.run_in_executor(self._executor, conn.execute, "COMMIT")
+            await loop.run_in_executor(self._executor, self._commit)
         except sqlite3.Error as exc:
             # The transaction itself failed (disk full, I/O error): nothing of the
             # batch is durable.
@@ -179,7 +241,41 @@ class SqliteRepository(GroupCommit):
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             raise StorageError(f"commit failed: {exc}") from exc
+        except BaseException:
+            # cancelled mid-batch (shutting down): nothing of it is committed
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise
+        finally:
+            self._turn.give()
         return outcomes
+
+    def _commit(self) -> None:
+        """In the worker thread: COMMIT, and the next process's turn at once (not after
+        this process's event loop has woken up to the result)."""
+        try:
+            self._write.execute("COMMIT")
+        finally:
+            self._turn.give()
+
+    def _undo_begin(self) -> None:
+        if self._write.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                self._write.execute("ROLLBACK")
+            self._turn.give()
+
+    def _begin(self, abandoned: threading.Event) -> None:
+        """In the worker thread: this process's turn to write, then the transaction;
+        nothing if the batch gave up waiting meanwhile."""
+        self._turn.take()
+        if abandoned.is_set():
+            self._turn.give()
+            return
+        try:
+            self._write.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self._turn.give()
+            raise
 
     async def close(self) -> None:
         await self._finish_committers()
@@ -187,6 +283,7 @@ class SqliteRepository(GroupCommit):
         if self._read is not self._write:
             self._read.close()
         self._write.close()
+        self._turn.close()
 
 
 def _split_sql(script: str) -> list[str]:

@@ -109,6 +109,19 @@ class MemoryTx(Tx):
         if st is not None:
             st.connected_node, st.connected_at, st.last_seen_at = node, at, at
 
+    async def touch_stations(self, seen: dict[str, datetime]) -> list[str]:
+        for station_id, at in seen.items():
+            await self.touch_station(station_id, at)
+        return []
+
+    async def release_station_connection(self, station_id: str, node: str,
+                                         since: datetime | None) -> bool:
+        st = self.s.stations.get(station_id)
+        if st is not None and st.connected_node == node and (
+                since is None or st.connected_at == since):
+            st.connected_node = None
+        return True
+
     async def clear_station_connection(self, station_id: str, node: str) -> None:
         st = self.s.stations.get(station_id)
         if st is not None and st.connected_node == node:
@@ -798,6 +811,9 @@ class MemoryRepository(Repository):
             raise
         self.units += 1
         return result
+
+    async def unit_apart(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
+        return await self.unit(fn)
 
     async def read(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
         before = copy.deepcopy(self.state)

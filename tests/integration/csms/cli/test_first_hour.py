@@ -198,7 +198,7 @@ def test_a_good_receipt_before_a_bad_one_gives_no_verdict(
     assert "receipt" not in r.stdout  # every file is read before any verdict
 
 
-# -- 2. SQLite is single-node ------------------------------------------------------------
+# -- 2. One csms serve per SQLite file ---------------------------------------------
 class Serve:
     """``csms serve`` as a process on a SQLite file."""
 
@@ -244,7 +244,7 @@ def test_a_second_serve_on_the_same_sqlite_file_refuses_to_start(work: Path,
                                                                  serving: Serve) -> None:
     r = csms("serve", "--db", "c.db", "--port", str(free_port()), "--admin-port",
              str(free_port()), "--data-dir", "data2", cwd=work)
-    line = one_line_error(r, "single-node", "PostgreSQL", code=2)
+    line = one_line_error(r, "one csms serve per SQLite file", "PostgreSQL", code=2)
     assert "c.db" in line
     assert not (work / "data2").exists()
     # the first one keeps working: it serves stations and its admin API answers
@@ -270,7 +270,7 @@ def test_the_same_file_under_another_name_is_the_same_database(work: Path,
                                                                serving: Serve) -> None:
     r = csms("serve", "--db", str(work / "c.db"), "--port", str(free_port()),
              "--admin-port", "-1", "--data-dir", "data", cwd=work)
-    one_line_error(r, "single-node", code=2)
+    one_line_error(r, "one csms serve per SQLite file", code=2)
 
 
 # -- 3. unknown ids ---------------------------------------------------------------------
@@ -387,4 +387,4 @@ def test_a_link_to_the_sqlite_file_is_the_same_database(work: Path, serving: Ser
     (work / "link.db").symlink_to(work / "c.db")
     r = csms("serve", "--db", "link.db", "--port", str(free_port()), "--admin-port", "-1",
              cwd=work)
-    one_line_error(r, "single-node", code=2)
+    one_line_error(r, "one csms serve per SQLite file", code=2)

@@ -33,17 +33,23 @@ def test_without_a_node_id_the_workers_are_named_after_the_host_and_port() -> No
 
 
 @pytest.mark.parametrize(("changes", "message"), [
-    ({"db": "./csms.sqlite3"}, "PostgreSQL only"),
+    ({"db": ":memory:"}, "not :memory:"),
     ({"port": 0}, "fixed ports"),
     ({"tls_cert": __file__, "tls_port": 0}, "fixed ports"),
     ({"files_url": "https://files.example"}, "files-url"),
 ])
-def test_several_workers_need_postgresql_and_fixed_ports(
+def test_several_workers_need_a_shared_database_and_fixed_ports(
     changes: dict[str, object], message: str
 ) -> None:
     settings = Settings(**{"db": PG, "workers": 2, "port": 9000, **changes})  # type: ignore[arg-type]
     with pytest.raises(SettingsError, match=message):
         settings.check_serving()
+
+
+def test_workers_may_share_a_sqlite_file() -> None:
+    settings = Settings(db="./csms.sqlite3", workers=3, port=9000)
+    settings.check_serving()
+    assert worker_settings(settings, 2).db == "./csms.sqlite3"
 
 
 @pytest.mark.parametrize("workers", [0, -1, 65])

@@ -1,0 +1,72 @@
+"""Repositories on one SQLite file (the workers of ``csms serve --workers``) take turns
+writing; one that keeps its turn fails the others' batches after the busy timeout, as
+SQLite's own lock would, instead of hanging them, and they write again once it is done."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from csms.service.charging import new_station
+from csms.service.ports import StorageError, Tx
+from csms.storage import sqlite
+from csms.storage.sqlite import SqliteRepository
+
+
+async def test_a_writer_that_keeps_its_turn_fails_the_others_then_lets_them_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite, "BUSY_SECONDS", 0.5)
+    a = SqliteRepository(tmp_path / "shared.sqlite3")
+    b = SqliteRepository(tmp_path / "shared.sqlite3")
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def slow(tx: Tx) -> None:
+        await tx.insert_station(new_station("CP-A"))
+        started.set()
+        await release.wait()
+
+    async def add_b(tx: Tx) -> None:
+        await tx.insert_station(new_station("CP-B"))
+
+    holding = asyncio.ensure_future(a.unit(slow))
+    try:
+        await started.wait()
+        with pytest.raises(StorageError, match="write turn"):
+            await b.unit(add_b)
+        release.set()
+        await holding
+        await b.unit(add_b)  # the abandoned wait gave its turn back
+
+        async def ids(tx: Tx) -> list[str]:
+            return [s.id for s in await tx.list_stations()]
+
+        assert await a.read(ids) == ["CP-A", "CP-B"]
+    finally:
+        release.set()
+        await a.close()
+        await b.close()
+
+
+async def test_writers_of_one_file_interleave_their_batches(tmp_path: Path) -> None:
+    repos = [SqliteRepository(tmp_path / "shared.sqlite3") for _ in range(3)]
+
+    def add(sid: str) -> Callable[[Tx], Awaitable[None]]:
+        async def work(tx: Tx) -> None:
+            await tx.insert_station(new_station(sid))
+        return work
+
+    try:
+        await asyncio.gather(*(repo.unit(add(f"CP-{i}-{k}"))
+                               for k in range(50) for i, repo in enumerate(repos)))
+
+        async def count(tx: Tx) -> int:
+            return len(await tx.list_stations())
+
+        assert await repos[0].read(count) == 150
+    finally:
+        for repo in repos:
+            await repo.close()

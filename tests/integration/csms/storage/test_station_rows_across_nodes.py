@@ -1,0 +1,151 @@
+"""Two nodes (``csms serve --workers``) on one database, a station moving between them:
+the connection bookkeeping of the node it left never keeps the other node waiting.
+
+On PostgreSQL a batch holds the rows its units locked until it commits, while its later
+units run. Node A's teardown of the station's old connection, or its "last seen" write,
+used to lock the station's row inside such a batch; node B, where the station just
+connected again, then waited for A's whole batch (and A's batch, as often as not, for
+one of B's: under reconnection churn four workers stalled on each other). Here A's
+batch is held open by a unit that waits on the test, as a slow or blocked batch would
+be: B's connection must be recorded while A's batch is still open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from csms.service.charging import ChargingService, new_station
+from csms.service.ports import Repository, Tx
+from csms.storage import open_repository
+
+T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+
+
+class Nodes:
+    """Two nodes' repositories and services on one database."""
+
+    def __init__(self, a: Repository, b: Repository) -> None:
+        self.repo_a, self.repo_b = a, b
+        ticks = iter(T0 + timedelta(milliseconds=i) for i in range(10_000))
+        clock = lambda: next(ticks)  # noqa: E731 - both nodes read one clock
+        self.a = ChargingService(a, clock=clock)
+        self.b = ChargingService(b, clock=clock)
+
+    async def where(self, station_id: str) -> tuple[str | None, datetime | None]:
+        async def work(tx: Tx) -> tuple[str | None, datetime | None]:
+            st = await tx.get_station(station_id)
+            assert st is not None
+            return st.connected_node, st.last_seen_at
+
+        return await self.repo_b.read(work)
+
+
+@pytest.fixture
+async def nodes(db: str) -> AsyncIterator[Nodes]:
+    """Both backends (SQLite: two processes' repositories on one file)."""
+    async for pair in _nodes(db):
+        yield pair
+
+
+@pytest.fixture
+async def pg_nodes(postgres_url: str) -> AsyncIterator[Nodes]:
+    """PostgreSQL only: row locks (on SQLite one writer at a time holds the whole file,
+    and the test's open batch would hold it)."""
+    async for pair in _nodes(postgres_url):
+        yield pair
+
+
+async def _nodes(db: str) -> AsyncIterator[Nodes]:
+    a = await open_repository(db)
+    b = await open_repository(db)
+
+    async def register(tx: Tx) -> None:
+        await tx.insert_station(new_station("CP-MOVING"))
+
+    await a.unit(register)
+    try:
+        yield Nodes(a, b)
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def _held_open(repo: Repository) -> tuple[asyncio.Event, asyncio.Event, asyncio.Task[None]]:
+    """A unit that keeps its batch open until the returned ``release`` is set."""
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def slow(tx: Tx) -> None:
+        started.set()
+        await release.wait()
+
+    return started, release, asyncio.ensure_future(repo.unit(slow))
+
+
+async def test_a_closed_connection_does_not_keep_the_new_node_waiting(
+    pg_nodes: Nodes,
+) -> None:
+    nodes = pg_nodes
+    since = await nodes.a.connection_changed("CP-MOVING", True, "1.6", "node-a")
+    assert (await nodes.where("CP-MOVING"))[0] == "node-a"
+    # A tears the old connection down; a unit queued with it holds A's batch open
+    teardown = asyncio.ensure_future(
+        nodes.a.connection_changed("CP-MOVING", False, "1.6", "node-a", since))
+    started, release, slow = await _held_open(nodes.repo_a)
+    await started.wait()
+    try:
+        # the station is already connected to B: recorded while A's batch is open
+        await nodes.b.connection_changed("CP-MOVING", True, "1.6", "node-b")
+        assert not slow.done()
+        assert (await nodes.where("CP-MOVING"))[0] == "node-b"
+    finally:
+        release.set()
+        await slow
+        await teardown
+    # A's teardown, late or not, leaves B's connection alone
+    await nodes.a.flush_seen()
+    assert (await nodes.where("CP-MOVING"))[0] == "node-b"
+
+
+async def test_last_seen_skips_a_row_another_node_holds_and_writes_it_later(
+    pg_nodes: Nodes,
+) -> None:
+    nodes = pg_nodes
+    # B's batch must hold the row when its slow unit starts: unit by unit, its first
+    # unit's write is sent before the next unit starts (in rounds it would wait for it)
+    nodes.repo_b.in_rounds = False  # type: ignore[attr-defined]
+    await nodes.a.connection_changed("CP-MOVING", True, "1.6", "node-a")
+    seen_at = await nodes.a.heartbeat("CP-MOVING")
+    # B holds the station's row in an open batch (its new connection, then a slow unit)
+    connect = asyncio.ensure_future(
+        nodes.b.connection_changed("CP-MOVING", True, "1.6", "node-b"))
+    started, release, slow = await _held_open(nodes.repo_b)
+    await started.wait()
+    try:
+        await nodes.a.flush_seen()  # returns: the locked row is not waited for
+        assert not slow.done()
+        assert nodes.a._seen == {"CP-MOVING": seen_at}  # kept for the next flush
+    finally:
+        release.set()
+        await slow
+        await connect
+    await nodes.a.flush_seen()
+    assert nodes.a._seen == {}
+    node, last_seen = await nodes.where("CP-MOVING")
+    assert node == "node-b"
+    assert last_seen is not None and last_seen >= seen_at
+
+
+async def test_an_old_connection_on_the_same_node_does_not_clear_the_new_one(
+    nodes: Nodes,
+) -> None:
+    first = await nodes.a.connection_changed("CP-MOVING", True, "1.6", "node-a")
+    await nodes.a.connection_changed("CP-MOVING", True, "1.6", "node-a")  # again
+    await nodes.a.connection_changed("CP-MOVING", False, "1.6", "node-a", first)
+    assert (await nodes.where("CP-MOVING"))[0] == "node-a"
+    # and another node's teardown never clears it
+    await nodes.b.connection_changed("CP-MOVING", False, "1.6", "node-b", first)
+    assert (await nodes.where("CP-MOVING"))[0] == "node-a"
