@@ -7,6 +7,8 @@ import os
 import socket
 import subprocess
 import sys
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -23,7 +25,7 @@ from csms.service.views import session_json
 
 __all__ = [
     "IN_CI", "LONG_AGO", "RunningServer", "csms_cli", "is_queued", "require_service",
-    "service_reachable", "station_events",
+    "service_reachable", "station_events", "until",
 ]
 
 # When test stations were registered, unless a test says otherwise: long before the fixed
@@ -32,6 +34,20 @@ __all__ = [
 LONG_AGO = datetime(2019, 1, 1, tzinfo=UTC)
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+async def until(check: Callable[[], Awaitable[Any]], what: str = "the condition",
+                timeout: float = 10) -> Any:
+    """Poll ``check`` every 20 ms until it returns something true, and return that; an
+    AssertionError naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
 
 
 def service_reachable(host: str, port: int) -> bool:

@@ -8,8 +8,6 @@ import asyncio
 import base64
 import hashlib
 import ssl
-import time
-from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -25,7 +23,7 @@ from websockets.exceptions import InvalidMessage, InvalidStatus
 from chargers_sim import Station
 from csms.renewal import renew_due
 from csms.service.certificates import hash_data
-from support import RunningServer, station_events
+from support import RunningServer, station_events, until
 from support.admin import api
 from support.client import RawClient
 from support.tls import ServerTls, client_certificate, server_tls
@@ -34,17 +32,6 @@ PASSWORD = "a-station-password-of-24"
 FAST: dict[str, Any] = {"meter_interval": 60, "call_timeout": 5, "retry_interval": 0.1,
                         "backoff_base": 0.05, "backoff_cap": 0.2}
 BOOT201 = {"reason": "PowerUp", "chargingStation": {"vendorName": "V", "model": "M"}}
-
-
-async def until(check: Callable[[], Awaitable[Any]], what: str, timeout: float = 10) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 def csr(cn: str, key: Any = None) -> str:

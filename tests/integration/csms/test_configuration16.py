@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
@@ -14,7 +13,7 @@ from typing import Any
 import pytest
 
 from chargers_sim import Station
-from support import RunningServer, station_events
+from support import RunningServer, station_events, until
 from support.admin import api
 from support.client import RawClient
 
@@ -23,17 +22,6 @@ from .test_admin import run_cli
 FAST: dict[str, Any] = {"meter_interval": 60, "call_timeout": 5, "retry_interval": 0.1,
                         "backoff_base": 0.05, "backoff_cap": 0.2}
 BOOT16 = {"chargePointVendor": "V", "chargePointModel": "M", "firmwareVersion": "1.0"}
-
-
-async def until(check: Callable[[], Awaitable[Any]], what: str, timeout: float = 10) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 async def config(server: RunningServer, station_id: str) -> dict[str, dict[str, Any]]:

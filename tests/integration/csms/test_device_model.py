@@ -10,28 +10,15 @@ import json
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from chargers_sim import Station
 from chargers_sim.device import definitions
-from support import RunningServer, csms_cli, station_events
+from support import RunningServer, csms_cli, station_events, until
 from support.admin import api
 from support.client import RawClient
 
 FAST: dict[str, Any] = {"meter_interval": 60, "call_timeout": 5, "retry_interval": 0.1}
-
-
-async def until(check: Callable[[], Awaitable[Any]], what: str, timeout: float = 10) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 async def command(server: RunningServer, station_id: str, name: str,

@@ -4,7 +4,6 @@ admin API, simulated stations of both versions over real sockets, files over rea
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,18 +15,12 @@ from chargers_sim.maintenance import simulator_image
 from csms.domain.maintenance import FirmwareImage, TransferKind
 from csms.filestore import firmware_path, log_path
 from csms.service.ports import Tx
-from support import RunningServer, station_events
+from support import RunningServer, station_events, until
 from support.admin import api
 from support.client import RawClient
 
 VERSIONS = ["1.6", "2.0.1"]
 FAST: dict[str, Any] = {"meter_interval": 0.05, "call_timeout": 3, "retry_interval": 0.1}
-
-
-async def until(check: Callable[[], Awaitable[bool]], timeout: float = 10) -> None:
-    async with asyncio.timeout(timeout):
-        while not await check():
-            await asyncio.sleep(0.02)
 
 
 async def sim(server: RunningServer, version: str, sid: str = "SIM1",

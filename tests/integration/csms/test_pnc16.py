@@ -10,8 +10,6 @@ import base64
 import datetime as dt
 import hashlib
 import json
-import time
-from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -26,7 +24,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from chargers_sim import Station
 from csms.protocol.pnc16 import PNC_VENDOR_ID, wrap
 from csms.service.certificates import hash_data, new_ca
-from support import RunningServer, station_events
+from support import RunningServer, station_events, until
 from support.admin import api
 from support.client import RawClient
 
@@ -36,17 +34,6 @@ FAST: dict[str, Any] = {"meter_interval": 60, "call_timeout": 5, "retry_interval
                         "backoff_base": 0.05, "backoff_cap": 0.2}
 EMAID = "DEMA1234567890"
 BOOT16 = {"chargePointVendor": "V", "chargePointModel": "M"}
-
-
-async def until(check: Callable[[], Awaitable[Any]], what: str, timeout: float = 10) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 @pytest.fixture

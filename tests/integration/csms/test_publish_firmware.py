@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,17 +19,11 @@ from chargers_sim.maintenance import simulator_image
 from csms.domain.maintenance import FirmwareImage, TransferKind
 from csms.filestore import firmware_path
 from csms.service.ports import Tx
-from support import RunningServer, station_events
+from support import RunningServer, station_events, until
 from support.admin import api
 from support.client import RawClient
 
 FAST: dict[str, Any] = {"meter_interval": 0.05, "call_timeout": 3, "retry_interval": 0.1}
-
-
-async def until(check: Callable[[], Awaitable[bool]], timeout: float = 10) -> None:
-    async with asyncio.timeout(timeout):
-        while not await check():
-            await asyncio.sleep(0.02)
 
 
 async def command(server: RunningServer, station: str, name: str,

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,18 +20,12 @@ from csms.config import Settings
 from csms.domain.maintenance import FirmwareImage
 from csms.filestore import firmware_path
 from csms.service.ports import Tx
-from support import RunningServer
+from support import RunningServer, until
 from support.admin import api
 from support.client import RawClient
 
 FAST: dict[str, Any] = {"meter_interval": 0.05, "call_timeout": 3, "retry_interval": 0.1}
 BOOT_201 = {"reason": "PowerUp", "chargingStation": {"vendorName": "v", "model": "m"}}
-
-
-async def until(check: Callable[[], Awaitable[bool]], timeout: float = 10) -> None:
-    async with asyncio.timeout(timeout):
-        while not await check():
-            await asyncio.sleep(0.02)
 
 
 async def command(server: RunningServer, station: str, name: str,
