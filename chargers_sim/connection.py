@@ -20,6 +20,7 @@ import base64
 import contextlib
 import logging
 import random
+import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import quote
@@ -113,6 +114,9 @@ class StationCore:
         organisation: str = "",
         local_controller: bool = False,
         pnc: bool = False,
+        startup_event: bool = False,
+        external_limit: tuple[float, str] | None = None,
+        ev_contract_days: int = 365,
     ) -> None:
         """``dial``: how to open a connection (default: a WebSocket to the URL); a test
         passes one end of :func:`csms.link.memory_pair`. ``tls_ca``: the CA that signed
@@ -122,7 +126,12 @@ class StationCore:
         ``local_controller``: a 2.0.1 local controller, which publishes firmware images
         for the stations behind it (:mod:`chargers_sim.maintenance`); ``pnc``: a 1.6
         station takes ISO 15118 Plug & Charge over DataTransfer
-        (:mod:`chargers_sim.pnc_v16`)."""
+        (:mod:`chargers_sim.pnc_v16`), a 2.0.1 station with its own messages and an EV
+        whose contract certificate is valid ``ev_contract_days`` (0: it has none)
+        (:mod:`chargers_sim.pnc_v201`); ``startup_event``: report StartupOfTheDevice
+        at the first boot (:mod:`chargers_sim.security_events`); ``external_limit``:
+        (watts, source) an energy management system or the grid operator imposes from
+        the first boot on (:mod:`chargers_sim.limits`)."""
         # the central system's address, then others to try in turn when it cannot be
         # reached (several nodes without a load balancer in front)
         self.urls = [u.rstrip("/") for u in (url, *fallback_urls)]
@@ -143,6 +152,9 @@ class StationCore:
         self._dial = dial or self._dial_websocket
         self.tls_ca = tls_ca
         self.pnc = pnc
+        self.startup_event = startup_event
+        self.initial_external_limit = external_limit
+        self.ev_contract_days = ev_contract_days
         self.pki = StationPki(station_id, organisation)
         if client_cert is not None:
             self.pki.use(*client_cert)
@@ -216,6 +228,9 @@ class StationCore:
 
     async def _after_boot(self) -> None:
         """What the other layers send once booted (a firmware update's Installed)."""
+
+    def _untrusted_server(self, url: str, reason: str) -> None:
+        """The central system's TLS certificate was not trusted (a security event)."""
 
     # -- task ownership ---------------------------------------------------------------
     def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
@@ -303,6 +318,11 @@ class StationCore:
                 raise StationRefused(self.station_id, url,
                                      f"refused by {url}: HTTP {code} {_REFUSALS[code]}") from None
             raise ConnectFailed(self.station_id, url, f"HTTP {code} from {url}") from None
+        except ssl.SSLCertVerificationError as exc:
+            reason = exc.verify_message or str(exc)
+            self._untrusted_server(url, reason)
+            raise ConnectFailed(self.station_id, url,
+                                f"the certificate of {url} is not trusted: {reason}") from None
         except OSError as exc:
             if _nothing_listening(exc):
                 raise Unreachable(self.station_id, url,

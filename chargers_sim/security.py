@@ -9,6 +9,7 @@ it answers Rejected and keeps its old certificate.
 
 from __future__ import annotations
 
+import datetime as dt
 import ssl
 import tempfile
 from pathlib import Path
@@ -19,16 +20,24 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-__all__ = ["StationPki", "root_hash_data"]
+__all__ = ["StationPki", "contract_chain", "hash_data", "root_hash_data"]
 
 
 def root_hash_data(cert: x509.Certificate, algorithm: str = "SHA256") -> dict[str, str]:
     """CertificateHashDataType of a root certificate (its own issuer)."""
+    return hash_data(cert, cert, algorithm)
+
+
+def hash_data(cert: x509.Certificate, issuer: x509.Certificate,
+              algorithm: str = "SHA256") -> dict[str, str]:
+    """CertificateHashDataType / OCSPRequestDataType of ``cert`` without the responder:
+    hashes of its issuer's DER name and of the issuer's public key, and its serial
+    (RFC 6960 CertID, as 2.0.1 M06 asks)."""
     digest: hashes.HashAlgorithm = {"SHA256": hashes.SHA256(), "SHA384": hashes.SHA384(),
                                     "SHA512": hashes.SHA512()}[algorithm]
     name = hashes.Hash(digest)
     name.update(cert.issuer.public_bytes())
-    public = cert.public_key()
+    public = issuer.public_key()
     raw = public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.PKCS1) \
         if isinstance(public, rsa.RSAPublicKey) else public.public_bytes(
             serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
@@ -37,6 +46,31 @@ def root_hash_data(cert: x509.Certificate, algorithm: str = "SHA256") -> dict[st
     return {"hashAlgorithm": algorithm, "issuerNameHash": name.finalize().hex(),
             "issuerKeyHash": key.finalize().hex(),
             "serialNumber": format(cert.serial_number, "x")}
+
+
+def contract_chain(emaid: str, days: int) -> tuple[x509.Certificate, x509.Certificate]:
+    """(contract certificate, its issuer) of an EV's ISO 15118 contract: a mobility
+    operator's root made here signs a certificate for the eMAID (CN), valid ``days``."""
+    now = dt.datetime.now(dt.UTC)
+    root_key = ec.generate_private_key(ec.SECP256R1())
+    root_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sim mobility operator"),
+                           x509.NameAttribute(NameOID.ORGANIZATION_NAME, "chargers_sim")])
+    root = (x509.CertificateBuilder().subject_name(root_name).issuer_name(root_name)
+            .public_key(root_key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=3650))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(root_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    leaf = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, emaid)]))
+            .issuer_name(root_name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=days))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .sign(root_key, hashes.SHA256()))
+    return leaf, root
 
 
 class StationPki:

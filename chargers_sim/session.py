@@ -44,6 +44,7 @@ class Session:
     pagination: int = 0
     reservation_id: int | None = None  # the reservation the session started on
     stop_tag: str | None = None  # 2.0.1: the token presented to end it (E07, C16)
+    token_type: str = "ISO14443"  # 2.0.1 IdTokenEnumType: eMAID for Plug & Charge
 
 
 @dataclass

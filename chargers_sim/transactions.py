@@ -125,7 +125,7 @@ class TransactionQueue(StationCore):
         loop = asyncio.get_running_loop()
         meter = self.meters[connector]
         s = Session(connector, id_tag, meter.register_wh, loop.time(),
-                    reservation_id=reservation_id)
+                    reservation_id=reservation_id, token_type=self._token_type(id_tag))
         self._sessions[connector] = s
         await self._status(connector, "Preparing")
         self.rules.start_transaction(self, s, remote_start_id)
@@ -144,13 +144,22 @@ class TransactionQueue(StationCore):
 
     def _advance(self, s: Session, seconds: float) -> None:
         loop_elapsed = asyncio.get_running_loop().time() - s.started
-        limit = self.limit_w.get(s.connector, self.limit_w.get(0))
+        limit = self.cap_w(s.connector)
         # compressed time: one real second of a test counts as one minute of charging
         power = power_curve_w(loop_elapsed * 60, self.power_w, limit)
         self.meters[s.connector].advance(power, seconds * 60)
 
+    def cap_w(self, connector: int) -> float | None:
+        """The cap on the connector's charging power: its charging profile's (or the
+        station's, connector 0), None without one."""
+        return self.limit_w.get(connector, self.limit_w.get(0))
+
     def _enqueue_meter(self, s: Session) -> None:
         self.rules.meter_values(self, s)
+
+    def _token_type(self, id_tag: str) -> str:
+        """How the tag was presented (2.0.1 IdTokenEnumType)."""
+        return "ISO14443"
 
     def refuses_start(self, id_tag: str) -> bool:
         """Whether the station starts no transaction for this (authorized) tag."""

@@ -20,6 +20,9 @@ __all__ = [
     "authorize_status",
     "before_sending",
     "boot_payload",
+    "charging_limit_call",
+    "charging_limit_cleared_call",
+    "charging_rate_changed",
     "charging_schedule",
     "delivered",
     "firmware_status_call",
@@ -31,6 +34,7 @@ __all__ = [
     "pnc_over_data_transfer",
     "reservation_expired_call",
     "sampled",
+    "security_event_type",
     "start_transaction",
     "status_payload",
     "stop_transaction",
@@ -258,3 +262,32 @@ def pnc_over_data_transfer() -> bool:
     """1.6 carries ISO 15118 Plug & Charge in DataTransfer (the OCA application
     note; chargers_sim.pnc_v16)."""
     return True
+
+
+# -- security events and external charging limits -----------------------------------------
+# the security whitepaper's names where 2.0.1 renamed the central system (CSMS) and the
+# charge point (charging station)
+_SECURITY_EVENT_NAMES = {
+    "FailedToAuthenticateAtCsms": "FailedToAuthenticateAtCentralSystem",
+    "CsmsFailedToAuthenticate": "CentralSystemFailedToAuthenticate",
+    "InvalidCsmsCertificate": "InvalidCentralSystemCertificate",
+    "InvalidChargingStationCertificate": "InvalidChargePointCertificate",
+}
+
+
+def security_event_type(kind: str) -> str:
+    """The security whitepaper's name (1.6 security extension, appendix 1) of an event."""
+    return _SECURITY_EVENT_NAMES.get(kind, kind)
+
+
+def charging_limit_call(watts: float, source: str, evse: int,
+                        grid_critical: bool | None) -> tuple[str, dict[str, Any]] | None:
+    return None  # 1.6 has no message for an external limit: it is only obeyed
+
+
+def charging_limit_cleared_call(source: str, evse: int) -> tuple[str, dict[str, Any]] | None:
+    return None
+
+
+def charging_rate_changed(st: TransactionQueue, s: Session) -> None:
+    pass  # the next MeterValues show the new power

@@ -22,6 +22,9 @@ __all__ = [
     "authorize_status",
     "before_sending",
     "boot_payload",
+    "charging_limit_call",
+    "charging_limit_cleared_call",
+    "charging_rate_changed",
     "charging_schedule",
     "delivered",
     "firmware_status_call",
@@ -33,6 +36,7 @@ __all__ = [
     "pnc_over_data_transfer",
     "reservation_expired_call",
     "sampled",
+    "security_event_type",
     "start_transaction",
     "status_payload",
     "stop_transaction",
@@ -104,7 +108,7 @@ def start_transaction(st: TransactionQueue, s: Session, remote_start_id: int | N
         "reservationId": s.reservation_id}  # 2.0.1 H01: the reservation it ends
     st._enqueue("TransactionEvent", _tx_event(
         st, s, "Started", "RemoteStart" if remote_start_id is not None else "Authorized",
-        **extra, transactionInfo=info, idToken={"idToken": s.id_tag, "type": "ISO14443"},
+        **extra, transactionInfo=info, idToken={"idToken": s.id_tag, "type": s.token_type},
         evse={"id": s.connector, "connectorId": 1},
         meterValue=[{"timestamp": now(),
                      "sampledValue": st._sampled(s, "Transaction.Begin", extra=False)}],
@@ -353,3 +357,40 @@ def uploads_by_form(log_type: str) -> bool:
 def pnc_over_data_transfer() -> bool:
     """2.0.1 has the ISO 15118 messages themselves."""
     return False
+
+
+# -- security events and external charging limits -----------------------------------------
+def security_event_type(kind: str) -> str:
+    """The 2.0.1 name of a security event (Part 2 appendix, Security Events): the names
+    here are 2.0.1's already."""
+    return kind
+
+
+def charging_limit_call(watts: float, source: str, evse: int,
+                        grid_critical: bool | None) -> tuple[str, dict[str, Any]] | None:
+    """K11/K12: an external system (EMS, the grid operator...) set a limit; its schedule."""
+    limit: dict[str, Any] = {"chargingLimitSource": source}
+    if grid_critical is not None:
+        limit["isGridCritical"] = grid_critical
+    payload: dict[str, Any] = {"chargingLimit": limit, "chargingSchedule": [{
+        "id": 1, "chargingRateUnit": "W", "startSchedule": now(),
+        "chargingSchedulePeriod": [{"startPeriod": 0, "limit": round(watts, 1)}]}]}
+    if evse:
+        payload["evseId"] = evse  # none: the whole station (evseId must be > 0)
+    return "NotifyChargingLimit", payload
+
+
+def charging_limit_cleared_call(source: str, evse: int) -> tuple[str, dict[str, Any]] | None:
+    """K13: the external limit was released."""
+    payload: dict[str, Any] = {"chargingLimitSource": source}
+    if evse:
+        payload["evseId"] = evse
+    return "ClearedChargingLimit", payload
+
+
+def charging_rate_changed(st: TransactionQueue, s: Session) -> None:
+    """K12.FR.04 / K13: a limit changed the power of an ongoing transaction: a
+    TransactionEvent Updated with triggerReason ChargingRateChanged."""
+    st._enqueue("TransactionEvent", _tx_event(
+        st, s, "Updated", "ChargingRateChanged",
+        transactionInfo={"transactionId": s.transaction_id, "chargingState": "Charging"}), s)

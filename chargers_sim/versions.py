@@ -68,6 +68,16 @@ class VersionRules(Protocol):
 
     def uploads_by_form(self, log_type: str) -> bool: ...
 
+    def security_event_type(self, kind: str) -> str: ...
+
+    def charging_limit_call(self, watts: float, source: str, evse: int,
+                            grid_critical: bool | None) -> tuple[str, dict[str, Any]] | None: ...
+
+    def charging_limit_cleared_call(self, source: str, evse: int
+                                    ) -> tuple[str, dict[str, Any]] | None: ...
+
+    def charging_rate_changed(self, st: TransactionQueue, s: Session) -> None: ...
+
 
 _RULES: dict[OcppVersion, VersionRules] = {OcppVersion.V16: v16, OcppVersion.V201: v201}
 
