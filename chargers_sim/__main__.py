@@ -18,6 +18,7 @@ import sys
 from typing import Any, NoReturn
 
 from chargers_sim.fleet import Fleet
+from chargers_sim.limits import parse_external_limit
 from chargers_sim.load import run_load, run_load_procs
 from chargers_sim.station import ConnectFailed
 from csms.protocol import OcppVersion
@@ -52,6 +53,21 @@ def _positive(kind: type) -> Any:
             raise argparse.ArgumentTypeError(f"must not be negative: {text}")
         return value
     return parse
+
+
+def _external_limit(text: str) -> tuple[float, str]:
+    try:
+        return parse_external_limit(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _security_event(text: str) -> tuple[str, str | None]:
+    kind, _, info = text.partition(":")
+    if not kind or len(kind) > 50 or not kind.isascii() or not kind.isalnum():
+        raise argparse.ArgumentTypeError(
+            f"not a security event type (letters and digits, at most 50): {kind!r}")
+    return kind, info or None
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -106,9 +122,34 @@ def _parser() -> tuple[_Parser, dict[str, _Parser]]:
                      help="send OCMF signed meter values (a meter key per station; the"
                           " public keys are in the result)")
     run.add_argument("--pnc", action="store_true",
-                     help="1.6 stations take ISO 15118 Plug & Charge over DataTransfer (OCA"
+                     help="ISO 15118 Plug & Charge: 1.6 stations over DataTransfer (OCA"
                           " application note): they report ISO15118PnCEnabled and answer"
-                          " the wrapped certificate messages")
+                          " the wrapped certificate messages; 2.0.1 stations charge an EV"
+                          " whose contract (eMAID: --id-tag) is checked (GetCertificate"
+                          "Status, Authorize) and which sends its charging needs and"
+                          " schedule (NotifyEVChargingNeeds, NotifyEVChargingSchedule)")
+    run.add_argument("--ev-contract-days", type=_positive(int), default=365,
+                     help="with --pnc on 2.0.1: days the EV's contract certificate is still"
+                          " valid; under 30 the EV asks for an update, 0: it has none and"
+                          " asks for one (Get15118EVCertificate Update / Install)")
+    run.add_argument("--external-limit", type=_external_limit, default=None,
+                     metavar="W[@SOURCE]",
+                     help="an external limit on every station from its boot on, in W, set"
+                          " by SOURCE: EMS (default), SO (the grid operator) or Other;"
+                          " the stations obey it and 2.0.1 ones report it"
+                          " (NotifyChargingLimit), and ClearedChargingLimit when it is"
+                          " lifted (--external-limit-seconds, or at the end)")
+    run.add_argument("--external-limit-seconds", type=_positive(float), default=None,
+                     help="lift the external limit after this many seconds (default: at"
+                          " the end of the run)")
+    run.add_argument("--security-event", type=_security_event, action="append",
+                     default=None, metavar="TYPE[:TECHINFO]",
+                     help="a security event every station reports once booted, e.g."
+                          " TamperDetectionActivated (2.0.1 names; 1.6 stations use the"
+                          " whitepaper's); repeat the option for more")
+    run.add_argument("--no-startup-event", action="store_true",
+                     help="do not report the security event StartupOfTheDevice at the"
+                          " first boot")
     run.add_argument("--connect-rate", type=_positive(float), default=200.0,
                      help="new connections per second while the stations start")
     run.add_argument("--local-controller", action="store_true",
@@ -158,18 +199,51 @@ async def _progress(fleet: Fleet, every: float) -> None:
         await asyncio.sleep(every)
 
 
+def _extras(fleet: Fleet, args: argparse.Namespace) -> asyncio.Task[None]:
+    """What the stations do besides charging: the security events asked for, and the
+    external limit lifted after --external-limit-seconds."""
+    async def run() -> None:
+        for kind, info in args.security_event or []:
+            for st in fleet.stations:
+                await st.security_event(kind, info)
+        if args.external_limit is not None and args.external_limit_seconds is not None:
+            await asyncio.sleep(args.external_limit_seconds)
+            for st in fleet.stations:
+                await st.clear_external_limit()
+
+    return asyncio.create_task(run())
+
+
+async def _lift_limits(fleet: Fleet, args: argparse.Namespace,
+                       extra: asyncio.Task[None]) -> None:
+    """At the end: what was asked for is done; an external limit still in force is lifted
+    before the stations disconnect."""
+    if args.external_limit_seconds is None:
+        await extra
+    else:
+        extra.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await extra
+    if args.external_limit is not None:
+        for st in fleet.stations:
+            await st.clear_external_limit()
+
+
 async def _run(args: argparse.Namespace) -> int:
     fleet = Fleet(
         args.url, args.count, args.ocpp, prefix=args.id_prefix, mix=args.mix,
         password=args.password, seed=args.seed, connect_rate=args.connect_rate,
         meter_interval=args.meter_interval, power_kw=args.power_kw, signed=args.signed,
         connectors=args.connectors, local_controller=args.local_controller, pnc=args.pnc,
+        startup_event=not args.no_startup_event, external_limit=args.external_limit,
+        ev_contract_days=args.ev_contract_days,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
+    extra: asyncio.Task[None] | None = None
     try:
         try:
             await fleet.start(fail_fast=True)
@@ -181,6 +255,7 @@ async def _run(args: argparse.Namespace) -> int:
             sys.stderr.write(f"error: {len(offline)} station(s) could not connect and boot at"
                              f" {args.url} (first: {offline[0]})\n")
             return 1
+        extra = _extras(fleet, args)
         if args.sessions == 0:
             sys.stderr.write(f"{args.count} station(s) online at {args.url}; --sessions 0:"
                              " no sessions, they stay online until Ctrl-C\n")
@@ -189,10 +264,13 @@ async def _run(args: argparse.Namespace) -> int:
                 await stop.wait()
             finally:
                 progress.cancel()
-            summary = fleet.summary()
         else:
-            summary = await fleet.run_sessions(args.sessions, args.session_seconds, args.id_tag)
+            await fleet.run_sessions(args.sessions, args.session_seconds, args.id_tag)
+        await _lift_limits(fleet, args, extra)
+        summary = fleet.summary()  # the messages of the lifted limits counted
     finally:
+        if extra is not None and not extra.done():
+            extra.cancel()
         await fleet.close()
     out = summary.as_dict()
     if args.signed:
