@@ -66,7 +66,10 @@ class SecurityEvents(PlugAndCharge16):
         """An event that happened now, reported after the next boot (the station is
         about to reboot, or it is not connected)."""
         payload = self._security_payload(kind, tech_info)
-        if payload not in self._security_queue:
+        # the same event again before it could be sent (a handshake failing at every
+        # retry): reported once, at its first time
+        if not any(q["type"] == payload["type"] and q.get("techInfo") == payload.get(
+                "techInfo") for q in self._security_queue):
             self._security_queue.append(payload)
 
     async def _send_security(self, payload: dict[str, Any]) -> bool:

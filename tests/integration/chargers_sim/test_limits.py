@@ -18,6 +18,9 @@ from support import RunningServer, station_events, until
 
 FAST: dict[str, Any] = {"meter_interval": 0.05, "call_timeout": 3, "retry_interval": 0.1}
 ENV = {**os.environ, "PYTHONWARNINGS": "ignore"}
+# what the central system stores each message as (a station event of that kind)
+KIND = {"NotifyChargingLimit": "charging_limit", "ClearedChargingLimit": "charging_limit_cleared"}
+LIMIT, CLEARED = KIND["NotifyChargingLimit"], KIND["ClearedChargingLimit"]
 
 
 async def sim(server: RunningServer, version: str, sid: str = "SIM1",
@@ -51,7 +54,7 @@ async def test_a_2_0_1_station_reports_an_external_limit_and_obeys_it(
         await st.start_session(1, "SIMTAG")
         assert await steady_power(st, 0.8) > 8000  # ramped up (time runs 60x)
         await st.set_external_limit(3000, "SO", 1, grid_critical=True)
-        [notified] = await stored(csms_server, "SIM1", "charging_limit")
+        [notified] = await stored(csms_server, "SIM1", LIMIT)
         assert notified["chargingLimit"] == {"chargingLimitSource": "SO",
                                              "isGridCritical": True}
         assert notified["evseId"] == 1
@@ -61,7 +64,7 @@ async def test_a_2_0_1_station_reports_an_external_limit_and_obeys_it(
         assert await steady_power(st) <= 3000
         # lifted: ClearedChargingLimit, and the power back up
         await st.clear_external_limit(1)
-        [cleared] = await stored(csms_server, "SIM1", "charging_limit_cleared")
+        [cleared] = await stored(csms_server, "SIM1", CLEARED)
         assert cleared == {"chargingLimitSource": "SO", "evseId": 1}
         assert await steady_power(st) > 8000
         await st.stop_session(1)
@@ -78,19 +81,19 @@ async def test_the_limit_of_the_whole_station_from_its_boot(
         csms_server: RunningServer) -> None:
     st = await sim(csms_server, "2.0.1", external_limit=(7400.0, "EMS"))
     try:
-        [notified] = await stored(csms_server, "SIM1", "charging_limit")
+        [notified] = await stored(csms_server, "SIM1", LIMIT)
         assert notified["chargingLimit"] == {"chargingLimitSource": "EMS"}
         assert "evseId" not in notified  # the whole station
         assert st.cap_w(1) == 7400.0
         # a charging profile below it: the lowest cap wins
         await st.set_external_limit(5000, "Other")
-        [newer, _] = await stored(csms_server, "SIM1", "charging_limit", 2)
+        [newer, _] = await stored(csms_server, "SIM1", LIMIT, 2)
         assert newer["chargingLimit"]["chargingLimitSource"] == "Other"
         st.limit_w[1] = 4000.0
         assert st.cap_w(1) == 4000.0
         st.limit_w.clear()
         await st.clear_external_limit()
-        [cleared] = await stored(csms_server, "SIM1", "charging_limit_cleared")
+        [cleared] = await stored(csms_server, "SIM1", CLEARED)
         assert cleared == {"chargingLimitSource": "Other"}
         assert st.cap_w(1) is None
     finally:
@@ -103,9 +106,9 @@ async def test_a_limit_set_while_offline_is_reported_after_the_boot(
     try:
         await st.go_offline()
         await st.set_external_limit(2000, "EMS")
-        assert await station_events(csms_server, "SIM1", "charging_limit") == []
+        assert await station_events(csms_server, "SIM1", LIMIT) == []
         st.go_online()
-        [notified] = await stored(csms_server, "SIM1", "charging_limit")
+        [notified] = await stored(csms_server, "SIM1", LIMIT)
         assert notified["chargingSchedule"][0]["chargingSchedulePeriod"][0]["limit"] == 2000
     finally:
         await st.close()
@@ -123,8 +126,8 @@ async def test_a_1_6_station_obeys_an_external_limit_without_a_message(
         await st.stop_session(1)
         await st.drain()
         # 1.6 has neither NotifyChargingLimit nor ClearedChargingLimit
-        assert await station_events(csms_server, "SIM1", "charging_limit") == []
-        assert await station_events(csms_server, "SIM1", "charging_limit_cleared") == []
+        assert await station_events(csms_server, "SIM1", LIMIT) == []
+        assert await station_events(csms_server, "SIM1", CLEARED) == []
     finally:
         await st.close()
 
@@ -157,8 +160,8 @@ async def test_the_command_line_sets_and_lifts_a_limit_and_injects_events(
                                                              "security")}
     assert security["TamperDetectionActivated"]["techInfo"] == "enclosure opened"
     assert "StartupOfTheDevice" in security
-    limits = await station_events(csms_server, "SIM00001", "charging_limit")
-    cleared = await station_events(csms_server, "SIM00001", "charging_limit_cleared")
+    limits = await station_events(csms_server, "SIM00001", LIMIT)
+    cleared = await station_events(csms_server, "SIM00001", CLEARED)
     if version == "2.0.1":
         assert [e["chargingLimit"]["chargingLimitSource"] for e in limits] == ["SO"]
         assert cleared == [{"chargingLimitSource": "SO"}]  # lifted at the end

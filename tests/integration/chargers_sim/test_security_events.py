@@ -43,6 +43,11 @@ async def reported(server: RunningServer, sid: str, kind: str) -> list[dict[str,
     return [e for e in await station_events(server, sid, "security") if e.get("type") == kind]
 
 
+def handled(server: RunningServer, action: str = ACTION) -> int:
+    """How many of the action's CALLs the central system handled without an error."""
+    return int(server.central.metrics.messages.labels(action, "ok")._value.get())
+
+
 async def sim(server: RunningServer, version: str, sid: str = "SIM1",
               **kw: Any) -> Station:
     await server.add_station(sid, **({"password": kw["password"], "profile": 2}
@@ -74,8 +79,10 @@ async def test_startup_injected_and_reboot_events_are_stored(
         assert "reset asked by the central system" in reboot["techInfo"]
         # the startup event is for the first boot only
         assert len(await reported(csms_server, "SIM1", "StartupOfTheDevice")) == 1
+        await until(lambda: _true(len(st.security_events_sent) == 3), "the answer")
         assert [e["type"] for e in st.security_events_sent] == [
             "StartupOfTheDevice", "TamperDetectionActivated", "ResetOrReboot"]
+        assert handled(csms_server) == 3
     finally:
         await st.close()
 
@@ -205,9 +212,14 @@ async def test_a_station_flooding_security_events_is_held_to_its_quota(
         for n in range(60):  # a compromised or broken station
             assert await st.security_event("AttemptedReplayAttacks", f"replay {n}")
         assert len(st.security_events_sent) == 60  # every one answered
+        assert handled(csms_server) == 60
         stored = await reported(csms_server, "SIM1", "AttemptedReplayAttacks")
         assert len(stored) == 10
         [note] = await station_events(csms_server, "SIM1", "quota")
         assert note["kind"] == "security"
     finally:
         await st.close()
+
+
+async def _true(value: bool) -> bool:
+    return value
