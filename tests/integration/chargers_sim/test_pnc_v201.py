@@ -6,9 +6,13 @@ K17), chosen again when a charging profile or an external limit changes the cap.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 import hashlib
+import json
+import os
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -204,3 +208,47 @@ async def test_a_remote_start_is_no_plug_and_charge(server: RunningServer) -> No
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_the_evs_notifications_beyond_the_quota_are_rejected_and_it_still_charges(
+        server: RunningServer) -> None:
+    await server.stop()
+    server.settings = replace(server.settings, quota_notifications=1, storage_reserve=0)
+    await server.start()
+    st = await station(server, "EV-5")
+    cert, ca = await issued_contract(server, days=365)
+    st.ev_contracts[EMAID] = (cert, ca)
+    try:
+        await st.start_session(1, EMAID)
+        await until(lambda: _true(actions(st)[-1:] == ["NotifyEVChargingSchedule"]),
+                    "the schedule answered")
+        for action in ("NotifyEVChargingNeeds", "NotifyEVChargingSchedule"):
+            rejected = answer(st, action)
+            assert rejected["status"] == "Rejected", (action, rejected)
+            assert rejected["statusInfo"]["reasonCode"] == "QuotaExceeded"
+        assert await station_events(server, "EV-5", "ev_charging_needs") == []
+        await st.stop_session(1)
+        await st.drain()
+        [session] = await server.sessions("EV-5")  # transactions are never metered
+        assert session["status"] == "completed" and session["id_tag"] == EMAID
+    finally:
+        await st.close()
+
+
+async def test_the_command_line_runs_plug_and_charge_sessions(server: RunningServer) -> None:
+    await server.add_station("SIM00001")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "chargers_sim", "run", "--url", server.url, "--ocpp", VERSION,
+        "--pnc", "--ev-contract-days", "0", "--id-tag", EMAID, "--sessions", "1",
+        "--session-seconds", "0.5", "--no-startup-event", "--json",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
+    assert json.loads(out)["sessions"] == 1
+    [needs] = await station_events(server, "SIM00001", "ev_charging_needs")
+    assert needs["chargingNeeds"]["acChargingParameters"]["energyAmount"] == EV_ENERGY_WH
+    assert await station_events(server, "SIM00001", "ev_charging_schedule")
+    [session] = await server.sessions("SIM00001")
+    assert session["id_tag"] == EMAID
+    assert await station_events(server, "SIM00001", "security") == []  # --no-startup-event
