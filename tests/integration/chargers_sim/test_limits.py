@@ -9,6 +9,7 @@ import asyncio
 import json
 import os
 import sys
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -160,9 +161,13 @@ async def test_the_command_line_sets_and_lifts_a_limit_and_injects_events(
     assert code == 0, err
     summary = json.loads(out)
     assert summary["sessions"] == 1 and summary["errors"] == 0
-    # at most 4 kW for 1 s of compressed time (60 s): at most ~67 Wh
+    # at most 4 kW over the session, in compressed time (one real second is one minute),
+    # the meter's whole Wh and the timestamps' milliseconds allowed for
     [session] = await csms_server.sessions("SIM00001")
-    assert 0 < session["energy_wh"] <= 4000 * 61 / 3600
+    seconds = (datetime.fromisoformat(session["stopped_at"])
+               - datetime.fromisoformat(session["started_at"])).total_seconds()
+    assert 0 < session["energy_wh"] <= 4000 * (seconds + 0.01) * 60 / 3600 + 1
+    assert session["energy_wh"] < 11000 * seconds * 60 / 3600 / 2  # not at full power
     security = {e["type"]: e for e in await station_events(csms_server, "SIM00001",
                                                              "security")}
     assert security["TamperDetectionActivated"]["techInfo"] == "enclosure opened"
