@@ -10,9 +10,10 @@ in the same run: one transaction per session that only emits an event (no checks
 payment), and the contract's own path for one session (a chunk of one). Gas is
 deterministic (py-evm in-process gives what Anvil gives for the same inputs); the
 calldata floor (16 gas per non-zero byte, 4 per zero byte of the settle transaction's
-input, per session) is stated beside each figure. The wall time of a batch of 10,000
-(cut from the database, settled, receipts written) is measured through the worker, on
-Anvil when it is installed.
+input, per session) is stated beside each figure. Every chain runs on Anvil when it is
+installed (py-evm's gas estimation is ~100x slower), else in-process. The wall time of
+a batch of 10,000 (cut from the database, settled, receipts written) is measured through
+the worker.
 
     python -m bench.settlement_gas --json
 """
@@ -51,7 +52,9 @@ SIGNED_CHUNK = 256  # signed entries per chunk (Settlement.vy MAX_AUTHS)
 STATIONS = 20
 
 
-def _chain(folder: Path, kind: str = "memory") -> Chain:
+def _chain(folder: Path) -> Chain:
+    """A fresh chain with the contract: Anvil when installed, else py-evm in-process."""
+    kind = "local" if find_anvil() else "memory"
     return open_chain(kind, folder, params=ContractParams(notice_period=86400, fee_bps=500))
 
 
@@ -92,6 +95,7 @@ def _settle(chain: Chain, ledger: int, first: int, rows: list[tuple[int, int, An
     raw, tx_hash = chain.sign_settle(ledger, first, entries, auths, chain.next_nonce(),
                                      max_fee, tip, gas)
     chain.broadcast(raw)
+    chain.w3.eth.wait_for_transaction_receipt(tx_hash)  # type: ignore[arg-type]
     receipt = chain.receipt(tx_hash)
     assert receipt is not None and receipt.status == 1
     settled = chain.settled(tx_hash)
@@ -104,6 +108,13 @@ def _settle(chain: Chain, ledger: int, first: int, rows: list[tuple[int, int, An
 def _scenario(folder: Path, drivers: int, signed: bool) -> dict[str, float]:
     """Gas per paid session at a chunk of CHUNK, measured on the second chunk."""
     chain = _chain(folder / f"s{drivers}{signed}")
+    try:
+        return _measure(chain, drivers, signed)
+    finally:
+        chain.close()
+
+
+def _measure(chain: Chain, drivers: int, signed: bool) -> dict[str, float]:
     accounts, stations = _parties(chain, drivers)
     ledger = secrets.randbits(62) + 1
     chain.register_ledger(ledger)
@@ -138,6 +149,13 @@ def _scenario(folder: Path, drivers: int, signed: bool) -> dict[str, float]:
 def _naive(folder: Path) -> dict[str, float]:
     """One event-only anchor transaction per session; the contract's chunk of one."""
     chain = _chain(folder / "naive")
+    try:
+        return _anchor_and_single(chain)
+    finally:
+        chain.close()
+
+
+def _anchor_and_single(chain: Chain) -> dict[str, float]:
     out = vyper.compile_code((Path(__file__).parent / "contracts" / "EventAnchor.vy")
                              .read_text(), output_formats=["abi", "bytecode"])
     factory = chain.w3.eth.contract(abi=out["abi"], bytecode=out["bytecode"])
@@ -158,7 +176,7 @@ def _naive(folder: Path) -> dict[str, float]:
 async def _batch_wall_time(folder: Path, n: int) -> dict[str, Any]:
     """A batch of n through the worker: cut from the database, settled, receipts written."""
     kind = "local" if find_anvil() else "memory"
-    chain = await asyncio.to_thread(_chain, folder / "wall", kind)
+    chain = await asyncio.to_thread(_chain, folder / "wall")
     try:
         repo = SqliteRepository(folder / "wall.sqlite3")
         drivers = []

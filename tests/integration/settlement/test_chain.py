@@ -104,6 +104,13 @@ def test_a_node_left_behind_is_stopped_before_a_new_one_starts(tmp_path: Path) -
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                              start_new_session=True)
     try:
+        # the node is Anvil once its process shows the command (a busy machine may not
+        # have exec'd it yet: a pid file naming a process that is not Anvil is ignored)
+        cmdline = Path(f"/proc/{stray.pid}/cmdline")
+        deadline = time.monotonic() + 30
+        while str(state) not in cmdline.read_bytes().decode(errors="replace"):
+            assert time.monotonic() < deadline, "anvil did not start"
+            time.sleep(0.05)
         dead_owner = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                                     capture_output=True, text=True).stdout.strip()
         state.with_name(state.name + ".pid").write_text(json.dumps({
