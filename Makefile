@@ -10,6 +10,8 @@ WEB_PAGE := web/verify/dist/verify.html
 WEB_SRC  := web/verify/index.html web/verify/build.mjs $(wildcard web/verify/src/*.js)
 # the operator console's htmx, htmx-ext-sse and uPlot, copied into the package it serves them from
 CONSOLE_ASSETS := csms/admin/console/static/vendor/.installed
+# test processes at once (pytest-xdist): most tests wait on sockets and child processes
+TEST_PROCESSES ?= 3
 
 .PHONY: install demo test lint unit bench bench-quick clean
 
@@ -49,7 +51,7 @@ lint: install
 	$(VENV)/bin/mypy
 
 test: install lint
-	$(PY) -m pytest -q -ra
+	$(PY) -m pytest -q -ra -n $(TEST_PROCESSES) --dist worksteal
 
 unit: install
 	$(PY) -m pytest -q tests/unit
