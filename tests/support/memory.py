@@ -32,7 +32,7 @@ from csms.domain.model import IdTag, MeterSample, Session, SessionStatus, Statio
 from csms.domain.tariff import Tariff
 from csms.service.ports import Repository, StorageError, Tx
 
-__all__ = ["MemoryRepository", "MemoryState", "MemoryTx"]
+__all__ = ["MemoryRepository", "MemoryState", "MemoryTx", "fill_gaps"]
 
 T = TypeVar("T")
 
@@ -825,3 +825,25 @@ class MemoryRepository(Repository):
 
     async def close(self) -> None:
         self.closed = True
+
+
+def _missing(owner: type, name: str) -> Callable[..., Any]:
+    async def missing(self: Any, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError(
+            f"the in-memory storage has no {owner.__name__}.{name}: use a real database")
+    missing.__name__ = name
+    return missing
+
+
+def fill_gaps(fake: type, port: type) -> None:
+    """Give the fake a method that raises for every operation of the port it does not
+    implement: the port's own bodies are ``...``, which would answer None as if the
+    database held nothing."""
+    for name, member in vars(port).items():
+        if name.startswith("_") or not callable(member) or name in vars(fake):
+            continue
+        setattr(fake, name, _missing(port, name))
+
+
+fill_gaps(MemoryTx, Tx)
+fill_gaps(MemoryRepository, Repository)
