@@ -23,6 +23,13 @@ def test_every_handled_action_is_tested(table: list[Row]) -> None:
     assert not untested, f"handled but no test over real sockets names them: {untested}"
 
 
+def test_every_action_is_in_the_simulator_and_tested_against_it(table: list[Row]) -> None:
+    no_sim = [f"{r.version.short} {r.action}" for r in table if not r.simulator]
+    assert not no_sim, f"the simulated station neither sends nor answers: {no_sim}"
+    untested = [f"{r.version.short} {r.action}" for r in table if not r.sim_tested]
+    assert not untested, f"no test that drives the simulated station names them: {untested}"
+
+
 def test_every_action_of_both_versions_is_listed(table: list[Row]) -> None:
     v16, v201 = actions(OcppVersion.V16), actions(OcppVersion.V201)
     # 1.6: the six feature profiles (28 actions) and the security extension (11)

@@ -364,14 +364,21 @@ async def test_unknown_firmware_and_files_off(registered: RunningServer) -> None
 
 
 # -- logs --------------------------------------------------------------------------------
-@pytest.mark.parametrize(("version", "log_type", "action", "method"), [
-    ("1.6", "Diagnostics", "GetDiagnostics", "POST"),
-    ("1.6", "SecurityLog", "GetLog", "PUT"),
-    ("2.0.1", "Diagnostics", "GetLog", "PUT"),
-    ("2.0.1", "SecurityLog", "GetLog", "PUT"),
+# the station's status notification about an upload, and the event the central system
+# stores it as (1.6 §6.17 DiagnosticsStatusNotification has no requestId; the security
+# extension's and 2.0.1 N01 LogStatusNotification name the GetLog request)
+NOTIFICATIONS = {"DiagnosticsStatusNotification": "diagnostics_status",
+                 "LogStatusNotification": "log_status"}
+
+
+@pytest.mark.parametrize(("version", "log_type", "action", "method", "notification"), [
+    ("1.6", "Diagnostics", "GetDiagnostics", "POST", "DiagnosticsStatusNotification"),
+    ("1.6", "SecurityLog", "GetLog", "PUT", "LogStatusNotification"),
+    ("2.0.1", "Diagnostics", "GetLog", "PUT", "LogStatusNotification"),
+    ("2.0.1", "SecurityLog", "GetLog", "PUT", "LogStatusNotification"),
 ])
 async def test_log_upload(registered: RunningServer, version: str, log_type: str,
-                          action: str, method: str) -> None:
+                          action: str, method: str, notification: str) -> None:
     st = await sim(registered, version)
     try:
         status, result = await command(registered, "SIM1", "get-log",
@@ -384,6 +391,14 @@ async def test_log_upload(registered: RunningServer, version: str, log_type: str
         stored = log_path(registered.settings.data_dir, rid).read_bytes()
         assert stored == st.log_text(log_type)[: len(stored)] and len(stored) == t.size
         assert t.file_name and t.file_name.startswith("SIM1-")
+        # the notifications the central system stored, newest first: Uploading, then
+        # Uploaded once the file is in; the security log's name the request
+        events = await station_events(registered, "SIM1", NOTIFICATIONS[notification])
+        if notification == "LogStatusNotification":
+            assert events == [{"status": "Uploaded", "requestId": rid},
+                              {"status": "Uploading", "requestId": rid}]
+        else:
+            assert events == [{"status": "Uploaded"}, {"status": "Uploading"}]
     finally:
         await st.close()
 

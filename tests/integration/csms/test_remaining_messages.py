@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from chargers_sim import Station
-from support import RunningServer, csms_cli, station_events
+from support import RunningServer, csms_cli, station_events, until
 from support.admin import api
 from support.client import RawClient
 
@@ -303,6 +303,33 @@ async def test_trigger_every_message_the_version_allows(
     await st.drain()
     assert st.errors == 0  # every triggered message was taken by the central system
     await st.close()
+
+
+@pytest.mark.parametrize("version", ["1.6", "2.0.1"])
+async def test_triggered_meter_values_are_stored_for_the_station(
+    csms_server: RunningServer, version: str,
+) -> None:
+    """1.6 §5.17 / 2.0.1 F06, J01: a TriggerMessage for MeterValues makes the station send
+    MeterValues (in 2.0.1 not a TransactionEvent) with the connector's or EVSE's register;
+    the central system keeps the reading for the station, outside any session."""
+    st = await sim(csms_server, version)
+    try:
+        body = await command(csms_server, "trigger", {"message": "MeterValues", "connector": 1})
+        assert (body["action"], body["status"]) == ("TriggerMessage", "Accepted")
+
+        async def stored() -> list[Any]:
+            return list(await csms_server.repo.read(lambda tx: tx.fetchall(
+                "SELECT * FROM meter_samples WHERE station_id = ? AND context = ?",
+                "SIM1", "Trigger")))
+
+        [row] = await until(stored, "the triggered MeterValues stored")
+        assert (row["evse_id"], row["session_id"], row["transaction_id"]) == (1, None, None)
+        assert (row["measurand"], row["unit"]) == ("Energy.Active.Import.Register", "Wh")
+        assert float(row["value"]) == st.meters[1].register_wh
+        assert await csms_server.sessions() == []
+        assert st.errors == 0
+    finally:
+        await st.close()
 
 
 async def test_a_trigger_the_schema_does_not_allow_is_refused(
