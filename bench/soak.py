@@ -11,7 +11,7 @@ a Heartbeat every 50 ms for the whole run. Then:
 
 It prints JSON: the server's RSS at the start, at its peak and at the end (after
 ``--settle`` seconds), the heartbeat p50/p99 of each phase and of the whole run,
-and what the server counted (dropped handshakes, connections cut).
+and what the server counted (queued and dropped handshakes, connections cut).
 
     python -m bench.soak                       # 5,000 sockets twice, 30 s flood
     python -m bench.soak --sockets 500 --flood 5 --settle 12   # the quick variant
@@ -212,7 +212,8 @@ async def _metrics(admin_port: int, token: str) -> dict[str, float]:
         text = await r.text()
     out = {}
     for line in text.splitlines():
-        if line.startswith(("voltledger_connections_cut_total", "voltledger_handshakes_pending")):
+        if line.startswith(("voltledger_connections_cut_total", "voltledger_handshakes_pending",
+                            "voltledger_handshakes_queued_total")):
             name, value = line.rsplit(" ", 1)
             out[name] = float(value)
     return out

@@ -97,7 +97,9 @@ class Settings:
     # the event loop of csms serve: "asyncio" (the standard loop), "uvloop", "auto"
     # (uvloop where installed); uvloop's gain was not confirmed (docs/benchmarks.md)
     event_loop: str = "asyncio"  # one of EVENT_LOOPS
-    ping_interval: float = 20.0
+    # keepalive: a station silent this long is pinged (one that sends is not); under
+    # the 60 s after which many NAT and mobile links forget an idle connection
+    ping_interval: float = 50.0
     ping_timeout: float = 20.0
     close_timeout: float = 5.0
     validate: bool = True
@@ -139,8 +141,10 @@ class Settings:
     # gets one at a time. Beyond these a login waits briefly or is told to come back.
     auth_concurrency: int = defaults.AUTH_CONCURRENCY
     # Connections of one listener (ws:// or wss://) still in their TLS or HTTP
-    # handshake; more are dropped on arrival. Each handshake has handshake_timeout.
+    # handshake; more wait unread in a queue of handshake_queue sockets for a turn,
+    # and beyond it are dropped on arrival. Each has handshake_timeout from its accept.
     max_handshakes: int = 500
+    handshake_queue: int = 2000
     handshake_timeout: float = 10.0
     # Bytes of pongs / close frames a peer may leave unread before it is disconnected
     # (our own messages wait for the peer instead, at most ping_timeout seconds).
@@ -234,7 +238,7 @@ class Settings:
         for name in ("max_wait", "call_timeout", "ping_interval", "ping_timeout",
                      "close_timeout", "handshake_timeout", "time_past_days",
                      "time_future_seconds", "storage_reserve", "write_buffer_limit",
-                     "cert_renew_days"):
+                     "cert_renew_days", "handshake_queue"):
             if getattr(self, name) < 0:
                 raise _error(name, "not negative")
         if self.transfer_hours <= 0:

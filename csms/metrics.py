@@ -47,6 +47,10 @@ class Metrics:
             "voltledger_handshakes_pending", "Connections in their TLS or HTTP handshake",
             ["listener"], registry=r,
         )
+        self.handshakes_queued = Counter(
+            "voltledger_handshakes_queued",
+            "Connections that waited, unread, for a handshake slot", ["listener"], registry=r,
+        )
         self.connections_cut = Counter(
             "voltledger_connections_cut", "Connections closed or dropped by the server's limits",
             ["reason"], registry=r,

@@ -100,6 +100,8 @@ protect(ws_log)
 # MAX_QUEUED_FRAMES frames of at most max_frame_bytes, plus MAX_QUEUED_CALLS parsed.
 MAX_QUEUED_CALLS = 4
 MAX_QUEUED_FRAMES = 4
+# listen(2)'s backlog; the kernel caps it at net.core.somaxconn (4096 on Linux >= 5.4)
+LISTEN_BACKLOG = 65535
 # What a binary frame gets, per OCPP version: the close code and reason (see
 # StationConnection._refuse_binary).
 BINARY_FRAME_CLOSE: dict[OcppVersion, tuple[int, str]] = {
@@ -275,7 +277,8 @@ class CentralSystem:
         # what runs once a station's BootNotification is accepted here (the requests kept
         # for it while it was offline: csms.admin.operator.OperatorCommands.send_queued)
         self.on_boot: Callable[[str], Coroutine[Any, Any, None]] | None = None
-        self.gates = {name: HandshakeGate(name, settings.max_handshakes, self.metrics)
+        self.gates = {name: HandshakeGate(name, settings.max_handshakes, self.metrics,
+                                          queue_limit=settings.handshake_queue)
                       for name in ("ws", "wss")}
         self.trimmer = MemoryTrimmer()
         self._gc_policy = False
@@ -338,6 +341,10 @@ class CentralSystem:
             "open_timeout": self.settings.handshake_timeout,
             # A dead peer never answers the closing handshake: do not wait long.
             "close_timeout": self.settings.close_timeout,
+            # asyncio listens with a backlog of 100: a fleet reconnecting at once
+            # overflowed it and the kernel dropped SYNs (a retry after 1, 3, 7 s).
+            # The kernel caps this at net.core.somaxconn.
+            "backlog": LISTEN_BACKLOG,
             **compression_options(self.settings.ws_compression),
         }
         if self.settings.reuse_port:

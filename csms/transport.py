@@ -6,8 +6,11 @@ the OCPP layer, in every state of its life:
 
 * **Accepted, handshake not finished** (TLS and HTTP upgrade). Each listener
   counts these in a :class:`HandshakeGate`; beyond ``max_handshakes`` a new
-  connection is dropped at once, before anything is allocated for it, and each
-  handshake has ``handshake_timeout`` seconds in all. Until its first byte a
+  connection waits, its first bytes unparsed, in a queue of at most ``handshake_queue`` sockets
+  until a handshake ends (a fleet reconnecting after an outage gets in a little
+  later instead of being refused and retrying); beyond the queue it is dropped
+  at once, before anything is allocated for it. Each connection has
+  ``handshake_timeout`` seconds from its accept, queued time included. Until its first byte a
   socket gets no handler task, timers or TLS state (:class:`_OnFirstByte`), so a
   silent wss:// socket costs what a silent ws:// one does. asyncio's own TLS
   layer allocated a 256 KiB read buffer per connection on accept and read up to
@@ -16,8 +19,11 @@ the OCPP layer, in every state of its life:
   :class:`LeanSSLProtocol` shares one read buffer per listener (reads are
   synchronous: the transport fills the buffer and hands it over before anything
   else runs) and reads one TLS record (16 KiB) at a time.
-* **Open.** Pongs and close frames are written by websockets as data arrives,
-  without flow control, so a peer that sends pings and never reads made the
+* **Open.** The keepalive pings a peer only after ``ping_interval`` seconds in
+  which nothing came from it: a station that sends meter values or heartbeats is
+  known to be alive, and pinging it anyway cost a timer, a ping and a pong per
+  station and interval. Pongs and close frames are written by websockets as data
+  arrives, without flow control, so a peer that sends pings and never reads made the
   server's write buffer grow without end. :class:`GuardedConnection` closes a
   connection whose automatic answers find more than ``write_buffer_limit`` bytes
   still unread, closes one that sends control frames faster than a token bucket
@@ -35,6 +41,7 @@ pending handshakes are a gauge, so an attack is visible in ``/metrics``.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import ctypes
 import ctypes.util
@@ -90,39 +97,64 @@ class FrameSummary(logging.Filter):
 
 
 class HandshakeGate:
-    """Connections of one listener that have not completed their opening handshake."""
+    """Connections of one listener that have not completed their opening handshake,
+    and those queued for a turn."""
 
-    def __init__(self, listener: str, limit: int, metrics: Metrics) -> None:
+    def __init__(self, listener: str, limit: int, metrics: Metrics,
+                 queue_limit: int = 0) -> None:
         self.listener = listener
         self.limit = limit
+        self.queue_limit = queue_limit
         self.pending = 0
         self.peak = 0
         self.refused = 0
+        self.queued_total = 0  # connections that waited for a turn, in all
         # accepted sockets that have not sent a byte yet (closed when the server stops)
         self.silent: set[asyncio.Transport] = set()
+        # accepted sockets waiting for a turn, oldest first (_OnFirstByte.admitted)
+        self.waiting: collections.deque[_OnFirstByte] = collections.deque()
         self.metrics = metrics
         metrics.handshakes_pending.labels(listener).set_function(lambda: self.pending)
 
+    @property
+    def queued(self) -> int:
+        return len(self.waiting)
+
     def admit(self) -> bool:
-        if self.pending >= self.limit:
-            self.refused += 1
-            self.metrics.connections_cut.labels("handshake_limit").inc()
-            if self.refused == 1 or self.refused % 1000 == 0:
-                log.warning("! %s: %d handshakes in progress, connection dropped"
-                            " (%d dropped so far)", self.listener, self.pending, self.refused)
+        """Take a handshake slot now, if one is free and nobody waits for one."""
+        if self.pending >= self.limit or self.waiting:
             return False
         self.pending += 1
         self.peak = max(self.peak, self.pending)
         return True
 
+    def can_queue(self) -> bool:
+        return len(self.waiting) < self.queue_limit
+
+    def refuse(self) -> None:
+        self.refused += 1
+        self.metrics.connections_cut.labels("handshake_limit").inc()
+        if self.refused == 1 or self.refused % 1000 == 0:
+            log.warning("! %s: %d handshakes in progress and %d queued, connection dropped"
+                        " (%d dropped so far)", self.listener, self.pending,
+                        len(self.waiting), self.refused)
+
     def release(self) -> None:
         self.pending -= 1
+        while self.waiting and self.pending < self.limit:
+            waiter = self.waiting.popleft()
+            if waiter.gone:
+                continue
+            self.pending += 1
+            self.peak = max(self.peak, self.pending)
+            waiter.admitted(self)
 
     def close(self) -> None:
-        """Drop the sockets still waiting for their first byte."""
+        """Drop the sockets still waiting for their first byte or for a turn."""
         for transport in list(self.silent):
             transport.abort()
         self.silent.clear()
+        self.waiting.clear()
 
 
 class _Dropped(asyncio.Protocol):
@@ -137,7 +169,7 @@ class GuardedConnection(ServerConnection):
     """A websockets server connection whose buffers and waits are bounded."""
 
     def __init__(
-        self, protocol: ServerProtocol, server: Server, *, gate: HandshakeGate,
+        self, protocol: ServerProtocol, server: Server, *, gate: HandshakeGate | None,
         metrics: Metrics, write_buffer_limit: int, drain_timeout: float | None,
         on_gone: Callable[[], None] | None = None, **kwargs: Any,
     ) -> None:
@@ -149,10 +181,16 @@ class GuardedConnection(ServerConnection):
         self.drain_timeout = drain_timeout
         self._tokens = CONTROL_FRAME_BURST
         self._refilled = self.loop.time()
+        # when something last came from the peer (the keepalive pings only after silence)
+        self.heard = self._refilled
         # why this side cut the connection (a metric label), None while all is well
         self.cut_reason: str | None = None
 
     # -- handshake accounting -------------------------------------------------------
+    def admitted(self, gate: HandshakeGate) -> None:
+        """A queued connection got its handshake slot."""
+        self._gate = gate
+
     def handshake_finished(self) -> None:
         """Leave the listener's count of pending handshakes (once)."""
         gate, self._gate = self._gate, None
@@ -172,6 +210,7 @@ class GuardedConnection(ServerConnection):
 
     # -- what the peer makes us write ------------------------------------------------
     def data_received(self, data: bytes) -> None:
+        self.heard = self.loop.time()
         before = self.transport.get_write_buffer_size()
         super().data_received(data)
         if self.cut_reason is not None:
@@ -194,6 +233,37 @@ class GuardedConnection(ServerConnection):
                 self._close_for_policy("ping_flood", "too many control frames")
                 return
         super().process_event(event)
+
+    async def keepalive(self) -> None:
+        """websockets' keepalive, pinging only a peer silent for ``ping_interval``.
+
+        Whatever arrives from the peer (a message, its own ping, a pong) shows that
+        the connection is alive, as an answered ping would. A peer that sends but
+        never reads is cut by the drain deadline, not by this."""
+        assert self.ping_interval is not None
+        interval = self.ping_interval
+        try:
+            while True:
+                wait = self.heard + interval - self.loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                    continue
+                pong_received = await self.ping()
+                if self.ping_timeout is not None:
+                    try:
+                        async with asyncio.timeout(self.ping_timeout):
+                            await pong_received
+                    except TimeoutError:
+                        async with self.send_context():
+                            self.protocol.fail(CloseCode.INTERNAL_ERROR,
+                                               "keepalive ping timeout")
+                        # send_context() waits for connection_lost(), which cancels
+                        # this task: nothing runs past it
+                        raise AssertionError("keepalive outlived its connection") from None
+                else:
+                    self.heard = self.loop.time()
+        except Exception:
+            log.error("! %s: keepalive failed", self._peer(), exc_info=True)
 
     async def drain(self) -> None:
         if not self.paused and not self.transport.is_closing():
@@ -246,16 +316,26 @@ class _OnFirstByte(asyncio.Protocol):
     futures or timers (ws://) and no TLS state (wss://: OpenSSL's ``SSL_new``
     alone costs ~35 KB). They are created when the first bytes arrive, and fed
     with them; a socket that stays silent is closed after ``timeout``.
+
+    A socket accepted while every handshake slot is taken is *queued* until
+    :meth:`admitted` (the gate calls it when a slot frees): its first read is kept
+    and reading pauses until then. Its ``timeout`` runs from the accept all the same.
     """
 
     def __init__(self, gate: HandshakeGate, app: GuardedConnection,
-                 tls: Callable[[float], LeanSSLProtocol] | None, timeout: float) -> None:
+                 tls: Callable[[float], LeanSSLProtocol] | None, timeout: float,
+                 *, queued: bool = False) -> None:
         self._gate = gate
         self._app = app
         self._tls = tls
         self._timeout = timeout
         self._transport: asyncio.Transport | None = None
         self._deadline: asyncio.TimerHandle | None = None
+        self._queued = queued
+        # what a queued peer sent while it waited (one read: reading pauses then)
+        self._early: list[bytes] = []
+        self._paused = False
+        self.gone = False
 
     @property
     def protocol(self) -> ServerProtocol:
@@ -269,10 +349,35 @@ class _OnFirstByte(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         self._deadline = loop.call_at(loop.time() + self._timeout, transport.abort)
         self._gate.silent.add(transport)
+        if self._queued:
+            # Read on while it waits: a peer that gives up (EOF, reset) leaves the
+            # queue at once. Its first bytes are kept and reading pauses then.
+            self._gate.queued_total += 1
+            self._gate.metrics.handshakes_queued.labels(self._gate.listener).inc()
+            self._gate.waiting.append(self)
+
+    def admitted(self, gate: HandshakeGate) -> None:
+        """A handshake slot is ours: read what the peer sent meanwhile."""
+        self._queued = False
+        self._app.admitted(gate)
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        early, self._early = self._early, []
+        if early:
+            self.data_received(b"".join(early))
+        else:
+            self._paused = False
+            transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
         transport, deadline = self._transport, self._deadline
         assert transport is not None and deadline is not None
+        if self._queued:
+            self._early.append(data)
+            transport.pause_reading()
+            self._paused = True
+            return
         deadline.cancel()
         self._gate.silent.discard(transport)
         protocol: asyncio.Protocol | asyncio.BufferedProtocol
@@ -294,11 +399,19 @@ class _OnFirstByte(asyncio.Protocol):
                 view = view[n:]
         else:
             protocol.data_received(data)
+        if self._paused and not transport.is_closing():
+            self._paused = False
+            transport.resume_reading()  # paused while it waited for a turn
 
     def eof_received(self) -> bool | None:
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.gone = True
+        self._early = []
+        if self._queued:  # leaves the queue (its place counts against the queue's size)
+            with contextlib.suppress(ValueError):
+                self._gate.waiting.remove(self)
         if self._deadline is not None:
             self._deadline.cancel()
         if self._transport is not None:
@@ -346,13 +459,15 @@ def connection_factory(
     shared = bytearray(TLS_READ_SIZE)
 
     def create(protocol: ServerProtocol, server: Server, **kwargs: Any) -> asyncio.BaseProtocol:
-        if not gate.admit():
+        queued = not gate.admit()
+        if queued and not gate.can_queue():
+            gate.refuse()
             return _Dropped()
-        conn = GuardedConnection(protocol, server, gate=gate, metrics=metrics,
-                                 write_buffer_limit=write_buffer_limit,
+        conn = GuardedConnection(protocol, server, gate=None if queued else gate,
+                                 metrics=metrics, write_buffer_limit=write_buffer_limit,
                                  drain_timeout=drain_timeout, on_gone=on_gone, **kwargs)
         if tls is None:
-            return _OnFirstByte(gate, conn, None, handshake_timeout)
+            return _OnFirstByte(gate, conn, None, handshake_timeout, queued=queued)
         context = tls
 
         def start(timeout: float) -> LeanSSLProtocol:
@@ -360,7 +475,7 @@ def connection_factory(
                                    handshake_timeout=timeout,
                                    shutdown_timeout=close_timeout or 1.0)
 
-        return _OnFirstByte(gate, conn, start, handshake_timeout)
+        return _OnFirstByte(gate, conn, start, handshake_timeout, queued=queued)
 
     return create
 

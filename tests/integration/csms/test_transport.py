@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import socket
+import ssl
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -22,6 +23,7 @@ from typing import Any
 
 import pytest
 
+import csms.server
 import csms.transport
 from bench.soak import ping_frame, write_tls_pair
 from csms.server import CallTimeout, StationOffline
@@ -39,7 +41,8 @@ async def guarded(csms_server: RunningServer, tmp_path: Path) -> AsyncIterator[R
     await csms_server.stop()
     csms_server.settings = replace(
         csms_server.settings, tls_cert=str(cert), tls_key=str(key), tls_port=0,
-        max_handshakes=20, handshake_timeout=1.0, write_buffer_limit=16384,
+        max_handshakes=20, handshake_queue=10, handshake_timeout=1.0,
+        write_buffer_limit=16384,
         ping_interval=0, ping_timeout=0.5, close_timeout=0.5)
     await csms_server.start()
     yield csms_server
@@ -80,15 +83,19 @@ def count(server: RunningServer, reason: str) -> float:
 
 
 @pytest.mark.parametrize("listener", ["ws", "wss"])
-async def test_handshake_limit_drops_extra_sockets(guarded: RunningServer,
-                                                   listener: str) -> None:
+async def test_handshake_limit_queues_then_drops_extra_sockets(guarded: RunningServer,
+                                                              listener: str) -> None:
     gate = guarded.central.gates[listener]
     socks = await silent_sockets(ports(guarded)[listener], 50)
-    await wait_for(lambda: gate.pending + gate.refused >= 50)
-    # never more than the limit in handshake at once; the rest closed on arrival
-    assert gate.peak == 20 and gate.refused == 30
-    dropped = await asyncio.gather(*(closed_by_server(r, 0.5) for r, _ in socks[20:]))
+    await wait_for(lambda: gate.pending + gate.queued + gate.refused >= 50)
+    # never more than the limit in handshake at once; ten wait for a turn, the rest
+    # are closed on arrival
+    assert gate.peak == 20 and gate.queued == 10 and gate.refused == 20
+    dropped = await asyncio.gather(*(closed_by_server(r, 0.5) for r, _ in socks[30:]))
     assert all(dropped)
+    # the queued sockets stay silent: their handshake timeout (from accept) ends them
+    assert all(await asyncio.gather(*(closed_by_server(r) for r, _ in socks[20:30])))
+    await wait_for(lambda: gate.queued == 0)
     for _, w in socks:
         w.close()
     await wait_for(lambda: gate.pending == 0)
@@ -96,6 +103,72 @@ async def test_handshake_limit_drops_extra_sockets(guarded: RunningServer,
     await guarded.add_station("CP1")
     async with await RawClient.connect(guarded.url, "CP1") as c:
         assert (await c.result("BootNotification", BOOT))["status"] == "Accepted"
+
+
+async def restart_with(server: RunningServer, **settings: Any) -> None:
+    await server.stop()
+    server.settings = replace(server.settings, **settings)
+    await server.start()
+
+
+def tls_client(tmp_path: Path) -> ssl.SSLContext:
+    """A client context trusting the guarded server's self-signed certificate."""
+    return ssl.create_default_context(cafile=str(tmp_path / "server.pem"))
+
+
+@pytest.mark.parametrize("listener", ["ws", "wss"])
+async def test_a_queued_station_gets_its_turn(guarded: RunningServer, listener: str,
+                                              tmp_path: Path) -> None:
+    """A station that arrives while every handshake slot is taken waits, unread, and
+    is let in when a slot frees: what it sent meanwhile (its ClientHello, its HTTP
+    upgrade) is read then, nothing is lost. Metrics count it."""
+    await guarded.add_station("LATE")
+    await restart_with(guarded, handshake_timeout=30.0)
+    gate = guarded.central.gates[listener]
+    holders = await silent_sockets(ports(guarded)[listener], 20)
+    await wait_for(lambda: gate.pending == 20)
+    url = (guarded.url if listener == "ws"
+           else f"wss://127.0.0.1:{guarded.central.tls_port}")
+    late = asyncio.create_task(RawClient.connect(url, "LATE",
+                                                 ssl=tls_client(tmp_path)
+                                                 if listener == "wss" else None))
+    await wait_for(lambda: gate.queued == 1)
+    await asyncio.sleep(0.2)
+    assert not late.done() and gate.pending == 20  # it waits, it is not dropped
+    for _, w in holders[:5]:
+        w.close()
+    async with await late as c:
+        assert (await c.result("BootNotification", BOOT))["status"] == "Accepted"
+    assert gate.refused == 0 and gate.queued == 0
+    queued = guarded.central.metrics.handshakes_queued.labels(listener)._value.get()
+    assert queued == 1
+    for _, w in holders[5:]:
+        w.close()
+    await wait_for(lambda: gate.pending == 0)
+
+
+@pytest.mark.parametrize("listener", ["ws", "wss"])
+async def test_a_queued_socket_that_leaves_frees_its_place(guarded: RunningServer,
+                                                           listener: str) -> None:
+    """A peer that gives up while it waits leaves the queue then, not at its timeout,
+    and releases no handshake slot it never had."""
+    await restart_with(guarded, handshake_timeout=30.0)
+    gate = guarded.central.gates[listener]
+    port = ports(guarded)[listener]
+    holders = await silent_sockets(port, 20)
+    await wait_for(lambda: gate.pending == 20)
+    queued = await silent_sockets(port, 10)
+    await wait_for(lambda: gate.queued == 10)
+    for _, w in queued:
+        w.close()  # the peer gives up while it waits
+    await wait_for(lambda: gate.queued == 0)
+    assert gate.pending == 20  # no slot was released for a socket that never had one
+    more = await silent_sockets(port, 10)
+    await wait_for(lambda: gate.queued == 10)
+    assert gate.refused == 0
+    for _, w in holders + more:
+        w.close()
+    await wait_for(lambda: gate.pending == 0 and gate.queued == 0)
 
 
 @pytest.mark.parametrize("listener", ["ws", "wss"])
@@ -233,4 +306,101 @@ def test_soak_short(tmp_path: Path) -> None:
     assert result["rss_end_kib"] <= 1.2 * result["rss_start_kib"]
     cut = result["server_counted"]
     assert cut['voltledger_connections_cut_total{reason="ping_flood"}'] >= 2
-    assert cut['voltledger_connections_cut_total{reason="handshake_limit"}'] >= 1000
+    # 1,000 sockets a round against 500 handshake slots: the rest wait for a turn
+    # (in the queue of 2,000) or, beyond it, are dropped
+    waited = sum(v for k, v in cut.items() if k.startswith("voltledger_handshakes_queued_total"))
+    assert waited + cut.get('voltledger_connections_cut_total{reason="handshake_limit"}', 0) >= 1000
+
+
+def masked_frame(opcode: int, payload: bytes) -> bytes:
+    """A client frame (RFC 6455 §5.2), masked as clients must, payload < 64 KiB."""
+    mask = os.urandom(4)
+    n = len(payload)
+    head = bytes([0x80 | opcode]) + (bytes([0x80 | n]) if n < 126
+                                     else bytes([0x80 | 126]) + n.to_bytes(2, "big"))
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+class ServerFrames:
+    """The frames a raw socket received from the server: (opcode, payload)."""
+
+    def __init__(self, s: socket.socket) -> None:
+        self.s, self.buf = s, b""
+
+    async def read(self, timeout: float) -> list[tuple[int, bytes]]:
+        """What arrives within ``timeout`` s (stops early at EOF)."""
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                while chunk := await loop.sock_recv(self.s, 65536):
+                    self.buf += chunk
+        frames = []
+        while len(self.buf) >= 2:
+            n, at = self.buf[1] & 0x7F, 2
+            if n == 126:
+                n, at = int.from_bytes(self.buf[2:4], "big"), 4
+            if len(self.buf) < at + n:
+                break
+            frames.append((self.buf[0] & 0x0F, self.buf[at:at + n]))
+            self.buf = self.buf[at + n:]
+        return frames
+
+
+async def test_keepalive_pings_only_a_silent_station(guarded: RunningServer) -> None:
+    """A station that sends is not pinged; one that goes quiet is pinged after the
+    interval, and closed when it does not answer (a half-open connection)."""
+    await restart_with(guarded, ping_interval=1.0, ping_timeout=1.0)
+    await guarded.add_station("TALKY")
+    s = await raw_upgrade(guarded.port, "TALKY")
+    frames = ServerFrames(s)
+    loop = asyncio.get_running_loop()
+    try:
+        await guarded.wait_connected("TALKY")
+        seen: list[tuple[int, bytes]] = []
+        for i in range(20):  # 4 s of a call every 0.2 s: four intervals
+            call = json.dumps([2, f"hb{i}", "Heartbeat", {}]).encode()
+            await loop.sock_sendall(s, masked_frame(0x1, call))
+            seen += await frames.read(0.2)
+        opcodes = [op for op, _ in seen]
+        assert 0x9 not in opcodes  # never pinged while it talked
+        assert opcodes.count(0x1) >= 15  # its heartbeats were answered meanwhile
+        # silence: a ping comes, is not answered, and the connection is closed
+        quiet = await frames.read(8.0)
+        assert [op for op, _ in quiet][:1] == [0x9]
+        await wait_for(lambda: "TALKY" not in guarded.central.connections)
+    finally:
+        s.close()
+
+
+async def test_keepalive_counts_a_stations_own_pings(guarded: RunningServer) -> None:
+    """A station that only pings us (OCPP's WebSocketPingInterval) is alive too: it
+    gets pongs, no pings of ours, and stays connected."""
+    await restart_with(guarded, ping_interval=1.0, ping_timeout=1.0)
+    await guarded.add_station("PINGER")
+    s = await raw_upgrade(guarded.port, "PINGER")
+    frames = ServerFrames(s)
+    loop = asyncio.get_running_loop()
+    try:
+        await guarded.wait_connected("PINGER")
+        seen: list[tuple[int, bytes]] = []
+        for _ in range(10):  # 4 s, a ping every 0.4 s (within the control-frame rate)
+            await loop.sock_sendall(s, masked_frame(0x9, b"alive"))
+            seen += await frames.read(0.4)
+        opcodes = [op for op, _ in seen]
+        assert 0x9 not in opcodes and opcodes.count(0xA) >= 8
+        assert "PINGER" in guarded.central.connections
+    finally:
+        s.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads ss(8) of Linux")
+async def test_listeners_take_a_fleets_burst_of_connects(guarded: RunningServer) -> None:
+    """Both listeners ask for the largest accept backlog the kernel allows (asyncio's
+    default of 100 made a fleet reconnecting at once lose SYNs and wait seconds)."""
+    with open("/proc/sys/net/core/somaxconn") as f:
+        somaxconn = int(f.read())
+    for port in ports(guarded).values():
+        listed = await asyncio.to_thread(subprocess.run, ["ss", "-ltnH", f"sport = :{port}"],
+                                         capture_output=True, text=True, check=True)
+        out = listed.stdout.split()
+        assert int(out[2]) == min(somaxconn, csms.server.LISTEN_BACKLOG) > 100, out
