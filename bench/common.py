@@ -53,13 +53,16 @@ def rss_kib(pid: int) -> int:
 
 
 @contextlib.contextmanager
-def server(kind: str, db: str | None = None,
-           extra: list[str] | None = None) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+def server(kind: str, db: str | None = None, extra: list[str] | None = None,
+           settings: dict[str, str] | None = None, cwd: str | None = None,
+           ) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
     """``voltledger`` (csms serve, auto-registering), ``baseline`` (the ocpp library way)
     or ``ocpp-rpc`` (the Node ocpp-rpc server in strict mode, from make install); ``extra``:
-    more ``csms serve`` arguments, or the ocpp-rpc server's process count."""
+    more ``csms serve`` arguments, or the ocpp-rpc server's process count; ``settings``:
+    more environment (``CSMS_*`` settings); ``cwd``: another checkout whose ``csms`` runs
+    (``python -m`` imports from the working directory first)."""
     port = free_port()
-    env = dict(os.environ)
+    env = {**os.environ, **(settings or {})}
     with tempfile.TemporaryDirectory() as folder:
         if kind == "baseline":
             cmd = [sys.executable, "-m", "bench.baseline_ocpp_lib", "--port", str(port)]
@@ -73,7 +76,7 @@ def server(kind: str, db: str | None = None,
                    "--admin-port", "-1", "--data-dir", folder, "--log-level", "error",
                    *(extra or [])]
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                env=env)
+                                env=env, cwd=cwd)
         try:
             wait_port(port)
             yield port, proc

@@ -28,6 +28,7 @@ import json
 import os
 import random
 import resource
+import shlex
 import subprocess
 import sys
 import time
@@ -206,27 +207,36 @@ def _split(n: int, parts: int) -> list[int]:
 
 
 def measure(kind: str, args: argparse.Namespace, db: str | None = None,
-            label: str | None = None) -> dict[str, Any]:
+            label: str | None = None, serve_args: list[str] | None = None,
+            settings: dict[str, str] | None = None, cwd: str | None = None) -> dict[str, Any]:
     """Grow a fleet step by step on one server of ``kind``; the figures of every step."""
     steps: list[dict[str, Any]] = []
     workers = args.workers if kind in ("voltledger", "ocpp-rpc") else 1
-    extra: list[str] = []
+    extra: list[str] = list(serve_args or [])
     if workers > 1:
-        extra = ["--workers", str(workers)] if kind == "voltledger" else [str(workers)]
-    with server(kind, db=db, extra=extra) as (port, proc):
+        extra += ["--workers", str(workers)] if kind == "voltledger" else [str(workers)]
+    with server(kind, db=db, extra=extra, settings=settings, cwd=cwd) as (port, proc):
         fleet = Fleet(f"ws://127.0.0.1:{port}", args.ocpp, args.procs, f"F{kind[:2]}", args)
         try:
             held = 0
             for size in args.fleet:
                 add = size - held
+                began = time.monotonic()
                 answers = fleet.ask([{"add": n, "rate": args.connect_rate / args.procs}
                                      for n in _split(add, args.procs)])
+                connect_s = time.monotonic() - began
                 held = size
                 connected_now = sum(a["connected"] for a in answers)
                 retried = sum(a["retries"] for a in answers)
                 time.sleep(args.meter_interval)  # the new stations reach their rhythm
                 begin = time.time() + 0.5
+                server_cpu = _tree_cpu_s(proc.pid)
+                load_cpu = sum(_tree_cpu_s(p.pid) for p in fleet.procs)
                 answers = fleet.ask([{"window": [begin, begin + args.window]}] * args.procs)
+                # CPU over the window (and the second the workers wait after it)
+                spent = time.time() - begin + 0.5
+                server_cpu = (_tree_cpu_s(proc.pid) - server_cpu) / spent
+                load_cpu = (sum(_tree_cpu_s(p.pid) for p in fleet.procs) - load_cpu) / spent
                 hist: Counter[int] = Counter()
                 for a in answers:
                     hist.update({int(k): v for k, v in a["latencies"].items()})
@@ -237,7 +247,11 @@ def measure(kind: str, args: argparse.Namespace, db: str | None = None,
                         "connect_retries": retried, "dropped": dropped,
                         "messages_per_s": round(sum(hist.values()) / args.window, 1),
                         "p50_ms": _percentile(hist, 0.50), "p99_ms": _percentile(hist, 0.99),
-                        "errors": errors, "rss_mib": round(_tree_rss_kib(proc.pid) / 1024, 1)}
+                        "errors": errors, "rss_mib": round(_tree_rss_kib(proc.pid) / 1024, 1),
+                        "connect_s": round(connect_s, 1),
+                        "server_cpu_cores": round(server_cpu, 3),
+                        "generator_cpu_cores": round(load_cpu, 3),
+                        "load_avg_1m": round(os.getloadavg()[0], 2)}
                 step["ok"] = (step["p99_ms"] < P99_BOUND_MS and errors == 0 and failed == 0
                               and dropped == 0)
                 steps.append(step)
@@ -250,20 +264,43 @@ def measure(kind: str, args: argparse.Namespace, db: str | None = None,
     return {"largest_ok": max(passed, default=0), "server_processes": workers, "steps": steps}
 
 
-def _tree_rss_kib(pid: int) -> int:
-    """RSS of a server and of its worker processes (csms serve --workers)."""
-    total = rss_kib(pid)
+def _children(pid: int) -> list[int]:
+    found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/stat") as f:
                 ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            if ppid == pid:
-                total += rss_kib(int(entry))
-        except (OSError, RuntimeError, ValueError):
+        except (OSError, ValueError, IndexError):
             continue
+        if ppid == pid:
+            found.append(int(entry))
+    return found
+
+
+def _tree_rss_kib(pid: int) -> int:
+    """RSS of a server and of its worker processes (csms serve --workers)."""
+    total = rss_kib(pid)
+    for child in _children(pid):
+        with contextlib.suppress(OSError, RuntimeError):
+            total += rss_kib(child)
     return total
+
+
+def _cpu_s(pid: int) -> float:
+    """User plus system CPU seconds a process has used (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _tree_cpu_s(pid: int) -> float:
+    """CPU seconds of a process and its children (the workers of csms serve --workers)."""
+    return _cpu_s(pid) + sum(_cpu_s(child) for child in _children(pid))
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -289,6 +326,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 out["servers"][kind] = measure("voltledger", args, db=url, label=kind)
             continue
         out["servers"][kind] = measure(kind, args)
+    for variant in args.variant:
+        name, _, spec = variant.partition("=")
+        words = shlex.split(spec)
+        settings = dict(w.split("=", 1) for w in words if w.startswith("CSMS_") and "=" in w)
+        roots = [w[1:] for w in words if w.startswith("@")]
+        serve_args = [w for w in words
+                      if not (w.startswith("CSMS_") and "=" in w) and not w.startswith("@")]
+        out["servers"][name] = {**measure("voltledger", args, label=name,
+                                          serve_args=serve_args, settings=settings,
+                                          cwd=roots[0] if roots else None),
+                                "variant": spec}
     if max(args.fleet) >= fd_limit - 100 and args.workers < 2:
         out["note"] = (f"one process holds at most {fd_limit} sockets here (ulimit -n); "
                        "steps beyond it cannot be served by one server process")
@@ -316,6 +364,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sources", type=int, default=4, help="loopback source addresses")
     parser.add_argument("--connect-rate", type=float, default=500.0,
                         help="new connections per second, in all")
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME=ARGS",
+                        help="also measure voltledger (SQLite) run with these `csms serve`"
+                             " arguments and CSMS_* settings (and @DIR: the csms of another"
+                             " checkout), e.g. 'queue0=CSMS_HANDSHAKE_QUEUE=0 --workers 2';"
+                             " repeatable")
     parser.add_argument("--keep-going", action="store_true",
                         help="measure every step, also after one that failed")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
