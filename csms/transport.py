@@ -6,16 +6,17 @@ the OCPP layer, in every state of its life:
 
 * **Accepted, handshake not finished** (TLS and HTTP upgrade). Each listener
   counts these in a :class:`HandshakeGate`; beyond ``max_handshakes`` a new
-  connection waits, its first bytes unparsed, in a queue of at most ``handshake_queue`` sockets
-  until a handshake ends (a fleet reconnecting after an outage gets in a little
-  later instead of being refused and retrying); beyond the queue it is dropped
-  at once, before anything is allocated for it. Each connection has
-  ``handshake_timeout`` seconds from its accept, queued time included. Until its first byte a
-  socket gets no handler task, timers or TLS state (:class:`_OnFirstByte`), so a
-  silent wss:// socket costs what a silent ws:// one does. asyncio's own TLS
-  layer allocated a 256 KiB read buffer per connection on accept and read up to
-  256 KiB at a time, which made an idle TCP connection to the wss:// port cost
-  ~200-320 KB and left the heap fragmented after they closed;
+  connection waits, its first bytes unparsed, in a queue of at most
+  ``handshake_queue`` sockets until a handshake ends (a fleet reconnecting after
+  an outage gets in a little later instead of being refused and retrying);
+  beyond the queue it is dropped at once, before anything is allocated for it.
+  Each connection has ``handshake_timeout`` seconds from its accept, queued time
+  included. Until its first byte a socket gets no handler task, timers or TLS
+  state (:class:`_OnFirstByte`), so a silent wss:// socket costs what a silent
+  ws:// one does. asyncio's own TLS layer allocated a 256 KiB read buffer per
+  connection on accept and read up to 256 KiB at a time, which made an idle TCP
+  connection to the wss:// port cost ~200-320 KB and left the heap fragmented
+  after they closed;
   :class:`LeanSSLProtocol` shares one read buffer per listener (reads are
   synchronous: the transport fills the buffer and hands it over before anything
   else runs) and reads one TLS record (16 KiB) at a time.
@@ -108,7 +109,6 @@ class HandshakeGate:
         self.pending = 0
         self.peak = 0
         self.refused = 0
-        self.queued_total = 0  # connections that waited for a turn, in all
         # accepted sockets that have not sent a byte yet (closed when the server stops)
         self.silent: set[asyncio.Transport] = set()
         # accepted sockets waiting for a turn, oldest first (_OnFirstByte.admitted)
@@ -142,9 +142,8 @@ class HandshakeGate:
     def release(self) -> None:
         self.pending -= 1
         while self.waiting and self.pending < self.limit:
+            # a waiter that closed has left the queue (_OnFirstByte.connection_lost)
             waiter = self.waiting.popleft()
-            if waiter.gone:
-                continue
             self.pending += 1
             self.peak = max(self.peak, self.pending)
             waiter.admitted(self)
@@ -333,9 +332,8 @@ class _OnFirstByte(asyncio.Protocol):
         self._deadline: asyncio.TimerHandle | None = None
         self._queued = queued
         # what a queued peer sent while it waited (one read: reading pauses then)
-        self._early: list[bytes] = []
+        self._early = b""
         self._paused = False
-        self.gone = False
 
     @property
     def protocol(self) -> ServerProtocol:
@@ -352,7 +350,6 @@ class _OnFirstByte(asyncio.Protocol):
         if self._queued:
             # Read on while it waits: a peer that gives up (EOF, reset) leaves the
             # queue at once. Its first bytes are kept and reading pauses then.
-            self._gate.queued_total += 1
             self._gate.metrics.handshakes_queued.labels(self._gate.listener).inc()
             self._gate.waiting.append(self)
 
@@ -363,9 +360,9 @@ class _OnFirstByte(asyncio.Protocol):
         transport = self._transport
         if transport is None or transport.is_closing():
             return
-        early, self._early = self._early, []
+        early, self._early = self._early, b""
         if early:
-            self.data_received(b"".join(early))
+            self.data_received(early)
         else:
             self._paused = False
             transport.resume_reading()
@@ -374,7 +371,7 @@ class _OnFirstByte(asyncio.Protocol):
         transport, deadline = self._transport, self._deadline
         assert transport is not None and deadline is not None
         if self._queued:
-            self._early.append(data)
+            self._early += data
             transport.pause_reading()
             self._paused = True
             return
@@ -407,8 +404,7 @@ class _OnFirstByte(asyncio.Protocol):
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.gone = True
-        self._early = []
+        self._early = b""
         if self._queued:  # leaves the queue (its place counts against the queue's size)
             with contextlib.suppress(ValueError):
                 self._gate.waiting.remove(self)
