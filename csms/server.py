@@ -282,6 +282,7 @@ class CentralSystem:
                       for name in ("ws", "wss")}
         self.trimmer = MemoryTrimmer()
         self._gc_policy = False
+        self._young_gc: asyncio.Task[None] | None = None
 
     def _verify(self, password: str, stored: str) -> bool:
         """One scrypt check (in a thread of the login guard), counted for /metrics."""
@@ -322,9 +323,9 @@ class CentralSystem:
             # is treated like one that does not answer it.
             drain_timeout=s.ping_timeout or s.call_timeout, on_gone=self._socket_gone)
 
-    def _socket_gone(self) -> None:
+    def _socket_gone(self, opened_at: float | None) -> None:
         self.trimmer.closed_one()
-        GC_POLICY.connection_closed(len(self.connections))
+        GC_POLICY.connection_closed(len(self.connections), opened_at)
 
     async def start(self) -> None:
         options: dict[str, Any] = {
@@ -380,6 +381,8 @@ class CentralSystem:
         if not self._gc_policy:
             self._gc_policy = True
             GC_POLICY.install()  # no full-heap walks while thousands of stations wait
+            self._young_gc = asyncio.get_running_loop().create_task(
+                GC_POLICY.young_collections(), name="young-collections")
 
     async def stop(self) -> None:
         for task in list(self._after_reply):
@@ -395,6 +398,11 @@ class CentralSystem:
         await self.trimmer.close()
         if self._gc_policy:
             self._gc_policy = False
+            if self._young_gc is not None:
+                self._young_gc.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._young_gc
+                self._young_gc = None
             GC_POLICY.uninstall()
 
     # -- handshake -----------------------------------------------------------
@@ -501,7 +509,7 @@ class CentralSystem:
     # -- connections ---------------------------------------------------------
     async def _handle(self, ws: ServerConnection) -> None:
         if isinstance(ws, GuardedConnection):
-            ws.handshake_finished()
+            ws.websocket_open()
         if ws.subprotocol is None:
             # OCPP-J 1.6 §4.1.2: complete the handshake without the header, then close.
             await ws.close(1002, "no supported OCPP subprotocol offered")

@@ -49,6 +49,7 @@ import ctypes.util
 import logging
 import ssl
 import sys
+import time
 from asyncio import sslproto
 from collections.abc import Callable
 from typing import Any, cast
@@ -170,9 +171,11 @@ class GuardedConnection(ServerConnection):
     def __init__(
         self, protocol: ServerProtocol, server: Server, *, gate: HandshakeGate | None,
         metrics: Metrics, write_buffer_limit: int, drain_timeout: float | None,
-        on_gone: Callable[[], None] | None = None, **kwargs: Any,
+        on_gone: Callable[[float | None], None] | None = None, **kwargs: Any,
     ) -> None:
         super().__init__(protocol, server, **kwargs)
+        # when the WebSocket opened (time.monotonic()), None before; handed to on_gone
+        self.opened_at: float | None = None
         self._gate: HandshakeGate | None = gate
         self._on_gone = on_gone
         self._metrics = metrics
@@ -190,6 +193,11 @@ class GuardedConnection(ServerConnection):
         """A queued connection got its handshake slot."""
         self._gate = gate
 
+    def websocket_open(self) -> None:
+        """The WebSocket handshake succeeded."""
+        self.opened_at = time.monotonic()
+        self.handshake_finished()
+
     def handshake_finished(self) -> None:
         """Leave the listener's count of pending handshakes (once)."""
         gate, self._gate = self._gate, None
@@ -201,7 +209,7 @@ class GuardedConnection(ServerConnection):
         self.handshake_finished()
         on_gone, self._on_gone = self._on_gone, None
         if on_gone is not None:
-            on_gone()
+            on_gone(self.opened_at)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.gone()
@@ -449,7 +457,7 @@ class LeanSSLProtocol(sslproto.SSLProtocol):
 def connection_factory(
     gate: HandshakeGate, metrics: Metrics, *, tls: ssl.SSLContext | None,
     handshake_timeout: float, close_timeout: float, write_buffer_limit: int,
-    drain_timeout: float | None, on_gone: Callable[[], None] | None = None,
+    drain_timeout: float | None, on_gone: Callable[[float | None], None] | None = None,
 ) -> Callable[..., asyncio.BaseProtocol]:
     """websockets' ``create_connection``: the asyncio protocol of an accepted socket."""
     shared = bytearray(TLS_READ_SIZE)

@@ -75,6 +75,14 @@ class GroupCommit(ABC):
         the port); here, like any unit."""
         return await self.unit(fn)
 
+    def _take_more(self, batch: Batch) -> None:
+        """Move queued units into ``batch``, up to ``max_batch`` (an engine whose batch
+        had to wait before its transaction began)."""
+        room = self.max_batch - len(batch)
+        if room > 0 and self._queue:
+            batch.extend(self._queue[:room])
+            del self._queue[:room]
+
     async def _commit_loop(self) -> None:
         while self._queue:
             batch = self._queue[:self.max_batch]

@@ -216,6 +216,10 @@ class SqliteRepository(GroupCommit):
                                f" database's write turn for {BUSY_SECONDS:g} s") from None
         except sqlite3.Error as exc:
             raise StorageError(f"cannot begin a transaction: {exc}") from exc
+        # Units that queued while this batch waited for the write turn (other processes
+        # writing) go in with it: one commit for them too, not a turn of their own. The
+        # committer reads the outcome of every unit in ``batch``, these included.
+        self._take_more(batch)
         try:
             for fn, fut in batch:
                 tx.forget_sessions()  # what an earlier unit read is not this one's

@@ -70,3 +70,46 @@ async def test_writers_of_one_file_interleave_their_batches(tmp_path: Path) -> N
     finally:
         for repo in repos:
             await repo.close()
+
+
+async def test_units_that_queue_while_a_batch_waits_for_the_turn_share_its_commit(
+    tmp_path: Path,
+) -> None:
+    """While another process writes, a batch waits for the turn; the units that arrive
+    meanwhile go in with it when it gets the turn (one commit), instead of each wait
+    leaving a batch of one and the next units to wait for a turn of their own."""
+    a = SqliteRepository(tmp_path / "shared.sqlite3")
+    b = SqliteRepository(tmp_path / "shared.sqlite3")
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def slow(tx: Tx) -> None:
+        await tx.insert_station(new_station("CP-A"))
+        started.set()
+        await release.wait()
+
+    def add(sid: str) -> Callable[[Tx], Awaitable[None]]:
+        async def work(tx: Tx) -> None:
+            await tx.insert_station(new_station(sid))
+        return work
+
+    holding = asyncio.ensure_future(a.unit(slow))
+    try:
+        await started.wait()
+        first = asyncio.ensure_future(b.unit(add("CP-B0")))
+        await asyncio.sleep(0.05)  # b's first batch (of one) now waits for the turn
+        rest = [asyncio.ensure_future(b.unit(add(f"CP-B{i}"))) for i in range(1, 6)]
+        await asyncio.sleep(0.05)
+        assert b.commits == 0
+        release.set()
+        await holding
+        await asyncio.gather(first, *rest)
+        assert (b.commits, b.units) == (1, 6)
+
+        async def count(tx: Tx) -> int:
+            return len(await tx.list_stations())
+
+        assert await a.read(count) == 7
+    finally:
+        release.set()
+        await a.close()
+        await b.close()
