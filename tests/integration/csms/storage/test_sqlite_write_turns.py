@@ -5,7 +5,8 @@ SQLite's own lock would, instead of hanging them, and they write again once it i
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -16,12 +17,23 @@ from csms.storage import sqlite
 from csms.storage.sqlite import SqliteRepository
 
 
-async def test_a_writer_that_keeps_its_turn_fails_the_others_then_lets_them_write(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(sqlite, "BUSY_SECONDS", 0.5)
-    a = SqliteRepository(tmp_path / "shared.sqlite3")
-    b = SqliteRepository(tmp_path / "shared.sqlite3")
+def add(sid: str) -> Callable[[Tx], Awaitable[None]]:
+    """A unit that adds the station ``sid``."""
+    async def work(tx: Tx) -> None:
+        await tx.insert_station(new_station(sid))
+    return work
+
+
+async def station_ids(repo: SqliteRepository) -> list[str]:
+    async def ids(tx: Tx) -> list[str]:
+        return [s.id for s in await tx.list_stations()]
+    return await repo.read(ids)
+
+
+@contextlib.asynccontextmanager
+async def turn_held(repo: SqliteRepository) -> AsyncIterator[asyncio.Event]:
+    """``repo`` holds the write turn (a unit adding CP-A that waits) until the event
+    yielded is set, or the block ends; then its batch commits."""
     started, release = asyncio.Event(), asyncio.Event()
 
     async def slow(tx: Tx) -> None:
@@ -29,44 +41,38 @@ async def test_a_writer_that_keeps_its_turn_fails_the_others_then_lets_them_writ
         started.set()
         await release.wait()
 
-    async def add_b(tx: Tx) -> None:
-        await tx.insert_station(new_station("CP-B"))
-
-    holding = asyncio.ensure_future(a.unit(slow))
+    holding = asyncio.ensure_future(repo.unit(slow))
     try:
         await started.wait()
-        with pytest.raises(StorageError, match="write turn"):
-            await b.unit(add_b)
-        release.set()
-        await holding
-        await b.unit(add_b)  # the abandoned wait gave its turn back
-
-        async def ids(tx: Tx) -> list[str]:
-            return [s.id for s in await tx.list_stations()]
-
-        assert await a.read(ids) == ["CP-A", "CP-B"]
+        yield release
     finally:
         release.set()
+        await holding
+
+
+async def test_a_writer_that_keeps_its_turn_fails_the_others_then_lets_them_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite, "BUSY_SECONDS", 0.5)
+    a = SqliteRepository(tmp_path / "shared.sqlite3")
+    b = SqliteRepository(tmp_path / "shared.sqlite3")
+    try:
+        async with turn_held(a):
+            with pytest.raises(StorageError, match="write turn"):
+                await b.unit(add("CP-B"))
+        await b.unit(add("CP-B"))  # the abandoned wait gave its turn back
+        assert await station_ids(a) == ["CP-A", "CP-B"]
+    finally:
         await a.close()
         await b.close()
 
 
 async def test_writers_of_one_file_interleave_their_batches(tmp_path: Path) -> None:
     repos = [SqliteRepository(tmp_path / "shared.sqlite3") for _ in range(3)]
-
-    def add(sid: str) -> Callable[[Tx], Awaitable[None]]:
-        async def work(tx: Tx) -> None:
-            await tx.insert_station(new_station(sid))
-        return work
-
     try:
         await asyncio.gather(*(repo.unit(add(f"CP-{i}-{k}"))
                                for k in range(50) for i, repo in enumerate(repos)))
-
-        async def count(tx: Tx) -> int:
-            return len(await tx.list_stations())
-
-        assert await repos[0].read(count) == 150
+        assert len(await station_ids(repos[0])) == 150
     finally:
         for repo in repos:
             await repo.close()
@@ -80,36 +86,17 @@ async def test_units_that_queue_while_a_batch_waits_for_the_turn_share_its_commi
     leaving a batch of one and the next units to wait for a turn of their own."""
     a = SqliteRepository(tmp_path / "shared.sqlite3")
     b = SqliteRepository(tmp_path / "shared.sqlite3")
-    started, release = asyncio.Event(), asyncio.Event()
-
-    async def slow(tx: Tx) -> None:
-        await tx.insert_station(new_station("CP-A"))
-        started.set()
-        await release.wait()
-
-    def add(sid: str) -> Callable[[Tx], Awaitable[None]]:
-        async def work(tx: Tx) -> None:
-            await tx.insert_station(new_station(sid))
-        return work
-
-    holding = asyncio.ensure_future(a.unit(slow))
     try:
-        await started.wait()
-        first = asyncio.ensure_future(b.unit(add("CP-B0")))
-        await asyncio.sleep(0.05)  # b's first batch (of one) now waits for the turn
-        rest = [asyncio.ensure_future(b.unit(add(f"CP-B{i}"))) for i in range(1, 6)]
-        await asyncio.sleep(0.05)
-        assert b.commits == 0
-        release.set()
-        await holding
+        async with turn_held(a):
+            first = asyncio.ensure_future(b.unit(add("CP-B0")))
+            await asyncio.sleep(0.05)  # b's first batch (of one) now waits for the turn
+            rest = [asyncio.ensure_future(b.unit(add(f"CP-B{i}"))) for i in range(1, 6)]
+            await asyncio.sleep(0.05)
+            assert b.commits == 0
         await asyncio.gather(first, *rest)
         assert (b.commits, b.units) == (1, 6)
-
-        async def count(tx: Tx) -> int:
-            return len(await tx.list_stations())
-
-        assert await a.read(count) == 7
+        assert len(await station_ids(a)) == 7
     finally:
-        release.set()
         await a.close()
         await b.close()
+
