@@ -16,7 +16,7 @@ import socket
 import ssl
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -346,22 +346,40 @@ class ServerFrames:
         return frames
 
 
+async def keepalive_station(guarded: RunningServer,
+                            station_id: str) -> tuple[socket.socket, ServerFrames]:
+    """A raw station, connected to the server restarted with a keepalive that pings after
+    1 s of silence and waits 1 s for the pong."""
+    await restart_with(guarded, ping_interval=1.0, ping_timeout=1.0)
+    await guarded.add_station(station_id)
+    s = await raw_upgrade(guarded.port, station_id)
+    try:
+        await guarded.wait_connected(station_id)
+    except BaseException:
+        s.close()
+        raise
+    return s, ServerFrames(s)
+
+
+async def send_every(s: socket.socket, frames: ServerFrames, frame: Callable[[int], bytes],
+                     times: int, every: float) -> list[int]:
+    """Send ``frame(i)`` ``times`` times, ``every`` s apart; the opcodes received meanwhile."""
+    loop = asyncio.get_running_loop()
+    seen: list[tuple[int, bytes]] = []
+    for i in range(times):
+        await loop.sock_sendall(s, frame(i))
+        seen += await frames.read(every)
+    return [op for op, _ in seen]
+
+
 async def test_keepalive_pings_only_a_silent_station(guarded: RunningServer) -> None:
     """A station that sends is not pinged; one that goes quiet is pinged after the
     interval, and closed when it does not answer (a half-open connection)."""
-    await restart_with(guarded, ping_interval=1.0, ping_timeout=1.0)
-    await guarded.add_station("TALKY")
-    s = await raw_upgrade(guarded.port, "TALKY")
-    frames = ServerFrames(s)
-    loop = asyncio.get_running_loop()
+    s, frames = await keepalive_station(guarded, "TALKY")
     try:
-        await guarded.wait_connected("TALKY")
-        seen: list[tuple[int, bytes]] = []
-        for i in range(20):  # 4 s of a call every 0.2 s: four intervals
-            call = json.dumps([2, f"hb{i}", "Heartbeat", {}]).encode()
-            await loop.sock_sendall(s, masked_frame(0x1, call))
-            seen += await frames.read(0.2)
-        opcodes = [op for op, _ in seen]
+        # 4 s of a call every 0.2 s: four intervals
+        opcodes = await send_every(s, frames, lambda i: masked_frame(
+            0x1, json.dumps([2, f"hb{i}", "Heartbeat", {}]).encode()), 20, 0.2)
         assert 0x9 not in opcodes  # never pinged while it talked
         assert opcodes.count(0x1) >= 15  # its heartbeats were answered meanwhile
         # silence: a ping comes, is not answered, and the connection is closed
@@ -375,18 +393,10 @@ async def test_keepalive_pings_only_a_silent_station(guarded: RunningServer) -> 
 async def test_keepalive_counts_a_stations_own_pings(guarded: RunningServer) -> None:
     """A station that only pings us (OCPP's WebSocketPingInterval) is alive too: it
     gets pongs, no pings of ours, and stays connected."""
-    await restart_with(guarded, ping_interval=1.0, ping_timeout=1.0)
-    await guarded.add_station("PINGER")
-    s = await raw_upgrade(guarded.port, "PINGER")
-    frames = ServerFrames(s)
-    loop = asyncio.get_running_loop()
+    s, frames = await keepalive_station(guarded, "PINGER")
     try:
-        await guarded.wait_connected("PINGER")
-        seen: list[tuple[int, bytes]] = []
-        for _ in range(10):  # 4 s, a ping every 0.4 s (within the control-frame rate)
-            await loop.sock_sendall(s, masked_frame(0x9, b"alive"))
-            seen += await frames.read(0.4)
-        opcodes = [op for op, _ in seen]
+        # 4 s, a ping every 0.4 s (within the control-frame rate)
+        opcodes = await send_every(s, frames, lambda _: masked_frame(0x9, b"alive"), 10, 0.4)
         assert 0x9 not in opcodes and opcodes.count(0xA) >= 8
         assert "PINGER" in guarded.central.connections
     finally:
