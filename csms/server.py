@@ -281,7 +281,7 @@ class CentralSystem:
                                           queue_limit=settings.handshake_queue)
                       for name in ("ws", "wss")}
         self.trimmer = MemoryTrimmer()
-        self._gc_policy = False
+        # the collector's policy, installed while this server runs (csms/gcpolicy.py)
         self._young_gc: asyncio.Task[None] | None = None
 
     def _verify(self, password: str, stored: str) -> bool:
@@ -378,8 +378,7 @@ class CentralSystem:
                      self.node_id)
         if self._tls_server is not None:
             log.info("= listening on wss://%s:%s (TLS)", self.settings.host, self.tls_port)
-        if not self._gc_policy:
-            self._gc_policy = True
+        if self._young_gc is None:
             GC_POLICY.install()  # no full-heap walks while thousands of stations wait
             self._young_gc = asyncio.get_running_loop().create_task(
                 GC_POLICY.young_collections(), name="young-collections")
@@ -396,13 +395,11 @@ class CentralSystem:
             gate.close()
         self.logins.close()
         await self.trimmer.close()
-        if self._gc_policy:
-            self._gc_policy = False
-            if self._young_gc is not None:
-                self._young_gc.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._young_gc
-                self._young_gc = None
+        if self._young_gc is not None:
+            self._young_gc.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._young_gc
+            self._young_gc = None
             GC_POLICY.uninstall()
 
     # -- handshake -----------------------------------------------------------
