@@ -87,7 +87,6 @@ def test_installed_once_per_process_and_removed_with_the_last_user(policy: GcPol
     assert policy.thaws == 0
 
 
-
 def test_survivors_of_a_young_collection_are_frozen(policy: GcPolicy) -> None:
     """What lives between two messages of a station survives the young collections: frozen,
     it is not walked again by each of them."""
@@ -108,16 +107,20 @@ def test_a_connection_that_never_opened_or_opened_since_the_freeze_is_no_churn(
     import time
 
     policy.install()
-    before = time.monotonic()
-    gc.collect()  # frozen now
-    after = time.monotonic()
-    for _ in range(10):
-        policy.connection_closed(open_now=2, opened_at=after)
-        policy.connection_closed(open_now=2, opened_at=None)
-    assert policy.thaws == 0
-    for _ in range(3):  # opened before the freeze: its objects may be frozen garbage now
-        policy.connection_closed(open_now=2, opened_at=before)
-    assert policy.thaws == 1 and gc.get_freeze_count() == 0
+    gc.disable()  # no collection by count (each one freezes): the last freeze is the one below
+    try:
+        before = time.monotonic()
+        gc.collect()  # frozen now
+        after = time.monotonic()
+        for _ in range(10):
+            policy.connection_closed(open_now=2, opened_at=after)
+            policy.connection_closed(open_now=2, opened_at=None)
+        assert policy.thaws == 0
+        for _ in range(3):  # opened before the freeze: its objects may be frozen garbage now
+            policy.connection_closed(open_now=2, opened_at=before)
+        assert policy.thaws == 1 and gc.get_freeze_count() == 0
+    finally:
+        gc.enable()
 
 
 def test_after_a_thaw_nothing_is_frozen_until_a_full_collection_walked_everything(
