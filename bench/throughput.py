@@ -59,9 +59,18 @@ def postgres_schema(url: str) -> Iterator[str | None]:
 KEYS = ("messages_per_s", "p50_ms", "p99_ms", "messages", "errors", "connected")
 
 
+def _server_args(kind: str, workers: int) -> list[str] | None:
+    """``workers`` processes for voltledger (``csms serve --workers``) and the Node peer
+    (its cluster); the baseline is one process, as the ``ocpp`` library's example is."""
+    if workers <= 1 or kind == "baseline":
+        return None
+    return [str(workers)] if kind == "ocpp-rpc" else ["--workers", str(workers)]
+
+
 def _once(kind: str, stations: int, ocpp: str, duration: float, warmup: float, procs: int,
-          prefix: str, db: str | None = None) -> dict[str, Any]:
-    with server("voltledger" if kind == "postgres" else kind, db=db) as (port, _proc):
+          prefix: str, db: str | None = None, workers: int = 1) -> dict[str, Any]:
+    with server("voltledger" if kind == "postgres" else kind, db=db,
+                extra=_server_args(kind, workers)) as (port, _proc):
         r = loadgen.run(f"ws://127.0.0.1:{port}", stations, ocpp, duration, warmup, procs,
                         prefix)
     return {k: r[k] for k in KEYS}
@@ -76,9 +85,10 @@ def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def measure(stations: int, ocpp: str, duration: float, procs: int = 2,
             postgres: str | None = None, rounds: int = 1,
-            warmup: float = 5.0, peers: bool = True) -> dict[str, Any]:
+            warmup: float = 5.0, peers: bool = True, workers: int = 1) -> dict[str, Any]:
     """``peers=False``: voltledger on SQLite and the Node peer are left out (the baseline
-    always runs: every ratio is against it), for measuring the PostgreSQL side alone."""
+    always runs: every ratio is against it), for measuring the PostgreSQL side alone.
+    ``workers``: server processes for voltledger and the Node peer."""
     kinds = ["voltledger", "baseline"] + (["ocpp-rpc"] if peers and node_peer_ready() else [])
     runs: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
     with contextlib.ExitStack() as stack:
@@ -93,7 +103,7 @@ def measure(stations: int, ocpp: str, duration: float, procs: int = 2,
             for kind in kinds[n % len(kinds):] + kinds[:n % len(kinds)]:  # interleaved
                 runs[kind].append(_once(kind, stations, ocpp, duration, warmup, procs,
                                         f"R{n}{kind[:2].upper()}",
-                                        dsn if kind == "postgres" else None))
+                                        dsn if kind == "postgres" else None, workers))
     res = {k: _median(v) for k, v in runs.items()}
     a, b = res.get("voltledger"), res["baseline"]
     n_ = res.get("ocpp-rpc")
@@ -103,7 +113,8 @@ def measure(stations: int, ocpp: str, duration: float, procs: int = 2,
 
     return {
         "benchmark": "throughput", "stations": stations, "ocpp": ocpp, "duration_s": duration,
-        "rounds": rounds, "voltledger_sqlite": a or "not measured (--postgres-only)",
+        "rounds": rounds, "workers": workers,
+        "voltledger_sqlite": a or "not measured (--postgres-only)",
         "baseline_ocpp_lib": b,
         **({"peer_ocpp_rpc": n_} if n_ else {"peer_ocpp_rpc": "node or ocpp-rpc missing"
                                              if peers else "not measured (--postgres-only)"}),
@@ -132,13 +143,19 @@ def main(argv: list[str] | None = None) -> None:
                         help="also measure PostgreSQL, e.g. postgresql://postgres@127.0.0.1/test")
     parser.add_argument("--postgres-only", action="store_true",
                         help="with --postgres: only voltledger on PostgreSQL and the baseline")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="server processes sharing the port, for voltledger (csms serve"
+                             " --workers) and the Node peer (its cluster); the baseline is one")
     args = parser.parse_args(argv)
     if args.postgres_only and not args.postgres:
         parser.error("--postgres-only needs --postgres URL")
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
     for n in args.stations:
         for version in args.ocpp:
             print(json.dumps(measure(n, version, args.duration, args.procs, args.postgres,
-                                     args.rounds, args.warmup, peers=not args.postgres_only)))
+                                     args.rounds, args.warmup, peers=not args.postgres_only,
+                                     workers=args.workers)))
             sys.stdout.flush()
 
 

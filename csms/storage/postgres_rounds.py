@@ -16,7 +16,8 @@ the round goes to the server in as few round trips as the statements allow:
    ``LATERAL`` subquery over ``unnest`` of their parameters (``WITH ORDINALITY`` tells
    whose row is whose; ``row_number()`` keeps each read's own row order), the subqueries
    of different texts joined with ``UNION ALL``, each row as ``jsonb`` (the columns of
-   this schema, text and integers, come back exactly), handed back to its unit.
+   this schema, text and integers, come back exactly; a round of one text gets its
+   columns as they are), handed back to its unit.
 
 A batch then costs as many rounds as its deepest unit has reads, not the sum of all its
 units' statements: a batch of meter values is one read round and one script of writes
@@ -46,6 +47,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -226,6 +228,7 @@ class RoundTx(PostgresRowLocks, SqlTx):
 _LOCKING = re.compile(r"\bFOR\s+(UPDATE|SHARE|NO\s+KEY|KEY)\b", re.IGNORECASE)
 
 
+@functools.lru_cache(maxsize=4096)
 def _plain_read(sql: str) -> bool:
     """A SELECT that takes no row lock: it may run before the transaction begins (a
     statement that writes or locks, even asked as a read, runs inside it)."""
@@ -330,7 +333,8 @@ class _Rounds:
                 await self._send(self._conn.execute(self._begin))
             while True:
                 try:
-                    await asyncio.wait_for(self._quiet.wait(), QUIET_LIMIT)
+                    async with asyncio.timeout(QUIET_LIMIT):
+                        await self._quiet.wait()
                 except TimeoutError:
                     # a unit waits for something other than the database (another unit
                     # of the batch, an event): unit by unit, each runs to its end first
@@ -504,6 +508,9 @@ class _Rounds:
         parts: list[str] = []
         args: list[Any] = []
         order = sorted(groups)  # one text per set of statements: prepared once, cached
+        # One text: its own columns, in PostgreSQL's types (as read alone). Several: each
+        # row as jsonb, which every text's columns fit in (see _JSON_EXACT).
+        native = len(order) == 1
         for g, sql in enumerate(order):
             shape = self._shapes[sql]
             pieces = sql_pieces(sql)
@@ -517,9 +524,10 @@ class _Rounds:
                     args.append([params[j] for params in groups[sql]])
             else:
                 source = "(SELECT 1::bigint AS k) AS v"
+            row = "s.*" if native else "to_jsonb(s) AS j"
             parts.append(
-                f"SELECT {g} AS g, v.k, r.n, r.j FROM {source} CROSS JOIN LATERAL"
-                f" (SELECT row_number() OVER () AS n, to_jsonb(s) AS j FROM ({inner}) s) r")
+                f"SELECT {g} AS g, v.k, r.* FROM {source} CROSS JOIN LATERAL"
+                f" (SELECT row_number() OVER () AS n, {row} FROM ({inner}) s) r")
         found = await self._send(self._conn.fetch(" UNION ALL ".join(parts), *args))
         out: dict[tuple[str, tuple[Any, ...]], list[dict[str, Any]]] = {
             (sql, params): [] for sql in order for params in groups[sql]}
@@ -527,9 +535,12 @@ class _Rounds:
         for rec in found:
             sql = order[rec[0]]
             columns = self._shapes[sql].columns
-            obj = orjson.loads(rec[3])
-            ranked.setdefault((sql, groups[sql][rec[1] - 1]), []).append(
-                (rec[2], {c: obj[c] for c in columns}))
+            if native:  # g, k, n, then the columns by position (a column may be named k)
+                got = dict(zip(columns, tuple(rec)[3:], strict=True))
+            else:
+                obj = orjson.loads(rec[3])
+                got = {c: obj[c] for c in columns}
+            ranked.setdefault((sql, groups[sql][rec[1] - 1]), []).append((rec[2], got))
         for key, numbered in ranked.items():
             numbered.sort(key=lambda item: item[0])
             out[key] = [row for _, row in numbered]

@@ -14,6 +14,8 @@ from support import IN_CI, require_service
 @pytest.mark.parametrize("args", [
     ["bench.throughput", "--stations", "5", "--duration", "1", "--warmup", "0.5",
      "--ocpp", "1.6"],
+    ["bench.throughput", "--stations", "6", "--duration", "1", "--warmup", "0.5",
+     "--ocpp", "2.0.1", "--workers", "2"],
     ["bench.settlement_gas", "--quick", "--batch", "20"],
     ["bench.connections", "--stations", "5", "--interval", "1"],
     ["bench.cluster", "--stations", "4", "--duration", "1"],
@@ -34,6 +36,7 @@ def test_benchmark_runs(args: list[str]) -> None:
             assert result["ratio_vs_fastest_peer"] is not None
         for figures in servers:
             assert figures["errors"] == 0 and figures["messages"] > 0, result
+        assert result["workers"] == (2 if "--workers" in args else 1)
 
 
 @pytest.mark.parametrize("args", [
@@ -119,7 +122,8 @@ def test_throughput_benchmark_measures_postgres_against_the_baseline_alone() -> 
     require_service("PostgreSQL", "127.0.0.1", 5432)
     r = subprocess.run([sys.executable, "-m", "bench.throughput", "--stations", "5",
                         "--duration", "1", "--warmup", "0.5", "--ocpp", "1.6", "--postgres",
-                        "postgresql://postgres@127.0.0.1:5432/test", "--postgres-only"],
+                        "postgresql://postgres@127.0.0.1:5432/test", "--postgres-only",
+                        "--workers", "2"],
                        capture_output=True, text=True, timeout=180)
     assert r.returncode == 0, r.stderr
     result = json.loads(r.stdout.strip().splitlines()[-1])
@@ -127,11 +131,13 @@ def test_throughput_benchmark_measures_postgres_against_the_baseline_alone() -> 
     for figures in (result["voltledger_postgres"], result["baseline_ocpp_lib"]):
         assert figures["errors"] == 0 and figures["messages"] > 0, result
     assert result["postgres_ratio"] is not None
+    assert result["workers"] == 2
 
 
 def test_a_bad_argument_is_one_line_and_a_non_zero_exit() -> None:
     for args in (["bench.round_trips", "--db", "/tmp/x.sqlite3"],
-                 ["bench.throughput", "--postgres-only"]):
+                 ["bench.throughput", "--postgres-only"],
+                 ["bench.throughput", "--workers", "0"]):
         r = subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True,
                            timeout=60)
         assert r.returncode != 0

@@ -96,11 +96,14 @@ async def test_a_batch_of_meter_values_is_one_read_and_one_write_round_trip(
     assert sorted((r["session_id"], r["n"]) for r in counts) == [(i, 2) for i in sorted(ids)]
 
 
+@pytest.mark.parametrize("mixed", [False, True], ids=["one-text-a-round", "jsonb"])
 async def test_reads_in_rounds_return_what_reads_one_by_one_return(
-    pg: PostgresRepository,
+    pg: PostgresRepository, mixed: bool,
 ) -> None:
-    """Rows come back as jsonb in rounds: text, integers and NULL exactly, columns in
-    their order, each read's rows in its own ORDER BY."""
+    """Rows come back in rounds as read alone: text, integers and NULL exactly, columns
+    in their order, each read's rows in its own ORDER BY. Every unit asking the same
+    statements in the same order makes rounds of one text (its own columns); ``mixed``,
+    each unit starts at another statement, so each round joins several texts as jsonb."""
     ids = await _stations(pg, 4)
     odd = ["x'); DROP TABLE sessions; --", "Zähler ⚡ \n\t\r", "", "\\' ''", "9" * 30]
 
@@ -117,17 +120,24 @@ async def test_reads_in_rounds_return_what_reads_one_by_one_return(
     await pg.unit(fill)
 
     def reads(i: int) -> Callable[[Tx], Awaitable[Any]]:
+        asks: list[Callable[[Tx], Awaitable[Any]]] = [
+            lambda tx: tx.session_samples(ids[i]),
+            lambda tx: tx.fetchall("SELECT * FROM meter_samples WHERE session_id = ?"
+                                   " ORDER BY id DESC", ids[i]),
+            lambda tx: tx.get_station(f"CP{i}"),
+            lambda tx: tx.list_connectors(f"CP{i}"),
+            lambda tx: tx.get_tag("T1"),
+            lambda tx: tx.get_station("nobody"),
+            lambda tx: tx.fetchone("SELECT ? AS given, NULL AS nothing", odd[i]),
+        ]
+        start = i if mixed else 0
+
         async def work(tx: Tx) -> Any:
-            return [
-                await tx.session_samples(ids[i]),
-                await tx.fetchall("SELECT * FROM meter_samples WHERE session_id = ?"
-                                  " ORDER BY id DESC", ids[i]),
-                await tx.get_station(f"CP{i}"),
-                await tx.list_connectors(f"CP{i}"),
-                await tx.get_tag("T1"),
-                await tx.get_station("nobody"),
-                await tx.fetchone("SELECT ? AS given, NULL AS nothing", odd[i]),
-            ]
+            got: list[Any] = [None] * len(asks)
+            for k in range(len(asks)):
+                at = (start + k) % len(asks)
+                got[at] = await asks[at](tx)
+            return got
         return work
 
     pg.in_rounds = False
