@@ -380,7 +380,7 @@ async def build(settings: Settings, lock: NodeLock | None = None) -> App:
     try:
         if settings.admin_port >= 0 or settings.chain or settings.files_port >= 0:
             settings.data_folder()  # the admin token, the chain's state, station files
-        repo = await open_repository(settings.db)
+        repo = await open_repository(settings.db, settings.worker_count)
     except BaseException:
         if lock is not None:
             lock.release()

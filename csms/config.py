@@ -183,6 +183,9 @@ class Settings:
     workers: int = 1
     # set by csms serve for its workers: listen with SO_REUSEPORT beside the others
     reuse_port: bool = False
+    # set by csms serve for its workers: how many processes of this machine they are, who
+    # share its cores (PostgreSQL: the batches in flight, csms.storage.postgres.COMMITTERS)
+    worker_count: int = 1
 
     @property
     def admin_token_path(self) -> Path:
@@ -230,7 +233,7 @@ class Settings:
         for name in ("heartbeat_interval", "boot_retry_interval", "batch_size",
                      "confirmations", "max_frame_bytes", "max_handshakes",
                      "auth_concurrency", "max_upload_bytes", "cert_days", "csr_limit",
-                     "workers"):
+                     "workers", "worker_count"):
             if getattr(self, name) < 1:
                 raise _error(name, "at least 1")
         if self.workers > MAX_WORKERS:

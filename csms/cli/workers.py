@@ -52,7 +52,8 @@ STOP_SECONDS = 30.0
 def worker_settings(settings: Settings, k: int) -> Settings:
     """The settings of worker ``k`` (0-based) of ``settings.workers``."""
     base = settings.node_id or f"{socket.gethostname()}:{settings.port}"
-    one = dataclasses.replace(settings, workers=1, reuse_port=True, node_id=f"{base}/{k}")
+    one = dataclasses.replace(settings, workers=1, reuse_port=True, node_id=f"{base}/{k}",
+                              worker_count=settings.workers)
     # one admin API and one settlement worker: worker 0's; each worker has its own file
     # listener (its stations' transfer URLs name it): the others on any free port
     return one if k == 0 else dataclasses.replace(

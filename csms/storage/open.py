@@ -17,13 +17,15 @@ def _check_sqlite_path(db: str) -> None:
             raise ValueError(f"database folder {parent} does not exist")
 
 
-async def open_repository(db: str) -> Repository:
+async def open_repository(db: str, processes: int = 1) -> Repository:
+    """``processes``: the server processes of this machine on ``db`` (``csms serve
+    --workers``), which share the batches PostgreSQL runs at once."""
     if db.startswith(("postgresql://", "postgres://")):
         # Imported here: asyncpg is loaded only by the nodes that use it.
-        from csms.storage.postgres import PostgresRepository
+        from csms.storage.postgres import COMMITTERS, PostgresRepository
 
         try:
-            return await PostgresRepository.open(db)
+            return await PostgresRepository.open(db, committers=max(1, COMMITTERS // processes))
         except StorageError as exc:  # server down, no such database: a usage error
             raise ValueError(str(exc)) from exc
     _check_sqlite_path(db)

@@ -125,9 +125,13 @@ T = TypeVar("T")
 log = logging.getLogger("csms.storage.postgres")
 
 MAX_BATCH = 512
-# Batches committed at once, each on its own pooled connection. A unit is one round
-# trip per statement; with one committer the server waits on PostgreSQL most of the
-# time, so a few batches in flight multiply throughput (bench.throughput --postgres).
+# Batches committed at once, each on its own pooled connection: with one, the server
+# waits on PostgreSQL while a batch's round trips go and come. On one machine this many in
+# all, shared by the processes of csms serve --workers (at least one each): more batches
+# in flight make smaller batches, and each batch costs the server and PostgreSQL CPU of
+# its own (round trips, BEGIN and COMMIT, a read statement planned): on 2 cores, two
+# workers with 1 each ran at 1.04-1.42x the rate of 2 each, at 0.67-0.94x the server's
+# CPU per message (6 pairs, docs/benchmarks.md).
 COMMITTERS = 2
 # unique_violation, serialization_failure, deadlock_detected: another node's
 # concurrent transaction; one more attempt under a fresh statement snapshot.
@@ -360,9 +364,10 @@ class PostgresRepository(GroupCommit):
     @classmethod
     async def open(
         cls, dsn: str, *, min_size: int = 1, max_size: int = 10, command_timeout: float = 60.0,
-        lock_timeout: float = LOCK_TIMEOUT,
+        lock_timeout: float = LOCK_TIMEOUT, committers: int = COMMITTERS,
     ) -> PostgresRepository:
-        """Connect, apply pending migrations and return the repository."""
+        """Connect, apply pending migrations and return the repository; ``committers``:
+        batches in flight at most."""
         where = describe_dsn(dsn)
         try:
             pool = await asyncpg.create_pool(
@@ -376,7 +381,7 @@ class PostgresRepository(GroupCommit):
             )
         except (*_DB_ERRORS, ValueError) as exc:
             raise StorageError(f"cannot connect to {where}: {exc}") from exc
-        repo = cls(pool, dsn, lock_timeout=lock_timeout)
+        repo = cls(pool, dsn, parallel=committers, lock_timeout=lock_timeout)
         try:
             await repo._migrate()
         except BaseException:

@@ -268,3 +268,32 @@ async def test_a_batch_waits_for_another_nodes_row_lock_a_bounded_time(
     finally:
         await a.close()
         await b.close()
+
+
+@pytest.mark.parametrize(("processes", "committers"), [(1, 2), (2, 1), (3, 1)])
+async def test_the_workers_of_one_machine_share_the_batches_in_flight(
+    postgres_url: str, processes: int, committers: int,
+) -> None:
+    """csms serve --workers N: each worker's repository runs fewer batches at once, so
+    the machine's cores are not split into ever smaller batches (at least one each)."""
+    from csms.storage import open_repository
+
+    repo = await open_repository(postgres_url, processes)
+    try:
+        assert isinstance(repo, PostgresRepository)
+        assert repo.parallel == committers
+        done: list[str] = []
+
+        def unit(name: str, seconds: float) -> Any:
+            async def work(tx: Tx) -> None:
+                await tx.fetchone("SELECT pg_sleep(?::float8) AS slept", seconds)
+                done.append(name)
+            return work
+
+        slow = asyncio.create_task(repo.unit(unit("slow", 1.0)))
+        await asyncio.sleep(0.2)  # its batch is running
+        await asyncio.gather(slow, repo.unit(unit("quick", 0.0)))
+        # a second committer takes the quick unit at once; with one, it waits its turn
+        assert done == (["quick", "slow"] if committers > 1 else ["slow", "quick"])
+    finally:
+        await repo.close()

@@ -17,6 +17,7 @@ def test_each_worker_is_a_node_of_its_own_and_only_the_first_runs_the_admin_api_
     workers = [worker_settings(settings, k) for k in range(3)]
     assert [w.node_id for w in workers] == ["east/0", "east/1", "east/2"]
     assert all(w.workers == 1 and w.reuse_port and w.port == 9000 for w in workers)
+    assert all(w.worker_count == 3 for w in workers)  # they share the machine's cores
     assert [(w.admin_port, w.chain) for w in workers] == [
         (9001, "local"), (-1, ""), (-1, "")]
     # a fixed file listener port: worker 0's; the others on any free port
