@@ -163,11 +163,15 @@ class Window:
     def __init__(self, begin: float, end: float) -> None:
         self.begin, self.end = begin, end
         self.latencies: Counter[int] = Counter()  # in units of 0.1 ms
+        self.by_action: dict[str, Counter[int]] = {}
         self.errors = 0
 
-    def record(self, sent: float, done: float) -> None:
+    def record(self, sent: float, done: float, action: str = "") -> None:
         if self.begin <= done < self.end:
-            self.latencies[round((done - sent) * 10_000)] += 1
+            tenths = round((done - sent) * 10_000)
+            self.latencies[tenths] += 1
+            if action:
+                self.by_action.setdefault(action, Counter())[tenths] += 1
 
     def error(self) -> None:
         if self.begin <= time.time() < self.end:
@@ -183,7 +187,7 @@ async def timed(station: Station, window: Window,
     except Exception:
         window.error()
         raise
-    window.record(sent, time.time())
+    window.record(sent, time.time(), message[0])
     return result
 
 
@@ -230,6 +234,8 @@ async def _worker(url: str, idents: list[str], ocpp: str, t0: float, warmup: flo
         with contextlib.suppress(Exception):
             await station.ws.close()
     return {"latencies": {str(k): v for k, v in window.latencies.items()},
+            "by_action": {a: {str(k): v for k, v in h.items()}
+                          for a, h in window.by_action.items()},
             "errors": window.errors + failed, "connected": len(connected)}
 
 
@@ -263,6 +269,7 @@ def run(url: str, stations: int, ocpp: str, duration: float, warmup: float = 5.0
             env={**os.environ, "PYTHONWARNINGS": "ignore"}))
         first += n
     hist: Counter[int] = Counter()
+    by_action: dict[str, Counter[int]] = {}
     errors = connected = 0
     for worker in workers:
         out, _ = worker.communicate(timeout=setup + warmup + duration + 120)
@@ -270,6 +277,8 @@ def run(url: str, stations: int, ocpp: str, duration: float, warmup: float = 5.0
             raise RuntimeError(f"load worker failed ({worker.returncode})")
         part = json.loads(out)
         hist.update({int(k): v for k, v in part["latencies"].items()})
+        for action, h in part["by_action"].items():
+            by_action.setdefault(action, Counter()).update({int(k): v for k, v in h.items()})
         errors += part["errors"]
         connected += part["connected"]
     messages = sum(hist.values())
@@ -277,6 +286,7 @@ def run(url: str, stations: int, ocpp: str, duration: float, warmup: float = 5.0
             "duration_s": duration, "messages": messages,
             "messages_per_s": round(messages / duration, 1),
             "p50_ms": _percentile(hist, 0.50), "p99_ms": _percentile(hist, 0.99),
+            "p99_ms_by_action": {a: _percentile(h, 0.99) for a, h in sorted(by_action.items())},
             "errors": errors}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -14,7 +15,7 @@ from csms.protocol.timestamps import TimestampError, parse_timestamp
 from csms.service.charging import ChargingService
 
 __all__ = [
-    "Handler", "Notes", "data_transfer", "notification", "ocpp_time", "parse_time",
+    "Handler", "Notes", "at_once", "data_transfer", "notification", "ocpp_time", "parse_time",
     "stored_status",
 ]
 
@@ -23,6 +24,16 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 # (service, station id, payload) -> response payload
 Handler = Callable[[ChargingService, str, dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+async def at_once(*reads: Awaitable[Any] | None) -> list[Any]:
+    """The reads one answer needs, awaited together rather than one after another (on
+    PostgreSQL, one batch of reads: csms.storage.postgres); None in place of a read not
+    made gives None. A single read is awaited as it is (a task costs more than it saves)."""
+    made = [r for r in reads if r is not None]
+    results = [await made[0]] if len(made) == 1 else list(await asyncio.gather(*made))
+    given = iter(results)
+    return [None if r is None else next(given) for r in reads]
 
 
 def parse_time(text: str) -> datetime:

@@ -13,6 +13,7 @@ from csms.translate.commands import is_secret_name
 from csms.translate.common import (
     Handler,
     Notes,
+    at_once,
     notification,
     ocpp_time,
     parse_time,
@@ -116,15 +117,18 @@ async def status_notification(
 
 
 async def authorize(svc: ChargingService, station_id: str, p: dict[str, Any]) -> dict[str, Any]:
-    status, expires = await svc.authorize(p["idTag"], station_id)
-    return {"idTagInfo": _id_tag_info(status, expires, await svc.tag_group(p["idTag"]))}
+    # the tag's group read beside the authorization, not after it (one batch of reads)
+    (status, expires), group = await at_once(
+        svc.authorize(p["idTag"], station_id), svc.tag_group(p["idTag"]))
+    return {"idTagInfo": _id_tag_info(status, expires, group)}
 
 
 async def start_transaction(
     svc: ChargingService, station_id: str, p: dict[str, Any]
 ) -> dict[str, Any]:
     notes = Notes(svc.clock())
-    txid, status, expires = await svc.start_transaction(
+    # the tag's group (what the start does not change) read while the start is stored
+    (txid, status, expires), group = await at_once(svc.start_transaction(
         station_id,
         notes.int64(p["connectorId"], "connectorId"),
         p["idTag"],
@@ -132,9 +136,8 @@ async def start_transaction(
         notes.time(p["timestamp"], "timestamp"),
         p.get("reservationId"),
         notes=notes.items,
-    )
-    return {"transactionId": txid,
-            "idTagInfo": _id_tag_info(status, expires, await svc.tag_group(p["idTag"]))}
+    ), svc.tag_group(p["idTag"]))
+    return {"transactionId": txid, "idTagInfo": _id_tag_info(status, expires, group)}
 
 
 async def stop_transaction(
@@ -154,12 +157,17 @@ async def stop_transaction(
     for s in stop.samples:
         s.context = s.context or "Transaction.End"
     status = await svc.stop_transaction(station_id, stop)
-    await final_cost(svc, station_id, str(stop.transaction_id))
+    txid = str(stop.transaction_id)
     if status is None or stop.id_tag is None:
+        await final_cost(svc, station_id, txid)
         return {}
-    if not (await svc.check_stop(station_id, str(stop.transaction_id), stop.id_tag)).allowed:
+    # what follows the stored stop, read at once (one batch of reads, not three in turn)
+    _, decision, group = await at_once(
+        final_cost(svc, station_id, txid), svc.check_stop(station_id, txid, stop.id_tag),
+        svc.tag_group(stop.id_tag))
+    if not decision.allowed:
         status = AuthStatus.INVALID  # §3.5.1: not the session's tag nor of its group
-    return {"idTagInfo": _id_tag_info(status, None, await svc.tag_group(stop.id_tag))}
+    return {"idTagInfo": _id_tag_info(status, None, group)}
 
 
 async def final_cost(svc: ChargingService, station_id: str, transaction_id: str) -> None:

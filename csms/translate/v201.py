@@ -16,6 +16,7 @@ from csms.translate.common import (
     INT64_MIN,
     Handler,
     Notes,
+    at_once,
     data_transfer,
     notification,
     ocpp_time,
@@ -142,12 +143,13 @@ async def authorize(svc: ChargingService, station_id: str, p: dict[str, Any]) ->
     """C01 Authorize; with a contract certificate (C07, ISO 15118 Plug & Charge) also its
     status, and a contract whose certificate is not Accepted is not authorized."""
     tag = p["idToken"]["idToken"]
-    status, expires = await svc.authorize(tag, station_id)
+    # the token's group read beside the authorization, not after it (one batch of reads)
+    (status, expires), group = await at_once(svc.authorize(tag, station_id),
+                                             svc.tag_group(tag))
     certificate = await security.contract_certificate_status(svc, p)
     if certificate not in (None, "Accepted") and status is AuthStatus.ACCEPTED:
         status, expires = AuthStatus.INVALID, None
-    answer: dict[str, Any] = {
-        "idTokenInfo": _id_token_info(status, expires, await svc.tag_group(tag))}
+    answer: dict[str, Any] = {"idTokenInfo": _id_token_info(status, expires, group)}
     if certificate is not None:
         answer["certificateStatus"] = certificate
     return answer
@@ -181,15 +183,21 @@ async def transaction_event(
     )
     ev.notes = notes.items
     status = await svc.transaction_event(station_id, ev)
+    tag = ev.id_tag if status is not None else None
+    # what follows the stored event, read at once: the token's group, whether it may end
+    # the transaction, the cost so far
+    group, decision, cost = await at_once(
+        svc.tag_group(tag) if tag is not None else None,
+        svc.check_stop(station_id, ev.transaction_id, tag)
+        if tag is not None and ev.event_type == "Ended" else None,
+        running_cost(svc, station_id, ev.transaction_id)
+        if ev.event_type != "Started" else None)
     answer: dict[str, Any] = {}
-    if status is not None and ev.id_tag is not None:
-        group = await svc.tag_group(ev.id_tag)
-        if ev.event_type == "Ended" and not (
-                await svc.check_stop(station_id, ev.transaction_id, ev.id_tag)).allowed:
+    if status is not None and tag is not None:
+        if decision is not None and not decision.allowed:
             status = AuthStatus.INVALID  # C09/C16: not this session's tag, group or master
         answer["idTokenInfo"] = _id_token_info(status, None, group)
-    if ev.event_type != "Started":
-        answer.update(await running_cost(svc, station_id, ev.transaction_id))
+    answer.update(cost or {})
     return answer
 
 

@@ -390,3 +390,40 @@ async def test_a_unit_failing_after_a_write_it_read_back_leaves_nothing(
     assert [type(r) for r in results] == [ValueError, ValueError, type(None)]
     assert {s.energy_wh for s in await pg.read(lambda tx: tx.list_sessions())} == {0}
     assert [t.tag for t in await pg.read(lambda tx: tx.list_tags())] == ["KEPT"]
+
+
+@pytest.mark.parametrize("stopper", ["OWNER", "STRANGER"])
+async def test_the_reads_an_answer_needs_go_in_one_batch(
+    pg: PostgresRepository, stopper: str,
+) -> None:
+    """Authorize (the tag, its group) and a StopTransaction after its unit (may this tag
+    end the session, its group) each read in one batch of reads, not one after another;
+    every read's answer lands in its own place (the group is the stopper's, a stranger's
+    stop is Invalid)."""
+    from csms.translate import v16
+
+    async def setup(tx: Tx) -> None:
+        await tx.insert_station(Station("ST1", created_at=T0))
+        await tx.put_tag(IdTag("OWNER", "Accepted", parent="HOME"))
+        await tx.put_tag(IdTag("STRANGER", "Accepted", parent="AWAY"))
+
+    await pg.unit(setup)
+    clock = T0 + timedelta(hours=1)
+    service = ChargingService(pg, clock=lambda: clock)
+    before = pg.read_stats.batches
+    answer = await v16.authorize(service, "ST1", {"idTag": stopper})
+    assert answer == {"idTagInfo": {"status": "Accepted",
+                                    "parentIdTag": "HOME" if stopper == "OWNER" else "AWAY"}}
+    assert pg.read_stats.batches - before == 1
+    txid, _, _ = await service.start_transaction("ST1", 1, "OWNER", Decimal(1000), T0)
+    before = pg.read_stats.batches
+    answer = await v16.stop_transaction(service, "ST1", {
+        "transactionId": txid, "meterStop": 1500, "timestamp": "2026-03-01T10:30:00Z",
+        "idTag": stopper})
+    assert pg.read_stats.batches - before == 1
+    if stopper == "OWNER":
+        assert answer == {"idTagInfo": {"status": "Accepted", "parentIdTag": "HOME"}}
+    else:  # §3.5.1: not the session's tag nor of its group
+        assert answer == {"idTagInfo": {"status": "Invalid", "parentIdTag": "AWAY"}}
+    session = await pg.read(lambda tx: tx.find_session("ST1", str(txid)))
+    assert session is not None and session.energy_wh == 500
