@@ -22,10 +22,10 @@ async def open_repository(db: str, processes: int = 1) -> Repository:
     --workers``), which share the batches PostgreSQL runs at once."""
     if db.startswith(("postgresql://", "postgres://")):
         # Imported here: asyncpg is loaded only by the nodes that use it.
-        from csms.storage.postgres import COMMITTERS, PostgresRepository
+        from csms.storage.postgres import PostgresRepository
 
         try:
-            return await PostgresRepository.open(db, committers=max(1, COMMITTERS // processes))
+            return await PostgresRepository.open(db, processes=processes)
         except StorageError as exc:  # server down, no such database: a usage error
             raise ValueError(str(exc)) from exc
     _check_sqlite_path(db)

@@ -364,10 +364,10 @@ class PostgresRepository(GroupCommit):
     @classmethod
     async def open(
         cls, dsn: str, *, min_size: int = 1, max_size: int = 10, command_timeout: float = 60.0,
-        lock_timeout: float = LOCK_TIMEOUT, committers: int = COMMITTERS,
+        lock_timeout: float = LOCK_TIMEOUT, processes: int = 1,
     ) -> PostgresRepository:
-        """Connect, apply pending migrations and return the repository; ``committers``:
-        batches in flight at most."""
+        """Connect, apply pending migrations and return the repository; ``processes``: the
+        server processes of this machine, which share its ``COMMITTERS``."""
         where = describe_dsn(dsn)
         try:
             pool = await asyncpg.create_pool(
@@ -381,7 +381,8 @@ class PostgresRepository(GroupCommit):
             )
         except (*_DB_ERRORS, ValueError) as exc:
             raise StorageError(f"cannot connect to {where}: {exc}") from exc
-        repo = cls(pool, dsn, parallel=committers, lock_timeout=lock_timeout)
+        repo = cls(pool, dsn, parallel=max(1, COMMITTERS // processes),
+                   lock_timeout=lock_timeout)
         try:
             await repo._migrate()
         except BaseException:
