@@ -180,6 +180,56 @@ class MemoryChannel:
                     end._inbox.put_nowait(_CLOSED)
 
 
+class _Calls:
+    """The peer's CALLs on their way from the reader to the worker: asyncio.Queue's
+    bounded put and get for exactly one producer and one consumer, in two slots.
+
+    An asyncio.Queue allocates four deques (its items, getters and putters, and the
+    ``join()`` event's waiters) of ~760 bytes each, ~3.2 KiB on every idle connection
+    for a queue that holds one CALL at a time."""
+
+    __slots__ = ("_getter", "_items", "_limit", "_putter")
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError("max_queued_calls must be at least 1")
+        self._items: list[IncomingCall] = []
+        self._limit = limit
+        self._getter: asyncio.Future[None] | None = None
+        self._putter: asyncio.Future[None] | None = None
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    async def put(self, call: IncomingCall) -> None:
+        """Queue ``call``; while ``limit`` are queued, wait for the worker to take one."""
+        while len(self._items) >= self._limit:
+            self._putter = asyncio.get_running_loop().create_future()
+            try:
+                await self._putter
+            finally:
+                self._putter = None
+        self._items.append(call)
+        _wake(self._getter)
+
+    async def get(self) -> IncomingCall:
+        """The oldest queued call; waits for one."""
+        while not self._items:
+            self._getter = asyncio.get_running_loop().create_future()
+            try:
+                await self._getter
+            finally:
+                self._getter = None
+        call = self._items.pop(0)
+        _wake(self._putter)
+        return call
+
+
+def _wake(waiter: asyncio.Future[None] | None) -> None:
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)
+
+
 def memory_pair(max_queued: int = 0) -> tuple[MemoryChannel, MemoryChannel]:
     """Two connected channels: what one sends, the other receives, in order
     (``max_queued``: messages in flight per direction before a sender waits; 0: no
@@ -225,7 +275,7 @@ class Link:
         self._on_send_now = on_send_now
         # A peer sends its CALLs one at a time; a few queued ones are tolerated, more
         # make the reader wait (back-pressure on a flooding peer).
-        self._calls: asyncio.Queue[IncomingCall] = asyncio.Queue(max_queued_calls)
+        self._calls = _Calls(max_queued_calls)
         self._call_lock = asyncio.Lock()
         self._answer: asyncio.Future[IncomingResult | IncomingError] | None = None
         self._deferred: list[Callable[[], None]] = []
@@ -264,11 +314,11 @@ class Link:
                     self.log.info("! %s %s: %s", self.name, event.reason, event.text[:200])
                     await self.send(event.text)
                 elif isinstance(event, IncomingResult | IncomingError):
-                    answer = self._answer
-                    if answer is not None and not answer.done():
-                        answer.set_result(event)
+                    self._resolve(event)
                 elif isinstance(event, Unmatched):
                     self.log.info("! %s dropped: %s", self.name, event.reason)
+                # an idle connection keeps no message while it waits for the next
+                del text, event
         except ChannelClosed:
             pass
         finally:
@@ -292,10 +342,23 @@ class Link:
                     call.message_id, OcppError(Fault.INTERNAL, "internal error"))
             else:
                 text = self.endpoint.result(call.message_id, response)
+                del response
             await self.send(text)
-            deferred, self._deferred = self._deferred, []
-            for action in deferred:
-                action()
+            del call, text  # nothing of the last CALL is kept while waiting for the next
+            if self._deferred:
+                self._run_deferred()
+
+    def _resolve(self, event: IncomingResult | IncomingError) -> None:
+        """The answer to our CALL in flight (a method: the reader's frame keeps no
+        reference to it, or to its payload, while it waits for the next message)."""
+        answer = self._answer
+        if answer is not None and not answer.done():
+            answer.set_result(event)
+
+    def _run_deferred(self) -> None:
+        deferred, self._deferred = self._deferred, []
+        for action in deferred:
+            action()
 
     def defer(self, action: Callable[[], None]) -> None:
         """Run ``action`` once the answer to the CALL being handled is sent (a CALL of

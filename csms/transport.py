@@ -55,6 +55,7 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from websockets.asyncio.server import Server, ServerConnection
+from websockets.datastructures import Headers
 from websockets.frames import CloseCode, Frame, Opcode
 from websockets.protocol import State
 from websockets.server import ServerProtocol
@@ -187,6 +188,8 @@ class GuardedConnection(ServerConnection):
         self.heard = self._refilled
         # why this side cut the connection (a metric label), None while all is well
         self.cut_reason: str | None = None
+        # the keepalive's next look at the peer (start_keepalive), None when not armed
+        self._keepalive_timer: asyncio.TimerHandle | None = None
 
     # -- handshake accounting -------------------------------------------------------
     def admitted(self, gate: HandshakeGate) -> None:
@@ -194,9 +197,15 @@ class GuardedConnection(ServerConnection):
         self._gate = gate
 
     def websocket_open(self) -> None:
-        """The WebSocket handshake succeeded."""
+        """The WebSocket handshake succeeded. Its headers have served (credentials,
+        subprotocol, compression): an open connection keeps none of them (~4 KiB a
+        connection), only the request's path and the response's status."""
         self.opened_at = time.monotonic()
         self.handshake_finished()
+        if self.request is not None:
+            self.request.headers = Headers()
+        if self.response is not None:
+            self.response.headers = Headers()
 
     def handshake_finished(self) -> None:
         """Leave the listener's count of pending handshakes (once)."""
@@ -213,6 +222,9 @@ class GuardedConnection(ServerConnection):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.gone()
+        timer, self._keepalive_timer = self._keepalive_timer, None
+        if timer is not None:
+            timer.cancel()
         super().connection_lost(exc)
 
     # -- what the peer makes us write ------------------------------------------------
@@ -241,36 +253,51 @@ class GuardedConnection(ServerConnection):
                 return
         super().process_event(event)
 
+    def start_keepalive(self) -> None:
+        """Arm the keepalive with a timer. websockets runs it as a task that sleeps
+        between pings: a task and its frames on every idle connection (~1.3 KiB); here
+        a task exists only while a ping waits for its pong."""
+        if self.ping_interval is not None:
+            self._keepalive_timer = self.loop.call_at(self.heard + self.ping_interval,
+                                                      self._keepalive_due)
+
+    def _keepalive_due(self) -> None:
+        self._keepalive_timer = None
+        assert self.ping_interval is not None
+        due = self.heard + self.ping_interval
+        if due > self.loop.time():
+            self._keepalive_timer = self.loop.call_at(due, self._keepalive_due)
+        else:
+            # connection_lost() cancels keepalive_task, as it does websockets' own
+            self.keepalive_task = self.loop.create_task(self.keepalive())
+
     async def keepalive(self) -> None:
-        """websockets' keepalive, pinging only a peer silent for ``ping_interval``.
+        """One ping to a peer silent for ``ping_interval``; the timer is armed again
+        once its pong is in.
 
         Whatever arrives from the peer (a message, its own ping, a pong) shows that
         the connection is alive, as an answered ping would. A peer that sends but
         never reads is cut by the drain deadline, not by this."""
-        assert self.ping_interval is not None
-        interval = self.ping_interval
         try:
-            while True:
-                wait = self.heard + interval - self.loop.time()
-                if wait > 0:
-                    await asyncio.sleep(wait)
-                    continue
-                pong_received = await self.ping()
-                if self.ping_timeout is not None:
-                    try:
-                        async with asyncio.timeout(self.ping_timeout):
-                            await pong_received
-                    except TimeoutError:
-                        async with self.send_context():
-                            self.protocol.fail(CloseCode.INTERNAL_ERROR,
-                                               "keepalive ping timeout")
-                        # send_context() waits for connection_lost(), which cancels
-                        # this task: nothing runs past it
-                        raise AssertionError("keepalive outlived its connection") from None
-                else:
-                    self.heard = self.loop.time()
+            pong_received = await self.ping()
+            if self.ping_timeout is not None:
+                try:
+                    async with asyncio.timeout(self.ping_timeout):
+                        await pong_received
+                except TimeoutError:
+                    async with self.send_context():
+                        self.protocol.fail(CloseCode.INTERNAL_ERROR,
+                                           "keepalive ping timeout")
+                    # send_context() waits for connection_lost(), which cancels
+                    # this task: nothing runs past it
+                    raise AssertionError("keepalive outlived its connection") from None
+            else:
+                self.heard = self.loop.time()
         except Exception:
             log.error("! %s: keepalive failed", self._peer(), exc_info=True)
+            return
+        self.keepalive_task = None
+        self.start_keepalive()
 
     async def drain(self) -> None:
         if not self.paused and not self.transport.is_closing():

@@ -403,6 +403,42 @@ async def test_keepalive_counts_a_stations_own_pings(guarded: RunningServer) -> 
         s.close()
 
 
+async def test_keepalive_pings_a_silent_station_again_after_each_pong(
+    guarded: RunningServer,
+) -> None:
+    """A quiet station that answers our pings stays connected and is pinged once per
+    silent interval; between pings its connection runs no task for the keepalive, only
+    a timer, and keeps none of the handshake's headers."""
+    s, frames = await keepalive_station(guarded, "QUIET")
+    try:
+        ws = guarded.central.connections["QUIET"].channel.ws  # type: ignore[attr-defined]
+        assert ws.request.path == "/QUIET" and not ws.request.headers
+        assert ws.response.status_code == 101 and not ws.response.headers
+        loop = asyncio.get_running_loop()
+        pings = 0
+        idle_checks = 0
+        deadline = loop.time() + 4.5
+        while loop.time() < deadline:
+            for op, payload in await frames.read(0.1):
+                assert op == 0x9, op
+                pings += 1
+                await loop.sock_sendall(s, masked_frame(0xA, payload))
+            if ws.keepalive_task is None:
+                # between pings: nothing but the timer waits for the next look
+                assert ws._keepalive_timer is not None
+                idle_checks += 1
+        # 1 s interval, 4.5 s of silence: a ping per interval, each answered
+        assert 3 <= pings <= 5, pings
+        assert idle_checks > 10
+        assert guarded.central.connections.get("QUIET") is not None
+        assert guarded.central.connections["QUIET"].channel.ws is ws
+    finally:
+        s.close()
+    # once closed, no timer is left armed
+    await wait_for(lambda: "QUIET" not in guarded.central.connections)
+    await wait_for(lambda: ws._keepalive_timer is None)
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads ss(8) of Linux")
 async def test_listeners_take_a_fleets_burst_of_connects(guarded: RunningServer) -> None:
     """Both listeners ask for the largest accept backlog the kernel allows (asyncio's

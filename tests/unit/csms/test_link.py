@@ -4,6 +4,7 @@ a bare channel the test drives frame by frame."""
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -284,3 +285,65 @@ async def test_memory_pair_delivers_in_order_and_ends_both_sides() -> None:
     with pytest.raises(ChannelClosed):
         await b.receive()
     assert (a.close_code, a.close_reason) == (4000, "bye")
+
+
+async def test_a_flooding_peer_is_read_only_as_far_as_the_queue_allows(pair: Any) -> None:
+    """While a CALL is handled, the reader queues at most ``max_queued_calls`` more and
+    then stops reading (back-pressure); every CALL is answered in order afterwards."""
+    release = asyncio.Event()
+
+    async def handler(call: IncomingCall) -> dict[str, Any]:
+        await release.wait()
+        return {"currentTime": "2026-01-01T00:00:00Z"}
+
+    link, peer = pair(handler, max_queued_calls=3)
+    for i in range(20):
+        await peer.send(2, f"m{i}", "Heartbeat", {})
+    await asyncio.sleep(0.1)
+    # one in the handler, three queued, one in the reader's hand waiting for room
+    assert link.stats.messages_in == 5
+    release.set()
+    answers = [await peer.read() for _ in range(20)]
+    assert [a[1] for a in answers] == [f"m{i}" for i in range(20)]
+    assert link.stats.messages_in == 20
+
+
+def test_the_queue_of_calls_needs_room_for_one() -> None:
+    ours, _ = memory_pair()
+    with pytest.raises(ValueError, match="at least 1"):
+        Link(ours, Endpoint(OcppVersion.V16), lambda call: None,  # type: ignore[arg-type,return-value]
+             name="CP1", call_timeout=1.0, max_queued_calls=0)
+
+
+def _alive(marker: str) -> bool:
+    gc.collect()
+    return any(type(o) is list and o == [marker] for o in gc.get_objects())
+
+
+async def test_an_idle_link_keeps_nothing_of_the_last_messages(pair: Any) -> None:
+    """Between messages a connection holds neither the peer's last CALL nor the answer to
+    our last CALL: on an idle connection they were kilobytes each (a station's whole
+    configuration after a GetConfiguration)."""
+
+    async def handler(call: IncomingCall) -> dict[str, Any]:
+        return {}
+
+    ours_end, theirs = memory_pair()
+    # without the schemas: payloads that hold lists, which the collector can find
+    link = Link(ours_end, Endpoint(OcppVersion.V16, validate=False), handler, name="CP1",
+                call_timeout=2.0)
+    peer = Peer(theirs)
+    running = asyncio.create_task(link.run())
+    await peer.send(2, "in-1", "DataTransfer", {"vendorId": "v", "data": ["their-call"]})
+    assert (await peer.read())[:2] == [3, "in-1"]
+    ours = asyncio.create_task(link.call("GetConfiguration", {}))
+    frame = await peer.read()
+    await peer.send(3, frame[1], {"configurationKey": [], "unknownKey": ["our-answer"]})
+    assert (await ours)["unknownKey"] == ["our-answer"]
+    del ours
+    await asyncio.sleep(0.05)
+    try:
+        assert not _alive("their-call")
+        assert not _alive("our-answer")
+    finally:
+        running.cancel()
