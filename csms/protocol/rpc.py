@@ -27,7 +27,6 @@ processed as new; while the first one is still being handled, a CALLERROR
 from __future__ import annotations
 
 import secrets
-from collections import OrderedDict
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
@@ -94,6 +93,14 @@ class Unmatched:
 Event = IncomingCall | IncomingResult | IncomingError | SendNow | Unmatched
 
 
+# Answers kept for repeated message ids. A sender has one CALL outstanding at a time
+# and repeats the one it got no answer to, so the last few answers cover the repeats a
+# connection sees (beyond them, transaction messages are idempotent in storage:
+# docs/operator-guide.md, "Sessions and energy"). Each kept answer costs ~430 bytes
+# (id, fingerprint, text): 16 of them were ~7 KiB on every connection up for a while.
+ANSWERED_CACHE = 4
+
+
 class Endpoint:
     """OCPP-J RPC state of one connection (see the module docstring)."""
 
@@ -103,7 +110,7 @@ class Endpoint:
         *,
         handles: Collection[str] | None = None,
         validate: bool = True,
-        answered_cache: int = 16,
+        answered_cache: int = ANSWERED_CACHE,
     ) -> None:
         self.version = version
         self.validator = Validator(version, enabled=validate)
@@ -112,7 +119,8 @@ class Endpoint:
         # message id -> fingerprint of the frame (its text): a repeated id is a retry
         # only when the frame is the same
         self._in_progress: dict[str, int] = {}
-        self._answered: OrderedDict[str, tuple[int, str]] = OrderedDict()
+        # message id -> (fingerprint, answer), oldest first (a dict keeps its order)
+        self._answered: dict[str, tuple[int, str]] = {}
         self._answered_cache = answered_cache
         self._pending: tuple[str, str] | None = None  # (message id, action)
         self._id_prefix = secrets.token_hex(4)
@@ -203,7 +211,7 @@ class Endpoint:
     def _remember(self, message_id: str, fingerprint: int, text: str) -> None:
         self._answered[message_id] = (fingerprint, text)
         if len(self._answered) > self._answered_cache:
-            self._answered.popitem(last=False)
+            del self._answered[next(iter(self._answered))]
 
     def _error_text(
         self, message_id: str, fault: Fault, description: str,

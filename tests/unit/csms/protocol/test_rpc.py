@@ -14,6 +14,7 @@ from csms.protocol import (
     SendNow,
     Unmatched,
 )
+from csms.protocol.rpc import ANSWERED_CACHE
 
 
 def frame(*parts: object) -> str:
@@ -59,6 +60,24 @@ def test_repeated_message_id_gets_the_same_answer_and_is_not_redelivered() -> No
     again = ep.receive(call)
     assert isinstance(again, SendNow)
     assert again.text == answer
+
+
+def test_the_last_answers_are_kept_for_repeats_and_no_more() -> None:
+    """A station repeats the CALL it got no answer to: the last ANSWERED_CACHE answers
+    are sent again from memory; an older id is handled as a new message (storage is
+    idempotent for it), and a long-lived connection keeps no more than that."""
+    ep = central()
+    calls = [frame(2, f"hb-{i}", "Heartbeat", {}) for i in range(100)]
+    answers = []
+    for i, call in enumerate(calls):
+        assert isinstance(ep.receive(call), IncomingCall)
+        answers.append(ep.result(f"hb-{i}", {"currentTime": f"2026-01-01T00:00:{i % 60:02d}Z"}))
+    for i in range(100 - ANSWERED_CACHE, 100):
+        assert ep.receive(calls[i]) == SendNow(answers[i], f"repeated message id hb-{i}:"
+                                                            " answer sent again")
+    assert ep.receive(calls[99 - ANSWERED_CACHE]) == IncomingCall(
+        f"hb-{99 - ANSWERED_CACHE}", "Heartbeat", {})
+    assert len(ep._answered) == ANSWERED_CACHE
 
 
 def test_one_outstanding_call() -> None:
