@@ -101,6 +101,15 @@ Event = IncomingCall | IncomingResult | IncomingError | SendNow | Unmatched
 ANSWERED_CACHE = 4
 
 
+# The sets of handled actions in use: the connections of one version share one (each
+# had its own copy, ~730 bytes). They come from the code's routes, a handful in all.
+_HANDLED: dict[frozenset[str], frozenset[str]] = {}
+
+
+def _shared(handles: frozenset[str]) -> frozenset[str]:
+    return _HANDLED.setdefault(handles, handles)
+
+
 class Endpoint:
     """OCPP-J RPC state of one connection (see the module docstring)."""
 
@@ -115,7 +124,7 @@ class Endpoint:
         self.version = version
         self.validator = Validator(version, enabled=validate)
         # None: every known action is handled (a simulator decides per call).
-        self._handles = frozenset(handles) if handles is not None else None
+        self._handles = _shared(frozenset(handles)) if handles is not None else None
         # message id -> fingerprint of the frame (its text): a repeated id is a retry
         # only when the frame is the same
         self._in_progress: dict[str, int] = {}

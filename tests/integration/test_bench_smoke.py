@@ -75,13 +75,30 @@ def test_fleet_benchmark_grows_a_fleet_on_each_server() -> None:
 
 def test_connections_benchmark_measures_tls_per_connection() -> None:
     r = subprocess.run([sys.executable, "-m", "bench.connections", "--stations", "5",
-                        "--interval", "1", "--tls"], capture_output=True, text=True, timeout=180)
+                        "--interval", "1", "--hold", "4", "--tls"], capture_output=True,
+                       text=True, timeout=180)
     assert r.returncode == 0, r.stderr
     result = json.loads(r.stdout.strip().splitlines()[-1])
     assert result["voltledger_ws"]["connected"] == 5
+    # held 4 s at a heartbeat a second: several heartbeats each, not the default 2.2
+    assert result["voltledger_ws"]["heartbeats_per_station"] >= 3
     assert result["voltledger_wss"]["connected"] == 5  # every station over wss://
     assert result["voltledger_wss"]["heartbeats"] > 0
     assert "tls_kib_per_connection" in result
+
+
+@pytest.mark.parametrize("tls12", [False, True])
+def test_tls_state_benchmark_measures_openssl_alone(tls12: bool) -> None:
+    r = subprocess.run([sys.executable, "-m", "bench.tls_state", "--connections", "300",
+                        *(["--tls12"] if tls12 else [])], capture_output=True, text=True,
+                       timeout=180)
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout.strip().splitlines()[-1])
+    assert result["tls"] == ("1.2" if tls12 else "1.3")
+    # a handshake adds state to a created connection, which holds more than its BIOs
+    assert result["after_handshake_kib"] > result["created_kib"] > result["memory_bios_kib"]
+    assert result["ratio_of_budget"] == pytest.approx(
+        result["openssl_after_handshake_kib"] / 16.0, abs=0.001)
 
 
 @pytest.mark.parametrize("engine", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -137,7 +154,9 @@ def test_throughput_benchmark_measures_postgres_against_the_baseline_alone() -> 
 def test_a_bad_argument_is_one_line_and_a_non_zero_exit() -> None:
     for args in (["bench.round_trips", "--db", "/tmp/x.sqlite3"],
                  ["bench.throughput", "--postgres-only"],
-                 ["bench.throughput", "--workers", "0"]):
+                 ["bench.throughput", "--workers", "0"],
+                 ["bench.connections", "--hold", "0"],
+                 ["bench.tls_state", "--connections", "0"]):
         r = subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True,
                            timeout=60)
         assert r.returncode != 0

@@ -160,3 +160,11 @@ def test_a_transient_error_is_not_replayed_for_a_repeated_message_id() -> None:
     assert ep.receive(call) == IncomingCall("7", "Heartbeat", {})
     text = ep.result("7", {"currentTime": "2026-01-01T00:00:00Z"})
     assert ep.receive(call) == SendNow(text, "repeated message id 7: answer sent again")
+
+
+def test_the_connections_of_one_version_share_their_set_of_handled_actions() -> None:
+    first, second = central(), central()
+    assert first._handles is second._handles
+    assert first._handles == {"Heartbeat", "MeterValues"}
+    # another set is its own
+    assert Endpoint(OcppVersion.V16, handles={"Heartbeat"})._handles == {"Heartbeat"}

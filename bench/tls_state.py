@@ -1,0 +1,132 @@
+"""TLS state: what OpenSSL itself keeps per server-side TLS connection.
+
+The server's TLS connections are ``ssl.SSLObject`` s over two memory BIOs (asyncio's
+TLS layer, and :class:`csms.transport.LeanSSLProtocol` on it). Here N of them are made
+in one process, with no sockets, no event loop and no WebSocket: each one is created
+(``SSL_new``), and, unless ``--no-handshake``, takes a full handshake with an in-memory
+client and one record each way; the clients are then freed. The growth of this
+process's RSS divided by N is OpenSSL's state per connection, which no change above
+the ``ssl`` module can lower. The same is measured for a connection that only exists
+(created, no handshake) and for the two memory BIOs alone (the baseline in the same
+run, taken off). ``ratio_of_budget``: OpenSSL's state over the 16 KiB a whole idle TLS
+connection should cost.
+
+    python -m bench.tls_state --connections 3000
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import ctypes.util
+import gc
+import json
+import os
+import ssl
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from bench.common import rss_kib
+from bench.soak import write_tls_pair
+
+__all__ = ["main", "measure"]
+
+_Side = tuple[ssl.SSLObject, ssl.MemoryBIO, ssl.MemoryBIO]
+
+# memory per idle connection with TLS that the project aims at (docs/benchmarks.md)
+BUDGET_KIB = 16.0
+
+
+def _trim() -> None:
+    gc.collect()
+    name = ctypes.util.find_library("c")
+    if name:
+        libc = ctypes.CDLL(name)
+        if hasattr(libc, "malloc_trim"):
+            libc.malloc_trim(0)
+
+
+def _side(ctx: ssl.SSLContext, server: bool) -> _Side:
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(incoming, outgoing, server_side=server,
+                       server_hostname=None if server else "127.0.0.1")
+    return obj, incoming, outgoing
+
+
+def _handshake(server: _Side, client: _Side) -> None:
+    """A full handshake in memory, then 100 bytes each way (the first records)."""
+    for _ in range(10):
+        done = True
+        for obj, _, _ in (client, server):
+            try:
+                obj.do_handshake()
+            except ssl.SSLWantReadError:
+                done = False
+        server[1].write(client[2].read())
+        client[1].write(server[2].read())
+        if done:
+            break
+    else:
+        raise RuntimeError("the in-memory TLS handshake did not finish")
+    client[0].write(b"c" * 100)
+    server[1].write(client[2].read())
+    server[0].read(1024)
+    server[0].write(b"s" * 100)
+    client[1].write(server[2].read())
+    client[0].read(1024)
+
+
+def _per_connection(n: int, make: Any) -> float:
+    """RSS growth per kept object, in KiB, after ``n`` calls of ``make()``."""
+    _trim()
+    before = rss_kib(os.getpid())
+    kept = [make() for _ in range(n)]
+    _trim()
+    after = rss_kib(os.getpid())
+    del kept
+    _trim()
+    return round((after - before) / n, 2)
+
+
+def measure(n: int, tls12: bool = False) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as folder:
+        cert, key = write_tls_pair(Path(folder))
+        server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        server_ctx.load_cert_chain(cert, key)
+        if tls12:
+            server_ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        client_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        client_ctx.load_verify_locations(cert)
+
+    def connected() -> _Side:
+        server, client = _side(server_ctx, True), _side(client_ctx, False)
+        _handshake(server, client)
+        return server
+
+    for _ in range(50):  # warm-up: the contexts' lazily built state
+        connected()
+    bios = _per_connection(n, lambda: (ssl.MemoryBIO(), ssl.MemoryBIO()))
+    created = _per_connection(n, lambda: _side(server_ctx, True))
+    after = _per_connection(n, connected)
+    return {"benchmark": "tls_state", "connections": n, "openssl": ssl.OPENSSL_VERSION,
+            "tls": "1.2" if tls12 else "1.3", "memory_bios_kib": bios,
+            "created_kib": created, "after_handshake_kib": after,
+            "openssl_after_handshake_kib": round(after - bios, 2),
+            # the share of the whole per-connection budget (16 KiB, with TLS) that this
+            # state takes before a byte of WebSocket, OCPP or asyncio
+            "ratio_of_budget": round((after - bios) / BUDGET_KIB, 3)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--connections", type=int, default=3000)
+    parser.add_argument("--tls12", action="store_true", help="TLS 1.2 instead of 1.3")
+    args = parser.parse_args(argv)
+    if args.connections < 1:
+        parser.error("--connections must be at least 1")
+    print(json.dumps(measure(args.connections, args.tls12)))
+
+
+if __name__ == "__main__":
+    main()
