@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -25,6 +26,8 @@ from typing import Any, TypeVar
 from csms.service.ports import StorageError, Tx
 
 __all__ = ["Batch", "GroupCommit", "Outcomes"]
+
+log = logging.getLogger("csms.storage")
 
 T = TypeVar("T")
 Batch = list[tuple[Callable[[Tx], Awaitable[Any]], asyncio.Future[Any]]]
@@ -90,9 +93,15 @@ class GroupCommit(ABC):
             try:
                 outcomes = await self._run_batch(batch)
             except StorageError as exc:
-                for _, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(exc)
+                self._fail(batch, exc)
+                continue
+            except Exception as exc:
+                # A fault no engine foresaw (a driver's internal error, a bug): the batch
+                # fails as a failed transaction does, and this committer goes on with the
+                # units queued behind it. Ending here instead left them waiting for a
+                # committer that only the next unit would start.
+                log.error("! batch of %d units failed: %r", len(batch), exc, exc_info=exc)
+                self._fail(batch, StorageError(f"batch failed: {exc!r}"))
                 continue
             except BaseException:
                 # cancelled (event loop shutting down): leave no caller waiting forever
@@ -109,6 +118,12 @@ class GroupCommit(ABC):
                     fut.set_result(value)
                 else:
                     fut.set_exception(value)
+
+    @staticmethod
+    def _fail(batch: Batch, exc: StorageError) -> None:
+        for _, fut in batch:
+            if not fut.done():
+                fut.set_exception(exc)
 
     async def _finish_committers(self) -> None:
         """Refuse new units and wait for the queued ones to be committed."""

@@ -148,7 +148,10 @@ LOCK_TIMEOUT = 5.0
 READERS = 2
 READ_BEGIN = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
 MAX_ATTEMPTS = 4  # a deadlock can recur under load when both sides retry at once
-_DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+# InternalClientError: asyncpg's own faults (a connection in a state it did not expect:
+# "cannot switch to state ..."), which derive from Exception alone
+_DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError,
+              OSError)
 
 
 def describe_dsn(dsn: str) -> str:

@@ -161,6 +161,41 @@ async def test_units_queued_while_a_batch_runs_form_the_next_batch(repo: Reposit
     assert len(await repo.read(lambda tx: tx.list_tags())) == 51
 
 
+async def test_an_unforeseen_engine_fault_fails_its_batch_and_the_queue_goes_on(
+    repo: Repository, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A batch that fails with an error no engine maps (asyncpg's "cannot switch to
+    state", a bug) fails its units with StorageError; the units queued behind it are
+    committed without waiting for another caller to start a committer."""
+    entered = asyncio.Event()
+    release = asyncio.Event()
+    real = repo._run_batch  # type: ignore[attr-defined]
+    faults = [RuntimeError("cannot switch to state 15; another operation (2) in progress")]
+
+    async def faulty(batch: Any) -> Any:
+        if faults:
+            fault = faults.pop()  # the first batch only, whichever committer runs it
+            entered.set()
+            await release.wait()
+            raise fault
+        return await real(batch)
+
+    monkeypatch.setattr(repo, "_run_batch", faulty)
+    first = asyncio.create_task(repo.unit(lambda tx: tx.put_tag(IdTag("LOST"))))
+    await entered.wait()
+    # queued while the failing batch runs: no caller comes after them
+    queued = [asyncio.create_task(repo.unit(lambda tx, i=i: tx.put_tag(IdTag(f"Q{i}"))))
+              for i in range(5)]
+    await asyncio.sleep(0.05)
+    release.set()
+    with pytest.raises(StorageError, match="batch failed: RuntimeError"):
+        await first
+    async with asyncio.timeout(10):
+        await asyncio.gather(*queued)
+    tags = [t.tag for t in await repo.read(lambda tx: tx.list_tags())]
+    assert sorted(tags) == [f"Q{i}" for i in range(5)]
+
+
 async def test_closed_repository_refuses_units(db: str) -> None:
     from csms.storage import open_repository
 
