@@ -11,6 +11,7 @@ from bench import (
     settlement_gas,
     soak,
     throughput,
+    tls_state,
 )
 
 __all__ = ["main"]
@@ -21,6 +22,9 @@ def main() -> None:
                      "--rounds", "3", "--postgres", "postgresql://postgres@127.0.0.1:5432/test"])
     throughput.main(["--stations", "100", "5000", "--duration", "20", "--ocpp", "1.6"])
     connections.main(["--stations", "10000"])
+    connections.main(["--stations", "3000", "--tls"])  # TLS's share of a connection
+    connections.main(["--stations", "3000", "--interval", "2", "--hold", "40"])  # long-lived
+    tls_state.main(["--connections", "3000"])  # ... of which OpenSSL's own state
     fleet.main([])  # realistic fleets grown to the process's socket limit, every server
     round_trips.main(["--stations", "1"])  # PostgreSQL round trips per message type
     round_trips.main(["--stations", "1000"])  # ... and per message of a busy node

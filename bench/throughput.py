@@ -56,7 +56,8 @@ def postgres_schema(url: str) -> Iterator[str | None]:
         asyncio.run(run(f'DROP SCHEMA "{schema}" CASCADE'))
 
 
-KEYS = ("messages_per_s", "p50_ms", "p99_ms", "messages", "errors", "connected")
+KEYS = ("messages_per_s", "p50_ms", "p99_ms", "messages", "errors", "connected",
+        "p99_ms_by_action")
 
 
 def _server_args(kind: str, workers: int) -> list[str] | None:

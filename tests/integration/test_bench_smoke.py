@@ -36,6 +36,8 @@ def test_benchmark_runs(args: list[str]) -> None:
             assert result["ratio_vs_fastest_peer"] is not None
         for figures in servers:
             assert figures["errors"] == 0 and figures["messages"] > 0, result
+            # the tail per message type, from the same run
+            assert "Authorize" in figures["p99_ms_by_action"], figures
         assert result["workers"] == (2 if "--workers" in args else 1)
 
 
