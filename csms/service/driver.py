@@ -102,6 +102,25 @@ def may_stop(owner: IdTag | None, owner_tag: str | None, stopper: IdTag | None,
     return StopDecision(True, group, "master pass" if stopper.master else "same group")
 
 
+async def cost_of(tx: Tx, session: Session, now: datetime) -> RunningCost | None:
+    """A session's cost from its tariff and stored energy, up to ``now`` while it runs;
+    None without a tariff or while it is held for billing."""
+    if session.id is None or BILLING_HOLD_FLAGS.intersection(session.flags):
+        return None
+    tariff = await tx.find_tariff(session.station_id, session.started_at)
+    if tariff is None:
+        return None
+    final = session.status is SessionStatus.COMPLETED
+    end = session.stopped_at if final and session.stopped_at else now
+    # whole seconds rounded up, as the settlement worker prices the session
+    duration = max(0, math.ceil((end - session.started_at).total_seconds()))
+    energy = max(0, int(session.energy_wh or 0))
+    minor = price_minor(tariff, energy, duration)
+    total = Decimal(minor).scaleb(-tariff.decimals)
+    return RunningCost(session.id, session.transaction_id, total, tariff.currency,
+                       energy, end, final, tariff)
+
+
 class DriverUseCases(ChargingCore):
     """The running cost, groups and stops by another tag, station options."""
 
@@ -118,20 +137,7 @@ class DriverUseCases(ChargingCore):
         return await self.repo.read(work)
 
     async def _cost_of(self, tx: Tx, session: Session) -> RunningCost | None:
-        if session.id is None or BILLING_HOLD_FLAGS.intersection(session.flags):
-            return None
-        tariff = await tx.find_tariff(session.station_id, session.started_at)
-        if tariff is None:
-            return None
-        final = session.status is SessionStatus.COMPLETED
-        end = session.stopped_at if final and session.stopped_at else self.clock()
-        # whole seconds rounded up, as the settlement worker prices the session
-        duration = max(0, math.ceil((end - session.started_at).total_seconds()))
-        energy = max(0, int(session.energy_wh or 0))
-        minor = price_minor(tariff, energy, duration)
-        total = Decimal(minor).scaleb(-tariff.decimals)
-        return RunningCost(session.id, session.transaction_id, total, tariff.currency,
-                           energy, end, final, tariff)
+        return await cost_of(tx, session, self.clock())
 
     async def cost_command_args(self, station_id: str, session_id: Any) -> dict[str, Any]:
         """The arguments of ``cost-updated`` for a session (named, or the station's only

@@ -9,7 +9,7 @@ from typing import Any
 from csms.domain.maintenance import TransferKind
 from csms.domain.model import AuthStatus, MeterSample
 from csms.service.charging import BootInfo, ChargingService, TransactionEventIn
-from csms.service.driver import MASTER_PASS_VARIABLE, personal_message
+from csms.service.driver import MASTER_PASS_VARIABLE, RunningCost, personal_message
 from csms.translate import security
 from csms.translate.common import (
     INT64_MAX,
@@ -182,36 +182,30 @@ async def transaction_event(
         samples=samples_from_meter_values(p.get("meterValue", []), notes, seq_no),
     )
     ev.notes = notes.items
-    status = await svc.transaction_event(station_id, ev)
+    cost: RunningCost | None = None
+    if ev.event_type == "Started":
+        status = await svc.transaction_event(station_id, ev)
+    else:
+        # I02: the cost so far, read in the unit that stores the event
+        status, cost = await svc.transaction_event_with_cost(station_id, ev)
     tag = ev.id_tag if status is not None else None
     # what follows the stored event, read at once: the token's group, whether it may end
-    # the transaction, the cost so far
-    group, decision, cost = await at_once(
+    # the transaction
+    group, decision = await at_once(
         svc.tag_group(tag) if tag is not None else None,
         svc.check_stop(station_id, ev.transaction_id, tag)
-        if tag is not None and ev.event_type == "Ended" else None,
-        running_cost(svc, station_id, ev.transaction_id)
-        if ev.event_type != "Started" else None)
+        if tag is not None and ev.event_type == "Ended" else None)
     answer: dict[str, Any] = {}
     if status is not None and tag is not None:
         if decision is not None and not decision.allowed:
             status = AuthStatus.INVALID  # C09/C16: not this session's tag, group or master
         answer["idTokenInfo"] = _id_token_info(status, None, group)
-    answer.update(cost or {})
+    answer.update(cost_answer(cost))
     return answer
 
 
-async def running_cost(svc: ChargingService, station_id: str, transaction_id: str
-                       ) -> dict[str, Any]:
-    """2.0.1 I02: the cost so far (totalCost, in the tariff's currency, rounded to it) and
-    a line for the driver, in a TransactionEventResponse to an Updated or Ended event. The
-    event is stored before this runs; a cost that cannot be read is left out, never
-    guessed (csms.service.driver)."""
-    try:
-        cost = await svc.running_cost(station_id, transaction_id)
-    except Exception as exc:  # the acknowledgement never waits on a cost
-        log.warning("! %s: no running cost for %s: %s", station_id, transaction_id, exc)
-        return {}
+def cost_answer(cost: RunningCost | None) -> dict[str, Any]:
+    """totalCost and the driver's line of a TransactionEventResponse ({} without a cost)."""
     if cost is None:
         return {}
     return {"totalCost": float(cost.total), "updatedPersonalMessage": {

@@ -427,3 +427,45 @@ async def test_the_reads_an_answer_needs_go_in_one_batch(
         assert answer == {"idTagInfo": {"status": "Invalid", "parentIdTag": "AWAY"}}
     session = await pg.read(lambda tx: tx.find_session("ST1", str(txid)))
     assert session is not None and session.energy_wh == 500
+
+
+async def test_a_2_0_1_meter_value_reads_its_cost_in_its_own_unit(
+    pg: PostgresRepository,
+) -> None:
+    """2.0.1 I02: an Updated TransactionEvent's answer carries the cost so far, read in the
+    unit that stores the event: no batch of reads after it (most of a 2.0.1 station's
+    messages). An Ended one with its token reads only the token's group and the stop
+    check after its unit, in one batch."""
+    from csms.domain.tariff import Tariff
+    from csms.translate import v201
+
+    async def setup(tx: Tx) -> None:
+        await tx.insert_station(Station("ST1", created_at=T0))
+        await tx.put_tag(IdTag("OWNER", "Accepted", parent="HOME"))
+        await tx.add_tariff(Tariff("*", Decimal("0.30"), "EUR", 2, Decimal(0), Decimal("0.50"),
+                                   valid_from=T0 - timedelta(days=1)))
+
+    await pg.unit(setup)
+    service = ChargingService(pg, clock=lambda: T0 + timedelta(minutes=30))
+
+    def event(kind: str, seq: int, wh: int, **more: Any) -> dict[str, Any]:
+        return {"eventType": kind, "timestamp": f"2026-03-01T10:{seq:02d}:00Z",
+                "triggerReason": "MeterValuePeriodic", "seqNo": seq,
+                "transactionInfo": {"transactionId": "TX1"}, "evse": {"id": 1, "connectorId": 1},
+                "meterValue": [{"timestamp": f"2026-03-01T10:{seq:02d}:00Z", "sampledValue": [
+                    {"value": wh, "measurand": "Energy.Active.Import.Register"}]}], **more}
+
+    token = {"idToken": "OWNER", "type": "ISO14443"}
+    await v201.transaction_event(service, "ST1", event("Started", 0, 1000, idToken=token))
+    before = pg.read_stats.batches
+    answer = await v201.transaction_event(service, "ST1", event("Updated", 1, 3000))
+    assert pg.read_stats.batches == before  # the cost came with the unit
+    assert answer["totalCost"] == 1.10  # 0.50 + 2 kWh x 0.30
+    before = pg.read_stats.batches
+    answer = await v201.transaction_event(service, "ST1", event(
+        "Ended", 2, 4000, idToken=token, transactionInfo={"transactionId": "TX1",
+                                                          "stoppedReason": "Local"}))
+    assert pg.read_stats.batches - before == 1
+    assert answer["idTokenInfo"] == {"status": "Accepted", "groupIdToken": {
+        "idToken": "HOME", "type": "Central"}}
+    assert answer["totalCost"] == 1.40  # final: 3 kWh
