@@ -376,10 +376,12 @@ class SessionUseCases(SignedDataChecks):
             if ev.id_tag and ev.event_type == "Started" else True
 
         async def work(tx: Tx) -> tuple[AuthStatus | None, RunningCost | None]:
-            auth = await store(tx)
+            auth, session = await store(tx)
             if not with_cost:
                 return auth, None
-            session = await tx.find_session(station_id, ev.transaction_id)
+            if session is None or ev.event_type == "Ended":
+                # a retry (nothing loaded), or a session just completed: as stored
+                session = await tx.find_session(station_id, ev.transaction_id)
             if session is None:
                 return auth, None
             try:
@@ -389,7 +391,7 @@ class SessionUseCases(SignedDataChecks):
                             ev.transaction_id, exc)
                 return auth, None
 
-        async def store(tx: Tx) -> AuthStatus | None:
+        async def store(tx: Tx) -> tuple[AuthStatus | None, Session | None]:
             auth = await self._authorize(tx, ev.id_tag) if ev.id_tag else None
             if auth is AuthStatus.ACCEPTED and not covered:
                 auth = AuthStatus.NO_CREDIT
@@ -406,7 +408,7 @@ class SessionUseCases(SignedDataChecks):
                 station_id, ev.transaction_id, ev.seq_no, ev.event_type, ev.offline, now
             )
             if not fresh:
-                return auth  # a retry: already stored, answer the same
+                return auth, None  # a retry: already stored, answer the same
             session = await tx.find_session(station_id, ev.transaction_id)
             created = False
             if session is None:
@@ -484,19 +486,19 @@ class SessionUseCases(SignedDataChecks):
                 if ev.samples:
                     session.flag("late_samples")
                 await tx.update_session(session)
-                return auth
+                return auth, session
             if ev.event_type == "Ended":
                 session.stopped_at = ev.timestamp
                 # 2.0.1 E06: stoppedReason may be omitted, meaning Local.
                 session.stop_reason = ev.stopped_reason or "Local"
                 await self._complete(tx, session, ev.samples)
-                return auth
+                return auth, session
             if ev.samples:
                 self._running_energy(session, ev.samples)
             await tx.update_session(session)
             topic = "session/started" if created else "session/updated"
             await self._event(tx, station_id, topic, session_json(session))
-            return auth
+            return auth, session
 
         return await self.repo.unit(work)
 
