@@ -69,6 +69,7 @@ from csms.protocol import (
     station_id_from_path,
 )
 from csms.service.auth import verify_password
+from csms.service.certificates import Payload
 from csms.service.charging import ChargingService, UnknownStation, new_station
 from csms.service.ports import Repository, StorageError, Tx
 from csms.service.ratelimit import LoginGuard, LoginOutcome
@@ -561,18 +562,22 @@ class CentralSystem:
                         station_id, False, version.value, self.node_id, since
                     )
 
-    def after_reply(self, station_id: str, action: str, payload: dict[str, Any],
+    def after_reply(self, station_id: str, action: str, payload: Payload,
                     then: Callable[[dict[str, Any] | None], Awaitable[None]]) -> None:
         """Send a CALL to the station once the answer it is waiting for is sent; ``then``
-        gets the station's answer (None: offline, no answer, or a CALLERROR)."""
+        gets the station's answer (None: offline, no answer, or a CALLERROR). A payload
+        given as a function is built then; when it builds None, nothing is sent."""
         conn = self.connections.get(station_id)
         if conn is None:
             return
 
         async def send() -> None:
+            built = await payload() if callable(payload) else payload
+            if built is None:
+                return
             answer: dict[str, Any] | None = None
             try:
-                answer = await conn.call(action, payload)
+                answer = await conn.call(action, built)
             except (StationOffline, CallTimeout, CallFailed, OcppError) as exc:
                 log.warning("! %s %s not answered: %r", station_id, action, exc)
             await then(answer)

@@ -229,12 +229,17 @@ class CsrLimiter:
         return True
 
 
+# A CALL's payload, or how to build it once the answer is out (None: nothing to send)
+Payload = dict[str, Any] | Callable[[], Awaitable[dict[str, Any] | None]]
+
+
 class Outbound(Protocol):
     """How a use case sends a CALL to a station once the answer to the station's own CALL
     is out (the server implements it: 2.0.1 A02.FR.02, CertificateSigned follows the
-    SignCertificate answer)."""
+    SignCertificate answer). A payload given as a function is built then, so what it
+    reads waits for nothing of the answer (the 1.6 FinalCost after a StopTransaction)."""
 
-    def after_reply(self, station_id: str, action: str, payload: dict[str, Any],
+    def after_reply(self, station_id: str, action: str, payload: Payload,
                     then: Callable[[dict[str, Any] | None], Awaitable[None]]) -> None: ...
 
 

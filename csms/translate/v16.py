@@ -156,42 +156,49 @@ async def stop_transaction(
     )
     for s in stop.samples:
         s.context = s.context or "Transaction.End"
-    status = await svc.stop_transaction(station_id, stop)
     txid = str(stop.transaction_id)
-    if status is None or stop.id_tag is None:
-        await final_cost(svc, station_id, txid)
+    final_cost(svc, station_id, txid)  # once the answer is out
+    if stop.id_tag is None:
+        await svc.stop_transaction(station_id, stop)
         return {}
-    # what follows the stored stop, read at once (one batch of reads, not three in turn)
-    _, decision, group = await at_once(
-        final_cost(svc, station_id, txid), svc.check_stop(station_id, txid, stop.id_tag),
+    # May this tag end the session, and its group: read while the stop is stored (the
+    # stop changes neither), so the answer waits for one trip through storage, not two.
+    status, decision, group = await at_once(
+        svc.stop_transaction(station_id, stop), svc.check_stop(station_id, txid, stop.id_tag),
         svc.tag_group(stop.id_tag))
+    if status is None:
+        return {}
     if not decision.allowed:
         status = AuthStatus.INVALID  # §3.5.1: not the session's tag nor of its group
     return {"idTagInfo": _id_tag_info(status, None, group)}
 
 
-async def final_cost(svc: ChargingService, station_id: str, transaction_id: str) -> None:
+def final_cost(svc: ChargingService, station_id: str, transaction_id: str) -> None:
     """The OCA California Pricing note's FinalCost DataTransfer (§3.1: the total of a
     finished transaction), sent by itself once the StopTransaction is stored and answered,
     to a station marked for the running-cost convention; once per session, never for a
-    held one (csms.service.driver final_cost_args). It never delays nor fails the stop's
-    acknowledgement."""
+    held one (csms.service.driver final_cost_args). Its cost is read once the answer is
+    out: it never delays nor fails the stop's acknowledgement."""
     if svc.outbound is None:
         return
-    try:
-        args = await svc.final_cost_args(station_id, transaction_id)
-    except Exception as exc:  # the acknowledgement never waits on a cost
-        log.warning("! %s: no final cost for %s: %s", station_id, transaction_id, exc)
-        return
-    if args is None:
-        return
-    built = more_commands_v16.cost_updated(args)
-    session_id = int(args["session"])
+    session: list[int] = []
+
+    async def payload() -> dict[str, Any] | None:
+        try:
+            args = await svc.final_cost_args(station_id, transaction_id)
+        except Exception as exc:  # no cost is sent rather than a wrong one
+            log.warning("! %s: no final cost for %s: %s", station_id, transaction_id, exc)
+            return None
+        if args is None:
+            return None
+        built = more_commands_v16.cost_updated(args)
+        session.append(int(args["session"]))
+        return built.payload
 
     async def answered(answer: dict[str, Any] | None) -> None:
-        await svc.final_cost_answered(session_id, answer)
+        await svc.final_cost_answered(session[0], answer)
 
-    svc.outbound.after_reply(station_id, built.action, built.payload, answered)
+    svc.outbound.after_reply(station_id, "DataTransfer", payload, answered)
 
 
 async def meter_values(svc: ChargingService, station_id: str, p: dict[str, Any]) -> dict[str, Any]:
