@@ -263,6 +263,8 @@ class GuardedConnection(ServerConnection):
 
     def _keepalive_due(self) -> None:
         self._keepalive_timer = None
+        if self.protocol.state is not State.OPEN:
+            return  # closing: nothing more to ping, connection_lost() follows
         assert self.ping_interval is not None
         due = self.heard + self.ping_interval
         if due > self.loop.time():
