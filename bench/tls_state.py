@@ -17,8 +17,6 @@ connection should cost.
 from __future__ import annotations
 
 import argparse
-import ctypes
-import ctypes.util
 import gc
 import json
 import os
@@ -29,6 +27,7 @@ from typing import Any
 
 from bench.common import rss_kib
 from bench.soak import write_tls_pair
+from csms.transport import malloc_trim
 
 __all__ = ["main", "measure"]
 
@@ -38,13 +37,13 @@ _Side = tuple[ssl.SSLObject, ssl.MemoryBIO, ssl.MemoryBIO]
 BUDGET_KIB = 16.0
 
 
+_MALLOC_TRIM = malloc_trim()
+
+
 def _trim() -> None:
     gc.collect()
-    name = ctypes.util.find_library("c")
-    if name:
-        libc = ctypes.CDLL(name)
-        if hasattr(libc, "malloc_trim"):
-            libc.malloc_trim(0)
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
 
 
 def _side(ctx: ssl.SSLContext, server: bool) -> _Side:

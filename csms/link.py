@@ -198,9 +198,6 @@ class _Calls:
         self._getter: asyncio.Future[None] | None = None
         self._putter: asyncio.Future[None] | None = None
 
-    def __len__(self) -> int:
-        return len(self._items)
-
     async def put(self, call: IncomingCall) -> None:
         """Queue ``call``; while ``limit`` are queued, wait for the worker to take one."""
         while len(self._items) >= self._limit:

@@ -72,6 +72,7 @@ __all__ = [
     "LeanSSLProtocol",
     "MemoryTrimmer",
     "connection_factory",
+    "malloc_trim",
 ]
 
 log = logging.getLogger("csms.server")
@@ -526,7 +527,7 @@ class MemoryTrimmer:
     def __init__(self, interval: float = 10.0) -> None:
         self.interval = interval
         self.trims = 0
-        self._trim: Callable[[int], int] | None = _malloc_trim()
+        self._trim: Callable[[int], int] | None = malloc_trim()
         self._task: asyncio.Task[None] | None = None
 
     def closed_one(self) -> None:
@@ -559,7 +560,8 @@ def _log_failure(task: asyncio.Task[None]) -> None:
         log.error("! memory trim failed", exc_info=task.exception())
 
 
-def _malloc_trim() -> Callable[[int], int] | None:
+def malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim`` (None elsewhere: other platforms, musl)."""
     if not sys.platform.startswith("linux"):
         return None
     try:

@@ -379,8 +379,7 @@ class SessionUseCases(SignedDataChecks):
             auth, session = await store(tx)
             if not with_cost:
                 return auth, None
-            if session is None or ev.event_type == "Ended":
-                # a retry (nothing loaded), or a session just completed: as stored
+            if session is None:  # a retry: nothing was loaded, the session is as stored
                 session = await tx.find_session(station_id, ev.transaction_id)
             if session is None:
                 return auth, None

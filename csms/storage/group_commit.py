@@ -105,9 +105,7 @@ class GroupCommit(ABC):
                 continue
             except BaseException:
                 # cancelled (event loop shutting down): leave no caller waiting forever
-                for _, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(StorageError("repository shut down mid-batch"))
+                self._fail(batch, StorageError("repository shut down mid-batch"))
                 raise
             self.commits += 1
             self.units += len(outcomes)

@@ -181,9 +181,10 @@ def final_cost(svc: ChargingService, station_id: str, transaction_id: str) -> No
     out: it never delays nor fails the stop's acknowledgement."""
     if svc.outbound is None:
         return
-    session: list[int] = []
+    session_id = 0  # the priced session's, once payload() has read it
 
     async def payload() -> dict[str, Any] | None:
+        nonlocal session_id
         try:
             args = await svc.final_cost_args(station_id, transaction_id)
         except Exception as exc:  # no cost is sent rather than a wrong one
@@ -192,11 +193,11 @@ def final_cost(svc: ChargingService, station_id: str, transaction_id: str) -> No
         if args is None:
             return None
         built = more_commands_v16.cost_updated(args)
-        session.append(int(args["session"]))
+        session_id = int(args["session"])
         return built.payload
 
     async def answered(answer: dict[str, Any] | None) -> None:
-        await svc.final_cost_answered(session[0], answer)
+        await svc.final_cost_answered(session_id, answer)
 
     svc.outbound.after_reply(station_id, "DataTransfer", payload, answered)
 
