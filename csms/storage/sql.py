@@ -208,10 +208,10 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
         await self.execute_many(sql, rows)
 
     async def fetchone_shared(self, sql: str, *params: Any) -> dict[str, Any] | None:
-        """:meth:`fetchone` of reference data that stations only read (id tags): units an
-        adapter runs together may read it at once, without waiting for each other (they
-        do wait for each other on any other read of the same row, see
-        :mod:`csms.storage.postgres_rounds`)."""
+        """:meth:`fetchone` of reference data that stations only read (id tags, central
+        options): units an adapter runs together may read it at once, without waiting
+        for each other (they do wait for each other on any other read of the same row,
+        see :mod:`csms.storage.postgres_rounds`)."""
         return await self.fetchone(sql, *params)
 
     async def free_space(self) -> int | None:
@@ -401,7 +401,10 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
             station_id, name, value)
 
     async def get_central_option(self, name: str) -> str | None:
-        row = await self.fetchone("SELECT value FROM central_options WHERE name = ?", name)
+        # Reference data only the operator writes (the master pass group): shared, or
+        # every 2.0.1 Started event of a batch would wait for the one before it.
+        row = await self.fetchone_shared(
+            "SELECT value FROM central_options WHERE name = ?", name)
         return None if row is None else str(row["value"])
 
     async def set_central_option(self, name: str, value: str | None) -> None:
