@@ -120,19 +120,19 @@ def _session(row: dict[str, Any]) -> Session:
     )
 
 
-def _sample(row: dict[str, Any]) -> MeterSample:
+# The columns session_samples reads, in the order of MeterSample's fields.
+_SAMPLE_COLUMNS = ("ts, value, measurand, unit, multiplier, phase, context, location, format,"
+                   " signed, seq_no")
+
+
+def _sample(row: tuple[Any, ...]) -> MeterSample:
+    """A MeterSample from a row of _SAMPLE_COLUMNS (a session's samples are read at its
+    stop, dozens to thousands of rows: no dict per row)."""
+    ts, value, measurand, unit, multiplier, phase, context, location, format_, signed, \
+        seq_no = row
     return MeterSample(
-        timestamp=dt_from_db(row["ts"]),  # type: ignore[arg-type]
-        value=row["value"],
-        measurand=row["measurand"],
-        unit=row["unit"],
-        multiplier=row["multiplier"],
-        phase=row["phase"],
-        context=row["context"],
-        location=row["location"],
-        format=row["format"],
-        signed=orjson.loads(row["signed"]) if row["signed"] else None,
-        seq_no=row["seq_no"],
+        dt_from_db(ts), value, measurand, unit, multiplier,  # type: ignore[arg-type]
+        phase, context, location, format_, orjson.loads(signed) if signed else None, seq_no,
     )
 
 
@@ -187,6 +187,11 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
 
     @abstractmethod
     async def fetchall(self, sql: str, *params: Any) -> list[dict[str, Any]]: ...
+
+    async def fetchrows(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        """:meth:`fetchall` as tuples of the selected columns in their order, for reads
+        of many rows (an adapter may hand its rows over without a dict each)."""
+        return [tuple(r.values()) for r in await self.fetchall(sql, *params)]
 
     @abstractmethod
     async def insert_id(self, sql: str, *params: Any) -> int:
@@ -530,22 +535,26 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
         self, station_id: str, samples: list[MeterSample], *, session_id: int | None,
         evse_id: int | None, connector_id: int | None, transaction_id: str | None,
     ) -> None:
+        rows = []
+        at: datetime | None = None
+        ts: str | None = None
+        for s in samples:
+            if s.timestamp is not at:  # the samples of one meterValue share their time
+                at, ts = s.timestamp, dt_to_db(s.timestamp)
+            rows.append((session_id, station_id, evse_id, connector_id, transaction_id,
+                         s.seq_no, ts, s.measurand, s.phase, s.context, s.location, s.unit,
+                         s.multiplier, s.value, s.format,
+                         json_text(s.signed) if s.signed is not None else None))
         await self.write_many(
             "INSERT INTO meter_samples (session_id, station_id, evse_id, connector_id,"
             " transaction_id, seq_no, ts, measurand, phase, context, location, unit,"
             " multiplier, value, format, signed)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(session_id, station_id, evse_id, connector_id, transaction_id, s.seq_no,
-              dt_to_db(s.timestamp), s.measurand, s.phase, s.context, s.location, s.unit,
-              s.multiplier, s.value, s.format,
-              json_text(s.signed) if s.signed is not None else None)
-             for s in samples],
-        )
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
     async def session_samples(self, session_id: int) -> list[MeterSample]:
-        rows = await self.fetchall(
-            "SELECT * FROM meter_samples WHERE session_id = ? ORDER BY ts, id", session_id
-        )
+        rows = await self.fetchrows(
+            f"SELECT {_SAMPLE_COLUMNS} FROM meter_samples WHERE session_id = ?"
+            " ORDER BY ts, id", session_id)
         return [_sample(r) for r in rows]
 
     # -- signed meter data (OCMF) --------------------------------------------

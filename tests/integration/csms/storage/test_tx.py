@@ -61,6 +61,27 @@ async def test_generic_primitives(repo: Repository) -> None:
         "SELECT 'a?b' AS s, count(*) AS n FROM station_events WHERE station_id = ?", "CP1"))
     assert literal == {"s": "a?b", "n": 2}
 
+async def test_rows_as_tuples_keep_the_selected_order(repo: Repository) -> None:
+    """fetchrows: the rows of fetchall as tuples in the SELECT's order of columns (not the
+    table's), in a unit and in a read; no rows is an empty list."""
+    sql = ("SELECT payload, kind, id FROM station_events WHERE station_id = ?"
+           " ORDER BY id")
+
+    async def work(tx: Tx) -> tuple[list[tuple[Any, ...]], list[dict[str, Any]]]:
+        for kind in ("a", "b"):
+            await tx.execute("INSERT INTO station_events (station_id, kind, ts, payload)"
+                             " VALUES (?, ?, ?, ?)", "CP9", kind, "t", f'{{"k":"{kind}"}}')
+        return await tx.fetchrows(sql, "CP9"), await tx.fetchall(sql, "CP9")
+
+    rows, dicts = await unit(repo, work)
+    assert [r[:2] for r in rows] == [('{"k":"a"}', "a"), ('{"k":"b"}', "b")]
+    assert rows == [tuple(d.values()) for d in dicts]
+    assert [list(d) for d in dicts] == [["payload", "kind", "id"]] * 2
+    assert await repo.read(lambda tx: tx.fetchrows(sql, "CP9")) == rows
+    assert await repo.read(lambda tx: tx.fetchrows(sql, "nobody")) == []
+    assert await repo.read(lambda tx: tx.fetchall(sql, "nobody")) == []
+
+
 
 async def test_stations(repo: Repository) -> None:
     async def add(tx: Tx) -> None:
