@@ -44,10 +44,29 @@ class ParsedTime:
     offset_assumed: bool  # the text had no offset; it was read as UTC
 
 
+# The texts read last and what they gave: a message's times are read twice, by the
+# schema's format check and by the translation (bounded: emptied when full).
+_RECENT: dict[str, ParsedTime] = {}
+_RECENT_MAX = 64
+_RECENT_TEXT = 64  # characters: the longest time the pattern reads is 58
+
+
 def parse_timestamp(text: object) -> ParsedTime:
     """Read one OCPP dateTime under the policy of this module."""
     if not isinstance(text, str):
         raise TimestampError("a dateTime is a string")
+    known = _RECENT.get(text)
+    if known is not None:
+        return known
+    parsed = _parse(text)
+    if len(text) <= _RECENT_TEXT:  # not a valid time padded with megabytes of spaces
+        if len(_RECENT) >= _RECENT_MAX:
+            _RECENT.clear()
+        _RECENT[text] = parsed
+    return parsed
+
+
+def _parse(text: str) -> ParsedTime:
     m = _PATTERN.fullmatch(text.strip())
     if m is None:
         raise TimestampError(f"invalid dateTime {text[:64]!r}: use RFC 3339")

@@ -54,3 +54,27 @@ def test_refused(text: str) -> None:
 @pytest.mark.parametrize("value", [None, 1700000000, 1.5, ["2025-08-21T07:03:33Z"]])
 def test_not_a_string(value: object) -> None:
     assert not is_readable(value)
+
+
+def test_a_text_read_again_gives_the_same_answer_from_a_bounded_memory() -> None:
+    """The schema's format check and the translation read each time: the second read is
+    the first's answer; a refused text is refused every time; the memory of texts read
+    stays bounded, whatever a station sends, and keeps no padded giant."""
+    from csms.protocol import timestamps
+
+    first = parse_timestamp("2025-08-21T09:03:33+02:00")
+    assert parse_timestamp("2025-08-21T09:03:33+02:00") is first
+    for _ in range(2):
+        with pytest.raises(TimestampError):
+            parse_timestamp("2025-02-30T07:03:33Z")
+    for n in range(1000):
+        parse_timestamp(f"2025-08-21T07:{n // 60 % 60:02d}:{n % 60:02d}Z")
+        assert len(timestamps._RECENT) <= timestamps._RECENT_MAX
+    padded = " " * 100_000 + "2025-08-21T07:03:33Z"
+    assert parse_timestamp(padded).value == datetime(2025, 8, 21, 7, 3, 33, tzinfo=UTC)
+    assert padded not in timestamps._RECENT
+    assert all(len(t) <= 64 for t in timestamps._RECENT)
+    # a cached answer is the fresh answer
+    for text in ("2025-08-21T07:03:33.373+0000", "2025-08-21T07:03:33"):
+        assert parse_timestamp(text) == timestamps._parse(text)
+        assert parse_timestamp(text) == timestamps._parse(text)
