@@ -239,7 +239,7 @@ async def _batch_wall_time(folder: Path, n: int) -> dict[str, Any]:
 def run(batch: int = 10_000, quick: bool = False) -> dict[str, Any]:
     global CHUNK
     if quick:
-        CHUNK = 50
+        CHUNK = 10
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         naive = _naive(folder)
