@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import operator
 import uuid
 from abc import ABC, abstractmethod
 from datetime import UTC, datetime
@@ -143,6 +144,7 @@ _SESSION_COLUMNS = (
     "reported_meter_stop_wh", "meter_start_wh", "meter_stop_wh", "energy_wh", "status",
     "stop_reason", "flags", "last_seq_no", "start_key",
 )
+_session_columns = operator.itemgetter(*_SESSION_COLUMNS)  # a row's values of them, a tuple
 _UPDATE_SESSION_ALL = (
     "UPDATE sessions SET " + ", ".join(f"{c} = ?" for c in _SESSION_COLUMNS)
     + ", updated_at = ? WHERE id = ?"
@@ -175,7 +177,7 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
         session = _session(row)
         stored = self._session_rows
         if stored is not None and session.id is not None:
-            stored[session.id] = tuple(row[c] for c in _SESSION_COLUMNS)
+            stored[session.id] = _session_columns(row)
         return session
 
     @abstractmethod
