@@ -83,6 +83,36 @@ async def test_rows_as_tuples_keep_the_selected_order(repo: Repository) -> None:
 
 
 
+async def test_which_stations_hold_a_transaction_is_read_through_an_index(
+    repo: Repository, db: str,
+) -> None:
+    """A station's message for a transaction id it does not hold asks which stations hold
+    it (a foreign transaction is a security event): a hostile station sends such ids at
+    will, so the read must not walk every session ever stored (55 ms at a million
+    sessions, on the writer's turn). It finds its rows through an index that starts with
+    the transaction id."""
+    async def setup(tx: Tx) -> None:
+        for i in range(3):
+            await tx.insert_station(station(f"CP{i}"))
+            await tx.insert_session(session(f"CP{i}", transaction_id="SAME"))
+
+    await unit(repo, setup)
+    assert sorted(await repo.read(lambda tx: tx.stations_with_transaction("SAME"))) == [
+        "CP0", "CP1", "CP2"]
+    assert await repo.read(lambda tx: tx.stations_with_transaction("nope")) == []
+    if db.startswith("postgres"):
+        rows = await repo.read(lambda tx: tx.fetchall(
+            "SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema()"
+            " AND tablename = 'sessions'"))
+        assert any(r["indexdef"].endswith("(transaction_id)") for r in rows), rows
+    else:
+        plan = await repo.read(lambda tx: tx.fetchall(
+            "EXPLAIN QUERY PLAN SELECT station_id FROM sessions WHERE transaction_id = ?",
+            "nope"))
+        details = " ".join(str(r["detail"]) for r in plan)
+        assert "SEARCH" in details and "transaction_id=?" in details, details
+
+
 async def test_stations(repo: Repository) -> None:
     async def add(tx: Tx) -> None:
         await tx.insert_station(station("CP2"))
