@@ -136,9 +136,10 @@ async def test_display_messages_set_reported_and_cleared(csms_server: RunningSer
         "format": "UTF8", "language": "de", "content": "Tarif: 0,39 €/kWh\nDanke"}
     status, body = await api(csms_server, "POST", base + "get-display-messages", {})
     assert (status, body["status"], body["action"]) == (200, "Accepted", "GetDisplayMessages")
-    async with asyncio.timeout(5):
-        while not (out := csms_cli(csms_server, "stations", "reports", "SIM1", "--kind",
-                                   "display_messages", "--json")).stdout.count('"id"') >= 2:
+    async with asyncio.timeout(30):  # the command in a thread: the server runs on this loop
+        while not (out := await asyncio.to_thread(
+                csms_cli, csms_server, "stations", "reports", "SIM1", "--kind",
+                "display_messages", "--json")).stdout.count('"id"') >= 2:
             await asyncio.sleep(0.1)
     assert "Tarif: 0,39" in out.stdout
     status, body = await api(csms_server, "POST", base + "clear-display-message",

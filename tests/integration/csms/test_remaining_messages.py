@@ -39,9 +39,12 @@ async def command(server: RunningServer, name: str, args: dict[str, Any] | None 
 
 async def reports(server: RunningServer, kind: str, sid: str = "SIM1",
                   at_least: int = 1) -> dict[str, Any]:
-    async with asyncio.timeout(5):
+    # The command runs in a thread: run on this loop, it would stop the server and the
+    # station (both here) for as long as it takes, and the report would not come.
+    async with asyncio.timeout(30):
         while True:
-            out = csms_cli(server, "stations", "reports", sid, "--kind", kind, "--json")
+            out = await asyncio.to_thread(csms_cli, server, "stations", "reports", sid,
+                                          "--kind", kind, "--json")
             assert out.returncode == 0, out.stderr
             data: dict[str, Any] = json.loads(out.stdout)
             if len(data[kind]) >= at_least:
@@ -122,7 +125,7 @@ async def test_customer_information_assembled_from_parts(csms_server: RunningSer
     body = await command(csms_server, "customer-information", {"tag": "SIMTAG"})
     assert (body["status"], body["action"]) == ("Accepted", "CustomerInformation")
     data = await reports(csms_server, "customer_information")
-    async with asyncio.timeout(5):
+    async with asyncio.timeout(30):
         while not data["customer_information"][0]["complete"]:
             data = await reports(csms_server, "customer_information")
     [report] = data["customer_information"]
