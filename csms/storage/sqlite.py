@@ -75,17 +75,19 @@ class _SqliteTx(SqlTx):
             self.forget_sessions()
         self._conn.executemany(sql, rows)
 
-    async def fetchone(self, sql: str, *params: Any) -> dict[str, Any] | None:
+    def _query(self, sql: str, params: tuple[Any, ...]) -> sqlite3.Cursor:
+        """A statement whose rows are read: a SELECT, or a write with RETURNING."""
         if self._session_rows and "sessions" in sql and not sql.startswith("SELECT"):
             self.forget_sessions()  # a write with RETURNING
-        cursor = self._conn.execute(sql, params)
+        return self._conn.execute(sql, params)
+
+    async def fetchone(self, sql: str, *params: Any) -> dict[str, Any] | None:
+        cursor = self._query(sql, params)
         row = cursor.fetchone()
         return None if row is None else dict(zip(_names(cursor), row, strict=True))
 
     async def fetchall(self, sql: str, *params: Any) -> list[dict[str, Any]]:
-        if self._session_rows and "sessions" in sql and not sql.startswith("SELECT"):
-            self.forget_sessions()
-        cursor = self._conn.execute(sql, params)
+        cursor = self._query(sql, params)
         rows = cursor.fetchall()
         if not rows:
             return []
@@ -93,9 +95,7 @@ class _SqliteTx(SqlTx):
         return [dict(zip(names, r, strict=True)) for r in rows]
 
     async def fetchrows(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-        if self._session_rows and "sessions" in sql and not sql.startswith("SELECT"):
-            self.forget_sessions()
-        return self._conn.execute(sql, params).fetchall()
+        return self._query(sql, params).fetchall()
 
     async def insert_id(self, sql: str, *params: Any) -> int:
         if self._session_rows and "sessions" in sql:
