@@ -72,3 +72,29 @@ def test_numbers_beyond_64_bits_and_a_double_are_read_exactly() -> None:
     assert parse_frame(f'[2,"1","X",{{"a":{big}}}]'.encode()).payload == {"a": big}  # type: ignore[union-attr]
     with pytest.raises(FrameError):
         parse_frame('[2,"1","X",{"a":NaN}]')  # not JSON
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("1" * 19, False),
+        ("1" * 20, True),
+        ('{"a":-' + "9" * 25 + "}", True),
+        ('{"a":1234567890.1234567890}', False),  # a dot breaks the run
+        ('{"t":"2026-12-01T17:18:21.123456789Z","v":12345678901234567}', False),
+        ("é" + "7" * 20 + "€", True),
+        ("٣" * 40, False),  # Arabic-Indic digits: only ever inside a string
+        ("", False),
+    ],
+)
+def test_long_digit_runs_are_found_in_text_and_bytes(text: str, expected: bool) -> None:
+    from csms.protocol.frames import has_long_digit_run
+
+    assert has_long_digit_run(text) is expected
+    assert has_long_digit_run(text.encode()) is expected
+
+
+def test_an_integer_of_exactly_20_digits_is_read_exactly() -> None:
+    # 2**64 is 20 digits: the shortest integer orjson would turn into a float.
+    frame = parse_frame(f'[2,"1","X",{{"a":{2**64},"b":{2**64 - 1}}}]')
+    assert frame.payload == {"a": 2**64, "b": 2**64 - 1}  # type: ignore[union-attr]
