@@ -4,7 +4,10 @@ The schemas are the OCA JSON schemas shipped by the ``ocpp`` package (1.6:
 ``X.json``/``XResponse.json``; 2.0.1: ``XRequest.json``/``XResponse.json``).
 They are compiled to Python code by ``fastjsonschema`` on first use of an
 action, which validates a 2.0.1 TransactionEvent in ~13 us instead of the
-~310 us ``jsonschema`` takes inside the ``ocpp`` library.
+~310 us ``jsonschema`` takes inside the ``ocpp`` library. A valid payload is let
+through sooner by an acceptor compiled from the same schema
+(:mod:`csms.protocol.acceptor`, ~4x faster); a payload it refuses goes through
+``fastjsonschema``, whose verdict and error stand.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any, Literal
 
 import fastjsonschema
 
+from csms.protocol.acceptor import Acceptor, Unsupported, compile_acceptor
 from csms.protocol.errors import Fault, OcppError
 from csms.protocol.timestamps import is_readable
 from csms.protocol.versions import OcppVersion
@@ -37,6 +41,9 @@ _STRICT_FORMATS = {"date-time": is_readable}
 _LENIENT_FORMATS = {"date-time": lambda value: isinstance(value, str)}
 
 Kind = Literal["request", "response"]
+# A fast acceptor (None where the schema has no compiled one) and the full validator,
+# which names the rule a refused payload broke (csms.protocol.acceptor).
+_Checks = tuple[Acceptor | None, Callable[[Any], Any]]
 
 _PACKAGE_DIR = {OcppVersion.V16: "v16", OcppVersion.V201: "v201"}
 # A request's schema file: 1.6 names it after the action, 2.0.1 adds "Request".
@@ -88,7 +95,7 @@ def known_actions(version: OcppVersion) -> frozenset[str]:
 
 
 @cache
-def _compiled(version: OcppVersion, action: str, kind: Kind) -> Callable[[Any], Any]:
+def _compiled(version: OcppVersion, action: str, kind: Kind) -> _Checks:
     text = _schemas_dir(version).joinpath(_schema_file(version, action, kind)).read_text("utf-8")
     schema = json.loads(text)
     # The 2.0.1 schemas carry a "$id" URN that fastjsonschema would try to resolve.
@@ -96,7 +103,11 @@ def _compiled(version: OcppVersion, action: str, kind: Kind) -> Callable[[Any], 
     lenient = kind == "request" and action in TRANSACTION_ACTIONS
     validate: Callable[[Any], Any] = fastjsonschema.compile(
         schema, formats=_LENIENT_FORMATS if lenient else _STRICT_FORMATS)
-    return validate
+    try:
+        accept: Acceptor | None = compile_acceptor(schema, None if lenient else is_readable)
+    except Unsupported:
+        accept = None
+    return accept, validate
 
 
 class Validator:
@@ -116,8 +127,11 @@ class Validator:
             return
         if action not in self._known:
             raise OcppError(Fault.NOT_IMPLEMENTED, f"unknown action {action!r}")
+        accept, validate = _compiled(self.version, action, kind)
+        if accept is not None and accept(payload):
+            return
         try:
-            _compiled(self.version, action, kind)(payload)
+            validate(payload)
         except fastjsonschema.JsonSchemaValueException as exc:
             fault = _RULE_FAULT.get(str(exc.rule), Fault.FORMAT)
             where = str(exc.name).removeprefix("data").lstrip(".") or "payload"
