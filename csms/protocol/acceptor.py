@@ -185,7 +185,10 @@ class _Compiler:
         if closed not in (True, False):
             raise Unsupported("additionalProperties as a schema")
         lines = [f"def {name}(d):", "    if type(d) is not dict: return False"]
-        if required:
+        if 0 < len(required) <= 6:  # a test per key: a third of a set comparison's time
+            missing = " or ".join(f"{key!r} not in d" for key in required)
+            lines.append(f"    if {missing}: return False")
+        elif required:
             lines.append(f"    if not d.keys() >= {self._name('required', frozenset(required))}:"
                          " return False")
         if properties:
