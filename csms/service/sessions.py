@@ -40,7 +40,6 @@ from csms.service.messages import StopInfo, TransactionEventIn
 from csms.service.ports import Tx
 from csms.service.reservations import reservation_for_start
 from csms.service.signed_data import SignedDataChecks
-from csms.service.views import session_json
 
 __all__ = ["SessionUseCases"]
 
@@ -168,7 +167,7 @@ class SessionUseCases(SignedDataChecks):
                 {"session_id": session.id, "flags": session.flags,
                  "max_power_w": str(limit)}, now,
             )
-        await self._event(tx, session.station_id, "session/completed", session_json(session))
+        await self._session_event(tx, session.station_id, "session/completed", session)
 
     @staticmethod
     def _running_energy(session: Session, samples: list[MeterSample]) -> None:
@@ -252,7 +251,7 @@ class SessionUseCases(SignedDataChecks):
             await self._check_times(tx, session, [timestamp], "StartTransaction")
             if len(session.flags) != flagged:
                 await tx.update_session(session)
-            await self._event(tx, station_id, "session/started", session_json(session))
+            await self._session_event(tx, station_id, "session/started", session)
             return int(session.transaction_id), auth, expires
 
         return await self.repo.unit(work)
@@ -336,7 +335,7 @@ class SessionUseCases(SignedDataChecks):
             if session.status is SessionStatus.ACTIVE:
                 self._running_energy(session, samples)
                 await tx.update_session(session)
-                await self._event(tx, station_id, "session/updated", session_json(session))
+                await self._session_event(tx, station_id, "session/updated", session)
             else:
                 session.flag("late_samples")
                 await tx.update_session(session)
@@ -496,7 +495,7 @@ class SessionUseCases(SignedDataChecks):
                 self._running_energy(session, ev.samples)
             await tx.update_session(session)
             topic = "session/started" if created else "session/updated"
-            await self._event(tx, station_id, topic, session_json(session))
+            await self._session_event(tx, station_id, topic, session)
             return auth, session
 
         return await self.repo.unit(work)
