@@ -63,6 +63,15 @@ def _literal(value: Any, types: tuple[type, ...]) -> str:
     return repr(value)
 
 
+def _lengths(schema: Mapping[str, Any], var: str, keys: tuple[str, str]) -> list[str]:
+    """The conditions that ``len(var)`` breaks the (maximum, minimum) keywords ``keys``."""
+    out = []
+    for key, op in zip(keys, (">", "<"), strict=True):
+        if key in schema:
+            out.append(f"len({var}) {op} {_literal(schema[key], (int,))}")
+    return out
+
+
 class _Compiler:
     def __init__(self, root: Mapping[str, Any],
                  date_time: Callable[[Any], bool] | None) -> None:
@@ -115,18 +124,9 @@ class _Compiler:
         if kind == "boolean":
             return [f"type({var}) is not bool"]
         if kind == "string":
-            out = [f"type({var}) is not str"]
-            for key, op in (("maxLength", ">"), ("minLength", "<")):
-                if key in schema:
-                    limit = schema[key]
-                    if type(limit) is not int:
-                        raise Unsupported(f"{key} {limit!r}")
-                    out.append(f"len({var}) {op} {limit}")
-            if "enum" in schema:
-                values = schema["enum"]
-                if not isinstance(values, list) or not all(type(v) is str for v in values):
-                    raise Unsupported("enum of non-strings")
-                out.append(f"{var} not in {self._name('enum', frozenset(values))}")
+            out = [f"type({var}) is not str",
+                   *_lengths(schema, var, ("maxLength", "minLength")),
+                   *self.enum(schema, var, str)]
             if "format" in schema:
                 if schema["format"] != "date-time":
                     raise Unsupported(f"format {schema['format']!r}")
@@ -139,11 +139,7 @@ class _Compiler:
                        f" or not {var}.is_integer()))"]
             else:
                 out = [f"type({var}) is not int"]
-            if "enum" in schema:
-                values = schema["enum"]
-                if not isinstance(values, list) or not all(type(v) is int for v in values):
-                    raise Unsupported("enum of non-integers")
-                out.append(f"{var} not in {self._name('enum', frozenset(values))}")
+            out += self.enum(schema, var, int)
         else:  # number
             out = [f"(type({var}) is not int and type({var}) is not float)"]
         for key, op in (("minimum", "<"), ("maximum", ">")):
@@ -151,14 +147,16 @@ class _Compiler:
                 out.append(f"{var} {op} {_literal(schema[key], (int, float))}")
         return out
 
+    def enum(self, schema: Mapping[str, Any], var: str, kind: type) -> list[str]:
+        if "enum" not in schema:
+            return []
+        values = schema["enum"]
+        if not isinstance(values, list) or not all(type(v) is kind for v in values):
+            raise Unsupported(f"enum of other than {kind.__name__}")
+        return [f"{var} not in {self._name('enum', frozenset(values))}"]
+
     def array_checks(self, schema: Mapping[str, Any], var: str, indent: str) -> list[str]:
-        conditions = [f"type({var}) is not list"]
-        for key, op in (("minItems", "<"), ("maxItems", ">")):
-            if key in schema:
-                limit = schema[key]
-                if type(limit) is not int:
-                    raise Unsupported(f"{key} {limit!r}")
-                conditions.append(f"len({var}) {op} {limit}")
+        conditions = [f"type({var}) is not list", *_lengths(schema, var, ("maxItems", "minItems"))]
         lines = [f"{indent}if {' or '.join(conditions)}: return False"]
         items = schema.get("items")
         if items is None:
