@@ -114,3 +114,31 @@ def test_transaction_messages_are_not_refused_for_their_times(
         bad = {**payload, "timestamp": 1} if "timestamp" in payload else {
             **payload, "meterValue": [{"timestamp": 1, "sampledValue": [{"value": "1"}]}]}
         Validator(version).validate(action, bad)
+
+
+@pytest.mark.parametrize(("payload", "where"), [
+    ({"a": 1, "b": [1, 2**63 - 1, -(2**63)]}, None),
+    ({"a": 2**63}, "a"),
+    ({"a": [{"b": -(2**63) - 1}]}, "a[0].b"),
+    ({"a": 1e300}, "a"),
+    ({"a": 1.5e300}, "a"),
+    ({"a": 9.2e18}, None),
+    ({"a": 1.5, "b": float("inf"), "c": True, "d": "99999999999999999999999"}, None),
+])
+def test_integers_no_64_bit_column_holds_are_found(payload: dict[str, Any],
+                                                   where: str | None) -> None:
+    from csms.protocol.validation import beyond_int64
+
+    assert beyond_int64(payload) == where
+
+
+def test_beyond_64_bits_is_refused_outside_transactions_only() -> None:
+    status = {"connectorId": 2**70, "errorCode": "NoError", "status": "Available"}
+    with pytest.raises(OcppError) as caught:
+        Validator(V16).validate("StatusNotification", status)
+    assert caught.value.fault is Fault.TYPE_CONSTRAINT
+    Validator(V16).validate("MeterValues", {**METER_16, "transactionId": 2**70})
+    answer = {"status": "Accepted", "connectorId": 2**70}  # a station's answer as well
+    with pytest.raises(OcppError) as caught:
+        Validator(V16).validate("GetCompositeSchedule", answer, "response")
+    assert str(caught.value).startswith("connectorId: an integer beyond 64 bits")
