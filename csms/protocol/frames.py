@@ -139,10 +139,43 @@ def nested_beyond(text: str | bytes, limit: int = MAX_JSON_DEPTH) -> bool:
     return False
 
 
+# A NUL character can only reach a JSON string through this escape (the grammar forbids a
+# raw control character there). PostgreSQL's text and jsonb cannot hold it: a station
+# that sent one in a transaction message got "temporarily unable to store" for ever,
+# and its session was never completed. Every NUL is read as U+FFFD, the replacement
+# character, on every backend alike: an idTag holding one matches no tag, a reading
+# holding one is unreadable, and both are handled as such (the session held).
+_NUL_ESCAPE = "\\u0000"
+_NUL_ESCAPE_BYTES = b"\\u0000"
+
+
+def _without_nul(value: Any) -> Any:
+    kind = type(value)
+    if kind is str:
+        return value.replace("\x00", "\ufffd")
+    if kind is list:
+        return [_without_nul(item) for item in value]
+    if kind is dict:
+        return {_without_nul(key): _without_nul(item) for key, item in value.items()}
+    return value
+
+
 def loads(text: str | bytes) -> Any:
     """JSON as sent: orjson (fast), or the standard library where orjson would lose or
     refuse a number the JSON grammar allows (integers beyond 64 bits, 1e400); never
-    nested beyond :data:`MAX_JSON_DEPTH`. Raises ValueError."""
+    nested beyond :data:`MAX_JSON_DEPTH`; a NUL character in a string read as U+FFFD.
+    Raises ValueError."""
+    data = _loads_json(text)
+    escape = _NUL_ESCAPE if isinstance(text, str) else _NUL_ESCAPE_BYTES
+    if escape in text:  # type: ignore[operator]
+        try:
+            return _without_nul(data)
+        except RecursionError:
+            raise ValueError("nested too deep") from None
+    return data
+
+
+def _loads_json(text: str | bytes) -> Any:
     try:
         data = orjson.loads(text)
     except orjson.JSONDecodeError:

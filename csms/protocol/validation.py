@@ -156,19 +156,19 @@ def beyond_int64(value: Any, path: str = "") -> str | None:
     are never refused for their values: their translation notes such a number and
     holds the session (``Notes.int64``, DESIGN.md). A float counts when it is integral:
     no quantity a station reports outside transactions comes near 9.2e18."""
-    kind = type(value)
-    if kind is int:
-        return None if value in _INT64 else path
-    if kind is float:
-        return path if value.is_integer() and not -(2.0**63) <= value < 2.0**63 else None
-    if kind is dict:
-        for key, item in value.items():
-            found = beyond_int64(item, f"{path}.{key}" if path else key)
-            if found is not None:
-                return found
-    elif kind is list:
-        for index, item in enumerate(value):
-            found = beyond_int64(item, f"{path}[{index}]")
-            if found is not None:
-                return found
+    stack: list[tuple[Any, str]] = [(value, path)]  # not recursive: DataTransfer's data
+    while stack:                                     # may nest 1,024 levels
+        item, where = stack.pop()
+        kind = type(item)
+        if kind is int:
+            if item not in _INT64:
+                return where
+        elif kind is float:
+            if item.is_integer() and not -(2.0**63) <= item < 2.0**63:
+                return where
+        elif kind is dict:
+            stack.extend((sub, f"{where}.{key}" if where else key)
+                         for key, sub in reversed(item.items()))
+        elif kind is list:
+            stack.extend((sub, f"{where}[{i}]") for i, sub in reversed(list(enumerate(item))))
     return None

@@ -99,3 +99,29 @@ def test_integers_just_beyond_64_bits_are_read_exactly() -> None:
     frame = parse_frame(f'[2,"1","X",{{"a":{2**64},"b":{2**64 - 1},"c":{-(2**63) - 1}}}]')
     assert frame.payload == {  # type: ignore[union-attr]
         "a": 2**64, "b": 2**64 - 1, "c": -(2**63) - 1}
+
+
+@pytest.mark.parametrize("as_bytes", [False, True])
+def test_nul_characters_are_read_as_the_replacement_character(as_bytes: bool) -> None:
+    text = '[2,"1","X",{"a\\u0000":"b\\u0000c","l":[{"d":"\\u0000"}],"n":1}]'
+    frame = parse_frame(text.encode() if as_bytes else text)
+    assert frame.payload == {  # type: ignore[union-attr]
+        "a\ufffd": "b\ufffdc", "l": [{"d": "\ufffd"}], "n": 1}
+
+
+def test_an_escaped_backslash_before_u0000_is_text_not_a_nul() -> None:
+    frame = parse_frame('[2,"1","X",{"a":"\\\\u0000"}]')
+    assert frame.payload == {"a": "\\u0000"}  # type: ignore[union-attr]
+
+
+def test_a_nul_deep_in_a_nested_payload_is_a_frame_error_not_a_crash() -> None:
+    deep = '{"a":' * 1000 + '"\\u0000"' + "}" * 1000
+    try:
+        frame = parse_frame(f'[2,"1","X",{deep}]')
+    except FrameError as exc:
+        assert exc.fault is Fault.RPC_FRAMEWORK
+    else:
+        inner = frame.payload  # type: ignore[union-attr]
+        for _ in range(1000):
+            inner = inner["a"]
+        assert inner == "\ufffd"

@@ -142,3 +142,12 @@ def test_beyond_64_bits_is_refused_outside_transactions_only() -> None:
     with pytest.raises(OcppError) as caught:
         Validator(V16).validate("GetCompositeSchedule", answer, "response")
     assert str(caught.value).startswith("connectorId: an integer beyond 64 bits")
+
+
+def test_the_integer_check_walks_a_payload_nested_a_thousand_levels() -> None:
+    data: Any = 2**70
+    for _ in range(1000):
+        data = {"a": [data]}
+    with pytest.raises(OcppError) as caught:
+        Validator(V201).validate("DataTransfer", {"vendorId": "v", "data": data})
+    assert caught.value.fault is Fault.TYPE_CONSTRAINT
