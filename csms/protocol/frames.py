@@ -9,6 +9,7 @@ is the message type: 2 CALL ``[2, id, action, payload]``, 3 CALLRESULT
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -139,58 +140,63 @@ def nested_beyond(text: str | bytes, limit: int = MAX_JSON_DEPTH) -> bool:
     return False
 
 
-# A NUL character can only reach a JSON string through this escape (the grammar forbids a
-# raw control character there). PostgreSQL's text and jsonb cannot hold it: a station
-# that sent one in a transaction message got "temporarily unable to store" for ever,
-# and its session was never completed. Every NUL is read as U+FFFD, the replacement
-# character, on every backend alike: an idTag holding one matches no tag, a reading
-# holding one is unreadable, and both are handled as such (the session held).
+# Characters no backend stores. A NUL reaches a JSON string only through the escape
+# \u0000 (the grammar forbids a raw control character there); PostgreSQL's text and jsonb
+# cannot hold it. A lone surrogate (an escaped \ud800 without its pair) reaches one only
+# through the standard library's parser, as orjson refuses it; it is not UTF-8, so
+# neither SQLite nor PostgreSQL takes it. A station that sent either in a transaction
+# message got an error for ever (SQLite: "internal error"; PostgreSQL: "temporarily
+# unable to store"), and its session was never completed. Both are read as U+FFFD, the
+# replacement character, on every backend alike: an idTag holding one matches no tag,
+# a reading holding one is unreadable, and both are handled as such (the session held).
 _NUL_ESCAPE = "\\u0000"
 _NUL_ESCAPE_BYTES = b"\\u0000"
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
-def _without_nul(value: Any) -> Any:
+def _storable(value: Any) -> Any:
     kind = type(value)
     if kind is str:
-        return value.replace("\x00", "\ufffd")
+        return _UNSTORABLE.sub("\ufffd", value)
     if kind is list:
-        return [_without_nul(item) for item in value]
+        return [_storable(item) for item in value]
     if kind is dict:
-        return {_without_nul(key): _without_nul(item) for key, item in value.items()}
+        return {_storable(key): _storable(item) for key, item in value.items()}
     return value
 
 
 def loads(text: str | bytes) -> Any:
     """JSON as sent: orjson (fast), or the standard library where orjson would lose or
     refuse a number the JSON grammar allows (integers beyond 64 bits, 1e400); never
-    nested beyond :data:`MAX_JSON_DEPTH`; a NUL character in a string read as U+FFFD.
-    Raises ValueError."""
-    data = _loads_json(text)
+    nested beyond :data:`MAX_JSON_DEPTH`; a NUL or a lone surrogate in a string read as
+    U+FFFD. Raises ValueError."""
+    data, exact = _loads_json(text)
     escape = _NUL_ESCAPE if isinstance(text, str) else _NUL_ESCAPE_BYTES
-    if escape in text:  # type: ignore[operator]
+    if not exact or escape in text:  # type: ignore[operator]
         try:
-            return _without_nul(data)
+            return _storable(data)
         except RecursionError:
             raise ValueError("nested too deep") from None
     return data
 
 
-def _loads_json(text: str | bytes) -> Any:
+def _loads_json(text: str | bytes) -> tuple[Any, bool]:
+    """The JSON value, and whether orjson read it (then it holds no lone surrogate)."""
     try:
         data = orjson.loads(text)
     except orjson.JSONDecodeError:
         if nested_beyond(text):
             raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels") from None
         try:
-            return json.loads(text, parse_constant=_no_constants)
+            return json.loads(text, parse_constant=_no_constants), False
         except RecursionError:
             raise ValueError("nested too deep") from None
     if has_long_digit_run(text):
         try:
-            return json.loads(text)  # integers exactly, however long
+            return json.loads(text), True  # integers exactly, however long
         except RecursionError:
             raise ValueError("nested too deep") from None
-    return data
+    return data, True
 
 
 def _loads(text: str | bytes) -> Any:

@@ -125,3 +125,11 @@ def test_a_nul_deep_in_a_nested_payload_is_a_frame_error_not_a_crash() -> None:
         for _ in range(1000):
             inner = inner["a"]
         assert inner == "\ufffd"
+
+
+@pytest.mark.parametrize("as_bytes", [False, True])
+def test_lone_surrogates_are_read_as_the_replacement_character(as_bytes: bool) -> None:
+    text = '[2,"1","X",{"a":"x\\ud800","\\udfff":["\\ud83d\\ude00"]}]'
+    frame = parse_frame(text.encode() if as_bytes else text)
+    assert frame.payload == {  # type: ignore[union-attr]
+        "a": "x\ufffd", "\ufffd": ["\U0001f600"]}
