@@ -72,6 +72,20 @@ def _lengths(schema: Mapping[str, Any], var: str, keys: tuple[str, str]) -> list
     return out
 
 
+def _kind(schema: Mapping[str, Any]) -> str | None:
+    """The type ``schema`` constrains (None: it constrains nothing), once every keyword
+    in it is known to be handled."""
+    if not set(schema) - _ANNOTATIONS:
+        return None
+    kind = schema.get("type")
+    if not isinstance(kind, str) or kind not in _HANDLED:
+        raise Unsupported(f"type {kind!r}")
+    extra = set(schema) - _ANNOTATIONS - _HANDLED[kind]
+    if extra:
+        raise Unsupported(f"keywords {sorted(extra)}")
+    return kind
+
+
 class _Compiler:
     def __init__(self, root: Mapping[str, Any],
                  date_time: Callable[[Any], bool] | None) -> None:
@@ -105,14 +119,9 @@ class _Compiler:
     def checks(self, schema: Mapping[str, Any], var: str, indent: str) -> list[str]:
         """Lines that ``return False`` unless ``var`` is valid under ``schema``."""
         schema, ref = self.resolve(schema)
-        if not set(schema) - _ANNOTATIONS:
+        kind = _kind(schema)
+        if kind is None:
             return []  # any value (2.0.1 DataTransfer's data)
-        kind = schema.get("type")
-        if not isinstance(kind, str) or kind not in _HANDLED:
-            raise Unsupported(f"type {kind!r}")
-        extra = set(schema) - _ANNOTATIONS - _HANDLED[kind]
-        if extra:
-            raise Unsupported(f"keywords {sorted(extra)}")
         if kind == "object":
             return [f"{indent}if not {self.object_function(schema, ref)}({var}): return False"]
         if kind == "array":
@@ -218,11 +227,8 @@ def compile_acceptor(schema: Mapping[str, Any],
     be compiled."""
     compiler = _Compiler(schema, date_time)
     top, _ = compiler.resolve(schema)
-    if top.get("type") != "object":
+    if _kind(top) != "object":
         raise Unsupported("a payload schema that is not an object")
-    extra = set(top) - _ANNOTATIONS - _HANDLED["object"]
-    if extra:
-        raise Unsupported(f"keywords {sorted(extra)}")
     entry = compiler.object_function(top, None)
     namespace = dict(compiler.names)
     # Only our own text runs: keys and defaults go in through repr(), limits are checked

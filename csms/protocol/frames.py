@@ -170,9 +170,9 @@ def loads(text: str | bytes) -> Any:
     refuse a number the JSON grammar allows (integers beyond 64 bits, 1e400); never
     nested beyond :data:`MAX_JSON_DEPTH`; a NUL or a lone surrogate in a string read as
     U+FFFD. Raises ValueError."""
-    data, exact = _loads_json(text)
+    data, read_by_orjson = _loads_json(text)
     escape = _NUL_ESCAPE if isinstance(text, str) else _NUL_ESCAPE_BYTES
-    if not exact or escape in text:  # type: ignore[operator]
+    if not read_by_orjson or escape in text:  # type: ignore[operator]
         try:
             return _storable(data)
         except RecursionError:
