@@ -21,6 +21,17 @@ T0, T1 = "2026-03-01T10:01:00Z", "2026-03-01T11:01:00Z"
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
+async def assert_billed_and_refused(server: RunningServer, tx: int) -> None:
+    """The session ``tx`` completed with its 500 Wh; the other one, started with the tag
+    holding the unstorable character, stored under ``T1\ufffd``."""
+    sessions = {s["transaction_id"]: s for s in await server.sessions("CP1")}
+    billed = sessions[str(tx)]
+    assert billed["status"] == "completed"
+    assert billed["energy_wh"] == 500
+    unauthorized = [s for key, s in sessions.items() if key != str(tx)]
+    assert [s["id_tag"] for s in unauthorized] == ["T1\ufffd"]
+
+
 @pytest.mark.parametrize("csms_db", BACKENDS, indirect=True)
 async def test_a_session_with_nul_characters_is_stored_and_completed(
     csms_server: RunningServer,
@@ -51,12 +62,7 @@ async def test_a_session_with_nul_characters_is_stored_and_completed(
             "transactionData": [{"timestamp": T1, "sampledValue": [{"value": "\u0000"}]}]})
         assert stop[0] == 3, stop
         assert "currentTime" in await c.result("Heartbeat", {})
-    sessions = {s["transaction_id"]: s for s in await csms_server.sessions("CP1")}
-    billed = sessions[str(tx)]
-    assert billed["status"] == "completed"
-    assert billed["energy_wh"] == 500
-    unauthorized = [s for key, s in sessions.items() if key != str(tx)]
-    assert [s["id_tag"] for s in unauthorized] == ["T1\ufffd"]
+    await assert_billed_and_refused(csms_server, tx)
 
 
 @pytest.mark.parametrize("csms_db", BACKENDS, indirect=True)
@@ -90,7 +96,4 @@ async def test_a_session_with_lone_surrogates_is_stored_and_completed(
         assert (await c.send_raw('[2,"p","StatusNotification",{"connectorId":1,'
                                  '"errorCode":"NoError","status":"Available",'
                                  '"info":"\\ud83d\\ude00"}]', "p") or [0])[0] == 3
-    sessions = {s["transaction_id"]: s for s in await csms_server.sessions("CP1")}
-    billed = sessions[str(tx)]
-    assert billed["status"] == "completed" and billed["energy_wh"] == 500
-    assert [s["id_tag"] for key, s in sessions.items() if key != str(tx)] == ["T1\ufffd"]
+    await assert_billed_and_refused(csms_server, tx)
