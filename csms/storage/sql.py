@@ -30,7 +30,7 @@ from csms.storage.device_sql import DeviceSql
 from csms.storage.maintenance_sql import MaintenanceSql
 from csms.storage.settlement_sql import SettlementSql
 
-__all__ = ["SqlTx", "dt_from_db", "dt_to_db", "json_text"]
+__all__ = ["SqlTx", "dt_from_db", "dt_to_db", "json_text", "json_value"]
 
 
 def dt_to_db(value: datetime | None) -> str | None:
@@ -55,6 +55,30 @@ def json_text(value: Any) -> str:
         return orjson.dumps(value).decode()
     except TypeError:
         return json.dumps(value, separators=(",", ":"), default=str)
+
+
+# Every ASCII digit as "0", every other byte as " ": a run of 19 "0"s is a run of 19
+# digits (csms.protocol.frames guards incoming frames the same way; storage does not
+# import the protocol layer).
+_DIGITS_AS_ZEROS = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
+
+
+def json_value(text: str) -> Any:
+    """What :func:`json_text` wrote, read back exactly: orjson, or the standard library
+    where a run of 19 digits or more may be an integer beyond 64 bits (which orjson would
+    read, silently, as a float)."""
+    if b"0" * 19 in text.encode("utf-8", "surrogatepass").translate(_DIGITS_AS_ZEROS):
+        return json.loads(text)
+    return orjson.loads(text)
+
+
+def _like_literal(text: str) -> str:
+    """``text`` matched literally by LIKE ... ESCAPE '!'."""
+    return text.replace("!", "!!").replace("%", "!%").replace("_", "!_")
+
+
+# How many of a session's latest readings carrying a measurand latest_power_samples reads
+LATEST_READINGS = 4
 
 
 def _dec_to_db(value: Decimal | None) -> str | None:
@@ -121,20 +145,20 @@ def _session(row: dict[str, Any]) -> Session:
     )
 
 
-# The columns session_samples reads, in the order of MeterSample's fields.
-_SAMPLE_COLUMNS = ("ts, value, measurand, unit, multiplier, phase, context, location, format,"
-                   " signed, seq_no")
-
-
-def _sample(row: tuple[Any, ...]) -> MeterSample:
-    """A MeterSample from a row of _SAMPLE_COLUMNS (a session's samples are read at its
-    stop, dozens to thousands of rows: no dict per row)."""
+def _sample(item: list[Any]) -> MeterSample:
+    """A MeterSample from one item of a reading's ``samples`` (meter_readings): [ts,
+    value, measurand, unit, multiplier, phase, context, location, format, signed,
+    seq_no], the order of MeterSample's fields."""
     ts, value, measurand, unit, multiplier, phase, context, location, format_, signed, \
-        seq_no = row
+        seq_no = item
     return MeterSample(
         dt_from_db(ts), value, measurand, unit, multiplier,  # type: ignore[arg-type]
-        phase, context, location, format_, orjson.loads(signed) if signed else None, seq_no,
+        phase, context, location, format_, signed, seq_no,
     )
+
+
+def _sample_ts(item: list[Any]) -> str:
+    return item[0]  # type: ignore[no-any-return]
 
 
 # What update_session writes (with updated_at), in the order of _session_values.
@@ -537,27 +561,28 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
         self, station_id: str, samples: list[MeterSample], *, session_id: int | None,
         evse_id: int | None, connector_id: int | None, transaction_id: str | None,
     ) -> None:
-        rows = []
+        """One reading: one row whose ``samples`` are the sampled values in their order
+        (see migration 0090)."""
+        items = []
         at: datetime | None = None
         ts: str | None = None
         for s in samples:
             if s.timestamp is not at:  # the samples of one meterValue share their time
                 at, ts = s.timestamp, dt_to_db(s.timestamp)
-            rows.append((session_id, station_id, evse_id, connector_id, transaction_id,
-                         s.seq_no, ts, s.measurand, s.phase, s.context, s.location, s.unit,
-                         s.multiplier, s.value, s.format,
-                         json_text(s.signed) if s.signed is not None else None))
-        await self.write_many(
-            "INSERT INTO meter_samples (session_id, station_id, evse_id, connector_id,"
-            " transaction_id, seq_no, ts, measurand, phase, context, location, unit,"
-            " multiplier, value, format, signed)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            items.append((ts, s.value, s.measurand, s.unit, s.multiplier, s.phase, s.context,
+                          s.location, s.format, s.signed, s.seq_no))
+        await self.write(
+            "INSERT INTO meter_readings (session_id, station_id, evse_id, connector_id,"
+            " transaction_id, samples) VALUES (?, ?, ?, ?, ?, ?)",
+            session_id, station_id, evse_id, connector_id, transaction_id, json_text(items))
 
     async def session_samples(self, session_id: int) -> list[MeterSample]:
+        """In the order of their time, and of their arrival for the same time."""
         rows = await self.fetchrows(
-            f"SELECT {_SAMPLE_COLUMNS} FROM meter_samples WHERE session_id = ?"
-            " ORDER BY ts, id", session_id)
-        return [_sample(r) for r in rows]
+            "SELECT samples FROM meter_readings WHERE session_id = ? ORDER BY id", session_id)
+        items = [item for (text,) in rows for item in json_value(text)]
+        items.sort(key=_sample_ts)  # stable: arrival order among equal times
+        return [_sample(item) for item in items]
 
     # -- signed meter data (OCMF) --------------------------------------------
     async def get_meter_key(self, station_id: str) -> tuple[str | None, str | None]:
@@ -768,13 +793,28 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
         if not session_ids:
             return []
         marks = ", ".join("?" for _ in session_ids)
-        # the latest timestamp of each session, then every phase's value at that time
-        return await self.fetchall(
-            "SELECT m.session_id, m.ts, m.value, m.unit, m.multiplier, m.phase"
-            " FROM meter_samples m JOIN (SELECT session_id, max(ts) AS ts FROM meter_samples"
-            f" WHERE session_id IN ({marks}) AND measurand = ? GROUP BY session_id) last"
-            " ON last.session_id = m.session_id AND last.ts = m.ts WHERE m.measurand = ?"
-            " ORDER BY m.session_id, m.id", *session_ids, measurand, measurand)
+        # each session's last LATEST_READINGS readings that carry the measurand (its name
+        # as a JSON string in the text; the index walks each session's rows), then the
+        # measurand's samples at the latest time among them
+        rows = await self.fetchrows(
+            "SELECT session_id, samples FROM (SELECT session_id, samples, row_number()"
+            " OVER (PARTITION BY session_id ORDER BY id DESC) AS n FROM meter_readings"
+            f" WHERE session_id IN ({marks}) AND samples LIKE ? ESCAPE '!') last"
+            " WHERE n <= ? ORDER BY session_id, n DESC",
+            *session_ids, "%" + _like_literal(json_text(measurand)) + "%", LATEST_READINGS)
+        found: dict[int, list[list[Any]]] = {}
+        for session_id, text in rows:
+            found.setdefault(session_id, []).extend(
+                item for item in json_value(text) if item[2] == measurand)
+        out: list[dict[str, Any]] = []
+        for session_id, items in found.items():
+            if not items:
+                continue
+            last = max(item[0] for item in items)
+            out += [{"session_id": session_id, "ts": item[0], "value": item[1],
+                     "unit": item[3], "multiplier": item[4], "phase": item[5]}
+                    for item in items if item[0] == last]
+        return out
 
     async def energy_stopped_since(self, at: datetime) -> int:
         row = await self.fetchone(

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from chargers_sim import Station
+from csms.storage.sql import json_value
 from support import RunningServer, csms_cli, station_events, until
 from support.admin import api
 from support.client import RawClient
@@ -321,14 +322,15 @@ async def test_triggered_meter_values_are_stored_for_the_station(
         assert (body["action"], body["status"]) == ("TriggerMessage", "Accepted")
 
         async def stored() -> list[Any]:
-            return list(await csms_server.repo.read(lambda tx: tx.fetchall(
-                "SELECT * FROM meter_samples WHERE station_id = ? AND context = ?",
-                "SIM1", "Trigger")))
+            return [r for r in await csms_server.repo.read(lambda tx: tx.fetchall(
+                "SELECT * FROM meter_readings WHERE station_id = ?", "SIM1"))
+                if any(item[6] == "Trigger" for item in json_value(r["samples"]))]
 
         [row] = await until(stored, "the triggered MeterValues stored")
         assert (row["evse_id"], row["session_id"], row["transaction_id"]) == (1, None, None)
-        assert (row["measurand"], row["unit"]) == ("Energy.Active.Import.Register", "Wh")
-        assert float(row["value"]) == st.meters[1].register_wh
+        [item] = json_value(row["samples"])  # [ts, value, measurand, unit, ...]
+        assert (item[2], item[3]) == ("Energy.Active.Import.Register", "Wh")
+        assert float(item[1]) == st.meters[1].register_wh
         assert await csms_server.sessions() == []
         assert st.errors == 0
     finally:

@@ -91,9 +91,9 @@ async def test_a_batch_of_meter_values_is_one_read_and_one_write_round_trip(
     assert pg.round_stats.in_sequence == 0
     sessions = await pg.read(lambda tx: tx.list_sessions())
     assert {s.energy_wh for s in sessions} == {2}
-    counts = await pg.read(lambda tx: tx.fetchall(
-        "SELECT session_id, count(*) AS n FROM meter_samples GROUP BY session_id"))
-    assert sorted((r["session_id"], r["n"]) for r in counts) == [(i, 2) for i in sorted(ids)]
+    readings = await pg.read(lambda tx: tx.fetchall(
+        "SELECT session_id, count(*) AS n FROM meter_readings GROUP BY session_id"))
+    assert sorted((r["session_id"], r["n"]) for r in readings) == [(i, 2) for i in sorted(ids)]
 
 
 @pytest.mark.parametrize("mixed", [False, True], ids=["one-text-a-round", "jsonb"])
@@ -109,11 +109,11 @@ async def test_reads_in_rounds_return_what_reads_one_by_one_return(
 
     async def fill(tx: Tx) -> None:
         for i, sid in enumerate(ids):
-            await tx.add_samples(
-                f"CP{i}", [MeterSample(T0 + timedelta(seconds=60 - k), value=text,
-                                       unit=text or None, seq_no=2**62 + k)
-                           for k, text in enumerate(odd)],
-                session_id=sid, evse_id=None, connector_id=1, transaction_id=None)
+            for k, text in enumerate(odd):  # a reading each: rows in their ORDER BY
+                await tx.add_samples(
+                    f"CP{i}", [MeterSample(T0 + timedelta(seconds=60 - k), value=text,
+                                           unit=text or None, seq_no=2**62 + k)],
+                    session_id=sid, evse_id=None, connector_id=1, transaction_id=None)
             await tx.set_connector_status(f"CP{i}", 1, 1, odd[i], None, T0)
         await tx.put_tag(IdTag("T1", "Accepted", T0, odd[0]))
 
@@ -122,7 +122,7 @@ async def test_reads_in_rounds_return_what_reads_one_by_one_return(
     def reads(i: int) -> Callable[[Tx], Awaitable[Any]]:
         asks: list[Callable[[Tx], Awaitable[Any]]] = [
             lambda tx: tx.session_samples(ids[i]),
-            lambda tx: tx.fetchall("SELECT * FROM meter_samples WHERE session_id = ?"
+            lambda tx: tx.fetchall("SELECT * FROM meter_readings WHERE session_id = ?"
                                    " ORDER BY id DESC", ids[i]),
             lambda tx: tx.get_station(f"CP{i}"),
             lambda tx: tx.list_connectors(f"CP{i}"),
