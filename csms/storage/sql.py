@@ -145,6 +145,28 @@ def _session(row: dict[str, Any]) -> Session:
     )
 
 
+def _session_of(row: tuple[Any, ...]) -> Session:
+    """A Session from a row of _SESSION_READ (the columns of :func:`_session`)."""
+    (id_, station_id, connector_id, evse_id, id_tag, auth_status, ocpp_version,
+     transaction_id, started_at, stopped_at, reported_meter_start_wh, reported_meter_stop_wh,
+     meter_start_wh, meter_stop_wh, energy_wh, status, stop_reason, flags, last_seq_no,
+     start_key, price_minor, currency, settlement_state) = row
+    return Session(
+        id=id_, station_id=station_id, connector_id=connector_id, evse_id=evse_id,
+        id_tag=id_tag, auth_status=auth_status, ocpp_version=ocpp_version,
+        transaction_id=transaction_id,
+        started_at=dt_from_db(started_at),  # type: ignore[arg-type]
+        stopped_at=dt_from_db(stopped_at),
+        meter_start_wh=_dec_from_db(meter_start_wh),
+        meter_stop_wh=_dec_from_db(meter_stop_wh),
+        reported_meter_start_wh=_dec_from_db(reported_meter_start_wh),
+        reported_meter_stop_wh=_dec_from_db(reported_meter_stop_wh),
+        energy_wh=energy_wh, status=SessionStatus(status), stop_reason=stop_reason,
+        flags=orjson.loads(flags), last_seq_no=last_seq_no, start_key=start_key,
+        price_minor=price_minor, currency=currency, settlement_state=settlement_state,
+    )
+
+
 def _sample(item: list[Any]) -> MeterSample:
     """A MeterSample from one item of a reading's ``samples`` (meter_readings): [ts,
     value, measurand, unit, multiplier, phase, context, location, format, signed,
@@ -169,6 +191,10 @@ _SESSION_COLUMNS = (
     "stop_reason", "flags", "last_seq_no", "start_key",
 )
 _session_columns = operator.itemgetter(*_SESSION_COLUMNS)  # a row's values of them, a tuple
+# What find_session reads: the id, _SESSION_COLUMNS, then what the use cases read besides
+_SESSION_READ = ", ".join(("id", *_SESSION_COLUMNS, "price_minor", "currency",
+                           "settlement_state"))
+_SESSION_END = 1 + len(_SESSION_COLUMNS)
 _UPDATE_SESSION_ALL = (
     "UPDATE sessions SET " + ", ".join(f"{c} = ?" for c in _SESSION_COLUMNS)
     + ", updated_at = ? WHERE id = ?"
@@ -467,11 +493,19 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
         return None if row is None else self._read_session(row)
 
     async def find_session(self, station_id: str, transaction_id: str) -> Session | None:
-        row = await self.fetchone(
-            "SELECT * FROM sessions WHERE station_id = ? AND transaction_id = ?",
+        # the row as a tuple (a MeterValues' read: no dict of 25 columns made and dropped)
+        rows = await self.fetchrows(
+            f"SELECT {_SESSION_READ} FROM sessions WHERE station_id = ? AND transaction_id = ?",
             station_id, transaction_id,
         )
-        return None if row is None else self._read_session(row)
+        if not rows:
+            return None
+        row = rows[0]
+        session = _session_of(row)
+        stored = self._session_rows
+        if stored is not None:
+            stored[session.id] = tuple(row[1:_SESSION_END])  # type: ignore[index]
+        return session
 
     async def find_session_by_start_key(self, station_id: str, start_key: str) -> Session | None:
         row = await self.fetchone(

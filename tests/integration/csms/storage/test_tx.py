@@ -243,6 +243,16 @@ async def test_sessions(repo: Repository) -> None:
 
     await unit(repo, stop)
     assert await repo.read(lambda tx: tx.get_session(id16)) == s16
+    # find_session reads the row as a tuple, get_session as a dict: the same session,
+    # whatever a column holds (the settlement worker's columns too)
+    await unit(repo, lambda tx: tx.execute(
+        "UPDATE sessions SET price_minor = ?, currency = ?, settlement_state = ? WHERE id = ?",
+        4321, "EUR", "anchored", id16))
+    found = await repo.read(lambda tx: tx.find_session("CP1", str(id16)))
+    assert found == await repo.read(lambda tx: tx.get_session(id16))
+    assert found is not None and (found.price_minor, found.currency, found.settlement_state,
+                                  found.stopped_at, found.meter_stop_wh) == (
+        4321, "EUR", "anchored", s16.stopped_at, Decimal("4211042"))
     assert await repo.read(lambda tx: tx.count_sessions()) == {"active": 1, "completed": 1}
     assert await repo.read(lambda tx: tx.settlement_backlog()) == 1
     assert [s.id for s in await repo.read(lambda tx: tx.list_sessions())] == [id201, id16]
