@@ -248,8 +248,8 @@ class Tx(Protocol):
         ...
     async def latest_power_samples(self, session_ids: list[int],
                                    measurand: str) -> list[dict[str, Any]]:
-        """Each session's latest sample of ``measurand`` (all phases together):
-        session_id, ts, value, unit, multiplier."""
+        """Each session's latest sample of ``measurand`` (all phases together), from the
+        latest reading to carry it: session_id, ts, value, unit, multiplier, phase."""
         ...
     async def energy_stopped_since(self, at: datetime) -> int:
         """Wh of the sessions stopped at or after ``at``."""

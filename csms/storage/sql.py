@@ -77,8 +77,9 @@ def _like_literal(text: str) -> str:
     return text.replace("!", "!!").replace("%", "!%").replace("_", "!_")
 
 
-# How many of a session's latest readings carrying a measurand latest_power_samples reads
-LATEST_READINGS = 4
+# How many of a session's readings latest_power_samples reads at most, when the latest
+# that holds the measurand's name does not carry the measurand
+LATEST_SCAN = 100
 
 
 def _dec_to_db(value: Decimal | None) -> str | None:
@@ -824,31 +825,47 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
 
     async def latest_power_samples(self, session_ids: list[int],
                                    measurand: str) -> list[dict[str, Any]]:
+        """Each session's latest reading that carries ``measurand`` (the last to arrive:
+        the index on (session_id, id) walked backwards, its name as a JSON string in the
+        text), and in it the measurand's samples at their latest time."""
         if not session_ids:
             return []
-        marks = ", ".join("?" for _ in session_ids)
-        # each session's last LATEST_READINGS readings that carry the measurand (its name
-        # as a JSON string in the text; the index walks each session's rows), then the
-        # measurand's samples at the latest time among them
+        wanted = ", ".join("(CAST(? AS BIGINT))" for _ in session_ids)
+        pattern = "%" + _like_literal(json_text(measurand)) + "%"
         rows = await self.fetchrows(
-            "SELECT session_id, samples FROM (SELECT session_id, samples, row_number()"
-            " OVER (PARTITION BY session_id ORDER BY id DESC) AS n FROM meter_readings"
-            f" WHERE session_id IN ({marks}) AND samples LIKE ? ESCAPE '!') last"
-            " WHERE n <= ? ORDER BY session_id, n DESC",
-            *session_ids, "%" + _like_literal(json_text(measurand)) + "%", LATEST_READINGS)
-        found: dict[int, list[list[Any]]] = {}
-        for session_id, text in rows:
-            found.setdefault(session_id, []).extend(
-                item for item in json_value(text) if item[2] == measurand)
+            f"WITH wanted (session_id) AS (VALUES {wanted})"
+            " SELECT w.session_id, (SELECT m.samples FROM meter_readings m"
+            " WHERE m.session_id = w.session_id AND m.samples LIKE ? ESCAPE '!'"
+            " ORDER BY m.id DESC LIMIT 1) FROM wanted w",
+            *session_ids, pattern)
         out: list[dict[str, Any]] = []
-        for session_id, items in found.items():
-            if not items:
+        for session_id, text in rows:
+            if text is None:
                 continue
+            items = [item for item in json_value(text) if item[2] == measurand]
+            if not items:  # the name stood elsewhere in it (a value, signed data)
+                items = await self._latest_samples_of(session_id, measurand, pattern)
+                if not items:
+                    continue
             last = max(item[0] for item in items)
             out += [{"session_id": session_id, "ts": item[0], "value": item[1],
                      "unit": item[3], "multiplier": item[4], "phase": item[5]}
                     for item in items if item[0] == last]
         return out
+
+    async def _latest_samples_of(self, session_id: int, measurand: str,
+                                 pattern: str) -> list[list[Any]]:
+        """The measurand's samples in the latest of a session's readings that carries it,
+        among the LATEST_SCAN last that hold its name (a station that puts the name in
+        its values costs the reader that many rows at most)."""
+        rows = await self.fetchrows(
+            "SELECT samples FROM meter_readings WHERE session_id = ? AND samples LIKE ?"
+            " ESCAPE '!' ORDER BY id DESC LIMIT ?", session_id, pattern, LATEST_SCAN)
+        for (text,) in rows:
+            items = [item for item in json_value(text) if item[2] == measurand]
+            if items:
+                return items
+        return []
 
     async def energy_stopped_since(self, at: datetime) -> int:
         row = await self.fetchone(

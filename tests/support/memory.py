@@ -268,8 +268,10 @@ class MemoryTx(Tx):
         self, station_id: str, samples: list[MeterSample], *, session_id: int | None,
         evse_id: int | None, connector_id: int | None, transaction_id: str | None,
     ) -> None:
+        reading = len(self.s.samples)  # one add_samples, one reading
         for m in samples:
             self.s.samples.append({"session_id": session_id, "station_id": station_id,
+                                   "reading": reading,
                                    "evse_id": evse_id, "connector_id": connector_id,
                                    "transaction_id": transaction_id,
                                    "sample": copy.deepcopy(m)})
@@ -650,10 +652,12 @@ class MemoryTx(Tx):
                                    measurand: str) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         for sid in session_ids:
-            mine = [r["sample"] for r in self.s.samples
+            rows = [r for r in self.s.samples
                     if r["session_id"] == sid and r["sample"].measurand == measurand]
-            if not mine:
+            if not rows:
                 continue
+            latest = max(r["reading"] for r in rows)  # the last reading to carry it
+            mine = [r["sample"] for r in rows if r["reading"] == latest]
             last = max(m.timestamp for m in mine)
             out += [{"session_id": sid, "ts": m.timestamp.isoformat(), "value": m.value,
                      "unit": m.unit, "multiplier": m.multiplier, "phase": m.phase}

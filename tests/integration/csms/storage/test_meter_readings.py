@@ -84,34 +84,44 @@ async def test_a_stations_readings_outside_sessions_stay_apart(repo: Repository)
                                                                         (sid, str(sid))]
 
 
-async def test_latest_power_is_the_latest_time_of_the_measurand(repo: Repository) -> None:
-    a, b, c = [await _new_session(repo, f"CP{i}") for i in range(3)]
+async def test_latest_power_is_the_latest_reading_that_carries_it(repo: Repository) -> None:
+    """The power shown for a session: its latest reading (the last to arrive) with the
+    measurand, at the measurand's latest time in it; all phases of that time."""
+    a, b, c, d, e = [await _new_session(repo, f"CP{i}") for i in range(5)]
 
     def power(at: int, value: str, phase: str | None = None) -> MeterSample:
         return MeterSample(T0 + timedelta(minutes=at), value, measurand=POWER, unit="W",
                            phase=phase)
 
     energy_only = [MeterSample(T0 + timedelta(minutes=9), "5000")]
-    # a: three phases at minute 5; a reading stamped earlier arrives after them; then one
-    # of energy only; a value that is the measurand's name is not a power sample
-    await _add(repo, a, [power(1, "100")], [power(5, "1000", "L1"), power(5, "1100", "L2"),
-                                              power(5, "1200", "L3")],
-               [power(3, "700")], energy_only, station_id="CP0")
-    await _add(repo, a, [MeterSample(T0 + timedelta(minutes=8), POWER,
-                                     measurand="Current.Import")], station_id="CP0")
-    # b: kW with a total at minute 2; c: no power at all
+    # a: three phases at minute 5 (and an earlier time in the same reading), then a reading
+    # of energy only
+    await _add(repo, a, [power(1, "100")], [power(4, "900"), power(5, "1000", "L1"),
+                                              power(5, "1100", "L2"), power(5, "1200", "L3")],
+               energy_only, station_id="CP0")
+    # b: kW with a total; c: no power at all
     await _add(repo, b, [power(2, "7.4"), MeterSample(T0 + timedelta(minutes=2), "16",
                                                       measurand="Current.Import")],
                station_id="CP1")
     await _add(repo, c, energy_only, station_id="CP2")
-    rows = await repo.read(lambda tx: tx.latest_power_samples([a, b, c], POWER))
+    # d: a reading stamped earlier arrives last (a station sending what it queued offline):
+    # the latest report is what is shown
+    await _add(repo, d, [power(7, "7000")], [power(3, "3000")], station_id="CP3")
+    # e: a hostile station puts the measurand's name in its values after a real reading
+    await _add(repo, e, [power(1, "11")], [MeterSample(T0 + timedelta(minutes=2), POWER,
+                                                     measurand="Current.Import")],
+               [MeterSample(T0 + timedelta(minutes=3), "1", signed={"x": POWER})],
+               station_id="CP4")
+    rows = await repo.read(lambda tx: tx.latest_power_samples([a, b, c, d, e], POWER))
     got = sorted((r["session_id"], r["value"], r["phase"], r["unit"], r["multiplier"])
                  for r in rows)
     assert got == [(a, "1000", "L1", "W", 0), (a, "1100", "L2", "W", 0),
-                   (a, "1200", "L3", "W", 0), (b, "7.4", None, "W", 0)]
+                   (a, "1200", "L3", "W", 0), (b, "7.4", None, "W", 0),
+                   (d, "3000", None, "W", 0), (e, "11", None, "W", 0)]
     assert {r["ts"] for r in rows if r["session_id"] == a} == {
         dt_to_db(T0 + timedelta(minutes=5))}
     assert await repo.read(lambda tx: tx.latest_power_samples([], POWER)) == []
+    assert await repo.read(lambda tx: tx.latest_power_samples([c, 999999], POWER)) == []
 
 
 # -- migration 0090: meter_samples rows become readings ----------------------------------
