@@ -303,6 +303,11 @@ class Tx(Protocol):
 class Repository(Protocol):
     """A database: units of work (group-committed) and read-only queries."""
 
+    #: Whether reads awaited together share a trip to the database (PostgreSQL's read
+    #: batches). Where they cannot (SQLite reads run on the spot), awaiting them in turn
+    #: costs nothing and a task for each costs ~7 us.
+    reads_together: bool
+
     async def unit(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
         """Run ``fn`` in a transaction; return after the commit is durable."""
         ...

@@ -339,6 +339,7 @@ class PostgresRepository(GroupCommit):
     """
 
     dialect = "postgres"
+    reads_together = True  # reads awaited together go in one batch
     max_batch = MAX_BATCH
     committer_name = "postgres-committer"
 

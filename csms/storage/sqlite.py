@@ -194,6 +194,7 @@ class SqliteRepository(GroupCommit):
     dialect = "sqlite"
     max_batch = MAX_BATCH
     parallel = 1  # one write connection
+    reads_together = False  # a read runs at once, on the event loop's thread
     committer_name = "sqlite-committer"
 
     def __init__(self, path: str | Path) -> None:

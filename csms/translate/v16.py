@@ -119,7 +119,8 @@ async def status_notification(
 async def authorize(svc: ChargingService, station_id: str, p: dict[str, Any]) -> dict[str, Any]:
     # the tag's group read beside the authorization, not after it (one batch of reads)
     (status, expires), group = await at_once(
-        svc.authorize(p["idTag"], station_id), svc.tag_group(p["idTag"]))
+        svc.authorize(p["idTag"], station_id), svc.tag_group(p["idTag"]),
+        together=svc.repo.reads_together)
     return {"idTagInfo": _id_tag_info(status, expires, group)}
 
 
@@ -136,7 +137,7 @@ async def start_transaction(
         notes.time(p["timestamp"], "timestamp"),
         p.get("reservationId"),
         notes=notes.items,
-    ), svc.tag_group(p["idTag"]))
+    ), svc.tag_group(p["idTag"]), together=svc.repo.reads_together)
     return {"transactionId": txid, "idTagInfo": _id_tag_info(status, expires, group)}
 
 
@@ -165,7 +166,7 @@ async def stop_transaction(
     # stop changes neither), so the answer waits for one trip through storage, not two.
     status, decision, group = await at_once(
         svc.stop_transaction(station_id, stop), svc.check_stop(station_id, txid, stop.id_tag),
-        svc.tag_group(stop.id_tag))
+        svc.tag_group(stop.id_tag), together=svc.repo.reads_together)
     if status is None:
         return {}
     if not decision.allowed:

@@ -145,7 +145,8 @@ async def authorize(svc: ChargingService, station_id: str, p: dict[str, Any]) ->
     tag = p["idToken"]["idToken"]
     # the token's group read beside the authorization, not after it (one batch of reads)
     (status, expires), group = await at_once(svc.authorize(tag, station_id),
-                                             svc.tag_group(tag))
+                                             svc.tag_group(tag),
+                                             together=svc.repo.reads_together)
     certificate = await security.contract_certificate_status(svc, p)
     if certificate not in (None, "Accepted") and status is AuthStatus.ACCEPTED:
         status, expires = AuthStatus.INVALID, None
@@ -194,7 +195,8 @@ async def transaction_event(
     group, decision = await at_once(
         svc.tag_group(tag) if tag is not None else None,
         svc.check_stop(station_id, ev.transaction_id, tag)
-        if tag is not None and ev.event_type == "Ended" else None)
+        if tag is not None and ev.event_type == "Ended" else None,
+        together=svc.repo.reads_together)
     answer: dict[str, Any] = {}
     if status is not None and tag is not None:
         if decision is not None and not decision.allowed:

@@ -799,6 +799,8 @@ class MemoryTx(Tx):
 class MemoryRepository(Repository):
     """Units of work on one :class:`MemoryState`; a unit that raises is undone."""
 
+    reads_together = False
+
     def __init__(self, state: MemoryState | None = None) -> None:
         self.state = state or MemoryState()
         self.units = 0
