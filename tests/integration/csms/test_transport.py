@@ -321,6 +321,11 @@ def masked_frame(opcode: int, payload: bytes) -> bytes:
     return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
 class ServerFrames:
     """The frames a raw socket received from the server: (opcode, payload)."""
 
@@ -328,12 +333,29 @@ class ServerFrames:
         self.s, self.buf = s, b""
 
     async def read(self, timeout: float) -> list[tuple[int, bytes]]:
-        """What arrives within ``timeout`` s (stops early at EOF)."""
+        """What arrives within ``timeout`` s (stops early at EOF).
+
+        The socket is read only once it is readable, outside any await a timeout could
+        cancel: ``sock_recv`` under a timeout loses what it read when the timeout fires
+        between its read and the task's resumption (a ping then never answered)."""
         loop = asyncio.get_running_loop()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout):
-                while chunk := await loop.sock_recv(self.s, 65536):
-                    self.buf += chunk
+        deadline = loop.time() + timeout
+        while (left := deadline - loop.time()) > 0:
+            readable: asyncio.Future[None] = loop.create_future()
+            loop.add_reader(self.s.fileno(), _wake, readable)
+            try:
+                await asyncio.wait_for(readable, left)
+            except TimeoutError:
+                break
+            finally:
+                loop.remove_reader(self.s.fileno())
+            try:
+                chunk = self.s.recv(65536)
+            except BlockingIOError:
+                continue
+            if not chunk:
+                break
+            self.buf += chunk
         frames = []
         while len(self.buf) >= 2:
             n, at = self.buf[1] & 0x7F, 2
