@@ -118,36 +118,8 @@ def _tag(row: dict[str, Any]) -> IdTag:
                  bool(row.get("master") or 0))
 
 
-def _session(row: dict[str, Any]) -> Session:
-    return Session(
-        id=row["id"],
-        station_id=row["station_id"],
-        connector_id=row["connector_id"],
-        evse_id=row["evse_id"],
-        id_tag=row["id_tag"],
-        auth_status=row["auth_status"],
-        ocpp_version=row["ocpp_version"],
-        transaction_id=row["transaction_id"],
-        started_at=dt_from_db(row["started_at"]),  # type: ignore[arg-type]
-        stopped_at=dt_from_db(row["stopped_at"]),
-        meter_start_wh=_dec_from_db(row["meter_start_wh"]),
-        meter_stop_wh=_dec_from_db(row["meter_stop_wh"]),
-        reported_meter_start_wh=_dec_from_db(row["reported_meter_start_wh"]),
-        reported_meter_stop_wh=_dec_from_db(row["reported_meter_stop_wh"]),
-        energy_wh=row["energy_wh"],
-        status=SessionStatus(row["status"]),
-        stop_reason=row["stop_reason"],
-        flags=orjson.loads(row["flags"]),
-        last_seq_no=row["last_seq_no"],
-        start_key=row["start_key"],
-        price_minor=row.get("price_minor"),
-        currency=row.get("currency"),
-        settlement_state=row.get("settlement_state"),
-    )
-
-
 def _session_of(row: tuple[Any, ...]) -> Session:
-    """A Session from a row of _SESSION_READ (the columns of :func:`_session`)."""
+    """A Session from a row of _SESSION_READ (every read of sessions selects those)."""
     (id_, station_id, connector_id, evse_id, id_tag, auth_status, ocpp_version,
      transaction_id, started_at, stopped_at, reported_meter_start_wh, reported_meter_stop_wh,
      meter_start_wh, meter_stop_wh, energy_wh, status, stop_reason, flags, last_seq_no,
@@ -168,6 +140,11 @@ def _session_of(row: tuple[Any, ...]) -> Session:
     )
 
 
+def _samples_of(text: str, measurand: str) -> list[list[Any]]:
+    """The items of a reading's ``samples`` text that are of ``measurand``."""
+    return [item for item in json_value(text) if item[2] == measurand]
+
+
 def _sample(item: list[Any]) -> MeterSample:
     """A MeterSample from one item of a reading's ``samples`` (meter_readings): [ts,
     value, measurand, unit, multiplier, phase, context, location, format, signed,
@@ -180,10 +157,6 @@ def _sample(item: list[Any]) -> MeterSample:
     )
 
 
-def _sample_ts(item: list[Any]) -> str:
-    return item[0]  # type: ignore[no-any-return]
-
-
 # What update_session writes (with updated_at), in the order of _session_values.
 _SESSION_COLUMNS = (
     "station_id", "connector_id", "evse_id", "id_tag", "auth_status", "ocpp_version",
@@ -191,11 +164,12 @@ _SESSION_COLUMNS = (
     "reported_meter_stop_wh", "meter_start_wh", "meter_stop_wh", "energy_wh", "status",
     "stop_reason", "flags", "last_seq_no", "start_key",
 )
-_session_columns = operator.itemgetter(*_SESSION_COLUMNS)  # a row's values of them, a tuple
-# What find_session reads: the id, _SESSION_COLUMNS, then what the use cases read besides
+# What every read of sessions selects, as a tuple (no dict of 25 columns per row): the id,
+# _SESSION_COLUMNS, then what the use cases read besides
 _SESSION_READ = ", ".join(("id", *_SESSION_COLUMNS, "price_minor", "currency",
                            "settlement_state"))
 _SESSION_END = 1 + len(_SESSION_COLUMNS)
+_sample_time = operator.itemgetter(0)  # of a reading's sample item
 _UPDATE_SESSION_ALL = (
     "UPDATE sessions SET " + ", ".join(f"{c} = ?" for c in _SESSION_COLUMNS)
     + ", updated_at = ? WHERE id = ?"
@@ -224,12 +198,19 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
         if self._session_rows:
             self._session_rows.clear()
 
-    def _read_session(self, row: dict[str, Any]) -> Session:
-        session = _session(row)
+    def _read_session(self, row: tuple[Any, ...]) -> Session:
+        """A row of _SESSION_READ read in a unit: its _SESSION_COLUMNS kept for
+        update_session."""
+        session = _session_of(row)
         stored = self._session_rows
-        if stored is not None and session.id is not None:
-            stored[session.id] = _session_columns(row)
+        if stored is not None:
+            stored[session.id] = tuple(row[1:_SESSION_END])  # type: ignore[index]
         return session
+
+    async def _one_session(self, where: str, *params: Any) -> Session | None:
+        rows = await self.fetchrows(f"SELECT {_SESSION_READ} FROM sessions WHERE {where}",
+                                    *params)
+        return self._read_session(rows[0]) if rows else None
 
     @abstractmethod
     async def execute(self, sql: str, *params: Any) -> int:
@@ -490,29 +471,15 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
 
     # -- sessions ------------------------------------------------------------
     async def get_session(self, session_id: int) -> Session | None:
-        row = await self.fetchone("SELECT * FROM sessions WHERE id = ?", session_id)
-        return None if row is None else self._read_session(row)
+        return await self._one_session("id = ?", session_id)
 
     async def find_session(self, station_id: str, transaction_id: str) -> Session | None:
-        # the row as a tuple (a MeterValues' read: no dict of 25 columns made and dropped)
-        rows = await self.fetchrows(
-            f"SELECT {_SESSION_READ} FROM sessions WHERE station_id = ? AND transaction_id = ?",
-            station_id, transaction_id,
-        )
-        if not rows:
-            return None
-        row = rows[0]
-        session = _session_of(row)
-        stored = self._session_rows
-        if stored is not None:
-            stored[session.id] = tuple(row[1:_SESSION_END])  # type: ignore[index]
-        return session
+        return await self._one_session("station_id = ? AND transaction_id = ?",
+                                       station_id, transaction_id)
 
     async def find_session_by_start_key(self, station_id: str, start_key: str) -> Session | None:
-        row = await self.fetchone(
-            "SELECT * FROM sessions WHERE station_id = ? AND start_key = ?", station_id, start_key
-        )
-        return None if row is None else self._read_session(row)
+        return await self._one_session("station_id = ? AND start_key = ?",
+                                       station_id, start_key)
 
     async def stations_with_transaction(self, transaction_id: str) -> list[str]:
         rows = await self.fetchall(
@@ -585,12 +552,12 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
         if active is not None:
             where.append("status = ?")
             params.append(SessionStatus.ACTIVE.value if active else SessionStatus.COMPLETED.value)
-        sql = "SELECT * FROM sessions"
+        sql = f"SELECT {_SESSION_READ} FROM sessions"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY id DESC LIMIT ?"
         params.append(limit)
-        return [_session(r) for r in await self.fetchall(sql, *params)]
+        return [_session_of(r) for r in await self.fetchrows(sql, *params)]
 
     async def add_samples(
         self, station_id: str, samples: list[MeterSample], *, session_id: int | None,
@@ -616,7 +583,7 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
         rows = await self.fetchrows(
             "SELECT samples FROM meter_readings WHERE session_id = ? ORDER BY id", session_id)
         items = [item for (text,) in rows for item in json_value(text)]
-        items.sort(key=_sample_ts)  # stable: arrival order among equal times
+        items.sort(key=_sample_time)  # stable: arrival order among equal times
         return [_sample(item) for item in items]
 
     # -- signed meter data (OCMF) --------------------------------------------
@@ -808,20 +775,21 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
         if before is not None:
             where.append("id < ?")
             params.append(before)
-        sql = "SELECT * FROM sessions"
+        sql = f"SELECT {_SESSION_READ} FROM sessions"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY id DESC LIMIT ?"
-        return [_session(r) for r in await self.fetchall(sql, *params, limit)]
+        return [_session_of(r) for r in await self.fetchrows(sql, *params, limit)]
 
     async def unsettled_sessions(self, before: int | None, limit: int) -> list[Session]:
-        rows = await self.fetchall(
-            "SELECT * FROM sessions s WHERE s.status = ? AND s.settlement_state IS NULL"
+        rows = await self.fetchrows(
+            f"SELECT {_SESSION_READ} FROM sessions s WHERE s.status = ?"
+            " AND s.settlement_state IS NULL"
             " AND s.id < ? AND NOT EXISTS (SELECT 1 FROM settlement_queue q"
             " WHERE q.session_id = s.id) AND NOT EXISTS (SELECT 1 FROM batch_items b"
             " WHERE b.session_id = s.id) ORDER BY s.id DESC LIMIT ?",
             SessionStatus.COMPLETED.value, before if before is not None else 2**62, limit)
-        return [_session(r) for r in rows]
+        return [_session_of(r) for r in rows]
 
     async def latest_power_samples(self, session_ids: list[int],
                                    measurand: str) -> list[dict[str, Any]]:
@@ -842,7 +810,7 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
         for session_id, text in rows:
             if text is None:
                 continue
-            items = [item for item in json_value(text) if item[2] == measurand]
+            items = _samples_of(text, measurand)
             if not items:  # the name stood elsewhere in it (a value, signed data)
                 items = await self._latest_samples_of(session_id, measurand, pattern)
                 if not items:
@@ -862,8 +830,7 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
             "SELECT samples FROM meter_readings WHERE session_id = ? AND samples LIKE ?"
             " ESCAPE '!' ORDER BY id DESC LIMIT ?", session_id, pattern, LATEST_SCAN)
         for (text,) in rows:
-            items = [item for item in json_value(text) if item[2] == measurand]
-            if items:
+            if items := _samples_of(text, measurand):
                 return items
         return []
 

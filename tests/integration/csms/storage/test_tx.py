@@ -243,8 +243,8 @@ async def test_sessions(repo: Repository) -> None:
 
     await unit(repo, stop)
     assert await repo.read(lambda tx: tx.get_session(id16)) == s16
-    # find_session reads the row as a tuple, get_session as a dict: the same session,
-    # whatever a column holds (the settlement worker's columns too)
+    # find_session and get_session map the same columns: the same session, whatever a
+    # column holds (the settlement worker's columns too)
     await unit(repo, lambda tx: tx.execute(
         "UPDATE sessions SET price_minor = ?, currency = ?, settlement_state = ? WHERE id = ?",
         4321, "EUR", "anchored", id16))
