@@ -472,3 +472,64 @@ async def test_listeners_take_a_fleets_burst_of_connects(guarded: RunningServer)
                                          capture_output=True, text=True, check=True)
         out = listed.stdout.split()
         assert int(out[2]) == min(somaxconn, csms.server.LISTEN_BACKLOG) > 100, out
+
+
+async def read_frame(s: socket.socket) -> tuple[bytes, bytes]:
+    """One whole frame from the server, as it came on the wire: (header, payload)."""
+    loop = asyncio.get_running_loop()
+
+    async def exactly(n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            chunk = await loop.sock_recv(s, n - len(data))
+            assert chunk, "the server closed the connection"
+            data += chunk
+        return data
+
+    head = await exactly(2)
+    n = head[1] & 0x7F
+    if n == 126:
+        head += await exactly(2)
+        n = int.from_bytes(head[2:], "big")
+    elif n == 127:
+        head += await exactly(8)
+        n = int.from_bytes(head[2:], "big")
+    return head, await exactly(n)
+
+
+async def test_our_frames_are_the_ones_websockets_writes(csms_server: RunningServer) -> None:
+    """Answers and CALLs are written as one text frame each, without websockets' send
+    path: byte for byte what websockets would write (RFC 6455 §5.2: FIN, text, no mask,
+    the shortest length form), on both sides of each length boundary (125/126 and
+    65,535/65,536 bytes of payload), with multi-byte UTF-8 in them."""
+    from websockets.frames import Frame, Opcode
+
+    await csms_server.add_station("WIRE")
+    s = await raw_upgrade(csms_server.port, "WIRE")
+    loop = asyncio.get_running_loop()
+    lengths: set[int] = set()
+    try:
+        await csms_server.wait_connected("WIRE")
+        # an answer: the station's Heartbeat
+        await loop.sock_sendall(s, masked_frame(1, b'[2,"h1","Heartbeat",{}]'))
+        head, payload = await read_frame(s)
+        assert head + payload == Frame(Opcode.TEXT, payload).serialize(mask=False,
+                                                                        extensions=[])
+        assert json.loads(payload)[:2] == [3, "h1"]
+        # CALLs of every size around the boundaries, "é" (2 bytes) in some
+        for size in [*range(40, 110), *range(65_430, 65_500)]:
+            data = "é" + "x" * (size - 2) if size % 2 else "x" * size
+            call = asyncio.create_task(csms_server.call(
+                "WIRE", "DataTransfer", {"vendorId": "v", "data": data}, timeout=5))
+            head, payload = await read_frame(s)
+            assert head + payload == Frame(Opcode.TEXT, payload).serialize(mask=False,
+                                                                            extensions=[])
+            message = json.loads(payload)
+            assert message[3]["data"] == data
+            lengths.add(len(payload))
+            answer = json.dumps([3, message[1], {"status": "Accepted"}]).encode()
+            await loop.sock_sendall(s, masked_frame(1, answer))
+            assert (await call)["status"] == "Accepted"
+    finally:
+        s.close()
+    assert {125, 126, 65_535, 65_536} <= lengths
