@@ -15,8 +15,8 @@ from typing import Any
 
 from chargers_sim.load import load_command, run_json_processes
 
-__all__ = ["free_port", "load", "load_parallel", "node_peer_ready", "rss_kib", "server",
-           "wait_port"]
+__all__ = ["children", "free_port", "load", "load_parallel", "node_peer_ready", "rss_kib",
+           "server", "tree_cpu_s", "wait_port"]
 
 ROOT = Path(__file__).resolve().parents[1]
 NODE_MODULES = ROOT / ".tools" / "node_modules"
@@ -50,6 +50,37 @@ def rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise RuntimeError("no VmRSS")
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (Linux: read from /proc)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == pid:
+            found.append(int(entry))
+    return found
+
+
+def _cpu_s(pid: int) -> float:
+    """User plus system CPU seconds a process has used (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds of a process and its children (the workers of csms serve --workers)."""
+    return _cpu_s(pid) + sum(_cpu_s(child) for child in children(pid))
 
 
 @contextlib.contextmanager

@@ -37,7 +37,7 @@ from collections import Counter
 from typing import Any
 
 from bench import loadgen
-from bench.common import node_peer_ready, rss_kib, server
+from bench.common import children, node_peer_ready, rss_kib, server, tree_cpu_s
 from bench.loadgen import Station, _percentile, timed
 from csms.gcpolicy import GcPolicy
 
@@ -259,13 +259,13 @@ def measure(kind: str, args: argparse.Namespace, db: str | None = None,
                 retried = sum(a["retries"] for a in answers)
                 time.sleep(args.meter_interval)  # the new stations reach their rhythm
                 begin = time.time() + 0.5
-                server_cpu = _tree_cpu_s(proc.pid)
-                load_cpu = sum(_tree_cpu_s(p.pid) for p in fleet.procs)
+                server_cpu = tree_cpu_s(proc.pid)
+                load_cpu = sum(tree_cpu_s(p.pid) for p in fleet.procs)
                 answers = fleet.ask([{"window": [begin, begin + args.window]}] * args.procs)
                 # CPU over the window (and the second the workers wait after it)
                 spent = time.time() - begin + 0.5
-                server_cpu = (_tree_cpu_s(proc.pid) - server_cpu) / spent
-                load_cpu = (sum(_tree_cpu_s(p.pid) for p in fleet.procs) - load_cpu) / spent
+                server_cpu = (tree_cpu_s(proc.pid) - server_cpu) / spent
+                load_cpu = (sum(tree_cpu_s(p.pid) for p in fleet.procs) - load_cpu) / spent
                 hist: Counter[int] = Counter()
                 for a in answers:
                     hist.update({int(k): v for k, v in a["latencies"].items()})
@@ -294,43 +294,13 @@ def measure(kind: str, args: argparse.Namespace, db: str | None = None,
     return {"largest_ok": max(passed, default=0), "server_processes": workers, "steps": steps}
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        if ppid == pid:
-            found.append(int(entry))
-    return found
-
-
 def _tree_rss_kib(pid: int) -> int:
     """RSS of a server and of its worker processes (csms serve --workers)."""
     total = rss_kib(pid)
-    for child in _children(pid):
+    for child in children(pid):
         with contextlib.suppress(OSError, RuntimeError):
             total += rss_kib(child)
     return total
-
-
-def _cpu_s(pid: int) -> float:
-    """User plus system CPU seconds a process has used (0 once it is gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _tree_cpu_s(pid: int) -> float:
-    """CPU seconds of a process and its children (the workers of csms serve --workers)."""
-    return _cpu_s(pid) + sum(_cpu_s(child) for child in _children(pid))
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -252,12 +253,17 @@ def _percentile(hist: Counter[int], q: float) -> float:
 
 
 def run(url: str, stations: int, ocpp: str, duration: float, warmup: float = 5.0,
-        procs: int = 2, prefix: str = "LG", connect_rate: float = 500.0) -> dict[str, Any]:
-    """Drive ``stations`` stations against ``url``; the measured figures as a dict."""
+        procs: int = 2, prefix: str = "LG", connect_rate: float = 500.0,
+        on_window: Callable[[float, float], None] | None = None) -> dict[str, Any]:
+    """Drive ``stations`` stations against ``url``; the measured figures as a dict.
+    ``on_window``: told the measured window's start and end (``time.time()``) before any
+    station connects, e.g. to read the server's CPU time over the same window."""
     procs = max(1, min(procs, stations))
     per = [stations // procs + (1 if i < stations % procs else 0) for i in range(procs)]
     setup = max(per) / (connect_rate / procs) + 3.0
     t0 = time.time() + setup
+    if on_window is not None:
+        on_window(t0 + warmup, t0 + warmup + duration)
     workers, first = [], 1
     for i, n in enumerate(per):
         workers.append(subprocess.Popen(
@@ -286,6 +292,7 @@ def run(url: str, stations: int, ocpp: str, duration: float, warmup: float = 5.0
             "duration_s": duration, "messages": messages,
             "messages_per_s": round(messages / duration, 1),
             "p50_ms": _percentile(hist, 0.50), "p99_ms": _percentile(hist, 0.99),
+            "p50_ms_by_action": {a: _percentile(h, 0.50) for a, h in sorted(by_action.items())},
             "p99_ms_by_action": {a: _percentile(h, 0.99) for a, h in sorted(by_action.items())},
             "errors": errors}
 

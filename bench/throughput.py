@@ -22,11 +22,13 @@ import contextlib
 import json
 import secrets
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
 from bench import loadgen
-from bench.common import node_peer_ready, server
+from bench.common import node_peer_ready, server, tree_cpu_s
 
 __all__ = ["main", "measure"]
 
@@ -68,19 +70,56 @@ def _server_args(kind: str, workers: int) -> list[str] | None:
     return [str(workers)] if kind == "ocpp-rpc" else ["--workers", str(workers)]
 
 
+class CpuWindow:
+    """The CPU time a server (its process and their children: the workers) used over the
+    load generator's measured window, read from /proc at the window's start and end."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.cores: float | None = None
+        self._thread: threading.Thread | None = None
+
+    def arm(self, start: float, end: float) -> None:
+        self._thread = threading.Thread(target=self._measure, args=(start, end), daemon=True)
+        self._thread.start()
+
+    def _measure(self, start: float, end: float) -> None:
+        time.sleep(max(0.0, start - time.time()))
+        try:
+            before, at = tree_cpu_s(self.pid), time.time()
+            time.sleep(max(0.0, end - at))
+            self.cores = (tree_cpu_s(self.pid) - before) / (time.time() - at)
+        except OSError:  # no /proc: not measured
+            self.cores = None
+
+    def figures(self, messages_per_s: float) -> dict[str, float | None]:
+        """The server's cores in use and its CPU microseconds per message."""
+        if self._thread is not None:
+            self._thread.join()
+        if self.cores is None:
+            return {"server_cpu_cores": None, "cpu_us_per_message": None}
+        return {"server_cpu_cores": round(self.cores, 3),
+                "cpu_us_per_message": (round(self.cores / messages_per_s * 1e6, 1)
+                                       if messages_per_s else None)}
+
+
 def _once(kind: str, stations: int, ocpp: str, duration: float, warmup: float, procs: int,
           prefix: str, db: str | None = None, workers: int = 1) -> dict[str, Any]:
     with server("voltledger" if kind == "postgres" else kind, db=db,
-                extra=_server_args(kind, workers)) as (port, _proc):
+                extra=_server_args(kind, workers)) as (port, proc):
+        cpu = CpuWindow(proc.pid)
         r = loadgen.run(f"ws://127.0.0.1:{port}", stations, ocpp, duration, warmup, procs,
-                        prefix)
-    return {k: r[k] for k in KEYS}
+                        prefix, on_window=cpu.arm)
+        # read before the server stops: its workers are gone after
+        measured = cpu.figures(float(r["messages_per_s"]))
+    return {**{k: r[k] for k in KEYS}, **measured}
 
 
 def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
     ordered = sorted(runs, key=lambda r: float(r["messages_per_s"]))
     chosen = dict(ordered[len(ordered) // 2])
     chosen["rounds_messages_per_s"] = [r["messages_per_s"] for r in runs]
+    chosen["rounds_cpu_us_per_message"] = [r.get("cpu_us_per_message") for r in runs]
     return chosen
 
 
@@ -110,7 +149,9 @@ def measure(stations: int, ocpp: str, duration: float, procs: int = 2,
     n_ = res.get("ocpp-rpc")
 
     def ratio(x: dict[str, Any] | None, y: dict[str, Any] | None, key: str) -> float | None:
-        return round(x[key] / y[key], 3) if x and y and y[key] else None
+        if not x or not y or x.get(key) is None or not y.get(key):
+            return None
+        return round(x[key] / y[key], 3)
 
     return {
         "benchmark": "throughput", "stations": stations, "ocpp": ocpp, "duration_s": duration,
@@ -126,6 +167,10 @@ def measure(stations: int, ocpp: str, duration: float, procs: int = 2,
         "p99_ratio": ratio(a, b, "p99_ms"),
         "ratio_vs_fastest_peer": ratio(a, n_, "messages_per_s"),
         "p99_ratio_vs_fastest_peer": ratio(a, n_, "p99_ms"),
+        # the server's CPU time per message against the peers': machine-independent where
+        # the rates are not (the load generator shares the cores; it bounds the Node peer)
+        "cpu_ratio": ratio(a, b, "cpu_us_per_message"),
+        "cpu_ratio_vs_fastest_peer": ratio(a, n_, "cpu_us_per_message"),
         **({"postgres_ratio": ratio(res["postgres"], b, "messages_per_s")}
            if "postgres" in res else {}),
     }
