@@ -38,6 +38,11 @@ def test_benchmark_runs(args: list[str]) -> None:
             assert figures["errors"] == 0 and figures["messages"] > 0, result
             # the tail per message type, from the same run
             assert "Authorize" in figures["p99_ms_by_action"], figures
+            # the server's own CPU time over the measured window (its workers' included)
+            assert figures["cpu_us_per_message"] is not None, figures
+        assert result["voltledger_sqlite"]["cpu_us_per_message"] > 0, result
+        assert result["voltledger_sqlite"]["server_cpu_cores"] > 0, result
+        assert result["cpu_ratio"] is not None, result
         assert result["workers"] == (2 if "--workers" in args else 1)
 
 
