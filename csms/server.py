@@ -166,7 +166,7 @@ class StationConnection:
         await self.link.run()
 
     def _rejected(self, event: SendNow) -> None:
-        self.metrics.messages.labels("-", "rejected").inc()
+        self.metrics.calls.count("-", "rejected")
 
     async def _refuse_binary(self, data: bytes) -> None:
         """OCPP-J messages are JSON text in text frames (1.6 OCPP-J §4 / 2.0.1 Part 4 §4);

@@ -45,7 +45,7 @@ async def reported(server: RunningServer, sid: str, kind: str) -> list[dict[str,
 
 def handled(server: RunningServer, action: str = ACTION) -> int:
     """How many of the action's CALLs the central system handled without an error."""
-    return int(server.central.metrics.messages.labels(action, "ok")._value.get())
+    return server.central.metrics.calls.value(action, "ok")
 
 
 async def sim(server: RunningServer, version: str, sid: str = "SIM1",
