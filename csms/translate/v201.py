@@ -61,11 +61,12 @@ def samples_from_meter_values(
         for k, sv in enumerate(mv["sampledValue"]):
             uom = sv.get("unitOfMeasure") or {}
             signed = sv.get("signedMeterValue")
-            raw = int(uom.get("multiplier", 0))
-            multiplier = notes.int64(
-                raw, f"meterValue[{n}].sampledValue[{k}].unitOfMeasure.multiplier")
-            if multiplier is None:  # beyond 64 bits: kept beyond any unit, never billed
-                multiplier = INT64_MAX if raw > 0 else INT64_MIN
+            multiplier = int(uom.get("multiplier", 0))
+            if not INT64_MIN <= multiplier <= INT64_MAX:  # the field's path built only here
+                notes.int64(
+                    multiplier, f"meterValue[{n}].sampledValue[{k}].unitOfMeasure.multiplier")
+                # beyond 64 bits: kept beyond any unit, never billed
+                multiplier = INT64_MAX if multiplier > 0 else INT64_MIN
             samples.append(
                 MeterSample(
                     timestamp=ts,
