@@ -73,10 +73,18 @@ class SettlementSql(ABC):
 
     async def find_tariff(self, station_id: str, at: datetime) -> Tariff | None:
         """The tariff valid at ``at``: the station's own newest version, else '*'."""
+        # Two lookups down the (station_id, version) index, the default's only when the
+        # station has none: one query ordering both stations' rows by a CASE made SQLite
+        # sort them in a temporary b-tree, 5.5 us where this takes ~2 (every 2.0.1
+        # TransactionEvent asks, for its running cost); COALESCE stops at the first.
+        when = _iso(at)
         row = await self.fetchone(
-            "SELECT * FROM tariffs WHERE station_id IN (?, '*') AND valid_from <= ?"
-            " ORDER BY CASE WHEN station_id = '*' THEN 1 ELSE 0 END, version DESC LIMIT 1",
-            station_id, _iso(at))
+            "SELECT * FROM tariffs WHERE id = COALESCE("
+            "(SELECT id FROM tariffs WHERE station_id = ? AND valid_from <= ?"
+            " ORDER BY version DESC LIMIT 1),"
+            " (SELECT id FROM tariffs WHERE station_id = '*' AND valid_from <= ?"
+            " ORDER BY version DESC LIMIT 1))",
+            station_id, when, when)
         return None if row is None else _tariff(row)
 
     # -- drivers: cards and signed sessions ----------------------------------------------

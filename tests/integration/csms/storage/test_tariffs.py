@@ -1,0 +1,65 @@
+"""The tariff a session is priced with (``find_tariff``), on SQLite and PostgreSQL: the
+station's own newest version valid when it started, else the newest default ('*') one;
+checked against that rule, written out in Python, over random histories of versions
+whose start times do not follow their order."""
+
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+from decimal import Decimal
+
+from csms.domain.tariff import Tariff
+from csms.service.ports import Repository
+
+from .test_tx import T0, unit
+
+STATIONS = ["CP1", "CP'2", "*", "%", "CP1 "]
+
+
+def expected(history: list[Tariff], station_id: str, at: object) -> Tariff | None:
+    for wanted in (station_id, "*"):
+        valid = [t for t in history if t.station_id == wanted
+                 and t.valid_from is not None and t.valid_from <= at]  # type: ignore[operator]
+        if valid:
+            return max(valid, key=lambda t: t.version)
+    return None
+
+
+async def test_the_tariff_valid_at_a_time_is_the_rule_s(repo: Repository) -> None:
+    rng = random.Random(11)
+    history: list[Tariff] = []
+    versions: dict[str, int] = {}
+    for n in range(60):
+        station = rng.choice(STATIONS)
+        tariff = Tariff(station, Decimal(f"0.{n:02d}"), "EUR", 2, Decimal(n),
+                        Decimal(0), valid_from=T0 + timedelta(hours=rng.randint(-50, 50)))
+        version = await unit(repo, lambda tx, t=tariff: tx.add_tariff(t))
+        versions[station] = versions.get(station, 0) + 1
+        assert version == versions[station]
+        history.append(Tariff(tariff.station_id, tariff.per_kwh, "EUR", 2, tariff.per_minute,
+                              Decimal(0), version, tariff.valid_from))
+        for _ in range(5):
+            asked = rng.choice([*STATIONS, "CP3"])
+            at = T0 + timedelta(hours=rng.randint(-60, 60), seconds=rng.choice([0, 1, -1]))
+            want = expected(history, asked, at)
+            got = await unit(repo, lambda tx, s=asked, a=at: tx.find_tariff(s, a))
+            if want is None:
+                assert got is None, (asked, at)
+            else:
+                assert got is not None, (asked, at, want)
+                assert (got.station_id, got.version, got.per_kwh, got.per_minute) == (
+                    want.station_id, want.version, want.per_kwh, want.per_minute), (asked, at)
+
+
+async def test_a_tariff_from_the_moment_a_session_starts(repo: Repository) -> None:
+    """A version valid from exactly the start time prices it; one a microsecond later
+    does not."""
+    await unit(repo, lambda tx: tx.add_tariff(Tariff("*", Decimal("0.30"), valid_from=T0)))
+    await unit(repo, lambda tx: tx.add_tariff(
+        Tariff("CP1", Decimal("0.40"), valid_from=T0 + timedelta(microseconds=1))))
+    at_start = await unit(repo, lambda tx: tx.find_tariff("CP1", T0))
+    assert at_start is not None and at_start.per_kwh == Decimal("0.30")
+    later = await unit(repo, lambda tx: tx.find_tariff("CP1", T0 + timedelta(seconds=1)))
+    assert later is not None and later.per_kwh == Decimal("0.40")
+    assert await unit(repo, lambda tx: tx.find_tariff("CP1", T0 - timedelta(seconds=1))) is None
