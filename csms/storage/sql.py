@@ -490,15 +490,21 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
     async def insert_session(self, session: Session) -> int:
         now = dt_to_db(datetime.now(UTC))
         transaction_id = session.transaction_id or f"new-{uuid.uuid4()}"
+        values = self._session_values(session, transaction_id)
         sid = await self.insert_id(
             "INSERT INTO sessions (station_id, connector_id, evse_id, id_tag, auth_status,"
             " ocpp_version, transaction_id, started_at, stopped_at, reported_meter_start_wh,"
             " reported_meter_stop_wh, meter_start_wh, meter_stop_wh, energy_wh, status,"
             " stop_reason, flags, last_seq_no, start_key, created_at, updated_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-            *self._session_values(session, transaction_id), now, now,
+            *values, now, now,
         )
         session.id = sid
+        if self._session_rows is not None:
+            # what the new row holds, as for a row read: a 2.0.1 start updates the session
+            # in the same unit, and that update then names only what changed (it rewrote
+            # every index of the table)
+            self._session_rows[sid] = values
         if not session.transaction_id:
             # 1.6 §5.6: the central system assigns an integer transactionId; the
             # session's own id is unique and never reused.

@@ -194,3 +194,43 @@ async def test_a_rolled_back_unit_leaves_no_copy_behind(repo: Repository) -> Non
     await f2
     row = await _row(repo, sid)
     assert row is not None and row["energy_wh"] == 4242
+
+
+@settings(max_examples=30, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(changes=CHANGES, tx_given=st.booleans())
+async def test_a_session_updated_in_the_unit_that_inserted_it(
+        repo: Repository, changes: list[tuple[str, Any]], tx_given: bool) -> None:
+    """A 2.0.1 start inserts the session and updates it in the same unit: the update
+    after the insert (only the changed columns, on SQLite) leaves the row the full one
+    leaves; so does a 1.6 start, whose transaction id the insert assigns."""
+    rows = []
+    for partial in (True, False):
+        async def work(tx: Tx, partial: bool = partial) -> int:
+            if not partial:
+                assert isinstance(tx, SqlTx)
+                tx._session_rows = None
+            if await tx.get_station("CP1") is None:
+                await tx.insert_station(Station(id="CP1", created_at=T0))
+            session = Session(
+                station_id="CP1", ocpp_version="ocpp2.0.1", started_at=T0, connector_id=1,
+                transaction_id=f"tx-{partial}" if tx_given else None, evse_id=1,
+                id_tag="T1", auth_status="Accepted", meter_start_wh=Decimal("1000"),
+                energy_wh=0, start_key=f"k-{partial}")
+            sid = await tx.insert_session(session)
+            for change in changes:
+                _apply(session, change)
+            await tx.update_session(session)
+            return sid
+
+        sid = await repo.unit(work)
+        row = await _row(repo, sid)
+        assert row is not None
+        row.pop("transaction_id"), row.pop("start_key")
+        rows.append(row)
+
+        async def drop(tx: Tx, sid: int = sid) -> None:
+            await tx.execute("DELETE FROM sessions WHERE id = ?", sid)
+
+        await repo.unit(drop)
+    assert rows[0] == rows[1]
