@@ -40,8 +40,8 @@ class HandledCalls:
         self.count(action, result)
         h = self._seconds.get(action)
         if h is None:
+            self._since[action] = time.time()  # first: a scrape finds it for every action
             h = self._seconds[action] = [0.0] * (len(self.bounds) + 2)
-            self._since[action] = time.time()
         h[bisect_left(self.bounds, seconds)] += 1  # the bucket "le" bounds it
         h[-1] += seconds
 
@@ -50,7 +50,7 @@ class HandledCalls:
         key = (action, result)
         n = self._counts.get(key)
         if n is None:
-            self._created[key] = time.time()
+            self._created[key] = time.time()  # before the count, as _since above
             n = 0
         self._counts[key] = n + 1
 
@@ -58,23 +58,24 @@ class HandledCalls:
         """How many CALLs of ``action`` ended with ``result``."""
         return self._counts.get((action, result), 0)
 
-    def describe(self) -> list[Metric]:
-        return [CounterMetricFamily("voltledger_messages", self._MESSAGES,
+    @staticmethod
+    def _families() -> tuple[CounterMetricFamily, HistogramMetricFamily]:
+        """The two families, without samples."""
+        return (CounterMetricFamily("voltledger_messages",
+                                    "OCPP CALLs received, by action and result",
                                     labels=["action", "result"]),
-                HistogramMetricFamily("voltledger_handler_seconds", self._SECONDS,
-                                      labels=["action"])]
+                HistogramMetricFamily("voltledger_handler_seconds",
+                                      "Time to handle a station's CALL, commit included",
+                                      labels=["action"]))
 
-    _MESSAGES = "OCPP CALLs received, by action and result"
-    _SECONDS = "Time to handle a station's CALL, commit included"
+    def describe(self) -> list[Metric]:
+        return list(self._families())
 
     def collect(self) -> Iterator[Metric]:
-        messages = CounterMetricFamily("voltledger_messages", self._MESSAGES,
-                                       labels=["action", "result"])
+        messages, seconds = self._families()
         for key, n in list(self._counts.items()):
             messages.add_metric(key, n, created=self._created.get(key))
         yield messages
-        seconds = HistogramMetricFamily("voltledger_handler_seconds", self._SECONDS,
-                                        labels=["action"])
         for action, h in list(self._seconds.items()):
             counts, total, running = h[:-1], h[-1], 0.0
             buckets = []
