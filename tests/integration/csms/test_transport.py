@@ -326,6 +326,17 @@ def _wake(waiter: asyncio.Future[None]) -> None:
         waiter.set_result(None)
 
 
+def frame_header(buf: bytes) -> tuple[int, int] | None:
+    """(payload length, header size) of the server frame (unmasked) that ``buf`` starts
+    with, None while its header is incomplete (RFC 6455 §5.2)."""
+    if len(buf) < 2:
+        return None
+    n, at = buf[1] & 0x7F, 2 + {126: 2, 127: 8}.get(buf[1] & 0x7F, 0)
+    if len(buf) < at:
+        return None
+    return (int.from_bytes(buf[2:at], "big") if at > 2 else n), at
+
+
 class ServerFrames:
     """The frames a raw socket received from the server: (opcode, payload)."""
 
@@ -357,10 +368,8 @@ class ServerFrames:
                 break
             self.buf += chunk
         frames = []
-        while len(self.buf) >= 2:
-            n, at = self.buf[1] & 0x7F, 2
-            if n == 126:
-                n, at = int.from_bytes(self.buf[2:4], "big"), 4
+        while (header := frame_header(self.buf)) is not None:
+            n, at = header
             if len(self.buf) < at + n:
                 break
             frames.append((self.buf[0] & 0x0F, self.buf[at:at + n]))
@@ -487,14 +496,9 @@ async def read_frame(s: socket.socket) -> tuple[bytes, bytes]:
         return data
 
     head = await exactly(2)
-    n = head[1] & 0x7F
-    if n == 126:
-        head += await exactly(2)
-        n = int.from_bytes(head[2:], "big")
-    elif n == 127:
-        head += await exactly(8)
-        n = int.from_bytes(head[2:], "big")
-    return head, await exactly(n)
+    while (header := frame_header(head)) is None:
+        head += await exactly(1)
+    return head, await exactly(header[0])
 
 
 async def test_our_frames_are_the_ones_websockets_writes(csms_server: RunningServer) -> None:
