@@ -303,8 +303,12 @@ class AdminApi:
         timeout: Any = None,
     ) -> tuple[int, dict[str, Any]]:
         """Run an operator command and write it to the audit log (the API's and the
-        console's path)."""
+        console's path). A credential in the station's answer is not passed on either:
+        1.6 AuthorizationKey is write-only (a station that returns it anyway), and a
+        password variable read back is the station's secret, not a setting to show."""
         status, result = await self.run_command(station_id, command, body, timeout)
+        if isinstance(result.get("response"), dict):
+            result = {**result, "response": redacted_response(result["response"])}
         await self._audit(actor, station_id, command, body, status, result)
         return status, result
 

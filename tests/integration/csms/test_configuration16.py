@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from chargers_sim import Station
+from csms.translate.commands import REDACTED
 from support import RunningServer, station_events, until
 from support.admin import api
 from support.client import RawClient
@@ -169,6 +170,13 @@ async def test_what_a_hostile_station_answers_to_get_configuration(
             {"key": "AuthorizationKey", "readonly": False, "value": "0123456789abcdef"}],
             "unknownKey": ["HeartbeatInterval"]})
         assert status == 200, body
+        # a credential the station returned anyway is not passed on (1.6 AuthorizationKey
+        # is write-only), the other keys are, as the station sent them
+        assert [(k["key"], k["value"]) for k in body["response"]["configurationKey"]] == [
+            ("HeartbeatInterval", "60"), ("HeartbeatInterval", "1"), ("HEARTBEATINTERVAL", "2"),
+            ("AuthorizationKey", REDACTED)]
+        status, audit = await api(server, "GET", "/audit")
+        assert "0123456789abcdef" not in json.dumps(audit)
         rows = await config(server, "CP-X")
         assert rows["HeartbeatInterval"]["value"] == "60"
         assert rows["HeartbeatInterval"]["mutability"] == "ReadWrite"
