@@ -41,7 +41,6 @@ from csms.service.transfers import TransferError
 from csms.service.views import session_json, station_detail, stations_view
 from csms.translate.commands import (
     redacted_args,
-    redacted_response,
 )
 
 __all__ = ["AdminApi", "AdminNotPublic", "is_loopback", "load_or_create_token"]
@@ -303,25 +302,20 @@ class AdminApi:
         timeout: Any = None,
     ) -> tuple[int, dict[str, Any]]:
         """Run an operator command and write it to the audit log (the API's and the
-        console's path). A credential in the station's answer is not passed on either:
-        1.6 AuthorizationKey is write-only (a station that returns it anyway), and a
-        password variable read back is the station's secret, not a setting to show."""
+        console's path)."""
         status, result = await self.run_command(station_id, command, body, timeout)
-        if isinstance(result.get("response"), dict):
-            result = {**result, "response": redacted_response(result["response"])}
         await self._audit(actor, station_id, command, body, status, result)
         return status, result
 
     async def _audit(self, actor: str, station_id: str, command: str, body: dict[str, Any],
                      status: int, result: dict[str, Any]) -> None:
         ok = status in (200, 202)  # 202: queued for a station that is offline
-        # what the audit trail keeps: no credential, neither sent nor answered
+        # what the audit trail keeps: no credential sent (one answered never gets here:
+        # OperatorCommands redacts the station's answer)
         logged = redacted_args(command, body)
-        kept = {**result, "response": redacted_response(result["response"])} \
-            if isinstance(result.get("response"), dict) else result
 
         async def audit(tx: Tx) -> None:
-            await tx.add_audit(actor, command, station_id, logged, kept, ok,
+            await tx.add_audit(actor, command, station_id, logged, result, ok,
                                datetime.now(UTC))
 
         await self.repo.unit(audit)

@@ -39,6 +39,7 @@ from csms.translate.commands import (
     new_password,
     password_accepted,
     plug_and_charge,
+    redacted_response,
     result_status,
     version_refusal,
 )
@@ -154,8 +155,13 @@ class OperatorCommands:
                              "action": action, "via": "DataTransfer"}
         await device.record(self.repo, station_id, command, args, call.payload, response)
         word = result_status(action, response)
+        # A credential in the station's answer goes no further (the API, the console, a
+        # node that forwarded the command, the audit log): 1.6 AuthorizationKey is
+        # write-only, a station may return it anyway; a password read back is the
+        # station's secret, not a setting to show.
         answer: dict[str, Any] = {"status": word, "action": action,
-                                  "ocpp_version": conn.version.short, "response": response,
+                                  "ocpp_version": conn.version.short,
+                                  "response": redacted_response(response),
                                   **await self._settle(command, args, word, response)}
         if pnc:
             answer["via"] = "DataTransfer"  # the OCA Plug & Charge application note
