@@ -6,6 +6,7 @@ from bench import (
     attacks,
     cluster,
     connections,
+    first_message,
     fleet,
     round_trips,
     settlement_gas,
@@ -30,6 +31,7 @@ def main() -> None:
     round_trips.main(["--stations", "1000"])  # ... and per message of a busy node
     settlement_gas.main(["--json"])  # gas per paid session (3 mixes), 10,000 batch time
     cluster.main(["--stations", "400", "--duration", "20"])
+    first_message.main([])  # a restarted worker's first message of each action
     soak.main([])  # 5,000 idle TLS sockets twice, 30 s of ping flood
     soak.main(["--idle-cost", "--sockets", "3000"])
     attacks.main(["logins", "--attempts", "300"])

@@ -19,6 +19,7 @@ from support import IN_CI, require_service
     ["bench.settlement_gas", "--quick", "--batch", "20"],
     ["bench.connections", "--stations", "5", "--interval", "1"],
     ["bench.cluster", "--stations", "4", "--duration", "1"],
+    ["bench.first_message", "--repeat", "2"],
 ])
 def test_benchmark_runs(args: list[str]) -> None:
     if args[0] == "bench.cluster":
@@ -163,7 +164,8 @@ def test_a_bad_argument_is_one_line_and_a_non_zero_exit() -> None:
                  ["bench.throughput", "--postgres-only"],
                  ["bench.throughput", "--workers", "0"],
                  ["bench.connections", "--hold", "0"],
-                 ["bench.tls_state", "--connections", "0"]):
+                 ["bench.tls_state", "--connections", "0"],
+                 ["bench.first_message", "--repeat", "0"]):
         r = subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True,
                            timeout=60)
         assert r.returncode != 0

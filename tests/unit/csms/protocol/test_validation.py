@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from csms.protocol import Fault, OcppError, OcppVersion, Validator
+from csms.protocol import Fault, OcppError, OcppVersion, Validator, validation
 
 V16, V201 = OcppVersion.V16, OcppVersion.V201
 
@@ -151,3 +151,19 @@ def test_the_integer_check_walks_a_payload_nested_a_thousand_levels() -> None:
     with pytest.raises(OcppError) as caught:
         Validator(V201).validate("DataTransfer", {"vendorId": "v", "data": data})
     assert caught.value.fault is Fault.TYPE_CONSTRAINT
+
+
+def test_the_full_validator_is_compiled_on_the_first_refused_payload_only() -> None:
+    """A restarted worker does not block its loop for fastjsonschema's compilation (up to
+    ~50 ms a 2.0.1 schema) on each action's first message: valid traffic needs the
+    acceptor only. The first payload the acceptor refuses compiles the full validator,
+    whose verdict stands."""
+    key = (V201, "TransactionEvent", "request")
+    validation._FULL.pop(key, None)
+    v = Validator(V201)
+    v.validate("TransactionEvent", dict(EVENT_201))
+    assert key not in validation._FULL
+    with pytest.raises(OcppError) as err:
+        v.validate("TransactionEvent", {**EVENT_201, "eventType": "Paused"})
+    assert err.value.fault is Fault.PROPERTY_CONSTRAINT
+    assert key in validation._FULL
