@@ -15,8 +15,8 @@ from typing import Any
 
 from chargers_sim.load import load_command, run_json_processes
 
-__all__ = ["children", "free_port", "load", "load_parallel", "node_peer_ready", "rss_kib",
-           "server", "tree_cpu_s", "wait_port"]
+__all__ = ["children", "free_port", "load", "load_parallel", "node_peer_ready", "parent",
+           "rss_kib", "server", "tree_cpu_s", "wait_port"]
 
 ROOT = Path(__file__).resolve().parents[1]
 NODE_MODULES = ROOT / ".tools" / "node_modules"
@@ -52,6 +52,12 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError("no VmRSS")
 
 
+def parent(pid: int) -> int:
+    """The parent of process ``pid`` (Linux: read from /proc; OSError when it is gone)."""
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
 def children(pid: int) -> list[int]:
     """The processes whose parent is ``pid`` (Linux: read from /proc)."""
     found = []
@@ -59,8 +65,7 @@ def children(pid: int) -> list[int]:
         if not entry.isdigit():
             continue
         try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            ppid = parent(int(entry))
         except (OSError, ValueError, IndexError):
             continue
         if ppid == pid:

@@ -9,7 +9,9 @@ them all (``bench/loadgen.py``, independent of the project's simulator: every st
 waits for each answer; sessions of Authorize, start, 10 meter values of 4 samples, stop),
 over several rounds with the servers interleaved; each figure is the median round. The
 ratios a/b (``ratio``) and a/n (``ratio_vs_fastest_peer``) are what count: absolute
-figures drift with the machine.
+figures drift with the machine. Each server's CPU time per message is read from /proc over
+the measured window; on PostgreSQL running on the same machine, the database's processes'
+time is measured apart (``db_cpu_us_per_message``: its backends, WAL writer and the rest).
 
     python -m bench.throughput --stations 1000 --duration 20 --ocpp 1.6 2.0.1 --rounds 3
 """
@@ -28,7 +30,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from bench import loadgen
-from bench.common import node_peer_ready, server, tree_cpu_s
+from bench.common import node_peer_ready, parent, server, tree_cpu_s
 
 __all__ = ["main", "measure"]
 
@@ -70,13 +72,35 @@ def _server_args(kind: str, workers: int) -> list[str] | None:
     return [str(workers)] if kind == "ocpp-rpc" else ["--workers", str(workers)]
 
 
+def postgres_postmaster(url: str) -> int | None:
+    """The PostgreSQL server's main process, when it runs on this machine (its processes
+    are then the children of it): the parent of the backend serving a connection."""
+    import asyncpg
+
+    async def parent_of_backend() -> int:
+        conn = await asyncpg.connect(url, timeout=5)
+        try:  # read while the backend lives: it ends with the connection
+            return parent(int(await conn.fetchval("SELECT pg_backend_pid()")))
+        finally:
+            await conn.close()
+
+    try:
+        return asyncio.run(parent_of_backend())
+    except (OSError, ValueError, IndexError, asyncpg.PostgresError):
+        return None  # another machine's server (or no /proc): not measured
+
+
 class CpuWindow:
     """The CPU time a server (its process and their children: the workers) used over the
-    load generator's measured window, read from /proc at the window's start and end."""
+    load generator's measured window, read from /proc at the window's start and end;
+    ``db``: the PostgreSQL server's main process, whose processes' time (its backends,
+    the WAL writer, ...) is measured over the same window, apart."""
 
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pid: int, db: int | None = None) -> None:
         self.pid = pid
+        self.db = db
         self.cores: float | None = None
+        self.db_cores: float | None = None
         self._thread: threading.Thread | None = None
 
     def arm(self, start: float, end: float) -> None:
@@ -87,8 +111,11 @@ class CpuWindow:
         time.sleep(max(0.0, start - time.time()))
         try:
             before, at = tree_cpu_s(self.pid), time.time()
+            db_before = tree_cpu_s(self.db) if self.db else 0.0
             time.sleep(max(0.0, end - at))
             self.cores = (tree_cpu_s(self.pid) - before) / (time.time() - at)
+            if self.db:
+                self.db_cores = (tree_cpu_s(self.db) - db_before) / (time.time() - at)
         except OSError:  # no /proc: not measured
             self.cores = None
 
@@ -98,16 +125,23 @@ class CpuWindow:
             self._thread.join()
         if self.cores is None:
             return {"server_cpu_cores": None, "cpu_us_per_message": None}
-        return {"server_cpu_cores": round(self.cores, 3),
-                "cpu_us_per_message": (round(self.cores / messages_per_s * 1e6, 1)
-                                       if messages_per_s else None)}
+        figures = {"server_cpu_cores": round(self.cores, 3),
+                   "cpu_us_per_message": (round(self.cores / messages_per_s * 1e6, 1)
+                                          if messages_per_s else None)}
+        if self.db:
+            db = self.db_cores
+            figures["db_cpu_us_per_message"] = (round(db / messages_per_s * 1e6, 1)
+                                                if db is not None and messages_per_s
+                                                else None)
+        return figures
 
 
 def _once(kind: str, stations: int, ocpp: str, duration: float, warmup: float, procs: int,
           prefix: str, db: str | None = None, workers: int = 1) -> dict[str, Any]:
     with server("voltledger" if kind == "postgres" else kind, db=db,
                 extra=_server_args(kind, workers)) as (port, proc):
-        cpu = CpuWindow(proc.pid)
+        cpu = CpuWindow(proc.pid, postgres_postmaster(db) if kind == "postgres" and db
+                        else None)
         r = loadgen.run(f"ws://127.0.0.1:{port}", stations, ocpp, duration, warmup, procs,
                         prefix, on_window=cpu.arm)
         # read before the server stops: its workers are gone after
@@ -151,7 +185,7 @@ def measure(stations: int, ocpp: str, duration: float, procs: int = 2,
     def ratio(x: dict[str, Any] | None, y: dict[str, Any] | None, key: str) -> float | None:
         if not x or not y or x.get(key) is None or not y.get(key):
             return None
-        return round(x[key] / y[key], 3)
+        return round(float(x[key]) / float(y[key]), 3)
 
     return {
         "benchmark": "throughput", "stations": stations, "ocpp": ocpp, "duration_s": duration,

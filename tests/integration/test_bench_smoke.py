@@ -157,6 +157,9 @@ def test_throughput_benchmark_measures_postgres_against_the_baseline_alone() -> 
         assert figures["errors"] == 0 and figures["messages"] > 0, result
     assert result["postgres_ratio"] is not None
     assert result["workers"] == 2
+    # the database's own processes, over the same window (the server runs on this machine)
+    assert result["voltledger_postgres"]["db_cpu_us_per_message"] > 0, result
+    assert "db_cpu_us_per_message" not in result["baseline_ocpp_lib"]
 
 
 def test_a_bad_argument_is_one_line_and_a_non_zero_exit() -> None:
