@@ -46,10 +46,12 @@ class Tx(Protocol):
         are left alone (no wait) and returned, to be written later."""
         ...
     async def release_station_connection(self, station_id: str, node: str,
-                                         since: datetime | None) -> bool:
+                                         since: datetime | None) -> bool | None:
         """Clear the station's connection if it is still ``node``'s connection made at
-        ``since`` (None: any of ``node``'s); False, without waiting, while another
-        transaction holds the station's row (try again later)."""
+        ``since`` (None: any of ``node``'s): True when it was and is cleared, False when
+        it is not (the station connected again since, here or on another node; or no
+        such station); None, without waiting, while another transaction holds the
+        station's row (try again later)."""
         ...
     async def clear_node_connections(self, node: str) -> int: ...
     async def add_audit(

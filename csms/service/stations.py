@@ -118,7 +118,7 @@ class StationUseCases(ChargingCore):
             left = await tx.touch_stations(seen)
             kept = {}
             for station_id, (node, since) in sorted(released.items()):
-                if not await tx.release_station_connection(station_id, node, since):
+                if await tx.release_station_connection(station_id, node, since) is None:
                     kept[station_id] = (node, since)
             return left, kept
 
@@ -144,22 +144,32 @@ class StationUseCases(ChargingCore):
         for it; None: any of ``node``'s): it is cleared only if the station did not
         connect again meanwhile, here or on another node, and in a unit apart that never
         waits for the station's row (a node the station moved to may hold it): when the
-        row is held, the next flush of the last-seen writer clears it."""
+        row is held, the next flush of the last-seen writer clears it.
+
+        Both events carry ``connected_at``, the time the connection was recorded: a
+        station's later connection has a later one, so a consumer can tell an offline
+        event that arrives after the station's next online event. The end of a connection
+        that was no longer the station's (it had connected again, here or on another
+        node: a node notices a dead connection late) changes nothing: it is kept in the
+        station's events with ``superseded`` and not published."""
         now = self.clock()
+        kind = "online" if online else "offline"
 
         async def work(tx: Tx) -> bool:
-            released = True
+            payload: dict[str, Any] = {"ocpp_version": version}
+            released: bool | None = True
             if online:
                 await tx.set_station_connection(station_id, node, now)
+                payload["connected_at"] = now.isoformat()
             else:
                 released = await tx.release_station_connection(station_id, node, since)
-            await tx.add_station_event(
-                station_id, "online" if online else "offline", {"ocpp_version": version}, now
-            )
-            await self._event(
-                tx, station_id, "online" if online else "offline", {"ocpp_version": version}
-            )
-            return released
+                payload["connected_at"] = since.isoformat() if since else None
+                if released is False:
+                    payload["superseded"] = True
+            await tx.add_station_event(station_id, kind, payload, now)
+            if released is not False:
+                await self._event(tx, station_id, kind, payload)
+            return released is not None
 
         if online:
             await self.repo.unit(work)

@@ -158,18 +158,19 @@ class PostgresRowLocks(SqlTx):
         return sorted(r["id"] for r in rows)
 
     async def release_station_connection(self, station_id: str, node: str,
-                                         since: datetime | None) -> bool:
+                                         since: datetime | None) -> bool | None:
         row = await self.fetchone(
             "SELECT connected_node, connected_at FROM stations WHERE id = ?"
             " FOR NO KEY UPDATE SKIP LOCKED", station_id)
         if row is None:  # locked (try later), or no such station (nothing to do)
-            return await self.fetchone("SELECT id FROM stations WHERE id = ?",
-                                       station_id) is None
+            exists = await self.fetchone("SELECT id FROM stations WHERE id = ?", station_id)
+            return None if exists is not None else False
         if row["connected_node"] == node and (
                 since is None or row["connected_at"] == dt_to_db(since)):
             await self.execute("UPDATE stations SET connected_node = NULL WHERE id = ?",
                                station_id)
-        return True
+            return True
+        return False
 
 
 

@@ -321,15 +321,15 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
         return []
 
     async def release_station_connection(self, station_id: str, node: str,
-                                         since: datetime | None) -> bool:
+                                         since: datetime | None) -> bool | None:
         if since is None:
-            await self.clear_station_connection(station_id, node)
-        else:
-            await self.execute(
-                "UPDATE stations SET connected_node = NULL"
-                " WHERE id = ? AND connected_node = ? AND connected_at = ?",
-                station_id, node, dt_to_db(since))
-        return True
+            return await self.execute(
+                "UPDATE stations SET connected_node = NULL WHERE id = ? AND connected_node = ?",
+                station_id, node) > 0
+        return await self.execute(
+            "UPDATE stations SET connected_node = NULL"
+            " WHERE id = ? AND connected_node = ? AND connected_at = ?",
+            station_id, node, dt_to_db(since)) > 0
 
     async def clear_node_connections(self, node: str) -> int:
         return await self.execute(

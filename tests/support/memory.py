@@ -115,12 +115,13 @@ class MemoryTx(Tx):
         return []
 
     async def release_station_connection(self, station_id: str, node: str,
-                                         since: datetime | None) -> bool:
+                                         since: datetime | None) -> bool | None:
         st = self.s.stations.get(station_id)
         if st is not None and st.connected_node == node and (
                 since is None or st.connected_at == since):
             st.connected_node = None
-        return True
+            return True
+        return False
 
     async def clear_station_connection(self, station_id: str, node: str) -> None:
         st = self.s.stations.get(station_id)

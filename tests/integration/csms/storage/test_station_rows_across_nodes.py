@@ -13,8 +13,10 @@ be: B's connection must be recorded while A's batch is still open.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -149,3 +151,43 @@ async def test_an_old_connection_on_the_same_node_does_not_clear_the_new_one(
     # and another node's teardown never clears it
     await nodes.b.connection_changed("CP-MOVING", False, "1.6", "node-b", first)
     assert (await nodes.where("CP-MOVING"))[0] == "node-a"
+
+
+async def test_the_end_of_a_connection_the_station_left_publishes_no_offline_event(
+    nodes: Nodes,
+) -> None:
+    """The station moved to B before A noticed its old connection was dead (a ping that
+    timed out, tens of seconds later): A's late teardown must not tell subscribers that a
+    connected station went offline. It stays in the station's events, marked; every
+    event carries the time its connection was recorded, to order them by."""
+    nodes.a.publish_events = nodes.b.publish_events = True
+    first = await nodes.a.connection_changed("CP-MOVING", True, "1.6", "node-a")
+    second = await nodes.b.connection_changed("CP-MOVING", True, "1.6", "node-b")
+    await nodes.a.connection_changed("CP-MOVING", False, "1.6", "node-a", first)
+    assert (await nodes.where("CP-MOVING"))[0] == "node-b"
+    await nodes.b.connection_changed("CP-MOVING", False, "1.6", "node-b", second)
+    assert (await nodes.where("CP-MOVING"))[0] is None
+
+    def body(payload: str | dict[str, Any]) -> dict[str, Any]:
+        data = json.loads(payload) if isinstance(payload, str) else dict(payload)
+        data.pop("event_id", None)  # the outbox's own
+        return data
+
+    async def recorded(tx: Tx) -> tuple[list[tuple[str, dict[str, Any]]], list[Any]]:
+        published = [(e["topic"], body(e["payload"])) for e in await tx.pending_outbox(100)]
+        events = await tx.list_station_events("CP-MOVING", "offline")
+        return published, [body(e["payload"]) for e in events]
+
+    published, offline = await nodes.repo_b.read(recorded)
+    assert published == [
+        ("voltledger/CP-MOVING/online", {"ocpp_version": "1.6",
+                                         "connected_at": first.isoformat()}),
+        ("voltledger/CP-MOVING/online", {"ocpp_version": "1.6",
+                                         "connected_at": second.isoformat()}),
+        ("voltledger/CP-MOVING/offline", {"ocpp_version": "1.6",
+                                          "connected_at": second.isoformat()}),
+    ]
+    assert offline == [  # newest first
+        {"ocpp_version": "1.6", "connected_at": second.isoformat()},
+        {"ocpp_version": "1.6", "connected_at": first.isoformat(), "superseded": True},
+    ]

@@ -133,17 +133,23 @@ async def test_heartbeats_are_written_together_on_flush(
 
 
 async def test_connection_and_status_changes(service: ChargingService, state: MemoryState) -> None:
-    await service.connection_changed("CP1", True, "ocpp1.6", node="n1")
+    since = await service.connection_changed("CP1", True, "ocpp1.6", node="n1")
     assert state.stations["CP1"].connected_node == "n1"
     await service.status("CP1", 1, 1, "Charging", None, T0)
     assert state.connectors["CP1", 1, 1]["status"] == "Charging"
     assert state.connectors["CP1", 1, 1]["updated_at"] == T0.isoformat()
     await service.connection_changed("CP1", False, "ocpp1.6", node="other")
     assert state.stations["CP1"].connected_node == "n1"  # only its own node clears it
-    await service.connection_changed("CP1", False, "ocpp1.6", node="n1")
+    await service.connection_changed("CP1", False, "ocpp1.6", node="n1", since=since)
     assert state.stations["CP1"].connected_node is None
     assert kinds(state) == ["online", "offline", "offline"]
-    assert topics(state) == ["CP1/online", "CP1/status", "CP1/offline", "CP1/offline"]
+    # the other node's end of a connection that was not the station's changes nothing:
+    # kept in the station's events, not published
+    assert topics(state) == ["CP1/online", "CP1/status", "CP1/offline"]
+    events = [e["payload"] for e in state.station_events]
+    assert events[1] == {"ocpp_version": "ocpp1.6", "connected_at": None, "superseded": True}
+    assert events[0]["connected_at"] == events[2]["connected_at"] == since.isoformat()
+    assert "superseded" not in events[2]
 
 
 @pytest.mark.parametrize(("tag", "expected"), [
