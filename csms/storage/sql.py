@@ -305,14 +305,6 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
             node, dt_to_db(at), dt_to_db(at), station_id,
         )
 
-    async def clear_station_connection(self, station_id: str, node: str) -> None:
-        # Only the node that holds the socket clears it: a station that already
-        # reconnected to another node stays online.
-        await self.execute(
-            "UPDATE stations SET connected_node = NULL WHERE id = ? AND connected_node = ?",
-            station_id, node,
-        )
-
     async def touch_stations(self, seen: dict[str, datetime]) -> list[str]:
         # SQLite locks the whole file, never a row: nothing is left for later
         await self.execute_many(
@@ -322,7 +314,7 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
 
     async def release_station_connection(self, station_id: str, node: str,
                                          since: datetime | None) -> bool | None:
-        if since is None:
+        if since is None:  # only the node that holds the socket clears it
             return await self.execute(
                 "UPDATE stations SET connected_node = NULL WHERE id = ? AND connected_node = ?",
                 station_id, node) > 0

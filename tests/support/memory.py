@@ -123,11 +123,6 @@ class MemoryTx(Tx):
             return True
         return False
 
-    async def clear_station_connection(self, station_id: str, node: str) -> None:
-        st = self.s.stations.get(station_id)
-        if st is not None and st.connected_node == node:
-            st.connected_node = None
-
     async def clear_node_connections(self, node: str) -> int:
         cleared = [s for s in self.s.stations.values() if s.connected_node == node]
         for st in cleared:

@@ -156,12 +156,15 @@ async def test_station_connections(repo: Repository) -> None:
     assert a is not None
     assert (a.connected_node, a.connected_at, a.last_seen_at) == ("node1", T0, T0)
 
-    async def clear(tx: Tx) -> int:
-        await tx.clear_station_connection("C", "node1")  # not the holder: stays online
-        await tx.clear_station_connection("A", "node1")
-        return await tx.clear_node_connections("node1")
+    async def clear(tx: Tx) -> tuple[bool | None, bool | None, bool | None, int]:
+        # C is not node1's (stays online), A is; A's connection made at another time is
+        # not the one it has
+        return (await tx.release_station_connection("C", "node1", None),
+                await tx.release_station_connection("A", "node1", T0 + timedelta(seconds=1)),
+                await tx.release_station_connection("A", "node1", T0),
+                await tx.clear_node_connections("node1"))
 
-    assert await unit(repo, clear) == 1  # only B was left on node1
+    assert await unit(repo, clear) == (False, False, True, 1)  # only B was left on node1
     nodes = {s.id: s.connected_node for s in await repo.read(lambda tx: tx.list_stations())}
     assert nodes == {"A": None, "B": None, "C": "node2"}
 
