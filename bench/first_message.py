@@ -25,14 +25,11 @@ from typing import Any
 import websockets
 
 from bench.common import server
+from bench.loadgen import now_text
 
 __all__ = ["main", "measure"]
 
 Payload = Callable[[int], dict[str, Any]]
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def _actions(ocpp: str) -> list[tuple[str, Payload]]:
@@ -40,7 +37,7 @@ def _actions(ocpp: str) -> list[tuple[str, Payload]]:
     status: Payload
     if ocpp == "1.6":
         status = lambda n: {"connectorId": 1, "errorCode": "NoError",  # noqa: E731
-                            "status": "Available", "timestamp": _now()}
+                            "status": "Available", "timestamp": now_text()}
         return [
             ("BootNotification", lambda n: {"chargePointVendor": "V",
                                             "chargePointModel": "M"}),
@@ -48,24 +45,24 @@ def _actions(ocpp: str) -> list[tuple[str, Payload]]:
             ("Heartbeat", lambda n: {}),
             ("Authorize", lambda n: {"idTag": "TAG1"}),
             ("StartTransaction", lambda n: {"connectorId": 1, "idTag": "TAG1",
-                                            "meterStart": 1000, "timestamp": _now()}),
+                                            "meterStart": 1000, "timestamp": now_text()}),
             ("MeterValues", lambda n: {"connectorId": 1, "transactionId": 1, "meterValue": [
-                {"timestamp": _now(), "sampledValue": [
+                {"timestamp": now_text(), "sampledValue": [
                     {"value": str(1000 + n), "measurand": "Energy.Active.Import.Register",
                      "unit": "Wh"}]}]}),
             ("StopTransaction", lambda n: {"transactionId": 1, "meterStop": 2000,
-                                           "timestamp": _now()}),
+                                           "timestamp": now_text()}),
         ]
 
     def event(kind: str) -> Payload:
         return lambda n: {
-            "eventType": kind, "timestamp": _now(), "triggerReason": "MeterValuePeriodic",
+            "eventType": kind, "timestamp": now_text(), "triggerReason": "MeterValuePeriodic",
             "seqNo": n if kind == "Updated" else 0, "transactionInfo": {"transactionId": "T1"},
             "evse": {"id": 1, "connectorId": 1},
-            "meterValue": [{"timestamp": _now(), "sampledValue": [
+            "meterValue": [{"timestamp": now_text(), "sampledValue": [
                 {"value": 1000 + n, "measurand": "Energy.Active.Import.Register"}]}]}
 
-    status = lambda n: {"timestamp": _now(), "connectorStatus": "Available",  # noqa: E731
+    status = lambda n: {"timestamp": now_text(), "connectorStatus": "Available",  # noqa: E731
                         "evseId": 1, "connectorId": 1}
     return [
         ("BootNotification", lambda n: {"reason": "PowerUp", "chargingStation": {

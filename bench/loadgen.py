@@ -30,13 +30,14 @@ from typing import Any
 
 import websockets
 
-__all__ = ["Station", "Window", "main", "run", "timed"]
+__all__ = ["Station", "Window", "main", "now_text", "run", "timed"]
 
 METERS_PER_SESSION = 10
 CALL_TIMEOUT = 30.0
 
 
-def _now() -> str:
+def now_text() -> str:
+    """The time now as the generated stations write it (UTC, milliseconds, "Z")."""
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -117,15 +118,15 @@ class Station:
     def start(self) -> tuple[str, dict[str, Any]]:
         if self.ocpp == "1.6":
             return "StartTransaction", {"connectorId": 1, "idTag": "LOADTAG",
-                                        "meterStart": self.energy, "timestamp": _now()}
+                                        "meterStart": self.energy, "timestamp": now_text()}
         self.tx += 1
         self.seq = 0
         return "TransactionEvent", {
-            "eventType": "Started", "timestamp": _now(), "triggerReason": "Authorized",
+            "eventType": "Started", "timestamp": now_text(), "triggerReason": "Authorized",
             "seqNo": 0, "transactionInfo": {"transactionId": f"{self.ident}-{self.tx}"},
             "idToken": {"idToken": "LOADTAG", "type": "ISO14443"},
             "evse": {"id": 1, "connectorId": 1},
-            "meterValue": [{"timestamp": _now(), "sampledValue": [
+            "meterValue": [{"timestamp": now_text(), "sampledValue": [
                 {"value": self.energy, "measurand": "Energy.Active.Import.Register",
                  "context": "Transaction.Begin", "unitOfMeasure": {"unit": "Wh"}}]}]}
 
@@ -136,24 +137,24 @@ class Station:
     def meter(self, transaction: Any) -> tuple[str, dict[str, Any]]:
         if self.ocpp == "1.6":
             return "MeterValues", {"connectorId": 1, "transactionId": transaction,
-                                   "meterValue": [{"timestamp": _now(),
+                                   "meterValue": [{"timestamp": now_text(),
                                                    "sampledValue": self._samples()}]}
         self.seq += 1
         return "TransactionEvent", {
-            "eventType": "Updated", "timestamp": _now(), "triggerReason": "MeterValuePeriodic",
+            "eventType": "Updated", "timestamp": now_text(), "triggerReason": "MeterValuePeriodic",
             "seqNo": self.seq, "transactionInfo": {"transactionId": transaction},
-            "meterValue": [{"timestamp": _now(), "sampledValue": self._samples()}]}
+            "meterValue": [{"timestamp": now_text(), "sampledValue": self._samples()}]}
 
     def stop(self, transaction: Any) -> tuple[str, dict[str, Any]]:
         if self.ocpp == "1.6":
             return "StopTransaction", {"transactionId": transaction, "meterStop": self.energy,
-                                       "timestamp": _now(), "reason": "Local"}
+                                       "timestamp": now_text(), "reason": "Local"}
         self.seq += 1
         return "TransactionEvent", {
-            "eventType": "Ended", "timestamp": _now(), "triggerReason": "StopAuthorized",
+            "eventType": "Ended", "timestamp": now_text(), "triggerReason": "StopAuthorized",
             "seqNo": self.seq, "transactionInfo": {"transactionId": transaction,
                                                    "stoppedReason": "Local"},
-            "meterValue": [{"timestamp": _now(), "sampledValue": [
+            "meterValue": [{"timestamp": now_text(), "sampledValue": [
                 {"value": self.energy, "measurand": "Energy.Active.Import.Register",
                  "context": "Transaction.End", "unitOfMeasure": {"unit": "Wh"}}]}]}
 

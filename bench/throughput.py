@@ -113,9 +113,12 @@ class CpuWindow:
             before, at = tree_cpu_s(self.pid), time.time()
             db_before = tree_cpu_s(self.db) if self.db else 0.0
             time.sleep(max(0.0, end - at))
-            self.cores = (tree_cpu_s(self.pid) - before) / (time.time() - at)
+            used = tree_cpu_s(self.pid) - before
+            db_used = tree_cpu_s(self.db) - db_before if self.db else 0.0
+            elapsed = time.time() - at
+            self.cores = used / elapsed
             if self.db:
-                self.db_cores = (tree_cpu_s(self.db) - db_before) / (time.time() - at)
+                self.db_cores = db_used / elapsed
         except OSError:  # no /proc: not measured
             self.cores = None
 

@@ -314,14 +314,12 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
 
     async def release_station_connection(self, station_id: str, node: str,
                                          since: datetime | None) -> bool | None:
-        if since is None:  # only the node that holds the socket clears it
-            return await self.execute(
-                "UPDATE stations SET connected_node = NULL WHERE id = ? AND connected_node = ?",
-                station_id, node) > 0
-        return await self.execute(
-            "UPDATE stations SET connected_node = NULL"
-            " WHERE id = ? AND connected_node = ? AND connected_at = ?",
-            station_id, node, dt_to_db(since)) > 0
+        # only the node that holds the socket clears it, and only the connection it made
+        sql = "UPDATE stations SET connected_node = NULL WHERE id = ? AND connected_node = ?"
+        if since is None:
+            return await self.execute(sql, station_id, node) > 0
+        return await self.execute(f"{sql} AND connected_at = ?", station_id, node,
+                                  dt_to_db(since)) > 0
 
     async def clear_node_connections(self, node: str) -> int:
         return await self.execute(
