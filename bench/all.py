@@ -13,6 +13,7 @@ from bench import (
     soak,
     throughput,
     tls_state,
+    units,
 )
 
 __all__ = ["main"]
@@ -32,6 +33,7 @@ def main() -> None:
     settlement_gas.main(["--json"])  # gas per paid session (3 mixes), 10,000 batch time
     cluster.main(["--stations", "400", "--duration", "20"])
     first_message.main([])  # a restarted worker's first message of each action
+    units.main([])  # the write turn: service and storage alone, one process and two
     soak.main([])  # 5,000 idle TLS sockets twice, 30 s of ping flood
     soak.main(["--idle-cost", "--sockets", "3000"])
     attacks.main(["logins", "--attempts", "300"])

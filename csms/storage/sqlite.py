@@ -34,6 +34,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -165,20 +166,35 @@ class _SqliteMigrations:
 
 class _WriteTurn:
     """The exclusive ``flock`` a process holds from BEGIN IMMEDIATE to COMMIT (see the
-    module's docstring); nothing for ``:memory:``, which no other process can open."""
+    module's docstring); nothing for ``:memory:``, which no other process can open.
+
+    It counts the seconds this process waited for its turn and held it (taken in the
+    commit thread, read anywhere): while one process holds the turn, no other writes, so
+    the turns held by all processes over a stretch of time, divided by its length, say
+    how close the file is to its limit (1.0: writes never pause, and another process
+    cannot add any; docs/benchmarks.md)."""
 
     def __init__(self, path: str) -> None:
         self._fd: int | None = None
+        self.waited_s = 0.0
+        self.held_s = 0.0
+        self._since: float | None = None  # when the turn held now was taken
         if path != ":memory:":
             real = Path(path).expanduser().resolve()
             self._fd = os.open(real.with_name(real.name + ".write-lock"),
                                os.O_RDWR | os.O_CREAT, 0o644)
 
     def take(self) -> None:
+        asked = time.perf_counter()
         if self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_EX)
+        self._since = time.perf_counter()
+        self.waited_s += self._since - asked
 
     def give(self) -> None:
+        if self._since is not None:  # given twice on some paths: counted once
+            self.held_s += time.perf_counter() - self._since
+            self._since = None
         if self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
 
@@ -205,6 +221,11 @@ class SqliteRepository(GroupCommit):
         self._read = self._write if self.path == ":memory:" else _connect(self.path, readonly=True)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-commit")
         self._turn = _WriteTurn(self.path)
+
+    def write_turn_seconds(self) -> tuple[float, float]:
+        """Seconds this repository has held the database's write turn (from BEGIN to
+        the end of COMMIT) and waited for it, since it was opened."""
+        return self._turn.held_s, self._turn.waited_s
 
     def schema_version(self) -> int:
         row = self._write.execute("SELECT max(version) FROM schema_migrations").fetchone()

@@ -162,13 +162,29 @@ def test_throughput_benchmark_measures_postgres_against_the_baseline_alone() -> 
     assert "db_cpu_us_per_message" not in result["baseline_ocpp_lib"]
 
 
+def test_units_benchmark_measures_the_write_turn_of_one_and_two_processes() -> None:
+    r = subprocess.run([sys.executable, "-m", "bench.units", "--stations", "4", "--messages",
+                        "120", "--processes", "2", "--ocpp", "2.0.1"],
+                       capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout.strip().splitlines()[-1])
+    assert result["ratio"] > 0
+    for run in (result["one_process"], result["2_processes"]):
+        assert run["messages"] >= 120 and run["messages_per_s"] > 0, result
+        # units run inside the turn; the turn is held part of the time, never more than
+        # the time measured (a little slack: the processes' windows are not the same)
+        assert 0 < run["unit_cpu_us"] < run["cpu_us_per_message"] * 13 / 12, result
+        assert 0 < run["turn_share"] <= 1.1, result
+
+
 def test_a_bad_argument_is_one_line_and_a_non_zero_exit() -> None:
     for args in (["bench.round_trips", "--db", "/tmp/x.sqlite3"],
                  ["bench.throughput", "--postgres-only"],
                  ["bench.throughput", "--workers", "0"],
                  ["bench.connections", "--hold", "0"],
                  ["bench.tls_state", "--connections", "0"],
-                 ["bench.first_message", "--repeat", "0"]):
+                 ["bench.first_message", "--repeat", "0"],
+                 ["bench.units", "--processes", "0"]):
         r = subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True,
                            timeout=60)
         assert r.returncode != 0

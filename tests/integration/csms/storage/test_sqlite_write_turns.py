@@ -100,3 +100,27 @@ async def test_units_that_queue_while_a_batch_waits_for_the_turn_share_its_commi
         await a.close()
         await b.close()
 
+
+
+async def test_the_write_turn_counts_the_time_held_and_the_time_waited(
+    tmp_path: Path,
+) -> None:
+    """What ``bench.units`` reads: a repository counts the seconds it held the write
+    turn (BEGIN to the end of COMMIT) and waited for it (another process writing)."""
+    a = SqliteRepository(tmp_path / "shared.sqlite3")
+    b = SqliteRepository(tmp_path / "shared.sqlite3")
+    try:
+        assert a.write_turn_seconds() == b.write_turn_seconds() == (0.0, 0.0)
+        async with turn_held(a) as release:
+            waiting = asyncio.ensure_future(b.unit(add("CP-B")))
+            await asyncio.sleep(0.2)
+            assert not waiting.done()
+            release.set()
+        await waiting
+        held_a, waited_a = a.write_turn_seconds()
+        held_b, waited_b = b.write_turn_seconds()
+        assert held_a >= 0.2 and waited_a < 0.1  # a wrote at once and held its turn
+        assert waited_b >= 0.2 and 0 < held_b < held_a  # b waited for it, then wrote
+    finally:
+        await a.close()
+        await b.close()
