@@ -14,6 +14,7 @@ import uuid
 from abc import ABC, abstractmethod
 from datetime import UTC, datetime
 from decimal import Decimal
+from itertools import compress
 from typing import Any
 
 import orjson
@@ -118,6 +119,9 @@ def _tag(row: dict[str, Any]) -> IdTag:
                  bool(row.get("master") or 0))
 
 
+_STATUS = {s.value: s for s in SessionStatus}  # a dict read, not an enum's call (~0.5 us)
+
+
 def _session_of(row: tuple[Any, ...]) -> Session:
     """A Session from a row of _SESSION_READ (every read of sessions selects those)."""
     (id_, station_id, connector_id, evse_id, id_tag, auth_status, ocpp_version,
@@ -134,7 +138,8 @@ def _session_of(row: tuple[Any, ...]) -> Session:
         meter_stop_wh=_dec_from_db(meter_stop_wh),
         reported_meter_start_wh=_dec_from_db(reported_meter_start_wh),
         reported_meter_stop_wh=_dec_from_db(reported_meter_stop_wh),
-        energy_wh=energy_wh, status=SessionStatus(status), stop_reason=stop_reason,
+        energy_wh=energy_wh, status=_STATUS.get(status) or SessionStatus(status),
+        stop_reason=stop_reason,
         flags=orjson.loads(flags), last_seq_no=last_seq_no, start_key=start_key,
         price_minor=price_minor, currency=currency, settlement_state=settlement_state,
     )
@@ -176,6 +181,39 @@ _UPDATE_SESSION_ALL = (
 )
 
 
+
+
+def _session_fields(s: Session) -> tuple[Any, ...]:
+    """The session's own objects for _SESSION_COLUMNS, in their order (the flags as a
+    tuple: the list is changed in place; every other field is given a new object when it
+    changes, and holds immutable ones)."""
+    return (s.station_id, s.connector_id, s.evse_id, s.id_tag, s.auth_status,
+            s.ocpp_version, s.transaction_id, s.started_at, s.stopped_at,
+            s.reported_meter_start_wh, s.reported_meter_stop_wh, s.meter_start_wh,
+            s.meter_stop_wh, s.energy_wh, s.status, s.stop_reason, tuple(s.flags),
+            s.last_seq_no, s.start_key)
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _status_to_db(status: SessionStatus) -> str:
+    return status.value
+
+
+def _flags_to_db(flags: tuple[str, ...]) -> str:
+    return orjson.dumps(flags).decode()  # a tuple is written as the list's array
+
+
+# How each of _session_fields is written, as _session_values writes it
+_TO_DB = (_same, _same, _same, _same, _same, _same, _same, dt_to_db, dt_to_db, _dec_to_db,
+          _dec_to_db, _dec_to_db, _dec_to_db, _same, _status_to_db, _same, _flags_to_db,
+          _same, _same)
+_COLUMN_INDEXES = tuple(range(len(_SESSION_COLUMNS)))
+_FLAGS = _SESSION_COLUMNS.index("flags")
+
+
 @functools.cache
 def _update_session_sql(changed: tuple[int, ...]) -> str:
     """The UPDATE of the columns at the indexes ``changed`` of _SESSION_COLUMNS."""
@@ -192,19 +230,33 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
     # (an engine opts in; it must forget them at each unit's start and whenever another
     # statement writes the sessions table, see forget_sessions).
     _session_rows: dict[int, tuple[Any, ...]] | None = None
+    # Beside each of those rows, the objects of _session_fields that hold its values (a
+    # field that still holds its object has not changed); kept and forgotten with them.
+    _session_seen: dict[int, tuple[Any, ...]] | None = None
 
     def forget_sessions(self) -> None:
         """The rows read so far may not be what the table holds any more."""
         if self._session_rows:
             self._session_rows.clear()
+            if self._session_seen is not None:
+                self._session_seen.clear()
+
+    def _keep_session(self, session_id: int, values: tuple[Any, ...],
+                      fields: tuple[Any, ...]) -> None:
+        """What the row of ``session_id`` holds (``values``, of _SESSION_COLUMNS), and the
+        session's objects that hold it, where the engine keeps them (_session_rows)."""
+        stored, seen = self._session_rows, self._session_seen
+        if stored is not None:
+            stored[session_id] = values
+            if seen is not None:
+                seen[session_id] = fields
 
     def _read_session(self, row: tuple[Any, ...]) -> Session:
         """A row of _SESSION_READ read in a unit: its _SESSION_COLUMNS kept for
         update_session."""
         session = _session_of(row)
-        stored = self._session_rows
-        if stored is not None:
-            stored[session.id] = tuple(row[1:_SESSION_END])  # type: ignore[index]
+        if self._session_rows is not None:
+            self._keep_session(row[0], tuple(row[1:_SESSION_END]), _session_fields(session))
         return session
 
     async def _one_session(self, where: str, *params: Any) -> Session | None:
@@ -490,11 +542,10 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
             *values, now, now,
         )
         session.id = sid
-        if self._session_rows is not None:
-            # what the new row holds, as for a row read: a 2.0.1 start updates the session
-            # in the same unit, and that update then names only what changed (it rewrote
-            # every index of the table)
-            self._session_rows[sid] = values
+        # what the new row holds, as for a row read: a 2.0.1 start updates the session in
+        # the same unit, and that update then names only what changed (it rewrote every
+        # index of the table)
+        self._keep_session(sid, values, _session_fields(session))
         if not session.transaction_id:
             # 1.6 §5.6: the central system assigns an integer transactionId; the
             # session's own id is unique and never reused.
@@ -518,24 +569,42 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
         )
 
     async def update_session(self, session: Session) -> None:
-        values = self._session_values(session, session.transaction_id)
         now = dt_to_db(datetime.now(UTC))
-        stored = self._session_rows
-        old = stored.get(session.id) if stored is not None and session.id is not None else None
+        sid = session.id
+        stored, seen = self._session_rows, self._session_seen
+        old = stored.get(sid) if stored is not None and sid is not None else None
+        before = seen.get(sid) if seen is not None and old is not None and sid is not None \
+            else None
+        fields = _session_fields(session)
         if old is None:
-            await self.write(_UPDATE_SESSION_ALL, *values, now, session.id)
+            values = self._session_values(session, session.transaction_id)
+            await self.write(_UPDATE_SESSION_ALL, *values, now, sid)
         else:
             # Only the columns whose value changed since the session was read in this
             # unit: SQLite rewrites the entry of every index over a column named in SET,
             # whatever its value, and the sessions table has eight (a MeterValues
-            # changes the energy and the time of update only). Same type and value:
-            # the same value stored.
-            changed = tuple(i for i, (a, b) in enumerate(zip(old, values, strict=True))
-                            if type(a) is not type(b) or a != b)
-            await self.write(_update_session_sql(changed), *(values[i] for i in changed),
-                             now, session.id)
-        if stored is not None and session.id is not None:
-            stored[session.id] = values  # what the row holds now
+            # changes the energy and the time of update only). A field that still holds
+            # the object that held the row's value has not changed, and is not written
+            # again (a MeterValues wrote all 19 to compare them); one that holds another
+            # object is written, unless it writes the same type and value as stored.
+            if before is None:
+                candidates: Any = _COLUMN_INDEXES
+            else:
+                candidates = compress(_COLUMN_INDEXES, map(operator.is_not, before, fields))
+            row = list(old)
+            changed = []
+            for i in candidates:
+                if i == _FLAGS and before is not None and before[i] == fields[i]:
+                    continue
+                value = _TO_DB[i](fields[i])
+                if type(value) is not type(old[i]) or value != old[i]:
+                    row[i] = value
+                    changed.append(i)
+            values = tuple(row)
+            await self.write(_update_session_sql(tuple(changed)),
+                             *(values[i] for i in changed), now, sid)
+        if sid is not None:
+            self._keep_session(sid, values, fields)  # what the row holds now
 
     async def list_sessions(
         self, station_id: str | None = None, active: bool | None = None, limit: int = 1000

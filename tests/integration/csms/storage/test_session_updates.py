@@ -234,3 +234,38 @@ async def test_a_session_updated_in_the_unit_that_inserted_it(
 
         await repo.unit(drop)
     assert rows[0] == rows[1]
+
+
+async def test_two_objects_of_one_session_in_a_unit(repo: Repository) -> None:
+    """The update skips a field that still holds the object the stored row was written
+    from: with two objects of one session read in the same unit, each update is checked
+    against the other's objects, and the row ends as the full updates leave it (the
+    last update's values)."""
+    rows = []
+    for partial in (True, False):
+        sid = await _new(repo, f"two-{partial}")
+
+        async def work(tx: Tx, sid: int = sid, partial: bool = partial) -> None:
+            if not partial:
+                assert isinstance(tx, SqlTx)
+                tx._session_rows = None
+            first = await tx.get_session(sid)
+            assert first is not None
+            first.energy_wh = 50
+            first.flag("seq_gap")
+            await tx.update_session(first)
+            second = await tx.get_session(sid)  # 50 and the flag, objects of its own
+            assert second is not None and second.energy_wh == 50
+            first.energy_wh, first.stop_reason = 60, "Local"
+            first.flag("late_samples")
+            await tx.update_session(first)
+            await tx.update_session(second)  # back to what the row held at its read
+
+        await repo.unit(work)
+        row = await _row(repo, sid)
+        assert row is not None
+        row.pop("transaction_id"), row.pop("start_key")
+        rows.append(row)
+    assert rows[0] == rows[1]
+    assert (rows[0]["energy_wh"], rows[0]["stop_reason"], rows[0]["flags"]) == (
+        50, None, '["seq_gap"]')
