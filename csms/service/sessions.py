@@ -88,7 +88,8 @@ class SessionUseCases(SignedDataChecks):
             self._registered[session.station_id] = station.created_at if station else None
         registered = self._registered[session.station_id]
         not_before = registered - self.time_past if registered is not None else None
-        bad = [t for t in times if time_flag(t, not_before, now + self.time_future)]
+        not_after = now + self.time_future
+        bad = [t for t in times if time_flag(t, not_before, not_after)]
         if not bad or "time_implausible" in session.flags:
             return
         session.flag("time_implausible")
@@ -97,7 +98,7 @@ class SessionUseCases(SignedDataChecks):
             {"session_id": session.id, "action": action,
              "times": [t.isoformat() for t in bad[:5]],
              "not_before": not_before.isoformat() if not_before else None,
-             "not_after": (now + self.time_future).isoformat()}, now)
+             "not_after": not_after.isoformat()}, now)
 
     # -- sessions ------------------------------------------------------------
     async def _complete(self, tx: Tx, session: Session, samples: list[MeterSample]) -> None:
