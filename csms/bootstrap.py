@@ -34,6 +34,7 @@ from csms.service.ports import Repository, StorageError, Tx
 from csms.service.quota import PayloadQuota
 from csms.service.supervisor import Supervisor, TaskState
 from csms.storage import open_repository
+from csms.storage.sqlite import SqliteRepository
 
 if TYPE_CHECKING:
     from csms.admin import AdminApi
@@ -386,6 +387,8 @@ async def build(settings: Settings, lock: NodeLock | None = None) -> App:
             lock.release()
         raise
     metrics = Metrics()
+    if isinstance(repo, SqliteRepository):
+        metrics.watch_write_turn(repo.write_turn_seconds)
     ca = None
     if settings.ca_cert or settings.tls_cert or settings.admin_port >= 0:
         # the CA that signs stations' CSRs, trusted for their client certificates

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import time
 from bisect import bisect_left
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.samples import Sample
 
-__all__ = ["HandledCalls", "Metrics"]
+__all__ = ["HandledCalls", "Metrics", "WriteTurn"]
 
 HANDLER_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
 
@@ -88,6 +88,37 @@ class HandledCalls:
         yield seconds
 
 
+class WriteTurn:
+    """``voltledger_storage_write_turn_seconds_total{state}``: the seconds this process
+    held a SQLite file's write turn (``held``: BEGIN to the end of COMMIT) and waited for
+    it (``waited``: another process writing), read from the repository when scraped.
+    While one process holds the turn no other writes: held (of every process on the
+    file) near one second a second means writes never pause, and another process cannot
+    add a message a second (docs/benchmarks.md)."""
+
+    def __init__(self, registry: CollectorRegistry,
+                 read: Callable[[], tuple[float, float]]) -> None:
+        self._read = read
+        registry.register(self)
+
+    @staticmethod
+    def _family() -> CounterMetricFamily:
+        return CounterMetricFamily(
+            "voltledger_storage_write_turn_seconds",
+            "Seconds this process held the database's write turn, and waited for it",
+            labels=["state"])
+
+    def describe(self) -> list[Metric]:
+        return [self._family()]
+
+    def collect(self) -> Iterator[Metric]:
+        family = self._family()
+        held, waited = self._read()
+        family.add_metric(["held"], held)
+        family.add_metric(["waited"], waited)
+        yield family
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -145,6 +176,10 @@ class Metrics:
             "voltledger_task_restarts", "Restarts of background tasks after a failure",
             ["task"], registry=r,
         )
+
+    def watch_write_turn(self, read: Callable[[], tuple[float, float]]) -> None:
+        """Serve the write turn's seconds (SQLite), read by ``read`` when scraped."""
+        WriteTurn(self.registry, read)
 
     def handled(self, action: str, result: str, seconds: float) -> None:
         """One station CALL handled: its time and its result."""

@@ -181,6 +181,10 @@ async def test_metrics(csms_server: RunningServer) -> None:
     assert "voltledger_handler_seconds_bucket" in text
     assert "voltledger_settlement_backlog 0.0" in text
     assert "voltledger_settlement_gas_used 0.0" in text
+    # the SQLite file's write turn: held by this node's commits (the station added, ...)
+    held = next(line for line in text.splitlines()
+                if line.startswith('voltledger_storage_write_turn_seconds_total{state="held"}'))
+    assert float(held.split()[-1]) > 0
 
 
 async def test_station_status_shows_online(csms_server: RunningServer) -> None:

@@ -68,3 +68,13 @@ def test_created_times_are_kept_per_series() -> None:
     assert text.count('voltledger_messages_created{action="Heartbeat"') == 2
     assert text.count('voltledger_handler_seconds_created{action="Heartbeat"}') == 1
     assert m.calls.value("Heartbeat", "ok") == 1 and m.calls.value("Nothing", "ok") == 0
+
+
+def test_the_write_turn_is_read_when_scraped() -> None:
+    m = Metrics()
+    turn = [0.0, 0.0]
+    m.watch_write_turn(lambda: (turn[0], turn[1]))
+    turn[:] = [1.5, 0.25]
+    lines = m.render().decode().splitlines()
+    assert 'voltledger_storage_write_turn_seconds_total{state="held"} 1.5' in lines
+    assert 'voltledger_storage_write_turn_seconds_total{state="waited"} 0.25' in lines
