@@ -153,20 +153,13 @@ def measure(stations: int, messages: int, processes: int, ocpp: str) -> dict[str
             "ratio": round(several["messages_per_s"] / one["messages_per_s"], 3)}
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--stations", type=_positive, default=500,
+    parser.add_argument("--stations", type=int, default=500,
                         help="stations of each process")
-    parser.add_argument("--messages", type=_positive, default=40000,
+    parser.add_argument("--messages", type=int, default=40000,
                         help="messages measured in all (after a quarter as many unmeasured)")
-    parser.add_argument("--processes", type=_positive, default=2,
+    parser.add_argument("--processes", type=int, default=2,
                         help="processes on one file, against one")
     parser.add_argument("--ocpp", nargs="+", default=["1.6", "2.0.1"],
                         choices=["1.6", "2.0.1"])
@@ -175,6 +168,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--prefix", help=argparse.SUPPRESS)
     parser.add_argument("--start-at", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    for name in ("stations", "messages", "processes"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1")
     if args.worker:
         print(json.dumps(asyncio.run(_worker(
             args.db, args.prefix, args.stations, args.messages, args.ocpp[0],

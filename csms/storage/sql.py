@@ -13,6 +13,7 @@ import json
 import operator
 import uuid
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from itertools import compress
@@ -175,7 +176,7 @@ def _samples(items: list[list[Any]]) -> list[MeterSample]:
     return samples
 
 
-# What update_session writes (with updated_at), in the order of _session_values.
+# What update_session writes (with updated_at), in the order of _session_fields.
 _SESSION_COLUMNS = (
     "station_id", "connector_id", "evse_id", "id_tag", "auth_status", "ocpp_version",
     "transaction_id", "started_at", "stopped_at", "reported_meter_start_wh",
@@ -194,14 +195,13 @@ _UPDATE_SESSION_ALL = (
 )
 
 
-
-
-def _session_fields(s: Session) -> tuple[Any, ...]:
-    """The session's own objects for _SESSION_COLUMNS, in their order (the flags as a
-    tuple: the list is changed in place; every other field is given a new object when it
-    changes, and holds immutable ones)."""
+def _session_fields(s: Session, transaction_id: str) -> tuple[Any, ...]:
+    """The session's own objects for _SESSION_COLUMNS, in their order, with
+    ``transaction_id`` (an insert names a placeholder before its row has an id). The flags
+    as a tuple: the list is changed in place; every other field is given a new object
+    when it changes, and holds immutable ones."""
     return (s.station_id, s.connector_id, s.evse_id, s.id_tag, s.auth_status,
-            s.ocpp_version, s.transaction_id, s.started_at, s.stopped_at,
+            s.ocpp_version, transaction_id, s.started_at, s.stopped_at,
             s.reported_meter_start_wh, s.reported_meter_stop_wh, s.meter_start_wh,
             s.meter_stop_wh, s.energy_wh, s.status, s.stop_reason, tuple(s.flags),
             s.last_seq_no, s.start_key)
@@ -219,12 +219,18 @@ def _flags_to_db(flags: tuple[str, ...]) -> str:
     return orjson.dumps(flags).decode()  # a tuple is written as the list's array
 
 
-# How each of _session_fields is written, as _session_values writes it
-_TO_DB = (_same, _same, _same, _same, _same, _same, _same, dt_to_db, dt_to_db, _dec_to_db,
-          _dec_to_db, _dec_to_db, _dec_to_db, _same, _status_to_db, _same, _flags_to_db,
-          _same, _same)
+# How each of _session_fields is written
+_TO_DB: tuple[Callable[[Any], Any], ...] = (
+    _same, _same, _same, _same, _same, _same, _same, dt_to_db, dt_to_db, _dec_to_db,
+    _dec_to_db, _dec_to_db, _dec_to_db, _same, _status_to_db, _same, _flags_to_db,
+    _same, _same)
 _COLUMN_INDEXES = tuple(range(len(_SESSION_COLUMNS)))
 _FLAGS = _SESSION_COLUMNS.index("flags")
+
+
+def _to_db(fields: tuple[Any, ...]) -> tuple[Any, ...]:
+    """What _session_fields are written as: the values of _SESSION_COLUMNS."""
+    return tuple(to_db(value) for to_db, value in zip(_TO_DB, fields, strict=True))
 
 
 @functools.cache
@@ -242,34 +248,22 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
     # _SESSION_COLUMNS, so that update_session writes only what changed. None: not kept
     # (an engine opts in; it must forget them at each unit's start and whenever another
     # statement writes the sessions table, see forget_sessions).
-    _session_rows: dict[int, tuple[Any, ...]] | None = None
-    # Beside each of those rows, the objects of _session_fields that hold its values (a
-    # field that still holds its object has not changed); kept and forgotten with them.
-    _session_seen: dict[int, tuple[Any, ...]] | None = None
+    # Beside each row, the objects of _session_fields that hold its values: a field that
+    # still holds its object has not changed.
+    _session_rows: dict[int, tuple[tuple[Any, ...], tuple[Any, ...]]] | None = None
 
     def forget_sessions(self) -> None:
         """The rows read so far may not be what the table holds any more."""
         if self._session_rows:
             self._session_rows.clear()
-            if self._session_seen is not None:
-                self._session_seen.clear()
-
-    def _keep_session(self, session_id: int, values: tuple[Any, ...],
-                      fields: tuple[Any, ...]) -> None:
-        """What the row of ``session_id`` holds (``values``, of _SESSION_COLUMNS), and the
-        session's objects that hold it, where the engine keeps them (_session_rows)."""
-        stored, seen = self._session_rows, self._session_seen
-        if stored is not None:
-            stored[session_id] = values
-            if seen is not None:
-                seen[session_id] = fields
 
     def _read_session(self, row: tuple[Any, ...]) -> Session:
         """A row of _SESSION_READ read in a unit: its _SESSION_COLUMNS kept for
         update_session."""
         session = _session_of(row)
         if self._session_rows is not None:
-            self._keep_session(row[0], tuple(row[1:_SESSION_END]), _session_fields(session))
+            self._session_rows[row[0]] = (tuple(row[1:_SESSION_END]),
+                                          _session_fields(session, session.transaction_id))
         return session
 
     async def _one_session(self, where: str, *params: Any) -> Session | None:
@@ -545,7 +539,8 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
     async def insert_session(self, session: Session) -> int:
         now = dt_to_db(datetime.now(UTC))
         transaction_id = session.transaction_id or f"new-{uuid.uuid4()}"
-        values = self._session_values(session, transaction_id)
+        fields = _session_fields(session, transaction_id)
+        values = _to_db(fields)
         sid = await self.insert_id(
             "INSERT INTO sessions (station_id, connector_id, evse_id, id_tag, auth_status,"
             " ocpp_version, transaction_id, started_at, stopped_at, reported_meter_start_wh,"
@@ -555,10 +550,11 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
             *values, now, now,
         )
         session.id = sid
-        # what the new row holds, as for a row read: a 2.0.1 start updates the session in
-        # the same unit, and that update then names only what changed (it rewrote every
-        # index of the table)
-        self._keep_session(sid, values, _session_fields(session))
+        if self._session_rows is not None:
+            # what the new row holds, as for a row read: a 2.0.1 start updates the session
+            # in the same unit, and that update then names only what changed (it rewrote
+            # every index of the table)
+            self._session_rows[sid] = (values, fields)
         if not session.transaction_id:
             # 1.6 §5.6: the central system assigns an integer transactionId; the
             # session's own id is unique and never reused.
@@ -568,29 +564,14 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
             )
         return sid
 
-    @staticmethod
-    def _session_values(session: Session, transaction_id: str) -> tuple[Any, ...]:
-        return (
-            session.station_id, session.connector_id, session.evse_id, session.id_tag,
-            session.auth_status, session.ocpp_version, transaction_id,
-            dt_to_db(session.started_at), dt_to_db(session.stopped_at),
-            _dec_to_db(session.reported_meter_start_wh),
-            _dec_to_db(session.reported_meter_stop_wh),
-            _dec_to_db(session.meter_start_wh), _dec_to_db(session.meter_stop_wh),
-            session.energy_wh, session.status.value, session.stop_reason,
-            orjson.dumps(session.flags).decode(), session.last_seq_no, session.start_key,
-        )
-
     async def update_session(self, session: Session) -> None:
         now = dt_to_db(datetime.now(UTC))
         sid = session.id
-        stored, seen = self._session_rows, self._session_seen
-        old = stored.get(sid) if stored is not None and sid is not None else None
-        before = seen.get(sid) if seen is not None and old is not None and sid is not None \
-            else None
-        fields = _session_fields(session)
-        if old is None:
-            values = self._session_values(session, session.transaction_id)
+        stored = self._session_rows
+        kept = stored.get(sid) if stored is not None and sid is not None else None
+        fields = _session_fields(session, session.transaction_id)
+        if kept is None:
+            values = _to_db(fields)
             await self.write(_UPDATE_SESSION_ALL, *values, now, sid)
         else:
             # Only the columns whose value changed since the session was read in this
@@ -600,14 +581,11 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
             # the object that held the row's value has not changed, and is not written
             # again (a MeterValues wrote all 19 to compare them); one that holds another
             # object is written, unless it writes the same type and value as stored.
-            if before is None:
-                candidates: Any = _COLUMN_INDEXES
-            else:
-                candidates = compress(_COLUMN_INDEXES, map(operator.is_not, before, fields))
+            old, before = kept
             row = list(old)
             changed = []
-            for i in candidates:
-                if i == _FLAGS and before is not None and before[i] == fields[i]:
+            for i in compress(_COLUMN_INDEXES, map(operator.is_not, before, fields)):
+                if i == _FLAGS and before[i] == fields[i]:
                     continue
                 value = _TO_DB[i](fields[i])
                 if type(value) is not type(old[i]) or value != old[i]:
@@ -616,8 +594,8 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
             values = tuple(row)
             await self.write(_update_session_sql(tuple(changed)),
                              *(values[i] for i in changed), now, sid)
-        if sid is not None:
-            self._keep_session(sid, values, fields)  # what the row holds now
+        if stored is not None and sid is not None:
+            stored[sid] = (values, fields)  # what the row holds now
 
     async def list_sessions(
         self, station_id: str | None = None, active: bool | None = None, limit: int = 1000
@@ -969,7 +947,7 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
             " stop_reason, flags, last_seq_no, start_key, created_at, updated_at,"
             " price_minor, currency, settlement_state)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(*self._session_values(s, s.transaction_id), now, now, s.price_minor, s.currency,
+            [(*_to_db(_session_fields(s, s.transaction_id)), now, now, s.price_minor, s.currency,
               s.settlement_state) for s in sessions])
 
 

@@ -65,7 +65,6 @@ class _SqliteTx(SqlTx):
         self._conn = conn
         if keep_sessions:
             self._session_rows = {}
-            self._session_seen = {}
 
     async def execute(self, sql: str, *params: Any) -> int:
         if self._session_rows and "sessions" in sql:
