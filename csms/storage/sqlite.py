@@ -23,6 +23,11 @@ processes take turns, and a waiting one is woken the moment the lock is free, wh
 SQLite's own busy handler (kept as a backstop) polls with sleeps of up to 100 ms and lets
 a process that commits back to back take the lock again and again. The kernel drops the
 lock of a process that dies, however it dies.
+
+The write transactions keep two things between statements, each guarded: the session
+rows a unit read (its update then writes only what changed; ``SqlTx.update_session``),
+and the tariffs looked up, across batches, checked once per batch against a counter that
+triggers raise on every change to the table (:class:`_Tariffs`).
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from csms.domain.tariff import Tariff
 from csms.service.ports import StorageError, Tx
 from csms.storage.group_commit import Batch, GroupCommit, Outcomes
 from csms.storage.migrations import CREATE_MIGRATIONS_TABLE, Migration, migrate, run_now
@@ -58,29 +64,91 @@ def _names(cursor: sqlite3.Cursor) -> list[str]:
     return [d[0] for d in cursor.description]
 
 
+class _Tariffs:
+    """The tariffs the write transactions of one repository looked up, by (station, time):
+    every 2.0.1 TransactionEvent asks for its session's tariff (the running cost), on the
+    writer's turn, and the answer only changes when the tariffs table does.
+
+    Whether it did is ``tariff_generation.n`` (migration 0100: triggers raise it on every
+    insert, update and delete, whoever writes), read once per batch inside its write
+    transaction (:meth:`sync`; BEGIN IMMEDIATE reads the newest commit, and no other
+    process can commit until this one does): a changed counter drops everything kept. A
+    batch that writes the table itself (:meth:`stop`) keeps nothing more, and the next
+    batch starts empty, whatever the counter says then: a write of a unit that rolled back
+    leaves the counter where it was, not the lookups made after it."""
+
+    LIMIT = 4096  # lookups kept at most (one per running session is enough)
+
+    def __init__(self) -> None:
+        self.found: dict[tuple[str, Any], Tariff | None] = {}
+        self.generation: int | None = None  # the counter ``found`` was read under
+        self.open = False  # lookups may be kept (this batch has not written tariffs)
+
+    def sync(self, generation: int) -> None:
+        """At the start of a batch's transaction: the counter it reads."""
+        if generation != self.generation:
+            self.found.clear()
+            self.generation = generation
+        self.open = True
+
+    def stop(self) -> None:
+        """This batch wrote the tariffs table: drop and keep nothing until the next one."""
+        self.found.clear()
+        self.generation = None
+        self.open = False
+
+    def keep(self, key: tuple[str, Any], tariff: Tariff | None) -> None:
+        if self.open:
+            if len(self.found) >= self.LIMIT:
+                self.found.clear()
+            self.found[key] = tariff
+
+
 class _SqliteTx(SqlTx):
-    def __init__(self, conn: sqlite3.Connection, *, keep_sessions: bool = False) -> None:
+    def __init__(self, conn: sqlite3.Connection, *, keep_sessions: bool = False,
+                 tariffs: _Tariffs | None = None) -> None:
         """``keep_sessions``: the write transaction keeps the sessions a unit read, so
-        that their update writes only the columns that changed (SqlTx.update_session)."""
+        that their update writes only the columns that changed (SqlTx.update_session).
+        ``tariffs``: the write transaction's kept tariff lookups (:class:`_Tariffs`)."""
         self._conn = conn
         if keep_sessions:
             self._session_rows = {}
+        self._tariffs = tariffs
 
-    async def execute(self, sql: str, *params: Any) -> int:
+    def _writes(self, sql: str) -> None:
+        """Before a statement that writes: what the copies kept of the tables it names no
+        longer hold."""
         if self._session_rows and "sessions" in sql:
             self.forget_sessions()  # a write of its own to the table: the copies are stale
+        if self._tariffs is not None and "tariffs" in sql:
+            self._tariffs.stop()
+
+    async def execute(self, sql: str, *params: Any) -> int:
+        self._writes(sql)
         return self._conn.execute(sql, params).rowcount
 
     async def execute_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
-        if self._session_rows and "sessions" in sql:
-            self.forget_sessions()
+        self._writes(sql)
         self._conn.executemany(sql, rows)
 
     def _query(self, sql: str, params: tuple[Any, ...]) -> sqlite3.Cursor:
         """A statement whose rows are read: a SELECT, or a write with RETURNING."""
-        if self._session_rows and "sessions" in sql and not sql.startswith("SELECT"):
-            self.forget_sessions()  # a write with RETURNING
+        if not sql.startswith("SELECT"):
+            self._writes(sql)  # a write with RETURNING
         return self._conn.execute(sql, params)
+
+    async def find_tariff(self, station_id: str, at: Any) -> Tariff | None:
+        tariffs = self._tariffs
+        if tariffs is None:
+            return await super().find_tariff(station_id, at)
+        key = (station_id, at)
+        try:
+            return tariffs.found[key]
+        except KeyError:
+            pass
+        tariff = await super().find_tariff(station_id, at)
+        tariffs.keep(key, tariff)
+        return tariff
 
     async def fetchone(self, sql: str, *params: Any) -> dict[str, Any] | None:
         cursor = self._query(sql, params)
@@ -99,8 +167,7 @@ class _SqliteTx(SqlTx):
         return self._query(sql, params).fetchall()
 
     async def insert_id(self, sql: str, *params: Any) -> int:
-        if self._session_rows and "sessions" in sql:
-            self.forget_sessions()
+        self._writes(sql)
         row = self._conn.execute(sql, params).fetchone()
         return int(row[0])
 
@@ -221,6 +288,7 @@ class SqliteRepository(GroupCommit):
         self._read = self._write if self.path == ":memory:" else _connect(self.path, readonly=True)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-commit")
         self._turn = _WriteTurn(self.path)
+        self._tariffs = _Tariffs()
 
     def write_turn_seconds(self) -> tuple[float, float]:
         """Seconds this repository has held the database's write turn (from BEGIN to
@@ -238,7 +306,8 @@ class SqliteRepository(GroupCommit):
     async def _run_batch(self, batch: Batch) -> Outcomes:
         loop = asyncio.get_running_loop()
         conn = self._write
-        tx = _SqliteTx(conn, keep_sessions=True)
+        tariffs = self._tariffs
+        tx = _SqliteTx(conn, keep_sessions=True, tariffs=tariffs)
         outcomes: Outcomes = []
         abandoned = threading.Event()
         begun = loop.run_in_executor(self._executor, self._begin, abandoned)
@@ -259,6 +328,7 @@ class SqliteRepository(GroupCommit):
         # committer reads the outcome of every unit in ``batch``, these included.
         self._take_more(batch)
         try:
+            tariffs.sync(conn.execute("SELECT n FROM tariff_generation").fetchone()[0])
             for fn, fut in batch:
                 tx.forget_sessions()  # what an earlier unit read is not this one's
                 conn.execute("SAVEPOINT unit")
@@ -329,6 +399,18 @@ class SqliteRepository(GroupCommit):
 
 
 def _split_sql(script: str) -> list[str]:
-    """Split a migration into statements (no semicolons inside our literals)."""
+    """Split a migration into statements: at each semicolon that ends one, as SQLite
+    reads it (a trigger's body holds statements of its own; no semicolons inside our
+    literals)."""
     lines = [ln for ln in script.splitlines() if not ln.strip().startswith("--")]
-    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+    statements: list[str] = []
+    pending = ""
+    for piece in "\n".join(lines).split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                statements.append(pending.strip().rstrip(";").strip())
+            pending = ""
+    if pending.strip(" \n;"):
+        statements.append(pending.strip().rstrip(";").strip())
+    return statements

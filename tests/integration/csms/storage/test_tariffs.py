@@ -63,3 +63,21 @@ async def test_a_tariff_from_the_moment_a_session_starts(repo: Repository) -> No
     later = await unit(repo, lambda tx: tx.find_tariff("CP1", T0 + timedelta(seconds=1)))
     assert later is not None and later.per_kwh == Decimal("0.40")
     assert await unit(repo, lambda tx: tx.find_tariff("CP1", T0 - timedelta(seconds=1))) is None
+
+
+async def test_every_change_to_the_tariffs_moves_the_counter(repo: Repository) -> None:
+    """Migration 0100: whoever inserts, updates or deletes tariffs raises
+    ``tariff_generation.n`` (what SQLite's kept lookups are checked against)."""
+    async def counter() -> int:
+        row = await repo.read(lambda tx: tx.fetchone("SELECT n FROM tariff_generation"))
+        assert row is not None
+        return int(row["n"])
+
+    seen = [await counter()]
+    await unit(repo, lambda tx: tx.add_tariff(Tariff("*", Decimal("0.30"), valid_from=T0)))
+    seen.append(await counter())
+    await unit(repo, lambda tx: tx.execute("UPDATE tariffs SET per_kwh = '0.31'"))
+    seen.append(await counter())
+    await unit(repo, lambda tx: tx.execute("DELETE FROM tariffs"))
+    seen.append(await counter())
+    assert seen == sorted(set(seen)), seen  # rose at each change
