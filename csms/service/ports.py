@@ -118,9 +118,10 @@ class Tx(Protocol):
 
     # events
     async def record_tx_event(
-        self, station_id: str, transaction_id: str, seq_no: int, event_type: str,
-        offline: bool, at: datetime,
-    ) -> bool: ...
+        self, session_id: int, seq_no: int, event_type: str, offline: bool, at: datetime,
+    ) -> bool:
+        """Record a 2.0.1 TransactionEvent's seqNo for its session: False when it was
+        recorded before (a retry)."""
     async def add_station_event(
         self, station_id: str, kind: str, payload: dict[str, Any], at: datetime
     ) -> None: ...

@@ -376,12 +376,8 @@ class SessionUseCases(SignedDataChecks):
             if ev.id_tag and ev.event_type == "Started" else True
 
         async def work(tx: Tx) -> tuple[AuthStatus | None, RunningCost | None]:
-            auth, session = await store(tx)
+            auth, session = await store(tx)  # a retry's: as stored
             if not with_cost:
-                return auth, None
-            if session is None:  # a retry: nothing was loaded, the session is as stored
-                session = await tx.find_session(station_id, ev.transaction_id)
-            if session is None:
                 return auth, None
             try:
                 return auth, await cost_of(tx, session, self.clock())
@@ -390,7 +386,7 @@ class SessionUseCases(SignedDataChecks):
                             ev.transaction_id, exc)
                 return auth, None
 
-        async def store(tx: Tx) -> tuple[AuthStatus | None, Session | None]:
+        async def store(tx: Tx) -> tuple[AuthStatus | None, Session]:
             auth = await self._authorize(tx, ev.id_tag) if ev.id_tag else None
             if auth is AuthStatus.ACCEPTED and not covered:
                 auth = AuthStatus.NO_CREDIT
@@ -401,13 +397,6 @@ class SessionUseCases(SignedDataChecks):
             if master and ev.event_type == "Started":
                 auth = AuthStatus.INVALID
             now = self.clock()
-            # A seqNo beyond 64 bits cannot be stored: the event is taken as new (the
-            # session is held for it, see ev.notes).
-            fresh = ev.seq_no is None or await tx.record_tx_event(
-                station_id, ev.transaction_id, ev.seq_no, ev.event_type, ev.offline, now
-            )
-            if not fresh:
-                return auth, None  # a retry: already stored, answer the same
             session = await tx.find_session(station_id, ev.transaction_id)
             created = False
             if session is None:
@@ -422,7 +411,14 @@ class SessionUseCases(SignedDataChecks):
                     session.flag("seq_gap")
                 await tx.insert_session(session)
                 created = True
-            else:
+            assert session.id is not None
+            # Each seqNo once per session (a new session has none yet). A seqNo beyond 64
+            # bits cannot be stored: the event is taken as new (the session is held for
+            # it, see ev.notes).
+            if ev.seq_no is not None and not await tx.record_tx_event(
+                    session.id, ev.seq_no, ev.event_type, ev.offline, now):
+                return auth, session  # a retry: already stored, answer the same
+            if not created:
                 if session.last_seq_no is not None and ev.seq_no is not None \
                         and ev.seq_no != session.last_seq_no + 1:
                     session.flag("seq_gap")
@@ -432,9 +428,8 @@ class SessionUseCases(SignedDataChecks):
                          "received": ev.seq_no},
                         now,
                     )
-                if ev.event_type == "Started" and not created:
+                if ev.event_type == "Started":
                     session.started_at = ev.timestamp
-            assert session.id is not None
             if ev.seq_no is not None and (session.last_seq_no is None
                                           or ev.seq_no > session.last_seq_no):
                 session.last_seq_no = ev.seq_no

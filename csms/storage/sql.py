@@ -678,13 +678,12 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
 
     # -- events --------------------------------------------------------------
     async def record_tx_event(
-        self, station_id: str, transaction_id: str, seq_no: int, event_type: str,
-        offline: bool, at: datetime,
+        self, session_id: int, seq_no: int, event_type: str, offline: bool, at: datetime,
     ) -> bool:
         changed = await self.execute(
-            "INSERT INTO tx_events (station_id, transaction_id, seq_no, event_type, offline,"
-            " received_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            station_id, transaction_id, seq_no, event_type, int(offline), dt_to_db(at),
+            "INSERT INTO tx_events (session_id, seq_no, event_type, offline, received_at)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            session_id, seq_no, event_type, int(offline), dt_to_db(at),
         )
         return changed > 0
 

@@ -50,7 +50,7 @@ class MemoryState:
     samples: list[dict[str, Any]] = field(default_factory=list)
     meter_keys: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
     signed: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
-    tx_events: set[tuple[str, str, int]] = field(default_factory=set)
+    tx_events: set[tuple[int, int]] = field(default_factory=set)
     station_events: list[dict[str, Any]] = field(default_factory=list)
     outbox: list[dict[str, Any]] = field(default_factory=list)
     settlement_queue: dict[int, datetime] = field(default_factory=dict)
@@ -293,10 +293,9 @@ class MemoryTx(Tx):
 
     # -- events --------------------------------------------------------------
     async def record_tx_event(
-        self, station_id: str, transaction_id: str, seq_no: int, event_type: str,
-        offline: bool, at: datetime,
+        self, session_id: int, seq_no: int, event_type: str, offline: bool, at: datetime,
     ) -> bool:
-        key = (station_id, transaction_id, seq_no)
+        key = (session_id, seq_no)
         if key in self.s.tx_events:
             return False
         self.s.tx_events.add(key)

@@ -61,6 +61,8 @@ def declared_schema(dialect: str) -> dict[str, set[str]]:
             tables[table.lower()].add(column.lower())
         for table in re.findall(r"DROP TABLE\s+(?:IF EXISTS\s+)?(\w+)", sql, re.I):
             tables.pop(table.lower(), None)
+        for old, new in re.findall(r"ALTER TABLE\s+(\w+)\s+RENAME TO\s+(\w+)", sql, re.I):
+            tables[new.lower()] = tables.pop(old.lower())
     return tables
 
 

@@ -152,10 +152,12 @@ async def test_transaction_event_seq_no_is_recorded_once_across_nodes(
     nodes: tuple[PostgresRepository, PostgresRepository],
 ) -> None:
     a, b = nodes
+    sid = await a.unit(lambda tx: tx.insert_session(Session(
+        station_id="EV1", ocpp_version="ocpp2.0.1", transaction_id="tx1", started_at=T0)))
 
     def record(seq_no: int) -> Any:
         async def work(tx: Tx) -> bool:
-            return await tx.record_tx_event("EV1", "tx1", seq_no, "Updated", False, T0)
+            return await tx.record_tx_event(sid, seq_no, "Updated", False, T0)
 
         return work
 

@@ -282,9 +282,12 @@ async def test_meter_samples(repo: Repository) -> None:
 
 async def test_events_and_outbox(repo: Repository) -> None:
     async def work(tx: Tx) -> tuple[bool, bool, bool, str]:
-        first = await tx.record_tx_event("EV1", "tx1", 0, "Started", False, T0)
-        again = await tx.record_tx_event("EV1", "tx1", 0, "Started", False, T0)
-        offline = await tx.record_tx_event("EV1", "tx1", 1, "Updated", True, T0)
+        await tx.insert_station(station("EV1"))
+        sid = await tx.insert_session(session("EV1", ocpp_version="ocpp2.0.1",
+                                              transaction_id="tx1"))
+        first = await tx.record_tx_event(sid, 0, "Started", False, T0)
+        again = await tx.record_tx_event(sid, 0, "Started", False, T0)
+        offline = await tx.record_tx_event(sid, 1, "Updated", True, T0)
         await tx.add_station_event("EV1", "DataTransfer", {"vendorId": "x"}, T0)
         await tx.add_station_event("EV1", "SecurityEvent", {"type": "FirmwareUpdated"}, T0)
         await tx.add_station_event("EV2", "DataTransfer", {}, T0)
