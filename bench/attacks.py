@@ -29,7 +29,7 @@ import aiohttp
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from bench.common import free_port, wait_port
+from bench.common import launch, stop
 
 __all__ = ["main"]
 
@@ -42,7 +42,7 @@ class Server:
     def __init__(self, folder: Path, extra: list[str] | None = None) -> None:
         self.folder = folder
         self.db = folder / "attack.sqlite3"
-        self.port, self.admin = free_port(), free_port()
+        self.port = self.admin = 0  # chosen when it starts
         self.extra = extra or []
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -51,19 +51,17 @@ class Server:
                        check=True, capture_output=True)
 
     def __enter__(self) -> Server:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "csms", "serve", "--port", str(self.port), "--db",
-             str(self.db), "--admin-port", str(self.admin), "--data-dir", str(self.folder),
-             "--log-level", "error", *self.extra],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_port(self.port)
-        wait_port(self.admin)
+        def command(ports: list[int]) -> list[str]:
+            return [sys.executable, "-m", "csms", "serve", "--port", str(ports[0]), "--db",
+                    str(self.db), "--admin-port", str(ports[1]), "--data-dir",
+                    str(self.folder), "--log-level", "error", *self.extra]
+
+        self.proc, (self.port, self.admin) = launch(command, 2, self.folder / "serve.err")
         return self
 
     def __exit__(self, *exc: object) -> None:
         assert self.proc is not None
-        self.proc.terminate()
-        self.proc.wait(20)
+        stop(self.proc)
 
     async def metrics(self) -> dict[str, float]:
         token = (self.folder / "admin.token").read_text().strip()

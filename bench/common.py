@@ -9,14 +9,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from chargers_sim.load import load_command, run_json_processes
 
-__all__ = ["children", "free_port", "load", "load_parallel", "node_peer_ready", "parent",
-           "rss_kib", "server", "tree_cpu_s", "wait_port"]
+__all__ = ["ServerExited", "children", "free_port", "launch", "load", "load_parallel",
+           "node_peer_ready", "parent", "rss_kib", "server", "stop", "tree_cpu_s",
+           "wait_port"]
 
 ROOT = Path(__file__).resolve().parents[1]
 NODE_MODULES = ROOT / ".tools" / "node_modules"
@@ -35,14 +36,65 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_port(port: int, timeout: float = 30.0) -> None:
+class ServerExited(RuntimeError):
+    """The server's process ended before it listened."""
+
+
+def wait_port(port: int, timeout: float = 30.0,
+              proc: subprocess.Popen[bytes] | None = None) -> None:
+    """Until something listens on ``port``; with ``proc``, fail at once when that process
+    has ended (a server that could not start)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise ServerExited(f"the server exited ({proc.returncode}) before listening"
+                               f" on port {port}")
         with contextlib.suppress(OSError):
             socket.create_connection(("127.0.0.1", port), 0.2).close()
             return
         time.sleep(0.05)
     raise RuntimeError(f"nothing listens on port {port}")
+
+
+_PORT_TAKEN = ("address already in use", "EADDRINUSE")
+
+
+def launch(command: Callable[[list[int]], list[str]], ports: int, log: Path,
+           env: dict[str, str] | None = None, cwd: str | None = None,
+           ) -> tuple[subprocess.Popen[bytes], list[int]]:
+    """A server on ``ports`` free ports (``command(ports)`` runs it), once it listens on
+    all of them. A port is free when chosen, not when the server binds it: another process
+    (a test or benchmark beside this one) may take it in between. A server that exits
+    because of that starts again on new ports, up to three times; any other exit is
+    reported with the end of its error output (``log``)."""
+    for attempt in range(3):
+        chosen = [free_port() for _ in range(ports)]
+        with open(log, "wb") as err:
+            proc = subprocess.Popen(command(chosen), stdout=subprocess.DEVNULL, stderr=err,
+                                    env=env, cwd=cwd)
+        try:
+            for port in chosen:
+                wait_port(port, proc=proc)
+        except ServerExited as exc:
+            said = log.read_bytes()[-2000:].decode(errors="replace").strip()
+            if attempt < 2 and any(taken in said for taken in _PORT_TAKEN):
+                continue
+            raise ServerExited(f"{exc}: {said}") from None
+        except BaseException:
+            stop(proc)
+            raise
+        return proc, chosen
+    raise AssertionError("unreachable")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """Terminate a server, killed if it is still there after 20 s."""
+    proc.terminate()
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def rss_kib(pid: int) -> int:
@@ -97,31 +149,28 @@ def server(kind: str, db: str | None = None, extra: list[str] | None = None,
     more ``csms serve`` arguments, or the ocpp-rpc server's process count; ``settings``:
     more environment (``CSMS_*`` settings); ``cwd``: another checkout whose ``csms`` runs
     (``python -m`` imports from the working directory first)."""
-    port = free_port()
     env = {**os.environ, **(settings or {})}
+    if kind == "ocpp-rpc":
+        env["NODE_PATH"] = str(NODE_MODULES)
     with tempfile.TemporaryDirectory() as folder:
-        if kind == "baseline":
-            cmd = [sys.executable, "-m", "bench.baseline_ocpp_lib", "--port", str(port)]
-        elif kind == "ocpp-rpc":
-            cmd = ["node", str(ROOT / "bench" / "peers" / "ocpp_rpc_server.js"), str(port),
-                   *(extra or [])]
-            env["NODE_PATH"] = str(NODE_MODULES)
-        else:
-            cmd = [sys.executable, "-m", "csms", "serve", "--port", str(port),
-                   "--db", db or str(Path(folder) / "bench.sqlite3"), "--auto-register",
-                   "--admin-port", "-1", "--data-dir", folder, "--log-level", "error",
-                   *(extra or [])]
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                env=env, cwd=cwd)
+
+        def command(ports: list[int]) -> list[str]:
+            port = str(ports[0])
+            if kind == "baseline":
+                return [sys.executable, "-m", "bench.baseline_ocpp_lib", "--port", port]
+            if kind == "ocpp-rpc":
+                return ["node", str(ROOT / "bench" / "peers" / "ocpp_rpc_server.js"), port,
+                        *(extra or [])]
+            return [sys.executable, "-m", "csms", "serve", "--port", port,
+                    "--db", db or str(Path(folder) / "bench.sqlite3"), "--auto-register",
+                    "--admin-port", "-1", "--data-dir", folder, "--log-level", "error",
+                    *(extra or [])]
+
+        proc, (port,) = launch(command, 1, Path(folder) / "server.err", env=env, cwd=cwd)
         try:
-            wait_port(port)
             yield port, proc
         finally:
-            proc.terminate()
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop(proc)
 
 
 def load(port: int, stations: int, ocpp: str, duration: float, procs: int,

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -190,3 +192,45 @@ def test_a_bad_argument_is_one_line_and_a_non_zero_exit() -> None:
         assert r.returncode != 0
         assert "Traceback" not in r.stderr and r.stderr.strip().splitlines()[-1].count(
             "error") == 1, r.stderr
+
+
+def test_a_server_whose_port_was_taken_starts_again_on_new_ones(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The port a benchmark chose was free when chosen; another process took it before the
+    server bound it (tests and benchmarks run side by side): the server exits, and is
+    started again on new ports, not waited for until a timeout."""
+    from bench import common
+
+    taken = socket.socket()  # bound, not listening: a connection to it is refused
+    taken.bind(("127.0.0.1", 0))
+    first = [taken.getsockname()[1]]
+    real = common.free_port
+    monkeypatch.setattr(common, "free_port", lambda: first.pop() if first else real())
+    tried: list[int] = []
+
+    def command(ports: list[int]) -> list[str]:
+        tried.append(ports[0])
+        return [sys.executable, "-m", "csms", "serve", "--port", str(ports[0]), "--db",
+                str(tmp_path / "csms.sqlite3"), "--admin-port", "-1", "--data-dir",
+                str(tmp_path), "--log-level", "error"]
+
+    try:
+        proc, (port,) = common.launch(command, 1, tmp_path / "serve.err")
+        try:
+            assert tried == [taken.getsockname()[1], port] and proc.poll() is None
+        finally:
+            common.stop(proc)
+    finally:
+        taken.close()
+
+
+def test_a_server_that_cannot_start_is_reported_with_its_error_at_once(
+        tmp_path: Path) -> None:
+    """Its exit and its last words, not "nothing listens" after waiting out the timeout
+    (that is a RuntimeError of another kind)."""
+    from bench import common
+
+    with pytest.raises(common.ServerExited, match=r"exited \(1\).*no such database engine"):
+        common.launch(lambda ports: [sys.executable, "-c",
+                                     "import sys; sys.exit('no such database engine')"],
+                      1, tmp_path / "serve.err")
