@@ -58,12 +58,15 @@ async def test_strict_client_takes_our_commands_and_we_take_its_reports(
     await csms_server.add_station("INTEROP-2")
     await csms_server.add_tag("CAFE01")
     await csms_server.add_tariff("0.39")
-    assert csms_cli(csms_server, "stations", "running-cost", "INTEROP-2").returncode == 0
+    marked = await asyncio.to_thread(csms_cli, csms_server, "stations", "running-cost",
+                                     "INTEROP-2")
+    assert marked.returncode == 0
     image = csms_server.settings.data_dir + "/lc-1.bin"
     Path(image).parent.mkdir(parents=True, exist_ok=True)
     Path(image).write_bytes(LC_IMAGE)
-    added = csms_cli(csms_server, "firmware", "add", image, "--version", "lc-1", "--data-dir",
-                     csms_server.settings.data_dir)
+    added = await asyncio.to_thread(csms_cli, csms_server, "firmware", "add", image,
+                                    "--version", "lc-1", "--data-dir",
+                                    csms_server.settings.data_dir)
     assert added.returncode == 0, added.stderr
     proc = await asyncio.create_subprocess_exec(
         str(node), str(SCRIPT), csms_server.url, "INTEROP-2", protocol, "CAFE01",

@@ -72,8 +72,8 @@ async def test_a_station_device_model_from_report_to_monitor(csms_server: Runnin
         assert rows["SecurityCtrlr.SecurityProfile"]["mutability"] == "ReadOnly"
         assert rows["EVSE@1.Power"]["max_limit"] == str(st.power_w)
         assert rows["SecurityCtrlr.BasicAuthPassword"]["value"] is None  # write-only
-        shown = csms_cli(csms_server, "stations", "variables", "SIM1", "--component",
-                         "OCPPCommCtrlr", "--json")
+        shown = await asyncio.to_thread(csms_cli, csms_server, "stations", "variables", "SIM1",
+                                        "--component", "OCPPCommCtrlr", "--json")
         assert shown.returncode == 0, shown.stderr
         assert {r["variable"] for r in json.loads(shown.stdout)} == {
             "HeartbeatInterval", "MessageAttempts", "MessageAttemptInterval"}
@@ -111,7 +111,8 @@ async def test_a_station_device_model_from_report_to_monitor(csms_server: Runnin
             return await station_events(csms_server, "SIM1", "notify_event")
 
         await until(notified, "the monitor's NotifyEvent")
-        shown = csms_cli(csms_server, "stations", "events", "SIM1", "--json")
+        shown = await asyncio.to_thread(csms_cli, csms_server, "stations", "events", "SIM1",
+                                        "--json")
         [data] = json.loads(shown.stdout)
         assert (data["actualValue"], data["variableMonitoringId"]) == (
             "200", monitor["monitor_id"])

@@ -244,5 +244,6 @@ async def test_the_operator_sets_the_master_pass_group_live(
         out = await asyncio.to_thread(cli, csms_server, "tags", "master-group", *args)
         assert out.returncode == 2 and why in out.stderr and "Traceback" not in out.stderr
     await st.close()
-    out = csms_cli(csms_server, "tags", "master-group", "--none")  # no server named
+    out = await asyncio.to_thread(csms_cli, csms_server, "tags", "master-group",
+                                  "--none")  # no server named
     assert out.returncode == 0 and "no 2.0.1 master pass group" in out.stdout, out

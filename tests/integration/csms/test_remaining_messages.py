@@ -256,7 +256,7 @@ async def test_status_notifications_are_answered_and_kept(
         bad = await c.call(action, {})  # required fields missing: a CALLERROR...
         assert bad[0] == 4
         assert (await c.result("Heartbeat", {}))["currentTime"]  # ...and it lives on
-    out = csms_cli(csms_server, "stations", "show", "ST1", "--json")
+    out = await asyncio.to_thread(csms_cli, csms_server, "stations", "show", "ST1", "--json")
     kept = [e["payload"] for e in json.loads(out.stdout)["recent_events"]]
     # as sent, with the schema's defaults (e.g. NotifyEvent's tbc) added
     assert any({k: p.get(k) for k in payload} == payload for p in kept), kept

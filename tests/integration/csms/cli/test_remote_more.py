@@ -3,6 +3,7 @@ nothing sent (the checks run before the admin API is asked)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -52,6 +53,7 @@ async def test_running_cost_on_and_off(csms_server: RunningServer) -> None:
         return await csms_server.repo.read(work)  # type: ignore[no-any-return]
 
     for flag, word, stored in (("--on", "on", "on"), ("--off", "off", None)):
-        out = csms_cli(csms_server, "stations", "running-cost", "CP1", flag)
+        out = await asyncio.to_thread(csms_cli, csms_server, "stations", "running-cost",
+                                      "CP1", flag)
         assert (out.returncode, out.stdout) == (0, f"CP1: running cost {word}\n"), out
         assert await option() == stored
