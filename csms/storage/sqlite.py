@@ -35,13 +35,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
 import logging
 import os
+import queue
 import sqlite3
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -271,6 +273,44 @@ class _WriteTurn:
             self._fd = None
 
 
+class _TurnThread(Executor):
+    """The one thread that runs the calls which may wait on the disk or on another
+    process's lock (taking the turn, BEGIN, COMMIT), in order. A daemon: a wait for the
+    turn that a batch gave up (another process keeps it, stopped but not dead) cannot be
+    interrupted (``flock``), and neither :meth:`SqliteRepository.close` nor the process's
+    exit must wait for it (a ``ThreadPoolExecutor``'s thread is joined at exit: a ``csms``
+    command that had reported the busy file then hung)."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]] | None] = \
+            queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="sqlite-commit", daemon=True)
+        self._thread.start()
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        future: Future[T] = Future()
+        self._jobs.put((future, functools.partial(fn, *args, **kwargs)))
+        return future
+
+    def _run(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            future, call = job
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                result = call()
+            except BaseException as exc:  # handed to the waiting batch
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+            del job, future, call
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self._jobs.put(None)
+        if wait:
+            self._thread.join()
+
+
 class SqliteRepository(GroupCommit):
     """A SQLite file (or ``:memory:`` for unit tests) behind the Repository port."""
 
@@ -286,7 +326,8 @@ class SqliteRepository(GroupCommit):
         self._write = _connect(self.path)
         run_now(migrate("sqlite", _SqliteMigrations(self._write)))
         self._read = self._write if self.path == ":memory:" else _connect(self.path, readonly=True)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-commit")
+        self._executor = _TurnThread()
+        self._gave_up = False  # a batch stopped waiting for the turn (see close)
         self._turn = _WriteTurn(self.path)
         self._tariffs = _Tariffs()
 
@@ -317,6 +358,7 @@ class SqliteRepository(GroupCommit):
             await asyncio.wait_for(asyncio.shield(begun), BUSY_SECONDS)
         except TimeoutError:
             abandoned.set()  # the thread gives the turn back at once when it gets it,
+            self._gave_up = True
             # and undoes a BEGIN that got through meanwhile (the same thread, next)
             self._executor.submit(self._undo_begin)
             raise StorageError("cannot begin a transaction: another process has held the"
@@ -391,7 +433,9 @@ class SqliteRepository(GroupCommit):
 
     async def close(self) -> None:
         await self._finish_committers()
-        self._executor.shutdown(wait=True)
+        # The thread may still be waiting for a turn a batch gave up on: it cannot be
+        # interrupted, and is a daemon (_TurnThread); it gives the turn back if it gets it.
+        self._executor.shutdown(wait=not self._gave_up)
         if self._read is not self._write:
             self._read.close()
         self._write.close()

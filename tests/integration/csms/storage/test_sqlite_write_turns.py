@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -126,3 +128,42 @@ async def test_the_write_turn_counts_the_time_held_and_the_time_waited(
     finally:
         await a.close()
         await b.close()
+
+
+def test_a_process_that_gave_up_waiting_for_the_turn_closes_and_exits(tmp_path: Path) -> None:
+    """Another process keeps the turn (stopped, not dead): this one's batch is refused
+    after the busy timeout, and then the repository closes and the process exits at once
+    (its thread, still waiting for the turn, cannot be interrupted; a ``csms`` command
+    hung there). When the turn comes free, that thread hands it on: a third process
+    writes."""
+    script = f"""
+import asyncio, sys
+from csms.service.charging import new_station
+from csms.storage import sqlite
+sqlite.BUSY_SECONDS = 0.5
+db = {str(tmp_path / "csms.sqlite3")!r}
+keeper, given_up = sqlite.SqliteRepository(db), sqlite.SqliteRepository(db)
+keeper._turn.take()
+
+async def main():
+    try:
+        await given_up.unit(lambda tx: tx.insert_station(new_station("X")))
+    except sqlite.StorageError as exc:
+        print("refused", exc)
+    await given_up.close()
+    print("closed")
+    keeper._turn.give()
+    third = sqlite.SqliteRepository(db)
+    await third.unit(lambda tx: tx.insert_station(new_station("Y")))
+    await third.close()
+    await keeper.close()
+    print("third wrote")
+
+asyncio.run(main())
+"""
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split("\n")[:3] == [
+        "refused cannot begin a transaction: another process has held the database's"
+        " write turn for 0.5 s", "closed", "third wrote"], r.stdout
