@@ -376,7 +376,7 @@ class SessionUseCases(SignedDataChecks):
             if ev.id_tag and ev.event_type == "Started" else True
 
         async def work(tx: Tx) -> tuple[AuthStatus | None, RunningCost | None]:
-            auth, session = await store(tx)  # a retry's: as stored
+            auth, session = await store(tx)  # on a retry, the session as stored
             if not with_cost:
                 return auth, None
             try:
