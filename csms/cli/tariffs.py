@@ -23,6 +23,7 @@ from csms.cli.common import (
 )
 from csms.domain.tariff import Tariff
 from csms.service.ports import Tx
+from csms.service.tariffs import TariffRefused, set_tariff
 
 __all__ = ["tariffs_app"]
 
@@ -51,7 +52,11 @@ def tariffs_set(
     db: DbOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
-    """Set a station's tariff: a new version, valid from now (or --valid-from)."""
+    """Set a station's tariff: a new version, valid from now (or --valid-from).
+
+    Refused when it would reprice a session already stored: --valid-from may not be
+    before the start of a session that had a tariff (sessions held for having none are
+    priced by it)."""
     prices = {n: _decimal(v, f"--{n.replace('_', '-')}") for n, v in
               (("per_kwh", per_kwh), ("per_minute", per_minute), ("session_fee", session_fee))}
     if not currency.isalnum() or len(currency) > 10:
@@ -66,9 +71,12 @@ def tariffs_set(
     async def work(tx: Tx) -> int:
         if station != "*" and await tx.get_station(station) is None:
             raise CliError(f"no station {station!r} (use '*' for every station)")
-        return await tx.add_tariff(Tariff(
-            station, prices["per_kwh"], currency.upper(), decimals, prices["per_minute"],
-            prices["session_fee"], valid_from=start))
+        try:
+            return await set_tariff(tx, Tariff(
+                station, prices["per_kwh"], currency.upper(), decimals, prices["per_minute"],
+                prices["session_fee"], valid_from=start))
+        except TariffRefused as exc:
+            raise CliError(f"{exc} (--valid-from: default now)") from None
 
     version = run(in_unit(load_settings(db=db, data_dir=data_dir), work))
     typer.echo(f"tariff for {station}: version {version}, {prices['per_kwh']} {currency.upper()}"

@@ -67,6 +67,28 @@ class SettlementSql(ABC):
             _iso(tariff.valid_from or datetime.now(UTC)))
         return version
 
+    async def session_a_tariff_would_reprice(self, station_id: str,
+                                             valid_from: datetime) -> dict[str, Any] | None:
+        """A stored session (``id``, ``station_id``, ``started_at``) whose tariff a new
+        version for ``station_id`` (or '*') valid from ``valid_from`` would replace: it
+        started at or after ``valid_from`` and a tariff was valid at its start (the
+        station's own or the default; for '*', the default because its station had none
+        of its own). A session that had no tariff at all is not one: it is held until it
+        has one (``find_tariff``'s rule, in one query)."""
+        when = _iso(valid_from)
+        if station_id == "*":
+            return await self.fetchone(
+                "SELECT id, station_id, started_at FROM sessions s WHERE started_at >= ?"
+                " AND EXISTS (SELECT 1 FROM tariffs t WHERE t.station_id = '*'"
+                " AND t.valid_from <= s.started_at)"
+                " AND NOT EXISTS (SELECT 1 FROM tariffs t WHERE t.station_id = s.station_id"
+                " AND t.valid_from <= s.started_at) ORDER BY started_at LIMIT 1", when)
+        return await self.fetchone(
+            "SELECT id, station_id, started_at FROM sessions s WHERE station_id = ?"
+            " AND started_at >= ? AND EXISTS (SELECT 1 FROM tariffs t"
+            " WHERE t.station_id IN (s.station_id, '*') AND t.valid_from <= s.started_at)"
+            " ORDER BY started_at LIMIT 1", station_id, when)
+
     async def list_tariffs(self) -> list[Tariff]:
         rows = await self.fetchall("SELECT * FROM tariffs ORDER BY station_id, version")
         return [_tariff(r) for r in rows]

@@ -529,8 +529,19 @@ class MemoryTx(Tx):
         version = 1 + sum(t.station_id == tariff.station_id for t in self.s.tariffs)
         stored = dataclasses.replace(tariff, id=len(self.s.tariffs) + 1, version=version)
         self.s.tariffs.append(stored)
-        assert stored.id is not None
-        return stored.id
+        return version  # as the SQL adapters: the station's version number
+
+    async def session_a_tariff_would_reprice(self, station_id: str,
+                                             valid_from: datetime) -> dict[str, Any] | None:
+        for session in sorted(self.s.sessions.values(), key=lambda s: s.started_at):
+            if session.started_at < valid_from or (
+                    station_id != "*" and session.station_id != station_id):
+                continue
+            now = await self.find_tariff(session.station_id, session.started_at)
+            if now is not None and (station_id != "*" or now.station_id == "*"):
+                return {"id": session.id, "station_id": session.station_id,
+                        "started_at": session.started_at}
+        return None
 
     async def list_tariffs(self) -> list[Tariff]:
         return list(self.s.tariffs)

@@ -53,6 +53,7 @@ from csms.protocol import InvalidStationId, station_id_from_path
 from csms.service.holds import HoldError, decide
 from csms.service.ports import Tx
 from csms.service.ratelimit import AttemptLimiter, address_key
+from csms.service.tariffs import TariffRefused, set_tariff
 
 if TYPE_CHECKING:
     from csms.admin.api import AdminApi
@@ -650,9 +651,12 @@ class Console:
         async def work(tx: Tx) -> int:
             if station != "*" and await tx.get_station(station) is None:
                 raise Refused(404, f"no station {station}")
-            version = await tx.add_tariff(Tariff(
-                station, prices["per_kwh"], currency.upper(), 2, prices["per_minute"],
-                prices["session_fee"], valid_from=datetime.now(UTC)))
+            try:
+                version = await set_tariff(tx, Tariff(
+                    station, prices["per_kwh"], currency.upper(), 2, prices["per_minute"],
+                    prices["session_fee"], valid_from=datetime.now(UTC)))
+            except TariffRefused as exc:  # a session started after now (its clock)
+                raise Refused(409, str(exc)) from None
             await tx.add_audit(actor, "tariffs.set", station,
                                {k: str(v) for k, v in prices.items()} | {"currency": currency},
                                {"version": version}, True, datetime.now(UTC))

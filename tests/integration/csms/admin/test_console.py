@@ -7,7 +7,8 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import aiohttp
@@ -15,8 +16,10 @@ import pytest
 from yarl import URL
 
 from csms.admin.console import COOKIE
+from csms.domain.model import Session
+from csms.domain.tariff import Tariff
 from csms.service.ports import Tx
-from support import RunningServer
+from support import LONG_AGO, RunningServer
 from support.client import RawClient
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -219,6 +222,29 @@ async def test_tags_and_tariffs_are_added_blocked_and_audited(
     assert len(audit) == 3  # refused requests changed nothing
     shown = await (await browser.get("/audit")).text()
     assert "tags.block" in shown and "console@" in shown
+
+
+async def test_a_tariff_that_would_reprice_a_session_is_refused(
+    browser: Browser, csms_server: RunningServer,
+) -> None:
+    """A station whose clock runs an hour ahead started a session "later" than now, priced
+    by its tariff: a version valid from now would reprice it (csms.service.tariffs), so
+    the console refuses it and writes nothing."""
+    await browser.login()
+    await csms_server.add_station("TT2")
+
+    async def priced_session(tx: Tx) -> None:
+        await tx.add_tariff(Tariff("TT2", Decimal("0.30"), valid_from=LONG_AGO))
+        await tx.insert_session(Session(
+            station_id="TT2", ocpp_version="ocpp1.6", transaction_id="1",
+            started_at=datetime.now(UTC) + timedelta(hours=1), connector_id=1))
+    await csms_server.repo.unit(priced_session)
+    r = await browser.post("/tariffs", {"station": "TT2", "per_kwh": "0.99"})
+    assert r.status == 409
+    assert "would reprice session" in await r.text()
+    tariffs = await csms_server.repo.read(lambda tx: tx.list_tariffs())
+    assert [(t.station_id, t.per_kwh) for t in tariffs] == [("TT2", Decimal("0.30"))]
+    assert not [a for a in await audit_rows(csms_server) if a["action"] == "tariffs.set"]
 
 
 async def test_commands_go_through_the_audited_path(

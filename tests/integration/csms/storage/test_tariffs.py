@@ -6,13 +6,14 @@ whose start times do not follow their order."""
 from __future__ import annotations
 
 import random
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from csms.domain.tariff import Tariff
 from csms.service.ports import Repository
+from csms.storage.sql import dt_to_db
 
-from .test_tx import T0, unit
+from .test_tx import T0, session, unit
 
 STATIONS = ["CP1", "CP'2", "*", "%", "CP1 "]
 
@@ -81,3 +82,54 @@ async def test_every_change_to_the_tariffs_moves_the_counter(repo: Repository) -
     await unit(repo, lambda tx: tx.execute("DELETE FROM tariffs"))
     seen.append(await counter())
     assert seen == sorted(set(seen)), seen  # rose at each change
+
+
+async def test_a_new_version_is_refused_exactly_when_it_would_reprice_a_session(
+        repo: Repository) -> None:
+    """``session_a_tariff_would_reprice`` (what ``csms tariffs set`` and the console ask
+    before they add a version) against the rule itself: a version would reprice a stored
+    session when the session had a tariff at its start (``expected``) and would have
+    another with the version added. Random histories of versions and sessions, random
+    proposals (the station's own, the default, before, at and after starts); a proposal
+    that passes is added, so later ones meet it."""
+    rng = random.Random(17)
+    history: list[Tariff] = []
+    versions: dict[str, int] = {}
+    starts: list[tuple[str, datetime]] = []
+    stations = ["CP1", "CP'2", "CP3"]
+    for n in range(12):
+        station = rng.choice(stations)
+        at = T0 + timedelta(hours=rng.randint(-40, 40), microseconds=rng.choice([0, 1]))
+        await unit(repo, lambda tx, s=station, a=at, i=n: tx.insert_session(
+            session(s, transaction_id=f"T{i}", started_at=a)))
+        starts.append((station, at))
+    refused = passed = 0
+    for n in range(80):
+        station = rng.choice([*stations, "*", "*"])
+        if rng.random() < 0.4:  # at a session's start exactly, or a microsecond around it
+            _, start = rng.choice(starts)
+            valid_from = start + timedelta(microseconds=rng.choice([-1, 0, 1]))
+        else:
+            valid_from = T0 + timedelta(hours=rng.randint(-50, 50))
+        new = Tariff(station, Decimal(f"0.{n:02d}"), version=versions.get(station, 0) + 1,
+                     valid_from=valid_from)
+        changed = sorted(
+            (at, s) for s, at in starts
+            if (before := expected(history, s, at)) is not None
+            and expected([*history, new], s, at) is not before)
+        hit = await unit(repo, lambda tx, s=station, v=valid_from:
+                         tx.session_a_tariff_would_reprice(s, v))
+        if changed:
+            assert hit is not None, (station, valid_from, changed)
+            started = hit["started_at"]
+            assert (hit["station_id"], str(started)) in {
+                (s, dt_to_db(at)) for at, s in changed}, (hit, changed)
+            assert str(started) == dt_to_db(changed[0][0])  # the first one
+            refused += 1
+            continue
+        assert hit is None, (station, valid_from, hit)
+        await unit(repo, lambda tx, t=new: tx.add_tariff(t))
+        versions[station] = new.version
+        history.append(new)
+        passed += 1
+    assert refused > 10 and passed > 10, (refused, passed)  # both ways, many times

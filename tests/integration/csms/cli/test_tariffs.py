@@ -1,0 +1,86 @@
+"""``csms tariffs set`` against a dishonest operator: a new version may not be valid from
+before the start of a session that already had a tariff (it would reprice what the driver
+was shown), while sessions held for having no tariff are priced by one. Real process, real
+SQLite file; the rule itself is checked on both engines in
+``tests/integration/csms/storage/test_tariffs.py``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+from csms.domain.model import Session
+from csms.domain.tariff import Tariff
+from csms.service.charging import new_station
+from csms.service.ports import Tx
+from csms.storage import open_repository
+
+STARTED = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
+
+
+def csms(db: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "csms", *args, "--db", str(db)],
+                          capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "COLUMNS": "200"})
+
+
+def stored(db: Path) -> None:
+    """CP1 with its own tariff since 2020 and a session of 2026-03-01; CP3, with no tariff,
+    a session of the same time (held until it has one)."""
+    async def work(tx: Tx) -> None:
+        for ident in ("CP1", "CP3"):
+            await tx.insert_station(new_station(ident))
+            await tx.insert_session(Session(
+                station_id=ident, ocpp_version="ocpp1.6", transaction_id="1",
+                started_at=STARTED, connector_id=1, id_tag="T1"))
+        await tx.add_tariff(Tariff("CP1", Decimal("0.30"),
+                                   valid_from=datetime(2020, 1, 1, tzinfo=UTC)))
+
+    async def run() -> None:
+        repo = await open_repository(str(db))
+        try:
+            await repo.unit(work)
+        finally:
+            await repo.close()
+    asyncio.run(run())
+
+
+def prices(db: Path) -> list[tuple[str, int, str]]:
+    rows = json.loads(csms(db, "tariffs", "list", "--json").stdout)
+    return [(r["station_id"], r["version"], r["per_kwh"]) for r in rows]
+
+
+def test_a_backdated_tariff_is_refused_over_a_priced_session(tmp_path: Path) -> None:
+    db = tmp_path / "t.db"
+    stored(db)
+    before = prices(db)
+    for station in ("CP1", "*"):  # CP1's own version; '*' does not price CP1 (it has one)
+        r = csms(db, "tariffs", "set", station, "--per-kwh", "9.99",
+                 "--valid-from", "2026-03-01T09:00:00+00:00")
+        if station == "CP1":
+            assert r.returncode == 2, (r.stdout, r.stderr)
+            assert r.stderr.startswith("error: a tariff valid from 2026-03-01T09:00:00+00:00"
+                                       " would reprice session 1 of CP1"), r.stderr
+            assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+            assert prices(db) == before  # nothing written
+        else:  # prices CP3's held session, which had none
+            assert r.returncode == 0, r.stderr
+    # the very start is refused too; a microsecond after it, or now, is a new version
+    r = csms(db, "tariffs", "set", "CP1", "--per-kwh", "9.99",
+             "--valid-from", "2026-03-01T10:00:00+00:00")
+    assert r.returncode == 2 and "session 1 of CP1" in r.stderr, r.stderr
+    assert csms(db, "tariffs", "set", "CP1", "--per-kwh", "0.35", "--valid-from",
+                "2026-03-01T10:00:00.000001+00:00").returncode == 0
+    assert csms(db, "tariffs", "set", "CP1", "--per-kwh", "0.40").returncode == 0
+    # CP3's session is priced now ('*' version 1): another backdated '*' is refused
+    r = csms(db, "tariffs", "set", "*", "--per-kwh", "0.01", "--valid-from", "2020-01-01")
+    assert r.returncode == 2 and "session 2 of CP3" in r.stderr, r.stderr
+    assert before == [("CP1", 1, "0.30")]
+    assert prices(db) == [("*", 1, "9.99"), ("CP1", 1, "0.30"), ("CP1", 2, "0.35"),
+                          ("CP1", 3, "0.40")]
