@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from chargers_sim.load import load_command, run_json_processes
+from settlement.chain import free_local_port
 
 __all__ = ["ServerExited", "children", "free_port", "launch", "load", "load_parallel",
            "node_peer_ready", "parent", "rss_kib", "server", "stop", "tree_cpu_s",
@@ -31,9 +32,9 @@ def node_peer_ready() -> bool:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port for a server started next (``settlement.chain.free_local_port``:
+    below the ephemeral range, which outgoing connections take their ports from)."""
+    return free_local_port()
 
 
 class ServerExited(RuntimeError):

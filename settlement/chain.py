@@ -18,6 +18,7 @@ import contextlib
 import json
 import logging
 import os
+import random
 import secrets
 import shutil
 import signal
@@ -91,8 +92,35 @@ def find_anvil() -> str | None:
     return shutil.which("anvil")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
+def _ephemeral_floor() -> int:
+    """The lowest port the kernel hands out as the source port of an outgoing connection
+    (and to a bind to port 0)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default (FreeBSD and macOS start at 49152)
+
+
+def free_local_port() -> int:
+    """A loopback port nothing listens on, for a process started next to bind.
+
+    Chosen below the ephemeral range, at random, not by binding port 0: a port the
+    kernel gave out from that range is free again the moment it is checked, and the next
+    outgoing connection on the machine may take it as its source port before the process
+    binds it (it then exits with "address already in use"). Ports below the range are
+    never taken that way; two callers choosing the same one at the same moment is left
+    to chance (1 in ~20,000)."""
+    top = _ephemeral_floor()
+    low = 10000 if top > 12000 else 1024
+    for _ in range(200):
+        port = random.randrange(low, top)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # in use
+            return port
+    with socket.socket() as s:  # the range below is full: the kernel's choice
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
@@ -132,7 +160,7 @@ class AnvilNode:
                 return
             if running is not None:
                 running.stop()  # left behind by a killed owner: let it write its state
-        self.port = port or _free_port()
+        self.port = port or free_local_port()
         self.url = f"http://127.0.0.1:{self.port}"
         args = [binary, "--host", "127.0.0.1", "--port", str(self.port), "--silent"]
         if state_file is not None:

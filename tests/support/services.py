@@ -23,6 +23,7 @@ import aiomqtt
 import orjson
 import pytest
 
+from settlement.chain import free_local_port
 from support import IN_CI
 
 __all__ = ["Broker", "PrivatePostgres", "Subscriber", "alive", "free_port", "require_binary"]
@@ -41,9 +42,7 @@ def alive(pid: int) -> bool:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_local_port()  # below the ephemeral range (see there)
 
 
 def _wait_port(port: int, timeout: float = 30.0) -> None:

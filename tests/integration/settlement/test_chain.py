@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -14,7 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from settlement.chain import AnvilNode, ChainError, find_anvil, rpc_client
+from settlement.chain import (
+    AnvilNode,
+    ChainError,
+    _ephemeral_floor,
+    find_anvil,
+    free_local_port,
+    rpc_client,
+)
 from support import IN_CI
 from support.services import alive
 
@@ -155,3 +163,27 @@ def test_the_keystore_password_is_never_logged(tmp_path: Path,
         node.stop()
     for text in (caplog.text, str(refused.value)):
         assert password not in text and password[::-1] not in text
+
+
+def test_a_free_local_port_is_below_the_range_outgoing_connections_take() -> None:
+    """The port a local chain (and every test and benchmark server) is started on: free,
+    and never one the kernel would give an outgoing connection as its source port (a
+    port from that range, checked free and then taken by a connection before the server
+    bound it, made a benchmark's server exit in CI)."""
+    floor = _ephemeral_floor()
+    ports = {free_local_port() for _ in range(50)}
+    assert all(p < floor for p in ports), (floor, sorted(ports))
+    assert len(ports) > 40  # at random, not one after the other from one place
+    for port in list(ports)[:5]:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", port))  # free
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        outgoing = [socket.create_connection(("127.0.0.1", held.getsockname()[1]))
+                    for _ in range(20)]
+        try:  # what connections take comes from the range above the floor
+            assert all(c.getsockname()[1] >= floor for c in outgoing)
+        finally:
+            for c in outgoing:
+                c.close()
