@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from csms.config import Settings, SettingsError
 from csms.domain.energy import watts
-from csms.metrics import Metrics
+from csms.metrics import Metrics, read_worker_metrics, serve_worker_metrics
 from csms.service import defaults
 from csms.service.charging import ChargingService
 from csms.service.cluster import beat
@@ -190,6 +190,8 @@ class App:
     tasks: Supervisor = field(default_factory=Supervisor)
     lock: NodeLock | None = None
     files: FileServer | None = None  # firmware downloads and log uploads
+    # csms serve --workers: a worker other than 0 answers its metrics here (csms.metrics)
+    metrics_server: asyncio.Server | None = None
     _restarts: dict[str, int] = field(default_factory=dict)  # counted in /metrics so far
 
     async def start(self) -> None:
@@ -200,6 +202,9 @@ class App:
         /metrics show it down meanwhile.
         """
         self.tasks.on_change = self._task_changed
+        if self.settings.metrics_dir and self.settings.worker_index > 0:
+            self.metrics_server = await serve_worker_metrics(
+                self.settings.metrics_dir, self.settings.worker_index, self.metrics.render)
         await self.central.start()
         await self._beat()
         self.tasks.start("node-beat", self._beating, (StorageError,))
@@ -350,6 +355,8 @@ class App:
     async def close(self) -> None:
         try:
             await self.tasks.close()
+            if self.metrics_server is not None:
+                self.metrics_server.close()
             if self.admin is not None:
                 await self.admin.stop()
             if self.files is not None:
@@ -443,6 +450,9 @@ async def build(settings: Settings, lock: NodeLock | None = None) -> App:
             admin = AdminApi(central, repo, token, metrics, settings.admin_host,
                              settings.admin_port, bus=bus, tasks=tasks,
                              public=settings.admin_public)
+            if settings.metrics_dir and settings.worker_index == 0 and settings.worker_count > 1:
+                folder, count = settings.metrics_dir, settings.worker_count
+                admin.other_workers = lambda: read_worker_metrics(folder, count)
     except BaseException:
         await repo.close()
         if lock is not None:

@@ -186,6 +186,10 @@ class Settings:
     # set by csms serve for its workers: how many processes of this machine they are, who
     # share its cores (PostgreSQL: the batches in flight, csms.storage.postgres.COMMITTERS)
     worker_count: int = 1
+    # set by csms serve for its workers: which one this is (0: the admin API's), and the
+    # folder where the others answer their metrics for worker 0's /metrics (csms.metrics)
+    worker_index: int = 0
+    metrics_dir: str = ""
 
     @property
     def admin_token_path(self) -> Path:
@@ -236,6 +240,8 @@ class Settings:
                      "workers", "worker_count"):
             if getattr(self, name) < 1:
                 raise _error(name, "at least 1")
+        if not 0 <= self.worker_index < self.worker_count:
+            raise _error("worker_index", f"from 0 to {self.worker_count - 1}")
         if self.workers > MAX_WORKERS:
             raise _error("workers", f"at most {MAX_WORKERS}")
         for name in ("max_wait", "call_timeout", "ping_interval", "ping_timeout",

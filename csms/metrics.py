@@ -1,16 +1,40 @@
-"""Prometheus metrics of one node, served as text at ``/metrics`` on the admin port."""
+"""Prometheus metrics of one node, served as text at ``/metrics`` on the admin port.
+
+A node of several processes (``csms serve --workers N``) serves them from worker 0, the
+one with the admin port: every other worker answers its own metrics on a Unix socket in a
+folder its parent made for them (:func:`serve_worker_metrics`), worker 0 reads them when
+scraped (:func:`read_worker_metrics`) and serves the families of every process with a
+``worker`` label, those it reads from the database once (:data:`NODE_WIDE`), and how many
+workers answered (:func:`merge_workers`).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from bisect import bisect_left
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-__all__ = ["HandledCalls", "Metrics", "WriteTurn"]
+__all__ = ["NODE_WIDE", "HandledCalls", "Metrics", "WriteTurn", "merge_workers",
+           "read_worker_metrics", "serve_worker_metrics", "worker_socket"]
+
+# The families the node serving /metrics reads from the database when scraped: one value
+# for the node, not one per process (the other workers never set them).
+NODE_WIDE = frozenset({"voltledger_sessions", "voltledger_settlement_backlog",
+                       "voltledger_settlement_gas_used", "voltledger_outbox_pending"})
+WORKER_METRICS_TIMEOUT = 2.0  # seconds worker 0 waits for another worker's metrics
 
 HANDLER_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
 
@@ -187,3 +211,94 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def worker_socket(folder: str, k: int) -> Path:
+    """Where worker ``k`` answers its metrics (``csms serve --workers``)."""
+    return Path(folder) / f"worker-{k}.sock"
+
+
+async def serve_worker_metrics(folder: str, k: int,
+                               render: Callable[[], bytes]) -> asyncio.Server:
+    """Answer every connection to :func:`worker_socket` with ``render()`` (this process's
+    metrics, as text), then close it. A socket file left by this worker's previous life
+    (killed) is replaced."""
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            writer.write(render())
+            await writer.drain()
+        except OSError:
+            pass  # worker 0 gave up waiting
+        finally:
+            writer.close()
+
+    return await asyncio.start_unix_server(answer, path=str(worker_socket(folder, k)))
+
+
+async def read_worker_metrics(folder: str, count: int,
+                              timeout: float = WORKER_METRICS_TIMEOUT) -> list[str | None]:
+    """The metrics of workers 1 to ``count - 1``, each as text, or None for one that did
+    not answer within ``timeout`` (stopped, starting again after a crash)."""
+    async def one(k: int) -> str | None:
+        writer = None
+        try:
+            async with asyncio.timeout(timeout):
+                reader, writer = await asyncio.open_unix_connection(
+                    str(worker_socket(folder, k)))
+                return (await reader.read()).decode()
+        except (OSError, TimeoutError, UnicodeDecodeError):
+            return None
+        finally:
+            if writer is not None:
+                writer.close()
+                with contextlib.suppress(OSError):
+                    await writer.wait_closed()
+
+    return list(await asyncio.gather(*(one(k) for k in range(1, count))))
+
+
+class _Families:
+    """A collector of families made beforehand."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self._families)
+
+
+def merge_workers(texts: Sequence[str | None]) -> bytes:
+    """The metrics of a node of several worker processes, from ``texts[k]``, worker
+    ``k``'s (worker 0's first; None: a worker that did not answer). Each family of a
+    process has its samples with a ``worker`` label (counters start again from zero when
+    a worker does: labelled apart, Prometheus's rates see a reset, not a fall); the
+    :data:`NODE_WIDE` ones are worker 0's, without it. ``voltledger_workers`` and
+    ``voltledger_workers_scraped`` say how many workers the node has and how many this
+    scrape holds."""
+    merged: dict[str, Metric] = {}
+    for k, text in enumerate(texts):
+        if text is None:
+            continue
+        for family in text_string_to_metric_families(text):
+            node_wide = family.name in NODE_WIDE
+            if node_wide and k != 0:
+                continue
+            into = merged.get(family.name)
+            if into is None:
+                into = merged[family.name] = Metric(family.name, family.documentation,
+                                                    family.type, family.unit)
+            worker = str(k)
+            into.samples.extend(
+                s if node_wide else s._replace(labels={**s.labels, "worker": worker})
+                for s in family.samples)
+    families = list(merged.values())
+    families.append(GaugeMetricFamily(
+        "voltledger_workers", "Worker processes of this node (csms serve --workers)",
+        value=len(texts)))
+    families.append(GaugeMetricFamily(
+        "voltledger_workers_scraped",
+        "Worker processes whose metrics this scrape holds (the others did not answer)",
+        value=sum(text is not None for text in texts)))
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Families(families))
+    return generate_latest(registry)

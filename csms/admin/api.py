@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import secrets
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from csms.config import is_loopback
 from csms.domain.maintenance import Transfer, TransferKind
 from csms.filestore import display_name, log_path
 from csms.logsafe import protect
-from csms.metrics import Metrics
+from csms.metrics import Metrics, merge_workers
 from csms.protocol import InvalidStationId, station_id_from_path
 from csms.server import CentralSystem
 from csms.service.maintenance_views import firmware_json, reservation_json, transfer_json
@@ -129,6 +130,9 @@ class AdminApi:
         self.host = host
         self.port = port
         self.operator = OperatorCommands(central, repo, bus)
+        # csms serve --workers: the other workers' metrics, read when /metrics is
+        # (csms.metrics); None for a node of one process
+        self.other_workers: Callable[[], Awaitable[list[str | None]]] | None = None
         self._runner: web.AppRunner | None = None
         self.app = web.Application(middlewares=[self._auth, self._bad_query])
         from csms.admin.console import Console
@@ -217,8 +221,11 @@ class AdminApi:
             # The database is down: the gauges keep their last values, and the task
             # metrics (voltledger_task_up) say what is down.
             log.warning("! /metrics without the database gauges: %s", exc)
-        return web.Response(body=self.metrics.render(),
-                            content_type="text/plain", charset="utf-8")
+        body = self.metrics.render()
+        if self.other_workers is not None:
+            others = await self.other_workers()
+            body = merge_workers([body.decode(), *others])
+        return web.Response(body=body, content_type="text/plain", charset="utf-8")
 
     async def _database_gauges(self) -> None:
         async def counts(tx: Tx) -> tuple[dict[str, int], int, int, int]:

@@ -12,9 +12,11 @@ so that another ``csms serve`` is refused for as long as any of them lives (a ki
 the parent included), and applies the migrations before any worker opens the file. The
 workers' group commits then take turns on the file's write lock (WAL mode: readers never
 wait), each committed before its stations are answered (:mod:`csms.storage.sqlite`).
-Worker 0 alone serves the admin API and runs the settlement worker (``--chain``); an
-operator command for a station connected to another worker travels over MQTT like one
-for another node (``--mqtt``; without it, only worker 0's stations take commands).
+Worker 0 alone serves the admin API and runs the settlement worker (``--chain``); its
+``/metrics`` holds every worker's, which the others answer on Unix sockets in a folder
+the parent makes (:mod:`csms.metrics`). An operator command for a station connected to
+another worker travels over MQTT like one for another node (``--mqtt``; without it, only
+worker 0's stations take commands).
 
 The parent only supervises: a worker that dies is started again after a pause (its
 stations reconnect, to any worker); a worker that exits with an error in its first
@@ -30,9 +32,11 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -49,24 +53,27 @@ RESTART_PAUSE = 1.0
 STOP_SECONDS = 30.0
 
 
-def worker_settings(settings: Settings, k: int) -> Settings:
-    """The settings of worker ``k`` (0-based) of ``settings.workers``."""
+def worker_settings(settings: Settings, k: int, metrics_dir: str = "") -> Settings:
+    """The settings of worker ``k`` (0-based) of ``settings.workers``; ``metrics_dir``:
+    where the workers other than 0 answer their metrics (csms.metrics)."""
     base = settings.node_id or f"{socket.gethostname()}:{settings.port}"
     one = dataclasses.replace(settings, workers=1, reuse_port=True, node_id=f"{base}/{k}",
-                              worker_count=settings.workers)
+                              worker_count=settings.workers, worker_index=k,
+                              metrics_dir=metrics_dir)
     # one admin API and one settlement worker: worker 0's; each worker has its own file
     # listener (its stations' transfer URLs name it): the others on any free port
     return one if k == 0 else dataclasses.replace(
         one, admin_port=-1, chain="", files_port=min(one.files_port, 0))
 
 
-async def _start(settings: Settings, k: int,
-                 lock_fd: int | None = None) -> asyncio.subprocess.Process:
+async def _start(settings: Settings, k: int, lock_fd: int | None = None,
+                 metrics_dir: str = "") -> asyncio.subprocess.Process:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "csms.cli.workers", stdin=asyncio.subprocess.PIPE,
         pass_fds=() if lock_fd is None else (lock_fd,))
     assert proc.stdin is not None
-    proc.stdin.write(json.dumps({"settings": dataclasses.asdict(worker_settings(settings, k)),
+    one = worker_settings(settings, k, metrics_dir)
+    proc.stdin.write(json.dumps({"settings": dataclasses.asdict(one),
                                  "lock_fd": lock_fd}).encode())
     await proc.stdin.drain()
     proc.stdin.close()
@@ -86,9 +93,11 @@ async def run_workers(settings: Settings, say: Callable[[str], None] = print) ->
     code = 0
 
     lock: NodeLock | None = None
+    # the workers' metrics sockets (csms.metrics): a folder of this user's only
+    metrics_dir = tempfile.mkdtemp(prefix="csms-workers-")
 
     async def launch(k: int) -> None:
-        procs[k] = await _start(settings, k, None if lock is None else lock.fd)
+        procs[k] = await _start(settings, k, None if lock is None else lock.fd, metrics_dir)
         started[k] = time.monotonic()
         waits[asyncio.ensure_future(procs[k].wait())] = k
 
@@ -104,6 +113,7 @@ async def run_workers(settings: Settings, say: Callable[[str], None] = print) ->
             lock = await _hold_sqlite(settings)
     except SettingsError as exc:
         say(f"error: {exc}")
+        shutil.rmtree(metrics_dir, ignore_errors=True)
         return 1
     try:
         for k in range(settings.workers):
@@ -129,6 +139,7 @@ async def run_workers(settings: Settings, say: Callable[[str], None] = print) ->
         stopping.cancel()
     finally:
         await _stop_all(list(procs.values()))
+        shutil.rmtree(metrics_dir, ignore_errors=True)
         if lock is not None:
             lock.release()
     return code

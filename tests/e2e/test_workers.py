@@ -54,6 +54,24 @@ async def _until(check: object, timeout: float = 30.0) -> None:
             await asyncio.sleep(0.1)
 
 
+Shown = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+async def _metrics(admin_port: int, token: str) -> Shown:
+    """/metrics as {(sample name, its labels sorted): value}."""
+    import aiohttp
+    from prometheus_client.parser import text_string_to_metric_families
+
+    async with aiohttp.ClientSession() as http, http.get(
+        f"http://127.0.0.1:{admin_port}/metrics",
+        headers={"Authorization": f"Bearer {token}"},
+    ) as response:
+        assert response.status == 200
+        text = await response.text()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
 def _serve_two_workers(port: int, db: str, folder: Path, log: Path,
                        extra: list[str] | None = None) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
@@ -147,6 +165,14 @@ async def test_two_workers_share_the_port_and_a_killed_one_comes_back(
         status, result = await _command(admin_port, token, elsewhere)
         assert (status, result["status"], result.get("node")) == (200, "Accepted", "wk/1")
 
+        # worker 0's /metrics holds both workers': each one's stations, by its label
+        shown = await _metrics(admin_port, token)
+        assert shown[("voltledger_workers_scraped", ())] == 2
+        assert {w: shown[("voltledger_connected_stations", (("worker", w),))]
+                for w in ("0", "1")} == {
+            w: sum(node == f"wk/{w}" for node in where.values()) for w in ("0", "1")}
+        assert ("voltledger_settlement_backlog", ()) in shown  # the node's, once
+
         # a worker killed with -9 in the middle of the sessions: the parent starts it
         # again, its stations reconnect (to either worker) and finish their sessions
         running = asyncio.gather(*(st.run_sessions(1, 2.0, id_tag="TWK") for st in stations))
@@ -160,6 +186,12 @@ async def test_two_workers_share_the_port_and_a_killed_one_comes_back(
 
         await _until(restarted)
         await asyncio.wait_for(running, 90)
+
+        async def both_scraped() -> bool:  # the new worker 1 answers on the old socket
+            return (await _metrics(admin_port, token))[
+                ("voltledger_workers_scraped", ())] == 2
+
+        await _until(both_scraped)
         for st in stations:
             await st.drain()
 

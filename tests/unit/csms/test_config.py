@@ -77,9 +77,11 @@ def test_the_keystore_comes_from_the_settings() -> None:
 
 def test_every_field_has_its_variable() -> None:
     env = {env_var(f.name): "7" for f in fields(Settings) if str(f.type) == "int"}
-    env.update({"CSMS_PORT": "7", "CSMS_ADMIN_PORT": "7", "CSMS_TLS_PORT": "7"})
+    env.update({"CSMS_PORT": "7", "CSMS_ADMIN_PORT": "7", "CSMS_TLS_PORT": "7",
+                "CSMS_WORKER_INDEX": "6"})  # one of the 7 workers
     settings = Settings.load(env=env)
     assert settings.write_buffer_limit == 7 and settings.quota_notifications == 7
+    assert settings.worker_index == 6
 
 
 @pytest.mark.parametrize(

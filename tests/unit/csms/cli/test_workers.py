@@ -14,8 +14,11 @@ def test_each_worker_is_a_node_of_its_own_and_only_the_first_runs_the_admin_api_
 ) -> None:
     settings = Settings(db=PG, workers=3, port=9000, node_id="east", chain="local",
                         admin_port=9001)
-    workers = [worker_settings(settings, k) for k in range(3)]
+    workers = [worker_settings(settings, k, "/run/m") for k in range(3)]
     assert [w.node_id for w in workers] == ["east/0", "east/1", "east/2"]
+    # each knows which it is, and where the others answer their metrics for worker 0
+    assert [(w.worker_index, w.metrics_dir) for w in workers] == [
+        (0, "/run/m"), (1, "/run/m"), (2, "/run/m")]
     assert all(w.workers == 1 and w.reuse_port and w.port == 9000 for w in workers)
     assert all(w.worker_count == 3 for w in workers)  # they share the machine's cores
     assert [(w.admin_port, w.chain) for w in workers] == [
@@ -57,3 +60,8 @@ def test_workers_may_share_a_sqlite_file() -> None:
 def test_a_worker_count_out_of_range_is_refused(workers: int) -> None:
     with pytest.raises(SettingsError, match="workers"):
         Settings(db=PG, workers=workers).check()
+
+
+def test_a_worker_index_beyond_the_workers_is_refused() -> None:
+    with pytest.raises(SettingsError, match=r"worker-index .* from 0 to 1"):
+        Settings(worker_count=2, worker_index=2).check()
