@@ -14,6 +14,7 @@ import sys
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from csms.domain.model import Session
 from csms.domain.tariff import Tariff
@@ -51,6 +52,16 @@ def stored(db: Path) -> None:
     asyncio.run(run())
 
 
+def audited(db: Path) -> list[dict[str, Any]]:
+    async def run() -> list[dict[str, Any]]:
+        repo = await open_repository(str(db))
+        try:
+            return await repo.read(lambda tx: tx.list_audit())
+        finally:
+            await repo.close()
+    return asyncio.run(run())
+
+
 def prices(db: Path) -> list[tuple[str, int, str]]:
     rows = json.loads(csms(db, "tariffs", "list", "--json").stdout)
     return [(r["station_id"], r["version"], r["per_kwh"]) for r in rows]
@@ -81,6 +92,12 @@ def test_a_backdated_tariff_is_refused_over_a_priced_session(tmp_path: Path) -> 
     # CP3's session is priced now ('*' version 1): another backdated '*' is refused
     r = csms(db, "tariffs", "set", "*", "--per-kwh", "0.01", "--valid-from", "2020-01-01")
     assert r.returncode == 2 and "session 2 of CP3" in r.stderr, r.stderr
+    # each version set is in the audit log with who set it; the refused ones are not
+    audit = sorted(audited(db), key=lambda a: a["id"])
+    assert [(a["action"], a["target"], a["result"]["version"])
+            for a in audit] == [("tariffs.set", "*", 1), ("tariffs.set", "CP1", 2),
+                                ("tariffs.set", "CP1", 3)]
+    assert all(a["actor"].startswith("cli") and a["ok"] for a in audit)
     assert before == [("CP1", 1, "0.30")]
     assert prices(db) == [("*", 1, "9.99"), ("CP1", 1, "0.30"), ("CP1", 2, "0.35"),
                           ("CP1", 3, "0.40")]
