@@ -15,6 +15,7 @@ import orjson
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from csms.config import Settings, SettingsError, env_var, option_name
 from csms.eventloop import loop_factory
@@ -207,8 +208,8 @@ def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]
                   if hidden else None)
     for i in shown:
         table.add_column(columns[i], no_wrap=wide)
-    for r in cells:
-        table.add_row(*[r[i] for i in shown])
+    for r in cells:  # as Text: what a station or an operator chose is never Rich markup
+        table.add_row(*[Text(r[i]) for i in shown])
     out.print(table)
 
 

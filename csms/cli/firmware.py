@@ -19,6 +19,7 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 import typer
+from rich.markup import escape
 
 from csms.cli.common import (
     DataDirOption,
@@ -227,10 +228,12 @@ def _one_request(station: str, command: str, args: dict[str, Any], json: bool,
     if json:
         print_json(result)
     elif status == 202:
-        console.print(f"{station}: [bold]queued[/] (request {result.get('request_id')}):"
-                      " sent after its next accepted BootNotification")
-    elif status == 200:
-        console.print(f"{station}: [bold]{result.get('status')}[/] ({result.get('action')},"
+        console.print(f"{escape(station)}: [bold]queued[/] (request"
+                      f" {result.get('request_id')}): sent after its next accepted"
+                      " BootNotification")
+    elif status == 200:  # the status is the station's word: never markup
+        console.print(f"{escape(station)}: [bold]{escape(str(result.get('status')))}[/]"
+                      f" ({escape(str(result.get('action')))},"
                       f" request {result.get('request_id')})")
     if status not in (200, 202):
         fail(result.get("error", f"admin API answered HTTP {status}"), 1)

@@ -106,7 +106,7 @@ def drivers_link(
                            {"commitment": "0x" + commitment.hex()}, True, datetime.now(UTC))
 
     run(in_unit(settings, work))
-    console.print(f"card {tag} is charged to driver {driver} (index {index})")
+    console.print(f"card {tag} is charged to driver {driver} (index {index})", markup=False)
 
 
 @drivers_app.command("unlink")
@@ -119,7 +119,7 @@ def drivers_unlink(tag: Annotated[str, typer.Argument(help="The card's id tag")]
 
     if not run(in_unit(load_settings(db=db, data_dir=data_dir), work)):
         fail(f"card {tag} is linked to no driver")
-    console.print(f"card {tag} unlinked")
+    console.print(f"card {tag} unlinked", markup=False)
 
 
 @drivers_app.command("list")

@@ -106,3 +106,24 @@ async def test_sessions_list_and_show(csms_server: RunningServer) -> None:
     assert shown["energy_wh"] == 1500 and shown["status"] == "completed"
     table = csms(db, "sessions", "list").stdout
     assert "1.500" in table  # kWh column
+
+
+async def test_a_station_s_strings_are_shown_as_sent_never_as_markup(
+        csms_server: RunningServer) -> None:
+    """A hostile station starts sessions with idTags that are Rich markup: a closing tag
+    with nothing open made `csms sessions list` end in a traceback (a MarkupError) for
+    the operator, and a style tag restyled the table. They are shown as sent."""
+    await csms_server.add_station("CP1")
+    hostile = ["[/x]", "[bold red]PAID[/]"]
+    async with await RawClient.connect(csms_server.url, "CP1") as c:
+        for n, tag in enumerate(hostile):
+            await c.result("StartTransaction", {
+                "connectorId": n + 1, "idTag": tag, "meterStart": 1000,
+                "timestamp": "2026-01-01T10:00:00Z"})
+    db = Path(csms_server.settings.db)
+    assert csms(db, "tags", "add", "[/x]").returncode == 0  # an operator's, too
+    for args in (["sessions", "list", "--wide"], ["tags", "list"]):
+        r = csms(db, *args)
+        assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+        assert "[/x]" in r.stdout, r.stdout
+    assert "[bold red]PAID[/]" in csms(db, "sessions", "list", "--wide").stdout
