@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from csms.cli import audit as _audit
 from csms.cli import certificates as _certificates
 from csms.cli import contract as _contract
 from csms.cli import demo as _demo
@@ -69,6 +70,7 @@ _stations.stations_app.command("set-host")(_parties.set_host)
 _contract.contract_app.command("info")(_contract.contract_info)
 app.command("receipt")(_receipt.receipt)
 app.command("verify")(_verify.verify)
+app.command("audit")(_audit.audit)
 app.command("demo")(_demo.demo)
 app.add_typer(_certificates.certificates_app, name="certificates")
 app.add_typer(_certificates.ca_app, name="ca")

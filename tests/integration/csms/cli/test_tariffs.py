@@ -53,13 +53,11 @@ def stored(db: Path) -> None:
 
 
 def audited(db: Path) -> list[dict[str, Any]]:
-    async def run() -> list[dict[str, Any]]:
-        repo = await open_repository(str(db))
-        try:
-            return await repo.read(lambda tx: tx.list_audit())
-        finally:
-            await repo.close()
-    return asyncio.run(run())
+    """``csms audit --json``: newest first."""
+    r = csms(db, "audit", "--json")
+    assert r.returncode == 0, r.stderr
+    rows: list[dict[str, Any]] = json.loads(r.stdout)
+    return rows
 
 
 def prices(db: Path) -> list[tuple[str, int, str]]:
@@ -98,6 +96,11 @@ def test_a_backdated_tariff_is_refused_over_a_priced_session(tmp_path: Path) -> 
             for a in audit] == [("tariffs.set", "*", 1), ("tariffs.set", "CP1", 2),
                                 ("tariffs.set", "CP1", 3)]
     assert all(a["actor"].startswith("cli") and a["ok"] for a in audit)
+    assert [a["id"] for a in audited(db)] == [3, 2, 1]  # newest first
+    assert [a["id"] for a in json.loads(csms(db, "audit", "--limit", "1", "--json").stdout)
+            ] == [3]
+    table = csms(db, "audit", "--wide").stdout
+    assert "tariffs.set" in table and '"version":3' in table and "valid_from" in table
     assert before == [("CP1", 1, "0.30")]
     assert prices(db) == [("*", 1, "9.99"), ("CP1", 1, "0.30"), ("CP1", 2, "0.35"),
                           ("CP1", 3, "0.40")]
