@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 import orjson
 import typer
+from rich.markup import escape
 
 from csms.cli.common import (
     DataDirOption,
@@ -123,7 +124,8 @@ def _command(station: str, command: str, args: dict[str, Any], to: Target,
         return
     if status == 200:
         via = f" in {result['via']}" if result.get("via") else ""
-        console.print(f"{station}: [bold]{result['status']}[/] ({result['action']}{via})")
+        console.print(f"{escape(station)}: [bold]{escape(str(result['status']))}[/]"
+                      f" ({escape(str(result['action']))}{escape(via)})")  # a station's words
         response = result.get("response") or {}
         if response and set(response) != {"status"}:
             print_json(response)
@@ -417,7 +419,8 @@ def set_password(
     if json:
         print_json({**result, **({"password": new} if generated else {})})
     elif result.get("switched"):
-        console.print(f"{station}: [bold]{result['status']}[/]; the new password is in use")
+        console.print(f"{escape(station)}: [bold]{escape(str(result['status']))}[/]; the new"
+                      " password is in use")
         if generated:
             console.print(f"new password (shown once): {new}", markup=False)
     else:

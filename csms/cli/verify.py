@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from csms.cli.common import DataDirOption, console, fail, load_settings
 
@@ -91,7 +92,8 @@ def verify(
             for check in verdict.checks:
                 mark = {True: "[green]ok[/]", False: "[bold red]FAIL[/]",
                         None: "[yellow]??[/]"}[check.ok]
-                console.print(f"{mark}  {check.name}: {check.detail}", highlight=False)
+                console.print(f"{mark}  {check.name}: {escape(check.detail)}",
+                              highlight=False)  # a receipt's text is never markup
             console.print(f"what this proves: {verdict.proves}")
             color = {VALID: "green", INVALID: "red"}.get(verdict.status, "yellow")
             console.print(f"[bold {color}]{verdict.status}[/] receipt")
@@ -101,7 +103,7 @@ def verify(
             node.stop()
     twice = duplicates(receipts) if len(receipts) > 1 else []
     for line in twice:
-        console.print(f"[bold red]FAIL[/]  billed twice: {line}")
+        console.print(f"[bold red]FAIL[/]  billed twice: {escape(line)}")
     if twice or INVALID in statuses:
         raise typer.Exit(1)
     if any(s != VALID for s in statuses):
