@@ -13,6 +13,7 @@ from csms.cli.common import (
     DataDirOption,
     DbOption,
     JsonOption,
+    actor,
     group,
     in_read,
     in_unit,
@@ -64,6 +65,10 @@ def tags_add(
 
     async def work(tx: Tx) -> str | None:
         await tx.put_tag(IdTag(tag, status.value, expires_at, group, master))
+        await tx.add_audit(actor(), "tags.add", tag, {
+            "status": status.value, "expires_at": _iso(expires_at) if expires_at else None,
+            "group": group, "master": master}, {"status": status.value}, True,
+            datetime.now(UTC))
         current = await tx.get_central_option(MASTER_PASS_OPTION)
         if master and current is None:
             assert group is not None
@@ -110,6 +115,8 @@ def tags_master_group(
     async def work(tx: Tx) -> tuple[str | None, list[str]]:
         if group is not None or none:
             await tx.set_central_option(MASTER_PASS_OPTION, group)
+            await tx.add_audit(actor(), "tags.master-group", group, {"group": group},
+                               {"master_pass_group": group}, True, datetime.now(UTC))
         current = await tx.get_central_option(MASTER_PASS_OPTION)
         tags = [t.tag for t in await tx.list_tags() if current and t.parent == current]
         return current, tags
@@ -164,7 +171,8 @@ def tags_block(
     data_dir: DataDirOption = None,
 ) -> None:
     """Block an id tag (it stays known, answers Blocked)."""
-    _update_tag(load_settings(db=db, data_dir=data_dir), tag, status=TagStatus.BLOCKED.value)
+    _update_tag(load_settings(db=db, data_dir=data_dir), tag, "tags.block",
+                status=TagStatus.BLOCKED.value)
     typer.echo(f"tag {tag} blocked")
 
 
@@ -177,7 +185,7 @@ def tags_expire(
 ) -> None:
     """Set an id tag's expiry (now by default): it then answers Expired."""
     when = _parse_time(at) if at else datetime.now(UTC)
-    _update_tag(load_settings(db=db, data_dir=data_dir), tag, expires_at=when)
+    _update_tag(load_settings(db=db, data_dir=data_dir), tag, "tags.expire", expires_at=when)
     typer.echo(f"tag {tag} expires {_iso(when)}")
 
 
@@ -189,7 +197,8 @@ def _parse_time(text: str) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _update_tag(settings: Settings, tag: str, **changes: Any) -> None:
+def _update_tag(settings: Settings, tag: str, action: str, **changes: Any) -> None:
+    """Change a stored tag, audited as ``action``."""
     async def work(tx: Tx) -> None:
         record = await tx.get_tag(tag)
         if record is None:
@@ -197,6 +206,11 @@ def _update_tag(settings: Settings, tag: str, **changes: Any) -> None:
         for key, value in changes.items():
             setattr(record, key, value)
         await tx.put_tag(record)
+        asked = {k: _iso(v) if isinstance(v, datetime) else v for k, v in changes.items()}
+        await tx.add_audit(actor(), action, tag, asked, {
+            "status": record.status,
+            "expires_at": _iso(record.expires_at) if record.expires_at else None},
+            True, datetime.now(UTC))
 
     run(in_unit(settings, work))
 

@@ -247,3 +247,6 @@ async def test_the_operator_sets_the_master_pass_group_live(
     out = await asyncio.to_thread(csms_cli, csms_server, "tags", "master-group",
                                   "--none")  # no server named
     assert out.returncode == 0 and "no 2.0.1 master pass group" in out.stdout, out
+    audit = await csms_server.repo.read(lambda tx: tx.list_audit())
+    assert [a["target"] for a in reversed(audit) if a["action"] == "tags.master-group"] == [
+        "FIRE", None]  # each change of the group, audited; a look at it is not

@@ -38,6 +38,15 @@ def test_stations_and_tags(tmp_path: Path) -> None:
     tags = {t["tag"]: t for t in json.loads(csms(db, "tags", "list", "--json").stdout)}
     assert tags["T1"]["status"] == "blocked"
     assert tags["T2"]["expires_at"] == "2026-01-01T00:00:00+00:00"
+    # each change of a tag is in the audit log, as the console's are
+    audit = json.loads(csms(db, "audit", "--json").stdout)
+    assert [(a["action"], a["target"]) for a in reversed(audit)
+            if a["action"].startswith("tags.")] == [
+        ("tags.add", "T1"), ("tags.add", "T2"), ("tags.block", "T1"), ("tags.expire", "T2")]
+    assert audit[0]["request"] == {"expires_at": "2026-01-01T00:00:00+00:00"}
+    assert all(a["actor"].startswith("cli") for a in audit)
+    assert csms(db, "tags", "block", "NOPE").returncode == 2  # refused: not audited
+    assert len(json.loads(csms(db, "audit", "--json").stdout)) == len(audit)
     table = csms(db, "stations", "list").stdout
     assert "CP-1" in table and "offline" in table
     show = json.loads(csms(db, "stations", "show", "CP-1", "--json").stdout)
