@@ -73,18 +73,11 @@ def tariffs_set(
         if station != "*" and await tx.get_station(station) is None:
             raise CliError(f"no station {station!r} (use '*' for every station)")
         try:
-            version = await set_tariff(tx, Tariff(
+            return await set_tariff(tx, Tariff(
                 station, prices["per_kwh"], currency.upper(), decimals, prices["per_minute"],
-                prices["session_fee"], valid_from=start))
+                prices["session_fee"], valid_from=start), actor())
         except TariffRefused as exc:
             raise CliError(f"{exc} (--valid-from: default now)") from None
-        # as the console's: who changed a price, and when, is in the audit log
-        await tx.add_audit(actor(), "tariffs.set", station,
-                           {k: str(v) for k, v in prices.items()}
-                           | {"currency": currency.upper(), "decimals": decimals,
-                              "valid_from": start.isoformat()},
-                           {"version": version}, True, datetime.now(UTC))
-        return version
 
     version = run(in_unit(load_settings(db=db, data_dir=data_dir), work))
     typer.echo(f"tariff for {station}: version {version}, {prices['per_kwh']} {currency.upper()}"

@@ -13,7 +13,7 @@ operator prices them.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from csms.domain.tariff import Tariff
 from csms.service.ports import Tx
@@ -25,18 +25,24 @@ class TariffRefused(ValueError):
     """The version would reprice a session already stored (the message names it)."""
 
 
-async def set_tariff(tx: Tx, tariff: Tariff) -> int:
-    """Store ``tariff`` as its station's (or '*''s) new version; return the version.
-    Raises :class:`TariffRefused` when a stored session that had a tariff at its start
-    started at or after ``tariff.valid_from``."""
-    if tariff.valid_from is None:
+async def set_tariff(tx: Tx, tariff: Tariff, actor: str) -> int:
+    """Store ``tariff`` as its station's (or '*''s) new version, audited as
+    ``tariffs.set`` by ``actor``; return the version. Raises :class:`TariffRefused` when
+    a stored session that had a tariff at its start started at or after
+    ``tariff.valid_from`` (nothing is written)."""
+    valid_from = tariff.valid_from
+    if valid_from is None:
         raise ValueError("a tariff to set needs its valid_from")
-    hit = await tx.session_a_tariff_would_reprice(tariff.station_id, tariff.valid_from)
+    hit = await tx.session_a_tariff_would_reprice(tariff.station_id, valid_from)
     if hit is not None:
-        started = hit["started_at"]
-        started = started.isoformat() if isinstance(started, datetime) else str(started)
         raise TariffRefused(
-            f"a tariff valid from {tariff.valid_from.isoformat()} would reprice session"
-            f" {hit['id']} of {hit['station_id']}, which started at {started} with another"
-            f" tariff: a new version must be valid from after that")
-    return await tx.add_tariff(tariff)
+            f"a tariff valid from {valid_from.isoformat()} would reprice session"
+            f" {hit['id']} of {hit['station_id']}, which started at {hit['started_at']} with"
+            f" another tariff: a new version must be valid from after that")
+    version = await tx.add_tariff(tariff)
+    await tx.add_audit(actor, "tariffs.set", tariff.station_id, {
+        "per_kwh": str(tariff.per_kwh), "per_minute": str(tariff.per_minute),
+        "session_fee": str(tariff.session_fee), "currency": tariff.currency,
+        "decimals": tariff.decimals, "valid_from": valid_from.isoformat()},
+        {"version": version}, True, datetime.now(UTC))
+    return version

@@ -540,7 +540,7 @@ class MemoryTx(Tx):
             now = await self.find_tariff(session.station_id, session.started_at)
             if now is not None and (station_id != "*" or now.station_id == "*"):
                 return {"id": session.id, "station_id": session.station_id,
-                        "started_at": session.started_at}
+                        "started_at": session.started_at.isoformat()}  # text, as SQL
         return None
 
     async def list_tariffs(self) -> list[Tariff]:

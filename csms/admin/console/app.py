@@ -652,15 +652,11 @@ class Console:
             if station != "*" and await tx.get_station(station) is None:
                 raise Refused(404, f"no station {station}")
             try:
-                version = await set_tariff(tx, Tariff(
+                return await set_tariff(tx, Tariff(
                     station, prices["per_kwh"], currency.upper(), 2, prices["per_minute"],
-                    prices["session_fee"], valid_from=datetime.now(UTC)))
+                    prices["session_fee"], valid_from=datetime.now(UTC)), actor)
             except TariffRefused as exc:  # a session started after now (its clock)
                 raise Refused(409, str(exc)) from None
-            await tx.add_audit(actor, "tariffs.set", station,
-                               {k: str(v) for k, v in prices.items()} | {"currency": currency},
-                               {"version": version}, True, datetime.now(UTC))
-            return version
 
         await self.api.repo.unit(work)
         return _see_other("/console/tariffs")
