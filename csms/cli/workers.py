@@ -93,8 +93,6 @@ async def run_workers(settings: Settings, say: Callable[[str], None] = print) ->
     code = 0
 
     lock: NodeLock | None = None
-    # the workers' metrics sockets (csms.metrics): a folder of this user's only
-    metrics_dir = tempfile.mkdtemp(prefix="csms-workers-")
 
     async def launch(k: int) -> None:
         procs[k] = await _start(settings, k, None if lock is None else lock.fd, metrics_dir)
@@ -113,8 +111,9 @@ async def run_workers(settings: Settings, say: Callable[[str], None] = print) ->
             lock = await _hold_sqlite(settings)
     except SettingsError as exc:
         say(f"error: {exc}")
-        shutil.rmtree(metrics_dir, ignore_errors=True)
         return 1
+    # the workers' metrics sockets (csms.metrics): a folder of this user's only
+    metrics_dir = tempfile.mkdtemp(prefix="csms-workers-")
     try:
         for k in range(settings.workers):
             await launch(k)
