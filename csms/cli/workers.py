@@ -32,6 +32,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import os
 import shutil
 import signal
 import socket
@@ -39,6 +40,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from csms.config import Settings, SettingsError
@@ -46,11 +48,12 @@ from csms.config import Settings, SettingsError
 if TYPE_CHECKING:
     from csms.bootstrap import NodeLock
 
-__all__ = ["run_workers", "worker_settings"]
+__all__ = ["remove_stale_metrics_dirs", "run_workers", "worker_settings"]
 
 STARTUP_SECONDS = 5.0  # a worker gone this soon after its start is a failure to start
 RESTART_PAUSE = 1.0
 STOP_SECONDS = 30.0
+METRICS_PREFIX = "csms-workers-"  # + the parent's process id + "-" + random
 
 
 def worker_settings(settings: Settings, k: int, metrics_dir: str = "") -> Settings:
@@ -112,8 +115,10 @@ async def run_workers(settings: Settings, say: Callable[[str], None] = print) ->
     except SettingsError as exc:
         say(f"error: {exc}")
         return 1
-    # the workers' metrics sockets (csms.metrics): a folder of this user's only
-    metrics_dir = tempfile.mkdtemp(prefix="csms-workers-")
+    # the workers' metrics sockets (csms.metrics): a folder of this user's only, named
+    # after this process, so that one a parent killed with -9 left is removed later
+    remove_stale_metrics_dirs()
+    metrics_dir = tempfile.mkdtemp(prefix=f"{METRICS_PREFIX}{os.getpid()}-")
     try:
         for k in range(settings.workers):
             await launch(k)
@@ -142,6 +147,35 @@ async def run_workers(settings: Settings, say: Callable[[str], None] = print) ->
         if lock is not None:
             lock.release()
     return code
+
+
+def remove_stale_metrics_dirs(folder: str | None = None) -> list[str]:
+    """Remove the metrics folders of parents that are gone (killed with -9: their
+    ``finally`` never ran), this user's only; return what was removed. A folder whose
+    process id another process has taken since stays until that one is gone too."""
+    removed = []
+    root = Path(folder or tempfile.gettempdir())
+    for path in root.glob(f"{METRICS_PREFIX}*-*"):
+        pid_text = path.name[len(METRICS_PREFIX):].split("-", 1)[0]
+        try:
+            if not pid_text.isdigit() or path.is_symlink() or not path.is_dir() or \
+                    path.stat().st_uid != os.getuid() or _alive(int(pid_text)):
+                continue
+        except OSError:
+            continue  # gone meanwhile, or not ours to read
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(str(path))
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process holds that id
+    return True
 
 
 async def _hold_sqlite(settings: Settings) -> NodeLock:

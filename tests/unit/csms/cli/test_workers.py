@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
-from csms.cli.workers import worker_settings
+from csms.cli.workers import remove_stale_metrics_dirs, worker_settings
 from csms.config import Settings, SettingsError
 
 PG = "postgresql://postgres@127.0.0.1:5432/test"
@@ -65,3 +70,24 @@ def test_a_worker_count_out_of_range_is_refused(workers: int) -> None:
 def test_a_worker_index_beyond_the_workers_is_refused() -> None:
     with pytest.raises(SettingsError, match=r"worker-index .* from 0 to 1"):
         Settings(worker_count=2, worker_index=2).check()
+
+
+def test_a_metrics_folder_left_by_a_parent_that_is_gone_is_removed(tmp_path: Path) -> None:
+    """A parent killed with -9 never removes its workers' metrics folder; the next
+    parent removes every such folder whose process is gone, and only those."""
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    stale = tmp_path / f"csms-workers-{gone.pid}-abc"
+    (stale / "sub").mkdir(parents=True)
+    (stale / "1.sock").write_text("")
+    alive = tmp_path / f"csms-workers-{os.getpid()}-def"
+    alive.mkdir()
+    other = tmp_path / "csms-workers-notapid-x"
+    other.mkdir()
+    unrelated = tmp_path / f"something-{gone.pid}-abc"
+    unrelated.mkdir()
+    link = tmp_path / f"csms-workers-{gone.pid}-link"
+    link.symlink_to(unrelated)
+    assert remove_stale_metrics_dirs(str(tmp_path)) == [str(stale)]
+    assert not stale.exists()
+    assert alive.is_dir() and other.is_dir() and unrelated.is_dir() and link.is_symlink()
