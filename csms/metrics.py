@@ -115,13 +115,15 @@ class HandledCalls:
 class WriteTurn:
     """``voltledger_storage_write_turn_seconds_total{state}``: the seconds this process
     held a SQLite file's write turn (``held``: BEGIN to the end of COMMIT) and waited for
-    it (``waited``: another process writing), read from the repository when scraped.
+    it (``waited``: another process writing), read from the repository when scraped; of
+    the seconds held, ``before_batch`` were before the process's event loop ran the batch
+    (it was finishing other work: a turn no process writes in).
     While one process holds the turn no other writes: held (of every process on the
     file) near one second a second means writes never pause, and another process cannot
     add a message a second (docs/benchmarks.md)."""
 
     def __init__(self, registry: CollectorRegistry,
-                 read: Callable[[], tuple[float, float]]) -> None:
+                 read: Callable[[], tuple[float, float, float]]) -> None:
         self._read = read
         registry.register(self)
 
@@ -137,9 +139,10 @@ class WriteTurn:
 
     def collect(self) -> Iterator[Metric]:
         family = self._family()
-        held, waited = self._read()
+        held, waited, before_batch = self._read()
         family.add_metric(["held"], held)
         family.add_metric(["waited"], waited)
+        family.add_metric(["before_batch"], before_batch)
         yield family
 
 
@@ -201,7 +204,7 @@ class Metrics:
             ["task"], registry=r,
         )
 
-    def watch_write_turn(self, read: Callable[[], tuple[float, float]]) -> None:
+    def watch_write_turn(self, read: Callable[[], tuple[float, float, float]]) -> None:
         """Serve the write turn's seconds (SQLite), read by ``read`` when scraped."""
         WriteTurn(self.registry, read)
 

@@ -45,7 +45,7 @@ import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor, Future
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from csms.domain.tariff import Tariff
 from csms.service.ports import StorageError, Tx
@@ -53,13 +53,19 @@ from csms.storage.group_commit import Batch, GroupCommit, Outcomes
 from csms.storage.migrations import CREATE_MIGRATIONS_TABLE, Migration, migrate, run_now
 from csms.storage.sql import SqlTx
 
-__all__ = ["SqliteRepository"]
+__all__ = ["SqliteRepository", "TurnSeconds"]
 
 T = TypeVar("T")
 log = logging.getLogger("csms.storage.sqlite")
 
 MAX_BATCH = 512
 BUSY_SECONDS = 10.0  # SQLite's busy timeout, and the longest wait for the write turn
+
+
+class TurnSeconds(NamedTuple):
+    held: float  # BEGIN to the end of COMMIT
+    waited: float  # for another process's turn to end
+    before_batch: float  # of held: taken, while the event loop had not run the batch yet
 
 
 def _names(cursor: sqlite3.Cursor) -> list[str]:
@@ -241,12 +247,16 @@ class _WriteTurn:
     commit thread, read anywhere): while one process holds the turn, no other writes, so
     the turns held by all processes over a stretch of time, divided by its length, say
     how close the file is to its limit (1.0: writes never pause, and another process
-    cannot add any; docs/benchmarks.md)."""
+    cannot add any; docs/benchmarks.md). Of the seconds held, it counts apart those before
+    the batch ran: the turn is taken in the commit thread, and the event loop gets to the
+    batch once it has finished what it was doing (the answers of its last batch, the
+    frames that came meanwhile)."""
 
     def __init__(self, path: str) -> None:
         self._fd: int | None = None
         self.waited_s = 0.0
         self.held_s = 0.0
+        self.before_batch_s = 0.0  # of held_s: taken, the batch not yet running
         self._since: float | None = None  # when the turn held now was taken
         if path != ":memory:":
             real = Path(path).expanduser().resolve()
@@ -259,6 +269,12 @@ class _WriteTurn:
             fcntl.flock(self._fd, fcntl.LOCK_EX)
         self._since = time.perf_counter()
         self.waited_s += self._since - asked
+
+    def batch_started(self) -> None:
+        """On the event loop, when the batch that asked for the turn starts to run: the
+        turn was held meanwhile while the loop finished what it was doing."""
+        if self._since is not None:
+            self.before_batch_s += time.perf_counter() - self._since
 
     def give(self) -> None:
         if self._since is not None:  # given twice on some paths: counted once
@@ -331,10 +347,12 @@ class SqliteRepository(GroupCommit):
         self._turn = _WriteTurn(self.path)
         self._tariffs = _Tariffs()
 
-    def write_turn_seconds(self) -> tuple[float, float]:
+    def write_turn_seconds(self) -> TurnSeconds:
         """Seconds this repository has held the database's write turn (from BEGIN to
-        the end of COMMIT) and waited for it, since it was opened."""
-        return self._turn.held_s, self._turn.waited_s
+        the end of COMMIT), waited for it, and held it before its batch ran, since it
+        was opened."""
+        turn = self._turn
+        return TurnSeconds(turn.held_s, turn.waited_s, turn.before_batch_s)
 
     def schema_version(self) -> int:
         row = self._write.execute("SELECT max(version) FROM schema_migrations").fetchone()
@@ -365,6 +383,7 @@ class SqliteRepository(GroupCommit):
                                f" database's write turn for {BUSY_SECONDS:g} s") from None
         except sqlite3.Error as exc:
             raise StorageError(f"cannot begin a transaction: {exc}") from exc
+        self._turn.batch_started()
         # Units that queued while this batch waited for the write turn (other processes
         # writing) go in with it: one commit for them too, not a turn of their own. The
         # committer reads the outcome of every unit in ``batch``, these included.

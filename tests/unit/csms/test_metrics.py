@@ -81,12 +81,13 @@ def test_created_times_are_kept_per_series() -> None:
 
 def test_the_write_turn_is_read_when_scraped() -> None:
     m = Metrics()
-    turn = [0.0, 0.0]
-    m.watch_write_turn(lambda: (turn[0], turn[1]))
-    turn[:] = [1.5, 0.25]
+    turn = [0.0, 0.0, 0.0]
+    m.watch_write_turn(lambda: (turn[0], turn[1], turn[2]))
+    turn[:] = [1.5, 0.25, 0.125]
     lines = m.render().decode().splitlines()
     assert 'voltledger_storage_write_turn_seconds_total{state="held"} 1.5' in lines
     assert 'voltledger_storage_write_turn_seconds_total{state="waited"} 0.25' in lines
+    assert 'voltledger_storage_write_turn_seconds_total{state="before_batch"} 0.125' in lines
 
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]

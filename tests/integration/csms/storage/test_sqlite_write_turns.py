@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -112,22 +113,41 @@ async def test_the_write_turn_counts_the_time_held_and_the_time_waited(
     a = SqliteRepository(tmp_path / "shared.sqlite3")
     b = SqliteRepository(tmp_path / "shared.sqlite3")
     try:
-        assert a.write_turn_seconds() == b.write_turn_seconds() == (0.0, 0.0)
+        assert a.write_turn_seconds() == b.write_turn_seconds() == (0.0, 0.0, 0.0)
         async with turn_held(a) as release:
             waiting = asyncio.ensure_future(b.unit(add("CP-B")))
             await asyncio.sleep(0.3)
             assert not waiting.done()
             release.set()
         await waiting
-        held_a, waited_a = a.write_turn_seconds()
-        held_b, waited_b = b.write_turn_seconds()
+        held_a, waited_a, before_a = a.write_turn_seconds()
+        held_b, waited_b, before_b = b.write_turn_seconds()
         # a wrote at once and held its turn over the 0.3 s; b's wait began a moment
         # after the sleep did (its batch asks for the turn from the commit thread)
         assert held_a >= 0.3 and waited_a < 0.1
         assert waited_b >= 0.15 and 0 < held_b < held_a  # b waited for it, then wrote
+        # the loops were free when the turns came: their batches ran at once
+        assert before_a < 0.1 and before_b < 0.1
     finally:
         await a.close()
         await b.close()
+
+
+async def test_the_turn_held_before_the_batch_runs_is_counted(tmp_path: Path) -> None:
+    """The turn comes in the commit thread; a batch runs when the event loop gets to it.
+    A loop busy with other work meanwhile holds the turn writing nothing: counted apart,
+    as part of the seconds held."""
+    repo = SqliteRepository(tmp_path / "one.sqlite3")
+    try:
+        async def busy_loop() -> None:
+            await asyncio.sleep(0)  # after the batch has asked for the turn
+            time.sleep(0.3)  # the loop's other work, while the thread holds the turn
+
+        await asyncio.gather(repo.unit(add("CP-1")), busy_loop())
+        held, _, before_batch = repo.write_turn_seconds()
+        assert 0.25 <= before_batch <= held
+    finally:
+        await repo.close()
 
 
 def test_a_process_that_gave_up_waiting_for_the_turn_closes_and_exits(tmp_path: Path) -> None:
