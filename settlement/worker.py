@@ -255,7 +255,11 @@ class SettlementWorker:
         session = await tx.get_session(session_id)
         if session is None or session.stopped_at is None:
             return "hold:not_settleable"
-        check_billing_transition(billing_state(session), BillingState.BATCHED)
+        state = billing_state(session)
+        if state not in (BillingState.QUEUED, BillingState.RELEASED):
+            # held (or decided) since it was queued: not this chunk's, and not a reason to
+            # fail the whole cut, whose other sessions are settleable
+            return f"out:{state}"
         station = await tx.get_station(session.station_id)
         if station is None:
             return "hold:not_settleable"
@@ -328,6 +332,18 @@ class SettlementWorker:
                                    {"session_id": session_id, "flags": session.flags}, _now())
         log.warning("! session %s held from settlement: %s", session_id, flag)
 
+    async def _out_of_queue(self, tx: Tx, session_id: int, state: str) -> None:
+        """A queued session whose billing is no longer queued (a hold flag came since, or an
+        operator decided): out of the queue; an operator's release queues it again."""
+        await tx.dequeue_settlement(session_id)
+        session = await tx.get_session(session_id)
+        if session is not None and state == BillingState.HELD:
+            await tx.add_station_event(session.station_id, "billing_hold",
+                                       {"session_id": session_id, "flags": session.flags},
+                                       _now())
+        log.warning("! session %s left the settlement queue: its billing is %s", session_id,
+                    state)
+
     async def _cut(self, tx: Tx, ledger: int, info: dict[str, Any],
                    candidates: list[dict[str, Any]]) -> int:
         """One chunk: records in driver order, with the ledger's next sequence numbers."""
@@ -339,6 +355,8 @@ class SettlementWorker:
             if isinstance(prepared, str):
                 if prepared.startswith("hold:"):
                     await self._hold(tx, c["session_id"], prepared.removeprefix("hold:"))
+                elif prepared.startswith("out:"):
+                    await self._out_of_queue(tx, c["session_id"], prepared.removeprefix("out:"))
                 continue  # "wait": stays queued until its host registers the station
             station = int(prepared.record["chain_station"])
             if len(stations | {station}) > MAX_STATIONS or \

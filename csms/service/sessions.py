@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from csms.domain.energy import (
     compute_energy,
@@ -99,6 +100,29 @@ class SessionUseCases(SignedDataChecks):
              "times": [t.isoformat() for t in bad[:5]],
              "not_before": not_before.isoformat() if not_before else None,
              "not_after": not_after.isoformat()}, now)
+
+    async def _late(self, tx: Tx, session: Session, action: str, samples: list[MeterSample],
+                    notes: list[ValueNote], detail: dict[str, Any] | None = None) -> None:
+        """A message for a session that has ended. What was billed (or is queued to be)
+        stays as the session was completed: its times, energy, token and the flags that
+        hold it are not the station's to change afterwards. What the message carried is
+        kept apart: its readings as the station's own (not the session's, whose readings
+        are the settlement record's), and a ``late_data`` station event naming the session;
+        the session is only marked ``late_samples`` (not a hold) when readings came."""
+        if samples:
+            await tx.add_samples(
+                session.station_id, samples, session_id=None, evse_id=session.evse_id,
+                connector_id=session.connector_id, transaction_id=session.transaction_id)
+        await tx.add_station_event(session.station_id, "late_data", {
+            "session_id": session.id, "transaction_id": session.transaction_id,
+            "action": action, "readings": len(samples),
+            "times": sorted({s.timestamp.isoformat() for s in samples})[:5],
+            "values_not_taken": [{"field": n.field, "value": n.value, "flag": n.flag}
+                                 for n in notes[:10]],
+            **(detail or {})}, self.clock())
+        if samples and "late_samples" not in session.flags:
+            session.flag("late_samples")
+            await tx.update_session(session)
 
     # -- sessions ------------------------------------------------------------
     async def _complete(self, tx: Tx, session: Session, samples: list[MeterSample]) -> None:
@@ -279,8 +303,16 @@ class SessionUseCases(SignedDataChecks):
                     log.warning("! %s sent StopTransaction for another station's transaction %s",
                                 station_id, txid)
                     return auth
+                # Kept, held, under a transactionId of its own: 1.6 ids are the central
+                # system's (§5.6), and this one may be an id it has not assigned yet, which
+                # would then collide with the session it is assigned to (a station whose
+                # every later start failed). A retry of this stop finds it there.
+                unknown = unknown_transaction_id(txid)
+                held = await tx.find_session(station_id, unknown)
+                if held is not None:
+                    return auth
                 session = Session(
-                    station_id=station_id, ocpp_version=OCPP16, transaction_id=txid,
+                    station_id=station_id, ocpp_version=OCPP16, transaction_id=unknown,
                     started_at=stop.timestamp, id_tag=stop.id_tag,
                 )
                 session.flag("unknown_transaction")
@@ -325,6 +357,9 @@ class SessionUseCases(SignedDataChecks):
                          "action": "MeterValues"},
                         now,
                     )
+            if session is not None and session.status is not SessionStatus.ACTIVE:
+                await self._late(tx, session, "MeterValues", samples, notes or [])
+                return
             await tx.add_samples(
                 station_id, samples, session_id=session.id if session else None,
                 evse_id=connector_id, connector_id=connector_id, transaction_id=transaction_id,
@@ -333,13 +368,9 @@ class SessionUseCases(SignedDataChecks):
                 return
             await self._notes(tx, session, notes or [], "MeterValues")
             await self._check_times(tx, session, [s.timestamp for s in samples], "MeterValues")
-            if session.status is SessionStatus.ACTIVE:
-                self._running_energy(session, samples)
-                await tx.update_session(session)
-                await self._session_event(tx, station_id, "session/updated", session)
-            else:
-                session.flag("late_samples")
-                await tx.update_session(session)
+            self._running_energy(session, samples)
+            await tx.update_session(session)
+            await self._session_event(tx, station_id, "session/updated", session)
 
         await self.repo.unit(work)
 
@@ -418,6 +449,17 @@ class SessionUseCases(SignedDataChecks):
             if ev.seq_no is not None and not await tx.record_tx_event(
                     session.id, ev.seq_no, ev.event_type, ev.offline, now):
                 return auth, session  # a retry: already stored, answer the same
+            if not created and session.status is SessionStatus.COMPLETED:
+                # E01-E15: a transactionId is one transaction; a station that reuses one
+                # (its counter restarted) or sends after the end changes nothing billed
+                if ev.seq_no is not None and (session.last_seq_no is None
+                                              or ev.seq_no > session.last_seq_no):
+                    session.last_seq_no = ev.seq_no
+                    await tx.update_session(session)
+                await self._late(tx, session, "TransactionEvent", ev.samples, ev.notes, {
+                    "event_type": ev.event_type, "seq_no": ev.seq_no,
+                    "timestamp": ev.timestamp.isoformat()})
+                return auth, session
             if not created:
                 if session.last_seq_no is not None and ev.seq_no is not None \
                         and ev.seq_no != session.last_seq_no + 1:
@@ -476,11 +518,6 @@ class SessionUseCases(SignedDataChecks):
                     station_id, ev.samples, session_id=session.id, evse_id=session.evse_id,
                     connector_id=session.connector_id, transaction_id=ev.transaction_id,
                 )
-            if session.status is SessionStatus.COMPLETED:
-                if ev.samples:
-                    session.flag("late_samples")
-                await tx.update_session(session)
-                return auth, session
             if ev.event_type == "Ended":
                 session.stopped_at = ev.timestamp
                 # 2.0.1 E06: stoppedReason may be omitted, meaning Local.
@@ -495,6 +532,12 @@ class SessionUseCases(SignedDataChecks):
             return auth, session
 
         return await self.repo.unit(work)
+
+
+def unknown_transaction_id(transaction_id: str) -> str:
+    """The transactionId under which a 1.6 stop of a transaction the central system never
+    assigned is kept (its integer ids cannot take this form)."""
+    return f"unknown-{transaction_id}"
 
 
 def _stops(ev: TransactionEventIn) -> bool:

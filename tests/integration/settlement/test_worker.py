@@ -602,3 +602,79 @@ async def test_what_the_chain_sees_of_a_batch(repo: Any, memory_chain: Chain) ->
     assert sorted(f["energy_wh"] for f in fields) == [700 + i for i in range(6)]
     assert {f["duration_s"] for f in fields} == {1800}
     assert len(calldata) // len(entries) < 100  # bytes on chain per session
+
+
+async def test_late_meter_values_of_a_queued_session_do_not_stop_settlement(
+    repo: Any, memory_chain: Chain,
+) -> None:
+    """A station sends MeterValues for a transaction it already stopped, with a time it
+    cannot have sent, while the session waits in the settlement queue. The session's
+    billed data is not the station's to change any more (no hold flag, no readings of the
+    session's): both stations' sessions are settled and paid (the cut used to fail on
+    that session at every pass)."""
+    from datetime import timedelta
+    from decimal import Decimal
+
+    from csms.domain.model import MeterSample
+    from csms.domain.tariff import Tariff
+    from csms.service.charging import ChargingService, StopInfo, new_station
+
+    kit = Kit(memory_chain)
+    d0, _ = await link_driver(repo, kit, "TAG0")
+    now = datetime.now(UTC)
+    t0 = now - timedelta(hours=2)
+
+    async def setup(tx: Any) -> None:
+        for sid in ("CP1", "CP2"):
+            await tx.insert_station(new_station(sid))
+            st = await tx.get_station(sid)
+            st.created_at = now - timedelta(days=30)
+            await tx.update_station(st)
+        await tx.add_tariff(Tariff("*", Decimal("0.40"), "EUR", 2,
+                                   valid_from=datetime(2000, 1, 1, tzinfo=UTC)))
+
+    await repo.unit(setup)
+    service = ChargingService(repo, clock=lambda: now)
+    tx1, _, _ = await service.start_transaction("CP1", 1, "TAG0", Decimal(0), t0)
+    await service.stop_transaction("CP1", StopInfo(tx1, Decimal(1000), t0 + timedelta(hours=1)))
+    tx2, _, _ = await service.start_transaction("CP2", 1, "TAG0", Decimal(0), t0)
+    await service.stop_transaction("CP2", StopInfo(tx2, Decimal(2000), t0 + timedelta(hours=1)))
+    # CP1, after its stop: a reading dated in 2099
+    await service.meter_values("CP1", 1, str(tx1), [MeterSample(
+        datetime(2099, 1, 1, tzinfo=UTC), "1000")])
+    await SettlementWorker(repo, memory_chain).run_once()
+    assert kit.balance(d0) == 10**6 - 40 - 80  # 1 and 2 kWh at 0.40
+    late = await repo.read(lambda tx: tx.get_session(int(tx1)))
+    assert "time_implausible" not in late.flags and "late_samples" in late.flags
+    [event] = await repo.read(lambda tx: tx.list_station_events("CP1", "late_data"))
+    assert event["payload"]["times"] == ["2099-01-01T00:00:00+00:00"]
+
+
+async def test_a_queued_session_held_since_it_was_queued_leaves_the_queue_alone(
+    repo: Any, memory_chain: Chain,
+) -> None:
+    """Whatever put a hold flag on a session while it waited in the queue, the worker
+    takes that one session out of the queue (an operator's release queues it again) and
+    settles the others: the chunk's cut used to fail on it at every pass."""
+    kit = Kit(memory_chain)
+    d0, _ = await link_driver(repo, kit, "TAG0")
+    ids = await add_sessions(repo, 4)  # sessions 1 and 4 are TAG0's
+
+    async def hold_first(tx: Any) -> None:
+        s = await tx.get_session(ids[0])
+        s.flag("time_implausible")
+        await tx.update_session(s)
+
+    await repo.unit(hold_first)
+    summary = await SettlementWorker(repo, memory_chain).run_once()
+    assert summary.sessions_batched == 3
+    assert kit.balance(d0) == 10**6 - PRICE[4]
+    by_id = await states(repo, ids)
+    assert by_id[ids[0]]["settlement_state"] is None
+    # TAG1's and TAG2's are linked to no driver: settled, and refused on chain
+    assert [by_id[i]["settlement_state"] for i in ids[1:]] == ["unpaid", "unpaid", "paid"]
+    assert await repo.read(lambda tx: tx.queued_for_settlement(10)) == []
+
+    station = (await repo.read(lambda tx: tx.get_session(ids[0]))).station_id
+    held = await repo.read(lambda tx: tx.list_station_events(station, "billing_hold"))
+    assert [e["payload"]["session_id"] for e in held] == [ids[0]]

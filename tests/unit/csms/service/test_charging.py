@@ -277,8 +277,11 @@ async def test_a_stop_for_an_unknown_transaction_is_stored_and_held(
     service: ChargingService, state: MemoryState,
 ) -> None:
     await service.stop_transaction("CP1", StopInfo(77, Decimal(900), T1, "Remote", "T1"))
+    await service.stop_transaction("CP1", StopInfo(77, Decimal(900), T1, "Remote", "T1"))
+    # one session (the second stop is a retry), under an id the central system never
+    # assigns (77 may be one it assigns later)
     [session] = state.sessions.values()
-    assert session.transaction_id == "77" and "unknown_transaction" in session.flags
+    assert session.transaction_id == "unknown-77" and "unknown_transaction" in session.flags
     assert session.status is SessionStatus.COMPLETED and session.stop_reason == "Remote"
     assert state.settlement_queue == {}
     assert "billing_hold" in kinds(state)
@@ -354,9 +357,16 @@ async def test_late_samples_after_the_stop_are_kept_and_flagged(
 ) -> None:
     txid, _, _ = await service.start_transaction("CP1", 1, "T1", Decimal(0), T0)
     await service.stop_transaction("CP1", StopInfo(txid, Decimal(100), T1))
-    await service.meter_values("CP1", 1, str(txid), [wh(T1, 100)])
-    assert state.sessions[txid].energy_wh == 100
-    assert "late_samples" in state.sessions[txid].flags
+    before = len(state.samples)
+    # late, and dated where no station can be: kept, but nothing billed changes
+    await service.meter_values("CP1", 1, str(txid), [wh(datetime(2099, 1, 1, tzinfo=UTC), 900)])
+    session = state.sessions[txid]
+    assert session.energy_wh == 100 and "late_samples" in session.flags
+    assert "time_implausible" not in session.flags and txid in state.settlement_queue
+    # the reading is the station's, not the session's (whose readings are the record's)
+    assert [(r["session_id"], r["transaction_id"]) for r in state.samples[before:]] == [
+        (None, str(txid))]
+    assert "late_data" in kinds(state)
 
 
 async def test_a_failing_unit_leaves_nothing_behind(service: ChargingService,

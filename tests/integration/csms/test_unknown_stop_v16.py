@@ -1,0 +1,51 @@
+"""A 1.6 StopTransaction for a transaction that never started, over real sockets: it is
+acknowledged and kept as a held session, and it must not keep the station's later
+transactions from starting (1.6 §5.6: the central system assigns the transactionId)."""
+
+from __future__ import annotations
+
+import pytest
+
+from support import RunningServer
+from support.client import RawClient
+
+T0 = "2026-03-01T10:00:00Z"
+
+
+# the storage backends, as tests/conftest.py runs its BOTH_BACKENDS modules
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.mark.parametrize("csms_db", BACKENDS, indirect=True)
+@pytest.mark.parametrize("ahead", [1, 3])
+async def test_a_stop_for_a_transaction_that_never_started_does_not_block_the_next_start(
+    csms_server: RunningServer, ahead: int,
+) -> None:
+    await csms_server.add_station("CP1")
+    await csms_server.add_tag("T1")
+    async with await RawClient.connect(csms_server.url, "CP1", ["ocpp1.6"]) as c:
+        await c.result("BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"})
+        # e.g. a stop the station kept from before the central system's data was restored:
+        # its id is one the central system has not assigned yet
+        for n in range(ahead):
+            assert await c.result("StopTransaction", {
+                "transactionId": ahead + 1 + n, "meterStop": 5000,
+                "timestamp": "2026-03-01T09:30:00Z"}) == {}
+        # transaction messages are always acknowledged (docs/reliability.md) with a
+        # transactionId the station can use; a station retries a start that got an error
+        # (1.6 §4.8), here three times
+        answers = []
+        for _ in range(3):
+            answer = await c.call("StartTransaction", {
+                "connectorId": 1, "idTag": "T1", "meterStart": 1000, "timestamp": T0})
+            answers.append(answer[:4])
+            if answer[0] == 3:
+                break
+        assert answer[0] == 3, answers
+        txid = answer[2]["transactionId"]
+        assert await c.result("StopTransaction", {
+            "transactionId": txid, "meterStop": 3000,
+            "timestamp": "2026-03-01T10:30:00Z"}) == {}
+    started = [s for s in await csms_server.sessions("CP1")
+               if "unknown_transaction" not in s["flags"]]
+    assert [(s["status"], s["energy_wh"]) for s in started] == [("completed", 2000)]
