@@ -528,6 +528,11 @@ def settle(ledger: uint256, first_seq: uint256, entries: DynArray[Entry, MAX_ENT
             run_session = (terms >> 72) & M32
             run_day = (terms >> 104) & M32
             run_cards = terms & 2**136 != 0
+        # a signed entry's authorization is the next in ``auths`` whatever becomes of the
+        # entry: one refused before it is read must not hand its own to the next entry
+        auth_at: uint256 = cursor
+        if kind == 1:
+            cursor = unsafe_add(cursor, 1)
         reason: uint256 = 0
         if slot_power[s] == 0:
             reason = UNKNOWN_STATION
@@ -545,12 +550,11 @@ def settle(ledger: uint256, first_seq: uint256, entries: DynArray[Entry, MAX_ENT
             elif amount > run_session:
                 reason = ABOVE_SESSION_LIMIT
         elif kind == 1:
-            if cursor < len(auths):
+            if auth_at < len(auths):
                 reason = self._check_authorization(driver, station_index, energy, duration,
-                                                   amount, auths[cursor])
+                                                   amount, auths[auth_at])
             else:
                 reason = BAD_AUTHORIZATION
-            cursor = unsafe_add(cursor, 1)
         else:
             reason = UNKNOWN_KIND
         if reason == 0:

@@ -337,3 +337,23 @@ def test_the_settle_call_is_encoded_as_the_contracts_abi_says(tmp_path: Path) ->
                 "settle", args=args)
     finally:
         chain.close()
+
+
+def test_a_signed_entry_refused_early_does_not_shift_the_next_ones_authorizations(
+        kit: Kit) -> None:
+    """Each signed entry has its authorization in ``auths``, in order (the worker sends one
+    per signed entry). A signed entry refused before its authorization is read (a station
+    reporting more energy than its power allows, a driver without an escrow) must not hand
+    its authorization to the next signed entry: another driver's session, signed and within
+    everything it signed, is paid."""
+    _, faulty = kit.host(max_power_w=11_000)  # reports energy it cannot have delivered
+    _, st = kit.host()
+    a, ai = kit.driver(allow_cards=False)
+    b, bi = kit.driver(allow_cards=False)
+    assert ai < bi  # the worker sorts a chunk by driver index
+    s = kit.settle([
+        Row(faulty, ai, 50_000, 3600, 100, SIGNED, signed(kit, a, faulty, nonce=1)),
+        Row(st, bi, 1500, 1800, 100, SIGNED, signed(kit, b, st, nonce=1)),
+    ])
+    assert s.unpaid == {s.first_seq: ABOVE_STATION_POWER}  # B's session is B's to pay
+    assert kit.balance(b) == 10**6 - 100
