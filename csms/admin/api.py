@@ -86,7 +86,7 @@ def _int(query: dict[str, str], name: str, default: int, low: int, high: int) ->
     raw = query.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
         raise BadQuery(f"{name} must be an integer from {low} to {high}, not {raw[:20]!r}")
     return int(raw)
 
@@ -413,7 +413,7 @@ class AdminApi:
         queued: one that is being sent or was sent cannot be called back)."""
         _query(request, set())
         raw = request.match_info["transfer_id"]
-        if not raw.isdigit() or not 0 < int(raw) < 2**63:
+        if not (raw.isascii() and raw.isdigit()) or not 0 < int(raw) < 2**63:
             return _error(400, "a request id is an integer")
         try:
             body = await request.json(loads=orjson.loads) if request.can_read_body else {}
@@ -435,7 +435,7 @@ class AdminApi:
         """An uploaded log, as this node received it."""
         _query(request, set())
         raw = request.match_info["transfer_id"]
-        if not raw.isdigit() or not 0 < int(raw) < 2**63:
+        if not (raw.isascii() and raw.isdigit()) or not 0 < int(raw) < 2**63:
             return _error(400, "a log request id is an integer")
 
         async def work(tx: Tx) -> Transfer | None:

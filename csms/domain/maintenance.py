@@ -207,7 +207,8 @@ def parse_when(text: str, now: datetime) -> datetime:
     raw = text.strip()
     if raw.lower() == "now":
         return now
-    if raw[:1] in "+-" and raw[1:-1].isdigit() and raw[-1:].lower() in _UNITS:
+    digits = raw[1:-1]
+    if raw[:1] in "+-" and digits.isascii() and digits.isdigit() and raw[-1:].lower() in _UNITS:
         amount = int(raw[1:-1]) * _UNITS[raw[-1].lower()]
         if amount > 10 * 365 * 86400:
             raise ValueError(f"{text!r} is too far from now")

@@ -283,7 +283,7 @@ def register_kind(register: str | None) -> str:
         return OTHER
 
     def number(group: str | None) -> int | None:
-        return int(group) if group is not None and group.isdigit() else None
+        return int(group) if group is not None and group.isascii() and group.isdigit() else None
 
     medium, c, d = number(m.group(1)), number(m.group(3)), number(m.group(4))
     if medium != 1 or d != 8:

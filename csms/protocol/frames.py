@@ -212,13 +212,18 @@ def parse_frame(text: str | bytes) -> Frame:
     if not isinstance(data, list) or not data:
         raise FrameError(Fault.RPC_FRAMEWORK, "a message must be a non-empty JSON array")
     mtype = data[0]
+    # A CALLRESULT or CALLERROR is never answered (OCPP-J §4.2: a CALLERROR answers a
+    # CALL), whatever is wrong with its message id either
+    answer = mtype in (CALLRESULT, CALLERROR) and not isinstance(mtype, bool)
     if len(data) < 2 or not isinstance(data[1], str):
-        raise FrameError(Fault.RPC_FRAMEWORK, "message id missing or not a string")
+        raise FrameError(Fault.RPC_FRAMEWORK, "message id missing or not a string",
+                         answerable=not answer)
     message_id = data[1]
     if not message_id or len(message_id) > MAX_MESSAGE_ID_LENGTH:
         raise FrameError(
             Fault.RPC_FRAMEWORK,
             f"message id must be 1 to {MAX_MESSAGE_ID_LENGTH} characters",
+            answerable=not answer,
         )
     # bool is an int subclass: [true, ...] is not a message type.
     if not isinstance(mtype, int) or isinstance(mtype, bool):

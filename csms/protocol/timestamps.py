@@ -28,9 +28,11 @@ from datetime import UTC, datetime, timedelta, timezone
 
 __all__ = ["ParsedTime", "TimestampError", "is_readable", "parse_timestamp"]
 
+# re.ASCII: RFC 3339's digits are 0-9 (RFC 5234 B.1); \d would take every script's
+# digits ("٢٠٢٦"), which int() reads
 _PATTERN = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:[.,](\d{1,32}))?"
-    r"(?:([Zz])|([+-])(\d{2}):?(\d{2}))?"
+    r"(?:([Zz])|([+-])(\d{2}):?(\d{2}))?", re.ASCII
 )
 
 

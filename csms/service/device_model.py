@@ -202,7 +202,7 @@ def check_value(row: dict[str, Any], value: str) -> str | None:
     kind = row.get("data_type")
     number: Decimal | None = None
     if kind == "integer":
-        if not re.fullmatch(r"[+-]?\d{1,19}", value):
+        if not re.fullmatch(r"[+-]?[0-9]{1,19}", value):
             return "an integer"
         number = Decimal(value)
     elif kind == "decimal":

@@ -119,7 +119,7 @@ def inline_rows(sql: str, rows: list[tuple[Any, ...]]) -> str | None:
 def rowcount(status: str) -> int:
     # asyncpg returns the command tag: "INSERT 0 1", "UPDATE 3", "DELETE 0", ...
     last = status.rsplit(" ", 1)[-1]
-    return int(last) if last.isdigit() else 0
+    return int(last) if last.isascii() and last.isdigit() else 0
 
 
 @functools.lru_cache(maxsize=256)

@@ -132,7 +132,7 @@ def _cursor_int(value: str | None, name: str = "before") -> int | None:
     """An id: a cursor (``before``) or a record's id in a path."""
     if value is None or value == "":
         return None
-    if not value.isdigit() or len(value) > 18:
+    if not (value.isascii() and value.isdigit()) or len(value) > 18:
         raise Refused(400, f"{name} must be a whole number, not {value[:20]!r}")
     return int(value)
 
@@ -557,7 +557,7 @@ class Console:
                 if not limit.is_finite() or not 0 <= limit <= 10**7:
                     raise Refused(400, "limit must be a number from 0 to 10000000")
             if name in _INTEGER_FIELDS:
-                if not value.isdigit() or len(value) > 9:
+                if not (value.isascii() and value.isdigit()) or len(value) > 9:
                     raise Refused(400, f"{name} must be a whole number")
                 args[name] = int(value)
             else:
