@@ -638,6 +638,10 @@ class SettlementReader:
     def card_linked(self, driver_index: int, commitment: bytes) -> bool:
         return bool(self.c.functions.cards(driver_index, commitment).call())
 
+    def code(self) -> bytes:
+        """The code deployed at the contract's address (empty: none)."""
+        return bytes(self.w3.eth.get_code(self.address))
+
 
 def rpc_client(url: str) -> Web3:
     """A read-only JSON-RPC client, for verifying receipts."""

@@ -1,4 +1,14 @@
-"""Compile the Vyper contract in-process (cached by source hash; never hand-edited)."""
+"""Compile the Vyper contract in-process (cached by source hash; never hand-edited), and
+the fingerprint of its deployed code that a receipt's verifier compares with the chain.
+
+The code a deployed contract holds (``eth_getCode``) is the compiled runtime code followed
+by the values of its immutables (operator, platform, fee, notice period, token, unit,
+domain separator: 32 bytes each). ``Settlement.code.json`` holds keccak256 of the runtime
+code and the two lengths, so a verifier needs no compiler (the driver's page reads the
+same file); ``tests/integration/settlement/test_verifier.py`` keeps it equal to what
+``vyper`` compiles from ``Settlement.vy``: regenerate it with
+``python -m settlement.contract`` after changing the contract.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +18,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CONTRACT_NAME", "compiled", "source"]
+__all__ = ["CONTRACT_NAME", "code_fingerprint", "compiled", "fingerprint_of_source",
+           "is_settlement_code", "source"]
 
 CONTRACT_NAME = "Settlement.vy"
+FINGERPRINT_NAME = "Settlement.code.json"
 
 
 def source() -> str:
@@ -40,3 +52,42 @@ def compiled(cache_dir: str | Path | None = None) -> dict[str, Any]:
         cache.parent.mkdir(parents=True, exist_ok=True)
         cache.write_text(json.dumps(data), "utf-8")
     return data
+
+
+def fingerprint_of_source() -> dict[str, Any]:
+    """What ``Settlement.code.json`` must hold, compiled from the source (needs ``vyper``)."""
+    import vyper
+    from eth_hash.auto import keccak
+
+    text = source()
+    out = vyper.compile_code(text, output_formats=["bytecode_runtime", "layout"])
+    runtime = bytes.fromhex(out["bytecode_runtime"].removeprefix("0x"))
+    immutables = sum(int(v["length"]) for v in out["layout"].get("code_layout", {}).values())
+    return {"contract": CONTRACT_NAME, "vyper": vyper.__version__,
+            "source_sha256": hashlib.sha256(text.encode()).hexdigest(),
+            "runtime_keccak": "0x" + bytes(keccak(runtime)).hex(),
+            "runtime_size": len(runtime), "immutables_size": immutables}
+
+
+def code_fingerprint() -> dict[str, Any]:
+    """The committed fingerprint of the contract's deployed code (no compiler needed)."""
+    data: dict[str, Any] = json.loads(resources.files("settlement").joinpath(
+        "contracts", FINGERPRINT_NAME).read_text("utf-8"))
+    return data
+
+
+def is_settlement_code(code: bytes, fingerprint: dict[str, Any] | None = None) -> bool:
+    """Whether ``code`` (as ``eth_getCode`` returns it) is this project's Settlement
+    contract: its runtime code exactly, followed by immutables of the expected length."""
+    from eth_hash.auto import keccak
+
+    fp = fingerprint or code_fingerprint()
+    size = int(fp["runtime_size"])
+    return (len(code) == size + int(fp["immutables_size"])
+            and "0x" + bytes(keccak(code[:size])).hex() == fp["runtime_keccak"])
+
+
+if __name__ == "__main__":  # python -m settlement.contract: regenerate the fingerprint
+    target = Path(__file__).parent / "contracts" / FINGERPRINT_NAME
+    target.write_text(json.dumps(fingerprint_of_source(), indent=2) + "\n", "utf-8")
+    print(f"wrote {target}")

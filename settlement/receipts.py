@@ -14,10 +14,16 @@ stored for those sequence numbers (so the session was settled exactly once, by t
 chunk), and the transaction's events say whether the amount was taken from the escrow.
 
 Which contract is the real one cannot be read from a receipt (anyone can deploy a
-look-alike): the driver says it with ``driver`` (its escrow must live in that contract
-under the record's driver index) or ``contract``; without either the verdict is
-UNVERIFIED. Verdicts: VALID, INVALID, UNVERIFIED (the chain could not be reached or the
-contract could not be told).
+look-alike that answers whatever it likes): the code at the receipt's contract address
+must be this project's Settlement contract (``settlement/contract.py``
+``is_settlement_code``), and the driver says which one it is with ``driver`` (its escrow
+must live in that contract under the record's driver index) or ``contract``; without
+either the verdict is UNVERIFIED. A card session charged to the driver must carry the
+commitment of the record's card, linked by the driver on chain: the verifier recomputes
+it from the driver, the record's tag and the card's salt (the receipt's ``card.salt``, or
+the driver's own ``cards``); without a salt the card's owner is not checked (UNVERIFIED).
+Verdicts: VALID, INVALID, UNVERIFIED (the chain could not be reached, or the contract or
+the card's owner could not be told).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
@@ -34,8 +41,10 @@ from csms.domain.tariff import Tariff, price_minor
 from csms.metering import ocmf
 from settlement.eip712 import Authorization, recover
 from settlement.records import (
+    CARD,
     RECORD_FIELDS,
     SIGNED,
+    card_commitment,
     chunk_digest,
     entry_of,
     record_hash,
@@ -53,6 +62,7 @@ __all__ = [
     "ReceiptNotReady",
     "Verdict",
     "build_receipt",
+    "card_salt",
     "check_receipt",
     "duplicates",
     "load_batch_receipts",
@@ -154,12 +164,27 @@ def what_it_proves(samples: list[dict[str, Any]]) -> str:
             " driver's terms, not proven by a calibrated meter.")
 
 
+def card_salt(record: dict[str, Any], card: dict[str, Any] | None) -> str | None:
+    """The salt of the record's card: the operator's ``driver_cards`` row of the record's
+    tag, when it is the row the record was billed with (the same commitment; a card linked
+    again since has another). The driver's verifier recomputes the commitment from the
+    driver, the tag and this salt: a commitment of another card does not come out (the
+    receipt already names the tag; the salt reveals nothing more)."""
+    commitment = str(record.get("card_commitment") or "").lower()
+    if (card is None or record.get("kind") != CARD or not record.get("driver_index")
+            or not commitment or str(card.get("commitment") or "").lower() != commitment):
+        return None
+    salt = str(card.get("salt") or "")
+    return salt.lower() if re.fullmatch(r"0x[0-9a-fA-F]{64}", salt) else None
+
+
 def _receipt(batch: dict[str, Any], item: dict[str, Any], session: dict[str, Any],
-             rpc_url: str | None) -> dict[str, Any]:
+             rpc_url: str | None, card: dict[str, Any] | None = None) -> dict[str, Any]:
     samples = json.loads(item["samples"])
     record = json.loads(item["record"])
     packed = int(item["entry"], 16)
     paid = session.get("settlement_state") == "paid"
+    salt = card_salt(record, card)
     return {
         "voltledger_receipt": RECEIPT_VERSION,
         "what_it_proves": what_it_proves(samples),
@@ -175,27 +200,39 @@ def _receipt(batch: dict[str, Any], item: dict[str, Any], session: dict[str, Any
         "chain": {"chain_id": batch["chain_id"], "contract": batch["contract"],
                   "tx_hash": batch["tx_hash"], "block_number": batch["block_number"],
                   "rpc_hint": rpc_url},
-    }
+    } | ({"card": {"salt": salt}} if salt else {})
 
 
 def build_receipt(batch: dict[str, Any], items: list[dict[str, Any]], session_id: int,
-                  session: dict[str, Any], rpc_url: str | None) -> dict[str, Any]:
+                  session: dict[str, Any], rpc_url: str | None,
+                  card: dict[str, Any] | None = None) -> dict[str, Any]:
     [item] = [i for i in items if int(i["session_id"]) == session_id]
-    return _receipt(batch, item, session, rpc_url)
+    return _receipt(batch, item, session, rpc_url, card)
+
+
+async def _card_of(tx: Any, item: dict[str, Any]) -> dict[str, Any] | None:
+    """The operator's row of the record's card (for its salt), if it has one."""
+    tag = json.loads(item["record"]).get("id_tag")
+    return await tx.card_of(str(tag)) if tag else None
 
 
 async def load_receipt(repo: Any, session_id: int, rpc_url: str | None) -> dict[str, Any]:
     """The receipt of a session from the database (its batch must be finalized)."""
 
-    async def work(tx: Any) -> tuple[Any, Any, Any, Any]:
+    async def work(tx: Any) -> tuple[Any, Any, Any, Any, Any]:
         exists = await tx.get_session(session_id)
         batch_id = await tx.batch_of_session(session_id)
         if batch_id is None:
-            return exists, None, [], None
-        return (exists, await tx.get_batch(batch_id), await tx.batch_items(batch_id),
-                await tx.session_settlement(session_id))
+            return exists, None, [], None, None
+        items = await tx.batch_items(batch_id)
+        card = None
+        for item in items:
+            if int(item["session_id"]) == session_id:
+                card = await _card_of(tx, item)
+        return (exists, await tx.get_batch(batch_id), items,
+                await tx.session_settlement(session_id), card)
 
-    exists, batch, items, session = await repo.read(work)
+    exists, batch, items, session, card = await repo.read(work)
     if exists is None:
         raise ReceiptNotReady(f"no session {session_id}")
     if batch is None:
@@ -206,25 +243,26 @@ async def load_receipt(repo: Any, session_id: int, rpc_url: str | None) -> dict[
     if batch["state"] != "finalized":
         raise ReceiptNotReady(f"session {session_id}'s batch {batch['id']} is {batch['state']},"
                               " not finalized yet")
-    return build_receipt(batch, items, session_id, session or {}, rpc_url)
+    return build_receipt(batch, items, session_id, session or {}, rpc_url, card)
 
 
 async def load_batch_receipts(repo: Any, batch_id: int, rpc_url: str | None) -> list[
         dict[str, Any]]:
     """Every receipt of one finalized batch."""
 
-    async def work(tx: Any) -> tuple[Any, Any, dict[int, Any]]:
+    async def work(tx: Any) -> tuple[Any, Any, dict[int, Any], dict[int, Any]]:
         batch = await tx.get_batch(batch_id)
         items = await tx.batch_items(batch_id)
         states = {int(i["session_id"]): await tx.session_settlement(int(i["session_id"]))
                   for i in items}
-        return batch, items, states
+        cards = {int(i["session_id"]): await _card_of(tx, i) for i in items}
+        return batch, items, states, cards
 
-    batch, items, states = await repo.read(work)
+    batch, items, states, cards = await repo.read(work)
     if batch is None or batch["state"] != "finalized":
         raise ReceiptNotReady(f"batch {batch_id} is not finalized")
-    return [_receipt(batch, item, states[int(item["session_id"])] or {}, rpc_url)
-            for item in items]
+    return [_receipt(batch, item, states[int(item["session_id"])] or {}, rpc_url,
+                     cards[int(item["session_id"])]) for item in items]
 
 
 # -- verifying -------------------------------------------------------------------------
@@ -259,6 +297,9 @@ def _parse(receipt: Any) -> dict[str, Any]:
                            (payment, "payment")):
             if not isinstance(part, dict):
                 raise ReceiptError(f"{name} must be an object")
+        card = receipt.get("card")  # optional: the salt of the record's card
+        if card is not None and not isinstance(card, dict):
+            raise ReceiptError("card must be an object")
         missing = [f for f in RECORD_FIELDS if f not in record]
         if missing:
             raise ReceiptError(f"the record lacks {', '.join(missing)}")
@@ -272,6 +313,7 @@ def _parse(receipt: Any) -> dict[str, Any]:
             "tx_hash": _hex32(chain["tx_hash"], "chain.tx_hash"),
             "block_number": int(chain["block_number"]), "paid": bool(payment["paid"]),
             "amount": int(payment["amount"]), "unit": int(payment["unit"]),
+            "card_salt": None if card is None else _hex32(card["salt"], "card.salt"),
         }
     except ReceiptError:
         raise
@@ -286,11 +328,29 @@ def _decimal(value: Any) -> Decimal | None:
         return None
 
 
+def _salts(cards: Iterable[tuple[str, str | bytes]] | None) -> list[tuple[str, bytes]]:
+    out = []
+    for tag, salt in cards or ():
+        raw = salt if isinstance(salt, bytes) else (
+            bytes.fromhex(salt[2:]) if re.fullmatch(r"0x[0-9a-fA-F]{64}", salt) else b"")
+        if len(raw) != 32:
+            raise ValueError(f"the salt of card {tag} is not 32 bytes (0x and 64 hex digits)")
+        out.append((str(tag), raw))
+    return out
+
+
 def verify_receipt(receipt: Any, w3: Any | None = None, *, driver: str | None = None,
-                   contract: str | None = None) -> Verdict:
+                   contract: str | None = None,
+                   cards: Iterable[tuple[str, str | bytes]] | None = None) -> Verdict:
     """Check a receipt; with ``w3`` (a web3 client) against the chain too.
 
-    Raises :class:`ReceiptError` for what is not a receipt of this version."""
+    ``cards``: the driver's own cards as (tag, salt) pairs (the salt they linked each
+    with): with ``driver``, a card session's commitment must be one of them for the
+    record's tag (the receipt's own ``card.salt`` serves when none is given).
+
+    Raises :class:`ReceiptError` for what is not a receipt of this version, ValueError
+    for a salt of ``cards`` that is not 32 bytes."""
+    own_cards = _salts(cards)
     r = _parse(receipt)
     record, samples = r["record"], r["samples"]
     v = Verdict()
@@ -318,7 +378,7 @@ def verify_receipt(receipt: Any, w3: Any | None = None, *, driver: str | None = 
         v.add("on chain", None, "no RPC endpoint given: the chain was not checked")
         return v
     try:
-        _check_chain(v, r, w3, driver, contract)
+        _check_chain(v, r, w3, driver, contract, own_cards)
     except Exception as exc:  # a node that is down or a receipt pointing nowhere
         v.add("on chain", None, f"the chain could not be read: {str(exc)[:200]}")
     return v
@@ -445,14 +505,25 @@ def _belongs(v: Verdict, record: dict[str, Any], readings: list[ocmf.SignedReadi
 
 
 def _check_chain(v: Verdict, r: dict[str, Any], w3: Any, driver: str | None,
-                 contract: str | None) -> None:
+                 contract: str | None, cards: list[tuple[str, bytes]]) -> None:
     from settlement.chain import SettlementReader
+    from settlement.contract import code_fingerprint, is_settlement_code
 
     record = r["record"]
     reader = SettlementReader(w3, r["contract"])
     chain_id = reader.chain_id()
     if not v.add("chain id", chain_id == r["chain_id"],
                  f"the node is chain {chain_id}, the receipt says {r['chain_id']}"):
+        return
+    # what the contract is: this project's Settlement code, not a look-alike that answers
+    # driver_index, cards and chunk_digest as it likes
+    code, fp = reader.code(), code_fingerprint()
+    if not v.add("contract code", is_settlement_code(code, fp),
+                 f"{r['contract']} runs the code of voltledger's Settlement contract"
+                 f" ({fp['contract']}, vyper {fp['vyper']})" if is_settlement_code(code, fp)
+                 else f"there is no contract at {r['contract']}" if not code else
+                 f"the code at {r['contract']} is not voltledger's Settlement contract:"
+                 " a look-alike, whatever it answers"):
         return
     # which contract: the one the driver's escrow lives in
     if contract is not None:
@@ -464,10 +535,8 @@ def _check_chain(v: Verdict, r: dict[str, Any], w3: Any, driver: str | None,
         v.add("the driver's escrow", same and index != 0 and index == record["driver_index"],
               f"{driver} is driver {index} of {r['contract']}; the record names"
               f" {record['driver']} (driver {record['driver_index']})")
-        commitment = record.get("card_commitment")
-        if same and index and commitment:
-            linked = reader.card_linked(index, _hex32(commitment, "card_commitment"))
-            v.add("the driver's card", linked, "the driver linked this card on chain")
+        if same and index and record["kind"] == CARD and record["driver_index"]:
+            _check_card(v, r, reader, driver, index, cards)
     if contract is None and driver is None:
         v.add("the real contract", None, "give your driver address (or the contract's) to"
               f" tell whether {r['contract']} is the contract your escrow is in")
@@ -506,6 +575,41 @@ def _check_chain(v: Verdict, r: dict[str, Any], w3: Any, driver: str | None,
           detail + ("" if paid_on_chain == r["paid"] else
                     f"; the receipt says {'paid' if r['paid'] else 'unpaid'}")
           + ("" if stated else f"; the receipt says {r['amount']} x {r['unit']}"))
+
+
+def _check_card(v: Verdict, r: dict[str, Any], reader: Any, driver: str, index: int,
+                cards: list[tuple[str, bytes]]) -> None:
+    """A card session charged to the driver: the record's card is one the driver linked.
+    The chain pays it under the driver's standing terms without seeing the card, so the
+    commitment must be linked on chain AND be the one of the record's tag."""
+    record = r["record"]
+    tag = str(record["id_tag"] or "")
+    name = "the driver's card"
+    try:
+        commitment = _hex32(record.get("card_commitment"), "card_commitment")
+    except ReceiptError:
+        v.add(name, False, f"a card session of {tag or 'no tag'} charged to driver {index}"
+              " carries no card commitment: nothing shows the card is the driver's")
+        return
+    if not reader.card_linked(index, commitment):
+        v.add(name, False, f"the card's commitment is not linked to driver {index} on chain")
+        return
+    salts = [("you gave", salt) for _, salt in cards]
+    if r["card_salt"] is not None:
+        salts.append(("the receipt gives", r["card_salt"]))
+    for source, salt in salts:
+        if card_commitment(driver, tag, salt) == commitment:
+            v.add(name, True, f"{tag} is the driver's card: its commitment (the salt"
+                  f" {source}) is the one the driver linked on chain")
+            return
+    if salts:
+        yours = ", ".join(sorted({t for t, _ in cards})) or "none"
+        v.add(name, False, f"the commitment is not {tag}'s with the salt"
+              f" {' or '.join(sorted({s for s, _ in salts}))} (your cards: {yours}):"
+              " another card, charged to this driver")
+        return
+    v.add(name, None, f"a card the driver linked on chain, but whether it is {tag}"
+          " was not checked: give the card's salt (csms verify --card TAG:SALT)")
 
 
 def duplicates(receipts: list[dict[str, Any]]) -> list[str]:

@@ -24,6 +24,10 @@ def verify(
         help="Your driver address: the contract must be the one your escrow is in")] = None,
     contract: Annotated[str | None, typer.Option(
         help="The contract you trust (instead of --driver)")] = None,
+    card: Annotated[list[str] | None, typer.Option(
+        metavar="TAG:SALT", help="One of your cards and the salt you linked it with (csms"
+        " wallet link-card printed it), with --driver: a card session charged to you must"
+        " be one of these (repeat for each card)")] = None,
     data_dir: DataDirOption = None,
 ) -> None:
     """Check receipts against the chain alone: exit 0 VALID, 1 INVALID, 3 UNVERIFIED (the
@@ -41,6 +45,16 @@ def verify(
     for value, name in ((driver, "--driver"), (contract, "--contract")):
         if value is not None and not re.fullmatch(r"0x[0-9a-fA-F]{40}", value):
             raise typer.BadParameter("an address is 0x and 40 hex digits", param_hint=name)
+    cards: list[tuple[str, str]] = []
+    for value in card or []:
+        tag, _, salt = value.rpartition(":")
+        if not tag or not re.fullmatch(r"0x[0-9a-fA-F]{64}", salt):
+            raise typer.BadParameter("TAG:SALT, the salt 0x and 64 hex digits",
+                                     param_hint="--card")
+        cards.append((tag, salt))
+    if cards and driver is None:
+        raise typer.BadParameter("a card is checked against your escrow: give --driver too",
+                                 param_hint="--card")
     receipts: list[Any] = []
     for file in files:
         try:
@@ -84,7 +98,8 @@ def verify(
     try:
         for file, data in zip(files, receipts, strict=True):
             try:
-                verdict = verify_receipt(data, w3, driver=driver, contract=contract)
+                verdict = verify_receipt(data, w3, driver=driver, contract=contract,
+                                         cards=cards)
             except ReceiptError as exc:
                 fail(f"{file}: {exc}")
             if len(files) > 1:

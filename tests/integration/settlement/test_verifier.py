@@ -243,3 +243,125 @@ async def test_a_receipt_that_misstates_its_payment_or_chunk_is_invalid(
     assert verdict.status == INVALID
     failed = {c.name for c in verdict.checks if c.ok is False}
     assert failed == ({"settled once"} if part == "chunk" else {"payment"}), failed
+
+
+async def test_a_receipt_of_a_look_alike_contract_is_not_valid_for_the_driver(
+    repo: Any, setup: dict[str, Any],
+) -> None:
+    """``--driver`` is how a driver tells the real contract (docs/settlement.md: its escrow
+    must be in that contract). A look-alike contract a stranger deploys answers whatever it
+    likes to driver_index() and cards(): a record it "settled" - here one that bills a
+    quarter of the price the real contract took - must not verify as VALID."""
+    from web3 import Web3
+
+    from settlement.records import chunk_digest, entry_of, record_hash, unpack_entry
+
+    kit, driver = setup["kit"], setup["driver"]
+    m = setup["meter"]
+    sid = await signed_session(repo, m, 10_000, 12_500, m.reading("B", 10_000, T0, "TAG0"),
+                               m.reading("E", 12_500, T0 + timedelta(minutes=30), "TAG0"))
+    status, _ = await settle_and_check(repo, setup, sid)
+    assert status == VALID
+    real = await load_receipt(repo, sid, None)
+    # the stranger's contract, on the same chain, and a record of its own making
+    fake = kit.deploy("LookAlike")
+    stranger = kit.account()
+    record = json.loads(json.dumps(real["record"]))
+    record["tariff"]["per_kwh"] = "0.10"
+    record["price_minor"] = 25  # 2,500 Wh at 0.10
+    slot = unpack_entry(int(real["entry"]["packed"], 16))["slot"]
+    rhash, packed = entry_of(record, slot)
+    ledger, first_seq = int(record["ledger"]), int(record["seq"])
+    kit.call(stranger, fake, "claim", driver.address, record["driver_index"])
+    tx = kit.call(stranger, fake, "settle", ledger, first_seq, [(rhash, packed)], [])
+    forged = {**real, "record": record,
+              "entry": {"record_hash": "0x" + record_hash(record).hex(), "packed": hex(packed),
+                        "position": 0},
+              "chunk": {"ledger": str(ledger), "first_seq": first_seq, "count": 1,
+                        "digest": "0x" + chunk_digest(ledger, first_seq,
+                                                      [(rhash, packed)]).hex()},
+              "payment": {**real["payment"], "amount": 25},
+              "chain": {**real["chain"], "contract": Web3.to_checksum_address(fake.address),
+                        "tx_hash": "0x" + bytes(tx["transactionHash"]).hex(),
+                        "block_number": int(tx["blockNumber"])}}
+    verdict = verify_receipt(forged, kit.chain.w3, driver=driver.address)
+    assert verdict.status != VALID, [(c.name, c.ok, c.detail) for c in verdict.checks]
+
+
+def test_the_code_fingerprint_is_the_compiled_contract() -> None:
+    """Settlement.code.json (what a verifier compares the chain's code with, no compiler
+    needed) is what vyper compiles from Settlement.vy: regenerate it with
+    ``python -m settlement.contract`` after changing the contract."""
+    from settlement.contract import code_fingerprint, fingerprint_of_source
+
+    assert code_fingerprint() == fingerprint_of_source()
+
+
+async def test_the_contract_code_is_the_settlement_contract(
+    repo: Any, setup: dict[str, Any],
+) -> None:
+    """A genuine receipt runs on the real contract's code (VALID, the check passed); the
+    same receipt naming a look-alike's address is INVALID for what the code is, whoever
+    the driver names as the contract."""
+    from web3 import Web3
+
+    kit, driver, m = setup["kit"], setup["driver"], setup["meter"]
+    sid = await signed_session(repo, m, 10_000, 12_500, m.reading("B", 10_000, T0, "TAG0"),
+                               m.reading("E", 12_500, T0 + timedelta(minutes=30), "TAG0"))
+    status, verdict = await settle_and_check(repo, setup, sid)
+    assert status == VALID
+    [code] = [c for c in verdict.checks if c.name == "contract code"]
+    assert code.ok is True and "Settlement" in code.detail
+    receipt = await load_receipt(repo, sid, None)
+    assert verify_receipt(receipt, kit.chain.w3, contract=receipt["chain"]["contract"]
+                          ).status == VALID
+    fake = Web3.to_checksum_address(kit.deploy("LookAlike").address)
+    moved = {**receipt, "chain": {**receipt["chain"], "contract": fake}}
+    for kwargs in ({"driver": driver.address}, {"contract": fake}, {}):
+        verdict = verify_receipt(moved, kit.chain.w3, **kwargs)
+        assert verdict.status == INVALID, kwargs
+        [code] = [c for c in verdict.checks if c.name == "contract code"]
+        assert code.ok is False and "look-alike" in code.detail
+    nothing = {**receipt, "chain": {**receipt["chain"], "contract": "0x" + "11" * 20}}
+    verdict = verify_receipt(nothing, kit.chain.w3, driver=driver.address)
+    assert verdict.status == INVALID and any("no contract" in c.detail for c in verdict.checks)
+
+
+async def test_the_driver_checks_a_card_session_is_of_their_card(
+    repo: Any, setup: dict[str, Any], tmp_path: Path,
+) -> None:
+    """A genuine card session is VALID with the salt the receipt carries, or the driver's
+    own (--card TAG:SALT); without any salt the card's owner is not checked (UNVERIFIED);
+    a salt that does not give the record's commitment for its tag is INVALID."""
+    kit, driver, m = setup["kit"], setup["driver"], setup["meter"]
+    sid = await signed_session(repo, m, 10_000, 12_500, m.reading("B", 10_000, T0, "TAG0"),
+                               m.reading("E", 12_500, T0 + timedelta(minutes=30), "TAG0"))
+    status, verdict = await settle_and_check(repo, setup, sid)
+    assert status == VALID
+    [card] = [c for c in verdict.checks if c.name == "the driver's card"]
+    assert card.ok is True and "the receipt gives" in card.detail
+    receipt = await load_receipt(repo, sid, None)
+    salt = (await repo.read(lambda tx: tx.card_of("TAG0")))["salt"]
+    assert receipt["card"] == {"salt": salt}
+    w3 = kit.chain.w3
+    bare = {k: v for k, v in receipt.items() if k != "card"}
+    verdict = verify_receipt(bare, w3, driver=driver.address)
+    assert verdict.status == UNVERIFIED
+    assert [c.name for c in verdict.checks if c.ok is None] == ["the driver's card"]
+    assert verify_receipt(bare, w3, driver=driver.address,
+                          cards=[("TAG9", "0x" + "22" * 32), ("TAG0", salt)]).status == VALID
+    wrong = [("TAG0", "0x" + "22" * 32)]
+    assert verify_receipt(bare, w3, driver=driver.address, cards=wrong).status == INVALID
+    forged = {**receipt, "card": {"salt": "0x" + "22" * 32}}
+    assert verify_receipt(forged, w3, driver=driver.address).status == INVALID
+    with pytest.raises(ReceiptError):
+        verify_receipt({**receipt, "card": {"salt": "x"}}, w3)
+    with pytest.raises(ValueError):
+        verify_receipt(receipt, w3, driver=driver.address, cards=[("TAG0", "0x12")])
+    # the command's option: TAG:SALT, and only with --driver
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(bare))
+    for args in (["--card", "TAG0"], ["--card", f"TAG0:{salt}"],
+                 ["--driver", driver.address, "--card", "TAG0:0x12"]):
+        r = await verify_cli(str(path), *args)
+        assert r.returncode == 2 and "--card" in r.stdout + r.stderr, (args, r.stderr)

@@ -16,7 +16,7 @@ import pytest
 from csms.storage.sqlite import SqliteRepository
 from settlement import wallet
 from settlement.chain import AnvilNode, Chain, ContractMissing
-from settlement.receipts import INVALID, VALID, load_receipt, verify_receipt
+from settlement.receipts import INVALID, UNVERIFIED, VALID, load_receipt, verify_receipt
 from settlement.worker import LedgerBehind, SettlementWorker
 from support.chainkit import Kit
 
@@ -678,3 +678,56 @@ async def test_a_queued_session_held_since_it_was_queued_leaves_the_queue_alone(
     station = (await repo.read(lambda tx: tx.get_session(ids[0]))).station_id
     held = await repo.read(lambda tx: tx.list_station_events(station, "billing_hold"))
     assert [e["payload"]["session_id"] for e in held] == [ids[0]]
+
+
+@pytest.mark.parametrize("commitment", ["none", "the driver's other card"])
+async def test_a_card_session_charged_to_a_driver_without_its_card_is_invalid(
+    repo: Any, memory_chain: Chain, commitment: str,
+) -> None:
+    """The chain pays a card session under the driver's standing terms without seeing the
+    card: the receipt is where the driver sees that the card was theirs (docs/settlement.md:
+    "its card linked there"). An operator that charges someone else's card (TAG1) to the
+    driver, with no commitment in the record, must not get a VALID receipt."""
+    kit = Kit(memory_chain)
+    d0, _ = await link_driver(repo, kit, "TAG0")
+
+    async def charge_to_d0(tx: Any) -> None:  # the operator's own database row
+        own = (await tx.card_of("TAG0"))["commitment"]  # linked on chain for TAG0
+        await tx.link_card("TAG1", d0.address, "0x" + "00" * 32,
+                           "" if commitment == "none" else own, datetime.now(UTC))
+
+    await repo.unit(charge_to_d0)
+    ids = await add_sessions(repo, 2)  # session 2 is TAG1's
+    await SettlementWorker(repo, memory_chain).run_once()
+    receipt = await load_receipt(repo, ids[1], None)
+    assert receipt["record"]["id_tag"] == "TAG1" and receipt["payment"]["paid"]
+    assert kit.balance(d0) == 10**6 - PRICE[1] - PRICE[2]  # d0 paid for TAG1's session
+    verdict = verify_receipt(receipt, memory_chain.w3, driver=d0.address)
+    assert verdict.status == INVALID, [(c.name, c.ok, c.detail) for c in verdict.checks]
+
+
+async def test_a_card_session_of_another_card_is_invalid_with_the_drivers_own_salt(
+    repo: Any, memory_chain: Chain,
+) -> None:
+    """The receipt of a session of TAG1 charged to d0 under d0's commitment of TAG0, without
+    the operator's salt: d0 gives TAG0 and its salt (csms verify --card TAG0:SALT) and the
+    commitment is not TAG1's; the genuine TAG0 session of the same chunk is VALID."""
+    kit = Kit(memory_chain)
+    d0, _ = await link_driver(repo, kit, "TAG0")
+    row = await repo.read(lambda tx: tx.card_of("TAG0"))
+
+    async def charge_to_d0(tx: Any) -> None:
+        await tx.link_card("TAG1", d0.address, "0x" + "00" * 32, row["commitment"],
+                           datetime.now(UTC))
+
+    await repo.unit(charge_to_d0)
+    ids = await add_sessions(repo, 2)
+    await SettlementWorker(repo, memory_chain).run_once()
+    own = [("TAG0", row["salt"])]
+    genuine = await load_receipt(repo, ids[0], None)
+    assert verify_receipt(genuine, memory_chain.w3, driver=d0.address, cards=own).valid
+    forged = await load_receipt(repo, ids[1], None)
+    forged.pop("card", None)  # the operator leaves its salt out
+    assert verify_receipt(forged, memory_chain.w3, driver=d0.address).status == UNVERIFIED
+    verdict = verify_receipt(forged, memory_chain.w3, driver=d0.address, cards=own)
+    assert verdict.status == INVALID, [(c.name, c.ok, c.detail) for c in verdict.checks]

@@ -136,12 +136,38 @@ export class SettlementReader {
     return words(out.replace(/^0x/, ""))(0);
   }
 
+  /** The code deployed at the contract's address, hex without 0x ("": none). */
+  async code() {
+    return String(await this.rpc.call("eth_getCode", [this.address, "latest"])).replace(/^0x/, "").toLowerCase();
+  }
+
   async cardLinked(driverIndex, commitmentHex) {
     const out = await this.ethCall(`${selector("cards(uint256,bytes32)")}${word(driverIndex)}${commitmentHex}`);
     const value = words(out.replace(/^0x/, ""))(0);
     if (value > 1n) throw new ChainError("not a boolean");
     return value === 1n;
   }
+}
+
+/** settlement/contract.py is_settlement_code: this project's Settlement runtime code
+ * exactly (keccak256 of it, from Settlement.code.json), then its immutables. */
+export function isSettlementCode(codeHex, fingerprint) {
+  const size = fingerprint.runtime_size;
+  return codeHex.length === 2 * (size + fingerprint.immutables_size)
+    && `0x${hex(keccak(fromHex(codeHex.slice(0, 2 * size))))}` === fingerprint.runtime_keccak;
+}
+
+/** settlement/records.py card_commitment: keccak256(abi.encode(address, string, bytes32)). */
+export function cardCommitment(driver, tag, saltHex) {
+  const text = utf8(tag);
+  const padded = Math.ceil(text.length / 32) * 32;
+  const data = new Uint8Array(32 * 4 + padded);
+  data.set(fromHex(checksumAddress(driver).slice(2).toLowerCase().padStart(64, "0")), 0);
+  data.set(fromHex(word(96)), 32);
+  data.set(fromHex(saltHex), 64);
+  data.set(fromHex(word(text.length)), 96);
+  data.set(text, 128);
+  return hex(keccak(data));
 }
 
 /** The chunk's commitment as the contract computes it (settlement/records.py chunk_digest). */

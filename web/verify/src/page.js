@@ -24,9 +24,10 @@ const MEANING = {
   "signed readings belong to this session": "The signed readings were taken during this session, begin before end, by one meter, for your card: not borrowed from another session.",
   "on chain": "The record was compared with the chain.",
   "chain id": "The node you asked is on the chain the receipt names.",
+  "contract code": "The contract in the receipt runs voltledger's own settlement code, byte for byte: not a look-alike that answers whatever it likes.",
   "the real contract": "The contract in the receipt is the one you trust (your escrow's contract), not a look-alike anyone could deploy.",
   "the driver's escrow": "Your escrow lives in this contract, under the driver named in the record.",
-  "the driver's card": "You linked this card to your escrow on chain yourself.",
+  "the driver's card": "The card this session was charged for is one you linked to your escrow on chain yourself (its commitment, recomputed from the tag and its salt).",
   "entry in the settle transaction": "The settle transaction on chain carries this session's entry, at its place in the chunk.",
   "settled once": "The contract stored this chunk for these sequence numbers: no other chunk can bill this session again.",
   "settle transaction": "The settle transaction succeeded, in the block the receipt names.",
@@ -209,6 +210,14 @@ async function run() {
   for (const [value, name] of [[driver, "driver"], [contract, "contract"]]) {
     if (value !== null && !ADDRESS.test(value)) return showError(`the ${name} address is 0x and 40 hex digits.`);
   }
+  const cards = [];
+  for (const value of $("card").value.split(/[\s,]+/).filter(Boolean)) {
+    const at = value.lastIndexOf(":");
+    const [tag, salt] = [value.slice(0, at), value.slice(at + 1)];
+    if (at < 1 || !/^0x[0-9a-fA-F]{64}$/.test(salt)) return showError("a card is TAG:SALT, the salt 0x and 64 hex digits.");
+    cards.push([tag, salt]);
+  }
+  if (cards.length && !driver) return showError("a card is checked against your escrow: give your driver address too.");
   let receipt;
   try {
     receipt = parse(text);
@@ -217,7 +226,7 @@ async function run() {
   }
   $("result").replaceChildren(el("p", {}, "checking..."));
   try {
-    const verdict = await verifyReceipt(receipt, { rpcUrl: rpc, driver, contract });
+    const verdict = await verifyReceipt(receipt, { rpcUrl: rpc, driver, contract, cards });
     showVerdict(receipt, verdict);
   } catch (exc) {
     showError(exc instanceof ReceiptError ? exc.message : `the check stopped: ${exc.message}`);
@@ -226,7 +235,7 @@ async function run() {
 
 function start() {
   const params = new URLSearchParams(location.search);
-  for (const name of ["rpc", "driver", "contract"]) {
+  for (const name of ["rpc", "driver", "contract", "card"]) {
     if (params.get(name)) $(name).value = params.get(name);
   }
   $("file").addEventListener("change", async () => {

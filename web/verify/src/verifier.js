@@ -1,11 +1,15 @@
 // The receipt verifier of settlement/receipts.py (verify_receipt), check for check, in the
 // browser: the same checks in the same order with the same names, so the page and
 // `csms verify` reach the same verdict on the same receipt. Verdicts: VALID, INVALID,
-// UNVERIFIED (the chain could not be read, or which contract is the real one is unknown).
+// UNVERIFIED (the chain could not be read, or which contract is the real one or the card's
+// owner is unknown).
 
 import { secp256k1 } from "@noble/curves/secp256k1.js";
 
-import { checksumAddress, chunkDigest, keccak, Rpc, SettlementReader, word } from "./chain.js";
+import CODE from "../../../settlement/contracts/Settlement.code.json" with { type: "json" };
+import {
+  cardCommitment, checksumAddress, chunkDigest, isSettlementCode, keccak, Rpc, SettlementReader, word,
+} from "./chain.js";
 import { Dec } from "./decimal.js";
 import { cmpTimes, fromIso } from "./isotime.js";
 import * as ocmf from "./ocmf.js";
@@ -28,6 +32,7 @@ export const RECORD_FIELDS = [
 const OPTIONAL_FIELDS = ["meter_public_key"];
 const LIMITS = { chain_station: 24n, driver_index: 32n, energy_wh: 32n, duration_s: 32n, price_minor: 48n };
 const SIGNED = 1n;
+const CARD = 0n;
 export const UNPAID_REASONS = {
   1: "the station is not registered on chain", 2: "no driver's escrow",
   3: "more energy than the station's power allows", 4: "above the prices the driver accepts",
@@ -150,6 +155,8 @@ function parseReceipt(receipt) {
     for (const [part, name] of [[entry, "entry"], [chunk, "chunk"], [chain, "chain"], [payment, "payment"]]) {
       if (!isDict(part)) throw new ReceiptError(`${name} must be an object`);
     }
+    const card = receipt.card ?? null; // optional: the salt of the record's card
+    if (card !== null && !isDict(card)) throw new ReceiptError("card must be an object");
     const missing = RECORD_FIELDS.filter((f) => !(f in record));
     if (missing.length) throw new ReceiptError(`the record lacks ${missing.join(", ")}`);
     return {
@@ -162,6 +169,7 @@ function parseReceipt(receipt) {
       txHash: hex32(need(chain, "tx_hash"), "chain.tx_hash"),
       blockNumber: int(need(chain, "block_number")), paid: truthy(need(payment, "paid")),
       amount: int(need(payment, "amount")), unit: int(need(payment, "unit")),
+      cardSalt: card === null ? null : hex32(need(card, "salt"), "card.salt"),
     };
   } catch (exc) {
     if (exc instanceof ReceiptError) throw exc;
@@ -202,7 +210,14 @@ export function priceMinor(tariff, energyWh, durationS) {
  * Check a receipt (a value of pyjson.parse); with an RPC URL against the chain too.
  * Throws ReceiptError for what is not a receipt of this version.
  */
-export async function verifyReceipt(receipt, { rpcUrl = null, driver = null, contract = null } = {}) {
+export async function verifyReceipt(receipt, { rpcUrl = null, driver = null, contract = null, cards = [] } = {}) {
+  // cards: the driver's own [tag, salt] pairs (settlement/receipts.py verify_receipt)
+  const ownCards = (cards ?? []).map(([tag, salt]) => {
+    if (typeof salt !== "string" || !/^0x[0-9a-fA-F]{64}$/.test(salt)) {
+      throw new Error(`the salt of card ${tag} is not 32 bytes (0x and 64 hex digits)`);
+    }
+    return [String(tag), salt.slice(2).toLowerCase()];
+  });
   const r = parseReceipt(receipt);
   const { record, samples } = r;
   const v = new Verdict();
@@ -234,7 +249,7 @@ export async function verifyReceipt(receipt, { rpcUrl = null, driver = null, con
     return v;
   }
   try {
-    await checkChain(v, r, new Rpc(rpcUrl), driver, contract);
+    await checkChain(v, r, new Rpc(rpcUrl), driver, contract, ownCards);
   } catch (exc) {
     v.add("on chain", null, `the chain could not be read: ${String(exc.message).slice(0, 200)}`);
   }
@@ -447,11 +462,19 @@ function belongsToSession(v, record, readings, rec) {
 }
 
 // -- on chain -----------------------------------------------------------------------------
-async function checkChain(v, r, rpc, driver, contract) {
+async function checkChain(v, r, rpc, driver, contract, cards) {
   const { record } = r;
   const reader = new SettlementReader(rpc, r.contract);
   const chainId = await reader.chainId();
   if (!v.add("chain id", chainId === r.chainId, `the node is chain ${chainId}, the receipt says ${r.chainId}`)) return;
+  // what the contract is: this project's Settlement code, not a look-alike that answers
+  // driver_index, cards and chunk_digest as it likes
+  const code = await reader.code();
+  const genuine = isSettlementCode(code, CODE);
+  if (!v.add("contract code", genuine, genuine
+    ? `${r.contract} runs the code of voltledger's Settlement contract (${CODE.contract}, vyper ${CODE.vyper})`
+    : !code ? `there is no contract at ${r.contract}`
+      : `the code at ${r.contract} is not voltledger's Settlement contract: a look-alike, whatever it answers`)) return;
   if (contract) {
     v.add("the real contract", contract.toLowerCase() === r.contract.toLowerCase(),
       `you named ${contract}, the receipt names ${r.contract}`);
@@ -461,10 +484,8 @@ async function checkChain(v, r, rpc, driver, contract) {
     const index = same ? await reader.driverIndex(driver) : 0n;
     v.add("the driver's escrow", same && index !== 0n && eq(index, record.driver_index),
       `${driver} is driver ${index} of ${r.contract}; the record names ${str(record.driver)} (driver ${str(record.driver_index)})`);
-    const commitment = record.card_commitment ?? null;
-    if (same && index && truthy(commitment)) {
-      const linked = await reader.cardLinked(index, hex32(commitment, "card_commitment"));
-      v.add("the driver's card", linked, "the driver linked this card on chain");
+    if (same && index && eq(record.kind, CARD) && truthy(record.driver_index)) {
+      await checkCard(v, r, reader, driver, index, cards);
     }
   }
   if (!contract && !driver) {
@@ -501,4 +522,40 @@ async function checkChain(v, r, rpc, driver, contract) {
   v.add("payment", paidOnChain === r.paid && eq(amount, record.price_minor) && stated,
     detail + (paidOnChain === r.paid ? "" : `; the receipt says ${r.paid ? "paid" : "unpaid"}`)
     + (stated ? "" : `; the receipt says ${r.amount} x ${r.unit}`));
+}
+
+/** settlement/receipts.py _check_card: a card session charged to the driver is of a card
+ * the driver linked: the commitment is linked on chain AND is the one of the record's tag. */
+async function checkCard(v, r, reader, driver, index, cards) {
+  const { record } = r;
+  const tag = truthy(record.id_tag) ? str(record.id_tag) : "";
+  const name = "the driver's card";
+  let commitment;
+  try {
+    commitment = hex32(record.card_commitment ?? null, "card_commitment");
+  } catch {
+    v.add(name, false, `a card session of ${tag || "no tag"} charged to driver ${index}`
+      + " carries no card commitment: nothing shows the card is the driver's");
+    return;
+  }
+  if (!(await reader.cardLinked(index, commitment))) {
+    v.add(name, false, `the card's commitment is not linked to driver ${index} on chain`);
+    return;
+  }
+  const salts = cards.map(([, salt]) => ["you gave", salt]);
+  if (r.cardSalt !== null) salts.push(["the receipt gives", r.cardSalt]);
+  for (const [source, salt] of salts) {
+    if (cardCommitment(driver, tag, salt) === commitment) {
+      v.add(name, true, `${tag} is the driver's card: its commitment (the salt ${source}) is the one the driver linked on chain`);
+      return;
+    }
+  }
+  if (salts.length) {
+    const yours = [...new Set(cards.map(([t]) => t))].sort().join(", ") || "none";
+    const sources = [...new Set(salts.map(([s]) => s))].sort().join(" or ");
+    v.add(name, false, `the commitment is not ${tag}'s with the salt ${sources} (your cards: ${yours}): another card, charged to this driver`);
+    return;
+  }
+  v.add(name, null, `a card the driver linked on chain, but whether it is ${tag}`
+    + " was not checked: give the card's salt (csms verify --card TAG:SALT)");
 }
