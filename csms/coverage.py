@@ -24,6 +24,9 @@ extension, 2.0.1 Part 2); the other columns are read from the code, never writte
 * block: the functional block of 2.0.1 Part 2 (A Security ... P DataTransfer) or the 1.6
   feature profile (Core ... RemoteTrigger, and Security for the security extension).
 
+Each version's section also says what a station whose BootNotification was answered
+Pending or Rejected may send (the ``rule`` of its csms.translate ``boot_gate_for``).
+
 Which side starts each message and which block it belongs to is protocol knowledge (the
 specifications' message lists and their functional blocks / feature profiles), the two
 tables here written by hand.
@@ -41,7 +44,7 @@ from importlib import resources
 from pathlib import Path
 
 from csms.protocol import OcppVersion
-from csms.translate import routes_for
+from csms.translate import boot_gate_for, routes_for
 from csms.translate.commands import COMMANDS, builder_for
 
 __all__ = ["BLOCKS", "DOC", "Row", "actions", "block_of", "block_summary", "render", "rows",
@@ -395,6 +398,8 @@ def render(table: list[Row] | None = None) -> str:
             f"## OCPP {version.short}",
             "",
             f"{len(mine)} actions: {handled} handled, {tested} of them tested.",
+            "",
+            f"**A boot not Accepted.** {boot_gate_for(version).rule}",
             "",
             f"| {_BLOCK_WORD[version]} | handled | exercised with the strict client |",
             "| --- | --- | --- |",

@@ -14,9 +14,10 @@ of the in-memory :func:`memory_pair`). It owns two tasks under one TaskGroup:
   only once it has ours, so the order is the peer's).
 
 :meth:`Link.call` sends our own CALL, one at a time (a lock), and waits for its
-answer with a timeout. Because answers are matched by the reader, not the worker,
-a CALL may be sent while a CALL of the peer is being handled: the ``ocpp``
-library's ``ChargePoint.start()`` deadlocks there.
+answer with a timeout that counts from the call, the wait for the lock included.
+Because answers are matched by the reader, not the worker, a CALL may be sent while
+a CALL of the peer is being handled: the ``ocpp`` library's ``ChargePoint.start()``
+deadlocks there.
 
 The protocol stays in :mod:`csms.protocol` (no asyncio); timeouts, tasks and
 sockets live here and in the channel adapters.
@@ -377,16 +378,31 @@ class Link:
     ) -> dict[str, Any]:
         """Send one CALL and wait for its answer (one at a time).
 
+        The timeout counts from this call: the wait for the one CALL slot (CALLs of ours
+        ahead of this one) and the wait for the answer share it, so a caller never waits
+        for the slot and the answer longer than it asked, however many CALLs are queued
+        before it. Writing the CALL is bounded by the channel (a peer that takes no data
+        is cut by the transport's write timeout: :class:`LinkClosed`).
+
         Raises :class:`LinkClosed` when the connection is or goes away,
-        :class:`CallTimeout` without an answer in time, :class:`CallFailed` on a
-        CALLERROR and :class:`OcppError` for a payload that violates the schema.
+        :class:`CallTimeout` without an answer in time (or the CALL not sent in time),
+        :class:`CallFailed` on a CALLERROR and :class:`OcppError` for a payload that
+        violates the schema.
         ``secret``: the payload holds a credential and is not logged.
         """
-        async with self._call_lock:
+        limit = timeout or self.call_timeout
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit
+        try:
+            async with asyncio.timeout_at(deadline):
+                await self._call_lock.acquire()
+        except TimeoutError:
+            raise CallTimeout(f"{self.name}: {action} not sent within {limit:g} s (CALLs"
+                              " of ours ahead of it)") from None
+        try:
             if self.closed:
                 raise LinkClosed(self.name)
             mid, text = self.endpoint.call(action, payload)
-            loop = asyncio.get_running_loop()
             answer: asyncio.Future[IncomingResult | IncomingError] = loop.create_future()
             self._answer = answer
             answered = False
@@ -400,7 +416,7 @@ class Link:
                     raise LinkClosed(self.name) from None
                 self.stats.calls_sent += 1
                 try:
-                    async with asyncio.timeout(timeout or self.call_timeout):
+                    async with asyncio.timeout_at(deadline):
                         event = await answer
                 except TimeoutError:
                     raise CallTimeout(f"{self.name} did not answer {action}") from None
@@ -411,6 +427,8 @@ class Link:
                     self.endpoint.abandon(mid)  # timed out or lost: the slot is free again
             if self.stats.latencies is not None:
                 self.stats.latencies.append(time.perf_counter() - started)
+        finally:
+            self._call_lock.release()
         if isinstance(event, IncomingError):
             self.stats.callerrors_in += 1
             raise CallFailed(event.code, event.description, event.details)

@@ -73,7 +73,7 @@ from csms.service.certificates import Payload
 from csms.service.charging import ChargingService, UnknownStation, new_station
 from csms.service.ports import Repository, StorageError, Tx
 from csms.service.ratelimit import LoginGuard, LoginOutcome
-from csms.translate import Handler, routes_for
+from csms.translate import BootGate, Handler, boot_gate_for, routes_for
 from csms.transport import (
     FrameSummary,
     GuardedConnection,
@@ -101,6 +101,11 @@ protect(ws_log)
 # MAX_QUEUED_FRAMES frames of at most max_frame_bytes, plus MAX_QUEUED_CALLS parsed.
 MAX_QUEUED_CALLS = 4
 MAX_QUEUED_FRAMES = 4
+# CALLs of the central system queued on a connection to follow an answer (after_reply:
+# a boot's GetConfiguration, a stop's FinalCost, CertificateSigned...; the accepted
+# boot's queued requests), pending or in flight: beyond these, one is not sent (each
+# waits at most call_timeout, the wait for the connection's one CALL slot included).
+MAX_FOLLOWUPS = 8
 # listen(2)'s backlog; the kernel caps it at net.core.somaxconn (4096 on Linux >= 5.4)
 LISTEN_BACKLOG = 65535
 # What a binary frame gets, per OCPP version: the close code and reason (see
@@ -131,11 +136,23 @@ class StationConnection:
         validate: bool = True,
         metrics: Metrics | None = None,
         on_booted: Callable[[StationConnection], None] | None = None,
+        gate: BootGate | None = None,
     ) -> None:
         self.channel = channel
-        # a BootNotification was accepted on this connection (2.0.1 B01/B02: before it,
-        # the central system sends a station nothing but what it asks for)
+        # the answer to the latest BootNotification on this connection (None: it has
+        # not booted here, e.g. a reconnect, and is served); booted: that answer was
+        # Accepted (2.0.1 B01/B02: before it, the central system sends a station nothing
+        # but what it asks for)
+        self.boot_status: str | None = None
         self.booted = False
+        # what a station whose boot is not Accepted may send (per version); asked: the
+        # actions the central system asked a Pending station for (TriggerMessage...)
+        self.gate = gate or boot_gate_for(version)
+        self._asked: frozenset[str] = frozenset()
+        # after_reply CALLs queued or in flight on this connection, and the actions of
+        # those queued "once"
+        self._followups = 0
+        self._followup_keys: frozenset[str] = frozenset()
         self.on_booted = on_booted
         self.station_id = station_id
         self.version = version
@@ -189,13 +206,17 @@ class StationConnection:
         started = time.perf_counter()
         result = "error"
         try:
+            status = self.boot_status
+            if status is not None and self.gate.refused(call.action, status, self._asked):
+                # not acted on, and not remembered: the same message once accepted is
+                # handled anew
+                result = "not_accepted"
+                raise TransientError(Fault.SECURITY, f"BootNotification answered {status}:"
+                                     " nothing but BootNotification is handled")
             response = await handler(self.service, self.station_id, call.payload)
             result = "ok"
-            if call.action == "BootNotification" and response.get("status") == "Accepted":
-                self.booted = True
-                if self.on_booted is not None:
-                    hook = self.on_booted
-                    self.link.defer(lambda: hook(self))  # once the answer is out
+            if call.action == "BootNotification":
+                self._boot_answered(str(response.get("status")))
             return response
         except OcppError:
             raise
@@ -212,15 +233,60 @@ class StationConnection:
         finally:
             self.metrics.handled(call.action, result, time.perf_counter() - started)
 
+    def _boot_answered(self, status: str) -> None:
+        """A BootNotification was answered ``status``: the connection's state from now on
+        (what was asked of it before is forgotten)."""
+        self.boot_status = status
+        self.booted = status == "Accepted"
+        self._asked = frozenset()
+        if self.booted and self.on_booted is not None:
+            hook = self.on_booted
+            self.link.defer(lambda: hook(self))  # once the answer is out
+
     async def call(
         self, action: str, payload: dict[str, Any], timeout: float | None = None,
         *, secret: bool = False,
     ) -> dict[str, Any]:
-        """Send one CALL to the station and wait for its answer (one at a time).
+        """Send one CALL to the station and wait for its answer (one at a time; the
+        timeout counts from here, the wait for the CALL slot included).
 
-        ``secret``: the payload holds a credential and is not logged.
+        A CALL that asks a Pending station for messages (2.0.1 TriggerMessage...) lets
+        them through from when it is sent; when the station does not accept it, they are
+        refused again. ``secret``: the payload holds a credential and is not logged.
         """
-        return await self.link.call(action, payload, timeout, secret=secret)
+        asked: frozenset[str] = frozenset()
+        if self.boot_status == "Pending":
+            asked = frozenset(self.gate.asked_for(action, payload)) - self._asked
+            self._asked |= asked
+        if not asked:
+            return await self.link.call(action, payload, timeout, secret=secret)
+        accepted = False
+        try:
+            answer = await self.link.call(action, payload, timeout, secret=secret)
+            accepted = answer.get("status") == "Accepted"
+            return answer
+        finally:
+            if not accepted:
+                self._asked -= asked
+
+    def reserve_followup(self, key: str | None = None) -> bool:
+        """Whether one more CALL may be queued to follow an answer: fewer than
+        MAX_FOLLOWUPS are, and none of ``key`` (when given); if so it is counted until
+        :meth:`release_followup`."""
+        if self._followups >= MAX_FOLLOWUPS or key in self._followup_keys:
+            return False
+        self._followups += 1
+        if key is not None:
+            self._followup_keys |= {key}
+        return True
+
+    def followup_pending(self, key: str) -> bool:
+        return key in self._followup_keys
+
+    def release_followup(self, key: str | None = None) -> None:
+        self._followups -= 1
+        if key is not None:
+            self._followup_keys -= {key}
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         await self.channel.close(code, reason)
@@ -563,12 +629,25 @@ class CentralSystem:
                     )
 
     def after_reply(self, station_id: str, action: str, payload: Payload,
-                    then: Callable[[dict[str, Any] | None], Awaitable[None]]) -> None:
+                    then: Callable[[dict[str, Any] | None], Awaitable[None]],
+                    *, once: bool = False) -> None:
         """Send a CALL to the station once the answer it is waiting for is sent; ``then``
         gets the station's answer (None: offline, no answer, or a CALLERROR). A payload
-        given as a function is built then; when it builds None, nothing is sent."""
+        given as a function is built then; when it builds None, nothing is sent.
+
+        A connection has at most MAX_FOLLOWUPS of these pending or in flight, and with
+        ``once`` at most one of ``action``: beyond that nothing is sent (nor built) and
+        ``then`` is not called."""
         conn = self.connections.get(station_id)
         if conn is None:
+            return
+        key = action if once else None
+        if not conn.reserve_followup(key):
+            if once and conn.followup_pending(action):
+                log.info("- %s %s already pending; not queued again", station_id, action)
+            else:
+                log.warning("! %s: %d CALLs pending after answers; %s not sent", station_id,
+                            MAX_FOLLOWUPS, action)
             return
 
         async def send() -> None:
@@ -586,6 +665,7 @@ class CentralSystem:
             task = asyncio.get_running_loop().create_task(send(), name=f"{station_id}:{action}")
             self._after_reply.add(task)
             task.add_done_callback(self._after_reply_done)
+            task.add_done_callback(lambda _: conn.release_followup(key))
 
         conn.link.defer(start)
 
@@ -594,10 +674,14 @@ class CentralSystem:
         hook = self.on_boot
         if hook is None or self.connections.get(conn.station_id) is not conn:
             return
+        # one at a time per connection: a running one sends what the next would
+        if not conn.reserve_followup(":booted"):
+            return
         task = asyncio.get_running_loop().create_task(
             hook(conn.station_id), name=f"{conn.station_id}:booted")
         self._after_reply.add(task)
         task.add_done_callback(self._after_reply_done)
+        task.add_done_callback(lambda _: conn.release_followup(":booted"))
 
     def _after_reply_done(self, task: asyncio.Task[None]) -> None:
         self._after_reply.discard(task)

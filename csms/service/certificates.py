@@ -237,10 +237,14 @@ class Outbound(Protocol):
     """How a use case sends a CALL to a station once the answer to the station's own CALL
     is out (the server implements it: 2.0.1 A02.FR.02, CertificateSigned follows the
     SignCertificate answer). A payload given as a function is built then, so what it
-    reads waits for nothing of the answer (the 1.6 FinalCost after a StopTransaction)."""
+    reads waits for nothing of the answer (the 1.6 FinalCost after a StopTransaction).
+    ``once``: nothing is queued while a CALL of that action queued this way is still
+    pending or in flight on the station's connection (a read at every boot). What a
+    connection may have queued is bounded: beyond the bound, a CALL is not sent."""
 
     def after_reply(self, station_id: str, action: str, payload: Payload,
-                    then: Callable[[dict[str, Any] | None], Awaitable[None]]) -> None: ...
+                    then: Callable[[dict[str, Any] | None], Awaitable[None]],
+                    *, once: bool = False) -> None: ...
 
 
 class Iso15118Provider(Protocol):

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -15,8 +16,8 @@ from csms.protocol.timestamps import TimestampError, parse_timestamp
 from csms.service.charging import ChargingService
 
 __all__ = [
-    "Handler", "Notes", "at_once", "data_transfer", "notification", "ocpp_time", "parse_time",
-    "stored_status",
+    "BootGate", "Handler", "Notes", "at_once", "data_transfer", "notification", "ocpp_time",
+    "parse_time", "stored_status",
 ]
 
 # What the storage keeps in an integer column (SQLite INTEGER, PostgreSQL BIGINT).
@@ -140,3 +141,37 @@ def stored_status(kind: str) -> Handler:
             "additionalInfo": "too much stored from this station this hour"}}
 
     return handler
+
+
+# The central system's CALL -> the station's actions its payload asks for.
+Asks = Callable[[Mapping[str, Any]], tuple[str, ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class BootGate:
+    """What a version lets a station send once its latest BootNotification on the
+    connection was answered Pending or Rejected (a station that has not booted on the
+    connection yet, or whose boot was Accepted, is served as usual).
+
+    ``refuses``: anything but BootNotification is then answered with a CALLERROR
+    SecurityError, not acted on; ``asks``: the central system's CALLs that ask a Pending
+    station for messages, each with the actions its payload asks for: those are let
+    through while the station is Pending once asked (Rejected lets nothing through);
+    ``rule``: the behaviour in a sentence, with the clause it follows (the coverage doc
+    prints it)."""
+
+    refuses: bool
+    rule: str
+    asks: Mapping[str, Asks] = field(default_factory=dict)
+
+    def refused(self, action: str, status: str, asked: frozenset[str]) -> bool:
+        """Whether a station whose latest boot was answered ``status`` is refused
+        ``action`` (``asked``: the actions the central system asked it for since)."""
+        if not self.refuses or status == "Accepted" or action == "BootNotification":
+            return False
+        return status != "Pending" or action not in asked
+
+    def asked_for(self, action: str, payload: Mapping[str, Any]) -> tuple[str, ...]:
+        """The station's actions the central system's CALL ``action`` asks for."""
+        ask = self.asks.get(action)
+        return () if ask is None else ask(payload)

@@ -11,6 +11,7 @@ from csms.service.charging import BootInfo, ChargingService, StopInfo
 from csms.translate import more_commands_v16, pnc16, security
 from csms.translate.commands import is_secret_name
 from csms.translate.common import (
+    BootGate,
     Handler,
     Notes,
     at_once,
@@ -20,7 +21,7 @@ from csms.translate.common import (
 )
 from csms.translate.maintenance import transfer_notification
 
-__all__ = ["ROUTES", "final_cost", "samples_from_meter_values"]
+__all__ = ["BOOT_GATE", "ROUTES", "final_cost", "samples_from_meter_values"]
 
 log = logging.getLogger("csms.translate")
 
@@ -85,7 +86,7 @@ async def read_configuration_after_boot(svc: ChargingService, station_id: str,
     """GetConfiguration of every key once the BootNotification is answered (1.6 §4.2:
     the central system may send after an Accepted boot), when no configuration of the
     station is stored or it booted with another firmware; the answer becomes its device
-    model (csms.service.device_model)."""
+    model (csms.service.device_model). At most one is pending per connection."""
     model = security.device_model(svc)
     if svc.outbound is None or (not firmware_changed
                                 and await model.configuration_known(station_id)):
@@ -95,7 +96,10 @@ async def read_configuration_after_boot(svc: ChargingService, station_id: str,
         if answer is not None:
             await model.record_configuration(station_id, answer, None, is_secret_name)
 
-    svc.outbound.after_reply(station_id, "GetConfiguration", {}, then)
+    # once: a station that boots again and again without answering has one read pending
+    # on its connection, not one per boot; once that one is answered or failed, the next
+    # boot may read again
+    svc.outbound.after_reply(station_id, "GetConfiguration", {}, then, once=True)
 
 
 async def heartbeat(svc: ChargingService, station_id: str, p: dict[str, Any]) -> dict[str, Any]:
@@ -246,3 +250,16 @@ ROUTES: dict[str, Handler] = {
     "SignCertificate": sign_certificate,
 }
 
+
+
+# 1.6 §4.2 tells a charge point answered Pending to send no request unless asked with
+# TriggerMessage, and one answered Rejected to send nothing until the interval ends; it
+# asks nothing of the central system for a charge point that does send: it is served
+# (1.6 stations commonly send StatusNotification while Pending).
+BOOT_GATE = BootGate(
+    refuses=False,
+    rule="A station whose BootNotification was answered Pending or Rejected is still"
+    " served: §4.2 tells a charge point answered Pending to send no request unless asked"
+    " with TriggerMessage, and one answered Rejected nothing until the interval ends, but"
+    " does not ask the central system to refuse what it sends anyway (2.0.1 does).",
+)

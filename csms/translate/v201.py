@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -14,6 +15,7 @@ from csms.translate import security
 from csms.translate.common import (
     INT64_MAX,
     INT64_MIN,
+    BootGate,
     Handler,
     Notes,
     at_once,
@@ -25,7 +27,7 @@ from csms.translate.common import (
 )
 from csms.translate.maintenance import reservation_status_update, transfer_notification
 
-__all__ = ["ROUTES", "samples_from_meter_values"]
+__all__ = ["BOOT_GATE", "ROUTES", "samples_from_meter_values"]
 
 log = logging.getLogger("csms.translate")
 
@@ -121,9 +123,10 @@ async def set_master_pass_group(svc: ChargingService, station_id: str) -> None:
     async def answered(answer: dict[str, Any] | None) -> None:
         await svc.master_pass_answered(station_id, group, answer)
 
+    # once: one pending per connection, however often the station boots meanwhile
     svc.outbound.after_reply(station_id, "SetVariables", {"setVariableData": [{
         "attributeValue": group[:1000], "component": {"name": component},
-        "variable": {"name": variable}}]}, answered)
+        "variable": {"name": variable}}]}, answered, once=True)
 
 
 async def heartbeat(svc: ChargingService, station_id: str, p: dict[str, Any]) -> dict[str, Any]:
@@ -351,3 +354,33 @@ ROUTES: dict[str, Handler] = {
     "GetCertificateStatus": get_certificate_status,
     "NotifyMonitoringReport": notify_monitoring_report,
 }
+
+
+# F06 TriggerMessage's requestedMessage -> the message the station then sends
+_TRIGGERED = {"SignChargingStationCertificate": "SignCertificate",
+              "SignV2GCertificate": "SignCertificate",
+              "SignCombinedCertificate": "SignCertificate"}
+
+
+def _triggered(p: Mapping[str, Any]) -> tuple[str, ...]:
+    requested = str(p.get("requestedMessage", ""))
+    return (_TRIGGERED.get(requested, requested),)
+
+
+def _report(p: Mapping[str, Any]) -> tuple[str, ...]:
+    return ("NotifyReport",)
+
+
+# B02.FR.09 (Pending) / B03.FR.07 (Rejected), OCTT TC_B_30_CSMS: until a station's boot
+# is Accepted, the CSMS answers its CALLs other than BootNotification with SecurityError;
+# a Pending station may still send what the CSMS asked for with TriggerMessage,
+# GetBaseReport or GetReport (B02.FR.01: the CSMS may read or set its configuration then).
+BOOT_GATE = BootGate(
+    refuses=True,
+    rule="While its latest BootNotification on the connection is answered Pending or"
+    " Rejected, a station's other requests are answered with a CALLERROR SecurityError"
+    " and not acted on (B02.FR.09, B03.FR.07); a Pending station's messages asked for"
+    " with TriggerMessage, GetBaseReport or GetReport (NotifyReport) are let through. A"
+    " station that has not booted on the connection yet is served (a reconnect).",
+    asks={"TriggerMessage": _triggered, "GetBaseReport": _report, "GetReport": _report},
+)

@@ -221,7 +221,9 @@ async def test_a_pending_boot_does_not_release_the_queue(tmp_path: Path) -> None
         assert status == 202
         async with await RawClient.connect(server.url, "SIM1", ["ocpp2.0.1"]) as c:
             assert (await c.result("BootNotification", BOOT_201))["status"] == "Pending"
-            assert (await c.result("Heartbeat", {})) is not None
+            # B02.FR.09: refused while Pending (tests/integration/csms/
+            # test_boot_not_accepted_v201.py)
+            assert (await c.call("Heartbeat", {}))[2] == "SecurityError"
             assert c.calls.empty()
         assert (await transfer(server, result["request_id"])).status == "queued"
     finally:

@@ -278,6 +278,18 @@ async def test_boot_policies(csms_server: RunningServer) -> None:
         assert (await c.result("BootNotification", BOOT16))["status"] == "Rejected"
 
 
+async def test_a_16_station_not_accepted_is_still_served(csms_server: RunningServer) -> None:
+    """1.6 §4.2 asks the charge point, not the central system: a 1.6 station answered
+    Pending or Rejected that sends anyway is served (docs/ocpp-coverage.md; 2.0.1 refuses it:
+    test_boot_not_accepted_v201.py)."""
+    await csms_server.add_station("CP1", boot="pending")
+    await csms_server.add_tag("T1")
+    async with await RawClient.connect(csms_server.url, "CP1", ["ocpp1.6"]) as c:
+        assert (await c.result("BootNotification", BOOT16))["status"] == "Pending"
+        answer = await c.result("Authorize", {"idTag": "T1"})
+        assert answer["idTagInfo"]["status"] == "Accepted"
+
+
 async def test_status_and_station_info_are_kept(csms_server: RunningServer) -> None:
     await csms_server.add_station("CP1")
     async with await RawClient.connect(csms_server.url, "CP1") as c:

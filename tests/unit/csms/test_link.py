@@ -152,6 +152,47 @@ async def test_a_timeout_is_a_timeout_error(pair: Any) -> None:
         await link.call("Heartbeat", {}, timeout=0.05)
 
 
+async def test_the_timeout_counts_the_wait_for_the_call_slot(pair: Any) -> None:
+    """A CALL queued behind one of ours that is not answered waits no longer than its own
+    timeout: the wait for the one CALL slot counts, and it ends as the same CallTimeout
+    (never sent, so the station never sees it)."""
+    link, peer = pair(call_timeout=5)
+    ahead = asyncio.create_task(link.call("Heartbeat", {}))
+    first = await peer.read()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(CallTimeout, match="not sent within"):
+        await link.call("ClearCache", {}, timeout=0.1)
+    assert loop.time() - started < 1
+    assert link.stats.calls_sent == 1
+    # the CALL ahead still gets its answer, and the slot works afterwards
+    await peer.send(3, first[1], {"currentTime": "2026-01-01T00:00:00Z"})
+    assert (await ahead)["currentTime"] == "2026-01-01T00:00:00Z"
+    task = asyncio.create_task(link.call("ClearCache", {}, timeout=1))
+    frame = await peer.read()
+    assert frame[2] == "ClearCache"
+    await peer.send(3, frame[1], {"status": "Accepted"})
+    assert await task == {"status": "Accepted"}
+
+
+async def test_waiting_and_answering_share_one_timeout(pair: Any) -> None:
+    """0.3 s spent waiting for the slot leave 0.2 s of a 0.5 s timeout for the answer."""
+    link, peer = pair(call_timeout=5)
+    ahead = asyncio.create_task(link.call("Heartbeat", {}))
+    first = await peer.read()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    behind = asyncio.create_task(link.call("ClearCache", {}, timeout=0.5))
+    await asyncio.sleep(0.3)
+    await peer.send(3, first[1], {"currentTime": "2026-01-01T00:00:00Z"})
+    await ahead
+    assert (await peer.read())[2] == "ClearCache"  # sent, never answered
+    with pytest.raises(CallTimeout, match="did not answer"):
+        await behind
+    assert 0.45 < loop.time() - started < 0.9
+    assert link.endpoint.pending is None
+
+
 async def test_callerror_becomes_call_failed_with_its_fields(pair: Any) -> None:
     link, peer = pair()
     task = asyncio.create_task(link.call("Heartbeat", {}))
