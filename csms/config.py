@@ -26,6 +26,7 @@ __all__ = [
     "COMPRESSION_MODES",
     "EVENT_LOOPS",
     "LOG_LEVELS",
+    "MAX_COMMAND_TIMEOUT",
     "MAX_WORKERS",
     "Settings",
     "SettingsError",
@@ -37,6 +38,9 @@ __all__ = [
 
 
 COMPRESSION_MODES = ("stateless", "context", "off")
+# The longest an operator's command may wait for the station's answer, in seconds (the
+# admin API's and the CLI's "timeout"; without one, call_timeout).
+MAX_COMMAND_TIMEOUT = 300.0
 EVENT_LOOPS = ("auto", "uvloop", "asyncio")  # see csms.eventloop
 LOG_LEVELS = ("debug", "info", "warning", "error")
 MAX_WORKERS = 64  # csms serve --workers

@@ -11,6 +11,7 @@ written to the audit log (who, what, when, result).
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import logging
@@ -82,13 +83,31 @@ def _query(request: web.Request, allowed: set[str]) -> dict[str, str]:
     return dict(request.query)
 
 
+def _digits(raw: str) -> int | None:
+    """The integer of a string of ASCII digits (no sign, blank or underscore, which int()
+    takes) of at most 19 digits but leading zeros (int() refuses more than 4,300 digits);
+    None otherwise."""
+    significant = raw.lstrip("0")
+    if not (raw.isascii() and raw.isdigit()) or len(significant) > 19:
+        return None
+    return int(significant or "0")
+
+
 def _int(query: dict[str, str], name: str, default: int, low: int, high: int) -> int:
     raw = query.get(name)
     if raw is None:
         return default
-    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
+    value = _digits(raw)
+    if value is None or not low <= value <= high:
         raise BadQuery(f"{name} must be an integer from {low} to {high}, not {raw[:20]!r}")
-    return int(raw)
+    return value
+
+
+def record_id(raw: str) -> int | None:
+    """A record's id in a path (a session, a request): ASCII digits, 0 < id < 2**63 (a
+    SQLite / PostgreSQL bigint); None for anything else."""
+    value = _digits(raw)
+    return value if value is not None and 0 < value < 2**63 else None
 
 
 def _bool(query: dict[str, str], name: str) -> bool | None:
@@ -268,10 +287,9 @@ class AdminApi:
 
     async def session(self, request: web.Request) -> web.Response:
         _query(request, set())
-        try:
-            session_id = int(request.match_info["session_id"])
-        except ValueError:
-            return _error(400, "session id must be an integer")
+        session_id = record_id(request.match_info["session_id"])
+        if session_id is None:
+            return _error(400, "a session id is an integer from 1 to 2**63-1")
 
         async def work(tx: Tx) -> dict[str, Any] | None:
             s = await tx.get_session(session_id)
@@ -293,14 +311,16 @@ class AdminApi:
         _query(request, set())
         station_id = request.match_info["station_id"]
         command = request.match_info["command"]
+        actor = request.headers.get("X-Actor") or f"admin@{request.remote}"
         try:
             body = await request.json(loads=orjson.loads) if request.can_read_body else {}
         except ValueError:
-            return _error(400, "the body must be a JSON object")
-        if not isinstance(body, dict):
-            return _error(400, "the body must be a JSON object")
+            body = None
+        if not isinstance(body, dict):  # refused, and audited as every refusal is
+            status, result = 400, {"error": "the body must be a JSON object"}
+            await self._audit(actor, station_id, command, {}, status, result)
+            return _json(result, status)
         timeout = body.pop("timeout", None)
-        actor = request.headers.get("X-Actor") or f"admin@{request.remote}"
         status, result = await self.audited_command(actor, station_id, command, body, timeout)
         return _json(result, status)
 
@@ -309,8 +329,16 @@ class AdminApi:
         timeout: Any = None,
     ) -> tuple[int, dict[str, Any]]:
         """Run an operator command and write it to the audit log (the API's and the
-        console's path)."""
-        status, result = await self.run_command(station_id, command, body, timeout)
+        console's path): a command refused (400: a session or a timeout that is none,
+        arguments the command does not take...) is audited too, with ok false, and so is
+        one that failed on an error of ours (before it goes up as a 500)."""
+        try:
+            status, result = await self.run_command(station_id, command, body, timeout)
+        except Exception as exc:
+            with contextlib.suppress(StorageError):  # the error that matters is exc
+                await self._audit(actor, station_id, command, body, 500,
+                                  {"error": f"failed: {type(exc).__name__}"})
+            raise
         await self._audit(actor, station_id, command, body, status, result)
         return status, result
 
@@ -412,9 +440,9 @@ class AdminApi:
         """Cancel a queued firmware update, log request or publication (only while it is
         queued: one that is being sent or was sent cannot be called back)."""
         _query(request, set())
-        raw = request.match_info["transfer_id"]
-        if not (raw.isascii() and raw.isdigit()) or not 0 < int(raw) < 2**63:
-            return _error(400, "a request id is an integer")
+        transfer_id = record_id(request.match_info["transfer_id"])
+        if transfer_id is None:
+            return _error(400, "a request id is an integer from 1 to 2**63-1")
         try:
             body = await request.json(loads=orjson.loads) if request.can_read_body else {}
         except ValueError:
@@ -428,25 +456,25 @@ class AdminApi:
         if not kinds:
             return _error(400, "kinds: a list of firmware, log, publish")
         actor = request.headers.get("X-Actor") or f"admin@{request.remote}"
-        status, result = await self.cancel_transfer(actor, int(raw), kinds)
+        status, result = await self.cancel_transfer(actor, transfer_id, kinds)
         return _json(result, status)
 
     async def transfer_file(self, request: web.Request) -> web.StreamResponse:
         """An uploaded log, as this node received it."""
         _query(request, set())
-        raw = request.match_info["transfer_id"]
-        if not (raw.isascii() and raw.isdigit()) or not 0 < int(raw) < 2**63:
-            return _error(400, "a log request id is an integer")
+        transfer_id = record_id(request.match_info["transfer_id"])
+        if transfer_id is None:
+            return _error(400, "a log request id is an integer from 1 to 2**63-1")
 
         async def work(tx: Tx) -> Transfer | None:
-            return await tx.get_transfer(int(raw))
+            return await tx.get_transfer(transfer_id)
 
         t = await self.repo.read(work)
         if t is None or t.kind is not TransferKind.LOG or t.uploaded_at is None:
-            return _error(404, f"no uploaded log for request {raw}")
-        path = log_path(self.central.settings.data_dir, int(raw))
+            return _error(404, f"no uploaded log for request {transfer_id}")
+        path = log_path(self.central.settings.data_dir, transfer_id)
         if not path.is_file():
-            return _error(404, f"the log of request {raw} is not on this node")
+            return _error(404, f"the log of request {transfer_id} is not on this node")
         return web.FileResponse(path, headers={
             "Content-Type": "application/octet-stream",
             "Content-Disposition": f'attachment; filename="{display_name(t.file_name)}"'})

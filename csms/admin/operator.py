@@ -22,6 +22,7 @@ from typing import Any
 from csms.admin import device
 from csms.admin.maintenance import QUEUEABLE, RECORDED, MaintenanceCommands
 from csms.bus.commands import CommandBus, NodeUnavailable
+from csms.config import MAX_COMMAND_TIMEOUT
 from csms.domain.model import MASTER_PASS_VERSIONS
 from csms.protocol import OcppVersion
 from csms.protocol.pnc16 import PncError
@@ -45,12 +46,46 @@ from csms.translate.commands import (
 )
 from csms.translate.pnc16 import inner_action, pnc_call, read_answer
 
-__all__ = ["COMMAND_RESULTS", "OperatorCommands", "command_labels"]
+__all__ = ["COMMAND_RESULTS", "MAX_TIMEOUT", "OperatorCommands", "check_session",
+           "command_labels", "command_timeout"]
 
 # Label values of voltledger_operator_commands: command names and these words only,
 # never what a caller or a station chose (an unbounded label set exhausts memory).
 COMMAND_RESULTS = {202: "queued", 400: "invalid", 404: "unknown_command", 409: "offline",
                    502: "callerror", 504: "timeout"}
+
+
+# The longest an operator may have a command wait for the station's answer, in seconds.
+MAX_TIMEOUT = MAX_COMMAND_TIMEOUT
+# A session's id, as the database keeps it (a SQLite / PostgreSQL bigint).
+MAX_ID = 2**63 - 1
+
+
+def command_timeout(value: Any) -> float | None:
+    """The seconds a command waits for the station's answer, as the operator gave them
+    (None: the node's call timeout). CommandError for anything but a number above 0 and
+    at most :data:`MAX_TIMEOUT`: checked before anything is sent (a timeout of -1 had the
+    station carry out a command the operator was told timed out)."""
+    if value is None:
+        return None
+    if not isinstance(value, int | float) or isinstance(value, bool) \
+            or not 0 < value <= MAX_TIMEOUT:  # NaN compares false: refused too
+        raise CommandError(f"timeout must be a number of seconds above 0 and at most"
+                           f" {MAX_TIMEOUT:g}, not {str(value)[:20]!r}")
+    return float(value)
+
+
+def check_session(args: dict[str, Any]) -> None:
+    """A session the operator named (``stop``, ``cost-updated``) must be a session id: an
+    integer from 1 to 2**63-1 (CommandError otherwise; none named is the station's
+    active session)."""
+    session = args.get("session")
+    if session is None:
+        return
+    if not isinstance(session, int) or isinstance(session, bool) \
+            or not 0 < session <= MAX_ID:
+        raise CommandError(f"session must be a session id (an integer from 1 to {MAX_ID}),"
+                           f" not {str(session)[:24]!r}")
 
 
 def command_labels(command: str, status: int, result: dict[str, Any]) -> tuple[str, str]:
@@ -81,6 +116,11 @@ class OperatorCommands:
         if command not in COMMANDS:
             return 404, {"error": f"unknown command {command!r}",
                          "commands": sorted(COMMANDS)}
+        try:  # before the command goes anywhere: here, over the bus, into the queue
+            timeout = command_timeout(timeout)
+            check_session(args)
+        except CommandError as exc:
+            return 400, {"error": str(exc)}
         conn = self.central.connections.get(station_id)
         if conn is None and not forwarded and self.bus is not None:
             status, result = await self._forward(station_id, command, args, timeout)
@@ -123,7 +163,7 @@ class OperatorCommands:
                                 pnc=pnc, warning=warning)
 
     async def _send(self, conn: StationConnection, station_id: str, command: str,
-                    args: dict[str, Any], call: BuiltCall, timeout: Any,
+                    args: dict[str, Any], call: BuiltCall, timeout: float | None,
                     password: str | None = None, *, pnc: bool = False,
                     warning: str | None = None) -> tuple[int, dict[str, Any]]:
         """Send a prepared command's CALL and record the answer (``pnc``: the CALL is a
@@ -131,9 +171,7 @@ class OperatorCommands:
         said with the answer)."""
         secret = carries_secret(command, args)
         try:
-            response = await conn.call(
-                call.action, call.payload, float(timeout) if timeout else None, secret=secret
-            )
+            response = await conn.call(call.action, call.payload, timeout, secret=secret)
         except StationOffline:
             await self._settle(command, args, "Offline", None)
             return 409, {"error": f"station {station_id} went offline", "status": "Offline"}
@@ -247,9 +285,10 @@ class OperatorCommands:
         return await self.maintenance.settle(command, args, word, response)
 
     async def _forward(
-        self, station_id: str, command: str, args: dict[str, Any], timeout: Any,
+        self, station_id: str, command: str, args: dict[str, Any], timeout: float | None,
     ) -> tuple[int, dict[str, Any]]:
-        """The station is on another live node: ask that node over the bus."""
+        """The station is on another live node: ask that node over the bus (``timeout``
+        checked by :func:`command_timeout`; that node checks it again)."""
         assert self.bus is not None
 
         async def where(tx: Tx) -> str | None:
@@ -263,10 +302,10 @@ class OperatorCommands:
         if node is None or node == self.central.node_id:
             return 409, {"error": f"station {station_id} is not connected", "status": "Offline",
                          "connected": False}
-        wait = (float(timeout) if timeout else self.central.settings.call_timeout) + 5.0
+        wait = (timeout or self.central.settings.call_timeout) + 5.0
         try:
             status, result = await self.bus.request(node, station_id, command, args,
-                                                    float(timeout) if timeout else None, wait)
+                                                    timeout, wait)
         except NodeUnavailable as exc:
             return 504, {"error": str(exc), "status": "Timeout", "node": node}
         return status, {**result, "node": node}

@@ -23,6 +23,7 @@ from csms.service.ports import Repository, StorageError, Tx
 from csms.storage import open_repository
 
 __all__ = [
+    "MAX_ID",
     "ChainOption",
     "CliError",
     "DataDirOption",
@@ -99,6 +100,11 @@ PasswordFileOption = Annotated[str | None, setting_option(
     default="-")]
 
 
+# The largest id (a session's, a request's) and --limit the database takes: a SQLite /
+# PostgreSQL bigint. Arguments are bounded by it where they are parsed (one line, exit 2).
+MAX_ID = 2**63 - 1
+
+
 class CliError(Exception):
     """A user error: printed as one line on stderr, exit code 2."""
 
@@ -127,6 +133,8 @@ def run(coro: Coroutine[Any, Any, T], event_loop: str = "asyncio") -> T:
         fail(str(exc))
     except ValueError as exc:
         fail(str(exc))
+    except OverflowError as exc:  # a number or a time beyond what the database keeps
+        fail(f"a value out of range: {exc}")
     except sqlite3.OperationalError as exc:  # cannot open, read-only, disk full...
         fail(f"the database: {exc}", 1)
     except StorageError as exc:  # a unit of work not committed (locked, disk full...)

@@ -22,6 +22,7 @@ import typer
 from rich.markup import escape
 
 from csms.cli.common import (
+    MAX_ID,
     DataDirOption,
     DbOption,
     JsonOption,
@@ -280,7 +281,7 @@ def firmware_unpublish(
 @firmware_app.command("cancel")
 def firmware_cancel(
     request: Annotated[int, typer.Argument(
-        min=1, help="The queued request's id (csms firmware status)")],
+        min=1, max=MAX_ID, help="The queued request's id (csms firmware status)")],
     json: JsonOption = False, admin_host: AdminHost = None, admin_port: AdminPort = None,
     data_dir: DataDirOption = None,
 ) -> None:
@@ -307,7 +308,8 @@ def cancel_queued(request: int, kinds: list[str], json: bool, admin_host: str | 
 def firmware_status(
     json: JsonOption = False,
     station: Annotated[str | None, typer.Option(help="Only this station")] = None,
-    limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first")] = 1000,
+    limit: Annotated[int, typer.Option(min=1, max=MAX_ID,
+                                       help="At most this many, newest first")] = 1000,
     db: DbOption = None, data_dir: DataDirOption = None,
 ) -> None:
     """Firmware updates and publications per station, newest first, with the last status

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from csms.cli.common import (
+    MAX_ID,
     DataDirOption,
     DbOption,
     JsonOption,
@@ -66,7 +67,8 @@ def logs_request(
 
 @logs_app.command("cancel")
 def logs_cancel(
-    request: Annotated[int, typer.Argument(min=1, help="The queued request's id (csms logs"
+    request: Annotated[int, typer.Argument(min=1, max=MAX_ID,
+                                           help="The queued request's id (csms logs"
                                                        " list)")],
     json: JsonOption = False, admin_host: AdminHost = None, admin_port: AdminPort = None,
     data_dir: DataDirOption = None,
@@ -81,7 +83,8 @@ def logs_cancel(
 def logs_list(
     json: JsonOption = False,
     station: Annotated[str | None, typer.Option(help="Only this station")] = None,
-    limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first")] = 1000,
+    limit: Annotated[int, typer.Option(min=1, max=MAX_ID,
+                                       help="At most this many, newest first")] = 1000,
     db: DbOption = None, data_dir: DataDirOption = None,
 ) -> None:
     """Log requests, newest first: the station's last status and the uploaded file."""
@@ -102,7 +105,8 @@ def logs_list(
 
 @logs_app.command("get")
 def logs_get(
-    request: Annotated[int, typer.Argument(min=1, help="The log request's id (csms logs list)")],
+    request: Annotated[int, typer.Argument(min=1, max=MAX_ID,
+                                           help="The log request's id (csms logs list)")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the file")],
     force: Annotated[bool, typer.Option("--force", help="Replace an existing file")] = False,
     db: DbOption = None, data_dir: DataDirOption = None,

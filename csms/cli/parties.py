@@ -24,6 +24,7 @@ from csms.cli.common import (
     DataDirOption,
     DbOption,
     JsonOption,
+    actor,
     console,
     fail,
     group,
@@ -102,7 +103,7 @@ def drivers_link(
         known = await tx.get_tag(tag)
         if known is None:
             await tx.put_tag(IdTag(tag))  # a linked card is an accepted tag
-        await tx.add_audit("cli", "drivers.link", tag, {"driver": driver},
+        await tx.add_audit(actor(), "drivers.link", tag, {"driver": driver},
                            {"commitment": "0x" + commitment.hex()}, True, datetime.now(UTC))
 
     run(in_unit(settings, work))
@@ -115,7 +116,10 @@ def drivers_unlink(tag: Annotated[str, typer.Argument(help="The card's id tag")]
     """Stop charging a card to its driver's escrow."""
 
     async def work(tx: Tx) -> bool:
-        return await tx.unlink_card(tag)
+        if not await tx.unlink_card(tag):
+            return False
+        await tx.add_audit(actor(), "drivers.unlink", tag, {}, {}, True, datetime.now(UTC))
+        return True
 
     if not run(in_unit(load_settings(db=db, data_dir=data_dir), work)):
         fail(f"card {tag} is linked to no driver")
@@ -165,7 +169,7 @@ def set_host(
             raise CliError(f"no station {station_id!r}")
         station.host_address, station.chain_station = host.lower(), chain_station
         await tx.update_station(station)
-        await tx.add_audit("cli", "stations.set-host", station_id,
+        await tx.add_audit(actor(), "stations.set-host", station_id,
                            {"host": host, "chain_station": chain_station}, {}, True,
                            datetime.now(UTC))
 

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from csms.cli.common import (
+    MAX_ID,
     CliError,
     DataDirOption,
     DbOption,
@@ -25,7 +26,7 @@ __all__ = ["receipt"]
 
 def receipt(
     session_id: Annotated[int, typer.Argument(
-        metavar="session_id", help="The session's id (csms sessions list)")],
+        metavar="session_id", min=1, max=MAX_ID, help="The session's id (csms sessions list)")],
     output: Annotated[str | None, typer.Option("-o", "--output", help="File to write")] = None,
     db: DbOption = None,
     data_dir: DataDirOption = None,

@@ -18,6 +18,7 @@ import typer
 from rich.markup import escape
 
 from csms.cli.common import (
+    MAX_ID,
     DataDirOption,
     DbOption,
     JsonOption,
@@ -29,7 +30,7 @@ from csms.cli.common import (
     setting_option,
     warn,
 )
-from csms.config import Settings
+from csms.config import MAX_COMMAND_TIMEOUT, Settings
 
 __all__ = ["admin_request", "remote_app"]
 
@@ -40,7 +41,8 @@ AdminHost = Annotated[str | None, setting_option(
 AdminPort = Annotated[int | None, setting_option(
     "admin_port", "Port of the admin API of the running csms serve", min=1, max=65535)]
 Station = Annotated[str, typer.Argument(help="The station's id")]
-Timeout = Annotated[float, typer.Option(min=0.1, help="Seconds to wait for the station")]
+Timeout = Annotated[float, typer.Option(min=0.1, max=MAX_COMMAND_TIMEOUT,
+                                        help="Seconds to wait for the station")]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +75,10 @@ def admin_request(
     except OSError as exc:
         fail(f"cannot read the admin token {settings.admin_token_path}:"
              f" {exc.strerror or exc}", 1)
-    data = orjson.dumps(body) if body is not None else None
+    try:
+        data = orjson.dumps(body) if body is not None else None
+    except TypeError as exc:  # an integer beyond 64 bits
+        fail(f"a value out of range: {exc}")
     request = urllib.request.Request(
         base + path, data=data, method=method,
         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json",
@@ -190,7 +195,8 @@ def start(
 @remote_app.command("stop")
 def stop(
     station: Station,
-    session: Annotated[int | None, typer.Argument(help="Session id [default: the active one]")]
+    session: Annotated[int | None, typer.Argument(
+        min=1, max=MAX_ID, help="Session id [default: the active one]")]
     = None,
     json: JsonOption = False, timeout: Timeout = 30, admin_host: AdminHost = None,
     admin_port: AdminPort = None, data_dir: DataDirOption = None,
@@ -465,7 +471,8 @@ def reserve(
 @remote_app.command("cancel-reservation")
 def cancel_reservation(
     station: Station,
-    reservation: Annotated[int, typer.Argument(min=1, help="The reservation id")],
+    reservation: Annotated[int, typer.Argument(min=1, max=MAX_ID,
+                                               help="The reservation id")],
     json: JsonOption = False, timeout: Timeout = 30, admin_host: AdminHost = None,
     admin_port: AdminPort = None, data_dir: DataDirOption = None,
 ) -> None:

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from csms.cli.common import DataDirOption, JsonOption
+from csms.cli.common import MAX_ID, DataDirOption, JsonOption
 from csms.cli.remote import (
     AdminHost,
     AdminPort,
@@ -222,7 +222,8 @@ def clear_display_message(
 @remote_app.command("cost-updated")
 def cost_updated(
     station: Station,
-    session: Annotated[int | None, typer.Argument(help="Session id [default: the active one]")]
+    session: Annotated[int | None, typer.Argument(
+        min=1, max=MAX_ID, help="Session id [default: the active one]")]
     = None,
     json: JsonOption = False, timeout: Timeout = 30, admin_host: AdminHost = None,
     admin_port: AdminPort = None, data_dir: DataDirOption = None,

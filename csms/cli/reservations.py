@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from csms.cli.common import (
+    MAX_ID,
     DataDirOption,
     DbOption,
     JsonOption,
@@ -31,7 +32,8 @@ reservations_app = group("Reservations of connectors (made with csms remote rese
 def reservations_list(
     json: JsonOption = False,
     station: Annotated[str | None, typer.Option(help="Only this station")] = None,
-    limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first")] = 1000,
+    limit: Annotated[int, typer.Option(min=1, max=MAX_ID,
+                                       help="At most this many, newest first")] = 1000,
     db: DbOption = None,
     data_dir: DataDirOption = None,
 ) -> None:

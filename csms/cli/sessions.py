@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from csms.cli.common import (
+    MAX_ID,
     CliError,
     DataDirOption,
     DbOption,
@@ -40,7 +41,8 @@ def sessions_list(
     json: JsonOption = False,
     station: Annotated[str | None, typer.Option(help="Only this station")] = None,
     active: Annotated[bool, typer.Option("--active", help="Only sessions in progress")] = False,
-    limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first")] = 1000,
+    limit: Annotated[int, typer.Option(min=1, max=MAX_ID,
+                                       help="At most this many, newest first")] = 1000,
     wide: Annotated[bool, typer.Option("--wide", help="Every column, however wide the"
                                                       " terminal")] = False,
     db: DbOption = None,
@@ -86,7 +88,7 @@ def _short_time(iso: str | None) -> str | None:
 
 @sessions_app.command("show")
 def sessions_show(
-    session_id: Annotated[int, typer.Argument(help="The session's id")],
+    session_id: Annotated[int, typer.Argument(min=1, max=MAX_ID, help="The session's id")],
     json: JsonOption = False,
     db: DbOption = None,
     data_dir: DataDirOption = None,
@@ -159,7 +161,7 @@ ReasonOption = Annotated[
 
 @sessions_app.command("release")
 def sessions_release(
-    session_id: Annotated[int, typer.Argument(help="The session's id")],
+    session_id: Annotated[int, typer.Argument(min=1, max=MAX_ID, help="The session's id")],
     reason: ReasonOption = None,
     db: DbOption = None,
     data_dir: DataDirOption = None,
@@ -170,7 +172,7 @@ def sessions_release(
 
 @sessions_app.command("reject")
 def sessions_reject(
-    session_id: Annotated[int, typer.Argument(help="The session's id")],
+    session_id: Annotated[int, typer.Argument(min=1, max=MAX_ID, help="The session's id")],
     reason: ReasonOption = None,
     db: DbOption = None,
     data_dir: DataDirOption = None,

@@ -6,6 +6,7 @@ ISO 15118 Plug & Charge over DataTransfer."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
@@ -15,6 +16,7 @@ from csms.cli.common import (
     DataDirOption,
     DbOption,
     JsonOption,
+    actor,
     in_read,
     in_unit,
     load_settings,
@@ -86,6 +88,8 @@ def stations_running_cost(
         if await tx.get_station(station_id) is None:
             raise CliError(f"no station {station_id!r}")
         await tx.set_station_option(station_id, RUNNING_COST_OPTION, "on" if on else None)
+        await tx.add_audit(actor(), "stations.running-cost", station_id, {"on": on},
+                           {"running_cost": "on" if on else "off"}, True, datetime.now(UTC))
 
     run(in_unit(load_settings(db=db, data_dir=data_dir), work))
     typer.echo(f"{station_id}: running cost {'on' if on else 'off'}")
@@ -112,6 +116,8 @@ def stations_pnc(
         if await tx.get_station(station_id) is None:
             raise CliError(f"no station {station_id!r}")
         await tx.set_station_option(station_id, PNC_OPTION, None if state == "auto" else state)
+        await tx.add_audit(actor(), "stations.pnc", station_id, {"state": state},
+                           {"pnc": state}, True, datetime.now(UTC))
 
     run(in_unit(load_settings(db=db, data_dir=data_dir), work))
     typer.echo(f"{station_id}: Plug & Charge over 1.6 {state}")

@@ -84,6 +84,11 @@ def stations_add(
                 password_hash=password_hash, max_power_w=_watts(max_power_kw),
             )
         )
+        # never the password, nor its hash: whether one was set
+        await tx.add_audit(actor(), "stations.add", station_id, {
+            "boot": boot.value, "profile": level, "password": password is not None,
+            "max_power_kw": max_power_kw}, {"security_profile": level}, True,
+            datetime.now(UTC))
 
     run(in_unit(load_settings(db=db, data_dir=data_dir), work))
     power = f", max {max_power_kw:g} kW" if max_power_kw else ""

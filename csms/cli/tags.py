@@ -190,11 +190,19 @@ def tags_expire(
 
 
 def _parse_time(text: str) -> datetime:
+    """An ISO 8601 time (UTC when it names no offset), one that is a time in UTC too
+    (9999-12-31T23:59:59-05:00 is not: it is past the calendar's end there)."""
     try:
         value = datetime.fromisoformat(text)
     except ValueError:
         raise typer.BadParameter(f"not an ISO 8601 time: {text!r}") from None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    value = value if value.tzinfo else value.replace(tzinfo=UTC)
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        raise typer.BadParameter(f"{text!r} is beyond the calendar (year 1 to 9999) in"
+                                 " UTC") from None
+    return value
 
 
 def _update_tag(settings: Settings, tag: str, action: str, **changes: Any) -> None:

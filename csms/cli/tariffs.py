@@ -68,6 +68,11 @@ def tariffs_set(
         raise typer.BadParameter(f"not an ISO 8601 time: {valid_from!r}") from None
     if start.tzinfo is None:
         start = start.replace(tzinfo=UTC)
+    try:
+        start.astimezone(UTC)
+    except OverflowError:
+        raise typer.BadParameter(f"{valid_from!r} is beyond the calendar (year 1 to 9999)"
+                                 " in UTC", param_hint="--valid-from") from None
 
     async def work(tx: Tx) -> int:
         if station != "*" and await tx.get_station(station) is None:

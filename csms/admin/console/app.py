@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import re
 import secrets
 import time
 from collections import OrderedDict
@@ -81,6 +82,10 @@ CONSOLE_COMMANDS: dict[str, tuple[str, ...]] = {
     "set-profile": ("connector", "limit", "unit"),
 }
 _INTEGER_FIELDS = {"connector", "session"}
+# Where a server-sent events line ends, as a browser reads the stream (WHATWG HTML: CRLF,
+# LF or a lone CR): every one in a fragment starts a data line of its own, so that a
+# string a station chose (a vendor of "V\revent: x") stays in its event's data.
+_LINE_END = re.compile(r"\r\n|\r|\n")
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:;"
        " connect-src 'self'; font-src 'self'; form-action 'self'; frame-ancestors 'none';"
        " base-uri 'none'")
@@ -519,7 +524,7 @@ class Console:
                 if self._login_of(request) is None:
                     break  # logged out, or the login expired
                 if fragment != last:
-                    data = "".join(f"data: {line}\n" for line in fragment.split("\n"))
+                    data = "".join(f"data: {line}\n" for line in _LINE_END.split(fragment))
                     await response.write(f"event: {view}\n{data}\n".encode())
                     last, idle = fragment, 0.0
                 elif idle >= 15:

@@ -1,0 +1,94 @@
+"""The `csms` command against arguments an operator can type: one line on stderr and a
+non-zero exit, never a traceback; and each change it makes in the audit log, as its
+siblings' are."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HUGE = "99999999999999999999"  # beyond 64 bits
+
+
+def csms(db: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "csms", *args, "--db", str(db),
+         "--data-dir", str(db.parent / "data")],
+        capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "200"})
+
+
+def assert_one_line_error(r: subprocess.CompletedProcess[str]) -> None:
+    assert "Traceback" not in r.stderr, r.stderr[-400:]
+    assert r.returncode == 2, (r.returncode, r.stderr[-400:])
+    assert len(r.stderr.strip().splitlines()) == 1 and r.stderr.startswith("error:"), r.stderr
+
+
+@pytest.mark.parametrize("args", [
+    ["sessions", "show", HUGE],
+    ["sessions", "release", HUGE],
+    ["sessions", "reject", HUGE],
+    ["receipt", HUGE],
+    ["sessions", "list", "--limit", HUGE],
+    ["reservations", "list", "--limit", HUGE],
+    ["logs", "list", "--limit", HUGE],
+    ["logs", "get", HUGE, "-o", "out.log"],
+])
+def test_an_integer_beyond_64_bits_is_one_line(tmp_path: Path, args: list[str]) -> None:
+    assert csms(tmp_path / "c.db", "tags", "add", "T0").returncode == 0  # the schema
+    assert_one_line_error(csms(tmp_path / "c.db", *args))
+
+
+@pytest.mark.parametrize("args", [
+    ["tags", "add", "T1", "--expires", "9999-12-31T23:59:59-05:00"],
+    ["tags", "add", "T1", "--expires", "0001-01-01T00:00:00+05:00"],
+    ["tags", "expire", "T0", "--at", "9999-12-31T23:59:59-05:00"],
+])
+def test_a_time_beyond_the_calendar_in_utc_is_one_line(tmp_path: Path,
+                                                       args: list[str]) -> None:
+    assert csms(tmp_path / "c.db", "tags", "add", "T0").returncode == 0
+    assert_one_line_error(csms(tmp_path / "c.db", *args))
+
+
+def audit(db: Path) -> list[tuple[str, str]]:
+    r = csms(db, "audit", "--json")
+    assert r.returncode == 0, r.stderr
+    return [(a["action"], a["target"]) for a in json.loads(r.stdout)]
+
+
+def test_drivers_unlink_is_audited_as_drivers_link_is(tmp_path: Path) -> None:
+    """`drivers link` writes drivers.link; `drivers unlink`, which stops charging the card
+    to the driver's escrow, writes nothing."""
+    db = tmp_path / "c.db"
+    assert csms(db, "tags", "add", "CARD").returncode == 0
+    with sqlite3.connect(db) as c:  # what `drivers link` stores, once checked on chain
+        c.execute("INSERT INTO driver_cards (tag, driver, salt, commitment, linked_at)"
+                  " VALUES ('CARD', ?, ?, ?, '2026-01-01T00:00:00+00:00')",
+                  ("0x" + "11" * 20, "0x" + "22" * 32, "0x" + "33" * 32))
+    r = csms(db, "drivers", "unlink", "CARD")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(csms(db, "drivers", "list", "--json").stdout) == []
+    assert ("drivers.unlink", "CARD") in audit(db)
+
+
+@pytest.mark.parametrize("args", [
+    ["stations", "running-cost", "S1", "--on"],
+    ["stations", "pnc", "S1", "on"],
+    ["stations", "add", "S2", "--password", "0123456789abcdef"],
+])
+def test_station_settings_are_audited_as_set_max_power_is(tmp_path: Path,
+                                                          args: list[str]) -> None:
+    db = tmp_path / "c.db"
+    assert csms(db, "stations", "add", "S1").returncode == 0
+    assert csms(db, "stations", "set-max-power", "S1", "22").returncode == 0
+    before = audit(db)
+    assert ("stations.set-max-power", "S1") in before
+    r = csms(db, *args)
+    assert r.returncode == 0, r.stderr
+    # one entry more (`stations add S1` above is audited too)
+    assert len(audit(db)) == len(before) + 1, audit(db)
