@@ -87,11 +87,11 @@ async def _worker(db: str, prefix: str, stations: int, messages: int, ocpp: str,
         await asyncio.sleep(max(0.0, start_at - time.time()))
         await asyncio.gather(*(charge(s) for s in fleet))  # warm-up
         answered, goal, inside[:] = 0, messages, [0.0, 0]
-        held0, _ = repo.write_turn_seconds()
+        held0 = repo.write_turn_seconds().held
         cpu0, t0 = time.process_time(), time.perf_counter()
         await asyncio.gather(*(charge(s) for s in fleet))
         elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-        held = repo.write_turn_seconds()[0] - held0
+        held = repo.write_turn_seconds().held - held0
     finally:
         await repo.close()
     return {"messages": answered, "elapsed_s": elapsed, "cpu_s": cpu, "held_s": held,
