@@ -67,6 +67,15 @@ LEASE = "settlement"
 LEASE_TTL = timedelta(seconds=30)
 
 
+POWER_SLACK_S = 60  # the contract's: a minute at full power
+
+
+def within_station_power(energy_wh: int, duration_s: int, power_w: int) -> bool:
+    """The contract's own check of an entry against its station's registered power (1%
+    and a minute of slack), in its integers."""
+    return energy_wh * 360_000 <= power_w * 101 * (duration_s + POWER_SLACK_S)
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -223,8 +232,9 @@ class SettlementWorker:
         return await self.repo.read(work)
 
     async def _resolve(self, candidates: list[dict[str, Any]]) -> None:
-        """Chain lookups outside the database transaction: drivers' indexes, and the
-        registration of the operator's own stations."""
+        """Chain lookups outside the database transaction: drivers' indexes, stations'
+        registered power, and the registration of the operator's own stations."""
+        powers: dict[int, int] = {}
         for c in candidates:
             driver = c["driver"]
             if driver and driver not in self._driver_index:
@@ -232,6 +242,13 @@ class SettlementWorker:
                 if index:
                     self._driver_index[driver] = index  # an index never changes
             station = c["station"]
+            if station is not None and station.chain_station is not None:
+                # the power the contract checks the entry's energy against (the host's
+                # registration): read each pass, a host may register the station again
+                index = station.chain_station
+                if index not in powers:
+                    powers[index] = (await self._chain(self.chain.station, index))[1]
+                c["power_w"] = powers[index]
             if station is not None and station.chain_station is None \
                     and station.host_address is None:
                 power = int(station.max_power_w or watts(DEFAULT_STATION_POWER_KW))
@@ -245,10 +262,12 @@ class SettlementWorker:
 
                 await self.repo.unit(remember)
                 station.chain_station = index
+                c["power_w"] = powers[index] = power
                 log.info("= station %s registered on chain as %d (hosted by the operator)",
                          station.id, index)
 
-    async def _prepare(self, tx: Tx, session_id: int, info: dict[str, Any]) -> _Prepared | str:
+    async def _prepare(self, tx: Tx, session_id: int, info: dict[str, Any],
+                       power_w: int | None = None) -> _Prepared | str:
         """The record of a queued session (without ledger and sequence number), or why it
         cannot be settled now: "hold:<flag>" (held for an operator), "wait" (its host has
         not registered the station on chain yet)."""
@@ -275,6 +294,10 @@ class SettlementWorker:
         if energy >= 2 ** LIMITS["energy_wh"] or duration >= 2 ** LIMITS["duration_s"] \
                 or price >= 2 ** LIMITS["price_minor"]:
             return "hold:not_settleable"
+        if power_w is not None and not within_station_power(energy, duration, power_w):
+            # the contract would refuse it for good (unpaid): held for an operator, who
+            # may see the host register the station's real power, then release it
+            return "hold:energy_above_max_power"
         auth_row = await tx.authorization_of(session_id)
         auth = Authorization.from_json(json.loads(auth_row["body"])) if auth_row else None
         card = None if auth else (await tx.card_of(session.id_tag) if session.id_tag else None)
@@ -351,7 +374,7 @@ class SettlementWorker:
         stations: set[int] = set()
         signed = 0
         for c in candidates:
-            prepared = await self._prepare(tx, c["session_id"], info)
+            prepared = await self._prepare(tx, c["session_id"], info, c.get("power_w"))
             if isinstance(prepared, str):
                 if prepared.startswith("hold:"):
                     await self._hold(tx, c["session_id"], prepared.removeprefix("hold:"))

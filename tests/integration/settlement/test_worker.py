@@ -731,3 +731,32 @@ async def test_a_card_session_of_another_card_is_invalid_with_the_drivers_own_sa
     assert verify_receipt(forged, memory_chain.w3, driver=d0.address).status == UNVERIFIED
     verdict = verify_receipt(forged, memory_chain.w3, driver=d0.address, cards=own)
     assert verdict.status == INVALID, [(c.name, c.ok, c.detail) for c in verdict.checks]
+
+
+async def test_a_session_above_its_hosts_registered_power_is_held_not_sent_to_be_refused(
+    repo: Any, memory_chain: Chain,
+) -> None:
+    """A host registered its station on chain with less power than the central system's
+    own check assumes (its default: 350 kW): sessions above the registered power would be
+    refused by the contract for good (unpaid). The worker holds them for an operator, and
+    settles the rest."""
+    kit = Kit(memory_chain)
+    d0, _ = await link_driver(repo, kit, "TAG0")
+    host = kit.account()
+    # ~1.4 kW over 30 minutes each: above 1 kW (and its 1% and minute), within 2 kW
+    hosted = await add_sessions(repo, 1, station="HOSTED")
+    index = wallet.register_station(memory_chain, host, 1_000)
+
+    async def set_host(tx: Any) -> None:
+        st = await tx.get_station("HOSTED")
+        st.host_address, st.chain_station = host.address, index
+        await tx.update_station(st)
+
+    await repo.unit(set_host)
+    own = await add_sessions(repo, 1)  # the operator's own station: registered at 350 kW
+    summary = await SettlementWorker(repo, memory_chain).run_once()
+    assert summary.sessions_batched == 1
+    assert (await states(repo, own))[own[0]]["settlement_state"] == "paid"
+    held = await repo.read(lambda tx: tx.get_session(hosted[0]))
+    assert "energy_above_max_power" in held.flags
+    assert kit.balance(d0) == 10**6 - PRICE[1]
