@@ -22,7 +22,7 @@ from csms.cli.common import (
     print_table,
     run,
 )
-from csms.domain.tariff import Tariff
+from csms.domain.tariff import MAX_PRICE, Tariff
 from csms.service.ports import Tx
 from csms.service.tariffs import TariffRefused, set_tariff
 
@@ -36,8 +36,8 @@ def _decimal(text: str, name: str) -> Decimal:
         value = Decimal(text)
     except InvalidOperation:
         raise typer.BadParameter(f"not a number: {text!r}", param_hint=name) from None
-    if not value.is_finite() or value < 0:
-        raise typer.BadParameter("must be a non-negative number", param_hint=name)
+    if not value.is_finite() or value < 0 or value > MAX_PRICE:
+        raise typer.BadParameter(f"must be a number from 0 to {MAX_PRICE}", param_hint=name)
     return value
 
 

@@ -6,7 +6,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 
-__all__ = ["Tariff", "price_minor"]
+__all__ = ["MAX_PRICE", "Tariff", "price_minor"]
+
+# The most a tariff charges per kWh, per minute or per session, in major units: the same
+# bound wherever a tariff is set (the CLI, the console)
+MAX_PRICE = Decimal(10**6)
 
 
 @dataclass(frozen=True, slots=True)

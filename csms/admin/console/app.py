@@ -48,7 +48,7 @@ from aiohttp import web
 
 from csms.admin.console import pages
 from csms.domain.model import IdTag, TagStatus
-from csms.domain.tariff import Tariff
+from csms.domain.tariff import MAX_PRICE, Tariff
 from csms.logsafe import protect
 from csms.protocol import InvalidStationId, station_id_from_path
 from csms.service.holds import HoldError, decide
@@ -645,8 +645,8 @@ class Console:
                 value = Decimal(str(raw))
             except InvalidOperation:
                 raise Refused(400, f"{name}: not a number: {str(raw)[:20]!r}") from None
-            if not value.is_finite() or value < 0 or value > 10**6:
-                raise Refused(400, f"{name} must be a number from 0 to 1000000")
+            if not value.is_finite() or value < 0 or value > MAX_PRICE:
+                raise Refused(400, f"{name} must be a number from 0 to {MAX_PRICE}")
             prices[name] = value
         currency = str(form.get("currency") or "EUR")
         if not currency.isalnum() or len(currency) > 10:

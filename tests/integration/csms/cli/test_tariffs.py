@@ -16,6 +16,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from csms.domain.model import Session
 from csms.domain.tariff import Tariff
 from csms.service.charging import new_station
@@ -104,3 +106,13 @@ def test_a_backdated_tariff_is_refused_over_a_priced_session(tmp_path: Path) -> 
     assert before == [("CP1", 1, "0.30")]
     assert prices(db) == [("*", 1, "9.99"), ("CP1", 1, "0.30"), ("CP1", 2, "0.35"),
                           ("CP1", 3, "0.40")]
+
+
+@pytest.mark.parametrize("price", ["1e30", "1000000.01", "-1", "NaN"])
+def test_a_price_beyond_what_the_console_takes_is_refused(tmp_path: Path, price: str) -> None:
+    """The same bound as the console's (0 to 1,000,000 in major units), in one line."""
+    db = str(tmp_path / "csms.sqlite3")
+    r = csms(db, "tariffs", "set", "*", "--per-kwh", price)
+    assert r.returncode == 2 and "from 0 to 1000000" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+    assert csms(db, "tariffs", "set", "*", "--per-kwh", "1000000").returncode == 0
