@@ -65,6 +65,9 @@ POWER_SLACK_SECONDS = 60
 POWER_SLACK_RATIO = Decimal("1.01")
 
 _UNIT_FACTOR = {"wh": Decimal(1), "kwh": Decimal(1000)}
+# Where the billed register is read when a station reports several (EV is never billed):
+# the outlet (what the car was given) first
+_LOCATIONS = ("Outlet", "Cable", "Inlet", "Body")
 
 
 def to_wh(value: str, unit: str | None = "Wh", multiplier: int = 0) -> Decimal | None:
@@ -127,8 +130,8 @@ def compute_energy(
     own meter samples.
     """
     flags: list[str] = []
-    readings: list[tuple[datetime, Decimal, str | None]] = []
-    by_location: dict[str | None, list[tuple[datetime, Decimal]]] = {}
+    readings: list[tuple[datetime, Decimal, str | None, str]] = []
+    by_location: dict[str, list[tuple[datetime, Decimal]]] = {}
     for s in samples:
         wh = register_wh(s)
         if wh is None:
@@ -138,8 +141,14 @@ def compute_energy(
         if abs(wh) > MAX_REGISTER_WH:
             _flag(flags, "value_out_of_range")
             continue
-        readings.append((s.timestamp, wh, s.context))
-        by_location.setdefault(s.location, []).append((s.timestamp, wh))
+        location = s.location or "Outlet"  # the default of both versions
+        readings.append((s.timestamp, wh, s.context, location))
+        by_location.setdefault(location, []).append((s.timestamp, wh))
+    if len(by_location) > 1:
+        # one register from start to stop: a charger may report its outlet and its inlet
+        # (the grid side, its losses included), each a register of its own
+        billed = next((loc for loc in _LOCATIONS if loc in by_location), min(by_location))
+        readings = [r for r in readings if r[3] == billed]
     readings.sort(key=lambda r: r[0])
     decrease = False
     for series in by_location.values():
@@ -166,7 +175,7 @@ def compute_energy(
         else:
             flags.append("meter_start_missing")
     elif start == 0 and readings:
-        t0, first_wh, _ = readings[0]
+        t0, first_wh = readings[0][:2]
         bound = _max_plausible_wh(started_at, t0)
         if bound is not None and first_wh > bound:
             start, start_source = first_wh, "sample"

@@ -403,8 +403,11 @@ class SessionUseCases(SignedDataChecks):
     async def _transaction_event(
         self, station_id: str, ev: TransactionEventIn, *, with_cost: bool
     ) -> tuple[AuthStatus | None, RunningCost | None]:
+        # a token presented to authorize (not to stop), in the Started event or after it
+        # (E02/E03: a transaction started at plug-in gets its token in an Updated event):
+        # the escrow must cover it wherever it is first attached
         covered = await self.covered(station_id, ev.id_tag) \
-            if ev.id_tag and ev.event_type == "Started" else True
+            if ev.id_tag and not _stops(ev) else True
 
         async def work(tx: Tx) -> tuple[AuthStatus | None, RunningCost | None]:
             auth, session = await store(tx)  # on a retry, the session as stored
@@ -419,7 +422,7 @@ class SessionUseCases(SignedDataChecks):
 
         async def store(tx: Tx) -> tuple[AuthStatus | None, Session]:
             auth = await self._authorize(tx, ev.id_tag) if ev.id_tag else None
-            if auth is AuthStatus.ACCEPTED and not covered:
+            if auth is AuthStatus.ACCEPTED and not covered and ev.event_type == "Started":
                 auth = AuthStatus.NO_CREDIT
             # C16: a tag of the master pass group stops transactions; one that would start
             # (own) a transaction is answered Invalid, the transaction stored and held
@@ -497,6 +500,8 @@ class SessionUseCases(SignedDataChecks):
             elif ev.id_tag and session.id_tag is None and not (
                     _stops(ev) and await self._master_pass(tx, ev.id_tag)):
                 session.id_tag = ev.id_tag
+                if auth is AuthStatus.ACCEPTED and not covered:
+                    auth = AuthStatus.NO_CREDIT  # the token attached after the start
                 reservation, refused = await reservation_for_start(
                     tx, now, station_id, session.evse_id or ev.evse_id, ev.id_tag,
                     ev.reservation_id)

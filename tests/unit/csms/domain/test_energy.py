@@ -187,3 +187,31 @@ def test_times_outside_the_window() -> None:
 def test_kilowatts_to_watts() -> None:
     assert [watts(k) for k in (350.0, 11, "7.4", 0.5)] == [
         Decimal(350000), Decimal(11000), Decimal(7400), Decimal(500)]
+
+
+def _at(at: datetime, value: int, context: str, location: str | None) -> MeterSample:
+    return MeterSample(timestamp=at, value=str(value), context=context, location=location)
+
+
+def test_start_and_stop_come_from_one_location() -> None:
+    """A DC charger reporting its register at the outlet (what the car was given) and at
+    the inlet (drawn from the grid, its losses included), the outlet listed first: start
+    and stop from the outlet, never the outlet's start and the inlet's stop."""
+    t1 = T0 + timedelta(hours=1)
+    samples = [_at(T0, 1_000, "Transaction.Begin", "Outlet"),
+               _at(T0, 1_200, "Transaction.Begin", "Inlet"),
+               _at(t1, 11_000, "Transaction.End", "Outlet"),
+               _at(t1, 12_700, "Transaction.End", "Inlet")]
+    result = compute_energy(None, None, samples, T0)
+    assert result.flags == ["meter_start_from_samples", "meter_stop_from_samples"]
+    assert (result.meter_start_wh, result.meter_stop_wh, result.energy_wh) == (
+        1_000, 11_000, 10_000)
+    # no location is the outlet (the default of both versions); the inlet alone is billed
+    # when it is all there is
+    unnamed = [_at(T0, 1_000, "Transaction.Begin", None),
+               _at(T0, 1_200, "Transaction.Begin", "Inlet"),
+               _at(t1, 11_000, "Transaction.End", "Outlet"),
+               _at(t1, 12_700, "Transaction.End", "Inlet")]
+    assert compute_energy(None, None, unnamed, T0).energy_wh == 10_000
+    inlet = [s for s in samples if s.location == "Inlet"]
+    assert compute_energy(None, None, inlet, T0).energy_wh == 11_500
