@@ -153,3 +153,25 @@ async def test_remote_starts_need_credit_or_the_drivers_signature(
     row = await server.repo.read(bound)
     assert row is not None and row["driver"] == app.address.lower()
     assert session["flags"] == []
+
+
+async def test_201_token_given_after_the_start_is_checked_for_credit(
+    server: RunningServer,
+) -> None:
+    """2.0.1 E02/E03: with TxStartPoint EVConnected the transaction starts at plug-in, the
+    idToken comes in an Updated event (triggerReason Authorized). A driver whose escrow
+    covers nothing must get NoCredit there as in a Started event."""
+    await link(server, "POOR", deposit=100)  # below a session's reserve (20.00)
+    now = datetime.now(UTC).isoformat()
+    async with await RawClient.connect(server.url, "CP201", ["ocpp2.0.1"]) as c:
+        await c.result("BootNotification", {
+            "reason": "PowerUp", "chargingStation": {"vendorName": "V", "model": "M"}})
+        await c.result("TransactionEvent", {
+            "eventType": "Started", "timestamp": now, "triggerReason": "CablePluggedIn",
+            "seqNo": 0, "transactionInfo": {"transactionId": "T1", "chargingState": "EVConnected"},
+            "evse": {"id": 1, "connectorId": 1}})
+        answer = await c.result("TransactionEvent", {
+            "eventType": "Updated", "timestamp": now, "triggerReason": "Authorized",
+            "seqNo": 1, "transactionInfo": {"transactionId": "T1"},
+            "idToken": {"idToken": "POOR", "type": "ISO14443"}})
+    assert answer["idTokenInfo"]["status"] == "NoCredit", answer
