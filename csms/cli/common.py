@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import getpass
 import json
+import os
 import sqlite3
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import orjson
@@ -43,6 +45,7 @@ __all__ = [
     "open_chain_or_fail",
     "print_json",
     "print_table",
+    "process_alive",
     "run",
     "setting_option",
     "warn",
@@ -241,3 +244,18 @@ def open_chain_or_fail(settings: Settings, **kwargs: Any) -> Any:
         fail(str(exc))
     except ChainError as exc:
         fail(str(exc).splitlines()[0], 1)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine (another user's too); a zombie, whose
+    parent has not reaped it yet, is gone."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True

@@ -22,6 +22,7 @@ from csms.cli.common import (
     group,
     load_settings,
     print_json,
+    process_alive,
     run,
     setting_option,
 )
@@ -132,15 +133,7 @@ def _gone_run_on_this_host(holder: str) -> bool:
     if len(parts) != 3 or parts[0] != socket.gethostname() or not parts[1].isdigit():
         return False
     pid = int(parts[1])
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+    return pid != os.getpid() and not process_alive(pid)
 
 
 BatchSize = Annotated[int | None, setting_option(

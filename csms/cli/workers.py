@@ -43,6 +43,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from csms.cli.common import process_alive
 from csms.config import Settings, SettingsError
 
 if TYPE_CHECKING:
@@ -159,23 +160,13 @@ def remove_stale_metrics_dirs(folder: str | None = None) -> list[str]:
         pid_text = path.name[len(METRICS_PREFIX):].split("-", 1)[0]
         try:
             if not pid_text.isdigit() or path.is_symlink() or not path.is_dir() or \
-                    path.stat().st_uid != os.getuid() or _alive(int(pid_text)):
+                    path.stat().st_uid != os.getuid() or process_alive(int(pid_text)):
                 continue
         except OSError:
             continue  # gone meanwhile, or not ours to read
         shutil.rmtree(path, ignore_errors=True)
         removed.append(str(path))
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's process holds that id
-    return True
 
 
 async def _hold_sqlite(settings: Settings) -> NodeLock:

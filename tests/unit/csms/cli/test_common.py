@@ -20,3 +20,21 @@ def test_storage_error_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert exit_.value.exit_code == 1
     err = capsys.readouterr().err
     assert err.strip().count("\n") == 0 and "database is locked" in err
+
+
+def test_a_process_is_alive_until_it_ends_and_a_zombie_is_gone() -> None:
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from csms.cli.common import process_alive
+
+    assert process_alive(os.getpid())
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.monotonic() + 10
+    while process_alive(child.pid) and time.monotonic() < deadline:
+        time.sleep(0.01)  # exited, not reaped yet: a zombie
+    assert not process_alive(child.pid)
+    child.wait()
+    assert not process_alive(child.pid)
