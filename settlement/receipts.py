@@ -33,7 +33,7 @@ import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any
 
@@ -74,7 +74,7 @@ RECEIPT_VERSION = 2
 VALID, INVALID, UNVERIFIED = "VALID", "INVALID", "UNVERIFIED"
 # a meter's clock and the station's may differ: signed readings count as this session's
 # within this margin around its start and stop
-READING_MARGIN = timedelta(minutes=5)
+READING_MARGIN = ocmf.READING_MARGIN
 UNPAID_REASONS = {
     1: "the station is not registered on chain", 2: "no driver's escrow",
     3: "more energy than the station's power allows", 4: "above the prices the driver accepts",
@@ -461,44 +461,20 @@ def _check_signed(v: Verdict, record: dict[str, Any], samples: list[dict[str, An
                     " charger's label).")
 
 
-def _page(pagination: str | None) -> int | None:
-    m = re.fullmatch(r"[A-Za-z]?(\d+)", pagination or "")
-    return int(m.group(1)) if m else None
-
-
 def _belongs(v: Verdict, record: dict[str, Any], readings: list[ocmf.SignedReading],
              rec: ocmf.Reconciled) -> bool:
-    """Signed readings borrowed from another session, invented or reordered fail here."""
-    begin, end = rec.signed_begin, rec.signed_end
-    ok = True
-    problems: list[str] = []
+    """Signed readings borrowed from another session, invented or reordered fail here (the
+    central system's own rule, ``csms.metering.ocmf.foreign``)."""
     try:
         started = datetime.fromisoformat(record["started_at"])
         stopped = datetime.fromisoformat(record["stopped_at"])
     except (TypeError, ValueError):
         return v.add("signed readings belong to this session", False, "no session times")
-    for r in (begin, end):
-        if r is None or r.time is None:
-            continue
-        at = datetime.fromisoformat(r.time)
-        if not started - READING_MARGIN <= at <= stopped + READING_MARGIN:
-            problems.append(f"the {r.tx} reading ({r.time}) is outside the session")
-    if begin is not None and end is not None:
-        if begin.time and end.time and datetime.fromisoformat(begin.time) > \
-                datetime.fromisoformat(end.time):
-            problems.append("the begin reading is later than the end reading")
-        pb, pe = _page(begin.pagination), _page(end.pagination)
-        if pb is not None and pe is not None and not pb <= pe:
-            problems.append(f"pages go backwards ({begin.pagination} -> {end.pagination})")
-    serials = {r.meter_serial for r in readings if r.meter_serial}
-    if len(serials) > 1:
-        problems.append(f"readings of several meters ({', '.join(sorted(serials))})")
     tag = str(record.get("id_tag") or "")
+    problems = ocmf.foreign(readings, rec.signed_begin, rec.signed_end, started, stopped,
+                            tag, READING_MARGIN)
     ids = {r.identification for r in readings if r.identification}
-    if tag and ids and any(i.upper() != tag.upper() for i in ids):
-        problems.append(f"the meter signed them for {', '.join(sorted(ids))}, not {tag}")
-    ok = not problems
-    return v.add("signed readings belong to this session", ok,
+    return v.add("signed readings belong to this session", not problems,
                  "; ".join(problems) if problems else
                  "inside the session's time window, begin before end, pages in order, one"
                  " meter" + (", the driver's token" if tag and ids else ""))

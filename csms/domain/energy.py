@@ -131,7 +131,7 @@ def compute_energy(
     """
     flags: list[str] = []
     readings: list[tuple[datetime, Decimal, str | None, str]] = []
-    by_location: dict[str, list[tuple[datetime, Decimal]]] = {}
+    by_location: dict[str | None, list[tuple[datetime, Decimal]]] = {}
     for s in samples:
         wh = register_wh(s)
         if wh is None:
@@ -141,13 +141,15 @@ def compute_energy(
         if abs(wh) > MAX_REGISTER_WH:
             _flag(flags, "value_out_of_range")
             continue
-        location = s.location or "Outlet"  # the default of both versions
-        readings.append((s.timestamp, wh, s.context, location))
-        by_location.setdefault(location, []).append((s.timestamp, wh))
-    if len(by_location) > 1:
+        # none is the outlet, the default of both versions (for the choice below; a
+        # station may still keep a register of its own under each: KEBA's differ in unit)
+        readings.append((s.timestamp, wh, s.context, s.location or "Outlet"))
+        by_location.setdefault(s.location, []).append((s.timestamp, wh))
+    located = {r[3] for r in readings}
+    if len(located) > 1:
         # one register from start to stop: a charger may report its outlet and its inlet
         # (the grid side, its losses included), each a register of its own
-        billed = next((loc for loc in _LOCATIONS if loc in by_location), min(by_location))
+        billed = next((loc for loc in _LOCATIONS if loc in located), min(located))
         readings = [r for r in readings if r[3] == billed]
     readings.sort(key=lambda r: r[0])
     decrease = False

@@ -199,6 +199,10 @@ BILLING_HOLD_FLAGS = frozenset(
         "signature_invalid",
         "meter_key_unknown",
         "signed_energy_mismatch",
+        # a signed begin/end reading the meter marks as faulty (ST not "G", EF with "E"),
+        # or signed readings that are not this session's (another meter, time, token)
+        "signed_reading_faulty",
+        "signed_reading_foreign",
         # plausibility (csms.domain.energy): energy no station delivers in that time, times
         # it cannot have sent, values no meter reads
         "energy_above_max_power",

@@ -34,8 +34,9 @@ import binascii
 import json
 import re
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -46,16 +47,20 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 __all__ = [
+    "END_CODES",
     "HOLD_STATUSES",
     "INVALID",
     "MALFORMED",
     "NO_KEY",
+    "READING_MARGIN",
     "VERIFIED",
     "CheckedContainer",
     "OcmfError",
     "Reconciled",
     "SignedReading",
     "check_container",
+    "faulty",
+    "foreign",
     "normalize_key",
     "reconcile",
     "register_kind",
@@ -71,6 +76,11 @@ HOLD_STATUSES = frozenset({INVALID, MALFORMED, NO_KEY})
 
 _ENERGY_UNITS = {"kWh": Decimal(1000), "Wh": Decimal(1)}
 IMPORT, EXPORT, OTHER = "import", "export", "other"
+# OCMF TX codes that end a transaction (pyocmf MeterReadingReason.is_end_reading)
+END_CODES = frozenset({"E", "L", "R", "A", "P"})
+# a meter's clock and the station's may differ: signed readings count as a session's within
+# this margin around its start and stop
+READING_MARGIN = timedelta(minutes=5)
 
 
 def _json(text: str) -> Any:
@@ -101,7 +111,10 @@ class Unwrapped:
 class SignedReading:
     """One energy reading (an OCMF ``RD`` entry) of a signed container."""
 
-    tx: str | None  # OCMF TX: B(egin), C(harging), X, E(nd), L, R, S, T
+    # OCMF TX: B(egin), C(harging), X(exception), S(uspended), T(ariff change); the end of
+    # a transaction: E(nd), or the terminations L(ocal), R(emote), A(bort), P(ower failure)
+    # (END_CODES: any of these is the signed end reading)
+    tx: str | None
     time: str | None
     wh: Decimal
     resolution_wh: Decimal  # one unit of the last digit the meter signed
@@ -110,6 +123,8 @@ class SignedReading:
     register: str | None = None  # RI, the OBIS code as the meter wrote it
     kind: str = IMPORT  # import | export | other (see register_kind)
     identification: str | None = None  # the payload's ID (a card UID, an EMAID...)
+    status: str | None = None  # ST, the meter status: "G" (good) is the only billable one
+    error_flags: str | None = None  # EF: "E" an energy error, "t" a time error
 
 
 @dataclass(slots=True)
@@ -304,12 +319,15 @@ def _readings(parsed: Any) -> list[SignedReading]:
         tx = getattr(rd.TX, "value", rd.TX)
         time = rd.TM.timestamp.isoformat() if rd.TM is not None else None
         register = None if rd.RI is None else str(rd.RI)
+        status = getattr(rd.ST, "value", rd.ST)
         out.append(SignedReading(
             tx=None if tx is None else str(tx), time=time, wh=value * factor,
             resolution_wh=_resolution(value, factor),
             meter_serial=payload.MS, pagination=payload.PG, register=register,
             kind=register_kind(register),
             identification=None if identification in (None, "") else str(identification),
+            status=None if status is None else str(status),
+            error_flags=None if rd.EF is None else str(rd.EF),
         ))
     return out
 
@@ -468,9 +486,7 @@ def reconcile(readings: list[SignedReading], billed_start: Decimal | None,
     or a station meter beside the Eichrecht one), the session is consistent: flagged
     ``signed_register_offset``, not held.
     """
-    imports = [r for r in readings if r.kind == IMPORT]
-    begin = next((r for r in imports if r.tx == "B"), None)
-    end = next((r for r in reversed(imports) if r.tx == "E"), None)
+    begin, end = _pair(readings)
     out = Reconciled(billed_start, billed_stop, signed_begin=begin, signed_end=end)
     outcomes: dict[str, str] = {}
     for name, signed, billed in (("start", begin, billed_start), ("stop", end, billed_stop)):
@@ -522,4 +538,124 @@ def reconcile(readings: list[SignedReading], billed_start: Decimal | None,
                         f"{name}: billed {billed} Wh, meter signed {signed.wh} Wh")
     if out.missing:
         out.flags.append("signed_reading_missing")
+    if any(r is not None and faulty(r) for r in (begin, end)):
+        out.flags.append("signed_reading_faulty")
+        out.notes.extend(f"the meter marked its {r.tx} reading as faulty (ST {r.status!r},"
+                         f" EF {r.error_flags!r})" for r in (begin, end)
+                         if r is not None and faulty(r))
     return out
+
+
+def faulty(reading: SignedReading) -> bool:
+    """The meter itself says the reading is not billable: a status (ST) other than "G"
+    (OK), or the energy error flag "E" in EF (OCMF; pyocmf's Eichrecht compliance check and
+    the Transparenzsoftware). The time error flag "t" alone does not make the energy wrong.
+    A reading without ST (which OCMF requires) is not taken as faulty here."""
+    return (reading.status is not None and reading.status != "G") \
+        or "E" in (reading.error_flags or "")
+
+
+def _register_key(register: str | None) -> tuple[Any, ...]:
+    """A register's identity for pairing begin and end: its OBIS groups as numbers (so
+    "01-00:01.08.00" is "1-0:1.8.0"), the text when it is no OBIS code."""
+    if register is None:
+        return (None,)
+    m = _OBIS.fullmatch(register)
+    if m is None:
+        return ("text", register.strip())
+    groups = tuple(int(g) if g is not None and g.isascii() and g.isdigit() else g
+                   for g in m.groups())
+    suffix = register.strip()[m.end(5) if m.group(5) is not None else m.end(4):]
+    return ("obis", *groups, suffix)
+
+
+def _is_total_import(register: str | None) -> bool:
+    """The total active import register 1-x:1.8.0 (no tariff, no transaction register)."""
+    if register is None:
+        return False
+    m = _OBIS.fullmatch(register)
+    if m is None or register_kind(register) != IMPORT:
+        return False
+    e = m.group(5)
+    suffix = register.strip()[m.end(5):] if e is not None else ""
+    return e is not None and e.isdigit() and int(e) == 0 \
+        and suffix.lstrip(".*").upper() in ("", "255", "FF")
+
+
+def _pair(readings: list[SignedReading]) -> tuple[SignedReading | None, SignedReading | None]:
+    """The signed begin and end import readings, from one register: the total import
+    register 1-x:1.8.0 when both sides have it, else the first register both sides have;
+    when no register is on both sides, each side's total import reading (else its first
+    begin, its last end)."""
+    imports = [r for r in readings if r.kind == IMPORT]
+    begins = [r for r in imports if r.tx == "B"]
+    ends = [r for r in imports if r.tx in END_CODES]
+    end_keys = {_register_key(r.register) for r in ends}
+    common = [r for r in begins if _register_key(r.register) in end_keys]
+    if common:
+        chosen = next((r for r in common if _is_total_import(r.register)), common[0])
+        key = _register_key(chosen.register)
+        return chosen, next(r for r in reversed(ends) if _register_key(r.register) == key)
+    begin = next((r for r in begins if _is_total_import(r.register)),
+                 begins[0] if begins else None)
+    end = next((r for r in reversed(ends) if _is_total_import(r.register)),
+               ends[-1] if ends else None)
+    return begin, end
+
+
+def _page(pagination: str | None) -> int | None:
+    m = re.fullmatch(r"[A-Za-z]?(\d+)", pagination or "")
+    return int(m.group(1)) if m else None
+
+
+def _at(text: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def foreign(readings: Iterable[SignedReading], begin: SignedReading | None,
+            end: SignedReading | None, started: datetime, stopped: datetime | None,
+            id_tag: str | None, margin: timedelta = READING_MARGIN) -> list[str]:
+    """Why signed readings do not belong to a session (empty when they do): a begin or end
+    reading outside the session's time (with ``margin`` for the meter's clock), a begin
+    later than its end or pages going backwards, readings of several meters, readings the
+    meter signed for another token than the session's. The central system holds such a
+    session (``signed_reading_foreign``); a receipt's verifier calls it INVALID.
+
+    ``readings`` are all the session's verified readings, ``begin``/``end`` the pair
+    reconciled (``Reconciled.signed_begin``/``signed_end``)."""
+    readings = list(readings)
+    problems: list[str] = []
+    last = stopped if stopped is not None else started
+    for r in (begin, end):
+        if r is None or r.time is None:
+            continue
+        at = _at(r.time)
+        try:
+            inside = at is not None and started - margin <= at <= last + margin
+        except TypeError:  # a naive time against an aware one
+            inside = False
+        if not inside:
+            problems.append(f"the {r.tx} reading ({r.time}) is outside the session")
+    if begin is not None and end is not None:
+        tb, te = _at(begin.time or ""), _at(end.time or "")
+        if tb is not None and te is not None:
+            try:
+                later = tb > te
+            except TypeError:
+                later = False
+            if later:
+                problems.append("the begin reading is later than the end reading")
+        pb, pe = _page(begin.pagination), _page(end.pagination)
+        if pb is not None and pe is not None and not pb <= pe:
+            problems.append(f"pages go backwards ({begin.pagination} -> {end.pagination})")
+    serials = {r.meter_serial for r in readings if r.meter_serial}
+    if len(serials) > 1:
+        problems.append(f"readings of several meters ({', '.join(sorted(serials))})")
+    tag = str(id_tag or "")
+    ids = {r.identification for r in readings if r.identification}
+    if tag and ids and any(i.upper() != tag.upper() for i in ids):
+        problems.append(f"the meter signed them for {', '.join(sorted(ids))}, not {tag}")
+    return problems

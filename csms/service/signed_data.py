@@ -33,8 +33,9 @@ class SignedDataChecks(ChargingCore):
         The station's meter key is the one registered by the operator, or the first
         one a message carried (then pinned: a different key later is a security event
         and does not replace it). Per signed reading the result is stored; a signature
-        that fails, data that cannot be read or checked, and signed import readings that
-        differ from the station's hold the session back from settlement.
+        that fails, data that cannot be read or checked, signed import readings that
+        differ from the station's, readings the meter marks as faulty and readings that do
+        not belong to the session hold the session back from settlement.
         """
         assert session.id is not None
         pinned, _source = await tx.get_meter_key(session.station_id)
@@ -78,6 +79,15 @@ class SignedDataChecks(ChargingCore):
                     readings.append(r)
         await tx.add_signed_readings(session.id, session.station_id, rows)
         rec = ocmf.reconcile(readings, start_wh, stop_wh)
+        foreign = ocmf.foreign(readings, rec.signed_begin, rec.signed_end,
+                               session.started_at, session.stopped_at, session.id_tag)
+        if foreign:
+            # readings of another meter, session or token, or in the wrong order: the same
+            # rule a receipt's verifier applies (settlement/receipts.py)
+            rec.flags.append("signed_reading_foreign")
+            await tx.add_station_event(
+                session.station_id, "billing_mismatch",
+                {"session_id": session.id, "foreign": foreign}, now)
         if rec.mismatches:
             await tx.add_station_event(
                 session.station_id, "billing_mismatch",
