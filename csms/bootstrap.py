@@ -439,7 +439,20 @@ async def build(settings: Settings, lock: NodeLock | None = None) -> App:
             iso15118=LocalIso15118Provider(repo, ca, settings.ev_cert_dir),
             sign_v2g=settings.v2g_sign)
     tasks = Supervisor()
-    bus = CommandBus(settings.mqtt, central.node_id) if settings.mqtt else None
+    bus = None
+    if settings.mqtt:
+        # the nodes of one database sign their commands and answers with its secret
+        from csms.service.cluster import bus_secret
+
+        try:
+            secret = await repo.unit(bus_secret)
+        except BaseException:
+            await repo.close()
+            if lock is not None:
+                lock.release()
+            raise
+        bus = CommandBus(settings.mqtt, central.node_id, secret=secret,
+                         on_dropped=lambda reason: metrics.bus_dropped.labels(reason).inc())
     admin = None
     try:
         if settings.admin_port >= 0 or bus is not None:

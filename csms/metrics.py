@@ -171,6 +171,10 @@ class Metrics:
             "voltledger_operator_commands", "Operator commands by command and result",
             ["command", "result"], registry=r,
         )
+        self.bus_dropped = Counter(
+            "voltledger_bus_dropped", "Command bus messages dropped (unsigned, badly signed,"
+            " stale, replayed, for another node...), by reason", ["reason"], registry=r,
+        )
         self.handshakes_pending = Gauge(
             "voltledger_handshakes_pending", "Connections in their TLS or HTTP handshake",
             ["listener"], registry=r,

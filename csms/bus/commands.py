@@ -5,22 +5,39 @@ command may arrive at any node; when the station's socket is on another node,
 the command is published to that node's topic and its answer comes back on the
 asking node's reply topic (QoS 1 both ways):
 
-    voltledger/nodes/<node>/commands          {"id", "reply_to", "station_id", "command",
-                                               "args", "timeout"}
-    voltledger/nodes/<node>/replies/<id>      {"status": <HTTP status>, "result": {...}}
+    voltledger/nodes/<node>/commands          {"kind": "command", "id", "from", "to",
+                                               "sent_at", "wait", "reply_to", "station_id",
+                                               "command", "args", "timeout", "sig"}
+    voltledger/nodes/<node>/replies/<id>      {"kind": "reply", "id", "from", "to",
+                                               "sent_at", "status": <HTTP status>,
+                                               "result": {...}, "sig"}
 
 The asking node waits for the reply with a deadline and answers the operator
-exactly as it would for a local station. Messages carry no credential in the
-clear beyond what the command needs (a new station password travels to the
-node that must send it; neither node logs it).
+exactly as it would for a local station.
+
+Every message is signed: ``sig`` is the HMAC-SHA256 (hex) of the message without
+``sig``, serialized as JSON with sorted keys, keyed by the cluster's secret (made
+once in the shared database, :func:`csms.service.cluster.bus_secret`). A node drops,
+logs and counts (``dropped``, ``on_dropped``) a message that is unsigned or badly
+signed, addressed to another node, sent more than its wait window ago or in the
+future (``CLOCK_SKEW`` allowed), a command whose id it has already served (ids are
+kept until their window has passed), and an answer that is not from the node asked
+for that request id. Signing is not encryption: a new station password crosses the
+broker in the clear (to the node that must send it; neither node logs it), so the
+broker must still be private to the nodes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import logging
+import secrets
+import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -29,12 +46,41 @@ import orjson
 
 from csms.config import parse_mqtt_url
 
-__all__ = ["CommandBus", "Handler", "NodeUnavailable"]
+__all__ = ["CLOCK_SKEW", "MAX_WAIT", "CommandBus", "Handler", "NodeUnavailable", "sign",
+           "verify"]
 
 log = logging.getLogger("csms.bus")
 
 # (station_id, command, args, timeout) -> (HTTP status, result)
 Handler = Callable[[str, str, dict[str, Any], float | None], Awaitable[tuple[int, dict[str, Any]]]]
+
+CLOCK_SKEW = 10.0  # s the nodes' clocks may differ by
+MAX_WAIT = 600.0  # s: the longest wait window a command may ask for (timeouts are <= 300 s)
+MAX_SERVED = 10_000  # request ids kept at once; beyond, commands are dropped until some expire
+# The key of buses made without one: shared by the buses of this process only (tests, a
+# process on its own). A serving node is given the cluster's secret (csms.bootstrap).
+_PROCESS_SECRET = secrets.token_bytes(32)
+
+
+def _canonical(body: dict[str, Any]) -> bytes:
+    return orjson.dumps({k: v for k, v in body.items() if k != "sig"},
+                        option=orjson.OPT_SORT_KEYS)
+
+
+def sign(secret: bytes, body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` as it travels (JSON values only) with its ``sig``."""
+    plain = orjson.loads(orjson.dumps(body))  # what the receiver parses
+    plain.pop("sig", None)
+    plain["sig"] = hmac.new(secret, _canonical(plain), hashlib.sha256).hexdigest()
+    return dict(plain)
+
+
+def verify(secret: bytes, body: dict[str, Any]) -> bool:
+    sig = body.get("sig")
+    if not isinstance(sig, str):
+        return False
+    expected = hmac.new(secret, _canonical(body), hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, sig)
 
 
 class NodeUnavailable(Exception):
@@ -42,12 +88,19 @@ class NodeUnavailable(Exception):
 
 
 class CommandBus:
-    def __init__(self, url: str, node_id: str, *, prefix: str = "voltledger") -> None:
+    def __init__(self, url: str, node_id: str, *, prefix: str = "voltledger",
+                 secret: bytes | None = None,
+                 on_dropped: Callable[[str], None] | None = None) -> None:
         self.host, self.port = parse_mqtt_url(url)
         self.node_id = node_id
         self.prefix = prefix
+        self.secret = _PROCESS_SECRET if secret is None else secret
+        self.on_dropped = on_dropped
+        self.dropped: Counter[str] = Counter()  # messages dropped, by reason
         self._client: aiomqtt.Client | None = None
-        self._waiting: dict[str, asyncio.Future[tuple[int, dict[str, Any]]]] = {}
+        # request id -> (the node asked, its answer)
+        self._waiting: dict[str, tuple[str, asyncio.Future[tuple[int, dict[str, Any]]]]] = {}
+        self._served: dict[str, float] = {}  # request id -> until when it is kept
         self._serving: set[asyncio.Task[None]] = set()
         self.connected = asyncio.Event()
 
@@ -86,21 +139,99 @@ class CommandBus:
             self._client = None
             self.connected.clear()
 
+    def _drop(self, reason: str, topic: object, body: dict[str, Any] | None = None) -> None:
+        self.dropped[reason] += 1
+        if self.on_dropped is not None:
+            self.on_dropped(reason)
+        body = body or {}
+        log.warning("! command bus: dropped a message on %s (%s; id %r from %r)", topic,
+                    reason, str(body.get("id"))[:64], str(body.get("from"))[:64])
+
+    def _check(self, kind: str, body: dict[str, Any], window: float) -> str | None:
+        """Why a message of ``kind`` cannot be taken, or None."""
+        if "sig" not in body:
+            return "unsigned"
+        if not verify(self.secret, body):
+            return "bad-signature"
+        if body.get("kind") != kind:
+            return "wrong-kind"
+        if body.get("to") != self.node_id:
+            return "other-node"
+        if not isinstance(body.get("id"), str) or not isinstance(body.get("from"), str):
+            return "malformed"
+        sent_at = body.get("sent_at")
+        if not isinstance(sent_at, int | float) or isinstance(sent_at, bool):
+            return "malformed"
+        age = time.time() - float(sent_at)
+        if age < -CLOCK_SKEW or age > window + CLOCK_SKEW:
+            return "stale"
+        return None
+
     async def _read(self, client: aiomqtt.Client, handler: Handler) -> None:
         async for message in client.messages:
             try:
                 body = orjson.loads(bytes(message.payload))
             except (orjson.JSONDecodeError, TypeError):
-                log.warning("! command bus: unreadable message on %s", message.topic)
+                self._drop("unreadable", message.topic)
+                continue
+            if not isinstance(body, dict):
+                self._drop("unreadable", message.topic)
                 continue
             if message.topic.matches(self._topic(self.node_id, "commands")):
-                task = asyncio.create_task(self._serve(client, handler, body))
-                self._serving.add(task)
-                task.add_done_callback(self._serving.discard)
+                self._take_command(client, handler, message.topic, body)
             else:
-                waiter = self._waiting.get(str(message.topic).rsplit("/", 1)[-1])
-                if waiter is not None and not waiter.done():
-                    waiter.set_result((int(body["status"]), dict(body["result"])))
+                self._take_reply(message.topic, body)
+
+    def _take_command(self, client: aiomqtt.Client, handler: Handler, topic: object,
+                      body: dict[str, Any]) -> None:
+        wait = body.get("wait")
+        reason: str | None
+        if isinstance(wait, int | float) and not isinstance(wait, bool) \
+                and 0 < wait <= MAX_WAIT:
+            reason = self._check("command", body, float(wait))
+        else:  # a good signature over a bad window is malformed; else say what is wrong
+            reason = self._check("command", body, 0.0) or "malformed"
+            if reason == "stale":
+                reason = "malformed"
+        if reason is None and body.get("reply_to") != body.get("from"):
+            reason = "malformed"
+        if reason is None:
+            now = time.time()
+            if len(self._served) >= MAX_SERVED:
+                self._served = {k: t for k, t in self._served.items() if t > now}
+            if body["id"] in self._served:
+                reason = "replayed"
+            elif len(self._served) >= MAX_SERVED:
+                reason = "too-many"
+        if reason is not None:
+            self._drop(reason, topic, body)
+            return
+        assert isinstance(wait, int | float)
+        # kept until the command would be stale anyway
+        self._served[body["id"]] = float(body["sent_at"]) + float(wait) + CLOCK_SKEW
+        task = asyncio.create_task(self._serve(client, handler, body))
+        self._serving.add(task)
+        task.add_done_callback(self._serving.discard)
+
+    def _take_reply(self, topic: object, body: dict[str, Any]) -> None:
+        reason = self._check("reply", body, MAX_WAIT)
+        if reason is None:
+            asked = self._waiting.get(body["id"])
+            if asked is None or asked[1].done():
+                reason = "unexpected-reply"
+            elif body["from"] != asked[0]:
+                reason = "wrong-node"
+            elif str(topic).rsplit("/", 1)[-1] != body["id"]:
+                reason = "malformed"
+            else:
+                try:
+                    answer = (int(body["status"]), dict(body["result"]))
+                except (KeyError, TypeError, ValueError):
+                    reason = "malformed"
+                else:
+                    asked[1].set_result(answer)
+                    return
+        self._drop(reason, topic, body)
 
     async def _serve(self, client: aiomqtt.Client, handler: Handler,
                      body: dict[str, Any]) -> None:
@@ -111,10 +242,13 @@ class CommandBus:
             log.exception("! command %s for %s failed", body.get("command"),
                           body.get("station_id"))
             status, result = 500, {"error": f"node {self.node_id} failed: {exc}"}
-        reply = orjson.dumps({"status": status, "result": result})
+        asker = str(body["from"])
+        reply = sign(self.secret, {"kind": "reply", "id": body["id"], "from": self.node_id,
+                                   "to": asker, "sent_at": time.time(), "status": status,
+                                   "result": result})
         with contextlib.suppress(aiomqtt.MqttError):
-            await client.publish(self._topic(str(body["reply_to"]), "replies", str(body["id"])),
-                                 reply, qos=1)
+            await client.publish(self._topic(asker, "replies", str(body["id"])),
+                                 orjson.dumps(reply), qos=1)
 
     async def request(self, node: str, station_id: str, command: str, args: dict[str, Any],
                       timeout: float | None, wait: float) -> tuple[int, dict[str, Any]]:
@@ -125,10 +259,13 @@ class CommandBus:
         request_id = uuid.uuid4().hex
         future: asyncio.Future[tuple[int, dict[str, Any]]] = \
             asyncio.get_running_loop().create_future()
-        self._waiting[request_id] = future
+        self._waiting[request_id] = (node, future)
         try:
-            body = {"id": request_id, "reply_to": self.node_id, "station_id": station_id,
-                    "command": command, "args": args, "timeout": timeout}
+            body = sign(self.secret, {
+                "kind": "command", "id": request_id, "from": self.node_id, "to": node,
+                "sent_at": time.time(), "wait": min(float(wait), MAX_WAIT),
+                "reply_to": self.node_id, "station_id": station_id, "command": command,
+                "args": args, "timeout": timeout})
             try:
                 await client.publish(self._topic(node, "commands"), orjson.dumps(body), qos=1)
             except aiomqtt.MqttError as exc:

@@ -6,16 +6,22 @@ row still says (a node killed with -9 cannot clean up; it clears its rows when
 it starts again). A lease is a row (name, holder, expiry) taken with a
 conditional write in one transaction, so at most one holder at a time, on
 SQLite and PostgreSQL alike; the holder renews it while it works, and a
-crashed holder's lease expires.
+crashed holder's lease expires. The nodes sign what they send each other over the
+broker (csms.bus.commands) with one secret, made by the first node that asks for it
+(:func:`bus_secret`).
 """
 
 from __future__ import annotations
 
+import secrets
 from datetime import datetime, timedelta
 
 from csms.service.ports import Tx
 
-__all__ = ["NODE_GRACE", "acquire_lease", "beat", "lease_holder", "live_nodes", "release_lease"]
+__all__ = ["BUS_SECRET_OPTION", "NODE_GRACE", "acquire_lease", "beat", "bus_secret",
+           "lease_holder", "live_nodes", "release_lease"]
+
+BUS_SECRET_OPTION = "bus_secret"  # central option: the cluster's HMAC key (hex, 32 bytes)
 
 NODE_GRACE = timedelta(seconds=15)  # no beat for this long: the node is gone
 
@@ -42,3 +48,10 @@ async def lease_holder(tx: Tx, name: str, now: datetime) -> str | None:
     if lease is None or lease[1] < now:
         return None
     return lease[0]
+
+
+async def bus_secret(tx: Tx) -> bytes:
+    """The key the nodes of this database sign bus messages with: a random 32 bytes,
+    stored once (the first node to ask wins a race; the others read its value)."""
+    return bytes.fromhex(await tx.claim_central_option(BUS_SECRET_OPTION,
+                                                       secrets.token_bytes(32).hex()))

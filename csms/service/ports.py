@@ -81,6 +81,9 @@ class Tx(Protocol):
     # settings of the central system kept by the operator (e.g. "master_pass_group")
     async def get_central_option(self, name: str) -> str | None: ...
     async def set_central_option(self, name: str, value: str | None) -> None: ...
+    # set ``name`` to ``value`` unless it is set (one winner among racing nodes); the
+    # value stored either way
+    async def claim_central_option(self, name: str, value: str) -> str: ...
 
     # the 1.6 FinalCost DataTransfer, once per session: True for the first claim only
     async def claim_final_cost(self, session_id: int, station_id: str, cost: str,

@@ -503,6 +503,14 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
             "INSERT INTO central_options (name, value) VALUES (?, ?)"
             " ON CONFLICT (name) DO UPDATE SET value = excluded.value", name, value)
 
+    async def claim_central_option(self, name: str, value: str) -> str:
+        await self.execute(
+            "INSERT INTO central_options (name, value) VALUES (?, ?)"
+            " ON CONFLICT (name) DO NOTHING", name, value)
+        row = await self.fetchone("SELECT value FROM central_options WHERE name = ?", name)
+        assert row is not None
+        return str(row["value"])
+
     async def claim_final_cost(self, session_id: int, station_id: str, cost: str,
                                currency: str, at: datetime) -> bool:
         return await self.execute(

@@ -196,6 +196,9 @@ class MemoryTx(Tx):
         else:
             self.s.central_options[name] = value
 
+    async def claim_central_option(self, name: str, value: str) -> str:
+        return self.s.central_options.setdefault(name, value)
+
     async def claim_final_cost(self, session_id: int, station_id: str, cost: str,
                                currency: str, at: datetime) -> bool:
         if session_id in self.s.final_costs:

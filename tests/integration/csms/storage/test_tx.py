@@ -367,3 +367,14 @@ async def test_final_cost_claimed_once_and_central_options(repo: Repository) -> 
     assert (first, again, other, missing) == (True, False, True, None)
     assert (kept["cost"], kept["answer"]) == ("3.65", "Accepted")  # the first figure stays
     assert (before, on, after) == (None, "POLICE", None)
+
+
+async def test_a_central_option_is_claimed_once(repo: Repository) -> None:
+    """The bus secret's way (csms.service.cluster.bus_secret): the first value stays, on
+    every engine, and units claiming at once agree on it."""
+    import asyncio
+
+    values = await asyncio.gather(*(unit(repo, lambda tx, v=v: tx.claim_central_option(
+        "claimed", v)) for v in ("a", "b", "c")))
+    assert len(set(values)) == 1 and values[0] in ("a", "b", "c")
+    assert await unit(repo, lambda tx: tx.claim_central_option("claimed", "d")) == values[0]

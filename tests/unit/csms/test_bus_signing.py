@@ -1,0 +1,100 @@
+"""The command bus takes only signed, fresh, first-seen messages meant for its node."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+from csms.bus.commands import CLOCK_SKEW, CommandBus, sign
+from csms.service.cluster import bus_secret
+from csms.storage import open_repository
+from support.memory import MemoryRepository
+
+KEY = b"k" * 32
+URL = "mqtt://127.0.0.1:1883"
+
+
+class FakeClient:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes]] = []
+
+    async def publish(self, topic: str, payload: bytes, qos: int) -> None:
+        self.sent.append((topic, payload))
+
+
+def command(**over: Any) -> dict[str, Any]:
+    body = {"kind": "command", "id": "r1", "from": "a", "to": "b", "sent_at": time.time(),
+            "wait": 10.0, "reply_to": "a", "station_id": "CP1", "command": "reset",
+            "args": {}, "timeout": 5}
+    return {**body, **over}
+
+
+async def test_commands_dropped_for_each_reason() -> None:
+    bus = CommandBus(URL, "b", secret=KEY)
+    ran: list[str] = []
+
+    async def handler(station_id: str, cmd: str, args: dict[str, Any],
+                      timeout: float | None) -> tuple[int, dict[str, Any]]:
+        ran.append(cmd)
+        return 200, {"status": "Accepted"}
+
+    client: Any = FakeClient()
+    now = time.time()
+    cases = {
+        "unsigned": command(),
+        "bad-signature": sign(b"x" * 32, command()),
+        "other-node": sign(KEY, command(to="c")),
+        "stale": sign(KEY, command(sent_at=now - 10 - CLOCK_SKEW - 1)),
+        "malformed": sign(KEY, command(wait=10_000)),
+    }
+    for reason, body in cases.items():
+        bus._take_command(client, handler, "t", body)
+        assert bus.dropped[reason] == 1, reason
+    tampered = sign(KEY, command(id="r2"))
+    tampered["args"] = {"password": "changed"}
+    bus._take_command(client, handler, "t", tampered)
+    assert bus.dropped["bad-signature"] == 2
+    good = sign(KEY, command())
+    bus._take_command(client, handler, "t", good)
+    bus._take_command(client, handler, "t", dict(good))
+    await asyncio.gather(*bus._serving)
+    assert ran == ["reset"] and bus.dropped["replayed"] == 1
+    topic, _ = client.sent[0]
+    assert topic == "voltledger/nodes/a/replies/r1"
+
+
+async def test_replies_only_from_the_node_asked() -> None:
+    bus = CommandBus(URL, "a", secret=KEY)
+    future: asyncio.Future[tuple[int, dict[str, Any]]] = \
+        asyncio.get_running_loop().create_future()
+    bus._waiting["r1"] = ("b", future)
+
+    def reply(**over: Any) -> dict[str, Any]:
+        return {**{"kind": "reply", "id": "r1", "from": "b", "to": "a",
+                   "sent_at": time.time(), "status": 200, "result": {"ok": 1}}, **over}
+
+    topic = "voltledger/nodes/a/replies/r1"
+    bus._take_reply(topic, reply())
+    bus._take_reply(topic, sign(KEY, reply(**{"from": "c"})))
+    bus._take_reply(topic, sign(KEY, reply(kind="command")))
+    bus._take_reply(topic, sign(KEY, reply(id="r9")))
+    assert not future.done()
+    assert bus.dropped == {"unsigned": 1, "wrong-node": 1, "wrong-kind": 1,
+                           "unexpected-reply": 1}
+    bus._take_reply(topic, sign(KEY, reply()))
+    assert future.result() == (200, {"ok": 1})
+
+
+async def test_the_cluster_secret_is_made_once(tmp_path: Path) -> None:
+    repo = MemoryRepository()
+    keys = [await repo.unit(bus_secret) for _ in range(2)]
+    assert len(keys[0]) == 32 and keys[1] == keys[0]
+    db = await open_repository(str(tmp_path / "csms.sqlite3"))
+    try:
+        first, again = await asyncio.gather(db.unit(bus_secret), db.unit(bus_secret))
+        assert len(first) == 32 and again == first
+        assert await db.unit(bus_secret) == first
+    finally:
+        await db.close()
