@@ -50,14 +50,18 @@ class ChainCredit:
     def forget(self, driver: str) -> None:
         self._states.pop(driver, None)
 
+    async def driver_of(self, tag: str) -> str | None:
+        card = await self.repo.read(lambda tx: tx.card_of(tag))
+        return None if card is None else str(card["driver"]).lower()
+
     async def check(self, station_id: str, tag: str) -> CreditDecision | None:
         async def work(tx: Tx) -> tuple[Any, Any, dict[str, int]]:
             card = await tx.card_of(tag)
             if card is None:
                 return None, None, {}
-            tags = [c["tag"] for c in await tx.driver_cards(card["driver"])]
             return (card, await tx.find_tariff(station_id, datetime.now(UTC)),
-                    await tx.driver_exposure(tags))
+                    await tx.driver_exposure(str(card["driver"]), int(time.time()),
+                                             self.reserve_minor))
 
         card, tariff, exposure = await self.repo.read(work)
         if card is None:
@@ -85,14 +89,21 @@ class ChainCredit:
             if any(a > b for a, b in zip(asked, accepted, strict=True)):
                 return CreditDecision(False, f"the tariff {asked} (per kWh, per minute, fee)"
                                       f" is above what the driver accepts {accepted}", driver)
-        reserve = min(terms.max_per_session, self.reserve_minor) + extra
+        per_session = min(terms.max_per_session, self.reserve_minor)
+        reserve = per_session + extra
+        # what is at stake and not yet taken on chain: the price of sessions not yet
+        # settled, a reserve per session in progress or not yet priced, and what each
+        # authorization accepted and not yet started may cost
         in_flight = exposure.get("active", 0) + exposure.get("unpriced", 0)
-        available = state.balance - state.withdrawal_amount - exposure.get(
-            "pending_minor", 0) - in_flight * min(terms.max_per_session, self.reserve_minor)
+        at_stake = exposure.get("pending_minor", 0) + in_flight * per_session \
+            + exposure.get("authorized_minor", 0)
+        available = state.balance - state.withdrawal_amount - at_stake
         if available < reserve:
             return CreditDecision(False, f"the escrow covers {max(available, 0)}, a session"
                                   f" needs {reserve}", driver)
-        if terms.max_per_day - state.spent_today < reserve:
+        # the day's limit: what the chain counts as spent today, and what is at stake
+        # (it is taken from today's limit when settled today)
+        if terms.max_per_day - state.spent_today - at_stake < reserve:
             return CreditDecision(False, "the driver's daily limit is reached", driver)
         return CreditDecision(True, "", driver)
 
@@ -110,9 +121,9 @@ class ChainCredit:
 
         async def work(tx: Tx) -> tuple[Any, Any, dict[str, int]]:
             station = await tx.get_station(station_id)
-            tags = [c["tag"] for c in await tx.driver_cards(auth.driver)]
             return (station, await tx.find_tariff(station_id, datetime.now(UTC)),
-                    await tx.driver_exposure(tags))
+                    await tx.driver_exposure(auth.driver, int(time.time()),
+                                             self.reserve_minor))
 
         station, tariff, exposure = await self.repo.read(work)
         if station is None or station.chain_station != auth.station:

@@ -225,7 +225,7 @@ class SessionUseCases(SignedDataChecks):
     ) -> tuple[int, AuthStatus, datetime | None]:
         """1.6 §6.46 StartTransaction: always answered with a transactionId."""
         start_key = f"{connector_id}|{id_tag}|{timestamp.isoformat()}|{meter_start_wh}"
-        covered = await self.covered(station_id, id_tag)
+        # ``covered`` is bound below, the driver held until the session is stored
 
         async def work(tx: Tx) -> tuple[int, AuthStatus, datetime | None]:
             tag = await tx.get_tag(id_tag)
@@ -279,7 +279,8 @@ class SessionUseCases(SignedDataChecks):
             await self._session_event(tx, station_id, "session/started", session)
             return int(session.transaction_id), auth, expires
 
-        return await self.repo.unit(work)
+        async with self.covered_held(station_id, id_tag) as covered:
+            return await self.repo.unit(work)
 
     async def stop_transaction(self, station_id: str, stop: StopInfo) -> AuthStatus | None:
         """1.6 §6.50 StopTransaction: completes the session, whatever it holds."""
@@ -405,9 +406,9 @@ class SessionUseCases(SignedDataChecks):
     ) -> tuple[AuthStatus | None, RunningCost | None]:
         # a token presented to authorize (not to stop), in the Started event or after it
         # (E02/E03: a transaction started at plug-in gets its token in an Updated event):
-        # the escrow must cover it wherever it is first attached
-        covered = await self.covered(station_id, ev.id_tag) \
-            if ev.id_tag and not _stops(ev) else True
+        # the escrow must cover it wherever it is first attached (``covered``, bound
+        # below: the driver held until the event is stored)
+        presented = ev.id_tag if ev.id_tag and not _stops(ev) else None
 
         async def work(tx: Tx) -> tuple[AuthStatus | None, RunningCost | None]:
             auth, session = await store(tx)  # on a retry, the session as stored
@@ -536,7 +537,8 @@ class SessionUseCases(SignedDataChecks):
             await self._session_event(tx, station_id, topic, session)
             return auth, session
 
-        return await self.repo.unit(work)
+        async with self.covered_held(station_id, presented) as covered:
+            return await self.repo.unit(work)
 
 
 def unknown_transaction_id(transaction_id: str) -> str:

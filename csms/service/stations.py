@@ -223,20 +223,23 @@ class StationUseCases(ChargingCore):
         at ``station_id`` with ``tag`` (settled with it, see settlement.worker)."""
         if self.credit is None:
             raise ValueError("app sessions need settlement on this node (--chain)")
-        decision = await self.credit.check_authorization(station_id, authorization)
-        if not decision.ok:
-            raise ValueError(f"authorization refused: {decision.reason}")
-        now = self.clock()
+        # the driver held from the check until the authorization is stored (it counts in
+        # the driver's exposure from then on)
+        async with self.driver_locks.hold(str(authorization.get("driver", ""))):
+            decision = await self.credit.check_authorization(station_id, authorization)
+            if not decision.ok:
+                raise ValueError(f"authorization refused: {decision.reason}")
+            now = self.clock()
 
-        async def work(tx: Tx) -> None:
-            await tx.add_authorization(str(authorization["driver"]), station_id, tag,
-                                       authorization, int(authorization["nonce"]),
-                                       int(authorization["expiry"]), now)
+            async def work(tx: Tx) -> None:
+                await tx.add_authorization(str(authorization["driver"]), station_id, tag,
+                                           authorization, int(authorization["nonce"]),
+                                           int(authorization["expiry"]), now)
 
-        try:
-            await self.repo.unit(work)
-        except StorageError as exc:
-            raise ValueError(f"authorization refused: {exc}") from None
+            try:
+                await self.repo.unit(work)
+            except StorageError as exc:
+                raise ValueError(f"authorization refused: {exc}") from None
 
     async def reported_max_power(self, station_id: str, watts: Decimal) -> None:
         """Keep the maximum power a station reported (device model): the plausibility

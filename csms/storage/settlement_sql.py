@@ -160,12 +160,15 @@ class SettlementSql(ABC):
         return await self.fetchone(
             "SELECT * FROM session_authorizations WHERE session_id = ?", session_id)
 
-    async def driver_exposure(self, tags: list[str]) -> dict[str, int]:
-        """What a driver's tags may still cost: sessions in progress, completed ones not yet
-        priced, and the price of those priced but not yet settled on chain."""
-        if not tags:
-            return {"active": 0, "unpriced": 0, "pending_minor": 0}
-        marks = ", ".join("?" for _ in tags)
+    async def driver_exposure(self, driver: str, now_unix: int,
+                              reserve_minor: int) -> dict[str, int]:
+        """What a driver may still cost: its sessions in progress, its completed ones not
+        yet priced, the price of those priced but not yet settled on chain - its sessions
+        being those of the cards linked to it and its signed app sessions (bound to it in
+        ``session_authorizations``) - and its authorizations accepted and not yet started
+        (unbound, unexpired), each at the smaller of its maximum amount and
+        ``reserve_minor`` (``authorized``, ``authorized_minor``)."""
+        driver = driver.lower()
         row = await self.fetchone(
             "SELECT"
             " sum(CASE WHEN status = 'active' THEN 1 ELSE 0 END) AS active,"
@@ -174,10 +177,23 @@ class SettlementSql(ABC):
             " sum(CASE WHEN status = 'completed' AND price_minor IS NOT NULL"
             " AND coalesce(settlement_state, '') NOT IN ('paid', 'unpaid', 'rejected')"
             " THEN price_minor ELSE 0 END) AS pending"
-            f" FROM sessions WHERE id_tag IN ({marks})", *tags)
+            " FROM sessions WHERE id_tag IN (SELECT tag FROM driver_cards WHERE driver = ?)"
+            " OR id IN (SELECT session_id FROM session_authorizations WHERE driver = ?"
+            " AND session_id IS NOT NULL)", driver, driver)
         assert row is not None
+        waiting = await self.fetchall(
+            "SELECT body FROM session_authorizations WHERE driver = ? AND session_id IS NULL"
+            " AND expiry >= ?", driver, now_unix)
+        authorized = 0
+        for auth in waiting:
+            try:
+                amount = int(json.loads(auth["body"])["max_amount"])
+            except (KeyError, TypeError, ValueError):
+                amount = reserve_minor  # not readable: the most it may be counted at
+            authorized += max(min(amount, reserve_minor), 0)
         return {"active": int(row["active"] or 0), "unpriced": int(row["unpriced"] or 0),
-                "pending_minor": int(row["pending"] or 0)}
+                "pending_minor": int(row["pending"] or 0), "authorized": len(waiting),
+                "authorized_minor": authorized}
 
     # -- the ledger: id and sequence numbers ---------------------------------------------
     async def ledger_value(self, name: str) -> str | None:

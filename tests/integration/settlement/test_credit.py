@@ -17,6 +17,9 @@ from support import RunningServer
 from support.chainkit import Kit
 from support.client import RawClient
 
+BOOT16 = {"chargePointVendor": "V", "chargePointModel": "M"}
+BOOT201 = {"reason": "PowerUp", "chargingStation": {"vendorName": "V", "model": "M"}}
+
 
 @pytest.fixture
 async def server(csms_server: RunningServer) -> RunningServer:
@@ -24,7 +27,7 @@ async def server(csms_server: RunningServer) -> RunningServer:
     csms_server.settings = replace(csms_server.settings, chain="memory", max_wait=3600)
     await csms_server.start()
     await csms_server.add_tariff("0.39")
-    for sid in ("CP16", "CP201"):
+    for sid in ("CP16", "CP16B", "CP201"):
         await csms_server.add_station(sid)
     return csms_server
 
@@ -175,3 +178,104 @@ async def test_201_token_given_after_the_start_is_checked_for_credit(
             "seqNo": 1, "transactionInfo": {"transactionId": "T1"},
             "idToken": {"idToken": "POOR", "type": "ISO14443"}})
     assert answer["idTokenInfo"]["status"] == "NoCredit", answer
+
+
+async def start16(c: RawClient, tag: str) -> str:
+    start = await c.result("StartTransaction", {
+        "connectorId": 1, "idTag": tag, "meterStart": 0,
+        "timestamp": datetime.now(UTC).isoformat()})
+    return str(start["idTagInfo"]["status"])
+
+
+async def test_two_cards_of_one_driver_started_at_once_are_not_both_covered(
+    server: RunningServer,
+) -> None:
+    """Two stations start a session of the same driver at the same moment: the escrow
+    (30.00) covers one reserve (20.00), not two."""
+    await link(server, "CARD", deposit=3_000)
+    async with await RawClient.connect(server.url, "CP16", ["ocpp1.6"]) as a, \
+            await RawClient.connect(server.url, "CP16B", ["ocpp1.6"]) as b:
+        await a.result("BootNotification", BOOT16)
+        await b.result("BootNotification", BOOT16)
+        statuses = await asyncio.gather(start16(a, "CARD"), start16(b, "CARD"))
+    assert sorted(statuses) == ["Accepted", "Blocked"], statuses
+
+
+async def test_one_after_the_other_the_second_is_blocked(server: RunningServer) -> None:
+    """The control of the test above: the same two starts one after the other."""
+    await link(server, "CARD", deposit=3_000)
+    async with await RawClient.connect(server.url, "CP16", ["ocpp1.6"]) as a, \
+            await RawClient.connect(server.url, "CP16B", ["ocpp1.6"]) as b:
+        await a.result("BootNotification", BOOT16)
+        await b.result("BootNotification", BOOT16)
+        assert await start16(a, "CARD") == "Accepted"
+        assert await start16(b, "CARD") == "Blocked"
+
+
+async def test_the_daily_limit_counts_sessions_in_progress(server: RunningServer) -> None:
+    """A rich driver whose daily limit (30.00) covers one reserve: a second session while
+    the first runs would be refused on chain for the day's limit (unpaid host)."""
+    await link(server, "DAY", deposit=1_000_000, max_per_day=3_000)
+    async with await RawClient.connect(server.url, "CP16", ["ocpp1.6"]) as a, \
+            await RawClient.connect(server.url, "CP16B", ["ocpp1.6"]) as b:
+        await a.result("BootNotification", BOOT16)
+        await b.result("BootNotification", BOOT16)
+        assert await start16(a, "DAY") == "Accepted"
+        assert await start16(b, "DAY") == "Blocked"
+
+
+async def _on_chain(server: RunningServer, kit: Kit, *stations: str) -> dict[str, int]:
+    indexes = {}
+    for sid in stations:
+        index = kit.chain.register_station(22_000)
+
+        async def work(tx: Any, sid: str = sid, index: int = index) -> None:
+            st = await tx.get_station(sid)
+            st.chain_station = index
+            await tx.update_station(st)
+
+        await server.repo.unit(work)
+        indexes[sid] = index
+    return indexes
+
+
+async def _remote_start(server: RunningServer, c: RawClient, station: str,
+                        body: dict[str, Any]) -> tuple[int, Any]:
+    started = asyncio.create_task(command(server, station, body))
+    done, _ = await asyncio.wait({started, asyncio.create_task(c.calls.get())},
+                                 return_when=asyncio.FIRST_COMPLETED)
+    if started in done:
+        return started.result()
+    call = next(iter(done)).result()
+    assert call[2] == "RemoteStartTransaction"
+    await c.answer(call[1], {"status": "Accepted"})
+    return await started
+
+
+async def test_signed_app_sessions_count_in_the_drivers_exposure(
+    server: RunningServer,
+) -> None:
+    """A driver with 30.00 signs an app session (up to 20.00) and charges: while it runs,
+    neither a second signed session (up to 20.00) nor the driver's card is covered."""
+    kit, driver = await link(server, "OWNCARD", deposit=3_000)
+    idx = await _on_chain(server, kit, "CP16", "CP16B")
+    expiry = int(time.time()) + 3600
+    first = wallet.authorize(kit.chain, driver, idx["CP16"], max_per_kwh=40,
+                             max_amount=2_000, nonce=1, expiry=expiry)
+    second = wallet.authorize(kit.chain, driver, idx["CP16B"], max_per_kwh=40,
+                              max_amount=2_000, nonce=2, expiry=expiry)
+    async with await RawClient.connect(server.url, "CP16", ["ocpp1.6"]) as a, \
+            await RawClient.connect(server.url, "CP16B", ["ocpp1.6"]) as b:
+        await a.result("BootNotification", BOOT16)
+        await b.result("BootNotification", BOOT16)
+        status, body = await _remote_start(server, a, "CP16",
+                                           {"tag": "APP1", "authorization": first.as_json()})
+        assert status == 200, body
+        assert await start16(a, "APP1") == "Accepted"  # 20.00 of the 30.00 now at stake
+        # the driver's card at the other station: 10.00 left, a session needs 20.00
+        status, body = await command(server, "CP16B", {"tag": "OWNCARD"})
+        card_refused = status == 400 and body["error"].startswith("no credit:")
+        status, body = await _remote_start(server, b, "CP16B",
+                                           {"tag": "APP2", "authorization": second.as_json()})
+        signed_refused = status == 400 and "authorization refused" in body.get("error", "")
+    assert (card_refused, signed_refused) == (True, True)

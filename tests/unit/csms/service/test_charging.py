@@ -51,6 +51,9 @@ class Credit:
             return CreditDecision(False, self.refused[tag], "0xdriver")
         return None
 
+    async def driver_of(self, tag: str) -> str | None:
+        return "0xdriver" if tag in self.refused else None
+
     async def check_authorization(self, station_id: str,
                                   authorization: dict[str, Any]) -> CreditDecision:
         self.authorizations.append(authorization)
