@@ -72,9 +72,6 @@ __all__ = [
 
 RECEIPT_VERSION = 2
 VALID, INVALID, UNVERIFIED = "VALID", "INVALID", "UNVERIFIED"
-# a meter's clock and the station's may differ: signed readings count as this session's
-# within this margin around its start and stop
-READING_MARGIN = ocmf.READING_MARGIN
 UNPAID_REASONS = {
     1: "the station is not registered on chain", 2: "no driver's escrow",
     3: "more energy than the station's power allows", 4: "above the prices the driver accepts",
@@ -472,7 +469,7 @@ def _belongs(v: Verdict, record: dict[str, Any], readings: list[ocmf.SignedReadi
         return v.add("signed readings belong to this session", False, "no session times")
     tag = str(record.get("id_tag") or "")
     problems = ocmf.foreign(readings, rec.signed_begin, rec.signed_end, started, stopped,
-                            tag, READING_MARGIN)
+                            tag)
     ids = {r.identification for r in readings if r.identification}
     return v.add("signed readings belong to this session", not problems,
                  "; ".join(problems) if problems else

@@ -69,10 +69,9 @@ def _canonical(body: dict[str, Any]) -> bytes:
 
 def sign(secret: bytes, body: dict[str, Any]) -> dict[str, Any]:
     """``body`` as it travels (JSON values only) with its ``sig``."""
-    plain = orjson.loads(orjson.dumps(body))  # what the receiver parses
-    plain.pop("sig", None)
+    plain: dict[str, Any] = orjson.loads(orjson.dumps(body))  # what the receiver parses
     plain["sig"] = hmac.new(secret, _canonical(plain), hashlib.sha256).hexdigest()
-    return dict(plain)
+    return plain
 
 
 def verify(secret: bytes, body: dict[str, Any]) -> bool:
