@@ -7,7 +7,10 @@ withdrawal it announced, the price of its sessions not yet settled, and a reserv
 of its sessions in progress or not yet priced - and of its daily limit still covers a
 reserve: the smaller of its per-session limit and ``reserve_minor``. Terms the driver is
 lowering count as already lowered. Chain reads are cached for a few seconds; when the
-chain cannot be read the answer is no (a host is never left unpaid on a guess).
+chain cannot be read the answer is no (a host is never left unpaid on a guess). An
+acceptance is judged again by :meth:`ChainCredit.confirm` inside the unit that stores the
+session, on the chain state it was judged on and the exposure that unit reads with the
+driver locked (``Tx.lock_driver``).
 """
 
 from __future__ import annotations
@@ -50,10 +53,6 @@ class ChainCredit:
     def forget(self, driver: str) -> None:
         self._states.pop(driver, None)
 
-    async def driver_of(self, tag: str) -> str | None:
-        card = await self.repo.read(lambda tx: tx.card_of(tag))
-        return None if card is None else str(card["driver"]).lower()
-
     async def check(self, station_id: str, tag: str) -> CreditDecision | None:
         async def work(tx: Tx) -> tuple[Any, Any, dict[str, int]]:
             card = await tx.card_of(tag)
@@ -77,10 +76,19 @@ class ChainCredit:
         terms = state.terms_ahead(int(time.time()))
         if not terms.allow_cards:
             return CreditDecision(False, "the driver accepts no card sessions", driver)
-        return self._covers(driver, state, terms, tariff, exposure, 0)
+        return self._covers(driver, state, terms, tariff, exposure)
+
+    async def confirm(self, tx: Tx, decision: CreditDecision) -> CreditDecision:
+        if not decision.ok or decision.basis is None or decision.driver is None:
+            return decision
+        state, terms, tariff = decision.basis
+        await tx.lock_driver(decision.driver)
+        exposure = await tx.driver_exposure(decision.driver, int(time.time()),
+                                            self.reserve_minor)
+        return self._covers(decision.driver, state, terms, tariff, exposure)
 
     def _covers(self, driver: str, state: DriverState, terms: Terms, tariff: Any,
-                exposure: dict[str, int], extra: int) -> CreditDecision:
+                exposure: dict[str, int]) -> CreditDecision:
         if tariff is not None:
             scale = Decimal(10) ** tariff.decimals
             asked = (math.ceil(tariff.per_kwh * scale), math.ceil(tariff.per_minute * scale),
@@ -90,7 +98,7 @@ class ChainCredit:
                 return CreditDecision(False, f"the tariff {asked} (per kWh, per minute, fee)"
                                       f" is above what the driver accepts {accepted}", driver)
         per_session = min(terms.max_per_session, self.reserve_minor)
-        reserve = per_session + extra
+        reserve = per_session
         # what is at stake and not yet taken on chain: the price of sessions not yet
         # settled, a reserve per session in progress or not yet priced, and what each
         # authorization accepted and not yet started may cost
@@ -105,7 +113,7 @@ class ChainCredit:
         # (it is taken from today's limit when settled today)
         if terms.max_per_day - state.spent_today - at_stake < reserve:
             return CreditDecision(False, "the driver's daily limit is reached", driver)
-        return CreditDecision(True, "", driver)
+        return CreditDecision(True, "", driver, (state, terms, tariff))
 
     async def check_authorization(self, station_id: str,
                                   authorization: dict[str, Any]) -> CreditDecision:
@@ -138,4 +146,4 @@ class ChainCredit:
             return CreditDecision(False, "the driver has no escrow", auth.driver)
         signed = Terms(auth.max_per_kwh, auth.max_per_minute, auth.max_session_fee,
                        auth.max_amount, state.terms_ahead(int(time.time())).max_per_day, True)
-        return self._covers(auth.driver, state, signed, tariff, exposure, 0)
+        return self._covers(auth.driver, state, signed, tariff, exposure)

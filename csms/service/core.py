@@ -7,8 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -17,7 +16,7 @@ from csms.domain.energy import DEFAULT_MAX_POWER_W
 from csms.domain.model import AuthStatus, Session
 from csms.service import defaults
 from csms.service.certificates import CertificateUseCases, Outbound
-from csms.service.credit import CreditCheck, DriverLocks
+from csms.service.credit import Cover, CreditCheck
 from csms.service.messages import utc_now
 from csms.service.ports import Repository, Tx
 from csms.service.quota import PayloadQuota
@@ -57,8 +56,6 @@ class ChargingCore:
         self._registered: dict[str, datetime | None] = {}
         # the drivers' escrows on chain (settlement.credit), when settlement runs here
         self.credit: CreditCheck | None = None
-        # per driver: a coverage check and the unit storing what it covered, one at a time
-        self.driver_locks = DriverLocks()
         # the CA that signs stations' CSRs (security profile 3), when this node has one
         self.certificates: CertificateUseCases | None = None
         # how a use case sends a CALL once the answer to the station's CALL is out (the
@@ -108,20 +105,15 @@ class ChargingCore:
         for a tag linked to no driver, or without settlement on this node)."""
         return await self.refusal(station_id, tag) is None
 
-    @asynccontextmanager
-    async def covered_held(self, station_id: str, tag: str | None) -> AsyncIterator[bool]:
-        """:meth:`covered` (True without a tag), with the driver of ``tag`` held on this
-        node until the block ends: the block stores the session the answer is for, so a
-        start of the same driver at the same moment is judged after it, seeing it."""
+    async def cover(self, station_id: str, tag: str | None) -> Cover:
+        """:meth:`covered`, to be confirmed (``Cover.holds``) in the unit that stores the
+        session it is for: read from the chain here, outside any unit."""
         if tag is None or self.credit is None:
-            yield True
-            return
-        driver = await self.credit.driver_of(tag)
-        if driver is None:  # a tag of no driver: no opinion, nothing to hold
-            yield await self.covered(station_id, tag)
-            return
-        async with self.driver_locks.hold(driver):
-            yield await self.covered(station_id, tag)
+            return Cover()
+        decision = await self.credit.check(station_id, tag)
+        if decision is not None and not decision.ok:
+            log.info("= %s: %s may not charge: %s", station_id, tag, decision.reason)
+        return Cover(decision, self.credit)
 
     async def refusal(self, station_id: str, tag: str) -> str | None:
         """Why the driver who linked ``tag`` may not charge here, or None."""

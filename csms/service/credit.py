@@ -7,17 +7,25 @@ escrow and the terms cover another session, and answers 1.6 ``Blocked`` / 2.0.1
 ``NoCredit`` when they do not (issue: a charge the driver cannot be billed for is a host
 unpaid). Tags linked to no driver get no opinion here (``None``): they are billed
 off-chain as before. The adapter lives in ``settlement.credit`` (it reads the chain).
+
+The check reads the chain before the unit that stores the session (or the signed
+authorization); the unit then confirms it (:class:`Cover`) on what it sees of the driver's
+other sessions, the driver locked in the database (a PostgreSQL advisory lock; SQLite's
+writers take turns on the whole file): two starts of one driver at the same moment, on
+one node or on several sharing the database, cannot both be covered by one reserve.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-__all__ = ["CreditCheck", "CreditDecision", "DriverLocks"]
+from csms.service.ports import Tx
+
+__all__ = ["Cover", "CreditCheck", "CreditDecision"]
+
+log = logging.getLogger("csms.service")
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +33,9 @@ class CreditDecision:
     ok: bool
     reason: str = ""
     driver: str | None = None
+    # what the answer was judged on besides the database (the escrow and terms read from
+    # the chain, the tariff): :meth:`CreditCheck.confirm` judges it again on these
+    basis: Any = field(default=None, compare=False, repr=False)
 
 
 class CreditCheck(Protocol):
@@ -32,40 +43,34 @@ class CreditCheck(Protocol):
         """None when ``tag`` belongs to no driver; else whether a new session is covered."""
         ...
 
-    async def driver_of(self, tag: str) -> str | None:
-        """The driver (lower-case address) who linked ``tag``, or None."""
-        ...
-
     async def check_authorization(self, station_id: str,
                                   authorization: dict[str, Any]) -> CreditDecision:
         """Whether a driver's signed app-session authorization is good for this station."""
         ...
 
+    async def confirm(self, tx: Tx, decision: CreditDecision) -> CreditDecision:
+        """``decision`` (an acceptance) judged again inside the unit that stores what it
+        covers, on what that unit sees of the driver's sessions and authorizations, with
+        the driver locked in the database until the unit commits: two nodes (or two
+        worker processes) starting one driver at the same moment are judged one after
+        the other, the second seeing the first's session. No chain read here."""
+        ...
 
-class DriverLocks:
-    """One lock per driver on this node, held from a coverage check through the unit that
-    stores what it covered (a session, an authorization): two starts of one driver at
-    the same moment are judged one after the other, the second seeing the first's
-    session. Bounded: a driver's lock is dropped when no one holds or awaits it. Across
-    nodes nothing is serialized (each node has its own locks)."""
 
-    def __init__(self) -> None:
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+@dataclass(frozen=True, slots=True)
+class Cover:
+    """The answer to "does the escrow cover a charge of this tag here", as checked before
+    the unit that stores the charge, and confirmed in it (:meth:`holds`)."""
 
-    def __len__(self) -> int:
-        return len(self._locks)
+    decision: CreditDecision | None = None  # None: a tag of no driver, or no settlement
+    credit: CreditCheck | None = None
 
-    @asynccontextmanager
-    async def hold(self, driver: str) -> AsyncIterator[None]:
-        key = driver.lower()
-        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
-        self._locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[key]
-            if users <= 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
+    async def holds(self, tx: Tx) -> bool:
+        decision = self.decision
+        if decision is None:
+            return True
+        if decision.ok and self.credit is not None:
+            decision = await self.credit.confirm(tx, decision)
+            if not decision.ok:
+                log.info("= %s may not charge: %s", decision.driver, decision.reason)
+        return decision.ok

@@ -225,19 +225,21 @@ class SessionUseCases(SignedDataChecks):
     ) -> tuple[int, AuthStatus, datetime | None]:
         """1.6 §6.46 StartTransaction: always answered with a transactionId."""
         start_key = f"{connector_id}|{id_tag}|{timestamp.isoformat()}|{meter_start_wh}"
-        # ``covered`` is bound below, the driver held until the session is stored
+        cover = await self.cover(station_id, id_tag)  # confirmed in the unit
 
         async def work(tx: Tx) -> tuple[int, AuthStatus, datetime | None]:
             tag = await tx.get_tag(id_tag)
             auth = AuthStatus.UNKNOWN if tag is None else tag.authorize(self.clock())
-            if auth is AuthStatus.ACCEPTED and not covered:
-                auth = AuthStatus.NO_CREDIT
             expires = tag.expires_at if tag else None
             existing = await tx.find_session_by_start_key(station_id, start_key)
             if existing is not None:
                 # A retry of a StartTransaction we already answered (the answer
-                # was lost): same transactionId, nothing new stored.
+                # was lost): same transactionId, nothing new stored, the same answer.
+                if auth is AuthStatus.ACCEPTED and existing.auth_status is not None:
+                    auth = AuthStatus(existing.auth_status)
                 return int(existing.transaction_id), auth, expires
+            if auth is AuthStatus.ACCEPTED and not await cover.holds(tx):
+                auth = AuthStatus.NO_CREDIT
             reservation, refused = await reservation_for_start(
                 tx, self.clock(), station_id, connector_id, id_tag, reservation_id)
             if refused and auth is AuthStatus.ACCEPTED:
@@ -279,8 +281,7 @@ class SessionUseCases(SignedDataChecks):
             await self._session_event(tx, station_id, "session/started", session)
             return int(session.transaction_id), auth, expires
 
-        async with self.covered_held(station_id, id_tag) as covered:
-            return await self.repo.unit(work)
+        return await self.repo.unit(work)
 
     async def stop_transaction(self, station_id: str, stop: StopInfo) -> AuthStatus | None:
         """1.6 §6.50 StopTransaction: completes the session, whatever it holds."""
@@ -406,11 +407,21 @@ class SessionUseCases(SignedDataChecks):
     ) -> tuple[AuthStatus | None, RunningCost | None]:
         # a token presented to authorize (not to stop), in the Started event or after it
         # (E02/E03: a transaction started at plug-in gets its token in an Updated event):
-        # the escrow must cover it wherever it is first attached (``covered``, bound
-        # below: the driver held until the event is stored)
+        # the escrow must cover it wherever it is first attached (``covered``: checked
+        # here, confirmed in the unit that stores the event)
         presented = ev.id_tag if ev.id_tag and not _stops(ev) else None
+        cover = await self.cover(station_id, presented)
+        confirmed: list[bool] = []  # emptied by each run of the unit
+
+        async def covered(tx: Tx) -> bool:
+            """``cover`` confirmed once per run of the unit, at its first use (before the
+            session is stored with the token)."""
+            if not confirmed:
+                confirmed.append(await cover.holds(tx))
+            return confirmed[0]
 
         async def work(tx: Tx) -> tuple[AuthStatus | None, RunningCost | None]:
+            confirmed.clear()
             auth, session = await store(tx)  # on a retry, the session as stored
             if not with_cost:
                 return auth, None
@@ -423,7 +434,8 @@ class SessionUseCases(SignedDataChecks):
 
         async def store(tx: Tx) -> tuple[AuthStatus | None, Session]:
             auth = await self._authorize(tx, ev.id_tag) if ev.id_tag else None
-            if auth is AuthStatus.ACCEPTED and not covered and ev.event_type == "Started":
+            if auth is AuthStatus.ACCEPTED and ev.event_type == "Started" \
+                    and not await covered(tx):
                 auth = AuthStatus.NO_CREDIT
             # C16: a tag of the master pass group stops transactions; one that would start
             # (own) a transaction is answered Invalid, the transaction stored and held
@@ -501,7 +513,7 @@ class SessionUseCases(SignedDataChecks):
             elif ev.id_tag and session.id_tag is None and not (
                     _stops(ev) and await self._master_pass(tx, ev.id_tag)):
                 session.id_tag = ev.id_tag
-                if auth is AuthStatus.ACCEPTED and not covered:
+                if auth is AuthStatus.ACCEPTED and not await covered(tx):
                     auth = AuthStatus.NO_CREDIT  # the token attached after the start
                 reservation, refused = await reservation_for_start(
                     tx, now, station_id, session.evse_id or ev.evse_id, ev.id_tag,
@@ -537,8 +549,7 @@ class SessionUseCases(SignedDataChecks):
             await self._session_event(tx, station_id, topic, session)
             return auth, session
 
-        async with self.covered_held(station_id, presented) as covered:
-            return await self.repo.unit(work)
+        return await self.repo.unit(work)
 
 
 def unknown_transaction_id(transaction_id: str) -> str:

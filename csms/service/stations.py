@@ -19,6 +19,7 @@ from csms.domain.model import (
     Station,
 )
 from csms.service.core import ChargingCore
+from csms.service.credit import CreditDecision
 from csms.service.messages import BootDecision, BootInfo, UnknownStation, utc_now
 from csms.service.ports import StorageError, Tx
 from csms.service.quota import quota_kind
@@ -223,23 +224,26 @@ class StationUseCases(ChargingCore):
         at ``station_id`` with ``tag`` (settled with it, see settlement.worker)."""
         if self.credit is None:
             raise ValueError("app sessions need settlement on this node (--chain)")
-        # the driver held from the check until the authorization is stored (it counts in
-        # the driver's exposure from then on)
-        async with self.driver_locks.hold(str(authorization.get("driver", ""))):
-            decision = await self.credit.check_authorization(station_id, authorization)
-            if not decision.ok:
-                raise ValueError(f"authorization refused: {decision.reason}")
-            now = self.clock()
+        decision = await self.credit.check_authorization(station_id, authorization)
+        credit = self.credit
+        now = self.clock()
 
-            async def work(tx: Tx) -> None:
+        async def work(tx: Tx) -> CreditDecision:
+            # confirmed with the driver locked until it is stored (from then on it counts
+            # in the driver's exposure)
+            confirmed = await credit.confirm(tx, decision) if decision.ok else decision
+            if confirmed.ok:
                 await tx.add_authorization(str(authorization["driver"]), station_id, tag,
                                            authorization, int(authorization["nonce"]),
                                            int(authorization["expiry"]), now)
+            return confirmed
 
-            try:
-                await self.repo.unit(work)
-            except StorageError as exc:
-                raise ValueError(f"authorization refused: {exc}") from None
+        try:
+            decision = await self.repo.unit(work)
+        except StorageError as exc:
+            raise ValueError(f"authorization refused: {exc}") from None
+        if not decision.ok:
+            raise ValueError(f"authorization refused: {decision.reason}")
 
     async def reported_max_power(self, station_id: str, watts: Decimal) -> None:
         """Keep the maximum power a station reported (device model): the plausibility

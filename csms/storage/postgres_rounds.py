@@ -48,6 +48,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import hashlib
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -84,6 +85,15 @@ _MAX_SHAPES = 4096
 # Seconds the units of a round may take to all ask for a statement (or end).
 QUIET_LIMIT = 2.0
 _DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+
+
+def _key32(text: str) -> int:
+    """A signed 32-bit advisory lock key for ``text``."""
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=4).digest(), "big",
+                          signed=True)
+
+
+DRIVER_LOCKS = _key32("voltledger.driver")  # the first key of a driver's advisory lock
 
 
 class RunInSequence(Exception):
@@ -135,7 +145,15 @@ class _Unit:
 class PostgresRowLocks(SqlTx):
     """Bookkeeping that never waits for a row lock (PostgreSQL locks rows), on any
     PostgreSQL transaction of this adapter. In rounds its statements (a list parameter)
-    make the batch run unit by unit, as every batch did before rounds."""
+    make the batch run unit by unit, as every batch did before rounds. And the one lock
+    that is waited for: a driver's, for a coverage check and what it covers."""
+
+    async def lock_driver(self, driver: str) -> None:
+        # a transaction-level advisory lock, in the two-key space (the migrations' lock
+        # is a one-key lock): released at COMMIT or ROLLBACK, taken again by the same
+        # transaction at no cost; two drivers whose keys collide only wait for each other
+        await self.fetchone("SELECT 1 AS locked FROM pg_advisory_xact_lock(?, ?)",
+                            DRIVER_LOCKS, _key32(driver.lower()))
 
     async def touch_stations(self, seen: dict[str, datetime]) -> list[str]:
         if not seen:
@@ -226,7 +244,8 @@ class RoundTx(PostgresRowLocks, SqlTx):
         return value
 
 
-_LOCKING = re.compile(r"\bFOR\s+(UPDATE|SHARE|NO\s+KEY|KEY)\b", re.IGNORECASE)
+_LOCKING = re.compile(r"\bFOR\s+(UPDATE|SHARE|NO\s+KEY|KEY)\b|\bpg_advisory_xact_lock\b",
+                      re.IGNORECASE)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -160,6 +160,13 @@ class SettlementSql(ABC):
         return await self.fetchone(
             "SELECT * FROM session_authorizations WHERE session_id = ?", session_id)
 
+    async def lock_driver(self, driver: str) -> None:
+        """Hold ``driver`` until this unit's transaction ends (a coverage check and what it
+        covers, one after the other across nodes). Here nothing: SQLite's writers, of
+        every process, take turns on the whole file, and a unit reads what the units
+        before it in its batch wrote. PostgreSQL overrides it."""
+        return None
+
     async def driver_exposure(self, driver: str, now_unix: int,
                               reserve_minor: int) -> dict[str, int]:
         """What a driver may still cost: its sessions in progress, its completed ones not
