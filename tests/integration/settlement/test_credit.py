@@ -187,6 +187,20 @@ async def start16(c: RawClient, tag: str) -> str:
     return str(start["idTagInfo"]["status"])
 
 
+async def test_a_retried_start_gets_the_answer_it_was_given(server: RunningServer) -> None:
+    """A station whose answer was lost sends the same StartTransaction again: the same
+    transaction, the same answer (its own session is not a second one to cover)."""
+    await link(server, "CARD", deposit=3_000)
+    start = {"connectorId": 1, "idTag": "CARD", "meterStart": 0,
+             "timestamp": datetime.now(UTC).isoformat()}
+    async with await RawClient.connect(server.url, "CP16", ["ocpp1.6"]) as c:
+        await c.result("BootNotification", BOOT16)
+        first = await c.result("StartTransaction", start)
+        again = await c.result("StartTransaction", start)
+    assert first["idTagInfo"]["status"] == "Accepted"
+    assert again == first
+
+
 async def test_two_cards_of_one_driver_started_at_once_are_not_both_covered(
     server: RunningServer,
 ) -> None:
