@@ -37,7 +37,7 @@ import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -53,6 +53,7 @@ __all__ = [
     "MALFORMED",
     "NO_KEY",
     "READING_MARGIN",
+    "READING_TOLERANCE_WH",
     "VERIFIED",
     "CheckedContainer",
     "OcmfError",
@@ -74,13 +75,23 @@ NO_KEY = "no_key"  # ... could not be checked: no key registered, none in the me
 MALFORMED = "malformed"  # ... is not a readable OCMF container
 HOLD_STATUSES = frozenset({INVALID, MALFORMED, NO_KEY})
 
-_ENERGY_UNITS = {"kWh": Decimal(1000), "Wh": Decimal(1)}
+# OCMF's energy units (RU), read in any case ("KWH" is a kilowatt-hour; "mWh" and "MWh",
+# which differ only in case, are no OCMF unit and are not read)
+_ENERGY_UNITS = {"kwh": Decimal(1000), "wh": Decimal(1)}
 IMPORT, EXPORT, OTHER = "import", "export", "other"
 # OCMF TX codes that end a transaction (pyocmf MeterReadingReason.is_end_reading)
 END_CODES = frozenset({"E", "L", "R", "A", "P"})
 # a meter's clock and the station's may differ: signed readings count as a session's within
 # this margin around its start and stop
 READING_MARGIN = timedelta(minutes=5)
+# a billed reading matches a signed one within the coarser of their resolutions, but never
+# beyond this: a reading's resolution is read from how its number is written, and a meter's
+# 12.00 kWh may be written 12 (a JSON serializer drops the zeros), which is no licence to bill
+# up to 12.99 kWh; 0.01 kWh is the coarsest resolution an Eichrecht meter signs
+READING_TOLERANCE_WH = Decimal(10)
+# no energy register shows more (this module stands alone, for receipts' verifiers: the
+# same bound as csms.domain.energy.MAX_REGISTER_WH, which a test keeps equal)
+MAX_REGISTER_WH = Decimal(10) ** 15
 
 
 def _json(text: str) -> Any:
@@ -306,22 +317,41 @@ def register_kind(register: str | None) -> str:
     return {1: IMPORT, 2: EXPORT}.get(c if c is not None else -1, OTHER)
 
 
+def _energy(value: Decimal, factor: Decimal) -> Decimal:
+    """A reading in Wh; :class:`OcmfError` for a number no energy register shows (negative,
+    beyond any meter, not finite)."""
+    try:
+        wh = value * factor
+        readable = wh.is_finite() and 0 <= wh <= MAX_REGISTER_WH
+    except ArithmeticError:  # Overflow (1e999999 kWh)
+        readable = False
+    if not readable:
+        raise OcmfError(f"the reading {value} is no energy register reading")
+    return wh
+
+
 def _readings(parsed: Any) -> list[SignedReading]:
     payload = parsed.payload
     out = []
     identification = getattr(payload, "ID", None)
     for rd in payload.RD or []:
-        unit = getattr(rd.RU, "value", rd.RU)
-        factor = _ENERGY_UNITS.get(str(unit))
-        if factor is None or rd.RV is None:
+        if rd.RV is None:
+            continue  # an event without a reading (an error, a time status)
+        unit = str(getattr(rd.RU, "value", rd.RU) or "")
+        register = None if rd.RI is None else str(rd.RI)
+        factor = _ENERGY_UNITS.get(unit.lower())
+        if factor is None:
+            if register_kind(register) == IMPORT and (
+                    register is not None or unit.lower().endswith("wh")):
+                # skipping it would leave the session no signed reading to compare
+                raise OcmfError(f"the import register's unit {unit!r} is not kWh or Wh")
             continue  # not an energy register (a duration, a cable loss resistance)
         value = Decimal(str(rd.RV).strip())
         tx = getattr(rd.TX, "value", rd.TX)
         time = rd.TM.timestamp.isoformat() if rd.TM is not None else None
-        register = None if rd.RI is None else str(rd.RI)
         status = getattr(rd.ST, "value", rd.ST)
         out.append(SignedReading(
-            tx=None if tx is None else str(tx), time=time, wh=value * factor,
+            tx=None if tx is None else str(tx), time=time, wh=_energy(value, factor),
             resolution_wh=_resolution(value, factor),
             meter_serial=payload.MS, pagination=payload.PG, register=register,
             kind=register_kind(register),
@@ -380,9 +410,10 @@ def check_container(signed: dict[str, Any], pinned_key: str | None) -> CheckedCo
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # spec notes (e.g. id formats) are not failures
             parsed = pyocmf.OCMF.from_string(unwrapped.container)
+        _unique_keys(unwrapped.container)
         result.readings = _readings(parsed)
         algorithm = _signature_algorithm(parsed.signature, unwrapped.signing_method)
-    except (pyocmf.PyOCMFError, ValidationError, ValueError, InvalidOperation) as exc:
+    except (pyocmf.PyOCMFError, ValidationError, ValueError, ArithmeticError) as exc:
         result.detail = f"unreadable OCMF: {str(exc).splitlines()[0]}"
         return result
     try:
@@ -407,6 +438,20 @@ def check_container(signed: dict[str, Any], pinned_key: str | None) -> CheckedCo
     else:
         result.status, result.detail = INVALID, "signature does not match the signed data"
     return result
+
+
+def _unique_keys(container: str) -> None:
+    """:class:`OcmfError` when an object of the payload has a key twice: which of the two
+    values counts is up to each parser (the meter's, the Transparenzsoftware, a receipt's
+    verifier), so the reading is none of them. The payload is the section pyocmf parses."""
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        keys = [k for k, _ in items]
+        if len(set(keys)) != len(keys):
+            twice = next(k for k in keys if keys.count(k) > 1)
+            raise OcmfError(f"duplicate key {twice!r} in the OCMF payload")
+        return dict(items)
+
+    json.loads(container.split("|", 3)[1], object_pairs_hook=pairs)
 
 
 def _signature_bytes(signature: Any, public: ec.EllipticCurvePublicKey) -> bytes:
@@ -476,12 +521,18 @@ def _close(a: Decimal, b: Decimal, tolerance: Decimal) -> bool:
     return abs(a - b) < tolerance
 
 
+def _step(resolution: Decimal) -> Decimal:
+    """A resolution as a tolerance: at most ``READING_TOLERANCE_WH``."""
+    return min(resolution, READING_TOLERANCE_WH)
+
+
 def reconcile(readings: list[SignedReading], billed_start: Decimal | None,
               billed_stop: Decimal | None) -> Reconciled:
     """Compare the verified signed readings of the import register with the billed ones.
 
     Two readings match when they differ by less than the coarser of the two resolutions
-    (a meter signing 0.2596 kWh next to a station reporting 260 Wh). When neither end
+    (a meter signing 0.2596 kWh next to a station reporting 260 Wh), at most
+    ``READING_TOLERANCE_WH`` (a whole 12 kWh does not match 12,990 Wh). When neither end
     matches but the energy between them does (a transaction register that starts at 0,
     or a station meter beside the Eichrecht one), the session is consistent: flagged
     ``signed_register_offset``, not held.
@@ -497,9 +548,9 @@ def reconcile(readings: list[SignedReading], billed_start: Decimal | None,
         if billed is None:
             value, outcome = signed.wh, "from_signed"
         elif not _close(billed, signed.wh,
-                        max(signed.resolution_wh, _billed_resolution(billed))):
-            scaled_up = max(signed.resolution_wh, _billed_resolution(billed) * 1000)
-            scaled_down = max(signed.resolution_wh, _billed_resolution(billed) / 1000)
+                        _step(max(signed.resolution_wh, _billed_resolution(billed)))):
+            scaled_up = max(_step(signed.resolution_wh), _billed_resolution(billed) * 1000)
+            scaled_down = max(_step(signed.resolution_wh), _billed_resolution(billed) / 1000)
             if _close(billed * 1000, signed.wh, scaled_up) or \
                     _close(billed / 1000, signed.wh, scaled_down):
                 value, outcome = signed.wh, "unit"
@@ -522,8 +573,8 @@ def reconcile(readings: list[SignedReading], billed_start: Decimal | None,
         if begin is not None and end is not None and out.start_wh is not None \
                 and out.stop_wh is not None and outcomes.get("start") == "differs" \
                 and outcomes.get("stop") == "differs":
-            tolerance = begin.resolution_wh + end.resolution_wh + max(
-                _billed_resolution(out.start_wh), _billed_resolution(out.stop_wh))
+            tolerance = _step(begin.resolution_wh) + _step(end.resolution_wh) + _step(max(
+                _billed_resolution(out.start_wh), _billed_resolution(out.stop_wh)))
             consistent = _close(out.stop_wh - out.start_wh, end.wh - begin.wh, tolerance)
         if consistent:
             out.flags.append("signed_register_offset")
@@ -620,8 +671,9 @@ def foreign(readings: Iterable[SignedReading], begin: SignedReading | None,
             id_tag: str | None, margin: timedelta = READING_MARGIN) -> list[str]:
     """Why signed readings do not belong to a session (empty when they do): a begin or end
     reading outside the session's time (with ``margin`` for the meter's clock), a begin
-    later than its end or pages going backwards, readings of several meters, readings the
-    meter signed for another token than the session's. The central system holds such a
+    later than its end or pages going backwards, several different begin (or end) readings
+    of the register, readings of several meters, readings the meter signed for another
+    token than the session's. The central system holds such a
     session (``signed_reading_foreign``); a receipt's verifier calls it INVALID.
 
     ``readings`` are all the session's verified readings, ``begin``/``end`` the pair
@@ -651,6 +703,14 @@ def foreign(readings: Iterable[SignedReading], begin: SignedReading | None,
         pb, pe = _page(begin.pagination), _page(end.pagination)
         if pb is not None and pe is not None and not pb <= pe:
             problems.append(f"pages go backwards ({begin.pagination} -> {end.pagination})")
+    for name, chosen, codes in (("begin", begin, {"B"}), ("end", end, END_CODES)):
+        # a meter signs one begin and one end per transaction (a container the station sent
+        # twice, or in two records, is the same reading): another one is of another session
+        if chosen is not None and len({
+                (r.wh, r.time) for r in readings if r.kind == IMPORT and r.tx in codes
+                and _register_key(r.register) == _register_key(chosen.register)}) > 1:
+            problems.append(f"several {name} readings of the register"
+                            f" {chosen.register or '(unnamed)'}")
     serials = {r.meter_serial for r in readings if r.meter_serial}
     if len(serials) > 1:
         problems.append(f"readings of several meters ({', '.join(sorted(serials))})")

@@ -7,6 +7,8 @@ import json
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from chargers_sim.station import Station
 from csms.service.ports import Tx
@@ -27,13 +29,13 @@ T0, T1 = "2019-08-13T10:03:15Z", "2019-08-13T10:03:36Z"
 
 
 async def signed_session_16(server: RunningServer, container: str, meter_stop: int = 260,
-                            station_id: str = "CP1") -> dict[str, Any]:
+                            station_id: str = "CP1", meter_start: int = 260) -> dict[str, Any]:
     """A 1.6 session whose Transaction.Begin / End readings are one signed OCMF record."""
     async with await RawClient.connect(server.url, station_id, ["ocpp1.6"]) as c:
         await c.result("BootNotification", {"chargePointVendor": "KEBA",
                                             "chargePointModel": "KCP30"})
         start = await c.result("StartTransaction", {
-            "connectorId": 1, "idTag": "T1", "meterStart": 260, "timestamp": T0})
+            "connectorId": 1, "idTag": "T1", "meterStart": meter_start, "timestamp": T0})
         await c.result("StopTransaction", {
             "transactionId": start["transactionId"], "meterStop": meter_stop, "timestamp": T1,
             "reason": "Local",
@@ -197,3 +199,30 @@ async def test_simulated_meter_key_is_pinned_on_first_use_and_a_new_key_is_refus
     assert changed and changed[0]["pinned"] == pinned
     station = json.loads(csms(server, "stations", "show", "CP1", "--json").stdout)
     assert station["meter_public_key"] == pinned  # still the first key
+
+
+async def test_a_whole_kwh_signed_reading_does_not_let_a_station_bill_a_kwh_more(
+    server: RunningServer,
+) -> None:
+    # a meter whose JSON writes 12.000 kWh as 12: the station reports up to 0.99 kWh more
+    key = ec.generate_private_key(ec.SECP256R1())
+    der = key.public_key().public_bytes(serialization.Encoding.DER,
+                                        serialization.PublicFormat.SubjectPublicKeyInfo)
+    assert csms(server, "stations", "set-meter-key", "CP1", der.hex()).returncode == 0
+    text = ('{"FV":"1.0","GI":"ACME","GS":"CP1","PG":"T7","MS":"SN-1","IS":true,"ID":"T1",'
+            '"RD":[{"TM":"2019-08-13T10:03:15,000+0000 S","TX":"B","RV":12,"RI":"1-b:1.8.0",'
+            '"RU":"kWh","EF":"","ST":"G"},{"TM":"2019-08-13T10:03:36,000+0000 S","TX":"E",'
+            '"RV":12,"RI":"1-b:1.8.0","RU":"kWh","EF":"","ST":"G"}]}')
+    sig = key.sign(text.encode(), ec.ECDSA(hashes.SHA256())).hex()
+    container = f'OCMF|{text}|{{"SA":"ECDSA-secp256r1-SHA256","SD":"{sig}"}}'
+    s = await signed_session_16(server, container, meter_start=12000, meter_stop=12990)
+    assert "signed_energy_mismatch" in s["flags"] and s["energy_wh"] == 990
+    assert not await queued(server, s["id"])
+    [mismatch] = await events(server, "CP1", "billing_mismatch")
+    assert mismatch["mismatches"] == ["stop: billed 12990 Wh, meter signed 12000 Wh"]
+    # the same record beside a station's honest readings settles
+    await server.add_station("CP2")
+    assert csms(server, "stations", "set-meter-key", "CP2", der.hex()).returncode == 0
+    s = await signed_session_16(server, container, meter_start=12000, meter_stop=12000,
+                                station_id="CP2")
+    assert s["flags"] == [] and await queued(server, s["id"])

@@ -510,6 +510,10 @@ async function verifyPayload(container, signature, keyHex, alg) {
 const close = (a, b, tolerance) => a.sub(b).abs().cmp(tolerance) < 0;
 const maxDec = (a, b) => (b.cmp(a) > 0 ? b : a);
 const THOUSAND = Dec.fromInt(1000);
+// READING_TOLERANCE_WH (csms/metering/ocmf.py): a resolution read from how a number is
+// written (12 for 12.00 kWh) never widens the match beyond 10 Wh
+const READING_TOLERANCE_WH = Dec.fromInt(10);
+const step = (resolution) => (resolution.cmp(READING_TOLERANCE_WH) > 0 ? READING_TOLERANCE_WH : resolution);
 
 /** reconcile(): the billed start/stop after comparing them with the signed ones. */
 export function reconcile(signedReadings, billedStart, billedStop) {
@@ -529,9 +533,9 @@ export function reconcile(signedReadings, billedStart, billedStop) {
     if (billed === null) {
       value = signed.wh;
       outcome = "from_signed";
-    } else if (!close(billed, signed.wh, maxDec(signed.resolutionWh, billed.resolution()))) {
-      const up = maxDec(signed.resolutionWh, billed.resolution().mul(THOUSAND));
-      const down = maxDec(signed.resolutionWh, billed.resolution().div(THOUSAND));
+    } else if (!close(billed, signed.wh, step(maxDec(signed.resolutionWh, billed.resolution())))) {
+      const up = maxDec(step(signed.resolutionWh), billed.resolution().mul(THOUSAND));
+      const down = maxDec(step(signed.resolutionWh), billed.resolution().div(THOUSAND));
       if (close(billed.mul(THOUSAND), signed.wh, up) || close(billed.div(THOUSAND), signed.wh, down)) {
         value = signed.wh;
         outcome = "unit";
@@ -553,8 +557,8 @@ export function reconcile(signedReadings, billedStart, billedStop) {
     let consistent = false;
     if (begin && end && out.startWh !== null && out.stopWh !== null
         && outcomes.start === "differs" && outcomes.stop === "differs") {
-      const tolerance = begin.resolutionWh.add(end.resolutionWh)
-        .add(maxDec(out.startWh.resolution(), out.stopWh.resolution()));
+      const tolerance = step(begin.resolutionWh).add(step(end.resolutionWh))
+        .add(step(maxDec(out.startWh.resolution(), out.stopWh.resolution())));
       consistent = close(out.stopWh.sub(out.startWh), end.wh.sub(begin.wh), tolerance);
     }
     if (consistent) {
