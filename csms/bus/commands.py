@@ -22,14 +22,20 @@ logs and counts (``dropped``, ``on_dropped``) a message that is unsigned or badl
 signed, addressed to another node, sent more than its wait window ago or in the
 future (``CLOCK_SKEW`` allowed), a command whose id it has already served (ids are
 kept until their window has passed), and an answer that is not from the node asked
-for that request id. Signing is not encryption: a new station password crosses the
-broker in the clear (to the node that must send it; neither node logs it), so the
-broker must still be private to the nodes.
+for that request id.
+
+What a command carries and what it answers (``args``, ``result``: a station's new
+password, a configuration read back) travel sealed: AES-256-GCM under a key derived
+from the same secret, bound to the request id, as ``sealed`` (base64) in place of the
+two fields, inside the signed message. A listener on the broker sees who asks which
+node for what command on which station, and when; not its arguments or its answer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import hashlib
 import hmac
@@ -43,11 +49,13 @@ from typing import Any
 
 import aiomqtt
 import orjson
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from csms.config import parse_mqtt_url
 
 __all__ = ["CLOCK_SKEW", "MAX_WAIT", "CommandBus", "Handler", "NodeUnavailable", "sign",
-           "verify"]
+           "unseal", "verify"]
 
 log = logging.getLogger("csms.bus")
 
@@ -67,11 +75,44 @@ def _canonical(body: dict[str, Any]) -> bytes:
                         option=orjson.OPT_SORT_KEYS)
 
 
+_SEALED = ("args", "result")  # the fields of a message that travel sealed
+
+
+def _sealing_key(secret: bytes) -> AESGCM:
+    return AESGCM(hmac.new(secret, b"voltledger bus sealing key", hashlib.sha256).digest())
+
+
 def sign(secret: bytes, body: dict[str, Any]) -> dict[str, Any]:
-    """``body`` as it travels (JSON values only) with its ``sig``."""
+    """``body`` as it travels (JSON values only): its ``args`` and ``result`` sealed
+    (``sealed``), and its ``sig``."""
     plain: dict[str, Any] = orjson.loads(orjson.dumps(body))  # what the receiver parses
+    inner = {k: plain.pop(k) for k in _SEALED if k in plain}
+    if inner:
+        nonce = secrets.token_bytes(12)
+        box = _sealing_key(secret).encrypt(nonce, orjson.dumps(inner),
+                                           str(plain.get("id")).encode())
+        plain["sealed"] = base64.b64encode(nonce + box).decode()
     plain["sig"] = hmac.new(secret, _canonical(plain), hashlib.sha256).hexdigest()
     return plain
+
+
+def unseal(secret: bytes, body: dict[str, Any]) -> dict[str, Any] | None:
+    """A signed ``body`` with its sealed fields opened, or None when they cannot be (not
+    sealed under this secret for this request id, or not an object of those fields)."""
+    sealed = body.get("sealed")
+    if sealed is None:
+        return body
+    try:
+        raw = base64.b64decode(str(sealed), validate=True)
+        inner = orjson.loads(_sealing_key(secret).decrypt(raw[:12], raw[12:],
+                                                          str(body.get("id")).encode()))
+    except (binascii.Error, ValueError, InvalidTag, orjson.JSONDecodeError):
+        return None
+    if not isinstance(inner, dict) or not set(inner) <= set(_SEALED):
+        return None
+    opened = {k: v for k, v in body.items() if k != "sealed"}
+    opened.update(inner)
+    return opened
 
 
 def verify(secret: bytes, body: dict[str, Any]) -> bool:
@@ -202,10 +243,14 @@ class CommandBus:
                 reason = "replayed"
             elif len(self._served) >= MAX_SERVED:
                 reason = "too-many"
+        opened = unseal(self.secret, body) if reason is None else None
+        if reason is None and opened is None:
+            reason = "unreadable"
         if reason is not None:
             self._drop(reason, topic, body)
             return
-        assert isinstance(wait, int | float)
+        assert isinstance(wait, int | float) and opened is not None
+        body = opened
         # kept until the command would be stale anyway
         self._served[body["id"]] = float(body["sent_at"]) + float(wait) + CLOCK_SKEW
         task = asyncio.create_task(self._serve(client, handler, body))
@@ -223,8 +268,11 @@ class CommandBus:
             elif str(topic).rsplit("/", 1)[-1] != body["id"]:
                 reason = "malformed"
             else:
+                opened = unseal(self.secret, body)
                 try:
-                    answer = (int(body["status"]), dict(body["result"]))
+                    if opened is None:
+                        raise ValueError("sealed fields unreadable")
+                    answer = (int(opened["status"]), dict(opened["result"]))
                 except (KeyError, TypeError, ValueError):
                     reason = "malformed"
                 else:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import time
 from pathlib import Path
 from typing import Any
 
-from csms.bus.commands import CLOCK_SKEW, CommandBus, sign
+from csms.bus.commands import CLOCK_SKEW, CommandBus, _canonical, sign
 from csms.service.cluster import bus_secret
 from csms.storage import open_repository
 from support.memory import MemoryRepository
@@ -56,7 +58,15 @@ async def test_commands_dropped_for_each_reason() -> None:
     tampered["args"] = {"password": "changed"}
     bus._take_command(client, handler, "t", tampered)
     assert bus.dropped["bad-signature"] == 2
+    # sealed arguments are bound to their request id: moved under another id by a signer,
+    # they are not opened
+    moved = sign(KEY, command(id="r3", args={"password": "p"}))
+    moved["id"] = "r4"
+    moved["sig"] = hmac.new(KEY, _canonical(moved), hashlib.sha256).hexdigest()
+    bus._take_command(client, handler, "t", moved)
+    assert bus.dropped["unreadable"] == 1
     good = sign(KEY, command())
+    assert "args" not in good and "sealed" in good
     bus._take_command(client, handler, "t", good)
     bus._take_command(client, handler, "t", dict(good))
     await asyncio.gather(*bus._serving)

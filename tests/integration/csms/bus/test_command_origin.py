@@ -168,3 +168,53 @@ async def test_a_stranger_cannot_answer_in_a_nodes_place() -> None:
         stop.set()
         tasks[2].cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_a_listener_on_the_broker_reads_no_arguments_and_no_results() -> None:
+    """A station's new password goes over the bus to the node that sends it, a
+    configuration read comes back: anyone subscribed to the broker sees neither."""
+    require_service("Mosquitto", HOST, PORT)
+    run = secrets.token_hex(4)
+    secret = secrets.token_bytes(32)
+    asker = CommandBus(URL, f"a-{run}", secret=secret)
+    holder = CommandBus(URL, f"b-{run}", secret=secret)
+    taken: list[dict[str, Any]] = []
+
+    async def on_holder(station_id: str, command: str, args: dict[str, Any],
+                        timeout: float | None) -> tuple[int, dict[str, Any]]:
+        taken.append(args)
+        return 200, {"status": "Accepted", "key": "AuthorizationKey=f00dfeedcafe"}
+
+    async def on_asker(*_: Any) -> tuple[int, dict[str, Any]]:
+        return 500, {}
+
+    heard: list[bytes] = []
+
+    async def listener(ready: asyncio.Event) -> None:
+        async with aiomqtt.Client(HOST, PORT, identifier=f"listener-{run}") as s:
+            await s.subscribe("voltledger/nodes/#", qos=1)
+            ready.set()
+            async for message in s.messages:
+                heard.append(bytes(message.payload))  # type: ignore[arg-type]
+
+    stop, ready = asyncio.Event(), asyncio.Event()
+    tasks = [asyncio.create_task(holder.run(on_holder, stop)),
+             asyncio.create_task(asker.run(on_asker, stop)),
+             asyncio.create_task(listener(ready))]
+    try:
+        async with asyncio.timeout(10):
+            await holder.connected.wait()
+            await asker.connected.wait()
+            await ready.wait()
+        status, result = await asker.request(
+            holder.node_id, "CP1", "set-password", {"password": "s3cret-of-the-station"}, 5,
+            wait=5)
+        await asyncio.sleep(0.5)  # the listener has its copy of the reply
+    finally:
+        stop.set()
+        tasks[2].cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    assert (status, result["key"]) == (200, "AuthorizationKey=f00dfeedcafe")
+    assert taken == [{"password": "s3cret-of-the-station"}]
+    assert len(heard) == 2  # the command and its reply
+    assert not any(b"s3cret" in m or b"f00dfeed" in m for m in heard), heard
