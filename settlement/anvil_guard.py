@@ -12,7 +12,9 @@ If the guard itself is killed, Anvil gets SIGTERM from the kernel
 (``PR_SET_PDEATHSIG``, Linux). The pid file names Anvil, the guard and the
 owner, so the next start can tell a node in use from one left behind.
 
-Only the standard library: this runs as its own small process.
+Only the standard library: this runs as its own small process, and the ``csms`` command
+imports :func:`process_alive` from here (the one check of a process that is gone, for
+the owner of a node and for the command's stale folders and leases).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import sys
 import threading
 from pathlib import Path
 
-__all__ = ["main"]
+__all__ = ["main", "process_alive"]
 
 PR_SET_PDEATHSIG = 1
 STOP_WAIT_S = 30.0  # Anvil writes its whole state on SIGTERM; give it time
@@ -38,6 +40,21 @@ def _die_with_guard() -> None:
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine (another user's too); a zombie, whose
+    parent has not reaped it yet, is gone."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def main(argv: list[str]) -> int:

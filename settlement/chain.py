@@ -41,6 +41,7 @@ from web3.exceptions import TransactionNotFound
 from web3.logs import DISCARD
 from web3.types import TxParams, Wei
 
+from settlement.anvil_guard import process_alive
 from settlement.contract import compiled
 
 __all__ = [
@@ -212,7 +213,7 @@ class _RunningNode:
 
     @property
     def owner_alive(self) -> bool:
-        return self.owner != os.getpid() and _alive(self.owner)
+        return self.owner != os.getpid() and process_alive(self.owner)
 
     def stop(self, wait: float = 40.0) -> None:
         log.warning("! stopping the Anvil node %d left behind by process %d", self.anvil,
@@ -220,27 +221,13 @@ class _RunningNode:
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.anvil, signal.SIGTERM)
         deadline = time.monotonic() + wait
-        while _alive(self.anvil) and time.monotonic() < deadline:
+        while process_alive(self.anvil) and time.monotonic() < deadline:
             time.sleep(0.05)
-        if _alive(self.anvil):
+        if process_alive(self.anvil):
             log.error("! Anvil %d did not stop; killed (its last state may be lost)",
                       self.anvil)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.anvil, signal.SIGKILL)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    stat = Path(f"/proc/{pid}/stat")
-    with contextlib.suppress(OSError, IndexError):
-        # a zombie is dead too (its parent has not reaped it yet)
-        return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    return True
 
 
 def _running_node(pidfile: Path) -> _RunningNode | None:
@@ -252,7 +239,7 @@ def _running_node(pidfile: Path) -> _RunningNode | None:
                             int(command[command.index("--port") + 1]))
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if not _alive(anvil):
+    if not process_alive(anvil):
         return None
     cmdline = Path(f"/proc/{anvil}/cmdline")
     state = command[command.index("--state") + 1] if "--state" in command else "anvil"

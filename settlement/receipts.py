@@ -65,6 +65,7 @@ __all__ = [
     "card_salt",
     "check_receipt",
     "duplicates",
+    "hex32",
     "load_batch_receipts",
     "load_receipt",
     "verify_receipt",
@@ -171,8 +172,8 @@ def card_salt(record: dict[str, Any], card: dict[str, Any] | None) -> str | None
     if (card is None or record.get("kind") != CARD or not record.get("driver_index")
             or not commitment or str(card.get("commitment") or "").lower() != commitment):
         return None
-    salt = str(card.get("salt") or "")
-    return salt.lower() if re.fullmatch(r"0x[0-9a-fA-F]{64}", salt) else None
+    salt = card.get("salt")
+    return str(salt).lower() if hex32(salt) is not None else None
 
 
 def _receipt(batch: dict[str, Any], item: dict[str, Any], session: dict[str, Any],
@@ -263,10 +264,19 @@ async def load_batch_receipts(repo: Any, batch_id: int, rpc_url: str | None) -> 
 
 
 # -- verifying -------------------------------------------------------------------------
+def hex32(value: Any) -> bytes | None:
+    """The 32 bytes ``value`` writes as 0x and 64 hex digits (a hash, a card's salt); None
+    for anything else (another length, another type)."""
+    if isinstance(value, str) and re.fullmatch(r"0x[0-9a-fA-F]{64}", value):
+        return bytes.fromhex(value[2:])
+    return None
+
+
 def _hex32(value: Any, name: str) -> bytes:
-    if not isinstance(value, str) or not re.fullmatch(r"0x[0-9a-fA-F]{64}", value):
+    raw = hex32(value)
+    if raw is None:
         raise ReceiptError(f"{name} is not a 32-byte hex value")
-    return bytes.fromhex(value[2:])
+    return raw
 
 
 def check_receipt(receipt: Any) -> None:
@@ -328,9 +338,8 @@ def _decimal(value: Any) -> Decimal | None:
 def _salts(cards: Iterable[tuple[str, str | bytes]] | None) -> list[tuple[str, bytes]]:
     out = []
     for tag, salt in cards or ():
-        raw = salt if isinstance(salt, bytes) else (
-            bytes.fromhex(salt[2:]) if re.fullmatch(r"0x[0-9a-fA-F]{64}", salt) else b"")
-        if len(raw) != 32:
+        raw = salt if isinstance(salt, bytes) else hex32(salt)
+        if raw is None or len(raw) != 32:
             raise ValueError(f"the salt of card {tag} is not 32 bytes (0x and 64 hex digits)")
         out.append((str(tag), raw))
     return out

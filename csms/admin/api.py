@@ -27,7 +27,7 @@ import orjson
 from aiohttp import web
 
 from csms.admin.openapi import openapi_document
-from csms.admin.operator import OperatorCommands, command_labels
+from csms.admin.operator import MAX_ID, OperatorCommands, command_labels
 from csms.bus.commands import CommandBus
 from csms.config import is_loopback
 from csms.domain.maintenance import Transfer, TransferKind
@@ -35,6 +35,7 @@ from csms.filestore import display_name, log_path
 from csms.logsafe import protect
 from csms.metrics import Metrics, merge_workers
 from csms.protocol import InvalidStationId, station_id_from_path
+from csms.protocol.frames import loads  # integers beyond 64 bits exactly
 from csms.server import CentralSystem
 from csms.service.maintenance_views import firmware_json, reservation_json, transfer_json
 from csms.service.ports import Repository, StorageError, Tx
@@ -45,7 +46,7 @@ from csms.translate.commands import (
     redacted_args,
 )
 
-__all__ = ["AdminApi", "AdminNotPublic", "is_loopback", "load_or_create_token"]
+__all__ = ["AdminApi", "AdminNotPublic", "is_loopback", "load_or_create_token", "record_id"]
 
 log = protect(logging.getLogger("csms.admin"))
 
@@ -104,10 +105,11 @@ def _int(query: dict[str, str], name: str, default: int, low: int, high: int) ->
 
 
 def record_id(raw: str) -> int | None:
-    """A record's id in a path (a session, a request): ASCII digits, 0 < id < 2**63 (a
-    SQLite / PostgreSQL bigint); None for anything else."""
+    """A record's id in a path or a cursor (a session, a request, a batch, an audit
+    entry): ASCII digits, 1 to :data:`MAX_ID` (a SQLite / PostgreSQL bigint); None for
+    anything else. The API and the console both check ids with it."""
     value = _digits(raw)
-    return value if value is not None and 0 < value < 2**63 else None
+    return value if value is not None and 0 < value <= MAX_ID else None
 
 
 def _bool(query: dict[str, str], name: str) -> bool | None:
@@ -313,7 +315,7 @@ class AdminApi:
         command = request.match_info["command"]
         actor = request.headers.get("X-Actor") or f"admin@{request.remote}"
         try:
-            body = await request.json(loads=orjson.loads) if request.can_read_body else {}
+            body = await request.json(loads=loads) if request.can_read_body else {}
         except ValueError:
             body = None
         if not isinstance(body, dict):  # refused, and audited as every refusal is
@@ -444,7 +446,7 @@ class AdminApi:
         if transfer_id is None:
             return _error(400, "a request id is an integer from 1 to 2**63-1")
         try:
-            body = await request.json(loads=orjson.loads) if request.can_read_body else {}
+            body = await request.json(loads=loads) if request.can_read_body else {}
         except ValueError:
             return _error(400, "the body must be a JSON object")
         names = body.get("kinds", [k.value for k in TransferKind]) \

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from csms.translate.command_args import MAX_INT32
 from csms.translate.commands import COMMANDS
 
 __all__ = ["COMMAND_BODIES", "openapi_document"]
@@ -70,7 +71,8 @@ COMMAND_BODIES: dict[str, Schema] = {
                      "description": "The session [default: the station's active one]"},
     }, description="1.6 RemoteStopTransaction, 2.0.1 RequestStopTransaction"),
     "reset": _command({"hard": {"type": "boolean", "default": False}}),
-    "unlock": _command({"connector": {**_CONNECTOR, "minimum": 1, "default": 1}}),
+    "unlock": _command({"connector": {**_CONNECTOR, "minimum": 1, "maximum": MAX_INT32,
+                                      "default": 1}}),
     "availability": _command({
         "state": {"type": "string", "enum": ["operative", "inoperative", "Operative",
                                               "Inoperative"]},

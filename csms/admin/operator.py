@@ -46,7 +46,7 @@ from csms.translate.commands import (
 )
 from csms.translate.pnc16 import inner_action, pnc_call, read_answer
 
-__all__ = ["COMMAND_RESULTS", "MAX_TIMEOUT", "OperatorCommands", "check_session",
+__all__ = ["COMMAND_RESULTS", "MAX_ID", "MAX_TIMEOUT", "OperatorCommands", "check_session",
            "command_labels", "command_timeout"]
 
 # Label values of voltledger_operator_commands: command names and these words only,

@@ -69,17 +69,36 @@ class OutboxRelay:
             ) as client:
                 log.info("= MQTT connected to %s:%d", self.host, self.port)
                 self.connected.set()
-                while not stop.is_set():
-                    rows = await self._pending()
-                    if not rows:
-                        with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(stop.wait(), self.poll_interval)
-                        continue
-                    for row in rows:
-                        await client.publish(row["topic"], row["payload"], qos=1)
-                    # Published but not yet marked if this fails: sent again after the
-                    # restart (at least once; consumers drop duplicates by event_id).
-                    await self._mark([int(r["id"]) for r in rows])
-                    self.published += len(rows)
+                gone = asyncio.create_task(_until_disconnected(client))
+                stopped = asyncio.create_task(stop.wait())
+                try:
+                    while not stop.is_set():
+                        if gone.done():
+                            gone.result()  # the broker went away: MqttError
+                        rows = await self._pending()
+                        if not rows:
+                            await asyncio.wait({gone, stopped}, timeout=self.poll_interval,
+                                               return_when=asyncio.FIRST_COMPLETED)
+                            continue
+                        for row in rows:
+                            await client.publish(row["topic"], row["payload"], qos=1)
+                        # Published but not yet marked if this fails: sent again after the
+                        # restart (at least once; consumers drop duplicates by event_id).
+                        await self._mark([int(r["id"]) for r in rows])
+                        self.published += len(rows)
+                finally:
+                    for task in (gone, stopped):
+                        task.cancel()
+                        with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+                            await task
         finally:
             self.connected.clear()
+
+
+async def _until_disconnected(client: aiomqtt.Client) -> None:
+    """Return never; raise MqttError when the broker goes away. The relay subscribes to
+    nothing, so no message comes: without this an idle relay learned of a lost broker only
+    at its next publish, and the reason aiomqtt keeps for the disconnection was never read
+    ("Future exception was never retrieved" when the client was collected)."""
+    async for _ in client.messages:
+        pass

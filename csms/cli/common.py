@@ -6,11 +6,9 @@ from __future__ import annotations
 import asyncio
 import getpass
 import json
-import os
 import sqlite3
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import orjson
@@ -23,6 +21,7 @@ from csms.config import Settings, SettingsError, env_var, option_name
 from csms.eventloop import loop_factory
 from csms.service.ports import Repository, StorageError, Tx
 from csms.storage import open_repository
+from settlement.anvil_guard import process_alive
 
 __all__ = [
     "MAX_ID",
@@ -245,17 +244,3 @@ def open_chain_or_fail(settings: Settings, **kwargs: Any) -> Any:
     except ChainError as exc:
         fail(str(exc).splitlines()[0], 1)
 
-
-def process_alive(pid: int) -> bool:
-    """Whether process ``pid`` runs on this machine (another user's too); a zombie, whose
-    parent has not reaped it yet, is gone."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True

@@ -78,14 +78,16 @@ def drivers_link(
     db: DbOption = None,
 ) -> None:
     """Charge a card to a driver's escrow: only once the driver linked it on chain."""
+    from settlement.receipts import hex32
     from settlement.records import card_commitment
 
     _address(driver, "--driver")
-    if not re.fullmatch(r"0x[0-9a-fA-F]{64}", salt):
+    raw_salt = hex32(salt)
+    if raw_salt is None:
         raise typer.BadParameter("0x and 64 hex digits", param_hint="--salt")
     if not tag or len(tag) > 36:
         raise typer.BadParameter("an id tag is 1 to 36 characters")
-    commitment = card_commitment(driver, tag, bytes.fromhex(salt[2:]))
+    commitment = card_commitment(driver, tag, raw_salt)
     settings = load_settings(db=db, data_dir=data_dir, chain=chain)
     c = _chain(settings, contract)
     try:

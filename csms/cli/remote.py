@@ -22,6 +22,7 @@ from csms.cli.common import (
     DataDirOption,
     DbOption,
     JsonOption,
+    actor,
     console,
     fail,
     group,
@@ -79,10 +80,13 @@ def admin_request(
         data = orjson.dumps(body) if body is not None else None
     except TypeError as exc:  # an integer beyond 64 bits
         fail(f"a value out of range: {exc}")
+    # who runs the command, as the other commands write it to the audit log (an HTTP
+    # header is Latin-1: a user name beyond ASCII goes escaped)
+    who = actor().encode("ascii", "backslashreplace").decode("ascii")
     request = urllib.request.Request(
         base + path, data=data, method=method,
         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json",
-                 "X-Actor": "cli"},
+                 "X-Actor": who},
     )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:

@@ -39,6 +39,7 @@ def verify(
         ReceiptError,
         check_receipt,
         duplicates,
+        hex32,
         verify_receipt,
     )
 
@@ -48,7 +49,7 @@ def verify(
     cards: list[tuple[str, str]] = []
     for value in card or []:
         tag, _, salt = value.rpartition(":")
-        if not tag or not re.fullmatch(r"0x[0-9a-fA-F]{64}", salt):
+        if not tag or hex32(salt) is None:
             raise typer.BadParameter("TAG:SALT, the salt 0x and 64 hex digits",
                                      param_hint="--card")
         cards.append((tag, salt))

@@ -398,8 +398,8 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
     async def list_audit(self, limit: int = 100) -> list[dict[str, Any]]:
         rows = await self.fetchall("SELECT * FROM audit_log ORDER BY id DESC LIMIT ?", limit)
         for r in rows:
-            r["request"] = orjson.loads(r["request"])
-            r["result"] = orjson.loads(r["result"])
+            r["request"] = json_value(r["request"])
+            r["result"] = json_value(r["result"])
             r["ok"] = bool(r["ok"])
         return rows
 
@@ -931,8 +931,8 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
             "SELECT * FROM audit_log WHERE id < ? ORDER BY id DESC LIMIT ?",
             before if before is not None else 2**62, limit)
         for r in rows:
-            r["request"] = orjson.loads(r["request"])
-            r["result"] = orjson.loads(r["result"])
+            r["request"] = json_value(r["request"])
+            r["result"] = json_value(r["result"])
             r["ok"] = bool(r["ok"])
         return rows
 

@@ -9,12 +9,14 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 __all__ = [
+    "MAX_INT32",
     "BuiltCall",
     "CommandBuilders",
     "CommandError",
     "availability_word",
     "certificate_arg",
     "component_variable",
+    "connector_arg",
     "data_transfer",
     "hash_data_arg",
     "int_arg",
@@ -95,6 +97,20 @@ def int_arg(args: dict[str, Any], key: str, default: int | None = None) -> int:
         return int(value)
     except (TypeError, ValueError):
         raise CommandError(f"{key} must be an integer") from None
+
+
+# The largest integer a station takes: OCPP's integers are 32-bit.
+MAX_INT32 = 2**31 - 1
+
+
+def connector_arg(args: dict[str, Any], key: str, default: int, low: int) -> int:
+    """A connector (1.6) or an EVSE (2.0.1) the operator named: an integer from ``low``
+    (0: the whole station, where the message takes it) to :data:`MAX_INT32`."""
+    value = int_arg(args, key, default)
+    if not low <= value <= MAX_INT32:
+        raise CommandError(f"{key} must be an integer from {low} to {MAX_INT32},"
+                           f" not {str(value)[:24]}")
+    return value
 
 
 def str_arg(args: dict[str, Any], key: str) -> str:

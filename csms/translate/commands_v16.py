@@ -9,6 +9,7 @@ from csms.translate.command_args import (
     CommandError,
     availability_word,
     certificate_arg,
+    connector_arg,
     data_transfer,
     hash_data_arg,
     int_arg,
@@ -59,7 +60,7 @@ __all__ = [
 def start(a: dict[str, Any]) -> BuiltCall:
     p: dict[str, Any] = {"idTag": str_arg(a, "tag")}
     if a.get("connector") is not None:
-        p["connectorId"] = int_arg(a, "connector")
+        p["connectorId"] = connector_arg(a, "connector", 1, 1)
     return BuiltCall("RemoteStartTransaction", p)
 
 
@@ -73,13 +74,14 @@ def reset(a: dict[str, Any]) -> BuiltCall:
 
 
 def unlock(a: dict[str, Any]) -> BuiltCall:
-    return BuiltCall("UnlockConnector", {"connectorId": int_arg(a, "connector", 1)})
+    # UnlockConnector.req: connectorId above 0 (connector 0 is the station itself)
+    return BuiltCall("UnlockConnector", {"connectorId": connector_arg(a, "connector", 1, 1)})
 
 
 def availability(a: dict[str, Any]) -> BuiltCall:
     word = availability_word(a)
     return BuiltCall("ChangeAvailability",
-                     {"connectorId": int_arg(a, "connector", 0), "type": word})
+                     {"connectorId": connector_arg(a, "connector", 0, 0), "type": word})
 
 
 # Messages only the security extension's ExtendedTriggerMessage asks for.
@@ -89,7 +91,7 @@ _EXTENDED_ONLY = ("LogStatusNotification", "SignChargePointCertificate")
 def trigger(a: dict[str, Any]) -> BuiltCall:
     p: dict[str, Any] = {"requestedMessage": str_arg(a, "message")}
     if a.get("connector") is not None:
-        p["connectorId"] = int_arg(a, "connector")
+        p["connectorId"] = connector_arg(a, "connector", 1, 1)
     # 1.6 §5.17 TriggerMessage; the security whitepaper's ExtendedTriggerMessage when
     # asked for, or for the messages only it knows
     if a.get("extended") or p["requestedMessage"] in _EXTENDED_ONLY:
@@ -117,7 +119,7 @@ def set_variables(a: dict[str, Any]) -> BuiltCall:
 
 def set_profile(a: dict[str, Any]) -> BuiltCall:
     unit = profile_unit(a)
-    connector = int_arg(a, "connector", 0)
+    connector = connector_arg(a, "connector", 0, 0)
     profile_id = int_arg(a, "profile_id", 1)
     periods = schedule(a)
     # TxDefaultProfile: applies to every transaction on the connector (1.6 §3.13.2).
@@ -222,7 +224,7 @@ def get_monitoring_report(a: dict[str, Any]) -> BuiltCall:
 # -- reservations, firmware, logs (arguments filled in by csms.admin.maintenance) -------------
 def reserve(a: dict[str, Any]) -> BuiltCall:
     # 1.6 §6.41 ReserveNow: connector 0 reserves any connector (if the station supports it)
-    p: dict[str, Any] = {"connectorId": int_arg(a, "connector", 0),
+    p: dict[str, Any] = {"connectorId": connector_arg(a, "connector", 0, 0),
                          "expiryDate": str_arg(a, "expiry"), "idTag": str_arg(a, "tag"),
                          "reservationId": int_arg(a, "reservation_id")}
     if a.get("parent_tag"):

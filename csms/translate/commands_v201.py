@@ -11,6 +11,7 @@ from csms.translate.command_args import (
     availability_word,
     certificate_arg,
     component_variable,
+    connector_arg,
     data_transfer,
     hash_data_arg,
     int_arg,
@@ -64,7 +65,7 @@ def start(a: dict[str, Any]) -> BuiltCall:
     p: dict[str, Any] = {"idToken": {"idToken": tag, "type": "Central"},
                          "remoteStartId": next_remote_id()}
     if a.get("connector") is not None:
-        p["evseId"] = int_arg(a, "connector")
+        p["evseId"] = connector_arg(a, "connector", 1, 1)
     return BuiltCall("RequestStartTransaction", p)
 
 
@@ -78,13 +79,14 @@ def reset(a: dict[str, Any]) -> BuiltCall:
 
 
 def unlock(a: dict[str, Any]) -> BuiltCall:
+    # 2.0.1 F05: an EVSE's connector; EVSE ids start at 1 (0 is the station itself)
     return BuiltCall("UnlockConnector",
-                     {"evseId": int_arg(a, "connector", 1), "connectorId": 1})
+                     {"evseId": connector_arg(a, "connector", 1, 1), "connectorId": 1})
 
 
 def availability(a: dict[str, Any]) -> BuiltCall:
     word = availability_word(a)
-    connector = int_arg(a, "connector", 0)
+    connector = connector_arg(a, "connector", 0, 0)
     p: dict[str, Any] = {"operationalStatus": word}
     if connector:
         p["evse"] = {"id": connector}
@@ -94,7 +96,7 @@ def availability(a: dict[str, Any]) -> BuiltCall:
 def trigger(a: dict[str, Any]) -> BuiltCall:
     p: dict[str, Any] = {"requestedMessage": str_arg(a, "message")}
     if a.get("connector") is not None:
-        p["evse"] = {"id": int_arg(a, "connector")}
+        p["evse"] = {"id": connector_arg(a, "connector", 0, 0)}
     return BuiltCall("TriggerMessage", p)
 
 
@@ -123,7 +125,7 @@ def set_variables(a: dict[str, Any]) -> BuiltCall:
 
 def set_profile(a: dict[str, Any]) -> BuiltCall:
     unit = profile_unit(a)
-    connector = int_arg(a, "connector", 0)
+    connector = connector_arg(a, "connector", 0, 0)
     profile_id = int_arg(a, "profile_id", 1)
     periods = schedule(a)
     # TxDefaultProfile: applies to every transaction on the EVSE (2.0.1 K01).
@@ -282,8 +284,8 @@ def reserve(a: dict[str, Any]) -> BuiltCall:
     p: dict[str, Any] = {"id": int_arg(a, "reservation_id"),
                          "expiryDateTime": str_arg(a, "expiry"),
                          "idToken": {"idToken": str_arg(a, "tag"), "type": "ISO14443"}}
-    if int_arg(a, "connector", 0):
-        p["evseId"] = int_arg(a, "connector")
+    if connector_arg(a, "connector", 0, 0):
+        p["evseId"] = connector_arg(a, "connector", 0, 0)
     if a.get("parent_tag"):
         p["groupIdToken"] = {"idToken": str(a["parent_tag"]), "type": "Central"}
     return BuiltCall("ReserveNow", p)

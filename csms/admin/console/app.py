@@ -46,7 +46,9 @@ import jinja2
 import orjson
 from aiohttp import web
 
+from csms.admin.api import record_id
 from csms.admin.console import pages
+from csms.admin.operator import MAX_ID
 from csms.domain.model import IdTag, TagStatus
 from csms.domain.tariff import MAX_PRICE, Tariff
 from csms.logsafe import protect
@@ -134,12 +136,15 @@ def _station_arg(value: str | None) -> str | None:
 
 
 def _cursor_int(value: str | None, name: str = "before") -> int | None:
-    """An id: a cursor (``before``) or a record's id in a path."""
+    """An id: a cursor (``before``) or a record's id in a path, checked as the admin API
+    checks one (:func:`csms.admin.api.record_id`)."""
     if value is None or value == "":
         return None
-    if not (value.isascii() and value.isdigit()) or len(value) > 18:
-        raise Refused(400, f"{name} must be a whole number, not {value[:20]!r}")
-    return int(value)
+    checked = record_id(value)
+    if checked is None:
+        raise Refused(400, f"{name} must be a whole number from 1 to {MAX_ID},"
+                           f" not {value[:20]!r}")
+    return checked
 
 
 def _text_arg(value: str | None, name: str, longest: int = 64) -> str | None:

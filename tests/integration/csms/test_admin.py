@@ -203,8 +203,9 @@ async def test_station_status_shows_online(csms_server: RunningServer) -> None:
     assert stations[0]["online"] is False
 
 
-async def run_cli(server: RunningServer, *args: str) -> tuple[int, str, str]:
-    env = {**os.environ, "CSMS_DATA_DIR": server.settings.data_dir,
+async def run_cli(server: RunningServer, *args: str,
+                  env_extra: dict[str, str] | None = None) -> tuple[int, str, str]:
+    env = {**os.environ, **(env_extra or {}), "CSMS_DATA_DIR": server.settings.data_dir,
            "CSMS_ADMIN_PORT": str(server.app.admin.port), "CSMS_DB": server.settings.db}  # type: ignore[union-attr]
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "csms", *args, env=env,
@@ -231,6 +232,28 @@ async def test_cli_remote_commands(csms_server: RunningServer, version: str) -> 
     code, out, err = await run_cli(csms_server, "remote", "reset", "CP1")
     assert code == 1
     assert "not connected" in err
+
+
+@pytest.mark.parametrize(("user", "recorded"), [
+    ("alice", "cli:alice"), ("jos\u00e9", "cli:jos\\xe9")])
+async def test_cli_remote_commands_are_audited_as_who_ran_them(
+    csms_server: RunningServer, user: str, recorded: str,
+) -> None:
+    """As the other commands: cli:<the user>, not the bare word "cli"."""
+    await csms_server.add_station("CP1")
+    users = {name: user for name in ("LOGNAME", "USER", "LNAME", "USERNAME")}
+    async with await RawClient.connect(csms_server.url, "CP1", ["ocpp1.6"]) as c:
+        await csms_server.wait_connected("CP1")
+        cli = asyncio.create_task(run_cli(csms_server, "remote", "unlock", "CP1",
+                                          env_extra=users))
+        await answer_next(c, {"status": "Unlocked"})
+        code, _, err = await cli
+        assert code == 0, err
+    code, _, err = await run_cli(csms_server, "remote", "reset", "CP1", env_extra=users)
+    assert code == 1, err  # refused (offline): audited all the same
+    audit = await csms_server.repo.read(lambda tx: tx.list_audit(10))
+    assert [(a["actor"], a["action"]) for a in audit] == [
+        (recorded, "reset"), (recorded, "unlock")]
 
 
 @pytest.mark.parametrize("path", [

@@ -108,3 +108,31 @@ def test_what_is_not_a_receipt_is_refused(change: Any, message: str) -> None:
         verify_receipt(r)
     with pytest.raises(ReceiptError, match="not a voltledger receipt"):
         verify_receipt([r])
+
+
+@pytest.mark.parametrize("salt", [5, None, "0x12", "0x" + "zz" * 32, "22" * 32, b"short",
+                                  ["0x" + "22" * 32]])
+def test_a_driver_s_salt_that_is_not_32_bytes_is_a_value_error(salt: Any) -> None:
+    """Every card salt is read by one check (hex32): a type that is no salt included."""
+    with pytest.raises(ValueError, match="the salt of card T1 is not 32 bytes"):
+        verify_receipt(receipt(), driver="0x" + "11" * 20, cards=[("T1", salt)])
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("0x" + "Ab" * 32, bytes.fromhex("ab" * 32)), ("0x" + "ab" * 31, None),
+    ("0X" + "ab" * 32, None), (" 0x" + "ab" * 32, None), (b"\x00" * 32, None), (None, None),
+])
+def test_hex32(value: Any, expected: bytes | None) -> None:
+    from settlement.receipts import hex32
+
+    assert hex32(value) == expected
+
+
+def test_the_card_salt_a_receipt_gives_is_checked_by_hex32() -> None:
+    from settlement.receipts import card_salt
+
+    r = {**receipt()["record"], "driver_index": 1}
+    card = {"commitment": r["card_commitment"], "salt": "0x" + "AB" * 32}
+    assert card_salt(r, card) == "0x" + "ab" * 32
+    assert card_salt(r, {**card, "salt": "0x" + "ab" * 31}) is None
+    assert card_salt(r, {**card, "salt": 7}) is None

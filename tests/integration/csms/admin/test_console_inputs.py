@@ -39,6 +39,36 @@ async def test_an_id_that_is_not_a_whole_number_is_400(browser: Browser, path: s
     assert r.status == 400, (r.status, (await r.text())[:120])
 
 
+ARABIC_INDIC_12 = "%D9%A1%D9%A2"  # "١٢": digits to str.isdigit() and int(), not ASCII
+
+
+@pytest.mark.parametrize("raw", ["0", "-1", str(2**63), "9" * 30, ARABIC_INDIC_12, "1e3"])
+@pytest.mark.parametrize("path", ["/sessions/{}", "/settlement/{}", "/sessions?before={}",
+                                  "/audit?before={}"])
+async def test_an_id_beyond_the_database_s_range_is_400(
+    browser: Browser, path: str, raw: str,
+) -> None:
+    """The same range as the admin API's ids: 1 to 2**63-1, ASCII digits."""
+    await browser.login()
+    r = await browser.http.get(URL(browser.base + path.format(raw), encoded=True),
+                               allow_redirects=False)
+    text = await r.text()
+    assert r.status == 400, (r.status, text[:120])
+    assert "must be a whole number from 1 to 9223372036854775807" in text
+
+
+@pytest.mark.parametrize(("path", "status"), [
+    (f"/sessions/{2**63 - 1}", 404), (f"/settlement/{2**63 - 1}", 404),
+    (f"/sessions?before={2**63 - 1}", 200), (f"/audit?before={2**63 - 1}", 200),
+])
+async def test_the_largest_id_the_database_holds_is_an_id(
+    browser: Browser, path: str, status: int,
+) -> None:
+    await browser.login()
+    r = await browser.http.get(browser.base + path, allow_redirects=False)
+    assert r.status == status, (r.status, (await r.text())[:120])
+
+
 async def test_a_decision_on_a_session_id_that_is_not_a_number_is_400(
     browser: Browser,
 ) -> None:

@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import aiomqtt
 import pytest
 
 from csms.config import Settings
@@ -105,3 +106,33 @@ async def test_system_mosquitto_is_reachable_for_deployments(tmp_path: Path) -> 
         await asyncio.wait_for(server.app.relay.connected.wait(), 10)
     finally:
         await server.stop()
+
+
+async def test_an_idle_relay_learns_the_broker_is_gone(broker: Broker, tmp_path: Path) -> None:
+    """With nothing to publish, the relay raises as soon as the broker goes away (its
+    supervisor reconnects), and the reason aiomqtt keeps is read: no "Future exception was
+    never retrieved" when the client is collected."""
+    import gc
+
+    from csms.bus.relay import OutboxRelay
+    from csms.storage import open_repository
+
+    reported: list[str] = []
+    asyncio.get_running_loop().set_exception_handler(
+        lambda loop, context: reported.append(str(context.get("message"))))
+    repo = await open_repository(str(tmp_path / "relay.db"))
+    try:
+        relay = OutboxRelay(repo, broker.url, poll_interval=0.05)
+        stop = asyncio.Event()
+        running = asyncio.create_task(relay.run(stop))
+        await asyncio.wait_for(relay.connected.wait(), 10)
+        broker.stop()
+        with pytest.raises(aiomqtt.MqttError):
+            await asyncio.wait_for(running, 5)
+        assert not relay.connected.is_set()
+        del running, relay
+        gc.collect()
+        await asyncio.sleep(0.05)
+    finally:
+        await repo.close()
+    assert reported == []

@@ -185,6 +185,23 @@ async def test_audit_and_local_list_versions(repo: Repository) -> None:
     assert [r["actor"] for r in await repo.read(lambda tx: tx.list_audit(limit=1))] == ["bob"]
 
 
+async def test_audit_keeps_integers_beyond_64_bits_exactly(repo: Repository) -> None:
+    """An operator's argument beyond 64 bits (refused, and audited as asked) reads back as
+    the integer it was, not as a float."""
+    big = {"session": 2**70, "nested": [-(2**63) - 1, 2**64], "edge": 2**63 - 1}
+
+    async def work(tx: Tx) -> None:
+        await tx.add_audit("alice", "stop", "CP1", big, {"error": f"no session {2**70}",
+                                                          "id": 2**65}, False, T0)
+
+    await unit(repo, work)
+    [row] = await repo.read(lambda tx: tx.list_audit())
+    [page] = await repo.read(lambda tx: tx.list_audit_page(None, 10))
+    for r in (row, page):
+        assert r["request"] == big and r["result"]["id"] == 2**65
+        assert all(type(v) is int for v in (r["request"]["session"], *r["request"]["nested"]))
+
+
 async def test_connectors(repo: Repository) -> None:
     async def work(tx: Tx) -> None:
         await tx.insert_station(station("CP1"))

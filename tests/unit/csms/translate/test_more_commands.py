@@ -169,3 +169,34 @@ def test_publish_and_unpublish_firmware_per_version() -> None:
     assert version_refusal(OcppVersion.V16, "update-firmware") is None
     assert version_refusal(OcppVersion.V16, "get-variables") is not None
     assert carries_secret("publish-firmware", {"location": url})
+
+
+# a command naming a connector (1.6) or an EVSE (2.0.1), with the arguments it needs
+CONNECTOR_COMMANDS: list[tuple[str, dict[str, Any], int]] = [
+    ("start", {"tag": "T1"}, 1),
+    ("availability", {"state": "inoperative"}, 0),
+    ("trigger", {"message": "StatusNotification"}, 0),
+    ("set-profile", {"limit": 11000}, 0),
+    ("reserve", {"tag": "T1", "expiry": "2030-01-01T00:00:00Z", "reservation_id": 1}, 0),
+    ("unlock", {}, 1),
+]
+
+
+@pytest.mark.parametrize("version", [V16, V201])
+@pytest.mark.parametrize(("command", "args", "low"), CONNECTOR_COMMANDS)
+@pytest.mark.parametrize("connector", [-1, 2**31, 10**30])
+def test_a_connector_no_station_has_is_refused(version: OcppVersion, command: str,
+                                               args: dict[str, Any], low: int,
+                                               connector: int) -> None:
+    """OCPP's connector and EVSE ids are 32-bit and never negative: an operator's -1 or
+    2^31 is refused with the range, never sent."""
+    with pytest.raises(CommandError, match="connector must be an integer from"):
+        build_call(version, command, {**args, "connector": connector})
+
+
+@pytest.mark.parametrize("version", [V16, V201])
+@pytest.mark.parametrize(("command", "args", "low"), CONNECTOR_COMMANDS)
+def test_the_connectors_in_range_are_taken(version: OcppVersion, command: str,
+                                           args: dict[str, Any], low: int) -> None:
+    for connector in (max(low, 1), 2**31 - 1):
+        build_call(version, command, {**args, "connector": connector})
