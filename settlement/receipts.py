@@ -6,12 +6,13 @@ number, digest) and where it was settled (chain id, contract, transaction, block
 ``verify_receipt`` needs only the receipt and an RPC URL. Offline it recomputes the
 samples hash, the record hash and the entry, and checks that the record is consistent:
 energy = stop - start, the duration, the price from the record's tariff, the driver's
-signature of an app session, and every signed meter reading (the meter's signature, and
-that the readings belong to this session: begin before end, inside its time window, in
-page order, one meter, the driver's card). On chain it reads the settle transaction's own
-input: the entry is there at its position, the entries give the digest the contract
-stored for those sequence numbers (so the session was settled exactly once, by this
-chunk), and the transaction's events say whether the amount was taken from the escrow.
+signature of an app session, and every signed meter reading (the meter's signature, that
+the meter does not mark the begin or end reading faulty, and that the readings belong to
+this session: begin before end, inside its time window, in page order, one meter, the
+driver's card). On chain it reads the settle transaction's own input: the entry is there
+at its position, the entries give the digest the contract stored for those sequence
+numbers (so the session was settled exactly once, by this chunk), and the transaction's
+events say whether the amount was taken from the escrow.
 
 Which contract is the real one cannot be read from a receipt (anyone can deploy a
 look-alike that answers whatever it likes): the code at the receipt's contract address
@@ -34,7 +35,15 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import (
+    ROUND_HALF_EVEN,
+    Context,
+    Decimal,
+    DivisionByZero,
+    InvalidOperation,
+    Overflow,
+    localcontext,
+)
 from typing import Any
 
 from csms.domain.tariff import Tariff, price_minor
@@ -73,6 +82,11 @@ __all__ = [
 
 RECEIPT_VERSION = 2
 VALID, INVALID, UNVERIFIED = "VALID", "INVALID", "UNVERIFIED"
+# the decimal context of every figure the verifier computes: Python's default (28 digits),
+# whatever a library imported into the process set for the thread (vyper sets 78 on import);
+# the receipt page computes with the same 28 digits
+DECIMALS = Context(prec=28, rounding=ROUND_HALF_EVEN, Emin=-999999, Emax=999999,
+                   traps=[InvalidOperation, DivisionByZero, Overflow])
 UNPAID_REASONS = {
     1: "the station is not registered on chain", 2: "no driver's escrow",
     3: "more energy than the station's power allows", 4: "above the prices the driver accepts",
@@ -329,10 +343,14 @@ def _parse(receipt: Any) -> dict[str, Any]:
 
 
 def _decimal(value: Any) -> Decimal | None:
+    """A meter reading of the record: a finite number in ASCII digits, else None (NaN or
+    infinity is no reading; the receipt page reads the same ones)."""
+    text = str(value)
     try:
-        return None if value in (None, "None") else Decimal(str(value))
+        number = None if value in (None, "None") or not text.isascii() else Decimal(text)
     except InvalidOperation:
         return None
+    return number if number is not None and number.is_finite() else None
 
 
 def _salts(cards: Iterable[tuple[str, str | bytes]] | None) -> list[tuple[str, bytes]]:
@@ -356,6 +374,12 @@ def verify_receipt(receipt: Any, w3: Any | None = None, *, driver: str | None = 
 
     Raises :class:`ReceiptError` for what is not a receipt of this version, ValueError
     for a salt of ``cards`` that is not 32 bytes."""
+    with localcontext(DECIMALS):
+        return _verify(receipt, w3, driver, contract, cards)
+
+
+def _verify(receipt: Any, w3: Any | None, driver: str | None, contract: str | None,
+            cards: Iterable[tuple[str, str | bytes]] | None) -> Verdict:
     own_cards = _salts(cards)
     r = _parse(receipt)
     record, samples = r["record"], r["samples"]
@@ -397,9 +421,14 @@ def _check_record(v: Verdict, record: dict[str, Any], chain_id: int, contract: s
         v.add("energy = stop - start", False, "the record has no start or stop reading")
     else:
         delta = stop - start
-        energy = int(delta.quantize(Decimal(1), rounding=ROUND_HALF_EVEN)) if delta >= 0 else 0
-        v.add("energy = stop - start", energy == record["energy_wh"],
-              f"{stop} - {start} Wh = {energy} Wh, the record bills {record['energy_wh']} Wh")
+        try:
+            energy: int | None = int(delta.quantize(Decimal(1), rounding=ROUND_HALF_EVEN)) \
+                if delta >= 0 else 0
+        except InvalidOperation:  # more than 28 digits: no energy any record can bill
+            energy = None
+        v.add("energy = stop - start", energy is not None and energy == record["energy_wh"],
+              f"{stop} - {start} Wh = {'?' if energy is None else energy} Wh, the record"
+              f" bills {record['energy_wh']} Wh")
     try:
         started = datetime.fromisoformat(record["started_at"])
         stopped = datetime.fromisoformat(record["stopped_at"])
@@ -417,7 +446,7 @@ def _check_record(v: Verdict, record: dict[str, Any], chain_id: int, contract: s
         v.add("price", price == record["price_minor"],
               f"the tariff in the record gives {price}, the record bills"
               f" {record['price_minor']} (minor units)")
-    except (TypeError, ValueError, KeyError, InvalidOperation):
+    except (TypeError, ValueError, KeyError, ArithmeticError):  # InvalidOperation, Overflow
         v.add("price", False, "the record's tariff cannot be read")
     if record["kind"] == SIGNED:
         try:
@@ -458,8 +487,12 @@ def _check_signed(v: Verdict, record: dict[str, Any], samples: list[dict[str, An
     if not problems and "signed_register_offset" in rec.flags:
         detail = "the energy between the billed readings is the energy the meter signed"
     matched = v.add("signed readings = billed readings", not problems, detail)
+    # the meter's own word on its readings: a status other than G or an energy error is
+    # not billable (the central system holds such a session: signed_reading_faulty)
+    good = v.add("meter status", not rec.faults, "; ".join(rec.faults) if rec.faults
+                 else "no signed begin or end reading is marked faulty by the meter")
     belongs = _belongs(v, record, readings, rec)
-    if all_ok and matched and belongs and not rec.missing:
+    if all_ok and matched and good and belongs and not rec.missing:
         short = (key or "")[-16:]
         v.proves = ("The record is the one settled on chain, and the energy figure is the one"
                     " the calibrated meter signed for this session (OCMF signatures verified"

@@ -255,6 +255,8 @@ def unwrap(signed: dict[str, Any]) -> Unwrapped:
     """The container and the key text from a stored sample's ``signed`` object (either
     version)."""
     obj: dict[str, Any]
+    if not isinstance(signed, dict):
+        raise OcmfError("signed meter data is not an object")
     if "signedData" in signed:  # 1.6: the SampledValue's value, kept verbatim
         value = str(signed["signedData"]).strip()
         if value.startswith("{"):
@@ -413,7 +415,8 @@ def check_container(signed: dict[str, Any], pinned_key: str | None) -> CheckedCo
         _unique_keys(unwrapped.container)
         result.readings = _readings(parsed)
         algorithm = _signature_algorithm(parsed.signature, unwrapped.signing_method)
-    except (pyocmf.PyOCMFError, ValidationError, ValueError, ArithmeticError) as exc:
+    except (pyocmf.PyOCMFError, ValidationError, ValueError, ArithmeticError, TypeError,
+            AttributeError, LookupError) as exc:  # pyocmf lets the last three out (wrong types)
         result.detail = f"unreadable OCMF: {str(exc).splitlines()[0]}"
         return result
     try:
@@ -509,6 +512,7 @@ class Reconciled:
     mismatches: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
+    faults: list[str] = field(default_factory=list)  # begin/end readings the meter marks faulty
     signed_begin: SignedReading | None = None
     signed_end: SignedReading | None = None
 
@@ -589,11 +593,12 @@ def reconcile(readings: list[SignedReading], billed_start: Decimal | None,
                         f"{name}: billed {billed} Wh, meter signed {signed.wh} Wh")
     if out.missing:
         out.flags.append("signed_reading_missing")
-    if any(r is not None and faulty(r) for r in (begin, end)):
+    out.faults = [f"the meter marked its {r.tx} reading as faulty (ST {r.status!r},"
+                  f" EF {r.error_flags!r})" for r in (begin, end)
+                  if r is not None and faulty(r)]
+    if out.faults:
         out.flags.append("signed_reading_faulty")
-        out.notes.extend(f"the meter marked its {r.tx} reading as faulty (ST {r.status!r},"
-                         f" EF {r.error_flags!r})" for r in (begin, end)
-                         if r is not None and faulty(r))
+        out.notes.extend(out.faults)
     return out
 
 
@@ -685,8 +690,8 @@ def foreign(readings: Iterable[SignedReading], begin: SignedReading | None,
         if r is None or r.time is None:
             continue
         at = _at(r.time)
-        try:
-            inside = at is not None and started - margin <= at <= last + margin
+        try:  # differences, not started - margin: no overflow at the ends of the calendar
+            inside = at is not None and -margin <= at - started and at - last <= margin
         except TypeError:  # a naive time against an aware one
             inside = False
         if not inside:

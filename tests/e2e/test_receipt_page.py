@@ -18,6 +18,7 @@ import copy
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -468,17 +469,24 @@ class _Meter:
         }[form]
 
     def container(self, tx: str, wh: int, at: datetime, tag: str, *, page: int | None = None,
-                  signature: str = "der", tamper: bool = False) -> str:
+                  signature: str = "der", tamper: bool = False, serial: str = "MTR-9",
+                  status: str = "G", flags: str = "",
+                  more: tuple[tuple[str, int], ...] = ()) -> str:
+        """``more``: further readings of the same moment, (register, Wh) each."""
         from cryptography.hazmat.primitives.asymmetric import ec
         from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
         self.page += 1
+
+        def reading(register: str, value: int) -> dict[str, Any]:
+            return {"TM": at.strftime("%Y-%m-%dT%H:%M:%S,000+0000 S"), "TX": tx,
+                    "RV": value / 1000, "RI": register, "RU": "kWh", "RT": "AC",
+                    "EF": flags, "ST": status}
+
         payload = {"FV": "1.0", "GI": "test", "GS": "VEC1", "GV": "1.0",
-                   "PG": f"T{page or self.page}", "MV": "test", "MM": "m", "MS": "MTR-9",
+                   "PG": f"T{page or self.page}", "MV": "test", "MM": "m", "MS": serial,
                    "IS": True, "IL": "NONE", "IF": [], "IT": "CENTRAL", "ID": tag,
-                   "RD": [{"TM": at.strftime("%Y-%m-%dT%H:%M:%S,000+0000 S"), "TX": tx,
-                           "RV": wh / 1000, "RI": "1-b:1.8.0", "RU": "kWh", "RT": "AC",
-                           "EF": "", "ST": "G"}]}
+                   "RD": [reading(r, v) for r, v in (*more, ("1-b:1.8.0", wh))]}
         text = json.dumps(payload, separators=(",", ":"))
         der = self.key.sign(text.encode(), ec.ECDSA(self.digest))
         size = (self.key.curve.key_size + 7) // 8
@@ -497,10 +505,14 @@ class _Meter:
 def _generated(meter: _Meter, *, pin: str | None = "der", message: str | None = None,
                wrap: str = "v16", start: int = 10_000, stop: int = 12_500,
                shift: timedelta = timedelta(0), tag: str = "TAG0", billed: str | None = None,
-               begin_page: int | None = None, **sign: Any) -> dict[str, Any]:
+               begin_page: int | None = None, end_code: str = "E",
+               end_shift: timedelta = timedelta(0), end: dict[str, Any] | None = None,
+               naive: bool = False, **sign: Any) -> dict[str, Any]:
+    """``sign`` goes to the begin container, ``end`` to the end container."""
     t1 = T0 + timedelta(minutes=30)
     begin = meter.container("B", start, T0 + shift, tag, page=begin_page, **sign)
-    end = meter.container("E", stop, t1 + shift, "TAG0")
+    end_container = meter.container(end_code, stop, t1 + shift + end_shift, "TAG0",
+                                    **(end or {}))
 
     def wrapped(container: str) -> dict[str, Any]:
         if wrap == "v16":
@@ -510,9 +522,32 @@ def _generated(meter: _Meter, *, pin: str | None = "der", message: str | None = 
                 **({"publicKey": meter.public(message)} if message else {})}
 
     samples = [_sample(T0, "Transaction.Begin", wrapped(begin)),
-               _sample(t1, "Transaction.End", wrapped(end))]
-    return _offline_receipt(samples, start=str(start), stop=billed or str(stop), started=T0,
-                            stopped=t1, tag="TAG0", key=meter.public(pin) if pin else None)
+               _sample(t1, "Transaction.End", wrapped(end_container))]
+    started, stopped = (T0.replace(tzinfo=None), t1.replace(tzinfo=None)) if naive else (T0, t1)
+    return _offline_receipt(samples, start=str(start), stop=billed or str(stop),
+                            started=started, stopped=stopped, tag="TAG0",
+                            key=meter.public(pin) if pin else None)
+
+
+def _lem() -> dict[str, Any]:
+    """The LEM DCBM record's payload as its meter wrote it, signed with a test key (its own
+    key is not public)."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from support.ocmf_vectors import LEM_PAYLOAD
+
+    meter = _Meter(ec.SECP256R1(), "ECDSA-secp256r1-SHA256")
+    sig = meter.key.sign(LEM_PAYLOAD.encode(), ec.ECDSA(meter.digest)).hex()
+    container = f'OCMF|{LEM_PAYLOAD}|{{"SA":"{meter.sa}","SD":"{sig}"}}'
+    return _real_meter([{"signedData": container}], meter.public())
+
+
+def _not_an_object() -> dict[str, Any]:
+    samples = [_sample(T0, "Transaction.Begin", None, "10000"),
+               {**_sample(T0 + timedelta(minutes=30), "Transaction.End", None, "12500"),
+                "format": "SignedData", "signed": "OCMF|{}|{}"}]
+    return _offline_receipt(samples, start="10000", stop="12500", started=T0,
+                            stopped=T0 + timedelta(minutes=30), tag="TAG0", key=None)
 
 
 def _authorized(max_amount: int, signer: Any = None) -> dict[str, Any]:
@@ -600,6 +635,26 @@ def _vector_cases() -> list[tuple[str, dict[str, Any]]]:
         ("signed for another card", _generated(p256(), tag="04AABBCC")),
         ("billed stop above the signed one", _generated(p256(), billed="13500")),
         ("billed in kWh, signed in Wh", _generated(p256(), billed="12.5")),
+        # OCMF ends a transaction with E or a termination (L, R, A, P): each is the end reading
+        *[(f"ended by TX {code}", _generated(p256(), end_code=code)) for code in "LRAP"],
+        ("ended by TX R, billed stop above the signed one",
+         _generated(p256(), end_code="R", billed="13500")),
+        # the meter's own status: not G, or the energy error flag, is not billable
+        ("begin marked faulty (ST E)", _generated(p256(), status="E")),
+        ("end with an energy error (EF E)", _generated(p256(), end={"flags": "E"})),
+        ("a time error alone (EF t)", _generated(p256(), flags="t", end={"flags": "t"})),
+        # readings that are not this session's
+        ("begin and end of two meters", _generated(p256(), end={"serial": "MTR-8"})),
+        ("begin later than the end", _generated(p256(), end_shift=timedelta(minutes=-31))),
+        ("end an hour after the session", _generated(p256(), end_shift=timedelta(hours=1))),
+        ("session times without an offset", _generated(p256(), naive=True)),
+        # begin and end from one register: the total import register, not a tariff one
+        ("a tariff register beside the total on both sides",
+         _generated(p256(), more=(("1-b:1.8.1", 3_000),), end={"more": (("1-b:1.8.1", 4_000),)})),
+        ("a tariff register beside the total at the begin only",
+         _generated(p256(), more=(("1-b:1.8.1", 3_000),))),
+        ("LEM DCBM (import and export registers, inherited TM and TX)", _lem()),
+        ("signed meter data that is not an object", _not_an_object()),
         ("app session, the driver's authorization", _authorized(2_000)),
         ("app session above the authorized amount", _authorized(10)),
         ("app session signed by someone else", _authorized(2_000, signer=_other_account())),
@@ -607,6 +662,13 @@ def _vector_cases() -> list[tuple[str, dict[str, Any]]]:
     # values of another type where the record has numbers, times, readings, a tariff: the
     # verifiers must read them as Python does (int(), str(), ==, Decimal)
     named = dict(cases)
+    # the DZG meter's readings (+02:00) a day after the record's session: the message gives
+    # their times as the meter wrote them
+    late = copy.deepcopy(named["DZG (secp256k1, begin and end apart)"])
+    for name in ("started_at", "stopped_at"):
+        at = datetime.fromisoformat(late["record"][name]) - timedelta(days=1)
+        late["record"][name] = at.isoformat()
+    cases.append(("DZG readings a day after the session", late))
     signed, app = named["secp256r1"], named["app session, the driver's authorization"]
     for name in ("seq", "chain_station", "started_at", "duration_s", "meter_start_wh",
                  "meter_stop_wh", "energy_wh", "price_minor", "decimals", "tariff", "driver",
@@ -615,12 +677,32 @@ def _vector_cases() -> list[tuple[str, dict[str, Any]]]:
             bad = copy.deepcopy(signed)
             bad["record"][name] = value
             cases.append((f"record.{name} = {value!r}", bad))
+    # readings no record can hold (not a finite number, Arabic-Indic digits, more digits than
+    # a decimal context holds), prices beyond it, a start at the calendar's first day
+    for name, value in (("meter_start_wh", "NaN"), ("meter_stop_wh", "Infinity"),
+                        ("meter_stop_wh", "1e30"),
+                        ("meter_start_wh", "\u0661\u0660\u0660\u0660\u0660"),
+                        ("decimals", 30), ("decimals", 10**6),
+                        ("started_at", "0001-01-01T00:00:00+00:00")):
+        bad = copy.deepcopy(signed)
+        bad["record"][name] = value
+        cases.append((f"record.{name} = {value!r}", bad))
     for name in ("driver", "station", "max_amount", "nonce", "signature"):
         for value in (None, "x"):
             bad = copy.deepcopy(app)
             bad["record"]["authorization"][name] = value
             cases.append((f"authorization.{name} = {value!r}", bad))
     return cases
+
+
+def _not_receipts() -> list[tuple[str, Any]]:
+    """Not receipts of this version: both verifiers refuse them, in the same words."""
+    app = _authorized(2_000)
+    cases: list[tuple[str, Any]] = [(f"version {value!r}", {**app, "voltledger_receipt": value})
+                                    for value in ("2", 1, 2.5)]
+    return [*cases, ("a record hash that is not hex",
+                     {**app, "entry": {**app["entry"], "record_hash": "0xzz"}}),
+            ("a list", [app])]
 
 
 def _other_account() -> Any:
@@ -641,15 +723,24 @@ async def test_the_page_checks_signed_meter_data_and_authorizations_as_csms_veri
     expected = await asyncio.to_thread(_cli_verdicts, cases, tmp_path)
     got = await _page_verdicts(cases, tmp_path, paste=True)
     _assert_agree(cases, expected, got)
-    by_name = {case["name"]: want for case, want in zip(cases, expected, strict=True)}
+    _assert_vector_verdicts({case["name"]: want
+                             for case, want in zip(cases, expected, strict=True)})
+
+
+def _assert_vector_verdicts(by_name: dict[str, dict[str, Any]]) -> None:
+    """What the verifiers must say of _vector_cases (not only that they agree)."""
     proven = "the energy figure is the one the calibrated meter signed"
     for name in ("KEBA (P-256, the OCMF spec's example)", "DZG (secp256k1, begin and end apart)",
-                 "BAUER (transaction register, offset)", "KEBA P30 (2.0.1, key in the message)",
+                 "KEBA P30 (2.0.1, key in the message)",
                  "secp256r1", "secp384r1", "secp521r1", "secp256k1", "secp192r1",
                  "brainpool256r1", "brainpoolP384r1", "P-256 with SHA-512", "P-384, raw r||s",
                  "P-521, base64 signature", "secp256k1 key as x||y in the message",
                  "brainpool key as PEM in the message", "P-256 compressed key in the message",
-                 "P-256 key as base64 JSON in the message"):
+                 "P-256 key as base64 JSON in the message", "ended by TX L", "ended by TX R",
+                 "ended by TX A", "ended by TX P", "a time error alone (EF t)",
+                 "a tariff register beside the total on both sides",
+                 "a tariff register beside the total at the begin only",
+                 "LEM DCBM (import and export registers, inherited TM and TX)"):
         assert by_name[name]["status"] == "UNVERIFIED" and not by_name[name]["failed"], name
         assert proven in by_name[name]["proves"], name
     for name in ("KEBA billed 40 Wh more than signed", "no key anywhere",
@@ -659,7 +750,95 @@ async def test_the_page_checks_signed_meter_data_and_authorizations_as_csms_veri
                  "billed in kWh, signed in Wh", "app session above the authorized amount",
                  "app session signed by someone else"):
         assert by_name[name]["status"] == "INVALID", name
+    for name, failed in (
+            ("ended by TX R, billed stop above the signed one",
+             {"signed readings = billed readings"}),
+            # the BAUER meter marks its readings "ST":"E", "EF":"Et"
+            ("BAUER (transaction register, offset)", {"meter status"}),
+            ("begin marked faulty (ST E)", {"meter status"}),
+            ("end with an energy error (EF E)", {"meter status"}),
+            ("begin and end of two meters", {"signed readings belong to this session"}),
+            ("begin later than the end", {"signed readings belong to this session"}),
+            ("end an hour after the session", {"signed readings belong to this session"}),
+            ("session times without an offset", {"signed readings belong to this session"}),
+            ("DZG readings a day after the session",
+             {"record hash", "signed readings belong to this session"}),
+            ("signed meter data that is not an object", {"meter signature 1"})):
+        assert (by_name[name]["status"], by_name[name]["failed"]) == ("INVALID", failed), name
+        assert proven not in by_name[name]["proves"], name
     assert by_name["app session, the driver's authorization"]["passed"] >= {"authorization"}
+
+
+_NODE_VERIFIER = """
+import { readFileSync } from "node:fs";
+const pyjson = await import(process.argv[1]);
+const verifier = await import(process.argv[2]);
+const out = [];
+for (const receipt of pyjson.parse(readFileSync(0, "utf-8"))) {
+  let v;
+  try {
+    v = await verifier.verifyReceipt(receipt);
+  } catch (exc) {
+    if (!(exc instanceof verifier.ReceiptError)) throw exc;
+    out.push({ status: "ERROR", proves: exc.message, checks: [] });
+    continue;
+  }
+  out.push({ status: v.status, proves: v.proves,
+             checks: v.checks.map((c) => [c.name, c.ok, c.detail]) });
+}
+console.log(JSON.stringify(out));
+"""
+# checks whose words come from the verifiers themselves (not from a library's error text, as
+# a meter signature's or an authorization's can): the same words in both
+OWN_WORDS = re.compile(r"^(energy = stop - start|duration|price|signed readings = billed"
+                       r" readings|meter status|signed readings belong to this session)$")
+
+
+def test_the_page_verifier_gives_csms_verify_verdicts_check_for_check() -> None:
+    """The page's verifier (web/verify/src, under Node: the modules the page bundles) and
+    verify_receipt on _vector_cases: the same checks in the same order with the same
+    outcome, the same verdict and proof, and the same words where they are the verifiers'
+    own (signed meter data, energy, duration, price, and what is not a receipt). Fast (no
+    browser): the browser test above runs the same receipts through the built page."""
+    node = shutil.which("node")
+    if node is None or not (ROOT / "web" / "node_modules" / "@noble").is_dir():
+        if IN_CI:
+            pytest.fail("node and web/node_modules are needed (make install)")
+        pytest.skip("node and web/node_modules are needed (make install)")
+    from settlement.receipts import ReceiptError, verify_receipt
+
+    cases = [*_vector_cases(), *_not_receipts()]
+    src = ROOT / "web" / "verify" / "src"
+    r = subprocess.run([node, "--input-type=module", "-e", _NODE_VERIFIER,
+                        (src / "pyjson.js").as_uri(), (src / "verifier.js").as_uri()],
+                       input=json.dumps([receipt for _, receipt in cases]),
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    rows, by_name = [], {}
+    for (name, receipt), page in zip(cases, json.loads(r.stdout), strict=True):
+        try:
+            verdict = verify_receipt(receipt)
+        except ReceiptError as exc:  # the page's error: the same words
+            python = {"status": "ERROR", "proves": str(exc), "checks": []}
+        else:
+            python = {"status": verdict.status, "proves": verdict.proves,
+                      "checks": [[c.name, c.ok, c.detail if OWN_WORDS.match(c.name) else ""]
+                                 for c in verdict.checks]}
+        page["checks"] = [[n, ok, detail if OWN_WORDS.match(n) else ""]
+                          for n, ok, detail in page["checks"]]
+        rows.append(f"{'  ' if python == page else '!!'} {name}: {python['status']}")
+        if python != page:
+            rows += [f"     python {a}\n     page   {b}" for a, b in
+                     zip(python["checks"], page["checks"], strict=False) if a != b]
+            rows += [f"     {k}: python {python[k]!r}, page {page[k]!r}"
+                     for k in ("status", "proves") if python[k] != page[k]]
+        by_name[name] = {**python,
+                         "failed": {c[0] for c in python["checks"] if c[1] is False},
+                         "passed": {c[0] for c in python["checks"] if c[1] is True}}
+    print("\n".join(rows))
+    assert not any(row.startswith("!!") for row in rows), \
+        "\n".join(row for row in rows if not row.startswith("  "))
+    _assert_vector_verdicts(by_name)
 
 
 async def test_the_demo_writes_the_page_next_to_its_receipt_and_says_how_to_open_it(

@@ -4,7 +4,7 @@ any field changed after the fact is caught (the chain checks run in tests/integr
 from __future__ import annotations
 
 import copy
-from decimal import Decimal
+from decimal import Context, Decimal, localcontext
 from typing import Any
 
 import pytest
@@ -60,6 +60,56 @@ def test_an_untouched_receipt_adds_up_and_the_chain_is_not_checked() -> None:
     assert verdict.status == UNVERIFIED  # no RPC endpoint: never VALID offline
     assert {c.name for c in verdict.checks if c.ok is None} == {"on chain"}
     assert "no signed meter data" in verdict.proves.lower()
+
+
+def signed(samples: list[dict[str, Any]], **fields: Any) -> dict[str, Any]:
+    """receipt() with these samples and record fields, its hashes, price and entry redone."""
+    r = receipt()
+    record = r["record"]
+    record.update(fields, samples_hash="0x" + samples_hash(samples).hex())
+    record["price_minor"] = price_minor(
+        Tariff("*", Decimal(TARIFF["per_kwh"]), "EUR", 2, Decimal(TARIFF["per_minute"]),
+               Decimal(TARIFF["session_fee"])), record["energy_wh"], record["duration_s"])
+    rhash, packed = entry_of(record, 0)
+    r.update(samples=samples, entry={"record_hash": "0x" + rhash.hex(), "packed": hex(packed),
+                                     "position": 0})
+    r["payment"]["amount"] = record["price_minor"]
+    return r
+
+
+def test_readings_the_meter_marks_faulty_fail_the_receipt() -> None:
+    """The BAUER meter's records ("ST":"E", "EF":"Et"): signature, readings and session all
+    agree, but the meter itself says its readings are not billable."""
+    from csms.metering.ocmf import normalize_key
+    from support.ocmf_vectors import BAUER_BEGIN, BAUER_END, BAUER_KEY
+
+    samples = [{**SAMPLES[0], "timestamp": at, "value": "", "format": "SignedData",
+                "signed": {"signedData": data}}
+               for at, data in (("2021-10-07T13:29:55+00:00", BAUER_BEGIN),
+                                ("2021-10-07T13:38:05+00:00", BAUER_END))]
+    r = signed(samples, started_at="2021-10-07T15:29:55+02:00",
+               stopped_at="2021-10-07T15:38:05+02:00", duration_s=490,
+               meter_start_wh="76040", meter_stop_wh="76040", energy_wh=0,
+               id_tag="contract-id: rfid:12345678abcdef",
+               meter_public_key=normalize_key(BAUER_KEY))
+    verdict = verify_receipt(r)
+    assert failed(r) == {"meter status"}, [(c.name, c.detail) for c in verdict.checks]
+    [status] = [c for c in verdict.checks if c.name == "meter status"]
+    assert status.detail == ("the meter marked its B reading as faulty (ST 'E', EF 'Et'); the"
+                             " meter marked its E reading as faulty (ST 'E', EF 'Et')")
+    assert verdict.status == INVALID and "calibrated meter signed" not in verdict.proves
+
+
+def test_the_verifier_computes_with_28_digits_whatever_the_threads_context() -> None:
+    """vyper sets 78 digits for the thread on import; the verifier (and the receipt page)
+    compute with Python's default 28: a reading of 31 digits gives no energy."""
+    r = receipt()
+    r["record"]["meter_stop_wh"] = "1e30"
+    with localcontext(Context(prec=78)):
+        checks = {c.name: c for c in verify_receipt(r).checks}
+    assert not checks["energy = stop - start"].ok
+    assert checks["energy = stop - start"].detail == \
+        "1E+30 - 1000 Wh = ? Wh, the record bills 3500 Wh"
 
 
 def _set(r: Any, path: str, value: Any) -> None:

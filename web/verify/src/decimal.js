@@ -180,10 +180,13 @@ export class Dec {
     return new Dec(this.sign, Dec.round(this.coef, drop, "half_even"), this.exp + drop);
   }
 
-  /** quantize(Decimal(1), rounding=...) */
+  /** quantize(Decimal(1), rounding=...): InvalidOperation beyond 28 digits, as in Python */
   toInteger(mode) {
     this.finite("quantize");
+    const tooLong = () => new InvalidOperation("quantize result has too many digits for current context");
+    if (this.coef !== 0n && this.exp > 0 && this.coef.toString().length + this.exp > PREC) throw tooLong();
     const coef = Dec.round(this.coef, -this.exp, mode);
+    if (coef.toString().length > PREC) throw tooLong();
     return this.sign ? -coef : coef;
   }
 

@@ -6,6 +6,13 @@ const ISO = /^(\d{4})-?(\d{2})-?(\d{2})(?:.(\d{2})(?::?(\d{2})(?::?(\d{2})(?:[.,
 
 export class TimeError extends Error {}
 
+/** Date.UTC, but years 0-99 are those years (Date.UTC takes them as 1900-1999). */
+function utc(year, month, day, h = 0, mi = 0, s = 0) {
+  const date = new Date(Date.UTC(2000, 0, 1, h, mi, s));
+  date.setUTCFullYear(year, month, day);
+  return date.getTime();
+}
+
 export function fromIso(text) {
   if (typeof text !== "string") throw new TimeError("not a string");
   const m = ISO.exec(text);
@@ -15,17 +22,19 @@ export function fromIso(text) {
   const parts = [y, mo, d, h, mi, s].map(Number);
   if (parts[1] < 1 || parts[1] > 12 || parts[2] < 1 || parts[3] > 23 || parts[4] > 59
       || parts[5] > 59) throw new TimeError(`Invalid isoformat string: '${text}'`);
-  const days = new Date(Date.UTC(parts[0], parts[1], 0)).getUTCDate();
+  const days = new Date(utc(parts[0], parts[1], 0)).getUTCDate();
   if (parts[2] > days) throw new TimeError(`day is out of range for month: '${text}'`);
-  const base = Date.UTC(parts[0], parts[1] - 1, parts[2], parts[3], parts[4], parts[5]);
+  const base = utc(parts[0], parts[1] - 1, parts[2], parts[3], parts[4], parts[5]);
   let micros = base * 1000 + Number(frac || 0);
   const tz = m[8];
+  let offset = tz === undefined ? null : 0;
   if (tz && tz !== "Z") {
     const t = /^([+-])(\d{2}):?(\d{2})?:?(\d{2})?/.exec(tz);
-    const offset = (Number(t[2]) * 3600 + Number(t[3] ?? 0) * 60 + Number(t[4] ?? 0)) * 1e6;
-    micros -= t[1] === "-" ? -offset : offset;
+    offset = (Number(t[2]) * 3600 + Number(t[3] ?? 0) * 60 + Number(t[4] ?? 0)) * 1e6;
+    if (t[1] === "-") offset = -offset;
+    micros -= offset;
   }
-  return { micros, aware: tz !== undefined, text };
+  return { micros, aware: tz !== undefined, offset, text };
 }
 
 /** Python's comparison: naive against aware is a TypeError. */
@@ -34,11 +43,17 @@ export function cmpTimes(a, b) {
   return a.micros - b.micros;
 }
 
-/** isoformat() of a parsed time, in UTC when it had an offset (for messages). */
+/** Python's isoformat() of a parsed time: at its own offset, written +HH:MM (for messages). */
 export function isoformat(t) {
-  const date = new Date(Math.floor(t.micros / 1000));
-  const micros = ((t.micros % 1e6) + 1e6) % 1e6;
+  const offset = t.offset ?? 0;
+  const local = t.micros + offset;
+  const date = new Date(Math.floor(local / 1000));
+  const micros = ((local % 1e6) + 1e6) % 1e6;
   const base = date.toISOString().slice(0, 19);
   const frac = micros ? `.${String(micros).padStart(6, "0")}` : "";
-  return `${base}${frac}${t.aware ? "+00:00" : ""}`;
+  if (!t.aware) return `${base}${frac}`;
+  const abs = Math.abs(offset) / 1e6;
+  const two = (n) => String(Math.floor(n)).padStart(2, "0");
+  const seconds = abs % 60 ? `:${two(abs % 60)}` : "";
+  return `${base}${frac}${offset < 0 ? "-" : "+"}${two(abs / 3600)}:${two((abs % 3600) / 60)}${seconds}`;
 }

@@ -1,7 +1,7 @@
 // Signed meter data (OCMF), as csms/metering/ocmf.py reads and checks it: unwrap the
 // container from either OCPP version's wrapping, read its energy readings, verify the
-// meter's ECDSA signature over the payload exactly as sent, and compare the signed
-// readings with the billed ones (reconcile).
+// meter's ECDSA signature over the payload exactly as sent, compare the signed readings
+// with the billed ones (reconcile) and tell readings that are not the session's (foreign).
 //
 // Signatures: NIST P-256, P-384 and P-521 with the browser's WebCrypto where the page
 // has it (a secure context: file://, https://, localhost), else with @noble/curves;
@@ -13,8 +13,8 @@ import { secp256k1 } from "@noble/curves/secp256k1.js";
 import { sha256, sha512 } from "@noble/hashes/sha2.js";
 
 import { Dec } from "./decimal.js";
-import { fromIso, isoformat } from "./isotime.js";
-import { isDict, parse, PyFloat, str } from "./pyjson.js";
+import { cmpTimes, fromIso, isoformat } from "./isotime.js";
+import { isDict, parse, PyFloat, repr, str } from "./pyjson.js";
 
 export const VERIFIED = "verified";
 export const INVALID = "invalid";
@@ -22,6 +22,13 @@ export const NO_KEY = "no_key";
 export const MALFORMED = "malformed";
 
 export class OcmfError extends Error {}
+
+// OCMF TX codes that end a transaction: E(nd), or the terminations L(ocal), R(emote),
+// A(bort), P(ower failure)
+export const END_CODES = new Set(["E", "L", "R", "A", "P"]);
+// a meter's clock and the station's may differ: signed readings count as a session's within
+// this margin around its start and stop (microseconds)
+export const READING_MARGIN_US = 5 * 60 * 1e6;
 
 // -- curves ------------------------------------------------------------------------------
 const brainpoolP256r1 = weierstrass({
@@ -330,42 +337,54 @@ function decimalOf(value) {
 
 const ENERGY_UNITS = { kWh: 1000n, Wh: 1n };
 
+/** A text field of the payload or of a reading: absent or null is null, else a string
+ * (pyocmf refuses a number where OCMF has text). */
+function textField(obj, key) {
+  const v = obj[key];
+  if (v === undefined || v === null) return null;
+  if (typeof v !== "string") throw new OcmfError(`${key} must be a string`);
+  return v;
+}
+
 function readings(payload) {
   const out = [];
-  const id = payload.ID;
-  const rd = Array.isArray(payload.RD) ? payload.RD : [];
+  const id = textField(payload, "ID");
+  const serial = textField(payload, "MS");
+  const pagination = textField(payload, "PG");
+  if (!Array.isArray(payload.RD)) throw new OcmfError("RD must be a list of readings");
   let lastTx = null;
   let lastTime = null;
-  for (const item of rd) {
+  for (const item of payload.RD) {
     if (!isDict(item)) throw new OcmfError("a reading is not an object");
     // OCMF: a reading without TM/TX inherits them from the reading before it
-    const tx = item.TX ?? lastTx;
+    if ("TM" in item && typeof item.TM !== "string") throw new OcmfError("TM must be a string");
+    const tx = textField(item, "TX") ?? lastTx;
     const tm = item.TM ?? lastTime;
+    if (tm === null) throw new OcmfError("the first reading has no time (TM)");
     lastTx = tx;
     lastTime = tm;
+    const register = textField(item, "RI");
+    const status = textField(item, "ST");
+    const flags = textField(item, "EF");
     const factor = ENERGY_UNITS[str(item.RU)];
     if (factor === undefined || item.RV === undefined || item.RV === null) continue;
     const value = decimalOf(item.RV);
     if (!value.isFinite()) throw new OcmfError("RV is not a number");
-    let time = null;
-    if (tm !== null && tm !== undefined) {
-      const text = str(tm);
-      const space = text.lastIndexOf(" ");
-      const stamp = (space >= 0 ? text.slice(0, space) : text).replace(",", ".");
-      time = fromIso(stamp);
-    }
-    const register = item.RI === undefined || item.RI === null ? null : str(item.RI);
+    const space = tm.lastIndexOf(" ");
+    const time = fromIso((space >= 0 ? tm.slice(0, space) : tm).replace(",", "."));
     out.push({
-      tx: tx === null || tx === undefined ? null : str(tx),
+      tx,
       time,
-      timeText: time ? isoformat(time) : null,
+      timeText: isoformat(time),
       wh: value.mul(Dec.fromInt(factor)),
       resolutionWh: value.resolution().mul(Dec.fromInt(factor)),
-      meterSerial: payload.MS === undefined || payload.MS === null ? null : str(payload.MS),
-      pagination: payload.PG === undefined || payload.PG === null ? null : str(payload.PG),
+      meterSerial: serial,
+      pagination,
       register,
       kind: registerKind(register),
-      identification: id === undefined || id === null || id === "" ? null : str(id),
+      identification: id === "" ? null : id,
+      status: status === "" ? null : status, // "G" (good) is the only billable status
+      errorFlags: flags === "" ? null : flags, // "E" an energy error, "t" a time error
     });
   }
   return out;
@@ -517,11 +536,9 @@ const step = (resolution) => (resolution.cmp(READING_TOLERANCE_WH) > 0 ? READING
 
 /** reconcile(): the billed start/stop after comparing them with the signed ones. */
 export function reconcile(signedReadings, billedStart, billedStop) {
-  const imports = signedReadings.filter((r) => r.kind === "import");
-  const begin = imports.find((r) => r.tx === "B") ?? null;
-  const end = [...imports].reverse().find((r) => r.tx === "E") ?? null;
+  const [begin, end] = pair(signedReadings);
   const out = { startWh: billedStart, stopWh: billedStop, flags: [], mismatches: [], notes: [],
-    missing: [], signedBegin: begin, signedEnd: end };
+    missing: [], faults: [], signedBegin: begin, signedEnd: end };
   const outcomes = {};
   for (const [name, signed, billed] of [["start", begin, billedStart], ["stop", end, billedStop]]) {
     if (signed === null) {
@@ -574,5 +591,116 @@ export function reconcile(signedReadings, billedStart, billedStop) {
     }
   }
   if (out.missing.length) out.flags.push("signed_reading_missing");
+  out.faults = [begin, end].filter((r) => r !== null && faulty(r))
+    .map((r) => `the meter marked its ${r.tx} reading as faulty (ST ${repr(r.status)}, EF ${repr(r.errorFlags)})`);
+  if (out.faults.length) {
+    out.flags.push("signed_reading_faulty");
+    out.notes.push(...out.faults);
+  }
   return out;
+}
+
+/** faulty(): the meter itself says the reading is not billable, a status (ST) other than
+ * "G" or the energy error flag "E" in EF; the time error flag "t" alone is not. */
+export function faulty(reading) {
+  return (reading.status !== null && reading.status !== "G")
+    || (reading.errorFlags ?? "").includes("E");
+}
+
+const OBIS_AT = new RegExp(OBIS.source, "du"); // with the groups' positions
+const isDigits = (g) => g !== undefined && /^\d+$/.test(g);
+
+/** A register's identity for pairing begin and end: its OBIS groups as numbers (so
+ * "01-00:01.08.00" is "1-0:1.8.0"), the text when it is no OBIS code. */
+function registerKey(register) {
+  if (register === null) return "[null]";
+  const m = OBIS_AT.exec(register);
+  if (!m) return JSON.stringify(["text", register.trim()]);
+  const groups = m.slice(1, 6).map((g) => (g === undefined ? null
+    : isDigits(g) ? { n: BigInt(g).toString() } : g));
+  const suffix = register.trim().slice(m.indices[m[5] !== undefined ? 5 : 4][1]);
+  return JSON.stringify(["obis", ...groups, suffix]);
+}
+
+/** The total active import register 1-x:1.8.0 (no tariff, no transaction register). */
+function isTotalImport(register) {
+  if (register === null) return false;
+  const m = OBIS_AT.exec(register);
+  if (!m || registerKind(register) !== "import") return false;
+  const e = m[5];
+  const suffix = e !== undefined ? register.trim().slice(m.indices[5][1]) : "";
+  return isDigits(e) && BigInt(e) === 0n
+    && ["", "255", "FF"].includes(suffix.replace(/^[.*]+/, "").toUpperCase());
+}
+
+/** _pair(): the signed begin and end import readings, from one register: the total import
+ * register 1-x:1.8.0 when both sides have it, else the first register both sides have;
+ * when no register is on both sides, each side's total import reading (else its first
+ * begin, its last end). */
+export function pair(signedReadings) {
+  const imports = signedReadings.filter((r) => r.kind === "import");
+  const begins = imports.filter((r) => r.tx === "B");
+  const ends = imports.filter((r) => END_CODES.has(r.tx));
+  const endKeys = new Set(ends.map((r) => registerKey(r.register)));
+  const common = begins.filter((r) => endKeys.has(registerKey(r.register)));
+  const last = (list, test) => [...list].reverse().find(test) ?? null;
+  if (common.length) {
+    const chosen = common.find((r) => isTotalImport(r.register)) ?? common[0];
+    const key = registerKey(chosen.register);
+    return [chosen, last(ends, (r) => registerKey(r.register) === key)];
+  }
+  const begin = begins.find((r) => isTotalImport(r.register)) ?? begins[0] ?? null;
+  const end = last(ends, (r) => isTotalImport(r.register)) ?? ends[ends.length - 1] ?? null;
+  return [begin, end];
+}
+
+function page(pagination) {
+  const m = /^[A-Za-z]?(\d+)$/.exec(pagination ?? "");
+  return m ? BigInt(m[1]) : null;
+}
+
+/** foreign(): why signed readings do not belong to a session (empty when they do): a begin
+ * or end reading outside the session's time (with the margin for the meter's clock), a
+ * begin later than its end or pages going backwards, readings of several meters, readings
+ * the meter signed for another token than the session's. `started`/`stopped` are fromIso
+ * times, `begin`/`end` the pair reconciled. */
+export function foreign(signedReadings, begin, end, started, stopped, idTag,
+  margin = READING_MARGIN_US) {
+  const problems = [];
+  const last = stopped ?? started;
+  for (const r of [begin, end]) {
+    if (r === null || r.time === null) continue;
+    let inside;
+    try {
+      inside = cmpTimes({ ...started, micros: started.micros - margin }, r.time) <= 0
+        && cmpTimes(r.time, { ...last, micros: last.micros + margin }) <= 0;
+    } catch {
+      inside = false; // a naive time against an aware one
+    }
+    if (!inside) problems.push(`the ${str(r.tx)} reading (${r.timeText}) is outside the session`);
+  }
+  if (begin !== null && end !== null) {
+    if (begin.time !== null && end.time !== null) {
+      let later = false;
+      try {
+        later = cmpTimes(begin.time, end.time) > 0;
+      } catch {
+        later = false;
+      }
+      if (later) problems.push("the begin reading is later than the end reading");
+    }
+    const pb = page(begin.pagination);
+    const pe = page(end.pagination);
+    if (pb !== null && pe !== null && !(pb <= pe)) {
+      problems.push(`pages go backwards (${begin.pagination} -> ${end.pagination})`);
+    }
+  }
+  const serials = [...new Set(signedReadings.map((r) => r.meterSerial).filter(Boolean))].sort();
+  if (serials.length > 1) problems.push(`readings of several meters (${serials.join(", ")})`);
+  const tag = String(idTag ?? "");
+  const ids = [...new Set(signedReadings.map((r) => r.identification).filter(Boolean))].sort();
+  if (tag && ids.length && ids.some((i) => i.toUpperCase() !== tag.toUpperCase())) {
+    problems.push(`the meter signed them for ${ids.join(", ")}, not ${tag}`);
+  }
+  return problems;
 }

@@ -21,6 +21,7 @@ const MEANING = {
   price: "The price follows from the tariff written in the record: session fee + energy x price per kWh + minutes x price per minute.",
   authorization: "You signed this app session yourself (EIP-712), for this station, for at most this amount.",
   "signed readings = billed readings": "The start and stop readings you were billed are the ones the calibrated meter signed.",
+  "meter status": "The meter itself marks its signed begin and end readings as good: no error status, no energy error.",
   "signed readings belong to this session": "The signed readings were taken during this session, begin before end, by one meter, for your card: not borrowed from another session.",
   "on chain": "The record was compared with the chain.",
   "chain id": "The node you asked is on the chain the receipt names.",

@@ -176,7 +176,16 @@ export function truthy(v) {
   return Object.keys(v).length > 0;
 }
 
-/** Python's str() of a JSON value (repr of containers is approximated). */
+/** Python's repr() of a str (or of another JSON value: its str()). */
+export function repr(v) {
+  if (typeof v !== "string") return str(v);
+  const quote = v.includes("'") && !v.includes('"') ? '"' : "'";
+  const escaped = v.replace(/[\\\u0000-\u001f\u007f]/g, (c) => ({ "\\": "\\\\", "\n": "\\n",
+    "\r": "\\r", "\t": "\\t" })[c] ?? `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
+  return `${quote}${escaped.replaceAll(quote, `\\${quote}`)}${quote}`;
+}
+
+/** Python's str() of a JSON value (a list or a dict as Python writes it). */
 export function str(v) {
   if (v === null) return "None";
   if (v === true) return "True";
@@ -187,7 +196,8 @@ export function str(v) {
     return { NaN: "nan", Infinity: "inf", "-Infinity": "-inf" }[r] ?? r;
   }
   if (typeof v === "string") return v;
-  return `<${Array.isArray(v) ? "list" : "dict"} ${dumps(v)}>`;
+  if (Array.isArray(v)) return `[${v.map(repr).join(", ")}]`;
+  return `{${Object.keys(v).map((k) => `${repr(k)}: ${repr(v[k])}`).join(", ")}}`;
 }
 
 const INT_TEXT = /^\s*([-+]?)(\d(?:_?\d)*)\s*$/;

@@ -14,13 +14,12 @@ import { Dec } from "./decimal.js";
 import { cmpTimes, fromIso } from "./isotime.js";
 import * as ocmf from "./ocmf.js";
 import { fromHex, hex } from "./ocmf.js";
-import { canonical, eq, int, int16, isDict, le, PyError, PyFloat, str, truthy } from "./pyjson.js";
+import { canonical, eq, int, int16, isDict, le, PyError, PyFloat, repr, str, truthy } from "./pyjson.js";
 
 export const VALID = "VALID";
 export const INVALID = "INVALID";
 export const UNVERIFIED = "UNVERIFIED";
 export const RECEIPT_VERSION = 2n;
-const READING_MARGIN_US = 5 * 60 * 1e6;
 
 export const RECORD_FIELDS = [
   "ledger", "seq", "session_id", "station_id", "chain_station", "host", "connector_id",
@@ -140,7 +139,7 @@ function parseReceipt(receipt) {
   if (!isDict(receipt) || !("voltledger_receipt" in receipt)) throw new ReceiptError("not a voltledger receipt");
   const version = receipt.voltledger_receipt;
   if (!eq(version, RECEIPT_VERSION)) {
-    throw new ReceiptError(`receipt version ${str(version)} is not supported (this verifier reads version 2)`);
+    throw new ReceiptError(`receipt version ${repr(version)} is not supported (this verifier reads version 2)`);
   }
   try {
     const record = need(receipt, "record");
@@ -177,11 +176,12 @@ function parseReceipt(receipt) {
   }
 }
 
+/** A meter reading of the record: a finite number, else null (receipts.py _decimal). */
 function decimalOrNone(value) {
   if (value === null || value === "None") return null;
   try {
-    if (value instanceof PyFloat) return Dec.parse(str(value));
-    return Dec.parse(str(value));
+    const number = Dec.parse(str(value));
+    return number.isFinite() ? number : null;
   } catch {
     return null;
   }
@@ -405,8 +405,12 @@ async function checkSigned(v, record, samples) {
     detail = "the energy between the billed readings is the energy the meter signed";
   }
   const matched = v.add("signed readings = billed readings", !problems.length, detail);
+  // the meter's own word on its readings: a status other than G or an energy error is not
+  // billable (the central system holds such a session: signed_reading_faulty)
+  const good = v.add("meter status", !rec.faults.length, rec.faults.length ? rec.faults.join("; ")
+    : "no signed begin or end reading is marked faulty by the meter");
   const belongs = belongsToSession(v, record, readings, rec);
-  if (allOk && matched && belongs && !rec.missing.length) {
+  if (allOk && matched && good && belongs && !rec.missing.length) {
     const short = (typeof key === "string" ? key : "").slice(-16);
     v.proves = "The record is the one settled on chain, and the energy figure is the one"
       + " the calibrated meter signed for this session (OCMF signatures verified"
@@ -414,15 +418,9 @@ async function checkSigned(v, record, samples) {
   }
 }
 
-function page(pagination) {
-  const m = /^[A-Za-z]?(\d+)$/.exec(pagination ?? "");
-  return m ? Number(m[1]) : null;
-}
-
+/** Signed readings borrowed from another session, invented or reordered fail here (the
+ * central system's own rule, ocmf.foreign). */
 function belongsToSession(v, record, readings, rec) {
-  const begin = rec.signedBegin;
-  const end = rec.signedEnd;
-  const problems = [];
   let started;
   let stopped;
   try {
@@ -431,34 +429,12 @@ function belongsToSession(v, record, readings, rec) {
   } catch {
     return v.add("signed readings belong to this session", false, "no session times");
   }
-  for (const r of [begin, end]) {
-    if (r === null || r.time === null) continue;
-    const low = { ...started, micros: started.micros - READING_MARGIN_US };
-    const high = { ...stopped, micros: stopped.micros + READING_MARGIN_US };
-    if (!(cmpTimes(low, r.time) <= 0 && cmpTimes(r.time, high) <= 0)) {
-      problems.push(`the ${r.tx} reading (${r.timeText}) is outside the session`);
-    }
-  }
-  if (begin !== null && end !== null) {
-    if (begin.time && end.time && cmpTimes(begin.time, end.time) > 0) {
-      problems.push("the begin reading is later than the end reading");
-    }
-    const pb = page(begin.pagination);
-    const pe = page(end.pagination);
-    if (pb !== null && pe !== null && !(pb <= pe)) {
-      problems.push(`pages go backwards (${begin.pagination} -> ${end.pagination})`);
-    }
-  }
-  const serials = [...new Set(readings.map((r) => r.meterSerial).filter(Boolean))].sort();
-  if (serials.length > 1) problems.push(`readings of several meters (${serials.join(", ")})`);
   const tag = truthy(record.id_tag ?? null) ? str(record.id_tag) : "";
-  const ids = [...new Set(readings.map((r) => r.identification).filter(Boolean))].sort();
-  if (tag && ids.length && ids.some((i) => i.toUpperCase() !== tag.toUpperCase())) {
-    problems.push(`the meter signed them for ${ids.join(", ")}, not ${tag}`);
-  }
+  const problems = ocmf.foreign(readings, rec.signedBegin, rec.signedEnd, started, stopped, tag);
+  const ids = readings.some((r) => r.identification);
   return v.add("signed readings belong to this session", !problems.length,
     problems.length ? problems.join("; ")
-      : `inside the session's time window, begin before end, pages in order, one meter${tag && ids.length ? ", the driver's token" : ""}`);
+      : `inside the session's time window, begin before end, pages in order, one meter${tag && ids ? ", the driver's token" : ""}`);
 }
 
 // -- on chain -----------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import base64
 import json
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
@@ -83,10 +84,25 @@ def test_without_any_key_it_cannot_be_checked() -> None:
     assert len(checked.readings) == 2  # still read, for the record
 
 
-@pytest.mark.parametrize("value", ["OCMF|{not json|{}", "OCMF|{}", "hello", "{\"x\": 1}",
-                                   "OCMF|{\"FV\":\"1.0\"}|{\"SD\":\"zz\"}", "{]"])
+@pytest.mark.parametrize("value", [
+    "OCMF|{not json|{}", "OCMF|{}", "hello", "{\"x\": 1}", "OCMF|{\"FV\":\"1.0\"}|{\"SD\":\"zz\"}",
+    "{]",
+    # wrong types that pyocmf raises TypeError, AttributeError and KeyError for
+    'OCMF|{"FV":"1.0","PG":"T1","RD":[{"TM":"2026-03-01T10:00:00,000+0000 S","TX":"B",'
+    '"RV":1,"RU":"kWh","EF":5}]}|{"SD":"00"}',
+    'OCMF|{"FV":"1.0","PG":"T1","RD":["x"]}|{"SD":"00"}',
+    'OCMF|{"FV":"1.0","PG":"T1","RD":{"a":1}}|{"SD":"00"}',
+])
 def test_unreadable_data_is_malformed_not_an_exception(value: str) -> None:
     assert check_container(v16(value), KEBA_KEY).status == MALFORMED
+
+
+@pytest.mark.parametrize("signed", ["OCMF|{}|{}", ["signedData"], 1])
+def test_signed_data_that_is_not_an_object_is_malformed_not_an_exception(signed: Any) -> None:
+    # a receipt's sample can carry anything under "signed": the receipt page calls this
+    # malformed too (web/verify/src/ocmf.js unwrap)
+    checked = check_container(signed, KEBA_KEY)
+    assert (checked.status, checked.detail) == (MALFORMED, "signed meter data is not an object")
 
 
 def test_wrappings_of_both_versions() -> None:
