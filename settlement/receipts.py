@@ -37,16 +37,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import (
     ROUND_HALF_EVEN,
-    Context,
     Decimal,
-    DivisionByZero,
     InvalidOperation,
-    Overflow,
     localcontext,
 )
 from typing import Any
 
-from csms.domain.tariff import Tariff, price_minor
+from csms.domain.tariff import DECIMALS, Tariff, price_minor
 from csms.metering import ocmf
 from settlement.eip712 import Authorization, recover
 from settlement.records import (
@@ -82,11 +79,9 @@ __all__ = [
 
 RECEIPT_VERSION = 2
 VALID, INVALID, UNVERIFIED = "VALID", "INVALID", "UNVERIFIED"
-# the decimal context of every figure the verifier computes: Python's default (28 digits),
-# whatever a library imported into the process set for the thread (vyper sets 78 on import);
-# the receipt page computes with the same 28 digits
-DECIMALS = Context(prec=28, rounding=ROUND_HALF_EVEN, Emin=-999999, Emax=999999,
-                   traps=[InvalidOperation, DivisionByZero, Overflow])
+# every figure the verifier computes is in csms.domain.tariff.DECIMALS (28 digits), whatever
+# a library imported into the process set for the thread (vyper sets 78 on import); the
+# receipt page computes with the same 28 digits
 UNPAID_REASONS = {
     1: "the station is not registered on chain", 2: "no driver's escrow",
     3: "more energy than the station's power allows", 4: "above the prices the driver accepts",

@@ -4,9 +4,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import (
+    ROUND_HALF_EVEN,
+    ROUND_HALF_UP,
+    Context,
+    Decimal,
+    DivisionByZero,
+    InvalidOperation,
+    Overflow,
+    localcontext,
+)
 
-__all__ = ["MAX_PRICE", "Tariff", "price_minor"]
+__all__ = ["DECIMALS", "MAX_PRICE", "Tariff", "price_minor"]
+
+# The arithmetic of prices, wherever they are computed (the central system, a receipt's
+# verifier): Python's default precision, pinned. A thread's own context is not to be
+# trusted: importing vyper (the contract's compiler) sets it to 78 digits, so a price
+# could depend on whether the process had compiled the contract.
+DECIMALS = Context(prec=28, rounding=ROUND_HALF_EVEN, Emin=-999999, Emax=999999,
+                   traps=[InvalidOperation, DivisionByZero, Overflow])
 
 # The most a tariff charges per kWh, per minute or per session, in major units: the same
 # bound wherever a tariff is set (the CLI, the console)
@@ -36,11 +52,14 @@ class Tariff:
 def price_minor(tariff: Tariff, energy_wh: int, duration_s: float) -> int:
     """Session price in minor units: fee + kWh x price + minutes x price, rounded half up once.
 
-    Rounding happens once, on the total, so the sum of the parts never drifts.
+    Rounding happens once, on the total, so the sum of the parts never drifts. Computed in
+    :data:`DECIMALS`, whatever the thread's context.
     """
-    total = (
-        tariff.session_fee
-        + Decimal(energy_wh) / Decimal(1000) * tariff.per_kwh
-        + Decimal(str(max(duration_s, 0.0))) / Decimal(60) * tariff.per_minute
-    )
-    return int((total.scaleb(tariff.decimals)).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    with localcontext(DECIMALS):
+        total = (
+            tariff.session_fee
+            + Decimal(energy_wh) / Decimal(1000) * tariff.per_kwh
+            + Decimal(str(max(duration_s, 0.0))) / Decimal(60) * tariff.per_minute
+        )
+        return int((total.scaleb(tariff.decimals)).quantize(Decimal(1),
+                                                            rounding=ROUND_HALF_UP))

@@ -29,3 +29,16 @@ def test_price(tariff: Tariff, energy_wh: int, seconds: float, minor: int) -> No
 
 def test_no_float_money() -> None:
     assert isinstance(price_minor(Tariff("*", Decimal("0.1")), 3, 0), int)
+
+
+def test_a_price_does_not_depend_on_the_threads_decimal_context() -> None:
+    """Importing vyper sets the thread's precision to 78 digits: a price must be the one
+    a receipt's verifier computes (28 digits) all the same. A fee just under half a cent
+    rounds to 0.005 in 28 digits, and stays under it in 78."""
+    import decimal
+
+    t = Tariff("*", Decimal(0), session_fee=Decimal("0.0049999999999999999999999999999999"))
+    expected = price_minor(t, 0, 0)
+    with decimal.localcontext() as ctx:
+        ctx.prec = 78
+        assert price_minor(t, 0, 0) == expected == 1
