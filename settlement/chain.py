@@ -507,6 +507,11 @@ class Chain:
         return DriverState.from_call(tuple(self.contract.functions.driver_state(
             Web3.to_checksum_address(driver)).call()))
 
+    def nonce_used(self, driver: str, nonce: int) -> bool:
+        """Whether a settled session of ``driver`` used up its authorization's ``nonce``."""
+        return bool(self.contract.functions.nonce_used(Web3.to_checksum_address(driver),
+                                                       nonce).call())
+
     def station(self, index: int) -> tuple[str, int]:
         host, power = self.contract.functions.station(index).call()
         return str(host), int(power)

@@ -1,8 +1,9 @@
 """The chain's answer to "may this tag charge here": the driver's escrow and terms.
 
 Implements :class:`csms.service.credit.CreditCheck` for the charging service. A new session
-is covered when the driver accepts card sessions (for a card), the station's tariff is
-within the prices the driver accepts, and what is left of the escrow - less the
+is covered when the driver still links the card on chain and accepts card sessions (for a
+card), the station's tariff is within the prices the driver accepts, and what is left of
+the escrow - less the
 withdrawal it announced, the price of its sessions not yet settled, and a reserve for each
 of its sessions in progress or not yet priced - and of its daily limit still covers a
 reserve: the smaller of its per-session limit and ``reserve_minor``. Terms the driver is
@@ -17,12 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
+from csms.domain.tariff import minor_prices
 from csms.service.credit import CreditDecision
 from csms.service.ports import Repository, Tx
 from settlement.chain import Chain, DriverState, Terms
@@ -41,6 +41,7 @@ class ChainCredit:
         self.reserve_minor = reserve_minor
         self.cache_seconds = cache_seconds
         self._states: dict[str, tuple[float, DriverState]] = {}
+        self._cards: dict[tuple[str, str], tuple[float, bool]] = {}
 
     async def _state(self, driver: str) -> DriverState:
         cached = self._states.get(driver)
@@ -50,8 +51,20 @@ class ChainCredit:
         self._states[driver] = (time.monotonic(), state)
         return state
 
+    async def _linked(self, driver: str, index: int, commitment: str) -> bool:
+        """Whether the driver's card (its commitment) is linked on chain now."""
+        cached = self._cards.get((driver, commitment))
+        if cached is not None and time.monotonic() - cached[0] < self.cache_seconds:
+            return cached[1]
+        linked = await asyncio.to_thread(self.chain.card_linked, index,
+                                         bytes.fromhex(commitment.removeprefix("0x")))
+        self._cards[driver, commitment] = (time.monotonic(), linked)
+        return linked
+
     def forget(self, driver: str) -> None:
         self._states.pop(driver, None)
+        for key in [k for k in self._cards if k[0] == driver]:
+            del self._cards[key]
 
     async def check(self, station_id: str, tag: str) -> CreditDecision | None:
         async def work(tx: Tx) -> tuple[Any, Any, dict[str, int]]:
@@ -68,11 +81,18 @@ class ChainCredit:
         driver = str(card["driver"])
         try:
             state = await self._state(driver)
+            # the driver may have unlinked it since (a lost card): the contract pays a card
+            # session without seeing the card, so the link is asked here
+            linked = state.index != 0 and await self._linked(driver, state.index,
+                                                             str(card["commitment"]))
         except Exception as exc:  # the chain is down: no guess
             log.warning("! escrow of %s not readable: %s", driver, exc)
             return CreditDecision(False, "the driver's escrow cannot be read now", driver)
         if state.index == 0:
             return CreditDecision(False, "the driver has no escrow", driver)
+        if not linked:
+            return CreditDecision(False, "the driver has not linked this card on chain"
+                                  " (or unlinked it)", driver)
         terms = state.terms_ahead(int(time.time()))
         if not terms.allow_cards:
             return CreditDecision(False, "the driver accepts no card sessions", driver)
@@ -90,9 +110,7 @@ class ChainCredit:
     def _covers(self, driver: str, state: DriverState, terms: Terms, tariff: Any,
                 exposure: dict[str, int]) -> CreditDecision:
         if tariff is not None:
-            scale = Decimal(10) ** tariff.decimals
-            asked = (math.ceil(tariff.per_kwh * scale), math.ceil(tariff.per_minute * scale),
-                     math.ceil(tariff.session_fee * scale))
+            asked = minor_prices(tariff)
             accepted = (terms.max_per_kwh, terms.max_per_minute, terms.max_session_fee)
             if any(a > b for a, b in zip(asked, accepted, strict=True)):
                 return CreditDecision(False, f"the tariff {asked} (per kWh, per minute, fee)"
@@ -118,7 +136,7 @@ class ChainCredit:
     async def check_authorization(self, station_id: str,
                                   authorization: dict[str, Any]) -> CreditDecision:
         try:
-            auth = Authorization.from_json(authorization)
+            auth = Authorization.from_request(authorization)
             signer = recover(auth, self.chain.chain_id, self.chain.contract_address or "")
         except ValueError as exc:
             return CreditDecision(False, str(exc))
@@ -144,6 +162,14 @@ class ChainCredit:
             return CreditDecision(False, "the driver's escrow cannot be read now", auth.driver)
         if state.index == 0:
             return CreditDecision(False, "the driver has no escrow", auth.driver)
+        try:
+            used = await asyncio.to_thread(self.chain.nonce_used, auth.driver, auth.nonce)
+        except Exception as exc:
+            log.warning("! nonces of %s not readable: %s", auth.driver, exc)
+            return CreditDecision(False, "the driver's escrow cannot be read now", auth.driver)
+        if used:  # the contract would not pay it again
+            return CreditDecision(False, f"the driver's nonce {auth.nonce} is used already"
+                                  " (settled on chain)", auth.driver)
         signed = Terms(auth.max_per_kwh, auth.max_per_minute, auth.max_session_fee,
                        auth.max_amount, state.terms_ahead(int(time.time())).max_per_day, True)
         return self._covers(auth.driver, state, signed, tariff, exposure)

@@ -16,6 +16,7 @@ signature as :func:`sign`.
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -30,6 +31,10 @@ AUTH_TYPE = ("SessionAuthorization(address driver,uint256 station,uint256 maxPer
              "uint256 maxPerMinute,uint256 maxSessionFee,uint256 maxAmount,uint256 nonce,"
              "uint256 expiry)")
 NAME, VERSION = "voltledger", "2"
+_FIELDS = ("driver", "station", "max_per_kwh", "max_per_minute", "max_session_fee",
+           "max_amount", "nonce", "expiry", "signature")
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
+_SIGNATURE = re.compile(r"0x[0-9a-fA-F]{130}")
 # widths of the packed word the contract reads (settlement/contracts/Settlement.vy: Auth)
 WIDTHS = (("max_per_kwh", 24), ("max_per_minute", 24), ("max_session_fee", 24),
           ("max_amount", 32), ("nonce", 48), ("expiry", 40))
@@ -78,8 +83,7 @@ class Authorization:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Authorization:
-        fields = ("driver", "station", "max_per_kwh", "max_per_minute", "max_session_fee",
-                  "max_amount", "nonce", "expiry", "signature")
+        fields = _FIELDS
         missing = [f for f in fields if f not in data]
         if missing:
             raise ValueError(f"authorization lacks {missing}")
@@ -89,6 +93,35 @@ class Authorization:
                        str(data["signature"]))
         except (TypeError, ValueError) as exc:
             raise ValueError(f"not an authorization: {exc}") from None
+
+    @classmethod
+    def from_request(cls, data: Any) -> Authorization:
+        """What a driver hands in (an app start): as :meth:`from_json`, but only whole
+        numbers - JSON integers, or strings of digits as wallets write a uint256 - an
+        address and a 65-byte signature in hex are taken; nothing is rounded or coerced."""
+        fields = _FIELDS
+        if not isinstance(data, dict):
+            raise ValueError("not an authorization: a JSON object is needed")
+        missing = [f for f in fields if f not in data]
+        if missing:
+            raise ValueError(f"authorization lacks {missing}")
+        driver, signature = data["driver"], data["signature"]
+        if not isinstance(driver, str) or not _ADDRESS.fullmatch(driver):
+            raise ValueError("not an authorization: driver must be an address (0x + 40 hex)")
+        if not isinstance(signature, str) or not _SIGNATURE.fullmatch(signature):
+            raise ValueError("not an authorization: signature must be 0x + 65 bytes in hex")
+        n = []
+        for f in fields[1:8]:
+            value = data[f]
+            # a whole number (JSON, or a string of digits as wallets write a uint256): a
+            # fraction, a boolean or another type is not rounded into one
+            if isinstance(value, str) and value.isascii() and value.isdigit() \
+                    and len(value) <= 78:
+                value = int(value)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ValueError(f"not an authorization: {f} must be a whole number")
+            n.append(value)
+        return cls(driver, n[0], n[1], n[2], n[3], n[4], n[5], n[6], signature)
 
 
 def domain_separator(chain_id: int, contract: str) -> bytes:

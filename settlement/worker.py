@@ -65,6 +65,7 @@ MAX_STATIONS = 256
 DEFAULT_STATION_POWER_KW = 350  # registered on chain for the operator's own stations
 LEASE = "settlement"
 LEASE_TTL = timedelta(seconds=30)
+EXPIRY_MARGIN_S = 900  # a chunk cut for an expiring signature: time to be included
 
 
 POWER_SLACK_S = 60  # the contract's: a minute at full power
@@ -216,7 +217,12 @@ class SettlementWorker:
             oldest = min(datetime.fromisoformat(r["enqueued_at"]) for r in rows)
             if len(rows) < self.batch_size and not force and \
                     (_now() - oldest).total_seconds() < self.max_wait:
-                return []
+                # an app session is paid only until its signature expires: it waits for a
+                # fuller chunk only when the wait and its inclusion end before that
+                expiry = await tx.queued_authorization_expiry()
+                if expiry is None or expiry - _now().timestamp() > \
+                        self.max_wait + EXPIRY_MARGIN_S:
+                    return []
             out = []
             for r in rows:
                 s = await tx.get_session(r["session_id"])

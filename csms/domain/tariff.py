@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import (
@@ -15,7 +16,7 @@ from decimal import (
     localcontext,
 )
 
-__all__ = ["DECIMALS", "MAX_PRICE", "Tariff", "price_minor"]
+__all__ = ["DECIMALS", "MAX_PRICE", "Tariff", "minor_prices", "price_minor"]
 
 # The arithmetic of prices, wherever they are computed (the central system, a receipt's
 # verifier): Python's default precision, pinned. A thread's own context is not to be
@@ -63,3 +64,12 @@ def price_minor(tariff: Tariff, energy_wh: int, duration_s: float) -> int:
         )
         return int((total.scaleb(tariff.decimals)).quantize(Decimal(1),
                                                             rounding=ROUND_HALF_UP))
+
+
+def minor_prices(tariff: Tariff) -> tuple[int, int, int]:
+    """(per kWh, per minute, session fee) in minor units, each rounded up: what a driver's
+    accepted prices (terms, a signed authorization) must be at least."""
+    with localcontext(DECIMALS):
+        scale = Decimal(10) ** tariff.decimals
+        return (math.ceil(tariff.per_kwh * scale), math.ceil(tariff.per_minute * scale),
+                math.ceil(tariff.session_fee * scale))

@@ -5,6 +5,7 @@ outbox events it writes and the check of an id tag. The use cases build on it
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections import Counter
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from typing import Any
 
 from csms.domain.energy import DEFAULT_MAX_POWER_W
 from csms.domain.model import AuthStatus, Session
+from csms.domain.tariff import minor_prices
 from csms.service import defaults
 from csms.service.certificates import CertificateUseCases, Outbound
 from csms.service.credit import Cover, CreditCheck
@@ -99,6 +101,32 @@ class ChargingCore:
         if record is None:
             return AuthStatus.UNKNOWN
         return record.authorize(self.clock())
+
+    async def _bind_signed(self, tx: Tx, station_id: str, tag: str, session: Session) -> bool:
+        """Bind the driver's signed authorization waiting at ``station_id`` for ``tag`` to
+        ``session`` (True), unless the tariff valid at the session's start asks more than
+        the driver signed for: the contract would not pay that session (above the signed
+        prices), so the signature is kept for a session within them."""
+        assert session.id is not None
+        now = int(self.clock().timestamp())
+        row = await tx.pending_authorization(station_id, tag, now)
+        if row is None:
+            return False
+        tariff = await tx.find_tariff(station_id, session.started_at)
+        if tariff is not None:
+            body = json.loads(row["body"])
+            signed = (int(body["max_per_kwh"]), int(body["max_per_minute"]),
+                      int(body["max_session_fee"]))
+            asked = minor_prices(tariff)
+            if any(a > b for a, b in zip(asked, signed, strict=True)):
+                log.warning("! %s: the tariff %s (per kWh, per minute, fee) is above what the"
+                            " driver signed for %s: %s not started on the signature",
+                            station_id, asked, signed, tag)
+                await tx.add_station_event(station_id, "authorization_refused", {
+                    "session_id": session.id, "tag": tag, "reason": "tariff_above_signed",
+                    "tariff": list(asked), "signed": list(signed)}, self.clock())
+                return False
+        return await tx.bind_authorization(station_id, tag, session.id, now) is not None
 
     async def covered(self, station_id: str, tag: str) -> bool:
         """Whether the escrow of the driver who linked ``tag`` covers a charge here (True

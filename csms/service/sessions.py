@@ -265,8 +265,7 @@ class SessionUseCases(SignedDataChecks):
             assert session.id is not None
             if reservation is not None:
                 await self._use_reservation(tx, reservation, session.id)
-            if await tx.bind_authorization(station_id, id_tag, session.id,
-                                           int(self.clock().timestamp())) is not None \
+            if await self._bind_signed(tx, station_id, id_tag, session) \
                     and auth is AuthStatus.UNKNOWN:
                 # an app session's token, authorized by the driver's signature
                 auth = AuthStatus.ACCEPTED
@@ -524,8 +523,7 @@ class SessionUseCases(SignedDataChecks):
                     session.flag("reserved_for_other")
                     if auth is AuthStatus.ACCEPTED:
                         auth = AuthStatus.NOT_AT_THIS_TIME  # reserved for another (H01)
-                if await tx.bind_authorization(station_id, ev.id_tag, session.id,
-                                               int(self.clock().timestamp())) is not None \
+                if await self._bind_signed(tx, station_id, ev.id_tag, session) \
                         and auth is AuthStatus.UNKNOWN:
                     auth = AuthStatus.ACCEPTED  # authorized by the driver's signature
                 session.auth_status = auth.value if auth else None

@@ -229,9 +229,21 @@ class StationUseCases(ChargingCore):
         now = self.clock()
 
         async def work(tx: Tx) -> CreditDecision:
+            if await tx.get_tag(tag) is not None or await tx.card_of(tag) is not None:
+                # a card's session at this station would be bound to the signature (and
+                # paid by it), and the card's holder could start the signed one
+                return CreditDecision(False, f"{tag} is a card's tag: an app session needs"
+                                      " a token of its own", decision.driver)
             # confirmed with the driver locked until it is stored (from then on it counts
             # in the driver's exposure)
             confirmed = await credit.confirm(tx, decision) if decision.ok else decision
+            nonce = int(authorization["nonce"]) if confirmed.ok else None
+            if nonce is not None and await tx.authorization_with_nonce(
+                    str(authorization["driver"]), nonce) is not None:
+                # one signature, one session: the contract pays a nonce once
+                return CreditDecision(False, f"the driver's nonce {nonce} is used already"
+                                      " (by an authorization accepted before)",
+                                      confirmed.driver)
             if confirmed.ok:
                 await tx.add_authorization(str(authorization["driver"]), station_id, tag,
                                            authorization, int(authorization["nonce"]),

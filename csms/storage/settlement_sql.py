@@ -138,6 +138,12 @@ class SettlementSql(ABC):
             " expiry, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id", driver.lower(),
             station_id, id_tag, json.dumps(body, sort_keys=True), str(nonce), expiry, _iso(at))
 
+    async def authorization_with_nonce(self, driver: str, nonce: int) -> dict[str, Any] | None:
+        """The driver's authorization with ``nonce`` (one per driver and nonce)."""
+        return await self.fetchone(
+            "SELECT * FROM session_authorizations WHERE driver = ? AND nonce = ?",
+            driver.lower(), str(nonce))
+
     async def pending_authorization(self, station_id: str, id_tag: str,
                                     now_unix: int) -> dict[str, Any] | None:
         """The newest unbound, unexpired authorization for (station, tag)."""
@@ -221,6 +227,14 @@ class SettlementSql(ABC):
         return await self.fetchall(
             "SELECT session_id, enqueued_at FROM settlement_queue ORDER BY session_id LIMIT ?",
             limit)
+
+    async def queued_authorization_expiry(self) -> int | None:
+        """The soonest expiry (unix seconds) of the signed authorizations of the queued
+        sessions: the latest time the contract pays the first of them."""
+        row = await self.fetchone(
+            "SELECT min(a.expiry) AS e FROM settlement_queue q JOIN session_authorizations a"
+            " ON a.session_id = q.session_id")
+        return None if row is None or row["e"] is None else int(row["e"])
 
     async def dequeue_settlement(self, session_id: int) -> None:
         await self.execute("DELETE FROM settlement_queue WHERE session_id = ?", session_id)

@@ -448,6 +448,14 @@ def _check_authorization(driver_index: uint256, station_index: uint256, energy: 
     return 0
 
 
+@external
+@view
+def nonce_used(driver: address, nonce: uint256) -> bool:
+    """Whether the driver's signed authorization with ``nonce`` was settled (used up)."""
+    index: uint256 = self.driver_index[driver]
+    return self.nonce_bits[index][nonce >> 8] & (1 << (nonce & 255)) != 0
+
+
 @internal
 @pure
 def _within_prices(energy: uint256, duration: uint256, amount: uint256,

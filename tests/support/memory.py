@@ -55,6 +55,7 @@ class MemoryState:
     outbox: list[dict[str, Any]] = field(default_factory=list)
     settlement_queue: dict[int, datetime] = field(default_factory=dict)
     authorizations: list[dict[str, Any]] = field(default_factory=list)
+    cards: dict[str, dict[str, Any]] = field(default_factory=dict)
     audit: list[dict[str, Any]] = field(default_factory=list)
     local_list_versions: dict[str, int] = field(default_factory=dict)
     nodes: dict[str, datetime] = field(default_factory=dict)
@@ -385,6 +386,13 @@ class MemoryTx(Tx):
             "session_id": None, "created_at": at.isoformat()})
         return aid
 
+    async def authorization_with_nonce(self, driver: str,
+                                       nonce: int) -> dict[str, Any] | None:
+        for a in self.s.authorizations:
+            if a["driver"] == driver.lower() and a["nonce"] == str(nonce):
+                return dict(a)
+        return None
+
     async def pending_authorization(self, station_id: str, id_tag: str,
                                     now_unix: int) -> dict[str, Any] | None:
         for a in reversed(self.s.authorizations):
@@ -558,14 +566,17 @@ class MemoryTx(Tx):
                 return max(valid, key=lambda t: t.version)
         return None
 
-    async def link_card(self, *args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError("link_card: not faked in memory")
+    async def link_card(self, tag: str, driver: str, salt: str, commitment: str,
+                        at: datetime) -> None:
+        self.s.cards[tag] = {"tag": tag, "driver": driver.lower(), "salt": salt,
+                             "commitment": commitment, "linked_at": at.isoformat()}
 
-    async def unlink_card(self, *args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError("unlink_card: not faked in memory")
+    async def unlink_card(self, tag: str) -> bool:
+        return self.s.cards.pop(tag, None) is not None
 
-    async def card_of(self, *args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError("card_of: not faked in memory")
+    async def card_of(self, tag: str) -> dict[str, Any] | None:
+        card = self.s.cards.get(tag)
+        return None if card is None else dict(card)
 
     async def driver_cards(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError("driver_cards: not faked in memory")
@@ -581,6 +592,9 @@ class MemoryTx(Tx):
 
     async def queued_for_settlement(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError("queued_for_settlement: not faked in memory")
+
+    async def queued_authorization_expiry(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError("queued_authorization_expiry: not faked in memory")
 
     async def dequeue_settlement(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError("dequeue_settlement: not faked in memory")

@@ -760,3 +760,39 @@ async def test_a_session_above_its_hosts_registered_power_is_held_not_sent_to_be
     held = await repo.read(lambda tx: tx.get_session(hosted[0]))
     assert "energy_above_max_power" in held.flags
     assert kit.balance(d0) == 10**6 - PRICE[1]
+
+
+async def test_an_app_session_is_settled_before_its_signature_expires(
+    repo: Any, memory_chain: Chain
+) -> None:
+    """The driver's authorization may be settled until its expiry: a completed app session
+    does not wait the worker's hour for a fuller chunk when the signature expires before
+    (the contract would refuse it: AUTHORIZATION_EXPIRED, the host unpaid)."""
+    kit = Kit(memory_chain)
+    driver, _ = kit.driver(allow_cards=False)
+    ids = await add_sessions(repo, 2)
+    station = memory_chain.register_station(22_000)
+
+    async def prepare(tx: Any) -> None:
+        st = await tx.get_station("CP1")
+        st.chain_station = station
+        await tx.update_station(st)
+        for nonce, (sid, tag, expires_in) in enumerate(
+                ((ids[0], "TAG0", 86_400), (ids[1], "TAG1", 600)), start=1):
+            auth = wallet.authorize(memory_chain, driver, station, max_per_kwh=40,
+                                    max_amount=1_000, nonce=nonce,
+                                    expiry=int(datetime.now(UTC).timestamp()) + expires_in)
+            await tx.add_authorization(driver.address, "CP1", tag, auth.as_json(), nonce,
+                                       auth.expiry, datetime.now(UTC))
+            assert await tx.bind_authorization("CP1", tag, sid, kit.now()) is not None
+
+    await repo.unit(prepare)
+
+    async def requeue(tx: Any) -> None:  # completed a moment ago, not in 2026
+        for sid in ids:
+            await tx.dequeue_settlement(sid)
+            await tx.enqueue_settlement(sid, datetime.now(UTC))
+
+    await repo.unit(requeue)
+    worker = SettlementWorker(repo, memory_chain, max_wait=3600)
+    assert await worker.build_batches() == (1, 2)  # not in an hour: now
