@@ -69,6 +69,9 @@ ZERO_ADDRESS = "0x" + "00" * 20
 # settle(ledger, first_seq, entries, auths), as Settlement.vy declares it
 SETTLE_TYPES = ("uint256", "uint256", "(bytes32,uint256)[]", "(uint256,bytes32,bytes32)[]")
 SETTLE_SELECTOR = keccak(f"settle({','.join(SETTLE_TYPES)})".encode())[:4]
+# the events that tell a driver's index and cards at a block a node keeps no state of
+DRIVER_REGISTERED = "DriverRegistered(address,uint256)"
+CARD_LINKED = "CardLinked(address,bytes32,bool)"
 
 class ChainError(Exception):
     pass
@@ -353,6 +356,9 @@ class Chain:
         self.artifact = compiled(cache_dir)
         self.chain_id = int(w3.eth.chain_id)
         self.contract_address: str | None = None
+        # the transaction that created the contract (receipts name it: a verifier checks
+        # it ran Settlement's own creation code); None for a contract recorded without it
+        self.deploy_tx: str | None = None
         # one sender at a time: a nonce read from the node is only ours until it is sent
         self._sending = threading.RLock()
         self.rpc_url = node.url if node is not None else getattr(w3.provider, "endpoint_uri",
@@ -380,10 +386,12 @@ class Chain:
                                      fee_bps).build_transaction(self._tx_base())
             receipt = self._send(tx)
         self.contract_address = str(receipt["contractAddress"])
+        self.deploy_tx = "0x" + bytes(receipt["transactionHash"]).hex()
         return self.contract_address
 
-    def use(self, address: str) -> None:
+    def use(self, address: str, deploy_tx: str | None = None) -> None:
         self.contract_address = Web3.to_checksum_address(address)
+        self.deploy_tx = deploy_tx
         self.check_contract()
 
     def check_contract(self) -> None:
@@ -621,14 +629,54 @@ class SettlementReader:
                   for e in self.c.events.Unpaid().process_receipt(receipt, errors=DISCARD)}
         return int(receipt["status"]), int(receipt["blockNumber"]), bool(settled), unpaid
 
+    def creation(self, tx_hash: bytes) -> tuple[str | None, bytes, str | None, int]:
+        """(called address: None for a contract creation, input, the address of the contract
+        it created, status) of a transaction."""
+        tx = self.w3.eth.get_transaction(HexStr("0x" + tx_hash.hex()))
+        receipt = self.w3.eth.get_transaction_receipt(HexStr("0x" + tx_hash.hex()))
+        to, created = tx.get("to"), receipt.get("contractAddress")
+        return (str(to) if to else None, bytes(tx["input"]),
+                str(created) if created else None, int(receipt["status"]))
+
     def chunk_digest(self, ledger: int, first_seq: int) -> bytes:
         return bytes(self.c.functions.chunk_digest(ledger, first_seq).call())
 
-    def driver_index(self, driver: str) -> int:
-        return int(self.c.functions.driver_index(Web3.to_checksum_address(driver)).call())
+    def driver_index(self, driver: str, block: int | None = None) -> int:
+        """The driver's index as the contract held it at the end of ``block`` (None: now)."""
+        address = Web3.to_checksum_address(driver)
+        try:
+            return int(self.c.functions.driver_index(address).call(
+                block_identifier="latest" if block is None else block))
+        except Exception:  # a node that keeps no state of that block: the contract's events
+            if block is None:
+                raise
+        logs = self._logs(DRIVER_REGISTERED, address, block)
+        return int.from_bytes(bytes(logs[0]["data"])[:32], "big") if logs else 0
 
-    def card_linked(self, driver_index: int, commitment: bytes) -> bool:
-        return bool(self.c.functions.cards(driver_index, commitment).call())
+    def card_linked(self, driver_index: int, commitment: bytes, driver: str | None = None,
+                    block: int | None = None) -> bool:
+        """Whether the card's commitment was linked to the driver at the end of ``block``."""
+        try:
+            return bool(self.c.functions.cards(driver_index, commitment).call(
+                block_identifier="latest" if block is None else block))
+        except Exception:
+            if block is None or driver is None:
+                raise
+        # a node that keeps no state of that block: the driver's last CardLinked of the
+        # commitment up to it (the contract's own events: its code and origin are checked)
+        linked = False
+        for entry in self._logs(CARD_LINKED, Web3.to_checksum_address(driver), block):
+            data = bytes(entry["data"])
+            if data[:32] == commitment:
+                linked = int.from_bytes(data[32:64], "big") == 1
+        return linked
+
+    def _logs(self, event: str, driver: str, block: int) -> list[Any]:
+        topic = "0x" + bytes(keccak(event.encode())).hex()
+        logs = self.w3.eth.get_logs({
+            "address": self.address, "fromBlock": 0, "toBlock": block,
+            "topics": [HexStr(topic), HexStr("0x" + driver[2:].lower().rjust(64, "0"))]})
+        return sorted(logs, key=lambda e: (int(e["blockNumber"]), int(e["logIndex"])))
 
     def code(self) -> bytes:
         """The code deployed at the contract's address (empty: none)."""
@@ -725,14 +773,15 @@ def open_chain(spec: str, data_dir: str | Path, *, keystore: str | None = None,
                     " a new one is deployed", chain.chain_id, entry.get("contract"))
         entry = None
     if entry is not None:
-        chain.use(entry["contract"])  # raises ContractMissing on a reset chain
+        # raises ContractMissing on a reset chain
+        chain.use(entry["contract"], entry.get("deploy_tx"))
     elif deploy:
         address = chain.deploy(params.notice_period, params.token, params.unit,
                                params.platform, params.fee_bps)
         deployments[str(chain.chain_id)] = {
-            "contract": address, "kind": chain.kind, "rpc": chain.rpc_url,
-            "version": CONTRACT_VERSION, "token": params.token, "unit": params.unit,
-            "fee_bps": params.fee_bps, "platform": params.platform}
+            "contract": address, "deploy_tx": chain.deploy_tx, "kind": chain.kind,
+            "rpc": chain.rpc_url, "version": CONTRACT_VERSION, "token": params.token,
+            "unit": params.unit, "fee_bps": params.fee_bps, "platform": params.platform}
         folder.mkdir(parents=True, exist_ok=True)
         record.write_text(json.dumps(deployments, indent=2), "utf-8")
         log.info("= deployed the settlement contract at %s on chain %d", address,

@@ -3,11 +3,14 @@ the fingerprint of its deployed code that a receipt's verifier compares with the
 
 The code a deployed contract holds (``eth_getCode``) is the compiled runtime code followed
 by the values of its immutables (operator, platform, fee, notice period, token, unit,
-domain separator: 32 bytes each). ``Settlement.code.json`` holds keccak256 of the runtime
-code and the two lengths, so a verifier needs no compiler (the driver's page reads the
-same file); ``tests/integration/settlement/test_verifier.py`` keeps it equal to what
-``vyper`` compiles from ``Settlement.vy``: regenerate it with
-``python -m settlement.contract`` after changing the contract.
+domain separator: 32 bytes each). The transaction that created it carries the compiled
+creation code followed by the constructor's ABI-encoded arguments: a contract whose own
+creation code wrote its storage before returning the genuine runtime code differs there.
+``Settlement.code.json`` holds keccak256 of the runtime code and of the creation code and
+their lengths, so a verifier needs no compiler (the driver's page reads the same file);
+``tests/integration/settlement/test_verifier.py`` keeps it equal to what ``vyper``
+compiles from ``Settlement.vy``: regenerate it with ``python -m settlement.contract``
+after changing the contract.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["CONTRACT_NAME", "code_fingerprint", "compiled", "fingerprint_of_source",
-           "is_settlement_code", "source"]
+           "is_settlement_code", "is_settlement_creation", "source"]
 
 CONTRACT_NAME = "Settlement.vy"
 FINGERPRINT_NAME = "Settlement.code.json"
@@ -60,13 +63,22 @@ def fingerprint_of_source() -> dict[str, Any]:
     from eth_hash.auto import keccak
 
     text = source()
-    out = vyper.compile_code(text, output_formats=["bytecode_runtime", "layout"])
+    out = vyper.compile_code(text, output_formats=["abi", "bytecode", "bytecode_runtime",
+                                                   "layout"])
     runtime = bytes.fromhex(out["bytecode_runtime"].removeprefix("0x"))
+    creation = bytes.fromhex(out["bytecode"].removeprefix("0x"))
     immutables = sum(int(v["length"]) for v in out["layout"].get("code_layout", {}).values())
+    [constructor] = [f for f in out["abi"] if f["type"] == "constructor"]
+    static = {"address", "bool", "bytes32", *(f"uint{n}" for n in range(8, 257, 8))}
+    if not all(a["type"] in static for a in constructor["inputs"]):
+        raise ValueError("the constructor takes an argument of variable length")
     return {"contract": CONTRACT_NAME, "vyper": vyper.__version__,
             "source_sha256": hashlib.sha256(text.encode()).hexdigest(),
             "runtime_keccak": "0x" + bytes(keccak(runtime)).hex(),
-            "runtime_size": len(runtime), "immutables_size": immutables}
+            "runtime_size": len(runtime), "immutables_size": immutables,
+            "creation_keccak": "0x" + bytes(keccak(creation)).hex(),
+            "creation_size": len(creation),
+            "constructor_args_size": 32 * len(constructor["inputs"])}
 
 
 def code_fingerprint() -> dict[str, Any]:
@@ -85,6 +97,18 @@ def is_settlement_code(code: bytes, fingerprint: dict[str, Any] | None = None) -
     size = int(fp["runtime_size"])
     return (len(code) == size + int(fp["immutables_size"])
             and "0x" + bytes(keccak(code[:size])).hex() == fp["runtime_keccak"])
+
+
+def is_settlement_creation(data: bytes, fingerprint: dict[str, Any] | None = None) -> bool:
+    """Whether ``data`` (a contract creation transaction's input) is this project's
+    Settlement creation code exactly, followed by the constructor's arguments (ABI-encoded,
+    32 bytes each): the contract's storage was then written by its own code only."""
+    from eth_hash.auto import keccak
+
+    fp = fingerprint or code_fingerprint()
+    size = int(fp["creation_size"])
+    return (len(data) == size + int(fp["constructor_args_size"])
+            and "0x" + bytes(keccak(data[:size])).hex() == fp["creation_keccak"])
 
 
 if __name__ == "__main__":  # python -m settlement.contract: regenerate the fingerprint

@@ -17,14 +17,21 @@ events say whether the amount was taken from the escrow.
 Which contract is the real one cannot be read from a receipt (anyone can deploy a
 look-alike that answers whatever it likes): the code at the receipt's contract address
 must be this project's Settlement contract (``settlement/contract.py``
-``is_settlement_code``), and the driver says which one it is with ``driver`` (its escrow
-must live in that contract under the record's driver index) or ``contract``; without
-either the verdict is UNVERIFIED. A card session charged to the driver must carry the
-commitment of the record's card, linked by the driver on chain: the verifier recomputes
-it from the driver, the record's tag and the card's salt (the receipt's ``card.salt``, or
-the driver's own ``cards``); without a salt the card's owner is not checked (UNVERIFIED).
-Verdicts: VALID, INVALID, UNVERIFIED (the chain could not be reached, or the contract or
-the card's owner could not be told).
+``is_settlement_code``), created by the transaction the receipt names (``deploy_tx``) with
+Settlement's own creation code (``is_settlement_creation``: a creation that wrote storage
+of its own before returning the genuine code is not), and the driver says which one it is
+with ``driver`` (its escrow must live in that contract under the record's driver index) or
+``contract``; without either the verdict is UNVERIFIED, and so it is with ``driver`` for a
+receipt that names no creation (``contract`` pins the address: the driver vouches for it).
+A card session charged to the driver must carry the commitment of the record's card,
+linked by the driver on chain: the verifier recomputes it from the driver, the record's
+tag and the card's salt (the receipt's ``card.salt``, or the driver's own ``cards``);
+without a salt the card's owner is not checked (UNVERIFIED). Verdicts: VALID, INVALID,
+UNVERIFIED (the chain could not be reached, or the contract or the card's owner could not
+be told). The driver's index and cards are read as the contract held them at the end of
+the settle block (``eth_call`` at that block, or the contract's events up to it where the
+node keeps no state of that block): a card unlinked since, or linked only later, does not
+change the verdict.
 """
 
 from __future__ import annotations
@@ -206,7 +213,9 @@ def _receipt(batch: dict[str, Any], item: dict[str, Any], session: dict[str, Any
                     "reason": None if paid else session.get("unpaid_reason")},
         "chain": {"chain_id": batch["chain_id"], "contract": batch["contract"],
                   "tx_hash": batch["tx_hash"], "block_number": batch["block_number"],
-                  "rpc_hint": rpc_url},
+                  "rpc_hint": rpc_url}
+        # the transaction that created the contract (none: recorded before it was kept)
+        | ({"deploy_tx": batch["deploy_tx"]} if batch.get("deploy_tx") else {}),
     } | ({"card": {"salt": salt}} if salt else {})
 
 
@@ -330,6 +339,8 @@ def _parse(receipt: Any) -> dict[str, Any]:
             "block_number": int(chain["block_number"]), "paid": bool(payment["paid"]),
             "amount": int(payment["amount"]), "unit": int(payment["unit"]),
             "card_salt": None if card is None else _hex32(card["salt"], "card.salt"),
+            "deploy_tx": None if chain.get("deploy_tx") is None else _hex32(
+                chain["deploy_tx"], "chain.deploy_tx"),
         }
     except ReceiptError:
         raise
@@ -535,18 +546,23 @@ def _check_chain(v: Verdict, r: dict[str, Any], w3: Any, driver: str | None,
                  f"the code at {r['contract']} is not voltledger's Settlement contract:"
                  " a look-alike, whatever it answers"):
         return
+    if not _check_origin(v, r, reader, contract):
+        return
     # which contract: the one the driver's escrow lives in
     if contract is not None:
         v.add("the real contract", contract.lower() == r["contract"].lower(),
               f"you named {contract}, the receipt names {r['contract']}")
     if driver is not None:
         same = str(record["driver"] or "").lower() == driver.lower()
-        index = reader.driver_index(driver) if same else 0
+        # as the contract held them when the session was settled (the settle transaction's
+        # block, as the chain says: the receipt's is checked below), not as they are now
+        block = reader.outcome(r["tx_hash"])[1]
+        index = reader.driver_index(driver, block) if same else 0
         v.add("the driver's escrow", same and index != 0 and index == record["driver_index"],
               f"{driver} is driver {index} of {r['contract']}; the record names"
               f" {record['driver']} (driver {record['driver_index']})")
         if same and index and record["kind"] == CARD and record["driver_index"]:
-            _check_card(v, r, reader, driver, index, cards)
+            _check_card(v, r, reader, driver, index, cards, block)
     if contract is None and driver is None:
         v.add("the real contract", None, "give your driver address (or the contract's) to"
               f" tell whether {r['contract']} is the contract your escrow is in")
@@ -587,8 +603,34 @@ def _check_chain(v: Verdict, r: dict[str, Any], w3: Any, driver: str | None,
           + ("" if stated else f"; the receipt says {r['amount']} x {r['unit']}"))
 
 
+def _check_origin(v: Verdict, r: dict[str, Any], reader: Any, contract: str | None) -> bool:
+    """Where the contract comes from: the transaction the receipt names created it with
+    Settlement's own creation code, so its state was written by Settlement's code only (a
+    creation code of another's can write fake escrows and cards, then return the genuine
+    runtime code). False when it did not (nothing else is asked of that address)."""
+    from settlement.contract import is_settlement_creation
+
+    name = "contract origin"
+    if r["deploy_tx"] is None:
+        if contract is None or contract.lower() != r["contract"].lower():
+            v.add(name, None, "the receipt names no transaction that created"
+                  f" {r['contract']}: whether its state was written by Settlement's code only"
+                  " was not checked (name the contract you trust: csms verify --contract)")
+        return True
+    to, data, created, status = reader.creation(r["deploy_tx"])
+    tx = "0x" + r["deploy_tx"].hex()
+    if to is not None or status != 1 or created is None \
+            or created.lower() != r["contract"].lower():
+        return v.add(name, False, f"{tx} did not create {r['contract']}")
+    genuine = is_settlement_creation(data)
+    return v.add(name, genuine, f"{tx} created {r['contract']} with the creation code of"
+                 " voltledger's Settlement contract and its constructor's arguments" if genuine
+                 else f"{tx} created {r['contract']} with other creation code than voltledger's"
+                 " Settlement contract's: its escrows and cards may be anyone's")
+
+
 def _check_card(v: Verdict, r: dict[str, Any], reader: Any, driver: str, index: int,
-                cards: list[tuple[str, bytes]]) -> None:
+                cards: list[tuple[str, bytes]], block: int) -> None:
     """A card session charged to the driver: the record's card is one the driver linked.
     The chain pays it under the driver's standing terms without seeing the card, so the
     commitment must be linked on chain AND be the one of the record's tag."""
@@ -601,8 +643,9 @@ def _check_card(v: Verdict, r: dict[str, Any], reader: Any, driver: str, index: 
         v.add(name, False, f"a card session of {tag or 'no tag'} charged to driver {index}"
               " carries no card commitment: nothing shows the card is the driver's")
         return
-    if not reader.card_linked(index, commitment):
-        v.add(name, False, f"the card's commitment is not linked to driver {index} on chain")
+    if not reader.card_linked(index, commitment, driver, block):
+        v.add(name, False, f"the card's commitment was not linked to driver {index} on chain"
+              f" when the session was settled (block {block})")
         return
     salts = [("you gave", salt) for _, salt in cards]
     if r["card_salt"] is not None:

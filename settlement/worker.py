@@ -419,7 +419,8 @@ class SettlementWorker:
         digest = chunk_digest(ledger, first_seq, entries)
         batch_id = await tx.insert_batch(
             state=BatchState.PENDING.value, root="0x" + digest.hex(), count=len(entries),
-            chain_id=self.chain.chain_id, contract=self.chain.contract_address, ledger=ledger,
+            chain_id=self.chain.chain_id, contract=self.chain.contract_address,
+            deploy_tx=self.chain.deploy_tx, ledger=ledger,
             first_seq=first_seq, entries=[["0x" + h.hex(), hex(p)] for h, p in entries],
             auths=auths, at=_now())
         await tx.insert_batch_items(batch_id, items)

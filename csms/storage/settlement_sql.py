@@ -256,13 +256,13 @@ class SettlementSql(ABC):
     async def insert_batch(self, *, state: str, root: str, count: int, chain_id: int,
                            contract: str | None, ledger: int, first_seq: int,
                            entries: list[list[Any]], auths: list[list[Any]],
-                           at: datetime) -> int:
+                           at: datetime, deploy_tx: str | None = None) -> int:
         return await self.insert_id(
-            "INSERT INTO batches (state, root, count, chain_id, contract, ledger, first_seq,"
-            " entries, auths, version, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 2, ?, ?) RETURNING id", state, root, count,
-            chain_id, contract, str(ledger), first_seq, json.dumps(entries), json.dumps(auths),
-            _iso(at), _iso(at))
+            "INSERT INTO batches (state, root, count, chain_id, contract, deploy_tx, ledger,"
+            " first_seq, entries, auths, version, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 2, ?, ?) RETURNING id", state, root, count,
+            chain_id, contract, deploy_tx, str(ledger), first_seq, json.dumps(entries),
+            json.dumps(auths), _iso(at), _iso(at))
 
     async def insert_batch_items(
         self, batch_id: int, items: list[tuple[int, dict[str, Any], list[Any], str, str]]

@@ -21,6 +21,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -470,9 +471,12 @@ class _Meter:
 
     def container(self, tx: str, wh: int, at: datetime, tag: str, *, page: int | None = None,
                   signature: str = "der", tamper: bool = False, serial: str = "MTR-9",
-                  status: str = "G", flags: str = "",
-                  more: tuple[tuple[str, int], ...] = ()) -> str:
-        """``more``: further readings of the same moment, (register, Wh) each."""
+                  status: str = "G", flags: str = "", unit: str = "kWh",
+                  more: tuple[tuple[str, int], ...] = (),
+                  spell: Callable[[str], str] | None = None) -> str:
+        """``more``: further readings of the same moment, (register, Wh) each; ``spell``
+        rewrites the payload's text before the meter signs it (a number's spelling, a key
+        twice)."""
         from cryptography.hazmat.primitives.asymmetric import ec
         from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
@@ -480,7 +484,7 @@ class _Meter:
 
         def reading(register: str, value: int) -> dict[str, Any]:
             return {"TM": at.strftime("%Y-%m-%dT%H:%M:%S,000+0000 S"), "TX": tx,
-                    "RV": value / 1000, "RI": register, "RU": "kWh", "RT": "AC",
+                    "RV": value / 1000, "RI": register, "RU": unit, "RT": "AC",
                     "EF": flags, "ST": status}
 
         payload = {"FV": "1.0", "GI": "test", "GS": "VEC1", "GV": "1.0",
@@ -488,6 +492,10 @@ class _Meter:
                    "IS": True, "IL": "NONE", "IF": [], "IT": "CENTRAL", "ID": tag,
                    "RD": [reading(r, v) for r, v in (*more, ("1-b:1.8.0", wh))]}
         text = json.dumps(payload, separators=(",", ":"))
+        if spell is not None:
+            spelled = spell(text)
+            assert spelled != text, "the spelling changes nothing"
+            text = spelled
         der = self.key.sign(text.encode(), ec.ECDSA(self.digest))
         size = (self.key.curve.key_size + 7) // 8
         r, s = decode_dss_signature(der)
@@ -507,10 +515,15 @@ def _generated(meter: _Meter, *, pin: str | None = "der", message: str | None = 
                shift: timedelta = timedelta(0), tag: str = "TAG0", billed: str | None = None,
                begin_page: int | None = None, end_code: str = "E",
                end_shift: timedelta = timedelta(0), end: dict[str, Any] | None = None,
-               naive: bool = False, **sign: Any) -> dict[str, Any]:
-    """``sign`` goes to the begin container, ``end`` to the end container."""
+               naive: bool = False, also: tuple[tuple[str, int, timedelta], ...] = (),
+               twice: bool = False, **sign: Any) -> dict[str, Any]:
+    """``sign`` goes to the begin container, ``end`` to the end container; ``also``: further
+    containers of the meter between them, (TX, Wh, time after the begin) each; ``twice``:
+    the begin and the end container sent twice (as a 1.6 station sends the end reading in
+    MeterValues and again in StopTransaction)."""
     t1 = T0 + timedelta(minutes=30)
     begin = meter.container("B", start, T0 + shift, tag, page=begin_page, **sign)
+    further = [meter.container(tx, wh, T0 + shift + after, tag) for tx, wh, after in also]
     end_container = meter.container(end_code, stop, t1 + shift + end_shift, "TAG0",
                                     **(end or {}))
 
@@ -522,11 +535,32 @@ def _generated(meter: _Meter, *, pin: str | None = "der", message: str | None = 
                 **({"publicKey": meter.public(message)} if message else {})}
 
     samples = [_sample(T0, "Transaction.Begin", wrapped(begin)),
+               *[_sample(T0, "Sample.Periodic", wrapped(c)) for c in further],
                _sample(t1, "Transaction.End", wrapped(end_container))]
+    if twice:
+        samples += [_sample(T0, "Transaction.Begin", wrapped(begin)),
+                    _sample(t1, "Transaction.End", wrapped(end_container))]
     started, stopped = (T0.replace(tzinfo=None), t1.replace(tzinfo=None)) if naive else (T0, t1)
     return _offline_receipt(samples, start=str(start), stop=billed or str(stop),
                             started=started, stopped=stopped, tag="TAG0",
                             key=meter.public(pin) if pin else None)
+
+
+def _whole(text: str) -> str:
+    """Whole kWh written without the decimals (12.0 as 12), as a JSON serializer may."""
+    return re.sub(r'"RV":(\d+)\.0,', r'"RV":\1,', text)
+
+
+def _rv(written: str, instead: str) -> Callable[[str], str]:
+    """The reading value ``written`` spelled ``instead`` (raw JSON text)."""
+    return lambda text: text.replace(f'"RV":{written},', f'"RV":{instead},')
+
+
+def _second_unit_dropped(text: str) -> str:
+    """The second reading without RU: OCMF has it inherit the first one's."""
+    first = text.index('"RU":"kWh",')
+    second = text.index('"RU":"kWh",', first + 1)
+    return text[:second] + text[second + len('"RU":"kWh",'):]
 
 
 def _lem() -> dict[str, Any]:
@@ -654,6 +688,40 @@ def _vector_cases() -> list[tuple[str, dict[str, Any]]]:
         ("a tariff register beside the total at the begin only",
          _generated(p256(), more=(("1-b:1.8.1", 3_000),))),
         ("LEM DCBM (import and export registers, inherited TM and TX)", _lem()),
+        # how a reading is written (csms.metering.ocmf, tests/unit/csms/metering/
+        # test_ocmf_hostile.py): its last digit widens the match by at most 10 Wh, its unit
+        # in any case, inherited from the reading before; what no register shows, a key
+        # twice and a second begin or end reading are not billed
+        ("whole-kWh readings (RV 10, 12)",
+         _generated(p256(), stop=12_000, spell=_whole, end={"spell": _whole})),
+        ("whole-kWh readings, billed 9 Wh over",
+         _generated(p256(), stop=12_000, billed="12009", spell=_whole, end={"spell": _whole})),
+        ("whole-kWh readings, billed 0.5 kWh over",
+         _generated(p256(), stop=12_000, billed="12500", spell=_whole, end={"spell": _whole})),
+        ("a reading written to the Wh (12.500), billed 5 Wh over",
+         _generated(p256(), billed="12505", end={"spell": _rv("12.5", "12.500")})),
+        ("kWh spelled KWH and kwh", _generated(p256(), unit="KWH", end={"unit": "kwh"})),
+        *[(f"an import register in {unit!r}", _generated(p256(), unit=unit))
+          for unit in ("mWh", "MWh", "kvarh", "")],
+        ("a reading inheriting its unit from the one before",
+         _generated(p256(), more=(("1-b:1.8.1", 3_000),), spell=_second_unit_dropped,
+                    end={"more": (("1-b:1.8.1", 4_000),), "spell": _second_unit_dropped})),
+        *[(f"a begin reading of {label} kWh", _generated(p256(), spell=_rv("10.0", rv)))
+          for label, rv in (("-10.0", "-10.0"), ("1e999999", "1e999999"),
+                            ('"1e999999"', '"1e999999"'), ("10^400", "1" + "0" * 400),
+                            ("2e12", "2e12"), ("NaN", "NaN"), ("Infinity", "Infinity"))],
+        ("the begin code written with spaces (TX \" B \")",
+         _generated(p256(), spell=lambda t: t.replace('"TX":"B"', '"TX":" B "'))),
+        ("a current type (RT) that is not text",
+         _generated(p256(), spell=lambda t: t.replace('"RT":"AC"', '"RT":1'))),
+        ("the reading's value twice (RV)", _generated(p256(), spell=_rv("10.0", '9.0,"RV":10.0'))),
+        ("the reading's unit twice (RU)",
+         _generated(p256(), spell=lambda t: t.replace('"RU":"kWh"', '"RU":"Wh","RU":"kWh"'))),
+        ("two different begin readings of the register",
+         _generated(p256(), also=(("B", 9_900, timedelta(minutes=-3)),))),
+        ("two different end readings of the register",
+         _generated(p256(), also=(("E", 12_600, timedelta(minutes=33)),))),
+        ("the begin and the end container sent twice", _generated(p256(), twice=True)),
         ("signed meter data that is not an object", _not_an_object()),
         ("app session, the driver's authorization", _authorized(2_000)),
         ("app session above the authorized amount", _authorized(10)),
@@ -740,9 +808,24 @@ def _assert_vector_verdicts(by_name: dict[str, dict[str, Any]]) -> None:
                  "ended by TX A", "ended by TX P", "a time error alone (EF t)",
                  "a tariff register beside the total on both sides",
                  "a tariff register beside the total at the begin only",
-                 "LEM DCBM (import and export registers, inherited TM and TX)"):
+                 "LEM DCBM (import and export registers, inherited TM and TX)",
+                 "whole-kWh readings (RV 10, 12)", "whole-kWh readings, billed 9 Wh over",
+                 "kWh spelled KWH and kwh", "a reading inheriting its unit from the one before",
+                 'the begin code written with spaces (TX " B ")',
+                 "the begin and the end container sent twice"):
         assert by_name[name]["status"] == "UNVERIFIED" and not by_name[name]["failed"], name
         assert proven in by_name[name]["proves"], name
+    # readings no meter signs, in a unit that is not energy's, a payload with a key twice:
+    # the container is unreadable, its readings are not billed
+    for name in ("an import register in 'mWh'", "an import register in 'MWh'",
+                 "an import register in 'kvarh'", "an import register in ''",
+                 *[f"a begin reading of {rv} kWh" for rv in (
+                     "-10.0", "1e999999", '"1e999999"', "10^400", "2e12", "NaN", "Infinity")],
+                 "a current type (RT) that is not text", "the reading's value twice (RV)",
+                 "the reading's unit twice (RU)"):
+        assert (by_name[name]["status"], by_name[name]["failed"]) == (
+            "INVALID", {"meter signature 1"}), name
+        assert proven not in by_name[name]["proves"], name
     for name in ("KEBA billed 40 Wh more than signed", "no key anywhere",
                  "payload changed after signing", "a P-384 key for a P-256 signature",
                  "readings a day before the session", "pages going backwards",
@@ -753,6 +836,14 @@ def _assert_vector_verdicts(by_name: dict[str, dict[str, Any]]) -> None:
     for name, failed in (
             ("ended by TX R, billed stop above the signed one",
              {"signed readings = billed readings"}),
+            # a whole kWh written 12 lets no station bill 12.5 kWh; 12.500 is to the Wh
+            ("whole-kWh readings, billed 0.5 kWh over", {"signed readings = billed readings"}),
+            ("a reading written to the Wh (12.500), billed 5 Wh over",
+             {"signed readings = billed readings"}),
+            ("two different begin readings of the register",
+             {"signed readings belong to this session"}),
+            ("two different end readings of the register",
+             {"signed readings belong to this session"}),
             # the BAUER meter marks its readings "ST":"E", "EF":"Et"
             ("BAUER (transaction register, offset)", {"meter status"}),
             ("begin marked faulty (ST E)", {"meter status"}),

@@ -21,6 +21,9 @@ const SELECTORS = {
 };
 const SETTLED = topic("Settled(uint256,uint256,uint256,bytes32,uint256,uint256)");
 const UNPAID = topic("Unpaid(uint256,uint256,uint256)");
+// the events that tell a driver's index and cards at a block a node keeps no state of
+const DRIVER_REGISTERED = topic("DriverRegistered(address,uint256)");
+const CARD_LINKED = topic("CardLinked(address,bytes32,bool)");
 
 export const word = (n) => BigInt(n).toString(16).padStart(64, "0");
 const ADDRESS = /^(0x)?[0-9a-fA-F]{40}$/;
@@ -83,8 +86,33 @@ export class SettlementReader {
     return BigInt(await this.rpc.call("eth_chainId", []));
   }
 
-  async ethCall(data) {
-    return this.rpc.call("eth_call", [{ to: this.address, data: `0x${data}` }, "latest"]);
+  /** block: a block number (BigInt), or null for the latest. */
+  async ethCall(data, block = null) {
+    const at = block === null ? "latest" : `0x${block.toString(16)}`;
+    return this.rpc.call("eth_call", [{ to: this.address, data: `0x${data}` }, at]);
+  }
+
+  /** [called address: null for a contract creation, input hex without 0x, the address
+   * of the contract it created (null: none), status] of a transaction. */
+  async creation(txHash) {
+    const tx = await this.rpc.call("eth_getTransactionByHash", [txHash]);
+    if (tx === null) throw new ChainError(`Transaction with hash: '${txHash}' not found.`);
+    const receipt = await this.rpc.call("eth_getTransactionReceipt", [txHash]);
+    if (receipt === null) throw new ChainError(`Transaction with hash: '${txHash}' not found.`);
+    return [tx.to ? String(tx.to) : null, String(tx.input ?? tx.data ?? "0x").replace(/^0x/, "").toLowerCase(),
+      receipt.contractAddress ? String(receipt.contractAddress) : null, BigInt(receipt.status)];
+  }
+
+  /** The driver's logs of one event up to a block, in order. */
+  async logs(eventTopic, driver, block) {
+    const logs = await this.rpc.call("eth_getLogs", [{
+      address: this.address, fromBlock: "0x0", toBlock: `0x${block.toString(16)}`,
+      topics: [eventTopic, `0x${checksumAddress(driver).slice(2).toLowerCase().padStart(64, "0")}`],
+    }]);
+    return [...logs].sort((a, b) => {
+      const ab = BigInt(a.blockNumber) - BigInt(b.blockNumber);
+      return Number(ab !== 0n ? ab : BigInt(a.logIndex) - BigInt(b.logIndex));
+    });
   }
 
   /** [called contract, ledger, first seq, entries [[record hash hex, packed]]] */
@@ -130,10 +158,17 @@ export class SettlementReader {
     return words(out.replace(/^0x/, ""))(0).toString(16).padStart(64, "0");
   }
 
-  async driverIndex(driver) {
+  /** The driver's index as the contract held it at the end of block (null: now). */
+  async driverIndex(driver, block = null) {
     const address = checksumAddress(driver).slice(2).toLowerCase();
-    const out = await this.ethCall(`${selector("driver_index(address)")}${address.padStart(64, "0")}`);
-    return words(out.replace(/^0x/, ""))(0);
+    try {
+      const out = await this.ethCall(`${selector("driver_index(address)")}${address.padStart(64, "0")}`, block);
+      return words(out.replace(/^0x/, ""))(0);
+    } catch (exc) {
+      if (block === null) throw exc; // else a node that keeps no state of that block: the events
+    }
+    const logs = await this.logs(DRIVER_REGISTERED, driver, block);
+    return logs.length ? words(String(logs[0].data).replace(/^0x/, ""))(0) : 0n;
   }
 
   /** The code deployed at the contract's address, hex without 0x ("": none). */
@@ -141,11 +176,24 @@ export class SettlementReader {
     return String(await this.rpc.call("eth_getCode", [this.address, "latest"])).replace(/^0x/, "").toLowerCase();
   }
 
-  async cardLinked(driverIndex, commitmentHex) {
-    const out = await this.ethCall(`${selector("cards(uint256,bytes32)")}${word(driverIndex)}${commitmentHex}`);
-    const value = words(out.replace(/^0x/, ""))(0);
-    if (value > 1n) throw new ChainError("not a boolean");
-    return value === 1n;
+  /** Whether the card's commitment was linked to the driver at the end of block (null: now). */
+  async cardLinked(driverIndex, commitmentHex, driver = null, block = null) {
+    try {
+      const out = await this.ethCall(`${selector("cards(uint256,bytes32)")}${word(driverIndex)}${commitmentHex}`, block);
+      const value = words(out.replace(/^0x/, ""))(0);
+      if (value > 1n) throw new ChainError("not a boolean");
+      return value === 1n;
+    } catch (exc) {
+      if (block === null || driver === null) throw exc;
+    }
+    // a node that keeps no state of that block: the driver's last CardLinked of the
+    // commitment up to it (the contract's own events: its code and origin are checked)
+    let linked = false;
+    for (const log of await this.logs(CARD_LINKED, driver, block)) {
+      const data = String(log.data).replace(/^0x/, "").toLowerCase();
+      if (data.slice(0, 64) === commitmentHex) linked = BigInt(`0x${data.slice(64, 128) || "0"}`) === 1n;
+    }
+    return linked;
   }
 }
 
@@ -155,6 +203,15 @@ export function isSettlementCode(codeHex, fingerprint) {
   const size = fingerprint.runtime_size;
   return codeHex.length === 2 * (size + fingerprint.immutables_size)
     && `0x${hex(keccak(fromHex(codeHex.slice(0, 2 * size))))}` === fingerprint.runtime_keccak;
+}
+
+/** settlement/contract.py is_settlement_creation: a creation transaction's input is this
+ * project's Settlement creation code exactly (keccak256 of it, from Settlement.code.json),
+ * then the constructor's arguments (32 bytes each). */
+export function isSettlementCreation(inputHex, fingerprint) {
+  const size = fingerprint.creation_size;
+  return inputHex.length === 2 * (size + fingerprint.constructor_args_size)
+    && `0x${hex(keccak(fromHex(inputHex.slice(0, 2 * size))))}` === fingerprint.creation_keccak;
 }
 
 /** settlement/records.py card_commitment: keccak256(abi.encode(address, string, bytes32)). */

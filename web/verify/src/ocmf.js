@@ -329,13 +329,35 @@ export function registerKind(register) {
   return { 1: "import", 2: "export" }[c] ?? "other";
 }
 
+/** A reading value as pyocmf reads it: a JSON number as written (a float's digits are its
+ * resolution), a string as a decimal. */
 function decimalOf(value) {
   if (typeof value === "bigint") return Dec.fromInt(value);
-  if (value instanceof PyFloat) return Dec.parse(str(value));
+  if (value instanceof PyFloat) return Dec.parse(value.literal ?? str(value));
   return Dec.parse(str(value).trim());
 }
 
-const ENERGY_UNITS = { kWh: 1000n, Wh: 1n };
+// OCMF's energy units (RU), read in any case ("KWH" is a kilowatt-hour; "mWh" and "MWh",
+// which differ only in case, are no OCMF unit and are not read)
+const ENERGY_UNITS = { kwh: 1000n, wh: 1n };
+// no energy register shows more (MAX_REGISTER_WH of csms/metering/ocmf.py)
+const MAX_REGISTER_WH = Dec.fromInt(10n ** 15n);
+
+/** A reading in Wh; OcmfError for a number no energy register shows (negative, beyond any
+ * meter, not finite). */
+function energy(value, factor) {
+  // beyond 10^18 the product is not computed (an exponent of 999999 makes a BigInt of
+  // millions of digits; Python's context overflows there)
+  const digits = value.isFinite() ? value.coef.toString().length : 0;
+  const readable = value.isFinite() && (value.isZero() || (value.sign === 0
+    && value.exp + digits - 1 <= 18 && value.mul(factor).cmp(MAX_REGISTER_WH) <= 0));
+  if (!readable) throw new OcmfError(`the reading ${value} is no energy register reading`);
+  return value.mul(factor);
+}
+
+// OCMF: a reading without these inherits them from the reading before it (pyocmf's
+// Payload.apply_reading_inheritance)
+const INHERITED = ["TM", "TX", "RI", "RU", "RT", "EF", "ST"];
 
 /** A text field of the payload or of a reading: absent or null is null, else a string
  * (pyocmf refuses a number where OCMF has text). */
@@ -352,31 +374,37 @@ function readings(payload) {
   const serial = textField(payload, "MS");
   const pagination = textField(payload, "PG");
   if (!Array.isArray(payload.RD)) throw new OcmfError("RD must be a list of readings");
-  let lastTx = null;
-  let lastTime = null;
-  for (const item of payload.RD) {
-    if (!isDict(item)) throw new OcmfError("a reading is not an object");
-    // OCMF: a reading without TM/TX inherits them from the reading before it
-    if ("TM" in item && typeof item.TM !== "string") throw new OcmfError("TM must be a string");
-    const tx = textField(item, "TX") ?? lastTx;
-    const tm = item.TM ?? lastTime;
-    if (tm === null) throw new OcmfError("the first reading has no time (TM)");
-    lastTx = tx;
-    lastTime = tm;
+  const last = Object.create(null);
+  for (const given of payload.RD) {
+    if (!isDict(given)) throw new OcmfError("a reading is not an object");
+    const item = Object.assign(Object.create(null), last, given);
+    for (const name of INHERITED) if (name in item) last[name] = item[name];
+    if (typeof item.TM !== "string") throw new OcmfError("the reading's time (TM) must be a string");
+    const tm = item.TM;
+    const tx = textField(item, "TX")?.trim() ?? null; // pyocmf strips TX
     const register = textField(item, "RI");
     const status = textField(item, "ST");
     const flags = textField(item, "EF");
-    const factor = ENERGY_UNITS[str(item.RU)];
-    if (factor === undefined || item.RV === undefined || item.RV === null) continue;
+    const unit = textField(item, "RU") ?? "";
+    textField(item, "RT");
+    if (item.RV === undefined || item.RV === null) continue; // an event without a reading
+    const factor = ENERGY_UNITS[unit.toLowerCase()];
+    if (factor === undefined) {
+      if (registerKind(register) === "import"
+          && (register !== null || unit.toLowerCase().endsWith("wh"))) {
+        // skipping it would leave the session no signed reading to compare
+        throw new OcmfError(`the import register's unit ${repr(unit)} is not kWh or Wh`);
+      }
+      continue; // not an energy register (a duration, a cable loss resistance)
+    }
     const value = decimalOf(item.RV);
-    if (!value.isFinite()) throw new OcmfError("RV is not a number");
     const space = tm.lastIndexOf(" ");
     const time = fromIso((space >= 0 ? tm.slice(0, space) : tm).replace(",", "."));
     out.push({
       tx,
       time,
       timeText: isoformat(time),
-      wh: value.mul(Dec.fromInt(factor)),
+      wh: energy(value, Dec.fromInt(factor)),
       resolutionWh: value.resolution().mul(Dec.fromInt(factor)),
       meterSerial: serial,
       pagination,
@@ -395,7 +423,11 @@ function splitContainer(container) {
   if (parts.length < 3 || parts[0] !== "OCMF") throw new OcmfError("not an OCMF container");
   const body = container.slice("OCMF|".length);
   const cut = body.lastIndexOf("|");
-  const payload = parse(body.slice(0, cut));
+  // which of two values of a key counts is up to each parser (the meter's, the
+  // Transparenzsoftware, this one): a payload with a key twice is none of them
+  const payload = parse(body.slice(0, cut), { keyTwice: (key) => {
+    throw new OcmfError(`duplicate key ${repr(key)} in the OCMF payload`);
+  } });
   const signature = parse(body.slice(cut + 1));
   if (!isDict(payload) || !isDict(signature)) throw new OcmfError("payload and signature are objects");
   return { payloadText: body.slice(0, cut), payload, signature };
@@ -659,11 +691,23 @@ function page(pagination) {
   return m ? BigInt(m[1]) : null;
 }
 
+/** A reading's identity: its value as a number (12000 is 12000.0) and its time. */
+function readingKey(r) {
+  let { coef, exp } = r.wh;
+  if (coef === 0n) exp = 0;
+  while (coef !== 0n && coef % 10n === 0n) {
+    coef /= 10n;
+    exp += 1;
+  }
+  return JSON.stringify([r.wh.sign && coef ? "-" : "", coef.toString(), exp, r.timeText]);
+}
+
 /** foreign(): why signed readings do not belong to a session (empty when they do): a begin
  * or end reading outside the session's time (with the margin for the meter's clock), a
- * begin later than its end or pages going backwards, readings of several meters, readings
- * the meter signed for another token than the session's. `started`/`stopped` are fromIso
- * times, `begin`/`end` the pair reconciled. */
+ * begin later than its end or pages going backwards, several different begin (or end)
+ * readings of the register, readings of several meters, readings the meter signed for
+ * another token than the session's. `started`/`stopped` are fromIso times, `begin`/`end`
+ * the pair reconciled. */
 export function foreign(signedReadings, begin, end, started, stopped, idTag,
   margin = READING_MARGIN_US) {
   const problems = [];
@@ -693,6 +737,17 @@ export function foreign(signedReadings, begin, end, started, stopped, idTag,
     const pe = page(end.pagination);
     if (pb !== null && pe !== null && !(pb <= pe)) {
       problems.push(`pages go backwards (${begin.pagination} -> ${end.pagination})`);
+    }
+  }
+  for (const [name, chosen, codes] of [["begin", begin, new Set(["B"])], ["end", end, END_CODES]]) {
+    // a meter signs one begin and one end per transaction (a container the station sent
+    // twice, or in two records, is the same reading): another one is of another session
+    if (chosen === null) continue;
+    const key = registerKey(chosen.register);
+    const seen = new Set(signedReadings.filter((r) => r.kind === "import" && codes.has(r.tx)
+      && registerKey(r.register) === key).map(readingKey));
+    if (seen.size > 1) {
+      problems.push(`several ${name} readings of the register ${chosen.register || "(unnamed)"}`);
     }
   }
   const serials = [...new Set(signedReadings.map((r) => r.meterSerial).filter(Boolean))].sort();

@@ -6,8 +6,9 @@
 // verifier does with the same values, so both verifiers reach the same verdicts.
 
 export class PyFloat {
-  constructor(value) {
+  constructor(value, literal = null) {
     this.value = value;
+    this.literal = literal; // the number as written (json.loads(..., parse_float=Decimal))
   }
 }
 
@@ -22,7 +23,9 @@ const NUMBER = /-?(?:0|[1-9]\d*)(\.\d+)?([eE][-+]?\d+)?/y;
 const STRING = /"(?:[^"\\\u0000-\u001f]|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*"/y;
 const WS = /[ \t\n\r]*/y;
 
-export function parse(text) {
+/** json.loads; `keyTwice(key)`, when given, is called for a key an object has twice (else
+ * the last value counts, as in Python). */
+export function parse(text, { keyTwice = null } = {}) {
   let at = 0;
   const ws = () => {
     WS.lastIndex = at;
@@ -50,6 +53,7 @@ export function parse(text) {
         ws();
         if (text[at] !== ":") fail("expected ':'");
         at++;
+        if (keyTwice !== null && Object.hasOwn(obj, key)) keyTwice(key);
         obj[key] = value();
         ws();
         if (text[at] === ",") {
@@ -99,7 +103,7 @@ export function parse(text) {
     if (!m) fail("unexpected character");
     at = NUMBER.lastIndex;
     if (m[1] === undefined && m[2] === undefined) return BigInt(m[0]);
-    return new PyFloat(Number(m[0]));
+    return new PyFloat(Number(m[0]), m[0]);
   };
   const string = () => {
     STRING.lastIndex = at;

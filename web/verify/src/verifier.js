@@ -8,7 +8,8 @@ import { secp256k1 } from "@noble/curves/secp256k1.js";
 
 import CODE from "../../../settlement/contracts/Settlement.code.json" with { type: "json" };
 import {
-  cardCommitment, checksumAddress, chunkDigest, isSettlementCode, keccak, Rpc, SettlementReader, word,
+  cardCommitment, checksumAddress, chunkDigest, isSettlementCode, isSettlementCreation, keccak, Rpc,
+  SettlementReader, word,
 } from "./chain.js";
 import { Dec } from "./decimal.js";
 import { cmpTimes, fromIso } from "./isotime.js";
@@ -169,11 +170,18 @@ function parseReceipt(receipt) {
       blockNumber: int(need(chain, "block_number")), paid: truthy(need(payment, "paid")),
       amount: int(need(payment, "amount")), unit: int(need(payment, "unit")),
       cardSalt: card === null ? null : hex32(need(card, "salt"), "card.salt"),
+      deployTx: deployTxOf(chain),
     };
   } catch (exc) {
     if (exc instanceof ReceiptError) throw exc;
     throw new ReceiptError(`malformed receipt: ${exc.message}`);
   }
+}
+
+/** The receipt's chain.deploy_tx: the transaction that created its contract (optional). */
+function deployTxOf(chain) {
+  const value = chain.deploy_tx ?? null;
+  return value === null ? null : hex32(value, "chain.deploy_tx");
 }
 
 /** A meter reading of the record: a finite number, else null (receipts.py _decimal). */
@@ -451,17 +459,21 @@ async function checkChain(v, r, rpc, driver, contract, cards) {
     ? `${r.contract} runs the code of voltledger's Settlement contract (${CODE.contract}, vyper ${CODE.vyper})`
     : !code ? `there is no contract at ${r.contract}`
       : `the code at ${r.contract} is not voltledger's Settlement contract: a look-alike, whatever it answers`)) return;
+  if (!(await checkOrigin(v, r, reader, contract))) return;
   if (contract) {
     v.add("the real contract", contract.toLowerCase() === r.contract.toLowerCase(),
       `you named ${contract}, the receipt names ${r.contract}`);
   }
   if (driver) {
     const same = (truthy(record.driver) ? str(record.driver) : "").toLowerCase() === driver.toLowerCase();
-    const index = same ? await reader.driverIndex(driver) : 0n;
+    // as the contract held them when the session was settled (the settle transaction's
+    // block, as the chain says: the receipt's is checked below), not as they are now
+    const block = (await reader.outcome(`0x${r.txHash}`))[1];
+    const index = same ? await reader.driverIndex(driver, block) : 0n;
     v.add("the driver's escrow", same && index !== 0n && eq(index, record.driver_index),
       `${driver} is driver ${index} of ${r.contract}; the record names ${str(record.driver)} (driver ${str(record.driver_index)})`);
     if (same && index && eq(record.kind, CARD) && truthy(record.driver_index)) {
-      await checkCard(v, r, reader, driver, index, cards);
+      await checkCard(v, r, reader, driver, index, cards, block);
     }
   }
   if (!contract && !driver) {
@@ -500,9 +512,33 @@ async function checkChain(v, r, rpc, driver, contract, cards) {
     + (stated ? "" : `; the receipt says ${r.amount} x ${r.unit}`));
 }
 
+/** settlement/receipts.py _check_origin: the transaction the receipt names created the
+ * contract with Settlement's own creation code, so its state was written by Settlement's
+ * code only. False when it did not (nothing else is asked of that address). */
+async function checkOrigin(v, r, reader, contract) {
+  const name = "contract origin";
+  if (r.deployTx === null) {
+    if (!contract || contract.toLowerCase() !== r.contract.toLowerCase()) {
+      v.add(name, null, `the receipt names no transaction that created ${r.contract}: whether its`
+        + " state was written by Settlement's code only was not checked (name the contract you"
+        + " trust: csms verify --contract)");
+    }
+    return true;
+  }
+  const tx = `0x${r.deployTx}`;
+  const [to, input, created, status] = await reader.creation(tx);
+  if (to !== null || status !== 1n || created === null || created.toLowerCase() !== r.contract.toLowerCase()) {
+    return v.add(name, false, `${tx} did not create ${r.contract}`);
+  }
+  const genuine = isSettlementCreation(input, CODE);
+  return v.add(name, genuine, genuine
+    ? `${tx} created ${r.contract} with the creation code of voltledger's Settlement contract and its constructor's arguments`
+    : `${tx} created ${r.contract} with other creation code than voltledger's Settlement contract's: its escrows and cards may be anyone's`);
+}
+
 /** settlement/receipts.py _check_card: a card session charged to the driver is of a card
  * the driver linked: the commitment is linked on chain AND is the one of the record's tag. */
-async function checkCard(v, r, reader, driver, index, cards) {
+async function checkCard(v, r, reader, driver, index, cards, block) {
   const { record } = r;
   const tag = truthy(record.id_tag) ? str(record.id_tag) : "";
   const name = "the driver's card";
@@ -514,8 +550,9 @@ async function checkCard(v, r, reader, driver, index, cards) {
       + " carries no card commitment: nothing shows the card is the driver's");
     return;
   }
-  if (!(await reader.cardLinked(index, commitment))) {
-    v.add(name, false, `the card's commitment is not linked to driver ${index} on chain`);
+  if (!(await reader.cardLinked(index, commitment, driver, block))) {
+    v.add(name, false, `the card's commitment was not linked to driver ${index} on chain`
+      + ` when the session was settled (block ${block})`);
     return;
   }
   const salts = cards.map(([, salt]) => ["you gave", salt]);
