@@ -11,7 +11,9 @@ lowering count as already lowered. Chain reads are cached for a few seconds; whe
 chain cannot be read the answer is no (a host is never left unpaid on a guess). An
 acceptance is judged again by :meth:`ChainCredit.confirm` inside the unit that stores the
 session, on the chain state it was judged on and the exposure that unit reads with the
-driver locked (``Tx.lock_driver``).
+driver locked (``Tx.lock_driver``). An acceptance carries the most the driver's escrow
+pays for the session (``session_limit``: the per-session limit, or the signed maximum
+amount), where the session is stopped (``csms.service.limits``).
 """
 
 from __future__ import annotations
@@ -131,7 +133,7 @@ class ChainCredit:
         # (it is taken from today's limit when settled today)
         if terms.max_per_day - state.spent_today - at_stake < reserve:
             return CreditDecision(False, "the driver's daily limit is reached", driver)
-        return CreditDecision(True, "", driver, (state, terms, tariff))
+        return CreditDecision(True, "", driver, terms.max_per_session, (state, terms, tariff))
 
     async def check_authorization(self, station_id: str,
                                   authorization: dict[str, Any]) -> CreditDecision:

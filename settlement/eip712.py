@@ -24,6 +24,8 @@ from eth_abi.abi import encode as abi_encode
 from eth_account import Account
 from eth_hash.auto import keccak
 
+from settlement.records import ascii_int
+
 __all__ = ["Authorization", "digest", "domain_separator", "recover", "sign", "typed_data"]
 
 DOMAIN_TYPE = "EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
@@ -88,7 +90,7 @@ class Authorization:
         if missing:
             raise ValueError(f"authorization lacks {missing}")
         try:
-            n = [int(data[f]) for f in fields[1:8]]
+            n = [ascii_int(data[f]) for f in fields[1:8]]
             return cls(str(data["driver"]), n[0], n[1], n[2], n[3], n[4], n[5], n[6],
                        str(data["signature"]))
         except (TypeError, ValueError) as exc:

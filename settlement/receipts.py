@@ -57,6 +57,7 @@ from settlement.records import (
     CARD,
     RECORD_FIELDS,
     SIGNED,
+    ascii_int,
     card_commitment,
     chunk_digest,
     entry_of,
@@ -331,13 +332,14 @@ def _parse(receipt: Any) -> dict[str, Any]:
         return {
             "record": record, "samples": samples,
             "record_hash": _hex32(entry["record_hash"], "entry.record_hash"),
-            "packed": int(str(entry["packed"]), 16), "position": int(entry["position"]),
-            "ledger": int(chunk["ledger"]), "first_seq": int(chunk["first_seq"]),
-            "count": int(chunk["count"]), "digest": _hex32(chunk["digest"], "chunk.digest"),
-            "chain_id": int(chain["chain_id"]), "contract": str(chain["contract"]),
+            "packed": _ascii_hex(entry["packed"]),
+            "position": ascii_int(entry["position"]), "ledger": ascii_int(chunk["ledger"]),
+            "first_seq": ascii_int(chunk["first_seq"]), "count": ascii_int(chunk["count"]),
+            "digest": _hex32(chunk["digest"], "chunk.digest"),
+            "chain_id": ascii_int(chain["chain_id"]), "contract": str(chain["contract"]),
             "tx_hash": _hex32(chain["tx_hash"], "chain.tx_hash"),
-            "block_number": int(chain["block_number"]), "paid": bool(payment["paid"]),
-            "amount": int(payment["amount"]), "unit": int(payment["unit"]),
+            "block_number": ascii_int(chain["block_number"]), "paid": bool(payment["paid"]),
+            "amount": ascii_int(payment["amount"]), "unit": ascii_int(payment["unit"]),
             "card_salt": None if card is None else _hex32(card["salt"], "card.salt"),
             "deploy_tx": None if chain.get("deploy_tx") is None else _hex32(
                 chain["deploy_tx"], "chain.deploy_tx"),
@@ -346,6 +348,23 @@ def _parse(receipt: Any) -> dict[str, Any]:
         raise
     except (KeyError, TypeError, ValueError) as exc:
         raise ReceiptError(f"malformed receipt: {exc!r}") from None
+
+
+def _ascii_hex(value: Any) -> int:
+    """``int(str(value), 16)``, its text in ASCII (:func:`settlement.records.ascii_int`)."""
+    text = str(value)
+    if not text.isascii():
+        raise ValueError(f"{text!r} is not a number in ASCII hex digits")
+    return int(text, 16)
+
+
+def _ascii_decimal(value: Any) -> Decimal:
+    """``Decimal(value)`` of a tariff's figure, its text in ASCII: Decimal() also reads other
+    scripts' digits and spaces, which the central system never writes and the receipt page
+    does not read."""
+    if isinstance(value, str) and not value.isascii():
+        raise ValueError(f"{value!r} is not a number in ASCII digits")
+    return Decimal(value)
 
 
 def _decimal(value: Any) -> Decimal | None:
@@ -445,10 +464,11 @@ def _check_record(v: Verdict, record: dict[str, Any], chain_id: int, contract: s
         v.add("duration", False, "the record's times cannot be read")
     try:
         t = record["tariff"]
-        tariff = Tariff("*", Decimal(t["per_kwh"]), str(record["currency"]),
-                        int(record["decimals"]), Decimal(t["per_minute"]),
-                        Decimal(t["session_fee"]))
-        price = price_minor(tariff, int(record["energy_wh"]), int(record["duration_s"]))
+        tariff = Tariff("*", _ascii_decimal(t["per_kwh"]), str(record["currency"]),
+                        ascii_int(record["decimals"]), _ascii_decimal(t["per_minute"]),
+                        _ascii_decimal(t["session_fee"]))
+        price = price_minor(tariff, ascii_int(record["energy_wh"]),
+                            ascii_int(record["duration_s"]))
         v.add("price", price == record["price_minor"],
               f"the tariff in the record gives {price}, the record bills"
               f" {record['price_minor']} (minor units)")
@@ -575,7 +595,7 @@ def _check_chain(v: Verdict, r: dict[str, Any], w3: Any, driver: str | None,
     in_tx = (ledger == r["ledger"] and first_seq == r["first_seq"]
              and 0 <= position < len(entries)
              and entries[position] == (r["record_hash"], r["packed"])
-             and int(record["seq"]) == first_seq + position
+             and ascii_int(record["seq"]) == first_seq + position
              and str(record["ledger"]) == str(ledger))
     v.add("entry in the settle transaction", in_tx,
           f"entry {position} of the chunk settled in 0x{r['tx_hash'].hex()}")
@@ -587,7 +607,7 @@ def _check_chain(v: Verdict, r: dict[str, Any], w3: Any, driver: str | None,
     status, block, settled, unpaid = reader.outcome(r["tx_hash"])
     v.add("settle transaction", status == 1 and settled and block == r["block_number"],
           f"succeeded in block {block}")
-    seq = int(record["seq"])
+    seq = ascii_int(record["seq"])
     paid_on_chain = seq not in unpaid
     amount = unpack_entry(r["packed"])["price_minor"]
     if paid_on_chain:
@@ -596,7 +616,7 @@ def _check_chain(v: Verdict, r: dict[str, Any], w3: Any, driver: str | None,
     else:
         detail = f"not paid on chain: {UNPAID_REASONS.get(unpaid[seq], unpaid[seq])}"
     # the receipt's own payment lines must say what the chain did, to the unit
-    stated = r["amount"] == amount and r["unit"] == int(record["unit"])
+    stated = r["amount"] == amount and r["unit"] == ascii_int(record["unit"])
     v.add("payment", paid_on_chain == r["paid"] and amount == record["price_minor"] and stated,
           detail + ("" if paid_on_chain == r["paid"] else
                     f"; the receipt says {'paid' if r['paid'] else 'unpaid'}")

@@ -34,6 +34,7 @@ __all__ = [
     "RECORD_FIELDS",
     "SIGNED",
     "EntryTooLarge",
+    "ascii_int",
     "canonical",
     "card_commitment",
     "chunk_digest",
@@ -104,12 +105,22 @@ def unpack_entry(packed: int) -> dict[str, int]:
             "slot": packed >> 176 & 255}
 
 
+def ascii_int(value: Any) -> int:
+    """``int(value)`` of a record's or a receipt's field, its text in ASCII: int() also reads
+    other scripts' digits (Arabic-Indic, fullwidth) and spaces (a no-break space), which the
+    central system never writes and the receipt page does not read (a receipt's numbers are
+    ASCII). ValueError for such text."""
+    if isinstance(value, str) and not value.isascii():
+        raise ValueError(f"{value!r} is not a number in ASCII digits")
+    return int(value)
+
+
 def entry_of(record: dict[str, Any], slot: int) -> tuple[bytes, int]:
     """The on-chain entry of a record: (record hash, packed)."""
     return record_hash(record), pack_entry(
-        int(record["chain_station"] or 0), int(record["driver_index"] or 0),
-        int(record["energy_wh"]), int(record["duration_s"]), int(record["price_minor"]),
-        int(record["kind"]), slot)
+        ascii_int(record["chain_station"] or 0), ascii_int(record["driver_index"] or 0),
+        ascii_int(record["energy_wh"]), ascii_int(record["duration_s"]),
+        ascii_int(record["price_minor"]), ascii_int(record["kind"]), slot)
 
 
 def chunk_digest(ledger: int, first_seq: int, entries: list[tuple[bytes, int]]) -> bytes:

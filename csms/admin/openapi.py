@@ -64,7 +64,9 @@ COMMAND_BODIES: dict[str, Schema] = {
         "connector": {**_CONNECTOR, "minimum": 1},
         "authorization": {"type": "object",
                           "description": "A driver's signed app-session authorization"
-                                         " (csms wallet authorize)"},
+                                         " (csms wallet authorize); it binds the session"
+                                         " of this start only, and is withdrawn when the"
+                                         " start fails"},
     }, ("tag",), "1.6 RemoteStartTransaction, 2.0.1 RequestStartTransaction"),
     "stop": _command({
         "session": {"type": "integer", "minimum": 1,
@@ -311,6 +313,7 @@ _SESSION = _object({
     "meter_start_wh": _READING, "meter_stop_wh": _READING, "energy_wh": _INT_OR_NULL,
     "status": {"type": "string", "enum": ["active", "completed"]},
     "stop_reason": _STR_OR_NULL, "flags": {"type": "array", "items": _STR},
+    "limit_minor": _INT_OR_NULL,
 }, ("id", "station_id", "ocpp_version", "transaction_id", "started_at", "status", "flags"))
 _EVENT = _object({"id": {"type": "integer"}, "station_id": _STR, "kind": _STR, "ts": _STR,
                   "payload": {}}, ("id", "station_id", "kind", "ts", "payload"))

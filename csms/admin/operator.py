@@ -136,8 +136,13 @@ class OperatorCommands:
         if refusal is not None:  # nothing recorded for a command the version has not
             return 400, {"error": refusal}
         prepared = False
+        signed: dict[str, Any] | None = None
+        authorization_id: int | None = None
         try:
             args = await self._resolve(station_id, conn.version, command, args)
+            if command == "start" and isinstance(args.get("authorization"), dict):
+                signed = args["authorization"]  # kept once the CALL is built (below)
+                args = {k: v for k, v in args.items() if k != "authorization"}
             if command in RECORDED:
                 args = await self.maintenance.prepare(station_id, command, args)
                 prepared = True
@@ -155,12 +160,41 @@ class OperatorCommands:
             else:
                 call = build_call(conn.version, command,
                                   {k: v for k, v in args.items() if k != "pnc"})
+            if signed is not None:
+                authorization_id = await self._accept_authorization(station_id, args,
+                                                                    signed, call)
         except CommandError as exc:
             if prepared:  # recorded, but never sent
                 await self._settle(command, args, "Invalid", None)
             return 400, {"error": str(exc)}
-        return await self._send(conn, station_id, command, args, call, timeout, password,
-                                pnc=pnc, warning=warning)
+        if authorization_id is None:
+            return await self._send(conn, station_id, command, args, call, timeout,
+                                    password, pnc=pnc, warning=warning)
+        answer = "Failed"  # an error of ours, or the request cancelled
+        try:
+            status, result = await self._send(conn, station_id, command, args, call,
+                                              timeout, password, pnc=pnc, warning=warning)
+            answer = str(result.get("status") or "Failed")
+            if status != 200 and answer == "Accepted":
+                answer = "Failed"
+        finally:
+            # the driver's authorization binds the session of this start only: withdrawn
+            # when the station refused it, did not answer or went away
+            await self.central.service.remote_start_answered(
+                authorization_id, station_id, str(args.get("tag", "")), answer)
+        return status, result
+
+    async def _accept_authorization(self, station_id: str, args: dict[str, Any],
+                                    authorization: dict[str, Any], call: BuiltCall) -> int:
+        """Keep the driver's signed authorization for the remote start ``call`` (with its
+        2.0.1 remoteStartId: only the transaction that reports it binds the signature)."""
+        remote_start_id = call.payload.get("remoteStartId") \
+            if call.action == "RequestStartTransaction" else None
+        try:
+            return await self.central.service.accept_authorization(
+                station_id, str(args.get("tag", "")), authorization, remote_start_id)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
 
     async def _send(self, conn: StationConnection, station_id: str, command: str,
                     args: dict[str, Any], call: BuiltCall, timeout: float | None,
@@ -338,15 +372,13 @@ class OperatorCommands:
                 # C16: a master pass stops transactions, it starts none (nor remotely)
                 raise CommandError(f"{tag} is a master pass (the 2.0.1 master pass group):"
                                    " it may stop any transaction and start none")
-            authorization = args.get("authorization")
-            if authorization is not None:
-                if not isinstance(authorization, dict):
-                    raise CommandError("authorization must be a JSON object")
-                try:
-                    await service.accept_authorization(station_id, tag, authorization)
-                except ValueError as exc:
-                    raise CommandError(str(exc)) from None
-                return {k: v for k, v in args.items() if k != "authorization"}
+            if "authorization" in args:
+                # kept by run_command once the CALL is built (it carries the remoteStartId)
+                if not isinstance(args["authorization"], dict):
+                    raise CommandError(
+                        "authorization must be a JSON object (the driver's signed"
+                        " SessionAuthorization); leave it out for a start without one")
+                return args
             reason = await service.refusal(station_id, tag)
             if reason is not None:
                 raise CommandError(f"no credit: {reason}")

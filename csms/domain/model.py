@@ -165,6 +165,9 @@ class Session:
     flags: list[str] = field(default_factory=list)
     last_seq_no: int | None = None
     start_key: str | None = None
+    # the most the driver's escrow pays for it (minor units of its tariff), taken at its
+    # start; None: no driver pays it, no limit (csms.service.limits)
+    limit_minor: int | None = None
     id: int | None = None
     # Billing, owned by settlement (the storage writes them with set_session_settlement,
     # never with update_session): the price once priced, and where settlement stands.
@@ -217,5 +220,8 @@ BILLING_HOLD_FLAGS = frozenset(
         # settlement: no tariff valid at the start, values beyond the on-chain entry
         "no_tariff",
         "not_settleable",
+        # the station did not take the stop asked at the driver's limit: the session may
+        # cost more than the driver's escrow pays for it (csms.service.limits)
+        "limit_stop_refused",
     }
 )

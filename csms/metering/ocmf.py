@@ -409,10 +409,11 @@ def check_container(signed: dict[str, Any], pinned_key: str | None) -> CheckedCo
         return CheckedContainer(MALFORMED, str(exc))
     result = CheckedContainer(MALFORMED, "", unwrapped.container, pinned_key)
     try:
+        payload = _payload_section(unwrapped.container)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # spec notes (e.g. id formats) are not failures
             parsed = pyocmf.OCMF.from_string(unwrapped.container)
-        _unique_keys(unwrapped.container)
+        _plain_payload(payload)
         result.readings = _readings(parsed)
         algorithm = _signature_algorithm(parsed.signature, unwrapped.signing_method)
     except (pyocmf.PyOCMFError, ValidationError, ValueError, ArithmeticError, TypeError,
@@ -432,7 +433,7 @@ def check_container(signed: dict[str, Any], pinned_key: str | None) -> CheckedCo
         result.status, result.detail = NO_KEY, "no meter key registered and none in the message"
         return result
     try:
-        ok = _verify(unwrapped.container, parsed.signature, key, curve, digest)
+        ok = _verify(payload, parsed.signature, key, curve, digest)
     except OcmfError as exc:
         result.status, result.detail = INVALID, str(exc)
         return result
@@ -443,10 +444,26 @@ def check_container(signed: dict[str, Any], pinned_key: str | None) -> CheckedCo
     return result
 
 
-def _unique_keys(container: str) -> None:
-    """:class:`OcmfError` when an object of the payload has a key twice: which of the two
-    values counts is up to each parser (the meter's, the Transparenzsoftware, a receipt's
-    verifier), so the reading is none of them. The payload is the section pyocmf parses."""
+def _payload_section(container: str) -> str:
+    """The payload section of a container, cut as OCMF cuts it: at every '|' (the
+    specification allows none inside a section, so a payload with a '|' in a text is no
+    JSON and not OCMF), the way pyocmf and the Transparenzsoftware cut it too. A fourth
+    section, the meter's public key appended as the Transparenzsoftware reads it, is
+    allowed and not used: the key is the pinned one or the OCPP message's. The receipt page
+    cuts containers the same way."""
+    sections = container.split("|")
+    if sections[0] != "OCMF" or len(sections) not in (3, 4):
+        raise OcmfError("an OCMF container is OCMF|payload|signature (and at most the meter's"
+                        f" key after them), not {len(sections)} sections: no section may"
+                        " hold a '|'")
+    return sections[1]
+
+
+def _plain_payload(payload: str) -> None:
+    """:class:`OcmfError` when an object of the payload has a key twice (which of the two
+    values counts is up to each parser: the meter's, the Transparenzsoftware, a receipt's
+    verifier; so the reading is none of them), or a reading's value is text that is not
+    ASCII (pyocmf reads other scripts' digits, the receipt page does not)."""
     def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
         keys = [k for k, _ in items]
         if len(set(keys)) != len(keys):
@@ -454,7 +471,12 @@ def _unique_keys(container: str) -> None:
             raise OcmfError(f"duplicate key {twice!r} in the OCMF payload")
         return dict(items)
 
-    json.loads(container.split("|", 3)[1], object_pairs_hook=pairs)
+    data = json.loads(payload, object_pairs_hook=pairs)
+    readings = data.get("RD") if isinstance(data, dict) else None
+    for reading in readings if isinstance(readings, list) else []:
+        value = reading.get("RV") if isinstance(reading, dict) else None
+        if isinstance(value, str) and not value.isascii():
+            raise OcmfError(f"the reading {value!r} is not a number in ASCII digits")
 
 
 def _signature_bytes(signature: Any, public: ec.EllipticCurvePublicKey) -> bytes:
@@ -477,10 +499,10 @@ def _is_der(raw: bytes) -> bool:
     return len(raw) >= 8 and raw[0] == 0x30 and raw[1] + 2 == len(raw)
 
 
-def _verify(container: str, signature: Any, key_hex: str, curve: type[ec.EllipticCurve],
+def _verify(payload: str, signature: Any, key_hex: str, curve: type[ec.EllipticCurve],
             digest: type[hashes.HashAlgorithm]) -> bool:
-    """ECDSA over the payload exactly as sent, with the curve and hash the SA names."""
-    payload = container[len("OCMF|"):].rpartition("|")[0]
+    """ECDSA over the payload section exactly as sent, with the curve and hash the SA
+    names."""
     try:
         public = serialization.load_der_public_key(bytes.fromhex(key_hex))
     except Exception as exc:  # not hex, not DER, an unsupported key: the receipt's key is bad

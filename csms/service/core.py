@@ -5,6 +5,7 @@ outbox events it writes and the check of an id tag. The use cases build on it
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections import Counter
@@ -80,6 +81,13 @@ class ChargingCore:
         self.storage_reserve = storage_reserve
         self.on_dropped = on_dropped
         self.dropped: Counter[tuple[str, str]] = Counter()  # (quota kind, reason)
+        # seconds a driver's signed authorization binds a 1.6 start after the station
+        # accepted its remote start (1.6 reports no id of the remote start: see
+        # defaults.REMOTE_START_WINDOW)
+        self.remote_start_window = defaults.REMOTE_START_WINDOW
+        # remote starts of signed app sessions whose answer is not stored yet, by (station,
+        # tag): set once it is (see stations.StationUseCases.remote_start_answered)
+        self._starting: dict[tuple[str, str], list[asyncio.Event]] = {}
 
     # -- helpers -----------------------------------------------------------
     async def _event(self, tx: Tx, station_id: str, topic: str, payload: dict[str, Any]) -> None:
@@ -102,19 +110,43 @@ class ChargingCore:
             return AuthStatus.UNKNOWN
         return record.authorize(self.clock())
 
-    async def _bind_signed(self, tx: Tx, station_id: str, tag: str, session: Session) -> bool:
+    async def _start_answered(self, station_id: str, tag: str | None) -> None:
+        """Wait until the station's answer to the remote start of a signed app session for
+        ``tag`` sent to it is stored (at most ``REMOTE_START_ANSWER_WAIT`` seconds): a 1.6
+        station sends its Authorize or StartTransaction right after the answer, and here
+        it may be handled before the answer is stored."""
+        waiting = self._starting.get((station_id, tag)) if tag is not None else None
+        if not waiting:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(defaults.REMOTE_START_ANSWER_WAIT):
+                for event in list(waiting):
+                    await event.wait()
+
+    async def _bind_signed(self, tx: Tx, station_id: str, tag: str, session: Session,
+                           remote_start_id: Any = None) -> bool:
         """Bind the driver's signed authorization waiting at ``station_id`` for ``tag`` to
         ``session`` (True), unless the tariff valid at the session's start asks more than
         the driver signed for: the contract would not pay that session (above the signed
-        prices), so the signature is kept for a session within them."""
+        prices), so the signature is kept for a session within them. A bound session's
+        limit is the signed maximum amount (``session.limit_minor``, for the caller to
+        store).
+
+        Only the start it was accepted for binds it: on 2.0.1 the transaction that reports
+        the ``remote_start_id`` sent with it, on 1.6 (no such id) a start with its tag at
+        its station within ``remote_start_window`` after the station accepted the remote
+        start; never after the remote start failed (see settlement_sql)."""
         assert session.id is not None
         now = int(self.clock().timestamp())
-        row = await tx.pending_authorization(station_id, tag, now)
+        if not isinstance(remote_start_id, int) or isinstance(remote_start_id, bool) \
+                or not -2**63 <= remote_start_id < 2**63:
+            remote_start_id = None  # none, or none this central system could have sent
+        row = await tx.pending_authorization(station_id, tag, now, remote_start_id)
         if row is None:
             return False
+        body = json.loads(row["body"])
         tariff = await tx.find_tariff(station_id, session.started_at)
         if tariff is not None:
-            body = json.loads(row["body"])
             signed = (int(body["max_per_kwh"]), int(body["max_per_minute"]),
                       int(body["max_session_fee"]))
             asked = minor_prices(tariff)
@@ -126,7 +158,11 @@ class ChargingCore:
                     "session_id": session.id, "tag": tag, "reason": "tariff_above_signed",
                     "tariff": list(asked), "signed": list(signed)}, self.clock())
                 return False
-        return await tx.bind_authorization(station_id, tag, session.id, now) is not None
+        if await tx.bind_authorization(station_id, tag, session.id, now,
+                                       remote_start_id) is None:
+            return False
+        session.limit_minor = int(body["max_amount"])
+        return True
 
     async def covered(self, station_id: str, tag: str) -> bool:
         """Whether the escrow of the driver who linked ``tag`` covers a charge here (True

@@ -33,6 +33,10 @@ class CreditDecision:
     ok: bool
     reason: str = ""
     driver: str | None = None
+    # of an acceptance: the most the driver's escrow pays for the session it covers, in
+    # the tariff's minor units (the driver's per-session limit, or the signed maximum
+    # amount); the central system asks the station to stop there (csms.service.limits)
+    session_limit: int | None = None
     # what the answer was judged on besides the database (the escrow and terms read from
     # the chain, the tariff): :meth:`CreditCheck.confirm` judges it again on these
     basis: Any = field(default=None, compare=False, repr=False)
@@ -74,3 +78,10 @@ class Cover:
             if not decision.ok:
                 log.info("= %s may not charge: %s", decision.driver, decision.reason)
         return decision.ok
+
+    @property
+    def limit(self) -> int | None:
+        """The most the driver's escrow pays for the session (None: no driver pays it, or
+        the escrow does not cover it)."""
+        decision = self.decision
+        return decision.session_limit if decision is not None and decision.ok else None

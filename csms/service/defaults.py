@@ -28,6 +28,8 @@ __all__ = [
     "MAX_UPLOAD_BYTES",
     "MAX_WAIT",
     "QUEUE_SWEEP_SECONDS",
+    "REMOTE_START_ANSWER_WAIT",
+    "REMOTE_START_WINDOW",
     "TIME_FUTURE",
     "TIME_PAST",
     "TRANSFER_HOURS",
@@ -55,3 +57,12 @@ QUEUE_SWEEP_SECONDS = 30.0
 # seconds between running-cost messages to stations that announced the 1.6 convention
 # (csms stations running-cost); 0: none
 COST_UPDATE_INTERVAL = 60.0
+# seconds a driver's signed app-session authorization binds a 1.6 StartTransaction with
+# its tag at its station after the station accepted the remote start sent for it: a 1.6
+# start names no remote start (2.0.1 binds by remoteStartId instead). A station waits its
+# ConnectionTimeOut for the cable after a remote start; one above this window has the
+# driver's late start refused.
+REMOTE_START_WINDOW = 180
+# seconds a station's Authorize or StartTransaction waits for the answer to the remote
+# start of an app session with its tag to be stored (it is, as soon as it arrives)
+REMOTE_START_ANSWER_WAIT = 10.0

@@ -11,7 +11,6 @@ compute), and a session that is held for billing gets none rather than a wrong o
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -26,8 +25,9 @@ from csms.domain.model import (
     SessionStatus,
     TagStatus,
 )
-from csms.domain.tariff import Tariff, price_minor
+from csms.domain.tariff import Tariff
 from csms.service.core import ChargingCore
+from csms.service.limits import price_so_far
 from csms.service.ports import Tx
 
 __all__ = [
@@ -113,12 +113,9 @@ async def cost_of(tx: Tx, session: Session, now: datetime) -> RunningCost | None
     final = session.status is SessionStatus.COMPLETED
     end = session.stopped_at if final and session.stopped_at else now
     # whole seconds rounded up, as the settlement worker prices the session
-    duration = max(0, math.ceil((end - session.started_at).total_seconds()))
-    energy = max(0, int(session.energy_wh or 0))
-    minor = price_minor(tariff, energy, duration)
-    total = Decimal(minor).scaleb(-tariff.decimals)
+    total = Decimal(price_so_far(tariff, session, end)).scaleb(-tariff.decimals)
     return RunningCost(session.id, session.transaction_id, total, tariff.currency,
-                       energy, end, final, tariff)
+                       max(0, int(session.energy_wh or 0)), end, final, tariff)
 
 
 class DriverUseCases(ChargingCore):

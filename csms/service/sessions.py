@@ -37,12 +37,13 @@ from csms.domain.model import (
 )
 from csms.service.billing import BillingState, billing_state, check_billing_transition
 from csms.service.driver import MASTER_PASS_OPTION, RunningCost, cost_of
+from csms.service.limits import LIMIT_FLAG, REFUSED_FLAG, LimitReached, limit_reached
 from csms.service.messages import StopInfo, TransactionEventIn
 from csms.service.ports import Tx
 from csms.service.reservations import reservation_for_start
 from csms.service.signed_data import SignedDataChecks
 
-__all__ = ["SessionUseCases"]
+__all__ = ["LimitReached", "SessionUseCases"]
 
 log = logging.getLogger("csms.service")
 
@@ -210,6 +211,68 @@ class SessionUseCases(SignedDataChecks):
             if delta >= 0:
                 session.energy_wh = max(session.energy_wh or 0, int(delta))
 
+    async def _previous_reading(self, tx: Tx, session: Session) -> tuple[datetime, int] | None:
+        """The time and energy of the session's latest reading (its start when it has
+        none), read before a new one is stored, for its limit; None (and no read) for a
+        session without a limit or already stopped at it."""
+        if session.limit_minor is None or LIMIT_FLAG in session.flags or session.id is None:
+            return None
+        at = await tx.latest_reading_at(session.id)
+        return (at or session.started_at), max(0, int(session.energy_wh or 0))
+
+    async def _check_limit(self, tx: Tx, session: Session, previous: tuple[datetime, int] | None,
+                           samples: list[MeterSample]) -> LimitReached | None:
+        """Whether the session, its energy updated with ``samples``, is to be stopped at what
+        its driver pays (csms.service.limits): if so, once, it is flagged ``limit_reached``
+        (stored by the caller's update) and a ``limit_reached`` station event names it."""
+        if previous is None:
+            return None
+        tariff = await tx.find_tariff(session.station_id, session.started_at)
+        if tariff is None:
+            return None
+        now = self.clock()
+        reading_at = max((s.timestamp for s in samples), default=previous[0])
+        reached = limit_reached(tariff, session, now, previous, reading_at)
+        if reached is None:
+            return None
+        session.flag(LIMIT_FLAG)
+        log.info("= %s: session %s reached its driver's limit (%d + %d of %d): stopping it",
+                 session.station_id, session.id, reached.price_minor, reached.margin_minor,
+                 reached.limit_minor)
+        await tx.add_station_event(session.station_id, LIMIT_FLAG, {
+            "session_id": session.id, "transaction_id": session.transaction_id,
+            "limit_minor": reached.limit_minor, "price_minor": reached.price_minor,
+            "margin_minor": reached.margin_minor, "currency": tariff.currency}, now)
+        return reached
+
+    async def limit_stop_answered(self, station_id: str, reached: LimitReached,
+                                  action: str, answer: dict[str, Any] | None) -> None:
+        """Keep the station's answer to the stop asked at the session's limit (a
+        ``limit_stop`` station event; ``none``: offline, no answer or a CALLERROR); a stop
+        it did not accept holds the session, unless it has ended meanwhile, for the
+        operator (``limit_stop_refused``)."""
+        status = "none" if answer is None else str(answer.get("status", "?"))[:40]
+        if status != "Accepted":
+            log.warning("! %s did not stop session %s at its driver's limit: %s", station_id,
+                        reached.session_id, status)
+
+        async def work(tx: Tx) -> None:
+            now = self.clock()
+            await tx.add_station_event(station_id, "limit_stop", {
+                "session_id": reached.session_id, "transaction_id": reached.transaction_id,
+                "action": action, "status": status}, now)
+            if status == "Accepted":
+                return
+            session = await tx.get_session(reached.session_id)
+            if session is None or session.status is not SessionStatus.ACTIVE \
+                    or REFUSED_FLAG in session.flags:
+                return  # ended meanwhile: the station had nothing left to stop
+            session.flag(REFUSED_FLAG)
+            await tx.update_session(session)
+            await self._session_event(tx, station_id, "session/updated", session)
+
+        await self.repo.unit(work)
+
     async def _use_reservation(self, tx: Tx, reservation: Reservation,
                                session_id: int) -> None:
         """A transaction started on ``reservation``: it ends, used (1.6 §5.13, 2.0.1 H01)."""
@@ -225,6 +288,7 @@ class SessionUseCases(SignedDataChecks):
     ) -> tuple[int, AuthStatus, datetime | None]:
         """1.6 §6.46 StartTransaction: always answered with a transactionId."""
         start_key = f"{connector_id}|{id_tag}|{timestamp.isoformat()}|{meter_start_wh}"
+        await self._start_answered(station_id, id_tag)  # a signed app session's
         cover = await self.cover(station_id, id_tag)  # confirmed in the unit
 
         async def work(tx: Tx) -> tuple[int, AuthStatus, datetime | None]:
@@ -256,6 +320,7 @@ class SessionUseCases(SignedDataChecks):
                 reported_meter_start_wh=meter_start_wh,
                 meter_start_wh=meter_start_wh,
                 start_key=start_key,
+                limit_minor=cover.limit if auth is AuthStatus.ACCEPTED else None,
             )
             if auth is not AuthStatus.ACCEPTED:
                 session.flag(f"auth_{auth.value.lower()}")
@@ -265,17 +330,16 @@ class SessionUseCases(SignedDataChecks):
             assert session.id is not None
             if reservation is not None:
                 await self._use_reservation(tx, reservation, session.id)
-            if await self._bind_signed(tx, station_id, id_tag, session) \
-                    and auth is AuthStatus.UNKNOWN:
+            bound = await self._bind_signed(tx, station_id, id_tag, session)  # its limit
+            if bound and auth is AuthStatus.UNKNOWN:
                 # an app session's token, authorized by the driver's signature
                 auth = AuthStatus.ACCEPTED
                 session.auth_status = auth.value
                 session.flags = [f for f in session.flags if f != "auth_unknown"]
-                await tx.update_session(session)
             flagged = len(session.flags)
             await self._notes(tx, session, notes or [], "StartTransaction")
             await self._check_times(tx, session, [timestamp], "StartTransaction")
-            if len(session.flags) != flagged:
+            if bound or len(session.flags) != flagged:
                 await tx.update_session(session)
             await self._session_event(tx, station_id, "session/started", session)
             return int(session.transaction_id), auth, expires
@@ -342,11 +406,12 @@ class SessionUseCases(SignedDataChecks):
     async def meter_values(
         self, station_id: str, connector_id: int | None, transaction_id: str | None,
         samples: list[MeterSample], notes: list[ValueNote] | None = None,
-    ) -> None:
+    ) -> LimitReached | None:
         """1.6 §6.34 MeterValues. Without a known transaction the samples are kept
-        for the station (main meter, clock-aligned) and never touch a session."""
+        for the station (main meter, clock-aligned) and never touch a session. A session
+        that reaches what its driver pays is returned, once, for the caller to stop."""
 
-        async def work(tx: Tx) -> None:
+        async def work(tx: Tx) -> LimitReached | None:
             session: Session | None = None
             now = self.clock()
             if transaction_id is not None and connector_id != 0:
@@ -360,20 +425,26 @@ class SessionUseCases(SignedDataChecks):
                     )
             if session is not None and session.status is not SessionStatus.ACTIVE:
                 await self._late(tx, session, "MeterValues", samples, notes or [])
-                return
+                return None
+            # read only for a session with a limit: the others' readings cost nothing more
+            previous = await self._previous_reading(tx, session) \
+                if session is not None and session.limit_minor is not None else None
             await tx.add_samples(
                 station_id, samples, session_id=session.id if session else None,
                 evse_id=connector_id, connector_id=connector_id, transaction_id=transaction_id,
             )
             if session is None:
-                return
+                return None
             await self._notes(tx, session, notes or [], "MeterValues")
             await self._check_times(tx, session, [s.timestamp for s in samples], "MeterValues")
             self._running_energy(session, samples)
+            reached = await self._check_limit(tx, session, previous, samples) \
+                if previous is not None else None
             await tx.update_session(session)
             await self._session_event(tx, station_id, "session/updated", session)
+            return reached
 
-        await self.repo.unit(work)
+        return await self.repo.unit(work)
 
     # 2.0.1 -------------------------------------------------------------------
     async def _master_pass(self, tx: Tx, tag: str) -> bool:
@@ -388,22 +459,24 @@ class SessionUseCases(SignedDataChecks):
         self, station_id: str, ev: TransactionEventIn
     ) -> AuthStatus | None:
         """2.0.1 E01-E15 TransactionEvent: Started / Updated / Ended, deduplicated by seqNo."""
-        status, _ = await self._transaction_event(station_id, ev, with_cost=False)
+        status, _, _ = await self._transaction_event(station_id, ev, with_cost=False)
         return status
 
     async def transaction_event_with_cost(
         self, station_id: str, ev: TransactionEventIn
-    ) -> tuple[AuthStatus | None, RunningCost | None]:
+    ) -> tuple[AuthStatus | None, RunningCost | None, LimitReached | None]:
         """:meth:`transaction_event`, and the session's cost so far once the event is
         stored (2.0.1 I02, for the answer to an Updated or Ended event), read in the same
         unit: one trip through storage where a unit and then a read were two, for most
         of a 2.0.1 station's messages. A cost that cannot be computed is None (the
-        event is stored all the same), never guessed."""
+        event is stored all the same), never guessed. Here (not in
+        :meth:`transaction_event`) a session is checked against what its driver pays:
+        one that reaches it is returned, once, for the caller to stop."""
         return await self._transaction_event(station_id, ev, with_cost=True)
 
     async def _transaction_event(
         self, station_id: str, ev: TransactionEventIn, *, with_cost: bool
-    ) -> tuple[AuthStatus | None, RunningCost | None]:
+    ) -> tuple[AuthStatus | None, RunningCost | None, LimitReached | None]:
         # a token presented to authorize (not to stop), in the Started event or after it
         # (E02/E03: a transaction started at plug-in gets its token in an Updated event):
         # the escrow must cover it wherever it is first attached (``covered``: checked
@@ -411,6 +484,7 @@ class SessionUseCases(SignedDataChecks):
         presented = ev.id_tag if ev.id_tag and not _stops(ev) else None
         cover = await self.cover(station_id, presented)
         confirmed: list[bool] = []  # emptied by each run of the unit
+        reached: list[LimitReached] = []  # the same
 
         async def covered(tx: Tx) -> bool:
             """``cover`` confirmed once per run of the unit, at its first use (before the
@@ -419,17 +493,20 @@ class SessionUseCases(SignedDataChecks):
                 confirmed.append(await cover.holds(tx))
             return confirmed[0]
 
-        async def work(tx: Tx) -> tuple[AuthStatus | None, RunningCost | None]:
+        async def work(tx: Tx) -> tuple[AuthStatus | None, RunningCost | None,
+                                        LimitReached | None]:
             confirmed.clear()
+            reached.clear()
             auth, session = await store(tx)  # on a retry, the session as stored
+            stop = reached[0] if reached else None
             if not with_cost:
-                return auth, None
+                return auth, None, stop
             try:
-                return auth, await cost_of(tx, session, self.clock())
+                return auth, await cost_of(tx, session, self.clock()), stop
             except (ArithmeticError, ValueError) as exc:  # a price, not the event's fault
                 log.warning("! %s: no running cost for %s: %s", station_id,
                             ev.transaction_id, exc)
-                return auth, None
+                return auth, None, stop
 
         async def store(tx: Tx) -> tuple[AuthStatus | None, Session]:
             auth = await self._authorize(tx, ev.id_tag) if ev.id_tag else None
@@ -514,6 +591,8 @@ class SessionUseCases(SignedDataChecks):
                 session.id_tag = ev.id_tag
                 if auth is AuthStatus.ACCEPTED and not await covered(tx):
                     auth = AuthStatus.NO_CREDIT  # the token attached after the start
+                if auth is AuthStatus.ACCEPTED:
+                    session.limit_minor = cover.limit  # an app session: the signed amount, below
                 reservation, refused = await reservation_for_start(
                     tx, now, station_id, session.evse_id or ev.evse_id, ev.id_tag,
                     ev.reservation_id)
@@ -523,12 +602,15 @@ class SessionUseCases(SignedDataChecks):
                     session.flag("reserved_for_other")
                     if auth is AuthStatus.ACCEPTED:
                         auth = AuthStatus.NOT_AT_THIS_TIME  # reserved for another (H01)
-                if await self._bind_signed(tx, station_id, ev.id_tag, session) \
+                if await self._bind_signed(tx, station_id, ev.id_tag, session,
+                                           ev.remote_start_id) \
                         and auth is AuthStatus.UNKNOWN:
                     auth = AuthStatus.ACCEPTED  # authorized by the driver's signature
                 session.auth_status = auth.value if auth else None
                 if auth is not None and auth is not AuthStatus.ACCEPTED:
                     session.flag(f"auth_{auth.value.lower()}")
+            previous = await self._previous_reading(tx, session) if with_cost \
+                and session.limit_minor is not None and ev.event_type != "Ended" else None
             if ev.samples:
                 await tx.add_samples(
                     station_id, ev.samples, session_id=session.id, evse_id=session.evse_id,
@@ -542,6 +624,10 @@ class SessionUseCases(SignedDataChecks):
                 return auth, session
             if ev.samples:
                 self._running_energy(session, ev.samples)
+            if previous is not None:
+                stop = await self._check_limit(tx, session, previous, ev.samples)
+                if stop is not None:
+                    reached.append(stop)
             await tx.update_session(session)
             topic = "session/started" if created else "session/updated"
             await self._session_event(tx, station_id, topic, session)

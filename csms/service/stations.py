@@ -202,12 +202,18 @@ class StationUseCases(ChargingCore):
 
     async def authorize(self, tag: str, station_id: str | None = None
                         ) -> tuple[AuthStatus, datetime | None]:
+        if station_id is not None:
+            await self._start_answered(station_id, tag)
+
         async def work(tx: Tx) -> tuple[AuthStatus, datetime | None]:
             record = await tx.get_tag(tag)
             if record is None:
-                # an app session's token: authorized by the driver's signature
+                # an app session's token: authorized by the driver's signature, for the
+                # remote start sent for it (2.0.1: the transaction binds it only with the
+                # remoteStartId sent, which an Authorize does not carry)
                 if station_id is not None and await tx.pending_authorization(
-                        station_id, tag, int(self.clock().timestamp())) is not None:
+                        station_id, tag, int(self.clock().timestamp()),
+                        any_remote_start=True) is not None:
                     return AuthStatus.ACCEPTED, None
                 return AuthStatus.UNKNOWN, None
             return record.authorize(self.clock()), record.expires_at
@@ -219,21 +225,25 @@ class StationUseCases(ChargingCore):
         return status, expires
 
     async def accept_authorization(self, station_id: str, tag: str,
-                                   authorization: dict[str, Any]) -> None:
-        """Keep a driver's signed app-session authorization for the next session started
-        at ``station_id`` with ``tag`` (settled with it, see settlement.worker)."""
+                                   authorization: dict[str, Any],
+                                   remote_start_id: int | None = None) -> int:
+        """Keep a driver's signed app-session authorization for the session the remote
+        start about to be sent to ``station_id`` for ``tag`` starts (``remote_start_id``:
+        the 2.0.1 remoteStartId it carries), settled with it (see settlement.worker); its
+        id. :meth:`remote_start_answered` must follow, with the station's answer: the
+        authorization binds nothing before (1.6) or after a failed start."""
         if self.credit is None:
             raise ValueError("app sessions need settlement on this node (--chain)")
         decision = await self.credit.check_authorization(station_id, authorization)
         credit = self.credit
         now = self.clock()
 
-        async def work(tx: Tx) -> CreditDecision:
+        async def work(tx: Tx) -> tuple[CreditDecision, int | None]:
             if await tx.get_tag(tag) is not None or await tx.card_of(tag) is not None:
                 # a card's session at this station would be bound to the signature (and
                 # paid by it), and the card's holder could start the signed one
                 return CreditDecision(False, f"{tag} is a card's tag: an app session needs"
-                                      " a token of its own", decision.driver)
+                                      " a token of its own", decision.driver), None
             # confirmed with the driver locked until it is stored (from then on it counts
             # in the driver's exposure)
             confirmed = await credit.confirm(tx, decision) if decision.ok else decision
@@ -243,19 +253,54 @@ class StationUseCases(ChargingCore):
                 # one signature, one session: the contract pays a nonce once
                 return CreditDecision(False, f"the driver's nonce {nonce} is used already"
                                       " (by an authorization accepted before)",
-                                      confirmed.driver)
-            if confirmed.ok:
-                await tx.add_authorization(str(authorization["driver"]), station_id, tag,
-                                           authorization, int(authorization["nonce"]),
-                                           int(authorization["expiry"]), now)
-            return confirmed
+                                      confirmed.driver), None
+            if not confirmed.ok:
+                return confirmed, None
+            return confirmed, await tx.add_authorization(
+                str(authorization["driver"]), station_id, tag, authorization,
+                int(authorization["nonce"]), int(authorization["expiry"]), now,
+                remote_start_id)
 
         try:
-            decision = await self.repo.unit(work)
+            decision, authorization_id = await self.repo.unit(work)
         except StorageError as exc:
             raise ValueError(f"authorization refused: {exc}") from None
-        if not decision.ok:
+        if not decision.ok or authorization_id is None:
             raise ValueError(f"authorization refused: {decision.reason}")
+        self._starting.setdefault((station_id, tag), []).append(asyncio.Event())
+        return authorization_id
+
+    async def remote_start_answered(self, authorization_id: int, station_id: str, tag: str,
+                                    answer: str) -> None:
+        """The outcome of the remote start an authorization was accepted for (see
+        :meth:`accept_authorization`): ``Accepted`` by the station, or why it failed
+        (``Rejected``, ``Timeout``, ``Offline``, a CALLERROR's code, ``Invalid``...). A
+        failed start withdraws the authorization: the driver's tag is a plain string, and
+        whoever presents it at the station must not charge on the driver's escrow."""
+        now = self.clock()
+
+        async def work(tx: Tx) -> dict[str, Any] | None:
+            if answer == "Accepted":
+                await tx.remote_start_accepted(
+                    authorization_id, int(now.timestamp()) + self.remote_start_window)
+                return None
+            row = await tx.withdraw_authorization(authorization_id)
+            if row is not None:
+                await tx.add_station_event(station_id, "authorization_withdrawn", {
+                    "tag": tag, "driver": row["driver"], "nonce": row["nonce"],
+                    "reason": answer}, now)
+            return row
+
+        try:
+            if await self.repo.unit(work) is not None:
+                log.warning("! %s: the remote start for %s failed (%s): the driver's"
+                            " authorization is withdrawn", station_id, tag, answer)
+        finally:
+            waiting = self._starting.get((station_id, tag), [])
+            if waiting:
+                waiting.pop(0).set()
+            if not waiting:
+                self._starting.pop((station_id, tag), None)
 
     async def reported_max_power(self, station_id: str, watts: Decimal) -> None:
         """Keep the maximum power a station reported (device model): the plausibility

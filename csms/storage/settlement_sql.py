@@ -132,11 +132,16 @@ class SettlementSql(ABC):
 
     async def add_authorization(self, driver: str, station_id: str, id_tag: str,
                                 body: dict[str, Any], nonce: int, expiry: int,
-                                at: datetime) -> int:
+                                at: datetime, remote_start_id: int | None = None) -> int:
+        """Keep a driver's authorization for the remote start about to be sent for it
+        (``remote_start_id``: its 2.0.1 remoteStartId): see :meth:`pending_authorization`
+        for what it binds, and :meth:`remote_start_accepted`, :meth:`withdraw_authorization`
+        for the station's answer."""
         return await self.insert_id(
             "INSERT INTO session_authorizations (driver, station_id, id_tag, body, nonce,"
-            " expiry, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id", driver.lower(),
-            station_id, id_tag, json.dumps(body, sort_keys=True), str(nonce), expiry, _iso(at))
+            " expiry, created_at, start_state, remote_start_id) VALUES (?, ?, ?, ?, ?, ?, ?,"
+            " 'sent', ?) RETURNING id", driver.lower(), station_id, id_tag,
+            json.dumps(body, sort_keys=True), str(nonce), expiry, _iso(at), remote_start_id)
 
     async def authorization_with_nonce(self, driver: str, nonce: int) -> dict[str, Any] | None:
         """The driver's authorization with ``nonce`` (one per driver and nonce)."""
@@ -144,22 +149,57 @@ class SettlementSql(ABC):
             "SELECT * FROM session_authorizations WHERE driver = ? AND nonce = ?",
             driver.lower(), str(nonce))
 
-    async def pending_authorization(self, station_id: str, id_tag: str,
-                                    now_unix: int) -> dict[str, Any] | None:
-        """The newest unbound, unexpired authorization for (station, tag)."""
+    async def remote_start_accepted(self, authorization_id: int,
+                                    bindable_until: int | None) -> None:
+        """The station accepted the remote start of the authorization: on 1.6 (no
+        remoteStartId) it binds until ``bindable_until`` (unix seconds)."""
+        await self.execute(
+            "UPDATE session_authorizations SET start_state = 'accepted', bindable_until = ?"
+            " WHERE id = ? AND start_state = 'sent'", bindable_until, authorization_id)
+
+    async def withdraw_authorization(self, authorization_id: int) -> dict[str, Any] | None:
+        """The remote start of the authorization failed: it binds no session any more (the
+        row, or None when a session is bound to it already or it was withdrawn)."""
+        if not await self.execute(
+                "UPDATE session_authorizations SET start_state = 'withdrawn' WHERE id = ?"
+                " AND session_id IS NULL AND start_state <> 'withdrawn'", authorization_id):
+            return None
+        return await self.fetchone("SELECT * FROM session_authorizations WHERE id = ?",
+                                   authorization_id)
+
+    async def pending_authorization(self, station_id: str, id_tag: str, now_unix: int,
+                                    remote_start_id: int | None = None, *,
+                                    any_remote_start: bool = False) -> dict[str, Any] | None:
+        """The newest unbound, unexpired authorization a session started at ``station_id``
+        with ``id_tag`` binds: one whose 2.0.1 remote start was sent with
+        ``remote_start_id`` (answered or not yet: only that transaction reports it), or one
+        whose 1.6 remote start the station accepted, within its window. A 2.0.1 one
+        whatever its remoteStartId with ``any_remote_start`` (an Authorize carries none).
+        Never one whose remote start failed."""
+        params: list[Any] = [station_id, id_tag, now_unix]
+        if any_remote_start:
+            which = "remote_start_id IS NOT NULL"
+        elif remote_start_id is not None:
+            which = "remote_start_id = ?"
+            params.append(remote_start_id)
+        else:
+            which = "1 = 0"
         return await self.fetchone(
             "SELECT * FROM session_authorizations WHERE station_id = ? AND id_tag = ?"
-            " AND session_id IS NULL AND expiry >= ? ORDER BY id DESC LIMIT 1",
-            station_id, id_tag, now_unix)
+            " AND session_id IS NULL AND expiry >= ? AND start_state <> 'withdrawn'"
+            f" AND ({which} OR (remote_start_id IS NULL AND start_state = 'accepted'"
+            " AND bindable_until >= ?)) ORDER BY id DESC LIMIT 1", *params, now_unix)
 
     async def bind_authorization(self, station_id: str, id_tag: str, session_id: int,
-                                 now_unix: int) -> dict[str, Any] | None:
-        """Bind the newest unbound, unexpired authorization for (station, tag) to a session."""
-        row = await self.pending_authorization(station_id, id_tag, now_unix)
-        if row is None:
+                                 now_unix: int, remote_start_id: int | None = None
+                                 ) -> dict[str, Any] | None:
+        """Bind the authorization :meth:`pending_authorization` names to a session."""
+        row = await self.pending_authorization(station_id, id_tag, now_unix, remote_start_id)
+        if row is None or not await self.execute(
+                "UPDATE session_authorizations SET session_id = ? WHERE id = ?"
+                " AND session_id IS NULL AND start_state <> 'withdrawn'", session_id,
+                row["id"]):
             return None
-        await self.execute("UPDATE session_authorizations SET session_id = ? WHERE id = ?",
-                           session_id, row["id"])
         return row
 
     async def authorization_of(self, session_id: int) -> dict[str, Any] | None:
@@ -196,7 +236,8 @@ class SettlementSql(ABC):
         assert row is not None
         waiting = await self.fetchall(
             "SELECT body FROM session_authorizations WHERE driver = ? AND session_id IS NULL"
-            " AND expiry >= ?", driver, now_unix)
+            " AND expiry >= ? AND start_state <> 'withdrawn' AND (remote_start_id IS NOT NULL"
+            " OR start_state = 'sent' OR bindable_until >= ?)", driver, now_unix, now_unix)
         authorized = 0
         for auth in waiting:
             try:

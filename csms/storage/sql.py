@@ -129,7 +129,7 @@ def _session_of(row: tuple[Any, ...]) -> Session:
     (id_, station_id, connector_id, evse_id, id_tag, auth_status, ocpp_version,
      transaction_id, started_at, stopped_at, reported_meter_start_wh, reported_meter_stop_wh,
      meter_start_wh, meter_stop_wh, energy_wh, status, stop_reason, flags, last_seq_no,
-     start_key, price_minor, currency, settlement_state) = row
+     start_key, limit_minor, price_minor, currency, settlement_state) = row
     return Session(
         id=id_, station_id=station_id, connector_id=connector_id, evse_id=evse_id,
         id_tag=id_tag, auth_status=auth_status, ocpp_version=ocpp_version,
@@ -143,7 +143,8 @@ def _session_of(row: tuple[Any, ...]) -> Session:
         energy_wh=energy_wh, status=_STATUS.get(status) or SessionStatus(status),
         stop_reason=stop_reason,
         flags=orjson.loads(flags), last_seq_no=last_seq_no, start_key=start_key,
-        price_minor=price_minor, currency=currency, settlement_state=settlement_state,
+        limit_minor=limit_minor, price_minor=price_minor, currency=currency,
+        settlement_state=settlement_state,
     )
 
 
@@ -181,9 +182,9 @@ _SESSION_COLUMNS = (
     "station_id", "connector_id", "evse_id", "id_tag", "auth_status", "ocpp_version",
     "transaction_id", "started_at", "stopped_at", "reported_meter_start_wh",
     "reported_meter_stop_wh", "meter_start_wh", "meter_stop_wh", "energy_wh", "status",
-    "stop_reason", "flags", "last_seq_no", "start_key",
+    "stop_reason", "flags", "last_seq_no", "start_key", "limit_minor",
 )
-# What every read of sessions selects, as a tuple (no dict of 25 columns per row): the id,
+# What every read of sessions selects, as a tuple (no dict of 24 columns per row): the id,
 # _SESSION_COLUMNS, then what the use cases read besides
 _SESSION_READ = ", ".join(("id", *_SESSION_COLUMNS, "price_minor", "currency",
                            "settlement_state"))
@@ -204,7 +205,7 @@ def _session_fields(s: Session, transaction_id: str) -> tuple[Any, ...]:
             s.ocpp_version, transaction_id, s.started_at, s.stopped_at,
             s.reported_meter_start_wh, s.reported_meter_stop_wh, s.meter_start_wh,
             s.meter_stop_wh, s.energy_wh, s.status, s.stop_reason, tuple(s.flags),
-            s.last_seq_no, s.start_key)
+            s.last_seq_no, s.start_key, s.limit_minor)
 
 
 def _same(value: Any) -> Any:
@@ -223,7 +224,7 @@ def _flags_to_db(flags: tuple[str, ...]) -> str:
 _TO_DB: tuple[Callable[[Any], Any], ...] = (
     _same, _same, _same, _same, _same, _same, _same, dt_to_db, dt_to_db, _dec_to_db,
     _dec_to_db, _dec_to_db, _dec_to_db, _same, _status_to_db, _same, _flags_to_db,
-    _same, _same)
+    _same, _same, _same)
 _COLUMN_INDEXES = tuple(range(len(_SESSION_COLUMNS)))
 _FLAGS = _SESSION_COLUMNS.index("flags")
 
@@ -553,8 +554,9 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
             "INSERT INTO sessions (station_id, connector_id, evse_id, id_tag, auth_status,"
             " ocpp_version, transaction_id, started_at, stopped_at, reported_meter_start_wh,"
             " reported_meter_stop_wh, meter_start_wh, meter_stop_wh, energy_wh, status,"
-            " stop_reason, flags, last_seq_no, start_key, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            " stop_reason, flags, last_seq_no, start_key, limit_minor, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " RETURNING id",
             *values, now, now,
         )
         session.id = sid
@@ -640,6 +642,13 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
             "INSERT INTO meter_readings (session_id, station_id, evse_id, connector_id,"
             " transaction_id, samples) VALUES (?, ?, ?, ?, ?, ?)",
             session_id, station_id, evse_id, connector_id, transaction_id, json_text(items))
+
+    async def latest_reading_at(self, session_id: int) -> datetime | None:
+        rows = await self.fetchrows(
+            "SELECT samples FROM meter_readings WHERE session_id = ? ORDER BY id DESC LIMIT 1",
+            session_id)
+        times = [item[0] for item in json_value(rows[0][0])] if rows else []
+        return max((at for at in map(dt_from_db, times) if at is not None), default=None)
 
     async def session_samples(self, session_id: int) -> list[MeterSample]:
         """In the order of their time, and of their arrival for the same time."""
@@ -951,9 +960,9 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
             "INSERT INTO sessions (station_id, connector_id, evse_id, id_tag, auth_status,"
             " ocpp_version, transaction_id, started_at, stopped_at, reported_meter_start_wh,"
             " reported_meter_stop_wh, meter_start_wh, meter_stop_wh, energy_wh, status,"
-            " stop_reason, flags, last_seq_no, start_key, created_at, updated_at,"
+            " stop_reason, flags, last_seq_no, start_key, limit_minor, created_at, updated_at,"
             " price_minor, currency, settlement_state)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [(*_to_db(_session_fields(s, s.transaction_id)), now, now, s.price_minor, s.currency,
               s.settlement_state) for s in sessions])
 

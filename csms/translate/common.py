@@ -14,10 +14,12 @@ from csms.domain.model import ValueNote
 from csms.protocol import Fault, OcppError
 from csms.protocol.timestamps import TimestampError, parse_timestamp
 from csms.service.charging import ChargingService
+from csms.service.sessions import LimitReached
+from csms.translate.command_args import BuiltCall
 
 __all__ = [
     "BootGate", "Handler", "Notes", "at_once", "data_transfer", "notification", "ocpp_time",
-    "parse_time", "stored_status",
+    "parse_time", "stop_at_limit", "stored_status",
 ]
 
 # What the storage keeps in an integer column (SQLite INTEGER, PostgreSQL BIGINT).
@@ -115,6 +117,21 @@ async def data_transfer(svc: ChargingService, station_id: str, p: dict[str, Any]
     implemented (1.6 §7.23 / 2.0.1 DataTransferStatusEnumType)."""
     await svc.station_event(station_id, "data_transfer", p)
     return {"status": "UnknownVendorId"}
+
+
+def stop_at_limit(svc: ChargingService, station_id: str, reached: LimitReached | None,
+                  stop: Callable[[dict[str, Any]], BuiltCall]) -> None:
+    """Ask the station to stop a session that reached what its driver pays (see
+    csms.service.limits), with the version's remote stop (``stop``: its operator command's
+    builder), once the answer to the station's message is out; its answer is kept."""
+    if reached is None or svc.outbound is None:
+        return
+    built = stop({"transaction_id": reached.transaction_id})
+
+    async def answered(answer: dict[str, Any] | None) -> None:
+        await svc.limit_stop_answered(station_id, reached, built.action, answer)
+
+    svc.outbound.after_reply(station_id, built.action, built.payload, answered)
 
 
 def notification(kind: str) -> Handler:

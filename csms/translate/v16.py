@@ -8,7 +8,7 @@ from typing import Any
 from csms.domain.maintenance import TransferKind
 from csms.domain.model import AuthStatus, MeterSample
 from csms.service.charging import BootInfo, ChargingService, StopInfo
-from csms.translate import more_commands_v16, pnc16, security
+from csms.translate import commands_v16, more_commands_v16, pnc16, security
 from csms.translate.commands import is_secret_name
 from csms.translate.common import (
     BootGate,
@@ -18,6 +18,7 @@ from csms.translate.common import (
     notification,
     ocpp_time,
     parse_time,
+    stop_at_limit,
 )
 from csms.translate.maintenance import transfer_notification
 
@@ -212,8 +213,9 @@ async def meter_values(svc: ChargingService, station_id: str, p: dict[str, Any])
     notes = Notes(svc.clock())
     connector = notes.int64(p["connectorId"], "connectorId")
     samples = samples_from_meter_values(p["meterValue"], notes)
-    await svc.meter_values(
+    reached = await svc.meter_values(
         station_id, connector, None if txid is None else str(txid), samples, notes=notes.items)
+    stop_at_limit(svc, station_id, reached, commands_v16.stop)  # at the driver's limit
     return {}
 
 

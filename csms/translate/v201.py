@@ -11,7 +11,7 @@ from csms.domain.maintenance import TransferKind
 from csms.domain.model import AuthStatus, MeterSample
 from csms.service.charging import BootInfo, ChargingService, TransactionEventIn
 from csms.service.driver import MASTER_PASS_VARIABLE, RunningCost, personal_message
-from csms.translate import security
+from csms.translate import commands_v201, security
 from csms.translate.common import (
     INT64_MAX,
     INT64_MIN,
@@ -23,6 +23,7 @@ from csms.translate.common import (
     notification,
     ocpp_time,
     parse_time,
+    stop_at_limit,
     stored_status,
 )
 from csms.translate.maintenance import reservation_status_update, transfer_notification
@@ -191,8 +192,10 @@ async def transaction_event(
     if ev.event_type == "Started":
         status = await svc.transaction_event(station_id, ev)
     else:
-        # I02: the cost so far, read in the unit that stores the event
-        status, cost = await svc.transaction_event_with_cost(station_id, ev)
+        # I02: the cost so far, read in the unit that stores the event; a session at
+        # its driver's limit is stopped
+        status, cost, reached = await svc.transaction_event_with_cost(station_id, ev)
+        stop_at_limit(svc, station_id, reached, commands_v201.stop)
     tag = ev.id_tag if status is not None else None
     # what follows the stored event, read at once: the token's group, whether it may end
     # the transaction

@@ -473,10 +473,11 @@ class _Meter:
                   signature: str = "der", tamper: bool = False, serial: str = "MTR-9",
                   status: str = "G", flags: str = "", unit: str = "kWh",
                   more: tuple[tuple[str, int], ...] = (),
-                  spell: Callable[[str], str] | None = None) -> str:
+                  spell: Callable[[str], str] | None = None,
+                  sections: tuple[str, ...] = ()) -> str:
         """``more``: further readings of the same moment, (register, Wh) each; ``spell``
         rewrites the payload's text before the meter signs it (a number's spelling, a key
-        twice)."""
+        twice); ``sections`` are appended after the signature (the meter's key)."""
         from cryptography.hazmat.primitives.asymmetric import ec
         from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
@@ -507,7 +508,7 @@ class _Meter:
             sig.update(SE="base64", SD=base64.b64encode(der).decode())
         if tamper:
             text = text.replace(f'"TX":"{tx}"', f'"TX":"{tx}","XX":1')
-        return f"OCMF|{text}|{json.dumps(sig, separators=(',', ':'))}"
+        return "|".join(("OCMF", text, json.dumps(sig, separators=(",", ":")), *sections))
 
 
 def _generated(meter: _Meter, *, pin: str | None = "der", message: str | None = None,
@@ -574,6 +575,16 @@ def _lem() -> dict[str, Any]:
     sig = meter.key.sign(LEM_PAYLOAD.encode(), ec.ECDSA(meter.digest)).hex()
     container = f'OCMF|{LEM_PAYLOAD}|{{"SA":"{meter.sa}","SD":"{sig}"}}'
     return _real_meter([{"signedData": container}], meter.public())
+
+
+def _sections_appended(count: int) -> dict[str, Any]:
+    """Containers with ``count`` sections after the signature, each the meter's key (one is
+    how the Transparenzsoftware takes a key; OCMF itself has three sections)."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    meter = _Meter(ec.SECP256R1(), "ECDSA-secp256r1-SHA256")
+    keys = (meter.public(),) * count
+    return _generated(meter, sections=keys, end={"sections": keys})
 
 
 def _not_an_object() -> dict[str, Any]:
@@ -717,6 +728,14 @@ def _vector_cases() -> list[tuple[str, dict[str, Any]]]:
         ("the reading's value twice (RV)", _generated(p256(), spell=_rv("10.0", '9.0,"RV":10.0'))),
         ("the reading's unit twice (RU)",
          _generated(p256(), spell=lambda t: t.replace('"RU":"kWh"', '"RU":"Wh","RU":"kWh"'))),
+        ("a begin reading in Arabic-Indic digits",
+         _generated(p256(), spell=_rv("10.0", '"\\u0661\\u0660.0"'))),
+        # OCMF cuts a container at every '|': no section may hold one (pyocmf and the
+        # Transparenzsoftware cut it so); the meter's key may follow as a fourth section
+        ("a '|' inside a text of the payload",
+         _generated(p256(), spell=lambda t: t.replace('"GI":"test"', '"GI":"te|st"'))),
+        ("the meter's key as a fourth section", _sections_appended(1)),
+        ("a fifth section", _sections_appended(2)),
         ("two different begin readings of the register",
          _generated(p256(), also=(("B", 9_900, timedelta(minutes=-3)),))),
         ("two different end readings of the register",
@@ -755,11 +774,27 @@ def _vector_cases() -> list[tuple[str, dict[str, Any]]]:
         bad = copy.deepcopy(signed)
         bad["record"][name] = value
         cases.append((f"record.{name} = {value!r}", bad))
+    # a receipt's numbers are ASCII: other scripts' digits and spaces, which Python's int()
+    # and Decimal() read, are no number to either verifier
+    for name, value in (("per_kwh", "\u0660.\u0663\u0669"), ("per_minute", "\uff10.05"),
+                        ("session_fee", "\u00a00.50")):
+        bad = copy.deepcopy(signed)
+        bad["record"]["tariff"][name] = value
+        cases.append((f"record.tariff.{name} = {value!r}", bad))
+    for name, value in (("decimals", "\uff12"), ("energy_wh", "\u0662\u0665\u0660\u0660"),
+                        ("duration_s", "\uff11\uff18\uff10\uff10"),
+                        ("price_minor", "\u00a0218"), ("chain_station", "\u0661")):
+        bad = copy.deepcopy(signed)
+        bad["record"][name] = value
+        cases.append((f"record.{name} = {value!r}", bad))
     for name in ("driver", "station", "max_amount", "nonce", "signature"):
         for value in (None, "x"):
             bad = copy.deepcopy(app)
             bad["record"]["authorization"][name] = value
             cases.append((f"authorization.{name} = {value!r}", bad))
+    bad = copy.deepcopy(app)
+    bad["record"]["authorization"]["max_amount"] = "\uff12\uff10\uff10\uff10"
+    cases.append(("authorization.max_amount in fullwidth digits", bad))
     return cases
 
 
@@ -812,7 +847,8 @@ def _assert_vector_verdicts(by_name: dict[str, dict[str, Any]]) -> None:
                  "whole-kWh readings (RV 10, 12)", "whole-kWh readings, billed 9 Wh over",
                  "kWh spelled KWH and kwh", "a reading inheriting its unit from the one before",
                  'the begin code written with spaces (TX " B ")',
-                 "the begin and the end container sent twice"):
+                 "the begin and the end container sent twice",
+                 "the meter's key as a fourth section"):
         assert by_name[name]["status"] == "UNVERIFIED" and not by_name[name]["failed"], name
         assert proven in by_name[name]["proves"], name
     # readings no meter signs, in a unit that is not energy's, a payload with a key twice:
@@ -822,7 +858,8 @@ def _assert_vector_verdicts(by_name: dict[str, dict[str, Any]]) -> None:
                  *[f"a begin reading of {rv} kWh" for rv in (
                      "-10.0", "1e999999", '"1e999999"', "10^400", "2e12", "NaN", "Infinity")],
                  "a current type (RT) that is not text", "the reading's value twice (RV)",
-                 "the reading's unit twice (RU)"):
+                 "the reading's unit twice (RU)", "a begin reading in Arabic-Indic digits",
+                 "a '|' inside a text of the payload"):
         assert (by_name[name]["status"], by_name[name]["failed"]) == (
             "INVALID", {"meter signature 1"}), name
         assert proven not in by_name[name]["proves"], name
@@ -854,10 +891,23 @@ def _assert_vector_verdicts(by_name: dict[str, dict[str, Any]]) -> None:
             ("session times without an offset", {"signed readings belong to this session"}),
             ("DZG readings a day after the session",
              {"record hash", "signed readings belong to this session"}),
-            ("signed meter data that is not an object", {"meter signature 1"})):
+            ("signed meter data that is not an object", {"meter signature 1"}),
+            ("a fifth section", {"meter signature 1", "meter signature 2"})):
         assert (by_name[name]["status"], by_name[name]["failed"]) == ("INVALID", failed), name
         assert proven not in by_name[name]["proves"], name
     assert by_name["app session, the driver's authorization"]["passed"] >= {"authorization"}
+    # numbers in other scripts' digits or spaces: no number (the page's rule)
+    for name, failed in (
+            ("record.tariff.per_kwh = '\u0660.\u0663\u0669'", {"record hash", "price"}),
+            ("record.tariff.per_minute = '\uff10.05'", {"record hash", "price"}),
+            ("record.tariff.session_fee = '\\xa00.50'", {"record hash", "price"}),
+            ("record.decimals = '\uff12'", {"record hash", "price"}),
+            ("record.energy_wh = '\u0662\u0665\u0660\u0660'", {"record"}),
+            ("record.duration_s = '\uff11\uff18\uff10\uff10'", {"record"}),
+            ("record.price_minor = '\\xa0218'", {"record"}),
+            ("record.chain_station = '\u0661'", {"record"}),
+            ("authorization.max_amount in fullwidth digits", {"record hash", "authorization"})):
+        assert (by_name[name]["status"], by_name[name]["failed"]) == ("INVALID", failed), name
 
 
 _NODE_VERIFIER = """

@@ -276,6 +276,13 @@ class MemoryTx(Tx):
                                    "transaction_id": transaction_id,
                                    "sample": copy.deepcopy(m)})
 
+    async def latest_reading_at(self, session_id: int) -> datetime | None:
+        mine = [r for r in self.s.samples if r["session_id"] == session_id]
+        if not mine:
+            return None
+        last = mine[-1]["reading"]
+        return max(r["sample"].timestamp for r in mine if r["reading"] == last)
+
     async def session_samples(self, session_id: int) -> list[MeterSample]:
         mine = [r["sample"] for r in self.s.samples if r["session_id"] == session_id]
         return [copy.deepcopy(m) for m in sorted(mine, key=lambda m: m.timestamp)]
@@ -375,7 +382,7 @@ class MemoryTx(Tx):
     # -- drivers' app sessions (the part the charging service uses) ---------------
     async def add_authorization(self, driver: str, station_id: str, id_tag: str,
                                 body: dict[str, Any], nonce: int, expiry: int,
-                                at: datetime) -> int:
+                                at: datetime, remote_start_id: int | None = None) -> int:
         if any(a["driver"] == driver.lower() and a["nonce"] == str(nonce)
                for a in self.s.authorizations):
             raise StorageError("unique constraint: (driver, nonce)")
@@ -383,7 +390,8 @@ class MemoryTx(Tx):
         self.s.authorizations.append({
             "id": aid, "driver": driver.lower(), "station_id": station_id, "id_tag": id_tag,
             "body": json.dumps(body, sort_keys=True), "nonce": str(nonce), "expiry": expiry,
-            "session_id": None, "created_at": at.isoformat()})
+            "session_id": None, "created_at": at.isoformat(), "start_state": "sent",
+            "remote_start_id": remote_start_id, "bindable_until": None})
         return aid
 
     async def authorization_with_nonce(self, driver: str,
@@ -393,17 +401,40 @@ class MemoryTx(Tx):
                 return dict(a)
         return None
 
-    async def pending_authorization(self, station_id: str, id_tag: str,
-                                    now_unix: int) -> dict[str, Any] | None:
+    async def remote_start_accepted(self, authorization_id: int,
+                                    bindable_until: int | None) -> None:
+        a = self.s.authorizations[authorization_id - 1]
+        if a["start_state"] == "sent":
+            a["start_state"], a["bindable_until"] = "accepted", bindable_until
+
+    async def withdraw_authorization(self, authorization_id: int) -> dict[str, Any] | None:
+        a = self.s.authorizations[authorization_id - 1]
+        if a["session_id"] is not None or a["start_state"] == "withdrawn":
+            return None
+        a["start_state"] = "withdrawn"
+        return dict(a)
+
+    async def pending_authorization(self, station_id: str, id_tag: str, now_unix: int,
+                                    remote_start_id: int | None = None, *,
+                                    any_remote_start: bool = False
+                                    ) -> dict[str, Any] | None:
         for a in reversed(self.s.authorizations):
-            if a["station_id"] == station_id and a["id_tag"] == id_tag \
-                    and a["session_id"] is None and a["expiry"] >= now_unix:
+            if a["station_id"] != station_id or a["id_tag"] != id_tag \
+                    or a["session_id"] is not None or a["expiry"] < now_unix \
+                    or a["start_state"] == "withdrawn":
+                continue
+            if a["remote_start_id"] is None:
+                if a["start_state"] == "accepted" and a["bindable_until"] is not None \
+                        and a["bindable_until"] >= now_unix:
+                    return dict(a)
+            elif any_remote_start or a["remote_start_id"] == remote_start_id:
                 return dict(a)
         return None
 
     async def bind_authorization(self, station_id: str, id_tag: str, session_id: int,
-                                 now_unix: int) -> dict[str, Any] | None:
-        row = await self.pending_authorization(station_id, id_tag, now_unix)
+                                 now_unix: int, remote_start_id: int | None = None
+                                 ) -> dict[str, Any] | None:
+        row = await self.pending_authorization(station_id, id_tag, now_unix, remote_start_id)
         if row is None:
             return None
         self.s.authorizations[row["id"] - 1]["session_id"] = session_id

@@ -78,6 +78,7 @@ async def test_full_session_with_exact_energy(
         "started_at": "2026-03-01T10:00:00+00:00", "stopped_at": "2026-03-01T11:00:00+00:00",
         "meter_start_wh": 4200000, "meter_stop_wh": 4211042, "energy_wh": 11042,
         "status": "completed", "stop_reason": "EVDisconnected", "flags": [],
+        "limit_minor": None,
     }
 
 

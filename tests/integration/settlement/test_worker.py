@@ -364,8 +364,9 @@ async def test_app_sessions_are_paid_with_the_drivers_signature(
         await tx.update_station(st)
         auth = wallet.authorize(memory_chain, driver, station, max_per_kwh=40, max_amount=100,
                                 nonce=7, expiry=kit.now() + 86_400)
-        await tx.add_authorization(driver.address, "CP1", "TAG0", auth.as_json(), 7,
-                                   auth.expiry, datetime.now(UTC))
+        aid = await tx.add_authorization(driver.address, "CP1", "TAG0", auth.as_json(), 7,
+                                         auth.expiry, datetime.now(UTC))
+        await tx.remote_start_accepted(aid, kit.now() + 60)  # the station accepted it
         assert await tx.bind_authorization("CP1", "TAG0", ids[0], kit.now()) is not None
 
     await repo.unit(prepare)
@@ -782,8 +783,9 @@ async def test_an_app_session_is_settled_before_its_signature_expires(
             auth = wallet.authorize(memory_chain, driver, station, max_per_kwh=40,
                                     max_amount=1_000, nonce=nonce,
                                     expiry=int(datetime.now(UTC).timestamp()) + expires_in)
-            await tx.add_authorization(driver.address, "CP1", tag, auth.as_json(), nonce,
-                                       auth.expiry, datetime.now(UTC))
+            aid = await tx.add_authorization(driver.address, "CP1", tag, auth.as_json(),
+                                             nonce, auth.expiry, datetime.now(UTC))
+            await tx.remote_start_accepted(aid, kit.now() + 60)
             assert await tx.bind_authorization("CP1", tag, sid, kit.now()) is not None
 
     await repo.unit(prepare)

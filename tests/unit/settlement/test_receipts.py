@@ -160,6 +160,44 @@ def test_what_is_not_a_receipt_is_refused(change: Any, message: str) -> None:
         verify_receipt([r])
 
 
+# a receipt's numbers are ASCII, as the central system writes them: other scripts' digits
+# and spaces, which Python's int() and Decimal() read, are no number (the receipt page's rule)
+@pytest.mark.parametrize(("name", "value"), [
+    ("per_kwh", "\u0660.\u0663\u0669"), ("per_minute", "\uff10.01"), ("session_fee", "0.50\u00a0"),
+])
+def test_a_tariff_figure_in_other_digits_than_ascii_is_not_read(name: str, value: str) -> None:
+    r = signed(copy.deepcopy(SAMPLES), tariff={**TARIFF, name: value})
+    checks = {c.name: c for c in verify_receipt(r).checks}
+    assert failed(r) == {"price"}
+    assert checks["price"].detail == "the record's tariff cannot be read"
+
+
+def test_decimals_in_other_digits_than_ascii_are_not_read() -> None:
+    assert failed(signed(copy.deepcopy(SAMPLES), decimals="\uff12")) == {"price"}
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("energy_wh", "\u0663\u0665\u0660\u0660"), ("duration_s", "\uff13\uff16\uff10\uff10"),
+    ("chain_station", "\u0663"), ("kind", "\u00a00"),
+])
+def test_an_entry_field_in_other_digits_than_ascii_is_no_record(name: str, value: str) -> None:
+    r = receipt()
+    r["record"][name] = value
+    assert failed(r) == {"record"}
+
+
+@pytest.mark.parametrize(("path", "value"), [
+    ("entry.position", "\u0660"), ("chunk.first_seq", "\uff11"), ("chain.chain_id", "\u00a031337"),
+    ("payment.amount", "\u0661"), ("entry.packed", "0x\uff11"),
+])
+def test_a_receipt_number_in_other_digits_than_ascii_is_no_receipt(path: str,
+                                                                  value: str) -> None:
+    r = receipt()
+    _set(r, path, value)
+    with pytest.raises(ReceiptError, match="is not a number in ASCII"):
+        verify_receipt(r)
+
+
 @pytest.mark.parametrize("salt", [5, None, "0x12", "0x" + "zz" * 32, "22" * 32, b"short",
                                   ["0x" + "22" * 32]])
 def test_a_driver_s_salt_that_is_not_32_bytes_is_a_value_error(salt: Any) -> None:

@@ -6,6 +6,8 @@ const PREC = 28;
 
 export class InvalidOperation extends Error {}
 
+const NOT_ASCII = /[^\x00-\x7f]/;
+
 export class Dec {
   constructor(sign, coef, exp, special = null) {
     this.sign = sign; // 0 or 1
@@ -14,8 +16,12 @@ export class Dec {
     this.special = special; // null | "nan" | "inf"
   }
 
+  /** Decimal(text), its text in ASCII (a receipt's numbers are: receipts.py reads no other
+   * script's digits or spaces either); around it the spaces Python's Decimal() strips. */
   static parse(text) {
-    const t = String(text).trim().replaceAll("_", "");
+    if (NOT_ASCII.test(String(text))) throw new InvalidOperation(`not in ASCII digits: ${text}`);
+    const t = String(text).replace(/^[\t\n\v\f\r \x1c-\x1f]+|[\t\n\v\f\r \x1c-\x1f]+$/g, "")
+      .replaceAll("_", "");
     const m = /^([-+]?)(?:(\d+)\.?(\d*)|\.(\d+))(?:[eE]([-+]?\d+))?$/.exec(t);
     if (!m) {
       const s = /^([-+]?)(inf|infinity|nan|snan)$/i.exec(t);

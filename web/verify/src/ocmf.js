@@ -377,6 +377,9 @@ function readings(payload) {
   const last = Object.create(null);
   for (const given of payload.RD) {
     if (!isDict(given)) throw new OcmfError("a reading is not an object");
+    if (typeof given.RV === "string" && /[^\x00-\x7f]/.test(given.RV)) {
+      throw new OcmfError(`the reading ${repr(given.RV)} is not a number in ASCII digits`);
+    }
     const item = Object.assign(Object.create(null), last, given);
     for (const name of INHERITED) if (name in item) last[name] = item[name];
     if (typeof item.TM !== "string") throw new OcmfError("the reading's time (TM) must be a string");
@@ -418,19 +421,26 @@ function readings(payload) {
   return out;
 }
 
+/** The sections of a container, cut as OCMF cuts them (_payload_section of
+ * csms/metering/ocmf.py): at every '|' (the specification allows none inside a section, so
+ * a payload with a '|' in a text is no JSON and not OCMF), as pyocmf and the
+ * Transparenzsoftware cut them. A fourth section, the meter's public key appended as the
+ * Transparenzsoftware reads it, is allowed and not used. */
 function splitContainer(container) {
-  const parts = container.split("|");
-  if (parts.length < 3 || parts[0] !== "OCMF") throw new OcmfError("not an OCMF container");
-  const body = container.slice("OCMF|".length);
-  const cut = body.lastIndexOf("|");
+  const sections = container.split("|");
+  if (sections[0] !== "OCMF" || sections.length < 3 || sections.length > 4) {
+    throw new OcmfError("an OCMF container is OCMF|payload|signature (and at most the meter's"
+      + ` key after them), not ${sections.length} sections: no section may hold a '|'`);
+  }
+  const [, payloadText, signatureText] = sections;
   // which of two values of a key counts is up to each parser (the meter's, the
   // Transparenzsoftware, this one): a payload with a key twice is none of them
-  const payload = parse(body.slice(0, cut), { keyTwice: (key) => {
+  const payload = parse(payloadText, { keyTwice: (key) => {
     throw new OcmfError(`duplicate key ${repr(key)} in the OCMF payload`);
   } });
-  const signature = parse(body.slice(cut + 1));
+  const signature = parse(signatureText);
   if (!isDict(payload) || !isDict(signature)) throw new OcmfError("payload and signature are objects");
-  return { payloadText: body.slice(0, cut), payload, signature };
+  return { payloadText, payload, signature };
 }
 
 function algorithmOf(name) {
@@ -518,7 +528,7 @@ export async function checkContainer(signed, pinnedKey) {
   result.keyUsed = key;
   if (!key) return { ...result, status: NO_KEY, detail: "no meter key registered and none in the message" };
   try {
-    const ok = await verifyPayload(unwrapped.container, parts.signature, key, alg);
+    const ok = await verifyPayload(parts.payloadText, parts.signature, key, alg);
     return { ...result, status: ok ? VERIFIED : INVALID,
       detail: ok ? "signature verified" : "signature does not match the signed data" };
   } catch (exc) {
@@ -526,9 +536,8 @@ export async function checkContainer(signed, pinnedKey) {
   }
 }
 
-async function verifyPayload(container, signature, keyHex, alg) {
-  const body = container.slice("OCMF|".length);
-  const payload = body.slice(0, body.lastIndexOf("|"));
+/** ECDSA over the payload section exactly as sent. */
+async function verifyPayload(payload, signature, keyHex, alg) {
   let key;
   try {
     key = loadDer(fromHex(String(keyHex)));

@@ -205,8 +205,10 @@ export function str(v) {
 }
 
 const INT_TEXT = /^\s*([-+]?)(\d(?:_?\d)*)\s*$/;
+const NOT_ASCII = /[^\x00-\x7f]/;
 
-/** Python's int() of a JSON value: a BigInt, or PyError. */
+/** Python's int() of a JSON value (settlement.records.ascii_int: text in ASCII only, as a
+ * receipt's numbers are), a BigInt, or PyError. */
 export function int(v) {
   if (typeof v === "bigint") return v;
   if (v === true) return 1n;
@@ -216,6 +218,7 @@ export function int(v) {
     return BigInt(Math.trunc(v.value));
   }
   if (typeof v === "string") {
+    if (NOT_ASCII.test(v)) throw new PyError("ValueError", `${repr(v)} is not a number in ASCII digits`);
     const m = INT_TEXT.exec(v);
     if (!m) throw new PyError("ValueError", `invalid literal for int() with base 10: '${v}'`);
     const n = BigInt(m[2].replaceAll("_", ""));
@@ -226,8 +229,9 @@ export function int(v) {
 
 const HEX_TEXT = /^\s*([-+]?)(?:0[xX]_?)?([0-9a-fA-F](?:_?[0-9a-fA-F])*)\s*$/;
 
-/** int(text, 16) */
+/** int(text, 16), its text in ASCII */
 export function int16(text) {
+  if (NOT_ASCII.test(text)) throw new PyError("ValueError", `${repr(text)} is not a number in ASCII hex digits`);
   const m = HEX_TEXT.exec(text);
   if (!m) throw new PyError("ValueError", `invalid literal for int() with base 16: '${text}'`);
   const n = BigInt(`0x${m[2].replaceAll("_", "")}`);

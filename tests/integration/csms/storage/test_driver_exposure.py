@@ -24,9 +24,10 @@ def _session(transaction_id: str, tag: str, **kw: Any) -> Session:
 
 
 async def _authorize(tx: Tx, driver: str, tag: str, nonce: int, max_amount: int,
-                     expiry: int = NOW + 3600) -> None:
+                     expiry: int = NOW + 3600, remote_start_id: int | None = None) -> int:
     body = {"driver": driver, "max_amount": max_amount, "nonce": nonce, "expiry": expiry}
-    await tx.add_authorization(driver, "CP1", tag, body, nonce, expiry, T0)
+    return await tx.add_authorization(driver, "CP1", tag, body, nonce, expiry, T0,
+                                      remote_start_id)
 
 
 async def test_exposure_counts_cards_signed_sessions_and_waiting_authorizations(
@@ -53,7 +54,8 @@ async def test_exposure_counts_cards_signed_sessions_and_waiting_authorizations(
         # a signed app session in progress, with its own token, bound to the driver
         app = _session("5", "APP1")
         await tx.insert_session(app)
-        await _authorize(tx, DRIVER, "APP1", 1, 5_000)
+        await tx.remote_start_accepted(await _authorize(tx, DRIVER, "APP1", 1, 5_000),
+                                       NOW + 60)
         assert app.id is not None
         assert await tx.bind_authorization("CP1", "APP1", app.id, NOW) is not None
         # accepted and not started: counted at the smaller of its amount and the reserve
@@ -74,3 +76,56 @@ async def test_exposure_counts_cards_signed_sessions_and_waiting_authorizations(
     nobody = await repo.read(lambda tx: tx.driver_exposure("0x" + "00" * 20, NOW, 2_000))
     assert nobody == {"active": 0, "unpriced": 0, "pending_minor": 0, "authorized": 0,
                       "authorized_minor": 0}
+
+
+async def test_only_the_start_an_authorization_was_accepted_for_binds_it(
+    repo: Repository,
+) -> None:
+    """1.6: by station and tag once the station accepted the remote start, within its
+    window; 2.0.1: by the remoteStartId sent, answered or not yet; never once withdrawn
+    (the remote start failed). Withdrawn and lapsed ones hold none of the driver's escrow."""
+    async def setup(tx: Tx) -> dict[str, int]:
+        await tx.insert_station(Station(id="CP1", created_at=T0))
+        ids = {}
+        for nonce, tag in enumerate(("SENT", "LAPSED", "GONE", "OK16"), start=1):
+            ids[tag] = await _authorize(tx, DRIVER, tag, nonce, 500)
+        ids["R201"] = await _authorize(tx, DRIVER, "R201", 5, 500, remote_start_id=42)
+        await tx.remote_start_accepted(ids["LAPSED"], NOW - 1)
+        await tx.remote_start_accepted(ids["OK16"], NOW + 60)
+        await tx.remote_start_accepted(ids["GONE"], NOW + 60)
+        assert (await tx.withdraw_authorization(ids["GONE"]) or {}).get("id") == ids["GONE"]
+        return ids
+
+    ids = await repo.unit(setup)
+    exposure = await repo.read(lambda tx: tx.driver_exposure(DRIVER, NOW, 2_000))
+    assert (exposure["authorized"], exposure["authorized_minor"]) == (3, 1_500)
+
+    async def binds(tx: Tx) -> dict[str, bool]:
+        found = {}
+        for tag in ("SENT", "LAPSED", "GONE", "OK16"):
+            found[tag] = await tx.pending_authorization("CP1", tag, NOW) is not None
+        for rid in (None, 41, 42):
+            found[f"R201/{rid}"] = await tx.pending_authorization(
+                "CP1", "R201", NOW, rid) is not None
+        found["R201/authorize"] = await tx.pending_authorization(
+            "CP1", "R201", NOW, any_remote_start=True) is not None
+        found["OK16/elsewhere"] = await tx.pending_authorization("CP2", "OK16",
+                                                                 NOW) is not None
+        return found
+
+    assert await repo.read(binds) == {
+        "SENT": False, "LAPSED": False, "GONE": False, "OK16": True, "R201/None": False,
+        "R201/41": False, "R201/42": True, "R201/authorize": True, "OK16/elsewhere": False}
+
+    async def bind(tx: Tx) -> None:
+        s = _session("7", "R201")
+        await tx.insert_session(s)
+        assert s.id is not None
+        assert await tx.bind_authorization("CP1", "R201", s.id, NOW, 41) is None
+        assert (await tx.bind_authorization("CP1", "R201", s.id, NOW, 42) or {}).get("id") \
+            == ids["R201"]
+        # bound: its start took place, a late failure of the answer leaves it bound
+        assert await tx.withdraw_authorization(ids["R201"]) is None
+        assert (await tx.authorization_of(s.id) or {}).get("start_state") == "sent"
+
+    await repo.unit(bind)

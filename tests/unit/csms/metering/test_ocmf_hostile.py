@@ -178,6 +178,40 @@ def test_duplicate_keys_are_malformed(text: str) -> None:
     assert checked.status == MALFORMED and "duplicate" in checked.detail, checked.detail
 
 
+@pytest.mark.parametrize("rv", ['"\\u0661\\u0662"', '"\\uff11\\uff12.0"', '"\\u00a012"'])
+def test_a_reading_in_other_digits_than_ascii_is_malformed(rv: str) -> None:
+    # pyocmf reads other scripts' digits and spaces; the receipt page reads ASCII only
+    checked = check(signed(payload(rd("B", rv))))
+    assert checked.status == MALFORMED and "ASCII" in checked.detail, checked.detail
+
+
+# -- the container's sections: OCMF cuts at every '|' (pyocmf and the Transparenzsoftware too)
+def test_a_pipe_inside_a_text_of_the_payload_is_malformed() -> None:
+    # the specification allows no '|' inside a section: cut there, the payload is no JSON
+    # (the receipt page cut at the last '|' and read it)
+    checked = check(signed(payload(rd("B", "12")).replace('"GI":"ACME"', '"GI":"AC|ME"')))
+    assert checked.status == MALFORMED, checked.detail
+
+
+def test_the_meters_key_as_a_fourth_section_is_read_and_not_used() -> None:
+    # as the Transparenzsoftware takes a key: the signature is over the payload section
+    # (not "payload|signature"), and the key checked with is the pinned one
+    container = signed(payload(rd("B", "12")))
+    checked = check(container + "|" + KEY_HEX)
+    assert (checked.status, checked.detail) == (VERIFIED, "signature verified")
+    assert [r.wh for r in checked.readings] == [Decimal(12000)]
+    other = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo).hex()
+    assert check(container + "|" + other).status == VERIFIED
+    assert check(container + "|" + KEY_HEX, other).status == INVALID
+
+
+@pytest.mark.parametrize("tail", ["|" + KEY_HEX + "|" + KEY_HEX, "||", "|a|b|c"])
+def test_more_than_four_sections_are_malformed(tail: str) -> None:
+    checked = check(signed(payload(rd("B", "12"))) + tail)
+    assert checked.status == MALFORMED and "sections" in checked.detail, checked.detail
+
+
 @pytest.mark.parametrize("change", [
     lambda t: t.replace(",", ", "),
     lambda t: json.dumps(json.loads(t), separators=(",", ":"), sort_keys=True),

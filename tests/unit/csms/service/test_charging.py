@@ -181,7 +181,9 @@ async def test_an_app_session_authorization_accepts_its_token_once_bound(
     auth = {"driver": "0xD", "nonce": 7, "expiry": int(NOW.timestamp()) + 600, "max_amount": 5}
     with pytest.raises(ValueError, match="max amount is zero"):
         await service.accept_authorization("CP1", "APP1", {**auth, "max_amount": 0})
-    await service.accept_authorization("CP1", "APP1", auth)
+    aid = await service.accept_authorization("CP1", "APP1", auth)
+    assert state.authorizations[0]["start_state"] == "sent"  # the remote start's answer
+    await service.remote_start_answered(aid, "CP1", "APP1", "Accepted")
     assert (await service.authorize("APP1", "CP1"))[0] is AuthStatus.ACCEPTED
     assert (await service.authorize("APP1", "CP2"))[0] is AuthStatus.UNKNOWN
     with pytest.raises(ValueError, match="authorization refused"):

@@ -80,17 +80,17 @@ async def test_the_cost_read_with_the_event_is_the_cost_read_after_it(
         "Updated", T0 + timedelta(minutes=1), "MeterValuePeriodic", 1, "TX1", evse_id=1,
         connector_id=1, samples=[MeterSample(T0 + timedelta(minutes=1), "3500",
                                              context="Sample.Periodic")])
-    status, cost = await service.transaction_event_with_cost("CP1", updated)
+    status, cost, _ = await service.transaction_event_with_cost("CP1", updated)
     assert status is None and cost is not None
     assert cost == await service.running_cost("CP1", "TX1")
     assert (cost.energy_wh, cost.final) == (2500, False)
-    assert await service.transaction_event_with_cost("CP1", updated) == (None, cost)
+    assert await service.transaction_event_with_cost("CP1", updated) == (None, cost, None)
     ended = TransactionEventIn(
         "Ended", T0 + timedelta(minutes=20), "EVDeparted", 2, "TX1", evse_id=1,
         connector_id=1, stopped_reason="EVDisconnected",
         samples=[MeterSample(T0 + timedelta(minutes=20), "4000",
                              context="Transaction.End")])
-    _, final = await service.transaction_event_with_cost("CP1", ended)
+    _, final, _ = await service.transaction_event_with_cost("CP1", ended)
     assert final is not None and final == await service.running_cost("CP1", "TX1")
     # 0.50 + 20 min x 0.05 + 3 kWh x 0.30, and final
     assert (final.total, final.energy_wh, final.final) == (Decimal("2.40"), 3000, True)
@@ -107,7 +107,7 @@ async def test_a_price_that_cannot_be_computed_leaves_the_event_stored(
         "Updated", T0 + timedelta(minutes=1), "MeterValuePeriodic", 1, "TX1", evse_id=1,
         connector_id=1, samples=[MeterSample(T0 + timedelta(minutes=1), "2000",
                                              context="Sample.Periodic")])
-    assert await service.transaction_event_with_cost("CP1", updated) == (None, None)
+    assert await service.transaction_event_with_cost("CP1", updated) == (None, None, None)
     session = next(iter(state.sessions.values()))
     assert session.energy_wh == 1000 and session.last_seq_no == 1
 

@@ -43,13 +43,14 @@ def test_session_json_shape() -> None:
                 stopped_at=T0 + timedelta(hours=1), meter_start_wh=Decimal(1000),
                 meter_stop_wh=Decimal("4500.5"), energy_wh=3500,
                 status=SessionStatus.COMPLETED, stop_reason="Local", flags=["late_samples"],
-                id=7, price_minor=137, settlement_state="paid")
+                id=7, price_minor=137, settlement_state="paid", limit_minor=500)
     assert session_json(s) == {
         "id": 7, "station_id": "CP1", "connector_id": 1, "evse_id": 1, "id_tag": "T1",
         "ocpp_version": "2.0.1", "transaction_id": "TX-1",
         "started_at": "2026-03-01T10:00:00+00:00", "stopped_at": "2026-03-01T11:00:00+00:00",
         "meter_start_wh": 1000, "meter_stop_wh": 4500.5, "energy_wh": 3500,
-        "status": "completed", "stop_reason": "Local", "flags": ["late_samples"]}
+        "status": "completed", "stop_reason": "Local", "flags": ["late_samples"],
+        "limit_minor": 500}
     flags = session_json(s)["flags"]
     flags.append("x")
     assert s.flags == ["late_samples"]  # a copy

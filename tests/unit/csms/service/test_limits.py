@@ -1,0 +1,61 @@
+"""The rule that stops a session at what its driver pays (csms.service.limits)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from csms.domain.model import Session
+from csms.domain.tariff import Tariff
+from csms.service.limits import LimitReached, limit_reached, price_so_far
+
+T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
+PER_KWH = Tariff("*", Decimal("0.39"))  # 39 minor units a kWh
+PER_MINUTE = Tariff("*", Decimal(0), per_minute=Decimal("0.10"), session_fee=Decimal("0.50"))
+
+
+def session(energy_wh: int | None, limit: int | None = 100) -> Session:
+    return Session("CP1", "ocpp1.6", "7", T0, energy_wh=energy_wh, limit_minor=limit, id=7)
+
+
+def minutes(n: float) -> datetime:
+    return T0 + timedelta(minutes=n)
+
+
+def test_the_price_so_far_and_one_more_interval_reach_the_limit() -> None:
+    # 86 so far; the interval before was 700 Wh (27): 113 reaches 100
+    assert limit_reached(PER_KWH, session(2200), minutes(3), (minutes(2), 1500),
+                         minutes(3)) == LimitReached(7, "7", 100, 86, 27)
+    # 59 so far and 20 for one more 500 Wh: 79
+    assert limit_reached(PER_KWH, session(1500), minutes(2), (minutes(1), 1000),
+                         minutes(2)) is None
+
+
+def test_reaching_it_exactly_stops() -> None:
+    # 2564 Wh is 100 (99.996 rounded); the interval before added nothing
+    assert limit_reached(PER_KWH, session(2564), minutes(3), (minutes(3), 2564),
+                         minutes(3)) == LimitReached(7, "7", 100, 100, 0)
+    assert limit_reached(PER_KWH, session(2550), minutes(3), (minutes(3), 2550),
+                         minutes(3)) is None  # 99.45: 99
+
+
+def test_the_time_counts_up_to_now_and_the_interval_s_time_with_it() -> None:
+    # 0.50 fee and 0.10 a minute: 30 minutes are 350; 5 more minutes are 50
+    s = session(0, limit=400)
+    assert limit_reached(PER_MINUTE, s, minutes(30), (minutes(25), 0),
+                         minutes(30)) == LimitReached(7, "7", 400, 350, 50)
+    assert limit_reached(PER_MINUTE, s, minutes(30), (minutes(26), 0), minutes(30)) is None
+    # a reading dated before the one before (a station's clock) adds no time
+    assert limit_reached(PER_MINUTE, s, minutes(30), (minutes(31), 0), minutes(30)) is None
+
+
+def test_a_session_without_a_limit_is_never_stopped() -> None:
+    assert limit_reached(PER_KWH, session(10**9, limit=None), minutes(60), (T0, 0),
+                         minutes(60)) is None
+
+
+def test_the_price_so_far_is_the_running_cost_s() -> None:
+    # whole seconds rounded up, energy as stored (none: nothing)
+    assert price_so_far(PER_MINUTE, session(None), T0 + timedelta(seconds=0.2)) == 50 + 0
+    assert price_so_far(PER_MINUTE, session(None), minutes(1)) == 60
+    assert price_so_far(PER_KWH, session(1000), minutes(1)) == 39
