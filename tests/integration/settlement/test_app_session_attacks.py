@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -23,18 +22,12 @@ from support import RunningServer
 from support.chainkit import Kit, Row
 from support.client import RawClient
 
-from .test_credit import BOOT16, _on_chain, _remote_start, command, link, start16
+from .test_credit import BOOT16, _on_chain, _remote_start, command, link, settling, start16
 
 
 @pytest.fixture
 async def server(csms_server: RunningServer) -> RunningServer:
-    await csms_server.stop()
-    csms_server.settings = replace(csms_server.settings, chain="memory", max_wait=3600)
-    await csms_server.start()
-    await csms_server.add_tariff("0.39")
-    for sid in ("CP16", "CP16B"):
-        await csms_server.add_station(sid)
-    return csms_server
+    return await settling(csms_server, "CP16", "CP16B")
 
 
 @contextlib.asynccontextmanager

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,18 +18,12 @@ from support import RunningServer, station_events
 from support.client import RawClient
 
 from .test_app_session_attacks import app_driver, bound_to, stored
-from .test_credit import BOOT16, BOOT201, _on_chain, start16
+from .test_credit import BOOT16, BOOT201, _on_chain, settling, start16
 
 
 @pytest.fixture
 async def server(csms_server: RunningServer) -> RunningServer:
-    await csms_server.stop()
-    csms_server.settings = replace(csms_server.settings, chain="memory", max_wait=3600)
-    await csms_server.start()
-    await csms_server.add_tariff("0.39")
-    for sid in ("CP16", "CP201"):
-        await csms_server.add_station(sid)
-    return csms_server
+    return await settling(csms_server, "CP16", "CP201")
 
 
 async def post_start(server: RunningServer, station: str, body: Any) -> tuple[int, Any]:

@@ -21,15 +21,20 @@ BOOT16 = {"chargePointVendor": "V", "chargePointModel": "M"}
 BOOT201 = {"reason": "PowerUp", "chargingStation": {"vendorName": "V", "model": "M"}}
 
 
-@pytest.fixture
-async def server(csms_server: RunningServer) -> RunningServer:
+async def settling(csms_server: RunningServer, *stations: str) -> RunningServer:
+    """``csms_server`` settling on a py-evm chain, a tariff of 0.39 and ``stations``."""
     await csms_server.stop()
     csms_server.settings = replace(csms_server.settings, chain="memory", max_wait=3600)
     await csms_server.start()
     await csms_server.add_tariff("0.39")
-    for sid in ("CP16", "CP16B", "CP201"):
+    for sid in stations:
         await csms_server.add_station(sid)
     return csms_server
+
+
+@pytest.fixture
+async def server(csms_server: RunningServer) -> RunningServer:
+    return await settling(csms_server, "CP16", "CP16B", "CP201")
 
 
 async def link(server: RunningServer, tag: str, **terms: Any) -> tuple[Kit, Any]:

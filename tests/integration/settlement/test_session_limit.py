@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,7 +13,7 @@ import aiohttp
 import pytest
 from conftest import BACKENDS
 from integration.csms.admin.test_console import Browser
-from integration.settlement.test_credit import BOOT16, BOOT201, command, link
+from integration.settlement.test_credit import BOOT16, BOOT201, command, link, settling
 
 from settlement import wallet
 from support import RunningServer, station_events
@@ -26,13 +25,7 @@ QUIET = 0.5  # how long a station waits to be sure no CALL comes
 
 @pytest.fixture
 async def server(csms_server: RunningServer) -> RunningServer:
-    await csms_server.stop()
-    csms_server.settings = replace(csms_server.settings, chain="memory", max_wait=3600)
-    await csms_server.start()
-    await csms_server.add_tariff("0.39")
-    for sid in ("CP16", "CP201"):
-        await csms_server.add_station(sid)
-    return csms_server
+    return await settling(csms_server, "CP16", "CP201")
 
 
 def at(minutes: float) -> str:
