@@ -38,9 +38,12 @@ __all__ = [
     "ENERGY_REGISTER",
     "MAX_REGISTER_WH",
     "EnergyResult",
+    "Readings",
     "compute_energy",
     "energy_between",
     "energy_flags",
+    "energy_of",
+    "register_readings",
     "register_wh",
     "time_flag",
     "to_wh",
@@ -117,18 +120,21 @@ def _max_plausible_wh(since: datetime | None, until: datetime) -> Decimal | None
     return MAX_PLAUSIBLE_POWER_W * seconds / Decimal(3600) + PLAUSIBILITY_SLACK_WH
 
 
-def compute_energy(
-    meter_start_wh: Decimal | None,
-    meter_stop_wh: Decimal | None,
-    samples: Iterable[MeterSample],
-    started_at: datetime | None = None,
-) -> EnergyResult:
-    """Energy delivered in a session, in whole Wh (banker's rounding), with flags.
+@dataclass(frozen=True, slots=True)
+class Readings:
+    """The billed register's readings among some samples (:func:`register_readings`),
+    in the order of their time: what :func:`energy_of` needs of the samples, worked out
+    apart from any session (a message's readings are read before its unit of work takes
+    the database's write turn)."""
 
-    ``meter_start_wh``/``meter_stop_wh`` are what the station reported in its
-    start/stop messages (None when it did not); ``samples`` are the session's
-    own meter samples.
-    """
+    readings: tuple[tuple[datetime, Decimal, str | None, str], ...]  # time, Wh, context, location
+    flags: tuple[str, ...]  # value_out_of_range, meter_went_backwards
+    decrease: bool  # a later reading of one register below an earlier one
+
+
+def register_readings(samples: Iterable[MeterSample]) -> Readings:
+    """The total import register's readings of ``samples`` (one register: the outlet's
+    when a station reports several), sorted by time, with their flags."""
     flags: list[str] = []
     readings: list[tuple[datetime, Decimal, str | None, str]] = []
     by_location: dict[str | None, list[tuple[datetime, Decimal]]] = {}
@@ -158,6 +164,33 @@ def compute_energy(
         if any(later[1] < earlier[1] for earlier, later in itertools.pairwise(series)):
             decrease = True
             _flag(flags, "meter_went_backwards")  # a register never decreases
+    return Readings(tuple(readings), tuple(flags), decrease)
+
+
+def compute_energy(
+    meter_start_wh: Decimal | None,
+    meter_stop_wh: Decimal | None,
+    samples: Iterable[MeterSample],
+    started_at: datetime | None = None,
+) -> EnergyResult:
+    """Energy delivered in a session, in whole Wh (banker's rounding), with flags.
+
+    ``meter_start_wh``/``meter_stop_wh`` are what the station reported in its
+    start/stop messages (None when it did not); ``samples`` are the session's
+    own meter samples.
+    """
+    return energy_of(register_readings(samples), meter_start_wh, meter_stop_wh, started_at)
+
+
+def energy_of(
+    found: Readings,
+    meter_start_wh: Decimal | None,
+    meter_stop_wh: Decimal | None,
+    started_at: datetime | None = None,
+) -> EnergyResult:
+    """:func:`compute_energy` of samples whose register readings are ``found``."""
+    flags = list(found.flags)
+    readings = found.readings
     for name, value in (("start", meter_start_wh), ("stop", meter_stop_wh)):
         if value is not None and abs(value) > MAX_REGISTER_WH:
             _flag(flags, "value_out_of_range")
@@ -199,11 +232,12 @@ def compute_energy(
     if start is None or stop is None:
         if stop is None and "meter_stop_placeholder" not in flags:
             flags.append("meter_stop_missing")
-        return EnergyResult(start, stop, 0, flags, start_source, stop_source, decrease)
+        return EnergyResult(start, stop, 0, flags, start_source, stop_source, found.decrease)
     energy, problem = energy_between(start, stop)
     if problem:
         _flag(flags, problem)
-    return EnergyResult(start, stop, energy, flags, start_source, stop_source, decrease)
+    return EnergyResult(start, stop, energy, flags, start_source, stop_source,
+                        found.decrease)
 
 
 def energy_between(start_wh: Decimal, stop_wh: Decimal) -> tuple[int, str | None]:

@@ -19,9 +19,12 @@ from decimal import Decimal
 from typing import Any
 
 from csms.domain.energy import (
+    Readings,
     compute_energy,
     energy_between,
     energy_flags,
+    energy_of,
+    register_readings,
     time_flag,
 )
 from csms.domain.maintenance import Reservation, ReservationState
@@ -196,9 +199,10 @@ class SessionUseCases(SignedDataChecks):
         await self._session_event(tx, session.station_id, "session/completed", session)
 
     @staticmethod
-    def _running_energy(session: Session, samples: list[MeterSample]) -> None:
-        """Keep ``energy_wh`` of an active session current (for the API), never billing."""
-        result = compute_energy(session.meter_start_wh, None, samples, session.started_at)
+    def _running_energy(session: Session, found: Readings) -> None:
+        """Keep ``energy_wh`` of an active session current (for the API), never billing,
+        from the register ``found`` in a message's samples (read before its unit)."""
+        result = energy_of(found, session.meter_start_wh, None, session.started_at)
         if "value_out_of_range" in result.flags:
             session.flag("value_out_of_range")
         if "meter_start_placeholder" in result.flags:
@@ -410,6 +414,10 @@ class SessionUseCases(SignedDataChecks):
         """1.6 §6.34 MeterValues. Without a known transaction the samples are kept
         for the station (main meter, clock-aligned) and never touch a session. A session
         that reaches what its driver pays is returned, once, for the caller to stop."""
+        # the register's readings, for a session's running energy: read here, before the
+        # unit, which runs while this process holds the database's write turn
+        found = register_readings(samples) \
+            if transaction_id is not None and connector_id != 0 else None
 
         async def work(tx: Tx) -> LimitReached | None:
             session: Session | None = None
@@ -437,7 +445,8 @@ class SessionUseCases(SignedDataChecks):
                 return None
             await self._notes(tx, session, notes or [], "MeterValues")
             await self._check_times(tx, session, [s.timestamp for s in samples], "MeterValues")
-            self._running_energy(session, samples)
+            if found is not None:
+                self._running_energy(session, found)
             reached = await self._check_limit(tx, session, previous, samples) \
                 if previous is not None else None
             await tx.update_session(session)
@@ -485,6 +494,10 @@ class SessionUseCases(SignedDataChecks):
         cover = await self.cover(station_id, presented)
         confirmed: list[bool] = []  # emptied by each run of the unit
         reached: list[LimitReached] = []  # the same
+        # the register's readings, for the running energy, read before the unit (as in
+        # meter_values); an Ended event's energy is computed from all the session's own
+        found = register_readings(ev.samples) \
+            if ev.samples and ev.event_type != "Ended" else None
 
         async def covered(tx: Tx) -> bool:
             """``cover`` confirmed once per run of the unit, at its first use (before the
@@ -622,8 +635,8 @@ class SessionUseCases(SignedDataChecks):
                 session.stop_reason = ev.stopped_reason or "Local"
                 await self._complete(tx, session, ev.samples)
                 return auth, session
-            if ev.samples:
-                self._running_energy(session, ev.samples)
+            if found is not None:
+                self._running_energy(session, found)
             if previous is not None:
                 stop = await self._check_limit(tx, session, previous, ev.samples)
                 if stop is not None:

@@ -8,6 +8,8 @@ import pytest
 from csms.domain.energy import (
     compute_energy,
     energy_flags,
+    energy_of,
+    register_readings,
     register_wh,
     time_flag,
     to_wh,
@@ -55,6 +57,27 @@ def test_to_wh(value: str, unit: str | None, multiplier: int, wh: Decimal | None
 )
 def test_register_wh(sample: MeterSample, wh: Decimal | None) -> None:
     assert register_wh(sample) == wh
+
+
+def test_register_readings_are_the_billed_register_in_time_order() -> None:
+    """What a message's samples give a session, read before its unit of work: the outlet's
+    register (not the inlet's), sorted by time, its flags, and nothing of any session."""
+    found = register_readings([
+        s("12.5", 20, unit="kWh", location="Outlet"), s("12600", 20, location="Inlet"),
+        s("12000", 10), s("500", 15, phase="L1"), s("1e30", 12),
+        s("11000", 5, location="Inlet"),
+    ])
+    assert [(r[0], r[1]) for r in found.readings] == [
+        (T0 + timedelta(minutes=10), Decimal(12000)),
+        (T0 + timedelta(minutes=20), Decimal(12500)),
+    ]
+    assert found.flags == ("value_out_of_range",)
+    assert not found.decrease
+    # the session's side: its start and the readings give its energy so far
+    result = energy_of(found, Decimal(11500), None, T0)
+    assert (result.meter_stop_wh, result.energy_wh) == (Decimal(12500), 1000)
+    went_back = register_readings([s("12000", 10), s("11990", 11)])
+    assert went_back.decrease and went_back.flags == ("meter_went_backwards",)
 
 
 def test_plain_start_stop() -> None:
