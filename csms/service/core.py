@@ -180,11 +180,7 @@ class ChargingCore:
         return Cover(decision, self.credit)
 
     async def refusal(self, station_id: str, tag: str) -> str | None:
-        """Why the driver who linked ``tag`` may not charge here, or None."""
-        if self.credit is None:
-            return None
-        decision = await self.credit.check(station_id, tag)
-        if decision is None or decision.ok:
-            return None
-        log.info("= %s: %s may not charge: %s", station_id, tag, decision.reason)
-        return decision.reason
+        """Why the driver who linked ``tag`` may not charge here, or None (:meth:`cover`'s
+        check, not confirmed in a unit: nothing is stored on it)."""
+        decision = (await self.cover(station_id, tag)).decision
+        return None if decision is None or decision.ok else decision.reason
