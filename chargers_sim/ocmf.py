@@ -30,14 +30,15 @@ def _ocmf_time(at: datetime) -> str:
 
 
 def split_container(container: str) -> tuple[str, dict[str, str]]:
-    """(payload text, signature object) of an OCMF container."""
-    if not container.startswith("OCMF|"):
+    """(payload text, signature object) of an OCMF container, cut at every '|' as the
+    central system and the receipts' verifiers cut it (no section may hold one)."""
+    sections = container.split("|")
+    if sections[0] != "OCMF":
         raise ValueError("not an OCMF container")
-    body = container[len("OCMF|"):]
-    payload, sep, signature = body.rpartition("|")
-    if not sep:
-        raise ValueError("OCMF container without signature")
-    return payload, json.loads(signature)
+    if len(sections) != 3:
+        raise ValueError(f"an OCMF container is OCMF|payload|signature, not {len(sections)}"
+                         " sections")
+    return sections[1], json.loads(sections[2])
 
 
 @dataclass

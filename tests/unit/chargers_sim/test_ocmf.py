@@ -28,7 +28,8 @@ def test_container_verifies_with_the_public_key() -> None:
         key.verify(bytes.fromhex(signature["SD"]), tampered.encode(), ec.ECDSA(hashes.SHA256()))
 
 
-@pytest.mark.parametrize("bad", ["OCPP|{}|{}", "OCMF|{}", "nothing"])
+@pytest.mark.parametrize("bad", ["OCPP|{}|{}", "OCMF|{}", "nothing",
+                                 'OCMF|{"ID":"a|b"}|{}', "OCMF|{}|{}|KEY|more"])
 def test_split_rejects_malformed(bad: str) -> None:
     with pytest.raises(ValueError):
         split_container(bad)
