@@ -105,11 +105,22 @@ def may_stop(owner: IdTag | None, owner_tag: str | None, stopper: IdTag | None,
 async def cost_of(tx: Tx, session: Session, now: datetime) -> RunningCost | None:
     """A session's cost from its tariff and stored energy, up to ``now`` while it runs;
     None without a tariff or while it is held for billing."""
+    tariff = await tariff_of(tx, session)
+    return None if tariff is None else priced(session, tariff, now)
+
+
+async def tariff_of(tx: Tx, session: Session) -> Tariff | None:
+    """The tariff a session is priced with (:func:`priced`), read in a unit: None without
+    one or while the session is held for billing."""
     if session.id is None or BILLING_HOLD_FLAGS.intersection(session.flags):
         return None
-    tariff = await tx.find_tariff(session.station_id, session.started_at)
-    if tariff is None:
-        return None
+    return await tx.find_tariff(session.station_id, session.started_at)
+
+
+def priced(session: Session, tariff: Tariff, now: datetime) -> RunningCost:
+    """A session's cost with ``tariff`` (:func:`tariff_of`), up to ``now`` while it runs:
+    no storage, so it may be worked out after the unit that read them."""
+    assert session.id is not None
     final = session.status is SessionStatus.COMPLETED
     end = session.stopped_at if final and session.stopped_at else now
     # whole seconds rounded up, as the settlement worker prices the session

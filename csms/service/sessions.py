@@ -38,8 +38,9 @@ from csms.domain.model import (
     SessionStatus,
     ValueNote,
 )
+from csms.domain.tariff import Tariff
 from csms.service.billing import BillingState, billing_state, check_billing_transition
-from csms.service.driver import MASTER_PASS_OPTION, RunningCost, cost_of
+from csms.service.driver import MASTER_PASS_OPTION, RunningCost, priced, tariff_of
 from csms.service.limits import LIMIT_FLAG, REFUSED_FLAG, LimitReached, limit_reached
 from csms.service.messages import StopInfo, TransactionEventIn
 from csms.service.ports import Tx
@@ -475,9 +476,10 @@ class SessionUseCases(SignedDataChecks):
         self, station_id: str, ev: TransactionEventIn
     ) -> tuple[AuthStatus | None, RunningCost | None, LimitReached | None]:
         """:meth:`transaction_event`, and the session's cost so far once the event is
-        stored (2.0.1 I02, for the answer to an Updated or Ended event), read in the same
-        unit: one trip through storage where a unit and then a read were two, for most
-        of a 2.0.1 station's messages. A cost that cannot be computed is None (the
+        stored (2.0.1 I02, for the answer to an Updated or Ended event), its tariff read in
+        the same unit: one trip through storage where a unit and then a read were two, for
+        most of a 2.0.1 station's messages; its price is worked out after the unit, off the
+        database's write turn. A cost that cannot be computed is None (the
         event is stored all the same), never guessed. Here (not in
         :meth:`transaction_event`) a session is checked against what its driver pays:
         one that reaches it is returned, once, for the caller to stop."""
@@ -506,20 +508,15 @@ class SessionUseCases(SignedDataChecks):
                 confirmed.append(await cover.holds(tx))
             return confirmed[0]
 
-        async def work(tx: Tx) -> tuple[AuthStatus | None, RunningCost | None,
+        async def work(tx: Tx) -> tuple[AuthStatus | None, tuple[Session, Tariff] | None,
                                         LimitReached | None]:
             confirmed.clear()
             reached.clear()
             auth, session = await store(tx)  # on a retry, the session as stored
             stop = reached[0] if reached else None
-            if not with_cost:
-                return auth, None, stop
-            try:
-                return auth, await cost_of(tx, session, self.clock()), stop
-            except (ArithmeticError, ValueError) as exc:  # a price, not the event's fault
-                log.warning("! %s: no running cost for %s: %s", station_id,
-                            ev.transaction_id, exc)
-                return auth, None, stop
+            # the cost's tariff is read here, its price worked out after the unit
+            tariff = await tariff_of(tx, session) if with_cost else None
+            return auth, None if tariff is None else (session, tariff), stop
 
         async def store(tx: Tx) -> tuple[AuthStatus | None, Session]:
             auth = await self._authorize(tx, ev.id_tag) if ev.id_tag else None
@@ -646,7 +643,14 @@ class SessionUseCases(SignedDataChecks):
             await self._session_event(tx, station_id, topic, session)
             return auth, session
 
-        return await self.repo.unit(work)
+        auth, basis, stop = await self.repo.unit(work)
+        if basis is None:
+            return auth, None, stop
+        try:
+            return auth, priced(*basis, self.clock()), stop
+        except (ArithmeticError, ValueError) as exc:  # a price, not the event's fault
+            log.warning("! %s: no running cost for %s: %s", station_id, ev.transaction_id, exc)
+            return auth, None, stop
 
 
 def unknown_transaction_id(transaction_id: str) -> str:
