@@ -139,7 +139,7 @@ class SessionUseCases(SignedDataChecks):
         """
         assert session.id is not None
         before = billing_state(session)
-        stored = await tx.session_samples(session.id)
+        stored = await tx.energy_samples(session.id)
         data = stored if stored else samples
         result = compute_energy(
             session.reported_meter_start_wh, session.reported_meter_stop_wh, data,

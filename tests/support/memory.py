@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
+from csms.domain.energy import ENERGY_REGISTER
 from csms.domain.maintenance import (
     FirmwareImage,
     Reservation,
@@ -286,6 +287,10 @@ class MemoryTx(Tx):
     async def session_samples(self, session_id: int) -> list[MeterSample]:
         mine = [r["sample"] for r in self.s.samples if r["session_id"] == session_id]
         return [copy.deepcopy(m) for m in sorted(mine, key=lambda m: m.timestamp)]
+
+    async def energy_samples(self, session_id: int) -> list[MeterSample]:
+        return [m for m in await self.session_samples(session_id)
+                if m.measurand == ENERGY_REGISTER or m.signed is not None]
 
     # -- signed meter data ---------------------------------------------------
     async def get_meter_key(self, station_id: str) -> tuple[str | None, str | None]:

@@ -53,6 +53,25 @@ async def test_samples_come_back_in_time_order_and_in_arrival_order_for_one_time
     assert got[1] == late[0] and got[4] == same[0]
 
 
+async def test_a_sessions_energy_samples_are_its_register_and_signed_ones(
+    repo: Repository,
+) -> None:
+    """What a stop computes the energy from: the import register's samples (every phase
+    and location of it) and the signed ones, in time order; not power, export or voltage."""
+    sid = await _new_session(repo)
+    t = [T0 + timedelta(minutes=m) for m in range(3)]
+    register = [MeterSample(t[1], "20"), MeterSample(t[1], "7", phase="L1")]
+    signed = [MeterSample(t[2], KEBA, measurand=POWER, format="SignedData",
+                          signed={"signedData": KEBA})]
+    others = [MeterSample(t[0], "5", measurand=POWER, unit="W"),
+              MeterSample(t[0], "230", measurand="Voltage", unit="V"),
+              MeterSample(t[2], "3", measurand="Energy.Active.Export.Register")]
+    await _add(repo, sid, [MeterSample(t[0], "10"), *others[:2]], register, [others[2], *signed])
+    got = await repo.read(lambda tx: tx.energy_samples(sid))
+    assert got == [MeterSample(t[0], "10"), *register, *signed]
+    assert len(await repo.read(lambda tx: tx.session_samples(sid))) == 7
+
+
 async def test_a_stations_signed_data_and_odd_values_come_back_exactly(repo: Repository) -> None:
     """What a hostile or a real station sends in a reading is read back as it was stored:
     an integer beyond 64 bits in signed data (orjson alone reads it as a float), a real
