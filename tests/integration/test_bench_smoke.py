@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -179,6 +180,26 @@ def test_units_benchmark_measures_the_write_turn_of_one_and_two_processes() -> N
         assert 0 < run["turn_share"] <= 1.1, result
 
 
+def test_units_benchmark_against_another_checkout_runs_that_checkouts_csms(
+        tmp_path: Path) -> None:
+    """``--against``: one process of each code in turn, each unit timed by its message; the
+    other's csms is the one imported (a copy here, told apart by its path)."""
+    root = Path(__file__).resolve().parents[2]
+    shutil.copytree(root / "csms", tmp_path / "csms")
+    r = subprocess.run([sys.executable, "-m", "bench.units", "--stations", "3", "--messages",
+                        "120", "--ocpp", "1.6", "--against", str(tmp_path), "--rounds", "1"],
+                       capture_output=True, text=True, timeout=180, cwd=root)
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout.strip().splitlines()[-1])
+    [mine], [theirs] = result["this"], result["other"]
+    assert mine["csms"] == str(root / "csms") and theirs["csms"] == str(tmp_path / "csms")
+    for run in (mine, theirs):
+        assert {"MeterValues", "StartTransaction", "StopTransaction"} <= set(
+            run["unit_us_by_action"]), result
+        assert all(us > 0 for us in run["unit_us_by_action"].values()), result
+    assert result["ratio_vs_against"]["all"] > 0 and result["rate_ratio_vs_against"] > 0
+
+
 def test_a_bad_argument_is_one_line_and_a_non_zero_exit() -> None:
     for args in (["bench.round_trips", "--db", "/tmp/x.sqlite3"],
                  ["bench.throughput", "--postgres-only"],
@@ -186,7 +207,8 @@ def test_a_bad_argument_is_one_line_and_a_non_zero_exit() -> None:
                  ["bench.connections", "--hold", "0"],
                  ["bench.tls_state", "--connections", "0"],
                  ["bench.first_message", "--repeat", "0"],
-                 ["bench.units", "--processes", "0"]):
+                 ["bench.units", "--processes", "0"],
+                 ["bench.units", "--against", "/nonexistent/checkout"]):
         r = subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True,
                            timeout=60)
         assert r.returncode != 0
