@@ -3,17 +3,25 @@
 Implements :class:`csms.service.credit.CreditCheck` for the charging service. A new session
 is covered when the driver still links the card on chain and accepts card sessions (for a
 card), the station's tariff is within the prices the driver accepts, and what is left of
-the escrow - less the
-withdrawal it announced, the price of its sessions not yet settled, and a reserve for each
-of its sessions in progress or not yet priced - and of its daily limit still covers a
-reserve: the smaller of its per-session limit and ``reserve_minor``. Terms the driver is
-lowering count as already lowered. Chain reads are cached for a few seconds; when the
-chain cannot be read the answer is no (a host is never left unpaid on a guess). An
-acceptance is judged again by :meth:`ChainCredit.confirm` inside the unit that stores the
-session, on the chain state it was judged on and the exposure that unit reads with the
-driver locked (``Tx.lock_driver``). An acceptance carries the most the driver's escrow
-pays for the session (``session_limit``: the per-session limit, or the signed maximum
-amount), where the session is stopped (``csms.service.limits``).
+the escrow - less the withdrawal it announced and what is at stake - and of its daily
+limit - less what the chain counts as spent today and what is at stake - still covers a
+reserve: the smaller of its per-session limit and ``reserve_minor``. At stake are the price
+of the driver's sessions not yet settled, each of its sessions in progress or not yet
+priced at its own limit (the reserve for one without), and each authorization accepted and
+not yet started at the limit its session gets. Terms the driver is lowering count as
+already lowered. Chain reads are cached for a few seconds; when the chain cannot be read
+the answer is no (a host is never left unpaid on a guess).
+
+An acceptance carries the most the driver's escrow pays for the session
+(``session_limit``), where the session is stopped (``csms.service.limits``): the smallest of
+its per-session limit (for a card the driver's terms, for an app session the signed
+maximum amount), what the escrow has available at its start and what is left of the day's
+limit, both after what is at stake. So sessions of one driver in flight together never get
+more than the escrow holds. An acceptance is judged again, and its limit taken again, by
+:meth:`ChainCredit.confirm` inside the unit that stores the session (or the authorization),
+on the chain state it was judged on and the exposure that unit reads with the driver
+locked (``Tx.lock_driver``): two starts of one driver on two nodes are limited each by what
+the other leaves.
 """
 
 from __future__ import annotations
@@ -117,23 +125,26 @@ class ChainCredit:
             if any(a > b for a, b in zip(asked, accepted, strict=True)):
                 return CreditDecision(False, f"the tariff {asked} (per kWh, per minute, fee)"
                                       f" is above what the driver accepts {accepted}", driver)
-        per_session = min(terms.max_per_session, self.reserve_minor)
-        reserve = per_session
+        reserve = min(terms.max_per_session, self.reserve_minor)
         # what is at stake and not yet taken on chain: the price of sessions not yet
-        # settled, a reserve per session in progress or not yet priced, and what each
-        # authorization accepted and not yet started may cost
-        in_flight = exposure.get("active", 0) + exposure.get("unpriced", 0)
-        at_stake = exposure.get("pending_minor", 0) + in_flight * per_session \
-            + exposure.get("authorized_minor", 0)
+        # settled, each session in progress or not yet priced at its limit (a reserve for
+        # one without), and each authorization accepted and not yet started at the limit
+        # its session gets
+        at_stake = exposure.get("pending_minor", 0) + exposure.get("in_flight_minor", 0) \
+            + exposure.get("unlimited", 0) * reserve + exposure.get("authorized_minor", 0)
         available = state.balance - state.withdrawal_amount - at_stake
         if available < reserve:
             return CreditDecision(False, f"the escrow covers {max(available, 0)}, a session"
                                   f" needs {reserve}", driver)
         # the day's limit: what the chain counts as spent today, and what is at stake
         # (it is taken from today's limit when settled today)
-        if terms.max_per_day - state.spent_today - at_stake < reserve:
+        day_left = terms.max_per_day - state.spent_today - at_stake
+        if day_left < reserve:
             return CreditDecision(False, "the driver's daily limit is reached", driver)
-        return CreditDecision(True, "", driver, terms.max_per_session, (state, terms, tariff))
+        # the session may cost no more than the contract pays for it, the escrow holds now
+        # and the day has left
+        limit = min(terms.max_per_session, available, day_left)
+        return CreditDecision(True, "", driver, limit, (state, terms, tariff))
 
     async def check_authorization(self, station_id: str,
                                   authorization: dict[str, Any]) -> CreditDecision:

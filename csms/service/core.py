@@ -129,8 +129,9 @@ class ChargingCore:
         ``session`` (True), unless the tariff valid at the session's start asks more than
         the driver signed for: the contract would not pay that session (above the signed
         prices), so the signature is kept for a session within them. A bound session's
-        limit is the signed maximum amount (``session.limit_minor``, for the caller to
-        store).
+        limit is the one the authorization was accepted with (the smallest of the signed
+        maximum amount and what the escrow and the day's limit had left; the signed amount
+        for one kept before limits were: ``session.limit_minor``, for the caller to store).
 
         Only the start it was accepted for binds it: on 2.0.1 the transaction that reports
         the ``remote_start_id`` sent with it, on 1.6 (no such id) a start with its tag at
@@ -161,7 +162,8 @@ class ChargingCore:
         if await tx.bind_authorization(station_id, tag, session.id, now,
                                        remote_start_id) is None:
             return False
-        session.limit_minor = int(body["max_amount"])
+        limit = row.get("limit_minor")
+        session.limit_minor = int(limit if limit is not None else body["max_amount"])
         return True
 
     async def covered(self, station_id: str, tag: str) -> bool:

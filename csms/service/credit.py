@@ -34,8 +34,9 @@ class CreditDecision:
     reason: str = ""
     driver: str | None = None
     # of an acceptance: the most the driver's escrow pays for the session it covers, in
-    # the tariff's minor units (the driver's per-session limit, or the signed maximum
-    # amount); the central system asks the station to stop there (csms.service.limits)
+    # the tariff's minor units (the smallest of the driver's per-session limit - or the
+    # signed maximum amount -, what the escrow has available and what is left of the
+    # day's limit); the central system asks the station to stop there (csms.service.limits)
     session_limit: int | None = None
     # what the answer was judged on besides the database (the escrow and terms read from
     # the chain, the tariff): :meth:`CreditCheck.confirm` judges it again on these
@@ -61,13 +62,15 @@ class CreditCheck(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Cover:
     """The answer to "does the escrow cover a charge of this tag here", as checked before
     the unit that stores the charge, and confirmed in it (:meth:`holds`)."""
 
     decision: CreditDecision | None = None  # None: a tag of no driver, or no settlement
     credit: CreditCheck | None = None
+    # the decision as :meth:`holds` confirmed it in the unit (the last run of the unit's)
+    confirmed: CreditDecision | None = field(default=None, compare=False)
 
     async def holds(self, tx: Tx) -> bool:
         decision = self.decision
@@ -77,11 +80,14 @@ class Cover:
             decision = await self.credit.confirm(tx, decision)
             if not decision.ok:
                 log.info("= %s may not charge: %s", decision.driver, decision.reason)
+        self.confirmed = decision
         return decision.ok
 
     @property
     def limit(self) -> int | None:
         """The most the driver's escrow pays for the session (None: no driver pays it, or
-        the escrow does not cover it)."""
-        decision = self.decision
+        the escrow does not cover it): as confirmed in the unit, on the driver's other
+        sessions it sees (two sessions of one driver started at once are each limited by
+        what the other leaves), else as checked before it."""
+        decision = self.confirmed if self.confirmed is not None else self.decision
         return decision.session_limit if decision is not None and decision.ok else None

@@ -1,13 +1,18 @@
 """A session stopped at what its driver will pay: the rule.
 
 A driver's escrow pays at most a per-session amount: for a card, the per-session limit of
-the driver's terms on chain; for an app session, the maximum amount the driver signed. The
+the driver's terms on chain; for an app session, the maximum amount the driver signed; and
+never more than the escrow holds, nor than what is left of the driver's daily limit. The
 contract pays no more (an entry above it is not paid), so a session that runs on is energy
-the host gives away. The limit is taken when the session starts, from what the credit
-check read of the chain (``CreditDecision.session_limit``) or from the signed authorization
-bound to the session, and kept on the session (``Session.limit_minor``): a meter reading
-reads no chain. A session no driver pays (a tag of no driver, or no settlement on the
-node) has no limit, and its readings cost nothing more here.
+the host gives away. The limit is taken when the session starts (``settlement.credit``):
+the smallest of the per-session amount, what the escrow has available and what is left of
+the day, after the driver's other sessions in flight and waiting authorizations, each at
+its own limit. It comes from the credit check confirmed in the unit that stores the session
+(``CreditDecision.session_limit``, ``Cover.limit``) or, for an app session, from the signed
+authorization bound to it (the limit it was accepted with), and is kept on the session
+(``Session.limit_minor``): a meter reading reads no chain. A session no driver pays (a tag
+of no driver, or no settlement on the node) has no limit, and its readings cost nothing
+more here.
 
 At each reading of a session with a limit (1.6 MeterValues, 2.0.1 TransactionEvent
 Updated), its price so far (its tariff over the energy so far and the whole seconds since

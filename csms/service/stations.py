@@ -245,7 +245,7 @@ class StationUseCases(ChargingCore):
                 return CreditDecision(False, f"{tag} is a card's tag: an app session needs"
                                       " a token of its own", decision.driver), None
             # confirmed with the driver locked until it is stored (from then on it counts
-            # in the driver's exposure)
+            # in the driver's exposure, at the limit it is kept with, its session's)
             confirmed = await credit.confirm(tx, decision) if decision.ok else decision
             nonce = int(authorization["nonce"]) if confirmed.ok else None
             if nonce is not None and await tx.authorization_with_nonce(
@@ -259,7 +259,7 @@ class StationUseCases(ChargingCore):
             return confirmed, await tx.add_authorization(
                 str(authorization["driver"]), station_id, tag, authorization,
                 int(authorization["nonce"]), int(authorization["expiry"]), now,
-                remote_start_id)
+                remote_start_id, limit_minor=confirmed.session_limit)
 
         try:
             decision, authorization_id = await self.repo.unit(work)

@@ -132,16 +132,19 @@ class SettlementSql(ABC):
 
     async def add_authorization(self, driver: str, station_id: str, id_tag: str,
                                 body: dict[str, Any], nonce: int, expiry: int,
-                                at: datetime, remote_start_id: int | None = None) -> int:
+                                at: datetime, remote_start_id: int | None = None, *,
+                                limit_minor: int | None = None) -> int:
         """Keep a driver's authorization for the remote start about to be sent for it
-        (``remote_start_id``: its 2.0.1 remoteStartId): see :meth:`pending_authorization`
+        (``remote_start_id``: its 2.0.1 remoteStartId; ``limit_minor``: the limit it was
+        accepted with, which the session it starts gets): see :meth:`pending_authorization`
         for what it binds, and :meth:`remote_start_accepted`, :meth:`withdraw_authorization`
         for the station's answer."""
         return await self.insert_id(
             "INSERT INTO session_authorizations (driver, station_id, id_tag, body, nonce,"
-            " expiry, created_at, start_state, remote_start_id) VALUES (?, ?, ?, ?, ?, ?, ?,"
-            " 'sent', ?) RETURNING id", driver.lower(), station_id, id_tag,
-            json.dumps(body, sort_keys=True), str(nonce), expiry, _iso(at), remote_start_id)
+            " expiry, created_at, start_state, remote_start_id, limit_minor) VALUES (?, ?, ?,"
+            " ?, ?, ?, ?, 'sent', ?, ?) RETURNING id", driver.lower(), station_id, id_tag,
+            json.dumps(body, sort_keys=True), str(nonce), expiry, _iso(at), remote_start_id,
+            limit_minor)
 
     async def authorization_with_nonce(self, driver: str, nonce: int) -> dict[str, Any] | None:
         """The driver's authorization with ``nonce`` (one per driver and nonce)."""
@@ -215,18 +218,25 @@ class SettlementSql(ABC):
 
     async def driver_exposure(self, driver: str, now_unix: int,
                               reserve_minor: int) -> dict[str, int]:
-        """What a driver may still cost: its sessions in progress, its completed ones not
-        yet priced, the price of those priced but not yet settled on chain - its sessions
-        being those of the cards linked to it and its signed app sessions (bound to it in
-        ``session_authorizations``) - and its authorizations accepted and not yet started
-        (unbound, unexpired), each at the smaller of its maximum amount and
-        ``reserve_minor`` (``authorized``, ``authorized_minor``)."""
+        """What a driver may still cost - its sessions being those of the cards linked to
+        it and its signed app sessions (bound to it in ``session_authorizations``): its
+        sessions in progress (``active``) and completed ones not yet priced
+        (``unpriced``), at their limits (``in_flight_minor``) but for those that have none
+        (``unlimited``, counted by the caller at its reserve); the price of those priced
+        but not yet settled on chain (``pending_minor``); and its authorizations accepted
+        and not yet started (unbound, unexpired: ``authorized``), each at the limit it was
+        accepted with, the session it starts gets (``authorized_minor``; one kept without
+        at its maximum amount, one not readable at ``reserve_minor``)."""
         driver = driver.lower()
         row = await self.fetchone(
             "SELECT"
             " sum(CASE WHEN status = 'active' THEN 1 ELSE 0 END) AS active,"
             " sum(CASE WHEN status = 'completed' AND price_minor IS NULL THEN 1 ELSE 0 END)"
             " AS unpriced,"
+            " sum(CASE WHEN status = 'active' OR price_minor IS NULL THEN limit_minor"
+            " ELSE 0 END) AS limited,"
+            " sum(CASE WHEN (status = 'active' OR price_minor IS NULL) AND limit_minor IS NULL"
+            " THEN 1 ELSE 0 END) AS unlimited,"
             " sum(CASE WHEN status = 'completed' AND price_minor IS NOT NULL"
             " AND coalesce(settlement_state, '') NOT IN ('paid', 'unpaid', 'rejected')"
             " THEN price_minor ELSE 0 END) AS pending"
@@ -235,17 +245,21 @@ class SettlementSql(ABC):
             " AND session_id IS NOT NULL)", driver, driver)
         assert row is not None
         waiting = await self.fetchall(
-            "SELECT body FROM session_authorizations WHERE driver = ? AND session_id IS NULL"
-            " AND expiry >= ? AND start_state <> 'withdrawn' AND (remote_start_id IS NOT NULL"
-            " OR start_state = 'sent' OR bindable_until >= ?)", driver, now_unix, now_unix)
+            "SELECT body, limit_minor FROM session_authorizations WHERE driver = ?"
+            " AND session_id IS NULL AND expiry >= ? AND start_state <> 'withdrawn'"
+            " AND (remote_start_id IS NOT NULL OR start_state = 'sent' OR bindable_until >= ?)",
+            driver, now_unix, now_unix)
         authorized = 0
         for auth in waiting:
             try:
-                amount = int(json.loads(auth["body"])["max_amount"])
+                amount = int(auth["limit_minor"] if auth["limit_minor"] is not None
+                             else json.loads(auth["body"])["max_amount"])
             except (KeyError, TypeError, ValueError):
-                amount = reserve_minor  # not readable: the most it may be counted at
-            authorized += max(min(amount, reserve_minor), 0)
+                amount = reserve_minor  # not readable (it binds no session either)
+            authorized += max(amount, 0)
         return {"active": int(row["active"] or 0), "unpriced": int(row["unpriced"] or 0),
+                "in_flight_minor": int(row["limited"] or 0),
+                "unlimited": int(row["unlimited"] or 0),
                 "pending_minor": int(row["pending"] or 0), "authorized": len(waiting),
                 "authorized_minor": authorized}
 

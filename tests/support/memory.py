@@ -387,7 +387,8 @@ class MemoryTx(Tx):
     # -- drivers' app sessions (the part the charging service uses) ---------------
     async def add_authorization(self, driver: str, station_id: str, id_tag: str,
                                 body: dict[str, Any], nonce: int, expiry: int,
-                                at: datetime, remote_start_id: int | None = None) -> int:
+                                at: datetime, remote_start_id: int | None = None, *,
+                                limit_minor: int | None = None) -> int:
         if any(a["driver"] == driver.lower() and a["nonce"] == str(nonce)
                for a in self.s.authorizations):
             raise StorageError("unique constraint: (driver, nonce)")
@@ -396,7 +397,8 @@ class MemoryTx(Tx):
             "id": aid, "driver": driver.lower(), "station_id": station_id, "id_tag": id_tag,
             "body": json.dumps(body, sort_keys=True), "nonce": str(nonce), "expiry": expiry,
             "session_id": None, "created_at": at.isoformat(), "start_state": "sent",
-            "remote_start_id": remote_start_id, "bindable_until": None})
+            "remote_start_id": remote_start_id, "bindable_until": None,
+            "limit_minor": limit_minor})
         return aid
 
     async def authorization_with_nonce(self, driver: str,

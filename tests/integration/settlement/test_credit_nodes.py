@@ -37,10 +37,11 @@ class Nodes:
         for service, repo in zip(self.services, self.repos, strict=True):
             service.credit = ChainCredit(repo, chain)
 
-    async def link(self, tag: str, deposit: int) -> Any:
-        """A driver with ``deposit`` (minor units) whose card ``tag`` both nodes know."""
+    async def link(self, tag: str, deposit: int, **terms: Any) -> Any:
+        """A driver with ``deposit`` (minor units) and ``terms`` whose card ``tag`` both
+        nodes know."""
         kit = Kit(self.chain)
-        driver, _ = kit.driver(deposit=deposit)
+        driver, _ = kit.driver(deposit=deposit, **terms)
         salt = wallet.new_salt()
         commitment = wallet.link_card(self.chain, driver, tag, salt)
 
@@ -136,3 +137,23 @@ async def test_two_nodes_accept_two_signed_sessions_the_escrow_covers_once(
     kept = [r for r in results if isinstance(r, int)]  # the authorization's id
     assert len(refused) == 1 and len(kept) == 1, results
     assert "authorization refused" in str(refused[0])
+
+
+async def test_two_nodes_give_two_sessions_of_one_driver_no_more_than_the_escrow(
+    nodes: Nodes,
+) -> None:
+    """50.00 in escrow, 30.00 a session: two starts at once, one on each node, are both
+    covered (each needs a reserve of 20.00), and their limits together are at most 50.00:
+    the second is judged, and limited, on the first one's limit."""
+    await nodes.link("CARD", deposit=5_000, max_per_session=3_000)
+    now = datetime.now(UTC)
+    answers = await asyncio.gather(*(
+        service.start_transaction(sid, 1, "CARD", Decimal(0), now)
+        for service, sid in zip(nodes.services, STATIONS, strict=True)))
+    assert [auth.value for _, auth, _ in answers] == ["Accepted", "Accepted"], answers
+
+    async def limits(tx: Tx) -> list[int | None]:
+        return [s.limit_minor for s in await tx.list_sessions()]
+
+    found = await nodes.repos[0].read(limits)
+    assert sorted(x or 0 for x in found) == [2_000, 3_000], found

@@ -211,3 +211,93 @@ async def test_an_app_session_is_stopped_at_the_amount_its_driver_signed(
         await c.answer(call[1], {"status": "Accepted"})
     session = await the_session(server, "CP16")
     assert session["limit_minor"] == 50 and session["flags"] == ["limit_reached"]
+
+
+async def _start(c: RawClient, version: str, tag: str) -> Any:
+    """Boot and start a session of ``tag``: its transaction id (1.6) or T1 (2.0.1)."""
+    if version == "1.6":
+        return await start16(c, tag)
+    await c.result("BootNotification", BOOT201)
+    started = await c.result("TransactionEvent", event201(
+        "Started", 0, 0, 0, idToken={"idToken": tag, "type": "ISO14443"}))
+    assert started["idTokenInfo"]["status"] == "Accepted", started
+    return "T1"
+
+
+async def _meter(c: RawClient, version: str, txid: Any, seq: int, wh: int,
+                 minutes: float) -> None:
+    if version == "1.6":
+        await meter16(c, txid, wh, minutes)
+    else:
+        await c.result("TransactionEvent", event201("Updated", seq, wh, minutes))
+
+
+@pytest.mark.parametrize("version", ["1.6", "2.0.1"])
+async def test_a_card_session_is_stopped_at_what_the_escrow_holds(
+        server: RunningServer, version: str) -> None:
+    """The escrow (25.00) holds less than the per-session limit (100.00) and more than a
+    reserve (20.00): the session starts, and is stopped at 25.00, not 100.00 (75.00 the
+    contract could not pay)."""
+    await link(server, "CARD", deposit=2_500, max_per_session=10_000)
+    station = "CP16" if version == "1.6" else "CP201"
+    stop = ["RemoteStopTransaction", {"transactionId": 0}] if version == "1.6" \
+        else ["RequestStopTransaction", {"transactionId": "T1"}]
+    async with await RawClient.connect(server.url, station, [f"ocpp{version}"]) as c:
+        txid = await _start(c, version, "CARD")
+        if version == "1.6":
+            stop[1] = {"transactionId": txid}
+        await _meter(c, version, txid, 1, 30_000, 1)  # 11.70 and 11.70 for one more
+        await _meter(c, version, txid, 2, 40_000, 2)  # 15.60 and 3.90
+        await no_call(c)
+        await _meter(c, version, txid, 3, 55_000, 3)  # 21.45 and 5.85: 27.30 reaches 25.00
+        call = await asyncio.wait_for(c.calls.get(), 5)
+        assert call[2:] == stop
+        await c.answer(call[1], {"status": "Accepted"})
+    session = await the_session(server, station)
+    assert session["limit_minor"] == 2_500 and session["flags"] == ["limit_reached"]
+
+
+async def test_two_sessions_of_one_driver_share_the_escrow(server: RunningServer) -> None:
+    """Two stations start a card of one driver at once (50.00 in escrow, 30.00 a session):
+    one gets 30.00, the other what is left, 20.00 (a reserve): never 60.00 together."""
+    await link(server, "CARD", deposit=5_000, max_per_session=3_000)
+    async with await RawClient.connect(server.url, "CP16", ["ocpp1.6"]) as a, \
+            await RawClient.connect(server.url, "CP201", ["ocpp2.0.1"]) as b:
+        await asyncio.gather(_start(a, "1.6", "CARD"), _start(b, "2.0.1", "CARD"))
+    limits = [(await the_session(server, sid))["limit_minor"] for sid in ("CP16", "CP201")]
+    assert sorted(limits) == [2_000, 3_000], limits
+
+
+async def test_an_app_session_is_stopped_at_what_the_escrow_holds(
+        server: RunningServer) -> None:
+    """The driver signed for up to 90.00 and holds 25.00: the session's limit is 25.00."""
+    kit, _ = await link(server, "CARD")
+    index = kit.chain.register_station(22_000)
+
+    async def on_chain(tx: Any) -> None:
+        st = await tx.get_station("CP16")
+        st.chain_station = index
+        await tx.update_station(st)
+
+    await server.repo.unit(on_chain)
+    app, _ = kit.driver(deposit=2_500, allow_cards=False)
+    signed = wallet.authorize(kit.chain, app, index, max_per_kwh=40, max_amount=9_000,
+                              nonce=1, expiry=int(time.time()) + 3600)
+    async with await RawClient.connect(server.url, "CP16", ["ocpp1.6"]) as c:
+        await c.result("BootNotification", BOOT16)
+        remote = asyncio.create_task(command(server, "CP16", {
+            "tag": "APP1", "authorization": signed.as_json()}))
+        call = await c.calls.get()
+        await c.answer(call[1], {"status": "Accepted"})
+        assert (await remote)[0] == 200
+        start = await c.result("StartTransaction", {
+            "connectorId": 1, "idTag": "APP1", "meterStart": 0, "timestamp": at(0)})
+        txid = int(start["transactionId"])
+        await meter16(c, txid, 30_000, 1)  # 23.40 with the margin
+        await no_call(c)
+        await meter16(c, txid, 55_000, 2)  # 21.45 and 9.75
+        call = await asyncio.wait_for(c.calls.get(), 5)
+        assert call[2:] == ["RemoteStopTransaction", {"transactionId": txid}]
+        await c.answer(call[1], {"status": "Accepted"})
+    session = await the_session(server, "CP16")
+    assert session["limit_minor"] == 2_500 and session["flags"] == ["limit_reached"]

@@ -58,7 +58,7 @@ async def test_exposure_counts_cards_signed_sessions_and_waiting_authorizations(
                                        NOW + 60)
         assert app.id is not None
         assert await tx.bind_authorization("CP1", "APP1", app.id, NOW) is not None
-        # accepted and not started: counted at the smaller of its amount and the reserve
+        # accepted and not started: counted at its limit (kept without one: its amount)
         await _authorize(tx, DRIVER, "APP2", 2, 500)
         await _authorize(tx, DRIVER, "APP3", 3, 9_000)
         await _authorize(tx, DRIVER, "OLD", 4, 9_000, expiry=NOW - 1)  # expired
@@ -68,14 +68,16 @@ async def test_exposure_counts_cards_signed_sessions_and_waiting_authorizations(
 
     await repo.unit(setup)
     exposure = await repo.read(lambda tx: tx.driver_exposure(DRIVER, NOW, 2_000))
-    assert exposure == {"active": 2, "unpriced": 1, "pending_minor": 700, "authorized": 2,
-                        "authorized_minor": 2_500}
+    # no session has a limit: each counts at the reserve; the authorizations were kept
+    # without one: each at its maximum amount
+    assert exposure == {"active": 2, "unpriced": 1, "in_flight_minor": 0, "unlimited": 3,
+                        "pending_minor": 700, "authorized": 2, "authorized_minor": 9_500}
     other = await repo.read(lambda tx: tx.driver_exposure(OTHER, NOW, 2_000))
-    assert other == {"active": 1, "unpriced": 0, "pending_minor": 0, "authorized": 1,
-                     "authorized_minor": 2_000}
+    assert other == {"active": 1, "unpriced": 0, "in_flight_minor": 0, "unlimited": 1,
+                     "pending_minor": 0, "authorized": 1, "authorized_minor": 9_000}
     nobody = await repo.read(lambda tx: tx.driver_exposure("0x" + "00" * 20, NOW, 2_000))
-    assert nobody == {"active": 0, "unpriced": 0, "pending_minor": 0, "authorized": 0,
-                      "authorized_minor": 0}
+    assert nobody == {"active": 0, "unpriced": 0, "in_flight_minor": 0, "unlimited": 0,
+                      "pending_minor": 0, "authorized": 0, "authorized_minor": 0}
 
 
 async def test_only_the_start_an_authorization_was_accepted_for_binds_it(
@@ -129,3 +131,38 @@ async def test_only_the_start_an_authorization_was_accepted_for_binds_it(
         assert (await tx.authorization_of(s.id) or {}).get("start_state") == "sent"
 
     await repo.unit(bind)
+
+
+async def test_sessions_in_flight_and_waiting_authorizations_count_at_their_limits(
+    repo: Repository,
+) -> None:
+    """A session in progress or completed and not priced counts at its own limit (the
+    reserve for one without); an authorization not yet started at the limit it was
+    accepted with (its maximum amount for one kept without)."""
+    async def setup(tx: Tx) -> None:
+        await tx.insert_station(Station(id="CP1", created_at=T0))
+        await tx.link_card("CARD", DRIVER, "0x00", "0x00", T0)
+        await tx.insert_session(_session("1", "CARD", limit_minor=3_000))
+        await tx.insert_session(_session("2", "CARD"))  # no limit: the reserve
+        done = _session("3", "CARD", limit_minor=4_000)  # ended, not priced
+        await tx.insert_session(done)
+        done.status = SessionStatus.COMPLETED
+        done.stopped_at = T0
+        await tx.update_session(done)
+        priced = _session("4", "CARD", limit_minor=9_000)  # priced: at its price
+        await tx.insert_session(priced)
+        priced.status = SessionStatus.COMPLETED
+        priced.stopped_at = T0
+        await tx.update_session(priced)
+        assert priced.id is not None
+        await tx.set_session_settlement(priced.id, price_minor=700, settlement_state="queued")
+        body = {"driver": DRIVER, "max_amount": 9_000, "nonce": 1, "expiry": NOW + 3600}
+        await tx.add_authorization(DRIVER, "CP1", "APP1", body, 1, NOW + 3600, T0,
+                                   limit_minor=2_500)
+        await _authorize(tx, DRIVER, "APP2", 2, 600)  # kept without a limit
+
+    await repo.unit(setup)
+    exposure = await repo.read(lambda tx: tx.driver_exposure(DRIVER, NOW, 2_000))
+    assert exposure == {"active": 2, "unpriced": 1, "in_flight_minor": 7_000,
+                        "unlimited": 1, "pending_minor": 700, "authorized": 2,
+                        "authorized_minor": 3_100}
