@@ -30,6 +30,7 @@ from csms.metrics import Metrics, read_worker_metrics, serve_worker_metrics
 from csms.service import defaults
 from csms.service.charging import ChargingService
 from csms.service.cluster import beat
+from csms.service.limits import LimitReached
 from csms.service.ports import Repository, StorageError, Tx
 from csms.service.quota import PayloadQuota
 from csms.service.supervisor import Supervisor, TaskState
@@ -193,6 +194,8 @@ class App:
     # csms serve --workers: a worker other than 0 answers its metrics here (csms.metrics)
     metrics_server: asyncio.Server | None = None
     _restarts: dict[str, int] = field(default_factory=dict)  # counted in /metrics so far
+    # stops asked by check_limits, waiting for their answers
+    _limit_stops: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def start(self) -> None:
         """Listen for stations, start the admin API and the background tasks.
@@ -240,6 +243,7 @@ class App:
             self.tasks.start("queued-requests", self._queued_requests, (StorageError,))
         if self.admin is not None and self.settings.cost_update_interval > 0:
             self.tasks.start("cost-updates", self._cost_updates, (StorageError,))
+        self.tasks.start("session-limits", self._session_limits, (StorageError,))
         certs = self.service.certificates
         if certs is not None:
             from csms.renewal import run_renewal
@@ -352,9 +356,51 @@ class App:
             for key in set(last) - live:  # ended, held, or the station went away
                 del last[key]
 
+    async def _session_limits(self, stop: asyncio.Event) -> None:
+        """Every ``LIMIT_CHECK_SECONDS``: :meth:`check_limits`."""
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), defaults.LIMIT_CHECK_SECONDS)
+            if stop.is_set():
+                return
+            await self.check_limits()
+
+    async def check_limits(self) -> list[int]:
+        """Look at the sessions with a limit of the stations connected to this node, between
+        their readings (csms.service.limits): those due are asked to stop, each in a task of
+        its own (a station slow to answer holds no other), and each answer is kept as a
+        reading's stop's is. The ids of the sessions looked at."""
+        from csms.protocol import OcppError
+        from csms.server import CallFailed, CallTimeout, StationOffline
+        from csms.translate.commands import builder_for
+
+        connections = dict(self.central.connections)
+        if not connections:
+            return []
+        looked, due = await self.service.limits_due(self.central.node_id, connections.keys())
+
+        async def ask(station_id: str, reached: LimitReached) -> None:
+            built = builder_for(connections[station_id].version, "stop")(
+                {"transaction_id": reached.transaction_id})
+            answer: dict[str, Any] | None = None
+            try:
+                answer = await self.central.call(station_id, built.action, built.payload)
+            except (StationOffline, CallTimeout, CallFailed, OcppError) as exc:
+                log.warning("! %s %s not answered: %r", station_id, built.action, exc)
+            await self.service.limit_stop_answered(station_id, reached, built.action, answer)
+
+        for station_id, reached in due:
+            task = asyncio.get_running_loop().create_task(
+                ask(station_id, reached), name=f"{station_id}:limit-stop")
+            self._limit_stops.add(task)
+            task.add_done_callback(self._limit_stops.discard)
+        return looked
+
     async def close(self) -> None:
         try:
             await self.tasks.close()
+            for task in list(self._limit_stops):
+                task.cancel()
             if self.metrics_server is not None:
                 self.metrics_server.close()
             if self.admin is not None:

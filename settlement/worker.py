@@ -65,7 +65,8 @@ MAX_STATIONS = 256
 DEFAULT_STATION_POWER_KW = 350  # registered on chain for the operator's own stations
 LEASE = "settlement"
 LEASE_TTL = timedelta(seconds=30)
-EXPIRY_MARGIN_S = 900  # a chunk cut for an expiring signature: time to be included
+# a chunk cut for an expiring signature: time to be included
+EXPIRY_MARGIN_S = defaults.EXPIRY_MARGIN
 
 
 POWER_SLACK_S = 60  # the contract's: a minute at full power

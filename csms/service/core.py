@@ -88,6 +88,10 @@ class ChargingCore:
         # remote starts of signed app sessions whose answer is not stored yet, by (station,
         # tag): set once it is (see stations.StationUseCases.remote_start_answered)
         self._starting: dict[tuple[str, str], list[asyncio.Event]] = {}
+        # the stops asked of sessions being stopped at their limit, by session id: when last
+        # asked from this node, or ``limits.STOP_TAKEN`` once one was accepted
+        # (csms.service.limits: a stop not taken is asked again, at most once a minute)
+        self._limit_asks: dict[int, datetime] = {}
 
     # -- helpers -----------------------------------------------------------
     async def _event(self, tx: Tx, station_id: str, topic: str, payload: dict[str, Any]) -> None:

@@ -23,13 +23,17 @@ __all__ = [
     "COST_UPDATE_INTERVAL",
     "CSR_LIMIT",
     "DEFAULT_MAX_POWER_KW",
+    "EXPIRY_MARGIN",
     "HEARTBEAT_INTERVAL",
+    "LIMIT_CHECK_SECONDS",
+    "LIMIT_STOP_AGAIN",
     "MAX_RESERVATION",
     "MAX_UPLOAD_BYTES",
     "MAX_WAIT",
     "QUEUE_SWEEP_SECONDS",
     "REMOTE_START_ANSWER_WAIT",
     "REMOTE_START_WINDOW",
+    "SIGNED_STOP_AHEAD",
     "TIME_FUTURE",
     "TIME_PAST",
     "TRANSFER_HOURS",
@@ -66,3 +70,14 @@ REMOTE_START_WINDOW = 180
 # seconds a station's Authorize or StartTransaction waits for the answer to the remote
 # start of an app session with its tag to be stored (it is, as soon as it arrives)
 REMOTE_START_ANSWER_WAIT = 10.0
+# seconds between a node's checks of the sessions with a limit of the stations connected to
+# it, between their readings (csms.service.limits: a time price, a signature expiring)
+LIMIT_CHECK_SECONDS = 30.0
+# seconds before a stop asked at a session's limit and not taken is asked again
+LIMIT_STOP_AGAIN = 60.0
+# seconds a chunk cut for a signed session whose signature expires soon has to be included
+# on chain (settlement.worker)
+EXPIRY_MARGIN = 900
+# seconds before its signature expires that a signed app session still charging is stopped:
+# the chunk's margin, and five minutes for the stop to take effect and the session to end
+SIGNED_STOP_AHEAD = EXPIRY_MARGIN + 300

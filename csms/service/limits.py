@@ -20,25 +20,46 @@ its start, as the running cost) and the price of one more interval like the late
 energy and the time between the session's previous reading (its start for the first) and
 this one - are added: the energy a station delivers before a stop takes effect. When that
 reaches the limit, the station is asked to stop the session (1.6 RemoteStopTransaction,
-2.0.1 RequestStopTransaction), once per session: the session is flagged
-``limit_reached`` and a ``limit_reached`` station event names it. A station that does not
-take the stop (Rejected, no answer) gets the session, if it is still charging, flagged
+2.0.1 RequestStopTransaction): the session is flagged ``limit_reached`` and a
+``limit_reached`` station event names it. A station that does not take the stop
+(Rejected, no answer) gets the session, if it is still charging, flagged
 ``limit_stop_refused``, a billing hold: the operator decides before it is sent to be paid.
+Until the station accepts a stop of it, a session still charging is asked again, at most
+once every ``defaults.LIMIT_STOP_AGAIN`` seconds: at its next reading, and at the node's
+next check while its station is connected (a station offline at the stop, back since).
+Each answer is kept (a ``limit_stop`` station event).
+
+Between readings. A tariff with a time component goes on costing without a reading, and a
+station may send none for long. Every ``defaults.LIMIT_CHECK_SECONDS`` each node looks at
+the active sessions with a limit of the stations connected to it (a session without a
+limit is not read): one whose price up to now and the time price until the next check
+reach the limit is stopped as above (:func:`stop_between_readings`: the reading's rule,
+over an interval of that time and no energy). A signed app session is paid only when it
+is settled before its signature expires: one still charging ``defaults.SIGNED_STOP_AHEAD``
+seconds (and the next check's interval) before then is stopped the same way, flagged
+``authorization_expiring`` with a station event of that name. The check reads no chain.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from csms.domain.model import Session
 from csms.domain.tariff import Tariff, price_minor
 
-__all__ = ["LIMIT_FLAG", "REFUSED_FLAG", "LimitReached", "limit_reached", "price_so_far"]
+__all__ = [
+    "EXPIRING_FLAG", "LIMIT_FLAG", "REFUSED_FLAG", "STOPPING_FLAGS", "STOP_TAKEN", "LimitReached",
+    "limit_reached", "price_so_far", "stop_between_readings",
+]
 
 LIMIT_FLAG = "limit_reached"
 REFUSED_FLAG = "limit_stop_refused"
+EXPIRING_FLAG = "authorization_expiring"
+# a session with one of these is being stopped: asked again until a stop is accepted
+STOPPING_FLAGS = (LIMIT_FLAG, EXPIRING_FLAG)
+STOP_TAKEN = datetime.max.replace(tzinfo=UTC)  # a stop of the session was accepted
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +72,7 @@ class LimitReached:
     limit_minor: int
     price_minor: int  # so far
     margin_minor: int  # the price of one more interval like the latest
+    reason: str = LIMIT_FLAG  # or EXPIRING_FLAG: its driver's signature expires soon
 
 
 def seconds_since_start(session: Session, end: datetime) -> int:
@@ -82,3 +104,26 @@ def limit_reached(tariff: Tariff, session: Session, now: datetime,
         return None
     return LimitReached(session.id, session.transaction_id, session.limit_minor, price,
                         ahead - price)
+
+
+def stop_between_readings(tariff: Tariff | None, session: Session, now: datetime,
+                          ahead_s: float, expiry: int | None,
+                          expiry_ahead_s: float) -> LimitReached | None:
+    """Whether ``session`` is to be stopped now, between its readings, by a check that looks
+    again in ``ahead_s`` seconds: at its limit (:func:`limit_reached` over an interval of
+    ``ahead_s`` seconds and no energy: the time price until the next check), or, for a
+    signed app session (``expiry``: its signature's, Unix seconds), when the signature
+    expires within ``expiry_ahead_s`` seconds of the next check."""
+    if session.limit_minor is None or session.id is None:
+        return None
+    if tariff is not None:
+        energy = max(0, int(session.energy_wh or 0))
+        reached = limit_reached(tariff, session, now,
+                                (now - timedelta(seconds=ahead_s), energy), now)
+        if reached is not None:
+            return reached
+    if expiry is None or expiry - now.timestamp() > ahead_s + expiry_ahead_s:
+        return None
+    price = price_so_far(tariff, session, now) if tariff is not None else 0
+    return LimitReached(session.id, session.transaction_id, session.limit_minor, price, 0,
+                        EXPIRING_FLAG)

@@ -120,6 +120,10 @@ class Tx(Protocol):
     async def latest_reading_at(self, session_id: int) -> datetime | None:
         """The time of the session's latest reading stored (its latest sample's), if any."""
         ...
+    async def limited_sessions(self, node: str) -> list[tuple[Session, int | None]]:
+        """The active sessions with a limit of the stations connected to ``node``, each with
+        its signed authorization's expiry (Unix seconds; None for a card's)."""
+        ...
 
     # signed meter data (OCMF)
     async def get_meter_key(self, station_id: str) -> tuple[str | None, str | None]: ...

@@ -14,7 +14,8 @@ is recognised by (station, transactionId, seqNo).
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from collections.abc import Collection
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -39,10 +40,19 @@ from csms.domain.model import (
     ValueNote,
 )
 from csms.domain.tariff import Tariff
-from csms.service import optimistic
+from csms.service import defaults, optimistic
 from csms.service.billing import BillingState, billing_state, check_billing_transition
 from csms.service.driver import MASTER_PASS_OPTION, RunningCost, priced, tariff_of
-from csms.service.limits import LIMIT_FLAG, REFUSED_FLAG, LimitReached, limit_reached
+from csms.service.limits import (
+    EXPIRING_FLAG,
+    LIMIT_FLAG,
+    REFUSED_FLAG,
+    STOP_TAKEN,
+    STOPPING_FLAGS,
+    LimitReached,
+    limit_reached,
+    stop_between_readings,
+)
 from csms.service.messages import StopInfo, TransactionEventIn
 from csms.service.ports import Tx
 from csms.service.reservations import reservation_for_start
@@ -220,8 +230,10 @@ class SessionUseCases(SignedDataChecks):
     async def _previous_reading(self, tx: Tx, session: Session) -> tuple[datetime, int] | None:
         """The time and energy of the session's latest reading (its start when it has
         none), read before a new one is stored, for its limit; None (and no read) for a
-        session without a limit or already stopped at it."""
-        if session.limit_minor is None or LIMIT_FLAG in session.flags or session.id is None:
+        session without a limit or already being stopped (at its limit, or its driver's
+        signature expiring)."""
+        if session.limit_minor is None or session.id is None \
+                or any(f in session.flags for f in STOPPING_FLAGS):
             return None
         at = await tx.latest_reading_at(session.id)
         return (at or session.started_at), max(0, int(session.energy_wh or 0))
@@ -241,15 +253,121 @@ class SessionUseCases(SignedDataChecks):
         reached = limit_reached(tariff, session, now, previous, reading_at)
         if reached is None:
             return None
-        session.flag(LIMIT_FLAG)
+        await self._stopping(tx, session, reached, tariff)
+        return reached
+
+    async def _stopping(self, tx: Tx, session: Session, reached: LimitReached,
+                        tariff: Tariff | None, expiry: int | None = None) -> None:
+        """Flag ``session``, to be stopped, with why (``reached.reason``: ``limit_reached``
+        or ``authorization_expiring``, ``expiry`` its signature's) and name it in a station
+        event of that name (stored by the caller's update)."""
+        now = self.clock()
+        session.flag(reached.reason)
+        if reached.reason == EXPIRING_FLAG:
+            log.info("= %s: the driver's signature for session %s expires at %s: stopping it",
+                     session.station_id, session.id, expiry)
+            await tx.add_station_event(session.station_id, EXPIRING_FLAG, {
+                "session_id": session.id, "transaction_id": session.transaction_id,
+                "expiry": expiry, "stop_ahead_s": defaults.SIGNED_STOP_AHEAD}, now)
+            return
         log.info("= %s: session %s reached its driver's limit (%d + %d of %d): stopping it",
                  session.station_id, session.id, reached.price_minor, reached.margin_minor,
                  reached.limit_minor)
         await tx.add_station_event(session.station_id, LIMIT_FLAG, {
             "session_id": session.id, "transaction_id": session.transaction_id,
             "limit_minor": reached.limit_minor, "price_minor": reached.price_minor,
-            "margin_minor": reached.margin_minor, "currency": tariff.currency}, now)
+            "margin_minor": reached.margin_minor,
+            "currency": tariff.currency if tariff else None}, now)
+
+    async def _stop_again(self, tx: Tx, session: Session) -> LimitReached | None:
+        """The stop to ask again of ``session``, being stopped and still charging: None
+        once a stop of it was accepted, or while one was asked less than
+        ``defaults.LIMIT_STOP_AGAIN`` seconds ago (from this node, or answered on any:
+        its ``limit_stop`` events). Asked again, it carries no price (0 and 0)."""
+        assert session.id is not None and session.limit_minor is not None
+        now = self.clock()
+        since = now - timedelta(seconds=defaults.LIMIT_STOP_AGAIN)
+        asked = self._limit_asks.get(session.id)
+        if asked is not None and asked > since:
+            return None
+        for event in await tx.list_station_events(session.station_id, "limit_stop", 100):
+            answer = event["payload"]
+            if answer.get("session_id") != session.id:
+                continue
+            if answer.get("status") == "Accepted":
+                self._limit_asks[session.id] = STOP_TAKEN
+                return None
+            if datetime.fromisoformat(event["ts"]) > since:
+                return None
+        reason = LIMIT_FLAG if LIMIT_FLAG in session.flags else EXPIRING_FLAG
+        log.info("= %s: session %s still charging: its stop asked again", session.station_id,
+                 session.id)
+        return LimitReached(session.id, session.transaction_id, session.limit_minor, 0, 0,
+                            reason)
+
+    def _stop_asked(self, reached: LimitReached | None) -> LimitReached | None:
+        """Remember when the stop of a session was asked from here (see :meth:`_stop_again`),
+        once the unit that decided it is stored."""
+        if reached is not None:
+            self._limit_asks[reached.session_id] = self.clock()
         return reached
+
+    async def limits_due(self, node: str, connected: Collection[str]
+                         ) -> tuple[list[int], list[tuple[str, LimitReached]]]:
+        """The node's check between readings (csms.service.limits): of the active sessions
+        with a limit of the stations ``connected`` to ``node``, those to be stopped now,
+        with their stations - at their limit or their signature's expiry within the next
+        ``defaults.LIMIT_CHECK_SECONDS`` (flagged and named in a station event here), or
+        being stopped and to be asked again - and the ids of the sessions looked at. Reads
+        sessions without a limit not at all, and the chain never."""
+        now = self.clock()
+        ahead = defaults.LIMIT_CHECK_SECONDS
+        Due = tuple[LimitReached, Tariff | None, int | None]
+
+        async def look(tx: Tx) -> tuple[list[int], list[tuple[str, LimitReached]], list[Due]]:
+            looked: list[int] = []
+            again: list[tuple[str, LimitReached]] = []
+            due: list[Due] = []
+            for session, expiry in await tx.limited_sessions(node):
+                if session.station_id not in connected or session.id is None:
+                    continue
+                looked.append(session.id)
+                if any(f in session.flags for f in STOPPING_FLAGS):
+                    reached = await self._stop_again(tx, session)
+                    if reached is not None:
+                        again.append((session.station_id, reached))
+                    continue
+                tariff = await tx.find_tariff(session.station_id, session.started_at)
+                reached = stop_between_readings(tariff, session, now, ahead, expiry,
+                                                defaults.SIGNED_STOP_AHEAD)
+                if reached is not None:
+                    due.append((reached, tariff, expiry))
+            return looked, again, due
+
+        async def stop(tx: Tx) -> list[tuple[str, LimitReached]]:
+            out = []
+            for reached, tariff, expiry in due:
+                session = await tx.get_session(reached.session_id)
+                if session is None or session.status is not SessionStatus.ACTIVE \
+                        or any(f in session.flags for f in STOPPING_FLAGS):
+                    continue  # ended or stopped at a reading meanwhile
+                await self._stopping(tx, session, reached, tariff, expiry)
+                await tx.update_session(session)
+                await self._session_event(tx, session.station_id, "session/updated", session)
+                out.append((session.station_id, reached))
+            return out
+
+        looked, again, due = await self.repo.read(look)
+        if due:
+            again += await self.repo.unit(stop)
+        for _, reached in again:
+            self._stop_asked(reached)
+        seen = set(looked)
+        for session_id in [k for k, at in self._limit_asks.items()
+                           if k not in seen and (at is STOP_TAKEN or at <= now - timedelta(
+                               seconds=defaults.LIMIT_STOP_AGAIN))]:
+            del self._limit_asks[session_id]  # ended, or its station elsewhere
+        return looked, again
 
     async def limit_stop_answered(self, station_id: str, reached: LimitReached,
                                   action: str, answer: dict[str, Any] | None) -> None:
@@ -266,8 +384,9 @@ class SessionUseCases(SignedDataChecks):
             now = self.clock()
             await tx.add_station_event(station_id, "limit_stop", {
                 "session_id": reached.session_id, "transaction_id": reached.transaction_id,
-                "action": action, "status": status}, now)
+                "action": action, "status": status, "reason": reached.reason}, now)
             if status == "Accepted":
+                self._limit_asks[reached.session_id] = STOP_TAKEN
                 return
             session = await tx.get_session(reached.session_id)
             if session is None or session.status is not SessionStatus.ACTIVE \
@@ -415,7 +534,8 @@ class SessionUseCases(SignedDataChecks):
     ) -> LimitReached | None:
         """1.6 §6.34 MeterValues. Without a known transaction the samples are kept
         for the station (main meter, clock-aligned) and never touch a session. A session
-        that reaches what its driver pays is returned, once, for the caller to stop."""
+        that reaches what its driver pays is returned for the caller to stop, and again, at
+        most once a minute, until the station accepts a stop of it."""
         # the register's readings, for a session's running energy: read here, before the
         # unit, which runs while this process holds the database's write turn
         found = register_readings(samples) \
@@ -449,15 +569,20 @@ class SessionUseCases(SignedDataChecks):
             await self._check_times(tx, session, [s.timestamp for s in samples], "MeterValues")
             if found is not None:
                 self._running_energy(session, found)
-            reached = await self._check_limit(tx, session, previous, samples) \
-                if previous is not None else None
+            if previous is not None:
+                reached = await self._check_limit(tx, session, previous, samples)
+            elif session.limit_minor is not None \
+                    and any(f in session.flags for f in STOPPING_FLAGS):
+                reached = await self._stop_again(tx, session)  # not taken yet
+            else:
+                reached = None
             await tx.update_session(session)
             await self._session_event(tx, station_id, "session/updated", session)
             return reached
 
         # first off the write turn, where the session's row is all it reads (one without a
         # driver's limit, times in the window, values as sent): csms.service.optimistic
-        return await optimistic.unit(self.repo, work)
+        return self._stop_asked(await optimistic.unit(self.repo, work))
 
     # 2.0.1 -------------------------------------------------------------------
     async def _master_pass(self, tx: Tx, tag: str) -> bool:
@@ -485,7 +610,8 @@ class SessionUseCases(SignedDataChecks):
         database's write turn. A cost that cannot be computed is None (the
         event is stored all the same), never guessed. Here (not in
         :meth:`transaction_event`) a session is checked against what its driver pays:
-        one that reaches it is returned, once, for the caller to stop."""
+        one that reaches it is returned for the caller to stop, and again, at most once a
+        minute, until the station accepts a stop of it."""
         return await self._transaction_event(station_id, ev, with_cost=True)
 
     async def _transaction_event(
@@ -641,12 +767,18 @@ class SessionUseCases(SignedDataChecks):
                 stop = await self._check_limit(tx, session, previous, ev.samples)
                 if stop is not None:
                     reached.append(stop)
+            elif with_cost and session.limit_minor is not None \
+                    and any(f in session.flags for f in STOPPING_FLAGS):
+                stop = await self._stop_again(tx, session)  # not taken yet
+                if stop is not None:
+                    reached.append(stop)
             await tx.update_session(session)
             topic = "session/started" if created else "session/updated"
             await self._session_event(tx, station_id, topic, session)
             return auth, session
 
         auth, basis, stop = await self.repo.unit(work)
+        stop = self._stop_asked(stop)
         if basis is None:
             return auth, None, stop
         try:

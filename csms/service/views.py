@@ -55,7 +55,8 @@ def session_json(s: Session) -> dict[str, Any]:
         "stop_reason": s.stop_reason,
         "flags": list(s.flags),
         # the most the driver's escrow pays for it (the tariff's minor units), None: no
-        # limit; a session stopped there is flagged limit_reached (csms.service.limits)
+        # limit; a session stopped there is flagged limit_reached, one stopped before its
+        # driver's signature expires authorization_expiring (csms.service.limits)
         "limit_minor": s.limit_minor,
     }
 

@@ -189,6 +189,7 @@ _SESSION_COLUMNS = (
 # _SESSION_COLUMNS, then what the use cases read besides
 _SESSION_READ = ", ".join(("id", *_SESSION_COLUMNS, "price_minor", "currency",
                            "settlement_state"))
+_SESSION_READ_S = ", ".join(f"s.{c}" for c in _SESSION_READ.split(", "))
 _SESSION_END = 1 + len(_SESSION_COLUMNS)
 _sample_time = operator.itemgetter(0)  # of a reading's sample item
 _UPDATE_SESSION_ALL = (
@@ -654,6 +655,16 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
         sql += " ORDER BY id DESC LIMIT ?"
         params.append(limit)
         return [_session_of(r) for r in await self.fetchrows(sql, *params)]
+
+    async def limited_sessions(self, node: str) -> list[tuple[Session, int | None]]:
+        # the status and the limit as the partial index sessions_limited names them
+        rows = await self.fetchrows(
+            f"SELECT {_SESSION_READ_S}, a.expiry FROM sessions s"
+            " JOIN stations st ON st.id = s.station_id"
+            " LEFT JOIN session_authorizations a ON a.session_id = s.id"
+            " WHERE s.status = 'active' AND s.limit_minor IS NOT NULL"
+            " AND st.connected_node = ? ORDER BY s.id", node)
+        return [(_session_of(r[:-1]), None if r[-1] is None else int(r[-1])) for r in rows]
 
     async def add_samples(
         self, station_id: str, samples: list[MeterSample], *, session_id: int | None,

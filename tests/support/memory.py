@@ -286,6 +286,16 @@ class MemoryTx(Tx):
                                    "transaction_id": transaction_id,
                                    "sample": copy.deepcopy(m)})
 
+    async def limited_sessions(self, node: str) -> list[tuple[Session, int | None]]:
+        expiries = {a["session_id"]: a["expiry"] for a in self.s.authorizations}
+        out = []
+        for sid, s in sorted(self.s.sessions.items()):
+            station = self.s.stations.get(s.station_id)
+            if s.status is SessionStatus.ACTIVE and s.limit_minor is not None \
+                    and station is not None and station.connected_node == node:
+                out.append((copy.deepcopy(s), expiries.get(sid)))
+        return out
+
     async def latest_reading_at(self, session_id: int) -> datetime | None:
         mine = [r for r in self.s.samples if r["session_id"] == session_id]
         if not mine:

@@ -7,16 +7,21 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import aiohttp
+import orjson
 import pytest
 from conftest import BACKENDS
 from integration.csms.admin.test_console import Browser
 from integration.settlement.test_credit import BOOT16, BOOT201, command, link, settling
 
+from csms.domain.tariff import Tariff
+from csms.service import defaults
 from settlement import wallet
-from support import RunningServer, station_events
+from settlement.worker import EXPIRY_MARGIN_S
+from support import LONG_AGO, RunningServer, station_events
 from support.client import RawClient
 
 # the tariff is 0.39 EUR per kWh: 39 minor units a kWh, nothing per minute
@@ -152,7 +157,7 @@ async def test_a_stop_the_station_rejects_holds_the_session_for_the_operator(
             if await station_events(server, "CP16", "limit_stop"):
                 break
             await asyncio.sleep(0.05)
-        await meter16(c, txid, 4000, 2)  # asked once, whatever the answer
+        await meter16(c, txid, 4000, 2)  # not asked again within a minute
         await no_call(c)
         await c.result("StopTransaction", {"transactionId": txid, "meterStop": 4000,
                                            "timestamp": at(3), "reason": "Local"})
@@ -211,6 +216,183 @@ async def test_an_app_session_is_stopped_at_the_amount_its_driver_signed(
         await c.answer(call[1], {"status": "Accepted"})
     session = await the_session(server, "CP16")
     assert session["limit_minor"] == 50 and session["flags"] == ["limit_reached"]
+
+
+def later(server: RunningServer, seconds: float) -> None:
+    """The central system's clock ``seconds`` ahead of the real one (the station's readings
+    keep their own times)."""
+    assert server.app is not None
+    server.app.service.clock = lambda: datetime.now(UTC) + timedelta(seconds=seconds)
+
+
+async def answered(server: RunningServer, station: str, count: int) -> list[str]:
+    """The statuses of the station's ``limit_stop`` events, oldest first, once there are
+    ``count`` of them."""
+    for _ in range(100):
+        events = await station_events(server, station, "limit_stop")
+        if len(events) >= count:
+            return [e["status"] for e in reversed(events)]
+        await asyncio.sleep(0.05)
+    pytest.fail(f"{count} limit_stop events expected, {len(events)} came")
+
+
+async def check(server: RunningServer) -> list[int]:
+    """One pass of the node's check of its stations' sessions with a limit."""
+    assert server.app is not None
+    return await server.app.check_limits()
+
+
+@pytest.mark.parametrize("csms_db", BACKENDS, indirect=True)
+async def test_a_stop_not_taken_is_asked_again_at_a_later_reading_once_a_minute(
+        server: RunningServer) -> None:
+    await link(server, "CARD", max_per_session=100)
+    async with await RawClient.connect(server.url, "CP16", ["ocpp1.6"]) as c:
+        txid = await start16(c, "CARD")
+        await meter16(c, txid, 3000, 1)
+        call = await asyncio.wait_for(c.calls.get(), 5)
+        assert call[2] == "RemoteStopTransaction"
+        await c.send_raw(orjson.dumps([4, call[1], "InternalError", "busy", {}]).decode())
+        assert await answered(server, "CP16", 1) == ["none"]
+        await meter16(c, txid, 3100, 1.5)  # within a minute of the stop asked: not again
+        await no_call(c)
+        later(server, 61)
+        await meter16(c, txid, 3200, 2)
+        call = await asyncio.wait_for(c.calls.get(), 5)
+        assert call[2:] == ["RemoteStopTransaction", {"transactionId": txid}]
+        await c.send_raw(orjson.dumps([4, call[1], "InternalError", "busy", {}]).decode())
+        assert await answered(server, "CP16", 2) == ["none", "none"]
+        later(server, 125)
+        await meter16(c, txid, 3300, 3)
+        call = await asyncio.wait_for(c.calls.get(), 5)
+        await c.answer(call[1], {"status": "Accepted"})
+        assert await answered(server, "CP16", 3) == ["none", "none", "Accepted"]
+        later(server, 600)  # taken: never asked again
+        await meter16(c, txid, 3400, 4)
+        await no_call(c)
+    session = await the_session(server, "CP16")
+    # the stop not taken at first holds the session all the same: it ran beyond the limit
+    assert session["flags"] == ["limit_reached", "limit_stop_refused"]
+    assert len(await station_events(server, "CP16", "limit_reached")) == 1
+
+
+async def test_a_station_offline_at_its_stop_is_asked_again_once_connected(
+        server: RunningServer) -> None:
+    await link(server, "CARD", max_per_session=100)
+    async with await RawClient.connect(server.url, "CP16", ["ocpp1.6"]) as c:
+        txid = await start16(c, "CARD")
+        await meter16(c, txid, 3000, 1)
+        call = await asyncio.wait_for(c.calls.get(), 5)
+        assert call[2] == "RemoteStopTransaction"  # the station goes away unanswering
+    assert await answered(server, "CP16", 1) == ["none"]
+    async with await RawClient.connect(server.url, "CP16", ["ocpp1.6"]) as c:
+        await c.result("BootNotification", BOOT16)
+        later(server, 30)
+        await check(server)  # connected again, but asked less than a minute ago
+        await no_call(c)
+        later(server, 61)
+        assert await check(server) == [(await the_session(server, "CP16"))["id"]]
+        call = await asyncio.wait_for(c.calls.get(), 5)
+        assert call[2:] == ["RemoteStopTransaction", {"transactionId": txid}]
+        await c.answer(call[1], {"status": "Accepted"})
+        assert await answered(server, "CP16", 2) == ["none", "Accepted"]
+        later(server, 300)
+        await check(server)
+        await no_call(c)
+    for _ in range(100):  # the node sees the connection closed
+        if "CP16" not in server.central.connections:
+            break
+        await asyncio.sleep(0.05)
+    # without the station on this node its sessions are not looked at
+    assert await check(server) == []
+
+
+async def test_a_per_minute_session_without_readings_is_stopped_by_the_nodes_check(
+        server: RunningServer) -> None:
+    async def per_minute(tx: Any) -> None:
+        await tx.add_tariff(Tariff("CP201", Decimal(0), per_minute=Decimal("0.10"),
+                                   valid_from=LONG_AGO))
+
+    await server.repo.unit(per_minute)
+    await link(server, "CARD", max_per_session=100, max_per_minute=10)  # ten minutes
+    await server.add_tag("PLAIN")
+    async with await RawClient.connect(server.url, "CP201", ["ocpp2.0.1"]) as c, \
+            await RawClient.connect(server.url, "CP16", ["ocpp1.6"]) as plain:
+        await c.result("BootNotification", BOOT201)
+        started = await c.result("TransactionEvent", event201(
+            "Started", 0, 0, 0, idToken={"idToken": "CARD", "type": "ISO14443"}))
+        assert started["idTokenInfo"]["status"] == "Accepted"
+        await start16(plain, "PLAIN")  # no limit: never looked at
+        [card] = await server.sessions("CP201")
+        later(server, 9 * 60)  # 90 so far and 5 for the next 30 s
+        assert await check(server) == [card["id"]]
+        await no_call(c)
+        later(server, 9.5 * 60)  # 95 and 5
+        assert await check(server) == [card["id"]]
+        call = await asyncio.wait_for(c.calls.get(), 5)
+        assert call[2:] == ["RequestStopTransaction", {"transactionId": "T1"}]
+        await c.answer(call[1], {"status": "Accepted"})
+        assert await answered(server, "CP201", 1) == ["Accepted"]
+        await no_call(plain)
+    session = await the_session(server, "CP201")
+    assert session["flags"] == ["limit_reached"]
+    [reached] = await station_events(server, "CP201", "limit_reached")
+    assert reached == {"session_id": session["id"], "transaction_id": "T1",
+                       "limit_minor": 100, "price_minor": 95, "margin_minor": 5,
+                       "currency": "EUR"}
+    assert (await the_session(server, "CP16"))["flags"] == []
+
+
+async def test_a_signed_session_is_stopped_ahead_of_its_signatures_expiry(
+        server: RunningServer) -> None:
+    kit, _ = await link(server, "CARD")
+    index = kit.chain.register_station(22_000)
+
+    async def on_chain(tx: Any) -> None:
+        st = await tx.get_station("CP16")
+        st.chain_station = index
+        await tx.update_station(st)
+
+    await server.repo.unit(on_chain)
+    app, _ = kit.driver(deposit=5_000, allow_cards=False)
+    expiry = int(time.time()) + 3600
+    signed = wallet.authorize(kit.chain, app, index, max_per_kwh=40, max_amount=2_000,
+                              nonce=1, expiry=expiry)
+    async with await RawClient.connect(server.url, "CP16", ["ocpp1.6"]) as c:
+        await c.result("BootNotification", BOOT16)
+        remote = asyncio.create_task(command(server, "CP16", {
+            "tag": "APP1", "authorization": signed.as_json()}))
+        call = await c.calls.get()
+        await c.answer(call[1], {"status": "Accepted"})
+        assert (await remote)[0] == 200
+        start = await c.result("StartTransaction", {
+            "connectorId": 1, "idTag": "APP1", "meterStart": 0, "timestamp": at(0)})
+        txid = int(start["transactionId"])
+        ahead = defaults.SIGNED_STOP_AHEAD + defaults.LIMIT_CHECK_SECONDS
+        later(server, 3600 - ahead - 60)  # not yet: the check after next is soon enough
+        await check(server)
+        await no_call(c)
+        later(server, 3600 - ahead + 1)
+        await check(server)
+        call = await asyncio.wait_for(c.calls.get(), 5)
+        assert call[2:] == ["RemoteStopTransaction", {"transactionId": txid}]
+        await c.answer(call[1], {"status": "Accepted"})
+        assert await answered(server, "CP16", 1) == ["Accepted"]
+    # asked when settlement still has its margin, and the stop's time to take effect
+    assert defaults.SIGNED_STOP_AHEAD > EXPIRY_MARGIN_S
+    session = await the_session(server, "CP16")
+    assert session["limit_minor"] == 2_000
+    assert session["flags"] == ["authorization_expiring"]
+    [expiring] = await station_events(server, "CP16", "authorization_expiring")
+    assert expiring["session_id"] == session["id"] and expiring["expiry"] == expiry
+    [answer] = await station_events(server, "CP16", "limit_stop")
+    assert answer["reason"] == "authorization_expiring"
+    assert await station_events(server, "CP16", "limit_reached") == []
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        browser = Browser(server, http)
+        await browser.login()
+        page = await (await browser.get(f"/sessions/{session['id']}")).text()
+    assert "id=\"limit\">2000 (the tariff's minor units): the driver's signature" \
+        " expires, stop asked<" in page
 
 
 async def _start(c: RawClient, version: str, tag: str) -> Any:

@@ -395,3 +395,46 @@ async def test_a_central_option_is_claimed_once(repo: Repository) -> None:
         "claimed", v)) for v in ("a", "b", "c")))
     assert len(set(values)) == 1 and values[0] in ("a", "b", "c")
     assert await unit(repo, lambda tx: tx.claim_central_option("claimed", "d")) == values[0]
+
+
+async def test_the_sessions_with_a_limit_of_a_node_s_stations(repo: Repository, db: str) -> None:
+    """The node's check between readings (csms.service.limits) reads the active sessions
+    with a limit of the stations connected to it, each with its signature's expiry, through
+    an index that holds only those."""
+    async def setup(tx: Tx) -> list[int]:
+        for sid in ("CPA", "CPB", "CPC"):
+            await tx.insert_station(station(sid))
+        await tx.set_station_connection("CPA", "n1", T0)
+        await tx.set_station_connection("CPB", "n2", T0)
+        ids = []
+        for sid, kw in (("CPA", {"limit_minor": 100}), ("CPA", {}),
+                        ("CPA", {"limit_minor": 300, "status": SessionStatus.COMPLETED}),
+                        ("CPA", {"limit_minor": 400}), ("CPB", {"limit_minor": 500}),
+                        ("CPC", {"limit_minor": 600})):
+            ids.append(await tx.insert_session(session(sid, **kw)))
+        signed = await tx.add_authorization("0xd", "CPA", "APP", {"max_amount": 400}, 1,
+                                            1_900_000_000, T0)
+        await tx.execute("UPDATE session_authorizations SET session_id = ? WHERE id = ?",
+                         ids[3], signed)
+        return ids
+
+    ids = await unit(repo, setup)
+    found = await repo.read(lambda tx: tx.limited_sessions("n1"))
+    assert [(s.id, s.limit_minor, expiry) for s, expiry in found] == [
+        (ids[0], 100, None), (ids[3], 400, 1_900_000_000)]
+    assert [s.id for s, _ in await repo.read(lambda tx: tx.limited_sessions("n2"))] == [
+        ids[4]]
+    assert await repo.read(lambda tx: tx.limited_sessions("n3")) == []
+    if db.startswith("postgres"):
+        rows = await repo.read(lambda tx: tx.fetchall(
+            "SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema()"
+            " AND indexname = 'sessions_limited'"))
+        assert rows and "limit_minor IS NOT NULL" in rows[0]["indexdef"], rows
+    else:
+        plan = await repo.read(lambda tx: tx.fetchall(
+            "EXPLAIN QUERY PLAN SELECT s.id FROM sessions s"
+            " JOIN stations st ON st.id = s.station_id"
+            " WHERE s.status = 'active' AND s.limit_minor IS NOT NULL"
+            " AND st.connected_node = ?", "n1"))
+        details = " ".join(str(r["detail"]) for r in plan)
+        assert "sessions_limited" in details, details

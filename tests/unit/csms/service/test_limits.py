@@ -7,7 +7,13 @@ from decimal import Decimal
 
 from csms.domain.model import Session
 from csms.domain.tariff import Tariff
-from csms.service.limits import LimitReached, limit_reached, price_so_far
+from csms.service.limits import (
+    EXPIRING_FLAG,
+    LimitReached,
+    limit_reached,
+    price_so_far,
+    stop_between_readings,
+)
 
 T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
 PER_KWH = Tariff("*", Decimal("0.39"))  # 39 minor units a kWh
@@ -59,3 +65,36 @@ def test_the_price_so_far_is_the_running_cost_s() -> None:
     assert price_so_far(PER_MINUTE, session(None), T0 + timedelta(seconds=0.2)) == 50 + 0
     assert price_so_far(PER_MINUTE, session(None), minutes(1)) == 60
     assert price_so_far(PER_KWH, session(1000), minutes(1)) == 39
+
+
+def test_between_readings_the_time_until_the_next_check_counts() -> None:
+    # 0.50 fee and 0.10 a minute, no reading: 35 minutes are 400, 34.5 are 395 and 5 more
+    # for the next 30 s; 34 minutes are 390 and 5
+    s = session(0, limit=400)
+    assert stop_between_readings(PER_MINUTE, s, minutes(34.5), 30, None, 1200) == \
+        LimitReached(7, "7", 400, 395, 5)
+    assert stop_between_readings(PER_MINUTE, s, minutes(34), 30, None, 1200) is None
+    # the energy so far counts, with no more of it until the next check
+    assert stop_between_readings(PER_KWH, session(2564), minutes(3), 30, None,
+                                 1200) == LimitReached(7, "7", 100, 100, 0)
+    assert stop_between_readings(PER_KWH, session(2550), minutes(600), 30, None,
+                                 1200) is None
+
+
+def test_a_signed_session_is_stopped_ahead_of_its_signature_s_expiry() -> None:
+    s = session(1000, limit=10_000)
+    expiry = int(minutes(60).timestamp())
+    # stopped when the signature expires within the margin after the next check
+    assert stop_between_readings(PER_KWH, s, minutes(60 - 20.5), 30, expiry, 1200) == \
+        LimitReached(7, "7", 10_000, 39, 0, EXPIRING_FLAG)
+    assert stop_between_readings(PER_KWH, s, minutes(60 - 20.6), 30, expiry, 1200) is None
+    assert stop_between_readings(None, s, minutes(59), 30, expiry, 1200) == \
+        LimitReached(7, "7", 10_000, 0, 0, EXPIRING_FLAG)  # no tariff: no price
+    # at its limit first: that is the reason given
+    assert stop_between_readings(PER_KWH, session(2564), minutes(59), 30, expiry,
+                                 1200) == LimitReached(7, "7", 100, 100, 0)
+
+
+def test_between_readings_a_session_without_a_limit_is_never_stopped() -> None:
+    assert stop_between_readings(PER_MINUTE, session(10**9, limit=None), minutes(600), 30,
+                                 int(T0.timestamp()), 1200) is None
