@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from csms.config import Settings, SettingsError
 from csms.domain.energy import watts
 from csms.metrics import Metrics, read_worker_metrics, serve_worker_metrics
-from csms.service import defaults, optimistic
+from csms.service import defaults
 from csms.service.charging import ChargingService
 from csms.service.cluster import beat
 from csms.service.limits import LimitReached
@@ -442,8 +442,6 @@ async def build(settings: Settings, lock: NodeLock | None = None) -> App:
     metrics = Metrics()
     if isinstance(repo, SqliteRepository):
         metrics.watch_write_turn(repo.write_turn_seconds)
-    if repo.optimistic:
-        metrics.watch_first_runs(lambda: dict(optimistic.outcomes))
     ca = None
     if settings.ca_cert or settings.tls_cert or settings.admin_port >= 0:
         # the CA that signs stations' CSRs, trusted for their client certificates

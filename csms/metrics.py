@@ -27,7 +27,7 @@ from prometheus_client.core import (
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-__all__ = ["NODE_WIDE", "FirstRuns", "HandledCalls", "Metrics", "WriteTurn", "merge_workers",
+__all__ = ["NODE_WIDE", "HandledCalls", "Metrics", "WriteTurn", "merge_workers",
            "read_worker_metrics", "serve_worker_metrics", "worker_socket"]
 
 # The families the node serving /metrics reads from the database when scraped: one value
@@ -146,36 +146,6 @@ class WriteTurn:
         yield family
 
 
-class FirstRuns:
-    """``voltledger_storage_first_runs_total{outcome}``: this process's units of work that
-    ran first off the write turn (csms.service.optimistic), by how they were stored:
-    ``checked`` (what they read was unchanged), ``changed`` (it was not: run again on the
-    turn), ``as_usual`` (the first run asked for more). Read when scraped."""
-
-    OUTCOMES = ("checked", "changed", "as_usual")
-
-    def __init__(self, registry: CollectorRegistry, read: Callable[[], dict[str, int]]) -> None:
-        self._read = read
-        registry.register(self)
-
-    @staticmethod
-    def _family() -> CounterMetricFamily:
-        return CounterMetricFamily(
-            "voltledger_storage_first_runs",
-            "Units of work run first off the write turn, by how they were stored",
-            labels=["outcome"])
-
-    def describe(self) -> list[Metric]:
-        return [self._family()]
-
-    def collect(self) -> Iterator[Metric]:
-        family = self._family()
-        counts = self._read()
-        for outcome in self.OUTCOMES:
-            family.add_metric([outcome], counts.get(outcome, 0))
-        yield family
-
-
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -241,10 +211,6 @@ class Metrics:
     def watch_write_turn(self, read: Callable[[], tuple[float, float, float]]) -> None:
         """Serve the write turn's seconds (SQLite), read by ``read`` when scraped."""
         WriteTurn(self.registry, read)
-
-    def watch_first_runs(self, read: Callable[[], dict[str, int]]) -> None:
-        """Serve how the units run first off the write turn were stored (SQLite)."""
-        FirstRuns(self.registry, read)
 
     def handled(self, action: str, result: str, seconds: float) -> None:
         """One station CALL handled: its time and its result."""

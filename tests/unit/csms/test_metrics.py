@@ -90,18 +90,6 @@ def test_the_write_turn_is_read_when_scraped() -> None:
     assert 'voltledger_storage_write_turn_seconds_total{state="before_batch"} 0.125' in lines
 
 
-
-def test_the_first_runs_are_read_when_scraped() -> None:
-    m = Metrics()
-    counts: dict[str, int] = {}
-    m.watch_first_runs(lambda: dict(counts))
-    counts.update(checked=7, changed=1)
-    lines = m.render().decode().splitlines()
-    assert 'voltledger_storage_first_runs_total{outcome="checked"} 7.0' in lines
-    assert 'voltledger_storage_first_runs_total{outcome="changed"} 1.0' in lines
-    assert 'voltledger_storage_first_runs_total{outcome="as_usual"} 0.0' in lines
-
-
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
