@@ -3,12 +3,10 @@ checks what it read is unchanged.
 
 On SQLite the processes of a node take turns writing the file, and a unit runs while its
 process holds the turn: the turn, not the cores, bounds the rate (docs/benchmarks.md). A
-unit whose only reads are one session's row, a station's registration (which never
-changes) and the tariff valid at the session's start (which a tariff set later does not
-change) can run first against the read connection, which sees only what is committed:
-what it would write is kept, not written (:class:`Probe`). A 2.0.1 event's seqNo is taken
-as new there only when it is the one after the session's last. The unit that stores it
-then updates the session only if its row still holds every value that run read
+unit whose only reads are one session's row and a station's registration (which never
+changes) can run first against the read connection, which sees only what is committed:
+what it would write is kept, not written (:class:`Probe`). The unit that stores it then
+updates the session only if its row still holds every value that run read
 (``Tx.update_session_if``), and writes what was kept; if the row changed meanwhile
 (another message of the session stored first), it runs the unit as usual, in the same
 turn. Either way what is stored is what the unit decides from the session as stored: the
@@ -26,11 +24,9 @@ from __future__ import annotations
 import dataclasses
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from typing import Any, NoReturn, TypeVar, cast
 
 from csms.domain.model import Session, Station
-from csms.domain.tariff import Tariff
 from csms.service.ports import Repository, Tx
 
 __all__ = ["NotOptimistic", "Probe", "outcomes", "unit"]
@@ -47,9 +43,8 @@ class NotOptimistic(Exception):
 
 
 class Probe:
-    """The ``Tx`` of a unit's first run: a session, stations and tariffs read from a
-    committed snapshot; the session's update and the seqNo, readings and bus events of the
-    unit kept."""
+    """The ``Tx`` of a unit's first run: a session and stations read from a committed
+    snapshot, the session's update and the readings and bus events of the unit kept."""
 
     def __init__(self, read: Tx) -> None:
         self._read = read
@@ -75,24 +70,6 @@ class Probe:
         if session is not self.session:
             raise NotOptimistic("an update of a session not read")
         self.updated = True
-
-    async def find_tariff(self, station_id: str, at: datetime) -> Tariff | None:
-        # a running cost's (2.0.1): the version valid at the session's start, which a
-        # tariff set since does not change
-        return await self._read.find_tariff(station_id, at)
-
-    async def record_tx_event(self, session_id: int, seq_no: int, event_type: str,
-                              offline: bool, at: datetime) -> bool:
-        """A 2.0.1 event's seqNo: new, when it is the one after the session's last (every
-        seqNo recorded for a session is at most its ``last_seq_no``, which the store
-        checks is unchanged); any other is for the unit as usual (a retry, a gap)."""
-        before = self.before
-        if before is None or before.id != session_id or before.last_seq_no is None \
-                or seq_no != before.last_seq_no + 1:
-            raise NotOptimistic("a seqNo not the next one")
-        self.writes.append(("record_tx_event", (session_id, seq_no, event_type, offline, at),
-                            {}))
-        return True
 
     async def add_samples(self, *args: Any, **kwargs: Any) -> None:
         self.writes.append(("add_samples", args, kwargs))
@@ -133,10 +110,7 @@ async def unit(repo: Repository, work: Callable[[Tx], Awaitable[T]]) -> T:
             outcomes["changed"] += 1
             return await work(tx)  # the session changed since it was read
         for name, args, kwargs in kept.writes:
-            if await getattr(tx, name)(*args, **kwargs) is False:  # record_tx_event
-                # not new after all: never, the session's last seqNo being unchanged; the
-                # unit fails (and is undone) rather than store an event twice
-                raise RuntimeError(f"{name}{args[:2]} was not new when stored")
+            await getattr(tx, name)(*args, **kwargs)
         outcomes["checked"] += 1
         return result
 

@@ -777,9 +777,7 @@ class SessionUseCases(SignedDataChecks):
             await self._session_event(tx, station_id, topic, session)
             return auth, session
 
-        # an Updated event of a session without a limit first off the write turn, as a 1.6
-        # MeterValues (csms.service.optimistic)
-        auth, basis, stop = await optimistic.unit(self.repo, work)
+        auth, basis, stop = await self.repo.unit(work)
         stop = self._stop_asked(stop)
         if basis is None:
             return auth, None, stop

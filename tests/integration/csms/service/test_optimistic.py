@@ -9,19 +9,17 @@ import asyncio
 import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
 from csms.domain.model import IdTag
-from csms.domain.tariff import Tariff
 from csms.service import optimistic
 from csms.service.charging import ChargingService, new_station
 from csms.service.ports import Tx
 from csms.storage.sqlite import SqliteRepository
-from csms.translate import v16, v201
+from csms.translate import v16
 
 T = TypeVar("T")
 START = (datetime.now(UTC) - timedelta(hours=2)).replace(microsecond=0)
@@ -68,19 +66,6 @@ async def services(tmp_path: Path) -> AsyncIterator[tuple[ChargingService, Charg
 
 async def call(service: ChargingService, action: str, payload: dict[str, Any]) -> Any:
     return await v16.ROUTES[action](service, "CP1", payload)
-
-
-async def event(service: ChargingService, kind: str, seq: int, minutes: float,
-                wh: float | None = None, **extra: Any) -> Any:
-    """A 2.0.1 TransactionEvent of transaction T1, with a register reading of ``wh``."""
-    body: dict[str, Any] = {
-        "eventType": kind, "timestamp": at(minutes), "seqNo": seq,
-        "triggerReason": "MeterValuePeriodic", "transactionInfo": {"transactionId": "T1"},
-        "evse": {"id": 1, "connectorId": 1}, **extra}
-    if wh is not None:
-        body["meterValue"] = [{"timestamp": at(minutes), "sampledValue": [
-            {"value": wh, "measurand": "Energy.Active.Import.Register"}]}]
-    return await v201.ROUTES["TransactionEvent"](service, "CP1", body)
 
 
 async def stored(service: ChargingService) -> tuple[list[dict[str, Any]], list[Any]]:
@@ -183,53 +168,3 @@ async def test_two_readings_of_one_session_at_once_are_both_counted(
     assert since(before) == {"checked": 1, "changed": 1}
     sessions, readings = await stored(service)
     assert sessions[0]["energy_wh"] == 700 and len(readings) == 2
-
-
-async def test_a_201_event_is_stored_off_the_turn_as_the_unit_stores_it(
-        services: tuple[ChargingService, ChargingService]) -> None:
-    """Started, Updated in order, a retry of one, one after a gap, one in kWh, Ended: the
-    same sessions, readings and answers (their running cost) either way; only the Updated
-    events whose seqNo is the next one are stored off the turn."""
-    before = counted()
-    answers = []
-    for service in services:
-        async def tariff(tx: Tx) -> None:
-            await tx.add_tariff(Tariff("*", Decimal("0.30"),
-                                         valid_from=START - timedelta(hours=1)))
-        await service.repo.unit(tariff)
-        answers.append([
-            await event(service, "Started", 0, 0, 1000, idToken={
-                "idToken": "T1", "type": "ISO14443"}, triggerReason="Authorized"),
-            await event(service, "Updated", 1, 10, 1500),
-            await event(service, "Updated", 2, 20, 2200),
-            await event(service, "Updated", 2, 20, 2200),  # a retry: answered the same
-            await event(service, "Updated", 5, 30, 2600),  # a gap: a station event
-            await event(service, "Updated", 6, 40, 3.1),
-            await event(service, "Ended", 7, 50, 3500, triggerReason="StopAuthorized"),
-        ])
-    assert answers[0] == answers[1]
-    assert answers[0][2]["totalCost"] == answers[0][3]["totalCost"] == 0.36  # 1.2 kWh
-    fast, usual = await stored(services[0]), await stored(services[1])
-    for sessions in (fast[0], usual[0]):
-        for one in sessions:
-            one.pop("id")
-    assert fast == usual
-    assert fast[0][0]["energy_wh"] == 2500 and "seq_gap" in fast[0][0]["flags"]
-    # seqNo 1, 2 and 6 off the turn; the retry, the gap, Started and Ended as usual
-    assert since(before) == {"checked": 3, "as_usual": 4}
-
-
-async def test_one_201_event_sent_twice_at_once_is_stored_once(
-        services: tuple[ChargingService, ChargingService]) -> None:
-    """Both first runs take seqNo 1 as new; the first is stored, the second finds the
-    session changed, runs as usual and is a retry: one reading, answered alike."""
-    service = services[0]
-    await event(service, "Started", 0, 0, 1000, triggerReason="Authorized")
-    before = counted()
-    first, second = await asyncio.gather(event(service, "Updated", 1, 10, 1500),
-                                         event(service, "Updated", 1, 10, 1500))
-    assert first == second
-    assert since(before) == {"checked": 1, "changed": 1}
-    sessions, readings = await stored(service)
-    assert sessions[0]["energy_wh"] == 500 and sessions[0]["last_seq_no"] == 1
-    assert len(readings) == 2  # the Started event's and one of the two
