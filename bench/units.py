@@ -59,16 +59,6 @@ async def _worker(db: str, prefix: str, stations: int, messages: int, ocpp: str,
 
     repo = SqliteRepository(db)
     service = ChargingService(repo)
-
-    def first_runs() -> dict[str, int] | None:
-        """How this process's units that may run first off the turn were stored (None for
-        a checkout without: csms.service.optimistic)."""
-        try:
-            from csms.service import optimistic
-        except ImportError:
-            return None
-        return dict(optimistic.outcomes)
-
     routes = v16.ROUTES if ocpp == "1.6" else v201.ROUTES
     fleet = [Station("", f"{prefix}{i}", ocpp) for i in range(stations)]
     inside = [0.0, 0]  # CPU seconds inside units, units
@@ -117,7 +107,6 @@ async def _worker(db: str, prefix: str, stations: int, messages: int, ocpp: str,
         await asyncio.gather(*(charge(s) for s in fleet))  # warm-up
         answered, goal, inside[:] = 0, messages, [0.0, 0]
         by_action.clear()
-        warm = first_runs() or {}
         held0 = repo.write_turn_seconds().held
         cpu0, t0 = time.process_time(), time.perf_counter()
         await asyncio.gather(*(charge(s) for s in fleet))
@@ -127,8 +116,7 @@ async def _worker(db: str, prefix: str, stations: int, messages: int, ocpp: str,
         await repo.close()
     return {"messages": answered, "elapsed_s": elapsed, "cpu_s": cpu, "held_s": held,
             "unit_cpu_s": inside[0], "units": inside[1], "processes": processes,
-            "by_action": by_action, "csms": str(Path(csms.__file__).parent),
-            "first_runs": {k: v - warm.get(k, 0) for k, v in (first_runs() or {}).items()}}
+            "by_action": by_action, "csms": str(Path(csms.__file__).parent)}
 
 
 def _registered(db: str, idents: list[str]) -> None:
@@ -195,9 +183,6 @@ def _run(processes: int, stations: int, messages: int, ocpp: str,
             "unit_cpu_us": round(sum(p["unit_cpu_s"] for p in parts) / units * 1e6, 1),
             "turn_share": round(sum(p["held_s"] for p in parts) / span, 3),
             "csms": parts[0]["csms"],
-            # units run first off the turn, by how they were stored (csms.service.optimistic)
-            "first_runs": {k: sum(p["first_runs"].get(k, 0) for p in parts)
-                           for k in sorted({k for p in parts for k in p["first_runs"]})},
             "unit_us_by_action": {name: round(wall / count * 1e6, 1)
                                   for name, (wall, count) in sorted(actions.items())}}
 

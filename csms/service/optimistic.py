@@ -22,20 +22,15 @@ reads being trips of their own) runs every unit as usual.
 from __future__ import annotations
 
 import dataclasses
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn, TypeVar, cast
 
 from csms.domain.model import Session, Station
 from csms.service.ports import Repository, Tx
 
-__all__ = ["NotOptimistic", "Probe", "outcomes", "unit"]
+__all__ = ["NotOptimistic", "Probe", "unit"]
 
 T = TypeVar("T")
-# this process's units that took the first run, by how they were stored: "checked" (what
-# it read was unchanged), "changed" (it was not: run as usual on the turn), "as_usual"
-# (the first run ended, or the repository reads what is not committed)
-outcomes: Counter[str] = Counter()
 
 
 class NotOptimistic(Exception):
@@ -85,7 +80,7 @@ async def unit(repo: Repository, work: Callable[[Tx], Awaitable[T]]) -> T:
     """``repo.unit(work)``, with ``work`` run first against committed data where the
     repository allows it and ``work`` asks nothing else of it (module docstring)."""
     if not repo.optimistic:
-        return await repo.unit(work)  # not counted: the repository never allows it
+        return await repo.unit(work)
     probe: Probe | None = None
 
     async def first(read: Tx) -> T:
@@ -96,22 +91,18 @@ async def unit(repo: Repository, work: Callable[[Tx], Awaitable[T]]) -> T:
     try:
         result = await repo.read(first)
     except Exception:  # not for this run (NotOptimistic), or to fail as usual
-        outcomes["as_usual"] += 1
         return await repo.unit(work)
     assert probe is not None
     kept = probe
     if not kept.updated or kept.session is None or kept.before is None:
-        outcomes["as_usual"] += 1
         return await repo.unit(work)  # nothing read was checked: as usual
 
     async def store(tx: Tx) -> T:
         assert kept.session is not None and kept.before is not None
         if not await tx.update_session_if(kept.session, kept.before):
-            outcomes["changed"] += 1
             return await work(tx)  # the session changed since it was read
         for name, args, kwargs in kept.writes:
             await getattr(tx, name)(*args, **kwargs)
-        outcomes["checked"] += 1
         return result
 
     return await repo.unit(store)

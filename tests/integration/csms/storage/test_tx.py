@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -439,26 +438,3 @@ async def test_the_sessions_with_a_limit_of_a_node_s_stations(repo: Repository, 
             " AND st.connected_node = ?", "n1"))
         details = " ".join(str(r["detail"]) for r in plan)
         assert "sessions_limited" in details, details
-
-
-async def test_update_session_if_writes_only_over_the_row_it_was_given(
-        repo: Repository) -> None:
-    """The store of a unit run off the write turn (csms.service.optimistic): the session is
-    written only if its row still holds every value it was read with, NULLs included."""
-    async def setup(tx: Tx) -> Session:
-        await tx.insert_station(station("CP1"))
-        s = session(energy_wh=5, id_tag=None)
-        await tx.insert_session(s)
-        return s
-
-    read = await unit(repo, setup)
-    before = dataclasses.replace(read, flags=list(read.flags))
-    changed = dataclasses.replace(before, energy_wh=9, flags=["x"])
-    for stale in (dataclasses.replace(before, energy_wh=4),
-                  dataclasses.replace(before, id_tag="T1"),  # NULL stored
-                  dataclasses.replace(before, meter_start_wh=None)):
-        assert not await unit(repo, lambda tx, stale=stale: tx.update_session_if(changed, stale))
-    assert await unit(repo, lambda tx: tx.update_session_if(changed, before))
-    assert not await unit(repo, lambda tx: tx.update_session_if(changed, before))
-    [row] = await repo.read(lambda tx: tx.list_sessions("CP1"))
-    assert (row.energy_wh, row.flags, row.id_tag) == (9, ["x"], None)
