@@ -100,10 +100,6 @@ class Tx(Protocol):
     async def stations_with_transaction(self, transaction_id: str) -> list[str]: ...
     async def insert_session(self, session: Session) -> int: ...
     async def update_session(self, session: Session) -> None: ...
-    async def update_session_if(self, session: Session, before: Session) -> bool:
-        """:meth:`update_session` only if the row still holds what ``before`` (the session
-        as read in a snapshot) holds: False, and nothing written, if not."""
-        ...
     async def list_sessions(
         self, station_id: str | None = None, active: bool | None = None, limit: int = 1000
     ) -> list[Session]: ...
@@ -345,11 +341,6 @@ class Repository(Protocol):
     #: batches). Where they cannot (SQLite reads run on the spot), awaiting them in turn
     #: costs nothing and a task for each costs ~7 us.
     reads_together: bool
-    #: Whether :meth:`read` sees only what has been committed, without a trip to the
-    #: database (SQLite's read connection): a unit may then first run against it, off the
-    #: write turn, and be stored by a unit that checks what it read is unchanged
-    #: (``csms.service.optimistic``).
-    optimistic: bool
 
     async def unit(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
         """Run ``fn`` in a transaction; return after the commit is durable."""

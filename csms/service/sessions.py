@@ -40,7 +40,7 @@ from csms.domain.model import (
     ValueNote,
 )
 from csms.domain.tariff import Tariff
-from csms.service import defaults, optimistic
+from csms.service import defaults
 from csms.service.billing import BillingState, billing_state, check_billing_transition
 from csms.service.driver import MASTER_PASS_OPTION, RunningCost, priced, tariff_of
 from csms.service.limits import (
@@ -580,9 +580,7 @@ class SessionUseCases(SignedDataChecks):
             await self._session_event(tx, station_id, "session/updated", session)
             return reached
 
-        # first off the write turn, where the session's row is all it reads (one without a
-        # driver's limit, times in the window, values as sent): csms.service.optimistic
-        return self._stop_asked(await optimistic.unit(self.repo, work))
+        return self._stop_asked(await self.repo.unit(work))
 
     # 2.0.1 -------------------------------------------------------------------
     async def _master_pass(self, tx: Tx, tag: str) -> bool:

@@ -340,7 +340,6 @@ class PostgresRepository(GroupCommit):
 
     dialect = "postgres"
     reads_together = True  # reads awaited together go in one batch
-    optimistic = False  # a read is a trip of its own: the unit reads in its own
     max_batch = MAX_BATCH
     committer_name = "postgres-committer"
 

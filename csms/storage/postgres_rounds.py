@@ -148,8 +148,6 @@ class PostgresRowLocks(SqlTx):
     make the batch run unit by unit, as every batch did before rounds. And the one lock
     that is waited for: a driver's, for a coverage check and what it covers."""
 
-    _same_as = "IS NOT DISTINCT FROM"
-
     async def lock_driver(self, driver: str) -> None:
         # a transaction-level advisory lock, in the two-key space (the migrations' lock
         # is a one-key lock): released at COMMIT or ROLLBACK, taken again by the same

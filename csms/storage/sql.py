@@ -244,20 +244,8 @@ def _update_session_sql(changed: tuple[int, ...]) -> str:
             + "updated_at = ? WHERE id = ?")
 
 
-@functools.cache
-def _update_session_if_sql(changed: tuple[int, ...], same_as: str) -> str:
-    """:func:`_update_session_sql`, where every column of _SESSION_COLUMNS still holds a
-    value (``same_as``: the dialect's comparison that takes NULL for a value)."""
-    return (_update_session_sql(changed) + "".join(
-        f" AND {column} {same_as} ?" for column in _SESSION_COLUMNS))
-
-
 class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
     """Domain operations over four SQL primitives (``?`` placeholders)."""
-
-    # the comparison of a column with a value that may be NULL (SQLite's IS; the standard's
-    # IS NOT DISTINCT FROM arrived in SQLite 3.39)
-    _same_as = "IS"
 
     # Sessions read in the running unit of work: id -> their stored values of
     # _SESSION_COLUMNS, so that update_session writes only what changed. None: not kept
@@ -620,23 +608,6 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
                              *(values[i] for i in changed), now, sid)
         if stored is not None and sid is not None:
             stored[sid] = (values, fields)  # what the row holds now
-
-    async def update_session_if(self, session: Session, before: Session) -> bool:
-        """:meth:`update_session` only if the session's row still holds what ``before``
-        holds, every column :meth:`update_session` writes: False, and nothing written,
-        if any differs."""
-        sid = session.id
-        if sid is None or before.id != sid:
-            return False
-        old = _to_db(_session_fields(before, before.transaction_id))
-        new = _to_db(_session_fields(session, session.transaction_id))
-        changed = tuple(i for i in _COLUMN_INDEXES
-                        if type(new[i]) is not type(old[i]) or new[i] != old[i])
-        done = await self.execute(_update_session_if_sql(changed, self._same_as),
-                                  *(new[i] for i in changed), dt_to_db(datetime.now(UTC)),
-                                  sid, *old)
-        self.forget_sessions()
-        return done == 1
 
     async def list_sessions(
         self, station_id: str | None = None, active: bool | None = None, limit: int = 1000

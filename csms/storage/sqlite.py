@@ -334,7 +334,6 @@ class SqliteRepository(GroupCommit):
     max_batch = MAX_BATCH
     parallel = 1  # one write connection
     reads_together = False  # a read runs at once, on the event loop's thread
-    optimistic = True  # reads see what is committed (not :memory:, see __init__)
     committer_name = "sqlite-committer"
 
     def __init__(self, path: str | Path) -> None:
@@ -343,8 +342,6 @@ class SqliteRepository(GroupCommit):
         self._write = _connect(self.path)
         run_now(migrate("sqlite", _SqliteMigrations(self._write)))
         self._read = self._write if self.path == ":memory:" else _connect(self.path, readonly=True)
-        if self._read is self._write:
-            self.optimistic = False  # one connection: a read sees a batch not yet committed
         self._executor = _TurnThread()
         self._gave_up = False  # a batch stopped waiting for the turn (see close)
         self._turn = _WriteTurn(self.path)

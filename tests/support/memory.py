@@ -257,15 +257,6 @@ class MemoryTx(Tx):
         updated.price_minor, updated.currency, updated.settlement_state = kept
         self.s.sessions[session.id] = updated
 
-    async def update_session_if(self, session: Session, before: Session) -> bool:
-        stored = self.s.sessions.get(session.id) if session.id is not None else None
-        billing = ("price_minor", "currency", "settlement_state")
-        if stored is None or dataclasses.replace(stored, **{f: None for f in billing}) \
-                != dataclasses.replace(before, **{f: None for f in billing}):
-            return False
-        await self.update_session(session)
-        return True
-
     async def list_sessions(
         self, station_id: str | None = None, active: bool | None = None, limit: int = 1000
     ) -> list[Session]:
@@ -880,7 +871,6 @@ class MemoryRepository(Repository):
     """Units of work on one :class:`MemoryState`; a unit that raises is undone."""
 
     reads_together = False
-    optimistic = False  # reads see what units of a batch wrote before its end
 
     def __init__(self, state: MemoryState | None = None) -> None:
         self.state = state or MemoryState()
