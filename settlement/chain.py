@@ -72,6 +72,7 @@ SETTLE_SELECTOR = keccak(f"settle({','.join(SETTLE_TYPES)})".encode())[:4]
 # the events that tell a driver's index and cards at a block a node keeps no state of
 DRIVER_REGISTERED = "DriverRegistered(address,uint256)"
 CARD_LINKED = "CardLinked(address,bytes32,bool)"
+TERMS_SET = "TermsSet(address,uint256,uint256)"
 
 class ChainError(Exception):
     pass
@@ -298,6 +299,15 @@ class Terms:
         m24, m32 = 2**24 - 1, 2**32 - 1
         return cls(t & m24, t >> 24 & m24, t >> 48 & m24, t >> 72 & m32, t >> 104 & m32,
                    bool(t >> 136 & 1))
+
+
+def _higher_terms(a: int, b: int) -> int:
+    """Each field of two packed terms the higher (Settlement.vy ``set_terms``)."""
+    out = (a | b) & 2**136  # cards allowed
+    for shift, bits in ((0, 24), (24, 24), (48, 24), (72, 32), (104, 32)):
+        mask = 2**bits - 1
+        out |= max(a >> shift & mask, b >> shift & mask) << shift
+    return out
 
 
 @dataclass(frozen=True)
@@ -670,6 +680,43 @@ class SettlementReader:
             if data[:32] == commitment:
                 linked = int.from_bytes(data[32:64], "big") == 1
         return linked
+
+    def max_per_session(self, driver: str, block: int) -> int:
+        """The driver's limit per session in force at the end of ``block`` (the terms the
+        contract checks a card session against; 0: not a driver)."""
+        address = Web3.to_checksum_address(driver)
+        try:
+            state = self.c.functions.driver_state(address).call(block_identifier=block)
+            return Terms.unpack(int(state[3])).max_per_session
+        except Exception:  # a node that keeps no state of that block: the contract's events
+            pass
+        return Terms.unpack(self._terms_from_events(address, block)).max_per_session
+
+    def _terms_from_events(self, driver: str, block: int) -> int:
+        """The terms in force at the end of ``block`` (packed), as Settlement.vy
+        ``set_terms`` and ``_terms_now`` make them from the driver's TermsSet events: what
+        raises a field applies at once, what lowers it from its ``effective_at``."""
+        current, pending, pending_from = 0, None, 0
+        times: dict[int, int] = {}
+
+        def time_of(number: int) -> int:
+            if number not in times:
+                times[number] = int(self.w3.eth.get_block(number)["timestamp"])
+            return times[number]
+
+        for entry in self._logs(TERMS_SET, driver, block):
+            data = bytes(entry["data"])
+            new, effective = int.from_bytes(data[:32], "big"), int.from_bytes(data[32:64], "big")
+            at = time_of(int(entry["blockNumber"]))
+            old = pending if pending is not None and at >= pending_from else current
+            now = _higher_terms(new, old)
+            if now == new:
+                current, pending = new, None
+            else:
+                current, pending, pending_from = now, new, effective
+        if pending is not None and time_of(block) >= pending_from:
+            return pending
+        return current
 
     def _logs(self, event: str, driver: str, block: int) -> list[Any]:
         topic = "0x" + bytes(keccak(event.encode())).hex()

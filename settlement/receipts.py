@@ -5,14 +5,17 @@ settled it (record hash and packed fields, position), the chunk (ledger, first s
 number, digest) and where it was settled (chain id, contract, transaction, block).
 ``verify_receipt`` needs only the receipt and an RPC URL. Offline it recomputes the
 samples hash, the record hash and the entry, and checks that the record is consistent:
-energy = stop - start, the duration, the price from the record's tariff, the driver's
-signature of an app session, and every signed meter reading (the meter's signature, that
-the meter does not mark the begin or end reading faulty, and that the readings belong to
-this session: begin before end, inside its time window, in page order, one meter, the
-driver's card). On chain it reads the settle transaction's own input: the entry is there
-at its position, the entries give the digest the contract stored for those sequence
-numbers (so the session was settled exactly once, by this chunk), and the transaction's
-events say whether the amount was taken from the escrow.
+energy = stop - start, the duration, the price from the record's tariff (or exactly the
+session's limit the record names, when below it), the driver's signature of an app session,
+and every signed meter reading (the meter's signature, that the meter does not mark the
+begin or end reading faulty, and that the readings belong to this session: begin before
+end, inside its time window, in page order, one meter, the driver's card). On chain it
+reads the settle transaction's own input: the entry is there at its position, the entries
+give the digest the contract stored for those sequence numbers (so the session was settled
+exactly once, by this chunk), and the transaction's events say whether the amount was taken
+from the escrow. A card session billed at its limit must be within the driver's limit per
+session at the settle block (an operator inventing a higher limit bills more than the
+driver agreed to).
 
 Which contract is the real one cannot be read from a receipt (anyone can deploy a
 look-alike that answers whatever it likes): the code at the receipt's contract address
@@ -48,7 +51,7 @@ from decimal import (
     InvalidOperation,
     localcontext,
 )
-from typing import Any
+from typing import Any, TypeGuard
 
 from csms.domain.tariff import DECIMALS, Tariff, price_minor
 from csms.metering import ocmf
@@ -114,6 +117,9 @@ VERIFY_ABI: list[dict[str, Any]] = [
     {"type": "function", "name": "driver_index", "stateMutability": "view",
      "inputs": [{"name": "arg0", "type": "address"}],
      "outputs": [{"name": "", "type": "uint256"}]},
+    {"type": "function", "name": "driver_state", "stateMutability": "view",
+     "inputs": [{"name": "who", "type": "address"}],
+     "outputs": [{"name": "", "type": "uint256"}] * 6},
     {"type": "function", "name": "cards", "stateMutability": "view",
      "inputs": [{"name": "arg0", "type": "uint256"}, {"name": "arg1", "type": "bytes32"}],
      "outputs": [{"name": "", "type": "bool"}]},
@@ -463,15 +469,24 @@ def _check_record(v: Verdict, record: dict[str, Any], chain_id: int, contract: s
     except (TypeError, ValueError):
         v.add("duration", False, "the record's times cannot be read")
     try:
-        t = record["tariff"]
-        tariff = Tariff("*", _ascii_decimal(t["per_kwh"]), str(record["currency"]),
-                        ascii_int(record["decimals"]), _ascii_decimal(t["per_minute"]),
-                        _ascii_decimal(t["session_fee"]))
-        price = price_minor(tariff, ascii_int(record["energy_wh"]),
-                            ascii_int(record["duration_s"]))
-        v.add("price", price == record["price_minor"],
-              f"the tariff in the record gives {price}, the record bills"
-              f" {record['price_minor']} (minor units)")
+        price = _tariff_price(record)
+        limit = record.get("limit_minor")
+        billed = record["price_minor"]
+        if limit is None:
+            v.add("price", price == billed, f"the tariff in the record gives {price}, the"
+                  f" record bills {billed} (minor units)")
+        elif not _is_int(limit) or limit < 0:
+            v.add("price", False, f"the session's limit {limit!r} is not a number of minor"
+                  " units")
+        elif limit < price:
+            v.add("price", billed == limit,
+                  f"billed at the session's limit {limit}, the tariff gives {price} (minor"
+                  " units)" if billed == limit else f"the tariff in the record gives {price}"
+                  f" and the session's limit is {limit}, the record bills {billed} (minor"
+                  " units)")
+        else:
+            v.add("price", price == billed, f"the tariff in the record gives {price} (the"
+                  f" session's limit is {limit}), the record bills {billed} (minor units)")
     except (TypeError, ValueError, KeyError, ArithmeticError):  # InvalidOperation, Overflow
         v.add("price", False, "the record's tariff cannot be read")
     if record["kind"] == SIGNED:
@@ -485,6 +500,32 @@ def _check_record(v: Verdict, record: dict[str, Any], chain_id: int, contract: s
                   f" at most {auth.max_amount}")
         except (TypeError, ValueError) as exc:
             v.add("authorization", False, f"the authorization cannot be read: {exc}")
+
+
+def _is_int(value: Any) -> TypeGuard[int]:
+    """An integer of the record (JSON's true and false are not)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _tariff_price(record: dict[str, Any]) -> int:
+    """The price the record's tariff gives for its energy and duration (minor units)."""
+    t = record["tariff"]
+    tariff = Tariff("*", _ascii_decimal(t["per_kwh"]), str(record["currency"]),
+                    ascii_int(record["decimals"]), _ascii_decimal(t["per_minute"]),
+                    _ascii_decimal(t["session_fee"]))
+    return price_minor(tariff, ascii_int(record["energy_wh"]), ascii_int(record["duration_s"]))
+
+
+def _capping_limit(record: dict[str, Any]) -> int | None:
+    """The session's limit when the record bills it instead of the tariff's higher price
+    (the "price" check holds the record to it), else None."""
+    limit = record.get("limit_minor")
+    if not _is_int(limit) or limit < 0 or record["price_minor"] != limit:
+        return None
+    try:
+        return limit if limit < _tariff_price(record) else None
+    except (TypeError, ValueError, KeyError, ArithmeticError):
+        return None
 
 
 def _check_signed(v: Verdict, record: dict[str, Any], samples: list[dict[str, Any]]) -> None:
@@ -583,6 +624,9 @@ def _check_chain(v: Verdict, r: dict[str, Any], w3: Any, driver: str | None,
               f" {record['driver']} (driver {record['driver_index']})")
         if same and index and record["kind"] == CARD and record["driver_index"]:
             _check_card(v, r, reader, driver, index, cards, block)
+    limit = _capping_limit(record) if record["kind"] == CARD else None
+    if limit is not None:
+        _check_limit(v, r, reader, limit)
     if contract is None and driver is None:
         v.add("the real contract", None, "give your driver address (or the contract's) to"
               f" tell whether {r['contract']} is the contract your escrow is in")
@@ -621,6 +665,22 @@ def _check_chain(v: Verdict, r: dict[str, Any], w3: Any, driver: str | None,
           detail + ("" if paid_on_chain == r["paid"] else
                     f"; the receipt says {'paid' if r['paid'] else 'unpaid'}")
           + ("" if stated else f"; the receipt says {r['amount']} x {r['unit']}"))
+
+
+def _check_limit(v: Verdict, r: dict[str, Any], reader: Any, limit: int) -> None:
+    """A card session billed at its limit: the limit is one the driver agreed to, at most
+    its limit per session as the contract held it when the session was settled (an app
+    session's is the signed maximum amount: the authorization check). An operator
+    inventing a higher limit bills more than the driver accepts."""
+    driver = str(r["record"]["driver"] or "")
+    block = reader.outcome(r["tx_hash"])[1]
+    agreed = reader.max_per_session(driver, block) \
+        if re.fullmatch(r"0x[0-9a-fA-F]{40}", driver) else 0
+    v.add("session limit", limit <= agreed,
+          f"the session's limit {limit} is within the {agreed} a session the driver accepted"
+          f" when it was settled (block {block})" if limit <= agreed else
+          f"the session's limit {limit} is above the {agreed} a session the driver accepted"
+          f" when it was settled (block {block}): a limit the driver never agreed to")
 
 
 def _check_origin(v: Verdict, r: dict[str, Any], reader: Any, contract: str | None) -> bool:

@@ -55,8 +55,9 @@ RECORD_FIELDS = (
     "kind", "authorization", "card_commitment",
 )
 # Committed only when present: the meter's public key (hex DER) of a session with signed
-# meter data (OCMF), so a receipt cannot swap the key its signatures are checked with.
-OPTIONAL_FIELDS = ("meter_public_key",)
+# meter data (OCMF), so a receipt cannot swap the key its signatures are checked with; the
+# session's limit (minor units) of a session billed at its limit, below the tariff's price.
+OPTIONAL_FIELDS = ("meter_public_key", "limit_minor")
 
 # bit widths of the packed entry (the contract's checks assume them)
 LIMITS = {"chain_station": 24, "driver_index": 32, "energy_wh": 32, "duration_s": 32,

@@ -297,7 +297,11 @@ class SettlementWorker:
         energy = session.energy_wh or 0
         # whole seconds, rounded up: the price and the on-chain check use the same duration
         duration = max(0, math.ceil((session.stopped_at - session.started_at).total_seconds()))
-        price = price_minor(tariff, energy, duration)
+        tariff_price = price_minor(tariff, energy, duration)
+        # a driver's escrow pays at most the session's limit (a station may deliver past the
+        # stop asked for): the limit, not the tariff's price the contract refuses whole
+        limit = session.limit_minor
+        price = tariff_price if limit is None else min(tariff_price, limit)
         if energy >= 2 ** LIMITS["energy_wh"] or duration >= 2 ** LIMITS["duration_s"] \
                 or price >= 2 ** LIMITS["price_minor"]:
             return "hold:not_settleable"
@@ -334,6 +338,8 @@ class SettlementWorker:
             "authorization": auth.as_json() if auth else None,
             "card_commitment": card["commitment"] if card else None,
         }
+        if price < tariff_price:
+            record["limit_minor"] = limit  # the verifiers check the price against it
         if any(s["signed"] for s in samples):
             keys = [r["public_key"] for r in await tx.signed_readings(session_id)
                     if r["public_key"]]

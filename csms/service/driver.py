@@ -123,8 +123,12 @@ def priced(session: Session, tariff: Tariff, now: datetime) -> RunningCost:
     assert session.id is not None
     final = session.status is SessionStatus.COMPLETED
     end = session.stopped_at if final and session.stopped_at else now
-    # whole seconds rounded up, as the settlement worker prices the session
-    total = Decimal(price_so_far(tariff, session, end)).scaleb(-tariff.decimals)
+    # whole seconds rounded up, as the settlement worker prices the session; at most the
+    # session's limit, which is what the driver's escrow pays (settlement bills no more)
+    price = price_so_far(tariff, session, end)
+    if session.limit_minor is not None:
+        price = min(price, session.limit_minor)
+    total = Decimal(price).scaleb(-tariff.decimals)
     return RunningCost(session.id, session.transaction_id, total, tariff.currency,
                        max(0, int(session.energy_wh or 0)), end, final, tariff)
 

@@ -381,8 +381,9 @@ def _sample(at: datetime, context: str, signed: dict[str, Any] | None,
 def _offline_receipt(samples: list[dict[str, Any]], *, start: str, stop: str,
                      started: datetime, stopped: datetime, tag: str, key: str | None,
                      authorization: dict[str, Any] | None = None,
-                     driver: str | None = None) -> dict[str, Any]:
-    """A receipt whose hashes, entry and chunk digest add up (not settled on any chain)."""
+                     driver: str | None = None, **fields: Any) -> dict[str, Any]:
+    """A receipt whose hashes, entry and chunk digest add up (not settled on any chain);
+    ``fields``: record fields set after it is priced (a price at a limit)."""
     import math
 
     from csms.domain.tariff import Tariff, price_minor
@@ -408,6 +409,7 @@ def _offline_receipt(samples: list[dict[str, Any]], *, start: str, stop: str,
     }
     if any(x["signed"] for x in samples):
         record["meter_public_key"] = key
+    record.update(fields)
     rhash, packed = entry_of(record, 0)
     return {
         "voltledger_receipt": 2, "what_it_proves": "", "record": record, "samples": samples,
@@ -595,7 +597,7 @@ def _not_an_object() -> dict[str, Any]:
                             stopped=T0 + timedelta(minutes=30), tag="TAG0", key=None)
 
 
-def _authorized(max_amount: int, signer: Any = None) -> dict[str, Any]:
+def _authorized(max_amount: int, signer: Any = None, **fields: Any) -> dict[str, Any]:
     from eth_account import Account
 
     from settlement.eip712 import Authorization, sign
@@ -607,7 +609,18 @@ def _authorized(max_amount: int, signer: Any = None) -> dict[str, Any]:
                _sample(T0 + timedelta(minutes=30), "Transaction.End", None, "12500")]
     return _offline_receipt(samples, start="10000", stop="12500", started=T0,
                             stopped=T0 + timedelta(minutes=30), tag="APP", key=None,
-                            authorization=signed.as_json(), driver=driver.address.lower())
+                            authorization=signed.as_json(), driver=driver.address.lower(),
+                            **fields)
+
+
+def _limited(**fields: Any) -> dict[str, Any]:
+    """A card session of 2.5 kWh in 30 minutes (the tariff gives 298) with these record
+    fields: a price at the session's limit."""
+    samples = [_sample(T0, "Transaction.Begin", None, "10000"),
+               _sample(T0 + timedelta(minutes=30), "Transaction.End", None, "12500")]
+    return _offline_receipt(samples, start="10000", stop="12500", started=T0,
+                            stopped=T0 + timedelta(minutes=30), tag="TAG0", key=None,
+                            driver="0x" + "ab" * 20, **fields)
 
 
 def _vector_cases() -> list[tuple[str, dict[str, Any]]]:
@@ -745,6 +758,19 @@ def _vector_cases() -> list[tuple[str, dict[str, Any]]]:
         ("app session, the driver's authorization", _authorized(2_000)),
         ("app session above the authorized amount", _authorized(10)),
         ("app session signed by someone else", _authorized(2_000, signer=_other_account())),
+        # a session priced above its limit is billed its limit (the tariff gives 298)
+        ("billed at the session's limit", _limited(price_minor=250, limit_minor=250)),
+        ("billed below the tariff without a limit", _limited(price_minor=250)),
+        ("a limit, billed neither it nor the tariff's price",
+         _limited(price_minor=260, limit_minor=250)),
+        ("a limit above the tariff's price, billed the limit",
+         _limited(price_minor=300, limit_minor=300)),
+        ("a limit above the tariff's price, billed the tariff's price",
+         _limited(price_minor=298, limit_minor=300)),
+        ("a limit in text", _limited(price_minor=250, limit_minor="250")),
+        ("app session billed at its limit", _authorized(250, price_minor=250, limit_minor=250)),
+        ("app session billed at a limit above the authorized amount",
+         _authorized(200, price_minor=250, limit_minor=250)),
     ]
     # values of another type where the record has numbers, times, readings, a tariff: the
     # verifiers must read them as Python does (int(), str(), ==, Decimal)
@@ -759,7 +785,7 @@ def _vector_cases() -> list[tuple[str, dict[str, Any]]]:
     signed, app = named["secp256r1"], named["app session, the driver's authorization"]
     for name in ("seq", "chain_station", "started_at", "duration_s", "meter_start_wh",
                  "meter_stop_wh", "energy_wh", "price_minor", "decimals", "tariff", "driver",
-                 "driver_index", "kind", "id_tag", "meter_public_key"):
+                 "driver_index", "kind", "id_tag", "meter_public_key", "limit_minor"):
         for value in (None, 1.5, "x", [1]):
             bad = copy.deepcopy(signed)
             bad["record"][name] = value
@@ -896,6 +922,18 @@ def _assert_vector_verdicts(by_name: dict[str, dict[str, Any]]) -> None:
         assert (by_name[name]["status"], by_name[name]["failed"]) == ("INVALID", failed), name
         assert proven not in by_name[name]["proves"], name
     assert by_name["app session, the driver's authorization"]["passed"] >= {"authorization"}
+    for name in ("billed at the session's limit",
+                 "a limit above the tariff's price, billed the tariff's price",
+                 "app session billed at its limit"):
+        assert (by_name[name]["status"], by_name[name]["failed"]) == ("UNVERIFIED", set()), name
+        assert "price" in by_name[name]["passed"], name
+    for name, failed in (
+            ("billed below the tariff without a limit", {"price"}),
+            ("a limit, billed neither it nor the tariff's price", {"price"}),
+            ("a limit above the tariff's price, billed the limit", {"price"}),
+            ("a limit in text", {"price"}),
+            ("app session billed at a limit above the authorized amount", {"authorization"})):
+        assert (by_name[name]["status"], by_name[name]["failed"]) == ("INVALID", failed), name
     # numbers in other scripts' digits or spaces: no number (the page's rule)
     for name, failed in (
             ("record.tariff.per_kwh = '\u0660.\u0663\u0669'", {"record hash", "price"}),
@@ -980,6 +1018,9 @@ def test_the_page_verifier_gives_csms_verify_verdicts_check_for_check() -> None:
     assert not any(row.startswith("!!") for row in rows), \
         "\n".join(row for row in rows if not row.startswith("  "))
     _assert_vector_verdicts(by_name)
+    # the receipt shows the cap in words (the page shows the verifier's words)
+    [price] = [c for c in by_name["billed at the session's limit"]["checks"] if c[0] == "price"]
+    assert price[2] == "billed at the session's limit 250, the tariff gives 298 (minor units)"
 
 
 async def test_the_demo_writes_the_page_next_to_its_receipt_and_says_how_to_open_it(

@@ -52,6 +52,17 @@ async def add_sessions(repo: SqliteRepository, n: int, station: str = "CP1") -> 
     return await repo.unit(work)
 
 
+async def set_limit(repo: SqliteRepository, sid: int, limit: int | None) -> None:
+    """The session's limit, as the charging service takes it at its start."""
+
+    async def work(tx: Any) -> None:
+        session = await tx.get_session(sid)
+        session.limit_minor = limit
+        await tx.update_session(session)
+
+    await repo.unit(work)
+
+
 @pytest.fixture
 async def repo(tmp_path: Path) -> AsyncIterator[SqliteRepository]:
     r = SqliteRepository(tmp_path / "settle.sqlite3")

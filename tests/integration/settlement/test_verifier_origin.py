@@ -22,12 +22,12 @@ from settlement.chain import Chain, open_chain
 from settlement.contract import code_fingerprint
 from settlement.receipts import INVALID, UNVERIFIED, VALID, Verdict, load_receipt
 from settlement.receipts import verify_receipt as python_verify
-from settlement.wallet import link_card, new_salt
+from settlement.wallet import DriverTerms, link_card, new_salt, set_terms
 from settlement.worker import SettlementWorker
 from support import IN_CI
 from support.chainkit import Kit
 
-from .conftest import add_sessions, link_driver
+from .conftest import add_sessions, link_driver, set_limit
 
 # Settlement.vy's storage slots (vyper -f layout)
 DRIVER_INDEX, CARDS, LEDGER_NEXT = 0, 6, 11
@@ -246,6 +246,57 @@ async def test_the_escrow_and_card_are_read_as_they_were_when_the_session_was_se
         with pytest.raises(Exception, match=r"(?i)block"):
             again.contract.functions.cards(1, commitment).call(block_identifier=block)
         assert verdicts(again.w3) == [(VALID, card0), (INVALID, card1)]
+    finally:
+        again.close()
+
+
+async def test_a_card_session_billed_at_its_limit_is_valid_within_the_drivers_terms(
+    repo: Any, chain: Chain,
+) -> None:
+    """A session priced above its limit is billed its limit: VALID when the limit is within
+    the driver's limit per session as the contract held it when the session was settled
+    (lower terms announced before apply after their notice: not yet); a limit above it is
+    one the driver never agreed to (the contract refuses the entry; the receipt is
+    INVALID). On Anvil, also after the node was restarted from its saved state (the
+    driver's TermsSet events tell its terms at the settle block)."""
+    kit = Kit(chain)
+    driver, _ = await link_driver(repo, kit, "TAG0", max_per_session=20)
+    set_terms(chain, driver, DriverTerms(max_per_kwh=40, max_session_fee=50, max_per_session=15,
+                                         max_per_day=1_000_000))
+    ids = await add_sessions(repo, 4)  # 1 and 4: TAG0, 28 each
+    await set_limit(repo, ids[0], 20)
+    await set_limit(repo, ids[3], 25)  # above the driver's 20: an invented limit
+    capped, invented = [await settled(repo, chain, sid) for sid in (ids[0], ids[3])]
+    assert (capped["record"]["price_minor"], capped["payment"]["paid"]) == (20, True)
+    assert (invented["record"]["price_minor"], invented["payment"]["paid"]) == (25, False)
+    # afterwards the driver raises its limit per session (at once): not what it agreed to then
+    set_terms(chain, driver, DriverTerms(max_per_kwh=40, max_session_fee=50, max_per_session=30,
+                                         max_per_day=1_000_000))
+
+    def verdicts(w3: Any) -> list[tuple[str, Any]]:
+        out = []
+        for receipt in (capped, invented):
+            v = verify_receipt(receipt, w3, driver=driver.address)
+            out.append((v.status, check(v, "session limit")))
+        return out
+
+    (first, limit0), (second, limit1) = verdicts(chain.w3)
+    assert first == VALID and limit0.ok is True, failed(verify_receipt(capped, chain.w3))
+    assert "within the 20 a session" in limit0.detail
+    assert second == INVALID and limit1.ok is False, limit1
+    assert "above the 20 a session the driver accepted" in limit1.detail
+    assert [c.name for c in verify_receipt(invented, chain.w3, driver=driver.address).checks
+            if c.ok is False] == ["session limit"]
+    if chain.node is None:
+        return
+    folder = chain.node.state_file.parent  # type: ignore[union-attr]
+    chain.close()
+    again = open_chain("local", folder)
+    try:
+        block = int(capped["chain"]["block_number"])
+        with pytest.raises(Exception, match=r"(?i)block"):
+            again.contract.functions.driver_state(driver.address).call(block_identifier=block)
+        assert verdicts(again.w3) == [(VALID, limit0), (INVALID, limit1)]
     finally:
         again.close()
 

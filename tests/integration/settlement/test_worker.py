@@ -20,7 +20,7 @@ from settlement.receipts import INVALID, UNVERIFIED, VALID, load_receipt, verify
 from settlement.worker import LedgerBehind, SettlementWorker
 from support.chainkit import Kit
 
-from .conftest import add_sessions, link_driver
+from .conftest import add_sessions, link_driver, set_limit
 
 # add_sessions: session i has (700 + i) Wh at 0.40 EUR/kWh, tag TAG{i % 3}
 PRICE = {i + 1: round((700 + i) * 0.40 / 10) for i in range(20)}
@@ -798,3 +798,71 @@ async def test_an_app_session_is_settled_before_its_signature_expires(
     await repo.unit(requeue)
     worker = SettlementWorker(repo, memory_chain, max_wait=3600)
     assert await worker.build_batches() == (1, 2)  # not in an hour: now
+
+
+async def test_a_session_priced_above_its_limit_is_paid_its_limit(
+    repo: Any, memory_chain: Chain
+) -> None:
+    """The station delivered past the stop the central system asked for: the driver's escrow
+    pays the session's limit, not the tariff's price (which the contract refuses whole, as
+    above the driver's limit per session: the host would get nothing), and the host is paid
+    that. A session without a limit is billed the tariff's price as before."""
+    kit = Kit(memory_chain)
+    d0, _ = await link_driver(repo, kit, "TAG0", max_per_session=20)
+    host = kit.account()
+    index = wallet.register_station(memory_chain, host, 22_000)
+    ids = await add_sessions(repo, 4, station="HOSTED")  # 1 and 4: TAG0, 28 each
+
+    async def hosted(tx: Any) -> None:
+        st = await tx.get_station("HOSTED")
+        st.host_address, st.chain_station = host.address, index
+        await tx.update_station(st)
+
+    await repo.unit(hosted)
+    await set_limit(repo, ids[0], 20)  # the driver's limit per session, taken at its start
+    assert PRICE[1] == PRICE[4] == 28
+    await SettlementWorker(repo, memory_chain).run_once()
+    st = await states(repo, ids)
+    assert (st[ids[0]]["settlement_state"], st[ids[0]]["price_minor"]) == ("paid", 20)
+    # the same session without its limit: billed 28, refused whole (unpaid)
+    assert (st[ids[3]]["settlement_state"], st[ids[3]]["unpaid_reason"]) == ("unpaid", 5)
+    assert kit.balance(d0) == 10**6 - 20
+    assert kit.earnings(host.address) == 20 - 20 * 500 // 10_000
+    receipt = await load_receipt(repo, ids[0], None)
+    assert receipt["record"]["price_minor"] == receipt["payment"]["amount"] == 20
+    assert receipt["record"]["limit_minor"] == 20
+    assert "limit_minor" not in (await load_receipt(repo, ids[3], None))["record"]
+    verdict = verify_receipt(receipt, memory_chain.w3, driver=d0.address)
+    assert verdict.valid, [(c.name, c.detail) for c in verdict.checks if c.ok is not True]
+    [price] = [c for c in verdict.checks if c.name == "price"]
+    assert price.detail == "billed at the session's limit 20, the tariff gives 28 (minor units)"
+
+
+async def test_an_app_session_priced_above_its_signed_amount_is_paid_that_amount(
+    repo: Any, memory_chain: Chain
+) -> None:
+    kit = Kit(memory_chain)
+    driver, _ = kit.driver(allow_cards=False)
+    ids = await add_sessions(repo, 1)
+    station = memory_chain.register_station(22_000)
+
+    async def prepare(tx: Any) -> None:
+        st = await tx.get_station("CP1")
+        st.chain_station = station
+        await tx.update_station(st)
+        auth = wallet.authorize(memory_chain, driver, station, max_per_kwh=40, max_amount=20,
+                                nonce=7, expiry=kit.now() + 86_400)
+        aid = await tx.add_authorization(driver.address, "CP1", "TAG0", auth.as_json(), 7,
+                                         auth.expiry, datetime.now(UTC), limit_minor=20)
+        await tx.remote_start_accepted(aid, kit.now() + 60)
+        assert await tx.bind_authorization("CP1", "TAG0", ids[0], kit.now()) is not None
+
+    await repo.unit(prepare)
+    await set_limit(repo, ids[0], 20)
+    await SettlementWorker(repo, memory_chain).run_once()
+    assert (await states(repo, ids))[ids[0]]["settlement_state"] == "paid"
+    assert kit.balance(driver) == 10**6 - 20
+    receipt = await load_receipt(repo, ids[0], None)
+    assert (receipt["record"]["price_minor"], receipt["record"]["limit_minor"]) == (20, 20)
+    verdict = verify_receipt(receipt, memory_chain.w3, driver=driver.address)
+    assert verdict.valid, [(c.name, c.detail) for c in verdict.checks if c.ok is not True]

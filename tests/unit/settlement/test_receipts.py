@@ -224,3 +224,36 @@ def test_the_card_salt_a_receipt_gives_is_checked_by_hex32() -> None:
     assert card_salt(r, card) == "0x" + "ab" * 32
     assert card_salt(r, {**card, "salt": "0x" + "ab" * 31}) is None
     assert card_salt(r, {**card, "salt": 7}) is None
+
+
+def limited(**fields: Any) -> dict[str, Any]:
+    """receipt() with these record fields, its hash and entry redone (the tariff gives 247)."""
+    r = receipt()
+    r["record"].update(fields)
+    rhash, packed = entry_of(r["record"], 0)
+    r["entry"] = {"record_hash": "0x" + rhash.hex(), "packed": hex(packed), "position": 0}
+    r["payment"]["amount"] = r["record"]["price_minor"]
+    return r
+
+
+def test_a_price_at_the_sessions_limit_below_the_tariffs_adds_up() -> None:
+    assert receipt()["record"]["price_minor"] == 247
+    r = limited(price_minor=200, limit_minor=200)
+    assert failed(r) == set()
+    [price] = [c for c in verify_receipt(r).checks if c.name == "price"]
+    assert price.detail == "billed at the session's limit 200, the tariff gives 247 (minor units)"
+    # a limit the tariff's price stays below: the tariff's price
+    assert failed(limited(price_minor=247, limit_minor=300)) == set()
+
+
+@pytest.mark.parametrize("fields", [
+    {"price_minor": 200},  # below the tariff's price without a limit
+    {"price_minor": 210, "limit_minor": 200},  # neither the limit nor the tariff's price
+    {"price_minor": 300, "limit_minor": 300},  # a limit above the tariff's price
+    {"price_minor": 200, "limit_minor": "200"},
+    {"price_minor": 1, "limit_minor": True},
+    {"price_minor": 0, "limit_minor": -1},
+])
+def test_a_price_that_is_not_the_tariffs_or_the_sessions_limit_is_invalid(
+        fields: dict[str, Any]) -> None:
+    assert failed(limited(**fields)) == {"price"}

@@ -89,6 +89,16 @@ def test_the_meter_key_is_committed_when_present() -> None:
         record_hash({**r, "meter_public_key": "3060"})
 
 
+def test_the_session_limit_is_committed_when_present() -> None:
+    """A record billed at its session's limit commits the limit; a record without one
+    (every record before limits were) hashes as it always did."""
+    r = record()
+    assert record_hash(r) == bytes(keccak(canonical(r)))
+    assert record_hash({**r, "limit_minor": 120}) == \
+        bytes(keccak(canonical({**r, "limit_minor": 120})))
+    assert record_hash({**r, "limit_minor": 120}) != record_hash({**r, "limit_minor": 121})
+
+
 def test_entry_of_packs_the_record() -> None:
     rhash, packed = entry_of(record(), 4)
     assert rhash == record_hash(record())

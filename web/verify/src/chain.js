@@ -18,12 +18,29 @@ const SELECTORS = {
   [selector("chunk_digest(uint256,uint256)")]: "chunk_digest",
   [selector("driver_index(address)")]: "driver_index",
   [selector("cards(uint256,bytes32)")]: "cards",
+  [selector("driver_state(address)")]: "driver_state",
 };
 const SETTLED = topic("Settled(uint256,uint256,uint256,bytes32,uint256,uint256)");
 const UNPAID = topic("Unpaid(uint256,uint256,uint256)");
 // the events that tell a driver's index and cards at a block a node keeps no state of
 const DRIVER_REGISTERED = topic("DriverRegistered(address,uint256)");
 const CARD_LINKED = topic("CardLinked(address,bytes32,bool)");
+const TERMS_SET = topic("TermsSet(address,uint256,uint256)");
+
+const mask = (bits) => (1n << bits) - 1n;
+/** The driver's limit per session of packed terms (settlement/chain.py Terms.unpack). */
+const perSession = (terms) => (terms >> 72n) & mask(32n);
+
+/** Each field of two packed terms the higher (Settlement.vy set_terms). */
+function higherTerms(a, b) {
+  let out = (a | b) & (1n << 136n); // cards allowed
+  for (const [shift, bits] of [[0n, 24n], [24n, 24n], [48n, 24n], [72n, 32n], [104n, 32n]]) {
+    const x = (a >> shift) & mask(bits);
+    const y = (b >> shift) & mask(bits);
+    out |= (x > y ? x : y) << shift;
+  }
+  return out;
+}
 
 export const word = (n) => BigInt(n).toString(16).padStart(64, "0");
 const ADDRESS = /^(0x)?[0-9a-fA-F]{40}$/;
@@ -169,6 +186,51 @@ export class SettlementReader {
     }
     const logs = await this.logs(DRIVER_REGISTERED, driver, block);
     return logs.length ? words(String(logs[0].data).replace(/^0x/, ""))(0) : 0n;
+  }
+
+  /** The driver's limit per session in force at the end of block (the terms the contract
+   * checks a card session against; 0: not a driver). */
+  async maxPerSession(driver, block) {
+    const address = checksumAddress(driver).slice(2).toLowerCase();
+    try {
+      const out = await this.ethCall(`${selector("driver_state(address)")}${address.padStart(64, "0")}`, block);
+      return perSession(words(out.replace(/^0x/, ""))(3));
+    } catch {
+      // a node that keeps no state of that block: the contract's events
+    }
+    return perSession(await this.termsFromEvents(driver, block));
+  }
+
+  /** The terms in force at the end of block (packed), as Settlement.vy set_terms and
+   * _terms_now make them from the driver's TermsSet events: what raises a field applies
+   * at once, what lowers it from its effective_at. */
+  async termsFromEvents(driver, block) {
+    let current = 0n;
+    let pending = null;
+    let pendingFrom = 0n;
+    const times = new Map();
+    const timeOf = async (number) => {
+      if (!times.has(number)) {
+        const b = await this.rpc.call("eth_getBlockByNumber", [`0x${number.toString(16)}`, false]);
+        if (b === null) throw new ChainError(`no block ${number}`);
+        times.set(number, BigInt(b.timestamp));
+      }
+      return times.get(number);
+    };
+    for (const log of await this.logs(TERMS_SET, driver, block)) {
+      const w = words(String(log.data).replace(/^0x/, ""));
+      const [next, effective] = [w(0), w(1)];
+      const at = await timeOf(BigInt(log.blockNumber));
+      const old = pending !== null && at >= pendingFrom ? pending : current;
+      const now = higherTerms(next, old);
+      if (now === next) {
+        current = next;
+        pending = null;
+      } else {
+        [current, pending, pendingFrom] = [now, next, effective];
+      }
+    }
+    return pending !== null && (await timeOf(block)) >= pendingFrom ? pending : current;
   }
 
   /** The code deployed at the contract's address, hex without 0x ("": none). */

@@ -29,7 +29,7 @@ export const RECORD_FIELDS = [
   "decimals", "unit", "tariff", "stop_reason", "samples_hash", "driver", "driver_index",
   "kind", "authorization", "card_commitment",
 ];
-const OPTIONAL_FIELDS = ["meter_public_key"];
+const OPTIONAL_FIELDS = ["meter_public_key", "limit_minor"];
 const LIMITS = { chain_station: 24n, driver_index: 32n, energy_wh: 32n, duration_s: 32n, price_minor: 48n };
 const SIGNED = 1n;
 const CARD = 0n;
@@ -293,16 +293,22 @@ async function checkRecord(v, record, chainId, contract) {
     v.add("duration", false, "the record's times cannot be read");
   }
   try {
-    const t = record.tariff;
-    if (!isDict(t)) throw new PyError("TypeError", "tariff");
-    const tariff = {
-      perKwh: decimalOf(need(t, "per_kwh")), currency: str(record.currency),
-      decimals: int(record.decimals), perMinute: decimalOf(need(t, "per_minute")),
-      sessionFee: decimalOf(need(t, "session_fee")),
-    };
-    const price = priceMinor(tariff, int(record.energy_wh), int(record.duration_s));
-    v.add("price", eq(price, record.price_minor),
-      `the tariff in the record gives ${price}, the record bills ${str(record.price_minor)} (minor units)`);
+    const price = tariffPrice(record);
+    const limit = record.limit_minor ?? null;
+    const billed = record.price_minor;
+    if (limit === null) {
+      v.add("price", eq(price, billed),
+        `the tariff in the record gives ${price}, the record bills ${str(billed)} (minor units)`);
+    } else if (typeof limit !== "bigint" || limit < 0n) {
+      v.add("price", false, `the session's limit ${repr(limit)} is not a number of minor units`);
+    } else if (limit < price) {
+      v.add("price", eq(billed, limit), eq(billed, limit)
+        ? `billed at the session's limit ${limit}, the tariff gives ${price} (minor units)`
+        : `the tariff in the record gives ${price} and the session's limit is ${limit}, the record bills ${str(billed)} (minor units)`);
+    } else {
+      v.add("price", eq(price, billed),
+        `the tariff in the record gives ${price} (the session's limit is ${limit}), the record bills ${str(billed)} (minor units)`);
+    }
   } catch {
     v.add("price", false, "the record's tariff cannot be read");
   }
@@ -318,6 +324,30 @@ async function checkRecord(v, record, chainId, contract) {
     } catch (exc) {
       v.add("authorization", false, `the authorization cannot be read: ${exc.message}`);
     }
+  }
+}
+
+/** The price the record's tariff gives for its energy and duration (minor units). */
+function tariffPrice(record) {
+  const t = record.tariff;
+  if (!isDict(t)) throw new PyError("TypeError", "tariff");
+  const tariff = {
+    perKwh: decimalOf(need(t, "per_kwh")), currency: str(record.currency),
+    decimals: int(record.decimals), perMinute: decimalOf(need(t, "per_minute")),
+    sessionFee: decimalOf(need(t, "session_fee")),
+  };
+  return priceMinor(tariff, int(record.energy_wh), int(record.duration_s));
+}
+
+/** The session's limit when the record bills it instead of the tariff's higher price (the
+ * "price" check holds the record to it), else null (receipts.py _capping_limit). */
+function cappingLimit(record) {
+  const limit = record.limit_minor ?? null;
+  if (typeof limit !== "bigint" || limit < 0n || !eq(record.price_minor, limit)) return null;
+  try {
+    return limit < tariffPrice(record) ? limit : null;
+  } catch {
+    return null;
   }
 }
 
@@ -476,6 +506,8 @@ async function checkChain(v, r, rpc, driver, contract, cards) {
       await checkCard(v, r, reader, driver, index, cards, block);
     }
   }
+  const limit = eq(record.kind, CARD) ? cappingLimit(record) : null;
+  if (limit !== null) await checkLimit(v, r, reader, limit);
   if (!contract && !driver) {
     v.add("the real contract", null, "give your driver address (or the contract's) to"
       + ` tell whether ${r.contract} is the contract your escrow is in`);
@@ -510,6 +542,18 @@ async function checkChain(v, r, rpc, driver, contract, cards) {
   v.add("payment", paidOnChain === r.paid && eq(amount, record.price_minor) && stated,
     detail + (paidOnChain === r.paid ? "" : `; the receipt says ${r.paid ? "paid" : "unpaid"}`)
     + (stated ? "" : `; the receipt says ${r.amount} x ${r.unit}`));
+}
+
+/** settlement/receipts.py _check_limit: a card session billed at its limit: the limit is
+ * at most the driver's limit per session as the contract held it when the session was
+ * settled (an app session's is the signed maximum amount: the authorization check). */
+async function checkLimit(v, r, reader, limit) {
+  const driver = truthy(r.record.driver) ? str(r.record.driver) : "";
+  const block = (await reader.outcome(`0x${r.txHash}`))[1];
+  const agreed = /^0x[0-9a-fA-F]{40}$/.test(driver) ? await reader.maxPerSession(driver, block) : 0n;
+  v.add("session limit", limit <= agreed, limit <= agreed
+    ? `the session's limit ${limit} is within the ${agreed} a session the driver accepted when it was settled (block ${block})`
+    : `the session's limit ${limit} is above the ${agreed} a session the driver accepted when it was settled (block ${block}): a limit the driver never agreed to`);
 }
 
 /** settlement/receipts.py _check_origin: the transaction the receipt names created the

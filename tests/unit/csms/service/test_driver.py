@@ -68,6 +68,24 @@ async def test_running_cost_from_the_tariff(
     assert cost.total.as_tuple().exponent == -t.decimals
 
 
+async def test_the_cost_of_a_session_past_its_limit_is_its_limit(
+    service: ChargingService, state: MemoryState,
+) -> None:
+    """What the driver's escrow pays at most (settlement bills the limit): the station does
+    not show the driver more."""
+    state.tariffs.append(tariff("0.39"))
+    await charge(service, 0, 1000, 5000)  # 1.56
+    [session] = state.sessions.values()
+    session.limit_minor = 100
+    cost = await service.running_cost("CP1", "TX1")
+    assert cost is not None and cost.total == Decimal("1.00")
+    assert cost.total.as_tuple().exponent == -2
+    [session] = state.sessions.values()  # a read restores the state it found: a copy
+    session.limit_minor = 200  # below its limit: the tariff's price
+    cost = await service.running_cost("CP1", "TX1")
+    assert cost is not None and cost.total == Decimal("1.56")
+
+
 async def test_the_cost_read_with_the_event_is_the_cost_read_after_it(
     service: ChargingService, state: MemoryState,
 ) -> None:
