@@ -182,30 +182,42 @@ async def test_a_tag_of_no_driver_has_no_limit(server: RunningServer) -> None:
     assert await station_events(server, "CP16", "limit_reached") == []
 
 
-async def test_an_app_session_is_stopped_at_the_amount_its_driver_signed(
-        server: RunningServer) -> None:
+async def on_chain(server: RunningServer) -> tuple[Any, int]:
+    """The settling kit (a card driver linked) and CP16 registered on chain: its index."""
     kit, _ = await link(server, "CARD")
     index = kit.chain.register_station(22_000)
 
-    async def on_chain(tx: Any) -> None:
+    async def register(tx: Any) -> None:
         st = await tx.get_station("CP16")
         st.chain_station = index
         await tx.update_station(st)
 
-    await server.repo.unit(on_chain)
+    await server.repo.unit(register)
+    return kit, index
+
+
+async def start_signed(server: RunningServer, c: RawClient, signed: Any) -> int:
+    """CP16 boots, takes the remote start of the signed authorization for APP1 and starts
+    its session: the transaction id."""
+    await c.result("BootNotification", BOOT16)
+    remote = asyncio.create_task(command(server, "CP16", {
+        "tag": "APP1", "authorization": signed.as_json()}))
+    call = await c.calls.get()
+    await c.answer(call[1], {"status": "Accepted"})
+    assert (await remote)[0] == 200
+    start = await c.result("StartTransaction", {
+        "connectorId": 1, "idTag": "APP1", "meterStart": 0, "timestamp": at(0)})
+    return int(start["transactionId"])
+
+
+async def test_an_app_session_is_stopped_at_the_amount_its_driver_signed(
+        server: RunningServer) -> None:
+    kit, index = await on_chain(server)
     app, _ = kit.driver(deposit=5_000, allow_cards=False)
     signed = wallet.authorize(kit.chain, app, index, max_per_kwh=40, max_amount=50, nonce=1,
                               expiry=int(time.time()) + 3600)
     async with await RawClient.connect(server.url, "CP16", ["ocpp1.6"]) as c:
-        await c.result("BootNotification", BOOT16)
-        remote = asyncio.create_task(command(server, "CP16", {
-            "tag": "APP1", "authorization": signed.as_json()}))
-        call = await c.calls.get()
-        await c.answer(call[1], {"status": "Accepted"})
-        assert (await remote)[0] == 200
-        start = await c.result("StartTransaction", {
-            "connectorId": 1, "idTag": "APP1", "meterStart": 0, "timestamp": at(0)})
-        txid = int(start["transactionId"])
+        txid = await start_signed(server, c, signed)
         await meter16(c, txid, 600, 1)  # 23 and 23 for one more: 46, below 50
         await no_call(c)
         await meter16(c, txid, 800, 2)  # 31 and 8: 39
@@ -344,29 +356,13 @@ async def test_a_per_minute_session_without_readings_is_stopped_by_the_nodes_che
 
 async def test_a_signed_session_is_stopped_ahead_of_its_signatures_expiry(
         server: RunningServer) -> None:
-    kit, _ = await link(server, "CARD")
-    index = kit.chain.register_station(22_000)
-
-    async def on_chain(tx: Any) -> None:
-        st = await tx.get_station("CP16")
-        st.chain_station = index
-        await tx.update_station(st)
-
-    await server.repo.unit(on_chain)
+    kit, index = await on_chain(server)
     app, _ = kit.driver(deposit=5_000, allow_cards=False)
     expiry = int(time.time()) + 3600
     signed = wallet.authorize(kit.chain, app, index, max_per_kwh=40, max_amount=2_000,
                               nonce=1, expiry=expiry)
     async with await RawClient.connect(server.url, "CP16", ["ocpp1.6"]) as c:
-        await c.result("BootNotification", BOOT16)
-        remote = asyncio.create_task(command(server, "CP16", {
-            "tag": "APP1", "authorization": signed.as_json()}))
-        call = await c.calls.get()
-        await c.answer(call[1], {"status": "Accepted"})
-        assert (await remote)[0] == 200
-        start = await c.result("StartTransaction", {
-            "connectorId": 1, "idTag": "APP1", "meterStart": 0, "timestamp": at(0)})
-        txid = int(start["transactionId"])
+        txid = await start_signed(server, c, signed)
         ahead = defaults.SIGNED_STOP_AHEAD + defaults.LIMIT_CHECK_SECONDS
         later(server, 3600 - ahead - 60)  # not yet: the check after next is soon enough
         await check(server)
@@ -453,28 +449,12 @@ async def test_two_sessions_of_one_driver_share_the_escrow(server: RunningServer
 async def test_an_app_session_is_stopped_at_what_the_escrow_holds(
         server: RunningServer) -> None:
     """The driver signed for up to 90.00 and holds 25.00: the session's limit is 25.00."""
-    kit, _ = await link(server, "CARD")
-    index = kit.chain.register_station(22_000)
-
-    async def on_chain(tx: Any) -> None:
-        st = await tx.get_station("CP16")
-        st.chain_station = index
-        await tx.update_station(st)
-
-    await server.repo.unit(on_chain)
+    kit, index = await on_chain(server)
     app, _ = kit.driver(deposit=2_500, allow_cards=False)
     signed = wallet.authorize(kit.chain, app, index, max_per_kwh=40, max_amount=9_000,
                               nonce=1, expiry=int(time.time()) + 3600)
     async with await RawClient.connect(server.url, "CP16", ["ocpp1.6"]) as c:
-        await c.result("BootNotification", BOOT16)
-        remote = asyncio.create_task(command(server, "CP16", {
-            "tag": "APP1", "authorization": signed.as_json()}))
-        call = await c.calls.get()
-        await c.answer(call[1], {"status": "Accepted"})
-        assert (await remote)[0] == 200
-        start = await c.result("StartTransaction", {
-            "connectorId": 1, "idTag": "APP1", "meterStart": 0, "timestamp": at(0)})
-        txid = int(start["transactionId"])
+        txid = await start_signed(server, c, signed)
         await meter16(c, txid, 30_000, 1)  # 23.40 with the margin
         await no_call(c)
         await meter16(c, txid, 55_000, 2)  # 21.45 and 9.75

@@ -6,10 +6,12 @@ checked)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
@@ -28,6 +30,19 @@ from support import IN_CI
 from support.chainkit import Kit
 
 from .conftest import add_sessions, link_driver, set_limit
+
+
+@contextlib.contextmanager
+def restarted(chain: Chain) -> Iterator[Chain]:
+    """The Anvil node of ``chain`` stopped and started again from its saved state (which
+    keeps no state of the blocks before)."""
+    folder = chain.node.state_file.parent  # type: ignore[union-attr]
+    chain.close()
+    again = open_chain("local", folder)
+    try:
+        yield again
+    finally:
+        again.close()
 
 # Settlement.vy's storage slots (vyper -f layout)
 DRIVER_INDEX, CARDS, LEDGER_NEXT = 0, 6, 11
@@ -238,16 +253,11 @@ async def test_the_escrow_and_card_are_read_as_they_were_when_the_session_was_se
     if chain.node is None:
         return
     # Anvil restarted from its saved state: no state of the settle blocks, the same verdicts
-    folder = chain.node.state_file.parent  # type: ignore[union-attr]
-    chain.close()
-    again = open_chain("local", folder)
-    try:
+    with restarted(chain) as again:
         block = int(receipts[0]["chain"]["block_number"])
         with pytest.raises(Exception, match=r"(?i)block"):
             again.contract.functions.cards(1, commitment).call(block_identifier=block)
         assert verdicts(again.w3) == [(VALID, card0), (INVALID, card1)]
-    finally:
-        again.close()
 
 
 async def test_a_card_session_billed_at_its_limit_is_valid_within_the_drivers_terms(
@@ -289,16 +299,11 @@ async def test_a_card_session_billed_at_its_limit_is_valid_within_the_drivers_te
             if c.ok is False] == ["session limit"]
     if chain.node is None:
         return
-    folder = chain.node.state_file.parent  # type: ignore[union-attr]
-    chain.close()
-    again = open_chain("local", folder)
-    try:
+    with restarted(chain) as again:
         block = int(capped["chain"]["block_number"])
         with pytest.raises(Exception, match=r"(?i)block"):
             again.contract.functions.driver_state(driver.address).call(block_identifier=block)
         assert verdicts(again.w3) == [(VALID, limit0), (INVALID, limit1)]
-    finally:
-        again.close()
 
 
 @pytest.mark.anvil
@@ -311,11 +316,6 @@ def test_the_deployment_records_the_transaction_that_created_the_contract(
     assert deploy_tx is not None
     created = anvil_chain.w3.eth.get_transaction_receipt(cast(Any, deploy_tx))
     assert created["contractAddress"] == anvil_chain.contract_address
-    folder = anvil_chain.node.state_file.parent  # type: ignore[union-attr]
-    anvil_chain.close()
-    again = open_chain("local", folder)
-    try:
+    with restarted(anvil_chain) as again:
         assert (again.contract_address, again.deploy_tx) == (anvil_chain.contract_address,
                                                              deploy_tx)
-    finally:
-        again.close()

@@ -350,6 +350,26 @@ async def test_a_hosts_station_waits_until_registered_then_pays_the_host(
     assert verify_receipt(receipt, memory_chain.w3, driver=d0.address).valid
 
 
+async def signed_session(repo: Any, kit: Kit, chain: Chain, driver: Any, station: int,
+                         session_id: int, max_amount: int,
+                         limit_minor: int | None = None) -> None:
+    """CP1 on chain as ``station``, and the driver's signed authorization for TAG0 (nonce 7,
+    a day to expire) accepted by the station and bound to ``session_id``."""
+    async def prepare(tx: Any) -> None:
+        st = await tx.get_station("CP1")
+        st.chain_station = station
+        await tx.update_station(st)
+        auth = wallet.authorize(chain, driver, station, max_per_kwh=40, max_amount=max_amount,
+                                nonce=7, expiry=kit.now() + 86_400)
+        aid = await tx.add_authorization(driver.address, "CP1", "TAG0", auth.as_json(), 7,
+                                         auth.expiry, datetime.now(UTC),
+                                         limit_minor=limit_minor)
+        await tx.remote_start_accepted(aid, kit.now() + 60)  # the station accepted it
+        assert await tx.bind_authorization("CP1", "TAG0", session_id, kit.now()) is not None
+
+    await repo.unit(prepare)
+
+
 async def test_app_sessions_are_paid_with_the_drivers_signature(
     repo: Any, memory_chain: Chain
 ) -> None:
@@ -358,18 +378,7 @@ async def test_app_sessions_are_paid_with_the_drivers_signature(
     ids = await add_sessions(repo, 1)
     station = memory_chain.register_station(22_000)
 
-    async def prepare(tx: Any) -> None:
-        st = await tx.get_station("CP1")
-        st.chain_station = station
-        await tx.update_station(st)
-        auth = wallet.authorize(memory_chain, driver, station, max_per_kwh=40, max_amount=100,
-                                nonce=7, expiry=kit.now() + 86_400)
-        aid = await tx.add_authorization(driver.address, "CP1", "TAG0", auth.as_json(), 7,
-                                         auth.expiry, datetime.now(UTC))
-        await tx.remote_start_accepted(aid, kit.now() + 60)  # the station accepted it
-        assert await tx.bind_authorization("CP1", "TAG0", ids[0], kit.now()) is not None
-
-    await repo.unit(prepare)
+    await signed_session(repo, kit, memory_chain, driver, station, ids[0], max_amount=100)
     await SettlementWorker(repo, memory_chain).run_once()
     assert kit.balance(driver) == 10**6 - PRICE[1]
     receipt = await load_receipt(repo, ids[0], None)
@@ -846,18 +855,8 @@ async def test_an_app_session_priced_above_its_signed_amount_is_paid_that_amount
     ids = await add_sessions(repo, 1)
     station = memory_chain.register_station(22_000)
 
-    async def prepare(tx: Any) -> None:
-        st = await tx.get_station("CP1")
-        st.chain_station = station
-        await tx.update_station(st)
-        auth = wallet.authorize(memory_chain, driver, station, max_per_kwh=40, max_amount=20,
-                                nonce=7, expiry=kit.now() + 86_400)
-        aid = await tx.add_authorization(driver.address, "CP1", "TAG0", auth.as_json(), 7,
-                                         auth.expiry, datetime.now(UTC), limit_minor=20)
-        await tx.remote_start_accepted(aid, kit.now() + 60)
-        assert await tx.bind_authorization("CP1", "TAG0", ids[0], kit.now()) is not None
-
-    await repo.unit(prepare)
+    await signed_session(repo, kit, memory_chain, driver, station, ids[0], max_amount=20,
+                         limit_minor=20)
     await set_limit(repo, ids[0], 20)
     await SettlementWorker(repo, memory_chain).run_once()
     assert (await states(repo, ids))[ids[0]]["settlement_state"] == "paid"
