@@ -132,9 +132,7 @@ class Tx(Protocol):
     async def signed_readings(self, session_id: int) -> list[dict[str, Any]]: ...
 
     # events
-    async def record_tx_event(
-        self, session_id: int, seq_no: int, event_type: str, offline: bool, at: datetime,
-    ) -> bool:
+    async def record_tx_event(self, session_id: int, seq_no: int) -> bool:
         """Record a 2.0.1 TransactionEvent's seqNo for its session: False when it was
         recorded before (a retry)."""
     async def add_station_event(

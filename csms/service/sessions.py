@@ -675,8 +675,7 @@ class SessionUseCases(SignedDataChecks):
             # Each seqNo once per session (a new session has none yet). A seqNo beyond 64
             # bits cannot be stored: the event is taken as new (the session is held for
             # it, see ev.notes).
-            if ev.seq_no is not None and not await tx.record_tx_event(
-                    session.id, ev.seq_no, ev.event_type, ev.offline, now):
+            if ev.seq_no is not None and not await tx.record_tx_event(session.id, ev.seq_no):
                 return auth, session  # a retry: already stored, answer the same
             if not created and session.status is SessionStatus.COMPLETED:
                 # E01-E15: a transactionId is one transaction; a station that reuses one

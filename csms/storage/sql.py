@@ -716,14 +716,10 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
             " register_kind FROM signed_readings WHERE session_id = ? ORDER BY id", session_id)
 
     # -- events --------------------------------------------------------------
-    async def record_tx_event(
-        self, session_id: int, seq_no: int, event_type: str, offline: bool, at: datetime,
-    ) -> bool:
+    async def record_tx_event(self, session_id: int, seq_no: int) -> bool:
         changed = await self.execute(
-            "INSERT INTO tx_events (session_id, seq_no, event_type, offline, received_at)"
-            " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            session_id, seq_no, event_type, int(offline), dt_to_db(at),
-        )
+            "INSERT INTO tx_events (session_id, seq_no) VALUES (?, ?) ON CONFLICT DO NOTHING",
+            session_id, seq_no)
         return changed > 0
 
     async def add_station_event(

@@ -318,9 +318,7 @@ class MemoryTx(Tx):
         return copy.deepcopy(self.s.signed.get(session_id, []))
 
     # -- events --------------------------------------------------------------
-    async def record_tx_event(
-        self, session_id: int, seq_no: int, event_type: str, offline: bool, at: datetime,
-    ) -> bool:
+    async def record_tx_event(self, session_id: int, seq_no: int) -> bool:
         key = (session_id, seq_no)
         if key in self.s.tx_events:
             return False

@@ -40,7 +40,7 @@ def declared_schema(dialect: str) -> dict[str, set[str]]:
     tables: dict[str, set[str]] = {}
     for m in migrations_for(dialect):
         sql = _strip_comments(m.sql)
-        for name, body in re.findall(r"CREATE TABLE\s+(\w+)\s*\((.*?)\);", sql, re.S | re.I):
+        for name, body in re.findall(r"CREATE TABLE\s+(\w+)\s*\((.*?)\)\s*(?:WITHOUT ROWID\s*)?;", sql, re.S | re.I):
             columns = set()
             depth = 0
             part = ""
@@ -59,6 +59,10 @@ def declared_schema(dialect: str) -> dict[str, set[str]]:
             r"ALTER TABLE\s+(\w+)\s+ADD COLUMN\s+(\w+)", sql, re.I
         ):
             tables[table.lower()].add(column.lower())
+        for table, column in re.findall(
+            r"ALTER TABLE\s+(\w+)\s+DROP COLUMN\s+(\w+)", sql, re.I
+        ):
+            tables[table.lower()].discard(column.lower())
         for table in re.findall(r"DROP TABLE\s+(?:IF EXISTS\s+)?(\w+)", sql, re.I):
             tables.pop(table.lower(), None)
         for old, new in re.findall(r"ALTER TABLE\s+(\w+)\s+RENAME TO\s+(\w+)", sql, re.I):

@@ -157,7 +157,7 @@ async def test_transaction_event_seq_no_is_recorded_once_across_nodes(
 
     def record(seq_no: int) -> Any:
         async def work(tx: Tx) -> bool:
-            return await tx.record_tx_event(sid, seq_no, "Updated", False, T0)
+            return await tx.record_tx_event(sid, seq_no)
 
         return work
 

@@ -302,20 +302,20 @@ async def test_events_and_outbox(repo: Repository) -> None:
         await tx.insert_station(station("EV1"))
         sid = await tx.insert_session(session("EV1", ocpp_version="ocpp2.0.1",
                                               transaction_id="tx1"))
-        first = await tx.record_tx_event(sid, 0, "Started", False, T0)
-        again = await tx.record_tx_event(sid, 0, "Started", False, T0)
-        offline = await tx.record_tx_event(sid, 1, "Updated", True, T0)
+        first = await tx.record_tx_event(sid, 0)
+        again = await tx.record_tx_event(sid, 0)
+        following = await tx.record_tx_event(sid, 1)
         await tx.add_station_event("EV1", "DataTransfer", {"vendorId": "x"}, T0)
         await tx.add_station_event("EV1", "SecurityEvent", {"type": "FirmwareUpdated"}, T0)
         await tx.add_station_event("EV2", "DataTransfer", {}, T0)
         event_id = await tx.add_outbox("voltledger/session/started", {"session_id": 1}, T0)
-        return first, again, offline, event_id
+        return first, again, following, event_id
 
-    first, again, offline, event_id = await unit(repo, work)
-    assert (first, again, offline) == (True, False, True)
-    rows = await repo.read(lambda tx: tx.fetchall(
-        "SELECT seq_no, offline FROM tx_events ORDER BY seq_no"))
-    assert rows == [{"seq_no": 0, "offline": 0}, {"seq_no": 1, "offline": 1}]
+    first, again, following, event_id = await unit(repo, work)
+    assert (first, again, following) == (True, False, True)
+    rows = await repo.read(lambda tx: tx.fetchall("SELECT * FROM tx_events ORDER BY seq_no"))
+    assert [(sorted(r), r["seq_no"]) for r in rows] == [(["seq_no", "session_id"], 0),
+                                                         (["seq_no", "session_id"], 1)]
     events = await repo.read(lambda tx: tx.list_station_events("EV1"))
     assert [(e["kind"], e["payload"]) for e in events] == [
         ("SecurityEvent", {"type": "FirmwareUpdated"}), ("DataTransfer", {"vendorId": "x"})]

@@ -10,7 +10,7 @@ from csms.service.ports import Repository, Tx
 from csms.storage import open_repository
 from csms.storage.migrations import migrations_for
 
-from .test_tx import T0, session, unit
+from .test_tx import session, unit
 
 
 def _old_table(dialect: str) -> str:
@@ -26,20 +26,20 @@ async def test_a_seq_no_is_new_once_per_session(repo: Repository) -> None:
     async def work(tx: Tx) -> list[bool]:
         a = await tx.insert_session(session("EV1", transaction_id="tx1"))
         b = await tx.insert_session(session("EV2", transaction_id="tx1"))
-        return [await tx.record_tx_event(a, 0, "Started", False, T0),
-                await tx.record_tx_event(b, 0, "Started", False, T0),
-                await tx.record_tx_event(a, 0, "Started", False, T0),
-                await tx.record_tx_event(a, 2, "Updated", True, T0),
-                await tx.record_tx_event(a, 1, "Updated", False, T0),
-                await tx.record_tx_event(a, 2, "Updated", False, T0)]
+        return [await tx.record_tx_event(a, 0),
+                await tx.record_tx_event(b, 0),
+                await tx.record_tx_event(a, 0),
+                await tx.record_tx_event(a, 2),
+                await tx.record_tx_event(a, 1),
+                await tx.record_tx_event(a, 2)]
 
     assert await unit(repo, work) == [True, True, False, True, True, False]
 
 
 async def test_migration_moves_every_event_to_its_session(db: str) -> None:
     """A database as it was before 0110 (events keyed by station and transactionId) opened
-    by this build: each event belongs to the session of its station and transactionId,
-    and a retry of a moved seqNo is still a retry."""
+    by this build: each event belongs to the session of its station and transactionId
+    (0110), only its key is kept (0180), and a retry of a moved seqNo is still a retry."""
     repo = await open_repository(db)
     dialect = str(repo.dialect)  # type: ignore[attr-defined]
     try:
@@ -56,7 +56,7 @@ async def test_migration_moves_every_event_to_its_session(db: str) -> None:
     async def back_to_0100(tx: Tx) -> None:
         await tx.execute("DROP TABLE tx_events")
         await tx.execute(_old_table(dialect))
-        await tx.execute("DELETE FROM schema_migrations WHERE version = 110")
+        await tx.execute("DELETE FROM schema_migrations WHERE version IN (110, 180)")
         for station_id, transaction_id, seq_no, event_type, offline in old:
             await tx.execute(
                 "INSERT INTO tx_events (station_id, transaction_id, seq_no, event_type,"
@@ -69,20 +69,18 @@ async def test_migration_moves_every_event_to_its_session(db: str) -> None:
         await unit(repo, back_to_0100)
     finally:
         await repo.close()
-    repo = await open_repository(db)  # applies 0110
+    repo = await open_repository(db)  # applies 0110, then 0180
     try:
         rows = await repo.read(lambda tx: tx.fetchall(
-            "SELECT session_id, seq_no, event_type, offline FROM tx_events"
-            " ORDER BY session_id, seq_no"))
-        assert [(r["session_id"], r["seq_no"], r["event_type"], r["offline"])
-                for r in rows] == [(ev1, 0, "Started", 0), (ev1, 1, "Updated", 1),
-                                   (ev1, 2**62, "Ended", 0), (ev2, 0, "Started", 0),
-                                   (other, 7, "Updated", 0)]
+            "SELECT * FROM tx_events ORDER BY session_id, seq_no"))
+        assert rows == [{"session_id": ev1, "seq_no": 0}, {"session_id": ev1, "seq_no": 1},
+                        {"session_id": ev1, "seq_no": 2**62}, {"session_id": ev2, "seq_no": 0},
+                        {"session_id": other, "seq_no": 7}]
 
         async def again(tx: Tx) -> list[bool]:
-            return [await tx.record_tx_event(ev1, 1, "Updated", False, T0),
-                    await tx.record_tx_event(ev2, 1, "Updated", False, T0),
-                    await tx.record_tx_event(other, 7, "Updated", False, T0)]
+            return [await tx.record_tx_event(ev1, 1),
+                    await tx.record_tx_event(ev2, 1),
+                    await tx.record_tx_event(other, 7)]
 
         assert await unit(repo, again) == [False, True, False]
     finally:
