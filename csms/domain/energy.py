@@ -13,6 +13,9 @@ Rules (DESIGN.md, "Protocol rules"):
   reading: when a station sends 0 but its first reading in the session is more
   than any charger could deliver since the start, the reading is a lifetime
   register and the session starts at the earliest reading instead (flagged).
+* A ``Transaction.Begin`` reading is the register at the transaction's start, whatever
+  time its frame gives it: it comes before the session's other readings (some chargers
+  repeat it, stamped with the frame's time, beside every periodic reading).
 * Signed samples are evidence, not readings: their bare ``value`` never counts (the
   service reads the verified OCMF reading instead, see ``csms.metering.ocmf``).
 * A reading beyond any meter (``MAX_REGISTER_WH``) or a multiplier beyond any unit is
@@ -30,6 +33,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any
 
 from csms.domain.model import MeterSample
 
@@ -123,9 +127,9 @@ def _max_plausible_wh(since: datetime | None, until: datetime) -> Decimal | None
 @dataclass(frozen=True, slots=True)
 class Readings:
     """The billed register's readings among some samples (:func:`register_readings`),
-    in the order of their time: what :func:`energy_of` needs of the samples, worked out
-    apart from any session (a message's readings are read before its unit of work takes
-    the database's write turn)."""
+    in the order of their time (a Transaction.Begin reading first): what
+    :func:`energy_of` needs of the samples, worked out apart from any session (a message's
+    readings are read before its unit of work takes the database's write turn)."""
 
     readings: tuple[tuple[datetime, Decimal, str | None, str], ...]  # time, Wh, context, location
     flags: tuple[str, ...]  # value_out_of_range, meter_went_backwards
@@ -134,10 +138,11 @@ class Readings:
 
 def register_readings(samples: Iterable[MeterSample]) -> Readings:
     """The total import register's readings of ``samples`` (one register: the outlet's
-    when a station reports several), sorted by time, with their flags."""
+    when a station reports several), sorted by time (a Transaction.Begin reading first,
+    see :func:`_in_order`), with their flags."""
     flags: list[str] = []
     readings: list[tuple[datetime, Decimal, str | None, str]] = []
-    by_location: dict[str | None, list[tuple[datetime, Decimal]]] = {}
+    by_location: dict[str | None, list[tuple[datetime, Decimal, str | None]]] = {}
     for s in samples:
         wh = register_wh(s)
         if wh is None:
@@ -150,21 +155,29 @@ def register_readings(samples: Iterable[MeterSample]) -> Readings:
         # none is the outlet, the default of both versions (for the choice below; a
         # station may still keep a register of its own under each: KEBA's differ in unit)
         readings.append((s.timestamp, wh, s.context, s.location or "Outlet"))
-        by_location.setdefault(s.location, []).append((s.timestamp, wh))
+        by_location.setdefault(s.location, []).append((s.timestamp, wh, s.context))
     located = {r[3] for r in readings}
     if len(located) > 1:
         # one register from start to stop: a charger may report its outlet and its inlet
         # (the grid side, its losses included), each a register of its own
         billed = next((loc for loc in _LOCATIONS if loc in located), min(located))
         readings = [r for r in readings if r[3] == billed]
-    readings.sort(key=lambda r: r[0])
+    readings.sort(key=_in_order)
     decrease = False
     for series in by_location.values():
-        series.sort(key=lambda r: r[0])
+        series.sort(key=_in_order)
         if any(later[1] < earlier[1] for earlier, later in itertools.pairwise(series)):
             decrease = True
             _flag(flags, "meter_went_backwards")  # a register never decreases
     return Readings(tuple(readings), tuple(flags), decrease)
+
+
+def _in_order(reading: tuple[Any, ...]) -> tuple[bool, datetime]:
+    """Where a register reading (time, Wh, context, ...) stands among a session's: a
+    Transaction.Begin reading is the register at the start, before every other reading
+    of the session whatever time it carries (Growatt and Project EV chargers repeat it in
+    every frame under the frame's time), the others in the order of their time."""
+    return reading[2] != "Transaction.Begin", reading[0]
 
 
 def compute_energy(

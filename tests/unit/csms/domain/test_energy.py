@@ -238,3 +238,23 @@ def test_start_and_stop_come_from_one_location() -> None:
     assert compute_energy(None, None, unnamed, T0).energy_wh == 10_000
     inlet = [s for s in samples if s.location == "Inlet"]
     assert compute_energy(None, None, inlet, T0).energy_wh == 11_500
+
+
+def test_a_begin_reading_is_the_start_whatever_time_it_carries() -> None:
+    """Growatt and Project EV chargers repeat the Transaction.Begin reading in every frame,
+    under the frame's time, beside the periodic one: the register has not gone back, and
+    the latest reading is the periodic one."""
+    frames = [s("18", 10, context="Sample.Periodic"), s("0", 10, context="Transaction.Begin"),
+              s("111", 13, context="Sample.Periodic"), s("0", 13, context="Transaction.Begin")]
+    found = register_readings(frames)
+    assert not found.decrease and found.flags == ()
+    assert [r[1] for r in found.readings] == [0, 0, 18, 111]
+    r = energy_of(found, Decimal(0), None, T0)
+    assert (r.meter_stop_wh, r.energy_wh) == (Decimal(111), 111)
+    # 2.0.1 (no meterStart): the begin reading starts the session
+    r = compute_energy(None, None, frames, T0)
+    assert (r.meter_start_wh, r.meter_stop_wh, r.energy_wh) == (0, 111, 111)
+    # a begin reading above the register read after it: a register that went back
+    found = register_readings([s("163630", 10, context="Sample.Periodic"),
+                               s("170000", 10, context="Transaction.Begin")])
+    assert found.decrease and found.flags == ("meter_went_backwards",)

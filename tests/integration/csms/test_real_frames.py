@@ -1,0 +1,556 @@
+"""Real chargers' unsigned frames, played through real sockets against a real server, and
+what would be billed for them.
+
+Every 1.6 MeterValues frame here is what a charger sent, copied from a public log (the
+source is named beside it); only the transactionId is replaced by the one this central
+system assigned (a charger echoes the central system's number), and where the public log
+is cut short only its complete sampled values are kept. The 2.0.1 event is EVerest's as a
+central system logged it (said where it is). The StartTransaction/StopTransaction (and
+2.0.1 Started/Ended) around a frame are scaffolding: their meterStart/meterStop are the
+frame's own register readings where the frame gives them. A hostile station's variant of
+a frame says so. The energy billed is worked out by hand beside each test.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from support import RunningServer
+from support import is_queued as queued
+from support.client import RawClient
+
+HOLD = {"energy_above_max_power", "zero_duration_with_energy", "stop_before_start",
+        "time_implausible", "time_unreadable", "value_out_of_range", "meter_went_backwards",
+        "meter_start_missing", "meter_stop_missing"}
+
+TX = -1  # stands for the transactionId this central system assigned
+
+
+def frame(payload: dict[str, Any], txid: int) -> dict[str, Any]:
+    """``payload`` with the assigned transactionId where the charger echoed its own."""
+    out = copy.deepcopy(payload)
+    if out.get("transactionId") == TX:
+        out["transactionId"] = txid
+    return out
+
+
+async def charge16(server: RunningServer, station_id: str, tag: str, meter_start: int,
+                   t0: str, frames: list[dict[str, Any]], meter_stop: int | None, t1: str,
+                   ) -> tuple[list[list[Any]], list[dict[str, Any]], dict[str, Any]]:
+    """A 1.6 session on connector 1 with the charger's ``frames`` in between: the answer to
+    each frame, the session as each frame left it, and the session once stopped (left
+    active when ``meter_stop`` is None)."""
+    answers: list[list[Any]] = []
+    during: list[dict[str, Any]] = []
+    async with await RawClient.connect(server.url, station_id, ["ocpp1.6"]) as c:
+        await c.result("BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"})
+        r = await c.call("StartTransaction", {
+            "connectorId": 1, "idTag": tag, "meterStart": meter_start, "timestamp": t0})
+        assert r[0] == 3, r
+        txid = r[2]["transactionId"]
+        for payload in frames:
+            answers.append(await c.call("MeterValues", frame(payload, txid)))
+            during.append(await session(server, station_id, txid))
+        if meter_stop is not None:
+            r = await c.call("StopTransaction", {
+                "transactionId": txid, "meterStop": meter_stop, "timestamp": t1})
+            assert r[0] == 3, r
+    return answers, during, await session(server, station_id, txid)
+
+
+async def session(server: RunningServer, station_id: str, txid: int) -> dict[str, Any]:
+    [found] = [s for s in await server.sessions(station_id)
+               if s["transaction_id"] == str(txid)]
+    return dict(found)
+
+
+async def station_readings(server: RunningServer, station_id: str) -> list[dict[str, Any]]:
+    """The station's stored readings: to which session, transaction and connector each went."""
+
+    async def work(tx: Any) -> list[dict[str, Any]]:
+        rows = await tx.fetchrows(
+            "SELECT session_id, transaction_id, connector_id FROM meter_readings"
+            " WHERE station_id = ? ORDER BY id", station_id)
+        return [{"session_id": r[0], "transaction_id": r[1], "connector_id": r[2]}
+                for r in rows]
+
+    return list(await server.repo.read(work))
+
+
+async def billed(server: RunningServer, s: dict[str, Any], energy_wh: int) -> None:
+    """``s`` is completed with ``energy_wh``, no hold flag, and waits for settlement."""
+    assert s["status"] == "completed" and s["energy_wh"] == energy_wh, s
+    assert not HOLD.intersection(s["flags"]), s["flags"]
+    assert await queued(server, s["id"])
+
+
+# -- a Transaction.Begin reading repeated in every frame, stamped with the frame's time ---
+# Growatt THOR 22AS (lbbrhzn/ocpp#1838, station FJN000032319005B): each MeterValues during
+# the transaction carries the register twice, Sample.Periodic (now) and Transaction.Begin
+# (the register at the start), both under the frame's timestamp, an offset of +10:00. The
+# log is cut after the third current; the frame's voltages and power follow there.
+GROWATT_22AS: dict[str, Any] = {"connectorId": 1, "transactionId": TX, "meterValue": [{
+    "timestamp": "2026-01-05T14:58:38+10:00", "sampledValue": [
+        {"value": "163630", "context": "Sample.Periodic", "format": "Raw",
+         "measurand": "Energy.Active.Import.Register", "unit": "Wh"},
+        {"value": "157440", "context": "Transaction.Begin", "format": "Raw",
+         "measurand": "Energy.Active.Import.Register", "unit": "Wh"},
+        {"value": "5.84", "context": "Sample.Periodic", "format": "Raw",
+         "measurand": "Current.Import", "phase": "L1", "unit": "A"},
+        {"value": "5.90", "context": "Sample.Periodic", "format": "Raw",
+         "measurand": "Current.Import", "phase": "L2", "unit": "A"},
+        {"value": "6.18", "context": "Sample.Periodic", "format": "Raw",
+         "measurand": "Current.Import", "phase": "L3", "unit": "A"}]}]}
+
+
+def growatt_11as(at: str, register: str, power_l1: str) -> dict[str, Any]:
+    """Growatt THOR 11A/S (lbbrhzn/ocpp#1709, station CHM00003232208F3), firmware
+    THOR_11AS-V5.2.4: a register that starts at 0 each transaction, the Transaction.Begin
+    reading (0) beside it in every frame, offset +01:00; cut after the L1 power."""
+    return {"connectorId": 1, "transactionId": TX, "meterValue": [{
+        "timestamp": at, "sampledValue": [
+            {"value": register, "context": "Sample.Periodic", "format": "Raw",
+             "measurand": "Energy.Active.Import.Register", "unit": "Wh"},
+            {"value": "0", "context": "Transaction.Begin", "format": "Raw",
+             "measurand": "Energy.Active.Import.Register", "unit": "Wh"},
+            {"value": "9.46", "context": "Sample.Periodic", "format": "Raw",
+             "measurand": "Current.Import", "phase": "L1", "unit": "A"},
+            {"value": "0.0", "context": "Sample.Periodic", "format": "Raw",
+             "measurand": "Current.Import", "phase": "L2", "unit": "A"},
+            {"value": "0.0", "context": "Sample.Periodic", "format": "Raw",
+             "measurand": "Current.Import", "phase": "L3", "unit": "A"},
+            {"value": power_l1, "context": "Sample.Periodic", "format": "Raw",
+             "measurand": "Power.Active.Import", "phase": "L1", "unit": "W"}]}]}
+
+
+def project_ev(at: str, register: str, current: str, voltage: str, power: str,
+               ) -> dict[str, Any]:
+    """Project EV (evcc-io/evcc#15768, station TAG0D1024B), the same firmware family: the
+    register from 0 each transaction, Transaction.Begin "0" beside it, a Voltage with phase
+    "L1" (not "L1-N"), Temperature in Celsius; a frame asked with TriggerMessage."""
+    return {"connectorId": 1, "transactionId": TX, "meterValue": [{
+        "timestamp": at, "sampledValue": [
+            {"value": register, "context": "Sample.Periodic", "format": "Raw",
+             "measurand": "Energy.Active.Import.Register", "unit": "Wh"},
+            {"value": "0", "context": "Transaction.Begin", "format": "Raw",
+             "measurand": "Energy.Active.Import.Register", "unit": "Wh"},
+            {"value": current, "context": "Sample.Periodic", "format": "Raw",
+             "measurand": "Current.Import", "phase": "L1", "unit": "A"},
+            {"value": voltage, "context": "Sample.Periodic", "format": "Raw",
+             "measurand": "Voltage", "phase": "L1", "unit": "V"},
+            {"value": power, "context": "Sample.Periodic", "format": "Raw",
+             "measurand": "Power.Active.Import", "phase": "L1", "unit": "W"},
+            {"value": "30.0", "context": "Sample.Periodic", "format": "Raw",
+             "measurand": "Temperature", "unit": "Celsius"}]}]}
+
+
+async def test_a_growatt_thor_22as_repeating_its_begin_reading_is_billed_and_not_held(
+    csms_server: RunningServer,
+) -> None:
+    await csms_server.add_tag("T1")
+    await csms_server.add_station("FJN000032319005B")
+    # meterStart is the frame's own Transaction.Begin reading; the stop reads the
+    # register as the frame last did: 163,630 - 157,440 = 6,190 Wh (5.84-6.18 A on three
+    # phases at ~237 V, ~4.2 kW, for the 1.5 h from 03:28Z to the frame at 04:58:38Z)
+    answers, during, s = await charge16(
+        csms_server, "FJN000032319005B", "T1", 157440, "2026-01-05T03:28:00Z",
+        [GROWATT_22AS], 163630, "2026-01-05T04:59:00Z")
+    assert answers == [[3, answers[0][1], {}]]
+    assert during[0]["energy_wh"] == 6190  # the periodic reading, not the begin one
+    await billed(csms_server, s, 6190)
+
+
+async def test_growatt_and_project_ev_registers_from_zero_are_billed_and_not_held(
+    csms_server: RunningServer,
+) -> None:
+    await csms_server.add_tag("T1")
+    await csms_server.add_station("CHM00003232208F3")
+    await csms_server.add_station("TAG0D1024B")
+    # Growatt THOR 11A/S: 0 -> 18 -> 111 Wh (2.2 kW on L1 for ~3 minutes): 111 Wh
+    _, during, s = await charge16(csms_server, "CHM00003232208F3", "T1", 0,
+                                  "2025-01-03T15:20:00Z", [
+        growatt_11as("2025-01-03T16:20:47+01:00", "18", "2223"),
+        growatt_11as("2025-01-03T16:23:18+01:00", "111", "2216")],
+        111, "2025-01-03T15:23:30Z")
+    assert [d["energy_wh"] for d in during] == [18, 111]
+    await billed(csms_server, s, 111)
+    # Project EV: 0 -> 385 -> 646 Wh (3.9 kW for ~10 minutes): 646 Wh
+    _, during, s = await charge16(csms_server, "TAG0D1024B", "T1", 0,
+                                  "2025-04-23T16:50:00Z", [
+        project_ev("2025-04-23T16:55:53.038Z", "385", "16.33", "237.9", "3908"),
+        project_ev("2025-04-23T16:59:52.012Z", "646", "16.40", "236.4", "3901")],
+        646, "2025-04-23T17:00:00Z")
+    assert [d["energy_wh"] for d in during] == [385, 646]
+    await billed(csms_server, s, 646)
+
+
+async def test_a_begin_reading_above_the_later_register_still_holds_the_session(
+    csms_server: RunningServer,
+) -> None:
+    """A hostile station with the same shape: its Transaction.Begin reading is above the
+    register it reports afterwards. A register never decreases: held, not billed."""
+    await csms_server.add_tag("T1")
+    await csms_server.add_station("FJN000032319005B")
+    hostile = copy.deepcopy(GROWATT_22AS)
+    hostile["meterValue"][0]["sampledValue"][1]["value"] = "170000"
+    _, _, s = await charge16(csms_server, "FJN000032319005B", "T1", 157440,
+                             "2026-01-05T03:28:00Z", [hostile], 163630,
+                             "2026-01-05T04:59:00Z")
+    assert "meter_went_backwards" in s["flags"]
+    assert not await queued(csms_server, s["id"])
+
+
+# -- decimals, kWh, locations, measurands beside the register ------------------------------
+# Alfen (lbbrhzn/ocpp#609, station "CHHome-1"; the reporter's charger in lbbrhzn/ocpp#19 is
+# an Alfen): the register with three decimals at the Outlet, a Power.Factor without a
+# unit; the log is cut after the third current.
+ALFEN: dict[str, Any] = {"connectorId": 1, "transactionId": TX, "meterValue": [{
+    "timestamp": "2022-09-04T18:39:12Z", "sampledValue": [
+        {"value": "3058620.000", "context": "Sample.Periodic",
+         "measurand": "Energy.Active.Import.Register", "location": "Outlet", "unit": "Wh"},
+        {"value": "0.000", "context": "Sample.Periodic", "measurand": "Power.Active.Import",
+         "location": "Outlet", "unit": "W"},
+        {"value": "0.000", "context": "Sample.Periodic", "measurand": "Power.Active.Import",
+         "location": "Outlet", "unit": "W", "phase": "L1"},
+        {"value": "0.000", "context": "Sample.Periodic", "measurand": "Power.Active.Import",
+         "location": "Outlet", "unit": "W", "phase": "L2"},
+        {"value": "0.000", "context": "Sample.Periodic", "measurand": "Power.Active.Import",
+         "location": "Outlet", "unit": "W", "phase": "L3"},
+        {"value": "0.000", "context": "Sample.Periodic", "measurand": "Power.Factor",
+         "location": "Outlet"},
+        {"value": "0.000", "context": "Sample.Periodic", "measurand": "Current.Import",
+         "location": "Outlet", "unit": "A", "phase": "L1"},
+        {"value": "0.000", "context": "Sample.Periodic", "measurand": "Current.Import",
+         "location": "Outlet", "unit": "A", "phase": "L2"},
+        {"value": "0.000", "context": "Sample.Periodic", "measurand": "Current.Import",
+         "location": "Outlet", "unit": "A", "phase": "L3"}]}]}
+
+
+def wallbox(at: str, context: str, register: str, power: str) -> dict[str, Any]:
+    """Wallbox Pulsar Pro (evcc-io/evcc#22087): the register with one decimal ("598772.0"),
+    every value at the Outlet, the frame asked with TriggerMessage marked Trigger; cut
+    after the L1 current. (Its transactionId follows meterValue: evcc-io/evcc#15492.)"""
+    return {"meterValue": [{"timestamp": at, "sampledValue": [
+        {"format": "Raw", "location": "Outlet", "context": context,
+         "measurand": "Power.Active.Import", "unit": "W", "value": power},
+        {"format": "Raw", "location": "Outlet", "context": context,
+         "measurand": "Energy.Active.Import.Register", "unit": "Wh", "value": register},
+        {"format": "Raw", "location": "Outlet", "context": context, "phase": "L1",
+         "measurand": "Current.Import", "unit": "A",
+         "value": "9.0" if context == "Sample.Periodic" else "0.0"}]}],
+        "connectorId": 1, "transactionId": TX}
+
+
+# Wallbox Pulsar Plus (evcc-io/evcc#15492, station g001): 11 kW, the register with a
+# decimal that is not zero; cut after the L1 current.
+WALLBOX_PULSAR_PLUS: dict[str, Any] = {"meterValue": [{
+    "timestamp": "2024-08-19T09:17:13Z", "sampledValue": [
+    {"format": "Raw", "location": "Outlet", "context": "Sample.Periodic",
+     "measurand": "Energy.Active.Import.Register", "unit": "Wh", "value": "532363.9"},
+    {"format": "Raw", "location": "Outlet", "context": "Sample.Periodic",
+     "measurand": "Power.Active.Import", "unit": "W", "value": "11027.4"},
+    {"format": "Raw", "location": "Outlet", "context": "Sample.Periodic",
+     "measurand": "Current.Offered", "unit": "A", "value": "16"},
+    {"format": "Raw", "location": "Outlet", "context": "Sample.Periodic",
+     "measurand": "Power.Offered", "unit": "W", "value": "11085"},
+    {"format": "Raw", "location": "Outlet", "context": "Sample.Periodic", "phase": "L1",
+     "measurand": "Current.Import", "unit": "A", "value": "15.5"}]}],
+    "connectorId": 1, "transactionId": TX}
+
+
+def elecq(at: str, context: str, values: tuple[str, str, str, str, str, str]
+          ) -> dict[str, Any]:
+    """Elecq (evcc-io/evcc#16966, station JVH223002421WE): the register at the Body, power
+    in kW, current and power with phase "L1-N"; cut after the third voltage."""
+    v1, i1, p1, register, v2, v3 = values
+    return {"connectorId": 1, "transactionId": TX, "meterValue": [{
+        "timestamp": at, "sampledValue": [
+            {"value": v1, "context": context, "format": "Raw",
+             "measurand": "Voltage", "phase": "L1-N", "location": "Body", "unit": "V"},
+            {"value": i1, "context": context, "format": "Raw", "measurand": "Current.Import",
+             "phase": "L1-N", "location": "Body", "unit": "A"},
+            {"value": p1, "context": context, "format": "Raw",
+             "measurand": "Power.Active.Import", "phase": "L1-N", "location": "Body",
+             "unit": "kW"},
+            {"value": register, "context": context, "format": "Raw",
+             "measurand": "Energy.Active.Import.Register", "location": "Body", "unit": "Wh"},
+            {"value": "16.00", "context": context, "format": "Raw",
+             "measurand": "Current.Offered", "location": "Body", "unit": "A"},
+            {"value": v2, "context": context, "format": "Raw",
+             "measurand": "Voltage", "phase": "L2-N", "location": "Body", "unit": "V"},
+            {"value": v3, "context": context, "format": "Raw",
+             "measurand": "Voltage", "phase": "L3-N", "location": "Body", "unit": "V"}]}]}
+
+
+# Injet Sonic (lbbrhzn/ocpp#1311, station 72380662347719), the whole frame: no context, no
+# format, power in kW, a current of phase "N".
+INJET: dict[str, Any] = {"connectorId": 1, "transactionId": TX, "meterValue": [{
+    "timestamp": "2024-09-05T21:41:59.333Z", "sampledValue": [
+        {"measurand": "Energy.Active.Import.Register", "unit": "Wh", "value": "254780"},
+        {"measurand": "Power.Active.Import", "unit": "kW", "value": "3.5"},
+        {"measurand": "Temperature", "unit": "Celsius", "value": "35"},
+        {"measurand": "Voltage", "phase": "L1-N", "unit": "V", "value": "231.1"},
+        {"measurand": "Current.Import", "phase": "N", "unit": "A", "value": "15.6"}]}]}
+
+# Teison (lbbrhzn/ocpp#1617, station 0312209102324480672, model TeisonMe@7KW), the whole
+# frame: a voltage alone, no energy at all.
+TEISON: dict[str, Any] = {"connectorId": 1, "transactionId": TX, "meterValue": [{
+    "timestamp": "2025-04-18T04:08:41.000Z", "sampledValue": [
+        {"value": "246.76", "context": "Sample.Periodic", "measurand": "Voltage",
+         "location": "Outlet", "unit": "V"}]}]}
+
+
+async def test_decimal_registers_at_any_location_are_billed_exactly(
+    csms_server: RunningServer,
+) -> None:
+    await csms_server.add_tag("T1")
+    for station in ("CHHome-1", "g001", "Wallbox", "JVH223002421WE", "72380662347719"):
+        await csms_server.add_station(station)
+    # Alfen: meterStart 3,058,000 (scaffolding); "3058620.000" Wh is 620 Wh on
+    answers, during, s = await charge16(csms_server, "CHHome-1", "T1", 3058000,
+                                        "2022-09-04T18:30:00Z", [ALFEN], 3058620,
+                                        "2022-09-04T18:40:00Z")
+    assert answers[0][0] == 3 and during[0]["energy_wh"] == 620
+    await billed(csms_server, s, 620)
+    # Wallbox Pulsar Plus: 532,000 -> "532363.9" (running: whole Wh so far, 363); the
+    # stop's meterStop is an integer (1.6 §6.45): 532,364 - 532,000 = 364 Wh
+    _, during, s = await charge16(csms_server, "g001", "T1", 532000, "2024-08-19T09:15:00Z",
+                                  [WALLBOX_PULSAR_PLUS], 532364, "2024-08-19T09:17:20Z")
+    assert during[0]["energy_wh"] == 363
+    await billed(csms_server, s, 364)
+    # Wallbox Pulsar Pro: "598772.0" (periodic) -> "600007.0" (asked): 1,235 Wh
+    _, during, s = await charge16(csms_server, "Wallbox", "T1", 598772,
+                                  "2025-06-28T09:40:00Z", [
+        wallbox("2025-06-28T09:45:25Z", "Sample.Periodic", "598772.0", "6330.6"),
+        wallbox("2025-06-28T10:02:56Z", "Trigger", "600007.0", "0.0")],
+        600007, "2025-06-28T10:03:00Z")
+    assert [d["energy_wh"] for d in during] == [0, 1235]
+    await billed(csms_server, s, 1235)
+    # Elecq, at the Body (its only register, so the billed one), a periodic frame and one
+    # asked 40 s later: 2,331,816 -> 2,331,855 (3.45 kW for 40 s: 38 Wh); from 2,330,000
+    # (scaffolding) 1,855 Wh
+    _, during, s = await charge16(csms_server, "JVH223002421WE", "T1", 2330000,
+                                  "2024-10-29T20:20:00Z", [
+        elecq("2024-10-29T20:50:03Z", "Sample.Periodic",
+              ("222.30", "15.52", "3.43", "2331816", "231.60", "230.60")),
+        elecq("2024-10-29T20:50:43Z", "Trigger",
+              ("222.50", "15.58", "3.45", "2331855", "231.80", "230.50"))],
+        2331855, "2024-10-29T20:51:00Z")
+    assert [d["energy_wh"] for d in during] == [1816, 1855]
+    await billed(csms_server, s, 1855)
+    # Injet: no measurand context; 254,780 - 254,000 = 780 Wh at 3.5 kW
+    _, during, s = await charge16(csms_server, "72380662347719", "T1", 254000,
+                                  "2024-09-05T21:28:00Z", [INJET], 254780,
+                                  "2024-09-05T21:42:00Z")
+    assert during[0]["energy_wh"] == 780
+    await billed(csms_server, s, 780)
+
+
+async def test_a_frame_without_energy_changes_nothing_billed(
+    csms_server: RunningServer,
+) -> None:
+    await csms_server.add_tag("T1")
+    await csms_server.add_station("0312209102324480672")
+    # meterStart 1,000, meterStop 1,400 (scaffolding): the voltage is no reading
+    answers, during, s = await charge16(csms_server, "0312209102324480672", "T1", 1000,
+                                        "2025-04-18T04:00:00Z", [TEISON], 1400,
+                                        "2025-04-18T04:10:00Z")
+    assert answers[0][0] == 3 and during[0]["flags"] == [] and not during[0]["energy_wh"]
+    await billed(csms_server, s, 400)
+
+
+# -- frames that are no reading of the session ---------------------------------------------
+# Each sent while a transaction ran on the charger, yet naming no transaction (or the main
+# meter): kept as the station's readings, never the session's, whatever register they carry.
+
+# A charger logged in sap-labs-france/ev-dashboard#1817 during its transaction 795105678:
+# transactionId 0, the register in kWh ("5.146" kWh); cut after the voltage.
+TX_ZERO_KWH: dict[str, Any] = {"connectorId": 1, "transactionId": 0, "meterValue": [{
+    "timestamp": "2020-07-09T12:09:11.940Z", "sampledValue": [
+        {"value": "5.146", "context": "Sample.Periodic", "format": "Raw",
+         "measurand": "Energy.Active.Import.Register", "unit": "kWh"},
+        {"value": "222.5", "context": "Sample.Periodic", "format": "Raw",
+         "measurand": "Voltage", "unit": "V"}]}]}
+
+# evcc-io/evcc#27686 (station HKW.WB07): transactionId 0, and each sampled value in a
+# meterValue of its own under one timestamp; cut after the L1 voltage.
+HKW_WB07: dict[str, Any] = {"connectorId": 1, "transactionId": 0, "meterValue": [
+    {"timestamp": "2026-02-25T09:13:00.458Z", "sampledValue": [sv]} for sv in (
+        {"value": "0", "measurand": "Power.Active.Import", "phase": "L1", "unit": "W"},
+        {"value": "0", "measurand": "Power.Active.Import", "phase": "L2", "unit": "W"},
+        {"value": "0", "measurand": "Power.Active.Import", "phase": "L3", "unit": "W"},
+        {"value": "0", "measurand": "Power.Active.Import", "unit": "W"},
+        {"value": "506121", "measurand": "Energy.Active.Import.Register", "unit": "Wh"},
+        {"value": "0", "measurand": "Current.Import", "phase": "L1", "unit": "A"},
+        {"value": "0", "measurand": "Current.Import", "phase": "L2", "unit": "A"},
+        {"value": "0", "measurand": "Current.Import", "phase": "L3", "unit": "A"},
+        {"value": "232.519", "measurand": "Voltage", "phase": "L1", "unit": "V"})]}
+
+# ABB Terra AC (evcc-io/evcc#6817, station TACW****), the whole frame: the main meter
+# (connector 0), asked with TriggerMessage, no transactionId.
+ABB_CONNECTOR_0: dict[str, Any] = {"connectorId": 0, "meterValue": [{
+    "timestamp": "2023-03-19T12:27:41.000Z", "sampledValue": [
+        {"value": "0", "context": "Trigger", "format": "Raw",
+         "measurand": "Power.Active.Import", "phase": "L1", "unit": "W"},
+        {"value": "0", "context": "Trigger", "format": "Raw",
+         "measurand": "Power.Active.Import", "phase": "L2", "unit": "W"},
+        {"value": "0", "context": "Trigger", "format": "Raw",
+         "measurand": "Power.Active.Import", "phase": "L3", "unit": "W"},
+        {"value": "139", "context": "Trigger", "format": "Raw",
+         "measurand": "Energy.Active.Import.Register", "unit": "Wh"},
+        {"value": "0.0", "context": "Trigger", "format": "Raw",
+         "measurand": "Current.Import", "unit": "A"},
+        {"value": "0", "context": "Trigger", "format": "Raw",
+         "measurand": "Power.Active.Import", "unit": "W"}]}]}
+
+
+async def test_frames_of_no_transaction_are_the_stations_not_the_sessions(
+    csms_server: RunningServer,
+) -> None:
+    await csms_server.add_tag("T1")
+    await csms_server.add_station("CP1")
+    # a session 1,000 -> 1,500 Wh (scaffolding) with the three frames in between: the
+    # 5,146 Wh, 506,121 Wh and 139 Wh registers are no reading of it, 500 Wh is billed
+    answers, during, s = await charge16(
+        csms_server, "CP1", "T1", 1000, "2026-02-25T09:00:00Z",
+        [TX_ZERO_KWH, HKW_WB07, ABB_CONNECTOR_0], 1500, "2026-02-25T09:20:00Z")
+    assert [a[0] for a in answers] == [3, 3, 3]
+    assert [d["energy_wh"] for d in during] == [None, None, None]
+    await billed(csms_server, s, 500)
+    assert [(r["session_id"], r["transaction_id"], r["connector_id"])
+            for r in await station_readings(csms_server, "CP1")] == [
+        (None, "0", 1), (None, "0", 1), (None, None, 0)]
+
+
+# Huawei (lbbrhzn/ocpp#1144): meterValue as one object, not an array of them.
+HUAWEI: dict[str, Any] = {"connectorId": 1, "transactionId": TX, "meterValue": {
+    "timestamp": "2024-04-16T17:28:55.000Z", "sampledValue": [
+        {"value": "0.00", "context": "Transaction.Begin",
+         "measurand": "Energy.Active.Import.Register", "unit": "kWh"}]}}
+
+# An ESP32 charger on MicroOcpp (matth-x/MicroOcpp#128), the whole frame: a measurand
+# "Current.import" and a unit "Hz", neither in the schema's enums (the register twice).
+MICROOCPP: dict[str, Any] = {"connectorId": 1, "transactionId": TX, "meterValue": [{
+    "timestamp": "2023-03-17T04:55:19.000Z", "sampledValue": [
+        {"value": "0", "context": "Sample.Periodic",
+         "measurand": "Energy.Active.Import.Register", "unit": "Wh"},
+        {"value": "230", "context": "Sample.Periodic", "measurand": "Voltage",
+         "phase": "L1", "unit": "V"},
+        {"value": "124", "context": "Sample.Periodic", "measurand": "Current.import",
+         "unit": "A"},
+        {"value": "1244", "context": "Sample.Periodic",
+         "measurand": "Energy.Active.Import.Register", "unit": "Wh"},
+        {"value": "50", "context": "Sample.Periodic", "measurand": "Frequency",
+         "unit": "Hz"}]}]}
+
+
+@pytest.mark.parametrize(("payload", "fault", "where"), [
+    # MeterValues.json: meterValue is of type array (OCPP-J 1.6 §4.2.3: a field of
+    # another type is a TypeConstraintViolation)
+    (HUAWEI, "TypeConstraintViolation", "meterValue"),
+    # MeterValues.json: measurand and unit are enums (a value outside one is a
+    # PropertyConstraintViolation)
+    (MICROOCPP, "PropertyConstraintViolation", "sampledValue"),
+], ids=["huawei-meter-value-object", "microocpp-measurand-and-unit"])
+async def test_a_frame_the_schema_refuses_is_answered_so_and_changes_nothing(
+    csms_server: RunningServer, payload: dict[str, Any], fault: str, where: str,
+) -> None:
+    await csms_server.add_tag("T1")
+    await csms_server.add_station("CP1")
+    # meterStart 0, meterStop 2,000 (scaffolding): 2,000 Wh, the refused frame aside
+    answers, during, s = await charge16(csms_server, "CP1", "T1", 0,
+                                        "2024-04-16T17:28:00Z", [payload], 2000,
+                                        "2024-04-16T17:48:00Z")
+    assert answers[0][0] == 4 and answers[0][2] == fault, answers
+    assert where in answers[0][3]
+    assert during[0]["energy_wh"] is None and during[0]["flags"] == []
+    await billed(csms_server, s, 2000)
+    assert await station_readings(csms_server, "CP1") == []
+
+
+# -- per-phase registers beside the total, and other energies -------------------------------
+# EVerest's AC wallbox (EVerest/EVerest#1835, OCPP 2.0.1, libocpp), the Updated event as
+# the reporter's central system logged it: the total register and, despite
+# RegisterValuesWithoutPhases, each phase's beside it. The log shows the parsed message
+# (its nulls are the central system's, dropped here; the meterValue's time is cut, the
+# event's is used) and is cut after the L1 register.
+EVEREST_TX = "57da73c2-49ee-4abc-be95-cb12f783cc91"
+EVEREST_UPDATED: dict[str, Any] = {
+    "eventType": "Updated", "timestamp": "2026-02-17T07:14:25.138Z",
+    "triggerReason": "MeterValuePeriodic", "seqNo": 1, "offline": False,
+    "transactionInfo": {"transactionId": EVEREST_TX, "chargingState": "Charging"},
+    "meterValue": [{"timestamp": "2026-02-17T07:14:25.138Z", "sampledValue": [
+        {"value": 171.0, "context": "Sample.Periodic",
+         "measurand": "Energy.Active.Import.Register", "location": "Outlet",
+         "unitOfMeasure": {"unit": "Wh", "multiplier": 0}},
+        {"value": 57.0, "context": "Sample.Periodic",
+         "measurand": "Energy.Active.Import.Register", "phase": "L1", "location": "Outlet",
+         "unitOfMeasure": {"unit": "Wh", "multiplier": 0}}]}]}
+
+
+def event201(kind: str, seq_no: int, at: str, context: str, wh: float) -> dict[str, Any]:
+    """Scaffolding: a Started or Ended event of the EVerest transaction with one reading."""
+    return {"eventType": kind, "timestamp": at, "seqNo": seq_no,
+            "triggerReason": "Authorized" if kind == "Started" else "EVCommunicationLost",
+            "transactionInfo": {"transactionId": EVEREST_TX,
+                                **({"stoppedReason": "EVDisconnected"}
+                                   if kind == "Ended" else {})},
+            **({"evse": {"id": 1, "connectorId": 1},
+                "idToken": {"idToken": "T1", "type": "ISO14443"}}
+               if kind == "Started" else {}),
+            "meterValue": [{"timestamp": at, "sampledValue": [
+                {"value": wh, "context": context,
+                 "measurand": "Energy.Active.Import.Register", "location": "Outlet",
+                 "unitOfMeasure": {"unit": "Wh", "multiplier": 0}}]}]}
+
+
+async def charge201(server: RunningServer, updated: dict[str, Any]
+                    ) -> tuple[list[Any], dict[str, Any]]:
+    """Started at 0 Wh, the Updated event, Ended at 171 Wh (11 kW for ~65 s)."""
+    async with await RawClient.connect(server.url, "EVEREST1", ["ocpp2.0.1"]) as c:
+        await c.result("BootNotification", {
+            "reason": "PowerUp", "chargingStation": {"vendorName": "V", "model": "M"}})
+        r = await c.call("TransactionEvent", event201(
+            "Started", 0, "2026-02-17T07:13:20.000Z", "Transaction.Begin", 0.0))
+        assert r[0] == 3, r
+        answer = await c.call("TransactionEvent", updated)
+        r = await c.call("TransactionEvent", event201(
+            "Ended", 2, "2026-02-17T07:14:30.000Z", "Transaction.End", 171.0))
+        assert r[0] == 3, r
+    [s] = await server.sessions("EVEREST1")
+    return answer, s
+
+
+async def test_per_phase_registers_beside_the_total_are_never_added(
+    csms_server: RunningServer,
+) -> None:
+    await csms_server.add_tag("T1")
+    await csms_server.add_station("EVEREST1")
+    # 171 - 0 Wh from the total register; the L1 register (57 Wh) is a part of it
+    answer, s = await charge201(csms_server, EVEREST_UPDATED)
+    assert answer[0] == 3
+    await billed(csms_server, s, 171)
+
+
+async def test_a_hostile_stations_other_energies_are_never_billed(
+    csms_server: RunningServer,
+) -> None:
+    """The same event from a hostile station: a phase register far above the total, an
+    interval energy, the EV's own register, and an export register - none is the total
+    import register of the outlet, none is billed or holds the session."""
+    await csms_server.add_tag("T1")
+    await csms_server.add_station("EVEREST1")
+    hostile = copy.deepcopy(EVEREST_UPDATED)
+    extra = [("Energy.Active.Import.Register", {"phase": "L2"}, 9_000_000.0),
+             ("Energy.Active.Import.Interval", {}, 50_000.0),
+             ("Energy.Active.Import.Register", {"location": "EV"}, 900_000.0),
+             ("Energy.Active.Export.Register", {}, 400_000.0)]
+    hostile["meterValue"][0]["sampledValue"] += [
+        {"value": wh, "context": "Sample.Periodic", "measurand": measurand,
+         "unitOfMeasure": {"unit": "Wh"}, **where} for measurand, where, wh in extra]
+    answer, s = await charge201(csms_server, hostile)
+    assert answer[0] == 3
+    await billed(csms_server, s, 171)
