@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import random
+import re
 import secrets
 import shutil
 import signal
@@ -73,6 +74,43 @@ SETTLE_SELECTOR = keccak(f"settle({','.join(SETTLE_TYPES)})".encode())[:4]
 DRIVER_REGISTERED = "DriverRegistered(address,uint256)"
 CARD_LINKED = "CardLinked(address,bytes32,bool)"
 TERMS_SET = "TermsSet(address,uint256,uint256)"
+
+# The widest eth_getLogs window a verifier asks for first: public nodes and providers
+# commonly allow 10,000 blocks at most (Infura, QuickNode, geth's --rpc.rangelimit ...).
+LOG_WINDOW = 10_000
+# How nodes and providers refuse an eth_getLogs for the width of its block range or the
+# number of its results; the verifier then asks again for half the range. Read in the
+# error's message (and its data, where Tenderly puts it; a body with an HTTP error status,
+# as QuickNode answers, too):
+#   geth, Infura (documented): "query returned more than 10000 results" (-32005)
+#   geth --rpc.rangelimit, bor: "exceed maximum block range: 1000"
+#   Erigon --rpc.blockrange.limit / --rpc.logs.maxresults: "query block range exceeds
+#     server limit, narrow your filter: 1000", "query returns too many logs, narrow your
+#     filter: 20000" (-32602; -32000 before 3.4); cdk-erigon: "block range too large"
+#   reth: "query exceeds max block range 100000", "query exceeds max results 20000, ..."
+#   Besu --rpc-max-logs-range: "Requested range exceeds maximum RPC range limit" (-32005)
+#   Infura (live): "range 1000000 exceeds limit of 10000" (-32602)
+#   Alchemy: "Log response size exceeded. ..." (-32602)
+#   QuickNode: "eth_getLogs is limited to a 10,000 range" (-32614, HTTP 413)
+#   Tenderly: "range 9009594 is bigger than range limit 2000" (in the error's data)
+#   Moonbeam, Ankr: "block range is too wide (maximum 1024)"; others "block range too
+#     high", "block range is larger than max block range"
+# and any error of code -32005 (EIP-1474 "limit exceeded": a query that took too long
+# too). Anything else (a node down, "missing trie node", a rate limit under another code)
+# is not asked again: the logs could not be read. web/verify/src/chain.js reads the same.
+LOG_RANGE_REFUSED = re.compile(
+    r"more than [\d,]+ results|max(imum)? (rpc )?(block )?range|range limit"
+    r"|exceeds? (the |server )?limit|range (is )?too (large|wide|big|high)"
+    r"|narrow your filter|max(imum)? results|response size|limited to a [\d,]+"
+    r"|too many (logs|results|blocks)",
+    re.IGNORECASE)
+LIMIT_EXCEEDED = -32005
+
+
+def log_range_refused(code: Any, message: str) -> bool:
+    """Whether a node's error to eth_getLogs refuses the width of the query (its block
+    range or its number of results): a narrower one may be served."""
+    return code == LIMIT_EXCEEDED or LOG_RANGE_REFUSED.search(message) is not None
 
 class ChainError(Exception):
     pass
@@ -140,10 +178,13 @@ class AnvilNode:
     stopped first (it writes its state), and one whose owner still runs is not
     started twice on the same state: ``attach=True`` uses it (e.g. to verify a
     receipt while ``csms serve --chain local`` runs), otherwise it is an error.
+
+    ``prune_history``: keep the state of that many latest blocks only, as a full
+    (non-archive) node does (``eth_call`` at an older block is refused; the logs are kept).
     """
 
     def __init__(self, state_file: Path | None = None, port: int | None = None, *,
-                 attach: bool = False) -> None:
+                 attach: bool = False, prune_history: int | None = None) -> None:
         binary = find_anvil()
         if binary is None:
             raise ChainError("anvil not found: run `make install` (npm @foundry-rs/anvil)")
@@ -171,6 +212,8 @@ class AnvilNode:
         if state_file is not None:
             state_file.parent.mkdir(parents=True, exist_ok=True)
             args += ["--state", str(state_file), "--state-interval", "1"]
+        if prune_history is not None:
+            args += ["--prune-history", str(prune_history)]
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "settlement.anvil_guard",
              str(self.pidfile) if self.pidfile is not None else "-", str(os.getpid()), "--",
@@ -611,12 +654,18 @@ class SettlementReader:
     """What a verifier reads from a chain through any JSON-RPC node (no key, no compiler):
     the settle transaction's own input and events, and the contract's state."""
 
-    def __init__(self, w3: Web3, contract: str) -> None:
+    def __init__(self, w3: Web3, contract: str, log_window: int | None = None) -> None:
         from settlement.receipts import VERIFY_ABI
 
+        log_window = LOG_WINDOW if log_window is None else log_window
+        if log_window < 1:
+            raise ValueError("the log window is at least one block")
         self.w3 = w3
         self.address = Web3.to_checksum_address(contract)
         self.c = w3.eth.contract(address=self.address, abi=VERIFY_ABI)
+        self.log_window = log_window
+        # the contract's first block: no log of it is older (its creation's, once checked)
+        self.first_block = 0
 
     def chain_id(self) -> int:
         return int(self.w3.eth.chain_id)
@@ -639,14 +688,15 @@ class SettlementReader:
                   for e in self.c.events.Unpaid().process_receipt(receipt, errors=DISCARD)}
         return int(receipt["status"]), int(receipt["blockNumber"]), bool(settled), unpaid
 
-    def creation(self, tx_hash: bytes) -> tuple[str | None, bytes, str | None, int]:
+    def creation(self, tx_hash: bytes) -> tuple[str | None, bytes, str | None, int, int]:
         """(called address: None for a contract creation, input, the address of the contract
-        it created, status) of a transaction."""
+        it created, status, block number) of a transaction."""
         tx = self.w3.eth.get_transaction(HexStr("0x" + tx_hash.hex()))
         receipt = self.w3.eth.get_transaction_receipt(HexStr("0x" + tx_hash.hex()))
         to, created = tx.get("to"), receipt.get("contractAddress")
         return (str(to) if to else None, bytes(tx["input"]),
-                str(created) if created else None, int(receipt["status"]))
+                str(created) if created else None, int(receipt["status"]),
+                int(receipt["blockNumber"]))
 
     def chunk_digest(self, ledger: int, first_seq: int) -> bytes:
         return bytes(self.c.functions.chunk_digest(ledger, first_seq).call())
@@ -719,15 +769,60 @@ class SettlementReader:
         return current
 
     def _logs(self, event: str, driver: str, block: int) -> list[Any]:
-        topic = "0x" + bytes(keccak(event.encode())).hex()
-        logs = self.w3.eth.get_logs({
-            "address": self.address, "fromBlock": 0, "toBlock": block,
-            "topics": [HexStr(topic), HexStr("0x" + driver[2:].lower().rjust(64, "0"))]})
-        return sorted(logs, key=lambda e: (int(e["blockNumber"]), int(e["logIndex"])))
+        """The driver's logs of one event from the contract's first block to ``block``, in
+        order: read in windows of at most ``log_window`` blocks, a window the node refuses
+        for its width asked again in halves (and the windows after it no wider). Every
+        window is read or this raises: a window left out could hide the event that decides
+        the verdict (a card unlinked, terms lowered)."""
+        topics = ["0x" + bytes(keccak(event.encode())).hex(),
+                  "0x" + driver[2:].lower().rjust(64, "0")]
+        out: list[Any] = []
+        start = self.first_block
+        while start <= block:
+            end = min(start + self.log_window - 1, block)
+            try:
+                logs = self.w3.eth.get_logs({
+                    "address": self.address, "fromBlock": start, "toBlock": end,
+                    "topics": [HexStr(t) for t in topics]})
+            except Exception as exc:
+                code, message = _rpc_error(exc)
+                if not log_range_refused(code, message):
+                    raise
+                if end == start:
+                    raise ChainError(f"the node refuses the contract's logs of even one block"
+                                     f" ({start}): {message}") from None
+                # the next windows, of this query and the reader's next, no wider
+                self.log_window = (end - start + 1) // 2
+                continue
+            for entry in logs:
+                at = int(entry["blockNumber"])
+                if (not start <= at <= end or str(entry["address"]).lower()
+                        != self.address.lower() or entry.get("removed")
+                        or ["0x" + bytes(t).hex() for t in entry["topics"][:2]] != topics):
+                    raise ChainError("the node answered a log the query did not ask for")
+            out.extend(logs)
+            start = end + 1
+        return sorted(out, key=lambda e: (int(e["blockNumber"]), int(e["logIndex"])))
 
     def code(self) -> bytes:
         """The code deployed at the contract's address (empty: none)."""
         return bytes(self.w3.eth.get_code(self.address))
+
+
+def _rpc_error(exc: Exception) -> tuple[Any, str]:
+    """(code, message) of a node's JSON-RPC error (the message with its data, where some
+    providers say why); (None, the exception's text) for any other failure."""
+    response = getattr(exc, "rpc_response", None)
+    if response is None and getattr(exc, "response", None) is not None:
+        with contextlib.suppress(ValueError, AttributeError):
+            response = exc.response.json()  # type: ignore[attr-defined]  # an HTTP error's
+    error = response.get("error") if isinstance(response, dict) else None
+    if not isinstance(error, dict):
+        return None, str(exc)
+    message = str(error.get("message", ""))
+    if error.get("data") is not None:
+        message += f" {json.dumps(error['data'])}"
+    return error.get("code"), message
 
 
 def rpc_client(url: str) -> Web3:
@@ -755,11 +850,13 @@ CONTRACT_VERSION = 2
 
 def open_chain(spec: str, data_dir: str | Path, *, keystore: str | None = None,
                password_file: str | None = None, deploy: bool = True,
-               params: ContractParams | None = None, contract: str | None = None) -> Chain:
+               params: ContractParams | None = None, contract: str | None = None,
+               prune_history: int | None = None) -> Chain:
     """``memory``, ``local`` or a JSON-RPC URL; deploys the contract once where needed.
 
     ``contract``: use this deployed contract (a driver's or a host's tools, which hold no
-    operator key: then ``keystore`` is theirs)."""
+    operator key: then ``keystore`` is theirs). ``prune_history``: the ``local`` node keeps
+    the state of that many latest blocks only (:class:`AnvilNode`)."""
     params = params or ContractParams()
     folder = Path(data_dir).expanduser()
     cache = folder / "cache"
@@ -786,7 +883,7 @@ def open_chain(spec: str, data_dir: str | Path, *, keystore: str | None = None,
                      params.fee_bps)
         return chain
     if spec == "local":
-        node = AnvilNode(folder / "anvil-state.json")
+        node = AnvilNode(folder / "anvil-state.json", prune_history=prune_history)
         w3 = Web3(Web3.HTTPProvider(node.url, request_kwargs={"timeout": 30}))
         operator = _managed_keystore(folder)
         if int(w3.eth.get_balance(operator.address)) < 10**18:

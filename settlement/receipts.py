@@ -33,8 +33,9 @@ without a salt the card's owner is not checked (UNVERIFIED). Verdicts: VALID, IN
 UNVERIFIED (the chain could not be reached, or the contract or the card's owner could not
 be told). The driver's index and cards are read as the contract held them at the end of
 the settle block (``eth_call`` at that block, or the contract's events up to it where the
-node keeps no state of that block): a card unlinked since, or linked only later, does not
-change the verdict.
+node keeps no state of that block, read in windows a node that limits ``eth_getLogs``
+serves, every one of them or no verdict: ``SettlementReader._logs``): a card unlinked
+since, or linked only later, does not change the verdict.
 """
 
 from __future__ import annotations
@@ -396,21 +397,27 @@ def _salts(cards: Iterable[tuple[str, str | bytes]] | None) -> list[tuple[str, b
 
 def verify_receipt(receipt: Any, w3: Any | None = None, *, driver: str | None = None,
                    contract: str | None = None,
-                   cards: Iterable[tuple[str, str | bytes]] | None = None) -> Verdict:
+                   cards: Iterable[tuple[str, str | bytes]] | None = None,
+                   log_window: int | None = None) -> Verdict:
     """Check a receipt; with ``w3`` (a web3 client) against the chain too.
 
     ``cards``: the driver's own cards as (tag, salt) pairs (the salt they linked each
     with): with ``driver``, a card session's commitment must be one of them for the
     record's tag (the receipt's own ``card.salt`` serves when none is given).
+    ``log_window``: the widest block range of one ``eth_getLogs``, where the node keeps no
+    state of the settle block (narrower where the node refuses it; None: 10,000, see
+    ``settlement.chain.SettlementReader``).
 
     Raises :class:`ReceiptError` for what is not a receipt of this version, ValueError
-    for a salt of ``cards`` that is not 32 bytes."""
+    for a salt of ``cards`` that is not 32 bytes or a log window below one block."""
+    if log_window is not None and log_window < 1:
+        raise ValueError("the log window is at least one block")
     with localcontext(DECIMALS):
-        return _verify(receipt, w3, driver, contract, cards)
+        return _verify(receipt, w3, driver, contract, cards, log_window)
 
 
 def _verify(receipt: Any, w3: Any | None, driver: str | None, contract: str | None,
-            cards: Iterable[tuple[str, str | bytes]] | None) -> Verdict:
+            cards: Iterable[tuple[str, str | bytes]] | None, log_window: int | None) -> Verdict:
     own_cards = _salts(cards)
     r = _parse(receipt)
     record, samples = r["record"], r["samples"]
@@ -439,7 +446,7 @@ def _verify(receipt: Any, w3: Any | None, driver: str | None, contract: str | No
         v.add("on chain", None, "no RPC endpoint given: the chain was not checked")
         return v
     try:
-        _check_chain(v, r, w3, driver, contract, own_cards)
+        _check_chain(v, r, w3, driver, contract, own_cards, log_window)
     except Exception as exc:  # a node that is down or a receipt pointing nowhere
         v.add("on chain", None, f"the chain could not be read: {str(exc)[:200]}")
     return v
@@ -587,12 +594,13 @@ def _belongs(v: Verdict, record: dict[str, Any], readings: list[ocmf.SignedReadi
 
 
 def _check_chain(v: Verdict, r: dict[str, Any], w3: Any, driver: str | None,
-                 contract: str | None, cards: list[tuple[str, bytes]]) -> None:
+                 contract: str | None, cards: list[tuple[str, bytes]],
+                 log_window: int | None) -> None:
     from settlement.chain import SettlementReader
     from settlement.contract import code_fingerprint, is_settlement_code
 
     record = r["record"]
-    reader = SettlementReader(w3, r["contract"])
+    reader = SettlementReader(w3, r["contract"], log_window)
     chain_id = reader.chain_id()
     if not v.add("chain id", chain_id == r["chain_id"],
                  f"the node is chain {chain_id}, the receipt says {r['chain_id']}"):
@@ -697,12 +705,14 @@ def _check_origin(v: Verdict, r: dict[str, Any], reader: Any, contract: str | No
                   f" {r['contract']}: whether its state was written by Settlement's code only"
                   " was not checked (name the contract you trust: csms verify --contract)")
         return True
-    to, data, created, status = reader.creation(r["deploy_tx"])
+    to, data, created, status, block = reader.creation(r["deploy_tx"])
     tx = "0x" + r["deploy_tx"].hex()
     if to is not None or status != 1 or created is None \
             or created.lower() != r["contract"].lower():
         return v.add(name, False, f"{tx} did not create {r['contract']}")
     genuine = is_settlement_creation(data)
+    if genuine:  # the contract has no logs before the block that created it
+        reader.first_block = block
     return v.add(name, genuine, f"{tx} created {r['contract']} with the creation code of"
                  " voltledger's Settlement contract and its constructor's arguments" if genuine
                  else f"{tx} created {r['contract']} with other creation code than voltledger's"

@@ -28,6 +28,9 @@ def verify(
         metavar="TAG:SALT", help="One of your cards and the salt you linked it with (csms"
         " wallet link-card printed it), with --driver: a card session charged to you must"
         " be one of these (repeat for each card)")] = None,
+    log_window: Annotated[int, typer.Option(
+        min=1, help="The widest block range of one eth_getLogs, where the node keeps no"
+        " state of the settle block (narrower where the node refuses it)")] = 10_000,
     data_dir: DataDirOption = None,
 ) -> None:
     """Check receipts against the chain alone: exit 0 VALID, 1 INVALID, 3 UNVERIFIED (the
@@ -100,7 +103,7 @@ def verify(
         for file, data in zip(files, receipts, strict=True):
             try:
                 verdict = verify_receipt(data, w3, driver=driver, contract=contract,
-                                         cards=cards)
+                                         cards=cards, log_window=log_window)
             except ReceiptError as exc:
                 fail(f"{file}: {exc}")
             if len(files) > 1:

@@ -49,9 +49,10 @@ DRIVER_INDEX, CARDS, LEDGER_NEXT = 0, 6, 11
 PAGE_CLI = Path(__file__).resolve().parents[3] / "web" / "verify" / "cli.mjs"
 
 
-def verify_receipt(receipt: dict[str, Any], w3: Any, **options: str) -> Verdict:
+def verify_receipt(receipt: dict[str, Any], w3: Any, **options: Any) -> Verdict:
     """``verify_receipt``; on a node with a URL (Anvil) the receipt page's verifier too
-    (web/verify, under Node), which must reach the same checks and verdict."""
+    (web/verify, under Node), which must reach the same checks and verdict (``options``
+    as its command line's: ``log_window=3`` is ``--log-window 3``)."""
     verdict = python_verify(receipt, w3, **options)
     url = getattr(w3.provider, "endpoint_uri", None)
     if url is None:
@@ -64,7 +65,7 @@ def verify_receipt(receipt: dict[str, Any], w3: Any, **options: str) -> Verdict:
     with tempfile.NamedTemporaryFile("w", suffix=".json") as f:
         json.dump(receipt, f)
         f.flush()
-        args = [a for k, v in options.items() for a in (f"--{k}", v)]
+        args = [a for k, v in options.items() for a in (f"--{k.replace('_', '-')}", str(v))]
         out = subprocess.run([node, str(PAGE_CLI), f.name, "--rpc", url, *args],
                              capture_output=True, text=True, timeout=60, check=True).stdout
     *checks, last = [json.loads(line) for line in out.splitlines()]

@@ -6,7 +6,13 @@ import { keccak_256 } from "@noble/hashes/sha3.js";
 
 import { fromHex, hex } from "./ocmf.js";
 
-export class ChainError extends Error {}
+export class ChainError extends Error {
+  /** code: the node's JSON-RPC error code (undefined: not a node's error). */
+  constructor(message, code = undefined) {
+    super(message);
+    this.code = code;
+  }
+}
 
 const utf8 = (text) => new TextEncoder().encode(text);
 export const keccak = (bytes) => keccak_256(bytes);
@@ -26,6 +32,33 @@ const UNPAID = topic("Unpaid(uint256,uint256,uint256)");
 const DRIVER_REGISTERED = topic("DriverRegistered(address,uint256)");
 const CARD_LINKED = topic("CardLinked(address,bytes32,bool)");
 const TERMS_SET = topic("TermsSet(address,uint256,uint256)");
+
+// The widest eth_getLogs window asked for first (settlement/chain.py LOG_WINDOW).
+export const LOG_WINDOW = 10000n;
+// How nodes and providers refuse an eth_getLogs for the width of its block range or the
+// number of its results, read in the error's message and data: the list, and which node
+// says what, is settlement/chain.py LOG_RANGE_REFUSED's. Any error of code -32005
+// (EIP-1474 "limit exceeded") too; anything else is not asked again.
+const LOG_RANGE_REFUSED = new RegExp(
+  "more than [\\d,]+ results|max(imum)? (rpc )?(block )?range|range limit"
+  + "|exceeds? (the |server )?limit|range (is )?too (large|wide|big|high)"
+  + "|narrow your filter|max(imum)? results|response size|limited to a [\\d,]+"
+  + "|too many (logs|results|blocks)", "i");
+const LIMIT_EXCEEDED = -32005;
+
+/** Whether a node's error to eth_getLogs refuses the width of the query (its block range
+ * or its number of results): a narrower one may be served. */
+export function logRangeRefused(code, message) {
+  return code === LIMIT_EXCEEDED || LOG_RANGE_REFUSED.test(message);
+}
+
+/** A node's JSON-RPC error object as a ChainError: its message with its data (where some
+ * providers say why), and its code. */
+function rpcError(method, error) {
+  let message = typeof error.message === "string" ? error.message : JSON.stringify(error);
+  if (error.data !== undefined && error.data !== null) message += ` ${JSON.stringify(error.data)}`;
+  return new ChainError(`${method}: ${message}`, error.code);
+}
 
 const mask = (bits) => (1n << bits) - 1n;
 /** The driver's limit per session of packed terms (settlement/chain.py Terms.unpack). */
@@ -77,9 +110,14 @@ export class Rpc {
     } finally {
       clearTimeout(timer);
     }
-    if (!response.ok) throw new ChainError(`${this.url} answered HTTP ${response.status}`);
+    if (!response.ok) {
+      // a JSON-RPC error under an HTTP error status (QuickNode's 413 for too wide a range)
+      const error = await response.json().then((b) => b?.error, () => null);
+      if (error && typeof error === "object") throw rpcError(method, error);
+      throw new ChainError(`${this.url} answered HTTP ${response.status}`);
+    }
     const body = await response.json();
-    if (body.error) throw new ChainError(`${method}: ${body.error.message ?? JSON.stringify(body.error)}`);
+    if (body.error) throw rpcError(method, body.error);
     return body.result;
   }
 }
@@ -94,9 +132,14 @@ function words(data) {
 }
 
 export class SettlementReader {
-  constructor(rpc, contract) {
+  /** logWindow: the widest block range of one eth_getLogs (BigInt; null: LOG_WINDOW). */
+  constructor(rpc, contract, logWindow = null) {
     this.rpc = rpc;
     this.address = checksumAddress(contract);
+    this.logWindow = logWindow ?? LOG_WINDOW;
+    if (this.logWindow < 1n) throw new Error("the log window is at least one block");
+    // the contract's first block: no log of it is older (its creation's, once checked)
+    this.firstBlock = 0n;
   }
 
   async chainId() {
@@ -110,23 +153,56 @@ export class SettlementReader {
   }
 
   /** [called address: null for a contract creation, input hex without 0x, the address
-   * of the contract it created (null: none), status] of a transaction. */
+   * of the contract it created (null: none), status, block number] of a transaction. */
   async creation(txHash) {
     const tx = await this.rpc.call("eth_getTransactionByHash", [txHash]);
     if (tx === null) throw new ChainError(`Transaction with hash: '${txHash}' not found.`);
     const receipt = await this.rpc.call("eth_getTransactionReceipt", [txHash]);
     if (receipt === null) throw new ChainError(`Transaction with hash: '${txHash}' not found.`);
     return [tx.to ? String(tx.to) : null, String(tx.input ?? tx.data ?? "0x").replace(/^0x/, "").toLowerCase(),
-      receipt.contractAddress ? String(receipt.contractAddress) : null, BigInt(receipt.status)];
+      receipt.contractAddress ? String(receipt.contractAddress) : null, BigInt(receipt.status),
+      BigInt(receipt.blockNumber)];
   }
 
-  /** The driver's logs of one event up to a block, in order. */
+  /** The driver's logs of one event from the contract's first block to a block, in order:
+   * read in windows of at most logWindow blocks, a window the node refuses for its width
+   * asked again in halves (and the windows after it no wider). Every window is read or this throws: a window left out could
+   * hide the event that decides the verdict (a card unlinked, terms lowered). */
   async logs(eventTopic, driver, block) {
-    const logs = await this.rpc.call("eth_getLogs", [{
-      address: this.address, fromBlock: "0x0", toBlock: `0x${block.toString(16)}`,
-      topics: [eventTopic, `0x${checksumAddress(driver).slice(2).toLowerCase().padStart(64, "0")}`],
-    }]);
-    return [...logs].sort((a, b) => {
+    const topics = [eventTopic, `0x${checksumAddress(driver).slice(2).toLowerCase().padStart(64, "0")}`];
+    const out = [];
+    let start = this.firstBlock;
+    while (start <= block) {
+      const end = start + this.logWindow - 1n < block ? start + this.logWindow - 1n : block;
+      let logs;
+      try {
+        logs = await this.rpc.call("eth_getLogs", [{
+          address: this.address, fromBlock: `0x${start.toString(16)}`, toBlock: `0x${end.toString(16)}`,
+          topics,
+        }]);
+      } catch (exc) {
+        if (!(exc instanceof ChainError) || !logRangeRefused(exc.code, exc.message)) throw exc;
+        if (end === start) {
+          throw new ChainError(`the node refuses the contract's logs of even one block (${start}): `
+            + exc.message.replace(/^eth_getLogs: /, ""));
+        }
+        // the next windows, of this query and the reader's next, no wider
+        this.logWindow = (end - start + 1n) / 2n;
+        continue;
+      }
+      if (!Array.isArray(logs)) throw new ChainError("the node answered no list of logs");
+      for (const log of logs) {
+        const at = BigInt(log.blockNumber);
+        if (at < start || at > end || String(log.address).toLowerCase() !== this.address.toLowerCase()
+          || log.removed === true
+          || (log.topics ?? []).slice(0, 2).map((t) => String(t).toLowerCase()).join() !== topics.join()) {
+          throw new ChainError("the node answered a log the query did not ask for");
+        }
+      }
+      out.push(...logs);
+      start = end + 1n;
+    }
+    return out.sort((a, b) => {
       const ab = BigInt(a.blockNumber) - BigInt(b.blockNumber);
       return Number(ab !== 0n ? ab : BigInt(a.logIndex) - BigInt(b.logIndex));
     });

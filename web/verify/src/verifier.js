@@ -218,7 +218,13 @@ export function priceMinor(tariff, energyWh, durationS) {
  * Check a receipt (a value of pyjson.parse); with an RPC URL against the chain too.
  * Throws ReceiptError for what is not a receipt of this version.
  */
-export async function verifyReceipt(receipt, { rpcUrl = null, driver = null, contract = null, cards = [] } = {}) {
+export async function verifyReceipt(receipt, {
+  rpcUrl = null, driver = null, contract = null, cards = [], logWindow = null,
+} = {}) {
+  // logWindow: the widest block range of one eth_getLogs (BigInt or an integer's text;
+  // null: chain.js LOG_WINDOW), where the node keeps no state of the settle block
+  const window = logWindow === null ? null : BigInt(logWindow);
+  if (window !== null && window < 1n) throw new Error("the log window is at least one block");
   // cards: the driver's own [tag, salt] pairs (settlement/receipts.py verify_receipt)
   const ownCards = (cards ?? []).map(([tag, salt]) => {
     if (typeof salt !== "string" || !/^0x[0-9a-fA-F]{64}$/.test(salt)) {
@@ -257,7 +263,7 @@ export async function verifyReceipt(receipt, { rpcUrl = null, driver = null, con
     return v;
   }
   try {
-    await checkChain(v, r, new Rpc(rpcUrl), driver, contract, ownCards);
+    await checkChain(v, r, new Rpc(rpcUrl), driver, contract, ownCards, window);
   } catch (exc) {
     v.add("on chain", null, `the chain could not be read: ${String(exc.message).slice(0, 200)}`);
   }
@@ -476,9 +482,9 @@ function belongsToSession(v, record, readings, rec) {
 }
 
 // -- on chain -----------------------------------------------------------------------------
-async function checkChain(v, r, rpc, driver, contract, cards) {
+async function checkChain(v, r, rpc, driver, contract, cards, logWindow) {
   const { record } = r;
-  const reader = new SettlementReader(rpc, r.contract);
+  const reader = new SettlementReader(rpc, r.contract, logWindow);
   const chainId = await reader.chainId();
   if (!v.add("chain id", chainId === r.chainId, `the node is chain ${chainId}, the receipt says ${r.chainId}`)) return;
   // what the contract is: this project's Settlement code, not a look-alike that answers
@@ -570,11 +576,12 @@ async function checkOrigin(v, r, reader, contract) {
     return true;
   }
   const tx = `0x${r.deployTx}`;
-  const [to, input, created, status] = await reader.creation(tx);
+  const [to, input, created, status, block] = await reader.creation(tx);
   if (to !== null || status !== 1n || created === null || created.toLowerCase() !== r.contract.toLowerCase()) {
     return v.add(name, false, `${tx} did not create ${r.contract}`);
   }
   const genuine = isSettlementCreation(input, CODE);
+  if (genuine) reader.firstBlock = block; // the contract has no logs before the block that created it
   return v.add(name, genuine, genuine
     ? `${tx} created ${r.contract} with the creation code of voltledger's Settlement contract and its constructor's arguments`
     : `${tx} created ${r.contract} with other creation code than voltledger's Settlement contract's: its escrows and cards may be anyone's`);
