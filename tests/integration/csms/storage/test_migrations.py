@@ -40,7 +40,8 @@ def declared_schema(dialect: str) -> dict[str, set[str]]:
     tables: dict[str, set[str]] = {}
     for m in migrations_for(dialect):
         sql = _strip_comments(m.sql)
-        for name, body in re.findall(r"CREATE TABLE\s+(\w+)\s*\((.*?)\)\s*(?:WITHOUT ROWID\s*)?;", sql, re.S | re.I):
+        for name, body in re.findall(r"CREATE TABLE\s+(\w+)\s*\((.*?)\)\s*(?:WITHOUT ROWID\s*)?;",
+                                     sql, re.S | re.I):
             columns = set()
             depth = 0
             part = ""
