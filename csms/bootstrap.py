@@ -441,7 +441,7 @@ async def build(settings: Settings, lock: NodeLock | None = None) -> App:
         raise
     metrics = Metrics()
     if isinstance(repo, SqliteRepository):
-        metrics.watch_write_turn(repo.write_turn_seconds)
+        metrics.watch_write_turn(repo.write_turn_seconds, lambda: repo.runs_again)
     ca = None
     if settings.ca_cert or settings.tls_cert or settings.admin_port >= 0:
         # the CA that signs stations' CSRs, trusted for their client certificates

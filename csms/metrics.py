@@ -123,8 +123,10 @@ class WriteTurn:
     add a message a second (docs/benchmarks.md)."""
 
     def __init__(self, registry: CollectorRegistry,
-                 read: Callable[[], tuple[float, float, float]]) -> None:
+                 read: Callable[[], tuple[float, float, float]],
+                 runs_again: Callable[[], int] | None = None) -> None:
         self._read = read
+        self._runs_again = runs_again
         registry.register(self)
 
     @staticmethod
@@ -134,8 +136,20 @@ class WriteTurn:
             "Seconds this process held the database's write turn, and waited for it",
             labels=["state"])
 
+    @staticmethod
+    def _runs_again_family() -> CounterMetricFamily:
+        # a batch's units run without a savepoint each; one that wrote and then failed
+        # sends its batch back to run again unit by unit (csms.storage.sqlite): many of
+        # these mean a station whose messages fail so, or a fault
+        return CounterMetricFamily(
+            "voltledger_storage_batches_run_again",
+            "Write batches run again unit by unit because a unit wrote and then failed")
+
     def describe(self) -> list[Metric]:
-        return [self._family()]
+        families: list[Metric] = [self._family()]
+        if self._runs_again is not None:
+            families.append(self._runs_again_family())
+        return families
 
     def collect(self) -> Iterator[Metric]:
         family = self._family()
@@ -144,6 +158,10 @@ class WriteTurn:
         family.add_metric(["waited"], waited)
         family.add_metric(["before_batch"], before_batch)
         yield family
+        if self._runs_again is not None:
+            again = self._runs_again_family()
+            again.add_metric([], self._runs_again())
+            yield again
 
 
 class Metrics:
@@ -208,9 +226,11 @@ class Metrics:
             ["task"], registry=r,
         )
 
-    def watch_write_turn(self, read: Callable[[], tuple[float, float, float]]) -> None:
-        """Serve the write turn's seconds (SQLite), read by ``read`` when scraped."""
-        WriteTurn(self.registry, read)
+    def watch_write_turn(self, read: Callable[[], tuple[float, float, float]],
+                         runs_again: Callable[[], int] | None = None) -> None:
+        """Serve the write turn's seconds (SQLite), read by ``read`` when scraped, and
+        the batches run again unit by unit (``runs_again``)."""
+        WriteTurn(self.registry, read, runs_again)
 
     def handled(self, action: str, result: str, seconds: float) -> None:
         """One station CALL handled: its time and its result."""

@@ -90,6 +90,14 @@ def test_the_write_turn_is_read_when_scraped() -> None:
     assert 'voltledger_storage_write_turn_seconds_total{state="before_batch"} 0.125' in lines
 
 
+def test_batches_run_again_are_read_when_scraped() -> None:
+    m = Metrics()
+    again = [0]
+    m.watch_write_turn(lambda: (0.0, 0.0, 0.0), lambda: again[0])
+    again[0] = 3
+    assert "voltledger_storage_batches_run_again_total 3.0" in m.render().decode().splitlines()
+
+
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
