@@ -10,12 +10,16 @@ Rules (DESIGN.md, "Protocol rules"):
 * Readings of connector 0 / the main meter and clock-aligned readings outside a
   transaction are never attached to a session (the service layer sees to that).
 * A missing or placeholder ``meterStart`` must never bill the meter's lifetime
-  reading: when a station sends 0 but its first reading in the session is more
-  than any charger could deliver since the start, the reading is a lifetime
-  register and the session starts at the earliest reading instead (flagged).
+  reading: when a station sends 0 (as meterStart or as a 2.0.1 Transaction.Begin
+  reading) but its first other reading in the session is more than any charger could
+  deliver since the start, the reading is a lifetime register and the session starts
+  at that reading instead (flagged).
 * A ``Transaction.Begin`` reading is the register at the transaction's start, whatever
   time its frame gives it: it comes before the session's other readings (some chargers
-  repeat it, stamped with the frame's time, beside every periodic reading).
+  repeat it, stamped with the frame's time, beside every periodic reading). A station that
+  repeats it repeats one value: begin readings of the billed register that differ (by any
+  amount, in any frame) leave the start unknown, and the session is held
+  (``begin_readings_differ``) whatever meterStart the station reported.
 * Signed samples are evidence, not readings: their bare ``value`` never counts (the
   service reads the verified OCMF reading instead, see ``csms.metering.ocmf``).
 * A reading beyond any meter (``MAX_REGISTER_WH``) or a multiplier beyond any unit is
@@ -132,14 +136,16 @@ class Readings:
     readings are read before its unit of work takes the database's write turn)."""
 
     readings: tuple[tuple[datetime, Decimal, str | None, str], ...]  # time, Wh, context, location
-    flags: tuple[str, ...]  # value_out_of_range, meter_went_backwards
+    flags: tuple[str, ...]  # value_out_of_range, meter_went_backwards, begin_readings_differ
     decrease: bool  # a later reading of one register below an earlier one
 
 
 def register_readings(samples: Iterable[MeterSample]) -> Readings:
     """The total import register's readings of ``samples`` (one register: the outlet's
     when a station reports several), sorted by time (a Transaction.Begin reading first,
-    see :func:`_in_order`), with their flags."""
+    see :func:`_in_order`), with their flags: ``begin_readings_differ`` when that
+    register's Transaction.Begin readings are not all one value (another register's never
+    count: an inlet's begin reading is not the outlet's)."""
     flags: list[str] = []
     readings: list[tuple[datetime, Decimal, str | None, str]] = []
     by_location: dict[str | None, list[tuple[datetime, Decimal, str | None]]] = {}
@@ -163,6 +169,9 @@ def register_readings(samples: Iterable[MeterSample]) -> Readings:
         billed = next((loc for loc in _LOCATIONS if loc in located), min(located))
         readings = [r for r in readings if r[3] == billed]
     readings.sort(key=_in_order)
+    if len({r[1] for r in readings if r[2] == "Transaction.Begin"}) > 1:
+        # a station repeats its begin reading with one value: two are two starts
+        _flag(flags, "begin_readings_differ")
     decrease = False
     for series in by_location.values():
         series.sort(key=_in_order)
@@ -222,12 +231,17 @@ def energy_of(
             flags.append("meter_start_from_samples")
         else:
             flags.append("meter_start_missing")
-    elif start == 0 and readings:
-        t0, first_wh = readings[0][:2]
-        bound = _max_plausible_wh(started_at, t0)
-        if bound is not None and first_wh > bound:
-            start, start_source = first_wh, "sample"
-            flags.append("meter_start_placeholder")
+    if start == 0 and start_source in ("reported", "context"):
+        # a begin reading of 0 claims what a meterStart of 0 does: both are checked
+        # against the first reading that is not such a claim (an Iocharger starting
+        # offline reports 0, its register unread, then its lifetime register)
+        later = next((r for r in readings if r[2] != "Transaction.Begin" or r[1] != 0),
+                     None)
+        if later is not None:
+            bound = _max_plausible_wh(started_at, later[0])
+            if bound is not None and later[1] > bound:
+                start, start_source = later[1], "sample"
+                flags.append("meter_start_placeholder")
 
     stop = meter_stop_wh
     stop_source: str | None = "reported" if stop is not None else None

@@ -196,6 +196,9 @@ BILLING_HOLD_FLAGS = frozenset(
         "meter_start_missing",
         "meter_stop_missing",
         "meter_went_backwards",
+        # Transaction.Begin readings of the billed register that are not one value: the
+        # register at the start is not known (csms.domain.energy)
+        "begin_readings_differ",
         "started_missing",
         # signed meter data (OCMF): a signature that fails or cannot be checked, or
         # signed start/stop readings that differ from the billed ones

@@ -176,6 +176,9 @@ class SessionUseCases(SignedDataChecks):
                     continue  # no signed reading for this side: the station's stands
                 if side == "start":
                     start = rec.start_wh
+                    # the meter signed the register at the start: unsigned begin readings
+                    # that differ (a unit factor apart, KEBA) no longer leave it unknown
+                    flags = [f for f in flags if f != "begin_readings_differ"]
                 else:
                     stop = rec.stop_wh
                 if f"meter_{side}_from_signed" in rec.flags:

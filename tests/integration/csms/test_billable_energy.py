@@ -36,7 +36,8 @@ from support.ocmf_vectors import (
 
 HOLD = {"energy_above_max_power", "zero_duration_with_energy", "stop_before_start",
         "time_implausible", "time_unreadable", "value_out_of_range", "meter_went_backwards",
-        "signed_energy_mismatch", "signature_invalid", "meter_key_unknown"}
+        "signed_energy_mismatch", "signature_invalid", "meter_key_unknown",
+        "begin_readings_differ"}
 
 
 def b64(text: str) -> str:
@@ -181,6 +182,17 @@ async def test_unsigned_readings_a_unit_factor_off_are_billed_as_the_meter_signe
     assert await queued(csms_server, s["id"])
     [note] = await events(csms_server, "P30_28881628", "billing_discrepancy")
     assert "unit factor of 1000" in note["notes"][0]
+
+
+async def test_unsigned_begin_readings_that_differ_are_settled_by_the_signed_one(
+    csms_server: RunningServer,
+) -> None:
+    """A hostile variant: the Ended event's begin reading is 0, the Started event's
+    2,114,135.6 Wh - two starts, yet the meter signed the register at the start, and the
+    session is billed what it signed (2,133,854.3 - 2,114,135.6 Wh), not held."""
+    s = await keba_session(csms_server, keba_ended("Wh", 0.0, 2133854.3))
+    assert s["energy_wh"] == 19719 and "begin_readings_differ" not in s["flags"]
+    assert not HOLD.intersection(s["flags"]) and await queued(csms_server, s["id"])
 
 
 async def test_unsigned_readings_that_differ_otherwise_hold_the_session(

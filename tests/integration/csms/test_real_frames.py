@@ -5,10 +5,12 @@ Every 1.6 MeterValues frame here is what a charger sent, copied from a public lo
 source is named beside it); only the transactionId is replaced by the one this central
 system assigned (a charger echoes the central system's number), and where the public log
 is cut short only its complete sampled values are kept. The 2.0.1 event is EVerest's as a
-central system logged it (said where it is). The StartTransaction/StopTransaction (and
-2.0.1 Started/Ended) around a frame are scaffolding: their meterStart/meterStop are the
-frame's own register readings where the frame gives them. A hostile station's variant of
-a frame says so. The energy billed is worked out by hand beside each test.
+central system logged it (said where it is); the Iocharger's 2.0.1 events are scaffolding
+around the register values its public report gives (its frames were not published). The
+StartTransaction/StopTransaction (and 2.0.1 Started/Ended) around a frame are scaffolding:
+their meterStart/meterStop are the frame's own register readings where the frame gives
+them. A hostile station's variant of a frame says so. The energy billed is worked out by
+hand beside each test.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from support.client import RawClient
 
 HOLD = {"energy_above_max_power", "zero_duration_with_energy", "stop_before_start",
         "time_implausible", "time_unreadable", "value_out_of_range", "meter_went_backwards",
-        "meter_start_missing", "meter_stop_missing"}
+        "meter_start_missing", "meter_stop_missing", "begin_readings_differ"}
 
 TX = -1  # stands for the transactionId this central system assigned
 
@@ -201,6 +203,48 @@ async def test_a_begin_reading_above_the_later_register_still_holds_the_session(
                              "2026-01-05T04:59:00Z")
     assert "meter_went_backwards" in s["flags"]
     assert not await queued(csms_server, s["id"])
+
+
+def growatt_22as(begin: str, **where: str) -> dict[str, Any]:
+    """A hostile station's variant of the Growatt THOR 22AS frame: its Transaction.Begin
+    reading is ``begin`` (in another unit or at a location when given)."""
+    out = copy.deepcopy(GROWATT_22AS)
+    out["meterValue"][0]["sampledValue"][1].update(value=begin, **where)
+    return out
+
+
+@pytest.mark.parametrize(("frames", "held"), [
+    # the charger's own frame twice: one begin value repeated, 163,630 - 157,440 Wh billed
+    ([GROWATT_22AS, GROWATT_22AS], False),
+    # the same value in kWh is the same begin reading
+    ([GROWATT_22AS, growatt_22as("157.44", unit="kWh")], False),
+    # a begin reading a tenth of a Wh above the first one, in the next frame
+    ([GROWATT_22AS, growatt_22as("157440.1")], True),
+    # a begin reading of 0 after the first one: a register from 0 and a lifetime register
+    ([GROWATT_22AS, growatt_22as("0")], True),
+    # the first frame's begin reading is 0, the later one's is the meterStart reported
+    ([growatt_22as("0"), GROWATT_22AS], True),
+    # a begin reading at the inlet beside the outlet's (the frame's, without a location):
+    # the inlet's register is not billed, its start is not the session's
+    ([GROWATT_22AS, growatt_22as("160000", location="Inlet")], False),
+], ids=["repeated", "in-kwh", "a-tenth-of-a-wh-apart", "zero-later", "zero-first",
+        "the-inlets"])
+async def test_begin_readings_that_differ_hold_the_session(
+    csms_server: RunningServer, frames: list[dict[str, Any]], held: bool,
+) -> None:
+    """A charger that repeats its Transaction.Begin reading (Growatt THOR 22AS above)
+    repeats one value; two values are two starts, and the reported meterStart (one of
+    them) is no reason to believe either: held for an operator, not billed."""
+    await csms_server.add_tag("T1")
+    await csms_server.add_station("FJN000032319005B")
+    # meterStart 157,440 and meterStop 163,630 (scaffolding: the frame's readings)
+    _, _, s = await charge16(csms_server, "FJN000032319005B", "T1", 157440,
+                             "2026-01-05T03:28:00Z", frames, 163630, "2026-01-05T04:59:00Z")
+    if held:
+        assert s["status"] == "completed" and "begin_readings_differ" in s["flags"], s
+        assert not await queued(csms_server, s["id"])
+    else:
+        await billed(csms_server, s, 6190)
 
 
 # -- decimals, kWh, locations, measurands beside the register ------------------------------
@@ -554,3 +598,245 @@ async def test_a_hostile_stations_other_energies_are_never_billed(
     answer, s = await charge201(csms_server, hostile)
     assert answer[0] == 3
     await billed(csms_server, s, 171)
+
+
+@pytest.mark.parametrize(("begin", "held"), [
+    ({"value": 0.0}, False),  # the Started event's begin reading repeated
+    ({"value": 57.0}, True),  # another start, in a later event than the Started one
+    ({"value": 0.057, "unitOfMeasure": {"unit": "kWh", "multiplier": 0}}, True),
+    ({"value": 57.0, "location": "Inlet"}, False),  # the inlet's: not the billed register
+], ids=["repeated", "differs", "differs-in-kwh", "the-inlets"])
+async def test_a_201_begin_reading_that_differs_from_the_started_ones_holds_the_session(
+    csms_server: RunningServer, begin: dict[str, Any], held: bool,
+) -> None:
+    """A hostile station's variant of the EVerest Updated event: a Transaction.Begin
+    reading of the outlet's total register beside the periodic one. 2.0.1 has no
+    meterStart: the start is the begin reading, and two of them leave it unknown."""
+    await csms_server.add_tag("T1")
+    await csms_server.add_station("EVEREST1")
+    hostile = copy.deepcopy(EVEREST_UPDATED)
+    hostile["meterValue"][0]["sampledValue"].append({
+        "context": "Transaction.Begin", "measurand": "Energy.Active.Import.Register",
+        "location": "Outlet", "unitOfMeasure": {"unit": "Wh", "multiplier": 0}, **begin})
+    answer, s = await charge201(csms_server, hostile)
+    assert answer[0] == 3
+    if held:
+        assert s["status"] == "completed" and "begin_readings_differ" in s["flags"], s
+        assert not await queued(csms_server, s["id"])
+    else:
+        await billed(csms_server, s, 171)  # 171 - 0 Wh
+
+
+# -- 2.0.1: a begin reading of 0 beside a lifetime register ---------------------------------
+# An Iocharger AC station (model IOCAW12-22TE-CRW4, firmware 25101501) that starts a
+# transaction while offline - rebooted with the cable plugged in - cannot read its register
+# yet and reports Transaction.Begin 0; once online it reads its lifetime register (909,948
+# Wh), and the transaction ends at 910,031 Wh (citrineos/citrineos-core#1060, which gives
+# these values, not the frames). The events below are scaffolding around those values: the
+# times (three hours plugged in), seqNos and the idToken are this test's.
+IOCHARGER_TX = "IOC-1"
+
+
+def iocharger(kind: str, seq_no: int, at: str, context: str, wh: float,
+              **extra: Any) -> dict[str, Any]:
+    """Scaffolding: an event of the Iocharger transaction with one register reading."""
+    started = kind == "Started"
+    return {"eventType": kind, "timestamp": at, "seqNo": seq_no,
+            "triggerReason": {"Started": "CablePluggedIn", "Updated": "MeterValuePeriodic",
+                              "Ended": "EVCommunicationLost"}[kind],
+            "transactionInfo": {"transactionId": IOCHARGER_TX,
+                                **({"stoppedReason": "EVDisconnected"}
+                                   if kind == "Ended" else {})},
+            **({"evse": {"id": 1, "connectorId": 1}, "offline": True,
+                "idToken": {"idToken": "T1", "type": "ISO14443"}} if started else {}),
+            "meterValue": [{"timestamp": at, "sampledValue": [
+                {"value": wh, "context": context,
+                 "measurand": "Energy.Active.Import.Register",
+                 "unitOfMeasure": {"unit": "Wh"}}]}], **extra}
+
+
+async def play201(server: RunningServer, station_id: str, events: list[dict[str, Any]],
+                  ) -> tuple[list[list[Any]], list[dict[str, Any] | None], dict[str, Any] | None]:
+    """A 2.0.1 station's ``events`` over one connection: the answer to each, the session
+    as each left it (None while there is none), and the session at the end."""
+    answers: list[list[Any]] = []
+    during: list[dict[str, Any] | None] = []
+    async with await RawClient.connect(server.url, station_id, ["ocpp2.0.1"]) as c:
+        await c.result("BootNotification", {
+            "reason": "PowerUp", "chargingStation": {"vendorName": "V", "model": "M"}})
+        for event in events:
+            answers.append(await c.call("TransactionEvent", event))
+            found = await server.sessions(station_id)
+            during.append(dict(found[0]) if found else None)
+    return answers, during, during[-1]
+
+
+async def test_a_201_begin_reading_of_0_beside_a_lifetime_register_is_a_placeholder(
+    csms_server: RunningServer,
+) -> None:
+    await csms_server.add_tag("T1")
+    await csms_server.add_station("IOCAW12")
+    answers, during, s = await play201(csms_server, "IOCAW12", [
+        iocharger("Started", 0, "2026-09-10T05:58:00Z", "Transaction.Begin", 0),
+        iocharger("Updated", 1, "2026-09-10T05:59:00Z", "Sample.Periodic", 909948),
+        iocharger("Ended", 2, "2026-09-10T08:58:00Z", "Transaction.End", 910031)])
+    assert [a[0] for a in answers] == [3, 3, 3]
+    # the lifetime register a minute after the start is no 909,948 Wh delivered (no
+    # charger delivers that in a minute): the session starts there, nothing so far; the
+    # driver's limit and running cost see 0, not 909,948 Wh
+    assert during[1] is not None and during[1]["energy_wh"] == 0
+    # 910,031 - 909,948 = 83 Wh, not 910,031 (which 350 kW, the default maximum power,
+    # could deliver in three hours: not held, billed)
+    assert s is not None and s["meter_start_wh"] == 909948
+    assert "meter_start_placeholder" in s["flags"]
+    await billed(csms_server, s, 83)
+
+
+async def test_a_201_begin_reading_read_again_once_online_holds_the_session(
+    csms_server: RunningServer,
+) -> None:
+    """A variant: once online the station reports its register at the start again, as a
+    second Transaction.Begin reading beside the periodic one - two starts, 0 and 909,948
+    Wh: held for an operator, not billed."""
+    await csms_server.add_tag("T1")
+    await csms_server.add_station("IOCAW12")
+    updated = iocharger("Updated", 1, "2026-09-10T05:59:00Z", "Sample.Periodic", 909948)
+    updated["meterValue"][0]["sampledValue"].append({
+        "value": 909948, "context": "Transaction.Begin",
+        "measurand": "Energy.Active.Import.Register", "unitOfMeasure": {"unit": "Wh"}})
+    _, _, s = await play201(csms_server, "IOCAW12", [
+        iocharger("Started", 0, "2026-09-10T05:58:00Z", "Transaction.Begin", 0), updated,
+        iocharger("Ended", 2, "2026-09-10T08:58:00Z", "Transaction.End", 910031)])
+    assert s is not None and s["status"] == "completed"
+    assert "begin_readings_differ" in s["flags"] and not await queued(csms_server, s["id"])
+
+
+# -- 2.0.1: the EVerest event, its register written as other stations write it ------------
+# Variants of EVEREST_UPDATED above (each says what it changes), between its scaffolding
+# Started (0 Wh) and Ended (171 Wh): what the running energy reads after the Updated event
+# (the driver's limit and running cost) and what is billed.
+def everest_updated(reading: dict[str, Any] | None = None, *more: dict[str, Any],
+                    **event: Any) -> dict[str, Any]:
+    """EVerest's Updated event with its total register replaced by ``reading`` (kept when
+    None), ``more`` meterValues after its own and the event's fields ``event`` changed."""
+    out = copy.deepcopy(EVEREST_UPDATED)
+    if reading is not None:
+        out["meterValue"][0]["sampledValue"][0] = {
+            "context": "Sample.Periodic", "measurand": "Energy.Active.Import.Register",
+            "location": "Outlet", **reading}
+    out["meterValue"] += list(more)
+    out.update(event)
+    return out
+
+
+def everest_session(*updated: dict[str, Any], started: dict[str, Any] | None = None,
+                    ) -> list[dict[str, Any]]:
+    """Started (scaffolding, 0 Wh), the ``updated`` events, Ended (171 Wh) numbered after
+    them."""
+    return [started or event201("Started", 0, "2026-02-17T07:13:20.000Z",
+                                "Transaction.Begin", 0.0), *updated,
+            event201("Ended", max(u["seqNo"] for u in updated) + 1,
+                     "2026-02-17T07:14:30.000Z", "Transaction.End", 171.0)]
+
+
+@pytest.mark.parametrize("reading", [
+    None,  # EVerest's own: 171.0 Wh, multiplier 0
+    {"value": 0.171, "unitOfMeasure": {"unit": "kWh", "multiplier": 0}},  # 0.171 kWh
+    {"value": 0.171, "unitOfMeasure": {"unit": "Wh", "multiplier": 3}},  # 0.171 x 10^3 Wh
+    {"value": 171, "unitOfMeasure": {"unit": "Wh"}},  # an integer, multiplier omitted
+    {"value": 0.1714},  # no unit: Wh (§2.56); 0.1714 Wh is no 171 Wh
+], ids=["everest", "kwh", "wh-multiplier-3", "integer", "no-unit"])
+async def test_a_201_register_in_any_unit_and_multiplier_is_read_as_wh(
+    csms_server: RunningServer, reading: dict[str, Any] | None,
+) -> None:
+    await csms_server.add_tag("T1")
+    await csms_server.add_station("EVEREST1")
+    answers, during, s = await play201(
+        csms_server, "EVEREST1", everest_session(everest_updated(reading)))
+    assert [a[0] for a in answers] == [3, 3, 3]
+    # running: 171 Wh after the event, 0 for the variant without a unit (0.1714 Wh, under
+    # a whole Wh); billed: the Ended event's 171 - 0 Wh either way
+    assert during[1] is not None
+    assert during[1]["energy_wh"] == (0 if reading == {"value": 0.1714} else 171)
+    assert s is not None
+    await billed(csms_server, s, 171)
+
+
+async def test_201_clock_aligned_readings_offline_events_and_seqno_gaps_are_billed(
+    csms_server: RunningServer,
+) -> None:
+    """Variants: a clock-aligned reading (Sample.Clock, 07:14:00) before the periodic one
+    in the event; then an event queued while offline (offline true, seqNo 5 after 1: the
+    events between never came) whose reading is older than the one before it."""
+    await csms_server.add_tag("T1")
+    await csms_server.add_station("EVEREST1")
+    clock = {"timestamp": "2026-02-17T07:14:00.000Z", "sampledValue": [
+        {"value": 102.0, "context": "Sample.Clock",
+         "measurand": "Energy.Active.Import.Register", "location": "Outlet",
+         "unitOfMeasure": {"unit": "Wh", "multiplier": 0}}]}
+    with_clock = everest_updated(None, clock)
+    offline = everest_updated(
+        {"value": 150.0, "unitOfMeasure": {"unit": "Wh", "multiplier": 0}},
+        seqNo=5, offline=True, timestamp="2026-02-17T07:14:20.000Z")
+    offline["meterValue"][0]["timestamp"] = "2026-02-17T07:14:20.000Z"
+    answers, during, s = await play201(
+        csms_server, "EVEREST1", everest_session(with_clock, offline))
+    assert [a[0] for a in answers] == [3, 3, 3, 3]
+    # running: the latest reading by time is EVerest's 171 Wh (07:14:25); the offline
+    # event's 150 Wh (07:14:20) lowers nothing
+    assert [d["energy_wh"] if d else None for d in during[1:3]] == [171, 171]
+    assert s is not None
+    # 102 -> 150 -> 171 Wh in time order: no register went back; billed 171 - 0 Wh
+    await billed(csms_server, s, 171)
+
+
+async def test_a_201_token_presented_in_an_updated_event_is_the_sessions(
+    csms_server: RunningServer,
+) -> None:
+    """E02/E03, the cable plugged in first: Started without an idToken, then an Updated
+    event (triggerReason Authorized, chargingState Charging, no meterValue) with the
+    token - scaffolding around EVerest's Updated event, which then comes as seqNo 2."""
+    await csms_server.add_tag("T1")
+    await csms_server.add_station("EVEREST1")
+    started = event201("Started", 0, "2026-02-17T07:13:20.000Z", "Transaction.Begin", 0.0)
+    del started["idToken"]
+    started["triggerReason"] = "CablePluggedIn"
+    authorized = {"eventType": "Updated", "timestamp": "2026-02-17T07:13:24.000Z",
+                  "triggerReason": "Authorized", "seqNo": 1,
+                  "transactionInfo": {"transactionId": EVEREST_TX,
+                                      "chargingState": "Charging"},
+                  "idToken": {"idToken": "T1", "type": "ISO14443"}}
+    answers, during, s = await play201(csms_server, "EVEREST1", everest_session(
+        authorized, everest_updated(seqNo=2), started=started))
+    assert [a[0] for a in answers] == [3, 3, 3, 3]
+    assert answers[1][2]["idTokenInfo"]["status"] == "Accepted"
+    assert during[0] is not None and during[0]["id_tag"] is None
+    assert during[1] is not None and during[1]["id_tag"] == "T1"
+    assert s is not None and s["id_tag"] == "T1"
+    await billed(csms_server, s, 171)  # 171 - 0 Wh
+
+
+@pytest.mark.parametrize(("change", "fault"), [
+    # SampledValueType.value is a number: a string is a TypeConstraintViolation
+    ({"value": "171.0"}, "TypeConstraintViolation"),
+    # UnitOfMeasureType.multiplier is an integer
+    ({"value": 171.0, "unitOfMeasure": {"unit": "Wh", "multiplier": 0.5}},
+     "TypeConstraintViolation"),
+    # LocationEnumType has no Upstream (2.1 added it): PropertyConstraintViolation
+    ({"value": 171.0, "location": "Upstream"}, "PropertyConstraintViolation"),
+], ids=["value-as-string", "multiplier-not-integer", "location-of-2.1"])
+async def test_a_201_event_the_schema_refuses_is_answered_so_and_bills_nothing(
+    csms_server: RunningServer, change: dict[str, Any], fault: str,
+) -> None:
+    """A hostile station's variants of EVerest's Updated event, one field each outside the
+    2.0.1 TransactionEventRequest schema: a CALLERROR naming the field, and its reading
+    neither stored nor in the running energy; the session is billed from the rest."""
+    await csms_server.add_tag("T1")
+    await csms_server.add_station("EVEREST1")
+    answers, during, s = await play201(
+        csms_server, "EVEREST1", everest_session(everest_updated(change)))
+    assert answers[1][0] == 4 and answers[1][2] == fault, answers[1]
+    assert "sampledValue[0]" in answers[1][3]
+    assert during[0] is not None and during[1] == during[0]
+    assert s is not None
+    await billed(csms_server, s, 171)  # 171 - 0 Wh from the Started and Ended events

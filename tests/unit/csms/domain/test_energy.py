@@ -258,3 +258,62 @@ def test_a_begin_reading_is_the_start_whatever_time_it_carries() -> None:
     found = register_readings([s("163630", 10, context="Sample.Periodic"),
                                s("170000", 10, context="Transaction.Begin")])
     assert found.decrease and found.flags == ("meter_went_backwards",)
+
+
+def _begin(value: str, minutes: float, **kw: object) -> MeterSample:
+    return s(value, minutes, context="Transaction.Begin", **kw)
+
+
+@pytest.mark.parametrize("begins", [
+    [_begin("0", 10), _begin("157440", 13)],  # the register from 0, then a lifetime one
+    [_begin("157440", 10), _begin("0", 13)],  # the same, the other way round
+    [_begin("157440", 10), _begin("157440.1", 13)],  # a tenth of a Wh apart
+    [_begin("157440", 10), _begin("157.441", 13, unit="kWh")],  # a Wh apart, in kWh
+    [_begin("157440", 10), _begin("157440", 13), _begin("157500", 16)],  # the third
+], ids=["up", "down", "a-tenth-of-a-wh", "in-kwh", "a-later-third"])
+def test_begin_readings_that_differ_leave_the_start_unknown(begins: list[MeterSample]) -> None:
+    """A station that repeats its Transaction.Begin reading repeats one value: two values
+    are two starts, and which one the session began at is not known."""
+    samples = [*begins, s("163630", 20, context="Sample.Periodic")]
+    found = register_readings(samples)
+    assert "begin_readings_differ" in found.flags
+    # whether the station reported a meterStart (1.6) or not (2.0.1)
+    for start in (Decimal(157440), Decimal(0), None):
+        assert "begin_readings_differ" in compute_energy(start, None, samples, T0).flags
+
+
+def test_begin_readings_of_one_value_or_of_another_register_do_not_differ() -> None:
+    """The same value however it is written (Wh, kWh, decimals) is one start; a begin
+    reading of a register that is not billed (the inlet's beside the outlet's, a phase's,
+    the EV's) is no start of the session."""
+    same = [_begin("157440", 10), _begin("157440.0", 13), _begin("157.44", 16, unit="kWh"),
+            s("163630", 20, context="Sample.Periodic")]
+    assert register_readings(same).flags == ()
+    others = [_begin("1000", 0, location="Outlet"), _begin("1200", 0, location="Inlet"),
+              _begin("1250", 5, location="Inlet"), _begin("400", 5, phase="L1"),
+              _begin("90000", 5, location="EV"),
+              s("11000", 60, context="Transaction.End", location="Outlet"),
+              s("12700", 60, context="Transaction.End", location="Inlet")]
+    r = compute_energy(None, None, others, T0)
+    assert "begin_readings_differ" not in r.flags and r.energy_wh == 10_000
+
+
+@pytest.mark.parametrize("meter_start", [None, Decimal(0)], ids=["2.0.1", "1.6"])
+def test_a_begin_reading_of_0_beside_a_lifetime_register_is_a_placeholder(
+        meter_start: Decimal | None) -> None:
+    """An Iocharger AC station (citrineos/citrineos-core#1060) that starts a transaction
+    while offline reports Transaction.Begin 0, its register unread; the register it reads
+    once online is its lifetime one (909,948 Wh a minute later). A begin reading of 0 is
+    the claim a meterStart of 0 makes, and is no more believed: the session starts at the
+    first reading that is not a begin one, not at 0 (910,031 - 909,948 = 83 Wh)."""
+    samples = [_begin("0", 0), s("909948", 1, context="Sample.Periodic"),
+               s("910031", 180, context="Transaction.End")]
+    r = compute_energy(meter_start, None, samples, T0)
+    assert (r.meter_start_wh, r.energy_wh) == (909948, 83)
+    assert "meter_start_placeholder" in r.flags
+    # a register that starts at 0 each transaction is no placeholder (Growatt, Project EV)
+    growing = [_begin("0", 0), s("18", 1, context="Sample.Periodic"),
+               s("111", 4, context="Transaction.End")]
+    r = compute_energy(meter_start, None, growing, T0)
+    assert (r.meter_start_wh, r.energy_wh) == (0, 111)
+    assert "meter_start_placeholder" not in r.flags
