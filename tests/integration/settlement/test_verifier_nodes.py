@@ -33,8 +33,8 @@ from support.rpcproxy import (
     rpc_proxy,
 )
 
-from .conftest import add_sessions, link_driver, set_limit
-from .test_verifier_origin import check, failed, settled, verify_receipt
+from .conftest import add_sessions, link_driver
+from .test_verifier_origin import check, failed, settled, settled_at_limits, verify_receipt
 
 pytestmark = pytest.mark.anvil
 
@@ -88,14 +88,7 @@ async def limit_receipts(repo: Any, chain: Chain) -> tuple[list[dict[str, Any]],
     """A card session billed at its limit 20 within the driver's 20 a session (VALID: the
     15 announced before is not in force yet), one at an invented limit 25 (INVALID); the
     driver lowers its limit to 10 afterwards (in force after the notice period)."""
-    kit = Kit(chain)
-    driver, _ = await link_driver(repo, kit, "TAG0", max_per_session=20)
-    set_terms(chain, driver, DriverTerms(max_per_kwh=40, max_session_fee=50, max_per_session=15,
-                                         max_per_day=1_000_000))
-    ids = await add_sessions(repo, 4)  # 1 and 4: TAG0, 28 each
-    await set_limit(repo, ids[0], 20)
-    await set_limit(repo, ids[3], 25)
-    receipts = [await settled(repo, chain, sid) for sid in (ids[0], ids[3])]
+    kit, driver, receipts = await settled_at_limits(repo, chain)
     set_terms(chain, driver, DriverTerms(max_per_kwh=40, max_session_fee=50, max_per_session=10,
                                          max_per_day=1_000_000))
     kit.advance(8 * 24 * 3600)

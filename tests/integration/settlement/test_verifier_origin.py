@@ -261,6 +261,19 @@ async def test_the_escrow_and_card_are_read_as_they_were_when_the_session_was_se
         assert verdicts(again.w3) == [(VALID, card0), (INVALID, card1)]
 
 
+async def settled_at_limits(repo: Any, chain: Chain) -> tuple[Kit, Any, list[dict[str, Any]]]:
+    """A card session billed at its limit 20, within the driver's 20 a session (the 15 it
+    announced is not in force yet), and one at an invented limit 25, above it: settled."""
+    kit = Kit(chain)
+    driver, _ = await link_driver(repo, kit, "TAG0", max_per_session=20)
+    set_terms(chain, driver, DriverTerms(max_per_kwh=40, max_session_fee=50, max_per_session=15,
+                                         max_per_day=1_000_000))
+    ids = await add_sessions(repo, 4)  # 1 and 4: TAG0, 28 each
+    await set_limit(repo, ids[0], 20)
+    await set_limit(repo, ids[3], 25)  # above the driver's 20: an invented limit
+    return kit, driver, [await settled(repo, chain, sid) for sid in (ids[0], ids[3])]
+
+
 async def test_a_card_session_billed_at_its_limit_is_valid_within_the_drivers_terms(
     repo: Any, chain: Chain,
 ) -> None:
@@ -270,14 +283,7 @@ async def test_a_card_session_billed_at_its_limit_is_valid_within_the_drivers_te
     one the driver never agreed to (the contract refuses the entry; the receipt is
     INVALID). On Anvil, also after the node was restarted from its saved state (the
     driver's TermsSet events tell its terms at the settle block)."""
-    kit = Kit(chain)
-    driver, _ = await link_driver(repo, kit, "TAG0", max_per_session=20)
-    set_terms(chain, driver, DriverTerms(max_per_kwh=40, max_session_fee=50, max_per_session=15,
-                                         max_per_day=1_000_000))
-    ids = await add_sessions(repo, 4)  # 1 and 4: TAG0, 28 each
-    await set_limit(repo, ids[0], 20)
-    await set_limit(repo, ids[3], 25)  # above the driver's 20: an invented limit
-    capped, invented = [await settled(repo, chain, sid) for sid in (ids[0], ids[3])]
+    _, driver, (capped, invented) = await settled_at_limits(repo, chain)
     assert (capped["record"]["price_minor"], capped["payment"]["paid"]) == (20, True)
     assert (invented["record"]["price_minor"], invented["payment"]["paid"]) == (25, False)
     # afterwards the driver raises its limit per session (at once): not what it agreed to then
