@@ -450,7 +450,7 @@ class SqliteRepository(GroupCommit):
                 result = await fn(tx)
             except Exception as exc:  # handed to the caller
                 _still_in(conn)
-                if conn.total_changes != before:  # it wrote: undo it, and it alone
+                if conn.total_changes != before:  # it wrote: undo the batch so far
                     conn.execute("ROLLBACK TO batch")
                     conn.execute("RELEASE batch")
                     self.runs_again += 1
