@@ -20,13 +20,10 @@ from typing import Any
 
 import pytest
 
+from csms.domain.model import BILLING_HOLD_FLAGS
 from support import RunningServer
 from support import is_queued as queued
 from support.client import RawClient
-
-HOLD = {"energy_above_max_power", "zero_duration_with_energy", "stop_before_start",
-        "time_implausible", "time_unreadable", "value_out_of_range", "meter_went_backwards",
-        "meter_start_missing", "meter_stop_missing", "begin_readings_differ"}
 
 TX = -1  # stands for the transactionId this central system assigned
 
@@ -85,7 +82,7 @@ async def station_readings(server: RunningServer, station_id: str) -> list[dict[
 async def billed(server: RunningServer, s: dict[str, Any], energy_wh: int) -> None:
     """``s`` is completed with ``energy_wh``, no hold flag, and waits for settlement."""
     assert s["status"] == "completed" and s["energy_wh"] == energy_wh, s
-    assert not HOLD.intersection(s["flags"]), s["flags"]
+    assert not BILLING_HOLD_FLAGS.intersection(s["flags"]), s["flags"]
     assert await queued(server, s["id"])
 
 
