@@ -166,8 +166,9 @@ export class SettlementReader {
 
   /** The driver's logs of one event from the contract's first block to a block, in order:
    * read in windows of at most logWindow blocks, a window the node refuses for its width
-   * asked again in halves (and the windows after it no wider). Every window is read or this throws: a window left out could
-   * hide the event that decides the verdict (a card unlinked, terms lowered). */
+   * asked again in halves (and the windows after it no wider). Every window is read or
+   * this throws: a window left out could hide the event that decides the verdict (a card
+   * unlinked, terms lowered). */
   async logs(eventTopic, driver, block) {
     const topics = [eventTopic, `0x${checksumAddress(driver).slice(2).toLowerCase().padStart(64, "0")}`];
     const out = [];
