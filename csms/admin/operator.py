@@ -187,12 +187,17 @@ class OperatorCommands:
     async def _accept_authorization(self, station_id: str, args: dict[str, Any],
                                     authorization: dict[str, Any], call: BuiltCall) -> int:
         """Keep the driver's signed authorization for the remote start ``call`` (with its
-        2.0.1 remoteStartId: only the transaction that reports it binds the signature)."""
+        2.0.1 remoteStartId: only the transaction that reports it binds the signature; with
+        the connector a 1.6 one names: only a start on it does)."""
         remote_start_id = call.payload.get("remoteStartId") \
             if call.action == "RequestStartTransaction" else None
+        # a 1.6 start binds it on the connector the remote start names only, if it names one
+        connector = call.payload.get("connectorId") \
+            if call.action == "RemoteStartTransaction" else None
         try:
             return await self.central.service.accept_authorization(
-                station_id, str(args.get("tag", "")), authorization, remote_start_id)
+                station_id, str(args.get("tag", "")), authorization, remote_start_id,
+                connector_id=connector)
         except ValueError as exc:
             raise CommandError(str(exc)) from None
 

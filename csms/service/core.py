@@ -139,14 +139,16 @@ class ChargingCore:
 
         Only the start it was accepted for binds it: on 2.0.1 the transaction that reports
         the ``remote_start_id`` sent with it, on 1.6 (no such id) a start with its tag at
-        its station within ``remote_start_window`` after the station accepted the remote
-        start; never after the remote start failed (see settlement_sql)."""
+        its station, on the connector the remote start named (if it named one), within
+        ``remote_start_window`` after the station accepted the remote start; never after
+        the remote start failed (see settlement_sql)."""
         assert session.id is not None
         now = int(self.clock().timestamp())
         if not isinstance(remote_start_id, int) or isinstance(remote_start_id, bool) \
                 or not -2**63 <= remote_start_id < 2**63:
             remote_start_id = None  # none, or none this central system could have sent
-        row = await tx.pending_authorization(station_id, tag, now, remote_start_id)
+        row = await tx.pending_authorization(station_id, tag, now, remote_start_id,
+                                             connector_id=session.connector_id)
         if row is None:
             return False
         body = json.loads(row["body"])
@@ -163,8 +165,8 @@ class ChargingCore:
                     "session_id": session.id, "tag": tag, "reason": "tariff_above_signed",
                     "tariff": list(asked), "signed": list(signed)}, self.clock())
                 return False
-        if await tx.bind_authorization(station_id, tag, session.id, now,
-                                       remote_start_id) is None:
+        if await tx.bind_authorization(station_id, tag, session.id, now, remote_start_id,
+                                       connector_id=session.connector_id) is None:
             return False
         limit = row.get("limit_minor")
         session.limit_minor = int(limit if limit is not None else body["max_amount"])

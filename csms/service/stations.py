@@ -226,10 +226,12 @@ class StationUseCases(ChargingCore):
 
     async def accept_authorization(self, station_id: str, tag: str,
                                    authorization: dict[str, Any],
-                                   remote_start_id: int | None = None) -> int:
+                                   remote_start_id: int | None = None, *,
+                                   connector_id: int | None = None) -> int:
         """Keep a driver's signed app-session authorization for the session the remote
         start about to be sent to ``station_id`` for ``tag`` starts (``remote_start_id``:
-        the 2.0.1 remoteStartId it carries), settled with it (see settlement.worker); its
+        the 2.0.1 remoteStartId it carries; ``connector_id``: the connector a 1.6 one
+        names), settled with it (see settlement.worker); its
         id. :meth:`remote_start_answered` must follow, with the station's answer: the
         authorization binds nothing before (1.6) or after a failed start."""
         if self.credit is None:
@@ -259,7 +261,8 @@ class StationUseCases(ChargingCore):
             return confirmed, await tx.add_authorization(
                 str(authorization["driver"]), station_id, tag, authorization,
                 int(authorization["nonce"]), int(authorization["expiry"]), now,
-                remote_start_id, limit_minor=confirmed.session_limit)
+                remote_start_id, limit_minor=confirmed.session_limit,
+                connector_id=connector_id)
 
         try:
             decision, authorization_id = await self.repo.unit(work)

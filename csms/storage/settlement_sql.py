@@ -133,18 +133,20 @@ class SettlementSql(ABC):
     async def add_authorization(self, driver: str, station_id: str, id_tag: str,
                                 body: dict[str, Any], nonce: int, expiry: int,
                                 at: datetime, remote_start_id: int | None = None, *,
-                                limit_minor: int | None = None) -> int:
+                                limit_minor: int | None = None,
+                                connector_id: int | None = None) -> int:
         """Keep a driver's authorization for the remote start about to be sent for it
         (``remote_start_id``: its 2.0.1 remoteStartId; ``limit_minor``: the limit it was
-        accepted with, which the session it starts gets): see :meth:`pending_authorization`
-        for what it binds, and :meth:`remote_start_accepted`, :meth:`withdraw_authorization`
-        for the station's answer."""
+        accepted with, which the session it starts gets; ``connector_id``: the connector a
+        1.6 remote start names): see :meth:`pending_authorization` for what it binds, and
+        :meth:`remote_start_accepted`, :meth:`withdraw_authorization` for the station's
+        answer."""
         return await self.insert_id(
             "INSERT INTO session_authorizations (driver, station_id, id_tag, body, nonce,"
-            " expiry, created_at, start_state, remote_start_id, limit_minor) VALUES (?, ?, ?,"
-            " ?, ?, ?, ?, 'sent', ?, ?) RETURNING id", driver.lower(), station_id, id_tag,
-            json.dumps(body, sort_keys=True), str(nonce), expiry, _iso(at), remote_start_id,
-            limit_minor)
+            " expiry, created_at, start_state, remote_start_id, limit_minor, connector_id)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, 'sent', ?, ?, ?) RETURNING id", driver.lower(),
+            station_id, id_tag, json.dumps(body, sort_keys=True), str(nonce), expiry,
+            _iso(at), remote_start_id, limit_minor, connector_id)
 
     async def authorization_with_nonce(self, driver: str, nonce: int) -> dict[str, Any] | None:
         """The driver's authorization with ``nonce`` (one per driver and nonce)."""
@@ -172,13 +174,16 @@ class SettlementSql(ABC):
 
     async def pending_authorization(self, station_id: str, id_tag: str, now_unix: int,
                                     remote_start_id: int | None = None, *,
-                                    any_remote_start: bool = False) -> dict[str, Any] | None:
+                                    any_remote_start: bool = False,
+                                    connector_id: int | None = None
+                                    ) -> dict[str, Any] | None:
         """The newest unbound, unexpired authorization a session started at ``station_id``
         with ``id_tag`` binds: one whose 2.0.1 remote start was sent with
         ``remote_start_id`` (answered or not yet: only that transaction reports it), or one
-        whose 1.6 remote start the station accepted, within its window. A 2.0.1 one
-        whatever its remoteStartId with ``any_remote_start`` (an Authorize carries none).
-        Never one whose remote start failed."""
+        whose 1.6 remote start the station accepted, within its window, and named no
+        connector or ``connector_id`` (the session's; None: any, for an Authorize, which
+        names none). A 2.0.1 one whatever its remoteStartId with ``any_remote_start`` (an
+        Authorize carries none). Never one whose remote start failed."""
         params: list[Any] = [station_id, id_tag, now_unix]
         if any_remote_start:
             which = "remote_start_id IS NOT NULL"
@@ -187,17 +192,25 @@ class SettlementSql(ABC):
             params.append(remote_start_id)
         else:
             which = "1 = 0"
+        params.append(now_unix)
+        connector = ""
+        if connector_id is not None:
+            connector = " AND (connector_id IS NULL OR connector_id = ?)"
+            params.append(connector_id)
         return await self.fetchone(
             "SELECT * FROM session_authorizations WHERE station_id = ? AND id_tag = ?"
             " AND session_id IS NULL AND expiry >= ? AND start_state <> 'withdrawn'"
             f" AND ({which} OR (remote_start_id IS NULL AND start_state = 'accepted'"
-            " AND bindable_until >= ?)) ORDER BY id DESC LIMIT 1", *params, now_unix)
+            f" AND bindable_until >= ?{connector})) ORDER BY id DESC LIMIT 1", *params)
 
     async def bind_authorization(self, station_id: str, id_tag: str, session_id: int,
-                                 now_unix: int, remote_start_id: int | None = None
+                                 now_unix: int, remote_start_id: int | None = None, *,
+                                 connector_id: int | None = None
                                  ) -> dict[str, Any] | None:
-        """Bind the authorization :meth:`pending_authorization` names to a session."""
-        row = await self.pending_authorization(station_id, id_tag, now_unix, remote_start_id)
+        """Bind the authorization :meth:`pending_authorization` names to a session (on
+        ``connector_id``)."""
+        row = await self.pending_authorization(station_id, id_tag, now_unix, remote_start_id,
+                                               connector_id=connector_id)
         if row is None or not await self.execute(
                 "UPDATE session_authorizations SET session_id = ? WHERE id = ?"
                 " AND session_id IS NULL AND start_state <> 'withdrawn'", session_id,

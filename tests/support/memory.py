@@ -396,7 +396,8 @@ class MemoryTx(Tx):
     async def add_authorization(self, driver: str, station_id: str, id_tag: str,
                                 body: dict[str, Any], nonce: int, expiry: int,
                                 at: datetime, remote_start_id: int | None = None, *,
-                                limit_minor: int | None = None) -> int:
+                                limit_minor: int | None = None,
+                                connector_id: int | None = None) -> int:
         if any(a["driver"] == driver.lower() and a["nonce"] == str(nonce)
                for a in self.s.authorizations):
             raise StorageError("unique constraint: (driver, nonce)")
@@ -406,7 +407,7 @@ class MemoryTx(Tx):
             "body": json.dumps(body, sort_keys=True), "nonce": str(nonce), "expiry": expiry,
             "session_id": None, "created_at": at.isoformat(), "start_state": "sent",
             "remote_start_id": remote_start_id, "bindable_until": None,
-            "limit_minor": limit_minor})
+            "limit_minor": limit_minor, "connector_id": connector_id})
         return aid
 
     async def authorization_with_nonce(self, driver: str,
@@ -431,7 +432,8 @@ class MemoryTx(Tx):
 
     async def pending_authorization(self, station_id: str, id_tag: str, now_unix: int,
                                     remote_start_id: int | None = None, *,
-                                    any_remote_start: bool = False
+                                    any_remote_start: bool = False,
+                                    connector_id: int | None = None
                                     ) -> dict[str, Any] | None:
         for a in reversed(self.s.authorizations):
             if a["station_id"] != station_id or a["id_tag"] != id_tag \
@@ -440,16 +442,19 @@ class MemoryTx(Tx):
                 continue
             if a["remote_start_id"] is None:
                 if a["start_state"] == "accepted" and a["bindable_until"] is not None \
-                        and a["bindable_until"] >= now_unix:
+                        and a["bindable_until"] >= now_unix \
+                        and (connector_id is None or a["connector_id"] in (None, connector_id)):
                     return dict(a)
             elif any_remote_start or a["remote_start_id"] == remote_start_id:
                 return dict(a)
         return None
 
     async def bind_authorization(self, station_id: str, id_tag: str, session_id: int,
-                                 now_unix: int, remote_start_id: int | None = None
+                                 now_unix: int, remote_start_id: int | None = None, *,
+                                 connector_id: int | None = None
                                  ) -> dict[str, Any] | None:
-        row = await self.pending_authorization(station_id, id_tag, now_unix, remote_start_id)
+        row = await self.pending_authorization(station_id, id_tag, now_unix, remote_start_id,
+                                               connector_id=connector_id)
         if row is None:
             return None
         self.s.authorizations[row["id"] - 1]["session_id"] = session_id

@@ -1,7 +1,8 @@
 """A driver's signed app session binds the session of the remote start it was accepted for,
 and no other, through real sockets, the admin API and the py-evm chain: a stranger who
 knows the app session's tag (a plain string) presents it at the station after the remote
-start failed, or on 2.0.1 without its remoteStartId, or on 1.6 after its window."""
+start failed, or on 2.0.1 without its remoteStartId, or on 1.6 after its window or on
+another connector than the remote start named."""
 
 from __future__ import annotations
 
@@ -118,6 +119,34 @@ async def test_an_accepted_16_start_binds_within_its_window_only(
         assert await start16(c, "APP1") == "Invalid"
     [session] = await server.sessions("CP16")
     assert await bound_to(server, session["id"]) is None
+
+
+@pytest.mark.parametrize("connector", [1, 2])
+async def test_a_16_remote_start_on_a_connector_binds_a_start_on_that_connector_only(
+    server: RunningServer, connector: int,
+) -> None:
+    """The remote start asked for connector 2. A stranger who knows the tag (a plain
+    string) starts with it on connector 1 within the window: that session is not the
+    driver's and is not bound; the driver's own start on connector 2 then is. A start on
+    the connector asked binds at once."""
+    auth = await signed(server, "CP16")
+    async with await connect16(server) as c:
+        started = asyncio.create_task(post_start(
+            server, "CP16", {"tag": "APP1", "authorization": auth, "connector": 2}))
+        call = await asyncio.wait_for(c.calls.get(), 10)
+        assert call[3] == {"idTag": "APP1", "connectorId": 2}
+        await c.answer(call[1], {"status": "Accepted"})
+        status, answer = await started
+        assert status == 200 and answer["status"] == "Accepted", answer
+        if connector == 1:
+            assert await start16(c, "APP1", connector=1) == "Invalid"  # the stranger's
+        assert await start16(c, "APP1", connector=2) == "Accepted"  # the driver's
+    sessions = {s["connector_id"]: s for s in await server.sessions("CP16")}
+    assert set(sessions) == ({1, 2} if connector == 1 else {2})
+    row = await bound_to(server, sessions[2]["id"])
+    assert row is not None and row["start_state"] == "accepted"
+    if connector == 1:
+        assert await bound_to(server, sessions[1]["id"]) is None
 
 
 async def test_an_accepted_16_start_answered_and_started_at_once_is_bound(

@@ -185,9 +185,9 @@ async def test_201_token_given_after_the_start_is_checked_for_credit(
     assert answer["idTokenInfo"]["status"] == "NoCredit", answer
 
 
-async def start16(c: RawClient, tag: str) -> str:
+async def start16(c: RawClient, tag: str, connector: int = 1) -> str:
     start = await c.result("StartTransaction", {
-        "connectorId": 1, "idTag": tag, "meterStart": 0,
+        "connectorId": connector, "idTag": tag, "meterStart": 0,
         "timestamp": datetime.now(UTC).isoformat()})
     return str(start["idTagInfo"]["status"])
 

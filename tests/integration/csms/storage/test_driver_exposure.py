@@ -133,6 +133,44 @@ async def test_only_the_start_an_authorization_was_accepted_for_binds_it(
     await repo.unit(bind)
 
 
+async def test_a_16_authorization_for_a_connector_binds_a_start_on_it_only(
+    repo: Repository,
+) -> None:
+    """A 1.6 remote start that named a connector: only a start on that connector binds
+    its authorization (an Authorize, which names none, still finds it); one that named
+    none binds a start on any."""
+    async def setup(tx: Tx) -> dict[str, int]:
+        await tx.insert_station(Station(id="CP1", created_at=T0))
+        body = {"driver": DRIVER, "max_amount": 500, "nonce": 1, "expiry": NOW + 3600}
+        two = await tx.add_authorization(DRIVER, "CP1", "ON2", body, 1, NOW + 3600, T0,
+                                          connector_id=2)
+        body = {**body, "nonce": 2}
+        anyone = await tx.add_authorization(DRIVER, "CP1", "ANY", body, 2, NOW + 3600, T0)
+        for aid in (two, anyone):
+            await tx.remote_start_accepted(aid, NOW + 60)
+        return {"ON2": two, "ANY": anyone}
+
+    ids = await repo.unit(setup)
+
+    async def binds(tx: Tx) -> dict[str, bool]:
+        return {f"{tag}/{connector}": await tx.pending_authorization(
+            "CP1", tag, NOW, connector_id=connector) is not None
+            for tag in ("ON2", "ANY") for connector in (None, 1, 2)}
+
+    assert await repo.read(binds) == {"ON2/None": True, "ON2/1": False, "ON2/2": True,
+                                      "ANY/None": True, "ANY/1": True, "ANY/2": True}
+
+    async def bind(tx: Tx) -> None:
+        s = _session("8", "ON2")  # on connector 1
+        await tx.insert_session(s)
+        assert s.id is not None
+        assert await tx.bind_authorization("CP1", "ON2", s.id, NOW, connector_id=1) is None
+        assert (await tx.bind_authorization("CP1", "ON2", s.id, NOW, connector_id=2)
+                or {}).get("id") == ids["ON2"]
+
+    await repo.unit(bind)
+
+
 async def test_sessions_in_flight_and_waiting_authorizations_count_at_their_limits(
     repo: Repository,
 ) -> None:
