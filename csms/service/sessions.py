@@ -670,6 +670,7 @@ class SessionUseCases(SignedDataChecks):
                 )
                 if ev.event_type != "Started":
                     session.flag("started_missing")
+                    session.started_at = _begun(ev.samples, ev.timestamp)
                 if ev.seq_no != 0 and ev.event_type == "Started":
                     session.flag("seq_gap")
                 await tx.insert_session(session)
@@ -703,6 +704,8 @@ class SessionUseCases(SignedDataChecks):
                     )
                 if ev.event_type == "Started":
                     session.started_at = ev.timestamp
+                elif "started_missing" in session.flags:
+                    session.started_at = _begun(ev.samples, session.started_at)
             if ev.seq_no is not None and (session.last_seq_no is None
                                           or ev.seq_no > session.last_seq_no):
                 session.last_seq_no = ev.seq_no
@@ -799,3 +802,13 @@ def _stops(ev: TransactionEventIn) -> bool:
     stop; C16.FR.08: stoppedReason MasterPass), not one authorizing it."""
     return ev.event_type == "Ended" or ev.trigger_reason == "StopAuthorized" \
         or ev.stopped_reason == "MasterPass"
+
+
+def _begun(samples: list[MeterSample], known: datetime) -> datetime:
+    """When a transaction whose Started event never came began: its earliest
+    Transaction.Begin reading's time where that is before ``known`` (the first event seen:
+    an Ended event may carry the reading at the start, as the KEBA P30's does), else
+    ``known``. A session started at its Ended event would have its energy delivered "in no
+    time"."""
+    begins = [s.timestamp for s in samples if s.context == "Transaction.Begin"]
+    return min([known, *begins])
