@@ -427,6 +427,7 @@ async def build(settings: Settings, lock: NodeLock | None = None) -> App:
     from csms.bus.relay import OutboxRelay
     from csms.server import CentralSystem
 
+    broker = settings.mqtt_broker()  # its password file read once, before anything opens
     if lock is None and settings.uses_sqlite and settings.db != ":memory:":
         settings.check_database()
         lock = NodeLock(settings.db)
@@ -486,7 +487,7 @@ async def build(settings: Settings, lock: NodeLock | None = None) -> App:
             sign_v2g=settings.v2g_sign)
     tasks = Supervisor()
     bus = None
-    if settings.mqtt:
+    if broker is not None:
         # the nodes of one database sign their commands and answers with its secret
         from csms.service.cluster import bus_secret
 
@@ -497,7 +498,7 @@ async def build(settings: Settings, lock: NodeLock | None = None) -> App:
             if lock is not None:
                 lock.release()
             raise
-        bus = CommandBus(settings.mqtt, central.node_id, secret=secret,
+        bus = CommandBus(broker, central.node_id, secret=secret,
                          on_dropped=lambda reason: metrics.bus_dropped.labels(reason).inc())
     admin = None
     try:
@@ -517,8 +518,8 @@ async def build(settings: Settings, lock: NodeLock | None = None) -> App:
         if lock is not None:
             lock.release()
         raise
-    relay = OutboxRelay(repo, settings.mqtt, client_id=f"voltledger-{central.node_id}") if (
-        settings.mqtt) else None
+    relay = OutboxRelay(repo, broker, client_id=f"voltledger-{central.node_id}") if (
+        broker is not None) else None
     files = None
     if settings.files_port >= 0:
         from csms.files import FileServer

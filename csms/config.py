@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import ssl
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from csms.service import defaults
 
@@ -28,6 +29,8 @@ __all__ = [
     "LOG_LEVELS",
     "MAX_COMMAND_TIMEOUT",
     "MAX_WORKERS",
+    "MQTT_SCHEMES",
+    "MqttBroker",
     "Settings",
     "SettingsError",
     "env_var",
@@ -71,16 +74,76 @@ def is_loopback(host: str) -> bool:
         return False  # a name: it may resolve to anything
 
 
-def parse_mqtt_url(url: str) -> tuple[str, int]:
-    """``mqtt://host:port`` (or ``tcp://``) -> (host, port); any user:password is dropped."""
-    parts = urlsplit(url)
+MQTT_SCHEMES = {"mqtt": False, "tcp": False, "mqtts": True}  # scheme -> over TLS
+
+
+@dataclass(frozen=True, slots=True)
+class MqttBroker:
+    """Where and how a node reaches its MQTT broker. ``password`` is never shown: not in
+    :attr:`url`, ``str()`` or ``repr()``."""
+
+    host: str
+    port: int
+    tls: bool = False
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    ca_file: str = ""  # with tls: the CA the broker's certificate must chain to (else the system's)
+
+    @property
+    def url(self) -> str:
+        """The broker for logs and the console: its URL with the user, without the password."""
+        user = "" if self.username is None else quote(self.username, safe="") + "@"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{'mqtts' if self.tls else 'mqtt'}://{user}{host}:{self.port}"
+
+    def __str__(self) -> str:
+        return self.url
+
+
+def _without_password(url: str) -> str:
+    """``url`` as an error may quote it: any password after ``user:`` replaced."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    authority, slash, tail = rest.partition("/")
+    if "@" in authority:
+        userinfo, host = authority.rsplit("@", 1)
+        if ":" in userinfo:
+            userinfo = userinfo.split(":", 1)[0] + ":***"
+        authority = f"{userinfo}@{host}"
+    return f"{scheme}{sep}{authority}{slash}{tail}"
+
+
+def parse_mqtt_url(url: str) -> MqttBroker:
+    """``mqtt://[user[:password]@]host[:port]`` (or ``tcp://``; port 1883), or
+    ``mqtts://...`` over TLS (port 8883); user and password percent-decoded. A
+    ValueError (one line, never the password) for anything else."""
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError as exc:
+        raise ValueError(f"not a URL ({exc}): {_without_password(url)!r}") from None
+    scheme = parts.scheme.lower()
+    if scheme not in MQTT_SCHEMES or not parts.netloc:
+        raise ValueError("expected mqtt://, tcp:// or mqtts:// (TLS) and"
+                         f" [user[:password]@]host[:port], got {_without_password(url)!r}")
     try:
         port = parts.port
     except ValueError:
-        port = -1
-    if parts.scheme not in ("mqtt", "tcp") or not parts.hostname or port == -1:
-        raise ValueError(f"expected mqtt://host:port, got {url!r}")
-    return parts.hostname, port or 1883
+        port = 0
+    else:
+        port = port if port is not None else (8883 if MQTT_SCHEMES[scheme] else 1883)
+    host_port = parts.netloc.rsplit("@", 1)[-1]
+    if not 1 <= port <= 65535 or host_port.endswith(":"):
+        raise ValueError(f"the port must be a number from 1 to 65535, got {host_port!r}")
+    if not parts.hostname:
+        raise ValueError(f"no broker host in {_without_password(url)!r}")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError("a path, query or fragment is not understood:"
+                         f" {_without_password(url)!r}")
+    return MqttBroker(
+        parts.hostname, port, MQTT_SCHEMES[scheme],
+        None if parts.username is None else unquote(parts.username),
+        None if parts.password is None else unquote(parts.password))
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +174,10 @@ class Settings:
     admin_host: str = "127.0.0.1"
     admin_port: int = 9001  # 0 picks a free port; -1 turns the admin API off
     node_id: str = ""  # default: <hostname>:<port>
-    mqtt: str = ""  # mqtt://host:port turns bus events on
+    # mqtt://[user[:password]@]host[:port] turns bus events on; mqtts:// over TLS
+    mqtt: str = ""
+    mqtt_ca: str = ""  # mqtts://: the CA of the broker's certificate (default: the system's)
+    mqtt_password_file: str = ""  # the broker password, rather than in the URL
     tls_port: int = 9443  # wss:// listener, when tls_cert is given
     tls_cert: str = ""
     tls_key: str = ""
@@ -269,22 +335,61 @@ class Settings:
         if bool(self.ca_cert) != bool(self.ca_key):
             raise _error("ca_cert" if not self.ca_cert else "ca_key",
                          "give both --ca-cert and --ca-key (CSMS_CA_CERT, CSMS_CA_KEY)")
-        if self.mqtt:
-            try:
-                parse_mqtt_url(self.mqtt)
-            except ValueError as exc:
-                raise _error("mqtt", str(exc)) from None
+        broker = self._mqtt_url()
+        if self.mqtt_ca and (broker is None or not broker.tls):
+            raise _error("mqtt_ca", "needs an mqtts:// --mqtt (CSMS_MQTT)")
+        if self.mqtt_password_file:
+            if broker is None or broker.username is None:
+                raise _error("mqtt_password_file", "needs a user name in --mqtt (CSMS_MQTT):"
+                             " mqtt://user@host")
+            if broker.password is not None:
+                raise _error("mqtt_password_file", "--mqtt has a password already; give it"
+                             " in one place")
         if self.chain and self.chain not in ("local", "memory") and not self.chain.startswith(
                 ("http://", "https://")):
             raise _error("chain", "local, memory or an http(s):// RPC URL")
 
+    def _mqtt_url(self) -> MqttBroker | None:
+        if not self.mqtt:
+            return None
+        try:
+            return parse_mqtt_url(self.mqtt)
+        except ValueError as exc:
+            raise _error("mqtt", str(exc)) from None
+
+    def mqtt_broker(self) -> MqttBroker | None:
+        """The broker of ``mqtt`` (None: no broker), with the password of
+        ``mqtt_password_file`` (the file's text without its line end) and ``mqtt_ca``."""
+        broker = self._mqtt_url()
+        if broker is None:
+            return None
+        if self.mqtt_password_file:
+            path = Path(self.mqtt_password_file).expanduser()
+            try:
+                password = path.read_text("utf-8").rstrip("\r\n")
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+                raise _error("mqtt_password_file", f"cannot read {self.mqtt_password_file}:"
+                             f" {reason}") from None
+            broker = replace(broker, password=password)
+        return replace(broker, ca_file=str(Path(self.mqtt_ca).expanduser())) if (
+            self.mqtt_ca) else broker
+
     def check_serving(self) -> None:
-        """What ``csms serve`` needs beyond :meth:`check`: its TLS files exist, and the
-        admin API stays on this machine unless ``admin_public`` says otherwise."""
-        for name in ("tls_cert", "tls_key", "client_ca", "ca_cert", "ca_key"):
+        """What ``csms serve`` needs beyond :meth:`check`: its TLS files exist, the MQTT
+        broker's CA is a certificate and its password file is readable, and the admin
+        API stays on this machine unless ``admin_public`` says otherwise."""
+        for name in ("tls_cert", "tls_key", "client_ca", "ca_cert", "ca_key", "mqtt_ca"):
             path = getattr(self, name)
             if path and not Path(path).expanduser().is_file():
                 raise _error(name, f"no such file: {path}")
+        if self.mqtt_ca:
+            try:
+                ssl.create_default_context(cafile=str(Path(self.mqtt_ca).expanduser()))
+            except (ssl.SSLError, OSError, ValueError):
+                raise _error("mqtt_ca", f"{self.mqtt_ca} is not a PEM CA certificate"
+                             ) from None
+        self.mqtt_broker()  # the password file is readable
         if self.workers > 1:
             # each worker is a node of the cluster: nodes share PostgreSQL, or the
             # processes of one machine share a SQLite file (csms.cli.workers)

@@ -5,8 +5,9 @@ as ``<redacted>``, audit entries are redacted in :mod:`csms.translate.commands`)
 this filter is the second line, for what libraries log at debug level (the
 websockets handshake logs every request header, ``Authorization: Basic
 <base64(id:password)>`` included) and for anything that slips through: HTTP
-credentials, and the values of OCPP configuration keys and variables named like
-a password (1.6 ``AuthorizationKey``, 2.0.1 ``SecurityCtrlr.BasicAuthPassword``).
+credentials, a password in a URL (the MQTT broker's, a database's), and the values
+of OCPP configuration keys and variables named like a password (1.6
+``AuthorizationKey``, 2.0.1 ``SecurityCtrlr.BasicAuthPassword``).
 
 ``csms serve`` puts :class:`SecretFilter` on its log handlers; the loggers the
 server hands to libraries carry it themselves (:func:`protect`).
@@ -28,6 +29,8 @@ _PATTERNS = [
     re.compile(r"(?i)(\b(?:basic|bearer|digest)\s+)[A-Za-z0-9+/=._~-]{12,}"),
     re.compile(r"(?i)(\bauthorization[\"']?\s*[:=,]\s*[\"']?(?:(?:basic|bearer|digest)\s+)?)"
                r"(?!<redacted>)[^\s\"',}]+"),
+    # a URL's password: mqtt://user:password@broker, postgresql://user:password@host
+    re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^\s/@:\"']*:)(?!<redacted>)[^\s/@\"']+(?=@)"),
     # 1.6 configuration: {"key": "AuthorizationKey", ..., "value": "..."} (JSON or repr)
     re.compile(r"(?i)([\"']key[\"']\s*:\s*[\"']" + _NAME + r"[\"'][^{}]*?"
                r"[\"']value[\"']\s*:\s*[\"'])[^\"']*"),

@@ -52,7 +52,8 @@ import orjson
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from csms.config import parse_mqtt_url
+from csms.bus.broker import as_broker, connect
+from csms.config import MqttBroker
 
 __all__ = ["CLOCK_SKEW", "MAX_WAIT", "CommandBus", "Handler", "NodeUnavailable", "sign",
            "unseal", "verify"]
@@ -128,10 +129,10 @@ class NodeUnavailable(Exception):
 
 
 class CommandBus:
-    def __init__(self, url: str, node_id: str, *, prefix: str = "voltledger",
+    def __init__(self, broker: MqttBroker | str, node_id: str, *, prefix: str = "voltledger",
                  secret: bytes | None = None,
                  on_dropped: Callable[[str], None] | None = None) -> None:
-        self.host, self.port = parse_mqtt_url(url)
+        self.broker = as_broker(broker)  # a URL: mqtt://[user[:password]@]host[:port]
         self.node_id = node_id
         self.prefix = prefix
         self.secret = _PROCESS_SECRET if secret is None else secret
@@ -153,15 +154,13 @@ class CommandBus:
         """Serve commands for this node and collect replies until ``stop``; a broker
         failure is raised (the node's supervisor reconnects with backoff)."""
         try:
-            async with aiomqtt.Client(self.host, self.port, timeout=10,
-                                      identifier=f"voltledger-cmd-{uuid.uuid4().hex[:12]}",
-                                      ) as client:
+            async with connect(self.broker,
+                               f"voltledger-cmd-{uuid.uuid4().hex[:12]}") as client:
                 await client.subscribe(self._topic(self.node_id, "commands"), qos=1)
                 await client.subscribe(self._topic(self.node_id, "replies", "+"), qos=1)
                 self._client = client
                 self.connected.set()
-                log.info("= command bus on %s:%d as node %s", self.host, self.port,
-                         self.node_id)
+                log.info("= command bus on %s as node %s", self.broker.url, self.node_id)
                 reader = asyncio.create_task(self._read(client, handler))
                 stopper = asyncio.create_task(stop.wait())
                 try:

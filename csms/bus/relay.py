@@ -20,7 +20,8 @@ from typing import Any
 
 import aiomqtt
 
-from csms.config import parse_mqtt_url
+from csms.bus.broker import as_broker, connect
+from csms.config import MqttBroker, parse_mqtt_url
 from csms.service.ports import Repository, StorageError, Tx
 
 __all__ = ["OUTAGES", "OutboxRelay", "parse_mqtt_url"]
@@ -33,11 +34,11 @@ log = logging.getLogger("csms.bus")
 
 class OutboxRelay:
     def __init__(
-        self, repo: Repository, url: str, *, client_id: str = "voltledger",
+        self, repo: Repository, broker: MqttBroker | str, *, client_id: str = "voltledger",
         batch: int = 200, poll_interval: float = 0.1, keep_published: timedelta = timedelta(days=1),
     ) -> None:
         self.repo = repo
-        self.host, self.port = parse_mqtt_url(url)
+        self.broker = as_broker(broker)  # a URL: mqtt://[user[:password]@]host[:port]
         self.client_id = client_id
         self.batch = batch
         self.poll_interval = poll_interval
@@ -64,10 +65,8 @@ class OutboxRelay:
         """Publish until ``stop``. A broker or database failure is raised: the node's
         supervisor starts the relay again with backoff (events wait in the outbox)."""
         try:
-            async with aiomqtt.Client(
-                self.host, self.port, identifier=self.client_id, timeout=10
-            ) as client:
-                log.info("= MQTT connected to %s:%d", self.host, self.port)
+            async with connect(self.broker, self.client_id) as client:
+                log.info("= MQTT connected to %s", self.broker.url)
                 self.connected.set()
                 gone = asyncio.create_task(_until_disconnected(client))
                 stopped = asyncio.create_task(stop.wait())

@@ -33,7 +33,6 @@ from csms.config import (
     MAX_WORKERS,
     Settings,
     SettingsError,
-    parse_mqtt_url,
 )
 
 if TYPE_CHECKING:
@@ -85,9 +84,8 @@ async def _serve(settings: Settings, lock: NodeLock | None = None) -> None:
                 console.print("[bold red]WARNING[/] --admin-public: the admin API is reachable"
                               f" on {settings.admin_host or 'every interface'}, beyond this"
                               " machine; its bearer token is all that protects it")
-        if settings.mqtt:
-            host, port = parse_mqtt_url(settings.mqtt)  # without any user:password
-            _line("mqtt", f"mqtt://{host}:{port} (events published)")
+        if app.relay is not None:
+            _line("mqtt", f"{app.relay.broker.url} (events published)")  # never its password
         if app.chain is not None:
             _line("chain", f"{app.chain.chain_id} ({app.chain.kind}), settling")
         if settings.auto_register:
@@ -127,8 +125,14 @@ def serve(
         "admin_public", "Allow --admin-host beyond loopback (warned about)",
         "--admin-public/--no-admin-public")] = None,
     mqtt: Annotated[str | None, setting_option(
-        "mqtt", "Publish events to, and route commands through, mqtt://host:port",
-        default="off")] = None,
+        "mqtt", "Publish events to, and route commands through, the broker at"
+        " mqtt://[user[:password]@]host[:port] (mqtts:// over TLS)", default="off")] = None,
+    mqtt_ca: Annotated[str | None, setting_option(
+        "mqtt_ca", "PEM CA of the mqtts:// broker's certificate",
+        default="the system's CAs")] = None,
+    mqtt_password_file: Annotated[str | None, setting_option(
+        "mqtt_password_file", "File holding the MQTT broker password (the user is in"
+        " --mqtt)", default="-")] = None,
     node_id: Annotated[str | None, setting_option(
         "node_id", "This node's name", default="<hostname>:<port>")] = None,
     tls_cert: Annotated[str | None, setting_option(
@@ -185,6 +189,7 @@ def serve(
     settings = load_settings(
         db=db, host=host, port=port, auto_register=auto_register,
         heartbeat_interval=heartbeat_interval, admin_port=admin_port, mqtt=mqtt,
+        mqtt_ca=mqtt_ca, mqtt_password_file=mqtt_password_file,
         admin_host=admin_host, admin_public=admin_public,
         node_id=node_id, data_dir=data_dir, tls_cert=tls_cert, tls_key=tls_key,
         tls_port=tls_port, client_ca=client_ca, ca_cert=ca_cert, ca_key=ca_key, chain=chain,

@@ -13,6 +13,7 @@ import glob
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -25,6 +26,7 @@ import pytest
 
 from settlement.chain import free_local_port
 from support import IN_CI
+from support.tls import ServerTls
 
 __all__ = ["Broker", "PrivatePostgres", "Subscriber", "alive", "free_port", "require_binary"]
 
@@ -65,25 +67,43 @@ def require_binary(name: str, path: str | None) -> str:
 
 
 class Broker:
-    """A Mosquitto process of the test's own, on a free loopback port."""
+    """A Mosquitto process of the test's own, on a free loopback port: open to anyone, or
+    only to ``users`` (name -> password); over TLS with ``tls`` (its certificate and key)."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, *, users: dict[str, str] | None = None,
+                 tls: ServerTls | None = None) -> None:
         self.port = free_port()
         self.conf = folder / "mosquitto.conf"
+        self.tls = tls
         # Persistence keeps the subscriber's durable session (clean_session=False)
         # across the restart, so events published before it resubscribes are queued
         # for it rather than dropped.
-        self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
-            f"persistence true\npersistence_location {folder}/\n"
-        )
+        lines = [f"listener {self.port} 127.0.0.1",
+                 f"allow_anonymous {'false' if users is not None else 'true'}",
+                 "persistence true", f"persistence_location {folder}/"]
+        if users is not None:
+            passwd = folder / "mosquitto.passwd"
+            passwd.touch(0o600)
+            tool = require_binary("mosquitto_passwd", shutil.which("mosquitto_passwd")
+                                  or "/usr/bin/mosquitto_passwd")
+            for name, password in users.items():
+                subprocess.run([tool, "-b", str(passwd), name, password], check=True,
+                               capture_output=True, timeout=30)
+            lines.append(f"password_file {passwd}")
+        if tls is not None:
+            lines += [f"certfile {tls.cert}", f"keyfile {tls.key}", "tls_version tlsv1.2"]
+        if (users is not None or tls is not None) and os.geteuid() == 0:
+            # as root Mosquitto becomes the user mosquitto, who cannot read the test's
+            # folder (mode 0700): stay root to read the password file and the key
+            lines.append("user root")
+        self.conf.write_text("\n".join(lines) + "\n")
         self.binary = require_binary(
             "mosquitto", shutil.which("mosquitto") or "/usr/sbin/mosquitto")
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"mqtt://127.0.0.1:{self.port}"
+        return f"{'mqtts' if self.tls else 'mqtt'}://127.0.0.1:{self.port}"
 
     def start(self) -> None:
         self.proc = subprocess.Popen([self.binary, "-c", str(self.conf)],
@@ -146,8 +166,14 @@ class PrivatePostgres:
 
 
 class Subscriber:
-    def __init__(self, port: int) -> None:
+    """Every event under ``voltledger/`` on the broker at ``port``; with ``login`` (user,
+    password) and ``tls`` (a context trusting the broker) where the broker asks for them."""
+
+    def __init__(self, port: int, *, login: tuple[str, str] | None = None,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.port = port
+        self.login = login
+        self.tls = tls
         self.events: list[dict[str, Any]] = []
         self.topics: list[str] = []
         self.ready = asyncio.Event()
@@ -156,8 +182,11 @@ class Subscriber:
     async def _run(self) -> None:
         while True:
             try:
-                async with aiomqtt.Client("127.0.0.1", self.port, identifier="test-sub",
-                                          clean_session=False) as client:
+                async with aiomqtt.Client(
+                        "127.0.0.1", self.port, identifier="test-sub", clean_session=False,
+                        username=self.login[0] if self.login else None,
+                        password=self.login[1] if self.login else None,
+                        tls_context=self.tls) as client:
                     await client.subscribe("voltledger/#", qos=1)
                     self.ready.set()
                     async for message in client.messages:

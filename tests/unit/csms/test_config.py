@@ -10,6 +10,7 @@ import pytest
 
 from csms.config import Settings, SettingsError, env_var, parse_mqtt_url
 from csms.service import defaults
+from support.tls import server_tls
 
 
 def write(tmp_path: Path, text: str) -> str:
@@ -97,8 +98,14 @@ def test_every_field_has_its_variable() -> None:
         ({}, {"batch_size": 0}, "--batch-size (CSMS_BATCH_SIZE): at least 1"),
         ({}, {"max_wait": -1.0}, "--max-wait (CSMS_MAX_WAIT): not negative"),
         ({}, {"client_ca": "ca.pem"}, "--client-ca (CSMS_CLIENT_CA): needs --tls-cert"),
-        ({}, {"mqtt": "http://broker"}, "--mqtt (CSMS_MQTT): expected mqtt://host:port"),
-        ({}, {"mqtt": "mqtt://broker:port"}, "--mqtt (CSMS_MQTT): expected mqtt://host:port"),
+        ({}, {"mqtt": "http://broker"}, "--mqtt (CSMS_MQTT): expected mqtt://, tcp:// or"
+         " mqtts://"),
+        ({}, {"mqtt": "mqtt://broker:port"}, "--mqtt (CSMS_MQTT): the port must be a number"),
+        ({}, {"mqtt_ca": "ca.pem"}, "--mqtt-ca (CSMS_MQTT_CA): needs an mqtts:// --mqtt"),
+        ({}, {"mqtt": "mqtts://broker", "mqtt_password_file": "pw"},
+         "--mqtt-password-file (CSMS_MQTT_PASSWORD_FILE): needs a user name in --mqtt"),
+        ({}, {"mqtt": "mqtt://u:p@broker", "mqtt_password_file": "pw"},
+         "--mqtt-password-file (CSMS_MQTT_PASSWORD_FILE): --mqtt has a password already"),
         ({}, {"chain": "mainnet"}, "--chain (CSMS_CHAIN): local, memory or an http"),
         ({}, {"db": ""}, "--db (CSMS_DB): a SQLite file or a postgresql:// URL"),
     ],
@@ -178,5 +185,84 @@ def test_data_folder_checks(tmp_path: Path) -> None:
 
 
 def test_mqtt_urls() -> None:
-    assert parse_mqtt_url("mqtt://broker") == ("broker", 1883)
-    assert parse_mqtt_url("tcp://u:secret@broker:1884") == ("broker", 1884)
+    plain = parse_mqtt_url("mqtt://broker")
+    assert (plain.host, plain.port, plain.tls, plain.username, plain.password) == (
+        "broker", 1883, False, None, None)
+    assert plain.url == "mqtt://broker:1883"
+    login = parse_mqtt_url("tcp://u:secret@broker:1884")
+    assert (login.host, login.port, login.tls, login.username, login.password) == (
+        "broker", 1884, False, "u", "secret")
+    assert login.url == "mqtt://u@broker:1884"
+    tls = parse_mqtt_url("mqtts://broker.example")
+    assert (tls.host, tls.port, tls.tls) == ("broker.example", 8883, True)
+    assert parse_mqtt_url("MQTTS://broker:9883/").port == 9883
+    user_only = parse_mqtt_url("mqtt://reader@broker")
+    assert (user_only.username, user_only.password) == ("reader", None)
+
+
+def test_mqtt_credentials_are_percent_decoded_and_never_shown() -> None:
+    broker = parse_mqtt_url("mqtts://op%40site:p%3Ass%2F%20w%25rd@[::1]:8884")
+    assert (broker.username, broker.password) == ("op@site", "p:ss/ w%rd")
+    assert (broker.host, broker.port) == ("::1", 8884)
+    assert broker.url == "mqtts://op%40site@[::1]:8884"
+    for shown in (broker.url, str(broker), repr(broker)):
+        assert "p:ss" not in shown and "p%3Ass" not in shown, shown
+
+
+@pytest.mark.parametrize(("url", "message"), [
+    ("http://u:hunter2@broker", "expected mqtt://, tcp:// or mqtts://"),
+    ("ws://broker:1883", "expected mqtt://, tcp:// or mqtts://"),
+    ("broker:1883", "expected mqtt://, tcp:// or mqtts://"),
+    ("mqtt://u:hunter2@broker:70000", "the port must be a number from 1 to 65535"),
+    ("mqtt://u:hunter2@broker:0", "the port must be a number from 1 to 65535"),
+    ("mqtts://u:hunter2@broker:-1", "the port must be a number from 1 to 65535"),
+    ("mqtt://u:hunter2@broker:x", "the port must be a number from 1 to 65535"),
+    ("mqtt://u:hunter2@:1883", "no broker host"),
+    ("mqtt://u:hunter2@broker/topic", "a path, query or fragment"),
+    ("mqtt://u:hunter2@broker?tls=1", "a path, query or fragment"),
+    ("mqtt://u:hunter2@[::1:1883", "not a URL"),
+])
+def test_wrong_mqtt_urls_are_one_line_without_the_password(url: str, message: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.load(env={}, mqtt=url)
+    text = str(caught.value)
+    assert text.startswith("--mqtt (CSMS_MQTT): ") and message in text, text
+    assert "\n" not in text and "hunter2" not in text, text
+
+
+def test_the_mqtt_settings_come_from_flag_env_and_file(tmp_path: Path) -> None:
+    tls = server_tls(tmp_path)
+    pw = tmp_path / "mqtt.pw"
+    pw.write_text("s3cret pass\n", "utf-8")
+    env = {"CSMS_MQTT": "mqtts://node@127.0.0.1", "CSMS_MQTT_CA": str(tls.ca),
+           "CSMS_MQTT_PASSWORD_FILE": str(pw)}
+    settings = Settings.load(env=env)
+    settings.check_serving()
+    broker = settings.mqtt_broker()
+    assert (broker.host, broker.port, broker.tls) == ("127.0.0.1", 8883, True)
+    assert (broker.username, broker.password, broker.ca_file) == (
+        "node", "s3cret pass", str(tls.ca))
+    from_file = Settings.load(env={}, config=write(
+        tmp_path, f'mqtt = "mqtts://node@127.0.0.1"\nmqtt-ca = "{tls.ca}"\n'
+        f'mqtt_password_file = "{pw}"\n'))
+    assert from_file.mqtt_broker() == broker
+    assert Settings.load(env={}, mqtt="mqtt://a:b@h").mqtt_broker().password == "b"
+    assert Settings.load(env={}).mqtt_broker() is None
+
+
+def test_mqtt_files_are_checked_before_serving(tmp_path: Path) -> None:
+    key = tmp_path / "key.pem"
+    key.write_text(server_tls(tmp_path).key.read_text())
+    for ca, message in ((tmp_path / "nope.pem", "no such file"),
+                        (key, "is not a PEM CA certificate"),
+                        (tmp_path, "no such file")):
+        settings = Settings.load(env={}, mqtt="mqtts://h", mqtt_ca=str(ca))
+        with pytest.raises(SettingsError) as caught:
+            settings.check_serving()
+        assert str(caught.value).startswith("--mqtt-ca (CSMS_MQTT_CA): "), caught.value
+        assert message in str(caught.value) and "\n" not in str(caught.value)
+    settings = Settings.load(env={}, mqtt="mqtt://u@h",
+                             mqtt_password_file=str(tmp_path / "nope"))
+    with pytest.raises(SettingsError, match=r"^--mqtt-password-file \(CSMS_MQTT_PASSWORD_FILE"
+                       r"\): cannot read"):
+        settings.check_serving()

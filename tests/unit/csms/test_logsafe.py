@@ -22,6 +22,9 @@ BASIC = "Q1AxOnMzY3JldC1zdGF0aW9uLXBhc3N3MHJk"
     f'{{"values": {{"SecurityCtrlr.BasicAuthPassword": "{PW}"}}}}',
     f'[3,"1",{{"configurationKey":[{{"key":"AuthorizationKey","readonly":false,'
     f'"value":"{PW}"}}]}}]',
+    f"Settings(mqtt='mqtt://node:{PW}@broker:1883', mqtt_ca='')",
+    f"cannot reach mqtts://op%40site:{PW}@[::1]:8883",
+    f"db=postgresql://voltledger:{PW}@db.example:5432/csms",
 ])
 def test_credentials_are_redacted(line: str) -> None:
     safe = redact(line)
@@ -32,6 +35,8 @@ def test_credentials_are_redacted(line: str) -> None:
     '[2,"1","ChangeConfiguration",{"key":"HeartbeatInterval","value":"60"}]',
     "= CP1 connected (ocpp1.6) from ('127.0.0.1', 5555)",
     "basic idea", "the key is fine",
+    "= MQTT connected to mqtts://node@[::1]:8883", "http://127.0.0.1:9001/health",
+    "listening on ws://0.0.0.0:9000/<station_id>",
 ])
 def test_other_lines_are_left_alone(line: str) -> None:
     assert redact(line) == line
