@@ -506,7 +506,8 @@ class SessionUseCases(SignedDataChecks):
                     return auth
                 session = Session(
                     station_id=station_id, ocpp_version=OCPP16, transaction_id=unknown,
-                    started_at=stop.timestamp, id_tag=stop.id_tag,
+                    # at its begin reading where the stop carries one, not "in no time"
+                    started_at=_begun(stop.samples, stop.timestamp), id_tag=stop.id_tag,
                 )
                 session.flag("unknown_transaction")
                 await tx.insert_session(session)
@@ -805,10 +806,10 @@ def _stops(ev: TransactionEventIn) -> bool:
 
 
 def _begun(samples: list[MeterSample], known: datetime) -> datetime:
-    """When a transaction whose Started event never came began: its earliest
-    Transaction.Begin reading's time where that is before ``known`` (the first event seen:
-    an Ended event may carry the reading at the start, as the KEBA P30's does), else
-    ``known``. A session started at its Ended event would have its energy delivered "in no
-    time"."""
+    """When a transaction whose start never came began (a 2.0.1 Started event, a 1.6
+    StartTransaction): its earliest Transaction.Begin reading's time where that is before
+    ``known`` (the first message seen: a 2.0.1 Ended event or a 1.6 stop's transactionData
+    may carry the reading at the start, as the KEBA P30's does), else ``known``. A session
+    started at its end would have its energy delivered "in no time"."""
     begins = [s.timestamp for s in samples if s.context == "Transaction.Begin"]
     return min([known, *begins])

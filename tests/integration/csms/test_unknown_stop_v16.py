@@ -4,6 +4,8 @@ transactions from starting (1.6 §5.6: the central system assigns the transactio
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from support import RunningServer
@@ -49,3 +51,28 @@ async def test_a_stop_for_a_transaction_that_never_started_does_not_block_the_ne
     started = [s for s in await csms_server.sessions("CP1")
                if "unknown_transaction" not in s["flags"]]
     assert [(s["status"], s["energy_wh"]) for s in started] == [("completed", 2000)]
+
+
+async def test_a_stop_for_an_unknown_transaction_starts_at_its_begin_reading(
+    csms_server: RunningServer,
+) -> None:
+    """A stop whose transactionData carries the register at the start (a station that kept
+    a transaction through a restore of the central system's data): the session it is
+    kept as starts at that reading, not at the stop; it is held (unknown_transaction),
+    and not as energy delivered in no time."""
+    await csms_server.add_station("CP1")
+    stop = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+    begin = stop - timedelta(hours=1)
+    async with await RawClient.connect(csms_server.url, "CP1", ["ocpp1.6"]) as c:
+        await c.result("BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"})
+        assert await c.result("StopTransaction", {
+            "transactionId": 77, "meterStop": 15_000, "timestamp": stop.isoformat(),
+            "transactionData": [
+                {"timestamp": begin.isoformat(), "sampledValue": [
+                    {"value": "10000", "context": "Transaction.Begin"}]},
+                {"timestamp": stop.isoformat(), "sampledValue": [
+                    {"value": "15000", "context": "Transaction.End"}]}]}) == {}
+    [held] = await csms_server.sessions("CP1")
+    assert datetime.fromisoformat(held["started_at"]) == begin
+    assert "unknown_transaction" in held["flags"]
+    assert "zero_duration_with_energy" not in held["flags"], held["flags"]
