@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+from typing import Any
+
 __all__ = [
     "BAUER_BEGIN", "BAUER_END", "BAUER_KEY", "DZG_BEGIN", "DZG_END", "DZG_KEY", "ISKRA",
     "ISKRA_KEY", "KEBA", "KEBA_KEY", "KEBA_P30_CONTAINER", "KEBA_P30_KEY", "KEBA_P30_PUBLIC_KEY",
-    "LEM_PAYLOAD",
+    "KEBA_P30_SIGNED", "KEBA_P30_STARTED", "KEBA_P30_TX", "LEM_PAYLOAD", "keba_p30_ended",
 ]
 
 # Public test vectors: real meter records from the test data of the S.A.F.E. e.V.
@@ -67,6 +70,58 @@ KEBA_P30_KEY = (  # the hex DER inside it
     "4e1f3322f6dc12f8aa28335d8e1a5f2df348762b09aadc7055e3e51bfb37ee922bea65c04d253b46bfd9f4"
     "469fe081d5"
 )
+
+# The same session's two TransactionEvents in wire form, as the operator's central system
+# logged them (in mobilityhouse/ocpp's parsed form: the keys written back in camelCase, the
+# library's nulls dropped): timestamps with "+0000", a 32-digit transactionId, the
+# Started event's begin reading bare (the 2.0.1 defaults: the register, in Wh), the Ended
+# event's unsigned readings in Wh and, beside them, sampled values whose bare value is the
+# OCMF reading in kWh with the container above.
+KEBA_P30_TX = "28881628250821070333100549825004"
+KEBA_P30_SIGNED: dict[str, Any] = {
+    "signedMeterData": base64.b64encode(KEBA_P30_CONTAINER.encode()).decode(),
+    "signingMethod": "ECC256", "encodingMethod": "OCMF", "publicKey": KEBA_P30_PUBLIC_KEY}
+KEBA_P30_STARTED: dict[str, Any] = {
+    "eventType": "Started", "timestamp": "2025-08-21T07:03:33.373+0000",
+    "triggerReason": "Authorized", "seqNo": 0,
+    "transactionInfo": {"transactionId": KEBA_P30_TX, "chargingState": "SuspendedEV"},
+    "meterValue": [{"sampledValue": [{"value": 2114135.6, "context": "Transaction.Begin"}],
+                    "timestamp": "2025-08-21T07:03:36.481+0000"}],
+    "offline": False, "evse": {"id": 1, "connectorId": 1},
+    "idToken": {"idToken": "3A5AA876", "type": "ISO14443"},
+}
+
+
+def keba_p30_ended(unsigned_unit: str = "Wh", begin: float = 2114135.6,
+                   end: float = 2133854.3) -> dict[str, Any]:
+    """The KEBA's Ended event; as logged with the defaults (a test may change the unsigned
+    readings' unit and values, saying so)."""
+    return {
+        "eventType": "Ended", "timestamp": "2025-08-21T13:34:41.364+0000",
+        "triggerReason": "Authorized", "seqNo": 1,
+        "transactionInfo": {"transactionId": KEBA_P30_TX, "chargingState": "Idle",
+                            "stoppedReason": "EVDisconnected"},
+        "meterValue": [
+            {"sampledValue": [{"value": begin, "context": "Transaction.Begin",
+                               "measurand": "Energy.Active.Import.Register",
+                               "location": "Outlet",
+                               "unitOfMeasure": {"unit": unsigned_unit, "multiplier": 0}}],
+             "timestamp": "2025-08-21T07:03:36.481+0000"},
+            {"sampledValue": [{"value": end, "context": "Transaction.End",
+                               "measurand": "Energy.Active.Import.Register",
+                               "location": "Outlet",
+                               "unitOfMeasure": {"unit": unsigned_unit, "multiplier": 0}}],
+             "timestamp": "2025-08-21T13:34:41.364+0000"},
+            {"sampledValue": [{"value": 2114.1356, "context": "Transaction.Begin",
+                               "signedMeterValue": KEBA_P30_SIGNED}],
+             "timestamp": "2025-08-21T07:03:36.000+0000"},
+            {"sampledValue": [{"value": 2133.8543, "context": "Transaction.End",
+                               "signedMeterValue": KEBA_P30_SIGNED}],
+             "timestamp": "2025-08-21T13:34:41.000+0000"},
+        ],
+        "offline": False, "evse": {"id": 1, "connectorId": 1},
+        "idToken": {"idToken": "3A5AA876", "type": "ISO14443"},
+    }
 
 # A DZG DVH4013 meter (S.A.F.E. transparency software test data, OCMF_Test_Data_00.xml):
 # begin and end in two containers, secp256k1, the key in base64 DER, readings written as

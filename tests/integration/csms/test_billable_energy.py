@@ -28,11 +28,12 @@ from support.ocmf_vectors import (
     DZG_BEGIN,
     DZG_END,
     DZG_KEY,
-    KEBA_P30_CONTAINER,
     KEBA_P30_KEY,
-    KEBA_P30_PUBLIC_KEY,
     LEM_PAYLOAD,
 )
+from support.ocmf_vectors import KEBA_P30_STARTED as KEBA_STARTED
+from support.ocmf_vectors import KEBA_P30_TX as KEBA_TX
+from support.ocmf_vectors import keba_p30_ended as keba_ended
 
 HOLD = {"energy_above_max_power", "zero_duration_with_energy", "stop_before_start",
         "time_implausible", "time_unreadable", "value_out_of_range", "meter_went_backwards",
@@ -95,51 +96,8 @@ def signed16(container: str, context: str, ts: str) -> dict[str, Any]:
 
 
 # -- real chargers' signed data ------------------------------------------------------------
-# The KEBA P30 session as its operator logged it (see support.ocmf_vectors), in wire form:
-# timestamps with "+0000", a 32-digit transactionId, unsigned readings in Wh and, beside
-# them, sampled values with the OCMF reading in kWh as their bare value.
-KEBA_TX = "28881628250821070333100549825004"
-KEBA_SIGNED = {"signedMeterData": b64(KEBA_P30_CONTAINER), "signingMethod": "ECC256",
-               "encodingMethod": "OCMF", "publicKey": KEBA_P30_PUBLIC_KEY}
-KEBA_STARTED = {
-    "eventType": "Started", "timestamp": "2025-08-21T07:03:33.373+0000",
-    "triggerReason": "Authorized", "seqNo": 0,
-    "transactionInfo": {"transactionId": KEBA_TX, "chargingState": "SuspendedEV"},
-    "meterValue": [{"sampledValue": [{"value": 2114135.6, "context": "Transaction.Begin"}],
-                    "timestamp": "2025-08-21T07:03:36.481+0000"}],
-    "offline": False, "evse": {"id": 1, "connectorId": 1},
-    "idToken": {"idToken": "3A5AA876", "type": "ISO14443"},
-}
-
-
-def keba_ended(unsigned_unit: str = "Wh", begin: float = 2114135.6,
-               end: float = 2133854.3) -> dict[str, Any]:
-    return {
-        "eventType": "Ended", "timestamp": "2025-08-21T13:34:41.364+0000",
-        "triggerReason": "Authorized", "seqNo": 1,
-        "transactionInfo": {"transactionId": KEBA_TX, "chargingState": "Idle",
-                            "stoppedReason": "EVDisconnected"},
-        "meterValue": [
-            {"sampledValue": [{"value": begin, "context": "Transaction.Begin",
-                               "measurand": "Energy.Active.Import.Register",
-                               "location": "Outlet",
-                               "unitOfMeasure": {"unit": unsigned_unit, "multiplier": 0}}],
-             "timestamp": "2025-08-21T07:03:36.481+0000"},
-            {"sampledValue": [{"value": end, "context": "Transaction.End",
-                               "measurand": "Energy.Active.Import.Register",
-                               "location": "Outlet",
-                               "unitOfMeasure": {"unit": unsigned_unit, "multiplier": 0}}],
-             "timestamp": "2025-08-21T13:34:41.364+0000"},
-            {"sampledValue": [{"value": 2114.1356, "context": "Transaction.Begin",
-                               "signedMeterValue": KEBA_SIGNED}],
-             "timestamp": "2025-08-21T07:03:36.000+0000"},
-            {"sampledValue": [{"value": 2133.8543, "context": "Transaction.End",
-                               "signedMeterValue": KEBA_SIGNED}],
-             "timestamp": "2025-08-21T13:34:41.000+0000"},
-        ],
-        "offline": False, "evse": {"id": 1, "connectorId": 1},
-        "idToken": {"idToken": "3A5AA876", "type": "ISO14443"},
-    }
+# The KEBA P30 session as its operator logged it, in wire form (support.ocmf_vectors:
+# KEBA_P30_STARTED, keba_p30_ended).
 
 
 async def keba_session(server: RunningServer, ended: dict[str, Any]) -> dict[str, Any]:

@@ -21,7 +21,6 @@ values.
 from __future__ import annotations
 
 import asyncio
-import base64
 import copy
 import json
 from datetime import UTC, datetime
@@ -32,7 +31,8 @@ from support import RunningServer, csms_cli
 from support import is_queued as queued
 from support.admin import api
 from support.client import RawClient
-from support.ocmf_vectors import KEBA_P30_CONTAINER, KEBA_P30_PUBLIC_KEY
+from support.ocmf_vectors import KEBA_P30_STARTED, keba_p30_ended
+from support.ocmf_vectors import KEBA_P30_TX as KEBA_TX
 
 
 def one(sessions: list[dict[str, Any]], txid: str) -> dict[str, Any]:
@@ -61,44 +61,9 @@ async def boot201(c: RawClient) -> None:
 # the reading in kWh (the note's base64 container and key are support.ocmf_vectors'
 # KEBA_P30_CONTAINER, base64-encoded, and KEBA_P30_PUBLIC_KEY - the same bytes).
 KEBA = "P30_28881628"
-KEBA_TX = "28881628250821070333100549825004"
 KEBA_REGISTERED = datetime(2025, 8, 1, tzinfo=UTC)
-KEBA_STARTED: dict[str, Any] = {
-    "eventType": "Started", "timestamp": "2025-08-21T07:03:33.373+0000",
-    "triggerReason": "Authorized", "seqNo": 0,
-    "transactionInfo": {"transactionId": KEBA_TX, "chargingState": "SuspendedEV"},
-    "meterValue": [{"sampledValue": [{"value": 2114135.6, "context": "Transaction.Begin"}],
-                    "timestamp": "2025-08-21T07:03:36.481+0000"}],
-    "offline": False, "evse": {"id": 1, "connectorId": 1},
-    "idToken": {"idToken": "3A5AA876", "type": "ISO14443"},
-}
-KEBA_SIGNED: dict[str, Any] = {
-    "signedMeterData": base64.b64encode(KEBA_P30_CONTAINER.encode()).decode(),
-    "signingMethod": "ECC256", "encodingMethod": "OCMF", "publicKey": KEBA_P30_PUBLIC_KEY}
-KEBA_ENDED: dict[str, Any] = {
-    "eventType": "Ended", "timestamp": "2025-08-21T13:34:41.364+0000",
-    "triggerReason": "Authorized", "seqNo": 1,
-    "transactionInfo": {"transactionId": KEBA_TX, "chargingState": "Idle",
-                        "stoppedReason": "EVDisconnected"},
-    "meterValue": [
-        {"sampledValue": [{"value": 2114135.6, "context": "Transaction.Begin",
-                           "measurand": "Energy.Active.Import.Register", "location": "Outlet",
-                           "unitOfMeasure": {"unit": "Wh", "multiplier": 0}}],
-         "timestamp": "2025-08-21T07:03:36.481+0000"},
-        {"sampledValue": [{"value": 2133854.3, "context": "Transaction.End",
-                           "measurand": "Energy.Active.Import.Register", "location": "Outlet",
-                           "unitOfMeasure": {"unit": "Wh", "multiplier": 0}}],
-         "timestamp": "2025-08-21T13:34:41.364+0000"},
-        {"sampledValue": [{"value": 2114.1356, "context": "Transaction.Begin",
-                           "signedMeterValue": KEBA_SIGNED}],
-         "timestamp": "2025-08-21T07:03:36.000+0000"},
-        {"sampledValue": [{"value": 2133.8543, "context": "Transaction.End",
-                           "signedMeterValue": KEBA_SIGNED}],
-         "timestamp": "2025-08-21T13:34:41.000+0000"},
-    ],
-    "offline": False, "evse": {"id": 1, "connectorId": 1},
-    "idToken": {"idToken": "3A5AA876", "type": "ISO14443"},
-}
+KEBA_STARTED = KEBA_P30_STARTED
+KEBA_ENDED = keba_p30_ended()  # as logged
 
 
 async def keba(server: RunningServer, *events: dict[str, Any],
