@@ -20,6 +20,21 @@ Rules (DESIGN.md, "Protocol rules"):
   repeats it repeats one value: begin readings of the billed register that differ (by any
   amount, in any frame) leave the start unknown, and the session is held
   (``begin_readings_differ``) whatever meterStart the station reported.
+* A 1.6 ``meterStart`` is a reading of the register at the start too: one that differs
+  from a begin reading of the billed register leaves the start unknown as well
+  (``begin_readings_differ``: a station that reports meterStart below its begin reading
+  bills energy it never delivered). They agree within the coarser of their resolutions,
+  read from the digits each was written with (``1234.56`` kWh is 1,234,560-1,234,569 Wh;
+  meterStart is whole Wh; ``1234.5`` kWh, 100 Wh steps), at most ``START_TOLERANCE_WH``
+  (1 kWh); meterStart is then billed as reported. Not compared: another register's begin
+  reading (an inlet's beside the outlet's, a phase's, the EV's), a meterStart of 0 found
+  to be a placeholder (below: the session starts elsewhere), a begin reading of 0 beside a
+  meterStart that is not (a value the charger had not read, as the 2.0.1 placeholder
+  below: nor is it a second begin value beside the others), a meter-signed begin reading
+  (it settles the start, see ``csms.service.sessions``).
+* A start in dispute never bills the driver more than any of its claims: the energy is
+  counted from the highest of the starts (meterStart and the begin readings), for the
+  running energy (shown, checked against the driver's limit) and for the held session.
 * Signed samples are evidence, not readings: their bare ``value`` never counts (the
   service reads the verified OCMF reading instead, see ``csms.metering.ocmf``).
 * A reading beyond any meter (``MAX_REGISTER_WH``) or a multiplier beyond any unit is
@@ -45,6 +60,7 @@ __all__ = [
     "DEFAULT_MAX_POWER_W",
     "ENERGY_REGISTER",
     "MAX_REGISTER_WH",
+    "START_TOLERANCE_WH",
     "EnergyResult",
     "Readings",
     "compute_energy",
@@ -70,6 +86,10 @@ DEFAULT_MAX_POWER_W = Decimal(350_000)
 # larger value, or one scaled by an absurd multiplier, is not a reading.
 MAX_REGISTER_WH = Decimal(10) ** 15
 MAX_MULTIPLIER = 24
+# A meterStart agrees with a begin reading within the coarser of their resolutions (a
+# charger that writes kWh to one decimal, or whole, cannot say more), but never beyond a
+# kWh: steps coarser than that are no reading of a start.
+START_TOLERANCE_WH = Decimal(1000)
 # Clocks and sampling: energy may exceed power x duration by this much before it is
 # implausible (a minute at full power, and 1% for meter accuracy).
 POWER_SLACK_SECONDS = 60
@@ -115,10 +135,15 @@ class EnergyResult:
     energy_wh: int
     flags: list[str] = field(default_factory=list)
     # where each reading came from: "reported" (meterStart/meterStop), "context" (a
-    # Transaction.Begin/End sample), "sample" (the first/last reading), None (none)
+    # Transaction.Begin/End sample), "sample" (the first/last reading), None (none); the
+    # start's is that of ``claimed_start_wh``
     start_source: str | None = None
     stop_source: str | None = None
     readings_decrease: bool = False  # a later register reading below an earlier one
+    # the start the station's data names (meterStart, else its first begin reading, else
+    # its first reading): ``meter_start_wh``, unless the start is in dispute
+    # (``begin_readings_differ``) and a higher one is counted from
+    claimed_start_wh: Decimal | None = None
 
 
 def _max_plausible_wh(since: datetime | None, until: datetime) -> Decimal | None:
@@ -138,6 +163,9 @@ class Readings:
     readings: tuple[tuple[datetime, Decimal, str | None, str], ...]  # time, Wh, context, location
     flags: tuple[str, ...]  # value_out_of_range, meter_went_backwards, begin_readings_differ
     decrease: bool  # a later reading of one register below an earlier one
+    # the billed register's Transaction.Begin readings: Wh, and the resolution (Wh) its
+    # digits give it, to compare a meterStart with
+    begins: tuple[tuple[Decimal, Decimal], ...] = ()
 
 
 def register_readings(samples: Iterable[MeterSample]) -> Readings:
@@ -145,9 +173,11 @@ def register_readings(samples: Iterable[MeterSample]) -> Readings:
     when a station reports several), sorted by time (a Transaction.Begin reading first,
     see :func:`_in_order`), with their flags: ``begin_readings_differ`` when that
     register's Transaction.Begin readings are not all one value (another register's never
-    count: an inlet's begin reading is not the outlet's)."""
+    count: an inlet's begin reading is not the outlet's); and that register's begin
+    readings with the resolution of each, for a meterStart to be compared with."""
     flags: list[str] = []
     readings: list[tuple[datetime, Decimal, str | None, str]] = []
+    steps: dict[int, Decimal] = {}  # a begin reading's resolution, by its place in readings
     by_location: dict[str | None, list[tuple[datetime, Decimal, str | None]]] = {}
     for s in samples:
         wh = register_wh(s)
@@ -160,13 +190,18 @@ def register_readings(samples: Iterable[MeterSample]) -> Readings:
             continue
         # none is the outlet, the default of both versions (for the choice below; a
         # station may still keep a register of its own under each: KEBA's differ in unit)
+        if s.context == "Transaction.Begin":
+            steps[len(readings)] = _resolution_wh(s)
         readings.append((s.timestamp, wh, s.context, s.location or "Outlet"))
         by_location.setdefault(s.location, []).append((s.timestamp, wh, s.context))
     located = {r[3] for r in readings}
-    if len(located) > 1:
-        # one register from start to stop: a charger may report its outlet and its inlet
-        # (the grid side, its losses included), each a register of its own
-        billed = next((loc for loc in _LOCATIONS if loc in located), min(located))
+    billed = next((loc for loc in _LOCATIONS if loc in located), min(located)) \
+        if len(located) > 1 else None
+    # one register from start to stop: a charger may report its outlet and its inlet
+    # (the grid side, its losses included), each a register of its own
+    begins = tuple((r[1], steps[i]) for i, r in enumerate(readings)
+                   if i in steps and (billed is None or r[3] == billed))
+    if billed is not None:
         readings = [r for r in readings if r[3] == billed]
     readings.sort(key=_in_order)
     if len({r[1] for r in readings if r[2] == "Transaction.Begin"}) > 1:
@@ -174,11 +209,35 @@ def register_readings(samples: Iterable[MeterSample]) -> Readings:
         _flag(flags, "begin_readings_differ")
     decrease = False
     for series in by_location.values():
+        # a begin reading of 0 claims no register (a value the charger had not read, see
+        # energy_of): no reading for the register to have gone back from or to
+        series = [r for r in series if r[1] or r[2] != "Transaction.Begin"]
         series.sort(key=_in_order)
         if any(later[1] < earlier[1] for earlier, later in itertools.pairwise(series)):
             decrease = True
             _flag(flags, "meter_went_backwards")  # a register never decreases
-    return Readings(tuple(readings), tuple(flags), decrease)
+    return Readings(tuple(readings), tuple(flags), decrease, begins)
+
+
+def _resolution_wh(sample: MeterSample) -> Decimal:
+    """One step of the last digit ``sample``'s value was written with, in Wh (``1234.56``
+    kWh: 10 Wh; ``157440`` Wh: 1 Wh; ``123456`` at 10^1 Wh: 10 Wh), for a reading
+    :func:`register_wh` read."""
+    return _step(Decimal(sample.value.strip())).scaleb(sample.multiplier) \
+        * _UNIT_FACTOR[(sample.unit or "Wh").lower()]
+
+
+def _step(number: Decimal) -> Decimal:
+    """One step of the last digit ``number`` was written with (1 for a whole number)."""
+    exponent = number.as_tuple().exponent
+    return Decimal(1).scaleb(exponent) if isinstance(exponent, int) and exponent < 0 \
+        else Decimal(1)
+
+
+def _agree(a: Decimal, a_step: Decimal, b: Decimal, b_step: Decimal) -> bool:
+    """Whether two readings of one register at one moment agree: they differ by less than
+    the coarser of their resolutions, at most ``START_TOLERANCE_WH``."""
+    return abs(a - b) < min(max(a_step, b_step), START_TOLERANCE_WH)
 
 
 def _in_order(reading: tuple[Any, ...]) -> tuple[bool, datetime]:
@@ -221,6 +280,11 @@ def energy_of(
             else:
                 meter_stop_wh = None
 
+    if meter_start_wh and "begin_readings_differ" in flags \
+            and len({wh for wh, _ in found.begins if wh}) < 2:
+        # begin readings of one value and 0 beside a meterStart that is not 0: the 0 is a
+        # value the charger had not read (a placeholder), no second start
+        flags.remove("begin_readings_differ")
     start = meter_start_wh
     start_source: str | None = "reported" if start is not None else None
     if start is None:
@@ -243,6 +307,17 @@ def energy_of(
                 start, start_source = later[1], "sample"
                 flags.append("meter_start_placeholder")
 
+    if start is not None and start_source == "reported" and not all(
+            _agree(start, _step(start), wh, step)
+            for wh, step in found.begins if wh or not start):  # a 0 beside it: a placeholder
+        # meterStart and a begin reading of the billed register: two starts
+        _flag(flags, "begin_readings_differ")
+    claimed = start
+    if start is not None and "begin_readings_differ" in flags:
+        # the start is in dispute: counted from the highest claim, never billing the
+        # driver for energy one of the station's own readings says it did not deliver
+        start = max([start, *(wh for wh, _ in found.begins)])
+
     stop = meter_stop_wh
     stop_source: str | None = "reported" if stop is not None else None
     if stop is not None and stop == 0 and start is not None and start > 0:
@@ -259,12 +334,13 @@ def energy_of(
     if start is None or stop is None:
         if stop is None and "meter_stop_placeholder" not in flags:
             flags.append("meter_stop_missing")
-        return EnergyResult(start, stop, 0, flags, start_source, stop_source, found.decrease)
+        return EnergyResult(start, stop, 0, flags, start_source, stop_source, found.decrease,
+                            claimed)
     energy, problem = energy_between(start, stop)
     if problem:
         _flag(flags, problem)
     return EnergyResult(start, stop, energy, flags, start_source, stop_source,
-                        found.decrease)
+                        found.decrease, claimed)
 
 
 def energy_between(start_wh: Decimal, stop_wh: Decimal) -> tuple[int, str | None]:

@@ -165,11 +165,12 @@ class SessionUseCases(SignedDataChecks):
         if signed:
             # Compare the meter's signed readings with the station's own readings of the
             # same moments (meterStart/meterStop or its Transaction.Begin/End samples);
-            # a first/last periodic reading is no such reading.
+            # a first/last periodic reading is no such reading. A start in dispute is
+            # compared as the station named it (meterStart, else its first begin reading).
             anchored = {"reported", "context"}
             rec = await self._check_signed(
                 tx, session, signed,
-                start if result.start_source in anchored else None,
+                result.claimed_start_wh if result.start_source in anchored else None,
                 stop if result.stop_source in anchored else None)
             for side, reading in (("start", rec.signed_begin), ("stop", rec.signed_end)):
                 if reading is None:
@@ -177,8 +178,11 @@ class SessionUseCases(SignedDataChecks):
                 if side == "start":
                     start = rec.start_wh
                     # the meter signed the register at the start: unsigned begin readings
-                    # that differ (a unit factor apart, KEBA) no longer leave it unknown
+                    # that differ (a unit factor apart, KEBA; or from meterStart) no longer
+                    # leave it unknown, nor hold the session as they did while it ran
                     flags = [f for f in flags if f != "begin_readings_differ"]
+                    session.flags = [f for f in session.flags
+                                     if f != "begin_readings_differ"]
                 else:
                     stop = rec.stop_wh
                 if f"meter_{side}_from_signed" in rec.flags:
@@ -229,6 +233,60 @@ class SessionUseCases(SignedDataChecks):
             delta = result.meter_stop_wh - session.meter_start_wh
             if delta >= 0:
                 session.energy_wh = max(session.energy_wh or 0, int(delta))
+
+    @staticmethod
+    async def _start_in_dispute(tx: Tx, session: Session, found: Readings) -> None:
+        """Hold an active session whose start is in dispute as soon as a message brings the
+        begin reading that puts it there (``begin_readings_differ``, as :meth:`_complete`
+        would, csms.domain.energy), and count its running energy (what the driver is shown,
+        what their limit is checked against) from the highest start claimed: lowered if it
+        was counted from a lower one. Called before :meth:`_running_energy` counts the
+        message's readings from the start it leaves.
+
+        The session's running start (``meter_start_wh``) is kept at its begin readings' one
+        value once one came (meterStart, or none, until then): a message whose begin
+        readings of the billed register are that value is read no further (a Growatt
+        repeats its begin reading, meterStart's, in every frame). One that brings another
+        value has the session's stored readings read, its own among them (none for a 2.0.1
+        session's first readings): the start in dispute, or the running start moved to the
+        begin reading (within meterStart's resolution of it, else it is a dispute). A
+        meter-signed begin reading settles the start once the session completes and its
+        signature is checked: the hold is lifted then."""
+        if not found.begins or session.id is None:
+            return
+        known = session.meter_start_wh
+        values = {wh for wh, _ in found.begins}
+        if "begin_readings_differ" in session.flags:
+            highest = max(values)  # in dispute already: the highest start counts
+            if known is not None and highest > known:
+                session.meter_start_wh = highest
+                if session.energy_wh is not None:  # counted from a lower start: less
+                    session.energy_wh = max(0, int(session.energy_wh - (highest - known)))
+            return
+        if known is not None and values == {known}:
+            return
+        if known is not None or session.reported_meter_start_wh is not None:
+            found = register_readings(await tx.energy_samples(session.id))
+        # else the session's first register readings: there are none stored before them
+        result = energy_of(found, session.reported_meter_start_wh, None, session.started_at)
+        start = result.meter_start_wh
+        if "begin_readings_differ" in result.flags:
+            session.flag("begin_readings_differ")
+            log.warning("! %s: session %s: the register at its start is in dispute"
+                        " (meterStart %s, begin readings %s): held", session.station_id,
+                        session.id, session.reported_meter_start_wh,
+                        sorted({str(wh) for wh, _ in found.begins}))
+        elif result.start_source == "reported":
+            # within meterStart's resolution of it (a begin reading of 0 beside a meterStart
+            # that is not is a placeholder: never a start)
+            start = next((wh for wh, _ in found.begins if wh or not start), start)
+        if "meter_start_placeholder" in result.flags:
+            session.flag("meter_start_placeholder")
+        if start is not None and start != known:
+            # counted from the start as all the readings give it
+            session.meter_start_wh = start
+            if result.meter_stop_wh is not None:
+                session.energy_wh = max(0, int(result.meter_stop_wh - start))
 
     async def _previous_reading(self, tx: Tx, session: Session) -> tuple[datetime, int] | None:
         """The time and energy of the session's latest reading (its start when it has
@@ -572,6 +630,7 @@ class SessionUseCases(SignedDataChecks):
             await self._notes(tx, session, notes or [], "MeterValues")
             await self._check_times(tx, session, [s.timestamp for s in samples], "MeterValues")
             if found is not None:
+                await self._start_in_dispute(tx, session, found)
                 self._running_energy(session, found)
             if previous is not None:
                 reached = await self._check_limit(tx, session, previous, samples)
@@ -766,6 +825,7 @@ class SessionUseCases(SignedDataChecks):
                 await self._complete(tx, session, ev.samples)
                 return auth, session
             if found is not None:
+                await self._start_in_dispute(tx, session, found)
                 self._running_energy(session, found)
             if previous is not None:
                 stop = await self._check_limit(tx, session, previous, ev.samples)

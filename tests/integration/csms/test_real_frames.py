@@ -16,6 +16,7 @@ hand beside each test.
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -79,8 +80,12 @@ async def station_readings(server: RunningServer, station_id: str) -> list[dict[
     return list(await server.repo.read(work))
 
 
-async def billed(server: RunningServer, s: dict[str, Any], energy_wh: int) -> None:
-    """``s`` is completed with ``energy_wh``, no hold flag, and waits for settlement."""
+async def billed(server: RunningServer, s: dict[str, Any], energy_wh: int,
+                 during: Sequence[dict[str, Any]] = ()) -> None:
+    """``s`` is completed with ``energy_wh``, no hold flag, and waits for settlement; nor
+    was it held while it ran (``during``: the session as each frame left it)."""
+    for running in during:
+        assert not BILLING_HOLD_FLAGS.intersection(running["flags"]), running
     assert s["status"] == "completed" and s["energy_wh"] == energy_wh, s
     assert not BILLING_HOLD_FLAGS.intersection(s["flags"]), s["flags"]
     assert await queued(server, s["id"])
@@ -159,7 +164,7 @@ async def test_a_growatt_thor_22as_repeating_its_begin_reading_is_billed_and_not
         [GROWATT_22AS], 163630, "2026-01-05T04:59:00Z")
     assert answers == [[3, answers[0][1], {}]]
     assert during[0]["energy_wh"] == 6190  # the periodic reading, not the begin one
-    await billed(csms_server, s, 6190)
+    await billed(csms_server, s, 6190, during)
 
 
 async def test_growatt_and_project_ev_registers_from_zero_are_billed_and_not_held(
@@ -175,7 +180,7 @@ async def test_growatt_and_project_ev_registers_from_zero_are_billed_and_not_hel
         growatt_11as("2025-01-03T16:23:18+01:00", "111", "2216")],
         111, "2025-01-03T15:23:30Z")
     assert [d["energy_wh"] for d in during] == [18, 111]
-    await billed(csms_server, s, 111)
+    await billed(csms_server, s, 111, during)
     # Project EV: 0 -> 385 -> 646 Wh (3.9 kW for ~10 minutes): 646 Wh
     _, during, s = await charge16(csms_server, "TAG0D1024B", "T1", 0,
                                   "2025-04-23T16:50:00Z", [
@@ -183,7 +188,7 @@ async def test_growatt_and_project_ev_registers_from_zero_are_billed_and_not_hel
         project_ev("2025-04-23T16:59:52.012Z", "646", "16.40", "236.4", "3901")],
         646, "2025-04-23T17:00:00Z")
     assert [d["energy_wh"] for d in during] == [385, 646]
-    await billed(csms_server, s, 646)
+    await billed(csms_server, s, 646, during)
 
 
 async def test_a_begin_reading_above_the_later_register_still_holds_the_session(
@@ -217,10 +222,11 @@ def growatt_22as(begin: str, **where: str) -> dict[str, Any]:
     ([GROWATT_22AS, growatt_22as("157.44", unit="kWh")], False),
     # a begin reading a tenth of a Wh above the first one, in the next frame
     ([GROWATT_22AS, growatt_22as("157440.1")], True),
-    # a begin reading of 0 after the first one: a register from 0 and a lifetime register
-    ([GROWATT_22AS, growatt_22as("0")], True),
-    # the first frame's begin reading is 0, the later one's is the meterStart reported
-    ([growatt_22as("0"), GROWATT_22AS], True),
+    # a begin reading of 0 after the first one, or before it, beside the meterStart the
+    # other one repeats: a value the charger had not read, no second start (billed from
+    # meterStart; a register counting from 0 would show in the readings after it)
+    ([GROWATT_22AS, growatt_22as("0")], False),
+    ([growatt_22as("0"), GROWATT_22AS], False),
     # a begin reading at the inlet beside the outlet's (the frame's, without a location):
     # the inlet's register is not billed, its start is not the session's
     ([GROWATT_22AS, growatt_22as("160000", location="Inlet")], False),
@@ -231,17 +237,56 @@ async def test_begin_readings_that_differ_hold_the_session(
 ) -> None:
     """A charger that repeats its Transaction.Begin reading (Growatt THOR 22AS above)
     repeats one value; two values are two starts, and the reported meterStart (one of
-    them) is no reason to believe either: held for an operator, not billed."""
+    them) is no reason to believe either: held for an operator, not billed - and shown
+    held from the frame that brings the second value, while the session runs."""
     await csms_server.add_tag("T1")
     await csms_server.add_station("FJN000032319005B")
     # meterStart 157,440 and meterStop 163,630 (scaffolding: the frame's readings)
-    _, _, s = await charge16(csms_server, "FJN000032319005B", "T1", 157440,
-                             "2026-01-05T03:28:00Z", frames, 163630, "2026-01-05T04:59:00Z")
+    _, during, s = await charge16(csms_server, "FJN000032319005B", "T1", 157440,
+                                  "2026-01-05T03:28:00Z", frames, 163630,
+                                  "2026-01-05T04:59:00Z")
     if held:
+        assert during[-1]["status"] == "active", during
+        assert "begin_readings_differ" in during[-1]["flags"], during
         assert s["status"] == "completed" and "begin_readings_differ" in s["flags"], s
         assert not await queued(csms_server, s["id"])
     else:
-        await billed(csms_server, s, 6190)
+        await billed(csms_server, s, 6190, during)
+
+
+@pytest.mark.parametrize(("meter_start", "frame", "held", "running_wh", "energy_wh"), [
+    # a hostile station: meterStart 1,000 Wh below its own begin reading, to bill 1,000 Wh
+    # it never delivered: held, counted from the begin reading (163,630 - 157,440)
+    (156440, GROWATT_22AS, True, 6190, 6190),
+    # meterStart 1,000 Wh above it: held as well, counted from meterStart
+    (158440, GROWATT_22AS, True, 5190, 5190),
+    # the begin reading in kWh to 10 Wh, meterStart to the Wh within it: one start,
+    # meterStart's (billed 163,630 - 157,443); the running energy is counted from the begin
+    # reading, which the charger repeats (then its frames are read no further)
+    (157443, growatt_22as("157.44", unit="kWh"), False, 6190, 6187),
+    # the inlet's begin reading is not the billed register's start
+    (157440, growatt_22as("157000", location="Inlet"), False, 6190, 6190),
+], ids=["meter-start-below", "meter-start-above", "within-kwh-resolution", "the-inlets"])
+async def test_a_meter_start_that_differs_from_the_begin_reading_holds_the_session(
+    csms_server: RunningServer, meter_start: int, frame: dict[str, Any], held: bool,
+    running_wh: int, energy_wh: int,
+) -> None:
+    """The Growatt THOR 22AS frame after a StartTransaction whose meterStart is not its
+    Transaction.Begin reading: two starts, held from that frame on (the console shows it,
+    the running energy is never counted from the lower one) and once stopped."""
+    await csms_server.add_tag("T1")
+    await csms_server.add_station("FJN000032319005B")
+    _, during, s = await charge16(csms_server, "FJN000032319005B", "T1", meter_start,
+                                  "2026-01-05T03:28:00Z", [frame], 163630,
+                                  "2026-01-05T04:59:00Z")
+    assert during[0]["energy_wh"] == running_wh
+    if not held:
+        await billed(csms_server, s, energy_wh, during)
+        return
+    assert during[0]["status"] == "active"
+    assert "begin_readings_differ" in during[0]["flags"], during
+    assert s["status"] == "completed" and "begin_readings_differ" in s["flags"], s
+    assert s["energy_wh"] == energy_wh and not await queued(csms_server, s["id"])
 
 
 # -- decimals, kWh, locations, measurands beside the register ------------------------------
@@ -355,13 +400,13 @@ async def test_decimal_registers_at_any_location_are_billed_exactly(
                                         "2022-09-04T18:30:00Z", [ALFEN], 3058620,
                                         "2022-09-04T18:40:00Z")
     assert answers[0][0] == 3 and during[0]["energy_wh"] == 620
-    await billed(csms_server, s, 620)
+    await billed(csms_server, s, 620, during)
     # Wallbox Pulsar Plus: 532,000 -> "532363.9" (running: whole Wh so far, 363); the
     # stop's meterStop is an integer (1.6 §6.45): 532,364 - 532,000 = 364 Wh
     _, during, s = await charge16(csms_server, "g001", "T1", 532000, "2024-08-19T09:15:00Z",
                                   [WALLBOX_PULSAR_PLUS], 532364, "2024-08-19T09:17:20Z")
     assert during[0]["energy_wh"] == 363
-    await billed(csms_server, s, 364)
+    await billed(csms_server, s, 364, during)
     # Wallbox Pulsar Pro: "598772.0" (periodic) -> "600007.0" (asked): 1,235 Wh
     _, during, s = await charge16(csms_server, "Wallbox", "T1", 598772,
                                   "2025-06-28T09:40:00Z", [
@@ -369,7 +414,7 @@ async def test_decimal_registers_at_any_location_are_billed_exactly(
         wallbox("2025-06-28T10:02:56Z", "Trigger", "600007.0", "0.0")],
         600007, "2025-06-28T10:03:00Z")
     assert [d["energy_wh"] for d in during] == [0, 1235]
-    await billed(csms_server, s, 1235)
+    await billed(csms_server, s, 1235, during)
     # Elecq, at the Body (its only register, so the billed one), a periodic frame and one
     # asked 40 s later: 2,331,816 -> 2,331,855 (3.45 kW for 40 s: 38 Wh); from 2,330,000
     # (scaffolding) 1,855 Wh
@@ -381,13 +426,13 @@ async def test_decimal_registers_at_any_location_are_billed_exactly(
               ("222.50", "15.58", "3.45", "2331855", "231.80", "230.50"))],
         2331855, "2024-10-29T20:51:00Z")
     assert [d["energy_wh"] for d in during] == [1816, 1855]
-    await billed(csms_server, s, 1855)
+    await billed(csms_server, s, 1855, during)
     # Injet: no measurand context; 254,780 - 254,000 = 780 Wh at 3.5 kW
     _, during, s = await charge16(csms_server, "72380662347719", "T1", 254000,
                                   "2024-09-05T21:28:00Z", [INJET], 254780,
                                   "2024-09-05T21:42:00Z")
     assert during[0]["energy_wh"] == 780
-    await billed(csms_server, s, 780)
+    await billed(csms_server, s, 780, during)
 
 
 async def test_a_frame_without_energy_changes_nothing_billed(
@@ -400,7 +445,7 @@ async def test_a_frame_without_energy_changes_nothing_billed(
                                         "2025-04-18T04:00:00Z", [TEISON], 1400,
                                         "2025-04-18T04:10:00Z")
     assert answers[0][0] == 3 and during[0]["flags"] == [] and not during[0]["energy_wh"]
-    await billed(csms_server, s, 400)
+    await billed(csms_server, s, 400, during)
 
 
 # -- frames that are no reading of the session ---------------------------------------------
@@ -460,7 +505,7 @@ async def test_frames_of_no_transaction_are_the_stations_not_the_sessions(
         [TX_ZERO_KWH, HKW_WB07, ABB_CONNECTOR_0], 1500, "2026-02-25T09:20:00Z")
     assert [a[0] for a in answers] == [3, 3, 3]
     assert [d["energy_wh"] for d in during] == [None, None, None]
-    await billed(csms_server, s, 500)
+    await billed(csms_server, s, 500, during)
     assert [(r["session_id"], r["transaction_id"], r["connector_id"])
             for r in await station_readings(csms_server, "CP1")] == [
         (None, "0", 1), (None, "0", 1), (None, None, 0)]
@@ -508,7 +553,7 @@ async def test_a_frame_the_schema_refuses_is_answered_so_and_changes_nothing(
     assert answers[0][0] == 4 and answers[0][2] == fault, answers
     assert where in answers[0][3]
     assert during[0]["energy_wh"] is None and during[0]["flags"] == []
-    await billed(csms_server, s, 2000)
+    await billed(csms_server, s, 2000, during)
     assert await station_readings(csms_server, "CP1") == []
 
 
@@ -548,9 +593,11 @@ def event201(kind: str, seq_no: int, at: str, context: str, wh: float) -> dict[s
                  "unitOfMeasure": {"unit": "Wh", "multiplier": 0}}]}]}
 
 
-async def charge201(server: RunningServer, updated: dict[str, Any]
+async def charge201(server: RunningServer, updated: dict[str, Any],
+                    running: list[dict[str, Any]] | None = None,
                     ) -> tuple[list[Any], dict[str, Any]]:
-    """Started at 0 Wh, the Updated event, Ended at 171 Wh (11 kW for ~65 s)."""
+    """Started at 0 Wh, the Updated event, Ended at 171 Wh (11 kW for ~65 s); the session
+    as the Updated event left it is added to ``running`` when given."""
     async with await RawClient.connect(server.url, "EVEREST1", ["ocpp2.0.1"]) as c:
         await c.result("BootNotification", {
             "reason": "PowerUp", "chargingStation": {"vendorName": "V", "model": "M"}})
@@ -558,6 +605,9 @@ async def charge201(server: RunningServer, updated: dict[str, Any]
             "Started", 0, "2026-02-17T07:13:20.000Z", "Transaction.Begin", 0.0))
         assert r[0] == 3, r
         answer = await c.call("TransactionEvent", updated)
+        if running is not None:
+            [s] = await server.sessions("EVEREST1")
+            running.append(dict(s))
         r = await c.call("TransactionEvent", event201(
             "Ended", 2, "2026-02-17T07:14:30.000Z", "Transaction.End", 171.0))
         assert r[0] == 3, r
@@ -608,20 +658,26 @@ async def test_a_201_begin_reading_that_differs_from_the_started_ones_holds_the_
 ) -> None:
     """A hostile station's variant of the EVerest Updated event: a Transaction.Begin
     reading of the outlet's total register beside the periodic one. 2.0.1 has no
-    meterStart: the start is the begin reading, and two of them leave it unknown."""
+    meterStart: the start is the begin reading, and two of them leave it unknown - held
+    from the Updated event that brings the second, while the session runs."""
     await csms_server.add_tag("T1")
     await csms_server.add_station("EVEREST1")
     hostile = copy.deepcopy(EVEREST_UPDATED)
     hostile["meterValue"][0]["sampledValue"].append({
         "context": "Transaction.Begin", "measurand": "Energy.Active.Import.Register",
         "location": "Outlet", "unitOfMeasure": {"unit": "Wh", "multiplier": 0}, **begin})
-    answer, s = await charge201(csms_server, hostile)
+    running: list[dict[str, Any]] = []
+    answer, s = await charge201(csms_server, hostile, running)
     assert answer[0] == 3
     if held:
+        assert running[0]["status"] == "active", running
+        assert "begin_readings_differ" in running[0]["flags"], running
+        # counted from the higher start, 57 Wh: 171 - 57
+        assert running[0]["energy_wh"] == 114, running
         assert s["status"] == "completed" and "begin_readings_differ" in s["flags"], s
         assert not await queued(csms_server, s["id"])
     else:
-        await billed(csms_server, s, 171)  # 171 - 0 Wh
+        await billed(csms_server, s, 171, running)  # 171 - 0 Wh
 
 
 # -- 2.0.1: a begin reading of 0 beside a lifetime register ---------------------------------
@@ -694,16 +750,20 @@ async def test_a_201_begin_reading_read_again_once_online_holds_the_session(
 ) -> None:
     """A variant: once online the station reports its register at the start again, as a
     second Transaction.Begin reading beside the periodic one - two starts, 0 and 909,948
-    Wh: held for an operator, not billed."""
+    Wh: held for an operator, not billed, from the Updated event on (its running energy
+    counted from the lifetime register, not 909,948 Wh)."""
     await csms_server.add_tag("T1")
     await csms_server.add_station("IOCAW12")
     updated = iocharger("Updated", 1, "2026-09-10T05:59:00Z", "Sample.Periodic", 909948)
     updated["meterValue"][0]["sampledValue"].append({
         "value": 909948, "context": "Transaction.Begin",
         "measurand": "Energy.Active.Import.Register", "unitOfMeasure": {"unit": "Wh"}})
-    _, _, s = await play201(csms_server, "IOCAW12", [
+    _, during, s = await play201(csms_server, "IOCAW12", [
         iocharger("Started", 0, "2026-09-10T05:58:00Z", "Transaction.Begin", 0), updated,
         iocharger("Ended", 2, "2026-09-10T08:58:00Z", "Transaction.End", 910031)])
+    running = during[1]
+    assert running is not None and running["status"] == "active"
+    assert "begin_readings_differ" in running["flags"] and running["energy_wh"] == 0
     assert s is not None and s["status"] == "completed"
     assert "begin_readings_differ" in s["flags"] and not await queued(csms_server, s["id"])
 

@@ -277,9 +277,13 @@ def test_begin_readings_that_differ_leave_the_start_unknown(begins: list[MeterSa
     samples = [*begins, s("163630", 20, context="Sample.Periodic")]
     found = register_readings(samples)
     assert "begin_readings_differ" in found.flags
-    # whether the station reported a meterStart (1.6) or not (2.0.1)
+    # whether the station reported a meterStart (1.6) or not (2.0.1); but beside a
+    # meterStart that is not 0, a begin reading of 0 is a value the charger had not read
+    # (the first two): one begin value, meterStart's
+    zero = any(b.value == "0" for b in begins)
     for start in (Decimal(157440), Decimal(0), None):
-        assert "begin_readings_differ" in compute_energy(start, None, samples, T0).flags
+        differ = "begin_readings_differ" in compute_energy(start, None, samples, T0).flags
+        assert differ is not (zero and start == 157440), start
 
 
 def test_begin_readings_of_one_value_or_of_another_register_do_not_differ() -> None:
@@ -317,3 +321,108 @@ def test_a_begin_reading_of_0_beside_a_lifetime_register_is_a_placeholder(
     r = compute_energy(meter_start, None, growing, T0)
     assert (r.meter_start_wh, r.energy_wh) == (0, 111)
     assert "meter_start_placeholder" not in r.flags
+
+
+def test_a_meter_start_below_the_begin_reading_holds_the_session() -> None:
+    """A hostile 1.6 station reports meterStart 1,000 Wh below the register it gives as its
+    Transaction.Begin reading, to bill the driver for 1,000 Wh never delivered: two starts,
+    held; the energy counted meanwhile is from the higher one (never more than either
+    start claims)."""
+    samples = [_begin("157440", 0), s("163630", 90, context="Transaction.End")]
+    r = compute_energy(Decimal(156440), Decimal(163630), samples, T0)
+    assert "begin_readings_differ" in r.flags
+    assert (r.meter_start_wh, r.energy_wh) == (157440, 6190)
+    assert (r.claimed_start_wh, r.start_source) == (156440, "reported")
+    # the other way round: a meterStart above the begin reading, held as well
+    r = compute_energy(Decimal(158440), Decimal(163630), samples, T0)
+    assert "begin_readings_differ" in r.flags
+    assert (r.meter_start_wh, r.energy_wh) == (158440, 5190)
+    # a Wh apart is apart (both written to the Wh)
+    r = compute_energy(Decimal(157439), Decimal(163630), samples, T0)
+    assert "begin_readings_differ" in r.flags
+
+
+@pytest.mark.parametrize(("meter_start", "begin"), [
+    (Decimal(157440), _begin("157440", 0)),  # the same reading
+    (Decimal(157440), _begin("157440.000", 0)),  # written with decimals (Alfen)
+    (Decimal(1234563), _begin("1234.56", 0, unit="kWh")),  # 10 Wh steps: 1,234,560-569
+    (Decimal(1234569), _begin("1234.56", 0, unit="kWh")),
+    (Decimal(1234555), _begin("1234.56", 0, unit="kWh")),  # rounded up to 1234.56
+    (Decimal(1234563), _begin("123456", 0, multiplier=1)),  # 2.0.1 10^1 Wh
+    # kWh to one decimal (100 Wh steps) or whole: the reading cannot say more, and an
+    # honest charger that writes it so must not have every session held
+    (Decimal(1234563), _begin("1234.5", 0, unit="kWh")),
+    (Decimal(1234563), _begin("1235", 0, unit="kWh")),
+], ids=["same", "decimals", "kwh-truncated", "kwh-last-wh", "kwh-rounded", "multiplier",
+        "tenth-kwh", "whole-kwh"])
+def test_a_meter_start_within_the_begin_readings_resolution_agrees(
+        meter_start: Decimal, begin: MeterSample) -> None:
+    """A begin reading written in coarser steps than meterStart (kWh to two decimals: 10
+    Wh) agrees with any meterStart its digits allow; meterStart is billed, as reported."""
+    r = compute_energy(meter_start, Decimal(1300000), [begin], T0)
+    assert "begin_readings_differ" not in r.flags
+    assert r.meter_start_wh == meter_start and r.start_source == "reported"
+
+
+@pytest.mark.parametrize(("meter_start", "begin"), [
+    (Decimal(1234570), _begin("1234.56", 0, unit="kWh")),  # one step beyond
+    (Decimal(1234549), _begin("1234.56", 0, unit="kWh")),
+    (Decimal(1234399), _begin("1234.5", 0, unit="kWh")),  # beyond 100 Wh steps
+    (Decimal(1233563), _begin("1235", 0, unit="kWh")),  # a whole kWh apart
+    # steps beyond a kWh (10^3 kWh here) are no licence to differ by more than one kWh
+    (Decimal(1232563), _begin("1.234", 0, unit="kWh", multiplier=3)),
+], ids=["kwh-above", "kwh-below", "tenth-kwh-below", "whole-kwh-apart", "kwh-times-1000"])
+def test_a_meter_start_beyond_the_begin_readings_resolution_differs(
+        meter_start: Decimal, begin: MeterSample) -> None:
+    r = compute_energy(meter_start, Decimal(1300000), [begin], T0)
+    assert "begin_readings_differ" in r.flags
+
+
+def test_a_meter_start_is_compared_with_the_billed_registers_begin_reading_only() -> None:
+    """An inlet's begin reading (the grid side, its losses included), a phase's and the
+    EV's are no start of the billed register: a meterStart that is the outlet's agrees."""
+    samples = [_begin("1000", 0, location="Outlet"), _begin("1200", 0, location="Inlet"),
+               _begin("400", 0, phase="L1"), _begin("90000", 0, location="EV"),
+               s("11000", 60, context="Transaction.End", location="Outlet"),
+               s("12700", 60, context="Transaction.End", location="Inlet")]
+    r = compute_energy(Decimal(1000), None, samples, T0)
+    assert "begin_readings_differ" not in r.flags and r.energy_wh == 10_000
+    # the outlet's own begin reading 1,000 Wh above meterStart differs
+    r = compute_energy(Decimal(0), None, samples, T0)
+    assert "begin_readings_differ" in r.flags and r.energy_wh == 10_000
+
+
+def test_a_placeholder_meter_start_of_0_does_not_differ_from_the_begin_reading() -> None:
+    """meterStart 0 beside a lifetime register read at the start is a placeholder (the
+    session starts at the register, flagged meter_start_placeholder, not held), not a
+    second start; a meterStart of 0 beside a begin reading any charger could have reached
+    since its start is not a placeholder, and two starts."""
+    lifetime = [_begin("909948", 0), s("910031", 180, context="Transaction.End")]
+    r = compute_energy(Decimal(0), None, lifetime, T0)
+    assert "meter_start_placeholder" in r.flags and "begin_readings_differ" not in r.flags
+    assert (r.meter_start_wh, r.energy_wh) == (909948, 83)
+    small = [_begin("500", 0), s("600", 180, context="Transaction.End")]
+    r = compute_energy(Decimal(0), None, small, T0)
+    assert "meter_start_placeholder" not in r.flags and "begin_readings_differ" in r.flags
+    assert (r.meter_start_wh, r.energy_wh) == (500, 100)
+
+
+def test_a_begin_reading_of_0_beside_a_meter_start_is_a_placeholder() -> None:
+    """A 1.6 begin reading of 0 beside a meterStart (a charger that fills in 0 for a value
+    it has not read, as the Iocharger does on 2.0.1) is no second start: meterStart is
+    billed, nothing held."""
+    samples = [_begin("0", 0), s("1240563", 60, context="Transaction.End")]
+    r = compute_energy(Decimal(1234563), None, samples, T0)
+    assert "begin_readings_differ" not in r.flags
+    assert (r.meter_start_wh, r.energy_wh, r.start_source) == (1234563, 6000, "reported")
+
+
+def test_begin_readings_that_differ_count_from_the_highest_start() -> None:
+    """Two begin readings leave the start unknown: the energy counted (shown, checked
+    against the driver's limit, billed if an operator releases the session) is from the
+    highest, the least any of them claims."""
+    samples = [_begin("157440", 10), _begin("157500", 13), s("163630", 20)]
+    for start in (Decimal(157440), None):
+        r = compute_energy(start, None, samples, T0)
+        assert "begin_readings_differ" in r.flags
+        assert (r.meter_start_wh, r.energy_wh) == (157500, 6130)

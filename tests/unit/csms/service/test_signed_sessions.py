@@ -151,3 +151,23 @@ async def test_control_the_same_16_stop_with_an_e_reading_is_held(
                                                    samples=samples))
     assert "signed_energy_mismatch" in state.sessions[txid].flags
     assert txid not in state.settlement_queue
+
+
+async def test_a_begin_reading_held_while_running_is_settled_by_the_signed_one(
+    service: ChargingService, state: MemoryState,
+) -> None:
+    """An unsigned begin reading that contradicts meterStart holds the running session (the
+    signatures are checked once it completes); the meter's signed begin reading, the
+    meterStart's, then settles the start: billed, and the hold gone."""
+    txid, _, _ = await service.start_transaction("CP1", 1, "T1", Decimal(10000), T0)
+    await service.meter_values("CP1", 1, str(txid), [
+        MeterSample(T0, "11000", context="Transaction.Begin"),
+        signed_sample(T0, container("B", "10.000", T0), "Transaction.Begin")])
+    assert "begin_readings_differ" in state.sessions[txid].flags
+    await service.stop_transaction("CP1", StopInfo(txid, Decimal(12000), T1, "Local", None,
+                                                   samples=[signed_sample(T1, container(
+                                                       "E", "12.000", T1, pg="T2"),
+                                                       "Transaction.End")]))
+    session = state.sessions[txid]
+    assert "begin_readings_differ" not in session.flags, session.flags
+    assert (session.energy_wh, txid in state.settlement_queue) == (2000, True)
