@@ -36,11 +36,12 @@ from eth_abi.abi import encode as abi_encode
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_hash.auto import keccak
-from eth_typing import ChecksumAddress, HexStr
-from web3 import Web3
+from eth_typing import URI, ChecksumAddress, HexStr
+from web3 import HTTPProvider, Web3
 from web3.exceptions import TransactionNotFound
 from web3.logs import DISCARD
-from web3.types import TxParams, Wei
+from web3.providers.rpc.utils import check_if_retry_on_failure
+from web3.types import RPCEndpoint, TxParams, Wei
 
 from settlement.anvil_guard import process_alive
 from settlement.contract import compiled
@@ -825,9 +826,40 @@ def _rpc_error(exc: Exception) -> tuple[Any, str]:
     return error.get("code"), message
 
 
+# HTTP client errors that may pass when asked again: a request timeout, a rate limit.
+_RETRIED_CLIENT_ERRORS = frozenset({408, 425, 429})
+
+
+class _ReaderProvider(HTTPProvider):
+    """web3's HTTP provider, which asks again with a backoff what may pass later (a lost
+    connection, a timeout, a server's error, a rate limit) but not a request the node
+    refused with another HTTP 4xx: it answers that request the same way every time (a
+    provider refusing an eth_getLogs range under HTTP 413 is answered with half the range,
+    not sent the same range five times, two seconds of backoff, before that)."""
+
+    def _make_request(self, method: RPCEndpoint, request_data: bytes) -> bytes:
+        config = self.exception_retry_configuration
+        if (config is None or config.retries < 1
+                or not check_if_retry_on_failure(method, config.method_allowlist)):
+            return super()._make_request(method, request_data)
+        for attempt in range(config.retries):
+            try:
+                return self._request_session_manager.make_post_request(
+                    cast(URI, self.endpoint_uri), request_data, **self.get_request_kwargs())
+            except tuple(config.errors) as exc:
+                response = getattr(exc, "response", None)
+                status = getattr(response, "status_code", None)
+                refused = (isinstance(status, int) and 400 <= status < 500
+                           and status not in _RETRIED_CLIENT_ERRORS)
+                if refused or attempt == config.retries - 1:
+                    raise
+                time.sleep(config.backoff_factor * 2**attempt)
+        raise AssertionError("the last attempt returns or raises")
+
+
 def rpc_client(url: str) -> Web3:
     """A read-only JSON-RPC client, for verifying receipts."""
-    return Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 10}))
+    return Web3(_ReaderProvider(url, request_kwargs={"timeout": 10}))
 
 
 def _deployment_file(data_dir: Path) -> Path:

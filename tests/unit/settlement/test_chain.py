@@ -1,16 +1,22 @@
 """Which node errors to eth_getLogs refuse only the width of the query (asked again in
-halves) in both verifiers, and which end the reading at once."""
+halves) in both verifiers, and which end the reading at once; which failed requests the
+verifier's JSON-RPC client sends again."""
 
 from __future__ import annotations
 
 import json
 import shutil
 import subprocess
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from settlement.chain import log_range_refused
+from settlement.chain import _rpc_error, log_range_refused, rpc_client
 from support import IN_CI
 
 CHAIN_JS = Path(__file__).resolve().parents[3] / "web" / "verify" / "src" / "chain.js"
@@ -76,3 +82,64 @@ def test_the_receipt_page_recognizes_the_same_errors() -> None:
                          text=True, timeout=60, check=True).stdout
     assert json.loads(out) == [log_range_refused(c, m) for c, m in cases]
     assert json.loads(out) == [True] * len(REFUSED) + [False] * len(NOT_REFUSED)
+
+
+@contextmanager
+def node_answering(statuses: dict[str, list[int]]) -> Iterator[tuple[str, list[str]]]:
+    """A JSON-RPC endpoint answering each method's requests with the HTTP statuses given
+    in turn (then 200): an error object under an error status, as QuickNode refuses a
+    range with 413. Its URL and the methods asked, in order."""
+    asked: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            method = request["method"]
+            asked.append(method)
+            left = statuses.get(method, [])
+            status = left.pop(0) if left else 200
+            answer: dict[str, Any] = {"jsonrpc": "2.0", "id": request["id"]}
+            if status == 200:
+                answer["result"] = [] if method == "eth_getLogs" else "0x10"
+            else:
+                answer["error"] = {"code": -32614,
+                                   "message": "eth_getLogs is limited to a 10,000 range"}
+            body = json.dumps(answer).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", asked
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def test_a_request_the_node_refuses_with_a_client_error_is_not_asked_again() -> None:
+    """A provider refusing a range under HTTP 413 answers the same request the same way:
+    the verifier reads the refusal at once (and asks for half the range), it does not send
+    it again and again with a backoff."""
+    with node_answering({"eth_getLogs": [413] * 10}) as (url, asked), \
+            pytest.raises(Exception) as refused:
+        rpc_client(url).eth.get_logs({"fromBlock": 0, "toBlock": 20_000})
+    assert asked == ["eth_getLogs"]
+    code, message = _rpc_error(refused.value)
+    assert log_range_refused(code, message)
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_a_request_that_may_pass_later_is_asked_again(status: int) -> None:
+    """A rate limit or a server's failure may pass: asked again, as web3 does."""
+    with node_answering({"eth_blockNumber": [status, status]}) as (url, asked):
+        assert rpc_client(url).eth.block_number == 16
+    assert asked == ["eth_blockNumber"] * 3
