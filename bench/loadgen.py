@@ -4,7 +4,8 @@ Each station connects with one OCPP version, boots, then charges session after
 session: Authorize, a start (1.6 StartTransaction / 2.0.1 TransactionEvent Started),
 ten meter values of four samples each (1.6 MeterValues / 2.0.1 TransactionEvent
 Updated), a stop; every call waits for its answer. Stations are spread over worker
-processes that start measuring at the same instant, after a warm-up; each answer's
+processes that, once every worker's stations are connected, start charging together and
+measuring together after a warm-up; each answer's
 latency inside the window is counted. Incoming calls from the server are answered
 with a CALLERROR (NotSupported): the load is the stations' own.
 
@@ -22,6 +23,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -203,9 +205,10 @@ async def _charge(station: Station, window: Window) -> None:
         await timed(station, window, station.stop(transaction))
 
 
-async def _worker(url: str, idents: list[str], ocpp: str, t0: float, warmup: float,
+async def _worker(url: str, idents: list[str], ocpp: str, warmup: float,
                   duration: float, connect_rate: float) -> dict[str, Any]:
-    window = Window(t0 + warmup, t0 + warmup + duration)
+    """Connects and boots its stations, says ``ready`` on stdout, then charges from the
+    instant (``time.time()``) read from stdin: the same for every worker."""
     stations = [Station(url, ident, ocpp) for ident in idents]
     connected: list[Station] = []
     failed = 0
@@ -218,6 +221,9 @@ async def _worker(url: str, idents: list[str], ocpp: str, t0: float, warmup: flo
         except Exception:
             failed += 1
         await asyncio.sleep(max(0.0, began + (i + 1) / connect_rate - time.monotonic()))
+    print("ready", flush=True)
+    t0 = float(await asyncio.to_thread(sys.stdin.readline))
+    window = Window(t0 + warmup, t0 + warmup + duration)
     await asyncio.sleep(max(0.0, t0 - time.time()))
 
     async def loop(station: Station) -> None:
@@ -253,33 +259,61 @@ def _percentile(hist: Counter[int], q: float) -> float:
     return max(hist) / 10
 
 
+def _line_within(worker: subprocess.Popen[str], seconds: float) -> str | None:
+    """The worker's next line on stdout ("": it ended; None: nothing for ``seconds``)."""
+    stdout = worker.stdout
+    assert stdout is not None
+    got: list[str] = []
+    reader = threading.Thread(target=lambda: got.append(stdout.readline()), daemon=True)
+    reader.start()
+    reader.join(seconds)
+    return got[0] if got else None
+
+
 def run(url: str, stations: int, ocpp: str, duration: float, warmup: float = 5.0,
         procs: int = 2, prefix: str = "LG", connect_rate: float = 500.0,
         on_window: Callable[[float, float], None] | None = None) -> dict[str, Any]:
     """Drive ``stations`` stations against ``url``; the measured figures as a dict.
-    ``on_window``: told the measured window's start and end (``time.time()``) before any
-    station connects, e.g. to read the server's CPU time over the same window."""
+    ``on_window``: told the measured window's start and end (``time.time()``) once every
+    station connected, before the warm-up begins, e.g. to read the server's CPU time over
+    the same window."""
     procs = max(1, min(procs, stations))
     per = [stations // procs + (1 if i < stations % procs else 0) for i in range(procs)]
-    setup = max(per) / (connect_rate / procs) + 3.0
-    t0 = time.time() + setup
-    if on_window is not None:
-        on_window(t0 + warmup, t0 + warmup + duration)
+    setup = max(per) / (connect_rate / procs) + 60.0  # the workers' start and connections
     workers, first = [], 1
     for i, n in enumerate(per):
         workers.append(subprocess.Popen(
             [sys.executable, "-m", "bench.loadgen", "--worker", "--url", url,
              "--first", str(first), "--stations", str(n), "--ocpp", ocpp,
-             "--duration", str(duration), "--warmup", str(warmup), "--t0", str(t0),
+             "--duration", str(duration), "--warmup", str(warmup),
              "--prefix", f"{prefix}{i}", "--connect-rate", str(connect_rate / procs)],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
             env={**os.environ, "PYTHONWARNINGS": "ignore"}))
         first += n
+    try:
+        for worker in workers:  # every station connected (or failed to), in every worker
+            line = _line_within(worker, setup)
+            if line is None:
+                raise RuntimeError(f"a load worker did not connect its stations in {setup:.0f} s")
+            if not line.startswith("ready"):
+                raise RuntimeError(f"load worker failed ({worker.wait(30)})")
+    except BaseException:
+        for worker in workers:
+            worker.kill()
+            worker.wait()
+        raise
+    t0 = time.time() + 0.2  # each worker reads it by then
+    if on_window is not None:
+        on_window(t0 + warmup, t0 + warmup + duration)
+    for worker in workers:
+        assert worker.stdin is not None
+        worker.stdin.write(f"{t0!r}\n")
+        worker.stdin.flush()
     hist: Counter[int] = Counter()
     by_action: dict[str, Counter[int]] = {}
     errors = connected = 0
     for worker in workers:
-        out, _ = worker.communicate(timeout=setup + warmup + duration + 120)
+        out, _ = worker.communicate(timeout=warmup + duration + 120)
         if worker.returncode != 0:
             raise RuntimeError(f"load worker failed ({worker.returncode})")
         part = json.loads(out)
@@ -311,11 +345,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="new connections per second, in all")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--first", type=int, default=1, help=argparse.SUPPRESS)
-    parser.add_argument("--t0", type=float, default=0.0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         idents = [f"{args.prefix}{i:06d}" for i in range(args.first, args.first + args.stations)]
-        result = asyncio.run(_worker(args.url, idents, args.ocpp, args.t0, args.warmup,
+        result = asyncio.run(_worker(args.url, idents, args.ocpp, args.warmup,
                                      args.duration, args.connect_rate))
         print(json.dumps(result))
         return

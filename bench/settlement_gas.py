@@ -173,14 +173,15 @@ def _anchor_and_single(chain: Chain) -> dict[str, float]:
     return {"event": sum(gas) / len(gas), "single": sum(single[5:]) / len(single[5:])}
 
 
-async def _batch_wall_time(folder: Path, n: int) -> dict[str, Any]:
-    """A batch of n through the worker: cut from the database, settled, receipts written."""
+async def _batch_wall_time(folder: Path, n: int, card_drivers: int = 50) -> dict[str, Any]:
+    """A batch of n through the worker: cut from the database, settled, receipts written;
+    the sessions are those of ``card_drivers`` drivers' cards in turn."""
     kind = "local" if find_anvil() else "memory"
     chain = await asyncio.to_thread(_chain, folder / "wall")
     try:
         repo = SqliteRepository(folder / "wall.sqlite3")
         drivers = []
-        for d in range(50):
+        for d in range(card_drivers):
             driver = await asyncio.to_thread(_funded, chain)
             await asyncio.to_thread(wallet.set_terms, chain, driver, wallet.DriverTerms(
                 max_per_kwh=40, max_session_fee=60, max_per_session=5_000,
@@ -207,7 +208,8 @@ async def _batch_wall_time(folder: Path, n: int) -> dict[str, Any]:
                 s = Session(station_id=f"BENCH{i % STATIONS}", ocpp_version="ocpp1.6",
                             transaction_id="", started_at=start,
                             stopped_at=start + timedelta(minutes=30), connector_id=1,
-                            evse_id=1, id_tag=f"T{i % 50}", meter_start_wh=Decimal(i * 10_000),
+                            evse_id=1, id_tag=f"T{i % card_drivers}",
+                            meter_start_wh=Decimal(i * 10_000),
                             meter_stop_wh=Decimal(i * 10_000 + 7_000 + i % 997),
                             energy_wh=7_000 + i % 997, status=SessionStatus.COMPLETED,
                             stop_reason="Local")
@@ -237,16 +239,16 @@ async def _batch_wall_time(folder: Path, n: int) -> dict[str, Any]:
 
 
 def run(batch: int = 10_000, quick: bool = False) -> dict[str, Any]:
-    global CHUNK
+    global CHUNK, STATIONS
     if quick:
-        CHUNK = 10
+        CHUNK, STATIONS = 10, 4
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         naive = _naive(folder)
         fifty = _scenario(folder, 50 if not quick else 5, signed=False)
         distinct = _scenario(folder, CHUNK, signed=False)
         signed = _scenario(folder, 50 if not quick else 5, signed=True)
-        wall = asyncio.run(_batch_wall_time(folder, batch))
+        wall = asyncio.run(_batch_wall_time(folder, batch, 50 if not quick else 5))
     return {
         "benchmark": "settlement_gas", "chunk": CHUNK,
         # the headline: a paid session with 50 drivers against one event per session
@@ -271,7 +273,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=10_000,
                         help="sessions in the timed batch (cut, settled, receipts written)")
-    parser.add_argument("--quick", action="store_true", help="small chunks (a smoke test)")
+    parser.add_argument("--quick", action="store_true",
+                        help="small chunks, few drivers and stations (a smoke test)")
     parser.add_argument("--json", action="store_true", help="one JSON object (the default)")
     args = parser.parse_args(argv)
     print(json.dumps(run(args.batch, args.quick)))

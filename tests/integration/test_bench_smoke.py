@@ -66,7 +66,7 @@ def test_fleet_benchmark_grows_a_fleet_on_each_server() -> None:
     r = subprocess.run(
         [sys.executable, "-m", "bench.fleet", "--fleet", "6", "12", "--servers", "voltledger",
          "ocpp-rpc", "--meter-interval", "1", "--heartbeat-interval", "2",
-         "--session-meters", "2", "--window", "2", "--procs", "2", "--sources", "2",
+         "--session-meters", "2", "--window", "1", "--procs", "2", "--sources", "2",
          "--variant", "queue0=CSMS_HANDSHAKE_QUEUE=0 CSMS_PING_INTERVAL=5 --event-loop asyncio"],
         capture_output=True, text=True, timeout=240)
     assert r.returncode == 0, r.stderr
