@@ -1,6 +1,12 @@
 """Compile the Vyper contract in-process (cached by source hash; never hand-edited), and
 the fingerprint of its deployed code that a receipt's verifier compares with the chain.
 
+``Settlement.build.json`` is the compiler's output (ABI and creation code) for the
+committed source and the pinned ``vyper``: :func:`compiled` takes it when both match
+(compiling takes ~3 s of CPU in every new process: a first ``csms contract deploy``,
+``csms serve --chain``, each test's node), and compiles otherwise. The same test keeps it
+equal to what ``vyper`` compiles.
+
 The code a deployed contract holds (``eth_getCode``) is the compiled runtime code followed
 by the values of its immutables (operator, platform, fee, notice period, token, unit,
 domain separator: 32 bytes each). The transaction that created it carries the compiled
@@ -8,24 +14,25 @@ creation code followed by the constructor's ABI-encoded arguments: a contract wh
 creation code wrote its storage before returning the genuine runtime code differs there.
 ``Settlement.code.json`` holds keccak256 of the runtime code and of the creation code and
 their lengths, so a verifier needs no compiler (the driver's page reads the same file);
-``tests/integration/settlement/test_verifier.py`` keeps it equal to what ``vyper``
-compiles from ``Settlement.vy``: regenerate it with ``python -m settlement.contract``
-after changing the contract.
+``tests/integration/settlement/test_verifier.py`` keeps it (and the build) equal to what
+``vyper`` compiles from ``Settlement.vy``: regenerate both with ``python -m
+settlement.contract`` after changing the contract.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from importlib import resources
+from importlib import metadata, resources
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CONTRACT_NAME", "code_fingerprint", "compiled", "fingerprint_of_source",
-           "is_settlement_code", "is_settlement_creation", "source"]
+__all__ = ["CONTRACT_NAME", "build_of_source", "code_fingerprint", "compiled",
+           "fingerprint_of_source", "is_settlement_code", "is_settlement_creation", "source"]
 
 CONTRACT_NAME = "Settlement.vy"
 FINGERPRINT_NAME = "Settlement.code.json"
+BUILD_NAME = "Settlement.build.json"
 
 
 def source() -> str:
@@ -36,25 +43,47 @@ _compiled: dict[str, dict[str, Any]] = {}  # per process: compiling takes about 
 
 
 def compiled(cache_dir: str | Path | None = None) -> dict[str, Any]:
-    """ABI and bytecode of the contract; compiled with the ``vyper`` package on first use."""
+    """ABI and bytecode of the contract: the committed build where it is of this source and
+    the installed ``vyper``, else compiled with the ``vyper`` package on first use."""
     text = source()
-    import vyper
-
-    key = hashlib.sha256(f"{vyper.__version__}\n{text}".encode()).hexdigest()[:16]
+    version = metadata.version("vyper")
+    key = hashlib.sha256(f"{version}\n{text}".encode()).hexdigest()[:16]
     cache = Path(cache_dir).expanduser() / f"Settlement-{key}.json" if cache_dir else None
     if cache is not None and cache.is_file():
         data: dict[str, Any] = json.loads(cache.read_text("utf-8"))
         return data
     if key not in _compiled:
-        out = vyper.compile_code(text, output_formats=["abi", "bytecode"])
-        _compiled[key] = {"abi": out["abi"], "bytecode": out["bytecode"],
-                          "vyper": vyper.__version__,
-                          "source_sha256": hashlib.sha256(text.encode()).hexdigest()}
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        built = _committed_build()
+        if built.get("source_sha256") == digest and built.get("vyper") == version:
+            _compiled[key] = {k: built[k] for k in ("abi", "bytecode", "vyper", "source_sha256")}
+        else:
+            _compiled[key] = build_of_source()
     data = _compiled[key]
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         cache.write_text(json.dumps(data), "utf-8")
     return data
+
+
+def _committed_build() -> dict[str, Any]:
+    try:
+        data: dict[str, Any] = json.loads(resources.files("settlement").joinpath(
+            "contracts", BUILD_NAME).read_text("utf-8"))
+    except (OSError, ValueError):
+        return {}  # none shipped, or unreadable: compiled
+    return data
+
+
+def build_of_source() -> dict[str, Any]:
+    """What ``Settlement.build.json`` must hold: the contract compiled from the source
+    with the installed ``vyper``."""
+    import vyper
+
+    text = source()
+    out = vyper.compile_code(text, output_formats=["abi", "bytecode"])
+    return {"abi": out["abi"], "bytecode": out["bytecode"], "vyper": vyper.__version__,
+            "source_sha256": hashlib.sha256(text.encode()).hexdigest()}
 
 
 def fingerprint_of_source() -> dict[str, Any]:
@@ -111,7 +140,9 @@ def is_settlement_creation(data: bytes, fingerprint: dict[str, Any] | None = Non
             and "0x" + bytes(keccak(data[:size])).hex() == fp["creation_keccak"])
 
 
-if __name__ == "__main__":  # python -m settlement.contract: regenerate the fingerprint
-    target = Path(__file__).parent / "contracts" / FINGERPRINT_NAME
-    target.write_text(json.dumps(fingerprint_of_source(), indent=2) + "\n", "utf-8")
-    print(f"wrote {target}")
+if __name__ == "__main__":  # python -m settlement.contract: regenerate fingerprint and build
+    folder = Path(__file__).parent / "contracts"
+    for name, data in ((FINGERPRINT_NAME, fingerprint_of_source()),
+                       (BUILD_NAME, build_of_source())):
+        (folder / name).write_text(json.dumps(data, indent=2) + "\n", "utf-8")
+        print(f"wrote {folder / name}")

@@ -297,6 +297,17 @@ def test_the_code_fingerprint_is_the_compiled_contract() -> None:
     assert code_fingerprint() == fingerprint_of_source()
 
 
+def test_the_committed_build_is_the_compiled_contract() -> None:
+    """Settlement.build.json (the ABI and creation code a node deploys, so that no new
+    process compiles) is what vyper compiles from Settlement.vy, and what a node takes."""
+    from settlement import contract
+
+    built = contract.build_of_source()
+    assert contract._committed_build() == built
+    contract._compiled.clear()
+    assert contract.compiled() == built
+
+
 async def test_the_contract_code_is_the_settlement_contract(
     repo: Any, setup: dict[str, Any],
 ) -> None:
