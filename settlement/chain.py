@@ -97,8 +97,10 @@ LOG_WINDOW = 10_000
 #   Moonbeam, Ankr: "block range is too wide (maximum 1024)"; others "block range too
 #     high", "block range is larger than max block range"
 # and any error of code -32005 (EIP-1474 "limit exceeded": a query that took too long
-# too). Anything else (a node down, "missing trie node", a rate limit under another code)
-# is not asked again: the logs could not be read. web/verify/src/chain.js reads the same.
+# too) but a rate limit (RATE_LIMITED: Infura's "daily request count exceeded, request rate
+# limited" has that code; a narrower query is refused all the same, and costs the driver's
+# quota). Anything else (a node down, "missing trie node", a rate limit) is not asked
+# again: the logs could not be read. web/verify/src/chain.js reads the same.
 LOG_RANGE_REFUSED = re.compile(
     r"more than [\d,]+ results|max(imum)? (rpc )?(block )?range|range limit"
     r"|exceeds? (the |server )?limit|range (is )?too (large|wide|big|high)"
@@ -106,11 +108,18 @@ LOG_RANGE_REFUSED = re.compile(
     r"|too many (logs|results|blocks)",
     re.IGNORECASE)
 LIMIT_EXCEEDED = -32005
+RATE_LIMITED = re.compile(
+    r"rate.?limit|request rate|too many requests|request count|requests per"
+    r"|compute units|credits|quota|capacity",
+    re.IGNORECASE)
 
 
 def log_range_refused(code: Any, message: str) -> bool:
     """Whether a node's error to eth_getLogs refuses the width of the query (its block
-    range or its number of results): a narrower one may be served."""
+    range or its number of results): a narrower one may be served. A rate limit is not:
+    a narrower query would be refused the same."""
+    if RATE_LIMITED.search(message) is not None:
+        return False
     return code == LIMIT_EXCEEDED or LOG_RANGE_REFUSED.search(message) is not None
 
 class ChainError(Exception):

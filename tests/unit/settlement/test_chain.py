@@ -53,6 +53,10 @@ NOT_REFUSED = [
     (-32000, "internal error"),
     (-32601, "the method eth_getLogs does not exist/is not available"),
     (-32029, "Too Many Requests"),
+    # rate limits under -32005 ("limit exceeded"): a narrower window is refused the same
+    (-32005, "daily request count exceeded, request rate limited"),  # Infura
+    (-32005, "project ID request rate exceeded"),  # Infura
+    (-32005, "Your app has exceeded its compute units per second capacity"),  # Alchemy
     (None, "HTTPConnectionPool(host='127.0.0.1', port=1): Max retries exceeded with url: /"),
 ]
 

@@ -38,17 +38,23 @@ export const LOG_WINDOW = 10000n;
 // How nodes and providers refuse an eth_getLogs for the width of its block range or the
 // number of its results, read in the error's message and data: the list, and which node
 // says what, is settlement/chain.py LOG_RANGE_REFUSED's. Any error of code -32005
-// (EIP-1474 "limit exceeded") too; anything else is not asked again.
+// (EIP-1474 "limit exceeded") too, but a rate limit (RATE_LIMITED, settlement/chain.py's:
+// a narrower query would be refused the same); anything else is not asked again.
 const LOG_RANGE_REFUSED = new RegExp(
   "more than [\\d,]+ results|max(imum)? (rpc )?(block )?range|range limit"
   + "|exceeds? (the |server )?limit|range (is )?too (large|wide|big|high)"
   + "|narrow your filter|max(imum)? results|response size|limited to a [\\d,]+"
   + "|too many (logs|results|blocks)", "i");
 const LIMIT_EXCEEDED = -32005;
+const RATE_LIMITED = new RegExp(
+  "rate.?limit|request rate|too many requests|request count|requests per"
+  + "|compute units|credits|quota|capacity", "i");
 
 /** Whether a node's error to eth_getLogs refuses the width of the query (its block range
- * or its number of results): a narrower one may be served. */
+ * or its number of results): a narrower one may be served. A rate limit is not: a
+ * narrower query would be refused the same. */
 export function logRangeRefused(code, message) {
+  if (RATE_LIMITED.test(message)) return false;
   return code === LIMIT_EXCEEDED || LOG_RANGE_REFUSED.test(message);
 }
 
