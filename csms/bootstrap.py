@@ -238,7 +238,8 @@ class App:
             self.tasks.start("command-bus", serve_commands, OUTAGES)
         if self.admin is not None:
             # requests queued for a station while it was offline: sent at its next
-            # accepted boot on this node, and looked for again every so often
+            # accepted boot on this node, or once it is heard here without one if its
+            # last boot was accepted, and looked for again every so often
             self.central.on_boot = self.admin.send_queued
             self.tasks.start("queued-requests", self._queued_requests, (StorageError,))
         if self.admin is not None and self.settings.cost_update_interval > 0:
@@ -302,8 +303,10 @@ class App:
 
     async def _queued_requests(self, stop: asyncio.Event) -> None:
         """Every ``QUEUE_SWEEP_SECONDS``: mark queued requests whose window ended expired,
-        and send those of stations booted on this node (one queued while its station
-        was booting here; each is claimed once, whichever node or task tries)."""
+        and send those of stations connected here that may get them (booted on this node,
+        or heard on a connection opened without a BootNotification while their last boot
+        was accepted: one queued while its station was booting or reconnecting here; each
+        is claimed once, whichever node or task tries)."""
         assert self.admin is not None
         admin = self.admin
         while not stop.is_set():
@@ -318,7 +321,7 @@ class App:
 
             for station_id in await self.repo.read(waiting):
                 conn = self.central.connections.get(station_id)
-                if conn is not None and conn.booted and not stop.is_set():
+                if conn is not None and conn.may_send_queued and not stop.is_set():
                     await admin.send_queued(station_id)
 
     async def _cost_updates(self, stop: asyncio.Event) -> None:

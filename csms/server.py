@@ -137,6 +137,7 @@ class StationConnection:
         metrics: Metrics | None = None,
         on_booted: Callable[[StationConnection], None] | None = None,
         gate: BootGate | None = None,
+        on_heard: Callable[[StationConnection], None] | None = None,
     ) -> None:
         self.channel = channel
         # the answer to the latest BootNotification on this connection (None: it has
@@ -145,6 +146,11 @@ class StationConnection:
         # but what it asks for)
         self.boot_status: str | None = None
         self.booted = False
+        # heard: a CALL other than BootNotification was handled on this connection (a
+        # station that reconnects without booting: its queued requests may follow, see
+        # may_send_queued); on_heard runs once, after the answer to the first one
+        self.heard = False
+        self.on_heard = on_heard
         # what a station whose boot is not Accepted may send (per version); asked: the
         # actions the central system asked a Pending station for (TriggerMessage...)
         self.gate = gate or boot_gate_for(version)
@@ -217,6 +223,8 @@ class StationConnection:
             result = "ok"
             if call.action == "BootNotification":
                 self._boot_answered(str(response.get("status")))
+            elif not self.heard:
+                self._first_heard()
             return response
         except OcppError:
             raise
@@ -242,6 +250,22 @@ class StationConnection:
         if self.booted and self.on_booted is not None:
             hook = self.on_booted
             self.link.defer(lambda: hook(self))  # once the answer is out
+
+    def _first_heard(self) -> None:
+        """The first CALL other than BootNotification was handled: :attr:`on_heard` runs
+        once its answer is out, when the station has not booted on this connection."""
+        self.heard = True
+        if self.boot_status is None and self.on_heard is not None:
+            hook = self.on_heard
+            self.link.defer(lambda: hook(self))
+
+    @property
+    def may_send_queued(self) -> bool:
+        """Whether requests queued for the station while it was offline may go over this
+        connection, as far as the connection tells: its BootNotification was accepted,
+        or it sent none and was heard (then only if the station's last boot, as stored,
+        was accepted: csms.admin.operator.OperatorCommands.send_queued asks)."""
+        return self.booted or (self.boot_status is None and self.heard)
 
     async def call(
         self, action: str, payload: dict[str, Any], timeout: float | None = None,
@@ -341,8 +365,9 @@ class CentralSystem:
         self._tls_server: Server | None = None
         self._conn_tasks: set[asyncio.Task[None]] = set()
         self._after_reply: set[asyncio.Task[None]] = set()  # CALLs that follow an answer
-        # what runs once a station's BootNotification is accepted here (the requests kept
-        # for it while it was offline: csms.admin.operator.OperatorCommands.send_queued)
+        # what runs once a station's BootNotification is accepted here, or it is first
+        # heard on a connection opened without one (the requests kept for it while it was
+        # offline: csms.admin.operator.OperatorCommands.send_queued)
         self.on_boot: Callable[[str], Coroutine[Any, Any, None]] | None = None
         self.gates = {name: HandshakeGate(name, settings.max_handshakes, self.metrics,
                                           queue_limit=settings.handshake_queue)
@@ -602,7 +627,7 @@ class CentralSystem:
         conn = StationConnection(
             channel, station_id, version, self.service, routes_for(version),
             call_timeout=self.settings.call_timeout, validate=self.settings.validate,
-            metrics=self.metrics, on_booted=self._booted,
+            metrics=self.metrics, on_booted=self._booted, on_heard=self._booted,
         )
         old = self.connections.get(station_id)
         self.connections[station_id] = conn
@@ -670,7 +695,9 @@ class CentralSystem:
         conn.link.defer(start)
 
     def _booted(self, conn: StationConnection) -> None:
-        """A station's BootNotification was accepted and answered: run :attr:`on_boot`."""
+        """A station's BootNotification was accepted and answered, or its first message
+        on a connection it opened without one was: run :attr:`on_boot` (which sends
+        only what the connection may get)."""
         hook = self.on_boot
         if hook is None or self.connections.get(conn.station_id) is not conn:
             return

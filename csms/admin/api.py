@@ -360,7 +360,9 @@ class AdminApi:
 
     async def send_queued(self, station_id: str) -> None:
         """Send the requests kept for a station that was offline (each one audited, by
-        ``queue``); the station's accepted boot on this node runs it."""
+        ``queue``); the station's accepted boot on this node runs it, and so does its first
+        message on a connection it opened without one (sent only if its last boot was
+        accepted)."""
         try:
             sent = await self.operator.send_queued(station_id)
         except StorageError as exc:

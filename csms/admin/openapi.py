@@ -416,8 +416,9 @@ _BAD_QUERY = {"400": _error("Unknown query parameter or unusable value")}
 _COMMAND_RESPONSES = {
     "200": _json_body(_ref("CommandResult"), "The station's answer"),
     "202": _json_body(_ref("Queued"), "update-firmware, get-log, publish-firmware for a"
-                                      " station connected nowhere: queued, sent after its"
-                                      " next accepted BootNotification"),
+                                      " station connected nowhere: queued, sent when it is"
+                                      " back (after an accepted BootNotification, or once"
+                                      " it is heard if its last boot was accepted)"),
     "400": _error("Invalid arguments for this command or station"),
     **_UNAUTHORIZED,
     "404": _error("Unknown command"),

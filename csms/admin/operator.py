@@ -8,7 +8,9 @@ Results are ``(HTTP status, JSON body)``; the HTTP side (:mod:`csms.admin.api`) 
 A firmware update, log request or firmware publication for a station that is connected
 nowhere is queued (202, status ``queued``) instead of failing; :meth:`OperatorCommands.
 send_queued` sends a station's queued requests, oldest first, once its BootNotification
-is accepted on this node (and the node's sweep retries for stations connected here).
+is accepted on this node, or once it is heard on a connection it opened without one when
+its last boot (as stored) was accepted (and the node's sweep retries for stations
+connected here).
 Each queued request is claimed by one conditional update before it is sent, so two
 boots in a row, or two nodes, never send it twice.
 """
@@ -273,21 +275,33 @@ class OperatorCommands:
             return 400, {"error": str(exc)}
         return 202, {"status": "queued", "request_id": recorded["request_id"],
                      "error": None, "note": f"station {station_id} is not connected: sent"
-                     " after its next accepted BootNotification"}
+                     " when it is back (after an accepted BootNotification, or once it is"
+                     " heard if its last boot was accepted)"}
 
     async def send_queued(self, station_id: str) -> list[tuple[str, int, dict[str, Any]]]:
         """Send the station's queued requests, oldest first, one at a time, over its
         connection on this node: (command, status, result) of each one sent or refused.
-        Stops when the station is gone (what is left stays queued)."""
+
+        Only to a connection whose BootNotification was accepted, or on which the station
+        sent none and was heard while its last boot, as stored, was accepted (see
+        :meth:`~csms.service.transfers.TransferUseCases.queue_released`). Stops when the
+        station is gone or no longer qualifies (what is left stays queued)."""
         service = self.central.service
         done: list[tuple[str, int, dict[str, Any]]] = []
         while True:
             conn = self.central.connections.get(station_id)
-            if conn is None or not conn.booted:
+            if not await self._may_send_queued(conn):
                 return done
+            assert conn is not None
             transfer = await service.claim_queued(station_id)
             if transfer is None:
                 return done
+            if not await self._may_send_queued(conn, queued=False) \
+                    or self.central.connections.get(station_id) is not conn:
+                # a BootNotification answered Pending / Rejected, or a new connection,
+                # meanwhile: not sent, back in the queue (the new connection may get it)
+                await service.unclaim(transfer)
+                continue
             command = {v: k for k, v in QUEUEABLE.items()}[transfer.kind]
             args: dict[str, Any] = {"request_id": transfer.id}
             try:
@@ -299,6 +313,21 @@ class OperatorCommands:
                 continue
             status, result = await self._send(conn, station_id, command, args, call, None)
             done.append((command, status, result))
+
+    async def _may_send_queued(self, conn: StationConnection | None, *,
+                               queued: bool = True) -> bool:
+        """Whether queued requests may go over ``conn`` now: its BootNotification was
+        accepted; or it sent none, was heard, and the station's stored last boot was
+        accepted (asked of the database, which answers no at once when nothing is queued,
+        the usual case; not asked again with ``queued`` False, for a request just claimed
+        after it was asked)."""
+        if conn is None or not conn.may_send_queued:
+            return False
+        if conn.booted:
+            return True
+        if not queued:
+            return True  # checked before the claim; not booted here since
+        return await self.central.service.queue_released(conn.station_id, conn.version.value)
 
     async def _plug_and_charge(self, station_id: str, version: OcppVersion, command: str,
                                args: dict[str, Any]) -> bool:

@@ -1,8 +1,9 @@
 """``csms firmware``: firmware images the central system serves to stations, updates sent
 to one or many stations, publications by a local controller (2.0.1 L03/L04), and each
 request's status as the stations report it. A request for a station that is not
-connected is queued and sent after its next accepted BootNotification (``cancel`` while
-it waits).
+connected is queued and sent when it is back: after its next accepted BootNotification,
+or once it is heard on a connection it opened without one if its last boot was accepted
+(``cancel`` while it waits).
 
 Images are kept under the data folder (``<data-dir>/firmware``), which the serving node's
 file listener reads: add them with the same ``--data-dir`` as ``csms serve``.
@@ -230,8 +231,9 @@ def _one_request(station: str, command: str, args: dict[str, Any], json: bool,
         print_json(result)
     elif status == 202:
         console.print(f"{escape(station)}: [bold]queued[/] (request"
-                      f" {result.get('request_id')}): sent after its next accepted"
-                      " BootNotification")
+                      f" {result.get('request_id')}): sent when it is back (after an"
+                      " accepted BootNotification, or once it is heard if its last boot"
+                      " was accepted)")
     elif status == 200:  # the status is the station's word: never markup
         console.print(f"{escape(station)}: [bold]{escape(str(result.get('status')))}[/]"
                       f" ({escape(str(result.get('action')))},"

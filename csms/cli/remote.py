@@ -129,7 +129,8 @@ def _command(station: str, command: str, args: dict[str, Any], to: Target,
         return
     if status == 202:  # a request kept for a station that is offline
         console.print(f"{station}: [bold]queued[/] (request {result.get('request_id')}):"
-                      " sent after its next accepted BootNotification")
+                      " sent when it is back (after an accepted BootNotification, or once"
+                      " it is heard if its last boot was accepted)")
         return
     if status == 200:
         via = f" in {result['via']}" if result.get("via") else ""

@@ -19,7 +19,8 @@ per-request secret token that expires.
 
 A request for a station that is not connected is *queued* (kept with what the operator
 asked for) and *sending* once a node claimed it, after the station's next accepted
-BootNotification; it is *cancelled* by the operator, or *expired* when its window
+BootNotification (or once it is heard on a connection it opened without one, when its last
+boot was accepted); it is *cancelled* by the operator, or *expired* when its window
 (a firmware update's, or the URL lifetime of the others) ended before the station came
 back. Those four words are the central system's; every other status is the station's
 (or Offline / Timeout / Invalid / a CALLERROR code when no answer came). A station's

@@ -24,9 +24,15 @@ from csms.service.messages import BootDecision, BootInfo, UnknownStation, utc_no
 from csms.service.ports import StorageError, Tx
 from csms.service.quota import quota_kind
 
-__all__ = ["StationUseCases", "new_station"]
+__all__ = ["BOOT_STATUS_OPTION", "StationUseCases", "new_station"]
 
 log = logging.getLogger("csms.service")
+
+# The station option that keeps the answer to the station's latest BootNotification
+# (Accepted, Pending, Rejected), written with the boot: whether a station that comes back
+# without a BootNotification may get its queued requests (see
+# csms.service.transfers TransferUseCases.queue_released), on any node, after a restart.
+BOOT_STATUS_OPTION = "boot_status"
 
 
 class StationUseCases(ChargingCore):
@@ -63,6 +69,7 @@ class StationUseCases(ChargingCore):
                 status, interval = "Pending", self.boot_retry_interval
             else:
                 status, interval = "Rejected", self.boot_retry_interval
+            await tx.set_station_option(station_id, BOOT_STATUS_OPTION, status)
             await self._event(tx, station_id, "boot", {"status": status})
             return BootDecision(status, interval, now, changed)
 

@@ -18,7 +18,9 @@ when it reports Published. L04 UnpublishFirmware is recorded with its answer.
 A request for a station that is not connected is queued (:meth:`TransferUseCases.
 new_firmware_update` and the others with ``queued=True``): no token exists until a node
 claims it (:meth:`~TransferUseCases.claim_queued`, one conditional update, so one node
-wins) after the station's next accepted BootNotification and makes its URL
+wins) after the station's next accepted BootNotification, or once a station whose last
+boot was accepted is heard on a connection it opened without one
+(:meth:`~TransferUseCases.queue_released`), and makes its URL
 (:meth:`~TransferUseCases.reissue`).
 """
 
@@ -31,9 +33,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from csms.domain.maintenance import FirmwareImage, Transfer, TransferKind, TransferState
+from csms.domain.model import BootPolicy
 from csms.service import defaults
 from csms.service.ports import Tx
-from csms.service.stations import StationUseCases
+from csms.service.stations import BOOT_STATUS_OPTION, StationUseCases
 
 __all__ = ["TransferError", "TransferUseCases", "token_hash"]
 
@@ -179,6 +182,39 @@ class TransferUseCases(StationUseCases):
         await self.repo.unit(work)
 
     # -- requests kept for stations that are offline -------------------------------------
+    async def queue_released(self, station_id: str, version: str) -> bool:
+        """Whether the station's queued requests may go to a connection of ``version`` on
+        which it sent no BootNotification (1.6 §4.2, 2.0.1 B01-B03: nothing before an
+        accepted boot): something is queued for it, the answer to its latest
+        BootNotification, as stored with it, was Accepted, that boot was on ``version``,
+        and its registration would accept it again (the operator did not set it to
+        Pending or Rejected since). Read from the database: it holds after a restart, and
+        on whichever node the station comes back to."""
+
+        async def work(tx: Tx) -> bool:
+            if not await tx.queued_transfers(station_id, 1):
+                return False  # the usual case: nothing queued, one read
+            station = await tx.get_station(station_id)
+            if station is None or station.boot_policy is not BootPolicy.ACCEPTED \
+                    or station.last_boot_at is None or station.ocpp_version != version:
+                return False
+            return await tx.get_station_option(station_id, BOOT_STATUS_OPTION) == "Accepted"
+
+        return await self.repo.read(work)
+
+    async def unclaim(self, transfer: Transfer) -> bool:
+        """Put a claimed request back in the queue (it was not sent: its station may no
+        longer get it on this connection); False when it is no longer ``sending``."""
+        assert transfer.id is not None
+        transfer_id = transfer.id
+        now = self.clock()
+
+        async def work(tx: Tx) -> bool:
+            return await tx.move_transfer(transfer_id, TransferState.SENDING.value, _QUEUED,
+                                          now)
+
+        return await self.repo.unit(work)
+
     async def claim_queued(self, station_id: str) -> Transfer | None:
         """The station's oldest queued request, now ``sending`` and this caller's (no
         other node or task gets it); queued requests whose window ended on the way are
