@@ -101,17 +101,17 @@ class MqttBroker:
 
 
 def _without_password(url: str) -> str:
-    """``url`` as an error may quote it: any password after ``user:`` replaced."""
+    """``url`` as an error may quote it: any password after ``user:`` replaced, up to the
+    last ``@`` (a password may hold ``/``, ``?`` or ``#``, which end a URL's host part)."""
     scheme, sep, rest = url.partition("://")
     if not sep:
         scheme, rest = "", url
-    authority, slash, tail = rest.partition("/")
-    if "@" in authority:
-        userinfo, host = authority.rsplit("@", 1)
+    if "@" in rest:
+        userinfo, host = rest.rsplit("@", 1)
         if ":" in userinfo:
             userinfo = userinfo.split(":", 1)[0] + ":***"
-        authority = f"{userinfo}@{host}"
-    return f"{scheme}{sep}{authority}{slash}{tail}"
+        rest = f"{userinfo}@{host}"
+    return f"{scheme}{sep}{rest}"
 
 
 def parse_mqtt_url(url: str) -> MqttBroker:
@@ -123,6 +123,11 @@ def parse_mqtt_url(url: str) -> MqttBroker:
     except ValueError as exc:
         raise ValueError(f"not a URL ({exc}): {_without_password(url)!r}") from None
     scheme = parts.scheme.lower()
+    if "@" in url and "@" not in parts.netloc:
+        # the host part ended before the last @: in the password, a character a URL holds
+        # only percent-encoded (never quoted here: what follows it may be the password)
+        raise ValueError("the user or password holds /, ? or #: percent-encode them"
+                         " (%2F, %3F, %23)")
     if scheme not in MQTT_SCHEMES or not parts.netloc:
         raise ValueError("expected mqtt://, tcp:// or mqtts:// (TLS) and"
                          f" [user[:password]@]host[:port], got {_without_password(url)!r}")
@@ -134,7 +139,8 @@ def parse_mqtt_url(url: str) -> MqttBroker:
         port = port if port is not None else (8883 if MQTT_SCHEMES[scheme] else 1883)
     host_port = parts.netloc.rsplit("@", 1)[-1]
     if not 1 <= port <= 65535 or host_port.endswith(":"):
-        raise ValueError(f"the port must be a number from 1 to 65535, got {host_port!r}")
+        raise ValueError("the port must be a number from 1 to 65535, got"
+                         f" {_without_password(url)!r}")
     if not parts.hostname:
         raise ValueError(f"no broker host in {_without_password(url)!r}")
     if parts.path not in ("", "/") or parts.query or parts.fragment:

@@ -55,7 +55,8 @@ def compiled(cache_dir: str | Path | None = None) -> dict[str, Any]:
     if key not in _compiled:
         digest = hashlib.sha256(text.encode()).hexdigest()
         built = _committed_build()
-        if built.get("source_sha256") == digest and built.get("vyper") == version:
+        if built.get("source_sha256") == digest and built.get("vyper") == version \
+                and _is_fingerprinted(built):
             _compiled[key] = {k: built[k] for k in ("abi", "bytecode", "vyper", "source_sha256")}
         else:
             _compiled[key] = build_of_source()
@@ -73,6 +74,21 @@ def _committed_build() -> dict[str, Any]:
     except (OSError, ValueError):
         return {}  # none shipped, or unreadable: compiled
     return data
+
+
+def _is_fingerprinted(built: dict[str, Any]) -> bool:
+    """Whether a build's creation code is the one ``Settlement.code.json`` names (a build
+    edited by hand, or left behind by a merge, is compiled again instead of deployed for
+    every verifier to refuse)."""
+    from eth_hash.auto import keccak
+
+    try:
+        creation = bytes.fromhex(str(built["bytecode"]).removeprefix("0x"))
+    except (KeyError, ValueError):
+        return False
+    fp = code_fingerprint()
+    return len(creation) == int(fp["creation_size"]) \
+        and "0x" + bytes(keccak(creation)).hex() == fp["creation_keccak"]
 
 
 def build_of_source() -> dict[str, Any]:

@@ -24,10 +24,11 @@ Rules (DESIGN.md, "Protocol rules"):
   from a begin reading of the billed register leaves the start unknown as well
   (``begin_readings_differ``: a station that reports meterStart below its begin reading
   bills energy it never delivered). They agree within the coarser of their resolutions,
-  read from the digits each was written with (``1234.56`` kWh is 1,234,560-1,234,569 Wh;
-  meterStart is whole Wh; ``1234.5`` kWh, 100 Wh steps), at most ``START_TOLERANCE_WH``
-  (1 kWh); meterStart is then billed as reported. Not compared: another register's begin
-  reading (an inlet's beside the outlet's, a phase's, the EV's), a meterStart of 0 found
+  read from the digits each was written with, the reading rounded or cut (``1234.56`` kWh
+  is 1,234,555-1,234,569 Wh; meterStart is whole Wh; ``1234.5`` kWh, 100 Wh steps), at
+  most ``START_TOLERANCE_WH`` (1 kWh); meterStart is then billed as reported. Not
+  compared: another register's begin reading (an inlet's beside the outlet's, a phase's,
+  the EV's), a meterStart of 0 found
   to be a placeholder (below: the session starts elsewhere), a begin reading of 0 beside a
   meterStart that is not (a value the charger had not read, as the 2.0.1 placeholder
   below: nor is it a second begin value beside the others), a meter-signed begin reading
@@ -234,10 +235,14 @@ def _step(number: Decimal) -> Decimal:
         else Decimal(1)
 
 
-def _agree(a: Decimal, a_step: Decimal, b: Decimal, b_step: Decimal) -> bool:
-    """Whether two readings of one register at one moment agree: they differ by less than
-    the coarser of their resolutions, at most ``START_TOLERANCE_WH``."""
-    return abs(a - b) < min(max(a_step, b_step), START_TOLERANCE_WH)
+def _agree(start: Decimal, start_step: Decimal, reading: Decimal, step: Decimal) -> bool:
+    """Whether a meterStart and a begin reading of the register agree: the meterStart is a
+    value the reading's digits allow, rounded or cut, within the coarser of their
+    resolutions (at most ``START_TOLERANCE_WH``): from half a step below it (rounded) to a
+    step above it (cut). So never more than half a step below what the reading allows:
+    the driver is not billed for energy it says was on the register before the start."""
+    tolerance = min(max(start_step, step), START_TOLERANCE_WH)
+    return -tolerance / 2 <= start - reading < tolerance
 
 
 def _in_order(reading: tuple[Any, ...]) -> tuple[bool, datetime]:

@@ -147,8 +147,11 @@ class ChargingCore:
         if not isinstance(remote_start_id, int) or isinstance(remote_start_id, bool) \
                 or not -2**63 <= remote_start_id < 2**63:
             remote_start_id = None  # none, or none this central system could have sent
+        # a start on no connector we can read (a hostile station's beyond 64 bits) binds
+        # only an authorization whose remote start named none: -1 is no connector's
+        connector = session.connector_id if session.connector_id is not None else -1
         row = await tx.pending_authorization(station_id, tag, now, remote_start_id,
-                                             connector_id=session.connector_id)
+                                             connector_id=connector)
         if row is None:
             return False
         body = json.loads(row["body"])
@@ -166,7 +169,7 @@ class ChargingCore:
                     "tariff": list(asked), "signed": list(signed)}, self.clock())
                 return False
         if await tx.bind_authorization(station_id, tag, session.id, now, remote_start_id,
-                                       connector_id=session.connector_id) is None:
+                                       connector_id=connector) is None:
             return False
         limit = row.get("limit_minor")
         session.limit_minor = int(limit if limit is not None else body["max_amount"])

@@ -255,7 +255,12 @@ class SessionUseCases(SignedDataChecks):
         if not found.begins or session.id is None:
             return
         known = session.meter_start_wh
-        values = {wh for wh, _ in found.begins}
+        reported = session.reported_meter_start_wh
+        # a begin reading of 0 beside a meterStart that is not: a value not read, no start
+        # (csms.domain.energy), nor a reason to read the session's readings again
+        values = {wh for wh, _ in found.begins if wh or not reported}
+        if not values:
+            return
         if "begin_readings_differ" in session.flags:
             highest = max(values)  # in dispute already: the highest start counts
             if known is not None and highest > known:
@@ -265,7 +270,7 @@ class SessionUseCases(SignedDataChecks):
             return
         if known is not None and values == {known}:
             return
-        if known is not None or session.reported_meter_start_wh is not None:
+        if known is not None or reported is not None:
             found = register_readings(await tx.energy_samples(session.id))
         # else the session's first register readings: there are none stored before them
         result = energy_of(found, session.reported_meter_start_wh, None, session.started_at)

@@ -121,14 +121,14 @@ async def test_an_accepted_16_start_binds_within_its_window_only(
     assert await bound_to(server, session["id"]) is None
 
 
-@pytest.mark.parametrize("connector", [1, 2])
+@pytest.mark.parametrize("connector", [1, 2, 2**64 + 2], ids=["1", "2", "beyond-64-bits"])
 async def test_a_16_remote_start_on_a_connector_binds_a_start_on_that_connector_only(
     server: RunningServer, connector: int,
 ) -> None:
     """The remote start asked for connector 2. A stranger who knows the tag (a plain
-    string) starts with it on connector 1 within the window: that session is not the
-    driver's and is not bound; the driver's own start on connector 2 then is. A start on
-    the connector asked binds at once."""
+    string) starts with it on connector 1 within the window, or on a connector beyond 64
+    bits (read as none): that session is not the driver's and is not bound; the driver's
+    own start on connector 2 then is. A start on the connector asked binds at once."""
     auth = await signed(server, "CP16")
     async with await connect16(server) as c:
         started = asyncio.create_task(post_start(
@@ -138,15 +138,16 @@ async def test_a_16_remote_start_on_a_connector_binds_a_start_on_that_connector_
         await c.answer(call[1], {"status": "Accepted"})
         status, answer = await started
         assert status == 200 and answer["status"] == "Accepted", answer
-        if connector == 1:
-            assert await start16(c, "APP1", connector=1) == "Invalid"  # the stranger's
+        if connector != 2:
+            assert await start16(c, "APP1", connector=connector) == "Invalid"  # a stranger's
         assert await start16(c, "APP1", connector=2) == "Accepted"  # the driver's
     sessions = {s["connector_id"]: s for s in await server.sessions("CP16")}
-    assert set(sessions) == ({1, 2} if connector == 1 else {2})
+    stranger = 1 if connector == 1 else None  # beyond 64 bits: stored as no connector
+    assert set(sessions) == ({stranger, 2} if connector != 2 else {2})
     row = await bound_to(server, sessions[2]["id"])
     assert row is not None and row["start_state"] == "accepted"
-    if connector == 1:
-        assert await bound_to(server, sessions[1]["id"]) is None
+    if connector != 2:
+        assert await bound_to(server, sessions[stranger]["id"]) is None
 
 
 async def test_an_accepted_16_start_answered_and_started_at_once_is_bound(

@@ -306,6 +306,9 @@ def test_the_committed_build_is_the_compiled_contract() -> None:
     assert contract._committed_build() == built
     contract._compiled.clear()
     assert contract.compiled() == built
+    # a build whose code is not the fingerprinted one is compiled again, not deployed
+    assert contract._is_fingerprinted(built)
+    assert not contract._is_fingerprinted({**built, "bytecode": built["bytecode"][:-2] + "00"})
 
 
 async def test_the_contract_code_is_the_settlement_contract(

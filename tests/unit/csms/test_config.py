@@ -221,6 +221,10 @@ def test_mqtt_credentials_are_percent_decoded_and_never_shown() -> None:
     ("mqtt://u:hunter2@broker/topic", "a path, query or fragment"),
     ("mqtt://u:hunter2@broker?tls=1", "a path, query or fragment"),
     ("mqtt://u:hunter2@[::1:1883", "not a URL"),
+    # a password with a character a URL must not hold bare ends the host part early
+    ("mqtt://u:hunter2/x@broker", "percent-encode"),
+    ("mqtt://u:hunter2#x@broker", "percent-encode"),
+    ("mqtt://u:hunter2?x@broker", "percent-encode"),
 ])
 def test_wrong_mqtt_urls_are_one_line_without_the_password(url: str, message: str) -> None:
     with pytest.raises(SettingsError) as caught:

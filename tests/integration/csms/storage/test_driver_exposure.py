@@ -155,10 +155,12 @@ async def test_a_16_authorization_for_a_connector_binds_a_start_on_it_only(
     async def binds(tx: Tx) -> dict[str, bool]:
         return {f"{tag}/{connector}": await tx.pending_authorization(
             "CP1", tag, NOW, connector_id=connector) is not None
-            for tag in ("ON2", "ANY") for connector in (None, 1, 2)}
+            for tag in ("ON2", "ANY") for connector in (None, 1, 2, -1)}
 
+    # None: any (an Authorize names none); -1: a start on no connector that can be read
     assert await repo.read(binds) == {"ON2/None": True, "ON2/1": False, "ON2/2": True,
-                                      "ANY/None": True, "ANY/1": True, "ANY/2": True}
+                                      "ON2/-1": False, "ANY/None": True, "ANY/1": True,
+                                      "ANY/2": True, "ANY/-1": True}
 
     async def bind(tx: Tx) -> None:
         s = _session("8", "ON2")  # on connector 1

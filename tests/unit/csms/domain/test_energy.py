@@ -369,9 +369,14 @@ def test_a_meter_start_within_the_begin_readings_resolution_agrees(
     (Decimal(1234549), _begin("1234.56", 0, unit="kWh")),
     (Decimal(1234399), _begin("1234.5", 0, unit="kWh")),  # beyond 100 Wh steps
     (Decimal(1233563), _begin("1235", 0, unit="kWh")),  # a whole kWh apart
+    # below a rounded reading by more than half its step (1235 kWh, rounded or cut, is at
+    # least 1,234,500 Wh): meterStart 999 Wh low would bill 999 Wh never delivered
+    (Decimal(1234001), _begin("1235", 0, unit="kWh")),
+    (Decimal(1234001), _begin("1235", 0, multiplier=3)),
     # steps beyond a kWh (10^3 kWh here) are no licence to differ by more than one kWh
     (Decimal(1232563), _begin("1.234", 0, unit="kWh", multiplier=3)),
-], ids=["kwh-above", "kwh-below", "tenth-kwh-below", "whole-kwh-apart", "kwh-times-1000"])
+], ids=["kwh-above", "kwh-below", "tenth-kwh-below", "whole-kwh-apart", "whole-kwh-below",
+        "whole-kwh-by-multiplier", "kwh-times-1000"])
 def test_a_meter_start_beyond_the_begin_readings_resolution_differs(
         meter_start: Decimal, begin: MeterSample) -> None:
     r = compute_energy(meter_start, Decimal(1300000), [begin], T0)

@@ -214,6 +214,14 @@ async def test_begin_readings_of_the_running_start_are_read_no_further(
     assert reads == [other]
     assert not holds(state.sessions[other].flags)
     assert [s.energy_wh for s in state.sessions.values()] == [3000, 300, 3003]
+    # a begin reading of 0 beside meterStart, repeated in every frame: no start, no read
+    zero, _, _ = await service.start_transaction("CP1", 3, "T1", Decimal(2000000), T0)
+    for minutes in (10, 20, 30):
+        await service.meter_values("CP1", 3, str(zero), [
+            begin(minutes, "0"), wh(minutes, str(2000000 + 100 * minutes))])
+    assert reads == [other]
+    assert not holds(state.sessions[zero].flags)
+    assert state.sessions[zero].energy_wh == 3000
 
 
 @pytest.mark.parametrize(("meter_start", "stopped"), [(156440, False), (157440, False),
