@@ -151,6 +151,8 @@ class StationConnection:
         # may_send_queued); on_heard runs once, after the answer to the first one
         self.heard = False
         self.on_heard = on_heard
+        # its send of queued requests asked for again while one ran (CentralSystem._booted)
+        self.booted_again = False
         # what a station whose boot is not Accepted may send (per version); asked: the
         # actions the central system asked a Pending station for (TriggerMessage...)
         self.gate = gate or boot_gate_for(version)
@@ -701,14 +703,24 @@ class CentralSystem:
         hook = self.on_boot
         if hook is None or self.connections.get(conn.station_id) is not conn:
             return
-        # one at a time per connection: a running one sends what the next would
+        # one at a time per connection; one asked for while another runs (a boot accepted
+        # while the first message's look at the queue runs, on what was stored before it)
+        # runs once that one is done
         if not conn.reserve_followup(":booted"):
+            conn.booted_again = True
             return
+        conn.booted_again = False
         task = asyncio.get_running_loop().create_task(
             hook(conn.station_id), name=f"{conn.station_id}:booted")
         self._after_reply.add(task)
         task.add_done_callback(self._after_reply_done)
-        task.add_done_callback(lambda _: conn.release_followup(":booted"))
+
+        def done(_: asyncio.Task[None]) -> None:
+            conn.release_followup(":booted")
+            if conn.booted_again:
+                self._booted(conn)
+
+        task.add_done_callback(done)
 
     def _after_reply_done(self, task: asyncio.Task[None]) -> None:
         self._after_reply.discard(task)

@@ -621,3 +621,35 @@ async def test_a_request_claimed_as_a_pending_boot_is_answered_goes_back_unsent(
         assert (await c.result("BootNotification", BOOT_201))["status"] == "Accepted"
         await _gets_the_update(registered, c, "2.0.1", rid)
         await _nothing_sent(registered, c, "SIM1")
+
+
+async def test_a_boot_accepted_while_the_first_message_is_looked_at_sends_at_once(
+        registered: RunningServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The station comes back without a boot (its last one was Pending: nothing is
+    released) and, while its first message's look at the queue is still running, boots
+    and is accepted: the boot's send waits for that look to end and then runs, rather
+    than leaving the request for the node's next sweep."""
+    await registered.set_boot("SIM1", "pending")
+    await _booted_then_gone(registered, "SIM1", "2.0.1", "Pending")
+    await registered.set_boot("SIM1", "accepted")
+    rid = await _queue_firmware(registered, "SIM1")
+    service = registered.central.service
+    release = service.queue_released
+    looking, accepted = asyncio.Event(), asyncio.Event()
+
+    async def slow_look(station_id: str, version: str) -> bool:
+        released = await release(station_id, version)  # the stored boot: Pending
+        if not looking.is_set():
+            looking.set()
+            await accepted.wait()
+            await asyncio.sleep(0.2)  # the boot's own send is asked for meanwhile
+        return released
+
+    monkeypatch.setattr(service, "queue_released", slow_look)
+    async with await _connect(registered, "SIM1", "2.0.1") as c:
+        assert (await c.call("Heartbeat", {}))[0] == 3
+        await asyncio.wait_for(looking.wait(), 5)
+        assert (await c.result("BootNotification", BOOT_201))["status"] == "Accepted"
+        accepted.set()
+        await _gets_the_update(registered, c, "2.0.1", rid)
+        await _nothing_sent(registered, c, "SIM1")
