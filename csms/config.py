@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import ssl
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -390,6 +388,8 @@ class Settings:
             if path and not Path(path).expanduser().is_file():
                 raise _error(name, f"no such file: {path}")
         if self.mqtt_ca:
+            import ssl  # here: every command loads the settings, few check a CA
+
             try:
                 ssl.create_default_context(cafile=str(Path(self.mqtt_ca).expanduser()))
             except (ssl.SSLError, OSError, ValueError):
@@ -479,6 +479,8 @@ def _coerce(name: str, kind: str, raw: str, where: str) -> Any:
 def _read_file(path: str, known: Mapping[str, Any]) -> dict[str, Any]:
     """The settings of a TOML file: ``db = "..."``, ``port = 9000`` (field names, ``-`` or
     ``_``); an unknown name or a value of the wrong type is an error."""
+    import tomllib
+
     try:
         with Path(path).expanduser().open("rb") as f:
             data = tomllib.load(f)

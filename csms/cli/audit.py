@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 import typer
@@ -18,7 +18,9 @@ from csms.cli.common import (
     print_table,
     run,
 )
-from csms.service.ports import Tx
+
+if TYPE_CHECKING:
+    from csms.service.ports import Tx
 
 __all__ = ["audit"]
 

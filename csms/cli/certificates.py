@@ -6,11 +6,9 @@ from __future__ import annotations
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 
 from csms.cli.common import (
     DataDirOption,
@@ -26,8 +24,11 @@ from csms.cli.common import (
 )
 from csms.cli.remote import AdminHost, AdminPort, Station, Timeout, _command, target
 from csms.config import SettingsError
-from csms.service.certificates import hash_data
-from csms.service.ports import Tx
+
+if TYPE_CHECKING:
+    from cryptography import x509
+
+    from csms.service.ports import Tx
 
 __all__ = ["ca_app", "certificates_app"]
 
@@ -48,6 +49,8 @@ def _with_pnc(args: dict[str, Any], pnc: bool | None) -> dict[str, Any]:
 
 
 def _read_certificate(path: str) -> tuple[str, x509.Certificate]:
+    from cryptography import x509
+
     try:
         text = Path(path).read_text("ascii")
         return text, x509.load_pem_x509_certificate(text.encode())
@@ -111,6 +114,8 @@ def delete(
     if hash_algorithm not in ("SHA256", "SHA384", "SHA512"):
         raise typer.BadParameter("SHA256, SHA384 or SHA512", param_hint="--hash-algorithm")
     if file is not None:
+        from csms.service.certificates import hash_data
+
         _, cert = _read_certificate(file)
         data = hash_data(cert, None, hash_algorithm)
     elif issuer_name_hash and issuer_key_hash and serial:
@@ -182,6 +187,8 @@ def _ca(data_dir: str | None) -> Any:
 @ca_app.command("show")
 def ca_show(json: JsonOption = False, data_dir: DataDirOption = None) -> None:
     """The CA's subject, validity and fingerprint."""
+    from cryptography.hazmat.primitives import hashes
+
     ca = _ca(data_dir)
     cert = ca.cert
     info = {"subject": cert.subject.rfc4514_string(), "builtin": ca.builtin,

@@ -1,27 +1,26 @@
 """Shared pieces of the ``csms`` command: the options of settings, loading the settings
-once per command, opening the database, errors as one line, tables and JSON output."""
+once per command, opening the database, errors as one line, tables and JSON output.
+
+The command starts for every call (``csms --help`` too): what only a command's work needs
+(the storage adapters, the event loop, the service layer) is imported where it is used."""
 
 from __future__ import annotations
 
-import asyncio
 import getpass
 import json
-import sqlite3
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar, cast
 
 import orjson
 import typer
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from csms.config import Settings, SettingsError, env_var, option_name
-from csms.eventloop import loop_factory
-from csms.service.ports import Repository, StorageError, Tx
-from csms.storage import open_repository
-from settlement.anvil_guard import process_alive
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from csms.service.ports import Repository, Tx
 
 __all__ = [
     "MAX_ID",
@@ -53,8 +52,35 @@ __all__ = [
 
 T = TypeVar("T")
 
-console = Console()
-err_console = Console(stderr=True, soft_wrap=True)
+
+class _FirstUse:
+    """A Rich console made when it is first used: most commands (``--help`` too) print
+    nothing through one of the two, and Rich's console is slow to import. Its attributes
+    are the console's; so is ``with`` (a Rich progress display enters its console)."""
+
+    def __init__(self, **options: Any) -> None:
+        self._first_use_options = options
+        self._first_use_console: Console | None = None
+
+    def _made(self) -> Console:
+        if self._first_use_console is None:
+            from rich.console import Console
+
+            self._first_use_console = Console(**self._first_use_options)
+        return self._first_use_console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._made(), name)
+
+    def __enter__(self) -> Console:
+        return self._made().__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        self._made().__exit__(*exc)
+
+
+console = cast("Console", _FirstUse())
+err_console = cast("Console", _FirstUse(stderr=True, soft_wrap=True))
 
 _DEFAULTS = Settings()
 
@@ -123,6 +149,12 @@ def warn(message: str) -> None:
 def run(coro: Coroutine[Any, Any, T], event_loop: str = "asyncio") -> T:
     """Run a coroutine (on the loop ``event_loop`` names, see :mod:`csms.eventloop`);
     turn expected errors into one line and exit code 2."""
+    import asyncio
+    import sqlite3
+
+    from csms.eventloop import loop_factory
+    from csms.service.ports import StorageError
+
     try:
         factory = loop_factory(event_loop)
     except (RuntimeError, ValueError) as exc:
@@ -158,6 +190,10 @@ def load_settings(**flags: Any) -> Settings:
 async def with_repo(settings: Settings, fn: Callable[[Repository], Awaitable[T]]) -> T:
     """Run ``fn`` on the database of the settings; a database that cannot be opened is
     one line (a folder, a file that is not SQLite, a folder without write access)."""
+    import sqlite3
+
+    from csms.storage import open_repository
+
     settings.check_database()
     try:
         repo = await open_repository(settings.db)
@@ -196,6 +232,10 @@ def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]
     """A Rich table. With ``priority`` (column names, most wanted first) it shows the
     columns that fit the terminal, in their own order, and says which it left out;
     ``wide`` shows every column, however wide (lines are not wrapped)."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
     cells = [["" if v is None else str(v) for v in r] for r in rows]
     widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
 
@@ -229,6 +269,14 @@ def actor() -> str:
         return f"cli:{getpass.getuser()}"
     except (KeyError, OSError):
         return "cli"
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine: see
+    :func:`settlement.anvil_guard.process_alive`."""
+    from settlement.anvil_guard import process_alive as alive
+
+    return alive(pid)
 
 
 def open_chain_or_fail(settings: Settings, **kwargs: Any) -> Any:

@@ -8,7 +8,6 @@ tampered copy that fails verification. Everything it starts, it stops.
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import json
 import shutil
@@ -18,8 +17,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from csms.cli.common import console, fail, run
 
@@ -27,9 +24,12 @@ __all__ = ["demo"]
 
 
 async def _demo(folder: Path, chain_spec: str, stations: int, sessions: int) -> bool:
+    import asyncio
     from decimal import Decimal
 
     from eth_account import Account
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from rich.table import Table
 
     from chargers_sim import Fleet
     from csms.bootstrap import build, open_settlement_chain, settlement_worker

@@ -16,11 +16,10 @@ import hashlib
 import os
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import quote
 
 import typer
-from rich.markup import escape
 
 from csms.cli.common import (
     MAX_ID,
@@ -38,10 +37,10 @@ from csms.cli.common import (
     run,
 )
 from csms.cli.remote import AdminHost, AdminPort, Timeout, _check_time, admin_request
-from csms.domain.maintenance import FirmwareImage, TransferKind
-from csms.filestore import display_name, firmware_path
-from csms.service.maintenance_views import firmware_json, transfer_json
-from csms.service.ports import Tx
+
+if TYPE_CHECKING:
+    from csms.domain.maintenance import FirmwareImage
+    from csms.service.ports import Tx
 
 __all__ = ["firmware_app", "sign_image"]
 
@@ -95,6 +94,10 @@ def firmware_add(
     json: JsonOption = False, db: DbOption = None, data_dir: DataDirOption = None,
 ) -> None:
     """Add a firmware image for stations to download (copied into the data folder)."""
+    from csms.domain.maintenance import FirmwareImage
+    from csms.filestore import display_name, firmware_path
+    from csms.service.maintenance_views import firmware_json
+
     if (sign_with is None) != (cert is None):
         fail("--sign-with and --cert go together")
     try:
@@ -149,6 +152,7 @@ def firmware_add(
 def firmware_list(json: JsonOption = False, db: DbOption = None,
                   data_dir: DataDirOption = None) -> None:
     """List the firmware images stations can be updated to."""
+    from csms.service.maintenance_views import firmware_json
 
     async def work(tx: Tx) -> list[FirmwareImage]:
         return await tx.list_firmware()
@@ -219,6 +223,8 @@ def firmware_update(
 def _one_request(station: str, command: str, args: dict[str, Any], json: bool,
                  timeout: float, admin_host: str | None, admin_port: int | None,
                  data_dir: str | None) -> None:
+    from rich.markup import escape
+
     from csms.cli.remote import target
 
     to = target(json, timeout, admin_host, admin_port, data_dir)
@@ -317,6 +323,8 @@ def firmware_status(
     """Firmware updates and publications per station, newest first, with the last status
     the station reported (Downloading, Installed, Published, ...; queued while waiting
     for a station that is offline) and the URLs a local controller published on."""
+    from csms.domain.maintenance import TransferKind
+    from csms.service.maintenance_views import transfer_json
 
     async def work(tx: Tx) -> list[dict[str, Any]]:
         now = datetime.now(UTC)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -27,10 +27,10 @@ from csms.cli.common import (
     run,
 )
 from csms.cli.remote import AdminHost, AdminPort, Timeout, _check_time, _command, target
-from csms.domain.maintenance import Transfer, TransferKind
-from csms.filestore import log_path
-from csms.service.maintenance_views import transfer_json
-from csms.service.ports import Tx
+
+if TYPE_CHECKING:
+    from csms.domain.maintenance import Transfer
+    from csms.service.ports import Tx
 
 __all__ = ["logs_app"]
 
@@ -88,6 +88,8 @@ def logs_list(
     db: DbOption = None, data_dir: DataDirOption = None,
 ) -> None:
     """Log requests, newest first: the station's last status and the uploaded file."""
+    from csms.domain.maintenance import TransferKind
+    from csms.service.maintenance_views import transfer_json
 
     async def work(tx: Tx) -> list[Transfer]:
         return await tx.list_transfers(TransferKind.LOG, station, limit)
@@ -112,6 +114,8 @@ def logs_get(
     db: DbOption = None, data_dir: DataDirOption = None,
 ) -> None:
     """Write an uploaded log to a file."""
+    from csms.domain.maintenance import TransferKind
+    from csms.filestore import log_path
 
     async def work(tx: Tx) -> Transfer | None:
         return await tx.get_transfer(request)

@@ -15,7 +15,7 @@ import secrets
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -39,7 +39,9 @@ from csms.cli.common import (
 )
 from csms.config import Settings
 from csms.domain.model import IdTag
-from csms.service.ports import Tx
+
+if TYPE_CHECKING:
+    from csms.service.ports import Tx
 
 __all__ = ["drivers_app", "set_host", "wallet_app"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -19,7 +19,9 @@ from csms.cli.common import (
     run,
     with_repo,
 )
-from csms.service.ports import Repository
+
+if TYPE_CHECKING:
+    from csms.service.ports import Repository
 
 __all__ = ["receipt"]
 

@@ -6,8 +6,6 @@ The admin API is found where ``csms serve`` put it: ``--admin-host`` and ``--adm
 
 from __future__ import annotations
 
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -15,7 +13,6 @@ from urllib.parse import quote
 
 import orjson
 import typer
-from rich.markup import escape
 
 from csms.cli.common import (
     MAX_ID,
@@ -65,6 +62,9 @@ def admin_request(
     settings: Settings, method: str, path: str, body: dict[str, Any] | None = None, *,
     timeout: float = 35.0,
 ) -> tuple[int, Any]:
+    import urllib.error
+    import urllib.request
+
     base = f"http://{settings.admin_host}:{settings.admin_port}"
     if settings.admin_port < 1:
         fail("the admin API is off (--admin-port -1): give the port csms serve uses")
@@ -112,6 +112,8 @@ def _command(station: str, command: str, args: dict[str, Any], to: Target,
              warning: str | None = None) -> None:
     """Send ``command`` and print the answer; ``warning`` is printed once the station
     took the command (not when the command failed: the error is the one line then)."""
+    from rich.markup import escape
+
     status, result = admin_request(
         to.settings, "POST", f"/stations/{quote(station, safe='')}/commands/{command}",
         {**args, "timeout": to.timeout}, timeout=to.timeout + 5,
@@ -409,6 +411,8 @@ def set_password(
     SecurityCtrlr.BasicAuthPassword.
     """
     import secrets
+
+    from rich.markup import escape
 
     from csms.service.auth import validate_password
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -19,9 +19,10 @@ from csms.cli.common import (
     print_table,
     run,
 )
-from csms.domain.maintenance import Reservation
-from csms.service.maintenance_views import reservation_json
-from csms.service.ports import Tx
+
+if TYPE_CHECKING:
+    from csms.domain.maintenance import Reservation
+    from csms.service.ports import Tx
 
 __all__ = ["reservations_app"]
 
@@ -39,6 +40,7 @@ def reservations_list(
 ) -> None:
     """List reservations, newest first, with their state (requested, accepted, refused,
     failed, used, cancelled, removed, expired)."""
+    from csms.service.maintenance_views import reservation_json
 
     async def work(tx: Tx) -> list[Reservation]:
         return await tx.list_reservations(station, limit)

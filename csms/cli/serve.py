@@ -7,10 +7,8 @@ is built by csms.bootstrap.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-import signal
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -57,6 +55,9 @@ def _line(label: str, value: str) -> None:
 
 async def _serve(settings: Settings, lock: NodeLock | None = None) -> None:
     # Imported here: the server's dependencies are not needed by the other commands.
+    import asyncio
+    import signal
+
     from csms.bootstrap import build
 
     app = await build(settings, lock)

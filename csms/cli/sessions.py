@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -24,11 +24,10 @@ from csms.cli.common import (
     run,
 )
 from csms.config import Settings
-from csms.domain.model import Session
-from csms.service.holds import HoldError, billing_state, decide
-from csms.service.ports import Tx
-from csms.service.views import iso as _iso
-from csms.service.views import session_json
+
+if TYPE_CHECKING:
+    from csms.domain.model import Session
+    from csms.service.ports import Tx
 
 __all__ = ["sessions_app"]
 
@@ -50,6 +49,7 @@ def sessions_list(
 ) -> None:
     """List charging sessions, newest first: the columns that fit the terminal (id,
     station, status, kWh and start first), or all of them with --wide."""
+    from csms.service.views import session_json
 
     async def work(tx: Tx) -> list[Session]:
         return await tx.list_sessions(station, True if active else None, limit)
@@ -94,6 +94,9 @@ def sessions_show(
     data_dir: DataDirOption = None,
 ) -> None:
     """Show one session with its meter samples."""
+    from csms.service.holds import billing_state
+    from csms.service.views import iso as _iso
+    from csms.service.views import session_json
 
     async def work(tx: Tx) -> dict[str, Any] | None:
         s = await tx.get_session(session_id)
@@ -141,6 +144,8 @@ def sessions_show(
 
 def _decide(session_id: int, decision: str, reason: str | None,
             settings: Settings) -> None:
+    from csms.service.holds import HoldError, decide
+
     async def work(tx: Tx) -> dict[str, Any]:
         try:
             return await decide(tx, session_id, decision, actor=actor(), reason=reason,

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import signal
-import socket
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from csms.cli.common import (
     ChainOption,
@@ -27,8 +25,9 @@ from csms.cli.common import (
     setting_option,
 )
 from csms.config import Settings
-from csms.service.cluster import release_lease
-from csms.service.ports import Tx
+
+if TYPE_CHECKING:
+    from csms.service.ports import Tx
 
 __all__ = ["settle_app"]
 
@@ -39,6 +38,7 @@ async def _settle_once(settings: Settings) -> Any:
     from rich.progress import Progress, SpinnerColumn, TextColumn
 
     from csms.bootstrap import build_settlement
+    from csms.service.cluster import release_lease
     from settlement.chain import ChainError, ContractMissing
     from settlement.worker import LEASE, LeaseHeld, LedgerBehind
 
@@ -76,6 +76,8 @@ async def _settle_once(settings: Settings) -> Any:
 
 
 async def _settle_forever(settings: Settings, as_json: bool) -> None:
+    import asyncio
+
     from csms.bootstrap import build_settlement
     from settlement.chain import ChainError
     from settlement.states import BatchState
@@ -129,6 +131,8 @@ def _sessions(n: int) -> str:
 def _gone_run_on_this_host(holder: str) -> bool:
     """A lease holder named ``host:pid:token`` (a ``csms settle run``) of this machine
     whose process is not running any more. Nodes (``host:port``) never match."""
+    import socket
+
     parts = holder.split(":")
     if len(parts) != 3 or parts[0] != socket.gethostname() or not parts[1].isdigit():
         return False

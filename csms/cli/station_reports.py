@@ -7,7 +7,7 @@ ISO 15118 Plug & Charge over DataTransfer."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -25,11 +25,17 @@ from csms.cli.common import (
     run,
 )
 from csms.cli.stations import stations_app
-from csms.service.device_model import PNC_OPTION
-from csms.service.driver import REPORT_KINDS, RUNNING_COST_OPTION, customer_reports
-from csms.service.ports import Tx
+
+if TYPE_CHECKING:
+    from csms.service.ports import Tx
 
 __all__ = ["stations_app"]
+
+# the kinds of csms.service.driver.REPORT_KINDS, named here so that the command's help does
+# not import the service layer at start-up (a test keeps the two equal)
+REPORT_KINDS = ("display_messages", "charging_profiles", "charging_limit",
+                "charging_limit_cleared", "ev_charging_needs", "ev_charging_schedule",
+                "customer_information")
 
 
 @stations_app.command("reports")
@@ -44,6 +50,8 @@ def stations_reports(
 ) -> None:
     """Show what a station reported: display messages, charging profiles and limits, EV
     charging needs and schedules, customer information (parts assembled per request)."""
+    from csms.service.driver import customer_reports
+
     if kind is not None and kind not in REPORT_KINDS:
         raise typer.BadParameter(f"one of {', '.join(REPORT_KINDS)}", param_hint="--kind")
     kinds = [kind] if kind else list(REPORT_KINDS)
@@ -83,6 +91,7 @@ def stations_running_cost(
     """Say whether a 1.6 station announced the running-cost DataTransfer (e.g. its
     CustomDisplayCostAndPrice configuration key is true); only then does
     `csms remote cost-updated` send it one."""
+    from csms.service.driver import RUNNING_COST_OPTION
 
     async def work(tx: Tx) -> None:
         if await tx.get_station(station_id) is None:
@@ -109,6 +118,8 @@ def stations_pnc(
     application note): the certificate commands then reach it as 2.0.1 messages in a
     DataTransfer. By default (auto) it does when its configuration (csms remote get-config)
     has the key ISO15118PnCEnabled."""
+    from csms.service.device_model import PNC_OPTION
+
     if state not in PNC_STATES:
         raise typer.BadParameter(f"one of {', '.join(PNC_STATES)}", param_hint="STATE")
 

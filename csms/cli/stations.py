@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -30,12 +30,9 @@ from csms.cli.common import (
 )
 from csms.domain.energy import watts
 from csms.domain.model import BootPolicy
-from csms.metering.ocmf import OcmfError, normalize_key
-from csms.protocol.station_id import InvalidStationId, validate_station_id
-from csms.service.auth import hash_password, validate_password
-from csms.service.charging import new_station
-from csms.service.ports import Tx
-from csms.service.views import station_detail, stations_view
+
+if TYPE_CHECKING:
+    from csms.service.ports import Tx
 
 __all__ = ["stations_app"]
 
@@ -64,6 +61,10 @@ def stations_add(
     data_dir: DataDirOption = None,
 ) -> None:
     """Register a station so that it may connect."""
+    from csms.protocol.station_id import InvalidStationId, validate_station_id
+    from csms.service.auth import hash_password, validate_password
+    from csms.service.charging import new_station
+
     try:
         validate_station_id(station_id)
         if password is not None:
@@ -129,6 +130,8 @@ def stations_list(json: JsonOption = False, db: DbOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
     """List stations: online/offline, OCPP version, firmware, last seen, connector status."""
+    from csms.service.views import stations_view
+
     rows = run(in_read(load_settings(db=db, data_dir=data_dir), stations_view))
     if json:
         print_json(rows)
@@ -158,6 +161,7 @@ def stations_show(
     data_dir: DataDirOption = None,
 ) -> None:
     """Show one station: state, connectors, active sessions, recent messages."""
+    from csms.service.views import station_detail
 
     async def work(tx: Tx) -> dict[str, Any] | None:
         return await station_detail(tx, station_id)
@@ -199,6 +203,8 @@ def stations_set_meter_key(
     data_dir: DataDirOption = None,
 ) -> None:
     """Register the public key of a station's Eichrecht meter (OCMF signatures)."""
+    from csms.metering.ocmf import OcmfError, normalize_key
+
     if (key is None) == (file is None):
         raise typer.BadParameter("give the key or --file, not both")
     text = key if key is not None else _read_key_file(file)

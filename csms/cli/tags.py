@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import quote
 
 import typer
@@ -25,9 +25,9 @@ from csms.cli.common import (
 )
 from csms.config import Settings
 from csms.domain.model import MASTER_PASS_VERSIONS, IdTag, TagStatus
-from csms.service.driver import MASTER_PASS_OPTION, MASTER_PASS_VARIABLE
-from csms.service.ports import Tx
-from csms.service.views import iso as _iso
+
+if TYPE_CHECKING:
+    from csms.service.ports import Tx
 
 __all__ = ["tags_app"]
 
@@ -53,6 +53,9 @@ def tags_add(
     data_dir: DataDirOption = None,
 ) -> None:
     """Add or update an id tag."""
+    from csms.service.driver import MASTER_PASS_OPTION
+    from csms.service.views import iso as _iso
+
     if not tag or len(tag) > 36:
         raise typer.BadParameter("an id tag is 1 to 36 characters")
     if group is not None and not 0 < len(group) <= 20:
@@ -106,6 +109,8 @@ def tags_master_group(
     """Show or set the 2.0.1 master pass group (C16 MasterPassGroupId): its tags may stop
     any transaction on a 2.0.1 station and start none. Set, it goes to the connected 2.0.1
     stations now (through a running csms serve) and to every 2.0.1 station at its boot."""
+    from csms.service.driver import MASTER_PASS_OPTION
+
     if group is not None and none:
         raise typer.BadParameter("give a group or --none, not both", param_hint="--none")
     if group is not None and not 0 < len(group) <= 20:
@@ -137,6 +142,7 @@ def _push_master_group(settings: Settings, group: str, quiet: bool = False) -> N
     """Set AuthCtrlr.MasterPassGroupId on the connected 2.0.1 stations through the admin
     API of a running ``csms serve``; without one, the stations get it at their next boot."""
     from csms.cli.remote import admin_request
+    from csms.service.driver import MASTER_PASS_VARIABLE
 
     def say(text: str) -> None:
         if not quiet:
@@ -184,6 +190,8 @@ def tags_expire(
     data_dir: DataDirOption = None,
 ) -> None:
     """Set an id tag's expiry (now by default): it then answers Expired."""
+    from csms.service.views import iso as _iso
+
     when = _parse_time(at) if at else datetime.now(UTC)
     _update_tag(load_settings(db=db, data_dir=data_dir), tag, "tags.expire", expires_at=when)
     typer.echo(f"tag {tag} expires {_iso(when)}")
@@ -207,6 +215,8 @@ def _parse_time(text: str) -> datetime:
 
 def _update_tag(settings: Settings, tag: str, action: str, **changes: Any) -> None:
     """Change a stored tag, audited as ``action``."""
+    from csms.service.views import iso as _iso
+
     async def work(tx: Tx) -> None:
         record = await tx.get_tag(tag)
         if record is None:
@@ -228,6 +238,7 @@ def tags_list(json: JsonOption = False, db: DbOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
     """List id tags."""
+    from csms.service.views import iso as _iso
 
     async def work(tx: Tx) -> list[IdTag]:
         return await tx.list_tags()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -22,9 +22,9 @@ from csms.cli.common import (
     print_table,
     run,
 )
-from csms.domain.tariff import MAX_PRICE, Tariff
-from csms.service.ports import Tx
-from csms.service.tariffs import TariffRefused, set_tariff
+
+if TYPE_CHECKING:
+    from csms.service.ports import Tx
 
 __all__ = ["tariffs_app"]
 
@@ -32,6 +32,8 @@ tariffs_app = group("Prices per station (versioned).")
 
 
 def _decimal(text: str, name: str) -> Decimal:
+    from csms.domain.tariff import MAX_PRICE
+
     try:
         value = Decimal(text)
     except InvalidOperation:
@@ -58,6 +60,9 @@ def tariffs_set(
     Refused when it would reprice a session already stored: --valid-from may not be
     before the start of a session that had a tariff (sessions held for having none are
     priced by it)."""
+    from csms.domain.tariff import Tariff
+    from csms.service.tariffs import TariffRefused, set_tariff
+
     prices = {n: _decimal(v, f"--{n.replace('_', '-')}") for n, v in
               (("per_kwh", per_kwh), ("per_minute", per_minute), ("session_fee", session_fee))}
     if not currency.isalnum() or len(currency) > 10:

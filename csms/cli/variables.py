@@ -4,7 +4,7 @@ events`` (what the database holds) and the ``csms remote`` commands that fill it
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -20,7 +20,9 @@ from csms.cli.common import (
     run,
 )
 from csms.cli.remote import AdminHost, AdminPort, Station, Timeout, _command, target
-from csms.service.ports import Tx
+
+if TYPE_CHECKING:
+    from csms.service.ports import Tx
 
 __all__ = [
     "clear_monitoring", "get_base_report", "get_monitoring_report", "get_report",

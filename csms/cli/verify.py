@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 
 from csms.cli.common import DataDirOption, console, fail, load_settings
 
@@ -35,6 +34,8 @@ def verify(
 ) -> None:
     """Check receipts against the chain alone: exit 0 VALID, 1 INVALID, 3 UNVERIFIED (the
     chain could not be reached, or which contract is the real one is not known)."""
+    from rich.markup import escape
+
     from settlement.chain import AnvilNode, ChainError, rpc_client
     from settlement.receipts import (
         INVALID,
