@@ -6,7 +6,9 @@ not at all once cancelled; the queue survives a restart of the central system.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -249,10 +251,9 @@ async def test_the_queue_survives_a_restart(registered: RunningServer) -> None:
 
 
 @pytest.mark.postgres
-async def test_two_nodes_on_one_database_send_it_once(postgres_url: str,
-                                                      tmp_path: Path) -> None:
-    """The station connects to two nodes of one PostgreSQL database at once and boots on
-    both together: exactly one node sends the queued request."""
+@contextlib.asynccontextmanager
+async def _two_nodes(postgres_url: str, tmp_path: Path) -> AsyncIterator[list[RunningServer]]:
+    """Two nodes of one PostgreSQL database, started, and stopped after."""
     base = Settings(db=postgres_url, host="127.0.0.1", port=0, admin_port=0,
                     call_timeout=5, data_dir=str(tmp_path / "a"), node_id="node-a")
     nodes = [RunningServer(base),
@@ -260,6 +261,17 @@ async def test_two_nodes_on_one_database_send_it_once(postgres_url: str,
     for node in nodes:
         await node.start()
     try:
+        yield nodes
+    finally:
+        for node in nodes:
+            await node.stop()
+
+
+async def test_two_nodes_on_one_database_send_it_once(postgres_url: str,
+                                                      tmp_path: Path) -> None:
+    """The station connects to two nodes of one PostgreSQL database at once and boots on
+    both together: exactly one node sends the queued request."""
+    async with _two_nodes(postgres_url, tmp_path) as nodes:
         await nodes[0].add_station("SIM1")
         for round_ in range(3):
             status, result = await command(nodes[round_ % 2], "SIM1", "get-log", {})
@@ -272,32 +284,33 @@ async def test_two_nodes_on_one_database_send_it_once(postgres_url: str,
                 answers = await asyncio.gather(*(c.result("BootNotification", BOOT_201)
                                                  for c in clients))
                 assert all(a["status"] == "Accepted" for a in answers)
-                # every CALL either connection gets is answered and recorded
-                got: list[list[Any]] = [[], []]
-                answering = [asyncio.create_task(_answer_all(c, got[n]))
-                             for n, c in enumerate(clients)]
-                try:  # 20 s, below the nodes' first sweep (30 s), which would send it too
-                    await until(lambda rid=rid: _status_is(  # type: ignore[misc]
-                        nodes[0], rid, "Accepted"), timeout=20)
-                except AssertionError:  # seen once in CI, under load: say where it stood
-                    stood = (await transfer(nodes[0], rid)).status
-                    raise AssertionError(f"round {round_}: request {rid} is {stood!r};"
-                                         f" calls seen by each connection: {got}") from None
-                for node in nodes:  # each connection is live and past the queue
-                    assert (await command(node, "SIM1", "trigger",
-                                          {"message": "Heartbeat"}))[0] == 200
-                for task in answering:
-                    task.cancel()
-                sent = [(n, c[3]["requestId"]) for n in (0, 1) for c in got[n]
-                        if c[2] == "GetLog"]
-                assert len(sent) == 1 and sent[0][1] == rid, got
-                assert all(c[2] in ("GetLog", "TriggerMessage") for g in got for c in g)
+                await _sent_once(nodes, clients, rid, round_)
             finally:
                 for c in clients:
                     await c.close()
-    finally:
-        for node in nodes:
-            await node.stop()
+
+
+async def _sent_once(nodes: list[RunningServer], clients: list[RawClient], rid: int,
+                     round_: int) -> None:
+    """Every CALL either connection gets is answered and recorded until the request
+    ``rid`` is Accepted (within 20 s, below the nodes' first sweep, 30 s, which would send
+    it too); each connection is live past the queue then; the request went out once, and
+    nothing but it and the triggers."""
+    got: list[list[Any]] = [[], []]
+    answering = [asyncio.create_task(_answer_all(c, got[n])) for n, c in enumerate(clients)]
+    try:
+        await until(lambda: _status_is(nodes[0], rid, "Accepted"), timeout=20)
+    except AssertionError:  # seen once in CI, under load: say where it stood
+        stood = (await transfer(nodes[0], rid)).status
+        raise AssertionError(f"round {round_}: request {rid} is {stood!r};"
+                             f" calls seen by each connection: {got}") from None
+    for node in nodes:
+        assert (await command(node, "SIM1", "trigger", {"message": "Heartbeat"}))[0] == 200
+    for task in answering:
+        task.cancel()
+    sent = [(n, c[3]["requestId"]) for n in (0, 1) for c in got[n] if c[2] == "GetLog"]
+    assert len(sent) == 1 and sent[0][1] == rid, got
+    assert all(c[2] in ("GetLog", "TriggerMessage") for g in got for c in g)
 
 
 async def _answer_all(client: RawClient, seen: list[list[Any]]) -> None:
@@ -530,13 +543,7 @@ async def test_two_nodes_send_it_once_to_a_reconnect_without_a_boot(
         postgres_url: str, tmp_path: Path) -> None:
     """The station booted (accepted) on node A; it comes back without a BootNotification
     to node B, then to both nodes at once: each queued request is sent exactly once."""
-    base = Settings(db=postgres_url, host="127.0.0.1", port=0, admin_port=0,
-                    call_timeout=5, data_dir=str(tmp_path / "a"), node_id="node-a")
-    nodes = [RunningServer(base),
-             RunningServer(replace(base, data_dir=str(tmp_path / "b"), node_id="node-b"))]
-    for node in nodes:
-        await node.start()
-    try:
+    async with _two_nodes(postgres_url, tmp_path) as nodes:
         await nodes[0].add_station("SIM1")
         await _booted_then_gone(nodes[0], "SIM1", "2.0.1")
         status, result = await command(nodes[0], "SIM1", "get-log", {})
@@ -559,32 +566,12 @@ async def test_two_nodes_send_it_once_to_a_reconnect_without_a_boot(
                     await node.wait_connected("SIM1")
                 answers = await asyncio.gather(*(c.call("Heartbeat", {}) for c in clients))
                 assert all(a[0] == 3 for a in answers), answers
-                got: list[list[Any]] = [[], []]
-                answering = [asyncio.create_task(_answer_all(c, got[n]))
-                             for n, c in enumerate(clients)]
-                try:  # 20 s, below the nodes' first sweep (30 s), which would send it too
-                    await until(lambda rid=rid: _status_is(  # type: ignore[misc]
-                        nodes[0], rid, "Accepted"), timeout=20)
-                except AssertionError:
-                    stood = (await transfer(nodes[0], rid)).status
-                    raise AssertionError(f"round {round_}: request {rid} is {stood!r};"
-                                         f" calls seen by each connection: {got}") from None
-                for node in nodes:  # each connection is live and past the queue
-                    assert (await command(node, "SIM1", "trigger",
-                                          {"message": "Heartbeat"}))[0] == 200
-                for task in answering:
-                    task.cancel()
-                sent = [(n, c[3]["requestId"]) for n in (0, 1) for c in got[n]
-                        if c[2] == "GetLog"]
-                assert len(sent) == 1 and sent[0][1] == rid, got
+                await _sent_once(nodes, clients, rid, round_)
             finally:
                 for c in clients:
                     await c.close()
             for node in nodes:
                 await _gone(node, "SIM1")
-    finally:
-        for node in nodes:
-            await node.stop()
 
 
 async def test_a_request_claimed_as_a_pending_boot_is_answered_goes_back_unsent(
