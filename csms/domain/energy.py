@@ -28,11 +28,11 @@ Rules (DESIGN.md, "Protocol rules"):
   is 1,234,555-1,234,569 Wh; meterStart is whole Wh; ``1234.5`` kWh, 100 Wh steps), at
   most ``START_TOLERANCE_WH`` (1 kWh); meterStart is then billed as reported. Not
   compared: another register's begin reading (an inlet's beside the outlet's, a phase's,
-  the EV's), a meterStart of 0 found
-  to be a placeholder (below: the session starts elsewhere), a begin reading of 0 beside a
-  meterStart that is not (a value the charger had not read, as the 2.0.1 placeholder
-  below: nor is it a second begin value beside the others), a meter-signed begin reading
-  (it settles the start, see ``csms.service.sessions``).
+  the EV's), a meterStart of 0 found to be a placeholder (below: the session starts
+  elsewhere), a begin reading of 0 beside a meterStart that is not (:func:`start_claims`:
+  a value the charger had not read, as the 2.0.1 placeholder below; nor is it a second
+  begin value beside the others), a meter-signed begin reading (it settles the start, see
+  ``csms.service.sessions``).
 * A start in dispute never bills the driver more than any of its claims: the energy is
   counted from the highest of the starts (meterStart and the begin readings), for the
   running energy (shown, checked against the driver's limit) and for the held session.
@@ -70,6 +70,7 @@ __all__ = [
     "energy_of",
     "register_readings",
     "register_wh",
+    "start_claims",
     "time_flag",
     "to_wh",
     "watts",
@@ -228,8 +229,18 @@ def _resolution_wh(sample: MeterSample) -> Decimal:
         * _UNIT_FACTOR[(sample.unit or "Wh").lower()]
 
 
+def start_claims(begins: Iterable[tuple[Decimal, Decimal]],
+                 meter_start_wh: Decimal | None) -> list[tuple[Decimal, Decimal]]:
+    """Of a register's begin readings (``Readings.begins``: Wh and resolution), those that
+    claim a start beside ``meter_start_wh``: all, but a 0 beside a meterStart that is not
+    0 (a value the charger had not read, no start)."""
+    return [(wh, step) for wh, step in begins if wh or not meter_start_wh]
+
+
 def _step(number: Decimal) -> Decimal:
-    """One step of the last digit ``number`` was written with (1 for a whole number)."""
+    """One step of the last digit ``number`` was written with (1 for a whole number;
+    csms.metering.ocmf reads a signed reading's the same way: the two layers import
+    neither)."""
     exponent = number.as_tuple().exponent
     return Decimal(1).scaleb(exponent) if isinstance(exponent, int) and exponent < 0 \
         else Decimal(1)
@@ -286,7 +297,7 @@ def energy_of(
                 meter_stop_wh = None
 
     if meter_start_wh and "begin_readings_differ" in flags \
-            and len({wh for wh, _ in found.begins if wh}) < 2:
+            and len({wh for wh, _ in start_claims(found.begins, meter_start_wh)}) < 2:
         # begin readings of one value and 0 beside a meterStart that is not 0: the 0 is a
         # value the charger had not read (a placeholder), no second start
         flags.remove("begin_readings_differ")
@@ -314,7 +325,7 @@ def energy_of(
 
     if start is not None and start_source == "reported" and not all(
             _agree(start, _step(start), wh, step)
-            for wh, step in found.begins if wh or not start):  # a 0 beside it: a placeholder
+            for wh, step in start_claims(found.begins, start)):
         # meterStart and a begin reading of the billed register: two starts
         _flag(flags, "begin_readings_differ")
     claimed = start

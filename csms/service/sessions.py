@@ -26,6 +26,7 @@ from csms.domain.energy import (
     energy_flags,
     energy_of,
     register_readings,
+    start_claims,
     time_flag,
 )
 from csms.domain.maintenance import Reservation, ReservationState
@@ -256,9 +257,9 @@ class SessionUseCases(SignedDataChecks):
             return
         known = session.meter_start_wh
         reported = session.reported_meter_start_wh
-        # a begin reading of 0 beside a meterStart that is not: a value not read, no start
-        # (csms.domain.energy), nor a reason to read the session's readings again
-        values = {wh for wh, _ in found.begins if wh or not reported}
+        # a begin reading of 0 beside a meterStart that is not: a value not read, no start,
+        # nor a reason to read the session's readings again
+        values = {wh for wh, _ in start_claims(found.begins, reported)}
         if not values:
             return
         if "begin_readings_differ" in session.flags:
@@ -273,7 +274,7 @@ class SessionUseCases(SignedDataChecks):
         if known is not None or reported is not None:
             found = register_readings(await tx.energy_samples(session.id))
         # else the session's first register readings: there are none stored before them
-        result = energy_of(found, session.reported_meter_start_wh, None, session.started_at)
+        result = energy_of(found, reported, None, session.started_at)
         start = result.meter_start_wh
         if "begin_readings_differ" in result.flags:
             session.flag("begin_readings_differ")
@@ -281,10 +282,8 @@ class SessionUseCases(SignedDataChecks):
                         " (meterStart %s, begin readings %s): held", session.station_id,
                         session.id, session.reported_meter_start_wh,
                         sorted({str(wh) for wh, _ in found.begins}))
-        elif result.start_source == "reported":
-            # within meterStart's resolution of it (a begin reading of 0 beside a meterStart
-            # that is not is a placeholder: never a start)
-            start = next((wh for wh, _ in found.begins if wh or not start), start)
+        elif result.start_source == "reported":  # within meterStart's resolution of it
+            start = next((wh for wh, _ in start_claims(found.begins, start)), start)
         if "meter_start_placeholder" in result.flags:
             session.flag("meter_start_placeholder")
         if start is not None and start != known:
