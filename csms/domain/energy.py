@@ -38,8 +38,12 @@ Rules (DESIGN.md, "Protocol rules"):
   running energy (shown, checked against the driver's limit) and for the held session.
 * Signed samples are evidence, not readings: their bare ``value`` never counts (the
   service reads the verified OCMF reading instead, see ``csms.metering.ocmf``).
-* A reading beyond any meter (``MAX_REGISTER_WH``) or a multiplier beyond any unit is
-  not a reading: it is ignored and the session flagged ``value_out_of_range``.
+* A reading beyond any meter (``MAX_REGISTER_WH``), below 0 (an import register counts
+  up from 0) or scaled by a multiplier beyond any unit is not a reading: it is ignored
+  and the session flagged ``value_out_of_range``.
+* Readings and energy are computed in ``csms.domain.tariff.DECIMALS`` (28 digits), as
+  prices are, whatever the thread's context (importing vyper sets 78): the energy billed
+  from a reading with more digits is the one a receipt's verifier computes from the record.
 * Plausibility (:func:`energy_flags`, :func:`time_flag`): energy above the station's
   maximum power over the session's duration, energy in no time, a meter that runs
   backwards, times outside the window the station could have sent - each a named flag
@@ -48,18 +52,21 @@ Rules (DESIGN.md, "Protocol rules"):
 
 from __future__ import annotations
 
+import functools
 import itertools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Any
+from decimal import ROUND_HALF_EVEN, Decimal, localcontext
+from typing import Any, ParamSpec, TypeVar
 
 from csms.domain.model import MeterSample
+from csms.domain.tariff import DECIMALS
 
 __all__ = [
     "DEFAULT_MAX_POWER_W",
     "ENERGY_REGISTER",
+    "MAX_PLAUSIBLE_POWER_W",
     "MAX_REGISTER_WH",
     "START_TOLERANCE_WH",
     "EnergyResult",
@@ -103,7 +110,21 @@ _UNIT_FACTOR = {"wh": Decimal(1), "kwh": Decimal(1000)}
 _LOCATIONS = ("Outlet", "Cable", "Inlet", "Body")
 
 
-def to_wh(value: str, unit: str | None = "Wh", multiplier: int = 0) -> Decimal | None:
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _in_decimals(fn: Callable[_P, _R]) -> Callable[_P, _R]:
+    """``fn`` computed in :data:`~csms.domain.tariff.DECIMALS`, whatever the thread's
+    context (see the module's docstring)."""
+    @functools.wraps(fn)
+    def pinned(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with localcontext(DECIMALS):
+            return fn(*args, **kwargs)
+    return pinned
+
+
+def _to_wh(value: str, unit: str | None = "Wh", multiplier: int = 0) -> Decimal | None:
     """Convert one energy value to Wh, or None if it is not an energy value."""
     factor = _UNIT_FACTOR.get((unit or "Wh").lower())
     if factor is None or abs(multiplier) > MAX_MULTIPLIER:
@@ -117,7 +138,7 @@ def to_wh(value: str, unit: str | None = "Wh", multiplier: int = 0) -> Decimal |
         return None
 
 
-def register_wh(sample: MeterSample) -> Decimal | None:
+def _register_wh(sample: MeterSample) -> Decimal | None:
     """The total import register reading of ``sample`` in Wh, or None if it is not one."""
     if sample.measurand != ENERGY_REGISTER:
         return None
@@ -127,7 +148,11 @@ def register_wh(sample: MeterSample) -> Decimal | None:
         return None  # evidence: the verified OCMF reading counts, never the bare value
     if sample.location == "EV":
         return None
-    return to_wh(sample.value, sample.unit, sample.multiplier)
+    return _to_wh(sample.value, sample.unit, sample.multiplier)
+
+
+to_wh = _in_decimals(_to_wh)
+register_wh = _in_decimals(_register_wh)
 
 
 @dataclass(slots=True)
@@ -170,6 +195,7 @@ class Readings:
     begins: tuple[tuple[Decimal, Decimal], ...] = ()
 
 
+@_in_decimals
 def register_readings(samples: Iterable[MeterSample]) -> Readings:
     """The total import register's readings of ``samples`` (one register: the outlet's
     when a station reports several), sorted by time (a Transaction.Begin reading first,
@@ -182,12 +208,12 @@ def register_readings(samples: Iterable[MeterSample]) -> Readings:
     steps: dict[int, Decimal] = {}  # a begin reading's resolution, by its place in readings
     by_location: dict[str | None, list[tuple[datetime, Decimal, str | None]]] = {}
     for s in samples:
-        wh = register_wh(s)
+        wh = _register_wh(s)
         if wh is None:
             if s.measurand == ENERGY_REGISTER and _beyond_range(s):
                 _flag(flags, "value_out_of_range")
             continue
-        if abs(wh) > MAX_REGISTER_WH:
+        if not _readable(wh):
             _flag(flags, "value_out_of_range")
             continue
         # none is the outlet, the default of both versions (for the choice below; a
@@ -279,6 +305,7 @@ def compute_energy(
     return energy_of(register_readings(samples), meter_start_wh, meter_stop_wh, started_at)
 
 
+@_in_decimals
 def energy_of(
     found: Readings,
     meter_start_wh: Decimal | None,
@@ -289,7 +316,7 @@ def energy_of(
     flags = list(found.flags)
     readings = found.readings
     for name, value in (("start", meter_start_wh), ("stop", meter_stop_wh)):
-        if value is not None and abs(value) > MAX_REGISTER_WH:
+        if value is not None and not _readable(value):
             _flag(flags, "value_out_of_range")
             if name == "start":
                 meter_start_wh = None
@@ -359,6 +386,7 @@ def energy_of(
                         found.decrease, claimed)
 
 
+@_in_decimals
 def energy_between(start_wh: Decimal, stop_wh: Decimal) -> tuple[int, str | None]:
     """Whole Wh between two register readings (banker's rounding), and a flag when the
     meter went backwards (then nothing is billed)."""
@@ -371,6 +399,12 @@ def energy_between(start_wh: Decimal, stop_wh: Decimal) -> tuple[int, str | None
 def _flag(flags: list[str], name: str) -> None:
     if name not in flags:
         flags.append(name)
+
+
+def _readable(wh: Decimal) -> bool:
+    """Whether ``wh`` is a value an import register can show: from 0 (it counts up from
+    there) to ``MAX_REGISTER_WH``."""
+    return 0 <= wh <= MAX_REGISTER_WH
 
 
 def _beyond_range(sample: MeterSample) -> bool:
@@ -390,12 +424,14 @@ def _beyond_range(sample: MeterSample) -> bool:
     return True
 
 
+@_in_decimals
 def watts(kw: float | str | Decimal) -> Decimal:
     """kW (a setting, a CLI argument) as exact W: 11 -> 11000, 7.4 -> 7400, 0.5 -> 500."""
     w = Decimal(str(kw)) * 1000
     return w.to_integral_value() if w == w.to_integral_value() else w.normalize()
 
 
+@_in_decimals
 def energy_flags(started_at: datetime, stopped_at: datetime | None, energy_wh: int,
                  max_power_w: Decimal) -> list[str]:
     """Hold flags for energy no station could have delivered in the session's time.

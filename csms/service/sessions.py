@@ -766,8 +766,17 @@ class SessionUseCases(SignedDataChecks):
                          "received": ev.seq_no},
                         now,
                     )
-                if ev.event_type == "Started":
-                    session.started_at = ev.timestamp
+                if ev.event_type == "Started" and "started_missing" in session.flags:
+                    session.started_at = ev.timestamp  # the start, after later events
+                elif ev.event_type == "Started":
+                    # E01: one Started per transaction. The start the session was
+                    # authorized, priced and shown on stands (a station moving it would
+                    # bill more minutes, and allow more energy, than it charged)
+                    if ev.timestamp != session.started_at:
+                        await tx.add_station_event(station_id, "started_again", {
+                            "session_id": session.id, "transaction_id": ev.transaction_id,
+                            "seq_no": ev.seq_no, "started_at": session.started_at.isoformat(),
+                            "timestamp": ev.timestamp.isoformat()}, now)
                 elif "started_missing" in session.flags:
                     session.started_at = _begun(ev.samples, session.started_at)
             if ev.seq_no is not None and (session.last_seq_no is None

@@ -92,9 +92,10 @@ class Notes:
         """A 1.6 meterStart/meterStop (an integer in Wh, 1.6 §6.45); noted when it is no
         meter's reading (it is then never billed, see csms.domain.energy)."""
         wh = Decimal(int(value))
-        if abs(wh) > MAX_REGISTER_WH:
+        if not 0 <= wh <= MAX_REGISTER_WH:  # an import register counts up from 0
             self.items.append(ValueNote("value_out_of_range", field, str(value)[:256],
-                                        f"beyond any meter register ({MAX_REGISTER_WH} Wh)"))
+                                        f"beyond any meter register (0 to {MAX_REGISTER_WH}"
+                                        " Wh)"))
         return wh
 
     def int64(self, value: Any, field: str) -> int | None:

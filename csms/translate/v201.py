@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
+from csms.domain.energy import MAX_PLAUSIBLE_POWER_W
 from csms.domain.maintenance import TransferKind
 from csms.domain.model import AuthStatus, MeterSample
 from csms.service.charging import BootInfo, ChargingService, TransactionEventIn
@@ -228,7 +229,9 @@ def reported_max_power_w(report_data: list[dict[str, Any]]) -> Decimal | None:
     """The most power a station says it delivers, in W, from a NotifyReport: the
     ``maxLimit`` characteristic of the ``Power`` variable of an ``EVSE`` (or of the
     ``ChargingStation``) component (2.0.1 Part 2, appendix: referenced components and
-    variables). None when the report holds no such value."""
+    variables). None when the report holds no such value. A value above what any charger
+    delivers (``MAX_PLAUSIBLE_POWER_W``) is none: the power is the bound the station's
+    energy is held to (``energy_above_max_power``), not the station's to lift."""
     found: list[Decimal] = []
     for item in report_data:
         component = (item.get("component") or {}).get("name")
@@ -241,7 +244,10 @@ def reported_max_power_w(report_data: list[dict[str, Any]]) -> Decimal | None:
         factor = _POWER_UNITS.get(str(chars.get("unit") or "W"))
         if factor is None or not 0 < limit < 1e8:
             continue
-        found.append(Decimal(str(limit)) * factor)
+        watts = Decimal(str(limit)) * factor
+        if watts > MAX_PLAUSIBLE_POWER_W:
+            continue  # no charger's: it would lift the station's own plausibility bound
+        found.append(watts)
     return max(found) if found else None
 
 

@@ -400,6 +400,23 @@ async def test_1_6_integers_beyond_64_bits_are_acknowledged_and_held(
     assert status == 200 and len(body) == 2
 
 
+async def test_a_negative_register_reading_is_acknowledged_and_held(
+    csms_server: RunningServer,
+) -> None:
+    """A hostile 1.6 station reports meterStart -1,000,000 Wh (the schema allows any
+    integer) beside a register that reads 20,000 Wh at the stop, to bill 1,020,000 Wh over
+    a long session: no import register shows it; kept verbatim, held, nothing billed."""
+    await csms_server.add_station("CP1")
+    await csms_server.add_tag("T1")
+    s = await session16(csms_server, "CP1", -1_000_000, 20_000, T0, "2026-03-05T10:00:00Z",
+                        data=[{"timestamp": "2026-03-01T10:30:00Z",
+                               "sampledValue": [{"value": "-4000"}]}])
+    assert {"value_out_of_range", "meter_start_missing"} <= set(s["flags"]), s["flags"]
+    assert s["energy_wh"] == 0 and not await queued(csms_server, s["id"])
+    notes = await events(csms_server, "CP1", "value_not_taken")
+    assert {(e["field"], e["value"]) for e in notes} == {("meterStart", "-1000000")}
+
+
 @pytest.mark.parametrize(("name", "extra", "seq_no", "t1"), [
     ("1e30 Wh", {}, 1, T1),
     ("multiplier 10^9", {"unitOfMeasure": {"unit": "Wh", "multiplier": 10**9}}, 1, T1),

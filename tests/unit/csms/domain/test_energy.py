@@ -7,6 +7,7 @@ import pytest
 
 from csms.domain.energy import (
     compute_energy,
+    energy_between,
     energy_flags,
     energy_of,
     register_readings,
@@ -156,6 +157,53 @@ def test_values_beyond_any_meter_are_flagged_and_never_billed(
     r = compute_energy(Decimal(1000), Decimal(2000), [sample], T0)
     assert r.energy_wh == 1000
     assert r.flags == ([flag] if flag else [])
+
+
+def test_a_negative_register_reading_is_no_reading() -> None:
+    """An import register counts up from 0: a hostile station's reading below 0 (the
+    register behind it, to bill energy it never read) is beyond any meter, never the
+    start of a placeholder's 0 rule either."""
+    r = compute_energy(Decimal(1000), Decimal(2000), [s("-4000", 5), s("1500", 10)], T0)
+    assert (r.energy_wh, r.flags) == (1000, ["value_out_of_range"])
+    r = compute_energy(None, None, [s("-4e3", 0, context="Transaction.Begin"),
+                                    s("2000", 60, context="Transaction.End")], T0)
+    assert (r.energy_wh, r.meter_start_wh) == (0, Decimal(2000))
+    assert "value_out_of_range" in r.flags
+    assert s("-0") and compute_energy(Decimal(0), Decimal(0), [s("-0")], T0).flags == []
+
+
+def test_a_negative_meter_start_bills_nothing() -> None:
+    """A 1.6 meterStart of -1,000,000 Wh beside a register that read 20,000 Wh at the
+    stop would bill 1,020,000 Wh; the register cannot show it: the start is not known."""
+    r = compute_energy(Decimal(-1_000_000), Decimal(20_000), [], T0)
+    assert (r.energy_wh, r.meter_start_wh) == (0, None)
+    assert "value_out_of_range" in r.flags and "meter_start_missing" in r.flags
+    r = compute_energy(Decimal(1000), Decimal(-1), [], T0)
+    assert (r.energy_wh, r.meter_stop_wh) == (0, None)
+    assert "value_out_of_range" in r.flags
+
+
+def test_energy_does_not_depend_on_the_threads_decimal_context() -> None:
+    """Importing vyper sets the thread's precision to 78 digits: the energy billed (and the
+    readings the record keeps) must be what a receipt's verifier computes from them, in 28
+    digits (csms.domain.tariff.DECIMALS), all the same. A stop of 2.5 Wh and a
+    thirtieth-digit 1 is 2.5 Wh in 28 digits (2 Wh, half to even) and 3 Wh in 78."""
+    import decimal
+
+    readings = [s("0", 0, context="Transaction.Begin"),
+                s("2.50000000000000000000000000001", 60, context="Transaction.End")]
+    found = register_readings(readings)
+    expected = compute_energy(None, None, readings, T0)
+    start, stop = Decimal("0.1"), Decimal("2.60000000000000000000000000001")
+    with decimal.localcontext() as ctx:
+        ctx.prec = 78
+        r = compute_energy(None, None, readings, T0)
+        assert (r.energy_wh, r.meter_stop_wh) == (expected.energy_wh, expected.meter_stop_wh)
+        assert register_readings(readings) == found
+        assert energy_between(start, stop) == (2, None)
+        assert to_wh("1.00000000000000000000000000049", "kWh") == Decimal(1000)
+    assert (expected.energy_wh, str(expected.meter_stop_wh)) == (
+        2, "2.500000000000000000000000000")
 
 
 def test_start_and_stop_beyond_any_meter_bill_nothing() -> None:

@@ -439,6 +439,40 @@ async def test_an_offline_replay_is_stored_in_any_order_and_flagged(
     assert session.id not in state.settlement_queue  # started_missing: held
 
 
+async def test_a_second_started_event_does_not_move_the_start(
+    service: ChargingService, state: MemoryState,
+) -> None:
+    """A hostile station sends Started again, seqNo in order, back-dated four hours, to
+    bill the driver five hours of a per-minute tariff for one hour's charge (and five
+    hours' room for energy under the station's power): the start the session was
+    authorized, priced and shown on stands; the repeated Started is a station event."""
+    await service.transaction_event("CP1", ev("Started", 0, T0, id_tag="T1",
+                                              samples=[wh(T0, 1000)]))
+    await service.transaction_event("CP1", ev("Updated", 1, T0 + timedelta(minutes=30),
+                                              samples=[wh(T0 + timedelta(minutes=30), 5000)]))
+    early = T0 - timedelta(hours=4)
+    await service.transaction_event("CP1", ev("Started", 2, early))
+    await service.transaction_event("CP1", ev("Ended", 3, T1, samples=[wh(T1, 10000)]))
+    [session] = state.sessions.values()
+    assert (session.started_at, session.stopped_at, session.energy_wh) == (T0, T1, 9000)
+    [again] = [e["payload"] for e in state.station_events if e["kind"] == "started_again"]
+    assert again == {"session_id": session.id, "transaction_id": "TX-1", "seq_no": 2,
+                     "started_at": T0.isoformat(), "timestamp": early.isoformat()}
+
+
+async def test_a_started_event_after_later_events_names_the_start(
+    service: ChargingService, state: MemoryState,
+) -> None:
+    """Replayed out of order (an Updated first), the Started event still says when the
+    transaction began."""
+    await service.transaction_event("CP1", ev("Updated", 1, T0 + timedelta(minutes=30),
+                                              offline=True))
+    await service.transaction_event("CP1", ev("Started", 0, T0, offline=True, id_tag="T1"))
+    [session] = state.sessions.values()
+    assert session.started_at == T0 and "started_missing" in session.flags
+    assert "started_again" not in kinds(state)
+
+
 async def test_a_seq_no_gap_is_flagged_and_recorded(service: ChargingService,
                                                     state: MemoryState) -> None:
     await service.transaction_event("CP1", ev("Started", 0, T0))

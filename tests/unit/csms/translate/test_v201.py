@@ -32,6 +32,13 @@ def power(component: str, limit: Any, unit: str | None = "W") -> dict[str, Any]:
     ([power("EVSE", 22000, "A")], None),
     ([{"component": {"name": "EVSE"}, "variable": {"name": "Power"}}], None),
     ([], None),
+    # no charger delivers more than MCS's 3.75 MW (csms.domain.energy): a station that
+    # reports more (to lift its own energy_above_max_power bound) reports no power
+    ([power("EVSE", 3750, "kW")], Decimal(3750000)),
+    ([power("EVSE", 4_000_000)], Decimal(4_000_000)),
+    ([power("EVSE", 4_000_001)], None),
+    ([power("ChargingStation", 99_999_999, "kW")], None),
+    ([power("EVSE", 22000), power("ChargingStation", 5000, "kW")], Decimal(22000)),
 ])
 def test_reported_maximum_power(items: list[dict[str, Any]], watts: Decimal | None) -> None:
     assert reported_max_power_w(items) == watts
