@@ -1,6 +1,7 @@
 """The ``csms`` command starts for every call: its help, and the parsing of any command,
 import neither the storage adapters, the service layer, cryptography, the chain's
-libraries nor the event loop; a command imports what its work needs when it runs."""
+libraries nor the event loop, nor the modules of the commands it does not run; a command
+imports what its work needs when it runs."""
 
 from __future__ import annotations
 
@@ -82,6 +83,39 @@ def test_starting_the_command_imports_no_heavy_module(args: list[str], tmp_path:
     usage_error = "--no-such-option" in args  # its one line is printed by Rich's console
     heavy = sorted(m for m in HEAVY if m in modules and not (usage_error and m == "rich.console"))
     assert not heavy, f"csms {' '.join(args)} imports {heavy}"
+
+
+# the modules of the command line that a call imports besides those of the command it runs
+START = {"csms.cli", "csms.cli.common", "csms.cli.lazy"}
+
+
+# the modules a group's commands are in (stations holds commands of other modules:
+# set-password, set-host, variables...)
+OWN = {
+    "tags": {"csms.cli.tags"},
+    "settle": {"csms.cli.settle"},
+    "serve": {"csms.cli.serve"},
+    "stations": {"csms.cli.stations", "csms.cli.station_reports", "csms.cli.remote",
+                 "csms.cli.parties", "csms.cli.variables"},
+}
+
+
+@pytest.mark.parametrize("args", [
+    ["--help"],
+    [],
+    ["nosuch"],
+    ["tags", "list", "--help"],
+    ["tags", "nosuch"],
+    ["settle", "run", "--help"],
+    ["serve", "--help"],
+    ["stations", "add", "--help"],
+], ids=lambda a: " ".join(a) or "no arguments")
+def test_a_call_imports_only_the_group_it_runs(args: list[str], tmp_path: Path) -> None:
+    code, modules = imported_by(args, tmp_path)
+    assert code in (0, 2)
+    imported = {m for m in modules if m == "csms.cli" or m.startswith("csms.cli.")}
+    own = OWN.get(args[0], set()) if args else set()
+    assert imported == START | own, f"csms {' '.join(args)} imports {sorted(imported - START)}"
 
 
 def test_a_command_imports_what_its_work_needs(tmp_path: Path) -> None:
