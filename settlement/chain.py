@@ -682,13 +682,24 @@ class SettlementReader:
 
     def settle_input(self, tx_hash: bytes) -> tuple[str, int, int, list[tuple[bytes, int]]]:
         """(called contract, ledger, first seq, entries) of a settle transaction."""
+        to, args = self._settle_call(tx_hash)
+        entries = [(bytes(e["record_hash"]), int(e["packed"])) if isinstance(e, dict)
+                   else (bytes(e[0]), int(e[1])) for e in args["entries"]]
+        return to, int(args["ledger"]), int(args["first_seq"]), entries
+
+    def settle_auths(self, tx_hash: bytes) -> list[int]:
+        """The packed fields of the authorizations a settle transaction carries, in order:
+        the contract checks its n-th signed entry against the n-th (Settlement.vy
+        ``settle``), the driver's signature over them with the entry's station."""
+        _, args = self._settle_call(tx_hash)
+        return [int(a["packed"]) if isinstance(a, dict) else int(a[0]) for a in args["auths"]]
+
+    def _settle_call(self, tx_hash: bytes) -> tuple[str, dict[str, Any]]:
         tx = self.w3.eth.get_transaction(HexStr("0x" + tx_hash.hex()))
         fn, args = self.c.decode_function_input(tx["input"])
         if fn.fn_name != "settle":
             raise ChainError(f"the transaction calls {fn.fn_name}, not settle")
-        entries = [(bytes(e["record_hash"]), int(e["packed"])) if isinstance(e, dict)
-                   else (bytes(e[0]), int(e[1])) for e in args["entries"]]
-        return str(tx["to"]), int(args["ledger"]), int(args["first_seq"]), entries
+        return str(tx["to"]), args
 
     def outcome(self, tx_hash: bytes) -> tuple[int, int, bool, dict[int, int]]:
         """(status, block number, whether it settled a chunk, unpaid seq -> reason)."""

@@ -10,7 +10,8 @@ session's limit the record names, when below it), the driver's signature of an a
 and every signed meter reading (the meter's signature, that the meter does not mark the
 begin or end reading faulty, and that the readings belong to this session: begin before
 end, inside its time window, in page order, one meter, the driver's card). On chain it
-reads the settle transaction's own input: the entry is there at its position, the entries
+reads the settle transaction's own input: the entry is there at its position (an app
+session's checked against the record's authorization, not another signature), the entries
 give the digest the contract stored for those sequence numbers (so the session was settled
 exactly once, by this chunk), and the transaction's events say whether the amount was taken
 from the escrow. A card session billed at its limit must be within the driver's limit per
@@ -235,7 +236,11 @@ def build_receipt(batch: dict[str, Any], items: list[dict[str, Any]], session_id
 
 
 async def _card_of(tx: Any, item: dict[str, Any]) -> dict[str, Any] | None:
-    """The operator's row of the record's card (for its salt), if it has one."""
+    """The operator's row of the record's card (for its salt), if it has one: the link the
+    session was charged on (a card unlinked since keeps it), else the card's link now."""
+    bound = await tx.session_card(int(item["session_id"]))
+    if bound is not None:
+        return dict(bound) if bound["driver"] else None
     tag = json.loads(item["record"]).get("id_tag")
     return await tx.card_of(str(tag)) if tag else None
 
@@ -649,8 +654,17 @@ def _check_chain(v: Verdict, r: dict[str, Any], w3: Any, driver: str | None,
              and entries[position] == (r["record_hash"], r["packed"])
              and ascii_int(record["seq"]) == first_seq + position
              and str(record["ledger"]) == str(ledger))
-    v.add("entry in the settle transaction", in_tx,
-          f"entry {position} of the chunk settled in 0x{r['tx_hash'].hex()}")
+    detail = f"entry {position} of the chunk settled in 0x{r['tx_hash'].hex()}"
+    if in_tx and record["kind"] == SIGNED:
+        # the contract checked (and used up) the authorization at the entry's place among
+        # the signed ones: it must be the record's, not another of the driver's signatures
+        # for the station (other prices, another nonce)
+        used = _authorization_used(reader.settle_auths(r["tx_hash"]), entries, position)
+        if used is None or used != _packed_authorization(record):
+            in_tx = False
+            detail += ("; the chain paid it under another authorization than the record's"
+                       if used is not None else "; the chain paid it under no authorization")
+    v.add("entry in the settle transaction", in_tx, detail)
     digest = chunk_digest(ledger, first_seq, entries)
     stored = reader.chunk_digest(ledger, first_seq)
     v.add("settled once", digest == stored == r["digest"] and r["count"] == len(entries),
@@ -673,6 +687,22 @@ def _check_chain(v: Verdict, r: dict[str, Any], w3: Any, driver: str | None,
           detail + ("" if paid_on_chain == r["paid"] else
                     f"; the receipt says {'paid' if r['paid'] else 'unpaid'}")
           + ("" if stated else f"; the receipt says {r['amount']} x {r['unit']}"))
+
+
+def _authorization_used(auths: list[int], entries: list[tuple[bytes, int]],
+                        position: int) -> int | None:
+    """The packed authorization the contract checked a signed entry against: the next of
+    the transaction's ``auths`` at each signed entry (None: there was none left)."""
+    at = sum(1 for _, packed in entries[:position] if unpack_entry(packed)["kind"] == SIGNED)
+    return auths[at] if at < len(auths) else None
+
+
+def _packed_authorization(record: dict[str, Any]) -> int | None:
+    """The record's authorization as the contract takes it (None: not one)."""
+    try:
+        return Authorization.from_json(record["authorization"]).packed()
+    except (TypeError, ValueError, KeyError, AttributeError):
+        return None
 
 
 def _check_limit(v: Verdict, r: dict[str, Any], reader: Any, limit: int) -> None:

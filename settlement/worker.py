@@ -82,6 +82,17 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+async def card_of_session(tx: Tx, session_id: int, tag: str | None) -> dict[str, Any] | None:
+    """The card link a session is charged on: as it was when the session started (a card
+    unlinked or linked to another driver since changes nothing of it; a card of no driver
+    then: None, whoever links it since), else - a session not accepted on a card, or
+    stored before the link at the start was kept - as it is now."""
+    bound = await tx.session_card(session_id)
+    if bound is not None:
+        return bound if bound["driver"] else None
+    return await tx.card_of(tag) if tag else None
+
+
 # the order a batch moves forward in (conflict and finalized end it)
 FORWARD = {s.value: i for i, s in enumerate((BatchState.PENDING, BatchState.SIGNED,
                                              BatchState.BROADCAST, BatchState.INCLUDED))}
@@ -227,10 +238,10 @@ class SettlementWorker:
             out = []
             for r in rows:
                 s = await tx.get_session(r["session_id"])
-                if s is None:
+                if s is None or s.id is None:
                     continue
-                auth = await tx.authorization_of(s.id) if s.id is not None else None
-                card = await tx.card_of(s.id_tag) if s.id_tag and auth is None else None
+                auth = await tx.authorization_of(s.id)
+                card = await card_of_session(tx, s.id, s.id_tag) if auth is None else None
                 driver = auth["driver"] if auth else card["driver"] if card else None
                 station = await tx.get_station(s.station_id)
                 out.append({"session_id": s.id, "station": station, "driver": driver})
@@ -311,7 +322,7 @@ class SettlementWorker:
             return "hold:energy_above_max_power"
         auth_row = await tx.authorization_of(session_id)
         auth = Authorization.from_json(json.loads(auth_row["body"])) if auth_row else None
-        card = None if auth else (await tx.card_of(session.id_tag) if session.id_tag else None)
+        card = None if auth else await card_of_session(tx, session_id, session.id_tag)
         driver = auth.driver.lower() if auth else (card["driver"] if card else None)
         samples = [sample_json(s) for s in await tx.session_samples(session_id)]
         host = station.host_address or self.chain.operator.address

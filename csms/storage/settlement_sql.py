@@ -124,6 +124,24 @@ class SettlementSql(ABC):
     async def card_of(self, tag: str) -> dict[str, Any] | None:
         return await self.fetchone("SELECT * FROM driver_cards WHERE tag = ?", tag)
 
+    async def bind_card(self, session_id: int, tag: str) -> None:
+        """Charge the session to the driver ``tag`` is linked to now (its start): a card
+        unlinked or linked to another driver later leaves the session's payer as it was.
+        A tag of no driver charges it to nobody (``driver`` empty): a driver who links the
+        card afterwards does not pay for it. Nothing for a session bound already."""
+        await self.execute(
+            "INSERT INTO session_cards (session_id, tag, driver, salt, commitment)"
+            " SELECT ?, ?, coalesce(d.driver, ''), coalesce(d.salt, ''),"
+            " coalesce(d.commitment, '')"
+            " FROM (SELECT 1 AS one) AS o LEFT JOIN driver_cards d ON d.tag = ?"
+            " WHERE true ON CONFLICT (session_id) DO NOTHING", session_id, tag, tag)
+
+    async def session_card(self, session_id: int) -> dict[str, Any] | None:
+        """The card link a session was charged on when it started (:meth:`bind_card`)."""
+        return await self.fetchone(
+            "SELECT tag, driver, salt, commitment FROM session_cards WHERE session_id = ?",
+            session_id)
+
     async def driver_cards(self, driver: str | None = None) -> list[dict[str, Any]]:
         if driver is None:
             return await self.fetchall("SELECT * FROM driver_cards ORDER BY driver, tag")
@@ -232,14 +250,17 @@ class SettlementSql(ABC):
     async def driver_exposure(self, driver: str, now_unix: int,
                               reserve_minor: int) -> dict[str, int]:
         """What a driver may still cost - its sessions being those of the cards linked to
-        it and its signed app sessions (bound to it in ``session_authorizations``): its
-        sessions in progress (``active``) and completed ones not yet priced
-        (``unpriced``), at their limits (``in_flight_minor``) but for those that have none
-        (``unlimited``, counted by the caller at its reserve); the price of those priced
-        but not yet settled on chain (``pending_minor``); and its authorizations accepted
-        and not yet started (unbound, unexpired: ``authorized``), each at the limit it was
-        accepted with, the session it starts gets (``authorized_minor``; one kept without
-        at its maximum amount, one not readable at ``reserve_minor``)."""
+        it (but those charged to another driver the card was linked to when they
+        started), those charged to it on a card when they started (``session_cards``: a
+        card unlinked or handed on since) and its signed app sessions (bound to it in
+        ``session_authorizations``): its sessions in progress (``active``) and completed
+        ones not yet priced (``unpriced``), at their limits (``in_flight_minor``) but for
+        those that have none (``unlimited``, counted by the caller at its reserve); the
+        price of those priced but not yet settled on chain (``pending_minor``); and its
+        authorizations accepted and not yet started (unbound, unexpired: ``authorized``),
+        each at the limit it was accepted with, the session it starts gets
+        (``authorized_minor``; one kept without at its maximum amount, one not readable at
+        ``reserve_minor``)."""
         driver = driver.lower()
         row = await self.fetchone(
             "SELECT"
@@ -253,9 +274,12 @@ class SettlementSql(ABC):
             " sum(CASE WHEN status = 'completed' AND price_minor IS NOT NULL"
             " AND coalesce(settlement_state, '') NOT IN ('paid', 'unpaid', 'rejected')"
             " THEN price_minor ELSE 0 END) AS pending"
-            " FROM sessions WHERE id_tag IN (SELECT tag FROM driver_cards WHERE driver = ?)"
+            " FROM sessions WHERE (id_tag IN (SELECT tag FROM driver_cards WHERE driver = ?)"
+            " AND NOT EXISTS (SELECT 1 FROM session_cards c WHERE c.session_id = sessions.id"
+            " AND c.driver <> ?))"
+            " OR id IN (SELECT session_id FROM session_cards WHERE driver = ?)"
             " OR id IN (SELECT session_id FROM session_authorizations WHERE driver = ?"
-            " AND session_id IS NOT NULL)", driver, driver)
+            " AND session_id IS NOT NULL)", driver, driver, driver, driver)
         assert row is not None
         waiting = await self.fetchall(
             "SELECT body, limit_minor FROM session_authorizations WHERE driver = ?"

@@ -57,6 +57,7 @@ class MemoryState:
     settlement_queue: dict[int, datetime] = field(default_factory=dict)
     authorizations: list[dict[str, Any]] = field(default_factory=list)
     cards: dict[str, dict[str, Any]] = field(default_factory=dict)
+    session_cards: dict[int, dict[str, Any]] = field(default_factory=dict)
     audit: list[dict[str, Any]] = field(default_factory=list)
     local_list_versions: dict[str, int] = field(default_factory=dict)
     nodes: dict[str, datetime] = field(default_factory=dict)
@@ -627,6 +628,16 @@ class MemoryTx(Tx):
 
     async def card_of(self, tag: str) -> dict[str, Any] | None:
         card = self.s.cards.get(tag)
+        return None if card is None else dict(card)
+
+    async def bind_card(self, session_id: int, tag: str) -> None:
+        card = self.s.cards.get(tag) or {"driver": "", "salt": "", "commitment": ""}
+        if session_id not in self.s.session_cards:
+            self.s.session_cards[session_id] = {
+                "tag": tag, **{k: card[k] for k in ("driver", "salt", "commitment")}}
+
+    async def session_card(self, session_id: int) -> dict[str, Any] | None:
+        card = self.s.session_cards.get(session_id)
         return None if card is None else dict(card)
 
     async def driver_cards(self, *args: Any, **kwargs: Any) -> Any:

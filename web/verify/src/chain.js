@@ -236,6 +236,23 @@ export class SettlementReader {
     return [String(tx.to), ledger, firstSeq, entries];
   }
 
+  /** The packed fields of the authorizations a settle transaction carries, in order: the
+   * contract checks its n-th signed entry against the n-th (Settlement.vy settle), the
+   * driver's signature over them with the entry's station. */
+  async settleAuths(txHash) {
+    const tx = await this.rpc.call("eth_getTransactionByHash", [txHash]);
+    if (tx === null) throw new ChainError(`Transaction with hash: '${txHash}' not found.`);
+    const input = String(tx.input ?? tx.data ?? "0x").replace(/^0x/, "");
+    if (SELECTORS[input.slice(0, 8)] !== "settle") throw new ChainError("the transaction does not call settle");
+    const w = words(input.slice(8));
+    const offset = Number(w(3)) / 32;
+    if (!Number.isInteger(offset)) throw new ChainError("bad offset in the call data");
+    const count = Number(w(offset));
+    const auths = [];
+    for (let i = 0; i < count; i++) auths.push(w(offset + 1 + 3 * i));
+    return auths;
+  }
+
   /** [status, block number, whether it settled a chunk, Map unpaid seq -> reason] */
   async outcome(txHash) {
     const receipt = await this.rpc.call("eth_getTransactionReceipt", [txHash]);

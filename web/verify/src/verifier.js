@@ -525,12 +525,24 @@ async function checkChain(v, r, rpc, driver, contract, cards, logWindow) {
     return;
   }
   const position = r.position;
-  const inTx = ledger === r.ledger && firstSeq === r.firstSeq
+  let inTx = ledger === r.ledger && firstSeq === r.firstSeq
     && position >= 0n && position < BigInt(entries.length)
     && entries[Number(position)][0] === r.recordHash && entries[Number(position)][1] === r.packed
     && int(record.seq) === firstSeq + position
     && str(record.ledger) === ledger.toString();
-  v.add("entry in the settle transaction", inTx, `entry ${position} of the chunk settled in ${txHash}`);
+  let entryDetail = `entry ${position} of the chunk settled in ${txHash}`;
+  if (inTx && eq(record.kind, SIGNED)) {
+    // the contract checked (and used up) the authorization at the entry's place among the
+    // signed ones: it must be the record's, not another of the driver's signatures for the
+    // station (other prices, another nonce)
+    const used = authorizationUsed(await reader.settleAuths(txHash), entries, Number(position));
+    if (used === null || used !== packedAuthorization(record)) {
+      inTx = false;
+      entryDetail += used !== null ? "; the chain paid it under another authorization than the record's"
+        : "; the chain paid it under no authorization";
+    }
+  }
+  v.add("entry in the settle transaction", inTx, entryDetail);
   const digest = chunkDigest(ledger, firstSeq, entries);
   const stored = await reader.chunkDigest(ledger, firstSeq);
   v.add("settled once", digest === stored && stored === r.digest && r.count === BigInt(entries.length),
@@ -548,6 +560,31 @@ async function checkChain(v, r, rpc, driver, contract, cards, logWindow) {
   v.add("payment", paidOnChain === r.paid && eq(amount, record.price_minor) && stated,
     detail + (paidOnChain === r.paid ? "" : `; the receipt says ${r.paid ? "paid" : "unpaid"}`)
     + (stated ? "" : `; the receipt says ${r.amount} x ${r.unit}`));
+}
+
+/** settlement/receipts.py _authorization_used: the packed authorization the contract
+ * checked a signed entry against (null: there was none left). */
+function authorizationUsed(auths, entries, position) {
+  const at = entries.slice(0, position).filter(([, packed]) => unpackEntry(packed).kind === SIGNED).length;
+  return at < auths.length ? auths[at] : null;
+}
+
+/** settlement/receipts.py _packed_authorization: the record's authorization as the contract
+ * takes it (null: not one). */
+function packedAuthorization(record) {
+  let auth;
+  try {
+    auth = authorizationOf(record.authorization ?? null);
+  } catch {
+    return null;
+  }
+  let word = 0n;
+  let shift = 0n;
+  for (const [name, bits] of WIDTHS) {
+    word |= auth[name] << shift;
+    shift += bits;
+  }
+  return word;
 }
 
 /** settlement/receipts.py _check_limit: a card session billed at its limit: the limit is
