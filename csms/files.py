@@ -17,14 +17,23 @@ bytes); nothing else is served:
 A wrong, expired or used token gets 404 and learns nothing else; an upload beyond the
 limit gets 413 and nothing of it is kept. Files are stored under the data folder by
 request id (:mod:`csms.filestore`), whatever name the station gave.
+
+What a stranger's sockets may cost is bounded as on the OCPP port (:mod:`csms.transport`):
+at most ``max_connections`` sockets at once (one more is closed on arrival), a TLS
+handshake and then a request each within ``handshake_timeout`` (aiohttp kept a socket that
+sent nothing, or half a request, for an hour; asyncio's TLS handshake waited 60 s), and
+one TLS read buffer for the listener (asyncio gave each accepted socket 256 KiB of its
+own: ~310 KB a silent socket).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
 import ssl
+from collections import Counter
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -35,16 +44,37 @@ from csms.config import Settings
 from csms.filestore import display_name, firmware_path, log_path
 from csms.logsafe import protect
 from csms.service.charging import ChargingService
+from csms.transport import TLS_READ_SIZE, DroppedConnection, SharedBufferSSLProtocol
 
 __all__ = ["FileServer"]
 
 log = protect(logging.getLogger("csms.files"))
 
 _CHUNK = 65536
+# Sockets the listener holds at once (requests being read, files moving, TLS handshakes):
+# beyond, a new one is closed on arrival. Stations fetch a file now and then, when the
+# operator asks; a fleet's firmware update is spread over its window.
+MAX_CONNECTIONS = 512
+# Downloads of one firmware URL at once: a station that asks again and again and reads
+# nothing holds no more sockets than these (the others are answered 409).
+MAX_DOWNLOADS_PER_REQUEST = 2
 
 
 class _TooLarge(Exception):
     pass
+
+
+@web.middleware
+async def _one_request(request: web.Request, handler: Any) -> web.StreamResponse:
+    """One request per connection: a station fetches or sends one file, and a peer that
+    asks again before the timeout would hold its socket for ever."""
+    response: web.StreamResponse
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:  # the router's 404 and 405
+        response = web.Response(status=exc.status, text=exc.text)
+    response.force_close()
+    return response
 
 
 class FileServer:
@@ -56,9 +86,15 @@ class FileServer:
         self.limit = settings.max_upload_bytes
         self.data_dir = Path(settings.data_dir).expanduser()
         self._receiving: set[int] = set()  # requests with an upload under way
+        self._sending: Counter[int] = Counter()  # requests -> their downloads under way
         self._runner: web.AppRunner | None = None
+        self._server: asyncio.Server | None = None
         self._tls = bool(settings.tls_cert)
-        self.app = web.Application(client_max_size=1024)
+        self.max_connections = MAX_CONNECTIONS
+        self.dropped = 0  # sockets closed on arrival, over max_connections
+        self._tls_open = 0  # sockets of the https:// listener, handshake finished or not
+        self._tls_buffer = bytearray(TLS_READ_SIZE)
+        self.app = web.Application(client_max_size=1024, middlewares=[_one_request])
         self.app.add_routes([
             web.get("/firmware/{token}", self.download),
             web.get("/firmware/{token}/{name}", self.download),
@@ -88,20 +124,55 @@ class FileServer:
         ctx.load_cert_chain(self.settings.tls_cert, self.settings.tls_key or None)
         return ctx
 
+    @property
+    def open_connections(self) -> int:
+        """The sockets the listener holds now (over http://, those aiohttp has taken: the
+        sockets of one burst of accepts may pass the limit before it sees them)."""
+        if self._tls:
+            return self._tls_open
+        runner = self._runner
+        return 0 if runner is None or runner.server is None else len(runner.server.connections)
+
     async def start(self) -> None:
         for folder in ("firmware", "logs"):
             (self.data_dir / folder).mkdir(parents=True, exist_ok=True)
-        self._runner = web.AppRunner(self.app, access_log=None)
+        # keepalive_timeout: aiohttp closes a connection that has not sent a whole
+        # request within it, from its start (after the TLS handshake) or its last answer
+        self._runner = web.AppRunner(self.app, access_log=None,
+                                     keepalive_timeout=self.settings.handshake_timeout)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port,
-                           ssl_context=self._ssl_context() if self._tls else None)
-        await site.start()
-        addresses = self._runner.addresses
-        if addresses:
-            self.port = int(addresses[0][1])
+        handler = self._runner.server
+        assert handler is not None
+        loop = asyncio.get_running_loop()
+        context = self._ssl_context() if self._tls else None
+
+        def accept() -> asyncio.BaseProtocol:
+            if self.open_connections >= self.max_connections:
+                self.dropped += 1
+                if self.dropped == 1 or self.dropped % 1000 == 0:
+                    log.warning("! station files: %d connections open, one dropped (%d"
+                                " dropped so far)", self.open_connections, self.dropped)
+                return DroppedConnection()
+            app = handler()
+            if context is None:
+                return app
+            self._tls_open += 1
+            return SharedBufferSSLProtocol(
+                loop, app, context, self._tls_buffer,
+                handshake_timeout=self.settings.handshake_timeout,
+                shutdown_timeout=self.settings.close_timeout or 1.0, on_lost=self._tls_gone)
+
+        self._server = await loop.create_server(accept, self.host or None, self.port)
+        self.port = int(self._server.sockets[0].getsockname()[1])
         log.info("= station files on %s", self.url)
 
+    def _tls_gone(self) -> None:
+        self._tls_open -= 1
+
     async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -117,11 +188,25 @@ class FileServer:
             log.error("! firmware %s (%s) is missing from %s", image.version, image.sha256,
                       path.parent)
             return web.Response(status=404, text="no such file\n")
+        request_id = transfer.id
+        assert request_id is not None
+        if self._sending[request_id] >= MAX_DOWNLOADS_PER_REQUEST:
+            return web.Response(status=409, text="downloads of this file are under way\n")
         log.info("> firmware %s to %s (request %s)", image.version, transfer.station_id,
-                 transfer.id)
-        return web.FileResponse(path, headers={
+                 request_id)
+        response = web.FileResponse(path, headers={
             "Content-Type": "application/octet-stream",
             "Content-Disposition": f'attachment; filename="{display_name(image.file_name)}"'})
+        self._sending[request_id] += 1
+        try:
+            # sent here, not after the handler, so that the download is counted while
+            # it runs
+            await response.prepare(request)
+        finally:
+            self._sending[request_id] -= 1
+            if not self._sending[request_id]:
+                del self._sending[request_id]
+        return response
 
     # -- logs ----------------------------------------------------------------------------
     async def upload(self, request: web.Request) -> web.Response:

@@ -68,11 +68,13 @@ __all__ = [
     "CONTROL_FRAME_BURST",
     "CONTROL_FRAME_RATE",
     "TLS_READ_SIZE",
+    "DroppedConnection",
     "FrameSummary",
     "GuardedConnection",
     "HandshakeGate",
     "LeanSSLProtocol",
     "MemoryTrimmer",
+    "SharedBufferSSLProtocol",
     "connection_factory",
     "malloc_trim",
 ]
@@ -164,8 +166,8 @@ class HandshakeGate:
         self.waiting.clear()
 
 
-class _Dropped(asyncio.Protocol):
-    """The protocol of a connection over the handshake limit: closed on arrival."""
+class DroppedConnection(asyncio.Protocol):
+    """The protocol of a connection over a listener's limit: closed on arrival."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not subclass asyncio.Transport: duck-typed
@@ -493,14 +495,17 @@ class _OnFirstByte(asyncio.Protocol):
         self._app.gone()
 
 
-class LeanSSLProtocol(sslproto.SSLProtocol):
-    """asyncio's TLS layer without a read buffer of its own per connection."""
+class SharedBufferSSLProtocol(sslproto.SSLProtocol):
+    """asyncio's TLS layer (server side) without a read buffer of its own per connection:
+    ``shared`` serves every connection of a listener. ``on_lost`` runs when the socket
+    closes, whether or not the TLS handshake finished (one that failed or timed out
+    never reaches the application protocol's ``connection_lost``)."""
 
     max_size = TLS_READ_SIZE
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, app: GuardedConnection,
+    def __init__(self, loop: asyncio.AbstractEventLoop, app: asyncio.BaseProtocol,
                  context: ssl.SSLContext, shared: bytearray, *, handshake_timeout: float,
-                 shutdown_timeout: float) -> None:
+                 shutdown_timeout: float, on_lost: Callable[[], None] | None = None) -> None:
         # no waiter: nothing awaits the handshake but the application protocol
         super().__init__(loop, app, context, None,  # type: ignore[arg-type]
                          server_side=True,
@@ -510,18 +515,30 @@ class LeanSSLProtocol(sslproto.SSLProtocol):
         # callback, so one buffer serves every connection of the loop.
         self._ssl_buffer = shared
         self._ssl_buffer_view = memoryview(shared)
+        self._on_lost = on_lost
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        on_lost, self._on_lost = self._on_lost, None
+        if on_lost is not None:
+            on_lost()
+        super().connection_lost(exc)
+
+
+class LeanSSLProtocol(SharedBufferSSLProtocol):
+    """The TLS layer of a WebSocket connection (see :class:`_OnFirstByte`)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, app: GuardedConnection,
+                 context: ssl.SSLContext, shared: bytearray, *, handshake_timeout: float,
+                 shutdown_timeout: float) -> None:
+        # the connection leaves the pending count when its socket closes
+        super().__init__(loop, app, context, shared, handshake_timeout=handshake_timeout,
+                         shutdown_timeout=shutdown_timeout, on_lost=app.gone)
         self._app = app
 
     @property
     def protocol(self) -> ServerProtocol:
         """The websockets protocol within: websockets' factory closure looks for it."""
         return self._app.protocol
-
-    def connection_lost(self, exc: BaseException | None) -> None:
-        # A TLS handshake that failed or timed out never reaches the application
-        # protocol, whose connection_lost would have left the pending count.
-        self._app.gone()
-        super().connection_lost(exc)
 
 
 def connection_factory(
@@ -536,7 +553,7 @@ def connection_factory(
         queued = not gate.admit()
         if queued and not gate.can_queue():
             gate.refuse()
-            return _Dropped()
+            return DroppedConnection()
         conn = GuardedConnection(protocol, server, gate=None if queued else gate,
                                  metrics=metrics, write_buffer_limit=write_buffer_limit,
                                  drain_timeout=drain_timeout, on_gone=on_gone, **kwargs)

@@ -28,7 +28,7 @@ BOTH_BACKENDS = {"test_sessions_v16.py", "test_sessions_v201.py", "test_console.
 
 
 # modules whose tests run on both event loops
-BOTH_LOOPS = {"test_transport.py", "test_security.py", "test_server.py"}
+BOTH_LOOPS = {"test_transport.py", "test_security.py", "test_server.py", "test_files.py"}
 
 
 def pytest_asyncio_loop_factories(

@@ -1,19 +1,28 @@
 """The station file listener under attack: uploads beyond the limit, wrong, expired, reused
-or another station's tokens, names that try to leave the data folder, over real HTTP."""
+or another station's tokens, names that try to leave the data folder, over real HTTP; silent
+and stalled sockets from strangers, on http:// and https://."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import os
+import socket
+import ssl
+import tracemalloc
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
+from bench.soak import write_tls_pair
 from csms.config import Settings
-from csms.filestore import log_path
+from csms.domain.maintenance import FirmwareImage
+from csms.filestore import firmware_path, log_path
 from csms.service.ports import Tx
 from support import RunningServer
 from support.admin import api
@@ -161,3 +170,197 @@ async def test_files_off(tmp_path: Path) -> None:
             assert a.calls.empty()
     finally:
         await running.stop()
+
+
+# -- what a stranger's sockets may cost ------------------------------------------------------
+@pytest.fixture(params=["http", "https"])
+async def guarded_files(request: pytest.FixtureRequest,
+                        tmp_path: Path) -> AsyncIterator[RunningServer]:
+    """A server whose file listener speaks http:// or https://, with a short handshake
+    timeout so that a test reaches it."""
+    tls: dict[str, Any] = {}
+    if request.param == "https":
+        cert, key = write_tls_pair(tmp_path)
+        tls = {"tls_cert": str(cert), "tls_key": str(key), "tls_port": 0}
+    settings = Settings(db=str(tmp_path / "csms.sqlite3"), port=0, admin_port=0,
+                        data_dir=str(tmp_path / "data"), call_timeout=5,
+                        handshake_timeout=1.0, **tls)
+    running = RunningServer(settings)
+    await running.start()
+    try:
+        yield running
+    finally:
+        await running.stop()
+
+
+def files_port(server: RunningServer) -> int:
+    assert server.app is not None and server.app.files is not None
+    return server.app.files.port
+
+
+async def closed_by_server(reader: asyncio.StreamReader, timeout: float = 10) -> bool:
+    """True when the server closed the socket (EOF or reset) within ``timeout``."""
+    try:
+        async with asyncio.timeout(timeout):
+            while await reader.read(65536):
+                pass
+    except TimeoutError:  # before OSError, which it subclasses
+        return False
+    except (ConnectionError, OSError):
+        return True
+    return True
+
+
+def client_tls() -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+async def test_silent_and_stalled_sockets_are_closed(guarded_files: RunningServer) -> None:
+    """A socket that sends nothing, or half a request, is closed after the handshake
+    timeout (aiohttp's own default kept both for an hour; asyncio's TLS handshake waited
+    60 s)."""
+    port = files_port(guarded_files)
+    tls = guarded_files.settings.tls_cert != ""
+    silent = [await asyncio.open_connection("127.0.0.1", port) for _ in range(3)]
+    stalled = [await asyncio.open_connection("127.0.0.1", port,
+                                             ssl=client_tls() if tls else None)
+               for _ in range(3)]
+    for _, w in stalled:
+        w.write(b"GET /firmware/x HTTP/1.1\r\nHost: x\r\n")  # never finished
+    results = await asyncio.gather(*(closed_by_server(r) for r, _ in silent + stalled))
+    assert results == [True] * 6
+    for _, w in silent + stalled:
+        w.close()
+    # the listener still serves
+    scheme = "https" if tls else "http"
+    async with aiohttp.ClientSession() as http, http.get(
+            f"{scheme}://127.0.0.1:{port}/firmware/nothing", ssl=client_tls()) as r:
+        assert r.status == 404
+
+
+async def test_connections_beyond_the_limit_are_dropped(guarded_files: RunningServer) -> None:
+    """The listener holds at most ``max_connections`` sockets: one more is closed on
+    arrival, and once the others are gone a station is served again."""
+    assert guarded_files.app is not None and guarded_files.app.files is not None
+    files = guarded_files.app.files
+    files.max_connections = 4
+    port = files_port(guarded_files)
+    held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(4)]
+    async with asyncio.timeout(5):
+        while files.open_connections < 4:
+            await asyncio.sleep(0.02)
+    extra, extra_w = await asyncio.open_connection("127.0.0.1", port)
+    assert await closed_by_server(extra, timeout=1)
+    assert files.dropped == 1
+    for _, w in held:
+        w.close()
+    extra_w.close()
+    async with asyncio.timeout(5):
+        while files.open_connections:
+            await asyncio.sleep(0.02)
+    scheme = "https" if guarded_files.settings.tls_cert else "http"
+    async with aiohttp.ClientSession() as http, http.get(
+            f"{scheme}://127.0.0.1:{port}/firmware/nothing", ssl=client_tls()) as r:
+        assert r.status == 404
+
+
+async def test_silent_sockets_cost_no_read_buffer_each(guarded_files: RunningServer) -> None:
+    """asyncio's TLS layer gave every accepted socket a 256 KiB read buffer of its own
+    (~310 KB a silent socket to the https:// listener); the file listener shares one."""
+    port = files_port(guarded_files)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        socks = [await asyncio.open_connection("127.0.0.1", port) for _ in range(40)]
+        await asyncio.sleep(0.3)  # every accept handled
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    for _, w in socks:
+        w.close()
+    assert grown / 40 < 32 * 1024, f"{grown / 40:.0f} bytes a silent socket"
+
+
+async def test_one_request_per_connection(guarded_files: RunningServer) -> None:
+    """A connection is closed once its request is answered: a stranger cannot keep one
+    by asking again before the timeout (each answer started the keep-alive anew)."""
+    port = files_port(guarded_files)
+    tls = guarded_files.settings.tls_cert != ""
+    # a wrong token, a path the listener does not serve, a method it does not take
+    for request in (b"GET /firmware/a", b"GET /nothing", b"DELETE /logs/a"):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port,
+                                                       ssl=client_tls() if tls else None)
+        writer.write((request + b" HTTP/1.1\r\nHost: x\r\n\r\n") * 3)
+        received = b""
+        async with asyncio.timeout(5):
+            while chunk := await reader.read(65536):
+                received += chunk
+        writer.close()
+        assert received.count(b"HTTP/1.1 4") == 1, (request, received)
+
+
+async def firmware_url(server: RunningServer, client: RawClient, blob: bytes) -> str:
+    """The download URL of a firmware update ``client`` (2.0.1) accepted."""
+    digest = hashlib.sha256(blob).hexdigest()
+    path = firmware_path(server.settings.data_dir, digest)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(blob)
+
+    async def add(tx: Tx) -> None:
+        await tx.add_firmware(FirmwareImage("big-1.0", "fw.bin", len(blob), digest,
+                                            datetime.now(UTC)))
+
+    await server.repo.unit(add)
+    task = asyncio.create_task(api(server, "POST", "/stations/A1/commands/update-firmware",
+                                   {"version": "big-1.0", "window_end": "+1h"}))
+    call = await asyncio.wait_for(client.calls.get(), 5)
+    await client.answer(call[1], {"status": "Accepted"})
+    status, result = await task
+    assert status == 200, result
+    return str(call[3]["firmware"]["location"])
+
+
+async def stalled_download(url: str) -> socket.socket:
+    """A download whose client reads nothing after asking."""
+    host, _, rest = url.removeprefix("http://").partition("/")
+    name, _, port = host.partition(":")
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.setblocking(False)
+    loop = asyncio.get_running_loop()
+    await loop.sock_connect(s, (name, int(port)))
+    await loop.sock_sendall(s, f"GET /{rest} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    return s
+
+
+async def test_a_station_cannot_hold_the_listener_with_its_download(
+        server: RunningServer) -> None:
+    """A station given a download URL that asks for it again and again, reading nothing,
+    holds at most MAX_DOWNLOADS_PER_REQUEST connections; others are answered 409 at once,
+    and another station's download still gets through."""
+    from csms.files import MAX_DOWNLOADS_PER_REQUEST
+
+    assert server.app is not None and server.app.files is not None
+    server.app.files.max_connections = 6
+    blob = os.urandom(16 * 1024 * 1024)  # more than the socket buffers take
+    async with await RawClient.connect(server.url, "A1", ["ocpp2.0.1"]) as a:
+        await server.wait_connected("A1")
+        url = await firmware_url(server, a, blob)
+        stalled = [await stalled_download(url) for _ in range(MAX_DOWNLOADS_PER_REQUEST)]
+        await asyncio.sleep(0.3)  # their answers started
+        async with aiohttp.ClientSession() as http:
+            for _ in range(6):
+                async with http.get(url) as r:
+                    assert r.status == 409
+            for s in stalled:
+                s.close()
+            async with asyncio.timeout(5):
+                while True:
+                    async with http.get(url) as r:
+                        if r.status == 200:
+                            assert await r.read() == blob
+                            break
+                    await asyncio.sleep(0.05)

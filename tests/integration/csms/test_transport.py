@@ -64,10 +64,10 @@ async def closed_by_server(reader: asyncio.StreamReader, timeout: float = 10) ->
         async with asyncio.timeout(timeout):
             while await reader.read(65536):
                 pass
+    except TimeoutError:  # before OSError, which it subclasses
+        return False
     except (ConnectionError, OSError):
         return True
-    except TimeoutError:
-        return False
     return True
 
 
@@ -236,10 +236,10 @@ async def send_until_closed(s: socket.socket, data: bytes, limit: float = 10) ->
         async with asyncio.timeout(limit):
             while True:
                 await loop.sock_sendall(s, data)
+    except TimeoutError:  # before OSError, which it subclasses
+        return False
     except (ConnectionError, OSError):
         return True
-    except TimeoutError:
-        return False
 
 
 async def test_ping_flood_is_closed_with_1008(guarded: RunningServer) -> None:
