@@ -64,6 +64,18 @@ which is already required because a station retries a message whose answer
 it did not get. ``ON CONFLICT DO NOTHING`` inserts (2.0.1 ``tx_events``)
 never raise: they wait for the other transaction and then do nothing.
 
+A session read and written back. A unit reads a session without a row lock, decides
+and writes it back; under READ COMMITTED another transaction (another batch, another
+node: an operator's release or reject, the settlement worker's hold, a stop at the
+driver's limit, the station's own message) can commit a change of the row in between,
+which the write would overwrite (a hold flag, an operator's decision, the session's
+completion undone). The update of a session the unit read therefore names only the
+columns that changed, and requires the row to still hold what was read in its status,
+its flags and those columns; when it does not, the update calls migration 0205's
+``session_changed()``, which fails the unit with a serialization failure (40001), and
+the unit runs again on the row as it is now (:class:`PostgresRowLocks`). The check
+travels with the held update: no round trip, and no row lock taken at the read.
+
 Parameters are typed by the server, not by affinity as in SQLite: pass a
 ``str`` for a TEXT column and an ``int`` for an integer one (a mismatch is a
 :class:`StorageError`); a ``?`` without a column to compare with is text.
@@ -134,7 +146,8 @@ MAX_BATCH = 512
 # CPU per message (6 pairs, docs/benchmarks.md).
 COMMITTERS = 2
 # unique_violation, serialization_failure, deadlock_detected: another node's
-# concurrent transaction; one more attempt under a fresh statement snapshot.
+# concurrent transaction; one more attempt under a fresh statement snapshot (a
+# serialization failure is also a session changed since the unit read it, see above).
 # lock_not_available: a statement of the batch waited for a row lock longer than
 # LOCK_TIMEOUT (see below); run the unit again like after a deadlock.
 RETRYABLE_SQLSTATES = frozenset({"23505", "40001", "40P01", "55P03"})
@@ -207,8 +220,13 @@ class _PostgresTx(PostgresRowLocks, SqlTx):
     the unit (:meth:`held`). A meter value's sample rows, session update and outbox event
     cost one round trip together instead of one each."""
 
-    def __init__(self, conn: asyncpg.Connection) -> None:
+    def __init__(self, conn: asyncpg.Connection, *, keep_sessions: bool = False) -> None:
+        """``keep_sessions``: a write transaction's, which keeps the sessions each unit
+        reads (forgotten at each unit's start) for their checked update
+        (:class:`csms.storage.postgres_rounds.PostgresRowLocks`)."""
         self._conn = conn
+        if keep_sessions:
+            self._session_rows = {}
         self._held: list[str] = []
         prepared = getattr(conn, "prepared_writes", None)
         self._prepared: set[str] | None = prepared if isinstance(prepared, set) else None
@@ -223,6 +241,7 @@ class _PostgresTx(PostgresRowLocks, SqlTx):
             await self._conn.execute(";".join(self.held()))
 
     async def write(self, sql: str, *params: Any) -> None:
+        self._writes(sql)
         values = [literal(v) for v in params]
         if any(v is None for v in values) or len(sql_pieces(sql)) != len(params) + 1:
             await self.execute(sql, *params)
@@ -240,6 +259,7 @@ class _PostgresTx(PostgresRowLocks, SqlTx):
                           if values else f"EXECUTE {name}")
 
     async def write_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        self._writes(sql)
         statement = inline_rows(sql, rows)
         if statement is None:
             await self.execute_many(sql, rows)
@@ -247,6 +267,7 @@ class _PostgresTx(PostgresRowLocks, SqlTx):
             self._held.append(statement)
 
     async def execute(self, sql: str, *params: Any) -> int:
+        self._writes(sql)
         await self._send_held()
         status: str = await self._conn.execute(to_postgres_placeholders(sql), *params)
         return rowcount(status)
@@ -255,15 +276,20 @@ class _PostgresTx(PostgresRowLocks, SqlTx):
         if len(rows) == 1:
             await self.execute(sql, *rows[0])
         elif rows:  # pipelined: one round trip for all the rows
+            self._writes(sql)
             await self._send_held()
             await self._conn.executemany(to_postgres_placeholders(sql), rows)
 
     async def fetchone(self, sql: str, *params: Any) -> dict[str, Any] | None:
+        if self._session_rows and sql.lstrip()[:6].upper() != "SELECT":
+            self._writes(sql)
         await self._send_held()
         row = await self._conn.fetchrow(to_postgres_placeholders(sql), *params)
         return None if row is None else dict(row.items())
 
     async def fetchall(self, sql: str, *params: Any) -> list[dict[str, Any]]:
+        if self._session_rows and sql.lstrip()[:6].upper() != "SELECT":
+            self._writes(sql)
         await self._send_held()
         rows = await self._conn.fetch(to_postgres_placeholders(sql), *params)
         return [dict(r.items()) for r in rows]
@@ -271,6 +297,7 @@ class _PostgresTx(PostgresRowLocks, SqlTx):
     async def insert_id(self, sql: str, *params: Any) -> int:
         if not sql.rstrip().lower().endswith("returning id"):
             sql = sql.rstrip() + " RETURNING id"
+        self._writes(sql)
         await self._send_held()
         value = await self._conn.fetchval(to_postgres_placeholders(sql), *params)
         return int(value)
@@ -499,13 +526,14 @@ class PostgresRepository(GroupCommit):
     async def _run_in_sequence(self, conn: asyncpg.Connection, batch: Batch) -> Outcomes:
         """The units one after another, each in its own savepoint."""
         outcomes: Outcomes = []
-        tx = _PostgresTx(conn)
+        tx = _PostgresTx(conn, keep_sessions=True)
         await conn.execute(self._begin)
         try:
             last = len(batch) - 1
             for i, (fn, fut) in enumerate(batch):
                 attempt = 1
                 while True:
+                    tx.forget_sessions()  # what an earlier unit or attempt read
                     try:
                         result = await fn(tx)
                         # Inside the try: a unit that swallowed a database

@@ -68,7 +68,7 @@ from csms.storage.postgres_text import (
     sql_pieces,
     to_postgres_placeholders,
 )
-from csms.storage.sql import SqlTx, dt_to_db
+from csms.storage.sql import SESSION_COLUMNS, SqlTx, dt_to_db
 
 __all__ = [
     "PostgresRowLocks", "ReadShape", "RoundStats", "RoundTx", "RunInSequence", "run_in_rounds",
@@ -142,11 +142,59 @@ class _Unit:
     held: list[tuple[str, list[str] | None]] = field(default_factory=list)
 
 
+_STATUS = SESSION_COLUMNS.index("status")
+_FLAGS = SESSION_COLUMNS.index("flags")
+_CHECKED_UPDATE = "WITH w AS (UPDATE sessions SET "
+
+
+@functools.cache
+def _checked_update_sql(changed: tuple[int, ...]) -> tuple[str, tuple[int, ...]]:
+    """The update of the session columns at the indexes ``changed`` that requires the row
+    to hold what was read in its status, its flags and those columns (the indexes it
+    compares, in the order of their placeholders), and fails with a serialization
+    failure when it does not (migration 0205's ``session_changed``, called only then:
+    a call for every row cost PostgreSQL a fifth more time per update)."""
+    compared = (_STATUS, _FLAGS, *(i for i in changed if i not in (_STATUS, _FLAGS)))
+    sets = "".join(f"{SESSION_COLUMNS[i]} = ?, " for i in changed)
+    checks = "".join(f" AND {SESSION_COLUMNS[i]} IS NOT DISTINCT FROM ?" for i in compared)
+    return (f"{_CHECKED_UPDATE}{sets}updated_at = ? WHERE id = ?{checks}"
+            " RETURNING 1) SELECT session_changed() WHERE NOT EXISTS (SELECT FROM w)",
+            compared)
+
+
 class PostgresRowLocks(SqlTx):
     """Bookkeeping that never waits for a row lock (PostgreSQL locks rows), on any
     PostgreSQL transaction of this adapter. In rounds its statements (a list parameter)
     make the batch run unit by unit, as every batch did before rounds. And the one lock
-    that is waited for: a driver's, for a coverage check and what it covers."""
+    that is waited for: a driver's, for a coverage check and what it covers.
+
+    A session read without a row lock and written back: under READ COMMITTED another
+    transaction (a unit of another batch or node: the operator's decision, the settlement
+    worker's hold, a stop at the driver's limit, the station's own message) can commit a
+    change of the row between a unit's read and its write. The write of a session read in
+    the unit therefore names only the columns that changed, and also requires the row to
+    still hold what was read in its status, its flags (what the use cases decide on) and
+    those columns; a row that no longer does fails the unit as a serialization failure
+    (40001), which runs it again once the batch is rolled back to it, on the row as it is
+    now. The check travels with the held update (no round trip of its own)."""
+
+    _check_session_updates = True
+
+    def _writes(self, sql: str) -> None:
+        """Before a statement that may write: the sessions read so far are forgotten when
+        it names their table (a write of the unit's own: what was read is stale; the
+        session's next update then writes every column, unchecked, as it was read). Not
+        for a checked update: it writes the one row whose copy the update replaces, and
+        the other sessions the unit read keep theirs (and their check)."""
+        if self._session_rows and "sessions" in sql and not sql.startswith(_CHECKED_UPDATE):
+            self.forget_sessions()
+
+    async def _checked_session_update(self, changed: tuple[int, ...], values: tuple[Any, ...],
+                                      read: tuple[Any, ...], now: str | None,
+                                      sid: int) -> None:
+        sql, compared = _checked_update_sql(changed)
+        await self.write(sql, *(values[i] for i in changed), now, sid,
+                         *(read[i] for i in compared))
 
     async def lock_driver(self, driver: str) -> None:
         # a transaction-level advisory lock, in the two-key space (the migrations' lock
@@ -199,8 +247,10 @@ class RoundTx(PostgresRowLocks, SqlTx):
     def __init__(self, run: _Rounds, unit: _Unit) -> None:
         self._run = run
         self._unit = unit
+        self._session_rows = {}  # the unit's own (see SqlTx.update_session)
 
     async def write(self, sql: str, *params: Any) -> None:
+        self._writes(sql)
         values = [literal(v) for v in params]
         if any(v is None for v in values) or len(sql_pieces(sql)) != len(params) + 1:
             await self.execute(sql, *params)
@@ -208,6 +258,7 @@ class RoundTx(PostgresRowLocks, SqlTx):
         self._unit.held.append((sql, [v for v in values if v is not None]))
 
     async def write_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        self._writes(sql)
         statement = inline_rows(sql, rows)
         if statement is None:
             await self.execute_many(sql, rows)
@@ -215,14 +266,18 @@ class RoundTx(PostgresRowLocks, SqlTx):
             self._unit.held.append((statement, None))
 
     async def execute(self, sql: str, *params: Any) -> int:
+        self._writes(sql)
         result: int = await self._run.request(self._unit, "execute", sql, params)
         return result
 
     async def execute_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        self._writes(sql)
         if rows:
             await self._run.request(self._unit, "execute_many", sql, tuple(rows))
 
     async def fetchone(self, sql: str, *params: Any) -> dict[str, Any] | None:
+        if self._session_rows and not _plain_read(sql):
+            self._writes(sql)
         row: dict[str, Any] | None = await self._run.request(self._unit, "fetchone", sql,
                                                              params, shared=False)
         return row
@@ -233,6 +288,8 @@ class RoundTx(PostgresRowLocks, SqlTx):
         return row
 
     async def fetchall(self, sql: str, *params: Any) -> list[dict[str, Any]]:
+        if self._session_rows and not _plain_read(sql):
+            self._writes(sql)
         rows: list[dict[str, Any]] = await self._run.request(self._unit, "fetchall", sql,
                                                              params, shared=False)
         return rows
@@ -240,6 +297,7 @@ class RoundTx(PostgresRowLocks, SqlTx):
     async def insert_id(self, sql: str, *params: Any) -> int:
         if not sql.rstrip().lower().endswith("returning id"):
             sql = sql.rstrip() + " RETURNING id"
+        self._writes(sql)
         value: int = await self._run.request(self._unit, "insert_id", sql, params)
         return value
 

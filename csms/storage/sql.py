@@ -34,7 +34,7 @@ from csms.storage.device_sql import DeviceSql
 from csms.storage.maintenance_sql import MaintenanceSql
 from csms.storage.settlement_sql import SettlementSql
 
-__all__ = ["SqlTx", "dt_from_db", "dt_to_db", "json_text", "json_value"]
+__all__ = ["SESSION_COLUMNS", "SqlTx", "dt_from_db", "dt_to_db", "json_text", "json_value"]
 
 
 def dt_to_db(value: datetime | None) -> str | None:
@@ -229,6 +229,7 @@ _TO_DB: tuple[Callable[[Any], Any], ...] = (
     _same, _same, _same)
 _COLUMN_INDEXES = tuple(range(len(_SESSION_COLUMNS)))
 _FLAGS = _SESSION_COLUMNS.index("flags")
+SESSION_COLUMNS = _SESSION_COLUMNS  # for an adapter's own statements over them
 
 
 def _to_db(fields: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -254,6 +255,10 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
     # Beside each row, the objects of _session_fields that hold its values: a field that
     # still holds its object has not changed.
     _session_rows: dict[int, tuple[tuple[Any, ...], tuple[Any, ...]]] | None = None
+    # Whether the update of a session read in the unit goes through
+    # _checked_session_update: an engine whose transactions can commit between a unit's
+    # read of a session and its write (PostgreSQL) opts in.
+    _check_session_updates = False
 
     def forget_sessions(self) -> None:
         """The rows read so far may not be what the table holds any more."""
@@ -604,10 +609,24 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
                     row[i] = value
                     changed.append(i)
             values = tuple(row)
-            await self.write(_update_session_sql(tuple(changed)),
-                             *(values[i] for i in changed), now, sid)
+            if self._check_session_updates:
+                assert sid is not None
+                await self._checked_session_update(tuple(changed), values, old, now, sid)
+            else:
+                await self.write(_update_session_sql(tuple(changed)),
+                                 *(values[i] for i in changed), now, sid)
         if stored is not None and sid is not None:
             stored[sid] = (values, fields)  # what the row holds now
+
+    async def _checked_session_update(self, changed: tuple[int, ...], values: tuple[Any, ...],
+                                      read: tuple[Any, ...], now: str | None,
+                                      sid: int) -> None:
+        """Write ``values`` at the indexes ``changed`` of _SESSION_COLUMNS into session
+        ``sid`` only if the row still holds ``read`` (what the unit read of it, or wrote
+        last) in its status, its flags and those columns; otherwise fail the unit, at the
+        latest when it ends, with an error its engine runs the unit again for. For an
+        engine that sets ``_check_session_updates``."""
+        raise NotImplementedError
 
     async def list_sessions(
         self, station_id: str | None = None, active: bool | None = None, limit: int = 1000

@@ -1,0 +1,4 @@
+-- Nothing here (see the PostgreSQL migration of the same number): a session's update on
+-- PostgreSQL also requires the row to still hold what its unit of work read, which a
+-- function of that database checks. SQLite has one writer at a time, whose units run one
+-- after another: no other transaction can commit between a unit's read and its write.
