@@ -180,8 +180,9 @@ class Verdict:
 def what_it_proves(samples: list[dict[str, Any]]) -> str:
     if any(s.get("signed") for s in samples):
         return ("The record is the one settled on chain, and it carries signed meter readings"
-                " (OCMF): when their signatures verify with the meter's key and they belong"
-                " to this session, the energy figure is the calibrated meter's.")
+                " (OCMF or Alfen's format): when their signatures verify with the meter's key"
+                " and they belong to this session, the energy figure is the calibrated"
+                " meter's.")
     return ("The record is the one settled on chain. There is no signed meter data: the energy"
             " figure is the operator's, bounded on chain by the station's power and the"
             " driver's terms, not proven by a calibrated meter.")
@@ -541,7 +542,8 @@ def _capping_limit(record: dict[str, Any]) -> int | None:
 
 
 def _check_signed(v: Verdict, record: dict[str, Any], samples: list[dict[str, Any]]) -> None:
-    """Signed meter data (OCMF): the meter's signatures, and readings of THIS session."""
+    """Signed meter data (OCMF, Alfen's format): the meter's signatures, and readings of THIS
+    session."""
     signed = [s["signed"] for s in samples if s.get("signed")]
     if not signed:
         return
@@ -574,7 +576,7 @@ def _check_signed(v: Verdict, record: dict[str, Any], samples: list[dict[str, An
     if all_ok and matched and good and belongs and not rec.missing:
         short = (key or "")[-16:]
         v.proves = ("The record is the one settled on chain, and the energy figure is the one"
-                    " the calibrated meter signed for this session (OCMF signatures verified"
+                    " the calibrated meter signed for this session (meter signatures verified"
                     f" with the meter key ...{short}; compare it with the key on the"
                     " charger's label).")
 

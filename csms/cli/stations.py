@@ -193,7 +193,7 @@ def stations_set_meter_key(
     station_id: Annotated[str, typer.Argument(help="The station's id")],
     key: Annotated[
         str | None,
-        typer.Argument(help="The meter's public key: hex or base64 DER, or PEM",
+        typer.Argument(help="The meter's public key: hex or base64 DER, PEM, or base32 (Alfen)",
                        show_default=False),
     ] = None,
     file: Annotated[
@@ -202,7 +202,7 @@ def stations_set_meter_key(
     db: DbOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
-    """Register the public key of a station's Eichrecht meter (OCMF signatures)."""
+    """Register the public key of a station's Eichrecht meter (OCMF or Alfen signatures)."""
     from csms.metering.ocmf import OcmfError, normalize_key
 
     if (key is None) == (file is None):

@@ -60,6 +60,7 @@ __all__ = [
     "Reconciled",
     "SignedReading",
     "check_container",
+    "energy_wh",
     "faulty",
     "foreign",
     "normalize_key",
@@ -136,6 +137,9 @@ class SignedReading:
     identification: str | None = None  # the payload's ID (a card UID, an EMAID...)
     status: str | None = None  # ST, the meter status: "G" (good) is the only billable one
     error_flags: str | None = None  # EF: "E" an energy error, "t" a time error
+    # the meter's own transaction number, where the format signs one (Alfen's session id;
+    # OCMF has none): readings of one session all carry the same
+    session: str | None = None
 
 
 @dataclass(slots=True)
@@ -180,6 +184,27 @@ def _point(raw: bytes, curve: ec.EllipticCurve | None) -> ec.EllipticCurvePublic
         return None
 
 
+_BASE32 = re.compile(r"[A-Z2-7]+=*")
+
+
+def _base32_point(text: str) -> str | None:
+    """The hex DER of a secp192r1 point written in base32, as an Alfen record and its
+    charger's label carry the meter key; None for any other text (hex never is base32: a DER
+    key or a point starts with 0)."""
+    if not _BASE32.fullmatch(text) or len(text) % 8:
+        return None
+    try:
+        raw = base64.b32decode(text)
+    except (binascii.Error, ValueError):
+        return None
+    if len(raw) not in (25, 49):
+        return None
+    try:
+        return _der(ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP192R1(), raw)).hex()
+    except ValueError:
+        return None
+
+
 def normalize_key(text: str, curve: ec.EllipticCurve | None = None) -> str:
     """A meter public key as lowercase hex DER (SubjectPublicKeyInfo).
 
@@ -209,6 +234,9 @@ def normalize_key(text: str, curve: ec.EllipticCurve | None = None) -> str:
     compact = "".join(raw.split())
     if not compact:
         raise OcmfError("a meter key is hex or base64 DER, PEM or a raw EC point")
+    alfen_key = _base32_point(compact)
+    if alfen_key is not None:
+        return alfen_key
     data: bytes
     try:
         data = bytes.fromhex(compact)
@@ -319,7 +347,7 @@ def register_kind(register: str | None) -> str:
     return {1: IMPORT, 2: EXPORT}.get(c if c is not None else -1, OTHER)
 
 
-def _energy(value: Decimal, factor: Decimal) -> Decimal:
+def energy_wh(value: Decimal, factor: Decimal) -> Decimal:
     """A reading in Wh; :class:`OcmfError` for a number no energy register shows (negative,
     beyond any meter, not finite)."""
     try:
@@ -353,7 +381,7 @@ def _readings(parsed: Any) -> list[SignedReading]:
         time = rd.TM.timestamp.isoformat() if rd.TM is not None else None
         status = getattr(rd.ST, "value", rd.ST)
         out.append(SignedReading(
-            tx=None if tx is None else str(tx), time=time, wh=_energy(value, factor),
+            tx=None if tx is None else str(tx), time=time, wh=energy_wh(value, factor),
             resolution_wh=_resolution(value, factor),
             meter_serial=payload.MS, pagination=payload.PG, register=register,
             kind=register_kind(register),
@@ -399,10 +427,17 @@ def check_container(signed: dict[str, Any], pinned_key: str | None) -> CheckedCo
     """Verify one stored signed sample against the station's pinned meter key.
 
     Without a pinned key, the key the message carries is used (the caller pins it).
+    Alfen's own format (``AP;...``) is read and verified by ``csms.metering.alfen``, with
+    the same results.
     """
     import pyocmf
     from pydantic import ValidationError
 
+    from csms.metering import alfen
+
+    record = alfen.record_text(signed)
+    if record is not None:
+        return alfen.check_record(record, pinned_key)
     try:
         unwrapped = unwrap(signed)
     except OcmfError as exc:
@@ -700,7 +735,8 @@ def foreign(readings: Iterable[SignedReading], begin: SignedReading | None,
     reading outside the session's time (with ``margin`` for the meter's clock), a begin
     later than its end or pages going backwards, several different begin (or end) readings
     of the register, readings of several meters, readings the meter signed for another
-    token than the session's. The central system holds such a
+    token than the session's, readings of several of the meter's own sessions (where the
+    format signs one), a begin reading larger than its end. The central system holds such a
     session (``signed_reading_foreign``); a receipt's verifier calls it INVALID.
 
     ``readings`` are all the session's verified readings, ``begin``/``end`` the pair
@@ -730,6 +766,11 @@ def foreign(readings: Iterable[SignedReading], begin: SignedReading | None,
         pb, pe = _page(begin.pagination), _page(end.pagination)
         if pb is not None and pe is not None and not pb <= pe:
             problems.append(f"pages go backwards ({begin.pagination} -> {end.pagination})")
+        if _register_key(begin.register) == _register_key(end.register) \
+                and begin.wh > end.wh:
+            # an energy register only counts up: these are not one transaction's readings
+            problems.append(f"the begin reading ({begin.wh} Wh) is larger than the end"
+                            f" reading ({end.wh} Wh)")
     for name, chosen, codes in (("begin", begin, {"B"}), ("end", end, END_CODES)):
         # a meter signs one begin and one end per transaction (a container the station sent
         # twice, or in two records, is the same reading): another one is of another session
@@ -738,6 +779,9 @@ def foreign(readings: Iterable[SignedReading], begin: SignedReading | None,
                 and _register_key(r.register) == _register_key(chosen.register)}) > 1:
             problems.append(f"several {name} readings of the register"
                             f" {chosen.register or '(unnamed)'}")
+    sessions = {r.session for r in readings if r.session}
+    if len(sessions) > 1:
+        problems.append(f"readings of several meter sessions ({', '.join(sorted(sessions))})")
     serials = {r.meter_serial for r in readings if r.meter_serial}
     if len(serials) > 1:
         problems.append(f"readings of several meters ({', '.join(sorted(serials))})")

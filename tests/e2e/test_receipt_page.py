@@ -623,6 +623,53 @@ def _limited(**fields: Any) -> dict[str, Any]:
                             driver="0x" + "ab" * 20, **fields)
 
 
+def _alfen_cases() -> list[tuple[str, dict[str, Any]]]:
+    """Alfen's format (``AP;...``): the EVBox station simulator's real begin/end pair
+    (tests/support/alfen_vectors.py), honest and forged."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from support.alfen_vectors import (
+        REFERENCE_BEGIN,
+        SIM_BEGIN,
+        SIM_END,
+        SIM_KEY,
+        signed_record,
+    )
+
+    fields = SIM_END.split(";")
+    raw = bytearray(base64.b32decode(fields[4]))
+    raw[46] ^= 0x01  # the end reading's value
+    altered = ";".join([*fields[:4], base64.b32encode(bytes(raw)).decode(), *fields[5:]])
+    pair = [{"signedData": SIM_BEGIN}, {"signedData": SIM_END}]
+    cases = [
+        ("Alfen (secp192r1, the EVBox simulator's pair)", _real_meter(pair, SIM_KEY)),
+        ("Alfen billed 100 Wh more than signed",
+         _real_meter(pair, SIM_KEY, billed=("111133", "111371"))),
+        ("Alfen end record altered",
+         _real_meter([pair[0], {"signedData": altered}], SIM_KEY)),
+        ("Alfen begin record of another meter",
+         _real_meter([{"signedData": REFERENCE_BEGIN}, pair[1]], SIM_KEY)),
+        ("Alfen record cut short", _real_meter([*pair, {"signedData": SIM_END[:-20]}], SIM_KEY)),
+    ]
+    # readings no real record has, signed with a test key
+    key = ec.generate_private_key(ec.SECP192R1())
+    der = key.public_key().public_bytes(serialization.Encoding.DER,
+                                        serialization.PublicFormat.SubjectPublicKeyInfo).hex()
+
+    def generated(begin: dict[str, int], end: dict[str, int]) -> dict[str, Any]:
+        b = {"wh": 111133, "at": 1577957836, "page": 171, **begin}
+        e = {"wh": 111271, "at": 1577958035, "page": 172, **end}
+        return _real_meter([{"signedData": signed_record(key, "0", **b)},
+                            {"signedData": signed_record(key, "1", **e)}], der)
+
+    return [*cases,
+            ("Alfen, a test key's honest pair", generated({}, {})),
+            ("Alfen begin larger than the end", generated({"wh": 111300}, {})),
+            ("Alfen readings of two meter sessions", generated({"session": 86}, {})),
+            ("Alfen end with an adapter error", generated({}, {"status": 1 << 31}))]
+
+
 def _vector_cases() -> list[tuple[str, dict[str, Any]]]:
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -656,6 +703,7 @@ def _vector_cases() -> list[tuple[str, dict[str, Any]]]:
          _real_meter([{"signedData": BAUER_BEGIN}, {"signedData": BAUER_END}], BAUER_KEY,
                      offset=50_000)),
         ("KEBA P30 (2.0.1, key in the message)", _real_meter([p30], None)),
+        *_alfen_cases(),
     ]
     for sa, curve in (("secp256r1", ec.SECP256R1()), ("secp384r1", ec.SECP384R1()),
                       ("secp521r1", ec.SECP521R1()), ("secp256k1", ec.SECP256K1()),
@@ -874,7 +922,9 @@ def _assert_vector_verdicts(by_name: dict[str, dict[str, Any]]) -> None:
                  "kWh spelled KWH and kwh", "a reading inheriting its unit from the one before",
                  'the begin code written with spaces (TX " B ")',
                  "the begin and the end container sent twice",
-                 "the meter's key as a fourth section"):
+                 "the meter's key as a fourth section",
+                 "Alfen (secp192r1, the EVBox simulator's pair)",
+                 "Alfen, a test key's honest pair"):
         assert by_name[name]["status"] == "UNVERIFIED" and not by_name[name]["failed"], name
         assert proven in by_name[name]["proves"], name
     # readings no meter signs, in a unit that is not energy's, a payload with a key twice:
@@ -918,9 +968,21 @@ def _assert_vector_verdicts(by_name: dict[str, dict[str, Any]]) -> None:
             ("DZG readings a day after the session",
              {"record hash", "signed readings belong to this session"}),
             ("signed meter data that is not an object", {"meter signature 1"}),
-            ("a fifth section", {"meter signature 1", "meter signature 2"})):
+            ("a fifth section", {"meter signature 1", "meter signature 2"}),
+            ("Alfen billed 100 Wh more than signed", {"signed readings = billed readings"}),
+            ("Alfen end record altered", {"meter signature 2"}),
+            # (the receipt's card is the other meter's record's: the end is not its)
+            ("Alfen begin record of another meter",
+             {"meter signature 1", "signed readings belong to this session"}),
+            ("Alfen record cut short", {"meter signature 3"}),
+            ("Alfen readings of two meter sessions", {"signed readings belong to this session"}),
+            ("Alfen end with an adapter error", {"meter status"})):
         assert (by_name[name]["status"], by_name[name]["failed"]) == ("INVALID", failed), name
         assert proven not in by_name[name]["proves"], name
+    # (the words of the check are compared between the two verifiers check for check)
+    larger = by_name["Alfen begin larger than the end"]
+    assert larger["status"] == "INVALID"
+    assert "signed readings belong to this session" in larger["failed"]
     assert by_name["app session, the driver's authorization"]["passed"] >= {"authorization"}
     for name in ("billed at the session's limit",
                  "a limit above the tariff's price, billed the tariff's price",
@@ -1018,6 +1080,10 @@ def test_the_page_verifier_gives_csms_verify_verdicts_check_for_check() -> None:
     assert not any(row.startswith("!!") for row in rows), \
         "\n".join(row for row in rows if not row.startswith("  "))
     _assert_vector_verdicts(by_name)
+    [belongs] = [c for c in by_name["Alfen begin larger than the end"]["checks"]
+                 if c[0] == "signed readings belong to this session"]
+    assert belongs[2].endswith("the begin reading (111300 Wh) is larger than the end reading"
+                               " (111271 Wh)")
     # the receipt shows the cap in words (the page shows the verifier's words)
     [price] = [c for c in by_name["billed at the session's limit"]["checks"] if c[0] == "price"]
     assert price[2] == "billed at the session's limit 250, the tariff gives 298 (minor units)"

@@ -257,3 +257,52 @@ def test_a_price_at_the_sessions_limit_below_the_tariffs_adds_up() -> None:
 def test_a_price_that_is_not_the_tariffs_or_the_sessions_limit_is_invalid(
         fields: dict[str, Any]) -> None:
     assert failed(limited(**fields)) == {"price"}
+
+
+def alfen_receipt(begin: str, end: str, **fields: Any) -> dict[str, Any]:
+    """A receipt of an Alfen charger's session with its two signed records (the EVBox
+    station simulator's pair, tests/support/alfen_vectors.py)."""
+    from csms.metering.ocmf import normalize_key
+    from support.alfen_vectors import SIM_KEY, SIM_UID
+
+    samples = [{**SAMPLES[0], "timestamp": at, "value": "", "format": "SignedData",
+                "signed": {"signedData": data}}
+               for at, data in (("2020-01-02T09:37:16+00:00", begin),
+                                ("2020-01-02T09:40:35+00:00", end))]
+    return signed(samples, **{
+        "started_at": "2020-01-02T09:37:15+00:00", "stopped_at": "2020-01-02T09:40:36+00:00",
+        "duration_s": 201, "meter_start_wh": "111133", "meter_stop_wh": "111271",
+        "energy_wh": 138, "id_tag": SIM_UID, "meter_public_key": normalize_key(SIM_KEY),
+        **fields})
+
+
+def test_an_alfen_receipt_s_signed_readings_are_checked_like_ocmf_ones() -> None:
+    from support.alfen_vectors import SIM_BEGIN, SIM_END
+
+    r = alfen_receipt(SIM_BEGIN, SIM_END)
+    verdict = verify_receipt(r)
+    assert failed(r) == set(), [(c.name, c.detail) for c in verdict.checks]
+    assert [c.ok for c in verdict.checks if c.name.startswith("meter signature")] == [True, True]
+    assert "the calibrated meter signed for this session" in verdict.proves
+
+
+def test_an_altered_or_misbilled_alfen_receipt_is_invalid() -> None:
+    import base64
+
+    from support.alfen_vectors import REFERENCE_BEGIN, SIM_BEGIN, SIM_END
+
+    fields = SIM_END.split(";")
+    raw = bytearray(base64.b32decode(fields[4]))
+    raw[46] ^= 0x01  # the end reading's value
+    fields[4] = base64.b32encode(bytes(raw)).decode()
+    r = alfen_receipt(SIM_BEGIN, ";".join(fields))
+    assert "meter signature 2" in failed(r)
+    assert verify_receipt(r).status == INVALID
+    # billed more than the meter signed
+    assert "signed readings = billed readings" in failed(
+        alfen_receipt(SIM_BEGIN, SIM_END, meter_stop_wh="111371", energy_wh=238))
+    # another meter's record (its own key, not the receipt's)
+    assert "meter signature 1" in failed(alfen_receipt(REFERENCE_BEGIN, SIM_END))
+    # the records of another card
+    assert "signed readings belong to this session" in failed(
+        alfen_receipt(SIM_BEGIN, SIM_END, id_tag="04AABBCCDDEEFF"))

@@ -495,8 +495,175 @@ async function ecdsaVerify(curveName, hash, point, r, s, message) {
     { prehash: false, lowS: false, format: "compact" });
 }
 
+// -- Alfen's format (csms/metering/alfen.py) ----------------------------------------------
+// AP;{type};{blob version};{public key};{dataset};{signature}; the last three in base32: a
+// secp192r1 point, 82 bytes of data (integers little-endian), ECDSA-SHA256 r || s
+
+const ALFEN_TYPES = { 0: "B", 1: "E", 2: "C" }; // begin, end, intermediate
+const ALFEN_ERROR_BITS = [1, 2, 16, 30, 31]; // meter error (1, 2), adapter error (16, 30, 31)
+const BASE32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+
+/** base64.b32decode(text): the RFC 4648 alphabet in capitals, padded to 8 characters. */
+function fromBase32(text) {
+  const m = /^([A-Z2-7]*)(=*)$/.exec(text);
+  if (!m || text.length % 8 || ![0, 1, 3, 4, 6].includes(m[2].length)) {
+    throw new OcmfError("not base32");
+  }
+  const out = [];
+  let bits = 0;
+  let acc = 0;
+  for (const c of m[1]) {
+    acc = ((acc << 5) | BASE32.indexOf(c)) & 0xfff;
+    bits += 5;
+    if (bits >= 8) {
+      bits -= 8;
+      out.push((acc >> bits) & 0xff);
+    }
+  }
+  return Uint8Array.from(out);
+}
+
+/** record_text(): the Alfen record a sample's signed object carries, or null. */
+export function alfenRecordText(signed) {
+  if (!isDict(signed)) return null;
+  const value = "signedData" in signed ? signed.signedData : signed.signedMeterData;
+  if (typeof value !== "string") return null;
+  const text = value.trim();
+  if (text.startsWith("AP;")) return text;
+  if ("signedMeterData" in signed && !("signedData" in signed)) {
+    let decoded;
+    try {
+      const raw = fromBase64(text);
+      if (raw.some((b) => b > 0x7f)) return null;
+      decoded = String.fromCharCode(...raw).trim();
+    } catch {
+      return null;
+    }
+    return decoded.startsWith("AP;") ? decoded : null;
+  }
+  return null;
+}
+
+function littleEndian(bytes) {
+  let n = 0n;
+  for (let i = bytes.length - 1; i >= 0; i--) n = (n << 8n) | BigInt(bytes[i]);
+  return n;
+}
+
+function alfenField(text, name) {
+  try {
+    return fromBase32(text);
+  } catch {
+    throw new OcmfError(`the ${name} is not base32`);
+  }
+}
+
+/** parse(): the record read, not verified; OcmfError when it is not one. */
+function parseAlfen(text) {
+  let fields = text.trim().split(";");
+  if (fields.length === 7 && fields[6] === "") fields = fields.slice(0, 6);
+  if (fields.length !== 6) {
+    throw new OcmfError(`an Alfen record has 6 fields separated by ';', not ${fields.length}`);
+  }
+  const [ident, kind, version, keyText, dataText, sigText] = fields;
+  if (ident !== "AP") throw new OcmfError("an Alfen record starts with AP");
+  if (!Object.hasOwn(ALFEN_TYPES, kind)) {
+    throw new OcmfError(`the record type '${kind}' is not 0 (begin), 1 (end) or 2`);
+  }
+  if (!/^[0-9]$/.test(version)) throw new OcmfError(`the blob version '${version}' is not one digit`);
+  const key = alfenField(keyText, "public key");
+  const data = alfenField(dataText, "dataset");
+  const signature = alfenField(sigText, "signature");
+  if (data.length !== 82) throw new OcmfError(`the dataset has ${data.length} bytes, not 82`);
+  if (signature.length !== 48) throw new OcmfError(`the signature has ${signature.length} bytes, not 48`);
+  let uidBytes = data.slice(54, 74);
+  let n = uidBytes.length;
+  while (n && uidBytes[n - 1] === 0) n--;
+  uidBytes = uidBytes.slice(0, n);
+  let uid = null;
+  if (uidBytes.length) {
+    uid = uidBytes.every((b) => b >= 0x20 && b < 0x7f) ? String.fromCharCode(...uidBytes)
+      : hex(uidBytes).toUpperCase();
+  }
+  const [a, b, c, d, e, f] = data.slice(38, 44);
+  const seconds = Number(littleEndian(data.slice(34, 38)));
+  const timeText = `${new Date(seconds * 1000).toISOString().slice(0, 19)}+00:00`;
+  return {
+    tx: ALFEN_TYPES[kind], key, data, signature, meterId: hex(data.slice(16, 26)).toUpperCase(),
+    statusWord: Number(littleEndian(data.slice(26, 30))), timeText,
+    obis: `${a}-${b}:${c}.${d}.${e}*${f}`, unit: data[44],
+    scalar: data[45] > 127 ? data[45] - 256 : data[45], value: littleEndian(data.slice(46, 54)),
+    uid, session: littleEndian(data.slice(74, 78)).toString(),
+    page: littleEndian(data.slice(78, 82)).toString(),
+  };
+}
+
+function alfenReading(record) {
+  const kind = registerKind(record.obis);
+  if (record.unit !== 30) {
+    if (kind === "import") throw new OcmfError(`the import register's unit ${record.unit} is not Wh (30)`);
+    return null;
+  }
+  const factor = Dec.fromInt(1).scaleb(record.scalar);
+  const bad = ALFEN_ERROR_BITS.some((bit) => (record.statusWord >>> bit) & 1);
+  const time = fromIso(record.timeText);
+  return {
+    tx: record.tx,
+    time,
+    timeText: isoformat(time),
+    wh: energy(Dec.fromInt(record.value), factor),
+    resolutionWh: factor,
+    meterSerial: record.meterId,
+    pagination: record.page,
+    register: record.obis,
+    kind,
+    identification: record.uid,
+    status: bad ? record.statusWord.toString(16).toUpperCase().padStart(8, "0") : "G",
+    errorFlags: bad ? "E" : null,
+    session: record.session,
+  };
+}
+
+/** check_record(): one Alfen record against the pinned meter key (else its own). */
+async function checkAlfen(text, pinnedKey) {
+  const result = { status: MALFORMED, detail: "", readings: [], keyUsed: pinnedKey };
+  let record;
+  try {
+    record = parseAlfen(text);
+    const reading = alfenReading(record);
+    result.readings = reading === null ? [] : [reading];
+  } catch (exc) {
+    return { ...result, detail: `unreadable Alfen record: ${exc.message}` };
+  }
+  let messageKey;
+  try {
+    messageKey = hex(spki("secp192r1", CURVES.secp192r1.Point.fromBytes(record.key).toBytes(false)));
+  } catch {
+    return { ...result, status: INVALID, detail: "the record's public key is no point of secp192r1" };
+  }
+  const key = pinnedKey || messageKey;
+  result.keyUsed = key;
+  let loaded;
+  try {
+    loaded = loadDer(fromHex(String(key)));
+  } catch (exc) {
+    return { ...result, status: INVALID, detail: `the meter key cannot be read: ${exc.message}` };
+  }
+  if (loaded.curve !== "secp192r1") {
+    return { ...result, status: INVALID,
+      detail: "the meter key is not on secp192r1, the curve Alfen records use" };
+  }
+  const r = BigInt(`0x${hex(record.signature.slice(0, 24))}`);
+  const s = BigInt(`0x${hex(record.signature.slice(24))}`);
+  const ok = await ecdsaVerify("secp192r1", HASHES.SHA256, loaded.point, r, s, record.data);
+  return { ...result, status: ok ? VERIFIED : INVALID,
+    detail: ok ? "signature verified" : "signature does not match the signed data" };
+}
+
 /** Verify one stored signed sample against the record's pinned meter key. */
 export async function checkContainer(signed, pinnedKey) {
+  const alfen = alfenRecordText(signed);
+  if (alfen !== null) return checkAlfen(alfen, pinnedKey);
   let unwrapped;
   try {
     unwrapped = unwrap(signed);
@@ -747,6 +914,10 @@ export function foreign(signedReadings, begin, end, started, stopped, idTag,
     if (pb !== null && pe !== null && !(pb <= pe)) {
       problems.push(`pages go backwards (${begin.pagination} -> ${end.pagination})`);
     }
+    if (registerKey(begin.register) === registerKey(end.register) && begin.wh.cmp(end.wh) > 0) {
+      // an energy register only counts up: these are not one transaction's readings
+      problems.push(`the begin reading (${begin.wh} Wh) is larger than the end reading (${end.wh} Wh)`);
+    }
   }
   for (const [name, chosen, codes] of [["begin", begin, new Set(["B"])], ["end", end, END_CODES]]) {
     // a meter signs one begin and one end per transaction (a container the station sent
@@ -759,6 +930,8 @@ export function foreign(signedReadings, begin, end, started, stopped, idTag,
       problems.push(`several ${name} readings of the register ${chosen.register || "(unnamed)"}`);
     }
   }
+  const sessions = [...new Set(signedReadings.map((r) => r.session).filter(Boolean))].sort();
+  if (sessions.length > 1) problems.push(`readings of several meter sessions (${sessions.join(", ")})`);
   const serials = [...new Set(signedReadings.map((r) => r.meterSerial).filter(Boolean))].sort();
   if (serials.length > 1) problems.push(`readings of several meters (${serials.join(", ")})`);
   const tag = String(idTag ?? "");

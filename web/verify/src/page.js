@@ -37,7 +37,7 @@ const MEANING = {
   payment: "The amount was (or was not) taken from your escrow on chain, as the receipt says.",
 };
 const meaning = (name) => (name.startsWith("meter signature ")
-  ? "This signed meter reading verifies with the meter's public key (OCMF): it is what the calibrated meter measured."
+  ? "This signed meter reading verifies with the meter's public key (OCMF or Alfen's format): it is what the calibrated meter measured."
   : MEANING[name] ?? "");
 
 const VERDICT_WORDS = {
@@ -156,7 +156,7 @@ function chart(receipt, signed) {
   }
   const signedCount = points.filter((p) => p.signed).length;
   box.append(root, el("figcaption", {}, `${points.length} energy register readings`
-    + (signedCount ? `; the ${signedCount} green dots are readings the meter signed (OCMF) whose signature verified.`
+    + (signedCount ? `; the ${signedCount} green dots are readings the meter signed (OCMF or Alfen's format) whose signature verified.`
       : "; none signed by the meter.")));
   return box;
 }

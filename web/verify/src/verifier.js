@@ -67,8 +67,9 @@ export class Verdict {
 export function whatItProves(samples) {
   if (samples.some((s) => truthy(s.signed ?? null))) {
     return "The record is the one settled on chain, and it carries signed meter readings"
-      + " (OCMF): when their signatures verify with the meter's key and they belong"
-      + " to this session, the energy figure is the calibrated meter's.";
+      + " (OCMF or Alfen's format): when their signatures verify with the meter's key"
+      + " and they belong to this session, the energy figure is the calibrated"
+      + " meter's.";
   }
   return "The record is the one settled on chain. There is no signed meter data: the energy"
     + " figure is the operator's, bounded on chain by the station's power and the"
@@ -457,7 +458,7 @@ async function checkSigned(v, record, samples) {
   if (allOk && matched && good && belongs && !rec.missing.length) {
     const short = (typeof key === "string" ? key : "").slice(-16);
     v.proves = "The record is the one settled on chain, and the energy figure is the one"
-      + " the calibrated meter signed for this session (OCMF signatures verified"
+      + " the calibrated meter signed for this session (meter signatures verified"
       + ` with the meter key ...${short}; compare it with the key on the charger's label).`;
   }
 }
