@@ -193,15 +193,20 @@ def _followups() -> set[str]:
 
 def _cli_names() -> dict[str, str]:
     """API command name -> the ``csms`` command line that sends it."""
+    import typer
+    import typer.core
+
     from csms.cli import app
 
     found: dict[str, str] = {}
-    for group in app.registered_groups:
-        assert group.typer_instance is not None
-        for cmd in group.typer_instance.registered_commands:
-            found.setdefault(cmd.name or "", f"csms {group.name} {cmd.name}")
+    # the command tree as a call builds it (the root builds a group when it is looked up)
+    for group_name, group in typer.main.get_command(app).commands.items():  # type: ignore[attr-defined]
+        if not isinstance(group, typer.core.TyperGroup):
+            continue
+        for name in group.commands:
+            found.setdefault(name, f"csms {group_name} {name}")
             # `csms firmware update` sends update-firmware, `publish` publish-firmware
-            found.setdefault(f"{cmd.name}-{group.name}", f"csms {group.name} {cmd.name}")
+            found.setdefault(f"{name}-{group_name}", f"csms {group_name} {name}")
     return {c: found[c] for c in COMMANDS if c in found}
 
 
