@@ -6,9 +6,16 @@
   took to get in (it comes back after a 503, as stations do).
 * ``datatransfer``: one station sends 60 kB DataTransfers as fast as it is
   answered for ``--seconds``; how much the database grew, against what was sent.
+* ``handshakes``: one address holds every handshake slot and the whole queue of the
+  OCPP port with silent sockets (``--sockets``, the default limits' 500 + 2,000), each
+  opened again as soon as the server closes it, while ``--stations`` stations, each
+  from its own address, reconnect at once (a dropped attempt is tried again after
+  1 s); how many got in (BootNotification answered) within ``--seconds``, how long
+  they took, how many attempts were dropped.
 
     python -m bench.attacks logins --attempts 300
     python -m bench.attacks datatransfer --seconds 20
+    python -m bench.attacks handshakes --stations 200
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import json
 import resource
 import subprocess
@@ -27,7 +35,7 @@ from typing import Any
 
 import aiohttp
 from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from bench.common import launch, stop
 
@@ -146,16 +154,101 @@ async def datatransfer(seconds: float) -> dict[str, Any]:
                         if k.startswith("voltledger_payloads_dropped_total")}}
 
 
+async def hold_a_socket(port: int, stop: asyncio.Event) -> int:
+    """A silent socket from 127.0.0.1, opened again whenever the server closes it (after
+    0.1 s); how many times it was opened."""
+    opened = 0
+    while not stop.is_set():
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port,
+                                                          local_addr=("127.0.0.1", 0))
+        except OSError:
+            await asyncio.sleep(0.1)
+            continue
+        opened += 1
+        closed = asyncio.ensure_future(reader.read())
+        with contextlib.suppress(OSError):
+            await asyncio.wait([closed, asyncio.ensure_future(stop.wait())],
+                               return_when=asyncio.FIRST_COMPLETED)
+        closed.cancel()
+        writer.close()
+        await asyncio.sleep(0.1)
+    return opened
+
+
+async def reconnect(port: int, station: str, address: str, deadline: float,
+                    ) -> tuple[float | None, int]:
+    """A station connecting until its BootNotification is answered (a dropped attempt
+    is tried again after 1 s): when it got in (None: not before ``deadline``), and
+    how many attempts failed."""
+    started = time.perf_counter()
+    failed = 0
+    while time.perf_counter() < deadline:
+        try:
+            async with connect(f"ws://127.0.0.1:{port}/{station}",
+                               subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+                               open_timeout=30, local_addr=(address, 0)) as ws:
+                await ws.send(json.dumps([2, "b", "BootNotification",
+                                          {"chargePointVendor": "V", "chargePointModel": "M"}]))
+                await ws.recv()
+                return time.perf_counter() - started, failed
+        except (OSError, TimeoutError, InvalidHandshake, ConnectionClosed):
+            failed += 1
+            await asyncio.sleep(1)
+    return None, failed
+
+
+async def handshakes(sockets: int, stations: int, seconds: float) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as folder:
+        server = Server(Path(folder), ["--auto-register"])
+        with server:
+            stop = asyncio.Event()
+            holders = [asyncio.create_task(hold_a_socket(server.port, stop))
+                       for _ in range(sockets)]
+            pending = 'voltledger_handshakes_pending{listener="ws"}'
+            while (await server.metrics()).get(pending, 0) < 1:
+                await asyncio.sleep(0.2)
+            await asyncio.sleep(3)  # every slot and the queue taken
+            before = await server.metrics()
+            deadline = time.perf_counter() + seconds
+            results = await asyncio.gather(*(
+                reconnect(server.port, f"ST{i:04d}", f"127.0.{1 + i // 250}.{i % 250 + 2}",
+                          deadline) for i in range(stations)))
+            counted = await server.metrics()
+            stop.set()
+            opened = sum(await asyncio.gather(*holders))
+    took = sorted(t for t, _ in results if t is not None)
+
+    def cut(reason: str) -> float:
+        key = f'voltledger_connections_cut_total{{reason="{reason}"}}'
+        return counted.get(key, 0) - before.get(key, 0)
+
+    return {"benchmark": "handshake_hog", "sockets": sockets, "stations": stations,
+            "seconds": seconds, "stations_in": len(took),
+            "in_after_s": {"p50": round(took[len(took) // 2], 2) if took else None,
+                           "max": round(took[-1], 2) if took else None},
+            "station_attempts_dropped": sum(f for _, f in results),
+            "hog_sockets_opened": opened,
+            "during": {"dropped": cut("handshake_limit"),
+                       "evicted": cut("handshake_evicted")}}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="attack", required=True)
     sub.add_parser("logins").add_argument("--attempts", type=int, default=300)
     sub.add_parser("datatransfer").add_argument("--seconds", type=float, default=20.0)
+    hog = sub.add_parser("handshakes")
+    hog.add_argument("--sockets", type=int, default=2500)
+    hog.add_argument("--stations", type=int, default=200)
+    hog.add_argument("--seconds", type=float, default=30.0)
     args = parser.parse_args(argv)
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     if args.attack == "logins":
         result = asyncio.run(logins(args.attempts))
+    elif args.attack == "handshakes":
+        result = asyncio.run(handshakes(args.sockets, args.stations, args.seconds))
     else:
         result = asyncio.run(datatransfer(args.seconds))
     print(json.dumps(result))

@@ -216,7 +216,9 @@ class Settings:
     auth_concurrency: int = defaults.AUTH_CONCURRENCY
     # Connections of one listener (ws:// or wss://) still in their TLS or HTTP
     # handshake; more wait unread in a queue of handshake_queue sockets for a turn,
-    # and beyond it are dropped on arrival. Each has handshake_timeout from its accept.
+    # and beyond it are dropped on arrival (or, from an address holding fewer of them than
+    # another, take the place of its newest queued one). Each has handshake_timeout
+    # from its accept.
     max_handshakes: int = 500
     handshake_queue: int = 2000
     handshake_timeout: float = 10.0

@@ -9,7 +9,11 @@ the OCPP layer, in every state of its life:
   connection waits, its first bytes unparsed, in a queue of at most
   ``handshake_queue`` sockets until a handshake ends (a fleet reconnecting after
   an outage gets in a little later instead of being refused and retrying);
-  beyond the queue it is dropped at once, before anything is allocated for it.
+  beyond the queue it is dropped at once, before anything else is allocated for it,
+  unless its address holds fewer of the gate's sockets than another address would
+  after it took a place: then that address's newest queued socket gives way (one
+  address cannot hold the gate against everyone else; a NAT'd fleet alone still
+  may).
   Each connection has ``handshake_timeout`` seconds from its accept, queued time
   included. Until its first byte a socket gets no handler task, timers or TLS
   state (:class:`_OnFirstByte`), so a silent wss:// socket costs what a silent
@@ -47,6 +51,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import logging
+import socket
 import ssl
 import struct
 import sys
@@ -77,6 +82,7 @@ __all__ = [
     "SharedBufferSSLProtocol",
     "connection_factory",
     "malloc_trim",
+    "source_of",
 ]
 
 log = logging.getLogger("csms.server")
@@ -107,9 +113,73 @@ class FrameSummary(logging.Filter):
         return True
 
 
+# the first 12 bytes of an IPv4-mapped IPv6 address (RFC 4291 §2.5.5.2)
+_V4_MAPPED = bytes(10) + b"\xff\xff"
+
+
+def source_of(peer: Any) -> str:
+    """The client a socket is counted under in a :class:`HandshakeGate`: its IPv4
+    address, or the /64 of its IPv6 address (one subscriber's prefix: a host picks any
+    of its 2^64 addresses). An IPv4-mapped IPv6 address counts as the IPv4 one."""
+    if not isinstance(peer, tuple) or not peer or not isinstance(peer[0], str):
+        return ""  # no address (a Unix socket): one client
+    host: str = peer[0]
+    if ":" not in host:
+        return host
+    try:
+        packed = socket.inet_pton(socket.AF_INET6, host.partition("%")[0])
+    except OSError:
+        return host
+    if packed[:12] == _V4_MAPPED:
+        return socket.inet_ntop(socket.AF_INET, packed[12:])
+    return socket.inet_ntop(socket.AF_INET6, packed[:8] + bytes(8)) + "/64"
+
+
+class _Tally:
+    """Counts per client, and a client with the highest count, in O(1) for a change
+    of one: clients are kept by count, and the highest count moves by at most one."""
+
+    def __init__(self) -> None:
+        self.count: dict[str, int] = {}
+        self._by_count: dict[int, dict[str, None]] = {}
+        self.top = 0
+
+    def add(self, key: str, delta: int) -> None:
+        """``delta`` is 1 or -1."""
+        before = self.count.get(key, 0)
+        after = before + delta
+        if before:
+            same = self._by_count[before]
+            del same[key]
+            if not same:
+                del self._by_count[before]
+                if before == self.top and delta < 0:
+                    self.top = after
+        if after:
+            self.count[key] = after
+            self._by_count.setdefault(after, {})[key] = None
+            self.top = max(self.top, after)
+        else:
+            del self.count[key]
+
+    def most(self) -> str | None:
+        """A client with the highest count (the first to reach it), None when empty."""
+        if not self.top:
+            return None
+        return next(iter(self._by_count[self.top]))
+
+
 class HandshakeGate:
     """Connections of one listener that have not completed their opening handshake,
-    and those queued for a turn."""
+    and those queued for a turn.
+
+    Under pressure, shares are fair per client (an IPv4 address, an IPv6 /64): when
+    every slot and the whole queue are taken, a socket from a client that holds fewer
+    of them than another would after taking a place takes the place of that client's
+    newest queued socket, which is closed. Only queued sockets give way: a slot's
+    handshake is under way or its peer had the first turn, and the socket that gets a
+    freed slot is the queue's oldest, not the newcomer. While there is room nobody is
+    evicted, so a fleet behind one NAT address may take the whole gate."""
 
     def __init__(self, listener: str, limit: int, metrics: Metrics,
                  queue_limit: int = 0) -> None:
@@ -119,10 +189,16 @@ class HandshakeGate:
         self.pending = 0
         self.peak = 0
         self.refused = 0
+        self.evicted = 0
         # accepted sockets that have not sent a byte yet (closed when the server stops)
         self.silent: set[asyncio.Transport] = set()
         # accepted sockets waiting for a turn, oldest first (_OnFirstByte.admitted)
-        self.waiting: collections.deque[_OnFirstByte] = collections.deque()
+        self.waiting: collections.OrderedDict[_OnFirstByte, None] = collections.OrderedDict()
+        # per client: the sockets it holds (slots and queued), its queued ones
+        # (oldest first), and how many of those
+        self.held = _Tally()
+        self._queued_of: dict[str, collections.OrderedDict[_OnFirstByte, None]] = {}
+        self._queued_by = _Tally()
         self.metrics = metrics
         metrics.handshakes_pending.labels(listener).set_function(lambda: self.pending)
 
@@ -130,16 +206,66 @@ class HandshakeGate:
     def queued(self) -> int:
         return len(self.waiting)
 
-    def admit(self) -> bool:
+    def admit(self, source: str) -> bool:
         """Take a handshake slot now, if one is free and nobody waits for one."""
         if self.pending >= self.limit or self.waiting:
             return False
         self.pending += 1
         self.peak = max(self.peak, self.pending)
+        self.held.add(source, 1)
         return True
 
     def can_queue(self) -> bool:
         return len(self.waiting) < self.queue_limit
+
+    def enqueue(self, waiter: _OnFirstByte) -> None:
+        source = waiter.source
+        self.waiting[waiter] = None
+        self._queued_of.setdefault(source, collections.OrderedDict())[waiter] = None
+        self._queued_by.add(source, 1)
+        self.held.add(source, 1)
+        self.metrics.handshakes_queued.labels(self.listener).inc()
+
+    def _unqueue(self, waiter: _OnFirstByte) -> None:
+        source = waiter.source
+        del self.waiting[waiter]
+        mine = self._queued_of[source]
+        del mine[waiter]
+        if not mine:
+            del self._queued_of[source]
+        self._queued_by.add(source, -1)
+
+    def leave(self, waiter: _OnFirstByte) -> None:
+        """A queued socket closed before its turn."""
+        if waiter in self.waiting:
+            self._unqueue(waiter)
+            self.held.add(waiter.source, -1)
+
+    def make_room(self, source: str) -> bool:
+        """The gate and its queue are full and a socket from ``source`` arrived: close
+        the newest queued socket of the client holding the most, if ``source`` would
+        still hold fewer after taking its place. True when a place was freed."""
+        victim = self.held.most()
+        if victim is None or victim not in self._queued_of:
+            # the client holding the most is all in handshake slots: the one with the
+            # most queued sockets gives way, if it holds enough
+            victim = self._queued_by.most()
+            if victim is None:
+                return False
+        if self.held.count.get(source, 0) + 1 >= self.held.count[victim]:
+            return False
+        waiter = next(reversed(self._queued_of[victim]))
+        self._unqueue(waiter)
+        self.held.add(victim, -1)
+        waiter.evict()
+        self.evicted += 1
+        self.metrics.connections_cut.labels("handshake_evicted").inc()
+        if self.evicted == 1 or self.evicted % 1000 == 0:
+            log.warning("! %s: handshake slots and queue full, a queued connection from %s"
+                        " (holding %d) closed for one from %s (%d closed so far)",
+                        self.listener, victim, self.held.count.get(victim, 0) + 1,
+                        source or "?", self.evicted)
+        return True
 
     def refuse(self) -> None:
         self.refused += 1
@@ -149,21 +275,25 @@ class HandshakeGate:
                         " (%d dropped so far)", self.listener, self.pending,
                         len(self.waiting), self.refused)
 
-    def release(self) -> None:
+    def release(self, source: str) -> None:
         self.pending -= 1
+        self.held.add(source, -1)
         while self.waiting and self.pending < self.limit:
             # a waiter that closed has left the queue (_OnFirstByte.connection_lost)
-            waiter = self.waiting.popleft()
+            waiter = next(iter(self.waiting))
+            self._unqueue(waiter)  # it keeps its place in held: queued -> slot
             self.pending += 1
             self.peak = max(self.peak, self.pending)
             waiter.admitted(self)
 
     def close(self) -> None:
         """Drop the sockets still waiting for their first byte or for a turn."""
+        for waiter in list(self.waiting):
+            self.leave(waiter)
+            waiter.evict()
         for transport in list(self.silent):
             transport.abort()
         self.silent.clear()
-        self.waiting.clear()
 
 
 class DroppedConnection(asyncio.Protocol):
@@ -180,9 +310,12 @@ class GuardedConnection(ServerConnection):
     def __init__(
         self, protocol: ServerProtocol, server: Server, *, gate: HandshakeGate | None,
         metrics: Metrics, write_buffer_limit: int, drain_timeout: float | None,
-        on_gone: Callable[[float | None], None] | None = None, **kwargs: Any,
+        on_gone: Callable[[float | None], None] | None = None, source: str = "",
+        **kwargs: Any,
     ) -> None:
         super().__init__(protocol, server, **kwargs)
+        # the client it counts under in the gate (source_of)
+        self.source = source
         # when the WebSocket opened (time.monotonic()), None before; handed to on_gone
         self.opened_at: float | None = None
         self._gate: HandshakeGate | None = gate
@@ -219,7 +352,7 @@ class GuardedConnection(ServerConnection):
         """Leave the listener's count of pending handshakes (once)."""
         gate, self._gate = self._gate, None
         if gate is not None:
-            gate.release()
+            gate.release(self.source)
 
     def gone(self) -> None:
         """The socket is closed (called once, whether or not the handshake finished)."""
@@ -391,7 +524,9 @@ class GuardedConnection(ServerConnection):
 class _OnFirstByte(asyncio.Protocol):
     """An accepted socket before its first byte: nothing but this object allocated.
 
-    Until a peer sends something, its connection gets no websockets handler task,
+    When the socket is made, the gate gives it a handshake slot, a place in the
+    queue, or neither (it is closed at once, nothing more allocated for it). Until
+    a peer sends something, its connection gets no websockets handler task,
     futures or timers (ws://) and no TLS state (wss://: OpenSSL's ``SSL_new``
     alone costs ~35 KB). They are created when the first bytes arrive, and fed
     with them; a socket that stays silent is closed after ``timeout``.
@@ -401,41 +536,59 @@ class _OnFirstByte(asyncio.Protocol):
     and reading pauses until then. Its ``timeout`` runs from the accept all the same.
     """
 
-    def __init__(self, gate: HandshakeGate, app: GuardedConnection,
-                 tls: Callable[[float], LeanSSLProtocol] | None, timeout: float,
-                 *, queued: bool = False) -> None:
+    def __init__(self, gate: HandshakeGate, protocol: ServerProtocol,
+                 connection: Callable[[bool, str], GuardedConnection],
+                 tls: Callable[[GuardedConnection, float], LeanSSLProtocol] | None,
+                 timeout: float) -> None:
         self._gate = gate
-        self._app = app
+        # websockets' factory closure looks for it
+        self.protocol = protocol
+        self._connection: Callable[[bool, str], GuardedConnection] | None = connection
+        self._app: GuardedConnection | None = None
         self._tls = tls
         self._timeout = timeout
+        self.source = ""
         self._transport: asyncio.Transport | None = None
         self._deadline: asyncio.TimerHandle | None = None
-        self._queued = queued
+        self._queued = False
         # what a queued peer sent while it waited (one read: reading pauses then)
         self._early = b""
         self._paused = False
 
-    @property
-    def protocol(self) -> ServerProtocol:
-        """The websockets protocol within: websockets' factory closure looks for it."""
-        return self._app.protocol
-
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not subclass asyncio.Transport: duck-typed
         transport = cast(asyncio.Transport, transport)
+        gate, connection, self._connection = self._gate, self._connection, None
+        assert connection is not None
+        self.source = source = source_of(transport.get_extra_info("peername"))
+        if gate.admit(source):
+            self._queued = False
+        elif gate.can_queue() or gate.make_room(source):
+            self._queued = True
+        else:
+            gate.refuse()
+            transport.abort()
+            return
+        self._app = connection(self._queued, source)
         self._transport = transport
         loop = asyncio.get_running_loop()
         self._deadline = loop.call_at(loop.time() + self._timeout, transport.abort)
-        self._gate.silent.add(transport)
+        gate.silent.add(transport)
         if self._queued:
             # Read on while it waits: a peer that gives up (EOF, reset) leaves the
             # queue at once. Its first bytes are kept and reading pauses then.
-            self._gate.metrics.handshakes_queued.labels(self._gate.listener).inc()
-            self._gate.waiting.append(self)
+            gate.enqueue(self)
+
+    def evict(self) -> None:
+        """Closed while queued (the gate has taken it out of its queue)."""
+        self._queued = False
+        if self._transport is not None:
+            self._transport.abort()
 
     def admitted(self, gate: HandshakeGate) -> None:
         """A handshake slot is ours: read what the peer sent meanwhile."""
         self._queued = False
+        assert self._app is not None
         self._app.admitted(gate)
         transport = self._transport
         if transport is None or transport.is_closing():
@@ -448,8 +601,8 @@ class _OnFirstByte(asyncio.Protocol):
             transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
-        transport, deadline = self._transport, self._deadline
-        assert transport is not None and deadline is not None
+        transport, deadline, app = self._transport, self._deadline, self._app
+        assert transport is not None and deadline is not None and app is not None
         if self._queued:
             self._early += data
             transport.pause_reading()
@@ -459,11 +612,11 @@ class _OnFirstByte(asyncio.Protocol):
         self._gate.silent.discard(transport)
         protocol: asyncio.Protocol | asyncio.BufferedProtocol
         if self._tls is None:
-            protocol = self._app
+            protocol = app
         else:
             # the TLS handshake gets what is left of the handshake timeout
             remaining = max(0.1, deadline.when() - asyncio.get_running_loop().time())
-            protocol = self._tls(remaining)
+            protocol = self._tls(app, remaining)
         protocol.connection_made(transport)
         transport.set_protocol(protocol)
         if isinstance(protocol, asyncio.BufferedProtocol):
@@ -486,13 +639,14 @@ class _OnFirstByte(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._early = b""
         if self._queued:  # leaves the queue (its place counts against the queue's size)
-            with contextlib.suppress(ValueError):
-                self._gate.waiting.remove(self)
+            self._queued = False
+            self._gate.leave(self)
         if self._deadline is not None:
             self._deadline.cancel()
         if self._transport is not None:
             self._gate.silent.discard(self._transport)
-        self._app.gone()
+        if self._app is not None:  # None: dropped on arrival
+            self._app.gone()
 
 
 class SharedBufferSSLProtocol(sslproto.SSLProtocol):
@@ -549,24 +703,26 @@ def connection_factory(
     """websockets' ``create_connection``: the asyncio protocol of an accepted socket."""
     shared = bytearray(TLS_READ_SIZE)
 
-    def create(protocol: ServerProtocol, server: Server, **kwargs: Any) -> asyncio.BaseProtocol:
-        queued = not gate.admit()
-        if queued and not gate.can_queue():
-            gate.refuse()
-            return DroppedConnection()
-        conn = GuardedConnection(protocol, server, gate=None if queued else gate,
-                                 metrics=metrics, write_buffer_limit=write_buffer_limit,
-                                 drain_timeout=drain_timeout, on_gone=on_gone, **kwargs)
-        if tls is None:
-            return _OnFirstByte(gate, conn, None, handshake_timeout, queued=queued)
+    start_tls: Callable[[GuardedConnection, float], LeanSSLProtocol] | None = None
+    if tls is not None:
         context = tls
 
-        def start(timeout: float) -> LeanSSLProtocol:
+        def start(conn: GuardedConnection, timeout: float) -> LeanSSLProtocol:
             return LeanSSLProtocol(asyncio.get_running_loop(), conn, context, shared,
                                    handshake_timeout=timeout,
                                    shutdown_timeout=close_timeout or 1.0)
 
-        return _OnFirstByte(gate, conn, start, handshake_timeout, queued=queued)
+        start_tls = start
+
+    def create(protocol: ServerProtocol, server: Server, **kwargs: Any) -> asyncio.BaseProtocol:
+        def connection(queued: bool, source: str) -> GuardedConnection:
+            return GuardedConnection(protocol, server, gate=None if queued else gate,
+                                     metrics=metrics, write_buffer_limit=write_buffer_limit,
+                                     drain_timeout=drain_timeout, on_gone=on_gone,
+                                     source=source, **kwargs)
+
+        # the gate decides in connection_made(), where the peer's address is known
+        return _OnFirstByte(gate, protocol, connection, start_tls, handshake_timeout)
 
     return create
 

@@ -53,6 +53,7 @@ def test_benchmark_runs(args: list[str]) -> None:
 @pytest.mark.parametrize("args", [
     ["bench.attacks", "logins", "--attempts", "20"],
     ["bench.attacks", "datatransfer", "--seconds", "1"],
+    ["bench.attacks", "handshakes", "--sockets", "50", "--stations", "3", "--seconds", "5"],
 ])
 def test_attack_benchmark_runs(args: list[str]) -> None:
     r = subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True,

@@ -53,9 +53,12 @@ def ports(server: RunningServer) -> dict[str, int]:
             "wss": server.central.tls_port}
 
 
-async def silent_sockets(port: int, n: int) -> list[tuple[asyncio.StreamReader,
-                                                             asyncio.StreamWriter]]:
-    return [await asyncio.open_connection("127.0.0.1", port) for _ in range(n)]
+async def silent_sockets(port: int, n: int, source: str = "127.0.0.1",
+                         ) -> list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+    """``n`` sockets that send nothing, from ``source`` (another loopback address,
+    127.0.0.0/8, stands for another client)."""
+    return [await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
+            for _ in range(n)]
 
 
 async def closed_by_server(reader: asyncio.StreamReader, timeout: float = 10) -> bool:
@@ -167,6 +170,109 @@ async def test_a_queued_socket_that_leaves_frees_its_place(guarded: RunningServe
     await wait_for(lambda: gate.queued == 10)
     assert gate.refused == 0
     for _, w in holders + more:
+        w.close()
+    await wait_for(lambda: gate.pending == 0 and gate.queued == 0)
+
+
+async def still_open(socks: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]],
+                    ) -> list[bool]:
+    """Which of ``socks`` the server has not closed (a short look at each)."""
+    return [not closed for closed in
+            await asyncio.gather(*(closed_by_server(r, 0.05) for r, _ in socks))]
+
+
+@pytest.mark.parametrize("listener", ["ws", "wss"])
+async def test_one_address_filling_the_gate_cannot_lock_a_station_out(
+    guarded: RunningServer, listener: str, tmp_path: Path,
+) -> None:
+    """An address that fills every handshake slot and the whole queue with silent
+    sockets gives up its newest queued socket to a station from another address: the
+    station waits its turn and completes its session within its handshake timeout."""
+    await guarded.add_station("FAIR")
+    await restart_with(guarded, max_handshakes=4, handshake_queue=4, handshake_timeout=3.0)
+    gate = guarded.central.gates[listener]
+    port = ports(guarded)[listener]
+    attacker = await silent_sockets(port, 8)
+    await wait_for(lambda: gate.pending == 4 and gate.queued == 4)
+    # more from the address that holds the most are dropped on arrival, as before
+    extra = await silent_sockets(port, 2)
+    assert all(await asyncio.gather(*(closed_by_server(r, 1) for r, _ in extra)))
+    assert gate.refused == 2
+    await asyncio.sleep(0.3)
+    url = (guarded.url if listener == "ws"
+           else f"wss://127.0.0.1:{guarded.central.tls_port}")
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    station = asyncio.create_task(RawClient.connect(
+        url, "FAIR", local_addr="127.0.0.2",
+        ssl=tls_client(tmp_path) if listener == "wss" else None))
+    # the attacker's newest queued socket made way; its slots and older ones are intact
+    assert await closed_by_server(attacker[7][0], 1)
+    assert await still_open(attacker[:7]) == [True] * 7
+    assert count(guarded, "handshake_evicted") == 1
+    async with await station as c:
+        assert (await c.result("BootNotification", BOOT))["status"] == "Accepted"
+        assert loop.time() - started < 3.0
+    assert gate.refused == 2 and count(guarded, "handshake_evicted") == 1
+    for _, w in attacker + extra:
+        w.close()
+    await wait_for(lambda: gate.pending == 0 and gate.queued == 0)
+
+
+async def test_a_fleet_behind_one_address_still_takes_the_whole_gate(
+    guarded: RunningServer,
+) -> None:
+    """Without anyone else waiting, one address (a NAT) takes every slot and the whole
+    queue: stations reconnecting at once get in, none is dropped or evicted."""
+    await restart_with(guarded, max_handshakes=4, handshake_queue=4, handshake_timeout=3.0)
+    gate = guarded.central.gates["ws"]
+    names = [f"NAT{i}" for i in range(8)]
+    for name in names:
+        await guarded.add_station(name)
+    # 8 at once against 4 slots and a queue of 4: everyone fits
+    clients = await asyncio.gather(*(RawClient.connect(guarded.url, name,
+                                                       local_addr="127.0.0.3")
+                                     for name in names))
+    try:
+        for c in clients:
+            assert (await c.result("BootNotification", BOOT))["status"] == "Accepted"
+        assert gate.refused == 0 and count(guarded, "handshake_evicted") == 0
+    finally:
+        for c in clients:
+            await c.close()
+    # silent sockets from one address fill every slot and the queue, the rest dropped
+    socks = await silent_sockets(guarded.port, 12, "127.0.0.3")
+    await wait_for(lambda: gate.pending + gate.queued + gate.refused >= 12)
+    assert (gate.pending, gate.queued, gate.refused) == (4, 4, 4)
+    assert count(guarded, "handshake_evicted") == 0
+    for _, w in socks:
+        w.close()
+    await wait_for(lambda: gate.pending == 0 and gate.queued == 0)
+
+
+async def test_only_the_address_holding_the_most_gives_way(guarded: RunningServer) -> None:
+    """A newcomer takes a queued place only from an address that holds more of the gate
+    than the newcomer would after taking it: the newest queued socket of that address
+    is closed. Once the two hold as many, newcomers are dropped again."""
+    await restart_with(guarded, max_handshakes=4, handshake_queue=4, handshake_timeout=30.0)
+    gate = guarded.central.gates["ws"]
+    port = guarded.port
+    a = await silent_sockets(port, 6, "127.0.0.1")  # 4 slots and 2 queued
+    await wait_for(lambda: gate.pending == 4 and gate.queued == 2)
+    b = await silent_sockets(port, 2, "127.0.0.2")  # the queue is full: 6 against 2
+    await wait_for(lambda: gate.queued == 4)
+    b += await silent_sockets(port, 1, "127.0.0.2")  # 3 < 6: a's newest gives way
+    assert await closed_by_server(a[5][0], 1)
+    b += await silent_sockets(port, 1, "127.0.0.2")  # 4 < 5: a's last queued one
+    assert await closed_by_server(a[4][0], 1)
+    # a holds 4 (its slots), b 4 (queued): nobody gains from more evictions
+    late = await silent_sockets(port, 1, "127.0.0.2")
+    late += await silent_sockets(port, 1, "127.0.0.1")
+    assert all(await asyncio.gather(*(closed_by_server(r, 1) for r, _ in late)))
+    assert gate.refused == 2 and count(guarded, "handshake_evicted") == 2
+    assert await still_open(a[:4] + b) == [True] * 8
+    assert gate.pending == 4 and gate.queued == 4
+    for _, w in a + b + late:
         w.close()
     await wait_for(lambda: gate.pending == 0 and gate.queued == 0)
 
