@@ -518,10 +518,10 @@ class SessionUseCases(SignedDataChecks):
                 session.flag("reserved_for_other")
             await tx.insert_session(session)
             assert session.id is not None
-            if auth is AuthStatus.ACCEPTED:
-                # its payer: the driver the card is linked to now (a card unlinked or
-                # linked to another driver before it is settled changes nothing of it)
-                await tx.bind_card(session.id, id_tag)
+            # its payer: the driver the card is linked to now, or nobody (a card unlinked,
+            # linked to another driver or linked at all only before the session is settled
+            # changes nothing of it), whatever the answer (a station may charge anyway)
+            await tx.bind_card(session.id, id_tag)
             if reservation is not None:
                 await self._use_reservation(tx, reservation, session.id)
             bound = await self._bind_signed(tx, station_id, id_tag, session)  # its limit
@@ -826,8 +826,7 @@ class SessionUseCases(SignedDataChecks):
                         and auth is AuthStatus.UNKNOWN:
                     auth = AuthStatus.ACCEPTED  # authorized by the driver's signature
                 session.auth_status = auth.value if auth else None
-                if auth is AuthStatus.ACCEPTED:
-                    await tx.bind_card(session.id, ev.id_tag)  # its payer, as in 1.6
+                await tx.bind_card(session.id, ev.id_tag)  # its payer, as in 1.6
                 if auth is not None and auth is not AuthStatus.ACCEPTED:
                     session.flag(f"auth_{auth.value.lower()}")
             previous = await self._previous_reading(tx, session) if with_cost \

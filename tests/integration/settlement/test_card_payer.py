@@ -30,8 +30,9 @@ async def server(csms_server: RunningServer) -> RunningServer:
     return await settling(csms_server, "CP16", "CP201")
 
 
-async def charge(server: RunningServer, version: str, tag: str) -> int:
-    """A session of ``tag``, 5,000 Wh over half an hour, completed; its id."""
+async def charge(server: RunningServer, version: str, tag: str, status: str = "Accepted") -> int:
+    """A session of ``tag``, 5,000 Wh over half an hour, completed (the station charges
+    whatever the answer, ``status``); its id."""
     start, stop = datetime.now(UTC) - timedelta(minutes=30), datetime.now(UTC)
     if version == "1.6":
         async with await RawClient.connect(server.url, "CP16", ["ocpp1.6"]) as c:
@@ -39,7 +40,7 @@ async def charge(server: RunningServer, version: str, tag: str) -> int:
             started = await c.result("StartTransaction", {
                 "connectorId": 1, "idTag": tag, "meterStart": 0,
                 "timestamp": start.isoformat()})
-            assert started["idTagInfo"]["status"] == "Accepted", started
+            assert started["idTagInfo"]["status"] == status, started
             await c.result("StopTransaction", {
                 "transactionId": started["transactionId"], "meterStop": 5000,
                 "timestamp": stop.isoformat(), "reason": "Local"})
@@ -54,7 +55,7 @@ async def charge(server: RunningServer, version: str, tag: str) -> int:
                 "evse": {"id": 1, "connectorId": 1},
                 "meterValue": [{"timestamp": start.isoformat(), "sampledValue": [
                     {"value": 0, "context": "Transaction.Begin"}]}]})
-            assert started["idTokenInfo"]["status"] == "Accepted", started
+            assert started["idTokenInfo"]["status"] == status, started
             await c.result("TransactionEvent", {
                 "eventType": "Ended", "timestamp": stop.isoformat(),
                 "triggerReason": "StopAuthorized", "seqNo": 1,
@@ -124,6 +125,20 @@ async def test_a_card_linked_only_after_the_session_does_not_bill_its_new_driver
     await server.add_tag("FOUND")
     sid = await charge(server, version, "FOUND")
     kit, later = await link(server, "FOUND", deposit=10_000)
+    row = await settled(server, sid)
+    assert row["settlement_state"] == "unpaid", row
+    assert kit.balance(later) == 10_000
+
+
+@pytest.mark.parametrize("version", ["1.6", "2.0.1"])
+async def test_a_card_unknown_at_the_start_does_not_bill_whoever_links_it_later(
+    server: RunningServer, version: str,
+) -> None:
+    """A station that charges a card the central system does not know (1.6 Invalid,
+    2.0.1 Unknown): the session is charged to nobody, also once a driver links that card."""
+    sid = await charge(server, version, "STRANGER",
+                       status="Invalid" if version == "1.6" else "Unknown")
+    kit, later = await link(server, "STRANGER", deposit=10_000)
     row = await settled(server, sid)
     assert row["settlement_state"] == "unpaid", row
     assert kit.balance(later) == 10_000
