@@ -19,9 +19,11 @@ limit gets 413 and nothing of it is kept. Files are stored under the data folder
 request id (:mod:`csms.filestore`), whatever name the station gave.
 
 What a stranger's sockets may cost is bounded as on the OCPP port (:mod:`csms.transport`):
-at most ``max_connections`` sockets at once (one more is closed on arrival), a TLS
-handshake and then a request each within ``handshake_timeout`` (aiohttp kept a socket that
-sent nothing, or half a request, for an hour; asyncio's TLS handshake waited 60 s), and
+at most ``max_connections`` sockets at once, shared fairly per client when full (a new
+socket of a client holding fewer takes the place of the newest idle one of the client
+holding the most; otherwise it is closed on arrival), a TLS handshake and then a request
+each within ``handshake_timeout`` (aiohttp kept a socket that sent nothing, or half a
+request, for an hour; asyncio's TLS handshake waited 60 s), and
 one TLS read buffer for the listener (asyncio gave each accepted socket 256 KiB of its
 own: ~310 KB a silent socket).
 """
@@ -29,22 +31,25 @@ own: ~310 KB a silent socket).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
 import ssl
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import unquote
 
 from aiohttp import BodyPartReader, web
+from aiohttp.abc import AbstractStreamWriter
 
 from csms.config import Settings
 from csms.filestore import display_name, firmware_path, log_path
 from csms.logsafe import protect
 from csms.service.charging import ChargingService
-from csms.transport import TLS_READ_SIZE, DroppedConnection, SharedBufferSSLProtocol
+from csms.transport import TLS_READ_SIZE, SharedBufferSSLProtocol, Tally, source_of
 
 __all__ = ["FileServer"]
 
@@ -64,6 +69,18 @@ class _TooLarge(Exception):
     pass
 
 
+class _SentFile(web.FileResponse):
+    """A file the handler sends itself (so that the download is counted while it runs).
+    aiohttp prepares the handler's response once more when it returns; FileResponse
+    would then open and send the file again, after its headers went out (an assertion
+    failure, logged as an unhandled exception after every download): once is enough."""
+
+    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
+        if self.prepared:
+            return None
+        return await super().prepare(request)
+
+
 @web.middleware
 async def _one_request(request: web.Request, handler: Any) -> web.StreamResponse:
     """One request per connection: a station fetches or sends one file, and a peer that
@@ -75,6 +92,81 @@ async def _one_request(request: web.Request, handler: Any) -> web.StreamResponse
         response = web.Response(status=exc.status, text=exc.text)
     response.force_close()
     return response
+
+
+class _Socket(asyncio.Protocol):
+    """A socket of the listener, counted under its client (an IPv4 address, an IPv6 /64:
+    :func:`csms.transport.source_of`) from its arrival to its close.
+
+    Whether it has started a request is learnt from aiohttp: :meth:`FileServer._started`
+    (a middleware) runs once per request, when its line and headers are in, and finds the
+    socket by the request's protocol (one dict look-up a request, nothing per read). The
+    first byte read would be no sign: over https:// it is the TLS handshake's, and one
+    byte would make a stranger's socket keep its place; so a peer that trickles a request
+    it never finishes counts as idle, as a silent one, until its timeout.
+
+    Over http:// this protocol stays the transport's and hands aiohttp what it reads (so
+    that it sees the close); over https:// it hands the transport to the TLS layer, which
+    tells it of the close (``on_lost``)."""
+
+    def __init__(self, files: FileServer,
+                 protocol: Callable[[_Socket], tuple[asyncio.Protocol, asyncio.BaseProtocol]]
+                 ) -> None:
+        self._files: FileServer | None = files
+        self._protocol = protocol
+        self.source = ""
+        self._transport: asyncio.Transport | None = None
+        self._app: asyncio.Protocol | None = None  # aiohttp's protocol
+        self._inner: asyncio.Protocol | None = None  # what this one hands reads to
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports do not subclass asyncio.Transport: duck-typed
+        self._transport = tr = cast(asyncio.Transport, transport)
+        files = self._files
+        assert files is not None
+        self.source = source_of(tr.get_extra_info("peername"))
+        if not files._admit(self):
+            self._files = None
+            tr.abort()
+            return
+        self._app, protocol = self._protocol(self)
+        if protocol is self._app:
+            self._inner = self._app
+        else:
+            tr.set_protocol(protocol)
+        protocol.connection_made(tr)
+
+    def data_received(self, data: bytes) -> None:
+        if self._inner is not None:
+            self._inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self._inner.eof_received() if self._inner is not None else None
+
+    def pause_writing(self) -> None:
+        if self._inner is not None:
+            self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self._inner is not None:
+            self._inner.resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.gone()
+        if self._inner is not None:
+            self._inner.connection_lost(exc)
+
+    def gone(self) -> None:
+        """The socket closed: it leaves the count (once)."""
+        files, self._files = self._files, None
+        if files is not None:
+            files._gone(self, self._app)
+
+    def evict(self) -> None:
+        """Closed to make room for a socket of a client holding fewer."""
+        self.gone()
+        if self._transport is not None:
+            self._transport.abort()
 
 
 class FileServer:
@@ -92,9 +184,17 @@ class FileServer:
         self._tls = bool(settings.tls_cert)
         self.max_connections = MAX_CONNECTIONS
         self.dropped = 0  # sockets closed on arrival, over max_connections
-        self._tls_open = 0  # sockets of the https:// listener, handshake finished or not
+        self.evicted = 0  # idle sockets closed for one of a client holding fewer
+        self._open = 0  # sockets held, TLS handshake finished or not
+        # per client (source_of): the sockets it holds, and those of them that have not
+        # started a request (oldest first): the ones that give way under pressure
+        self._held = Tally()
+        self._idle: dict[str, collections.OrderedDict[_Socket, None]] = {}
+        # aiohttp's protocol of each socket -> the socket (a request knows its protocol)
+        self._socket_of: dict[asyncio.BaseProtocol, _Socket] = {}
         self._tls_buffer = bytearray(TLS_READ_SIZE)
-        self.app = web.Application(client_max_size=1024, middlewares=[_one_request])
+        self.app = web.Application(client_max_size=1024,
+                                   middlewares=[self._started, _one_request])
         self.app.add_routes([
             web.get("/firmware/{token}", self.download),
             web.get("/firmware/{token}/{name}", self.download),
@@ -126,12 +226,9 @@ class FileServer:
 
     @property
     def open_connections(self) -> int:
-        """The sockets the listener holds now (over http://, those aiohttp has taken: the
-        sockets of one burst of accepts may pass the limit before it sees them)."""
-        if self._tls:
-            return self._tls_open
-        runner = self._runner
-        return 0 if runner is None or runner.server is None else len(runner.server.connections)
+        """The sockets the listener holds now (counted from their arrival to their close,
+        TLS handshake or not)."""
+        return self._open
 
     async def start(self) -> None:
         for folder in ("firmware", "logs"):
@@ -146,28 +243,82 @@ class FileServer:
         loop = asyncio.get_running_loop()
         context = self._ssl_context() if self._tls else None
 
-        def accept() -> asyncio.BaseProtocol:
-            if self.open_connections >= self.max_connections:
-                self.dropped += 1
-                if self.dropped == 1 or self.dropped % 1000 == 0:
-                    log.warning("! station files: %d connections open, one dropped (%d"
-                                " dropped so far)", self.open_connections, self.dropped)
-                return DroppedConnection()
+        def protocol(sock: _Socket) -> tuple[asyncio.Protocol, asyncio.BaseProtocol]:
+            """aiohttp's protocol for an admitted socket, and the one the transport is
+            to feed (the same, or TLS in front of it)."""
             app = handler()
+            self._socket_of[app] = sock
             if context is None:
-                return app
-            self._tls_open += 1
-            return SharedBufferSSLProtocol(
+                return app, app
+            return app, SharedBufferSSLProtocol(
                 loop, app, context, self._tls_buffer,
                 handshake_timeout=self.settings.handshake_timeout,
-                shutdown_timeout=self.settings.close_timeout or 1.0, on_lost=self._tls_gone)
+                shutdown_timeout=self.settings.close_timeout or 1.0, on_lost=sock.gone)
 
-        self._server = await loop.create_server(accept, self.host or None, self.port)
+        self._server = await loop.create_server(lambda: _Socket(self, protocol),
+                                                self.host or None, self.port)
         self.port = int(self._server.sockets[0].getsockname()[1])
         log.info("= station files on %s", self.url)
 
-    def _tls_gone(self) -> None:
-        self._tls_open -= 1
+    # -- a fair share per client under pressure ------------------------------------------
+    def _admit(self, sock: _Socket) -> bool:
+        """Count a socket that arrived; False when it is to be closed at once."""
+        source = sock.source
+        if self._open >= self.max_connections and not self._make_room(source):
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                log.warning("! station files: %d connections open, one dropped (%d"
+                            " dropped so far)", self._open, self.dropped)
+            return False
+        self._open += 1
+        self._held.add(source, 1)
+        self._idle.setdefault(source, collections.OrderedDict())[sock] = None
+        return True
+
+    def _make_room(self, source: str) -> bool:
+        """The listener is full and a socket from ``source`` arrived: close the newest
+        socket without a request of the client holding the most, if ``source`` would
+        still hold no more than it after the exchange. True when a place was freed."""
+        victim = self._held.most()
+        if victim is None or self._held.count.get(source, 0) + 1 >= self._held.count[victim]:
+            return False
+        idle = self._idle.get(victim)
+        if not idle:
+            return False  # every socket of it has a request under way
+        sock = next(reversed(idle))
+        sock.evict()
+        self.evicted += 1
+        if self.evicted == 1 or self.evicted % 1000 == 0:
+            log.warning("! station files: %d connections open, an idle one from %s"
+                        " (holding %d) closed for one from %s (%d closed so far)",
+                        self._open + 1, victim, self._held.count.get(victim, 0) + 1,
+                        source or "?", self.evicted)
+        return True
+
+    def _busy(self, sock: _Socket) -> None:
+        """A request of the socket has started: it no longer gives way."""
+        idle = self._idle.get(sock.source)
+        if idle is not None and sock in idle:
+            del idle[sock]
+            if not idle:
+                del self._idle[sock.source]
+
+    def _gone(self, sock: _Socket, app: asyncio.BaseProtocol | None) -> None:
+        """A counted socket closed (or was evicted): once for each."""
+        self._busy(sock)
+        self._open -= 1
+        self._held.add(sock.source, -1)
+        if app is not None:
+            self._socket_of.pop(app, None)
+
+    @web.middleware
+    async def _started(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """Mark the socket of a request as busy: aiohttp calls this once the request's
+        line and headers are in, before its handler (and before any body is read)."""
+        sock = self._socket_of.get(request.protocol)
+        if sock is not None:
+            self._busy(sock)
+        return cast(web.StreamResponse, await handler(request))
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -194,7 +345,7 @@ class FileServer:
             return web.Response(status=409, text="downloads of this file are under way\n")
         log.info("> firmware %s to %s (request %s)", image.version, transfer.station_id,
                  request_id)
-        response = web.FileResponse(path, headers={
+        response = _SentFile(path, headers={
             "Content-Type": "application/octet-stream",
             "Content-Disposition": f'attachment; filename="{display_name(image.file_name)}"'})
         self._sending[request_id] += 1

@@ -80,6 +80,7 @@ __all__ = [
     "LeanSSLProtocol",
     "MemoryTrimmer",
     "SharedBufferSSLProtocol",
+    "Tally",
     "connection_factory",
     "malloc_trim",
     "source_of",
@@ -135,7 +136,7 @@ def source_of(peer: Any) -> str:
     return socket.inet_ntop(socket.AF_INET6, packed[:8] + bytes(8)) + "/64"
 
 
-class _Tally:
+class Tally:
     """Counts per client, and a client with the highest count, in O(1) for a change
     of one: clients are kept by count, and the highest count moves by at most one."""
 
@@ -196,9 +197,9 @@ class HandshakeGate:
         self.waiting: collections.OrderedDict[_OnFirstByte, None] = collections.OrderedDict()
         # per client: the sockets it holds (slots and queued), its queued ones
         # (oldest first), and how many of those
-        self.held = _Tally()
+        self.held = Tally()
         self._queued_of: dict[str, collections.OrderedDict[_OnFirstByte, None]] = {}
-        self._queued_by = _Tally()
+        self._queued_by = Tally()
         self.metrics = metrics
         metrics.handshakes_pending.labels(listener).set_function(lambda: self.pending)
 

@@ -28,6 +28,8 @@ from support import RunningServer
 from support.admin import api
 from support.client import RawClient
 
+from .test_transport import closed_by_server
+
 LIMIT = 4096
 
 
@@ -173,20 +175,37 @@ async def test_files_off(tmp_path: Path) -> None:
 
 
 # -- what a stranger's sockets may cost ------------------------------------------------------
+def files_settings(tmp_path: Path, scheme: str, **more: Any) -> Settings:
+    """Settings of a server whose file listener speaks ``scheme`` (http or https)."""
+    tls: dict[str, Any] = {}
+    if scheme == "https":
+        cert, key = write_tls_pair(tmp_path)
+        tls = {"tls_cert": str(cert), "tls_key": str(key), "tls_port": 0}
+    return Settings(db=str(tmp_path / "csms.sqlite3"), port=0, admin_port=0,
+                    data_dir=str(tmp_path / "data"), call_timeout=5, **tls, **more)
+
+
 @pytest.fixture(params=["http", "https"])
 async def guarded_files(request: pytest.FixtureRequest,
                         tmp_path: Path) -> AsyncIterator[RunningServer]:
     """A server whose file listener speaks http:// or https://, with a short handshake
     timeout so that a test reaches it."""
-    tls: dict[str, Any] = {}
-    if request.param == "https":
-        cert, key = write_tls_pair(tmp_path)
-        tls = {"tls_cert": str(cert), "tls_key": str(key), "tls_port": 0}
-    settings = Settings(db=str(tmp_path / "csms.sqlite3"), port=0, admin_port=0,
-                        data_dir=str(tmp_path / "data"), call_timeout=5,
-                        handshake_timeout=1.0, **tls)
-    running = RunningServer(settings)
+    running = RunningServer(files_settings(tmp_path, request.param, handshake_timeout=1.0))
     await running.start()
+    try:
+        yield running
+    finally:
+        await running.stop()
+
+
+@pytest.fixture(params=["http", "https"])
+async def shared_files(request: pytest.FixtureRequest,
+                       tmp_path: Path) -> AsyncIterator[RunningServer]:
+    """A server whose file listener speaks http:// or https://, with station A1 and the
+    default handshake timeout (silent sockets stay for the length of a test)."""
+    running = RunningServer(files_settings(tmp_path, request.param))
+    await running.start()
+    await running.add_station("A1")
     try:
         yield running
     finally:
@@ -196,19 +215,6 @@ async def guarded_files(request: pytest.FixtureRequest,
 def files_port(server: RunningServer) -> int:
     assert server.app is not None and server.app.files is not None
     return server.app.files.port
-
-
-async def closed_by_server(reader: asyncio.StreamReader, timeout: float = 10) -> bool:
-    """True when the server closed the socket (EOF or reset) within ``timeout``."""
-    try:
-        async with asyncio.timeout(timeout):
-            while await reader.read(65536):
-                pass
-    except TimeoutError:  # before OSError, which it subclasses
-        return False
-    except (ConnectionError, OSError):
-        return True
-    return True
 
 
 def client_tls() -> ssl.SSLContext:
@@ -323,12 +329,14 @@ async def firmware_url(server: RunningServer, client: RawClient, blob: bytes) ->
     return str(call[3]["firmware"]["location"])
 
 
-async def stalled_download(url: str) -> socket.socket:
-    """A download whose client reads nothing after asking."""
+async def stalled_download(url: str, local: tuple[str, int] | None = None) -> socket.socket:
+    """A download whose client reads nothing after asking (from ``local``)."""
     host, _, rest = url.removeprefix("http://").partition("/")
     name, _, port = host.partition(":")
     s = socket.socket()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    if local is not None:
+        s.bind(local)
     s.setblocking(False)
     loop = asyncio.get_running_loop()
     await loop.sock_connect(s, (name, int(port)))
@@ -364,3 +372,121 @@ async def test_a_station_cannot_hold_the_listener_with_its_download(
                             assert await r.read() == blob
                             break
                     await asyncio.sleep(0.05)
+
+
+async def test_a_download_is_answered_once(server: RunningServer,
+                                           caplog: pytest.LogCaptureFixture) -> None:
+    """A download, whole or a range of it, gets the file and leaves no error behind
+    (aiohttp prepared the handler's response a second time, after it was sent: an
+    "Unhandled exception" logged after every download)."""
+    blob = os.urandom(200 * 1024)
+    async with await RawClient.connect(server.url, "A1", ["ocpp2.0.1"]) as a:
+        await server.wait_connected("A1")
+        url = await firmware_url(server, a, blob)
+        caplog.set_level("ERROR", logger="aiohttp")
+        async with aiohttp.ClientSession() as http:
+            async with http.get(url) as r:
+                assert r.status == 200
+                assert await r.read() == blob
+            async with http.get(url, headers={"Range": "bytes=1000-4999"}) as r:
+                assert r.status == 206
+                assert await r.read() == blob[1000:5000]
+        await asyncio.sleep(0.2)  # the handler's task is over
+        assert server.app is not None and server.app.files is not None
+        assert not server.app.files._sending
+    errors = [(r.name, r.getMessage()) for r in caplog.records if r.levelname == "ERROR"]
+    assert errors == []
+
+
+# -- a fair share per address when the listener is full -------------------------------------
+STRANGER = ("127.0.0.2", 0)  # a second loopback address: another client than 127.0.0.1
+
+
+async def hold(port: int, count: int, local: tuple[str, int] | None = None
+               ) -> list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+    """``count`` silent sockets to the listener, from ``local``."""
+    return [await asyncio.open_connection("127.0.0.1", port, local_addr=local)
+            for _ in range(count)]
+
+
+async def until_open(server: RunningServer, count: int) -> None:
+    assert server.app is not None and server.app.files is not None
+    files = server.app.files
+    async with asyncio.timeout(5):
+        while files.open_connections != count:
+            await asyncio.sleep(0.02)
+
+
+async def test_a_stranger_filling_the_listener_gives_way_to_a_station(
+        shared_files: RunningServer) -> None:
+    """One address holding every socket of a full listener with silent ones (each
+    reopened as it times out) dropped every station's download on arrival. Now a station
+    from another address takes the place of the stranger's newest silent socket, and the
+    others stay."""
+    assert shared_files.app is not None and shared_files.app.files is not None
+    files = shared_files.app.files
+    files.max_connections = 4
+    port = files_port(shared_files)
+    blob = os.urandom(256 * 1024)
+    async with await RawClient.connect(shared_files.url, "A1", ["ocpp2.0.1"]) as a:
+        await shared_files.wait_connected("A1")
+        url = await firmware_url(shared_files, a, blob)
+        stranger = await hold(port, 4, STRANGER)
+        await until_open(shared_files, 4)
+        async with aiohttp.ClientSession() as http, http.get(url, ssl=client_tls()) as r:
+            assert r.status == 200
+            assert await r.read() == blob
+        closed = await asyncio.gather(*(closed_by_server(r, timeout=0.5)
+                                        for r, _ in stranger))
+        assert closed == [False, False, False, True]  # the newest gave way
+        assert files.dropped == 0
+        await until_open(shared_files, 3)
+        for _, w in stranger:
+            w.close()
+
+
+async def test_one_address_alone_may_take_the_whole_listener(
+        shared_files: RunningServer) -> None:
+    """While there is room nothing changes: one address (a fleet behind one NAT address)
+    may hold every socket; one more from it is dropped, and none of its own gives way."""
+    assert shared_files.app is not None and shared_files.app.files is not None
+    files = shared_files.app.files
+    files.max_connections = 4
+    port = files_port(shared_files)
+    held = await hold(port, 4, STRANGER)
+    await until_open(shared_files, 4)
+    extra, extra_w = await asyncio.open_connection("127.0.0.1", port, local_addr=STRANGER)
+    assert await closed_by_server(extra, timeout=1)
+    assert files.dropped == 1
+    assert await asyncio.gather(*(closed_by_server(r, timeout=0.2) for r, _ in held)) \
+        == [False] * 4
+    for _, w in [*held, (extra, extra_w)]:
+        w.close()
+
+
+async def test_sockets_with_a_request_under_way_do_not_give_way(
+        server: RunningServer) -> None:
+    """Only sockets that have not sent a request give way: when the address holding the
+    most is downloading on every socket it holds, a newcomer is dropped as before."""
+    from csms.files import MAX_DOWNLOADS_PER_REQUEST
+
+    assert server.app is not None and server.app.files is not None
+    files = server.app.files
+    files.max_connections = MAX_DOWNLOADS_PER_REQUEST
+    port = files_port(server)
+    blob = os.urandom(16 * 1024 * 1024)  # more than the socket buffers take
+    async with await RawClient.connect(server.url, "A1", ["ocpp2.0.1"]) as a:
+        await server.wait_connected("A1")
+        url = await firmware_url(server, a, blob)
+        stalled = [await stalled_download(url, STRANGER)
+                   for _ in range(MAX_DOWNLOADS_PER_REQUEST)]
+        async with asyncio.timeout(5):
+            while sum(files._sending.values()) < MAX_DOWNLOADS_PER_REQUEST:
+                await asyncio.sleep(0.02)
+        newcomer, w = await asyncio.open_connection("127.0.0.1", port)
+        assert await closed_by_server(newcomer, timeout=1)
+        assert files.dropped == 1
+        assert sum(files._sending.values()) == MAX_DOWNLOADS_PER_REQUEST
+        w.close()
+        for s in stalled:
+            s.close()

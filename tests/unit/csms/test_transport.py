@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from csms.transport import _Tally, source_of
+from csms.transport import Tally, source_of
 
 
 @pytest.mark.parametrize(("peer", "source"), [
@@ -26,7 +26,7 @@ def test_sources_are_ipv4_addresses_and_ipv6_slash_64s(peer: object, source: str
 
 
 def test_the_tally_knows_who_holds_the_most() -> None:
-    tally = _Tally()
+    tally = Tally()
     assert tally.most() is None
     for _ in range(3):
         tally.add("a", 1)
@@ -44,7 +44,7 @@ def test_the_tally_knows_who_holds_the_most() -> None:
 
 def test_the_tally_agrees_with_counting_by_hand() -> None:
     rng = random.Random(7)
-    tally = _Tally()
+    tally = Tally()
     counts: dict[str, int] = {}
     for _ in range(20_000):
         key = rng.choice("abcdefgh")
