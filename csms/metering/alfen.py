@@ -85,12 +85,12 @@ def record_text(signed: Any) -> str | None:
     value = signed.get("signedData", signed.get("signedMeterData"))
     if not isinstance(value, str):
         return None
-    text = value.strip()
+    text = ocmf.strip_blanks(value)
     if is_alfen(text):
         return text
     if "signedMeterData" in signed and "signedData" not in signed:
         try:
-            decoded = base64.b64decode(text, validate=True).decode("ascii").strip()
+            decoded = ocmf.strip_blanks(base64.b64decode(text, validate=True).decode("ascii"))
         except (binascii.Error, ValueError, UnicodeDecodeError):
             return None
         return decoded if is_alfen(decoded) else None
@@ -114,7 +114,7 @@ def _le(data: bytes) -> int:
 
 def parse(text: str) -> AlfenRecord:
     """Read a record; :class:`ocmf.OcmfError` when it is not one."""
-    fields = text.strip().split(";")
+    fields = ocmf.strip_blanks(text).split(";")
     if len(fields) == 7 and fields[6] == "":
         fields = fields[:6]
     if len(fields) != 6:
@@ -142,7 +142,7 @@ def parse(text: str) -> AlfenRecord:
     if uid_text is not None and not uid_text.isprintable():
         uid_text = uid.hex().upper()
     return AlfenRecord(
-        text=text.strip(), tx=_TYPES[kind], key=key, dataset=data, signature=signature,
+        text=ocmf.strip_blanks(text), tx=_TYPES[kind], key=key, dataset=data, signature=signature,
         meter_id=data[16:26].hex().upper(), status_word=_le(data[26:30]),
         time=datetime.fromtimestamp(_le(data[34:38]), UTC).isoformat(),
         obis=f"{a}-{b}:{c}.{d}.{e}*{f}", unit=data[44],
@@ -185,7 +185,7 @@ def key_der(point: bytes) -> str:
 def check_record(text: str, pinned_key: str | None) -> ocmf.CheckedContainer:
     """Verify one record against the station's pinned meter key (else the record's own,
     which the caller pins), as ``ocmf.check_container`` does for OCMF."""
-    result = ocmf.CheckedContainer(ocmf.MALFORMED, "", text.strip(), pinned_key)
+    result = ocmf.CheckedContainer(ocmf.MALFORMED, "", ocmf.strip_blanks(text), pinned_key)
     try:
         record = parse(text)
         reading = _reading(record)

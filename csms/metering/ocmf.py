@@ -66,6 +66,7 @@ __all__ = [
     "normalize_key",
     "reconcile",
     "register_kind",
+    "strip_blanks",
     "unwrap",
 ]
 
@@ -155,6 +156,27 @@ class CheckedContainer:
 # -- keys ----------------------------------------------------------------------------------
 _CURVE_BY_COORD: dict[int, Callable[[], ec.EllipticCurve]] = {
     32: ec.SECP256R1, 48: ec.SECP384R1, 66: ec.SECP521R1, 24: ec.SECP192R1}
+# What surrounds a record, a key or a signature and is no part of it: space, tab, CR and LF
+# only. str.strip() takes more characters for whitespace (\x1c-\x1f, \x85, ...) and the
+# receipt page's JavaScript others (\ufeff), which a station could put outside the signed
+# bytes to have its records verify under one verifier and fail under the other.
+BLANKS = " \t\r\n"
+_HEX = re.compile(r"(?:[0-9a-fA-F]{2})*")
+_PEM = re.compile(r"-----BEGIN [^-]+-----[A-Za-z0-9+/= \t\r\n]*-----END [^-]+-----")
+
+
+def strip_blanks(text: str) -> str:
+    """``text`` without the space, tab, CR and LF around it (nothing else)."""
+    return text.strip(BLANKS)
+
+
+def _hex(text: str) -> bytes:
+    """Hex digits in pairs, nothing else (bytes.fromhex would skip whitespace)."""
+    if _HEX.fullmatch(text) is None:
+        raise ValueError("not hex")
+    return bytes.fromhex(text)
+
+
 _KEY_FIELDS = ("UK", "publicKey", "PublicKey", "public_key", "key", "PK")
 
 
@@ -212,7 +234,7 @@ def normalize_key(text: str, curve: ec.EllipticCurve | None = None) -> str:
     is on (the container's ``SA``), else its size decides (32-byte coordinates: P-256).
     Raises :class:`OcmfError` when it is not an EC key.
     """
-    raw = text.strip()
+    raw = strip_blanks(text)
     if raw.startswith("{"):
         try:
             obj = _json(raw)
@@ -224,6 +246,8 @@ def normalize_key(text: str, curve: ec.EllipticCurve | None = None) -> str:
             raise OcmfError("no key field (UK, publicKey...) in the JSON meter key")
         return normalize_key(inner, curve)
     if raw.startswith("-----BEGIN"):
+        if _PEM.fullmatch(raw) is None:  # other characters OpenSSL would skip, or not
+            raise OcmfError("not a PEM public key: only base64 between its lines")
         try:
             key = serialization.load_pem_public_key(raw.encode())
         except ValueError as exc:
@@ -231,7 +255,7 @@ def normalize_key(text: str, curve: ec.EllipticCurve | None = None) -> str:
         if not isinstance(key, ec.EllipticCurvePublicKey):
             raise OcmfError("OCMF meter keys are elliptic-curve keys")
         return _der(key).hex()
-    compact = "".join(raw.split())
+    compact = re.sub("[" + BLANKS + "]+", "", raw)
     if not compact:
         raise OcmfError("a meter key is hex or base64 DER, PEM or a raw EC point")
     alfen_key = _base32_point(compact)
@@ -239,7 +263,7 @@ def normalize_key(text: str, curve: ec.EllipticCurve | None = None) -> str:
         return alfen_key
     data: bytes
     try:
-        data = bytes.fromhex(compact)
+        data = _hex(compact)
     except ValueError:
         try:
             data = base64.b64decode(compact, validate=True)
@@ -266,17 +290,18 @@ def normalize_key(text: str, curve: ec.EllipticCurve | None = None) -> str:
 
 # -- containers ----------------------------------------------------------------------------
 def _container_text(data: str) -> str:
-    text = data.strip()
-    if text.startswith("OCMF|"):
-        return text
-    try:
-        decoded = base64.b64decode(text, validate=True).decode("utf-8")
-    except (binascii.Error, ValueError, UnicodeDecodeError):
-        raise OcmfError("signed meter data is neither an OCMF container nor base64 of one")\
-            from None
-    if not decoded.startswith("OCMF|"):
-        raise OcmfError("signed meter data is not an OCMF container")
-    return decoded
+    text = strip_blanks(data)
+    if not text.startswith("OCMF|"):
+        try:
+            text = base64.b64decode(text, validate=True).decode("utf-8")
+        except (binascii.Error, ValueError, UnicodeDecodeError):
+            raise OcmfError("signed meter data is neither an OCMF container nor base64 of"
+                            " one") from None
+        if not text.startswith("OCMF|"):
+            raise OcmfError("signed meter data is not an OCMF container")
+    if strip_blanks(text) != text.strip():  # pyocmf would strip them, the page would not
+        raise OcmfError("the OCMF container ends in a character that is no part of it")
+    return text
 
 
 def unwrap(signed: dict[str, Any]) -> Unwrapped:
@@ -286,7 +311,7 @@ def unwrap(signed: dict[str, Any]) -> Unwrapped:
     if not isinstance(signed, dict):
         raise OcmfError("signed meter data is not an object")
     if "signedData" in signed:  # 1.6: the SampledValue's value, kept verbatim
-        value = str(signed["signedData"]).strip()
+        value = strip_blanks(str(signed["signedData"]))
         if value.startswith("{"):
             try:
                 obj = _json(value)
@@ -308,7 +333,7 @@ def unwrap(signed: dict[str, Any]) -> Unwrapped:
     method = obj.get("signingMethod")
     return Unwrapped(
         _container_text(data),
-        key.strip() if isinstance(key, str) and key.strip() else None,
+        strip_blanks(key) if isinstance(key, str) and strip_blanks(key) else None,
         method if isinstance(method, str) else None,
     )
 
@@ -320,7 +345,7 @@ def _resolution(value: Decimal, factor: Decimal) -> Decimal:
     return step * factor
 
 
-_OBIS = re.compile(r"\s*(\w+)-(\w+):(\w+)\.(\w+)(?:\.(\w+))?(?:[.*]\w+)*\s*")
+_OBIS = re.compile(r"[ \t\r\n]*(\w+)-(\w+):(\w+)\.(\w+)(?:\.(\w+))?(?:[.*]\w+)*[ \t\r\n]*")
 
 
 def register_kind(register: str | None) -> str:
@@ -518,8 +543,8 @@ def _signature_bytes(signature: Any, public: ec.EllipticCurvePublicKey) -> bytes
     """The DER signature: SD as hex (default) or base64 (SE), DER or raw r || s."""
     encoding = str(getattr(signature.SE, "value", signature.SE) or "hex").lower()
     try:
-        sd = str(signature.SD).strip()
-        raw = base64.b64decode(sd, validate=True) if encoding == "base64" else bytes.fromhex(sd)
+        sd = strip_blanks(str(signature.SD))
+        raw = base64.b64decode(sd, validate=True) if encoding == "base64" else _hex(sd)
     except (binascii.Error, ValueError):
         raise OcmfError(f"signature data is not {encoding}") from None
     size = (public.curve.key_size + 7) // 8
@@ -675,10 +700,10 @@ def _register_key(register: str | None) -> tuple[Any, ...]:
         return (None,)
     m = _OBIS.fullmatch(register)
     if m is None:
-        return ("text", register.strip())
+        return ("text", strip_blanks(register))
     groups = tuple(int(g) if g is not None and g.isascii() and g.isdigit() else g
                    for g in m.groups())
-    suffix = register.strip()[m.end(5) if m.group(5) is not None else m.end(4):]
+    suffix = strip_blanks(register)[m.end(5) if m.group(5) is not None else m.end(4):]
     return ("obis", *groups, suffix)
 
 
@@ -690,7 +715,7 @@ def _is_total_import(register: str | None) -> bool:
     if m is None or register_kind(register) != IMPORT:
         return False
     e = m.group(5)
-    suffix = register.strip()[m.end(5):] if e is not None else ""
+    suffix = strip_blanks(register)[m.end(5):] if e is not None else ""
     return e is not None and e.isdigit() and int(e) == 0 \
         and suffix.lstrip(".*").upper() in ("", "255", "FF")
 

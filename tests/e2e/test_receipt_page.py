@@ -387,7 +387,7 @@ def _offline_receipt(samples: list[dict[str, Any]], *, start: str, stop: str,
     import math
 
     from csms.domain.tariff import Tariff, price_minor
-    from settlement.records import chunk_digest, entry_of, samples_hash
+    from settlement.records import samples_hash
 
     duration = math.ceil((stopped - started).total_seconds())
     energy = int((Decimal(stop) - Decimal(start)).quantize(Decimal(1)))
@@ -410,6 +410,15 @@ def _offline_receipt(samples: list[dict[str, Any]], *, start: str, stop: str,
     if any(x["signed"] for x in samples):
         record["meter_public_key"] = key
     record.update(fields)
+    return _sealed(record, samples)
+
+
+def _sealed(record: dict[str, Any], samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """The receipt of ``record`` and its ``samples``, its samples hash, entry and chunk
+    digest computed."""
+    from settlement.records import chunk_digest, entry_of, samples_hash
+
+    record = {**record, "samples_hash": "0x" + samples_hash(samples).hex()}
     rhash, packed = entry_of(record, 0)
     return {
         "voltledger_receipt": 2, "what_it_proves": "", "record": record, "samples": samples,
@@ -420,6 +429,15 @@ def _offline_receipt(samples: list[dict[str, Any]], *, start: str, stop: str,
         "chain": {"chain_id": CHAIN_ID, "contract": CONTRACT, "tx_hash": "0x" + "11" * 32,
                   "block_number": 1, "rpc_hint": None},
     }
+
+
+def _resigned_data(receipt: dict[str, Any], change: Callable[[dict[str, Any]], None],
+                   *, sample: int = 0) -> dict[str, Any]:
+    """``receipt`` with ``change`` made to one sample's signed object (outside what the
+    meter signed), its hashes computed again: the receipt a station sending it gets."""
+    samples = copy.deepcopy(receipt["samples"])
+    change(samples[sample]["signed"])
+    return _sealed(receipt["record"], samples)
 
 
 def _real_meter(containers: list[dict[str, Any]], key: str | None, *, offset: int = 0,
@@ -657,17 +675,88 @@ def _alfen_cases() -> list[tuple[str, dict[str, Any]]]:
     der = key.public_key().public_bytes(serialization.Encoding.DER,
                                         serialization.PublicFormat.SubjectPublicKeyInfo).hex()
 
-    def generated(begin: dict[str, int], end: dict[str, int]) -> dict[str, Any]:
+    def generated(begin: dict[str, int], end: dict[str, int],
+                  after: dict[str, int] | None = None) -> dict[str, Any]:
+        """``after``: a further end record (a page later)."""
         b = {"wh": 111133, "at": 1577957836, "page": 171, **begin}
         e = {"wh": 111271, "at": 1577958035, "page": 172, **end}
-        return _real_meter([{"signedData": signed_record(key, "0", **b)},
-                            {"signedData": signed_record(key, "1", **e)}], der)
+        records = [signed_record(key, "0", **b), signed_record(key, "1", **e)]
+        if after is not None:
+            records.append(signed_record(key, "1", **{**e, "page": 173, **after}))
+        return _real_meter([{"signedData": record} for record in records], der)
 
     return [*cases,
             ("Alfen, a test key's honest pair", generated({}, {})),
             ("Alfen begin larger than the end", generated({"wh": 111300}, {})),
             ("Alfen readings of two meter sessions", generated({"session": 86}, {})),
-            ("Alfen end with an adapter error", generated({}, {"status": 1 << 31}))]
+            ("Alfen end with an adapter error", generated({}, {"status": 1 << 31})),
+            # a value of 8 bytes is scaled before it is bounded: 10^19 times 10^-5 is
+            # 10^14 Wh, times 10^-4 the largest reading a register shows, times 10^-3 (a
+            # further end record) none
+            *[(f"Alfen readings up to 10^19 Wh times 10^{scalar}",
+               generated({"wh": 10**19 - 138 * 10**-scalar, "scalar": scalar},
+                         {"wh": 10**19, "scalar": scalar}))
+              for scalar in (-5, -4)],
+            ("Alfen end reading of 10^19 Wh times 10^-3",
+             generated({}, {}, {"wh": 10**19, "scalar": -3}))]
+
+
+def _blank_cases() -> list[tuple[str, dict[str, Any]]]:
+    """Signed data, a key in the message, with characters around them (outside what the
+    meter signed): space, tab, CR and LF are no part of a record, key or signature to either
+    verifier; any other character, whitespace to Python (\\x1c, \\x85) or to JavaScript
+    (\\ufeff), is part of it to both."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from support.alfen_vectors import SIM_BEGIN, SIM_END, SIM_KEY
+
+    def p256() -> _Meter:
+        return _Meter(ec.SECP256R1(), "ECDSA-secp256r1-SHA256")
+
+    v16 = _generated(p256())
+    v201 = _generated(p256(), pin=None, message="der", wrap="v201")
+    alfen16 = _real_meter([{"signedData": SIM_BEGIN}, {"signedData": SIM_END}], SIM_KEY)
+    alfen201 = _real_meter([{"signedMeterData": base64.b64encode(SIM_BEGIN.encode()).decode()},
+                            {"signedData": SIM_END}], SIM_KEY)
+
+    def around(field: str, before: str, after: str = "",
+               inside: bool = False) -> Callable[[dict[str, Any]], None]:
+        def change(signed: dict[str, Any]) -> None:
+            if inside:  # in the base64 text of a 2.0.1 signedMeterData
+                text = base64.b64decode(signed[field]).decode()
+                signed[field] = base64.b64encode((before + text + after).encode()).decode()
+            else:
+                signed[field] = before + signed[field] + after
+        return change
+
+    cases: list[tuple[str, dict[str, Any]]] = []
+    for label, chars in BLANKS.items():
+        cases += [
+            (f"OCMF 1.6 record, {label} before it",
+             _resigned_data(v16, around("signedData", chars))),
+            (f"OCMF 1.6 record, {label} after it",
+             _resigned_data(v16, around("signedData", "", chars))),
+            (f"OCMF 2.0.1 record, {label} before it",
+             _resigned_data(v201, around("signedMeterData", chars))),
+            (f"OCMF 2.0.1 record, {label} after it in its base64",
+             _resigned_data(v201, around("signedMeterData", "", chars, inside=True))),
+            (f"OCMF 2.0.1 key, {label} before it",
+             _resigned_data(v201, around("publicKey", chars))),
+            (f"Alfen 1.6 record, {label} before it",
+             _resigned_data(alfen16, around("signedData", chars))),
+            (f"Alfen 1.6 record, {label} after it",
+             _resigned_data(alfen16, around("signedData", "", chars))),
+            (f"Alfen 2.0.1 record, {label} before it",
+             _resigned_data(alfen201, around("signedMeterData", chars))),
+            (f"Alfen 2.0.1 record, {label} before it in its base64",
+             _resigned_data(alfen201, around("signedMeterData", chars, inside=True))),
+        ]
+    return cases
+
+
+# characters around signed data: no part of it (space, tab, CR, LF), part of it (the rest)
+BLANKS = {"space, tab, CR and LF": " \t\r\n", "\\x1c": "\x1c", "\\x85": "\x85",
+          "\\ufeff": "\ufeff", "\\x0b": "\x0b"}
 
 
 def _vector_cases() -> list[tuple[str, dict[str, Any]]]:
@@ -704,6 +793,7 @@ def _vector_cases() -> list[tuple[str, dict[str, Any]]]:
                      offset=50_000)),
         ("KEBA P30 (2.0.1, key in the message)", _real_meter([p30], None)),
         *_alfen_cases(),
+        *_blank_cases(),
     ]
     for sa, curve in (("secp256r1", ec.SECP256R1()), ("secp384r1", ec.SECP384R1()),
                       ("secp521r1", ec.SECP521R1()), ("secp256k1", ec.SECP256K1()),
@@ -784,6 +874,14 @@ def _vector_cases() -> list[tuple[str, dict[str, Any]]]:
                             ("2e12", "2e12"), ("NaN", "NaN"), ("Infinity", "Infinity"))],
         ("the begin code written with spaces (TX \" B \")",
          _generated(p256(), spell=lambda t: t.replace('"TX":"B"', '"TX":" B "'))),
+        # pyocmf strips TX with str.strip(): Python's whitespace, not JavaScript's trim()'s
+        ("the begin code written with \\x1c and \\x85 (TX)",
+         _generated(p256(), spell=lambda t: t.replace('"TX":"B"', '"TX":"\\u001cB\\u0085"'))),
+        ("the begin code written with \\ufeff (TX)",
+         _generated(p256(), spell=lambda t: t.replace('"TX":"B"', '"TX":"\\ufeffB"'))),
+        # a reading's value in text is read as Python's Decimal() reads it (str.strip())
+        ("a begin reading written with \\x1c (RV)",
+         _generated(p256(), spell=_rv("10.0", '"\\u001c10.0\\u000b"'))),
         ("a current type (RT) that is not text",
          _generated(p256(), spell=lambda t: t.replace('"RT":"AC"', '"RT":1'))),
         ("the reading's value twice (RV)", _generated(p256(), spell=_rv("10.0", '9.0,"RV":10.0'))),
@@ -927,6 +1025,19 @@ def _assert_vector_verdicts(by_name: dict[str, dict[str, Any]]) -> None:
                  "Alfen, a test key's honest pair"):
         assert by_name[name]["status"] == "UNVERIFIED" and not by_name[name]["failed"], name
         assert proven in by_name[name]["proves"], name
+    # space, tab, CR and LF around signed data are no part of it, any other character is
+    for name, _ in _blank_cases():
+        want = ("UNVERIFIED", set()) if "space, tab, CR and LF" in name \
+            else ("INVALID", {"meter signature 1"})
+        assert (by_name[name]["status"], by_name[name]["failed"]) == want, name
+        assert (proven in by_name[name]["proves"]) == (want[0] == "UNVERIFIED"), name
+    # an Alfen value scaled, then bounded (10^15 Wh, what a register shows at most)
+    for name in ("Alfen readings up to 10^19 Wh times 10^-5",
+                 "Alfen readings up to 10^19 Wh times 10^-4"):
+        assert by_name[name]["status"] == "UNVERIFIED" and not by_name[name]["failed"], name
+        assert proven in by_name[name]["proves"], name
+    assert by_name["Alfen end reading of 10^19 Wh times 10^-3"]["failed"] == {
+        "meter signature 3"}
     # readings no meter signs, in a unit that is not energy's, a payload with a key twice:
     # the container is unreadable, its readings are not billed
     for name in ("an import register in 'mWh'", "an import register in 'MWh'",

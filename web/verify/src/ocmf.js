@@ -207,11 +207,29 @@ function rawPoint(raw, curve) {
   }
 }
 
+// What surrounds a record, a key or a signature and is no part of it: space, tab, CR and
+// LF only (BLANKS of csms/metering/ocmf.py). trim() takes more characters for whitespace
+// (\ufeff) and Python's str.strip() others (\x1c-\x1f, \x85), which a station could put
+// outside the signed bytes to have its records verify under one verifier only.
+const BLANKS_AROUND = /^[ \t\r\n]+|[ \t\r\n]+$/g;
+const BLANKS = /[ \t\r\n]+/g;
+const PEM = /^-----BEGIN [^-]+-----[A-Za-z0-9+/= \t\r\n]*-----END [^-]+-----$/;
+
+/** strip_blanks(): the text without the space, tab, CR and LF around it (nothing else). */
+export function stripBlanks(text) {
+  return text.replace(BLANKS_AROUND, "");
+}
+
+// Python's str.strip() (what pyocmf strips a container and a TX code with)
+const PY_SPACE = "\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000";
+const PY_SPACE_AROUND = new RegExp(`^[${PY_SPACE}]+|[${PY_SPACE}]+$`, "g");
+const pyStrip = (text) => text.replace(PY_SPACE_AROUND, "");
+
 const KEY_FIELDS = ["UK", "publicKey", "PublicKey", "public_key", "key", "PK"];
 
 /** A meter public key as lowercase hex DER (normalize_key). */
 export function normalizeKey(text, curve = null) {
-  const raw = text.trim();
+  const raw = stripBlanks(text);
   if (raw.startsWith("{")) {
     let obj;
     try {
@@ -224,7 +242,8 @@ export function normalizeKey(text, curve = null) {
     return normalizeKey(inner, curve);
   }
   if (raw.startsWith("-----BEGIN")) {
-    const body = raw.replace(/-----[^-]+-----/g, "").replace(/\s+/g, "");
+    if (!PEM.test(raw)) throw new OcmfError("not a PEM public key: only base64 between its lines");
+    const body = raw.replace(/-----[^-]+-----/g, "").replace(BLANKS, "");
     let der;
     try {
       der = fromBase64(body);
@@ -235,7 +254,7 @@ export function normalizeKey(text, curve = null) {
     }
     return hex(der);
   }
-  const compact = raw.replace(/\s+/g, "");
+  const compact = raw.replace(BLANKS, "");
   const message = "a meter key is hex or base64 DER, PEM or a raw EC point";
   if (!compact) throw new OcmfError(message);
   let data;
@@ -270,16 +289,19 @@ export function normalizeKey(text, curve = null) {
 
 // -- containers --------------------------------------------------------------------------
 function containerText(data) {
-  const text = data.trim();
-  if (text.startsWith("OCMF|")) return text;
-  let decoded;
-  try {
-    decoded = utf8(fromBase64(text));
-  } catch {
-    throw new OcmfError("signed meter data is neither an OCMF container nor base64 of one");
+  let text = stripBlanks(data);
+  if (!text.startsWith("OCMF|")) {
+    try {
+      text = utf8(fromBase64(text));
+    } catch {
+      throw new OcmfError("signed meter data is neither an OCMF container nor base64 of one");
+    }
+    if (!text.startsWith("OCMF|")) throw new OcmfError("signed meter data is not an OCMF container");
   }
-  if (!decoded.startsWith("OCMF|")) throw new OcmfError("signed meter data is not an OCMF container");
-  return decoded;
+  if (stripBlanks(text) !== pyStrip(text)) { // pyocmf would strip them, JSON.parse would not
+    throw new OcmfError("the OCMF container ends in a character that is no part of it");
+  }
+  return text;
 }
 
 /** The container, the key text and the signing method of a sample's `signed` object. */
@@ -287,7 +309,7 @@ export function unwrap(signed) {
   let obj;
   if (!isDict(signed)) throw new OcmfError("signed meter data is not an object");
   if ("signedData" in signed) {
-    const value = str(signed.signedData).trim();
+    const value = stripBlanks(str(signed.signedData));
     if (value.startsWith("{")) {
       try {
         obj = parse(value);
@@ -311,12 +333,12 @@ export function unwrap(signed) {
   const method = obj.signingMethod;
   return {
     container: containerText(data),
-    publicKey: typeof key === "string" && key.trim() ? key.trim() : null,
+    publicKey: typeof key === "string" && stripBlanks(key) ? stripBlanks(key) : null,
     signingMethod: typeof method === "string" ? method : null,
   };
 }
 
-const OBIS = /^\s*([\p{L}\p{N}_]+)-([\p{L}\p{N}_]+):([\p{L}\p{N}_]+)\.([\p{L}\p{N}_]+)(?:\.([\p{L}\p{N}_]+))?(?:[.*][\p{L}\p{N}_]+)*\s*$/u;
+const OBIS = /^[ \t\r\n]*([\p{L}\p{N}_]+)-([\p{L}\p{N}_]+):([\p{L}\p{N}_]+)\.([\p{L}\p{N}_]+)(?:\.([\p{L}\p{N}_]+))?(?:[.*][\p{L}\p{N}_]+)*[ \t\r\n]*$/u;
 
 /** import (OBIS 1-x:1.8.x), export (1-x:2.8.x) or other; no RI: import. */
 export function registerKind(register) {
@@ -334,7 +356,7 @@ export function registerKind(register) {
 function decimalOf(value) {
   if (typeof value === "bigint") return Dec.fromInt(value);
   if (value instanceof PyFloat) return Dec.parse(value.literal ?? str(value));
-  return Dec.parse(str(value).trim());
+  return Dec.parse(str(value)); // strips as Decimal() does
 }
 
 // OCMF's energy units (RU), read in any case ("KWH" is a kilowatt-hour; "mWh" and "MWh",
@@ -346,13 +368,15 @@ const MAX_REGISTER_WH = Dec.fromInt(10n ** 15n);
 /** A reading in Wh; OcmfError for a number no energy register shows (negative, beyond any
  * meter, not finite). */
 function energy(value, factor) {
-  // beyond 10^18 the product is not computed (an exponent of 999999 makes a BigInt of
+  // the value scaled first (an Alfen value of 10^19 times 10^-5 is 10^14 Wh), then bounded;
+  // a product of 10^16 or more is not compared (an exponent of 999999 makes a BigInt of
   // millions of digits; Python's context overflows there)
-  const digits = value.isFinite() ? value.coef.toString().length : 0;
-  const readable = value.isFinite() && (value.isZero() || (value.sign === 0
-    && value.exp + digits - 1 <= 18 && value.mul(factor).cmp(MAX_REGISTER_WH) <= 0));
+  const wh = value.isFinite() ? value.mul(factor) : null;
+  const adjusted = wh === null ? 0 : wh.exp + wh.coef.toString().length - 1;
+  const readable = wh !== null && (wh.isZero() || (wh.sign === 0
+    && (adjusted < 15 || (adjusted === 15 && wh.cmp(MAX_REGISTER_WH) <= 0))));
   if (!readable) throw new OcmfError(`the reading ${value} is no energy register reading`);
-  return value.mul(factor);
+  return wh;
 }
 
 // OCMF: a reading without these inherits them from the reading before it (pyocmf's
@@ -384,7 +408,8 @@ function readings(payload) {
     for (const name of INHERITED) if (name in item) last[name] = item[name];
     if (typeof item.TM !== "string") throw new OcmfError("the reading's time (TM) must be a string");
     const tm = item.TM;
-    const tx = textField(item, "TX")?.trim() ?? null; // pyocmf strips TX
+    const code = textField(item, "TX");
+    const tx = code === null ? null : pyStrip(code); // pyocmf strips TX (with str.strip())
     const register = textField(item, "RI");
     const status = textField(item, "ST");
     const flags = textField(item, "EF");
@@ -528,14 +553,14 @@ export function alfenRecordText(signed) {
   if (!isDict(signed)) return null;
   const value = "signedData" in signed ? signed.signedData : signed.signedMeterData;
   if (typeof value !== "string") return null;
-  const text = value.trim();
+  const text = stripBlanks(value);
   if (text.startsWith("AP;")) return text;
   if ("signedMeterData" in signed && !("signedData" in signed)) {
     let decoded;
     try {
       const raw = fromBase64(text);
       if (raw.some((b) => b > 0x7f)) return null;
-      decoded = String.fromCharCode(...raw).trim();
+      decoded = stripBlanks(String.fromCharCode(...raw));
     } catch {
       return null;
     }
@@ -560,7 +585,7 @@ function alfenField(text, name) {
 
 /** parse(): the record read, not verified; OcmfError when it is not one. */
 function parseAlfen(text) {
-  let fields = text.trim().split(";");
+  let fields = stripBlanks(text).split(";");
   if (fields.length === 7 && fields[6] === "") fields = fields.slice(0, 6);
   if (fields.length !== 6) {
     throw new OcmfError(`an Alfen record has 6 fields separated by ';', not ${fields.length}`);
@@ -717,7 +742,7 @@ async function verifyPayload(payload, signature, keyHex, alg) {
   const encoding = str(signature.SE ?? "hex").toLowerCase() || "hex";
   let raw;
   try {
-    const sd = str(signature.SD).trim();
+    const sd = stripBlanks(str(signature.SD));
     raw = encoding === "base64" ? fromBase64(sd) : fromHex(sd);
   } catch {
     throw new OcmfError(`signature data is not ${encoding}`);
@@ -823,10 +848,10 @@ const isDigits = (g) => g !== undefined && /^\d+$/.test(g);
 function registerKey(register) {
   if (register === null) return "[null]";
   const m = OBIS_AT.exec(register);
-  if (!m) return JSON.stringify(["text", register.trim()]);
+  if (!m) return JSON.stringify(["text", stripBlanks(register)]);
   const groups = m.slice(1, 6).map((g) => (g === undefined ? null
     : isDigits(g) ? { n: BigInt(g).toString() } : g));
-  const suffix = register.trim().slice(m.indices[m[5] !== undefined ? 5 : 4][1]);
+  const suffix = stripBlanks(register).slice(m.indices[m[5] !== undefined ? 5 : 4][1]);
   return JSON.stringify(["obis", ...groups, suffix]);
 }
 
@@ -836,7 +861,7 @@ function isTotalImport(register) {
   const m = OBIS_AT.exec(register);
   if (!m || registerKind(register) !== "import") return false;
   const e = m[5];
-  const suffix = e !== undefined ? register.trim().slice(m.indices[5][1]) : "";
+  const suffix = e !== undefined ? stripBlanks(register).slice(m.indices[5][1]) : "";
   return isDigits(e) && BigInt(e) === 0n
     && ["", "255", "FF"].includes(suffix.replace(/^[.*]+/, "").toUpperCase());
 }

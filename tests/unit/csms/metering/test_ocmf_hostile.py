@@ -4,6 +4,7 @@ with a test key; real meters' records for what must still pass)."""
 
 from __future__ import annotations
 
+import base64
 import json
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -17,12 +18,15 @@ from csms.metering.ocmf import (
     INVALID,
     MALFORMED,
     VERIFIED,
+    OcmfError,
     SignedReading,
     check_container,
     foreign,
     normalize_key,
     reconcile,
+    strip_blanks,
 )
+from support.alfen_vectors import SIM_BEGIN, SIM_KEY
 from support.ocmf_vectors import DZG_BEGIN, DZG_END, DZG_KEY, ISKRA, ISKRA_KEY, KEBA, KEBA_KEY
 
 KEY = ec.generate_private_key(ec.SECP256R1())
@@ -279,3 +283,81 @@ def test_the_largest_reading_is_the_energy_modules() -> None:
     from csms.metering import ocmf
 
     assert ocmf.MAX_REGISTER_WH == MAX_REGISTER_WH
+
+
+# Around a record, a key or a signature (outside what the meter signed) space, tab, CR and
+# LF are no part of it; any other character is, though str.strip() takes some of them for
+# whitespace and the receipt page's JavaScript others: a station would have its records
+# verify under one verifier and fail under the other.
+BLANK_AROUND = [" ", "\t", "\r\n", " \t\r\n "]
+ODD_AROUND = ["\x1c", "\x1d", "\x1e", "\x1f", "\x0b", "\x0c", "\x85", "\xa0", "\u2028",
+              "\u3000", "\ufeff"]
+
+
+def _wrapped_forms(container: str, around: str) -> list[dict[str, Any]]:
+    """The container as a 1.6 SignedData value and a 2.0.1 signedMeterData (its base64)
+    with ``around`` on either side."""
+    b64 = base64.b64encode(container.encode()).decode()
+    return [{"signedData": around + container}, {"signedData": container + around},
+            {"signedMeterData": around + b64}, {"signedMeterData": b64 + around}]
+
+
+def _alfen_forms(record: str, around: str) -> list[dict[str, Any]]:
+    forms = _wrapped_forms(record, around)
+    if around.isascii():  # inside the base64 of a 2.0.1 signedMeterData too
+        forms += [{"signedMeterData": base64.b64encode((around + record).encode()).decode()},
+                  {"signedMeterData": base64.b64encode((record + around).encode()).decode()}]
+    return forms
+
+
+@pytest.mark.parametrize("around", BLANK_AROUND)
+def test_space_tab_cr_and_lf_around_signed_data_are_no_part_of_it(around: str) -> None:
+    container = signed(payload(rd("B", "12")))
+    for form in _wrapped_forms(container, around):
+        assert check_container(form, KEY_HEX).status == VERIFIED, form
+    for form in _alfen_forms(SIM_BEGIN, around):
+        assert check_container(form, normalize_key(SIM_KEY)).status == VERIFIED, form
+    b64 = base64.b64encode(container.encode()).decode()
+    in_message = {"signedMeterData": b64, "publicKey": around + KEY_HEX + around}
+    assert check_container(in_message, None).status == VERIFIED
+    assert normalize_key(around + KEY_HEX + around) == KEY_HEX
+    assert strip_blanks(around + "AP;x" + around) == "AP;x"
+
+
+@pytest.mark.parametrize("around", ODD_AROUND)
+def test_any_other_character_around_signed_data_makes_it_unreadable(around: str) -> None:
+    container = signed(payload(rd("B", "12")))
+    for form in _wrapped_forms(container, around):
+        assert check_container(form, KEY_HEX).status == MALFORMED, form
+    for form in _alfen_forms(SIM_BEGIN, around):
+        assert check_container(form, normalize_key(SIM_KEY)).status == MALFORMED, form
+    b64 = base64.b64encode(container.encode()).decode()
+    for key in (around + KEY_HEX, KEY_HEX + around):
+        assert check_container({"signedMeterData": b64, "publicKey": key}, None).status \
+            != VERIFIED, repr(key)
+        with pytest.raises(OcmfError):
+            normalize_key(key)
+    assert strip_blanks(around + "AP;x" + around) == around + "AP;x" + around
+
+
+@pytest.mark.parametrize("inside", [" ", "\x0b", "\x1c", "\ufeff"])
+def test_a_hex_signature_or_key_is_hex_digits_only(inside: str) -> None:
+    """bytes.fromhex() skips whitespace between the bytes, the page's hex reader does not."""
+    container = signed(payload(rd("B", "12")))
+    sd = container.index('"SD":"') + len('"SD":"') + 8
+    spaced = container[:sd] + json.dumps(inside)[1:-1] + container[sd:]
+    assert check(spaced).status == INVALID
+    if inside != " ":  # a space between the bytes of a key is a blank, as in its lines
+        with pytest.raises(OcmfError):
+            normalize_key(KEY_HEX[:8] + inside + KEY_HEX[8:])
+
+
+@pytest.mark.parametrize(("after", "status"), [("\n", VERIFIED), (" \t\r\n", VERIFIED),
+                                               ("\x1c", MALFORMED), ("\n\x85", MALFORMED),
+                                               ("\u3000", MALFORMED)])
+def test_what_follows_a_container_in_its_base64(after: str, status: str) -> None:
+    """pyocmf strips a container with str.strip(), the page reads its last section as JSON
+    (which allows space, tab, CR and LF after it): only those may follow it."""
+    container = signed(payload(rd("B", "12")))
+    b64 = base64.b64encode((container + after).encode()).decode()
+    assert check_container({"signedMeterData": b64}, KEY_HEX).status == status
