@@ -57,7 +57,7 @@ import itertools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import ROUND_HALF_EVEN, Decimal, localcontext
+from decimal import ROUND_HALF_EVEN, Context, Decimal, getcontext, localcontext
 from typing import Any, ParamSpec, TypeVar
 
 from csms.domain.model import MeterSample
@@ -114,11 +114,25 @@ _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
 
+_TRAPS = DECIMALS.traps
+
+
+def _pinned(context: Context) -> bool:
+    """Whether ``context`` computes as :data:`~csms.domain.tariff.DECIMALS` does (a
+    thread's default context does): then no context of its own is needed (entering one
+    costs more than this look)."""
+    return (context.prec == DECIMALS.prec and context.rounding == DECIMALS.rounding
+            and context.Emax == DECIMALS.Emax and context.Emin == DECIMALS.Emin
+            and context.clamp == DECIMALS.clamp and context.traps == _TRAPS)
+
+
 def _in_decimals(fn: Callable[_P, _R]) -> Callable[_P, _R]:
     """``fn`` computed in :data:`~csms.domain.tariff.DECIMALS`, whatever the thread's
     context (see the module's docstring)."""
     @functools.wraps(fn)
     def pinned(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        if _pinned(getcontext()):
+            return fn(*args, **kwargs)
         with localcontext(DECIMALS):
             return fn(*args, **kwargs)
     return pinned
@@ -379,21 +393,23 @@ def energy_of(
             flags.append("meter_stop_missing")
         return EnergyResult(start, stop, 0, flags, start_source, stop_source, found.decrease,
                             claimed)
-    energy, problem = energy_between(start, stop)
+    energy, problem = _energy_between(start, stop)  # in DECIMALS already
     if problem:
         _flag(flags, problem)
     return EnergyResult(start, stop, energy, flags, start_source, stop_source,
                         found.decrease, claimed)
 
 
-@_in_decimals
-def energy_between(start_wh: Decimal, stop_wh: Decimal) -> tuple[int, str | None]:
+def _energy_between(start_wh: Decimal, stop_wh: Decimal) -> tuple[int, str | None]:
     """Whole Wh between two register readings (banker's rounding), and a flag when the
     meter went backwards (then nothing is billed)."""
     delta = stop_wh - start_wh
     if delta < 0:
         return 0, "meter_went_backwards"
     return int(delta.quantize(Decimal(1), rounding=ROUND_HALF_EVEN)), None
+
+
+energy_between = _in_decimals(_energy_between)
 
 
 def _flag(flags: list[str], name: str) -> None:
