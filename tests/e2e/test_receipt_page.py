@@ -993,16 +993,23 @@ async def test_the_page_checks_signed_meter_data_and_authorizations_as_csms_veri
     every curve OCMF names, the key and signature encodings chargers send, forged readings,
     the driver's EIP-712 authorization of app sessions."""
     _require()
+    # the characters around signed data (_blank_cases) are read by the modules the page
+    # bundles, compared case by case under Node below; here two of them go through the
+    # built page (a browser takes ~0.5 s a receipt)
+    blank = [name for name, _ in _blank_cases()]
+    through_page = {blank[0], blank[-1]}
     cases = [{"name": name, "receipt": receipt, "options": {}}
-             for name, receipt in _vector_cases()]
+             for name, receipt in _vector_cases() if name not in blank or name in through_page]
     expected = await asyncio.to_thread(_cli_verdicts, cases, tmp_path)
     got = await _page_verdicts(cases, tmp_path, paste=True)
     _assert_agree(cases, expected, got)
     _assert_vector_verdicts({case["name"]: want
-                             for case, want in zip(cases, expected, strict=True)})
+                             for case, want in zip(cases, expected, strict=True)},
+                            blank=[name for name in blank if name in through_page])
 
 
-def _assert_vector_verdicts(by_name: dict[str, dict[str, Any]]) -> None:
+def _assert_vector_verdicts(by_name: dict[str, dict[str, Any]],
+                            blank: list[str] | None = None) -> None:
     """What the verifiers must say of _vector_cases (not only that they agree)."""
     proven = "the energy figure is the one the calibrated meter signed"
     for name in ("KEBA (P-256, the OCMF spec's example)", "DZG (secp256k1, begin and end apart)",
@@ -1026,7 +1033,7 @@ def _assert_vector_verdicts(by_name: dict[str, dict[str, Any]]) -> None:
         assert by_name[name]["status"] == "UNVERIFIED" and not by_name[name]["failed"], name
         assert proven in by_name[name]["proves"], name
     # space, tab, CR and LF around signed data are no part of it, any other character is
-    for name, _ in _blank_cases():
+    for name in blank if blank is not None else [name for name, _ in _blank_cases()]:
         want = ("UNVERIFIED", set()) if "space, tab, CR and LF" in name \
             else ("INVALID", {"meter signature 1"})
         assert (by_name[name]["status"], by_name[name]["failed"]) == want, name
