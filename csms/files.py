@@ -280,7 +280,7 @@ class FileServer:
         socket without a request of the client holding the most, if ``source`` would
         still hold no more than it after the exchange. True when a place was freed."""
         victim = self._held.most()
-        if victim is None or self._held.count.get(source, 0) + 1 >= self._held.count[victim]:
+        if victim is None or not self._held.evens_out(source, victim):
             return False
         idle = self._idle.get(victim)
         if not idle:

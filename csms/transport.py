@@ -169,6 +169,12 @@ class Tally:
             return None
         return next(iter(self._by_count[self.top]))
 
+    def evens_out(self, newcomer: str, holder: str) -> bool:
+        """Whether ``newcomer`` taking one of ``holder``'s places leaves it holding no
+        more than ``holder`` (the rule of a fair share under pressure: an exchange that
+        only swaps who holds more is none)."""
+        return self.count.get(newcomer, 0) + 1 < self.count.get(holder, 0)
+
 
 class HandshakeGate:
     """Connections of one listener that have not completed their opening handshake,
@@ -253,7 +259,7 @@ class HandshakeGate:
             victim = self._queued_by.most()
             if victim is None:
                 return False
-        if self.held.count.get(source, 0) + 1 >= self.held.count[victim]:
+        if not self.held.evens_out(source, victim):
             return False
         waiter = next(reversed(self._queued_of[victim]))
         self._unqueue(waiter)
