@@ -21,6 +21,8 @@ from support import station_events as events
 from support.alfen_vectors import REFERENCE_BEGIN, SIM_BEGIN, SIM_END, SIM_KEY, SIM_UID
 from support.client import RawClient
 
+from .test_signed_meter_values import show
+
 T0, T1 = "2020-01-02T09:37:15Z", "2020-01-02T09:40:36Z"
 
 
@@ -47,13 +49,6 @@ async def alfen_session(server: RunningServer, begin: str, end: str,
     [session] = [s for s in await server.sessions(station_id)
                  if s["transaction_id"] == str(start["transactionId"])]
     return session
-
-
-def show(server: RunningServer, session_id: int) -> dict[str, Any]:
-    r = csms(server, "sessions", "show", str(session_id), "--json")
-    assert r.returncode == 0, r.stderr
-    data: dict[str, Any] = json.loads(r.stdout)
-    return data
 
 
 def altered(record: str, at: int) -> str:
