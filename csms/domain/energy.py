@@ -44,6 +44,14 @@ Rules (DESIGN.md, "Protocol rules"):
 * Readings and energy are computed in ``csms.domain.tariff.DECIMALS`` (28 digits), as
   prices are, whatever the thread's context (importing vyper sets 78): the energy billed
   from a reading with more digits is the one a receipt's verifier computes from the record.
+* A 1.6 ``meterStart``/``meterStop`` is a reading of the register too: a meterStop below a
+  reading of the billed register in the session (meterStart 1,000, a periodic 5,000,
+  meterStop 3,000), or a meterStart above a reading after the start, is a register that
+  went backwards (``meter_went_backwards``), as a 2.0.1 Transaction.End reading below a
+  periodic one is: the station's data contradicts itself, and billing either reading would
+  take the other on trust. Not a decrease of the readings themselves
+  (``EnergyResult.readings_decrease``): a meter-signed reading of that side settles it
+  (``csms.service.sessions``).
 * Plausibility (:func:`energy_flags`, :func:`time_flag`): energy above the station's
   maximum power over the session's duration, energy in no time, a meter that runs
   backwards, times outside the window the station could have sent - each a named flag
@@ -185,6 +193,11 @@ class EnergyResult:
     # its first reading): ``meter_start_wh``, unless the start is in dispute
     # (``begin_readings_differ``) and a higher one is counted from
     claimed_start_wh: Decimal | None = None
+    # a reported meterStop below a reading of the billed register, a reported meterStart
+    # above a reading after the start (flagged ``meter_went_backwards``): no decrease of the
+    # readings themselves, a side a signed reading of the meter may still settle
+    stop_below_reading: bool = False
+    start_above_reading: bool = False
 
 
 def _max_plausible_wh(since: datetime | None, until: datetime) -> Decimal | None:
@@ -388,16 +401,25 @@ def energy_of(
             if "meter_stop_placeholder" not in flags:
                 flags.append("meter_stop_from_samples")
 
+    # a meterStart/meterStop is a reading of the register as much as a sample is: one
+    # beyond a reading on the wrong side of it is a register that went backwards (what a
+    # 2.0.1 Transaction.End reading below a periodic one is), whichever of the two is false
+    above = claimed is not None and start_source == "reported" and any(
+        r[1] < claimed for r in readings if r[2] != "Transaction.Begin")
+    below = stop is not None and stop_source == "reported" and any(
+        r[1] > stop for r in readings)
+    if above or below:
+        _flag(flags, "meter_went_backwards")
     if start is None or stop is None:
         if stop is None and "meter_stop_placeholder" not in flags:
             flags.append("meter_stop_missing")
         return EnergyResult(start, stop, 0, flags, start_source, stop_source, found.decrease,
-                            claimed)
+                            claimed, below, above)
     energy, problem = _energy_between(start, stop)  # in DECIMALS already
     if problem:
         _flag(flags, problem)
     return EnergyResult(start, stop, energy, flags, start_source, stop_source,
-                        found.decrease, claimed)
+                        found.decrease, claimed, below, above)
 
 
 def _energy_between(start_wh: Decimal, stop_wh: Decimal) -> tuple[int, str | None]:

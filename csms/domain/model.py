@@ -220,6 +220,9 @@ BILLING_HOLD_FLAGS = frozenset(
         # 2.0.1 C16: a master pass may stop any transaction and start none; a station that
         # starts one anyway is answered Invalid and nobody is billed for it
         "master_pass_start",
+        # another session of the station on the same EVSE (1.6 connector) ran within this
+        # one's time: two drivers billed for it (csms.service.sessions)
+        "overlaps_session",
         # settlement: no tariff valid at the start, values beyond the on-chain entry
         "no_tariff",
         "not_settleable",

@@ -72,6 +72,15 @@ _NORMAL_NOTES: dict[str | None, frozenset[str]] = {
                         "meter_start_from_signed", "meter_stop_from_signed"}),
 }
 
+# Another session of the station on the same EVSE ran within this one's time
+# (SessionUseCases._overlaps): a hold flag.
+OVERLAPS = "overlaps_session"
+
+# A session created before its Started event (``started_missing``) whose Started came
+# later and named its start: no later event moves the start again (not a hold: the
+# session is held for ``started_missing``).
+STARTED_LATE = "started_late"
+
 # Notes that only say what was assumed: a flag on the session, no event.
 _QUIET_NOTES = frozenset({"time_offset_assumed"})
 
@@ -162,6 +171,8 @@ class SessionUseCases(SignedDataChecks):
         if not result.readings_decrease:  # only start/stop went backwards: decided below,
             flags = [f for f in flags if f != "meter_went_backwards"]  # once reconciled
         start, stop = result.meter_start_wh, result.meter_stop_wh
+        # the sides a meter-signed reading settles (see below)
+        settled: set[str] = set()
         signed = [s for s in data if s.signed]
         if signed:
             # Compare the meter's signed readings with the station's own readings of the
@@ -176,6 +187,7 @@ class SessionUseCases(SignedDataChecks):
             for side, reading in (("start", rec.signed_begin), ("stop", rec.signed_end)):
                 if reading is None:
                     continue  # no signed reading for this side: the station's stands
+                settled.add(side)
                 if side == "start":
                     start = rec.start_wh
                     # the meter signed the register at the start: unsigned begin readings
@@ -190,6 +202,12 @@ class SessionUseCases(SignedDataChecks):
                     flags = [f for f in flags if f not in (
                         f"meter_{side}_missing", f"meter_{side}_from_samples")]
             flags.extend(f for f in rec.flags if f not in normal)
+        if (result.start_above_reading and "start" not in settled) \
+                or (result.stop_below_reading and "stop" not in settled):
+            # a meterStart/meterStop on the wrong side of the station's own readings of the
+            # register, which no signed reading of the meter settles: the register went
+            # backwards between them (a 1.6 stop below a periodic reading, csms.domain.energy)
+            flags.append("meter_went_backwards")
         energy = 0
         if start is not None and stop is not None:
             energy, problem = energy_between(start, stop)
@@ -203,6 +221,7 @@ class SessionUseCases(SignedDataChecks):
             else self.default_max_power_w
         for f in energy_flags(session.started_at, session.stopped_at, energy, limit):
             session.flag(f)
+        await self._overlaps(tx, session, session.stopped_at or session.started_at)
         session.status = SessionStatus.COMPLETED
         await tx.update_session(session)
         now = self.clock()
@@ -217,6 +236,49 @@ class SessionUseCases(SignedDataChecks):
                  "max_power_w": str(limit)}, now,
             )
         await self._session_event(tx, session.station_id, "session/completed", session)
+
+    async def _overlaps(self, tx: Tx, session: Session, until: datetime) -> None:
+        """Hold ``session`` (``overlaps_session``) when another session of its station on
+        the same EVSE (a 1.6 connector: one vehicle at a time) ran within its time, from its
+        start to ``until`` (its start, when it starts; its stop, when it completes): two
+        drivers would be billed for the EVSE's same time. Checked at a session's start and
+        completion, never per reading (the MeterValues path costs no statement more).
+
+        Another session ran within that time when it stopped after the start, or, still
+        active, started within it or has readings after the start. Not one whose readings
+        ended before the start: a 1.6 station that lost a StopTransaction (a reboot) starts
+        anew on the connector, the earlier session left active without data since; its new
+        session is billed. An active other session is held as well (when it completes: the
+        one of the two that started later is never settled unnoticed, whichever completes
+        first); a completed one stays as it was completed (its billing is settlement's).
+        Each such pair is a station event of the flag's name, naming both sessions."""
+        evse = session.evse_id
+        if not evse or session.id is None or OVERLAPS in session.flags:
+            return
+        since = session.started_at
+        until = max(until, since)
+        for other in await tx.sessions_on_evse(session.station_id, evse, until, since):
+            if other.id == session.id or other.id is None:
+                continue
+            end = other.stopped_at
+            if other.status is SessionStatus.ACTIVE:
+                latest = await tx.latest_reading_at(other.id)
+                end = max(other.started_at, latest or other.started_at)
+                if other.started_at < since and end <= since:
+                    continue  # no data since this session's start: its stop was lost
+            session.flag(OVERLAPS)
+            log.warning("! %s: session %s overlaps session %s on EVSE %s: held",
+                        session.station_id, session.id, other.id, evse)
+            await tx.add_station_event(session.station_id, OVERLAPS, {
+                "session_id": session.id, "transaction_id": session.transaction_id,
+                "other_session_id": other.id, "other_transaction_id": other.transaction_id,
+                "evse_id": evse, "started_at": since.isoformat(),
+                "until": until.isoformat(), "other_started_at": other.started_at.isoformat(),
+                "other_until": end.isoformat() if end else None}, self.clock())
+            if other.status is SessionStatus.ACTIVE and OVERLAPS not in other.flags:
+                other.flag(OVERLAPS)
+                await tx.update_session(other)
+            return  # held: one such session named is enough
 
     @staticmethod
     def _running_energy(session: Session, found: Readings) -> None:
@@ -533,6 +595,7 @@ class SessionUseCases(SignedDataChecks):
             flagged = len(session.flags)
             await self._notes(tx, session, notes or [], "StartTransaction")
             await self._check_times(tx, session, [timestamp], "StartTransaction")
+            await self._overlaps(tx, session, timestamp)
             if bound or len(session.flags) != flagged:
                 await tx.update_session(session)
             await self._session_event(tx, station_id, "session/started", session)
@@ -770,8 +833,13 @@ class SessionUseCases(SignedDataChecks):
                          "received": ev.seq_no},
                         now,
                     )
-                if ev.event_type == "Started" and "started_missing" in session.flags:
-                    session.started_at = ev.timestamp  # the start, after later events
+                if ev.event_type == "Started" and "started_missing" in session.flags \
+                        and STARTED_LATE not in session.flags and _precedes(ev, session):
+                    # the start, after later events: taken once, from the one Started
+                    # numbered before the events seen (a second, or one numbered after
+                    # them, is no start of theirs: it would move the start at will)
+                    session.started_at = ev.timestamp
+                    session.flag(STARTED_LATE)
                 elif ev.event_type == "Started":
                     # E01: one Started per transaction. The start the session was
                     # authorized, priced and shown on stands (a station moving it would
@@ -781,7 +849,7 @@ class SessionUseCases(SignedDataChecks):
                             "session_id": session.id, "transaction_id": ev.transaction_id,
                             "seq_no": ev.seq_no, "started_at": session.started_at.isoformat(),
                             "timestamp": ev.timestamp.isoformat()}, now)
-                elif "started_missing" in session.flags:
+                elif "started_missing" in session.flags and STARTED_LATE not in session.flags:
                     session.started_at = _begun(ev.samples, session.started_at)
             if ev.seq_no is not None and (session.last_seq_no is None
                                           or ev.seq_no > session.last_seq_no):
@@ -794,6 +862,8 @@ class SessionUseCases(SignedDataChecks):
                 session.flag("offline_events")
             if session.evse_id is None and ev.evse_id is not None:
                 session.evse_id, session.connector_id = ev.evse_id, ev.connector_id
+            if created and ev.event_type != "Ended":  # an Ended one: checked as it completes
+                await self._overlaps(tx, session, session.started_at)
             if master and session.id_tag in (None, ev.id_tag):
                 auth = AuthStatus.INVALID
             if master and session.id_tag is None:
@@ -881,6 +951,13 @@ def _stops(ev: TransactionEventIn) -> bool:
     stop; C16.FR.08: stoppedReason MasterPass), not one authorizing it."""
     return ev.event_type == "Ended" or ev.trigger_reason == "StopAuthorized" \
         or ev.stopped_reason == "MasterPass"
+
+
+def _precedes(ev: TransactionEventIn, session: Session) -> bool:
+    """Whether a Started event's seqNo comes before the events already seen of
+    ``session`` (E01: a transaction's events are numbered on from its Started event), as
+    far as their highest says; an event without a readable seqNo is not refused for it."""
+    return ev.seq_no is None or session.last_seq_no is None or ev.seq_no < session.last_seq_no
 
 
 def _begun(samples: list[MeterSample], known: datetime) -> datetime:

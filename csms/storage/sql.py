@@ -190,6 +190,15 @@ _SESSION_COLUMNS = (
 _SESSION_READ = ", ".join(("id", *_SESSION_COLUMNS, "price_minor", "currency",
                            "settlement_state"))
 _SESSION_READ_S = ", ".join(f"s.{c}" for c in _SESSION_READ.split(", "))
+# A station's sessions on one EVSE started before a time and active or stopped after
+# another: two searches of the index by the stop (sessions_evse), never the station's
+# earlier sessions (an OR of the two is read as one search of all of them where the
+# database keeps no statistics: 850 us against 16 at 2,000 sessions of the station)
+SESSIONS_ON_EVSE = (
+    f"SELECT {_SESSION_READ} FROM sessions WHERE station_id = ? AND evse_id = ?"
+    " AND stopped_at IS NULL AND started_at < ?"
+    f" UNION ALL SELECT {_SESSION_READ} FROM sessions WHERE station_id = ? AND evse_id = ?"
+    " AND stopped_at > ? AND started_at < ? ORDER BY id")
 _SESSION_END = 1 + len(_SESSION_COLUMNS)
 _sample_time = operator.itemgetter(0)  # of a reading's sample item
 _UPDATE_SESSION_ALL = (
@@ -551,6 +560,13 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
             "SELECT station_id FROM sessions WHERE transaction_id = ?", transaction_id
         )
         return [r["station_id"] for r in rows]
+
+    async def sessions_on_evse(self, station_id: str, evse_id: int, before: datetime,
+                               after: datetime) -> list[Session]:
+        before_db, after_db = dt_to_db(before), dt_to_db(after)
+        rows = await self.fetchrows(SESSIONS_ON_EVSE, station_id, evse_id, before_db,
+                                    station_id, evse_id, after_db, before_db)
+        return [self._read_session(r) for r in rows]
 
     async def insert_session(self, session: Session) -> int:
         now = dt_to_db(datetime.now(UTC))

@@ -238,6 +238,12 @@ class MemoryTx(Tx):
         return [s.station_id for s in self.s.sessions.values()
                 if s.transaction_id == transaction_id]
 
+    async def sessions_on_evse(self, station_id: str, evse_id: int, before: datetime,
+                               after: datetime) -> list[Session]:
+        return [copy.deepcopy(s) for _, s in sorted(self.s.sessions.items())
+                if s.station_id == station_id and s.evse_id == evse_id
+                and s.started_at < before and (s.stopped_at is None or s.stopped_at > after)]
+
     async def insert_session(self, session: Session) -> int:
         if session.start_key is not None and await self.find_session_by_start_key(
                 session.station_id, session.start_key) is not None:

@@ -71,16 +71,18 @@ async def boot201(c: RawClient) -> None:
 async def session16(server: RunningServer, station_id: str, start: int, stop: int,
                     t0: str, t1: str, data: list[dict[str, Any]] | None = None,
                     begin: list[dict[str, Any]] | None = None,
-                    tag: str = "T1") -> dict[str, Any]:
-    """A 1.6 session: StartTransaction, an optional MeterValues, StopTransaction."""
+                    tag: str = "T1", connector: int = 1) -> dict[str, Any]:
+    """A 1.6 session: StartTransaction, an optional MeterValues, StopTransaction. Sessions
+    of one station at the same time are each on a connector of its own: two on one
+    connector are held (``overlaps_session``)."""
     async with await RawClient.connect(server.url, station_id, ["ocpp1.6"]) as c:
         await boot16(c)
         r = await c.call("StartTransaction", {
-            "connectorId": 1, "idTag": tag, "meterStart": start, "timestamp": t0})
+            "connectorId": connector, "idTag": tag, "meterStart": start, "timestamp": t0})
         assert r[0] == 3, r
         txid = r[2]["transactionId"]
         if begin:
-            mv = await c.call("MeterValues", {"connectorId": 1, "transactionId": txid,
+            mv = await c.call("MeterValues", {"connectorId": connector, "transactionId": txid,
                                               "meterValue": begin})
             assert mv[0] == 3, mv
         r = await c.call("StopTransaction", {
@@ -283,10 +285,11 @@ async def test_the_registered_and_the_reported_maximum_power_bound_energy(
     # ... not for a wallbox registered at 11 kW
     r = csms(csms_server, "stations", "set-max-power", "CP1", "11")
     assert r.returncode == 0 and "11 kW" in r.stdout, r.stderr
-    s = await session16(csms_server, "CP1", 2000, 3000, T0, T1)
+    s = await session16(csms_server, "CP1", 2000, 3000, T0, T1, connector=2)
     assert "energy_above_max_power" in s["flags"] and not await queued(csms_server, s["id"])
     # 11 kW for an hour is fine
-    s = await session16(csms_server, "CP1", 3000, 14000, T0, "2026-03-01T11:00:00Z")
+    s = await session16(csms_server, "CP1", 3000, 14000, T0, "2026-03-01T11:00:00Z",
+                        connector=3)
     assert s["flags"] == []
     # a 2.0.1 station that reports its EVSE's power (device model) is held to it
     await csms_server.add_station("CP2")
@@ -347,7 +350,7 @@ async def test_times_inside_the_window_pass_and_outside_it_hold(
                         iso(now + timedelta(minutes=5)))
     assert s["flags"] == []
     s = await session16(csms_server, "CP1", 2000, 3000, iso(now - timedelta(minutes=30)),
-                        iso(now + timedelta(hours=1)))
+                        iso(now + timedelta(hours=1)), connector=2)
     assert s["flags"] == ["time_implausible"]
 
 
@@ -358,18 +361,33 @@ async def test_energy_in_no_time_and_a_meter_running_backwards_are_held(
     await csms_server.add_tag("T1")
     s = await session16(csms_server, "CP1", 1000, 1500, T0, T0)
     assert "zero_duration_with_energy" in s["flags"]
-    s = await session16(csms_server, "CP1", 1000, 1500, T1, T0)
+    s = await session16(csms_server, "CP1", 1000, 1500, T1, T0, connector=2)
     assert "stop_before_start" in s["flags"]
-    s = await session16(csms_server, "CP1", 5000, 4000, T0, T1)
+    s = await session16(csms_server, "CP1", 5000, 4000, T0, T1, connector=3)
     assert "meter_went_backwards" in s["flags"]
     # readings in between that go down and up again (each session starts anew: a 1.6
     # StartTransaction repeating an earlier one would get that one's transactionId)
-    s = await session16(csms_server, "CP1", 900, 3000, T0, "2026-03-01T11:00:00Z", data=[
+    s = await session16(csms_server, "CP1", 900, 3000, T0, "2026-03-01T11:00:00Z",
+                        connector=4, data=[
         {"timestamp": "2026-03-01T10:20:00Z", "sampledValue": [{"value": "2500"}]},
         {"timestamp": "2026-03-01T10:40:00Z", "sampledValue": [{"value": "1200"}]}])
     assert "meter_went_backwards" in s["flags"]
     for session in (await csms_server.sessions("CP1")):
         assert not await queued(csms_server, session["id"])
+
+
+async def test_a_16_meter_stop_below_a_reading_of_the_session_is_held(
+    csms_server: RunningServer,
+) -> None:
+    """meterStart 1,000, a periodic reading of the register at 5,000, meterStop 3,000: the
+    register went backwards between the reading and the stop; not billed 2,000 Wh."""
+    await csms_server.add_station("CP1")
+    await csms_server.add_tag("T1")
+    s = await session16(csms_server, "CP1", 1000, 3000, T0, T1, begin=[
+        {"timestamp": "2026-03-01T10:00:30Z", "sampledValue": [
+            {"value": "5000", "measurand": "Energy.Active.Import.Register"}]}])
+    assert "meter_went_backwards" in s["flags"]
+    assert not await queued(csms_server, s["id"])
 
 
 # -- every value the schemas allow: stored or refused clearly, never an InternalError ------
@@ -388,7 +406,7 @@ async def test_1_6_integers_beyond_64_bits_are_acknowledged_and_held(
     s = await session16(csms_server, "CP1", 2**63, 2**64 - 1, T0, T1)
     assert "value_out_of_range" in s["flags"] and not await queued(csms_server, s["id"])
     assert s["energy_wh"] == 0
-    s = await session16(csms_server, "CP1", 1000, 2**70, T0, T1)
+    s = await session16(csms_server, "CP1", 1000, 2**70, T0, T1, connector=2)
     assert "value_out_of_range" in s["flags"]
     values = {e["value"] for e in await events(csms_server, "CP1", "value_not_taken")}
     assert {str(2**63), str(2**64 - 1), str(2**70)} <= values

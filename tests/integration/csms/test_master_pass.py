@@ -76,11 +76,16 @@ async def test_simulated_station_gets_the_group_starts_nothing_and_stops_everyth
     await st.close()
 
 
+# each transaction at T0 on an EVSE of its own: two at once on one EVSE are held
+# (overlaps_session, csms.service.sessions)
+EVSES = {"TX-M": 1, "TX-N": 2, "TX-B": 3, "TX-A": 4, "TX-C": 5, "TX-CABLE": 6}
+
+
 def started(tag: str, tx_id: str = "TX-M", seq: int = 0, **extra: Any) -> dict[str, Any]:
     return {"eventType": "Started", "timestamp": T0, "triggerReason": "Authorized",
             "seqNo": seq, "transactionInfo": {"transactionId": tx_id},
             "idToken": {"idToken": tag, "type": "ISO14443"},
-            "evse": {"id": 1, "connectorId": 1},
+            "evse": {"id": EVSES.get(tx_id, 1), "connectorId": 1},
             "meterValue": [{"timestamp": T0, "sampledValue": [
                 {"value": 1000, "context": "Transaction.Begin"}]}], **extra}
 

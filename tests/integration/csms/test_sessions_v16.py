@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from support import RunningServer
+from support import RunningServer, is_queued, station_events
 from support.client import RawClient
 
 T0 = "2026-03-01T10:00:00Z"
@@ -170,3 +170,51 @@ async def test_schema_violation_in_meter_values_gets_error_not_silent_drop(
 ) -> None:
     answer = await station.call("MeterValues", {"connectorId": 1, "meterValue": []})
     assert answer[0] == 4  # minItems: the station learns its message was malformed
+
+
+def register(ts: str, value: int) -> dict[str, Any]:
+    return mv(ts, {"value": str(value), "measurand": "Energy.Active.Import.Register"})
+
+
+async def test_a_second_driver_started_on_a_charging_connector_is_held(
+    csms_server: RunningServer, station: RawClient,
+) -> None:
+    """A hostile station starts T2's transaction on connector 1 while T1's still charges
+    there (its readings go on after T2's start): both are held, named in one event."""
+    await csms_server.add_tag("T2")
+    first = (await start(station, 1000))["transactionId"]
+    await station.result("MeterValues", {"connectorId": 1, "transactionId": first,
+                                         "meterValue": [register("2026-03-01T10:10:00Z", 2000)]})
+    second = (await start(station, 2500, "T2", "2026-03-01T10:20:00Z"))["transactionId"]
+    await station.result("MeterValues", {"connectorId": 1, "transactionId": first,
+                                         "meterValue": [register("2026-03-01T10:30:00Z", 4000)]})
+    for txid, stop, at in ((second, 5000, "2026-03-01T10:40:00Z"),
+                           (first, 6000, "2026-03-01T11:00:00Z")):
+        await station.result("StopTransaction", {"transactionId": txid, "meterStop": stop,
+                                                 "timestamp": at})
+    by = {s["transaction_id"]: s for s in await csms_server.sessions("CP1")}
+    for txid in (first, second):
+        assert "overlaps_session" in by[str(txid)]["flags"]
+        assert not await is_queued(csms_server, by[str(txid)]["id"])
+    [event] = await station_events(csms_server, "CP1", "overlaps_session")
+    assert (event["session_id"], event["other_session_id"]) == (
+        by[str(second)]["id"], by[str(first)]["id"])
+
+
+async def test_a_start_after_a_lost_stop_is_billed(
+    csms_server: RunningServer, station: RawClient,
+) -> None:
+    """A station reboots without sending T1's StopTransaction (its last reading 10:10) and
+    starts T2's on connector 1 at 10:30: T2's is billed."""
+    await csms_server.add_tag("T2")
+    first = (await start(station, 1000))["transactionId"]
+    await station.result("MeterValues", {"connectorId": 1, "transactionId": first,
+                                         "meterValue": [register("2026-03-01T10:10:00Z", 2000)]})
+    second = (await start(station, 2500, "T2", "2026-03-01T10:30:00Z"))["transactionId"]
+    await station.result("StopTransaction", {"transactionId": second, "meterStop": 4000,
+                                             "timestamp": "2026-03-01T11:00:00Z"})
+    by = {s["transaction_id"]: s for s in await csms_server.sessions("CP1")}
+    assert by[str(second)]["flags"] == [] and by[str(first)]["flags"] == []
+    assert await is_queued(csms_server, by[str(second)]["id"])
+    assert by[str(first)]["status"] == "active"
+    assert await station_events(csms_server, "CP1", "overlaps_session") == []

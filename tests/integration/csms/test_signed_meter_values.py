@@ -150,10 +150,11 @@ async def test_cli_errors_are_one_line(server: RunningServer) -> None:
 
 
 async def plain_session(server: RunningServer) -> dict[str, Any]:
+    """A 1.6 session on connector 2, at signed_session_16's time (its connector 1's)."""
     async with await RawClient.connect(server.url, "CP1", ["ocpp1.6"]) as c:
         await c.result("BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"})
         start = await c.result("StartTransaction", {
-            "connectorId": 1, "idTag": "T1", "meterStart": 1000, "timestamp": T0})
+            "connectorId": 2, "idTag": "T1", "meterStart": 1000, "timestamp": T0})
         await c.result("StopTransaction", {"transactionId": start["transactionId"],
                                            "meterStop": 2000, "timestamp": T1})
     return (await server.sessions("CP1"))[-1]

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 from csms.domain.model import BootPolicy, IdTag, MeterSample, Session, SessionStatus, Station
 from csms.service.ports import Repository, Tx
+from csms.storage.sql import SESSIONS_ON_EVSE
 
 T = TypeVar("T")
 T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
@@ -279,6 +280,63 @@ async def test_sessions(repo: Repository) -> None:
     assert [s.id for s in await repo.read(lambda tx: tx.list_sessions(active=True))] == [id201]
     assert [s.id for s in await repo.read(lambda tx: tx.list_sessions("CP1", False))] == [id16]
     assert [s.id for s in await repo.read(lambda tx: tx.list_sessions(limit=1))] == [id201]
+
+
+async def test_a_stations_sessions_on_one_evse_within_a_time(repo: Repository,
+                                                             db: str) -> None:
+    """What a session's start and completion compare their times with (overlapping
+    sessions on one EVSE): the station's sessions on that EVSE started before one time and
+    not stopped by another, active ones whatever their times; read through an index that
+    starts with the station and the EVSE. An active one read there is updated as one
+    read in the unit (on PostgreSQL: checked against what was read)."""
+    hour = timedelta(hours=1)
+    done = session(stopped_at=T0 + hour, status=SessionStatus.COMPLETED)  # 10-11
+    early = session(started_at=T0 - 2 * hour, stopped_at=T0 - hour,
+                    status=SessionStatus.COMPLETED)  # 8-9
+    active = session(started_at=T0 + 2 * hour)  # 12-
+    other_evse = session(evse_id=2, connector_id=2)
+    other_station = session("CP2")
+
+    async def add(tx: Tx) -> None:
+        for s in (done, early, active, other_evse, other_station):
+            await tx.insert_session(s)
+
+    await unit(repo, add)
+
+    def ids(before: datetime, after: datetime) -> Callable[[Tx], Awaitable[list[int | None]]]:
+        async def read(tx: Tx) -> list[int | None]:
+            return [s.id for s in await tx.sessions_on_evse("CP1", 1, before, after)]
+        return read
+
+    assert await repo.read(ids(T0 + 3 * hour, T0)) == [done.id, active.id]
+    assert await repo.read(ids(T0 + 30 * timedelta(minutes=1), T0 - 90 * timedelta(
+        minutes=1))) == [done.id, early.id]
+    assert await repo.read(ids(T0, T0)) == []  # started at T0: not before it
+    assert await repo.read(ids(T0 + 3 * hour, T0 + hour)) == [active.id]  # 11:00: not after
+
+    async def flag(tx: Tx) -> None:
+        [found] = await tx.sessions_on_evse("CP1", 1, T0 + 3 * hour, T0 + hour)
+        found.flag("overlaps_session")
+        await tx.update_session(found)
+
+    await unit(repo, flag)
+    stored = await repo.read(lambda tx: tx.get_session(active.id or 0))
+    assert stored is not None and stored.flags == ["overlaps_session"]
+    if db.startswith("postgres"):
+        rows = await repo.read(lambda tx: tx.fetchall(
+            "SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema()"
+            " AND tablename = 'sessions'"))
+        assert any(r["indexdef"].endswith("(station_id, evse_id, stopped_at)")
+                   for r in rows), rows
+    else:
+        plan = await repo.read(lambda tx: tx.fetchall(
+            "EXPLAIN QUERY PLAN " + SESSIONS_ON_EVSE, "CP1", 1, "x", "CP1", 1, "y", "x"))
+        details = " ".join(str(r["detail"]) for r in plan)
+        assert "sessions_evse (station_id=? AND evse_id=? AND stopped_at=?)" in details, \
+            details
+        # by the stop, not the start: a station's earlier sessions are not read
+        assert "sessions_evse (station_id=? AND evse_id=? AND stopped_at>?)" in details, \
+            details
 
 
 async def test_meter_samples(repo: Repository) -> None:

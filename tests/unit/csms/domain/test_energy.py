@@ -148,7 +148,7 @@ def test_meter_going_backwards_bills_nothing() -> None:
     (s("5", multiplier=10**9), "value_out_of_range"),
     (s("1e999999", unit="kWh"), "value_out_of_range"),
     (s("Infinity"), "value_out_of_range"),
-    (s("5", multiplier=3), None),
+    (s("1.5", multiplier=3), None),  # 1,500 Wh: between meterStart and meterStop
     (s("abc"), None),  # not a number at all: ignored as before
     (s("1e30", phase="L1"), None),  # a part, not the total
 ])
@@ -479,3 +479,34 @@ def test_begin_readings_that_differ_count_from_the_highest_start() -> None:
         r = compute_energy(start, None, samples, T0)
         assert "begin_readings_differ" in r.flags
         assert (r.meter_start_wh, r.energy_wh) == (157500, 6130)
+
+
+def test_a_meter_stop_below_an_earlier_reading_is_a_meter_going_backwards() -> None:
+    """A 1.6 meterStop below a reading of the billed register the session already had
+    (1,000 at the start, 5,000 at a periodic reading, 3,000 at the stop): the register
+    went backwards, as it does where the stop is a Transaction.End reading (2.0.1). Not a
+    decrease of the readings themselves: signed meter data may still settle the stop."""
+    r = compute_energy(Decimal(1000), Decimal(3000), [s("5000", 30)], T0)
+    assert "meter_went_backwards" in r.flags and not r.readings_decrease
+    assert (r.stop_below_reading, r.start_above_reading) == (True, False)
+    ended = compute_energy(None, None, [s("1000", 0, context="Transaction.Begin"),
+                                        s("5000", 30), s("3000", 60,
+                                                         context="Transaction.End")], T0)
+    assert "meter_went_backwards" in ended.flags and ended.readings_decrease
+    # a stop at or above every reading, a start at or below: nothing went backwards
+    fine = compute_energy(Decimal(1000), Decimal(5000), [s("1000", 0), s("5000", 30)], T0)
+    assert (fine.flags, fine.stop_below_reading, fine.start_above_reading) == (
+        [], False, False)
+
+
+def test_a_meter_start_above_a_later_reading_is_a_meter_going_backwards() -> None:
+    """The start's side: a meterStart of 4,000 and a periodic reading of 2,000 after it."""
+    r = compute_energy(Decimal(4000), Decimal(6000), [s("2000", 30)], T0)
+    assert "meter_went_backwards" in r.flags and r.start_above_reading
+    # a placeholder meterStart of 0 and a begin reading of 0 beside a meterStart (a value
+    # the charger had not read) are no readings the register went back from or to
+    assert "meter_went_backwards" not in compute_energy(
+        Decimal(0), Decimal(4207000), [s("4200000", 1)], T0).flags
+    assert "meter_went_backwards" not in compute_energy(
+        Decimal(1234563), Decimal(1236563), [s("0", 0, context="Transaction.Begin"),
+                                             s("1235563", 30)], T0).flags

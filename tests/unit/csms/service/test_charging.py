@@ -473,6 +473,39 @@ async def test_a_started_event_after_later_events_names_the_start(
     assert "started_again" not in kinds(state)
 
 
+async def test_a_started_event_after_the_late_started_does_not_move_the_start(
+    service: ChargingService, state: MemoryState,
+) -> None:
+    """A transaction seen first in an Updated event (``started_missing``) takes its start
+    from the one Started event that comes later; a hostile station sending Started again,
+    back-dated four hours, moves it no further (``started_again``, as for a session that
+    had its Started first)."""
+    await service.transaction_event("CP1", ev("Updated", 1, T0 + timedelta(minutes=30),
+                                              offline=True))
+    await service.transaction_event("CP1", ev("Started", 0, T0, offline=True, id_tag="T1"))
+    early = T0 - timedelta(hours=4)
+    await service.transaction_event("CP1", ev("Started", 2, early))
+    [session] = state.sessions.values()
+    assert session.started_at == T0
+    [again] = [e["payload"] for e in state.station_events if e["kind"] == "started_again"]
+    assert (again["started_at"], again["timestamp"]) == (T0.isoformat(), early.isoformat())
+
+
+async def test_a_started_event_after_the_events_it_precedes_does_not_move_the_start(
+    service: ChargingService, state: MemoryState,
+) -> None:
+    """A Started event numbered after the events already seen is no start of theirs (E01:
+    a transaction's events are numbered from its Started on): the session created by the
+    Updated event keeps its start, the back-dated Started is a station event."""
+    start = T0 + timedelta(minutes=30)
+    await service.transaction_event("CP1", ev("Updated", 0, start, id_tag="T1"))
+    early = T0 - timedelta(hours=4)
+    await service.transaction_event("CP1", ev("Started", 1, early))
+    [session] = state.sessions.values()
+    assert session.started_at == start and "started_missing" in session.flags
+    assert "started_again" in kinds(state)
+
+
 async def test_a_seq_no_gap_is_flagged_and_recorded(service: ChargingService,
                                                     state: MemoryState) -> None:
     await service.transaction_event("CP1", ev("Started", 0, T0))
@@ -512,6 +545,32 @@ async def test_a_signed_meter_record_is_verified_and_wins(
     assert [(r["tx_code"], r["status"]) for r in state.signed[txid]] == [
         ("B", "verified"), ("E", "verified")]
     assert txid in state.settlement_queue
+
+
+async def test_a_stop_below_an_unsigned_reading_is_settled_by_the_meters_signed_stop(
+    service: ChargingService, state: MemoryState,
+) -> None:
+    """meterStop (260 Wh) below an unsigned periodic reading (300 Wh) is a register that
+    went backwards, unless the meter signed the register at the stop: it signed 259.7 Wh,
+    the stop reported; billed as signed, not held."""
+    state.meter_keys["CP1"] = (KEBA_KEY, "operator")
+    t0 = datetime(2019, 8, 13, 10, 3, 15, tzinfo=UTC)
+    t1 = datetime(2019, 8, 13, 10, 3, 36, tzinfo=UTC)
+    txid, _, _ = await service.start_transaction("CP1", 1, "T1", Decimal(260), t0)
+    await service.meter_values("CP1", 1, str(txid), [wh(t0 + timedelta(seconds=10), 300)])
+    signed = wh(t1, KEBA, context="Transaction.End", format="SignedData",
+                signed={"signedData": KEBA})
+    await service.stop_transaction("CP1", StopInfo(txid, Decimal(260), t1, "Local", None,
+                                                   samples=[signed]))
+    session = state.sessions[txid]
+    assert "meter_went_backwards" not in session.flags, session.flags
+    assert txid in state.settlement_queue
+    # unsigned, the same readings are held
+    other, _, _ = await service.start_transaction("CP1", 2, "T1", Decimal(260), t0)
+    await service.meter_values("CP1", 2, str(other), [wh(t0 + timedelta(seconds=10), 300)])
+    await service.stop_transaction("CP1", StopInfo(other, Decimal(260), t1))
+    assert "meter_went_backwards" in state.sessions[other].flags
+    assert other not in state.settlement_queue
 
 
 async def test_a_tampered_signed_record_holds_the_session(

@@ -261,3 +261,33 @@ async def test_a_16_begin_reading_of_0_beside_meter_start_is_a_placeholder_while
     session = state.sessions[txid]
     assert not holds(session.flags), session.flags
     assert (session.meter_start_wh, session.energy_wh) == (1234563, 2000)
+
+
+# -- a 1.6 stop below the readings it had ---------------------------------------------------
+async def test_a_16_meter_stop_below_an_earlier_reading_holds_the_session(
+    service: ChargingService, state: MemoryState,
+) -> None:
+    """A hostile 1.6 station: meterStart 1,000, a periodic reading of the register at
+    5,000, meterStop 3,000. Billing 2,000 Wh would take one of two contradicting readings
+    on trust: held (``meter_went_backwards``), as the same data is in 2.0.1."""
+    txid, _, _ = await service.start_transaction("CP1", 1, "T1", Decimal(1000), T0)
+    await service.meter_values("CP1", 1, str(txid), [wh(30, "5000")])
+    await service.stop_transaction("CP1", StopInfo(txid, Decimal(3000), at(60)))
+    session = state.sessions[txid]
+    assert "meter_went_backwards" in session.flags
+    assert session.id not in state.settlement_queue
+    # the control: a stop above the reading is billed
+    other, _, _ = await service.start_transaction("CP1", 2, "T1", Decimal(1000), T0)
+    await service.meter_values("CP1", 2, str(other), [wh(30, "5000")])
+    await service.stop_transaction("CP1", StopInfo(other, Decimal(6000), at(60)))
+    assert not holds(state.sessions[other].flags) and other in state.settlement_queue
+
+
+async def test_a_16_meter_start_above_a_later_reading_holds_the_session(
+    service: ChargingService, state: MemoryState,
+) -> None:
+    txid, _, _ = await service.start_transaction("CP1", 1, "T1", Decimal(4000), T0)
+    await service.meter_values("CP1", 1, str(txid), [wh(30, "2000")])
+    await service.stop_transaction("CP1", StopInfo(txid, Decimal(6000), at(60)))
+    assert "meter_went_backwards" in state.sessions[txid].flags
+    assert txid not in state.settlement_queue

@@ -1,0 +1,162 @@
+"""Sessions whose times overlap on one EVSE (a 1.6 connector) of one station
+(csms.service.sessions: ``overlaps_session``): a hostile station that bills two drivers
+for the same time is held, wherever the overlap shows - at the later session's start, at
+either's completion; an honest station that lost a StopTransaction (a reboot) and starts
+anew on the connector is not. In-memory storage."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from csms.domain.model import BILLING_HOLD_FLAGS, IdTag, MeterSample, SessionStatus
+from csms.service.charging import ChargingService, StopInfo, TransactionEventIn, new_station
+from support.memory import MemoryRepository, MemoryState
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
+OVERLAPS = "overlaps_session"
+
+
+@pytest.fixture
+def state() -> MemoryState:
+    s = MemoryState()
+    s.stations["CP1"] = new_station("CP1")
+    s.stations["CP1"].created_at = datetime(2019, 1, 1, tzinfo=UTC)
+    s.tags["T1"] = IdTag("T1")
+    s.tags["T2"] = IdTag("T2")
+    return s
+
+
+@pytest.fixture
+def service(state: MemoryState) -> ChargingService:
+    return ChargingService(MemoryRepository(state), clock=lambda: NOW)
+
+
+def at(minutes: float) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
+def wh(minutes: float, value: int) -> list[MeterSample]:
+    return [MeterSample(timestamp=at(minutes), value=str(value))]
+
+
+def overlaps(state: MemoryState) -> list[dict[str, Any]]:
+    return [e["payload"] for e in state.station_events if e["kind"] == OVERLAPS]
+
+
+async def test_a_second_start_on_a_connector_still_charging_holds_both(
+    service: ChargingService, state: MemoryState,
+) -> None:
+    """A hostile 1.6 station starts a transaction for T2's card on connector 1 while T1's
+    is still charging there (its readings go on after T2's start): neither is settled
+    unnoticed, whichever completes first."""
+    first, _, _ = await service.start_transaction("CP1", 1, "T1", Decimal(1000), T0)
+    await service.meter_values("CP1", 1, str(first), wh(10, 2000))
+    second, _, _ = await service.start_transaction("CP1", 1, "T2", Decimal(2500), at(20))
+    assert OVERLAPS not in state.sessions[second].flags  # T1's looked stopped at 10
+    await service.meter_values("CP1", 1, str(first), wh(30, 4000))
+    await service.stop_transaction("CP1", StopInfo(second, Decimal(5000), at(40)))
+    assert OVERLAPS in state.sessions[second].flags
+    assert second not in state.settlement_queue
+    assert OVERLAPS in state.sessions[first].flags  # held when it completes
+    await service.stop_transaction("CP1", StopInfo(first, Decimal(6000), at(60)))
+    assert first not in state.settlement_queue
+    assert state.sessions[first].status is SessionStatus.COMPLETED
+    [event] = overlaps(state)
+    assert (event["session_id"], event["other_session_id"], event["evse_id"]) == (
+        second, first, 1)
+    assert event["other_until"] == at(30).isoformat()
+
+
+async def test_a_start_while_the_connectors_session_sends_readings_is_held_at_once(
+    service: ChargingService, state: MemoryState,
+) -> None:
+    first, _, _ = await service.start_transaction("CP1", 1, "T1", Decimal(1000), T0)
+    await service.meter_values("CP1", 1, str(first), wh(25, 2000))
+    second, _, _ = await service.start_transaction("CP1", 1, "T2", Decimal(2500), at(20))
+    assert OVERLAPS in state.sessions[second].flags
+    assert OVERLAPS in state.sessions[first].flags
+
+
+async def test_a_session_within_a_completed_ones_time_is_held(
+    service: ChargingService, state: MemoryState,
+) -> None:
+    """T1's session on connector 1 completed (10:00-11:00, queued); the station then
+    reports T2's on the same connector from 10:30: T2's is held, T1's stays as completed."""
+    first, _, _ = await service.start_transaction("CP1", 1, "T1", Decimal(1000), T0)
+    await service.stop_transaction("CP1", StopInfo(first, Decimal(5000), at(60)))
+    assert first in state.settlement_queue
+    second, _, _ = await service.start_transaction("CP1", 1, "T2", Decimal(5000), at(30))
+    await service.stop_transaction("CP1", StopInfo(second, Decimal(7000), at(90)))
+    assert OVERLAPS in state.sessions[second].flags
+    assert second not in state.settlement_queue
+    assert OVERLAPS not in state.sessions[first].flags and first in state.settlement_queue
+    assert [e["other_session_id"] for e in overlaps(state)] == [first]
+
+
+async def test_a_session_back_dated_around_a_completed_one_is_held_as_it_completes(
+    service: ChargingService, state: MemoryState,
+) -> None:
+    first, _, _ = await service.start_transaction("CP1", 1, "T1", Decimal(1000), at(30))
+    await service.stop_transaction("CP1", StopInfo(first, Decimal(2000), at(60)))
+    second, _, _ = await service.start_transaction("CP1", 1, "T2", Decimal(2000), T0)
+    assert OVERLAPS not in state.sessions[second].flags  # nothing on the connector before
+    await service.stop_transaction("CP1", StopInfo(second, Decimal(4000), at(90)))
+    assert OVERLAPS in state.sessions[second].flags
+    assert second not in state.settlement_queue
+
+
+async def test_an_honest_restart_after_a_lost_stop_is_billed(
+    service: ChargingService, state: MemoryState,
+) -> None:
+    """A 1.6 station reboots and loses T1's StopTransaction (its last reading at 10:10):
+    T2's session started on the connector at 10:30 is the connector's only one since, and
+    is billed; T1's, left active, is not held for it. Its stop, delivered later with the
+    time the charge really ended (10:15), holds nothing either."""
+    first, _, _ = await service.start_transaction("CP1", 1, "T1", Decimal(1000), T0)
+    await service.meter_values("CP1", 1, str(first), wh(10, 2000))
+    second, _, _ = await service.start_transaction("CP1", 1, "T2", Decimal(2500), at(30))
+    await service.meter_values("CP1", 1, str(second), wh(40, 3000))
+    await service.stop_transaction("CP1", StopInfo(second, Decimal(4000), at(60)))
+    assert not BILLING_HOLD_FLAGS.intersection(state.sessions[second].flags)
+    assert second in state.settlement_queue
+    assert OVERLAPS not in state.sessions[first].flags
+    await service.stop_transaction("CP1", StopInfo(first, Decimal(2200), at(15)))
+    assert not BILLING_HOLD_FLAGS.intersection(state.sessions[first].flags)
+    assert first in state.settlement_queue
+    assert overlaps(state) == []
+
+
+async def test_another_connector_is_another_session_at_the_same_time(
+    service: ChargingService, state: MemoryState,
+) -> None:
+    first, _, _ = await service.start_transaction("CP1", 1, "T1", Decimal(1000), T0)
+    await service.meter_values("CP1", 1, str(first), wh(25, 2000))
+    second, _, _ = await service.start_transaction("CP1", 2, "T2", Decimal(500), at(20))
+    await service.stop_transaction("CP1", StopInfo(second, Decimal(1500), at(40)))
+    await service.stop_transaction("CP1", StopInfo(first, Decimal(3000), at(60)))
+    assert {first, second} <= set(state.settlement_queue) and overlaps(state) == []
+
+
+def ev(kind: str, txid: str, seq: int, minutes: float, **kw: Any) -> TransactionEventIn:
+    return TransactionEventIn(kind, at(minutes), "Authorized", seq, txid, evse_id=1,
+                              connector_id=1, **kw)
+
+
+async def test_201_two_transactions_on_one_evse_at_once_are_held(
+    service: ChargingService, state: MemoryState,
+) -> None:
+    await service.transaction_event("CP1", ev("Started", "TX-1", 0, 0, id_tag="T1",
+                                              samples=wh(0, 1000)))
+    await service.transaction_event("CP1", ev("Updated", "TX-1", 1, 10, samples=wh(10, 2000)))
+    await service.transaction_event("CP1", ev("Started", "TX-2", 0, 5, id_tag="T2",
+                                              samples=wh(5, 1500)))
+    await service.transaction_event("CP1", ev("Ended", "TX-2", 1, 30, samples=wh(30, 3000)))
+    await service.transaction_event("CP1", ev("Ended", "TX-1", 2, 60, samples=wh(60, 4000)))
+    [one, two] = state.sessions.values()
+    assert OVERLAPS in one.flags and OVERLAPS in two.flags
+    assert state.settlement_queue == {}
