@@ -680,6 +680,10 @@ class SettlementReader:
     def chain_id(self) -> int:
         return int(self.w3.eth.chain_id)
 
+    def block_number(self) -> int:
+        """The node's latest block: how deep the settle block is."""
+        return int(self.w3.eth.block_number)
+
     def settle_input(self, tx_hash: bytes) -> tuple[str, int, int, list[tuple[bytes, int]]]:
         """(called contract, ledger, first seq, entries) of a settle transaction."""
         to, args = self._settle_call(tx_hash)

@@ -18,6 +18,14 @@ from the escrow. A card session billed at its limit must be within the driver's 
 session at the settle block (an operator inventing a higher limit bills more than the
 driver agreed to).
 
+What the chain answers is worth as much as its block and its node. A block can be
+reorganised away until enough blocks are on top of it: the settle transaction must have
+``confirmations`` (its block and the blocks on top of it; by default
+:func:`default_confirmations` of the receipt's chain), else the verdict is UNVERIFIED. And the
+node answering is the driver's choice: the node the receipt names (``chain.rpc_hint``, the
+operator's, which the receipt page fills in) can answer anything, so a verdict read from it
+(``rpc_url`` the hint) is UNVERIFIED ("chain node"); ``csms verify`` never reads it.
+
 Which contract is the real one cannot be read from a receipt (anyone can deploy a
 look-alike that answers whatever it likes): the code at the receipt's contract address
 must be this project's Settlement contract (``settlement/contract.py``
@@ -72,7 +80,9 @@ from settlement.records import (
 )
 
 __all__ = [
+    "FINAL_CONFIRMATIONS",
     "INVALID",
+    "LOCAL_CHAINS",
     "RECEIPT_VERSION",
     "UNVERIFIED",
     "VALID",
@@ -83,6 +93,7 @@ __all__ = [
     "build_receipt",
     "card_salt",
     "check_receipt",
+    "default_confirmations",
     "duplicates",
     "hex32",
     "load_batch_receipts",
@@ -92,6 +103,15 @@ __all__ = [
 
 RECEIPT_VERSION = 2
 VALID, INVALID, UNVERIFIED = "VALID", "INVALID", "UNVERIFIED"
+# Confirmations a settle transaction needs for VALID where the driver names no number:
+# one (it is in a block) on the chains anyone runs locally for tests and demos, where blocks
+# are mined on demand and nothing reorganises them (Anvil and Hardhat 31337, Ganache and
+# geth --dev 1337, py-evm's eth-tester 131277322940537); on any other chain 64, two epochs
+# of Ethereum's proof of stake, about when a block of Ethereum (and its test networks)
+# becomes final. A chain this verifier does not know gets the same (the safe side: a driver
+# who knows its finality passes csms verify --confirmations N).
+LOCAL_CHAINS = frozenset({31337, 1337, 131277322940537})
+FINAL_CONFIRMATIONS = 64
 # every figure the verifier computes is in csms.domain.tariff.DECIMALS (28 digits), whatever
 # a library imported into the process set for the thread (vyper sets 78 on import); the
 # receipt page computes with the same 28 digits
@@ -356,6 +376,8 @@ def _parse(receipt: Any) -> dict[str, Any]:
             "card_salt": None if card is None else _hex32(card["salt"], "card.salt"),
             "deploy_tx": None if chain.get("deploy_tx") is None else _hex32(
                 chain["deploy_tx"], "chain.deploy_tx"),
+            # the operator's node (a hint, not checked: anything else is no node named)
+            "rpc_hint": chain["rpc_hint"] if isinstance(chain.get("rpc_hint"), str) else None,
         }
     except ReceiptError:
         raise
@@ -401,10 +423,17 @@ def _salts(cards: Iterable[tuple[str, str | bytes]] | None) -> list[tuple[str, b
     return out
 
 
+def default_confirmations(chain_id: int) -> int:
+    """The confirmations a receipt of ``chain_id`` needs where the driver names no number
+    (:data:`LOCAL_CHAINS`: 1, else :data:`FINAL_CONFIRMATIONS`)."""
+    return 1 if chain_id in LOCAL_CHAINS else FINAL_CONFIRMATIONS
+
+
 def verify_receipt(receipt: Any, w3: Any | None = None, *, driver: str | None = None,
                    contract: str | None = None,
                    cards: Iterable[tuple[str, str | bytes]] | None = None,
-                   log_window: int | None = None) -> Verdict:
+                   log_window: int | None = None, confirmations: int | None = None,
+                   rpc_url: str | None = None) -> Verdict:
     """Check a receipt; with ``w3`` (a web3 client) against the chain too.
 
     ``cards``: the driver's own cards as (tag, salt) pairs (the salt they linked each
@@ -413,17 +442,27 @@ def verify_receipt(receipt: Any, w3: Any | None = None, *, driver: str | None = 
     ``log_window``: the widest block range of one ``eth_getLogs``, where the node keeps no
     state of the settle block (narrower where the node refuses it; None: 10,000, see
     ``settlement.chain.SettlementReader``).
+    ``confirmations``: how many the settle transaction must have for VALID (its block and
+    the blocks on top of it; None: :func:`default_confirmations` of the receipt's chain).
+    ``rpc_url``: the URL the driver gave for ``w3``'s node; the receipt's own
+    ``chain.rpc_hint`` (its operator's node) makes the verdict UNVERIFIED. None: a node of
+    the caller's own (the chain of its data folder).
 
     Raises :class:`ReceiptError` for what is not a receipt of this version, ValueError
-    for a salt of ``cards`` that is not 32 bytes or a log window below one block."""
+    for a salt of ``cards`` that is not 32 bytes, a log window below one block or fewer
+    than one confirmation."""
     if log_window is not None and log_window < 1:
         raise ValueError("the log window is at least one block")
+    if confirmations is not None and confirmations < 1:
+        raise ValueError("the confirmations are at least one (the block of the transaction)")
     with localcontext(DECIMALS):
-        return _verify(receipt, w3, driver, contract, cards, log_window)
+        return _verify(receipt, w3, driver, contract, cards, log_window, confirmations,
+                       rpc_url)
 
 
 def _verify(receipt: Any, w3: Any | None, driver: str | None, contract: str | None,
-            cards: Iterable[tuple[str, str | bytes]] | None, log_window: int | None) -> Verdict:
+            cards: Iterable[tuple[str, str | bytes]] | None, log_window: int | None,
+            confirmations: int | None, rpc_url: str | None) -> Verdict:
     own_cards = _salts(cards)
     r = _parse(receipt)
     record, samples = r["record"], r["samples"]
@@ -451,8 +490,9 @@ def _verify(receipt: Any, w3: Any | None, driver: str | None, contract: str | No
     if w3 is None:
         v.add("on chain", None, "no RPC endpoint given: the chain was not checked")
         return v
+    _check_node(v, r, rpc_url)
     try:
-        _check_chain(v, r, w3, driver, contract, own_cards, log_window)
+        _check_chain(v, r, w3, driver, contract, own_cards, log_window, confirmations)
     except Exception as exc:  # a node that is down or a receipt pointing nowhere
         v.add("on chain", None, f"the chain could not be read: {str(exc)[:200]}")
     return v
@@ -600,9 +640,55 @@ def _belongs(v: Verdict, record: dict[str, Any], readings: list[ocmf.SignedReadi
                  " meter" + (", the driver's token" if tag and ids else ""))
 
 
+def _node(url: str) -> str:
+    """A node's URL as compared with the receipt's: the same node however it is spelled
+    around (case, blanks, a closing slash)."""
+    return url.strip(" \t\r\n").rstrip("/").lower()
+
+
+def _check_node(v: Verdict, r: dict[str, Any], rpc_url: str | None) -> None:
+    """Whose node answered: the chain data of the node the receipt names (its operator's)
+    proves nothing against a dishonest operator, whose node answers whatever makes its
+    receipts pass; ``csms verify`` never asks it, the receipt page fills it in."""
+    hint = r["rpc_hint"]
+    if rpc_url is not None and hint is not None and _node(hint) \
+            and _node(rpc_url) == _node(hint):
+        v.add("chain node", None, f"the chain data came from {rpc_url}, the node the receipt"
+              " names: its operator's, which can answer whatever makes its receipts pass;"
+              f" check with a node you choose (your own, or a public one of chain"
+              f" {r['chain_id']})")
+        v.proves += (f" Chain data from {rpc_url}, the node the receipt names (its"
+                     " operator's): against a dishonest operator this proves nothing until"
+                     " it is checked with a node you choose.")
+        return
+    where = "your own node" if rpc_url is None else f"{rpc_url}, a node you chose"
+    v.add("chain node", True, f"the chain data came from {where}"
+          + ("" if hint is None else f", not {hint}, the node the receipt names"))
+    v.proves += f" Chain data from {where}."
+
+
+def _check_depth(v: Verdict, r: dict[str, Any], reader: Any, block: int,
+                 confirmations: int | None) -> None:
+    """How deep the settle block is: until enough blocks are on top of it, a block can be
+    reorganised away (and the session with it)."""
+    required = default_confirmations(r["chain_id"]) if confirmations is None \
+        else confirmations
+    head = reader.block_number()
+    depth = max(head - block, 0)  # a node behind its own answer: in a block, no more
+    detail = (f"settle block {block}, {depth} blocks on top of it (the node's latest block"
+              f" is {head}): {depth + 1} confirmations, {required} required")
+    if depth + 1 >= required:
+        v.add("confirmations", True, detail)
+        return
+    v.add("confirmations", None, detail + (
+        f" (the default on chain {r['chain_id']}: csms verify --confirmations N asks for"
+        " another number)" if confirmations is None else "")
+        + ": the block can still be reorganised away, check again later")
+
+
 def _check_chain(v: Verdict, r: dict[str, Any], w3: Any, driver: str | None,
                  contract: str | None, cards: list[tuple[str, bytes]],
-                 log_window: int | None) -> None:
+                 log_window: int | None, confirmations: int | None) -> None:
     from settlement.chain import SettlementReader
     from settlement.contract import code_fingerprint, is_settlement_code
 
@@ -675,6 +761,7 @@ def _check_chain(v: Verdict, r: dict[str, Any], w3: Any, driver: str | None,
     status, block, settled, unpaid = reader.outcome(r["tx_hash"])
     v.add("settle transaction", status == 1 and settled and block == r["block_number"],
           f"succeeded in block {block}")
+    _check_depth(v, r, reader, block, confirmations)
     seq = ascii_int(record["seq"])
     paid_on_chain = seq not in unpaid
     amount = unpack_entry(r["packed"])["price_minor"]

@@ -166,8 +166,9 @@ COMMANDS: dict[str, Entry] = {
                    _serve),
     "receipt": Entry("Write the receipt of a settled session (JSON).", _receipt),
     "verify": Entry("Check receipts against the chain alone: exit 0 VALID, 1 INVALID,"
-                    " 3 UNVERIFIED (the chain could not be reached, or which contract is the"
-                    " real one is not known).", _verify),
+                    " 3 UNVERIFIED (the chain could not be reached, which contract is the"
+                    " real one is not known, the settle block is not deep enough, or the"
+                    " node is the one the receipt names).", _verify),
     "audit": Entry("Show the audit log: each operator action (a command, a tariff, a tag,"
                    " a login), who made it, its target, what was asked and how it ended.",
                    _audit),

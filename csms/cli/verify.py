@@ -30,10 +30,20 @@ def verify(
     log_window: Annotated[int, typer.Option(
         min=1, help="The widest block range of one eth_getLogs, where the node keeps no"
         " state of the settle block (narrower where the node refuses it)")] = 10_000,
+    confirmations: Annotated[int | None, typer.Option(
+        min=1, help="Confirmations the settle transaction must have for VALID (its block"
+        " and the blocks on top of it; fewer: UNVERIFIED, the block can still be reorganised"
+        " away). Default: 1 on a local test chain (Anvil, Hardhat, Ganache, py-evm), 64 on"
+        " any other (two epochs: when a block of Ethereum is final)")] = None,
     data_dir: DataDirOption = None,
 ) -> None:
     """Check receipts against the chain alone: exit 0 VALID, 1 INVALID, 3 UNVERIFIED (the
-    chain could not be reached, or which contract is the real one is not known)."""
+    chain could not be reached, which contract is the real one is not known, the settle
+    block is not deep enough, or the node is the one the receipt names).
+
+    The settle block is deep enough with --confirmations (by default 1 on a local test
+    chain, 64 on any other). --rpc is the node you choose: the one the receipt names
+    (chain.rpc_hint) is its operator's, which can answer anything."""
     from rich.markup import escape
 
     from settlement.chain import AnvilNode, ChainError, rpc_client
@@ -104,7 +114,8 @@ def verify(
         for file, data in zip(files, receipts, strict=True):
             try:
                 verdict = verify_receipt(data, w3, driver=driver, contract=contract,
-                                         cards=cards, log_window=log_window)
+                                         cards=cards, log_window=log_window,
+                                         confirmations=confirmations, rpc_url=rpc)
             except ReceiptError as exc:
                 fail(f"{file}: {exc}")
             if len(files) > 1:

@@ -45,7 +45,8 @@ TAG = "PAGE-DRIVER"
 STATUS = re.compile(r"^(VALID|INVALID|UNVERIFIED) receipt$")
 SHOTS = {"signed: valid, your driver address": "valid.png",
          "signed: record.energy_wh": "invalid-energy.png",
-         "unsigned: valid, chain unreachable": "unverified.png"}
+         "unsigned: valid, chain unreachable": "unverified.png",
+         "signed: valid, the receipt's own node": "operators-node.png"}
 CHECK = re.compile(r"^(ok|FAIL|\?\?)  ([^:]+): ")
 
 
@@ -213,6 +214,13 @@ def _cases(run: dict[str, Any], dead_rpc: str, rpc: str) -> list[dict[str, Any]]
         for name, options in good:
             cases.append({"name": f"{kind}: {name}", "receipt": receipt,
                           "options": {"rpc": rpc, **options}})
+        # more confirmations than the chain has yet; the node the receipt names (the
+        # operator's: the page fills it in, the driver leaves it)
+        cases.append({"name": f"{kind}: valid, not deep enough", "receipt": receipt,
+                      "options": {"rpc": rpc, "driver": driver, "confirmations": "1000"}})
+        named = {**receipt, "chain": {**receipt["chain"], "rpc_hint": rpc}}
+        cases.append({"name": f"{kind}: valid, the receipt's own node", "receipt": named,
+                      "options": {"rpc": rpc, "driver": driver}, "prefilled": True})
         for name, bad in _tampered(receipt):
             cases.append({"name": f"{kind}: {name}", "receipt": bad,
                           "options": {"rpc": rpc, "driver": driver}})
@@ -232,7 +240,7 @@ def _cli_verdicts(cases: list[dict[str, Any]], folder: Path) -> list[dict[str, A
     for options_text, numbers in groups.items():
         options = json.loads(options_text)
         args = ["verify", *[str(cases[n]["file"]) for n in numbers]]
-        for name in ("rpc", "driver", "contract"):
+        for name in ("rpc", "driver", "contract", "confirmations"):
             if name in options:
                 args += [f"--{name}", options[name]]
         r = csms({"CSMS_DATA_DIR": str(folder / "nowhere")}, *args)
@@ -287,8 +295,12 @@ async def _page_verdicts(cases: list[dict[str, Any]], shots: Path, *,
                 else:
                     await page.set_input_files("#file", str(case["file"]))
                     await page.wait_for_selector("#loaded:not(:empty)")
-                for name in ("rpc", "driver", "contract"):
-                    await page.fill(f"#{name}", case["options"].get(name, ""))
+                if case.get("prefilled"):  # the receipt's node, as the page filled it in
+                    assert await page.input_value("#rpc") == case["options"]["rpc"]
+                    assert "the operator's own" in await page.inner_text("#rpc-note")
+                for name in ("rpc", "driver", "contract", "confirmations"):
+                    if name != "rpc" or not case.get("prefilled"):
+                        await page.fill(f"#{name}", case["options"].get(name, ""))
                 await page.click("#check")
                 verdict = await page.wait_for_selector("#verdict[data-status]", timeout=30_000)
                 assert verdict is not None
@@ -299,6 +311,9 @@ async def _page_verdicts(cases: list[dict[str, Any]], shots: Path, *,
                     continue
                 proves = await page.eval_on_selector(
                     ".proves", "p => p.lastChild.textContent")
+                # the operator's node: said in the verdict itself, not only in a check
+                assert await page.is_visible("#node-warning") == (
+                    ["chain node", "null"] in checks), checks
                 results.append({
                     "status": await verdict.get_attribute("data-status"),
                     "proves": proves,
@@ -354,6 +369,11 @@ async def test_the_page_and_csms_verify_agree_on_every_receipt(
         assert statuses[f"{kind}: valid, wrong contract"] == "INVALID"
         assert statuses[f"{kind}: valid, which contract unknown"] == "UNVERIFIED"
         assert statuses[f"{kind}: valid, chain unreachable"] == "UNVERIFIED"
+        for name, unknown in (("not deep enough", "confirmations"),
+                              ("the receipt's own node", "chain node")):
+            at = [c["name"] for c in cases].index(f"{kind}: valid, {name}")
+            assert (expected[at]["status"], expected[at]["unknown"]) == (
+                "UNVERIFIED", {unknown}), (name, expected[at])
         assert statuses[f"{kind}: record.energy_wh"] == "INVALID"
     assert statuses["signed: signed meter data"] == "INVALID"
     assert "meter signature 1" in expected[[c["name"] for c in cases].index(

@@ -171,6 +171,13 @@ class Kit:
             self.w3.provider.make_request("evm_increaseTime", [seconds])  # type: ignore[arg-type]
             self.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
 
+    def mine(self, blocks: int) -> None:
+        """``blocks`` empty blocks on top of the chain."""
+        if self.chain.kind == "memory":
+            self.w3.provider.ethereum_tester.mine_blocks(blocks)  # type: ignore[attr-defined]
+        else:
+            self.w3.provider.make_request("anvil_mine", [hex(blocks)])  # type: ignore[arg-type]
+
     # -- other contracts ---------------------------------------------------------
     def deploy(self, name: str) -> Any:
         """A contract of tests/support/contracts, deployed by a funded account."""

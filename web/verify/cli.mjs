@@ -1,6 +1,6 @@
 // Runs the page's verifier under Node (which has fetch and WebCrypto), for developers:
 //   node web/verify/cli.mjs RECEIPT.json [--rpc URL] [--driver ADDRESS] [--contract ADDRESS]
-//        [--card TAG:SALT]... [--log-window BLOCKS]
+//        [--card TAG:SALT]... [--log-window BLOCKS] [--confirmations N]
 // prints the checks and the verdict as JSON lines. The page itself needs no Node.
 import { readFileSync } from "node:fs";
 
@@ -21,7 +21,7 @@ for (let i = 0; i < rest.length; i += 2) {
 }
 const verdict = await verifyReceipt(parse(readFileSync(file, "utf-8")), {
   rpcUrl: options.rpc ?? null, driver: options.driver ?? null, contract: options.contract ?? null,
-  cards, logWindow: options["log-window"] ?? null,
+  cards, logWindow: options["log-window"] ?? null, confirmations: options.confirmations ?? null,
 });
 for (const c of verdict.checks) console.log(JSON.stringify(c));
 console.log(JSON.stringify({ status: verdict.status, proves: verdict.proves }));

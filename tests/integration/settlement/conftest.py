@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from eth_account.signers.local import LocalAccount
@@ -15,6 +19,8 @@ from csms.domain.model import MeterSample, Session, SessionStatus
 from csms.domain.tariff import Tariff
 from csms.storage.sqlite import SqliteRepository
 from settlement.chain import Chain, ContractParams, find_anvil, open_chain
+from settlement.receipts import Verdict
+from settlement.receipts import verify_receipt as python_verify
 from settlement.wallet import link_card, new_salt
 from support import IN_CI
 from support.chainkit import Kit
@@ -75,6 +81,12 @@ def memory_chain(tmp_path: Path) -> Chain:
     return open_chain("memory", tmp_path / "data", params=ContractParams(fee_bps=500))
 
 
+@pytest.fixture(params=["memory_chain", pytest.param("anvil_chain", marks=pytest.mark.anvil)])
+def chain(request: pytest.FixtureRequest) -> Chain:
+    """py-evm, then a real Anvil node (where the receipt page's verifier runs too)."""
+    return cast(Chain, request.getfixturevalue(request.param))
+
+
 @pytest.fixture
 def anvil_chain(tmp_path: Path) -> Iterator[Chain]:
     if find_anvil() is None:
@@ -99,3 +111,32 @@ async def link_driver(repo: SqliteRepository, kit: Kit, tag: str, deposit: int =
 
     await repo.unit(work)
     return driver, index
+
+
+PAGE_CLI = Path(__file__).resolve().parents[3] / "web" / "verify" / "cli.mjs"
+
+
+def verify_receipt(receipt: dict[str, Any], w3: Any, **options: Any) -> Verdict:
+    """``verify_receipt``; on a node with a URL (Anvil) the receipt page's verifier too
+    (web/verify, under Node), which must reach the same checks and verdict (``options``
+    as its command line's: ``log_window=3`` is ``--log-window 3``). Both are given the
+    node's URL as the one the driver chose (``rpc_url``; the page's RPC field)."""
+    url = getattr(w3.provider, "endpoint_uri", None)
+    verdict = python_verify(receipt, w3, **({"rpc_url": url} if url else {}), **options)
+    if url is None:
+        return verdict
+    node = shutil.which("node")
+    if node is None:
+        if IN_CI:
+            pytest.fail("node is required (the receipt page's verifier)")
+        return verdict
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as f:
+        json.dump(receipt, f)
+        f.flush()
+        args = [a for k, v in options.items() for a in (f"--{k.replace('_', '-')}", str(v))]
+        out = subprocess.run([node, str(PAGE_CLI), f.name, "--rpc", url, *args],
+                             capture_output=True, text=True, timeout=60, check=True).stdout
+    *checks, last = [json.loads(line) for line in out.splitlines()]
+    assert [(c["name"], c["ok"]) for c in checks] == [(c.name, c.ok) for c in verdict.checks]
+    assert (last["status"], last["proves"]) == (verdict.status, verdict.proves)
+    return verdict

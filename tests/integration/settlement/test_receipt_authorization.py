@@ -16,10 +16,8 @@ from settlement.receipts import INVALID, VALID, load_receipt
 from settlement.worker import SettlementWorker
 from support.chainkit import Kit
 
-from .conftest import add_sessions
-from .test_verifier_origin import chain, check, failed, verify_receipt
-
-__all__ = ["chain"]  # the fixture, on py-evm and on Anvil
+from .conftest import add_sessions, verify_receipt
+from .test_verifier_origin import check, failed
 
 # add_sessions' first session: 700 Wh at 0.40 per kWh, 28 minor units
 PRICE = 28
@@ -68,7 +66,7 @@ async def test_an_entry_paid_under_another_of_the_drivers_signatures_is_invalid(
     await worker.run_once()
     assert kit.balance(driver) == 10**6 - PRICE  # paid, under the other signature
     assert not chain.nonce_used(driver.address, 7)
-    receipt = await load_receipt(repo, sid, chain.rpc_url)
+    receipt = await load_receipt(repo, sid, None)  # no node named: the verifier picks
     assert receipt["record"]["authorization"]["nonce"] == 7 and receipt["payment"]["paid"]
     verdict = verify_receipt(receipt, chain.w3, driver=driver.address)
     assert verdict.status == INVALID, failed(verdict)
@@ -87,6 +85,6 @@ async def test_an_entry_paid_under_its_own_signature_is_valid(
     await app_session(repo, kit, driver, station, sid, max_per_kwh=50, nonce=7)
     await SettlementWorker(repo, chain).run_once()
     assert kit.balance(driver) == 10**6 - PRICE and chain.nonce_used(driver.address, 7)
-    receipt = await load_receipt(repo, sid, chain.rpc_url)
+    receipt = await load_receipt(repo, sid, None)  # no node named: the verifier picks
     verdict = verify_receipt(receipt, chain.w3, driver=driver.address)
     assert verdict.status == VALID, failed(verdict)

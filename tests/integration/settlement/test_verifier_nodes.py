@@ -33,8 +33,8 @@ from support.rpcproxy import (
     rpc_proxy,
 )
 
-from .conftest import add_sessions, link_driver
-from .test_verifier_origin import check, failed, settled, settled_at_limits, verify_receipt
+from .conftest import add_sessions, link_driver, verify_receipt
+from .test_verifier_origin import check, failed, settled, settled_at_limits
 
 pytestmark = pytest.mark.anvil
 

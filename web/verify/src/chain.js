@@ -152,6 +152,11 @@ export class SettlementReader {
     return BigInt(await this.rpc.call("eth_chainId", []));
   }
 
+  /** The node's latest block: how deep the settle block is. */
+  async blockNumber() {
+    return BigInt(await this.rpc.call("eth_blockNumber", []));
+  }
+
   /** block: a block number (BigInt), or null for the latest. */
   async ethCall(data, block = null) {
     const at = block === null ? "latest" : `0x${block.toString(16)}`;

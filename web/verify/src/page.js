@@ -4,7 +4,7 @@
 // the driver gives.
 
 import { dumps, parse, PyFloat, str } from "./pyjson.js";
-import { ReceiptError, verifyReceipt } from "./verifier.js";
+import { ReceiptError, sameNode, verifyReceipt } from "./verifier.js";
 import { fromIso } from "./isotime.js";
 
 const $ = (id) => document.getElementById(id);
@@ -25,6 +25,7 @@ const MEANING = {
   "meter status": "The meter itself marks its signed begin and end readings as good: no error status, no energy error.",
   "signed readings belong to this session": "The signed readings were taken during this session, begin before end, by one meter, for your card: not borrowed from another session.",
   "on chain": "The record was compared with the chain.",
+  "chain node": "Whose node answered: every answer from the chain is that node's word. The node the receipt names is the operator's own, which can answer whatever makes its receipts pass; only a node you choose (your own, or a public one) checks the operator.",
   "chain id": "The node you asked is on the chain the receipt names.",
   "contract code": "The contract in the receipt runs voltledger's own settlement code, byte for byte: not a look-alike that answers whatever it likes.",
   "contract origin": "The contract was created by voltledger's own creation code (its creation transaction on chain): nobody wrote escrows, cards or chunks into it on the side.",
@@ -34,6 +35,7 @@ const MEANING = {
   "entry in the settle transaction": "The settle transaction on chain carries this session's entry, at its place in the chunk.",
   "settled once": "The contract stored this chunk for these sequence numbers: no other chunk can bill this session again.",
   "settle transaction": "The settle transaction succeeded, in the block the receipt names.",
+  confirmations: "How deep the settle block is: until enough blocks are on top of it, the chain can still drop it (a reorganisation), and the session's settlement with it.",
   payment: "The amount was (or was not) taken from your escrow on chain, as the receipt says.",
 };
 const meaning = (name) => (name.startsWith("meter signature ")
@@ -161,13 +163,20 @@ function chart(receipt, signed) {
   return box;
 }
 
+// The verdict's warning when the chain data came from the node the receipt names.
+const OPERATORS_NODE = "The chain data came from the node the receipt names: the operator's own."
+  + " Against a dishonest operator this proves nothing: put a node you choose (your own, or a"
+  + " public one of the chain) in the Chain RPC URL field and check again.";
+
 function showVerdict(receipt, verdict) {
   const out = $("result");
   out.replaceChildren();
   const status = verdict.status;
   out.setAttribute("data-status", status);
+  const operators = verdict.checks.some((c) => c.name === "chain node" && c.ok === null);
   out.append(el("div", { class: `verdict ${status}`, id: "verdict", "data-status": status },
-    el("strong", {}, status), " ", VERDICT_WORDS[status]));
+    el("strong", {}, status), " ", VERDICT_WORDS[status],
+    ...(operators ? [el("p", { class: "warning", id: "node-warning" }, OPERATORS_NODE)] : [])));
   const label = status === "VALID" ? "What this receipt proves: "
     : "What this receipt would prove if every check passed: ";
   out.append(el("p", { class: "proves" }, el("strong", {}, label), verdict.proves));
@@ -190,18 +199,32 @@ function showError(message) {
 }
 
 let receiptText = null;
+let rpcHint = null; // the node the loaded receipt names (its operator's)
+
+/** Says under the RPC field when it holds the node the receipt names: the operator's. */
+function noteNode() {
+  $("rpc-note").textContent = sameNode($("rpc").value, rpcHint) ? "This is the node the receipt names: the operator's own."
+    + " Checked there, the receipt proves nothing against a dishonest operator (UNVERIFIED):"
+    + " give a node you choose." : "";
+}
 
 function loadText(text, name) {
   receiptText = text;
   $("receipt-text").value = text;
   $("loaded").textContent = name ? `loaded ${name}` : "";
+  rpcHint = null;
   try {
     const receipt = parse(text);
     const hint = receipt?.chain?.rpc_hint;
-    if (typeof hint === "string" && hint && !$("rpc").value) $("rpc").value = hint;
+    if (typeof hint === "string" && hint) {
+      rpcHint = hint;
+      // a start for a driver without a node of its own: the verdict says whose it is
+      if (!$("rpc").value) $("rpc").value = hint;
+    }
   } catch {
     // reported when checked
   }
+  noteNode();
 }
 
 async function run() {
@@ -213,6 +236,10 @@ async function run() {
   const contract = $("contract").value.trim() || null;
   for (const [value, name] of [[driver, "driver"], [contract, "contract"]]) {
     if (value !== null && !ADDRESS.test(value)) return showError(`the ${name} address is 0x and 40 hex digits.`);
+  }
+  const confirmations = $("confirmations").value.trim() || null;
+  if (confirmations !== null && (!/^[0-9]+$/.test(confirmations) || BigInt(confirmations) < 1n)) {
+    return showError("the confirmations are a whole number, at least 1.");
   }
   const cards = [];
   for (const value of $("card").value.split(/[\s,]+/).filter(Boolean)) {
@@ -230,7 +257,7 @@ async function run() {
   }
   $("result").replaceChildren(el("p", {}, "checking..."));
   try {
-    const verdict = await verifyReceipt(receipt, { rpcUrl: rpc, driver, contract, cards });
+    const verdict = await verifyReceipt(receipt, { rpcUrl: rpc, driver, contract, cards, confirmations });
     showVerdict(receipt, verdict);
   } catch (exc) {
     showError(exc instanceof ReceiptError ? exc.message : `the check stopped: ${exc.message}`);
@@ -239,7 +266,7 @@ async function run() {
 
 function start() {
   const params = new URLSearchParams(location.search);
-  for (const name of ["rpc", "driver", "contract", "card"]) {
+  for (const name of ["rpc", "driver", "contract", "card", "confirmations"]) {
     if (params.get(name)) $(name).value = params.get(name);
   }
   $("file").addEventListener("change", async () => {
@@ -264,7 +291,16 @@ function start() {
   $("receipt-text").addEventListener("input", () => {
     receiptText = null;
     $("loaded").textContent = "";
+    rpcHint = null;
+    try {
+      const hint = parse($("receipt-text").value)?.chain?.rpc_hint;
+      if (typeof hint === "string" && hint) rpcHint = hint;
+    } catch {
+      // not (yet) a receipt
+    }
+    noteNode();
   });
+  $("rpc").addEventListener("input", noteNode);
   $("check").addEventListener("click", run);
   document.documentElement.setAttribute("data-ready", "1");
 }

@@ -1,8 +1,9 @@
 // The receipt verifier of settlement/receipts.py (verify_receipt), check for check, in the
 // browser: the same checks in the same order with the same names, so the page and
 // `csms verify` reach the same verdict on the same receipt. Verdicts: VALID, INVALID,
-// UNVERIFIED (the chain could not be read, or which contract is the real one or the card's
-// owner is unknown).
+// UNVERIFIED (the chain could not be read, which contract is the real one or the card's
+// owner is unknown, the settle block is not deep enough, or the node asked is the one the
+// receipt names: its operator's).
 
 import { secp256k1 } from "@noble/curves/secp256k1.js";
 
@@ -21,6 +22,18 @@ export const VALID = "VALID";
 export const INVALID = "INVALID";
 export const UNVERIFIED = "UNVERIFIED";
 export const RECEIPT_VERSION = 2n;
+// settlement/receipts.py LOCAL_CHAINS and FINAL_CONFIRMATIONS: the confirmations a settle
+// transaction needs where the driver names no number: 1 on the chains anyone runs locally
+// for tests and demos (Anvil and Hardhat, Ganache and geth --dev, py-evm's eth-tester), 64
+// (two epochs of Ethereum's proof of stake: about when a block of Ethereum is final) on any
+// other.
+export const LOCAL_CHAINS = new Set([31337n, 1337n, 131277322940537n]);
+export const FINAL_CONFIRMATIONS = 64n;
+
+/** settlement/receipts.py default_confirmations */
+export function defaultConfirmations(chainId) {
+  return LOCAL_CHAINS.has(chainId) ? 1n : FINAL_CONFIRMATIONS;
+}
 
 export const RECORD_FIELDS = [
   "ledger", "seq", "session_id", "station_id", "chain_station", "host", "connector_id",
@@ -172,6 +185,8 @@ function parseReceipt(receipt) {
       amount: int(need(payment, "amount")), unit: int(need(payment, "unit")),
       cardSalt: card === null ? null : hex32(need(card, "salt"), "card.salt"),
       deployTx: deployTxOf(chain),
+      // the operator's node (a hint, not checked: anything else is no node named)
+      rpcHint: typeof chain.rpc_hint === "string" ? chain.rpc_hint : null,
     };
   } catch (exc) {
     if (exc instanceof ReceiptError) throw exc;
@@ -221,11 +236,18 @@ export function priceMinor(tariff, energyWh, durationS) {
  */
 export async function verifyReceipt(receipt, {
   rpcUrl = null, driver = null, contract = null, cards = [], logWindow = null,
+  confirmations = null,
 } = {}) {
   // logWindow: the widest block range of one eth_getLogs (BigInt or an integer's text;
   // null: chain.js LOG_WINDOW), where the node keeps no state of the settle block
   const window = logWindow === null ? null : BigInt(logWindow);
   if (window !== null && window < 1n) throw new Error("the log window is at least one block");
+  // confirmations: how many the settle transaction must have for VALID (BigInt or an
+  // integer's text; null: defaultConfirmations of the receipt's chain)
+  const required = confirmations === null ? null : BigInt(confirmations);
+  if (required !== null && required < 1n) {
+    throw new Error("the confirmations are at least one (the block of the transaction)");
+  }
   // cards: the driver's own [tag, salt] pairs (settlement/receipts.py verify_receipt)
   const ownCards = (cards ?? []).map(([tag, salt]) => {
     if (typeof salt !== "string" || !/^0x[0-9a-fA-F]{64}$/.test(salt)) {
@@ -263,8 +285,9 @@ export async function verifyReceipt(receipt, {
     v.add("on chain", null, "no RPC endpoint given: the chain was not checked");
     return v;
   }
+  checkNode(v, r, rpcUrl);
   try {
-    await checkChain(v, r, new Rpc(rpcUrl), driver, contract, ownCards, window);
+    await checkChain(v, r, new Rpc(rpcUrl), driver, contract, ownCards, window, required);
   } catch (exc) {
     v.add("on chain", null, `the chain could not be read: ${String(exc.message).slice(0, 200)}`);
   }
@@ -483,7 +506,54 @@ function belongsToSession(v, record, readings, rec) {
 }
 
 // -- on chain -----------------------------------------------------------------------------
-async function checkChain(v, r, rpc, driver, contract, cards, logWindow) {
+/** settlement/receipts.py _node: a node's URL as compared with the receipt's: the same node
+ * however it is spelled around (case, blanks, a closing slash). */
+const nodeOf = (url) => url.replace(/^[ \t\r\n]+|[ \t\r\n]+$/g, "").replace(/\/+$/, "").toLowerCase();
+
+/** Whether url is the node the receipt names (its rpc_hint; null: it names none). */
+export function sameNode(url, hint) {
+  return typeof url === "string" && typeof hint === "string" && nodeOf(hint) !== ""
+    && nodeOf(url) === nodeOf(hint);
+}
+
+/** settlement/receipts.py _check_node: whose node answered. The chain data of the node the
+ * receipt names (its operator's) proves nothing against a dishonest operator, whose node
+ * answers whatever makes its receipts pass; the page fills it in, csms verify never asks it. */
+function checkNode(v, r, rpcUrl) {
+  const hint = r.rpcHint;
+  if (sameNode(rpcUrl, hint)) {
+    v.add("chain node", null, `the chain data came from ${rpcUrl}, the node the receipt`
+      + " names: its operator's, which can answer whatever makes its receipts pass;"
+      + ` check with a node you choose (your own, or a public one of chain ${r.chainId})`);
+    v.proves += ` Chain data from ${rpcUrl}, the node the receipt names (its`
+      + " operator's): against a dishonest operator this proves nothing until"
+      + " it is checked with a node you choose.";
+    return;
+  }
+  const where = `${rpcUrl}, a node you chose`;
+  v.add("chain node", true, `the chain data came from ${where}`
+    + (hint === null ? "" : `, not ${hint}, the node the receipt names`));
+  v.proves += ` Chain data from ${where}.`;
+}
+
+/** settlement/receipts.py _check_depth: how deep the settle block is; until enough blocks
+ * are on top of it, a block can be reorganised away (and the session with it). */
+async function checkDepth(v, r, reader, block, confirmations) {
+  const required = confirmations === null ? defaultConfirmations(r.chainId) : confirmations;
+  const head = await reader.blockNumber();
+  const depth = head > block ? head - block : 0n; // a node behind its own answer: in a block
+  const detail = `settle block ${block}, ${depth} blocks on top of it (the node's latest block`
+    + ` is ${head}): ${depth + 1n} confirmations, ${required} required`;
+  if (depth + 1n >= required) {
+    v.add("confirmations", true, detail);
+    return;
+  }
+  v.add("confirmations", null, detail + (confirmations === null
+    ? ` (the default on chain ${r.chainId}: csms verify --confirmations N asks for another number)` : "")
+    + ": the block can still be reorganised away, check again later");
+}
+
+async function checkChain(v, r, rpc, driver, contract, cards, logWindow, confirmations) {
   const { record } = r;
   const reader = new SettlementReader(rpc, r.contract, logWindow);
   const chainId = await reader.chainId();
@@ -550,6 +620,7 @@ async function checkChain(v, r, rpc, driver, contract, cards, logWindow) {
     `the contract holds this chunk for sequence numbers ${firstSeq}..${firstSeq + BigInt(entries.length) - 1n} of ledger ${ledger}: no other chunk can hold them`);
   const [status, block, settled, unpaid] = await reader.outcome(txHash);
   v.add("settle transaction", status === 1n && settled && block === r.blockNumber, `succeeded in block ${block}`);
+  await checkDepth(v, r, reader, block, confirmations);
   const seq = int(record.seq);
   const paidOnChain = !unpaid.has(seq);
   const amount = unpackEntry(r.packed).price_minor;
