@@ -104,7 +104,9 @@ class Tx(Protocol):
         ``before`` and not stopped by ``after`` (active ones: whatever their times), for the
         times of one session to be compared with theirs; in the order of their ids."""
         ...
-    async def insert_session(self, session: Session) -> int: ...
+    async def insert_session(self, session: Session, card: str | None = None) -> int:
+        """Store a new session; its id. ``card``: the tag it starts on, to whose link now
+        the session is charged (:meth:`bind_card`), with the insert."""
     async def update_session(self, session: Session) -> None: ...
     async def list_sessions(
         self, station_id: str | None = None, active: bool | None = None, limit: int = 1000

@@ -578,12 +578,12 @@ class SessionUseCases(SignedDataChecks):
                 session.flag(f"auth_{auth.value.lower()}")
             if refused:
                 session.flag("reserved_for_other")
-            await tx.insert_session(session)
+            # its payer, bound with it: the driver the card is linked to now, or nobody (a
+            # card unlinked, linked to another driver or linked at all only before the
+            # session is settled changes nothing of it), whatever the answer (a station
+            # may charge anyway)
+            await tx.insert_session(session, card=id_tag)
             assert session.id is not None
-            # its payer: the driver the card is linked to now, or nobody (a card unlinked,
-            # linked to another driver or linked at all only before the session is settled
-            # changes nothing of it), whatever the answer (a station may charge anyway)
-            await tx.bind_card(session.id, id_tag)
             if reservation is not None:
                 await self._use_reservation(tx, reservation, session.id)
             bound = await self._bind_signed(tx, station_id, id_tag, session)  # its limit
@@ -793,6 +793,7 @@ class SessionUseCases(SignedDataChecks):
             now = self.clock()
             session = await tx.find_session(station_id, ev.transaction_id)
             created = False
+            card: str | None = None  # the tag bound with a new session
             if session is None:
                 session = Session(
                     station_id=station_id, ocpp_version=OCPP201,
@@ -804,7 +805,11 @@ class SessionUseCases(SignedDataChecks):
                     session.started_at = _begun(ev.samples, ev.timestamp)
                 if ev.seq_no != 0 and ev.event_type == "Started":
                     session.flag("seq_gap")
-                await tx.insert_session(session)
+                # the token it starts with (attached below) is its payer, bound with it
+                # as in 1.6; one presented to stop may be the master pass's (attached
+                # below only if it is not), and is bound there
+                card = ev.id_tag if ev.id_tag and not master and not _stops(ev) else None
+                await tx.insert_session(session, card=card)
                 created = True
             assert session.id is not None
             # Each seqNo once per session (a new session has none yet). A seqNo beyond 64
@@ -896,7 +901,8 @@ class SessionUseCases(SignedDataChecks):
                         and auth is AuthStatus.UNKNOWN:
                     auth = AuthStatus.ACCEPTED  # authorized by the driver's signature
                 session.auth_status = auth.value if auth else None
-                await tx.bind_card(session.id, ev.id_tag)  # its payer, as in 1.6
+                if card is None:  # its payer, as in 1.6 (a new session's: bound already)
+                    await tx.bind_card(session.id, ev.id_tag)
                 if auth is not None and auth is not AuthStatus.ACCEPTED:
                     session.flag(f"auth_{auth.value.lower()}")
             previous = await self._previous_reading(tx, session) if with_cost \

@@ -68,7 +68,15 @@ from csms.storage.postgres_text import (
     sql_pieces,
     to_postgres_placeholders,
 )
-from csms.storage.sql import SESSION_COLUMNS, SqlTx, dt_to_db
+from csms.storage.settlement_sql import CARD_LINK, CARD_LINK_COLUMNS, card_link_params
+from csms.storage.sql import (
+    SESSION_COLUMNS,
+    SqlTx,
+    dt_to_db,
+    insert_session_sql,
+    numbered_by_id,
+    numbered_values,
+)
 
 __all__ = [
     "PostgresRowLocks", "ReadShape", "RoundStats", "RoundTx", "RunInSequence", "run_in_rounds",
@@ -162,6 +170,19 @@ def _checked_update_sql(changed: tuple[int, ...]) -> tuple[str, tuple[int, ...]]
             compared)
 
 
+@functools.cache
+def _insert_drawn_session_sql(numbered: bool, card: bool) -> str:
+    """A new session's INSERT under an id drawn first, in the statement: its 1.6
+    transactionId (``numbered``), and with ``card`` its card's row of session_cards
+    (bind_card), whose parameters come first (card_link_params). That row is checked
+    against the session's at the end of the statement, once both are written."""
+    drawn = ["n AS (SELECT nextval(pg_get_serial_sequence('sessions', 'id')) AS id)"]
+    if card:
+        drawn.append(f"c AS (INSERT INTO session_cards ({CARD_LINK_COLUMNS})"
+                     f" SELECT id, {CARD_LINK} FROM n)")
+    return f"WITH {', '.join(drawn)} " + insert_session_sql("(SELECT id FROM n)", numbered)
+
+
 class PostgresRowLocks(SqlTx):
     """Bookkeeping that never waits for a row lock (PostgreSQL locks rows), on any
     PostgreSQL transaction of this adapter. In rounds its statements (a list parameter)
@@ -195,6 +216,19 @@ class PostgresRowLocks(SqlTx):
         sql, compared = _checked_update_sql(changed)
         await self.write(sql, *(values[i] for i in changed), now, sid,
                          *(read[i] for i in compared))
+
+    async def _insert_session_row(self, values: tuple[Any, ...], now: str | None,
+                                  card: str | None) -> int:
+        """A new session in one statement, one round trip: its id drawn first, for its
+        1.6 transactionId and its card's row (a bind of its own was one round trip more
+        per start, one after another, and a round more for its batch)."""
+        new = numbered_by_id(values)
+        if not new and card is None:
+            return await super()._insert_session_row(values, now, card)
+        return await self.insert_id(
+            _insert_drawn_session_sql(new, card is not None),
+            *(card_link_params(card) if card is not None else ()),
+            *(numbered_values(values) if new else values), now, now)
 
     async def lock_driver(self, driver: str) -> None:
         # a transaction-level advisory lock, in the two-key space (the migrations' lock

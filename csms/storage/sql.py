@@ -34,7 +34,8 @@ from csms.storage.device_sql import DeviceSql
 from csms.storage.maintenance_sql import MaintenanceSql
 from csms.storage.settlement_sql import SettlementSql
 
-__all__ = ["SESSION_COLUMNS", "SqlTx", "dt_from_db", "dt_to_db", "json_text", "json_value"]
+__all__ = ["SESSION_COLUMNS", "SqlTx", "dt_from_db", "dt_to_db", "insert_session_sql",
+           "json_text", "json_value", "numbered_by_id", "numbered_values"]
 
 
 def dt_to_db(value: datetime | None) -> str | None:
@@ -201,6 +202,37 @@ SESSIONS_ON_EVSE = (
     " AND stopped_at > ? AND started_at < ? ORDER BY id")
 _SESSION_END = 1 + len(_SESSION_COLUMNS)
 _sample_time = operator.itemgetter(0)  # of a reading's sample item
+_TRANSACTION_ID = _SESSION_COLUMNS.index("transaction_id")
+
+
+@functools.cache
+def insert_session_sql(next_id: str | None = None, numbered: bool = False) -> str:
+    """The INSERT of a new session, RETURNING its id. Its parameters: the values of
+    _SESSION_COLUMNS, then created_at and updated_at. ``next_id``: an expression of the id
+    the row gets (the same value wherever it appears in the statement), written as its
+    id; ``numbered``: and, as text, as its transactionId (a 1.6 session's, §5.6), whose
+    parameter is then left out (:func:`numbered_values`)."""
+    columns = ["id"] if next_id else []
+    places = [next_id] if next_id else []
+    for i, column in enumerate(_SESSION_COLUMNS):
+        columns.append(column)
+        places.append(f"CAST({next_id} AS TEXT)" if numbered and i == _TRANSACTION_ID
+                      else "?")
+    return (f"INSERT INTO sessions ({', '.join(columns)}, created_at, updated_at)"
+            f" VALUES ({', '.join(places)}, ?, ?) RETURNING id")
+
+
+def numbered_by_id(values: tuple[Any, ...]) -> bool:
+    """Whether the session of the values of _SESSION_COLUMNS ``values`` is to get its id as
+    its transactionId (a 1.6 session: none yet)."""
+    return not values[_TRANSACTION_ID]
+
+
+def numbered_values(values: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The values of _SESSION_COLUMNS without the transactionId (insert_session_sql)."""
+    return values[:_TRANSACTION_ID] + values[_TRANSACTION_ID + 1:]
+
+
 _UPDATE_SESSION_ALL = (
     "UPDATE sessions SET " + ", ".join(f"{c} = ?" for c in _SESSION_COLUMNS)
     + ", updated_at = ? WHERE id = ?"
@@ -268,6 +300,10 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
     # _checked_session_update: an engine whose transactions can commit between a unit's
     # read of a session and its write (PostgreSQL) opts in.
     _check_session_updates = False
+    # An expression of the id the next session gets, the same value wherever it appears in
+    # one statement: a 1.6 session's transactionId is written with its row
+    # (_insert_session_row; an engine that draws it otherwise overrides that instead).
+    _NEXT_SESSION_ID: str
 
     def forget_sessions(self) -> None:
         """The rows read so far may not be what the table holds any more."""
@@ -568,33 +604,45 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
                                     station_id, evse_id, after_db, before_db)
         return [self._read_session(r) for r in rows]
 
-    async def insert_session(self, session: Session) -> int:
+    async def insert_session(self, session: Session, card: str | None = None) -> int:
+        """Store a new session; its id (a 1.6 session's transactionId too). ``card``: the
+        tag it starts on, which charges it to the card's link now (:meth:`bind_card`), in
+        the insert's statement where the engine allows."""
         now = dt_to_db(datetime.now(UTC))
-        transaction_id = session.transaction_id or f"new-{uuid.uuid4()}"
-        fields = _session_fields(session, transaction_id)
+        fields = _session_fields(session, session.transaction_id)
         values = _to_db(fields)
-        sid = await self.insert_id(
-            "INSERT INTO sessions (station_id, connector_id, evse_id, id_tag, auth_status,"
-            " ocpp_version, transaction_id, started_at, stopped_at, reported_meter_start_wh,"
-            " reported_meter_stop_wh, meter_start_wh, meter_stop_wh, energy_wh, status,"
-            " stop_reason, flags, last_seq_no, start_key, limit_minor, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            " RETURNING id",
-            *values, now, now,
-        )
+        sid = await self._insert_session_row(values, now, card)
         session.id = sid
-        if self._session_rows is not None:
-            # what the new row holds, as for a row read: a 2.0.1 start updates the session
-            # in the same unit, and that update then names only what changed (it rewrote
-            # every index of the table)
-            self._session_rows[sid] = (values, fields)
         if not session.transaction_id:
             # 1.6 §5.6: the central system assigns an integer transactionId; the
-            # session's own id is unique and never reused.
+            # session's own id is unique and never reused (_insert_session_row)
             session.transaction_id = str(sid)
-            await self.write(
-                "UPDATE sessions SET transaction_id = ? WHERE id = ?", session.transaction_id, sid
-            )
+            fields = _session_fields(session, session.transaction_id)
+            values = (*values[:_TRANSACTION_ID], session.transaction_id,
+                      *values[_TRANSACTION_ID + 1:])
+        if self._session_rows is not None:
+            # what the new row holds, as for a row read: a start updates the session in
+            # the same unit (a 2.0.1 one always), and that update then names only what
+            # changed (it rewrote every index of the table)
+            self._session_rows[sid] = (values, fields)
+        return sid
+
+    async def _insert_session_row(self, values: tuple[Any, ...], now: str | None,
+                                  card: str | None) -> int:
+        """Insert the session whose _SESSION_COLUMNS hold ``values``; its id. A session
+        without a transactionId (1.6) gets its id as one in the same statement (the
+        engine's _NEXT_SESSION_ID: an update after the insert was ~11 us of a start on
+        SQLite, rewriting the row and the transactionId's index entry just written). With
+        ``card``, the session is bound to it (:meth:`bind_card`) right after, in a
+        statement of its own: SQLite cannot write two tables in one (no INSERT inside a
+        WITH); an engine that can overrides this."""
+        if numbered_by_id(values):
+            sid = await self.insert_id(insert_session_sql(self._NEXT_SESSION_ID, True),
+                                       *numbered_values(values), now, now)
+        else:
+            sid = await self.insert_id(insert_session_sql(), *values, now, now)
+        if card is not None:
+            await self.bind_card(sid, card)
         return sid
 
     async def update_session(self, session: Session) -> None:

@@ -117,6 +117,13 @@ class _Tariffs:
 
 
 class _SqliteTx(SqlTx):
+    # The id the next session gets: AUTOINCREMENT's (one more than the largest the table
+    # ever had, its row of sqlite_sequence, or than the largest it has). Read in its
+    # insert, the write turn held: no other connection inserts meanwhile.
+    _NEXT_SESSION_ID = (
+        "(SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'sessions'), 0),"
+        " coalesce(max(id), 0)) + 1 FROM sessions)")
+
     def __init__(self, conn: sqlite3.Connection, *, keep_sessions: bool = False,
                  tariffs: _Tariffs | None = None) -> None:
         """``keep_sessions``: the write transaction keeps the sessions a unit read, so

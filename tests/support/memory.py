@@ -244,7 +244,7 @@ class MemoryTx(Tx):
                 if s.station_id == station_id and s.evse_id == evse_id
                 and s.started_at < before and (s.stopped_at is None or s.stopped_at > after)]
 
-    async def insert_session(self, session: Session) -> int:
+    async def insert_session(self, session: Session, card: str | None = None) -> int:
         if session.start_key is not None and await self.find_session_by_start_key(
                 session.station_id, session.start_key) is not None:
             raise StorageError("unique constraint: (station_id, start_key)")
@@ -253,6 +253,8 @@ class MemoryTx(Tx):
         if not session.transaction_id:
             session.transaction_id = str(sid)  # as the SQL adapters do (1.6 §5.6)
         self.s.sessions[sid] = copy.deepcopy(session)
+        if card is not None:
+            await self.bind_card(sid, card)
         return sid
 
     async def update_session(self, session: Session) -> None:

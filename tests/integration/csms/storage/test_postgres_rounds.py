@@ -513,3 +513,47 @@ async def test_2_0_1_starts_reading_the_master_pass_group_do_not_wait_for_each_o
         assert answer["idTokenInfo"]["status"] == ("Invalid" if i == 7 else "Accepted")
     held = await pg.read(lambda tx: tx.find_session("ST7", "TX7"))
     assert held is not None and "master_pass_start" in held.flags
+
+
+async def test_a_batch_of_1_6_starts_binds_their_cards_without_a_round_trip_of_their_own(
+    pg: PostgresRepository,
+) -> None:
+    """A 1.6 StartTransaction stores its session and the card's link at the start (its
+    payer, session_cards) in one statement: bound in a statement of its own, each start
+    of a batch cost one round trip more, one after another, and the batch a round more."""
+    from csms.translate import v16
+
+    driver = "0x" + "aa" * 20
+
+    async def setup(tx: Tx) -> None:
+        await tx.link_card("CARD", driver, "0x00", "0x00", T0)
+        for i in range(STATIONS):
+            await tx.insert_station(Station(f"ST{i}", created_at=T0))
+
+    await pg.unit(setup)
+    service = ChargingService(pg, clock=lambda: T0 + timedelta(minutes=5))
+
+    async def starts(minute: int) -> list[dict[str, Any]]:
+        # each batch on connectors of its own: no session of the batch before runs there
+        # (one that does is read once more, for its last reading: csms.service.sessions)
+        return await asyncio.gather(*(v16.start_transaction(service, f"ST{i}", {
+            "connectorId": 1 + minute, "idTag": "CARD" if i % 2 else "NOBODY",
+            "meterStart": 1000,
+            "timestamp": f"2026-03-01T10:{minute:02d}:00Z"}) for i in range(STATIONS)))
+
+    await starts(0)  # the first batch prepares its statements
+    trips, rounds, batches = (pg.round_stats.round_trips, pg.round_stats.rounds,
+                              pg.round_stats.batches)
+    answers = await starts(1)
+    assert pg.round_stats.in_sequence == 0
+    assert pg.round_stats.batches - batches == 1, "the starts did not share one batch"
+    # each start's insert is a round trip of its own (its id is read back): a bind of its
+    # own was another one, in a round more (6 rounds and 47 round trips, then 5 and 27;
+    # 6 since a start reads its EVSE's other sessions, overlaps_session)
+    assert pg.round_stats.rounds - rounds == 6
+    assert pg.round_stats.round_trips - trips < 2 * STATIONS
+    for i, answer in enumerate(answers):
+        card = await pg.read(lambda tx, a=answer: tx.session_card(a["transactionId"]))
+        assert card == ({"tag": "CARD", "driver": driver, "salt": "0x00", "commitment": "0x00"}
+                        if i % 2 else
+                        {"tag": "NOBODY", "driver": "", "salt": "", "commitment": ""})

@@ -339,6 +339,72 @@ async def test_a_stations_sessions_on_one_evse_within_a_time(repo: Repository,
             details
 
 
+async def test_a_session_started_on_a_card_is_charged_to_its_link_with_its_insert(
+    repo: Repository,
+) -> None:
+    """insert_session's ``card``: the session is bound to the card's link as it is at the
+    insert (bind_card), the one of a tag of no driver to nobody; a 1.6 session still gets
+    its id as its transactionId, and one inserted without a card has no payer."""
+    driver = "0x" + "aa" * 20
+    s16 = session(id_tag="CARD")
+    nobody = session(id_tag="NO DRIVER'S", connector_id=2)
+    s201 = session("EV1", ocpp_version="ocpp2.0.1", transaction_id="tx-abc", id_tag=None)
+    plain = session(connector_id=3)
+
+    async def add(tx: Tx) -> tuple[int, ...]:
+        await tx.link_card("CARD", driver, "0x" + "01" * 32, "0x" + "0a" * 32, T0)
+        return (await tx.insert_session(s16, card="CARD"),
+                await tx.insert_session(nobody, card="NO DRIVER'S"),
+                await tx.insert_session(s201, card="CARD"),
+                await tx.insert_session(plain))
+
+    ids = await unit(repo, add)
+
+    async def unlink(tx: Tx) -> None:  # afterwards: the sessions keep their payer
+        assert await tx.unlink_card("CARD")
+        await tx.link_card("CARD", "0x" + "bb" * 20, "0x" + "02" * 32, "0x" + "0b" * 32, T0)
+
+    await unit(repo, unlink)
+    cards = [await repo.read(lambda tx, sid=sid: tx.session_card(sid)) for sid in ids]
+    link = {"tag": "CARD", "driver": driver, "salt": "0x" + "01" * 32,
+            "commitment": "0x" + "0a" * 32}
+    assert cards == [link, {"tag": "NO DRIVER'S", "driver": "", "salt": "", "commitment": ""},
+                     link, None]
+    assert (s16.transaction_id, nobody.transaction_id, s201.transaction_id) == (
+        str(ids[0]), str(ids[1]), "tx-abc")
+    for stored in (s16, nobody, s201, plain):
+        assert await repo.read(lambda tx, s=stored: tx.get_session(s.id)) == stored
+
+
+async def test_a_1_6_sessions_transaction_id_is_its_id_never_one_used_before(
+    repo: Repository,
+) -> None:
+    """A 1.6 session's transactionId is its id, written with its row: never an id the
+    table had before, even one whose session is gone; the session as inserted is what an
+    update in the same unit compares with and writes over."""
+    first, gone, later = session(), session(connector_id=2), session(connector_id=3)
+
+    async def add(tx: Tx) -> None:
+        await tx.insert_session(first)
+        await tx.insert_session(gone)
+        assert await tx.execute("DELETE FROM sessions WHERE id = ?", gone.id) == 1
+
+    await unit(repo, add)
+
+    async def add_later(tx: Tx) -> None:
+        await tx.insert_session(later, card="T1")
+        later.flag("auth_unknown")  # as a start that notes something of itself
+        await tx.update_session(later)
+
+    await unit(repo, add_later)
+    assert first.id is not None and gone.id is not None and later.id is not None
+    assert first.id < gone.id < later.id
+    assert [s.transaction_id for s in (first, gone, later)] == [
+        str(first.id), str(gone.id), str(later.id)]
+    assert await repo.read(lambda tx: tx.find_session("CP1", str(later.id))) == later
+    assert await repo.read(lambda tx: tx.get_session(first.id or 0)) == first
+
+
 async def test_meter_samples(repo: Repository) -> None:
     sid = await unit(repo, lambda tx: tx.insert_session(session()))
     later = MeterSample(T0 + timedelta(minutes=5), "4202.75", unit="kWh", seq_no=3)
