@@ -320,8 +320,18 @@ def _load_keystore(path: Path, password: str) -> LocalAccount:
     return acct
 
 
+# The managed local chain's keystore is encrypted under a password kept beside it in the
+# same folder, both mode 0600: a key derivation that costs an attacker nothing more, since
+# the password is there to read. It is a V3 keystore (a wallet imports it with that
+# password) with one PBKDF2 round, not eth_account's default scrypt: that cost ~0.65 s of
+# CPU at the key's creation and again at every open (each `csms settle`, `csms verify`,
+# `csms serve --chain local`). Keystores written with scrypt before open as they are.
+_MANAGED_KDF: dict[str, Any] = {"kdf": "pbkdf2", "iterations": 1}
+
+
 def _managed_keystore(folder: Path) -> LocalAccount:
-    """The local chain's operator key: generated once, stored encrypted (mode 0600)."""
+    """The local chain's operator key: generated once, stored encrypted (mode 0600) beside
+    its password (:data:`_MANAGED_KDF`)."""
     key_file, pw_file = folder / "operator.keystore.json", folder / "operator.password"
     if key_file.exists() and pw_file.exists():
         return _load_keystore(key_file, pw_file.read_text("utf-8").strip())
@@ -329,7 +339,8 @@ def _managed_keystore(folder: Path) -> LocalAccount:
     acct: LocalAccount = Account.create()
     password = secrets.token_urlsafe(24)
     for path, text in ((pw_file, password),
-                       (key_file, json.dumps(Account.encrypt(acct.key, password)))):
+                       (key_file, json.dumps(Account.encrypt(acct.key, password,
+                                                             **_MANAGED_KDF)))):
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(text)

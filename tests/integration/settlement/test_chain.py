@@ -187,3 +187,28 @@ def test_a_free_local_port_is_below_the_range_outgoing_connections_take() -> Non
         finally:
             for c in outgoing:
                 c.close()
+
+
+def test_the_managed_keystore_opens_without_a_costly_key_derivation(tmp_path: Path) -> None:
+    """The local chain's key sits beside its password: a scrypt derivation (eth_account's
+    default, ~0.65 s of CPU at every open) protects nothing there. It is a V3 keystore of
+    one PBKDF2 round, that the password beside it opens; one written with scrypt before
+    still opens, and stays as it was."""
+    from eth_account import Account
+
+    from settlement.chain import _managed_keystore
+
+    first = _managed_keystore(tmp_path / "new")
+    data = json.loads((tmp_path / "new" / "operator.keystore.json").read_text())
+    assert data["crypto"]["kdf"] == "pbkdf2" and data["crypto"]["kdfparams"]["c"] == 1
+    password = (tmp_path / "new" / "operator.password").read_text()
+    assert Account.from_key(Account.decrypt(data, password)).address == first.address
+    assert _managed_keystore(tmp_path / "new").address == first.address  # opened again
+
+    old = Account.create()
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "operator.password").write_text("pw")
+    written = json.dumps(Account.encrypt(old.key, "pw"))  # scrypt
+    (tmp_path / "old" / "operator.keystore.json").write_text(written)
+    assert _managed_keystore(tmp_path / "old").address == old.address
+    assert (tmp_path / "old" / "operator.keystore.json").read_text() == written
