@@ -401,25 +401,23 @@ def energy_of(
             if "meter_stop_placeholder" not in flags:
                 flags.append("meter_stop_from_samples")
 
-    # a meterStart/meterStop is a reading of the register as much as a sample is: one
-    # beyond a reading on the wrong side of it is a register that went backwards (what a
-    # 2.0.1 Transaction.End reading below a periodic one is), whichever of the two is false
-    above = claimed is not None and start_source == "reported" and any(
-        r[1] < claimed for r in readings if r[2] != "Transaction.Begin")
+    # a meterStop is a reading of the register as much as a sample is: below one by more
+    # than a reading's digits allow, the register went backwards (what a 2.0.1
+    # Transaction.End reading below a periodic one is)
     below = stop is not None and stop_source == "reported" and any(
-        r[1] > stop for r in readings)
-    if above or below:
+        r[1] - stop >= START_TOLERANCE_WH for r in readings)
+    if below:
         _flag(flags, "meter_went_backwards")
     if start is None or stop is None:
         if stop is None and "meter_stop_placeholder" not in flags:
             flags.append("meter_stop_missing")
         return EnergyResult(start, stop, 0, flags, start_source, stop_source, found.decrease,
-                            claimed, below, above)
+                            claimed, below)
     energy, problem = _energy_between(start, stop)  # in DECIMALS already
     if problem:
         _flag(flags, problem)
     return EnergyResult(start, stop, energy, flags, start_source, stop_source,
-                        found.decrease, claimed, below, above)
+                        found.decrease, claimed, below)
 
 
 def _energy_between(start_wh: Decimal, stop_wh: Decimal) -> tuple[int, str | None]:

@@ -223,6 +223,9 @@ BILLING_HOLD_FLAGS = frozenset(
         # another session of the station on the same EVSE (1.6 connector) ran within this
         # one's time: two drivers billed for it (csms.service.sessions)
         "overlaps_session",
+        # no EVSE (1.6 connector) named, or one below 1 (1.6 connectorId 0 is the whole
+        # station): its times cannot be compared with the station's other sessions
+        "evse_unknown",
         # settlement: no tariff valid at the start, values beyond the on-chain entry
         "no_tariff",
         "not_settleable",

@@ -75,6 +75,7 @@ _NORMAL_NOTES: dict[str | None, frozenset[str]] = {
 # Another session of the station on the same EVSE ran within this one's time
 # (SessionUseCases._overlaps): a hold flag.
 OVERLAPS = "overlaps_session"
+EVSE_UNKNOWN = "evse_unknown"  # completed on no EVSE: not compared, held
 
 # A session created before its Started event (``started_missing``) whose Started came
 # later and named its start: no later event moves the start again (not a hold: the
@@ -202,11 +203,10 @@ class SessionUseCases(SignedDataChecks):
                     flags = [f for f in flags if f not in (
                         f"meter_{side}_missing", f"meter_{side}_from_samples")]
             flags.extend(f for f in rec.flags if f not in normal)
-        if (result.start_above_reading and "start" not in settled) \
-                or (result.stop_below_reading and "stop" not in settled):
-            # a meterStart/meterStop on the wrong side of the station's own readings of the
-            # register, which no signed reading of the meter settles: the register went
-            # backwards between them (a 1.6 stop below a periodic reading, csms.domain.energy)
+        if result.stop_below_reading and "stop" not in settled:
+            # a meterStop below the station's own readings of the register, which no
+            # signed end reading of the meter settles: the register went backwards between
+            # them (a 1.6 stop below a periodic reading, csms.domain.energy)
             flags.append("meter_went_backwards")
         energy = 0
         if start is not None and stop is not None:
@@ -221,7 +221,16 @@ class SessionUseCases(SignedDataChecks):
             else self.default_max_power_w
         for f in energy_flags(session.started_at, session.stopped_at, energy, limit):
             session.flag(f)
-        await self._overlaps(tx, session, session.stopped_at or session.started_at)
+        if (session.evse_id is None and energy > 0) \
+                or (session.evse_id is not None and session.evse_id < 1):
+            # a session on no EVSE (or 1.6 connector 0, the whole station) escapes the
+            # comparison with the station's others: two drivers charged at once there
+            # would both be billed. An honest station names the EVSE a car charged on
+            # (1.6: connectorId > 0; 2.0.1 E01: evse in the first event after the EV is
+            # connected, so a session that delivered energy has one)
+            session.flag(EVSE_UNKNOWN)
+        else:
+            await self._overlaps(tx, session, session.stopped_at or session.started_at)
         session.status = SessionStatus.COMPLETED
         await tx.update_session(session)
         now = self.clock()

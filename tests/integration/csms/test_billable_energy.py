@@ -240,6 +240,7 @@ async def ended201(server: RunningServer, station_id: str, txid: str, t0: str, t
         started = await c.call("TransactionEvent", {
             "eventType": "Started", "timestamp": t0, "triggerReason": "Authorized",
             "seqNo": 0, "transactionInfo": {"transactionId": txid},
+            "evse": {"id": 1, "connectorId": 1},
             "meterValue": [{"timestamp": t0, "sampledValue": [
                 {"value": start, "context": "Transaction.Begin"}]}]})
         assert started[0] == 3, started

@@ -550,14 +550,15 @@ async def test_a_signed_meter_record_is_verified_and_wins(
 async def test_a_stop_below_an_unsigned_reading_is_settled_by_the_meters_signed_stop(
     service: ChargingService, state: MemoryState,
 ) -> None:
-    """meterStop (260 Wh) below an unsigned periodic reading (300 Wh) is a register that
-    went backwards, unless the meter signed the register at the stop: it signed 259.7 Wh,
-    the stop reported; billed as signed, not held."""
+    """meterStop (260 Wh) below an unsigned periodic reading (1,300 Wh, more than a
+    reading's digits allow) is a register that went backwards, unless the meter signed the
+    register at the stop: it signed 259.7 Wh, the stop reported; billed as signed, not
+    held."""
     state.meter_keys["CP1"] = (KEBA_KEY, "operator")
     t0 = datetime(2019, 8, 13, 10, 3, 15, tzinfo=UTC)
     t1 = datetime(2019, 8, 13, 10, 3, 36, tzinfo=UTC)
     txid, _, _ = await service.start_transaction("CP1", 1, "T1", Decimal(260), t0)
-    await service.meter_values("CP1", 1, str(txid), [wh(t0 + timedelta(seconds=10), 300)])
+    await service.meter_values("CP1", 1, str(txid), [wh(t0 + timedelta(seconds=10), 1300)])
     signed = wh(t1, KEBA, context="Transaction.End", format="SignedData",
                 signed={"signedData": KEBA})
     await service.stop_transaction("CP1", StopInfo(txid, Decimal(260), t1, "Local", None,
@@ -567,7 +568,7 @@ async def test_a_stop_below_an_unsigned_reading_is_settled_by_the_meters_signed_
     assert txid in state.settlement_queue
     # unsigned, the same readings are held
     other, _, _ = await service.start_transaction("CP1", 2, "T1", Decimal(260), t0)
-    await service.meter_values("CP1", 2, str(other), [wh(t0 + timedelta(seconds=10), 300)])
+    await service.meter_values("CP1", 2, str(other), [wh(t0 + timedelta(seconds=10), 1300)])
     await service.stop_transaction("CP1", StopInfo(other, Decimal(260), t1))
     assert "meter_went_backwards" in state.sessions[other].flags
     assert other not in state.settlement_queue

@@ -160,3 +160,34 @@ async def test_201_two_transactions_on_one_evse_at_once_are_held(
     [one, two] = state.sessions.values()
     assert OVERLAPS in one.flags and OVERLAPS in two.flags
     assert state.settlement_queue == {}
+
+
+async def test_a_session_on_no_evse_is_held_it_cannot_be_compared(
+    service: ChargingService, state: MemoryState,
+) -> None:
+    """Two drivers at once on 1.6 connector 0 (the whole station), or on a 2.0.1
+    transaction that never names its EVSE, escaped the comparison of times: both were
+    billed. A session completed on no EVSE is held (evse_unknown); one on connector 1
+    is compared as before."""
+    a, _, _ = await service.start_transaction("CP1", 0, "T1", Decimal(1000), T0)
+    b, _, _ = await service.start_transaction("CP1", 0, "T1", Decimal(1000), at(5))
+    for txid in (a, b):
+        await service.stop_transaction("CP1", StopInfo(txid, Decimal(5000), at(60)))
+        assert "evse_unknown" in state.sessions[txid].flags
+        assert txid not in state.settlement_queue
+    for n, tx in enumerate(("TX-A", "TX-B")):
+        await service.transaction_event("CP1", TransactionEventIn(
+            "Started", at(n), "Authorized", 0, tx, id_tag="T1", evse_id=None,
+            connector_id=None, samples=wh(n, 1000)))
+    for tx in ("TX-A", "TX-B"):
+        await service.transaction_event("CP1", TransactionEventIn(
+            "Ended", at(60), "EVDeparted", 1, tx, evse_id=None, connector_id=None,
+            samples=[MeterSample(timestamp=at(60), value="5000",
+                                 context="Transaction.End")]))
+    ended = [s for s in state.sessions.values() if s.transaction_id in ("TX-A", "TX-B")]
+    assert len(ended) == 2
+    assert all("evse_unknown" in s.flags and s.id not in state.settlement_queue
+               for s in ended)
+    one, _, _ = await service.start_transaction("CP1", 1, "T1", Decimal(1000), T0)
+    await service.stop_transaction("CP1", StopInfo(one, Decimal(5000), at(60)))
+    assert "evse_unknown" not in state.sessions[one].flags and one in state.settlement_queue

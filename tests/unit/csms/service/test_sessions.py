@@ -281,13 +281,3 @@ async def test_a_16_meter_stop_below_an_earlier_reading_holds_the_session(
     await service.meter_values("CP1", 2, str(other), [wh(30, "5000")])
     await service.stop_transaction("CP1", StopInfo(other, Decimal(6000), at(60)))
     assert not holds(state.sessions[other].flags) and other in state.settlement_queue
-
-
-async def test_a_16_meter_start_above_a_later_reading_holds_the_session(
-    service: ChargingService, state: MemoryState,
-) -> None:
-    txid, _, _ = await service.start_transaction("CP1", 1, "T1", Decimal(4000), T0)
-    await service.meter_values("CP1", 1, str(txid), [wh(30, "2000")])
-    await service.stop_transaction("CP1", StopInfo(txid, Decimal(6000), at(60)))
-    assert "meter_went_backwards" in state.sessions[txid].flags
-    assert txid not in state.settlement_queue
