@@ -640,10 +640,17 @@ def _belongs(v: Verdict, record: dict[str, Any], readings: list[ocmf.SignedReadi
                  " meter" + (", the driver's token" if tag and ids else ""))
 
 
+# Characters a URL never holds that a spelling of one may: blanks (Unicode's too), controls
+# and invisible format characters; the receipt page's verifier removes the same ones
+_NOT_IN_A_URL = re.compile("[\x00-\x20\x7f-\xa0\u1680\u180e\u2000-\u200f\u2028-\u202f"
+                           "\u205f-\u2064\u3000\ufeff]")
+
+
 def _node(url: str) -> str:
     """A node's URL as compared with the receipt's: the same node however it is spelled
-    around (case, blanks, a closing slash)."""
-    return url.strip(" \t\r\n").rstrip("/").lower()
+    (case, a closing slash, blanks, controls and invisible characters anywhere in it: a
+    browser's field drops a line break, trims a no-break space)."""
+    return _NOT_IN_A_URL.sub("", url).rstrip("/").lower()
 
 
 def _check_node(v: Verdict, r: dict[str, Any], rpc_url: str | None) -> None:

@@ -1373,3 +1373,77 @@ async def test_what_is_not_a_receipt_is_refused_by_both(tmp_path: Path) -> None:
         cases.append({"name": name, "file": path, "options": {}})
     got = await _page_verdicts(cases, tmp_path)
     assert [g["status"] for g in got] == ["ERROR"] * len(cases)
+
+
+async def test_the_page_names_the_operators_node_however_the_receipt_spells_it() -> None:
+    """The page fills its RPC field from the receipt's rpc_hint (or a link's ?rpc=). A hint
+    spelled with a no-break space, a byte-order mark or a line break (the field keeps none
+    of them) made the page ask the operator's node and pass "chain node" as a node the
+    driver chose. What the page filled in is never the driver's choice, however spelled;
+    a node the driver types instead is."""
+    from playwright.async_api import async_playwright
+
+    _require()
+    operator = f"http://127.0.0.1:{free_port()}"  # nothing listens: only whose node matters
+    receipt = copy.deepcopy(_vector_cases()[0][1])
+    seen: list[tuple[str, str, str]] = []
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        try:
+            page = await browser.new_page()
+
+            async def check(hint: str, query: str = "", typed: str | None = None) -> None:
+                receipt["chain"]["rpc_hint"] = hint
+                await page.goto(PAGE.as_uri() + query)
+                await page.wait_for_selector("html[data-ready]")
+                await page.set_input_files("#file", files=[{
+                    "name": "r.json", "mimeType": "application/json",
+                    "buffer": json.dumps(receipt).encode()}])
+                await page.wait_for_selector("#loaded:not(:empty)")
+                if typed is not None:
+                    await page.fill("#rpc", typed)
+                note = await page.inner_text("#rpc-note")
+                await page.click("#check")
+                await page.wait_for_selector("#verdict[data-status]", timeout=30_000)
+                [ok] = await page.eval_on_selector_all(
+                    "li.check[data-name='chain node']", "items => items.map(i => i.dataset.ok)")
+                seen.append((repr(hint) + query + f" typed {typed!r}", ok, note))
+
+            for hint in ("\u00a0" + operator, "\ufeff" + operator, operator + "\n/",
+                         operator.upper() + "/", operator):
+                await check(hint)
+            await check("", f"?rpc={operator}")  # a link the operator handed out
+            await check(operator, typed=f"http://127.0.0.1:{free_port()}")  # the driver's own
+        finally:
+            await browser.close()
+    print("\n".join(map(str, seen)))
+    *filled, typed = seen
+    assert all(ok == "null" and "operator's own" in note for _, ok, note in filled), filled
+    assert typed[1] == "true" and typed[2] == "", typed
+
+
+def test_both_verifiers_take_the_same_spellings_for_the_receipts_node() -> None:
+    """settlement/receipts.py _node and the page's sameNode: one node however it is spelled
+    (case, a closing slash, blanks and invisible characters anywhere: Python's strip and
+    JavaScript's trim remove different ones), and another node is another."""
+    node = shutil.which("node")
+    if node is None:
+        if IN_CI:
+            pytest.fail("node is needed (make install)")
+        pytest.skip("node is needed (make install)")
+    from settlement.receipts import _node
+
+    hint = "http://op.example:8545"
+    spellings = [hint, hint.upper() + "/", "\u00a0" + hint, "\ufeff" + hint, hint + "\n/",
+                 " \t" + hint + "\u2028", "\x1c" + hint + "\x85", "http://op.example:8545\u200b",
+                 "http://op.example:8546", "http://other.example:8545", "https://op.example:8545"]
+    src = ROOT / "web" / "verify" / "src"
+    r = subprocess.run([node, "--input-type=module", "-e",
+                        "const v = await import(process.argv[1]);"
+                        " const [hint, ...urls] = JSON.parse(process.argv[2]);"
+                        " console.log(JSON.stringify(urls.map((u) => v.sameNode(u, hint))));",
+                        (src / "verifier.js").as_uri(), json.dumps([hint, *spellings])],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    python = [_node(u) == _node(hint) for u in spellings]
+    assert json.loads(r.stdout) == python == [True] * 8 + [False] * 3

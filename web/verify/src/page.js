@@ -200,10 +200,19 @@ function showError(message) {
 
 let receiptText = null;
 let rpcHint = null; // the node the loaded receipt names (its operator's)
+// what the page itself put in the RPC field (the receipt's node, or the link's ?rpc=), as
+// the field holds it: while it holds that, the node is not one the driver chose
+let rpcFilled = null;
+
+/** Whether the RPC field holds a node the driver did not choose: the one the page filled
+ * in, or (however it is spelled) the one the receipt names. */
+function notChosen() {
+  return (rpcFilled !== null && $("rpc").value === rpcFilled) || sameNode($("rpc").value, rpcHint);
+}
 
 /** Says under the RPC field when it holds the node the receipt names: the operator's. */
 function noteNode() {
-  $("rpc-note").textContent = sameNode($("rpc").value, rpcHint) ? "This is the node the receipt names: the operator's own."
+  $("rpc-note").textContent = notChosen() ? "This is the node the receipt names: the operator's own."
     + " Checked there, the receipt proves nothing against a dishonest operator (UNVERIFIED):"
     + " give a node you choose." : "";
 }
@@ -219,7 +228,10 @@ function loadText(text, name) {
     if (typeof hint === "string" && hint) {
       rpcHint = hint;
       // a start for a driver without a node of its own: the verdict says whose it is
-      if (!$("rpc").value) $("rpc").value = hint;
+      if (!$("rpc").value) {
+        $("rpc").value = hint;
+        rpcFilled = $("rpc").value; // as the field keeps it (a line break dropped)
+      }
     }
   } catch {
     // reported when checked
@@ -232,6 +244,7 @@ async function run() {
   const text = $("receipt-text").value.trim() || receiptText;
   if (!text) return showError("drop a receipt file on the page, choose it, or paste it.");
   const rpc = $("rpc").value.trim() || null;
+  const rpcFromReceipt = rpc !== null && notChosen();
   const driver = $("driver").value.trim() || null;
   const contract = $("contract").value.trim() || null;
   for (const [value, name] of [[driver, "driver"], [contract, "contract"]]) {
@@ -257,7 +270,8 @@ async function run() {
   }
   $("result").replaceChildren(el("p", {}, "checking..."));
   try {
-    const verdict = await verifyReceipt(receipt, { rpcUrl: rpc, driver, contract, cards, confirmations });
+    const verdict = await verifyReceipt(receipt, { rpcUrl: rpc, driver, contract, cards, confirmations,
+      rpcFromReceipt });
     showVerdict(receipt, verdict);
   } catch (exc) {
     showError(exc instanceof ReceiptError ? exc.message : `the check stopped: ${exc.message}`);
@@ -269,6 +283,8 @@ function start() {
   for (const name of ["rpc", "driver", "contract", "card", "confirmations"]) {
     if (params.get(name)) $(name).value = params.get(name);
   }
+  // a link's node is the node of whoever made the link (the operator's, as a rule)
+  if (params.get("rpc")) rpcFilled = $("rpc").value;
   $("file").addEventListener("change", async () => {
     const file = $("file").files[0];
     if (file) loadText(await file.text(), file.name);

@@ -236,8 +236,10 @@ export function priceMinor(tariff, energyWh, durationS) {
  */
 export async function verifyReceipt(receipt, {
   rpcUrl = null, driver = null, contract = null, cards = [], logWindow = null,
-  confirmations = null,
+  confirmations = null, rpcFromReceipt = false,
 } = {}) {
+  // rpcFromReceipt: rpcUrl is the node the page filled in from the receipt (or from the
+  // link that opened it), not one the driver chose, however either is spelled
   // logWindow: the widest block range of one eth_getLogs (BigInt or an integer's text;
   // null: chain.js LOG_WINDOW), where the node keeps no state of the settle block
   const window = logWindow === null ? null : BigInt(logWindow);
@@ -285,7 +287,7 @@ export async function verifyReceipt(receipt, {
     v.add("on chain", null, "no RPC endpoint given: the chain was not checked");
     return v;
   }
-  checkNode(v, r, rpcUrl);
+  checkNode(v, r, rpcUrl, rpcFromReceipt);
   try {
     await checkChain(v, r, new Rpc(rpcUrl), driver, contract, ownCards, window, required);
   } catch (exc) {
@@ -507,8 +509,10 @@ function belongsToSession(v, record, readings, rec) {
 
 // -- on chain -----------------------------------------------------------------------------
 /** settlement/receipts.py _node: a node's URL as compared with the receipt's: the same node
- * however it is spelled around (case, blanks, a closing slash). */
-const nodeOf = (url) => url.replace(/^[ \t\r\n]+|[ \t\r\n]+$/g, "").replace(/\/+$/, "").toLowerCase();
+ * however it is spelled (case, a closing slash, blanks, controls and invisible characters
+ * anywhere in it: a browser's field drops a line break, trims a no-break space). */
+const NOT_IN_A_URL = /[\x00-\x20\x7f-\xa0\u1680\u180e\u2000-\u200f\u2028-\u202f\u205f-\u2064\u3000\ufeff]/g;
+const nodeOf = (url) => url.replace(NOT_IN_A_URL, "").replace(/\/+$/, "").toLowerCase();
 
 /** Whether url is the node the receipt names (its rpc_hint; null: it names none). */
 export function sameNode(url, hint) {
@@ -519,13 +523,16 @@ export function sameNode(url, hint) {
 /** settlement/receipts.py _check_node: whose node answered. The chain data of the node the
  * receipt names (its operator's) proves nothing against a dishonest operator, whose node
  * answers whatever makes its receipts pass; the page fills it in, csms verify never asks it. */
-function checkNode(v, r, rpcUrl) {
+function checkNode(v, r, rpcUrl, rpcFromReceipt) {
   const hint = r.rpcHint;
-  if (sameNode(rpcUrl, hint)) {
-    v.add("chain node", null, `the chain data came from ${rpcUrl}, the node the receipt`
-      + " names: its operator's, which can answer whatever makes its receipts pass;"
+  if (rpcFromReceipt || sameNode(rpcUrl, hint)) {
+    // the node the page was given with the receipt or with its link, not the driver's choice
+    const whose = sameNode(rpcUrl, hint) ? "the node the receipt names"
+      : "the node the page was opened with";
+    v.add("chain node", null, `the chain data came from ${rpcUrl}, ${whose}: its`
+      + " operator's, which can answer whatever makes its receipts pass;"
       + ` check with a node you choose (your own, or a public one of chain ${r.chainId})`);
-    v.proves += ` Chain data from ${rpcUrl}, the node the receipt names (its`
+    v.proves += ` Chain data from ${rpcUrl}, ${whose} (its`
       + " operator's): against a dishonest operator this proves nothing until"
       + " it is checked with a node you choose.";
     return;
