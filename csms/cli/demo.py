@@ -181,8 +181,9 @@ async def _demo(folder: Path, chain_spec: str, stations: int, sessions: int) -> 
     page = _receipt_page(folder)
     if page is not None:
         console.print(f"or in a browser, without Python: open {page.as_uri()}?driver="
-                      f"{driver.address} and drop receipt-1.json on it (give it the RPC URL of"
-                      " a node of the chain for the on-chain checks)", highlight=False,
+                      f"{driver.address} and drop receipt-1.json on it (it fills in the node the"
+                      " receipt names, the operator's: its word alone gives UNVERIFIED; a"
+                      " driver gives the RPC URL of a node of the chain they choose)", highlight=False,
                       soft_wrap=True)
     return verdict_ok and simulated == stored and summary.errors == 0
 
