@@ -23,12 +23,17 @@ freezing starts again.
 
 A connection counts as churn only when its WebSocket was open and it was opened before the
 last freeze. One that came and went since was never frozen: the young collections free it.
-A socket whose handshake never finished holds a few objects and is not counted at all:
-counting those made every connect storm (stations retrying refused or timed-out
-handshakes) thaw the whole heap again and again, each thaw a full walk of every connected
-station (seconds at 50,000 stations on one node) while new stations waited for their
-handshakes, failed, and retried. What such sockets leave frozen waits for the next thaw
-(at the latest ``thaw_interval``).
+A socket whose WebSocket never opened (silent, refused, a TLS or HTTP handshake that failed
+or timed out, dropped by the handshake gate) is not counted at all: counting those made
+every connect storm (stations retrying refused or timed-out handshakes) thaw the whole
+heap again and again, each thaw a full walk of every connected station (seconds at 50,000
+stations on one node) while new stations waited for their handshakes, failed, and
+retried. Nor does it need to be: it leaves no cycle (:mod:`csms.transport` breaks those
+websockets', asyncio's and a TLS error's objects made as the socket closes), so reference
+counting frees all of it at once, frozen or not. Before that, each left ~7 KB frozen until
+the next thaw, up to an hour: a stranger opening and closing sockets grew the server by
+gigabytes an hour (``tests/integration/csms/test_transport.py::
+test_sockets_that_never_open_leave_nothing_to_collect`` holds this).
 
 Young collections come by time, not only by count. CPython starts one when the tracked
 objects allocated exceed those freed by 700; the freeing of frozen objects counts too, so

@@ -37,7 +37,12 @@ the OCPP layer, in every state of its life:
   reading was never closed by the ping timeout.
 * **Closed.** Everything above is released; :class:`MemoryTrimmer` hands the
   freed heap back to the operating system after many connections have closed
-  (glibc keeps it otherwise, and RSS never shrinks).
+  (glibc keeps it otherwise, and RSS never shrinks). A socket whose WebSocket never
+  opened (silent, refused, a failed or timed-out TLS or HTTP handshake, dropped by the
+  gate) is freed by reference counting as it closes: the cycles websockets', asyncio's
+  and a TLS error's objects made are broken (:func:`unlink`, :func:`clear_frames`,
+  :func:`drop_read_callback`), so nothing of it waits in the heap the collector's
+  policy froze (:mod:`csms.gcpolicy`).
 
 Refusals are counted per reason (``voltledger_connections_cut_total``) and the
 pending handshakes are a gauge, so an attack is visible in ``/metrics``.
@@ -56,6 +61,7 @@ import ssl
 import struct
 import sys
 import time
+import traceback
 from asyncio import sslproto
 from collections.abc import AsyncIterable, Callable, Iterable
 from typing import Any, cast
@@ -338,6 +344,9 @@ class GuardedConnection(ServerConnection):
         self.cut_reason: str | None = None
         # the keepalive's next look at the peer (start_keepalive), None when not armed
         self._keepalive_timer: asyncio.TimerHandle | None = None
+        # connection_made() ran: websockets' handler task uses the protocol until
+        # connection_lost() (see unlink)
+        self._made = False
 
     # -- handshake accounting -------------------------------------------------------
     def admitted(self, gate: HandshakeGate) -> None:
@@ -367,6 +376,12 @@ class GuardedConnection(ServerConnection):
         on_gone, self._on_gone = self._on_gone, None
         if on_gone is not None:
             on_gone(self.opened_at)
+        if not self._made:
+            unlink(self.protocol)  # it never got the socket: nothing else will use it
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._made = True
+        super().connection_made(transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.gone()
@@ -374,6 +389,8 @@ class GuardedConnection(ServerConnection):
         if timer is not None:
             timer.cancel()
         super().connection_lost(exc)
+        unlink(self.protocol)
+        drop_read_callback(self.transport)
 
     # -- what the peer makes us write ------------------------------------------------
     def data_received(self, data: bytes) -> None:
@@ -567,6 +584,7 @@ class _OnFirstByte(asyncio.Protocol):
         transport = cast(asyncio.Transport, transport)
         gate, connection, self._connection = self._gate, self._connection, None
         assert connection is not None
+        self._transport = transport
         self.source = source = source_of(transport.get_extra_info("peername"))
         if gate.admit(source):
             self._queued = False
@@ -577,7 +595,6 @@ class _OnFirstByte(asyncio.Protocol):
             transport.abort()
             return
         self._app = connection(self._queued, source)
-        self._transport = transport
         loop = asyncio.get_running_loop()
         self._deadline = loop.call_at(loop.time() + self._timeout, transport.abort)
         gate.silent.add(transport)
@@ -648,12 +665,18 @@ class _OnFirstByte(asyncio.Protocol):
         if self._queued:  # leaves the queue (its place counts against the queue's size)
             self._queued = False
             self._gate.leave(self)
-        if self._deadline is not None:
-            self._deadline.cancel()
-        if self._transport is not None:
-            self._gate.silent.discard(self._transport)
-        if self._app is not None:  # None: dropped on arrival
-            self._app.gone()
+        deadline, self._deadline = self._deadline, None
+        if deadline is not None:
+            deadline.cancel()
+        transport, self._transport = self._transport, None
+        if transport is not None:
+            self._gate.silent.discard(transport)
+            drop_read_callback(transport)
+        app, self._app = self._app, None
+        if app is not None:
+            app.gone()
+        else:  # dropped on arrival: no connection was made for it
+            unlink(self.protocol)
 
 
 class SharedBufferSSLProtocol(sslproto.SSLProtocol):
@@ -682,7 +705,12 @@ class SharedBufferSSLProtocol(sslproto.SSLProtocol):
         on_lost, self._on_lost = self._on_lost, None
         if on_lost is not None:
             on_lost()
+        transport = self._transport
         super().connection_lost(exc)
+        drop_read_callback(transport)
+        # a failed TLS handshake: the error's traceback holds asyncio's frame that holds
+        # the error (and this protocol, with OpenSSL's state for the socket)
+        clear_frames(exc)
 
 
 class LeanSSLProtocol(SharedBufferSSLProtocol):
@@ -694,12 +722,53 @@ class LeanSSLProtocol(SharedBufferSSLProtocol):
         # the connection leaves the pending count when its socket closes
         super().__init__(loop, app, context, shared, handshake_timeout=handshake_timeout,
                          shutdown_timeout=shutdown_timeout, on_lost=app.gone)
-        self._app = app
 
-    @property
-    def protocol(self) -> ServerProtocol:
-        """The websockets protocol within: websockets' factory closure looks for it."""
-        return self._app.protocol
+
+def unlink(protocol: ServerProtocol) -> None:
+    """Break the reference cycles websockets' protocol object of a closed socket is in,
+    so that it and what it holds are freed by reference counting.
+
+    Its parser is a generator whose frame holds the protocol, the ``select_subprotocol``
+    it was given is a method bound to it (whose closure holds the asyncio protocol
+    websockets' factory returned, :class:`_OnFirstByte`), and why a request or a frame
+    was not read (EOF in its middle, not HTTP) is an exception whose traceback holds
+    the parser's frame. A cycle is freed only by a collection, and the collector's
+    policy freezes what survives one (:mod:`csms.gcpolicy`): every socket that came
+    and went left these in the frozen heap until the next thaw.
+
+    Called once the socket is closed: nothing parses after connection_lost() (its
+    ``receive_eof`` is the last step, later ones return at once), and a handshake
+    still running learns that the socket closed and responds nothing (the default
+    ``select_subprotocol`` would serve a late ``accept``).
+    """
+    vars(protocol).pop("select_subprotocol", None)
+    protocol.parser.close()
+    clear_frames(protocol.handshake_exc)
+    clear_frames(protocol.parser_exc)
+
+
+def clear_frames(exc: BaseException | None) -> None:
+    """Clear the locals of the frames in the tracebacks of ``exc`` and of the exceptions
+    it was raised from or during: an exception kept after its handler ran is in a cycle
+    when one of its frames refers to it or to what holds it. The tracebacks still tell
+    where it was raised."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        traceback.clear_frames(exc.__traceback__)
+        exc = exc.__cause__ or exc.__context__
+
+
+def drop_read_callback(transport: asyncio.BaseTransport | None) -> None:
+    """Break the cycle a closed socket transport of asyncio is in (CPython 3.11).
+
+    Its ``_read_ready_cb`` is a method bound to itself, kept after it closed, so the
+    transport, its socket object and its extra info waited for a collection (frozen
+    with the rest: :mod:`csms.gcpolicy`); CPython 3.12 drops it on close
+    (python/cpython#100348). Called from its protocol's connection_lost(), when the
+    transport reads no more; uvloop's transports have no such attribute."""
+    if sys.version_info < (3, 12) and getattr(transport, "_read_ready_cb", None) is not None:
+        cast(Any, transport)._read_ready_cb = None
 
 
 def connection_factory(

@@ -183,8 +183,8 @@ async def _demo(folder: Path, chain_spec: str, stations: int, sessions: int) -> 
         console.print(f"or in a browser, without Python: open {page.as_uri()}?driver="
                       f"{driver.address} and drop receipt-1.json on it (it fills in the node the"
                       " receipt names, the operator's: its word alone gives UNVERIFIED; a"
-                      " driver gives the RPC URL of a node of the chain they choose)", highlight=False,
-                      soft_wrap=True)
+                      " driver gives the RPC URL of a node of the chain they choose)",
+                      highlight=False, soft_wrap=True)
     return verdict_ok and simulated == stored and summary.errors == 0
 
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import contextlib
+import gc
 import json
 import os
 import socket
@@ -26,6 +28,7 @@ import pytest
 import csms.server
 import csms.transport
 from bench.soak import ping_frame, write_tls_pair
+from csms.gcpolicy import POLICY as GC_POLICY
 from csms.server import CallTimeout, StationOffline
 from csms.transport import LeanSSLProtocol
 from support import RunningServer
@@ -314,6 +317,109 @@ async def test_a_silent_tls_socket_holds_no_tls_state(guarded: RunningServer,
     for _, w in socks:
         w.close()
     await wait_for(lambda: gate.pending == 0)
+
+
+UPGRADE = ("GET /{station} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+           "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+           "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: ocpp1.6\r\n\r\n")
+# Sockets whose WebSocket never opens, as a stranger makes them: the listener, the
+# bytes sent in the clear, whether TLS is completed first and what is sent over it, and
+# whether the test closes the socket (False: it waits for the server's handshake
+# timeout).
+NEVER_OPEN: dict[str, tuple[str, bytes, bool, bytes, bool]] = {
+    "silent": ("ws", b"", False, b"", True),
+    "silent, timed out": ("ws", b"", False, b"", False),
+    "half a request": ("ws", b"GET /CP1 HTTP/1.1\r\n", False, b"", True),
+    "half a request, timed out": ("ws", b"GET /CP1 HTTP/1.1\r\n", False, b"", False),
+    "not HTTP": ("ws", b"\x00\x01garbage\r\n\r\n", False, b"", True),
+    "upgrade refused": ("ws", UPGRADE.format(station="UNKNOWN").encode(), False, b"", True),
+    "no TLS": ("wss", b"", False, b"", True),
+    "not TLS": ("wss", b"\x16\x03\x01\x00\x05hello, not TLS", False, b"", True),
+    "half a ClientHello, timed out": ("wss", b"\x16\x03\x01\x02\x00\x01", False, b"",
+                                      False),
+    "TLS, nothing more": ("wss", b"", True, b"", True),
+    "TLS, upgrade refused": ("wss", b"", True, UPGRADE.format(station="UNKNOWN").encode(),
+                             True),
+}
+
+
+def never_open(port: int, n: int, plain: bytes, tls: ssl.SSLContext | None,
+               then: bytes) -> list[socket.socket]:
+    """``n`` blocking sockets (a thread's: no asyncio objects on the client side)."""
+    socks = []
+    for _ in range(n):
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        socks.append(s)
+        with contextlib.suppress(OSError):  # dropped on arrival (the gate is full)
+            s.sendall(plain)
+            if tls is not None:
+                socks[-1] = s = tls.wrap_socket(s, server_hostname="127.0.0.1")
+                s.sendall(then)
+    return socks
+
+
+def wait_closed_by_server(socks: list[socket.socket]) -> None:
+    for s in socks:
+        s.settimeout(10)
+        with contextlib.suppress(OSError):
+            while s.recv(65536):
+                pass
+
+
+# what a connection is made of on the server side (the test's client sockets are blocking
+# ones: none of these)
+CONNECTION_TYPES = frozenset({
+    "csms.transport._OnFirstByte", "csms.transport.GuardedConnection",
+    "csms.transport.LeanSSLProtocol", "websockets.server.ServerProtocol",
+    "websockets.streams.StreamReader", "websockets.http11.Request",
+    "asyncio.selector_events._SelectorSocketTransport", "asyncio.sslproto._SSLProtocolTransport",
+    "uvloop.loop.TCPTransport", "ssl.SSLObject",
+})
+
+
+def connection_objects() -> collections.Counter[str]:
+    """The objects of CONNECTION_TYPES that exist, frozen or not, by type."""
+    gc.unfreeze()  # the policy freezes again at its next collection
+    names = (f"{type(o).__module__}.{type(o).__qualname__}" for o in gc.get_objects())
+    return collections.Counter(name for name in names if name in CONNECTION_TYPES)
+
+
+@pytest.mark.parametrize("way", NEVER_OPEN)
+async def test_sockets_that_never_open_leave_nothing_to_collect(
+        guarded: RunningServer, tmp_path: Path, way: str) -> None:
+    """A socket whose WebSocket never opened is freed by reference counting when it
+    closes, whatever the collector's policy froze meanwhile (csms/gcpolicy.py): its
+    objects referred to each other (websockets' protocol, asyncio's transport, a TLS
+    error's traceback), so every such socket left ~7 KB in the frozen heap until the
+    next thaw (at most an hour), and a stranger opening and closing sockets grew the
+    server by gigabytes an hour. They are not counted as churn (a connect storm would
+    thaw the heap again and again): nothing of theirs may wait for a collection."""
+    listener, plain, with_tls, then, we_close = NEVER_OPEN[way]
+    port = ports(guarded)[listener]
+    tls = tls_client(tmp_path) if with_tls else None
+    central = guarded.central
+    gates = central.gates.values()
+    servers = [s for s in (central._server, central._tls_server) if s is not None]
+    before = connection_objects()
+    grown: list[collections.Counter[str]] = []
+    for _ in range(2):
+        # more than the gate's 20 slots and 10 places in its queue: some are queued,
+        # some dropped on arrival
+        socks = await asyncio.to_thread(never_open, port, 40, plain, tls, then)
+        # the policy freezes what the server made for them
+        await wait_for(lambda due=GC_POLICY.freezes + 2: GC_POLICY.freezes >= due)
+        if not we_close:
+            await asyncio.to_thread(wait_closed_by_server, socks)
+        for s in socks:
+            s.close()
+        del socks
+        await wait_for(lambda: all(g.pending == g.queued == 0 and not g.silent
+                                   for g in gates)
+                       and not any(s.handler_tasks for s in servers))
+        await asyncio.sleep(0.1)  # what connection_lost() schedules
+        grown.append(connection_objects() - before)
+    assert GC_POLICY.active
+    assert grown == [collections.Counter()] * 2
 
 
 async def raw_upgrade(port: int, station: str, rcvbuf: int | None = None) -> socket.socket:
