@@ -99,10 +99,11 @@ class Tx(Protocol):
     ) -> Session | None: ...
     async def stations_with_transaction(self, transaction_id: str) -> list[str]: ...
     async def sessions_on_evse(self, station_id: str, evse_id: int, before: datetime,
-                               after: datetime) -> list[Session]:
+                               after: datetime, other_than: int = 0) -> list[Session]:
         """The station's sessions on ``evse_id`` (a 1.6 connector) started before
         ``before`` and not stopped by ``after`` (active ones: whatever their times), for the
-        times of one session to be compared with theirs; in the order of their ids."""
+        times of one session (``other_than``, its id: not among them) to be compared with
+        theirs; in the order of their ids."""
         ...
     async def insert_session(self, session: Session, card: str | None = None) -> int:
         """Store a new session; its id. ``card``: the tag it starts on, to whose link now

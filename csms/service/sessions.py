@@ -266,8 +266,9 @@ class SessionUseCases(SignedDataChecks):
             return
         since = session.started_at
         until = max(until, since)
-        for other in await tx.sessions_on_evse(session.station_id, evse, until, since):
-            if other.id == session.id or other.id is None:
+        for other in await tx.sessions_on_evse(session.station_id, evse, until, since,
+                                               session.id):
+            if other.id is None:
                 continue
             end = other.stopped_at
             if other.status is SessionStatus.ACTIVE:

@@ -239,9 +239,9 @@ class MemoryTx(Tx):
                 if s.transaction_id == transaction_id]
 
     async def sessions_on_evse(self, station_id: str, evse_id: int, before: datetime,
-                               after: datetime) -> list[Session]:
-        return [copy.deepcopy(s) for _, s in sorted(self.s.sessions.items())
-                if s.station_id == station_id and s.evse_id == evse_id
+                               after: datetime, other_than: int = 0) -> list[Session]:
+        return [copy.deepcopy(s) for sid, s in sorted(self.s.sessions.items())
+                if s.station_id == station_id and s.evse_id == evse_id and sid != other_than
                 and s.started_at < before and (s.stopped_at is None or s.stopped_at > after)]
 
     async def insert_session(self, session: Session, card: str | None = None) -> int:

@@ -314,6 +314,12 @@ async def test_a_stations_sessions_on_one_evse_within_a_time(repo: Repository,
     assert await repo.read(ids(T0, T0)) == []  # started at T0: not before it
     assert await repo.read(ids(T0 + 3 * hour, T0 + hour)) == [active.id]  # 11:00: not after
 
+    async def others(tx: Tx) -> list[int | None]:  # the session compared is not its own
+        return [s.id for s in await tx.sessions_on_evse("CP1", 1, T0 + 3 * hour, T0,
+                                                        active.id or 0)]
+
+    assert await repo.read(others) == [done.id]
+
     async def flag(tx: Tx) -> None:
         [found] = await tx.sessions_on_evse("CP1", 1, T0 + 3 * hour, T0 + hour)
         found.flag("overlaps_session")
@@ -330,7 +336,7 @@ async def test_a_stations_sessions_on_one_evse_within_a_time(repo: Repository,
                    for r in rows), rows
     else:
         plan = await repo.read(lambda tx: tx.fetchall(
-            "EXPLAIN QUERY PLAN " + SESSIONS_ON_EVSE, "CP1", 1, "x", "CP1", 1, "y", "x"))
+            "EXPLAIN QUERY PLAN " + SESSIONS_ON_EVSE, "CP1", 1, "x", 0, "CP1", 1, "y", "x", 0))
         details = " ".join(str(r["detail"]) for r in plan)
         assert "sessions_evse (station_id=? AND evse_id=? AND stopped_at=?)" in details, \
             details
