@@ -220,6 +220,8 @@ class Readings:
     # the billed register's Transaction.Begin readings: Wh, and the resolution (Wh) its
     # digits give it, to compare a meterStart with
     begins: tuple[tuple[Decimal, Decimal], ...] = ()
+    # and its Transaction.End readings, the same way, to compare a meterStop with
+    ends: tuple[tuple[Decimal, Decimal], ...] = ()
 
 
 @_in_decimals
@@ -245,7 +247,7 @@ def register_readings(samples: Iterable[MeterSample]) -> Readings:
             continue
         # none is the outlet, the default of both versions (for the choice below; a
         # station may still keep a register of its own under each: KEBA's differ in unit)
-        if s.context == "Transaction.Begin":
+        if s.context in ("Transaction.Begin", "Transaction.End"):
             steps[len(readings)] = _resolution_wh(s)
         readings.append((s.timestamp, wh, s.context, s.location or "Outlet"))
         by_location.setdefault(s.location, []).append((s.timestamp, wh, s.context))
@@ -255,7 +257,11 @@ def register_readings(samples: Iterable[MeterSample]) -> Readings:
     # one register from start to stop: a charger may report its outlet and its inlet
     # (the grid side, its losses included), each a register of its own
     begins = tuple((r[1], steps[i]) for i, r in enumerate(readings)
-                   if i in steps and (billed is None or r[3] == billed))
+                   if i in steps and r[2] == "Transaction.Begin"
+                   and (billed is None or r[3] == billed))
+    ends = tuple((r[1], steps[i]) for i, r in enumerate(readings)
+                 if i in steps and r[2] == "Transaction.End"
+                 and (billed is None or r[3] == billed))
     if billed is not None:
         readings = [r for r in readings if r[3] == billed]
     readings.sort(key=_in_order)
@@ -271,7 +277,7 @@ def register_readings(samples: Iterable[MeterSample]) -> Readings:
         if any(later[1] < earlier[1] for earlier, later in itertools.pairwise(series)):
             decrease = True
             _flag(flags, "meter_went_backwards")  # a register never decreases
-    return Readings(tuple(readings), tuple(flags), decrease, begins)
+    return Readings(tuple(readings), tuple(flags), decrease, begins, ends)
 
 
 def _resolution_wh(sample: MeterSample) -> Decimal:
@@ -401,6 +407,15 @@ def energy_of(
             if "meter_stop_placeholder" not in flags:
                 flags.append("meter_stop_from_samples")
 
+    if stop is not None and stop_source == "reported":
+        # meterStop and an end reading of the billed register (1.6 transactionData): two
+        # stops where they differ by more than a reading's digits allow. Held, and never
+        # billing the driver for energy one of the station's own readings says it did not
+        # deliver: counted to the lowest (an end reading of 0 is a value not read)
+        ends = [(wh, step) for wh, step in found.ends if wh]
+        if not all(_agree(stop, _step(stop), wh, step) for wh, step in ends):
+            _flag(flags, "end_readings_differ")
+            stop = min([stop, *(wh for wh, _ in ends)])
     # a meterStop is a reading of the register as much as a sample is: below one by more
     # than a reading's digits allow, the register went backwards (what a 2.0.1
     # Transaction.End reading below a periodic one is)

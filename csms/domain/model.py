@@ -199,6 +199,9 @@ BILLING_HOLD_FLAGS = frozenset(
         # Transaction.Begin readings of the billed register that are not one value: the
         # register at the start is not known (csms.domain.energy)
         "begin_readings_differ",
+        # a 1.6 meterStop and the station's Transaction.End reading of the register differ
+        # (csms.domain.energy): counted to the lower, held
+        "end_readings_differ",
         "started_missing",
         # signed meter data (OCMF): a signature that fails or cannot be checked, or
         # signed start/stop readings that differ from the billed ones

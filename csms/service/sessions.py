@@ -184,7 +184,10 @@ class SessionUseCases(SignedDataChecks):
             rec = await self._check_signed(
                 tx, session, signed,
                 result.claimed_start_wh if result.start_source in anchored else None,
-                stop if result.stop_source in anchored else None)
+                # the stop as the station named it (meterStop: counted to a lower end
+                # reading where the two differ, end_readings_differ)
+                session.reported_meter_stop_wh if result.stop_source == "reported"
+                else stop if result.stop_source in anchored else None)
             for side, reading in (("start", rec.signed_begin), ("stop", rec.signed_end)):
                 if reading is None:
                     continue  # no signed reading for this side: the station's stands
@@ -199,6 +202,9 @@ class SessionUseCases(SignedDataChecks):
                                      if f != "begin_readings_differ"]
                 else:
                     stop = rec.stop_wh
+                    # the meter signed the register at the stop: an unsigned end reading
+                    # that differs from meterStop no longer leaves the stop unknown
+                    flags = [f for f in flags if f != "end_readings_differ"]
                 if f"meter_{side}_from_signed" in rec.flags:
                     flags = [f for f in flags if f not in (
                         f"meter_{side}_missing", f"meter_{side}_from_samples")]

@@ -522,3 +522,20 @@ def test_honest_readings_beside_a_meter_start_and_stop_are_no_meter_going_backwa
         assert "meter_went_backwards" not in r.flags and not r.stop_below_reading, \
             (start, stop, r.flags)
         assert r.energy_wh == stop - start
+
+
+def test_a_meter_stop_above_the_stations_end_reading_is_a_stop_in_dispute() -> None:
+    """A 1.6 meterStop of 10,000 beside the station's own Transaction.End reading of 8,000
+    (transactionData) billed 9,000 Wh with no flag: 2,000 Wh the station's own reading says
+    it did not deliver. Two stops: held (end_readings_differ), counted to the lower. A
+    meterStop within the end reading's digits (157,436 beside 157.44 kWh) is one stop."""
+    r = compute_energy(Decimal(1000), Decimal(10000),
+                       [s("5000", 30), s("8000", 60, context="Transaction.End")], T0)
+    assert "end_readings_differ" in r.flags
+    assert (r.meter_stop_wh, r.energy_wh) == (8000, 7000)
+    honest = compute_energy(Decimal(150_000), Decimal(157_436),
+                            [kwh("157.44", 60, "Transaction.End")], T0)
+    assert (honest.flags, honest.energy_wh) == ([], 7436)
+    # an end reading of 0 beside a meterStop that is not: a value not read, no stop
+    assert compute_energy(Decimal(1000), Decimal(9000),
+                          [s("0", 60, context="Transaction.End")], T0).flags == []

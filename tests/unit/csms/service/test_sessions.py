@@ -281,3 +281,17 @@ async def test_a_16_meter_stop_below_an_earlier_reading_holds_the_session(
     await service.meter_values("CP1", 2, str(other), [wh(30, "5000")])
     await service.stop_transaction("CP1", StopInfo(other, Decimal(6000), at(60)))
     assert not holds(state.sessions[other].flags) and other in state.settlement_queue
+
+
+async def test_a_16_meter_stop_above_the_stations_end_reading_is_held_and_counted_to_it(
+    service: ChargingService, state: MemoryState,
+) -> None:
+    """meterStop 10,000 and the StopTransaction's own Transaction.End reading 8,000: the
+    driver is not billed the 2,000 Wh the station's reading says it did not deliver, and
+    the session waits for the operator."""
+    txid, _, _ = await service.start_transaction("CP1", 1, "T1", Decimal(1000), T0)
+    await service.stop_transaction("CP1", StopInfo(
+        txid, Decimal(10_000), at(60), samples=[wh(60, "8000", context="Transaction.End")]))
+    session = state.sessions[txid]
+    assert "end_readings_differ" in session.flags and txid not in state.settlement_queue
+    assert (session.meter_stop_wh, session.energy_wh) == (8000, 7000)
