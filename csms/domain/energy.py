@@ -44,14 +44,17 @@ Rules (DESIGN.md, "Protocol rules"):
 * Readings and energy are computed in ``csms.domain.tariff.DECIMALS`` (28 digits), as
   prices are, whatever the thread's context (importing vyper sets 78): the energy billed
   from a reading with more digits is the one a receipt's verifier computes from the record.
-* A 1.6 ``meterStart``/``meterStop`` is a reading of the register too: a meterStop below a
-  reading of the billed register in the session (meterStart 1,000, a periodic 5,000,
-  meterStop 3,000), or a meterStart above a reading after the start, is a register that
-  went backwards (``meter_went_backwards``), as a 2.0.1 Transaction.End reading below a
-  periodic one is: the station's data contradicts itself, and billing either reading would
-  take the other on trust. Not a decrease of the readings themselves
-  (``EnergyResult.readings_decrease``): a meter-signed reading of that side settles it
-  (``csms.service.sessions``).
+* A 1.6 ``meterStop`` is a reading of the register too. Below a reading of the billed
+  register in the session (meterStart 1,000, a periodic 5,000, meterStop 3,000) by
+  ``START_TOLERANCE_WH`` or more (less is a reading's rounded or cut kWh digits), the
+  register went backwards (``meter_went_backwards``), as where a 2.0.1 Transaction.End
+  reading is below a periodic one: the station's data contradicts itself. Not a decrease of
+  the readings themselves (``EnergyResult.readings_decrease``): a meter-signed end reading
+  settles it (``csms.service.sessions``). Beside a Transaction.End reading of the register
+  that it does not agree with (as a meterStart with a begin reading), it is a stop in
+  dispute (``end_readings_differ``), counted to the lower. A meterStart above later
+  readings is not compared: readings that count each session from 0 beside lifetime
+  meterStart/meterStop values are a real charger's, and a start too high bills less.
 * Plausibility (:func:`energy_flags`, :func:`time_flag`): energy above the station's
   maximum power over the session's duration, energy in no time, a meter that runs
   backwards, times outside the window the station could have sent - each a named flag
@@ -193,11 +196,10 @@ class EnergyResult:
     # its first reading): ``meter_start_wh``, unless the start is in dispute
     # (``begin_readings_differ``) and a higher one is counted from
     claimed_start_wh: Decimal | None = None
-    # a reported meterStop below a reading of the billed register, a reported meterStart
-    # above a reading after the start (flagged ``meter_went_backwards``): no decrease of the
-    # readings themselves, a side a signed reading of the meter may still settle
+    # a reported meterStop below a reading of the billed register (flagged
+    # ``meter_went_backwards``): no decrease of the readings themselves, a side a signed
+    # end reading of the meter may still settle
     stop_below_reading: bool = False
-    start_above_reading: bool = False
 
 
 def _max_plausible_wh(since: datetime | None, until: datetime) -> Decimal | None:
