@@ -228,6 +228,12 @@ def numbered_by_id(values: tuple[Any, ...]) -> bool:
     return not values[_TRANSACTION_ID]
 
 
+def _with_transaction_id(row: tuple[Any, ...], transaction_id: str) -> tuple[Any, ...]:
+    """A session's fields or values of _SESSION_COLUMNS with ``transaction_id`` in place
+    of the one it had."""
+    return (*row[:_TRANSACTION_ID], transaction_id, *row[_TRANSACTION_ID + 1:])
+
+
 def numbered_values(values: tuple[Any, ...]) -> tuple[Any, ...]:
     """The values of _SESSION_COLUMNS without the transactionId (insert_session_sql)."""
     return values[:_TRANSACTION_ID] + values[_TRANSACTION_ID + 1:]
@@ -239,13 +245,12 @@ _UPDATE_SESSION_ALL = (
 )
 
 
-def _session_fields(s: Session, transaction_id: str) -> tuple[Any, ...]:
-    """The session's own objects for _SESSION_COLUMNS, in their order, with
-    ``transaction_id`` (an insert names a placeholder before its row has an id). The flags
-    as a tuple: the list is changed in place; every other field is given a new object
-    when it changes, and holds immutable ones."""
+def _session_fields(s: Session) -> tuple[Any, ...]:
+    """The session's own objects for _SESSION_COLUMNS, in their order. The flags as a
+    tuple: the list is changed in place; every other field is given a new object when it
+    changes, and holds immutable ones."""
     return (s.station_id, s.connector_id, s.evse_id, s.id_tag, s.auth_status,
-            s.ocpp_version, transaction_id, s.started_at, s.stopped_at,
+            s.ocpp_version, s.transaction_id, s.started_at, s.stopped_at,
             s.reported_meter_start_wh, s.reported_meter_stop_wh, s.meter_start_wh,
             s.meter_stop_wh, s.energy_wh, s.status, s.stop_reason, tuple(s.flags),
             s.last_seq_no, s.start_key, s.limit_minor)
@@ -316,7 +321,7 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
         session = _session_of(row)
         if self._session_rows is not None:
             self._session_rows[row[0]] = (tuple(row[1:_SESSION_END]),
-                                          _session_fields(session, session.transaction_id))
+                                          _session_fields(session))
         return session
 
     async def _one_session(self, where: str, *params: Any) -> Session | None:
@@ -610,7 +615,7 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
         tag it starts on, which charges it to the card's link now (:meth:`bind_card`), in
         the insert's statement where the engine allows."""
         now = dt_to_db(datetime.now(UTC))
-        fields = _session_fields(session, session.transaction_id)
+        fields = _session_fields(session)
         values = _to_db(fields)
         sid = await self._insert_session_row(values, now, card)
         session.id = sid
@@ -618,9 +623,8 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
             # 1.6 §5.6: the central system assigns an integer transactionId; the
             # session's own id is unique and never reused (_insert_session_row)
             session.transaction_id = str(sid)
-            fields = _session_fields(session, session.transaction_id)
-            values = (*values[:_TRANSACTION_ID], session.transaction_id,
-                      *values[_TRANSACTION_ID + 1:])
+            fields = _with_transaction_id(fields, session.transaction_id)
+            values = _with_transaction_id(values, session.transaction_id)
         if self._session_rows is not None:
             # what the new row holds, as for a row read: a start updates the session in
             # the same unit (a 2.0.1 one always), and that update then names only what
@@ -651,7 +655,7 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
         sid = session.id
         stored = self._session_rows
         kept = stored.get(sid) if stored is not None and sid is not None else None
-        fields = _session_fields(session, session.transaction_id)
+        fields = _session_fields(session)
         if kept is None:
             values = _to_db(fields)
             await self.write(_UPDATE_SESSION_ALL, *values, now, sid)
@@ -1065,7 +1069,7 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
             " stop_reason, flags, last_seq_no, start_key, limit_minor, created_at, updated_at,"
             " price_minor, currency, settlement_state)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(*_to_db(_session_fields(s, s.transaction_id)), now, now, s.price_minor, s.currency,
+            [(*_to_db(_session_fields(s)), now, now, s.price_minor, s.currency,
               s.settlement_state) for s in sessions])
 
 
