@@ -217,24 +217,26 @@ function noteNode() {
     + " give a node you choose." : "";
 }
 
+/** The node a receipt's text names (chain.rpc_hint), or null: none, or not (yet) a receipt
+ * (reported when checked). */
+function hintOf(text) {
+  try {
+    const hint = parse(text)?.chain?.rpc_hint;
+    return typeof hint === "string" && hint ? hint : null;
+  } catch {
+    return null;
+  }
+}
+
 function loadText(text, name) {
   receiptText = text;
   $("receipt-text").value = text;
   $("loaded").textContent = name ? `loaded ${name}` : "";
-  rpcHint = null;
-  try {
-    const receipt = parse(text);
-    const hint = receipt?.chain?.rpc_hint;
-    if (typeof hint === "string" && hint) {
-      rpcHint = hint;
-      // a start for a driver without a node of its own: the verdict says whose it is
-      if (!$("rpc").value) {
-        $("rpc").value = hint;
-        rpcFilled = $("rpc").value; // as the field keeps it (a line break dropped)
-      }
-    }
-  } catch {
-    // reported when checked
+  rpcHint = hintOf(text);
+  if (rpcHint !== null && !$("rpc").value) {
+    // a start for a driver without a node of its own: the verdict says whose it is
+    $("rpc").value = rpcHint;
+    rpcFilled = $("rpc").value; // as the field keeps it (a line break dropped)
   }
   noteNode();
 }
@@ -307,13 +309,7 @@ function start() {
   $("receipt-text").addEventListener("input", () => {
     receiptText = null;
     $("loaded").textContent = "";
-    rpcHint = null;
-    try {
-      const hint = parse($("receipt-text").value)?.chain?.rpc_hint;
-      if (typeof hint === "string" && hint) rpcHint = hint;
-    } catch {
-      // not (yet) a receipt
-    }
+    rpcHint = hintOf($("receipt-text").value);
     noteNode();
   });
   $("rpc").addEventListener("input", noteNode);
