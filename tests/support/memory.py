@@ -18,7 +18,7 @@ import json
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from csms.domain.energy import ENERGY_REGISTER
@@ -33,7 +33,7 @@ from csms.domain.model import IdTag, MeterSample, Session, SessionStatus, Statio
 from csms.domain.tariff import Tariff
 from csms.service.ports import Repository, StorageError, Tx
 
-__all__ = ["MemoryRepository", "MemoryState", "MemoryTx", "fill_gaps"]
+__all__ = ["MemoryRepository", "MemoryState", "MemoryTx", "fill_gaps", "station_state"]
 
 T = TypeVar("T")
 
@@ -71,6 +71,16 @@ class MemoryState:
     device_variables: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     monitors: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
     next_id: int = 1
+
+
+def station_state(*tags: str) -> MemoryState:
+    """A state with one station, CP1, known since 2019 (its sessions' times are never
+    before it), and the cards ``tags``."""
+    state = MemoryState()
+    state.stations["CP1"] = Station(id="CP1", created_at=datetime(2019, 1, 1, tzinfo=UTC))
+    for tag in tags:
+        state.tags[tag] = IdTag(tag)
+    return state
 
 
 class MemoryTx(Tx):

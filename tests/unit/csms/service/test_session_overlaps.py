@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from csms.domain.model import BILLING_HOLD_FLAGS, IdTag, MeterSample, SessionStatus
-from csms.service.charging import ChargingService, StopInfo, TransactionEventIn, new_station
-from support.memory import MemoryRepository, MemoryState
+from csms.domain.model import BILLING_HOLD_FLAGS, MeterSample, SessionStatus
+from csms.service.charging import ChargingService, StopInfo, TransactionEventIn
+from support.memory import MemoryRepository, MemoryState, station_state
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
@@ -23,12 +23,7 @@ OVERLAPS = "overlaps_session"
 
 @pytest.fixture
 def state() -> MemoryState:
-    s = MemoryState()
-    s.stations["CP1"] = new_station("CP1")
-    s.stations["CP1"].created_at = datetime(2019, 1, 1, tzinfo=UTC)
-    s.tags["T1"] = IdTag("T1")
-    s.tags["T2"] = IdTag("T2")
-    return s
+    return station_state("T1", "T2")
 
 
 @pytest.fixture

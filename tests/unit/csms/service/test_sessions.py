@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from csms.domain.model import BILLING_HOLD_FLAGS, IdTag, MeterSample, SessionStatus
+from csms.domain.model import BILLING_HOLD_FLAGS, MeterSample, SessionStatus
 from csms.domain.tariff import Tariff
-from csms.service.charging import ChargingService, StopInfo, TransactionEventIn, new_station
-from support.memory import MemoryRepository, MemoryState, MemoryTx
+from csms.service.charging import ChargingService, StopInfo, TransactionEventIn
+from support.memory import MemoryRepository, MemoryState, MemoryTx, station_state
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
@@ -26,11 +26,7 @@ HOLD = "begin_readings_differ"
 
 @pytest.fixture
 def state() -> MemoryState:
-    s = MemoryState()
-    s.stations["CP1"] = new_station("CP1")
-    s.stations["CP1"].created_at = datetime(2019, 1, 1, tzinfo=UTC)
-    s.tags["T1"] = IdTag("T1")
-    return s
+    return station_state("T1")
 
 
 @pytest.fixture

@@ -12,9 +12,9 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from csms.domain.model import IdTag, MeterSample
-from csms.service.charging import ChargingService, StopInfo, TransactionEventIn, new_station
-from support.memory import MemoryRepository, MemoryState
+from csms.domain.model import MeterSample
+from csms.service.charging import ChargingService, StopInfo, TransactionEventIn
+from support.memory import MemoryRepository, MemoryState, station_state
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
@@ -47,10 +47,7 @@ def signed_sample(at: datetime, c: str, context: str) -> MeterSample:
 
 @pytest.fixture
 def state() -> MemoryState:
-    s = MemoryState()
-    s.stations["CP1"] = new_station("CP1")
-    s.stations["CP1"].created_at = datetime(2019, 1, 1, tzinfo=UTC)
-    s.tags["T1"] = IdTag("T1")
+    s = station_state("T1")
     s.meter_keys["CP1"] = (KEY_DER.hex(), "operator")
     return s
 
