@@ -52,7 +52,8 @@ Rules (DESIGN.md, "Protocol rules"):
   the readings themselves (``EnergyResult.readings_decrease``): a meter-signed end reading
   settles it (``csms.service.sessions``). Beside a Transaction.End reading of the register
   that it does not agree with (as a meterStart with a begin reading), it is a stop in
-  dispute (``end_readings_differ``), counted to the lower. A meterStart above later
+  dispute (``end_readings_differ``), counted to the lower; so are Transaction.End
+  readings of the register that differ among themselves. A meterStart above later
   readings is not compared: readings that count each session from 0 beside lifetime
   meterStart/meterStop values are a real charger's, and a start too high bills less.
 * Plausibility (:func:`energy_flags`, :func:`time_flag`): energy above the station's
@@ -418,6 +419,15 @@ def energy_of(
         if not all(_agree(stop, _step(stop), wh, step) for wh, step in ends):
             _flag(flags, "end_readings_differ")
             stop = min([stop, *(wh for wh, _ in ends)])
+    elif stop is not None and stop_source == "context":
+        # no meterStop (2.0.1): Transaction.End readings of the billed register that differ
+        # among themselves by more than their digits allow are two stops as well, counted
+        # to the lowest (the last one alone named the stop)
+        ends = [(wh, step) for wh, step in found.ends if wh]
+        lowest = min(ends, default=None)
+        if lowest is not None and not all(_agree(wh, step, *lowest) for wh, step in ends):
+            _flag(flags, "end_readings_differ")
+            stop = lowest[0]
     # a meterStop is a reading of the register as much as a sample is: below one by more
     # than a reading's digits allow, the register went backwards (what a 2.0.1
     # Transaction.End reading below a periodic one is)

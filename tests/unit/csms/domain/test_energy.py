@@ -539,3 +539,26 @@ def test_a_meter_stop_above_the_stations_end_reading_is_a_stop_in_dispute() -> N
     # an end reading of 0 beside a meterStop that is not: a value not read, no stop
     assert compute_energy(Decimal(1000), Decimal(9000),
                           [s("0", 60, context="Transaction.End")], T0).flags == []
+
+
+def test_two_end_readings_of_one_register_that_differ_are_a_stop_in_dispute() -> None:
+    """A 2.0.1 station (no meterStop) sends two Transaction.End readings of the billed
+    register, 8,000 then 10,000 Wh: two stops. The later one alone billed 9,000 Wh with no
+    flag, 2,000 Wh that the station's other end reading says it did not deliver. Held
+    (end_readings_differ), counted to the lowest, as a meterStop beside an end reading is.
+    End readings within each other's digits (157.44 kWh beside 157,436 Wh) are one stop,
+    and an end reading of 0 is a value not read."""
+    r = compute_energy(None, None, [s("1000", 0, context="Transaction.Begin"),
+                                    s("8000", 59, context="Transaction.End"),
+                                    s("10000", 60, context="Transaction.End")], T0)
+    assert "end_readings_differ" in r.flags
+    assert (r.meter_stop_wh, r.energy_wh) == (8000, 7000)
+    end = "Transaction.End"
+    for ends in ([kwh("157.44", 60, end), s("157436", 60, context=end)],
+                 [s("157436", 60, context=end), kwh("157.44", 60, end)],
+                 [s("0", 59, context=end), s("157436", 60, context=end)],
+                 [s("157436", 59, context=end)] * 2):
+        honest = compute_energy(None, None, [s("150000", 0, context="Transaction.Begin"),
+                                             *ends], T0)
+        assert "end_readings_differ" not in honest.flags, (ends, honest.flags)
+        assert honest.energy_wh in (7436, 7440), (ends, honest.energy_wh)
