@@ -674,6 +674,11 @@ def _check_node(v: Verdict, r: dict[str, Any], rpc_url: str | None) -> None:
     v.proves += f" Chain data from {where}."
 
 
+def _count(n: int, noun: str) -> str:
+    """``n`` of ``noun``: "1 block", "2 blocks"."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def _check_depth(v: Verdict, r: dict[str, Any], reader: Any, block: int,
                  confirmations: int | None) -> None:
     """How deep the settle block is: until enough blocks are on top of it, a block can be
@@ -682,8 +687,9 @@ def _check_depth(v: Verdict, r: dict[str, Any], reader: Any, block: int,
         else confirmations
     head = reader.block_number()
     depth = max(head - block, 0)  # a node behind its own answer: in a block, no more
-    detail = (f"settle block {block}, {depth} blocks on top of it (the node's latest block"
-              f" is {head}): {depth + 1} confirmations, {required} required")
+    detail = (f"settle block {block}, {_count(depth, 'block')} on top of it (the node's"
+              f" latest block is {head}): {_count(depth + 1, 'confirmation')},"
+              f" {required} required")
     if depth + 1 >= required:
         v.add("confirmations", True, detail)
         return

@@ -69,8 +69,8 @@ async def test_a_receipt_is_valid_once_its_settle_block_has_the_confirmations_as
     assert verdict.status == VALID, unproven(verdict)
     found = check(verdict, "confirmations")
     assert found.ok is True
-    assert f"settle block {block}, {depth} blocks on top of it" in found.detail
-    assert f"{depth + 1} confirmations, 1 required" in found.detail
+    assert f"settle block {block}, {counted(depth, 'block')} on top of it" in found.detail
+    assert f"{counted(depth + 1, 'confirmation')}, 1 required" in found.detail
 
     want = depth + 3
     for mined in range(2):
@@ -78,7 +78,8 @@ async def test_a_receipt_is_valid_once_its_settle_block_has_the_confirmations_as
         assert verdict.status == UNVERIFIED
         [(name, ok, detail)] = unproven(verdict)
         assert (name, ok) == ("confirmations", None)
-        assert f"{depth + 1 + mined} confirmations, {want} required" in detail
+        assert f"{counted(depth + 1 + mined, 'confirmation')}, {want} required" in detail
+        assert "1 confirmations" not in detail and "1 blocks" not in detail
         assert "can still be reorganised away" in detail
         kit.mine(1)
     verdict = verify_receipt(receipt, chain.w3, driver=driver.address, confirmations=want)
@@ -86,6 +87,11 @@ async def test_a_receipt_is_valid_once_its_settle_block_has_the_confirmations_as
     assert f"{want} confirmations, {want} required" in check(verdict, "confirmations").detail
     with pytest.raises(ValueError, match="at least one"):
         python_verify(receipt, chain.w3, confirmations=0)
+
+
+def counted(n: int, noun: str) -> str:
+    """How the verdict writes ``n`` of ``noun``: "1 block", "0 blocks", "2 blocks"."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 @pytest.mark.anvil

@@ -543,14 +543,19 @@ function checkNode(v, r, rpcUrl, rpcFromReceipt) {
   v.proves += ` Chain data from ${where}.`;
 }
 
+/** settlement/receipts.py _count: "1 block", "2 blocks". */
+function count(n, noun) {
+  return n === 1n ? `${n} ${noun}` : `${n} ${noun}s`;
+}
+
 /** settlement/receipts.py _check_depth: how deep the settle block is; until enough blocks
  * are on top of it, a block can be reorganised away (and the session with it). */
 async function checkDepth(v, r, reader, block, confirmations) {
   const required = confirmations === null ? defaultConfirmations(r.chainId) : confirmations;
   const head = await reader.blockNumber();
   const depth = head > block ? head - block : 0n; // a node behind its own answer: in a block
-  const detail = `settle block ${block}, ${depth} blocks on top of it (the node's latest block`
-    + ` is ${head}): ${depth + 1n} confirmations, ${required} required`;
+  const detail = `settle block ${block}, ${count(depth, "block")} on top of it (the node's`
+    + ` latest block is ${head}): ${count(depth + 1n, "confirmation")}, ${required} required`;
   if (depth + 1n >= required) {
     v.add("confirmations", true, detail);
     return;
