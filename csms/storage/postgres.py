@@ -88,7 +88,9 @@ transaction of its own, which is how every read runs with ``in_rounds=False``.
 
 Schema migrations (``migrations/postgres``) run at :meth:`PostgresRepository.open`
 under a session-level advisory lock keyed by the schema, so two nodes that
-start at once do not both migrate: the second waits, then finds nothing to do.
+start at once do not both migrate: the second waits, then finds nothing to do. A
+migration of CREATE INDEX statements alone, on tables that hold rows, builds them
+CONCURRENTLY: the other nodes' writes to those tables go on meanwhile.
 Tables live in the connection's ``current_schema()``; a ``search_path`` query
 parameter in the URL (``postgresql://u@host/db?search_path=tenant``) selects
 another schema.
@@ -100,6 +102,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import re
 import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -315,12 +318,50 @@ class _PostgresMigrations:
         return {r["version"] for r in rows}
 
     async def apply(self, migration: Migration, applied_at: str) -> None:
+        record = ("INSERT INTO schema_migrations (version, name, applied_at)"
+                  " VALUES ($1, $2, $3)", migration.version, migration.name, applied_at)
+        builds = index_builds(migration.sql)
+        if builds and await self._any_rows({table for _, table, _ in builds}):
+            # Indexes on tables that hold rows: built CONCURRENTLY, outside a transaction,
+            # one statement at a time. A plain CREATE INDEX queues for a lock that stops
+            # every write to the table until the index is built (other nodes of a cluster
+            # go on serving while one upgrades: a million sessions, seconds of every
+            # station's starts and stops waiting). A build cut off (a crash) leaves an
+            # invalid index behind: dropped and built again when the migration is retried.
+            for name, _, statement in builds:
+                await self.conn.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
+                await self.conn.execute(statement)
+            await self.conn.execute(*record)
+            return
         async with self.conn.transaction():
             await self.conn.execute(migration.sql)  # no parameters: the whole script at once
-            await self.conn.execute(
-                "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
-                migration.version, migration.name, applied_at,
-            )
+            await self.conn.execute(*record)
+
+    async def _any_rows(self, tables: set[str]) -> bool:
+        for table in sorted(tables):
+            if await self.conn.fetchval(f"SELECT EXISTS (SELECT 1 FROM {table})"):
+                return True
+        return False
+
+
+_INDEX = re.compile(r"CREATE\s+(UNIQUE\s+)?INDEX\s+(\w+)\s+ON\s+(\w+)\s*(\(.*)", re.S | re.I)
+
+
+def index_builds(sql: str) -> list[tuple[str, str, str]] | None:
+    """For a migration made of CREATE INDEX statements only: each index's name, its table
+    and its CREATE INDEX CONCURRENTLY statement; None for any other migration (its
+    statements run in one transaction)."""
+    text = "\n".join(line.split("--", 1)[0] for line in sql.splitlines())
+    statements = [s.strip() for s in text.split(";") if s.strip()]
+    builds = []
+    for statement in statements:
+        found = _INDEX.fullmatch(statement)
+        if found is None:
+            return None
+        unique, name, table, rest = found.groups()
+        builds.append((name, table, f"CREATE {unique or ''}INDEX CONCURRENTLY {name}"
+                                    f" ON {table} {rest}"))
+    return builds or None
 
 
 class _ReadBatches(GroupCommit):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 from typing import Any
@@ -201,3 +202,88 @@ async def test_both_databases_have_the_same_schema(tmp_path: Path, postgres_url:
     assert pg["unique"] == lite["unique"]
     assert pg["foreign"] == lite["foreign"]
     assert pg["indexes"] == lite["indexes"]
+
+
+def _session_row(tx: str) -> str:
+    return ("INSERT INTO sessions (station_id, evse_id, ocpp_version, transaction_id,"
+            " started_at, status, created_at, updated_at) VALUES ('CP1', 1, '1.6',"
+            f" '{tx}', '2026-03-01T10:00:00+00:00', 'active', '2026-03-01T10:00:00+00:00',"
+            " '2026-03-01T10:00:00+00:00')")
+
+
+@pytest.mark.postgres
+async def test_an_index_added_to_a_table_with_rows_lets_its_writes_go_on(
+    postgres_url: str,
+) -> None:
+    """An upgrade adds an index to a table that holds rows (migration 0210: sessions by
+    EVSE) while other nodes of the cluster write to it. Built as a plain CREATE INDEX it
+    queues for a lock that stops every write to the table until the index is built (a
+    million sessions: seconds of every station's starts and stops waiting); built
+    CONCURRENTLY the writes go on. Here one node's transaction is open on the table, so
+    the build waits for it, and a second node's insert must still go through; then the
+    index is there, valid, and the migration recorded."""
+    import asyncpg
+
+    from csms.storage.migrations import migrate
+    from csms.storage.postgres import _PostgresMigrations
+
+    repo = await open_repository(postgres_url)
+    await repo.close()
+    name = f"vl_migrating_{id(repo)}"
+    dsn, _, schema = postgres_url.partition("?search_path=")
+    settings = {"search_path": schema}
+    writer = await asyncpg.connect(dsn, server_settings=settings)
+    other = await asyncpg.connect(dsn, server_settings=settings)
+    migrating = await asyncpg.connect(dsn, server_settings={**settings,
+                                                            "application_name": name})
+    upgrade: asyncio.Task[None] | None = None
+    try:
+        await writer.execute(_session_row("1"))
+        await writer.execute("DROP INDEX sessions_evse")  # as before the upgrade
+        await writer.execute("DELETE FROM schema_migrations WHERE version = 210")
+        open_tx = writer.transaction()
+        await open_tx.start()
+        await writer.execute(_session_row("2"))
+        upgrade = asyncio.create_task(migrate("postgres", _PostgresMigrations(migrating)))
+        for _ in range(200):  # until the build waits for the open transaction
+            if await other.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1"
+                    " AND wait_event_type = 'Lock'", name):
+                break
+            await asyncio.sleep(0.02)
+        else:
+            raise AssertionError("the migration never waited for the open transaction")
+        await other.execute("SET lock_timeout = '3s'")
+        await other.execute(_session_row("3"))  # a write goes on during the build
+        assert not upgrade.done()
+        await open_tx.commit()
+        await asyncio.wait_for(upgrade, 30)
+        assert await other.fetchval(
+            "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE c.relname = 'sessions_evse' AND n.nspname = $1", schema) is True
+        assert await other.fetchval(
+            "SELECT count(*) FROM schema_migrations WHERE version = 210") == 1
+        assert await other.fetchval("SELECT count(*) FROM sessions") == 3
+    finally:
+        if upgrade is not None and not upgrade.done():
+            upgrade.cancel()
+            await asyncio.gather(upgrade, return_exceptions=True)
+        for conn in (writer, other, migrating):
+            await conn.close()
+
+
+def test_only_migrations_of_indexes_alone_are_built_concurrently() -> None:
+    """Which PostgreSQL migrations add indexes alone (built CONCURRENTLY on a table with
+    rows): the console's, sessions by transaction and by EVSE; a migration with any other
+    statement runs in one transaction, as every migration on an empty table does."""
+    from csms.storage.postgres import index_builds
+
+    alone = {m.version: index_builds(m.sql) for m in migrations_for("postgres")}
+    assert {v for v, builds in alone.items() if builds} >= {30, 80, 210}
+    assert alone[1] is None and alone[200] is None
+    assert alone[210] == [("sessions_evse", "sessions", "CREATE INDEX CONCURRENTLY"
+                           " sessions_evse ON sessions (station_id, evse_id, stopped_at)")]
+    assert index_builds("CREATE UNIQUE INDEX a ON t (x) WHERE y IS NULL;\n-- b;\n") == [
+        ("a", "t", "CREATE UNIQUE INDEX CONCURRENTLY a ON t (x) WHERE y IS NULL")]
+    assert index_builds("CREATE INDEX a ON t (x); ALTER TABLE t ADD COLUMN z TEXT;") is None
