@@ -527,7 +527,7 @@ async def build(settings: Settings, lock: NodeLock | None = None) -> App:
     if settings.files_port >= 0:
         from csms.files import FileServer
 
-        files = FileServer(settings, service)
+        files = FileServer(settings, service, metrics)
     return App(settings, repo, service, central, metrics, admin, relay, bus, tasks=tasks,
                lock=lock, files=files)
 

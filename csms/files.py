@@ -48,6 +48,7 @@ from aiohttp.abc import AbstractStreamWriter
 from csms.config import Settings
 from csms.filestore import display_name, firmware_path, log_path
 from csms.logsafe import protect
+from csms.metrics import Metrics
 from csms.service.charging import ChargingService
 from csms.transport import TLS_READ_SIZE, SharedBufferSSLProtocol, Tally, source_of
 
@@ -170,9 +171,11 @@ class _Socket(asyncio.Protocol):
 
 
 class FileServer:
-    def __init__(self, settings: Settings, service: ChargingService) -> None:
+    def __init__(self, settings: Settings, service: ChargingService,
+                 metrics: Metrics | None = None) -> None:
         self.settings = settings
         self.service = service
+        self.metrics = metrics  # voltledger_connections_cut_total: files_limit, files_evicted
         self.host = settings.files_host or settings.host
         self.port = settings.files_port
         self.limit = settings.max_upload_bytes
@@ -266,6 +269,8 @@ class FileServer:
         source = sock.source
         if self._open >= self.max_connections and not self._make_room(source):
             self.dropped += 1
+            if self.metrics is not None:
+                self.metrics.connections_cut.labels("files_limit").inc()
             if self.dropped == 1 or self.dropped % 1000 == 0:
                 log.warning("! station files: %d connections open, one dropped (%d"
                             " dropped so far)", self._open, self.dropped)
@@ -288,6 +293,8 @@ class FileServer:
         sock = next(reversed(idle))
         sock.evict()
         self.evicted += 1
+        if self.metrics is not None:
+            self.metrics.connections_cut.labels("files_evicted").inc()
         if self.evicted == 1 or self.evicted % 1000 == 0:
             log.warning("! station files: %d connections open, an idle one from %s"
                         " (holding %d) closed for one from %s (%d closed so far)",

@@ -247,6 +247,12 @@ async def test_silent_and_stalled_sockets_are_closed(guarded_files: RunningServe
         assert r.status == 404
 
 
+def cut(server: RunningServer, reason: str) -> float:
+    """``voltledger_connections_cut_total{reason}`` of the server's metrics."""
+    value = server.central.metrics.connections_cut.labels(reason)._value.get()
+    return float(value)
+
+
 async def test_connections_beyond_the_limit_are_dropped(guarded_files: RunningServer) -> None:
     """The listener holds at most ``max_connections`` sockets: one more is closed on
     arrival, and once the others are gone a station is served again."""
@@ -261,6 +267,7 @@ async def test_connections_beyond_the_limit_are_dropped(guarded_files: RunningSe
     extra, extra_w = await asyncio.open_connection("127.0.0.1", port)
     assert await closed_by_server(extra, timeout=1)
     assert files.dropped == 1
+    assert cut(guarded_files, "files_limit") == 1  # what an operator's /metrics shows
     for _, w in held:
         w.close()
     extra_w.close()
@@ -440,6 +447,7 @@ async def test_a_stranger_filling_the_listener_gives_way_to_a_station(
                                         for r, _ in stranger))
         assert closed == [False, False, False, True]  # the newest gave way
         assert files.dropped == 0
+        assert (cut(shared_files, "files_evicted"), cut(shared_files, "files_limit")) == (1, 0)
         await until_open(shared_files, 3)
         for _, w in stranger:
             w.close()
