@@ -633,15 +633,23 @@ class CentralSystem:
         )
         old = self.connections.get(station_id)
         self.connections[station_id] = conn
-        if old is not None:
-            log.warning("! %s connected again; closing the previous connection", station_id)
-            await self.service.station_event(
-                station_id, "security", {"type": "ConnectionReplaced", "remote": remote},
-            )
-            await old.close(1000, "replaced by a new connection")
-        log.info("= %s connected (%s) from %s", station_id, version.value, remote)
         since = None  # when this connection was recorded: its teardown clears only it
         try:
+            # from here on the station's connection is this one: whatever ends it (an
+            # error, a cancel) ends it as the station's, never leaving it registered
+            if old is not None:
+                log.warning("! %s connected again; closing the previous connection",
+                            station_id)
+                try:
+                    await self.service.station_event(
+                        station_id, "security",
+                        {"type": "ConnectionReplaced", "remote": remote},
+                    )
+                except StorageError as exc:  # lost, as every write while it fails
+                    log.error("! %s: its ConnectionReplaced event not stored: %s",
+                              station_id, exc)
+                await old.close(1000, "replaced by a new connection")
+            log.info("= %s connected (%s) from %s", station_id, version.value, remote)
             with contextlib.suppress(StorageError):
                 since = await self.service.connection_changed(
                     station_id, True, version.value, self.node_id

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Callable
 from typing import Any
 
+import pytest
+
+from csms.service.ports import StorageError
 from support import RunningServer
 from support.client import RawClient
 
@@ -90,3 +94,79 @@ async def test_failed_unit_does_not_spoil_the_batch(csms_server: RunningServer) 
         return len(await tx.list_station_events("CP1", "note"))
 
     assert await csms_server.repo.read(count) == 2
+
+
+def _fill(write: sqlite3.Connection) -> None:
+    """Every last byte of the file's room taken, as on a full disk."""
+    pages = write.execute("PRAGMA page_count").fetchone()[0]
+    write.execute(f"PRAGMA max_page_count = {pages + 2}")
+    n = 0
+    for insert in (
+            "INSERT INTO sessions (station_id, ocpp_version, transaction_id, started_at,"
+            " status, stop_reason, created_at, updated_at)"
+            " VALUES ('filler', 'x', ?, 'x', 'completed', ?, 'x', 'x')",
+            "INSERT INTO station_events (station_id, kind, ts, payload)"
+            " VALUES ('filler', ?, 'x', ?)"):
+        for size in (4000, 500, 50, 1):
+            while True:
+                n += 1
+                try:
+                    write.execute(insert, (f"f{n}", "x" * size))
+                except sqlite3.OperationalError as exc:
+                    assert "full" in str(exc)
+                    break
+
+
+async def test_a_station_connecting_again_while_the_disk_is_full_is_served(
+    csms_server: RunningServer,
+) -> None:
+    """A station connects again while the disk is full: its ConnectionReplaced event is
+    not stored (the disk reserve keeps the room for transactions), the new connection is
+    served and the old one closed."""
+    await csms_server.add_station("CP1")
+    _fill(csms_server.repo._write)
+    await _connect_again(csms_server, lambda: csms_server.repo._write.execute(
+        "PRAGMA max_page_count = 1073741823"))  # space freed
+
+
+async def test_a_station_connecting_again_while_the_database_fails_is_served(
+    csms_server: RunningServer, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A station connects again while the database refuses its ConnectionReplaced event
+    (a StorageError: the database unreachable). The new connection was registered as the
+    station's, then the error ended its handler there: never served, the old connection
+    left open, and every command for the station sent to a connection nobody read. Now
+    the event is lost (logged), the new connection served and the old one closed."""
+    await csms_server.add_station("CP1")
+    service = csms_server.central.service
+    stored = service.station_event
+
+    async def refused(station_id: str, kind: str, payload: dict[str, Any]) -> bool:
+        if payload.get("type") == "ConnectionReplaced":
+            raise StorageError("database unreachable")
+        return await stored(station_id, kind, payload)
+
+    monkeypatch.setattr(service, "station_event", refused)
+    await _connect_again(csms_server, lambda: None)
+
+
+async def _connect_again(csms_server: RunningServer, recover: Callable[[], object]) -> None:
+    """CP1 connects, then again; after ``recover`` the new connection answers and the
+    operator's commands reach it."""
+    old = await RawClient.connect(csms_server.url, "CP1")
+    await csms_server.wait_connected("CP1")
+    first = csms_server.central.connections["CP1"]
+    new = await RawClient.connect(csms_server.url, "CP1")
+    try:
+        await asyncio.wait_for(old.ws.wait_closed(), 5)
+        recover()
+        assert "currentTime" in await new.result("Heartbeat", {})
+        current = csms_server.central.connections["CP1"]
+        assert current is not first
+        task = asyncio.create_task(csms_server.call("CP1", "Reset", {"type": "Soft"}))
+        msg = await asyncio.wait_for(new.calls.get(), 5)
+        await new.answer(msg[1], {"status": "Accepted"})
+        assert await task == {"status": "Accepted"}
+    finally:
+        await new.close()
+        await old.close()
