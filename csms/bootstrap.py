@@ -52,6 +52,7 @@ __all__ = [
     "Settlement",
     "build",
     "build_settlement",
+    "charging_service",
     "open_settlement_chain",
     "settlement_worker",
 ]
@@ -59,6 +60,23 @@ __all__ = [
 log = logging.getLogger("csms.bootstrap")
 
 NODE_BEAT_SECONDS = 5.0
+
+
+def charging_service(settings: Settings, repo: Repository, **more: Any) -> ChargingService:
+    """The service with the settings every node's has (its intervals, its plausibility
+    checks); ``more``: what only ``csms serve`` adds (quotas, metrics' callbacks). An
+    operator's command that completes a session (``csms sessions close``) judges it as a
+    node would."""
+    return ChargingService(
+        repo,
+        heartbeat_interval=settings.heartbeat_interval,
+        boot_retry_interval=settings.boot_retry_interval,
+        publish_events=bool(settings.mqtt),
+        default_max_power_w=watts(settings.default_max_power_kw),
+        time_past=timedelta(days=settings.time_past_days),
+        time_future=timedelta(seconds=settings.time_future_seconds),
+        **more,
+    )
 
 
 # -- settlement ----------------------------------------------------------------------
@@ -460,14 +478,8 @@ async def build(settings: Settings, lock: NodeLock | None = None) -> App:
                 lock.release()
             raise
         settings = trusting_settings(settings, ca)
-    service = ChargingService(
-        repo,
-        heartbeat_interval=settings.heartbeat_interval,
-        boot_retry_interval=settings.boot_retry_interval,
-        publish_events=bool(settings.mqtt),
-        default_max_power_w=watts(settings.default_max_power_kw),
-        time_past=timedelta(days=settings.time_past_days),
-        time_future=timedelta(seconds=settings.time_future_seconds),
+    service = charging_service(
+        settings, repo,
         quota=PayloadQuota({"data_transfer": settings.quota_data_transfer,
                             "security": settings.quota_security_events,
                             "notification": settings.quota_notifications}),

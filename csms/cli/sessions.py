@@ -1,4 +1,5 @@
-"""``csms sessions``: charging session records, and the operator's decision on held ones."""
+"""``csms sessions``: charging session records, the operator's decision on held ones, and the
+close of an active one whose stop is not coming."""
 
 from __future__ import annotations
 
@@ -22,12 +23,13 @@ from csms.cli.common import (
     print_json,
     print_table,
     run,
+    with_repo,
 )
 from csms.config import Settings
 
 if TYPE_CHECKING:
     from csms.domain.model import Session
-    from csms.service.ports import Tx
+    from csms.service.ports import Repository, Tx
 
 __all__ = ["sessions_app"]
 
@@ -185,3 +187,31 @@ def sessions_reject(
     """Never settle a held session (it stays on record; audited)."""
     _decide(session_id, "rejected", reason, load_settings(db=db, data_dir=data_dir))
 
+
+@sessions_app.command("close")
+def sessions_close(
+    session_id: Annotated[int, typer.Argument(min=1, max=MAX_ID, help="The session's id")],
+    reason: ReasonOption = None,
+    db: DbOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Close an active session whose stop is not coming (a stop the station lost): at its
+    last reading, billed from its readings only, held for release or rejection (audited).
+    Its real stop, if it comes while it is held, completes it."""
+    from csms.bootstrap import charging_service
+    from csms.service.holds import HoldError
+
+    settings = load_settings(db=db, data_dir=data_dir)
+
+    async def work(repo: Repository) -> dict[str, Any]:
+        try:  # the completion's plausibility checks are a node's
+            return await charging_service(settings, repo).close_session(
+                session_id, actor=actor(), reason=reason)
+        except HoldError as exc:
+            raise CliError(str(exc)) from None
+
+    result = run(with_repo(settings, work))
+    kwh = (result["energy_wh"] or 0) / 1000
+    typer.echo(f"session {session_id} closed at {result['stopped_at']}, {kwh:.3f} kWh from"
+               f" its readings; held for: {', '.join(result['holds'])}"
+               " (release or reject it)")

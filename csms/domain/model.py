@@ -226,6 +226,12 @@ BILLING_HOLD_FLAGS = frozenset(
         # another session of the station on the same EVSE (1.6 connector) ran within this
         # one's time: two drivers billed for it (csms.service.sessions)
         "overlaps_session",
+        # closed without its stop (csms.service.sessions): a new session started on its EVSE
+        # after its last reading (the station lost its 1.6 StopTransaction or 2.0.1 Ended
+        # event, a reboot), or an operator closed it (``csms sessions close``); billed from
+        # its readings only, at its last one. Its real stop, if it comes while it is held,
+        # completes it again and lifts this flag
+        "stop_lost",
         # no EVSE (1.6 connector) named, or one below 1 (1.6 connectorId 0 is the whole
         # station): its times cannot be compared with the station's other sessions
         "evse_unknown",

@@ -8,6 +8,9 @@ settlement columns the worker writes (``settlement_state``), see :func:`billing_
     active   -> held       completed with a hold flag (``BILLING_HOLD_FLAGS``)
     held     -> released   an operator releases it (``csms sessions release``): queued
     held     -> rejected   an operator rejects it: on record, never settled
+    held     -> active     closed without its stop (``stop_lost``: a new session on its EVSE,
+                           or the operator), the station's real stop came while it was
+                           held, no decision taken: reopened and completed with that stop
     queued   -> held       the worker cannot price or settle it (no tariff, values beyond
                            an on-chain entry): taken out of the queue for an operator
     released -> held       the same after a release: the release is used up (its flag
@@ -52,7 +55,8 @@ class BillingState(enum.StrEnum):
 
 TRANSITIONS: dict[BillingState, frozenset[BillingState]] = {
     BillingState.ACTIVE: frozenset({BillingState.QUEUED, BillingState.HELD}),
-    BillingState.HELD: frozenset({BillingState.RELEASED, BillingState.REJECTED}),
+    BillingState.HELD: frozenset({BillingState.RELEASED, BillingState.REJECTED,
+                                  BillingState.ACTIVE}),
     BillingState.QUEUED: frozenset({BillingState.HELD, BillingState.BATCHED}),
     BillingState.RELEASED: frozenset({BillingState.HELD, BillingState.BATCHED}),
     BillingState.BATCHED: frozenset({BillingState.PAID, BillingState.UNPAID,

@@ -44,6 +44,7 @@ from csms.domain.tariff import Tariff
 from csms.service import defaults
 from csms.service.billing import BillingState, billing_state, check_billing_transition
 from csms.service.driver import MASTER_PASS_OPTION, RunningCost, priced, tariff_of
+from csms.service.holds import HoldError
 from csms.service.limits import (
     EXPIRING_FLAG,
     LIMIT_FLAG,
@@ -76,6 +77,15 @@ _NORMAL_NOTES: dict[str | None, frozenset[str]] = {
 # (SessionUseCases._overlaps): a hold flag.
 OVERLAPS = "overlaps_session"
 EVSE_UNKNOWN = "evse_unknown"  # completed on no EVSE: not compared, held
+
+# A session closed without its stop (SessionUseCases._close): a hold flag, and the station
+# event of its close; the event of its real stop, come while it was held (_reopen).
+STOP_LOST = "stop_lost"
+STOP_FOUND = "stop_found"
+# how many of a station's latest closes are read for the one of a session whose real stop
+# came (the flags its close added are lifted with it); one beyond them keeps those flags
+# (held: the operator decides, nothing is billed unnoticed)
+_CLOSES_READ = 1000
 
 # A session created before its Started event (``started_missing``) whose Started came
 # later and named its start: no later event moves the start again (not a hold: the
@@ -129,13 +139,16 @@ class SessionUseCases(SignedDataChecks):
              "not_after": not_after.isoformat()}, now)
 
     async def _late(self, tx: Tx, session: Session, action: str, samples: list[MeterSample],
-                    notes: list[ValueNote], detail: dict[str, Any] | None = None) -> None:
+                    notes: list[ValueNote], detail: dict[str, Any] | None = None,
+                    stopped: datetime | None = None) -> None:
         """A message for a session that has ended. What was billed (or is queued to be)
         stays as the session was completed: its times, energy, token and the flags that
         hold it are not the station's to change afterwards. What the message carried is
         kept apart: its readings as the station's own (not the session's, whose readings
         are the settlement record's), and a ``late_data`` station event naming the session;
-        the session is only marked ``late_samples`` (not a hold) when readings came."""
+        the session is only marked ``late_samples`` (not a hold) when readings came.
+        ``stopped``: the time of a stop the message carried. Data of a session closed
+        without its stop after its close may hold another session (:meth:`_charged_on`)."""
         if samples:
             await tx.add_samples(
                 session.station_id, samples, session_id=None, evse_id=session.evse_id,
@@ -150,6 +163,39 @@ class SessionUseCases(SignedDataChecks):
         if samples and "late_samples" not in session.flags:
             session.flag("late_samples")
             await tx.update_session(session)
+        if STOP_LOST in session.flags:
+            await self._charged_on(tx, session, [s.timestamp for s in samples]
+                                   + ([stopped] if stopped is not None else []))
+
+    async def _charged_on(self, tx: Tx, session: Session, times: list[datetime]) -> None:
+        """Readings (or a stop) of a session closed without its stop (``stop_lost``) after
+        the time it was closed at: the station says it charged on, while another session may
+        have been on its EVSE since. Each active such session is held (``overlaps_session``,
+        an event naming both): the two are never both settled unnoticed. The closed one
+        stays as it was closed (its readings are kept apart, :meth:`_late`), and a completed
+        other stays as completed, as in :meth:`_overlaps`."""
+        closed_at, evse = session.stopped_at, session.evse_id
+        if closed_at is None or not evse or session.id is None:
+            return
+        latest = max((t for t in times if t > closed_at), default=None)
+        if latest is None:
+            return
+        for other in await tx.sessions_on_evse(session.station_id, evse, latest, closed_at,
+                                               session.id):
+            if other.status is not SessionStatus.ACTIVE or OVERLAPS in other.flags:
+                continue
+            other.flag(OVERLAPS)
+            await tx.update_session(other)
+            log.warning("! %s: session %s closed at %s has data until %s while session %s"
+                        " was on EVSE %s: %s held", session.station_id, session.id,
+                        closed_at.isoformat(), latest.isoformat(), other.id, evse, other.id)
+            await tx.add_station_event(session.station_id, OVERLAPS, {
+                "session_id": other.id, "transaction_id": other.transaction_id,
+                "other_session_id": session.id,
+                "other_transaction_id": session.transaction_id, "evse_id": evse,
+                "started_at": other.started_at.isoformat(), "until": None,
+                "other_started_at": session.started_at.isoformat(),
+                "other_until": latest.isoformat()}, self.clock())
 
     # -- sessions ------------------------------------------------------------
     async def _complete(self, tx: Tx, session: Session, samples: list[MeterSample]) -> None:
@@ -261,27 +307,38 @@ class SessionUseCases(SignedDataChecks):
 
         Another session ran within that time when it stopped after the start, or, still
         active, started within it or has readings after the start. Not one whose readings
-        ended before the start: a 1.6 station that lost a StopTransaction (a reboot) starts
-        anew on the connector, the earlier session left active without data since; its new
-        session is billed. An active other session is held as well (when it completes: the
-        one of the two that started later is never settled unnoticed, whichever completes
-        first); a completed one stays as it was completed (its billing is settlement's).
-        Each such pair is a station event of the flag's name, naming both sessions."""
+        ended before the start: a station that lost a StopTransaction (2.0.1: an Ended
+        event) in a reboot starts anew on the EVSE, the earlier session left active without
+        data since; its new session is billed, and the earlier one is closed at its last
+        reading (:meth:`_close`: held, ``stop_lost``), in this unit, never left active. An
+        active other session is held as well (when it completes: the one of the two that
+        started later is never settled unnoticed, whichever completes first); a completed
+        one stays as it was completed (its billing is settlement's). Each such pair is a
+        station event of the flag's name, naming both sessions (the first pair found)."""
         evse = session.evse_id
-        if not evse or session.id is None or OVERLAPS in session.flags:
+        if not evse or session.id is None:
             return
+        flagged = OVERLAPS in session.flags
         since = session.started_at
         until = max(until, since)
         for other in await tx.sessions_on_evse(session.station_id, evse, until, since,
                                                session.id):
-            if other.id is None:
+            if other.id is None or (flagged and other.status is not SessionStatus.ACTIVE):
                 continue
             end = other.stopped_at
             if other.status is SessionStatus.ACTIVE:
                 latest = await tx.latest_reading_at(other.id)
                 end = max(other.started_at, latest or other.started_at)
                 if other.started_at < since and end <= since:
-                    continue  # no data since this session's start: its stop was lost
+                    # no data since this session's start: its stop was lost
+                    await self._close(tx, other, end, {
+                        "cause": "new_session", "new_session_id": session.id,
+                        "new_transaction_id": session.transaction_id,
+                        "new_started_at": since.isoformat()})
+                    continue
+            if flagged:
+                continue  # held already: one such session named is enough
+            flagged = True
             session.flag(OVERLAPS)
             log.warning("! %s: session %s overlaps session %s on EVSE %s: held",
                         session.station_id, session.id, other.id, evse)
@@ -294,7 +351,81 @@ class SessionUseCases(SignedDataChecks):
             if other.status is SessionStatus.ACTIVE and OVERLAPS not in other.flags:
                 other.flag(OVERLAPS)
                 await tx.update_session(other)
-            return  # held: one such session named is enough
+
+    async def _close(self, tx: Tx, session: Session, end: datetime,
+                     detail: dict[str, Any]) -> None:
+        """Complete an active session whose stop is not coming (a new session on its EVSE
+        after its last reading, :meth:`_overlaps`; an operator's close): at ``end``, its
+        last reading (its start when it has none), billed from its readings only as
+        :meth:`_complete` computes it (no meterStop: never more than they show), and held
+        (``stop_lost``) for the operator to release or reject. A ``stop_lost`` station
+        event (``detail``: what closed it) names it, with the flags its close added: its
+        real stop, if it comes while it is held, lifts them (:meth:`_reopen`)."""
+        before = set(session.flags)
+        session.stopped_at = end
+        session.flag(STOP_LOST)
+        await self._complete(tx, session, [])
+        added = [f for f in session.flags if f not in before]
+        log.warning("! %s: session %s closed at %s without its stop (%s): held",
+                    session.station_id, session.id, end.isoformat(), detail.get("cause"))
+        await tx.add_station_event(session.station_id, STOP_LOST, {
+            "session_id": session.id, "transaction_id": session.transaction_id,
+            "evse_id": session.evse_id, "started_at": session.started_at.isoformat(),
+            "stopped_at": end.isoformat(), "energy_wh": session.energy_wh,
+            "flags_added": added, **detail}, self.clock())
+
+    async def _reopen(self, tx: Tx, session: Session, action: str) -> bool:
+        """Whether the station's stop of ``session``, a session closed without it
+        (``stop_lost``, :meth:`_close`), is to complete it: only while it is held with no
+        decision taken (not released, rejected nor settled: then the stop is late data,
+        :meth:`_late`). Then it is active again for the stop to complete: ``stop_lost`` and
+        the flags its close added are lifted (a stop the close did not have is no longer
+        missing), a ``stop_found`` station event says what its close had billed."""
+        if STOP_LOST not in session.flags or session.settlement_state is not None \
+                or billing_state(session) != BillingState.HELD:
+            return False
+        check_billing_transition(BillingState.HELD, BillingState.ACTIVE)
+        closes = await tx.list_station_events(session.station_id, STOP_LOST, _CLOSES_READ)
+        added = next((set(e["payload"].get("flags_added") or ()) for e in closes
+                      if e["payload"].get("session_id") == session.id), set())
+        await tx.add_station_event(session.station_id, STOP_FOUND, {
+            "session_id": session.id, "transaction_id": session.transaction_id,
+            "action": action, "closed_at": session.stopped_at.isoformat()
+            if session.stopped_at else None, "closed_energy_wh": session.energy_wh,
+            "flags_lifted": sorted(added | {STOP_LOST})}, self.clock())
+        session.flags = [f for f in session.flags if f != STOP_LOST and f not in added]
+        session.status = SessionStatus.ACTIVE
+        session.stopped_at = None
+        return True
+
+    async def close_session(self, session_id: int, *, actor: str,
+                            reason: str | None) -> dict[str, Any]:
+        """An operator closes an active session whose stop is not coming (``csms sessions
+        close``): as a new session on its EVSE would (:meth:`_close`: at its last reading,
+        billed from its readings, held for a release or rejection), audited
+        (``sessions.close``, with ``reason``). What was closed, for the operator; a
+        :class:`HoldError` (one line) for a session that is not there or not active."""
+
+        async def work(tx: Tx) -> dict[str, Any]:
+            session = await tx.get_session(session_id)
+            if session is None or session.id is None:
+                raise HoldError(f"no session {session_id}")
+            if session.status is not SessionStatus.ACTIVE:
+                raise HoldError(f"session {session_id} is not active"
+                                f" (it is {billing_state(session)})")
+            latest = await tx.latest_reading_at(session.id)
+            end = max(session.started_at, latest or session.started_at)
+            await self._close(tx, session, end,
+                              {"cause": "operator", "actor": actor, "reason": reason})
+            result = {"session_id": session.id, "stopped_at": end.isoformat(),
+                      "energy_wh": session.energy_wh,
+                      "holds": sorted(BILLING_HOLD_FLAGS.intersection(session.flags)),
+                      "reason": reason}
+            await tx.add_audit(actor, "sessions.close", str(session.id), {"reason": reason},
+                               result, True, self.clock())
+            return result
+
+        return await self.repo.unit(work)
 
     @staticmethod
     def _running_energy(session: Session, found: Readings) -> None:
@@ -657,7 +788,15 @@ class SessionUseCases(SignedDataChecks):
                 session.flag("unknown_transaction")
                 await tx.insert_session(session)
             elif session.status is SessionStatus.COMPLETED:
-                return auth  # a retry of a stop we already stored
+                if STOP_LOST not in session.flags:
+                    return auth  # a retry of a stop we already stored
+                if not await self._reopen(tx, session, "StopTransaction"):
+                    # closed without its stop and decided (or settled) since: kept apart
+                    await self._late(tx, session, "StopTransaction", stop.samples, stop.notes,
+                                     {"meter_stop": str(stop.meter_stop_wh),
+                                      "timestamp": stop.timestamp.isoformat(),
+                                      "reason": stop.reason}, stop.timestamp)
+                    return auth
             assert session.id is not None
             if stop.samples:
                 await tx.add_samples(
@@ -833,16 +972,21 @@ class SessionUseCases(SignedDataChecks):
             # it, see ev.notes).
             if ev.seq_no is not None and not await tx.record_tx_event(session.id, ev.seq_no):
                 return auth, session  # a retry: already stored, answer the same
-            if not created and session.status is SessionStatus.COMPLETED:
+            if not created and session.status is SessionStatus.COMPLETED \
+                    and not (ev.event_type == "Ended"
+                             and await self._reopen(tx, session, "TransactionEvent")):
                 # E01-E15: a transactionId is one transaction; a station that reuses one
-                # (its counter restarted) or sends after the end changes nothing billed
+                # (its counter restarted) or sends after the end changes nothing billed.
+                # Its Ended event completes a session closed without it (stop_lost) that
+                # is still held undecided (_reopen); anything else is late data.
                 if ev.seq_no is not None and (session.last_seq_no is None
                                               or ev.seq_no > session.last_seq_no):
                     session.last_seq_no = ev.seq_no
                     await tx.update_session(session)
                 await self._late(tx, session, "TransactionEvent", ev.samples, ev.notes, {
                     "event_type": ev.event_type, "seq_no": ev.seq_no,
-                    "timestamp": ev.timestamp.isoformat()})
+                    "timestamp": ev.timestamp.isoformat()},
+                    ev.timestamp if ev.event_type == "Ended" else None)
                 return auth, session
             if not created:
                 if session.last_seq_no is not None and ev.seq_no is not None \

@@ -17,8 +17,10 @@ Logins live in this process's memory: a restart or another node asks for the tok
 
 State-changing actions go through the audited paths the API and the CLI use: commands to
 stations through :meth:`AdminApi.audited_command`, held sessions through
-:func:`csms.service.holds.decide`; tags and tariffs are written with an audit entry in the
-same unit of work. The actor of each entry is ``console@<address>``.
+:func:`csms.service.holds.decide`, an active session closed through the node's service
+(:meth:`~csms.service.sessions.SessionUseCases.close_session`); tags and tariffs are
+written with an audit entry in the same unit of work. The actor of each entry is
+``console@<address>``.
 
 Live updates are server-sent events (``/console/events``): the page's live fragment,
 rendered again each interval, sent when it changed.
@@ -191,6 +193,7 @@ class Console:
             web.get("/sessions/{session_id}", self.session),
             web.get("/sessions/{session_id}/receipt", self.receipt),
             web.post("/sessions/{session_id}/{decision:release|reject}", self.decide),
+            web.post("/sessions/{session_id}/close", self.close_session),
             web.get("/settlement", self.settlement),
             web.get("/settlement/{batch_id}", self.batch),
             web.get("/tags", self.tags),
@@ -594,6 +597,21 @@ class Console:
 
         try:
             await self.api.repo.unit(work)
+        except HoldError as exc:
+            raise Refused(409, str(exc)) from None
+        return _see_other(f"/console/sessions/{session_id}")
+
+    async def close_session(self, request: web.Request) -> web.Response:
+        """Close an active session whose stop is not coming (as ``csms sessions close``):
+        held for a decision, audited."""
+        session_id = _cursor_int(request.match_info["session_id"], "session id")
+        assert session_id is not None
+        form = await request.post()
+        reason = _text_arg(form.get("reason") if isinstance(form.get("reason"), str)
+                           else None, "reason", 200)  # type: ignore[arg-type]
+        try:
+            await self.api.central.service.close_session(
+                session_id, actor=self._actor(request), reason=reason)
         except HoldError as exc:
             raise Refused(409, str(exc)) from None
         return _see_other(f"/console/sessions/{session_id}")

@@ -14,7 +14,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from csms.domain.energy import ENERGY_REGISTER, register_wh
-from csms.domain.model import MeterSample, Session
+from csms.domain.model import MeterSample, Session, SessionStatus
 from csms.metering.ocmf import VERIFIED
 from csms.service.billing import BillingState, billing_state
 from csms.service.cluster import live_nodes
@@ -203,6 +203,7 @@ async def session_page(tx: Tx, session_id: int) -> dict[str, Any] | None:
             "gas_used": batch.get("gas_used")},
         "receipt_ready": batch is not None and batch["state"] == "finalized",
         "held": billing_state(s) == BillingState.HELD,
+        "active": s.status is SessionStatus.ACTIVE,
     }
 
 

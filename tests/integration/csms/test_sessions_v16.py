@@ -180,7 +180,9 @@ async def test_a_second_driver_started_on_a_charging_connector_is_held(
     csms_server: RunningServer, station: RawClient,
 ) -> None:
     """A hostile station starts T2's transaction on connector 1 while T1's still charges
-    there (its readings go on after T2's start): both are held, named in one event."""
+    there (its readings go on after T2's start): both are held. T1's, without readings
+    since 10:10, is closed as T2's starts (``stop_lost``); its reading at 10:30 holds T2's,
+    its stop completes it, held for T2's time: each named in an event."""
     await csms_server.add_tag("T2")
     first = (await start(station, 1000))["transactionId"]
     await station.result("MeterValues", {"connectorId": 1, "transactionId": first,
@@ -196,16 +198,19 @@ async def test_a_second_driver_started_on_a_charging_connector_is_held(
     for txid in (first, second):
         assert "overlaps_session" in by[str(txid)]["flags"]
         assert not await is_queued(csms_server, by[str(txid)]["id"])
-    [event] = await station_events(csms_server, "CP1", "overlaps_session")
-    assert (event["session_id"], event["other_session_id"]) == (
-        by[str(second)]["id"], by[str(first)]["id"])
+    named = [(e["session_id"], e["other_session_id"])
+             for e in await station_events(csms_server, "CP1", "overlaps_session")]
+    assert sorted(named) == sorted([(by[str(second)]["id"], by[str(first)]["id"]),
+                                    (by[str(first)]["id"], by[str(second)]["id"])])
 
 
 async def test_a_start_after_a_lost_stop_is_billed(
     csms_server: RunningServer, station: RawClient,
 ) -> None:
     """A station reboots without sending T1's StopTransaction (its last reading 10:10) and
-    starts T2's on connector 1 at 10:30: T2's is billed."""
+    starts T2's on connector 1 at 10:30: T2's is billed; T1's is closed at 10:10 in the
+    same transaction (billed from its readings, held ``stop_lost``), and completed by its
+    real stop when the station delivers it later (queued)."""
     await csms_server.add_tag("T2")
     first = (await start(station, 1000))["transactionId"]
     await station.result("MeterValues", {"connectorId": 1, "transactionId": first,
@@ -214,7 +219,19 @@ async def test_a_start_after_a_lost_stop_is_billed(
     await station.result("StopTransaction", {"transactionId": second, "meterStop": 4000,
                                              "timestamp": "2026-03-01T11:00:00Z"})
     by = {s["transaction_id"]: s for s in await csms_server.sessions("CP1")}
-    assert by[str(second)]["flags"] == [] and by[str(first)]["flags"] == []
+    assert by[str(second)]["flags"] == [] and "stop_lost" in by[str(first)]["flags"]
     assert await is_queued(csms_server, by[str(second)]["id"])
-    assert by[str(first)]["status"] == "active"
+    closed = by[str(first)]
+    assert (closed["status"], closed["stopped_at"], closed["energy_wh"]) == (
+        "completed", "2026-03-01T10:10:00+00:00", 1000)
+    assert not await is_queued(csms_server, closed["id"])
+    [event] = await station_events(csms_server, "CP1", "stop_lost")
+    assert (event["session_id"], event["new_session_id"]) == (
+        closed["id"], by[str(second)]["id"])
     assert await station_events(csms_server, "CP1", "overlaps_session") == []
+    assert await station.result("StopTransaction", {
+        "transactionId": first, "meterStop": 2200,
+        "timestamp": "2026-03-01T10:15:00Z"}) == {}
+    done = {s["transaction_id"]: s for s in await csms_server.sessions("CP1")}[str(first)]
+    assert (done["flags"], done["energy_wh"]) == ([], 1200)
+    assert await is_queued(csms_server, done["id"])

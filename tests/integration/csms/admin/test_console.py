@@ -383,6 +383,35 @@ async def test_held_sessions_are_released_or_rejected_once_and_audited(
     assert all(a["actor"].startswith("console@") for a in audit)
 
 
+async def test_an_active_session_is_closed_once_and_audited(
+    browser: Browser, csms_server: RunningServer,
+) -> None:
+    """An active session whose stop is not coming is closed from its page (as ``csms
+    sessions close``): at its last reading, held for a decision; once, and audited."""
+    await browser.login()
+    await csms_server.add_station("L1")
+    async with await RawClient.connect(csms_server.url, "L1", ["ocpp1.6"]) as c:
+        await c.result("BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"})
+        await c.result("StartTransaction", {"connectorId": 1, "idTag": "T1", "meterStart": 0,
+                                            "timestamp": datetime.now(UTC).isoformat()})
+    [active] = await csms_server.sessions("L1")
+    sid = active["id"]
+    page = await (await browser.get(f"/sessions/{sid}")).text()
+    assert f'action="/console/sessions/{sid}/close"' in page
+    assert (await browser.post(f"/sessions/{sid}/close", csrf=None)).status == 403
+    assert (await browser.post(f"/sessions/{sid}/close", {"reason": "stuck"})).status == 303
+    assert (await browser.post(f"/sessions/{sid}/close")).status == 409  # not active now
+    assert (await browser.post("/sessions/999/close")).status == 409
+    [closed] = await csms_server.sessions("L1")
+    assert closed["status"] == "completed" and "stop_lost" in closed["flags"]
+    page = await (await browser.get(f"/sessions/{sid}")).text()
+    assert "/close" not in page and f'action="/console/sessions/{sid}/release"' in page
+    audit = await audit_rows(csms_server)
+    assert [(a["action"], a["target"], a["request"]) for a in audit] == [
+        ("sessions.close", str(sid), {"reason": "stuck"})]
+    assert audit[0]["actor"].startswith("console@")
+
+
 async def test_live_updates_stream_the_overview(browser: Browser) -> None:
     await browser.login()
     r = await browser.http.get(browser.base + "/events?view=overview")

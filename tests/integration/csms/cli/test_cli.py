@@ -117,6 +117,46 @@ async def test_sessions_list_and_show(csms_server: RunningServer) -> None:
     assert "1.500" in table  # kWh column
 
 
+async def test_sessions_close_ends_a_stuck_session_held_and_audited(
+        csms_server: RunningServer) -> None:
+    """`csms sessions close`: an active session whose stop is not coming is completed at its
+    last reading, billed from its readings, held (``stop_lost``) for `release`/`reject`;
+    a bad id or a session that is not active is one line and exit 2, and not audited."""
+    await csms_server.add_station("CP1")
+    await csms_server.add_tag("T1")
+    async with await RawClient.connect(csms_server.url, "CP1") as c:
+        txid = (await c.result("StartTransaction", {
+            "connectorId": 1, "idTag": "T1", "meterStart": 1000,
+            "timestamp": "2026-01-01T10:00:00Z"}))["transactionId"]
+        await c.result("MeterValues", {"connectorId": 1, "transactionId": txid, "meterValue": [
+            {"timestamp": "2026-01-01T10:20:00Z", "sampledValue": [{"value": "3500"}]}]})
+    db = Path(csms_server.settings.db)
+    [active] = json.loads(csms(db, "sessions", "list", "--active", "--json").stdout)
+    sid = str(active["id"])
+    r = csms(db, "sessions", "close", sid, "--reason", "car gone, stop lost")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == (f"session {sid} closed at 2026-01-01T10:20:00+00:00, 2.500 kWh"
+                                " from its readings; held for: stop_lost (release or reject"
+                                " it)")
+    shown = json.loads(csms(db, "sessions", "show", sid, "--json").stdout)
+    assert (shown["status"], shown["billing"], shown["energy_wh"]) == ("completed", "held", 2500)
+    assert "stop_lost" in shown["flags"]
+    for args, message in ((("sessions", "close", sid),
+                           f"error: session {sid} is not active (it is held)"),
+                          (("sessions", "close", "999"), "error: no session 999"),
+                          (("sessions", "close", "abc"), None)):
+        r = csms(db, *args)
+        assert r.returncode == 2, (args, r.stdout)
+        assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+        assert message is None or r.stderr.strip() == message, r.stderr
+    audit = json.loads(csms(db, "audit", "--json").stdout)
+    [entry] = [a for a in audit if a["action"] == "sessions.close"]
+    assert (entry["target"], entry["request"]) == (sid, {"reason": "car gone, stop lost"})
+    assert entry["actor"].startswith("cli")
+    r = csms(db, "sessions", "release", sid)
+    assert r.returncode == 0 and "stop_lost" in r.stdout, r.stderr
+
+
 async def test_a_station_s_strings_are_shown_as_sent_never_as_markup(
         csms_server: RunningServer) -> None:
     """A hostile station starts sessions with idTags that are Rich markup: a closing tag

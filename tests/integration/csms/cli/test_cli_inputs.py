@@ -33,6 +33,7 @@ def assert_one_line_error(r: subprocess.CompletedProcess[str]) -> None:
     ["sessions", "show", HUGE],
     ["sessions", "release", HUGE],
     ["sessions", "reject", HUGE],
+    ["sessions", "close", HUGE],
     ["receipt", HUGE],
     ["sessions", "list", "--limit", HUGE],
     ["reservations", "list", "--limit", HUGE],

@@ -20,6 +20,7 @@ from csms.service.billing import (
 ALLOWED = {
     ("active", "queued"), ("active", "held"),
     ("held", "released"), ("held", "rejected"),
+    ("held", "active"),  # closed without its stop (stop_lost), reopened by the real one
     ("queued", "held"), ("released", "held"),
     ("queued", "batched"), ("released", "batched"),
     ("batched", "paid"), ("batched", "unpaid"), ("batched", "conflict"),

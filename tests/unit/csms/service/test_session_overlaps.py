@@ -48,23 +48,25 @@ async def test_a_second_start_on_a_connector_still_charging_holds_both(
 ) -> None:
     """A hostile 1.6 station starts a transaction for T2's card on connector 1 while T1's
     is still charging there (its readings go on after T2's start): neither is settled
-    unnoticed, whichever completes first."""
+    unnoticed, whichever completes first. T1's looked stopped at 10 (its last reading):
+    closed there as T2's starts (``stop_lost``, held); its reading at 30, kept apart, holds
+    T2's, and its stop at 60 completes it, held for T2's time."""
     first, _, _ = await service.start_transaction("CP1", 1, "T1", Decimal(1000), T0)
     await service.meter_values("CP1", 1, str(first), wh(10, 2000))
     second, _, _ = await service.start_transaction("CP1", 1, "T2", Decimal(2500), at(20))
     assert OVERLAPS not in state.sessions[second].flags  # T1's looked stopped at 10
+    assert "stop_lost" in state.sessions[first].flags
     await service.meter_values("CP1", 1, str(first), wh(30, 4000))
     await service.stop_transaction("CP1", StopInfo(second, Decimal(5000), at(40)))
     assert OVERLAPS in state.sessions[second].flags
     assert second not in state.settlement_queue
-    assert OVERLAPS in state.sessions[first].flags  # held when it completes
     await service.stop_transaction("CP1", StopInfo(first, Decimal(6000), at(60)))
+    assert OVERLAPS in state.sessions[first].flags
     assert first not in state.settlement_queue
     assert state.sessions[first].status is SessionStatus.COMPLETED
-    [event] = overlaps(state)
-    assert (event["session_id"], event["other_session_id"], event["evse_id"]) == (
-        second, first, 1)
-    assert event["other_until"] == at(30).isoformat()
+    assert [(e["session_id"], e["other_session_id"], e["evse_id"], e["other_until"])
+            for e in overlaps(state)] == [
+        (second, first, 1, at(30).isoformat()), (first, second, 1, at(40).isoformat())]
 
 
 async def test_a_start_while_the_connectors_session_sends_readings_is_held_at_once(
@@ -110,18 +112,26 @@ async def test_an_honest_restart_after_a_lost_stop_is_billed(
 ) -> None:
     """A 1.6 station reboots and loses T1's StopTransaction (its last reading at 10:10):
     T2's session started on the connector at 10:30 is the connector's only one since, and
-    is billed; T1's, left active, is not held for it. Its stop, delivered later with the
-    time the charge really ended (10:15), holds nothing either."""
+    is billed. T1's is closed as T2's starts (never left active), at its last reading,
+    billed from its readings and held (``stop_lost``) for the operator; its stop,
+    delivered later with the time the charge really ended (10:15), completes it with the
+    station's own data, queued, and holds nothing."""
     first, _, _ = await service.start_transaction("CP1", 1, "T1", Decimal(1000), T0)
     await service.meter_values("CP1", 1, str(first), wh(10, 2000))
     second, _, _ = await service.start_transaction("CP1", 1, "T2", Decimal(2500), at(30))
+    closed = state.sessions[first]
+    assert closed.status is SessionStatus.COMPLETED
+    assert (closed.stopped_at, closed.energy_wh) == (at(10), 1000)
+    assert "stop_lost" in closed.flags and first not in state.settlement_queue
     await service.meter_values("CP1", 1, str(second), wh(40, 3000))
     await service.stop_transaction("CP1", StopInfo(second, Decimal(4000), at(60)))
     assert not BILLING_HOLD_FLAGS.intersection(state.sessions[second].flags)
     assert second in state.settlement_queue
     assert OVERLAPS not in state.sessions[first].flags
     await service.stop_transaction("CP1", StopInfo(first, Decimal(2200), at(15)))
-    assert not BILLING_HOLD_FLAGS.intersection(state.sessions[first].flags)
+    done = state.sessions[first]
+    assert not BILLING_HOLD_FLAGS.intersection(done.flags), done.flags
+    assert (done.stopped_at, done.energy_wh, done.stop_reason) == (at(15), 1200, "Local")
     assert first in state.settlement_queue
     assert overlaps(state) == []
 
