@@ -767,6 +767,15 @@ class SettlementReader:
                 linked = int.from_bytes(data[32:64], "big") == 1
         return linked
 
+    def unit(self, block: int) -> int:
+        """The token base units a billing unit is worth (Settlement.vy ``unit``) at the end of
+        ``block``: an immutable of the contract's code, so where the node keeps no state of
+        that block, the same as now."""
+        try:
+            return int(self.c.functions.unit().call(block_identifier=block))
+        except Exception:  # a node that keeps no state of that block
+            return int(self.c.functions.unit().call())
+
     def max_per_session(self, driver: str, block: int) -> int:
         """The driver's limit per session in force at the end of ``block`` (the terms the
         contract checks a card session against; 0: not a driver)."""

@@ -14,9 +14,11 @@ reads the settle transaction's own input: the entry is there at its position (an
 session's checked against the record's authorization, not another signature), the entries
 give the digest the contract stored for those sequence numbers (so the session was settled
 exactly once, by this chunk), and the transaction's events say whether the amount was taken
-from the escrow. A card session billed at its limit must be within the driver's limit per
-session at the settle block (an operator inventing a higher limit bills more than the
-driver agreed to).
+from the escrow, in base units of the contract's own unit (a record naming another, written
+by the operator before it was settled, is INVALID). A card session billed at its limit
+must be within the driver's limit per session at the settle block (an operator inventing a
+higher limit bills more than the driver agreed to). A figure of the record written beyond
+10^+-30 (csms.domain.tariff.MAX_EXPONENT) is not read: no price, energy or reading needs it.
 
 What the chain answers is worth as much as its block and its node. A block can be
 reorganised away until enough blocks are on top of it: the settle transaction must have
@@ -63,7 +65,7 @@ from decimal import (
 )
 from typing import Any, TypeGuard
 
-from csms.domain.tariff import DECIMALS, Tariff, price_minor
+from csms.domain.tariff import DECIMALS, MAX_EXPONENT, Tariff, price_minor, within_exponents
 from csms.metering import ocmf
 from settlement.eip712 import Authorization, recover
 from settlement.records import (
@@ -142,6 +144,8 @@ VERIFY_ABI: list[dict[str, Any]] = [
     {"type": "function", "name": "driver_state", "stateMutability": "view",
      "inputs": [{"name": "who", "type": "address"}],
      "outputs": [{"name": "", "type": "uint256"}] * 6},
+    {"type": "function", "name": "unit", "stateMutability": "view", "inputs": [],
+     "outputs": [{"name": "", "type": "uint256"}]},
     {"type": "function", "name": "cards", "stateMutability": "view",
      "inputs": [{"name": "arg0", "type": "uint256"}, {"name": "arg1", "type": "bytes32"}],
      "outputs": [{"name": "", "type": "bool"}]},
@@ -393,24 +397,53 @@ def _ascii_hex(value: Any) -> int:
     return int(text, 16)
 
 
-def _ascii_decimal(value: Any) -> Decimal:
-    """``Decimal(value)`` of a tariff's figure, its text in ASCII: Decimal() also reads other
-    scripts' digits and spaces, which the central system never writes and the receipt page
-    does not read."""
+# what a figure beyond csms.domain.tariff.MAX_EXPONENT is not (the receipt page says the same)
+_BEYOND = f"written beyond 1E-{MAX_EXPONENT} .. 1E+{MAX_EXPONENT}"
+
+
+class _FigureBeyond(ValueError):
+    """A tariff's figure beyond +-MAX_EXPONENT: no price needs it (its message says which)."""
+
+
+def _ascii_decimal(value: Any, name: str) -> Decimal:
+    """``Decimal(value)`` of a tariff's figure ``name``, its text in ASCII: Decimal() also
+    reads other scripts' digits and spaces, which the central system never writes and the
+    receipt page does not read. A finite figure beyond 10^+-MAX_EXPONENT is not read
+    either (:class:`_FigureBeyond`): no price needs it, and the receipt page's exact
+    arithmetic would spend seconds and hundreds of MB on 1e-10000000."""
     if isinstance(value, str) and not value.isascii():
         raise ValueError(f"{value!r} is not a number in ASCII digits")
-    return Decimal(value)
+    number = Decimal(value)
+    if number.is_finite() and not within_exponents(number):
+        raise _FigureBeyond(f"its {name} is {_BEYOND}, the figures a price needs")
+    return number
 
 
-def _decimal(value: Any) -> Decimal | None:
-    """A meter reading of the record: a finite number in ASCII digits, else None (NaN or
-    infinity is no reading; the receipt page reads the same ones)."""
+def _decimals(value: Any) -> int:
+    """The record's currency decimals (a price is scaled by 10^decimals): beyond
+    +-MAX_EXPONENT no currency's (:class:`_FigureBeyond`; the central system takes 0 to 18)."""
+    decimals = ascii_int(value)
+    if not -MAX_EXPONENT <= decimals <= MAX_EXPONENT:
+        raise _FigureBeyond(f"its currency's decimals {decimals} are beyond +-{MAX_EXPONENT}")
+    return decimals
+
+
+def _number(value: Any) -> Decimal | None:
+    """A finite number in ASCII digits, else None."""
     text = str(value)
     try:
         number = None if value in (None, "None") or not text.isascii() else Decimal(text)
     except InvalidOperation:
         return None
     return number if number is not None and number.is_finite() else None
+
+
+def _decimal(value: Any) -> Decimal | None:
+    """A meter reading of the record: a finite number in ASCII digits within 10^+-
+    MAX_EXPONENT, else None (NaN or infinity is no reading, nor is 1E-40: no meter's step;
+    the receipt page reads the same ones)."""
+    number = _number(value)
+    return number if number is not None and within_exponents(number) else None
 
 
 def _salts(cards: Iterable[tuple[str, str | bytes]] | None) -> list[tuple[str, bytes]]:
@@ -502,7 +535,13 @@ def _check_record(v: Verdict, record: dict[str, Any], chain_id: int, contract: s
     """What the record says about itself must add up."""
     start, stop = _decimal(record["meter_start_wh"]), _decimal(record["meter_stop_wh"])
     if start is None or stop is None:
-        v.add("energy = stop - start", False, "the record has no start or stop reading")
+        far = [name for name in ("start", "stop")
+               if (n := _number(record[f"meter_{name}_wh"])) is not None
+               and not within_exponents(n)]
+        v.add("energy = stop - start", False, "the record has no start or stop reading"
+              if not far else f"the record's {' and '.join(far)} reading"
+              f"{'s are' if len(far) > 1 else ' is'} {_BEYOND} Wh, the figures a meter"
+              " reading needs")
     else:
         delta = stop - start
         try:
@@ -540,6 +579,8 @@ def _check_record(v: Verdict, record: dict[str, Any], chain_id: int, contract: s
         else:
             v.add("price", price == billed, f"the tariff in the record gives {price} (the"
                   f" session's limit is {limit}), the record bills {billed} (minor units)")
+    except _FigureBeyond as exc:
+        v.add("price", False, f"the record's tariff cannot be read: {exc}")
     except (TypeError, ValueError, KeyError, ArithmeticError):  # InvalidOperation, Overflow
         v.add("price", False, "the record's tariff cannot be read")
     if record["kind"] == SIGNED:
@@ -563,9 +604,9 @@ def _is_int(value: Any) -> TypeGuard[int]:
 def _tariff_price(record: dict[str, Any]) -> int:
     """The price the record's tariff gives for its energy and duration (minor units)."""
     t = record["tariff"]
-    tariff = Tariff("*", _ascii_decimal(t["per_kwh"]), str(record["currency"]),
-                    ascii_int(record["decimals"]), _ascii_decimal(t["per_minute"]),
-                    _ascii_decimal(t["session_fee"]))
+    tariff = Tariff("*", _ascii_decimal(t["per_kwh"], "per_kwh"), str(record["currency"]),
+                    _decimals(record["decimals"]), _ascii_decimal(t["per_minute"], "per_minute"),
+                    _ascii_decimal(t["session_fee"], "session_fee"))
     return price_minor(tariff, ascii_int(record["energy_wh"]), ascii_int(record["duration_s"]))
 
 
@@ -778,17 +819,34 @@ def _check_chain(v: Verdict, r: dict[str, Any], w3: Any, driver: str | None,
     seq = ascii_int(record["seq"])
     paid_on_chain = seq not in unpaid
     amount = unpack_entry(r["packed"])["price_minor"]
+    # the base units a billing unit is worth: the contract's (its code is Settlement's, so
+    # its unit() is the one it took at its deploy), never the record's word: an operator
+    # writes the record before it is settled, and every hash then matches
+    unit = reader.unit(block)
     if paid_on_chain:
-        detail = (f"{amount} x {record['unit']} base units were taken from the driver's escrow"
+        detail = (f"{amount} x {unit} base units were taken from the driver's escrow"
                   f" (driver {record['driver_index']}) and credited to the host")
     else:
         detail = f"not paid on chain: {UNPAID_REASONS.get(unpaid[seq], unpaid[seq])}"
+    record_unit = _unit_of(record)
+    units = record_unit == unit
     # the receipt's own payment lines must say what the chain did, to the unit
-    stated = r["amount"] == amount and r["unit"] == ascii_int(record["unit"])
-    v.add("payment", paid_on_chain == r["paid"] and amount == record["price_minor"] and stated,
+    stated = r["amount"] == amount and r["unit"] == unit
+    v.add("payment", paid_on_chain == r["paid"] and amount == record["price_minor"] and stated
+          and units,
           detail + ("" if paid_on_chain == r["paid"] else
                     f"; the receipt says {'paid' if r['paid'] else 'unpaid'}")
+          + ("" if units else f"; the record says a billing unit is {record['unit']!r} base"
+             f" units, the contract {unit}")
           + ("" if stated else f"; the receipt says {r['amount']} x {r['unit']}"))
+
+
+def _unit_of(record: dict[str, Any]) -> int | None:
+    """The record's base units per billing unit (None: not a number)."""
+    try:
+        return ascii_int(record["unit"])
+    except (TypeError, ValueError, ArithmeticError):
+        return None
 
 
 def _authorization_used(auths: list[int], entries: list[tuple[bytes, int]],

@@ -32,7 +32,7 @@ tariffs_app = group("Prices per station (versioned).")
 
 
 def _decimal(text: str, name: str) -> Decimal:
-    from csms.domain.tariff import MAX_PRICE
+    from csms.domain.tariff import MAX_EXPONENT, MAX_PRICE, within_exponents
 
     try:
         value = Decimal(text)
@@ -40,6 +40,8 @@ def _decimal(text: str, name: str) -> Decimal:
         raise typer.BadParameter(f"not a number: {text!r}", param_hint=name) from None
     if not value.is_finite() or value < 0 or value > MAX_PRICE:
         raise typer.BadParameter(f"must be a number from 0 to {MAX_PRICE}", param_hint=name)
+    if not within_exponents(value):  # a figure no receipt's verifier reads
+        raise typer.BadParameter(f"must be 0 or at least 1E-{MAX_EXPONENT}", param_hint=name)
     return value
 
 

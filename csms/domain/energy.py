@@ -73,7 +73,7 @@ from decimal import ROUND_HALF_EVEN, Context, Decimal, getcontext, localcontext
 from typing import Any, ParamSpec, TypeVar
 
 from csms.domain.model import MeterSample
-from csms.domain.tariff import DECIMALS
+from csms.domain.tariff import DECIMALS, within_exponents
 
 __all__ = [
     "DEFAULT_MAX_POWER_W",
@@ -466,8 +466,9 @@ def _flag(flags: list[str], name: str) -> None:
 
 def _readable(wh: Decimal) -> bool:
     """Whether ``wh`` is a value an import register can show: from 0 (it counts up from
-    there) to ``MAX_REGISTER_WH``."""
-    return 0 <= wh <= MAX_REGISTER_WH
+    there) to ``MAX_REGISTER_WH``, written with no figure beyond 10^-MAX_EXPONENT (1E-40
+    Wh is no meter's step, and no receipt's verifier reads it)."""
+    return 0 <= wh <= MAX_REGISTER_WH and within_exponents(wh)
 
 
 def _beyond_range(sample: MeterSample) -> bool:

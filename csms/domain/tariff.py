@@ -16,7 +16,8 @@ from decimal import (
     localcontext,
 )
 
-__all__ = ["DECIMALS", "MAX_PRICE", "Tariff", "minor_prices", "price_minor"]
+__all__ = ["DECIMALS", "MAX_EXPONENT", "MAX_PRICE", "Tariff", "minor_prices", "price_minor",
+           "within_exponents"]
 
 # The arithmetic of prices, wherever they are computed (the central system, a receipt's
 # verifier): Python's default precision, pinned. A thread's own context is not to be
@@ -28,6 +29,22 @@ DECIMALS = Context(prec=28, rounding=ROUND_HALF_EVEN, Emin=-999999, Emax=999999,
 # The most a tariff charges per kWh, per minute or per session, in major units: the same
 # bound wherever a tariff is set (the CLI, the console)
 MAX_PRICE = Decimal(10**6)
+
+# The farthest a figure of a price, an energy or a meter reading is from 1: its adjusted
+# exponent (the power of ten of its first digit: 1.5E+7 is 7, 0.0012 is -3) is within
+# +-MAX_EXPONENT. None needs more (a price is at most MAX_PRICE, a register reads at most
+# 10^15 Wh, no meter's step is below 10^-30 Wh), and a receipt's verifiers read no figure
+# beyond it: the receipt page computes exactly, and 1e-10000000 beside 1 is a number of ten
+# million digits. The central system takes none either (tariffs, readings), so every
+# receipt it writes is read (csms.metering.ocmf keeps the same bound: the layers import
+# neither).
+MAX_EXPONENT = 30
+
+
+def within_exponents(number: Decimal) -> bool:
+    """Whether ``number`` is a finite figure whose adjusted exponent is within
+    +-:data:`MAX_EXPONENT` (a zero's is its exponent: 0E-40 is not)."""
+    return number.is_finite() and -MAX_EXPONENT <= number.adjusted() <= MAX_EXPONENT
 
 
 @dataclass(frozen=True, slots=True)

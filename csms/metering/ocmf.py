@@ -94,6 +94,9 @@ READING_TOLERANCE_WH = Decimal(10)
 # no energy register shows more (this module stands alone, for receipts' verifiers: the
 # same bound as csms.domain.energy.MAX_REGISTER_WH, which a test keeps equal)
 MAX_REGISTER_WH = Decimal(10) ** 15
+# nor is a reading written with a figure beyond 10^-30 or 10^30 (its adjusted exponent):
+# csms.domain.tariff.MAX_EXPONENT, which the same test keeps equal
+MAX_EXPONENT = 30
 
 
 def _json(text: str) -> Any:
@@ -374,10 +377,11 @@ def register_kind(register: str | None) -> str:
 
 def energy_wh(value: Decimal, factor: Decimal) -> Decimal:
     """A reading in Wh; :class:`OcmfError` for a number no energy register shows (negative,
-    beyond any meter, not finite)."""
+    beyond any meter, not finite, a figure beyond 10^-MAX_EXPONENT)."""
     try:
         wh = value * factor
-        readable = wh.is_finite() and 0 <= wh <= MAX_REGISTER_WH
+        readable = wh.is_finite() and 0 <= wh <= MAX_REGISTER_WH \
+            and -MAX_EXPONENT <= wh.adjusted() <= MAX_EXPONENT
     except ArithmeticError:  # Overflow (1e999999 kWh)
         readable = False
     if not readable:

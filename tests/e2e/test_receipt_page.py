@@ -126,10 +126,45 @@ async def _real_run(server: RunningServer, folder: Path) -> dict[str, Any]:
         kind = "signed" if s["station_id"].startswith("SIGN") else "unsigned"
         receipts[kind] = json.loads(out.read_text("utf-8"))
     assert receipts["signed"]["payment"]["paid"] and receipts["unsigned"]["payment"]["paid"]
+    receipts["another unit"] = await _another_unit(server, folder, env)
     assert any(x["signed"] for x in receipts["signed"]["samples"])
     assert not any(x["signed"] for x in receipts["unsigned"]["samples"])
     return {"receipts": receipts, "driver": driver.address, "contract": contract,
             "state": data_dir / "anvil-state.json"}
+
+
+async def _another_unit(server: RunningServer, folder: Path,
+                        env: dict[str, str]) -> dict[str, Any]:
+    """The receipt of one more session, settled by an operator's worker that writes another
+    unit into the record than the contract's (the record is written before it is settled:
+    every hash matches what the chain holds; its payment line says 10^16 base units a
+    billing unit where the contract took 1)."""
+    from settlement.worker import SettlementWorker
+
+    before = {s["id"] for s in await server.sessions()}
+    fleet = Fleet(server.url, 1, mix=True, prefix="PLAIN", meter_interval=0.05, seed=22,
+                  power_kw=22, signed=False)
+    await fleet.start()
+    summary = await fleet.run_sessions(1, 0.5, TAG)
+    await fleet.close()
+    assert summary.errors == 0
+    [sid] = [s["id"] for s in await server.sessions() if s["id"] not in before]
+    chain = await asyncio.to_thread(open_chain, "local", folder / "chain")
+    try:
+        worker = SettlementWorker(server.repo, chain)
+        info = await asyncio.to_thread(chain.info)
+        assert info["unit"] == 1
+        worker._contract = {**info, "unit": 10**16}
+        await worker.run_once()
+    finally:
+        await asyncio.to_thread(chain.close)
+    out = folder / f"receipt-{sid}.json"
+    r = await asyncio.to_thread(csms, env, "receipt", str(sid), "-o", str(out))
+    assert r.returncode == 0, r.stdout + r.stderr
+    receipt: dict[str, Any] = json.loads(out.read_text("utf-8"))
+    assert receipt["payment"]["paid"]
+    assert receipt["record"]["unit"] == receipt["payment"]["unit"] == 10**16
+    return receipt
 
 
 # -- the cases ----------------------------------------------------------------------------
@@ -203,6 +238,11 @@ def _cases(run: dict[str, Any], dead_rpc: str, rpc: str) -> list[dict[str, Any]]
     other = "0x" + "12" * 20
     cases = []
     for kind, receipt in run["receipts"].items():
+        if kind == "another unit":
+            # settled with every hash matching, but the record's unit is not the contract's
+            cases.append({"name": "valid, another unit", "receipt": receipt,
+                          "options": {"rpc": rpc, "driver": driver}})
+            continue
         good = [
             ("valid, your driver address", {"driver": driver}),
             ("valid, the contract you trust", {"contract": contract}),
@@ -336,7 +376,7 @@ async def _page_verdicts(cases: list[dict[str, Any]], shots: Path, *,
 
 # the receipts of _cases the browser checks through the built page: every option and
 # verdict ("valid, ..."), the screenshots, and a change of each part of the receipt
-_THROUGH_PAGE = re.compile(r"^(un)?signed: (valid, .*|record\.(energy_wh|id_tag|driver|"
+_THROUGH_PAGE = re.compile(r"^((un)?signed: )?(valid, .*|record\.(energy_wh|id_tag|driver|"
                            r"meter_public_key)|entry\.packed|chunk\.digest|chain\.tx_hash|"
                            r"payment\.amount|signed meter data)$")
 
@@ -445,6 +485,10 @@ async def test_the_page_and_csms_verify_agree_on_every_receipt(
             assert (expected[at]["status"], expected[at]["unknown"]) == (
                 "UNVERIFIED", {unknown}), (name, expected[at])
         assert statuses[f"{kind}: record.energy_wh"] == "INVALID"
+    # the payment line of a record naming another unit than the contract's: false
+    another = [c["name"] for c in cases].index("valid, another unit")
+    assert (expected[another]["status"], expected[another]["failed"]) == (
+        "INVALID", {"payment"}), expected[another]
     assert statuses["signed: signed meter data"] == "INVALID"
     assert "meter signature 1" in expected[[c["name"] for c in cases].index(
         "signed: signed meter data")]["failed"] | modules[[c["name"] for c in cases].index(
@@ -961,7 +1005,11 @@ def _vector_cases() -> list[tuple[str, dict[str, Any]]]:
         *[(f"a begin reading of {label} kWh", _generated(p256(), spell=_rv("10.0", rv)))
           for label, rv in (("-10.0", "-10.0"), ("1e999999", "1e999999"),
                             ('"1e999999"', '"1e999999"'), ("10^400", "1" + "0" * 400),
-                            ("2e12", "2e12"), ("NaN", "NaN"), ("Infinity", "Infinity"))],
+                            ("2e12", "2e12"), ("NaN", "NaN"), ("Infinity", "Infinity"),
+                            # Wh beyond 10^-30: no meter's step (and 10^7 digits for the page)
+                            ("1e-10000000", "1e-10000000"),
+                            ('"1e-10000000"', '"1e-10000000"'), ("1e-34", "1e-34"),
+                            ("1e-33", "1e-33"))],
         ("the begin code written with spaces (TX \" B \")",
          _generated(p256(), spell=lambda t: t.replace('"TX":"B"', '"TX":" B "'))),
         # pyocmf strips TX with str.strip(): Python's whitespace, not JavaScript's trim()'s
@@ -1149,7 +1197,8 @@ def _assert_vector_verdicts(by_name: dict[str, dict[str, Any]],
     for name in ("an import register in 'mWh'", "an import register in 'MWh'",
                  "an import register in 'kvarh'", "an import register in ''",
                  *[f"a begin reading of {rv} kWh" for rv in (
-                     "-10.0", "1e999999", '"1e999999"', "10^400", "2e12", "NaN", "Infinity")],
+                     "-10.0", "1e999999", '"1e999999"', "10^400", "2e12", "NaN", "Infinity",
+                     "1e-10000000", '"1e-10000000"', "1e-34")],
                  "a current type (RT) that is not text", "the reading's value twice (RV)",
                  "the reading's unit twice (RU)", "a begin reading in Arabic-Indic digits",
                  "a '|' inside a text of the payload"):

@@ -52,7 +52,7 @@ from csms.admin.api import record_id
 from csms.admin.console import pages
 from csms.admin.operator import MAX_ID
 from csms.domain.model import IdTag, TagStatus
-from csms.domain.tariff import MAX_PRICE, Tariff
+from csms.domain.tariff import MAX_EXPONENT, MAX_PRICE, Tariff, within_exponents
 from csms.logsafe import protect
 from csms.protocol import InvalidStationId, station_id_from_path
 from csms.service.holds import HoldError, decide
@@ -670,6 +670,8 @@ class Console:
                 raise Refused(400, f"{name}: not a number: {str(raw)[:20]!r}") from None
             if not value.is_finite() or value < 0 or value > MAX_PRICE:
                 raise Refused(400, f"{name} must be a number from 0 to {MAX_PRICE}")
+            if not within_exponents(value):  # a figure no receipt's verifier reads
+                raise Refused(400, f"{name} must be 0 or at least 1E-{MAX_EXPONENT}")
             prices[name] = value
         currency = str(form.get("currency") or "EUR")
         if not currency.isalnum() or len(currency) > 10:

@@ -116,11 +116,13 @@ async def link_driver(repo: SqliteRepository, kit: Kit, tag: str, deposit: int =
 PAGE_CLI = Path(__file__).resolve().parents[3] / "web" / "verify" / "cli.mjs"
 
 
-def verify_receipt(receipt: dict[str, Any], w3: Any, **options: Any) -> Verdict:
+def verify_receipt(receipt: dict[str, Any], w3: Any, *, same_detail: tuple[str, ...] = (),
+                   **options: Any) -> Verdict:
     """``verify_receipt``; on a node with a URL (Anvil) the receipt page's verifier too
     (web/verify, under Node), which must reach the same checks and verdict (``options``
-    as its command line's: ``log_window=3`` is ``--log-window 3``). Both are given the
-    node's URL as the one the driver chose (``rpc_url``; the page's RPC field)."""
+    as its command line's: ``log_window=3`` is ``--log-window 3``), and the same words for
+    the checks named in ``same_detail``. Both are given the node's URL as the one the
+    driver chose (``rpc_url``; the page's RPC field)."""
     url = getattr(w3.provider, "endpoint_uri", None)
     verdict = python_verify(receipt, w3, **({"rpc_url": url} if url else {}), **options)
     if url is None:
@@ -139,4 +141,6 @@ def verify_receipt(receipt: dict[str, Any], w3: Any, **options: Any) -> Verdict:
     *checks, last = [json.loads(line) for line in out.splitlines()]
     assert [(c["name"], c["ok"]) for c in checks] == [(c.name, c.ok) for c in verdict.checks]
     assert (last["status"], last["proves"]) == (verdict.status, verdict.proves)
+    assert [c["detail"] for c in checks if c["name"] in same_detail] \
+        == [c.detail for c in verdict.checks if c.name in same_detail]
     return verdict

@@ -25,6 +25,7 @@ const SELECTORS = {
   [selector("driver_index(address)")]: "driver_index",
   [selector("cards(uint256,bytes32)")]: "cards",
   [selector("driver_state(address)")]: "driver_state",
+  [selector("unit()")]: "unit",
 };
 const SETTLED = topic("Settled(uint256,uint256,uint256,bytes32,uint256,uint256)");
 const UNPAID = topic("Unpaid(uint256,uint256,uint256)");
@@ -291,6 +292,19 @@ export class SettlementReader {
     }
     const logs = await this.logs(DRIVER_REGISTERED, driver, block);
     return logs.length ? words(String(logs[0].data).replace(/^0x/, ""))(0) : 0n;
+  }
+
+  /** The token base units a billing unit is worth (Settlement.vy unit) at the end of block:
+   * an immutable of the contract's code, so where the node keeps no state of that block,
+   * the same as now. */
+  async unit(block) {
+    let out;
+    try {
+      out = await this.ethCall(selector("unit()"), block);
+    } catch {
+      out = await this.ethCall(selector("unit()")); // a node that keeps no state of that block
+    }
+    return words(out.replace(/^0x/, ""))(0);
   }
 
   /** The driver's limit per session in force at the end of block (the terms the contract

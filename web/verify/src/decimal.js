@@ -3,6 +3,10 @@
 // Meter readings keep their exponent, because a reading's resolution is its last digit.
 
 const PREC = 28;
+// csms/domain/tariff.py MAX_EXPONENT: the farthest a figure of a price, an energy or a
+// meter reading is from 1 (its adjusted exponent). The verifiers read no figure beyond it:
+// this arithmetic is exact, and 1e-10000000 beside 1 is a BigInt of ten million digits.
+export const MAX_EXPONENT = 30;
 
 export class InvalidOperation extends Error {}
 
@@ -56,6 +60,17 @@ export class Dec {
 
   isFinite() {
     return this.special === null;
+  }
+
+  /** Python's Decimal.adjusted(): the exponent of the first digit (a zero's: its exponent). */
+  adjusted() {
+    return this.coef === 0n ? this.exp : this.exp + this.coef.toString().length - 1;
+  }
+
+  /** csms/domain/tariff.py within_exponents: finite, its adjusted exponent within
+   * +-MAX_EXPONENT. */
+  withinExponents() {
+    return this.isFinite() && Math.abs(this.adjusted()) <= MAX_EXPONENT;
   }
 
   value() {

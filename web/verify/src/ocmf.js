@@ -12,7 +12,7 @@ import { p256, p384, p521 } from "@noble/curves/nist.js";
 import { secp256k1 } from "@noble/curves/secp256k1.js";
 import { sha256, sha512 } from "@noble/hashes/sha2.js";
 
-import { Dec } from "./decimal.js";
+import { Dec, MAX_EXPONENT } from "./decimal.js";
 import { cmpTimes, fromIso, isoformat } from "./isotime.js";
 import { isDict, parse, PyFloat, repr, str } from "./pyjson.js";
 
@@ -373,7 +373,9 @@ function energy(value, factor) {
   // millions of digits; Python's context overflows there)
   const wh = value.isFinite() ? value.mul(factor) : null;
   const adjusted = wh === null ? 0 : wh.exp + wh.coef.toString().length - 1;
-  const readable = wh !== null && (wh.isZero() || (wh.sign === 0
+  // nor a figure beyond 10^-MAX_EXPONENT (no meter's step; 1e-10000000 beside a reading
+  // is a BigInt of ten million digits)
+  const readable = wh !== null && Math.abs(adjusted) <= MAX_EXPONENT && (wh.isZero() || (wh.sign === 0
     && (adjusted < 15 || (adjusted === 15 && wh.cmp(MAX_REGISTER_WH) <= 0))));
   if (!readable) throw new OcmfError(`the reading ${value} is no energy register reading`);
   return wh;

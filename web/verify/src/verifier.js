@@ -12,7 +12,7 @@ import {
   cardCommitment, checksumAddress, chunkDigest, isSettlementCode, isSettlementCreation, keccak, Rpc,
   SettlementReader, word,
 } from "./chain.js";
-import { Dec } from "./decimal.js";
+import { Dec, MAX_EXPONENT } from "./decimal.js";
 import { cmpTimes, fromIso } from "./isotime.js";
 import * as ocmf from "./ocmf.js";
 import { fromHex, hex } from "./ocmf.js";
@@ -200,8 +200,24 @@ function deployTxOf(chain) {
   return value === null ? null : hex32(value, "chain.deploy_tx");
 }
 
-/** A meter reading of the record: a finite number, else null (receipts.py _decimal). */
-function decimalOrNone(value) {
+// what a figure beyond MAX_EXPONENT is (receipts.py _BEYOND)
+const BEYOND = `written beyond 1E-${MAX_EXPONENT} .. 1E+${MAX_EXPONENT}`;
+
+/** A tariff's figure beyond +-MAX_EXPONENT: no price needs it (receipts.py _FigureBeyond). */
+class FigureBeyond extends Error {}
+
+/** The record's currency decimals (a price is scaled by 10^decimals): beyond +-MAX_EXPONENT
+ * no currency's (receipts.py _decimals; the central system takes 0 to 18). */
+function decimalsOf(value) {
+  const decimals = int(value);
+  if (decimals < -BigInt(MAX_EXPONENT) || decimals > BigInt(MAX_EXPONENT)) {
+    throw new FigureBeyond(`its currency's decimals ${decimals} are beyond +-${MAX_EXPONENT}`);
+  }
+  return decimals;
+}
+
+/** A finite number, else null (receipts.py _number). */
+function numberOrNone(value) {
   if (value === null || value === "None") return null;
   try {
     const number = Dec.parse(str(value));
@@ -211,13 +227,27 @@ function decimalOrNone(value) {
   }
 }
 
-/** Decimal(x) as the Tariff constructor takes it (a str, an int or a float). */
-function decimalOf(value) {
-  if (typeof value === "string") return Dec.parse(value);
-  if (typeof value === "bigint") return Dec.fromInt(value);
-  if (typeof value === "boolean") return Dec.fromInt(value ? 1 : 0);
-  if (value instanceof PyFloat) return Dec.fromFloat(value.value);
-  throw new PyError("TypeError", "conversion to Decimal");
+/** A meter reading of the record: a finite number within 10^+-MAX_EXPONENT, else null
+ * (receipts.py _decimal). */
+function decimalOrNone(value) {
+  const number = numberOrNone(value);
+  return number !== null && number.withinExponents() ? number : null;
+}
+
+/** Decimal(x) as the Tariff constructor takes it (a str, an int or a float), a finite
+ * figure beyond 10^+-MAX_EXPONENT refused (receipts.py _ascii_decimal): no price needs it,
+ * and this exact arithmetic would spend seconds and hundreds of MB on 1e-10000000. */
+function decimalOf(value, name) {
+  let number;
+  if (typeof value === "string") number = Dec.parse(value);
+  else if (typeof value === "bigint") number = Dec.fromInt(value);
+  else if (typeof value === "boolean") number = Dec.fromInt(value ? 1 : 0);
+  else if (value instanceof PyFloat) number = Dec.fromFloat(value.value);
+  else throw new PyError("TypeError", "conversion to Decimal");
+  if (number.isFinite() && !number.withinExponents()) {
+    throw new FigureBeyond(`its ${name} is ${BEYOND}, the figures a price needs`);
+  }
+  return number;
 }
 
 /** csms/domain/tariff.py price_minor */
@@ -300,7 +330,13 @@ async function checkRecord(v, record, chainId, contract) {
   const start = decimalOrNone(record.meter_start_wh);
   const stop = decimalOrNone(record.meter_stop_wh);
   if (start === null || stop === null) {
-    v.add("energy = stop - start", false, "the record has no start or stop reading");
+    const far = ["start", "stop"].filter((name) => {
+      const number = numberOrNone(record[`meter_${name}_wh`]);
+      return number !== null && !number.withinExponents();
+    });
+    v.add("energy = stop - start", false, !far.length ? "the record has no start or stop reading"
+      : `the record's ${far.join(" and ")} reading${far.length > 1 ? "s are" : " is"} ${BEYOND} Wh,`
+        + " the figures a meter reading needs");
   } else {
     let ok = false;
     let energy = "?";
@@ -341,8 +377,9 @@ async function checkRecord(v, record, chainId, contract) {
       v.add("price", eq(price, billed),
         `the tariff in the record gives ${price} (the session's limit is ${limit}), the record bills ${str(billed)} (minor units)`);
     }
-  } catch {
-    v.add("price", false, "the record's tariff cannot be read");
+  } catch (exc) {
+    v.add("price", false, exc instanceof FigureBeyond ? `the record's tariff cannot be read: ${exc.message}`
+      : "the record's tariff cannot be read");
   }
   if (eq(record.kind, SIGNED)) {
     try {
@@ -364,9 +401,9 @@ function tariffPrice(record) {
   const t = record.tariff;
   if (!isDict(t)) throw new PyError("TypeError", "tariff");
   const tariff = {
-    perKwh: decimalOf(need(t, "per_kwh")), currency: str(record.currency),
-    decimals: int(record.decimals), perMinute: decimalOf(need(t, "per_minute")),
-    sessionFee: decimalOf(need(t, "session_fee")),
+    perKwh: decimalOf(need(t, "per_kwh"), "per_kwh"), currency: str(record.currency),
+    decimals: decimalsOf(record.decimals), perMinute: decimalOf(need(t, "per_minute"), "per_minute"),
+    sessionFee: decimalOf(need(t, "session_fee"), "session_fee"),
   };
   return priceMinor(tariff, int(record.energy_wh), int(record.duration_s));
 }
@@ -636,14 +673,30 @@ async function checkChain(v, r, rpc, driver, contract, cards, logWindow, confirm
   const seq = int(record.seq);
   const paidOnChain = !unpaid.has(seq);
   const amount = unpackEntry(r.packed).price_minor;
+  // the base units a billing unit is worth: the contract's (its code is Settlement's, so its
+  // unit() is the one it took at its deploy), never the record's word: an operator writes
+  // the record before it is settled, and every hash then matches
+  const unit = await reader.unit(block);
   const detail = paidOnChain
-    ? `${amount} x ${str(record.unit)} base units were taken from the driver's escrow (driver ${str(record.driver_index)}) and credited to the host`
+    ? `${amount} x ${unit} base units were taken from the driver's escrow (driver ${str(record.driver_index)}) and credited to the host`
     : `not paid on chain: ${UNPAID_REASONS[unpaid.get(seq)] ?? unpaid.get(seq)}`;
+  const units = unitOf(record) === unit;
   // the receipt's own payment lines must say what the chain did, to the unit
-  const stated = r.amount === amount && r.unit === int(record.unit);
-  v.add("payment", paidOnChain === r.paid && eq(amount, record.price_minor) && stated,
+  const stated = r.amount === amount && r.unit === unit;
+  v.add("payment", paidOnChain === r.paid && eq(amount, record.price_minor) && stated && units,
     detail + (paidOnChain === r.paid ? "" : `; the receipt says ${r.paid ? "paid" : "unpaid"}`)
+    + (units ? "" : `; the record says a billing unit is ${repr(record.unit)} base units, the contract ${unit}`)
     + (stated ? "" : `; the receipt says ${r.amount} x ${r.unit}`));
+}
+
+/** settlement/receipts.py _unit_of: the record's base units per billing unit (null: not a
+ * number). */
+function unitOf(record) {
+  try {
+    return int(record.unit);
+  } catch {
+    return null;
+  }
 }
 
 /** settlement/receipts.py _authorization_used: the packed authorization the contract

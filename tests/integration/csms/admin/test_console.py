@@ -206,6 +206,7 @@ async def test_tags_and_tariffs_are_added_blocked_and_audited(
                                         "session_fee": "0.5", "currency": "EUR"})
     assert r.status == 303
     for bad in ({"station": "TT1", "per_kwh": "-1"}, {"station": "TT1", "per_kwh": "NaN"},
+                {"station": "TT1", "per_kwh": "1e-31"},  # a figure no receipt's verifier reads
                 {"station": "TT1", "per_kwh": "abc"}, {"station": "a:b", "per_kwh": "1"},
                 {"station": "TT1", "per_kwh": "1", "currency": "€<>"}):
         assert (await browser.post("/tariffs", bad)).status == 400, bad

@@ -116,3 +116,13 @@ def test_a_price_beyond_what_the_console_takes_is_refused(tmp_path: Path, price:
     assert r.returncode == 2 and "from 0 to 1000000" in r.stderr, r.stderr
     assert "Traceback" not in r.stderr
     assert csms(db, "tariffs", "set", "*", "--per-kwh", "1000000").returncode == 0
+
+
+@pytest.mark.parametrize("price", ["1e-31", "1e-10000000", "0E-31"])
+def test_a_price_written_beyond_1e_30_is_refused(tmp_path: Path, price: str) -> None:
+    """A figure no receipt's verifier reads (csms.domain.tariff.MAX_EXPONENT): the receipts
+    of its sessions could not be checked."""
+    db = str(tmp_path / "csms.sqlite3")
+    r = csms(db, "tariffs", "set", "*", "--per-kwh", price)
+    assert r.returncode == 2 and "must be 0 or at least 1E-30" in r.stderr, r.stderr
+    assert csms(db, "tariffs", "set", "*", "--per-kwh", "1e-30").returncode == 0

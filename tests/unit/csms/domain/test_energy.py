@@ -148,6 +148,11 @@ def test_meter_going_backwards_bills_nothing() -> None:
     (s("5", multiplier=10**9), "value_out_of_range"),
     (s("1e999999", unit="kWh"), "value_out_of_range"),
     (s("Infinity"), "value_out_of_range"),
+    # a figure beyond 10^-30 Wh: no meter's step, and no receipt's verifier reads it
+    (s("1e-10000000"), "value_out_of_range"),
+    (s("1", multiplier=-24, unit="Wh"), None),
+    (s("0.0000001", multiplier=-24), "value_out_of_range"),
+    (s("0E-40"), "value_out_of_range"),
     (s("1.5", multiplier=3), None),  # 1,500 Wh: between meterStart and meterStop
     (s("abc"), None),  # not a number at all: ignored as before
     (s("1e30", phase="L1"), None),  # a part, not the total

@@ -285,6 +285,29 @@ def test_the_largest_reading_is_the_energy_modules() -> None:
     assert ocmf.MAX_REGISTER_WH == MAX_REGISTER_WH
 
 
+@pytest.mark.parametrize(("value", "readable"), [
+    ("1e-10000000", False), ("1e-34", False), ("0E-34", False), ("1e-33", True),
+    ("0E-30", True), ("0E-31", False), ("12.5", True),  # 0 x 1000 keeps its exponent
+])
+def test_a_reading_written_beyond_1e_30_wh_is_no_reading(value: str, readable: bool) -> None:
+    """A kWh reading whose Wh is a figure beyond 10^-30 (no meter's step; the receipt page
+    computes exactly, and 1e-10000000 beside a reading is ten million digits)."""
+    from csms.metering import ocmf
+
+    if readable:
+        assert ocmf.energy_wh(Decimal(value), Decimal(1000)) == Decimal(value) * 1000
+    else:
+        with pytest.raises(ocmf.OcmfError, match="no energy register reading"):
+            ocmf.energy_wh(Decimal(value), Decimal(1000))
+
+
+def test_the_farthest_exponent_is_the_tariff_modules() -> None:
+    from csms.domain.tariff import MAX_EXPONENT
+    from csms.metering import ocmf
+
+    assert ocmf.MAX_EXPONENT == MAX_EXPONENT
+
+
 # Around a record, a key or a signature (outside what the meter signed) space, tab, CR and
 # LF are no part of it; any other character is, though str.strip() takes some of them for
 # whitespace and the receipt page's JavaScript others: a station would have its records
