@@ -6,6 +6,11 @@
   took to get in (it comes back after a 503, as stations do).
 * ``datatransfer``: one station sends 60 kB DataTransfers as fast as it is
   answered for ``--seconds``; how much the database grew, against what was sent.
+* ``meterflood``: one station starts a transaction and sends 1.6 MeterValues just under
+  the 64 KiB frame limit as fast as it is answered for ``--seconds`` (transaction data:
+  never dropped, only its answers delayed by the station's byte budget); how much the
+  database grew, how many answers were delayed and for how long. ``--serve-args`` are
+  passed to ``csms serve`` as they are (another budget: ``--transaction-bytes-per-s``).
 * ``handshakes``: one address holds every handshake slot and the whole queue of the
   OCPP port with silent sockets (``--sockets``, the default limits' 500 + 2,000), each
   opened again as soon as the server closes it, while ``--stations`` stations, each
@@ -15,6 +20,7 @@
 
     python -m bench.attacks logins --attempts 300
     python -m bench.attacks datatransfer --seconds 20
+    python -m bench.attacks meterflood --seconds 20
     python -m bench.attacks handshakes --stations 200
 """
 
@@ -154,6 +160,56 @@ async def datatransfer(seconds: float) -> dict[str, Any]:
                         if k.startswith("voltledger_payloads_dropped_total")}}
 
 
+def flood_meter_values(transaction_id: int, size: int = 64_000) -> dict[str, Any]:
+    """A 1.6 MeterValues of periodic samples that, framed, is just under ``size`` bytes."""
+    sample = {"value": "230.10", "context": "Sample.Periodic", "measurand": "Voltage",
+              "phase": "L1-N", "location": "Outlet", "unit": "V"}
+    per = len(json.dumps(sample)) + 2
+    values = [sample] * ((size - 200) // per)
+    return {"connectorId": 1, "transactionId": transaction_id,
+            "meterValue": [{"timestamp": "2026-01-01T00:00:00Z", "sampledValue": values}]}
+
+
+async def meterflood(seconds: float, serve_args: list[str]) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as folder:
+        server = Server(Path(folder), serve_args)
+        server.csms("stations", "add", "FLOOD")
+        with server:
+            await asyncio.sleep(1)
+            sent = 0
+            async with connect(f"ws://127.0.0.1:{server.port}/FLOOD",
+                               subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+                               max_size=2**20) as ws:
+                await ws.send(json.dumps([2, "s", "StartTransaction", {
+                    "connectorId": 1, "idTag": "FLOODTAG", "meterStart": 0,
+                    "timestamp": "2026-01-01T00:00:00Z"}]))
+                started = json.loads(await ws.recv())
+                frame = json.dumps(flood_meter_values(started[2]["transactionId"]))
+                await asyncio.sleep(1)
+                before = db_bytes(Path(folder))
+                start = time.monotonic()
+                half, deadline = start + seconds / 2, start + seconds
+                size = late = 0  # bytes answered: in all, in the second half
+                while (now := time.monotonic()) < deadline:
+                    text = f'[2,"m{sent}","MeterValues",{frame}]'
+                    await ws.send(text)
+                    await ws.recv()
+                    sent += 1
+                    size += len(text)
+                    late += len(text) if now >= half else 0
+            await asyncio.sleep(1)
+            after = db_bytes(Path(folder))
+            counted = await server.metrics()
+    return {"benchmark": "meter_values_flood", "seconds": seconds, "messages": sent,
+            "frame_bytes": size // max(sent, 1), "bytes_answered": size,
+            "bytes_answered_per_s": round(size / seconds),
+            "second_half_bytes_answered_per_s": round(late / (seconds / 2)),
+            "db_growth_bytes": after - before,
+            "db_growth_bytes_per_s": round((after - before) / seconds),
+            "delayed": {k: v for k, v in counted.items()
+                        if k.startswith("voltledger_answers_delayed")}}
+
+
 async def hold_a_socket(port: int, stop: asyncio.Event) -> int:
     """A silent socket from 127.0.0.1, opened again whenever the server closes it (after
     0.1 s); how many times it was opened."""
@@ -238,6 +294,10 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="attack", required=True)
     sub.add_parser("logins").add_argument("--attempts", type=int, default=300)
     sub.add_parser("datatransfer").add_argument("--seconds", type=float, default=20.0)
+    meters = sub.add_parser("meterflood")
+    meters.add_argument("--seconds", type=float, default=20.0)
+    meters.add_argument("--serve-args", default="",
+                        help="more options of csms serve, as one string")
     hog = sub.add_parser("handshakes")
     hog.add_argument("--sockets", type=int, default=2500)
     hog.add_argument("--stations", type=int, default=200)
@@ -247,6 +307,8 @@ def main(argv: list[str] | None = None) -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     if args.attack == "logins":
         result = asyncio.run(logins(args.attempts))
+    elif args.attack == "meterflood":
+        result = asyncio.run(meterflood(args.seconds, args.serve_args.split()))
     elif args.attack == "handshakes":
         result = asyncio.run(handshakes(args.sockets, args.stations, args.seconds))
     else:

@@ -230,6 +230,12 @@ class Settings:
     quota_data_transfer: int = 1048576
     quota_security_events: int = 262144
     quota_notifications: int = 262144
+    # A station's budget for its transaction messages (MeterValues, Start/StopTransaction,
+    # TransactionEvent), in frame bytes: refilled at transaction_bytes_per_s, holding at
+    # most transaction_burst_bytes; beyond it the answers to them wait (at most 5 s each),
+    # never refused (csms.service.throttle). 0 bytes a second: no budget.
+    transaction_bytes_per_s: int = defaults.TRANSACTION_BYTES_PER_S
+    transaction_burst_bytes: int = defaults.TRANSACTION_BURST_BYTES
     # seconds between the running cost sent to stations marked with `csms stations
     # running-cost` (csms.service.driver); 0: only on demand (csms remote cost-updated)
     cost_update_interval: float = defaults.COST_UPDATE_INTERVAL
@@ -323,7 +329,8 @@ class Settings:
         for name in ("max_wait", "call_timeout", "ping_interval", "ping_timeout",
                      "close_timeout", "handshake_timeout", "time_past_days",
                      "time_future_seconds", "storage_reserve", "write_buffer_limit",
-                     "cert_renew_days", "handshake_queue"):
+                     "cert_renew_days", "handshake_queue", "transaction_bytes_per_s",
+                     "transaction_burst_bytes"):
             if getattr(self, name) < 0:
                 raise _error(name, "not negative")
         if self.transfer_hours <= 0:

@@ -217,6 +217,16 @@ class Metrics:
             "voltledger_payloads_dropped", "Station payloads not stored (quota or reserve)",
             ["kind", "reason"], registry=r,
         )
+        # answers to transaction messages held back by the station's byte budget
+        # (csms.service.throttle), by action: how many, and the seconds they waited
+        self.answers_delayed = Counter(
+            "voltledger_answers_delayed", "Answers to transaction messages delayed by the"
+            " station's byte budget, by action", ["action"], registry=r,
+        )
+        self.answers_delayed_seconds = Counter(
+            "voltledger_answers_delayed_seconds", "Seconds answers to transaction messages"
+            " waited for the station's byte budget, by action", ["action"], registry=r,
+        )
         self.task_up = Gauge(
             "voltledger_task_up", "1 while a background task runs, 0 while it waits to restart",
             ["task"], registry=r,

@@ -16,11 +16,13 @@ Each connection then runs a :class:`~csms.link.Link` (the OCPP-J loop shared wit
 the simulator): a reader that feeds every received message to the sans-I/O
 :class:`~csms.protocol.Endpoint` and a worker that handles the station's CALLs in
 order, so the central system can send a CALL (one at a time, with a timeout) while a
-station's CALL is still being handled. :meth:`CentralSystem.attach` serves a station
-over any :class:`~csms.link.Channel`, a WebSocket or an in-memory pair. A second
-connection for a station replaces the first only once it has authenticated
-and completed the handshake; the old connection's teardown never unregisters
-the new one.
+station's CALL is still being handled. A station's transaction messages are charged to its
+byte budget (:mod:`csms.service.throttle`): beyond it, each is stored and its answer
+held back a while, which slows a flooding station without refusing anything.
+:meth:`CentralSystem.attach` serves a station over any :class:`~csms.link.Channel`, a
+WebSocket or an in-memory pair. A second connection for a station replaces the first
+only once it has authenticated and completed the handshake; the old connection's
+teardown never unregisters the new one.
 """
 
 from __future__ import annotations
@@ -73,6 +75,7 @@ from csms.service.certificates import Payload
 from csms.service.charging import ChargingService, UnknownStation, new_station
 from csms.service.ports import Repository, StorageError, Tx
 from csms.service.ratelimit import LoginGuard, LoginOutcome
+from csms.service.throttle import TRANSACTION_ACTIONS, Delay, TransactionThrottle
 from csms.translate import BootGate, Handler, boot_gate_for, routes_for
 from csms.transport import (
     FrameSummary,
@@ -138,8 +141,13 @@ class StationConnection:
         on_booted: Callable[[StationConnection], None] | None = None,
         gate: BootGate | None = None,
         on_heard: Callable[[StationConnection], None] | None = None,
+        throttle: TransactionThrottle | None = None,
     ) -> None:
         self.channel = channel
+        # the byte budget of its transaction messages, and the answers it delayed here
+        self.throttle = throttle if throttle is not None and throttle.enabled else None
+        self.delayed = 0
+        self.delayed_seconds = 0.0
         # the answer to the latest BootNotification on this connection (None: it has
         # not booted here, e.g. a reconnect, and is served); booted: that answer was
         # Accepted (2.0.1 B01/B02: before it, the central system sends a station nothing
@@ -209,7 +217,9 @@ class StationConnection:
         await self.channel.close(code, reason)
 
     async def _handle(self, call: IncomingCall) -> dict[str, Any]:
-        """One station CALL through its route; failures become the CALLERROR to send."""
+        """One station CALL through its route; failures become the CALLERROR to send.
+        The answer to a transaction message stored beyond the station's byte budget
+        waits (:meth:`_pace`)."""
         handler = self.routes[call.action]
         started = time.perf_counter()
         result = "error"
@@ -227,7 +237,6 @@ class StationConnection:
                 self._boot_answered(str(response.get("status")))
             elif not self.heard:
                 self._first_heard()
-            return response
         except OcppError:
             raise
         except StorageError as exc:
@@ -242,6 +251,33 @@ class StationConnection:
             raise OcppError(Fault.INTERNAL, "internal error") from None
         finally:
             self.metrics.handled(call.action, result, time.perf_counter() - started)
+        throttle = self.throttle
+        if throttle is not None and call.action in TRANSACTION_ACTIONS:
+            delay = throttle.charge(self.station_id, call.size)
+            if delay.seconds > 0:
+                await self._pace(call.action, delay)
+        return response
+
+    async def _pace(self, action: str, delay: Delay) -> None:
+        """Hold the answer to a transaction message that took the station beyond its
+        byte budget: stored, acknowledged later. The station waits for it before it sends
+        more (OCPP-J §4.1.1), so a flood slows to the budget and nothing is refused."""
+        self.delayed += 1
+        self.delayed_seconds += delay.seconds
+        self.metrics.answers_delayed.labels(action).inc()
+        self.metrics.answers_delayed_seconds.labels(action).inc(delay.seconds)
+        if delay.first:
+            # once per station until its bucket is full again (csms.service.throttle)
+            assert self.throttle is not None
+            log.warning("! %s sends transaction data beyond its budget (%d bytes/s, burst"
+                        " %d); its answers are delayed", self.station_id,
+                        self.throttle.rate, self.throttle.burst)
+            with contextlib.suppress(StorageError):
+                await self.service.station_event(self.station_id, "quota", {
+                    "type": "TransactionDataDelayed", "action": action,
+                    "bytes_per_s": int(self.throttle.rate),
+                    "burst_bytes": int(self.throttle.burst)})
+        await asyncio.sleep(delay.seconds)
 
     def _boot_answered(self, status: str) -> None:
         """A BootNotification was answered ``status``: the connection's state from now on
@@ -363,6 +399,9 @@ class CentralSystem:
         self.connections: dict[str, StationConnection] = {}
         self.logins = LoginGuard(self._verify, limit=settings.auth_failure_limit, window=60.0,
                                  concurrency=settings.auth_concurrency)
+        # each station's budget of transaction message bytes (csms.service.throttle)
+        self.throttle = TransactionThrottle(settings.transaction_bytes_per_s,
+                                            settings.transaction_burst_bytes)
         self._server: Server | None = None
         self._tls_server: Server | None = None
         self._conn_tasks: set[asyncio.Task[None]] = set()
@@ -630,6 +669,7 @@ class CentralSystem:
             channel, station_id, version, self.service, routes_for(version),
             call_timeout=self.settings.call_timeout, validate=self.settings.validate,
             metrics=self.metrics, on_booted=self._booted, on_heard=self._booted,
+            throttle=self.throttle,
         )
         old = self.connections.get(station_id)
         self.connections[station_id] = conn
@@ -658,6 +698,7 @@ class CentralSystem:
         finally:
             if self.connections.get(station_id) is conn:
                 del self.connections[station_id]
+                self.throttle.left(station_id)  # its budget is forgotten once full
                 with contextlib.suppress(StorageError):
                     await self.service.connection_changed(
                         station_id, False, version.value, self.node_id, since

@@ -185,6 +185,13 @@ def serve(
     workers: Annotated[int | None, setting_option(
         "workers", "Server processes sharing the ports, each a node (SQLite: of this machine)",
         min=1, max=MAX_WORKERS)] = None,
+    transaction_bytes_per_s: Annotated[int | None, setting_option(
+        "transaction_bytes_per_s", "A station's budget of transaction message bytes a"
+        " second; beyond it (and its burst) answers wait, at most 5 s each (0: no budget)",
+        min=0)] = None,
+    transaction_burst_bytes: Annotated[int | None, setting_option(
+        "transaction_burst_bytes", "Transaction message bytes a station may send at once"
+        " before its budget applies", min=0)] = None,
 ) -> None:
     """Accept stations at ws://HOST:PORT/<station_id> (OCPP 1.6-J and 2.0.1)."""
     settings = load_settings(
@@ -200,6 +207,8 @@ def serve(
         keystore=keystore, keystore_password_file=password_file, files_host=files_host,
         files_port=files_port, files_url=files_url, max_upload_bytes=max_upload_bytes,
         transfer_hours=transfer_hours, workers=workers,
+        transaction_bytes_per_s=transaction_bytes_per_s,
+        transaction_burst_bytes=transaction_burst_bytes,
     )
     try:
         settings.check_serving()

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from csms.protocol.errors import Fault, OcppError, error_code
@@ -60,6 +60,9 @@ class IncomingCall:
     message_id: str
     action: str
     payload: dict[str, Any]
+    # the frame's size in UTF-8 bytes, as received (what a station's budget of
+    # transaction data is charged: csms.service.throttle)
+    size: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +109,14 @@ ANSWERED_CACHE = 4
 _HANDLED: dict[frozenset[str], frozenset[str]] = {}
 
 
+def _utf8_size(text: str | bytes) -> int:
+    """A frame's size in bytes: its length when ASCII (a flag CPython keeps on each str:
+    no scan), else its UTF-8 encoding's."""
+    if isinstance(text, bytes) or text.isascii():
+        return len(text)
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
 def _shared(handles: frozenset[str]) -> frozenset[str]:
     return _HANDLED.setdefault(handles, handles)
 
@@ -145,10 +156,10 @@ class Endpoint:
             text = self._error_text(exc.message_id, exc.fault, exc.description)
             return SendNow(text, "bad frame")
         if isinstance(frame, Call):
-            return self._receive_call(frame, hash(text))
+            return self._receive_call(frame, hash(text), _utf8_size(text))
         return self._receive_answer(frame)
 
-    def _receive_call(self, call: Call, fingerprint: int) -> Event:
+    def _receive_call(self, call: Call, fingerprint: int, size: int) -> Event:
         mid = call.message_id
         running = self._in_progress.get(mid)
         if running is not None:
@@ -179,7 +190,7 @@ class Endpoint:
             self._remember(mid, fingerprint, text)
             return SendNow(text, "schema violation")
         self._in_progress[mid] = fingerprint
-        return IncomingCall(mid, call.action, call.payload)
+        return IncomingCall(mid, call.action, call.payload, size)
 
     def _receive_answer(self, frame: CallResult | CallError) -> Event:
         pending = self._pending

@@ -36,6 +36,8 @@ __all__ = [
     "SIGNED_STOP_AHEAD",
     "TIME_FUTURE",
     "TIME_PAST",
+    "TRANSACTION_BURST_BYTES",
+    "TRANSACTION_BYTES_PER_S",
     "TRANSFER_HOURS",
 ]
 
@@ -55,6 +57,12 @@ CSR_LIMIT = 10  # CSRs a station may send per hour (each costs a signature check
 MAX_RESERVATION = timedelta(days=7)  # the longest a connector may be reserved ahead
 MAX_UPLOAD_BYTES = 32 * 1024 * 1024  # the largest log file a station may upload
 TRANSFER_HOURS = 24.0  # how long a log upload URL works (a firmware URL: its window)
+# A station's budget of transaction message bytes (csms.service.throttle): refilled at
+# TRANSACTION_BYTES_PER_S, holding at most TRANSACTION_BURST_BYTES; beyond it its answers
+# wait. A busy station (4 connectors, 20 measurands every 10 s) sends ~1.3 KB/s; a week's
+# replay after an outage comes in at the pace of its round trips (docs/reliability.md).
+TRANSACTION_BYTES_PER_S = 32 * 1024
+TRANSACTION_BURST_BYTES = 64 * 1024 * 1024
 # seconds between a node's looks at the requests queued for stations connected to it
 # (sent at their boot; this catches one queued while the station booted) and expiries
 QUEUE_SWEEP_SECONDS = 30.0

@@ -53,6 +53,7 @@ def test_benchmark_runs(args: list[str]) -> None:
 @pytest.mark.parametrize("args", [
     ["bench.attacks", "logins", "--attempts", "20"],
     ["bench.attacks", "datatransfer", "--seconds", "1"],
+    ["bench.attacks", "meterflood", "--seconds", "1"],
     ["bench.attacks", "handshakes", "--sockets", "50", "--stations", "3", "--seconds", "5"],
 ])
 def test_attack_benchmark_runs(args: list[str]) -> None:
@@ -61,6 +62,18 @@ def test_attack_benchmark_runs(args: list[str]) -> None:
     assert r.returncode == 0, r.stderr
     result = json.loads(r.stdout.strip().splitlines()[-1])
     assert result["benchmark"]
+
+
+def test_meter_flood_benchmark_is_held_to_the_budget_given_to_csms_serve() -> None:
+    """The flood of transaction data, with the budget given as csms serve's options."""
+    r = subprocess.run([sys.executable, "-m", "bench.attacks", "meterflood", "--seconds", "2",
+                        "--serve-args", "--transaction-bytes-per-s 65536"
+                        " --transaction-burst-bytes 131072"],
+                       capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout.strip().splitlines()[-1])
+    assert result["delayed"]['voltledger_answers_delayed_total{action="MeterValues"}'] > 0
+    assert result["bytes_answered"] <= 131072 + 65536 * 2 + result["frame_bytes"]
 
 
 def test_fleet_benchmark_grows_a_fleet_on_each_server() -> None:

@@ -97,6 +97,10 @@ def test_every_field_has_its_variable() -> None:
         ({"CSMS_ADMIN_PORT": "-2"}, {}, "--admin-port (CSMS_ADMIN_PORT): a port"),
         ({}, {"batch_size": 0}, "--batch-size (CSMS_BATCH_SIZE): at least 1"),
         ({}, {"max_wait": -1.0}, "--max-wait (CSMS_MAX_WAIT): not negative"),
+        ({"CSMS_TRANSACTION_BYTES_PER_S": "-1"}, {},
+         "--transaction-bytes-per-s (CSMS_TRANSACTION_BYTES_PER_S): not negative"),
+        ({}, {"transaction_burst_bytes": -1},
+         "--transaction-burst-bytes (CSMS_TRANSACTION_BURST_BYTES): not negative"),
         ({}, {"client_ca": "ca.pem"}, "--client-ca (CSMS_CLIENT_CA): needs --tls-cert"),
         ({}, {"mqtt": "http://broker"}, "--mqtt (CSMS_MQTT): expected mqtt://, tcp:// or"
          " mqtts://"),

@@ -30,6 +30,18 @@ def test_valid_call_is_delivered() -> None:
     assert ep.receive(frame(2, "1", "Heartbeat", {})) == IncomingCall("1", "Heartbeat", {})
 
 
+@pytest.mark.parametrize("value", ["230.1", "\u00e9t\u00e9", "\U0001f50c" * 100],
+                         ids=["ascii", "latin", "4-byte"])
+@pytest.mark.parametrize("as_bytes", [False, True])
+def test_a_call_carries_the_size_of_its_frame_in_bytes(value: str, as_bytes: bool) -> None:
+    """What the frame weighs on the wire and in storage: UTF-8 bytes, not characters."""
+    text = frame(2, "1", "MeterValues", {"connectorId": 1, "meterValue": [
+        {"timestamp": "2026-01-01T00:00:00Z", "sampledValue": [{"value": value}]}]})
+    event = central().receive(text.encode() if as_bytes else text)
+    assert isinstance(event, IncomingCall)
+    assert event.size == len(text.encode())
+
+
 @pytest.mark.parametrize(
     ("version", "text", "expected"),
     [
