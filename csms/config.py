@@ -212,7 +212,8 @@ class Settings:
     # password attempts per minute per address (not per station)
     auth_failure_limit: int = defaults.AUTH_FAILURE_LIMIT
     # Password checks (scrypt, ~40 ms of CPU each) running at once, in all; a station
-    # gets one at a time. Beyond these a login waits briefly or is told to come back.
+    # gets one at a time, 2 more logins wait in its line (ranked: csms.service.ratelimit)
+    # up to 5 s. Beyond these a login waits briefly or is told to come back (503).
     auth_concurrency: int = defaults.AUTH_CONCURRENCY
     # Connections of one listener (ws:// or wss://) still in their TLS or HTTP
     # handshake; more wait unread in a queue of handshake_queue sockets for a turn,

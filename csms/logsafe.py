@@ -11,6 +11,10 @@ of OCPP configuration keys and variables named like a password (1.6
 
 ``csms serve`` puts :class:`SecretFilter` on its log handlers; the loggers the
 server hands to libraries carry it themselves (:func:`protect`).
+
+The filter runs on the event loop for every line, and a line may quote what a station
+sent: it costs time in proportion to the line's length (no pattern backtracks) and a
+line is cut to :data:`MAX_MESSAGE_CHARS` before it is redacted.
 """
 
 from __future__ import annotations
@@ -18,28 +22,62 @@ from __future__ import annotations
 import logging
 import re
 
-__all__ = ["REDACTED", "SECRET_HEADERS", "SecretFilter", "install", "protect", "redact"]
+__all__ = [
+    "MAX_MESSAGE_CHARS", "REDACTED", "SECRET_HEADERS", "SecretFilter", "install", "protect",
+    "redact",
+]
 
 REDACTED = "<redacted>"
+# The longest log message written as it is; a longer one is cut (and says so) before it
+# is redacted. A message may quote what a station sent (an error's description, a frame
+# at debug level, up to the frame limit): no line costs more than this to redact, on the
+# event loop every station shares, nor fills the log.
+MAX_MESSAGE_CHARS = 8192
 SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
 
-_NAME = r"[^\"']*(?:password|passphrase|secret|authorizationkey)[^\"']*"
+# A quoted name that holds one of these words. Every pattern below is written so that
+# no part of the text is read more than a bounded number of times, whatever it holds:
+# a starting point is where nothing of its kind precedes it, repetitions are
+# possessive (``*+``, ``++``: never given back), and a lazy gap may not run past the
+# start of the next match's candidate. A line of "password" repeated 64 KB took the
+# former patterns (``[^"']*password[^"']*``) seconds of the event loop.
+_WORDS = r"(?:password|passphrase|secret|authorizationkey)"
+_NAME = r"(?=[^\"']*?" + _WORDS + r")[^\"']*+"
+
+
+def _gap(key: str) -> str:
+    """Text inside one object, lazily, that does not run into the next ``key``: the
+    match starting there is the one to make (and no text is read twice)."""
+    return r"(?:[^{}\"']++|[\"'](?!" + key + r"[\"']\s*+:))*?"
+
+
 _PATTERNS = [
     # HTTP credentials: "Basic dXNlcjpwYXNz...", "Bearer abc...", "Authorization: x"
-    re.compile(r"(?i)(\b(?:basic|bearer|digest)\s+)[A-Za-z0-9+/=._~-]{12,}"),
-    re.compile(r"(?i)(\bauthorization[\"']?\s*[:=,]\s*[\"']?(?:(?:basic|bearer|digest)\s+)?)"
-               r"(?!<redacted>)[^\s\"',}]+"),
+    re.compile(r"(?i)(\b(?:basic|bearer|digest)\s++)[A-Za-z0-9+/=._~-]{12,}"),
+    re.compile(r"(?i)(\bauthorization[\"']?\s*+[:=,]\s*+[\"']?(?:(?:basic|bearer|digest)\s++)?)"
+               r"(?!<redacted>)[^\s\"',}]++"),
     # a URL's password: mqtt://user:password@broker, postgresql://user:password@host
-    re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^\s/@:\"']*:)(?!<redacted>)[^\s/@\"']+(?=@)"),
+    # (the scheme is read from the start of its run of scheme characters, once)
+    re.compile(r"(?i)((?<![a-z0-9+.-])[a-z0-9+.-]++://[^\s/@:\"']*+:)(?!<redacted>)"
+               r"[^\s/@\"']++(?=@)"),
     # 1.6 configuration: {"key": "AuthorizationKey", ..., "value": "..."} (JSON or repr)
-    re.compile(r"(?i)([\"']key[\"']\s*:\s*[\"']" + _NAME + r"[\"'][^{}]*?"
-               r"[\"']value[\"']\s*:\s*[\"'])[^\"']*"),
+    re.compile(r"(?i)([\"']key[\"']\s*+:\s*+[\"']" + _NAME + r"[\"']" + _gap("key")
+               + r"[\"']value[\"']\s*+:\s*+[\"'])[^\"']*+"),
     # 2.0.1 variables: {"variable": {"name": "BasicAuthPassword"}, "attributeValue": "..."}
-    re.compile(r"(?i)([\"']variable[\"']\s*:\s*\{\s*[\"']name[\"']\s*:\s*[\"']" + _NAME
-               + r"[\"'][^}]*\}[^{}]*?[\"']attributeValue[\"']\s*:\s*[\"'])[^\"']*"),
+    re.compile(r"(?i)([\"']variable[\"']\s*+:\s*+\{\s*+[\"']name[\"']\s*+:\s*+[\"']" + _NAME
+               + r"[\"'][^{}]*+\}" + _gap("variable")
+               + r"[\"']attributeValue[\"']\s*+:\s*+[\"'])[^\"']*+"),
     # operator commands: {"password": "..."}, {"SecurityCtrlr.BasicAuthPassword": "..."}
-    re.compile(r"(?i)([\"']" + _NAME + r"[\"']\s*:\s*[\"'])[^\"']*"),
+    re.compile(r"(?i)([\"']" + _NAME + r"[\"']\s*+:\s*+[\"'])[^\"']*+"),
 ]
+
+
+def _cut(message: str) -> str:
+    """The message, or its first MAX_MESSAGE_CHARS characters and how many are left out."""
+    if len(message) <= MAX_MESSAGE_CHARS:
+        return message
+    return (f"{message[:MAX_MESSAGE_CHARS]}... [{len(message) - MAX_MESSAGE_CHARS} more"
+            " characters not logged]")
 
 
 def redact(text: str) -> str:
@@ -49,7 +87,8 @@ def redact(text: str) -> str:
 
 
 class SecretFilter(logging.Filter):
-    """Rewrites a record whose message holds a credential; never drops a record."""
+    """Rewrites a record whose message holds a credential or is longer than
+    :data:`MAX_MESSAGE_CHARS`; never drops a record."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args
@@ -61,7 +100,7 @@ class SecretFilter(logging.Filter):
             message = record.getMessage()
         except Exception:  # a broken record is logging's to report, not ours
             return True
-        safe = redact(message)
+        safe = redact(_cut(message))
         if safe != message:
             record.msg, record.args = safe, None
         return True

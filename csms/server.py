@@ -4,8 +4,10 @@ Theory of operation. ``process_request`` runs before the upgrade: it reads the
 station id from the path (400 if invalid), looks the station up (404 if
 unknown, unless auto-registration is on), checks the transport against the
 station's security profile (403) and HTTP Basic credentials for stations that
-have a password (401), through the login guard of :mod:`csms.service.ratelimit`
-(429 for an address out of attempts, 503 while the station's check runs).
+have a password (401; 400 for more than one Authorization header), through the
+login guard of :mod:`csms.service.ratelimit` (429 for an address out of attempts; while
+the station's check runs a login waits in the station's line, 503 when the line is full
+of logins that rank before it or it waited 5 s).
 What a connection may cost before and after the upgrade is bounded in
 :mod:`csms.transport`. ``select_subprotocol`` picks the first
 OCPP version in the *client's* order; with none shared the handshake completes
@@ -372,7 +374,9 @@ def compression_options(mode: str) -> dict[str, Any]:
 
 
 def _basic_credentials(headers: Headers) -> tuple[str, str] | None:
-    value = headers.get("Authorization")
+    """The (user, password) of the one Authorization header, if it is valid Basic."""
+    values = headers.get_all("Authorization")
+    value = values[0] if len(values) == 1 else None
     if not value or not value.lower().startswith("basic "):
         return None
     try:
@@ -590,6 +594,13 @@ class CentralSystem:
             # Nothing to check beyond the transport: never rate limited (a profile-0
             # station is not refused because others failed from its address).
             return None
+        if len(request.headers.get_all("Authorization")) > 1:
+            # which one to check? (websockets' Headers.get raised on them: a 500 and a
+            # traceback for any stranger's request)
+            log.warning("! refused station %r from %s: more than one Authorization header",
+                        station_id, remote)
+            return self._refuse(connection, HTTPStatus.BAD_REQUEST,
+                                "one Authorization header expected\n", "bad_request")
         creds = _basic_credentials(request.headers)
         if creds is None or creds[0] != station.id:
             log.warning("! refused station %r from %s: missing or mismatched Basic"
@@ -608,7 +619,8 @@ class CentralSystem:
                         remote)
             return self._refuse(connection, HTTPStatus.TOO_MANY_REQUESTS,
                                 "too many attempts\n", "rate_limited")
-        log.info("! %s from %s: a password check is running, come back", station_id, remote)
+        log.info("! %s from %s: the station's password checks are busy, come back",
+                 station_id, remote)
         return self._refuse(connection, HTTPStatus.SERVICE_UNAVAILABLE, "busy\n", "busy")
 
     def _transport_refusal(self, connection: ServerConnection, station: Station) -> str | None:

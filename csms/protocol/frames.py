@@ -21,6 +21,8 @@ __all__ = [
     "CALL",
     "CALLERROR",
     "CALLRESULT",
+    "MAX_DESCRIPTION_LENGTH",
+    "MAX_ERROR_CODE_LENGTH",
     "MAX_JSON_DEPTH",
     "MAX_MESSAGE_ID_LENGTH",
     "Call",
@@ -42,6 +44,8 @@ CALLERROR = 4
 MAX_MESSAGE_ID_LENGTH = 36
 # 2.0.1 §4.2.3: a CALLERROR's description is at most 255 characters.
 MAX_DESCRIPTION_LENGTH = 255
+# The standard error codes have at most 29 characters; a received code is cut to this.
+MAX_ERROR_CODE_LENGTH = 50
 UNKNOWN_MESSAGE_ID = "-1"
 
 
@@ -256,7 +260,10 @@ def parse_frame(text: str | bytes) -> Frame:
                 message_id,
                 answerable=False,
             )
-        return CallError(message_id, data[2], data[3], data[4])
+        # What a station sent is kept (then logged, stored as a command's status) within
+        # the limits: one frame-long description was one frame-long log line to redact.
+        return CallError(message_id, data[2][:MAX_ERROR_CODE_LENGTH],
+                         data[3][:MAX_DESCRIPTION_LENGTH], data[4])
     raise FrameError(
         Fault.MESSAGE_TYPE_NOT_SUPPORTED, f"message type {mtype} is not supported", message_id
     )

@@ -22,6 +22,10 @@ only when the frame is the same one (same text, hence same action and payload).
 A station that reuses a message id for another message gets that message
 processed as new; while the first one is still being handled, a CALLERROR
 (``GenericError``: the id is in use) rather than the answer of another action.
+
+A message id is any string of 1 to 36 characters (OCPP-J §4.1.4), a line break
+included: the reasons of the events, which are logged, quote it (``repr``), so a
+station cannot write a log line of its own; it is answered with the id as sent.
 """
 
 from __future__ import annotations
@@ -164,14 +168,14 @@ class Endpoint:
         running = self._in_progress.get(mid)
         if running is not None:
             if running == fingerprint:
-                return Unmatched(f"duplicate of message {mid} still being handled", call)
+                return Unmatched(f"duplicate of message {mid!r} still being handled", call)
             text = self._error_text(
                 mid, Fault.GENERIC, f"message id {mid!r} is in use by a call still being handled")
             return SendNow(text, "message id reused while in use")
         cached = self._answered.get(mid)
         if cached is not None:
             if cached[0] == fingerprint:
-                return SendNow(cached[1], f"repeated message id {mid}: answer sent again")
+                return SendNow(cached[1], f"repeated message id {mid!r}: answer sent again")
             del self._answered[mid]  # the id was reused for another message: a new one
         if not self.validator.is_known(call.action):
             text = self._error_text(mid, Fault.NOT_IMPLEMENTED, f"unknown action {call.action!r}")
@@ -195,7 +199,7 @@ class Endpoint:
     def _receive_answer(self, frame: CallResult | CallError) -> Event:
         pending = self._pending
         if pending is None or pending[0] != frame.message_id:
-            return Unmatched(f"answer to no pending call ({frame.message_id})", frame)
+            return Unmatched(f"answer to no pending call ({frame.message_id!r})", frame)
         self._pending = None
         mid, action = pending
         if isinstance(frame, CallError):

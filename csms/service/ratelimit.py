@@ -4,7 +4,7 @@ Theory of operation. OCPP station passwords are 16 to 40 random characters
 (1.6 security whitepaper, 2.0.1 A00.FR.2xx): guessing one is hopeless, so the
 limits here protect the CPU, not the secret. A password check is a scrypt
 derivation (~40 ms of CPU and 16 MiB); what must not happen is that strangers
-make the server run thousands of them, or that their failures lock a station
+make the server run thousands of them, or that their failures keep a station
 out. Hence, in :meth:`LoginGuard.check`:
 
 1. Credentials this node verified before (kept as a keyed hash in memory, tied
@@ -15,10 +15,25 @@ out. Hence, in :meth:`LoginGuard.check`:
    (an IPv6 /64 counts as one address): ``limit`` per ``window``. A success
    gives its own attempt back and nothing more (it never clears the failures
    of others); a refusal for being busy gives it back too (no check ran).
-3. Checks are capped: **one at a time per station** (the others are told to
-   come back: 503 with Retry-After) and ``concurrency`` in all, on a thread
-   pool of that size, with a short queue; scrypt never saturates the threads
-   other work needs, nor the event loop's core.
+3. Checks are capped: ``concurrency`` in all, on a thread pool of that size,
+   with a short queue (beyond it: 503, come back), so scrypt never saturates
+   the threads other work needs, nor the event loop's core; and **one at a
+   time per station**, the others **waiting in the station's line** (``line``
+   logins, at most ``wait`` seconds) rather than told to come back.
+4. The line is ordered, not first come first served: the address that last
+   logged in for the station (since the node started) first, then the address
+   with the fewest attempts in the window (its failures, its checks running),
+   then the fewest busy refusals (its asking again at once), then arrival. When
+   the line is full, a login that ranks before the last one takes its place
+   (that one is refused: 503); otherwise it is refused itself.
+
+Why the line. With one check per station and every other login told to come
+back, strangers asking again at once kept a check of a station always running
+and the station itself, after a restart, was answered 503 every time (~280
+addresses of 5 attempts a minute are a check every 40 ms). Now a station that
+asks keeps its place against every address that failed or was refused in the
+last ``window``: to keep it out, strangers need an address never seen in the
+window for each check that runs ahead of it, about 25 a second.
 
 There is deliberately no limit per station id: failures for a station from
 other addresses never refuse that station (the lockout the per-id limit made).
@@ -36,6 +51,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 from csms.service import defaults
 
@@ -84,6 +100,11 @@ class AttemptLimiter:
         q.append(self.clock())
         return True
 
+    def count(self, key: str) -> int:
+        """The key's attempts within the window."""
+        q = self._recent(key)
+        return 0 if q is None else len(q)
+
     def give_back(self, key: str) -> None:
         """Undo this key's latest attempt (it succeeded, or no check ran)."""
         q = self._attempts.get(key)
@@ -110,7 +131,21 @@ class LoginOutcome(enum.Enum):
     ACCEPTED = "accepted"
     WRONG_PASSWORD = "wrong_password"  # 401
     RATE_LIMITED = "rate_limited"  # 429: this address used its attempts
-    BUSY = "busy"  # 503: a check for this station is running, or the queue is full
+    BUSY = "busy"  # 503: the station's line or the pool's queue is full, or the wait ended
+
+
+# The logins a station's line holds, and how long one waits in it for its turn.
+LINE = 2
+LINE_WAIT = 5.0
+REFUSALS_COUNTED = 4
+
+
+@dataclass(order=True)
+class _Waiter:
+    """A login in a station's line; ``rank`` orders the line (lowest first)."""
+
+    rank: tuple[int, int, int, int]
+    turn: asyncio.Future[bool] = field(compare=False)
 
 
 class LoginGuard:
@@ -119,17 +154,26 @@ class LoginGuard:
     def __init__(
         self, verify: Callable[[str, str], bool], *, limit: int = defaults.AUTH_FAILURE_LIMIT,
         window: float = 60.0, concurrency: int = defaults.AUTH_CONCURRENCY,
-        queue: int | None = None,
+        queue: int | None = None, line: int = LINE, wait: float = LINE_WAIT,
         clock: Callable[[], float] = time.monotonic, max_known: int = 100_000,
     ) -> None:
         self.verify = verify
         self.attempts = AttemptLimiter(limit, window, clock)
+        # busy refusals per address, to rank lines (never a reason to refuse); counted
+        # up to REFUSALS_COUNTED, so an address asking again at once costs no memory
+        self.refusals = AttemptLimiter(REFUSALS_COUNTED, window, clock)
+        self.line = max(0, line)
+        self.wait = wait
         self.concurrency = max(1, concurrency)
         self.queue = self.concurrency * 8 if queue is None else queue
         self.max_known = max_known
         self._key = secrets.token_bytes(32)  # never leaves this process
         self._known: OrderedDict[str, tuple[str, bytes]] = OrderedDict()
-        self._checking: set[str] = set()
+        self._checking: set[str] = set()  # stations whose turn is taken
+        self._lines: dict[str, list[_Waiter]] = {}
+        self._arrivals = 0
+        # station -> the address key that last logged in for it (first in its line)
+        self._logged_in_from: OrderedDict[str, str] = OrderedDict()
         self._slots: asyncio.Semaphore | None = None
         self._waiting = 0
         self._executor: ThreadPoolExecutor | None = None
@@ -157,6 +201,66 @@ class LoginGuard:
         while len(self._known) > self.max_known:
             self._known.popitem(last=False)
 
+    def _rank(self, station_id: str, key: str) -> tuple[int, int, int, int]:
+        self._arrivals += 1
+        return (0 if self._logged_in_from.get(station_id) == key else 1,
+                self.attempts.count(key), self.refusals.count(key), self._arrivals)
+
+    def _join(self, station_id: str, key: str) -> _Waiter | None:
+        """A place in the station's line, or None (full of logins that rank before)."""
+        line = self._lines.setdefault(station_id, [])
+        waiter = _Waiter(self._rank(station_id, key),
+                         asyncio.get_running_loop().create_future())
+        if len(line) >= self.line:
+            last = max(line, default=None)
+            if last is None or last <= waiter:
+                if not line:
+                    del self._lines[station_id]
+                return None
+            line.remove(last)
+            last.turn.set_result(False)  # refused: its place is taken
+        line.append(waiter)
+        return waiter
+
+    def _leave(self, station_id: str, waiter: _Waiter) -> None:
+        line = self._lines.get(station_id)
+        if line is not None and waiter in line:
+            line.remove(waiter)
+            if not line:
+                del self._lines[station_id]
+
+    def _pass_turn(self, station_id: str) -> None:
+        """The station's check is over: the first of its line has the turn, if any."""
+        line = self._lines.get(station_id)
+        while line:
+            first = min(line)
+            line.remove(first)
+            if not first.turn.done():
+                first.turn.set_result(True)
+                if not line:
+                    del self._lines[station_id]
+                return
+        self._lines.pop(station_id, None)
+        self._checking.discard(station_id)
+
+    async def _wait_turn(self, station_id: str, key: str) -> bool:
+        """Wait in the station's line; True once this login has the station's turn."""
+        waiter = self._join(station_id, key)
+        if waiter is None:
+            return False
+        try:
+            await asyncio.wait((waiter.turn,), timeout=self.wait)
+        except asyncio.CancelledError:
+            if waiter.turn.done() and waiter.turn.result():
+                self._pass_turn(station_id)  # given the turn as it was cancelled
+            else:
+                self._leave(station_id, waiter)
+            raise
+        if not waiter.turn.done():
+            self._leave(station_id, waiter)  # waited long enough
+            return False
+        return waiter.turn.result()
+
     def forget(self, station_id: str) -> None:
         """The station's password changed: the next login is checked in full."""
         self._known.pop(station_id, None)
@@ -168,9 +272,17 @@ class LoginGuard:
         key = address_key(address)
         if not self.attempts.take(key):
             return LoginOutcome.RATE_LIMITED
-        if station_id in self._checking or self._waiting >= self.queue:
+        try:
+            turn = self._waiting < self.queue and (
+                station_id not in self._checking or await self._wait_turn(station_id, key))
+        except asyncio.CancelledError:
             self.attempts.give_back(key)
+            raise
+        if not turn:
+            self.attempts.give_back(key)
+            self.refusals.take(key)
             return LoginOutcome.BUSY
+        # this login has the station's turn until its check is over (or never starts)
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.concurrency)
             self._executor = ThreadPoolExecutor(self.concurrency,
@@ -195,21 +307,30 @@ class LoginGuard:
                 # The slots are free when the thread is, even if the login was
                 # cancelled meanwhile (a running scrypt cannot be stopped).
                 self.running -= 1
-                self._checking.discard(station_id)
+                self._pass_turn(station_id)
                 slots.release()
 
             job.add_done_callback(done)
             ok = await asyncio.shield(job)
         finally:
             if not started:
-                self._checking.discard(station_id)
+                self._pass_turn(station_id)
         if not ok:
             return LoginOutcome.WRONG_PASSWORD
         self.attempts.give_back(key)
         self._remember(station_id, stored, password)
+        self._logged_in_from[station_id] = key
+        self._logged_in_from.move_to_end(station_id)
+        while len(self._logged_in_from) > self.max_known:
+            self._logged_in_from.popitem(last=False)
         return LoginOutcome.ACCEPTED
 
     def close(self) -> None:
+        for line in self._lines.values():  # the logins waiting are told to come back
+            for waiter in line:
+                if not waiter.turn.done():
+                    waiter.turn.set_result(False)
+        self._lines.clear()
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None

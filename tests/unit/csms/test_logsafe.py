@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from csms.logsafe import REDACTED, SecretFilter, redact
+from csms.logsafe import MAX_MESSAGE_CHARS, REDACTED, SecretFilter, redact
 
 PW = "brand-new-password-42"
 BASIC = "Q1AxOnMzY3JldC1zdGF0aW9uLXBhc3N3MHJk"
@@ -47,3 +47,50 @@ def test_the_filter_rewrites_header_records() -> None:
                                ("Authorization", f"Basic {BASIC}"), None)
     assert SecretFilter().filter(record)
     assert record.getMessage() == f"< Authorization: {REDACTED}"
+
+
+MEGABYTE = 1 << 20
+
+
+@pytest.mark.parametrize(("hostile", "tail"), [
+    # a quote, then a name word repeated: the former last pattern backtracked over every
+    # "password" for each one (64 KB held the event loop for seconds)
+    ("'" + "password" * (MEGABYTE // 8), f' {{"password": "{PW}"}}'),
+    ("'password' " * (MEGABYTE // 11), f' {{"password": "{PW}"}}'),
+    # scheme characters with word boundaries everywhere: a URL was tried from each one
+    ("a." * (MEGABYTE // 2), f" mqtt://node:{PW}@broker"),
+    ('"key":"AuthorizationKey",' * (MEGABYTE // 25),
+     f'{{"key":"AuthorizationKey","value":"{PW}"}}'),
+    ('"variable":{"name":"BasicAuthPassword",' * (MEGABYTE // 40),
+     f'{{"variable":{{"name":"BasicAuthPassword"}},"attributeValue":"{PW}"}}'),
+    ("authorization " * (MEGABYTE // 14), f"authorization: bearer {PW}"),
+])
+def test_a_megabyte_of_hostile_text_is_redacted_to_its_end(hostile: str, tail: str) -> None:
+    """Text made to make a pattern try again from everywhere is still read through (each
+    pattern reads it in one pass), and a credential after it is still found."""
+    safe = redact(hostile + tail)
+    assert PW not in safe and safe.endswith(redact(tail)) and REDACTED in redact(tail)
+
+
+def test_a_long_message_is_cut_before_it_is_redacted() -> None:
+    """What a station sent may reach a log line (an error's description, a frame at debug
+    level): the filter cuts the line to MAX_MESSAGE_CHARS first, so no line costs more
+    than that to redact, and says how much it left out."""
+    hostile = "'" + "password" * (MEGABYTE // 8)
+    record = logging.LogRecord("csms.server", logging.WARNING, __file__, 1,
+                               "! %s %s not answered: %r", ("CP1", f"{{'password': '{PW}'}}",
+                                                            hostile), None)
+    whole = record.getMessage()
+    assert SecretFilter().filter(record)
+    message = record.getMessage()
+    assert PW not in message and REDACTED in message
+    assert len(message) < MAX_MESSAGE_CHARS + 100
+    assert message.endswith(f"... [{len(whole) - MAX_MESSAGE_CHARS} more characters not logged]")
+
+
+def test_a_short_message_is_left_as_it_is() -> None:
+    record = logging.LogRecord("csms.server", logging.INFO, __file__, 1, "= %s %s",
+                               ("CP1", "x" * (MAX_MESSAGE_CHARS - 6)), None)
+    assert SecretFilter().filter(record)
+    assert record.args is not None
+    assert record.getMessage() == f"= CP1 {'x' * (MAX_MESSAGE_CHARS - 6)}"

@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from csms.protocol import Call, CallError, CallResult, Fault, FrameError, encode, parse_frame
+from csms.protocol.frames import MAX_DESCRIPTION_LENGTH, MAX_ERROR_CODE_LENGTH
 
 
 @pytest.mark.parametrize(
@@ -62,6 +63,16 @@ def test_encode_truncates_long_description() -> None:
     parsed = parse_frame(text)
     assert isinstance(parsed, CallError)
     assert len(parsed.description) == 255
+
+
+def test_a_received_callerror_is_cut_to_its_limits() -> None:
+    """A station's CALLERROR may carry a frame-long code and description; what is kept
+    (and may be logged or stored) is cut to 2.0.1's 255 characters of description and
+    MAX_ERROR_CODE_LENGTH of code (the standard codes are at most 29)."""
+    parsed = parse_frame(f'[4,"9","{"E" * 1000}","{"password" * 8000}",{{}}]')
+    assert isinstance(parsed, CallError)
+    assert parsed.code == "E" * MAX_ERROR_CODE_LENGTH
+    assert parsed.description == ("password" * 8000)[:MAX_DESCRIPTION_LENGTH]
 
 
 def test_numbers_beyond_64_bits_and_a_double_are_read_exactly() -> None:

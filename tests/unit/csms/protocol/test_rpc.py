@@ -85,7 +85,7 @@ def test_the_last_answers_are_kept_for_repeats_and_no_more() -> None:
         assert isinstance(ep.receive(call), IncomingCall)
         answers.append(ep.result(f"hb-{i}", {"currentTime": f"2026-01-01T00:00:{i % 60:02d}Z"}))
     for i in range(100 - ANSWERED_CACHE, 100):
-        assert ep.receive(calls[i]) == SendNow(answers[i], f"repeated message id hb-{i}:"
+        assert ep.receive(calls[i]) == SendNow(answers[i], f"repeated message id 'hb-{i}':"
                                                             " answer sent again")
     assert ep.receive(calls[99 - ANSWERED_CACHE]) == IncomingCall(
         f"hb-{99 - ANSWERED_CACHE}", "Heartbeat", {})
@@ -116,6 +116,26 @@ def test_answers_to_nothing_are_unmatched() -> None:
     mid, _ = ep.call("Reset", {"type": "Soft"})
     assert isinstance(ep.receive(frame(3, "other", {})), Unmatched)
     assert ep.pending == (mid, "Reset")
+
+
+def test_a_message_id_is_quoted_in_every_reason_that_names_it() -> None:
+    """A message id is any string of up to 36 characters (OCPP-J §4.1.4), line breaks
+    included: the reasons, which are logged, quote it, so a station writes no line of
+    its own; its CALL is still handled and answered with the id as sent."""
+    ep = central()
+    forged = "x)\nERROR csms.admin: y"
+    unmatched = ep.receive(frame(3, forged, {}))
+    assert isinstance(unmatched, Unmatched)
+    assert unmatched.reason == f"answer to no pending call ({forged!r})"
+    call = frame(2, forged, "Heartbeat", {})
+    assert ep.receive(call) == IncomingCall(forged, "Heartbeat", {})
+    duplicate = ep.receive(call)
+    assert isinstance(duplicate, Unmatched) and "\n" not in duplicate.reason
+    answer = ep.result(forged, {"currentTime": "2026-01-01T00:00:00Z"})
+    assert orjson.loads(answer)[1] == forged
+    again = ep.receive(call)
+    assert again == SendNow(answer, f"repeated message id {forged!r}: answer sent again")
+    assert "\n" not in again.reason
 
 
 def test_call_error_and_invalid_result() -> None:
@@ -171,7 +191,7 @@ def test_a_transient_error_is_not_replayed_for_a_repeated_message_id() -> None:
     # the station's retry with the same id is handled anew, then answered from memory
     assert ep.receive(call) == IncomingCall("7", "Heartbeat", {})
     text = ep.result("7", {"currentTime": "2026-01-01T00:00:00Z"})
-    assert ep.receive(call) == SendNow(text, "repeated message id 7: answer sent again")
+    assert ep.receive(call) == SendNow(text, "repeated message id '7': answer sent again")
 
 
 def test_the_connections_of_one_version_share_their_set_of_handled_actions() -> None:

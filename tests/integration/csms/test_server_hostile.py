@@ -1,0 +1,143 @@
+"""What a stranger or a hostile station can make the OCPP listener do, over real sockets
+(csms/server.py, csms/service/ratelimit.py, csms/link.py): handshakes refused cleanly,
+a station's login under strangers' wrong passwords, log lines a station writes."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from support import RunningServer
+from support.client import RawClient
+
+PASSWORD = "s3cret-station-passw0rd"
+
+
+async def handshake(server: RunningServer, path: str, headers: list[tuple[str, str]]) -> bytes:
+    """The status line the server answers a raw upgrade request with."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    try:
+        lines = [f"GET {path} HTTP/1.1", "Host: x", "Upgrade: websocket",
+                 "Connection: Upgrade", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+                 "Sec-WebSocket-Version: 13", "Sec-WebSocket-Protocol: ocpp1.6",
+                 *(f"{k}: {v}" for k, v in headers)]
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+        return await asyncio.wait_for(reader.readline(), 5)
+    finally:
+        writer.close()
+
+
+async def test_two_authorization_headers_are_refused_without_an_error(
+        csms_server: RunningServer, caplog: pytest.LogCaptureFixture) -> None:
+    """A stranger sends two Authorization headers for a station that has a password:
+    websockets' Headers.get raises MultipleValuesError (a LookupError, not a KeyError),
+    process_request fails, the server answers 500 and logs an error with a traceback
+    for every such request, before any attempt is counted against the address."""
+    await csms_server.add_station("CP1", password=PASSWORD)
+    token = base64.b64encode(f"CP1:{PASSWORD}x".encode()).decode()
+    caplog.set_level(logging.ERROR)
+    status = await handshake(csms_server, "/CP1", [("Authorization", f"Basic {token}"),
+                                                   ("Authorization", f"Basic {token}")])
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == []
+    assert status.split()[1] in (b"400", b"401"), status
+    refused = csms_server.central.metrics.logins_refused.labels("bad_request")._value.get()
+    assert refused == 1
+
+
+def loopback(n: int) -> str:
+    """The n-th loopback address other than 127.0.0.1: another client."""
+    return f"127.0.{(n + 2) // 250}.{(n + 2) % 250 + 2}"
+
+
+async def upgrade_status(port: int, station: str, password: str,
+                         address: str | None = None) -> int:
+    """The HTTP status a raw upgrade request with Basic credentials is answered with."""
+    token = base64.b64encode(f"{station}:{password}".encode()).decode()
+    reader, writer = await asyncio.open_connection(
+        "127.0.0.1", port, local_addr=(address, 0) if address else None)
+    try:
+        writer.write((f"GET /{station} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                      "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                      "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: ocpp1.6\r\n"
+                      f"Authorization: Basic {token}\r\n\r\n").encode())
+        line = await asyncio.wait_for(reader.readline(), 10)
+        return int(line.split()[1])
+    finally:
+        writer.close()
+
+
+def test_strangers_cannot_keep_a_station_out_with_wrong_passwords(tmp_path: Path) -> None:
+    """The real `csms serve`. Strangers from 80 addresses send wrong passwords for a
+    station that has not logged in since the server started (after a restart, a deploy),
+    each asking again at once when told busy: a refusal for being busy gives the attempt
+    back, so an address pays only for the checks that run (5 a minute), and a check of
+    the station is always running. The station, coming back every 0.1 s for 3 s, is
+    answered 503 every time."""
+    from bench.common import free_port, wait_port
+
+    db, data = tmp_path / "s.sqlite3", tmp_path / "data"
+    subprocess.run([sys.executable, "-m", "csms", "stations", "add", "CP1", "--password",
+                    PASSWORD, "--db", str(db)], check=True, capture_output=True)
+    port, admin = free_port(), free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "csms", "serve", "--port", str(port), "--db", str(db),
+         "--admin-port", str(admin), "--data-dir", str(data)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port)
+
+        async def attack() -> list[int]:
+            stop = asyncio.Event()
+
+            async def stranger(n: int) -> None:
+                while not stop.is_set():
+                    code = await upgrade_status(port, "CP1", f"wrong-password-{n:04d}",
+                                                loopback(n))
+                    if code == 429:  # this address used its attempts
+                        return
+
+            strangers = [asyncio.create_task(stranger(n)) for n in range(80) for _ in range(2)]
+            await asyncio.sleep(0.5)  # the strangers' checks are running
+            seen: list[int] = []
+            until = time.monotonic() + 3
+            try:
+                while time.monotonic() < until:
+                    seen.append(await upgrade_status(port, "CP1", PASSWORD))
+                    if seen[-1] == 101:
+                        break
+                    await asyncio.sleep(0.1)
+            finally:
+                stop.set()
+                await asyncio.gather(*strangers)
+            return seen
+
+        seen = asyncio.run(attack())
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    assert seen[-1] == 101, f"the station's {len(seen)} logins were answered {sorted(set(seen))}"
+
+
+async def test_an_answer_to_no_call_writes_one_log_line(
+        csms_server: RunningServer, caplog: pytest.LogCaptureFixture) -> None:
+    """A station answers a CALL it never got, its message id holding a line break (a JSON
+    escape): the line that notes the drop quotes the id as sent, so a station writes
+    log lines of its own making (station ids may hold no control character; message ids
+    may)."""
+    await csms_server.add_station("CP1")
+    caplog.set_level(logging.INFO, logger="csms.server")
+    forged = "x)\\nERROR csms.admin: forged line"
+    async with await RawClient.connect(csms_server.url, "CP1") as c:
+        await c.send_raw(f'[3,"{forged}",{{}}]')
+        assert "currentTime" in await c.result("Heartbeat", {})
+    dropped = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
+    assert dropped, "the drop was not logged"
+    assert not any("\n" in m for m in dropped), dropped
