@@ -35,6 +35,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from csms.domain.energy import watts
+from csms.domain.model import AuthStatus, Session
 from csms.domain.tariff import price_minor
 from csms.service import defaults
 from csms.service.billing import BillingState, billing_state, check_billing_transition
@@ -82,15 +83,21 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-async def card_of_session(tx: Tx, session_id: int, tag: str | None) -> dict[str, Any] | None:
+async def card_of_session(tx: Tx, session: Session) -> dict[str, Any] | None:
     """The card link a session is charged on: as it was when the session started (a card
     unlinked or linked to another driver since changes nothing of it; a card of no driver
-    then: None, whoever links it since), else - a session not accepted on a card, or
-    stored before the link at the start was kept - as it is now."""
-    bound = await tx.session_card(session_id)
+    then, or one the central system refused at the start: None, whoever links it since),
+    else - a session stored before the link at the start was kept - as it is now, but never
+    for a card the central system answered other than Accepted: a driver is not charged
+    for a session its card was refused for (Blocked, NoCredit, Expired, Invalid...: a
+    station that charges anyway, offline or dishonest, charges nobody's escrow)."""
+    assert session.id is not None
+    bound = await tx.session_card(session.id)
     if bound is not None:
         return bound if bound["driver"] else None
-    return await tx.card_of(tag) if tag else None
+    if session.id_tag is None or session.auth_status not in (None, AuthStatus.ACCEPTED):
+        return None
+    return await tx.card_of(session.id_tag)
 
 
 # the order a batch moves forward in (conflict and finalized end it)
@@ -241,7 +248,7 @@ class SettlementWorker:
                 if s is None or s.id is None:
                     continue
                 auth = await tx.authorization_of(s.id)
-                card = await card_of_session(tx, s.id, s.id_tag) if auth is None else None
+                card = await card_of_session(tx, s) if auth is None else None
                 driver = auth["driver"] if auth else card["driver"] if card else None
                 station = await tx.get_station(s.station_id)
                 out.append({"session_id": s.id, "station": station, "driver": driver})
@@ -322,7 +329,7 @@ class SettlementWorker:
             return "hold:energy_above_max_power"
         auth_row = await tx.authorization_of(session_id)
         auth = Authorization.from_json(json.loads(auth_row["body"])) if auth_row else None
-        card = None if auth else await card_of_session(tx, session_id, session.id_tag)
+        card = None if auth else await card_of_session(tx, session)
         driver = auth.driver.lower() if auth else (card["driver"] if card else None)
         samples = [sample_json(s) for s in await tx.session_samples(session_id)]
         host = station.host_address or self.chain.operator.address

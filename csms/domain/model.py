@@ -238,6 +238,13 @@ BILLING_HOLD_FLAGS = frozenset(
         # settlement: no tariff valid at the start, values beyond the on-chain entry
         "no_tariff",
         "not_settleable",
+        # a signed app session's start dated before the driver's authorization was given
+        # (less the station clock's tolerance): time the driver never signed for
+        # (csms.service.core)
+        "start_before_authorization",
+        # a start the station sent long after the time it gives for it, though connected
+        # since before that time: the session made longer than it ran (csms.service.core)
+        "start_sent_late",
         # the station did not take the stop asked at the driver's limit: the session may
         # cost more than the driver's escrow pays for it (csms.service.limits)
         "limit_stop_refused",

@@ -25,9 +25,16 @@ from csms.service.ports import Repository, Tx
 from csms.service.quota import PayloadQuota
 from csms.service.views import session_json
 
-__all__ = ["ChargingCore"]
+__all__ = ["START_BEFORE_AUTHORIZATION", "START_SENT_LATE", "ChargingCore"]
 
 log = logging.getLogger("csms.service")
+
+# a signed app session whose start the station dates before the driver's authorization
+# was given: held (BILLING_HOLD_FLAGS)
+START_BEFORE_AUTHORIZATION = "start_before_authorization"
+# a start the station dates long before it sent it, though it was connected since before
+# that start: held (BILLING_HOLD_FLAGS)
+START_SENT_LATE = "start_sent_late"
 
 
 class ChargingCore:
@@ -128,7 +135,7 @@ class ChargingCore:
                     await event.wait()
 
     async def _bind_signed(self, tx: Tx, station_id: str, tag: str, session: Session,
-                           remote_start_id: Any = None) -> bool:
+                           remote_start_id: Any = None, *, reported_now: bool = True) -> bool:
         """Bind the driver's signed authorization waiting at ``station_id`` for ``tag`` to
         ``session`` (True), unless the tariff valid at the session's start asks more than
         the driver signed for: the contract would not pay that session (above the signed
@@ -141,7 +148,10 @@ class ChargingCore:
         the ``remote_start_id`` sent with it, on 1.6 (no such id) a start with its tag at
         its station, on the connector the remote start named (if it named one), within
         ``remote_start_window`` after the station accepted the remote start; never after
-        the remote start failed (see settlement_sql)."""
+        the remote start failed (see settlement_sql). A start the station reports now
+        (``reported_now``: not a 2.0.1 transaction it reported before, started at plug-in,
+        the driver's app then starts) dated before the authorization was given is held
+        (:meth:`_start_after_authorization`)."""
         assert session.id is not None
         now = int(self.clock().timestamp())
         if not isinstance(remote_start_id, int) or isinstance(remote_start_id, bool) \
@@ -173,7 +183,58 @@ class ChargingCore:
             return False
         limit = row.get("limit_minor")
         session.limit_minor = int(limit if limit is not None else body["max_amount"])
+        if reported_now:
+            await self._start_after_authorization(tx, session, row)
         return True
+
+    async def _start_after_authorization(self, tx: Tx, session: Session,
+                                         authorization: dict[str, Any]) -> None:
+        """Hold (``start_before_authorization``, with a station event saying why) a session
+        bound to a driver's signed authorization whose start the station dates before the
+        authorization was given - kept just before its remote start was sent - less
+        ``time_future`` for the station's clock. The start is the station's word: one
+        dated days back, in a message that arrives within the remote start's window, makes
+        the session days long, at a price per minute up to the signed maximum for minutes
+        of charging. The driver signed for a session from then on."""
+        given = datetime.fromisoformat(str(authorization["created_at"]))
+        earliest = given - self.time_future
+        if session.started_at >= earliest or START_BEFORE_AUTHORIZATION in session.flags:
+            return
+        session.flag(START_BEFORE_AUTHORIZATION)
+        log.warning("! %s: session %s started %s, before its driver's authorization (%s)",
+                    session.station_id, session.id, session.started_at.isoformat(),
+                    given.isoformat())
+        await tx.add_station_event(session.station_id, START_BEFORE_AUTHORIZATION, {
+            "session_id": session.id, "transaction_id": session.transaction_id,
+            "tag": session.id_tag, "started_at": session.started_at.isoformat(),
+            "authorized_at": given.isoformat(), "not_before": earliest.isoformat()},
+            self.clock())
+
+    async def _start_sent_late(self, tx: Tx, session: Session) -> None:
+        """Hold (``start_sent_late``, with a station event saying why) a new session whose
+        start the station dates more than ``time_future`` before it arrives, though the
+        station has been connected since before that start (its connection now was made
+        at or before it). A start dated back makes a session longer than it ran (a price
+        per minute, more energy allowed for its time); a station connected all along sends
+        its start when it starts. A start kept while the station was offline and sent once
+        it connected again (its connection made after the start) is no such start; nor is
+        a clock behind by up to ``time_future``. Only a start that arrives late reads the
+        station (most arrive at once)."""
+        now = self.clock()
+        if now - session.started_at <= self.time_future:
+            return
+        station = await tx.get_station(session.station_id)
+        since = station.connected_at if station is not None else None
+        if since is None or since > session.started_at or START_SENT_LATE in session.flags:
+            return
+        session.flag(START_SENT_LATE)
+        log.warning("! %s: session %s started %s by the station, connected since %s, sent"
+                    " at %s", session.station_id, session.id, session.started_at.isoformat(),
+                    since.isoformat(), now.isoformat())
+        await tx.add_station_event(session.station_id, START_SENT_LATE, {
+            "session_id": session.id, "transaction_id": session.transaction_id,
+            "started_at": session.started_at.isoformat(), "connected_at": since.isoformat(),
+            "received_at": now.isoformat()}, now)
 
     async def covered(self, station_id: str, tag: str) -> bool:
         """Whether the escrow of the driver who linked ``tag`` covers a charge here (True

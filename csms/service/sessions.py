@@ -727,8 +727,8 @@ class SessionUseCases(SignedDataChecks):
                 session.flag("reserved_for_other")
             # its payer, bound with it: the driver the card is linked to now, or nobody (a
             # card unlinked, linked to another driver or linked at all only before the
-            # session is settled changes nothing of it), whatever the answer (a station
-            # may charge anyway)
+            # session is settled changes nothing of it); nobody either once the card is
+            # refused below (a station may charge anyway)
             await tx.insert_session(session, card=id_tag)
             assert session.id is not None
             if reservation is not None:
@@ -739,9 +739,12 @@ class SessionUseCases(SignedDataChecks):
                 auth = AuthStatus.ACCEPTED
                 session.auth_status = auth.value
                 session.flags = [f for f in session.flags if f != "auth_unknown"]
+            if auth is not AuthStatus.ACCEPTED:
+                await tx.bind_no_payer(session.id, id_tag)  # refused: charged to nobody
             flagged = len(session.flags)
             await self._notes(tx, session, notes or [], "StartTransaction")
             await self._check_times(tx, session, [timestamp], "StartTransaction")
+            await self._start_sent_late(tx, session)
             await self._overlaps(tx, session, timestamp)
             if bound or len(session.flags) != flagged:
                 await tx.update_session(session)
@@ -1029,6 +1032,8 @@ class SessionUseCases(SignedDataChecks):
                 session.evse_id, session.connector_id = ev.evse_id, ev.connector_id
             if created and ev.event_type != "Ended":  # an Ended one: checked as it completes
                 await self._overlaps(tx, session, session.started_at)
+            if created and ev.event_type == "Started":
+                await self._start_sent_late(tx, session)
             if master and session.id_tag in (None, ev.id_tag):
                 auth = AuthStatus.INVALID
             if master and session.id_tag is None:
@@ -1057,7 +1062,7 @@ class SessionUseCases(SignedDataChecks):
                     if auth is AuthStatus.ACCEPTED:
                         auth = AuthStatus.NOT_AT_THIS_TIME  # reserved for another (H01)
                 if await self._bind_signed(tx, station_id, ev.id_tag, session,
-                                           ev.remote_start_id) \
+                                           ev.remote_start_id, reported_now=created) \
                         and auth is AuthStatus.UNKNOWN:
                     auth = AuthStatus.ACCEPTED  # authorized by the driver's signature
                 session.auth_status = auth.value if auth else None
@@ -1065,6 +1070,7 @@ class SessionUseCases(SignedDataChecks):
                     await tx.bind_card(session.id, ev.id_tag)
                 if auth is not None and auth is not AuthStatus.ACCEPTED:
                     session.flag(f"auth_{auth.value.lower()}")
+                    await tx.bind_no_payer(session.id, ev.id_tag)  # refused: nobody pays
             previous = await self._previous_reading(tx, session) if with_cost \
                 and session.limit_minor is not None and ev.event_type != "Ended" else None
             if ev.samples:

@@ -40,6 +40,9 @@ CARD_LINK = ", ".join(["?", *(f"coalesce((SELECT {c} FROM driver_cards WHERE tag
                              for c in ("driver", "salt", "commitment"))])
 _BIND_CARD = (f"INSERT INTO session_cards ({CARD_LINK_COLUMNS}) VALUES (?, {CARD_LINK})"
               " ON CONFLICT (session_id) DO NOTHING")
+_BIND_NO_PAYER = (f"INSERT INTO session_cards ({CARD_LINK_COLUMNS}) VALUES (?, ?, '', '', '')"
+                  " ON CONFLICT (session_id) DO UPDATE SET tag = excluded.tag, driver = '',"
+                  " salt = '', commitment = ''")
 
 
 def card_link_params(tag: str) -> tuple[str, str, str, str]:
@@ -150,6 +153,13 @@ class SettlementSql(ABC):
         A tag of no driver charges it to nobody (``driver`` empty): a driver who links the
         card afterwards does not pay for it. Nothing for a session bound already."""
         await self.write(_BIND_CARD, session_id, *card_link_params(tag))
+
+    async def bind_no_payer(self, session_id: int, tag: str) -> None:
+        """The session started on ``tag`` and the card was refused (not Accepted): charged
+        to nobody, whoever the card is linked to, now or later - a driver is charged only
+        for a session the central system accepted the card for. It replaces the row bound
+        with the session's insert (:meth:`bind_card`, before the answer was final)."""
+        await self.write(_BIND_NO_PAYER, session_id, tag)
 
     async def session_card(self, session_id: int) -> dict[str, Any] | None:
         """The card link a session was charged on when it started (:meth:`bind_card`)."""

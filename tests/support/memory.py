@@ -654,6 +654,10 @@ class MemoryTx(Tx):
             self.s.session_cards[session_id] = {
                 "tag": tag, **{k: card[k] for k in ("driver", "salt", "commitment")}}
 
+    async def bind_no_payer(self, session_id: int, tag: str) -> None:
+        self.s.session_cards[session_id] = {"tag": tag, "driver": "", "salt": "",
+                                            "commitment": ""}
+
     async def session_card(self, session_id: int) -> dict[str, Any] | None:
         card = self.s.session_cards.get(session_id)
         return None if card is None else dict(card)

@@ -625,7 +625,7 @@ async def test_late_meter_values_of_a_queued_session_do_not_stop_settlement(
     from datetime import timedelta
     from decimal import Decimal
 
-    from csms.domain.model import MeterSample
+    from csms.domain.model import IdTag, MeterSample
     from csms.domain.tariff import Tariff
     from csms.service.charging import ChargingService, StopInfo, new_station
 
@@ -642,6 +642,7 @@ async def test_late_meter_values_of_a_queued_session_do_not_stop_settlement(
             await tx.update_station(st)
         await tx.add_tariff(Tariff("*", Decimal("0.40"), "EUR", 2,
                                    valid_from=datetime(2000, 1, 1, tzinfo=UTC)))
+        await tx.put_tag(IdTag("TAG0"))  # as csms drivers link does: an accepted tag
 
     await repo.unit(setup)
     service = ChargingService(repo, clock=lambda: now)

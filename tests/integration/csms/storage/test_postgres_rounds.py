@@ -527,6 +527,7 @@ async def test_a_batch_of_1_6_starts_binds_their_cards_without_a_round_trip_of_t
 
     async def setup(tx: Tx) -> None:
         await tx.link_card("CARD", driver, "0x00", "0x00", T0)
+        await tx.put_tag(IdTag("CARD"))  # as csms drivers link does: an accepted tag
         for i in range(STATIONS):
             await tx.insert_station(Station(f"ST{i}", created_at=T0))
 

@@ -1,0 +1,206 @@
+"""A signed app session's start as a dishonest station reports it (1.6 and 2.0.1), through
+real sockets and the py-evm chain.
+
+The central system sends the remote start at a moment it knows, and binds the driver's
+signature only to the start of that remote start (1.6: a StartTransaction that arrives
+within the remote start's window after it; 2.0.1: the transaction that reports its
+remoteStartId). The start's own timestamp is the station's word: one weeks before the
+remote start was even sent (yet within the registration window that holds
+``time_implausible``) makes the session weeks long - at a per-minute price the driver signed
+for, billed up to the signed maximum for a few minutes' charge. Such a session is held
+(``start_before_authorization``) with a station event saying why; a start a clock a little
+behind dates back, or a 2.0.1 transaction reported at plug-in before the app started it,
+is billed as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from csms.domain.tariff import Tariff
+from csms.service.core import START_BEFORE_AUTHORIZATION
+from csms.service.holds import billing_state
+from settlement import wallet
+from support import RunningServer, station_events
+from support.client import RawClient
+
+from .test_app_session_attacks import app_driver, online
+from .test_app_session_starts import post_start
+from .test_card_payer import settled
+from .test_credit import BOOT201, _on_chain, _remote_start, settling
+
+
+@pytest.fixture
+async def server(csms_server: RunningServer) -> RunningServer:
+    return await settling(csms_server, "CP16", "CP16B", "CP201")
+
+
+async def per_minute(server: RunningServer, station: str) -> None:
+    async def work(tx: Any) -> None:  # 0.39 a kWh and 0.05 a minute
+        await tx.add_tariff(Tariff(station, Decimal("0.39"), "EUR", 2,
+                                   per_minute=Decimal("0.05"),
+                                   valid_from=datetime(2000, 1, 1, tzinfo=UTC)))
+
+    await server.repo.unit(work)
+
+
+async def held_unpaid(server: RunningServer, kit: Any, driver: Any, sid: int) -> None:
+    """The session is held from settlement (an operator decides) and its driver has paid
+    nothing, once the worker has run."""
+    await server.app.worker.build_batches(force=True)  # type: ignore[union-attr]
+
+    async def state(tx: Any) -> str:
+        return str(billing_state(await tx.get_session(sid)))
+
+    assert await server.repo.read(state) == "held"
+    assert kit.balance(driver) == 10_000
+
+
+async def start16_at(server: RunningServer, kit: Any, driver: Any,
+                     start: datetime) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A signed app session on CP16 (a per-minute tariff) whose StartTransaction, sent
+    right after the remote start, says it started at ``start``; 1 kWh, stopped ten minutes
+    from now. The session and the station's ``start_before_authorization`` events."""
+    idx = await _on_chain(server, kit, "CP16")
+    await per_minute(server, "CP16")
+    auth = wallet.authorize(kit.chain, driver, idx["CP16"], max_per_kwh=39, max_per_minute=5,
+                            max_amount=5_000, nonce=1, expiry=int(time.time()) + 7200)
+    c: RawClient
+    async with online(server) as (c, _):
+        status, body = await _remote_start(server, c, "CP16",
+                                           {"tag": "APP1", "authorization": auth.as_json()})
+        assert status == 200, body
+        started = await c.result("StartTransaction", {
+            "connectorId": 1, "idTag": "APP1", "meterStart": 0,
+            "timestamp": start.isoformat()})
+        assert started["idTagInfo"]["status"] == "Accepted", started
+        await c.result("StopTransaction", {
+            "transactionId": started["transactionId"], "meterStop": 1000,
+            "timestamp": (datetime.now(UTC) + timedelta(minutes=10)).isoformat(),
+            "reason": "Local"})
+    [session] = await server.sessions("CP16")
+    return session, await station_events(server, "CP16", START_BEFORE_AUTHORIZATION)
+
+
+async def test_a_start_dated_before_the_remote_start_was_sent_is_held(
+    server: RunningServer,
+) -> None:
+    """The car charges 1 kWh in ten minutes; the station dates the start 20 days back: at
+    0.05 a minute the driver's whole signed maximum. Held for the operator, with a station
+    event saying why, and nothing paid."""
+    kit, driver = app_driver(server)
+    now = datetime.now(UTC)
+    session, [event] = await start16_at(server, kit, driver, now - timedelta(days=20))
+    assert START_BEFORE_AUTHORIZATION in session["flags"], session["flags"]
+    assert event["session_id"] == session["id"]
+    assert datetime.fromisoformat(event["started_at"]) == now - timedelta(days=20)
+    assert datetime.fromisoformat(event["authorized_at"]) >= now - timedelta(seconds=5)
+    await held_unpaid(server, kit, driver, int(session["id"]))
+
+
+async def test_a_station_clock_a_little_behind_is_not_held(server: RunningServer) -> None:
+    """An honest station whose clock is two minutes behind (within ``time_future``) dates
+    its start before the remote start was sent: settled as before, from the start it
+    reports (twelve minutes and 1 kWh: 0.39 + 0.60)."""
+    kit, driver = app_driver(server)
+    session, events = await start16_at(server, kit, driver,
+                                       datetime.now(UTC) - timedelta(minutes=2))
+    assert events == [] and START_BEFORE_AUTHORIZATION not in session["flags"], session
+    row = await settled(server, int(session["id"]))
+    assert row["settlement_state"] == "paid", row
+    assert 10_000 - kit.balance(driver) == row["price_minor"], row
+    assert 99 <= row["price_minor"] <= 101, row
+
+
+async def event201(c: RawClient, event: str, seq: int, at: datetime,
+                   **extra: Any) -> dict[str, Any]:
+    return await c.result("TransactionEvent", {
+        "eventType": event, "timestamp": at.isoformat(), "seqNo": seq,
+        "triggerReason": {"Started": "RemoteStart", "Ended": "StopAuthorized"}.get(
+            event, "Authorized"),
+        "transactionInfo": {"transactionId": "T1", "chargingState": "Charging",
+                            **extra.pop("info", {})},
+        "evse": {"id": 1, "connectorId": 1}, **extra})
+
+
+async def signed201(server: RunningServer, c: RawClient, kit: Any, driver: Any) -> int:
+    """A signed app session's remote start sent to CP201 and accepted: its remoteStartId."""
+    idx = await _on_chain(server, kit, "CP201")
+    await per_minute(server, "CP201")
+    auth = wallet.authorize(kit.chain, driver, idx["CP201"], max_per_kwh=39,
+                            max_per_minute=5, max_amount=5_000, nonce=1,
+                            expiry=int(time.time()) + 7200)
+    started = asyncio.create_task(post_start(server, "CP201", {
+        "tag": "APP1", "authorization": auth.as_json()}))
+    call = await asyncio.wait_for(c.calls.get(), 10)
+    assert call[2] == "RequestStartTransaction"
+    await c.answer(call[1], {"status": "Accepted"})
+    assert (await started)[0] == 200
+    return int(call[3]["remoteStartId"])
+
+
+async def test_201_a_started_event_dated_before_the_remote_start_is_held(
+    server: RunningServer,
+) -> None:
+    """2.0.1 F01: the Started event of the remote start (its remoteStartId) dated 20 days
+    before the RequestStartTransaction was sent: held, with a station event."""
+    kit, driver = app_driver(server)
+    now = datetime.now(UTC)
+    async with await RawClient.connect(server.url, "CP201", ["ocpp2.0.1"]) as c:
+        await c.result("BootNotification", BOOT201)
+        remote = await signed201(server, c, kit, driver)
+        answer = await event201(c, "Started", 0, now - timedelta(days=20),
+                                idToken={"idToken": "APP1", "type": "Central"},
+                                info={"remoteStartId": remote},
+                                meterValue=[{"timestamp": now.isoformat(), "sampledValue": [
+                                    {"value": 0, "context": "Transaction.Begin"}]}])
+        assert answer["idTokenInfo"]["status"] == "Accepted", answer
+        end = now + timedelta(minutes=10)
+        await event201(c, "Ended", 1, end, info={"stoppedReason": "Local"},
+                       meterValue=[{"timestamp": end.isoformat(), "sampledValue": [
+                           {"value": 1000, "context": "Transaction.End"}]}])
+    [session] = await server.sessions("CP201")
+    assert START_BEFORE_AUTHORIZATION in session["flags"], session["flags"]
+    [event] = await station_events(server, "CP201", START_BEFORE_AUTHORIZATION)
+    assert event["transaction_id"] == "T1"
+    await held_unpaid(server, kit, driver, int(session["id"]))
+
+
+async def test_201_a_transaction_reported_at_plug_in_before_the_app_start_is_not_held(
+    server: RunningServer,
+) -> None:
+    """2.0.1 F02: the station reported the transaction when the cable was plugged in, 15
+    minutes before the driver's app started it (an Updated event with the token and the
+    remoteStartId): its start was reported before the authorization, not dated back after
+    it. Bound and settled as before."""
+    kit, driver = app_driver(server)
+    plugged = datetime.now(UTC) - timedelta(minutes=15)
+    async with await RawClient.connect(server.url, "CP201", ["ocpp2.0.1"]) as c:
+        await c.result("BootNotification", BOOT201)
+        await c.result("TransactionEvent", {
+            "eventType": "Started", "timestamp": plugged.isoformat(), "seqNo": 0,
+            "triggerReason": "CablePluggedIn",
+            "transactionInfo": {"transactionId": "T1", "chargingState": "EVConnected"},
+            "evse": {"id": 1, "connectorId": 1},
+            "meterValue": [{"timestamp": plugged.isoformat(), "sampledValue": [
+                {"value": 0, "context": "Transaction.Begin"}]}]})
+        remote = await signed201(server, c, kit, driver)
+        answer = await event201(c, "Updated", 1, datetime.now(UTC),
+                                idToken={"idToken": "APP1", "type": "Central"},
+                                info={"remoteStartId": remote})
+        assert answer["idTokenInfo"]["status"] == "Accepted", answer
+        end = datetime.now(UTC)
+        await event201(c, "Ended", 2, end, info={"stoppedReason": "Local"},
+                       meterValue=[{"timestamp": end.isoformat(), "sampledValue": [
+                           {"value": 1000, "context": "Transaction.End"}]}])
+    [session] = await server.sessions("CP201")
+    assert START_BEFORE_AUTHORIZATION not in session["flags"], session["flags"]
+    assert await station_events(server, "CP201", START_BEFORE_AUTHORIZATION) == []
+    row = await settled(server, int(session["id"]))
+    assert row["settlement_state"] == "paid", row
