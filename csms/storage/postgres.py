@@ -306,6 +306,10 @@ class _PostgresTx(PostgresRowLocks, SqlTx):
         return int(value)
 
 
+# how often a node that starts while another migrates asks for the migrations' lock again
+MIGRATION_LOCK_POLL = 0.1
+
+
 class _PostgresMigrations:
     """:func:`csms.storage.migrations.migrate` on one connection."""
 
@@ -481,7 +485,11 @@ class PostgresRepository(GroupCommit):
         key = zlib.crc32(f"voltledger.migrations:{schema}".encode())
         # Session-level, not per transaction: each migration commits on its
         # own (as in SQLite) while the lock is held across all of them.
-        await conn.execute("SELECT pg_advisory_lock($1)", key)
+        # Waited for without a statement that waits: one holds a snapshot, and a CREATE
+        # INDEX CONCURRENTLY of the node migrating waits for every older snapshot while
+        # this one waits for its lock (a deadlock: one of the two nodes failed to open)
+        while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", key):  # noqa: ASYNC110
+            await asyncio.sleep(MIGRATION_LOCK_POLL)
         try:
             await migrate("postgres", _PostgresMigrations(conn))
         finally:
