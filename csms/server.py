@@ -149,7 +149,6 @@ class StationConnection:
         # the byte budget of its transaction messages, and the answers it delayed here
         self.throttle = throttle if throttle is not None and throttle.enabled else None
         self.delayed = 0
-        self.delayed_seconds = 0.0
         # the answer to the latest BootNotification on this connection (None: it has
         # not booted here, e.g. a reconnect, and is served); booted: that answer was
         # Accepted (2.0.1 B01/B02: before it, the central system sends a station nothing
@@ -265,7 +264,6 @@ class StationConnection:
         byte budget: stored, acknowledged later. The station waits for it before it sends
         more (OCPP-J §4.1.1), so a flood slows to the budget and nothing is refused."""
         self.delayed += 1
-        self.delayed_seconds += delay.seconds
         self.metrics.answers_delayed.labels(action).inc()
         self.metrics.answers_delayed_seconds.labels(action).inc(delay.seconds)
         if delay.first:

@@ -54,7 +54,7 @@ class _Bucket:
     def __init__(self, tokens: float, at: float) -> None:
         self.tokens = tokens  # bytes; below 0 while an answer waits for them
         self.at = at  # when ``tokens`` was last brought up to date
-        self.delayed = 0  # answers delayed since the bucket was made
+        self.delayed = 0  # answers delayed since the bucket was last full
 
 
 class TransactionThrottle:
@@ -87,6 +87,8 @@ class TransactionThrottle:
         if now > bucket.at:
             bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.at) * self.rate)
             bucket.at = now
+            if bucket.tokens >= self.burst:
+                bucket.delayed = 0  # full again: its next flood is reported as a new one
 
     def charge(self, station_id: str, size: int) -> Delay:
         """Take a transaction message of ``size`` bytes from the station's bucket: how long

@@ -126,3 +126,17 @@ def test_memory_is_bounded() -> None:
 def test_negative_settings_are_refused() -> None:
     with pytest.raises(ValueError):
         TransactionThrottle(-1, 1000)
+
+
+def test_a_second_flood_after_the_bucket_filled_again_is_reported_again() -> None:
+    """``Delay.first``: the station's first delayed answer since its bucket was full (the
+    warning and the TransactionDataDelayed event, once per flood). A station connected all
+    along that floods, stops until its bucket is full, and floods again is reported again."""
+    clock = Clock()
+    t = TransactionThrottle(1000, 5000, clock=clock)
+    assert t.charge("CP1", 5000) == NO_DELAY
+    assert t.charge("CP1", 2000).first
+    clock.now += 3600  # an hour later: the bucket is full again
+    assert t.tokens("CP1") == 5000
+    assert t.charge("CP1", 5000) == NO_DELAY
+    assert t.charge("CP1", 2000).first
