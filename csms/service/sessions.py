@@ -327,8 +327,7 @@ class SessionUseCases(SignedDataChecks):
                 continue
             end = other.stopped_at
             if other.status is SessionStatus.ACTIVE:
-                latest = await tx.latest_reading_at(other.id)
-                end = max(other.started_at, latest or other.started_at)
+                end = await self._last_data(tx, other)
                 if other.started_at < since and end <= since:
                     # no data since this session's start: its stop was lost
                     await self._close(tx, other, end, {
@@ -351,6 +350,13 @@ class SessionUseCases(SignedDataChecks):
             if other.status is SessionStatus.ACTIVE and OVERLAPS not in other.flags:
                 other.flag(OVERLAPS)
                 await tx.update_session(other)
+
+    @staticmethod
+    async def _last_data(tx: Tx, session: Session) -> datetime:
+        """When an active session last had data: its latest reading, else its start."""
+        assert session.id is not None
+        latest = await tx.latest_reading_at(session.id)
+        return max(session.started_at, latest or session.started_at)
 
     async def _close(self, tx: Tx, session: Session, end: datetime,
                      detail: dict[str, Any]) -> None:
@@ -413,8 +419,7 @@ class SessionUseCases(SignedDataChecks):
             if session.status is not SessionStatus.ACTIVE:
                 raise HoldError(f"session {session_id} is not active"
                                 f" (it is {billing_state(session)})")
-            latest = await tx.latest_reading_at(session.id)
-            end = max(session.started_at, latest or session.started_at)
+            end = await self._last_data(tx, session)
             await self._close(tx, session, end,
                               {"cause": "operator", "actor": actor, "reason": reason})
             result = {"session_id": session.id, "stopped_at": end.isoformat(),
