@@ -776,6 +776,18 @@ class SettlementReader:
         except Exception:  # a node that keeps no state of that block
             return int(self.c.functions.unit().call())
 
+    def station_host(self, index: int, block: int) -> str:
+        """The host a station index pays (Settlement.vy ``station``: who registered it) at
+        the end of ``block``; the zero address for an index not registered. Written once,
+        at the index's registration, so where the node keeps no state of that block, the
+        same as now (an index registered after the block was unknown then: the contract
+        paid none of its entries, ``UNKNOWN_STATION``)."""
+        try:
+            host, _power = self.c.functions.station(index).call(block_identifier=block)
+        except Exception:  # a node that keeps no state of that block
+            host, _power = self.c.functions.station(index).call()
+        return str(host)
+
     def max_per_session(self, driver: str, block: int) -> int:
         """The driver's limit per session in force at the end of ``block`` (the terms the
         contract checks a card session against; 0: not a driver)."""

@@ -12,6 +12,16 @@ not yet started at the limit its session gets. Terms the driver is lowering coun
 already lowered. Chain reads are cached for a few seconds; when the chain cannot be read
 the answer is no (a host is never left unpaid on a guess).
 
+Floors. A per-session limit (or a signed maximum amount) below ``limit_floor_minor``
+(``defaults.SESSION_LIMIT_FLOOR``) is refused: the session is stopped at a reading once its
+price nears its limit, and a limit of a few cents is mostly what the station delivers
+before the stop takes effect (a completed session far beyond its limit with no stop asked
+is held: ``csms.service.limits``). A signed authorization must leave
+``defaults.AUTHORIZATION_MIN_SECONDS`` before its expiry: the session it starts is stopped
+``defaults.SIGNED_STOP_AHEAD`` before the expiry so that its chunk is settled in time (the
+contract pays no signed entry after it), and one accepted closer to its expiry is a session
+the host delivers and is never paid for.
+
 An acceptance carries the most the driver's escrow pays for the session
 (``session_limit``), where the session is stopped (``csms.service.limits``): the smallest of
 its per-session limit (for a card the driver's terms, for an app session the signed
@@ -33,6 +43,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from csms.domain.tariff import minor_prices
+from csms.service import defaults
 from csms.service.credit import CreditDecision
 from csms.service.ports import Repository, Tx
 from settlement.chain import Chain, DriverState, Terms
@@ -45,10 +56,14 @@ log = logging.getLogger("settlement.credit")
 
 class ChainCredit:
     def __init__(self, repo: Repository, chain: Chain, *, reserve_minor: int = 2000,
-                 cache_seconds: float = 5.0) -> None:
+                 cache_seconds: float = 5.0,
+                 limit_floor_minor: int = defaults.SESSION_LIMIT_FLOOR) -> None:
         self.repo = repo
         self.chain = chain
         self.reserve_minor = reserve_minor
+        # the least limit a session may get (never above the reserve): a driver's terms or
+        # signature below it are refused, whatever the escrow holds
+        self.limit_floor_minor = min(limit_floor_minor, reserve_minor)
         self.cache_seconds = cache_seconds
         self._states: dict[str, tuple[float, DriverState]] = {}
         self._cards: dict[tuple[str, str], tuple[float, bool]] = {}
@@ -125,6 +140,13 @@ class ChainCredit:
             if any(a > b for a, b in zip(asked, accepted, strict=True)):
                 return CreditDecision(False, f"the tariff {asked} (per kWh, per minute, fee)"
                                       f" is above what the driver accepts {accepted}", driver)
+        if terms.max_per_session < self.limit_floor_minor:
+            # a session is stopped at a reading once its price nears its limit: a limit of
+            # a few cents is mostly what the station delivers before the stop takes effect
+            return CreditDecision(False, f"a session limit of {terms.max_per_session} (the"
+                                  " driver's limit per session, or the amount it signed) is"
+                                  f" below the {self.limit_floor_minor} a session needs at"
+                                  " the least", driver)
         reserve = min(terms.max_per_session, self.reserve_minor)
         # what is at stake and not yet taken on chain: the price of sessions not yet
         # settled, each session in progress or not yet priced at its limit (a reserve for
@@ -155,8 +177,16 @@ class ChainCredit:
             return CreditDecision(False, str(exc))
         if signer.lower() != auth.driver.lower():
             return CreditDecision(False, "the authorization is not signed by its driver")
-        if auth.expiry <= int(time.time()):
+        left = auth.expiry - int(time.time())
+        if left <= 0:
             return CreditDecision(False, "the authorization has expired")
+        if left < defaults.AUTHORIZATION_MIN_SECONDS:
+            # the session it starts is stopped SIGNED_STOP_AHEAD before the expiry, for its
+            # chunk to be settled in time (the contract pays no signed entry after it)
+            return CreditDecision(False, f"the authorization expires in {left} s: a session"
+                                  f" needs {defaults.AUTHORIZATION_MIN_SECONDS} s (stopped"
+                                  f" {defaults.SIGNED_STOP_AHEAD} s before the expiry to be"
+                                  " settled in time)", auth.driver)
 
         async def work(tx: Tx) -> tuple[Any, Any, dict[str, int]]:
             station = await tx.get_station(station_id)

@@ -15,10 +15,12 @@ session's checked against the record's authorization, not another signature), th
 give the digest the contract stored for those sequence numbers (so the session was settled
 exactly once, by this chunk), and the transaction's events say whether the amount was taken
 from the escrow, in base units of the contract's own unit (a record naming another, written
-by the operator before it was settled, is INVALID). A card session billed at its limit
-must be within the driver's limit per session at the settle block (an operator inventing a
-higher limit bills more than the driver agreed to). A figure of the record written beyond
-10^+-30 (csms.domain.tariff.MAX_EXPONENT) is not read: no price, energy or reading needs it.
+by the operator before it was settled, is INVALID), and to the host that registered the
+entry's station index (a record naming another host than the one credited is INVALID). A
+card session billed at its limit must be within the driver's limit per session at the
+settle block (an operator inventing a higher limit bills more than the driver agreed to).
+A figure of the record written beyond 10^+-30 (csms.domain.tariff.MAX_EXPONENT) is not
+read: no price, energy or reading needs it.
 
 What the chain answers is worth as much as its block and its node. A block can be
 reorganised away until enough blocks are on top of it: the settle transaction must have
@@ -146,6 +148,9 @@ VERIFY_ABI: list[dict[str, Any]] = [
      "outputs": [{"name": "", "type": "uint256"}] * 6},
     {"type": "function", "name": "unit", "stateMutability": "view", "inputs": [],
      "outputs": [{"name": "", "type": "uint256"}]},
+    {"type": "function", "name": "station", "stateMutability": "view",
+     "inputs": [{"name": "index", "type": "uint256"}],
+     "outputs": [{"name": "", "type": "address"}, {"name": "", "type": "uint256"}]},
     {"type": "function", "name": "cards", "stateMutability": "view",
      "inputs": [{"name": "arg0", "type": "uint256"}, {"name": "arg1", "type": "bytes32"}],
      "outputs": [{"name": "", "type": "bool"}]},
@@ -818,6 +823,8 @@ def _check_chain(v: Verdict, r: dict[str, Any], w3: Any, driver: str | None,
     _check_depth(v, r, reader, block, confirmations)
     seq = ascii_int(record["seq"])
     paid_on_chain = seq not in unpaid
+    if paid_on_chain:  # an unpaid entry credited no one
+        _check_host(v, record, reader, unpack_entry(r["packed"])["chain_station"], block)
     amount = unpack_entry(r["packed"])["price_minor"]
     # the base units a billing unit is worth: the contract's (its code is Settlement's, so
     # its unit() is the one it took at its deploy), never the record's word: an operator
@@ -839,6 +846,22 @@ def _check_chain(v: Verdict, r: dict[str, Any], w3: Any, driver: str | None,
           + ("" if units else f"; the record says a billing unit is {record['unit']!r} base"
              f" units, the contract {unit}")
           + ("" if stated else f"; the receipt says {r['amount']} x {r['unit']}"))
+
+
+def _check_host(v: Verdict, record: dict[str, Any], reader: Any, station: int,
+                block: int) -> None:
+    """Who was paid: the contract credits an entry to the host that registered its station
+    index (``station(index)`` at the settle block), never to the record's ``host``, which it
+    does not see. An operator that records a host's station under an index of its own is
+    paid the host's sessions while the record names the host: the two must be the same.
+    Asked of an entry the contract paid (an unpaid one credited no one)."""
+    credited = reader.station_host(station, block)
+    named = str(record["host"] or "")
+    ok = bool(re.fullmatch(r"0x[0-9a-fA-F]{40}", named)) and named.lower() == credited.lower()
+    v.add("host", ok, f"the contract credits station {station}'s sessions to {credited}, the"
+          " host the record names" if ok else
+          f"the contract credits station {station}'s sessions to {credited}, not to"
+          f" {named or 'no host'}, the host the record names: another account was paid")
 
 
 def _unit_of(record: dict[str, Any]) -> int | None:

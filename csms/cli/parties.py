@@ -10,6 +10,7 @@ chain ``csms wallet new --fund`` also gives it test coins.
 from __future__ import annotations
 
 import json
+import math
 import re
 import secrets
 import time
@@ -39,6 +40,7 @@ from csms.cli.common import (
 )
 from csms.config import Settings
 from csms.domain.model import IdTag
+from csms.service import defaults
 
 if TYPE_CHECKING:
     from csms.service.ports import Tx
@@ -50,6 +52,8 @@ wallet_app = group("A driver's or a host's own key on chain: escrow, terms, card
                    " sessions, stations, earnings.")
 
 ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
+# the least --hours of csms wallet authorize: what the central system accepts, rounded up
+MIN_AUTHORIZATION_HOURS = math.ceil(defaults.AUTHORIZATION_MIN_SECONDS / 36) / 100
 ChainOption = Annotated[str | None, setting_option(
     "chain", "local (managed Anvil) or an http(s):// RPC URL", default="local")]
 Contract = Annotated[str | None, typer.Option(
@@ -344,7 +348,8 @@ def wallet_authorize(
     per_kwh: Annotated[int, typer.Option(min=0, help="The most per kWh")],
     per_minute: Annotated[int, typer.Option(min=0, help="The most per minute")] = 0,
     session_fee: Annotated[int, typer.Option(min=0, help="The most as a session fee")] = 0,
-    hours: Annotated[float, typer.Option(min=0.01, help="Valid (to be settled) for")] = 24.0,
+    hours: Annotated[float, typer.Option(
+        help=f"Valid (to be settled) for; at least {MIN_AUTHORIZATION_HOURS}")] = 24.0,
     out: Annotated[str | None, typer.Option("-o", "--out", help="File to write")] = None,
     chain: ChainOption = None, data_dir: DataDirOption = None, contract: Contract = None,
 ) -> None:
@@ -352,6 +357,12 @@ def wallet_authorize(
     --authorization FILE."""
     from settlement import wallet
 
+    if not hours >= MIN_AUTHORIZATION_HOURS:
+        # the central system refuses it: the session would be stopped before it charged
+        fail(f"--hours must be at least {MIN_AUTHORIZATION_HOURS}: a session is stopped"
+             f" {defaults.SIGNED_STOP_AHEAD // 60} minutes before its authorization expires,"
+             " to be settled in time, and the central system accepts none that leaves less"
+             f" than {defaults.AUTHORIZATION_MIN_SECONDS // 60} minutes")
     c, account = _wallet(chain, data_dir, contract, keystore, password_file)
     try:
         auth = _run(lambda: wallet.authorize(

@@ -13,6 +13,7 @@ from datetime import timedelta
 from csms.domain.energy import DEFAULT_MAX_POWER_W
 
 __all__ = [
+    "AUTHORIZATION_MIN_SECONDS",
     "AUTH_CONCURRENCY",
     "AUTH_FAILURE_LIMIT",
     "BATCH_SIZE",
@@ -30,9 +31,11 @@ __all__ = [
     "MAX_RESERVATION",
     "MAX_UPLOAD_BYTES",
     "MAX_WAIT",
+    "MIN_SIGNED_CHARGE",
     "QUEUE_SWEEP_SECONDS",
     "REMOTE_START_ANSWER_WAIT",
     "REMOTE_START_WINDOW",
+    "SESSION_LIMIT_FLOOR",
     "SIGNED_STOP_AHEAD",
     "TIME_FUTURE",
     "TIME_PAST",
@@ -89,3 +92,21 @@ EXPIRY_MARGIN = 900
 # seconds before its signature expires that a signed app session still charging is stopped:
 # the chunk's margin, and five minutes for the stop to take effect and the session to end
 SIGNED_STOP_AHEAD = EXPIRY_MARGIN + 300
+# seconds of charging a driver's signed app-session authorization must leave at the least
+# (a quarter of an hour: less is hardly a charge worth starting, and what the station
+# delivers before its stop takes effect is then most of the session)
+MIN_SIGNED_CHARGE = 900
+# the least time before its expiry an authorization is accepted with: a session it starts
+# is stopped SIGNED_STOP_AHEAD before the expiry by a check that looks LIMIT_CHECK_SECONDS
+# ahead, so that its chunk is settled while the signature holds (the contract pays no
+# signed entry after its expiry); the station may start it up to REMOTE_START_WINDOW after
+# the remote start; and MIN_SIGNED_CHARGE of charging is left between (38.5 minutes)
+AUTHORIZATION_MIN_SECONDS = int(SIGNED_STOP_AHEAD + LIMIT_CHECK_SECONDS + REMOTE_START_WINDOW
+                                + MIN_SIGNED_CHARGE)
+# the least limit a session may have, in the tariff's minor units (a driver's per-session
+# limit, or the maximum amount it signed; settlement.credit): the session is stopped at a
+# reading once its price nears the limit, and what the station delivers until the stop
+# takes effect (an interval of readings: ~0.15 at 22 kW, a reading a minute, 0.39 per
+# kWh) is the host's loss; a limit of a few cents is mostly that. Never above the escrow
+# reserve a session needs (settlement.credit.ChainCredit reserve_minor).
+SESSION_LIMIT_FLOOR = 50

@@ -38,25 +38,36 @@ over an interval of that time and no energy). A signed app session is paid only 
 is settled before its signature expires: one still charging ``defaults.SIGNED_STOP_AHEAD``
 seconds (and the next check's interval) before then is stopped the same way, flagged
 ``authorization_expiring`` with a station event of that name. The check reads no chain.
+
+Past the limit unasked. A station that sends no reading during a session (a 1.6
+MeterValueSampleInterval of 0) is never asked to stop at its limit: it delivers the whole
+session and the escrow pays the limit. A session with a limit that completes with its
+price at the tariff above its limit by more than one interval like its latest before the
+stop (the margin a stop at a reading allows; none without two readings before the stop),
+and no stop ever asked of it, is flagged ``limit_overrun`` (:func:`limit_overrun`), a
+billing hold: the operator sees it before it is sent to be paid (its limit).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 from csms.domain.model import Session
 from csms.domain.tariff import Tariff, price_minor
 
 __all__ = [
-    "EXPIRING_FLAG", "LIMIT_FLAG", "REFUSED_FLAG", "STOPPING_FLAGS", "STOP_TAKEN", "LimitReached",
-    "limit_reached", "price_so_far", "stop_between_readings",
+    "EXPIRING_FLAG", "LIMIT_FLAG", "OVERRUN_FLAG", "REFUSED_FLAG", "STOPPING_FLAGS", "STOP_TAKEN",
+    "LimitReached", "limit_overrun", "limit_reached", "price_so_far", "stop_between_readings",
 ]
 
 LIMIT_FLAG = "limit_reached"
 REFUSED_FLAG = "limit_stop_refused"
 EXPIRING_FLAG = "authorization_expiring"
+OVERRUN_FLAG = "limit_overrun"  # completed far past its limit, no stop asked: a hold
 # a session with one of these is being stopped: asked again until a stop is accepted
 STOPPING_FLAGS = (LIMIT_FLAG, EXPIRING_FLAG)
 STOP_TAKEN = datetime.max.replace(tzinfo=UTC)  # a stop of the session was accepted
@@ -127,3 +138,32 @@ def stop_between_readings(tariff: Tariff | None, session: Session, now: datetime
     price = price_so_far(tariff, session, now) if tariff is not None else 0
     return LimitReached(session.id, session.transaction_id, session.limit_minor, price, 0,
                         EXPIRING_FLAG)
+
+
+def limit_overrun(tariff: Tariff, session: Session,
+                  readings: Iterable[tuple[datetime, Decimal]]) -> tuple[int, int] | None:
+    """(price at the tariff, margin) of a completed ``session`` (its billed energy and
+    times) that ran past its limit unasked: no stop was asked of it (``STOPPING_FLAGS``) and
+    its price exceeds its limit by more than the margin a stop at a reading allows - the
+    price of one more interval like its latest before the stop (the time and energy between
+    its last two register ``readings`` strictly inside it, its start the first; 0 with
+    fewer). None otherwise, and for a session without a limit."""
+    if session.limit_minor is None or session.stopped_at is None \
+            or any(f in session.flags for f in STOPPING_FLAGS):
+        return None
+    price = price_so_far(tariff, session, session.stopped_at)
+    if price <= session.limit_minor:
+        return None
+    points = [] if session.meter_start_wh is None \
+        else [(session.started_at, Decimal(session.meter_start_wh))]
+    points += sorted((at, wh) for at, wh in readings
+                     if session.started_at < at < session.stopped_at)
+    margin = 0
+    if len(points) >= 2:
+        (t0, wh0), (t1, wh1) = points[-2:]
+        step = price_minor(tariff, max(0, int(wh1 - wh0)),
+                           math.ceil(max(0.0, (t1 - t0).total_seconds())))
+        margin = max(0, step - price_minor(tariff, 0, 0))  # the session fee once
+    if price <= session.limit_minor + margin:
+        return None
+    return price, margin

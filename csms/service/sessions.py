@@ -48,10 +48,12 @@ from csms.service.holds import HoldError
 from csms.service.limits import (
     EXPIRING_FLAG,
     LIMIT_FLAG,
+    OVERRUN_FLAG,
     REFUSED_FLAG,
     STOP_TAKEN,
     STOPPING_FLAGS,
     LimitReached,
+    limit_overrun,
     limit_reached,
     stop_between_readings,
 )
@@ -273,6 +275,7 @@ class SessionUseCases(SignedDataChecks):
             else self.default_max_power_w
         for f in energy_flags(session.started_at, session.stopped_at, energy, limit):
             session.flag(f)
+        await self._overrun(tx, session, data)
         if (session.evse_id is None and energy > 0) \
                 or (session.evse_id is not None and session.evse_id < 1):
             # a session on no EVSE (or 1.6 connector 0, the whole station) escapes the
@@ -297,6 +300,20 @@ class SessionUseCases(SignedDataChecks):
                  "max_power_w": str(limit)}, now,
             )
         await self._session_event(tx, session.station_id, "session/completed", session)
+
+    async def _overrun(self, tx: Tx, session: Session, data: list[MeterSample]) -> None:
+        """Hold a session that ran far past its limit with no stop asked of it (a station
+        that sent no reading to stop it at: csms.service.limits ``limit_overrun``)."""
+        if session.limit_minor is None:
+            return
+        tariff = await tx.find_tariff(session.station_id, session.started_at)
+        over = None if tariff is None else limit_overrun(
+            tariff, session, [(r[0], r[1]) for r in register_readings(data).readings])
+        if over is not None:
+            session.flag(OVERRUN_FLAG)
+            log.warning("! %s: session %s costs %d at its tariff, its limit is %d (margin %d)"
+                        " and no stop was asked: held", session.station_id, session.id,
+                        over[0], session.limit_minor, over[1])
 
     async def _overlaps(self, tx: Tx, session: Session, until: datetime) -> None:
         """Hold ``session`` (``overlaps_session``) when another session of its station on

@@ -127,6 +127,7 @@ async def _real_run(server: RunningServer, folder: Path) -> dict[str, Any]:
         receipts[kind] = json.loads(out.read_text("utf-8"))
     assert receipts["signed"]["payment"]["paid"] and receipts["unsigned"]["payment"]["paid"]
     receipts["another unit"] = await _another_unit(server, folder, env)
+    receipts["another host"] = await _another_host(server, folder, env, host.address)
     assert any(x["signed"] for x in receipts["signed"]["samples"])
     assert not any(x["signed"] for x in receipts["unsigned"]["samples"])
     return {"receipts": receipts, "driver": driver.address, "contract": contract,
@@ -164,6 +165,48 @@ async def _another_unit(server: RunningServer, folder: Path,
     receipt: dict[str, Any] = json.loads(out.read_text("utf-8"))
     assert receipt["payment"]["paid"]
     assert receipt["record"]["unit"] == receipt["payment"]["unit"] == 10**16
+    return receipt
+
+
+async def _another_host(server: RunningServer, folder: Path, env: dict[str, str],
+                        host: str) -> dict[str, Any]:
+    """The receipt of one more session, settled by an operator that recorded the host's
+    station under a station index of its own (registered by the operator's key): the record
+    names the host, every hash matches what the chain holds, the contract credited the
+    operator."""
+    from settlement.worker import SettlementWorker
+
+    before = {s["id"] for s in await server.sessions()}
+    fleet = Fleet(server.url, 1, mix=True, prefix="PLAIN", meter_interval=0.05, seed=23,
+                  power_kw=22, signed=False)
+    await fleet.start()
+    summary = await fleet.run_sessions(1, 0.5, TAG)
+    await fleet.close()
+    assert summary.errors == 0
+    [sid] = [s["id"] for s in await server.sessions() if s["id"] not in before]
+    chain = await asyncio.to_thread(open_chain, "local", folder / "chain")
+    try:
+        own = await asyncio.to_thread(chain.register_station, 22_000)
+
+        async def misroute(tx: Any) -> None:
+            session = await tx.get_session(sid)
+            station = await tx.get_station(session.station_id)
+            assert station.host_address is not None
+            assert station.host_address.lower() == host.lower()
+            station.chain_station = own
+            await tx.update_station(station)
+
+        await server.repo.unit(misroute)
+        await SettlementWorker(server.repo, chain).run_once()
+    finally:
+        await asyncio.to_thread(chain.close)
+    out = folder / f"receipt-{sid}.json"
+    r = await asyncio.to_thread(csms, env, "receipt", str(sid), "-o", str(out))
+    assert r.returncode == 0, r.stdout + r.stderr
+    receipt: dict[str, Any] = json.loads(out.read_text("utf-8"))
+    assert receipt["payment"]["paid"]
+    assert receipt["record"]["host"] == host.lower()
+    assert receipt["record"]["chain_station"] == own
     return receipt
 
 
@@ -241,6 +284,12 @@ def _cases(run: dict[str, Any], dead_rpc: str, rpc: str) -> list[dict[str, Any]]
         if kind == "another unit":
             # settled with every hash matching, but the record's unit is not the contract's
             cases.append({"name": "valid, another unit", "receipt": receipt,
+                          "options": {"rpc": rpc, "driver": driver}})
+            continue
+        if kind == "another host":
+            # settled with every hash matching, but the contract credited another account
+            # than the host the record names (the operator's own station index)
+            cases.append({"name": "valid, another host credited", "receipt": receipt,
                           "options": {"rpc": rpc, "driver": driver}})
             continue
         good = [
@@ -489,6 +538,10 @@ async def test_the_page_and_csms_verify_agree_on_every_receipt(
     another = [c["name"] for c in cases].index("valid, another unit")
     assert (expected[another]["status"], expected[another]["failed"]) == (
         "INVALID", {"payment"}), expected[another]
+    # a record naming another host than the one the contract credited: false
+    credited = [c["name"] for c in cases].index("valid, another host credited")
+    assert (expected[credited]["status"], expected[credited]["failed"]) == (
+        "INVALID", {"host"}), expected[credited]
     assert statuses["signed: signed meter data"] == "INVALID"
     assert "meter signature 1" in expected[[c["name"] for c in cases].index(
         "signed: signed meter data")]["failed"] | modules[[c["name"] for c in cases].index(

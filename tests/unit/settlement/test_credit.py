@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+from csms.service import defaults
 from settlement.chain import DriverState, Terms
 from settlement.credit import ChainCredit
 
@@ -100,3 +101,24 @@ def test_a_signed_session_gets_at_most_what_the_escrow_holds() -> None:
     assert judge(state(50_000), exposure(), signed) == (True, 9_000)
     assert judge(state(4_000), exposure(active=1, in_flight_minor=1_500),
                  signed) == (True, 2_500)
+
+
+def test_a_limit_below_the_floor_is_refused_whatever_the_escrow_holds() -> None:
+    """A session is stopped at a reading once its price nears its limit: a limit of a few
+    cents is mostly what the station delivers before the stop takes effect."""
+    floor = defaults.SESSION_LIMIT_FLOOR
+    rich = state(1_000_000, max_per_session=floor - 1)
+    credit = ChainCredit(cast(Any, None), cast(Any, None), reserve_minor=RESERVE)
+    decision = credit._covers(DRIVER, rich, rich.terms, None, exposure())
+    assert not decision.ok and f"below the {floor}" in decision.reason, decision
+    # a signed maximum amount the same
+    assert judge(rich, exposure(), signed=terms(max_per_session=1))[0] is False
+    # at the floor: accepted, limited to it
+    assert judge(state(1_000_000, max_per_session=floor), exposure()) == (True, floor)
+
+
+def test_the_floor_is_never_above_the_reserve() -> None:
+    credit = ChainCredit(cast(Any, None), cast(Any, None), reserve_minor=30,
+                         limit_floor_minor=100)
+    s = state(1_000, max_per_session=30)
+    assert credit._covers(DRIVER, s, s.terms, None, exposure()).session_limit == 30

@@ -26,6 +26,7 @@ const SELECTORS = {
   [selector("cards(uint256,bytes32)")]: "cards",
   [selector("driver_state(address)")]: "driver_state",
   [selector("unit()")]: "unit",
+  [selector("station(uint256)")]: "station",
 };
 const SETTLED = topic("Settled(uint256,uint256,uint256,bytes32,uint256,uint256)");
 const UNPAID = topic("Unpaid(uint256,uint256,uint256)");
@@ -305,6 +306,24 @@ export class SettlementReader {
       out = await this.ethCall(selector("unit()")); // a node that keeps no state of that block
     }
     return words(out.replace(/^0x/, ""))(0);
+  }
+
+  /** The host a station index pays (Settlement.vy station: who registered it) at the end
+   * of block, checksummed; the zero address for an index not registered. Written once, at
+   * the index's registration, so where the node keeps no state of that block, the same as
+   * now (an index registered after the block was unknown then: the contract paid none of
+   * its entries). */
+  async stationHost(index, block) {
+    const data = `${selector("station(uint256)")}${word(index)}`;
+    let out;
+    try {
+      out = await this.ethCall(data, block);
+    } catch {
+      out = await this.ethCall(data); // a node that keeps no state of that block
+    }
+    const host = words(out.replace(/^0x/, ""))(0);
+    if (host >> 160n) throw new ChainError("not an address");
+    return checksumAddress(host.toString(16).padStart(40, "0"));
   }
 
   /** The driver's limit per session in force at the end of block (the terms the contract

@@ -672,6 +672,9 @@ async function checkChain(v, r, rpc, driver, contract, cards, logWindow, confirm
   await checkDepth(v, r, reader, block, confirmations);
   const seq = int(record.seq);
   const paidOnChain = !unpaid.has(seq);
+  if (paidOnChain) { // an unpaid entry credited no one
+    await checkHost(v, record, reader, unpackEntry(r.packed).chain_station, block);
+  }
   const amount = unpackEntry(r.packed).price_minor;
   // the base units a billing unit is worth: the contract's (its code is Settlement's, so its
   // unit() is the one it took at its deploy), never the record's word: an operator writes
@@ -687,6 +690,19 @@ async function checkChain(v, r, rpc, driver, contract, cards, logWindow, confirm
     detail + (paidOnChain === r.paid ? "" : `; the receipt says ${r.paid ? "paid" : "unpaid"}`)
     + (units ? "" : `; the record says a billing unit is ${repr(record.unit)} base units, the contract ${unit}`)
     + (stated ? "" : `; the receipt says ${r.amount} x ${r.unit}`));
+}
+
+/** settlement/receipts.py _check_host: who was paid. The contract credits an entry to the
+ * host that registered its station index (station(index) at the settle block), never to the
+ * record's host, which it does not see: the two must be the same. Asked of an entry the
+ * contract paid (an unpaid one credited no one). */
+async function checkHost(v, record, reader, station, block) {
+  const credited = await reader.stationHost(station, block);
+  const named = truthy(record.host) ? str(record.host) : "";
+  const ok = /^0x[0-9a-fA-F]{40}$/.test(named) && named.toLowerCase() === credited.toLowerCase();
+  v.add("host", ok, ok
+    ? `the contract credits station ${station}'s sessions to ${credited}, the host the record names`
+    : `the contract credits station ${station}'s sessions to ${credited}, not to ${named || "no host"}, the host the record names: another account was paid`);
 }
 
 /** settlement/receipts.py _unit_of: the record's base units per billing unit (null: not a

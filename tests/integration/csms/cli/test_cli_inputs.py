@@ -93,3 +93,27 @@ def test_station_settings_are_audited_as_set_max_power_is(tmp_path: Path,
     assert r.returncode == 0, r.stderr
     # one entry more (`stations add S1` above is audited too)
     assert len(audit(db)) == len(before) + 1, audit(db)
+
+
+@pytest.mark.parametrize("hours", ["0.5", "0.01", "nan"])
+def test_an_authorization_too_short_to_be_settled_is_not_signed(tmp_path: Path,
+                                                                  hours: str) -> None:
+    """The central system accepts no authorization that expires before the session it
+    starts can charge and be settled (settlement.credit): the wallet does not sign one."""
+    from csms.service import defaults
+
+    def authorize(hours: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "csms", "wallet", "authorize", "--keystore",
+             str(tmp_path / "none.json"), "--password-file", str(tmp_path / "none.txt"),
+             "--station", "1", "--max-amount", "500", "--per-kwh", "40", "--hours", hours,
+             "--data-dir", str(tmp_path / "data")],
+            capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "200"})
+
+    r = authorize(hours)
+    assert_one_line_error(r)
+    floor = defaults.AUTHORIZATION_MIN_SECONDS / 3600
+    assert "--hours must be at least 0.65" in r.stderr and 0.64 < floor <= 0.65, r.stderr
+    # at the floor the wallet goes on (and stops at the keystore that is not there)
+    r = authorize("0.65")
+    assert r.returncode != 0 and "--hours" not in r.stderr, r.stderr

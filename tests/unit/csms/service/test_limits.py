@@ -9,7 +9,10 @@ from csms.domain.model import Session
 from csms.domain.tariff import Tariff
 from csms.service.limits import (
     EXPIRING_FLAG,
+    LIMIT_FLAG,
+    REFUSED_FLAG,
     LimitReached,
+    limit_overrun,
     limit_reached,
     price_so_far,
     stop_between_readings,
@@ -98,3 +101,43 @@ def test_a_signed_session_is_stopped_ahead_of_its_signature_s_expiry() -> None:
 def test_between_readings_a_session_without_a_limit_is_never_stopped() -> None:
     assert stop_between_readings(PER_MINUTE, session(10**9, limit=None), minutes(600), 30,
                                  int(T0.timestamp()), 1200) is None
+
+
+def completed(energy_wh: int, stop_minutes: float, limit: int | None = 100,
+              *flags: str) -> Session:
+    s = Session("CP1", "ocpp1.6", "7", T0, energy_wh=energy_wh, limit_minor=limit, id=7,
+                meter_start_wh=0, meter_stop_wh=energy_wh, stopped_at=minutes(stop_minutes))
+    s.flags = list(flags)
+    return s
+
+
+def test_a_session_far_past_its_limit_with_no_reading_ran_past_it_unasked() -> None:
+    # 30 kWh in an hour, no reading to stop it at: 1170 at the tariff, a limit of 100
+    assert limit_overrun(PER_KWH, completed(30_000, 60), []) == (1170, 0)
+    # a reading at its start or its stop is no interval inside it
+    assert limit_overrun(PER_KWH, completed(30_000, 60),
+                         [(T0, Decimal(0)), (minutes(60), Decimal(30_000))]) == (1170, 0)
+
+
+def test_past_its_limit_by_at_most_one_interval_like_its_latest_is_honest() -> None:
+    # a reading at 1200 Wh (47, 47 for one more: 94, no stop asked), stopped at 2700 Wh
+    # (105): past the limit by less than the interval before (47)
+    assert limit_overrun(PER_KWH, completed(2700, 2), [(minutes(1), Decimal(1200))]) is None
+    # ... stopped at 4000 Wh (156): more than one interval past it
+    assert limit_overrun(PER_KWH, completed(4000, 2),
+                         [(minutes(1), Decimal(1200))]) == (156, 47)
+    # the interval is the latest: 1200 Wh, then 100 Wh more (4)
+    assert limit_overrun(PER_KWH, completed(2700, 3), [
+        (minutes(2), Decimal(1300)), (minutes(1), Decimal(1200))]) == (105, 4)
+
+
+def test_within_its_limit_stopped_at_it_or_without_one_it_is_not_an_overrun() -> None:
+    assert limit_overrun(PER_KWH, completed(2500, 60), []) is None  # 98
+    # a stop was asked (taken or not): paid its limit, held for a refused stop only
+    for flags in ((LIMIT_FLAG,), (EXPIRING_FLAG,), (LIMIT_FLAG, REFUSED_FLAG)):
+        assert limit_overrun(PER_KWH, completed(30_000, 60, 100, *flags), []) is None
+    assert limit_overrun(PER_KWH, completed(30_000, 60, None), []) is None
+    # the session fee counts once, not in the margin: 0.50 + 0.10 a minute, a reading at 5
+    # minutes (50), stopped at 10 (150, limit 60): past it by 90, more than 50
+    assert limit_overrun(PER_MINUTE, completed(0, 10, 60),
+                         [(minutes(5), Decimal(0))]) == (150, 50)
