@@ -169,6 +169,10 @@ class Session:
     # start; None: no driver pays it, no limit (csms.service.limits)
     limit_minor: int | None = None
     id: int | None = None
+    # when the central system stored it (the storage's UTC wall clock at the insert): when
+    # its first message, the start, arrived. Never updated; None until stored (and in the
+    # tests' memory repository)
+    created_at: datetime | None = None
     # Billing, owned by settlement (the storage writes them with set_session_settlement,
     # never with update_session): the price once priced, and where settlement stands.
     price_minor: int | None = None

@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from csms.domain.energy import DEFAULT_MAX_POWER_W
-from csms.domain.model import AuthStatus, Session
+from csms.domain.model import AuthStatus, Session, Station
 from csms.domain.tariff import minor_prices
 from csms.service import defaults
 from csms.service.certificates import CertificateUseCases, Outbound
@@ -29,11 +29,11 @@ __all__ = ["START_BEFORE_AUTHORIZATION", "START_SENT_LATE", "ChargingCore"]
 
 log = logging.getLogger("csms.service")
 
-# a signed app session whose start the station dates before the driver's authorization
-# was given: held (BILLING_HOLD_FLAGS)
+# a signed app session whose start the station dates, by its own clock (as its stop shows
+# it), before the driver's authorization was given: held (BILLING_HOLD_FLAGS)
 START_BEFORE_AUTHORIZATION = "start_before_authorization"
-# a start the station dates long before it sent it, though it was connected since before
-# that start: held (BILLING_HOLD_FLAGS)
+# a start the station dates, by its own clock (as its stop shows it), long before it sent
+# it, though it was connected since before that start: held (BILLING_HOLD_FLAGS)
 START_SENT_LATE = "start_sent_late"
 
 
@@ -135,7 +135,7 @@ class ChargingCore:
                     await event.wait()
 
     async def _bind_signed(self, tx: Tx, station_id: str, tag: str, session: Session,
-                           remote_start_id: Any = None, *, reported_now: bool = True) -> bool:
+                           remote_start_id: Any = None) -> bool:
         """Bind the driver's signed authorization waiting at ``station_id`` for ``tag`` to
         ``session`` (True), unless the tariff valid at the session's start asks more than
         the driver signed for: the contract would not pay that session (above the signed
@@ -148,10 +148,9 @@ class ChargingCore:
         the ``remote_start_id`` sent with it, on 1.6 (no such id) a start with its tag at
         its station, on the connector the remote start named (if it named one), within
         ``remote_start_window`` after the station accepted the remote start; never after
-        the remote start failed (see settlement_sql). A start the station reports now
-        (``reported_now``: not a 2.0.1 transaction it reported before, started at plug-in,
-        the driver's app then starts) dated before the authorization was given is held
-        (:meth:`_start_after_authorization`)."""
+        the remote start failed (see settlement_sql). A start dated before the
+        authorization was given is held when the session completes (:meth:`_judge_start`:
+        the station's clock is known from its stop only)."""
         assert session.id is not None
         now = int(self.clock().timestamp())
         if not isinstance(remote_start_id, int) or isinstance(remote_start_id, bool) \
@@ -183,58 +182,83 @@ class ChargingCore:
             return False
         limit = row.get("limit_minor")
         session.limit_minor = int(limit if limit is not None else body["max_amount"])
-        if reported_now:
-            await self._start_after_authorization(tx, session, row)
         return True
 
-    async def _start_after_authorization(self, tx: Tx, session: Session,
-                                         authorization: dict[str, Any]) -> None:
-        """Hold (``start_before_authorization``, with a station event saying why) a session
-        bound to a driver's signed authorization whose start the station dates before the
-        authorization was given - kept just before its remote start was sent - less
-        ``time_future`` for the station's clock. The start is the station's word: one
-        dated days back, in a message that arrives within the remote start's window, makes
-        the session days long, at a price per minute up to the signed maximum for minutes
-        of charging. The driver signed for a session from then on."""
+    async def _judge_start(self, tx: Tx, session: Session, station: Station | None,
+                           now: datetime) -> None:
+        """At ``session``'s completion (``now``: when its stop arrived), hold it when the
+        station dated its start back, by its own clock, to make the session longer than it
+        ran (a price per minute, more energy allowed for its time): ``start_sent_late`` or
+        ``start_before_authorization``, each with a station event of its name saying why.
+
+        The station's clock is judged by its stop, not against ours: a station whose
+        clock runs behind (never synchronised; local time west of UTC sent as UTC) dates
+        its stop back as much as its start, and its session is as long as it ran. The
+        stop's lag (when it arrived less the time the station gives it) is the clock's
+        offset; the start corrected to our clock is its time plus that lag. The start's
+        lag (when the session was stored, ``created_at``, less its time) exceeds the
+        stop's by as much as the session is reported longer than it was seen to run:
+        up to ``time_future`` of that is a clock's drift; beyond it the start was dated
+        back, or kept while the station was offline and sent once it was back. It is
+        held only:
+
+        - ``start_sent_late``: the station's connection current now was made at or
+          before the corrected start (connected all along: a station sends its start as it
+          starts). A start kept offline and sent after the station connected again is not
+          held; nor is a start dated back before a reconnect during the session (fails
+          open).
+        - ``start_before_authorization``: the session is bound to a driver's signed
+          authorization given (kept just before its remote start was sent) no later than
+          the start arrived, and the corrected start is before it less ``time_future``:
+          time the driver never signed for. A 2.0.1 transaction reported before the
+          authorization was given (at plug-in, the app's token attached later) is not.
+
+        A stop kept in the station's queue has a large lag: the corrected start moves
+        later, nothing is held (an honest station never is). A station that dates its
+        start and its stop back alike reports the duration it ran: nothing to catch.
+        Costs no statement but for a session reported longer than it was seen to run
+        (the authorization's row); ``station`` is the one its completion read. Not for a
+        session whose start the station never reported as one (``unknown_transaction``,
+        ``started_missing``: held as such)."""
+        created, stopped = session.created_at, session.stopped_at
+        if created is None or stopped is None or session.id is None \
+                or "unknown_transaction" in session.flags \
+                or "started_missing" in session.flags:
+            return
+        stop_lag = now - stopped
+        if (created - session.started_at) - stop_lag <= self.time_future:
+            return  # as long as it was seen to run, within a clock's drift
+        corrected = session.started_at + stop_lag
+        detail = {"session_id": session.id, "transaction_id": session.transaction_id,
+                  "started_at": session.started_at.isoformat(),
+                  "received_at": created.isoformat(), "stopped_at": stopped.isoformat(),
+                  "stop_received_at": now.isoformat(),
+                  "corrected_start": corrected.isoformat()}
+        since = station.connected_at if station is not None else None
+        if since is not None and since <= corrected and START_SENT_LATE not in session.flags:
+            session.flag(START_SENT_LATE)
+            log.warning("! %s: session %s started %s by the station (%s by our clock),"
+                        " connected since %s, sent at %s", session.station_id, session.id,
+                        session.started_at.isoformat(), corrected.isoformat(),
+                        since.isoformat(), created.isoformat())
+            await tx.add_station_event(session.station_id, START_SENT_LATE, {
+                **detail, "connected_at": since.isoformat()}, now)
+        if START_BEFORE_AUTHORIZATION in session.flags:
+            return
+        authorization = await tx.authorization_of(session.id)
+        if authorization is None:
+            return
         given = datetime.fromisoformat(str(authorization["created_at"]))
         earliest = given - self.time_future
-        if session.started_at >= earliest or START_BEFORE_AUTHORIZATION in session.flags:
+        if created < given or corrected >= earliest:
             return
         session.flag(START_BEFORE_AUTHORIZATION)
-        log.warning("! %s: session %s started %s, before its driver's authorization (%s)",
-                    session.station_id, session.id, session.started_at.isoformat(),
-                    given.isoformat())
+        log.warning("! %s: session %s started %s (%s by our clock), before its driver's"
+                    " authorization (%s)", session.station_id, session.id,
+                    session.started_at.isoformat(), corrected.isoformat(), given.isoformat())
         await tx.add_station_event(session.station_id, START_BEFORE_AUTHORIZATION, {
-            "session_id": session.id, "transaction_id": session.transaction_id,
-            "tag": session.id_tag, "started_at": session.started_at.isoformat(),
-            "authorized_at": given.isoformat(), "not_before": earliest.isoformat()},
-            self.clock())
-
-    async def _start_sent_late(self, tx: Tx, session: Session) -> None:
-        """Hold (``start_sent_late``, with a station event saying why) a new session whose
-        start the station dates more than ``time_future`` before it arrives, though the
-        station has been connected since before that start (its connection now was made
-        at or before it). A start dated back makes a session longer than it ran (a price
-        per minute, more energy allowed for its time); a station connected all along sends
-        its start when it starts. A start kept while the station was offline and sent once
-        it connected again (its connection made after the start) is no such start; nor is
-        a clock behind by up to ``time_future``. Only a start that arrives late reads the
-        station (most arrive at once)."""
-        now = self.clock()
-        if now - session.started_at <= self.time_future:
-            return
-        station = await tx.get_station(session.station_id)
-        since = station.connected_at if station is not None else None
-        if since is None or since > session.started_at or START_SENT_LATE in session.flags:
-            return
-        session.flag(START_SENT_LATE)
-        log.warning("! %s: session %s started %s by the station, connected since %s, sent"
-                    " at %s", session.station_id, session.id, session.started_at.isoformat(),
-                    since.isoformat(), now.isoformat())
-        await tx.add_station_event(session.station_id, START_SENT_LATE, {
-            "session_id": session.id, "transaction_id": session.transaction_id,
-            "started_at": session.started_at.isoformat(), "connected_at": since.isoformat(),
-            "received_at": now.isoformat()}, now)
+            **detail, "tag": session.id_tag, "authorized_at": given.isoformat(),
+            "not_before": earliest.isoformat()}, now)
 
     async def covered(self, station_id: str, tag: str) -> bool:
         """Whether the escrow of the driver who linked ``tag`` covers a charge here (True

@@ -205,7 +205,8 @@ class SessionUseCases(SignedDataChecks):
 
         Unsigned readings first (csms.domain.energy), then the meter's signed ones
         (OCMF), which win where the two differ by a unit factor or the station sent none;
-        then plausibility. A session with any hold flag is not queued.
+        then plausibility; then its start, against the station's clock as its stop shows
+        it (:meth:`_judge_start`). A session with any hold flag is not queued.
         """
         assert session.id is not None
         before = billing_state(session)
@@ -276,6 +277,8 @@ class SessionUseCases(SignedDataChecks):
         for f in energy_flags(session.started_at, session.stopped_at, energy, limit):
             session.flag(f)
         await self._overrun(tx, session, data)
+        now = self.clock()  # when the stop arrived
+        await self._judge_start(tx, session, station, now)
         if (session.evse_id is None and energy > 0) \
                 or (session.evse_id is not None and session.evse_id < 1):
             # a session on no EVSE (or 1.6 connector 0, the whole station) escapes the
@@ -288,7 +291,6 @@ class SessionUseCases(SignedDataChecks):
             await self._overlaps(tx, session, session.stopped_at or session.started_at)
         session.status = SessionStatus.COMPLETED
         await tx.update_session(session)
-        now = self.clock()
         if not BILLING_HOLD_FLAGS.intersection(session.flags):
             check_billing_transition(before, BillingState.QUEUED)
             await tx.enqueue_settlement(session.id, now)
@@ -766,7 +768,6 @@ class SessionUseCases(SignedDataChecks):
             flagged = len(session.flags)
             await self._notes(tx, session, notes or [], "StartTransaction")
             await self._check_times(tx, session, [timestamp], "StartTransaction")
-            await self._start_sent_late(tx, session)
             await self._overlaps(tx, session, timestamp)
             if bound or len(session.flags) != flagged:
                 await tx.update_session(session)
@@ -1054,8 +1055,6 @@ class SessionUseCases(SignedDataChecks):
                 session.evse_id, session.connector_id = ev.evse_id, ev.connector_id
             if created and ev.event_type != "Ended":  # an Ended one: checked as it completes
                 await self._overlaps(tx, session, session.started_at)
-            if created and ev.event_type == "Started":
-                await self._start_sent_late(tx, session)
             if master and session.id_tag in (None, ev.id_tag):
                 auth = AuthStatus.INVALID
             if master and session.id_tag is None:
@@ -1084,7 +1083,7 @@ class SessionUseCases(SignedDataChecks):
                     if auth is AuthStatus.ACCEPTED:
                         auth = AuthStatus.NOT_AT_THIS_TIME  # reserved for another (H01)
                 if await self._bind_signed(tx, station_id, ev.id_tag, session,
-                                           ev.remote_start_id, reported_now=created) \
+                                           ev.remote_start_id) \
                         and auth is AuthStatus.UNKNOWN:
                     auth = AuthStatus.ACCEPTED  # authorized by the driver's signature
                 session.auth_status = auth.value if auth else None

@@ -131,7 +131,7 @@ def _session_of(row: tuple[Any, ...]) -> Session:
     (id_, station_id, connector_id, evse_id, id_tag, auth_status, ocpp_version,
      transaction_id, started_at, stopped_at, reported_meter_start_wh, reported_meter_stop_wh,
      meter_start_wh, meter_stop_wh, energy_wh, status, stop_reason, flags, last_seq_no,
-     start_key, limit_minor, price_minor, currency, settlement_state) = row
+     start_key, limit_minor, price_minor, currency, settlement_state, created_at) = row
     return Session(
         id=id_, station_id=station_id, connector_id=connector_id, evse_id=evse_id,
         id_tag=id_tag, auth_status=auth_status, ocpp_version=ocpp_version,
@@ -146,7 +146,7 @@ def _session_of(row: tuple[Any, ...]) -> Session:
         stop_reason=stop_reason,
         flags=orjson.loads(flags), last_seq_no=last_seq_no, start_key=start_key,
         limit_minor=limit_minor, price_minor=price_minor, currency=currency,
-        settlement_state=settlement_state,
+        settlement_state=settlement_state, created_at=dt_from_db(created_at),
     )
 
 
@@ -186,10 +186,10 @@ _SESSION_COLUMNS = (
     "reported_meter_stop_wh", "meter_start_wh", "meter_stop_wh", "energy_wh", "status",
     "stop_reason", "flags", "last_seq_no", "start_key", "limit_minor",
 )
-# What every read of sessions selects, as a tuple (no dict of 24 columns per row): the id,
+# What every read of sessions selects, as a tuple (no dict of 25 columns per row): the id,
 # _SESSION_COLUMNS, then what the use cases read besides
 _SESSION_READ = ", ".join(("id", *_SESSION_COLUMNS, "price_minor", "currency",
-                           "settlement_state"))
+                           "settlement_state", "created_at"))
 _SESSION_READ_S = ", ".join(f"s.{c}" for c in _SESSION_READ.split(", "))
 # A station's sessions on one EVSE started before a time and active or stopped after
 # another: two searches of the index by the stop (sessions_evse), never the station's
@@ -613,12 +613,13 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
     async def insert_session(self, session: Session, card: str | None = None) -> int:
         """Store a new session; its id (a 1.6 session's transactionId too). ``card``: the
         tag it starts on, which charges it to the card's link now (:meth:`bind_card`), in
-        the insert's statement where the engine allows."""
-        now = dt_to_db(datetime.now(UTC))
+        the insert's statement where the engine allows. Its ``created_at``: now."""
+        at = datetime.now(UTC)
+        now = dt_to_db(at)
         fields = _session_fields(session)
         values = _to_db(fields)
         sid = await self._insert_session_row(values, now, card)
-        session.id = sid
+        session.id, session.created_at = sid, at
         if not session.transaction_id:
             # 1.6 §5.6: the central system assigns an integer transactionId; the
             # session's own id is unique and never reused (_insert_session_row)

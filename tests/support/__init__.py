@@ -8,9 +8,10 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -24,8 +25,8 @@ from csms.service.ports import Tx
 from csms.service.views import session_json
 
 __all__ = [
-    "IN_CI", "LONG_AGO", "RunningServer", "csms_cli", "is_queued", "require_service",
-    "service_reachable", "station_events", "until",
+    "IN_CI", "LONG_AGO", "RunningServer", "csms_cli", "is_queued", "later",
+    "require_service", "service_reachable", "station_events", "until",
 ]
 
 # When test stations were registered, unless a test says otherwise: long before the fixed
@@ -203,6 +204,22 @@ async def is_queued(server: RunningServer, session_id: int) -> bool:
             "SELECT 1 AS x FROM settlement_queue WHERE session_id = ?", session_id) is not None
 
     return bool(await server.repo.read(work))
+
+
+@contextmanager
+def later(server: RunningServer, by: timedelta) -> Iterator[None]:
+    """The central system's clock ``by`` ahead of the real one meanwhile: what the server
+    handles then arrives, by its clock, ``by`` later than now (a station's message sent
+    later, without waiting). Where the storage stamps a row with the real time (a
+    session's ``created_at``), that time is not moved."""
+    assert server.app is not None
+    service = server.app.service
+    real: Callable[[], datetime] = service.clock
+    service.clock = lambda: datetime.now(UTC) + by
+    try:
+        yield
+    finally:
+        service.clock = real
 
 
 async def station_events(server: RunningServer, station_id: str,

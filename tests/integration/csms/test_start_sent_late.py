@@ -4,9 +4,11 @@
 A station connected all along sends a transaction's start as it starts; one that says, in a
 start it sends now, that the session started half an hour ago although it has been
 connected for an hour makes the session half an hour longer than it ran (a price per
-minute, more energy allowed for its time): held. A start kept while the station was
-offline and sent once it connected again, or dated a few minutes back by a clock behind,
-is no such start: billed as before.
+minute, more energy allowed for its time): held when it completes. The station's clock is
+judged by its own stop: one whose clock runs behind dates its start and its stop back
+alike, and its sessions are as long as they ran. A start kept while the station was
+offline and sent once it connected again, a stop sent late after a start sent at once, or
+a start dated a few minutes back by a clock behind, is no such start: billed as before.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 import pytest
 
 from csms.service.core import START_SENT_LATE
-from support import RunningServer, is_queued, station_events
+from support import RunningServer, is_queued, later, station_events
 from support.client import RawClient
 
 BOOT16 = {"chargePointVendor": "V", "chargePointModel": "M"}
@@ -137,3 +139,150 @@ async def test_a_clock_a_few_minutes_behind_is_not_held(
             else await session201(server, c, started)
     assert START_SENT_LATE not in await flags(server, station)
     assert await is_queued(server, sid)
+
+
+@pytest.mark.parametrize("csms_db", ["sqlite", pytest.param("postgres",
+                                                            marks=pytest.mark.postgres)],
+                         indirect=True)
+@pytest.mark.parametrize("behind", [timedelta(minutes=20), timedelta(hours=5)])
+async def test_a_station_whose_clock_is_behind_is_not_held_for_every_session(
+    server: RunningServer, behind: timedelta,
+) -> None:
+    """Connected for six hours, the station's clock runs ``behind`` (never synchronised,
+    or local time of UTC-5 sent as UTC): every time it sends is that far back, its start
+    sent at once, its stop a minute later by its own clock. Nothing was sent late; the
+    session is as long as it ran, and was billed before start_sent_late existed."""
+    async with await connect(server, "CP16", timedelta(hours=6)) as c:
+        started = datetime.now(UTC) - behind
+        answer = await c.result("StartTransaction", {
+            "connectorId": 1, "idTag": "T1", "meterStart": 0,
+            "timestamp": started.isoformat()})
+        await c.result("StopTransaction", {
+            "transactionId": int(answer["transactionId"]), "meterStop": 2000,
+            "timestamp": (started + timedelta(minutes=1)).isoformat(), "reason": "Local"})
+    assert START_SENT_LATE not in await flags(server, "CP16")
+    assert await station_events(server, "CP16", START_SENT_LATE) == []
+
+
+@pytest.mark.parametrize("station", ["CP16", "CP201"])
+async def test_a_start_dated_back_is_held_when_the_session_completes(
+    server: RunningServer, station: str,
+) -> None:
+    """The start dated half an hour back is judged when the session completes, against the
+    station's clock as its stop shows it (the stop is what tells a clock behind from a
+    start dated back): nothing is held while it runs, and it is held, never queued for
+    settlement, once its stop comes."""
+    started = datetime.now(UTC) - timedelta(minutes=30)
+    async with await connect(server, station, timedelta(hours=1)) as c:
+        if station == "CP16":
+            answer = await c.result("StartTransaction", {
+                "connectorId": 1, "idTag": "T1", "meterStart": 0,
+                "timestamp": started.isoformat()})
+        else:
+            await c.result("TransactionEvent", {
+                "eventType": "Started", "timestamp": started.isoformat(), "seqNo": 0,
+                "triggerReason": "Authorized", "transactionInfo": {"transactionId": "T1"},
+                "idToken": {"idToken": "T1", "type": "ISO14443"},
+                "evse": {"id": 1, "connectorId": 1},
+                "meterValue": [{"timestamp": started.isoformat(), "sampledValue": [{
+                    "value": 0, "context": "Transaction.Begin"}]}]})
+        [running] = await server.sessions(station)
+        assert running["status"] == "active" and START_SENT_LATE not in running["flags"]
+        assert await station_events(server, station, START_SENT_LATE) == []
+        end = datetime.now(UTC)
+        if station == "CP16":
+            await c.result("StopTransaction", {
+                "transactionId": int(answer["transactionId"]), "meterStop": 2000,
+                "timestamp": end.isoformat(), "reason": "Local"})
+        else:
+            await c.result("TransactionEvent", {
+                "eventType": "Ended", "timestamp": end.isoformat(), "seqNo": 1,
+                "triggerReason": "StopAuthorized",
+                "transactionInfo": {"transactionId": "T1", "stoppedReason": "Local"},
+                "evse": {"id": 1, "connectorId": 1},
+                "meterValue": [{"timestamp": end.isoformat(), "sampledValue": [{
+                    "value": 2000, "context": "Transaction.End"}]}]})
+    assert START_SENT_LATE in await flags(server, station)
+    assert not await is_queued(server, int(running["id"]))
+    [event] = await station_events(server, station, START_SENT_LATE)
+    assert datetime.fromisoformat(event["stopped_at"]) == end
+
+
+@pytest.mark.parametrize("station", ["CP16", "CP201"])
+async def test_a_session_kept_offline_and_replayed_on_reconnecting_is_not_held(
+    server: RunningServer, station: str,
+) -> None:
+    """Connected two hours ago, gone: a whole session, started 90 and stopped 30 minutes
+    ago, kept while offline, both its start and its stop sent on the new connection."""
+    first = await connect(server, station, timedelta(hours=2))
+    await first.close()
+    started = datetime.now(UTC) - timedelta(minutes=90)
+    stopped = datetime.now(UTC) - timedelta(minutes=30)
+    async with await connect(server, station, timedelta(0)) as c:
+        if station == "CP16":
+            answer = await c.result("StartTransaction", {
+                "connectorId": 1, "idTag": "T1", "meterStart": 0,
+                "timestamp": started.isoformat()})
+            await c.result("StopTransaction", {
+                "transactionId": int(answer["transactionId"]), "meterStop": 2000,
+                "timestamp": stopped.isoformat(), "reason": "Local"})
+        else:
+            for seq, kind, at in ((0, "Started", started), (1, "Ended", stopped)):
+                await c.result("TransactionEvent", {
+                    "eventType": kind, "timestamp": at.isoformat(), "seqNo": seq,
+                    "offline": True, "triggerReason": "Authorized",
+                    "transactionInfo": {"transactionId": "T1", **(
+                        {"stoppedReason": "Local"} if kind == "Ended" else {})},
+                    "evse": {"id": 1, "connectorId": 1},
+                    **({"idToken": {"idToken": "T1", "type": "ISO14443"}}
+                       if kind == "Started" else {}),
+                    "meterValue": [{"timestamp": at.isoformat(), "sampledValue": [{
+                        "value": 0 if kind == "Started" else 2000,
+                        "context": "Transaction.Begin" if kind == "Started"
+                        else "Transaction.End"}]}]})
+    assert START_SENT_LATE not in await flags(server, station)
+    assert await station_events(server, station, START_SENT_LATE) == []
+
+
+@pytest.mark.parametrize("csms_db", ["sqlite", pytest.param("postgres",
+                                                            marks=pytest.mark.postgres)],
+                         indirect=True)
+@pytest.mark.parametrize("station", ["CP16", "CP201"])
+async def test_a_stop_sent_late_after_a_start_sent_at_once_is_not_held(
+    server: RunningServer, station: str,
+) -> None:
+    """Connected for an hour, the station sends its start at once; its stop, an hour
+    later by its clock, reaches the central system only two hours after the start (kept
+    in the station's queue). The stop's lag moves the station's start later by our clock:
+    nothing was dated back, and nothing is held (``offline_events`` aside)."""
+    started = datetime.now(UTC)
+    stopped = started + timedelta(hours=1)
+    async with await connect(server, station, timedelta(hours=1)) as c:
+        if station == "CP16":
+            answer = await c.result("StartTransaction", {
+                "connectorId": 1, "idTag": "T1", "meterStart": 0,
+                "timestamp": started.isoformat()})
+            with later(server, timedelta(hours=2)):
+                await c.result("StopTransaction", {
+                    "transactionId": int(answer["transactionId"]), "meterStop": 2000,
+                    "timestamp": stopped.isoformat(), "reason": "Local"})
+        else:
+            await c.result("TransactionEvent", {
+                "eventType": "Started", "timestamp": started.isoformat(), "seqNo": 0,
+                "triggerReason": "Authorized", "transactionInfo": {"transactionId": "T1"},
+                "idToken": {"idToken": "T1", "type": "ISO14443"},
+                "evse": {"id": 1, "connectorId": 1},
+                "meterValue": [{"timestamp": started.isoformat(), "sampledValue": [{
+                    "value": 0, "context": "Transaction.Begin"}]}]})
+            with later(server, timedelta(hours=2)):
+                await c.result("TransactionEvent", {
+                    "eventType": "Ended", "timestamp": stopped.isoformat(), "seqNo": 1,
+                    "triggerReason": "StopAuthorized",
+                    "transactionInfo": {"transactionId": "T1", "stoppedReason": "Local"},
+                    "evse": {"id": 1, "connectorId": 1},
+                    "meterValue": [{"timestamp": stopped.isoformat(), "sampledValue": [{
+                        "value": 2000, "context": "Transaction.End"}]}]})
+    assert START_SENT_LATE not in await flags(server, station)
+    assert await station_events(server, station, START_SENT_LATE) == []
+    [session] = await server.sessions(station)
+    assert await is_queued(server, int(session["id"]))

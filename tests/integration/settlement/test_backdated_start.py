@@ -8,9 +8,10 @@ remoteStartId). The start's own timestamp is the station's word: one weeks befor
 remote start was even sent (yet within the registration window that holds
 ``time_implausible``) makes the session weeks long - at a per-minute price the driver signed
 for, billed up to the signed maximum for a few minutes' charge. Such a session is held
-(``start_before_authorization``) with a station event saying why; a start a clock a little
-behind dates back, or a 2.0.1 transaction reported at plug-in before the app started it,
-is billed as before.
+(``start_before_authorization``) when it completes, with a station event saying why: the
+station's clock is judged by its stop, so a clock behind (that dates its stop back as
+well), a stop kept in the station's queue and sent late, or a 2.0.1 transaction reported
+at plug-in before the app started it, is billed as before.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from csms.domain.tariff import Tariff
 from csms.service.core import START_BEFORE_AUTHORIZATION
 from csms.service.holds import billing_state
 from settlement import wallet
-from support import RunningServer, station_events
+from support import RunningServer, later, station_events
 from support.client import RawClient
 
 from .test_app_session_attacks import app_driver, online
@@ -66,7 +67,8 @@ async def start16_at(server: RunningServer, kit: Any, driver: Any,
                      start: datetime) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """A signed app session on CP16 (a per-minute tariff) whose StartTransaction, sent
     right after the remote start, says it started at ``start``; 1 kWh, stopped ten minutes
-    from now. The session and the station's ``start_before_authorization`` events."""
+    from now (its StopTransaction arrives then). The session and the station's
+    ``start_before_authorization`` events."""
     idx = await _on_chain(server, kit, "CP16")
     await per_minute(server, "CP16")
     auth = wallet.authorize(kit.chain, driver, idx["CP16"], max_per_kwh=39, max_per_minute=5,
@@ -80,10 +82,13 @@ async def start16_at(server: RunningServer, kit: Any, driver: Any,
             "connectorId": 1, "idTag": "APP1", "meterStart": 0,
             "timestamp": start.isoformat()})
         assert started["idTagInfo"]["status"] == "Accepted", started
-        await c.result("StopTransaction", {
-            "transactionId": started["transactionId"], "meterStop": 1000,
-            "timestamp": (datetime.now(UTC) + timedelta(minutes=10)).isoformat(),
-            "reason": "Local"})
+        [running] = await server.sessions("CP16")  # judged at its completion
+        assert START_BEFORE_AUTHORIZATION not in running["flags"], running
+        with later(server, timedelta(minutes=10)):
+            await c.result("StopTransaction", {
+                "transactionId": started["transactionId"], "meterStop": 1000,
+                "timestamp": (datetime.now(UTC) + timedelta(minutes=10)).isoformat(),
+                "reason": "Local"})
     [session] = await server.sessions("CP16")
     return session, await station_events(server, "CP16", START_BEFORE_AUTHORIZATION)
 
@@ -204,3 +209,98 @@ async def test_201_a_transaction_reported_at_plug_in_before_the_app_start_is_not
     assert await station_events(server, "CP201", START_BEFORE_AUTHORIZATION) == []
     row = await settled(server, int(session["id"]))
     assert row["settlement_state"] == "paid", row
+
+
+@pytest.mark.parametrize("behind", [timedelta(minutes=20), timedelta(hours=5)])
+async def test_a_station_clock_twenty_minutes_behind_is_not_held(
+    server: RunningServer, behind: timedelta,
+) -> None:
+    """An honest station whose clock runs twenty minutes behind (never synchronised; a
+    station sending local time of a zone west of UTC is hours behind): its start, sent at
+    once after the remote start, and its stop twelve minutes later are both twenty minutes
+    back by the central system's clock. The session is as long as it ran; nothing in it
+    is dated before the driver signed, by the station's own clock."""
+    kit, driver = app_driver(server)
+    idx = await _on_chain(server, kit, "CP16")
+    await per_minute(server, "CP16")
+    auth = wallet.authorize(kit.chain, driver, idx["CP16"], max_per_kwh=39, max_per_minute=5,
+                            max_amount=5_000, nonce=1, expiry=int(time.time()) + 7200)
+    async with online(server) as (c, _):
+        status, body = await _remote_start(server, c, "CP16",
+                                           {"tag": "APP1", "authorization": auth.as_json()})
+        assert status == 200, body
+        start = datetime.now(UTC) - behind
+        started = await c.result("StartTransaction", {
+            "connectorId": 1, "idTag": "APP1", "meterStart": 0,
+            "timestamp": start.isoformat()})
+        with later(server, timedelta(minutes=12)):  # sent twelve minutes later
+            await c.result("StopTransaction", {
+                "transactionId": started["transactionId"], "meterStop": 1000,
+                "timestamp": (start + timedelta(minutes=12)).isoformat(), "reason": "Local"})
+    [session] = await server.sessions("CP16")
+    assert START_BEFORE_AUTHORIZATION not in session["flags"], session["flags"]
+    assert await station_events(server, "CP16", START_BEFORE_AUTHORIZATION) == []
+    row = await settled(server, int(session["id"]))
+    assert row["settlement_state"] == "paid", row
+
+
+async def test_a_stop_sent_late_after_an_honest_start_is_not_held(
+    server: RunningServer,
+) -> None:
+    """The station starts the app session at once, by a clock that is right; its stop, an
+    hour later by that clock, is kept in its queue and arrives two hours after the start.
+    The stop's lag moves the start later by the central system's clock, never earlier:
+    settled as before, for the hour it reports (1 kWh: 0.39 + 3.00)."""
+    kit, driver = app_driver(server)
+    idx = await _on_chain(server, kit, "CP16")
+    await per_minute(server, "CP16")
+    auth = wallet.authorize(kit.chain, driver, idx["CP16"], max_per_kwh=39, max_per_minute=5,
+                            max_amount=5_000, nonce=1, expiry=int(time.time()) + 7200)
+    async with online(server) as (c, _):
+        status, body = await _remote_start(server, c, "CP16",
+                                           {"tag": "APP1", "authorization": auth.as_json()})
+        assert status == 200, body
+        start = datetime.now(UTC)
+        started = await c.result("StartTransaction", {
+            "connectorId": 1, "idTag": "APP1", "meterStart": 0,
+            "timestamp": start.isoformat()})
+        with later(server, timedelta(hours=2)):
+            await c.result("StopTransaction", {
+                "transactionId": started["transactionId"], "meterStop": 1000,
+                "timestamp": (start + timedelta(hours=1)).isoformat(), "reason": "Local"})
+    [session] = await server.sessions("CP16")
+    assert START_BEFORE_AUTHORIZATION not in session["flags"], session["flags"]
+    row = await settled(server, int(session["id"]))
+    assert row["settlement_state"] == "paid", row
+    assert row["price_minor"] == 339, row
+
+
+async def test_201_a_start_dated_back_then_bound_by_a_later_event_is_held(
+    server: RunningServer,
+) -> None:
+    """2.0.1: after the remote start was sent, the station reports a Started event with no
+    token dated 20 days back, then attaches the token and the remoteStartId in an Updated
+    event. The start arrived after the authorization was given: it is compared as one
+    reported with it, and held when the session completes."""
+    kit, driver = app_driver(server)
+    now = datetime.now(UTC)
+    async with await RawClient.connect(server.url, "CP201", ["ocpp2.0.1"]) as c:
+        await c.result("BootNotification", BOOT201)
+        remote = await signed201(server, c, kit, driver)
+        await event201(c, "Started", 0, now - timedelta(days=20),
+                       meterValue=[{"timestamp": now.isoformat(), "sampledValue": [
+                           {"value": 0, "context": "Transaction.Begin"}]}])
+        answer = await event201(c, "Updated", 1, datetime.now(UTC),
+                                idToken={"idToken": "APP1", "type": "Central"},
+                                info={"remoteStartId": remote})
+        assert answer["idTokenInfo"]["status"] == "Accepted", answer
+        end = now + timedelta(minutes=10)
+        with later(server, timedelta(minutes=10)):
+            await event201(c, "Ended", 2, end, info={"stoppedReason": "Local"},
+                           meterValue=[{"timestamp": end.isoformat(), "sampledValue": [
+                               {"value": 1000, "context": "Transaction.End"}]}])
+    [session] = await server.sessions("CP201")
+    assert START_BEFORE_AUTHORIZATION in session["flags"], session["flags"]
+    [event] = await station_events(server, "CP201", START_BEFORE_AUTHORIZATION)
+    assert event["transaction_id"] == "T1"
+    await held_unpaid(server, kit, driver, int(session["id"]))
