@@ -117,7 +117,7 @@ class ChainCredit:
             return CreditDecision(False, "the driver has no escrow", driver)
         if not linked:
             return CreditDecision(False, "the driver has not linked this card on chain"
-                                  " (or unlinked it)", driver)
+                                  " (or unlinked it)", driver, card_unlinked=True)
         terms = state.terms_ahead(int(time.time()))
         if not terms.allow_cards:
             return CreditDecision(False, "the driver accepts no card sessions", driver)

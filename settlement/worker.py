@@ -35,7 +35,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from csms.domain.energy import watts
-from csms.domain.model import AuthStatus, Session
+from csms.domain.model import AuthStatus, Session, registry_disowns
 from csms.domain.tariff import price_minor
 from csms.service import defaults
 from csms.service.billing import BillingState, billing_state, check_billing_transition
@@ -86,16 +86,20 @@ def _now() -> datetime:
 async def card_of_session(tx: Tx, session: Session) -> dict[str, Any] | None:
     """The card link a session is charged on: as it was when the session started (a card
     unlinked or linked to another driver since changes nothing of it; a card of no driver
-    then, or one the central system refused at the start: None, whoever links it since),
-    else - a session stored before the link at the start was kept - as it is now, but never
-    for a card the central system answered other than Accepted: a driver is not charged
-    for a session its card was refused for (Blocked, NoCredit, Expired, Invalid...: a
-    station that charges anyway, offline or dishonest, charges nobody's escrow)."""
+    then, or one refused at the start as not its driver's then - unlinked on chain, unknown,
+    blocked or expired in the registry: None, whoever links it since), else - a session
+    stored before the link at the start was kept - as it is now, but never for a card
+    refused that the operator's registry disowns at the session's start
+    (:func:`registry_disowns`: a station that charges anyway, offline or dishonest, charges
+    nobody's escrow). A card refused by the escrow (no credit) stays its driver's."""
     assert session.id is not None
     bound = await tx.session_card(session.id)
     if bound is not None:
         return bound if bound["driver"] else None
-    if session.id_tag is None or session.auth_status not in (None, AuthStatus.ACCEPTED):
+    if session.id_tag is None:
+        return None
+    if session.auth_status not in (None, AuthStatus.ACCEPTED) \
+            and registry_disowns(await tx.get_tag(session.id_tag), session.started_at):
         return None
     return await tx.card_of(session.id_tag)
 

@@ -23,6 +23,7 @@ __all__ = [
     "Station",
     "TagStatus",
     "ValueNote",
+    "registry_disowns",
 ]
 
 
@@ -105,6 +106,16 @@ class IdTag:
         if self.expires_at is not None and self.expires_at <= now:
             return AuthStatus.EXPIRED
         return AuthStatus.ACCEPTED
+
+
+def registry_disowns(tag: IdTag | None, started_at: datetime) -> bool:
+    """Whether the operator's registry makes a session started on ``tag`` at
+    ``started_at`` nobody's to pay: the tag unknown to it (None), blocked (reported stolen
+    to the operator, say) or expired by the session's start. Expiry is judged at the start,
+    not when the station sends it: a session an offline station started while the card was
+    valid, and sent after the card expired, is its driver's. The driver brings none of
+    these about (the operator keeps the registry)."""
+    return tag is None or tag.authorize(started_at) is not AuthStatus.ACCEPTED
 
 
 @dataclass(slots=True)

@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from csms.domain.energy import DEFAULT_MAX_POWER_W
-from csms.domain.model import AuthStatus, Session, Station
+from csms.domain.model import AuthStatus, Session, Station, registry_disowns
 from csms.domain.tariff import minor_prices
 from csms.service import defaults
 from csms.service.certificates import CertificateUseCases, Outbound
@@ -259,6 +259,23 @@ class ChargingCore:
         await tx.add_station_event(session.station_id, START_BEFORE_AUTHORIZATION, {
             **detail, "tag": session.id_tag, "authorized_at": given.isoformat(),
             "not_before": earliest.isoformat()}, now)
+
+    async def _bind_refused(self, tx: Tx, session: Session, tag: str, cover: Cover) -> None:
+        """The payer of ``session``, started on ``tag`` and refused (not Accepted), bound
+        with the session's insert to the driver the card is linked to: nobody instead
+        (``bind_no_payer``) when the refusal means the card was not the driver's to be
+        charged for at the session's start, by a cause the driver cannot bring about after
+        the station started - the card unlinked on chain (``cover``), or unknown, blocked
+        or expired at the start in the operator's registry (:func:`registry_disowns`). A
+        refusal of the escrow (a withdrawal announced, a balance or the day's limit too
+        low, terms) or of a chain that could not be read keeps the driver as payer: the
+        answer is judged when the start arrives, the driver may have been accepted
+        (Authorize) and the station started on it, and the driver could announce a
+        withdrawal then take it back to charge for free; the contract's own checks decide
+        what the escrow pays when the session is settled."""
+        assert session.id is not None
+        if cover.card_unlinked or registry_disowns(await tx.get_tag(tag), session.started_at):
+            await tx.bind_no_payer(session.id, tag)
 
     async def covered(self, station_id: str, tag: str) -> bool:
         """Whether the escrow of the driver who linked ``tag`` covers a charge here (True

@@ -41,6 +41,12 @@ class CreditDecision:
     # what the answer was judged on besides the database (the escrow and terms read from
     # the chain, the tariff): :meth:`CreditCheck.confirm` judges it again on these
     basis: Any = field(default=None, compare=False, repr=False)
+    # of a refusal: the driver no longer links the card on chain (lost, stolen): the card
+    # is not the driver's to be charged for, so a session a station starts on it anyway is
+    # charged to nobody. Every other refusal of the escrow (a withdrawal announced, a
+    # balance or day too low, terms, a chain that could not be read) leaves the card its
+    # driver's: the driver could bring those about after the station started, and undo them
+    card_unlinked: bool = False
 
 
 class CreditCheck(Protocol):
@@ -82,6 +88,14 @@ class Cover:
                 log.info("= %s may not charge: %s", decision.driver, decision.reason)
         self.confirmed = decision
         return decision.ok
+
+    @property
+    def card_unlinked(self) -> bool:
+        """Whether the escrow refused the card as its driver no longer links it on chain
+        (:attr:`CreditDecision.card_unlinked`): a session started on it is charged to
+        nobody."""
+        decision = self.confirmed if self.confirmed is not None else self.decision
+        return decision is not None and not decision.ok and decision.card_unlinked
 
     @property
     def limit(self) -> int | None:

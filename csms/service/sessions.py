@@ -752,7 +752,7 @@ class SessionUseCases(SignedDataChecks):
             # its payer, bound with it: the driver the card is linked to now, or nobody (a
             # card unlinked, linked to another driver or linked at all only before the
             # session is settled changes nothing of it); nobody either once the card is
-            # refused below (a station may charge anyway)
+            # refused below as not the driver's at the start (a station may charge anyway)
             await tx.insert_session(session, card=id_tag)
             assert session.id is not None
             if reservation is not None:
@@ -763,8 +763,8 @@ class SessionUseCases(SignedDataChecks):
                 auth = AuthStatus.ACCEPTED
                 session.auth_status = auth.value
                 session.flags = [f for f in session.flags if f != "auth_unknown"]
-            if auth is not AuthStatus.ACCEPTED:
-                await tx.bind_no_payer(session.id, id_tag)  # refused: charged to nobody
+            if auth is not AuthStatus.ACCEPTED:  # refused: nobody pays, for some causes
+                await self._bind_refused(tx, session, id_tag, cover)
             flagged = len(session.flags)
             await self._notes(tx, session, notes or [], "StartTransaction")
             await self._check_times(tx, session, [timestamp], "StartTransaction")
@@ -1091,7 +1091,7 @@ class SessionUseCases(SignedDataChecks):
                     await tx.bind_card(session.id, ev.id_tag)
                 if auth is not None and auth is not AuthStatus.ACCEPTED:
                     session.flag(f"auth_{auth.value.lower()}")
-                    await tx.bind_no_payer(session.id, ev.id_tag)  # refused: nobody pays
+                    await self._bind_refused(tx, session, ev.id_tag, cover)  # who pays
             previous = await self._previous_reading(tx, session) if with_cost \
                 and session.limit_minor is not None and ev.event_type != "Ended" else None
             if ev.samples:

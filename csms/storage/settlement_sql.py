@@ -155,10 +155,11 @@ class SettlementSql(ABC):
         await self.write(_BIND_CARD, session_id, *card_link_params(tag))
 
     async def bind_no_payer(self, session_id: int, tag: str) -> None:
-        """The session started on ``tag`` and the card was refused (not Accepted): charged
-        to nobody, whoever the card is linked to, now or later - a driver is charged only
-        for a session the central system accepted the card for. It replaces the row bound
-        with the session's insert (:meth:`bind_card`, before the answer was final)."""
+        """The session started on ``tag`` and the card was refused as not its driver's to be
+        charged for at the start (unlinked on chain, unknown, blocked or expired in the
+        registry: ``ChargingCore._bind_refused``): charged to nobody, whoever the card is
+        linked to, now or later. It replaces the row bound with the session's insert
+        (:meth:`bind_card`, before the answer was final)."""
         await self.write(_BIND_NO_PAYER, session_id, tag)
 
     async def session_card(self, session_id: int) -> dict[str, Any] | None:

@@ -5,11 +5,16 @@ real chain (py-evm).
 docs/settlement.md, "Before charging": a card is accepted only while it is still linked on
 chain - "a driver who unlinks a lost card is not charged for it again". A station charges
 whatever the answer (offline with its authorization cache, or a dishonest one): the session
-is kept, but the escrow of a driver who unlinked the card must not pay for it.
+is kept, but the escrow of a driver who unlinked the card must not pay for it. Only refusals
+that make the card not its driver's at the session's start do so (unlinked on chain;
+blocked, unknown or expired at the start in the registry): a refusal of the escrow, which
+the driver can bring about after the station started and undo, leaves it the driver's.
 """
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,7 +30,7 @@ from support.chainkit import Kit
 from support.client import RawClient
 
 from .test_card_payer import charge, settled
-from .test_credit import BOOT16, settling
+from .test_credit import BOOT16, BOOT201, settling
 
 
 @pytest.fixture
@@ -169,3 +174,188 @@ async def test_a_refused_cards_session_is_bound_to_nobody(db: str) -> None:
         assert exposure["active"] == 0, exposure
     finally:
         await repo.close()
+
+
+async def test_an_authorized_card_pays_despite_a_withdrawal_announced_before_its_start(
+    server: RunningServer,
+) -> None:
+    """1.6 §4.1: the station asks Authorize (Accepted), waits for the car and starts; its
+    StartTransaction comes once the energy flows. Meanwhile the driver announced a
+    withdrawal of the whole escrow (request_withdrawal: the balance stays, the notice
+    period keeps it there for the sessions under way), so the StartTransaction's check
+    answers no credit. The central system accepted the card, the honest station charged on
+    that answer, the escrow still holds the money: the driver pays. A refusal the driver
+    can bring about after the station started (and undo after, request_withdrawal(0))
+    must not make the session free for the driver at its host's expense."""
+    kit, driver = await linked_card(server, "CARD")
+    await server.add_tag("CARD")
+    server.app.service.credit.cache_seconds = 0  # type: ignore[union-attr]  # seconds pass
+    start = datetime.now(UTC) - timedelta(minutes=30)
+    async with await RawClient.connect(server.url, "CP16", ["ocpp1.6"]) as c:
+        await c.result("BootNotification", BOOT16)
+        authorized = await c.result("Authorize", {"idTag": "CARD"})
+        assert authorized["idTagInfo"]["status"] == "Accepted", authorized
+        wallet.request_withdrawal(kit.chain, driver, 10_000)  # while the car is plugged in
+        started = await c.result("StartTransaction", {
+            "connectorId": 1, "idTag": "CARD", "meterStart": 0,
+            "timestamp": start.isoformat()})
+        await c.result("StopTransaction", {
+            "transactionId": started["transactionId"], "meterStop": 5000,
+            "timestamp": datetime.now(UTC).isoformat(), "reason": "Local"})
+    wallet.request_withdrawal(kit.chain, driver, 0)  # and taken back
+    row = await settled(server, int(started["transactionId"]))
+    assert row["settlement_state"] == "paid", (started["idTagInfo"], row)
+    assert kit.balance(driver) < 10_000, row
+
+
+async def test_a_session_started_offline_before_the_card_expired_is_charged_to_its_driver(
+    server: RunningServer,
+) -> None:
+    """The station was offline: the card (valid until an hour ago) started a session three
+    hours ago, which the station sends on reconnecting, after the card's expiry. The
+    answer says Expired (the card is expired now), but it was valid when the driver
+    charged: the session is the driver's, as it was before refused cards were bound to
+    nobody."""
+    kit, driver = await linked_card(server, "CARD")
+    await server.add_tag("CARD", expires=datetime.now(UTC) - timedelta(hours=1))
+    start = datetime.now(UTC) - timedelta(hours=3)
+    async with await RawClient.connect(server.url, "CP16", ["ocpp1.6"]) as c:
+        await c.result("BootNotification", BOOT16)
+        started = await c.result("StartTransaction", {
+            "connectorId": 1, "idTag": "CARD", "meterStart": 0,
+            "timestamp": start.isoformat()})
+        await c.result("StopTransaction", {
+            "transactionId": started["transactionId"], "meterStop": 5000,
+            "timestamp": (start + timedelta(minutes=30)).isoformat(), "reason": "Local"})
+    row = await settled(server, int(started["transactionId"]))
+    assert row["settlement_state"] == "paid", (started["idTagInfo"], row)
+    assert kit.balance(driver) < 10_000, row
+
+
+async def session_between(server: RunningServer, version: str, tag: str, start: datetime,
+                          stop: datetime, meanwhile: Callable[[], Awaitable[None]]
+                          | None = None) -> tuple[int, str]:
+    """A session of ``tag`` from ``start`` to ``stop`` (5,000 Wh), the card authorized first
+    (Authorize, its answer not asked), ``meanwhile`` done between the Authorize and the
+    start; its id and the answer to its start."""
+    if version == "1.6":
+        async with await RawClient.connect(server.url, "CP16", ["ocpp1.6"]) as c:
+            await c.result("BootNotification", BOOT16)
+            await c.result("Authorize", {"idTag": tag})
+            if meanwhile is not None:
+                await meanwhile()
+            started = await c.result("StartTransaction", {
+                "connectorId": 1, "idTag": tag, "meterStart": 0,
+                "timestamp": start.isoformat()})
+            await c.result("StopTransaction", {
+                "transactionId": started["transactionId"], "meterStop": 5000,
+                "timestamp": stop.isoformat(), "reason": "Local"})
+        return int(started["transactionId"]), str(started["idTagInfo"]["status"])
+    token = {"idToken": tag, "type": "ISO14443"}
+    async with await RawClient.connect(server.url, "CP201", ["ocpp2.0.1"]) as c:
+        await c.result("BootNotification", BOOT201)
+        await c.result("Authorize", {"idToken": token})
+        if meanwhile is not None:
+            await meanwhile()
+        answer = await c.result("TransactionEvent", {
+            "eventType": "Started", "timestamp": start.isoformat(),
+            "triggerReason": "Authorized", "seqNo": 0,
+            "transactionInfo": {"transactionId": f"T-{tag}", "chargingState": "Charging"},
+            "idToken": token, "evse": {"id": 1, "connectorId": 1},
+            "meterValue": [{"timestamp": start.isoformat(), "sampledValue": [
+                {"value": 0, "context": "Transaction.Begin"}]}]})
+        await c.result("TransactionEvent", {
+            "eventType": "Ended", "timestamp": stop.isoformat(),
+            "triggerReason": "StopAuthorized", "seqNo": 1,
+            "transactionInfo": {"transactionId": f"T-{tag}", "stoppedReason": "Local"},
+            "meterValue": [{"timestamp": stop.isoformat(), "sampledValue": [
+                {"value": 5000, "context": "Transaction.End"}]}]})
+    [session] = [s for s in await server.sessions() if s["id_tag"] == tag]
+    return int(session["id"]), str(answer["idTokenInfo"]["status"])
+
+
+async def payer(server: RunningServer, sid: int) -> str:
+    """The driver a session is bound to at its start ('' for nobody)."""
+    async def work(tx: Any) -> str:
+        return str((await tx.session_card(sid))["driver"])
+
+    return await server.repo.read(work)
+
+
+ESCROW_CAUSES = ["withdrawal", "no_card_sessions", "chain_unreadable"]
+# the terms Kit.driver gives a driver
+TERMS = {"max_per_kwh": 40, "max_session_fee": 50, "max_per_session": 10_000,
+         "max_per_day": 1_000_000}
+
+
+@pytest.mark.parametrize("cause", ESCROW_CAUSES)
+@pytest.mark.parametrize("version", ["1.6", "2.0.1"])
+async def test_a_card_the_escrow_refused_at_its_start_stays_its_drivers(
+    server: RunningServer, version: str, cause: str,
+) -> None:
+    """The driver's card is accepted (Authorize), then the start is refused for a cause of
+    the escrow the driver can bring about in between and undo after (a withdrawal of the
+    whole escrow announced, card sessions turned off on chain), or because the chain could
+    not be read then: the session is still its driver's, and once the cause is gone the
+    contract pays it. Only the card unlinked on chain binds nobody
+    (test_a_card_the_driver_unlinked_on_chain_is_not_charged_when_a_station_charges_anyway)."""
+    kit, driver = await linked_card(server, "CARD")
+    await server.add_tag("CARD")
+    credit = server.app.service.credit
+    credit.cache_seconds = 0  # type: ignore[union-attr]  # each check reads the chain
+    chain = kit.chain
+
+    async def refuse() -> None:
+        if cause == "withdrawal":
+            wallet.request_withdrawal(chain, driver, 10_000)
+        elif cause == "no_card_sessions":
+            wallet.set_terms(chain, driver, wallet.DriverTerms(**TERMS, allow_cards=False))
+        else:  # a node without the contract's address: nothing of the escrow is readable
+            broken = copy.copy(chain)
+            broken.contract_address = None
+            credit.chain = broken  # type: ignore[union-attr]
+
+    start = datetime.now(UTC) - timedelta(minutes=30)
+    sid, answer = await session_between(server, version, "CARD", start, datetime.now(UTC),
+                                        refuse)
+    assert answer == ("Blocked" if version == "1.6" else "NoCredit"), answer
+    assert await payer(server, sid) == driver.address.lower()
+    # undone: the withdrawal taken back, card sessions on again, the chain readable
+    if cause == "withdrawal":
+        wallet.request_withdrawal(chain, driver, 0)
+    elif cause == "no_card_sessions":
+        wallet.set_terms(chain, driver, wallet.DriverTerms(**TERMS))
+    credit.chain = chain  # type: ignore[union-attr]
+    row = await settled(server, sid)
+    assert row["settlement_state"] == "paid", row
+    assert kit.balance(driver) < 10_000, row
+
+
+@pytest.mark.parametrize("version", ["1.6", "2.0.1"])
+async def test_a_card_expired_after_its_offline_session_started_pays_and_before_does_not(
+    server: RunningServer, version: str,
+) -> None:
+    """An offline station sends, an hour after the card expired, a session started three
+    hours ago: the card's expiry is judged at the session's start. It was valid then: the
+    driver pays (the answer still says Expired, the card is expired now). The same session
+    started after the expiry is charged to nobody."""
+    expiry = datetime.now(UTC) - timedelta(hours=1)
+    kit, driver = await linked_card(server, "CARD")
+    await server.add_tag("CARD", expires=expiry)
+    before = expiry - timedelta(hours=2)
+    sid, answer = await session_between(server, version, "CARD", before,
+                                        before + timedelta(minutes=30))
+    assert answer == "Expired", answer
+    assert await payer(server, sid) == driver.address.lower()
+    assert (await settled(server, sid))["settlement_state"] == "paid"
+    paid = kit.balance(driver)
+    assert paid < 10_000
+    _, other = await linked_card(server, "LATE")
+    await server.add_tag("LATE", expires=expiry)
+    after = expiry + timedelta(minutes=5)
+    sid, answer = await session_between(server, version, "LATE", after,
+                                        after + timedelta(minutes=30))
+    assert answer == "Expired", answer
+    assert await payer(server, sid) == ""
+    assert (await settled(server, sid))["settlement_state"] == "unpaid"
+    assert kit.balance(other) == 10_000

@@ -530,6 +530,67 @@ async def test_201_unknown_tag_and_no_credit(service: ChargingService,
     assert flags == {"TX-1": ["auth_unknown"], "TX-2": ["auth_nocredit"]}
 
 
+class Decided(Credit):
+    """The escrows' answers as decisions: why a card may not charge, its cause included."""
+
+    def __init__(self, decisions: dict[str, CreditDecision]) -> None:
+        super().__init__()
+        self.decisions = decisions
+
+    async def check(self, station_id: str, tag: str) -> CreditDecision | None:
+        return self.decisions.get(tag)
+
+
+DRIVER = "0xdriver"
+# what the escrow says of a card (None: accepted there), its registry entry, and who pays a
+# session started on it at T0 and sent at NOW (a station charges whatever the answer)
+PAYERS = {
+    # the escrow: the driver can announce a withdrawal, spend the day's limit, lower
+    # terms... after the station started, and undo it: the card stays its driver's
+    "no_credit": (CreditDecision(False, "the escrow covers 0, a session needs 2000", DRIVER),
+                  IdTag("CARD"), DRIVER),
+    "chain_unreadable": (CreditDecision(False, "the driver's escrow cannot be read now",
+                                        DRIVER), IdTag("CARD"), DRIVER),
+    # the card unlinked on chain: not the driver's any more (lost, stolen)
+    "unlinked": (CreditDecision(False, "unlinked", DRIVER, card_unlinked=True),
+                 IdTag("CARD"), ""),
+    # the operator's registry: blocked (reported stolen), unknown, expired before the start
+    "blocked": (None, IdTag("CARD", status="blocked"), ""),
+    "unknown": (None, None, ""),
+    "expired_before_the_start": (None, IdTag("CARD", expires_at=T0 - timedelta(seconds=1)),
+                                 ""),
+    # valid when the session started, expired when the station (offline) sent its start
+    "expired_after_the_start": (None, IdTag("CARD", expires_at=T0 + timedelta(minutes=1)),
+                                DRIVER),
+}
+
+
+@pytest.mark.parametrize("version", ["1.6", "2.0.1"])
+@pytest.mark.parametrize("cause", sorted(PAYERS))
+async def test_a_refused_cards_payer_follows_the_refusals_cause(
+    service: ChargingService, state: MemoryState, version: str, cause: str,
+) -> None:
+    """A card refused at the start charges nobody only when it was not its driver's to be
+    charged for when the session started, by a cause the driver cannot bring about after
+    the station started: unlinked on chain, blocked or unknown in the registry, expired
+    before the start. Refused by the escrow, or by a chain that could not be read, it
+    stays its driver's (the contract's own checks decide what it pays)."""
+    decision, tag, payer = PAYERS[cause]
+    service.credit = Decided({"CARD": decision} if decision is not None else {})
+    state.cards["CARD"] = {"driver": DRIVER, "salt": "0x01", "commitment": "0x0a"}
+    if tag is not None:
+        state.tags["CARD"] = tag
+    if version == "1.6":
+        _, status, _ = await service.start_transaction("CP1", 1, "CARD", Decimal(0), T0)
+    else:
+        status = await service.transaction_event("CP1", TransactionEventIn(
+            "Started", T0, "Authorized", 0, "TX-C", evse_id=1, connector_id=1, id_tag="CARD"))
+    assert status is not AuthStatus.ACCEPTED
+    [session] = state.sessions.values()
+    assert session.id is not None
+    assert state.session_cards[session.id]["driver"] == payer, status
+
+
 # -- signed meter data ----------------------------------------------------------------------
 async def test_a_signed_meter_record_is_verified_and_wins(
     service: ChargingService, state: MemoryState,
