@@ -134,6 +134,29 @@ async def _real_run(server: RunningServer, folder: Path) -> dict[str, Any]:
             "state": data_dir / "anvil-state.json"}
 
 
+async def _one_more_session(server: RunningServer, seed: int) -> int:
+    """One more unsigned session of a simulated station on ``server``: its id."""
+    before = {s["id"] for s in await server.sessions()}
+    fleet = Fleet(server.url, 1, mix=True, prefix="PLAIN", meter_interval=0.05, seed=seed,
+                  power_kw=22, signed=False)
+    await fleet.start()
+    summary = await fleet.run_sessions(1, 0.5, TAG)
+    await fleet.close()
+    assert summary.errors == 0
+    [sid] = [s["id"] for s in await server.sessions() if s["id"] not in before]
+    return int(sid)
+
+
+async def _paid_receipt(env: dict[str, str], folder: Path, sid: int) -> dict[str, Any]:
+    """``csms receipt`` of session ``sid``, settled and paid."""
+    out = folder / f"receipt-{sid}.json"
+    r = await asyncio.to_thread(csms, env, "receipt", str(sid), "-o", str(out))
+    assert r.returncode == 0, r.stdout + r.stderr
+    receipt: dict[str, Any] = json.loads(out.read_text("utf-8"))
+    assert receipt["payment"]["paid"]
+    return receipt
+
+
 async def _another_unit(server: RunningServer, folder: Path,
                         env: dict[str, str]) -> dict[str, Any]:
     """The receipt of one more session, settled by an operator's worker that writes another
@@ -142,14 +165,7 @@ async def _another_unit(server: RunningServer, folder: Path,
     billing unit where the contract took 1)."""
     from settlement.worker import SettlementWorker
 
-    before = {s["id"] for s in await server.sessions()}
-    fleet = Fleet(server.url, 1, mix=True, prefix="PLAIN", meter_interval=0.05, seed=22,
-                  power_kw=22, signed=False)
-    await fleet.start()
-    summary = await fleet.run_sessions(1, 0.5, TAG)
-    await fleet.close()
-    assert summary.errors == 0
-    [sid] = [s["id"] for s in await server.sessions() if s["id"] not in before]
+    sid = await _one_more_session(server, 22)
     chain = await asyncio.to_thread(open_chain, "local", folder / "chain")
     try:
         worker = SettlementWorker(server.repo, chain)
@@ -159,11 +175,7 @@ async def _another_unit(server: RunningServer, folder: Path,
         await worker.run_once()
     finally:
         await asyncio.to_thread(chain.close)
-    out = folder / f"receipt-{sid}.json"
-    r = await asyncio.to_thread(csms, env, "receipt", str(sid), "-o", str(out))
-    assert r.returncode == 0, r.stdout + r.stderr
-    receipt: dict[str, Any] = json.loads(out.read_text("utf-8"))
-    assert receipt["payment"]["paid"]
+    receipt = await _paid_receipt(env, folder, sid)
     assert receipt["record"]["unit"] == receipt["payment"]["unit"] == 10**16
     return receipt
 
@@ -176,14 +188,7 @@ async def _another_host(server: RunningServer, folder: Path, env: dict[str, str]
     operator."""
     from settlement.worker import SettlementWorker
 
-    before = {s["id"] for s in await server.sessions()}
-    fleet = Fleet(server.url, 1, mix=True, prefix="PLAIN", meter_interval=0.05, seed=23,
-                  power_kw=22, signed=False)
-    await fleet.start()
-    summary = await fleet.run_sessions(1, 0.5, TAG)
-    await fleet.close()
-    assert summary.errors == 0
-    [sid] = [s["id"] for s in await server.sessions() if s["id"] not in before]
+    sid = await _one_more_session(server, 23)
     chain = await asyncio.to_thread(open_chain, "local", folder / "chain")
     try:
         own = await asyncio.to_thread(chain.register_station, 22_000)
@@ -200,11 +205,7 @@ async def _another_host(server: RunningServer, folder: Path, env: dict[str, str]
         await SettlementWorker(server.repo, chain).run_once()
     finally:
         await asyncio.to_thread(chain.close)
-    out = folder / f"receipt-{sid}.json"
-    r = await asyncio.to_thread(csms, env, "receipt", str(sid), "-o", str(out))
-    assert r.returncode == 0, r.stdout + r.stderr
-    receipt: dict[str, Any] = json.loads(out.read_text("utf-8"))
-    assert receipt["payment"]["paid"]
+    receipt = await _paid_receipt(env, folder, sid)
     assert receipt["record"]["host"] == host.lower()
     assert receipt["record"]["chain_station"] == own
     return receipt
