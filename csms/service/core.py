@@ -35,6 +35,8 @@ START_BEFORE_AUTHORIZATION = "start_before_authorization"
 # a start the station dates, by its own clock (as its stop shows it), long before it sent
 # it, though it was connected since before that start: held (BILLING_HOLD_FLAGS)
 START_SENT_LATE = "start_sent_late"
+# a station's latest connections read for the one its start came over (_judge_start)
+CONNECTIONS_READ = 50
 
 
 class ChargingCore:
@@ -202,11 +204,11 @@ class ChargingCore:
         back, or kept while the station was offline and sent once it was back. It is
         held only:
 
-        - ``start_sent_late``: the station's connection current now was made at or
-          before the corrected start (connected all along: a station sends its start as it
-          starts). A start kept offline and sent after the station connected again is not
-          held; nor is a start dated back before a reconnect during the session (fails
-          open).
+        - ``start_sent_late``: the connection the start came over was made at or before
+          the corrected start (connected all along: a station sends its start as it
+          starts), a reconnect since changing nothing. A start kept offline and sent after
+          the station connected again is not held (nor one dated back and sent after a
+          reconnect made for it: fails open).
         - ``start_before_authorization``: the session is bound to a driver's signed
           authorization given (kept just before its remote start was sent) no later than
           the start arrived, and the corrected start is before it less ``time_future``:
@@ -217,9 +219,9 @@ class ChargingCore:
         later, nothing is held (an honest station never is). A station that dates its
         start and its stop back alike reports the duration it ran: nothing to catch.
         Costs no statement but for a session reported longer than it was seen to run
-        (the authorization's row); ``station`` is the one its completion read. Not for a
-        session whose start the station never reported as one (``unknown_transaction``,
-        ``started_missing``: held as such)."""
+        (the station's latest connections, the authorization's row); ``station`` is the
+        one its completion read. Not for a session whose start the station never reported
+        as one (``unknown_transaction``, ``started_missing``: held as such)."""
         created, stopped = session.created_at, session.stopped_at
         if created is None or stopped is None or session.id is None \
                 or "unknown_transaction" in session.flags \
@@ -234,7 +236,7 @@ class ChargingCore:
                   "received_at": created.isoformat(), "stopped_at": stopped.isoformat(),
                   "stop_received_at": now.isoformat(),
                   "corrected_start": corrected.isoformat()}
-        since = station.connected_at if station is not None else None
+        since = await self._connected_when(tx, session.station_id, created, station)
         if since is not None and since <= corrected and START_SENT_LATE not in session.flags:
             session.flag(START_SENT_LATE)
             log.warning("! %s: session %s started %s by the station (%s by our clock),"
@@ -259,6 +261,18 @@ class ChargingCore:
         await tx.add_station_event(session.station_id, START_BEFORE_AUTHORIZATION, {
             **detail, "tag": session.id_tag, "authorized_at": given.isoformat(),
             "not_before": earliest.isoformat()}, now)
+
+    @staticmethod
+    async def _connected_when(tx: Tx, station_id: str, at: datetime,
+                              station: Station | None) -> datetime | None:
+        """When the station's connection current at ``at`` (a message came over it then) was
+        made: its latest ``online`` event made by then, among its last
+        ``CONNECTIONS_READ``; else, none kept, its connection now's."""
+        for event in await tx.list_station_events(station_id, "online", CONNECTIONS_READ):
+            made = event["payload"].get("connected_at")
+            if isinstance(made, str) and datetime.fromisoformat(made) <= at:
+                return datetime.fromisoformat(made)
+        return station.connected_at if station is not None else None
 
     async def _bind_refused(self, tx: Tx, session: Session, tag: str, cover: Cover) -> None:
         """The payer of ``session``, started on ``tag`` and refused (not Accepted), bound

@@ -286,3 +286,45 @@ async def test_a_stop_sent_late_after_a_start_sent_at_once_is_not_held(
     assert await station_events(server, station, START_SENT_LATE) == []
     [session] = await server.sessions(station)
     assert await is_queued(server, int(session["id"]))
+
+
+@pytest.mark.parametrize("station", ["CP16", "CP201"])
+async def test_a_start_dated_back_within_a_connection_is_held_after_a_reconnect(
+    server: RunningServer, station: str,
+) -> None:
+    """Connected for an hour, the station sends now a start it dates half an hour back
+    (held before the start was judged at the completion), then drops its connection and
+    connects again before it sends its stop, dated as sent. The start was sent on a
+    connection made long before it: a reconnect after it changes nothing of that, and must
+    not let a station that dated its start back escape ``start_sent_late`` by reconnecting
+    once during each session."""
+    started = datetime.now(UTC) - timedelta(minutes=30)
+    first = await connect(server, station, timedelta(hours=1))
+    if station == "CP16":
+        answer = await first.result("StartTransaction", {
+            "connectorId": 1, "idTag": "T1", "meterStart": 0,
+            "timestamp": started.isoformat()})
+    else:
+        await first.result("TransactionEvent", {
+            "eventType": "Started", "timestamp": started.isoformat(), "seqNo": 0,
+            "triggerReason": "Authorized", "transactionInfo": {"transactionId": "T1"},
+            "idToken": {"idToken": "T1", "type": "ISO14443"},
+            "evse": {"id": 1, "connectorId": 1},
+            "meterValue": [{"timestamp": started.isoformat(), "sampledValue": [{
+                "value": 0, "context": "Transaction.Begin"}]}]})
+    await first.close()
+    end = datetime.now(UTC)
+    async with await connect(server, station, timedelta(0)) as c:
+        if station == "CP16":
+            await c.result("StopTransaction", {
+                "transactionId": int(answer["transactionId"]), "meterStop": 2000,
+                "timestamp": end.isoformat(), "reason": "Local"})
+        else:
+            await c.result("TransactionEvent", {
+                "eventType": "Ended", "timestamp": end.isoformat(), "seqNo": 1,
+                "triggerReason": "StopAuthorized",
+                "transactionInfo": {"transactionId": "T1", "stoppedReason": "Local"},
+                "evse": {"id": 1, "connectorId": 1},
+                "meterValue": [{"timestamp": end.isoformat(), "sampledValue": [{
+                    "value": 2000, "context": "Transaction.End"}]}]})
+    assert START_SENT_LATE in await flags(server, station)
