@@ -52,8 +52,11 @@ wallet_app = group("A driver's or a host's own key on chain: escrow, terms, card
                    " sessions, stations, earnings.")
 
 ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
-# the least --hours of csms wallet authorize: what the central system accepts, rounded up
-MIN_AUTHORIZATION_HOURS = math.ceil(defaults.AUTHORIZATION_MIN_SECONDS / 36) / 100
+# the least --hours of csms wallet authorize: what the central system accepts, and time to
+# hand the authorization over (the app, the operator, the remote start), rounded up
+AUTHORIZATION_HANDOVER = 360
+MIN_AUTHORIZATION_HOURS = math.ceil(
+    (defaults.AUTHORIZATION_MIN_SECONDS + AUTHORIZATION_HANDOVER) / 36) / 100
 ChainOption = Annotated[str | None, setting_option(
     "chain", "local (managed Anvil) or an http(s):// RPC URL", default="local")]
 Contract = Annotated[str | None, typer.Option(
@@ -362,7 +365,7 @@ def wallet_authorize(
         fail(f"--hours must be at least {MIN_AUTHORIZATION_HOURS}: a session is stopped"
              f" {defaults.SIGNED_STOP_AHEAD // 60} minutes before its authorization expires,"
              " to be settled in time, and the central system accepts none that leaves less"
-             f" than {defaults.AUTHORIZATION_MIN_SECONDS // 60} minutes")
+             f" than {defaults.AUTHORIZATION_MIN_SECONDS // 60} minutes when it gets it")
     c, account = _wallet(chain, data_dir, contract, keystore, password_file)
     try:
         auth = _run(lambda: wallet.authorize(
