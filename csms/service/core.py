@@ -230,7 +230,10 @@ class ChargingCore:
         stop_lag = now - stopped
         if (created - session.started_at) - stop_lag <= self.time_future:
             return  # as long as it was seen to run, within a clock's drift
-        corrected = session.started_at + stop_lag
+        try:
+            corrected = session.started_at + stop_lag
+        except OverflowError:  # times beyond the calendar: held for them (time_implausible)
+            return
         detail = {"session_id": session.id, "transaction_id": session.transaction_id,
                   "started_at": session.started_at.isoformat(),
                   "received_at": created.isoformat(), "stopped_at": stopped.isoformat(),
