@@ -437,6 +437,8 @@ class Chain:
         self._sending = threading.RLock()
         self.rpc_url = node.url if node is not None else getattr(w3.provider, "endpoint_uri",
                                                                  None)
+        # reads the contract's logs in windows the node serves (card_link_changes)
+        self._reader: SettlementReader | None = None
 
     # -- contract ------------------------------------------------------------------
     @property
@@ -600,6 +602,20 @@ class Chain:
 
     def card_linked(self, driver_index: int, commitment: bytes) -> bool:
         return bool(self.contract.functions.cards(driver_index, commitment).call())
+
+    def card_link_changes(self, driver: str, commitment: bytes) -> list[tuple[int, bool]]:
+        """Every change of the card's link (its commitment) to the driver, from the
+        contract's CardLinked events up to the latest block, oldest first: (its block's
+        timestamp, linked). Raises when a window of the logs cannot be read (one left out
+        could hide the change that decides)."""
+        if self._reader is None or self._reader.address.lower() \
+                != str(self.contract_address).lower():
+            reader = SettlementReader(self.w3, str(self.contract.address))
+            if self.deploy_tx is not None:  # no log of the contract is older
+                reader.first_block = int(self.w3.eth.get_transaction_receipt(
+                    HexStr(self.deploy_tx))["blockNumber"])
+            self._reader = reader
+        return self._reader.card_link_changes(driver, commitment, self.block_number())
 
     def settled(self, tx_hash: str) -> Settled | None:
         """The Settled and Unpaid events of a settle transaction (None if it has none)."""
@@ -766,6 +782,23 @@ class SettlementReader:
             if data[:32] == commitment:
                 linked = int.from_bytes(data[32:64], "big") == 1
         return linked
+
+    def card_link_changes(self, driver: str, commitment: bytes, block: int
+                          ) -> list[tuple[int, bool]]:
+        """Every change of the card's link (its commitment) to the driver up to ``block``,
+        from the contract's CardLinked events, oldest first: (its block's timestamp,
+        linked). Raises when the logs cannot be read (``_logs``)."""
+        times: dict[int, int] = {}
+        out: list[tuple[int, bool]] = []
+        for entry in self._logs(CARD_LINKED, Web3.to_checksum_address(driver), block):
+            data = bytes(entry["data"])
+            if data[:32] != commitment:
+                continue
+            number = int(entry["blockNumber"])
+            if number not in times:
+                times[number] = int(self.w3.eth.get_block(number)["timestamp"])
+            out.append((times[number], int.from_bytes(data[32:64], "big") == 1))
+        return out
 
     def unit(self, block: int) -> int:
         """The token base units a billing unit is worth (Settlement.vy ``unit``) at the end of

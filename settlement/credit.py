@@ -115,13 +115,32 @@ class ChainCredit:
             return CreditDecision(False, "the driver's escrow cannot be read now", driver)
         if state.index == 0:
             return CreditDecision(False, "the driver has no escrow", driver)
-        if not linked:
+        if not linked:  # basis: the card's commitment, for its link history
             return CreditDecision(False, "the driver has not linked this card on chain"
-                                  " (or unlinked it)", driver, card_unlinked=True)
+                                  " (or unlinked it)", driver, card_unlinked=True,
+                                  basis=str(card["commitment"]))
         terms = state.terms_ahead(int(time.time()))
         if not terms.allow_cards:
             return CreditDecision(False, "the driver accepts no card sessions", driver)
         return self._covers(driver, state, terms, tariff, exposure)
+
+    async def link_changes(self, decision: CreditDecision
+                           ) -> tuple[tuple[datetime, bool], ...] | None:
+        """The changes of the link of a card refused as unlinked now, from the contract's
+        CardLinked events (block times); None when the chain's logs cannot be read (the
+        driver stays the payer, as for an unreadable chain). Not cached: read only for a
+        start refused so, a rare answer."""
+        if not decision.card_unlinked or decision.driver is None \
+                or not isinstance(decision.basis, str):
+            return None
+        commitment = bytes.fromhex(decision.basis.removeprefix("0x"))
+        try:
+            changes = await asyncio.to_thread(self.chain.card_link_changes, decision.driver,
+                                              commitment)
+        except Exception as exc:  # a node down, or one that refuses the logs
+            log.warning("! card links of %s not readable: %s", decision.driver, exc)
+            return None
+        return tuple((datetime.fromtimestamp(at, UTC), linked) for at, linked in changes)
 
     async def confirm(self, tx: Tx, decision: CreditDecision) -> CreditDecision:
         if not decision.ok or decision.basis is None or decision.driver is None:

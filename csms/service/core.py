@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from csms.domain.energy import DEFAULT_MAX_POWER_W
-from csms.domain.model import AuthStatus, Session, Station, registry_disowns
+from csms.domain.model import AuthStatus, IdTag, Session, Station, registry_disowns
 from csms.domain.tariff import minor_prices
 from csms.service import defaults
 from csms.service.certificates import CertificateUseCases, Outbound
@@ -277,21 +277,28 @@ class ChargingCore:
                 return datetime.fromisoformat(made)
         return station.connected_at if station is not None else None
 
-    async def _bind_refused(self, tx: Tx, session: Session, tag: str, cover: Cover) -> None:
+    async def _bind_refused(self, tx: Tx, session: Session, tag: str, cover: Cover, *,
+                            registered: IdTag | None = None, read: bool = False) -> None:
         """The payer of ``session``, started on ``tag`` and refused (not Accepted), bound
         with the session's insert to the driver the card is linked to: nobody instead
         (``bind_no_payer``) when the refusal means the card was not the driver's to be
         charged for at the session's start, by a cause the driver cannot bring about after
-        the station started - the card unlinked on chain (``cover``), or unknown, blocked
-        or expired at the start in the operator's registry (:func:`registry_disowns`). A
+        the station started - the card unlinked on chain at the start (``cover``: the
+        chain's link history by block time against the station's start time; a card
+        unlinked after it stays the driver's), or unknown, blocked or expired at the start
+        in the operator's registry (:func:`registry_disowns`). A
         refusal of the escrow (a withdrawal announced, a balance or the day's limit too
         low, terms) or of a chain that could not be read keeps the driver as payer: the
         answer is judged when the start arrives, the driver may have been accepted
         (Authorize) and the station started on it, and the driver could announce a
         withdrawal then take it back to charge for free; the contract's own checks decide
-        what the escrow pays when the session is settled."""
+        what the escrow pays when the session is settled. ``read``: the unit read the tag's
+        registry entry already (``registered``), none is read again."""
         assert session.id is not None
-        if cover.card_unlinked or registry_disowns(await tx.get_tag(tag), session.started_at):
+        if not read:
+            registered = await tx.get_tag(tag)
+        if cover.card_unlinked_at(session.started_at) \
+                or registry_disowns(registered, session.started_at):
             await tx.bind_no_payer(session.id, tag)
 
     async def covered(self, station_id: str, tag: str) -> bool:
@@ -299,15 +306,21 @@ class ChargingCore:
         for a tag linked to no driver, or without settlement on this node)."""
         return await self.refusal(station_id, tag) is None
 
-    async def cover(self, station_id: str, tag: str | None) -> Cover:
+    async def cover(self, station_id: str, tag: str | None, *, start: bool = False) -> Cover:
         """:meth:`covered`, to be confirmed (``Cover.holds``) in the unit that stores the
-        session it is for: read from the chain here, outside any unit."""
+        session it is for: read from the chain here, outside any unit. For a session's
+        ``start`` refused as the card is unlinked now, the history of the card's link is
+        read too (only then: a rare refusal), for the unit to judge whether it was unlinked
+        at the session's start (``Cover.card_unlinked_at``)."""
         if tag is None or self.credit is None:
             return Cover()
         decision = await self.credit.check(station_id, tag)
         if decision is not None and not decision.ok:
             log.info("= %s: %s may not charge: %s", station_id, tag, decision.reason)
-        return Cover(decision, self.credit)
+        changes = None
+        if start and decision is not None and not decision.ok and decision.card_unlinked:
+            changes = await self.credit.link_changes(decision)
+        return Cover(decision, self.credit, link_changes=changes)
 
     async def refusal(self, station_id: str, tag: str) -> str | None:
         """Why the driver who linked ``tag`` may not charge here, or None (:meth:`cover`'s

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 from csms.service.ports import Tx
@@ -39,13 +40,16 @@ class CreditDecision:
     # day's limit); the central system asks the station to stop there (csms.service.limits)
     session_limit: int | None = None
     # what the answer was judged on besides the database (the escrow and terms read from
-    # the chain, the tariff): :meth:`CreditCheck.confirm` judges it again on these
+    # the chain, the tariff): :meth:`CreditCheck.confirm` judges it again on these; of a
+    # refusal of a card unlinked, what :meth:`CreditCheck.link_changes` reads its link by
     basis: Any = field(default=None, compare=False, repr=False)
     # of a refusal: the driver no longer links the card on chain (lost, stolen): the card
     # is not the driver's to be charged for, so a session a station starts on it anyway is
-    # charged to nobody. Every other refusal of the escrow (a withdrawal announced, a
-    # balance or day too low, terms, a chain that could not be read) leaves the card its
-    # driver's: the driver could bring those about after the station started, and undo them
+    # charged to nobody - if it was unlinked already at the session's start
+    # (:meth:`Cover.card_unlinked_at`). Every other refusal of the escrow (a withdrawal
+    # announced, a balance or day too low, terms, a chain that could not be read) leaves
+    # the card its driver's: the driver could bring those about after the station
+    # started, and undo them
     card_unlinked: bool = False
 
 
@@ -67,6 +71,14 @@ class CreditCheck(Protocol):
         the other, the second seeing the first's session. No chain read here."""
         ...
 
+    async def link_changes(self, decision: CreditDecision
+                           ) -> tuple[tuple[datetime, bool], ...] | None:
+        """Of a refusal of a card unlinked now (:attr:`CreditDecision.card_unlinked`): every
+        change of the card's link on chain, (its block's time, linked), oldest first; None
+        when that history cannot be read. Read before the unit that stores the session,
+        only for such a refusal: whether the card was unlinked at the session's start."""
+        ...
+
 
 @dataclass(slots=True)
 class Cover:
@@ -77,6 +89,9 @@ class Cover:
     credit: CreditCheck | None = None
     # the decision as :meth:`holds` confirmed it in the unit (the last run of the unit's)
     confirmed: CreditDecision | None = field(default=None, compare=False)
+    # of a card refused as unlinked now, for a session's start: the changes of its link on
+    # chain (:meth:`CreditCheck.link_changes`; None: not read, or not readable)
+    link_changes: tuple[tuple[datetime, bool], ...] | None = None
 
     async def holds(self, tx: Tx) -> bool:
         decision = self.decision
@@ -89,13 +104,22 @@ class Cover:
         self.confirmed = decision
         return decision.ok
 
-    @property
-    def card_unlinked(self) -> bool:
+    def card_unlinked_at(self, started_at: datetime) -> bool:
         """Whether the escrow refused the card as its driver no longer links it on chain
-        (:attr:`CreditDecision.card_unlinked`): a session started on it is charged to
-        nobody."""
+        (:attr:`CreditDecision.card_unlinked`) and it was not linked on chain at
+        ``started_at``, the session's start (the station's time): the last change of its
+        link at or before then, by block time, unlinked it, or there was none (linked only
+        later). A session started on it is then charged to nobody. A card unlinked after
+        the start (an offline station's start sent late, the seconds between Authorize and
+        the start), or whose link history cannot be read, stays its driver's: unlinking a
+        card changes only the sessions started afterwards, and a host is never left unpaid
+        on a guess."""
         decision = self.confirmed if self.confirmed is not None else self.decision
-        return decision is not None and not decision.ok and decision.card_unlinked
+        if decision is None or decision.ok or not decision.card_unlinked \
+                or self.link_changes is None:
+            return False
+        before = [linked for at, linked in self.link_changes if at <= started_at]
+        return not before or not before[-1]
 
     @property
     def limit(self) -> int | None:

@@ -712,7 +712,7 @@ class SessionUseCases(SignedDataChecks):
         """1.6 §6.46 StartTransaction: always answered with a transactionId."""
         start_key = f"{connector_id}|{id_tag}|{timestamp.isoformat()}|{meter_start_wh}"
         await self._start_answered(station_id, id_tag)  # a signed app session's
-        cover = await self.cover(station_id, id_tag)  # confirmed in the unit
+        cover = await self.cover(station_id, id_tag, start=True)  # confirmed in the unit
 
         async def work(tx: Tx) -> tuple[int, AuthStatus, datetime | None]:
             tag = await tx.get_tag(id_tag)
@@ -764,7 +764,7 @@ class SessionUseCases(SignedDataChecks):
                 session.auth_status = auth.value
                 session.flags = [f for f in session.flags if f != "auth_unknown"]
             if auth is not AuthStatus.ACCEPTED:  # refused: nobody pays, for some causes
-                await self._bind_refused(tx, session, id_tag, cover)
+                await self._bind_refused(tx, session, id_tag, cover, registered=tag, read=True)
             flagged = len(session.flags)
             await self._notes(tx, session, notes or [], "StartTransaction")
             await self._check_times(tx, session, [timestamp], "StartTransaction")
@@ -935,7 +935,7 @@ class SessionUseCases(SignedDataChecks):
         # the escrow must cover it wherever it is first attached (``covered``: checked
         # here, confirmed in the unit that stores the event)
         presented = ev.id_tag if ev.id_tag and not _stops(ev) else None
-        cover = await self.cover(station_id, presented)
+        cover = await self.cover(station_id, presented, start=True)
         confirmed: list[bool] = []  # emptied by each run of the unit
         reached: list[LimitReached] = []  # the same
         # the register's readings, for the running energy, read before the unit (as in

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from web3 import Web3
 
 from csms.domain.model import Session
 from csms.service.holds import decide
@@ -55,11 +56,22 @@ async def test_a_card_the_driver_unlinked_on_chain_is_not_charged_when_a_station
     await server.add_tag("LOST")
     # the card is lost: its driver unlinks it on chain (the operator is not told yet)
     wallet.link_card(kit.chain, driver, "LOST", salt, linked=False)
-    # a thief's session: refused as the card is no longer linked, charged anyway
-    refused = "Blocked" if version == "1.6" else "NoCredit"
-    sid = await charge(server, version, "LOST", refused)
+    # a thief's session, started after the unlink: refused as the card is no longer
+    # linked, charged anyway
+    start = after_the_chains_latest_block(kit)
+    sid, answer = await session_between(server, version, "LOST", start,
+                                        start + timedelta(minutes=2), energy_wh=500)
+    assert answer == ("Blocked" if version == "1.6" else "NoCredit"), answer
+    assert await payer(server, sid) == ""
     row = await settled(server, sid)
+    assert row["settlement_state"] == "unpaid", row
     assert kit.balance(driver) == 10_000, row
+
+
+def after_the_chains_latest_block(kit: Kit) -> datetime:
+    """A second after the latest block's time: a start after what the chain holds (py-evm
+    gives each block a second more than its parent, ahead of the wall clock)."""
+    return datetime.fromtimestamp(kit.now() + 1, UTC)
 
 
 async def linked_card(server: RunningServer, tag: str) -> tuple[Kit, Any]:
@@ -234,8 +246,9 @@ async def test_a_session_started_offline_before_the_card_expired_is_charged_to_i
 
 async def session_between(server: RunningServer, version: str, tag: str, start: datetime,
                           stop: datetime, meanwhile: Callable[[], Awaitable[None]]
-                          | None = None) -> tuple[int, str]:
-    """A session of ``tag`` from ``start`` to ``stop`` (5,000 Wh), the card authorized first
+                          | None = None, energy_wh: int = 5000) -> tuple[int, str]:
+    """A session of ``tag`` from ``start`` to ``stop`` (``energy_wh``), the card authorized
+    first
     (Authorize, its answer not asked), ``meanwhile`` done between the Authorize and the
     start; its id and the answer to its start."""
     if version == "1.6":
@@ -248,7 +261,7 @@ async def session_between(server: RunningServer, version: str, tag: str, start: 
                 "connectorId": 1, "idTag": tag, "meterStart": 0,
                 "timestamp": start.isoformat()})
             await c.result("StopTransaction", {
-                "transactionId": started["transactionId"], "meterStop": 5000,
+                "transactionId": started["transactionId"], "meterStop": energy_wh,
                 "timestamp": stop.isoformat(), "reason": "Local"})
         return int(started["transactionId"]), str(started["idTagInfo"]["status"])
     token = {"idToken": tag, "type": "ISO14443"}
@@ -269,7 +282,7 @@ async def session_between(server: RunningServer, version: str, tag: str, start: 
             "triggerReason": "StopAuthorized", "seqNo": 1,
             "transactionInfo": {"transactionId": f"T-{tag}", "stoppedReason": "Local"},
             "meterValue": [{"timestamp": stop.isoformat(), "sampledValue": [
-                {"value": 5000, "context": "Transaction.End"}]}]})
+                {"value": energy_wh, "context": "Transaction.End"}]}]})
     [session] = [s for s in await server.sessions() if s["id_tag"] == tag]
     return int(session["id"]), str(answer["idTokenInfo"]["status"])
 
@@ -359,3 +372,81 @@ async def test_a_card_expired_after_its_offline_session_started_pays_and_before_
     assert await payer(server, sid) == ""
     assert (await settled(server, sid))["settlement_state"] == "unpaid"
     assert kit.balance(other) == 10_000
+
+
+@pytest.mark.parametrize("version", ["1.6", "2.0.1"])
+async def test_a_card_unlinked_after_its_session_started_stays_its_drivers(
+    server: RunningServer, version: str,
+) -> None:
+    """The driver charged with the card, linked on chain, at a station whose authorization
+    cache accepted it (offline); ten minutes later (the chain's time), before the station
+    is back, the driver unlinks the card on chain. The start arrives then: refused as the
+    card is unlinked now, but it was linked, the driver's, when the session started - as a
+    card's expiry is judged at the start
+    (test_a_card_expired_after_its_offline_session_started_pays_and_...), its unlinking is
+    a cause the driver brings about after the station started. The session stays the
+    driver's: unlinking a card must not make its sessions free."""
+    kit, driver = await linked_card(server, "CARD")
+    await server.add_tag("CARD")
+    server.app.service.credit.cache_seconds = 0  # type: ignore[union-attr]
+    start = after_the_chains_latest_block(kit)
+    kit.advance(600)
+    wallet.link_card(kit.chain, driver, "CARD",
+                     bytes.fromhex((await _salt(server, "CARD"))[2:]), linked=False)
+    sid, answer = await session_between(server, version, "CARD", start,
+                                        start + timedelta(minutes=2), energy_wh=500)
+    assert answer != "Accepted", answer
+    assert await payer(server, sid) == driver.address.lower()
+
+
+@pytest.mark.parametrize("version", ["1.6", "2.0.1"])
+async def test_a_card_unlinked_at_an_unreadable_time_stays_its_drivers(
+    server: RunningServer, version: str,
+) -> None:
+    """The card is unlinked on chain before a session's start, but the node that answers
+    the central system does not serve the contract's logs (unreachable for them): when
+    it was unlinked is not known, and a host is never left unpaid on a guess - the
+    session stays the driver's, as for a chain that could not be read."""
+    kit, driver = await linked_card(server, "CARD")
+    await server.add_tag("CARD")
+    salt = bytes.fromhex((await _salt(server, "CARD"))[2:])
+    wallet.link_card(kit.chain, driver, "CARD", salt, linked=False)
+    chain = kit.chain
+    chain.card_link_changes(driver.address, b"")  # the chain's reader, made once
+    # its logs asked of a node that refuses every connection
+    chain._reader.w3 = Web3(Web3.HTTPProvider(  # type: ignore[union-attr]
+        "http://127.0.0.1:9", request_kwargs={"timeout": 2}))
+    start = after_the_chains_latest_block(kit)
+    sid, answer = await session_between(server, version, "CARD", start,
+                                        start + timedelta(minutes=2), energy_wh=500)
+    assert answer != "Accepted", answer
+    assert await payer(server, sid) == driver.address.lower()
+
+
+async def test_the_chain_tells_every_change_of_a_cards_link_at_its_blocks_time(
+    server: RunningServer,
+) -> None:
+    """The link history the central system judges a refused start on: the changes of
+    that card's commitment only (not another card of the driver), oldest first, each at
+    its block's timestamp."""
+    kit, driver = await linked_card(server, "CARD")
+    salt = bytes.fromhex((await _salt(server, "CARD"))[2:])
+    linked_at = kit.now()
+    wallet.link_card(kit.chain, driver, "OTHER", wallet.new_salt())
+    kit.advance(3600)
+    commitment = wallet.link_card(kit.chain, driver, "CARD", salt, linked=False)
+    unlinked_at = kit.now()
+    kit.advance(60)
+    wallet.link_card(kit.chain, driver, "CARD", salt)
+    relinked_at = kit.now()
+    assert kit.chain.card_link_changes(driver.address, commitment) == [
+        (linked_at, True), (unlinked_at, False), (relinked_at, True)]
+    assert kit.chain.card_link_changes(driver.address, b"\x01" * 32) == []
+
+
+async def _salt(server: RunningServer, tag: str) -> str:
+    """The salt the operator keeps for the link of ``tag``."""
+    async def work(tx: Any) -> str:
+        return str((await tx.card_of(tag))["salt"])
+
+    return await server.repo.read(work)

@@ -533,12 +533,18 @@ async def test_201_unknown_tag_and_no_credit(service: ChargingService,
 class Decided(Credit):
     """The escrows' answers as decisions: why a card may not charge, its cause included."""
 
-    def __init__(self, decisions: dict[str, CreditDecision]) -> None:
+    def __init__(self, decisions: dict[str, CreditDecision],
+                 changes: tuple[tuple[datetime, bool], ...] | None = None) -> None:
         super().__init__()
         self.decisions = decisions
+        self.changes = changes  # the chain's link history of an unlinked card
 
     async def check(self, station_id: str, tag: str) -> CreditDecision | None:
         return self.decisions.get(tag)
+
+    async def link_changes(self, decision: CreditDecision
+                           ) -> tuple[tuple[datetime, bool], ...] | None:
+        return self.changes
 
 
 DRIVER = "0xdriver"
@@ -551,9 +557,21 @@ PAYERS = {
                   IdTag("CARD"), DRIVER),
     "chain_unreadable": (CreditDecision(False, "the driver's escrow cannot be read now",
                                         DRIVER), IdTag("CARD"), DRIVER),
-    # the card unlinked on chain: not the driver's any more (lost, stolen)
+    # the card unlinked on chain before the session's start: not the driver's any more
+    # (lost, stolen)
     "unlinked": (CreditDecision(False, "unlinked", DRIVER, card_unlinked=True),
                  IdTag("CARD"), ""),
+    # unlinked on chain after the session's start (an offline station's start sent late):
+    # the driver's when the station started
+    "unlinked_after_the_start": (CreditDecision(False, "unlinked", DRIVER, card_unlinked=True),
+                                 IdTag("CARD"), DRIVER),
+    # linked on chain only after the session's start, unlinked since: it was not the
+    # driver's card when the station started
+    "linked_only_after_the_start": (CreditDecision(False, "unlinked", DRIVER,
+                                                   card_unlinked=True), IdTag("CARD"), ""),
+    # unlinked now, but when is not readable from the chain: no guess against the host
+    "unlinked_when_unreadable": (CreditDecision(False, "unlinked", DRIVER, card_unlinked=True),
+                                 IdTag("CARD"), DRIVER),
     # the operator's registry: blocked (reported stolen), unknown, expired before the start
     "blocked": (None, IdTag("CARD", status="blocked"), ""),
     "unknown": (None, None, ""),
@@ -565,6 +583,21 @@ PAYERS = {
 }
 
 
+# the chain's history of the card's link (block time, linked) where the escrow refused it
+# as unlinked now (None: not readable)
+LINK_CHANGES: dict[str, tuple[tuple[datetime, bool], ...] | None] = {
+    "unlinked": ((T0 - timedelta(days=3), True), (T0 - timedelta(minutes=5), True),
+                 (T0 - timedelta(seconds=1), False)),
+    "unlinked_after_the_start": ((T0 - timedelta(days=3), True), (T0 - timedelta(hours=1),
+                                                                  False),
+                                 (T0 - timedelta(minutes=10), True),
+                                 (T0 + timedelta(seconds=1), False)),
+    "linked_only_after_the_start": ((T0 + timedelta(minutes=1), True),
+                                    (T0 + timedelta(hours=1), False)),
+    "unlinked_when_unreadable": None,
+}
+
+
 @pytest.mark.parametrize("version", ["1.6", "2.0.1"])
 @pytest.mark.parametrize("cause", sorted(PAYERS))
 async def test_a_refused_cards_payer_follows_the_refusals_cause(
@@ -572,11 +605,14 @@ async def test_a_refused_cards_payer_follows_the_refusals_cause(
 ) -> None:
     """A card refused at the start charges nobody only when it was not its driver's to be
     charged for when the session started, by a cause the driver cannot bring about after
-    the station started: unlinked on chain, blocked or unknown in the registry, expired
-    before the start. Refused by the escrow, or by a chain that could not be read, it
-    stays its driver's (the contract's own checks decide what it pays)."""
+    the station started: unlinked on chain before the start (the chain's link history, by
+    block time), blocked or unknown in the registry, expired before the start. Refused by
+    the escrow, or by a chain that could not be read, unlinked after the start or at a time
+    the chain does not tell, it stays its driver's (the contract's own checks decide what it
+    pays)."""
     decision, tag, payer = PAYERS[cause]
-    service.credit = Decided({"CARD": decision} if decision is not None else {})
+    service.credit = Decided({"CARD": decision} if decision is not None else {},
+                             LINK_CHANGES.get(cause))
     state.cards["CARD"] = {"driver": DRIVER, "salt": "0x01", "commitment": "0x0a"}
     if tag is not None:
         state.tags["CARD"] = tag
