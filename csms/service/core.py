@@ -273,12 +273,13 @@ class ChargingCore:
         ``CONNECTIONS_READ``; else, none kept, its connection now's."""
         for event in await tx.list_station_events(station_id, "online", CONNECTIONS_READ):
             made = event["payload"].get("connected_at")
-            if isinstance(made, str) and datetime.fromisoformat(made) <= at:
-                return datetime.fromisoformat(made)
+            if isinstance(made, str) and (when := datetime.fromisoformat(made)) <= at:
+                return when
         return station.connected_at if station is not None else None
 
-    async def _bind_refused(self, tx: Tx, session: Session, tag: str, cover: Cover, *,
-                            registered: IdTag | None = None, read: bool = False) -> None:
+    @staticmethod
+    async def _bind_refused(tx: Tx, session: Session, tag: str, cover: Cover,
+                            registered: IdTag | None) -> None:
         """The payer of ``session``, started on ``tag`` and refused (not Accepted), bound
         with the session's insert to the driver the card is linked to: nobody instead
         (``bind_no_payer``) when the refusal means the card was not the driver's to be
@@ -292,11 +293,9 @@ class ChargingCore:
         answer is judged when the start arrives, the driver may have been accepted
         (Authorize) and the station started on it, and the driver could announce a
         withdrawal then take it back to charge for free; the contract's own checks decide
-        what the escrow pays when the session is settled. ``read``: the unit read the tag's
-        registry entry already (``registered``), none is read again."""
+        what the escrow pays when the session is settled. ``registered``: the tag's
+        registry entry, as the unit read it."""
         assert session.id is not None
-        if not read:
-            registered = await tx.get_tag(tag)
         if cover.card_unlinked_at(session.started_at) \
                 or registry_disowns(registered, session.started_at):
             await tx.bind_no_payer(session.id, tag)

@@ -191,13 +191,7 @@ class SessionUseCases(SignedDataChecks):
             log.warning("! %s: session %s closed at %s has data until %s while session %s"
                         " was on EVSE %s: %s held", session.station_id, session.id,
                         closed_at.isoformat(), latest.isoformat(), other.id, evse, other.id)
-            await tx.add_station_event(session.station_id, OVERLAPS, {
-                "session_id": other.id, "transaction_id": other.transaction_id,
-                "other_session_id": session.id,
-                "other_transaction_id": session.transaction_id, "evse_id": evse,
-                "started_at": other.started_at.isoformat(), "until": None,
-                "other_started_at": session.started_at.isoformat(),
-                "other_until": latest.isoformat()}, self.clock())
+            await self._overlap_event(tx, other, session, None, latest)
 
     # -- sessions ------------------------------------------------------------
     async def _complete(self, tx: Tx, session: Session, samples: list[MeterSample]) -> None:
@@ -360,15 +354,23 @@ class SessionUseCases(SignedDataChecks):
             session.flag(OVERLAPS)
             log.warning("! %s: session %s overlaps session %s on EVSE %s: held",
                         session.station_id, session.id, other.id, evse)
-            await tx.add_station_event(session.station_id, OVERLAPS, {
-                "session_id": session.id, "transaction_id": session.transaction_id,
-                "other_session_id": other.id, "other_transaction_id": other.transaction_id,
-                "evse_id": evse, "started_at": since.isoformat(),
-                "until": until.isoformat(), "other_started_at": other.started_at.isoformat(),
-                "other_until": end.isoformat() if end else None}, self.clock())
+            await self._overlap_event(tx, session, other, until, end)
             if other.status is SessionStatus.ACTIVE and OVERLAPS not in other.flags:
                 other.flag(OVERLAPS)
                 await tx.update_session(other)
+
+    async def _overlap_event(self, tx: Tx, session: Session, other: Session,
+                             until: datetime | None, other_until: datetime | None) -> None:
+        """The ``overlaps_session`` station event of ``session``, held, and ``other``, on
+        the same EVSE: each one's start and the end of the time compared (None: still
+        running)."""
+        await tx.add_station_event(session.station_id, OVERLAPS, {
+            "session_id": session.id, "transaction_id": session.transaction_id,
+            "other_session_id": other.id, "other_transaction_id": other.transaction_id,
+            "evse_id": session.evse_id, "started_at": session.started_at.isoformat(),
+            "until": until.isoformat() if until else None,
+            "other_started_at": other.started_at.isoformat(),
+            "other_until": other_until.isoformat() if other_until else None}, self.clock())
 
     @staticmethod
     async def _last_data(tx: Tx, session: Session) -> datetime:
@@ -764,7 +766,7 @@ class SessionUseCases(SignedDataChecks):
                 session.auth_status = auth.value
                 session.flags = [f for f in session.flags if f != "auth_unknown"]
             if auth is not AuthStatus.ACCEPTED:  # refused: nobody pays, for some causes
-                await self._bind_refused(tx, session, id_tag, cover, registered=tag, read=True)
+                await self._bind_refused(tx, session, id_tag, cover, tag)
             flagged = len(session.flags)
             await self._notes(tx, session, notes or [], "StartTransaction")
             await self._check_times(tx, session, [timestamp], "StartTransaction")
@@ -1091,7 +1093,8 @@ class SessionUseCases(SignedDataChecks):
                     await tx.bind_card(session.id, ev.id_tag)
                 if auth is not None and auth is not AuthStatus.ACCEPTED:
                     session.flag(f"auth_{auth.value.lower()}")
-                    await self._bind_refused(tx, session, ev.id_tag, cover)  # who pays
+                    await self._bind_refused(tx, session, ev.id_tag, cover,  # who pays
+                                             await tx.get_tag(ev.id_tag))
             previous = await self._previous_reading(tx, session) if with_cost \
                 and session.limit_minor is not None and ev.event_type != "Ended" else None
             if ev.samples:
