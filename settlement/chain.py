@@ -776,38 +776,46 @@ class SettlementReader:
                 raise
         # a node that keeps no state of that block: the driver's last CardLinked of the
         # commitment up to it (the contract's own events: its code and origin are checked)
-        linked = False
-        for entry in self._logs(CARD_LINKED, Web3.to_checksum_address(driver), block):
-            data = bytes(entry["data"])
-            if data[:32] == commitment:
-                linked = int.from_bytes(data[32:64], "big") == 1
-        return linked
+        changes = self._card_links(driver, commitment, block)
+        return changes[-1][1] if changes else False
 
-    def card_link_changes(self, driver: str, commitment: bytes, block: int
-                          ) -> list[tuple[int, bool]]:
-        """Every change of the card's link (its commitment) to the driver up to ``block``,
-        from the contract's CardLinked events, oldest first: (its block's timestamp,
-        linked). Raises when the logs cannot be read (``_logs``)."""
-        times: dict[int, int] = {}
+    def _card_links(self, driver: str, commitment: bytes, block: int
+                    ) -> list[tuple[int, bool]]:
+        """The changes of the card's link (its commitment) to the driver up to ``block``,
+        from the contract's CardLinked events, oldest first: (block number, linked).
+        Raises when the logs cannot be read (``_logs``)."""
         out: list[tuple[int, bool]] = []
         for entry in self._logs(CARD_LINKED, Web3.to_checksum_address(driver), block):
             data = bytes(entry["data"])
-            if data[:32] != commitment:
-                continue
-            number = int(entry["blockNumber"])
+            if data[:32] == commitment:
+                out.append((int(entry["blockNumber"]), int.from_bytes(data[32:64], "big") == 1))
+        return out
+
+    def card_link_changes(self, driver: str, commitment: bytes, block: int
+                          ) -> list[tuple[int, bool]]:
+        """:meth:`_card_links` with each change's block timestamp for its number."""
+        times: dict[int, int] = {}
+        out: list[tuple[int, bool]] = []
+        for number, linked in self._card_links(driver, commitment, block):
             if number not in times:
                 times[number] = int(self.w3.eth.get_block(number)["timestamp"])
-            out.append((times[number], int.from_bytes(data[32:64], "big") == 1))
+            out.append((times[number], linked))
         return out
+
+    @staticmethod
+    def _once_written(call: Any, block: int) -> Any:
+        """``call`` (a contract function's) at the end of ``block``: of a value the contract
+        writes once (an immutable, a station's host), so where the node keeps no state of
+        that block, as now."""
+        try:
+            return call.call(block_identifier=block)
+        except Exception:  # a node that keeps no state of that block
+            return call.call()
 
     def unit(self, block: int) -> int:
         """The token base units a billing unit is worth (Settlement.vy ``unit``) at the end of
-        ``block``: an immutable of the contract's code, so where the node keeps no state of
-        that block, the same as now."""
-        try:
-            return int(self.c.functions.unit().call(block_identifier=block))
-        except Exception:  # a node that keeps no state of that block
-            return int(self.c.functions.unit().call())
+        ``block``: an immutable of the contract's code (:meth:`_once_written`)."""
+        return int(self._once_written(self.c.functions.unit(), block))
 
     def station_host(self, index: int, block: int) -> str:
         """The host a station index pays (Settlement.vy ``station``: who registered it) at
@@ -815,10 +823,7 @@ class SettlementReader:
         at the index's registration, so where the node keeps no state of that block, the
         same as now (an index registered after the block was unknown then: the contract
         paid none of its entries, ``UNKNOWN_STATION``)."""
-        try:
-            host, _power = self.c.functions.station(index).call(block_identifier=block)
-        except Exception:  # a node that keeps no state of that block
-            host, _power = self.c.functions.station(index).call()
+        host, _power = self._once_written(self.c.functions.station(index), block)
         return str(host)
 
     def max_per_session(self, driver: str, block: int) -> int:

@@ -299,13 +299,19 @@ export class SettlementReader {
    * an immutable of the contract's code, so where the node keeps no state of that block,
    * the same as now. */
   async unit(block) {
-    let out;
-    try {
-      out = await this.ethCall(selector("unit()"), block);
-    } catch {
-      out = await this.ethCall(selector("unit()")); // a node that keeps no state of that block
-    }
+    const out = await this.onceWritten(selector("unit()"), block);
     return words(out.replace(/^0x/, ""))(0);
+  }
+
+  /** settlement/chain.py _once_written: a call of a value the contract writes once (an
+   * immutable, a station's host) at the end of block, or as now where the node keeps no
+   * state of that block. */
+  async onceWritten(data, block) {
+    try {
+      return await this.ethCall(data, block);
+    } catch {
+      return await this.ethCall(data); // a node that keeps no state of that block
+    }
   }
 
   /** The host a station index pays (Settlement.vy station: who registered it) at the end
@@ -314,13 +320,7 @@ export class SettlementReader {
    * now (an index registered after the block was unknown then: the contract paid none of
    * its entries). */
   async stationHost(index, block) {
-    const data = `${selector("station(uint256)")}${word(index)}`;
-    let out;
-    try {
-      out = await this.ethCall(data, block);
-    } catch {
-      out = await this.ethCall(data); // a node that keeps no state of that block
-    }
+    const out = await this.onceWritten(`${selector("station(uint256)")}${word(index)}`, block);
     const host = words(out.replace(/^0x/, ""))(0);
     if (host >> 160n) throw new ChainError("not an address");
     return checksumAddress(host.toString(16).padStart(40, "0"));
