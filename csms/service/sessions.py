@@ -13,6 +13,7 @@ is recognised by (station, transactionId, seqNo).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Collection
 from datetime import datetime, timedelta
@@ -803,15 +804,24 @@ class SessionUseCases(SignedDataChecks):
                 # Kept, held, under a transactionId of its own: 1.6 ids are the central
                 # system's (§5.6), and this one may be an id it has not assigned yet, which
                 # would then collide with the session it is assigned to (a station whose
-                # every later start failed). A retry of this stop finds it there.
+                # every later start failed). Only a retry of this very stop is found
+                # (its key): a station that started offline sends each of its stops
+                # under -1 (EVerest libocpp #495, SteVe #292), and another stop under
+                # the same id is another transaction, held beside the first.
+                key = _stop_key(txid, stop)
+                if await tx.find_session_by_start_key(station_id, key) is not None:
+                    return auth
                 unknown = unknown_transaction_id(txid)
                 held = await tx.find_session(station_id, unknown)
                 if held is not None:
-                    return auth
+                    if held.start_key is None and _same_stop(held, stop):
+                        return auth  # a retry of a stop kept before stops had keys
+                    unknown = unknown_transaction_id(txid, key)
                 session = Session(
                     station_id=station_id, ocpp_version=OCPP16, transaction_id=unknown,
                     # at its begin reading where the stop carries one, not "in no time"
                     started_at=_begun(stop.samples, stop.timestamp), id_tag=stop.id_tag,
+                    start_key=key,
                 )
                 session.flag("unknown_transaction")
                 await tx.insert_session(session)
@@ -1136,10 +1146,30 @@ class SessionUseCases(SignedDataChecks):
             return auth, None, stop
 
 
-def unknown_transaction_id(transaction_id: str) -> str:
+def unknown_transaction_id(transaction_id: str, key: str | None = None) -> str:
     """The transactionId under which a 1.6 stop of a transaction the central system never
-    assigned is kept (its integer ids cannot take this form)."""
-    return f"unknown-{transaction_id}"
+    assigned is kept (its integer ids cannot take this form); with ``key`` (the stop's,
+    :func:`_stop_key`), that of another stop under the same transactionId: longer than
+    any a station names (2.0.1 transactionId: at most 36 characters), one per stop."""
+    if key is None:
+        return f"unknown-{transaction_id}"
+    return f"unknown-{transaction_id}-{hashlib.sha256(key.encode()).hexdigest()[:32]}"
+
+
+def _stop_key(transaction_id: str, stop: StopInfo) -> str:
+    """What makes a 1.6 stop under an unknown transactionId the same stop, kept as its
+    held session's ``start_key``: its transactionId, time, meterStop (an integer,
+    written out exactly) and idTag, if any (a 1.6 start's key begins with its
+    connectorId, never with "stop")."""
+    return (f"stop|{transaction_id}|{stop.timestamp.isoformat()}|"
+            f"{stop.meter_stop_wh}|{stop.id_tag or ''}")
+
+
+def _same_stop(held: Session, stop: StopInfo) -> bool:
+    """Whether ``stop`` is the one ``held`` was kept for: the same time, meterStop and
+    idTag (a held session kept before stops had keys, :func:`_stop_key`)."""
+    return held.stopped_at == stop.timestamp and held.id_tag == stop.id_tag \
+        and held.reported_meter_stop_wh == stop.meter_stop_wh
 
 
 def _stops(ev: TransactionEventIn) -> bool:

@@ -72,6 +72,7 @@ from csms.storage.settlement_sql import CARD_LINK, CARD_LINK_COLUMNS, card_link_
 from csms.storage.sql import (
     SESSION_COLUMNS,
     SqlTx,
+    drawn_id_sql,
     dt_to_db,
     insert_session_sql,
     numbered_by_id,
@@ -174,13 +175,17 @@ def _checked_update_sql(changed: tuple[int, ...]) -> tuple[str, tuple[int, ...]]
 def _insert_drawn_session_sql(numbered: bool, card: bool) -> str:
     """A new session's INSERT under an id drawn first, in the statement: its 1.6
     transactionId (``numbered``), and with ``card`` its card's row of session_cards
-    (bind_card), whose parameters come first (card_link_params). That row is checked
+    (bind_card), whose parameters come next (card_link_params). That row is checked
     against the session's at the end of the statement, once both are written."""
-    drawn = ["n AS (SELECT nextval(pg_get_serial_sequence('sessions', 'id')) AS id)"]
+    draw = "nextval(pg_get_serial_sequence('sessions', 'id'))"
+    # a 1.6 session's id, its transactionId, is drawn on past its station's own
+    # transactionIds (drawn_id_sql: the station's id is then the first parameter)
+    drawn = [drawn_id_sql(draw, draw) if numbered else f"n AS (SELECT {draw} AS id)"]
     if card:
         drawn.append(f"c AS (INSERT INTO session_cards ({CARD_LINK_COLUMNS})"
                      f" SELECT id, {CARD_LINK} FROM n)")
-    return f"WITH {', '.join(drawn)} " + insert_session_sql("(SELECT id FROM n)", numbered)
+    return (f"WITH {'RECURSIVE ' if numbered else ''}{', '.join(drawn)} "
+            + insert_session_sql("(SELECT id FROM n)", numbered))
 
 
 class PostgresRowLocks(SqlTx):
@@ -227,6 +232,7 @@ class PostgresRowLocks(SqlTx):
             return await super()._insert_session_row(values, now, card)
         return await self.insert_id(
             _insert_drawn_session_sql(new, card is not None),
+            *((values[SESSION_COLUMNS.index("station_id")],) if new else ()),
             *(card_link_params(card) if card is not None else ()),
             *(numbered_values(values) if new else values), now, now)
 

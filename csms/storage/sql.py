@@ -203,6 +203,7 @@ SESSIONS_ON_EVSE = (
 _SESSION_END = 1 + len(_SESSION_COLUMNS)
 _sample_time = operator.itemgetter(0)  # of a reading's sample item
 _TRANSACTION_ID = _SESSION_COLUMNS.index("transaction_id")
+_STATION_ID = _SESSION_COLUMNS.index("station_id")
 
 
 @functools.cache
@@ -222,10 +223,36 @@ def insert_session_sql(next_id: str | None = None, numbered: bool = False) -> st
             f" VALUES ({', '.join(places)}, ?, ?) RETURNING id")
 
 
+def drawn_id_sql(first: str, following: str) -> str:
+    """The CTEs (of a ``WITH RECURSIVE``) of a new 1.6 session's id and transactionId,
+    ``n`` (insert_session_sql's ``(SELECT id FROM n)``): ``first``, the id it would get,
+    or the first one after it (``following``: an expression of the last one drawn, ``id``)
+    that is no transactionId of its station, whose id is the statement's first parameter.
+    A station that ran 2.0.1 chose its own transactionIds, numbers among them ("2", "3"),
+    while 1.6 ids are the central system's (§5.6) and unique for the station: the
+    session's id taken as it came would collide with one, and the start be refused for
+    ever (the insert rolled back does not consume the id). One index probe in the usual
+    case; the ids passed over are never drawn again (the next session's follows the one
+    taken). Only the station's own transactionIds count: another station's never stand
+    in the way of its starts."""
+    return (f"drawn(id) AS (SELECT {first} UNION ALL SELECT {following}"
+            " FROM drawn WHERE EXISTS (SELECT 1 FROM sessions WHERE station_id = ?"
+            " AND transaction_id = CAST(drawn.id AS TEXT))),"
+            " n AS (SELECT max(id) AS id FROM drawn)")
+
+
 def numbered_by_id(values: tuple[Any, ...]) -> bool:
     """Whether the session of the values of _SESSION_COLUMNS ``values`` is to get its id as
     its transactionId (a 1.6 session: none yet)."""
     return not values[_TRANSACTION_ID]
+
+
+@functools.cache
+def _insert_numbered_sql(next_id: str) -> str:
+    """The INSERT of a new 1.6 session whose id the engine's ``next_id`` draws, passing
+    over its station's transactionIds (:func:`drawn_id_sql`): the station's id first."""
+    return (f"WITH RECURSIVE {drawn_id_sql(next_id, 'id + 1')} "
+            + insert_session_sql("(SELECT id FROM n)", True))
 
 
 def _with_transaction_id(row: tuple[Any, ...], transaction_id: str) -> tuple[Any, ...]:
@@ -637,14 +664,16 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
                                   card: str | None) -> int:
         """Insert the session whose _SESSION_COLUMNS hold ``values``; its id. A session
         without a transactionId (1.6) gets its id as one in the same statement (the
-        engine's _NEXT_SESSION_ID: an update after the insert was ~11 us of a start on
+        engine's _NEXT_SESSION_ID, or the first after it that is no transactionId of the
+        station, drawn_id_sql: an update after the insert was ~11 us of a start on
         SQLite, rewriting the row and the transactionId's index entry just written). With
         ``card``, the session is bound to it (:meth:`bind_card`) right after, in a
         statement of its own: SQLite cannot write two tables in one (no INSERT inside a
         WITH); an engine that can overrides this."""
         if numbered_by_id(values):
-            sid = await self.insert_id(insert_session_sql(self._NEXT_SESSION_ID, True),
-                                       *numbered_values(values), now, now)
+            sid = await self.insert_id(_insert_numbered_sql(self._NEXT_SESSION_ID),
+                                       values[_STATION_ID], *numbered_values(values),
+                                       now, now)
         else:
             sid = await self.insert_id(insert_session_sql(), *values, now, now)
         if card is not None:

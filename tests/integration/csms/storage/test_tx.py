@@ -411,6 +411,41 @@ async def test_a_1_6_sessions_transaction_id_is_its_id_never_one_used_before(
     assert await repo.read(lambda tx: tx.get_session(first.id or 0)) == first
 
 
+async def test_a_1_6_sessions_id_passes_over_its_stations_own_transaction_ids(
+    repo: Repository,
+) -> None:
+    """A station that ran 2.0.1 named its transactions itself, numbers among them: a 1.6
+    session of that station gets the first id from the next one on that is none of the
+    station's transactionIds (with a card to bind and without), and the ids passed over are
+    not drawn again; another station's transactionIds do not count (they are per
+    station)."""
+    first = session()
+    await unit(repo, lambda tx: tx.insert_session(first))
+    assert first.id is not None
+    a = first.id  # the next inserts get a + 1, a + 2, ...
+    numbered = [session(ocpp_version="ocpp2.0.1", transaction_id=str(a + n), connector_id=n)
+                for n in (5, 6, 8)]
+    other = session("EV9", ocpp_version="ocpp2.0.1", transaction_id=str(a + 7))
+    carded, plain, after = session(id_tag="CARD"), session(id_tag=None), session()
+
+    async def add(tx: Tx) -> None:
+        for s in (*numbered, other):  # ids a + 1 to a + 4
+            await tx.insert_session(s)
+        await tx.insert_session(carded, card="CARD")  # a + 5, a + 6: CP1's; a + 7
+        await tx.insert_session(plain)  # a + 8: CP1's; a + 9
+
+    await unit(repo, add)
+    await unit(repo, lambda tx: tx.insert_session(after))
+    assert [s.id for s in (carded, plain, after)] == [a + 7, a + 9, a + 10]
+    assert [s.transaction_id for s in (carded, plain, after)] == [
+        str(a + 7), str(a + 9), str(a + 10)]
+    for stored in (carded, plain, after, other):
+        assert await repo.read(lambda tx, s=stored: tx.get_session(s.id)) == stored
+    assert await repo.read(lambda tx: tx.find_session("CP1", str(a + 7))) == carded
+    assert await repo.read(lambda tx: tx.session_card(carded.id or 0)) is not None
+    assert await repo.read(lambda tx: tx.session_card(plain.id or 0)) is None
+
+
 async def test_meter_samples(repo: Repository) -> None:
     sid = await unit(repo, lambda tx: tx.insert_session(session()))
     later = MeterSample(T0 + timedelta(minutes=5), "4202.75", unit="kWh", seq_no=3)
