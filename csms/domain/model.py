@@ -24,6 +24,7 @@ __all__ = [
     "TagStatus",
     "ValueNote",
     "registry_disowns",
+    "status_changed_since",
 ]
 
 
@@ -99,6 +100,9 @@ class IdTag:
     expires_at: datetime | None = None
     parent: str | None = None  # the group (1.6 parentIdTag, 2.0.1 groupIdToken)
     master: bool = False  # a master pass: stops any session of its group, starts none
+    # when ``status`` took its value (None: since the tag was registered); the statuses
+    # before it are kept by the storage (``Tx.tag_status_at``)
+    status_since: datetime | None = None
 
     def authorize(self, now: datetime) -> AuthStatus:
         if self.status == TagStatus.BLOCKED:
@@ -116,6 +120,12 @@ def registry_disowns(tag: IdTag | None, started_at: datetime) -> bool:
     valid, and sent after the card expired, is its driver's. The driver brings none of
     these about (the operator keeps the registry)."""
     return tag is None or tag.authorize(started_at) is not AuthStatus.ACCEPTED
+
+
+def status_changed_since(tag: IdTag | None, at: datetime) -> bool:
+    """Whether ``tag``'s status now is not the one it had at ``at`` (changed after it):
+    its status then is in the storage's history (``Tx.tag_status_at``)."""
+    return tag is not None and tag.status_since is not None and at < tag.status_since
 
 
 @dataclass(slots=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 from collections import Counter
@@ -15,7 +16,14 @@ from decimal import Decimal
 from typing import Any
 
 from csms.domain.energy import DEFAULT_MAX_POWER_W
-from csms.domain.model import AuthStatus, IdTag, Session, Station, registry_disowns
+from csms.domain.model import (
+    AuthStatus,
+    IdTag,
+    Session,
+    Station,
+    registry_disowns,
+    status_changed_since,
+)
 from csms.domain.tariff import minor_prices
 from csms.service import defaults
 from csms.service.certificates import CertificateUseCases, Outbound
@@ -25,7 +33,7 @@ from csms.service.ports import Repository, Tx
 from csms.service.quota import PayloadQuota
 from csms.service.views import session_json
 
-__all__ = ["START_BEFORE_AUTHORIZATION", "START_SENT_LATE", "ChargingCore"]
+__all__ = ["BLOCKED_AT_START", "START_BEFORE_AUTHORIZATION", "START_SENT_LATE", "ChargingCore"]
 
 log = logging.getLogger("csms.service")
 
@@ -35,8 +43,21 @@ START_BEFORE_AUTHORIZATION = "start_before_authorization"
 # a start the station dates, by its own clock (as its stop shows it), long before it sent
 # it, though it was connected since before that start: held (BILLING_HOLD_FLAGS)
 START_SENT_LATE = "start_sent_late"
+# a start accepted by the tag's registry entry now, started while the entry was blocked:
+# charged to nobody (ChargingCore._bind_blocked_then)
+BLOCKED_AT_START = "blocked_at_start"
 # a station's latest connections read for the one its start came over (_judge_start)
 CONNECTIONS_READ = 50
+
+
+async def registry_at(tx: Tx, registered: IdTag | None, at: datetime) -> IdTag | None:
+    """The registry entry ``registered`` as it stood at ``at``: its status then, read from
+    the statuses it replaced only where it changed after ``at``."""
+    if not status_changed_since(registered, at):
+        return registered
+    assert registered is not None
+    status = await tx.tag_status_at(registered.tag, at)
+    return registered if status is None else dataclasses.replace(registered, status=status)
 
 
 class ChargingCore:
@@ -118,10 +139,11 @@ class ChargingCore:
     async def _authorize(self, tx: Tx, tag: str | None) -> AuthStatus:
         if tag is None:
             return AuthStatus.ACCEPTED
-        record = await tx.get_tag(tag)
-        if record is None:
-            return AuthStatus.UNKNOWN
-        return record.authorize(self.clock())
+        return self._answer(await tx.get_tag(tag))
+
+    def _answer(self, record: IdTag | None) -> AuthStatus:
+        """The answer to a tag whose registry entry is ``record`` (None: unknown)."""
+        return AuthStatus.UNKNOWN if record is None else record.authorize(self.clock())
 
     async def _start_answered(self, station_id: str, tag: str | None) -> None:
         """Wait until the station's answer to the remote start of a signed app session for
@@ -296,8 +318,25 @@ class ChargingCore:
         what the escrow pays when the session is settled. ``registered``: the tag's
         registry entry, as the unit read it."""
         assert session.id is not None
-        if cover.card_unlinked_at(session.started_at) \
-                or registry_disowns(registered, session.started_at):
+        if cover.card_unlinked_at(session.started_at) or registry_disowns(
+                await registry_at(tx, registered, session.started_at), session.started_at):
+            await tx.bind_no_payer(session.id, tag)
+
+    @staticmethod
+    async def _bind_blocked_then(tx: Tx, session: Session, tag: str,
+                                 registered: IdTag | None) -> None:
+        """The payer of ``session``, started on ``tag`` and accepted by its registry entry
+        now (``registered``), bound to nobody if the entry's status changed after the
+        session's start and the card was blocked then (flagged ``blocked_at_start``): a
+        thief's session on a card its driver had reported, sent by an offline station
+        once the card was found and unblocked. Nothing is read unless the status changed
+        after the start (:func:`status_changed_since`)."""
+        assert session.id is not None
+        if not status_changed_since(registered, session.started_at):
+            return
+        if registry_disowns(await registry_at(tx, registered, session.started_at),
+                            session.started_at):
+            session.flag(BLOCKED_AT_START)
             await tx.bind_no_payer(session.id, tag)
 
     async def covered(self, station_id: str, tag: str) -> bool:

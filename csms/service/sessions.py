@@ -766,9 +766,11 @@ class SessionUseCases(SignedDataChecks):
                 auth = AuthStatus.ACCEPTED
                 session.auth_status = auth.value
                 session.flags = [f for f in session.flags if f != "auth_unknown"]
+            flagged = len(session.flags)
             if auth is not AuthStatus.ACCEPTED:  # refused: nobody pays, for some causes
                 await self._bind_refused(tx, session, id_tag, cover, tag)
-            flagged = len(session.flags)
+            else:  # accepted now: nobody pays if it was blocked at the start
+                await self._bind_blocked_then(tx, session, id_tag, tag)
             await self._notes(tx, session, notes or [], "StartTransaction")
             await self._check_times(tx, session, [timestamp], "StartTransaction")
             await self._overlaps(tx, session, timestamp)
@@ -973,7 +975,9 @@ class SessionUseCases(SignedDataChecks):
             return auth, None if tariff is None else (session, tariff), stop
 
         async def store(tx: Tx) -> tuple[AuthStatus | None, Session]:
-            auth = await self._authorize(tx, ev.id_tag) if ev.id_tag else None
+            # the token's registry entry, read once for the answer and for who pays
+            registered = await tx.get_tag(ev.id_tag) if ev.id_tag else None
+            auth = self._answer(registered) if ev.id_tag else None
             if auth is AuthStatus.ACCEPTED and ev.event_type == "Started" \
                     and not await covered(tx):
                 auth = AuthStatus.NO_CREDIT
@@ -1104,7 +1108,9 @@ class SessionUseCases(SignedDataChecks):
                 if auth is not None and auth is not AuthStatus.ACCEPTED:
                     session.flag(f"auth_{auth.value.lower()}")
                     await self._bind_refused(tx, session, ev.id_tag, cover,  # who pays
-                                             await tx.get_tag(ev.id_tag))
+                                             registered)
+                elif auth is AuthStatus.ACCEPTED:  # nobody pays if blocked at the start
+                    await self._bind_blocked_then(tx, session, ev.id_tag, registered)
             previous = await self._previous_reading(tx, session) if with_cost \
                 and session.limit_minor is not None and ev.event_type != "Ended" else None
             if ev.samples:

@@ -120,7 +120,7 @@ def _station(row: dict[str, Any]) -> Station:
 
 def _tag(row: dict[str, Any]) -> IdTag:
     return IdTag(row["tag"], row["status"], dt_from_db(row["expires_at"]), row["parent"],
-                 bool(row.get("master") or 0))
+                 bool(row.get("master") or 0), dt_from_db(row.get("status_since")))
 
 
 _STATUS = {s.value: s for s in SessionStatus}  # a dict read, not an enum's call (~0.5 us)
@@ -538,14 +538,36 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
         return _tag(row)
 
     async def put_tag(self, tag: IdTag) -> None:
+        """Register ``tag`` or change its entry (its ``status_since`` is the storage's to
+        keep): a new status keeps the one it replaces, with the times it held, for
+        :meth:`tag_status_at`."""
+        now = dt_to_db(datetime.now(UTC))
+        old = await self.fetchone("SELECT status, status_since FROM id_tags WHERE tag = ?",
+                                  tag.tag)
+        since = None if old is None else old["status_since"]
+        if old is not None and old["status"] != tag.status:
+            await self.execute(
+                "INSERT INTO id_tag_statuses (tag, status, since, until) VALUES (?, ?, ?, ?)",
+                tag.tag, old["status"], since, now)
+            since = now
         await self.execute(
-            "INSERT INTO id_tags (tag, status, expires_at, parent, master, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (tag) DO UPDATE SET status = excluded.status,"
-            " expires_at = excluded.expires_at, parent = excluded.parent,"
-            " master = excluded.master",
+            "INSERT INTO id_tags (tag, status, expires_at, parent, master, created_at,"
+            " status_since) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (tag) DO UPDATE SET"
+            " status = excluded.status, expires_at = excluded.expires_at,"
+            " parent = excluded.parent, master = excluded.master,"
+            " status_since = excluded.status_since",
             tag.tag, tag.status, dt_to_db(tag.expires_at), tag.parent, int(tag.master),
-            dt_to_db(datetime.now(UTC)),
+            now, since,
         )
+
+    async def tag_status_at(self, tag: str, at: datetime) -> str | None:
+        """The status ``tag`` had at ``at``, from the statuses its entry has replaced; None
+        where none of them held then (its status now, or no entry)."""
+        when = dt_to_db(at)
+        row = await self.fetchone(
+            "SELECT status FROM id_tag_statuses WHERE tag = ? AND until > ?"
+            " AND (since IS NULL OR since <= ?) ORDER BY until LIMIT 1", tag, when, when)
+        return None if row is None else str(row["status"])
 
     async def list_tags(self) -> list[IdTag]:
         rows = await self.fetchall("SELECT * FROM id_tags ORDER BY tag")

@@ -43,6 +43,9 @@ class MemoryState:
     stations: dict[str, Station] = field(default_factory=dict)
     connectors: dict[tuple[str, int, int], dict[str, Any]] = field(default_factory=dict)
     tags: dict[str, IdTag] = field(default_factory=dict)
+    # statuses a tag's entry replaced: (tag, status, since, until)
+    tag_statuses: list[tuple[str, str, datetime | None, datetime]] = \
+        field(default_factory=list)
     station_options: dict[tuple[str, str], str] = field(default_factory=dict)
     central_options: dict[str, str] = field(default_factory=dict)
     final_costs: dict[int, dict[str, Any]] = field(default_factory=dict)
@@ -183,7 +186,18 @@ class MemoryTx(Tx):
         return copy.deepcopy(self.s.tags.get(tag))
 
     async def put_tag(self, tag: IdTag) -> None:
-        self.s.tags[tag.tag] = copy.deepcopy(tag)
+        kept, old = copy.deepcopy(tag), self.s.tags.get(tag.tag)
+        kept.status_since = None if old is None else old.status_since
+        if old is not None and old.status != tag.status:
+            now = datetime.now(UTC)
+            self.s.tag_statuses.append((tag.tag, old.status, old.status_since, now))
+            kept.status_since = now
+        self.s.tags[tag.tag] = kept
+
+    async def tag_status_at(self, tag: str, at: datetime) -> str | None:
+        held = [(until, status) for t, status, since, until in self.s.tag_statuses
+                if t == tag and at < until and (since is None or since <= at)]
+        return min(held)[1] if held else None
 
     async def list_tags(self) -> list[IdTag]:
         return [copy.deepcopy(t) for _, t in sorted(self.s.tags.items())]
