@@ -11,9 +11,19 @@ Rules (DESIGN.md, "Protocol rules"):
   transaction are never attached to a session (the service layer sees to that).
 * A missing or placeholder ``meterStart`` must never bill the meter's lifetime
   reading: when a station sends 0 (as meterStart or as a 2.0.1 Transaction.Begin
-  reading) but its first other reading in the session is more than any charger could
+  reading) but its first other reading in the session is more than the station could
   deliver since the start, the reading is a lifetime register and the session starts
-  at that reading instead (flagged).
+  at that reading instead (``meter_start_placeholder``, not a hold). "Could deliver" is
+  at the power the session's plausibility check holds it to (``max_power_w``: the
+  station's registered maximum, else the default, ``DEFAULT_MAX_POWER_W`` unless
+  configured; a power the station reports may lower it, not raise it:
+  csms.service.sessions), with that check's slack and a kWh more: a reading that check
+  would take as energy is energy here too (a new meter's 7 kWh an hour after a begin of 0
+  is billed). A later reading beyond that
+  bound after plausible ones (begin 0, 100 Wh, then a lifetime register) is a jump no
+  station makes: the session starts at it as well, and is held
+  (``energy_above_max_power``): the lifetime register is never billed, whatever reading a
+  station puts before it.
 * A ``Transaction.Begin`` reading is the register at the transaction's start, whatever
   time its frame gives it: it comes before the session's other readings (some chargers
   repeat it, stamped with the frame's time, beside every periodic reading). A station that
@@ -90,14 +100,15 @@ __all__ = [
     "register_readings",
     "register_wh",
     "start_claims",
+    "start_judged",
     "time_flag",
     "to_wh",
     "watts",
 ]
 
 ENERGY_REGISTER = "Energy.Active.Import.Register"
-# Upper bound for any charger (MCS megawatt charging is 3.75 MW); used only to
-# recognise impossible jumps, never to bill.
+# Upper bound for any charger (MCS megawatt charging is 3.75 MW): no station's reported
+# power is taken above it (csms.translate.v201); never used to bill.
 MAX_PLAUSIBLE_POWER_W = Decimal(4_000_000)
 PLAUSIBILITY_SLACK_WH = Decimal(1000)
 # The most a station is taken to deliver when none is registered or reported (the fastest
@@ -203,11 +214,16 @@ class EnergyResult:
     stop_below_reading: bool = False
 
 
-def _max_plausible_wh(since: datetime | None, until: datetime) -> Decimal | None:
+def _max_plausible_wh(since: datetime | None, until: datetime,
+                      max_power_w: Decimal) -> Decimal | None:
+    """The most a register can have counted from 0 at ``since`` to ``until`` at
+    ``max_power_w``: what :func:`energy_flags` allows for that time, and
+    ``PLAUSIBILITY_SLACK_WH`` more (None without a start time)."""
     if since is None:
         return None
     seconds = max(Decimal(0), Decimal(str((until - since).total_seconds())))
-    return MAX_PLAUSIBLE_POWER_W * seconds / Decimal(3600) + PLAUSIBILITY_SLACK_WH
+    return max_power_w * (seconds + POWER_SLACK_SECONDS) / Decimal(3600) \
+        * POWER_SLACK_RATIO + PLAUSIBILITY_SLACK_WH
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,6 +315,15 @@ def start_claims(begins: Iterable[tuple[Decimal, Decimal]],
     return [(wh, step) for wh, step in begins if wh or not meter_start_wh]
 
 
+def start_judged(found: Readings, start: Decimal | None) -> bool:
+    """Whether :func:`energy_of` of ``found`` from ``start`` may judge a start of 0 a
+    placeholder, and so needs the station's power: a start of 0 (or none yet: a begin
+    reading of 0 may be it) beside a reading above ``PLAUSIBILITY_SLACK_WH`` (one at or
+    below it is within the bound at any power)."""
+    return (start is None or start == 0) \
+        and any(r[1] > PLAUSIBILITY_SLACK_WH for r in found.readings)
+
+
 def _step(number: Decimal) -> Decimal:
     """One step of the last digit ``number`` was written with (1 for a whole number;
     csms.metering.ocmf reads a signed reading's the same way: the two layers import
@@ -331,14 +356,17 @@ def compute_energy(
     meter_stop_wh: Decimal | None,
     samples: Iterable[MeterSample],
     started_at: datetime | None = None,
+    max_power_w: Decimal = DEFAULT_MAX_POWER_W,
 ) -> EnergyResult:
     """Energy delivered in a session, in whole Wh (banker's rounding), with flags.
 
     ``meter_start_wh``/``meter_stop_wh`` are what the station reported in its
     start/stop messages (None when it did not); ``samples`` are the session's
-    own meter samples.
+    own meter samples; ``max_power_w`` the station's power, as :func:`energy_flags`
+    takes it (a start of 0 is judged a placeholder by it).
     """
-    return energy_of(register_readings(samples), meter_start_wh, meter_stop_wh, started_at)
+    return energy_of(register_readings(samples), meter_start_wh, meter_stop_wh, started_at,
+                     max_power_w)
 
 
 @_in_decimals
@@ -347,6 +375,7 @@ def energy_of(
     meter_start_wh: Decimal | None,
     meter_stop_wh: Decimal | None,
     started_at: datetime | None = None,
+    max_power_w: Decimal = DEFAULT_MAX_POWER_W,
 ) -> EnergyResult:
     """:func:`compute_energy` of samples whose register readings are ``found``."""
     flags = list(found.flags)
@@ -376,15 +405,21 @@ def energy_of(
             flags.append("meter_start_missing")
     if start == 0 and start_source in ("reported", "context"):
         # a begin reading of 0 claims what a meterStart of 0 does: both are checked
-        # against the first reading that is not such a claim (an Iocharger starting
-        # offline reports 0, its register unread, then its lifetime register)
-        later = next((r for r in readings if r[2] != "Transaction.Begin" or r[1] != 0),
-                     None)
-        if later is not None:
-            bound = _max_plausible_wh(started_at, later[0])
-            if bound is not None and later[1] > bound:
-                start, start_source = later[1], "sample"
-                flags.append("meter_start_placeholder")
+        # against the readings that are not such a claim (an Iocharger starting offline
+        # reports 0, its register unread, then its lifetime register), at the power the
+        # session is held to (a 4 MW bound let a lifetime register of 300 kWh ten
+        # minutes after the start through as energy)
+        later = [r for r in readings if r[2] != "Transaction.Begin" or r[1] != 0]
+        jump = next((n for n, r in enumerate(later)
+                     if (bound := _max_plausible_wh(started_at, r[0], max_power_w))
+                     is not None and r[1] > bound), None)
+        if jump is not None:
+            start, start_source = later[jump][1], "sample"
+            flags.append("meter_start_placeholder")
+            if jump:
+                # plausible readings from 0, then the jump: the start is not the
+                # register's, and no station makes the jump; never billed from 0
+                _flag(flags, "energy_above_max_power")
 
     if start is not None and start_source == "reported" and not all(
             _agree(start, _step(start), wh, step)

@@ -28,6 +28,7 @@ from csms.domain.energy import (
     energy_of,
     register_readings,
     start_claims,
+    start_judged,
     time_flag,
 )
 from csms.domain.maintenance import Reservation, ReservationState
@@ -39,6 +40,7 @@ from csms.domain.model import (
     MeterSample,
     Session,
     SessionStatus,
+    Station,
     ValueNote,
 )
 from csms.domain.tariff import Tariff
@@ -207,9 +209,10 @@ class SessionUseCases(SignedDataChecks):
         before = billing_state(session)
         stored = await tx.energy_samples(session.id)
         data = stored if stored else samples
+        station = await tx.get_station(session.station_id)
         result = compute_energy(
             session.reported_meter_start_wh, session.reported_meter_stop_wh, data,
-            session.started_at,
+            session.started_at, _start_power_w(station, self.default_max_power_w),
         )
         normal = _NORMAL_NOTES.get(session.ocpp_version, frozenset())
         flags = [f for f in result.flags if f not in normal]
@@ -266,7 +269,6 @@ class SessionUseCases(SignedDataChecks):
         session.meter_start_wh, session.meter_stop_wh, session.energy_wh = start, stop, energy
         for f in flags:
             session.flag(f)
-        station = await tx.get_station(session.station_id)
         limit = station.power_limit_w(self.default_max_power_w) if station \
             else self.default_max_power_w
         for f in energy_flags(session.started_at, session.stopped_at, energy, limit):
@@ -454,11 +456,23 @@ class SessionUseCases(SignedDataChecks):
 
         return await self.repo.unit(work)
 
+    async def _start_power(self, tx: Tx, session: Session, found: Readings) -> Decimal:
+        """The power a start of 0 of ``session`` is judged a placeholder by
+        (:func:`_start_power_w`) for a message's readings ``found``: the station is read
+        only where they may be judged so (:func:`~csms.domain.energy.start_judged`), not
+        for every reading of every session."""
+        if not (start_judged(found, session.meter_start_wh)
+                or start_judged(found, session.reported_meter_start_wh)):
+            return self.default_max_power_w
+        return _start_power_w(await tx.get_station(session.station_id),
+                              self.default_max_power_w)
+
     @staticmethod
-    def _running_energy(session: Session, found: Readings) -> None:
+    def _running_energy(session: Session, found: Readings, power_w: Decimal) -> None:
         """Keep ``energy_wh`` of an active session current (for the API), never billing,
-        from the register ``found`` in a message's samples (read before its unit)."""
-        result = energy_of(found, session.meter_start_wh, None, session.started_at)
+        from the register ``found`` in a message's samples (read before its unit);
+        ``power_w``: :meth:`_start_power`."""
+        result = energy_of(found, session.meter_start_wh, None, session.started_at, power_w)
         if "value_out_of_range" in result.flags:
             session.flag("value_out_of_range")
         if "meter_start_placeholder" in result.flags:
@@ -472,7 +486,8 @@ class SessionUseCases(SignedDataChecks):
                 session.energy_wh = max(session.energy_wh or 0, int(delta))
 
     @staticmethod
-    async def _start_in_dispute(tx: Tx, session: Session, found: Readings) -> None:
+    async def _start_in_dispute(tx: Tx, session: Session, found: Readings,
+                                power_w: Decimal) -> None:
         """Hold an active session whose start is in dispute as soon as a message brings the
         begin reading that puts it there (``begin_readings_differ``, as :meth:`_complete`
         would, csms.domain.energy), and count its running energy (what the driver is shown,
@@ -510,7 +525,7 @@ class SessionUseCases(SignedDataChecks):
         if known is not None or reported is not None:
             found = register_readings(await tx.energy_samples(session.id))
         # else the session's first register readings: there are none stored before them
-        result = energy_of(found, reported, None, session.started_at)
+        result = energy_of(found, reported, None, session.started_at, power_w)
         start = result.meter_start_wh
         if "begin_readings_differ" in result.flags:
             session.flag("begin_readings_differ")
@@ -896,8 +911,9 @@ class SessionUseCases(SignedDataChecks):
             await self._notes(tx, session, notes or [], "MeterValues")
             await self._check_times(tx, session, [s.timestamp for s in samples], "MeterValues")
             if found is not None:
-                await self._start_in_dispute(tx, session, found)
-                self._running_energy(session, found)
+                power = await self._start_power(tx, session, found)
+                await self._start_in_dispute(tx, session, found, power)
+                self._running_energy(session, found, power)
             if previous is not None:
                 reached = await self._check_limit(tx, session, previous, samples)
             elif session.limit_minor is not None \
@@ -1125,8 +1141,9 @@ class SessionUseCases(SignedDataChecks):
                 await self._complete(tx, session, ev.samples)
                 return auth, session
             if found is not None:
-                await self._start_in_dispute(tx, session, found)
-                self._running_energy(session, found)
+                power = await self._start_power(tx, session, found)
+                await self._start_in_dispute(tx, session, found, power)
+                self._running_energy(session, found, power)
             if previous is not None:
                 stop = await self._check_limit(tx, session, previous, ev.samples)
                 if stop is not None:
@@ -1183,6 +1200,20 @@ def _stops(ev: TransactionEventIn) -> bool:
     stop; C16.FR.08: stoppedReason MasterPass), not one authorizing it."""
     return ev.event_type == "Ended" or ev.trigger_reason == "StopAuthorized" \
         or ev.stopped_reason == "MasterPass"
+
+
+def _start_power_w(station: Station | None, default: Decimal) -> Decimal:
+    """The power a start of 0 is judged a placeholder by (csms.domain.energy: a reading
+    beyond it since the start is a lifetime register, never billed): the station's
+    registered maximum, else ``default``, the power the session's plausibility check takes
+    of a station whose power is not registered. A power the station reports may lower it,
+    never lift it: a station that reports 4 MW would let its lifetime register through as
+    energy (what it reports still lifts ``energy_above_max_power``'s bound)."""
+    if station is None:
+        return default
+    if station.max_power_w:
+        return station.max_power_w
+    return min(station.reported_max_power_w or default, default)
 
 
 def _precedes(ev: TransactionEventIn, session: Session) -> bool:

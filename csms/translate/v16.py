@@ -161,7 +161,15 @@ async def stop_transaction(
         notes=notes.items,
     )
     for s in stop.samples:
-        s.context = s.context or "Transaction.End"
+        # 1.6 §7.45: a sampled value without a context is Sample.Periodic, and §9.1
+        # StopTxnSampledData fills transactionData with the session's periodic readings:
+        # they are no end readings (each compared with meterStop as one, an honest
+        # session's were three stops that differ). One without a context stamped at the
+        # stop or after it is the register at the stop: an end reading, compared with
+        # meterStop (a meterStop above the station's own reading at that moment is a
+        # stop in dispute, csms.domain.energy).
+        if s.context is None and s.timestamp >= stop.timestamp:
+            s.context = "Transaction.End"
     txid = str(stop.transaction_id)
     final_cost(svc, station_id, txid)  # once the answer is out
     if stop.id_tag is None:

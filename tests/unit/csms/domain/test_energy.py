@@ -450,6 +450,61 @@ def test_a_meter_start_is_compared_with_the_billed_registers_begin_reading_only(
     assert "begin_readings_differ" in r.flags and r.energy_wh == 10_000
 
 
+@pytest.mark.parametrize("meter_start", [None, Decimal(0)], ids=["2.0.1", "1.6"])
+def test_a_start_of_0_is_judged_at_the_stations_power_not_at_any_chargers(
+        meter_start: Decimal | None) -> None:
+    """A begin reading of 0, then the lifetime register 300,000 Wh ten minutes later:
+    1.8 MW, five times the 350 kW the session's plausibility check holds a station of
+    unknown power to. Judged by 4 MW (667 kWh at ten minutes) it passed as energy, and so
+    did 310 kWh over the hour: the lifetime register billed. At the station's power it is
+    a placeholder: 10,000 Wh from the register."""
+    samples = [_begin("0", 0), s("300000", 10, context="Sample.Periodic"),
+               s("310000", 60, context="Transaction.End")]
+    r = compute_energy(meter_start, None, samples, T0)  # the default 350 kW
+    assert (r.meter_start_wh, r.energy_wh) == (300000, 10000)
+    assert "meter_start_placeholder" in r.flags and "energy_above_max_power" not in r.flags
+    # a station registered at 2 MW could have delivered it: energy, held or not by the
+    # session's own check
+    r = compute_energy(meter_start, None, samples, T0, Decimal(2_000_000))
+    assert (r.meter_start_wh, r.energy_wh) == (0, 310000)
+    assert "meter_start_placeholder" not in r.flags
+
+
+@pytest.mark.parametrize(("power", "minutes", "wh"), [
+    (Decimal(350_000), 60, "7000"),  # a new meter: 7 kWh an hour after a begin of 0
+    (Decimal(11_000), 60, "11000"),  # an 11 kW wallbox at full power for the hour
+    (Decimal(11_000), 10, "1900"),  # its first ten minutes, within the check's slack
+    (Decimal(350_000), 10, "58000"),  # a 350 kW charger's first ten minutes
+])
+def test_an_honest_start_of_0_on_a_new_meter_is_billed_from_0(
+        power: Decimal, minutes: int, wh: str) -> None:
+    """A real register that starts small (a new meter, a per-session counter) is no
+    placeholder at the station's power: billed from 0, no flag."""
+    r = compute_energy(None, None, [_begin("0", 0),
+                                    s(wh, minutes, context="Transaction.End")], T0, power)
+    assert (r.meter_start_wh, r.energy_wh) == (0, int(wh))
+    assert set(r.flags) == {"meter_start_from_samples", "meter_stop_from_samples"}
+    assert energy_flags(T0, T0 + timedelta(minutes=minutes), r.energy_wh, power) == []
+
+
+def test_a_plausible_reading_before_the_lifetime_register_never_bills_it() -> None:
+    """A hostile station puts a plausible reading (100 Wh a minute after the begin reading
+    of 0) before its lifetime register, so that the first reading passes the placeholder
+    check and 310 kWh, within 350 kW over the hour, is billed. No station jumps from 100 Wh
+    to 300,000 Wh in nine minutes: counted from the jump, never from 0, and held."""
+    samples = [_begin("0", 0), s("100", 1, context="Sample.Periodic"),
+               s("300000", 10, context="Sample.Periodic"),
+               s("310000", 60, context="Transaction.End")]
+    for start in (None, Decimal(0)):
+        r = compute_energy(start, None, samples, T0)
+        assert (r.meter_start_wh, r.energy_wh) == (300000, 10000)
+        assert {"meter_start_placeholder", "energy_above_max_power"} <= set(r.flags)
+    # the same readings within the station's power are a session's: billed from 0
+    slow = [_begin("0", 0), s("100", 1), s("3000", 10), s("13000", 60)]
+    r = compute_energy(Decimal(0), Decimal(13000), slow, T0, Decimal(22_000))
+    assert (r.energy_wh, r.flags) == (13000, [])
+
+
 def test_a_placeholder_meter_start_of_0_does_not_differ_from_the_begin_reading() -> None:
     """meterStart 0 beside a lifetime register read at the start is a placeholder (the
     session starts at the register, flagged meter_start_placeholder, not held), not a
