@@ -513,7 +513,7 @@ async def build(settings: Settings, lock: NodeLock | None = None) -> App:
             if lock is not None:
                 lock.release()
             raise
-        bus = CommandBus(broker, central.node_id, secret=secret,
+        bus = CommandBus(broker, central.node_id, secret=secret, repo=repo,
                          on_dropped=lambda reason: metrics.bus_dropped.labels(reason).inc())
     admin = None
     try:
@@ -533,8 +533,8 @@ async def build(settings: Settings, lock: NodeLock | None = None) -> App:
         if lock is not None:
             lock.release()
         raise
-    relay = OutboxRelay(repo, broker, client_id=f"voltledger-{central.node_id}") if (
-        broker is not None) else None
+    relay = OutboxRelay(repo, broker, client_id=f"voltledger-{central.node_id}",
+                        on_skipped=metrics.outbox_skipped.inc) if broker is not None else None
     files = None
     if settings.files_port >= 0:
         from csms.files import FileServer

@@ -189,6 +189,10 @@ class Metrics:
             "voltledger_operator_commands", "Operator commands by command and result",
             ["command", "result"], registry=r,
         )
+        self.outbox_skipped = Counter(
+            "voltledger_outbox_skipped", "Bus events skipped unpublished: the MQTT client"
+            " refused them, or their publish failed again and again (see the log)", registry=r,
+        )
         self.bus_dropped = Counter(
             "voltledger_bus_dropped", "Command bus messages dropped (unsigned, badly signed,"
             " stale, replayed, for another node...), by reason", ["reason"], registry=r,

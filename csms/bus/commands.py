@@ -13,7 +13,8 @@ asking node's reply topic (QoS 1 both ways):
                                                "result": {...}, "sig"}
 
 The asking node waits for the reply with a deadline and answers the operator
-exactly as it would for a local station.
+exactly as it would for a local station. ``<node>`` and ``<id>`` are written as topic
+levels by csms.service.topics (a node id holds ``/`` with ``--workers``: ``<node>/<k>``).
 
 Every message is signed: ``sig`` is the HMAC-SHA256 (hex) of the message without
 ``sig``, serialized as JSON with sorted keys, keyed by the cluster's secret (made
@@ -21,8 +22,18 @@ once in the shared database, :func:`csms.service.cluster.bus_secret`). A node dr
 logs and counts (``dropped``, ``on_dropped``) a message that is unsigned or badly
 signed, addressed to another node, sent more than its wait window ago or in the
 future (``CLOCK_SKEW`` allowed), a command whose id it has already served (ids are
-kept until their window has passed), and an answer that is not from the node asked
-for that request id.
+kept until their window has passed: in memory, and in the shared database when the bus
+has one, so that a node that restarted still refuses a command captured on the broker
+and published again: csms.service.ports.Tx.claim_bus_command), and an answer that is
+not from the node asked for that request id. A command that arrived while its node was
+down, or whose node stopped while running it, gets no answer: the asking node's wait
+ends (:class:`NodeUnavailable`, 504 to the operator) and the operator may send it again
+(a new request id). A node that cannot record a command's id in the database does not
+run it and answers 503.
+
+A dropped message is counted by reason; only the first of each reason and every
+thousandth after it are logged (whoever may publish on the broker would otherwise decide
+how fast the node's log grows).
 
 What a command carries and what it answers (``args``, ``result``: a station's new
 password, a configuration read back) travel sealed: AES-256-GCM under a key derived
@@ -45,6 +56,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import aiomqtt
@@ -54,6 +66,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from csms.bus.broker import as_broker, connect
 from csms.config import MqttBroker
+from csms.service.ports import Repository, StorageError, Tx
+from csms.service.topics import NODES_LEVEL, topic_level
 
 __all__ = ["CLOCK_SKEW", "MAX_WAIT", "CommandBus", "Handler", "NodeUnavailable", "sign",
            "unseal", "verify"]
@@ -131,12 +145,14 @@ class NodeUnavailable(Exception):
 class CommandBus:
     def __init__(self, broker: MqttBroker | str, node_id: str, *, prefix: str = "voltledger",
                  secret: bytes | None = None,
-                 on_dropped: Callable[[str], None] | None = None) -> None:
+                 on_dropped: Callable[[str], None] | None = None,
+                 repo: Repository | None = None) -> None:
         self.broker = as_broker(broker)  # a URL: mqtt://[user[:password]@]host[:port]
         self.node_id = node_id
         self.prefix = prefix
         self.secret = _PROCESS_SECRET if secret is None else secret
         self.on_dropped = on_dropped
+        self.repo = repo  # where the served request ids outlive the process (None: memory)
         self.dropped: Counter[str] = Counter()  # messages dropped, by reason
         self._client: aiomqtt.Client | None = None
         # request id -> (the node asked, its answer)
@@ -146,9 +162,9 @@ class CommandBus:
         self.connected = asyncio.Event()
 
     def _topic(self, node: str, *rest: str) -> str:
-        # MQTT topic levels must not contain wildcards; node ids are host:port names
-        safe = node.replace("+", "_").replace("#", "_").replace("/", "_")
-        return "/".join((self.prefix, "nodes", safe, *rest))
+        """``<prefix>/nodes/<node>/<rest>``: ``node`` as one topic level (any node id gives
+        a valid topic, never another node's); ``rest`` as given."""
+        return "/".join((self.prefix, NODES_LEVEL, topic_level(node), *rest))
 
     async def run(self, handler: Handler, stop: asyncio.Event) -> None:
         """Serve commands for this node and collect replies until ``stop``; a broker
@@ -182,9 +198,12 @@ class CommandBus:
         self.dropped[reason] += 1
         if self.on_dropped is not None:
             self.on_dropped(reason)
-        body = body or {}
-        log.warning("! command bus: dropped a message on %s (%s; id %r from %r)", topic,
-                    reason, str(body.get("id"))[:64], str(body.get("from"))[:64])
+        count = self.dropped[reason]
+        if count == 1 or count % 1000 == 0:  # anyone on the broker may send junk
+            body = body or {}
+            log.warning("! command bus: dropped a message on %s (%s; id %r from %r; %d"
+                        " dropped for this reason so far)", str(topic)[:200], reason,
+                        str(body.get("id"))[:64], str(body.get("from"))[:64], count)
 
     def _check(self, kind: str, body: dict[str, Any], window: float) -> str | None:
         """Why a message of ``kind`` cannot be taken, or None."""
@@ -251,8 +270,9 @@ class CommandBus:
         assert isinstance(wait, int | float) and opened is not None
         body = opened
         # kept until the command would be stale anyway
-        self._served[body["id"]] = float(body["sent_at"]) + float(wait) + CLOCK_SKEW
-        task = asyncio.create_task(self._serve(client, handler, body))
+        until = float(body["sent_at"]) + float(wait) + CLOCK_SKEW
+        self._served[body["id"]] = until
+        task = asyncio.create_task(self._serve(client, handler, body, until))
         self._serving.add(task)
         task.add_done_callback(self._serving.discard)
 
@@ -264,7 +284,7 @@ class CommandBus:
                 reason = "unexpected-reply"
             elif body["from"] != asked[0]:
                 reason = "wrong-node"
-            elif str(topic).rsplit("/", 1)[-1] != body["id"]:
+            elif str(topic).rsplit("/", 1)[-1] != topic_level(body["id"]):
                 reason = "malformed"
             else:
                 opened = unseal(self.secret, body)
@@ -279,21 +299,49 @@ class CommandBus:
                     return
         self._drop(reason, topic, body)
 
+    async def _claim(self, request_id: str, until: float) -> bool:
+        """Record in the database that this node takes ``request_id`` (until ``until``):
+        False when it took it before, in this process or an earlier one."""
+        if self.repo is None:
+            return True
+        node, now = self.node_id, datetime.now(UTC)
+        kept = datetime.fromtimestamp(until, UTC)
+
+        async def work(tx: Tx) -> bool:
+            return await tx.claim_bus_command(node, request_id, kept, now)
+
+        return await self.repo.unit(work)
+
     async def _serve(self, client: aiomqtt.Client, handler: Handler,
-                     body: dict[str, Any]) -> None:
+                     body: dict[str, Any], until: float) -> None:
         try:
-            status, result = await handler(str(body["station_id"]), str(body["command"]),
-                                           dict(body.get("args") or {}), body.get("timeout"))
-        except Exception as exc:  # the asking node still gets an answer
-            log.exception("! command %s for %s failed", body.get("command"),
-                          body.get("station_id"))
-            status, result = 500, {"error": f"node {self.node_id} failed: {exc}"}
+            first = await self._claim(str(body["id"]), until)
+        except StorageError as exc:  # not run: it could not be told from a replay later
+            log.warning("! command %s for %s not run: its request id could not be recorded"
+                        " (%s)", body.get("command"), body.get("station_id"), exc)
+            first = None
+        if first is False:
+            self._drop("replayed", self._topic(self.node_id, "commands"), body)
+            return
+        if first is None:
+            status, result = 503, {"error": f"node {self.node_id} could not record the"
+                                   " command and did not run it (its database is"
+                                   " unavailable); send it again"}
+        else:
+            try:
+                status, result = await handler(
+                    str(body["station_id"]), str(body["command"]),
+                    dict(body.get("args") or {}), body.get("timeout"))
+            except Exception as exc:  # the asking node still gets an answer
+                log.exception("! command %s for %s failed", body.get("command"),
+                              body.get("station_id"))
+                status, result = 500, {"error": f"node {self.node_id} failed: {exc}"}
         asker = str(body["from"])
         reply = sign(self.secret, {"kind": "reply", "id": body["id"], "from": self.node_id,
                                    "to": asker, "sent_at": time.time(), "status": status,
                                    "result": result})
         with contextlib.suppress(aiomqtt.MqttError):
-            await client.publish(self._topic(asker, "replies", str(body["id"])),
+            await client.publish(self._topic(asker, "replies", topic_level(str(body["id"]))),
                                  orjson.dumps(reply), qos=1)
 
     async def request(self, node: str, station_id: str, command: str, args: dict[str, Any],

@@ -31,6 +31,7 @@ from csms.service.credit import Cover, CreditCheck
 from csms.service.messages import utc_now
 from csms.service.ports import Repository, Tx
 from csms.service.quota import PayloadQuota
+from csms.service.topics import station_level
 from csms.service.views import session_json
 
 __all__ = ["BLOCKED_AT_START", "START_BEFORE_AUTHORIZATION", "START_SENT_LATE", "ChargingCore"]
@@ -125,9 +126,12 @@ class ChargingCore:
 
     # -- helpers -----------------------------------------------------------
     async def _event(self, tx: Tx, station_id: str, topic: str, payload: dict[str, Any]) -> None:
-        """Queue a bus event in the same transaction as the data it describes."""
+        """Queue a bus event in the same transaction as the data it describes, on
+        ``voltledger/<station level>/<topic>`` (csms.service.topics: any station id makes
+        a valid topic, never another station's)."""
         if self.publish_events:
-            await tx.add_outbox(f"voltledger/{station_id}/{topic}", payload, self.clock())
+            await tx.add_outbox(f"voltledger/{station_level(station_id)}/{topic}", payload,
+                                self.clock())
 
     async def _session_event(self, tx: Tx, station_id: str, topic: str,
                              session: Session) -> None:

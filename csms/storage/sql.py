@@ -959,6 +959,15 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
             holder, _iso_local(until), name, holder, _iso_local(now))
         return renewed == 1
 
+    async def claim_bus_command(self, node_id: str, request_id: str, until: datetime,
+                                now: datetime) -> bool:
+        await self.execute("DELETE FROM bus_served WHERE until < ?", _iso_local(now))
+        taken = await self.execute(
+            "INSERT INTO bus_served (node_id, request_id, until) VALUES (?, ?, ?)"
+            " ON CONFLICT (node_id, request_id) DO NOTHING",
+            node_id, request_id, _iso_local(until))
+        return taken == 1
+
     async def drop_lease(self, name: str, holder: str) -> None:
         await self.execute("DELETE FROM leases WHERE name = ? AND holder = ?", name, holder)
 

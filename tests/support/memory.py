@@ -65,6 +65,7 @@ class MemoryState:
     local_list_versions: dict[str, int] = field(default_factory=dict)
     nodes: dict[str, datetime] = field(default_factory=dict)
     leases: dict[str, tuple[str, datetime]] = field(default_factory=dict)
+    bus_served: dict[tuple[str, str], datetime] = field(default_factory=dict)
     reservations: dict[int, Reservation] = field(default_factory=dict)
     firmware: dict[int, FirmwareImage] = field(default_factory=dict)
     transfers: dict[int, Transfer] = field(default_factory=dict)
@@ -424,6 +425,14 @@ class MemoryTx(Tx):
 
     async def get_lease(self, name: str) -> tuple[str, datetime] | None:
         return self.s.leases.get(name)
+
+    async def claim_bus_command(self, node_id: str, request_id: str, until: datetime,
+                                now: datetime) -> bool:
+        self.s.bus_served = {k: t for k, t in self.s.bus_served.items() if t >= now}
+        if (node_id, request_id) in self.s.bus_served:
+            return False
+        self.s.bus_served[(node_id, request_id)] = until
+        return True
 
     # -- drivers' app sessions (the part the charging service uses) ---------------
     async def add_authorization(self, driver: str, station_id: str, id_tag: str,

@@ -511,7 +511,8 @@ async def test_tag_groups_and_station_options(repo: Repository) -> None:
 
     before, on, other, after, boss, tags = await unit(repo, work)
     assert (before, on, other, after) == (None, "on", None, None)
-    assert boss == IdTag("BOSS", "blocked", None, "FLEET", False)
+    assert boss.status_since is not None  # blocked by the update (test_tag_statuses.py)
+    assert boss == IdTag("BOSS", "blocked", None, "FLEET", False, boss.status_since)
     assert [(t.tag, t.parent, t.master) for t in tags] == [
         ("ALICE", "FLEET", False), ("BOSS", "FLEET", False), ("CHIEF", "FLEET", True)]
 
@@ -603,3 +604,22 @@ async def test_the_sessions_with_a_limit_of_a_node_s_stations(repo: Repository, 
             " AND st.connected_node = ?", "n1"))
         details = " ".join(str(r["detail"]) for r in plan)
         assert "sessions_limited" in details, details
+
+
+async def test_a_bus_command_is_claimed_once_per_node_until_it_expires(
+    repo: Repository,
+) -> None:
+    """csms.bus.commands keeps the request ids a node served here: a restarted node (a new
+    process on the same database) refuses an id it took before, until its window ends."""
+    now = datetime(2026, 3, 1, 10, tzinfo=UTC)
+    until = now + timedelta(seconds=610)
+
+    async def claim(node: str, request_id: str, at: datetime) -> bool:
+        return await unit(repo, lambda tx: tx.claim_bus_command(node, request_id, until, at))
+
+    assert await claim("n1", "r1", now) is True
+    assert await claim("n1", "r1", now + timedelta(seconds=600)) is False  # a replay
+    assert await claim("n2", "r1", now) is True  # another node's ids are its own
+    assert await claim("n1", "r2", now) is True
+    # past its window the id is forgotten (the command is stale by then anyway)
+    assert await claim("n1", "r1", until + timedelta(seconds=1)) is True
