@@ -75,9 +75,10 @@ class MeterSigner:
 
     def container(
         self, *, station_id: str, id_tag: str, register_wh: int, at: datetime, kind: str,
-        pagination: int,
+        pagination: int, serial: str | None = None,
     ) -> str:
-        """One signed reading; ``kind`` is the OCMF TX code: B (begin) or E (end)."""
+        """One signed reading; ``kind`` is the OCMF TX code: B (begin) or E (end);
+        ``serial``: the meter's (MS), this signer's unless given."""
         payload = {
             "FV": "1.0",
             "GI": "voltledger chargers_sim",
@@ -86,7 +87,7 @@ class MeterSigner:
             "PG": f"T{pagination}",
             "MV": "voltledger",
             "MM": "sim-meter",
-            "MS": self.serial,
+            "MS": serial or self.serial,
             "IS": True,
             "IL": "NONE",
             "IF": [],

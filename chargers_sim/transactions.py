@@ -101,10 +101,16 @@ class TransactionQueue(StationCore):
         if self.signer is None or context not in ("Transaction.Begin", "Transaction.End"):
             return None
         s.pagination += 1
+        # a meter per connector (an Eichrecht meter measures one), each its own serial and
+        # register, signing with the station's one key: the central system tells a
+        # connector's readings from another's by the serial
+        serial = self.signer.serial if s.connector == 1 \
+            else f"{self.signer.serial}-{s.connector}"
         container = self.signer.container(
             station_id=self.station_id, id_tag=s.id_tag,
             register_wh=self.meters[s.connector].register_wh, at=datetime.now(UTC),
-            kind="B" if context == "Transaction.Begin" else "E", pagination=s.pagination)
+            kind="B" if context == "Transaction.Begin" else "E", pagination=s.pagination,
+            serial=serial)
         return self.signer.signed_meter_value(container)
 
     def _sampled(self, s: Session, context: str, *, extra: bool) -> list[dict[str, Any]]:

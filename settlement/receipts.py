@@ -648,6 +648,17 @@ def _check_signed(v: Verdict, record: dict[str, Any], samples: list[dict[str, An
     changed = rec.start_wh != start or rec.stop_wh != stop
     problems = rec.mismatches + (["the billed readings are not the ones the signed data"
                                   " gives"] if changed else [])
+    try:
+        started = datetime.fromisoformat(record["started_at"])
+        stopped = datetime.fromisoformat(record["stopped_at"])
+    except (TypeError, ValueError):
+        pass  # no session times: the readings do not belong to it (_belongs)
+    else:
+        # a side the meter did not sign, beyond what any charger delivers from (to) its
+        # nearest signed reading (the central system bounds it by the station's power)
+        problems += ocmf.unsigned_beyond_signed(readings, rec.signed_begin, rec.signed_end,
+                                                start, stop, started, stopped,
+                                                ocmf.MAX_PLAUSIBLE_POWER_W)
     detail = "; ".join(problems) if problems else (
         "the billed start and stop readings are the meter's signed ones" if not rec.missing
         else f"no signed {' and '.join(rec.missing)} reading to compare")
@@ -971,7 +982,7 @@ def _check_card(v: Verdict, r: dict[str, Any], reader: Any, driver: str, index: 
 def duplicates(receipts: list[dict[str, Any]]) -> list[str]:
     """Sessions billed twice across receipts: the same signed meter reading, or the same
     station transaction, in two records."""
-    seen_readings: dict[tuple[str, str, str], int] = {}
+    seen_readings: dict[tuple[str, str], int] = {}
     seen_tx: dict[tuple[str, str, str], int] = {}
     found: list[str] = []
     for n, receipt in enumerate(receipts):
@@ -987,7 +998,9 @@ def duplicates(receipts: list[dict[str, Any]]) -> list[str]:
                 continue
             checked = ocmf.check_container(s["signed"], record.get("meter_public_key"))
             for reading in checked.readings:
-                rkey = (str(reading.meter_serial), str(reading.pagination), str(reading.tx))
+                # one page of one meter is one record, whatever code a station labels its
+                # reading with (Alfen's type is not signed: an end relabelled a begin)
+                rkey = (str(reading.meter_serial), str(reading.pagination))
                 if reading.pagination and rkey in seen_readings \
                         and seen_readings[rkey] != n:
                     found.append(f"receipts {seen_readings[rkey] + 1} and {n + 1} carry the"

@@ -237,6 +237,9 @@ BILLING_HOLD_FLAGS = frozenset(
         # or signed readings that are not this session's (another meter, time, token)
         "signed_reading_faulty",
         "signed_reading_foreign",
+        # an unsigned start or stop, where the meter signed none, beyond what its signed
+        # readings and the station's power allow (csms.metering.ocmf.unsigned_beyond_signed)
+        "signed_reading_exceeded",
         # plausibility (csms.domain.energy): energy no station delivers in that time, times
         # it cannot have sent, values no meter reads
         "energy_above_max_power",

@@ -51,7 +51,10 @@ __all__ = [
     "HOLD_STATUSES",
     "INVALID",
     "MALFORMED",
+    "MAX_PLAUSIBLE_POWER_W",
     "NO_KEY",
+    "POWER_SLACK_RATIO",
+    "POWER_SLACK_SECONDS",
     "READING_MARGIN",
     "READING_TOLERANCE_WH",
     "VERIFIED",
@@ -66,7 +69,9 @@ __all__ = [
     "normalize_key",
     "reconcile",
     "register_kind",
+    "reused",
     "strip_blanks",
+    "unsigned_beyond_signed",
     "unwrap",
 ]
 
@@ -94,6 +99,12 @@ READING_TOLERANCE_WH = Decimal(10)
 # no energy register shows more (this module stands alone, for receipts' verifiers: the
 # same bound as csms.domain.energy.MAX_REGISTER_WH, which a test keeps equal)
 MAX_REGISTER_WH = Decimal(10) ** 15
+# no charger delivers more power, nor does a power check count less slack (a receipt's
+# verifiers bound an unsigned start or stop with these: csms.domain.energy's
+# MAX_PLAUSIBLE_POWER_W, POWER_SLACK_SECONDS and POWER_SLACK_RATIO, which a test keeps equal)
+MAX_PLAUSIBLE_POWER_W = Decimal(4_000_000)
+POWER_SLACK_SECONDS = 60
+POWER_SLACK_RATIO = Decimal("1.01")
 # nor is a reading written with a figure beyond 10^-30 or 10^30 (its adjusted exponent):
 # csms.domain.tariff.MAX_EXPONENT, which the same test keeps equal
 MAX_EXPONENT = 30
@@ -601,6 +612,7 @@ class Reconciled:
     faults: list[str] = field(default_factory=list)  # begin/end readings the meter marks faulty
     signed_begin: SignedReading | None = None
     signed_end: SignedReading | None = None
+    readings: list[SignedReading] = field(default_factory=list)  # the verified ones compared
 
 
 def _billed_resolution(value: Decimal) -> Decimal:
@@ -628,7 +640,8 @@ def reconcile(readings: list[SignedReading], billed_start: Decimal | None,
     ``signed_register_offset``, not held.
     """
     begin, end = _pair(readings)
-    out = Reconciled(billed_start, billed_stop, signed_begin=begin, signed_end=end)
+    out = Reconciled(billed_start, billed_stop, signed_begin=begin, signed_end=end,
+                     readings=list(readings))
     outcomes: dict[str, str] = {}
     for name, signed, billed in (("start", begin, billed_start), ("stop", end, billed_stop)):
         if signed is None:
@@ -648,6 +661,15 @@ def reconcile(readings: list[SignedReading], billed_start: Decimal | None,
                                  f" {signed.wh} Wh (a unit factor of 1000): billed as signed")
             else:
                 outcome = "differs"
+        elif name == "start" and billed < signed.wh - _step(
+                max(signed.resolution_wh, _billed_resolution(billed))) / 2:
+            # within a step, but more than half a step below the signed begin: no rounding
+            # of the meter's reading gives it (csms.domain.energy allows an unsigned start
+            # half a step below a reading, no more): the driver is not billed for energy the
+            # meter signed was on the register before the start
+            value = signed.wh
+            out.notes.append(f"start: the station reported {billed} Wh, below what the meter's"
+                             f" signed {signed.wh} Wh allows: billed as signed")
         outcomes[name] = outcome
         if name == "start":
             out.start_wh = value
@@ -728,7 +750,8 @@ def _pair(readings: list[SignedReading]) -> tuple[SignedReading | None, SignedRe
     """The signed begin and end import readings, from one register: the total import
     register 1-x:1.8.0 when both sides have it, else the first register both sides have;
     when no register is on both sides, each side's total import reading (else its first
-    begin, its last end)."""
+    begin, its last end): a pair of two registers, which :func:`foreign` refuses (their
+    difference is no energy the meter measured)."""
     imports = [r for r in readings if r.kind == IMPORT]
     begins = [r for r in imports if r.tx == "B"]
     ends = [r for r in imports if r.tx in END_CODES]
@@ -762,10 +785,11 @@ def foreign(readings: Iterable[SignedReading], begin: SignedReading | None,
             id_tag: str | None, margin: timedelta = READING_MARGIN) -> list[str]:
     """Why signed readings do not belong to a session (empty when they do): a begin or end
     reading outside the session's time (with ``margin`` for the meter's clock), a begin
-    later than its end or pages going backwards, several different begin (or end) readings
-    of the register, readings of several meters, readings the meter signed for another
-    token than the session's, readings of several of the meter's own sessions (where the
-    format signs one), a begin reading larger than its end. The central system holds such a
+    later than its end or pages going backwards, a begin and an end of two registers,
+    several different begin (or end) readings of the register, readings of several meters,
+    readings the meter signed for another token than the session's, readings of several of
+    the meter's own sessions (where the format signs one), a begin reading larger than its
+    end. The central system holds such a
     session (``signed_reading_foreign``); a receipt's verifier calls it INVALID.
 
     ``readings`` are all the session's verified readings, ``begin``/``end`` the pair
@@ -795,8 +819,12 @@ def foreign(readings: Iterable[SignedReading], begin: SignedReading | None,
         pb, pe = _page(begin.pagination), _page(end.pagination)
         if pb is not None and pe is not None and not pb <= pe:
             problems.append(f"pages go backwards ({begin.pagination} -> {end.pagination})")
-        if _register_key(begin.register) == _register_key(end.register) \
-                and begin.wh > end.wh:
+        if _register_key(begin.register) != _register_key(end.register):
+            # a tariff register's begin and the total's end: each the meter's, their
+            # difference no energy it measured
+            problems.append(f"the begin reading ({begin.register or '(unnamed)'}) and the end"
+                            f" reading ({end.register or '(unnamed)'}) are of two registers")
+        elif begin.wh > end.wh:
             # an energy register only counts up: these are not one transaction's readings
             problems.append(f"the begin reading ({begin.wh} Wh) is larger than the end"
                             f" reading ({end.wh} Wh)")
@@ -818,4 +846,120 @@ def foreign(readings: Iterable[SignedReading], begin: SignedReading | None,
     ids = {r.identification for r in readings if r.identification}
     if tag and ids and any(i.upper() != tag.upper() for i in ids):
         problems.append(f"the meter signed them for {', '.join(sorted(ids))}, not {tag}")
+    return problems
+
+
+def _same_record(a: SignedReading, b: SignedReading) -> bool:
+    """One signed reading of one meter: the same meter, register, page, time and value
+    (whatever code a station labels it with: Alfen's type is not signed)."""
+    return (a.meter_serial, a.pagination, _register_key(a.register), a.time, a.wh) \
+        == (b.meter_serial, b.pagination, _register_key(b.register), b.time, b.wh)
+
+
+def _before(a: SignedReading, b: SignedReading) -> bool:
+    """Whether the meter signed ``a`` before ``b`` (readings of one register): a smaller
+    value (the register only counts up) or an earlier time."""
+    if a.wh < b.wh:
+        return True
+    ta, tb = _at(a.time or ""), _at(b.time or "")
+    try:
+        return ta is not None and tb is not None and ta < tb
+    except TypeError:  # a naive time against an aware one
+        return False
+
+
+def reused(begin: SignedReading | None, end: SignedReading | None,
+           others: Iterable[tuple[str, bool, SignedReading]]) -> list[str]:
+    """Why a session's signed begin and end are not its own, by the signed readings of the
+    station's other sessions (empty when they are): the same record as another session's
+    reading (one reading billed twice), or, on the same meter's register, a begin before the
+    end of a session that started before this one, or an end after the begin of one that
+    started after it (the meter counted that energy once).
+
+    ``others``: (a name for the other session, whether it started before this one, one of
+    its verified signed readings)."""
+    problems: list[str] = []
+    for name, earlier, other in others:
+        if other.kind != IMPORT:
+            continue
+        for side, mine in (("begin", begin), ("end", end)):
+            if mine is not None and _same_record(mine, other):
+                problems.append(f"the {side} reading is {name}'s too")
+        for side, mine in (("begin", begin), ("end", end)):
+            if mine is None or mine.meter_serial != other.meter_serial \
+                    or _register_key(mine.register) != _register_key(other.register) \
+                    or _same_record(mine, other):
+                continue
+            if side == "begin" and earlier and other.tx in END_CODES \
+                    and _before(mine, other):
+                problems.append(f"the begin reading ({mine.wh} Wh, {mine.time}) is before"
+                                f" {name}'s end reading ({other.wh} Wh, {other.time})")
+            elif side == "end" and not earlier and other.tx == "B" and _before(other, mine):
+                problems.append(f"the end reading ({mine.wh} Wh, {mine.time}) is after"
+                                f" {name}'s begin reading ({other.wh} Wh, {other.time})")
+    return list(dict.fromkeys(problems))
+
+
+def _seconds(a: datetime | None, b: datetime | None) -> Decimal | None:
+    """Seconds from ``a`` to ``b``, exact (whole microseconds); None when either is missing
+    or one is naive."""
+    try:
+        return None if a is None or b is None \
+            else Decimal((b - a) // timedelta(microseconds=1)) / 1_000_000
+    except TypeError:
+        return None
+
+
+def unsigned_beyond_signed(readings: Iterable[SignedReading], begin: SignedReading | None,
+                           end: SignedReading | None, start_wh: Decimal | None,
+                           stop_wh: Decimal | None, started: datetime,
+                           stopped: datetime | None, max_power_w: Decimal,
+                           slack_seconds: int = POWER_SLACK_SECONDS,
+                           slack_ratio: Decimal = POWER_SLACK_RATIO) -> list[str]:
+    """Why an unsigned start or stop is beyond what the meter's signed readings allow (empty
+    when it is not): where the meter signed no end reading, a stop above a signed reading of
+    the begin's register (the begin, an intermediate C reading...) by more than
+    ``max_power_w`` delivers from that reading's time to the stop; where it signed no begin
+    reading, a start below a signed reading of the end's register by more than the power
+    delivers from the start to that reading's time. The slack is csms.domain.energy's
+    power check's (seconds of clock difference, a ratio); a reading without a time (or one
+    naive against the session's) counts from the session's start (to its stop). The central
+    system gives the station's power limit, a receipt's verifiers MAX_PLAUSIBLE_POWER_W."""
+    imports = [r for r in readings if r.kind == IMPORT]
+    problems: list[str] = []
+
+    def allowed(seconds: Decimal | None) -> Decimal:
+        return max_power_w * (max(seconds or Decimal(0), Decimal(0)) + slack_seconds) \
+            / 3600 * slack_ratio
+
+    def seconds(a: datetime | None, b: datetime | None,
+                fallback: Decimal | None) -> Decimal | None:
+        gap = _seconds(a, b)
+        return fallback if gap is None else gap
+
+    session = _seconds(started, stopped)
+    if end is None and begin is not None and stop_wh is not None:
+        # each signed reading of the register bounds the stop: at most the reading and what
+        # the power delivers from its time to the stop (a reading after the stop: the
+        # reading); the tightest bound counts (a later session's reading among them only
+        # loosens its own)
+        key = _register_key(begin.register)
+        bounds = [(r.wh + allowed(seconds(_at(r.time or ""), stopped, session)), r)
+                  for r in imports if _register_key(r.register) == key] or \
+            [(begin.wh + allowed(seconds(_at(begin.time or ""), stopped, session)), begin)]
+        most, last = min(bounds, key=lambda b: b[0])
+        if stop_wh > most:
+            problems.append(f"the unsigned stop ({stop_wh} Wh) is beyond the meter's signed"
+                            f" reading ({last.wh} Wh at {last.time}) and {max_power_w} W"
+                            " since")
+    if begin is None and end is not None and start_wh is not None:
+        key = _register_key(end.register)
+        bounds = [(r.wh - allowed(seconds(started, _at(r.time or ""), session)), r)
+                  for r in imports if _register_key(r.register) == key] or \
+            [(end.wh - allowed(seconds(started, _at(end.time or ""), session)), end)]
+        least, first = max(bounds, key=lambda b: b[0])
+        if start_wh < least:
+            problems.append(f"the unsigned start ({start_wh} Wh) is below the meter's signed"
+                            f" reading ({first.wh} Wh at {first.time}) by more than"
+                            f" {max_power_w} W delivers before it")
     return problems

@@ -140,6 +140,14 @@ class Tx(Protocol):
         self, session_id: int, station_id: str, rows: list[dict[str, Any]]
     ) -> None: ...
     async def signed_readings(self, session_id: int) -> list[dict[str, Any]]: ...
+    async def signed_readings_around(
+        self, station_id: str, since: datetime, until: datetime, other_than: int,
+    ) -> list[dict[str, Any]]:
+        """The verified signed readings stored for the station's other sessions (not
+        ``other_than``) that ran within ``since``..``until`` (started by ``until``, not
+        stopped before ``since``), each row with its ``session_id`` and the session's
+        ``started_at``; in the order stored."""
+        ...
 
     # events
     async def record_tx_event(self, session_id: int, seq_no: int) -> bool:

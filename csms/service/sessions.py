@@ -44,6 +44,7 @@ from csms.domain.model import (
     ValueNote,
 )
 from csms.domain.tariff import Tariff
+from csms.metering import ocmf
 from csms.service import defaults
 from csms.service.billing import BillingState, billing_state, check_billing_transition
 from csms.service.driver import MASTER_PASS_OPTION, RunningCost, priced, tariff_of
@@ -69,6 +70,9 @@ __all__ = ["LimitReached", "SessionUseCases"]
 
 log = logging.getLogger("csms.service")
 
+# an unsigned start or stop beyond what the meter's signed readings and the station's power
+# allow (csms.metering.ocmf.unsigned_beyond_signed): held
+BEYOND_SIGNED = "signed_reading_exceeded"
 
 # Energy notes that are normal for a version, not worth a flag: 2.0.1 has no
 # meterStart/meterStop, so its readings always come from samples, signed or not.
@@ -267,10 +271,22 @@ class SessionUseCases(SignedDataChecks):
             if problem:
                 flags.append(problem)
         session.meter_start_wh, session.meter_stop_wh, session.energy_wh = start, stop, energy
-        for f in flags:
-            session.flag(f)
         limit = station.power_limit_w(self.default_max_power_w) if station \
             else self.default_max_power_w
+        if signed and settled != {"start", "stop"}:
+            # a side the meter signed no reading of: the station's unsigned one stands, but
+            # not beyond what the station's power delivers from (to) the meter's last
+            # (first) signed reading (docs/settlement.md)
+            beyond = ocmf.unsigned_beyond_signed(
+                rec.readings, rec.signed_begin, rec.signed_end, start, stop,
+                session.started_at, session.stopped_at, limit)
+            if beyond:
+                flags.append(BEYOND_SIGNED)
+                await tx.add_station_event(
+                    session.station_id, "billing_mismatch",
+                    {"session_id": session.id, "beyond_signed": beyond}, self.clock())
+        for f in flags:
+            session.flag(f)
         for f in energy_flags(session.started_at, session.stopped_at, energy, limit):
             session.flag(f)
         await self._overrun(tx, session, data)

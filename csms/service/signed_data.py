@@ -81,6 +81,7 @@ class SignedDataChecks(ChargingCore):
         rec = ocmf.reconcile(readings, start_wh, stop_wh)
         foreign = ocmf.foreign(readings, rec.signed_begin, rec.signed_end,
                                session.started_at, session.stopped_at, session.id_tag)
+        foreign += await self._reused(tx, session, rec, pinned)
         if foreign:
             # readings of another meter, session or token, or in the wrong order: the same
             # rule a receipt's verifier applies (settlement/receipts.py)
@@ -97,3 +98,46 @@ class SignedDataChecks(ChargingCore):
                 session.station_id, "billing_discrepancy",
                 {"session_id": session.id, "notes": rec.notes, "flags": rec.flags}, now)
         return rec
+
+    async def _reused(self, tx: Tx, session: Session, rec: ocmf.Reconciled,
+                      pinned: str | None) -> list[str]:
+        """Why the session's signed begin or end is another session's (``ocmf.reused``):
+        compared with the verified readings of the station's sessions that ran within twice
+        the reading margin of it (a reading inside both sessions' windows, or an end of the
+        session before later than this one's begin, lies within it), and with the signed
+        data of its sessions still charging (checked with ``pinned``): a station that has
+        the later session complete first, with the earlier one's begin, does not have it
+        billed before the earlier one's readings are stored."""
+        assert session.id is not None
+        if rec.signed_begin is None and rec.signed_end is None:
+            return []
+        margin = 2 * ocmf.READING_MARGIN
+        last = session.stopped_at or session.started_at
+        try:
+            since, until = session.started_at - margin, last + margin
+        except OverflowError:  # at the ends of the calendar: no other session is there
+            return []
+        others: list[tuple[str, bool, ocmf.SignedReading]] = []
+        for row in await tx.signed_readings_around(session.station_id, since, until,
+                                                   session.id):
+            if row["reading_wh"] is None:
+                continue
+            earlier = (row["started_at"], row["session_id"]) < (session.started_at,
+                                                                  session.id)
+            others.append((f"session {row['session_id']}", earlier, ocmf.SignedReading(
+                tx=row["tx_code"], time=row["reading_time"], wh=Decimal(row["reading_wh"]),
+                resolution_wh=Decimal(row["resolution_wh"] or 1),
+                meter_serial=row["meter_serial"], pagination=row["pagination"],
+                register=row["register_code"],
+                kind=row["register_kind"] or ocmf.register_kind(row["register_code"]))))
+        for other in await tx.list_sessions(session.station_id, active=True):
+            if other.id is None or other.id == session.id or other.started_at > until:
+                continue
+            earlier = (other.started_at, other.id) < (session.started_at, session.id)
+            for sample in await tx.energy_samples(other.id):
+                if sample.signed is None:
+                    continue
+                checked = ocmf.check_container(sample.signed, pinned)
+                if checked.status == ocmf.VERIFIED:
+                    others.extend((f"session {other.id}", earlier, r) for r in checked.readings)
+        return ocmf.reused(rec.signed_begin, rec.signed_end, others)

@@ -855,6 +855,19 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
             " meter_serial, pagination, public_key, status, detail, register_code,"
             " register_kind FROM signed_readings WHERE session_id = ? ORDER BY id", session_id)
 
+    async def signed_readings_around(
+        self, station_id: str, since: datetime, until: datetime, other_than: int,
+    ) -> list[dict[str, Any]]:
+        rows = await self.fetchall(
+            "SELECT r.session_id, s.started_at, r.tx_code, r.reading_time, r.reading_wh,"
+            " r.resolution_wh, r.meter_serial, r.pagination, r.register_code,"
+            " r.register_kind FROM signed_readings r JOIN sessions s ON s.id = r.session_id"
+            " WHERE r.station_id = ? AND r.session_id <> ? AND r.status = 'verified'"
+            " AND s.station_id = ? AND s.started_at <= ?"
+            " AND (s.stopped_at IS NULL OR s.stopped_at >= ?) ORDER BY r.id",
+            station_id, other_than, station_id, dt_to_db(until), dt_to_db(since))
+        return [{**r, "started_at": dt_from_db(r["started_at"])} for r in rows]
+
     # -- events --------------------------------------------------------------
     async def record_tx_event(self, session_id: int, seq_no: int) -> bool:
         changed = await self.execute(

@@ -725,7 +725,8 @@ def _generated(meter: _Meter, *, pin: str | None = "der", message: str | None = 
                begin_page: int | None = None, end_code: str = "E",
                end_shift: timedelta = timedelta(0), end: dict[str, Any] | None = None,
                naive: bool = False, also: tuple[tuple[str, int, timedelta], ...] = (),
-               twice: bool = False, **sign: Any) -> dict[str, Any]:
+               twice: bool = False, billed_start: str | None = None,
+               **sign: Any) -> dict[str, Any]:
     """``sign`` goes to the begin container, ``end`` to the end container; ``also``: further
     containers of the meter between them, (TX, Wh, time after the begin) each; ``twice``:
     the begin and the end container sent twice (as a 1.6 station sends the end reading in
@@ -750,7 +751,7 @@ def _generated(meter: _Meter, *, pin: str | None = "der", message: str | None = 
         samples += [_sample(T0, "Transaction.Begin", wrapped(begin)),
                     _sample(t1, "Transaction.End", wrapped(end_container))]
     started, stopped = (T0.replace(tzinfo=None), t1.replace(tzinfo=None)) if naive else (T0, t1)
-    return _offline_receipt(samples, start=str(start), stop=billed or str(stop),
+    return _offline_receipt(samples, start=billed_start or str(start), stop=billed or str(stop),
                             started=started, stopped=stopped, tag="TAG0",
                             key=meter.public(pin) if pin else None)
 
@@ -1037,6 +1038,23 @@ def _vector_cases() -> list[tuple[str, dict[str, Any]]]:
          _generated(p256(), more=(("1-b:1.8.1", 3_000),), end={"more": (("1-b:1.8.1", 4_000),)})),
         ("a tariff register beside the total at the begin only",
          _generated(p256(), more=(("1-b:1.8.1", 3_000),))),
+        # a begin of the tariff register and an end of the total: each the meter's, their
+        # difference no energy it measured (csms.metering.ocmf.foreign)
+        ("a begin and an end of two registers",
+         _generated(p256(), start=50_000, stop=77_540,
+                    spell=lambda t: t.replace('"RI":"1-b:1.8.0"', '"RI":"1-b:1.8.1"'))),
+        # billed from a whole step below the signed begin, where half a step is the most any
+        # rounding of the meter's reading allows (csms.metering.ocmf.reconcile)
+        ("billed start a whole step below the signed begin",
+         _generated(p256(), start=5_000, stop=12_340, billed_start="4991", billed="12349")),
+        ("billed start half a step below the signed begin",
+         _generated(p256(), start=5_000, stop=12_340, billed_start="4995", billed="12349")),
+        # no signed end (its last reading a C at the stop): a stop 187.5 kWh above it is
+        # beyond what any charger (4 MW) delivers in the power check's minute of slack
+        ("no signed end, billed far above the last signed reading",
+         _generated(p256(), end_code="C", billed="200000")),
+        ("no signed end, billed at the last signed reading",
+         _generated(p256(), end_code="C")),
         ("LEM DCBM (import and export registers, inherited TM and TX)", _lem()),
         # how a reading is written (csms.metering.ocmf, tests/unit/csms/metering/
         # test_ocmf_hostile.py): its last digit widens the match by at most 10 Wh, its unit
@@ -1223,6 +1241,7 @@ def _assert_vector_verdicts(by_name: dict[str, dict[str, Any]],
                  "ended by TX A", "ended by TX P", "a time error alone (EF t)",
                  "a tariff register beside the total on both sides",
                  "a tariff register beside the total at the begin only",
+                 "billed start half a step below the signed begin",
                  "LEM DCBM (import and export registers, inherited TM and TX)",
                  "whole-kWh readings (RV 10, 12)", "whole-kWh readings, billed 9 Wh over",
                  "kWh spelled KWH and kwh", "a reading inheriting its unit from the one before",
@@ -1233,6 +1252,10 @@ def _assert_vector_verdicts(by_name: dict[str, dict[str, Any]],
                  "Alfen, a test key's honest pair"):
         assert by_name[name]["status"] == "UNVERIFIED" and not by_name[name]["failed"], name
         assert proven in by_name[name]["proves"], name
+    # a stop the meter did not sign, within what a charger delivers after its last reading:
+    # not proven, not failed
+    honest = by_name["no signed end, billed at the last signed reading"]
+    assert honest["status"] == "UNVERIFIED" and not honest["failed"], honest
     # space, tab, CR and LF around signed data are no part of it, any other character is
     for name in blank if blank is not None else [name for name, _ in _blank_cases()]:
         want = ("UNVERIFIED", set()) if "space, tab, CR and LF" in name \
@@ -1282,6 +1305,12 @@ def _assert_vector_verdicts(by_name: dict[str, dict[str, Any]],
             ("begin marked faulty (ST E)", {"meter status"}),
             ("end with an energy error (EF E)", {"meter status"}),
             ("begin and end of two meters", {"signed readings belong to this session"}),
+            ("a begin and an end of two registers",
+             {"signed readings belong to this session"}),
+            ("billed start a whole step below the signed begin",
+             {"signed readings = billed readings"}),
+            ("no signed end, billed far above the last signed reading",
+             {"signed readings = billed readings"}),
             ("begin later than the end", {"signed readings belong to this session"}),
             ("end an hour after the session", {"signed readings belong to this session"}),
             ("session times without an offset", {"signed readings belong to this session"}),

@@ -351,6 +351,20 @@ class MemoryTx(Tx):
     async def signed_readings(self, session_id: int) -> list[dict[str, Any]]:
         return copy.deepcopy(self.s.signed.get(session_id, []))
 
+    async def signed_readings_around(
+        self, station_id: str, since: datetime, until: datetime, other_than: int,
+    ) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for sid, rows in sorted(self.s.signed.items()):
+            s = self.s.sessions.get(sid)
+            if sid == other_than or s is None or s.station_id != station_id \
+                    or s.started_at > until \
+                    or (s.stopped_at is not None and s.stopped_at < since):
+                continue
+            out.extend({**copy.deepcopy(r), "session_id": sid, "started_at": s.started_at}
+                       for r in rows if r["status"] == "verified")
+        return out
+
     # -- events --------------------------------------------------------------
     async def record_tx_event(self, session_id: int, seq_no: int) -> bool:
         key = (session_id, seq_no)

@@ -795,6 +795,13 @@ export function reconcile(signedReadings, billedStart, billedStop) {
       } else {
         outcome = "differs";
       }
+    } else if (name === "start" && billed.cmp(signed.wh.sub(
+      step(maxDec(signed.resolutionWh, billed.resolution())).div(Dec.fromInt(2)))) < 0) {
+      // within a step, but more than half a step below the signed begin: no rounding of
+      // the meter's reading gives it; the driver is not billed for energy the meter signed
+      // was on the register before the start
+      value = signed.wh;
+      out.notes.push(`start: the station reported ${billed} Wh, below what the meter's signed ${signed.wh} Wh allows: billed as signed`);
     }
     outcomes[name] = outcome;
     if (name === "start") out.startWh = value;
@@ -871,7 +878,7 @@ function isTotalImport(register) {
 /** _pair(): the signed begin and end import readings, from one register: the total import
  * register 1-x:1.8.0 when both sides have it, else the first register both sides have;
  * when no register is on both sides, each side's total import reading (else its first
- * begin, its last end). */
+ * begin, its last end): a pair of two registers, which foreign() refuses. */
 export function pair(signedReadings) {
   const imports = signedReadings.filter((r) => r.kind === "import");
   const begins = imports.filter((r) => r.tx === "B");
@@ -907,9 +914,9 @@ function readingKey(r) {
 
 /** foreign(): why signed readings do not belong to a session (empty when they do): a begin
  * or end reading outside the session's time (with the margin for the meter's clock), a
- * begin later than its end or pages going backwards, several different begin (or end)
- * readings of the register, readings of several meters, readings the meter signed for
- * another token than the session's. `started`/`stopped` are fromIso times, `begin`/`end`
+ * begin later than its end or pages going backwards, a begin and an end of two registers,
+ * several different begin (or end) readings of the register, readings of several meters,
+ * readings the meter signed for another token than the session's. `started`/`stopped` are fromIso times, `begin`/`end`
  * the pair reconciled. */
 export function foreign(signedReadings, begin, end, started, stopped, idTag,
   margin = READING_MARGIN_US) {
@@ -941,7 +948,11 @@ export function foreign(signedReadings, begin, end, started, stopped, idTag,
     if (pb !== null && pe !== null && !(pb <= pe)) {
       problems.push(`pages go backwards (${begin.pagination} -> ${end.pagination})`);
     }
-    if (registerKey(begin.register) === registerKey(end.register) && begin.wh.cmp(end.wh) > 0) {
+    if (registerKey(begin.register) !== registerKey(end.register)) {
+      // a tariff register's begin and the total's end: each the meter's, their difference
+      // no energy it measured
+      problems.push(`the begin reading (${begin.register || "(unnamed)"}) and the end reading (${end.register || "(unnamed)"}) are of two registers`);
+    } else if (begin.wh.cmp(end.wh) > 0) {
       // an energy register only counts up: these are not one transaction's readings
       problems.push(`the begin reading (${begin.wh} Wh) is larger than the end reading (${end.wh} Wh)`);
     }
@@ -965,6 +976,56 @@ export function foreign(signedReadings, begin, end, started, stopped, idTag,
   const ids = [...new Set(signedReadings.map((r) => r.identification).filter(Boolean))].sort();
   if (tag && ids.length && ids.some((i) => i.toUpperCase() !== tag.toUpperCase())) {
     problems.push(`the meter signed them for ${ids.join(", ")}, not ${tag}`);
+  }
+  return problems;
+}
+
+// csms/metering/ocmf.py MAX_PLAUSIBLE_POWER_W, POWER_SLACK_SECONDS, POWER_SLACK_RATIO
+export const MAX_PLAUSIBLE_POWER_W = Dec.fromInt(4000000);
+const POWER_SLACK_SECONDS = Dec.fromInt(60);
+const POWER_SLACK_RATIO = Dec.parse("1.01");
+
+/** Seconds from a to b (fromIso times), exact; null when either is missing or one is naive. */
+function secondsBetween(a, b) {
+  if (a === null || b === null || a.aware !== b.aware) return null;
+  return Dec.fromInt(Math.round(b.micros - a.micros)).div(Dec.fromInt(1000000));
+}
+
+/** unsigned_beyond_signed(): why an unsigned start or stop is beyond what the meter's signed
+ * readings allow (empty when it is not): where the meter signed no end reading, a stop above
+ * a signed reading of the begin's register by more than maxPowerW delivers from that
+ * reading's time to the stop; where it signed no begin reading, a start below a signed
+ * reading of the end's register by more than the power delivers before it. */
+export function unsignedBeyondSigned(signedReadings, begin, end, startWh, stopWh, started,
+  stopped, maxPowerW) {
+  const imports = signedReadings.filter((r) => r.kind === "import");
+  const problems = [];
+  const zero = Dec.fromInt(0);
+  const allowed = (seconds) => {
+    const s = seconds === null || seconds.cmp(zero) < 0 ? zero : seconds;
+    return maxPowerW.mul(s.add(POWER_SLACK_SECONDS)).div(Dec.fromInt(3600)).mul(POWER_SLACK_RATIO);
+  };
+  const session = secondsBetween(started, stopped);
+  const of = (reading) => imports.filter((r) => registerKey(r.register) === registerKey(reading.register));
+  const timeText = (r) => (r.time === null ? "None" : isoformat(r.time));
+  const bounds = (side, sign, gapOf) => {
+    const list = of(side).map((r) => [sign(r.wh, allowed(gapOf(r) ?? session)), r]);
+    return list.length ? list : [[sign(side.wh, allowed(gapOf(side) ?? session)), side]];
+  };
+  if (end === null && begin !== null && stopWh !== null) {
+    // each signed reading of the register bounds the stop; the tightest counts
+    const [most, last] = bounds(begin, (wh, a) => wh.add(a), (r) => secondsBetween(r.time, stopped))
+      .reduce((a, b) => (b[0].cmp(a[0]) < 0 ? b : a));
+    if (stopWh.cmp(most) > 0) {
+      problems.push(`the unsigned stop (${stopWh} Wh) is beyond the meter's signed reading (${last.wh} Wh at ${timeText(last)}) and ${maxPowerW} W since`);
+    }
+  }
+  if (begin === null && end !== null && startWh !== null) {
+    const [least, first] = bounds(end, (wh, a) => wh.sub(a), (r) => secondsBetween(started, r.time))
+      .reduce((a, b) => (b[0].cmp(a[0]) > 0 ? b : a));
+    if (startWh.cmp(least) < 0) {
+      problems.push(`the unsigned start (${startWh} Wh) is below the meter's signed reading (${first.wh} Wh at ${timeText(first)}) by more than ${maxPowerW} W delivers before it`);
+    }
   }
   return problems;
 }

@@ -505,6 +505,18 @@ async function checkSigned(v, record, samples) {
   const changed = !same(rec.startWh, start) || !same(rec.stopWh, stop);
   const problems = [...rec.mismatches,
     ...(changed ? ["the billed readings are not the ones the signed data gives"] : [])];
+  let times = null;
+  try {
+    times = [fromIso(record.started_at), fromIso(record.stopped_at)];
+  } catch {
+    times = null; // no session times: the readings do not belong to it (belongsToSession)
+  }
+  if (times !== null) {
+    // a side the meter did not sign, beyond what any charger delivers from (to) its nearest
+    // signed reading (the central system bounds it by the station's power)
+    problems.push(...ocmf.unsignedBeyondSigned(readings, rec.signedBegin, rec.signedEnd, start,
+      stop, times[0], times[1], ocmf.MAX_PLAUSIBLE_POWER_W));
+  }
   let detail = problems.length ? problems.join("; ")
     : !rec.missing.length ? "the billed start and stop readings are the meter's signed ones"
       : `no signed ${rec.missing.join(" and ")} reading to compare`;

@@ -285,6 +285,14 @@ def test_the_largest_reading_is_the_energy_modules() -> None:
     assert ocmf.MAX_REGISTER_WH == MAX_REGISTER_WH
 
 
+def test_the_power_bounds_are_the_energy_modules() -> None:
+    from csms.domain import energy
+    from csms.metering import ocmf
+
+    assert (ocmf.MAX_PLAUSIBLE_POWER_W, ocmf.POWER_SLACK_SECONDS, ocmf.POWER_SLACK_RATIO) \
+        == (energy.MAX_PLAUSIBLE_POWER_W, energy.POWER_SLACK_SECONDS, energy.POWER_SLACK_RATIO)
+
+
 @pytest.mark.parametrize(("value", "readable"), [
     ("1e-10000000", False), ("1e-34", False), ("0E-34", False), ("1e-33", True),
     ("0E-30", True), ("0E-31", False), ("12.5", True),  # 0 x 1000 keeps its exponent

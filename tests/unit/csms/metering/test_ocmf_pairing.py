@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -11,7 +12,15 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from csms.metering.ocmf import VERIFIED, check_container, reconcile
+from csms.metering.ocmf import (
+    VERIFIED,
+    SignedReading,
+    check_container,
+    foreign,
+    reconcile,
+    reused,
+    unsigned_beyond_signed,
+)
 
 KEY = ec.generate_private_key(ec.SECP256R1())
 KEY_HEX = KEY.public_key().public_bytes(
@@ -65,3 +74,112 @@ def test_begin_and_end_are_taken_from_the_same_register() -> None:
     assert rec.signed_begin.register == rec.signed_end.register, (
         rec.signed_begin.register, rec.signed_end.register)
     assert rec.flags == [] and not rec.mismatches, rec.mismatches
+
+
+def test_a_begin_and_an_end_of_two_registers_do_not_belong_together() -> None:
+    """No register on both sides: the tariff register's begin and the total's end are
+    paired for the record, and foreign() refuses the pair (each verifier the same)."""
+    begin = container([rd("B", 50.000, ri="1-0:1.8.1")], PG="T1")
+    end = container([rd("E", 77.540, tm="2024-05-02T11:00:00,000+0000 S")], PG="T2")
+    signed = readings(begin, end)
+    rec = reconcile(signed, Decimal(50000), Decimal(77540))
+    started, stopped = (datetime(2024, 5, 2, 10, 0, tzinfo=UTC),
+                        datetime(2024, 5, 2, 11, 0, tzinfo=UTC))
+    assert foreign(signed, rec.signed_begin, rec.signed_end, started, stopped, None) == [
+        "the begin reading (1-0:1.8.1) and the end reading (1-0:1.8.0) are of two registers"]
+
+
+@pytest.mark.parametrize(("billed", "start"), [
+    ("5000", "5000"), ("4995", "4995"), ("4994.9", "5000.00"), ("4991", "5000.00"),
+    ("5009", "5009")])
+def test_a_billed_start_is_at_most_half_a_step_below_the_signed_begin(
+        billed: str, start: str) -> None:
+    """The meter signed 5.00 kWh (10 Wh steps): rounded, the register was at least 4,995 Wh;
+    a start below that is billed as signed, not as the station says (no hold: the driver
+    pays no more than the signature allows). Above it, up to a step, the station's stands."""
+    signed = readings(container([rd("B", "5.00"), rd(
+        "E", "12.34", tm="2024-05-02T11:00:00,000+0000 S")]))
+    rec = reconcile(signed, Decimal(billed), Decimal(12340))
+    assert (str(rec.start_wh), rec.flags) == (start, [])
+
+
+def _r(tx: str, wh: int, minute: int, page: str, serial: str = "SN-1",
+       register: str = "1-0:1.8.0") -> SignedReading:
+    return SignedReading(tx=tx, time=f"2024-05-02T10:{minute:02d}:00+00:00", wh=Decimal(wh),
+                         resolution_wh=Decimal(1), meter_serial=serial, pagination=page,
+                         register=register)
+
+
+B0, E0 = _r("B", 1000, 0, "T1"), _r("E", 11000, 4, "T2")
+
+
+def _at_time(tx: str, wh: int, at: datetime, page: str) -> SignedReading:
+    return SignedReading(tx=tx, time=at.isoformat(), wh=Decimal(wh), resolution_wh=Decimal(1),
+                         meter_serial="SN-1", pagination=page, register="1-0:1.8.0")
+
+
+@pytest.mark.parametrize(("begin", "end", "others", "why"), [
+    # the session before's begin record again
+    (B0, _r("E", 20000, 59, "T4"), [("s1", True, B0), ("s1", True, E0)],
+     ["the begin reading is s1's too",
+      "the begin reading (1000 Wh, 2024-05-02T10:00:00+00:00) is before s1's end reading"
+      " (11000 Wh, 2024-05-02T10:04:00+00:00)"]),
+    # its end relabelled a begin (Alfen's type is not signed): the same record
+    (_r("B", 11000, 4, "T2"), _r("E", 20000, 59, "T4"), [("s1", True, E0)],
+     ["the begin reading is s1's too"]),
+    # an end after the begin of a session that started after this one
+    (B0, _r("E", 20000, 59, "T4"), [("s2", False, _r("B", 11000, 5, "T3"))],
+     ["the end reading (20000 Wh, 2024-05-02T10:59:00+00:00) is after s2's begin reading"
+      " (11000 Wh, 2024-05-02T10:05:00+00:00)"]),
+    # consecutive sessions, another meter, another register: none of these
+    (_r("B", 11000, 5, "T3"), _r("E", 20000, 59, "T4"), [("s1", True, B0), ("s1", True, E0)],
+     []),
+    (B0, E0, [("s2", True, _r("E", 30000, 9, "T9", serial="SN-2"))], []),
+    (B0, E0, [("s2", True, _r("E", 30000, 9, "T9", register="1-0:1.8.1"))], []),
+])
+def test_a_signed_reading_of_another_session_is_not_this_ones(
+        begin: SignedReading, end: SignedReading,
+        others: list[tuple[str, bool, SignedReading]], why: list[str]) -> None:
+    assert reused(begin, end, others) == why
+
+
+@pytest.mark.parametrize(("start", "stop", "begin", "end", "held"), [
+    # no signed end: the last signed reading (C, 11,000 Wh 30 s before) and 350 kW since
+    (1000, 50000, True, False, True), (1000, 11000 + 8800, True, False, False),
+    (1000, 11000 + 8900, True, False, True),
+    # no signed begin: the first signed reading (C) and 350 kW before it
+    (11000 - 8800, 20000, False, True, False), (11000 - 8900, 20000, False, True, True),
+    # both signed: nothing to bound
+    (0, 99000, True, True, False),
+])
+def test_an_unsigned_side_is_bounded_by_the_meters_nearest_signed_reading(
+        start: int, stop: int, begin: bool, end: bool, held: bool) -> None:
+    """30 s apart, 350 kW with 60 s and 1 % slack: 8,837.5 Wh."""
+    t0 = datetime(2024, 5, 2, 10, 0, tzinfo=UTC)
+    # the C reading is 30 s after the start (a missing begin) or before the stop (a missing
+    # end)
+    started, stopped = (t0, t0 + timedelta(minutes=59)) if end else (
+        t0 - timedelta(minutes=59), t0 + timedelta(minutes=1))
+    c = _at_time("C", 11000, t0 + timedelta(seconds=30), "T2")
+    signed = [c] + ([_at_time("B", 1000, started, "T1")] if begin else []) + (
+        [_at_time("E", 99000, stopped, "T3")] if end else [])
+    found = unsigned_beyond_signed(
+        signed, signed[1] if begin else None, signed[-1] if end else None, Decimal(start),
+        Decimal(stop), started, stopped, Decimal(350_000))
+    assert bool(found) == held, found
+
+
+def test_a_later_reading_among_a_sessions_does_not_loosen_the_bound() -> None:
+    """A station that lost the signed end adds a C reading the meter signed after the stop
+    (29.000 kWh at 10:03, inside the 5 minutes' margin: the next session's charging): the
+    stop may not be billed up to it. Every signed reading bounds the stop; the meter's
+    11.000 kWh 30 s before it is the tightest (350 kW: 8,837.5 Wh more at most)."""
+    t0 = datetime(2024, 5, 2, 10, 0, tzinfo=UTC)
+    begin, c, after = (_at_time("B", 1000, t0 - timedelta(minutes=59), "T1"),
+                       _at_time("C", 11000, t0 + timedelta(seconds=30), "T2"),
+                       _at_time("C", 29000, t0 + timedelta(minutes=3), "T3"))
+    for stop, held in ((29000, True), (19800, False)):
+        found = unsigned_beyond_signed([begin, c, after], begin, None, Decimal(1000),
+                                       Decimal(stop), t0 - timedelta(minutes=59),
+                                       t0 + timedelta(minutes=1), Decimal(350_000))
+        assert bool(found) == held, (stop, found)
