@@ -524,7 +524,8 @@ async def build(settings: Settings, lock: NodeLock | None = None) -> App:
                 token = load_or_create_token(settings.admin_token_path)
             admin = AdminApi(central, repo, token, metrics, settings.admin_host,
                              settings.admin_port, bus=bus, tasks=tasks,
-                             public=settings.admin_public)
+                             public=settings.admin_public,
+                             request_timeout=settings.handshake_timeout)
             if settings.metrics_dir and settings.worker_index == 0 and settings.worker_count > 1:
                 folder, count = settings.metrics_dir, settings.worker_count
                 admin.other_workers = lambda: read_worker_metrics(folder, count)

@@ -11,21 +11,22 @@ written to the audit log (who, what, when, result).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
-import json
 import logging
 import os
 import secrets
+import tempfile
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import orjson
 from aiohttp import web
 
+from csms.admin.listener import AdminSockets
 from csms.admin.openapi import openapi_document
 from csms.admin.operator import MAX_ID, OperatorCommands, command_labels
 from csms.bus.commands import CommandBus
@@ -35,7 +36,7 @@ from csms.filestore import display_name, log_path
 from csms.logsafe import protect
 from csms.metrics import Metrics, merge_workers
 from csms.protocol import InvalidStationId, station_id_from_path
-from csms.protocol.frames import loads  # integers beyond 64 bits exactly
+from csms.protocol.frames import dumps, loads  # integers beyond 64 bits exactly
 from csms.server import CentralSystem
 from csms.service.maintenance_views import firmware_json, reservation_json, transfer_json
 from csms.service.ports import Repository, StorageError, Tx
@@ -52,17 +53,42 @@ log = protect(logging.getLogger("csms.admin"))
 
 
 def load_or_create_token(path: Path) -> str:
-    """Read the admin token, creating it (mode 0600) on first start."""
+    """Read the admin token, creating it (mode 0600) on first start.
+
+    A file that holds no token (emptied by hand, or left empty by a version that wrote
+    it after creating it, by a process that died in between) is replaced by one with a
+    new token: an empty token would let ``Authorization: Bearer `` in. The file only
+    ever appears whole: the token is written to a temporary file of the folder, which is
+    then linked (first start: never over a token another process just wrote) or renamed
+    (an empty file) into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        return path.read_text("utf-8").strip()
+        token = path.read_text("utf-8").strip()
     except FileNotFoundError:
-        pass
-    token = secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(token + "\n")
-    log.info("= created admin token at %s", path)
+        token, exists = "", False
+    else:
+        exists = True
+    if token:
+        return token
+    fd, name = tempfile.mkstemp(prefix=".admin.token.", dir=path.parent)  # mode 0600
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(32) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        if exists:
+            os.replace(name, path)
+        else:
+            with contextlib.suppress(FileExistsError):  # another process made it first
+                os.link(name, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name)
+    # what the file holds now is the token (ours, or the one of a process that raced us)
+    token = path.read_text("utf-8").strip()
+    if not token:
+        raise ValueError(f"the admin token file {path} holds no token")
+    log.info("= %s admin token at %s", "replaced the empty" if exists else "created", path)
     return token
 
 
@@ -124,11 +150,9 @@ def _bool(query: dict[str, str], name: str) -> bool | None:
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
-    try:
-        body = orjson.dumps(data)
-    except TypeError:  # an integer beyond 64 bits a station sent in a payload
-        body = json.dumps(data, default=str).encode()
-    return web.Response(body=body, status=status, content_type="application/json")
+    # dumps: an integer beyond 64 bits a station sent in a payload too
+    return web.Response(body=dumps(data).encode(), status=status,
+                        content_type="application/json")
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -140,6 +164,7 @@ class AdminApi:
         self, central: CentralSystem, repo: Repository, token: str, metrics: Metrics,
         host: str = "127.0.0.1", port: int = 9001, bus: CommandBus | None = None,
         tasks: Supervisor | None = None, public: bool = False,
+        request_timeout: float = 10.0,
     ) -> None:
         self.central = central
         self.bus = bus  # commands for stations on other nodes go over MQTT
@@ -155,10 +180,16 @@ class AdminApi:
         # (csms.metrics); None for a node of one process
         self.other_workers: Callable[[], Awaitable[list[str | None]]] | None = None
         self._runner: web.AppRunner | None = None
-        self.app = web.Application(middlewares=[self._auth, self._bad_query])
+        self._server: asyncio.AbstractServer | None = None
+        # idle, slow and too many sockets (csms.admin.listener); request_timeout: the
+        # node's handshake_timeout, as on the station listeners
+        self.sockets = AdminSockets(request_timeout, metrics=metrics)
         from csms.admin.console import Console
 
         self.console = Console(self)
+        self.app = web.Application(middlewares=[
+            self.sockets.started, self.sockets.body_deadline, self.console.form_limit,
+            self._auth, self._bad_query])
         self.app.add_routes([
             web.get("/health", self.health),
             web.get("/openapi.json", self.openapi),
@@ -187,17 +218,23 @@ class AdminApi:
             log.warning("! the admin API listens on %s: reachable beyond this machine; only"
                         " its bearer token protects it (use TLS in front of it)",
                         self.host or "every interface")
-        self._runner = web.AppRunner(self.app, access_log=None)
+        # keepalive_timeout: aiohttp closes a socket that has not sent a whole request
+        # line and headers within it, from its accept or its last answer
+        self._runner = web.AppRunner(self.app, access_log=None,
+                                     keepalive_timeout=self.sockets.timeout)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        addresses = self._runner.addresses  # tells the port chosen for port 0
-        if addresses:
-            self.port = int(addresses[0][1])
+        handler = self._runner.server
+        assert handler is not None
+        self._server = await asyncio.get_running_loop().create_server(
+            lambda: self.sockets.protocol(handler), self.host or None, self.port)
+        self.port = int(self._server.sockets[0].getsockname()[1])  # port 0: the one chosen
         log.info("= admin API on http://%s:%d", self.host, self.port)
 
     async def stop(self) -> None:
         self.console.close()
+        if self._server is not None:
+            self._server.close()
+            self._server = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -210,9 +247,10 @@ class AdminApi:
             return response
         header = request.headers.get("Authorization", "")
         scheme, _, given = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(
-            given.strip().encode(), self.token.encode()
-        ):
+        given = given.strip()
+        # an empty token opens nothing, whatever the token file held
+        if scheme.lower() != "bearer" or not given or not self.token or \
+                not hmac.compare_digest(given.encode(), self.token.encode()):
             return _error(401, "missing or wrong bearer token")
         response = await handler(request)
         return response

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any
 
-import orjson
 import typer
 
 from csms.cli.common import (
@@ -26,7 +25,9 @@ __all__ = ["audit"]
 
 
 def _short(value: Any, whole: bool, width: int = 60) -> str:
-    text = orjson.dumps(value).decode() if not isinstance(value, str) else value
+    from csms.protocol.frames import dumps  # an integer beyond 64 bits too
+
+    text = dumps(value) if not isinstance(value, str) else value
     return text if whole or len(text) <= width else text[:width - 3] + "..."
 
 

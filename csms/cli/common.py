@@ -7,12 +7,10 @@ The command starts for every call (``csms --help`` too): what only a command's w
 from __future__ import annotations
 
 import getpass
-import json
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar, cast
 
-import orjson
 import typer
 
 from csms.config import Settings, SettingsError, env_var, option_name
@@ -45,6 +43,7 @@ __all__ = [
     "print_table",
     "process_alive",
     "run",
+    "say",
     "setting_option",
     "warn",
     "with_repo",
@@ -142,6 +141,16 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
+def say(*parts: str | tuple[str, str], **options: Any) -> None:
+    """Print a line of plain strings, and ``(text, style)`` pairs for words that stand
+    out: what a station, a receipt, a file name or an operator chose is never read as Rich
+    markup ("CP[/]" was a MarkupError, "CP[red]1" printed as "CP1"; rich.markup.escape
+    doubles a trailing backslash where no tag follows)."""
+    from rich.text import Text
+
+    console.print(Text.assemble(*parts), **options)
+
+
 def warn(message: str) -> None:
     err_console.print(f"warning: {message}", markup=False, highlight=False)
 
@@ -220,11 +229,9 @@ async def in_read(settings: Settings, fn: Callable[[Tx], Awaitable[T]]) -> T:
 
 
 def print_json(data: Any) -> None:
-    try:
-        text = orjson.dumps(data, option=orjson.OPT_INDENT_2).decode()
-    except TypeError:  # an integer beyond 64 bits a station sent in a payload
-        text = json.dumps(data, indent=2, default=str)
-    sys.stdout.write(text + "\n")
+    from csms.protocol.frames import dumps  # an integer beyond 64 bits too
+
+    sys.stdout.write(dumps(data, indent=True) + "\n")
 
 
 def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], *,
@@ -254,8 +261,8 @@ def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]
                 chosen.append(i)
         shown = sorted(chosen)
     hidden = [columns[i] for i in range(len(columns)) if i not in shown]
-    table = Table(title=title, caption=f"not shown: {', '.join(hidden)} (--wide shows all)"
-                  if hidden else None)
+    table = Table(title=Text(title), caption=Text(
+        f"not shown: {', '.join(hidden)} (--wide shows all)") if hidden else None)
     for i in shown:
         table.add_column(columns[i], no_wrap=wide)
     for r in cells:  # as Text: what a station or an operator chose is never Rich markup

@@ -13,13 +13,13 @@ from csms.cli.common import (
     JsonOption,
     KeystoreOption,
     PasswordFileOption,
-    console,
     fail,
     group,
     load_settings,
     open_chain_or_fail,
     print_json,
     print_table,
+    say,
     setting_option,
 )
 
@@ -75,9 +75,9 @@ def contract_deploy(
                  f" {held}; remove it from chain.json in the data folder to deploy another", 1)
         currency = f"escrows in token {info['token']}" if info["token"] else \
             "escrows in the native coin"
-        console.print(f"contract {c.contract_address} on chain {c.chain_id} ({currency},"
-                      f" unit {info['unit']}, fee {info['fee_bps']} bps to {info['platform']},"
-                      f" notice {info['notice_period']} s)")
+        say(f"contract {c.contract_address} on chain {c.chain_id} ({currency},"
+            f" unit {info['unit']}, fee {info['fee_bps']} bps to {info['platform']},"
+            f" notice {info['notice_period']} s)")
     finally:
         c.close()
 

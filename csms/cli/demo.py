@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 import typer
 
-from csms.cli.common import console, fail, run
+from csms.cli.common import console, fail, run, say
 
 __all__ = ["demo"]
 
@@ -30,6 +30,7 @@ async def _demo(folder: Path, chain_spec: str, stations: int, sessions: int) -> 
     from eth_account import Account
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
     from rich.table import Table
+    from rich.text import Text
 
     from chargers_sim import Fleet
     from csms.bootstrap import build, open_settlement_chain, settlement_worker
@@ -145,7 +146,7 @@ async def _demo(folder: Path, chain_spec: str, stations: int, sessions: int) -> 
     for col in ("id", "station", "OCPP", "kWh", "price", "paid"):
         table.add_column(col)
     for r in sessions_rows:
-        table.add_row(str(r["id"]), r["station_id"], r["ocpp_version"],
+        table.add_row(str(r["id"]), Text(r["station_id"]), r["ocpp_version"],
                       f"{(r['energy_wh'] or 0) / 1000:.3f}",
                       f"{(r['price_minor'] or 0) / 100:.2f} {r['currency'] or ''}",
                       str(r.get("settlement_state")))
@@ -154,37 +155,37 @@ async def _demo(folder: Path, chain_spec: str, stations: int, sessions: int) -> 
     stored = sum(r["energy_wh"] or 0 for r in sessions_rows)
     charged = sum(r["price_minor"] or 0 for r in sessions_rows
                   if r.get("settlement_state") == "paid")
-    console.print(f"energy reported by the stations: {simulated} Wh; stored by the central"
-                  f" system: {stored} Wh ({'exact' if simulated == stored else 'MISMATCH'})")
+    say(f"energy reported by the stations: {simulated} Wh; stored by the central"
+        f" system: {stored} Wh ({'exact' if simulated == stored else 'MISMATCH'})")
     chain_id = chain.chain_id if chain else "?"
-    console.print(f"settlement: {settled.sessions_batched} sessions in"
-                  f" {settled.batches_created} chunk(s) on chain {chain_id},"
-                  f" {settled.gas_used} gas")
-    console.print(f"driver {driver.address}: escrow 50.00 -> {escrow / 100:.2f} EUR;"
-                  f" hosts earned {earned[0] / 100:.2f} and {earned[1] / 100:.2f} EUR, the"
-                  f" platform's 5% fee {fee / 100:.2f} EUR (paid {charged / 100:.2f})")
+    say(f"settlement: {settled.sessions_batched} sessions in"
+        f" {settled.batches_created} chunk(s) on chain {chain_id},"
+        f" {settled.gas_used} gas")
+    say(f"driver {driver.address}: escrow 50.00 -> {escrow / 100:.2f} EUR;"
+        f" hosts earned {earned[0] / 100:.2f} and {earned[1] / 100:.2f} EUR, the"
+        f" platform's 5% fee {fee / 100:.2f} EUR (paid {charged / 100:.2f})")
     verdict_ok = good.valid and not bad.valid and sum(earned) + fee == charged
-    console.print(f"receipt {folder / 'receipt-1.json'}: " + (
-        "[bold green]VALID[/]" if good.valid else f"[bold red]{good.status}[/]"))
+    say(f"receipt {folder / 'receipt-1.json'}: ",
+        ("VALID", "bold green") if good.valid else (good.status, "bold red"))
     failed = [c.name for c in bad.checks if c.ok is False]
-    console.print("tampered copy (energy +1 Wh): "
-                  + ("[bold green]rejected[/]" if not bad.valid else "[bold red]ACCEPTED[/]")
-                  + f" (failed: {', '.join(failed)})")
-    console.print(f"what a receipt proves: {good.proves}")
+    say("tampered copy (energy +1 Wh): ",
+        ("rejected", "bold green") if not bad.valid else ("ACCEPTED", "bold red"),
+        f" (failed: {', '.join(failed)})")
+    say(f"what a receipt proves: {good.proves}")
     if chain_spec == "local":
-        console.print(f"check it yourself: csms verify {folder / 'receipt-1.json'} --driver"
-                      f" {driver.address} --data-dir {folder / 'data'}", highlight=False,
-                      soft_wrap=True)
+        say(f"check it yourself: csms verify {folder / 'receipt-1.json'} --driver"
+            f" {driver.address} --data-dir {folder / 'data'}", highlight=False,
+            soft_wrap=True)
     else:
         console.print("the in-process chain is gone with this run: run csms demo --chain local"
                       " for a receipt you can check yourself")
     page = _receipt_page(folder)
     if page is not None:
-        console.print(f"or in a browser, without Python: open {page.as_uri()}?driver="
-                      f"{driver.address} and drop receipt-1.json on it (it fills in the node the"
-                      " receipt names, the operator's: its word alone gives UNVERIFIED; a"
-                      " driver gives the RPC URL of a node of the chain they choose)",
-                      highlight=False, soft_wrap=True)
+        say(f"or in a browser, without Python: open {page.as_uri()}?driver="
+            f"{driver.address} and drop receipt-1.json on it (it fills in the node the"
+            " receipt names, the operator's: its word alone gives UNVERIFIED; a"
+            " driver gives the RPC URL of a node of the chain they choose)",
+            highlight=False, soft_wrap=True)
     return verdict_ok and simulated == stored and summary.errors == 0
 
 

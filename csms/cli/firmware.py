@@ -35,6 +35,7 @@ from csms.cli.common import (
     print_json,
     print_table,
     run,
+    say,
 )
 from csms.cli.remote import AdminHost, AdminPort, Timeout, _check_time, admin_request
 
@@ -223,7 +224,6 @@ def firmware_update(
 def _one_request(station: str, command: str, args: dict[str, Any], json: bool,
                  timeout: float, admin_host: str | None, admin_port: int | None,
                  data_dir: str | None) -> None:
-    from rich.markup import escape
 
     from csms.cli.remote import target
 
@@ -236,14 +236,12 @@ def _one_request(station: str, command: str, args: dict[str, Any], json: bool,
     if json:
         print_json(result)
     elif status == 202:
-        console.print(f"{escape(station)}: [bold]queued[/] (request"
-                      f" {result.get('request_id')}): sent when it is back (after an"
-                      " accepted BootNotification, or once it is heard if its last boot"
-                      " was accepted)")
+        say(station, ": ", ("queued", "bold"), f" (request {result.get('request_id')}):"
+            " sent when it is back (after an accepted BootNotification, or once it is"
+            " heard if its last boot was accepted)")
     elif status == 200:  # the status is the station's word: never markup
-        console.print(f"{escape(station)}: [bold]{escape(str(result.get('status')))}[/]"
-                      f" ({escape(str(result.get('action')))},"
-                      f" request {result.get('request_id')})")
+        say(station, ": ", (str(result.get("status")), "bold"),
+            f" ({result.get('action')}, request {result.get('request_id')})")
     if status not in (200, 202):
         fail(result.get("error", f"admin API answered HTTP {status}"), 1)
 

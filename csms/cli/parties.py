@@ -36,6 +36,7 @@ from csms.cli.common import (
     print_json,
     print_table,
     run,
+    say,
     setting_option,
 )
 from csms.config import Settings
@@ -185,8 +186,8 @@ def set_host(
                            datetime.now(UTC))
 
     run(in_unit(settings, work))
-    console.print(f"station {station_id}: paid to {host} (chain station {chain_station},"
-                  f" {power / 1000:g} kW)")
+    say(f"station {station_id}: paid to {host} (chain station {chain_station},"
+        f" {power / 1000:g} kW)")
 
 
 # -- a driver's or a host's own key -----------------------------------------------------
@@ -247,7 +248,7 @@ def wallet_new(
             c.w3.provider.make_request("anvil_setBalance", [account.address, hex(10**20)])
         finally:
             c.close()
-    console.print(f"address {account.address}")
+    say(f"address {account.address}")
 
 
 @wallet_app.command("status")
@@ -271,12 +272,12 @@ def wallet_status(
         print_json(out)
         return
     t = state.terms
-    console.print(f"{account.address}: driver {state.index or '-'}, escrow {state.balance}"
-                  f" (billing units of {info['unit']}), spent today {state.spent_today};"
-                  f" accepts {t.max_per_kwh}/kWh {t.max_per_minute}/min fee"
-                  f" {t.max_session_fee}, at most {t.max_per_session} a session and"
-                  f" {t.max_per_day} a day, cards {'yes' if t.allow_cards else 'no'};"
-                  f" earned {earned} base units")
+    say(f"{account.address}: driver {state.index or '-'}, escrow {state.balance}"
+        f" (billing units of {info['unit']}), spent today {state.spent_today};"
+        f" accepts {t.max_per_kwh}/kWh {t.max_per_minute}/min fee"
+        f" {t.max_session_fee}, at most {t.max_per_session} a session and"
+        f" {t.max_per_day} a day, cards {'yes' if t.allow_cards else 'no'};"
+        f" earned {earned} base units")
 
 
 @wallet_app.command("deposit")
@@ -295,7 +296,7 @@ def wallet_deposit(
         balance = c.driver_state(account.address).balance
     finally:
         c.close()
-    console.print(f"escrow of {account.address}: {balance}")
+    say(f"escrow of {account.address}: {balance}")
 
 
 @wallet_app.command("terms")
@@ -320,7 +321,7 @@ def wallet_terms(
     finally:
         c.close()
     pending = f"; lower terms apply from {state.pending_from}" if state.pending_terms else ""
-    console.print(f"terms of {account.address}: {state.terms}{pending}")
+    say(f"terms of {account.address}: {state.terms}{pending}")
 
 
 @wallet_app.command("link-card")
@@ -339,8 +340,8 @@ def wallet_link_card(
         _run(wallet.link_card, c, account, tag, salt)
     finally:
         c.close()
-    console.print(f"linked. give the operator: csms drivers link {tag} --driver"
-                  f" {account.address} --salt 0x{salt.hex()}")
+    say(f"linked. give the operator: csms drivers link {tag} --driver"
+        f" {account.address} --salt 0x{salt.hex()}")
 
 
 @wallet_app.command("authorize")
@@ -377,7 +378,7 @@ def wallet_authorize(
     text = json.dumps(auth.as_json(), indent=2)
     if out:
         Path(out).write_text(text + "\n", "utf-8")
-        console.print(f"authorization written to {out}")
+        say(f"authorization written to {out}")
     else:
         print(text)
 
@@ -400,8 +401,8 @@ def wallet_withdraw(
         if request is not None:
             _run(wallet.request_withdrawal, c, account, request)
             state = c.driver_state(account.address)
-            console.print(f"withdrawal of {request} announced: available from"
-                          f" {state.withdrawal_at} (unix time)")
+            say(f"withdrawal of {request} announced: available from"
+                f" {state.withdrawal_at} (unix time)")
         else:
             _run(wallet.withdraw, c, account, to)
             console.print("withdrawn")
@@ -424,9 +425,9 @@ def wallet_register_station(
         index = _run(wallet.register_station, c, account, int(max_power_kw * 1000))
     finally:
         c.close()
-    console.print(f"station {index} registered to {account.address}. give the operator:"
-                  f" csms stations set-host STATION_ID {account.address} --chain-station"
-                  f" {index}")
+    say(f"station {index} registered to {account.address}. give the operator:"
+        f" csms stations set-host STATION_ID {account.address} --chain-station"
+        f" {index}")
 
 
 @wallet_app.command("earnings")
@@ -448,5 +449,5 @@ def wallet_earnings(
             _run(wallet.withdraw_earnings, c, account, to)
     finally:
         c.close()
-    console.print(f"earned {earned} base units" + (" - withdrawn" if withdraw and earned
-                                                   else ""))
+    say(f"earned {earned} base units" + (" - withdrawn" if withdraw and earned
+                                         else ""))

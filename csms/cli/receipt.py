@@ -13,10 +13,10 @@ from csms.cli.common import (
     CliError,
     DataDirOption,
     DbOption,
-    console,
     fail,
     load_settings,
     run,
+    say,
     with_repo,
 )
 
@@ -52,7 +52,7 @@ def receipt(
             target.write_text(text + "\n", "utf-8")
         except OSError as exc:
             fail(f"-o {output}: {exc.strerror or exc}")
-        console.print(f"receipt of session {session_id} written to {output}")
+        say(f"receipt of session {session_id} written to {output}")
     else:
         print(text)
 

@@ -25,6 +25,7 @@ from csms.cli.common import (
     group,
     load_settings,
     print_json,
+    say,
     setting_option,
     warn,
 )
@@ -60,10 +61,16 @@ def target(json: bool, timeout: float, admin_host: str | None, admin_port: int |
 
 def admin_request(
     settings: Settings, method: str, path: str, body: dict[str, Any] | None = None, *,
-    timeout: float = 35.0,
+    timeout: float = 35.0, kind: type = dict,
 ) -> tuple[int, Any]:
+    """The status and the JSON answer of a request to the admin API: a ``kind`` (a dict,
+    or a list for a listing); an error's answer that is no JSON object is
+    ``{"error": <the reason>}``. A success that is not JSON of that kind (another service
+    at the port: a page, a proxy's answer) is one line and exit 1."""
     import urllib.error
     import urllib.request
+
+    from csms.protocol.frames import loads  # integers beyond 64 bits exactly
 
     base = f"http://{settings.admin_host}:{settings.admin_port}"
     if settings.admin_port < 1:
@@ -90,15 +97,25 @@ def admin_request(
     )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, orjson.loads(response.read())
+            status, raw = response.status, response.read()
     except urllib.error.HTTPError as exc:
         try:
-            return exc.code, orjson.loads(exc.read())
-        except orjson.JSONDecodeError:
-            return exc.code, {"error": exc.reason}
+            answer = loads(exc.read())
+        except (ValueError, OSError):
+            answer = None
+        return exc.code, answer if isinstance(answer, dict) else {"error": str(exc.reason)}
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         fail(f"cannot reach the csms admin API at {base} ({reason}): is `csms serve` running?", 1)
+    try:
+        answer = loads(raw)
+    except ValueError:
+        answer = None
+    if not isinstance(answer, kind):
+        fail(f"{base} answered HTTP {status} with {'no JSON' if answer is None else 'JSON'}"
+             f" the csms admin API does not send: is it the admin API of `csms serve`"
+             " (--admin-host, --admin-port)?", 1)
+    return status, answer
 
 
 def _unknown_station(to: Target, station: str) -> bool:
@@ -112,7 +129,6 @@ def _command(station: str, command: str, args: dict[str, Any], to: Target,
              warning: str | None = None) -> None:
     """Send ``command`` and print the answer; ``warning`` is printed once the station
     took the command (not when the command failed: the error is the one line then)."""
-    from rich.markup import escape
 
     status, result = admin_request(
         to.settings, "POST", f"/stations/{quote(station, safe='')}/commands/{command}",
@@ -130,14 +146,14 @@ def _command(station: str, command: str, args: dict[str, Any], to: Target,
             raise typer.Exit(1 if status != 400 else 2)
         return
     if status == 202:  # a request kept for a station that is offline
-        console.print(f"{station}: [bold]queued[/] (request {result.get('request_id')}):"
-                      " sent when it is back (after an accepted BootNotification, or once"
-                      " it is heard if its last boot was accepted)")
+        say(station, ": ", ("queued", "bold"), f" (request {result.get('request_id')}):"
+            " sent when it is back (after an accepted BootNotification, or once it is"
+            " heard if its last boot was accepted)")
         return
     if status == 200:
         via = f" in {result['via']}" if result.get("via") else ""
-        console.print(f"{escape(station)}: [bold]{escape(str(result['status']))}[/]"
-                      f" ({escape(str(result['action']))}{escape(via)})")  # a station's words
+        say(station, ": ", (str(result["status"]), "bold"),
+            f" ({result['action']}{via})")  # a station's words
         response = result.get("response") or {}
         if response and set(response) != {"status"}:
             print_json(response)
@@ -412,8 +428,6 @@ def set_password(
     """
     import secrets
 
-    from rich.markup import escape
-
     from csms.service.auth import validate_password
 
     generated = password is None
@@ -434,8 +448,7 @@ def set_password(
     if json:
         print_json({**result, **({"password": new} if generated else {})})
     elif result.get("switched"):
-        console.print(f"{escape(station)}: [bold]{escape(str(result['status']))}[/]; the new"
-                      " password is in use")
+        say(station, ": ", (str(result["status"]), "bold"), "; the new password is in use")
         if generated:
             console.print(f"new password (shown once): {new}", markup=False)
     else:

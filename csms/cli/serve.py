@@ -22,6 +22,7 @@ from csms.cli.common import (
     fail,
     load_settings,
     run,
+    say,
     setting_option,
 )
 from csms.config import (
@@ -72,8 +73,8 @@ async def _serve(settings: Settings, lock: NodeLock | None = None) -> None:
         except OSError as exc:
             raise ValueError(f"cannot listen: {exc}") from None
         # AdminNotPublic is a ValueError: one line on stderr, exit code 2
-        console.print(f"[bold green]csms[/] listening on ws://{settings.host}:"
-                      f"{app.central.port}/<station_id>", soft_wrap=True, highlight=False)
+        say(("csms", "bold green"), f" listening on ws://{settings.host}:"
+            f"{app.central.port}/<station_id>", soft_wrap=True)
         if app.central.tls_port is not None:
             _line("TLS", f"wss://{settings.host}:{app.central.tls_port}/<station_id>")
         _line("db", _describe_db(settings.db))
@@ -82,9 +83,9 @@ async def _serve(settings: Settings, lock: NodeLock | None = None) -> None:
             _line("admin", f"http://{settings.admin_host}:{app.admin.port}")
             _line("token", str(settings.admin_token_path))
             if settings.admin_public:
-                console.print("[bold red]WARNING[/] --admin-public: the admin API is reachable"
-                              f" on {settings.admin_host or 'every interface'}, beyond this"
-                              " machine; its bearer token is all that protects it")
+                say(("WARNING", "bold red"), " --admin-public: the admin API is reachable"
+                    f" on {settings.admin_host or 'every interface'}, beyond this machine;"
+                    " its bearer token is all that protects it")
         if app.relay is not None:
             _line("mqtt", f"{app.relay.broker.url} (events published)")  # never its password
         if app.chain is not None:
@@ -220,8 +221,8 @@ def serve(
     if settings.workers > 1:
         from csms.cli.workers import run_workers
 
-        console.print(f"[bold green]csms[/] {settings.workers} workers on ws://{settings.host}:"
-                      f"{settings.port}/<station_id>", soft_wrap=True, highlight=False)
+        say(("csms", "bold green"), f" {settings.workers} workers on ws://{settings.host}:"
+            f"{settings.port}/<station_id>", soft_wrap=True)
         code = run(run_workers(settings, lambda line: console.print(
             line, markup=False, highlight=False)))
         if code:

@@ -22,6 +22,7 @@ from csms.cli.common import (
     print_json,
     process_alive,
     run,
+    say,
     setting_option,
 )
 from csms.config import Settings
@@ -60,7 +61,7 @@ async def _settle_once(settings: Settings) -> Any:
                     # A run killed on this machine: its lease would block us for its
                     # whole lifetime; its batches are resumed from their stored state.
                     gone = exc.holder
-                    console.print(f"releasing the lease of {gone}: that run is gone")
+                    say(f"releasing the lease of {gone}: that run is gone")
 
                     async def release(tx: Tx) -> None:
                         await release_lease(tx, LEASE, gone)
@@ -98,8 +99,8 @@ async def _settle_forever(settings: Settings, as_json: bool) -> None:
                         "contract": chain.contract_address, "batch_size": worker.batch_size,
                         "max_wait": worker.max_wait})
         else:
-            console.print(f"settlement worker on chain {chain.chain_id} ({chain.kind});"
-                          " Ctrl-C to stop")
+            say(f"settlement worker on chain {chain.chain_id} ({chain.kind});"
+                " Ctrl-C to stop")
 
         def step(error: BaseException | None) -> None:
             if error is not None and as_json:
@@ -115,7 +116,7 @@ async def _settle_forever(settings: Settings, as_json: bool) -> None:
             print_json({"event": "stopped", "finalized_batches_total": finalized,
                         "gas_used_total": gas})
         else:
-            console.print(f"stopped; {_batches(finalized)} finalized in all")
+            say(f"stopped; {_batches(finalized)} finalized in all")
     finally:
         await part.close()
 
@@ -167,8 +168,8 @@ def settle_run(
     if json_:
         print_json(out)
     else:
-        console.print(f"settled {_sessions(out['sessions'])} in {_batches(out['batches'])};"
-                      f" {_batches(out['finalized_batches_total'])} finalized in all")
+        say(f"settled {_sessions(out['sessions'])} in {_batches(out['batches'])};"
+            f" {_batches(out['finalized_batches_total'])} finalized in all")
 
 
 @settle_app.command("worker")

@@ -152,7 +152,7 @@ def _push_master_group(settings: Settings, group: str, quiet: bool = False) -> N
         say("csms serve is not running here: 2.0.1 stations get it at their next boot")
         return
     try:
-        status, stations = admin_request(settings, "GET", "/stations", timeout=10)
+        status, stations = admin_request(settings, "GET", "/stations", timeout=10, kind=list)
     except typer.Exit:  # unreachable: already said on stderr
         say("2.0.1 stations get it at their next boot")
         return

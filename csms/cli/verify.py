@@ -9,9 +9,25 @@ from typing import Annotated, Any
 
 import typer
 
-from csms.cli.common import DataDirOption, console, fail, load_settings
+from csms.cli.common import DataDirOption, fail, load_settings, say
 
 __all__ = ["verify"]
+
+
+def _read_json(path: Path) -> Any:
+    """A JSON file read exactly (integers beyond 64 bits too), never nested beyond
+    MAX_JSON_DEPTH: the chain libraries verify imports raise the interpreter's recursion
+    limit (py_ecc: 100,000), so the standard library's parser recursed on a deeply nested
+    file until the C stack ran out (SIGSEGV, no message). Raises OSError, ValueError."""
+    from csms.protocol.frames import MAX_JSON_DEPTH, nested_beyond
+
+    text = path.read_text("utf-8")
+    if nested_beyond(text):
+        raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        return json.loads(text)
+    except RecursionError:  # a limit lower than MAX_JSON_DEPTH
+        raise ValueError("nested too deep") from None
 
 
 def verify(
@@ -44,8 +60,6 @@ def verify(
     The settle block is deep enough with --confirmations (by default 1 on a local test
     chain, 64 on any other). --rpc is the node you choose: the one the receipt names
     (chain.rpc_hint) is its operator's, which can answer anything."""
-    from rich.markup import escape
-
     from settlement.chain import AnvilNode, ChainError, rpc_client
     from settlement.receipts import (
         INVALID,
@@ -73,7 +87,7 @@ def verify(
     receipts: list[Any] = []
     for file in files:
         try:
-            receipts.append(json.loads(Path(file).read_text("utf-8")))
+            receipts.append(_read_json(Path(file)))
         except (OSError, ValueError) as exc:
             fail(f"cannot read receipt {file}: {exc}")
         try:
@@ -91,16 +105,15 @@ def verify(
         chain = first.get("chain")
         chain_id = str(chain.get("chain_id") if isinstance(chain, dict) else None)
         try:
-            known = json.loads(deployments.read_text("utf-8")) if deployments.exists() else {}
+            known = _read_json(deployments) if deployments.exists() else {}
         except (OSError, ValueError):
             known = {}
         recorded = known.get(chain_id, {}).get("contract")
         if driver is None and contract is None and recorded:
             # the operator checking its own receipts: the contract it deployed
             contract = str(recorded)
-            console.print(f"trusting contract {contract}, the one recorded in {deployments}"
-                          " (a driver passes --driver ADDRESS instead)", highlight=False,
-                          soft_wrap=True)
+            say(f"trusting contract {contract}, the one recorded in {deployments}"
+                " (a driver passes --driver ADDRESS instead)", soft_wrap=True)
         if known.get(chain_id, {}).get("kind") == "local":
             # the running node of a `csms serve --chain local`, or one of our own
             try:
@@ -108,7 +121,7 @@ def verify(
                                  attach=True)
                 w3 = rpc_client(node.url)
             except ChainError as exc:
-                console.print(f"the local chain could not be started: {exc}")
+                say(f"the local chain could not be started: {exc}")
     statuses = []
     try:
         for file, data in zip(files, receipts, strict=True):
@@ -119,22 +132,21 @@ def verify(
             except ReceiptError as exc:
                 fail(f"{file}: {exc}")
             if len(files) > 1:
-                console.print(f"[bold]{file}[/]")
+                say((file, "bold"))
             for check in verdict.checks:
-                mark = {True: "[green]ok[/]", False: "[bold red]FAIL[/]",
-                        None: "[yellow]??[/]"}[check.ok]
-                console.print(f"{mark}  {check.name}: {escape(check.detail)}",
-                              highlight=False)  # a receipt's text is never markup
-            console.print(f"what this proves: {verdict.proves}")
+                mark = {True: ("ok", "green"), False: ("FAIL", "bold red"),
+                        None: ("??", "yellow")}[check.ok]
+                say(mark, f"  {check.name}: {check.detail}")  # a receipt's text: no markup
+            say(f"what this proves: {verdict.proves}")
             color = {VALID: "green", INVALID: "red"}.get(verdict.status, "yellow")
-            console.print(f"[bold {color}]{verdict.status}[/] receipt")
+            say((verdict.status, f"bold {color}"), " receipt")
             statuses.append(verdict.status)
     finally:
         if node is not None:
             node.stop()
     twice = duplicates(receipts) if len(receipts) > 1 else []
     for line in twice:
-        console.print(f"[bold red]FAIL[/]  billed twice: {escape(line)}")
+        say(("FAIL", "bold red"), f"  billed twice: {line}")
     if twice or INVALID in statuses:
         raise typer.Exit(1)
     if any(s != VALID for s in statuses):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from datetime import date, datetime, time
 from typing import Any
 
 import orjson
@@ -30,6 +31,7 @@ __all__ = [
     "CallResult",
     "Frame",
     "FrameError",
+    "dumps",
     "encode",
     "loads",
     "nested_beyond",
@@ -201,6 +203,24 @@ def _loads_json(text: str | bytes) -> tuple[Any, bool]:
         except RecursionError:
             raise ValueError("nested too deep") from None
     return data, True
+
+
+def _standard(value: Any) -> Any:
+    """What the standard library's encoder cannot write, as orjson writes it."""
+    if isinstance(value, (datetime, date, time)):
+        return value.isoformat()
+    return str(value)
+
+
+def dumps(data: Any, *, indent: bool = False) -> str:
+    """JSON text of a value read back (an audit entry, a stored payload): orjson (fast),
+    or the standard library for what orjson refuses, an integer beyond 64 bits that
+    :func:`loads` kept exactly on purpose (orjson raised TypeError on 2**70)."""
+    try:
+        return orjson.dumps(data, option=orjson.OPT_INDENT_2 if indent else 0).decode()
+    except TypeError:
+        return json.dumps(data, indent=2 if indent else None, ensure_ascii=False,
+                          separators=None if indent else (",", ":"), default=_standard)
 
 
 def _loads(text: str | bytes) -> Any:

@@ -45,7 +45,6 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
 import jinja2
-import orjson
 from aiohttp import web
 
 from csms.admin.api import record_id
@@ -55,6 +54,7 @@ from csms.domain.model import IdTag, TagStatus
 from csms.domain.tariff import MAX_EXPONENT, MAX_PRICE, Tariff, within_exponents
 from csms.logsafe import protect
 from csms.protocol import InvalidStationId, station_id_from_path
+from csms.protocol.frames import dumps
 from csms.service.holds import HoldError, decide
 from csms.service.ports import Tx
 from csms.service.ratelimit import AttemptLimiter, address_key
@@ -179,7 +179,9 @@ class Console:
         self.templates.filters["money"] = _money
         self.templates.filters["q"] = lambda v: quote(str(v), safe="")
         self.templates.globals["unpaid_reason"] = _unpaid_reason
-        self.app = web.Application(middlewares=[self._guard], client_max_size=MAX_FORM)
+        # MAX_FORM is applied by form_limit, a middleware of the admin API's application:
+        # a sub-application's client_max_size is not the one aiohttp reads bodies with
+        self.app = web.Application(middlewares=[self._guard])
         self.app.add_routes([
             web.get("/", self.overview),
             web.get("/login", self.login_form),
@@ -187,8 +189,13 @@ class Console:
             web.post("/logout", self.logout),
             web.get("/events", self.events),
             web.get("/stations", self.stations),
+            # a station's or a tag's id in the path (the API's URLs), or in the query: the
+            # pages' own links and forms, as "." and ".." are path segments a browser
+            # resolves away ("%2E" too: WHATWG URL), not ids a path can carry
             web.get("/stations/{station_id}", self.station),
+            web.get("/stations/", self.station),
             web.post("/stations/{station_id}/commands/{command}", self.command),
+            web.post("/stations/commands/{command}", self.command),
             web.get("/sessions", self.sessions),
             web.get("/sessions/{session_id}", self.session),
             web.get("/sessions/{session_id}/receipt", self.receipt),
@@ -199,6 +206,7 @@ class Console:
             web.get("/tags", self.tags),
             web.post("/tags", self.add_tag),
             web.post("/tags/{tag}/block", self.block_tag),
+            web.post("/tags/block", self.block_tag),
             web.get("/tariffs", self.tariffs),
             web.post("/tariffs", self.add_tariff),
             web.get("/audit", self.audit),
@@ -249,6 +257,20 @@ class Console:
         if origin is None:
             return True  # not a browser's cross-site request; the CSRF token still holds
         return origin == f"{self._scheme(request)}://{request.host}"
+
+    @staticmethod
+    @web.middleware
+    async def form_limit(request: web.Request, handler: Any) -> web.StreamResponse:
+        """A console request's body is at most MAX_FORM bytes (413 beyond). A middleware
+        of the admin API's application: aiohttp reads a body with the client_max_size of
+        the application that accepted the connection (the API's, 1 MiB), never the one of
+        the sub-application that routes it."""
+        if request.path.startswith("/console/"):
+            if request.content_length is not None and request.content_length > MAX_FORM:
+                raise web.HTTPRequestEntityTooLarge(MAX_FORM, request.content_length)
+            request = request.clone(client_max_size=MAX_FORM)  # a chunked body, as read
+        response: web.StreamResponse = await handler(request)
+        return response
 
     @web.middleware
     async def _guard(self, request: web.Request, handler: Any) -> web.StreamResponse:
@@ -343,8 +365,8 @@ class Console:
                               error="too many attempts: wait a minute")
         form = await request.post()
         given = form.get("token")
-        if not isinstance(given, str) or not self.api.token or not hmac.compare_digest(
-                given.strip().encode(), self.api.token.encode()):
+        if not isinstance(given, str) or not given.strip() or not self.api.token or \
+                not hmac.compare_digest(given.strip().encode(), self.api.token.encode()):
             log.warning("! console login with a wrong token from %s", request.remote)
             await self._audit(request, "console.login", False)
             return self._page("login.html", request, status=401, error="wrong token")
@@ -381,10 +403,9 @@ class Console:
         return self._page("stations.html", request, page=page, after=after)
 
     async def station(self, request: web.Request) -> web.Response:
-        self._no_query(request)
         from csms.service.views import station_detail
 
-        station_id = request.match_info["station_id"]
+        station_id = self._id_of(request, "station_id", "station")
         data = await self._read(lambda tx: station_detail(tx, station_id))
         if data is None:
             raise Refused(404, f"no station {station_id}")
@@ -430,7 +451,7 @@ class Console:
         except ReceiptNotReady as exc:
             raise Refused(409, str(exc)) from None
         return web.Response(
-            body=orjson.dumps(receipt, option=orjson.OPT_INDENT_2),
+            body=dumps(receipt, indent=True).encode(),  # as csms receipt writes it: exact
             content_type="application/json",
             headers={"Content-Disposition":
                      f'attachment; filename="receipt-{session_id}.json"'})
@@ -483,8 +504,8 @@ class Console:
             more = len(rows) > pages.PAGE_SIZE
             rows = rows[:pages.PAGE_SIZE]
             for r in rows:
-                r["request_text"] = orjson.dumps(r["request"]).decode()[:300]
-                r["result_text"] = orjson.dumps(r["result"]).decode()[:300]
+                r["request_text"] = dumps(r["request"])[:300]  # 2**70 kept exactly too
+                r["result_text"] = dumps(r["result"])[:300]
             return pages.Page(rows, str(rows[-1]["id"]) if more and rows else None)
 
         return self._page("audit.html", request, page=await self._read(work))
@@ -548,7 +569,7 @@ class Console:
 
     # -- actions -----------------------------------------------------------------------
     async def command(self, request: web.Request) -> web.Response:
-        station_id = request.match_info["station_id"]
+        station_id = self._id_of(request, "station_id", "station")
         command = request.match_info["command"]
         fields = CONSOLE_COMMANDS.get(command)
         if fields is None:
@@ -636,7 +657,7 @@ class Console:
         return _see_other("/console/tags")
 
     async def block_tag(self, request: web.Request) -> web.Response:
-        tag = request.match_info["tag"]
+        tag = self._id_of(request, "tag", "tag")
         actor = self._actor(request)
 
         async def work(tx: Tx) -> bool:
@@ -703,6 +724,16 @@ class Console:
 
     def _no_query(self, request: web.Request) -> None:
         self._query(request, set())
+
+    def _id_of(self, request: web.Request, in_path: str, in_query: str) -> str:
+        """A station's or a tag's id: from the path, or from the query (see the routes)."""
+        if in_path in request.match_info:
+            self._no_query(request)
+            return request.match_info[in_path]
+        value = self._query(request, {in_query}).get(in_query)
+        if not value:
+            raise Refused(400, f"{in_query}: missing")
+        return value
 
 
 def _unpaid_reason(code: int) -> str:

@@ -38,3 +38,21 @@ def test_a_process_is_alive_until_it_ends_and_a_zombie_is_gone() -> None:
     assert not process_alive(child.pid)
     child.wait()
     assert not process_alive(child.pid)
+
+
+@pytest.mark.parametrize("station", ["CP[/]", "CP[red]1", "CP\\", "CP\\[bold]x", "[@click=x]"])
+def test_say_prints_a_station_s_id_as_it_is(station: str,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """Never Rich markup; rich.markup.escape would print "CP\\" as "CP\\\\"."""
+    from csms.cli.common import say
+
+    say(station, ": ", ("queued", "bold"), " (", station, ")")
+    assert capsys.readouterr().out == f"{station}: queued ({station})\n"
+
+
+def test_a_table_s_title_is_not_markup(capsys: pytest.CaptureFixture[str]) -> None:
+    from csms.cli.common import print_table
+
+    print_table("Station CP[/]", ["field", "value"], [["id", "CP[red]1"]])
+    out = capsys.readouterr().out
+    assert "Station CP[/]" in out and "CP[red]1" in out

@@ -144,3 +144,17 @@ def test_lone_surrogates_are_read_as_the_replacement_character(as_bytes: bool) -
     frame = parse_frame(text.encode() if as_bytes else text)
     assert frame.payload == {  # type: ignore[union-attr]
         "a": "x\ufffd", "\ufffd": ["\U0001f600"]}
+
+
+def test_dumps_writes_an_integer_beyond_64_bits_exactly() -> None:
+    import json
+    from datetime import UTC, datetime
+
+    from csms.protocol.frames import dumps
+
+    at = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    value = {"session": 2**70, "at": at, "name": "Zoë"}
+    for indent in (False, True):
+        text = dumps(value, indent=indent)
+        assert json.loads(text) == {"session": 2**70, "at": at.isoformat(), "name": "Zoë"}
+    assert dumps({"a": [1, 2]}) == '{"a":[1,2]}'  # orjson's, compact
