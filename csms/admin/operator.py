@@ -427,13 +427,13 @@ class OperatorCommands:
                         raise CommandError(f"no session {session_id} on {station_id}")
                     if s.status.value != "active":
                         raise CommandError(f"session {session_id} is not active")
-                    return s.transaction_id
+                    return s.station_transaction_id
                 active = await tx.list_sessions(station_id, True, 2)
                 if not active:
                     raise CommandError(f"{station_id} has no active session")
                 if len(active) > 1:
                     raise CommandError(f"{station_id} has several active sessions: name one")
-                return active[0].transaction_id
+                return active[0].station_transaction_id
 
             return {**args, "transaction_id": await self.repo.read(find)}
         if command == "cost-updated":

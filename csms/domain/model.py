@@ -23,7 +23,11 @@ __all__ = [
     "Station",
     "TagStatus",
     "ValueNote",
+    "numbered_by_central_system",
     "registry_disowns",
+    "reused_after",
+    "reused_transaction_id",
+    "station_transaction_id",
     "status_changed_since",
 ]
 
@@ -204,6 +208,56 @@ class Session:
         if name not in self.flags:
             self.flags.append(name)
 
+    @property
+    def station_transaction_id(self) -> str:
+        """The transactionId the station knows the session by (what a request to the
+        station names): the stored one, less what :func:`reused_transaction_id` added."""
+        return station_transaction_id(self.transaction_id)
+
+
+# A 2.0.1 transactionId is a string of 36 characters at most (the schema's; a message
+# with a longer one is refused before it reaches the service).
+TRANSACTION_ID_MAX = 36
+_REUSED = " reused after session "
+
+
+def numbered_by_central_system(ocpp_version: str, transaction_id: str) -> bool:
+    """Whether a session stored with ``transaction_id`` gets its own id as its
+    transactionId: a 1.6 session not given one yet (1.6 §5.6: the central system
+    assigns it). A 2.0.1 transactionId is the station's, "" as any other."""
+    return ocpp_version == OCPP16 and transaction_id == ""
+
+
+def reused_transaction_id(transaction_id: str, after: int) -> str:
+    """The id a 2.0.1 session is stored under whose station started it under
+    ``transaction_id`` after session ``after``, of that transactionId, had ended (its
+    transaction counter restarted): longer than any transactionId a station can send, so
+    no message of the station names it but through ``transaction_id``."""
+    return f"{transaction_id}{_REUSED}{after:016d}"
+
+
+def _reused(stored: str) -> tuple[str, int] | None:
+    """The station's transactionId and the session after which it was taken again, of a
+    session stored under ``stored`` (:func:`reused_transaction_id`); None for a
+    transactionId stored as the station sent it."""
+    head, sep, tail = stored.rpartition(_REUSED)
+    if sep and len(stored) > TRANSACTION_ID_MAX and len(tail) == 16 and tail.isdigit():
+        return head, int(tail)
+    return None
+
+
+def station_transaction_id(stored: str) -> str:
+    """The station's transactionId of a session stored under ``stored``."""
+    reused = _reused(stored)
+    return stored if reused is None else reused[0]
+
+
+def reused_after(stored: str) -> int | None:
+    """The id of the session after whose end the station took again the transactionId of
+    the session stored under ``stored`` (None: the first under it)."""
+    reused = _reused(stored)
+    return None if reused is None else reused[1]
+
 
 # What a version has, as data (the code asks, it does not branch on the version):
 # 2.0.1 C16 master passes (the station's AuthCtrlr.MasterPassGroupId; 1.6 has none, its
@@ -279,5 +333,14 @@ BILLING_HOLD_FLAGS = frozenset(
         # completed far past the driver's limit with no stop asked (a station that sent no
         # reading to stop it at): the escrow pays the limit (csms.service.limits)
         "limit_overrun",
+        # 2.0.1: an event of its transactionId named another EVSE than the session's (a
+        # station numbering transactions per EVSE): its readings and token were kept apart
+        # (an ``evse_mismatch`` station event), never billed to this session
+        # (csms.service.sessions)
+        "evse_mismatch",
+        # 2.0.1: a transaction started under the transactionId of one that had ended (a
+        # station whose counter restarted): kept as a session of its own, under a stored
+        # id no station sends (csms.domain.model.reused_transaction_id)
+        "reused_transaction_id",
     }
 )

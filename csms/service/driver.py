@@ -29,6 +29,7 @@ from csms.domain.tariff import Tariff
 from csms.service.core import ChargingCore
 from csms.service.limits import price_so_far
 from csms.service.ports import Tx
+from csms.service.transactions import current_session
 
 __all__ = [
     "MASTER_PASS_OPTION", "MASTER_PASS_VARIABLE", "REPORT_KINDS", "RUNNING_COST_OPTION",
@@ -129,7 +130,7 @@ def priced(session: Session, tariff: Tariff, now: datetime) -> RunningCost:
     if session.limit_minor is not None:
         price = min(price, session.limit_minor)
     total = Decimal(price).scaleb(-tariff.decimals)
-    return RunningCost(session.id, session.transaction_id, total, tariff.currency,
+    return RunningCost(session.id, session.station_transaction_id, total, tariff.currency,
                        max(0, int(session.energy_wh or 0)), end, final, tariff)
 
 
@@ -143,7 +144,7 @@ class DriverUseCases(ChargingCore):
         such session of this station, no tariff, or the session is held for billing."""
 
         async def work(tx: Tx) -> RunningCost | None:
-            session = await tx.find_session(station_id, transaction_id)
+            session = await current_session(tx, station_id, transaction_id)
             return None if session is None else await self._cost_of(tx, session)
 
         return await self.repo.read(work)
@@ -322,7 +323,7 @@ class DriverUseCases(ChargingCore):
         station stopped it, and transaction messages are always acknowledged)."""
 
         async def work(tx: Tx) -> tuple[StopDecision, int | None]:
-            session = await tx.find_session(station_id, transaction_id)
+            session = await current_session(tx, station_id, transaction_id)
             if session is None:
                 return StopDecision(True, None, "no session"), None
             owner = await tx.get_tag(session.id_tag) if session.id_tag else None

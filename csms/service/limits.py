@@ -113,7 +113,7 @@ def limit_reached(tariff: Tariff, session: Session, now: datetime,
     ahead = price_minor(tariff, energy + step_wh, duration + step_s)
     if ahead < session.limit_minor:
         return None
-    return LimitReached(session.id, session.transaction_id, session.limit_minor, price,
+    return LimitReached(session.id, session.station_transaction_id, session.limit_minor, price,
                         ahead - price)
 
 
@@ -136,7 +136,7 @@ def stop_between_readings(tariff: Tariff | None, session: Session, now: datetime
     if expiry is None or expiry - now.timestamp() > ahead_s + expiry_ahead_s:
         return None
     price = price_so_far(tariff, session, now) if tariff is not None else 0
-    return LimitReached(session.id, session.transaction_id, session.limit_minor, price, 0,
+    return LimitReached(session.id, session.station_transaction_id, session.limit_minor, price, 0,
                         EXPIRING_FLAG)
 
 

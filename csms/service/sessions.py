@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Collection
+from collections.abc import Awaitable, Callable, Collection
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -42,6 +42,7 @@ from csms.domain.model import (
     SessionStatus,
     Station,
     ValueNote,
+    reused_transaction_id,
 )
 from csms.domain.tariff import Tariff
 from csms.metering import ocmf
@@ -65,6 +66,7 @@ from csms.service.messages import StopInfo, TransactionEventIn
 from csms.service.ports import Tx
 from csms.service.reservations import reservation_for_start
 from csms.service.signed_data import SignedDataChecks
+from csms.service.transactions import REUSED, REUSED_LATER, current_session
 
 __all__ = ["LimitReached", "SessionUseCases"]
 
@@ -86,6 +88,8 @@ _NORMAL_NOTES: dict[str | None, frozenset[str]] = {
 # (SessionUseCases._overlaps): a hold flag.
 OVERLAPS = "overlaps_session"
 EVSE_UNKNOWN = "evse_unknown"  # completed on no EVSE: not compared, held
+# an event of a session's transactionId naming another EVSE: kept apart, the session held
+EVSE_MISMATCH = "evse_mismatch"
 
 # A session closed without its stop (SessionUseCases._close): a hold flag, and the station
 # event of its close; the event of its real stop, come while it was held (_reopen).
@@ -730,6 +734,83 @@ class SessionUseCases(SignedDataChecks):
 
         await self.repo.unit(work)
 
+    async def _evse_mismatch(self, tx: Tx, session: Session, ev: TransactionEventIn) -> None:
+        """A 2.0.1 event of ``session``'s transactionId naming another EVSE than the
+        session's (a station numbering its transactions per EVSE: two drivers' transactions
+        under one id). Nothing of it is the session's: its readings are kept as the
+        station's own (no session, the EVSE it named), and an ``evse_mismatch`` station
+        event keeps the rest (its type, seqNo, time, token) for the operator. An active
+        session is held (``evse_mismatch``): its driver is never billed for what another
+        EVSE delivered, nor is the other EVSE's transaction billed to anyone unseen; a
+        completed one stays as it was completed (its billing is settlement's, as for late
+        data). Its seqNo is not taken: the session's own event of that number is no
+        retry of it."""
+        if ev.samples:
+            await tx.add_samples(
+                session.station_id, ev.samples, session_id=None, evse_id=ev.evse_id,
+                connector_id=ev.connector_id, transaction_id=ev.transaction_id)
+        if session.status is SessionStatus.ACTIVE and EVSE_MISMATCH not in session.flags:
+            session.flag(EVSE_MISMATCH)
+            await tx.update_session(session)
+            log.warning("! %s: transaction %s of session %s on EVSE %s has an event on EVSE"
+                        " %s: held", session.station_id, ev.transaction_id, session.id,
+                        session.evse_id, ev.evse_id)
+        await tx.add_station_event(session.station_id, EVSE_MISMATCH, {
+            "session_id": session.id, "transaction_id": ev.transaction_id,
+            "evse_id": session.evse_id, "event_evse_id": ev.evse_id,
+            "event_connector_id": ev.connector_id, "event_type": ev.event_type,
+            "trigger_reason": ev.trigger_reason, "seq_no": ev.seq_no,
+            "timestamp": ev.timestamp.isoformat(), "id_tag": ev.id_tag,
+            "stopped_reason": ev.stopped_reason, "readings": len(ev.samples),
+            "times": sorted({s.timestamp.isoformat() for s in ev.samples})[:5],
+            "values_not_taken": [{"field": n.field, "value": n.value, "flag": n.flag}
+                                 for n in ev.notes[:10]]}, self.clock())
+
+    async def _id_reused(self, tx: Tx, ended: Session, session: Session) -> None:
+        """``session`` started under the transactionId of ``ended``, which had ended before
+        it (a station whose transaction counter restarted): stored under an id of its own
+        (:func:`reused_transaction_id`), held (``reused_transaction_id``) for the operator
+        to release, ``ended`` marked as followed by it and ``session`` kept as the latest
+        under the id (:func:`current_session` finds it there). What ``ended`` billed stays
+        as it was."""
+        assert session.id is not None
+        ended.flag(REUSED_LATER)
+        await tx.update_session(ended)
+        await tx.set_latest_reuse(session.station_id, session.station_transaction_id,
+                                  session.id)
+        log.warning("! %s: transaction %s started again after session %s ended: session %s,"
+                    " held", session.station_id, session.station_transaction_id, ended.id,
+                    session.id)
+        await tx.add_station_event(session.station_id, REUSED, {
+            "session_id": session.id, "transaction_id": session.station_transaction_id,
+            "stored_as": session.transaction_id, "started_at": session.started_at.isoformat(),
+            "ended_session_id": ended.id, "ended_stopped_at": ended.stopped_at.isoformat()
+            if ended.stopped_at else None}, self.clock())
+
+    async def _takes_over(self, tx: Tx, session: Session, ev: TransactionEventIn,
+                          auth: AuthStatus | None,
+                          covered: Callable[[Tx], Awaitable[bool]]) -> bool:
+        """Whether the event's token becomes the payer of a 2.0.1 session whose token was
+        refused (E02/E05: a transaction started at plug-in, a card refused, then another
+        presented and accepted): only a token accepted as a first one would be (the escrow
+        covers it, ``covered``), presented to authorize (not to stop), not the master
+        pass's, in place of a refused one (an accepted payer is never replaced)."""
+        return session.id_tag is not None and session.id_tag != ev.id_tag \
+            and session.auth_status != AuthStatus.ACCEPTED.value \
+            and "master_pass_start" not in session.flags \
+            and auth is AuthStatus.ACCEPTED and ev.id_tag is not None and not _stops(ev) \
+            and not await self._master_pass(tx, ev.id_tag) and await covered(tx)
+
+    async def _token_replaced(self, tx: Tx, session: Session, tag: str) -> None:
+        """The refused token of ``session`` gives way to ``tag``, accepted (:meth:`_takes_over`):
+        the flag of its refusal is lifted (the session's token is ``tag`` now), a
+        ``token_replaced`` station event names both."""
+        await tx.add_station_event(session.station_id, "token_replaced", {
+            "session_id": session.id, "transaction_id": session.transaction_id,
+            "refused_tag": session.id_tag, "refused_status": session.auth_status,
+            "tag": tag}, self.clock())
+        session.flags = [f for f in session.flags if not f.startswith("auth_")]
+
     async def _use_reservation(self, tx: Tx, reservation: Reservation,
                                session_id: int) -> None:
         """A transaction started on ``reservation``: it ends, used (1.6 §5.13, 2.0.1 H01)."""
@@ -984,6 +1065,7 @@ class SessionUseCases(SignedDataChecks):
         cover = await self.cover(station_id, presented, start=True)
         confirmed: list[bool] = []  # emptied by each run of the unit
         reached: list[LimitReached] = []  # the same
+        apart: list[bool] = []  # the same: the event was kept apart from its session
         # the register's readings, for the running energy, read before the unit (as in
         # meter_values); an Ended event's energy is computed from all the session's own
         found = register_readings(ev.samples) \
@@ -1000,10 +1082,12 @@ class SessionUseCases(SignedDataChecks):
                                         LimitReached | None]:
             confirmed.clear()
             reached.clear()
+            apart.clear()
             auth, session = await store(tx)  # on a retry, the session as stored
             stop = reached[0] if reached else None
-            # the cost's tariff is read here, its price worked out after the unit
-            tariff = await tariff_of(tx, session) if with_cost else None
+            # the cost's tariff is read here, its price worked out after the unit; none
+            # for an event kept apart (another EVSE's: the session's cost is not its)
+            tariff = await tariff_of(tx, session) if with_cost and not apart else None
             return auth, None if tariff is None else (session, tariff), stop
 
         async def store(tx: Tx) -> tuple[AuthStatus | None, Session]:
@@ -1020,26 +1104,38 @@ class SessionUseCases(SignedDataChecks):
             if master and ev.event_type == "Started":
                 auth = AuthStatus.INVALID
             now = self.clock()
-            session = await tx.find_session(station_id, ev.transaction_id)
+            session = await current_session(tx, station_id, ev.transaction_id, ev.timestamp)
+            ended: Session | None = None  # the transaction whose id this one takes again
+            if session is not None and _starts_anew(ev, session):
+                ended, session = session, None
+            if session is not None and _elsewhere(ev, session):
+                await self._evse_mismatch(tx, session, ev)
+                apart.append(True)
+                return auth, session
             created = False
             card: str | None = None  # the tag bound with a new session
             if session is None:
                 session = Session(
                     station_id=station_id, ocpp_version=OCPP201,
-                    transaction_id=ev.transaction_id, started_at=ev.timestamp,
-                    evse_id=ev.evse_id, connector_id=ev.connector_id,
+                    transaction_id=ev.transaction_id if ended is None or ended.id is None
+                    else reused_transaction_id(ev.transaction_id, ended.id),
+                    started_at=ev.timestamp, evse_id=ev.evse_id, connector_id=ev.connector_id,
                 )
                 if ev.event_type != "Started":
                     session.flag("started_missing")
                     session.started_at = _begun(ev.samples, ev.timestamp)
                 if ev.seq_no != 0 and ev.event_type == "Started":
                     session.flag("seq_gap")
+                if ended is not None:
+                    session.flag(REUSED)
                 # the token it starts with (attached below) is its payer, bound with it
                 # as in 1.6; one presented to stop may be the master pass's (attached
                 # below only if it is not), and is bound there
                 card = ev.id_tag if ev.id_tag and not master and not _stops(ev) else None
                 await tx.insert_session(session, card=card)
                 created = True
+                if ended is not None:
+                    await self._id_reused(tx, ended, session)
             assert session.id is not None
             # Each seqNo once per session (a new session has none yet). A seqNo beyond 64
             # bits cannot be stored: the event is taken as new (the session is held for
@@ -1114,8 +1210,12 @@ class SessionUseCases(SignedDataChecks):
                 await tx.add_station_event(station_id, "security", {
                     "type": "MasterPassStart", "session_id": session.id,
                     "transaction_id": ev.transaction_id, "tag": ev.id_tag}, now)
-            elif ev.id_tag and session.id_tag is None and not (
+            elif ev.id_tag and (session.id_tag is None or await self._takes_over(
+                    tx, session, ev, auth, covered)) and not (
                     _stops(ev) and await self._master_pass(tx, ev.id_tag)):
+                replaced = session.id_tag  # a token refused before it: it pays no more
+                if replaced is not None:
+                    await self._token_replaced(tx, session, ev.id_tag)
                 session.id_tag = ev.id_tag
                 if auth is AuthStatus.ACCEPTED and not await covered(tx):
                     auth = AuthStatus.NO_CREDIT  # the token attached after the start
@@ -1135,7 +1235,9 @@ class SessionUseCases(SignedDataChecks):
                         and auth is AuthStatus.UNKNOWN:
                     auth = AuthStatus.ACCEPTED  # authorized by the driver's signature
                 session.auth_status = auth.value if auth else None
-                if card is None:  # its payer, as in 1.6 (a new session's: bound already)
+                if replaced is not None:  # its payer now, in the refused token's place
+                    await tx.rebind_card(session.id, ev.id_tag)
+                elif card is None:  # its payer, as in 1.6 (a new session's: bound already)
                     await tx.bind_card(session.id, ev.id_tag)
                 if auth is not None and auth is not AuthStatus.ACCEPTED:
                     session.flag(f"auth_{auth.value.lower()}")
@@ -1230,6 +1332,25 @@ def _start_power_w(station: Station | None, default: Decimal) -> Decimal:
     if station.max_power_w:
         return station.max_power_w
     return min(station.reported_max_power_w or default, default)
+
+
+def _starts_anew(ev: TransactionEventIn, session: Session) -> bool:
+    """Whether a 2.0.1 event under ``session``'s transactionId starts a transaction of its
+    own: a Started event dated after ``session`` ended (a station whose counter restarted;
+    E01: a transaction's events are numbered on from its Started). A retry of the ended
+    transaction's Started is dated at its start: no new transaction. One dated before a
+    later transaction under the id started (``session`` is followed already) is late
+    data."""
+    return ev.event_type == "Started" and session.status is SessionStatus.COMPLETED \
+        and session.stopped_at is not None and ev.timestamp > session.stopped_at \
+        and REUSED_LATER not in session.flags
+
+
+def _elsewhere(ev: TransactionEventIn, session: Session) -> bool:
+    """Whether a 2.0.1 event names another EVSE than its session's (E01: a transaction is
+    on one EVSE; one named in none is compared with nothing)."""
+    return ev.evse_id is not None and session.evse_id is not None \
+        and ev.evse_id != session.evse_id
 
 
 def _precedes(ev: TransactionEventIn, session: Session) -> bool:

@@ -40,6 +40,10 @@ CARD_LINK = ", ".join(["?", *(f"coalesce((SELECT {c} FROM driver_cards WHERE tag
                              for c in ("driver", "salt", "commitment"))])
 _BIND_CARD = (f"INSERT INTO session_cards ({CARD_LINK_COLUMNS}) VALUES (?, {CARD_LINK})"
               " ON CONFLICT (session_id) DO NOTHING")
+_REBIND_CARD = (f"INSERT INTO session_cards ({CARD_LINK_COLUMNS}) VALUES (?, {CARD_LINK})"
+                " ON CONFLICT (session_id) DO UPDATE SET tag = excluded.tag,"
+                " driver = excluded.driver, salt = excluded.salt,"
+                " commitment = excluded.commitment")
 _BIND_NO_PAYER = (f"INSERT INTO session_cards ({CARD_LINK_COLUMNS}) VALUES (?, ?, '', '', '')"
                   " ON CONFLICT (session_id) DO UPDATE SET tag = excluded.tag, driver = '',"
                   " salt = '', commitment = ''")
@@ -153,6 +157,12 @@ class SettlementSql(ABC):
         A tag of no driver charges it to nobody (``driver`` empty): a driver who links the
         card afterwards does not pay for it. Nothing for a session bound already."""
         await self.write(_BIND_CARD, session_id, *card_link_params(tag))
+
+    async def rebind_card(self, session_id: int, tag: str) -> None:
+        """Charge the session to the driver ``tag`` is linked to now, in place of the card
+        it was bound to: a 2.0.1 transaction's first token refused, and a later one
+        accepted (the driver presented another card, E02/E05: the accepted one pays)."""
+        await self.write(_REBIND_CARD, session_id, *card_link_params(tag))
 
     async def bind_no_payer(self, session_id: int, tag: str) -> None:
         """The session started on ``tag`` and the card was refused as not its driver's to be

@@ -29,6 +29,7 @@ from csms.domain.model import (
     Session,
     SessionStatus,
     Station,
+    numbered_by_central_system,
 )
 from csms.storage.device_sql import DeviceSql
 from csms.storage.maintenance_sql import MaintenanceSql
@@ -204,6 +205,7 @@ _SESSION_END = 1 + len(_SESSION_COLUMNS)
 _sample_time = operator.itemgetter(0)  # of a reading's sample item
 _TRANSACTION_ID = _SESSION_COLUMNS.index("transaction_id")
 _STATION_ID = _SESSION_COLUMNS.index("station_id")
+_OCPP_VERSION = _SESSION_COLUMNS.index("ocpp_version")
 
 
 @functools.cache
@@ -243,8 +245,8 @@ def drawn_id_sql(first: str, following: str) -> str:
 
 def numbered_by_id(values: tuple[Any, ...]) -> bool:
     """Whether the session of the values of _SESSION_COLUMNS ``values`` is to get its id as
-    its transactionId (a 1.6 session: none yet)."""
-    return not values[_TRANSACTION_ID]
+    its transactionId (a 1.6 session: none yet; a 2.0.1 session's "" is the station's)."""
+    return numbered_by_central_system(values[_OCPP_VERSION], values[_TRANSACTION_ID])
 
 
 @functools.cache
@@ -641,6 +643,20 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
         return await self._one_session("station_id = ? AND transaction_id = ?",
                                        station_id, transaction_id)
 
+    async def latest_reuse(self, station_id: str, transaction_id: str) -> int | None:
+        row = await self.fetchone(
+            "SELECT session_id FROM reused_transactions WHERE station_id = ?"
+            " AND transaction_id = ?", station_id, transaction_id)
+        return None if row is None else int(row["session_id"])
+
+    async def set_latest_reuse(self, station_id: str, transaction_id: str,
+                               session_id: int) -> None:
+        await self.write(
+            "INSERT INTO reused_transactions (station_id, transaction_id, session_id)"
+            " VALUES (?, ?, ?) ON CONFLICT (station_id, transaction_id)"
+            " DO UPDATE SET session_id = excluded.session_id",
+            station_id, transaction_id, session_id)
+
     async def find_session_by_start_key(self, station_id: str, start_key: str) -> Session | None:
         return await self._one_session("station_id = ? AND start_key = ?",
                                        station_id, start_key)
@@ -669,7 +685,7 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
         values = _to_db(fields)
         sid = await self._insert_session_row(values, now, card)
         session.id, session.created_at = sid, at
-        if not session.transaction_id:
+        if numbered_by_central_system(session.ocpp_version, session.transaction_id):
             # 1.6 §5.6: the central system assigns an integer transactionId; the
             # session's own id is unique and never reused (_insert_session_row)
             session.transaction_id = str(sid)
@@ -1134,7 +1150,7 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
     async def insert_sessions(self, sessions: list[Session]) -> None:
         now = dt_to_db(datetime.now(UTC))
         for s in sessions:
-            if not s.transaction_id:
+            if numbered_by_central_system(s.ocpp_version, s.transaction_id):
                 raise ValueError("insert_sessions needs each session's transaction id")
         await self.execute_many(
             "INSERT INTO sessions (station_id, connector_id, evse_id, id_tag, auth_status,"

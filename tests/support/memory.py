@@ -29,7 +29,14 @@ from csms.domain.maintenance import (
     Transfer,
     TransferKind,
 )
-from csms.domain.model import IdTag, MeterSample, Session, SessionStatus, Station
+from csms.domain.model import (
+    IdTag,
+    MeterSample,
+    Session,
+    SessionStatus,
+    Station,
+    numbered_by_central_system,
+)
 from csms.domain.tariff import Tariff
 from csms.service.ports import Repository, StorageError, Tx
 
@@ -61,6 +68,7 @@ class MemoryState:
     authorizations: list[dict[str, Any]] = field(default_factory=list)
     cards: dict[str, dict[str, Any]] = field(default_factory=dict)
     session_cards: dict[int, dict[str, Any]] = field(default_factory=dict)
+    reused_transactions: dict[tuple[str, str], int] = field(default_factory=dict)
     audit: list[dict[str, Any]] = field(default_factory=list)
     local_list_versions: dict[str, int] = field(default_factory=dict)
     nodes: dict[str, datetime] = field(default_factory=dict)
@@ -253,6 +261,13 @@ class MemoryTx(Tx):
                 return copy.deepcopy(s)
         return None
 
+    async def latest_reuse(self, station_id: str, transaction_id: str) -> int | None:
+        return self.s.reused_transactions.get((station_id, transaction_id))
+
+    async def set_latest_reuse(self, station_id: str, transaction_id: str,
+                               session_id: int) -> None:
+        self.s.reused_transactions[(station_id, transaction_id)] = session_id
+
     async def find_session_by_start_key(self, station_id: str, start_key: str) -> Session | None:
         for s in self.s.sessions.values():
             if s.station_id == station_id and s.start_key == start_key:
@@ -275,7 +290,7 @@ class MemoryTx(Tx):
             raise StorageError("unique constraint: (station_id, start_key)")
         sid = self._new_id()
         session.id = sid
-        if not session.transaction_id:
+        if numbered_by_central_system(session.ocpp_version, session.transaction_id):
             session.transaction_id = str(sid)  # as the SQL adapters do (1.6 §5.6)
         self.s.sessions[sid] = copy.deepcopy(session)
         if card is not None:
@@ -691,6 +706,10 @@ class MemoryTx(Tx):
             self.s.session_cards[session_id] = {
                 "tag": tag, **{k: card[k] for k in ("driver", "salt", "commitment")}}
 
+    async def rebind_card(self, session_id: int, tag: str) -> None:
+        self.s.session_cards.pop(session_id, None)
+        await self.bind_card(session_id, tag)
+
     async def bind_no_payer(self, session_id: int, tag: str) -> None:
         self.s.session_cards[session_id] = {"tag": tag, "driver": "", "salt": "",
                                             "commitment": ""}
@@ -831,7 +850,7 @@ class MemoryTx(Tx):
 
     async def insert_sessions(self, sessions: list[Session]) -> None:
         for session in sessions:
-            if not session.transaction_id:
+            if numbered_by_central_system(session.ocpp_version, session.transaction_id):
                 raise ValueError("insert_sessions needs each session's transaction id")
             session.id = self._new_id()
             self.s.sessions[session.id] = copy.deepcopy(session)

@@ -35,6 +35,10 @@ async def test_a_started_event_after_the_end_does_not_move_the_billed_start(
         answer: Any = await c.call("TransactionEvent", event(
             "Started", 2, "2026-03-01T14:00:00Z", idToken=TOKEN, evse=EVSE))
         assert answer[0] == 3  # acknowledged, as every transaction message
-    [after] = await csms_server.sessions("EV1")
+    sessions = await csms_server.sessions("EV1")
+    [after] = [s for s in sessions if s["id"] == done["id"]]
     assert (after["started_at"], after["stopped_at"], after["energy_wh"]) == (
         done["started_at"], done["stopped_at"], done["energy_wh"]), (done, after)
+    # the Started is a transaction of its own (test_transaction_ids_v201), held
+    [new] = [s for s in sessions if s["id"] != done["id"]]
+    assert new["started_at"] != done["started_at"] and "reused_transaction_id" in new["flags"]

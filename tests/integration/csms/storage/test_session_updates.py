@@ -213,8 +213,9 @@ async def test_a_session_updated_in_the_unit_that_inserted_it(
             if await tx.get_station("CP1") is None:
                 await tx.insert_station(Station(id="CP1", created_at=T0))
             session = Session(
-                station_id="CP1", ocpp_version="ocpp2.0.1", started_at=T0, connector_id=1,
-                transaction_id=f"tx-{partial}" if tx_given else None, evse_id=1,
+                station_id="CP1", ocpp_version="ocpp2.0.1" if tx_given else "ocpp1.6",
+                started_at=T0, connector_id=1,
+                transaction_id=f"tx-{partial}" if tx_given else "", evse_id=1,
                 id_tag="T1", auth_status="Accepted", meter_start_wh=Decimal("1000"),
                 energy_wh=0, start_key=f"k-{partial}")
             sid = await tx.insert_session(session)

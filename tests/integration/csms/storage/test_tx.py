@@ -7,7 +7,15 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from csms.domain.model import BootPolicy, IdTag, MeterSample, Session, SessionStatus, Station
+from csms.domain.model import (
+    BootPolicy,
+    IdTag,
+    MeterSample,
+    Session,
+    SessionStatus,
+    Station,
+    reused_transaction_id,
+)
 from csms.service.ports import Repository, Tx
 from csms.storage.sql import SESSIONS_ON_EVSE
 
@@ -380,6 +388,50 @@ async def test_a_session_started_on_a_card_is_charged_to_its_link_with_its_inser
         str(ids[0]), str(ids[1]), "tx-abc")
     for stored in (s16, nobody, s201, plain):
         assert await repo.read(lambda tx, s=stored: tx.get_session(s.id)) == stored
+
+
+async def test_a_refused_card_s_session_is_charged_to_the_card_accepted_after_it(
+    repo: Repository,
+) -> None:
+    """rebind_card: a 2.0.1 session bound to a refused card (to nobody, bind_no_payer) is
+    charged to the link of the card accepted after it, as bind_card would have charged it;
+    and a 2.0.1 transactionId "" is the station's (not the session's id)."""
+    driver = "0x" + "aa" * 20
+    s201 = session("EV1", ocpp_version="ocpp2.0.1", transaction_id="", id_tag="NOBODY")
+
+    async def add(tx: Tx) -> int:
+        await tx.link_card("CARD", driver, "0x" + "01" * 32, "0x" + "0a" * 32, T0)
+        sid = await tx.insert_session(s201, card="NOBODY")
+        await tx.bind_no_payer(sid, "NOBODY")
+        await tx.rebind_card(sid, "CARD")
+        return sid
+
+    sid = await unit(repo, add)
+    assert await repo.read(lambda tx: tx.session_card(sid)) == {
+        "tag": "CARD", "driver": driver, "salt": "0x" + "01" * 32,
+        "commitment": "0x" + "0a" * 32}
+    assert s201.transaction_id == ""
+    assert (await repo.read(lambda tx: tx.find_session("EV1", ""))) == s201
+
+
+async def test_the_latest_session_of_a_transaction_id_taken_again(repo: Repository) -> None:
+    """latest_reuse: the session set last for a station's transactionId, per station."""
+    first = session("EV1", ocpp_version="ocpp2.0.1", transaction_id="1")
+    later = session("EV1", ocpp_version="ocpp2.0.1",
+                    transaction_id=reused_transaction_id("1", 1), connector_id=2)
+
+    async def add(tx: Tx) -> None:
+        assert await tx.latest_reuse("EV1", "1") is None
+        await tx.insert_session(first)
+        await tx.insert_session(later)
+        assert later.id is not None and first.id is not None
+        await tx.set_latest_reuse("EV1", "1", first.id)
+        await tx.set_latest_reuse("EV1", "1", later.id)
+
+    await unit(repo, add)
+    assert await repo.read(lambda tx: tx.latest_reuse("EV1", "1")) == later.id
+    assert await repo.read(lambda tx: tx.latest_reuse("EV2", "1")) is None
+    assert await repo.read(lambda tx: tx.latest_reuse("EV1", "")) is None
 
 
 async def test_a_1_6_sessions_transaction_id_is_its_id_never_one_used_before(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from csms.domain.model import Session
+from csms.domain.model import Session, reused_transaction_id
 from csms.domain.tariff import Tariff
 from csms.service.limits import (
     EXPIRING_FLAG,
@@ -141,3 +141,12 @@ def test_within_its_limit_stopped_at_it_or_without_one_it_is_not_an_overrun() ->
     # minutes (50), stopped at 10 (150, limit 60): past it by 90, more than 50
     assert limit_overrun(PER_MINUTE, completed(0, 10, 60),
                          [(minutes(5), Decimal(0))]) == (150, 50)
+
+
+def test_a_stop_names_the_transaction_by_the_station_s_id() -> None:
+    # a 2.0.1 transaction stored under the id of one that reused an ended one's (the
+    # station knows it by "1": its RequestStopTransaction names "1")
+    reused = Session("CP1", "ocpp2.0.1", reused_transaction_id("1", 3), T0,
+                     energy_wh=2200, limit_minor=100, id=7)
+    assert limit_reached(PER_KWH, reused, minutes(3), (minutes(2), 1500),
+                         minutes(3)) == LimitReached(7, "1", 100, 86, 27)
