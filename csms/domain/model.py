@@ -10,6 +10,7 @@ from typing import Any
 
 __all__ = [
     "BILLING_HOLD_FLAGS",
+    "CENTRAL_TRANSACTION_ID_VERSIONS",
     "MASTER_PASS_VERSIONS",
     "OCPP16",
     "OCPP201",
@@ -225,7 +226,7 @@ def numbered_by_central_system(ocpp_version: str, transaction_id: str) -> bool:
     """Whether a session stored with ``transaction_id`` gets its own id as its
     transactionId: a 1.6 session not given one yet (1.6 §5.6: the central system
     assigns it). A 2.0.1 transactionId is the station's, "" as any other."""
-    return ocpp_version == OCPP16 and transaction_id == ""
+    return ocpp_version in CENTRAL_TRANSACTION_ID_VERSIONS and transaction_id == ""
 
 
 def reused_transaction_id(transaction_id: str, after: int) -> str:
@@ -265,6 +266,9 @@ def reused_after(stored: str) -> int | None:
 # by itself for a tariff with a time component (2.0.1 I03 CostUpdated; 1.6 has no cost
 # message: only stations that announced the DataTransfer convention get it).
 MASTER_PASS_VERSIONS = frozenset({OCPP201})
+# the versions whose transactionId the central system assigns (1.6 §5.6); 2.0.1's is the
+# station's (E01)
+CENTRAL_TRANSACTION_ID_VERSIONS = frozenset({OCPP16})
 TIME_COST_PUSH_VERSIONS = frozenset({OCPP201})
 
 # Sessions with any of these flags are held back from settlement until an

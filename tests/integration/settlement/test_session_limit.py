@@ -136,8 +136,9 @@ async def test_a_session_below_its_limit_is_not_stopped(server: RunningServer) -
     await link(server, "RICH", max_per_session=10_000)  # 100.00 EUR
     async with await RawClient.connect(server.url, "CP16", ["ocpp1.6"]) as c:
         txid = await start16(c, "RICH")
-        for n, wh in enumerate((5_000, 20_000, 60_000, 120_000), start=1):
-            await meter16(c, txid, wh, n)  # up to 46.80 EUR and 23.40 for one more
+        # readings a 350 kW station can make from 0 within minutes of its start
+        for minutes, wh in ((1, 5_000), (4, 20_000), (7, 40_000), (9, 59_000)):
+            await meter16(c, txid, wh, minutes)  # up to 23.01 EUR and 7.41 for one more
         await no_call(c)
     session = await the_session(server, "CP16")
     assert session["limit_minor"] == 10_000 and session["flags"] == []
@@ -174,8 +175,8 @@ async def test_a_tag_of_no_driver_has_no_limit(server: RunningServer) -> None:
     await server.add_tag("PLAIN")  # billed off-chain: no escrow to reach
     async with await RawClient.connect(server.url, "CP16", ["ocpp1.6"]) as c:
         txid = await start16(c, "PLAIN")
-        for n, wh in enumerate((3_000, 30_000, 90_000), start=1):  # up to 35.10 EUR
-            await meter16(c, txid, wh, n)
+        for minutes, wh in ((1, 3_000), (6, 30_000), (9, 55_000)):  # up to 21.45 EUR
+            await meter16(c, txid, wh, minutes)
         await no_call(c)
     session = await the_session(server, "CP16")
     assert session["limit_minor"] is None and session["flags"] == []
@@ -424,10 +425,10 @@ async def test_a_card_session_is_stopped_at_what_the_escrow_holds(
         txid = await _start(c, version, "CARD")
         if version == "1.6":
             stop[1] = {"transactionId": txid}
-        await _meter(c, version, txid, 1, 30_000, 1)  # 11.70 and 11.70 for one more
-        await _meter(c, version, txid, 2, 40_000, 2)  # 15.60 and 3.90
+        await _meter(c, version, txid, 1, 30_000, 6)  # 11.70 and 11.70 for one more
+        await _meter(c, version, txid, 2, 40_000, 7)  # 15.60 and 3.90
         await no_call(c)
-        await _meter(c, version, txid, 3, 55_000, 3)  # 21.45 and 5.85: 27.30 reaches 25.00
+        await _meter(c, version, txid, 3, 55_000, 9)  # 21.45 and 5.85: 27.30 reaches 25.00
         call = await asyncio.wait_for(c.calls.get(), 5)
         assert call[2:] == stop
         await c.answer(call[1], {"status": "Accepted"})
@@ -455,9 +456,9 @@ async def test_an_app_session_is_stopped_at_what_the_escrow_holds(
                               nonce=1, expiry=int(time.time()) + 3600)
     async with await RawClient.connect(server.url, "CP16", ["ocpp1.6"]) as c:
         txid = await start_signed(server, c, signed)
-        await meter16(c, txid, 30_000, 1)  # 23.40 with the margin
+        await meter16(c, txid, 30_000, 6)  # 23.40 with the margin
         await no_call(c)
-        await meter16(c, txid, 55_000, 2)  # 21.45 and 9.75
+        await meter16(c, txid, 55_000, 9)  # 21.45 and 9.75
         call = await asyncio.wait_for(c.calls.get(), 5)
         assert call[2:] == ["RemoteStopTransaction", {"transactionId": txid}]
         await c.answer(call[1], {"status": "Accepted"})
