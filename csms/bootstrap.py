@@ -242,11 +242,14 @@ class App:
             self.tasks.start("relay", self.relay.run, OUTAGES)
         if self.bus is not None and self.admin is not None:
             from csms.bus.relay import OUTAGES
+            from csms.server import CLOSE_REPLACED
 
-            admin, bus = self.admin, self.bus
+            admin, bus, central = self.admin, self.bus, self.central
 
             async def handle(station_id: str, command: str, args: dict[str, Any],
                              timeout: float | None) -> tuple[int, dict[str, Any]]:
+                if command == CLOSE_REPLACED:  # a node's own, not an operator's
+                    return await central.close_replaced(station_id, args)
                 return await admin.run_command(station_id, command, args, timeout,
                                                forwarded=True)
 
@@ -515,6 +518,7 @@ async def build(settings: Settings, lock: NodeLock | None = None) -> App:
             raise
         bus = CommandBus(broker, central.node_id, secret=secret, repo=repo,
                          on_dropped=lambda reason: metrics.bus_dropped.labels(reason).inc())
+        central.bus = bus  # a station's connection left on another node is closed there
     admin = None
     try:
         if settings.admin_port >= 0 or bus is not None:

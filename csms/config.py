@@ -208,6 +208,8 @@ class Settings:
     keystore_password_file: str = ""
     batch_size: int = defaults.BATCH_SIZE
     max_wait: float = defaults.MAX_WAIT  # seconds a completed session waits for a fuller batch
+    # blocks on top of a settle block before its batch is final; 0: by the chain (1 on the
+    # local test chains, 64 on any other)
     confirmations: int = defaults.CONFIRMATIONS
     # password attempts per minute per address (not per station)
     auth_failure_limit: int = defaults.AUTH_FAILURE_LIMIT
@@ -318,7 +320,7 @@ class Settings:
             if not low <= getattr(self, name) <= 65535:
                 raise _error(name, f"a port from {low} to 65535")
         for name in ("heartbeat_interval", "boot_retry_interval", "batch_size",
-                     "confirmations", "max_frame_bytes", "max_handshakes",
+                     "max_frame_bytes", "max_handshakes",
                      "auth_concurrency", "max_upload_bytes", "cert_days", "csr_limit",
                      "workers", "worker_count"):
             if getattr(self, name) < 1:
@@ -327,8 +329,8 @@ class Settings:
             raise _error("worker_index", f"from 0 to {self.worker_count - 1}")
         if self.workers > MAX_WORKERS:
             raise _error("workers", f"at most {MAX_WORKERS}")
-        for name in ("max_wait", "call_timeout", "ping_interval", "ping_timeout",
-                     "close_timeout", "handshake_timeout", "time_past_days",
+        for name in ("max_wait", "confirmations", "call_timeout", "ping_interval",
+                     "ping_timeout", "close_timeout", "handshake_timeout", "time_past_days",
                      "time_future_seconds", "storage_reserve", "write_buffer_limit",
                      "cert_renew_days", "handshake_queue", "transaction_bytes_per_s",
                      "transaction_burst_bytes"):

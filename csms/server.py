@@ -25,6 +25,16 @@ held back a while, which slows a flooding station without refusing anything.
 WebSocket or an in-memory pair. A second connection for a station replaces the first
 only once it has authenticated and completed the handshake; the old connection's
 teardown never unregisters the new one.
+
+Across nodes (several ``csms serve`` on one database) the same holds: when the station's
+row named a connection on another live node, the new node stores a ``ConnectionReplaced``
+security event naming both nodes and asks the other node over the command bus
+(:data:`CLOSE_REPLACED`, signed like the operators' commands) to close its connection,
+in the background: the new connection is served at once. The other node closes only the
+connection the row named, or an older one (:meth:`CentralSystem.close_replaced`), never
+one recorded after it: two devices with one identity that keep reconnecting replace each
+other one connection at a time, as on one node, and two requests crossing on the bus
+never close both.
 """
 
 from __future__ import annotations
@@ -38,8 +48,9 @@ import socket
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from datetime import datetime
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
@@ -77,6 +88,7 @@ from csms.service.certificates import Payload
 from csms.service.charging import ChargingService, UnknownStation, new_station
 from csms.service.ports import Repository, StorageError, Tx
 from csms.service.ratelimit import LoginGuard, LoginOutcome
+from csms.service.stations import Opened
 from csms.service.throttle import TRANSACTION_ACTIONS, Delay, TransactionThrottle
 from csms.translate import BootGate, Handler, boot_gate_for, routes_for
 from csms.transport import (
@@ -87,8 +99,11 @@ from csms.transport import (
     connection_factory,
 )
 
+if TYPE_CHECKING:
+    from csms.bus.commands import CommandBus
+
 __all__ = [
-    "CallFailed", "CallTimeout", "CentralSystem", "StationConnection",
+    "CLOSE_REPLACED", "CallFailed", "CallTimeout", "CentralSystem", "StationConnection",
     "StationOffline", "compression_options",
 ]
 
@@ -123,6 +138,16 @@ BINARY_FRAME_CLOSE: dict[OcppVersion, tuple[int, str]] = {
 
 # Errors of :meth:`StationConnection.call`, in the central system's words.
 StationOffline = LinkClosed
+
+# The bus command a node sends the node that held a station's connection before it
+# (csms.bus.commands): args {"node": the new node, "connected_at": when the row recorded
+# the connection it replaced}; answered by CentralSystem.close_replaced.
+CLOSE_REPLACED = "close-replaced"
+# s to wait for an answer to it beyond the close timeout (a node that does not answer:
+# the event is stored all the same, and a warning logged)
+CLOSE_REPLACED_MARGIN = 5.0
+# s a CLOSE_REPLACED waits for a connection of the station that is being recorded
+RECORDING_WAIT = 5.0
 
 
 class StationConnection:
@@ -171,6 +196,10 @@ class StationConnection:
         self._followups = 0
         self._followup_keys: frozenset[str] = frozenset()
         self.on_booted = on_booted
+        # when the station's row recorded this connection (None: not recorded, or not
+        # yet); recorded: set once that was tried (csms.server CentralSystem.attach)
+        self.since: datetime | None = None
+        self.recorded = asyncio.Event()
         self.station_id = station_id
         self.version = version
         self.service = service
@@ -408,6 +437,10 @@ class CentralSystem:
         self._tls_server: Server | None = None
         self._conn_tasks: set[asyncio.Task[None]] = set()
         self._after_reply: set[asyncio.Task[None]] = set()  # CALLs that follow an answer
+        # the command bus, when the node has one (csms.bootstrap): where a station's
+        # connection on another node is asked to close; and those requests under way
+        self.bus: CommandBus | None = None
+        self._closing_elsewhere: set[asyncio.Task[None]] = set()
         # what runs once a station's BootNotification is accepted here, or it is first
         # heard on a connection opened without one (the requests kept for it while it was
         # offline: csms.admin.operator.OperatorCommands.send_queued)
@@ -519,7 +552,7 @@ class CentralSystem:
                 GC_POLICY.young_collections(), name="young-collections")
 
     async def stop(self) -> None:
-        for task in list(self._after_reply):
+        for task in (*self._after_reply, *self._closing_elsewhere):
             task.cancel()
         for server in (self._server, self._tls_server):
             if server is not None:
@@ -700,10 +733,18 @@ class CentralSystem:
                               station_id, exc)
                 await old.close(1000, "replaced by a new connection")
             log.info("= %s connected (%s) from %s", station_id, version.value, remote)
-            with contextlib.suppress(StorageError):
-                since = await self.service.connection_changed(
-                    station_id, True, version.value, self.node_id
-                )
+            opened = None
+            try:
+                opened = await self.service.connection_opened(
+                    station_id, version.value, self.node_id, remote)
+            except StorageError:
+                pass
+            finally:
+                conn.recorded.set()
+            if opened is not None:
+                since = conn.since = opened.since
+                if opened.replaced_node is not None:
+                    self._replaced_elsewhere(station_id, opened)
             await conn.run()
         finally:
             if self.connections.get(station_id) is conn:
@@ -713,6 +754,85 @@ class CentralSystem:
                     await self.service.connection_changed(
                         station_id, False, version.value, self.node_id, since
                     )
+
+    def _replaced_elsewhere(self, station_id: str, opened: Opened) -> None:
+        """The station connected here while its row named a connection on another live
+        node (its ConnectionReplaced event is stored with this connection): ask that node
+        to close it, in the background (the connection here is served meanwhile)."""
+        node, at = opened.replaced_node, opened.replaced_at
+        assert node is not None
+        log.warning("! %s connected here while node %s held it (recorded %s): a second"
+                    " device with its identity, or a reconnection; asking node %s to close"
+                    " its connection", station_id, node, at, node)
+        bus = self.bus
+        if bus is None or at is None:
+            log.warning("! %s: node %s cannot be asked to close its connection (%s): the"
+                        " station may still be connected there", station_id, node,
+                        "no command bus on this node (--mqtt)" if bus is None
+                        else "the row gave no time for it")
+            return
+        task = asyncio.get_running_loop().create_task(
+            self._ask_to_close(bus, station_id, node, at), name=f"{station_id}:replaced")
+        self._closing_elsewhere.add(task)
+        task.add_done_callback(self._closing_elsewhere.discard)
+
+    async def _ask_to_close(self, bus: CommandBus, station_id: str, node: str,
+                            at: datetime) -> None:
+        from csms.bus.commands import NodeUnavailable
+
+        wait = self.settings.close_timeout + CLOSE_REPLACED_MARGIN
+        try:
+            status, result = await bus.request(
+                node, station_id, CLOSE_REPLACED,
+                {"node": self.node_id, "connected_at": at.isoformat()}, None, wait)
+        except NodeUnavailable as exc:
+            log.warning("! %s: node %s was not reached to close its connection (%s): the"
+                        " station may still be connected there", station_id, node, exc)
+            return
+        except Exception:  # a task of its own: logged, never raised into nothing
+            log.exception("! %s: asking node %s to close its connection failed",
+                          station_id, node)
+            return
+        if status != 200:
+            log.warning("! %s: node %s did not close its connection (%d: %s): the station"
+                        " may still be connected there", station_id, node, status,
+                        str(result.get("error"))[:200])
+        elif result.get("closed"):
+            log.info("- %s: node %s closed its connection", station_id, node)
+        else:
+            log.info("- %s: node %s holds no connection older than this one", station_id,
+                     node)
+
+    async def close_replaced(self, station_id: str,
+                             args: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """Another node (``args["node"]``) recorded a new connection of the station over
+        the one this node's connection recorded at ``args["connected_at"]`` (a
+        :data:`CLOSE_REPLACED` on the bus): close the station's connection here if it is
+        that one or older. A connection recorded later (the station, or its twin, came
+        back here since) is newer than the one that asked, and is kept; so is one still
+        being recorded, once its recording tells (within RECORDING_WAIT)."""
+        by = args.get("node")
+        try:
+            replaced_at = datetime.fromisoformat(str(args.get("connected_at")))
+        except ValueError:
+            replaced_at = None
+        if not isinstance(by, str) or replaced_at is None or replaced_at.tzinfo is None:
+            return 400, {"error": f"{CLOSE_REPLACED} needs node and connected_at"}
+        conn = self.connections.get(station_id)
+        if conn is not None and not conn.recorded.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(conn.recorded.wait(), RECORDING_WAIT)
+        if conn is None or self.connections.get(station_id) is not conn:
+            return 200, {"closed": False, "connected": conn is not None}
+        if conn.since is None or conn.since > replaced_at:
+            log.info("- %s: node %s asked to close a connection recorded at %s; the one"
+                     " here is newer (%s), kept", station_id, by, replaced_at.isoformat(),
+                     conn.since.isoformat() if conn.since else "not recorded")
+            return 200, {"closed": False, "connected": True}
+        log.warning("! %s connected again on node %s; closing its connection here"
+                    " (recorded %s)", station_id, by, conn.since.isoformat())
+        await conn.close(1000, "replaced by a new connection")
+        return 200, {"closed": True}
 
     def after_reply(self, station_id: str, action: str, payload: Payload,
                     then: Callable[[dict[str, Any] | None], Awaitable[None]],

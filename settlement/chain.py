@@ -682,6 +682,11 @@ class Chain:
     def block_number(self) -> int:
         return int(self.w3.eth.block_number)
 
+    def now(self) -> int:
+        """The chain's time: the latest block's timestamp (unix seconds). The contract
+        judges a signature's expiry by its block's, which is no earlier."""
+        return int(self.w3.eth.get_block("latest")["timestamp"])
+
     def close(self) -> None:
         if self.node is not None:
             self.node.stop()

@@ -15,6 +15,11 @@ chunk and pays it (settlement/contracts/Settlement.vy).
     included  -> finalized   N confirmations; each session is then paid or unpaid, as the
                              chain's events say
     included  -> broadcast   a reorg dropped the block: wait for re-inclusion
+    finalized -> broadcast   re-checked while a later batch waits for its chunk: a reorg
+                             deeper than the confirmations took it off the chain (its
+                             sessions are batched again; the stored transaction is sent
+                             again, or signed again if its nonce was used since), or moved
+                             it to another block (found there, nothing sent)
     pending / signed / broadcast -> conflict
                              the chain holds ANOTHER chunk for these sequence numbers (a
                              restored backup or a copy of this database settled them): never
@@ -47,10 +52,12 @@ TRANSITIONS: dict[BatchState, frozenset[BatchState]] = {
     BatchState.BROADCAST: frozenset({BatchState.INCLUDED, BatchState.SIGNED,
                                      BatchState.PENDING, BatchState.CONFLICT}),
     BatchState.INCLUDED: frozenset({BatchState.FINALIZED, BatchState.BROADCAST}),
-    BatchState.FINALIZED: frozenset(),
+    # only when the chain no longer holds it as recorded (SettlementWorker._recheck_finalized)
+    BatchState.FINALIZED: frozenset({BatchState.BROADCAST}),
     BatchState.CONFLICT: frozenset(),
 }
 
+# closed: nothing is done for them any more, but a finalized batch the chain lost is reopened
 FINAL_STATES = (BatchState.FINALIZED.value, BatchState.CONFLICT.value)
 
 

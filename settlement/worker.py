@@ -16,7 +16,18 @@ is settled exactly once. What happened on chain is read from the chain: a chunk 
 transaction this database does not know (a crash after broadcast, a replacement) is found by
 its Settled event; a chunk the chain holds with another digest (a restored backup, a copy of
 this database) is a conflict and is never settled again. A database whose ledger is behind
-the chain refuses to cut new chunks.
+the chain refuses to cut new chunks. A finalized chunk the chain lost to a reorganisation
+deeper than the confirmations is found when the next chunk waits for it: its sessions are
+unsettled again and it is sent again.
+
+One worker settles a database at a time: the holder of the ``settlement`` lease, whose
+expiry is the database's clock. Every write of a pass (a cut, a batch's next state, a
+transaction sent or a registration on chain) first renews the lease, in the write's own
+transaction where it is one, and stops the pass (:class:`LeaseLost`) once the lease is
+another's or expired. A cut also takes the ledger's next sequence number under a row lock:
+even two workers that both believe they settle never give two chunks one number.
+Signatures expire by the chain's time (the latest block's timestamp): the worker judges
+them by it, never by its own clock.
 """
 
 from __future__ import annotations
@@ -39,10 +50,11 @@ from csms.domain.model import AuthStatus, Session, registry_disowns
 from csms.domain.tariff import price_minor
 from csms.service import defaults
 from csms.service.billing import BillingState, billing_state, check_billing_transition
-from csms.service.cluster import acquire_lease, lease_holder, release_lease
+from csms.service.cluster import acquire_lease, hold_lease, lease_holder, release_lease
 from csms.service.ports import Repository, Tx
 from settlement.chain import Chain, ChainError
 from settlement.eip712 import Authorization
+from settlement.receipts import default_confirmations
 from settlement.records import (
     CARD,
     LIMITS,
@@ -55,7 +67,7 @@ from settlement.records import (
 from settlement.states import FINAL_STATES, BatchState, check_transition
 
 __all__ = [
-    "LeaseHeld", "LedgerBehind", "SettlementWorker", "WorkerSummary", "sample_json",
+    "LeaseHeld", "LeaseLost", "LedgerBehind", "SettlementWorker", "WorkerSummary", "sample_json",
 ]
 
 log = logging.getLogger("settlement.worker")
@@ -68,6 +80,9 @@ LEASE = "settlement"
 LEASE_TTL = timedelta(seconds=30)
 # a chunk cut for an expiring signature: time to be included
 EXPIRY_MARGIN_S = defaults.EXPIRY_MARGIN
+# seconds between two re-checks of a ledger's finalized batches against the chain while a
+# batch waits for a chunk that neither the chain nor an open batch holds
+RECHECK_EVERY_S = 30.0
 
 
 POWER_SLACK_S = 60  # the contract's: a minute at full power
@@ -128,6 +143,17 @@ class LeaseHeld(Exception):
         self.holder = holder
 
 
+class LeaseLost(LeaseHeld):
+    """This worker's lease expired or another worker took it over in the middle of a pass:
+    the pass stops before its next write (a cut, a send, a batch's next state)."""
+
+    def __init__(self, holder: str, by: str | None) -> None:
+        Exception.__init__(self, f"the settlement worker {holder} no longer holds the lease"
+                           f" ({'taken over by ' + by if by else 'expired'}): it stops"
+                           " settling until it holds it again")
+        self.holder = by or "another worker"
+
+
 class LedgerBehind(Exception):
     """The chain holds chunks of this ledger that this database never cut."""
 
@@ -161,7 +187,9 @@ class SettlementWorker:
         self.chain = chain
         self.batch_size = max(1, min(batch_size, 1000))
         self.max_wait = max_wait
-        self.confirmations = max(1, confirmations)
+        # 0: the chain's own default (1 on the local test chains, 64 on any other: when a
+        # receipt is VALID for a driver who names no number)
+        self.confirmations = max(1, confirmations or default_confirmations(chain.chain_id))
         self.stuck_after = stuck_after
         self.publish_events = publish_events
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
@@ -171,6 +199,8 @@ class SettlementWorker:
         self.hooks = hooks or {}
         self._driver_index: dict[str, int] = {}
         self._contract: dict[str, Any] | None = None
+        # per ledger: (the chain's next sequence number, loop time) of the last re-check
+        self._rechecked: dict[int, tuple[int, float]] = {}
 
     async def _chain(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.to_thread(fn, *args)
@@ -192,6 +222,7 @@ class SettlementWorker:
         ledger, next_seq = await self._ledger()
         chain_next = await self._chain(self.chain.ledger_next, ledger)
         if chain_next == 0:
+            await self._acquire()
             await self._chain(self.chain.register_ledger, ledger)
             log.info("= ledger %s registered on chain %d", ledger, self.chain.chain_id)
         elif chain_next > next_seq:
@@ -205,19 +236,24 @@ class SettlementWorker:
     # -- batching ----------------------------------------------------------------------
     async def build_batches(self, force: bool = False) -> tuple[int, int]:
         """Cut chunks from the queue: full ones, or any when ``force`` or the oldest is old."""
+        await self._acquire()
         ledger = await self.check_ledger()
         info = await self._info()
+        # the time the contract judges signatures by: its chain's, read once a pass
+        chain_now = int(await self._chain(self.chain.now))
         created = sessions = 0
         while True:
-            candidates = await self._candidates(force)
+            candidates = await self._candidates(force, chain_now)
             if not candidates:
                 return created, sessions
             await self._resolve(candidates)
 
-            async def cut(tx: Tx, chosen: list[dict[str, Any]] = candidates) -> int:
+            async def cut(tx: Tx, chosen: list[dict[str, Any]] = candidates) -> int | None:
                 return await self._cut(tx, ledger, info, chosen)
 
             n = await self.repo.unit(cut)
+            if n is None:
+                raise await self._lost()
             if n == 0:
                 return created, sessions
             created += 1
@@ -229,9 +265,9 @@ class SettlementWorker:
             self._contract = await self._chain(self.chain.info)
         return self._contract
 
-    async def _candidates(self, force: bool) -> list[dict[str, Any]]:
+    async def _candidates(self, force: bool, chain_now: int) -> list[dict[str, Any]]:
         """The queued sessions for the next chunk (with their tags and stations), if it is
-        time to cut one."""
+        time to cut one (``chain_now``: the chain's time, unix seconds)."""
 
         async def work(tx: Tx) -> list[dict[str, Any]]:
             rows = await tx.queued_for_settlement(self.batch_size)
@@ -240,11 +276,12 @@ class SettlementWorker:
             oldest = min(datetime.fromisoformat(r["enqueued_at"]) for r in rows)
             if len(rows) < self.batch_size and not force and \
                     (_now() - oldest).total_seconds() < self.max_wait:
-                # an app session is paid only until its signature expires: it waits for a
-                # fuller chunk only when the wait and its inclusion end before that
+                # an app session is paid only until its signature expires, by the block
+                # timestamp the contract checks it with (not this node's clock, which may
+                # run behind): it waits for a fuller chunk only when the wait and its
+                # inclusion end before that
                 expiry = await tx.queued_authorization_expiry()
-                if expiry is None or expiry - _now().timestamp() > \
-                        self.max_wait + EXPIRY_MARGIN_S:
+                if expiry is None or expiry - chain_now > self.max_wait + EXPIRY_MARGIN_S:
                     return []
             out = []
             for r in rows:
@@ -281,6 +318,7 @@ class SettlementWorker:
             if station is not None and station.chain_station is None \
                     and station.host_address is None:
                 power = int(station.max_power_w or watts(DEFAULT_STATION_POWER_KW))
+                await self._renew()
                 index = await self._chain(self.chain.register_station, power)
 
                 async def remember(tx: Tx, sid: str = station.id, idx: int = index) -> None:
@@ -403,8 +441,17 @@ class SettlementWorker:
                     state)
 
     async def _cut(self, tx: Tx, ledger: int, info: dict[str, Any],
-                   candidates: list[dict[str, Any]]) -> int:
-        """One chunk: records in driver order, with the ledger's next sequence numbers."""
+                   candidates: list[dict[str, Any]]) -> int | None:
+        """One chunk: records in driver order, with the ledger's next sequence numbers.
+        None, with nothing cut, when this worker no longer holds the lease.
+
+        Safe even when two workers cut at once: the lease is checked (and renewed, its row
+        locked) in this transaction, and the ledger's next number is taken under a row lock
+        before any session is read, so a second cut waits for this one to commit and then
+        sees its sessions batched and its numbers used."""
+        if not await hold_lease(tx, LEASE, self.holder, self.lease_ttl):
+            return None
+        first_seq = await tx.take_next_seq()
         chosen: list[_Prepared] = []
         stations: set[int] = set()
         signed = 0
@@ -428,7 +475,6 @@ class SettlementWorker:
         # driver runs: the contract reads and writes each driver's escrow once per run
         chosen.sort(key=lambda p: (p.record["driver_index"], p.record["chain_station"],
                                    p.session_id))
-        first_seq = int(await tx.ledger_value("next_seq") or 1)
         slots: dict[int, int] = {}
         entries: list[tuple[bytes, int]] = []
         items: list[tuple[int, dict[str, Any], list[Any], str, str]] = []
@@ -471,7 +517,9 @@ class SettlementWorker:
                     unpaid: dict[int, int] | None = None, **fields: Any) -> None:
         check_transition(BatchState(batch["state"]), new)
 
-        async def work(tx: Tx) -> None:
+        async def work(tx: Tx) -> bool:
+            if not await hold_lease(tx, LEASE, self.holder, self.lease_ttl):
+                return False
             if not await tx.update_batch(batch["id"], batch["state"], state=new.value,
                                          updated_at=_now().isoformat(), **fields):
                 raise RuntimeError(f"batch {batch['id']} changed under us")
@@ -483,10 +531,18 @@ class SettlementWorker:
                     if seq in by_seq})
             elif new is BatchState.CONFLICT:
                 await tx.set_batch_sessions(batch["id"], "conflict", {})
+            elif batch["state"] == BatchState.FINALIZED.value:
+                # reorganised away: not paid (nor refused) until the chain settles it again
+                await tx.set_batch_sessions(batch["id"], "batched", {})
+                for item in await tx.batch_items(batch["id"]):
+                    await tx.set_session_settlement(int(item["session_id"]),
+                                                    unpaid_reason=None)
             await self._event(tx, new.value, batch["id"],
                               {"tx_hash": fields.get("tx_hash", batch.get("tx_hash"))})
+            return True
 
-        await self.repo.unit(work)
+        if not await self.repo.unit(work):
+            raise await self._lost()
         log.info("= batch %s: %s -> %s", batch["id"], batch["state"], new.value)
         batch.update(fields, state=new.value)
 
@@ -622,10 +678,77 @@ class SettlementWorker:
                 unpaid = settled.unpaid if settled is not None else {}
                 await self._move(batch, BatchState.FINALIZED, unpaid=unpaid)
 
+    # -- finalized batches the chain lost ----------------------------------------------
+    async def _in_recorded_block(self, batch: dict[str, Any]) -> bool:
+        """Whether a batch's settle transaction succeeded in the block the database
+        recorded (its receipt by hash)."""
+        receipt = await self._chain(self.chain.receipt, batch["tx_hash"])
+        return receipt is not None and receipt.status == 1 \
+            and receipt.block_hash == batch["block_hash"]
+
+    async def _recheck_finalized(self, ledger: int, chain_next: int, waiting: int) -> None:
+        """A batch from sequence number ``waiting`` waits for ``chain_next``, which the
+        chain does not hold and no open batch settles: re-check the ledger's finalized
+        batches before it against the chain, the latest first, down to one the chain holds
+        as recorded (a reorganisation takes the latest blocks: those before it are kept).
+        One the chain lost goes back to broadcast (its sessions batched, no receipt for
+        them meanwhile): its stored transaction is sent again, or signed again with a new
+        nonce if the operator key used that one since; one the chain holds in another block
+        is found there without sending anything. The contract takes each sequence number
+        once, so no session is paid twice whatever this finds."""
+        now = asyncio.get_running_loop().time()
+        last = self._rechecked.get(ledger)
+        if last is not None and last[0] == chain_next and now - last[1] < RECHECK_EVERY_S:
+            return
+        self._rechecked[ledger] = (chain_next, now)
+
+        async def finalized(tx: Tx) -> list[int]:
+            return [int(b["id"]) for b in reversed(await tx.ledger_batches(ledger))
+                    if b["state"] == BatchState.FINALIZED.value
+                    and int(b["first_seq"]) < waiting]
+
+        found = False  # a batch of the database for the chain's next sequence number
+        for batch_id in await self.repo.read(finalized):
+
+            async def load(tx: Tx, batch_id: int = batch_id) -> dict[str, Any] | None:
+                return await tx.get_batch(batch_id)
+
+            batch = await self.repo.read(load)
+            if batch is None or batch["state"] != BatchState.FINALIZED.value:
+                continue
+            # as recorded: the contract holds its chunk (its root at its first sequence
+            # number) and its transaction succeeded in the recorded block
+            held = await self._on_chain(batch)
+            if held == "ours" and await self._in_recorded_block(batch):
+                break
+            first, count = int(batch["first_seq"]), int(batch["count"])
+            found = found or first <= chain_next < first + count
+            if held == "ours":  # re-included elsewhere: found there again, nothing sent
+                error = (f"finalized in block {batch['block_number']}, the chain holds it"
+                         " in another block since a reorganisation")
+                log.warning("! batch %s (sequence numbers %s..%s of ledger %s): %s; its"
+                            " sessions are unsettled until it is final there", batch["id"],
+                            first, first + count - 1, ledger, error)
+            else:
+                error = (f"finalized in block {batch['block_number']} by {batch['tx_hash']},"
+                         " the chain no longer holds it (its next sequence number of the"
+                         f" ledger is {chain_next}): a reorganisation deeper than"
+                         f" {self.confirmations} confirmations")
+                log.error("! batch %s (sequence numbers %s..%s of ledger %s): %s; its"
+                          " sessions are unsettled until the chain settles it again",
+                          batch["id"], first, first + count - 1, ledger, error)
+            await self._move(batch, BatchState.BROADCAST, block_number=None, block_hash=None,
+                             broadcast_at=_now().isoformat(), error=error)
+        if not found:
+            log.error("! batches of ledger %s from sequence number %s wait for number %s,"
+                      " which neither the chain nor a batch of this database settles",
+                      ledger, waiting, chain_next)
+
     async def _broadcast(self, batch: dict[str, Any]) -> bool:
         """Send the batch's signed transaction. False when its nonce went to another
         transaction of the operator key (the key used elsewhere meanwhile): it can never be
         mined, so the batch goes back to pending and is signed again with a new nonce."""
+        await self._renew()
         try:
             await self._chain(self.chain.broadcast, batch["raw_tx"])
             return True
@@ -667,6 +790,7 @@ class SettlementWorker:
 
     async def advance(self) -> int:
         """One step for every open batch; returns how many are still open."""
+        await self._acquire()
         await self._chain(self.chain.check_contract)
         batches = await self._open_batches()
         next_seq: dict[int, int] = {}  # the chain's next sequence number, per ledger
@@ -676,7 +800,14 @@ class SettlementWorker:
                 if ledger not in next_seq:
                     next_seq[ledger] = await self._chain(self.chain.ledger_next, ledger)
                 if next_seq[ledger] < int(batch["first_seq"]):
-                    continue  # an earlier chunk of its ledger is not settled yet
+                    # an earlier chunk of its ledger is not settled yet: one an open batch
+                    # settles, else one this database holds as finalized that the chain
+                    # lost (a reorganisation deeper than the confirmations)
+                    if not any(int(b["ledger"]) == ledger
+                               and int(b["first_seq"]) == next_seq[ledger] for b in batches):
+                        await self._recheck_finalized(ledger, next_seq[ledger],
+                                                      int(batch["first_seq"]))
+                    continue
             # as far forward as it goes now (a fast chain: signed, sent, included and final
             # in one pass); a step back (replaced, reverted, reorganised) waits a pass
             while True:
@@ -689,10 +820,32 @@ class SettlementWorker:
 
     # -- one worker per database: the settlement lease ---------------------------------
     async def _lease(self) -> bool:
+        """Take the lease, or renew it (free, expired or ours by the database's clock)."""
+
         async def work(tx: Tx) -> bool:
-            return await acquire_lease(tx, LEASE, self.holder, _now(), self.lease_ttl)
+            return await acquire_lease(tx, LEASE, self.holder, self.lease_ttl)
 
         return bool(await self.repo.unit(work))
+
+    async def _acquire(self) -> None:
+        """The start of a step: the lease taken or renewed, or :class:`LeaseHeld`."""
+        if not await self._lease():
+            raise LeaseHeld(await self._holder() or "another worker")
+
+    async def _renew(self) -> None:
+        """Before a write outside the database (a transaction sent, a registration): the
+        lease renewed, or the pass stops (:class:`LeaseLost`)."""
+
+        async def work(tx: Tx) -> bool:
+            return await hold_lease(tx, LEASE, self.holder, self.lease_ttl)
+
+        if not await self.repo.unit(work):
+            raise await self._lost()
+
+    async def _lost(self) -> LeaseLost:
+        lost = LeaseLost(self.holder, await self._holder())
+        log.warning("! %s", lost)
+        return lost
 
     async def _release(self) -> None:
         async def work(tx: Tx) -> None:
@@ -703,14 +856,15 @@ class SettlementWorker:
 
     async def _holder(self) -> str | None:
         async def work(tx: Tx) -> str | None:
-            return await lease_holder(tx, LEASE, _now())
+            return await lease_holder(tx, LEASE)
 
         return await self.repo.read(work)
 
     async def run_once(self, timeout: float = 120.0) -> WorkerSummary:
         """Settle everything pending now: cut it all, drive every batch to its end.
 
-        Raises :class:`LeaseHeld` while another worker (another node) settles, and
+        Raises :class:`LeaseHeld` while another worker (another node) settles (or
+        :class:`LeaseLost`, when another takes it over in the middle), and
         :class:`LedgerBehind` when this database is behind the chain.
         """
         if not await self._lease():
@@ -721,14 +875,11 @@ class SettlementWorker:
             await self._release()
 
     async def _drive(self) -> None:
-        """Step every open batch until none is left, polling the chain for receipts."""
-        loop = asyncio.get_running_loop()
-        renewed = loop.time()
-        while await self.advance():
+        """Step every open batch until none is left, polling the chain for receipts. Each
+        round renews the lease (:meth:`advance`: while the chain is slow); a refusal stops
+        the pass."""
+        while await self.advance():  # noqa: ASYNC110 (the chain is polled)
             await asyncio.sleep(0.05)
-            if loop.time() - renewed > 5:
-                await self._lease()  # renewed while the chain is slow
-                renewed = loop.time()
 
     async def _run_once(self, timeout: float) -> WorkerSummary:
         summary = WorkerSummary()
@@ -767,6 +918,13 @@ class SettlementWorker:
                         await self.build_batches()
                         await self.advance()
                     failures = 0
+                    if on_step is not None:
+                        on_step(None)
+                except LeaseHeld as exc:  # lost in the middle of the pass: stand by
+                    if leading:
+                        log.warning("= settlement worker %s: standing by (%s)", self.holder,
+                                    exc)
+                    leading = False
                     if on_step is not None:
                         on_step(None)
                 except LedgerBehind as exc:  # a restored backup: an operator must act

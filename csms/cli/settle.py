@@ -144,7 +144,8 @@ def _gone_run_on_this_host(holder: str) -> bool:
 BatchSize = Annotated[int | None, setting_option(
     "batch_size", "Sessions per batch (at most 1000)", min=1, max=1000)]
 Confirmations = Annotated[int | None, setting_option(
-    "confirmations", "Blocks on top of a batch before it is final", min=1)]
+    "confirmations", "Blocks on top of a batch before it is final (0: by the chain,"
+    " 1 on local test chains, 64 on any other)", min=0)]
 MaxWait = Annotated[float | None, setting_option(
     "max_wait", "Seconds a completed session waits for a fuller batch", min=0)]
 

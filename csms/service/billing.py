@@ -20,6 +20,9 @@ settlement columns the worker writes (``settlement_state``), see :func:`billing_
     batched  -> paid       the chunk is final on chain and the driver's escrow paid
     batched  -> unpaid     final, but the contract refused this entry (its reason kept)
     batched  -> conflict   the chain holds another chunk for these sequence numbers
+    paid / unpaid -> batched
+                           the final chunk was reorganised away (deeper than the worker's
+                           confirmations): in its chunk again until the chain settles it
 
 The chunk itself (a batch: pending -> signed -> broadcast -> included -> finalized) has its
 own table in :mod:`settlement.states`.
@@ -62,12 +65,15 @@ TRANSITIONS: dict[BillingState, frozenset[BillingState]] = {
     BillingState.BATCHED: frozenset({BillingState.PAID, BillingState.UNPAID,
                                      BillingState.CONFLICT}),
     BillingState.REJECTED: frozenset(),
-    BillingState.PAID: frozenset(),
-    BillingState.UNPAID: frozenset(),
+    # only when the chain lost the chunk (settlement.worker re-checks finalized chunks)
+    BillingState.PAID: frozenset({BillingState.BATCHED}),
+    BillingState.UNPAID: frozenset({BillingState.BATCHED}),
     BillingState.CONFLICT: frozenset(),
 }
 
-FINAL_BILLING_STATES = frozenset(s for s, nexts in TRANSITIONS.items() if not nexts)
+# nothing moves these but a reorganisation that takes their chunk off the chain
+FINAL_BILLING_STATES = frozenset(
+    s for s, nexts in TRANSITIONS.items() if not nexts - {BillingState.BATCHED})
 
 
 class InvalidBillingTransition(ValueError):

@@ -6,8 +6,10 @@ row still says (a node killed with -9 cannot clean up; it clears its rows when
 it starts again). A lease is a row (name, holder, expiry) taken with a
 conditional write in one transaction, so at most one holder at a time, on
 SQLite and PostgreSQL alike; the holder renews it while it works, and a
-crashed holder's lease expires. The nodes sign what they send each other over the
-broker (csms.bus.commands) with one secret, made by the first node that asks for it
+crashed holder's lease expires. When it expires is the database's clock, never
+the asking node's (a node whose clock runs ahead would take a lease another
+holds). The nodes sign what they send each other over the broker
+(csms.bus.commands) with one secret, made by the first node that asks for it
 (:func:`bus_secret`).
 """
 
@@ -19,7 +21,7 @@ from datetime import datetime, timedelta
 from csms.service.ports import Tx
 
 __all__ = ["BUS_SECRET_OPTION", "NODE_GRACE", "acquire_lease", "beat", "bus_secret",
-           "lease_holder", "live_nodes", "release_lease"]
+           "hold_lease", "lease_holder", "live_nodes", "release_lease"]
 
 BUS_SECRET_OPTION = "bus_secret"  # central option: the cluster's HMAC key (hex, 32 bytes)
 
@@ -34,20 +36,26 @@ async def live_nodes(tx: Tx, now: datetime, grace: timedelta = NODE_GRACE) -> se
     return {node for node, seen in (await tx.node_beats()).items() if seen >= now - grace}
 
 
-async def acquire_lease(tx: Tx, name: str, holder: str, now: datetime, ttl: timedelta) -> bool:
-    """Take or renew ``name`` for ``holder`` until now + ttl; False while another holds it."""
-    return await tx.take_lease(name, holder, now + ttl, now)
+async def acquire_lease(tx: Tx, name: str, holder: str, ttl: timedelta) -> bool:
+    """Take or renew ``name`` for ``holder`` for ``ttl``; False while another holds it.
+    Whether a lease has expired is the database's clock: a node whose clock runs ahead
+    does not take the lease of another."""
+    return await tx.take_lease(name, holder, ttl)
+
+
+async def hold_lease(tx: Tx, name: str, holder: str, ttl: timedelta) -> bool:
+    """Renew ``holder``'s unexpired lease, locked until ``tx`` ends; False when it is not
+    ``holder``'s any more (expired, or taken over): what it guards must not be done."""
+    return await tx.hold_lease(name, holder, ttl)
 
 
 async def release_lease(tx: Tx, name: str, holder: str) -> None:
     await tx.drop_lease(name, holder)
 
 
-async def lease_holder(tx: Tx, name: str, now: datetime) -> str | None:
-    lease = await tx.get_lease(name)
-    if lease is None or lease[1] < now:
-        return None
-    return lease[0]
+async def lease_holder(tx: Tx, name: str) -> str | None:
+    """The holder of ``name`` by the database's clock (None: free or expired)."""
+    return await tx.lease_holder(name)
 
 
 async def bus_secret(tx: Tx) -> bytes:

@@ -51,7 +51,9 @@ TIME_FUTURE = timedelta(minutes=10)  # ... or after receipt plus this: held
 DEFAULT_MAX_POWER_KW = float(DEFAULT_MAX_POWER_W / 1000)
 BATCH_SIZE = 1000  # sessions per settlement batch (the contract takes at most 1000)
 MAX_WAIT = 60.0  # seconds a completed session waits for a fuller batch
-CONFIRMATIONS = 1  # blocks before a batch counts as final
+# blocks before a batch counts as final; 0: by the chain (settlement.receipts
+# default_confirmations: 1 on the local test chains, 64 on any other)
+CONFIRMATIONS = 0
 AUTH_FAILURE_LIMIT = 5  # password attempts per minute per address
 AUTH_CONCURRENCY = 2  # password checks (scrypt) at once, in all
 CERT_DAYS = 365  # validity of a station certificate the CA issues

@@ -9,7 +9,8 @@ import asyncio
 import contextlib
 import json
 import logging
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -18,13 +19,14 @@ from csms.domain.model import (
     BootPolicy,
     Station,
 )
+from csms.service.cluster import live_nodes
 from csms.service.core import ChargingCore
 from csms.service.credit import CreditDecision
 from csms.service.messages import BootDecision, BootInfo, UnknownStation, utc_now
 from csms.service.ports import StorageError, Tx
 from csms.service.quota import quota_kind
 
-__all__ = ["BOOT_STATUS_OPTION", "StationUseCases", "new_station"]
+__all__ = ["BOOT_STATUS_OPTION", "Opened", "StationUseCases", "new_station"]
 
 log = logging.getLogger("csms.service")
 
@@ -33,6 +35,18 @@ log = logging.getLogger("csms.service")
 # without a BootNotification may get its queued requests (see
 # csms.service.transfers TransferUseCases.queue_released), on any node, after a restart.
 BOOT_STATUS_OPTION = "boot_status"
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """A station's connection as recorded (:meth:`StationUseCases.connection_opened`)."""
+
+    since: datetime  # when it was recorded: its teardown clears only this connection
+    # the connection it took over from on another live node, as the station's row named
+    # it (that node's id, and when that node recorded it): that node may still hold a
+    # socket for the station (a cloned station, or a reconnection through the balancer)
+    replaced_node: str | None = None
+    replaced_at: datetime | None = None
 
 
 class StationUseCases(ChargingCore):
@@ -160,31 +174,62 @@ class StationUseCases(ChargingCore):
         that was no longer the station's (it had connected again, here or on another
         node: a node notices a dead connection late) changes nothing: it is kept in the
         station's events with ``superseded`` and not published."""
+        if online:
+            return (await self.connection_opened(station_id, version, node)).since
         now = self.clock()
-        kind = "online" if online else "offline"
 
         async def work(tx: Tx) -> bool:
             payload: dict[str, Any] = {"ocpp_version": version}
-            released: bool | None = True
-            if online:
-                await tx.set_station_connection(station_id, node, now)
-                payload["connected_at"] = now.isoformat()
-            else:
-                released = await tx.release_station_connection(station_id, node, since)
-                payload["connected_at"] = since.isoformat() if since else None
-                if released is False:
-                    payload["superseded"] = True
-            await tx.add_station_event(station_id, kind, payload, now)
+            released = await tx.release_station_connection(station_id, node, since)
+            payload["connected_at"] = since.isoformat() if since else None
+            if released is False:
+                payload["superseded"] = True
+            await tx.add_station_event(station_id, "offline", payload, now)
             if released is not False:
-                await self._event(tx, station_id, kind, payload)
+                await self._event(tx, station_id, "offline", payload)
             return released is not None
 
-        if online:
-            await self.repo.unit(work)
-        elif not await self.repo.unit_apart(work):
+        if not await self.repo.unit_apart(work):
             self._unreleased[station_id] = (node, since)
             self._flush_soon()
         return now
+
+    async def connection_opened(self, station_id: str, version: str, node: str,
+                                remote: str = "") -> Opened:
+        """Record a connection made on ``node`` (see :meth:`connection_changed`).
+
+        When the station's row named a connection on another node that still beats,
+        that node may still hold a socket for the station: the station is then connected
+        twice, and whoever commands it reaches only the device that connected last. A
+        ``ConnectionReplaced`` security event naming both nodes is stored with the
+        connection, and the other node's connection is returned for the caller to have it
+        closed there (csms.server). A node that stopped beating holds no socket (its
+        stations are offline): its stale row is taken over silently, with no extra cost
+        but the look at the node beats."""
+        now = self.clock()
+
+        async def work(tx: Tx) -> Opened:
+            before = await tx.set_station_connection(station_id, node, now)
+            payload: dict[str, Any] = {"ocpp_version": version,
+                                       "connected_at": now.isoformat()}
+            await tx.add_station_event(station_id, "online", payload, now)
+            await self._event(tx, station_id, "online", payload)
+            if before is None or before[0] == node:
+                # none, or this node's own (replaced here by the server, or a row its
+                # teardown has not cleared yet)
+                return Opened(now)
+            other, other_at = before
+            # the beats are written with the wall clock (csms.bootstrap)
+            if other not in await live_nodes(tx, datetime.now(UTC)):
+                return Opened(now)
+            await self._metered_event(tx, station_id, "security", {
+                "type": "ConnectionReplaced", "remote": remote, "node": node,
+                "previous_node": other,
+                "previous_connected_at": other_at.isoformat() if other_at else None,
+            }, now)
+            return Opened(now, other, other_at)
+
+        return await self.repo.unit(work)
 
     async def status(
         self, station_id: str, evse_id: int, connector_id: int, status: str,

@@ -53,7 +53,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -236,6 +236,15 @@ class PostgresRowLocks(SqlTx):
             *(card_link_params(card) if card is not None else ()),
             *(numbered_values(values) if new else values), now, now)
 
+    # the lease's clock: the server's (csms.storage.sql.SqlTx.take_lease); the time of the
+    # statement, not of the transaction's start
+    _LEASE_LIVE = "expires_at::timestamptz >= clock_timestamp()"
+
+    def _lease_until(self, ttl: timedelta) -> tuple[str, Any]:
+        return ("to_char((clock_timestamp() + ?::bigint * interval '1 microsecond')"
+                " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"')",
+                ttl // timedelta(microseconds=1))
+
     async def lock_driver(self, driver: str) -> None:
         # a transaction-level advisory lock, in the two-key space (the migrations' lock
         # is a one-key lock): released at COMMIT or ROLLBACK, taken again by the same
@@ -262,6 +271,10 @@ class PostgresRowLocks(SqlTx):
         rows = await self.fetchall("SELECT id FROM stations WHERE id = ANY(?::text[])",
                                    missing)
         return sorted(r["id"] for r in rows)
+
+    # a station recorded on two nodes at once: the second waits for the first's row
+    # and sees its connection (the UPDATE that follows would wait for it anyway)
+    _CONNECTION_SQL = f"{SqlTx._CONNECTION_SQL} FOR NO KEY UPDATE"
 
     async def release_station_connection(self, station_id: str, node: str,
                                          since: datetime | None) -> bool | None:

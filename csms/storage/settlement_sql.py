@@ -350,6 +350,18 @@ class SettlementSql(ABC):
                                " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
                                name, value)
 
+    async def take_next_seq(self) -> int:
+        """The ledger's next sequence number, its row locked until the transaction ends
+        (an upsert that writes the row back as it is: PostgreSQL locks it, and a second
+        transaction's upsert waits for this one's end and then returns what it wrote;
+        SQLite's one writer serializes them anyway). Two cuts at once on two nodes never
+        give two chunks one number."""
+        row = await self.fetchone(
+            "INSERT INTO ledger_info (name, value) VALUES ('next_seq', '1')"
+            " ON CONFLICT (name) DO UPDATE SET value = ledger_info.value RETURNING value")
+        assert row is not None
+        return int(row["value"])
+
     # -- the settlement queue and the sessions' settlement -------------------------------
     async def queued_for_settlement(self, limit: int) -> list[dict[str, Any]]:
         return await self.fetchall(

@@ -14,7 +14,7 @@ import operator
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from itertools import compress
 from typing import Any
@@ -444,12 +444,21 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
             "UPDATE stations SET last_seen_at = ? WHERE id = ?", dt_to_db(at), station_id
         )
 
-    async def set_station_connection(self, station_id: str, node: str, at: datetime) -> None:
-        await self.execute(
+    # the station's connection as a node that records a new one reads it (PostgreSQL
+    # locks the row: PostgresRowLocks; SQLite has one writer, the unit's own)
+    _CONNECTION_SQL = "SELECT connected_node, connected_at FROM stations WHERE id = ?"
+
+    async def set_station_connection(self, station_id: str, node: str,
+                                     at: datetime) -> tuple[str, datetime | None] | None:
+        row = await self.fetchone(self._CONNECTION_SQL, station_id)
+        await self.write(
             "UPDATE stations SET connected_node = ?, connected_at = ?, last_seen_at = ?"
             " WHERE id = ?",
             node, dt_to_db(at), dt_to_db(at), station_id,
         )
+        if row is None or row["connected_node"] is None:
+            return None
+        return str(row["connected_node"]), dt_from_db(row["connected_at"])
 
     async def touch_stations(self, seen: dict[str, datetime]) -> list[str]:
         # SQLite locks the whole file, never a row: nothing is left for later
@@ -974,19 +983,36 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
         rows = await self.fetchall("SELECT id, last_seen FROM nodes")
         return {r["id"]: datetime.fromisoformat(r["last_seen"]) for r in rows}
 
-    async def take_lease(self, name: str, holder: str, until: datetime, now: datetime) -> bool:
-        """Take ``name`` for ``holder`` until ``until`` if it is free, expired or already
-        held by ``holder``; one conditional write, so at most one holder at a time."""
+    # When a lease expires is the database's clock: a node whose clock runs ahead would
+    # take a lease another node holds, one whose clock runs behind would keep its own
+    # past its time. Here SQLite's, the clock of the one machine the file is on
+    # (PostgresRowLocks: the server's). Expiry times are ISO text in UTC.
+    _LEASE_LIVE = "julianday(expires_at) >= julianday('now')"
+
+    def _lease_until(self, ttl: timedelta) -> tuple[str, Any]:
+        """The SQL of the database's now + ``ttl`` as stored, and its one parameter."""
+        return ("strftime('%Y-%m-%dT%H:%M:%f', 'now', ?) || '+00:00'",
+                f"{ttl.total_seconds():+.3f} seconds")
+
+    async def take_lease(self, name: str, holder: str, ttl: timedelta) -> bool:
+        """Take ``name`` for ``holder`` for ``ttl`` if it is free, expired or already held
+        by ``holder``; one conditional write, so at most one holder at a time."""
+        until, arg = self._lease_until(ttl)
         taken = await self.execute(
-            "INSERT INTO leases (name, holder, expires_at) VALUES (?, ?, ?)"
-            " ON CONFLICT (name) DO NOTHING", name, holder, _iso_local(until))
+            f"INSERT INTO leases (name, holder, expires_at) VALUES (?, ?, {until})"
+            " ON CONFLICT (name) DO NOTHING", name, holder, arg)
         if taken:
             return True
         renewed = await self.execute(
-            "UPDATE leases SET holder = ?, expires_at = ? WHERE name = ?"
-            " AND (holder = ? OR expires_at < ?)",
-            holder, _iso_local(until), name, holder, _iso_local(now))
+            f"UPDATE leases SET holder = ?, expires_at = {until} WHERE name = ?"
+            f" AND (holder = ? OR NOT ({self._LEASE_LIVE}))", holder, arg, name, holder)
         return renewed == 1
+
+    async def hold_lease(self, name: str, holder: str, ttl: timedelta) -> bool:
+        until, arg = self._lease_until(ttl)
+        return await self.execute(
+            f"UPDATE leases SET expires_at = {until} WHERE name = ? AND holder = ?"
+            f" AND {self._LEASE_LIVE}", arg, name, holder) == 1
 
     async def claim_bus_command(self, node_id: str, request_id: str, until: datetime,
                                 now: datetime) -> bool:
@@ -1000,11 +1026,10 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
     async def drop_lease(self, name: str, holder: str) -> None:
         await self.execute("DELETE FROM leases WHERE name = ? AND holder = ?", name, holder)
 
-    async def get_lease(self, name: str) -> tuple[str, datetime] | None:
-        row = await self.fetchone("SELECT holder, expires_at FROM leases WHERE name = ?", name)
-        if row is None:
-            return None
-        return str(row["holder"]), datetime.fromisoformat(row["expires_at"])
+    async def lease_holder(self, name: str) -> str | None:
+        row = await self.fetchone(
+            f"SELECT holder FROM leases WHERE name = ? AND {self._LEASE_LIVE}", name)
+        return None if row is None else str(row["holder"])
 
     # -- the operator console's pages (indexes: migrations 0030_console.sql) -----------
     async def list_stations_page(self, after: str | None, limit: int) -> list[Station]:

@@ -18,7 +18,7 @@ import json
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from csms.domain.energy import ENERGY_REGISTER
@@ -129,10 +129,14 @@ class MemoryTx(Tx):
         if station_id in self.s.stations:
             self.s.stations[station_id].last_seen_at = at
 
-    async def set_station_connection(self, station_id: str, node: str, at: datetime) -> None:
+    async def set_station_connection(self, station_id: str, node: str,
+                                     at: datetime) -> tuple[str, datetime | None] | None:
         st = self.s.stations.get(station_id)
-        if st is not None:
-            st.connected_node, st.connected_at, st.last_seen_at = node, at, at
+        if st is None:
+            return None
+        before = None if st.connected_node is None else (st.connected_node, st.connected_at)
+        st.connected_node, st.connected_at, st.last_seen_at = node, at, at
+        return before
 
     async def touch_stations(self, seen: dict[str, datetime]) -> list[str]:
         for station_id, at in seen.items():
@@ -441,19 +445,30 @@ class MemoryTx(Tx):
     async def node_beats(self) -> dict[str, datetime]:
         return dict(self.s.nodes)
 
-    async def take_lease(self, name: str, holder: str, until: datetime, now: datetime) -> bool:
+    # the database's clock of a lease: this process's, the one the data lives in
+    async def take_lease(self, name: str, holder: str, ttl: timedelta) -> bool:
+        now = datetime.now(UTC)
         current = self.s.leases.get(name)
         if current is None or current[0] == holder or current[1] < now:
-            self.s.leases[name] = (holder, until)
+            self.s.leases[name] = (holder, now + ttl)
             return True
         return False
+
+    async def hold_lease(self, name: str, holder: str, ttl: timedelta) -> bool:
+        now = datetime.now(UTC)
+        current = self.s.leases.get(name)
+        if current is None or current[0] != holder or current[1] < now:
+            return False
+        self.s.leases[name] = (holder, now + ttl)
+        return True
 
     async def drop_lease(self, name: str, holder: str) -> None:
         if self.s.leases.get(name, ("", None))[0] == holder:
             del self.s.leases[name]
 
-    async def get_lease(self, name: str) -> tuple[str, datetime] | None:
-        return self.s.leases.get(name)
+    async def lease_holder(self, name: str) -> str | None:
+        current = self.s.leases.get(name)
+        return None if current is None or current[1] < datetime.now(UTC) else current[0]
 
     async def claim_bus_command(self, node_id: str, request_id: str, until: datetime,
                                 now: datetime) -> bool:
@@ -729,6 +744,9 @@ class MemoryTx(Tx):
 
     async def set_ledger_value(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError("set_ledger_value: not faked in memory")
+
+    async def take_next_seq(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError("take_next_seq: not faked in memory")
 
     async def queued_for_settlement(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError("queued_for_settlement: not faked in memory")

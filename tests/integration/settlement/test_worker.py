@@ -512,7 +512,7 @@ async def test_one_worker_settles_at_a_time_and_another_takes_over(
 
     async def holder() -> str | None:
         async def work(tx: Any) -> str | None:
-            return await lease_holder(tx, "settlement", datetime.now(UTC))
+            return await lease_holder(tx, "settlement")
 
         return await repo.read(work)
 

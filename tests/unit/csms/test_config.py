@@ -111,6 +111,8 @@ def test_every_field_has_its_variable() -> None:
         ({}, {"mqtt": "mqtt://u:p@broker", "mqtt_password_file": "pw"},
          "--mqtt-password-file (CSMS_MQTT_PASSWORD_FILE): --mqtt has a password already"),
         ({}, {"chain": "mainnet"}, "--chain (CSMS_CHAIN): local, memory or an http"),
+        # 0 is the default: as many as the chain needs (1 on a local test chain)
+        ({"CSMS_CONFIRMATIONS": "-1"}, {}, "--confirmations (CSMS_CONFIRMATIONS): not negative"),
         ({}, {"db": ""}, "--db (CSMS_DB): a SQLite file or a postgresql:// URL"),
     ],
 )

@@ -12,6 +12,7 @@ ALLOWED = {
     ("included", "finalized"), ("included", "broadcast"),
     ("pending", "conflict"), ("signed", "conflict"), ("broadcast", "conflict"),
     ("signed", "pending"), ("signed", "included"),  # nonce taken; a replacement mined
+    ("finalized", "broadcast"),  # re-checked: a reorganisation took it off the chain
 }
 
 
@@ -24,8 +25,8 @@ def test_transition_table(old: BatchState, new: BatchState) -> None:
             check_transition(old, new)
 
 
-def test_finalized_and_conflict_are_terminal_and_every_state_is_reachable() -> None:
-    assert TRANSITIONS[BatchState.FINALIZED] == frozenset()
+def test_conflict_is_terminal_finalized_only_reopens_and_every_state_is_reachable() -> None:
+    assert TRANSITIONS[BatchState.FINALIZED] == frozenset({BatchState.BROADCAST})
     assert TRANSITIONS[BatchState.CONFLICT] == frozenset()
     reachable = {BatchState.PENDING}
     for _ in BatchState:

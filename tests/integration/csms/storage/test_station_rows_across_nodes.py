@@ -18,9 +18,12 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 import pytest
+from conftest import POSTGRES_URL
 
 from csms.service.charging import ChargingService, new_station
+from csms.service.cluster import beat
 from csms.service.ports import Repository, Tx
 from csms.storage import open_repository
 
@@ -191,3 +194,119 @@ async def test_the_end_of_a_connection_the_station_left_publishes_no_offline_eve
         {"ocpp_version": "1.6", "connected_at": second.isoformat()},
         {"ocpp_version": "1.6", "connected_at": first.isoformat(), "superseded": True},
     ]
+
+
+async def _beat(repo: Repository, node: str, at: datetime) -> None:
+    async def work(tx: Tx) -> None:
+        await beat(tx, node, at)
+
+    await repo.unit(work)
+
+
+async def _replaced_events(repo: Repository) -> list[dict[str, Any]]:
+    async def work(tx: Tx) -> list[dict[str, Any]]:
+        return [dict(e["payload"]) for e in await tx.list_station_events("CP-MOVING",
+                                                                         "security")
+                if e["payload"].get("type") == "ConnectionReplaced"]
+
+    return await repo.read(work)
+
+
+async def test_a_connection_over_another_live_nodes_names_it_and_stores_the_event(
+    nodes: Nodes,
+) -> None:
+    """The station connects on B while its row names A's connection and A beats: A may
+    still hold a socket for it (a cloned station, a reconnection through the balancer).
+    B learns which connection it took over, to have A close it, and a ConnectionReplaced
+    event names both nodes."""
+    await _beat(nodes.repo_a, "node-a", datetime.now(UTC))
+    first = await nodes.a.connection_opened("CP-MOVING", "1.6", "node-a")
+    assert (first.replaced_node, first.replaced_at) == (None, None)
+    second = await nodes.b.connection_opened("CP-MOVING", "1.6", "node-b", "10.0.0.9")
+    assert (second.replaced_node, second.replaced_at) == ("node-a", first.since)
+    assert (await nodes.where("CP-MOVING"))[0] == "node-b"
+    assert await _replaced_events(nodes.repo_b) == [{
+        "type": "ConnectionReplaced", "remote": "10.0.0.9", "node": "node-b",
+        "previous_node": "node-a", "previous_connected_at": first.since.isoformat()}]
+    # the same node again: the server replaces its own connection (and says so)
+    third = await nodes.b.connection_opened("CP-MOVING", "1.6", "node-b")
+    assert third.replaced_node is None
+    assert len(await _replaced_events(nodes.repo_b)) == 1
+
+
+async def test_a_stale_row_of_a_dead_node_is_taken_over_silently(nodes: Nodes) -> None:
+    """A node killed with -9 leaves its stations' rows naming it; once it stopped beating
+    it holds no socket: the station's new connection is recorded as any other, with no
+    event and nothing to ask of the dead node."""
+    await _beat(nodes.repo_a, "node-dead", datetime.now(UTC) - timedelta(minutes=5))
+    await nodes.a.connection_opened("CP-MOVING", "1.6", "node-dead")
+    opened = await nodes.b.connection_opened("CP-MOVING", "1.6", "node-b")
+    assert (opened.replaced_node, opened.replaced_at) == (None, None)
+    assert (await nodes.where("CP-MOVING"))[0] == "node-b"
+    assert await _replaced_events(nodes.repo_b) == []
+
+
+async def _waiting_for_a_row_lock(*texts: str) -> bool:
+    """Whether statements holding one of ``texts`` wait for a lock in the test database
+    (a held write is sent as a prepared statement's EXECUTE with its values)."""
+    conn = await asyncpg.connect(POSTGRES_URL)
+    try:
+        return bool(await conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            " AND EXISTS (SELECT FROM unnest($1::text[]) t WHERE strpos(query, t) > 0)",
+            list(texts)))
+    finally:
+        await conn.close()
+
+
+async def test_two_nodes_recording_a_station_at_once_see_each_other(
+    pg_nodes: Nodes,
+) -> None:
+    """Two devices with one identity connect on A and B at the same moment: B's look at
+    the row waits for A's transaction and sees A's connection (a plain read would see
+    the row as before A, and neither node would know of the other)."""
+    nodes = pg_nodes
+    nodes.repo_a.in_rounds = False  # type: ignore[attr-defined]  # A's write sent at once
+    await _beat(nodes.repo_a, "node-a", datetime.now(UTC))
+    opening = asyncio.ensure_future(nodes.a.connection_opened("CP-MOVING", "1.6", "node-a"))
+    started, release, slow = await _held_open(nodes.repo_a)
+    await started.wait()
+    try:
+        other = asyncio.ensure_future(nodes.b.connection_opened("CP-MOVING", "1.6", "node-b"))
+        async with asyncio.timeout(10):
+            # B, on A's row: its read of it, or (a plain read) its write
+            while not await _waiting_for_a_row_lock("connected_node", "'CP-MOVING'"):
+                assert not other.done(), await other
+                await asyncio.sleep(0.02)
+    finally:
+        release.set()
+        await slow
+        first = await opening
+    second = await other
+    assert (second.replaced_node, second.replaced_at) == ("node-a", first.since)
+    assert (await nodes.where("CP-MOVING"))[0] == "node-b"
+
+
+async def test_many_stations_connecting_in_one_batch(db: str) -> None:
+    """A fleet reconnecting at once: their connections recorded in one node's batches
+    (in rounds on PostgreSQL, their locked reads of the rows in one statement)."""
+    repo = await open_repository(db)
+    ids = [f"CP-{i}" for i in range(40)]
+    try:
+        async def register(tx: Tx) -> None:
+            for sid in ids:
+                await tx.insert_station(new_station(sid))
+                await tx.set_station_connection(sid, "node-gone", T0)
+
+        await repo.unit(register)
+        service = ChargingService(repo)
+        opened = await asyncio.gather(*(service.connection_opened(sid, "1.6", "node-a")
+                                        for sid in ids))
+        assert [o.replaced_node for o in opened] == [None] * len(ids)  # never beat
+
+        async def where(tx: Tx) -> set[str | None]:
+            return {s.connected_node for s in await tx.list_stations()}
+
+        assert await repo.read(where) == {"node-a"}
+    finally:
+        await repo.close()

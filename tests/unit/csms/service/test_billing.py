@@ -24,6 +24,8 @@ ALLOWED = {
     ("queued", "held"), ("released", "held"),
     ("queued", "batched"), ("released", "batched"),
     ("batched", "paid"), ("batched", "unpaid"), ("batched", "conflict"),
+    # its final chunk reorganised away: in its chunk again until the chain settles it
+    ("paid", "batched"), ("unpaid", "batched"),
 }
 
 
