@@ -4,7 +4,8 @@ Each value comes from the first of: a command-line flag, the environment variabl
 ``CSMS_<FIELD>``, the settings file (TOML, named by ``--config`` or ``CSMS_CONFIG``),
 the default below. The defaults of the use cases are those of
 :mod:`csms.service.defaults`. :meth:`Settings.load` checks each value and the values
-together, and raises :class:`SettingsError` (one line, naming the flag) otherwise;
+together, and raises :class:`SettingsError` (one line, naming the setting: by the
+command's flag where it takes one, and its variable) otherwise;
 :meth:`Settings.check_serving` adds what only a serving node needs (files that must
 exist, an admin API kept on this machine).
 """
@@ -13,8 +14,8 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Callable, Mapping
+from dataclasses import Field, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
@@ -24,14 +25,18 @@ from csms.service import defaults
 __all__ = [
     "COMPRESSION_MODES",
     "EVENT_LOOPS",
+    "INTERNAL",
     "LOG_LEVELS",
     "MAX_COMMAND_TIMEOUT",
     "MAX_WORKERS",
     "MQTT_SCHEMES",
     "MqttBroker",
+    "Named",
     "Settings",
     "SettingsError",
+    "cannot_listen",
     "env_var",
+    "is_internal",
     "is_loopback",
     "option_name",
     "parse_mqtt_url",
@@ -47,9 +52,40 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 MAX_WORKERS = 64  # csms serve --workers
 
 
+@dataclass(frozen=True, slots=True)
+class Named:
+    """A setting a :class:`SettingsError` names: by the flag of the command that takes
+    one and its variable, or by its variable alone (``value``: what to set it to)."""
+
+    setting: str
+    value: str = ""
+
+    def worded(self, flag_of: Callable[[str], str | None]) -> str:
+        if self.setting in INTERNAL:
+            return f"{self.setting} (set by csms serve --workers)"
+        variable = env_var(self.setting) + (f"={self.value}" if self.value else "")
+        flag = flag_of(self.setting)
+        return f"{flag} ({variable})" if flag else variable
+
+
 class SettingsError(ValueError):
     """A setting that cannot be used: one line for the operator, naming where it came
-    from (a flag, an environment variable or the settings file)."""
+    from (a flag, an environment variable or the settings file).
+
+    ``parts``: the line's text and the settings it names (:class:`Named`). A command
+    words it with :meth:`worded`, naming each setting by a flag only where it takes one
+    (most settings are set by their variable alone); ``str()`` names each as if by a
+    flag of its own name (``--call-timeout (CSMS_CALL_TIMEOUT)``), for code outside a
+    command."""
+
+    def __init__(self, *parts: str | Named) -> None:
+        self.parts = parts
+        super().__init__(self.worded(option_name))
+
+    def worded(self, flag_of: Callable[[str], str | None]) -> str:
+        """The line, each setting named by ``flag_of(setting)`` (None: the command has no
+        flag for it) and its variable."""
+        return "".join(p if isinstance(p, str) else p.worded(flag_of) for p in self.parts)
 
 
 def env_var(name: str) -> str:
@@ -60,6 +96,19 @@ def env_var(name: str) -> str:
 def option_name(name: str) -> str:
     """The command-line flag of a setting."""
     return "--" + name.replace("_", "-")
+
+
+def _internal(default: Any) -> Any:
+    """A setting ``csms serve --workers`` gives each of its workers (csms.cli.workers
+    hands them their settings whole): never read from a ``CSMS_*`` variable or the
+    settings file, where a value would only break a node (another node's port shared, its
+    admin API off)."""
+    return field(default=default, metadata={"internal": True})
+
+
+def is_internal(setting: Field[Any]) -> bool:
+    """Whether a field of :class:`Settings` is one of a worker's own (see ``_internal``)."""
+    return bool(setting.metadata.get("internal"))
 
 
 def is_loopback(host: str) -> bool:
@@ -266,15 +315,16 @@ class Settings:
     # a node of the cluster (PostgreSQL, or one SQLite file shared by the processes of one
     # machine); one process holds at most ulimit -n sockets
     workers: int = 1
-    # set by csms serve for its workers: listen with SO_REUSEPORT beside the others
-    reuse_port: bool = False
-    # set by csms serve for its workers: how many processes of this machine they are, who
-    # share its cores (PostgreSQL: the batches in flight, csms.storage.postgres.COMMITTERS)
-    worker_count: int = 1
-    # set by csms serve for its workers: which one this is (0: the admin API's), and the
-    # folder where the others answer their metrics for worker 0's /metrics (csms.metrics)
-    worker_index: int = 0
-    metrics_dir: str = ""
+    # Set by csms serve for its workers only (never by a variable or the settings file):
+    # listen with SO_REUSEPORT beside the others
+    reuse_port: bool = _internal(False)
+    # how many processes of this machine they are, who share its cores (PostgreSQL: the
+    # batches in flight, csms.storage.postgres.COMMITTERS)
+    worker_count: int = _internal(1)
+    # which one this is (0: the admin API's), and the folder where the others answer
+    # their metrics for worker 0's /metrics (csms.metrics)
+    worker_index: int = _internal(0)
+    metrics_dir: str = _internal("")
 
     @property
     def admin_token_path(self) -> Path:
@@ -297,6 +347,8 @@ class Settings:
         flags = {k: v for k, v in overrides.items() if v is not None}
         from_env: dict[str, Any] = {}
         for f in fields(cls):
+            if is_internal(f):
+                continue
             raw = env.get(env_var(f.name))
             if raw is None or raw == "":
                 continue
@@ -347,20 +399,20 @@ class Settings:
         if not self.data_dir:
             raise _error("data_dir", "a folder")
         if self.client_ca and not self.tls_cert:
-            raise _error("client_ca", "needs --tls-cert (CSMS_TLS_CERT)")
+            raise _error("client_ca", "needs ", Named("tls_cert"))
         if bool(self.ca_cert) != bool(self.ca_key):
             raise _error("ca_cert" if not self.ca_cert else "ca_key",
-                         "give both --ca-cert and --ca-key (CSMS_CA_CERT, CSMS_CA_KEY)")
+                         "give both ", Named("ca_cert"), " and ", Named("ca_key"))
         broker = self._mqtt_url()
         if self.mqtt_ca and (broker is None or not broker.tls):
-            raise _error("mqtt_ca", "needs an mqtts:// --mqtt (CSMS_MQTT)")
+            raise _error("mqtt_ca", "needs an mqtts:// ", Named("mqtt"))
         if self.mqtt_password_file:
             if broker is None or broker.username is None:
-                raise _error("mqtt_password_file", "needs a user name in --mqtt (CSMS_MQTT):"
-                             " mqtt://user@host")
+                raise _error("mqtt_password_file", "needs a user name in ", Named("mqtt"),
+                             ": mqtt://user@host")
             if broker.password is not None:
-                raise _error("mqtt_password_file", "--mqtt has a password already; give it"
-                             " in one place")
+                raise _error("mqtt_password_file", Named("mqtt"), " has a password already;"
+                             " give it in one place")
         if self.chain and self.chain not in ("local", "memory") and not self.chain.startswith(
                 ("http://", "https://")):
             raise _error("chain", "local, memory or an http(s):// RPC URL")
@@ -418,12 +470,13 @@ class Settings:
                 raise _error("workers", "the workers share their ports: give fixed ports,"
                              " not 0")
             if self.files_url:
-                raise _error("workers", "each worker has its own file listener: --files-url"
-                             " (one address for all) is not supported with several workers")
+                raise _error("workers", "each worker has its own file listener: ",
+                             Named("files_url"), " (one address for all) is not supported"
+                             " with several workers")
         if self.admin_port >= 0 and not self.admin_public and not is_loopback(
                 self.admin_host):
             raise _error("admin_host", f"{self.admin_host or 'every interface'} is beyond this"
-                         " machine; add --admin-public (CSMS_ADMIN_PUBLIC=true) to expose the"
+                         " machine; add ", Named("admin_public", "true"), " to expose the"
                          " admin API there")
 
     def check_database(self) -> None:
@@ -467,8 +520,29 @@ class Settings:
         return path
 
 
-def _error(name: str, message: str) -> SettingsError:
-    return SettingsError(f"{option_name(name)} ({env_var(name)}): {message}")
+# the settings csms serve --workers gives its workers, never an operator
+INTERNAL = frozenset(f.name for f in fields(Settings) if is_internal(f))
+
+
+def _error(name: str, *message: str | Named) -> SettingsError:
+    return SettingsError(Named(name), ": ", *message)
+
+
+def cannot_listen(port_setting: str, host_setting: str, host: str, port: int,
+                  exc: OSError) -> SettingsError:
+    """A listener that cannot be bound, naming the setting to change: its port's (in use,
+    or not this user's to take), or its host's (an address this machine does not have)."""
+    import errno
+    import socket
+
+    unknown_host = isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL
+    if exc.errno and not isinstance(exc, socket.gaierror):
+        reason = os.strerror(exc.errno).lower()  # not asyncio's "error while attempting..."
+    else:
+        reason = str(exc.strerror or exc)
+    where = f"[{host}]:{port}" if ":" in host else f"{host or '*'}:{port}"
+    return _error(host_setting if unknown_host else port_setting,
+                  f"cannot listen on {where}: {reason}")
 
 
 def _coerce(name: str, kind: str, raw: str, where: str) -> Any:
@@ -504,7 +578,7 @@ def _read_file(path: str, known: Mapping[str, Any]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for key, value in data.items():
         name = key.replace("-", "_")
-        if name not in known or name == "config":
+        if name not in known or name == "config" or is_internal(known[name]):
             raise SettingsError(f"{path}: no setting {key!r}")
         kind = str(known[name].type)
         ok = {"bool": isinstance(value, bool),

@@ -45,7 +45,7 @@ from urllib.parse import unquote
 from aiohttp import BodyPartReader, web
 from aiohttp.abc import AbstractStreamWriter
 
-from csms.config import Settings
+from csms.config import Settings, cannot_listen
 from csms.filestore import display_name, firmware_path, log_path
 from csms.logsafe import protect
 from csms.metrics import Metrics
@@ -258,8 +258,12 @@ class FileServer:
                 handshake_timeout=self.settings.handshake_timeout,
                 shutdown_timeout=self.settings.close_timeout or 1.0, on_lost=sock.gone)
 
-        self._server = await loop.create_server(lambda: _Socket(self, protocol),
-                                                self.host or None, self.port)
+        try:
+            self._server = await loop.create_server(lambda: _Socket(self, protocol),
+                                                    self.host or None, self.port)
+        except OSError as exc:  # a port in use: the flag to change
+            raise cannot_listen("files_port", "files_host" if self.settings.files_host
+                                else "host", self.host, self.port, exc) from None
         self.port = int(self._server.sockets[0].getsockname()[1])
         log.info("= station files on %s", self.url)
 

@@ -58,7 +58,7 @@ from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFact
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
-from csms.config import COMPRESSION_MODES, Settings
+from csms.config import COMPRESSION_MODES, Settings, cannot_listen
 from csms.domain.model import Station
 from csms.gcpolicy import POLICY as GC_POLICY
 from csms.link import (
@@ -519,18 +519,26 @@ class CentralSystem:
         if self.settings.reuse_port:
             # one of csms serve --workers: the kernel spreads connections over them
             options["reuse_port"] = True
+        host = self.settings.host
         if self.settings.port >= 0:
-            self._server = await serve(
-                self._handle, self.settings.host, self.settings.port,
-                create_connection=self._create_connection("ws", None), **options
-            )
+            try:
+                self._server = await serve(
+                    self._handle, host, self.settings.port,
+                    create_connection=self._create_connection("ws", None), **options
+                )
+            except OSError as exc:  # a port in use: the flag to change
+                raise cannot_listen("port", "host", host, self.settings.port, exc) from None
         if self.settings.tls_cert:
             # TLS is layered by our connection factory, not by asyncio (see csms.transport).
-            self._tls_server = await serve(
-                self._handle, self.settings.host, max(self.settings.tls_port, 0),
-                create_connection=self._create_connection("wss", self._ssl_context()),
-                **options,
-            )
+            tls_port = max(self.settings.tls_port, 0)
+            create_connection = self._create_connection("wss", self._ssl_context())
+            try:
+                self._tls_server = await serve(
+                    self._handle, host, tls_port, create_connection=create_connection,
+                    **options,
+                )
+            except OSError as exc:
+                raise cannot_listen("tls_port", "host", host, tls_port, exc) from None
         if self._server is None and self._tls_server is None:
             raise ValueError("nothing to listen on: give --port and/or --tls-cert")
         if not self.settings.node_id and self.settings.port == 0:

@@ -86,11 +86,13 @@ from settlement.records import (
 __all__ = [
     "FINAL_CONFIRMATIONS",
     "INVALID",
+    "IN_PROCESS_CHAIN_ID",
     "LOCAL_CHAINS",
     "RECEIPT_VERSION",
     "UNVERIFIED",
     "VALID",
     "Check",
+    "NotInBatch",
     "ReceiptError",
     "ReceiptNotReady",
     "Verdict",
@@ -114,7 +116,10 @@ VALID, INVALID, UNVERIFIED = "VALID", "INVALID", "UNVERIFIED"
 # of Ethereum's proof of stake, about when a block of Ethereum (and its test networks)
 # becomes final. A chain this verifier does not know gets the same (the safe side: a driver
 # who knows its finality passes csms verify --confirmations N).
-LOCAL_CHAINS = frozenset({31337, 1337, 131277322940537})
+# py-evm's eth-tester: the chain of `--chain memory`, in the process that settled on it and
+# gone with it (no node anywhere holds it)
+IN_PROCESS_CHAIN_ID = 131277322940537
+LOCAL_CHAINS = frozenset({31337, 1337, IN_PROCESS_CHAIN_ID})
 FINAL_CONFIRMATIONS = 64
 # every figure the verifier computes is in csms.domain.tariff.DECIMALS (28 digits), whatever
 # a library imported into the process set for the thread (vyper sets 78 on import); the
@@ -174,6 +179,10 @@ class ReceiptError(ValueError):
 
 class ReceiptNotReady(Exception):
     pass
+
+
+class NotInBatch(ReceiptNotReady):
+    """The session is in no settlement batch yet: still charging, held, or not settled."""
 
 
 @dataclass
@@ -295,7 +304,7 @@ async def load_receipt(repo: Any, session_id: int, rpc_url: str | None) -> dict[
     if exists is None:
         raise ReceiptNotReady(f"no session {session_id}")
     if batch is None:
-        raise ReceiptNotReady(f"session {session_id} is not in a settlement batch yet")
+        raise NotInBatch(f"session {session_id} is not in a settlement batch yet")
     if int(batch.get("version") or 1) != RECEIPT_VERSION:
         raise ReceiptNotReady(f"session {session_id} was settled by an earlier contract version;"
                               " its receipt is not available in this version")
@@ -471,7 +480,7 @@ def verify_receipt(receipt: Any, w3: Any | None = None, *, driver: str | None = 
                    contract: str | None = None,
                    cards: Iterable[tuple[str, str | bytes]] | None = None,
                    log_window: int | None = None, confirmations: int | None = None,
-                   rpc_url: str | None = None) -> Verdict:
+                   rpc_url: str | None = None, unchecked: str | None = None) -> Verdict:
     """Check a receipt; with ``w3`` (a web3 client) against the chain too.
 
     ``cards``: the driver's own cards as (tag, salt) pairs (the salt they linked each
@@ -485,6 +494,8 @@ def verify_receipt(receipt: Any, w3: Any | None = None, *, driver: str | None = 
     ``rpc_url``: the URL the driver gave for ``w3``'s node; the receipt's own
     ``chain.rpc_hint`` (its operator's node) makes the verdict UNVERIFIED. None: a node of
     the caller's own (the chain of its data folder).
+    ``unchecked``: what the "on chain" check says without ``w3`` (None: that no RPC
+    endpoint was given): why, and what to do, in the caller's words.
 
     Raises :class:`ReceiptError` for what is not a receipt of this version, ValueError
     for a salt of ``cards`` that is not 32 bytes, a log window below one block or fewer
@@ -495,12 +506,13 @@ def verify_receipt(receipt: Any, w3: Any | None = None, *, driver: str | None = 
         raise ValueError("the confirmations are at least one (the block of the transaction)")
     with localcontext(DECIMALS):
         return _verify(receipt, w3, driver, contract, cards, log_window, confirmations,
-                       rpc_url)
+                       rpc_url, unchecked)
 
 
 def _verify(receipt: Any, w3: Any | None, driver: str | None, contract: str | None,
             cards: Iterable[tuple[str, str | bytes]] | None, log_window: int | None,
-            confirmations: int | None, rpc_url: str | None) -> Verdict:
+            confirmations: int | None, rpc_url: str | None,
+            unchecked: str | None = None) -> Verdict:
     own_cards = _salts(cards)
     r = _parse(receipt)
     record, samples = r["record"], r["samples"]
@@ -526,7 +538,8 @@ def _verify(receipt: Any, w3: Any | None, driver: str | None, contract: str | No
         v.add("record", False, f"the record cannot be read: {exc!r}")
         return v
     if w3 is None:
-        v.add("on chain", None, "no RPC endpoint given: the chain was not checked")
+        v.add("on chain", None, unchecked or "no RPC endpoint given: the chain was not"
+              " checked")
         return v
     _check_node(v, r, rpc_url)
     try:

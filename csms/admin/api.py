@@ -30,7 +30,7 @@ from csms.admin.listener import AdminSockets
 from csms.admin.openapi import openapi_document
 from csms.admin.operator import MAX_ID, OperatorCommands, command_labels
 from csms.bus.commands import CommandBus
-from csms.config import is_loopback
+from csms.config import cannot_listen, is_loopback
 from csms.domain.maintenance import Transfer, TransferKind
 from csms.filestore import display_name, log_path
 from csms.logsafe import protect
@@ -225,8 +225,12 @@ class AdminApi:
         await self._runner.setup()
         handler = self._runner.server
         assert handler is not None
-        self._server = await asyncio.get_running_loop().create_server(
-            lambda: self.sockets.protocol(handler), self.host or None, self.port)
+        try:
+            self._server = await asyncio.get_running_loop().create_server(
+                lambda: self.sockets.protocol(handler), self.host or None, self.port)
+        except OSError as exc:  # a port in use: the flag to change
+            raise cannot_listen("admin_port", "admin_host", self.host, self.port,
+                                exc) from None
         self.port = int(self._server.sockets[0].getsockname()[1])  # port 0: the one chosen
         log.info("= admin API on http://%s:%d", self.host, self.port)
 

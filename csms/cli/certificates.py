@@ -17,6 +17,7 @@ from csms.cli.common import (
     fail,
     group,
     in_read,
+    known_station,
     load_settings,
     print_json,
     print_table,
@@ -157,6 +158,7 @@ def issued(
     answer to CertificateSigned)."""
 
     async def work(tx: Tx) -> list[dict[str, Any]]:
+        await known_station(tx, station)
         return [issued_view(r) for r in await tx.list_issued_certificates(station)]
 
     rows = run(in_read(load_settings(db=db, data_dir=data_dir), work))

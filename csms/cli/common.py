@@ -21,7 +21,10 @@ if TYPE_CHECKING:
     from csms.service.ports import Repository, Tx
 
 __all__ = [
+    "IN_PROCESS_CHAIN",
     "MAX_ID",
+    "AdminHost",
+    "AdminPort",
     "ChainOption",
     "CliError",
     "DataDirOption",
@@ -29,6 +32,7 @@ __all__ = [
     "JsonOption",
     "KeystoreOption",
     "PasswordFileOption",
+    "WideOption",
     "actor",
     "console",
     "err_console",
@@ -37,6 +41,7 @@ __all__ = [
     "in_read",
     "in_unit",
     "invocation",
+    "known_station",
     "load_settings",
     "open_chain_or_fail",
     "print_json",
@@ -44,7 +49,9 @@ __all__ = [
     "process_alive",
     "run",
     "say",
+    "setting_error",
     "setting_option",
+    "short_time",
     "warn",
     "with_repo",
 ]
@@ -85,9 +92,11 @@ _DEFAULTS = Settings()
 
 
 class Invocation:
-    """What ``csms`` itself was given, before the command: ``--config FILE``."""
+    """What ``csms`` itself was given, before the command: ``--config FILE``; and the
+    settings the command takes as flags (None: it loaded none)."""
 
     config: str | None = None
+    setting_flags: frozenset[str] | None = None
 
 
 invocation = Invocation()
@@ -100,11 +109,17 @@ def group(help: str) -> typer.Typer:
     return typer.Typer(help=help, no_args_is_help=True, rich_markup_mode=None)
 
 
+# Each setting's flags, as the commands spell them (--password-file: keystore_password_file)
+_FLAGS_OF: dict[str, set[str]] = {}
+
+
 def setting_option(name: str, help: str, *decls: str, default: str | None = None,
                    **kwargs: Any) -> Any:
     """The option of the setting ``name`` (its flag unless ``decls`` name others): its
     help says the default (from :class:`Settings`, or ``default``) and the environment
     variable. Its value is None when not given, so that the settings decide."""
+    _FLAGS_OF.setdefault(name, set()).update(
+        d.split("/")[0] for d in decls or (option_name(name),) if d.startswith("--"))
     if default is None:
         value = getattr(_DEFAULTS, name)
         default = ("on" if value else "off") if isinstance(value, bool) else str(value)
@@ -118,6 +133,9 @@ DbOption = Annotated[str | None, setting_option("db", "SQLite file or postgresql
 DataDirOption = Annotated[str | None, setting_option(
     "data_dir", "Folder of the admin token, the chain state, the operator key, caches")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+# a list's table shows the columns that fit the terminal (print_table's priority), or all
+WideOption = Annotated[bool, typer.Option("--wide", help="Every column, however wide the"
+                                                         " terminal")]
 ChainOption = Annotated[str | None, setting_option(
     "chain", "local (managed Anvil), memory, or an http(s):// RPC URL", default="local")]
 KeystoreOption = Annotated[str | None, setting_option(
@@ -125,6 +143,21 @@ KeystoreOption = Annotated[str | None, setting_option(
 PasswordFileOption = Annotated[str | None, setting_option(
     "keystore_password_file", "File holding the keystore password", "--password-file",
     default="-")]
+
+
+# What settling on ``--chain memory`` means, said on stderr by each command that does
+IN_PROCESS_CHAIN = (
+    "--chain memory settles on an in-process chain that is gone when this command exits:"
+    " the sessions it settles are settled for good (never settled again on another chain)"
+    " and their receipts can never be verified. For real settlement use --chain local (a"
+    " managed node, its state kept in the data folder) or an http(s):// RPC URL")
+
+# where a command that reaches the running csms serve finds its admin API (csms remote ...,
+# stations set-password, tags master-group): the options and variables of csms serve
+AdminHost = Annotated[str | None, setting_option(
+    "admin_host", "Address of the admin API of the running csms serve")]
+AdminPort = Annotated[int | None, setting_option(
+    "admin_port", "Port of the admin API of the running csms serve", min=1, max=65535)]
 
 
 # The largest id (a session's, a request's) and --limit the database takes: a SQLite /
@@ -174,6 +207,8 @@ def run(coro: Coroutine[Any, Any, T], event_loop: str = "asyncio") -> T:
             return runner.run(coro)
     except CliError as exc:
         fail(str(exc))
+    except SettingsError as exc:
+        fail(setting_error(exc))
     except ValueError as exc:
         fail(str(exc))
     except OverflowError as exc:  # a number or a time beyond what the database keeps
@@ -190,10 +225,34 @@ def load_settings(**flags: Any) -> Settings:
     value is wrong."""
     if flags.get("config") is None:
         flags["config"] = invocation.config
+    invocation.setting_flags = frozenset(flags) - {"config"}
     try:
         return Settings.load(**flags)
     except SettingsError as exc:
-        fail(str(exc))
+        fail(setting_error(exc))
+
+
+def setting_flag(name: str) -> str | None:
+    """The flag by which this command takes the setting ``name``; None where it takes
+    none (most settings have no flag but on ``csms serve``, or none at all)."""
+    import typer._click.globals as click_globals  # Typer's own Click
+
+    if invocation.setting_flags is None:  # no settings loaded by flags: serve's wording
+        return option_name(name)
+    if name not in invocation.setting_flags:
+        return None
+    spellings = _FLAGS_OF.get(name, {option_name(name)})
+    context = click_globals.get_current_context(silent=True)
+    if context is None:
+        return min(spellings)
+    taken = {o for p in context.command.params for o in p.opts}
+    return min(spellings & taken, default=None)
+
+
+def setting_error(exc: SettingsError) -> str:
+    """The line of a setting that cannot be used, naming only the flags this command
+    takes (the variable alone for the others)."""
+    return exc.worded(setting_flag)
 
 
 async def with_repo(settings: Settings, fn: Callable[[Repository], Awaitable[T]]) -> T:
@@ -228,6 +287,14 @@ async def in_read(settings: Settings, fn: Callable[[Tx], Awaitable[T]]) -> T:
     return await with_repo(settings, go)
 
 
+async def known_station(tx: Tx, station: str | None) -> None:
+    """A ``--station`` filter names a registered station (None: no filter): a typo, or
+    the wrong case, is one line and exit code 2, not an empty list."""
+    if station is not None and await tx.get_station(station) is None:
+        raise CliError(f"--station: no station {station!r} (csms stations list shows the"
+                       " known ones)")
+
+
 def print_json(data: Any) -> None:
     from csms.protocol.frames import dumps  # an integer beyond 64 bits too
 
@@ -257,7 +324,7 @@ def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]
         chosen: list[int] = []
         for name in priority:
             i = columns.index(name)
-            if width([*chosen, i]) <= console.width:
+            if not chosen or width([*chosen, i]) <= console.width:  # the first, always
                 chosen.append(i)
         shown = sorted(chosen)
     hidden = [columns[i] for i in range(len(columns)) if i not in shown]
@@ -268,6 +335,13 @@ def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]
     for r in cells:  # as Text: what a station or an operator chose is never Rich markup
         table.add_row(*[Text(r[i]) for i in shown])
     out.print(table)
+
+
+def short_time(iso: str | None) -> str | None:
+    """A UTC time to the second for a table (``--json`` keeps the full ISO 8601 time)."""
+    if iso is None or not iso.endswith("+00:00"):
+        return iso
+    return iso[:19].replace("T", " ") + "Z"
 
 
 def actor() -> str:
@@ -295,7 +369,7 @@ def open_chain_or_fail(settings: Settings, **kwargs: Any) -> Any:
     try:
         return open_settlement_chain(settings, **kwargs)
     except SettingsError as exc:
-        fail(str(exc))
+        fail(setting_error(exc))
     except ChainError as exc:
         fail(str(exc).splitlines()[0], 1)
 

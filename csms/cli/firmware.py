@@ -31,6 +31,7 @@ from csms.cli.common import (
     group,
     in_read,
     in_unit,
+    known_station,
     load_settings,
     print_json,
     print_table,
@@ -325,6 +326,7 @@ def firmware_status(
     from csms.service.maintenance_views import transfer_json
 
     async def work(tx: Tx) -> list[dict[str, Any]]:
+        await known_station(tx, station)
         now = datetime.now(UTC)
         versions = {f.id: f.version for f in await tx.list_firmware()}
         found = [t for kind in (TransferKind.FIRMWARE, TransferKind.PUBLISH,

@@ -21,6 +21,7 @@ from csms.cli.common import (
     fail,
     group,
     in_read,
+    known_station,
     load_settings,
     print_json,
     print_table,
@@ -92,6 +93,7 @@ def logs_list(
     from csms.service.maintenance_views import transfer_json
 
     async def work(tx: Tx) -> list[Transfer]:
+        await known_station(tx, station)
         return await tx.list_transfers(TransferKind.LOG, station, limit)
 
     now = datetime.now(UTC)

@@ -13,6 +13,7 @@ import json
 import math
 import re
 import secrets
+import shlex
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +26,7 @@ from csms.cli.common import (
     DataDirOption,
     DbOption,
     JsonOption,
+    WideOption,
     actor,
     console,
     fail,
@@ -139,9 +141,10 @@ def drivers_unlink(tag: Annotated[str, typer.Argument(help="The card's id tag")]
 
 
 @drivers_app.command("list")
-def drivers_list(json_: JsonOption = False, db: DbOption = None,
+def drivers_list(json_: JsonOption = False, wide: WideOption = False, db: DbOption = None,
                  data_dir: DataDirOption = None) -> None:
-    """Cards and the drivers they are charged to."""
+    """Cards and the drivers they are charged to: the columns that fit the terminal (the
+    driver's address and the card first), or all of them with --wide."""
 
     async def work(tx: Tx) -> list[dict[str, Any]]:
         return await tx.driver_cards()
@@ -152,7 +155,8 @@ def drivers_list(json_: JsonOption = False, db: DbOption = None,
         return
     print_table("Cards linked to drivers", ["tag", "driver", "commitment", "linked"],
                 [[r["tag"], r["driver"], r["commitment"][:18] + "...", r["linked_at"]]
-                 for r in rows])
+                 for r in rows], priority=["driver", "tag", "linked", "commitment"],
+                wide=wide)
 
 
 def set_host(
@@ -271,13 +275,17 @@ def wallet_status(
     if json_:
         print_json(out)
         return
-    t = state.terms
     say(f"{account.address}: driver {state.index or '-'}, escrow {state.balance}"
         f" (billing units of {info['unit']}), spent today {state.spent_today};"
-        f" accepts {t.max_per_kwh}/kWh {t.max_per_minute}/min fee"
-        f" {t.max_session_fee}, at most {t.max_per_session} a session and"
-        f" {t.max_per_day} a day, cards {'yes' if t.allow_cards else 'no'};"
-        f" earned {earned} base units")
+        f" {_terms_words(state.terms)}; earned {earned} base units")
+
+
+def _terms_words(t: Any) -> str:
+    """A driver's terms (settlement.chain.Terms) as ``wallet status`` and ``wallet terms``
+    say them, in billing units."""
+    return (f"accepts {t.max_per_kwh}/kWh {t.max_per_minute}/min fee {t.max_session_fee},"
+            f" at most {t.max_per_session} a session and {t.max_per_day} a day, cards"
+            f" {'yes' if t.allow_cards else 'no'}")
 
 
 @wallet_app.command("deposit")
@@ -309,8 +317,11 @@ def wallet_terms(
     per_day: Annotated[int, typer.Option(min=0, help="The most a day costs")] = 20000,
     cards: Annotated[bool, typer.Option(help="Whether card sessions may be charged")] = True,
     chain: ChainOption = None, data_dir: DataDirOption = None, contract: Contract = None,
+    json_: JsonOption = False,
 ) -> None:
     """State what you accept (billing units); lowering applies after the notice period."""
+    from dataclasses import asdict
+
     from settlement import wallet
 
     c, account = _wallet(chain, data_dir, contract, keystore, password_file)
@@ -320,8 +331,14 @@ def wallet_terms(
         state = c.driver_state(account.address)
     finally:
         c.close()
-    pending = f"; lower terms apply from {state.pending_from}" if state.pending_terms else ""
-    say(f"terms of {account.address}: {state.terms}{pending}")
+    later = state.pending_terms
+    at = datetime.fromtimestamp(state.pending_from, UTC).isoformat() if later else None
+    if json_:
+        print_json({"address": account.address, "terms": asdict(state.terms),
+                    "pending_terms": asdict(later) if later else None, "pending_from": at})
+        return
+    pending = f"; from {at} (after the notice period): {_terms_words(later)}" if later else ""
+    say(f"terms of {account.address} (billing units): {_terms_words(state.terms)}{pending}")
 
 
 @wallet_app.command("link-card")
@@ -340,8 +357,9 @@ def wallet_link_card(
         _run(wallet.link_card, c, account, tag, salt)
     finally:
         c.close()
-    say(f"linked. give the operator: csms drivers link {tag} --driver"
-        f" {account.address} --salt 0x{salt.hex()}")
+    # one line, never wrapped at the terminal's width: the operator pastes it into a shell
+    say(f"linked. give the operator: csms drivers link {shlex.quote(tag)} --driver"
+        f" {account.address} --salt 0x{salt.hex()}", soft_wrap=True)
 
 
 @wallet_app.command("authorize")
@@ -427,7 +445,7 @@ def wallet_register_station(
         c.close()
     say(f"station {index} registered to {account.address}. give the operator:"
         f" csms stations set-host STATION_ID {account.address} --chain-station"
-        f" {index}")
+        f" {index}", soft_wrap=True)
 
 
 @wallet_app.command("earnings")

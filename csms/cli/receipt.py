@@ -34,7 +34,7 @@ def receipt(
     data_dir: DataDirOption = None,
 ) -> None:
     """Write the receipt of a settled session (JSON)."""
-    from settlement.receipts import ReceiptNotReady, load_receipt
+    from settlement.receipts import NotInBatch, ReceiptNotReady, load_receipt
 
     settings = load_settings(db=db, data_dir=data_dir)
     target = _output(output) if output else None
@@ -42,6 +42,8 @@ def receipt(
     async def go(repo: Repository) -> dict[str, Any]:
         try:
             return await load_receipt(repo, session_id, None)
+        except NotInBatch as exc:
+            raise CliError(f"{exc}: {await _to_settle(repo, session_id)}") from None
         except ReceiptNotReady as exc:
             raise CliError(str(exc)) from None
 
@@ -56,6 +58,23 @@ def receipt(
     else:
         print(text)
 
+
+
+async def _to_settle(repo: Repository, session_id: int) -> str:
+    """What brings a session in no batch yet to its receipt, by its billing state."""
+    from csms.service.billing import BillingState, billing_state
+
+    session = await repo.read(lambda tx: tx.get_session(session_id))
+    state = billing_state(session) if session is not None else None
+    if state == BillingState.ACTIVE:
+        return "it is still charging; once it stopped, `csms settle run` settles it"
+    if state == BillingState.HELD:
+        return (f"it is held (csms sessions show {session_id}): `csms sessions release"
+                f" {session_id}`, then `csms settle run`")
+    if state == BillingState.REJECTED:
+        return "it was rejected: never settled, it has no receipt"
+    return ("`csms settle run` settles it (or a running `csms settle worker`), then ask"
+            " again")
 
 
 def _output(name: str) -> Path:

@@ -16,6 +16,8 @@ import typer
 
 from csms.cli.common import (
     MAX_ID,
+    AdminHost,
+    AdminPort,
     DataDirOption,
     DbOption,
     JsonOption,
@@ -26,19 +28,15 @@ from csms.cli.common import (
     load_settings,
     print_json,
     say,
-    setting_option,
     warn,
 )
 from csms.config import MAX_COMMAND_TIMEOUT, Settings
 
-__all__ = ["admin_request", "remote_app"]
+# AdminHost and AdminPort are common's, also named here for the modules importing them here
+__all__ = ["AdminHost", "AdminPort", "admin_request", "remote_app"]
 
 remote_app = group("Live commands to connected stations (needs a running `csms serve`).")
 
-AdminHost = Annotated[str | None, setting_option(
-    "admin_host", "Address of the admin API of the running csms serve")]
-AdminPort = Annotated[int | None, setting_option(
-    "admin_port", "Port of the admin API of the running csms serve", min=1, max=65535)]
 Station = Annotated[str, typer.Argument(help="The station's id")]
 Timeout = Annotated[float, typer.Option(min=0.1, max=MAX_COMMAND_TIMEOUT,
                                         help="Seconds to wait for the station")]

@@ -14,6 +14,7 @@ from csms.cli.common import (
     JsonOption,
     group,
     in_read,
+    known_station,
     load_settings,
     print_json,
     print_table,
@@ -43,6 +44,7 @@ def reservations_list(
     from csms.service.maintenance_views import reservation_json
 
     async def work(tx: Tx) -> list[Reservation]:
+        await known_station(tx, station)
         return await tx.list_reservations(station, limit)
 
     settings = load_settings(db=db, data_dir=data_dir)

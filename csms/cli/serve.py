@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from csms.cli.common import (
+    IN_PROCESS_CHAIN,
     DataDirOption,
     DbOption,
     KeystoreOption,
@@ -23,7 +24,9 @@ from csms.cli.common import (
     load_settings,
     run,
     say,
+    setting_error,
     setting_option,
+    warn,
 )
 from csms.config import (
     COMPRESSION_MODES,
@@ -90,8 +93,13 @@ async def _serve(settings: Settings, lock: NodeLock | None = None) -> None:
             _line("mqtt", f"{app.relay.broker.url} (events published)")  # never its password
         if app.chain is not None:
             _line("chain", f"{app.chain.chain_id} ({app.chain.kind}), settling")
+            if app.chain.kind == "memory":
+                warn(IN_PROCESS_CHAIN)
         if settings.auto_register:
             console.print("[bold red]WARNING[/] --auto-register: unknown stations are accepted")
+        if not settings.validate:
+            warn("CSMS_VALIDATE=false: OCPP messages are not checked against their schemas;"
+                 " a station's malformed messages reach the central system as they are")
         await stop.wait()
     finally:
         await app.close()
@@ -216,7 +224,7 @@ def serve(
         settings.check_database()
         settings.data_folder(create=False)  # made by the node once it holds its database
     except SettingsError as exc:
-        fail(str(exc))
+        fail(setting_error(exc))
     _logging(settings.log_level)
     if settings.workers > 1:
         from csms.cli.workers import run_workers

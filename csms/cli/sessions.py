@@ -4,6 +4,7 @@ close of an active one whose stop is not coming."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -14,15 +15,19 @@ from csms.cli.common import (
     DataDirOption,
     DbOption,
     JsonOption,
+    WideOption,
     actor,
     fail,
     group,
     in_read,
     in_unit,
+    known_station,
     load_settings,
     print_json,
     print_table,
     run,
+    short_time,
+    warn,
     with_repo,
 )
 from csms.config import Settings
@@ -42,10 +47,10 @@ def sessions_list(
     json: JsonOption = False,
     station: Annotated[str | None, typer.Option(help="Only this station")] = None,
     active: Annotated[bool, typer.Option("--active", help="Only sessions in progress")] = False,
-    limit: Annotated[int, typer.Option(min=1, max=MAX_ID,
-                                       help="At most this many, newest first")] = 1000,
-    wide: Annotated[bool, typer.Option("--wide", help="Every column, however wide the"
-                                                      " terminal")] = False,
+    limit: Annotated[int, typer.Option(
+        min=1, max=MAX_ID, help="At most this many, newest first (a warning on stderr"
+        " says when there are more)")] = 1000,
+    wide: WideOption = False,
     db: DbOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
@@ -54,10 +59,17 @@ def sessions_list(
     from csms.service.views import session_json
 
     async def work(tx: Tx) -> list[Session]:
-        return await tx.list_sessions(station, True if active else None, limit)
+        await known_station(tx, station)
+        # one more than shown: whether the list was cut
+        return await tx.list_sessions(station, True if active else None,
+                                      min(limit + 1, MAX_ID))
 
     settings = load_settings(db=db, data_dir=data_dir)
-    rows = [session_json(s) for s in run(in_read(settings, work))]
+    found = run(in_read(settings, work))
+    rows = [session_json(s) for s in found[:limit]]
+    if len(found) > limit:
+        warn(f"the list stops at --limit {limit}: there are more sessions (a higher --limit"
+             " shows them)")
     if json:
         print_json(rows)
         return
@@ -68,8 +80,8 @@ def sessions_list(
         [
             [
                 r["id"], r["station_id"], r["connector_id"], r["id_tag"], r["ocpp_version"],
-                r["transaction_id"], _short_time(r["started_at"]),
-                _short_time(r["stopped_at"]),
+                r["transaction_id"], short_time(r["started_at"]),
+                short_time(r["stopped_at"]),
                 None if r["energy_wh"] is None else f"{r['energy_wh'] / 1000:.3f}",
                 r["status"], r["stop_reason"],
             ]
@@ -79,13 +91,6 @@ def sessions_list(
                   "OCPP", "tx id", "reason"],
         wide=wide,
     )
-
-
-def _short_time(iso: str | None) -> str | None:
-    """A UTC time to the second for a table (``--json`` keeps the full ISO 8601 time)."""
-    if iso is None or not iso.endswith("+00:00"):
-        return iso
-    return iso[:19].replace("T", " ") + "Z"
 
 
 @sessions_app.command("show")
@@ -115,6 +120,7 @@ def sessions_show(
             for m in await tx.session_samples(session_id)
         ]
         out["billing"] = billing_state(s, s.settlement_state)
+        out.update(await _price(tx, s))
         out["signed_readings"] = await tx.signed_readings(session_id)
         return out
 
@@ -124,9 +130,15 @@ def sessions_show(
     if json:
         print_json(data)
         return
+    minor = data["price_minor"]
+    if minor is not None:  # priced: in major units where its tariff's decimals are known
+        data["price"] = (f"{data['price']} {data['currency']} ({minor} minor units)"
+                         if data["price"] is not None
+                         else f"{minor} minor units of {data['currency']}")
     print_table(
         f"Session {session_id}", ["field", "value"],
-        [[k, v] for k, v in data.items() if k not in ("samples", "signed_readings")],
+        [[k, v] for k, v in data.items()
+         if k not in ("samples", "signed_readings", "price_minor", "currency")],
     )
     if data["signed_readings"]:
         print_table(
@@ -142,6 +154,20 @@ def sessions_show(
     )
 
 
+
+
+async def _price(tx: Tx, s: Session) -> dict[str, Any]:
+    """What the session costs once settlement priced it (None before): ``price_minor`` in
+    the minor units of its tariff's currency, and ``price`` in major units (a string, as
+    exact as the tariff's decimals)."""
+    price: str | None = None
+    if s.price_minor is not None and s.id is not None:
+        billed = await tx.session_settlement(s.id) or {}
+        decimals = next((t.decimals for t in await tx.list_tariffs()
+                         if t.id is not None and t.id == billed.get("tariff_id")), None)
+        if decimals is not None:
+            price = f"{Decimal(s.price_minor).scaleb(-decimals):f}"
+    return {"price": price, "price_minor": s.price_minor, "currency": s.currency}
 
 
 def _decide(session_id: int, decision: str, reason: str | None,

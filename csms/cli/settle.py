@@ -8,6 +8,7 @@ import signal
 from typing import TYPE_CHECKING, Annotated, Any
 
 from csms.cli.common import (
+    IN_PROCESS_CHAIN,
     ChainOption,
     CliError,
     DataDirOption,
@@ -24,6 +25,7 @@ from csms.cli.common import (
     run,
     say,
     setting_option,
+    warn,
 )
 from csms.config import Settings
 
@@ -43,11 +45,14 @@ async def _settle_once(settings: Settings) -> Any:
     from settlement.chain import ChainError, ContractMissing
     from settlement.worker import LEASE, LeaseHeld, LedgerBehind
 
+    settings.check_database()  # a SettingsError: one line (run)
     try:
         part = await build_settlement(settings)
     except ChainError as exc:
         fail(str(exc).splitlines()[0], 1)
     chain, worker = part.chain, part.worker
+    if chain.kind == "memory":
+        warn(IN_PROCESS_CHAIN)
     try:
         with Progress(SpinnerColumn(), TextColumn("{task.description}"),
                       console=console, transient=True) as progress:
@@ -83,11 +88,14 @@ async def _settle_forever(settings: Settings, as_json: bool) -> None:
     from settlement.chain import ChainError
     from settlement.states import BatchState
 
+    settings.check_database()  # a SettingsError: one line (run)
     try:
         part = await build_settlement(settings)
     except ChainError as exc:
         fail(str(exc).splitlines()[0], 1)
     chain, worker = part.chain, part.worker
+    if chain.kind == "memory":
+        warn(IN_PROCESS_CHAIN)
     try:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -162,7 +170,6 @@ def settle_run(
                              confirmations=confirmations, data_dir=data_dir,
                              keystore=keystore, keystore_password_file=password_file,
                              db=db)
-    settings.check_database()
     summary = run(_settle_once(settings))
     out = {"batches": summary.batches_created, "sessions": summary.sessions_batched,
            "finalized_batches_total": summary.finalized, "gas_used_total": summary.gas_used}
@@ -187,5 +194,4 @@ def settle_worker(
                              confirmations=confirmations, max_wait=max_wait,
                              data_dir=data_dir, keystore=keystore,
                              keystore_password_file=password_file, db=db)
-    settings.check_database()
     run(_settle_forever(settings, json_))

@@ -18,6 +18,7 @@ from csms.cli.common import (
     DataDirOption,
     DbOption,
     JsonOption,
+    WideOption,
     actor,
     fail,
     group,
@@ -27,6 +28,8 @@ from csms.cli.common import (
     print_json,
     print_table,
     run,
+    short_time,
+    warn,
 )
 from csms.domain.energy import watts
 from csms.domain.model import BootPolicy
@@ -44,13 +47,18 @@ stations_app = group("Register and list charging stations.")
 def stations_add(
     station_id: Annotated[str, typer.Argument(help="Station identity (<= 48 chars)")],
     password: Annotated[
-        str | None, typer.Option(help="HTTP Basic password (16-40 chars), security profile 1+")
+        str | None, typer.Option(
+            help="HTTP Basic password (16-40 chars), security profile 1+ [default: none:"
+            " profile 0, anyone who knows the id connects as the station]",
+            show_default=False)
     ] = None,
     boot: Annotated[BootPolicy, typer.Option(help="Answer to BootNotification")] = (
         BootPolicy.ACCEPTED
     ),
     profile: Annotated[
-        int | None, typer.Option(min=0, max=3, help="Security profile 0-3")
+        int | None, typer.Option(
+            min=0, max=3, help="Security profile 0-3 [default: 1 with --password, else 0]",
+            show_default=False)
     ] = None,
     max_power_kw: Annotated[
         float | None, typer.Option(
@@ -94,6 +102,11 @@ def stations_add(
     run(in_unit(load_settings(db=db, data_dir=data_dir), work))
     power = f", max {max_power_kw:g} kW" if max_power_kw else ""
     typer.echo(f"station {station_id} added (boot: {boot.value}, profile {level}{power})")
+    if password is None and level == 0:  # nothing checked: see csms.server
+        warn(f"station {station_id} has no password (security profile 0): anyone who knows"
+             " its id can connect as it and report sessions billed to its drivers; give it"
+             f" one with `csms stations set-password {station_id}` once it is connected"
+             " (csms serve running), or add stations with --password")
 
 
 def _watts(kw: float | None) -> Decimal | None:
@@ -126,10 +139,12 @@ def stations_set_max_power(
 
 
 @stations_app.command("list")
-def stations_list(json: JsonOption = False, db: DbOption = None,
+def stations_list(json: JsonOption = False, wide: WideOption = False, db: DbOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
-    """List stations: online/offline, OCPP version, firmware, last seen, connector status."""
+    """List stations: online/offline, OCPP version, firmware, last seen, connector status;
+    the columns that fit the terminal (id, online, connectors and last seen first), or all
+    of them with --wide."""
     from csms.service.views import stations_view
 
     rows = run(in_read(load_settings(db=db, data_dir=data_dir), stations_view))
@@ -145,11 +160,14 @@ def stations_list(json: JsonOption = False, db: DbOption = None,
                 r["id"], "online" if r["online"] else "offline", r["ocpp_version"], r["boot"],
                 r["security_profile"],
                 " / ".join(x for x in (r["vendor"], r["model"]) if x),
-                r["firmware_version"], r["last_seen_at"],
+                r["firmware_version"], short_time(r["last_seen_at"]),
                 ", ".join(f"{c['connector_id']}:{c['status']}" for c in r["connectors"]),
             ]
             for r in rows
         ],
+        priority=["id", "online", "connectors", "last seen", "OCPP", "profile", "boot",
+                  "firmware", "vendor / model"],
+        wide=wide,
     )
 
 

@@ -9,6 +9,8 @@ from urllib.parse import quote
 import typer
 
 from csms.cli.common import (
+    AdminHost,
+    AdminPort,
     CliError,
     DataDirOption,
     DbOption,
@@ -49,6 +51,8 @@ def tags_add(
         "--master/--no-master", help="A master pass: stops any session of its group (1.6);"
         " the first master's group becomes the 2.0.1 master pass group (see master-group)")]
     = False,
+    admin_host: AdminHost = None,
+    admin_port: AdminPort = None,
     db: DbOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
@@ -79,7 +83,8 @@ def tags_add(
             return group
         return current
 
-    settings = load_settings(db=db, data_dir=data_dir)
+    settings = load_settings(db=db, data_dir=data_dir, admin_host=admin_host,
+                             admin_port=admin_port)
     master_group = run(in_unit(settings, work))
     suffix = f", expires {_iso(expires_at)}" if expires_at else ""
     if group is not None:
@@ -103,19 +108,23 @@ def tags_master_group(
         show_default=False)] = None,
     none: Annotated[bool, typer.Option("--none", help="No master pass group")] = False,
     json: JsonOption = False,
+    admin_host: AdminHost = None,
+    admin_port: AdminPort = None,
     db: DbOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
     """Show or set the 2.0.1 master pass group (C16 MasterPassGroupId): its tags may stop
     any transaction on a 2.0.1 station and start none. Set, it goes to the connected 2.0.1
-    stations now (through a running csms serve) and to every 2.0.1 station at its boot."""
+    stations now (through a running csms serve, found with --admin-host / --admin-port)
+    and to every 2.0.1 station at its boot."""
     from csms.service.driver import MASTER_PASS_OPTION
 
     if group is not None and none:
         raise typer.BadParameter("give a group or --none, not both", param_hint="--none")
     if group is not None and not 0 < len(group) <= 20:
         raise typer.BadParameter("a group is 1 to 20 characters (1.6 parentIdTag)")
-    settings = load_settings(db=db, data_dir=data_dir)
+    settings = load_settings(db=db, data_dir=data_dir, admin_host=admin_host,
+                             admin_port=admin_port)
 
     async def work(tx: Tx) -> tuple[str | None, list[str]]:
         if group is not None or none:

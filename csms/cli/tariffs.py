@@ -92,8 +92,10 @@ def tariffs_set(
             raise CliError(f"{exc} (--valid-from: default now)") from None
 
     version = run(in_unit(load_settings(db=db, data_dir=data_dir), work))
-    typer.echo(f"tariff for {station}: version {version}, {prices['per_kwh']} {currency.upper()}"
-               f"/kWh")
+    code = currency.upper()
+    typer.echo(f"tariff for {station}: version {version}, {prices['per_kwh']} {code}/kWh,"
+               f" {prices['per_minute']} {code}/min, session fee {prices['session_fee']}"
+               f" {code}, valid from {start.isoformat(timespec='seconds')}")
 
 
 @tariffs_app.command("list")

@@ -30,6 +30,21 @@ def _read_json(path: Path) -> Any:
         raise ValueError("nested too deep") from None
 
 
+def _unchecked(receipt: Any) -> str:
+    """Why no node checked ``receipt``, and what to do: the "on chain" check's words."""
+    from settlement.receipts import IN_PROCESS_CHAIN_ID
+
+    chain = receipt.get("chain") if isinstance(receipt, dict) else None
+    if isinstance(chain, dict) and chain.get("chain_id") == IN_PROCESS_CHAIN_ID:
+        return ("no RPC endpoint given: the chain was not checked. This receipt was settled"
+                " on the in-process chain (--chain memory), which was gone when the command"
+                " that settled it ended: no node holds it, and no --rpc can check it. Only"
+                " sessions settled on a real chain (--chain local, or an http(s):// RPC URL)"
+                " have receipts that verify")
+    return ("no RPC endpoint given: the chain was not checked (give --rpc URL, a node of"
+            " the receipt's chain)")
+
+
 def verify(
     files: Annotated[list[str], typer.Argument(
         metavar="file...", help="Receipts written by csms receipt (several: also checked"
@@ -128,7 +143,8 @@ def verify(
             try:
                 verdict = verify_receipt(data, w3, driver=driver, contract=contract,
                                          cards=cards, log_window=log_window,
-                                         confirmations=confirmations, rpc_url=rpc)
+                                         confirmations=confirmations, rpc_url=rpc,
+                                         unchecked=_unchecked(data))
             except ReceiptError as exc:
                 fail(f"{file}: {exc}")
             if len(files) > 1:
@@ -136,7 +152,8 @@ def verify(
             for check in verdict.checks:
                 mark = {True: ("ok", "green"), False: ("FAIL", "bold red"),
                         None: ("??", "yellow")}[check.ok]
-                say(mark, f"  {check.name}: {check.detail}")  # a receipt's text: no markup
+                # a receipt's text: no markup; one line, however long (the terminal wraps it)
+                say(mark, f"  {check.name}: {check.detail}", soft_wrap=True)
             say(f"what this proves: {verdict.proves}")
             color = {VALID: "green", INVALID: "red"}.get(verdict.status, "yellow")
             say((verdict.status, f"bold {color}"), " receipt")

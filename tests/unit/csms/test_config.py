@@ -3,12 +3,21 @@ default; every wrong value is one SettingsError that names where to fix it."""
 
 from __future__ import annotations
 
+import errno
+import socket
 from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
-from csms.config import Settings, SettingsError, env_var, parse_mqtt_url
+from csms.config import (
+    INTERNAL,
+    Settings,
+    SettingsError,
+    cannot_listen,
+    env_var,
+    parse_mqtt_url,
+)
 from csms.service import defaults
 from support.tls import server_tls
 
@@ -78,11 +87,60 @@ def test_the_keystore_comes_from_the_settings() -> None:
 
 def test_every_field_has_its_variable() -> None:
     env = {env_var(f.name): "7" for f in fields(Settings) if str(f.type) == "int"}
-    env.update({"CSMS_PORT": "7", "CSMS_ADMIN_PORT": "7", "CSMS_TLS_PORT": "7",
-                "CSMS_WORKER_INDEX": "6"})  # one of the 7 workers
+    env.update({"CSMS_PORT": "7", "CSMS_ADMIN_PORT": "7", "CSMS_TLS_PORT": "7"})
     settings = Settings.load(env=env)
     assert settings.write_buffer_limit == 7 and settings.quota_notifications == 7
-    assert settings.worker_index == 6
+    assert all(getattr(settings, f.name) == 7 for f in fields(Settings)
+               if str(f.type) == "int" and f.name not in INTERNAL)
+
+
+def test_a_workers_own_settings_are_never_read_from_the_environment_or_the_file(
+        tmp_path: Path) -> None:
+    """``csms serve --workers`` hands each worker these itself: a variable or a key of
+    the settings file would only break a node (SO_REUSEPORT beside another node's port,
+    the admin API given to another worker)."""
+    assert {"reuse_port", "worker_count", "worker_index", "metrics_dir"} == INTERNAL
+    settings = Settings.load(env={"CSMS_REUSE_PORT": "true", "CSMS_WORKER_COUNT": "4",
+                                  "CSMS_WORKER_INDEX": "3", "CSMS_METRICS_DIR": "/tmp/m"})
+    assert (settings.reuse_port, settings.worker_count, settings.worker_index,
+            settings.metrics_dir) == (False, 1, 0, "")
+    for key in ("reuse_port = true", "worker_index = 1", "metrics_dir = '/tmp/m'"):
+        with pytest.raises(SettingsError, match="no setting"):
+            Settings.load(env={}, config=write(tmp_path, key + "\n"))
+    assert Settings.load(env={}, worker_count=2, worker_index=1).worker_index == 1
+
+
+def test_an_error_names_a_flag_only_where_the_command_takes_one() -> None:
+    """A command words the error with the flags it takes; the others by their variable."""
+    with pytest.raises(SettingsError) as caught:
+        Settings.load(env={"CSMS_CLIENT_CA": "ca.pem"})
+    assert str(caught.value) == "--client-ca (CSMS_CLIENT_CA): needs --tls-cert (CSMS_TLS_CERT)"
+    assert caught.value.worded(lambda name: None) == "CSMS_CLIENT_CA: needs CSMS_TLS_CERT"
+    only_tls = caught.value.worded(lambda name: "--cert" if name == "tls_cert" else None)
+    assert only_tls == "CSMS_CLIENT_CA: needs --cert (CSMS_TLS_CERT)"
+    with pytest.raises(SettingsError) as caught:
+        Settings.load(env={"CSMS_ADMIN_HOST": "0.0.0.0"}).check_serving()
+    assert caught.value.worded(lambda name: None).endswith(
+        "beyond this machine; add CSMS_ADMIN_PUBLIC=true to expose the admin API there")
+
+
+@pytest.mark.parametrize(
+    ("exc", "message"),
+    [
+        (OSError(errno.EADDRINUSE, "error while attempting to bind on address"
+                 " ('127.0.0.1', 9001): address already in use"),
+         "--admin-port (CSMS_ADMIN_PORT): cannot listen on 127.0.0.1:9001: address already"
+         " in use"),
+        (OSError(errno.EADDRNOTAVAIL, "error while attempting to bind"),
+         "--admin-host (CSMS_ADMIN_HOST): cannot listen on 127.0.0.1:9001: cannot assign"
+         " requested address"),
+        (socket.gaierror(socket.EAI_NONAME, "Name or service not known"),
+         "--admin-host (CSMS_ADMIN_HOST): cannot listen on 127.0.0.1:9001: Name or service"
+         " not known"),
+    ],
+)
+def test_a_listener_that_cannot_bind_names_its_setting(exc: OSError, message: str) -> None:
+    assert str(cannot_listen("admin_port", "admin_host", "127.0.0.1", 9001, exc)) == message
 
 
 @pytest.mark.parametrize(
@@ -109,7 +167,8 @@ def test_every_field_has_its_variable() -> None:
         ({}, {"mqtt": "mqtts://broker", "mqtt_password_file": "pw"},
          "--mqtt-password-file (CSMS_MQTT_PASSWORD_FILE): needs a user name in --mqtt"),
         ({}, {"mqtt": "mqtt://u:p@broker", "mqtt_password_file": "pw"},
-         "--mqtt-password-file (CSMS_MQTT_PASSWORD_FILE): --mqtt has a password already"),
+         "--mqtt-password-file (CSMS_MQTT_PASSWORD_FILE): --mqtt (CSMS_MQTT) has a password"
+         " already"),
         ({}, {"chain": "mainnet"}, "--chain (CSMS_CHAIN): local, memory or an http"),
         # 0 is the default: as many as the chain needs (1 on a local test chain)
         ({"CSMS_CONFIRMATIONS": "-1"}, {}, "--confirmations (CSMS_CONFIRMATIONS): not negative"),

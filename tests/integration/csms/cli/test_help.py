@@ -79,7 +79,11 @@ def test_every_option_is_documented_at_80_columns(path: list[str], command: Any)
     leaf = not hasattr(command, "commands")
     if leaf and group != "demo":  # the demo keeps everything in its --folder
         assert "--data-dir" in blocks, f"csms {' '.join(path)} takes no --data-dir"
-    if leaf and (group == "remote" or path[-1:] == ["set-password"]):
+    # and the commands that reach the running server besides (a master pass group is set
+    # on the connected stations at once)
+    reaches_server = path in (["stations", "set-password"], ["tags", "master-group"],
+                              ["tags", "add"])
+    if leaf and (group == "remote" or reaches_server):
         assert {"--admin-host", "--admin-port"} <= set(blocks), path  # as csms serve has them
     assert "--admin-url" not in blocks
     for param in command.params:

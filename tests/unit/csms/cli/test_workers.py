@@ -68,7 +68,8 @@ def test_a_worker_count_out_of_range_is_refused(workers: int) -> None:
 
 
 def test_a_worker_index_beyond_the_workers_is_refused() -> None:
-    with pytest.raises(SettingsError, match=r"worker-index .* from 0 to 1"):
+    with pytest.raises(SettingsError,
+                       match=r"^worker_index \(set by csms serve --workers\): from 0 to 1"):
         Settings(worker_count=2, worker_index=2).check()
 
 
