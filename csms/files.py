@@ -37,7 +37,6 @@ import logging
 import os
 import ssl
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import unquote
@@ -50,7 +49,8 @@ from csms.filestore import display_name, firmware_path, log_path
 from csms.logsafe import protect
 from csms.metrics import Metrics
 from csms.service.charging import ChargingService
-from csms.transport import TLS_READ_SIZE, SharedBufferSSLProtocol, Tally, source_of
+from csms.sockets import CountedSocket
+from csms.transport import TLS_READ_SIZE, SharedBufferSSLProtocol, Tally
 
 __all__ = ["FileServer"]
 
@@ -95,81 +95,6 @@ async def _one_request(request: web.Request, handler: Any) -> web.StreamResponse
     return response
 
 
-class _Socket(asyncio.Protocol):
-    """A socket of the listener, counted under its client (an IPv4 address, an IPv6 /64:
-    :func:`csms.transport.source_of`) from its arrival to its close.
-
-    Whether it has started a request is learnt from aiohttp: :meth:`FileServer._started`
-    (a middleware) runs once per request, when its line and headers are in, and finds the
-    socket by the request's protocol (one dict look-up a request, nothing per read). The
-    first byte read would be no sign: over https:// it is the TLS handshake's, and one
-    byte would make a stranger's socket keep its place; so a peer that trickles a request
-    it never finishes counts as idle, as a silent one, until its timeout.
-
-    Over http:// this protocol stays the transport's and hands aiohttp what it reads (so
-    that it sees the close); over https:// it hands the transport to the TLS layer, which
-    tells it of the close (``on_lost``)."""
-
-    def __init__(self, files: FileServer,
-                 protocol: Callable[[_Socket], tuple[asyncio.Protocol, asyncio.BaseProtocol]]
-                 ) -> None:
-        self._files: FileServer | None = files
-        self._protocol = protocol
-        self.source = ""
-        self._transport: asyncio.Transport | None = None
-        self._app: asyncio.Protocol | None = None  # aiohttp's protocol
-        self._inner: asyncio.Protocol | None = None  # what this one hands reads to
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports do not subclass asyncio.Transport: duck-typed
-        self._transport = tr = cast(asyncio.Transport, transport)
-        files = self._files
-        assert files is not None
-        self.source = source_of(tr.get_extra_info("peername"))
-        if not files._admit(self):
-            self._files = None
-            tr.abort()
-            return
-        self._app, protocol = self._protocol(self)
-        if protocol is self._app:
-            self._inner = self._app
-        else:
-            tr.set_protocol(protocol)
-        protocol.connection_made(tr)
-
-    def data_received(self, data: bytes) -> None:
-        if self._inner is not None:
-            self._inner.data_received(data)
-
-    def eof_received(self) -> bool | None:
-        return self._inner.eof_received() if self._inner is not None else None
-
-    def pause_writing(self) -> None:
-        if self._inner is not None:
-            self._inner.pause_writing()
-
-    def resume_writing(self) -> None:
-        if self._inner is not None:
-            self._inner.resume_writing()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.gone()
-        if self._inner is not None:
-            self._inner.connection_lost(exc)
-
-    def gone(self) -> None:
-        """The socket closed: it leaves the count (once)."""
-        files, self._files = self._files, None
-        if files is not None:
-            files._gone(self, self._app)
-
-    def evict(self) -> None:
-        """Closed to make room for a socket of a client holding fewer."""
-        self.gone()
-        if self._transport is not None:
-            self._transport.abort()
-
-
 class FileServer:
     def __init__(self, settings: Settings, service: ChargingService,
                  metrics: Metrics | None = None) -> None:
@@ -192,9 +117,9 @@ class FileServer:
         # per client (source_of): the sockets it holds, and those of them that have not
         # started a request (oldest first): the ones that give way under pressure
         self._held = Tally()
-        self._idle: dict[str, collections.OrderedDict[_Socket, None]] = {}
+        self._idle: dict[str, collections.OrderedDict[CountedSocket, None]] = {}
         # aiohttp's protocol of each socket -> the socket (a request knows its protocol)
-        self._socket_of: dict[asyncio.BaseProtocol, _Socket] = {}
+        self._socket_of: dict[asyncio.BaseProtocol, CountedSocket] = {}
         self._tls_buffer = bytearray(TLS_READ_SIZE)
         self.app = web.Application(client_max_size=1024,
                                    middlewares=[self._started, _one_request])
@@ -246,7 +171,7 @@ class FileServer:
         loop = asyncio.get_running_loop()
         context = self._ssl_context() if self._tls else None
 
-        def protocol(sock: _Socket) -> tuple[asyncio.Protocol, asyncio.BaseProtocol]:
+        def protocol(sock: CountedSocket) -> tuple[asyncio.Protocol, asyncio.BaseProtocol]:
             """aiohttp's protocol for an admitted socket, and the one the transport is
             to feed (the same, or TLS in front of it)."""
             app = handler()
@@ -259,7 +184,7 @@ class FileServer:
                 shutdown_timeout=self.settings.close_timeout or 1.0, on_lost=sock.gone)
 
         try:
-            self._server = await loop.create_server(lambda: _Socket(self, protocol),
+            self._server = await loop.create_server(lambda: CountedSocket(self, protocol),
                                                     self.host or None, self.port)
         except OSError as exc:  # a port in use: the flag to change
             raise cannot_listen("files_port", "files_host" if self.settings.files_host
@@ -268,7 +193,7 @@ class FileServer:
         log.info("= station files on %s", self.url)
 
     # -- a fair share per client under pressure ------------------------------------------
-    def _admit(self, sock: _Socket) -> bool:
+    def _admit(self, sock: CountedSocket) -> bool:
         """Count a socket that arrived; False when it is to be closed at once."""
         source = sock.source
         if self._open >= self.max_connections and not self._make_room(source):
@@ -306,7 +231,7 @@ class FileServer:
                         source or "?", self.evicted)
         return True
 
-    def _busy(self, sock: _Socket) -> None:
+    def _busy(self, sock: CountedSocket) -> None:
         """A request of the socket has started: it no longer gives way."""
         idle = self._idle.get(sock.source)
         if idle is not None and sock in idle:
@@ -314,7 +239,7 @@ class FileServer:
             if not idle:
                 del self._idle[sock.source]
 
-    def _gone(self, sock: _Socket, app: asyncio.BaseProtocol | None) -> None:
+    def _gone(self, sock: CountedSocket, app: asyncio.BaseProtocol | None) -> None:
         """A counted socket closed (or was evicted): once for each."""
         self._busy(sock)
         self._open -= 1
@@ -325,7 +250,12 @@ class FileServer:
     @web.middleware
     async def _started(self, request: web.Request, handler: Any) -> web.StreamResponse:
         """Mark the socket of a request as busy: aiohttp calls this once the request's
-        line and headers are in, before its handler (and before any body is read)."""
+        line and headers are in, before its handler (and before any body is read), and
+        the socket is found by the request's protocol (one dict look-up a request, nothing
+        per read). The first byte read would be no sign: over https:// it is the TLS
+        handshake's, and one byte would make a stranger's socket keep its place; so a peer
+        that trickles a request it never finishes counts as idle, as a silent one, until
+        its timeout."""
         sock = self._socket_of.get(request.protocol)
         if sock is not None:
             self._busy(sock)

@@ -26,6 +26,7 @@ from aiohttp import web
 
 from csms.logsafe import protect
 from csms.metrics import Metrics
+from csms.sockets import CountedSocket
 
 __all__ = ["MAX_CONNECTIONS", "AdminSockets"]
 
@@ -34,62 +35,6 @@ log = protect(logging.getLogger("csms.admin"))
 # Sockets the admin listener holds at once: an operator's browser and scripts need a
 # few; beyond, a silent one gives way or the newcomer is closed.
 MAX_CONNECTIONS = 64
-
-
-class _Socket(asyncio.Protocol):
-    """A socket of the admin listener, counted from its arrival to its close; it hands
-    what it reads to aiohttp's protocol (so that aiohttp sees the close too)."""
-
-    def __init__(self, sockets: AdminSockets, make: Callable[[], asyncio.Protocol]) -> None:
-        self._sockets: AdminSockets | None = sockets
-        self._make = make
-        self._transport: asyncio.Transport | None = None
-        self._app: asyncio.Protocol | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports do not subclass asyncio.Transport: duck-typed
-        self._transport = tr = cast(asyncio.Transport, transport)
-        sockets = self._sockets
-        assert sockets is not None
-        if not sockets._admit(self):
-            self._sockets = None
-            tr.abort()
-            return
-        self._app = self._make()
-        sockets._of[self._app] = self
-        self._app.connection_made(tr)
-
-    def data_received(self, data: bytes) -> None:
-        if self._app is not None:
-            self._app.data_received(data)
-
-    def eof_received(self) -> bool | None:
-        return self._app.eof_received() if self._app is not None else None
-
-    def pause_writing(self) -> None:
-        if self._app is not None:
-            self._app.pause_writing()
-
-    def resume_writing(self) -> None:
-        if self._app is not None:
-            self._app.resume_writing()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.gone()
-        if self._app is not None:
-            self._app.connection_lost(exc)
-
-    def gone(self) -> None:
-        """The socket closed: it leaves the count (once)."""
-        sockets, self._sockets = self._sockets, None
-        if sockets is not None:
-            sockets._gone(self, self._app)
-
-    def evict(self) -> None:
-        """Closed to make room for a newcomer."""
-        self.gone()
-        if self._transport is not None:
-            self._transport.abort()
 
 
 class AdminSockets:
@@ -103,8 +48,8 @@ class AdminSockets:
         self.open = 0
         self.dropped = 0  # closed on arrival: full, none idle
         self.evicted = 0  # idle ones closed for a newcomer
-        self._idle: collections.OrderedDict[_Socket, None] = collections.OrderedDict()
-        self._of: dict[asyncio.BaseProtocol, _Socket] = {}
+        self._idle: collections.OrderedDict[CountedSocket, None] = collections.OrderedDict()
+        self._of: dict[asyncio.BaseProtocol, CountedSocket] = {}
 
     @property
     def idle(self) -> int:
@@ -113,9 +58,15 @@ class AdminSockets:
 
     def protocol(self, make: Callable[[], asyncio.Protocol]) -> asyncio.Protocol:
         """The protocol of an accepted socket; ``make`` gives aiohttp's."""
-        return _Socket(self, make)
 
-    def _admit(self, sock: _Socket) -> bool:
+        def admitted(sock: CountedSocket) -> tuple[asyncio.Protocol, asyncio.BaseProtocol]:
+            app = make()
+            self._of[app] = sock
+            return app, app
+
+        return CountedSocket(self, admitted)
+
+    def _admit(self, sock: CountedSocket) -> bool:
         if self.open >= self.limit:
             if not self._idle:
                 self._cut("admin_limit")
@@ -140,7 +91,7 @@ class AdminSockets:
                         "a new one dropped" if reason == "admin_limit"
                         else "an idle one closed for a new one", count)
 
-    def _gone(self, sock: _Socket, app: asyncio.BaseProtocol | None) -> None:
+    def _gone(self, sock: CountedSocket, app: asyncio.BaseProtocol | None) -> None:
         self._idle.pop(sock, None)
         self.open -= 1
         if app is not None:
