@@ -4,103 +4,14 @@ at exit, its receipts never verifiable) and when a listener's port is taken."""
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import signal
 import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import orjson
 import pytest
 
+from support.first_hour import Serve, csms, ok
 from support.services import free_port
-
-PASSWORD = "first-hour-station-password"
-
-
-def csms(*args: str, cwd: Path, env: dict[str, str] | None = None,
-         timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("CSMS_")}
-    return subprocess.run([sys.executable, "-m", "csms", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout,
-                          env={**clean, "COLUMNS": "80", "CSMS_DB": "c.db",
-                               "CSMS_DATA_DIR": "data", **(env or {})})
-
-
-def ok(r: subprocess.CompletedProcess[str]) -> str:
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert "Traceback" not in r.stdout + r.stderr
-    return r.stdout
-
-
-def listening(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-class Serve:
-    """``csms serve`` on ``c.db`` and ``data`` in ``work``."""
-
-    def __init__(self, work: Path, *extra: str) -> None:
-        self.port, self.admin_port = free_port(), free_port()
-        self.log_path = work / f"serve-{self.port}.log"
-        self.log = self.log_path.open("w")
-        clean = {k: v for k, v in os.environ.items() if not k.startswith("CSMS_")}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "csms", "serve", "--db", "c.db", "--data-dir", "data",
-             "--port", str(self.port), "--admin-port", str(self.admin_port), *extra],
-            cwd=work, stdout=self.log, stderr=subprocess.STDOUT,
-            env={**clean, "COLUMNS": "80"})
-        deadline = time.monotonic() + 30
-        while not listening(self.port) or not listening(self.admin_port):
-            assert self.proc.poll() is None, self.log_path.read_text()
-            assert time.monotonic() < deadline, "csms serve did not start"
-            time.sleep(0.1)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(30)
-        self.log.close()
-
-
-@pytest.fixture(scope="module")
-def charged(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """README's walkthrough up to ``csms sessions list``: two stations registered with a
-    password, a card, a tariff, one session each by the simulator; the server stopped."""
-    work = tmp_path_factory.mktemp("charged")
-    for station in ("SIM00001", "SIM00002"):
-        ok(csms("stations", "add", station, "--password", PASSWORD, cwd=work))
-    ok(csms("tags", "add", "SIMTAG", cwd=work))
-    ok(csms("tariffs", "set", "*", "--per-kwh", "0.39", "--session-fee", "0.50",
-            "--currency", "EUR", cwd=work))
-    server = Serve(work)
-    try:
-        sim = subprocess.run(
-            [sys.executable, "-m", "chargers_sim", "run", "--url",
-             f"ws://127.0.0.1:{server.port}", "--count", "2", "--password", PASSWORD,
-             "--sessions", "1", "--session-seconds", "1", "--json"],
-            cwd=work, capture_output=True, text=True, timeout=120)
-        assert sim.returncode == 0, sim.stdout + sim.stderr
-        assert orjson.loads(sim.stdout)["sessions"] == 2
-    finally:
-        server.stop()
-    sessions = orjson.loads(ok(csms("sessions", "list", "--json", cwd=work)))
-    assert [s["status"] for s in sessions] == ["completed", "completed"]
-    return work
-
-
-@pytest.fixture
-def work(charged: Path, tmp_path: Path) -> Path:
-    """A copy of the charged folder for one test (the server is stopped: the files are
-    whole)."""
-    copy = tmp_path / "work"
-    shutil.copytree(charged, copy)
-    return copy
 
 
 def test_settling_on_the_in_process_chain_warns_that_it_is_gone_at_exit(work: Path) -> None:
