@@ -100,11 +100,17 @@ class AdminSockets:
     @web.middleware
     async def started(self, request: web.Request, handler: Any) -> web.StreamResponse:
         """Mark the request's socket as busy: aiohttp calls this once the request's line
-        and headers are in (before its body is read)."""
+        and headers are in (before its body is read); once answered, it is idle again,
+        the newest (a keep-alive socket kept busy for good, a stranger's request now and
+        then on each socket held them all)."""
         sock = self._of.get(request.protocol)
         if sock is not None:
             self._idle.pop(sock, None)
-        return cast(web.StreamResponse, await handler(request))
+        try:
+            return cast(web.StreamResponse, await handler(request))
+        finally:
+            if sock is not None and self._of.get(request.protocol) is sock:
+                self._idle[sock] = None
 
     @web.middleware
     async def body_deadline(self, request: web.Request, handler: Any) -> web.StreamResponse:

@@ -186,3 +186,37 @@ async def until_busy(admin: Any, count: int) -> None:
     async with asyncio.timeout(5):
         while admin.sockets.open < count or admin.sockets.idle:
             await asyncio.sleep(0.01)
+
+
+async def test_a_socket_answered_is_idle_again(tmp_path: Path) -> None:
+    """A keep-alive socket whose request was answered (a stranger's 401 included) is idle
+    again: it gives way to a newcomer. Marked busy for good, a stranger sending a request
+    on each of the listener's sockets now and then held them all, and the operator's
+    connections were dropped."""
+    server = RunningServer(Settings(
+        db=str(tmp_path / "c.sqlite3"), host="127.0.0.1", port=0,
+        data_dir=str(tmp_path / "data"), admin_port=0, boot_get_configuration=False,
+        handshake_timeout=60.0))
+    await server.start()
+    held: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    try:
+        assert server.app is not None and server.app.admin is not None
+        admin = server.app.admin
+        admin.sockets.limit = 3
+        port = admin.port
+        for _ in range(3):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /audit HTTP/1.1\r\nHost: x\r\n\r\n")  # no token: 401
+            async with asyncio.timeout(5):
+                assert b" 401 " in await reader.readline()
+            held.append((reader, writer))
+        await until_open(admin, 3)
+        async with asyncio.timeout(5):
+            while admin.sockets.idle < 3:
+                await asyncio.sleep(0.01)
+        assert b" 200 " in (await answered(port)).split(b"\r\n", 1)[0]
+        assert admin.sockets.evicted >= 1
+    finally:
+        for _, w in held:
+            w.close()
+        await server.stop()
