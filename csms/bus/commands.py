@@ -66,7 +66,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from csms.bus.broker import as_broker, connect
 from csms.config import MqttBroker
-from csms.service.ports import Repository, StorageError, Tx
+from csms.service.ports import Repository, Tx
 from csms.service.topics import NODES_LEVEL, topic_level
 
 __all__ = ["CLOCK_SKEW", "MAX_WAIT", "CommandBus", "Handler", "NodeUnavailable", "sign",
@@ -316,7 +316,9 @@ class CommandBus:
                      body: dict[str, Any], until: float) -> None:
         try:
             first = await self._claim(str(body["id"]), until)
-        except StorageError as exc:  # not run: it could not be told from a replay later
+        except Exception as exc:  # not run: it could not be told from a replay later
+            # (a database error, or any other: the asking node is answered, not left to
+            # wait out its timeout)
             log.warning("! command %s for %s not run: its request id could not be recorded"
                         " (%s)", body.get("command"), body.get("station_id"), exc)
             first = None

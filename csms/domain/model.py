@@ -97,6 +97,17 @@ class Station:
         """The most this station can deliver: registered, else reported, else ``default``."""
         return self.max_power_w or self.reported_max_power_w or default
 
+    def start_power_w(self, default: Decimal) -> Decimal:
+        """The power a start of 0 is judged a placeholder by (csms.domain.energy: a reading
+        beyond it since the start is a lifetime register, never billed): the registered
+        maximum, else ``default``. A power the station reports may lower it, never lift
+        it: a station that reports 4 MW would let its lifetime register through as energy
+        (what it reports still lifts :meth:`power_limit_w`, ``energy_above_max_power``'s
+        bound)."""
+        if self.max_power_w:
+            return self.max_power_w
+        return min(self.reported_max_power_w or default, default)
+
 
 @dataclass(slots=True)
 class IdTag:

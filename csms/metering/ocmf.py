@@ -913,24 +913,22 @@ def _seconds(a: datetime | None, b: datetime | None) -> Decimal | None:
 def unsigned_beyond_signed(readings: Iterable[SignedReading], begin: SignedReading | None,
                            end: SignedReading | None, start_wh: Decimal | None,
                            stop_wh: Decimal | None, started: datetime,
-                           stopped: datetime | None, max_power_w: Decimal,
-                           slack_seconds: int = POWER_SLACK_SECONDS,
-                           slack_ratio: Decimal = POWER_SLACK_RATIO) -> list[str]:
+                           stopped: datetime | None, max_power_w: Decimal) -> list[str]:
     """Why an unsigned start or stop is beyond what the meter's signed readings allow (empty
     when it is not): where the meter signed no end reading, a stop above a signed reading of
     the begin's register (the begin, an intermediate C reading...) by more than
     ``max_power_w`` delivers from that reading's time to the stop; where it signed no begin
     reading, a start below a signed reading of the end's register by more than the power
-    delivers from the start to that reading's time. The slack is csms.domain.energy's
-    power check's (seconds of clock difference, a ratio); a reading without a time (or one
+    delivers from the start to that reading's time. The slack (POWER_SLACK_SECONDS and
+    _RATIO) is csms.domain.energy's power check's; a reading without a time (or one
     naive against the session's) counts from the session's start (to its stop). The central
     system gives the station's power limit, a receipt's verifiers MAX_PLAUSIBLE_POWER_W."""
     imports = [r for r in readings if r.kind == IMPORT]
     problems: list[str] = []
 
     def allowed(seconds: Decimal | None) -> Decimal:
-        return max_power_w * (max(seconds or Decimal(0), Decimal(0)) + slack_seconds) \
-            / 3600 * slack_ratio
+        return max_power_w * (max(seconds or Decimal(0), Decimal(0)) + POWER_SLACK_SECONDS) \
+            / 3600 * POWER_SLACK_RATIO
 
     def seconds(a: datetime | None, b: datetime | None,
                 fallback: Decimal | None) -> Decimal | None:

@@ -51,14 +51,16 @@ BLOCKED_AT_START = "blocked_at_start"
 CONNECTIONS_READ = 50
 
 
-async def registry_at(tx: Tx, registered: IdTag | None, at: datetime) -> IdTag | None:
-    """The registry entry ``registered`` as it stood at ``at``: its status then, read from
-    the statuses it replaced only where it changed after ``at``."""
-    if not status_changed_since(registered, at):
-        return registered
-    assert registered is not None
-    status = await tx.tag_status_at(registered.tag, at)
-    return registered if status is None else dataclasses.replace(registered, status=status)
+async def disowned_at(tx: Tx, registered: IdTag | None, at: datetime) -> bool:
+    """:func:`registry_disowns` by the registry entry ``registered`` as it stood at ``at``:
+    its status then, read from the statuses it replaced only where it changed after
+    ``at``."""
+    if status_changed_since(registered, at):
+        assert registered is not None
+        status = await tx.tag_status_at(registered.tag, at)
+        if status is not None:
+            registered = dataclasses.replace(registered, status=status)
+    return registry_disowns(registered, at)
 
 
 class ChargingCore:
@@ -322,8 +324,8 @@ class ChargingCore:
         what the escrow pays when the session is settled. ``registered``: the tag's
         registry entry, as the unit read it."""
         assert session.id is not None
-        if cover.card_unlinked_at(session.started_at) or registry_disowns(
-                await registry_at(tx, registered, session.started_at), session.started_at):
+        if cover.card_unlinked_at(session.started_at) \
+                or await disowned_at(tx, registered, session.started_at):
             await tx.bind_no_payer(session.id, tag)
 
     @staticmethod
@@ -336,10 +338,8 @@ class ChargingCore:
         once the card was found and unblocked. Nothing is read unless the status changed
         after the start (:func:`status_changed_since`)."""
         assert session.id is not None
-        if not status_changed_since(registered, session.started_at):
-            return
-        if registry_disowns(await registry_at(tx, registered, session.started_at),
-                            session.started_at):
+        if status_changed_since(registered, session.started_at) \
+                and await disowned_at(tx, registered, session.started_at):
             session.flag(BLOCKED_AT_START)
             await tx.bind_no_payer(session.id, tag)
 

@@ -37,6 +37,7 @@ from csms.domain.model import (
     OCPP16,
     OCPP201,
     AuthStatus,
+    IdTag,
     MeterSample,
     Session,
     SessionStatus,
@@ -220,7 +221,7 @@ class SessionUseCases(SignedDataChecks):
         station = await tx.get_station(session.station_id)
         result = compute_energy(
             session.reported_meter_start_wh, session.reported_meter_stop_wh, data,
-            session.started_at, _start_power_w(station, self.default_max_power_w),
+            session.started_at, self._start_power_of(station),
         )
         normal = _NORMAL_NOTES.get(session.ocpp_version, frozenset())
         flags = [f for f in result.flags if f not in normal]
@@ -476,16 +477,20 @@ class SessionUseCases(SignedDataChecks):
 
         return await self.repo.unit(work)
 
+    def _start_power_of(self, station: Station | None) -> Decimal:
+        """:meth:`Station.start_power_w` of ``station`` (the default for none)."""
+        default = self.default_max_power_w
+        return default if station is None else station.start_power_w(default)
+
     async def _start_power(self, tx: Tx, session: Session, found: Readings) -> Decimal:
         """The power a start of 0 of ``session`` is judged a placeholder by
-        (:func:`_start_power_w`) for a message's readings ``found``: the station is read
+        (:meth:`Station.start_power_w`) for a message's readings ``found``: the station is read
         only where they may be judged so (:func:`~csms.domain.energy.start_judged`), not
         for every reading of every session."""
         if not (start_judged(found, session.meter_start_wh)
                 or start_judged(found, session.reported_meter_start_wh)):
             return self.default_max_power_w
-        return _start_power_w(await tx.get_station(session.station_id),
-                              self.default_max_power_w)
+        return self._start_power_of(await tx.get_station(session.station_id))
 
     @staticmethod
     def _running_energy(session: Session, found: Readings, power_w: Decimal) -> None:
@@ -788,18 +793,18 @@ class SessionUseCases(SignedDataChecks):
             if ended.stopped_at else None}, self.clock())
 
     async def _takes_over(self, tx: Tx, session: Session, ev: TransactionEventIn,
-                          auth: AuthStatus | None,
+                          auth: AuthStatus | None, master: bool,
                           covered: Callable[[Tx], Awaitable[bool]]) -> bool:
         """Whether the event's token becomes the payer of a 2.0.1 session whose token was
         refused (E02/E05: a transaction started at plug-in, a card refused, then another
         presented and accepted): only a token accepted as a first one would be (the escrow
         covers it, ``covered``), presented to authorize (not to stop), not the master
-        pass's, in place of a refused one (an accepted payer is never replaced)."""
+        pass's (``master``), in place of a refused one (an accepted payer is never replaced)."""
         return session.id_tag is not None and session.id_tag != ev.id_tag \
             and session.auth_status != AuthStatus.ACCEPTED.value \
             and "master_pass_start" not in session.flags \
             and auth is AuthStatus.ACCEPTED and ev.id_tag is not None and not _stops(ev) \
-            and not await self._master_pass(tx, ev.id_tag) and await covered(tx)
+            and not master and await covered(tx)
 
     async def _token_replaced(self, tx: Tx, session: Session, tag: str) -> None:
         """The refused token of ``session`` gives way to ``tag``, accepted (:meth:`_takes_over`):
@@ -1025,13 +1030,13 @@ class SessionUseCases(SignedDataChecks):
         return self._stop_asked(await self.repo.unit(work))
 
     # 2.0.1 -------------------------------------------------------------------
-    async def _master_pass(self, tx: Tx, tag: str) -> bool:
-        """Whether ``tag`` is of the master pass group (2.0.1 C16 MasterPassGroupId)."""
-        group = await tx.get_central_option(MASTER_PASS_OPTION)
-        if group is None:
+    @staticmethod
+    async def _master_pass(tx: Tx, record: IdTag | None) -> bool:
+        """Whether the tag of registry entry ``record`` is of the master pass group (2.0.1
+        C16 MasterPassGroupId)."""
+        if record is None or record.parent is None:
             return False
-        record = await tx.get_tag(tag)
-        return record is not None and record.parent == group
+        return record.parent == await tx.get_central_option(MASTER_PASS_OPTION)
 
     async def transaction_event(
         self, station_id: str, ev: TransactionEventIn
@@ -1100,7 +1105,7 @@ class SessionUseCases(SignedDataChecks):
             # C16: a tag of the master pass group stops transactions; one that would start
             # (own) a transaction is answered Invalid, the transaction stored and held
             master = ev.id_tag is not None and not _stops(ev) \
-                and await self._master_pass(tx, ev.id_tag)
+                and await self._master_pass(tx, registered)
             if master and ev.event_type == "Started":
                 auth = AuthStatus.INVALID
             now = self.clock()
@@ -1211,8 +1216,8 @@ class SessionUseCases(SignedDataChecks):
                     "type": "MasterPassStart", "session_id": session.id,
                     "transaction_id": ev.transaction_id, "tag": ev.id_tag}, now)
             elif ev.id_tag and (session.id_tag is None or await self._takes_over(
-                    tx, session, ev, auth, covered)) and not (
-                    _stops(ev) and await self._master_pass(tx, ev.id_tag)):
+                    tx, session, ev, auth, master, covered)) and not (
+                    _stops(ev) and await self._master_pass(tx, registered)):
                 replaced = session.id_tag  # a token refused before it: it pays no more
                 if replaced is not None:
                     await self._token_replaced(tx, session, ev.id_tag)
@@ -1318,20 +1323,6 @@ def _stops(ev: TransactionEventIn) -> bool:
     stop; C16.FR.08: stoppedReason MasterPass), not one authorizing it."""
     return ev.event_type == "Ended" or ev.trigger_reason == "StopAuthorized" \
         or ev.stopped_reason == "MasterPass"
-
-
-def _start_power_w(station: Station | None, default: Decimal) -> Decimal:
-    """The power a start of 0 is judged a placeholder by (csms.domain.energy: a reading
-    beyond it since the start is a lifetime register, never billed): the station's
-    registered maximum, else ``default``, the power the session's plausibility check takes
-    of a station whose power is not registered. A power the station reports may lower it,
-    never lift it: a station that reports 4 MW would let its lifetime register through as
-    energy (what it reports still lifts ``energy_above_max_power``'s bound)."""
-    if station is None:
-        return default
-    if station.max_power_w:
-        return station.max_power_w
-    return min(station.reported_max_power_w or default, default)
 
 
 def _starts_anew(ev: TransactionEventIn, session: Session) -> bool:
