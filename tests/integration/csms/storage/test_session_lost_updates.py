@@ -210,7 +210,8 @@ async def test_the_workers_hold_survives_a_late_meter_value(nodes: Nodes) -> Non
     settlement again."""
     sid = await _completed(nodes, held=False)
     assert await nodes.queued(sid)
-    worker = SettlementWorker(nodes.repo_a, None)  # type: ignore[arg-type] - no chain used
+    # no chain used (so no chain's default number of confirmations to ask either)
+    worker = SettlementWorker(nodes.repo_a, None, confirmations=1)  # type: ignore[arg-type]
 
     async def hold() -> None:
         await nodes.repo_a.unit(lambda tx: worker._hold(tx, sid, "no_tariff"))
