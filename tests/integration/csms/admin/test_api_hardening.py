@@ -5,6 +5,7 @@ it) must not open the API to an empty bearer token."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -132,12 +133,10 @@ async def answered(port: int) -> bytes:
         writer.close()
 
 
-async def test_the_admin_listener_holds_a_bounded_number_of_sockets(
-    tmp_path: Path,
-) -> None:
-    """When full, the oldest silent socket gives way to a newcomer; when every socket has
-    a request under way, a newcomer is closed on arrival (before the timeouts, which are
-    long here)."""
+@pytest.fixture
+async def capped(tmp_path: Path) -> AsyncIterator[tuple[Any, list[Any]]]:
+    """A server whose admin listener holds 3 sockets (long timeouts), and a list of the
+    test's connections to it, closed after it."""
     server = RunningServer(Settings(
         db=str(tmp_path / "c.sqlite3"), host="127.0.0.1", port=0,
         data_dir=str(tmp_path / "data"), admin_port=0, boot_get_configuration=False,
@@ -146,33 +145,42 @@ async def test_the_admin_listener_holds_a_bounded_number_of_sockets(
     held: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
     try:
         assert server.app is not None and server.app.admin is not None
-        admin = server.app.admin
-        admin.sockets.limit = 3
-        port = admin.port
-        for _ in range(3):
-            held.append(await asyncio.open_connection("127.0.0.1", port))
-        await until_open(admin, 3)
-        # full of silent sockets: a request is answered, the oldest silent one closed
-        assert b" 200 " in (await answered(port)).split(b"\r\n", 1)[0]
-        assert await closed_by_server(held[0][0], timeout=5)
-        assert admin.sockets.evicted >= 1 and admin.sockets.open <= 3
-        # full of requests under way (bodies never finished): a newcomer is dropped
-        for _, w in held[1:]:
-            w.close()
-        held.clear()
-        for _ in range(3):
-            r, w = await asyncio.open_connection("127.0.0.1", port)
-            w.write(b"POST /console/login HTTP/1.1\r\nHost: x\r\n"
-                    b"Content-Type: application/x-www-form-urlencoded\r\n"
-                    b"Content-Length: 1000\r\n\r\ntoken=")
-            held.append((r, w))
-        await until_busy(admin, 3)
-        assert await answered(port) == b""
-        assert admin.sockets.dropped >= 1 and admin.sockets.open == 3
+        server.app.admin.sockets.limit = 3
+        yield server.app.admin, held
     finally:
         for _, w in held:
             w.close()
         await server.stop()
+
+
+async def test_the_admin_listener_holds_a_bounded_number_of_sockets(
+    capped: tuple[Any, list[Any]],
+) -> None:
+    """When full, the oldest silent socket gives way to a newcomer; when every socket has
+    a request under way, a newcomer is closed on arrival (before the timeouts, which are
+    long here)."""
+    admin, held = capped
+    port = admin.port
+    for _ in range(3):
+        held.append(await asyncio.open_connection("127.0.0.1", port))
+    await until_open(admin, 3)
+    # full of silent sockets: a request is answered, the oldest silent one closed
+    assert b" 200 " in (await answered(port)).split(b"\r\n", 1)[0]
+    assert await closed_by_server(held[0][0], timeout=5)
+    assert admin.sockets.evicted >= 1 and admin.sockets.open <= 3
+    # full of requests under way (bodies never finished): a newcomer is dropped
+    for _, w in held[1:]:
+        w.close()
+    held.clear()
+    for _ in range(3):
+        r, w = await asyncio.open_connection("127.0.0.1", port)
+        w.write(b"POST /console/login HTTP/1.1\r\nHost: x\r\n"
+                b"Content-Type: application/x-www-form-urlencoded\r\n"
+                b"Content-Length: 1000\r\n\r\ntoken=")
+        held.append((r, w))
+    await until_busy(admin, 3)
+    assert await answered(port) == b""
+    assert admin.sockets.dropped >= 1 and admin.sockets.open == 3
 
 
 async def until_open(admin: Any, count: int) -> None:
@@ -188,35 +196,22 @@ async def until_busy(admin: Any, count: int) -> None:
             await asyncio.sleep(0.01)
 
 
-async def test_a_socket_answered_is_idle_again(tmp_path: Path) -> None:
+async def test_a_socket_answered_is_idle_again(capped: tuple[Any, list[Any]]) -> None:
     """A keep-alive socket whose request was answered (a stranger's 401 included) is idle
     again: it gives way to a newcomer. Marked busy for good, a stranger sending a request
     on each of the listener's sockets now and then held them all, and the operator's
     connections were dropped."""
-    server = RunningServer(Settings(
-        db=str(tmp_path / "c.sqlite3"), host="127.0.0.1", port=0,
-        data_dir=str(tmp_path / "data"), admin_port=0, boot_get_configuration=False,
-        handshake_timeout=60.0))
-    await server.start()
-    held: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
-    try:
-        assert server.app is not None and server.app.admin is not None
-        admin = server.app.admin
-        admin.sockets.limit = 3
-        port = admin.port
-        for _ in range(3):
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.write(b"GET /audit HTTP/1.1\r\nHost: x\r\n\r\n")  # no token: 401
-            async with asyncio.timeout(5):
-                assert b" 401 " in await reader.readline()
-            held.append((reader, writer))
-        await until_open(admin, 3)
+    admin, held = capped
+    port = admin.port
+    for _ in range(3):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /audit HTTP/1.1\r\nHost: x\r\n\r\n")  # no token: 401
         async with asyncio.timeout(5):
-            while admin.sockets.idle < 3:
-                await asyncio.sleep(0.01)
-        assert b" 200 " in (await answered(port)).split(b"\r\n", 1)[0]
-        assert admin.sockets.evicted >= 1
-    finally:
-        for _, w in held:
-            w.close()
-        await server.stop()
+            assert b" 401 " in await reader.readline()
+        held.append((reader, writer))
+    await until_open(admin, 3)
+    async with asyncio.timeout(5):
+        while admin.sockets.idle < 3:
+            await asyncio.sleep(0.01)
+    assert b" 200 " in (await answered(port)).split(b"\r\n", 1)[0]
+    assert admin.sockets.evicted >= 1
