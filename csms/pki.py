@@ -15,7 +15,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from csms.config import Settings, SettingsError
+from csms.config import Named, Settings, SettingsError
 from csms.service.certificates import CertificateAuthority, new_ca
 
 __all__ = ["BUILTIN_CA_NAME", "ca_folder", "load_ca", "load_or_create_ca", "trusting_settings"]
@@ -29,6 +29,10 @@ def ca_folder(settings: Settings) -> Path:
     return Path(settings.data_dir).expanduser() / "ca"
 
 
+def _unreadable(what: str | Named, exc: OSError) -> SettingsError:
+    return SettingsError(what, f": cannot read {exc.filename}: {exc.strerror}")
+
+
 def load_ca(settings: Settings) -> CertificateAuthority | None:
     """The CA of the settings without creating anything: the operator's, or the built-in
     one if it exists; None when there is none yet."""
@@ -39,19 +43,30 @@ def load_ca(settings: Settings) -> CertificateAuthority | None:
         cert_path, key_path, builtin = folder / "ca.pem", folder / "ca.key", True
         if not cert_path.exists():
             return None
+    # each setting named by the flag of the command run where it takes one (csms serve),
+    # else by its variable (csms ca show: CSMS_CA_CERT)
+    both = (Named("ca_cert"), " / ", Named("ca_key"))
     try:
         cert = x509.load_pem_x509_certificate(cert_path.expanduser().read_bytes())
+    except OSError as exc:
+        raise _unreadable(Named("ca_cert") if settings.ca_cert else str(cert_path),
+                          exc) from None
+    except ValueError as exc:
+        raise SettingsError(Named("ca_cert") if settings.ca_cert else str(cert_path),
+                            f": not a PEM certificate: {exc}") from None
+    try:
         key = serialization.load_pem_private_key(key_path.expanduser().read_bytes(), None)
     except OSError as exc:
-        raise SettingsError(f"--ca-cert / --ca-key: cannot read {exc.filename}:"
-                            f" {exc.strerror}") from None
+        raise _unreadable(Named("ca_key") if settings.ca_cert else str(key_path),
+                          exc) from None
     except (ValueError, TypeError) as exc:
-        raise SettingsError(f"--ca-cert / --ca-key: not a PEM certificate and unencrypted"
-                            f" key: {exc}") from None
+        raise SettingsError(Named("ca_key") if settings.ca_cert else str(key_path),
+                            f": not an unencrypted PEM private key: {exc}") from None
     if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
-        raise SettingsError("--ca-key: an EC or RSA key is needed")
+        raise SettingsError(Named("ca_key") if settings.ca_cert else str(key_path),
+                            ": an EC or RSA key is needed")
     if key.public_key().public_numbers() != cert.public_key().public_numbers():  # type: ignore[union-attr]
-        raise SettingsError("--ca-key is not the key of --ca-cert")
+        raise SettingsError(*both, ": the key is not the certificate's")
     return CertificateAuthority(key, cert, builtin=builtin)
 
 

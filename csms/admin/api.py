@@ -5,8 +5,11 @@ command and hands it to the operator use cases (:mod:`csms.admin.operator`).
 Listens on 127.0.0.1 by default. Every request except ``/health`` needs
 ``Authorization: Bearer <token>``; the token is read from
 ``<data_dir>/admin.token``, created at first start with mode 0600 (no default
-credential exists anywhere) and compared in constant time. Every command is
-written to the audit log (who, what, when, result).
+credential exists anywhere) and compared in constant time; wrong ones slow the next checks
+from their address, never refuse them (:class:`csms.service.ratelimit.LoginDelay`, shared
+with the console's login). Every command is
+written to the audit log (who, what, when, result): who is the token (``admin@<address>``),
+an ``X-Actor`` header only the name the caller claims, kept beside it.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from csms.protocol.frames import dumps, loads  # integers beyond 64 bits exactly
 from csms.server import CentralSystem
 from csms.service.maintenance_views import firmware_json, reservation_json, transfer_json
 from csms.service.ports import Repository, StorageError, Tx
+from csms.service.ratelimit import LoginDelay, address_key
 from csms.service.supervisor import Supervisor
 from csms.service.transfers import TransferError
 from csms.service.views import session_json, station_detail, stations_view
@@ -159,6 +163,20 @@ def _error(status: int, message: str) -> web.Response:
     return _json({"error": message}, status)
 
 
+# the longest X-Actor kept (a name, not a document)
+MAX_CLAIMED_ACTOR = 200
+
+
+def _actors(request: web.Request) -> tuple[str, str | None]:
+    """(actor, claimed actor) of an API request for the audit log. The actor is who was
+    authenticated: the admin token, named by the address it came from (one token, so
+    nothing names its holder better). X-Actor is what the caller says of itself (``csms
+    remote`` sends ``cli:<user>``, an app backend its name): any holder of the token may
+    send any name, so it is kept as a claim beside the actor, never in its place."""
+    claimed = request.headers.get("X-Actor", "").strip()[:MAX_CLAIMED_ACTOR]
+    return f"admin@{request.remote}", claimed or None
+
+
 class AdminApi:
     def __init__(
         self, central: CentralSystem, repo: Repository, token: str, metrics: Metrics,
@@ -184,6 +202,10 @@ class AdminApi:
         # idle, slow and too many sockets (csms.admin.listener); request_timeout: the
         # node's handshake_timeout, as on the station listeners
         self.sockets = AdminSockets(request_timeout, metrics=metrics)
+        # wrong tokens, at the console's login or as a bearer token, slow the next checks
+        # from their address, up to a cap; nobody is locked out (csms.service.ratelimit)
+        self.guessing = LoginDelay()
+        self._closing = asyncio.Event()
         from csms.admin.console import Console
 
         self.console = Console(self)
@@ -234,7 +256,18 @@ class AdminApi:
         self.port = int(self._server.sockets[0].getsockname()[1])  # port 0: the one chosen
         log.info("= admin API on http://%s:%d", self.host, self.port)
 
+    async def slowed(self, request: web.Request) -> bool:
+        """Wait as long as the request's address must before its token is checked (0 s
+        unless it gave wrong tokens lately); False: the listener is closing."""
+        wait = self.guessing.wait(address_key(request.remote or ""))
+        if wait <= 0:
+            return True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._closing.wait(), wait)
+        return not self._closing.is_set()
+
     async def stop(self) -> None:
+        self._closing.set()
         self.console.close()
         if self._server is not None:
             self._server.close()
@@ -252,9 +285,13 @@ class AdminApi:
         header = request.headers.get("Authorization", "")
         scheme, _, given = header.partition(" ")
         given = given.strip()
+        # guessed no faster here than at the console's login (LoginDelay)
+        if not await self.slowed(request):
+            return _error(503, "the server is closing")
         # an empty token opens nothing, whatever the token file held
         if scheme.lower() != "bearer" or not given or not self.token or \
                 not hmac.compare_digest(given.encode(), self.token.encode()):
+            self.guessing.failed(address_key(request.remote or ""))
             return _error(401, "missing or wrong bearer token")
         response = await handler(request)
         return response
@@ -355,39 +392,43 @@ class AdminApi:
         _query(request, set())
         station_id = request.match_info["station_id"]
         command = request.match_info["command"]
-        actor = request.headers.get("X-Actor") or f"admin@{request.remote}"
+        actor, claimed = _actors(request)
         try:
             body = await request.json(loads=loads) if request.can_read_body else {}
         except ValueError:
             body = None
         if not isinstance(body, dict):  # refused, and audited as every refusal is
             status, result = 400, {"error": "the body must be a JSON object"}
-            await self._audit(actor, station_id, command, {}, status, result)
+            await self._audit(actor, station_id, command, {}, status, result, claimed)
             return _json(result, status)
         timeout = body.pop("timeout", None)
-        status, result = await self.audited_command(actor, station_id, command, body, timeout)
+        status, result = await self.audited_command(actor, station_id, command, body, timeout,
+                                                    claimed_actor=claimed)
         return _json(result, status)
 
     async def audited_command(
         self, actor: str, station_id: str, command: str, body: dict[str, Any],
-        timeout: Any = None,
+        timeout: Any = None, *, claimed_actor: str | None = None,
     ) -> tuple[int, dict[str, Any]]:
         """Run an operator command and write it to the audit log (the API's and the
         console's path): a command refused (400: a session or a timeout that is none,
         arguments the command does not take...) is audited too, with ok false, and so is
-        one that failed on an error of ours (before it goes up as a 500)."""
+        one that failed on an error of ours (before it goes up as a 500). ``actor``: who
+        was authenticated; ``claimed_actor``: the name a caller gave (X-Actor), kept
+        beside it."""
         try:
             status, result = await self.run_command(station_id, command, body, timeout)
         except Exception as exc:
             with contextlib.suppress(StorageError):  # the error that matters is exc
                 await self._audit(actor, station_id, command, body, 500,
-                                  {"error": f"failed: {type(exc).__name__}"})
+                                  {"error": f"failed: {type(exc).__name__}"}, claimed_actor)
             raise
-        await self._audit(actor, station_id, command, body, status, result)
+        await self._audit(actor, station_id, command, body, status, result, claimed_actor)
         return status, result
 
     async def _audit(self, actor: str, station_id: str, command: str, body: dict[str, Any],
-                     status: int, result: dict[str, Any]) -> None:
+                     status: int, result: dict[str, Any],
+                     claimed_actor: str | None = None) -> None:
         ok = status in (200, 202)  # 202: queued for a station that is offline
         # what the audit trail keeps: no credential sent (one answered never gets here:
         # OperatorCommands redacts the station's answer)
@@ -395,7 +436,7 @@ class AdminApi:
 
         async def audit(tx: Tx) -> None:
             await tx.add_audit(actor, command, station_id, logged, result, ok,
-                               datetime.now(UTC))
+                               datetime.now(UTC), claimed_actor)
 
         await self.repo.unit(audit)
         self.metrics.commands.labels(*command_labels(command, status, result)).inc()
@@ -417,7 +458,8 @@ class AdminApi:
                               {"request_id": result.get("request_id")}, status, result)
 
     async def cancel_transfer(self, actor: str, transfer_id: int,
-                              kinds: tuple[TransferKind, ...]) -> tuple[int, dict[str, Any]]:
+                              kinds: tuple[TransferKind, ...],
+                              claimed_actor: str | None = None) -> tuple[int, dict[str, Any]]:
         """The operator cancels a queued request (audited)."""
         result: dict[str, Any]
         station: str | None = None
@@ -431,7 +473,7 @@ class AdminApi:
 
         async def audit(tx: Tx) -> None:
             await tx.add_audit(actor, "cancel-transfer", station, {"request_id": transfer_id},
-                               result, status == 200, datetime.now(UTC))
+                               result, status == 200, datetime.now(UTC), claimed_actor)
 
         await self.repo.unit(audit)
         return status, result
@@ -501,8 +543,8 @@ class AdminApi:
             kinds = ()
         if not kinds:
             return _error(400, "kinds: a list of firmware, log, publish")
-        actor = request.headers.get("X-Actor") or f"admin@{request.remote}"
-        status, result = await self.cancel_transfer(actor, transfer_id, kinds)
+        actor, claimed = _actors(request)
+        status, result = await self.cancel_transfer(actor, transfer_id, kinds, claimed)
         return _json(result, status)
 
     async def transfer_file(self, request: web.Request) -> web.StreamResponse:

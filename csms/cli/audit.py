@@ -31,6 +31,13 @@ def _short(value: Any, whole: bool, width: int = 60) -> str:
     return text if whole or len(text) <= width else text[:width - 3] + "..."
 
 
+def _actor(row: dict[str, Any]) -> str:
+    """Who acted, and the name a caller of the admin API gave (X-Actor) as a claim only:
+    any holder of the admin token may send any name."""
+    claimed = row.get("claimed_actor")
+    return row["actor"] if not claimed else f"{row['actor']} (claims {claimed})"
+
+
 def audit(
     limit: Annotated[int, typer.Option(min=1, max=10_000,
                                        help="How many entries, newest first")] = 50,
@@ -40,7 +47,11 @@ def audit(
     db: DbOption = None, data_dir: DataDirOption = None,
 ) -> None:
     """Show the audit log: each operator action (a command, a tariff, a tag, a login),
-    who made it, its target, what was asked and how it ended."""
+    who made it, its target, what was asked and how it ended.
+
+    The actor is who was authenticated; "(claims NAME)" is the name an admin API caller
+    gave (X-Actor: csms remote sends cli:<user>), which any holder of the admin token may
+    choose."""
 
     async def work(tx: Tx) -> list[dict[str, Any]]:
         return await tx.list_audit(limit)
@@ -51,7 +62,7 @@ def audit(
         return
     print_table("Audit log", ["id", "at", "actor", "action", "target", "ok", "asked",
                               "result"],
-                [[r["id"], r["at"], r["actor"], r["action"], r["target"],
+                [[r["id"], r["at"], _actor(r), r["action"], r["target"],
                   "yes" if r["ok"] else "no", _short(r["request"], wide),
                   _short(r["result"], wide)]
                  for r in rows],

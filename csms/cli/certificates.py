@@ -22,6 +22,7 @@ from csms.cli.common import (
     print_json,
     print_table,
     run,
+    setting_error,
 )
 from csms.cli.remote import AdminHost, AdminPort, Station, Timeout, _command, target
 from csms.config import SettingsError
@@ -178,11 +179,12 @@ def _ca(data_dir: str | None) -> Any:
     settings = load_settings(data_dir=data_dir)
     try:
         ca = load_ca(settings)
-    except SettingsError as exc:
-        fail(str(exc))
+    except SettingsError as exc:  # named by this command's flags, or by variables
+        fail(setting_error(exc))
     if ca is None:
+        # this command takes no --ca-cert (csms serve does): the variables name the CA
         fail(f"no CA yet in {Path(settings.data_dir) / 'ca'}: csms serve makes the built-in"
-             " one at its first start (or give --ca-cert / --ca-key)")
+             " one at its first start (or set CSMS_CA_CERT and CSMS_CA_KEY to your own)")
     return ca
 
 

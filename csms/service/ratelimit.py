@@ -37,6 +37,12 @@ window for each check that runs ahead of it, about 25 a second.
 
 There is deliberately no limit per station id: failures for a station from
 other addresses never refuse that station (the lockout the per-id limit made).
+
+The counts are this process's, deliberately: what they protect is this process's CPU
+and its pool of checks. Each worker of ``csms serve --workers`` (and each node) runs the
+logins of the sockets it accepted on its own core, so a stranger spread over N of them
+gets N times the attempts and costs each one no more than one process allows; the
+secret is safe by its length, not by the count.
 """
 
 from __future__ import annotations
@@ -55,7 +61,7 @@ from dataclasses import dataclass, field
 
 from csms.service import defaults
 
-__all__ = ["AttemptLimiter", "LoginGuard", "LoginOutcome", "address_key"]
+__all__ = ["AttemptLimiter", "LoginDelay", "LoginGuard", "LoginOutcome", "address_key"]
 
 
 class AttemptLimiter:
@@ -112,6 +118,47 @@ class AttemptLimiter:
             q.pop()
             if not q:
                 del self._attempts[key]
+
+
+class LoginDelay:
+    """Slows guessing of one secret that every client shares (the admin token): a wait
+    before each check from an address, growing with that address's wrong attempts in the
+    last ``window`` seconds, never a refusal. Time is injected.
+
+    Why a wait and not a lockout: the clients of a loopback listener, or of one behind a
+    TLS proxy, all have one address, and the secret has no user name beside it, so a limit
+    that refused an address after ``free`` wrong attempts also refused the operator who
+    knew it, for as long as a stranger kept guessing. The wait runs before the check, for
+    the right secret too: answering it at once would tell a guesser that every answer
+    slower than that is a wrong one. So the rightful operator waits ``cap`` seconds at
+    most, and a guesser's rate is the sockets it may hold divided by ``cap``.
+
+    ``free`` wrong attempts per window cost nothing; the next waits ``base`` seconds, each
+    further one twice as long, up to ``cap``.
+    """
+
+    def __init__(self, free: int = 5, base: float = 0.5, cap: float = 4.0,
+                 window: float = 60.0, clock: Callable[[], float] = time.monotonic,
+                 max_keys: int = 100_000) -> None:
+        self.free = free
+        self.base = base
+        self.cap = cap
+        doublings = 0
+        while base * 2 ** doublings < cap:
+            doublings += 1
+        # failures counted up to where the wait reaches the cap: no more memory per key
+        self.failures = AttemptLimiter(free + doublings + 1, window, clock, max_keys)
+
+    def wait(self, key: str) -> float:
+        """Seconds an attempt from ``key`` waits before its check."""
+        beyond = self.failures.count(key) - self.free
+        if beyond < 0:
+            return 0.0
+        return float(min(self.cap, self.base * 2.0 ** beyond))
+
+    def failed(self, key: str) -> None:
+        """A wrong attempt from ``key``."""
+        self.failures.take(key)
 
 
 def address_key(address: str) -> str:

@@ -21,6 +21,14 @@ A station's bucket outlives its connection until it is full again (a station can
 new burst by reconnecting); then it is forgotten, since a forgotten bucket is a full one.
 Memory is one small entry per station connected and per station gone for less than that
 time, and at most ``max_stations`` in all.
+
+The buckets are this process's: a station holds one connection at a time, and its bucket is
+in the process that holds it. A station that reconnects to another worker of ``csms serve
+--workers`` or another node starts with that process's bucket for it (full if it has none),
+so a flooder moving between N processes gets up to N bursts and N times the rate. What the
+budget protects is the shared database's disk, so it is meant per station across the
+server; that hand-over (the bucket kept in the database when a connection ends, read when
+the next one is made) is not built (docs/reliability.md says so).
 """
 
 from __future__ import annotations

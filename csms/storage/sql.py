@@ -483,12 +483,13 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
 
     async def add_audit(
         self, actor: str, action: str, target: str | None, request: dict[str, Any],
-        result: dict[str, Any], ok: bool, at: datetime,
+        result: dict[str, Any], ok: bool, at: datetime, claimed_actor: str | None = None,
     ) -> None:
         await self.execute(
-            "INSERT INTO audit_log (at, actor, action, target, request, result, ok)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO audit_log (at, actor, action, target, request, result, ok,"
+            " claimed_actor) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             dt_to_db(at), actor, action, target, json_text(request), json_text(result), int(ok),
+            claimed_actor,
         )
 
     async def list_audit(self, limit: int = 100) -> list[dict[str, Any]]:

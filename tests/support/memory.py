@@ -160,11 +160,11 @@ class MemoryTx(Tx):
 
     async def add_audit(
         self, actor: str, action: str, target: str | None, request: dict[str, Any],
-        result: dict[str, Any], ok: bool, at: datetime,
+        result: dict[str, Any], ok: bool, at: datetime, claimed_actor: str | None = None,
     ) -> None:
         self.s.audit.append({"id": len(self.s.audit) + 1, "at": at.isoformat(), "actor": actor,
                              "action": action, "target": target, "request": request,
-                             "result": result, "ok": ok})
+                             "result": result, "ok": ok, "claimed_actor": claimed_actor})
 
     async def list_audit(self, limit: int = 100) -> list[dict[str, Any]]:
         return copy.deepcopy(self.s.audit[::-1][:limit])

@@ -11,7 +11,10 @@ Every request is checked in :meth:`Console._guard`:
 - every POST must carry the login's CSRF token (the ``X-CSRF-Token`` header htmx sends,
   or the ``csrf_token`` form field) and, when the browser names one, come from this
   origin; otherwise 403;
-- login attempts are limited per address (:class:`csms.service.ratelimit.AttemptLimiter`).
+- a login from an address that gave wrong tokens waits before its check, longer with each
+  one, up to a cap (:class:`csms.service.ratelimit.LoginDelay`, shared with the API's bearer
+  check): never refused, since every client of a loopback listener, or of one behind a TLS
+  proxy, has one address, and a stranger guessing must not keep the operator out.
 
 Logins live in this process's memory: a restart or another node asks for the token again.
 
@@ -57,7 +60,7 @@ from csms.protocol import InvalidStationId, station_id_from_path
 from csms.protocol.frames import dumps
 from csms.service.holds import HoldError, decide
 from csms.service.ports import Tx
-from csms.service.ratelimit import AttemptLimiter, address_key
+from csms.service.ratelimit import address_key
 from csms.service.tariffs import TariffRefused, set_tariff
 
 if TYPE_CHECKING:
@@ -73,7 +76,6 @@ CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "csrf_token"
 LOGIN_TTL = 8 * 3600.0  # seconds a login lasts
 MAX_LOGINS = 1000  # logins kept at once (the oldest go first)
-LOGIN_LIMIT = 5  # wrong tokens per address per minute
 MAX_FORM = 64 * 1024  # bytes of a form
 # The commands the console's station page offers, and the form fields each takes.
 CONSOLE_COMMANDS: dict[str, tuple[str, ...]] = {
@@ -167,7 +169,6 @@ class Console:
         self.clock = clock
         self.live_interval = live_interval
         self.logins: OrderedDict[str, Login] = OrderedDict()
-        self.attempts = AttemptLimiter(LOGIN_LIMIT, 60.0, clock)
         self.closing = asyncio.Event()
         self.templates = jinja2.Environment(
             loader=jinja2.FileSystemLoader(HERE / "templates"),
@@ -358,19 +359,18 @@ class Console:
         return self._page("login.html", request, error=None)
 
     async def login(self, request: web.Request) -> web.StreamResponse:
-        key = address_key(request.remote or "")
-        if not self.attempts.take(key):
-            log.warning("! console login refused for %s: too many attempts", request.remote)
-            return self._page("login.html", request, status=429,
-                              error="too many attempts: wait a minute")
         form = await request.post()
         given = form.get("token")
+        # the address's wrong tokens slow every login from it, the right one too (see
+        # LoginDelay): never refused
+        if not await self.api.slowed(request):
+            return web.Response(status=503, text="the server is closing")
         if not isinstance(given, str) or not given.strip() or not self.api.token or \
                 not hmac.compare_digest(given.strip().encode(), self.api.token.encode()):
             log.warning("! console login with a wrong token from %s", request.remote)
+            self.api.guessing.failed(address_key(request.remote or ""))
             await self._audit(request, "console.login", False)
             return self._page("login.html", request, status=401, error="wrong token")
-        self.attempts.give_back(key)
         await self._audit(request, "console.login", True)
         old = self._login_of(request)
         if old is not None:

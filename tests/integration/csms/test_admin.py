@@ -239,7 +239,8 @@ async def test_cli_remote_commands(csms_server: RunningServer, version: str) -> 
 async def test_cli_remote_commands_are_audited_as_who_ran_them(
     csms_server: RunningServer, user: str, recorded: str,
 ) -> None:
-    """As the other commands: cli:<the user>, not the bare word "cli"."""
+    """As the other commands: cli:<the user>, not the bare word "cli"; claimed by the CLI
+    (X-Actor) beside the token that really acted."""
     await csms_server.add_station("CP1")
     users = {name: user for name in ("LOGNAME", "USER", "LNAME", "USERNAME")}
     async with await RawClient.connect(csms_server.url, "CP1", ["ocpp1.6"]) as c:
@@ -252,8 +253,8 @@ async def test_cli_remote_commands_are_audited_as_who_ran_them(
     code, _, err = await run_cli(csms_server, "remote", "reset", "CP1", env_extra=users)
     assert code == 1, err  # refused (offline): audited all the same
     audit = await csms_server.repo.read(lambda tx: tx.list_audit(10))
-    assert [(a["actor"], a["action"]) for a in audit] == [
-        (recorded, "reset"), (recorded, "unlock")]
+    assert [(a["actor"], a["claimed_actor"], a["action"]) for a in audit] == [
+        ("admin@127.0.0.1", recorded, "reset"), ("admin@127.0.0.1", recorded, "unlock")]
 
 
 @pytest.mark.parametrize("path", [

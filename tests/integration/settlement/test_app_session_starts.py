@@ -247,6 +247,6 @@ async def test_an_authorization_that_is_no_object_is_refused_and_audited(
         return await tx.list_audit(10)
 
     [entry] = await server.repo.read(audit)
-    assert (entry["actor"], entry["action"], entry["target"], entry["ok"]) \
-        == ("app-backend", "start", "CP16", False), entry
+    assert (entry["actor"], entry["claimed_actor"], entry["action"], entry["target"],
+            entry["ok"]) == ("admin@127.0.0.1", "app-backend", "start", "CP16", False), entry
     assert entry["result"] == answer

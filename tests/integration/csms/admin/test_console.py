@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -19,6 +20,7 @@ from csms.admin.console import COOKIE
 from csms.domain.model import Session
 from csms.domain.tariff import Tariff
 from csms.service.ports import Tx
+from csms.service.ratelimit import LoginDelay
 from support import LONG_AGO, RunningServer
 from support.client import RawClient
 
@@ -139,19 +141,66 @@ async def test_behind_a_tls_proxy_the_cookie_is_secure_and_the_origin_https(
         assert r.status == status, origin
 
 
-async def test_a_wrong_token_is_refused_and_guessing_is_limited(browser: Browser) -> None:
-    for _ in range(5):
+def quick_delays(browser: Browser) -> LoginDelay:
+    """The admin listener's answer to guessing, with short waits (the same shape)."""
+    app = browser.server.app
+    assert app is not None and app.admin is not None
+    app.admin.guessing = LoginDelay(free=5, base=0.1, cap=0.4)
+    return app.admin.guessing
+
+
+async def test_a_wrong_token_is_refused_and_guessing_is_slowed(browser: Browser) -> None:
+    quick_delays(browser)
+    for _ in range(5):  # the first ones cost nothing
         r = await browser.login("not-the-token")
         assert r.status == 401
         assert COOKIE not in r.headers.get("Set-Cookie", "")
-    r = await browser.login("not-the-token")
-    assert r.status == 429
-    # even the right token waits: the address used its attempts
-    r = await browser.login()
-    assert r.status == 429
+    waits = []
+    for _ in range(4):  # then every answer waits longer, up to the cap
+        started = time.monotonic()
+        r = await browser.login("not-the-token")
+        waits.append(time.monotonic() - started)
+        assert r.status == 401
+    assert waits[0] >= 0.1 and waits[1] >= 0.2 and waits[2] >= 0.4 and waits[3] >= 0.4
+    assert all(w < 0.4 + 2 for w in waits)  # slack for a loaded machine
+    # the API's bearer token is guessed no faster from the same address
+    started = time.monotonic()
+    async with aiohttp.ClientSession() as api:
+        r = await api.get(browser.server.admin_url + "/stations",
+                          headers={"Authorization": "Bearer not-the-token"})
+    assert r.status == 401 and time.monotonic() - started >= 0.4
     audit = await audit_rows(browser.server, logins=True)
-    assert [(a["action"], a["ok"]) for a in audit] == [("console.login", False)] * 5
+    assert [(a["action"], a["ok"]) for a in audit] == [("console.login", False)] * 9
     assert all(a["request"] == {} and "not-the-token" not in str(a) for a in audit)
+
+
+async def test_a_strangers_wrong_tokens_never_keep_the_operator_out(
+    browser: Browser,
+) -> None:
+    """Every client of a loopback listener (or behind a TLS proxy) has one address: a
+    stranger guessing from it slows the operator's login by the cap at most, never
+    refuses it."""
+    delays = quick_delays(browser)
+    async with aiohttp.ClientSession() as stranger:
+        async def guess() -> int:
+            r = await stranger.post(browser.base + "/login", allow_redirects=False,
+                                    data={"token": "a-guess"})
+            return r.status
+
+        for _ in range(3):  # a stranger who keeps guessing, also while the operator logs in
+            assert set(await asyncio.gather(*(guess() for _ in range(8)))) == {401}
+        guessing = asyncio.gather(*(guess() for _ in range(8)))
+        started = time.monotonic()
+        r = await browser.login()
+        assert r.status == 303, r.status
+        assert time.monotonic() - started < delays.cap + 2  # slack for a loaded machine
+        assert (await browser.get("/")).status == 200
+        assert set(await guessing) == {401}
+    # nor the operator's CLI, through the API with the right bearer token
+    async with aiohttp.ClientSession() as api:
+        r = await api.get(browser.server.admin_url + "/stations",
+                          headers={"Authorization": f"Bearer {browser.server.admin_token}"})
+        assert r.status == 200
 
 
 async def test_a_cookie_from_another_server_or_made_up_is_refused(
@@ -445,3 +494,31 @@ async def test_an_expired_login_and_another_login_s_csrf_token_are_refused(
     await browser.login()
     assert len(console.logins) == 1  # ...when the next login is made
     assert (await browser.get("/")).status == 200
+
+
+async def test_an_x_actor_header_is_kept_as_a_claim_beside_who_really_acted(
+    browser: Browser, csms_server: RunningServer,
+) -> None:
+    """Any holder of the admin token may send X-Actor; the audit log names the token as
+    the actor and the header only as what it claims, so it cannot make an entry look like
+    the console's (or the CLI's, or another principal's)."""
+    await browser.login()
+    await csms_server.add_station("ACT1")
+    r = await browser.post("/stations/ACT1/commands/reset", {"type": "soft"})
+    assert r.status == 200
+    async with aiohttp.ClientSession() as http:
+        for claimed in ("console@127.0.0.1", "cli:root"):
+            r = await http.post(csms_server.admin_url + "/stations/ACT1/commands/reset",
+                                json={"type": "soft"},
+                                headers={"Authorization": f"Bearer {csms_server.admin_token}",
+                                         "X-Actor": claimed})
+            assert r.status == 409
+    by_console, by_token, by_token_as_cli = reversed(await audit_rows(csms_server))
+    assert (by_console["actor"], by_console["claimed_actor"]) == ("console@127.0.0.1", None)
+    assert (by_token["actor"], by_token["claimed_actor"]) == ("admin@127.0.0.1",
+                                                              "console@127.0.0.1")
+    assert (by_token_as_cli["actor"], by_token_as_cli["claimed_actor"]) == ("admin@127.0.0.1",
+                                                                            "cli:root")
+    # the console's audit page shows the claim as one, beside the actor
+    page = re.sub(r"<[^>]+>", "", await (await browser.get("/audit")).text())
+    assert "admin@127.0.0.1 (claims cli:root)" in page

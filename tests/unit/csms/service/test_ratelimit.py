@@ -5,7 +5,13 @@ import threading
 
 import pytest
 
-from csms.service.ratelimit import AttemptLimiter, LoginGuard, LoginOutcome, address_key
+from csms.service.ratelimit import (
+    AttemptLimiter,
+    LoginDelay,
+    LoginGuard,
+    LoginOutcome,
+    address_key,
+)
 
 RIGHT = "the-right-password-123"
 
@@ -311,3 +317,17 @@ async def test_a_cancelled_login_frees_its_slots_when_the_thread_is_done() -> No
     await settle()
     assert await guard.check("10.0.0.2", "CP1", "h", RIGHT) is LoginOutcome.ACCEPTED
     guard.close()
+
+
+def test_login_delay_grows_with_an_addresss_failures_up_to_the_cap_and_recovers() -> None:
+    clock = Clock()
+    delays = LoginDelay(free=3, base=0.5, cap=4.0, window=60, clock=clock)
+    waits = []
+    for _ in range(10):
+        waits.append(delays.wait("ip:1"))
+        delays.failed("ip:1")
+    assert waits == [0, 0, 0, 0.5, 1, 2, 4, 4, 4, 4]
+    assert delays.wait("ip:2") == 0  # another address
+    clock.now = 61
+    assert delays.wait("ip:1") == 0  # the window passed
+    assert len(delays.failures._attempts) == 0
