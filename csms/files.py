@@ -49,6 +49,7 @@ from csms.filestore import display_name, firmware_path, log_path
 from csms.logsafe import protect
 from csms.metrics import Metrics
 from csms.service.charging import ChargingService
+from csms.service.repeats import worth_logging
 from csms.sockets import CountedSocket
 from csms.transport import TLS_READ_SIZE, SharedBufferSSLProtocol, Tally
 
@@ -200,7 +201,7 @@ class FileServer:
             self.dropped += 1
             if self.metrics is not None:
                 self.metrics.connections_cut.labels("files_limit").inc()
-            if self.dropped == 1 or self.dropped % 1000 == 0:
+            if worth_logging(self.dropped):
                 log.warning("! station files: %d connections open, one dropped (%d"
                             " dropped so far)", self._open, self.dropped)
             return False
@@ -224,7 +225,7 @@ class FileServer:
         self.evicted += 1
         if self.metrics is not None:
             self.metrics.connections_cut.labels("files_evicted").inc()
-        if self.evicted == 1 or self.evicted % 1000 == 0:
+        if worth_logging(self.evicted):
             log.warning("! station files: %d connections open, an idle one from %s"
                         " (holding %d) closed for one from %s (%d closed so far)",
                         self._open + 1, victim, self._held.count.get(victim, 0) + 1,

@@ -88,7 +88,7 @@ from csms.service.certificates import Payload
 from csms.service.charging import ChargingService, UnknownStation, new_station
 from csms.service.ports import Repository, StorageError, Tx
 from csms.service.ratelimit import LoginGuard, LoginOutcome
-from csms.service.stations import Opened
+from csms.service.stations import Opened, connection_replaced
 from csms.service.throttle import TRANSACTION_ACTIONS, Delay, TransactionThrottle
 from csms.translate import BootGate, Handler, boot_gate_for, routes_for
 from csms.transport import (
@@ -734,7 +734,7 @@ class CentralSystem:
                 try:
                     await self.service.station_event(
                         station_id, "security",
-                        {"type": "ConnectionReplaced", "remote": remote},
+                        connection_replaced(remote, self.node_id, self.node_id, old.since),
                     )
                 except StorageError as exc:  # lost, as every write while it fails
                     log.error("! %s: its ConnectionReplaced event not stored: %s",

@@ -74,6 +74,7 @@ from websockets.server import ServerProtocol
 from websockets.typing import DataLike
 
 from csms.metrics import Metrics
+from csms.service.repeats import worth_logging
 
 __all__ = [
     "CONTROL_FRAME_BURST",
@@ -273,7 +274,7 @@ class HandshakeGate:
         waiter.evict()
         self.evicted += 1
         self.metrics.connections_cut.labels("handshake_evicted").inc()
-        if self.evicted == 1 or self.evicted % 1000 == 0:
+        if worth_logging(self.evicted):
             log.warning("! %s: handshake slots and queue full, a queued connection from %s"
                         " (holding %d) closed for one from %s (%d closed so far)",
                         self.listener, victim, self.held.count.get(victim, 0) + 1,
@@ -283,7 +284,7 @@ class HandshakeGate:
     def refuse(self) -> None:
         self.refused += 1
         self.metrics.connections_cut.labels("handshake_limit").inc()
-        if self.refused == 1 or self.refused % 1000 == 0:
+        if worth_logging(self.refused):
             log.warning("! %s: %d handshakes in progress and %d queued, connection dropped"
                         " (%d dropped so far)", self.listener, self.pending,
                         len(self.waiting), self.refused)

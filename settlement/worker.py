@@ -241,10 +241,15 @@ class SettlementWorker:
         await self._acquire()
         ledger = await self.check_ledger()
         info = await self._info()
-        # the time the contract judges signatures by: its chain's, read once a pass
-        chain_now = int(await self._chain(self.chain.now))
+        # the time the contract judges signatures by: its chain's, read once a pass, when
+        # something is queued (most passes find nothing: no round trip to the chain then)
+        chain_now: int | None = None
         created = sessions = 0
         while True:
+            if chain_now is None:
+                if not await self.repo.read(lambda tx: tx.queued_for_settlement(1)):
+                    return created, sessions
+                chain_now = int(await self._chain(self.chain.now))
             candidates = await self._candidates(force, chain_now)
             if not candidates:
                 return created, sessions

@@ -26,6 +26,7 @@ from aiohttp import web
 
 from csms.logsafe import protect
 from csms.metrics import Metrics
+from csms.service.repeats import worth_logging
 from csms.sockets import CountedSocket
 
 __all__ = ["MAX_CONNECTIONS", "AdminSockets"]
@@ -86,7 +87,7 @@ class AdminSockets:
             count = self.evicted
         if self.metrics is not None:
             self.metrics.connections_cut.labels(reason).inc()
-        if count == 1 or count % 1000 == 0:
+        if worth_logging(count):
             log.warning("! admin listener: %d connections open, %s (%d so far)", self.open,
                         "a new one dropped" if reason == "admin_limit"
                         else "an idle one closed for a new one", count)

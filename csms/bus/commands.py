@@ -60,13 +60,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aiomqtt
-import orjson
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from csms.bus.broker import as_broker, connect
 from csms.config import MqttBroker
+from csms.protocol.frames import dumps, loads
 from csms.service.ports import Repository, Tx
+from csms.service.repeats import worth_logging
 from csms.service.topics import NODES_LEVEL, topic_level
 
 __all__ = ["CLOCK_SKEW", "MAX_WAIT", "CommandBus", "Handler", "NodeUnavailable", "sign",
@@ -80,14 +81,14 @@ Handler = Callable[[str, str, dict[str, Any], float | None], Awaitable[tuple[int
 CLOCK_SKEW = 10.0  # s the nodes' clocks may differ by
 MAX_WAIT = 600.0  # s: the longest wait window a command may ask for (timeouts are <= 300 s)
 MAX_SERVED = 10_000  # request ids kept at once; beyond, commands are dropped until some expire
+SWEEP_SECONDS = 60.0  # the most often a node drops the expired ids it kept in the database
 # The key of buses made without one: shared by the buses of this process only (tests, a
 # process on its own). A serving node is given the cluster's secret (csms.bootstrap).
 _PROCESS_SECRET = secrets.token_bytes(32)
 
 
 def _canonical(body: dict[str, Any]) -> bytes:
-    return orjson.dumps({k: v for k, v in body.items() if k != "sig"},
-                        option=orjson.OPT_SORT_KEYS)
+    return dumps({k: v for k, v in body.items() if k != "sig"}, sort_keys=True).encode()
 
 
 _SEALED = ("args", "result")  # the fields of a message that travel sealed
@@ -100,11 +101,11 @@ def _sealing_key(secret: bytes) -> AESGCM:
 def sign(secret: bytes, body: dict[str, Any]) -> dict[str, Any]:
     """``body`` as it travels (JSON values only): its ``args`` and ``result`` sealed
     (``sealed``), and its ``sig``."""
-    plain: dict[str, Any] = orjson.loads(orjson.dumps(body))  # what the receiver parses
+    plain: dict[str, Any] = loads(dumps(body))  # what the receiver parses
     inner = {k: plain.pop(k) for k in _SEALED if k in plain}
     if inner:
         nonce = secrets.token_bytes(12)
-        box = _sealing_key(secret).encrypt(nonce, orjson.dumps(inner),
+        box = _sealing_key(secret).encrypt(nonce, dumps(inner).encode(),
                                            str(plain.get("id")).encode())
         plain["sealed"] = base64.b64encode(nonce + box).decode()
     plain["sig"] = hmac.new(secret, _canonical(plain), hashlib.sha256).hexdigest()
@@ -119,9 +120,9 @@ def unseal(secret: bytes, body: dict[str, Any]) -> dict[str, Any] | None:
         return body
     try:
         raw = base64.b64decode(str(sealed), validate=True)
-        inner = orjson.loads(_sealing_key(secret).decrypt(raw[:12], raw[12:],
-                                                          str(body.get("id")).encode()))
-    except (binascii.Error, ValueError, InvalidTag, orjson.JSONDecodeError):
+        inner = loads(_sealing_key(secret).decrypt(raw[:12], raw[12:],
+                                                   str(body.get("id")).encode()))
+    except (binascii.Error, ValueError, InvalidTag):
         return None
     if not isinstance(inner, dict) or not set(inner) <= set(_SEALED):
         return None
@@ -158,6 +159,7 @@ class CommandBus:
         # request id -> (the node asked, its answer)
         self._waiting: dict[str, tuple[str, asyncio.Future[tuple[int, dict[str, Any]]]]] = {}
         self._served: dict[str, float] = {}  # request id -> until when it is kept
+        self._swept_at: float | None = None  # time.monotonic() of the last database sweep
         self._serving: set[asyncio.Task[None]] = set()
         self.connected = asyncio.Event()
 
@@ -199,7 +201,7 @@ class CommandBus:
         if self.on_dropped is not None:
             self.on_dropped(reason)
         count = self.dropped[reason]
-        if count == 1 or count % 1000 == 0:  # anyone on the broker may send junk
+        if worth_logging(count):  # anyone on the broker may send junk
             body = body or {}
             log.warning("! command bus: dropped a message on %s (%s; id %r from %r; %d"
                         " dropped for this reason so far)", str(topic)[:200], reason,
@@ -228,8 +230,8 @@ class CommandBus:
     async def _read(self, client: aiomqtt.Client, handler: Handler) -> None:
         async for message in client.messages:
             try:
-                body = orjson.loads(bytes(message.payload))
-            except (orjson.JSONDecodeError, TypeError):
+                body = loads(bytes(message.payload))
+            except (ValueError, TypeError):
                 self._drop("unreadable", message.topic)
                 continue
             if not isinstance(body, dict):
@@ -306,11 +308,20 @@ class CommandBus:
             return True
         node, now = self.node_id, datetime.now(UTC)
         kept = datetime.fromtimestamp(until, UTC)
+        # the expired ids go now and then, not at every command (a claim takes an expired
+        # id over by itself)
+        at = time.monotonic()
+        sweep = self._swept_at is None or at - self._swept_at >= SWEEP_SECONDS
 
         async def work(tx: Tx) -> bool:
+            if sweep:
+                await tx.drop_expired_bus_commands(now)
             return await tx.claim_bus_command(node, request_id, kept, now)
 
-        return await self.repo.unit(work)
+        taken = await self.repo.unit(work)
+        if sweep:
+            self._swept_at = at
+        return taken
 
     async def _serve(self, client: aiomqtt.Client, handler: Handler,
                      body: dict[str, Any], until: float) -> None:
@@ -344,7 +355,7 @@ class CommandBus:
                                    "result": result})
         with contextlib.suppress(aiomqtt.MqttError):
             await client.publish(self._topic(asker, "replies", topic_level(str(body["id"]))),
-                                 orjson.dumps(reply), qos=1)
+                                 dumps(reply).encode(), qos=1)
 
     async def request(self, node: str, station_id: str, command: str, args: dict[str, Any],
                       timeout: float | None, wait: float) -> tuple[int, dict[str, Any]]:
@@ -363,7 +374,7 @@ class CommandBus:
                 "reply_to": self.node_id, "station_id": station_id, "command": command,
                 "args": args, "timeout": timeout})
             try:
-                await client.publish(self._topic(node, "commands"), orjson.dumps(body), qos=1)
+                await client.publish(self._topic(node, "commands"), dumps(body).encode(), qos=1)
             except aiomqtt.MqttError as exc:
                 raise NodeUnavailable(f"the MQTT broker refused the command: {exc}") from None
             try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -34,6 +33,7 @@ def receipt(
     data_dir: DataDirOption = None,
 ) -> None:
     """Write the receipt of a settled session (JSON)."""
+    from csms.protocol.frames import dumps  # an integer beyond 64 bits too
     from settlement.receipts import NotInBatch, ReceiptNotReady, load_receipt
 
     settings = load_settings(db=db, data_dir=data_dir)
@@ -48,7 +48,7 @@ def receipt(
             raise CliError(str(exc)) from None
 
     data = run(with_repo(settings, go))
-    text = json.dumps(data, indent=2)
+    text = dumps(data, indent=True)  # the console's download holds the same bytes
     if target is not None:
         try:
             target.write_text(text + "\n", "utf-8")

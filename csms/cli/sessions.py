@@ -4,7 +4,6 @@ close of an active one whose stop is not coming."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -103,7 +102,7 @@ def sessions_show(
     """Show one session with its meter samples."""
     from csms.service.holds import billing_state
     from csms.service.views import iso as _iso
-    from csms.service.views import session_json
+    from csms.service.views import price_text, session_json, session_price
 
     async def work(tx: Tx) -> dict[str, Any] | None:
         s = await tx.get_session(session_id)
@@ -120,21 +119,25 @@ def sessions_show(
             for m in await tx.session_samples(session_id)
         ]
         out["billing"] = billing_state(s, s.settlement_state)
-        out.update(await _price(tx, s))
+        price = await session_price(tx, s)
+        decimals = price.pop("decimals")
+        out.update(price)
+        if s.price_minor is not None:  # what the console shows too
+            out["price_text"] = price_text(s.price_minor, s.currency, decimals)
         out["signed_readings"] = await tx.signed_readings(session_id)
         return out
 
     data = run(in_read(load_settings(db=db, data_dir=data_dir), work))
     if data is None:
         fail(f"no session {session_id}")
+    text = data.pop("price_text", None)  # the price as the console shows it
     if json:
         print_json(data)
         return
     minor = data["price_minor"]
     if minor is not None:  # priced: in major units where its tariff's decimals are known
-        data["price"] = (f"{data['price']} {data['currency']} ({minor} minor units)"
-                         if data["price"] is not None
-                         else f"{minor} minor units of {data['currency']}")
+        data["price"] = (f"{text} ({minor} minor units)" if data["price"] is not None
+                         else text)
     print_table(
         f"Session {session_id}", ["field", "value"],
         [[k, v] for k, v in data.items()
@@ -156,18 +159,6 @@ def sessions_show(
 
 
 
-async def _price(tx: Tx, s: Session) -> dict[str, Any]:
-    """What the session costs once settlement priced it (None before): ``price_minor`` in
-    the minor units of its tariff's currency, and ``price`` in major units (a string, as
-    exact as the tariff's decimals)."""
-    price: str | None = None
-    if s.price_minor is not None and s.id is not None:
-        billed = await tx.session_settlement(s.id) or {}
-        decimals = next((t.decimals for t in await tx.list_tariffs()
-                         if t.id is not None and t.id == billed.get("tariff_id")), None)
-        if decimals is not None:
-            price = f"{Decimal(s.price_minor).scaleb(-decimals):f}"
-    return {"price": price, "price_minor": s.price_minor, "currency": s.currency}
 
 
 def _decide(session_id: int, decision: str, reason: str | None,

@@ -42,7 +42,7 @@ def _decimal(text: str, name: str) -> Decimal:
         raise typer.BadParameter(f"must be a number from 0 to {MAX_PRICE}", param_hint=name)
     if not within_exponents(value):  # a figure no receipt's verifier reads
         raise typer.BadParameter(f"must be 0 or at least 1E-{MAX_EXPONENT}", param_hint=name)
-    return value
+    return value.copy_abs() if value.is_zero() else value  # -0 is 0: stored without its sign
 
 
 @tariffs_app.command("set")

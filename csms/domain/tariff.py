@@ -16,8 +16,8 @@ from decimal import (
     localcontext,
 )
 
-__all__ = ["DECIMALS", "MAX_EXPONENT", "MAX_PRICE", "Tariff", "minor_prices", "price_minor",
-           "within_exponents"]
+__all__ = ["DECIMALS", "MAX_EXPONENT", "MAX_PRICE", "Tariff", "major_units", "minor_prices",
+           "price_minor", "within_exponents"]
 
 # The arithmetic of prices, wherever they are computed (the central system, a receipt's
 # verifier): Python's default precision, pinned. A thread's own context is not to be
@@ -81,6 +81,13 @@ def price_minor(tariff: Tariff, energy_wh: int, duration_s: float) -> int:
         )
         return int((total.scaleb(tariff.decimals)).quantize(Decimal(1),
                                                             rounding=ROUND_HALF_UP))
+
+
+def major_units(minor: int, decimals: int) -> str:
+    """An amount of ``minor`` units in major units, exactly, with the currency's minor
+    digits (a tariff's ``decimals``): 280 with 3 is "0.280", 28 with 2 is "0.28". A
+    tariff's unit prices may have more digits; an amount has its currency's."""
+    return f"{Decimal(minor).scaleb(-decimals):f}"
 
 
 def minor_prices(tariff: Tariff) -> tuple[int, int, int]:

@@ -33,6 +33,7 @@ __all__ = [
     "FrameError",
     "dumps",
     "encode",
+    "has_long_digit_run",
     "loads",
     "nested_beyond",
     "parse_frame",
@@ -212,15 +213,19 @@ def _standard(value: Any) -> Any:
     return str(value)
 
 
-def dumps(data: Any, *, indent: bool = False) -> str:
-    """JSON text of a value read back (an audit entry, a stored payload): orjson (fast),
-    or the standard library for what orjson refuses, an integer beyond 64 bits that
-    :func:`loads` kept exactly on purpose (orjson raised TypeError on 2**70)."""
+def dumps(data: Any, *, indent: bool = False, sort_keys: bool = False) -> str:
+    """JSON text of a value read back (an audit entry, a stored payload, a bus message, a
+    receipt): orjson (fast), or the standard library for what orjson refuses, an integer
+    beyond 64 bits that :func:`loads` kept exactly on purpose (orjson raised TypeError on
+    2**70). Either way the same text: UTF-8 as it is (no ``\\u`` escapes), no spaces but
+    the indent's."""
+    option = (orjson.OPT_INDENT_2 if indent else 0) | (orjson.OPT_SORT_KEYS if sort_keys else 0)
     try:
-        return orjson.dumps(data, option=orjson.OPT_INDENT_2 if indent else 0).decode()
+        return orjson.dumps(data, option=option).decode()
     except TypeError:
         return json.dumps(data, indent=2 if indent else None, ensure_ascii=False,
-                          separators=None if indent else (",", ":"), default=_standard)
+                          separators=None if indent else (",", ":"), default=_standard,
+                          sort_keys=sort_keys)
 
 
 def _loads(text: str | bytes) -> Any:

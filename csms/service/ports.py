@@ -198,8 +198,11 @@ class Tx(Protocol):
     async def claim_bus_command(self, node_id: str, request_id: str, until: datetime,
                                 now: datetime) -> bool:
         """Record that ``node_id`` takes the bus command ``request_id``, kept until
-        ``until`` (UTC); False when it was recorded before. Drops records expired at
-        ``now``."""
+        ``until`` (UTC); False when it was recorded before and has not expired at ``now``
+        (an expired record is taken over)."""
+        ...
+    async def drop_expired_bus_commands(self, now: datetime) -> int:
+        """Drop the bus command records expired at ``now``; how many."""
         ...
     async def lease_holder(self, name: str) -> str | None:
         """Who holds ``name`` now, by the database's clock (None: free or expired)."""

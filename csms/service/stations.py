@@ -25,8 +25,10 @@ from csms.service.credit import CreditDecision
 from csms.service.messages import BootDecision, BootInfo, UnknownStation, utc_now
 from csms.service.ports import StorageError, Tx
 from csms.service.quota import quota_kind
+from csms.service.repeats import worth_logging
 
-__all__ = ["BOOT_STATUS_OPTION", "Opened", "StationUseCases", "new_station"]
+__all__ = ["BOOT_STATUS_OPTION", "Opened", "StationUseCases", "connection_replaced",
+           "new_station"]
 
 log = logging.getLogger("csms.service")
 
@@ -222,11 +224,8 @@ class StationUseCases(ChargingCore):
             # the beats are written with the wall clock (csms.bootstrap)
             if other not in await live_nodes(tx, datetime.now(UTC)):
                 return Opened(now)
-            await self._metered_event(tx, station_id, "security", {
-                "type": "ConnectionReplaced", "remote": remote, "node": node,
-                "previous_node": other,
-                "previous_connected_at": other_at.isoformat() if other_at else None,
-            }, now)
+            await self._metered_event(tx, station_id, "security",
+                                      connection_replaced(remote, node, other, other_at), now)
             return Opened(now, other, other_at)
 
         return await self.repo.unit(work)
@@ -408,10 +407,21 @@ class StationUseCases(ChargingCore):
         if self.on_dropped is not None:
             self.on_dropped(kind, reason)
         count = self.dropped[kind, reason]
-        if count == 1 or count % 1000 == 0:
+        if worth_logging(count):
             log.warning("! %s payload of %s not stored (%s); %d dropped so far", kind,
                         station_id, "quota reached" if reason == "quota"
                         else "disk space kept for transactions", count)
+
+
+def connection_replaced(remote: str, node: str, previous_node: str,
+                        previous_connected_at: datetime | None) -> dict[str, Any]:
+    """The ``ConnectionReplaced`` security event of a station that connected from
+    ``remote`` on ``node`` while its connection on ``previous_node`` (recorded at
+    ``previous_connected_at``, None: not recorded) was open: the same node's or another's."""
+    return {"type": "ConnectionReplaced", "remote": remote, "node": node,
+            "previous_node": previous_node,
+            "previous_connected_at": (previous_connected_at.isoformat()
+                                      if previous_connected_at else None)}
 
 
 def new_station(station_id: str, **kwargs: Any) -> Station:

@@ -7,13 +7,16 @@ from decimal import Decimal
 from typing import Any
 
 from csms.domain.model import Session, Station
+from csms.domain.tariff import major_units
 from csms.service.cluster import live_nodes
 from csms.service.ports import Tx
 
 __all__ = [
     "iso",
     "number",
+    "price_text",
     "session_json",
+    "session_price",
     "station_detail",
     "station_json",
     "stations_view",
@@ -116,3 +119,27 @@ async def station_detail(tx: Tx, station_id: str) -> dict[str, Any] | None:
     out["recent_events"] = await tx.list_station_events(station_id, limit=20)
     out["active_sessions"] = [session_json(x) for x in await tx.list_sessions(station_id, True, 10)]
     return out
+
+
+def price_text(minor: int, currency: str | None, decimals: int | None) -> str:
+    """What a priced session costs, for people: in major units with its tariff's minor
+    digits ("0.280 KWD"), or in minor units where those are not known."""
+    if decimals is None:
+        return f"{minor} minor units of {currency}"
+    return f"{major_units(minor, decimals)} {currency}"
+
+
+async def session_price(tx: Tx, s: Session) -> dict[str, Any]:
+    """What the session costs once settlement priced it (None before): ``price_minor`` in
+    the minor units of its tariff's currency, ``price`` in major units (a string, as exact
+    as the tariff's decimals), and those ``decimals`` (None: the tariff is not known)."""
+    price: str | None = None
+    decimals: int | None = None
+    if s.price_minor is not None and s.id is not None:
+        billed = await tx.session_settlement(s.id) or {}
+        decimals = next((t.decimals for t in await tx.list_tariffs()
+                         if t.id is not None and t.id == billed.get("tariff_id")), None)
+        if decimals is not None:
+            price = major_units(s.price_minor, decimals)
+    return {"price": price, "price_minor": s.price_minor, "currency": s.currency,
+            "decimals": decimals}

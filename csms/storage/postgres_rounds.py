@@ -205,6 +205,7 @@ class PostgresRowLocks(SqlTx):
     now. The check travels with the held update (no round trip of its own)."""
 
     _check_session_updates = True
+    _ROW_LOCK = " FOR UPDATE"
 
     def _writes(self, sql: str) -> None:
         """Before a statement that may write: the sessions read so far are forgotten when

@@ -31,6 +31,7 @@ from csms.domain.model import (
     Station,
     numbered_by_central_system,
 )
+from csms.protocol.frames import dumps, has_long_digit_run
 from csms.storage.device_sql import DeviceSql
 from csms.storage.maintenance_sql import MaintenanceSql
 from csms.storage.settlement_sql import SettlementSql
@@ -56,24 +57,16 @@ def dt_from_db(value: str | None) -> datetime | None:
 
 def json_text(value: Any) -> str:
     """JSON for a TEXT column: orjson, or the standard library for what orjson refuses
-    (integers beyond 64 bits a station sent in a payload)."""
-    try:
-        return orjson.dumps(value).decode()
-    except TypeError:
-        return json.dumps(value, separators=(",", ":"), default=str)
-
-
-# Every ASCII digit as "0", every other byte as " ": a run of 19 "0"s is a run of 19
-# digits (csms.protocol.frames guards incoming frames the same way; storage does not
-# import the protocol layer).
-_DIGITS_AS_ZEROS = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
+    (integers beyond 64 bits a station sent in a payload); the protocol layer's
+    :func:`csms.protocol.frames.dumps`, which writes what it reads back."""
+    return dumps(value)
 
 
 def json_value(text: str) -> Any:
     """What :func:`json_text` wrote, read back exactly: orjson, or the standard library
     where a run of 19 digits or more may be an integer beyond 64 bits (which orjson would
     read, silently, as a float)."""
-    if b"0" * 19 in text.encode("utf-8", "surrogatepass").translate(_DIGITS_AS_ZEROS):
+    if has_long_digit_run(text):
         return json.loads(text)
     return orjson.loads(text)
 
@@ -334,6 +327,10 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
     # _checked_session_update: an engine whose transactions can commit between a unit's
     # read of a session and its write (PostgreSQL) opts in.
     _check_session_updates = False
+    # Appended to a SELECT whose row the unit writes back from what it read: a lock on it
+    # till the transaction ends where another transaction may commit in between
+    # (PostgreSQL: " FOR UPDATE"); SQLite's writers take turns on the file.
+    _ROW_LOCK = ""
     # An expression of the id the next session gets, the same value wherever it appears in
     # one statement: a 1.6 session's transactionId is written with its row
     # (_insert_session_row; an engine that draws it otherwise overrides that instead).
@@ -554,8 +551,10 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
         keep): a new status keeps the one it replaces, with the times it held, for
         :meth:`tag_status_at`."""
         now = dt_to_db(datetime.now(UTC))
-        old = await self.fetchone("SELECT status, status_since FROM id_tags WHERE tag = ?",
-                                  tag.tag)
+        # the row locked till the end (PostgreSQL): two operators changing one tag at once
+        # keep the status it replaces once, not twice (SQLite's writers take turns)
+        old = await self.fetchone("SELECT status, status_since FROM id_tags WHERE tag = ?"
+                                  + self._ROW_LOCK, tag.tag)
         since = None if old is None else old["status_since"]
         if old is not None and old["status"] != tag.status:
             await self.execute(
@@ -1017,12 +1016,16 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
 
     async def claim_bus_command(self, node_id: str, request_id: str, until: datetime,
                                 now: datetime) -> bool:
-        await self.execute("DELETE FROM bus_served WHERE until < ?", _iso_local(now))
+        # an expired row not swept yet (drop_expired_bus_commands) is taken over
         taken = await self.execute(
             "INSERT INTO bus_served (node_id, request_id, until) VALUES (?, ?, ?)"
-            " ON CONFLICT (node_id, request_id) DO NOTHING",
-            node_id, request_id, _iso_local(until))
+            " ON CONFLICT (node_id, request_id) DO UPDATE SET until = excluded.until"
+            " WHERE bus_served.until < ?",
+            node_id, request_id, _iso_local(until), _iso_local(now))
         return taken == 1
+
+    async def drop_expired_bus_commands(self, now: datetime) -> int:
+        return await self.execute("DELETE FROM bus_served WHERE until < ?", _iso_local(now))
 
     async def drop_lease(self, name: str, holder: str) -> None:
         await self.execute("DELETE FROM leases WHERE name = ? AND holder = ?", name, holder)

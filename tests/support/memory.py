@@ -472,11 +472,16 @@ class MemoryTx(Tx):
 
     async def claim_bus_command(self, node_id: str, request_id: str, until: datetime,
                                 now: datetime) -> bool:
-        self.s.bus_served = {k: t for k, t in self.s.bus_served.items() if t >= now}
-        if (node_id, request_id) in self.s.bus_served:
+        kept = self.s.bus_served.get((node_id, request_id))
+        if kept is not None and kept >= now:
             return False
         self.s.bus_served[(node_id, request_id)] = until
         return True
+
+    async def drop_expired_bus_commands(self, now: datetime) -> int:
+        before = len(self.s.bus_served)
+        self.s.bus_served = {k: t for k, t in self.s.bus_served.items() if t >= now}
+        return before - len(self.s.bus_served)
 
     # -- drivers' app sessions (the part the charging service uses) ---------------
     async def add_authorization(self, driver: str, station_id: str, id_tag: str,

@@ -451,7 +451,8 @@ class Console:
         except ReceiptNotReady as exc:
             raise Refused(409, str(exc)) from None
         return web.Response(
-            body=dumps(receipt, indent=True).encode(),  # as csms receipt writes it: exact
+            # the bytes `csms receipt -o` writes (integers beyond 64 bits exactly)
+            body=(dumps(receipt, indent=True) + "\n").encode(),
             content_type="application/json",
             headers={"Content-Disposition":
                      f'attachment; filename="receipt-{session_id}.json"'})
@@ -693,7 +694,7 @@ class Console:
                 raise Refused(400, f"{name} must be a number from 0 to {MAX_PRICE}")
             if not within_exponents(value):  # a figure no receipt's verifier reads
                 raise Refused(400, f"{name} must be 0 or at least 1E-{MAX_EXPONENT}")
-            prices[name] = value
+            prices[name] = value.copy_abs() if value.is_zero() else value  # -0 is 0
         currency = str(form.get("currency") or "EUR")
         if not currency.isalnum() or len(currency) > 10:
             raise Refused(400, "currency: a code of letters and digits")

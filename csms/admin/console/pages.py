@@ -19,7 +19,7 @@ from csms.metering.ocmf import VERIFIED
 from csms.service.billing import BillingState, billing_state
 from csms.service.cluster import live_nodes
 from csms.service.ports import Tx
-from csms.service.views import iso, session_json, station_json
+from csms.service.views import iso, price_text, session_json, session_price, station_json
 
 __all__ = [
     "HELD_SCAN",
@@ -189,8 +189,12 @@ async def session_page(tx: Tx, session_id: int) -> dict[str, Any] | None:
     batch = await tx.get_batch(batch_id) if batch_id is not None else None
     curve = _curve(samples, s.started_at, s.meter_start_wh)
     readings = [e for e in curve["energy_wh"] if e is not None]
+    price = await session_price(tx, s)
     return {
         "session": _session_row(s),
+        # as ``csms sessions show`` writes it: with its tariff's minor digits
+        "price": None if s.price_minor is None else price_text(
+            s.price_minor, s.currency, price["decimals"]),
         "curve": curve,
         "energy_so_far_wh": int(readings[-1]) if readings else 0,
         "samples": len(samples),

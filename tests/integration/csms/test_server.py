@@ -243,6 +243,7 @@ async def test_second_connection_replaces_first_without_being_closed_by_teardown
     old = await RawClient.connect(csms_server.url, "CP1")
     await csms_server.wait_connected("CP1")
     first_conn = csms_server.central.connections["CP1"]
+    await asyncio.wait_for(first_conn.recorded.wait(), 5)  # its since: in the event
     new = await RawClient.connect(csms_server.url, "CP1")
     await asyncio.wait_for(old.ws.wait_closed(), 5)
     await asyncio.sleep(0.1)
@@ -261,7 +262,14 @@ async def test_second_connection_replaces_first_without_being_closed_by_teardown
         return await tx.list_station_events("CP1", "security")
 
     found = await csms_server.repo.read(events)
-    assert any(e["payload"]["type"] == "ConnectionReplaced" for e in found)
+    # the same payload as a connection replaced on another node (csms.service.stations
+    # connection_opened; tests/integration/csms/storage/test_station_rows_across_nodes.py)
+    node, since = csms_server.central.node_id, first_conn.since
+    assert since is not None
+    [replaced] = [e["payload"] for e in found if e["payload"]["type"] == "ConnectionReplaced"]
+    assert "127.0.0.1" in replaced.pop("remote")
+    assert replaced == {"type": "ConnectionReplaced", "node": node, "previous_node": node,
+                        "previous_connected_at": since.isoformat()}
 
 
 async def test_boot_policies(csms_server: RunningServer) -> None:

@@ -493,6 +493,31 @@ async def test_chain_down_sessions_wait_and_settle_later(
     assert sum(b["count"] for b in await batches(repo)) == 3
 
 
+async def test_the_chains_time_is_read_only_when_something_is_queued(
+    repo: Any, memory_chain: Chain, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker that finds the queue empty (most of its passes) asks the chain nothing for
+    its time: the latest block, a round trip to the RPC endpoint each pass."""
+    read = 0
+    real_now = memory_chain.now
+
+    def now() -> int:
+        nonlocal read
+        read += 1
+        return real_now()
+
+    monkeypatch.setattr(memory_chain, "now", now)
+    worker = SettlementWorker(repo, memory_chain, batch_size=2)
+    assert await worker.build_batches() == (0, 0)
+    assert await worker.build_batches(force=True) == (0, 0)
+    assert read == 0
+    await add_sessions(repo, 1)
+    assert await worker.build_batches(force=True) == (1, 1)
+    assert read == 1  # once a pass with something to build
+    assert await worker.build_batches() == (0, 0)
+    assert read == 1
+
+
 async def test_one_worker_settles_at_a_time_and_another_takes_over(
     repo: Any, memory_chain: Chain
 ) -> None:

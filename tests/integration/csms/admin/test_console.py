@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -17,11 +18,11 @@ import pytest
 from yarl import URL
 
 from csms.admin.console import COOKIE
-from csms.domain.model import Session
+from csms.domain.model import MeterSample, Session, SessionStatus
 from csms.domain.tariff import Tariff
 from csms.service.ports import Tx
 from csms.service.ratelimit import LoginDelay
-from support import LONG_AGO, RunningServer
+from support import LONG_AGO, RunningServer, csms_cli
 from support.client import RawClient
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -522,3 +523,51 @@ async def test_an_x_actor_header_is_kept_as_a_claim_beside_who_really_acted(
     # the console's audit page shows the claim as one, beside the actor
     page = re.sub(r"<[^>]+>", "", await (await browser.get("/audit")).text())
     assert "admin@127.0.0.1 (claims cli:root)" in page
+
+
+async def test_a_priced_session_reads_the_same_in_the_console_and_the_cli(
+    csms_server: RunningServer, browser: Browser, tmp_path: Path,
+) -> None:
+    """A session settled in a currency of three minor digits (KWD), by a tag with non-ASCII
+    letters: ``csms sessions show`` and the console's session page show one price (its
+    tariff's minor digits, not two), and ``csms receipt -o`` writes the very bytes the
+    console's receipt download gives."""
+    from settlement.chain import ContractParams, open_chain
+    from settlement.worker import SettlementWorker
+
+    start = datetime(2026, 3, 1, 10, tzinfo=UTC)
+
+    async def work(tx: Tx) -> None:
+        s = Session(station_id="KW1", ocpp_version="ocpp1.6", transaction_id="",
+                    started_at=start, stopped_at=start + timedelta(minutes=30),
+                    connector_id=1, evse_id=1, id_tag="TÄG-ü", meter_start_wh=Decimal(0),
+                    meter_stop_wh=Decimal(700), energy_wh=700,
+                    status=SessionStatus.COMPLETED, stop_reason="Local")
+        sid = await tx.insert_session(s)
+        await tx.add_samples("KW1", [
+            MeterSample(start, "0", context="Transaction.Begin"),
+            MeterSample(start + timedelta(minutes=30), "700", context="Transaction.End")],
+            session_id=sid, evse_id=1, connector_id=1, transaction_id="")
+        await tx.enqueue_settlement(sid, start)
+        await tx.add_tariff(Tariff("*", Decimal("0.3999"), "KWD", 3, valid_from=LONG_AGO))
+
+    await csms_server.add_station("KW1")
+    await csms_server.repo.unit(work)
+    chain = open_chain("memory", tmp_path / "chain", params=ContractParams(fee_bps=500))
+    try:
+        assert (await SettlementWorker(csms_server.repo, chain).run_once()).sessions_batched == 1
+    finally:
+        chain.close()
+    # 0.7 kWh x 0.3999 KWD = 0.27993 KWD: 280 fils
+    shown = csms_cli(csms_server, "sessions", "show", "1")
+    assert shown.returncode == 0, shown.stderr
+    assert "0.280 KWD (280 minor units)" in shown.stdout, shown.stdout
+    await browser.login()
+    page = await (await browser.get("/sessions/1")).text()
+    billing = re.search(r'<td id="billing"[^>]*>([^<]*)<', page)
+    assert billing is not None and "0.280 KWD" in billing.group(1), page
+    written = csms_cli(csms_server, "receipt", "1", "-o", str(tmp_path / "receipt.json"))
+    assert written.returncode == 0, written.stderr
+    download = await (await browser.get("/sessions/1/receipt")).read()
+    assert "TÄG-ü" in download.decode("utf-8")
+    assert (tmp_path / "receipt.json").read_bytes() == download

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import sqlite3
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from csms.bus import commands
 from csms.bus.commands import CommandBus, NodeUnavailable
+from csms.storage import open_repository
 from support import require_service
 
 URL = "mqtt://127.0.0.1:1883"
@@ -49,3 +55,72 @@ async def test_round_trip_timeout_and_failure() -> None:
     finally:
         stop.set()
         await asyncio.gather(*tasks)
+
+
+async def test_a_forwarded_command_carries_integers_beyond_64_bits_exactly() -> None:
+    """An operator's argument of 2**70 (the admin API reads it exactly) reaches the node
+    that holds the station as 2**70, and its answer comes back as exactly: not an error,
+    not a float."""
+    require_service("Mosquitto", "127.0.0.1", 1883)
+    run = secrets.token_hex(4)
+    asker, holder = CommandBus(URL, f"a-{run}"), CommandBus(URL, f"b-{run}")
+    seen: list[dict[str, Any]] = []
+
+    async def on_holder(station_id: str, command: str, args: dict[str, Any],
+                        timeout: float | None) -> tuple[int, dict[str, Any]]:
+        seen.append(args)
+        return 200, {"echo": args, "more": 2**70 + 1}
+
+    async def on_asker(*_: Any) -> tuple[int, dict[str, Any]]:
+        return 500, {}
+
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(holder.run(on_holder, stop)),
+             asyncio.create_task(asker.run(on_asker, stop))]
+    try:
+        async with asyncio.timeout(10):
+            await holder.connected.wait()
+            await asker.connected.wait()
+        status, result = await asker.request(holder.node_id, "CP1", "data_transfer",
+                                             {"vendor": "V", "value": 2**70}, 7.0, wait=5)
+        assert seen == [{"vendor": "V", "value": 2**70}]
+        assert type(seen[0]["value"]) is int
+        assert (status, result) == (200, {"echo": {"vendor": "V", "value": 2**70},
+                                          "more": 2**70 + 1})
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
+
+
+def _served(db: Path) -> set[str]:
+    with sqlite3.connect(db) as conn:
+        return {r[0] for r in conn.execute("SELECT request_id FROM bus_served")}
+
+
+async def test_a_node_sweeps_expired_command_ids_now_and_then(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The ids a node served are kept in the database until their window ends (a restarted
+    node refuses a replay); the expired ones are swept at most every SWEEP_SECONDS, not at
+    every command, and they still go."""
+    db = tmp_path / "c.sqlite3"
+    repo = await open_repository(str(db))
+    bus = CommandBus(URL, "n1", repo=repo)
+    old = datetime.now(UTC) - timedelta(hours=1)
+
+    async def stale(request_id: str) -> None:
+        await repo.unit(lambda tx: tx.claim_bus_command("n1", request_id, old, old))
+
+    try:
+        await stale("stale-1")
+        assert await bus._claim("a", time.time() + 60)  # the first claim sweeps
+        assert _served(db) == {"a"}
+        await stale("stale-2")
+        assert await bus._claim("b", time.time() + 60)  # within SWEEP_SECONDS: no sweep
+        assert _served(db) == {"a", "b", "stale-2"}
+        monkeypatch.setattr(commands, "SWEEP_SECONDS", 0.0)
+        assert await bus._claim("c", time.time() + 60)
+        assert _served(db) == {"a", "b", "c"}
+        assert not await bus._claim("a", time.time() + 60)  # a replay, still refused
+    finally:
+        await repo.close()

@@ -126,3 +126,14 @@ def test_a_price_written_beyond_1e_30_is_refused(tmp_path: Path, price: str) -> 
     r = csms(db, "tariffs", "set", "*", "--per-kwh", price)
     assert r.returncode == 2 and "must be 0 or at least 1E-30" in r.stderr, r.stderr
     assert csms(db, "tariffs", "set", "*", "--per-kwh", "1e-30").returncode == 0
+
+
+@pytest.mark.parametrize(("price", "kept"), [("-0", "0"), ("-0.00", "0.00"), ("-0.0", "0.0")])
+def test_a_negative_zero_price_is_stored_as_zero(tmp_path: Path, price: str, kept: str) -> None:
+    """``-0`` is zero: stored and shown without its sign, as the number it is."""
+    db = tmp_path / "csms.sqlite3"
+    r = csms(db, "tariffs", "set", "*", "--per-kwh", price, "--session-fee", "-0")
+    assert r.returncode == 0, r.stderr
+    assert f" {kept} EUR/kWh" in r.stdout and "session fee 0 EUR" in r.stdout, r.stdout
+    assert "-" not in r.stdout.split("valid from")[0], r.stdout
+    assert prices(db) == [("*", 1, kept)]

@@ -35,3 +35,19 @@ async def repo(db: str, request: pytest.FixtureRequest) -> AsyncIterator[Reposit
         yield repository
     finally:
         await repository.close()
+
+
+@pytest.fixture(params=["rounds", "in-sequence"])
+async def two_nodes(request: pytest.FixtureRequest,
+                    postgres_url: str) -> AsyncIterator[tuple[Repository, Repository]]:
+    """Two repositories (two nodes' connection pools) on one PostgreSQL database, their
+    batches in rounds, or unit by unit."""
+    a = await open_repository(postgres_url)
+    b = await open_repository(postgres_url)
+    if request.param == "in-sequence":
+        a.in_rounds = b.in_rounds = False  # type: ignore[attr-defined]
+    try:
+        yield a, b
+    finally:
+        await a.close()
+        await b.close()

@@ -675,3 +675,27 @@ async def test_a_bus_command_is_claimed_once_per_node_until_it_expires(
     assert await claim("n1", "r2", now) is True
     # past its window the id is forgotten (the command is stale by then anyway)
     assert await claim("n1", "r1", until + timedelta(seconds=1)) is True
+
+
+async def test_expired_bus_command_claims_are_swept_apart_from_claims(
+    repo: Repository,
+) -> None:
+    """A claim does not sweep (csms.bus.commands sweeps now and then): an expired id is
+    taken again while its row is still there, and the sweep drops expired rows only."""
+    now = datetime(2026, 3, 1, 10, tzinfo=UTC)
+    until = now + timedelta(seconds=610)
+    later = until + timedelta(seconds=1)
+
+    async def claim(request_id: str, at: datetime, kept: datetime = until) -> bool:
+        return await unit(repo, lambda tx: tx.claim_bus_command("n1", request_id, kept, at))
+
+    async def sweep(at: datetime) -> int:
+        return await unit(repo, lambda tx: tx.drop_expired_bus_commands(at))
+
+    assert await claim("r1", now) and await claim("r2", now)
+    assert await claim("r3", later, later + timedelta(seconds=610))  # r1, r2 expired, kept
+    assert await claim("r1", later, later + timedelta(seconds=610))  # taken over
+    assert await sweep(later) == 1  # r2 only; r1 and r3 are in their windows
+    assert await sweep(later) == 0
+    assert await claim("r1", later) is False and await claim("r3", later) is False
+    assert await claim("r2", later) is True
