@@ -324,8 +324,8 @@ _STATION_DETAIL = _object({
     "recent_events": {"type": "array", "items": _ref("StationEvent")},
     "active_sessions": {"type": "array", "items": _ref("Session")},
 }, (*_STATION["required"], "meter_public_key", "recent_events", "active_sessions"))
-_AUDIT = _object({"id": {"type": "integer"}, "at": _STR, "actor": _STR, "action": _STR,
-                  "target": _STR_OR_NULL, "request": {"type": "object"},
+_AUDIT = _object({"id": {"type": "integer"}, "at": _STR, "actor": _STR,
+                  "claimed_actor": _STR_OR_NULL, "action": _STR, "target": _STR_OR_NULL, "request": {"type": "object"},
                   "result": {"type": "object"}, "ok": {"type": "boolean"}},
                  ("id", "at", "actor", "action", "request", "result", "ok"))
 _TASK = _object({"state": {"type": "string", "enum": ["up", "down", "stopped", "starting"]},
