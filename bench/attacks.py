@@ -7,7 +7,8 @@
 * ``datatransfer``: one station sends 60 kB DataTransfers as fast as it is
   answered for ``--seconds``; how much the database grew, against what was sent.
 * ``meterflood``: one station starts a transaction and sends 1.6 MeterValues just under
-  the 64 KiB frame limit as fast as it is answered for ``--seconds`` (transaction data:
+  64 KiB (the largest frames bounded per connection, the former frame limit) as fast as
+  it is answered for ``--seconds`` (transaction data:
   never dropped, only its answers delayed by the station's byte budget); how much the
   database grew, how many answers were delayed and for how long. ``--serve-args`` are
   passed to ``csms serve`` as they are (another budget: ``--transaction-bytes-per-s``).

@@ -62,12 +62,13 @@ _PORT_TAKEN = ("address already in use", "EADDRINUSE")
 
 def launch(command: Callable[[list[int]], list[str]], ports: int, log: Path,
            env: dict[str, str] | None = None, cwd: str | None = None,
-           ) -> tuple[subprocess.Popen[bytes], list[int]]:
+           timeout: float = 30.0) -> tuple[subprocess.Popen[bytes], list[int]]:
     """A server on ``ports`` free ports (``command(ports)`` runs it), once it listens on
     all of them. A port is free when chosen, not when the server binds it: another process
     (a test or benchmark beside this one) may take it in between. A server that exits
     because of that starts again on new ports, up to three times; any other exit is
-    reported with the end of its error output (``log``)."""
+    reported with the end of its error output (``log``); ``timeout``: seconds each port
+    is waited for."""
     for attempt in range(3):
         chosen = [free_port() for _ in range(ports)]
         with open(log, "wb") as err:
@@ -75,7 +76,7 @@ def launch(command: Callable[[list[int]], list[str]], ports: int, log: Path,
                                     env=env, cwd=cwd)
         try:
             for port in chosen:
-                wait_port(port, proc=proc)
+                wait_port(port, timeout, proc=proc)
         except ServerExited as exc:
             said = log.read_bytes()[-2000:].decode(errors="replace").strip()
             if attempt < 2 and any(taken in said for taken in _PORT_TAKEN):

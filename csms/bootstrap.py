@@ -106,7 +106,8 @@ def settlement_worker(settings: Settings, repo: Repository, chain: Chain, *,
 
     return SettlementWorker(repo, chain, batch_size=settings.batch_size,
                             max_wait=settings.max_wait, confirmations=settings.confirmations,
-                            publish_events=bool(settings.mqtt), holder=holder)
+                            publish_events=bool(settings.mqtt), holder=holder,
+                            billing=settings.billing_unit)
 
 
 @dataclass
@@ -493,6 +494,7 @@ async def build(settings: Settings, lock: NodeLock | None = None) -> App:
     central = CentralSystem(settings, repo, service, metrics)
     service.outbound = central
     service.boot_get_configuration = settings.boot_get_configuration
+    service.max_connectors = settings.max_connectors
     if ca is not None:
         from csms.iso15118 import LocalIso15118Provider
         from csms.service.certificates import CertificateUseCases, CsrLimiter

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
+from csms.domain.tariff import BillingUnit
 from csms.service import defaults
 
 __all__ = [
@@ -209,7 +210,13 @@ class Settings:
     heartbeat_interval: int = defaults.HEARTBEAT_INTERVAL
     boot_retry_interval: int = defaults.BOOT_RETRY_INTERVAL
     call_timeout: float = 30.0
-    max_frame_bytes: int = 65536
+    # the largest frame a station may send (a 1.6 StopTransaction's transactionData of a
+    # long session: ~90 KB for 10 h of minute readings); frames over LARGE_FRAME_BYTES
+    # are held within the node's large_frame_budget (csms.transport LargeFrames)
+    max_frame_bytes: int = 1048576
+    large_frame_budget: int = 8388608
+    # connectors stored per station: a status for one more is not stored
+    max_connectors: int = defaults.MAX_CONNECTORS
     # permessage-deflate: "stateless" (a zlib context per message, none kept between
     # messages: no memory per idle connection), "context" (contexts kept per connection,
     # ~50 KiB each, better ratio across messages) or "off"
@@ -260,6 +267,12 @@ class Settings:
     # blocks on top of a settle block before its batch is final; 0: by the chain (1 on the
     # local test chains, 64 on any other)
     confirmations: int = defaults.CONFIRMATIONS
+    # What one billing unit of the settlement contract is: the minor unit of this currency,
+    # 10^-billing_decimals of it (the contract knows only token base units per billing
+    # unit, its deployment's --unit). Tariffs in another currency or decimals are refused
+    # (csms tariffs set, the console); a session priced by one stored before is held.
+    billing_currency: str = defaults.BILLING_UNIT.currency
+    billing_decimals: int = defaults.BILLING_UNIT.decimals
     # password attempts per minute per address (not per station)
     auth_failure_limit: int = defaults.AUTH_FAILURE_LIMIT
     # Password checks (scrypt, ~40 ms of CPU each) running at once, in all; a station
@@ -327,6 +340,11 @@ class Settings:
     metrics_dir: str = _internal("")
 
     @property
+    def billing_unit(self) -> BillingUnit:
+        """The settlement's billing unit (what a tariff's currency and decimals must be)."""
+        return BillingUnit(self.billing_currency.upper(), self.billing_decimals)
+
+    @property
     def admin_token_path(self) -> Path:
         """Where the admin API's bearer token lives (created by the first ``csms serve``)."""
         return Path(self.data_dir).expanduser() / "admin.token"
@@ -372,7 +390,7 @@ class Settings:
             if not low <= getattr(self, name) <= 65535:
                 raise _error(name, f"a port from {low} to 65535")
         for name in ("heartbeat_interval", "boot_retry_interval", "batch_size",
-                     "max_frame_bytes", "max_handshakes",
+                     "max_frame_bytes", "max_handshakes", "max_connectors",
                      "auth_concurrency", "max_upload_bytes", "cert_days", "csr_limit",
                      "workers", "worker_count"):
             if getattr(self, name) < 1:
@@ -385,13 +403,17 @@ class Settings:
                      "ping_timeout", "close_timeout", "handshake_timeout", "time_past_days",
                      "time_future_seconds", "storage_reserve", "write_buffer_limit",
                      "cert_renew_days", "handshake_queue", "transaction_bytes_per_s",
-                     "transaction_burst_bytes"):
+                     "transaction_burst_bytes", "large_frame_budget"):
             if getattr(self, name) < 0:
                 raise _error(name, "not negative")
         if self.transfer_hours <= 0:
             raise _error("transfer_hours", "more than 0")
         if self.files_url and not self.files_url.startswith(("http://", "https://")):
             raise _error("files_url", "an http(s):// URL")
+        if not self.billing_currency.isalnum() or len(self.billing_currency) > 10:
+            raise _error("billing_currency", "a currency code of letters and digits")
+        if not 0 <= self.billing_decimals <= 18:
+            raise _error("billing_decimals", "from 0 to 18")
         if self.default_max_power_kw <= 0:
             raise _error("default_max_power_kw", "more than 0")
         if not self.db:

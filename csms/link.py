@@ -256,11 +256,15 @@ class Link:
         tap: Callable[[str | bytes], bool] | None = None,
         on_binary: Callable[[bytes], Awaitable[None]] | None = None,
         on_send_now: Callable[[SendNow], None] | None = None,
+        hold_above: int | None = None,
     ) -> None:
         """``tap`` sees each message first and may consume it (returns True);
         ``on_binary`` takes a binary frame and ends the reading (without it, a binary
         frame is read as text); ``on_send_now`` is told of each answer the endpoint
-        sent by itself."""
+        sent by itself; ``hold_above``: a CALL of more bytes is handled and answered
+        before the next message is read (the link holds one such at a time: the
+        channel's budget for large messages, csms.transport.LargeFrames, counts it until
+        the next read)."""
         self.channel = channel
         self.endpoint = endpoint
         self.handler = handler
@@ -278,6 +282,9 @@ class Link:
         self._answer: asyncio.Future[IncomingResult | IncomingError] | None = None
         self._deferred: list[Callable[[], None]] = []
         self.closed = False
+        self._hold_above = hold_above
+        # the large CALL the reader waits for the worker to be done with
+        self._held: tuple[IncomingCall, asyncio.Future[None]] | None = None
 
     async def run(self) -> None:
         """Read and handle messages until the channel closes."""
@@ -304,6 +311,13 @@ class Link:
                 self.log.debug("< %s %s", self.name, text)
                 event = self.endpoint.receive(text)
                 if isinstance(event, IncomingCall):
+                    if self._hold_above is not None and event.size > self._hold_above:
+                        done = asyncio.get_running_loop().create_future()
+                        self._held = (event, done)
+                        await self._calls.put(event)
+                        del text, event
+                        await done
+                        continue
                     await self._calls.put(event)
                 elif isinstance(event, SendNow):
                     self.stats.errors_sent += 1
@@ -342,6 +356,10 @@ class Link:
                 text = self.endpoint.result(call.message_id, response)
                 del response
             await self.send(text)
+            held = self._held
+            if held is not None and held[0] is call:
+                self._held = None
+                _wake(held[1])
             del call, text  # nothing of the last CALL is kept while waiting for the next
             if self._deferred:
                 self._run_deferred()

@@ -92,9 +92,11 @@ from csms.service.stations import Opened, connection_replaced
 from csms.service.throttle import TRANSACTION_ACTIONS, Delay, TransactionThrottle
 from csms.translate import BootGate, Handler, boot_gate_for, routes_for
 from csms.transport import (
+    LARGE_FRAME_BYTES,
     FrameSummary,
     GuardedConnection,
     HandshakeGate,
+    LargeFrames,
     MemoryTrimmer,
     connection_factory,
 )
@@ -117,8 +119,10 @@ protect(ws_log)
 
 # A station sends its CALLs one at a time (OCPP-J §4.1.1); a few queued ones are
 # tolerated, more make the reader wait (back-pressure on a flooding station). With
-# websockets' queue of received frames this bounds what a connection holds:
-# MAX_QUEUED_FRAMES frames of at most max_frame_bytes, plus MAX_QUEUED_CALLS parsed.
+# websockets' queue of received frames this bounds what a connection holds in messages
+# of at most LARGE_FRAME_BYTES: MAX_QUEUED_FRAMES frames, plus MAX_QUEUED_CALLS parsed.
+# Every byte in larger messages (up to max_frame_bytes) comes from the node's budget,
+# large_frame_budget (csms.transport LargeFrames), and a connection handles one at a time.
 MAX_QUEUED_CALLS = 4
 MAX_QUEUED_FRAMES = 4
 # CALLs of the central system queued on a connection to follow an answer (after_reply:
@@ -174,10 +178,11 @@ class StationConnection:
         # the byte budget of its transaction messages, and the answers it delayed here
         self.throttle = throttle if throttle is not None and throttle.enabled else None
         self.delayed = 0
-        # the answer to the latest BootNotification on this connection (None: it has
-        # not booted here, e.g. a reconnect, and is served); booted: that answer was
-        # Accepted (2.0.1 B01/B02: before it, the central system sends a station nothing
-        # but what it asks for)
+        # the answer to the latest BootNotification on this connection, or the stored
+        # one when that was Pending or Rejected (boot_stored); None: it has not booted
+        # here (a reconnect) and was last Accepted, or never booted: it is served.
+        # booted: that answer was Accepted (2.0.1 B01/B02: before it, the central system
+        # sends a station nothing but what it asks for)
         self.boot_status: str | None = None
         self.booted = False
         # heard: a CALL other than BootNotification was handled on this connection (a
@@ -210,7 +215,7 @@ class StationConnection:
             channel, Endpoint(version, handles=routes.keys(), validate=validate),
             self._handle, name=station_id, call_timeout=call_timeout,
             max_queued_calls=MAX_QUEUED_CALLS, log=log, on_binary=self._refuse_binary,
-            on_send_now=self._rejected,
+            on_send_now=self._rejected, hold_above=LARGE_FRAME_BYTES,
         )
 
     @property
@@ -317,6 +322,16 @@ class StationConnection:
         if self.booted and self.on_booted is not None:
             hook = self.on_booted
             self.link.defer(lambda: hook(self))  # once the answer is out
+
+    def boot_stored(self, status: str | None) -> None:
+        """The answer to the station's latest BootNotification as stored, read when this
+        connection was recorded: a station last answered Pending or Rejected (on another
+        connection, or node) is on this one as if answered so here, until it boots and is
+        accepted. 2.0.1 B02.FR.09 / B03.FR.07 are about the central system's verdict on the
+        station, not on a connection: a Rejected station that reconnected without booting
+        was served in full. A station never booted, or last Accepted, is served."""
+        if status in ("Pending", "Rejected") and self.boot_status is None:
+            self.boot_status = status
 
     def _first_heard(self) -> None:
         """The first CALL other than BootNotification was handled: :attr:`on_heard` runs
@@ -449,6 +464,8 @@ class CentralSystem:
                                           queue_limit=settings.handshake_queue)
                       for name in ("ws", "wss")}
         self.trimmer = MemoryTrimmer()
+        # the bytes all connections hold in messages over LARGE_FRAME_BYTES
+        self.large_frames = LargeFrames(settings.large_frame_budget, self.metrics)
         # the collector's policy, installed while this server runs (csms/gcpolicy.py)
         self._young_gc: asyncio.Task[None] | None = None
 
@@ -489,7 +506,8 @@ class CentralSystem:
             close_timeout=s.close_timeout, write_buffer_limit=s.write_buffer_limit,
             # A peer that takes no data for as long as it may take to answer a ping
             # is treated like one that does not answer it.
-            drain_timeout=s.ping_timeout or s.call_timeout, on_gone=self._socket_gone)
+            drain_timeout=s.ping_timeout or s.call_timeout, on_gone=self._socket_gone,
+            large=self.large_frames)
 
     def _socket_gone(self, opened_at: float | None) -> None:
         self.trimmer.closed_one()
@@ -709,6 +727,12 @@ class CentralSystem:
                         station_id, "security",
                         {"type": "FrameTooLarge", "limit": self.settings.max_frame_bytes},
                     )
+            elif sent is not None and sent.code == 1013 and isinstance(ws, GuardedConnection) \
+                    and ws.cut_reason == "large_frames":
+                with contextlib.suppress(StorageError):
+                    await self.service.station_event(station_id, "security", {
+                        "type": "LargeFramesBusy",
+                        "budget": self.settings.large_frame_budget})
             log.info("x %s disconnected (%s)", station_id, ws.close_code)
 
     async def attach(self, channel: Channel, station_id: str, version: OcppVersion,
@@ -751,6 +775,7 @@ class CentralSystem:
                 conn.recorded.set()
             if opened is not None:
                 since = conn.since = opened.since
+                conn.boot_stored(opened.boot_status)
                 if opened.replaced_node is not None:
                     self._replaced_elsewhere(station_id, opened)
             await conn.run()

@@ -35,6 +35,19 @@ the OCPP layer, in every state of its life:
   allows (1008), and gives every wait for the peer to read (``drain``) a
   deadline: websockets' keepalive waited on it forever, so a peer that stopped
   reading was never closed by the ping timeout.
+* **Large frames.** A frame may be up to ``max_frame_bytes`` (a 1.6 StopTransaction's
+  transactionData of a long session is ~90 KB): websockets refuses a bigger one by its
+  header, before its payload arrives (1009). What a connection holds in messages of at
+  most :data:`LARGE_FRAME_BYTES` is bounded per connection as before (its queue of
+  received frames, ``max_queued_frames`` in :mod:`csms.server`); every byte it holds in a
+  larger message (a frame still arriving, one queued, the one handed to the connection's
+  loop until the loop reads the next) is taken from one budget for the whole node,
+  :class:`LargeFrames` (``large_frame_budget``), as it arrives. A connection whose next
+  bytes do not fit is closed with 1013 (try again later): many connections that each send
+  big frames (a stranger with auto-registration, or one trickling a frame it never
+  finishes) hold at most the budget together, and an honest station's big stop gets
+  through once they are gone. The connection's loop (:class:`csms.link.Link`) reads no
+  further message while it handles a large one, so it holds one at a time.
 * **Closed.** Everything above is released; :class:`MemoryTrimmer` hands the
   freed heap back to the operating system after many connections have closed
   (glibc keeps it otherwise, and RSS never shrinks). A socket whose WebSocket never
@@ -79,11 +92,13 @@ from csms.service.repeats import worth_logging
 __all__ = [
     "CONTROL_FRAME_BURST",
     "CONTROL_FRAME_RATE",
+    "LARGE_FRAME_BYTES",
     "TLS_READ_SIZE",
     "DroppedConnection",
     "FrameSummary",
     "GuardedConnection",
     "HandshakeGate",
+    "LargeFrames",
     "LeanSSLProtocol",
     "MemoryTrimmer",
     "SharedBufferSSLProtocol",
@@ -105,6 +120,11 @@ _HEADER_16 = struct.Struct("!BBH")
 _HEADER_64 = struct.Struct("!BBQ")
 # One TLS record carries at most 16 KiB of plaintext (RFC 8446 §5.1).
 TLS_READ_SIZE = 16 * 1024
+# A message over this many bytes is held within the node's LargeFrames budget (the frame
+# limit before large frames were allowed: what a connection holds below it is bounded per
+# connection).
+LARGE_FRAME_BYTES = 64 * 1024
+_DATA_FRAMES = (Opcode.TEXT, Opcode.BINARY, Opcode.CONT)
 
 
 class FrameSummary(logging.Filter):
@@ -310,6 +330,39 @@ class HandshakeGate:
         self.silent.clear()
 
 
+class LargeFrames:
+    """The bytes all connections of the node hold in messages over ``above`` bytes, at
+    most ``limit`` (see the module docstring). A connection takes what a large message
+    holds as its bytes arrive and gives it back once its loop is done with the message
+    or the connection is gone; one that cannot take is closed (1013)."""
+
+    def __init__(self, limit: int, metrics: Metrics, above: int = LARGE_FRAME_BYTES) -> None:
+        self.limit = limit
+        self.above = above
+        self.held = 0
+        self.peak = 0
+        self.refused = 0
+        self.metrics = metrics
+
+    def take(self, n: int) -> bool:
+        if self.held + n > self.limit:
+            return False
+        self.held += n
+        self.peak = max(self.peak, self.held)
+        return True
+
+    def give(self, n: int) -> None:
+        self.held -= n
+
+    def refuse(self, peer: str, size: int) -> None:
+        self.refused += 1
+        self.metrics.connections_cut.labels("large_frames").inc()
+        if worth_logging(self.refused):
+            log.warning("! %s: a message of %d bytes and more does not fit in the %d bytes"
+                        " of large frames the node holds (%d held); closing (1013), %d so"
+                        " far", peer, size, self.limit, self.held, self.refused)
+
+
 class DroppedConnection(asyncio.Protocol):
     """The protocol of a connection over a listener's limit: closed on arrival."""
 
@@ -325,9 +378,21 @@ class GuardedConnection(ServerConnection):
         self, protocol: ServerProtocol, server: Server, *, gate: HandshakeGate | None,
         metrics: Metrics, write_buffer_limit: int, drain_timeout: float | None,
         on_gone: Callable[[float | None], None] | None = None, source: str = "",
-        **kwargs: Any,
+        large: LargeFrames | None = None, **kwargs: Any,
     ) -> None:
         super().__init__(protocol, server, **kwargs)
+        # the node's budget of bytes in large messages, and what this connection holds of
+        # it: the frame still arriving (in the protocol's reader), the complete frames of
+        # the message being received, the complete messages not handed to the loop yet
+        # ((number of the message, bytes), oldest first) and the one handed over
+        self._large = large
+        self._partial = 0
+        self._message = 0
+        self._message_size = 0
+        self._queued_large: list[tuple[int, int]] | None = None  # made at the first
+        self._handed = 0
+        self._completed = 0  # messages received (counted while large frames are held)
+        self._returned = 0  # messages handed to the loop
         # the client it counts under in the gate (source_of)
         self.source = source
         # when the WebSocket opened (time.monotonic()), None before; handed to on_gone
@@ -385,6 +450,7 @@ class GuardedConnection(ServerConnection):
         super().connection_made(transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._release_large()
         self.gone()
         timer, self._keepalive_timer = self._keepalive_timer, None
         if timer is not None:
@@ -406,8 +472,84 @@ class GuardedConnection(ServerConnection):
         # reading looks like; our own messages wait in drain() instead.
         if after > before and after > self.write_buffer_limit:
             self._cut("write_buffer", f"{after} bytes unread by the peer")
+            return
+        if self._large is not None:
+            self._hold_partial(self._large)
+
+    # -- large messages within the node's budget ----------------------------------------
+    def _hold_partial(self, large: LargeFrames) -> None:
+        """The frame still arriving (its bytes in the protocol's reader) holds its bytes
+        of the budget once it is over ``large.above``."""
+        buffered = len(self.protocol.reader.buffer)
+        charge = buffered if buffered > large.above else 0
+        delta = charge - self._partial
+        if delta > 0 and not large.take(delta):
+            self._refuse_large(large, buffered)
+            return
+        if delta < 0:
+            large.give(-delta)
+        self._partial = charge
+
+    def _hold_frame(self, large: LargeFrames, frame: Frame) -> bool:
+        """A complete data frame: its message holds its bytes of the budget once over
+        ``large.above`` (the bytes the frame held while arriving are now the frame's).
+        False when they do not fit (the connection is being closed)."""
+        if self._partial:
+            large.give(self._partial)
+            self._partial = 0
+        size = self._message_size + len(frame.data)
+        charge = size if size > large.above else 0
+        delta = charge - self._message
+        if delta > 0 and not large.take(delta):
+            self._refuse_large(large, size)
+            return False
+        self._message, self._message_size = charge, size
+        if frame.fin:
+            self._completed += 1
+            if charge:
+                if self._queued_large is None:
+                    self._queued_large = []
+                self._queued_large.append((self._completed, charge))
+            self._message = self._message_size = 0
+        return True
+
+    def _refuse_large(self, large: LargeFrames, size: int) -> None:
+        large.refuse(self._peer(), size)
+        self._close_for_policy("large_frames", "the node holds too many large frames",
+                               CloseCode.TRY_AGAIN_LATER, count=False)
+        # the protocol discarded the frame still arriving
+        large.give(self._partial)
+        self._partial = 0
+
+    def _release_large(self) -> None:
+        large, self._large = self._large, None
+        if large is not None:
+            large.give(self._partial + self._message + self._handed
+                       + sum(n for _, n in self._queued_large or ()))
+            self._partial = self._message = self._handed = 0
+            self._queued_large = None
+
+    async def recv(self, decode: bool | None = None) -> Any:
+        """The next message; the large message handed over before it gives its bytes back
+        (the connection's loop reads the next one only once done with it)."""
+        large = self._large
+        if self._handed and large is not None:
+            large.give(self._handed)
+            self._handed = 0
+        message = await super().recv(decode)
+        large = self._large  # gone meanwhile: all given back
+        if large is not None:
+            self._returned += 1
+            queued = self._queued_large
+            if queued and queued[0][0] == self._returned:
+                self._handed = queued.pop(0)[1]
+        return message
 
     def process_event(self, event: Any) -> None:
+        large = self._large
+        if (large is not None and isinstance(event, Frame) and event.opcode in _DATA_FRAMES
+                and (self.cut_reason is not None or not self._hold_frame(large, event))):
+            return  # being closed: nothing more reaches the loop
         if isinstance(event, Frame) and event.opcode in (Opcode.PING, Opcode.PONG):
             now = self.loop.time()
             self._tokens = min(CONTROL_FRAME_BURST,
@@ -526,13 +668,17 @@ class GuardedConnection(ServerConnection):
         log.warning("! %s: %s, connection closed", self._peer(), detail)
         self.transport.abort()
 
-    def _close_for_policy(self, reason: str, detail: str) -> None:
-        """Close with 1008 (RFC 6455 §7.4.1): the peer reads, so it can learn why."""
+    def _close_for_policy(self, reason: str, detail: str,
+                          code: CloseCode = CloseCode.POLICY_VIOLATION, *,
+                          count: bool = True) -> None:
+        """Close with ``code``, 1008 by default (RFC 6455 §7.4.1): the peer reads, so it
+        can learn why. ``count``: counted and logged here (else by the caller)."""
         self.cut_reason = reason
-        self._metrics.connections_cut.labels(reason).inc()
-        log.warning("! %s: %s, closing (1008)", self._peer(), detail)
+        if count:
+            self._metrics.connections_cut.labels(reason).inc()
+            log.warning("! %s: %s, closing (%d)", self._peer(), detail, code)
         if self.protocol.state is State.OPEN:
-            self.protocol.fail(CloseCode.POLICY_VIOLATION, detail)
+            self.protocol.fail(code, detail)
             with contextlib.suppress(Exception):
                 self.send_data()
         # Nothing more of what it sends is parsed (a flood costs CPU); it gets a
@@ -776,6 +922,7 @@ def connection_factory(
     gate: HandshakeGate, metrics: Metrics, *, tls: ssl.SSLContext | None,
     handshake_timeout: float, close_timeout: float, write_buffer_limit: int,
     drain_timeout: float | None, on_gone: Callable[[float | None], None] | None = None,
+    large: LargeFrames | None = None,
 ) -> Callable[..., asyncio.BaseProtocol]:
     """websockets' ``create_connection``: the asyncio protocol of an accepted socket."""
     shared = bytearray(TLS_READ_SIZE)
@@ -796,7 +943,7 @@ def connection_factory(
             return GuardedConnection(protocol, server, gate=None if queued else gate,
                                      metrics=metrics, write_buffer_limit=write_buffer_limit,
                                      drain_timeout=drain_timeout, on_gone=on_gone,
-                                     source=source, **kwargs)
+                                     source=source, large=large, **kwargs)
 
         # the gate decides in connection_made(), where the peer's address is known
         return _OnFirstByte(gate, protocol, connection, start_tls, handshake_timeout)

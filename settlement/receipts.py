@@ -72,6 +72,7 @@ from csms.metering import ocmf
 from settlement.eip712 import Authorization, recover
 from settlement.records import (
     CARD,
+    INTEGER_FIELDS,
     RECORD_FIELDS,
     SIGNED,
     ascii_int,
@@ -363,6 +364,8 @@ def _parse(receipt: Any) -> dict[str, Any]:
     if version != RECEIPT_VERSION:
         raise ReceiptError(f"receipt version {version!r} is not supported (this verifier reads"
                            f" version {RECEIPT_VERSION})")
+    if _holds_a_surrogate(receipt):
+        raise ReceiptError(_NOT_UNICODE)
     try:
         record, samples = receipt["record"], receipt["samples"]
         entry, chunk, chain = receipt["entry"], receipt["chunk"], receipt["chain"]
@@ -403,6 +406,64 @@ def _parse(receipt: Any) -> dict[str, Any]:
         raise ReceiptError(f"malformed receipt: {exc!r}") from None
 
 
+# JSON's \udXXX escapes let a text hold half of a UTF-16 pair, which is no Unicode text:
+# Python cannot encode it (no hash of it), the receipt page's JSON.stringify writes it as the
+# escape again (a hash). Neither verifier reads such a receipt (the receipt page says the same)
+_NOT_UNICODE = "the receipt holds a text that is not Unicode (an unpaired surrogate)"
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _holds_a_surrogate(value: Any) -> bool:
+    """Whether a text of ``value`` (a key included, at any depth) holds a surrogate code
+    point: a Python text holds one only unpaired (json.loads joins an escaped pair)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+# A session's start and stop as the central system writes them (settlement/worker.py:
+# ``datetime.astimezone(UTC).isoformat()``), and nothing else: datetime.fromisoformat reads
+# ISO week dates, an empty fraction, other offsets, which the receipt page does not (and its
+# reader took ones Python refuses), so the two verifiers would time a session differently
+_SESSION_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}"
+                           r"(?:\.[0-9]{6})?\+00:00")
+
+
+def session_time(value: Any) -> datetime:
+    """A record's ``started_at`` or ``stopped_at``: YYYY-MM-DDTHH:MM:SS[.ffffff]+00:00 of a
+    real day and time (year 1 on), else ValueError."""
+    if not isinstance(value, str) or not _SESSION_TIME.fullmatch(value):
+        raise ValueError("is not a time as the central system writes it"
+                         " (YYYY-MM-DDTHH:MM:SS[.ffffff]+00:00)")
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:  # month 13, February 30, year 0
+        raise ValueError("is no day and time of the calendar") from None
+
+
+def _unreadable(record: dict[str, Any]) -> str | None:
+    """Why the record is not one the central system writes, where a verifier would read it
+    otherwise than the chain or the other verifier does (None: it is one)."""
+    for name in INTEGER_FIELDS:
+        if not _is_int(record[name]):
+            return f"{name} {record[name]!r} is not an integer"
+    for name in ("started_at", "stopped_at"):
+        try:
+            session_time(record[name])
+        except ValueError as exc:
+            return f"{name} {record[name]!r} {exc}"
+    return None
+
+
 def _ascii_hex(value: Any) -> int:
     """``int(str(value), 16)``, its text in ASCII (:func:`settlement.records.ascii_int`)."""
     text = str(value)
@@ -436,7 +497,7 @@ def _ascii_decimal(value: Any, name: str) -> Decimal:
 def _decimals(value: Any) -> int:
     """The record's currency decimals (a price is scaled by 10^decimals): beyond
     +-MAX_EXPONENT no currency's (:class:`_FigureBeyond`; the central system takes 0 to 18)."""
-    decimals = ascii_int(value)
+    decimals = int(value)  # a JSON integer (_unreadable)
     if not -MAX_EXPONENT <= decimals <= MAX_EXPONENT:
         raise _FigureBeyond(f"its currency's decimals {decimals} are beyond +-{MAX_EXPONENT}")
     return decimals
@@ -517,8 +578,12 @@ def _verify(receipt: Any, w3: Any | None, driver: str | None, contract: str | No
     r = _parse(receipt)
     record, samples = r["record"], r["samples"]
     v = Verdict()
+    v.proves = what_it_proves(samples)  # the verifier's own words, not the receipt's
+    problem = _unreadable(record)
+    if problem is not None:
+        v.add("record", False, f"the record cannot be read: {problem}")
+        return v
     try:
-        v.proves = what_it_proves(samples)  # the verifier's own words, not the receipt's
         v.add("samples hash", "0x" + samples_hash(samples).hex() == record["samples_hash"],
               "the meter samples are the ones the record commits to")
         rhash = record_hash(record)
@@ -531,7 +596,8 @@ def _verify(receipt: Any, w3: Any | None, driver: str | None, contract: str | No
     v.add("entry", packed == r["packed"],
           "station, driver, energy, duration and amount of the entry are the record's")
     try:
-        _check_record(v, record, r["chain_id"], r["contract"])
+        _check_record(v, record, unpack_entry(r["packed"])["kind"], r["chain_id"],
+                      r["contract"])
         _check_signed(v, record, samples)
     except (ValueError, KeyError, TypeError, AttributeError, ArithmeticError) as exc:
         # a field of the wrong type where the checks above read it: not this record
@@ -549,8 +615,10 @@ def _verify(receipt: Any, w3: Any | None, driver: str | None, contract: str | No
     return v
 
 
-def _check_record(v: Verdict, record: dict[str, Any], chain_id: int, contract: str) -> None:
-    """What the record says about itself must add up."""
+def _check_record(v: Verdict, record: dict[str, Any], kind: int, chain_id: int,
+                  contract: str) -> None:
+    """What the record says about itself must add up. ``kind``: the entry's, as the chain
+    pays it (the record's, when the "entry" check passes)."""
     start, stop = _decimal(record["meter_start_wh"]), _decimal(record["meter_stop_wh"])
     if start is None or stop is None:
         far = [name for name in ("start", "stop")
@@ -571,8 +639,8 @@ def _check_record(v: Verdict, record: dict[str, Any], chain_id: int, contract: s
               f"{stop} - {start} Wh = {'?' if energy is None else energy} Wh, the record"
               f" bills {record['energy_wh']} Wh")
     try:
-        started = datetime.fromisoformat(record["started_at"])
-        stopped = datetime.fromisoformat(record["stopped_at"])
+        started = session_time(record["started_at"])
+        stopped = session_time(record["stopped_at"])
         seconds = math.ceil((stopped - started).total_seconds())
         v.add("duration", stopped >= started and seconds == record["duration_s"],
               f"{record['started_at']} .. {record['stopped_at']}: {seconds} s")
@@ -601,7 +669,7 @@ def _check_record(v: Verdict, record: dict[str, Any], chain_id: int, contract: s
         v.add("price", False, f"the record's tariff cannot be read: {exc}")
     except (TypeError, ValueError, KeyError, ArithmeticError):  # InvalidOperation, Overflow
         v.add("price", False, "the record's tariff cannot be read")
-    if record["kind"] == SIGNED:
+    if kind == SIGNED:
         try:
             auth = Authorization.from_json(record["authorization"])
             signer = recover(auth, chain_id, contract)
@@ -625,7 +693,7 @@ def _tariff_price(record: dict[str, Any]) -> int:
     tariff = Tariff("*", _ascii_decimal(t["per_kwh"], "per_kwh"), str(record["currency"]),
                     _decimals(record["decimals"]), _ascii_decimal(t["per_minute"], "per_minute"),
                     _ascii_decimal(t["session_fee"], "session_fee"))
-    return price_minor(tariff, ascii_int(record["energy_wh"]), ascii_int(record["duration_s"]))
+    return price_minor(tariff, record["energy_wh"], record["duration_s"])
 
 
 def _capping_limit(record: dict[str, Any]) -> int | None:
@@ -649,21 +717,28 @@ def _check_signed(v: Verdict, record: dict[str, Any], samples: list[dict[str, An
     key = record.get("meter_public_key")
     readings: list[ocmf.SignedReading] = []
     all_ok = True
+    used: list[str] = []  # the keys the signatures were verified with
     for number, data in enumerate(signed, start=1):
         checked = ocmf.check_container(data, key)
         ok = checked.status == ocmf.VERIFIED
         all_ok &= ok
         if ok:
             readings.extend(checked.readings)
+            used.append(str(checked.key_used))
         v.add(f"meter signature {number}", ok, checked.detail)
+    if not key:
+        # no key committed: each signature verifies with the key its own sample carries,
+        # which proves nothing of a meter (anyone generates a key) unless one key signed the
+        # whole session, the one the driver compares with the charger's label
+        all_ok &= _one_meter_key(v, used)
     start, stop = _decimal(record["meter_start_wh"]), _decimal(record["meter_stop_wh"])
     rec = ocmf.reconcile(readings, start, stop)
     changed = rec.start_wh != start or rec.stop_wh != stop
     problems = rec.mismatches + (["the billed readings are not the ones the signed data"
                                   " gives"] if changed else [])
     try:
-        started = datetime.fromisoformat(record["started_at"])
-        stopped = datetime.fromisoformat(record["stopped_at"])
+        started = session_time(record["started_at"])
+        stopped = session_time(record["stopped_at"])
     except (TypeError, ValueError):
         pass  # no session times: the readings do not belong to it (_belongs)
     else:
@@ -684,11 +759,30 @@ def _check_signed(v: Verdict, record: dict[str, Any], samples: list[dict[str, An
                  else "no signed begin or end reading is marked faulty by the meter")
     belongs = _belongs(v, record, readings, rec)
     if all_ok and matched and good and belongs and not rec.missing:
-        short = (key or "")[-16:]
-        v.proves = ("The record is the one settled on chain, and the energy figure is the one"
-                    " the calibrated meter signed for this session (meter signatures verified"
-                    f" with the meter key ...{short}; compare it with the key on the"
-                    " charger's label).")
+        if key:
+            short = key[-16:] if isinstance(key, str) else ""
+            v.proves = ("The record is the one settled on chain, and the energy figure is the"
+                        " one the calibrated meter signed for this session (meter signatures"
+                        f" verified with the meter key ...{short}; compare it with the key on"
+                        " the charger's label).")
+        else:
+            v.proves = ("The record is the one settled on chain, and its meter data is signed"
+                        f" by a key the record does not commit (...{used[0][-16:]}, the key"
+                        " its samples carry): the signed readings belong to this session, but"
+                        " anyone can make such a key; the energy figure is a calibrated"
+                        " meter's only if this is the key on the charger's label.")
+
+
+def _one_meter_key(v: Verdict, used: list[str]) -> bool:
+    """The signatures of a record that commits no meter key were verified with one key."""
+    keys = sorted(set(used))
+    short = [f"...{k[-16:]}" for k in keys]
+    return v.add("one meter key", len(keys) <= 1,
+                 f"every signature verified with one key, {short[0]}, which the record does"
+                 " not commit" if len(keys) == 1 else
+                 "no signature verified with any key" if not keys else
+                 f"the signatures verified with {len(keys)} different keys"
+                 f" ({', '.join(short)}): one session is one meter's")
 
 
 def _belongs(v: Verdict, record: dict[str, Any], readings: list[ocmf.SignedReading],
@@ -696,8 +790,8 @@ def _belongs(v: Verdict, record: dict[str, Any], readings: list[ocmf.SignedReadi
     """Signed readings borrowed from another session, invented or reordered fail here (the
     central system's own rule, ``csms.metering.ocmf.foreign``)."""
     try:
-        started = datetime.fromisoformat(record["started_at"])
-        stopped = datetime.fromisoformat(record["stopped_at"])
+        started = session_time(record["started_at"])
+        stopped = session_time(record["stopped_at"])
     except (TypeError, ValueError):
         return v.add("signed readings belong to this session", False, "no session times")
     tag = str(record.get("id_tag") or "")
@@ -776,6 +870,9 @@ def _check_chain(v: Verdict, r: dict[str, Any], w3: Any, driver: str | None,
     from settlement.contract import code_fingerprint, is_settlement_code
 
     record = r["record"]
+    # the kind of session the chain pays (card: the driver's standing terms; app: the
+    # driver's signature), gating the checks of that kind
+    kind = unpack_entry(r["packed"])["kind"]
     reader = SettlementReader(w3, r["contract"], log_window)
     chain_id = reader.chain_id()
     if not v.add("chain id", chain_id == r["chain_id"],
@@ -806,9 +903,9 @@ def _check_chain(v: Verdict, r: dict[str, Any], w3: Any, driver: str | None,
         v.add("the driver's escrow", same and index != 0 and index == record["driver_index"],
               f"{driver} is driver {index} of {r['contract']}; the record names"
               f" {record['driver']} (driver {record['driver_index']})")
-        if same and index and record["kind"] == CARD and record["driver_index"]:
+        if same and index and kind == CARD and record["driver_index"]:
             _check_card(v, r, reader, driver, index, cards, block)
-    limit = _capping_limit(record) if record["kind"] == CARD else None
+    limit = _capping_limit(record) if kind == CARD else None
     if limit is not None:
         _check_limit(v, r, reader, limit)
     if contract is None and driver is None:
@@ -823,10 +920,10 @@ def _check_chain(v: Verdict, r: dict[str, Any], w3: Any, driver: str | None,
     in_tx = (ledger == r["ledger"] and first_seq == r["first_seq"]
              and 0 <= position < len(entries)
              and entries[position] == (r["record_hash"], r["packed"])
-             and ascii_int(record["seq"]) == first_seq + position
+             and record["seq"] == first_seq + position
              and str(record["ledger"]) == str(ledger))
     detail = f"entry {position} of the chunk settled in 0x{r['tx_hash'].hex()}"
-    if in_tx and record["kind"] == SIGNED:
+    if in_tx and kind == SIGNED:
         # the contract checked (and used up) the authorization at the entry's place among
         # the signed ones: it must be the record's, not another of the driver's signatures
         # for the station (other prices, another nonce)
@@ -845,7 +942,7 @@ def _check_chain(v: Verdict, r: dict[str, Any], w3: Any, driver: str | None,
     v.add("settle transaction", status == 1 and settled and block == r["block_number"],
           f"succeeded in block {block}")
     _check_depth(v, r, reader, block, confirmations)
-    seq = ascii_int(record["seq"])
+    seq = record["seq"]
     paid_on_chain = seq not in unpaid
     if paid_on_chain:  # an unpaid entry credited no one
         _check_host(v, record, reader, unpack_entry(r["packed"])["chain_station"], block)
@@ -859,8 +956,7 @@ def _check_chain(v: Verdict, r: dict[str, Any], w3: Any, driver: str | None,
                   f" (driver {record['driver_index']}) and credited to the host")
     else:
         detail = f"not paid on chain: {UNPAID_REASONS.get(unpaid[seq], unpaid[seq])}"
-    record_unit = _unit_of(record)
-    units = record_unit == unit
+    units = record["unit"] == unit
     # the receipt's own payment lines must say what the chain did, to the unit
     stated = r["amount"] == amount and r["unit"] == unit
     v.add("payment", paid_on_chain == r["paid"] and amount == record["price_minor"] and stated
@@ -886,14 +982,6 @@ def _check_host(v: Verdict, record: dict[str, Any], reader: Any, station: int,
           " host the record names" if ok else
           f"the contract credits station {station}'s sessions to {credited}, not to"
           f" {named or 'no host'}, the host the record names: another account was paid")
-
-
-def _unit_of(record: dict[str, Any]) -> int | None:
-    """The record's base units per billing unit (None: not a number)."""
-    try:
-        return ascii_int(record["unit"])
-    except (TypeError, ValueError, ArithmeticError):
-        return None
 
 
 def _authorization_used(auths: list[int], entries: list[tuple[bytes, int]],

@@ -29,6 +29,7 @@ from eth_hash.auto import keccak
 
 __all__ = [
     "CARD",
+    "INTEGER_FIELDS",
     "LIMITS",
     "OPTIONAL_FIELDS",
     "RECORD_FIELDS",
@@ -58,6 +59,15 @@ RECORD_FIELDS = (
 # meter data (OCMF), so a receipt cannot swap the key its signatures are checked with; the
 # session's limit (minor units) of a session billed at its limit, below the tariff's price.
 OPTIONAL_FIELDS = ("meter_public_key", "limit_minor")
+
+# The record's fields the central system writes as JSON integers and the verifiers read as
+# numbers: each must be one (not text, a float or true/false), else the record is not one
+# the central system wrote. int() would read "0" as the card kind the entry packs while
+# `kind == 0` is false for it: the checks of a card (or an app) session skipped for a
+# session the chain pays as one. ``ledger`` is written as text (a uint256: no JSON reader
+# keeps every one exact) and compared as text.
+INTEGER_FIELDS = ("seq", "chain_station", "driver_index", "energy_wh", "duration_s",
+                  "price_minor", "decimals", "unit", "kind")
 
 # bit widths of the packed entry (the contract's checks assume them)
 LIMITS = {"chain_station": 24, "driver_index": 32, "energy_wh": 32, "duration_s": 32,

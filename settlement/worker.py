@@ -48,7 +48,7 @@ from typing import Any
 
 from csms.domain.energy import watts
 from csms.domain.model import AuthStatus, Session, registry_disowns
-from csms.domain.tariff import price_minor
+from csms.domain.tariff import BillingUnit, price_minor
 from csms.service import defaults
 from csms.service.billing import BillingState, billing_state, check_billing_transition
 from csms.service.cluster import acquire_lease, hold_lease, lease_holder, release_lease
@@ -183,9 +183,13 @@ class SettlementWorker:
         stuck_after: float = 30.0,
         publish_events: bool = False, hooks: dict[str, Callable[[int], None]] | None = None,
         holder: str | None = None, lease_ttl: timedelta = LEASE_TTL,
+        billing: BillingUnit = defaults.BILLING_UNIT,
     ) -> None:
         self.repo = repo
         self.chain = chain
+        # what the contract's billing unit is (the settings' billing_currency and
+        # billing_decimals): a session priced by a tariff in another is held, never sent
+        self.billing = billing
         self.batch_size = max(1, min(batch_size, 1000))
         self.max_wait = max_wait
         # 0: the chain's own default (1 on the local test chains, 64 on any other: when a
@@ -361,6 +365,11 @@ class SettlementWorker:
         tariff = await tx.find_tariff(session.station_id, session.started_at)
         if tariff is None:
             return "hold:no_tariff"
+        if self.billing.refuses(tariff) is not None:
+            # its price is in the tariff's minor units, which the chain would take as
+            # billing units (decimals 3: ten times over): held, whatever an operator's
+            # release said (the tariff is the session's for good: rejected, in the end)
+            return "hold:tariff_unit_mismatch"
         energy = session.energy_wh or 0
         # whole seconds, rounded up: the price and the on-chain check use the same duration
         duration = max(0, math.ceil((session.stopped_at - session.started_at).total_seconds()))

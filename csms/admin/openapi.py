@@ -294,7 +294,8 @@ assert set(COMMAND_BODIES) == set(COMMANDS), "a command without its body's schem
 
 _CONNECTOR_STATE = _object({
     "evse_id": _INT_OR_NULL, "connector_id": {"type": "integer"}, "status": _STR_OR_NULL,
-    "error_code": _STR_OR_NULL, "updated_at": _STR_OR_NULL})
+    "error_code": _STR_OR_NULL, "error_info": _STR_OR_NULL, "vendor_id": _STR_OR_NULL,
+    "vendor_error_code": _STR_OR_NULL, "fault": _STR_OR_NULL, "updated_at": _STR_OR_NULL})
 _STATION = _object({
     "id": _STR, "online": {"type": "boolean"}, "node": _STR_OR_NULL,
     "ocpp_version": {"type": ["string", "null"], "enum": ["1.6", "2.0.1", None]},
@@ -325,7 +326,8 @@ _STATION_DETAIL = _object({
     "active_sessions": {"type": "array", "items": _ref("Session")},
 }, (*_STATION["required"], "meter_public_key", "recent_events", "active_sessions"))
 _AUDIT = _object({"id": {"type": "integer"}, "at": _STR, "actor": _STR,
-                  "claimed_actor": _STR_OR_NULL, "action": _STR, "target": _STR_OR_NULL, "request": {"type": "object"},
+                  "claimed_actor": _STR_OR_NULL, "action": _STR, "target": _STR_OR_NULL,
+                  "request": {"type": "object"},
                   "result": {"type": "object"}, "ok": {"type": "boolean"}},
                  ("id", "at", "actor", "action", "request", "result", "ok"))
 _TASK = _object({"state": {"type": "string", "enum": ["up", "down", "stopped", "starting"]},

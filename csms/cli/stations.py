@@ -196,7 +196,7 @@ def stations_show(
          if k not in ("connectors", "recent_events", "active_sessions")],
     )
     print_table("Connectors", ["evse", "connector", "status", "error", "since"],
-                [[c["evse_id"], c["connector_id"], c["status"], c["error_code"], c["updated_at"]]
+                [[c["evse_id"], c["connector_id"], c["status"], c["fault"], c["updated_at"]]
                  for c in data["connectors"]])
     print_table("Active sessions", ["id", "connector", "tag", "started", "Wh"],
                 [[x["id"], x["connector_id"], x["id_tag"], x["started_at"], x["energy_wh"]]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -51,8 +51,12 @@ def tariffs_set(
     per_kwh: Annotated[str, typer.Option(help="Price per kWh in major units, e.g. 0.39")],
     per_minute: Annotated[str, typer.Option(help="Price per minute")] = "0",
     session_fee: Annotated[str, typer.Option(help="Fixed fee per session")] = "0",
-    currency: Annotated[str, typer.Option(help="ISO 4217 code or token symbol")] = "EUR",
-    decimals: Annotated[int, typer.Option(min=0, max=18, help="Minor-unit decimals")] = 2,
+    currency: Annotated[str | None, typer.Option(
+        help="ISO 4217 code or token symbol; only the settlement's is taken"
+        " [default: CSMS_BILLING_CURRENCY, EUR]")] = None,
+    decimals: Annotated[int | None, typer.Option(
+        min=0, max=18, help="Minor-unit decimals; only the settlement's are taken"
+        " [default: CSMS_BILLING_DECIMALS, 2]")] = None,
     valid_from: Annotated[str | None, typer.Option(help="ISO 8601 [default: now]")] = None,
     db: DbOption = None,
     data_dir: DataDirOption = None,
@@ -61,12 +65,18 @@ def tariffs_set(
 
     Refused when it would reprice a session already stored: --valid-from may not be
     before the start of a session that had a tariff (sessions held for having none are
-    priced by it)."""
+    priced by it). Refused in a currency or decimals other than the settlement's billing
+    unit (billing_currency, billing_decimals): its prices would be charged in the wrong
+    unit."""
     from csms.domain.tariff import Tariff
-    from csms.service.tariffs import TariffRefused, set_tariff
+    from csms.service.tariffs import TariffRefused, TariffUnitRefused, set_tariff
 
     prices = {n: _decimal(v, f"--{n.replace('_', '-')}") for n, v in
               (("per_kwh", per_kwh), ("per_minute", per_minute), ("session_fee", session_fee))}
+    settings = load_settings(db=db, data_dir=data_dir)
+    billing = settings.billing_unit
+    currency = billing.currency if currency is None else currency
+    decimals = billing.decimals if decimals is None else decimals
     if not currency.isalnum() or len(currency) > 10:
         raise typer.BadParameter("a currency code of letters and digits", param_hint="--currency")
     try:
@@ -87,11 +97,14 @@ def tariffs_set(
         try:
             return await set_tariff(tx, Tariff(
                 station, prices["per_kwh"], currency.upper(), decimals, prices["per_minute"],
-                prices["session_fee"], valid_from=start), actor())
+                prices["session_fee"], valid_from=start), actor(), billing=billing,
+                clock_tolerance=timedelta(seconds=settings.time_future_seconds))
         except TariffRefused as exc:
             raise CliError(f"{exc} (--valid-from: default now)") from None
+        except TariffUnitRefused as exc:
+            raise CliError(str(exc)) from None
 
-    version = run(in_unit(load_settings(db=db, data_dir=data_dir), work))
+    version = run(in_unit(settings, work))
     code = currency.upper()
     typer.echo(f"tariff for {station}: version {version}, {prices['per_kwh']} {code}/kWh,"
                f" {prices['per_minute']} {code}/min, session fee {prices['session_fee']}"

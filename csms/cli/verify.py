@@ -18,10 +18,12 @@ def _read_json(path: Path) -> Any:
     """A JSON file read exactly (integers beyond 64 bits too), never nested beyond
     MAX_JSON_DEPTH: the chain libraries verify imports raise the interpreter's recursion
     limit (py_ecc: 100,000), so the standard library's parser recursed on a deeply nested
-    file until the C stack ran out (SIGSEGV, no message). Raises OSError, ValueError."""
+    file until the C stack ran out (SIGSEGV, no message). A byte order mark is dropped, as
+    the receipt page's File.text() drops it (an editor saving UTF-8 with one: Windows
+    Notepad did by default). Raises OSError, ValueError."""
     from csms.protocol.frames import MAX_JSON_DEPTH, nested_beyond
 
-    text = path.read_text("utf-8")
+    text = path.read_text("utf-8-sig")
     if nested_beyond(text):
         raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
     try:

@@ -17,6 +17,7 @@ __all__ = [
     "TIME_COST_PUSH_VERSIONS",
     "AuthStatus",
     "BootPolicy",
+    "ErrorDetail",
     "IdTag",
     "MeterSample",
     "Session",
@@ -28,6 +29,8 @@ __all__ = [
     "registry_disowns",
     "reused_after",
     "reused_transaction_id",
+    "shared_beside",
+    "shared_transaction_id",
     "station_transaction_id",
     "status_changed_since",
 ]
@@ -65,6 +68,22 @@ class AuthStatus(enum.StrEnum):
     NO_CREDIT = "NoCredit"  # 2.0.1; 1.6 answers Blocked: the driver's escrow does not cover it
     # 2.0.1: the connector is reserved for another tag; 1.6 answers Invalid
     NOT_AT_THIS_TIME = "NotAtThisTime"
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorDetail:
+    """What a station says of a connector's error beside its error code (1.6 §6.47
+    StatusNotification.req: ``info``, free text about the error; ``vendorId``, whose codes
+    ``vendorErrorCode`` are). EVerest reports every fault as OtherError with its origin in
+    info and its type in vendorErrorCode; the CharIN unified error codes put the code in
+    vendorErrorCode: without these the operator sees "OtherError" for every fault."""
+
+    info: str | None = None
+    vendor_id: str | None = None
+    vendor_error_code: str | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.info or self.vendor_id or self.vendor_error_code)
 
 
 class SessionStatus(enum.StrEnum):
@@ -258,10 +277,45 @@ def _reused(stored: str) -> tuple[str, int] | None:
     return None
 
 
+_SHARED = " on EVSE "
+_BESIDE = " beside session "
+
+
+def shared_transaction_id(transaction_id: str, evse_id: int, beside: int) -> str:
+    """The id a 2.0.1 session is stored under whose station started it under
+    ``transaction_id`` on EVSE ``evse_id`` (at least 1) while session ``beside`` of that
+    transactionId was on another EVSE (a station numbering its transactions per EVSE):
+    longer than any transactionId a station can send, one per EVSE beside each session,
+    so no message of the station names it but through ``transaction_id`` and its EVSE."""
+    return f"{transaction_id}{_SHARED}{evse_id:020d}{_BESIDE}{beside:016d}"
+
+
+def _shared(stored: str) -> tuple[str, int, int] | None:
+    """The station's transactionId, the EVSE and the session beside which it was taken, of
+    a session stored under ``stored`` (:func:`shared_transaction_id`); None for another."""
+    head, sep, tail = stored.rpartition(_BESIDE)
+    if not sep or len(stored) <= TRANSACTION_ID_MAX or len(tail) != 16 or not tail.isdigit():
+        return None
+    transaction_id, sep, evse = head.rpartition(_SHARED)
+    if not sep or len(evse) != 20 or not evse.isdigit():
+        return None
+    return transaction_id, int(evse), int(tail)
+
+
 def station_transaction_id(stored: str) -> str:
     """The station's transactionId of a session stored under ``stored``."""
     reused = _reused(stored)
-    return stored if reused is None else reused[0]
+    if reused is not None:
+        return reused[0]
+    shared = _shared(stored)
+    return stored if shared is None else shared[0]
+
+
+def shared_beside(stored: str) -> int | None:
+    """The id of the session beside which (on another EVSE) the station started the session
+    stored under ``stored`` under the same transactionId (None: not so started)."""
+    shared = _shared(stored)
+    return None if shared is None else shared[2]
 
 
 def reused_after(stored: str) -> int | None:
@@ -332,9 +386,12 @@ BILLING_HOLD_FLAGS = frozenset(
         # no EVSE (1.6 connector) named, or one below 1 (1.6 connectorId 0 is the whole
         # station): its times cannot be compared with the station's other sessions
         "evse_unknown",
-        # settlement: no tariff valid at the start, values beyond the on-chain entry
+        # settlement: no tariff valid at the start, values beyond the on-chain entry, a
+        # tariff in another currency or decimals than the contract's billing unit (its
+        # price in the tariff's minor units would be charged as that many billing units)
         "no_tariff",
         "not_settleable",
+        "tariff_unit_mismatch",
         # a signed app session's start dated before the driver's authorization was given
         # (less the station clock's tolerance): time the driver never signed for
         # (csms.service.core)
@@ -357,5 +414,14 @@ BILLING_HOLD_FLAGS = frozenset(
         # station whose counter restarted): kept as a session of its own, under a stored
         # id no station sends (csms.domain.model.reused_transaction_id)
         "reused_transaction_id",
+        # 1.6: a StopTransaction for the session, completed by another stop (a different
+        # meterStop, time or idTag), came before it was settled: what it bills stays as the
+        # first stop completed it; a ``stop_differs`` station event names both stops
+        # (csms.service.sessions)
+        "stop_differs",
+        # 2.0.1: a transaction started under the transactionId of a session on another EVSE
+        # (a station numbering its transactions per EVSE): kept as a session of its own,
+        # under a stored id no station sends (csms.domain.model.shared_transaction_id)
+        "shared_transaction_id",
     }
 )

@@ -16,7 +16,8 @@ from decimal import (
     localcontext,
 )
 
-__all__ = ["DECIMALS", "MAX_EXPONENT", "MAX_PRICE", "Tariff", "major_units", "minor_prices",
+__all__ = ["DECIMALS", "MAX_EXPONENT", "MAX_PRICE", "BillingUnit", "Tariff", "major_units",
+           "minor_prices",
            "price_minor", "within_exponents"]
 
 # The arithmetic of prices, wherever they are computed (the central system, a receipt's
@@ -65,6 +66,27 @@ class Tariff:
     version: int = 1
     valid_from: datetime | None = None
     id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BillingUnit:
+    """What the settlement contract's one billing unit is: the minor unit of ``currency``,
+    10^-``decimals`` of it (the contract knows no currency: its ``unit`` is the token base
+    units one billing unit is worth, fixed at deployment). A price in a tariff's minor
+    units goes on chain as that many billing units: a tariff in another currency, or with
+    other decimals, would be charged in the wrong unit (``--decimals 3`` ten times over)."""
+
+    currency: str = "EUR"
+    decimals: int = 2
+
+    def refuses(self, tariff: Tariff) -> str | None:
+        """Why ``tariff`` cannot be charged in this unit (one line), or None."""
+        if tariff.currency.upper() == self.currency.upper() \
+                and tariff.decimals == self.decimals:
+            return None
+        return (f"a tariff in {tariff.currency} with {tariff.decimals} decimals cannot be"
+                f" settled: the settlement contract bills in {self.currency} with"
+                f" {self.decimals} decimals")
 
 
 def price_minor(tariff: Tariff, energy_wh: int, duration_s: float) -> int:

@@ -33,10 +33,13 @@ __all__ = [
     "FrameError",
     "dumps",
     "encode",
+    "encode_result",
+    "frame_of",
     "has_long_digit_run",
     "loads",
     "nested_beyond",
     "parse_frame",
+    "split_frame",
 ]
 
 CALL = 2
@@ -237,6 +240,13 @@ def _loads(text: str | bytes) -> Any:
 
 def parse_frame(text: str | bytes) -> Frame:
     """Parse one WebSocket text message into a frame, or raise :class:`FrameError`."""
+    return frame_of(*split_frame(text))
+
+
+def split_frame(text: str | bytes) -> tuple[int, list[Any]]:
+    """The checks of :func:`parse_frame` without building its frame: the message type and
+    the frame's array, as :func:`frame_of` reads them (the endpoint takes a CALL's three
+    fields from the array: no :class:`Call` made per message). Raises :class:`FrameError`."""
     data = _loads(text)
     if not isinstance(data, list) or not data:
         raise FrameError(Fault.RPC_FRAMEWORK, "a message must be a non-empty JSON array")
@@ -265,13 +275,13 @@ def parse_frame(text: str | bytes) -> Frame:
             raise FrameError(Fault.RPC_FRAMEWORK, "action must be a non-empty string", message_id)
         if not isinstance(payload, dict):
             raise FrameError(Fault.FORMAT, "payload must be a JSON object", message_id)
-        return Call(message_id, action, payload)
+        return CALL, data
     if mtype == CALLRESULT:
         if len(data) != 3 or not isinstance(data[2], dict):
             raise FrameError(
                 Fault.FORMAT, "a CALLRESULT is [3, id, {payload}]", message_id, answerable=False
             )
-        return CallResult(message_id, data[2])
+        return CALLRESULT, data
     if mtype == CALLERROR:
         if (
             len(data) != 5
@@ -285,13 +295,22 @@ def parse_frame(text: str | bytes) -> Frame:
                 message_id,
                 answerable=False,
             )
-        # What a station sent is kept (then logged, stored as a command's status) within
-        # the limits: one frame-long description was one frame-long log line to redact.
-        return CallError(message_id, data[2][:MAX_ERROR_CODE_LENGTH],
-                         data[3][:MAX_DESCRIPTION_LENGTH], data[4])
+        return CALLERROR, data
     raise FrameError(
         Fault.MESSAGE_TYPE_NOT_SUPPORTED, f"message type {mtype} is not supported", message_id
     )
+
+
+def frame_of(mtype: int, data: list[Any]) -> Frame:
+    """The frame of an array :func:`split_frame` checked."""
+    if mtype == CALL:
+        return Call(data[1], data[2], data[3])
+    if mtype == CALLRESULT:
+        return CallResult(data[1], data[2])
+    # What a station sent is kept (then logged, stored as a command's status) within
+    # the limits: one frame-long description was one frame-long log line to redact.
+    return CallError(data[1], data[2][:MAX_ERROR_CODE_LENGTH],
+                     data[3][:MAX_DESCRIPTION_LENGTH], data[4])
 
 
 def encode(frame: Frame) -> str:
@@ -309,3 +328,8 @@ def encode(frame: Frame) -> str:
             frame.details,
         ]
     return orjson.dumps(arr).decode()
+
+
+def encode_result(message_id: str, payload: dict[str, Any]) -> str:
+    """``encode(CallResult(message_id, payload))``, without the frame (every answer)."""
+    return orjson.dumps([CALLRESULT, message_id, payload]).decode()

@@ -10,7 +10,8 @@ class). ``receive(text)`` turns one received message into one event:
   frame, an unknown or unsupported action or a schema violation, or the cached
   answer to a repeated message id) and the text must be sent as is;
 * :class:`IncomingResult` / :class:`IncomingError` -- the answer to our one
-  outstanding CALL;
+  outstanding CALL (a malformed answer to it is an :class:`IncomingError` of the
+  frame's fault: the CALL fails at once);
 * :class:`Unmatched` -- something to log and drop (an answer to no pending
   call, a duplicate of a CALL still being handled, an unreadable answer).
 
@@ -37,13 +38,16 @@ from typing import Any
 
 from csms.protocol.errors import Fault, OcppError, error_code
 from csms.protocol.frames import (
+    CALL,
     Call,
     CallError,
     CallResult,
     Frame,
     FrameError,
     encode,
-    parse_frame,
+    encode_result,
+    frame_of,
+    split_frame,
 )
 from csms.protocol.validation import Validator
 from csms.protocol.versions import OcppVersion
@@ -153,22 +157,25 @@ class Endpoint:
     # -- receiving ---------------------------------------------------------
     def receive(self, text: str | bytes) -> Event:
         try:
-            frame = parse_frame(text)
+            mtype, data = split_frame(text)
         except FrameError as exc:
             if not exc.answerable:
-                return Unmatched(f"malformed answer: {exc.description}")
+                return self._malformed_answer(exc)
             text = self._error_text(exc.message_id, exc.fault, exc.description)
             return SendNow(text, "bad frame")
-        if isinstance(frame, Call):
-            return self._receive_call(frame, hash(text), _utf8_size(text))
+        if mtype == CALL:
+            return self._receive_call(data[1], data[2], data[3], hash(text), _utf8_size(text))
+        frame = frame_of(mtype, data)
+        assert not isinstance(frame, Call)
         return self._receive_answer(frame)
 
-    def _receive_call(self, call: Call, fingerprint: int, size: int) -> Event:
-        mid = call.message_id
+    def _receive_call(self, mid: str, action: str, payload: dict[str, Any], fingerprint: int,
+                      size: int) -> Event:
         running = self._in_progress.get(mid)
         if running is not None:
             if running == fingerprint:
-                return Unmatched(f"duplicate of message {mid!r} still being handled", call)
+                return Unmatched(f"duplicate of message {mid!r} still being handled",
+                                 Call(mid, action, payload))
             text = self._error_text(
                 mid, Fault.GENERIC, f"message id {mid!r} is in use by a call still being handled")
             return SendNow(text, "message id reused while in use")
@@ -177,24 +184,37 @@ class Endpoint:
             if cached[0] == fingerprint:
                 return SendNow(cached[1], f"repeated message id {mid!r}: answer sent again")
             del self._answered[mid]  # the id was reused for another message: a new one
-        if not self.validator.is_known(call.action):
-            text = self._error_text(mid, Fault.NOT_IMPLEMENTED, f"unknown action {call.action!r}")
+        if not self.validator.is_known(action):
+            text = self._error_text(mid, Fault.NOT_IMPLEMENTED, f"unknown action {action!r}")
             self._remember(mid, fingerprint, text)
             return SendNow(text, "unknown action")
-        if self._handles is not None and call.action not in self._handles:
+        if self._handles is not None and action not in self._handles:
             text = self._error_text(
-                mid, Fault.NOT_SUPPORTED, f"{call.action} is not supported by this receiver"
+                mid, Fault.NOT_SUPPORTED, f"{action} is not supported by this receiver"
             )
             self._remember(mid, fingerprint, text)
             return SendNow(text, "unsupported action")
         try:
-            self.validator.validate(call.action, call.payload, "request")
+            self.validator.validate(action, payload, "request")
         except OcppError as exc:
             text = self._error_text(mid, exc.fault, exc.description)
             self._remember(mid, fingerprint, text)
             return SendNow(text, "schema violation")
         self._in_progress[mid] = fingerprint
-        return IncomingCall(mid, call.action, call.payload, size)
+        return IncomingCall(mid, action, payload, size)
+
+    def _malformed_answer(self, exc: FrameError) -> Event:
+        """A CALLRESULT or CALLERROR that is not well formed (a CALLERROR without its
+        details, a CALLRESULT whose payload is null...). It is never answered (OCPP-J
+        §4.2); when its id is our pending CALL's, that CALL fails now with the frame's
+        fault, rather than waiting for its timeout for an answer that came."""
+        pending = self._pending
+        if pending is None or pending[0] != exc.message_id:
+            return Unmatched(f"malformed answer: {exc.description}")
+        self._pending = None
+        mid, action = pending
+        return IncomingError(mid, action, error_code(self.version, exc.fault),
+                             f"malformed answer: {exc.description}", {})
 
     def _receive_answer(self, frame: CallResult | CallError) -> Event:
         pending = self._pending
@@ -213,7 +233,7 @@ class Endpoint:
 
     # -- answering ---------------------------------------------------------
     def result(self, message_id: str, payload: dict[str, Any]) -> str:
-        text = encode(CallResult(message_id, payload))
+        text = encode_result(message_id, payload)
         self._finish(message_id, text)
         return text
 

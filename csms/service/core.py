@@ -98,6 +98,9 @@ class ChargingCore:
         # server), and whether a 1.6 station's configuration is read after its boot
         self.outbound: Outbound | None = None
         self.boot_get_configuration = False
+        # connectors stored per station (csms.service.stations StationUseCases.status):
+        # a station cannot add rows without end by inventing EVSE or connector ids
+        self.max_connectors = defaults.MAX_CONNECTORS
         self.heartbeat_interval = heartbeat_interval
         self.boot_retry_interval = boot_retry_interval
         self.publish_events = publish_events
@@ -183,12 +186,7 @@ class ChargingCore:
         the station's clock is known from its stop only)."""
         assert session.id is not None
         now = int(self.clock().timestamp())
-        if not isinstance(remote_start_id, int) or isinstance(remote_start_id, bool) \
-                or not -2**63 <= remote_start_id < 2**63:
-            remote_start_id = None  # none, or none this central system could have sent
-        # a start on no connector we can read (a hostile station's beyond 64 bits) binds
-        # only an authorization whose remote start named none: -1 is no connector's
-        connector = session.connector_id if session.connector_id is not None else -1
+        remote_start_id, connector = _signed_keys(session, remote_start_id)
         row = await tx.pending_authorization(station_id, tag, now, remote_start_id,
                                              connector_id=connector)
         if row is None:
@@ -213,6 +211,15 @@ class ChargingCore:
         limit = row.get("limit_minor")
         session.limit_minor = int(limit if limit is not None else body["max_amount"])
         return True
+
+    async def _signed_waiting(self, tx: Tx, station_id: str, tag: str, session: Session,
+                              remote_start_id: Any = None) -> bool:
+        """Whether a driver's signed authorization waits at ``station_id`` for ``tag`` that
+        :meth:`_bind_signed` may bind to ``session`` (read only: nothing is bound)."""
+        remote_start_id, connector = _signed_keys(session, remote_start_id)
+        return await tx.pending_authorization(
+            station_id, tag, int(self.clock().timestamp()), remote_start_id,
+            connector_id=connector) is not None
 
     async def _judge_start(self, tx: Tx, session: Session, station: Station | None,
                            now: datetime) -> None:
@@ -369,3 +376,14 @@ class ChargingCore:
         check, not confirmed in a unit: nothing is stored on it)."""
         decision = (await self.cover(station_id, tag)).decision
         return None if decision is None or decision.ok else decision.reason
+
+
+def _signed_keys(session: Session, remote_start_id: Any) -> tuple[int | None, int]:
+    """The remoteStartId and the connector a signed authorization for ``session`` is looked
+    up by (:meth:`ChargingCore._bind_signed`)."""
+    if not isinstance(remote_start_id, int) or isinstance(remote_start_id, bool) \
+            or not -2**63 <= remote_start_id < 2**63:
+        remote_start_id = None  # none, or none this central system could have sent
+    # a start on no connector we can read (a hostile station's beyond 64 bits) binds only
+    # an authorization whose remote start named none: -1 is no connector's
+    return remote_start_id, session.connector_id if session.connector_id is not None else -1

@@ -11,12 +11,14 @@ from __future__ import annotations
 from datetime import timedelta
 
 from csms.domain.energy import DEFAULT_MAX_POWER_W
+from csms.domain.tariff import BillingUnit
 
 __all__ = [
     "AUTHORIZATION_MIN_SECONDS",
     "AUTH_CONCURRENCY",
     "AUTH_FAILURE_LIMIT",
     "BATCH_SIZE",
+    "BILLING_UNIT",
     "BOOT_RETRY_INTERVAL",
     "CERT_DAYS",
     "CERT_RENEW_DAYS",
@@ -28,6 +30,7 @@ __all__ = [
     "HEARTBEAT_INTERVAL",
     "LIMIT_CHECK_SECONDS",
     "LIMIT_STOP_AGAIN",
+    "MAX_CONNECTORS",
     "MAX_RESERVATION",
     "MAX_UPLOAD_BYTES",
     "MAX_WAIT",
@@ -46,10 +49,16 @@ __all__ = [
 
 HEARTBEAT_INTERVAL = 300  # seconds, sent in BootNotification answers
 BOOT_RETRY_INTERVAL = 30  # seconds, sent with Pending / Rejected
+# connectors stored per station (a 1.6 station's connector 0 included); a status for one
+# more is not stored: DC hubs have a few per EVSE, a station never dozens
+MAX_CONNECTORS = 64
 TIME_PAST = timedelta(days=30)  # transaction times before registration less this: held
 TIME_FUTURE = timedelta(minutes=10)  # ... or after receipt plus this: held
 DEFAULT_MAX_POWER_KW = float(DEFAULT_MAX_POWER_W / 1000)
 BATCH_SIZE = 1000  # sessions per settlement batch (the contract takes at most 1000)
+# what the contract's billing unit is (csms.domain.tariff.BillingUnit): a cent of a euro;
+# a tariff in another currency or decimals is refused, a session priced by one held
+BILLING_UNIT = BillingUnit("EUR", 2)
 MAX_WAIT = 60.0  # seconds a completed session waits for a fuller batch
 # blocks before a batch counts as final; 0: by the chain (settlement.receipts
 # default_confirmations: 1 on the local test chains, 64 on any other)

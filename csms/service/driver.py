@@ -29,7 +29,7 @@ from csms.domain.tariff import Tariff
 from csms.service.core import ChargingCore
 from csms.service.limits import price_so_far
 from csms.service.ports import Tx
-from csms.service.transactions import current_session
+from csms.service.transactions import current_session, session_on_evse
 
 __all__ = [
     "MASTER_PASS_OPTION", "MASTER_PASS_VARIABLE", "REPORT_KINDS", "RUNNING_COST_OPTION",
@@ -316,14 +316,20 @@ class DriverUseCases(ChargingCore):
 
         return await self.repo.read(work)
 
-    async def check_stop(self, station_id: str, transaction_id: str, tag: str
-                         ) -> StopDecision:
-        """Whether ``tag`` may have ended the station's session ``transaction_id``; a stop
-        it may not make is recorded as a security event (the session stays ended: the
-        station stopped it, and transaction messages are always acknowledged)."""
+    async def check_stop(self, station_id: str, transaction_id: str, tag: str,
+                         evse_id: int | None = None) -> StopDecision:
+        """Whether ``tag`` may have ended the station's session ``transaction_id`` (on
+        ``evse_id``, a 2.0.1 event's: the transaction there, where another EVSE's took the
+        id too); a stop it may not make is recorded as a security event (the session stays
+        ended: the station stopped it, and transaction messages are always
+        acknowledged)."""
 
         async def work(tx: Tx) -> tuple[StopDecision, int | None]:
             session = await current_session(tx, station_id, transaction_id)
+            if session is not None and evse_id is not None \
+                    and session.evse_id not in (None, evse_id):
+                session = await session_on_evse(tx, session, transaction_id,
+                                                evse_id) or session
             if session is None:
                 return StopDecision(True, None, "no session"), None
             owner = await tx.get_tag(session.id_tag) if session.id_tag else None

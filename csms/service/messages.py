@@ -29,6 +29,11 @@ class BootInfo:
     firmware_version: str | None = None
     serial_number: str | None = None
     reason: str | None = None
+    # what else identifies the hardware, kept in the boot event under these names: 1.6
+    # §6.3 charge_box_serial_number (deprecated, still sent beside the charge point's),
+    # meter_type, meter_serial_number (what an Eichrecht meter's signed readings name),
+    # iccid, imsi; 2.0.1 ChargingStationType.modem's iccid, imsi
+    hardware: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
 from csms.domain.maintenance import FirmwareImage, Reservation, Transfer, TransferKind
-from csms.domain.model import IdTag, MeterSample, Session, Station
+from csms.domain.model import ErrorDetail, IdTag, MeterSample, Session, Station
 from csms.domain.tariff import Tariff
 
 __all__ = ["Repository", "StorageError", "Tx"]
@@ -69,8 +69,13 @@ class Tx(Protocol):
     async def settlement_backlog(self) -> int: ...
     async def set_connector_status(
         self, station_id: str, evse_id: int, connector_id: int, status: str,
-        error_code: str | None, at: datetime,
-    ) -> None: ...
+        error_code: str | None, at: datetime, *, error: ErrorDetail | None = None,
+        limit: int | None = None,
+    ) -> bool:
+        """Store a connector's status (``error``: what the station said of its error
+        beside ``error_code``). A connector not stored yet is added only while the station
+        has fewer than ``limit`` (None: no limit); False when it was not."""
+        ...
     async def list_connectors(self, station_id: str | None = None) -> list[dict[str, Any]]: ...
 
     # id tags
@@ -106,6 +111,10 @@ class Tx(Protocol):
     async def latest_reuse(self, station_id: str, transaction_id: str) -> int | None: ...
     async def set_latest_reuse(self, station_id: str, transaction_id: str,
                                session_id: int) -> None: ...
+    # what makes the 1.6 StopTransaction that completed a session that stop (its key,
+    # csms.service.sessions): None for a session completed otherwise, or before it was kept
+    async def stop_key(self, session_id: int) -> str | None: ...
+    async def set_stop_key(self, session_id: int, key: str) -> None: ...
     async def find_session_by_start_key(
         self, station_id: str, start_key: str
     ) -> Session | None: ...
@@ -247,9 +256,12 @@ class Tx(Protocol):
     # settlement (csms.storage.settlement_sql): tariffs, drivers, the ledger, batches
     async def add_tariff(self, tariff: Tariff) -> int: ...
     async def session_a_tariff_would_reprice(
-        self, station_id: str, valid_from: datetime) -> dict[str, Any] | None:
+        self, station_id: str, valid_from: datetime,
+        clock_tolerance: timedelta) -> dict[str, Any] | None:
         """A session a version valid from ``valid_from`` would reprice: ``id``,
-        ``station_id``, ``started_at`` (as stored: ISO 8601 text)."""
+        ``station_id``, ``started_at`` (as stored: ISO 8601 text). Not one rejected, held
+        as ``time_implausible`` (unless released) or started more than
+        ``clock_tolerance`` after it was stored."""
     async def list_tariffs(self) -> list[Tariff]: ...
     async def find_tariff(self, station_id: str, at: datetime) -> Tariff | None: ...
     async def link_card(self, tag: str, driver: str, salt: str, commitment: str,

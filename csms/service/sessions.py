@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Collection
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from urllib.parse import quote
 
 from csms.domain.energy import (
     Readings,
@@ -44,6 +45,7 @@ from csms.domain.model import (
     Station,
     ValueNote,
     reused_transaction_id,
+    shared_transaction_id,
 )
 from csms.domain.tariff import Tariff
 from csms.metering import ocmf
@@ -67,7 +69,15 @@ from csms.service.messages import StopInfo, TransactionEventIn
 from csms.service.ports import Tx
 from csms.service.reservations import reservation_for_start
 from csms.service.signed_data import SignedDataChecks
-from csms.service.transactions import REUSED, REUSED_LATER, current_session
+from csms.service.transactions import (
+    REUSED,
+    REUSED_LATER,
+    SHARED,
+    SHARED_WITH,
+    current_session,
+    running_under,
+    session_on_evse,
+)
 
 __all__ = ["LimitReached", "SessionUseCases"]
 
@@ -105,6 +115,19 @@ _CLOSES_READ = 1000
 # later and named its start: no later event moves the start again (not a hold: the
 # session is held for ``started_missing``).
 STARTED_LATE = "started_late"
+
+# A 1.6 StopTransaction for a session a stop completed already that is not that stop (another
+# meterStop, time or idTag): a hold flag while the session is not settled, and the station
+# event naming both stops (SessionUseCases._stop_differs)
+STOP_DIFFERS = "stop_differs"
+# the billing states in which a session is not settled yet (csms.service.billing): not in a
+# chunk with its sequence number, not rejected. A stop that differs holds it there
+_UNSETTLED = frozenset({BillingState.QUEUED, BillingState.RELEASED, BillingState.HELD})
+
+# A token first presented after the start of a 2.0.1 session started without one that is
+# not its payer (presented to stop it, or refused: SessionUseCases._late_token): a flag
+# (not a hold: nobody pays, as for a session that never had a token) and a station event
+TOKEN_NOT_PAYER = "token_not_payer"
 
 # Notes that only say what was assumed: a flag on the session, no event.
 _QUIET_NOTES = frozenset({"time_offset_assumed"})
@@ -739,7 +762,8 @@ class SessionUseCases(SignedDataChecks):
 
         await self.repo.unit(work)
 
-    async def _evse_mismatch(self, tx: Tx, session: Session, ev: TransactionEventIn) -> None:
+    async def _evse_mismatch(self, tx: Tx, session: Session, ev: TransactionEventIn, *,
+                             keep_samples: bool = True) -> None:
         """A 2.0.1 event of ``session``'s transactionId naming another EVSE than the
         session's (a station numbering its transactions per EVSE: two drivers' transactions
         under one id). Nothing of it is the session's: its readings are kept as the
@@ -749,8 +773,10 @@ class SessionUseCases(SignedDataChecks):
         EVSE delivered, nor is the other EVSE's transaction billed to anyone unseen; a
         completed one stays as it was completed (its billing is settlement's, as for late
         data). Its seqNo is not taken: the session's own event of that number is no
-        retry of it."""
-        if ev.samples:
+        retry of it. An event named in no EVSE while several transactions under its id run
+        (:func:`running_under`) is each one's such event; its readings are kept once
+        (``keep_samples`` for the first)."""
+        if ev.samples and keep_samples:
             await tx.add_samples(
                 session.station_id, ev.samples, session_id=None, evse_id=ev.evse_id,
                 connector_id=ev.connector_id, transaction_id=ev.transaction_id)
@@ -792,19 +818,83 @@ class SessionUseCases(SignedDataChecks):
             "ended_session_id": ended.id, "ended_stopped_at": ended.stopped_at.isoformat()
             if ended.stopped_at else None}, self.clock())
 
+    async def _id_shared(self, tx: Tx, beside: Session, session: Session) -> None:
+        """``session`` started under the transactionId of ``beside``, on another EVSE (a
+        station numbering its transactions per EVSE): stored under an id of its own
+        (:func:`shared_transaction_id`), held (``shared_transaction_id``) for the operator to
+        release, ``beside`` marked (``transaction_id_shared``, not a hold: what it bills is
+        its own EVSE's, and its events naming no EVSE while both run are kept apart) and a
+        station event of the hold's name naming both."""
+        assert session.id is not None
+        if SHARED_WITH not in beside.flags:
+            beside.flag(SHARED_WITH)
+            await tx.update_session(beside)
+        log.warning("! %s: transaction %s started on EVSE %s while session %s of it is on EVSE"
+                    " %s: session %s, held", session.station_id,
+                    session.station_transaction_id, session.evse_id, beside.id,
+                    beside.evse_id, session.id)
+        await tx.add_station_event(session.station_id, SHARED, {
+            "session_id": session.id, "transaction_id": session.station_transaction_id,
+            "stored_as": session.transaction_id, "evse_id": session.evse_id,
+            "started_at": session.started_at.isoformat(), "beside_session_id": beside.id,
+            "beside_evse_id": beside.evse_id, "beside_status": beside.status.value},
+            self.clock())
+
     async def _takes_over(self, tx: Tx, session: Session, ev: TransactionEventIn,
                           auth: AuthStatus | None, master: bool,
                           covered: Callable[[Tx], Awaitable[bool]]) -> bool:
         """Whether the event's token becomes the payer of a 2.0.1 session whose token was
         refused (E02/E05: a transaction started at plug-in, a card refused, then another
-        presented and accepted): only a token accepted as a first one would be (the escrow
-        covers it, ``covered``), presented to authorize (not to stop), not the master
-        pass's (``master``), in place of a refused one (an accepted payer is never replaced)."""
-        return session.id_tag is not None and session.id_tag != ev.id_tag \
+        presented and accepted), or that started without one (E03: its token presented in
+        a later event): only a token accepted as a first one would be (the escrow covers
+        it, ``covered``) or one of an app session (unknown to the registry, a driver's
+        signed authorization waiting for it: :meth:`_bind_signed` binds it), presented to
+        authorize (not to stop), not the master pass's (``master``), in place of a refused
+        one or of none (an accepted payer is never replaced)."""
+        return session.id_tag != ev.id_tag \
             and session.auth_status != AuthStatus.ACCEPTED.value \
             and "master_pass_start" not in session.flags \
-            and auth is AuthStatus.ACCEPTED and ev.id_tag is not None and not _stops(ev) \
-            and not master and await covered(tx)
+            and ev.id_tag is not None and not _stops(ev) and not master \
+            and (auth is AuthStatus.ACCEPTED or (
+                auth is AuthStatus.UNKNOWN and await self._signed_waiting(
+                    tx, session.station_id, ev.id_tag, session, ev.remote_start_id))) \
+            and await covered(tx)
+
+    async def _late_token(self, tx: Tx, session: Session, ev: TransactionEventIn,
+                          auth: AuthStatus | None, covered: Callable[[Tx], Awaitable[bool]],
+                          registered: IdTag | None) -> AuthStatus | None:
+        """The answer to a token first presented after the start of a 2.0.1 session that
+        started without one, and does not take it over (:meth:`_takes_over`): presented to
+        stop it (an Ended or StopAuthorized event: whose session it stops is not known, a
+        station could name any card to have its driver pay for a charge nobody
+        authorized), refused by the registry, or by the driver's escrow. It is neither the
+        session's token nor its payer: nobody pays, as for a session that never had a
+        token. The session is flagged ``token_not_payer`` (not a hold), a station event of
+        that name says which token and why. A token the registry accepts whose escrow does
+        not cover a charge, presented to authorize, is answered NoCredit (the station does
+        not charge on it). A master pass presented to stop (C16: it stops any transaction,
+        owns none) is none of this: nothing is recorded of it here. ``registered``: the
+        token's registry entry, as the unit read it."""
+        if _stops(ev) and await self._master_pass(tx, registered):
+            return auth
+        why = "presented_to_stop" if _stops(ev) \
+            else auth.value if auth is not None and auth is not AuthStatus.ACCEPTED \
+            else None
+        if why is None:
+            if not await covered(tx):
+                auth, why = AuthStatus.NO_CREDIT, AuthStatus.NO_CREDIT.value
+            else:
+                why = "not_taken"
+        session.flag(TOKEN_NOT_PAYER)
+        log.warning("! %s: token %s first presented in a %s event (%s) of transaction %s,"
+                    " started without one: not its payer (%s)", session.station_id,
+                    ev.id_tag, ev.event_type, ev.trigger_reason, ev.transaction_id, why)
+        await tx.add_station_event(session.station_id, TOKEN_NOT_PAYER, {
+            "session_id": session.id, "transaction_id": ev.transaction_id,
+            "tag": ev.id_tag, "reason": why, "event_type": ev.event_type,
+            "trigger_reason": ev.trigger_reason, "seq_no": ev.seq_no,
+            "timestamp": ev.timestamp.isoformat()}, self.clock())
+        return auth
 
     async def _token_replaced(self, tx: Tx, session: Session, tag: str) -> None:
         """The refused token of ``session`` gives way to ``tag``, accepted (:meth:`_takes_over`):
@@ -815,6 +905,66 @@ class SessionUseCases(SignedDataChecks):
             "refused_tag": session.id_tag, "refused_status": session.auth_status,
             "tag": tag}, self.clock())
         session.flags = [f for f in session.flags if not f.startswith("auth_")]
+
+    @staticmethod
+    async def _stopped_by(tx: Tx, session: Session, stop: StopInfo) -> bool:
+        """Whether ``stop`` is the 1.6 StopTransaction that completed ``session``: the same
+        time, meterStop and idTag (its key, :func:`_stop_key`); for a session completed
+        before stops' keys were kept, the same time and meterStop (its idTag was not
+        kept)."""
+        assert session.id is not None
+        kept = await tx.stop_key(session.id)
+        if kept is not None:
+            return kept == _stop_key(session.transaction_id, stop)
+        return session.stopped_at == stop.timestamp \
+            and session.reported_meter_stop_wh == stop.meter_stop_wh
+
+    async def _stop_differs(self, tx: Tx, session: Session, stop: StopInfo) -> None:
+        """A 1.6 StopTransaction for ``session``, completed by another stop (a station that
+        stops twice, or corrects its stop; a hostile one that bills more): nothing of it is
+        the session's (its times, energy and payer stay as the first stop completed them),
+        its readings are kept as the station's (no session) and a ``stop_differs`` station
+        event names both stops. A session not settled yet (queued, released or held: not in
+        a chunk, not rejected) is held (``stop_differs``) for the operator to release on the
+        first stop or reject: a queued one leaves the queue, a release is used up (as the
+        worker's holds do). One in a chunk or rejected is past changing: the event only."""
+        assert session.id is not None
+        now = self.clock()
+        if stop.samples:
+            await tx.add_samples(
+                session.station_id, stop.samples, session_id=None, evse_id=session.evse_id,
+                connector_id=session.connector_id, transaction_id=session.transaction_id)
+        state = billing_state(session)
+        held = state in _UNSETTLED
+        if held and (state != BillingState.HELD or STOP_DIFFERS not in session.flags):
+            if state != BillingState.HELD:
+                check_billing_transition(state, BillingState.HELD)
+                await tx.dequeue_settlement(session.id)
+                session.flags = [f for f in session.flags if f != BillingState.RELEASED]
+            session.flag(STOP_DIFFERS)
+            await tx.update_session(session)
+            await tx.add_station_event(session.station_id, "billing_hold", {
+                "session_id": session.id, "flags": session.flags}, now)
+        log.warning("! %s: session %s stopped at %s (meterStop %s) has another stop at %s"
+                    " (meterStop %s): %s", session.station_id, session.id,
+                    session.stopped_at.isoformat() if session.stopped_at else None,
+                    session.reported_meter_stop_wh, stop.timestamp.isoformat(),
+                    stop.meter_stop_wh, "held" if held else f"kept ({state})")
+        kept = await tx.stop_key(session.id)
+        await tx.add_station_event(session.station_id, STOP_DIFFERS, {
+            "session_id": session.id, "transaction_id": session.transaction_id,
+            "billing": str(state), "held": held,
+            "stop": {"timestamp": session.stopped_at.isoformat()
+                     if session.stopped_at else None,
+                     "meter_stop": _number(session.reported_meter_stop_wh),
+                     "id_tag": _stop_key_tag(kept) if kept is not None else None,
+                     "reason": session.stop_reason, "energy_wh": session.energy_wh},
+            "other_stop": {"timestamp": stop.timestamp.isoformat(),
+                           "meter_stop": _number(stop.meter_stop_wh), "id_tag": stop.id_tag,
+                           "reason": stop.reason, "readings": len(stop.samples),
+                           "values_not_taken": [{"field": n.field, "value": n.value,
+                                                 "flag": n.flag} for n in stop.notes[:10]]},
+        }, now)
 
     async def _use_reservation(self, tx: Tx, reservation: Reservation,
                                session_id: int) -> None:
@@ -946,7 +1096,11 @@ class SessionUseCases(SignedDataChecks):
                 await tx.insert_session(session)
             elif session.status is SessionStatus.COMPLETED:
                 if STOP_LOST not in session.flags:
-                    return auth  # a retry of a stop we already stored
+                    # the stop that completed it, sent again (its answer was lost): answered
+                    # the same; another stop is kept, and holds the session if it can
+                    if not await self._stopped_by(tx, session, stop):
+                        await self._stop_differs(tx, session, stop)
+                    return auth
                 if not await self._reopen(tx, session, "StopTransaction"):
                     # closed without its stop and decided (or settled) since: kept apart
                     await self._late(tx, session, "StopTransaction", stop.samples, stop.notes,
@@ -969,6 +1123,8 @@ class SessionUseCases(SignedDataChecks):
             session.reported_meter_stop_wh = stop.meter_stop_wh
             session.stop_reason = stop.reason or "Local"  # 1.6 §7.45: Local when omitted
             await self._complete(tx, session, stop.samples)
+            if "unknown_transaction" not in session.flags:  # found by its start_key there
+                await tx.set_stop_key(session.id, _stop_key(txid, stop))
             return auth
 
         return await self.repo.unit(work)
@@ -1113,17 +1269,44 @@ class SessionUseCases(SignedDataChecks):
             ended: Session | None = None  # the transaction whose id this one takes again
             if session is not None and _starts_anew(ev, session):
                 ended, session = session, None
+            beside: Session | None = None  # the transaction on another EVSE under its id
             if session is not None and _elsewhere(ev, session):
-                await self._evse_mismatch(tx, session, ev)
-                apart.append(True)
-                return auth, session
+                # a station numbering transactions per EVSE: the transaction on the
+                # event's EVSE is a session of its own, started by a Started event there
+                other = await session_on_evse(tx, session, ev.transaction_id, ev.evse_id)
+                if other is not None and not _starts_anew(ev, other):
+                    session = other
+                elif other is None and ev.event_type == "Started" \
+                        and ev.evse_id is not None and ev.evse_id >= 1:
+                    beside, session = session, None
+                else:  # no transaction there that this event starts or continues
+                    await self._evse_mismatch(tx, session, ev)
+                    apart.append(True)
+                    return auth, session
+            elif session is not None and ev.evse_id is None and SHARED_WITH in session.flags:
+                # an event naming no EVSE, of an id two EVSEs' transactions took: the one
+                # still running's; while several run, nobody's (each held)
+                running = await running_under(tx, session)
+                if len(running) > 1:
+                    for n, each in enumerate(running):
+                        await self._evse_mismatch(tx, each, ev, keep_samples=n == 0)
+                    apart.append(True)
+                    return auth, session
+                if running:
+                    session = running[0]
             created = False
             card: str | None = None  # the tag bound with a new session
+            # whether the event is the session's start: its token is presented at the start
+            # (any other first token is presented late, and must take the session over)
+            starting = ev.event_type == "Started" and session is None
             if session is None:
                 session = Session(
                     station_id=station_id, ocpp_version=OCPP201,
-                    transaction_id=ev.transaction_id if ended is None or ended.id is None
-                    else reused_transaction_id(ev.transaction_id, ended.id),
+                    transaction_id=reused_transaction_id(ev.transaction_id, ended.id)
+                    if ended is not None and ended.id is not None
+                    else shared_transaction_id(ev.transaction_id, ev.evse_id, beside.id)
+                    if beside is not None and beside.id is not None and ev.evse_id is not None
+                    else ev.transaction_id,
                     started_at=ev.timestamp, evse_id=ev.evse_id, connector_id=ev.connector_id,
                 )
                 if ev.event_type != "Started":
@@ -1133,14 +1316,20 @@ class SessionUseCases(SignedDataChecks):
                     session.flag("seq_gap")
                 if ended is not None:
                     session.flag(REUSED)
+                if beside is not None:
+                    session.flag(SHARED)
                 # the token it starts with (attached below) is its payer, bound with it
-                # as in 1.6; one presented to stop may be the master pass's (attached
-                # below only if it is not), and is bound there
-                card = ev.id_tag if ev.id_tag and not master and not _stops(ev) else None
+                # as in 1.6; one in a later event than a Started (the Started lost) is a
+                # token first presented late: attached below only if it takes the session
+                # over (_takes_over), and bound there
+                card = ev.id_tag if ev.id_tag and not master and not _stops(ev) \
+                    and ev.event_type == "Started" else None
                 await tx.insert_session(session, card=card)
                 created = True
                 if ended is not None:
                     await self._id_reused(tx, ended, session)
+                if beside is not None:
+                    await self._id_shared(tx, beside, session)
             assert session.id is not None
             # Each seqNo once per session (a new session has none yet). A seqNo beyond 64
             # bits cannot be stored: the event is taken as new (the session is held for
@@ -1180,6 +1369,7 @@ class SessionUseCases(SignedDataChecks):
                     # them, is no start of theirs: it would move the start at will)
                     session.started_at = ev.timestamp
                     session.flag(STARTED_LATE)
+                    starting = True
                 elif ev.event_type == "Started":
                     # E01: one Started per transaction. The start the session was
                     # authorized, priced and shown on stands (a station moving it would
@@ -1215,7 +1405,7 @@ class SessionUseCases(SignedDataChecks):
                 await tx.add_station_event(station_id, "security", {
                     "type": "MasterPassStart", "session_id": session.id,
                     "transaction_id": ev.transaction_id, "tag": ev.id_tag}, now)
-            elif ev.id_tag and (session.id_tag is None or await self._takes_over(
+            elif ev.id_tag and ((starting and session.id_tag is None) or await self._takes_over(
                     tx, session, ev, auth, master, covered)) and not (
                     _stops(ev) and await self._master_pass(tx, registered)):
                 replaced = session.id_tag  # a token refused before it: it pays no more
@@ -1250,6 +1440,8 @@ class SessionUseCases(SignedDataChecks):
                                              registered)
                 elif auth is AuthStatus.ACCEPTED:  # nobody pays if blocked at the start
                     await self._bind_blocked_then(tx, session, ev.id_tag, registered)
+            elif ev.id_tag and session.id_tag is None:
+                auth = await self._late_token(tx, session, ev, auth, covered, registered)
             previous = await self._previous_reading(tx, session) if with_cost \
                 and session.limit_minor is not None and ev.event_type != "Ended" else None
             if ev.samples:
@@ -1303,12 +1495,28 @@ def unknown_transaction_id(transaction_id: str, key: str | None = None) -> str:
 
 
 def _stop_key(transaction_id: str, stop: StopInfo) -> str:
-    """What makes a 1.6 stop under an unknown transactionId the same stop, kept as its
-    held session's ``start_key``: its transactionId, time, meterStop (an integer,
-    written out exactly) and idTag, if any (a 1.6 start's key begins with its
-    connectorId, never with "stop")."""
-    return (f"stop|{transaction_id}|{stop.timestamp.isoformat()}|"
+    """What makes a 1.6 stop the same stop: under an unknown transactionId, kept as its
+    held session's ``start_key``; of a known session, kept beside it
+    (``Tx.set_stop_key``: a stop sent again is a retry only if it is that one). Its
+    transactionId, time, meterStop (an integer, written out exactly) and idTag, if any (a
+    1.6 start's key begins with its connectorId, never with "stop"). A time that could
+    not be read (taken as the time the stop arrived, which its retry does not share) is
+    written as the station sent it, percent-encoded (no "|" in it: :func:`_stop_key_tag`
+    reads the idTag back)."""
+    sent = next((quote(n.value, safe="") for n in stop.notes
+                 if n.field == "timestamp" and n.flag == "time_unreadable"), None)
+    when = stop.timestamp.isoformat() if sent is None else sent
+    return (f"stop|{transaction_id}|{when}|"
             f"{stop.meter_stop_wh}|{stop.id_tag or ''}")
+
+
+def _stop_key_tag(key: str) -> str | None:
+    """The idTag of the stop whose key is ``key`` (:func:`_stop_key`; None: it had none)."""
+    return key.split("|", 4)[4] or None
+
+
+def _number(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)
 
 
 def _same_stop(held: Session, stop: StopInfo) -> bool:

@@ -17,6 +17,7 @@ from typing import Any
 from csms.domain.model import (
     AuthStatus,
     BootPolicy,
+    ErrorDetail,
     Station,
 )
 from csms.service.cluster import live_nodes
@@ -49,6 +50,10 @@ class Opened:
     # socket for the station (a cloned station, or a reconnection through the balancer)
     replaced_node: str | None = None
     replaced_at: datetime | None = None
+    # the answer to the station's latest BootNotification, as stored (None: it never
+    # booted): a station last answered Pending or Rejected is not accepted on a new
+    # connection either, until it boots and is accepted (2.0.1 B02.FR.09 / B03.FR.07)
+    boot_status: str | None = None
 
 
 class StationUseCases(ChargingCore):
@@ -76,7 +81,9 @@ class StationUseCases(ChargingCore):
             await self._metered_event(
                 tx, station_id, "boot",
                 {"reason": info.reason, "vendor": info.vendor, "model": info.model,
-                 "firmware_version": info.firmware_version, "policy": station.boot_policy.value},
+                 "firmware_version": info.firmware_version,
+                 "serial_number": info.serial_number, **info.hardware,
+                 "policy": station.boot_policy.value},
                 now,
             )
             if station.boot_policy is BootPolicy.ACCEPTED:
@@ -216,40 +223,59 @@ class StationUseCases(ChargingCore):
                                        "connected_at": now.isoformat()}
             await tx.add_station_event(station_id, "online", payload, now)
             await self._event(tx, station_id, "online", payload)
+            boot = await tx.get_station_option(station_id, BOOT_STATUS_OPTION)
             if before is None or before[0] == node:
                 # none, or this node's own (replaced here by the server, or a row its
                 # teardown has not cleared yet)
-                return Opened(now)
+                return Opened(now, boot_status=boot)
             other, other_at = before
             # the beats are written with the wall clock (csms.bootstrap)
             if other not in await live_nodes(tx, datetime.now(UTC)):
-                return Opened(now)
+                return Opened(now, boot_status=boot)
             await self._metered_event(tx, station_id, "security",
                                       connection_replaced(remote, node, other, other_at), now)
-            return Opened(now, other, other_at)
+            return Opened(now, other, other_at, boot)
 
         return await self.repo.unit(work)
 
     async def status(
         self, station_id: str, evse_id: int, connector_id: int, status: str,
-        error_code: str | None, at: datetime | None,
-    ) -> None:
+        error_code: str | None, at: datetime | None, *, error: ErrorDetail | None = None,
+    ) -> bool:
+        """Store a connector's status and publish it; ``error``: what the station said of
+        its error beside ``error_code`` (kept with the connector and in the event).
+
+        A station has at most ``max_connectors`` connectors stored: a status for one more
+        (an invented EVSE or connector id) is not stored (1.6 §6.47 has no refusal for an
+        unknown connector: it is answered all the same); a ``ConnectorLimit`` security
+        event says so, within the station's quota. False when it was not stored."""
         now = self.clock()
+        detail = error if error else None
 
-        async def work(tx: Tx) -> None:
-            await tx.set_connector_status(
-                station_id, evse_id, connector_id, status, error_code, at or now
-            )
-            await self._event(
-                tx, station_id, "status",
-                {"evse_id": evse_id, "connector_id": connector_id, "status": status,
-                 "error_code": error_code},
-            )
+        async def work(tx: Tx) -> bool:
+            if not await tx.set_connector_status(
+                    station_id, evse_id, connector_id, status, error_code, at or now,
+                    error=detail, limit=self.max_connectors):
+                await self._metered_event(tx, station_id, "security", {
+                    "type": "ConnectorLimit", "evse_id": evse_id,
+                    "connector_id": connector_id, "limit": self.max_connectors}, now)
+                return False
+            payload: dict[str, Any] = {"evse_id": evse_id, "connector_id": connector_id,
+                                       "status": status, "error_code": error_code}
+            if detail is not None:
+                payload.update(info=detail.info, vendor_id=detail.vendor_id,
+                               vendor_error_code=detail.vendor_error_code)
+            await self._event(tx, station_id, "status", payload)
+            return True
 
-        await self.repo.unit(work)
+        stored = await self.repo.unit(work)
+        if not stored:
+            log.warning("! %s: a status for EVSE %d connector %d beyond its %d connectors;"
+                        " not stored", station_id, evse_id, connector_id, self.max_connectors)
         # "last seen" by the last-seen writer (no lock on the station's row in this unit)
         self._seen[station_id] = now
         self._flush_soon()
+        return stored
 
     async def authorize(self, tag: str, station_id: str | None = None
                         ) -> tuple[AuthStatus, datetime | None]:

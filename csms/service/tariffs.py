@@ -8,32 +8,55 @@ the driver saw one tariff (2.0.1 shows the running cost) and would be billed by 
 So a version may be valid from any time after the start of every session it would
 reprice. Sessions that had no tariff at their start are not repriced by one: they are held
 until a tariff is valid at their start, and a version valid from before them is how an
-operator prices them.
+operator prices them. Nor are sessions whose start is no time to judge a tariff by: any
+registered station can date a session in 9999, which would refuse every new version for
+good. A session rejected by an operator (never priced), held as ``time_implausible`` and
+not released, or started more than the station clock's tolerance (``time_future``, the
+one its times are judged by) after it was stored does not hold a version back.
+
+A tariff is also refused when its currency or decimals are not the settlement contract's
+billing unit (:class:`~csms.domain.tariff.BillingUnit`): its prices in its own minor
+units would go on chain as billing units (``--decimals 3``: ten times the price).
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from csms.domain.tariff import Tariff
+from csms.domain.tariff import BillingUnit, Tariff
+from csms.service import defaults
 from csms.service.ports import Tx
 
-__all__ = ["TariffRefused", "set_tariff"]
+__all__ = ["TariffRefused", "TariffUnitRefused", "set_tariff"]
 
 
 class TariffRefused(ValueError):
     """The version would reprice a session already stored (the message names it)."""
 
 
-async def set_tariff(tx: Tx, tariff: Tariff, actor: str) -> int:
+class TariffUnitRefused(ValueError):
+    """The tariff's currency or decimals are not the settlement's billing unit (one line)."""
+
+
+async def set_tariff(tx: Tx, tariff: Tariff, actor: str, *,
+                     billing: BillingUnit = defaults.BILLING_UNIT,
+                     clock_tolerance: timedelta = defaults.TIME_FUTURE) -> int:
     """Store ``tariff`` as its station's (or '*''s) new version, audited as
-    ``tariffs.set`` by ``actor``; return the version. Raises :class:`TariffRefused` when
-    a stored session that had a tariff at its start started at or after
-    ``tariff.valid_from`` (nothing is written)."""
+    ``tariffs.set`` by ``actor``; return the version. Nothing is written when it raises:
+    :class:`TariffUnitRefused` for a tariff not in ``billing`` (the settings'
+    ``billing_currency`` and ``billing_decimals``), :class:`TariffRefused` when a stored
+    session that had a tariff at its start started at or after ``tariff.valid_from``
+    (but those whose start is no time to judge by: rejected, ``time_implausible`` and not
+    released, or started more than ``clock_tolerance`` - the settings' ``time_future`` -
+    after it was stored)."""
     valid_from = tariff.valid_from
     if valid_from is None:
         raise ValueError("a tariff to set needs its valid_from")
-    hit = await tx.session_a_tariff_would_reprice(tariff.station_id, valid_from)
+    refused = billing.refuses(tariff)
+    if refused is not None:
+        raise TariffUnitRefused(f"{refused} (CSMS_BILLING_CURRENCY, CSMS_BILLING_DECIMALS)")
+    hit = await tx.session_a_tariff_would_reprice(tariff.station_id, valid_from,
+                                                  clock_tolerance)
     if hit is not None:
         raise TariffRefused(
             f"a tariff valid from {valid_from.isoformat()} would reprice session"

@@ -12,6 +12,7 @@ from csms.service.cluster import live_nodes
 from csms.service.ports import Tx
 
 __all__ = [
+    "connector_fault",
     "iso",
     "number",
     "price_text",
@@ -21,6 +22,22 @@ __all__ = [
     "station_json",
     "stations_view",
 ]
+
+
+def connector_fault(c: dict[str, Any]) -> str | None:
+    """A connector's error in a line, as the operator reads it: its error code (none for
+    NoError) and what the station said beside it (1.6 §6.47: vendorErrorCode with its
+    vendorId, info), e.g. ``OtherError: ConnectorLockFailure/MREC1 (org.charin.uec.v1),
+    evse_manager/connector_1``; None without an error."""
+    code = c.get("error_code")
+    head = code if code and code != "NoError" else None
+    vendor = c.get("vendor_error_code")
+    if vendor and c.get("vendor_id"):
+        vendor = f"{vendor} ({c['vendor_id']})"
+    detail = ", ".join(x for x in (vendor, c.get("error_info")) if x)
+    if head and detail:
+        return f"{head}: {detail}"
+    return head or detail or None
 
 
 def number(value: Decimal | None) -> int | float | str | None:
@@ -87,7 +104,9 @@ def station_json(s: Station, connectors: list[dict[str, Any]],
         "reported_max_power_w": number(s.reported_max_power_w),
         "connectors": [
             {"evse_id": c["evse_id"], "connector_id": c["connector_id"], "status": c["status"],
-             "error_code": c["error_code"], "updated_at": c["updated_at"]}
+             "error_code": c["error_code"], "error_info": c.get("error_info"),
+             "vendor_id": c.get("vendor_id"), "vendor_error_code": c.get("vendor_error_code"),
+             "fault": connector_fault(c), "updated_at": c["updated_at"]}
             for c in connectors
         ],
     }

@@ -237,6 +237,14 @@ class PostgresRowLocks(SqlTx):
             *(card_link_params(card) if card is not None else ()),
             *(numbered_values(values) if new else values), now, now)
 
+    # SettlementSql.session_a_tariff_would_reprice: a start at most the tolerance after
+    # the session was stored, in whole microseconds
+    _STARTED_WITHIN = ("s.started_at::timestamptz"
+                       " <= s.created_at::timestamptz + ?::bigint * interval '1 microsecond'")
+
+    def _started_within(self, tolerance: timedelta) -> tuple[str, Any]:
+        return self._STARTED_WITHIN, tolerance // timedelta(microseconds=1)
+
     # the lease's clock: the server's (csms.storage.sql.SqlTx.take_lease); the time of the
     # statement, not of the transaction's start
     _LEASE_LIVE = "expires_at::timestamptz >= clock_timestamp()"

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from csms.domain.tariff import Tariff
 from csms.service.billing import BillingState, check_billing_transition
+from csms.service.holds import NEVER_RELEASED
 
 __all__ = ["BATCH_FIELDS", "CARD_LINK", "CARD_LINK_COLUMNS", "SettlementSql",
            "card_link_params"]
@@ -52,6 +53,29 @@ _BIND_NO_PAYER = (f"INSERT INTO session_cards ({CARD_LINK_COLUMNS}) VALUES (?, ?
 def card_link_params(tag: str) -> tuple[str, str, str, str]:
     """The parameters of CARD_LINK."""
     return tag, tag, tag, tag
+
+
+def _has_flag(flag: str) -> str:
+    """SQL: the session's ``flags`` (a JSON array of names, as stored) hold ``flag``."""
+    # a flag's name: no quote, no '%'; its '_' (LIKE's any one character) meets no other
+    # flag's name
+    assert flag.isidentifier()
+    return f"flags LIKE '%\"{flag}\"%'"
+
+
+# Sessions that can never be charged, whatever comes: rejected by an operator (final,
+# csms.service.billing) or held by a hold no operator may release (csms.service.holds).
+# Only the central system writes these flags, never a station, and none is ever lifted.
+NEVER_CHARGED = " OR ".join(_has_flag(f) for f in (BillingState.REJECTED.value,
+                                                    *sorted(NEVER_RELEASED)))
+# Settlement states after which this database charges a session no more: paid (the escrow
+# paid it: its balance says so), unpaid (the contract refused the entry) and conflict (the
+# chain holds another chunk for its sequence number, the contract takes each once: a
+# conflict is final in both state tables, settlement.states and csms.service.billing, and
+# the worker never settles its sessions again). Only a reorganisation moves paid and unpaid
+# back to batched: they count again then.
+SETTLED_STATES = ", ".join(f"'{s.value}'" for s in (
+    BillingState.PAID, BillingState.UNPAID, BillingState.REJECTED, BillingState.CONFLICT))
 
 
 def _iso(at: datetime) -> str:
@@ -94,27 +118,49 @@ class SettlementSql(ABC):
             _iso(tariff.valid_from or datetime.now(UTC)))
         return version
 
-    async def session_a_tariff_would_reprice(self, station_id: str,
-                                             valid_from: datetime) -> dict[str, Any] | None:
+    # SQL: the session ``s`` started at most its clock tolerance (the one parameter, in
+    # seconds) after it was stored. Times are ISO text in UTC (year 1 to 9999); PostgreSQL
+    # overrides it (csms.storage.postgres_rounds).
+    _STARTED_WITHIN = "julianday(s.started_at) <= julianday(s.created_at) + ? / 86400.0"
+
+    def _started_within(self, tolerance: timedelta) -> tuple[str, Any]:
+        return self._STARTED_WITHIN, tolerance.total_seconds()
+
+    async def session_a_tariff_would_reprice(self, station_id: str, valid_from: datetime,
+                                             clock_tolerance: timedelta
+                                             ) -> dict[str, Any] | None:
         """A stored session (``id``, ``station_id``, ``started_at``) whose tariff a new
         version for ``station_id`` (or '*') valid from ``valid_from`` would replace: it
         started at or after ``valid_from`` and a tariff was valid at its start (the
         station's own or the default; for '*', the default because its station had none
         of its own). A session that had no tariff at all is not one: it is held until it
-        has one (``find_tariff``'s rule, in one query)."""
+        has one (``find_tariff``'s rule, in one query).
+
+        Nor is a session whose start is no time a tariff can be judged by: one an operator
+        rejected (never priced); one held as ``time_implausible`` and not released (a
+        station dates its sessions as it likes: one in 9999 would otherwise refuse every
+        version for good); one that started more than ``clock_tolerance`` (the drift the
+        central system allows a station's clock, ``time_future``) after it was stored,
+        released or not. A session released with ``time_implausible`` whose start is
+        within that tolerance still counts: its price is the one it is billed."""
         when = _iso(valid_from)
+        within, tolerance = self._started_within(clock_tolerance)
+        judged = (f" AND NOT s.{_has_flag(BillingState.REJECTED.value)}"
+                  f" AND (NOT s.{_has_flag('time_implausible')}"
+                  f" OR s.{_has_flag(BillingState.RELEASED.value)}) AND {within}")
         if station_id == "*":
             return await self.fetchone(
                 "SELECT id, station_id, started_at FROM sessions s WHERE started_at >= ?"
                 " AND EXISTS (SELECT 1 FROM tariffs t WHERE t.station_id = '*'"
                 " AND t.valid_from <= s.started_at)"
                 " AND NOT EXISTS (SELECT 1 FROM tariffs t WHERE t.station_id = s.station_id"
-                " AND t.valid_from <= s.started_at) ORDER BY started_at LIMIT 1", when)
+                f" AND t.valid_from <= s.started_at){judged} ORDER BY started_at LIMIT 1",
+                when, tolerance)
         return await self.fetchone(
             "SELECT id, station_id, started_at FROM sessions s WHERE station_id = ?"
             " AND started_at >= ? AND EXISTS (SELECT 1 FROM tariffs t"
             " WHERE t.station_id IN (s.station_id, '*') AND t.valid_from <= s.started_at)"
-            " ORDER BY started_at LIMIT 1", station_id, when)
+            f"{judged} ORDER BY started_at LIMIT 1", station_id, when, tolerance)
 
     async def list_tariffs(self) -> list[Tariff]:
         rows = await self.fetchall("SELECT * FROM tariffs ORDER BY station_id, version")
@@ -296,7 +342,10 @@ class SettlementSql(ABC):
         authorizations accepted and not yet started (unbound, unexpired: ``authorized``),
         each at the limit it was accepted with, the session it starts gets
         (``authorized_minor``; one kept without at its maximum amount, one not readable at
-        ``reserve_minor``)."""
+        ``reserve_minor``). A session that can never be charged counts for nothing
+        (:data:`NEVER_CHARGED`: an operator's rejection, a hold never released), nor does
+        one the chain settled or never will (:data:`SETTLED_STATES`); a session merely held
+        counts at its limit: an operator may release it."""
         driver = driver.lower()
         row = await self.fetchone(
             "SELECT"
@@ -308,14 +357,15 @@ class SettlementSql(ABC):
             " sum(CASE WHEN (status = 'active' OR price_minor IS NULL) AND limit_minor IS NULL"
             " THEN 1 ELSE 0 END) AS unlimited,"
             " sum(CASE WHEN status = 'completed' AND price_minor IS NOT NULL"
-            " AND coalesce(settlement_state, '') NOT IN ('paid', 'unpaid', 'rejected')"
+            f" AND coalesce(settlement_state, '') NOT IN ({SETTLED_STATES})"
             " THEN price_minor ELSE 0 END) AS pending"
-            " FROM sessions WHERE (id_tag IN (SELECT tag FROM driver_cards WHERE driver = ?)"
+            " FROM sessions WHERE ((id_tag IN (SELECT tag FROM driver_cards WHERE driver = ?)"
             " AND NOT EXISTS (SELECT 1 FROM session_cards c WHERE c.session_id = sessions.id"
             " AND c.driver <> ?))"
             " OR id IN (SELECT session_id FROM session_cards WHERE driver = ?)"
             " OR id IN (SELECT session_id FROM session_authorizations WHERE driver = ?"
-            " AND session_id IS NOT NULL)", driver, driver, driver, driver)
+            f" AND session_id IS NOT NULL)) AND NOT ({NEVER_CHARGED})",
+            driver, driver, driver, driver)
         assert row is not None
         waiting = await self.fetchall(
             "SELECT body, limit_minor FROM session_authorizations WHERE driver = ?"

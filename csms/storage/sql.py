@@ -24,6 +24,7 @@ import orjson
 from csms.domain.energy import ENERGY_REGISTER
 from csms.domain.model import (
     BootPolicy,
+    ErrorDetail,
     IdTag,
     MeterSample,
     Session,
@@ -174,6 +175,13 @@ def _samples(items: list[list[Any]]) -> list[MeterSample]:
 
 
 # What update_session writes (with updated_at), in the order of _session_fields.
+_CONNECTOR_COLUMNS = ("station_id, evse_id, connector_id, status, error_code, error_info,"
+                      " vendor_id, vendor_error_code, updated_at")
+_CONNECTOR_UPSERT = (
+    "ON CONFLICT (station_id, evse_id, connector_id) DO UPDATE SET status = excluded.status,"
+    " error_code = excluded.error_code, error_info = excluded.error_info,"
+    " vendor_id = excluded.vendor_id, vendor_error_code = excluded.vendor_error_code,"
+    " updated_at = excluded.updated_at")
 _SESSION_COLUMNS = (
     "station_id", "connector_id", "evse_id", "id_tag", "auth_status", "ocpp_version",
     "transaction_id", "started_at", "stopped_at", "reported_meter_start_wh",
@@ -519,15 +527,26 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
 
     async def set_connector_status(
         self, station_id: str, evse_id: int, connector_id: int, status: str,
-        error_code: str | None, at: datetime,
-    ) -> None:
-        await self.write(
-            "INSERT INTO connectors (station_id, evse_id, connector_id, status, error_code,"
-            " updated_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (station_id, evse_id,"
-            " connector_id) DO UPDATE SET status = excluded.status,"
-            " error_code = excluded.error_code, updated_at = excluded.updated_at",
-            station_id, evse_id, connector_id, status, error_code, dt_to_db(at),
-        )
+        error_code: str | None, at: datetime, *, error: ErrorDetail | None = None,
+        limit: int | None = None,
+    ) -> bool:
+        detail = error or ErrorDetail()
+        values = (station_id, evse_id, connector_id, status, error_code, detail.info,
+                  detail.vendor_id, detail.vendor_error_code, dt_to_db(at))
+        if limit is None:
+            await self.write(
+                f"INSERT INTO connectors ({_CONNECTOR_COLUMNS}) VALUES"
+                f" (?, ?, ?, ?, ?, ?, ?, ?, ?) {_CONNECTOR_UPSERT}", *values)
+            return True
+        # one statement: the row is written when it exists, or when the station has
+        # fewer than ``limit`` (the casts type the parameters of a SELECT for PostgreSQL)
+        return await self.execute(
+            f"INSERT INTO connectors ({_CONNECTOR_COLUMNS}) SELECT ?, CAST(? AS BIGINT),"
+            " CAST(? AS BIGINT), ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM connectors"
+            " WHERE station_id = ? AND evse_id = ? AND connector_id = ?) OR"
+            " (SELECT count(*) FROM connectors WHERE station_id = ?) < ?"
+            f" {_CONNECTOR_UPSERT}",
+            *values, station_id, evse_id, connector_id, station_id, limit) > 0
 
     async def list_connectors(self, station_id: str | None = None) -> list[dict[str, Any]]:
         if station_id is None:
@@ -665,6 +684,17 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
             " VALUES (?, ?, ?) ON CONFLICT (station_id, transaction_id)"
             " DO UPDATE SET session_id = excluded.session_id",
             station_id, transaction_id, session_id)
+
+    async def stop_key(self, session_id: int) -> str | None:
+        row = await self.fetchone("SELECT stop_key FROM session_stops WHERE session_id = ?",
+                                  session_id)
+        return None if row is None else str(row["stop_key"])
+
+    async def set_stop_key(self, session_id: int, key: str) -> None:
+        await self.write(
+            "INSERT INTO session_stops (session_id, stop_key) VALUES (?, ?)"
+            " ON CONFLICT (session_id) DO UPDATE SET stop_key = excluded.stop_key",
+            session_id, key)
 
     async def find_session_by_start_key(self, station_id: str, start_key: str) -> Session | None:
         return await self._one_session("station_id = ? AND start_key = ?",

@@ -167,9 +167,10 @@ Asks = Callable[[Mapping[str, Any]], tuple[str, ...]]
 
 @dataclass(frozen=True, slots=True)
 class BootGate:
-    """What a version lets a station send once its latest BootNotification on the
-    connection was answered Pending or Rejected (a station that has not booted on the
-    connection yet, or whose boot was Accepted, is served as usual).
+    """What a version lets a station send once its latest BootNotification was answered
+    Pending or Rejected: on the connection, or as stored when it has not booted on the
+    connection yet (a station whose boot was Accepted, or that never booted, is served as
+    usual).
 
     ``refuses``: anything but BootNotification is then answered with a CALLERROR
     SecurityError, not acted on; ``asks``: the central system's CALLs that ask a Pending

@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from csms.domain.maintenance import TransferKind
-from csms.domain.model import AuthStatus, MeterSample
+from csms.domain.model import AuthStatus, ErrorDetail, MeterSample
 from csms.service.charging import BootInfo, ChargingService, StopInfo
 from csms.translate import commands_v16, more_commands_v16, pnc16, security
 from csms.translate.commands import is_secret_name
@@ -67,6 +67,14 @@ def samples_from_meter_values(meter_value: list[dict[str, Any]], notes: Notes,
     return samples
 
 
+# 1.6 §6.3 BootNotification.req: what identifies the hardware beside the serial number
+# the station row keeps (chargePointSerialNumber, else chargeBoxSerialNumber), kept in
+# the boot event: EVerest sends both serial numbers, and they differ
+_HARDWARE = {"chargeBoxSerialNumber": "charge_box_serial_number",
+             "meterType": "meter_type", "meterSerialNumber": "meter_serial_number",
+             "iccid": "iccid", "imsi": "imsi"}
+
+
 async def boot_notification(
     svc: ChargingService, station_id: str, p: dict[str, Any]
 ) -> dict[str, Any]:
@@ -75,6 +83,7 @@ async def boot_notification(
         model=p.get("chargePointModel"),
         firmware_version=p.get("firmwareVersion"),
         serial_number=p.get("chargePointSerialNumber") or p.get("chargeBoxSerialNumber"),
+        hardware={name: p[field] for field, name in _HARDWARE.items() if p.get(field)},
     )
     d = await svc.boot(station_id, "ocpp1.6", info)
     if d.status == "Accepted" and svc.boot_get_configuration:
@@ -111,12 +120,15 @@ async def status_notification(
     svc: ChargingService, station_id: str, p: dict[str, Any]
 ) -> dict[str, Any]:
     # 1.6 has no EVSE level: connector n is EVSE n; connector 0 is the whole station.
+    # §6.47: info, vendorId and vendorErrorCode say what the error is beside errorCode
+    # (EVerest sends every fault as OtherError, the error in them); kept with any code.
     connector = int(p["connectorId"])
     at = parse_time(p["timestamp"]) if "timestamp" in p else None
     error = p.get("errorCode")
     await svc.status(
         station_id, connector, connector, p["status"],
         None if error == "NoError" else error, at,
+        error=ErrorDetail(p.get("info"), p.get("vendorId"), p.get("vendorErrorCode")),
     )
     return {}
 
@@ -268,7 +280,8 @@ ROUTES: dict[str, Handler] = {
 # (1.6 stations commonly send StatusNotification while Pending).
 BOOT_GATE = BootGate(
     refuses=False,
-    rule="A station whose BootNotification was answered Pending or Rejected is still"
+    rule="A station whose BootNotification was answered Pending or Rejected (on its"
+    " connection, or last, as stored, when it reconnects without booting) is still"
     " served: §4.2 tells a charge point answered Pending to send no request unless asked"
     " with TriggerMessage, and one answered Rejected nothing until the interval ends, but"
     " does not ask the central system to refuse what it sends anyway (2.0.1 does).",

@@ -10,6 +10,7 @@ from typing import Any
 from csms.domain.energy import MAX_PLAUSIBLE_POWER_W
 from csms.domain.maintenance import TransferKind
 from csms.domain.model import AuthStatus, MeterSample
+from csms.protocol import Fault, OcppError
 from csms.service.charging import BootInfo, ChargingService, TransactionEventIn
 from csms.service.driver import MASTER_PASS_VARIABLE, RunningCost, personal_message
 from csms.translate import commands_v201, security
@@ -99,6 +100,9 @@ async def boot_notification(
         firmware_version=cs.get("firmwareVersion"),
         serial_number=cs.get("serialNumber"),
         reason=p.get("reason"),
+        # ChargingStationType.modem: the SIM the station is reached through
+        hardware={name: str(value) for name, value in (cs.get("modem") or {}).items()
+                  if name in ("iccid", "imsi") and value},
     )
     d = await svc.boot(station_id, "ocpp2.0.1", info)
     if d.status == "Accepted":
@@ -138,10 +142,15 @@ async def heartbeat(svc: ChargingService, station_id: str, p: dict[str, Any]) ->
 async def status_notification(
     svc: ChargingService, station_id: str, p: dict[str, Any]
 ) -> dict[str, Any]:
-    await svc.status(
-        station_id, int(p["evseId"]), int(p["connectorId"]), p["connectorStatus"], None,
-        parse_time(p["timestamp"]),
-    )
+    evse, connector = int(p["evseId"]), int(p["connectorId"])
+    if evse < 1 or connector < 1:
+        # 2.0.1 Part 1, the 3-tier model's numbering: EVSEs are numbered from 1 (id 0
+        # is the Charging Station as a whole, which has no connector status) and
+        # connectors from 1 within their EVSE: no connector has this id, none is stored
+        raise OcppError(Fault.PROPERTY_CONSTRAINT,
+                        f"no connector {connector} of EVSE {evse}: both are numbered from 1")
+    await svc.status(station_id, evse, connector, p["connectorStatus"], None,
+                     parse_time(p["timestamp"]))
     return {}
 
 
@@ -202,7 +211,7 @@ async def transaction_event(
     # the transaction
     group, decision = await at_once(
         svc.tag_group(tag) if tag is not None else None,
-        svc.check_stop(station_id, ev.transaction_id, tag)
+        svc.check_stop(station_id, ev.transaction_id, tag, ev.evse_id)
         if tag is not None and ev.event_type == "Ended" else None,
         together=svc.repo.reads_together)
     answer: dict[str, Any] = {}
@@ -386,10 +395,12 @@ def _report(p: Mapping[str, Any]) -> tuple[str, ...]:
 # GetBaseReport or GetReport (B02.FR.01: the CSMS may read or set its configuration then).
 BOOT_GATE = BootGate(
     refuses=True,
-    rule="While its latest BootNotification on the connection is answered Pending or"
-    " Rejected, a station's other requests are answered with a CALLERROR SecurityError"
-    " and not acted on (B02.FR.09, B03.FR.07); a Pending station's messages asked for"
-    " with TriggerMessage, GetBaseReport or GetReport (NotifyReport) are let through. A"
-    " station that has not booted on the connection yet is served (a reconnect).",
+    rule="While its latest BootNotification is answered Pending or Rejected, a station's"
+    " other requests are answered with a CALLERROR SecurityError and not acted on"
+    " (B02.FR.09, B03.FR.07); a Pending station's messages asked for with TriggerMessage,"
+    " GetBaseReport or GetReport (NotifyReport) are let through. The verdict is the"
+    " station's, as stored: one that reconnects without booting is refused as well"
+    " while its last boot was answered Pending or Rejected, and served (a reconnect)"
+    " when it was Accepted or it never booted.",
     asks={"TriggerMessage": _triggered, "GetBaseReport": _report, "GetReport": _report},
 )

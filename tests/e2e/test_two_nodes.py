@@ -126,7 +126,7 @@ async def test_two_nodes_route_commands_and_survive_a_killed_node(
             sid: first[sid].name for sid in ids}
         # every command is audited once, by the node the operator used (newest first)
         status, audit = await a.api("GET", "/audit")
-        mine = [e for e in audit if e["actor"] == "test-operator"][:4]  # newest first
+        mine = [e for e in audit if e["claimed_actor"] == "test-operator"][:4]  # newest first
         assert [(e["target"], e["result"].get("node")) for e in mine] == [
             (ids[3], None), (ids[0], None), (ids[0], a.name), (ids[1], b.name)]
         # an unknown station and a command the station refuses behave as on one node

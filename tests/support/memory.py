@@ -30,6 +30,7 @@ from csms.domain.maintenance import (
     TransferKind,
 )
 from csms.domain.model import (
+    ErrorDetail,
     IdTag,
     MeterSample,
     Session,
@@ -69,6 +70,7 @@ class MemoryState:
     cards: dict[str, dict[str, Any]] = field(default_factory=dict)
     session_cards: dict[int, dict[str, Any]] = field(default_factory=dict)
     reused_transactions: dict[tuple[str, str], int] = field(default_factory=dict)
+    session_stops: dict[int, str] = field(default_factory=dict)
     audit: list[dict[str, Any]] = field(default_factory=list)
     local_list_versions: dict[str, int] = field(default_factory=dict)
     nodes: dict[str, datetime] = field(default_factory=dict)
@@ -184,11 +186,20 @@ class MemoryTx(Tx):
 
     async def set_connector_status(
         self, station_id: str, evse_id: int, connector_id: int, status: str,
-        error_code: str | None, at: datetime,
-    ) -> None:
-        self.s.connectors[station_id, evse_id, connector_id] = {
+        error_code: str | None, at: datetime, *, error: ErrorDetail | None = None,
+        limit: int | None = None,
+    ) -> bool:
+        key = station_id, evse_id, connector_id
+        if limit is not None and key not in self.s.connectors and sum(
+                1 for k in self.s.connectors if k[0] == station_id) >= limit:
+            return False
+        detail = error or ErrorDetail()
+        self.s.connectors[key] = {
             "station_id": station_id, "evse_id": evse_id, "connector_id": connector_id,
-            "status": status, "error_code": error_code, "updated_at": at.isoformat()}
+            "status": status, "error_code": error_code, "error_info": detail.info,
+            "vendor_id": detail.vendor_id, "vendor_error_code": detail.vendor_error_code,
+            "updated_at": at.isoformat()}
+        return True
 
     async def list_connectors(self, station_id: str | None = None) -> list[dict[str, Any]]:
         return [dict(c) for key, c in sorted(self.s.connectors.items())
@@ -271,6 +282,12 @@ class MemoryTx(Tx):
     async def set_latest_reuse(self, station_id: str, transaction_id: str,
                                session_id: int) -> None:
         self.s.reused_transactions[(station_id, transaction_id)] = session_id
+
+    async def stop_key(self, session_id: int) -> str | None:
+        return self.s.session_stops.get(session_id)
+
+    async def set_stop_key(self, session_id: int, key: str) -> None:
+        self.s.session_stops[session_id] = key
 
     async def find_session_by_start_key(self, station_id: str, start_key: str) -> Session | None:
         for s in self.s.sessions.values():
@@ -684,12 +701,19 @@ class MemoryTx(Tx):
         self.s.tariffs.append(stored)
         return version  # as the SQL adapters: the station's version number
 
-    async def session_a_tariff_would_reprice(self, station_id: str,
-                                             valid_from: datetime) -> dict[str, Any] | None:
+    async def session_a_tariff_would_reprice(self, station_id: str, valid_from: datetime,
+                                             clock_tolerance: timedelta
+                                             ) -> dict[str, Any] | None:
         for session in sorted(self.s.sessions.values(), key=lambda s: s.started_at):
             if session.started_at < valid_from or (
                     station_id != "*" and session.station_id != station_id):
                 continue
+            flags = set(session.flags)
+            if "rejected" in flags or ("time_implausible" in flags
+                                       and "released" not in flags) or (
+                    session.created_at is not None
+                    and session.started_at > session.created_at + clock_tolerance):
+                continue  # no time a tariff is judged by
             now = await self.find_tariff(session.station_id, session.started_at)
             if now is not None and (station_id != "*" or now.station_id == "*"):
                 return {"id": session.id, "station_id": session.station_id,
@@ -759,8 +783,8 @@ class MemoryTx(Tx):
     async def queued_authorization_expiry(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError("queued_authorization_expiry: not faked in memory")
 
-    async def dequeue_settlement(self, *args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError("dequeue_settlement: not faked in memory")
+    async def dequeue_settlement(self, session_id: int) -> None:
+        self.s.settlement_queue.pop(session_id, None)
 
     async def session_settlement(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError("session_settlement: not faked in memory")

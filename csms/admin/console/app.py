@@ -41,7 +41,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -61,7 +61,7 @@ from csms.protocol.frames import dumps
 from csms.service.holds import HoldError, decide
 from csms.service.ports import Tx
 from csms.service.ratelimit import address_key
-from csms.service.tariffs import TariffRefused, set_tariff
+from csms.service.tariffs import TariffRefused, TariffUnitRefused, set_tariff
 
 if TYPE_CHECKING:
     from csms.admin.api import AdminApi
@@ -494,7 +494,8 @@ class Console:
         async def work(tx: Tx) -> list[Tariff]:
             return await tx.list_tariffs()
 
-        return self._page("tariffs.html", request, tariffs=await self._read(work))
+        return self._page("tariffs.html", request, tariffs=await self._read(work),
+                          billing=self.api.central.settings.billing_unit)
 
     async def audit(self, request: web.Request) -> web.Response:
         query = self._query(request, {"before"})
@@ -695,7 +696,9 @@ class Console:
             if not within_exponents(value):  # a figure no receipt's verifier reads
                 raise Refused(400, f"{name} must be 0 or at least 1E-{MAX_EXPONENT}")
             prices[name] = value.copy_abs() if value.is_zero() else value  # -0 is 0
-        currency = str(form.get("currency") or "EUR")
+        settings = self.api.central.settings
+        billing = settings.billing_unit  # the one unit a tariff is charged in
+        currency = str(form.get("currency") or billing.currency)
         if not currency.isalnum() or len(currency) > 10:
             raise Refused(400, "currency: a code of letters and digits")
         actor = self._actor(request)
@@ -705,10 +708,14 @@ class Console:
                 raise Refused(404, f"no station {station}")
             try:
                 return await set_tariff(tx, Tariff(
-                    station, prices["per_kwh"], currency.upper(), 2, prices["per_minute"],
-                    prices["session_fee"], valid_from=datetime.now(UTC)), actor)
+                    station, prices["per_kwh"], currency.upper(), billing.decimals,
+                    prices["per_minute"], prices["session_fee"], valid_from=datetime.now(UTC)),
+                    actor, billing=billing,
+                    clock_tolerance=timedelta(seconds=settings.time_future_seconds))
             except TariffRefused as exc:  # a session started after now (its clock)
                 raise Refused(409, str(exc)) from None
+            except TariffUnitRefused as exc:
+                raise Refused(400, str(exc)) from None
 
         await self.api.repo.unit(work)
         return _see_other("/console/tariffs")

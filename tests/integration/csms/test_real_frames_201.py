@@ -151,13 +151,16 @@ async def test_the_keba_ended_event_alone_starts_at_its_begin_reading_and_is_hel
     transaction seen only at its end (``started_missing``). Its begin readings say when
     it began - 07:03:36.481 the register, 07:03:36 the meter's signed one: the session
     starts at the earliest, not at the Ended event's 13:34:41, so 19,719 Wh in 6.5 h is
-    no energy "in no time" (no ``zero_duration_with_energy``)."""
+    no energy "in no time" (no ``zero_duration_with_energy``). The card in the Ended event
+    is not its payer (``token_not_payer``): a station could name any card it has seen in
+    an Ended event alone, and whether the card began the transaction or only ended it is
+    not known."""
     answers, (s,) = await keba(csms_server, KEBA_ENDED)
     assert answers[0][0] == 3 and answers[0][2]["idTokenInfo"]["status"] == "Accepted"
     assert s["status"] == "completed" and s["energy_wh"] == 19719, s
     assert s["started_at"] == "2025-08-21T07:03:36+00:00", s
     assert s["stopped_at"] == "2025-08-21T13:34:41.364000+00:00", s
-    assert s["flags"] == ["started_missing"], s["flags"]
+    assert s["flags"] == ["started_missing", "token_not_payer"], s["flags"]
     assert not await queued(csms_server, s["id"])
 
 

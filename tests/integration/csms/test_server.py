@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import http.client
 import json
 from typing import Any
@@ -13,6 +14,8 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from csms.server import CallTimeout, StationOffline
+from csms.service.ports import Tx
+from csms.service.views import station_detail
 from support import RunningServer
 from support.client import RawClient
 
@@ -298,6 +301,22 @@ async def test_a_16_station_not_accepted_is_still_served(csms_server: RunningSer
         assert answer["idTagInfo"]["status"] == "Accepted"
 
 
+async def test_a_16_station_not_accepted_is_served_after_a_reconnect_too(
+        csms_server: RunningServer) -> None:
+    """The stored verdict counts on a new connection as it does on 2.0.1, with 1.6's
+    behaviour: a station last answered Rejected that reconnects without booting is
+    served, not refused (1.6 has no SecurityError; §4.2 asks the charge point)."""
+    await csms_server.add_station("CP1", boot="rejected")
+    await csms_server.add_tag("T1")
+    async with await RawClient.connect(csms_server.url, "CP1", ["ocpp1.6"]) as c:
+        assert (await c.result("BootNotification", BOOT16))["status"] == "Rejected"
+    async with await RawClient.connect(csms_server.url, "CP1", ["ocpp1.6"]) as c:
+        answer = await c.result("Authorize", {"idTag": "T1"})
+        assert answer["idTagInfo"]["status"] == "Accepted"
+        conn = csms_server.central.connections["CP1"]
+        assert (conn.boot_status, conn.may_send_queued) == ("Rejected", False)
+
+
 async def test_status_and_station_info_are_kept(csms_server: RunningServer) -> None:
     await csms_server.add_station("CP1")
     async with await RawClient.connect(csms_server.url, "CP1") as c:
@@ -428,3 +447,119 @@ async def test_binary_frames_are_refused(csms_server: RunningServer, version: st
     assert any(e["payload"]["type"] == "BinaryFrame" for e in await csms_server.repo.read(events))
     cut = csms_server.central.metrics.connections_cut.labels("binary_frame")._value.get()
     assert cut == 1
+
+
+async def everything_kept(server: RunningServer, station_id: str) -> str:
+    """All the central system stored about a station, as one text: its row, its
+    connectors, its events (every kind) and its device model. A value a station sent is
+    kept when it is found anywhere in it."""
+
+    async def work(tx: Tx) -> dict[str, Any]:
+        station = await tx.get_station(station_id)
+        return {
+            "station": dataclasses.asdict(station) if station is not None else None,
+            "connectors": await tx.list_connectors(station_id),
+            "events": await tx.list_station_events(station_id, None, 10_000),
+            "device_model": await tx.device_variables(station_id),
+        }
+
+    return json.dumps(await server.repo.read(work), default=str)
+
+
+# OCPP 1.6 §6.47 StatusNotification.req carries, beside errorCode, `info` ("additional
+# free format information related to the error"), `vendorId` and `vendorErrorCode` ("the
+# vendor-specific error code"). EVerest's OCPP 1.6 module reports every fault as errorCode
+# OtherError and puts the error's origin in `info` and its type in `vendorErrorCode`
+# (EVerest/EVerest#949, EVerest/libocpp#395); the CharIN unified error codes put the code
+# itself in vendorErrorCode (charinev/unified-error-codes#84). Dropped, they left the
+# operator with "OtherError" for every fault of such a station.
+async def test_a_16_fault_keeps_its_info_and_vendor_error_code(
+    csms_server: RunningServer,
+) -> None:
+    await csms_server.add_station("EVR1")
+    async with await RawClient.connect(csms_server.url, "EVR1", ["ocpp1.6"]) as c:
+        assert (await c.result("BootNotification", {
+            "chargePointVendor": "Pionix", "chargePointModel": "Yeti"}))["status"] == "Accepted"
+        assert await c.result("StatusNotification", {
+            "connectorId": 1, "errorCode": "OtherError", "status": "Faulted",
+            "timestamp": "2026-03-01T10:00:00Z",
+            "info": "evse_manager/connector_1",
+            "vendorId": "org.charin.uec.v1",
+            "vendorErrorCode": "ConnectorLockFailure/MREC1"}) == {}
+    kept = await everything_kept(csms_server, "EVR1")
+    assert "OtherError" in kept
+    for value in ("evse_manager/connector_1", "org.charin.uec.v1", "ConnectorLockFailure/MREC1"):
+        assert value in kept, f"{value!r} of the StatusNotification was not stored"
+    detail = await csms_server.repo.read(lambda tx: station_detail(tx, "EVR1"))
+    assert detail is not None
+    shown = detail["connectors"][0]["fault"]  # what `csms stations show` and the console show
+    assert shown == ("OtherError: ConnectorLockFailure/MREC1 (org.charin.uec.v1),"
+                     " evse_manager/connector_1")
+
+
+# OCPP 1.6 §6.3 BootNotification.req: chargeBoxSerialNumber (deprecated but still sent),
+# chargePointSerialNumber, iccid, imsi, meterSerialNumber, meterType. The frame with both
+# serial numbers is EVerest's, as posted in EVerest/libocpp#478. The meter's serial number
+# is what the signed readings of an Eichrecht meter name (OCMF "MS"). 2.0.1
+# ChargingStationType.modem carries iccid and imsi (the SIM the station is reached through).
+@pytest.mark.parametrize(("version", "payload", "values"), [
+    ("ocpp1.6", {"chargePointVendor": "Pionix", "chargePointModel": "model",
+                 "chargeBoxSerialNumber": "serial1", "chargePointSerialNumber": "serial2",
+                 "firmwareVersion": "1.0.0"},
+     ["serial1", "serial2"]),
+    ("ocpp1.6", {"chargePointVendor": "V", "chargePointModel": "M",
+                 "meterType": "DZG DVH4013", "meterSerialNumber": "1DZG0012345678",
+                 "iccid": "8949020000012345678", "imsi": "262011234567890"},
+     ["DZG DVH4013", "1DZG0012345678", "8949020000012345678", "262011234567890"]),
+    ("ocpp2.0.1", {"reason": "PowerUp", "chargingStation": {
+        "vendorName": "V", "model": "M", "serialNumber": "S1",
+        "modem": {"iccid": "8949020000012345678", "imsi": "262011234567890"}}},
+     ["8949020000012345678", "262011234567890"]),
+])
+async def test_a_boot_keeps_what_identifies_the_hardware(
+    csms_server: RunningServer, version: str, payload: dict[str, Any], values: list[str],
+) -> None:
+    await csms_server.add_station("HW1")
+    async with await RawClient.connect(csms_server.url, "HW1", [version]) as c:
+        assert (await c.result("BootNotification", payload))["status"] == "Accepted"
+    kept = await everything_kept(csms_server, "HW1")
+    for value in values:
+        assert value in kept, f"{value!r} of the BootNotification was not stored"
+
+
+@pytest.mark.parametrize("version", ["ocpp1.6", "ocpp2.0.1"])
+async def test_a_station_inventing_connectors_adds_no_rows_beyond_the_limit(
+    csms_server: RunningServer, version: str,
+) -> None:
+    """A hostile station sends StatusNotification for ever new EVSE and connector ids:
+    at most max_connectors rows are stored; each one beyond is still answered (1.6 §6.47
+    has no refusal) and recorded as a ConnectorLimit security event. A 2.0.1 status for
+    EVSE 0 or connector 0 names no connector (both are numbered from 1): refused."""
+    limit = csms_server.central.service.max_connectors
+    await csms_server.add_station("HOST1")
+    async with await RawClient.connect(csms_server.url, "HOST1", [version]) as c:
+        for n in range(1, limit + 11):
+            if version == "ocpp1.6":
+                payload: dict[str, Any] = {"connectorId": n, "errorCode": "NoError",
+                                           "status": "Available"}
+            else:
+                payload = {"timestamp": "2026-03-01T10:00:00Z", "connectorStatus": "Available",
+                           "evseId": n, "connectorId": n}
+            assert await c.result("StatusNotification", payload) == {}
+        if version == "ocpp2.0.1":
+            for evse, connector in ((0, 1), (1, 0), (0, 0), (-5, 1)):
+                answer = await c.call("StatusNotification", {
+                    "timestamp": "2026-03-01T10:00:00Z", "connectorStatus": "Available",
+                    "evseId": evse, "connectorId": connector})
+                assert answer[0] == 4 and answer[2] == "PropertyConstraintViolation", answer
+        assert "currentTime" in await c.result("Heartbeat", {})
+
+    async def read(tx: Tx) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        return (await tx.list_connectors("HOST1"),
+                await tx.list_station_events("HOST1", "security", 1000))
+
+    connectors, security = await csms_server.repo.read(read)
+    assert len(connectors) == limit
+    assert max(c["evse_id"] for c in connectors) == limit
+    assert all(c["evse_id"] > 0 for c in connectors)
+    assert sum(e["payload"]["type"] == "ConnectorLimit" for e in security) == 10

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -235,3 +237,154 @@ async def test_a_start_after_a_lost_stop_is_billed(
     done = {s["transaction_id"]: s for s in await csms_server.sessions("CP1")}[str(first)]
     assert (done["flags"], done["energy_wh"]) == ([], 1200)
     assert await is_queued(csms_server, done["id"])
+
+
+# -- a StopTransaction for a transaction that has a stop already ------------------------
+
+STOP = {"meterStop": 20_000, "timestamp": "2026-03-01T11:00:00Z", "idTag": "T1",
+        "reason": "Local"}
+
+
+async def _stopped(server: RunningServer, c: RawClient) -> tuple[int, dict[str, Any]]:
+    """A 19 kWh session of T1, stopped (queued): its transactionId and the stop's answer."""
+    txid = (await start(c, 1000))["transactionId"]
+    answer = await c.result("StopTransaction", {"transactionId": txid, **STOP})
+    [s] = await server.sessions("CP1")
+    assert s["energy_wh"] == 19_000 and await is_queued(server, s["id"])
+    return txid, answer
+
+
+async def _settled(server: RunningServer, session_id: int, state: str) -> None:
+    """The settlement worker's writes for a session in ``state`` (batched: in a chunk)."""
+
+    async def work(tx: Any) -> None:
+        await tx.dequeue_settlement(session_id)
+        await tx.set_session_settlement(session_id, settlement_state=state)
+
+    await server.repo.unit(work)
+
+
+async def test_a_retried_stop_is_answered_as_the_first_and_changes_nothing(
+    csms_server: RunningServer, station: RawClient,
+) -> None:
+    txid, first = await _stopped(csms_server, station)
+    # the station never got the answer: the same stop again (same time, meterStop, idTag)
+    assert await station.result("StopTransaction", {"transactionId": txid, **STOP}) == first
+    [s] = await csms_server.sessions("CP1")
+    assert (s["energy_wh"], s["flags"]) == (19_000, [])
+    assert await is_queued(csms_server, s["id"])
+    assert await station_events(csms_server, "CP1", "stop_differs") == []
+
+
+@pytest.mark.parametrize("other", [
+    {"meterStop": 30_000},  # 10 kWh more than the stop billed
+    {"meterStop": 19_500},  # a correction down
+    {"timestamp": "2026-03-01T12:00:00Z"},  # an hour longer
+    {"idTag": "T2"},  # another driver's card: the same time and reading
+], ids=["more", "less", "later", "other-tag"])
+async def test_a_second_stop_that_differs_is_kept_and_holds_the_session(
+    csms_server: RunningServer, station: RawClient, other: dict[str, Any],
+) -> None:
+    await csms_server.add_tag("T2")
+    txid, _ = await _stopped(csms_server, station)
+    [before] = await csms_server.sessions("CP1")
+    second = {"transactionId": txid, **STOP, **other}
+    # acknowledged (an error would make the station retry it for ever); T2 may not stop
+    # T1's session (Invalid), T1 may
+    answer = await station.result("StopTransaction", second)
+    assert answer["idTagInfo"]["status"] == ("Invalid" if second["idTag"] == "T2"
+                                             else "Accepted")
+    [s] = await csms_server.sessions("CP1")
+    billed = ("started_at", "stopped_at", "meter_stop_wh", "energy_wh", "id_tag")
+    assert [s[k] for k in billed] == [before[k] for k in billed]  # not changed silently
+    # held for the operator, not settled on either stop unseen
+    assert "stop_differs" in s["flags"] and not await is_queued(csms_server, s["id"])
+    [event] = await station_events(csms_server, "CP1", "stop_differs")
+    assert event["session_id"] == s["id"] and event["held"] is True
+    assert (event["stop"]["meter_stop"], event["stop"]["timestamp"],
+            event["stop"]["id_tag"]) == (str(STOP["meterStop"]),
+                                         "2026-03-01T11:00:00+00:00", "T1")
+    assert (event["other_stop"]["meter_stop"], event["other_stop"]["id_tag"]) == (
+        str(second["meterStop"]), second["idTag"])
+    # its retry is the same: answered again, nothing billed changes
+    assert await station.result("StopTransaction", second) == answer
+    [again] = await csms_server.sessions("CP1")
+    assert [again[k] for k in billed] == [before[k] for k in billed]
+
+
+async def test_a_second_stop_after_a_release_holds_the_session_again(
+    csms_server: RunningServer, station: RawClient,
+) -> None:
+    from csms.service.holds import decide
+
+    txid, _ = await _stopped(csms_server, station)
+    await station.result("StopTransaction", {"transactionId": txid, **STOP,
+                                             "meterStop": 25_000})
+    [s] = await csms_server.sessions("CP1")
+
+    async def release(tx: Any) -> None:
+        await decide(tx, s["id"], "released", actor="test", reason=None,
+                     now=datetime.now(UTC))
+
+    await csms_server.repo.unit(release)
+    assert await is_queued(csms_server, s["id"])
+    # a third stop, once the operator released the session: held again, the release used up
+    await station.result("StopTransaction", {"transactionId": txid, **STOP,
+                                             "meterStop": 40_000})
+    [held] = await csms_server.sessions("CP1")
+    assert "released" not in held["flags"] and held["energy_wh"] == 19_000
+    assert not await is_queued(csms_server, s["id"])
+
+
+async def test_a_second_stop_of_a_settled_session_is_kept_and_changes_nothing(
+    csms_server: RunningServer, station: RawClient,
+) -> None:
+    # past the point of no return: the session is in a chunk with its sequence number
+    txid, _ = await _stopped(csms_server, station)
+    [s] = await csms_server.sessions("CP1")
+    await _settled(csms_server, s["id"], "batched")
+    answer = await station.result("StopTransaction", {"transactionId": txid, **STOP,
+                                                      "meterStop": 30_000})
+    assert answer["idTagInfo"]["status"] == "Accepted"
+    [after] = await csms_server.sessions("CP1")
+    assert (after["energy_wh"], after["meter_stop_wh"]) == (19_000, 20_000)
+    [event] = await station_events(csms_server, "CP1", "stop_differs")
+    assert (event["session_id"], event["held"], event["billing"]) == (s["id"], False, "batched")
+
+
+# 1.6 §6.49 StopTransaction.req carries transactionData, filled per §9.1
+# StopTxnSampledData / StopTxnAlignedData with the session's periodic readings. EVerest had
+# to add a MaxMessageSize key because "the transactionData field of the StopTransaction.req
+# message can become really large" (EVerest/libocpp#651); stations without such a key send
+# it whole: an overnight session sampled once a minute with one measurand is ~90 KB of
+# JSON. The former frame limit (64 KiB) closed the connection instead (1009): the station
+# reconnected and sent the same StopTransaction again, for ever, and the session was never
+# completed, priced or settled (DESIGN.md: "Always acknowledge ... StopTransaction").
+async def test_the_stop_of_an_overnight_16_session_is_acknowledged(
+    csms_server: RunningServer,
+) -> None:
+    await csms_server.add_station("LONG1")
+    await csms_server.add_tag("TAG1")
+    begin = datetime(2026, 3, 1, 20, tzinfo=UTC)
+    samples = [{
+        "timestamp": (begin + timedelta(minutes=m)).strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+        "sampledValue": [{"value": f"{1_000_000 + m * 120}.000", "context": "Sample.Periodic",
+                          "measurand": "Energy.Active.Import.Register", "unit": "Wh",
+                          "location": "Outlet"}],
+    } for m in range(1, 600)]
+    async with await RawClient.connect(csms_server.url, "LONG1", ["ocpp1.6"]) as c:
+        assert (await c.result("BootNotification", {
+            "chargePointVendor": "V", "chargePointModel": "M"}))["status"] == "Accepted"
+        start = await c.result("StartTransaction", {
+            "connectorId": 1, "idTag": "TAG1", "meterStart": 1_000_000,
+            "timestamp": "2026-03-01T20:00:00.000Z"})
+        stop = {"transactionId": start["transactionId"], "meterStop": 1_072_000,
+                "timestamp": "2026-03-02T06:00:00.000Z", "reason": "EVDisconnected",
+                "transactionData": samples}
+        assert len(json.dumps(stop)) > 65536  # what a real overnight stop weighs
+        answer = await c.call("StopTransaction", stop, timeout=10)
+        assert answer[0] == 3, answer
+    sessions = await csms_server.sessions("LONG1")
+    assert [s["status"] for s in sessions] == ["completed"], sessions
+    # what the stop held of the node's budget for large frames is given back
+    assert csms_server.central.large_frames.held == 0

@@ -14,6 +14,9 @@ from support.client import RawClient
 
 from .test_sessions_v201 import event, reading
 
+# the storage backends, as tests/conftest.py runs its BOTH_BACKENDS modules
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
 E1 = {"id": 1, "connectorId": 1}
 E2 = {"id": 2, "connectorId": 1}
 
@@ -77,14 +80,16 @@ async def test_a_transaction_id_reused_on_another_evse_does_not_bill_its_energy_
     [a] = [s for s in await csms_server.sessions("EV1") if s["id_tag"] == "A"]
     # A's card is billed for EVSE 1's 1 kWh at most, or the session is held for the operator
     assert not (await is_queued(csms_server, a["id"]) and a["energy_wh"] > 1000), a
-    # both: EVSE 1's 1 kWh, held for the operator (the transactionId named two EVSEs)
-    assert a["energy_wh"] == 1000 and "evse_mismatch" in a["flags"], a
-    assert not await is_queued(csms_server, a["id"])
-    # EVSE 2's events kept where the operator sees them, with their readings
-    kept = await station_events(csms_server, "EV1", "evse_mismatch")
-    assert sorted((e["event_type"], e["event_evse_id"], e["id_tag"]) for e in kept) == [
-        ("Ended", 2, None), ("Started", 2, "B")]
-    assert sum(e["readings"] for e in kept) == (2 if s_b == 0 else 1)
+    # both: EVSE 1's 1 kWh, on A's card; every event of A's named EVSE 1
+    assert a["energy_wh"] == 1000 and await card_of(csms_server, a["id"]) == "A", a
+    # EVSE 2's transaction is B's session: recorded, on B's card, held for the operator
+    [b] = [s for s in await csms_server.sessions("EV1") if s["id"] != a["id"]]
+    assert (b["id_tag"], b["status"]) == ("B", "completed")
+    assert "shared_transaction_id" in b["flags"]
+    assert await card_of(csms_server, b["id"]) == "B" and not await is_queued(csms_server, b["id"])
+    # its 10 kWh when its Started carried the begin reading (else: held, its start missing)
+    assert b["energy_wh"] == 10000 or s_b != 0, b
+    assert await station_events(csms_server, "EV1", "evse_mismatch") == []
 
 
 # the new transaction numbered from seqNo 0 as every transaction is (E01), or on from the
@@ -174,6 +179,120 @@ async def test_an_empty_transaction_id_is_one_transaction(
     # one session, its 10 kWh counted (held or not), not a session per event of 0 Wh each
     assert [(s["id_tag"], s["energy_wh"], s["status"]) for s in sessions] == [
         ("A", 10000, "completed")], sessions
+
+
+@pytest.mark.parametrize("csms_db", BACKENDS, indirect=True)
+async def test_one_transaction_id_on_two_evses_at_once_is_two_sessions(
+    csms_server: RunningServer, station: RawClient,
+) -> None:
+    # a station numbering its transactions per EVSE: A on EVSE 1 and B on EVSE 2 are both
+    # transaction "1", each numbered from seqNo 0; each event names its EVSE
+    for body in [
+        event("Started", 0, "2026-03-01T10:00:00Z", txid="1", idToken=token("A"), evse=E1,
+              meterValue=[reading("2026-03-01T10:00:00Z", 1000, "Transaction.Begin")]),
+        event("Started", 0, "2026-03-01T10:05:00Z", txid="1", idToken=token("B"), evse=E2,
+              meterValue=[reading("2026-03-01T10:05:00Z", 50000, "Transaction.Begin")]),
+        event("Updated", 1, "2026-03-01T10:30:00Z", txid="1", evse=E2,
+              meterValue=[reading("2026-03-01T10:30:00Z", 55000, "Sample.Periodic")]),
+        event("Updated", 1, "2026-03-01T10:30:00Z", txid="1", evse=E1,
+              meterValue=[reading("2026-03-01T10:30:00Z", 1500, "Sample.Periodic")]),
+        event("Ended", 2, "2026-03-01T11:00:00Z", txid="1", evse=E2,
+              meterValue=[reading("2026-03-01T11:00:00Z", 60000, "Transaction.End")]),
+        event("Ended", 2, "2026-03-01T11:00:00Z", txid="1", evse=E1,
+              meterValue=[reading("2026-03-01T11:00:00Z", 2000, "Transaction.End")]),
+    ]:
+        answer = await station.result("TransactionEvent", body)
+        if "idToken" in body:  # each driver let charge
+            assert answer["idTokenInfo"]["status"] == "Accepted"
+    a, b = sorted(await csms_server.sessions("EV1"), key=lambda s: s["id"])
+    # A: EVSE 1's 1 kWh, billed as any session
+    assert (a["id_tag"], a["evse_id"], a["energy_wh"], a["status"]) == ("A", 1, 1000,
+                                                                        "completed")
+    assert await is_queued(csms_server, a["id"]), a
+    # B: EVSE 2's 10 kWh recorded, on B's card, held for the operator to release, stored
+    # under an id no station sends
+    assert (b["id_tag"], b["evse_id"], b["energy_wh"], b["status"]) == ("B", 2, 10000,
+                                                                        "completed")
+    assert "shared_transaction_id" in b["flags"] and not await is_queued(csms_server, b["id"])
+    assert await card_of(csms_server, b["id"]) == "B"
+    assert len(b["transaction_id"]) > 36 and b["transaction_id"].startswith("1 ")
+    [shared] = await station_events(csms_server, "EV1", "shared_transaction_id")
+    assert (shared["session_id"], shared["beside_session_id"], shared["transaction_id"]) == (
+        b["id"], a["id"], "1")
+
+
+@pytest.mark.parametrize("csms_db", BACKENDS, indirect=True)
+async def test_an_event_naming_no_evse_while_both_run_is_neither_s(
+    csms_server: RunningServer, station: RawClient,
+) -> None:
+    # E01: a station names the EVSE in the first event after the EV is connected, and may
+    # leave it out later: while two transactions "1" run, such an event is nobody's
+    for body in [
+        event("Started", 0, "2026-03-01T10:00:00Z", txid="1", idToken=token("A"), evse=E1,
+              meterValue=[reading("2026-03-01T10:00:00Z", 1000, "Transaction.Begin")]),
+        event("Started", 0, "2026-03-01T10:05:00Z", txid="1", idToken=token("B"), evse=E2,
+              meterValue=[reading("2026-03-01T10:05:00Z", 50000, "Transaction.Begin")]),
+        event("Updated", 1, "2026-03-01T10:30:00Z", txid="1",
+              meterValue=[reading("2026-03-01T10:30:00Z", 99000, "Sample.Periodic")]),
+    ]:
+        await station.result("TransactionEvent", body)
+    a, b = sorted(await csms_server.sessions("EV1"), key=lambda s: s["id"])
+    assert a["energy_wh"] in (None, 0) and b["energy_wh"] in (None, 0), (a, b)
+    assert "evse_mismatch" in a["flags"] and "evse_mismatch" in b["flags"]
+    # their Ended events name their EVSEs: each its own energy, both held
+    for body in [
+        event("Ended", 2, "2026-03-01T11:00:00Z", txid="1", evse=E1,
+              meterValue=[reading("2026-03-01T11:00:00Z", 2000, "Transaction.End")]),
+        event("Ended", 2, "2026-03-01T11:00:00Z", txid="1", evse=E2,
+              meterValue=[reading("2026-03-01T11:00:00Z", 60000, "Transaction.End")]),
+    ]:
+        await station.result("TransactionEvent", body)
+    a, b = sorted(await csms_server.sessions("EV1"), key=lambda s: s["id"])
+    assert (a["energy_wh"], b["energy_wh"]) == (1000, 10000)
+    assert not await is_queued(csms_server, a["id"])
+    assert not await is_queued(csms_server, b["id"])
+    kept = await station_events(csms_server, "EV1", "evse_mismatch")
+    assert sorted(e["session_id"] for e in kept) == [a["id"], b["id"]]
+    assert {e["event_evse_id"] for e in kept} == {None}
+
+
+async def test_once_one_of_them_ended_an_event_naming_no_evse_is_the_other_s(
+    csms_server: RunningServer, station: RawClient,
+) -> None:
+    for body in [
+        event("Started", 0, "2026-03-01T10:00:00Z", txid="1", idToken=token("A"), evse=E1,
+              meterValue=[reading("2026-03-01T10:00:00Z", 1000, "Transaction.Begin")]),
+        event("Started", 0, "2026-03-01T10:05:00Z", txid="1", idToken=token("B"), evse=E2,
+              meterValue=[reading("2026-03-01T10:05:00Z", 50000, "Transaction.Begin")]),
+        event("Ended", 1, "2026-03-01T10:30:00Z", txid="1", evse=E1,
+              meterValue=[reading("2026-03-01T10:30:00Z", 2000, "Transaction.End")]),
+        # B's, the one transaction "1" still running
+        event("Ended", 1, "2026-03-01T11:00:00Z", txid="1",
+              meterValue=[reading("2026-03-01T11:00:00Z", 60000, "Transaction.End")]),
+    ]:
+        await station.result("TransactionEvent", body)
+    a, b = sorted(await csms_server.sessions("EV1"), key=lambda s: s["id"])
+    assert (a["energy_wh"], a["status"], b["energy_wh"], b["status"]) == (
+        1000, "completed", 10000, "completed")
+    assert await is_queued(csms_server, a["id"]) and not await is_queued(csms_server, b["id"])
+
+
+async def test_each_driver_may_stop_the_transaction_on_its_evse(
+    csms_server: RunningServer, station: RawClient,
+) -> None:
+    for body in [
+        event("Started", 0, "2026-03-01T10:00:00Z", txid="1", idToken=token("A"), evse=E1),
+        event("Started", 0, "2026-03-01T10:05:00Z", txid="1", idToken=token("B"), evse=E2),
+    ]:
+        await station.result("TransactionEvent", body)
+    # B stops B's transaction on EVSE 2; B may not stop A's on EVSE 1
+    stopped = await station.result("TransactionEvent", event(
+        "Ended", 1, "2026-03-01T11:00:00Z", txid="1", evse=E2, idToken=token("B")))
+    assert stopped["idTokenInfo"]["status"] == "Accepted"
+    assert await station_events(csms_server, "EV1", "security") == []
+    refused = await station.result("TransactionEvent", event(
+        "Ended", 1, "2026-03-01T11:00:00Z", txid="1", evse=E1, idToken=token("B")))
+    assert refused["idTokenInfo"]["status"] == "Invalid"
 
 
 # -- what a hostile station might try with the fixes above ----------------------------
@@ -337,3 +456,47 @@ async def test_a_transaction_id_taken_again_and_again_is_a_session_each_time(
         ("2026-03-03", 3000, "completed")], sessions
     assert ["reused_transaction_id" in s["flags"] for s in sessions] == [False, True, True]
     assert [await is_queued(csms_server, s["id"]) for s in sessions] == [True, False, False]
+
+
+async def test_a_token_presented_only_to_stop_a_session_without_one_does_not_pay(
+    csms_server: RunningServer, station: RawClient,
+) -> None:
+    # a station charges at plug-in with no token and names A's card in the stop: A is not
+    # made to pay for a charge nobody authorized
+    for body in [
+        event("Started", 0, "2026-03-01T10:00:00Z", txid="t", evse=E1,
+              triggerReason="CablePluggedIn",
+              meterValue=[reading("2026-03-01T10:00:00Z", 1000, "Transaction.Begin")]),
+        event("Ended", 1, "2026-03-01T11:00:00Z", txid="t", idToken=token("A"),
+              meterValue=[reading("2026-03-01T11:00:00Z", 11000, "Transaction.End")]),
+    ]:
+        await station.result("TransactionEvent", body)
+    [s] = await csms_server.sessions("EV1")
+    assert s["id_tag"] is None and await card_of(csms_server, s["id"]) is None, s
+    assert "token_not_payer" in s["flags"]
+
+
+async def test_a_second_started_on_the_other_evse_does_not_take_its_session_over(
+    csms_server: RunningServer, station: RawClient,
+) -> None:
+    # B charges on EVSE 2 under A's transactionId; the station sends another Started on
+    # EVSE 2 with A's card, and one naming no EVSE with A's card while both run: B pays for
+    # EVSE 2, A for EVSE 1 only
+    for body in [
+        event("Started", 0, "2026-03-01T10:00:00Z", txid="1", idToken=token("A"), evse=E1,
+              meterValue=[reading("2026-03-01T10:00:00Z", 1000, "Transaction.Begin")]),
+        event("Started", 0, "2026-03-01T10:05:00Z", txid="1", idToken=token("B"), evse=E2,
+              meterValue=[reading("2026-03-01T10:05:00Z", 50000, "Transaction.Begin")]),
+        event("Started", 1, "2026-03-01T10:06:00Z", txid="1", idToken=token("A"), evse=E2),
+        event("Updated", 2, "2026-03-01T10:07:00Z", txid="1", idToken=token("A"),
+              triggerReason="Authorized"),
+        event("Ended", 3, "2026-03-01T11:00:00Z", txid="1", evse=E2,
+              meterValue=[reading("2026-03-01T11:00:00Z", 60000, "Transaction.End")]),
+        event("Ended", 1, "2026-03-01T11:00:00Z", txid="1", evse=E1,
+              meterValue=[reading("2026-03-01T11:00:00Z", 2000, "Transaction.End")]),
+    ]:
+        await station.result("TransactionEvent", body)
+    a, b = sorted(await csms_server.sessions("EV1"), key=lambda s: s["id"])
+    assert (a["id_tag"], a["energy_wh"], await card_of(csms_server, a["id"])) == ("A", 1000, "A")
+    assert (b["id_tag"], b["energy_wh"], await card_of(csms_server, b["id"])) == ("B", 10000, "B")
+    assert not await is_queued(csms_server, b["id"])

@@ -796,3 +796,63 @@ async def test_our_frames_are_the_ones_websockets_writes(csms_server: RunningSer
     finally:
         s.close()
     assert {125, 126, 65_535, 65_536} <= lengths
+
+
+def large_frame_head(n: int) -> bytes:
+    """The head of a client text frame of ``n`` payload bytes (a 64-bit length, RFC 6455
+    §5.2), masked with a zero key: the payload that follows is sent as is."""
+    return bytes([0x81, 0x80 | 127]) + n.to_bytes(8, "big") + bytes(4)
+
+
+def closed_with(frames: list[tuple[int, bytes]]) -> int | None:
+    """The code of the close frame among ``frames``, if any."""
+    for opcode, payload in frames:
+        if opcode == 0x8 and len(payload) >= 2:
+            return int.from_bytes(payload[:2], "big")
+    return None
+
+
+async def test_many_connections_sending_big_frames_hold_at_most_the_budget(
+        csms_server: RunningServer) -> None:
+    """Strangers (auto-registration on) open connections that each send a big frame and
+    never finish it, then others that each send a whole one at once: what the node holds
+    in large frames never exceeds large_frame_budget; a connection whose frame does not
+    fit is closed with 1013 (try again later). Once they are gone, an honest station's
+    big message is answered."""
+    budget = 1 << 20
+    await restart_with(csms_server, auto_register=True, large_frame_budget=budget,
+                       max_frame_bytes=1 << 20)
+    large = csms_server.central.large_frames
+    loop = asyncio.get_running_loop()
+    # ten frames of 900 KB announced, 300 KB of each sent: three fit in 1 MiB
+    trickling = [await raw_upgrade(csms_server.port, f"STRANGER{i}") for i in range(10)]
+    for s in trickling:
+        await loop.sock_sendall(s, large_frame_head(900_000) + b"x" * 300_000)
+    await wait_for(lambda: large.refused >= 7)
+    codes = [closed_with(await ServerFrames(s).read(0.5)) for s in trickling]
+    assert codes.count(1013) == 7 and codes.count(None) == 3, codes
+    assert large.held <= budget and large.peak <= budget
+    assert count(csms_server, "large_frames") == 7
+    for s in trickling:
+        s.close()
+    await wait_for(lambda: large.held == 0)
+    # ten whole frames of 400 KB at once (DataTransfer, stored and answered): at most two
+    # are held at a time
+    data = json.dumps([2, "m1", "DataTransfer", {"vendorId": "x", "data": "y" * 400_000}])
+    whole = [await raw_upgrade(csms_server.port, f"WHOLE{i}") for i in range(10)]
+    await asyncio.gather(*(loop.sock_sendall(s, large_frame_head(len(data)) + data.encode())
+                           for s in whole))
+    results = [await ServerFrames(s).read(1.0) for s in whole]
+    answered = sum(any(op == 0x1 for op, _ in frames) for frames in results)
+    refused = sum(closed_with(frames) == 1013 for frames in results)
+    assert answered + refused == 10 and answered >= 2, (answered, refused)
+    assert large.peak <= budget
+    for s in whole:
+        s.close()
+    await wait_for(lambda: large.held == 0)
+    # an honest station's big message gets through
+    async with await RawClient.connect(csms_server.url, "HONEST") as c:
+        answer = await c.call("DataTransfer", {"vendorId": "x", "data": "z" * 900_000},
+                              timeout=10)
+        assert answer[0] == 3, answer[:3]
+    await wait_for(lambda: large.held == 0)

@@ -76,3 +76,26 @@ async def test_a_stop_for_an_unknown_transaction_starts_at_its_begin_reading(
     assert datetime.fromisoformat(held["started_at"]) == begin
     assert "unknown_transaction" in held["flags"]
     assert "zero_duration_with_energy" not in held["flags"], held["flags"]
+
+
+@pytest.mark.parametrize("known", [False, True], ids=["unknown", "known"])
+async def test_a_retried_stop_with_an_unreadable_time_is_the_same_stop(
+    csms_server: RunningServer, known: bool,
+) -> None:
+    """A stop whose time cannot be read is taken at its arrival, which its retry does not
+    share: the retry is still the same stop (the time compared as the station sent it),
+    not another held session (an unknown transaction's) nor a stop that differs."""
+    await csms_server.add_station("CP1")
+    await csms_server.add_tag("T1")
+    async with await RawClient.connect(csms_server.url, "CP1", ["ocpp1.6"]) as c:
+        await c.result("BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"})
+        txid = 77
+        if known:
+            txid = (await c.result("StartTransaction", {
+                "connectorId": 1, "idTag": "T1", "meterStart": 1000,
+                "timestamp": T0}))["transactionId"]
+        stop = {"transactionId": txid, "meterStop": 5000, "timestamp": "2026-13-01T10:01:00Z"}
+        for _ in range(2):
+            assert await c.result("StopTransaction", stop) == {}
+    [held] = await csms_server.sessions("CP1")
+    assert "time_unreadable" in held["flags"] and "stop_differs" not in held["flags"]

@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
 import pytest
 
+from csms.service.holds import decide
 from settlement import wallet
 from support import RunningServer
 from support.chainkit import Kit
@@ -298,3 +299,61 @@ async def test_signed_app_sessions_count_in_the_drivers_exposure(
                                            {"tag": "APP2", "authorization": second.as_json()})
         signed_refused = status == 400 and "authorization refused" in body.get("error", "")
     assert (card_refused, signed_refused) == (True, True)
+
+
+async def _held_session(server: RunningServer, tag: str) -> dict[str, Any]:
+    """A 1.6 session of ``tag`` at CP16 whose meter went backwards: held for billing, never
+    priced (``price_minor`` NULL), at the limit its start was given."""
+    async with await RawClient.connect(server.url, "CP16", ["ocpp1.6"]) as c:
+        await c.result("BootNotification", BOOT16)
+        started = await c.result("StartTransaction", {
+            "connectorId": 1, "idTag": tag, "meterStart": 5000,
+            "timestamp": (datetime.now(UTC) - timedelta(minutes=10)).isoformat()})
+        assert started["idTagInfo"]["status"] == "Accepted", started
+        await c.result("StopTransaction", {
+            "transactionId": started["transactionId"], "meterStop": 1000,
+            "timestamp": datetime.now(UTC).isoformat(), "reason": "Local"})
+    [session] = [s for s in await server.sessions("CP16") if s["id_tag"] == tag]
+    assert "meter_went_backwards" in session["flags"], session
+    return session
+
+
+async def test_a_rejected_session_no_longer_counts_against_its_drivers_escrow(
+    server: RunningServer,
+) -> None:
+    """A session held for billing (here: its meter went backwards) counts at its limit while
+    it waits for an operator, who may release it: a station cannot make a session of a
+    card escape the driver's exposure by getting it held, and let the driver overspend
+    the escrow. Once the operator rejects it, it is never settled: nothing of it will ever
+    be taken from the escrow, and its limit no longer counts (it used to, for ever: a
+    hostile station that knows a card made such sessions at will, each rejection locking
+    away one session limit of the driver's escrow for good, until the card was refused
+    everywhere with money in the escrow)."""
+    await link(server, "VICTIM", deposit=3_000)  # one session: the reserve is 20.00
+    session = await _held_session(server, "VICTIM")
+    assert session["limit_minor"] == 3_000, session
+    # held, not decided: still at stake, the 30.00 cover no second session
+    assert await authorize(server, "1.6", "VICTIM") == "Blocked"
+
+    async def reject(tx: Any) -> None:
+        await decide(tx, int(session["id"]), "rejected", actor="op", reason="bogus",
+                     now=datetime.now(UTC))
+
+    await server.repo.unit(reject)
+    assert await authorize(server, "1.6", "VICTIM") == "Accepted"
+
+
+async def test_a_released_session_counts_again_until_it_is_settled(
+    server: RunningServer,
+) -> None:
+    """The control of the test above: a held session the operator releases is billed, so it
+    keeps counting (at its limit until the worker prices it)."""
+    await link(server, "RELEASED", deposit=3_000)
+    session = await _held_session(server, "RELEASED")
+
+    async def release(tx: Any) -> None:
+        await decide(tx, int(session["id"]), "released", actor="op", reason="checked",
+                     now=datetime.now(UTC))
+
+    await server.repo.unit(release)
+    assert await authorize(server, "1.6", "RELEASED") == "Blocked"

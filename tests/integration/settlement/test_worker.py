@@ -7,17 +7,24 @@ from __future__ import annotations
 import asyncio
 import copy
 import shutil
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from csms.domain.model import Session, SessionStatus
+from csms.domain.tariff import BillingUnit, Tariff
+from csms.service.billing import billing_state
+from csms.service.charging import new_station
+from csms.service.holds import decide
 from csms.storage.sqlite import SqliteRepository
 from settlement import wallet
 from settlement.chain import AnvilNode, Chain, ContractMissing
 from settlement.receipts import INVALID, UNVERIFIED, VALID, load_receipt, verify_receipt
 from settlement.worker import LedgerBehind, SettlementWorker
+from support import LONG_AGO
 from support.chainkit import Kit
 
 from .conftest import add_sessions, link_driver, set_limit
@@ -891,3 +898,87 @@ async def test_an_app_session_priced_above_its_signed_amount_is_paid_that_amount
     assert (receipt["record"]["price_minor"], receipt["record"]["limit_minor"]) == (20, 20)
     verdict = verify_receipt(receipt, memory_chain.w3, driver=driver.address)
     assert verdict.valid, [(c.name, c.detail) for c in verdict.checks if c.ok is not True]
+
+
+async def _two_stations_10_kwh(repo: Any, *tariffs: Tariff) -> list[int]:
+    """CP1 and CP2, 10 kWh each (an hour apart, TAG0), queued; the '*' tariff 0.40
+    EUR/kWh and ``tariffs``."""
+    start = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
+
+    async def work(tx: Any) -> list[int]:
+        await tx.add_tariff(Tariff("*", Decimal("0.40"), "EUR", 2, valid_from=LONG_AGO))
+        for tariff in tariffs:
+            await tx.add_tariff(tariff)
+        ids = []
+        for n, station in enumerate(("CP1", "CP2")):
+            await tx.insert_station(new_station(station))
+            at = start + timedelta(hours=n)
+            s = Session(station_id=station, ocpp_version="ocpp1.6", transaction_id="",
+                        started_at=at, stopped_at=at + timedelta(hours=1), connector_id=1,
+                        evse_id=1, id_tag="TAG0", meter_start_wh=Decimal(0),
+                        meter_stop_wh=Decimal(10_000), energy_wh=10_000,
+                        status=SessionStatus.COMPLETED, stop_reason="Local")
+            sid = await tx.insert_session(s)
+            await tx.enqueue_settlement(sid, at)
+            ids.append(sid)
+        return ids
+
+    return list(await repo.unit(work))
+
+
+async def test_a_tariff_in_a_finer_minor_unit_is_not_debited_tenfold(
+    repo: SqliteRepository, memory_chain: Chain,
+) -> None:
+    """The contract knows one billing unit (here the cent of a euro, the settings' default
+    billing_currency and billing_decimals); a price goes on chain in its tariff's minor
+    units as that many billing units. CP1 charges 0.40 EUR/kWh, CP2 an off-peak 0.085
+    EUR/kWh set with ``decimals`` 3 before such tariffs were refused (csms tariffs set):
+    10 kWh at CP2 cost 0.85 EUR, yet the escrow paid 850 billing units (8.50 EUR) for
+    them, ten times the price, with a VALID receipt. The worker holds such a session
+    (``tariff_unit_mismatch``) and sends nothing, even after an operator's release."""
+    kit = Kit(memory_chain)
+    driver, _ = await link_driver(repo, kit, "TAG0", deposit=10_000, max_per_kwh=100)
+    cp1, cp2 = await _two_stations_10_kwh(
+        repo, Tariff("CP2", Decimal("0.085"), "EUR", 3, valid_from=LONG_AGO))
+    worker = SettlementWorker(repo, memory_chain)
+    await worker.run_once()
+    first, second = (await states(repo, [cp1, cp2])).values()
+    assert first["settlement_state"] == "paid" and first["price_minor"] == 400, first
+    assert kit.balance(driver) == 10_000 - 400, second
+
+    async def held(tx: Any) -> Session:
+        return await tx.get_session(cp2)
+
+    session = await repo.read(held)
+    assert "tariff_unit_mismatch" in session.flags and billing_state(session) == "held"
+    assert second["price_minor"] is None, second
+
+    async def release(tx: Any) -> None:
+        await decide(tx, cp2, "released", actor="op", reason=None, now=datetime.now(UTC))
+
+    await repo.unit(release)
+    assert (await worker.run_once()).sessions_batched == 0
+    assert billing_state(await repo.read(held)) == "held"  # held again, nothing sent
+    assert kit.balance(driver) == 10_000 - 400
+
+
+async def test_the_billing_unit_is_the_settings_and_a_tariff_in_another_currency_is_held(
+    repo: SqliteRepository, memory_chain: Chain,
+) -> None:
+    """A tariff with the billing unit's decimals but another currency is held as well: a
+    cent of a US dollar is not a billing unit that is a euro cent. A worker told its
+    billing unit is the US cent (CSMS_BILLING_CURRENCY=USD) pays the USD tariff and holds
+    the EUR one."""
+    kit = Kit(memory_chain)
+    driver, _ = await link_driver(repo, kit, "TAG0", deposit=10_000, max_per_kwh=100)
+    cp1, cp2 = await _two_stations_10_kwh(
+        repo, Tariff("CP2", Decimal("0.30"), "USD", 2, valid_from=LONG_AGO))
+    await SettlementWorker(repo, memory_chain, billing=BillingUnit("USD", 2)).run_once()
+    st = await states(repo, [cp1, cp2])
+    assert (st[cp1]["settlement_state"], st[cp2]["settlement_state"]) == (None, "paid"), st
+    assert kit.balance(driver) == 10_000 - 300
+
+    async def flags(tx: Any) -> list[str]:
+        return list((await tx.get_session(cp1)).flags)
+
+    assert await repo.read(flags) == ["tariff_unit_mismatch"]

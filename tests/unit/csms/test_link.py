@@ -205,6 +205,30 @@ async def test_callerror_becomes_call_failed_with_its_fields(pair: Any) -> None:
     assert link.stats.callerrors_in == 1
 
 
+@pytest.mark.parametrize("answer", [
+    [4, "GenericError", "no details"],  # [4, id, code, description]: details missing
+    [3, None],  # [3, id, null]
+])
+async def test_a_malformed_answer_fails_the_call_at_once_and_is_not_answered(
+    pair: Any, answer: list[Any],
+) -> None:
+    link, peer = pair(call_timeout=30.0)
+    task = asyncio.create_task(link.call("Heartbeat", {}))
+    frame = await peer.read()
+    await peer.send(answer[0], frame[1], *answer[1:])
+    async with asyncio.timeout(1.0):  # not the CALL's 30 s
+        with pytest.raises(CallFailed) as caught:
+            await task
+    assert caught.value.code == "FormationViolation"
+    assert "malformed answer" in caught.value.description
+    assert await peer.nothing_for(0.05), "a malformed answer was answered"
+    # the CALL slot is free again
+    task = asyncio.create_task(link.call("Heartbeat", {}))
+    frame = await peer.read()
+    await peer.send(3, frame[1], {"currentTime": "2026-01-03T00:00:00Z"})
+    assert (await task)["currentTime"] == "2026-01-03T00:00:00Z"
+
+
 async def test_late_and_unknown_results_are_ignored(pair: Any) -> None:
     link, peer = pair(call_timeout=0.1)
     with pytest.raises(CallTimeout):

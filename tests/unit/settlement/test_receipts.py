@@ -4,11 +4,13 @@ any field changed after the fact is caught (the chain checks run in tests/integr
 from __future__ import annotations
 
 import copy
+from datetime import UTC, datetime, timedelta
 from decimal import Context, Decimal, localcontext
 from typing import Any
 
 import pytest
 
+from chargers_sim.ocmf import MeterSigner
 from csms.domain.tariff import Tariff, price_minor
 from settlement.receipts import (
     INVALID,
@@ -17,7 +19,15 @@ from settlement.receipts import (
     ReceiptError,
     verify_receipt,
 )
-from settlement.records import CARD, RECORD_FIELDS, entry_of, samples_hash
+from settlement.records import (
+    CARD,
+    INTEGER_FIELDS,
+    RECORD_FIELDS,
+    SIGNED,
+    entry_of,
+    samples_hash,
+    unpack_entry,
+)
 
 SAMPLES = [{"timestamp": "2026-03-01T10:30:00+00:00", "measurand":
             "Energy.Active.Import.Register", "unit": "Wh", "value": "2500", "signed": None}]
@@ -87,8 +97,8 @@ def test_readings_the_meter_marks_faulty_fail_the_receipt() -> None:
                 "signed": {"signedData": data}}
                for at, data in (("2021-10-07T13:29:55+00:00", BAUER_BEGIN),
                                 ("2021-10-07T13:38:05+00:00", BAUER_END))]
-    r = signed(samples, started_at="2021-10-07T15:29:55+02:00",
-               stopped_at="2021-10-07T15:38:05+02:00", duration_s=490,
+    r = signed(samples, started_at="2021-10-07T13:29:55+00:00",
+               stopped_at="2021-10-07T13:38:05+00:00", duration_s=490,
                meter_start_wh="76040", meter_stop_wh="76040", energy_wh=0,
                id_tag="contract-id: rfid:12345678abcdef",
                meter_public_key=normalize_key(BAUER_KEY))
@@ -173,7 +183,8 @@ def test_a_tariff_figure_in_other_digits_than_ascii_is_not_read(name: str, value
 
 
 def test_decimals_in_other_digits_than_ascii_are_not_read() -> None:
-    assert failed(signed(copy.deepcopy(SAMPLES), decimals="\uff12")) == {"price"}
+    """Not text at all: the central system writes them as a JSON integer."""
+    assert failed(signed(copy.deepcopy(SAMPLES), decimals="\uff12")) == {"record"}
 
 
 @pytest.mark.parametrize(("name", "value"), [
@@ -306,3 +317,145 @@ def test_an_altered_or_misbilled_alfen_receipt_is_invalid() -> None:
     # the records of another card
     assert "signed readings belong to this session" in failed(
         alfen_receipt(SIM_BEGIN, SIM_END, id_tag="04AABBCCDDEEFF"))
+
+
+# -- what a dishonest operator writes into a record ----------------------------------------
+T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
+
+
+def _resealed(r: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    """``r`` with record ``fields`` changed and its entry computed again: the receipt of a
+    record the operator wrote that way before it was settled."""
+    record = {**r["record"], **fields}
+    record["samples_hash"] = "0x" + samples_hash(r["samples"]).hex()
+    rhash, packed = entry_of(record, 0)
+    entry = {**r["entry"], "record_hash": "0x" + rhash.hex(), "packed": hex(packed)}
+    return {**r, "record": record, "entry": entry}
+
+
+def test_a_signed_entry_whose_record_writes_its_kind_as_text_has_its_authorization_checked(
+) -> None:
+    """kind "1" packs as a signed entry (ascii_int), which the contract pays under a
+    driver's signature; the verifier gated the authorization checks on kind == 1, which
+    "1" is not: a record with no authorization at all (or another one than the chain used)
+    passed every offline check."""
+    forged = _resealed(receipt(), kind=str(SIGNED), authorization=None)
+    assert unpack_entry(int(forged["entry"]["packed"], 16))["kind"] == SIGNED
+    verdict = verify_receipt(forged)
+    failed = {c.name for c in verdict.checks if c.ok is False}
+    # the record is either refused outright, or its (missing) authorization fails
+    assert failed & {"record", "authorization", "entry"}, \
+        [(c.name, c.ok, c.detail) for c in verdict.checks]
+
+
+@pytest.mark.parametrize("name", INTEGER_FIELDS)
+@pytest.mark.parametrize("spell", [str, float, bool], ids=["text", "float", "bool"])
+def test_an_integer_of_the_record_written_otherwise_is_no_record(name: str,
+                                                                 spell: Any) -> None:
+    """The central system writes these as JSON integers: "0", 0.0 or false for one is read
+    as the integer by the entry (int()) and as something else by ``==`` (the checks of a
+    card or an app session skipped for one the chain pays as such)."""
+    r = receipt()
+    value = r["record"][name]
+    forged = _resealed(r, **{name: spell(value)})
+    verdict = verify_receipt(forged)
+    assert [(c.name, c.ok) for c in verdict.checks] == [("record", False)], verdict.checks
+    assert verdict.checks[0].detail == (f"the record cannot be read: {name}"
+                                        f" {spell(value)!r} is not an integer")
+
+
+@pytest.mark.parametrize("at", [
+    "2026-W09-7T10:00:00+00:00", "2026-03-01T10:00:00.+00:00", "2026-03-01T10:00:00.5+00:00",
+    "2026-03-01T11:00:00+01:00", "2026-03-01T10:00:00Z", "2026-03-01T10:00:00",
+    "2026-03-01 10:00:00+00:00", "2026-03-01T10:00+00:00", "0000-03-01T10:00:00+00:00",
+    "2026-02-30T10:00:00+00:00", "2026-03-01T24:00:00+00:00", "\u0662026-03-01T10:00:00+00:00",
+])
+def test_a_session_time_the_central_system_does_not_write_is_no_record(at: str) -> None:
+    """Only YYYY-MM-DDTHH:MM:SS[.ffffff]+00:00 (settlement/worker.py writes the UTC
+    isoformat()): Python and the receipt page read other forms differently."""
+    verdict = verify_receipt(_resealed(receipt(), started_at=at))
+    assert [(c.name, c.ok) for c in verdict.checks] == [("record", False)], verdict.checks
+    assert verdict.checks[0].detail.startswith(f"the record cannot be read: started_at {at!r}")
+
+
+def test_a_session_time_with_microseconds_is_read() -> None:
+    r = _resealed(receipt(), started_at="2026-03-01T10:00:00.250000+00:00")
+    assert failed(r) == set()
+
+
+@pytest.mark.parametrize("where", ["samples.0.value", "record.station_id", "chain.rpc_hint",
+                                   "record.tariff"])
+def test_a_text_with_a_lone_surrogate_is_no_receipt(where: str) -> None:
+    """JSON's \\udXXX escapes let a text hold half a UTF-16 pair: no Unicode, no hash
+    (the receipt page refuses it in the same words)."""
+    r = receipt()
+    if where == "record.tariff":  # in a key
+        r["record"]["tariff"] = {**TARIFF, "\udc00": "1"}
+    else:
+        _set(r, where, "CP\ud800")
+    with pytest.raises(ReceiptError, match="not Unicode"):
+        verify_receipt(r)
+
+
+def _meter_sample(meter: MeterSigner, at: datetime, kind: str, wh: int, page: int,
+                  context: str) -> dict[str, Any]:
+    """A 2.0.1 sample signed by ``meter``, its key in the message."""
+    container = meter.container(station_id="CP1", id_tag="T1", register_wh=wh, at=at,
+                                kind=kind, pagination=page)
+    return {"timestamp": at.isoformat(), "measurand": "Energy.Active.Import.Register",
+            "unit": "Wh", "value": "", "context": context, "format": "SignedData",
+            "signed": {"signedMeterData": container,
+                       "publicKey": meter.public_key_der.hex(), "encodingMethod": "OCMF",
+                       "signingMethod": ""}}
+
+
+def _metered(begin: MeterSigner, end: MeterSigner, **fields: Any) -> dict[str, Any]:
+    """A card session signed by ``begin`` and ``end`` (each key in its sample), priced."""
+    t1 = T0 + timedelta(minutes=30)
+    r = receipt()
+    r["samples"] = [_meter_sample(begin, T0, "B", 10_000, 1, "Transaction.Begin"),
+                    _meter_sample(end, t1, "E", 12_500, 2, "Transaction.End")]
+    forged = _resealed(r, started_at=T0.isoformat(), stopped_at=t1.isoformat(),
+                       duration_s=1800, meter_start_wh="10000", meter_stop_wh="12500",
+                       energy_wh=2500, kind=CARD, **fields)
+    price = price_minor(Tariff("*", Decimal(TARIFF["per_kwh"]), "EUR", 2,
+                               Decimal(TARIFF["per_minute"]), Decimal(TARIFF["session_fee"])),
+                        2500, 1800)
+    forged = _resealed(forged, price_minor=price)
+    forged["payment"] = {**forged["payment"], "amount": price}
+    return forged
+
+
+def test_meter_signatures_verified_with_a_key_the_record_does_not_commit_claim_no_meter(
+) -> None:
+    """A record with signed samples and no meter_public_key: each signature is verified with
+    the key its own sample carries (any key the operator generated). The verdict said the
+    energy was the calibrated meter's "verified with the meter key ...; compare it with the
+    key on the charger's label", naming no key at all: the operator's own key passed for an
+    Eichrecht meter."""
+    meter = MeterSigner.generate("MTR-FAKE")  # the operator's own "meter"
+    key = meter.public_key_der.hex()
+    forged = _metered(meter, meter)
+    assert "meter_public_key" not in forged["record"]
+    verdict = verify_receipt(forged)
+    assert not [c for c in verdict.checks if c.ok is False], \
+        [(c.name, c.detail) for c in verdict.checks if c.ok is False]
+    assert "calibrated meter signed" not in verdict.proves, verdict.proves
+    assert "signed by a key the record does not commit" in verdict.proves
+    assert f"...{key[-16:]}" in verdict.proves  # the key to compare with the label
+    # committed, the same session is the meter's (the key is named)
+    committed = verify_receipt(_metered(meter, meter, meter_public_key=key))
+    assert f"the calibrated meter signed for this session (meter signatures verified with" \
+           f" the meter key ...{key[-16:]}" in committed.proves
+
+
+def test_a_session_signed_by_two_keys_none_committed_is_invalid() -> None:
+    """Without a committed key each sample's own key verifies it: the begin of one meter
+    and the end of another (the operator's) would both pass."""
+    one, other = MeterSigner.generate("MTR-1"), MeterSigner.generate("MTR-1")
+    verdict = verify_receipt(_metered(one, other, meter_public_key=None))
+    checks = {c.name: c for c in verdict.checks}
+    assert checks["one meter key"].ok is False, checks["one meter key"]
+    assert "2 different keys" in checks["one meter key"].detail
+    assert verdict.status == INVALID
+    assert "signed by a key" not in verdict.proves

@@ -37,6 +37,28 @@ export function fromIso(text) {
   return { micros, aware: tz !== undefined, offset, text };
 }
 
+// A session's start and stop as the central system writes them (settlement/worker.py:
+// datetime.astimezone(UTC).isoformat()), and nothing else (settlement/receipts.py
+// session_time): fromIso reads forms Python does not and Python reads others (ISO week
+// dates), so the two verifiers would time a session differently.
+const SESSION_TIME = /^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{6})?\+00:00$/;
+
+/** A record's started_at or stopped_at: YYYY-MM-DDTHH:MM:SS[.ffffff]+00:00 of a real day
+ * and time (year 1 on, Python's first), else TimeError. */
+export function fromSessionTime(text) {
+  if (typeof text !== "string" || !SESSION_TIME.test(text)) {
+    throw new TimeError("is not a time as the central system writes it (YYYY-MM-DDTHH:MM:SS[.ffffff]+00:00)");
+  }
+  let time;
+  try {
+    time = fromIso(text);
+  } catch {
+    time = null;
+  }
+  if (time === null || Number(text.slice(0, 4)) < 1) throw new TimeError("is no day and time of the calendar");
+  return time;
+}
+
 /** Python's comparison: naive against aware is a TypeError. */
 export function cmpTimes(a, b) {
   if (a.aware !== b.aware) throw new TimeError("can't compare offset-naive and offset-aware datetimes");

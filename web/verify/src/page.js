@@ -22,6 +22,7 @@ const MEANING = {
   "session limit": "The session's limit the card session was billed at is one you accepted: at most your limit per session on chain when it was settled.",
   authorization: "You signed this app session yourself (EIP-712), for this station, for at most this amount.",
   "signed readings = billed readings": "The start and stop readings you were billed are the ones the calibrated meter signed.",
+  "one meter key": "The record names no meter key, so each signed reading was checked with the key it carries itself, which anyone can make: all of them carry one key. Whether it is your charger's meter shows only by comparing it with the key on the charger's label.",
   "meter status": "The meter itself marks its signed begin and end readings as good: no error status, no energy error.",
   "signed readings belong to this session": "The signed readings were taken during this session, begin before end, by one meter, for your card: not borrowed from another session.",
   "on chain": "The record was compared with the chain.",

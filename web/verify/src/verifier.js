@@ -13,7 +13,7 @@ import {
   SettlementReader, word,
 } from "./chain.js";
 import { Dec, MAX_EXPONENT } from "./decimal.js";
-import { cmpTimes, fromIso } from "./isotime.js";
+import { cmpTimes, fromSessionTime } from "./isotime.js";
 import * as ocmf from "./ocmf.js";
 import { fromHex, hex } from "./ocmf.js";
 import { canonical, eq, int, int16, isDict, le, PyError, PyFloat, repr, str, truthy } from "./pyjson.js";
@@ -43,6 +43,11 @@ export const RECORD_FIELDS = [
   "kind", "authorization", "card_commitment",
 ];
 const OPTIONAL_FIELDS = ["meter_public_key", "limit_minor"];
+// settlement/records.py INTEGER_FIELDS: the record's fields the central system writes as
+// JSON integers and the verifiers read as numbers; each must be one (not text, a float or
+// true/false): int() reads "0" as the card kind the entry packs, eq("0", 0n) is false
+const INTEGER_FIELDS = ["seq", "chain_station", "driver_index", "energy_wh", "duration_s",
+  "price_minor", "decimals", "unit", "kind"];
 const LIMITS = { chain_station: 24n, driver_index: 32n, energy_wh: 32n, duration_s: 32n, price_minor: 48n };
 const SIGNED = 1n;
 const CARD = 0n;
@@ -156,6 +161,7 @@ function parseReceipt(receipt) {
   if (!eq(version, RECEIPT_VERSION)) {
     throw new ReceiptError(`receipt version ${repr(version)} is not supported (this verifier reads version 2)`);
   }
+  if (holdsASurrogate(receipt)) throw new ReceiptError(NOT_UNICODE);
   try {
     const record = need(receipt, "record");
     const samples = need(receipt, "samples");
@@ -194,6 +200,45 @@ function parseReceipt(receipt) {
   }
 }
 
+// JSON's \udXXX escapes let a text hold half of a UTF-16 pair, which is no Unicode text:
+// JSON.stringify writes it as the escape again (a hash of it), Python cannot encode it (no
+// hash). Neither verifier reads such a receipt (settlement/receipts.py _NOT_UNICODE).
+const NOT_UNICODE = "the receipt holds a text that is not Unicode (an unpaired surrogate)";
+const LONE_SURROGATE = /[\ud800-\udfff]/u; // with u, a pair is one code point: not matched
+
+/** Whether a text of value (a key included, at any depth) holds an unpaired surrogate. */
+function holdsASurrogate(value) {
+  const stack = [value];
+  while (stack.length) {
+    const item = stack.pop();
+    if (typeof item === "string") {
+      if (LONE_SURROGATE.test(item)) return true;
+    } else if (Array.isArray(item)) {
+      stack.push(...item);
+    } else if (isDict(item)) {
+      for (const [key, inner] of Object.entries(item)) stack.push(key, inner);
+    }
+  }
+  return false;
+}
+
+/** Why the record is not one the central system writes, where a verifier would read it
+ * otherwise than the chain or the other verifier does (null: it is one; receipts.py
+ * _unreadable). */
+function unreadable(record) {
+  for (const name of INTEGER_FIELDS) {
+    if (typeof record[name] !== "bigint") return `${name} ${repr(record[name])} is not an integer`;
+  }
+  for (const name of ["started_at", "stopped_at"]) {
+    try {
+      fromSessionTime(record[name]);
+    } catch (exc) {
+      return `${name} ${repr(record[name])} ${exc.message}`;
+    }
+  }
+  return null;
+}
+
 /** The receipt's chain.deploy_tx: the transaction that created its contract (optional). */
 function deployTxOf(chain) {
   const value = chain.deploy_tx ?? null;
@@ -209,7 +254,7 @@ class FigureBeyond extends Error {}
 /** The record's currency decimals (a price is scaled by 10^decimals): beyond +-MAX_EXPONENT
  * no currency's (receipts.py _decimals; the central system takes 0 to 18). */
 function decimalsOf(value) {
-  const decimals = int(value);
+  const decimals = value; // a JSON integer (unreadable)
   if (decimals < -BigInt(MAX_EXPONENT) || decimals > BigInt(MAX_EXPONENT)) {
     throw new FigureBeyond(`its currency's decimals ${decimals} are beyond +-${MAX_EXPONENT}`);
   }
@@ -292,8 +337,13 @@ export async function verifyReceipt(receipt, {
   const v = new Verdict();
   let rhash;
   let packed;
+  v.proves = whatItProves(samples);
+  const problem = unreadable(record);
+  if (problem !== null) {
+    v.add("record", false, `the record cannot be read: ${problem}`);
+    return v;
+  }
   try {
-    v.proves = whatItProves(samples);
     v.add("samples hash", eq(`0x${samplesHash(samples)}`, record.samples_hash),
       "the meter samples are the ones the record commits to");
     const slot = unpackEntry(r.packed).slot;
@@ -306,7 +356,7 @@ export async function verifyReceipt(receipt, {
   v.add("entry", packed === r.packed,
     "station, driver, energy, duration and amount of the entry are the record's");
   try {
-    await checkRecord(v, record, r.chainId, r.contract);
+    await checkRecord(v, record, unpackEntry(r.packed).kind, r.chainId, r.contract);
     await checkSigned(v, record, samples);
   } catch (exc) {
     // a field of the wrong type where the checks above read it: not this record
@@ -326,7 +376,9 @@ export async function verifyReceipt(receipt, {
   return v;
 }
 
-async function checkRecord(v, record, chainId, contract) {
+/** What the record says about itself must add up. kind: the entry's, as the chain pays it
+ * (the record's, when the "entry" check passes). */
+async function checkRecord(v, record, kind, chainId, contract) {
   const start = decimalOrNone(record.meter_start_wh);
   const stop = decimalOrNone(record.meter_stop_wh);
   if (start === null || stop === null) {
@@ -351,8 +403,8 @@ async function checkRecord(v, record, chainId, contract) {
       `${stop} - ${start} Wh = ${energy} Wh, the record bills ${str(record.energy_wh)} Wh`);
   }
   try {
-    const started = fromIso(record.started_at);
-    const stopped = fromIso(record.stopped_at);
+    const started = fromSessionTime(record.started_at);
+    const stopped = fromSessionTime(record.stopped_at);
     const micros = BigInt(cmpTimes(stopped, started));
     const seconds = micros >= 0n ? (micros + 999999n) / 1000000n : -((-micros) / 1000000n);
     v.add("duration", micros >= 0n && eq(seconds, record.duration_s),
@@ -381,7 +433,7 @@ async function checkRecord(v, record, chainId, contract) {
     v.add("price", false, exc instanceof FigureBeyond ? `the record's tariff cannot be read: ${exc.message}`
       : "the record's tariff cannot be read");
   }
-  if (eq(record.kind, SIGNED)) {
+  if (kind === SIGNED) {
     try {
       const auth = authorizationOf(record.authorization);
       const signer = recover(auth, chainId, contract);
@@ -405,7 +457,7 @@ function tariffPrice(record) {
     decimals: decimalsOf(record.decimals), perMinute: decimalOf(need(t, "per_minute"), "per_minute"),
     sessionFee: decimalOf(need(t, "session_fee"), "session_fee"),
   };
-  return priceMinor(tariff, int(record.energy_wh), int(record.duration_s));
+  return priceMinor(tariff, record.energy_wh, record.duration_s);
 }
 
 /** The session's limit when the record bills it instead of the tariff's higher price (the
@@ -490,12 +542,22 @@ async function checkSigned(v, record, samples) {
   const key = record.meter_public_key ?? null;
   const readings = [];
   let allOk = true;
+  const used = []; // the keys the signatures were verified with
   for (const [i, data] of signed.entries()) {
     const checked = await ocmf.checkContainer(data, typeof key === "string" ? key : key === null ? null : str(key));
     const ok = checked.status === ocmf.VERIFIED;
     allOk &&= ok;
-    if (ok) readings.push(...checked.readings);
+    if (ok) {
+      readings.push(...checked.readings);
+      used.push(String(checked.keyUsed));
+    }
     v.add(`meter signature ${i + 1}`, ok, checked.detail);
+  }
+  if (!truthy(key)) {
+    // no key committed: each signature verifies with the key its own sample carries, which
+    // proves nothing of a meter (anyone generates a key) unless one key signed the whole
+    // session, the one the driver compares with the charger's label
+    allOk = oneMeterKey(v, used) && allOk;
   }
   const start = decimalOrNone(record.meter_start_wh);
   const stop = decimalOrNone(record.meter_stop_wh);
@@ -507,7 +569,7 @@ async function checkSigned(v, record, samples) {
     ...(changed ? ["the billed readings are not the ones the signed data gives"] : [])];
   let times = null;
   try {
-    times = [fromIso(record.started_at), fromIso(record.stopped_at)];
+    times = [fromSessionTime(record.started_at), fromSessionTime(record.stopped_at)];
   } catch {
     times = null; // no session times: the readings do not belong to it (belongsToSession)
   }
@@ -530,11 +592,30 @@ async function checkSigned(v, record, samples) {
     : "no signed begin or end reading is marked faulty by the meter");
   const belongs = belongsToSession(v, record, readings, rec);
   if (allOk && matched && good && belongs && !rec.missing.length) {
-    const short = (typeof key === "string" ? key : "").slice(-16);
-    v.proves = "The record is the one settled on chain, and the energy figure is the one"
-      + " the calibrated meter signed for this session (meter signatures verified"
-      + ` with the meter key ...${short}; compare it with the key on the charger's label).`;
+    if (truthy(key)) {
+      const short = (typeof key === "string" ? key : "").slice(-16);
+      v.proves = "The record is the one settled on chain, and the energy figure is the one"
+        + " the calibrated meter signed for this session (meter signatures verified"
+        + ` with the meter key ...${short}; compare it with the key on the charger's label).`;
+    } else {
+      v.proves = "The record is the one settled on chain, and its meter data is signed"
+        + ` by a key the record does not commit (...${used[0].slice(-16)}, the key`
+        + " its samples carry): the signed readings belong to this session, but"
+        + " anyone can make such a key; the energy figure is a calibrated"
+        + " meter's only if this is the key on the charger's label.";
+    }
   }
+}
+
+/** settlement/receipts.py _one_meter_key: the signatures of a record that commits no meter
+ * key were verified with one key. */
+function oneMeterKey(v, used) {
+  const keys = [...new Set(used)].sort();
+  return v.add("one meter key", keys.length <= 1, keys.length === 1
+    ? `every signature verified with one key, ...${keys[0].slice(-16)}, which the record does not commit`
+    : !keys.length ? "no signature verified with any key"
+      : `the signatures verified with ${keys.length} different keys`
+        + ` (${keys.map((k) => `...${k.slice(-16)}`).join(", ")}): one session is one meter's`);
 }
 
 /** Signed readings borrowed from another session, invented or reordered fail here (the
@@ -543,8 +624,8 @@ function belongsToSession(v, record, readings, rec) {
   let started;
   let stopped;
   try {
-    started = fromIso(record.started_at);
-    stopped = fromIso(record.stopped_at);
+    started = fromSessionTime(record.started_at);
+    stopped = fromSessionTime(record.stopped_at);
   } catch {
     return v.add("signed readings belong to this session", false, "no session times");
   }
@@ -616,6 +697,9 @@ async function checkDepth(v, r, reader, block, confirmations) {
 
 async function checkChain(v, r, rpc, driver, contract, cards, logWindow, confirmations) {
   const { record } = r;
+  // the kind of session the chain pays (card: the driver's standing terms; app: the
+  // driver's signature), gating the checks of that kind
+  const { kind } = unpackEntry(r.packed);
   const reader = new SettlementReader(rpc, r.contract, logWindow);
   const chainId = await reader.chainId();
   if (!v.add("chain id", chainId === r.chainId, `the node is chain ${chainId}, the receipt says ${r.chainId}`)) return;
@@ -640,11 +724,11 @@ async function checkChain(v, r, rpc, driver, contract, cards, logWindow, confirm
     const index = same ? await reader.driverIndex(driver, block) : 0n;
     v.add("the driver's escrow", same && index !== 0n && eq(index, record.driver_index),
       `${driver} is driver ${index} of ${r.contract}; the record names ${str(record.driver)} (driver ${str(record.driver_index)})`);
-    if (same && index && eq(record.kind, CARD) && truthy(record.driver_index)) {
+    if (same && index && kind === CARD && truthy(record.driver_index)) {
       await checkCard(v, r, reader, driver, index, cards, block);
     }
   }
-  const limit = eq(record.kind, CARD) ? cappingLimit(record) : null;
+  const limit = kind === CARD ? cappingLimit(record) : null;
   if (limit !== null) await checkLimit(v, r, reader, limit);
   if (!contract && !driver) {
     v.add("the real contract", null, "give your driver address (or the contract's) to"
@@ -660,10 +744,10 @@ async function checkChain(v, r, rpc, driver, contract, cards, logWindow, confirm
   let inTx = ledger === r.ledger && firstSeq === r.firstSeq
     && position >= 0n && position < BigInt(entries.length)
     && entries[Number(position)][0] === r.recordHash && entries[Number(position)][1] === r.packed
-    && int(record.seq) === firstSeq + position
+    && record.seq === firstSeq + position
     && str(record.ledger) === ledger.toString();
   let entryDetail = `entry ${position} of the chunk settled in ${txHash}`;
-  if (inTx && eq(record.kind, SIGNED)) {
+  if (inTx && kind === SIGNED) {
     // the contract checked (and used up) the authorization at the entry's place among the
     // signed ones: it must be the record's, not another of the driver's signatures for the
     // station (other prices, another nonce)
@@ -682,7 +766,7 @@ async function checkChain(v, r, rpc, driver, contract, cards, logWindow, confirm
   const [status, block, settled, unpaid] = await reader.outcome(txHash);
   v.add("settle transaction", status === 1n && settled && block === r.blockNumber, `succeeded in block ${block}`);
   await checkDepth(v, r, reader, block, confirmations);
-  const seq = int(record.seq);
+  const seq = record.seq;
   const paidOnChain = !unpaid.has(seq);
   if (paidOnChain) { // an unpaid entry credited no one
     await checkHost(v, record, reader, unpackEntry(r.packed).chain_station, block);
@@ -695,7 +779,7 @@ async function checkChain(v, r, rpc, driver, contract, cards, logWindow, confirm
   const detail = paidOnChain
     ? `${amount} x ${unit} base units were taken from the driver's escrow (driver ${str(record.driver_index)}) and credited to the host`
     : `not paid on chain: ${UNPAID_REASONS[unpaid.get(seq)] ?? unpaid.get(seq)}`;
-  const units = unitOf(record) === unit;
+  const units = record.unit === unit;
   // the receipt's own payment lines must say what the chain did, to the unit
   const stated = r.amount === amount && r.unit === unit;
   v.add("payment", paidOnChain === r.paid && eq(amount, record.price_minor) && stated && units,
@@ -715,16 +799,6 @@ async function checkHost(v, record, reader, station, block) {
   v.add("host", ok, ok
     ? `the contract credits station ${station}'s sessions to ${credited}, the host the record names`
     : `the contract credits station ${station}'s sessions to ${credited}, not to ${named || "no host"}, the host the record names: another account was paid`);
-}
-
-/** settlement/receipts.py _unit_of: the record's base units per billing unit (null: not a
- * number). */
-function unitOf(record) {
-  try {
-    return int(record.unit);
-  } catch {
-    return null;
-  }
 }
 
 /** settlement/receipts.py _authorization_used: the packed authorization the contract

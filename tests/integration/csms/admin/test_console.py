@@ -19,7 +19,7 @@ from yarl import URL
 
 from csms.admin.console import COOKIE
 from csms.domain.model import MeterSample, Session, SessionStatus
-from csms.domain.tariff import Tariff
+from csms.domain.tariff import BillingUnit, Tariff
 from csms.service.ports import Tx
 from csms.service.ratelimit import LoginDelay
 from support import LONG_AGO, RunningServer, csms_cli
@@ -278,9 +278,11 @@ async def test_tags_and_tariffs_are_added_blocked_and_audited(
 async def test_a_tariff_that_would_reprice_a_session_is_refused(
     browser: Browser, csms_server: RunningServer,
 ) -> None:
-    """A station whose clock runs an hour ahead started a session "later" than now, priced
-    by its tariff: a version valid from now would reprice it (csms.service.tariffs), so
-    the console refuses it and writes nothing."""
+    """A station whose clock runs 5 minutes ahead (within the 10 minutes a station's clock
+    may drift, ``time_future``) started a session "later" than now, priced by its tariff:
+    a version valid from now would reprice it (csms.service.tariffs), so the console
+    refuses it and writes nothing. (A start further ahead is no time to judge a tariff by,
+    and is held as ``time_implausible``: it holds no version back.)"""
     await browser.login()
     await csms_server.add_station("TT2")
 
@@ -288,7 +290,7 @@ async def test_a_tariff_that_would_reprice_a_session_is_refused(
         await tx.add_tariff(Tariff("TT2", Decimal("0.30"), valid_from=LONG_AGO))
         await tx.insert_session(Session(
             station_id="TT2", ocpp_version="ocpp1.6", transaction_id="1",
-            started_at=datetime.now(UTC) + timedelta(hours=1), connector_id=1))
+            started_at=datetime.now(UTC) + timedelta(minutes=5), connector_id=1))
     await csms_server.repo.unit(priced_session)
     r = await browser.post("/tariffs", {"station": "TT2", "per_kwh": "0.99"})
     assert r.status == 409
@@ -296,6 +298,29 @@ async def test_a_tariff_that_would_reprice_a_session_is_refused(
     tariffs = await csms_server.repo.read(lambda tx: tx.list_tariffs())
     assert [(t.station_id, t.per_kwh) for t in tariffs] == [("TT2", Decimal("0.30"))]
     assert not [a for a in await audit_rows(csms_server) if a["action"] == "tariffs.set"]
+
+
+async def test_a_tariff_in_another_currency_than_the_settlements_is_refused(
+    browser: Browser, csms_server: RunningServer,
+) -> None:
+    """The settlement contract bills in one unit (a euro cent by default: the settings'
+    billing_currency and billing_decimals), and a price goes on chain in its tariff's
+    minor units: a tariff in another currency is refused in one line, nothing written.
+    The form offers the settlement's currency, and its tariffs get its decimals."""
+    await browser.login()
+    await csms_server.add_station("TT3")
+    page = await (await browser.get("/tariffs")).text()
+    assert 'name="currency" value="EUR"' in page and "with 2 decimals" in page
+    r = await browser.post("/tariffs", {"station": "TT3", "per_kwh": "0.30",
+                                        "currency": "USD"})
+    assert r.status == 400
+    assert "a tariff in USD with 2 decimals cannot be settled: the settlement contract bills" \
+        " in EUR with 2 decimals" in await r.text()
+    assert await csms_server.repo.read(lambda tx: tx.list_tariffs()) == []
+    assert (await browser.post("/tariffs", {"station": "TT3", "per_kwh": "0.30"})).status == 303
+    tariffs = await csms_server.repo.read(lambda tx: tx.list_tariffs())
+    assert [(t.currency, t.decimals) for t in tariffs] == [("EUR", 2)]
+    assert [a["action"] for a in await audit_rows(csms_server)] == ["tariffs.set"]
 
 
 async def test_commands_go_through_the_audited_path(
@@ -347,6 +372,11 @@ async def test_a_hostile_station_s_strings_render_escaped(
         await c.result("StartTransaction", {"connectorId": 1, "idTag": "<i>tag</i>",
                                             "meterStart": 0,
                                             "timestamp": datetime.now(UTC).isoformat()})
+        # a fault's info and vendor code (1.6 §6.47) are shown on the station page
+        await c.result("StatusNotification", {
+            "connectorId": 2, "errorCode": "OtherError", "status": "Faulted",
+            "info": "<u>lock</u>", "vendorId": "org.charin.uec.v1",
+            "vendorErrorCode": "MREC1"})
     await browser.login()
     pages = [await (await browser.get(p)).text() for p in (
         "/stations", "/stations/" + aiohttp.helpers.quote(sid, safe=""), "/sessions",
@@ -355,6 +385,8 @@ async def test_a_hostile_station_s_strings_render_escaped(
     assert "<script>alert" not in joined and "<img src=x" not in joined
     assert "<svg onload" not in joined and "<i>tag</i>" not in joined
     assert "&lt;script&gt;alert" in joined and "&lt;img src=x onerror=alert(1)&gt;" in joined
+    assert "<u>lock" not in joined
+    assert "(OtherError: MREC1 (org.charin.uec.v1), &lt;u&gt;lock&lt;/u&gt;)" in pages[1]
 
 
 async def test_pages_show_what_is_stored_and_refuse_bad_queries(
@@ -555,7 +587,8 @@ async def test_a_priced_session_reads_the_same_in_the_console_and_the_cli(
     await csms_server.repo.unit(work)
     chain = open_chain("memory", tmp_path / "chain", params=ContractParams(fee_bps=500))
     try:
-        assert (await SettlementWorker(csms_server.repo, chain).run_once()).sessions_batched == 1
+        worker = SettlementWorker(csms_server.repo, chain, billing=BillingUnit("KWD", 3))
+        assert (await worker.run_once()).sessions_batched == 1
     finally:
         chain.close()
     # 0.7 kWh x 0.3999 KWD = 0.27993 KWD: 280 fils

@@ -53,6 +53,19 @@ def test_stations_and_tags(tmp_path: Path) -> None:
     assert show["id"] == "CP-1" and show["active_sessions"] == []
 
 
+async def test_stations_show_says_what_a_fault_is(csms_server: RunningServer) -> None:
+    """A 1.6 fault reported as OtherError with its error in vendorErrorCode and info (as
+    EVerest sends every fault): `stations show` shows them, not "OtherError" alone."""
+    await csms_server.add_station("EVR1")
+    async with await RawClient.connect(csms_server.url, "EVR1") as c:
+        await c.result("StatusNotification", {
+            "connectorId": 1, "errorCode": "OtherError", "status": "Faulted",
+            "info": "evse_manager/connector_1", "vendorId": "org.charin.uec.v1",
+            "vendorErrorCode": "MREC1"})
+    table = csms(Path(csms_server.settings.db), "stations", "show", "EVR1").stdout
+    assert "OtherError: MREC1 (org.charin.uec.v1), evse_manager/connector_1" in table, table
+
+
 @pytest.mark.parametrize(
     "args",
     [

@@ -137,3 +137,32 @@ def test_a_negative_zero_price_is_stored_as_zero(tmp_path: Path, price: str, kep
     assert f" {kept} EUR/kWh" in r.stdout and "session fee 0 EUR" in r.stdout, r.stdout
     assert "-" not in r.stdout.split("valid from")[0], r.stdout
     assert prices(db) == [("*", 1, kept)]
+
+
+def test_a_tariff_in_another_unit_than_the_settlements_is_refused(tmp_path: Path) -> None:
+    """The settlement contract has one billing unit (CSMS_BILLING_CURRENCY and
+    CSMS_BILLING_DECIMALS: a euro cent by default), and a price goes on chain in its
+    tariff's minor units: ``--decimals 3`` would be charged ten times its price, another
+    currency in the wrong money. Refused in one line, nothing written; the default
+    currency and decimals are the settlement's, and a settlement in another unit takes
+    tariffs in that one."""
+    db = tmp_path / "t.db"
+    for args in (["--decimals", "3"], ["--currency", "USD"], ["--currency", "EUR",
+                                                              "--decimals", "0"]):
+        r = csms(db, "tariffs", "set", "*", "--per-kwh", "0.085", *args)
+        assert r.returncode == 2, (args, r.stdout, r.stderr)
+        assert r.stderr.startswith("error: a tariff in ") and "cannot be settled: the" \
+            " settlement contract bills in EUR with 2 decimals" in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+    assert prices(db) == []
+    assert csms(db, "tariffs", "set", "*", "--per-kwh", "0.39", "--currency", "eur",
+                "--decimals", "2").returncode == 0
+    rows = json.loads(csms(db, "tariffs", "list", "--json").stdout)
+    assert [(r["currency"], r["decimals"]) for r in rows] == [("EUR", 2)]
+    mills = subprocess.run(
+        [sys.executable, "-m", "csms", "tariffs", "set", "*", "--per-kwh", "0.085",
+         "--db", str(db)], capture_output=True, text=True, timeout=60,
+        env={**os.environ, "CSMS_BILLING_CURRENCY": "usd", "CSMS_BILLING_DECIMALS": "3"})
+    assert mills.returncode == 0, mills.stderr
+    rows = json.loads(csms(db, "tariffs", "list", "--json").stdout)
+    assert [(r["currency"], r["decimals"]) for r in rows] == [("EUR", 2), ("USD", 3)]

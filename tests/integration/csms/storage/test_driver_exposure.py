@@ -206,3 +206,42 @@ async def test_sessions_in_flight_and_waiting_authorizations_count_at_their_limi
     assert exposure == {"active": 2, "unpriced": 1, "in_flight_minor": 7_000,
                         "unlimited": 1, "pending_minor": 700, "authorized": 2,
                         "authorized_minor": 3_100}
+
+
+async def test_sessions_that_can_never_be_charged_count_for_nothing(repo: Repository) -> None:
+    """An operator's rejection (final), a hold no operator may release (a master pass's
+    start, 2.0.1 C16) and a chunk the chain holds another of (``conflict``: final in both
+    state tables, never settled again; paid and unpaid are settled already) take a session
+    out of what the driver may still cost. A session held and not decided, or released,
+    counts at its limit, a priced one in a chunk not yet final at its price: a station
+    cannot get a session of the card out of the count by having it held."""
+    async def completed(tx: Tx, txid: str, limit: int, flags: list[str],
+                        price: int | None = None, state: str | None = None) -> None:
+        s = _session(txid, "CARD", limit_minor=limit)
+        await tx.insert_session(s)
+        s.status, s.stopped_at, s.flags = SessionStatus.COMPLETED, T0, flags
+        await tx.update_session(s)
+        assert s.id is not None
+        if price is not None:
+            await tx.set_session_settlement(s.id, price_minor=price, settlement_state=state)
+
+    async def setup(tx: Tx) -> None:
+        await tx.insert_station(Station(id="CP1", created_at=T0))
+        await tx.link_card("CARD", DRIVER, "0x00", "0x00", T0)
+        await completed(tx, "held", 1_000, ["meter_went_backwards"])
+        await completed(tx, "released", 2_000, ["meter_went_backwards", "released"])
+        await completed(tx, "rejected", 4_000, ["meter_went_backwards", "rejected"])
+        await completed(tx, "master", 8_000, ["master_pass_start"])
+        await completed(tx, "batched", 9_000, [], 10, "batched")
+        await completed(tx, "conflict", 9_000, [], 20, "conflict")
+        await completed(tx, "paid", 9_000, [], 40, "paid")
+        await completed(tx, "unpaid", 9_000, [], 80, "unpaid")
+        running = _session("master-running", "CARD", limit_minor=16_000)
+        running.flags = ["master_pass_start"]
+        await tx.insert_session(running)
+
+    await repo.unit(setup)
+    exposure = await repo.read(lambda tx: tx.driver_exposure(DRIVER, NOW, 2_000))
+    assert exposure == {"active": 0, "unpriced": 2, "in_flight_minor": 3_000,
+                        "unlimited": 0, "pending_minor": 10, "authorized": 0,
+                        "authorized_minor": 0}

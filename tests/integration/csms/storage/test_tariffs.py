@@ -6,11 +6,13 @@ whose start times do not follow their order."""
 from __future__ import annotations
 
 import random
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from csms.domain.tariff import Tariff
-from csms.service.ports import Repository
+from csms.service.defaults import TIME_FUTURE
+from csms.service.ports import Repository, Tx
 from csms.storage.sql import dt_to_db
 
 from .test_tx import T0, session, unit
@@ -118,7 +120,7 @@ async def test_a_new_version_is_refused_exactly_when_it_would_reprice_a_session(
             if (before := expected(history, s, at)) is not None
             and expected([*history, new], s, at) is not before)
         hit = await unit(repo, lambda tx, s=station, v=valid_from:
-                         tx.session_a_tariff_would_reprice(s, v))
+                         tx.session_a_tariff_would_reprice(s, v, TIME_FUTURE))
         if changed:
             assert hit is not None, (station, valid_from, changed)
             started = hit["started_at"]
@@ -133,3 +135,43 @@ async def test_a_new_version_is_refused_exactly_when_it_would_reprice_a_session(
         history.append(new)
         passed += 1
     assert refused > 10 and passed > 10, (refused, passed)  # both ways, many times
+
+
+async def test_a_session_whose_start_is_no_time_to_judge_by_does_not_hold_a_version_back(
+        repo: Repository) -> None:
+    """Sessions stored now (``created_at``), each '*' priced: one started 5 minutes ahead
+    (a station's clock within the tolerance, ``time_future``: 10 minutes) holds back a
+    version valid from now; one that started 11 minutes ahead (beyond it), one rejected,
+    one held as ``time_implausible`` do not - any registered station can date a session
+    in 9999, which would otherwise refuse every new version for good. A station cannot
+    make a session whose start is plausible escape this way: one ``time_implausible`` for
+    another of its times that an operator released is billed as it is, and still counts."""
+    now = datetime.now(UTC)
+
+    async def setup(tx: Tx) -> None:
+        await tx.add_tariff(Tariff("*", Decimal("0.30"), valid_from=T0))
+        for txid, ahead, flags in (
+                ("beyond", timedelta(minutes=11), []),
+                ("rejected", timedelta(minutes=1), ["meter_went_backwards", "rejected"]),
+                ("implausible", timedelta(minutes=2), ["time_implausible"]),
+                ("9999", datetime(9999, 12, 31, tzinfo=UTC) - now, ["time_implausible"])):
+            s = session("CP1", transaction_id=txid, started_at=now + ahead)
+            s.flags = flags
+            await tx.insert_session(s)
+
+    async def hit(tx: Tx, at: datetime) -> Any:
+        return await tx.session_a_tariff_would_reprice("*", at, TIME_FUTURE)
+
+    await unit(repo, setup)
+    assert await repo.read(lambda tx: hit(tx, now)) is None
+    released = session("CP1", transaction_id="released", started_at=now + timedelta(minutes=3),
+                       flags=["time_implausible", "released"])
+    await unit(repo, lambda tx: tx.insert_session(released))
+    assert (await repo.read(lambda tx: hit(tx, now)) or {}).get("id") == released.id
+    ahead = session("CP2", transaction_id="ahead", started_at=now + timedelta(minutes=5))
+    await unit(repo, lambda tx: tx.insert_session(ahead))
+    found = await repo.read(lambda tx: hit(tx, now + timedelta(minutes=4)))
+    assert (found or {}).get("id") == ahead.id, found
+    # a tolerance of a minute (CSMS_TIME_FUTURE_SECONDS=60): beyond it too
+    assert await repo.read(lambda tx: tx.session_a_tariff_would_reprice(
+        "*", now + timedelta(minutes=4), timedelta(minutes=1))) is None

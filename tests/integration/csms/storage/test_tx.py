@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 from csms.domain.model import (
     BootPolicy,
+    ErrorDetail,
     IdTag,
     MeterSample,
     Session,
@@ -226,6 +227,31 @@ async def test_connectors(repo: Repository) -> None:
         (0, 0, "Available", None), (1, 1, "Faulted", "GroundFailure")]
     every = await repo.read(lambda tx: tx.list_connectors())
     assert [r["station_id"] for r in every] == ["CP1", "CP1", "CP2"]
+
+
+async def test_a_connector_beyond_the_limit_is_not_stored(repo: Repository) -> None:
+    """With a limit, a connector not stored yet is added only while the station has fewer;
+    those stored are still updated (with what the station said of their error)."""
+
+    async def work(tx: Tx) -> list[bool]:
+        await tx.insert_station(station("CP1"))
+        await tx.insert_station(station("CP2"))
+        return [
+            await tx.set_connector_status("CP1", 1, 1, "Available", None, T0, limit=2),
+            await tx.set_connector_status("CP1", 2, 1, "Available", None, T0, limit=2),
+            await tx.set_connector_status("CP1", 3, 1, "Available", None, T0, limit=2),
+            await tx.set_connector_status(
+                "CP1", 2, 1, "Faulted", "OtherError", T0, limit=2,
+                error=ErrorDetail("lock", "org.charin.uec.v1", "MREC1")),
+            await tx.set_connector_status("CP2", 7, 7, "Available", None, T0, limit=2),
+        ]
+
+    assert await unit(repo, work) == [True, True, False, True, True]
+    rows = await repo.read(lambda tx: tx.list_connectors("CP1"))
+    assert [(r["evse_id"], r["status"], r["error_code"], r["error_info"], r["vendor_id"],
+             r["vendor_error_code"]) for r in rows] == [
+        (1, "Available", None, None, None, None),
+        (2, "Faulted", "OtherError", "lock", "org.charin.uec.v1", "MREC1")]
 
 
 async def test_tags(repo: Repository) -> None:

@@ -15,6 +15,8 @@ from csms.domain.model import (
     numbered_by_central_system,
     reused_after,
     reused_transaction_id,
+    shared_beside,
+    shared_transaction_id,
     station_transaction_id,
 )
 
@@ -46,3 +48,21 @@ def test_a_reused_transaction_id_is_no_station_s_and_gives_the_station_s_back(
     assert reused_after(again) == 12
     session = Session("CP1", OCPP201, stored, T0)
     assert session.station_transaction_id == txid
+
+
+@pytest.mark.parametrize("txid", [
+    "", "1", "x" * TRANSACTION_ID_MAX,
+    # ids of the station's that look like stored ones: still the station's own
+    "1 on EVSE 2 beside session 5",
+    ("1 on EVSE " + "0" * 19 + "2 beside session " + "0" * 15 + "5")[:TRANSACTION_ID_MAX],
+])
+def test_a_transaction_id_shared_by_two_evses_is_no_station_s_and_gives_it_back(
+        txid: str) -> None:
+    stored = shared_transaction_id(txid, 2, 5)
+    assert len(stored) > TRANSACTION_ID_MAX  # no message of a station names it
+    assert station_transaction_id(stored) == txid and shared_beside(stored) == 5
+    assert shared_beside(txid) is None and reused_after(stored) is None
+    # one per EVSE and per session beside
+    assert len({stored, shared_transaction_id(txid, 3, 5),
+                shared_transaction_id(txid, 2, 6)}) == 3
+    assert Session("CP1", OCPP201, stored, T0).station_transaction_id == txid

@@ -3,7 +3,13 @@ from __future__ import annotations
 import pytest
 
 from csms.protocol import Call, CallError, CallResult, Fault, FrameError, encode, parse_frame
-from csms.protocol.frames import MAX_DESCRIPTION_LENGTH, MAX_ERROR_CODE_LENGTH
+from csms.protocol.frames import (
+    MAX_DESCRIPTION_LENGTH,
+    MAX_ERROR_CODE_LENGTH,
+    encode_result,
+    frame_of,
+    split_frame,
+)
 
 
 @pytest.mark.parametrize(
@@ -47,6 +53,18 @@ def test_parse_invalid(text: str, fault: Fault, message_id: str, answerable: boo
     assert info.value.fault is fault
     assert info.value.message_id == message_id
     assert info.value.answerable is answerable
+
+
+@pytest.mark.parametrize("text", [
+    '[2,"1","Heartbeat",{}]', b'[2,"1","Heartbeat",{}]', '[3,"abc",{"currentTime":"x"}]',
+    '[4,"9","' + "C" * 60 + '","' + "d" * 300 + '",{"k":1}]'])
+def test_a_split_frame_is_the_parsed_frame(text: str | bytes) -> None:
+    assert frame_of(*split_frame(text)) == parse_frame(text)
+
+
+@pytest.mark.parametrize("payload", [{}, {"a": [1, "é", None, 2**63 - 1]}, {"x": {"y": 1.5}}])
+def test_a_result_is_encoded_as_its_frame(payload: dict[str, object]) -> None:
+    assert encode_result("7", payload) == encode(CallResult("7", payload))
 
 
 def test_encode_round_trip() -> None:

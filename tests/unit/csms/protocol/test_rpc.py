@@ -4,6 +4,7 @@ import orjson
 import pytest
 
 from csms.protocol import (
+    Call,
     Endpoint,
     Fault,
     IncomingCall,
@@ -66,8 +67,9 @@ def test_repeated_message_id_gets_the_same_answer_and_is_not_redelivered() -> No
     ep = central()
     call = frame(2, "42", "Heartbeat", {})
     assert isinstance(ep.receive(call), IncomingCall)
-    # while the first is being handled, the duplicate is dropped
-    assert isinstance(ep.receive(call), Unmatched)
+    # while the first is being handled, the duplicate is dropped (the frame logged)
+    assert ep.receive(call) == Unmatched(
+        "duplicate of message '42' still being handled", Call("42", "Heartbeat", {}))
     answer = ep.result("42", {"currentTime": "2026-01-01T00:00:00Z"})
     again = ep.receive(call)
     assert isinstance(again, SendNow)
@@ -148,6 +150,48 @@ def test_call_error_and_invalid_result() -> None:
     ev = ep.receive(frame(3, mid, {"status": "Maybe"}))
     assert isinstance(ev, IncomingError)
     assert ev.code == "PropertyConstraintViolation"
+
+
+@pytest.mark.parametrize("version", [OcppVersion.V16, OcppVersion.V201])
+@pytest.mark.parametrize("answer", [
+    ["NotSupported", "no"],  # a CALLERROR without its details
+    ["NotSupported", "no", None],
+    ["NotSupported", 5, {}],
+], ids=["callerror-without-details", "callerror-null-details", "callerror-number"])
+def test_a_malformed_callerror_to_our_call_fails_it_at_once(
+    version: OcppVersion, answer: list[object],
+) -> None:
+    """A CALLERROR to our pending CALL that is not [4, id, code, description, {details}]
+    still answers that CALL: it fails now, with a FormatViolation (FormationViolation in
+    1.6) that says why, instead of waiting for its whole timeout; nothing is sent back."""
+    ep = central(version)
+    mid, _ = ep.call("Heartbeat", {})
+    ev = ep.receive(frame(4, mid, *answer))
+    assert isinstance(ev, IncomingError), ev
+    assert (ev.message_id, ev.action) == (mid, "Heartbeat")
+    assert ev.code == ("FormationViolation" if version is OcppVersion.V16
+                       else "FormatViolation")
+    assert ev.description.startswith("malformed answer: a CALLERROR is"), ev.description
+    assert ep.pending is None
+
+
+@pytest.mark.parametrize("payload", [None, [], "Accepted"])
+def test_a_callresult_without_an_object_fails_our_call_at_once(payload: object) -> None:
+    ep = central()
+    mid, _ = ep.call("Reset", {"type": "Soft"})
+    ev = ep.receive(frame(3, mid, payload))
+    assert isinstance(ev, IncomingError), ev
+    assert ev.code == "FormationViolation"
+    assert ev.description.startswith("malformed answer: a CALLRESULT is"), ev.description
+    assert ep.pending is None
+
+
+def test_a_malformed_answer_to_no_pending_call_is_unmatched() -> None:
+    ep = central()
+    assert isinstance(ep.receive(frame(3, "zz", None)), Unmatched)
+    mid, _ = ep.call("Reset", {"type": "Soft"})
+    assert isinstance(ep.receive(frame(4, "other", "GenericError", "x")), Unmatched)
+    assert ep.pending == (mid, "Reset")
 
 
 def test_abandon_frees_the_slot_and_late_answer_is_unmatched() -> None:

@@ -15,6 +15,7 @@ import pytest
 from csms.domain.model import (
     AuthStatus,
     BootPolicy,
+    ErrorDetail,
     IdTag,
     MeterSample,
     SessionStatus,
@@ -153,6 +154,59 @@ async def test_connection_and_status_changes(service: ChargingService, state: Me
     assert events[1] == {"ocpp_version": "ocpp1.6", "connected_at": None, "superseded": True}
     assert events[0]["connected_at"] == events[2]["connected_at"] == since.isoformat()
     assert "superseded" not in events[2]
+
+
+async def test_a_fault_keeps_what_the_station_said_of_it(
+        service: ChargingService, state: MemoryState) -> None:
+    """1.6 §6.47 info, vendorId, vendorErrorCode: stored with the connector and in the
+    published status event (EVerest sends every fault as OtherError, the error in them)."""
+    detail = ErrorDetail("evse_manager/connector_1", "org.charin.uec.v1", "MREC1")
+    assert await service.status("CP1", 1, 1, "Faulted", "OtherError", T0, error=detail)
+    row = state.connectors["CP1", 1, 1]
+    assert (row["error_code"], row["error_info"], row["vendor_id"],
+            row["vendor_error_code"]) == ("OtherError", "evse_manager/connector_1",
+                                          "org.charin.uec.v1", "MREC1")
+    published = dict(state.outbox[-1]["payload"])
+    del published["event_id"]
+    assert published == {
+        "evse_id": 1, "connector_id": 1, "status": "Faulted", "error_code": "OtherError",
+        "info": "evse_manager/connector_1", "vendor_id": "org.charin.uec.v1",
+        "vendor_error_code": "MREC1"}
+    # cleared with the next status that carries none
+    await service.status("CP1", 1, 1, "Available", None, T0, error=ErrorDetail())
+    assert state.connectors["CP1", 1, 1]["error_info"] is None
+    assert "info" not in state.outbox[-1]["payload"]
+
+
+async def test_a_station_stores_at_most_max_connectors(
+        service: ChargingService, state: MemoryState) -> None:
+    """Invented EVSE or connector ids add no row beyond the limit: each is answered,
+    counted as a ConnectorLimit security event, and its status is not published; the
+    connectors stored keep their updates."""
+    service.max_connectors = 3
+    for n in range(1, 6):
+        assert await service.status("CP1", n, 1, "Available", None, T0) is (n <= 3)
+    assert await service.status("CP1", 2, 1, "Charging", None, T0)
+    assert sorted(k[1:] for k in state.connectors if k[0] == "CP1") == [(1, 1), (2, 1), (3, 1)]
+    assert state.connectors["CP1", 2, 1]["status"] == "Charging"
+    limits = [e["payload"] for e in state.station_events if e["kind"] == "security"]
+    assert limits == [{"type": "ConnectorLimit", "evse_id": n, "connector_id": 1,
+                       "limit": 3} for n in (4, 5)]
+    assert topics(state).count("CP1/status") == 4
+    # another station has its own
+    assert await service.status("CP2", 9, 1, "Available", None, T0)
+
+
+async def test_a_boot_event_keeps_what_identifies_the_hardware(
+        service: ChargingService, state: MemoryState) -> None:
+    hardware = {"charge_box_serial_number": "serial1", "meter_serial_number": "1DZG001"}
+    await service.boot("CP1", "ocpp1.6", BootInfo("V", "M", None, "serial2",
+                                                   hardware=hardware))
+    payload = state.station_events[-1]["payload"]
+    assert payload["serial_number"] == "serial2"
+    assert payload["charge_box_serial_number"] == "serial1"
+    assert payload["meter_serial_number"] == "1DZG001"
+    assert state.stations["CP1"].serial_number == "serial2"
 
 
 @pytest.mark.parametrize(("tag", "expected"), [
@@ -625,6 +679,98 @@ async def test_a_refused_cards_payer_follows_the_refusals_cause(
     [session] = state.sessions.values()
     assert session.id is not None
     assert state.session_cards[session.id]["driver"] == payer, status
+
+
+# -- a 2.0.1 token first presented after a start without one (E03) --------------------------
+
+
+def _late(kind: str, seq: int, at: datetime, trigger: str, **kw: Any) -> TransactionEventIn:
+    return TransactionEventIn(kind, at, trigger, seq, "TX-L", **kw)
+
+
+async def _started_without_token(service: ChargingService, state: MemoryState) -> None:
+    """A transaction started at plug-in on EVSE 1, no token; CARD is DRIVER's card."""
+    state.tags["CARD"] = IdTag("CARD")
+    state.cards["CARD"] = {"driver": DRIVER, "salt": "0x01", "commitment": "0x0a"}
+    assert await service.transaction_event("CP1", _late(
+        "Started", 0, T0, "CablePluggedIn", evse_id=1, connector_id=1,
+        samples=[wh(T0, 1000, context="Transaction.Begin")])) is None
+
+
+def _not_payer(state: MemoryState) -> list[str]:
+    """The reasons of the token_not_payer events."""
+    return [e["payload"]["reason"] for e in state.station_events
+            if e["kind"] == "token_not_payer"]
+
+
+@pytest.mark.parametrize("stop", ["Ended", "StopAuthorized", "MasterPass"])
+async def test_a_token_presented_only_to_stop_a_session_started_without_one_pays_nothing(
+    service: ChargingService, state: MemoryState, stop: str,
+) -> None:
+    """A hostile station charges at plug-in with no token, then names a driver's card in
+    the events that stop it: the driver pays nothing of it (nor does a master pass's
+    holder, C16, whose stop is no more than that)."""
+    await _started_without_token(service, state)
+    if stop == "MasterPass":
+        state.tags["CARD"] = IdTag("CARD", parent="MASTERS")
+        state.central_options["master_pass_group"] = "MASTERS"
+    if stop == "StopAuthorized":
+        await service.transaction_event("CP1", _late(
+            "Updated", 1, T1 - timedelta(minutes=1), "StopAuthorized", id_tag="CARD"))
+    await service.transaction_event("CP1", _late(
+        "Ended", 2, T1, "StopAuthorized", id_tag="CARD",
+        samples=[wh(T1, 11000, context="Transaction.End")]))
+    [session] = state.sessions.values()
+    assert session.id is not None and session.energy_wh == 10000
+    assert session.id_tag is None and session.id not in state.session_cards, (
+        session.id_tag, state.session_cards)
+    if stop == "MasterPass":
+        assert "token_not_payer" not in session.flags and _not_payer(state) == []
+    else:
+        assert "token_not_payer" in session.flags and set(_not_payer(state)) == {
+            "presented_to_stop"}
+
+
+@pytest.mark.parametrize(("decision", "tag", "answer"), [
+    # the driver's escrow does not cover a charge: NoCredit, not the payer
+    (CreditDecision(False, "the escrow covers 0, a session needs 2000", DRIVER),
+     IdTag("CARD"), AuthStatus.NO_CREDIT),
+    # unknown to the registry, blocked in it
+    (None, None, AuthStatus.UNKNOWN),
+    (None, IdTag("CARD", status="blocked"), AuthStatus.BLOCKED),
+], ids=["no-credit", "unknown", "blocked"])
+async def test_a_token_presented_late_and_refused_is_not_the_payer(
+    service: ChargingService, state: MemoryState, decision: CreditDecision | None,
+    tag: IdTag | None, answer: AuthStatus,
+) -> None:
+    await _started_without_token(service, state)
+    service.credit = Decided({"CARD": decision} if decision is not None else {})
+    if tag is None:
+        del state.tags["CARD"]
+    else:
+        state.tags["CARD"] = tag
+    assert await service.transaction_event("CP1", _late(
+        "Updated", 1, T0 + timedelta(minutes=1), "Authorized", id_tag="CARD")) is answer
+    [session] = state.sessions.values()
+    assert session.id_tag is None and session.id not in state.session_cards
+    assert session.limit_minor is None and _not_payer(state) == [answer.value]
+
+
+async def test_a_token_presented_late_and_covered_pays_within_its_limit(
+    service: ChargingService, state: MemoryState,
+) -> None:
+    """E03: a transaction started at plug-in, the driver's card presented after it: it pays,
+    with the checks of a token at the start (the escrow's limit)."""
+    await _started_without_token(service, state)
+    service.credit = Decided({"CARD": CreditDecision(True, "", DRIVER, session_limit=500)})
+    assert await service.transaction_event("CP1", _late(
+        "Updated", 1, T0 + timedelta(minutes=1), "Authorized",
+        id_tag="CARD")) is AuthStatus.ACCEPTED
+    [session] = state.sessions.values()
+    assert session.id is not None
+    assert (session.id_tag, session.auth_status, session.limit_minor) == (
+        "CARD", "Accepted", 500)
+    assert state.session_cards[session.id]["driver"] == DRIVER and _not_payer(state) == []
 
 
 # -- signed meter data ----------------------------------------------------------------------

@@ -10,8 +10,8 @@ from decimal import Decimal
 import pytest
 
 from csms.domain.model import Session
-from csms.domain.tariff import Tariff
-from csms.service.tariffs import TariffRefused, set_tariff
+from csms.domain.tariff import BillingUnit, Tariff
+from csms.service.tariffs import TariffRefused, TariffUnitRefused, set_tariff
 from support.memory import MemoryRepository, MemoryState
 
 T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
@@ -39,3 +39,44 @@ async def test_only_versions_that_reprice_nothing_are_stored() -> None:
     assert state.audit[1]["request"]["valid_from"] == "2026-03-01T10:00:00.000001+00:00"
     with pytest.raises(ValueError, match="valid_from"):
         await repo.unit(lambda tx: set_tariff(tx, Tariff("CP1", Decimal("1")), "cli:test"))
+
+
+async def test_a_tariff_in_another_unit_than_the_billing_one_is_refused() -> None:
+    """The settlement's billing unit (``billing``): a tariff in another currency or with
+    other decimals is refused before anything is read or written; the same tariff is
+    stored where the billing unit is its own."""
+    state = MemoryState()
+    repo = MemoryRepository(state)
+    mills = Tariff("*", Decimal("0.085"), "EUR", 3, valid_from=T0)
+    for tariff in (mills, Tariff("*", Decimal("0.30"), "USD", 2, valid_from=T0)):
+        with pytest.raises(TariffUnitRefused, match=r"^a tariff in (EUR|USD) with [23]"
+                           r" decimals cannot be settled: the settlement contract bills in"
+                           r" EUR with 2 decimals \(CSMS_BILLING_CURRENCY,"):
+            await repo.unit(lambda tx, t=tariff: set_tariff(tx, t, "cli:test"))
+    assert state.tariffs == [] and state.audit == []
+    assert await repo.unit(lambda tx: set_tariff(
+        tx, mills, "cli:test", billing=BillingUnit("EUR", 3))) == 1
+
+
+async def test_a_session_whose_start_is_no_time_to_judge_by_reprices_nothing() -> None:
+    """Rejected, ``time_implausible`` (not released) or started beyond the clock tolerance
+    after it was stored: such a session holds no version back (any station dates its
+    sessions as it likes); one within the tolerance does."""
+    state = MemoryState()
+    repo = MemoryRepository(state)
+    stored = T0 + timedelta(days=1)
+    for sid, ahead, flags in ((1, timedelta(days=9), ["rejected"]),
+                              (2, timedelta(days=9), ["time_implausible"]),
+                              (3, timedelta(minutes=11), []),
+                              (4, timedelta(minutes=5), [])):
+        state.sessions[sid] = Session(station_id="CP1", ocpp_version="ocpp1.6",
+                                      transaction_id=str(sid), started_at=stored + ahead,
+                                      id=sid, flags=flags, created_at=stored)
+    await repo.unit(lambda tx: set_tariff(tx, Tariff("*", Decimal("0.30"), valid_from=T0),
+                                          "cli:test"))
+    with pytest.raises(TariffRefused, match="would reprice session 4 of CP1"):
+        await repo.unit(lambda tx: set_tariff(tx, Tariff(
+            "*", Decimal("0.31"), valid_from=stored), "cli:test"))
+    assert await repo.unit(lambda tx: set_tariff(tx, Tariff(
+        "*", Decimal("0.31"), valid_from=stored), "cli:test",
+        clock_tolerance=timedelta(minutes=4))) == 2

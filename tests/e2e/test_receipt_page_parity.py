@@ -1,0 +1,174 @@
+"""Receipts on which the page's verifier (web/verify/src under Node: the modules the
+page bundles) and ``verify_receipt`` (``csms verify``) reach different verdicts. Each is an
+operator's receipt whose hashes and entry add up (not settled on a chain: the offline checks
+already disagree, and the chain checks come after them)."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import shutil
+import subprocess
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from eth_hash.auto import keccak
+
+from settlement.receipts import ReceiptError, verify_receipt
+from settlement.records import OPTIONAL_FIELDS, RECORD_FIELDS, chunk_digest
+from support import IN_CI
+
+from .test_receipt_page import (
+    _NODE_VERIFIER,
+    ROOT,
+    _generated,
+    _Meter,
+    _offline_receipt,
+    _sample,
+    _sealed,
+)
+
+T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
+
+
+def _base() -> dict[str, Any]:
+    return _offline_receipt([], start="1000", stop="3000", started=T0,
+                            stopped=T0 + timedelta(minutes=30), tag="TAG", key=None)
+
+
+def _record(**fields: Any) -> dict[str, Any]:
+    """The base receipt with record ``fields`` changed, its hashes computed again."""
+    base = _base()
+    return _sealed({**base["record"], **fields}, base["samples"])
+
+
+def _hashed_as_the_page_does(**fields: Any) -> dict[str, Any]:
+    """As _record, the record hash computed as the page computes it for a text holding a
+    lone surrogate (JSON.stringify writes it \\udXXX; Python cannot encode it at all)."""
+    base = _base()
+    record = {**base["record"], **fields}
+    sealed = _sealed({**record, **{k: "x" for k in fields}}, base["samples"])
+    names = RECORD_FIELDS + tuple(f for f in OPTIONAL_FIELDS if f in record)
+    text = json.dumps({f: record[f] for f in names}, sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=False)
+    text = "".join(f"\\u{ord(c):04x}" if 0xD800 <= ord(c) <= 0xDFFF else c for c in text)
+    rhash = bytes(keccak(text.encode()))
+    packed = int(sealed["entry"]["packed"], 16)
+    sealed["record"] = record
+    sealed["entry"]["record_hash"] = "0x" + rhash.hex()
+    sealed["chunk"]["digest"] = "0x" + chunk_digest(7, 1, [(rhash, packed)]).hex()
+    return sealed
+
+
+def _p256() -> _Meter:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    return _Meter(ec.SECP256R1(), "ECDSA-secp256r1-SHA256")
+
+
+def _two_meters() -> dict[str, Any]:
+    """A begin signed by one key and an end by another (the same serial, pages in order),
+    each key in its 2.0.1 sample, none committed by the record: each signature verifies
+    with its own sample's key."""
+    first, second = _p256(), _p256()
+    t1 = T0 + timedelta(minutes=30)
+
+    def wrapped(meter: _Meter, container: str) -> dict[str, Any]:
+        return {"signedMeterData": base64.b64encode(container.encode()).decode(),
+                "signingMethod": "ECC256", "encodingMethod": "OCMF",
+                "publicKey": meter.public("der")}
+
+    samples = [_sample(T0, "Transaction.Begin",
+                       wrapped(first, first.container("B", 10_000, T0, "TAG0"))),
+               _sample(t1, "Transaction.End",
+                       wrapped(second, second.container("E", 12_500, t1, "TAG0", page=2)))]
+    return _offline_receipt(samples, start="10000", stop="12500", started=T0, stopped=t1,
+                            tag="TAG0", key=None)
+
+
+def _surrogate_in_a_sample() -> dict[str, Any]:
+    base = _base()
+    return {**base, "samples": [{"timestamp": T0.isoformat(), "value": "\udfff"}]}
+
+
+CASES: dict[str, Any] = {
+    "untouched": _base,
+    # datetime.fromisoformat (Python 3.11) and the page's isotime.js read other times
+    "an ISO week date": lambda: _record(started_at="2026-W09-7T10:00:00+00:00"),
+    "seconds with an empty fraction": lambda: _record(started_at="2026-03-01T10:00:00.+00:00"),
+    "an offset of 25 hours": lambda: _record(started_at="2026-03-01T10:00:00+25:00",
+                                             stopped_at="2026-03-01T10:30:00+25:00"),
+    "the year 0": lambda: _record(started_at="0000-01-01T10:00:00",
+                                  stopped_at="0000-01-01T10:30:00"),
+    # a lone surrogate: Python cannot encode the record, the page hashes it escaped
+    "a lone surrogate in a text": lambda: _hashed_as_the_page_does(station_id="CP\ud800"),
+    "a lone surrogate in a sample": _surrogate_in_a_sample,
+    # what the central system writes: read by both
+    "a start with microseconds": lambda: _record(started_at="2026-03-01T10:00:00.000001+00:00"),
+    # other forms of a time: refused by both
+    "a time in Z": lambda: _record(started_at="2026-03-01T10:00:00Z"),
+    "a time at +01:00": lambda: _record(started_at="2026-03-01T11:00:00+01:00",
+                                        stopped_at="2026-03-01T11:30:00+01:00"),
+    "February 30": lambda: _record(started_at="2026-02-30T10:00:00+00:00"),
+    # the record's integers written otherwise: the entry packs them all the same
+    "the kind as text": lambda: _record(kind="0"),
+    "an app session's kind as text": lambda: _record(kind="1"),
+    "the kind as true": lambda: _record(kind=True),
+    "the sequence number as text": lambda: _record(seq="1"),
+    "the unit as a float": lambda: _record(unit=1.0),
+    # signed meter data without a committed key: one key for the session, named as such
+    "signed, the key in the message, none committed":
+        lambda: _generated(_p256(), pin=None, message="der", wrap="v201"),
+    "begin and end signed by two keys, none committed": _two_meters,
+}
+
+
+# what both must say (not only agree on): (status, failed checks); ERROR: not a receipt
+NOT_READ = ("INVALID", ["record"])
+EXPECTED: dict[str, tuple[str, list[str]]] = {
+    "untouched": ("UNVERIFIED", []), "a start with microseconds": ("UNVERIFIED", []),
+    "a lone surrogate in a text": ("ERROR", []), "a lone surrogate in a sample": ("ERROR", []),
+    "signed, the key in the message, none committed": ("UNVERIFIED", []),
+    "begin and end signed by two keys, none committed": ("INVALID", ["one meter key"]),
+}
+
+
+def _python(receipt: Any) -> dict[str, Any]:
+    try:
+        verdict = verify_receipt(receipt)
+    except ReceiptError as exc:
+        return {"status": "ERROR", "failed": [], "proves": str(exc)}
+    return {"status": verdict.status,
+            "failed": sorted(c.name for c in verdict.checks if c.ok is False),
+            "proves": verdict.proves}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_the_page_and_csms_verify_agree_on_an_operators_receipt(name: str) -> None:
+    node = shutil.which("node")
+    if node is None or not (ROOT / "web" / "node_modules" / "@noble").is_dir():
+        if IN_CI:
+            pytest.fail("node and web/node_modules are needed (make install)")
+        pytest.skip("node and web/node_modules are needed (make install)")
+    receipt = CASES[name]()
+    src = ROOT / "web" / "verify" / "src"
+    r = subprocess.run([node, "--input-type=module", "-e", _NODE_VERIFIER,
+                        (src / "pyjson.js").as_uri(), (src / "verifier.js").as_uri()],
+                       input=json.dumps([receipt]), capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    [page] = json.loads(r.stdout)
+    page = {"status": page["status"],
+            "failed": sorted(n for n, ok, _ in page["checks"] if ok is False),
+            "proves": page["proves"]}
+    python = _python(copy.deepcopy(receipt))
+    assert page == python, f"page {page}, csms verify {python}"
+    assert (python["status"], python["failed"]) == EXPECTED.get(name, NOT_READ)
+    if name == "signed, the key in the message, none committed":
+        # the weaker words, naming the key to compare with the charger's label
+        key = receipt["samples"][0]["signed"]["publicKey"]
+        assert "signed by a key the record does not commit" in python["proves"]
+        assert "calibrated meter signed" not in python["proves"]
+        assert f"...{key[-16:]}" in python["proves"]
