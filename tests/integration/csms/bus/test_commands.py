@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import sqlite3
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,11 +21,34 @@ from support import require_service
 
 URL = "mqtt://127.0.0.1:1883"
 
+Handler = Callable[[str, str, dict[str, Any], float | None], Awaitable[tuple[int, dict[str, Any]]]]
 
-async def test_round_trip_timeout_and_failure() -> None:
+
+@contextlib.asynccontextmanager
+async def asker_and_holder(on_holder: Handler) -> AsyncIterator[tuple[CommandBus, CommandBus]]:
+    """Two nodes' command buses on the real broker, both subscribed: the asker's own
+    commands answer 500, the holder's go to ``on_holder``."""
     require_service("Mosquitto", "127.0.0.1", 1883)
     run = secrets.token_hex(4)
     asker, holder = CommandBus(URL, f"a-{run}"), CommandBus(URL, f"b-{run}")
+
+    async def on_asker(*_: Any) -> tuple[int, dict[str, Any]]:
+        return 500, {}
+
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(holder.run(on_holder, stop)),
+             asyncio.create_task(asker.run(on_asker, stop))]
+    try:
+        async with asyncio.timeout(10):
+            await holder.connected.wait()
+            await asker.connected.wait()
+        yield asker, holder
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
+
+
+async def test_round_trip_timeout_and_failure() -> None:
     seen: list[tuple[str, str, dict[str, Any], float | None]] = []
 
     async def on_holder(station_id: str, command: str, args: dict[str, Any],
@@ -33,16 +58,7 @@ async def test_round_trip_timeout_and_failure() -> None:
             raise RuntimeError("boom")
         return 200, {"status": "Accepted", "echo": args}
 
-    async def on_asker(*_: Any) -> tuple[int, dict[str, Any]]:
-        return 500, {}
-
-    stop = asyncio.Event()
-    tasks = [asyncio.create_task(holder.run(on_holder, stop)),
-             asyncio.create_task(asker.run(on_asker, stop))]
-    try:
-        async with asyncio.timeout(10):
-            await holder.connected.wait()
-            await asker.connected.wait()
+    async with asker_and_holder(on_holder) as (asker, holder):
         status, result = await asker.request(holder.node_id, "CP1", "trigger",
                                              {"message": "Heartbeat"}, 7.0, wait=5)
         assert (status, result) == (200, {"status": "Accepted",
@@ -51,19 +67,14 @@ async def test_round_trip_timeout_and_failure() -> None:
         status, result = await asker.request(holder.node_id, "CP1", "explode", {}, None, 5)
         assert status == 500 and "boom" in result["error"]
         with pytest.raises(NodeUnavailable, match=r"did not answer in 0\.5 s"):
-            await asker.request(f"gone-{run}", "CP1", "trigger", {}, None, wait=0.5)
-    finally:
-        stop.set()
-        await asyncio.gather(*tasks)
+            await asker.request(f"gone-{secrets.token_hex(4)}", "CP1", "trigger", {}, None,
+                                wait=0.5)
 
 
 async def test_a_forwarded_command_carries_integers_beyond_64_bits_exactly() -> None:
     """An operator's argument of 2**70 (the admin API reads it exactly) reaches the node
     that holds the station as 2**70, and its answer comes back as exactly: not an error,
     not a float."""
-    require_service("Mosquitto", "127.0.0.1", 1883)
-    run = secrets.token_hex(4)
-    asker, holder = CommandBus(URL, f"a-{run}"), CommandBus(URL, f"b-{run}")
     seen: list[dict[str, Any]] = []
 
     async def on_holder(station_id: str, command: str, args: dict[str, Any],
@@ -71,25 +82,13 @@ async def test_a_forwarded_command_carries_integers_beyond_64_bits_exactly() -> 
         seen.append(args)
         return 200, {"echo": args, "more": 2**70 + 1}
 
-    async def on_asker(*_: Any) -> tuple[int, dict[str, Any]]:
-        return 500, {}
-
-    stop = asyncio.Event()
-    tasks = [asyncio.create_task(holder.run(on_holder, stop)),
-             asyncio.create_task(asker.run(on_asker, stop))]
-    try:
-        async with asyncio.timeout(10):
-            await holder.connected.wait()
-            await asker.connected.wait()
+    async with asker_and_holder(on_holder) as (asker, holder):
         status, result = await asker.request(holder.node_id, "CP1", "data_transfer",
                                              {"vendor": "V", "value": 2**70}, 7.0, wait=5)
         assert seen == [{"vendor": "V", "value": 2**70}]
         assert type(seen[0]["value"]) is int
         assert (status, result) == (200, {"echo": {"vendor": "V", "value": 2**70},
                                           "more": 2**70 + 1})
-    finally:
-        stop.set()
-        await asyncio.gather(*tasks)
 
 
 def _served(db: Path) -> set[str]:

@@ -8,27 +8,11 @@ serializes the cuts."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
 
 from csms.service.ports import Repository, Tx
-from csms.storage import open_repository
-
-
-@pytest.fixture(params=["rounds", "in-sequence"])
-async def two_nodes(request: pytest.FixtureRequest,
-                    postgres_url: str) -> AsyncIterator[tuple[Repository, Repository]]:
-    a = await open_repository(postgres_url)
-    b = await open_repository(postgres_url)
-    if request.param == "in-sequence":
-        a.in_rounds = b.in_rounds = False  # type: ignore[attr-defined]
-    try:
-        yield a, b
-    finally:
-        await a.close()
-        await b.close()
 
 
 async def _next(repo: Repository) -> int:
