@@ -61,9 +61,12 @@ def worker_settings(settings: Settings, k: int, metrics_dir: str = "") -> Settin
     """The settings of worker ``k`` (0-based) of ``settings.workers``; ``metrics_dir``:
     where the workers other than 0 answer their metrics (csms.metrics)."""
     base = settings.node_id or f"{socket.gethostname()}:{settings.port}"
+    # the machine's budget of bytes in large messages, shared: N workers with the whole
+    # budget each would hold N times it (each may still take one largest frame)
+    large = max(settings.large_frame_budget // settings.workers, settings.max_frame_bytes)
     one = dataclasses.replace(settings, workers=1, reuse_port=True, node_id=f"{base}/{k}",
                               worker_count=settings.workers, worker_index=k,
-                              metrics_dir=metrics_dir)
+                              metrics_dir=metrics_dir, large_frame_budget=large)
     # one admin API and one settlement worker: worker 0's; each worker has its own file
     # listener (its stations' transfer URLs name it): the others on any free port
     return one if k == 0 else dataclasses.replace(

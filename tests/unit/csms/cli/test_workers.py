@@ -36,6 +36,16 @@ def test_each_worker_is_a_node_of_its_own_and_only_the_first_runs_the_admin_api_
         w.check_serving()
 
 
+def test_the_workers_share_the_machines_large_frame_budget() -> None:
+    """Each worker holds its share of the bytes in large messages, so the machine holds
+    at most the budget asked (not one budget per worker); a share is never below one
+    largest frame, which a station must be able to send."""
+    settings = Settings(db=PG, workers=4, large_frame_budget=8 << 20, max_frame_bytes=1 << 20)
+    assert [worker_settings(settings, k).large_frame_budget for k in range(4)] == [2 << 20] * 4
+    few = Settings(db=PG, workers=3, large_frame_budget=2 << 20, max_frame_bytes=1 << 20)
+    assert {worker_settings(few, k).large_frame_budget for k in range(3)} == {1 << 20}
+
+
 def test_without_a_node_id_the_workers_are_named_after_the_host_and_port() -> None:
     w = worker_settings(Settings(db=PG, workers=2, port=9100), 1)
     assert w.node_id.endswith(":9100/1")
