@@ -421,9 +421,10 @@ class Console:
         before = _cursor_int(query.get("before"))
         page = await self._read(lambda tx: pages.sessions_page(
             tx, station=station, tag=tag, status=status, before=before))
+        digits = await self._read(pages.minor_digits)
         filters = {k: v for k, v in (("station", station), ("tag", tag), ("status", status))
                    if v}
-        return self._page("sessions.html", request, page=page, filters=filters,
+        return self._page("sessions.html", request, page=page, filters=filters, digits=digits,
                           statuses=pages.SESSION_STATUSES, more=urlencode(
                               {**filters, "before": page.next_cursor or ""}))
 
@@ -461,7 +462,8 @@ class Console:
         query = self._query(request, {"before"})
         before = _cursor_int(query.get("before"))
         page = await self._read(lambda tx: pages.batches_page(tx, before))
-        return self._page("settlement.html", request, page=page)
+        return self._page("settlement.html", request, page=page,
+                          digits=await self._read(pages.minor_digits))
 
     async def batch(self, request: web.Request) -> web.Response:
         self._no_query(request)
@@ -470,7 +472,8 @@ class Console:
         data = await self._read(lambda tx: pages.batch_page(tx, batch_id))
         if data is None:
             raise Refused(404, f"no batch {batch_id}")
-        return self._page("batch.html", request, b=data)
+        return self._page("batch.html", request, b=data,
+                          digits=await self._read(pages.minor_digits))
 
     async def tags(self, request: web.Request) -> web.Response:
         query = self._query(request, {"after"})
@@ -752,7 +755,12 @@ def _unpaid_reason(code: int) -> str:
     return UNPAID_REASONS.get(code, f"reason {code}")
 
 
-def _money(minor: int | None, currency: str | None) -> str:
+@jinja2.pass_context
+def _money(context: jinja2.runtime.Context, minor: int | None, currency: str | None) -> str:
+    """A price of a list in its currency's minor digits (the page's ``digits``: its
+    tariffs'), or in minor units where they are not known."""
     if minor is None:
         return ""
-    return f"{Decimal(minor).scaleb(-2):,.2f} {currency or ''}".strip()
+    from csms.service.views import price_text
+
+    return price_text(minor, currency, context.get("digits", {}).get(currency or ""))

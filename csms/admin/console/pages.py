@@ -125,6 +125,16 @@ def _session_row(s: Session) -> dict[str, Any]:
             "currency": s.currency}
 
 
+async def minor_digits(tx: Tx) -> dict[str, int]:
+    """Each currency's minor digits, from the tariffs charged in it, for the prices of the
+    lists (a session's own page reads its tariff's); a currency whose tariffs disagree is
+    left out, and its prices are shown in minor units."""
+    seen: dict[str, set[int]] = {}
+    for t in await tx.list_tariffs():
+        seen.setdefault(t.currency, set()).add(t.decimals)
+    return {currency: next(iter(d)) for currency, d in seen.items() if len(d) == 1}
+
+
 async def sessions_page(
     tx: Tx, *, station: str | None, tag: str | None, status: str | None,
     before: int | None, limit: int = PAGE_SIZE,

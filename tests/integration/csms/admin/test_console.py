@@ -599,6 +599,10 @@ async def test_a_priced_session_reads_the_same_in_the_console_and_the_cli(
     page = await (await browser.get("/sessions/1")).text()
     billing = re.search(r'<td id="billing"[^>]*>([^<]*)<', page)
     assert billing is not None and "0.280 KWD" in billing.group(1), page
+    # the session list, the settlement list and the batch's page: the same digits
+    for path in ("/sessions", "/settlement", "/settlement/1"):
+        text = re.sub(r"<[^>]+>", " ", await (await browser.get(path)).text())
+        assert "0.280 KWD" in text and "2.80 KWD" not in text, (path, text)
     written = csms_cli(csms_server, "receipt", "1", "-o", str(tmp_path / "receipt.json"))
     assert written.returncode == 0, written.stderr
     download = await (await browser.get("/sessions/1/receipt")).read()
