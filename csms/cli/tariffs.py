@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -32,17 +32,12 @@ tariffs_app = group("Prices per station (versioned).")
 
 
 def _decimal(text: str, name: str) -> Decimal:
-    from csms.domain.tariff import MAX_EXPONENT, MAX_PRICE, within_exponents
+    from csms.domain.tariff import parse_price
 
     try:
-        value = Decimal(text)
-    except InvalidOperation:
-        raise typer.BadParameter(f"not a number: {text!r}", param_hint=name) from None
-    if not value.is_finite() or value < 0 or value > MAX_PRICE:
-        raise typer.BadParameter(f"must be a number from 0 to {MAX_PRICE}", param_hint=name)
-    if not within_exponents(value):  # a figure no receipt's verifier reads
-        raise typer.BadParameter(f"must be 0 or at least 1E-{MAX_EXPONENT}", param_hint=name)
-    return value.copy_abs() if value.is_zero() else value  # -0 is 0: stored without its sign
+        return parse_price(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint=name) from None
 
 
 @tariffs_app.command("set")

@@ -17,7 +17,7 @@ from decimal import (
 )
 
 __all__ = ["DECIMALS", "MAX_EXPONENT", "MAX_PRICE", "BillingUnit", "Tariff", "major_units",
-           "minor_prices",
+           "minor_prices", "parse_price",
            "price_minor", "within_exponents"]
 
 # The arithmetic of prices, wherever they are computed (the central system, a receipt's
@@ -46,6 +46,20 @@ def within_exponents(number: Decimal) -> bool:
     """Whether ``number`` is a finite figure whose adjusted exponent is within
     +-:data:`MAX_EXPONENT` (a zero's is its exponent: 0E-40 is not)."""
     return number.is_finite() and -MAX_EXPONENT <= number.adjusted() <= MAX_EXPONENT
+
+
+def parse_price(text: str) -> Decimal:
+    """A unit price an operator typed: a figure from 0 to :data:`MAX_PRICE` that every
+    receipt's verifier reads (-0 is 0, stored without its sign); ValueError says why not."""
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise ValueError(f"not a number: {text[:20]!r}") from None
+    if not value.is_finite() or value < 0 or value > MAX_PRICE:
+        raise ValueError(f"must be a number from 0 to {MAX_PRICE}")
+    if not within_exponents(value):  # a figure no receipt's verifier reads
+        raise ValueError(f"must be 0 or at least 1E-{MAX_EXPONENT}")
+    return value.copy_abs() if value.is_zero() else value
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,7 +54,7 @@ from csms.admin.api import record_id
 from csms.admin.console import pages
 from csms.admin.operator import MAX_ID
 from csms.domain.model import IdTag, TagStatus
-from csms.domain.tariff import MAX_EXPONENT, MAX_PRICE, Tariff, within_exponents
+from csms.domain.tariff import Tariff, parse_price
 from csms.logsafe import protect
 from csms.protocol import InvalidStationId, station_id_from_path
 from csms.protocol.frames import dumps
@@ -689,16 +689,10 @@ class Console:
             _station_arg(station)
         prices: dict[str, Decimal] = {}
         for name in ("per_kwh", "per_minute", "session_fee"):
-            raw = form.get(name) or "0"
             try:
-                value = Decimal(str(raw))
-            except InvalidOperation:
-                raise Refused(400, f"{name}: not a number: {str(raw)[:20]!r}") from None
-            if not value.is_finite() or value < 0 or value > MAX_PRICE:
-                raise Refused(400, f"{name} must be a number from 0 to {MAX_PRICE}")
-            if not within_exponents(value):  # a figure no receipt's verifier reads
-                raise Refused(400, f"{name} must be 0 or at least 1E-{MAX_EXPONENT}")
-            prices[name] = value.copy_abs() if value.is_zero() else value  # -0 is 0
+                prices[name] = parse_price(str(form.get(name) or "0"))
+            except ValueError as exc:
+                raise Refused(400, f"{name}: {exc}") from None
         settings = self.api.central.settings
         billing = settings.billing_unit  # the one unit a tariff is charged in
         currency = str(form.get("currency") or billing.currency)

@@ -4,7 +4,7 @@ from decimal import Decimal
 
 import pytest
 
-from csms.domain.tariff import Tariff, price_minor
+from csms.domain.tariff import MAX_PRICE, Tariff, parse_price, price_minor
 
 
 @pytest.mark.parametrize(
@@ -42,3 +42,21 @@ def test_a_price_does_not_depend_on_the_threads_decimal_context() -> None:
     with decimal.localcontext() as ctx:
         ctx.prec = 78
         assert price_minor(t, 0, 0) == expected == 1
+
+
+@pytest.mark.parametrize(("text", "why"), [
+    ("abc", "not a number: 'abc'"), ("NaN", "from 0 to"), ("-Infinity", "from 0 to"),
+    ("-0.01", "from 0 to"), (str(MAX_PRICE + 1), "from 0 to"),
+    ("1E-31", "at least 1E-30"), ("0E-40", "at least 1E-30"),
+])
+def test_a_price_an_operator_types_is_refused_with_its_reason(text: str, why: str) -> None:
+    """One check for the CLI and the console: what no receipt's verifier reads, or no
+    price is, never reaches a tariff."""
+    with pytest.raises(ValueError, match=why):
+        parse_price(text)
+
+
+def test_a_typed_price_is_kept_exactly_and_minus_zero_is_zero() -> None:
+    assert parse_price("0.3999") == Decimal("0.3999")
+    assert str(parse_price("-0")) == "0" and str(parse_price("-0.00")) == "0.00"
+    assert parse_price(str(MAX_PRICE)) == MAX_PRICE
