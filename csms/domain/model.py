@@ -406,8 +406,9 @@ BILLING_HOLD_FLAGS = frozenset(
         # reading to stop it at): the escrow pays the limit (csms.service.limits)
         "limit_overrun",
         # 2.0.1: an event of its transactionId named another EVSE than the session's (a
-        # station numbering transactions per EVSE): its readings and token were kept apart
-        # (an ``evse_mismatch`` station event), never billed to this session
+        # station numbering transactions per EVSE); 1.6: a MeterValues of its transactionId
+        # named another connector: its readings and token were kept apart (an
+        # ``evse_mismatch`` station event), never billed to this session
         # (csms.service.sessions)
         "evse_mismatch",
         # 2.0.1: a transaction started under the transactionId of one that had ended (a

@@ -99,7 +99,8 @@ _NORMAL_NOTES: dict[str | None, frozenset[str]] = {
 # (SessionUseCases._overlaps): a hold flag.
 OVERLAPS = "overlaps_session"
 EVSE_UNKNOWN = "evse_unknown"  # completed on no EVSE: not compared, held
-# an event of a session's transactionId naming another EVSE: kept apart, the session held
+# an event (1.6: MeterValues) of a session's transactionId naming another EVSE (connector):
+# kept apart, the session held
 EVSE_MISMATCH = "evse_mismatch"
 
 # A session closed without its stop (SessionUseCases._close): a hold flag, and the station
@@ -124,9 +125,10 @@ STOP_DIFFERS = "stop_differs"
 # chunk with its sequence number, not rejected. A stop that differs holds it there
 _UNSETTLED = frozenset({BillingState.QUEUED, BillingState.RELEASED, BillingState.HELD})
 
-# A token first presented after the start of a 2.0.1 session started without one that is
-# not its payer (presented to stop it, or refused: SessionUseCases._late_token): a flag
-# (not a hold: nobody pays, as for a session that never had a token) and a station event
+# A token first presented after the start of a 2.0.1 session started without one (or on a
+# refused one) that is not its payer (presented to stop it, or refused:
+# SessionUseCases._late_token): a flag (not a hold: the token pays nothing, the session's
+# payer is as its start left it) and a station event
 TOKEN_NOT_PAYER = "token_not_payer"
 
 # Notes that only say what was assumed: a flag on the session, no event.
@@ -766,36 +768,50 @@ class SessionUseCases(SignedDataChecks):
                              keep_samples: bool = True) -> None:
         """A 2.0.1 event of ``session``'s transactionId naming another EVSE than the
         session's (a station numbering its transactions per EVSE: two drivers' transactions
-        under one id). Nothing of it is the session's: its readings are kept as the
-        station's own (no session, the EVSE it named), and an ``evse_mismatch`` station
-        event keeps the rest (its type, seqNo, time, token) for the operator. An active
-        session is held (``evse_mismatch``): its driver is never billed for what another
-        EVSE delivered, nor is the other EVSE's transaction billed to anyone unseen; a
+        under one id): kept apart (:meth:`_kept_apart`), the event's type, seqNo, time and
+        token in its station event. Its seqNo is not taken: the session's own event of that
+        number is no retry of it. An event named in no EVSE while several transactions
+        under its id run (:func:`running_under`) is each one's such event; its readings are
+        kept once (``keep_samples`` for the first)."""
+        await self._kept_apart(
+            tx, session, ev.transaction_id, ev.evse_id, ev.connector_id,
+            ev.samples, ev.notes, {
+                "event_type": ev.event_type, "trigger_reason": ev.trigger_reason,
+                "seq_no": ev.seq_no, "timestamp": ev.timestamp.isoformat(),
+                "id_tag": ev.id_tag, "stopped_reason": ev.stopped_reason},
+            keep_samples=keep_samples)
+
+    async def _kept_apart(self, tx: Tx, session: Session, transaction_id: str,
+                          evse_id: int | None, connector_id: int | None,
+                          samples: list[MeterSample], notes: list[ValueNote],
+                          detail: dict[str, Any], *, keep_samples: bool = True) -> None:
+        """A message of ``session``'s transactionId naming another EVSE (1.6 connector) than
+        the session's: a 2.0.1 event (:meth:`_evse_mismatch`), a 1.6 MeterValues. Nothing
+        of it is the session's: its readings are kept as the station's own (no session,
+        the EVSE and connector it named), and an ``evse_mismatch`` station event keeps the
+        rest (``detail``) for the operator. An active session is held (``evse_mismatch``):
+        its driver is never billed for what another EVSE delivered (nor is its limit
+        reached on it), nor is the other EVSE's transaction billed to anyone unseen; a
         completed one stays as it was completed (its billing is settlement's, as for late
-        data). Its seqNo is not taken: the session's own event of that number is no
-        retry of it. An event named in no EVSE while several transactions under its id run
-        (:func:`running_under`) is each one's such event; its readings are kept once
-        (``keep_samples`` for the first)."""
-        if ev.samples and keep_samples:
+        data). ``keep_samples``: False for readings kept already (by another session's such
+        event of the same message)."""
+        if samples and keep_samples:
             await tx.add_samples(
-                session.station_id, ev.samples, session_id=None, evse_id=ev.evse_id,
-                connector_id=ev.connector_id, transaction_id=ev.transaction_id)
+                session.station_id, samples, session_id=None, evse_id=evse_id,
+                connector_id=connector_id, transaction_id=transaction_id)
         if session.status is SessionStatus.ACTIVE and EVSE_MISMATCH not in session.flags:
             session.flag(EVSE_MISMATCH)
             await tx.update_session(session)
-            log.warning("! %s: transaction %s of session %s on EVSE %s has an event on EVSE"
-                        " %s: held", session.station_id, ev.transaction_id, session.id,
-                        session.evse_id, ev.evse_id)
+            log.warning("! %s: transaction %s of session %s on EVSE %s has data on EVSE"
+                        " %s: held", session.station_id, transaction_id, session.id,
+                        session.evse_id, evse_id)
         await tx.add_station_event(session.station_id, EVSE_MISMATCH, {
-            "session_id": session.id, "transaction_id": ev.transaction_id,
-            "evse_id": session.evse_id, "event_evse_id": ev.evse_id,
-            "event_connector_id": ev.connector_id, "event_type": ev.event_type,
-            "trigger_reason": ev.trigger_reason, "seq_no": ev.seq_no,
-            "timestamp": ev.timestamp.isoformat(), "id_tag": ev.id_tag,
-            "stopped_reason": ev.stopped_reason, "readings": len(ev.samples),
-            "times": sorted({s.timestamp.isoformat() for s in ev.samples})[:5],
+            "session_id": session.id, "transaction_id": transaction_id,
+            "evse_id": session.evse_id, "event_evse_id": evse_id,
+            "event_connector_id": connector_id, **detail, "readings": len(samples),
+            "times": sorted({s.timestamp.isoformat() for s in samples})[:5],
             "values_not_taken": [{"field": n.field, "value": n.value, "flag": n.flag}
-                                 for n in ev.notes[:10]]}, self.clock())
+                                 for n in notes[:10]]}, self.clock())
 
     async def _id_reused(self, tx: Tx, ended: Session, session: Session) -> None:
         """``session`` started under the transactionId of ``ended``, which had ended before
@@ -864,17 +880,19 @@ class SessionUseCases(SignedDataChecks):
                           auth: AuthStatus | None, covered: Callable[[Tx], Awaitable[bool]],
                           registered: IdTag | None) -> AuthStatus | None:
         """The answer to a token first presented after the start of a 2.0.1 session that
-        started without one, and does not take it over (:meth:`_takes_over`): presented to
-        stop it (an Ended or StopAuthorized event: whose session it stops is not known, a
-        station could name any card to have its driver pay for a charge nobody
-        authorized), refused by the registry, or by the driver's escrow. It is neither the
-        session's token nor its payer: nobody pays, as for a session that never had a
-        token. The session is flagged ``token_not_payer`` (not a hold), a station event of
-        that name says which token and why. A token the registry accepts whose escrow does
-        not cover a charge, presented to authorize, is answered NoCredit (the station does
-        not charge on it). A master pass presented to stop (C16: it stops any transaction,
-        owns none) is none of this: nothing is recorded of it here. ``registered``: the
-        token's registry entry, as the unit read it."""
+        started without one, or whose token was refused, and does not take it over
+        (:meth:`_takes_over`): presented to stop it (an Ended or StopAuthorized event: whose
+        session it stops is not known, a station could name any card to have its driver
+        pay for a charge nobody authorized), refused by the registry, or by the driver's
+        escrow. It is neither the session's token nor its payer: nobody pays for it (a
+        session that never had a token has none; a refused token's is as its refusal left
+        it, :meth:`_bind_refused`). The session is flagged ``token_not_payer`` (not a
+        hold), a station event of that name says which token and why. A token the registry
+        accepts whose escrow does not cover a charge, presented to authorize, is answered
+        NoCredit (the station does not charge on it: answered Accepted, it would charge
+        with nobody to pay). A master pass presented to stop (C16: it stops any
+        transaction, owns none) is none of this: nothing is recorded of it here.
+        ``registered``: the token's registry entry, as the unit read it."""
         if _stops(ev) and await self._master_pass(tx, registered):
             return auth
         why = "presented_to_stop" if _stops(ev) \
@@ -1134,7 +1152,8 @@ class SessionUseCases(SignedDataChecks):
         samples: list[MeterSample], notes: list[ValueNote] | None = None,
     ) -> LimitReached | None:
         """1.6 §6.34 MeterValues. Without a known transaction the samples are kept
-        for the station (main meter, clock-aligned) and never touch a session. A session
+        for the station (main meter, clock-aligned) and never touch a session, nor do those
+        of another connector than their transaction's (:meth:`_kept_apart`). A session
         that reaches what its driver pays is returned for the caller to stop, and again, at
         most once a minute, until the station accepts a stop of it."""
         # the register's readings, for a session's running energy: read here, before the
@@ -1154,6 +1173,16 @@ class SessionUseCases(SignedDataChecks):
                          "action": "MeterValues"},
                         now,
                     )
+            if session is not None and session.connector_id is not None \
+                    and connector_id != session.connector_id:
+                # another connector's readings under its transactionId (None: one beyond
+                # 64 bits, none of the session's): not its own, ended or not; compared on
+                # the row read already. A session started on no connector read is compared
+                # with nothing (held when it completes: evse_unknown)
+                await self._kept_apart(tx, session, session.transaction_id, connector_id,
+                                       connector_id, samples, notes or [],
+                                       {"action": "MeterValues"})
+                return None
             if session is not None and session.status is not SessionStatus.ACTIVE:
                 await self._late(tx, session, "MeterValues", samples, notes or [])
                 return None
@@ -1440,8 +1469,18 @@ class SessionUseCases(SignedDataChecks):
                                              registered)
                 elif auth is AuthStatus.ACCEPTED:  # nobody pays if blocked at the start
                     await self._bind_blocked_then(tx, session, ev.id_tag, registered)
-            elif ev.id_tag and session.id_tag is None:
+            elif ev.id_tag and not master and (session.id_tag is None or (
+                    ev.id_tag != session.id_tag
+                    and session.auth_status != AuthStatus.ACCEPTED.value)):
+                # a token after a refused one (or none) that does not take it over
                 auth = await self._late_token(tx, session, ev, auth, covered, registered)
+            elif auth is AuthStatus.ACCEPTED and ev.id_tag == session.id_tag \
+                    and session.auth_status not in (None, AuthStatus.ACCEPTED.value) \
+                    and not _stops(ev):
+                # the session's refused token presented again to authorize (a driver whose
+                # escrow covers nothing tapping again): its refusal at the start stands
+                # (answered Accepted, the station would charge on for a payer refused)
+                auth = AuthStatus(session.auth_status)
             previous = await self._previous_reading(tx, session) if with_cost \
                 and session.limit_minor is not None and ev.event_type != "Ended" else None
             if ev.samples:

@@ -1,8 +1,9 @@
 """1.6 transactions of a station that ran 2.0.1 before, and 1.6 stops under a transactionId
 the central system never assigned, over real sockets on a real database (SQLite and
 PostgreSQL): the transactionIds the central system assigns must not collide with the ones
-the station chose itself (1.6 §5.6: the central system's ids; 2.0.1: the station's), and
-no stop is dropped as the retry of another."""
+the station chose itself (1.6 §5.6: the central system's ids; 2.0.1: the station's), no
+stop is dropped as the retry of another, and readings named for a transaction on another
+connector than its own are not billed to it."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 from support import RunningServer, is_queued, station_events
 from support.client import RawClient
 
+from .test_real_frames import station_readings
 from .test_sessions_v201 import event, reading
 
 
@@ -154,3 +156,83 @@ async def test_a_retried_unknown_stop_is_kept_once_and_a_replayed_one_bills_nobo
             return await tx.session_card(sid)
 
         assert await csms_server.repo.read(card) is None, s
+
+
+def _register(connector: int, txid: Any, at: str, wh: int) -> dict[str, Any]:
+    """A 1.6 MeterValues frame: the register of ``connector`` at ``at``, for ``txid``."""
+    return {"connectorId": connector, "transactionId": txid, "meterValue": [{
+        "timestamp": at, "sampledValue": [{
+            "value": str(wh), "measurand": "Energy.Active.Import.Register", "unit": "Wh"}]}]}
+
+
+async def test_readings_of_another_connector_under_a_transaction_are_not_billed_to_it(
+    csms_server: RunningServer,
+) -> None:
+    """A station (hostile, or numbering its frames wrong) sends connector 2's register under
+    A's transaction on connector 1: A's session is not charged with connector 2's energy
+    (59 kWh from A's meterStart), nor counted towards A's limit. The readings are the
+    station's (no session, the connector it named), an ``evse_mismatch`` station event
+    keeps what came, and A's session is held for the operator (as a 2.0.1 event of its
+    transaction on another EVSE is). Its stop bills its own meterStart to meterStop."""
+    await csms_server.add_station("CP1")
+    for tag in ("A", "B"):
+        await csms_server.add_tag(tag)
+    async with await RawClient.connect(csms_server.url, "CP1", ["ocpp1.6"]) as c:
+        await c.result("BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"})
+        a = (await c.result("StartTransaction", {
+            "connectorId": 1, "idTag": "A", "meterStart": 1000,
+            "timestamp": "2026-03-01T10:00:00Z"}))["transactionId"]
+        b = (await c.result("StartTransaction", {
+            "connectorId": 2, "idTag": "B", "meterStart": 50000,
+            "timestamp": "2026-03-01T10:00:00Z"}))["transactionId"]
+        # A's own reading, then connector 2's under A's transaction, then connector 0's
+        # (the whole station: never a session's)
+        for frame in (_register(1, a, "2026-03-01T10:20:00Z", 1300),
+                      _register(2, a, "2026-03-01T10:30:00Z", 60000),
+                      _register(0, a, "2026-03-01T10:40:00Z", 999000)):
+            assert await c.result("MeterValues", frame) == {}
+        running = {s["transaction_id"]: s for s in await csms_server.sessions("CP1")}
+        # A's running energy is its own connector's (300 Wh), never 59 kWh
+        assert running[str(a)]["energy_wh"] == 300, running[str(a)]
+        assert "evse_mismatch" in running[str(a)]["flags"]
+        assert "evse_mismatch" not in running[str(b)]["flags"]
+        for txid, wh in ((a, 2000), (b, 60000)):
+            await c.result("StopTransaction", {
+                "transactionId": txid, "meterStop": wh, "timestamp": "2026-03-01T11:00:00Z"})
+    done = {s["transaction_id"]: s for s in await csms_server.sessions("CP1")}
+    assert (done[str(a)]["energy_wh"], done[str(b)]["energy_wh"]) == (1000, 10000)
+    # held: its station sent it another connector's readings; B is billed as any session
+    assert not await is_queued(csms_server, done[str(a)]["id"])
+    assert await is_queued(csms_server, done[str(b)]["id"])
+    # the readings are each where the station named them: A's own, connector 2's apart
+    assert [(r["session_id"], r["transaction_id"], r["connector_id"])
+            for r in await station_readings(csms_server, "CP1")] == [
+        (done[str(a)]["id"], str(a), 1), (None, str(a), 2), (None, str(a), 0)]
+    [kept] = await station_events(csms_server, "CP1", "evse_mismatch")
+    assert (kept["session_id"], kept["transaction_id"], kept["evse_id"],
+            kept["event_evse_id"], kept["readings"]) == (done[str(a)]["id"], str(a), 1, 2, 1)
+
+
+async def test_readings_of_another_connector_after_the_stop_are_kept_at_their_connector(
+    csms_server: RunningServer,
+) -> None:
+    """The same frame once A's session has ended: what A billed stays as its stop
+    completed it, and connector 2's readings are kept as connector 2's (not A's
+    connector's, as late data of A's would be)."""
+    await csms_server.add_station("CP1")
+    await csms_server.add_tag("A")
+    async with await RawClient.connect(csms_server.url, "CP1", ["ocpp1.6"]) as c:
+        await c.result("BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"})
+        a = (await c.result("StartTransaction", {
+            "connectorId": 1, "idTag": "A", "meterStart": 1000,
+            "timestamp": "2026-03-01T10:00:00Z"}))["transactionId"]
+        await c.result("StopTransaction", {
+            "transactionId": a, "meterStop": 2000, "timestamp": "2026-03-01T11:00:00Z"})
+        assert await c.result("MeterValues", _register(
+            2, a, "2026-03-01T10:30:00Z", 60000)) == {}
+    [s] = await csms_server.sessions("CP1")
+    assert s["energy_wh"] == 1000 and await is_queued(csms_server, s["id"]), s
+    assert [(r["session_id"], r["connector_id"])
+            for r in await station_readings(csms_server, "CP1")] == [(None, 2)]
+    [kept] = await station_events(csms_server, "CP1", "evse_mismatch")
+    assert (kept["session_id"], kept["event_evse_id"]) == (s["id"], 2)

@@ -14,7 +14,7 @@ import pytest
 
 from csms.service.holds import decide
 from settlement import wallet
-from support import RunningServer
+from support import RunningServer, station_events
 from support.chainkit import Kit
 from support.client import RawClient
 
@@ -184,6 +184,62 @@ async def test_201_token_given_after_the_start_is_checked_for_credit(
             "seqNo": 1, "transactionInfo": {"transactionId": "T1"},
             "idToken": {"idToken": "POOR", "type": "ISO14443"}})
     assert answer["idTokenInfo"]["status"] == "NoCredit", answer
+
+
+@pytest.mark.parametrize(("first", "refused"), [("NOBODY", "Unknown"), ("POOR1", "NoCredit")])
+async def test_201_token_after_a_refused_one_is_checked_for_credit(
+    server: RunningServer, first: str, refused: str,
+) -> None:
+    """2.0.1 E02/E05: the transaction started on a card the registry (or its escrow)
+    refused, then another card the registry accepts whose escrow covers nothing: it does
+    not take the session over (the first accepted token would), nobody new pays for it, so
+    the station is told NoCredit, not Accepted (a host charging on for free), and the
+    session says why the token is not its payer."""
+    await link(server, "POOR1", deposit=100)
+    await link(server, "POOR", deposit=100)  # below a session's reserve (20.00)
+    now = datetime.now(UTC).isoformat()
+    async with await RawClient.connect(server.url, "CP201", ["ocpp2.0.1"]) as c:
+        await c.result("BootNotification", BOOT201)
+        started = await c.result("TransactionEvent", {
+            "eventType": "Started", "timestamp": now, "triggerReason": "Authorized",
+            "seqNo": 0, "transactionInfo": {"transactionId": "T1"},
+            "idToken": {"idToken": first, "type": "ISO14443"},
+            "evse": {"id": 1, "connectorId": 1}})
+        assert started["idTokenInfo"]["status"] == refused, started
+        answer = await c.result("TransactionEvent", {
+            "eventType": "Updated", "timestamp": now, "triggerReason": "Authorized",
+            "seqNo": 1, "transactionInfo": {"transactionId": "T1"},
+            "idToken": {"idToken": "POOR", "type": "ISO14443"}})
+    assert answer["idTokenInfo"]["status"] == "NoCredit", answer
+    [s] = await server.sessions("CP201")
+    assert s["id_tag"] == first and "token_not_payer" in s["flags"], s
+    [kept] = await station_events(server, "CP201", "token_not_payer")
+    assert (kept["tag"], kept["reason"]) == ("POOR", "NoCredit"), kept
+
+
+async def test_201_a_token_refused_for_credit_presented_again_is_refused_again(
+    server: RunningServer,
+) -> None:
+    """A greedy driver whose escrow covers nothing taps the card again once the start was
+    refused NoCredit: the registry accepts the card, but the escrow still covers nothing
+    and nothing else pays. Answered Accepted, the station would charge on, the host paid
+    what the empty escrow has; it is refused again, as at the start."""
+    await link(server, "POOR", deposit=100)  # below a session's reserve (20.00)
+    now = datetime.now(UTC).isoformat()
+    tapped = {"idToken": "POOR", "type": "ISO14443"}
+    async with await RawClient.connect(server.url, "CP201", ["ocpp2.0.1"]) as c:
+        await c.result("BootNotification", BOOT201)
+        started = await c.result("TransactionEvent", {
+            "eventType": "Started", "timestamp": now, "triggerReason": "Authorized",
+            "seqNo": 0, "transactionInfo": {"transactionId": "T1"}, "idToken": tapped,
+            "evse": {"id": 1, "connectorId": 1}})
+        again = await c.result("TransactionEvent", {
+            "eventType": "Updated", "timestamp": now, "triggerReason": "Authorized",
+            "seqNo": 1, "transactionInfo": {"transactionId": "T1"}, "idToken": tapped})
+    assert started["idTokenInfo"]["status"] == "NoCredit", started
+    assert again["idTokenInfo"]["status"] == "NoCredit", again
+    [s] = await server.sessions("CP201")
+    assert s["id_tag"] == "POOR" and "auth_nocredit" in s["flags"], s
 
 
 async def start16(c: RawClient, tag: str, connector: int = 1) -> str:
