@@ -728,11 +728,13 @@ class CentralSystem:
                         {"type": "FrameTooLarge", "limit": self.settings.max_frame_bytes},
                     )
             elif sent is not None and sent.code == 1013 and isinstance(ws, GuardedConnection) \
-                    and ws.cut_reason == "large_frames":
+                    and ws.cut_reason in ("large_frames", "large_frames_evicted"):
+                # refused, or gave way to another address's message (csms.transport)
                 with contextlib.suppress(StorageError):
                     await self.service.station_event(station_id, "security", {
                         "type": "LargeFramesBusy",
-                        "budget": self.settings.large_frame_budget})
+                        "budget": self.settings.large_frame_budget,
+                        "gave_way": ws.cut_reason == "large_frames_evicted"})
             log.info("x %s disconnected (%s)", station_id, ws.close_code)
 
     async def attach(self, channel: Channel, station_id: str, version: OcppVersion,

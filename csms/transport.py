@@ -42,12 +42,25 @@ the OCPP layer, in every state of its life:
   received frames, ``max_queued_frames`` in :mod:`csms.server`); every byte it holds in a
   larger message (a frame still arriving, one queued, the one handed to the connection's
   loop until the loop reads the next) is taken from one budget for the whole node,
-  :class:`LargeFrames` (``large_frame_budget``), as it arrives. A connection whose next
-  bytes do not fit is closed with 1013 (try again later): many connections that each send
-  big frames (a stranger with auto-registration, or one trickling a frame it never
-  finishes) hold at most the budget together, and an honest station's big stop gets
-  through once they are gone. The connection's loop (:class:`csms.link.Link`) reads no
-  further message while it handles a large one, so it holds one at a time.
+  :class:`LargeFrames` (``large_frame_budget``), as it arrives. Many connections that each
+  send big frames (a stranger with auto-registration, or one trickling a frame it never
+  finishes) hold at most the budget together. A connection whose next bytes do not fit
+  is closed with 1013 (try again later), unless another client holds more than the
+  connection's client would after taking them (shares are fair per client under
+  pressure, an IPv4 address or an IPv6 /64 as in the handshake gate): then the client
+  holding the most gives way, its connection with the most bytes in a message still
+  arriving is closed with 1013 and dropped at once, and those bytes are given back,
+  until the newcomer's fit. Before, connections from one address (strangers, or one
+  station reconnecting under its id) that held the whole budget with frames never
+  finished kept an honest station's big stop out (closed with 1013 at every try) for as
+  long as they held; now the stop gets in while some other address holds more than the
+  station would with it. Only a message still arriving gives way, never a complete one
+  the loop will handle. While there is room nobody gives way, so a fleet behind one NAT
+  address may take the whole budget, and gives way only while it holds more than the
+  address asking would. Strangers spread over many addresses, each holding less than a
+  stop weighs (~30 for a 300 KB stop in 8 MiB), still hold it. The connection's loop
+  (:class:`csms.link.Link`) reads no further message while it handles a large one, so it
+  holds one at a time.
 * **Closed.** Everything above is released; :class:`MemoryTrimmer` hands the
   freed heap back to the operating system after many connections have closed
   (glibc keeps it otherwise, and RSS never shrinks). A socket whose WebSocket never
@@ -334,7 +347,16 @@ class LargeFrames:
     """The bytes all connections of the node hold in messages over ``above`` bytes, at
     most ``limit`` (see the module docstring). A connection takes what a large message
     holds as its bytes arrive and gives it back once its loop is done with the message
-    or the connection is gone; one that cannot take is closed (1013)."""
+    or the connection is gone; one that cannot take is closed (1013).
+
+    Under pressure, shares are fair per client (:func:`source_of`), as in the
+    :class:`HandshakeGate`: when bytes from a client do not fit, the client holding the
+    most gives way if it holds more than the newcomer would after taking them. Its
+    connection with the most bytes in a message still arriving is closed (1013) and
+    those bytes are given back at once, until the newcomer's fit. Only a message still
+    arriving gives way (what an attacker can hold for as long as it likes); a complete
+    one is the loop's and is given back once handled. While the budget has room nobody
+    gives way, so a fleet behind one NAT address may take all of it."""
 
     def __init__(self, limit: int, metrics: Metrics, above: int = LARGE_FRAME_BYTES) -> None:
         self.limit = limit
@@ -342,17 +364,70 @@ class LargeFrames:
         self.held = 0
         self.peak = 0
         self.refused = 0
+        self.evicted = 0
+        # per client: the bytes it holds, and its connections with bytes in a message
+        # still arriving (GuardedConnection.arriving_bytes); at most limit / above of either
+        self.of: dict[str, int] = {}
+        self._arriving: dict[str, dict[GuardedConnection, None]] = {}
         self.metrics = metrics
 
-    def take(self, n: int) -> bool:
-        if self.held + n > self.limit:
+    def take(self, conn: GuardedConnection, n: int) -> bool:
+        source = conn.source
+        if self.held + n > self.limit and not self._make_room(source, n):
             return False
         self.held += n
+        self.of[source] = self.of.get(source, 0) + n
         self.peak = max(self.peak, self.held)
         return True
 
-    def give(self, n: int) -> None:
+    def give(self, source: str, n: int) -> None:
+        if not n:
+            return
         self.held -= n
+        left = self.of[source] - n
+        if left:
+            self.of[source] = left
+        else:
+            del self.of[source]
+
+    def arriving(self, conn: GuardedConnection, yes: bool) -> None:
+        """Whether ``conn`` holds bytes in a message still arriving (it may give way)."""
+        source = conn.source
+        mine = self._arriving.get(source)
+        if yes:
+            if mine is None:
+                mine = self._arriving[source] = {}
+            mine[conn] = None
+        elif mine is not None and conn in mine:
+            del mine[conn]
+            if not mine:
+                del self._arriving[source]
+
+    def _make_room(self, source: str, n: int) -> bool:
+        """``n`` bytes from ``source`` do not fit: close connections of the clients
+        holding more than ``source`` would after taking them, the one holding the most
+        first, until they fit. True when they do. A scan of the clients with a message
+        arriving (at most limit / above), on this path only."""
+        after = self.of.get(source, 0) + n
+        while self.held + n > self.limit:
+            victim: str | None = None
+            most = after
+            for other in self._arriving:
+                held = self.of.get(other, 0)
+                if held > most:
+                    victim, most = other, held
+            if victim is None:
+                return False
+            conn = max(self._arriving[victim], key=GuardedConnection.arriving_bytes)
+            freed = conn.give_way(self)
+            self.evicted += 1
+            self.metrics.connections_cut.labels("large_frames_evicted").inc()
+            if worth_logging(self.evicted):
+                log.warning("! %s: closed (1013), its %d bytes arriving given back: large"
+                            " frames full, %s holds %d bytes of them and %s %d (%d closed"
+                            " so far)", conn._peer(), freed, victim or "?", most,
+                            source or "?", after - n, self.evicted)
+        return True
 
     def refuse(self, peer: str, size: int) -> None:
         self.refused += 1
@@ -483,24 +558,30 @@ class GuardedConnection(ServerConnection):
         buffered = len(self.protocol.reader.buffer)
         charge = buffered if buffered > large.above else 0
         delta = charge - self._partial
-        if delta > 0 and not large.take(delta):
+        if not delta:
+            return
+        if delta > 0 and not large.take(self, delta):
             self._refuse_large(large, buffered)
             return
         if delta < 0:
-            large.give(-delta)
+            large.give(self.source, -delta)
+        was = self._partial + self._message
         self._partial = charge
+        if bool(was) != bool(charge or self._message):
+            large.arriving(self, not was)
 
     def _hold_frame(self, large: LargeFrames, frame: Frame) -> bool:
         """A complete data frame: its message holds its bytes of the budget once over
         ``large.above`` (the bytes the frame held while arriving are now the frame's).
         False when they do not fit (the connection is being closed)."""
+        was = self._partial + self._message
         if self._partial:
-            large.give(self._partial)
+            large.give(self.source, self._partial)
             self._partial = 0
         size = self._message_size + len(frame.data)
         charge = size if size > large.above else 0
         delta = charge - self._message
-        if delta > 0 and not large.take(delta):
+        if delta > 0 and not large.take(self, delta):
             self._refuse_large(large, size)
             return False
         self._message, self._message_size = charge, size
@@ -511,21 +592,45 @@ class GuardedConnection(ServerConnection):
                     self._queued_large = []
                 self._queued_large.append((self._completed, charge))
             self._message = self._message_size = 0
+        if bool(was) != bool(self._message):  # a message over large.above began or ended
+            large.arriving(self, not was)
         return True
+
+    def arriving_bytes(self) -> int:
+        """What this connection holds of the budget in a message still arriving."""
+        return self._partial + self._message
 
     def _refuse_large(self, large: LargeFrames, size: int) -> None:
         large.refuse(self._peer(), size)
         self._close_for_policy("large_frames", "the node holds too many large frames",
                                CloseCode.TRY_AGAIN_LATER, count=False)
-        # the protocol discarded the frame still arriving
-        large.give(self._partial)
+        # the protocol discarded the frame still arriving; nothing more arrives
+        large.give(self.source, self._partial)
         self._partial = 0
+        large.arriving(self, False)
+
+    def give_way(self, large: LargeFrames) -> int:
+        """Closed (1013) for a client holding less (:meth:`LargeFrames.take`): what it
+        holds in a message still arriving is given back now (returned). The socket
+        is dropped at once (after the close frame, if the peer takes it), so the frames
+        of that message are freed with the connection; the rest is given back by
+        connection_lost() as ever."""
+        freed = self.arriving_bytes()
+        large.give(self.source, freed)
+        large.arriving(self, False)
+        self._partial = self._message = 0
+        self._close_for_policy("large_frames_evicted", "another client needs large frames",
+                               CloseCode.TRY_AGAIN_LATER, count=False)
+        self.transport.abort()
+        return freed
 
     def _release_large(self) -> None:
         large, self._large = self._large, None
         if large is not None:
-            large.give(self._partial + self._message + self._handed
+            large.give(self.source, self._partial + self._message + self._handed
                        + sum(n for _, n in self._queued_large or ()))
+            if self.arriving_bytes():
+                large.arriving(self, False)
             self._partial = self._message = self._handed = 0
             self._queued_large = None
 
@@ -534,7 +639,7 @@ class GuardedConnection(ServerConnection):
         (the connection's loop reads the next one only once done with it)."""
         large = self._large
         if self._handed and large is not None:
-            large.give(self._handed)
+            large.give(self.source, self._handed)
             self._handed = 0
         message = await super().recv(decode)
         large = self._large  # gone meanwhile: all given back

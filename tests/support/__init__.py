@@ -26,7 +26,7 @@ from csms.service.views import session_json
 
 __all__ = [
     "IN_CI", "LONG_AGO", "RunningServer", "csms_cli", "is_queued", "later",
-    "require_service", "service_reachable", "station_events", "until",
+    "periodic_readings", "require_service", "service_reachable", "station_events", "until",
 ]
 
 # When test stations were registered, unless a test says otherwise: long before the fixed
@@ -230,3 +230,15 @@ async def station_events(server: RunningServer, station_id: str,
         return await tx.list_station_events(station_id, kind)
 
     return [e["payload"] for e in await server.repo.read(work)]
+
+
+def periodic_readings(begin: datetime, minutes: int) -> list[dict[str, Any]]:
+    """A 1.6 StopTransaction's transactionData (§9.1 StopTxnSampledData) of a session
+    sampled once a minute from ``begin``, one measurand: what a station without a
+    MaxMessageSize key sends whole (~150 bytes of JSON a reading)."""
+    return [{
+        "timestamp": (begin + timedelta(minutes=m)).strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+        "sampledValue": [{"value": f"{1_000_000 + m * 120}.000", "context": "Sample.Periodic",
+                          "measurand": "Energy.Active.Import.Register", "unit": "Wh",
+                          "location": "Outlet"}],
+    } for m in range(1, minutes)]

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from support import RunningServer, is_queued, station_events
+from support import RunningServer, is_queued, periodic_readings, station_events
 from support.client import RawClient
 
 T0 = "2026-03-01T10:00:00Z"
@@ -366,12 +366,7 @@ async def test_the_stop_of_an_overnight_16_session_is_acknowledged(
     await csms_server.add_station("LONG1")
     await csms_server.add_tag("TAG1")
     begin = datetime(2026, 3, 1, 20, tzinfo=UTC)
-    samples = [{
-        "timestamp": (begin + timedelta(minutes=m)).strftime("%Y-%m-%dT%H:%M:%S.000Z"),
-        "sampledValue": [{"value": f"{1_000_000 + m * 120}.000", "context": "Sample.Periodic",
-                          "measurand": "Energy.Active.Import.Register", "unit": "Wh",
-                          "location": "Outlet"}],
-    } for m in range(1, 600)]
+    samples = periodic_readings(begin, 600)
     async with await RawClient.connect(csms_server.url, "LONG1", ["ocpp1.6"]) as c:
         assert (await c.result("BootNotification", {
             "chargePointVendor": "V", "chargePointModel": "M"}))["status"] == "Accepted"

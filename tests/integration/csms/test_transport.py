@@ -20,6 +20,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ from bench.soak import ping_frame, write_tls_pair
 from csms.gcpolicy import POLICY as GC_POLICY
 from csms.server import CallTimeout, StationOffline
 from csms.transport import LeanSSLProtocol
-from support import RunningServer
+from support import RunningServer, periodic_readings
 from support.client import RawClient
 
 BOOT = {"chargePointVendor": "V", "chargePointModel": "M"}
@@ -469,12 +470,15 @@ async def test_sockets_that_never_open_leave_nothing_to_collect(
     assert grown == [collections.Counter()] * 2
 
 
-async def raw_upgrade(port: int, station: str, rcvbuf: int | None = None) -> socket.socket:
-    """A WebSocket client made by hand: it reads only what the test tells it to."""
+async def raw_upgrade(port: int, station: str, rcvbuf: int | None = None,
+                      source: str = "127.0.0.1") -> socket.socket:
+    """A WebSocket client made by hand: it reads only what the test tells it to. From
+    ``source`` (another loopback address stands for another client)."""
     loop = asyncio.get_running_loop()
     s = socket.socket()
     if rcvbuf is not None:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    s.bind((source, 0))
     s.setblocking(False)
     await loop.sock_connect(s, ("127.0.0.1", port))
     key = base64.b64encode(os.urandom(16)).decode()
@@ -601,6 +605,7 @@ class ServerFrames:
 
     def __init__(self, s: socket.socket) -> None:
         self.s, self.buf = s, b""
+        self.closed = False  # the server closed the socket (EOF or reset)
 
     async def read(self, timeout: float) -> list[tuple[int, bytes]]:
         """What arrives within ``timeout`` s (stops early at EOF).
@@ -623,7 +628,10 @@ class ServerFrames:
                 chunk = self.s.recv(65536)
             except BlockingIOError:
                 continue
+            except ConnectionError:
+                chunk = b""
             if not chunk:
+                self.closed = True
                 break
             self.buf += chunk
         frames = []
@@ -856,3 +864,82 @@ async def test_many_connections_sending_big_frames_hold_at_most_the_budget(
                               timeout=10)
         assert answer[0] == 3, answer[:3]
     await wait_for(lambda: large.held == 0)
+
+
+@pytest.mark.parametrize("attacker", ["strangers", "one_station"])
+async def test_one_address_holding_the_large_frame_budget_cannot_delay_a_stop(
+        csms_server: RunningServer, attacker: str) -> None:
+    """One address opens eight connections that each announce a frame of the limit and
+    send all but a few bytes of it, never the rest: strangers (auto-registration on), or
+    one station reconnecting under its id (each connection replaces the one before, which
+    lingers while its close waits for the peer). Together they hold the node's whole
+    budget for large frames. An honest station from another address sends the
+    StopTransaction of a long session (~300 KB): it is answered, and its session
+    completed, while the attack holds its connections open; one of the attacker's
+    connections gives way (1013), and never more than the budget is held. The attacker
+    filling the budget again gets what is free and no more, and the station's next big
+    message gets in again."""
+    budget, limit = 8 << 20, 1 << 20
+    await restart_with(csms_server, auto_register=attacker == "strangers",
+                       large_frame_budget=budget, max_frame_bytes=limit, close_timeout=30)
+    await csms_server.add_station("HONEST")
+    await csms_server.add_station("HOSTILE")
+    await csms_server.add_tag("TAG1")
+    large = csms_server.central.large_frames
+    loop = asyncio.get_running_loop()
+    honest = await RawClient.connect(csms_server.url, "HONEST", ["ocpp1.6"],
+                                     local_addr="127.0.0.2")
+    attack: list[socket.socket] = []
+    try:
+        assert (await honest.result("BootNotification", BOOT))["status"] == "Accepted"
+        start = await honest.result("StartTransaction", {
+            "connectorId": 1, "idTag": "TAG1", "meterStart": 1_000_000,
+            "timestamp": "2026-03-01T20:00:00.000Z"})
+        # ~25 hours sampled once a minute: ~280 KB
+        stop = {"transactionId": start["transactionId"], "meterStop": 1_180_000,
+                "timestamp": "2026-03-02T21:00:00.000Z", "reason": "EVDisconnected",
+                "transactionData": periodic_readings(datetime(2026, 3, 1, 20, tzinfo=UTC),
+                                                     1500)}
+        assert 250_000 < len(json.dumps(stop)) < limit
+        # eight frames of 1,048,000 bytes announced, all but 1,000 of each sent: 12,608
+        # bytes of the budget left
+        for i in range(8):
+            station = f"STRANGER{i}" if attacker == "strangers" else "HOSTILE"
+            attack.append(s := await raw_upgrade(csms_server.port, station))
+            await loop.sock_sendall(s, large_frame_head(1_048_000) + b"x" * 1_047_000)
+        await wait_for(lambda: large.held == 8 * 1_047_000)
+        answer = await honest.call("StopTransaction", stop, timeout=10)
+        assert answer[0] == 3, answer[:3]
+        # one of the attacker's connections gave way (closed at once, 1013 when it was
+        # still open); the others still hold their frames
+        seen = [ServerFrames(s) for s in attack]
+        codes = [closed_with(await frames.read(0.3)) for frames in seen]
+        assert [frames.closed for frames in seen].count(True) == 1, codes
+        if attacker == "strangers":
+            assert codes.count(1013) == 1, codes
+        assert count(csms_server, "large_frames_evicted") == 1
+        assert count(csms_server, "large_frames") == 0
+        await wait_for(lambda: large.held == 7 * 1_047_000)
+        # the attacker fills the budget again: its address gets what is free, never a
+        # share of another's (nobody else holds any: its next connection is refused)
+        for i in range(8, 10):
+            station = f"STRANGER{i}" if attacker == "strangers" else "HOSTILE"
+            attack.append(s := await raw_upgrade(csms_server.port, station))
+            await loop.sock_sendall(s, large_frame_head(1_048_000) + b"x" * 1_047_000)
+        await wait_for(lambda: large.refused == 1)
+        assert large.held == 8 * 1_047_000
+        # and the honest station's next big message gets in again
+        answer = await honest.call("DataTransfer", {"vendorId": "x", "data": "z" * 300_000},
+                                   timeout=10)
+        assert answer[0] == 3, answer[:3]
+        assert count(csms_server, "large_frames_evicted") == 2
+        assert large.peak <= budget
+    finally:
+        await honest.close()
+        for s in attack:
+            s.close()
+    sessions = await csms_server.sessions("HONEST")
+    assert [s["status"] for s in sessions] == ["completed"], sessions
+    await wait_for(lambda: large.held == 0)
+    # nothing kept per address or connection once all is given back
+    assert large.of == {} and large._arriving == {}
