@@ -18,7 +18,7 @@ import contextlib
 import fcntl
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -90,9 +90,12 @@ def open_settlement_chain(settings: Settings, *, deploy: bool = True,
     or :class:`SettingsError` for a data folder it cannot use.
     """
     # Imported here: web3 and the compiler are not needed without settlement.
-    from settlement.chain import open_chain
+    from settlement.chain import ContractParams, open_chain
 
     settings.data_folder()  # the chain's state, the contract's record, the compiler cache
+    billing = settings.billing_unit  # recorded with a contract deployed now
+    params = replace(params or ContractParams(), currency=billing.currency,
+                     decimals=billing.decimals)
     return open_chain(settings.chain or "local", settings.data_dir,
                       keystore=keystore or settings.keystore or None,
                       password_file=password_file or settings.keystore_password_file or None,
@@ -296,7 +299,8 @@ class App:
         from settlement.credit import ChainCredit
 
         self.chain = chain
-        self.service.credit = ChainCredit(self.repo, chain)
+        self.service.credit = ChainCredit(self.repo, chain,
+                                          billing=self.settings.billing_unit)
 
     def _task_changed(self, state: TaskState) -> None:
         self.metrics.task_up.labels(state.name).set(1 if state.state == "up" else 0)

@@ -439,6 +439,9 @@ class Chain:
                                                                  None)
         # reads the contract's logs in windows the node serves (card_link_changes)
         self._reader: SettlementReader | None = None
+        # the billing unit (currency, decimals) the contract's deployment was recorded with
+        # (chain.json: the contract knows none); None: recorded without one
+        self.billing: tuple[str, int] | None = None
 
     # -- contract ------------------------------------------------------------------
     @property
@@ -487,6 +490,19 @@ class Chain:
                 "fee_bps": int(f.fee_bps().call()), "unit": int(f.unit().call()),
                 "notice_period": int(f.notice_period().call()),
                 "token": None if int(token, 16) == 0 else token.lower()}
+
+    def token_decimals(self) -> int:
+        """The decimals of what the escrows hold: the ERC-20 token's ``decimals()``, or the
+        native coin's 18."""
+        token = self.info()["token"]
+        if token is None:
+            return 18
+        erc20 = self.w3.eth.contract(address=Web3.to_checksum_address(token),
+                                     abi=ERC20_DECIMALS_ABI)
+        try:
+            return int(erc20.functions.decimals().call())
+        except Exception as exc:
+            raise ChainError(f"the token {token} answers no decimals(): {exc}") from None
 
     # -- transactions ----------------------------------------------------------------
     def _tx_base(self, nonce: int | None = None) -> dict[str, Any]:
@@ -822,6 +838,21 @@ class SettlementReader:
         ``block``: an immutable of the contract's code (:meth:`_once_written`)."""
         return int(self._once_written(self.c.functions.unit(), block))
 
+    def token(self, block: int) -> str | None:
+        """The ERC-20 token the escrows hold (Settlement.vy ``token``, an immutable), None for
+        the native coin."""
+        token = str(self._once_written(self.c.functions.token(), block))
+        return None if int(token, 16) == 0 else token
+
+    def token_decimals(self, token: str, block: int) -> int | None:
+        """The token's ``decimals()`` at the end of ``block`` (None: it answers none)."""
+        erc20 = self.w3.eth.contract(address=Web3.to_checksum_address(token),
+                                     abi=ERC20_DECIMALS_ABI)
+        try:
+            return int(self._once_written(erc20.functions.decimals(), block))
+        except Exception:  # a token without the optional decimals()
+            return None
+
     def station_host(self, index: int, block: int) -> str:
         """The host a station index pays (Settlement.vy ``station``: who registered it) at
         the end of ``block``; the zero address for an index not registered. Written once,
@@ -974,9 +1005,17 @@ class ContractParams:
     unit: int = 1  # token base units per billing unit (a tariff's minor unit)
     platform: str | None = None  # receives the fee; the operator when None
     fee_bps: int = 0  # the platform's fee in basis points (at most 2,000)
+    # the billing unit, recorded with the deployment (the contract knows no currency):
+    # a billing unit is 10^-decimals of currency
+    currency: str | None = None
+    decimals: int | None = None
 
 
 CONTRACT_VERSION = 2
+
+# an ERC-20 token's decimals() (optional in ERC-20: a token without it is not used)
+ERC20_DECIMALS_ABI = [{"type": "function", "name": "decimals", "stateMutability": "view",
+                       "inputs": [], "outputs": [{"name": "", "type": "uint8"}]}]
 
 
 def open_chain(spec: str, data_dir: str | Path, *, keystore: str | None = None,
@@ -1012,6 +1051,8 @@ def open_chain(spec: str, data_dir: str | Path, *, keystore: str | None = None,
         chain = Chain(w3, operator, "memory", cache)
         chain.deploy(params.notice_period, params.token, params.unit, params.platform,
                      params.fee_bps)
+        if params.currency is not None and params.decimals is not None:
+            chain.billing = (params.currency, params.decimals)
         return chain
     if spec == "local":
         node = AnvilNode(folder / "anvil-state.json", prune_history=prune_history)
@@ -1050,13 +1091,21 @@ def open_chain(spec: str, data_dir: str | Path, *, keystore: str | None = None,
     if entry is not None:
         # raises ContractMissing on a reset chain
         chain.use(entry["contract"], entry.get("deploy_tx"))
+        if isinstance(entry.get("currency"), str) and isinstance(entry.get("decimals"), int):
+            chain.billing = (entry["currency"], entry["decimals"])
     elif deploy:
         address = chain.deploy(params.notice_period, params.token, params.unit,
                                params.platform, params.fee_bps)
+        # the ledger's billing unit with it, and the decimals of what the escrows hold
+        # (read on chain): a billing unit is unit / 10^token_decimals of the token
         deployments[str(chain.chain_id)] = {
             "contract": address, "deploy_tx": chain.deploy_tx, "kind": chain.kind,
             "rpc": chain.rpc_url, "version": CONTRACT_VERSION, "token": params.token,
-            "unit": params.unit, "fee_bps": params.fee_bps, "platform": params.platform}
+            "unit": params.unit, "fee_bps": params.fee_bps, "platform": params.platform,
+            "currency": params.currency, "decimals": params.decimals,
+            "token_decimals": chain.token_decimals()}
+        if params.currency is not None and params.decimals is not None:
+            chain.billing = (params.currency, params.decimals)
         folder.mkdir(parents=True, exist_ok=True)
         record.write_text(json.dumps(deployments, indent=2), "utf-8")
         log.info("= deployed the settlement contract at %s on chain %d", address,

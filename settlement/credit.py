@@ -42,7 +42,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from csms.domain.tariff import minor_prices
+from csms.domain.tariff import BillingUnit, minor_prices
 from csms.service import defaults
 from csms.service.credit import CreditDecision
 from csms.service.ports import Repository, Tx
@@ -57,9 +57,13 @@ log = logging.getLogger("settlement.credit")
 class ChainCredit:
     def __init__(self, repo: Repository, chain: Chain, *, reserve_minor: int = 2000,
                  cache_seconds: float = 5.0,
-                 limit_floor_minor: int = defaults.SESSION_LIMIT_FLOOR) -> None:
+                 limit_floor_minor: int = defaults.SESSION_LIMIT_FLOOR,
+                 billing: BillingUnit = defaults.BILLING_UNIT) -> None:
         self.repo = repo
         self.chain = chain
+        # the contract's billing unit, the unit of the driver's accepted prices: a tariff
+        # in another is refused (its minor units are not the terms')
+        self.billing = billing
         self.reserve_minor = reserve_minor
         # the least limit a session may get (never above the reserve): a driver's terms or
         # signature below it are refused, whatever the escrow holds
@@ -154,6 +158,11 @@ class ChainCredit:
     def _covers(self, driver: str, state: DriverState, terms: Terms, tariff: Any,
                 exposure: dict[str, int]) -> CreditDecision:
         if tariff is not None:
+            refused = self.billing.refuses(tariff)
+            if refused is not None:
+                # its minor prices would be compared with the terms in the wrong unit (and
+                # the worker holds such a session: no one would be paid for it)
+                return CreditDecision(False, refused, driver)
             asked = minor_prices(tariff)
             accepted = (terms.max_per_kwh, terms.max_per_minute, terms.max_session_fee)
             if any(a > b for a, b in zip(asked, accepted, strict=True)):

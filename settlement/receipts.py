@@ -154,6 +154,8 @@ VERIFY_ABI: list[dict[str, Any]] = [
      "outputs": [{"name": "", "type": "uint256"}] * 6},
     {"type": "function", "name": "unit", "stateMutability": "view", "inputs": [],
      "outputs": [{"name": "", "type": "uint256"}]},
+    {"type": "function", "name": "token", "stateMutability": "view", "inputs": [],
+     "outputs": [{"name": "", "type": "address"}]},
     {"type": "function", "name": "station", "stateMutability": "view",
      "inputs": [{"name": "index", "type": "uint256"}],
      "outputs": [{"name": "", "type": "address"}, {"name": "", "type": "uint256"}]},
@@ -959,13 +961,36 @@ def _check_chain(v: Verdict, r: dict[str, Any], w3: Any, driver: str | None,
     units = record["unit"] == unit
     # the receipt's own payment lines must say what the chain did, to the unit
     stated = r["amount"] == amount and r["unit"] == unit
+    misread = _misread_decimals(record, reader, unit, block)
     v.add("payment", paid_on_chain == r["paid"] and amount == record["price_minor"] and stated
-          and units,
+          and units and misread is None,
           detail + ("" if paid_on_chain == r["paid"] else
                     f"; the receipt says {'paid' if r['paid'] else 'unpaid'}")
           + ("" if units else f"; the record says a billing unit is {record['unit']!r} base"
              f" units, the contract {unit}")
-          + ("" if stated else f"; the receipt says {r['amount']} x {r['unit']}"))
+          + ("" if stated else f"; the receipt says {r['amount']} x {r['unit']}")
+          + ("" if misread is None else f"; {misread}"))
+
+
+def _misread_decimals(record: dict[str, Any], reader: Any, unit: int,
+                      block: int) -> str | None:
+    """Why the record's decimals are not its contract's billing unit's (None: they are, or
+    the chain cannot tell). Escrows in an ERC-20 token: a billing unit is ``unit`` base
+    units of a token with ``decimals()``, so its decimals are the token's less the unit's
+    power of ten; a record in others reads the amount taken 10^n times over or under (1000
+    taken as cents, read as 1.000). The native coin's decimals are no currency's: not
+    told."""
+    token = reader.token(block)
+    token_decimals = None if token is None else reader.token_decimals(token, block)
+    if token_decimals is None:
+        return None
+    power = len(str(unit)) - 1
+    ledger = token_decimals - power if unit == 10**power and power <= token_decimals else None
+    if ledger is not None and record["decimals"] == ledger:
+        return None
+    return (f"the record's amounts have {record['decimals']!r} decimals, the contract's"
+            f" billing unit {'none' if ledger is None else ledger} ({unit} base units of a"
+            f" token with {token_decimals} decimals)")
 
 
 def _check_host(v: Verdict, record: dict[str, Any], reader: Any, station: int,

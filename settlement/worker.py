@@ -68,7 +68,8 @@ from settlement.records import (
 from settlement.states import FINAL_STATES, BatchState, check_transition
 
 __all__ = [
-    "LeaseHeld", "LeaseLost", "LedgerBehind", "SettlementWorker", "WorkerSummary", "sample_json",
+    "LeaseHeld", "LeaseLost", "LedgerBehind", "LedgerElsewhere", "SettlementWorker",
+    "WorkerSummary", "sample_json",
 ]
 
 log = logging.getLogger("settlement.worker")
@@ -159,6 +160,11 @@ class LedgerBehind(Exception):
     """The chain holds chunks of this ledger that this database never cut."""
 
 
+class LedgerElsewhere(LedgerBehind):
+    """This database's ledger settled on another contract than the worker's (a second
+    deployment, another chain, a chain that was reset): its chunks are never sent there."""
+
+
 def sample_json(s: Any) -> dict[str, Any]:
     return {"timestamp": s.timestamp.astimezone(UTC).isoformat(), "measurand": s.measurand,
             "phase": s.phase, "context": s.context, "location": s.location, "unit": s.unit,
@@ -207,6 +213,7 @@ class SettlementWorker:
         self._contract: dict[str, Any] | None = None
         # per ledger: (the chain's next sequence number, loop time) of the last re-check
         self._rechecked: dict[int, tuple[int, float]] = {}
+        self._bound = False  # the database's ledger is bound to this worker's contract
 
     async def _chain(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.to_thread(fn, *args)
@@ -223,10 +230,57 @@ class SettlementWorker:
 
         return await self.repo.unit(work)
 
+    async def _check_contract(self) -> None:
+        """The database's ledger settles on this worker's contract, in this worker's billing
+        unit (and the one the contract's deployment recorded), or :class:`LedgerElsewhere`
+        (the first worker binds them)."""
+        if self._bound:
+            return
+        here = f"{self.chain.chain_id}:{str(self.chain.contract_address).lower()}"
+        unit = f"{self.billing.currency.upper()}:{self.billing.decimals}"
+
+        async def work(tx: Tx) -> tuple[str, str]:
+            return await tx.bind_ledger(self.chain.chain_id, str(self.chain.contract_address),
+                                        unit)
+
+        bound, bound_unit = await self.repo.unit(work)
+        if bound != here:
+            chain_id, _, contract = bound.partition(":")
+            raise LedgerElsewhere(
+                f"this database's ledger settles on contract {contract} of chain {chain_id},"
+                f" not on another contract ({self.chain.contract_address} of chain"
+                f" {self.chain.chain_id}): sent there, its chunks would be paid twice."
+                " Nothing is settled from it; settle on that contract (its entry in chain.json)")
+        recorded = self.chain.billing
+        for whose, theirs in (("this database's ledger", bound_unit),
+                              ("the contract's deployment (chain.json)",
+                               None if recorded is None
+                               else f"{recorded[0].upper()}:{recorded[1]}")):
+            if theirs is not None and theirs != unit:
+                currency, _, decimals = theirs.partition(":")
+                raise LedgerElsewhere(
+                    f"{whose} bills in {currency} with {decimals} decimals, the settings in"
+                    f" {self.billing.currency} with {self.billing.decimals}"
+                    " (CSMS_BILLING_CURRENCY, CSMS_BILLING_DECIMALS): its amounts would be"
+                    " taken in the wrong unit. Nothing is settled; set the ledger's unit")
+        self._bound = True
+
+    @staticmethod
+    def _unknown_ledger(ledger: int, next_seq: int) -> LedgerElsewhere:
+        return LedgerElsewhere(
+            f"the contract does not know this database's ledger {ledger}, which has cut"
+            f" chunks up to number {next_seq - 1}: the chain was reset, or the contract was"
+            " deployed again. Nothing is settled from it (its chunks would be paid twice);"
+            " settle on the contract that holds them")
+
     async def check_ledger(self) -> int:
-        """Register the ledger on chain; refuse to go on when the chain is ahead of us."""
+        """Register the ledger on chain; refuse to go on when the chain is ahead of us, or
+        is not the one our chunks went to."""
+        await self._check_contract()
         ledger, next_seq = await self._ledger()
         chain_next = await self._chain(self.chain.ledger_next, ledger)
+        if chain_next == 0 and next_seq > 1:
+            raise self._unknown_ledger(ledger, next_seq)
         if chain_next == 0:
             await self._acquire()
             await self._chain(self.chain.register_ledger, ledger)
@@ -808,6 +862,7 @@ class SettlementWorker:
         """One step for every open batch; returns how many are still open."""
         await self._acquire()
         await self._chain(self.chain.check_contract)
+        await self._check_contract()
         batches = await self._open_batches()
         next_seq: dict[int, int] = {}  # the chain's next sequence number, per ledger
         for batch in batches:
@@ -815,6 +870,9 @@ class SettlementWorker:
             if batch["state"] == BatchState.PENDING.value:
                 if ledger not in next_seq:
                     next_seq[ledger] = await self._chain(self.chain.ledger_next, ledger)
+                if next_seq[ledger] == 0:  # never a reorganisation: registered before a cut
+                    raise self._unknown_ledger(ledger,
+                                               int(batch["first_seq"]) + int(batch["count"]))
                 if next_seq[ledger] < int(batch["first_seq"]):
                     # an earlier chunk of its ledger is not settled yet: one an open batch
                     # settles, else one this database holds as finalized that the chain

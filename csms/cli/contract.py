@@ -75,8 +75,10 @@ def contract_deploy(
                  f" {held}; remove it from chain.json in the data folder to deploy another", 1)
         currency = f"escrows in token {info['token']}" if info["token"] else \
             "escrows in the native coin"
+        billing = "" if c.billing is None else \
+            f", billing in {c.billing[0]} with {c.billing[1]} decimals"
         say(f"contract {c.contract_address} on chain {c.chain_id} ({currency},"
-            f" unit {info['unit']}, fee {info['fee_bps']} bps to {info['platform']},"
+            f" unit {info['unit']}{billing}, fee {info['fee_bps']} bps to {info['platform']},"
             f" notice {info['notice_period']} s)")
     finally:
         c.close()

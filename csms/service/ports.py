@@ -300,6 +300,11 @@ class Tx(Protocol):
     async def ledger_value(self, name: str) -> str | None: ...
     async def set_ledger_value(self, name: str, value: str, *,
                                only_new: bool = False) -> None: ...
+    async def bind_ledger(self, chain_id: int, contract: str, unit: str) -> tuple[str, str]:
+        """The contract the ledger settles on ("<chain id>:<address>") and its billing unit
+        ("<currency>:<decimals>"): the ones given until its first chunk is cut, then its
+        chunks' for ever."""
+        ...
     async def take_next_seq(self) -> int:
         """The ledger's next sequence number, its row locked until the transaction ends:
         a cut of another transaction waits here and then reads what this one wrote."""

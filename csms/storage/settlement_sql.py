@@ -400,6 +400,31 @@ class SettlementSql(ABC):
                                " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
                                name, value)
 
+    async def bind_ledger(self, chain_id: int, contract: str, unit: str) -> tuple[str, str]:
+        """The contract this database's ledger settles on ("<chain id>:<address>") and its
+        billing unit ("<currency>:<decimals>"): ``contract`` on ``chain_id`` and ``unit``
+        until the ledger's first chunk is cut, then for ever those of its chunks (a database
+        that settled before they were kept: its latest batch's contract and record's unit).
+        The contract takes a ledger's sequence numbers once, but only its own: on another,
+        the ledger's chunks would be paid again; and its amounts are in the unit its
+        sessions were billed in."""
+        row = await self.fetchone(
+            "SELECT b.chain_id, b.contract, bi.record FROM batches b JOIN batch_items bi"
+            " ON bi.batch_id = b.id WHERE b.version = 2 AND b.contract IS NOT NULL"
+            " ORDER BY b.id DESC LIMIT 1")
+        if row is not None:
+            record = json.loads(row["record"])
+            contract = str(row["contract"])
+            chain_id = int(row["chain_id"])
+            unit = f"{str(record['currency']).upper()}:{int(record['decimals'])}"
+        await self.set_ledger_value("ledger_contract", f"{chain_id}:{contract.lower()}",
+                                    only_new=row is not None)
+        await self.set_ledger_value("ledger_unit", unit, only_new=row is not None)
+        bound = await self.ledger_value("ledger_contract")
+        bound_unit = await self.ledger_value("ledger_unit")
+        assert bound is not None and bound_unit is not None
+        return bound, bound_unit
+
     async def take_next_seq(self) -> int:
         """The ledger's next sequence number, its row locked until the transaction ends
         (an upsert that writes the row back as it is: PostgreSQL locks it, and a second

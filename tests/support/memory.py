@@ -774,6 +774,9 @@ class MemoryTx(Tx):
     async def set_ledger_value(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError("set_ledger_value: not faked in memory")
 
+    async def bind_ledger(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError("bind_ledger: not faked in memory")
+
     async def take_next_seq(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError("take_next_seq: not faked in memory")
 

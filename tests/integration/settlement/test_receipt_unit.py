@@ -14,8 +14,9 @@ from decimal import Decimal
 from typing import Any
 
 from csms.domain.model import MeterSample, Session, SessionStatus
-from csms.domain.tariff import Tariff
+from csms.domain.tariff import BillingUnit, Tariff
 from csms.service.charging import new_station
+from settlement import wallet
 from settlement.chain import Chain
 from settlement.receipts import INVALID, VALID, load_receipt
 from settlement.worker import SettlementWorker
@@ -26,11 +27,11 @@ from .conftest import link_driver, verify_receipt
 T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
 
 
-async def card_session(repo: Any) -> int:
+async def card_session(repo: Any, tariff: Tariff | None = None) -> int:
     async def work(tx: Any) -> int:
         await tx.insert_station(new_station("CP1"))
-        await tx.add_tariff(Tariff("*", Decimal("0.40"), "EUR", 2,
-                                   valid_from=datetime(2000, 1, 1, tzinfo=UTC)))
+        await tx.add_tariff(tariff or Tariff("*", Decimal("0.40"), "EUR", 2,
+                                             valid_from=datetime(2000, 1, 1, tzinfo=UTC)))
         s = Session(station_id="CP1", ocpp_version="ocpp1.6", transaction_id="",
                     started_at=T0, stopped_at=T0 + timedelta(minutes=30), connector_id=1,
                     evse_id=1, id_tag="TAG0", meter_start_wh=Decimal(10_000),
@@ -96,3 +97,52 @@ async def test_a_receipt_naming_another_unit_than_its_record_is_invalid(
                              same_detail=("payment",))
     assert [c.name for c in verdict.checks if c.ok is False] == ["payment"]
     assert verdict.checks[-1].detail.endswith("; the receipt says 100 x 10000000000000000")
+
+
+async def token_receipt(repo: Any, chain: Chain, decimals: int) -> tuple[Any, dict[str, Any]]:
+    """A card session settled on a contract whose escrows hold a 6-decimal token, one
+    billing unit 10,000 base units (a cent), by a worker billing a tariff with ``decimals``
+    (an honest one: 2), and its receipt."""
+    kit = Kit(chain)
+    token = kit.deploy("TestToken")
+    chain.deploy(3600, token.address, 10_000, None, 0)
+    driver, _ = kit.driver(deposit=0)
+    kit.call(driver, token, "mint", driver.address, 10**10)
+    wallet.deposit(chain, driver, 10**10)
+    salt = wallet.new_salt()
+    commitment = wallet.link_card(chain, driver, "TAG0", salt)
+
+    async def link(tx: Any) -> None:
+        await tx.link_card("TAG0", driver.address, "0x" + salt.hex(), "0x" + commitment.hex(),
+                           datetime.now(UTC))
+
+    await repo.unit(link)
+    sid = await card_session(repo, Tariff("*", Decimal("0.40"), "EUR", decimals,
+                                          valid_from=datetime(2000, 1, 1, tzinfo=UTC)))
+    await SettlementWorker(repo, chain, billing=BillingUnit("EUR", decimals)).run_once()
+    return driver, await load_receipt(repo, sid, None)
+
+
+async def test_a_record_in_the_token_ledgers_unit_is_valid(repo: Any, chain: Chain) -> None:
+    driver, receipt = await token_receipt(repo, chain, 2)
+    verdict = verify_receipt(receipt, chain.w3, driver=driver.address,
+                             same_detail=("payment",))
+    assert verdict.status == VALID, [(c.name, c.ok, c.detail) for c in verdict.checks]
+
+
+async def test_a_record_in_other_decimals_than_the_token_ledgers_is_invalid(
+        repo: Any, chain: Chain) -> None:
+    """The operator's worker bills 2.5 kWh at 0.400 with 3 decimals: 1000 billing units,
+    which the contract takes as cents (10.00 of a 6-decimal token), while the record reads
+    1.000 EUR. Every hash matches; the token's decimals and the contract's unit say a
+    billing unit has 2 decimals."""
+    driver, receipt = await token_receipt(repo, chain, 3)
+    assert receipt["record"]["decimals"] == 3 and receipt["record"]["price_minor"] == 1000
+    verdict = verify_receipt(receipt, chain.w3, driver=driver.address,
+                             same_detail=("payment",))
+    assert verdict.status == INVALID, [(c.name, c.ok, c.detail) for c in verdict.checks]
+    assert [c.name for c in verdict.checks if c.ok is False] == ["payment"]
+    payment = next(c for c in verdict.checks if c.name == "payment")
+    assert payment.detail.endswith(
+        "; the record's amounts have 3 decimals, the contract's billing unit 2 (10000 base"
+        " units of a token with 6 decimals)"), payment.detail

@@ -5,8 +5,10 @@ at its own limit. The minimum to start one stays the reserve."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any, cast
 
+from csms.domain.tariff import BillingUnit, Tariff
 from csms.service import defaults
 from settlement.chain import DriverState, Terms
 from settlement.credit import ChainCredit
@@ -122,3 +124,28 @@ def test_the_floor_is_never_above_the_reserve() -> None:
                          limit_floor_minor=100)
     s = state(1_000, max_per_session=30)
     assert credit._covers(DRIVER, s, s.terms, None, exposure()).session_limit == 30
+
+
+def test_a_tariff_not_in_the_billing_unit_is_refused_for_its_unit() -> None:
+    """``minor_prices`` are in the tariff's own minor units, the driver's terms in the
+    contract's billing units (cents of EUR here): a tariff in another currency or with
+    other decimals is compared in the wrong unit, whichever way that errs."""
+    billing = BillingUnit("EUR", 2)
+    credit = ChainCredit(cast(Any, None), cast(Any, None), reserve_minor=RESERVE,
+                         billing=billing)
+    # the driver accepts at most 0.50 per kWh
+    s = DriverState(1, 50_000, 0, Terms(50, 0, 50, 10_000, 1_000_000, True), None, 0, 0, 0)
+    # 0.90 per kWh with 1 decimal is "9": it passed below 50, then no one was paid
+    # (the worker holds the session: tariff_unit_mismatch)
+    tenths = Tariff("*", Decimal("0.9"), "EUR", 1)
+    # 0.45 USD "45": passed as 45 cents of EUR
+    dollars = Tariff("*", Decimal("0.45"), "USD", 2)
+    # 0.450 with 3 decimals "450": refused as above 0.50, which it is not
+    mills = Tariff("*", Decimal("0.450"), "EUR", 3)
+    for tariff in (tenths, dollars, mills):
+        decision = credit._covers(DRIVER, s, s.terms, tariff, exposure())
+        assert not decision.ok and decision.reason == billing.refuses(tariff), decision
+    # the billing unit's own: judged by its prices
+    assert credit._covers(DRIVER, s, s.terms, Tariff("*", Decimal("0.45")), exposure()).ok
+    assert not credit._covers(DRIVER, s, s.terms, Tariff("*", Decimal("0.51")),
+                              exposure()).ok

@@ -160,9 +160,9 @@ export class SettlementReader {
   }
 
   /** block: a block number (BigInt), or null for the latest. */
-  async ethCall(data, block = null) {
+  async ethCall(data, block = null, to = this.address) {
     const at = block === null ? "latest" : `0x${block.toString(16)}`;
-    return this.rpc.call("eth_call", [{ to: this.address, data: `0x${data}` }, at]);
+    return this.rpc.call("eth_call", [{ to, data: `0x${data}` }, at]);
   }
 
   /** [called address: null for a contract creation, input hex without 0x, the address
@@ -306,11 +306,30 @@ export class SettlementReader {
   /** settlement/chain.py _once_written: a call of a value the contract writes once (an
    * immutable, a station's host) at the end of block, or as now where the node keeps no
    * state of that block. */
-  async onceWritten(data, block) {
+  async onceWritten(data, block, to = this.address) {
     try {
-      return await this.ethCall(data, block);
+      return await this.ethCall(data, block, to);
     } catch {
-      return await this.ethCall(data); // a node that keeps no state of that block
+      return await this.ethCall(data, null, to); // a node that keeps no state of that block
+    }
+  }
+
+  /** The ERC-20 token the escrows hold (Settlement.vy token, an immutable), checksummed;
+   * null for the native coin. */
+  async token(block) {
+    const out = await this.onceWritten(selector("token()"), block);
+    const token = words(out.replace(/^0x/, ""))(0);
+    if (token >> 160n) throw new ChainError("not an address");
+    return token === 0n ? null : checksumAddress(token.toString(16).padStart(40, "0"));
+  }
+
+  /** The token's decimals() at the end of block (null: it answers none). */
+  async tokenDecimals(token, block) {
+    try {
+      const out = await this.onceWritten(selector("decimals()"), block, token);
+      return words(out.replace(/^0x/, ""))(0);
+    } catch {
+      return null; // a token without the optional decimals()
     }
   }
 

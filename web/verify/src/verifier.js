@@ -782,10 +782,27 @@ async function checkChain(v, r, rpc, driver, contract, cards, logWindow, confirm
   const units = record.unit === unit;
   // the receipt's own payment lines must say what the chain did, to the unit
   const stated = r.amount === amount && r.unit === unit;
-  v.add("payment", paidOnChain === r.paid && eq(amount, record.price_minor) && stated && units,
+  const misread = await misreadDecimals(record, reader, unit, block);
+  v.add("payment", paidOnChain === r.paid && eq(amount, record.price_minor) && stated && units
+    && misread === null,
     detail + (paidOnChain === r.paid ? "" : `; the receipt says ${r.paid ? "paid" : "unpaid"}`)
     + (units ? "" : `; the record says a billing unit is ${repr(record.unit)} base units, the contract ${unit}`)
-    + (stated ? "" : `; the receipt says ${r.amount} x ${r.unit}`));
+    + (stated ? "" : `; the receipt says ${r.amount} x ${r.unit}`)
+    + (misread === null ? "" : `; ${misread}`));
+}
+
+/** settlement/receipts.py _misread_decimals: why the record's decimals are not its
+ * contract's billing unit's (null: they are, or the chain cannot tell). Escrows in an ERC-20
+ * token: a billing unit is unit base units of a token with decimals(), so its decimals are
+ * the token's less the unit's power of ten. The native coin's decimals are no currency's. */
+async function misreadDecimals(record, reader, unit, block) {
+  const token = await reader.token(block);
+  const tokenDecimals = token === null ? null : await reader.tokenDecimals(token, block);
+  if (tokenDecimals === null) return null;
+  const power = BigInt(unit.toString().length - 1);
+  const ledger = unit === 10n ** power && power <= tokenDecimals ? tokenDecimals - power : null;
+  if (ledger !== null && eq(record.decimals, ledger)) return null;
+  return `the record's amounts have ${repr(record.decimals)} decimals, the contract's billing unit ${ledger === null ? "none" : ledger} (${unit} base units of a token with ${tokenDecimals} decimals)`;
 }
 
 /** settlement/receipts.py _check_host: who was paid. The contract credits an entry to the
