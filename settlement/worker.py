@@ -53,6 +53,7 @@ from csms.service import defaults
 from csms.service.billing import BillingState, billing_state, check_billing_transition
 from csms.service.cluster import acquire_lease, hold_lease, lease_holder, release_lease
 from csms.service.ports import Repository, Tx
+from csms.service.signed_data import session_meter_key
 from settlement.chain import Chain, ChainError
 from settlement.eip712 import Authorization
 from settlement.receipts import default_confirmations
@@ -474,7 +475,8 @@ class SettlementWorker:
             keys = [r["public_key"] for r in await tx.signed_readings(session_id)
                     if r["public_key"]]
             if not keys:
-                pinned, _source = await tx.get_meter_key(session.station_id)
+                pinned, _of_evse = await session_meter_key(tx, session.station_id,
+                                                           session.evse_id)
                 keys = [pinned] if pinned else []
             record["meter_public_key"] = keys[0] if keys else None
         tariff_fields = (tariff.currency, tariff.id, tariff.version)

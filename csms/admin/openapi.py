@@ -322,9 +322,16 @@ _STATION_DETAIL = _object({
     **_STATION["properties"],
     "meter_public_key": _STR_OR_NULL,
     "meter_key_source": {"type": ["string", "null"], "enum": ["operator", "first_use", None]},
+    "evse_meter_keys": {
+        "type": "array", "description": "The meter keys the operator registered per EVSE (a"
+        " station with a calibrated meter per EVSE): a session on one of these EVSEs is"
+        " verified with its key, the others with meter_public_key",
+        "items": _object({"evse_id": {"type": "integer", "minimum": 1},
+                          "public_key": _STR}, ("evse_id", "public_key"))},
     "recent_events": {"type": "array", "items": _ref("StationEvent")},
     "active_sessions": {"type": "array", "items": _ref("Session")},
-}, (*_STATION["required"], "meter_public_key", "recent_events", "active_sessions"))
+}, (*_STATION["required"], "meter_public_key", "evse_meter_keys", "recent_events",
+    "active_sessions"))
 _AUDIT = _object({"id": {"type": "integer"}, "at": _STR, "actor": _STR,
                   "claimed_actor": _STR_OR_NULL, "action": _STR, "target": _STR_OR_NULL,
                   "request": {"type": "object"},

@@ -1,4 +1,5 @@
-"""``csms stations``: the station registry (add, list, show, maximum power, meter keys).
+"""``csms stations``: the station registry (add, list, show, maximum power, meter keys,
+per station or per EVSE).
 
 ``set-password`` (live, through the admin API) and ``set-host`` (checked on chain) are
 attached to this group by ``csms.cli``; their code lives in ``remote`` and ``parties``.
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from csms.cli.common import (
+    MAX_ID,
     CliError,
     DataDirOption,
     DbOption,
@@ -193,8 +195,11 @@ def stations_show(
     print_table(
         f"Station {station_id}", ["field", "value"],
         [[k, v] for k, v in data.items()
-         if k not in ("connectors", "recent_events", "active_sessions")],
+         if k not in ("connectors", "recent_events", "active_sessions", "evse_meter_keys")],
     )
+    if data["evse_meter_keys"]:
+        print_table("Meter keys per EVSE", ["evse", "public key"],
+                    [[k["evse_id"], k["public_key"]] for k in data["evse_meter_keys"]])
     print_table("Connectors", ["evse", "connector", "status", "error", "since"],
                 [[c["evse_id"], c["connector_id"], c["status"], c["fault"], c["updated_at"]]
                  for c in data["connectors"]])
@@ -217,11 +222,20 @@ def stations_set_meter_key(
     file: Annotated[
         Path | None, typer.Option("--file", help="Read the key from this file (PEM, hex, base64)")
     ] = None,
+    evse: Annotated[
+        int | None, typer.Option(
+            "--evse", min=1, max=MAX_ID, show_default=False,
+            help="The EVSE (1.6: connector) whose meter this is, for a station with a"
+                 " calibrated meter per EVSE [default: the station's key, for its EVSEs"
+                 " without a key of their own]")
+    ] = None,
     db: DbOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
-    """Register the public key of a station's Eichrecht meter (OCMF or Alfen signatures)."""
+    """Register the public key of a station's Eichrecht meter (OCMF or Alfen signatures),
+    or with --evse of one EVSE's meter: that EVSE's sessions are verified with it."""
     from csms.metering.ocmf import OcmfError, normalize_key
+    from csms.service.signed_data import session_meter_key
 
     if (key is None) == (file is None):
         raise typer.BadParameter("give the key or --file, not both")
@@ -234,20 +248,68 @@ def stations_set_meter_key(
     async def work(tx: Tx) -> str | None:
         if await tx.get_station(station_id) is None:
             raise CliError(f"no station {station_id!r}")
-        previous, _source = await tx.get_meter_key(station_id)
+        # the key the station's (or the EVSE's) sessions were verified with until now
+        previous, _evse_own = await session_meter_key(tx, station_id, evse)
         now = datetime.now(UTC)
-        await tx.set_meter_key(station_id, normalized, "operator")
+        if evse is None:
+            await tx.set_meter_key(station_id, normalized, "operator")
+        else:
+            await tx.set_evse_meter_key(station_id, evse, normalized)
         if previous is not None and previous != normalized:
             await tx.add_station_event(station_id, "security", {
                 "type": "MeterKeyChanged", "pinned": previous, "received": normalized,
-                "by": "operator"}, now)
+                "by": "operator", **_evse_field(evse)}, now)
         await tx.add_audit(actor(), "stations.set-meter-key", station_id,
-                           {"public_key": normalized}, {"previous": previous}, True, now)
+                           {"public_key": normalized, **_evse_field(evse)},
+                           {"previous": previous}, True, now)
         return previous
 
     previous = run(in_unit(load_settings(db=db, data_dir=data_dir), work))
     change = "" if previous in (None, normalized) else " (replaces a different key)"
-    typer.echo(f"meter key of {station_id} set{change}: {normalized[-16:]}")
+    typer.echo(f"meter key of {_meter_of(station_id, evse)} set{change}: {normalized[-16:]}")
+
+
+@stations_app.command("remove-meter-key")
+def stations_remove_meter_key(
+    station_id: Annotated[str, typer.Argument(help="The station's id")],
+    evse: Annotated[int, typer.Option(
+        "--evse", min=1, max=MAX_ID, show_default=False,
+        help="The EVSE (1.6: connector) whose key to remove")],
+    db: DbOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Remove the meter key registered for one EVSE: its sessions are verified with the
+    station's key again (a station's own key is replaced with set-meter-key, never
+    removed: a station without one would have the next key it sends pinned)."""
+    from csms.service.signed_data import session_meter_key
+
+    async def work(tx: Tx) -> None:
+        if await tx.get_station(station_id) is None:
+            raise CliError(f"no station {station_id!r}")
+        previous = (await tx.get_evse_meter_keys(station_id)).get(evse)
+        if previous is None:
+            raise CliError(f"no meter key registered for EVSE {evse} of {station_id}")
+        await tx.set_evse_meter_key(station_id, evse, None)
+        now = datetime.now(UTC)
+        station_key, _evse_own = await session_meter_key(tx, station_id, None)
+        if station_key != previous:
+            await tx.add_station_event(station_id, "security", {
+                "type": "MeterKeyChanged", "pinned": previous, "received": station_key,
+                "by": "operator", "evse_id": evse}, now)
+        await tx.add_audit(actor(), "stations.remove-meter-key", station_id,
+                           {"evse_id": evse}, {"previous": previous}, True, now)
+
+    run(in_unit(load_settings(db=db, data_dir=data_dir), work))
+    typer.echo(f"meter key of {_meter_of(station_id, evse)} removed: its sessions are"
+               " verified with the station's key")
+
+
+def _evse_field(evse: int | None) -> dict[str, int]:
+    return {} if evse is None else {"evse_id": evse}
+
+
+def _meter_of(station_id: str, evse: int | None) -> str:
+    return station_id if evse is None else f"{station_id} EVSE {evse}"
 
 
 def _read_key_file(path: Path | None) -> str:

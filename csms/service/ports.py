@@ -156,6 +156,14 @@ class Tx(Protocol):
     async def set_meter_key(
         self, station_id: str, key: str | None, source: str | None
     ) -> None: ...
+    async def get_evse_meter_keys(self, station_id: str) -> dict[int, str]:
+        """The meter keys the operator registered per EVSE of the station, by EVSE id (a
+        wallbox with a calibrated meter per EVSE); empty when none is."""
+        ...
+    async def set_evse_meter_key(self, station_id: str, evse_id: int, key: str | None) -> None:
+        """Register ``key`` for the station's EVSE ``evse_id`` (replacing one there); None
+        removes the EVSE's key."""
+        ...
     async def add_signed_readings(
         self, session_id: int, station_id: str, rows: list[dict[str, Any]]
     ) -> None: ...

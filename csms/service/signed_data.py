@@ -1,6 +1,7 @@
-"""Signed meter data (OCMF) of a session: each container verified against the station's
-pinned meter key (pinned on first use when the operator registered none), the results
-stored per reading, and the signed readings reconciled with the station's own."""
+"""Signed meter data (OCMF) of a session: each container verified against its meter's key
+(the key the operator registered for the session's EVSE, else the station's, pinned on first
+use when the operator registered none), the results stored per reading, and the signed
+readings reconciled with the station's own."""
 
 from __future__ import annotations
 
@@ -16,9 +17,23 @@ from csms.metering import ocmf
 from csms.service.core import ChargingCore
 from csms.service.ports import Tx
 
-__all__ = ["SignedDataChecks"]
+__all__ = ["SignedDataChecks", "session_meter_key"]
 
 log = logging.getLogger("csms.service")
+
+
+async def session_meter_key(tx: Tx, station_id: str,
+                            evse_id: int | None) -> tuple[str | None, bool]:
+    """The meter key a session of the station on EVSE ``evse_id`` is verified with, and
+    whether it is that EVSE's: the key the operator registered for the EVSE (a wallbox
+    with a calibrated meter per EVSE), else the station's (registered, or pinned on first
+    use; None when it has none)."""
+    if evse_id is not None:
+        key = (await tx.get_evse_meter_keys(station_id)).get(evse_id)
+        if key is not None:
+            return key, True
+    station_key, _source = await tx.get_meter_key(station_id)
+    return station_key, False
 
 
 class SignedDataChecks(ChargingCore):
@@ -30,15 +45,18 @@ class SignedDataChecks(ChargingCore):
     ) -> ocmf.Reconciled:
         """Verify the session's signed meter data (OCMF) and reconcile it with the readings.
 
-        The station's meter key is the one registered by the operator, or the first
-        one a message carried (then pinned: a different key later is a security event
-        and does not replace it). Per signed reading the result is stored; a signature
-        that fails, data that cannot be read or checked, signed import readings that
-        differ from the station's, readings the meter marks as faulty and readings that do
-        not belong to the session hold the session back from settlement.
+        The meter key is the one the operator registered for the session's EVSE; else
+        the station's: the one registered by the operator, or the first one a message
+        carried (then pinned for the station: a different key later is a security event
+        and does not replace it; never pinned for an EVSE with a key of its own, whose
+        sessions a station cannot have verified with a key it invents). Per signed reading
+        the result is stored; a signature that fails, data that cannot be read or checked,
+        signed import readings that differ from the station's, readings the meter marks as
+        faulty and readings that do not belong to the session hold the session back from
+        settlement.
         """
         assert session.id is not None
-        pinned, _source = await tx.get_meter_key(session.station_id)
+        pinned, of_evse = await session_meter_key(tx, session.station_id, session.evse_id)
         rows: list[dict[str, Any]] = []
         readings: list[ocmf.SignedReading] = []
         now = self.clock()
@@ -55,10 +73,11 @@ class SignedDataChecks(ChargingCore):
                     log.info("= %s: meter key pinned on first use", session.station_id)
                 elif checked.message_key != pinned:
                     session.flag("meter_key_changed")
-                    await tx.add_station_event(
-                        session.station_id, "security",
-                        {"type": "MeterKeyChanged", "pinned": pinned,
-                         "received": checked.message_key, "session_id": session.id}, now)
+                    changed = {"type": "MeterKeyChanged", "pinned": pinned,
+                               "received": checked.message_key, "session_id": session.id}
+                    if of_evse:
+                        changed["evse_id"] = session.evse_id
+                    await tx.add_station_event(session.station_id, "security", changed, now)
                     log.warning("! %s sent signed meter data with a different meter key",
                                 session.station_id)
             if checked.status == ocmf.NO_KEY:
@@ -105,9 +124,10 @@ class SignedDataChecks(ChargingCore):
         compared with the verified readings of the station's sessions that ran within twice
         the reading margin of it (a reading inside both sessions' windows, or an end of the
         session before later than this one's begin, lies within it), and with the signed
-        data of its sessions still charging (checked with ``pinned``): a station that has
-        the later session complete first, with the earlier one's begin, does not have it
-        billed before the earlier one's readings are stored."""
+        data of its sessions still charging (checked with ``pinned``, the key this session is
+        verified with, its EVSE's or the station's: a reading of its meter is one that key
+        verifies): a station that has the later session complete first, with the earlier
+        one's begin, does not have it billed before the earlier one's readings are stored."""
         assert session.id is not None
         if rec.signed_begin is None and rec.signed_end is None:
             return []

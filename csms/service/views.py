@@ -135,6 +135,10 @@ async def station_detail(tx: Tx, station_id: str) -> dict[str, Any] | None:
     key, source = await tx.get_meter_key(station_id)
     out["meter_public_key"] = key
     out["meter_key_source"] = source  # operator | first_use
+    # an EVSE with a meter of its own (a key the operator registered): its sessions are
+    # verified with that key, the others' with the station's
+    out["evse_meter_keys"] = [{"evse_id": evse, "public_key": k}
+                              for evse, k in (await tx.get_evse_meter_keys(station_id)).items()]
     out["recent_events"] = await tx.list_station_events(station_id, limit=20)
     out["active_sessions"] = [session_json(x) for x in await tx.list_sessions(station_id, True, 10)]
     return out

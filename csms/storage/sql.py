@@ -888,6 +888,23 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
             "UPDATE stations SET meter_public_key = ?, meter_key_source = ? WHERE id = ?",
             key, source, station_id)
 
+    async def get_evse_meter_keys(self, station_id: str) -> dict[int, str]:
+        rows = await self.fetchall(
+            "SELECT evse_id, public_key FROM evse_meter_keys WHERE station_id = ?"
+            " ORDER BY evse_id", station_id)
+        return {int(r["evse_id"]): r["public_key"] for r in rows}
+
+    async def set_evse_meter_key(self, station_id: str, evse_id: int, key: str | None) -> None:
+        if key is None:
+            await self.execute(
+                "DELETE FROM evse_meter_keys WHERE station_id = ? AND evse_id = ?",
+                station_id, evse_id)
+            return
+        await self.execute(
+            "INSERT INTO evse_meter_keys (station_id, evse_id, public_key) VALUES (?, ?, ?)"
+            " ON CONFLICT (station_id, evse_id) DO UPDATE SET public_key = excluded.public_key",
+            station_id, evse_id, key)
+
     async def add_signed_readings(
         self, session_id: int, station_id: str, rows: list[dict[str, Any]]
     ) -> None:

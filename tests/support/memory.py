@@ -61,6 +61,7 @@ class MemoryState:
     sessions: dict[int, Session] = field(default_factory=dict)
     samples: list[dict[str, Any]] = field(default_factory=list)
     meter_keys: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
+    evse_meter_keys: dict[tuple[str, int], str] = field(default_factory=dict)
     signed: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     tx_events: set[tuple[int, int]] = field(default_factory=set)
     station_events: list[dict[str, Any]] = field(default_factory=list)
@@ -378,6 +379,16 @@ class MemoryTx(Tx):
 
     async def set_meter_key(self, station_id: str, key: str | None, source: str | None) -> None:
         self.s.meter_keys[station_id] = (key, source)
+
+    async def get_evse_meter_keys(self, station_id: str) -> dict[int, str]:
+        return {evse: key for (sid, evse), key in sorted(self.s.evse_meter_keys.items())
+                if sid == station_id}
+
+    async def set_evse_meter_key(self, station_id: str, evse_id: int, key: str | None) -> None:
+        if key is None:
+            self.s.evse_meter_keys.pop((station_id, evse_id), None)
+        else:
+            self.s.evse_meter_keys[(station_id, evse_id)] = key
 
     async def add_signed_readings(
         self, session_id: int, station_id: str, rows: list[dict[str, Any]]

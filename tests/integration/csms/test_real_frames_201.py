@@ -68,10 +68,16 @@ KEBA_ENDED = keba_p30_ended()  # as logged
 
 async def keba(server: RunningServer, *events: dict[str, Any],
                registered: datetime = KEBA_REGISTERED,
+               meter_keys: tuple[tuple[str, ...], ...] = (),
                ) -> tuple[list[list[Any]], list[dict[str, Any]]]:
-    """The KEBA's events over one connection: the answer to each, the session after each."""
+    """The KEBA's events over one connection: the answer to each, the session after each.
+    ``meter_keys``: the arguments of each ``csms stations set-meter-key KEBA`` the operator
+    ran before."""
     await server.add_station(KEBA, registered_at=registered)
     await server.add_tag("3A5AA876")
+    for args in meter_keys:
+        r = csms_cli(server, "stations", "set-meter-key", KEBA, *args)
+        assert r.returncode == 0, r.stderr
     answers: list[list[Any]] = []
     during: list[dict[str, Any]] = []
     async with await RawClient.connect(server.url, KEBA, ["ocpp2.0.1"]) as c:
@@ -99,6 +105,30 @@ async def test_a_keba_p30_session_is_billed_from_its_begin_and_end_registers(
     assert (s["meter_start_wh"], s["meter_stop_wh"]) == (2114135.6, 2133854.3)
     assert not BILLING_HOLD_FLAGS.intersection(s["flags"]), s["flags"]
     assert await queued(csms_server, s["id"])
+
+
+async def test_the_keba_as_evse_2_of_a_wallbox_with_a_meter_per_evse_is_billed(
+    csms_server: RunningServer,
+) -> None:
+    """The KEBA's session on EVSE 2 of a wallbox with a meter per EVSE (scaffolding: the
+    events name EVSE 2): the station's key is EVSE 1's meter's (another meter: the KEBA
+    KCP30 record's key), the operator registered the P30's key, as printed on its meter, for
+    EVSE 2. The session is verified with EVSE 2's key, not the station's, and billed; the
+    key the P30 sends in its events is the one registered, so no key changed."""
+    from support.ocmf_vectors import KEBA_KEY, KEBA_P30_KEY, KEBA_P30_PUBLIC_KEY
+
+    on_evse_2 = [copy.deepcopy(KEBA_STARTED), copy.deepcopy(KEBA_ENDED)]
+    for event in on_evse_2:
+        event["evse"] = {"id": 2, "connectorId": 1}
+    answers, (_, s) = await keba(csms_server, *on_evse_2, meter_keys=(
+        (KEBA_KEY,), (KEBA_P30_PUBLIC_KEY, "--evse", "2")))
+    assert [a[0] for a in answers] == [3, 3]
+    assert s["evse_id"] == 2 and s["energy_wh"] == 19719, s
+    assert not BILLING_HOLD_FLAGS.intersection(s["flags"]), s["flags"]
+    assert await queued(csms_server, s["id"])
+    shown = station(csms_server, KEBA)
+    assert shown["meter_public_key"] == KEBA_KEY.lower()
+    assert shown["evse_meter_keys"] == [{"evse_id": 2, "public_key": KEBA_P30_KEY}]
 
 
 async def test_the_keba_frames_replayed_at_a_station_registered_today_are_held(

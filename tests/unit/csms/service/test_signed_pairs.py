@@ -24,6 +24,8 @@ T1 = T0 + timedelta(hours=1)
 KEY = ec.generate_private_key(ec.SECP256R1())
 KEY_DER = KEY.public_key().public_bytes(serialization.Encoding.DER,
                                         serialization.PublicFormat.SubjectPublicKeyInfo)
+OTHER_DER = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+    serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def reading(tx: str, kwh: str, at: datetime, ri: str) -> dict[str, Any]:
@@ -333,15 +335,25 @@ async def test_a_start_half_a_step_below_the_signed_begin_is_the_stations(
     assert (session.meter_start_wh, session.energy_wh) == (Decimal(4995), 7350)
 
 
+@pytest.mark.parametrize("keys", ["station", "per-evse", "per-evse-only"])
 async def test_a_later_session_completed_first_with_the_earlier_ones_begin_is_held(
-    service: ChargingService, state: MemoryState,
+    service: ChargingService, state: MemoryState, keys: str,
 ) -> None:
     """The next abuse once the session completed later is the one held: the station keeps
     TX-0 (EVSE 1, from 10:00, the meter's B 1.000 kWh) open, sends TX-1 (EVSE 2, 10:05-11:00)
     with TX-0's begin record and its end (20.000 kWh), and only then TX-0's stop (E 11.000
     at 10:04). TX-1 is compared with the signed data TX-0 has sent so far: held, not billed
     19,000 Wh ahead of TX-0. (TX-0, completing after it with the same record, is held too:
-    which driver charged what is the operator's to decide.)"""
+    which driver charged what is the operator's to decide.)
+
+    The meter's key is the station's, or the operator registered it for both EVSEs with
+    the station's key another meter's, or none: TX-0's data is checked with the key TX-1 is
+    verified with (EVSE 2's), not the station's."""
+    if keys != "station":
+        state.meter_keys["CP1"] = (OTHER_DER.hex(), "operator") if keys == "per-evse" \
+            else (None, None)
+        state.evse_meter_keys[("CP1", 1)] = state.evse_meter_keys[("CP1", 2)] = \
+            KEY_DER.hex()
     t04, t05 = T0 + timedelta(minutes=4), T0 + timedelta(minutes=5)
     b0 = signed_no_token("B", "1.000", T0, "T1")
     await service.transaction_event("CP1", ev("Started", 0, T0, [
@@ -359,3 +371,4 @@ async def test_a_later_session_completed_first_with_the_earlier_ones_begin_is_he
     queued = {txid: s.energy_wh for txid, s in sessions.items()
               if s.id in state.settlement_queue}
     assert sum(queued.values()) <= 10000, queued
+
