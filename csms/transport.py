@@ -406,19 +406,31 @@ class LargeFrames:
     def _make_room(self, source: str, n: int) -> bool:
         """``n`` bytes from ``source`` do not fit: close connections of the clients
         holding more than ``source`` would after taking them, the one holding the most
-        first, until they fit. True when they do. A scan of the clients with a message
-        arriving (at most limit / above), on this path only."""
+        first, until they fit. True when they do; when they would not fit all the same,
+        nobody gives way (a message closed for nothing). A scan of the clients with a
+        message arriving (at most limit / above), on this path only."""
         after = self.of.get(source, 0) + n
-        while self.held + n > self.limit:
+        need = self.held + n - self.limit
+        # who would give way, planned before anyone does
+        held = {other: self.of.get(other, 0) for other in self._arriving}
+        left = {other: sorted(conns, key=GuardedConnection.arriving_bytes, reverse=True)
+                for other, conns in self._arriving.items()}
+        plan: list[tuple[GuardedConnection, str, int]] = []
+        while need > 0:
             victim: str | None = None
             most = after
-            for other in self._arriving:
-                held = self.of.get(other, 0)
-                if held > most:
-                    victim, most = other, held
+            for other, holds in held.items():
+                if holds > most:
+                    victim, most = other, holds
             if victim is None:
                 return False
-            conn = max(self._arriving[victim], key=GuardedConnection.arriving_bytes)
+            conn = left[victim].pop(0)
+            plan.append((conn, victim, most))
+            need -= conn.arriving_bytes()
+            held[victim] -= conn.arriving_bytes()
+            if not left[victim]:
+                del held[victim]
+        for conn, victim, most in plan:
             freed = conn.give_way(self)
             self.evicted += 1
             self.metrics.connections_cut.labels("large_frames_evicted").inc()

@@ -491,9 +491,10 @@ class Chain:
                 "notice_period": int(f.notice_period().call()),
                 "token": None if int(token, 16) == 0 else token.lower()}
 
-    def token_decimals(self) -> int:
+    def token_decimals(self) -> int | None:
         """The decimals of what the escrows hold: the ERC-20 token's ``decimals()``, or the
-        native coin's 18."""
+        native coin's 18; None for a token without the optional ``decimals()`` (its
+        receipts' decimals are not told, :func:`settlement.receipts._misread_decimals`)."""
         token = self.info()["token"]
         if token is None:
             return 18
@@ -501,8 +502,8 @@ class Chain:
                                      abi=ERC20_DECIMALS_ABI)
         try:
             return int(erc20.functions.decimals().call())
-        except Exception as exc:
-            raise ChainError(f"the token {token} answers no decimals(): {exc}") from None
+        except Exception:
+            return None
 
     # -- transactions ----------------------------------------------------------------
     def _tx_base(self, nonce: int | None = None) -> dict[str, Any]:
@@ -1013,7 +1014,7 @@ class ContractParams:
 
 CONTRACT_VERSION = 2
 
-# an ERC-20 token's decimals() (optional in ERC-20: a token without it is not used)
+# an ERC-20 token's decimals() (optional in ERC-20: a token without it tells no decimals)
 ERC20_DECIMALS_ABI = [{"type": "function", "name": "decimals", "stateMutability": "view",
                        "inputs": [], "outputs": [{"name": "", "type": "uint8"}]}]
 

@@ -978,14 +978,17 @@ def _misread_decimals(record: dict[str, Any], reader: Any, unit: int,
     the chain cannot tell). Escrows in an ERC-20 token: a billing unit is ``unit`` base
     units of a token with ``decimals()``, so its decimals are the token's less the unit's
     power of ten; a record in others reads the amount taken 10^n times over or under (1000
-    taken as cents, read as 1.000). The native coin's decimals are no currency's: not
-    told."""
+    taken as cents, read as 1.000). The native coin's decimals are no currency's, nor are
+    a token's whose billing unit is no power of ten of it (a token of another currency at
+    the rate deployed, 10,800 base units of a dollar token a euro cent): not told."""
+    power = len(str(unit)) - 1
+    if unit != 10**power:
+        return None
     token = reader.token(block)
     token_decimals = None if token is None else reader.token_decimals(token, block)
     if token_decimals is None:
         return None
-    power = len(str(unit)) - 1
-    ledger = token_decimals - power if unit == 10**power and power <= token_decimals else None
+    ledger = token_decimals - power if power <= token_decimals else None
     if ledger is not None and record["decimals"] == ledger:
         return None
     return (f"the record's amounts have {record['decimals']!r} decimals, the contract's"

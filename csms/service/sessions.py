@@ -866,8 +866,12 @@ class SessionUseCases(SignedDataChecks):
         it, ``covered``) or one of an app session (unknown to the registry, a driver's
         signed authorization waiting for it: :meth:`_bind_signed` binds it), presented to
         authorize (not to stop), not the master pass's (``master``), in place of a refused
-        one or of none (an accepted payer is never replaced)."""
-        return session.id_tag != ev.id_tag \
+        one or of none (an accepted payer is never replaced). The token refused NoCredit
+        presented again once its escrow covers the charge (a driver who topped it up) takes
+        the session as another would: it was its payer all along (:meth:`_bind_refused`),
+        and refused for good its driver could charge only by unplugging."""
+        return (session.id_tag != ev.id_tag
+                or session.auth_status == AuthStatus.NO_CREDIT.value) \
             and session.auth_status != AuthStatus.ACCEPTED.value \
             and "master_pass_start" not in session.flags \
             and ev.id_tag is not None and not _stops(ev) and not master \

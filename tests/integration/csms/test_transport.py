@@ -943,3 +943,88 @@ async def test_one_address_holding_the_large_frame_budget_cannot_delay_a_stop(
     await wait_for(lambda: large.held == 0)
     # nothing kept per address or connection once all is given back
     assert large.of == {} and large._arriving == {}
+
+
+def frame_head(n: int, opcode: int = 0x1, fin: bool = True) -> bytes:
+    """The head of a client frame of ``n`` payload bytes (a 64-bit length), masked with a
+    zero key: the payload that follows is sent as is. Opcode 0 continues a message."""
+    return bytes([(0x80 if fin else 0) | opcode, 0x80 | 127]) + n.to_bytes(8, "big") + bytes(4)
+
+
+async def open_raw(port: int, station: str, source: str,
+                   tls: ssl.SSLContext | None) -> tuple[asyncio.StreamReader,
+                                                        asyncio.StreamWriter]:
+    """A WebSocket client by hand over ws:// or wss://, from ``source``."""
+    reader, writer = await asyncio.open_connection(
+        "127.0.0.1", port, ssl=tls, local_addr=(source, 0),
+        server_hostname="127.0.0.1" if tls else None)
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write((
+        f"GET /{station} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+        "Sec-WebSocket-Protocol: ocpp1.6\r\n\r\n").encode())
+    head = await reader.readuntil(b"\r\n\r\n")
+    assert b" 101 " in head.split(b"\r\n")[0], head
+    return reader, writer
+
+
+# what a connection has sent when it goes: every state a large message is held in
+LARGE_STATES = {
+    # a frame announced and never finished
+    "trickling": frame_head(400_000) + b"x" * 300_000,
+    # a message in fragments: a whole first one, the next one arriving
+    "fragmented": frame_head(100_000, fin=False) + b"[" * 100_000
+    + frame_head(300_000, opcode=0x0, fin=False) + b"x" * 150_000,
+    # complete messages after each other, handled one at a time (queued)
+    "queued": b"".join(
+        frame_head(len(m)) + m for m in [json.dumps(
+            [2, f"m{i}", "DataTransfer", {"vendorId": "x", "data": "y" * 200_000}]).encode()
+            for i in range(3)]),
+    # a close frame between the fragments of a message
+    "closing": frame_head(100_000, fin=False) + b"[" * 100_000
+    + bytes([0x88, 0x82]) + bytes(4) + (1000).to_bytes(2, "big"),
+}
+
+
+@pytest.mark.parametrize("listener", ["ws", "wss"])
+async def test_large_frames_are_all_given_back_however_connections_go(
+        guarded: RunningServer, listener: str, tmp_path: Path) -> None:
+    """Connections from four addresses, in every state a large message is held in (a
+    frame still arriving, a message in fragments, complete messages queued for the loop,
+    a close between fragments), in a budget they overfill (some are refused, some give
+    way to another address), go every way a peer goes: reset, closed, half-closed, or
+    left to the server's close. Once all are gone, nothing of the budget is held, and
+    nothing is kept per address or connection: a leak would shrink it for good."""
+    await restart_with(guarded, auto_register=True, large_frame_budget=1 << 20,
+                       max_frame_bytes=1 << 20, max_handshakes=200, handshake_queue=0)
+    large = guarded.central.large_frames
+    port = ports(guarded)[listener]
+    tls = tls_client(tmp_path) if listener == "wss" else None
+    endings = ["reset", "close", "half_close", "linger"]
+    for rnd in range(2):
+        opened: list[tuple[str, asyncio.StreamWriter]] = []
+        for i, data in enumerate(d for d in LARGE_STATES.values() for _ in range(3)):
+            source = f"127.0.0.{2 + i % 4}"
+            try:
+                _, writer = await open_raw(port, f"L{rnd}X{i}", source, tls)
+            except (ConnectionError, OSError, asyncio.IncompleteReadError):
+                continue  # refused at the handshake gate: gone already
+            writer.write(data)
+            opened.append((endings[(i + rnd) % 4], writer))
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.3)
+        assert large.peak <= 1 << 20
+        for ending, writer in opened:
+            if ending == "reset":
+                writer.transport.abort()
+            elif ending == "close":
+                writer.close()
+            elif ending == "half_close" and writer.can_write_eof():
+                with contextlib.suppress(Exception):
+                    writer.write_eof()
+        await asyncio.sleep(0.5)
+        for _, writer in opened:
+            writer.transport.abort()
+    await wait_for(lambda: large.held == 0)
+    assert large.of == {} and large._arriving == {}
+    assert large.refused + large.evicted > 0  # the budget was overfilled

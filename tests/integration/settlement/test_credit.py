@@ -242,6 +242,35 @@ async def test_201_a_token_refused_for_credit_presented_again_is_refused_again(
     assert s["id_tag"] == "POOR" and "auth_nocredit" in s["flags"], s
 
 
+async def test_201_a_token_refused_for_credit_is_accepted_once_its_escrow_covers(
+    server: RunningServer,
+) -> None:
+    """An honest driver's card is refused NoCredit as the transaction starts at plug-in;
+    the driver tops the escrow up and taps the card again: it is accepted now, the
+    session's payer (as before the refusal) with a limit, not refused for the rest of the
+    transaction (the driver would have to unplug to charge)."""
+    kit, driver = await link(server, "TOPUP", deposit=100)  # below the reserve (20.00)
+    now = datetime.now(UTC).isoformat()
+    tapped = {"idToken": "TOPUP", "type": "ISO14443"}
+    async with await RawClient.connect(server.url, "CP201", ["ocpp2.0.1"]) as c:
+        await c.result("BootNotification", BOOT201)
+        started = await c.result("TransactionEvent", {
+            "eventType": "Started", "timestamp": now, "triggerReason": "Authorized",
+            "seqNo": 0, "transactionInfo": {"transactionId": "T1"}, "idToken": tapped,
+            "evse": {"id": 1, "connectorId": 1}})
+        assert started["idTokenInfo"]["status"] == "NoCredit", started
+        wallet.deposit(kit.chain, driver, 10_000)
+        server.app.service.credit.forget(driver.address.lower())  # type: ignore[union-attr]
+        again = await c.result("TransactionEvent", {
+            "eventType": "Updated", "timestamp": now, "triggerReason": "Authorized",
+            "seqNo": 1, "transactionInfo": {"transactionId": "T1"}, "idToken": tapped})
+    assert again["idTokenInfo"]["status"] == "Accepted", again
+    [s] = await server.sessions("CP201")
+    assert s["id_tag"] == "TOPUP", s
+    assert not [f for f in s["flags"] if f.startswith("auth_")], s
+    assert s["limit_minor"] is not None, s
+
+
 async def start16(c: RawClient, tag: str, connector: int = 1) -> str:
     start = await c.result("StartTransaction", {
         "connectorId": connector, "idTag": tag, "meterStart": 0,

@@ -21,7 +21,7 @@ import pytest
 from csms.bootstrap import open_settlement_chain, settlement_worker
 from csms.config import Settings
 from csms.domain.tariff import BillingUnit
-from settlement.chain import Chain, find_anvil
+from settlement.chain import Chain, ContractParams, find_anvil
 from settlement.worker import LedgerElsewhere, SettlementWorker
 from support.chainkit import Kit
 
@@ -77,5 +77,25 @@ async def test_a_deployment_records_its_unit_and_a_worker_in_another_settles_not
                                                   " bills in EUR with 2 decimals"):
             await settlement_worker(settings, repo, chain).run_once(timeout=20)
         assert len(await queued(repo)) == 1
+    finally:
+        chain.close()
+
+
+@pytest.mark.anvil
+def test_a_deployment_on_a_token_without_decimals_is_recorded(tmp_path: Path) -> None:
+    """decimals() is optional in ERC-20: a token answering none has its contract deployed
+    and recorded all the same (its receipts' decimals cannot be told from the chain), not
+    deployed, then lost for chain.json (the operator paying for a deployment at every try,
+    none of them recorded)."""
+    if find_anvil() is None:
+        pytest.skip("anvil not installed: make install")
+    data = tmp_path / "data"
+    token = "0x" + "ab" * 20  # answers no decimals()
+    settings = Settings(chain="local", data_dir=str(data), db=str(tmp_path / "x.sqlite3"))
+    chain = open_settlement_chain(settings, params=ContractParams(token=token))
+    try:
+        [entry] = json.loads((data / "chain.json").read_text()).values()
+        assert entry["contract"] == chain.contract_address
+        assert (entry["token"], entry["token_decimals"]) == (token, None)
     finally:
         chain.close()

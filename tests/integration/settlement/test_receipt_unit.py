@@ -99,16 +99,17 @@ async def test_a_receipt_naming_another_unit_than_its_record_is_invalid(
     assert verdict.checks[-1].detail.endswith("; the receipt says 100 x 10000000000000000")
 
 
-async def token_receipt(repo: Any, chain: Chain, decimals: int) -> tuple[Any, dict[str, Any]]:
+async def token_receipt(repo: Any, chain: Chain, decimals: int,
+                        unit: int = 10_000) -> tuple[Any, dict[str, Any]]:
     """A card session settled on a contract whose escrows hold a 6-decimal token, one
-    billing unit 10,000 base units (a cent), by a worker billing a tariff with ``decimals``
-    (an honest one: 2), and its receipt."""
+    billing unit ``unit`` base units (10,000: a cent), by a worker billing a tariff with
+    ``decimals`` (an honest one: 2), and its receipt."""
     kit = Kit(chain)
     token = kit.deploy("TestToken")
-    chain.deploy(3600, token.address, 10_000, None, 0)
+    chain.deploy(3600, token.address, unit, None, 0)
     driver, _ = kit.driver(deposit=0)
-    kit.call(driver, token, "mint", driver.address, 10**10)
-    wallet.deposit(chain, driver, 10**10)
+    kit.call(driver, token, "mint", driver.address, unit * 10**6)
+    wallet.deposit(chain, driver, unit * 10**6)
     salt = wallet.new_salt()
     commitment = wallet.link_card(chain, driver, "TAG0", salt)
 
@@ -146,3 +147,15 @@ async def test_a_record_in_other_decimals_than_the_token_ledgers_is_invalid(
     assert payment.detail.endswith(
         "; the record's amounts have 3 decimals, the contract's billing unit 2 (10000 base"
         " units of a token with 6 decimals)"), payment.detail
+
+
+async def test_a_record_on_a_token_of_another_currency_is_valid(repo: Any,
+                                                               chain: Chain) -> None:
+    """Billed in euro cents, escrows in a 6-decimal dollar token: a cent is 10,800 base
+    units of it (the rate the operator deployed with, the contract knows no currency). No
+    power of ten: the token's decimals say nothing of the record's, which are not misread
+    (both verifiers)."""
+    driver, receipt = await token_receipt(repo, chain, 2, unit=10_800)
+    verdict = verify_receipt(receipt, chain.w3, driver=driver.address,
+                             same_detail=("payment",))
+    assert verdict.status == VALID, [(c.name, c.ok, c.detail) for c in verdict.checks]

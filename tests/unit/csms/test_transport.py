@@ -6,7 +6,8 @@ import random
 
 import pytest
 
-from csms.transport import Tally, source_of
+from csms.metrics import Metrics
+from csms.transport import LargeFrames, Tally, source_of
 
 
 @pytest.mark.parametrize(("peer", "source"), [
@@ -57,3 +58,53 @@ def test_the_tally_agrees_with_counting_by_hand() -> None:
         assert (most is None) == (not held)
         if most is not None:
             assert held[most] == max(held.values()) == tally.top
+
+
+class Holder:
+    """What LargeFrames asks of a connection: its client, the bytes it holds in a message
+    still arriving, and giving way (GuardedConnection.give_way: those bytes given back)."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self._partial = self._message = 0
+        self.gave_way = False
+
+    def arriving_bytes(self) -> int:
+        return self._partial + self._message
+
+    def give_way(self, large: LargeFrames) -> int:
+        freed = self.arriving_bytes()
+        large.give(self.source, freed)
+        large.arriving(self, False)  # type: ignore[arg-type]
+        self._partial = self._message = 0
+        self.gave_way = True
+        return freed
+
+    def _peer(self) -> str:
+        return self.source
+
+
+def holding(large: LargeFrames, source: str, n: int, *, arriving: bool) -> Holder:
+    conn = Holder(source)
+    assert large.take(conn, n)  # type: ignore[arg-type]
+    if arriving:
+        conn._partial = n
+        large.arriving(conn, True)  # type: ignore[arg-type]
+    return conn
+
+
+def test_nobody_gives_way_for_bytes_that_would_not_fit_all_the_same() -> None:
+    """Address A holds 600 bytes of complete messages (the loop's: never given way) and 100
+    of one still arriving, C 250 arriving: 950 of 1000. B asks for 300. A holds more than B
+    would, but all A could give back (100) does not make room, and C holds less than B
+    would: B is refused, and A's message is not closed for nothing."""
+    large = LargeFrames(1000, Metrics(), above=10)
+    holding(large, "A", 600, arriving=False)
+    a = holding(large, "A", 100, arriving=True)
+    holding(large, "C", 250, arriving=True)
+    assert not large.take(Holder("B"), 300)  # type: ignore[arg-type]
+    assert not a.gave_way and large.evicted == 0
+    assert large.held == 950 and large.of == {"A": 700, "C": 250}
+    # room that giving way makes is taken: 150 fit once A's 100 are given back
+    assert large.take(Holder("B"), 150)  # type: ignore[arg-type]
+    assert a.gave_way and large.evicted == 1 and large.of == {"A": 600, "C": 250, "B": 150}

@@ -794,13 +794,16 @@ async function checkChain(v, r, rpc, driver, contract, cards, logWindow, confirm
 /** settlement/receipts.py _misread_decimals: why the record's decimals are not its
  * contract's billing unit's (null: they are, or the chain cannot tell). Escrows in an ERC-20
  * token: a billing unit is unit base units of a token with decimals(), so its decimals are
- * the token's less the unit's power of ten. The native coin's decimals are no currency's. */
+ * the token's less the unit's power of ten. The native coin's decimals are no currency's,
+ * nor are a token's whose billing unit is no power of ten of it (a token of another
+ * currency at the rate deployed). */
 async function misreadDecimals(record, reader, unit, block) {
+  const power = BigInt(unit.toString().length - 1);
+  if (unit !== 10n ** power) return null;
   const token = await reader.token(block);
   const tokenDecimals = token === null ? null : await reader.tokenDecimals(token, block);
   if (tokenDecimals === null) return null;
-  const power = BigInt(unit.toString().length - 1);
-  const ledger = unit === 10n ** power && power <= tokenDecimals ? tokenDecimals - power : null;
+  const ledger = power <= tokenDecimals ? tokenDecimals - power : null;
   if (ledger !== null && eq(record.decimals, ledger)) return null;
   return `the record's amounts have ${repr(record.decimals)} decimals, the contract's billing unit ${ledger === null ? "none" : ledger} (${unit} base units of a token with ${tokenDecimals} decimals)`;
 }
