@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from chargers_sim.load import load_command, run_json_processes
-from settlement.chain import free_local_port
 
 __all__ = ["ServerExited", "children", "free_port", "launch", "load", "load_parallel",
            "node_peer_ready", "parent", "rss_kib", "server", "stop", "tree_cpu_s",
@@ -34,6 +33,8 @@ def node_peer_ready() -> bool:
 def free_port() -> int:
     """A loopback port for a server started next (``settlement.chain.free_local_port``:
     below the ephemeral range, which outgoing connections take their ports from)."""
+    from settlement.chain import free_local_port  # web3 and eth-account: ~0.5 s to import
+
     return free_local_port()
 
 

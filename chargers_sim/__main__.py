@@ -4,7 +4,8 @@
     python -m chargers_sim load --url ws://127.0.0.1:9000 --count 1000 --duration 20 --json
 
 A station the central system refuses (HTTP 401, 403, 404), or nothing listening at
-the address, ends the command with one line on stderr and exit code 1.
+the address for ``--unreachable-grace`` seconds, ends the command with one line on
+stderr and exit code 1.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import signal
 import sys
 from typing import Any, NoReturn
 
+from chargers_sim.connection import UNREACHABLE_GRACE
 from chargers_sim.fleet import Fleet
 from chargers_sim.limits import parse_external_limit
 from chargers_sim.load import run_load, run_load_procs
@@ -91,6 +93,10 @@ def _common(p: argparse.ArgumentParser) -> None:
                         " timings")
     p.add_argument("--json", action="store_true",
                    help="print the result as one JSON object instead of a table")
+    p.add_argument("--unreachable-grace", type=_positive(float), default=UNREACHABLE_GRACE,
+                   metavar="SECONDS",
+                   help="how long nothing listening at --url is waited out (a central"
+                        " system that is starting up) before the command gives up")
 
 
 def _parser() -> tuple[_Parser, dict[str, _Parser]]:
@@ -246,7 +252,7 @@ async def _run(args: argparse.Namespace) -> int:
     extra: asyncio.Task[None] | None = None
     try:
         try:
-            await fleet.start(fail_fast=True)
+            await fleet.start(fail_fast=True, unreachable_grace=args.unreachable_grace)
         except ConnectFailed as exc:
             sys.stderr.write(f"error: {exc}\n")
             return 1
@@ -304,7 +310,8 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(asyncio.run(_run(args)))
     if args.procs > 1:
         rest = ["--url", args.url, "--ocpp", args.ocpp, "--duration", str(args.duration),
-                "--connect-rate", str(args.connect_rate / args.procs), "--seed", str(args.seed)]
+                "--connect-rate", str(args.connect_rate / args.procs), "--seed", str(args.seed),
+                "--unreachable-grace", str(args.unreachable_grace)]
         if args.mix:
             rest.append("--mix")
         if args.password:
@@ -319,7 +326,8 @@ def main(argv: list[str] | None = None) -> None:
             result = asyncio.run(run_load(
                 args.url, args.count, args.ocpp, duration=args.duration,
                 connect_rate=args.connect_rate, prefix=args.id_prefix, mix=args.mix,
-                password=args.password, seed=args.seed))
+                password=args.password, seed=args.seed,
+                unreachable_grace=args.unreachable_grace))
         except ConnectFailed as exc:
             sys.stderr.write(f"error: {exc}\n")
             raise SystemExit(1) from None

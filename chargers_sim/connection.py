@@ -45,10 +45,11 @@ log = logging.getLogger("chargers_sim")
 # A CALLERROR answer to one of the station's CALLs.
 CallRejected = CallFailed
 
-# How long nothing listening at the address is tolerated by start(fail_fast=True): a
-# central system that is starting up gets some seconds: `csms serve &` followed at once
-# by the simulator (as the README's walkthrough does) took 3-6 s to listen on a busy
-# 2-core machine, so 3 s made the walkthrough fail there.
+# How long nothing listening at the address is tolerated by start(fail_fast=True) unless
+# told otherwise (python -m chargers_sim --unreachable-grace): a central system that is
+# starting up gets some seconds: `csms serve &` followed at once by the simulator (as the
+# README's walkthrough does) took 3-6 s to listen on a busy 2-core machine, so 3 s made
+# the walkthrough fail there.
 UNREACHABLE_GRACE = 10.0
 
 # What the central system's HTTP refusals mean for a station (see csms.server).
@@ -247,12 +248,13 @@ class StationCore:
                       task.exception())
 
     # -- lifecycle ----------------------------------------------------------------------
-    async def start(self, timeout: float = 30.0, *, fail_fast: bool = False) -> None:
+    async def start(self, timeout: float = 30.0, *, fail_fast: bool = False,
+                    unreachable_grace: float = UNREACHABLE_GRACE) -> None:
         """Connect and boot; returns once the central system accepted the boot.
 
         ``fail_fast``: raise :class:`StationRefused` at the first refusal and
-        :class:`Unreachable` when nothing listens for a few seconds, rather than
-        retrying until ``timeout``.
+        :class:`Unreachable` when nothing listens for ``unreachable_grace`` seconds,
+        rather than retrying until ``timeout``.
         """
         if self._manager is None:
             self._manager = self._spawn(self._manage(), "manager")
@@ -267,7 +269,7 @@ class StationCore:
                 failure = self.failure
                 if isinstance(failure, StationRefused) or (
                         isinstance(failure, Unreachable)
-                        and loop.time() - started >= UNREACHABLE_GRACE):
+                        and loop.time() - started >= unreachable_grace):
                     raise failure
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(0.1):

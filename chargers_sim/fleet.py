@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from chargers_sim.connection import UNREACHABLE_GRACE
 from chargers_sim.station import ConnectFailed, Station
 from csms.protocol import OcppVersion
 
@@ -14,13 +15,15 @@ __all__ = ["Fleet", "FleetSummary", "start_all"]
 
 
 async def start_all(stations: list[Station], connect_rate: float, timeout: float, *,
-                    fail_fast: bool = False) -> None:
+                    fail_fast: bool = False,
+                    unreachable_grace: float = UNREACHABLE_GRACE) -> None:
     """Start the stations, ``connect_rate`` per second; the first failure is raised as
     itself (the others are cancelled)."""
     try:
         async with asyncio.TaskGroup() as tg:
             for st in stations:
-                tg.create_task(st.start(timeout, fail_fast=fail_fast))
+                tg.create_task(st.start(timeout, fail_fast=fail_fast,
+                                        unreachable_grace=unreachable_grace))
                 await asyncio.sleep(1.0 / connect_rate)
     except ExceptionGroup as group:
         for kind in (ConnectFailed, TimeoutError):
@@ -67,13 +70,15 @@ class Fleet:
             for i in range(1, count + 1)
         ]
 
-    async def start(self, timeout: float = 60.0, *, fail_fast: bool = False) -> None:
+    async def start(self, timeout: float = 60.0, *, fail_fast: bool = False,
+                    unreachable_grace: float = UNREACHABLE_GRACE) -> None:
         """Connect every station, at most ``connect_rate`` new connections per second.
 
         Raises the first station's failure by itself (TimeoutError, or with
         ``fail_fast`` :class:`~chargers_sim.connection.ConnectFailed`), not in a group.
         """
-        await start_all(self.stations, self.connect_rate, timeout, fail_fast=fail_fast)
+        await start_all(self.stations, self.connect_rate, timeout, fail_fast=fail_fast,
+                        unreachable_grace=unreachable_grace)
 
     async def run_sessions(
         self, sessions: int, seconds: float, id_tag: Callable[[int], str] | str = "SIMTAG",

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from chargers_sim.connection import UNREACHABLE_GRACE
 from chargers_sim.fleet import start_all
 from chargers_sim.station import Station
 from csms.protocol import OcppVersion
@@ -49,6 +50,7 @@ async def run_load(
     url: str, count: int, version: str = "1.6", *, duration: float = 20.0,
     connect_rate: float = 500.0, prefix: str = "LOAD", mix: bool = False,
     password: str | None = None, seed: int = 1,
+    unreachable_grace: float = UNREACHABLE_GRACE,
 ) -> dict[str, Any]:
     base = OcppVersion.parse(version)
     stations = [
@@ -58,7 +60,8 @@ async def run_load(
         for i in range(1, count + 1)
     ]
     try:
-        await start_all(stations, connect_rate, 120, fail_fast=True)
+        await start_all(stations, connect_rate, 120, fail_fast=True,
+                        unreachable_grace=unreachable_grace)
         loop = asyncio.get_running_loop()
         counts = [0]
         started = loop.time()

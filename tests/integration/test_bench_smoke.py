@@ -15,14 +15,14 @@ from support import IN_CI, require_service
 
 
 @pytest.mark.parametrize("args", [
-    ["bench.throughput", "--stations", "5", "--duration", "1", "--warmup", "0.5",
+    ["bench.throughput", "--stations", "5", "--duration", "0.5", "--warmup", "0.25",
      "--ocpp", "1.6"],
-    ["bench.throughput", "--stations", "6", "--duration", "1", "--warmup", "0.5",
+    ["bench.throughput", "--stations", "6", "--duration", "0.5", "--warmup", "0.25",
      "--ocpp", "2.0.1", "--workers", "2"],
     ["bench.settlement_gas", "--quick", "--batch", "20"],
     ["bench.connections", "--stations", "5", "--interval", "1"],
     ["bench.cluster", "--stations", "4", "--duration", "1"],
-    ["bench.first_message", "--repeat", "2"],
+    ["bench.first_message", "--repeat", "1"],
 ])
 def test_benchmark_runs(args: list[str]) -> None:
     if args[0] == "bench.cluster":
@@ -52,8 +52,8 @@ def test_benchmark_runs(args: list[str]) -> None:
 
 @pytest.mark.parametrize("args", [
     ["bench.attacks", "logins", "--attempts", "20"],
-    ["bench.attacks", "datatransfer", "--seconds", "1"],
-    ["bench.attacks", "meterflood", "--seconds", "1"],
+    ["bench.attacks", "datatransfer", "--seconds", "0.5"],
+    ["bench.attacks", "meterflood", "--seconds", "0.5"],
     ["bench.attacks", "handshakes", "--sockets", "50", "--stations", "3", "--seconds", "5"],
 ])
 def test_attack_benchmark_runs(args: list[str]) -> None:
@@ -66,21 +66,22 @@ def test_attack_benchmark_runs(args: list[str]) -> None:
 
 def test_meter_flood_benchmark_is_held_to_the_budget_given_to_csms_serve() -> None:
     """The flood of transaction data, with the budget given as csms serve's options."""
-    r = subprocess.run([sys.executable, "-m", "bench.attacks", "meterflood", "--seconds", "2",
+    r = subprocess.run([sys.executable, "-m", "bench.attacks", "meterflood", "--seconds", "1",
                         "--serve-args", "--transaction-bytes-per-s 65536"
                         " --transaction-burst-bytes 131072"],
                        capture_output=True, text=True, timeout=180)
     assert r.returncode == 0, r.stderr
     result = json.loads(r.stdout.strip().splitlines()[-1])
     assert result["delayed"]['voltledger_answers_delayed_total{action="MeterValues"}'] > 0
-    assert result["bytes_answered"] <= 131072 + 65536 * 2 + result["frame_bytes"]
+    # the burst, the rate over the second of the flood, the frame answered at its end
+    assert result["bytes_answered"] <= 131072 + 65536 * 1 + result["frame_bytes"]
 
 
 def test_fleet_benchmark_grows_a_fleet_on_each_server() -> None:
     r = subprocess.run(
         [sys.executable, "-m", "bench.fleet", "--fleet", "6", "12", "--servers", "voltledger",
-         "ocpp-rpc", "--meter-interval", "1", "--heartbeat-interval", "2",
-         "--session-meters", "2", "--window", "1", "--procs", "2", "--sources", "2",
+         "ocpp-rpc", "--meter-interval", "0.5", "--heartbeat-interval", "1",
+         "--session-meters", "2", "--window", "0.5", "--procs", "2", "--sources", "2",
          "--variant", "queue0=CSMS_HANDSHAKE_QUEUE=0 CSMS_PING_INTERVAL=5 --event-loop asyncio"],
         capture_output=True, text=True, timeout=240)
     assert r.returncode == 0, r.stderr
@@ -100,12 +101,12 @@ def test_fleet_benchmark_grows_a_fleet_on_each_server() -> None:
 
 def test_connections_benchmark_measures_tls_per_connection() -> None:
     r = subprocess.run([sys.executable, "-m", "bench.connections", "--stations", "5",
-                        "--interval", "1", "--hold", "4", "--tls"], capture_output=True,
+                        "--interval", "1", "--hold", "3.5", "--tls"], capture_output=True,
                        text=True, timeout=180)
     assert r.returncode == 0, r.stderr
     result = json.loads(r.stdout.strip().splitlines()[-1])
     assert result["voltledger_ws"]["connected"] == 5
-    # held 4 s at a heartbeat a second: several heartbeats each, not the default 2.2
+    # held 3.5 s at a heartbeat a second: several heartbeats each, not the default 2.2
     assert result["voltledger_ws"]["heartbeats_per_station"] >= 3
     assert result["voltledger_wss"]["connected"] == 5  # every station over wss://
     assert result["voltledger_wss"]["heartbeats"] > 0
@@ -163,7 +164,7 @@ def test_round_trips_benchmark_counts_both_ways() -> None:
 def test_throughput_benchmark_measures_postgres_against_the_baseline_alone() -> None:
     require_service("PostgreSQL", "127.0.0.1", 5432)
     r = subprocess.run([sys.executable, "-m", "bench.throughput", "--stations", "5",
-                        "--duration", "1", "--warmup", "0.5", "--ocpp", "1.6", "--postgres",
+                        "--duration", "0.5", "--warmup", "0.25", "--ocpp", "1.6", "--postgres",
                         "postgresql://postgres@127.0.0.1:5432/test", "--postgres-only",
                         "--workers", "2"],
                        capture_output=True, text=True, timeout=180)

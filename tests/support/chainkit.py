@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,6 +25,15 @@ from settlement.records import CARD, SIGNED, pack_entry
 __all__ = ["Kit", "Row", "link_stations_and_card", "reverts"]
 
 CONTRACTS = Path(__file__).parent / "contracts"
+
+
+@functools.cache
+def _compiled(name: str) -> dict[str, Any]:
+    """ABI and bytecode of a contract of tests/support/contracts, compiled once a process
+    (a second or more each; nothing changes them)."""
+    out: dict[str, Any] = vyper.compile_code((CONTRACTS / f"{name}.vy").read_text(),
+                                             output_formats=["abi", "bytecode"])
+    return out
 
 
 async def link_stations_and_card(repo: Any, host: str, stations: dict[str, int], tag: str,
@@ -181,8 +191,7 @@ class Kit:
     # -- other contracts ---------------------------------------------------------
     def deploy(self, name: str) -> Any:
         """A contract of tests/support/contracts, deployed by a funded account."""
-        out = vyper.compile_code((CONTRACTS / f"{name}.vy").read_text(),
-                                 output_formats=["abi", "bytecode"])
+        out = _compiled(name)
         deployer = self.account()
         factory = self.w3.eth.contract(abi=out["abi"], bytecode=out["bytecode"])
         tx = factory.constructor().build_transaction({

@@ -79,12 +79,14 @@ def test_wrong_password_fails_fast_with_one_line(served: tuple[str, Path]) -> No
     (["load", "--duration", "1", "--procs", "2", "--count", "2"], "SIM0-00001"),
 ])
 def test_nothing_listening_says_so(mode: list[str], station: str) -> None:
-    # Only the fail-fast path says this (after UNREACHABLE_GRACE seconds); without it the
-    # simulator would retry until its start timeout and report that instead.
+    # Only the fail-fast path says this (after --unreachable-grace seconds, 10 by default:
+    # shortened here); without it the simulator would retry until its start timeout and
+    # report that instead.
     url = f"ws://127.0.0.1:{free_port()}"
-    r, _ = sim(*mode, "--url", url)
+    r, seconds = sim(*mode, "--url", url, "--unreachable-grace", "1")
     assert r.returncode == 1
     assert one_line(r.stderr) == f"error: {station}: nothing is listening at {url}"
+    assert seconds >= 1  # the grace is waited out first
 
 
 def test_sessions_zero_says_what_it_does_and_stops_on_ctrl_c(
@@ -119,7 +121,8 @@ def test_help_shows_every_option_with_its_default() -> None:
                             ("--connect-rate", "500.0"), ("--procs", "1"),
                             ("--sessions", "1"), ("--count", "1"), ("--ocpp", "1.6"),
                             ("--duration", "20.0"), ("--meter-interval", "0.5"),
-                            ("--id-prefix", "SIM"), ("--id-tag", "SIMTAG")]:
+                            ("--id-prefix", "SIM"), ("--id-tag", "SIMTAG"),
+                            ("--unreachable-grace", "10.0")]:
         assert re.search(re.escape(option) + r" [A-Z_{},0-9]+ [^-].*?\(default: "
                          + re.escape(default) + r"\)", text), (option, default)
     for flag in ("--mix", "--json", "--signed", "--password", "--url", "--connectors"):
