@@ -49,7 +49,9 @@ class SignedDataChecks(ChargingCore):
         the station's: the one registered by the operator, or the first one a message
         carried (then pinned for the station: a different key later is a security event
         and does not replace it; never pinned for an EVSE with a key of its own, whose
-        sessions a station cannot have verified with a key it invents). Per signed reading
+        sessions a station cannot have verified with a key it invents, nor for a station
+        whose operator registered keys per EVSE: on an EVSE it invents, or naming none, it
+        would have a key of its own pinned for the EVSEs without one). Per signed reading
         the result is stored; a signature that fails, data that cannot be read or checked,
         signed import readings that differ from the station's, readings the meter marks as
         faulty and readings that do not belong to the session hold the session back from
@@ -57,13 +59,22 @@ class SignedDataChecks(ChargingCore):
         """
         assert session.id is not None
         pinned, of_evse = await session_meter_key(tx, session.station_id, session.evse_id)
+        # a station whose operator registered its meters' keys per EVSE has no key pinned on
+        # first use: on an EVSE it invents (or naming none) it would have its own key pinned
+        # as the station's, for every EVSE without a key of its own
+        pinnable = pinned is None and not await tx.get_evse_meter_keys(session.station_id)
         rows: list[dict[str, Any]] = []
         readings: list[ocmf.SignedReading] = []
         now = self.clock()
         for number, sample in enumerate(signed):
             assert sample.signed is not None
             checked = ocmf.check_container(sample.signed, pinned)
-            if checked.message_key is not None:
+            if pinned is None and not pinnable and checked.key_used is not None:
+                # checked with the key the message carries: no key the operator registered
+                checked.status, checked.key_used = ocmf.NO_KEY, None
+                checked.detail = (f"no meter key registered for EVSE {session.evse_id} (the"
+                                  " station's meters have keys per EVSE) and none pinned")
+            elif checked.message_key is not None:
                 if pinned is None:
                     pinned = checked.message_key
                     await tx.set_meter_key(session.station_id, pinned, "first_use")

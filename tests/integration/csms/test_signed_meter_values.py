@@ -459,3 +459,40 @@ async def test_meter_keys_per_evse_cli_errors_and_removal(server: RunningServer)
     changed = await meter_key_events(server, "MeterKeyChanged")
     assert [(e["evse_id"], e["pinned"], e["received"]) for e in changed] == [  # newest first
         (2, ISKRA_KEY.lower(), KEBA_KEY.lower()), (2, KEBA_KEY.lower(), ISKRA_KEY.lower())]
+
+
+@pytest.mark.parametrize("csms_db", BACKENDS, indirect=True)
+@pytest.mark.parametrize("connector", [3, 0])
+async def test_a_station_with_keys_per_evse_pins_no_key_of_its_own_on_an_evse_it_invents(
+    server: RunningServer, connector: int,
+) -> None:
+    """Both EVSEs' meter keys registered, none for the station: a hostile station charges on
+    an EVSE it invents (3) or on none (1.6 connector 0) with readings signed by a key of its
+    own. The key is not pinned as the station's (it would verify that session, and later
+    ones on any EVSE without a key, with a key the station controls): the session is held
+    (meter_key_unknown), its readings unverified."""
+    await server.add_tag(ISKRA_TAG)
+    for key, evse in ((KEBA_KEY, "1"), (ISKRA_KEY, "2")):
+        assert csms(server, "stations", "set-meter-key", "CP1", key, "--evse", evse
+                    ).returncode == 0
+    own, _forged_key = meter()
+    t0, t1 = "2019-08-13T10:03:15", "2019-08-13T10:03:36"
+    s = await signed_session_16(
+        server, signed_by(own, [("B", "1.000", t0), ("E", "2.000", t1)], "SN-X", "T1"),
+        meter_start=1000, meter_stop=2000, connector=connector)
+    assert "meter_key_unknown" in s["flags"], s
+    assert not await queued(server, s["id"])
+    assert {r["status"] for r in show(server, s["id"])["signed_readings"]} == {"no_key"}
+    assert await meter_key_events(server, "MeterKeyPinned") == []
+    station = station_json(server)
+    assert (station["meter_public_key"], station["meter_key_source"]) == (None, None)
+    # later sessions on an EVSE without a key of its own are not verified with it either
+    later = ("2019-08-13T11:00:00Z", "2019-08-13T11:05:00Z")
+    t0, t1 = "2019-08-13T11:00:10", "2019-08-13T11:04:50"
+    s2 = await signed_session_16(
+        server, signed_by(own, [("B", "2.000", t0), ("E", "3.000", t1)], "SN-X", "T1"),
+        meter_start=2000, meter_stop=3000, connector=4, times=later)
+    assert "meter_key_unknown" in s2["flags"] and not await queued(server, s2["id"]), s2
+    # the registered meters' own sessions are still billed
+    honest = await iskra_session(server)
+    assert honest["flags"] == [] and await queued(server, honest["id"])

@@ -55,8 +55,9 @@ class Meter:
 async def signed_session(repo: Any, meter: Meter, start_wh: int, stop_wh: int,
                          begin: dict[str, Any], end: dict[str, Any], *, tag: str = "TAG0",
                          at: datetime = T0, minutes: int = 30,
-                         billed_stop: int | None = None) -> int:
-    """Store a completed session the way the operator chooses to (before settlement)."""
+                         billed_stop: int | None = None, evse: int = 1) -> int:
+    """Store a completed session the way the operator chooses to (before settlement), on
+    EVSE (1.6 connector) ``evse``."""
 
     async def work(tx: Any) -> int:
         if await tx.get_station("CP1") is None:
@@ -66,8 +67,8 @@ async def signed_session(repo: Any, meter: Meter, start_wh: int, stop_wh: int,
                                        valid_from=datetime(2000, 1, 1, tzinfo=UTC)))
         stop = billed_stop if billed_stop is not None else stop_wh
         s = Session(station_id="CP1", ocpp_version="ocpp1.6", transaction_id="",
-                    started_at=at, stopped_at=at + timedelta(minutes=minutes), connector_id=1,
-                    evse_id=1, id_tag=tag, meter_start_wh=Decimal(start_wh),
+                    started_at=at, stopped_at=at + timedelta(minutes=minutes),
+                    connector_id=evse, evse_id=evse, id_tag=tag, meter_start_wh=Decimal(start_wh),
                     meter_stop_wh=Decimal(stop), energy_wh=stop - start_wh,
                     status=SessionStatus.COMPLETED, stop_reason="Local")
         sid = await tx.insert_session(s)
@@ -75,7 +76,7 @@ async def signed_session(repo: Any, meter: Meter, start_wh: int, stop_wh: int,
             MeterSample(at, "", context="Transaction.Begin", format="SignedData", signed=begin),
             MeterSample(at + timedelta(minutes=minutes), "", context="Transaction.End",
                         format="SignedData", signed=end)],
-            session_id=sid, evse_id=1, connector_id=1, transaction_id=s.transaction_id)
+            session_id=sid, evse_id=evse, connector_id=evse, transaction_id=s.transaction_id)
         await tx.enqueue_settlement(sid, at)
         return int(sid)
 
@@ -112,6 +113,31 @@ async def test_an_honest_signed_session_is_proven_by_the_meter(
     status, verdict = await settle_and_check(repo, setup, sid)
     assert status == VALID, [(c.name, c.detail) for c in verdict.checks if c.ok is not True]
     assert "the energy figure is the one the calibrated meter signed" in verdict.proves
+
+
+async def test_a_session_on_an_evse_with_a_meter_of_its_own_is_proven_by_that_meter(
+    repo: Any, setup: dict[str, Any],
+) -> None:
+    """A wallbox with a calibrated meter per EVSE: EVSE 2's meter key is registered for EVSE
+    2 (the station's is EVSE 1's). The record of an EVSE 2 session names EVSE 2's key, and
+    its receipt is proven by that meter."""
+    first, second = setup["meter"], Meter()
+    t1 = T0 + timedelta(minutes=30)
+    await signed_session(repo, first, 1_000, 2_000, first.reading("B", 1_000, T0, "TAG0"),
+                         first.reading("E", 2_000, t1, "TAG0"))
+
+    async def register(tx: Any) -> None:
+        await tx.set_evse_meter_key("CP1", 2, second.signer.public_key_der.hex())
+
+    await repo.unit(register)
+    sid = await signed_session(repo, second, 10_000, 12_500,
+                               second.reading("B", 10_000, T0, "TAG0"),
+                               second.reading("E", 12_500, t1, "TAG0"), evse=2)
+    status, verdict = await settle_and_check(repo, setup, sid)
+    assert status == VALID, [(c.name, c.detail) for c in verdict.checks if c.ok is not True]
+    assert "the energy figure is the one the calibrated meter signed" in verdict.proves
+    receipt = await load_receipt(repo, sid, None)
+    assert receipt["record"]["meter_public_key"] == second.signer.public_key_der.hex()
 
 
 @pytest.mark.parametrize("forgery", [
