@@ -7,9 +7,12 @@ answers with NotifyReport (NotifyMonitoringReport) in parts (``seqNo``, ``tbc``)
 of a request this central system made is stored at once as rows, one per component,
 variable and attribute type (the latest report wins), so a report cut short still leaves
 what arrived. A part for a request id the station never got is not stored (recorded as a
-security event); a station's model is bounded (:data:`MAX_VARIABLES` rows) and reports are
-metered under the notification quota (csms.service.quota). SetVariables / GetVariables
-are checked against the stored model before they are sent (:meth:`DeviceModel.check_set`):
+security event, within the station's security quota: a station inventing request ids
+added a row per message); a station's model is bounded (:data:`MAX_VARIABLES` rows, and as
+many monitors) and reports are metered under the notification quota (csms.service.quota),
+the first part beyond it in an hour noted (a note per part was a row per message).
+SetVariables / GetVariables are checked against the stored model before they are sent
+(:meth:`DeviceModel.check_set`):
 an unknown component or variable, a ReadOnly one, a value of the wrong data type, beyond
 its limits or outside its values list is refused with one line. What the station answers
 is written back.
@@ -35,7 +38,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -43,7 +46,7 @@ from typing import Any
 
 from csms.service.messages import utc_now
 from csms.service.ports import Repository, Tx
-from csms.service.quota import PayloadQuota
+from csms.service.quota import PayloadQuota, Verdict
 
 __all__ = ["MAX_VARIABLES", "OCPP16", "PNC_KEY", "PNC_OPTION", "DeviceModel", "ModelRefusal",
            "rows_from_configuration", "rows_from_report", "var_key"]
@@ -236,6 +239,11 @@ def check_value(row: dict[str, Any], value: str) -> str | None:
     return None
 
 
+# (tx, station, kind, payload, at) -> stored: a station event within its quota (the
+# charging service's StationUseCases.metered_event)
+MeteredEvent = Callable[[Tx, str, str, dict[str, Any], datetime], Awaitable[bool]]
+
+
 @dataclass
 class DeviceModel:
     """The device model use cases (see the module docstring)."""
@@ -244,6 +252,11 @@ class DeviceModel:
     quota: PayloadQuota | None = None
     clock: Callable[[], datetime] = utc_now
     max_variables: int = MAX_VARIABLES
+    # how a station event its messages cause is stored and a payload charged: within
+    # its quota, a drop counted (the charging service's StationUseCases.metered_event and
+    # admit_payload); None: as they are, with ``quota`` (the operator's tools)
+    metered: MeteredEvent | None = None
+    admit: Callable[[str, str, int], Verdict] | None = None
 
     # -- reports ---------------------------------------------------------------------
     async def request_report(self, station_id: str, kind: str) -> int:
@@ -255,11 +268,22 @@ class DeviceModel:
 
         return await self.repo.unit(work)
 
-    def _admit(self, station_id: str, payload: dict[str, Any]) -> bool:
-        if self.quota is None:
+    def _admit(self, station_id: str, payload: dict[str, Any]) -> bool | None:
+        """Whether a part is within the notification quota: True, False, or None when
+        it is the station's first dropped this hour (worth a note)."""
+        admit = self.admit or (self.quota.admit if self.quota is not None else None)
+        if admit is None:
             return True
         size = len(json.dumps(payload, separators=(",", ":"), default=str))
-        return self.quota.admit(station_id, "notification", size).store
+        verdict = admit(station_id, "notification", size)
+        return True if verdict.store else None if verdict.first_drop else False
+
+    async def _event(self, tx: Tx, station_id: str, kind: str, payload: dict[str, Any],
+                     now: datetime) -> bool:
+        if self.metered is not None:
+            return await self.metered(tx, station_id, kind, payload, now)
+        await tx.add_station_event(station_id, kind, payload, now)
+        return True
 
     async def notify_report(self, station_id: str, p: dict[str, Any],
                             kind: str = "report") -> str:
@@ -267,28 +291,30 @@ class DeviceModel:
         ("monitoring"); returns what happened: stored, unsolicited, quota, full."""
         now = self.clock()
         request_id, seq_no, tbc = int(p["requestId"]), int(p["seqNo"]), bool(p.get("tbc"))
-        admitted = self._admit(station_id, p)
 
-        async def work(tx: Tx) -> str:
+        async def work(tx: Tx) -> tuple[str, bool]:
             request = await tx.get_report_request(station_id, request_id)
             if request is None or (request["kind"] == "monitoring") != (kind == "monitoring"):
-                await tx.add_station_event(station_id, "security", {
+                return "unsolicited", await self._event(tx, station_id, "security", {
                     "type": "UnsolicitedReport", "requestId": request_id, "kind": kind}, now)
-                return "unsolicited"
+            admitted = self._admit(station_id, p)
             if not admitted:
-                await tx.add_station_event(station_id, "quota", {
-                    "type": "ReportDropped", "requestId": request_id, "seqNo": seq_no}, now)
-                return "quota"
+                if admitted is None:  # the first this hour: one note, not one per part
+                    await tx.add_station_event(station_id, "quota", {
+                        "type": "ReportDropped", "requestId": request_id, "seqNo": seq_no},
+                        now)
+                return "quota", admitted is None
             if kind == "monitoring":
-                await tx.upsert_monitors(station_id, monitor_rows(p.get("monitor") or []), now)
+                await self._store_monitors(tx, station_id,
+                                           monitor_rows(p.get("monitor") or []), now)
             else:
                 await self._store_bounded(tx, station_id,
                                           rows_from_report(p.get("reportData") or []), now)
             await tx.report_part_received(station_id, request_id, seq_no, not tbc, now)
-            return "stored"
+            return "stored", True
 
-        outcome = await self.repo.unit(work)
-        if outcome != "stored":
+        outcome, noted = await self.repo.unit(work)
+        if outcome != "stored" and noted:  # what is not noted is counted (metrics)
             log.warning("! %s: %s part %d of request %d not stored (%s)", station_id, kind,
                         seq_no, request_id, outcome)
         return outcome
@@ -309,6 +335,23 @@ class DeviceModel:
                 keep = {r["var_key"] for r in fresh[:room]} | known
                 rows = [r for r in rows if r["var_key"] in keep]
         await tx.upsert_device_variables(station_id, rows, now)
+
+    async def _store_monitors(self, tx: Tx, station_id: str, rows: list[dict[str, Any]],
+                              now: datetime) -> None:
+        """Upsert monitors within the station's bound (``max_variables``, as its model:
+        the ids are the station's, each new one was a row); as :meth:`_store_bounded`."""
+        have = await tx.count_monitors(station_id)
+        if have + len(rows) > self.max_variables:
+            known = {r["monitor_id"] for r in await tx.list_monitors(station_id)}
+            fresh = list({r["monitor_id"] for r in rows} - known)
+            room = max(0, self.max_variables - have)
+            if len(fresh) > room:
+                await tx.add_station_event(station_id, "quota", {
+                    "type": "MonitorsFull", "limit": self.max_variables,
+                    "dropped": len(fresh) - room}, now)
+                keep = set(sorted(fresh)[:room]) | known
+                rows = [r for r in rows if r["monitor_id"] in keep]
+        await tx.upsert_monitors(station_id, rows, now)
 
     # -- a 1.6 station's configuration -----------------------------------------------------
     async def record_configuration(self, station_id: str, response: dict[str, Any],

@@ -25,7 +25,7 @@ from csms.service.core import ChargingCore
 from csms.service.credit import CreditDecision
 from csms.service.messages import BootDecision, BootInfo, UnknownStation, utc_now
 from csms.service.ports import StorageError, Tx
-from csms.service.quota import quota_kind
+from csms.service.quota import Verdict, quota_kind
 from csms.service.repeats import worth_logging
 
 __all__ = ["BOOT_STATUS_OPTION", "Opened", "StationUseCases", "connection_replaced",
@@ -404,6 +404,22 @@ class StationUseCases(ChargingCore):
 
         return await self.repo.unit(work)
 
+    async def metered_event(self, tx: Tx, station_id: str, kind: str,
+                            payload: dict[str, Any], now: datetime) -> bool:
+        """Store a station event in ``tx`` within the station's quota for its kind and the
+        disk reserve (see :meth:`station_event`). True if stored."""
+        return await self._metered_event(tx, station_id, kind, payload, now)
+
+    def admit_payload(self, station_id: str, kind: str, size: int) -> Verdict:
+        """Charge a payload of ``size`` bytes stored otherwise than as an event (a device
+        model report) to the station's quota ``kind``; a drop is counted."""
+        if self.quota is None:
+            return Verdict(True)
+        verdict = self.quota.admit(station_id, kind, size)
+        if not verdict.store:
+            self._dropped(station_id, kind, "quota")
+        return verdict
+
     async def _metered_event(self, tx: Tx, station_id: str, kind: str,
                              payload: dict[str, Any], now: datetime) -> bool:
         metered = quota_kind(kind)
@@ -411,9 +427,8 @@ class StationUseCases(ChargingCore):
             await tx.add_station_event(station_id, kind, payload, now)
             return True
         size = len(json.dumps(payload, separators=(",", ":"), default=str))
-        verdict = self.quota.admit(station_id, metered, size)
+        verdict = self.admit_payload(station_id, metered, size)
         if not verdict.store:
-            self._dropped(station_id, metered, "quota")
             if verdict.first_drop:  # one small note per station, kind and hour
                 await tx.add_station_event(station_id, "quota", {
                     "type": "QuotaExceeded", "kind": metered,

@@ -182,3 +182,8 @@ class DeviceSql(ABC):
         return await self.fetchall(
             "SELECT * FROM variable_monitors WHERE station_id = ? ORDER BY monitor_id",
             station_id)
+
+    async def count_monitors(self, station_id: str) -> int:
+        row = await self.fetchone(
+            "SELECT count(*) AS n FROM variable_monitors WHERE station_id = ?", station_id)
+        return int(row["n"]) if row is not None else 0

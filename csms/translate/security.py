@@ -112,4 +112,5 @@ async def contract_certificate_status(svc: ChargingService, p: dict[str, Any]) -
 
 def device_model(svc: ChargingService) -> DeviceModel:
     """The device model use cases over the service's storage, clock and quota."""
-    return DeviceModel(svc.repo, svc.quota, svc.clock)
+    return DeviceModel(svc.repo, svc.quota, svc.clock, metered=svc.metered_event,
+                       admit=svc.admit_payload)

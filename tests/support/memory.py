@@ -1019,6 +1019,9 @@ class MemoryTx(Tx):
         return [dict(r) for (sid, mid), r in sorted(self.s.monitors.items())
                 if sid == station_id]
 
+    async def count_monitors(self, station_id: str) -> int:
+        return sum(1 for sid, _ in self.s.monitors if sid == station_id)
+
 
 class MemoryRepository(Repository):
     """Units of work on one :class:`MemoryState`; a unit that raises is undone."""

@@ -10,10 +10,12 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from typing import Any
 
 from chargers_sim import Station
 from chargers_sim.device import definitions
+from csms.service.device_model import DeviceModel
 from support import RunningServer, csms_cli, station_events, until
 from support.admin import api
 from support.client import RawClient
@@ -168,3 +170,33 @@ async def test_reports_for_requests_never_made_are_not_stored(
         status, answer = await command(csms_server, "CP16", "set-monitoring", {"monitors": [
             {"variable": "A.B", "type": "Delta", "value": 1}]})
         assert status == 400 and "2.0.1" in answer["error"]
+
+
+async def test_a_monitoring_report_stores_a_bounded_number_of_monitors(
+        csms_server: RunningServer) -> None:
+    """A 2.0.1 station answers a monitoring report asked for with parts (tbc) naming ever
+    new monitor ids: each was a row, without end but the hourly quota. A station's
+    monitors are bounded like its variables; what is beyond is dropped and noted."""
+    csms_server.central.service.quota = None  # the bound, not the hourly quota
+    await csms_server.add_station("CP1")
+
+    async def asked(tx: Any) -> int:
+        return int(await tx.add_report_request("CP1", "monitoring", datetime.now(UTC)))
+
+    request_id = await csms_server.repo.unit(asked)
+    limit = DeviceModel(csms_server.repo).max_variables
+    async with await RawClient.connect(csms_server.url, "CP1", ["ocpp2.0.1"]) as c:
+        await c.result("BootNotification", {"reason": "PowerUp", "chargingStation": {
+            "vendorName": "V", "model": "M"}})
+        for part in range(limit // 100 + 5):
+            assert await c.result("NotifyMonitoringReport", {
+                "requestId": request_id, "generatedAt": "2026-06-01T00:00:00Z",
+                "seqNo": part, "tbc": True, "monitor": [{
+                    "component": {"name": "EVSE"}, "variable": {"name": "Power"},
+                    "variableMonitoring": [{"id": part * 100 + n, "transaction": False,
+                                            "value": 1, "type": "Delta", "severity": 5}
+                                           for n in range(100)]}]}) == {}
+    assert len(await monitors(csms_server, "CP1")) == limit
+    notes = await station_events(csms_server, "CP1", "quota")
+    assert notes and all(n["type"] == "MonitorsFull" for n in notes)
+    assert sum(n["dropped"] for n in notes) == 500

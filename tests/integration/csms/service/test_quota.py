@@ -13,6 +13,7 @@ import contextlib
 import subprocess
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -178,3 +179,52 @@ async def test_transactions_have_room_on_a_small_disk(
     assert all(a[0] == 3 for a in answers), [a for a in answers if a[0] != 3]
     [session] = await csms_server.sessions("CP-TX")
     assert (session["status"], session["energy_wh"]) == ("completed", 2000)
+
+
+def report_part(request_id: int, seq_no: int) -> dict[str, Any]:
+    return {"requestId": request_id, "generatedAt": "2026-06-01T00:00:00Z", "seqNo": seq_no,
+            "tbc": True, "reportData": [{
+                "component": {"name": "SecurityCtrlr"}, "variable": {"name": "Identity"},
+                "variableAttribute": [{"value": "v" * 100, "mutability": "ReadOnly"}]}]}
+
+
+async def test_reports_never_asked_for_or_beyond_the_quota_are_capped(
+    csms_server: RunningServer,
+) -> None:
+    """A 2.0.1 station sends NotifyReport and NotifyMonitoringReport parts for request
+    ids it invents, then endless parts (tbc) of a report it was asked for. Each part for
+    no request added an UnsolicitedReport security event, and each part beyond the
+    notification quota a ReportDropped note: a row per message, without end. They are
+    within the security quota, and one note per hour says the report's parts are dropped."""
+    await restart(csms_server, quota_security_events=10 * 256, quota_notifications=10 * 256,
+                  storage_reserve=0)
+    await csms_server.add_station("CP1")
+
+    async def asked(tx: Any) -> int:
+        return int(await tx.add_report_request("CP1", "base", datetime.now(UTC)))
+
+    request_id = await csms_server.repo.unit(asked)
+    async with await RawClient.connect(csms_server.url, "CP1", ["ocpp2.0.1"]) as c:
+        await c.result("BootNotification", {"reason": "PowerUp", "chargingStation": {
+            "vendorName": "V", "model": "M"}})
+        for n in range(60):
+            assert await c.result("NotifyReport", report_part(1000 + n, 0)) == {}
+            assert await c.result("NotifyMonitoringReport", {
+                "requestId": 5000 + n, "generatedAt": "2026-06-01T00:00:00Z",
+                "seqNo": 0}) == {}
+        for n in range(60):
+            assert await c.result("NotifyReport", report_part(request_id, n)) == {}
+    security = await events(csms_server, "CP1", "security")
+    notes = await events(csms_server, "CP1", "quota")
+    print(f"\n120 reports for no request, 60 parts of one: {len(security)} security events,"
+          f" {len(notes)} quota notes")
+    assert len(security) == 10
+    assert dropped(csms_server, "security", "quota") == 110
+
+    async def parts(tx: Any) -> int:
+        return int((await tx.get_report_request("CP1", request_id))["parts"])
+
+    stored = await csms_server.repo.read(parts)
+    assert 0 < stored < 10  # the boot and a few parts fill the notification quota
+    assert dropped(csms_server, "notification", "quota") == 60 - stored  # one note for all
+    assert sorted(n["payload"]["type"] for n in notes) == ["QuotaExceeded", "ReportDropped"]
