@@ -11,7 +11,7 @@ WEB_SRC  := web/verify/index.html web/verify/build.mjs $(wildcard web/verify/src
 # the operator console's htmx, htmx-ext-sse and uPlot, copied into the package it serves them from
 CONSOLE_ASSETS := csms/admin/console/static/vendor/.installed
 # test processes at once (pytest-xdist): most tests wait on sockets and child processes
-TEST_PROCESSES ?= 3
+TEST_PROCESSES ?= 4
 
 .PHONY: install demo test lint unit bench bench-quick clean
 
