@@ -186,6 +186,23 @@ async def test_201_token_given_after_the_start_is_checked_for_credit(
     assert answer["idTokenInfo"]["status"] == "NoCredit", answer
 
 
+async def started201(c: RawClient, tag: str) -> str:
+    """A 2.0.1 transaction T1 started on EVSE 1 by ``tag``: the token's status."""
+    started = await c.result("TransactionEvent", {
+        "eventType": "Started", "timestamp": datetime.now(UTC).isoformat(),
+        "triggerReason": "Authorized", "seqNo": 0, "transactionInfo": {"transactionId": "T1"},
+        "idToken": {"idToken": tag, "type": "ISO14443"}, "evse": {"id": 1, "connectorId": 1}})
+    return str(started["idTokenInfo"]["status"])
+
+
+async def tapped201(c: RawClient, tag: str) -> dict[str, Any]:
+    """``tag`` presented to authorize in T1 (an Updated event, seqNo 1): the answer."""
+    return await c.result("TransactionEvent", {
+        "eventType": "Updated", "timestamp": datetime.now(UTC).isoformat(),
+        "triggerReason": "Authorized", "seqNo": 1, "transactionInfo": {"transactionId": "T1"},
+        "idToken": {"idToken": tag, "type": "ISO14443"}})
+
+
 @pytest.mark.parametrize(("first", "refused"), [("NOBODY", "Unknown"), ("POOR1", "NoCredit")])
 async def test_201_token_after_a_refused_one_is_checked_for_credit(
     server: RunningServer, first: str, refused: str,
@@ -197,19 +214,10 @@ async def test_201_token_after_a_refused_one_is_checked_for_credit(
     session says why the token is not its payer."""
     await link(server, "POOR1", deposit=100)
     await link(server, "POOR", deposit=100)  # below a session's reserve (20.00)
-    now = datetime.now(UTC).isoformat()
     async with await RawClient.connect(server.url, "CP201", ["ocpp2.0.1"]) as c:
         await c.result("BootNotification", BOOT201)
-        started = await c.result("TransactionEvent", {
-            "eventType": "Started", "timestamp": now, "triggerReason": "Authorized",
-            "seqNo": 0, "transactionInfo": {"transactionId": "T1"},
-            "idToken": {"idToken": first, "type": "ISO14443"},
-            "evse": {"id": 1, "connectorId": 1}})
-        assert started["idTokenInfo"]["status"] == refused, started
-        answer = await c.result("TransactionEvent", {
-            "eventType": "Updated", "timestamp": now, "triggerReason": "Authorized",
-            "seqNo": 1, "transactionInfo": {"transactionId": "T1"},
-            "idToken": {"idToken": "POOR", "type": "ISO14443"}})
+        assert await started201(c, first) == refused
+        answer = await tapped201(c, "POOR")
     assert answer["idTokenInfo"]["status"] == "NoCredit", answer
     [s] = await server.sessions("CP201")
     assert s["id_tag"] == first and "token_not_payer" in s["flags"], s
@@ -225,18 +233,10 @@ async def test_201_a_token_refused_for_credit_presented_again_is_refused_again(
     and nothing else pays. Answered Accepted, the station would charge on, the host paid
     what the empty escrow has; it is refused again, as at the start."""
     await link(server, "POOR", deposit=100)  # below a session's reserve (20.00)
-    now = datetime.now(UTC).isoformat()
-    tapped = {"idToken": "POOR", "type": "ISO14443"}
     async with await RawClient.connect(server.url, "CP201", ["ocpp2.0.1"]) as c:
         await c.result("BootNotification", BOOT201)
-        started = await c.result("TransactionEvent", {
-            "eventType": "Started", "timestamp": now, "triggerReason": "Authorized",
-            "seqNo": 0, "transactionInfo": {"transactionId": "T1"}, "idToken": tapped,
-            "evse": {"id": 1, "connectorId": 1}})
-        again = await c.result("TransactionEvent", {
-            "eventType": "Updated", "timestamp": now, "triggerReason": "Authorized",
-            "seqNo": 1, "transactionInfo": {"transactionId": "T1"}, "idToken": tapped})
-    assert started["idTokenInfo"]["status"] == "NoCredit", started
+        assert await started201(c, "POOR") == "NoCredit"
+        again = await tapped201(c, "POOR")
     assert again["idTokenInfo"]["status"] == "NoCredit", again
     [s] = await server.sessions("CP201")
     assert s["id_tag"] == "POOR" and "auth_nocredit" in s["flags"], s
@@ -250,20 +250,12 @@ async def test_201_a_token_refused_for_credit_is_accepted_once_its_escrow_covers
     session's payer (as before the refusal) with a limit, not refused for the rest of the
     transaction (the driver would have to unplug to charge)."""
     kit, driver = await link(server, "TOPUP", deposit=100)  # below the reserve (20.00)
-    now = datetime.now(UTC).isoformat()
-    tapped = {"idToken": "TOPUP", "type": "ISO14443"}
     async with await RawClient.connect(server.url, "CP201", ["ocpp2.0.1"]) as c:
         await c.result("BootNotification", BOOT201)
-        started = await c.result("TransactionEvent", {
-            "eventType": "Started", "timestamp": now, "triggerReason": "Authorized",
-            "seqNo": 0, "transactionInfo": {"transactionId": "T1"}, "idToken": tapped,
-            "evse": {"id": 1, "connectorId": 1}})
-        assert started["idTokenInfo"]["status"] == "NoCredit", started
+        assert await started201(c, "TOPUP") == "NoCredit"
         wallet.deposit(kit.chain, driver, 10_000)
         server.app.service.credit.forget(driver.address.lower())  # type: ignore[union-attr]
-        again = await c.result("TransactionEvent", {
-            "eventType": "Updated", "timestamp": now, "triggerReason": "Authorized",
-            "seqNo": 1, "transactionInfo": {"transactionId": "T1"}, "idToken": tapped})
+        again = await tapped201(c, "TOPUP")
     assert again["idTokenInfo"]["status"] == "Accepted", again
     [s] = await server.sessions("CP201")
     assert s["id_tag"] == "TOPUP", s
