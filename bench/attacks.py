@@ -257,7 +257,7 @@ async def reconnect(port: int, station: str, address: str, deadline: float,
 
 async def handshakes(sockets: int, stations: int, seconds: float) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as folder:
-        server = Server(Path(folder), ["--auto-register"])
+        server = Server(Path(folder), ["--auto-register", "--auto-register-per-hour", "0"])
         with server:
             stop = asyncio.Event()
             holders = [asyncio.create_task(hold_a_socket(server.port, stop))

@@ -152,7 +152,9 @@ def server(kind: str, db: str | None = None, extra: list[str] | None = None,
     more ``csms serve`` arguments, or the ocpp-rpc server's process count; ``settings``:
     more environment (``CSMS_*`` settings); ``cwd``: another checkout whose ``csms`` runs
     (``python -m`` imports from the working directory first)."""
-    env = {**os.environ, **(settings or {})}
+    # a fleet auto-registers from a few loopback addresses: no hourly share per address
+    # (an environment variable, not a flag: a checkout from before the setting ignores it)
+    env = {**os.environ, "CSMS_AUTO_REGISTER_PER_HOUR": "0", **(settings or {})}
     if kind == "ocpp-rpc":
         env["NODE_PATH"] = str(NODE_MODULES)
     with tempfile.TemporaryDirectory() as folder:

@@ -99,7 +99,10 @@ def measure(checkout: str, stations: int, sessions: int, ocpp: str) -> dict[str,
                     "--db", str(Path(folder) / "bench.sqlite3"), "--auto-register",
                     "--admin-port", "-1", "--data-dir", folder, "--log-level", "error"]
 
-        env = {**os.environ, "PYTHONPATH": checkout, "PYTHONWARNINGS": "ignore"}
+        # every station auto-registers from loopback: no hourly share (the variable, not
+        # the flag: a checkout from before the setting ignores it)
+        env = {**os.environ, "PYTHONPATH": checkout, "PYTHONWARNINGS": "ignore",
+               "CSMS_AUTO_REGISTER_PER_HOUR": "0"}
         proc, (port,) = launch(command, 1, Path(folder) / "server.err", env=env,
                                cwd=checkout, timeout=600)
         try:

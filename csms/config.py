@@ -207,6 +207,9 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 9000  # -1: no plain ws:// listener
     auto_register: bool = False
+    # stations one client (an IPv4 address or an IPv6 /64) may auto-register in an hour
+    # (a sliding one); beyond it the handshake is refused (429). 0: no limit.
+    auto_register_per_hour: int = 100
     heartbeat_interval: int = defaults.HEARTBEAT_INTERVAL
     boot_retry_interval: int = defaults.BOOT_RETRY_INTERVAL
     call_timeout: float = 30.0
@@ -403,7 +406,8 @@ class Settings:
                      "ping_timeout", "close_timeout", "handshake_timeout", "time_past_days",
                      "time_future_seconds", "storage_reserve", "write_buffer_limit",
                      "cert_renew_days", "handshake_queue", "transaction_bytes_per_s",
-                     "transaction_burst_bytes", "large_frame_budget"):
+                     "transaction_burst_bytes", "large_frame_budget",
+                     "auto_register_per_hour"):
             if getattr(self, name) < 0:
                 raise _error(name, "not negative")
         if self.transfer_hours <= 0:

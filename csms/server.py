@@ -2,9 +2,10 @@
 
 Theory of operation. ``process_request`` runs before the upgrade: it reads the
 station id from the path (400 if invalid), looks the station up (404 if
-unknown, unless auto-registration is on), checks the transport against the
-station's security profile (403) and HTTP Basic credentials for stations that
-have a password (401; 400 for more than one Authorization header), through the
+unknown, unless auto-registration is on: then 429 once the client, an address or IPv6
+/64, registered ``auto_register_per_hour`` stations in the last hour), checks the
+transport against the station's security profile (403) and HTTP Basic credentials
+for stations that have a password (401; 400 for more than one Authorization header), through the
 login guard of :mod:`csms.service.ratelimit` (429 for an address out of attempts; while
 the station's check runs a login waits in the station's line, 503 when the line is full
 of logins that rank before it or it waited 5 s).
@@ -44,6 +45,7 @@ import base64
 import binascii
 import contextlib
 import logging
+import math
 import socket
 import ssl
 import time
@@ -87,7 +89,8 @@ from csms.service.auth import verify_password
 from csms.service.certificates import Payload
 from csms.service.charging import ChargingService, UnknownStation, new_station
 from csms.service.ports import Repository, StorageError, Tx
-from csms.service.ratelimit import LoginGuard, LoginOutcome
+from csms.service.ratelimit import AttemptLimiter, LoginGuard, LoginOutcome
+from csms.service.repeats import worth_logging
 from csms.service.stations import Opened, connection_replaced
 from csms.service.throttle import TRANSACTION_ACTIONS, Delay, TransactionThrottle
 from csms.translate import BootGate, Handler, boot_gate_for, routes_for
@@ -99,6 +102,7 @@ from csms.transport import (
     LargeFrames,
     MemoryTrimmer,
     connection_factory,
+    source_of,
 )
 
 if TYPE_CHECKING:
@@ -445,6 +449,12 @@ class CentralSystem:
         self.connections: dict[str, StationConnection] = {}
         self.logins = LoginGuard(self._verify, limit=settings.auth_failure_limit, window=60.0,
                                  concurrency=settings.auth_concurrency)
+        # Stations each client (csms.transport.source_of) auto-registered in the last
+        # hour: a stranger inventing ids would otherwise make a row, events and fresh
+        # per-station quotas and budgets for each (0: no limit). The stations registered,
+        # and the registrations refused, for the log lines one in LOG_EVERY.
+        self.registrations = AttemptLimiter(max(1, settings.auto_register_per_hour), 3600.0)
+        self._registered = self._registrations_refused = 0
         # each station's budget of transaction message bytes (csms.service.throttle)
         self.throttle = TransactionThrottle(settings.transaction_bytes_per_s,
                                             settings.transaction_burst_bytes)
@@ -598,13 +608,14 @@ class CentralSystem:
 
     # -- handshake -----------------------------------------------------------
     def _refuse(self, connection: ServerConnection, status: HTTPStatus, text: str,
-                reason: str) -> Response:
+                reason: str, retry_after: float | None = None) -> Response:
         self.metrics.logins_refused.labels(reason).inc()
         response = connection.respond(status, text)
         if status is HTTPStatus.UNAUTHORIZED:
             response.headers["WWW-Authenticate"] = 'Basic realm="ocpp", charset="UTF-8"'
         elif status is HTTPStatus.TOO_MANY_REQUESTS:
-            response.headers["Retry-After"] = str(int(self.logins.attempts.window))
+            wait = self.logins.attempts.window if retry_after is None else retry_after
+            response.headers["Retry-After"] = str(max(1, math.ceil(wait)))
         elif status is HTTPStatus.SERVICE_UNAVAILABLE:
             response.headers["Retry-After"] = "1"
         return response
@@ -627,17 +638,7 @@ class CentralSystem:
                 log.info("! refused unknown station %r from %s", station_id, remote)
                 return self._refuse(connection, HTTPStatus.NOT_FOUND, "unknown station\n",
                                     "unknown_station")
-            log.warning(
-                "! AUTO-REGISTERING unknown station %r from %s (--auto-register is on)",
-                station_id, remote,
-            )
-
-            async def register(tx: Tx) -> None:
-                if await tx.get_station(station_id) is None:
-                    await tx.insert_station(new_station(station_id))
-
-            await self.repo.unit(register)
-            return None
+            return await self._auto_register(connection, station_id, remote)
         refusal = self._transport_refusal(connection, station)
         if refusal is not None:
             log.warning("! refused station %r from %s: %s", station_id, remote, refusal)
@@ -679,6 +680,46 @@ class CentralSystem:
         log.info("! %s from %s: the station's password checks are busy, come back",
                  station_id, remote)
         return self._refuse(connection, HTTPStatus.SERVICE_UNAVAILABLE, "busy\n", "busy")
+
+    async def _auto_register(self, connection: ServerConnection, station_id: str,
+                             remote: str) -> Response | None:
+        """Register the unknown station ``station_id`` (auto-registration is on), unless
+        its client registered its share of stations in the last hour."""
+        limited = self.settings.auto_register_per_hour > 0
+        client = source_of(connection.remote_address)
+        if limited and not self.registrations.take(client):
+            self._registrations_refused += 1
+            if worth_logging(self._registrations_refused):
+                log.warning("! refused unknown station %r from %s: %d stations auto-registered"
+                            " from there in the last hour (--auto-register-per-hour; %d"
+                            " refused in all)", station_id, remote,
+                            self.registrations.count(client), self._registrations_refused)
+            return self._refuse(connection, HTTPStatus.TOO_MANY_REQUESTS,
+                                "too many new stations\n", "auto_register_limit",
+                                self.registrations.retry_after(client))
+
+        async def register(tx: Tx) -> bool:
+            if await tx.get_station(station_id) is not None:
+                return False
+            await tx.insert_station(new_station(station_id))
+            return True
+
+        try:
+            added = await self.repo.unit(register)
+        except BaseException:
+            if limited:
+                self.registrations.give_back(client)
+            raise
+        if not added:  # registered meanwhile, by another handshake
+            if limited:
+                self.registrations.give_back(client)
+            return None
+        self._registered += 1
+        if worth_logging(self._registered):
+            log.warning("! AUTO-REGISTERING unknown station %r from %s (--auto-register is"
+                        " on; %d registered since the start)", station_id, remote,
+                        self._registered)
+        return None
 
     def _transport_refusal(self, connection: ServerConnection, station: Station) -> str | None:
         """Why the connection's transport is below the station's profile, or None."""

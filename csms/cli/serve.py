@@ -124,6 +124,9 @@ def serve(
     db: DbOption = None,
     auto_register: Annotated[bool | None, setting_option(
         "auto_register", "Accept unknown stations", "--auto-register/--no-auto-register")] = None,
+    auto_register_per_hour: Annotated[int | None, setting_option(
+        "auto_register_per_hour", "Stations one address (IPv6: /64) may auto-register in an"
+        " hour; beyond it 429 (0: no limit)", min=0)] = None,
     heartbeat_interval: Annotated[int | None, setting_option(
         "heartbeat_interval", "Heartbeat interval sent to stations, seconds", min=1)] = None,
     admin_port: Annotated[int | None, setting_option(
@@ -205,6 +208,7 @@ def serve(
     """Accept stations at ws://HOST:PORT/<station_id> (OCPP 1.6-J and 2.0.1)."""
     settings = load_settings(
         db=db, host=host, port=port, auto_register=auto_register,
+        auto_register_per_hour=auto_register_per_hour,
         heartbeat_interval=heartbeat_interval, admin_port=admin_port, mqtt=mqtt,
         mqtt_ca=mqtt_ca, mqtt_password_file=mqtt_password_file,
         admin_host=admin_host, admin_public=admin_public,

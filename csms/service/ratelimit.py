@@ -106,6 +106,13 @@ class AttemptLimiter:
         q.append(self.clock())
         return True
 
+    def retry_after(self, key: str) -> float:
+        """Seconds until the key may take an attempt again (0: it may now)."""
+        q = self._recent(key)
+        if q is None or len(q) < self.limit:
+            return 0.0
+        return max(0.0, q[-self.limit] + self.window - self.clock())
+
     def count(self, key: str) -> int:
         """The key's attempts within the window."""
         q = self._recent(key)

@@ -10,7 +10,9 @@ import logging
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -72,6 +74,69 @@ async def upgrade_status(port: int, station: str, password: str,
         return int(line.split()[1])
     finally:
         writer.close()
+
+
+async def upgrade_answer(port: int, station: str, address: str) -> tuple[int, dict[str, str]]:
+    """The HTTP status and headers a raw upgrade request from ``address`` is answered
+    with."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port,
+                                                   local_addr=(address, 0))
+    try:
+        writer.write((f"GET /{station} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                      "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                      "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: ocpp1.6\r\n"
+                      "\r\n").encode())
+        status = int((await asyncio.wait_for(reader.readline(), 10)).split()[1])
+        headers: dict[str, str] = {}
+        while (line := await asyncio.wait_for(reader.readline(), 10)).strip():
+            name, _, value = line.decode().partition(":")
+            headers[name.strip().lower()] = value.strip()
+        return status, headers
+    finally:
+        writer.close()
+
+
+async def test_a_stranger_auto_registers_at_most_its_hourly_share(
+        csms_server: RunningServer, caplog: pytest.LogCaptureFixture) -> None:
+    """With auto-registration on, a stranger invented station ids without end: each one a
+    station row, its events and a warning in the log, and fresh per-station quotas (every
+    per-station limit void). One client (an address) registers at most
+    ``auto_register_per_hour`` stations: the next is refused 429 and not stored; another
+    address still registers, and stations already registered still connect from it."""
+    await csms_server.stop()
+    csms_server.settings = replace(csms_server.settings, auto_register=True,
+                                   auto_register_per_hour=3)
+    await csms_server.start()
+    await csms_server.add_station("KNOWN")
+    caplog.set_level(logging.INFO, logger="csms.server")
+    port, stranger = csms_server.port, "127.0.0.2"
+
+    async def stored(station: str) -> bool:
+        async def read(tx: Any) -> bool:
+            return await tx.get_station(station) is not None
+
+        return bool(await csms_server.repo.read(read))
+
+    for i in range(3):
+        assert (await upgrade_answer(port, f"INVENTED{i}", stranger))[0] == 101
+    status, headers = await upgrade_answer(port, "INVENTED3", stranger)
+    assert status == 429
+    assert 0 < int(headers["retry-after"]) <= 3600
+    assert not await stored("INVENTED3")
+    assert (await upgrade_answer(port, "INVENTED4", stranger))[0] == 429
+    refused = csms_server.central.metrics.logins_refused.labels("auto_register_limit")
+    assert refused._value.get() == 2
+    # the first registration and the first refusal are logged, not each one
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [line.split()[1:5] for line in lines] == [
+        ["AUTO-REGISTERING", "unknown", "station", "'INVENTED0'"],
+        ["refused", "unknown", "station", "'INVENTED3'"]], lines
+    # stations already registered connect from the stranger's address
+    assert (await upgrade_answer(port, "KNOWN", stranger))[0] == 101
+    assert (await upgrade_answer(port, "INVENTED0", stranger))[0] == 101
+    # another client has its own share
+    assert (await upgrade_answer(port, "OTHER0", "127.0.0.3"))[0] == 101
+    assert await stored("OTHER0")
 
 
 def test_strangers_cannot_keep_a_station_out_with_wrong_passwords(tmp_path: Path) -> None:

@@ -34,6 +34,19 @@ def test_attempts_are_limited_within_the_window_and_recover() -> None:
     assert rl.take("ip:1")
 
 
+def test_retry_after_is_when_the_window_frees_an_attempt() -> None:
+    clock = Clock()
+    rl = AttemptLimiter(limit=2, window=10, clock=clock)
+    assert rl.retry_after("a") == 0
+    rl.take("a")
+    clock.now = 4.0
+    rl.take("a")
+    assert rl.retry_after("a") == 6.0  # the first attempt leaves the window at 10
+    clock.now = 10.5
+    assert rl.retry_after("a") == 0 and rl.take("a")
+    assert rl.retry_after("a") == 3.5  # the attempt at 4 leaves it next
+
+
 def test_give_back_undoes_one_attempt_only() -> None:
     rl = AttemptLimiter(limit=2, window=10, clock=Clock())
     rl.take("a")
