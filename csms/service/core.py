@@ -30,7 +30,8 @@ from csms.service.certificates import CertificateUseCases, Outbound
 from csms.service.credit import Cover, CreditCheck
 from csms.service.messages import utc_now
 from csms.service.ports import Repository, Tx
-from csms.service.quota import PayloadQuota
+from csms.service.quota import PayloadQuota, Verdict, quota_kind
+from csms.service.repeats import worth_logging
 from csms.service.topics import station_level
 from csms.service.views import session_json
 
@@ -137,6 +138,55 @@ class ChargingCore:
         if self.publish_events:
             await tx.add_outbox(f"voltledger/{station_level(station_id)}/{topic}", payload,
                                 self.clock())
+
+    async def metered_event(self, tx: Tx, station_id: str, kind: str,
+                            payload: dict[str, Any], now: datetime) -> bool:
+        """Store a station event in ``tx`` within the station's quota for its kind and the
+        disk reserve (see :meth:`station_event`). True if stored."""
+        return await self._metered_event(tx, station_id, kind, payload, now)
+
+    def admit_payload(self, station_id: str, kind: str, size: int) -> Verdict:
+        """Charge a payload of ``size`` bytes stored otherwise than as an event (a device
+        model report) to the station's quota ``kind``; a drop is counted."""
+        if self.quota is None:
+            return Verdict(True)
+        verdict = self.quota.admit(station_id, kind, size)
+        if not verdict.store:
+            self._dropped(station_id, kind, "quota")
+        return verdict
+
+    async def _metered_event(self, tx: Tx, station_id: str, kind: str,
+                             payload: dict[str, Any], now: datetime) -> bool:
+        metered = quota_kind(kind)
+        if metered is None or self.quota is None:
+            await tx.add_station_event(station_id, kind, payload, now)
+            return True
+        size = len(json.dumps(payload, separators=(",", ":"), default=str))
+        verdict = self.admit_payload(station_id, metered, size)
+        if not verdict.store:
+            if verdict.first_drop:  # one small note per station, kind and hour
+                await tx.add_station_event(station_id, "quota", {
+                    "type": "QuotaExceeded", "kind": metered,
+                    "limit_bytes_per_hour": self.quota.limits[metered]}, now)
+            return False
+        free = await tx.free_space()
+        if free is not None and free < self.storage_reserve:
+            # The space left is kept for transaction data.
+            self.quota.refund(station_id, metered, size)
+            self._dropped(station_id, metered, "reserve")
+            return False
+        await tx.add_station_event(station_id, kind, payload, now)
+        return True
+
+    def _dropped(self, station_id: str, kind: str, reason: str) -> None:
+        self.dropped[kind, reason] += 1
+        if self.on_dropped is not None:
+            self.on_dropped(kind, reason)
+        count = self.dropped[kind, reason]
+        if worth_logging(count):
+            log.warning("! %s payload of %s not stored (%s); %d dropped so far", kind,
+                        station_id, "quota reached" if reason == "quota"
+                        else "disk space kept for transactions", count)
 
     async def _session_event(self, tx: Tx, station_id: str, topic: str,
                              session: Session) -> None:

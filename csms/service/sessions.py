@@ -1083,14 +1083,15 @@ class SessionUseCases(SignedDataChecks):
                 if owners:
                     # Transactions are bound to their station: another station's
                     # stop is acknowledged (so it stops retrying) but not applied.
-                    await tx.add_station_event(
-                        station_id, "security",
+                    # (recorded, and logged, within the station's security quota)
+                    if await self._metered_event(
+                        tx, station_id, "security",
                         {"type": "ForeignTransaction", "transaction_id": txid,
                          "action": "StopTransaction"},
                         now,
-                    )
-                    log.warning("! %s sent StopTransaction for another station's transaction %s",
-                                station_id, txid)
+                    ):
+                        log.warning("! %s sent StopTransaction for another station's"
+                                    " transaction %s", station_id, txid)
                     return auth
                 # Kept, held, under a transactionId of its own: 1.6 ids are the central
                 # system's (§5.6), and this one may be an id it has not assigned yet, which
@@ -1171,8 +1172,8 @@ class SessionUseCases(SignedDataChecks):
             if transaction_id is not None and connector_id != 0:
                 session = await tx.find_session(station_id, transaction_id)
                 if session is None and await tx.stations_with_transaction(transaction_id):
-                    await tx.add_station_event(
-                        station_id, "security",
+                    await self._metered_event(
+                        tx, station_id, "security",
                         {"type": "ForeignTransaction", "transaction_id": transaction_id,
                          "action": "MeterValues"},
                         now,

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,8 +24,6 @@ from csms.service.core import ChargingCore
 from csms.service.credit import CreditDecision
 from csms.service.messages import BootDecision, BootInfo, UnknownStation, utc_now
 from csms.service.ports import StorageError, Tx
-from csms.service.quota import Verdict, quota_kind
-from csms.service.repeats import worth_logging
 
 __all__ = ["BOOT_STATUS_OPTION", "Opened", "StationUseCases", "connection_replaced",
            "new_station"]
@@ -403,55 +400,6 @@ class StationUseCases(ChargingCore):
             return await self._metered_event(tx, station_id, kind, payload, now)
 
         return await self.repo.unit(work)
-
-    async def metered_event(self, tx: Tx, station_id: str, kind: str,
-                            payload: dict[str, Any], now: datetime) -> bool:
-        """Store a station event in ``tx`` within the station's quota for its kind and the
-        disk reserve (see :meth:`station_event`). True if stored."""
-        return await self._metered_event(tx, station_id, kind, payload, now)
-
-    def admit_payload(self, station_id: str, kind: str, size: int) -> Verdict:
-        """Charge a payload of ``size`` bytes stored otherwise than as an event (a device
-        model report) to the station's quota ``kind``; a drop is counted."""
-        if self.quota is None:
-            return Verdict(True)
-        verdict = self.quota.admit(station_id, kind, size)
-        if not verdict.store:
-            self._dropped(station_id, kind, "quota")
-        return verdict
-
-    async def _metered_event(self, tx: Tx, station_id: str, kind: str,
-                             payload: dict[str, Any], now: datetime) -> bool:
-        metered = quota_kind(kind)
-        if metered is None or self.quota is None:
-            await tx.add_station_event(station_id, kind, payload, now)
-            return True
-        size = len(json.dumps(payload, separators=(",", ":"), default=str))
-        verdict = self.admit_payload(station_id, metered, size)
-        if not verdict.store:
-            if verdict.first_drop:  # one small note per station, kind and hour
-                await tx.add_station_event(station_id, "quota", {
-                    "type": "QuotaExceeded", "kind": metered,
-                    "limit_bytes_per_hour": self.quota.limits[metered]}, now)
-            return False
-        free = await tx.free_space()
-        if free is not None and free < self.storage_reserve:
-            # The space left is kept for transaction data.
-            self.quota.refund(station_id, metered, size)
-            self._dropped(station_id, metered, "reserve")
-            return False
-        await tx.add_station_event(station_id, kind, payload, now)
-        return True
-
-    def _dropped(self, station_id: str, kind: str, reason: str) -> None:
-        self.dropped[kind, reason] += 1
-        if self.on_dropped is not None:
-            self.on_dropped(kind, reason)
-        count = self.dropped[kind, reason]
-        if worth_logging(count):
-            log.warning("! %s payload of %s not stored (%s); %d dropped so far", kind,
-                        station_id, "quota reached" if reason == "quota"
-                        else "disk space kept for transactions", count)
 
 
 def connection_replaced(remote: str, node: str, previous_node: str,

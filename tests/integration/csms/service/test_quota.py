@@ -228,3 +228,32 @@ async def test_reports_never_asked_for_or_beyond_the_quota_are_capped(
     assert 0 < stored < 10  # the boot and a few parts fill the notification quota
     assert dropped(csms_server, "notification", "quota") == 60 - stored  # one note for all
     assert sorted(n["payload"]["type"] for n in notes) == ["QuotaExceeded", "ReportDropped"]
+
+
+@pytest.mark.parametrize("action", ["MeterValues", "StopTransaction"])
+async def test_messages_naming_another_stations_transaction_are_capped(
+    csms_server: RunningServer, action: str,
+) -> None:
+    """A hostile station naming another station's 1.6 transaction in every message: each
+    is answered (transaction data is acknowledged) and was recorded as a security event
+    outside any quota (a row a message); now within the station's security quota."""
+    await restart(csms_server, quota_security_events=10 * 256, storage_reserve=0)
+    for station in ("OWNER", "CP1"):
+        await csms_server.add_station(station)
+    async with await RawClient.connect(csms_server.url, "OWNER") as c:
+        txid = (await c.result("StartTransaction", {
+            "connectorId": 1, "idTag": "T1", "meterStart": 0,
+            "timestamp": "2026-01-01T10:00:00Z"}))["transactionId"]
+    payload: dict[str, Any] = {
+        "MeterValues": {"connectorId": 1, "transactionId": txid, "meterValue": [{
+            "timestamp": "2026-01-01T10:01:00Z", "sampledValue": [{"value": "100"}]}]},
+        "StopTransaction": {"transactionId": txid, "meterStop": 100,
+                            "timestamp": "2026-01-01T10:01:00Z"}}[action]
+    async with await RawClient.connect(csms_server.url, "CP1") as c:
+        for _ in range(60):
+            answer = await c.call(action, payload)
+            assert answer[0] == 3, answer  # every message is still answered
+    foreign = [e for e in await events(csms_server, "CP1", "security")
+               if e["payload"].get("type") == "ForeignTransaction"]
+    assert 1 <= len(foreign) <= 10, len(foreign)
+    assert dropped(csms_server, "security", "quota") >= 50
