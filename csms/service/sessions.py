@@ -1428,7 +1428,10 @@ class SessionUseCases(SignedDataChecks):
                 session.evse_id, session.connector_id = ev.evse_id, ev.connector_id
             if created and ev.event_type != "Ended":  # an Ended one: checked as it completes
                 await self._overlaps(tx, session, session.started_at)
-            if master and session.id_tag in (None, ev.id_tag):
+            if master and (session.id_tag in (None, ev.id_tag)
+                           or session.auth_status != AuthStatus.ACCEPTED.value):
+                # C16: it owns no transaction, nor authorizes one whose token was refused
+                # (the station would charge on it with nobody to pay)
                 auth = AuthStatus.INVALID
             if master and session.id_tag is None:
                 session.id_tag = ev.id_tag

@@ -191,6 +191,33 @@ async def test_a_hostile_station_that_starts_with_a_master_pass(
         == ["TX-C"]
 
 
+async def test_a_master_pass_cannot_authorize_a_transaction_nobody_pays_for(
+    csms_server: RunningServer,
+) -> None:
+    """A transaction started at plug-in (no token) or on a refused token, then a master
+    pass presented to authorize it (not to stop it): answered Accepted, the station would
+    charge on the master pass with nobody to pay; C16: a master pass owns no transaction,
+    so it is answered Invalid and does not pay for either (the plug-in one is held as
+    started by it, as a Started event of it is)."""
+    await csms_server.add_station("EV1")
+    await tags(csms_server)
+    async with await RawClient.connect(csms_server.url, "EV1", ["ocpp2.0.1"]) as c:
+        await boot201(c)
+        cable = {**started("X", "TX-PLUG"), "triggerReason": "CablePluggedIn"}
+        del cable["idToken"]
+        await c.result("TransactionEvent", cable)
+        refused = await c.result("TransactionEvent", started("NOBODY", "TX-REF"))
+        assert refused["idTokenInfo"]["status"] == "Unknown"
+        for tx_id in ("TX-PLUG", "TX-REF"):
+            tapped = {**started("OFFICER", tx_id, seq=1), "eventType": "Updated"}
+            del tapped["meterValue"]
+            answer = await c.result("TransactionEvent", tapped)
+            assert answer["idTokenInfo"]["status"] == "Invalid", (tx_id, answer)
+    by = {s["transaction_id"]: s for s in await csms_server.sessions("EV1")}
+    assert "master_pass_start" in by["TX-PLUG"]["flags"]
+    assert by["TX-REF"]["id_tag"] == "NOBODY" and "master_pass_start" not in by["TX-REF"]["flags"]
+
+
 async def test_1_6_keeps_its_rules_and_no_group_means_no_master_pass(
     csms_server: RunningServer,
 ) -> None:
