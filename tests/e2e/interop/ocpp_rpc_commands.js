@@ -17,6 +17,7 @@ async function main() {
   const cli = new RPCClient({ endpoint, identity, protocols: [protocol], strictMode: true,
     reconnect: false });
   cli.on('strictValidationFailure', (e) => failures.push(String(e.error && e.error.message)));
+  const pending = [];  // calls of ours started by a command, answered before we close
   let finished;
   const done = new Promise((resolve) => { finished = resolve; });
   const answer = (method, result) => cli.handle(method, ({ params }) => {
@@ -52,11 +53,12 @@ async function main() {
     answer('GetChargingProfiles', () => ({ status: 'Accepted' }));
     // a local controller (L03/L04): accepts, then reports the image published on its URL
     answer('PublishFirmware', (p) => {
-      setTimeout(() => {
+      // the report is waited for before the client closes (the test's Reset may come
+      // first: closing then aborted it, "Client going away", a failure of nobody's)
+      pending.push(new Promise((resolve) => setTimeout(resolve, 10)).then(() =>
         cli.call('PublishFirmwareStatusNotification', { status: 'Published', requestId: p.requestId,
-          location: [`http://192.0.2.10/fw/${p.checksum}`] })
-          .then((res) => { r.published = res; }, (err) => failures.push(String(err)));
-      }, 10);
+          location: [`http://192.0.2.10/fw/${p.checksum}`] }))
+        .then((res) => { r.published = res; }, (err) => failures.push(String(err))));
       return { status: 'Accepted' };
     });
     answer('UnpublishFirmware', () => ({ status: 'Unpublished' }));
@@ -80,6 +82,7 @@ async function main() {
   let timer;
   await Promise.race([done, new Promise((resolve) => { timer = setTimeout(resolve, 20000); })]);
   clearTimeout(timer);
+  await Promise.all(pending);
   await cli.close({ code: 1000 });
   log.failures = failures;
   process.stdout.write(JSON.stringify(log) + '\n');
