@@ -452,7 +452,7 @@ class CentralSystem:
         # Stations each client (csms.transport.source_of) auto-registered in the last
         # hour: a stranger inventing ids would otherwise make a row, events and fresh
         # per-station quotas and budgets for each (0: no limit). The stations registered,
-        # and the registrations refused, for the log lines one in LOG_EVERY.
+        # and the registrations refused, for the log lines (the first and every 1000th).
         self.registrations = AttemptLimiter(max(1, settings.auto_register_per_hour), 3600.0)
         self._registered = self._registrations_refused = 0
         # each station's budget of transaction message bytes (csms.service.throttle)

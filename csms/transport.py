@@ -577,7 +577,7 @@ class GuardedConnection(ServerConnection):
             return
         if delta < 0:
             large.give(self.source, -delta)
-        was = self._partial + self._message
+        was = self.arriving_bytes()
         self._partial = charge
         if bool(was) != bool(charge or self._message):
             large.arriving(self, not was)
@@ -586,7 +586,7 @@ class GuardedConnection(ServerConnection):
         """A complete data frame: its message holds its bytes of the budget once over
         ``large.above`` (the bytes the frame held while arriving are now the frame's).
         False when they do not fit (the connection is being closed)."""
-        was = self._partial + self._message
+        was = self.arriving_bytes()
         if self._partial:
             large.give(self.source, self._partial)
             self._partial = 0

@@ -1011,6 +1011,13 @@ class ContractParams:
     currency: str | None = None
     decimals: int | None = None
 
+    @property
+    def billing(self) -> tuple[str, int] | None:
+        """(currency, decimals), as :attr:`Chain.billing` holds it; None without both."""
+        if self.currency is None or self.decimals is None:
+            return None
+        return self.currency, self.decimals
+
 
 CONTRACT_VERSION = 2
 
@@ -1052,8 +1059,7 @@ def open_chain(spec: str, data_dir: str | Path, *, keystore: str | None = None,
         chain = Chain(w3, operator, "memory", cache)
         chain.deploy(params.notice_period, params.token, params.unit, params.platform,
                      params.fee_bps)
-        if params.currency is not None and params.decimals is not None:
-            chain.billing = (params.currency, params.decimals)
+        chain.billing = params.billing
         return chain
     if spec == "local":
         node = AnvilNode(folder / "anvil-state.json", prune_history=prune_history)
@@ -1105,8 +1111,7 @@ def open_chain(spec: str, data_dir: str | Path, *, keystore: str | None = None,
             "unit": params.unit, "fee_bps": params.fee_bps, "platform": params.platform,
             "currency": params.currency, "decimals": params.decimals,
             "token_decimals": chain.token_decimals()}
-        if params.currency is not None and params.decimals is not None:
-            chain.billing = (params.currency, params.decimals)
+        chain.billing = params.billing
         folder.mkdir(parents=True, exist_ok=True)
         record.write_text(json.dumps(deployments, indent=2), "utf-8")
         log.info("= deployed the settlement contract at %s on chain %d", address,

@@ -475,8 +475,7 @@ class SettlementWorker:
             keys = [r["public_key"] for r in await tx.signed_readings(session_id)
                     if r["public_key"]]
             if not keys:
-                pinned, _of_evse = await session_meter_key(tx, session.station_id,
-                                                           session.evse_id)
+                pinned = (await session_meter_key(tx, session.station_id, session.evse_id)).key
                 keys = [pinned] if pinned else []
             record["meter_public_key"] = keys[0] if keys else None
         tariff_fields = (tariff.currency, tariff.id, tariff.version)

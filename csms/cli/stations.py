@@ -249,7 +249,7 @@ def stations_set_meter_key(
         if await tx.get_station(station_id) is None:
             raise CliError(f"no station {station_id!r}")
         # the key the station's (or the EVSE's) sessions were verified with until now
-        previous, _evse_own = await session_meter_key(tx, station_id, evse)
+        previous = (await session_meter_key(tx, station_id, evse)).key
         now = datetime.now(UTC)
         if evse is None:
             await tx.set_meter_key(station_id, normalized, "operator")
@@ -291,7 +291,7 @@ def stations_remove_meter_key(
             raise CliError(f"no meter key registered for EVSE {evse} of {station_id}")
         await tx.set_evse_meter_key(station_id, evse, None)
         now = datetime.now(UTC)
-        station_key, _evse_own = await session_meter_key(tx, station_id, None)
+        station_key = (await session_meter_key(tx, station_id, None)).key
         if station_key != previous:
             await tx.add_station_event(station_id, "security", {
                 "type": "MeterKeyChanged", "pinned": previous, "received": station_key,

@@ -139,12 +139,6 @@ class ChargingCore:
             await tx.add_outbox(f"voltledger/{station_level(station_id)}/{topic}", payload,
                                 self.clock())
 
-    async def metered_event(self, tx: Tx, station_id: str, kind: str,
-                            payload: dict[str, Any], now: datetime) -> bool:
-        """Store a station event in ``tx`` within the station's quota for its kind and the
-        disk reserve (see :meth:`station_event`). True if stored."""
-        return await self._metered_event(tx, station_id, kind, payload, now)
-
     def admit_payload(self, station_id: str, kind: str, size: int) -> Verdict:
         """Charge a payload of ``size`` bytes stored otherwise than as an event (a device
         model report) to the station's quota ``kind``; a drop is counted."""
@@ -155,8 +149,10 @@ class ChargingCore:
             self._dropped(station_id, kind, "quota")
         return verdict
 
-    async def _metered_event(self, tx: Tx, station_id: str, kind: str,
-                             payload: dict[str, Any], now: datetime) -> bool:
+    async def metered_event(self, tx: Tx, station_id: str, kind: str,
+                            payload: dict[str, Any], now: datetime) -> bool:
+        """Store a station event in ``tx`` within the station's quota for its kind and the
+        disk reserve (see :meth:`station_event`). True if stored."""
         metered = quota_kind(kind)
         if metered is None or self.quota is None:
             await tx.add_station_event(station_id, kind, payload, now)

@@ -240,7 +240,7 @@ def check_value(row: dict[str, Any], value: str) -> str | None:
 
 
 # (tx, station, kind, payload, at) -> stored: a station event within its quota (the
-# charging service's StationUseCases.metered_event)
+# charging service's metered_event, csms.service.core)
 MeteredEvent = Callable[[Tx, str, str, dict[str, Any], datetime], Awaitable[bool]]
 
 
@@ -253,8 +253,8 @@ class DeviceModel:
     clock: Callable[[], datetime] = utc_now
     max_variables: int = MAX_VARIABLES
     # how a station event its messages cause is stored and a payload charged: within
-    # its quota, a drop counted (the charging service's StationUseCases.metered_event and
-    # admit_payload); None: as they are, with ``quota`` (the operator's tools)
+    # its quota, a drop counted (the charging service's metered_event and admit_payload,
+    # csms.service.core); None: as they are, with ``quota`` (the operator's tools)
     metered: MeteredEvent | None = None
     admit: Callable[[str, str, int], Verdict] | None = None
 
@@ -321,37 +321,41 @@ class DeviceModel:
 
     async def _store_bounded(self, tx: Tx, station_id: str, rows: list[dict[str, Any]],
                              now: datetime) -> None:
-        """Upsert rows within the station's row quota (new rows beyond it are dropped and
-        noted; rows already stored are always updated)."""
-        have = await tx.count_device_variables(station_id)
-        if have + len(rows) > self.max_variables:
-            known = {r["var_key"] for r in await tx.device_variables(station_id)}
-            fresh = [r for r in rows if r["var_key"] not in known]
-            room = max(0, self.max_variables - have)
-            if len(fresh) > room:
-                await tx.add_station_event(station_id, "quota", {
-                    "type": "DeviceModelFull", "limit": self.max_variables,
-                    "dropped": len(fresh) - room}, now)
-                keep = {r["var_key"] for r in fresh[:room]} | known
-                rows = [r for r in rows if r["var_key"] in keep]
+        """Upsert variable rows within the station's row quota (new rows beyond it are
+        dropped and noted; rows already stored are always updated)."""
+        rows = await self._within_bound(tx, station_id, rows, now, "var_key",
+                                        tx.count_device_variables, tx.device_variables,
+                                        "DeviceModelFull")
         await tx.upsert_device_variables(station_id, rows, now)
 
     async def _store_monitors(self, tx: Tx, station_id: str, rows: list[dict[str, Any]],
                               now: datetime) -> None:
-        """Upsert monitors within the station's bound (``max_variables``, as its model:
-        the ids are the station's, each new one was a row); as :meth:`_store_bounded`."""
-        have = await tx.count_monitors(station_id)
-        if have + len(rows) > self.max_variables:
-            known = {r["monitor_id"] for r in await tx.list_monitors(station_id)}
-            fresh = list({r["monitor_id"] for r in rows} - known)
-            room = max(0, self.max_variables - have)
-            if len(fresh) > room:
-                await tx.add_station_event(station_id, "quota", {
-                    "type": "MonitorsFull", "limit": self.max_variables,
-                    "dropped": len(fresh) - room}, now)
-                keep = set(sorted(fresh)[:room]) | known
-                rows = [r for r in rows if r["monitor_id"] in keep]
+        """Upsert monitors within the same bound (``max_variables``: the ids are the
+        station's, each new one was a row), as :meth:`_store_bounded` does variables."""
+        rows = await self._within_bound(tx, station_id, rows, now, "monitor_id",
+                                        tx.count_monitors, tx.list_monitors, "MonitorsFull")
         await tx.upsert_monitors(station_id, rows, now)
+
+    async def _within_bound(
+        self, tx: Tx, station_id: str, rows: list[dict[str, Any]], now: datetime, key: str,
+        count: Callable[[str], Awaitable[int]],
+        stored: Callable[[str], Awaitable[list[dict[str, Any]]]], full: str,
+    ) -> list[dict[str, Any]]:
+        """``rows`` (identified by ``key``) less the new ones beyond ``max_variables`` rows
+        of the station (``count`` and ``stored`` read them): the first new ones in the
+        report's order are kept, the others dropped and noted (``full``, a quota event)."""
+        have = await count(station_id)
+        if have + len(rows) <= self.max_variables:
+            return rows
+        known = {r[key] for r in await stored(station_id)}
+        fresh = list(dict.fromkeys(r[key] for r in rows if r[key] not in known))
+        room = max(0, self.max_variables - have)
+        if len(fresh) <= room:
+            return rows
+        await tx.add_station_event(station_id, "quota", {
+            "type": full, "limit": self.max_variables, "dropped": len(fresh) - room}, now)
+        keep = set(fresh[:room]) | known
+        return [r for r in rows if r[key] in keep]
 
     # -- a 1.6 station's configuration -----------------------------------------------------
     async def record_configuration(self, station_id: str, response: dict[str, Any],

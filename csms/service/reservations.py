@@ -137,7 +137,7 @@ class ReservationUseCases(StationUseCases):
             r = await tx.get_reservation(reservation_id) \
                 if 0 < reservation_id < 2**63 else None
             mine = r is not None and r.station_id == station_id
-            await self._metered_event(tx, station_id, "reservation_status", {
+            await self.metered_event(tx, station_id, "reservation_status", {
                 "reservationId": reservation_id, "reservationUpdateStatus": status,
                 **({} if mine else {"unmatched": True})}, now)
             if r is not None and mine and to is not None and r.move(to, now):

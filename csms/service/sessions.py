@@ -1084,7 +1084,7 @@ class SessionUseCases(SignedDataChecks):
                     # Transactions are bound to their station: another station's
                     # stop is acknowledged (so it stops retrying) but not applied.
                     # (recorded, and logged, within the station's security quota)
-                    if await self._metered_event(
+                    if await self.metered_event(
                         tx, station_id, "security",
                         {"type": "ForeignTransaction", "transaction_id": txid,
                          "action": "StopTransaction"},
@@ -1172,7 +1172,7 @@ class SessionUseCases(SignedDataChecks):
             if transaction_id is not None and connector_id != 0:
                 session = await tx.find_session(station_id, transaction_id)
                 if session is None and await tx.stations_with_transaction(transaction_id):
-                    await self._metered_event(
+                    await self.metered_event(
                         tx, station_id, "security",
                         {"type": "ForeignTransaction", "transaction_id": transaction_id,
                          "action": "MeterValues"},

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from csms.domain.model import (
     MeterSample,
@@ -17,23 +17,29 @@ from csms.metering import ocmf
 from csms.service.core import ChargingCore
 from csms.service.ports import Tx
 
-__all__ = ["SignedDataChecks", "session_meter_key"]
+__all__ = ["MeterKey", "SignedDataChecks", "session_meter_key"]
 
 log = logging.getLogger("csms.service")
 
 
-async def session_meter_key(tx: Tx, station_id: str,
-                            evse_id: int | None) -> tuple[str | None, bool]:
-    """The meter key a session of the station on EVSE ``evse_id`` is verified with, and
-    whether it is that EVSE's: the key the operator registered for the EVSE (a wallbox
-    with a calibrated meter per EVSE), else the station's (registered, or pinned on first
-    use; None when it has none)."""
-    if evse_id is not None:
-        key = (await tx.get_evse_meter_keys(station_id)).get(evse_id)
-        if key is not None:
-            return key, True
+class MeterKey(NamedTuple):
+    """The meter key a session is verified with (:func:`session_meter_key`)."""
+
+    key: str | None  # None: the station has none (not registered, none pinned yet)
+    of_evse: bool  # the key the operator registered for the session's EVSE
+    per_evse: bool  # the operator registered keys per EVSE for the station
+
+
+async def session_meter_key(tx: Tx, station_id: str, evse_id: int | None) -> MeterKey:
+    """The meter key a session of the station on EVSE ``evse_id`` is verified with: the
+    key the operator registered for the EVSE (a wallbox with a calibrated meter per EVSE),
+    else the station's (registered, or pinned on first use)."""
+    evse_keys = await tx.get_evse_meter_keys(station_id)
+    key = evse_keys.get(evse_id) if evse_id is not None else None
+    if key is not None:
+        return MeterKey(key, True, True)
     station_key, _source = await tx.get_meter_key(station_id)
-    return station_key, False
+    return MeterKey(station_key, False, bool(evse_keys))
 
 
 class SignedDataChecks(ChargingCore):
@@ -58,11 +64,12 @@ class SignedDataChecks(ChargingCore):
         settlement.
         """
         assert session.id is not None
-        pinned, of_evse = await session_meter_key(tx, session.station_id, session.evse_id)
+        pinned, of_evse, per_evse = await session_meter_key(tx, session.station_id,
+                                                            session.evse_id)
         # a station whose operator registered its meters' keys per EVSE has no key pinned on
         # first use: on an EVSE it invents (or naming none) it would have its own key pinned
         # as the station's, for every EVSE without a key of its own
-        pinnable = pinned is None and not await tx.get_evse_meter_keys(session.station_id)
+        pinnable = pinned is None and not per_evse
         rows: list[dict[str, Any]] = []
         readings: list[ocmf.SignedReading] = []
         now = self.clock()

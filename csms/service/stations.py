@@ -75,7 +75,7 @@ class StationUseCases(ChargingCore):
             station.last_boot_at = now
             station.last_seen_at = now
             await tx.update_station(station)
-            await self._metered_event(
+            await self.metered_event(
                 tx, station_id, "boot",
                 {"reason": info.reason, "vendor": info.vendor, "model": info.model,
                  "firmware_version": info.firmware_version,
@@ -229,7 +229,7 @@ class StationUseCases(ChargingCore):
             # the beats are written with the wall clock (csms.bootstrap)
             if other not in await live_nodes(tx, datetime.now(UTC)):
                 return Opened(now, boot_status=boot)
-            await self._metered_event(tx, station_id, "security",
+            await self.metered_event(tx, station_id, "security",
                                       connection_replaced(remote, node, other, other_at), now)
             return Opened(now, other, other_at, boot)
 
@@ -253,7 +253,7 @@ class StationUseCases(ChargingCore):
             if not await tx.set_connector_status(
                     station_id, evse_id, connector_id, status, error_code, at or now,
                     error=detail, limit=self.max_connectors):
-                await self._metered_event(tx, station_id, "security", {
+                await self.metered_event(tx, station_id, "security", {
                     "type": "ConnectorLimit", "evse_id": evse_id,
                     "connector_id": connector_id, "limit": self.max_connectors}, now)
                 return False
@@ -397,7 +397,7 @@ class StationUseCases(ChargingCore):
         now = self.clock()
 
         async def work(tx: Tx) -> bool:
-            return await self._metered_event(tx, station_id, kind, payload, now)
+            return await self.metered_event(tx, station_id, kind, payload, now)
 
         return await self.repo.unit(work)
 

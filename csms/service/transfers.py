@@ -323,7 +323,7 @@ class TransferUseCases(StationUseCases):
             # still queued (or cancelled, expired, never sent)
             mine = transfer is not None and transfer.station_id == station_id \
                 and transfer.kind is kind and transfer.sent
-            await self._metered_event(
+            await self.metered_event(
                 tx, station_id, event, payload if mine else {**payload, "unmatched": True},
                 now)
             if mine and transfer is not None and transfer.id is not None \
