@@ -21,6 +21,7 @@ from csms.storage.sqlite import SqliteRepository
 from settlement.chain import Chain, ContractParams, find_anvil, open_chain
 from settlement.receipts import Verdict
 from settlement.receipts import verify_receipt as python_verify
+from settlement.wallet import deposit as deposit_into
 from settlement.wallet import link_card, new_salt
 from support import IN_CI
 from support.chainkit import Kit
@@ -76,6 +77,15 @@ async def repo(tmp_path: Path) -> AsyncIterator[SqliteRepository]:
     await r.close()
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A database of each backend: a SQLite file, then a PostgreSQL schema (every
+    repository opened on it shares it: two processes, or two nodes)."""
+    if request.param == "postgres":
+        return str(request.getfixturevalue("postgres_url"))
+    return str(tmp_path / "csms.sqlite3")
+
+
 @pytest.fixture
 def memory_chain(tmp_path: Path) -> Chain:
     return open_chain("memory", tmp_path / "data", params=ContractParams(fee_bps=500))
@@ -99,9 +109,13 @@ def anvil_chain(tmp_path: Path) -> Iterator[Chain]:
 
 
 async def link_driver(repo: SqliteRepository, kit: Kit, tag: str, deposit: int = 10**6,
-                      **terms: Any) -> tuple[LocalAccount, int]:
-    """A driver with an escrow who linked card ``tag`` on chain and gave it to the operator."""
-    driver, index = kit.driver(deposit=deposit, **terms)
+                      token: Any = None, **terms: Any) -> tuple[LocalAccount, int]:
+    """A driver with an escrow who linked card ``tag`` on chain and gave it to the operator
+    (``token``: the escrows' ERC-20 test token, ``deposit`` of it minted to the driver)."""
+    driver, index = kit.driver(deposit=0 if token is not None else deposit, **terms)
+    if token is not None:
+        kit.call(driver, token, "mint", driver.address, deposit)
+        deposit_into(kit.chain, driver, deposit)
     salt = new_salt()
     commitment = link_card(kit.chain, driver, tag, salt)
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -144,18 +143,11 @@ async def test_a_card_unknown_at_the_start_does_not_bill_whoever_links_it_later(
     assert kit.balance(later) == 10_000
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "postgres":
-        return str(request.getfixturevalue("postgres_url"))
-    return str(tmp_path / "csms.sqlite3")
-
-
-async def test_a_sessions_card_link_is_kept_as_it_was_at_its_start(db: str) -> None:
+async def test_a_sessions_card_link_is_kept_as_it_was_at_its_start(db_url: str) -> None:
     """The storage of both databases: the link a session was bound to at its start
     outlives the card's unlinking and relinking, counts in its driver's exposure, and is
     bound once."""
-    repo = await open_repository(db)
+    repo = await open_repository(db_url)
     a, b = "0x" + "aa" * 20, "0x" + "bb" * 20
     try:
         async def start(tx: Any) -> int:

@@ -54,19 +54,11 @@ class Nodes:
         return driver
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """SQLite: two processes' repositories on one file; PostgreSQL: two nodes'."""
-    if request.param == "postgres":
-        return str(request.getfixturevalue("postgres_url"))
-    return str(tmp_path / "csms.sqlite3")
-
-
 @pytest.fixture
-async def nodes(db: str, tmp_path: Path) -> AsyncIterator[Nodes]:
+async def nodes(db_url: str, tmp_path: Path) -> AsyncIterator[Nodes]:
     chain = open_chain("memory", tmp_path / "chain")
-    a = await open_repository(db)
-    b = await open_repository(db)
+    a = await open_repository(db_url)
+    b = await open_repository(db_url)
     indexes = {sid: chain.register_station(22_000) for sid in STATIONS}
 
     async def setup(tx: Tx) -> None:

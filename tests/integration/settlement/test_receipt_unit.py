@@ -16,7 +16,6 @@ from typing import Any
 from csms.domain.model import MeterSample, Session, SessionStatus
 from csms.domain.tariff import BillingUnit, Tariff
 from csms.service.charging import new_station
-from settlement import wallet
 from settlement.chain import Chain
 from settlement.receipts import INVALID, VALID, load_receipt
 from settlement.worker import SettlementWorker
@@ -107,17 +106,7 @@ async def token_receipt(repo: Any, chain: Chain, decimals: int,
     kit = Kit(chain)
     token = kit.deploy("TestToken")
     chain.deploy(3600, token.address, unit, None, 0)
-    driver, _ = kit.driver(deposit=0)
-    kit.call(driver, token, "mint", driver.address, unit * 10**6)
-    wallet.deposit(chain, driver, unit * 10**6)
-    salt = wallet.new_salt()
-    commitment = wallet.link_card(chain, driver, "TAG0", salt)
-
-    async def link(tx: Any) -> None:
-        await tx.link_card("TAG0", driver.address, "0x" + salt.hex(), "0x" + commitment.hex(),
-                           datetime.now(UTC))
-
-    await repo.unit(link)
+    driver, _ = await link_driver(repo, kit, "TAG0", unit * 10**6, token=token)
     sid = await card_session(repo, Tariff("*", Decimal("0.40"), "EUR", decimals,
                                           valid_from=datetime(2000, 1, 1, tzinfo=UTC)))
     await SettlementWorker(repo, chain, billing=BillingUnit("EUR", decimals)).run_once()

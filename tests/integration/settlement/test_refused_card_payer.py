@@ -16,7 +16,6 @@ from __future__ import annotations
 import copy
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -149,18 +148,11 @@ async def test_a_refused_card_session_held_and_released_charges_its_driver_nothi
     assert kit.balance(driver) == 10_000, row
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "postgres":
-        return str(request.getfixturevalue("postgres_url"))
-    return str(tmp_path / "csms.sqlite3")
-
-
-async def test_a_refused_cards_session_is_bound_to_nobody(db: str) -> None:
+async def test_a_refused_cards_session_is_bound_to_nobody(db_url: str) -> None:
     """The storage of both databases: a session bound with its insert to the card's
     driver, then refused (bind_no_payer), is charged to nobody and counts in no driver's
     exposure, whatever the card's link; once refused it stays so."""
-    repo = await open_repository(db)
+    repo = await open_repository(db_url)
     driver = "0x" + "aa" * 20
     try:
         async def start(tx: Any) -> int:

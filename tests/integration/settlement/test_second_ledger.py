@@ -66,14 +66,6 @@ async def states(repo: Any) -> list[str]:
     return await repo.read(work)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A SQLite file, then a PostgreSQL schema."""
-    if request.param == "postgres":
-        return str(request.getfixturevalue("postgres_url"))
-    return str(tmp_path / "settle.sqlite3")
-
-
 @pytest.fixture
 async def db(db_url: str) -> AsyncIterator[Any]:
     repo = await open_repository(db_url)

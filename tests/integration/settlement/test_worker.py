@@ -582,17 +582,7 @@ async def test_payment_in_an_erc20_token(repo: Any, memory_chain: Chain) -> None
     kit = Kit(memory_chain)
     token = kit.deploy("TestToken")
     memory_chain.deploy(3600, token.address, 10_000, None, 0)
-    driver, _ = kit.driver(deposit=0)
-    kit.call(driver, token, "mint", driver.address, 10**9)
-    wallet.deposit(memory_chain, driver, 10**9)
-    salt = wallet.new_salt()
-    commitment = wallet.link_card(memory_chain, driver, "TAG0", salt)
-
-    async def link(tx: Any) -> None:
-        await tx.link_card("TAG0", driver.address, "0x" + salt.hex(), "0x" + commitment.hex(),
-                           datetime.now(UTC))
-
-    await repo.unit(link)
+    driver, _ = await link_driver(repo, kit, "TAG0", 10**9, token=token)
     ids = await add_sessions(repo, 3)
     await SettlementWorker(repo, memory_chain, batch_size=100).run_once()
     assert (await states(repo, ids))[ids[0]]["settlement_state"] == "paid"
