@@ -17,7 +17,7 @@ signature as :func:`sign`.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from eth_abi.abi import encode as abi_encode
@@ -37,6 +37,8 @@ _FIELDS = ("driver", "station", "max_per_kwh", "max_per_minute", "max_session_fe
            "max_amount", "nonce", "expiry", "signature")
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 _SIGNATURE = re.compile(r"0x[0-9a-fA-F]{130}")
+# the order of secp256k1's group: (r, s) and (r, n - s) are both signatures of a message
+SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 # widths of the packed word the contract reads (settlement/contracts/Settlement.vy: Auth)
 WIDTHS = (("max_per_kwh", 24), ("max_per_minute", 24), ("max_session_fee", 24),
           ("max_amount", 32), ("nonce", 48), ("expiry", 40))
@@ -71,14 +73,32 @@ class Authorization:
             shift += bits
         return word
 
-    def compact_signature(self) -> tuple[bytes, bytes]:
-        """(r, vs) of EIP-2098, as the contract takes them."""
+    def canonical(self) -> Authorization:
+        """The same authorization with its signature in the form wallets sign (EIP-2: s in
+        the lower half of the curve's order, v 27 or 28): the one form EIP-2098's compact
+        signature, which the contract reads, holds. The signer is the same: a signature
+        with v as 0 or 1, as 35 + parity (a transaction's EIP-155 v, which
+        :func:`recover` takes) or with the high s (n - s, parity flipped) is the same
+        signature written otherwise. ValueError for one that is none of these."""
         raw = bytes.fromhex(self.signature.removeprefix("0x"))
         if len(raw) != 65:
             raise ValueError("a signature is 65 bytes")
-        r, s, v = raw[:32], int.from_bytes(raw[32:64], "big"), raw[64]
-        parity = v - 27 if v >= 27 else v
-        return r, (s | parity << 255).to_bytes(32, "big")
+        r, s, v = int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:64], "big"), raw[64]
+        parity = v if v in (0, 1) else v - 27 if v in (27, 28) else (v - 35) % 2 \
+            if v >= 35 else None
+        if parity is None or not (0 < r < SECP256K1_N and 0 < s < SECP256K1_N):
+            raise ValueError("not a signature: v or r, s out of range")
+        if s > SECP256K1_N // 2:
+            s, parity = SECP256K1_N - s, parity ^ 1
+        sig = r.to_bytes(32, "big") + s.to_bytes(32, "big") + bytes([27 + parity])
+        return replace(self, signature="0x" + sig.hex())
+
+    def compact_signature(self) -> tuple[bytes, bytes]:
+        """(r, vs) of EIP-2098, as the contract takes them (of the canonical signature:
+        the high bit of ``vs`` is the parity, so s must be below 2^255)."""
+        raw = bytes.fromhex(self.canonical().signature.removeprefix("0x"))
+        s, parity = int.from_bytes(raw[32:64], "big"), raw[64] - 27
+        return raw[:32], (s | parity << 255).to_bytes(32, "big")
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -123,7 +143,15 @@ class Authorization:
             if not isinstance(value, int) or isinstance(value, bool):
                 raise ValueError(f"not an authorization: {f} must be a whole number")
             n.append(value)
-        return cls(driver, n[0], n[1], n[2], n[3], n[4], n[5], n[6], signature)
+        auth = cls(driver, n[0], n[1], n[2], n[3], n[4], n[5], n[6], signature)
+        raw = bytes.fromhex(signature[2:])
+        if raw[64] not in (0, 1, 27, 28) or int.from_bytes(raw[32:64], "big") \
+                > SECP256K1_N // 2:
+            # the same signature written otherwise (recover() takes it): the contract and
+            # the receipt page read the form wallets sign, which is asked for, not made
+            raise ValueError("not an authorization: the signature must be as wallets sign"
+                             " (EIP-2: s in the lower half of the curve's order, v 27 or 28)")
+        return auth
 
 
 def domain_separator(chain_id: int, contract: str) -> bytes:

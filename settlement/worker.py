@@ -441,7 +441,15 @@ class SettlementWorker:
             # may see the host register the station's real power, then release it
             return "hold:energy_above_max_power"
         auth_row = await tx.authorization_of(session_id)
-        auth = Authorization.from_json(json.loads(auth_row["body"])) if auth_row else None
+        # the signature as the contract reads it (EIP-2098's compact form holds only this
+        # one of its encodings), and the record carries the one the chain checks
+        try:
+            auth = Authorization.from_json(json.loads(auth_row["body"])).canonical() \
+                if auth_row else None
+        except ValueError:
+            # a stored signature no encoding reads (a database edited by hand): held, not
+            # a cut that raises on every pass with every host's sessions behind it
+            return "hold:bad_authorization"
         card = None if auth else await card_of_session(tx, session)
         driver = auth.driver.lower() if auth else (card["driver"] if card else None)
         samples = [sample_json(s) for s in await tx.session_samples(session_id)]

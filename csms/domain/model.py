@@ -392,6 +392,9 @@ BILLING_HOLD_FLAGS = frozenset(
         "no_tariff",
         "not_settleable",
         "tariff_unit_mismatch",
+        # settlement: the driver's stored authorization has a signature no encoding of one
+        # reads (a database edited by hand: the remote start refuses such a signature)
+        "bad_authorization",
         # a signed app session's start dated before the driver's authorization was given
         # (less the station clock's tolerance): time the driver never signed for
         # (csms.service.core)

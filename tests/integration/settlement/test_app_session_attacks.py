@@ -23,6 +23,7 @@ from support.chainkit import Kit, Row
 from support.client import RawClient
 
 from .test_credit import BOOT16, _on_chain, _remote_start, command, link, settling, start16
+from .test_worker import malleated
 
 
 @pytest.fixture
@@ -145,6 +146,27 @@ async def test_malformed_authorizations_get_a_clear_4xx_and_nothing_is_stored(
             assert status == 400, (bad, body)
             assert "authoriz" in body["error"] and "Traceback" not in body["error"], body
     assert await stored(server) == []
+
+
+async def test_a_signature_in_another_encoding_is_refused(server: RunningServer) -> None:
+    """The driver's signature with v as 35 + parity, or with s in the upper half of the
+    curve's order, recovers the driver all the same, but the contract reads signatures in
+    EIP-2098's compact form (and the receipt page takes v as 27 or 28): refused at the
+    remote start, with the form wallets sign in named, like any malformed authorization."""
+    kit, driver = app_driver(server)
+    idx = await _on_chain(server, kit, "CP16")
+    good = wallet.authorize(kit.chain, driver, idx["CP16"], max_per_kwh=40, max_amount=900,
+                            nonce=1, expiry=int(time.time()) + 7200).as_json()
+    async with online(server) as (c, _):
+        for form in ("eip155_v", "high_s"):
+            bad = {**good, "signature": malleated(good["signature"], form)}
+            status, body = await command(server, "CP16", {"tag": "APP1",
+                                                          "authorization": bad})
+            assert status == 400 and "lower half" in body["error"], (form, body)
+        assert await stored(server) == []
+        status, body = await _remote_start(server, c, "CP16",
+                                           {"tag": "APP1", "authorization": good})
+        assert status == 200, body
 
 
 async def bound_to(server: RunningServer, session_id: int) -> dict[str, Any] | None:

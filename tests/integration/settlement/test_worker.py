@@ -22,6 +22,7 @@ from csms.service.holds import decide
 from csms.storage.sqlite import SqliteRepository
 from settlement import wallet
 from settlement.chain import AnvilNode, Chain, ContractMissing
+from settlement.eip712 import Authorization, recover
 from settlement.receipts import INVALID, UNVERIFIED, VALID, load_receipt, verify_receipt
 from settlement.worker import LedgerBehind, SettlementWorker
 from support import LONG_AGO
@@ -392,6 +393,101 @@ async def test_app_sessions_are_paid_with_the_drivers_signature(
     assert receipt["record"]["kind"] == 1 and receipt["record"]["authorization"]["nonce"] == 7
     verdict = verify_receipt(receipt, memory_chain.w3, driver=driver.address)
     assert verdict.valid, [(c.name, c.detail) for c in verdict.checks if c.ok is not True]
+
+
+# the order of secp256k1's group: s and n - s sign the same message (EIP-2)
+SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+
+
+def malleated(signature: str, form: str) -> str:
+    """Another encoding of the same signature, which recovers the same signer: v as a
+    transaction's EIP-155 ``v`` (35 + parity), or the high ``s`` (n - s, parity flipped)."""
+    raw = bytes.fromhex(signature.removeprefix("0x"))
+    r, s, v = raw[:32], int.from_bytes(raw[32:64], "big"), raw[64]
+    if form == "eip155_v":
+        return "0x" + (raw[:64] + bytes([35 + (v - 27)])).hex()
+    return "0x" + (r + (SECP256K1_N - s).to_bytes(32, "big") + bytes([55 - v])).hex()
+
+
+@pytest.mark.parametrize("form", ["eip155_v", "high_s"])
+async def test_a_driver_signature_in_another_encoding_neither_stalls_nor_goes_unpaid(
+    repo: Any, memory_chain: Chain, form: str
+) -> None:
+    """A greedy driver hands in its authorization with the signature encoded otherwise: v
+    as 35 + parity, or s in the upper half of the curve's order. Both recover the driver,
+    so the central system accepted them; the contract reads a signature in EIP-2098's
+    compact form, which holds neither: the first made the cut raise (no chunk cut, every
+    host's sessions waiting behind it for good), the second was sent with a parity the
+    contract read otherwise (BAD_AUTHORIZATION: the host delivered and was never paid).
+    The worker sends the signature's canonical form: the session is paid, and so is the
+    card session queued with it, and the record carries the signature the chain checked."""
+    kit = Kit(memory_chain)
+    driver, _ = kit.driver(allow_cards=False)
+    d1, _ = await link_driver(repo, kit, "TAG1")
+    ids = await add_sessions(repo, 2)  # TAG0: the app session's token; TAG1: a card
+    station = memory_chain.register_station(22_000)
+    auth = wallet.authorize(memory_chain, driver, station, max_per_kwh=40, max_amount=100,
+                            nonce=7, expiry=kit.now() + 86_400)
+    body = {**auth.as_json(), "signature": malleated(auth.signature, form)}
+    assert recover(Authorization.from_json(body), memory_chain.chain_id,
+                   memory_chain.contract_address or "") == driver.address
+
+    async def prepare(tx: Any) -> None:
+        st = await tx.get_station("CP1")
+        st.chain_station = station
+        await tx.update_station(st)
+        aid = await tx.add_authorization(driver.address, "CP1", "TAG0", body, 7, auth.expiry,
+                                         datetime.now(UTC))
+        await tx.remote_start_accepted(aid, kit.now() + 60)
+        assert await tx.bind_authorization("CP1", "TAG0", ids[0], kit.now()) is not None
+
+    await repo.unit(prepare)
+    summary = await SettlementWorker(repo, memory_chain).run_once()
+    assert summary.sessions_batched == 2
+    st = await states(repo, ids)
+    assert [st[sid]["settlement_state"] for sid in ids] == ["paid", "paid"], st
+    assert kit.balance(driver) == 10**6 - PRICE[1]
+    assert kit.balance(d1) == 10**6 - PRICE[2]
+    receipt = await load_receipt(repo, ids[0], None)
+    assert receipt["record"]["authorization"]["signature"] == auth.signature
+    verdict = verify_receipt(receipt, memory_chain.w3, driver=driver.address)
+    assert verdict.valid, [(c.name, c.detail) for c in verdict.checks if c.ok is not True]
+
+
+async def test_a_stored_signature_no_encoding_reads_holds_its_session_only(
+    repo: Any, memory_chain: Chain
+) -> None:
+    """A stored authorization whose signature is none of a signature's encodings (v of
+    5: a database edited by hand; the remote start refuses it) is held for an operator;
+    the card session queued with it is paid in the same pass, and the cut does not raise."""
+    kit = Kit(memory_chain)
+    driver, _ = kit.driver(allow_cards=False)
+    await link_driver(repo, kit, "TAG1")
+    ids = await add_sessions(repo, 2)
+    station = memory_chain.register_station(22_000)
+    auth = wallet.authorize(memory_chain, driver, station, max_per_kwh=40, max_amount=100,
+                            nonce=7, expiry=kit.now() + 86_400)
+    body = {**auth.as_json(), "signature": auth.signature[:-2] + "05"}
+
+    async def prepare(tx: Any) -> None:
+        st = await tx.get_station("CP1")
+        st.chain_station = station
+        await tx.update_station(st)
+        aid = await tx.add_authorization(driver.address, "CP1", "TAG0", body, 7, auth.expiry,
+                                         datetime.now(UTC))
+        await tx.remote_start_accepted(aid, kit.now() + 60)
+        assert await tx.bind_authorization("CP1", "TAG0", ids[0], kit.now()) is not None
+
+    await repo.unit(prepare)
+    summary = await SettlementWorker(repo, memory_chain).run_once()
+    assert summary.sessions_batched == 1
+    st = await states(repo, ids)
+    assert st[ids[1]]["settlement_state"] == "paid", st
+
+    async def flags(tx: Any) -> dict[int, list[str]]:
+        return {s.id: s.flags for s in await tx.list_sessions()}
+
+    assert (await repo.read(flags))[ids[0]] == ["bad_authorization"]
 
 
 async def test_reset_chain_is_detected_not_resettled(repo: Any, memory_chain: Chain) -> None:
