@@ -22,8 +22,10 @@ reconciliation and ``ocmf.foreign`` rely on: a reading relabelled from begin to 
 has to fit the session's time, its page order, its value order and its session id.
 
 The status word's error bits, as the S.A.F.E. transparency software reads them: bits 1 and
-2 a meter error, bits 16, 30 and 31 an adapter error; a reading with any of them is faulty
-(status other than ``G``), the others (bit 28/29, start/stop) are information.
+2 a meter error, bits 16, 30 and 31 an adapter error, bit 26 a meter reading mismatch (the
+register at the start is not what the adapter kept from the session before); a reading with
+any of them is faulty (status other than ``G``), the others (bit 28/29, start/stop) are
+information.
 
 The results are ``csms.metering.ocmf``'s (``CheckedContainer`` with ``SignedReading``), so a
 station's Alfen data is pinned, stored, reconciled and checked for belonging exactly as OCMF.
@@ -52,7 +54,8 @@ DATASET_LENGTH = 82
 SIGNATURE_LENGTH = 48  # r || s on secp192r1
 _TYPES = {"0": "B", "1": "E", "2": "C"}  # begin, end, intermediate (OCMF TX codes)
 _WH = 30  # DLMS unit code of the watt-hour
-_ERROR_BITS = (1, 2, 16, 30, 31)  # meter error (1, 2), adapter error (16, 30, 31)
+# meter error (1, 2), adapter error (16, 30, 31), meter reading mismatch (26)
+_ERROR_BITS = (1, 2, 16, 26, 30, 31)
 
 
 @dataclass(frozen=True, slots=True)

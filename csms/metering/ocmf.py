@@ -919,7 +919,11 @@ def unsigned_beyond_signed(readings: Iterable[SignedReading], begin: SignedReadi
     the begin's register (the begin, an intermediate C reading...) by more than
     ``max_power_w`` delivers from that reading's time to the stop; where it signed no begin
     reading, a start below a signed reading of the end's register by more than the power
-    delivers from the start to that reading's time. The slack (POWER_SLACK_SECONDS and
+    delivers from the start to that reading's time. Where it signed neither, its signed
+    readings of the total import register (an intermediate C reading, OBIS 1-x:1.8.0 or no
+    RI) bound both sides the same way: what an offset register signs (a transaction register
+    counting from 0, BAUER's 1-0:1.8.0*198) bounds no lifetime reading, and is not
+    compared. The slack (POWER_SLACK_SECONDS and
     _RATIO) is csms.domain.energy's power check's; a reading without a time (or one
     naive against the session's) counts from the session's start (to its stop). The central
     system gives the station's power limit, a receipt's verifiers MAX_PLAUSIBLE_POWER_W."""
@@ -936,25 +940,30 @@ def unsigned_beyond_signed(readings: Iterable[SignedReading], begin: SignedReadi
         return fallback if gap is None else gap
 
     session = _seconds(started, stopped)
-    if end is None and begin is not None and stop_wh is not None:
+    # neither begin nor end signed: the meter's readings of its total import register (the
+    # first one's) bound both sides, as a begin's register bounds the stop
+    total = None if begin is not None or end is not None else next(
+        (r for r in imports if r.register is None or _is_total_import(r.register)), None)
+    above, below = begin or total, end or total
+    if end is None and above is not None and stop_wh is not None:
         # each signed reading of the register bounds the stop: at most the reading and what
         # the power delivers from its time to the stop (a reading after the stop: the
         # reading); the tightest bound counts (a later session's reading among them only
         # loosens its own)
-        key = _register_key(begin.register)
+        key = _register_key(above.register)
         bounds = [(r.wh + allowed(seconds(_at(r.time or ""), stopped, session)), r)
                   for r in imports if _register_key(r.register) == key] or \
-            [(begin.wh + allowed(seconds(_at(begin.time or ""), stopped, session)), begin)]
+            [(above.wh + allowed(seconds(_at(above.time or ""), stopped, session)), above)]
         most, last = min(bounds, key=lambda b: b[0])
         if stop_wh > most:
             problems.append(f"the unsigned stop ({stop_wh} Wh) is beyond the meter's signed"
                             f" reading ({last.wh} Wh at {last.time}) and {max_power_w} W"
                             " since")
-    if begin is None and end is not None and start_wh is not None:
-        key = _register_key(end.register)
+    if begin is None and below is not None and start_wh is not None:
+        key = _register_key(below.register)
         bounds = [(r.wh - allowed(seconds(started, _at(r.time or ""), session)), r)
                   for r in imports if _register_key(r.register) == key] or \
-            [(end.wh - allowed(seconds(started, _at(end.time or ""), session)), end)]
+            [(below.wh - allowed(seconds(started, _at(below.time or ""), session)), below)]
         least, first = max(bounds, key=lambda b: b[0])
         if start_wh < least:
             problems.append(f"the unsigned start ({start_wh} Wh) is below the meter's signed"

@@ -88,6 +88,43 @@ def _two_meters() -> dict[str, Any]:
                             tag="TAG0", key=None)
 
 
+def _intermediate_only(stop: str) -> dict[str, Any]:
+    """The meter's signed begin and end left out, its intermediate reading (TX "C", 12,000
+    Wh, 30 s before the stop) kept; the station's unsigned start (10,000 Wh) and ``stop``
+    billed. The reading bounds the stop (4 MW, 60 s and 1 % slack: 101,000 Wh after it)."""
+    meter = _p256()
+    t1 = T0 + timedelta(minutes=30)
+    at = t1 - timedelta(seconds=30)
+    samples = [_sample(at, "Sample.Periodic",
+                       {"signedData": meter.container("C", 12_000, at, "TAG0")})]
+    return _offline_receipt(samples, start="10000", stop=stop, started=T0, stopped=t1,
+                            tag="TAG0", key=meter.public("der"))
+
+
+def _alfen(begin_status: int) -> dict[str, Any]:
+    """An Alfen pair (the layout of support.alfen_vectors, a test key) whose begin record
+    carries ``begin_status`` (bit 26: the adapter's meter reading mismatch)."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from csms.metering.alfen import key_der
+    from support.alfen_vectors import SIM_UID, signed_record
+
+    key = ec.generate_private_key(ec.SECP192R1())
+    at = 1577957836  # 2020-01-02T09:37:16Z
+    started = datetime.fromtimestamp(at - 1, UTC)
+    stopped = started + timedelta(minutes=4)
+    samples = [
+        _sample(started, "Transaction.Begin", {"signedData": signed_record(
+            key, "0", 111133, at, 171, status=begin_status)}),
+        _sample(stopped, "Transaction.End", {"signedData": signed_record(
+            key, "1", 111271, at + 199, 172, status=0x20000000)})]
+    from cryptography.hazmat.primitives import serialization as ser
+
+    point = key.public_key().public_bytes(ser.Encoding.X962, ser.PublicFormat.CompressedPoint)
+    return _offline_receipt(samples, start="111133", stop="111271", started=started,
+                            stopped=stopped, tag=SIM_UID, key=key_der(point))
+
+
 def _surrogate_in_a_sample() -> dict[str, Any]:
     base = _base()
     return {**base, "samples": [{"timestamp": T0.isoformat(), "value": "\udfff"}]}
@@ -122,6 +159,14 @@ CASES: dict[str, Any] = {
     "signed, the key in the message, none committed":
         lambda: _generated(_p256(), pin=None, message="der", wrap="v201"),
     "begin and end signed by two keys, none committed": _two_meters,
+    # neither begin nor end signed: the intermediate reading bounds the unsigned stop
+    "only an intermediate reading signed, the stop far beyond it":
+        lambda: _intermediate_only("200000"),
+    "only an intermediate reading signed, the stop within its bound":
+        lambda: _intermediate_only("12500"),
+    # Alfen's status word: bit 26 (meter reading mismatch) is an error, bit 28 information
+    "an Alfen begin with a meter reading mismatch": lambda: _alfen(0x10000000 | 1 << 26),
+    "an Alfen begin without": lambda: _alfen(0x10000000),
 }
 
 
@@ -132,6 +177,11 @@ EXPECTED: dict[str, tuple[str, list[str]]] = {
     "a lone surrogate in a text": ("ERROR", []), "a lone surrogate in a sample": ("ERROR", []),
     "signed, the key in the message, none committed": ("UNVERIFIED", []),
     "begin and end signed by two keys, none committed": ("INVALID", ["one meter key"]),
+    "only an intermediate reading signed, the stop far beyond it":
+        ("INVALID", ["signed readings = billed readings"]),
+    "only an intermediate reading signed, the stop within its bound": ("UNVERIFIED", []),
+    "an Alfen begin with a meter reading mismatch": ("INVALID", ["meter status"]),
+    "an Alfen begin without": ("UNVERIFIED", []),
 }
 
 

@@ -18,7 +18,14 @@ from support import station_events as events
 
 # The EVBox station simulator's Alfen begin/end pair (github.com/evbox/station-simulator):
 # 111,133 Wh at 09:37:16Z and 111,271 Wh at 09:40:35Z on 2020-01-02, card 045D596A313480.
-from support.alfen_vectors import REFERENCE_BEGIN, SIM_BEGIN, SIM_END, SIM_KEY, SIM_UID
+from support.alfen_vectors import (
+    REFERENCE_BEGIN,
+    SIM_BEGIN,
+    SIM_END,
+    SIM_KEY,
+    SIM_UID,
+    signed_record,
+)
 from support.client import RawClient
 
 from .test_signed_meter_values import show
@@ -118,6 +125,26 @@ async def test_a_record_of_another_meter_key_is_a_changed_key_and_holds(
     changed = [e for e in await events(server, "ALFEN1", "security")
                if e["type"] == "MeterKeyChanged"]
     assert changed and changed[0]["pinned"] == normalize_key(SIM_KEY)
+
+
+async def test_a_record_the_adapter_marks_as_a_meter_reading_mismatch_holds(
+    server: RunningServer,
+) -> None:
+    """The adapter sets status bit 26 ("meter reading mismatch": the meter's register at the
+    start is not what the adapter kept from the session before, energy counted outside any
+    session) in the begin record; the S.A.F.E. transparency software reports it as an error.
+    Found: only bits 1, 2, 16, 30 and 31 were read as errors, and the session was billed
+    and queued. The records are in Alfen's layout, signed with a test key (no public record
+    has the bit set); the status word is inside the signed dataset."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP192R1())
+    begin = signed_record(key, "0", 111133, 1577957836, 171, status=0x10000000 | 1 << 26)
+    end = signed_record(key, "1", 111271, 1577958035, 172, status=0x20000000)
+    s = await alfen_session(server, begin, end)
+    assert "signed_reading_faulty" in s["flags"], s["flags"]
+    assert not await queued(server, s["id"])
+    assert show(server, s["id"])["billing"] == "held"
 
 
 @pytest.mark.parametrize("value", [

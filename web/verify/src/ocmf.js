@@ -527,7 +527,8 @@ async function ecdsaVerify(curveName, hash, point, r, s, message) {
 // secp192r1 point, 82 bytes of data (integers little-endian), ECDSA-SHA256 r || s
 
 const ALFEN_TYPES = { 0: "B", 1: "E", 2: "C" }; // begin, end, intermediate
-const ALFEN_ERROR_BITS = [1, 2, 16, 30, 31]; // meter error (1, 2), adapter error (16, 30, 31)
+// meter error (1, 2), adapter error (16, 30, 31), meter reading mismatch (26)
+const ALFEN_ERROR_BITS = [1, 2, 16, 26, 30, 31];
 const BASE32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
 
 /** base64.b32decode(text): the RFC 4648 alphabet in capitals, padded to 8 characters. */
@@ -995,7 +996,8 @@ function secondsBetween(a, b) {
  * readings allow (empty when it is not): where the meter signed no end reading, a stop above
  * a signed reading of the begin's register by more than maxPowerW delivers from that
  * reading's time to the stop; where it signed no begin reading, a start below a signed
- * reading of the end's register by more than the power delivers before it. */
+ * reading of the end's register by more than the power delivers before it; where it signed
+ * neither, its readings of the total import register bound both sides the same way. */
 export function unsignedBeyondSigned(signedReadings, begin, end, startWh, stopWh, started,
   stopped, maxPowerW) {
   const imports = signedReadings.filter((r) => r.kind === "import");
@@ -1012,16 +1014,22 @@ export function unsignedBeyondSigned(signedReadings, begin, end, startWh, stopWh
     const list = of(side).map((r) => [sign(r.wh, allowed(gapOf(r) ?? session)), r]);
     return list.length ? list : [[sign(side.wh, allowed(gapOf(side) ?? session)), side]];
   };
-  if (end === null && begin !== null && stopWh !== null) {
+  // neither begin nor end signed: the meter's readings of its total import register (the
+  // first one's) bound both sides, as a begin's register bounds the stop
+  const total = begin !== null || end !== null ? null
+    : imports.find((r) => r.register === null || isTotalImport(r.register)) ?? null;
+  const above = begin ?? total;
+  const below = end ?? total;
+  if (end === null && above !== null && stopWh !== null) {
     // each signed reading of the register bounds the stop; the tightest counts
-    const [most, last] = bounds(begin, (wh, a) => wh.add(a), (r) => secondsBetween(r.time, stopped))
+    const [most, last] = bounds(above, (wh, a) => wh.add(a), (r) => secondsBetween(r.time, stopped))
       .reduce((a, b) => (b[0].cmp(a[0]) < 0 ? b : a));
     if (stopWh.cmp(most) > 0) {
       problems.push(`the unsigned stop (${stopWh} Wh) is beyond the meter's signed reading (${last.wh} Wh at ${timeText(last)}) and ${maxPowerW} W since`);
     }
   }
-  if (begin === null && end !== null && startWh !== null) {
-    const [least, first] = bounds(end, (wh, a) => wh.sub(a), (r) => secondsBetween(started, r.time))
+  if (begin === null && below !== null && startWh !== null) {
+    const [least, first] = bounds(below, (wh, a) => wh.sub(a), (r) => secondsBetween(started, r.time))
       .reduce((a, b) => (b[0].cmp(a[0]) > 0 ? b : a));
     if (startWh.cmp(least) < 0) {
       problems.push(`the unsigned start (${startWh} Wh) is below the meter's signed reading (${first.wh} Wh at ${timeText(first)}) by more than ${maxPowerW} W delivers before it`);

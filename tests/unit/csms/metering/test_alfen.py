@@ -81,6 +81,21 @@ def test_an_adapter_error_in_the_status_word_makes_the_reading_faulty() -> None:
     assert not faulty(begin)
 
 
+@pytest.mark.parametrize(("status", "bad"), [
+    # bit 26: the adapter's "meter reading mismatch" (the meter's reading at the start is not
+    # the one the adapter kept from the session before: energy counted outside a session),
+    # which the S.A.F.E. transparency software reports as an error
+    # (AlfenVerifiedData.meterStartMismatch, MESSAGE_CODE_METER_ERROR); not billed either
+    (0x10000000 | 1 << 26, True), (1 << 26, True),
+    # bits 28 and 29 (start, stop) are information
+    (0x10000000, False), (0x20000000, False),
+])
+def test_a_meter_reading_mismatch_in_the_status_word_makes_the_reading_faulty(
+        status: int, bad: bool) -> None:
+    [reading] = _readings(make_record(kind="0", status=status))
+    assert faulty(reading) == bad, reading
+
+
 def test_the_simulator_pair_verifies_and_reconciles_with_the_station_readings() -> None:
     begin, end = check(SIM_BEGIN), check(SIM_END)
     assert begin.status == end.status == VERIFIED

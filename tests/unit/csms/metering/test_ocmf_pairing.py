@@ -169,6 +169,61 @@ def test_an_unsigned_side_is_bounded_by_the_meters_nearest_signed_reading(
     assert bool(found) == held, found
 
 
+@pytest.mark.parametrize(("start", "stop", "c_after_start", "held"), [
+    # the C reading 30 s before the stop bounds the stop ...
+    (1000, 50000, False, True), (1000, 11000 + 8800, False, False),
+    (1000, 11000 + 8900, False, True),
+    # ... 30 s after the start, the start
+    (11000 - 8900, 20000, True, True), (11000 - 8800, 20000, True, False),
+])
+def test_without_a_signed_begin_or_end_an_intermediate_reading_bounds_both_sides(
+        start: int, stop: int, c_after_start: bool, held: bool) -> None:
+    """A station that drops the meter's signed begin and end but sends its signed C
+    reading: the reading bounds the unsigned start and stop as a begin (end) would (350 kW,
+    60 s and 1 % slack: 8,837.5 Wh in 30 s). Before, nothing was compared."""
+    t0 = datetime(2024, 5, 2, 10, 0, tzinfo=UTC)
+    started, stopped = (t0, t0 + timedelta(minutes=59)) if c_after_start else (
+        t0 - timedelta(minutes=59), t0 + timedelta(minutes=1))
+    c = _at_time("C", 11000, t0 + timedelta(seconds=30), "T2")
+    found = unsigned_beyond_signed([c], None, None, Decimal(start), Decimal(stop), started,
+                                   stopped, Decimal(350_000))
+    assert bool(found) == held, found
+
+
+# A BAUER BSM-WS36A's "Signed Current Snapshot" (OCMF TX "C") and the meter's key, as the
+# BSM Python support documents them (github.com/chargeITmobility/bsm-python,
+# doc/examples/ocmf.md): its RV is the transaction register 1-0:1.8.0*198 (reset at each
+# turn-on, 0.15 kWh here), beside the total 100.00 kWh (XV, not an RD reading).
+BAUER_C = (
+    'OCMF|{"FV":"1.0","GI":"BAUER Electronic BSM-WS36A-H01-1311-0000","GS":"001BZR1521070006",'
+    '"GV":"1.9:32CA:AFF4, f1d3d06","PG":"T4278","MV":"BAUER Electronic","MM":"BSM-WS36A-H01-'
+    '1311-0000","MS":"001BZR1521070006","IS":true,"IT":"UNDEFINED","ID":"contract-id: rfid:123'
+    '45678abcdef","X2":"evse-id: DE*BDO*E8025334492*2","X3":"csc-sw-version: v1.2.34","RD":[{'
+    '"TM":"2022-07-08T10:06:49,000+0200 S","TX":"C","RV":0.15,"RI":"1-0:1.8.0*198","RU":"kWh",'
+    '"XV":100.00,"XI":"1-0:1.8.0*255","XU":"kWh","XT":0,"RT":"AC","EF":"","ST":"G"}]}|{"SA":"'
+    'ECDSA-secp256r1-SHA256","SD":"3045022053d866c0085483057b3fb43aec935b53bf593a2eddcd1844a8'
+    'e85d8a10bcebca022100ca22a89f45d7378ba1a3f48c5b5a390b3a15faf9dd3b2302e7a9b83e141ec212"}'
+)
+BAUER_KEY_2022 = (
+    "3059301306072a8648ce3d020106082a8648ce3d030107034200044bfd02c1d85272ceea9977db26d72cc4"
+    "01d9e5602faeee7ec7b6b62f9c0cce34ad8d345d5ac0e8f65deb5ff0bb402b1b87926bd1b7fc2dbc3a9774"
+    "e8e70c7254"
+)
+
+
+def test_an_intermediate_reading_of_a_transaction_register_bounds_no_lifetime_reading() -> None:
+    """The real BAUER C reading (150 Wh on the transaction register, 10:06:49+02:00) beside
+    the station's lifetime readings of that session (99,840 -> 100,000 Wh, the meter's total
+    as its snapshots show it): an offset register, not compared; nothing held."""
+    checked = check_container({"signedData": BAUER_C}, BAUER_KEY_2022)
+    assert checked.status == VERIFIED, checked.detail
+    [c] = checked.readings
+    assert (c.tx, c.wh, c.register) == ("C", Decimal("150.00"), "1-0:1.8.0*198")
+    started = datetime(2022, 7, 8, 8, 0, 28, tzinfo=UTC)
+    assert unsigned_beyond_signed([c], None, None, Decimal(99840), Decimal(100000), started,
+                                  started + timedelta(minutes=7), Decimal(350_000)) == []
+
+
 def test_a_later_reading_among_a_sessions_does_not_loosen_the_bound() -> None:
     """A station that lost the signed end adds a C reading the meter signed after the stop
     (29.000 kWh at 10:03, inside the 5 minutes' margin: the next session's charging): the

@@ -372,3 +372,67 @@ async def test_a_later_session_completed_first_with_the_earlier_ones_begin_is_he
               if s.id in state.settlement_queue}
     assert sum(queued.values()) <= 10000, queued
 
+
+
+async def test_an_unsigned_stop_beyond_the_meters_intermediate_reading_is_held_without_b_or_e(
+    service: ChargingService, state: MemoryState,
+) -> None:
+    """A station whose meter signs periodic readings (OCMF TX "C"; signed periodic
+    MeterValues as solidstudiosh/ocpp-virtual-charge-point PR #63 sends them, or BAUER's
+    "Signed Current Snapshot") drops both the signed begin and the
+    signed end, keeps a C reading the meter signed 30 s before the stop (11.000 kWh) and
+    reports its own Transaction.Begin (1,000 Wh) and Transaction.End (50,000 Wh): 39 kWh in
+    30 s, 4.7 MW. The power check over the hour (350 kW) passes it. Found: the bound of the
+    unsigned side by the meter's nearest signed reading only applied with a signed begin or
+    end present; with neither, the signed C reading was stored, flagged
+    signed_reading_missing and ignored, and 49,000 Wh were queued."""
+    at = T1 - timedelta(seconds=30)
+    await service.transaction_event("CP1", ev("Started", 0, T0, [
+        MeterSample(timestamp=T0, value="1000", context="Transaction.Begin")], id_tag="T1"))
+    await service.transaction_event("CP1", ev("Updated", 1, at, [signed_sample(
+        at, container([reading("C", "11.000", at, "1-0:1.8.0")], "T2"), "Sample.Periodic")]))
+    await service.transaction_event("CP1", ev("Ended", 2, T1, [
+        MeterSample(timestamp=T1, value="50000", context="Transaction.End")],
+        stopped_reason="EVDisconnected"))
+    [session] = state.sessions.values()
+    assert [r["status"] for r in state.signed[session.id]] == ["verified"]
+    assert session.id not in state.settlement_queue, (session.energy_wh, session.flags)
+    assert "signed_reading_exceeded" in session.flags
+
+
+async def test_an_unsigned_start_below_the_meters_intermediate_reading_is_held_without_b_or_e(
+    service: ChargingService, state: MemoryState,
+) -> None:
+    """The other side: the meter signed 40.000 kWh thirty seconds after the start (a C
+    reading); the station sends neither signed begin nor end, a Transaction.Begin of 1,000 Wh
+    and a Transaction.End of 41,000 Wh. 39 kWh in 30 s: held, not 40,000 Wh billed."""
+    at = T0 + timedelta(seconds=30)
+    await service.transaction_event("CP1", ev("Started", 0, T0, [
+        MeterSample(timestamp=T0, value="1000", context="Transaction.Begin")], id_tag="T1"))
+    await service.transaction_event("CP1", ev("Updated", 1, at, [signed_sample(
+        at, container([reading("C", "40.000", at, "1-0:1.8.0")], "T1"), "Sample.Periodic")]))
+    await service.transaction_event("CP1", ev("Ended", 2, T1, [
+        MeterSample(timestamp=T1, value="41000", context="Transaction.End")],
+        stopped_reason="EVDisconnected"))
+    [session] = state.sessions.values()
+    assert session.id not in state.settlement_queue, (session.energy_wh, session.flags)
+    assert "signed_reading_exceeded" in session.flags
+
+
+async def test_unsigned_readings_the_power_allows_around_an_intermediate_reading_are_billed(
+    service: ChargingService, state: MemoryState,
+) -> None:
+    """Control: the same station, its readings within what its power delivers around the
+    meter's signed C reading (5.000 kWh at 10:30; 1,000 -> 11,000 Wh over the hour): billed
+    as reported, flagged signed_reading_missing, not held."""
+    at = T0 + timedelta(minutes=30)
+    await service.transaction_event("CP1", ev("Started", 0, T0, [
+        MeterSample(timestamp=T0, value="1000", context="Transaction.Begin")], id_tag="T1"))
+    await service.transaction_event("CP1", ev("Updated", 1, at, [signed_sample(
+        at, container([reading("C", "5.000", at, "1-0:1.8.0")], "T1"), "Sample.Periodic")]))
+    await service.transaction_event("CP1", ev("Ended", 2, T1, [
+        MeterSample(timestamp=T1, value="11000", context="Transaction.End")],
+        stopped_reason="EVDisconnected"))
+    [session] = state.sessions.values()
+    assert session.id in state.settlement_queue, session.flags
+    assert session.energy_wh == 10000 and "signed_reading_missing" in session.flags
