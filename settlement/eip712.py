@@ -111,6 +111,12 @@ class Authorization:
             raise ValueError(f"authorization lacks {missing}")
         try:
             n = [ascii_int(data[f]) for f in fields[1:8]]
+            # an address as the contract and eth_abi read one, in any case (no checksum
+            # asked: from_request takes any); eth_abi also reads "0X..." and no prefix,
+            # which the receipt page does not
+            if not isinstance(data["driver"], str) or not _ADDRESS.fullmatch(data["driver"]):
+                raise ValueError(f"the driver {data['driver']!r} is not an address (0x and 40"
+                                 " hex digits)")
             return cls(str(data["driver"]), n[0], n[1], n[2], n[3], n[4], n[5], n[6],
                        str(data["signature"]))
         except (TypeError, ValueError) as exc:

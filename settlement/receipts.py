@@ -352,6 +352,15 @@ def _hex32(value: Any, name: str) -> bytes:
     return raw
 
 
+def _address(value: Any) -> str:
+    """The receipt's contract: 0x and 40 hex digits, in any case (the central system writes
+    it checksummed). web3 and eth_abi also read "0X..." and no prefix, the receipt page
+    does not: such a receipt is no receipt to either."""
+    if not isinstance(value, str) or not re.fullmatch(r"0x[0-9a-fA-F]{40}", value):
+        raise ReceiptError("chain.contract is not an address (0x and 40 hex digits)")
+    return value
+
+
 def check_receipt(receipt: Any) -> None:
     """Raise :class:`ReceiptError` for what is not a receipt of this version (its parts
     of the wrong type included), before anything is checked."""
@@ -392,7 +401,7 @@ def _parse(receipt: Any) -> dict[str, Any]:
             "position": ascii_int(entry["position"]), "ledger": ascii_int(chunk["ledger"]),
             "first_seq": ascii_int(chunk["first_seq"]), "count": ascii_int(chunk["count"]),
             "digest": _hex32(chunk["digest"], "chunk.digest"),
-            "chain_id": ascii_int(chain["chain_id"]), "contract": str(chain["contract"]),
+            "chain_id": ascii_int(chain["chain_id"]), "contract": _address(chain["contract"]),
             "tx_hash": _hex32(chain["tx_hash"], "chain.tx_hash"),
             "block_number": ascii_int(chain["block_number"]), "paid": bool(payment["paid"]),
             "amount": ascii_int(payment["amount"]), "unit": ascii_int(payment["unit"]),

@@ -181,8 +181,10 @@ async def _demo(folder: Path, chain_spec: str, stations: int, sessions: int) -> 
                       " for a receipt you can check yourself")
     page = _receipt_page(folder)
     if page is not None:
-        say(f"or in a browser, without Python: open {page.as_uri()}?driver="
-            f"{driver.address} and drop receipt-1.json on it (it fills in the node the"
+        # no ?driver= in the link: what a link fills in is its maker's word (the
+        # operator's), not the driver's, and the page says UNVERIFIED on it
+        say(f"or in a browser, without Python: open {page.as_uri()}, drop receipt-1.json on"
+            f" it and type the driver's address {driver.address} (it fills in the node the"
             " receipt names, the operator's: its word alone gives UNVERIFIED; a"
             " driver gives the RPC URL of a node of the chain they choose)",
             highlight=False, soft_wrap=True)

@@ -1477,8 +1477,10 @@ async def test_the_demo_writes_the_page_next_to_its_receipt_and_says_how_to_open
                                 "--sessions", "1", "--folder", str(folder))
     assert r.returncode == 0, r.stdout + r.stderr
     [line] = [x for x in r.stdout.splitlines() if x.startswith("or in a browser")]
-    url = re.search(r"open (file://\S+) and drop receipt-1.json", line)
+    url = re.search(r"open (file://\S+), drop receipt-1.json on it and type the driver's"
+                    r" address (0x[0-9a-fA-F]{40})", line)
     assert url is not None and (folder / "verify.html").is_file(), line
+    assert "?" not in url.group(1)  # a link's driver is its maker's word, not the driver's
     node = await asyncio.to_thread(AnvilNode, folder / "data" / "anvil-state.json",
                                    attach=True)
     try:
@@ -1492,6 +1494,7 @@ async def test_the_demo_writes_the_page_next_to_its_receipt_and_says_how_to_open
                     await page.goto(url.group(1))
                     await page.set_input_files("#file", str(folder / "receipt-1.json"))
                     await page.wait_for_selector("#loaded:not(:empty)")
+                    await page.fill("#driver", url.group(2))
                     if rpc is not None:
                         await page.fill("#rpc", rpc)
                     await page.click("#check")
@@ -1499,7 +1502,6 @@ async def test_the_demo_writes_the_page_next_to_its_receipt_and_says_how_to_open
                                                            timeout=30_000)
                     assert verdict is not None
                     statuses.append(await verdict.get_attribute("data-status"))
-                    assert await page.input_value("#driver") in line
             finally:
                 await browser.close()
     finally:
@@ -1605,3 +1607,93 @@ def test_both_verifiers_take_the_same_spellings_for_the_receipts_node() -> None:
     assert r.returncode == 0, r.stderr
     python = [_node(u) == _node(hint) for u in spellings]
     assert json.loads(r.stdout) == python == [True] * 8 + [False] * 3
+
+
+async def test_the_session_says_paid_as_the_verifier_reads_the_receipt() -> None:
+    """The page's session table said "Paid on chain: yes" for a receipt whose ``paid`` is
+    0.0, [] or {} (JavaScript's truth), which the verifier reads as unpaid (Python's) and
+    holds to the chain as such: a VALID unpaid session shown to the driver as paid."""
+    from playwright.async_api import async_playwright
+
+    _require()
+    base = _vector_cases()[0][1]
+    seen: list[tuple[Any, str]] = []
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        try:
+            page = await browser.new_page()
+            for paid in (0.0, [], {}, 0, False, True, 1):
+                receipt = copy.deepcopy(base)
+                receipt["payment"]["paid"] = paid
+                await page.goto(PAGE.as_uri())
+                await page.wait_for_selector("html[data-ready]")
+                await page.fill("#receipt-text", json.dumps(receipt))
+                await page.click("#check")
+                await page.wait_for_selector("#verdict[data-status]", timeout=30_000)
+                row = await page.inner_text("table.session tr:has(th:text-is('Paid on chain')) td")
+                seen.append((paid, row.split(" ")[0]))
+        finally:
+            await browser.close()
+    assert seen == [(paid, "yes" if paid else "no") for paid, _ in seen], seen
+
+
+async def test_a_driver_or_contract_the_link_fills_in_is_not_the_drivers_choice(
+    csms_server: RunningServer, tmp_path: Path,
+) -> None:
+    """A link to the page may fill in the driver's address and the contract (``?driver=``,
+    ``?contract=``): a link the operator hands out names the contract the operator chooses,
+    one of its own deploying (Settlement's own code, its own escrows: the driver address in
+    its link one of them), where a cheaper twin of the session settled. Taken as the
+    driver's own word, the page said VALID ("the real contract": "you named ..."); what the
+    link filled in is not the driver's choice (as its ?rpc= is not): UNVERIFIED, and VALID
+    once the driver types their own."""
+    from playwright.async_api import async_playwright
+
+    _require()
+    run = await _real_run(csms_server, tmp_path)
+    node = await asyncio.to_thread(AnvilNode, run["state"], attach=True)
+    receipt = json.dumps(run["receipts"]["unsigned"])
+    seen: dict[str, tuple[str | None, dict[str, str]]] = {}
+    try:
+        async with async_playwright() as p:
+            browser = await p.chromium.launch(executable_path=str(CHROMIUM),
+                                              args=["--no-sandbox"])
+            try:
+                page = await browser.new_page()
+
+                async def check(name: str, query: str, typed: dict[str, str]) -> None:
+                    await page.goto(PAGE.as_uri() + query)
+                    await page.wait_for_selector("html[data-ready]")
+                    await page.fill("#receipt-text", receipt)
+                    await page.fill("#rpc", node.url)  # the driver's node
+                    for field, value in typed.items():
+                        await page.fill(f"#{field}", value)
+                    await page.click("#check")
+                    verdict = await page.wait_for_selector("#verdict[data-status]",
+                                                           timeout=30_000)
+                    assert verdict is not None
+                    checks = await page.eval_on_selector_all(
+                        "li.check", "items => Object.fromEntries(items.map("
+                        "i => [i.dataset.name, i.dataset.ok]))")
+                    seen[name] = (await verdict.get_attribute("data-status"), checks)
+
+                await check("link: contract", f"?contract={run['contract']}", {})
+                await check("link: driver", f"?driver={run['driver']}", {})
+                await check("link: both", f"?driver={run['driver']}&contract={run['contract']}",
+                            {})
+                await check("typed: contract", "", {"contract": run["contract"]})
+                await check("typed: driver", "", {"driver": run["driver"]})
+                await check("link: contract, typed: driver", f"?contract={run['contract']}",
+                            {"driver": run["driver"]})
+            finally:
+                await browser.close()
+    finally:
+        await asyncio.to_thread(node.stop)
+    print("\n".join(f"{k}: {v}" for k, v in seen.items()))
+    for name in ("link: contract", "link: driver", "link: both"):
+        status, checks = seen[name]
+        assert status == "UNVERIFIED", (name, seen[name])
+        assert checks["the real contract"] == "null", (name, checks)
+        assert "the driver's escrow" not in checks, (name, checks)
+    for name in ("typed: contract", "typed: driver", "link: contract, typed: driver"):
+        assert seen[name][0] == "VALID", (name, seen[name])

@@ -3,7 +3,7 @@
 // readings. Everything runs in this page; the only request it makes is to the RPC URL
 // the driver gives.
 
-import { dumps, parse, PyFloat, str } from "./pyjson.js";
+import { dumps, parse, PyFloat, str, truthy } from "./pyjson.js";
 import { ReceiptError, sameNode, verifyReceipt } from "./verifier.js";
 import { fromIso } from "./isotime.js";
 
@@ -86,7 +86,10 @@ function session(receipt) {
     ["Tariff", `${plain(t.per_kwh)} per kWh, ${plain(t.per_minute)} per minute, ${plain(t.session_fee)} per session (version ${plain(t.version)})`],
     ["Card", plain(r.id_tag)],
     ["Driver", r.driver ? `${plain(r.driver)} (driver ${plain(r.driver_index)})` : "none: no escrow was charged"],
-    ["Paid on chain", receipt.payment?.paid ? "yes" : `no${receipt.payment?.reason ? ` (${plain(receipt.payment.reason)})` : ""}`],
+    // as the verifier reads the receipt's word (Python's truth: 0.0, [] and {} are no), which
+    // its "payment" check holds to the chain's
+    ["Paid on chain", truthy(receipt.payment?.paid ?? null) ? "yes"
+      : `no${truthy(receipt.payment?.reason ?? null) ? ` (${plain(receipt.payment.reason)})` : ""}`],
     ["Settled", `chain ${plain(receipt.chain?.chain_id)}, contract ${plain(receipt.chain?.contract)}, block ${plain(receipt.chain?.block_number)}`],
   ];
   return el("table", { class: "session" }, ...rows.map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", {}, v))));
@@ -204,6 +207,9 @@ let rpcHint = null; // the node the loaded receipt names (its operator's)
 // what the page itself put in the RPC field (the receipt's node, or the link's ?rpc=), as
 // the field holds it: while it holds that, the node is not one the driver chose
 let rpcFilled = null;
+// the driver address and the contract the link that opened the page filled in: while a
+// field holds it, it is the link maker's word (the operator's, as a rule), not the driver's
+const linkFilled = {};
 
 /** Whether the RPC field holds a node the driver did not choose: the one the page filled
  * in, or (however it is spelled) the one the receipt names. */
@@ -273,8 +279,10 @@ async function run() {
   }
   $("result").replaceChildren(el("p", {}, "checking..."));
   try {
+    const fromLink = Object.entries({ driver, contract })
+      .filter(([name, value]) => value !== null && value === linkFilled[name]).map(([name]) => name);
     const verdict = await verifyReceipt(receipt, { rpcUrl: rpc, driver, contract, cards, confirmations,
-      rpcFromReceipt });
+      rpcFromReceipt, fromLink });
     showVerdict(receipt, verdict);
   } catch (exc) {
     showError(exc instanceof ReceiptError ? exc.message : `the check stopped: ${exc.message}`);
@@ -288,6 +296,10 @@ function start() {
   }
   // a link's node is the node of whoever made the link (the operator's, as a rule)
   if (params.get("rpc")) rpcFilled = $("rpc").value;
+  // and its driver or contract the link maker's, which a contract of its own passes
+  for (const name of ["driver", "contract"]) {
+    if (params.get(name)) linkFilled[name] = $(name).value.trim();
+  }
   $("file").addEventListener("change", async () => {
     const file = $("file").files[0];
     if (file) loadText(await file.text(), file.name);

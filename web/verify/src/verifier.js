@@ -185,7 +185,7 @@ function parseReceipt(receipt) {
       packed: int16(str(need(entry, "packed"))), position: int(need(entry, "position")),
       ledger: int(need(chunk, "ledger")), firstSeq: int(need(chunk, "first_seq")),
       count: int(need(chunk, "count")), digest: hex32(need(chunk, "digest"), "chunk.digest"),
-      chainId: int(need(chain, "chain_id")), contract: str(need(chain, "contract")),
+      chainId: int(need(chain, "chain_id")), contract: addressOf(need(chain, "contract")),
       txHash: hex32(need(chain, "tx_hash"), "chain.tx_hash"),
       blockNumber: int(need(chain, "block_number")), paid: truthy(need(payment, "paid")),
       amount: int(need(payment, "amount")), unit: int(need(payment, "unit")),
@@ -237,6 +237,14 @@ function unreadable(record) {
     }
   }
   return null;
+}
+
+/** The receipt's contract: 0x and 40 hex digits, in any case (receipts.py _address). */
+function addressOf(value) {
+  if (typeof value !== "string" || !/^0x[0-9a-fA-F]{40}$/.test(value)) {
+    throw new ReceiptError("chain.contract is not an address (0x and 40 hex digits)");
+  }
+  return value;
 }
 
 /** The receipt's chain.deploy_tx: the transaction that created its contract (optional). */
@@ -311,8 +319,11 @@ export function priceMinor(tariff, energyWh, durationS) {
  */
 export async function verifyReceipt(receipt, {
   rpcUrl = null, driver = null, contract = null, cards = [], logWindow = null,
-  confirmations = null, rpcFromReceipt = false,
+  confirmations = null, rpcFromReceipt = false, fromLink = [],
 } = {}) {
+  // fromLink: the names ("driver", "contract") of the options the link that opened the
+  // page filled in (whoever made the link: the operator, as a rule), not the driver's word
+  const linked = new Set(fromLink);
   // rpcFromReceipt: rpcUrl is the node the page filled in from the receipt (or from the
   // link that opened it), not one the driver chose, however either is spelled
   // logWindow: the widest block range of one eth_getLogs (BigInt or an integer's text;
@@ -369,7 +380,8 @@ export async function verifyReceipt(receipt, {
   }
   checkNode(v, r, rpcUrl, rpcFromReceipt);
   try {
-    await checkChain(v, r, new Rpc(rpcUrl), driver, contract, ownCards, window, required);
+    await checkChain(v, r, new Rpc(rpcUrl), linked.has("driver") ? null : driver,
+      linked.has("contract") ? null : contract, ownCards, window, required, linked);
   } catch (exc) {
     v.add("on chain", null, `the chain could not be read: ${String(exc.message).slice(0, 200)}`);
   }
@@ -488,6 +500,10 @@ function authorizationOf(data) {
   } catch (exc) {
     throw new PyError("ValueError", `not an authorization: ${exc.message}`);
   }
+  // an address in any case, as the contract and eth_abi read one (eip712.py from_json)
+  if (typeof data.driver !== "string" || !/^0x[0-9a-fA-F]{40}$/.test(data.driver)) {
+    throw new PyError("ValueError", `not an authorization: the driver ${repr(data.driver)} is not an address (0x and 40 hex digits)`);
+  }
   for (const [name, bits] of WIDTHS) {
     if (auth[name] < 0n || auth[name] >= 1n << bits) throw new PyError("ValueError", `${name} must be an integer below 2^${bits}`);
   }
@@ -498,13 +514,10 @@ function authorizationOf(data) {
 const utf8 = (text) => new TextEncoder().encode(text);
 
 function abiAddress(address) {
-  // eth_abi: a hex address, its checksum checked when it is written in mixed case
+  // eth_abi: a hex address in any case (it checks no EIP-55 checksum, nor does the
+  // contract); the driver's and the contract's are checked to be 0x and 40 hex digits
   if (typeof address !== "string" || !/^0x[0-9a-fA-F]{40}$/.test(address)) throw new PyError("ValueError", `not an address: ${address}`);
-  const body = address.slice(2);
-  if (body !== body.toLowerCase() && body !== body.toUpperCase() && checksumAddress(address) !== address) {
-    throw new PyError("ValueError", `bad checksum: ${address}`);
-  }
-  return body.toLowerCase().padStart(64, "0");
+  return address.slice(2).toLowerCase().padStart(64, "0");
 }
 
 function eip712Digest(auth, chainId, contract) {
@@ -695,7 +708,8 @@ async function checkDepth(v, r, reader, block, confirmations) {
     + ": the block can still be reorganised away, check again later");
 }
 
-async function checkChain(v, r, rpc, driver, contract, cards, logWindow, confirmations) {
+async function checkChain(v, r, rpc, driver, contract, cards, logWindow, confirmations,
+  linked = new Set()) {
   const { record } = r;
   // the kind of session the chain pays (card: the driver's standing terms; app: the
   // driver's signature), gating the checks of that kind
@@ -731,7 +745,13 @@ async function checkChain(v, r, rpc, driver, contract, cards, logWindow, confirm
   const limit = kind === CARD ? cappingLimit(record) : null;
   if (limit !== null) await checkLimit(v, r, reader, limit);
   if (!contract && !driver) {
-    v.add("the real contract", null, "give your driver address (or the contract's) to"
+    v.add("the real contract", null, linked.size
+      ? `the ${[...linked].sort().map((n) => (n === "driver" ? "driver address" : n)).join(" and the ")}`
+        + " came with the link that opened this page"
+        + " (whoever made it: the operator, as a rule), not from you: type your own driver"
+        + ` address (or the contract you trust) to tell whether ${r.contract} is the contract`
+        + " your escrow is in"
+      : "give your driver address (or the contract's) to"
       + ` tell whether ${r.contract} is the contract your escrow is in`);
   }
   const txHash = `0x${r.txHash}`;
