@@ -490,7 +490,8 @@ async def build(settings: Settings, lock: NodeLock | None = None) -> App:
         settings, repo,
         quota=PayloadQuota({"data_transfer": settings.quota_data_transfer,
                             "security": settings.quota_security_events,
-                            "notification": settings.quota_notifications}),
+                            "notification": settings.quota_notifications,
+                            "connection": settings.quota_connection_events}),
         storage_reserve=settings.storage_reserve,
         on_dropped=lambda kind, reason: metrics.payloads_dropped.labels(kind, reason).inc(),
     )

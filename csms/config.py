@@ -298,6 +298,8 @@ class Settings:
     quota_data_transfer: int = 1048576
     quota_security_events: int = 262144
     quota_notifications: int = 262144
+    # a station's online/offline events (each counts 256: 64 connections an hour)
+    quota_connection_events: int = 32768
     # A station's budget for its transaction messages (MeterValues, Start/StopTransaction,
     # TransactionEvent), in frame bytes: refilled at transaction_bytes_per_s, holding at
     # most transaction_burst_bytes; beyond it the answers to them wait (at most 5 s each),

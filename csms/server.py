@@ -49,6 +49,7 @@ import math
 import socket
 import ssl
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from datetime import datetime
 from http import HTTPStatus
@@ -455,6 +456,7 @@ class CentralSystem:
         # and the registrations refused, for the log lines (the first and every 1000th).
         self.registrations = AttemptLimiter(max(1, settings.auto_register_per_hour), 3600.0)
         self._registered = self._registrations_refused = 0
+        self._refusals: Counter[str] = Counter()  # refused logins by kind (their log)
         # each station's budget of transaction message bytes (csms.service.throttle)
         self.throttle = TransactionThrottle(settings.transaction_bytes_per_s,
                                             settings.transaction_burst_bytes)
@@ -620,6 +622,15 @@ class CentralSystem:
             response.headers["Retry-After"] = "1"
         return response
 
+    def _log_refusal(self, level: int, kind: str, message: str, *args: Any) -> None:
+        """A refused login's log line, the first of its ``kind`` and every thousandth
+        (:func:`worth_logging`): whoever asks again and again would decide how fast the
+        log grows. Every refusal is counted (``voltledger_logins_refused``)."""
+        self._refusals[kind] += 1
+        count = self._refusals[kind]
+        if worth_logging(count):
+            log.log(level, message + " (%d such refusals since the start)", *args, count)
+
     async def _process_request(
         self, connection: ServerConnection, request: Request
     ) -> Response | None:
@@ -635,17 +646,19 @@ class CentralSystem:
         station = await self.repo.read(lookup)
         if station is None:
             if not self.settings.auto_register:
-                log.info("! refused unknown station %r from %s", station_id, remote)
+                self._log_refusal(logging.INFO, "unknown", "! refused unknown station %r"
+                                  " from %s", station_id, remote)
                 return self._refuse(connection, HTTPStatus.NOT_FOUND, "unknown station\n",
                                     "unknown_station")
             return await self._auto_register(connection, station_id, remote)
         refusal = self._transport_refusal(connection, station)
         if refusal is not None:
-            log.warning("! refused station %r from %s: %s", station_id, remote, refusal)
+            self._log_refusal(logging.WARNING, "transport", "! refused station %r from %s:"
+                              " %s", station_id, remote, refusal)
             return self._refuse(connection, HTTPStatus.FORBIDDEN, "forbidden\n", "forbidden")
         if station.password_hash is None and station.security_profile in (1, 2):
-            log.warning("! refused station %r from %s: station has no password set",
-                        station_id, remote)
+            self._log_refusal(logging.WARNING, "no_password", "! refused station %r from"
+                              " %s: station has no password set", station_id, remote)
             return self._refuse(connection, HTTPStatus.UNAUTHORIZED, "unauthorized\n",
                                 "unauthorized")
         if station.password_hash is None or station.security_profile == 3:
@@ -655,30 +668,32 @@ class CentralSystem:
         if len(request.headers.get_all("Authorization")) > 1:
             # which one to check? (websockets' Headers.get raised on them: a 500 and a
             # traceback for any stranger's request)
-            log.warning("! refused station %r from %s: more than one Authorization header",
-                        station_id, remote)
+            self._log_refusal(logging.WARNING, "headers", "! refused station %r from %s:"
+                              " more than one Authorization header", station_id, remote)
             return self._refuse(connection, HTTPStatus.BAD_REQUEST,
                                 "one Authorization header expected\n", "bad_request")
         creds = _basic_credentials(request.headers)
         if creds is None or creds[0] != station.id:
-            log.warning("! refused station %r from %s: missing or mismatched Basic"
-                        " credentials", station_id, remote)
+            self._log_refusal(logging.WARNING, "credentials", "! refused station %r from"
+                              " %s: missing or mismatched Basic credentials", station_id,
+                              remote)
             return self._refuse(connection, HTTPStatus.UNAUTHORIZED, "unauthorized\n",
                                 "unauthorized")
         outcome = await self.logins.check(remote, station.id, station.password_hash, creds[1])
         if outcome is LoginOutcome.ACCEPTED:
             return None
         if outcome is LoginOutcome.WRONG_PASSWORD:
-            log.warning("! refused station %r from %s: wrong password", station_id, remote)
+            self._log_refusal(logging.WARNING, "password", "! refused station %r from %s:"
+                              " wrong password", station_id, remote)
             return self._refuse(connection, HTTPStatus.UNAUTHORIZED, "unauthorized\n",
                                 "unauthorized")
         if outcome is LoginOutcome.RATE_LIMITED:
-            log.warning("! %s from %s: too many password attempts, refused", station_id,
-                        remote)
+            self._log_refusal(logging.WARNING, "attempts", "! %s from %s: too many password"
+                              " attempts, refused", station_id, remote)
             return self._refuse(connection, HTTPStatus.TOO_MANY_REQUESTS,
                                 "too many attempts\n", "rate_limited")
-        log.info("! %s from %s: the station's password checks are busy, come back",
-                 station_id, remote)
+        self._log_refusal(logging.INFO, "busy", "! %s from %s: the station's password"
+                          " checks are busy, come back", station_id, remote)
         return self._refuse(connection, HTTPStatus.SERVICE_UNAVAILABLE, "busy\n", "busy")
 
     async def _auto_register(self, connection: ServerConnection, station_id: str,
@@ -776,7 +791,8 @@ class CentralSystem:
                         "type": "LargeFramesBusy",
                         "budget": self.settings.large_frame_budget,
                         "gave_way": ws.cut_reason == "large_frames_evicted"})
-            log.info("x %s disconnected (%s)", station_id, ws.close_code)
+            if not self.service.connections_over_quota(station_id):
+                log.info("x %s disconnected (%s)", station_id, ws.close_code)
 
     async def attach(self, channel: Channel, station_id: str, version: OcppVersion,
                      remote: str) -> None:
@@ -795,9 +811,13 @@ class CentralSystem:
         try:
             # from here on the station's connection is this one: whatever ends it (an
             # error, a cancel) ends it as the station's, never leaving it registered
+            # a station over its hourly quota of connection events (reconnecting in a
+            # loop) writes no more log lines about its connections either
+            quiet = self.service.connections_over_quota(station_id)
             if old is not None:
-                log.warning("! %s connected again; closing the previous connection",
-                            station_id)
+                if not quiet:
+                    log.warning("! %s connected again; closing the previous connection",
+                                station_id)
                 try:
                     await self.service.station_event(
                         station_id, "security",
@@ -807,7 +827,8 @@ class CentralSystem:
                     log.error("! %s: its ConnectionReplaced event not stored: %s",
                               station_id, exc)
                 await old.close(1000, "replaced by a new connection")
-            log.info("= %s connected (%s) from %s", station_id, version.value, remote)
+            if not quiet:
+                log.info("= %s connected (%s) from %s", station_id, version.value, remote)
             opened = None
             try:
                 opened = await self.service.connection_opened(

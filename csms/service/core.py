@@ -108,6 +108,9 @@ class ChargingCore:
         self.clock = clock
         self.seen_flush_interval = seen_flush_interval
         self._seen: dict[str, datetime] = {}
+        # the status last published per connector of a station (its connection's, cleared
+        # when it connects or leaves): the same status again is no new bus event
+        self._published_status: dict[str, dict[tuple[int, int], tuple[Any, ...]]] = {}
         self._seen_flush: asyncio.Task[None] | None = None
         self._seen_writer = False  # run_seen_writer() owns the writes
         # closed connections whose station row another transaction held: (node, since),
@@ -351,10 +354,14 @@ class ChargingCore:
                               station: Station | None) -> datetime | None:
         """When the station's connection current at ``at`` (a message came over it then) was
         made: its latest ``online`` event made by then, among its last
-        ``CONNECTIONS_READ``; else, none kept, its connection now's."""
+        ``CONNECTIONS_READ``; else, none kept, its connection now's. None (not known)
+        when the station's ``online`` events were dropped over its quota between that
+        event and ``at`` (a later connection, not kept, may be the one)."""
         for event in await tx.list_station_events(station_id, "online", CONNECTIONS_READ):
             made = event["payload"].get("connected_at")
             if isinstance(made, str) and (when := datetime.fromisoformat(made)) <= at:
+                if await _connections_dropped(tx, station_id, when, at):
+                    return None
                 return when
         return station.connected_at if station is not None else None
 
@@ -422,6 +429,21 @@ class ChargingCore:
         check, not confirmed in a unit: nothing is stored on it)."""
         decision = (await self.cover(station_id, tag)).decision
         return None if decision is None or decision.ok else decision.reason
+
+
+async def _connections_dropped(tx: Tx, station_id: str, after: datetime,
+                               until: datetime) -> bool:
+    """Whether the station's connection events were dropped over its quota in some time
+    between ``after`` and ``until``: from its quota note of an hour to that hour's end
+    (csms.service.quota; one note a clock hour, the latest ``CONNECTIONS_READ`` read)."""
+    for note in await tx.list_station_events(station_id, "quota", CONNECTIONS_READ):
+        if note["payload"].get("kind") != "connection":
+            continue
+        noted = datetime.fromisoformat(str(note["ts"]))
+        hour_end = noted.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+        if noted <= until and hour_end > after:
+            return True
+    return False
 
 
 def _signed_keys(session: Session, remote_start_id: Any) -> tuple[int | None, int]:

@@ -13,6 +13,14 @@ Transaction data (sessions, meter values, transaction events) is never metered:
 it is what the station is paid for, and what must always find room. A second
 line of defence keeps room for it on disk: payloads are not stored either when
 the database has less than ``reserve`` bytes free (see ``Tx.free_space``).
+
+A station's connections are metered too (``connection``: its ``online`` and ``offline``
+events, each at :data:`MIN_CHARGE`): a station that reconnects in a loop, or two devices
+with one identity that replace each other, wrote two rows, two bus events and log lines
+per connection, as fast as they could reconnect. Beyond the quota the events are counted
+and dropped (one note an hour, as for the others), and the station's log lines about its
+connections are left out (:meth:`PayloadQuota.over`); whether the station is connected is
+kept in its row, which every connection still updates.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ KINDS: dict[str, tuple[str, ...]] = {
                      "charging_limit", "charging_limit_cleared", "charging_profiles",
                      "ev_charging_needs", "ev_charging_schedule", "display_messages",
                      "customer_information", "notify_event"),
+    "connection": ("online", "offline"),
 }
 _KIND_OF = {event: quota for quota, events in KINDS.items() for event in events}
 
@@ -96,6 +105,14 @@ class PayloadQuota:
         if kind in self.limits:
             bucket = self._bucket(station_id, kind)
             bucket[0] = max(0, bucket[0] - max(size, MIN_CHARGE))
+
+    def over(self, station_id: str, kind: str) -> bool:
+        """Whether the station had a payload of ``kind`` dropped this hour (read only: no
+        entry is made for a station that has none)."""
+        if self._hour != int(self.clock() // 3600):
+            return False
+        bucket = self._used.get((station_id, kind))
+        return bucket is not None and bucket[1] > 0
 
     def used(self, station_id: str, kind: str) -> tuple[int, int]:
         """(bytes stored, payloads dropped) this hour."""

@@ -75,7 +75,7 @@ class StationUseCases(ChargingCore):
             station.last_boot_at = now
             station.last_seen_at = now
             await tx.update_station(station)
-            await self.metered_event(
+            recorded = await self.metered_event(
                 tx, station_id, "boot",
                 {"reason": info.reason, "vendor": info.vendor, "model": info.model,
                  "firmware_version": info.firmware_version,
@@ -90,7 +90,8 @@ class StationUseCases(ChargingCore):
             else:
                 status, interval = "Rejected", self.boot_retry_interval
             await tx.set_station_option(station_id, BOOT_STATUS_OPTION, status)
-            await self._event(tx, station_id, "boot", {"status": status})
+            if recorded:  # published within the station's quota, as it is stored
+                await self._event(tx, station_id, "boot", {"status": status})
             return BootDecision(status, interval, now, changed)
 
         return await self.repo.unit(work)
@@ -179,10 +180,15 @@ class StationUseCases(ChargingCore):
         event that arrives after the station's next online event. The end of a connection
         that was no longer the station's (it had connected again, here or on another
         node: a node notices a dead connection late) changes nothing: it is kept in the
-        station's events with ``superseded`` and not published."""
+        station's events with ``superseded`` and not published.
+
+        The events (stored and published) are within the station's ``connection`` quota
+        (csms.service.quota): beyond it, only the station's row says whether it is
+        connected."""
         if online:
             return (await self.connection_opened(station_id, version, node)).since
         now = self.clock()
+        self._published_status.pop(station_id, None)
 
         async def work(tx: Tx) -> bool:
             payload: dict[str, Any] = {"ocpp_version": version}
@@ -190,8 +196,8 @@ class StationUseCases(ChargingCore):
             payload["connected_at"] = since.isoformat() if since else None
             if released is False:
                 payload["superseded"] = True
-            await tx.add_station_event(station_id, "offline", payload, now)
-            if released is not False:
+            if await self.metered_event(tx, station_id, "offline", payload, now) \
+                    and released is not False:
                 await self._event(tx, station_id, "offline", payload)
             return released is not None
 
@@ -213,13 +219,16 @@ class StationUseCases(ChargingCore):
         stations are offline): its stale row is taken over silently, with no extra cost
         but the look at the node beats."""
         now = self.clock()
+        # its statuses are published again on this connection (another node may have
+        # published others meanwhile)
+        self._published_status.pop(station_id, None)
 
         async def work(tx: Tx) -> Opened:
             before = await tx.set_station_connection(station_id, node, now)
             payload: dict[str, Any] = {"ocpp_version": version,
                                        "connected_at": now.isoformat()}
-            await tx.add_station_event(station_id, "online", payload, now)
-            await self._event(tx, station_id, "online", payload)
+            if await self.metered_event(tx, station_id, "online", payload, now):
+                await self._event(tx, station_id, "online", payload)
             boot = await tx.get_station_option(station_id, BOOT_STATUS_OPTION)
             if before is None or before[0] == node:
                 # none, or this node's own (replaced here by the server, or a row its
@@ -245,28 +254,45 @@ class StationUseCases(ChargingCore):
         A station has at most ``max_connectors`` connectors stored: a status for one more
         (an invented EVSE or connector id) is not stored (1.6 §6.47 has no refusal for an
         unknown connector: it is answered all the same); a ``ConnectorLimit`` security
-        event says so, within the station's quota. False when it was not stored."""
+        event says so, within the station's quota (and a log line with it). False when it
+        was not stored.
+
+        The connector's row always takes the status; its bus event is published when it
+        differs from the one last published for the connector on the station's connection
+        (a station repeating a status makes no event of each), within the station's
+        ``notification`` quota (csms.service.quota: one flipping between two statuses
+        makes no event without end either)."""
         now = self.clock()
         detail = error if error else None
+        payload: dict[str, Any] = {"evse_id": evse_id, "connector_id": connector_id,
+                                   "status": status, "error_code": error_code}
+        if detail is not None:
+            payload.update(info=detail.info, vendor_id=detail.vendor_id,
+                           vendor_error_code=detail.vendor_error_code)
+        published = self._published_status.setdefault(station_id, {})
+        key = (evse_id, connector_id)
+        value = tuple(payload.values())
+        publish = self.publish_events and published.get(key) != value
 
-        async def work(tx: Tx) -> bool:
+        async def work(tx: Tx) -> str:
             if not await tx.set_connector_status(
                     station_id, evse_id, connector_id, status, error_code, at or now,
                     error=detail, limit=self.max_connectors):
-                await self.metered_event(tx, station_id, "security", {
+                noted = await self.metered_event(tx, station_id, "security", {
                     "type": "ConnectorLimit", "evse_id": evse_id,
                     "connector_id": connector_id, "limit": self.max_connectors}, now)
-                return False
-            payload: dict[str, Any] = {"evse_id": evse_id, "connector_id": connector_id,
-                                       "status": status, "error_code": error_code}
-            if detail is not None:
-                payload.update(info=detail.info, vendor_id=detail.vendor_id,
-                               vendor_error_code=detail.vendor_error_code)
-            await self._event(tx, station_id, "status", payload)
-            return True
+                return "noted" if noted else "dropped"
+            if publish and self.admit_payload(station_id, "notification",
+                                              len(repr(value))).store:
+                await self._event(tx, station_id, "status", payload)
+                return "published"
+            return "stored"
 
-        stored = await self.repo.unit(work)
-        if not stored:
+        outcome = await self.repo.unit(work)
+        if outcome == "published":
+            published[key] = value
+        stored = outcome in ("published", "stored")
+        if outcome == "noted":
             log.warning("! %s: a status for EVSE %d connector %d beyond its %d connectors;"
                         " not stored", station_id, evse_id, connector_id, self.max_connectors)
         # "last seen" by the last-seen writer (no lock on the station's row in this unit)
@@ -390,6 +416,11 @@ class StationUseCases(ChargingCore):
                 await tx.update_station(station)
 
         await self.repo.unit(work)
+
+    def connections_over_quota(self, station_id: str) -> bool:
+        """Whether the station's connection events were dropped this hour (over its
+        quota): its connections are then not worth a log line each."""
+        return self.quota is not None and self.quota.over(station_id, "connection")
 
     async def station_event(self, station_id: str, kind: str, payload: dict[str, Any]) -> bool:
         """Store a station event; DataTransfer, security and notification payloads only

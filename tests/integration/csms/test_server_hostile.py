@@ -206,3 +206,32 @@ async def test_an_answer_to_no_call_writes_one_log_line(
     dropped = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
     assert dropped, "the drop was not logged"
     assert not any("\n" in m for m in dropped), dropped
+
+
+async def test_refused_logins_write_a_bounded_number_of_log_lines(
+        csms_server: RunningServer, caplog: pytest.LogCaptureFixture) -> None:
+    """A stranger asks again and again for a station with a wrong password (refused, then
+    429 once its address is out of attempts), for an unknown station and without
+    credentials: nothing is stored, but each refusal wrote a log line, as fast as the
+    stranger asked. The refusals are counted (metrics); their lines are thinned per
+    reason (the first, then every thousandth)."""
+    await csms_server.add_station("CP1", password=PASSWORD)
+    caplog.set_level(logging.INFO, logger="csms.server")
+    tries, stranger = 60, loopback(0)
+    statuses = [await upgrade_status(csms_server.port, "CP1", "wrong", stranger)
+                for _ in range(tries)]
+    statuses += [await upgrade_status(csms_server.port, f"NOPE{i}", "x", stranger)
+                 for i in range(tries)]
+    statuses += [(await upgrade_answer(csms_server.port, "CP1", stranger))[0]
+                 for _ in range(tries)]
+    lines = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    refused = csms_server.central.metrics.logins_refused
+    counted = sum(int(refused.labels(reason)._value.get()) for reason in
+                  ("unauthorized", "rate_limited", "unknown_station"))
+    print(f"\n{3 * tries} refused logins: {len(lines)} log lines, {counted} counted")
+    assert set(statuses) == {401, 404, 429}
+    assert counted == 3 * tries
+    assert len(lines) <= 4, lines  # a line per reason
+    # the station itself still logs in
+    async with await RawClient.connect(csms_server.url, "CP1", password=PASSWORD) as c:
+        assert "currentTime" in await c.result("Heartbeat", {})

@@ -14,6 +14,7 @@ a start dated a few minutes back by a clock behind, is no such start: billed as 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -124,6 +125,28 @@ async def test_a_start_kept_offline_and_sent_on_reconnecting_is_not_held(
     assert START_SENT_LATE not in await flags(server, station)
     assert await is_queued(server, sid)
     assert await station_events(server, station, START_SENT_LATE) == []
+
+
+@pytest.mark.parametrize("station", ["CP16", "CP201"])
+async def test_a_start_sent_on_a_connection_not_kept_over_the_quota_is_not_held(
+    server: RunningServer, station: str,
+) -> None:
+    """As above, but the station is over its hourly quota of connection events: the new
+    connection's ``online`` event is not kept, and the connection the start came over is
+    not known. Its latest kept one, made an hour ago, is not taken for it: billed as
+    before (the station held for a start it kept offline otherwise)."""
+    await server.stop()
+    server.settings = replace(server.settings, quota_connection_events=256)
+    await server.start()
+    first = await connect(server, station, timedelta(hours=1))
+    await first.close()
+    started = datetime.now(UTC) - timedelta(minutes=30)
+    async with await connect(server, station, timedelta(0)) as c:
+        sid = await session16(c, started) if station == "CP16" \
+            else await session201(server, c, started)
+    assert len(await station_events(server, station, "online")) == 1
+    assert START_SENT_LATE not in await flags(server, station)
+    assert await is_queued(server, sid)
 
 
 @pytest.mark.parametrize("station", ["CP16", "CP201"])

@@ -16,7 +16,8 @@ class Clock:
 @pytest.mark.parametrize(("event", "kind"), [
     ("data_transfer", "data_transfer"), ("security", "security"), ("boot", "notification"),
     ("firmware_status", "notification"), ("log_status", "notification"),
-    ("diagnostics_status", "notification"), ("online", None), ("quota", None)])
+    ("diagnostics_status", "notification"), ("online", "connection"),
+    ("offline", "connection"), ("started_again", None), ("quota", None)])
 def test_which_events_are_metered(event: str, kind: str | None) -> None:
     assert quota_kind(event) == kind
 
@@ -45,6 +46,19 @@ def test_a_new_hour_starts_the_quota_again() -> None:
     assert not q.admit("CP1", "notification", 1).store
     clock.now += 3600
     assert q.admit("CP1", "notification", 1000).store
+
+
+def test_over_the_quota_until_the_hour_ends_without_an_entry_made() -> None:
+    clock = Clock()
+    q = PayloadQuota({"connection": 2 * MIN_CHARGE}, clock=clock, max_keys=10)
+    assert not q.over("CP1", "connection")
+    assert len(q._used) == 0  # a look makes no entry (strangers' ids cost no memory)
+    assert q.admit("CP1", "connection", 1).store and q.admit("CP1", "connection", 1).store
+    assert not q.over("CP1", "connection")  # at the quota, nothing dropped yet
+    assert not q.admit("CP1", "connection", 1).store
+    assert q.over("CP1", "connection") and not q.over("CP2", "connection")
+    clock.now += 3600
+    assert not q.over("CP1", "connection")
 
 
 def test_refund_and_unmetered_kinds() -> None:
