@@ -205,6 +205,11 @@ class Metrics:
             "voltledger_handshakes_queued",
             "Connections that waited, unread, for a handshake slot", ["listener"], registry=r,
         )
+        self.handshakes_reserved = Counter(
+            "voltledger_handshakes_reserved",
+            "Handshake slots beyond max_handshakes taken by known clients (addresses"
+            " registered stations logged in from)", ["listener"], registry=r,
+        )
         self.connections_cut = Counter(
             "voltledger_connections_cut", "Connections closed or dropped by the server's limits",
             ["reason"], registry=r,

@@ -89,6 +89,7 @@ from csms.protocol import (
 from csms.service.auth import verify_password
 from csms.service.certificates import Payload
 from csms.service.charging import ChargingService, UnknownStation, new_station
+from csms.service.known_clients import KnownClients
 from csms.service.ports import Repository, StorageError, Tx
 from csms.service.ratelimit import AttemptLimiter, LoginGuard, LoginOutcome
 from csms.service.repeats import worth_logging
@@ -472,8 +473,12 @@ class CentralSystem:
         # heard on a connection opened without one (the requests kept for it while it was
         # offline: csms.admin.operator.OperatorCommands.send_queued)
         self.on_boot: Callable[[str], Coroutine[Any, Any, None]] | None = None
+        # the clients registered stations logged in from: a reserve of handshake slots
+        # and a queue of their own (csms.service.known_clients)
+        self.known = KnownClients(repo, settings.known_clients)
         self.gates = {name: HandshakeGate(name, settings.max_handshakes, self.metrics,
-                                          queue_limit=settings.handshake_queue)
+                                          queue_limit=settings.handshake_queue,
+                                          known=self.known if settings.known_clients else None)
                       for name in ("ws", "wss")}
         self.trimmer = MemoryTrimmer()
         # the bytes all connections hold in messages over LARGE_FRAME_BYTES
@@ -579,6 +584,7 @@ class CentralSystem:
             return await tx.clear_node_connections(self.node_id)
 
         await self.repo.unit(forget)
+        await self.known.load()
         if self._server is not None:
             log.info("= listening on ws://%s:%d as node %s", self.settings.host, self.port,
                      self.node_id)
@@ -600,6 +606,7 @@ class CentralSystem:
         for gate in self.gates.values():
             gate.close()
         self.logins.close()
+        await self.known.close()
         await self.trimmer.close()
         if self._young_gc is not None:
             self._young_gc.cancel()
@@ -664,6 +671,8 @@ class CentralSystem:
         if station.password_hash is None or station.security_profile == 3:
             # Nothing to check beyond the transport: never rate limited (a profile-0
             # station is not refused because others failed from its address).
+            if station.security_profile == 3:  # its certificate proved who it is
+                self._known_login(connection, station)
             return None
         if len(request.headers.get_all("Authorization")) > 1:
             # which one to check? (websockets' Headers.get raised on them: a 500 and a
@@ -681,6 +690,7 @@ class CentralSystem:
                                 "unauthorized")
         outcome = await self.logins.check(remote, station.id, station.password_hash, creds[1])
         if outcome is LoginOutcome.ACCEPTED:
+            self._known_login(connection, station)
             return None
         if outcome is LoginOutcome.WRONG_PASSWORD:
             self._log_refusal(logging.WARNING, "password", "! refused station %r from %s:"
@@ -695,6 +705,13 @@ class CentralSystem:
         self._log_refusal(logging.INFO, "busy", "! %s from %s: the station's password"
                           " checks are busy, come back", station_id, remote)
         return self._refuse(connection, HTTPStatus.SERVICE_UNAVAILABLE, "busy\n", "busy")
+
+    def _known_login(self, connection: ServerConnection, station: Station) -> None:
+        """The station's login proved a secret (its password, its certificate) and passed
+        every check: its client gets the known clients' lane at the handshake gate. A
+        login without one (no password) makes nobody known: anyone who knows the id may
+        log in so (csms.service.known_clients)."""
+        self.known.login(source_of(connection.remote_address), station.id)
 
     async def _auto_register(self, connection: ServerConnection, station_id: str,
                              remote: str) -> Response | None:

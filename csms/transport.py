@@ -13,7 +13,20 @@ the OCPP layer, in every state of its life:
   unless its address holds fewer of the gate's sockets than another address would
   after it took a place: then that address's newest queued socket gives way (one
   address cannot hold the gate against everyone else; a NAT'd fleet alone still
-  may).
+  may). Strangers with an address per socket (a botnet, the /64s of one IPv6 /48) each
+  hold no more than a station, so that rule never makes them give way to one: a
+  registered station arriving while they keep the gate full would wait behind them
+  until its timeout, since a socket cannot be told from a stranger's before its
+  upgrade is read. So the gate has a lane for *known* clients, those a registered
+  station completed a login from that proved a secret (its password, its certificate;
+  remembered across restarts, bounded: :mod:`csms.service.known_clients`): a known
+  client's socket may take one of a reserve of ``max_handshakes // 4`` (at least 1)
+  more slots, which strangers never take; it queues ahead of strangers and, with the
+  queue full, takes the place of a stranger's queued socket (the stranger's address
+  holding the most, else the newest). Within each lane the fair share per client
+  holds, so a known address cannot lock other known stations out, and a stranger never
+  takes a known client's place. A station without a password makes no address known:
+  anyone who knows its id may log in as it.
   Each connection has ``handshake_timeout`` seconds from its accept, queued time
   included. Until its first byte a socket gets no handler task, timers or TLS
   state (:class:`_OnFirstByte`), so a silent wss:// socket costs what a silent
@@ -89,7 +102,7 @@ import sys
 import time
 import traceback
 from asyncio import sslproto
-from collections.abc import AsyncIterable, Callable, Iterable
+from collections.abc import AsyncIterable, Callable, Container, Iterable
 from typing import Any, cast
 
 from websockets.asyncio.server import Server, ServerConnection
@@ -216,6 +229,57 @@ class Tally:
         return self.count.get(newcomer, 0) + 1 < self.count.get(holder, 0)
 
 
+class _Lane:
+    """The sockets of one lane of a :class:`HandshakeGate` (strangers, or known clients)
+    per client: those it holds (slots and queued), its queued ones (oldest first) and
+    how many of those; and the lane's queue, oldest first."""
+
+    __slots__ = ("held", "queued_by", "queued_of", "waiting")
+
+    def __init__(self) -> None:
+        self.waiting: collections.OrderedDict[_OnFirstByte, None] = collections.OrderedDict()
+        self.held = Tally()
+        self.queued_of: dict[str, collections.OrderedDict[_OnFirstByte, None]] = {}
+        self.queued_by = Tally()
+
+    @property
+    def queued(self) -> int:
+        return len(self.waiting)
+
+    def enqueue(self, waiter: _OnFirstByte) -> None:
+        source = waiter.source
+        self.waiting[waiter] = None
+        self.queued_of.setdefault(source, collections.OrderedDict())[waiter] = None
+        self.queued_by.add(source, 1)
+        self.held.add(source, 1)
+
+    def unqueue(self, waiter: _OnFirstByte) -> None:
+        """Out of the queue; it keeps its place in ``held`` (queued -> slot, or gone:
+        then the caller takes it out)."""
+        source = waiter.source
+        del self.waiting[waiter]
+        mine = self.queued_of[source]
+        del mine[waiter]
+        if not mine:
+            del self.queued_of[source]
+        self.queued_by.add(source, -1)
+
+    def most_queued(self) -> str | None:
+        """The client holding the most with a queued socket: the one holding the most
+        of all, or, when that one is all in handshake slots, the one with the most
+        queued sockets."""
+        victim = self.held.most()
+        if victim is None or victim not in self.queued_of:
+            victim = self.queued_by.most()
+        return victim
+
+    def give_way(self, waiter: _OnFirstByte) -> None:
+        """Close a queued socket for a newcomer's sake."""
+        self.unqueue(waiter)
+        self.held.add(waiter.source, -1)
+        waiter.evict()
+
+
 class HandshakeGate:
     """Connections of one listener that have not completed their opening handshake,
     and those queued for a turn.
@@ -226,93 +290,110 @@ class HandshakeGate:
     newest queued socket, which is closed. Only queued sockets give way: a slot's
     handshake is under way or its peer had the first turn, and the socket that gets a
     freed slot is the queue's oldest, not the newcomer. While there is room nobody is
-    evicted, so a fleet behind one NAT address may take the whole gate."""
+    evicted, so a fleet behind one NAT address may take the whole gate.
+
+    With ``known`` (the clients registered stations logged in from:
+    :class:`csms.service.known_clients.KnownClients`), a socket from a known client is in
+    a lane of its own: beyond ``limit`` it may take one of ``reserve`` more slots, which
+    strangers never take (a stranger gets a slot only while fewer than ``limit`` are
+    taken); queued, it gets the next free slot before any stranger; with the queue full
+    it takes the place of a stranger's queued socket (the client holding the most
+    strangers' places, else the newest). Known clients share their lane fairly as above,
+    and a stranger never takes a known client's place."""
 
     def __init__(self, listener: str, limit: int, metrics: Metrics,
-                 queue_limit: int = 0) -> None:
+                 queue_limit: int = 0, known: Container[str] | None = None) -> None:
         self.listener = listener
         self.limit = limit
         self.queue_limit = queue_limit
+        self.known = known
+        # slots beyond the limit only known clients take
+        self.reserve = max(1, limit // 4) if known is not None else 0
         self.pending = 0
         self.peak = 0
         self.refused = 0
         self.evicted = 0
         # accepted sockets that have not sent a byte yet (closed when the server stops)
         self.silent: set[asyncio.Transport] = set()
-        # accepted sockets waiting for a turn, oldest first (_OnFirstByte.admitted)
-        self.waiting: collections.OrderedDict[_OnFirstByte, None] = collections.OrderedDict()
-        # per client: the sockets it holds (slots and queued), its queued ones
-        # (oldest first), and how many of those
-        self.held = Tally()
-        self._queued_of: dict[str, collections.OrderedDict[_OnFirstByte, None]] = {}
-        self._queued_by = Tally()
+        # accepted sockets waiting for a turn (_OnFirstByte.admitted), per lane: strangers'
+        # (False) and known clients' (True)
+        self.lanes = {False: _Lane(), True: _Lane()}
         self.metrics = metrics
         metrics.handshakes_pending.labels(listener).set_function(lambda: self.pending)
 
     @property
     def queued(self) -> int:
-        return len(self.waiting)
+        return self.lanes[False].queued + self.lanes[True].queued
 
-    def admit(self, source: str) -> bool:
-        """Take a handshake slot now, if one is free and nobody waits for one."""
-        if self.pending >= self.limit or self.waiting:
+    def is_known(self, source: str) -> bool:
+        return self.known is not None and source in self.known
+
+    def admit(self, source: str, known: bool = False) -> bool:
+        """Take a handshake slot now, if one is free (the reserve too for a known
+        client) and nobody of the lane, or before it, waits for one."""
+        if known:
+            if self.pending >= self.limit + self.reserve or self.lanes[True].waiting:
+                return False
+        elif self.pending >= self.limit or self.queued:
             return False
-        self.pending += 1
-        self.peak = max(self.peak, self.pending)
-        self.held.add(source, 1)
+        self._take_slot()
+        self.lanes[known].held.add(source, 1)
         return True
 
+    def _take_slot(self) -> None:
+        if self.pending >= self.limit:
+            self.metrics.handshakes_reserved.labels(self.listener).inc()
+        self.pending += 1
+        self.peak = max(self.peak, self.pending)
+
     def can_queue(self) -> bool:
-        return len(self.waiting) < self.queue_limit
+        return self.queued < self.queue_limit
 
     def enqueue(self, waiter: _OnFirstByte) -> None:
-        source = waiter.source
-        self.waiting[waiter] = None
-        self._queued_of.setdefault(source, collections.OrderedDict())[waiter] = None
-        self._queued_by.add(source, 1)
-        self.held.add(source, 1)
+        self.lanes[waiter.known].enqueue(waiter)
         self.metrics.handshakes_queued.labels(self.listener).inc()
-
-    def _unqueue(self, waiter: _OnFirstByte) -> None:
-        source = waiter.source
-        del self.waiting[waiter]
-        mine = self._queued_of[source]
-        del mine[waiter]
-        if not mine:
-            del self._queued_of[source]
-        self._queued_by.add(source, -1)
 
     def leave(self, waiter: _OnFirstByte) -> None:
         """A queued socket closed before its turn."""
-        if waiter in self.waiting:
-            self._unqueue(waiter)
-            self.held.add(waiter.source, -1)
+        lane = self.lanes[waiter.known]
+        if waiter in lane.waiting:
+            lane.unqueue(waiter)
+            lane.held.add(waiter.source, -1)
 
-    def make_room(self, source: str) -> bool:
+    def make_room(self, source: str, known: bool = False) -> bool:
         """The gate and its queue are full and a socket from ``source`` arrived: close
-        the newest queued socket of the client holding the most, if ``source`` would
-        still hold fewer after taking its place. True when a place was freed."""
-        victim = self.held.most()
-        if victim is None or victim not in self._queued_of:
-            # the client holding the most is all in handshake slots: the one with the
-            # most queued sockets gives way, if it holds enough
-            victim = self._queued_by.most()
-            if victim is None:
-                return False
-        if not self.held.evens_out(source, victim):
+        the newest queued socket of the client of its lane holding the most, if
+        ``source`` would still hold fewer after taking its place; a known client's
+        socket takes a stranger's place first. True when a place was freed."""
+        strangers = self.lanes[False]
+        if known and strangers.waiting:
+            if strangers.held.top > 1:  # the stranger holding the most gives way
+                victim = strangers.most_queued()
+                assert victim is not None
+                waiter = next(reversed(strangers.queued_of[victim]))
+            else:  # an address per socket: the newest queued one
+                waiter = next(reversed(strangers.waiting))
+            strangers.give_way(waiter)
+            self._evicted("handshake_evicted_for_known", waiter.source, strangers, source)
+            return True
+        lane = self.lanes[known]
+        victim = lane.most_queued()
+        if victim is None or not lane.held.evens_out(source, victim):
             return False
-        waiter = next(reversed(self._queued_of[victim]))
-        self._unqueue(waiter)
-        self.held.add(victim, -1)
-        waiter.evict()
+        waiter = next(reversed(lane.queued_of[victim]))
+        lane.give_way(waiter)
+        self._evicted("handshake_evicted", victim, lane, source)
+        return True
+
+    def _evicted(self, reason: str, victim: str, lane: _Lane, source: str) -> None:
         self.evicted += 1
-        self.metrics.connections_cut.labels("handshake_evicted").inc()
+        self.metrics.connections_cut.labels(reason).inc()
         if worth_logging(self.evicted):
             log.warning("! %s: handshake slots and queue full, a queued connection from %s"
-                        " (holding %d) closed for one from %s (%d closed so far)",
-                        self.listener, victim, self.held.count.get(victim, 0) + 1,
-                        source or "?", self.evicted)
-        return True
+                        " (holding %d) closed for one from %s%s (%d closed so far)",
+                        self.listener, victim, lane.held.count.get(victim, 0) + 1,
+                        source or "?", " (known)" if reason.endswith("known") else "",
+                        self.evicted)
 
     def refuse(self) -> None:
         self.refused += 1
@@ -320,24 +401,26 @@ class HandshakeGate:
         if worth_logging(self.refused):
             log.warning("! %s: %d handshakes in progress and %d queued, connection dropped"
                         " (%d dropped so far)", self.listener, self.pending,
-                        len(self.waiting), self.refused)
+                        self.queued, self.refused)
 
-    def release(self, source: str) -> None:
+    def release(self, source: str, known: bool = False) -> None:
         self.pending -= 1
-        self.held.add(source, -1)
-        while self.waiting and self.pending < self.limit:
-            # a waiter that closed has left the queue (_OnFirstByte.connection_lost)
-            waiter = next(iter(self.waiting))
-            self._unqueue(waiter)  # it keeps its place in held: queued -> slot
-            self.pending += 1
-            self.peak = max(self.peak, self.pending)
-            waiter.admitted(self)
+        self.lanes[known].held.add(source, -1)
+        # a waiter that closed has left the queue (_OnFirstByte.connection_lost)
+        for lane, limit in ((self.lanes[True], self.limit + self.reserve),
+                            (self.lanes[False], self.limit)):
+            while lane.waiting and self.pending < limit:
+                waiter = next(iter(lane.waiting))
+                lane.unqueue(waiter)  # it keeps its place in held: queued -> slot
+                self._take_slot()
+                waiter.admitted(self)
 
     def close(self) -> None:
         """Drop the sockets still waiting for their first byte or for a turn."""
-        for waiter in list(self.waiting):
-            self.leave(waiter)
-            waiter.evict()
+        for lane in self.lanes.values():
+            for waiter in list(lane.waiting):
+                self.leave(waiter)
+                waiter.evict()
         for transport in list(self.silent):
             transport.abort()
         self.silent.clear()
@@ -465,7 +548,7 @@ class GuardedConnection(ServerConnection):
         self, protocol: ServerProtocol, server: Server, *, gate: HandshakeGate | None,
         metrics: Metrics, write_buffer_limit: int, drain_timeout: float | None,
         on_gone: Callable[[float | None], None] | None = None, source: str = "",
-        large: LargeFrames | None = None, **kwargs: Any,
+        large: LargeFrames | None = None, known: bool = False, **kwargs: Any,
     ) -> None:
         super().__init__(protocol, server, **kwargs)
         # the node's budget of bytes in large messages, and what this connection holds of
@@ -480,8 +563,10 @@ class GuardedConnection(ServerConnection):
         self._handed = 0
         self._completed = 0  # messages received (counted while large frames are held)
         self._returned = 0  # messages handed to the loop
-        # the client it counts under in the gate (source_of)
+        # the client it counts under in the gate (source_of), and the gate's lane it is in
+        # (a client registered stations logged in from)
         self.source = source
+        self.known = known
         # when the WebSocket opened (time.monotonic()), None before; handed to on_gone
         self.opened_at: float | None = None
         self._gate: HandshakeGate | None = gate
@@ -521,7 +606,7 @@ class GuardedConnection(ServerConnection):
         """Leave the listener's count of pending handshakes (once)."""
         gate, self._gate = self._gate, None
         if gate is not None:
-            gate.release(self.source)
+            gate.release(self.source, self.known)
 
     def gone(self) -> None:
         """The socket is closed (called once, whether or not the handshake finished)."""
@@ -825,17 +910,18 @@ class _OnFirstByte(asyncio.Protocol):
     """
 
     def __init__(self, gate: HandshakeGate, protocol: ServerProtocol,
-                 connection: Callable[[bool, str], GuardedConnection],
+                 connection: Callable[[bool, str, bool], GuardedConnection],
                  tls: Callable[[GuardedConnection, float], LeanSSLProtocol] | None,
                  timeout: float) -> None:
         self._gate = gate
         # websockets' factory closure looks for it
         self.protocol = protocol
-        self._connection: Callable[[bool, str], GuardedConnection] | None = connection
+        self._connection: Callable[[bool, str, bool], GuardedConnection] | None = connection
         self._app: GuardedConnection | None = None
         self._tls = tls
         self._timeout = timeout
         self.source = ""
+        self.known = False  # from a client registered stations logged in from
         self._transport: asyncio.Transport | None = None
         self._deadline: asyncio.TimerHandle | None = None
         self._queued = False
@@ -850,15 +936,16 @@ class _OnFirstByte(asyncio.Protocol):
         assert connection is not None
         self._transport = transport
         self.source = source = source_of(transport.get_extra_info("peername"))
-        if gate.admit(source):
+        self.known = known = gate.is_known(source)
+        if gate.admit(source, known):
             self._queued = False
-        elif gate.can_queue() or gate.make_room(source):
+        elif gate.can_queue() or gate.make_room(source, known):
             self._queued = True
         else:
             gate.refuse()
             transport.abort()
             return
-        self._app = connection(self._queued, source)
+        self._app = connection(self._queued, source, known)
         loop = asyncio.get_running_loop()
         self._deadline = loop.call_at(loop.time() + self._timeout, transport.abort)
         gate.silent.add(transport)
@@ -1056,11 +1143,11 @@ def connection_factory(
         start_tls = start
 
     def create(protocol: ServerProtocol, server: Server, **kwargs: Any) -> asyncio.BaseProtocol:
-        def connection(queued: bool, source: str) -> GuardedConnection:
+        def connection(queued: bool, source: str, known: bool) -> GuardedConnection:
             return GuardedConnection(protocol, server, gate=None if queued else gate,
                                      metrics=metrics, write_buffer_limit=write_buffer_limit,
                                      drain_timeout=drain_timeout, on_gone=on_gone,
-                                     source=source, large=large, **kwargs)
+                                     source=source, large=large, known=known, **kwargs)
 
         # the gate decides in connection_made(), where the peer's address is known
         return _OnFirstByte(gate, protocol, connection, start_tls, handshake_timeout)

@@ -59,6 +59,21 @@ class Tx(Protocol):
         station's row (try again later)."""
         ...
     async def clear_node_connections(self, node: str) -> int: ...
+    # the clients stations logged in from (csms.service.known_clients)
+    async def known_clients(self, since: datetime,
+                            limit: int) -> list[tuple[str, str, datetime]]:
+        """(client, station, last login) of the clients seen since ``since``, the most
+        recently seen first, at most ``limit``."""
+        ...
+    async def save_known_clients(self, seen: list[tuple[str, str, datetime]],
+                                 forgotten: list[str]) -> None:
+        """Store (client, station, last login) rows (a client's row replaced) and delete
+        the ``forgotten`` clients' rows."""
+        ...
+    async def prune_known_clients(self, before: datetime, keep: int) -> int:
+        """Delete the clients last seen before ``before``, and all but the ``keep`` most
+        recently seen; how many were deleted."""
+        ...
     async def add_audit(
         self, actor: str, action: str, target: str | None, request: dict[str, Any],
         result: dict[str, Any], ok: bool, at: datetime, claimed_actor: str | None = None,

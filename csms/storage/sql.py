@@ -486,6 +486,35 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
             "UPDATE stations SET connected_node = NULL WHERE connected_node = ?", node
         )
 
+    async def known_clients(self, since: datetime,
+                            limit: int) -> list[tuple[str, str, datetime]]:
+        rows = await self.fetchrows(
+            "SELECT client, station_id, seen_at FROM known_clients WHERE seen_at >= ?"
+            " ORDER BY seen_at DESC, client LIMIT ?", dt_to_db(since), limit)
+        return [(client, station_id, datetime.fromisoformat(seen))
+                for client, station_id, seen in rows]
+
+    async def save_known_clients(self, seen: list[tuple[str, str, datetime]],
+                                 forgotten: list[str]) -> None:
+        if forgotten:
+            await self.execute_many("DELETE FROM known_clients WHERE client = ?",
+                                    [(client,) for client in sorted(forgotten)])
+        if seen:
+            # a station deleted meanwhile has no row to name: its clients are not stored
+            await self.execute_many(
+                "INSERT INTO known_clients (client, station_id, seen_at)"
+                " SELECT ?, id, ? FROM stations WHERE id = ?"
+                " ON CONFLICT (client) DO UPDATE SET station_id = excluded.station_id,"
+                " seen_at = excluded.seen_at",
+                [(client, dt_to_db(at), station_id)
+                 for client, station_id, at in sorted(seen)])
+
+    async def prune_known_clients(self, before: datetime, keep: int) -> int:
+        return await self.execute(
+            "DELETE FROM known_clients WHERE seen_at < ? OR client NOT IN"
+            " (SELECT client FROM known_clients ORDER BY seen_at DESC, client LIMIT ?)",
+            dt_to_db(before), keep)
+
     async def add_audit(
         self, actor: str, action: str, target: str | None, request: dict[str, Any],
         result: dict[str, Any], ok: bool, at: datetime, claimed_actor: str | None = None,

@@ -77,6 +77,7 @@ class MemoryState:
     nodes: dict[str, datetime] = field(default_factory=dict)
     leases: dict[str, tuple[str, datetime]] = field(default_factory=dict)
     bus_served: dict[tuple[str, str], datetime] = field(default_factory=dict)
+    known_clients: dict[str, tuple[str, datetime]] = field(default_factory=dict)
     reservations: dict[int, Reservation] = field(default_factory=dict)
     firmware: dict[int, FirmwareImage] = field(default_factory=dict)
     transfers: dict[int, Transfer] = field(default_factory=dict)
@@ -160,6 +161,28 @@ class MemoryTx(Tx):
         for st in cleared:
             st.connected_node = None
         return len(cleared)
+
+    async def known_clients(self, since: datetime,
+                            limit: int) -> list[tuple[str, str, datetime]]:
+        found = [(client, sid, at) for client, (sid, at) in self.s.known_clients.items()
+                 if at >= since]
+        found.sort(key=lambda row: (-row[2].timestamp(), row[0]))
+        return found[:limit]
+
+    async def save_known_clients(self, seen: list[tuple[str, str, datetime]],
+                                 forgotten: list[str]) -> None:
+        for client in forgotten:
+            self.s.known_clients.pop(client, None)
+        for client, sid, at in seen:
+            if sid in self.s.stations:
+                self.s.known_clients[client] = (sid, at)
+
+    async def prune_known_clients(self, before: datetime, keep: int) -> int:
+        kept = {client for client, _, _ in await self.known_clients(before, keep)}
+        gone = [client for client in self.s.known_clients if client not in kept]
+        for client in gone:
+            del self.s.known_clients[client]
+        return len(gone)
 
     async def add_audit(
         self, actor: str, action: str, target: str | None, request: dict[str, Any],

@@ -143,8 +143,11 @@ async def test_profile_3_needs_a_certificate_with_the_exact_cn(
         await RawClient.connect(url, "CP3", ssl=pki.client("CP3", self_signed=True))
     # plain ws is below profile 3
     assert await refused(RawClient.connect(tls_server.url, "CP3")) == 403
+    # refused logins make no address known to the handshake gate; the certificate does
+    assert "127.0.0.1" not in tls_server.central.known
     async with await RawClient.connect(url, "CP3", ssl=pki.client("CP3")) as c:
         assert (await c.result("BootNotification", BOOT))["status"] == "Accepted"
+    assert "127.0.0.1" in tls_server.central.known
 
 
 @pytest.mark.filterwarnings("ignore:ssl.TLSVersion:DeprecationWarning")

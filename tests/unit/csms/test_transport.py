@@ -1,13 +1,15 @@
-"""Who a socket counts under in the handshake gate, and the gate's tally of them."""
+"""Who a socket counts under in the handshake gate, the gate's tally of them, and its
+lane for known clients."""
 
 from __future__ import annotations
 
+import collections
 import random
 
 import pytest
 
 from csms.metrics import Metrics
-from csms.transport import LargeFrames, Tally, source_of
+from csms.transport import HandshakeGate, LargeFrames, Tally, source_of
 
 
 @pytest.mark.parametrize(("peer", "source"), [
@@ -108,3 +110,72 @@ def test_nobody_gives_way_for_bytes_that_would_not_fit_all_the_same() -> None:
     # room that giving way makes is taken: 150 fit once A's 100 are given back
     assert large.take(Holder("B"), 150)  # type: ignore[arg-type]
     assert a.gave_way and large.evicted == 1 and large.of == {"A": 600, "C": 250, "B": 150}
+
+
+class Waiter:
+    """A socket at the handshake gate, as :class:`csms.transport._OnFirstByte` takes its
+    turns (the gate's logic alone: no socket)."""
+
+    def __init__(self, gate: HandshakeGate, source: str) -> None:
+        self.source = source
+        self.known = gate.is_known(source)
+        self.state = "new"
+        if gate.admit(source, self.known):
+            self.state = "slot"
+        elif gate.can_queue() or gate.make_room(source, self.known):
+            self.state = "queued"
+            gate.enqueue(self)  # type: ignore[arg-type]
+        else:
+            self.state = "refused"
+
+    def evict(self) -> None:
+        self.state = "evicted"
+
+    def admitted(self, gate: HandshakeGate) -> None:
+        self.state = "slot"
+
+
+def test_the_known_lane_keeps_its_reserve_and_its_places_against_strangers() -> None:
+    """Random arrivals from known clients and strangers, slots ending, queued sockets
+    leaving: strangers never hold more than the limit, nor take a known client's place;
+    a known socket never waits while the reserve has room; the counts per client agree
+    with counting by hand."""
+    rng = random.Random(7)
+    known = {"k1", "k2", "k3"}
+    for _ in range(30):
+        gate = HandshakeGate("ws", 8, Metrics(), queue_limit=6, known=known)
+        assert gate.reserve == 2
+        sockets: list[Waiter] = []
+        for _ in range(400):
+            if rng.random() < 0.6:
+                source = rng.choice(["k1", "k2", "k3", "s1", "s2"]
+                                    + [f"x{rng.randrange(10**6)}"] * 3)
+                before = {id(w): w.state for w in sockets if w.known}
+                sockets.append(Waiter(gate, source))
+                if not sockets[-1].known:  # a stranger evicts no known socket
+                    assert all(w.state == before[id(w)] for w in sockets if w.known
+                               and id(w) in before)
+            else:
+                live = [w for w in sockets if w.state in ("slot", "queued")]
+                if not live:
+                    continue
+                w = rng.choice(live)
+                if w.state == "slot":
+                    w.state = "done"
+                    gate.release(w.source, w.known)
+                else:
+                    w.state = "left"
+                    gate.leave(w)  # type: ignore[arg-type]
+            slots = [w for w in sockets if w.state == "slot"]
+            queued = [w for w in sockets if w.state == "queued"]
+            assert gate.pending == len(slots) <= gate.limit + gate.reserve
+            assert sum(not w.known for w in slots) <= gate.limit
+            assert gate.queued == len(queued) <= gate.queue_limit
+            if any(w.known for w in queued):
+                assert gate.pending == gate.limit + gate.reserve
+            if any(not w.known for w in queued):
+                assert gate.pending >= gate.limit
+            for lane in (False, True):
+                by_hand = collections.Counter(w.source for w in slots + queued
+                                              if w.known is lane)
+                assert gate.lanes[lane].held.count == dict(by_hand)
