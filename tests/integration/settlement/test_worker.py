@@ -22,7 +22,7 @@ from csms.service.holds import decide
 from csms.storage.sqlite import SqliteRepository
 from settlement import wallet
 from settlement.chain import AnvilNode, Chain, ContractMissing
-from settlement.eip712 import Authorization, recover
+from settlement.eip712 import SECP256K1_N, Authorization, recover
 from settlement.receipts import INVALID, UNVERIFIED, VALID, load_receipt, verify_receipt
 from settlement.worker import LedgerBehind, SettlementWorker
 from support import LONG_AGO
@@ -396,9 +396,6 @@ async def test_app_sessions_are_paid_with_the_drivers_signature(
 
 
 # the order of secp256k1's group: s and n - s sign the same message (EIP-2)
-SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
-
-
 def malleated(signature: str, form: str) -> str:
     """Another encoding of the same signature, which recovers the same signer: v as a
     transaction's EIP-155 ``v`` (35 + parity), or the high ``s`` (n - s, parity flipped)."""
@@ -407,6 +404,23 @@ def malleated(signature: str, form: str) -> str:
     if form == "eip155_v":
         return "0x" + (raw[:64] + bytes([35 + (v - 27)])).hex()
     return "0x" + (r + (SECP256K1_N - s).to_bytes(32, "big") + bytes([55 - v])).hex()
+
+
+async def start_app_session(repo: Any, kit: Kit, station: int, body: dict[str, Any],
+                            session_id: int) -> None:
+    """CP1 on chain as ``station``, and the app session of the authorization ``body`` (its
+    nonce 7) bound to the session ``session_id`` of TAG0, as a remote start makes it."""
+
+    async def prepare(tx: Any) -> None:
+        st = await tx.get_station("CP1")
+        st.chain_station = station
+        await tx.update_station(st)
+        aid = await tx.add_authorization(body["driver"], "CP1", "TAG0", body, 7,
+                                         body["expiry"], datetime.now(UTC))
+        await tx.remote_start_accepted(aid, kit.now() + 60)
+        assert await tx.bind_authorization("CP1", "TAG0", session_id, kit.now()) is not None
+
+    await repo.unit(prepare)
 
 
 @pytest.mark.parametrize("form", ["eip155_v", "high_s"])
@@ -432,16 +446,7 @@ async def test_a_driver_signature_in_another_encoding_neither_stalls_nor_goes_un
     assert recover(Authorization.from_json(body), memory_chain.chain_id,
                    memory_chain.contract_address or "") == driver.address
 
-    async def prepare(tx: Any) -> None:
-        st = await tx.get_station("CP1")
-        st.chain_station = station
-        await tx.update_station(st)
-        aid = await tx.add_authorization(driver.address, "CP1", "TAG0", body, 7, auth.expiry,
-                                         datetime.now(UTC))
-        await tx.remote_start_accepted(aid, kit.now() + 60)
-        assert await tx.bind_authorization("CP1", "TAG0", ids[0], kit.now()) is not None
-
-    await repo.unit(prepare)
+    await start_app_session(repo, kit, station, body, ids[0])
     summary = await SettlementWorker(repo, memory_chain).run_once()
     assert summary.sessions_batched == 2
     st = await states(repo, ids)
@@ -469,16 +474,7 @@ async def test_a_stored_signature_no_encoding_reads_holds_its_session_only(
                             nonce=7, expiry=kit.now() + 86_400)
     body = {**auth.as_json(), "signature": auth.signature[:-2] + "05"}
 
-    async def prepare(tx: Any) -> None:
-        st = await tx.get_station("CP1")
-        st.chain_station = station
-        await tx.update_station(st)
-        aid = await tx.add_authorization(driver.address, "CP1", "TAG0", body, 7, auth.expiry,
-                                         datetime.now(UTC))
-        await tx.remote_start_accepted(aid, kit.now() + 60)
-        assert await tx.bind_authorization("CP1", "TAG0", ids[0], kit.now()) is not None
-
-    await repo.unit(prepare)
+    await start_app_session(repo, kit, station, body, ids[0])
     summary = await SettlementWorker(repo, memory_chain).run_once()
     assert summary.sessions_batched == 1
     st = await states(repo, ids)
