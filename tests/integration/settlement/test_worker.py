@@ -395,7 +395,6 @@ async def test_app_sessions_are_paid_with_the_drivers_signature(
     assert verdict.valid, [(c.name, c.detail) for c in verdict.checks if c.ok is not True]
 
 
-# the order of secp256k1's group: s and n - s sign the same message (EIP-2)
 def malleated(signature: str, form: str) -> str:
     """Another encoding of the same signature, which recovers the same signer: v as a
     transaction's EIP-155 ``v`` (35 + parity), or the high ``s`` (n - s, parity flipped)."""
