@@ -10,18 +10,15 @@ from __future__ import annotations
 
 import copy
 import json
-import shutil
-import subprocess
 from typing import Any
 
 import pytest
 from eth_account import Account
-from unit.settlement.test_receipt_page_exponents import SRC, both, receipt
+from unit.settlement.test_receipt_page_exponents import both, receipt, run_page_verifier
 
 from settlement.eip712 import Authorization, sign
 from settlement.receipts import ReceiptError, verify_receipt
 from settlement.records import SIGNED, entry_of, samples_hash
-from support import IN_CI
 
 CHAIN_ID, CONTRACT = 31337, "0x" + "44" * 20
 
@@ -107,15 +104,7 @@ console.log(JSON.stringify(out));
 def _outcomes(receipts: list[dict[str, Any]]) -> list[dict[str, str]]:
     """Each receipt's verdict (offline), or the words it is refused with, by both verifiers:
     the same."""
-    node = shutil.which("node")
-    if node is None or not (SRC.parents[1] / "node_modules" / "@noble").is_dir():
-        if IN_CI:
-            pytest.fail("node and web/node_modules are needed (make install)")
-        pytest.skip("node and web/node_modules are needed (make install)")
-    r = subprocess.run([node, "--input-type=module", "-e", _NODE,
-                        (SRC / "pyjson.js").as_uri(), (SRC / "verifier.js").as_uri()],
-                       input=json.dumps(receipts), capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
+    r = run_page_verifier(_NODE, receipts)
     python = []
     for receipt_ in receipts:
         try:

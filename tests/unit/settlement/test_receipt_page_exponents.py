@@ -84,18 +84,27 @@ console.log(JSON.stringify(out));
 """
 
 
-def both(receipts: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each receipt through verify_receipt and the page's verifier (offline): the same
-    checks, outcomes and words; each verdict of the page in under a second."""
+def run_page_verifier(script: str, receipts: list[dict[str, Any]],
+                      ) -> subprocess.CompletedProcess[str]:
+    """``script`` under Node with the page's pyjson.js and verifier.js as its arguments and
+    ``receipts`` as JSON on its input (skipped where node or web/node_modules is missing,
+    failed in CI)."""
     node = shutil.which("node")
     if node is None or not (SRC.parents[1] / "node_modules" / "@noble").is_dir():
         if IN_CI:
             pytest.fail("node and web/node_modules are needed (make install)")
         pytest.skip("node and web/node_modules are needed (make install)")
-    r = subprocess.run([node, "--input-type=module", "-e", _NODE,
+    r = subprocess.run([node, "--input-type=module", "-e", script,
                         (SRC / "pyjson.js").as_uri(), (SRC / "verifier.js").as_uri()],
                        input=json.dumps(receipts), capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
+    return r
+
+
+def both(receipts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each receipt through verify_receipt and the page's verifier (offline): the same
+    checks, outcomes and words; each verdict of the page in under a second."""
+    r = run_page_verifier(_NODE, receipts)
     out = []
     for receipt_, page in zip(receipts, json.loads(r.stdout), strict=True):
         t0 = time.perf_counter()
