@@ -1,4 +1,6 @@
-"""Keep credentials out of log lines, at every level.
+"""Keep credentials out of log lines, at every level; and what a station or a stranger
+chose (an idTag, a vendor, a message id) from writing lines or terminal sequences of its
+own (:func:`visible`).
 
 The code never logs a credential on purpose (a CALL that carries one is logged
 as ``<redacted>``, audit entries are redacted in :mod:`csms.translate.commands`);
@@ -15,6 +17,11 @@ server hands to libraries carry it themselves (:func:`protect`).
 The filter runs on the event loop for every line, and a line may quote what a station
 sent: it costs time in proportion to the line's length (no pattern backtracks) and a
 line is cut to :data:`MAX_MESSAGE_CHARS` before it is redacted.
+
+A log line, and a table or a line ``csms`` prints, shows the characters a terminal or a
+log reader would obey rather than show as escapes (:func:`visible`): a station's idTag of
+``"x\nERROR csms.admin: ..."`` wrote a line of its own making, a vendor of
+``"\x1b]8;;http://..."`` a hyperlink into the operator's terminal.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ import re
 
 __all__ = [
     "MAX_MESSAGE_CHARS", "REDACTED", "SECRET_HEADERS", "SecretFilter", "install", "protect",
-    "redact",
+    "redact", "visible",
 ]
 
 REDACTED = "<redacted>"
@@ -72,6 +79,27 @@ _PATTERNS = [
 ]
 
 
+# What a terminal or a log reader obeys rather than shows: C0 and C1 control characters
+# (ESC starts a terminal sequence, CR rewrites a line, LF starts one, 0x9b is a CSI by
+# itself), DEL, the invisible format characters that reorder or hide text (bidi overrides
+# and isolates, zero widths, the byte order mark) and lone surrogates (no encoding
+# writes them: printed, they were an error).
+_UNSHOWN = re.compile(r"[\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e"
+                      r"\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\ud800-\udfff]")
+
+
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def visible(text: str) -> str:
+    """``text`` with every character a terminal or a log reader would obey written as
+    its escape (ESC as ``\\x1b``, a line break as ``\\x0a``, a right-to-left override as
+    ``\\u202e``): one line, shown as it is."""
+    return _UNSHOWN.sub(_escaped, text)
+
+
 def _cut(message: str) -> str:
     """The message, or its first MAX_MESSAGE_CHARS characters and how many are left out."""
     if len(message) <= MAX_MESSAGE_CHARS:
@@ -87,8 +115,8 @@ def redact(text: str) -> str:
 
 
 class SecretFilter(logging.Filter):
-    """Rewrites a record whose message holds a credential or is longer than
-    :data:`MAX_MESSAGE_CHARS`; never drops a record."""
+    """Rewrites a record whose message holds a credential, a character :func:`visible`
+    escapes or is longer than :data:`MAX_MESSAGE_CHARS`; never drops a record."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args
@@ -100,7 +128,7 @@ class SecretFilter(logging.Filter):
             message = record.getMessage()
         except Exception:  # a broken record is logging's to report, not ours
             return True
-        safe = redact(_cut(message))
+        safe = visible(redact(_cut(message)))
         if safe != message:
             record.msg, record.args = safe, None
         return True

@@ -3,7 +3,8 @@
 command and hands it to the operator use cases (:mod:`csms.admin.operator`).
 
 Listens on 127.0.0.1 by default. Every request except ``/health`` needs
-``Authorization: Bearer <token>``; the token is read from
+``Authorization: Bearer <token>`` (``/health`` without it leaves out the tasks' error
+texts); the token is read from
 ``<data_dir>/admin.token``, created at first start with mode 0600 (no default
 credential exists anywhere) and compared in constant time; wrong ones slow the next checks
 from their address, never refuse them (:class:`csms.service.ratelimit.LoginDelay`, shared
@@ -94,6 +95,10 @@ def load_or_create_token(path: Path) -> str:
         raise ValueError(f"the admin token file {path} holds no token")
     log.info("= %s admin token at %s", "replaced the empty" if exists else "created", path)
     return token
+
+
+# A request that carried the admin token (set by AdminApi._auth)
+AUTHENTICATED: web.RequestKey[bool] = web.RequestKey("authenticated", bool)
 
 
 class AdminNotPublic(ValueError):
@@ -278,10 +283,22 @@ class AdminApi:
 
     @web.middleware
     async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        if request.path == "/health" or request.path.startswith("/console/"):
-            # the console checks its own login cookie and CSRF token
-            response: web.StreamResponse = await handler(request)
+        response: web.StreamResponse
+        if request.path.startswith("/console/") or (
+                request.path == "/health" and "Authorization" not in request.headers):
+            # the console checks its own login cookie and CSRF token; /health answers a
+            # probe without a token (and then says less, see health)
+            response = await handler(request)
             return response
+        refused = await self._refused(request)
+        if refused is not None:
+            return refused
+        request[AUTHENTICATED] = True
+        response = await handler(request)
+        return response
+
+    async def _refused(self, request: web.Request) -> web.Response | None:
+        """The answer to a request without the bearer token (401), or None."""
         header = request.headers.get("Authorization", "")
         scheme, _, given = header.partition(" ")
         given = given.strip()
@@ -293,8 +310,7 @@ class AdminApi:
                 not hmac.compare_digest(given.encode(), self.token.encode()):
             self.guessing.failed(address_key(request.remote or ""))
             return _error(401, "missing or wrong bearer token")
-        response = await handler(request)
-        return response
+        return None
 
     @web.middleware
     async def _bad_query(self, request: web.Request, handler: Any) -> web.StreamResponse:
@@ -307,11 +323,18 @@ class AdminApi:
     # -- read endpoints ----------------------------------------------------------
     async def health(self, request: web.Request) -> web.Response:
         """Always answers (200) while the process runs; ``degraded`` names the tasks
-        that are down (a broker or database outage), which keep being restarted."""
+        that are down (a broker or database outage), which keep being restarted. Each
+        task's last error is given only with the bearer token: its text may name what a
+        stranger must not learn (a chain provider's URL with its API key in the path, a
+        database's host)."""
         states = self.tasks.states() if self.tasks is not None else {}
         down = sorted(n for n, s in states.items() if s.state == "down")
+        tasks = {n: s.as_json() for n, s in states.items()}
+        if not request.get(AUTHENTICATED, False):
+            for task in tasks.values():
+                task.pop("last_error", None)
         return _json({"status": "degraded" if down else "ok", "node": self.central.node_id,
-                      "down": down, "tasks": {n: s.as_json() for n, s in states.items()}})
+                      "down": down, "tasks": tasks})
 
     async def metrics_text(self, request: web.Request) -> web.Response:
         _query(request, set())

@@ -181,7 +181,10 @@ def say(*parts: str | tuple[str, str], **options: Any) -> None:
     doubles a trailing backslash where no tag follows)."""
     from rich.text import Text
 
-    console.print(Text.assemble(*parts), **options)
+    from csms.logsafe import visible
+
+    console.print(Text.assemble(*(visible(p) if isinstance(p, str) else (visible(p[0]), p[1])
+                                  for p in parts)), **options)
 
 
 def warn(message: str) -> None:
@@ -305,12 +308,21 @@ def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]
                 priority: Sequence[str] | None = None, wide: bool = False) -> None:
     """A Rich table. With ``priority`` (column names, most wanted first) it shows the
     columns that fit the terminal, in their own order, and says which it left out;
-    ``wide`` shows every column, however wide (lines are not wrapped)."""
+    ``wide`` shows every column, however wide (lines are not wrapped). A cell's control
+    characters are shown escaped (:func:`csms.logsafe.visible`: a station's ESC or line
+    break is never the terminal's); a list is a cell of one line per item."""
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
-    cells = [["" if v is None else str(v) for v in r] for r in rows]
+    from csms.logsafe import visible
+
+    def cell(v: Any) -> str:
+        if isinstance(v, list):
+            return "\n".join(visible(str(x)) for x in v)
+        return "" if v is None else visible(str(v))
+
+    cells = [[cell(v) for v in r] for r in rows]
     widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
 
     def width(chosen: Sequence[int]) -> int:  # cells padded by one space, one line each
@@ -328,7 +340,7 @@ def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]
                 chosen.append(i)
         shown = sorted(chosen)
     hidden = [columns[i] for i in range(len(columns)) if i not in shown]
-    table = Table(title=Text(title), caption=Text(
+    table = Table(title=Text(visible(title)), caption=Text(
         f"not shown: {', '.join(hidden)} (--wide shows all)") if hidden else None)
     for i in shown:
         table.add_column(columns[i], no_wrap=wide)

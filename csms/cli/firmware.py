@@ -343,5 +343,5 @@ def firmware_status(
     print_table("Firmware requests",
                 ["request", "station", "kind", "version", "status", "published at", "updated"],
                 [[r["id"], r["station_id"], what.get(r["kind"], r["kind"]), r.get("version"),
-                  r["status"], "\n".join(r.get("locations") or []),
+                  r["status"], r.get("locations") or [],
                   (r["updated_at"] or "")[:19]] for r in rows])

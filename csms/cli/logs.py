@@ -17,7 +17,6 @@ from csms.cli.common import (
     DataDirOption,
     DbOption,
     JsonOption,
-    console,
     fail,
     group,
     in_read,
@@ -26,6 +25,7 @@ from csms.cli.common import (
     print_json,
     print_table,
     run,
+    say,
 )
 from csms.cli.remote import AdminHost, AdminPort, Timeout, _check_time, _command, target
 
@@ -138,5 +138,5 @@ def logs_get(
         shutil.copyfile(source, output)
     except OSError as exc:
         fail(f"cannot write {output}: {exc.strerror or exc}", 1)
-    console.print(f"{output}: {transfer.size} bytes from {transfer.station_id}"
-                  f" ({transfer.file_name})", markup=False)
+    say(f"{output}: {transfer.size} bytes from {transfer.station_id}"
+        f" ({transfer.file_name})")  # the station's name for it, shown escaped

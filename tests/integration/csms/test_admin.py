@@ -33,6 +33,26 @@ async def test_auth_required(csms_server: RunningServer, token: str | None) -> N
     assert (await api(csms_server, "GET", "/health", token=None))[0] == 200
 
 
+async def test_health_tells_a_stranger_what_is_down_never_the_error_text(
+        csms_server: RunningServer) -> None:
+    """/health answers without the token (a load balancer's probe), and it gave every
+    task's last error as its exception read: a chain provider's URL with the API key in
+    its path ("401 Client Error: Unauthorized for url: https://.../v2/KEY"), a database's
+    or a broker's host. A stranger (or a web page, by DNS rebinding) learns what is down;
+    the error text only with the token (a wrong one is refused and slows as elsewhere)."""
+    key = "k3yOfTheOperatorsChainProvider"
+    assert csms_server.app is not None
+    report = csms_server.app.tasks.reporter("last-seen")  # how a failing task reports
+    report(ConnectionError(f"401 Client Error: Unauthorized for url: https://rpc.example/v2/{key}"))
+    status, stranger = await api(csms_server, "GET", "/health", token=None)
+    assert status == 200 and stranger["status"] == "degraded", stranger
+    assert stranger["down"] == ["last-seen"] and stranger["tasks"]["last-seen"]["failures"] == 1
+    assert key not in str(stranger) and "last_error" not in stranger["tasks"]["last-seen"]
+    status, operator = await api(csms_server, "GET", "/health")
+    assert status == 200 and key in operator["tasks"]["last-seen"]["last_error"], operator
+    assert (await api(csms_server, "GET", "/health", token="wrong"))[0] == 401
+
+
 async def test_token_file_is_private(csms_server: RunningServer) -> None:
     path = Path(csms_server.settings.data_dir) / "admin.token"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600

@@ -7,9 +7,13 @@ must cost time in proportion to its length, or one station stalls every other.""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import replace
 
+import pytest
+
+from csms import logsafe
 from support import RunningServer
 from support.client import RawClient
 
@@ -45,3 +49,31 @@ async def test_a_long_callerror_description_does_not_stall_other_stations(
         assert answer[0] == 3
     # a liveness bound, generous: 1.4-4.6 ms now, 7.4 s before
     assert waited < 1.0, f"another station's Heartbeat waited {waited:.2f} s"
+
+
+async def test_a_station_s_line_breaks_and_escapes_write_no_line_of_their_own(
+        csms_server: RunningServer, caplog: pytest.LogCaptureFixture) -> None:
+    """A 1.6 station ends a session with an idTag that is not the one that started it and
+    that holds a line break and a terminal escape: the warning that names the tag wrote
+    them as sent, a second line ("ERROR csms: ...") of the station's making and a
+    sequence the operator's terminal (``csms serve`` in the foreground) obeyed. With the
+    logging ``csms serve`` sets up, the line holds them escaped."""
+    caplog.set_level(logging.INFO)
+    logsafe.install()  # as csms serve does: the filter on every handler, caplog's too
+    await csms_server.add_station("CP1")
+    await csms_server.add_tag("OWNER")
+    forged = "B\nERROR csms: \x1b[2J"  # 20 characters at most
+    async with await RawClient.connect(csms_server.url, "CP1") as c:
+        started = await c.result("StartTransaction", {
+            "connectorId": 1, "idTag": "OWNER", "meterStart": 0,
+            "timestamp": "2026-01-01T10:00:00Z"})
+        await c.result("StopTransaction", {
+            "transactionId": started["transactionId"], "idTag": forged, "meterStop": 10,
+            "timestamp": "2026-01-01T10:05:00Z"})
+    lines = [r.getMessage() for r in caplog.records if "ended session" in r.getMessage()]
+    assert lines, "the stop by another tag was not logged"
+    for line in lines:
+        assert "\n" not in line and "\x1b" not in line, line
+        assert "B\\x0aERROR csms: \\x1b[2J" in line, line
+    written = [t for t in caplog.text.splitlines() if "ERROR csms: " in t]
+    assert written and all("ended session" in t for t in written), caplog.text

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from csms.logsafe import MAX_MESSAGE_CHARS, REDACTED, SecretFilter, redact
+from csms.logsafe import MAX_MESSAGE_CHARS, REDACTED, SecretFilter, redact, visible
 
 PW = "brand-new-password-42"
 BASIC = "Q1AxOnMzY3JldC1zdGF0aW9uLXBhc3N3MHJk"
@@ -94,3 +94,17 @@ def test_a_short_message_is_left_as_it_is() -> None:
     assert SecretFilter().filter(record)
     assert record.args is not None
     assert record.getMessage() == f"= CP1 {'x' * (MAX_MESSAGE_CHARS - 6)}"
+
+
+@pytest.mark.parametrize(("text", "shown"), [
+    ("tag\nERROR forged", "tag\\x0aERROR forged"),
+    ("\x1b]8;;http://e\x1b\\x", "\\x1b]8;;http://e\\x1b\\x"),
+    ("csi\x9b2J", "csi\\x9b2J"),  # a C1 CSI, obeyed by some terminals without ESC
+    ("1.0\u202egpj.exe", "1.0\\u202egpj.exe"),  # a right-to-left override
+    ("zero\u200bwidth\ufeff", "zero\\u200bwidth\\ufeff"),
+    ("lone\ud800", "lone\\ud800"),  # no encoding writes it: printed, it was an error
+    ("Grüße, 電気 ⚡", "Grüße, 電気 ⚡"),  # what is shown stays as it is
+])
+def test_visible_escapes_what_a_terminal_would_obey(text: str, shown: str) -> None:
+    assert visible(text) == shown
+    assert "\n" not in visible(text) and visible(text).encode("utf-8")  # one line, writable

@@ -189,3 +189,41 @@ async def test_a_station_s_strings_are_shown_as_sent_never_as_markup(
         assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
         assert "[/x]" in r.stdout, r.stdout
     assert "[bold red]PAID[/]" in csms(db, "sessions", "list", "--wide").stdout
+
+
+async def test_a_station_s_control_characters_never_reach_the_operator_s_terminal(
+        csms_server: RunningServer) -> None:
+    """A hostile station names its vendor, model and firmware, a fault's info and an idTag
+    with terminal escape sequences (a hyperlink that hides where it goes, a screen
+    cleared, a colour, a bell) and a right-to-left override: `csms stations list`,
+    `stations show` and `sessions list` wrote them to the operator's terminal as sent,
+    which obeyed them. They are shown, escaped, in one line each."""
+    await csms_server.add_station("CP1")
+    vendor, model = "\x1b]8;;http://e\x1b\\PAY", "\x1b[2J\x1b[HOK"
+    firmware, tag = "1.0\u202egpj.exe", "\x1b[31mRED\x07"
+    async with await RawClient.connect(csms_server.url, "CP1") as c:
+        await c.result("BootNotification", {"chargePointVendor": vendor,
+                                            "chargePointModel": model,
+                                            "firmwareVersion": firmware})
+        await c.result("StatusNotification", {
+            "connectorId": 1, "errorCode": "OtherError", "status": "Faulted",
+            "info": "lock\x9b2J", "vendorErrorCode": "E\x1b[1A"})
+        await c.result("StartTransaction", {"connectorId": 2, "idTag": tag,
+                                            "meterStart": 0,
+                                            "timestamp": "2026-01-01T10:00:00Z"})
+    db = Path(csms_server.settings.db)
+    for args in (["stations", "list", "--wide"], ["stations", "show", "CP1"],
+                 ["sessions", "list", "--wide"]):
+        r = csms(db, *args)
+        assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+        shown = r.stdout
+        bad = [ch for ch in shown if ch != "\n" and (ch < " " or "\x7f" <= ch <= "\x9f"
+                                                     or ch == "\u202e")]
+        assert not bad, (args, bad, shown)
+    listed = csms(db, "stations", "list", "--wide").stdout
+    assert "\\x1b]8;;http://e\\x1b\\PAY" in listed and "\\x1b[2J\\x1b[HOK" in listed
+    assert "1.0\\u202egpj.exe" in listed
+    assert "\\x1b[31mRED\\x07" in csms(db, "sessions", "list", "--wide").stdout
+    # --json stays what was stored: JSON's own escapes
+    data = json.loads(csms(db, "stations", "list", "--json").stdout)
+    assert [(s["vendor"], s["model"]) for s in data] == [(vendor, model)]
