@@ -131,6 +131,9 @@ protect(ws_log)
 # large_frame_budget (csms.transport LargeFrames), and a connection handles one at a time.
 MAX_QUEUED_CALLS = 4
 MAX_QUEUED_FRAMES = 4
+# why a connection closed with 1013 for the node's large frames: refused, gave way to
+# another address's message, to a proven connection's (csms.transport LargeFrames)
+LARGE_FRAMES_CUT = ("large_frames", "large_frames_evicted", "large_frames_evicted_for_proven")
 # CALLs of the central system queued on a connection to follow an answer (after_reply:
 # a boot's GetConfiguration, a stop's FinalCost, CertificateSigned...; the accepted
 # boot's queued requests), pending or in flight: beyond these, one is not sent (each
@@ -710,7 +713,10 @@ class CentralSystem:
         """The station's login proved a secret (its password, its certificate) and passed
         every check: its client gets the known clients' lane at the handshake gate. A
         login without one (no password) makes nobody known: anyone who knows the id may
-        log in so (csms.service.known_clients)."""
+        log in so (csms.service.known_clients). Its connection is proven: under pressure
+        its large messages come first (csms.transport LargeFrames)."""
+        if isinstance(connection, GuardedConnection):
+            connection.prove()
         self.known.login(source_of(connection.remote_address), station.id)
 
     async def _auto_register(self, connection: ServerConnection, station_id: str,
@@ -801,13 +807,14 @@ class CentralSystem:
                         {"type": "FrameTooLarge", "limit": self.settings.max_frame_bytes},
                     )
             elif sent is not None and sent.code == 1013 and isinstance(ws, GuardedConnection) \
-                    and ws.cut_reason in ("large_frames", "large_frames_evicted"):
-                # refused, or gave way to another address's message (csms.transport)
+                    and ws.cut_reason in LARGE_FRAMES_CUT:
+                # refused, or gave way to another address's message or to a proven
+                # connection's (csms.transport)
                 with contextlib.suppress(StorageError):
                     await self.service.station_event(station_id, "security", {
                         "type": "LargeFramesBusy",
                         "budget": self.settings.large_frame_budget,
-                        "gave_way": ws.cut_reason == "large_frames_evicted"})
+                        "gave_way": ws.cut_reason != "large_frames"})
             if not self.service.connections_over_quota(station_id):
                 log.info("x %s disconnected (%s)", station_id, ws.close_code)
 

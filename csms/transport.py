@@ -71,9 +71,19 @@ the OCPP layer, in every state of its life:
   the loop will handle. While there is room nobody gives way, so a fleet behind one NAT
   address may take the whole budget, and gives way only while it holds more than the
   address asking would. Strangers spread over many addresses, each holding less than a
-  stop weighs (~30 for a 300 KB stop in 8 MiB), still hold it. The connection's loop
-  (:class:`csms.link.Link`) reads no further message while it handles a large one, so it
-  holds one at a time.
+  stop weighs (~30 for a 300 KB stop in 8 MiB), kept it out all the same: fairness per
+  address never made one of them give way. A stranger sends large frames only on a
+  WebSocket that opened, under a station id that logged in (auto-registration, a station
+  without a password, a stolen password); so a connection whose login proved a secret (a
+  password checked, a profile-3 certificate: :meth:`GuardedConnection.prove`, a flag
+  set by :mod:`csms.server`) is *proven*, and its bytes that do not fit first make the
+  messages still arriving of unproven connections give way (1013, the address holding
+  the most of theirs first, however little each holds), then fairness per address applies
+  among proven connections; among unproven ones it applies as before, and a proven
+  connection never gives way to an unproven one. The node keeps the bytes and the
+  connections with a message arriving per kind and address; a small frame costs nothing
+  more. The connection's loop (:class:`csms.link.Link`) reads no further message while it
+  handles a large one, so it holds one at a time.
 * **Closed.** Everything above is released; :class:`MemoryTrimmer` hands the
   freed heap back to the operating system after many connections have closed
   (glibc keeps it otherwise, and RSS never shrinks). A socket whose WebSocket never
@@ -432,14 +442,20 @@ class LargeFrames:
     holds as its bytes arrive and gives it back once its loop is done with the message
     or the connection is gone; one that cannot take is closed (1013).
 
-    Under pressure, shares are fair per client (:func:`source_of`), as in the
+    Under pressure, a connection whose login proved a secret (``proven``: its password,
+    its certificate; :meth:`GuardedConnection.prove`) comes first: its bytes make the
+    messages still arriving of connections that proved nothing give way, the client
+    holding the most of theirs first, however little each holds. Then shares are fair
+    per client (:func:`source_of`) among the connections of its kind, as in the
     :class:`HandshakeGate`: when bytes from a client do not fit, the client holding the
     most gives way if it holds more than the newcomer would after taking them. Its
     connection with the most bytes in a message still arriving is closed (1013) and
-    those bytes are given back at once, until the newcomer's fit. Only a message still
-    arriving gives way (what an attacker can hold for as long as it likes); a complete
-    one is the loop's and is given back once handled. While the budget has room nobody
-    gives way, so a fleet behind one NAT address may take all of it."""
+    those bytes are given back at once, until the newcomer's fit. A proven connection
+    never gives way to one that proved nothing. Only a message still arriving gives way
+    (what an attacker can hold for as long as it likes); a complete one is the loop's
+    and is given back once handled. Who gives way is planned first: nobody does unless
+    the newcomer's bytes then fit. While the budget has room nobody gives way, so a
+    fleet behind one NAT address may take all of it."""
 
     def __init__(self, limit: int, metrics: Metrics, above: int = LARGE_FRAME_BYTES) -> None:
         self.limit = limit
@@ -448,81 +464,124 @@ class LargeFrames:
         self.peak = 0
         self.refused = 0
         self.evicted = 0
-        # per client: the bytes it holds, and its connections with bytes in a message
-        # still arriving (GuardedConnection.arriving_bytes); at most limit / above of either
-        self.of: dict[str, int] = {}
-        self._arriving: dict[str, dict[GuardedConnection, None]] = {}
+        # per kind of connection (True: proven) and client: the bytes it holds, and its
+        # connections with bytes in a message still arriving
+        # (GuardedConnection.arriving_bytes); at most limit / above of either
+        self.of: dict[bool, dict[str, int]] = {False: {}, True: {}}
+        self._arriving: dict[bool, dict[str, dict[GuardedConnection, None]]] = {
+            False: {}, True: {}}
         self.metrics = metrics
 
     def take(self, conn: GuardedConnection, n: int) -> bool:
-        source = conn.source
-        if self.held + n > self.limit and not self._make_room(source, n):
+        if self.held + n > self.limit and not self._make_room(conn, n):
             return False
         self.held += n
-        self.of[source] = self.of.get(source, 0) + n
+        of = self.of[conn.proven]
+        of[conn.source] = of.get(conn.source, 0) + n
         self.peak = max(self.peak, self.held)
         return True
 
-    def give(self, source: str, n: int) -> None:
+    def give(self, conn: GuardedConnection, n: int) -> None:
         if not n:
             return
         self.held -= n
-        left = self.of[source] - n
+        self._count(conn.proven, conn.source, -n)
+
+    def _count(self, proven: bool, source: str, delta: int) -> None:
+        of = self.of[proven]
+        left = of.get(source, 0) + delta
         if left:
-            self.of[source] = left
+            of[source] = left
         else:
-            del self.of[source]
+            del of[source]
 
     def arriving(self, conn: GuardedConnection, yes: bool) -> None:
         """Whether ``conn`` holds bytes in a message still arriving (it may give way)."""
         source = conn.source
-        mine = self._arriving.get(source)
+        by_source = self._arriving[conn.proven]
+        mine = by_source.get(source)
         if yes:
             if mine is None:
-                mine = self._arriving[source] = {}
+                mine = by_source[source] = {}
             mine[conn] = None
         elif mine is not None and conn in mine:
             del mine[conn]
             if not mine:
-                del self._arriving[source]
+                del by_source[source]
 
-    def _make_room(self, source: str, n: int) -> bool:
-        """``n`` bytes from ``source`` do not fit: close connections of the clients
-        holding more than ``source`` would after taking them, the one holding the most
-        first, until they fit. True when they do; when they would not fit all the same,
-        nobody gives way (a message closed for nothing). A scan of the clients with a
-        message arriving (at most limit / above), on this path only."""
-        after = self.of.get(source, 0) + n
+    def prove(self, conn: GuardedConnection, n: int) -> None:
+        """``conn`` was proven just now (:meth:`GuardedConnection.prove`) while holding
+        ``n`` bytes (what a peer sent right after its request): they, and its place among
+        connections with a message arriving, move to the proven."""
+        source = conn.source
+        if n:
+            self._count(False, source, -n)
+            self._count(True, source, n)
+        mine = self._arriving[False].get(source)
+        if mine is not None and conn in mine:
+            del mine[conn]
+            if not mine:
+                del self._arriving[False][source]
+            self.arriving(conn, True)
+
+    def _make_room(self, conn: GuardedConnection, n: int) -> bool:
+        """``n`` bytes from ``conn`` do not fit: close connections with a message still
+        arriving until they do. For a proven ``conn``, those of connections that proved
+        nothing, the client holding the most first; then those of clients of its kind
+        holding more than its client would after taking them, the one holding the most
+        first. True when they fit; when they would not fit all the same, nobody gives way
+        (a message closed for nothing). A scan of the clients with a message arriving (at
+        most limit / above), on this path only."""
+        source, proven = conn.source, conn.proven
         need = self.held + n - self.limit
+        after = self.of[proven].get(source, 0) + n
         # who would give way, planned before anyone does
-        held = {other: self.of.get(other, 0) for other in self._arriving}
+        plan: list[tuple[GuardedConnection, str, int, str]] = []
+        if proven:
+            need = self._plan(False, 0, need, plan, "large_frames_evicted_for_proven")
+        if need > 0:
+            need = self._plan(proven, after, need, plan, "large_frames_evicted")
+        if need > 0:
+            return False
+        for victim_conn, victim, most, reason in plan:
+            freed = victim_conn.give_way(self, reason)
+            self.evicted += 1
+            self.metrics.connections_cut.labels(reason).inc()
+            if worth_logging(self.evicted):
+                log.warning("! %s: closed (1013), its %d bytes arriving given back: large"
+                            " frames full, %s holds %d bytes of them and %s %d%s (%d closed"
+                            " so far)", victim_conn._peer(), freed, victim or "?", most,
+                            source or "?", after - n,
+                            " with a login that proved a secret" if victim_conn.proven
+                            != proven else "", self.evicted)
+        return True
+
+    def _plan(self, proven: bool, above: int, need: int,
+              plan: list[tuple[GuardedConnection, str, int, str]], reason: str) -> int:
+        """Add to ``plan`` the connections of clients of a kind (``proven``) holding more
+        than ``above`` that give way, the client holding the most first, its connection
+        with the most bytes arriving first, until ``need`` bytes are freed; what is still
+        needed then."""
+        of = self.of[proven]
+        arriving = self._arriving[proven]
+        held = {other: of.get(other, 0) for other in arriving}
         left = {other: sorted(conns, key=GuardedConnection.arriving_bytes, reverse=True)
-                for other, conns in self._arriving.items()}
-        plan: list[tuple[GuardedConnection, str, int]] = []
+                for other, conns in arriving.items()}
         while need > 0:
             victim: str | None = None
-            most = after
+            most = above
             for other, holds in held.items():
                 if holds > most:
                     victim, most = other, holds
             if victim is None:
-                return False
+                break
             conn = left[victim].pop(0)
-            plan.append((conn, victim, most))
+            plan.append((conn, victim, most, reason))
             need -= conn.arriving_bytes()
             held[victim] -= conn.arriving_bytes()
             if not left[victim]:
                 del held[victim]
-        for conn, victim, most in plan:
-            freed = conn.give_way(self)
-            self.evicted += 1
-            self.metrics.connections_cut.labels("large_frames_evicted").inc()
-            if worth_logging(self.evicted):
-                log.warning("! %s: closed (1013), its %d bytes arriving given back: large"
-                            " frames full, %s holds %d bytes of them and %s %d (%d closed"
-                            " so far)", conn._peer(), freed, victim or "?", most,
-                            source or "?", after - n, self.evicted)
-        return True
+        return need
 
     def refuse(self, peer: str, size: int) -> None:
         self.refused += 1
@@ -567,6 +626,8 @@ class GuardedConnection(ServerConnection):
         # (a client registered stations logged in from)
         self.source = source
         self.known = known
+        # its login proved a secret (prove()): it comes first in the large frames' budget
+        self.proven = False
         # when the WebSocket opened (time.monotonic()), None before; handed to on_gone
         self.opened_at: float | None = None
         self._gate: HandshakeGate | None = gate
@@ -601,6 +662,17 @@ class GuardedConnection(ServerConnection):
             self.request.headers = Headers()
         if self.response is not None:
             self.response.headers = Headers()
+
+    def prove(self) -> None:
+        """Its login proved a secret (its password, its certificate: :mod:`csms.server`):
+        under pressure its large messages come before those of connections that proved
+        nothing (:class:`LargeFrames`). What it holds already (frames sent right after its
+        request, read while the login was checked) moves with it."""
+        if self.proven:
+            return
+        self.proven = True
+        if self._large is not None:
+            self._large.prove(self, self._large_held())
 
     def handshake_finished(self) -> None:
         """Leave the listener's count of pending handshakes (once)."""
@@ -661,7 +733,7 @@ class GuardedConnection(ServerConnection):
             self._refuse_large(large, buffered)
             return
         if delta < 0:
-            large.give(self.source, -delta)
+            large.give(self, -delta)
         was = self.arriving_bytes()
         self._partial = charge
         if bool(was) != bool(charge or self._message):
@@ -673,7 +745,7 @@ class GuardedConnection(ServerConnection):
         False when they do not fit (the connection is being closed)."""
         was = self.arriving_bytes()
         if self._partial:
-            large.give(self.source, self._partial)
+            large.give(self, self._partial)
             self._partial = 0
         size = self._message_size + len(frame.data)
         charge = size if size > large.above else 0
@@ -702,30 +774,34 @@ class GuardedConnection(ServerConnection):
         self._close_for_policy("large_frames", "the node holds too many large frames",
                                CloseCode.TRY_AGAIN_LATER, count=False)
         # the protocol discarded the frame still arriving; nothing more arrives
-        large.give(self.source, self._partial)
+        large.give(self, self._partial)
         self._partial = 0
         large.arriving(self, False)
 
-    def give_way(self, large: LargeFrames) -> int:
-        """Closed (1013) for a client holding less (:meth:`LargeFrames.take`): what it
-        holds in a message still arriving is given back now (returned). The socket
-        is dropped at once (after the close frame, if the peer takes it), so the frames
-        of that message are freed with the connection; the rest is given back by
-        connection_lost() as ever."""
+    def give_way(self, large: LargeFrames, reason: str = "large_frames_evicted") -> int:
+        """Closed (1013) for a client holding less, or for a proven connection
+        (:meth:`LargeFrames.take`; ``reason`` tells which): what it holds in a message
+        still arriving is given back now (returned). The socket is dropped at once (after
+        the close frame, if the peer takes it), so the frames of that message are freed
+        with the connection; the rest is given back by connection_lost() as ever."""
         freed = self.arriving_bytes()
-        large.give(self.source, freed)
+        large.give(self, freed)
         large.arriving(self, False)
         self._partial = self._message = 0
-        self._close_for_policy("large_frames_evicted", "another client needs large frames",
+        self._close_for_policy(reason, "another client needs large frames",
                                CloseCode.TRY_AGAIN_LATER, count=False)
         self.transport.abort()
         return freed
 
+    def _large_held(self) -> int:
+        """All this connection holds of the budget."""
+        return (self._partial + self._message + self._handed
+                + sum(n for _, n in self._queued_large or ()))
+
     def _release_large(self) -> None:
         large, self._large = self._large, None
         if large is not None:
-            large.give(self.source, self._partial + self._message + self._handed
-                       + sum(n for _, n in self._queued_large or ()))
+            large.give(self, self._large_held())
             if self.arriving_bytes():
                 large.arriving(self, False)
             self._partial = self._message = self._handed = 0
@@ -736,7 +812,7 @@ class GuardedConnection(ServerConnection):
         (the connection's loop reads the next one only once done with it)."""
         large = self._large
         if self._handed and large is not None:
-            large.give(self.source, self._handed)
+            large.give(self, self._handed)
             self._handed = 0
         message = await super().recv(decode)
         large = self._large  # gone meanwhile: all given back

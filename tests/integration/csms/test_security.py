@@ -150,6 +150,36 @@ async def test_profile_3_needs_a_certificate_with_the_exact_cn(
     assert "127.0.0.1" in tls_server.central.known
 
 
+async def test_only_a_login_that_proved_a_secret_makes_its_connection_proven(
+    tls_server: RunningServer, pki: Pki
+) -> None:
+    """A connection comes first in the node's budget for large frames (csms.transport
+    LargeFrames) when its login proved a secret: a password checked (profile 1, 2), a
+    certificate (profile 3). A station without a password, or one auto-registered, proves
+    nothing: anyone who knows its id logs in so."""
+    await tls_server.stop()
+    tls_server.settings = replace(tls_server.settings, auto_register=True)
+    await tls_server.start()
+    await tls_server.add_station("CP0")
+    await tls_server.add_station("CP1", password=PASSWORD)
+    await tls_server.add_station("CP2", password=PASSWORD, profile=2)
+    await tls_server.add_station("CP3", profile=3)
+    logins = {
+        "CP0": RawClient.connect(tls_server.url, "CP0"),
+        "NEW": RawClient.connect(tls_server.url, "NEW"),  # auto-registered
+        "CP1": RawClient.connect(tls_server.url, "CP1", password=PASSWORD),
+        "CP2": RawClient.connect(wss(tls_server), "CP2", password=PASSWORD,
+                                 ssl=pki.trusting()),
+        "CP3": RawClient.connect(wss(tls_server), "CP3", ssl=pki.client("CP3")),
+    }
+    proven = {}
+    for station, login in logins.items():
+        async with await login as c:
+            assert (await c.result("BootNotification", BOOT))["status"] == "Accepted"
+            proven[station] = tls_server.central.connections[station].channel.ws.proven
+    assert proven == {"CP0": False, "NEW": False, "CP1": True, "CP2": True, "CP3": True}
+
+
 @pytest.mark.filterwarnings("ignore:ssl.TLSVersion:DeprecationWarning")
 async def test_tls_below_1_2_is_refused(tls_server: RunningServer, pki: Pki) -> None:
     await tls_server.add_station("CP2", password=PASSWORD, profile=2)

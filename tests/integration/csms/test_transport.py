@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from websockets.exceptions import ConnectionClosed
 
 import csms.server
 import csms.transport
@@ -32,7 +33,7 @@ from bench.soak import ping_frame, write_tls_pair
 from csms.gcpolicy import POLICY as GC_POLICY
 from csms.server import CallTimeout, StationOffline
 from csms.transport import LeanSSLProtocol
-from support import RunningServer, periodic_readings
+from support import RunningServer, periodic_readings, station_events
 from support.client import RawClient
 
 BOOT = {"chargePointVendor": "V", "chargePointModel": "M"}
@@ -588,9 +589,11 @@ async def test_sockets_that_never_open_leave_nothing_to_collect(
 
 
 async def raw_upgrade(port: int, station: str, rcvbuf: int | None = None,
-                      source: str = "127.0.0.1") -> socket.socket:
+                      source: str = "127.0.0.1", password: str | None = None,
+                      early: bytes = b"") -> socket.socket:
     """A WebSocket client made by hand: it reads only what the test tells it to. From
-    ``source`` (another loopback address stands for another client)."""
+    ``source`` (another loopback address stands for another client), with ``password``
+    when given (HTTP Basic); ``early`` is sent with the request, before the answer."""
     loop = asyncio.get_running_loop()
     s = socket.socket()
     if rcvbuf is not None:
@@ -602,12 +605,21 @@ async def raw_upgrade(port: int, station: str, rcvbuf: int | None = None,
     await loop.sock_sendall(s, (
         f"GET /{station} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-        "Sec-WebSocket-Protocol: ocpp1.6\r\n\r\n").encode())
+        "Sec-WebSocket-Protocol: ocpp1.6\r\n" + basic_auth(station, password)
+        + "\r\n").encode() + early)
     head = b""
     while b"\r\n\r\n" not in head:
         head += await loop.sock_recv(s, 1)  # byte by byte: nothing after the head is read
     assert b" 101 " in head.split(b"\r\n")[0], head
     return s
+
+
+def basic_auth(station: str, password: str | None) -> str:
+    """The Authorization header line of ``station``'s ``password`` ('' without one)."""
+    if password is None:
+        return ""
+    token = base64.b64encode(f"{station}:{password}".encode()).decode()
+    return f"Authorization: Basic {token}\r\n"
 
 
 async def send_until_closed(s: socket.socket, data: bytes, limit: float = 10) -> bool:
@@ -1059,7 +1071,149 @@ async def test_one_address_holding_the_large_frame_budget_cannot_delay_a_stop(
     assert [s["status"] for s in sessions] == ["completed"], sessions
     await wait_for(lambda: large.held == 0)
     # nothing kept per address or connection once all is given back
-    assert large.of == {} and large._arriving == {}
+    assert large.of == large._arriving == {False: {}, True: {}}
+
+
+async def test_strangers_from_many_addresses_cannot_keep_a_proven_stations_stop_out(
+        csms_server: RunningServer) -> None:
+    """Strangers (auto-registration on) from 32 addresses each hold less than an honest
+    station's ~280 KB StopTransaction weighs, in frames they never finish, and leave less
+    than the stop free: no address holds more than the station would, so fairness per
+    address made none of them give way, and the stop was closed with 1013 at every try.
+    The station's login proved its password: its stop makes strangers' frames give way
+    (1013), just enough of them, and its session is completed. A station whose login
+    proved nothing (no password) is served as before: its big message is refused."""
+    budget, limit = 8 << 20, 1 << 20
+    await restart_with(csms_server, auto_register=True, large_frame_budget=budget,
+                       max_frame_bytes=limit)
+    await csms_server.add_station("HONEST", password="honest-station-password")
+    await csms_server.add_station("OPEN")
+    await csms_server.add_tag("TAG1")
+    large = csms_server.central.large_frames
+    loop = asyncio.get_running_loop()
+    honest = await RawClient.connect(csms_server.url, "HONEST", ["ocpp1.6"],
+                                     password="honest-station-password",
+                                     local_addr="127.0.0.2")
+    open_station = await RawClient.connect(csms_server.url, "OPEN", ["ocpp1.6"],
+                                           local_addr="127.0.0.3")
+    attack: list[socket.socket] = []
+    try:
+        assert (await honest.result("BootNotification", BOOT))["status"] == "Accepted"
+        assert (await open_station.result("BootNotification", BOOT))["status"] == "Accepted"
+        start = await honest.result("StartTransaction", {
+            "connectorId": 1, "idTag": "TAG1", "meterStart": 1_000_000,
+            "timestamp": "2026-03-01T20:00:00.000Z"})
+        stop = {"transactionId": start["transactionId"], "meterStop": 1_180_000,
+                "timestamp": "2026-03-02T21:00:00.000Z", "reason": "EVDisconnected",
+                "transactionData": periodic_readings(datetime(2026, 3, 1, 20, tzinfo=UTC),
+                                                     1500)}
+        weighs = len(json.dumps(stop, separators=(",", ":")))  # as the client sends it
+        assert 250_000 < weighs < limit
+        # 32 addresses hold `each` (less than the stop), leaving `free` (less than the
+        # stop, no less than any of them holds)
+        free = weighs - 20_000
+        each = (budget - free) // 32
+        assert each <= free
+        for i in range(32):
+            attack.append(s := await raw_upgrade(csms_server.port, f"STRANGER{i}",
+                                                 source=f"127.0.1.{i + 1}"))
+            await loop.sock_sendall(s, large_frame_head(each + 1000) + b"x" * each)
+        await wait_for(lambda: large.held == 32 * each)
+        # a station that proved nothing is one address among others: refused (1013)
+        with pytest.raises((ConnectionError, ConnectionClosed)):
+            await open_station.call("DataTransfer", {"vendorId": "x", "data": "z" * weighs},
+                                    timeout=10)
+        assert count(csms_server, "large_frames") == 1
+        assert count(csms_server, "large_frames_evicted_for_proven") == 0
+        # the proven station's stop gets in: strangers' frames give way
+        answer = await honest.call("StopTransaction", stop, timeout=10)
+        assert answer[0] == 3, answer[:3]
+        seen = [ServerFrames(s) for s in attack]
+        codes = [closed_with(await frames.read(0.3)) for frames in seen]
+        gave_way = count(csms_server, "large_frames_evicted_for_proven")
+        assert 1 <= gave_way <= 2 and codes.count(1013) == gave_way, codes
+        assert [frames.closed for frames in seen].count(True) == gave_way
+        assert count(csms_server, "large_frames") == 1
+        assert count(csms_server, "large_frames_evicted") == 0
+        assert large.peak <= budget
+    finally:
+        await honest.close()
+        await open_station.close()
+        for s in attack:
+            s.close()
+    sessions = await csms_server.sessions("HONEST")
+    assert [s["status"] for s in sessions] == ["completed"], sessions
+    await wait_for(lambda: large.held == 0)
+    assert large.of == large._arriving == {False: {}, True: {}}
+    # each station closed is told why: refused, or gave way
+    told = {f"STRANGER{i}": True for i, code in enumerate(codes) if code == 1013}
+    told["OPEN"] = False
+    async with asyncio.timeout(10):
+        while True:
+            events = {station: [e["gave_way"] for e in await station_events(
+                csms_server, station, "security") if e["type"] == "LargeFramesBusy"]
+                for station in told}
+            if all(events.values()):
+                break
+            await asyncio.sleep(0.05)
+    assert events == {station: [gave_way] for station, gave_way in told.items()}
+
+
+async def test_a_proven_station_never_gives_way_to_a_stranger(
+        csms_server: RunningServer) -> None:
+    """Eight stations whose logins proved their passwords, behind one address, each hold a
+    frame of the limit still arriving (one sent it with its request, before its password
+    was checked): the whole budget. A stranger from another address
+    (holding less than their address would) is refused (1013), and none of theirs gives
+    way. Among proven stations fairness per address holds as before: another proven
+    station's big message makes one of them give way."""
+    budget, limit = 8 << 20, 1 << 20
+    await restart_with(csms_server, auto_register=True, large_frame_budget=budget,
+                       max_frame_bytes=limit)
+    for i in range(8):
+        await csms_server.add_station(f"FLEET{i}", password=f"fleet-password-{i}")
+    await csms_server.add_station("OTHER", password="other-station-password")
+    large = csms_server.central.large_frames
+    loop = asyncio.get_running_loop()
+    fleet: list[socket.socket] = []
+    stranger: socket.socket | None = None
+    other = await RawClient.connect(csms_server.url, "OTHER", ["ocpp1.6"],
+                                    password="other-station-password",
+                                    local_addr="127.0.0.4")
+    try:
+        frame = large_frame_head(1_048_000) + b"x" * 1_047_000
+        for i in range(8):
+            # the first sends its frame with its request: held while its password is
+            # checked, then counted as proven
+            fleet.append(s := await raw_upgrade(csms_server.port, f"FLEET{i}",
+                                                source="127.0.0.3",
+                                                password=f"fleet-password-{i}",
+                                                early=frame if i == 0 else b""))
+            if i:
+                await loop.sock_sendall(s, frame)
+        await wait_for(lambda: large.held == 8 * 1_047_000)
+        assert large.of == {False: {}, True: {"127.0.0.3": 8 * 1_047_000}}
+        stranger = await raw_upgrade(csms_server.port, "STRANGER", source="127.0.0.5")
+        await loop.sock_sendall(stranger, large_frame_head(300_000) + b"x" * 299_000)
+        await wait_for(lambda: large.refused == 1)
+        assert closed_with(await ServerFrames(stranger).read(0.5)) == 1013
+        assert large.evicted == 0 and large.held == 8 * 1_047_000
+        assert count(csms_server, "large_frames") == 1
+        # another proven address: the fleet's address holds more than it would
+        answer = await other.call("DataTransfer", {"vendorId": "x", "data": "z" * 300_000},
+                                  timeout=10)
+        assert answer[0] == 3, answer[:3]
+        seen = [ServerFrames(s) for s in fleet]
+        codes = [closed_with(await frames.read(0.3)) for frames in seen]
+        assert codes.count(1013) == 1 and large.evicted == 1, codes
+        assert count(csms_server, "large_frames_evicted") == 1
+        assert count(csms_server, "large_frames_evicted_for_proven") == 0
+    finally:
+        await other.close()
+        for s in [*fleet, *([stranger] if stranger is not None else [])]:
+            s.close()
+    await wait_for(lambda: large.held == 0)
+    assert large.of == large._arriving == {False: {}, True: {}}
 
 
 def frame_head(n: int, opcode: int = 0x1, fin: bool = True) -> bytes:
@@ -1143,5 +1297,5 @@ async def test_large_frames_are_all_given_back_however_connections_go(
         for _, writer in opened:
             writer.transport.abort()
     await wait_for(lambda: large.held == 0)
-    assert large.of == {} and large._arriving == {}
+    assert large.of == large._arriving == {False: {}, True: {}}
     assert large.refused + large.evicted > 0  # the budget was overfilled

@@ -66,17 +66,18 @@ class Holder:
     """What LargeFrames asks of a connection: its client, the bytes it holds in a message
     still arriving, and giving way (GuardedConnection.give_way: those bytes given back)."""
 
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, proven: bool = False) -> None:
         self.source = source
+        self.proven = proven  # its login proved a secret
         self._partial = self._message = 0
         self.gave_way = False
 
     def arriving_bytes(self) -> int:
         return self._partial + self._message
 
-    def give_way(self, large: LargeFrames) -> int:
+    def give_way(self, large: LargeFrames, reason: str = "large_frames_evicted") -> int:
         freed = self.arriving_bytes()
-        large.give(self.source, freed)
+        large.give(self, freed)  # type: ignore[arg-type]
         large.arriving(self, False)  # type: ignore[arg-type]
         self._partial = self._message = 0
         self.gave_way = True
@@ -86,8 +87,9 @@ class Holder:
         return self.source
 
 
-def holding(large: LargeFrames, source: str, n: int, *, arriving: bool) -> Holder:
-    conn = Holder(source)
+def holding(large: LargeFrames, source: str, n: int, *, arriving: bool,
+            proven: bool = False) -> Holder:
+    conn = Holder(source, proven)
     assert large.take(conn, n)  # type: ignore[arg-type]
     if arriving:
         conn._partial = n
@@ -106,10 +108,107 @@ def test_nobody_gives_way_for_bytes_that_would_not_fit_all_the_same() -> None:
     holding(large, "C", 250, arriving=True)
     assert not large.take(Holder("B"), 300)  # type: ignore[arg-type]
     assert not a.gave_way and large.evicted == 0
-    assert large.held == 950 and large.of == {"A": 700, "C": 250}
+    assert large.held == 950 and large.of[False] == {"A": 700, "C": 250}
     # room that giving way makes is taken: 150 fit once A's 100 are given back
     assert large.take(Holder("B"), 150)  # type: ignore[arg-type]
-    assert a.gave_way and large.evicted == 1 and large.of == {"A": 600, "C": 250, "B": 150}
+    assert a.gave_way and large.evicted == 1
+    assert large.of[False] == {"A": 600, "C": 250, "B": 150}
+
+
+def test_a_proven_connection_makes_strangers_from_many_addresses_give_way() -> None:
+    """Strangers from eight addresses each hold 110 bytes of a message still arriving, less
+    than a proven station's 300 would be: fairness per address makes none of them give
+    way, so an unproven newcomer's 300 are refused. A proven connection's 300 make them
+    give way, the address holding the most first (its connection with the most arriving),
+    just enough of them: the others keep theirs, and so does a complete message."""
+    large = LargeFrames(1000, Metrics(), above=10)
+    strangers = [holding(large, f"S{i}", 110, arriving=True) for i in range(8)]
+    big = holding(large, "S8", 60, arriving=True)
+    holding(large, "S8", 60, arriving=True)  # S8 holds the most: 120
+    assert large.held == 1000
+    assert not large.take(Holder("U"), 300)  # type: ignore[arg-type]
+    assert large.evicted == 0 and large.held == 1000
+    assert large.take(Holder("P", proven=True), 300)  # type: ignore[arg-type]
+    gave_way = [s for s in strangers if s.gave_way]
+    # S8's 60 (it holds the most, 120), then three addresses' 110
+    assert big.gave_way and len(gave_way) == 3 and large.evicted == 4
+    assert large.held == 1000 - 60 - 3 * 110 + 300
+    assert large.of[True] == {"P": 300}
+
+
+def test_a_proven_connection_never_gives_way_to_an_unproven_one() -> None:
+    """A proven address holds the most of the budget in messages still arriving, more than
+    anyone else would: an unproven newcomer is refused all the same, and the proven
+    messages are kept. Another proven address is served by fairness as before: the proven
+    address holding more than it would gives way."""
+    large = LargeFrames(1000, Metrics(), above=10)
+    proven = [holding(large, "P", 200, arriving=True, proven=True) for _ in range(4)]
+    stranger = holding(large, "S", 150, arriving=True)
+    assert not large.take(Holder("U"), 200)  # type: ignore[arg-type]
+    assert not any(p.gave_way for p in proven) and large.evicted == 0
+    # the stranger's 150 give way first, then one of P's 800: Q takes 200 after the
+    # stranger's, 350 in all
+    assert large.take(Holder("Q", proven=True), 350)  # type: ignore[arg-type]
+    assert stranger.gave_way and sum(p.gave_way for p in proven) == 1
+    assert large.of[True] == {"P": 600, "Q": 350} and large.of[False] == {}
+    # a proven newcomer holding no less than P would after is refused, nobody closed
+    assert not large.take(Holder("R", proven=True), 700)  # type: ignore[arg-type]
+    assert sum(p.gave_way for p in proven) == 1 and large.evicted == 2
+
+
+def test_nobody_gives_way_when_the_proven_newcomer_would_not_fit_all_the_same() -> None:
+    """Strangers' messages arriving and a proven address's complete ones: all the
+    strangers could give back does not make room for the proven newcomer, and no proven
+    address holds more than it would: nobody is closed for nothing."""
+    large = LargeFrames(1000, Metrics(), above=10)
+    holding(large, "P", 700, arriving=False, proven=True)
+    strangers = [holding(large, f"S{i}", 100, arriving=True) for i in range(3)]
+    assert not large.take(Holder("Q", proven=True), 500)  # type: ignore[arg-type]
+    assert not any(s.gave_way for s in strangers) and large.evicted == 0
+    assert large.take(Holder("Q", proven=True), 300)  # type: ignore[arg-type]
+    assert all(s.gave_way for s in strangers) and large.held == 1000
+
+
+def test_large_frames_keep_their_guarantees_under_random_pressure() -> None:
+    """Random proven and unproven connections from a few addresses take, give back and
+    end: never more than the budget is held; an unproven newcomer never closes a proven
+    connection; only messages still arriving give way; what is held per address and lane
+    agrees with counting by hand, and nothing is kept once all is given back."""
+    rng = random.Random(11)
+    large = LargeFrames(5000, Metrics(), above=10)
+    live: list[Holder] = []
+    for _ in range(5000):
+        if live and rng.random() < 0.3:
+            conn = live.pop(rng.randrange(len(live)))
+            large.give(conn, conn.arriving_bytes())  # type: ignore[arg-type]
+            large.arriving(conn, False)  # type: ignore[arg-type]
+            continue
+        conn = Holder(rng.choice("abcdef"), rng.random() < 0.3)
+        before = {id(c): c.gave_way for c in live}
+        n = rng.randrange(11, 1500)
+        if large.take(conn, n):  # type: ignore[arg-type]
+            conn._partial = n
+            large.arriving(conn, True)  # type: ignore[arg-type]
+            live.append(conn)
+        closed = [c for c in live if c.gave_way and not before.get(id(c), True)]
+        if not conn.proven:
+            assert not any(c.proven for c in closed)
+        if closed and conn not in live:
+            raise AssertionError("closed for a newcomer that did not fit")
+        live = [c for c in live if not c.gave_way]
+        assert large.held <= large.limit
+        assert large.held == sum(c.arriving_bytes() for c in live)
+        for lane in (False, True):
+            by_hand: collections.Counter[str] = collections.Counter()
+            for c in live:
+                if c.proven is lane:
+                    by_hand[c.source] += c.arriving_bytes()
+            assert large.of[lane] == dict(by_hand)
+    for conn in live:
+        large.give(conn, conn.arriving_bytes())  # type: ignore[arg-type]
+        large.arriving(conn, False)  # type: ignore[arg-type]
+    assert large.held == 0
+    assert large.of == large._arriving == {False: {}, True: {}}
 
 
 class Waiter:
