@@ -481,7 +481,8 @@ class CentralSystem:
         self.known = KnownClients(repo, settings.known_clients)
         self.gates = {name: HandshakeGate(name, settings.max_handshakes, self.metrics,
                                           queue_limit=settings.handshake_queue,
-                                          known=self.known if settings.known_clients else None)
+                                          known=(self.known.station_of
+                                                 if settings.known_clients else None))
                       for name in ("ws", "wss")}
         self.trimmer = MemoryTrimmer()
         # the bytes all connections hold in messages over LARGE_FRAME_BYTES
@@ -709,15 +710,19 @@ class CentralSystem:
                           " checks are busy, come back", station_id, remote)
         return self._refuse(connection, HTTPStatus.SERVICE_UNAVAILABLE, "busy\n", "busy")
 
-    def _known_login(self, connection: ServerConnection, station: Station) -> None:
+    @staticmethod
+    def _known_login(connection: ServerConnection, station: Station) -> None:
         """The station's login proved a secret (its password, its certificate) and passed
-        every check: its client gets the known clients' lane at the handshake gate. A
+        our checks: once the WebSocket opens with an OCPP subprotocol (websockets checks
+        the upgrade's own headers after ours: a request refused there is no login), its
+        client gets the known clients' lane at the handshake gate (:meth:`_handle`). A
         login without one (no password) makes nobody known: anyone who knows the id may
-        log in so (csms.service.known_clients). Its connection is proven: under pressure
-        its large messages come first (csms.transport LargeFrames)."""
+        log in so (csms.service.known_clients). Its connection is proven at once: under
+        pressure its large messages come first (csms.transport LargeFrames; frames may
+        arrive before the WebSocket opens)."""
         if isinstance(connection, GuardedConnection):
             connection.prove()
-        self.known.login(source_of(connection.remote_address), station.id)
+            connection.proved = station.id
 
     async def _auto_register(self, connection: ServerConnection, station_id: str,
                              remote: str) -> Response | None:
@@ -792,6 +797,8 @@ class CentralSystem:
             # OCPP-J 1.6 §4.1.2: complete the handshake without the header, then close.
             await ws.close(1002, "no supported OCPP subprotocol offered")
             return
+        if isinstance(ws, GuardedConnection) and ws.proved is not None:
+            self.known.login(ws.source, ws.proved)
         version = OcppVersion(ws.subprotocol)
         station_id = station_id_from_path(ws.request.path if ws.request else "/")
         try:

@@ -23,10 +23,15 @@ the OCPP layer, in every state of its life:
   client's socket may take one of a reserve of ``max_handshakes // 4`` (at least 1)
   more slots, which strangers never take; it queues ahead of strangers and, with the
   queue full, takes the place of a stranger's queued socket (the stranger's address
-  holding the most, else the newest). Within each lane the fair share per client
-  holds, so a known address cannot lock other known stations out, and a stranger never
-  takes a known client's place. A station without a password makes no address known:
-  anyone who knows its id may log in as it.
+  holding the most, else the newest). A stranger never takes a place of the known lane.
+  Any station with a password makes its addresses known, a hostile one too: in the known
+  lane a socket counts under the station its client is known from, and each station
+  holds at most a share of the lane (a quarter of the reserve, at least 1); its client's
+  sockets beyond it are a stranger's, under the fair share per client above. So a known
+  address that fills the gate with silent sockets locks out neither other known stations
+  nor those it does not know (no password, a new address): they take its places as they
+  would take any address's. A station without a password makes no address known: anyone
+  who knows its id may log in as it.
   Each connection has ``handshake_timeout`` seconds from its accept, queued time
   included. Until its first byte a socket gets no handler task, timers or TLS
   state (:class:`_OnFirstByte`), so a silent wss:// socket costs what a silent
@@ -112,7 +117,7 @@ import sys
 import time
 import traceback
 from asyncio import sslproto
-from collections.abc import AsyncIterable, Callable, Container, Iterable
+from collections.abc import AsyncIterable, Callable, Iterable
 from typing import Any, cast
 
 from websockets.asyncio.server import Server, ServerConnection
@@ -241,8 +246,9 @@ class Tally:
 
 class _Lane:
     """The sockets of one lane of a :class:`HandshakeGate` (strangers, or known clients)
-    per client: those it holds (slots and queued), its queued ones (oldest first) and
-    how many of those; and the lane's queue, oldest first."""
+    per client (of the known lane: per station, :meth:`HandshakeGate.lane_of`): those it
+    holds (slots and queued), its queued ones (oldest first) and how many of those; and
+    the lane's queue, oldest first."""
 
     __slots__ = ("held", "queued_by", "queued_of", "waiting")
 
@@ -257,22 +263,22 @@ class _Lane:
         return len(self.waiting)
 
     def enqueue(self, waiter: _OnFirstByte) -> None:
-        source = waiter.source
+        key = waiter.key
         self.waiting[waiter] = None
-        self.queued_of.setdefault(source, collections.OrderedDict())[waiter] = None
-        self.queued_by.add(source, 1)
-        self.held.add(source, 1)
+        self.queued_of.setdefault(key, collections.OrderedDict())[waiter] = None
+        self.queued_by.add(key, 1)
+        self.held.add(key, 1)
 
     def unqueue(self, waiter: _OnFirstByte) -> None:
         """Out of the queue; it keeps its place in ``held`` (queued -> slot, or gone:
         then the caller takes it out)."""
-        source = waiter.source
+        key = waiter.key
         del self.waiting[waiter]
-        mine = self.queued_of[source]
+        mine = self.queued_of[key]
         del mine[waiter]
         if not mine:
-            del self.queued_of[source]
-        self.queued_by.add(source, -1)
+            del self.queued_of[key]
+        self.queued_by.add(key, -1)
 
     def most_queued(self) -> str | None:
         """The client holding the most with a queued socket: the one holding the most
@@ -286,7 +292,7 @@ class _Lane:
     def give_way(self, waiter: _OnFirstByte) -> None:
         """Close a queued socket for a newcomer's sake."""
         self.unqueue(waiter)
-        self.held.add(waiter.source, -1)
+        self.held.add(waiter.key, -1)
         waiter.evict()
 
 
@@ -308,17 +314,27 @@ class HandshakeGate:
     strangers never take (a stranger gets a slot only while fewer than ``limit`` are
     taken); queued, it gets the next free slot before any stranger; with the queue full
     it takes the place of a stranger's queued socket (the client holding the most
-    strangers' places, else the newest). Known clients share their lane fairly as above,
-    and a stranger never takes a known client's place."""
+    strangers' places, else the newest). A stranger never takes a place of the known lane.
+
+    The lane is shared per station (the one that logged in from the client last), each
+    holding at most ``share`` of its places (slots and queued, a quarter of the reserve,
+    at least 1), fairly as above: any station with a password is known from where it
+    logs in, a hostile one too (from up to four clients). Its sockets beyond its share are
+    a stranger's, its client's like any other: they never lock out a station it does not
+    know (no password, a new address), which takes their places as it would a stranger's.
+    """
 
     def __init__(self, listener: str, limit: int, metrics: Metrics,
-                 queue_limit: int = 0, known: Container[str] | None = None) -> None:
+                 queue_limit: int = 0,
+                 known: Callable[[str], str | None] | None = None) -> None:
         self.listener = listener
         self.limit = limit
         self.queue_limit = queue_limit
+        # the station a client is known from (KnownClients.station_of), None: a stranger
         self.known = known
-        # slots beyond the limit only known clients take
+        # slots beyond the limit only known clients take, and a station's places in the lane
         self.reserve = max(1, limit // 4) if known is not None else 0
+        self.share = max(1, self.reserve // 4)
         self.pending = 0
         self.peak = 0
         self.refused = 0
@@ -335,12 +351,19 @@ class HandshakeGate:
     def queued(self) -> int:
         return self.lanes[False].queued + self.lanes[True].queued
 
-    def is_known(self, source: str) -> bool:
-        return self.known is not None and source in self.known
+    def lane_of(self, source: str) -> tuple[bool, str]:
+        """The lane a socket from ``source`` arriving now is in, and what it counts under
+        there: the known lane and the station it is known from, while that station holds
+        fewer than ``share`` places of the lane; else the strangers' and the client."""
+        station = self.known(source) if self.known is not None else None
+        if station is not None and self.lanes[True].held.count.get(station, 0) < self.share:
+            return True, station
+        return False, source
 
     def admit(self, source: str, known: bool = False) -> bool:
         """Take a handshake slot now, if one is free (the reserve too for a known
-        client) and nobody of the lane, or before it, waits for one."""
+        client) and nobody of the lane, or before it, waits for one. ``source``: what the
+        socket counts under in its lane (:meth:`lane_of`)."""
         if known:
             if self.pending >= self.limit + self.reserve or self.lanes[True].waiting:
                 return False
@@ -368,10 +391,11 @@ class HandshakeGate:
         lane = self.lanes[waiter.known]
         if waiter in lane.waiting:
             lane.unqueue(waiter)
-            lane.held.add(waiter.source, -1)
+            lane.held.add(waiter.key, -1)
 
     def make_room(self, source: str, known: bool = False) -> bool:
-        """The gate and its queue are full and a socket from ``source`` arrived: close
+        """The gate and its queue are full and a socket counted under ``source`` in its
+        lane (:meth:`lane_of`) arrived: close
         the newest queued socket of the client of its lane holding the most, if
         ``source`` would still hold fewer after taking its place; a known client's
         socket takes a stranger's place first. True when a place was freed."""
@@ -384,7 +408,7 @@ class HandshakeGate:
             else:  # an address per socket: the newest queued one
                 waiter = next(reversed(strangers.waiting))
             strangers.give_way(waiter)
-            self._evicted("handshake_evicted_for_known", waiter.source, strangers, source)
+            self._evicted("handshake_evicted_for_known", waiter.key, strangers, source)
             return True
         lane = self.lanes[known]
         victim = lane.most_queued()
@@ -607,7 +631,8 @@ class GuardedConnection(ServerConnection):
         self, protocol: ServerProtocol, server: Server, *, gate: HandshakeGate | None,
         metrics: Metrics, write_buffer_limit: int, drain_timeout: float | None,
         on_gone: Callable[[float | None], None] | None = None, source: str = "",
-        large: LargeFrames | None = None, known: bool = False, **kwargs: Any,
+        large: LargeFrames | None = None, known: bool = False, key: str | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(protocol, server, **kwargs)
         # the node's budget of bytes in large messages, and what this connection holds of
@@ -622,12 +647,16 @@ class GuardedConnection(ServerConnection):
         self._handed = 0
         self._completed = 0  # messages received (counted while large frames are held)
         self._returned = 0  # messages handed to the loop
-        # the client it counts under in the gate (source_of), and the gate's lane it is in
-        # (a client registered stations logged in from)
+        # the client it counts under in the gate (source_of), the gate's lane it is in (a
+        # client registered stations logged in from) and what it counts under there (its
+        # client, its station's in the known lane: HandshakeGate.lane_of)
         self.source = source
         self.known = known
+        self.key = source if key is None else key
         # its login proved a secret (prove()): it comes first in the large frames' budget
         self.proven = False
+        # the station whose secret (password, certificate) the login proved (csms.server)
+        self.proved: str | None = None
         # when the WebSocket opened (time.monotonic()), None before; handed to on_gone
         self.opened_at: float | None = None
         self._gate: HandshakeGate | None = gate
@@ -678,7 +707,7 @@ class GuardedConnection(ServerConnection):
         """Leave the listener's count of pending handshakes (once)."""
         gate, self._gate = self._gate, None
         if gate is not None:
-            gate.release(self.source, self.known)
+            gate.release(self.key, self.known)
 
     def gone(self) -> None:
         """The socket is closed (called once, whether or not the handshake finished)."""
@@ -986,18 +1015,20 @@ class _OnFirstByte(asyncio.Protocol):
     """
 
     def __init__(self, gate: HandshakeGate, protocol: ServerProtocol,
-                 connection: Callable[[bool, str, bool], GuardedConnection],
+                 connection: Callable[[bool, str, bool, str], GuardedConnection],
                  tls: Callable[[GuardedConnection, float], LeanSSLProtocol] | None,
                  timeout: float) -> None:
         self._gate = gate
         # websockets' factory closure looks for it
         self.protocol = protocol
-        self._connection: Callable[[bool, str, bool], GuardedConnection] | None = connection
+        self._connection: Callable[[bool, str, bool, str], GuardedConnection] | None = \
+            connection
         self._app: GuardedConnection | None = None
         self._tls = tls
         self._timeout = timeout
         self.source = ""
-        self.known = False  # from a client registered stations logged in from
+        self.known = False  # in the lane of clients registered stations logged in from
+        self.key = ""  # what it counts under in its lane (HandshakeGate.lane_of)
         self._transport: asyncio.Transport | None = None
         self._deadline: asyncio.TimerHandle | None = None
         self._queued = False
@@ -1012,16 +1043,16 @@ class _OnFirstByte(asyncio.Protocol):
         assert connection is not None
         self._transport = transport
         self.source = source = source_of(transport.get_extra_info("peername"))
-        self.known = known = gate.is_known(source)
-        if gate.admit(source, known):
+        self.known, self.key = known, key = gate.lane_of(source)
+        if gate.admit(key, known):
             self._queued = False
-        elif gate.can_queue() or gate.make_room(source, known):
+        elif gate.can_queue() or gate.make_room(key, known):
             self._queued = True
         else:
             gate.refuse()
             transport.abort()
             return
-        self._app = connection(self._queued, source, known)
+        self._app = connection(self._queued, source, known, key)
         loop = asyncio.get_running_loop()
         self._deadline = loop.call_at(loop.time() + self._timeout, transport.abort)
         gate.silent.add(transport)
@@ -1219,11 +1250,12 @@ def connection_factory(
         start_tls = start
 
     def create(protocol: ServerProtocol, server: Server, **kwargs: Any) -> asyncio.BaseProtocol:
-        def connection(queued: bool, source: str, known: bool) -> GuardedConnection:
+        def connection(queued: bool, source: str, known: bool, key: str) -> GuardedConnection:
             return GuardedConnection(protocol, server, gate=None if queued else gate,
                                      metrics=metrics, write_buffer_limit=write_buffer_limit,
                                      drain_timeout=drain_timeout, on_gone=on_gone,
-                                     source=source, large=large, known=known, **kwargs)
+                                     source=source, large=large, known=known, key=key,
+                                     **kwargs)
 
         # the gate decides in connection_made(), where the peer's address is known
         return _OnFirstByte(gate, protocol, connection, start_tls, handshake_timeout)

@@ -111,6 +111,10 @@ class ChargingCore:
         # the status last published per connector of a station (its connection's, cleared
         # when it connects or leaves): the same status again is no new bus event
         self._published_status: dict[str, dict[tuple[int, int], tuple[Any, ...]]] = {}
+        # per station, its latest online/offline bus event dropped over its connection
+        # quota (topic, payload): published once the quota has room, if still true
+        # (StationUseCases.publish_presence)
+        self._presence_owed: dict[str, tuple[str, dict[str, Any]]] = {}
         self._seen_flush: asyncio.Task[None] | None = None
         self._seen_writer = False  # run_seen_writer() owns the writes
         # closed connections whose station row another transaction held: (node, since),
@@ -153,9 +157,13 @@ class ChargingCore:
         return verdict
 
     async def metered_event(self, tx: Tx, station_id: str, kind: str,
-                            payload: dict[str, Any], now: datetime) -> bool:
+                            payload: dict[str, Any], now: datetime, *,
+                            reserve: bool = True) -> bool:
         """Store a station event in ``tx`` within the station's quota for its kind and the
-        disk reserve (see :meth:`station_event`). True if stored."""
+        disk reserve (see :meth:`station_event`). True if stored. ``reserve`` False: an
+        event billing reads, dropped only over the quota, where a note says so (a drop
+        for the disk reserve leaves none: a station's ``online`` events,
+        :meth:`_connected_when`)."""
         metered = quota_kind(kind)
         if metered is None or self.quota is None:
             await tx.add_station_event(station_id, kind, payload, now)
@@ -168,7 +176,7 @@ class ChargingCore:
                     "type": "QuotaExceeded", "kind": metered,
                     "limit_bytes_per_hour": self.quota.limits[metered]}, now)
             return False
-        free = await tx.free_space()
+        free = await tx.free_space() if reserve else None
         if free is not None and free < self.storage_reserve:
             # The space left is kept for transaction data.
             self.quota.refund(station_id, metered, size)

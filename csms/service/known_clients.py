@@ -15,8 +15,11 @@ auto-registered one) lets anyone who knows its id log in, so its logins would le
 buy priority. What a password buys, stolen or not, is bounded: a station makes at most
 :data:`PER_STATION` clients known at once (a newer one replaces its least recently seen
 one), the set holds at most ``cap`` clients (the least recently seen gives way), and a
-client not seen for :data:`FORGET_AFTER` is forgotten. Within the lane, the gate's fair
-share per client holds, so one known client cannot lock other known stations out.
+client not seen for :data:`FORGET_AFTER` is forgotten. A password is no proof of good
+faith (a hostile station has its own): within the lane the gate counts a socket under the
+station its client is known from, each station holding at most a small share of the lane,
+and a station's sockets beyond it are a stranger's, so a known client can lock neither
+other known stations nor stations it does not know out.
 
 The set is kept in memory (a look-up per accepted socket, no I/O) and in the database
 (``known_clients``, so a station arriving after a restart is known): a client is written
@@ -69,9 +72,9 @@ def _saver(rows: list[tuple[str, str, datetime]],
 
 
 class KnownClients:
-    """The clients registered stations logged in from (see the module docstring); a
-    container of client keys for :class:`csms.transport.HandshakeGate`. ``cap`` 0: none
-    is ever known."""
+    """The clients registered stations logged in from (see the module docstring), for
+    :class:`csms.transport.HandshakeGate` (:meth:`station_of`). ``cap`` 0: none is ever
+    known."""
 
     def __init__(self, repo: Repository, cap: int, *,
                  clock: Callable[[], float] = time.time) -> None:
@@ -89,8 +92,15 @@ class KnownClients:
         self._lock = asyncio.Lock()
 
     def __contains__(self, client: object) -> bool:
-        seen = self._seen.get(client) if isinstance(client, str) else None
-        return seen is not None and self._clock() - seen.at < FORGET_AFTER
+        return isinstance(client, str) and self.station_of(client) is not None
+
+    def station_of(self, client: str) -> str | None:
+        """The station that logged in from ``client`` last, None when it is not known
+        (the handshake gate's look-up: :meth:`csms.transport.HandshakeGate.lane_of`)."""
+        seen = self._seen.get(client)
+        if seen is None or self._clock() - seen.at >= FORGET_AFTER:
+            return None
+        return seen.station
 
     def __len__(self) -> int:
         return len(self._seen)

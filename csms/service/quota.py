@@ -20,7 +20,9 @@ with one identity that replace each other, wrote two rows, two bus events and lo
 per connection, as fast as they could reconnect. Beyond the quota the events are counted
 and dropped (one note an hour, as for the others), and the station's log lines about its
 connections are left out (:meth:`PayloadQuota.over`); whether the station is connected is
-kept in its row, which every connection still updates.
+kept in its row, which every connection still updates. Its ``online`` events are never
+dropped for the disk reserve: billing reads them (a start sent late,
+``ChargingCore._connected_when``), and only a drop over the quota leaves a note.
 """
 
 from __future__ import annotations

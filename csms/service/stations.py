@@ -124,6 +124,7 @@ class StationUseCases(ChargingCore):
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self.seen_flush_interval)
                 await self._write_seen()
+                await self.publish_presence()
         finally:
             self._seen_writer = False
 
@@ -131,8 +132,61 @@ class StationUseCases(ChargingCore):
         """Write the "last seen" times of the heartbeats since the last flush."""
         try:
             await self._write_seen()
+            await self.publish_presence()
         except StorageError as exc:  # kept for the next flush
             log.warning("! last-seen times not stored: %s", exc)
+
+    def _presence(self, station_id: str, topic: str, payload: dict[str, Any],
+                  published: bool) -> None:
+        """The station's ``online`` / ``offline`` bus event was published, or dropped over
+        its connection quota: then it is owed (the latest one), as the bus keeps the
+        last one published, which may say the opposite of the station's state."""
+        if published:
+            self._presence_owed.pop(station_id, None)
+        elif self.publish_events:
+            self._presence_owed[station_id] = (topic, payload)
+
+    async def publish_presence(self) -> None:
+        """Store and publish the ``online`` / ``offline`` events owed (:meth:`_presence`)
+        of the stations whose connection quota has room again (the next hour), each if
+        the station's row still says so (a later connection event says otherwise, and
+        was published or is owed itself)."""
+        quota, owed = self.quota, self._presence_owed
+        if quota is None or not owed:
+            return
+        due = {station_id: event for station_id, event in owed.items()
+               if not quota.over(station_id, "connection")}
+        if not due:
+            return
+        for station_id in due:
+            del owed[station_id]
+        now = self.clock()
+
+        async def work(tx: Tx) -> list[str]:
+            kept = []
+            for station_id, (topic, payload) in sorted(due.items()):
+                row = await tx.get_station(station_id)
+                if row is None:
+                    continue
+                if topic == "online":
+                    made = datetime.fromisoformat(str(payload["connected_at"]))
+                    still = row.connected_node is not None and row.connected_at == made
+                else:
+                    still = row.connected_node is None
+                if not still:
+                    continue
+                if await self.metered_event(tx, station_id, topic, payload, now):
+                    await self._event(tx, station_id, topic, payload)
+                else:  # over the new hour's quota already
+                    kept.append(station_id)
+            return kept
+
+        kept = list(due)
+        try:
+            kept = await self.repo.unit(work)
+        finally:
+            for station_id in kept:  # newer ones (owed meanwhile) win
+                owed.setdefault(station_id, due[station_id])
 
     async def _write_seen(self) -> None:
         """The "last seen" times, and the closed connections not cleared yet, in one unit
@@ -190,18 +244,21 @@ class StationUseCases(ChargingCore):
         now = self.clock()
         self._published_status.pop(station_id, None)
 
-        async def work(tx: Tx) -> bool:
+        async def work(tx: Tx) -> tuple[bool, dict[str, Any], bool | None]:
             payload: dict[str, Any] = {"ocpp_version": version}
             released = await tx.release_station_connection(station_id, node, since)
             payload["connected_at"] = since.isoformat() if since else None
             if released is False:
                 payload["superseded"] = True
-            if await self.metered_event(tx, station_id, "offline", payload, now) \
-                    and released is not False:
+            stored = await self.metered_event(tx, station_id, "offline", payload, now)
+            if stored and released is not False:
                 await self._event(tx, station_id, "offline", payload)
-            return released is not None
+            return stored, payload, released
 
-        if not await self.repo.unit_apart(work):
+        stored, payload, released = await self.repo.unit_apart(work)
+        if released is not False:  # the station's last connection: its state
+            self._presence(station_id, "offline", payload, stored)
+        if released is None:
             self._unreleased[station_id] = (node, since)
             self._flush_soon()
         return now
@@ -223,11 +280,17 @@ class StationUseCases(ChargingCore):
         # published others meanwhile)
         self._published_status.pop(station_id, None)
 
+        payload: dict[str, Any] = {"ocpp_version": version, "connected_at": now.isoformat()}
+        stored = False
+
         async def work(tx: Tx) -> Opened:
+            nonlocal stored
             before = await tx.set_station_connection(station_id, node, now)
-            payload: dict[str, Any] = {"ocpp_version": version,
-                                       "connected_at": now.isoformat()}
-            if await self.metered_event(tx, station_id, "online", payload, now):
+            # billing reads them (a start sent late): never dropped for the disk reserve,
+            # which would leave no note that one is missing
+            stored = await self.metered_event(tx, station_id, "online", payload, now,
+                                              reserve=False)
+            if stored:
                 await self._event(tx, station_id, "online", payload)
             boot = await tx.get_station_option(station_id, BOOT_STATUS_OPTION)
             if before is None or before[0] == node:
@@ -242,7 +305,9 @@ class StationUseCases(ChargingCore):
                                       connection_replaced(remote, node, other, other_at), now)
             return Opened(now, other, other_at, boot)
 
-        return await self.repo.unit(work)
+        opened = await self.repo.unit(work)
+        self._presence(station_id, "online", payload, stored)
+        return opened
 
     async def status(
         self, station_id: str, evse_id: int, connector_id: int, status: str,

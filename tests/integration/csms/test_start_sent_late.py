@@ -150,6 +150,27 @@ async def test_a_start_sent_on_a_connection_not_kept_over_the_quota_is_not_held(
 
 
 @pytest.mark.parametrize("station", ["CP16", "CP201"])
+async def test_a_start_sent_on_a_connection_made_while_the_disk_was_low_is_not_held(
+    server: RunningServer, station: str,
+) -> None:
+    """As above, but the station reconnects while the database has less free space than
+    the reserve kept for transaction data: no quota note says that an ``online`` event
+    was dropped, yet the one of the connection the start came over must not be (the
+    latest kept one, an hour old, would be taken for it and the start held)."""
+    first = await connect(server, station, timedelta(hours=1))
+    await first.close()
+    await server.stop()
+    server.settings = replace(server.settings, storage_reserve=1 << 60)  # any disk is low
+    await server.start()
+    started = datetime.now(UTC) - timedelta(minutes=30)
+    async with await connect(server, station, timedelta(0)) as c:
+        sid = await session16(c, started) if station == "CP16" \
+            else await session201(server, c, started)
+    assert START_SENT_LATE not in await flags(server, station)
+    assert await is_queued(server, sid)
+
+
+@pytest.mark.parametrize("station", ["CP16", "CP201"])
 async def test_a_clock_a_few_minutes_behind_is_not_held(
     server: RunningServer, station: str,
 ) -> None:

@@ -285,21 +285,32 @@ def reserved(server: RunningServer, listener: str) -> float:
     return float(value)
 
 
+async def known_stations(server: RunningServer, n: int) -> list[str]:
+    """``n`` stations with passwords, each logged in once from an address of its own
+    (127.0.1.i): those addresses are known, each from one station."""
+    addresses = []
+    for i in range(n):
+        name, address = f"K{i}", f"127.0.1.{i + 1}"
+        await server.add_station(name, password=f"{name}-password")
+        await known_login(server, name, f"{name}-password", address)
+        addresses.append(address)
+    return addresses
+
+
 async def test_a_stranger_never_takes_the_reserve_nor_a_known_clients_place(
     guarded: RunningServer,
 ) -> None:
-    """A known address that fills every slot, the reserve and the queue keeps them
-    against strangers: a stranger (holding nothing) is dropped on arrival, where against
-    another stranger it would have taken a queued place. When the known sockets are gone,
+    """Known stations that fill every slot, the reserve and the queue keep them against
+    strangers: a stranger (holding nothing) is dropped on arrival, where against another
+    stranger it would have taken a queued place. When the known sockets are gone,
     strangers get no more than ``max_handshakes`` slots: the reserve stays free."""
-    await guarded.add_station("KNOWN", password="known-station-password")
-    await known_login(guarded, "KNOWN", "known-station-password", "127.0.0.2")
+    addresses = await known_stations(guarded, 9)
     await restart_with(guarded, max_handshakes=4, handshake_queue=4, handshake_timeout=30.0)
     gate = guarded.central.gates["ws"]
-    assert gate.reserve == 1
-    known = await silent_sockets(guarded.port, 9, "127.0.0.2")
+    assert (gate.reserve, gate.share) == (1, 1)
+    known = [s for address in addresses for s in await silent_sockets(guarded.port, 1, address)]
     await wait_for(lambda: gate.pending == 5 and gate.queued == 4)
-    assert reserved(guarded, "ws") == 1
+    assert gate.lanes[True].queued == 4 and reserved(guarded, "ws") == 1
     strangers = await silent_sockets(guarded.port, 2, "127.0.0.3")
     assert all(await asyncio.gather(*(closed_by_server(r, 1) for r, _ in strangers)))
     assert await still_open(known) == [True] * 9
@@ -318,17 +329,16 @@ async def test_a_stranger_never_takes_the_reserve_nor_a_known_clients_place(
 async def test_a_known_station_takes_a_strangers_queued_place(guarded: RunningServer) -> None:
     """Slots, reserve and queue full: a known station's socket takes the place of a
     stranger's newest queued one (closed), and waits ahead of the strangers' queue."""
-    await guarded.add_station("KNOWN", password="known-station-password")
-    await known_login(guarded, "KNOWN", "known-station-password", "127.0.0.2")
+    addresses = await known_stations(guarded, 3)
     await restart_with(guarded, max_handshakes=4, handshake_queue=4, handshake_timeout=30.0)
     gate = guarded.central.gates["ws"]
-    known = await silent_sockets(guarded.port, 1, "127.0.0.2")  # it takes a slot
+    known = await silent_sockets(guarded.port, 1, addresses[0])  # it takes a slot
     strangers = [s for i in range(7)
                  for s in await silent_sockets(guarded.port, 1, f"127.0.3.{i + 1}")]
     await wait_for(lambda: gate.pending == 4 and gate.queued == 4)
-    known += await silent_sockets(guarded.port, 1, "127.0.0.2")  # the reserve
+    known += await silent_sockets(guarded.port, 1, addresses[1])  # the reserve
     await wait_for(lambda: gate.pending == 5)
-    known += await silent_sockets(guarded.port, 1, "127.0.0.2")  # a stranger's place
+    known += await silent_sockets(guarded.port, 1, addresses[2])  # a stranger's place
     assert await closed_by_server(strangers[-1][0], 1)
     assert count(guarded, "handshake_evicted_for_known") == 1
     assert await still_open(strangers[:6]) == [True] * 6
@@ -345,22 +355,57 @@ async def test_a_known_station_takes_a_strangers_queued_place(guarded: RunningSe
 async def test_a_known_address_cannot_lock_other_known_stations_out(
     guarded: RunningServer,
 ) -> None:
-    """Within the known lane the fair share holds: a known address that fills the slots,
-    the reserve and the queue gives up its newest queued socket to another known station,
-    which completes its login within its handshake timeout."""
+    """A known address that fills the slots and the queue holds one place of the known
+    lane (its station's share): its other sockets are a stranger's, and the reserve is
+    left for another known station, which completes its login within its handshake
+    timeout without waiting for a turn."""
     for name, address in (("K1", "127.0.0.2"), ("K2", "127.0.0.4")):
         await guarded.add_station(name, password=f"{name}-password")
         await known_login(guarded, name, f"{name}-password", address)
     await restart_with(guarded, max_handshakes=4, handshake_queue=4, handshake_timeout=3.0)
     gate = guarded.central.gates["ws"]
     hog = await silent_sockets(guarded.port, 9, "127.0.0.2")
-    await wait_for(lambda: gate.pending == 5 and gate.queued == 4)
+    await wait_for(lambda: gate.pending + gate.queued + gate.refused == 9)
+    assert (gate.pending, gate.queued, gate.refused) == (4, 4, 1)
+    assert gate.lanes[True].held.count == {"K1": 1}
     await asyncio.sleep(0.3)
     loop = asyncio.get_running_loop()
     started = loop.time()
-    station = asyncio.create_task(RawClient.connect(guarded.url, "K2", password="K2-password",
-                                                    local_addr="127.0.0.4"))
-    assert await closed_by_server(hog[8][0], 1)
+    async with await RawClient.connect(guarded.url, "K2", password="K2-password",
+                                       local_addr="127.0.0.4") as c:
+        assert (await c.result("BootNotification", BOOT))["status"] == "Accepted"
+        assert loop.time() - started < 3.0
+    assert reserved(guarded, "ws") == 1 and count(guarded, "handshake_evicted") == 0
+    for _, w in hog:
+        w.close()
+    await wait_for(lambda: gate.pending == 0 and gate.queued == 0)
+
+
+async def test_a_known_address_filling_the_gate_cannot_lock_a_station_out(
+    guarded: RunningServer,
+) -> None:
+    """A hostile station logs in with its own password: its address is known. It then
+    fills every slot, the reserve and the queue with silent sockets, as one address could
+    before there was a known lane. A station it does not know (no password, security
+    profile 0; or one whose address changed) still takes the place of its newest queued
+    socket and completes its login in time: a known client's priority covers its
+    station's share of the known lane, the rest of its sockets are a stranger's."""
+    await guarded.add_station("HOG", password="hog-password")
+    await guarded.add_station("FAIR")
+    await known_login(guarded, "HOG", "hog-password", "127.0.0.2")
+    await restart_with(guarded, max_handshakes=4, handshake_queue=4, handshake_timeout=3.0)
+    gate = guarded.central.gates["ws"]
+    hog = await silent_sockets(guarded.port, 10, "127.0.0.2")
+    await wait_for(lambda: gate.pending + gate.queued + gate.refused >= 10)
+    assert gate.queued == 4
+    await asyncio.sleep(0.3)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    station = asyncio.create_task(RawClient.connect(guarded.url, "FAIR",
+                                                    local_addr="127.0.0.5"))
+    # its newest queued socket made way; its slots and older ones are intact
+    assert await closed_by_server(hog[7][0], 1)
+    assert await still_open(hog[:7]) == [True] * 7
     assert count(guarded, "handshake_evicted") == 1
     async with await station as c:
         assert (await c.result("BootNotification", BOOT))["status"] == "Accepted"
@@ -386,6 +431,33 @@ async def test_only_a_login_that_proved_a_secret_makes_an_address_known(
     assert "127.0.0.5" not in known and "127.0.0.6" not in known
     await known_login(guarded, "LOCKED", "locked-password", "127.0.0.7")
     assert "127.0.0.7" in known and len(known) == 1
+
+
+async def test_a_handshake_refused_after_its_password_makes_no_address_known(
+    guarded: RunningServer,
+) -> None:
+    """The password is checked before websockets reads the upgrade's own headers and
+    before a subprotocol is chosen: a request with the right password that is no valid
+    upgrade (refused with 400), or that offers no OCPP subprotocol (closed with 1002), is
+    no login, and makes no address known."""
+    await guarded.add_station("LOCKED", password="locked-password")
+    token = base64.b64encode(b"LOCKED:locked-password").decode()
+    reader, writer = await asyncio.open_connection("127.0.0.1", guarded.port,
+                                                   local_addr=("127.0.0.8", 0))
+    writer.write(f"GET /ocpp/LOCKED HTTP/1.1\r\nHost: csms\r\nAuthorization: Basic {token}"
+                 "\r\n\r\n".encode())
+    assert (await reader.readline()).startswith(b"HTTP/1.1 4")
+    writer.close()
+    assert await closed_by_server(reader, 5)
+    with pytest.raises(Exception, match="1002"):
+        async with await RawClient.connect(guarded.url, "LOCKED", password="locked-password",
+                                           local_addr="127.0.0.9", protocols=["ocpp0.1"]
+                                           ) as c:
+            await c.result("BootNotification", BOOT)
+    known = guarded.central.known
+    assert "127.0.0.8" not in known and "127.0.0.9" not in known and len(known) == 0
+    await known_login(guarded, "LOCKED", "locked-password", "127.0.0.7")
+    assert "127.0.0.7" in known
 
 
 async def test_a_fleet_behind_one_address_still_takes_the_whole_gate(

@@ -217,11 +217,11 @@ class Waiter:
 
     def __init__(self, gate: HandshakeGate, source: str) -> None:
         self.source = source
-        self.known = gate.is_known(source)
+        self.known, self.key = gate.lane_of(source)
         self.state = "new"
-        if gate.admit(source, self.known):
+        if gate.admit(self.key, self.known):
             self.state = "slot"
-        elif gate.can_queue() or gate.make_room(source, self.known):
+        elif gate.can_queue() or gate.make_room(self.key, self.known):
             self.state = "queued"
             gate.enqueue(self)  # type: ignore[arg-type]
         else:
@@ -234,37 +234,54 @@ class Waiter:
         self.state = "slot"
 
 
-def test_the_known_lane_keeps_its_reserve_and_its_places_against_strangers() -> None:
-    """Random arrivals from known clients and strangers, slots ending, queued sockets
-    leaving: strangers never hold more than the limit, nor take a known client's place;
-    a known socket never waits while the reserve has room; the counts per client agree
-    with counting by hand."""
-    rng = random.Random(7)
-    known = {"k1", "k2", "k3"}
+@pytest.mark.parametrize("limit", [4, 8, 64])
+def test_the_known_lane_keeps_its_reserve_and_its_places_against_strangers(
+        limit: int) -> None:
+    """Random arrivals from known clients and strangers, clients becoming known (from
+    another station, too) or forgotten meanwhile, slots ending, queued sockets leaving,
+    the gate closing: strangers never hold more than the limit, nor take a place of the
+    known lane; a known socket never waits while the reserve has room; no station holds
+    more than its share of the known lane, whatever its clients; the counts per lane key
+    agree with counting by hand, and are all given back."""
+    rng = random.Random(limit)
+    clients = ["k1", "k2", "k3", "k4", "k5", "s1", "s2"]
     for _ in range(30):
-        gate = HandshakeGate("ws", 8, Metrics(), queue_limit=6, known=known)
-        assert gate.reserve == 2
+        # k1 and k2 are one station's clients (a hostile station known from two places)
+        stations = {"k1": "A", "k2": "A", "k3": "B", "k4": "C"}
+        gate = HandshakeGate("ws", limit, Metrics(), queue_limit=6, known=stations.get)
+        assert gate.reserve == max(1, limit // 4) and gate.share == max(1, gate.reserve // 4)
         sockets: list[Waiter] = []
-        for _ in range(400):
-            if rng.random() < 0.6:
-                source = rng.choice(["k1", "k2", "k3", "s1", "s2"]
-                                    + [f"x{rng.randrange(10**6)}"] * 3)
+        for _ in range(500):
+            roll = rng.random()
+            if roll < 0.05:  # a login makes a client known, or names another station
+                stations[rng.choice(clients)] = rng.choice("ABCD")
+            elif roll < 0.08 and stations:  # a client forgotten
+                del stations[rng.choice(list(stations))]
+            elif roll < 0.65:
+                source = rng.choice(clients + [f"x{rng.randrange(10**6)}"] * 3)
                 before = {id(w): w.state for w in sockets if w.known}
                 sockets.append(Waiter(gate, source))
-                if not sockets[-1].known:  # a stranger evicts no known socket
+                if not sockets[-1].known:  # a stranger evicts no socket of the known lane
                     assert all(w.state == before[id(w)] for w in sockets if w.known
                                and id(w) in before)
-            else:
+            elif roll < 0.995:
                 live = [w for w in sockets if w.state in ("slot", "queued")]
                 if not live:
                     continue
                 w = rng.choice(live)
                 if w.state == "slot":
                     w.state = "done"
-                    gate.release(w.source, w.known)
+                    gate.release(w.key, w.known)
                 else:
                     w.state = "left"
                     gate.leave(w)  # type: ignore[arg-type]
+            else:  # the server stops: the queued are dropped, the slots end as they close
+                gate.close()
+                assert not any(w.state == "queued" for w in sockets)
+                for w in sockets:
+                    if w.state == "slot":
+                        w.state = "done"
+                        gate.release(w.key, w.known)
             slots = [w for w in sockets if w.state == "slot"]
             queued = [w for w in sockets if w.state == "queued"]
             assert gate.pending == len(slots) <= gate.limit + gate.reserve
@@ -275,6 +292,17 @@ def test_the_known_lane_keeps_its_reserve_and_its_places_against_strangers() -> 
             if any(not w.known for w in queued):
                 assert gate.pending >= gate.limit
             for lane in (False, True):
-                by_hand = collections.Counter(w.source for w in slots + queued
+                by_hand = collections.Counter(w.key for w in slots + queued
                                               if w.known is lane)
                 assert gate.lanes[lane].held.count == dict(by_hand)
+                assert gate.lanes[lane].queued_by.count == dict(collections.Counter(
+                    w.key for w in queued if w.known is lane))
+            assert all(n <= gate.share for n in gate.lanes[True].held.count.values())
+        for w in sockets:  # the queued leave first: a slot ending admits nobody then
+            if w.state == "queued":
+                gate.leave(w)  # type: ignore[arg-type]
+        for w in sockets:
+            if w.state == "slot":
+                gate.release(w.key, w.known)
+        assert gate.pending == 0 and gate.queued == 0
+        assert all(not lane.held.count and not lane.queued_of for lane in gate.lanes.values())

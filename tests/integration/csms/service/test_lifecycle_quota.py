@@ -136,6 +136,72 @@ async def test_an_honest_station_gets_every_connection_recorded(
     assert dropped(csms_server, "connection") == 0
 
 
+def presence(server: RunningServer, station: str) -> tuple[str, str] | None:
+    """The station's last ``online`` / ``offline`` bus event (the outbox): its topic's
+    last level and ``connected_at``."""
+    with sqlite3.connect(server.settings.db) as db:
+        row = db.execute("SELECT topic, payload FROM outbox WHERE topic LIKE ? ORDER BY id"
+                         " DESC LIMIT 1", (f"%/{station}/%line",)).fetchone()
+    return None if row is None else (row[0].rsplit("/", 1)[1],
+                                     json.loads(row[1])["connected_at"])
+
+
+@pytest.mark.parametrize("stays", ["online", "offline"])
+async def test_the_bus_learns_where_a_station_over_its_quota_ended_up(
+        csms_server: RunningServer, stays: str) -> None:
+    """A station over its quota of connection events publishes none of them: the bus's
+    last word on it is whatever the last published one said. A station that reconnects
+    until the quota is spent and then stays connected, or goes away, showed the opposite
+    of its state on the bus for good: monitoring fed by it saw a charging station offline,
+    or a dead one online. Once the quota has room again (the next hour), its state is
+    published."""
+    loops = 2 if stays == "online" else 1
+    # online's dropped after ``loops`` connections; offline's after one more online
+    await restart(csms_server, quota_connection_events=(2 * loops + (stays == "offline")) * 256)
+    service = csms_server.central.service
+    service.publish_events = True
+    await csms_server.add_station("CP1")
+    for _ in range(loops):
+        async with await RawClient.connect(csms_server.url, "CP1"):
+            pass
+        await offline_now(csms_server, "CP1")
+    c = await RawClient.connect(csms_server.url, "CP1")
+    try:
+        assert "currentTime" in await c.result("Heartbeat", {})
+        if stays == "offline":
+            await c.close()
+            await offline_now(csms_server, "CP1")
+        assert dropped(csms_server, "connection") == 1
+        assert await online(csms_server, "CP1") is (stays == "online")
+        last = presence(csms_server, "CP1")
+        assert last is not None and last[0] != stays  # what the bus says until then
+
+        async def connected_at() -> str | None:
+            async def work(tx: Any) -> str | None:
+                row = await tx.get_station("CP1")
+                return None if row.connected_at is None else str(row.connected_at.isoformat())
+
+            return await csms_server.repo.read(work)  # type: ignore[no-any-return]
+
+        since = await connected_at() if stays == "online" else None
+        real = service.quota.clock
+        service.quota.clock = lambda: real() + 3600  # the next hour
+        try:
+            async def told() -> bool:
+                last = presence(csms_server, "CP1")
+                return last is not None and last[0] == stays \
+                    and (since is None or last[1] == since)
+
+            await until(told, f"the bus told CP1 is {stays}")
+            # stored too, within the new hour's quota
+            assert events(csms_server, "CP1", stays) == loops + 1
+        finally:
+            service.quota.clock = real
+    finally:
+        await c.close()
+    await offline_now(csms_server, "CP1")
+
+
 def status16(status: str, connector: int = 1) -> dict[str, Any]:
     return {"connectorId": connector, "errorCode": "NoError", "status": status}
 
