@@ -15,9 +15,9 @@ from typing import Any
 
 from chargers_sim.load import load_command, run_json_processes
 
-__all__ = ["ServerExited", "children", "free_port", "launch", "load", "load_parallel",
-           "node_peer_ready", "parent", "rss_kib", "server", "stop", "tree_cpu_s",
-           "wait_port"]
+__all__ = ["ServerExited", "children", "cpu_used_s", "free_port", "launch", "load",
+           "load_parallel", "node_peer_ready", "parent", "rss_kib", "server", "stop",
+           "tree_cpu_by_pid", "tree_cpu_s", "wait_port"]
 
 ROOT = Path(__file__).resolve().parents[1]
 NODE_MODULES = ROOT / ".tools" / "node_modules"
@@ -140,7 +140,20 @@ def _cpu_s(pid: int) -> float:
 
 def tree_cpu_s(pid: int) -> float:
     """CPU seconds of a process and its children (the workers of csms serve --workers)."""
-    return _cpu_s(pid) + sum(_cpu_s(child) for child in children(pid))
+    return sum(tree_cpu_by_pid(pid).values())
+
+
+def tree_cpu_by_pid(pid: int) -> dict[int, float]:
+    """CPU seconds of a process and of each of its children, by process id."""
+    return {p: _cpu_s(p) for p in (pid, *children(pid))}
+
+
+def cpu_used_s(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds a tree of processes used between two reads of :func:`tree_cpu_by_pid`:
+    each process's own difference, so a child that ended meanwhile (a PostgreSQL backend
+    of a connection closed) takes nothing away (the difference of the sums went below
+    zero); one that started meanwhile, or a reused id, counts from zero."""
+    return sum(t - before[p] if before.get(p, t + 1) <= t else t for p, t in after.items())
 
 
 @contextlib.contextmanager

@@ -30,7 +30,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from bench import loadgen
-from bench.common import node_peer_ready, parent, server, tree_cpu_s
+from bench.common import cpu_used_s, node_peer_ready, parent, server, tree_cpu_by_pid
 
 __all__ = ["main", "measure"]
 
@@ -110,11 +110,11 @@ class CpuWindow:
     def _measure(self, start: float, end: float) -> None:
         time.sleep(max(0.0, start - time.time()))
         try:
-            before, at = tree_cpu_s(self.pid), time.time()
-            db_before = tree_cpu_s(self.db) if self.db else 0.0
+            before, at = tree_cpu_by_pid(self.pid), time.time()
+            db_before = tree_cpu_by_pid(self.db) if self.db else {}
             time.sleep(max(0.0, end - at))
-            used = tree_cpu_s(self.pid) - before
-            db_used = tree_cpu_s(self.db) - db_before if self.db else 0.0
+            used = cpu_used_s(before, tree_cpu_by_pid(self.pid))
+            db_used = cpu_used_s(db_before, tree_cpu_by_pid(self.db)) if self.db else 0.0
             elapsed = time.time() - at
             self.cores = used / elapsed
             if self.db:

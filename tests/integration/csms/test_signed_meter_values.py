@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -182,8 +183,9 @@ async def test_simulated_meter_key_is_pinned_on_first_use_and_a_new_key_is_refus
         readings = show(server, s["id"])["signed_readings"]
         assert [(r["tx_code"], r["status"]) for r in readings] == [
             ("B", "verified"), ("E", "verified")]
-        assert readings[0]["reading_wh"] == f"{s['meter_start_wh']:.3f}"
-        assert readings[1]["reading_wh"] == f"{s['meter_stop_wh']:.3f}"
+        # the meter's kWh as it wrote them, in Wh (1998.12 kWh: "1998120.00")
+        assert Decimal(readings[0]["reading_wh"]) == s["meter_start_wh"]
+        assert Decimal(readings[1]["reading_wh"]) == s["meter_stop_wh"]
     assert st.signer is not None
     pinned = st.signer.public_key_der.hex()
     station = json.loads(csms(server, "stations", "show", "CP1", "--json").stdout)
