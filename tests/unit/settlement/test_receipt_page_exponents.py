@@ -84,7 +84,7 @@ console.log(JSON.stringify(out));
 """
 
 
-def run_page_verifier(script: str, receipts: list[dict[str, Any]],
+def run_page_verifier(script: str, receipts: list[Any],
                       ) -> subprocess.CompletedProcess[str]:
     """``script`` under Node with the page's pyjson.js and verifier.js as its arguments and
     ``receipts`` as JSON on its input (skipped where node or web/node_modules is missing,

@@ -4,7 +4,7 @@
 // the driver gives.
 
 import { dumps, parse, PyFloat, str, truthy } from "./pyjson.js";
-import { ReceiptError, sameNode, verifyReceipt } from "./verifier.js";
+import { confirmationsAsked, ReceiptError, sameNode, verifyReceipt } from "./verifier.js";
 import { fromIso } from "./isotime.js";
 
 const $ = (id) => document.getElementById(id);
@@ -281,8 +281,10 @@ async function run() {
   try {
     const fromLink = Object.entries({ driver, contract })
       .filter(([name, value]) => value !== null && value === linkFilled[name]).map(([name]) => name);
-    const verdict = await verifyReceipt(receipt, { rpcUrl: rpc, driver, contract, cards, confirmations,
-      rpcFromReceipt, fromLink });
+    const asked = confirmationsAsked(confirmations,
+      confirmations !== null && confirmations === linkFilled.confirmations, receipt?.chain?.chain_id);
+    const verdict = await verifyReceipt(receipt, { rpcUrl: rpc, driver, contract, cards,
+      confirmations: asked, rpcFromReceipt, fromLink });
     showVerdict(receipt, verdict);
   } catch (exc) {
     showError(exc instanceof ReceiptError ? exc.message : `the check stopped: ${exc.message}`);
@@ -297,7 +299,8 @@ function start() {
   // a link's node is the node of whoever made the link (the operator's, as a rule)
   if (params.get("rpc")) rpcFilled = $("rpc").value;
   // and its driver or contract the link maker's, which a contract of its own passes
-  for (const name of ["driver", "contract"]) {
+  // (and its confirmations: fewer than the chain's default are not taken from a link)
+  for (const name of ["driver", "contract", "confirmations"]) {
     if (params.get(name)) linkFilled[name] = $(name).value.trim();
   }
   $("file").addEventListener("change", async () => {

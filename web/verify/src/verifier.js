@@ -35,6 +35,23 @@ export function defaultConfirmations(chainId) {
   return LOCAL_CHAINS.has(chainId) ? 1n : FINAL_CONFIRMATIONS;
 }
 
+/** The confirmations to ask for where the field holds ``asked`` (a string of digits, or
+ * null): a number the link that opened the page filled in (``fromLink``: its maker's word,
+ * the operator's as a rule) may ask for more than the chain's default, never fewer (a
+ * link's ?confirmations=1 made a settle block a reorganisation can still drop VALID on a
+ * chain whose default is 64); a number the driver typed is the driver's. A receipt whose
+ * chain id cannot be read gets the default (it is refused when checked). */
+export function confirmationsAsked(asked, fromLink, chainId) {
+  if (asked === null || !fromLink) return asked;
+  let chain;
+  try {
+    chain = BigInt(String(chainId));
+  } catch {
+    return null;
+  }
+  return BigInt(asked) < defaultConfirmations(chain) ? null : asked;
+}
+
 export const RECORD_FIELDS = [
   "ledger", "seq", "session_id", "station_id", "chain_station", "host", "connector_id",
   "evse_id", "id_tag", "ocpp_version", "transaction_id", "started_at", "stopped_at",
