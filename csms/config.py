@@ -13,6 +13,7 @@ exist, an admin API kept on this machine).
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import Field, dataclass, field, fields, replace
@@ -51,6 +52,9 @@ MAX_COMMAND_TIMEOUT = 300.0
 EVENT_LOOPS = ("auto", "uvloop", "asyncio")  # see csms.eventloop
 LOG_LEVELS = ("debug", "info", "warning", "error")
 MAX_WORKERS = 64  # csms serve --workers
+# the largest number a setting takes (a SQLite / PostgreSQL bigint), and an OCPP integer's
+MAX_NUMBER = 2**63 - 1
+MAX_INT32 = 2**31 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -396,6 +400,18 @@ class Settings:
             raise _error("event_loop", f"choose one of {', '.join(EVENT_LOOPS)}")
         if self.log_level.lower() not in LOG_LEVELS:
             raise _error("log_level", f"choose one of {', '.join(LOG_LEVELS)}")
+        if self.heartbeat_interval > MAX_INT32:  # an OCPP integer (2.0.1: int32)
+            raise _error("heartbeat_interval", f"at most {MAX_INT32} seconds")
+        for f in fields(self):  # a number the database and the protocol hold; no NUL byte
+            value = getattr(self, f.name)
+            if isinstance(value, str) and "\x00" in value:  # no path, URL or name holds one
+                raise _error(f.name, "holds a NUL byte")
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                continue
+            if isinstance(value, float) and not math.isfinite(value):
+                raise _error(f.name, "a finite number")
+            if abs(value) > MAX_NUMBER:
+                raise _error(f.name, f"at most {MAX_NUMBER}")
         for name, low in (("port", -1), ("admin_port", -1), ("tls_port", 0),
                           ("files_port", -1)):
             if not low <= getattr(self, name) <= 65535:
@@ -479,8 +495,9 @@ class Settings:
 
     def check_serving(self) -> None:
         """What ``csms serve`` needs beyond :meth:`check`: its TLS files exist, the MQTT
-        broker's CA is a certificate and its password file is readable, and the admin
-        API stays on this machine unless ``admin_public`` says otherwise."""
+        broker's CA is a certificate and its password file is readable, an RPC chain's
+        keystore and password file exist, and the admin API stays on this machine unless
+        ``admin_public`` says otherwise."""
         for name in ("tls_cert", "tls_key", "client_ca", "ca_cert", "ca_key", "mqtt_ca"):
             path = getattr(self, name)
             if path and not Path(path).expanduser().is_file():
@@ -494,6 +511,14 @@ class Settings:
                 raise _error("mqtt_ca", f"{self.mqtt_ca} is not a PEM CA certificate"
                              ) from None
         self.mqtt_broker()  # the password file is readable
+        if self.chain.startswith(("http://", "https://", "ws://", "wss://")):
+            # the chain is opened once the node listens: its key is checked before
+            for name in ("keystore", "keystore_password_file"):
+                path = getattr(self, name)
+                if not path:
+                    raise _error(name, "needed to settle on the RPC chain of ", Named("chain"))
+                if not Path(path).expanduser().is_file():
+                    raise _error(name, f"no such file: {path}")
         if self.workers > 1:
             # each worker is a node of the cluster: nodes share PostgreSQL, or the
             # processes of one machine share a SQLite file (csms.cli.workers)

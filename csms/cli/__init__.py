@@ -220,6 +220,11 @@ def _root(config: Annotated[str | None, setting_option(
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: usage errors print one line on stderr and exit 2."""
+    # a NUL byte no path, setting or id may hold (the OS passes none in a process's
+    # arguments; a caller of main may)
+    if any("\x00" in arg for arg in argv or ()):
+        err_console.print("error: an argument holds a NUL byte", markup=False)
+        sys.exit(2)
     try:
         result = app(args=argv, standalone_mode=False)
     except typer.Exit as exc:
@@ -233,7 +238,9 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(2)
         ctx = getattr(exc, "ctx", None)
         hint = f" (see: {ctx.command_path} --help)" if ctx is not None else ""
-        message = " ".join(exc.format_message().split())
+        from csms.logsafe import visible
+
+        message = visible(" ".join(exc.format_message().split()))
         err_console.print(f"error: {message}{hint}", markup=False, highlight=False)
         sys.exit(2)
     sys.exit(result if isinstance(result, int) else 0)

@@ -170,7 +170,11 @@ class CliError(Exception):
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    err_console.print(f"error: {message}", markup=False, highlight=False)
+    """``error: message`` on stderr, one line whatever it quotes (an operator's line break,
+    a station's ESC is shown escaped), and exit ``code``."""
+    from csms.logsafe import visible
+
+    err_console.print(f"error: {visible(message)}", markup=False, highlight=False)
     raise typer.Exit(code)
 
 
@@ -220,6 +224,11 @@ def run(coro: Coroutine[Any, Any, T], event_loop: str = "asyncio") -> T:
         fail(f"the database: {exc}", 1)
     except StorageError as exc:  # a unit of work not committed (locked, disk full...)
         fail(f"the database: {exc}", 1)
+    except Exception as exc:
+        chain = sys.modules.get("settlement.chain")  # imported by the work that reached one
+        if chain is not None and isinstance(exc, chain.ChainError):
+            fail(str(exc).splitlines()[0], 1)  # no keystore, an RPC that cannot be reached
+        raise
 
 
 def load_settings(**flags: Any) -> Settings:

@@ -11,6 +11,7 @@ have given the root group.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -38,6 +39,26 @@ def group_info(name: str, group: typer.Typer) -> TyperInfo:
     holder = typer.Typer()
     holder.add_typer(group, name=name)
     return holder.registered_groups[0]
+
+
+def finite_numbers(command: Command) -> None:
+    """Every number option and argument of ``command`` and of its subcommands refuses
+    ``nan`` and ``inf`` (Click takes them for floats, and a range lets ``nan`` through):
+    a usage error, as a value out of its range is."""
+    for param in command.params:
+        if param.type_descriptor.annotation is float:  # type: ignore[attr-defined]
+            param.callback = _finite(param.callback)
+    for sub in getattr(command, "commands", {}).values():
+        finite_numbers(sub)
+
+
+def _finite(callback: Callable[..., Any] | None) -> Callable[..., Any]:
+    def check(ctx: Context, param: Any, value: Any) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            raise typer.BadParameter(f"{value} is not a finite number", ctx=ctx, param=param)
+        return value if callback is None else callback(ctx, param, value)
+
+    return check
 
 
 @dataclass(frozen=True)
@@ -115,13 +136,17 @@ class LazyGroup(typer.core.TyperGroup):
 
     def _build(self, entry: Entry) -> Command:
         info = entry.load()
+        command: Command
         if isinstance(info, TyperInfo):
-            return typer.main.get_group_from_info(
+            command = typer.main.get_group_from_info(
                 info, pretty_exceptions_short=self.pretty_exceptions_short,
                 suggest_commands=self.suggest_commands, rich_markup_mode=self.rich_markup_mode)
-        return typer.main.get_command_from_info(
-            info, pretty_exceptions_short=self.pretty_exceptions_short,
-            rich_markup_mode=self.rich_markup_mode)
+        else:
+            command = typer.main.get_command_from_info(
+                info, pretty_exceptions_short=self.pretty_exceptions_short,
+                rich_markup_mode=self.rich_markup_mode)
+        finite_numbers(command)
+        return command
 
     def list_commands(self, ctx: Context) -> list[str]:
         return list(self.commands)

@@ -97,8 +97,8 @@ def drivers_link(
     raw_salt = hex32(salt)
     if raw_salt is None:
         raise typer.BadParameter("0x and 64 hex digits", param_hint="--salt")
-    if not tag or len(tag) > 36:
-        raise typer.BadParameter("an id tag is 1 to 36 characters")
+    if not tag or len(tag) > 36 or not tag.isprintable():
+        raise typer.BadParameter("an id tag is 1 to 36 printable characters")
     commitment = card_commitment(driver, tag, raw_salt)
     settings = load_settings(db=db, data_dir=data_dir, chain=chain)
     c = _chain(settings, contract)
@@ -241,9 +241,16 @@ def wallet_new(
             fail(f"{path} exists: not overwritten")
     account = Account.create()
     password = secrets.token_urlsafe(24)
+    written: list[str] = []
     for path, text in ((password_file, password),
                        (keystore, json.dumps(Account.encrypt(account.key, password)))):
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except OSError as exc:  # its folder is missing, is a file, is not writable
+            for done in written:  # no password file left without its keystore
+                os.unlink(done)
+            fail(f"cannot write {path}: {exc.strerror or exc}")
+        written.append(path)
         with os.fdopen(fd, "w") as f:
             f.write(text)
     if fund:

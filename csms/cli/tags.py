@@ -60,10 +60,10 @@ def tags_add(
     from csms.service.driver import MASTER_PASS_OPTION
     from csms.service.views import iso as _iso
 
-    if not tag or len(tag) > 36:
-        raise typer.BadParameter("an id tag is 1 to 36 characters")
-    if group is not None and not 0 < len(group) <= 20:
-        raise typer.BadParameter("a group is 1 to 20 characters (1.6 parentIdTag)",
+    if not tag or len(tag) > 36 or not tag.isprintable():
+        raise typer.BadParameter("an id tag is 1 to 36 printable characters")
+    if group is not None and not (0 < len(group) <= 20 and group.isprintable()):
+        raise typer.BadParameter("a group is 1 to 20 printable characters (1.6 parentIdTag)",
                                  param_hint="--group")
     if master and group is None:
         raise typer.BadParameter("a master pass belongs to a group: give --group",
@@ -121,8 +121,8 @@ def tags_master_group(
 
     if group is not None and none:
         raise typer.BadParameter("give a group or --none, not both", param_hint="--none")
-    if group is not None and not 0 < len(group) <= 20:
-        raise typer.BadParameter("a group is 1 to 20 characters (1.6 parentIdTag)")
+    if group is not None and not (0 < len(group) <= 20 and group.isprintable()):
+        raise typer.BadParameter("a group is 1 to 20 printable characters (1.6 parentIdTag)")
     settings = load_settings(db=db, data_dir=data_dir, admin_host=admin_host,
                              admin_port=admin_port)
 
