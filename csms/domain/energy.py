@@ -78,7 +78,7 @@ import functools
 import itertools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Context, Decimal, getcontext, localcontext
 from typing import Any, ParamSpec, TypeVar
 
@@ -97,6 +97,7 @@ __all__ = [
     "energy_between",
     "energy_flags",
     "energy_of",
+    "readings_outside",
     "register_readings",
     "register_wh",
     "start_claims",
@@ -547,6 +548,24 @@ def energy_flags(started_at: datetime, stopped_at: datetime | None, energy_wh: i
         return ["zero_duration_with_energy"] if energy_wh > 0 else []
     allowed = max_power_w * (seconds + POWER_SLACK_SECONDS) / 3600 * POWER_SLACK_RATIO
     return ["energy_above_max_power"] if Decimal(energy_wh) > allowed else []
+
+
+def readings_outside(found: Readings, started_at: datetime, stopped_at: datetime,
+                     tolerance_s: int = POWER_SLACK_SECONDS) -> tuple[datetime, datetime] | None:
+    """The earliest and latest times of the billed register's readings ``found`` when one
+    lies outside a session's time, from ``started_at`` to ``stopped_at``, by more than
+    ``tolerance_s`` (a clock's and a sampling's): a reading after the stop (a stop dated
+    before the readings, or with none, the latest reading its stop) or, not a
+    Transaction.Begin one, before the start (without a begin reading the earliest is the
+    start) is energy of the EVSE's time outside the session, which another session on it
+    may be billed for too. A Transaction.Begin reading is the register at the start
+    whatever time it carries (:func:`_in_order`). None when all are within."""
+    slack = timedelta(seconds=tolerance_s)
+    times = [r[0] for r in found.readings if r[2] != "Transaction.Begin"]
+    # as differences: a time at the end of the calendar has no time after it
+    if not any(t - stopped_at > slack or started_at - t > slack for t in times):
+        return None
+    return min(times), max(times)
 
 
 def time_flag(at: datetime, not_before: datetime | None, not_after: datetime) -> str | None:

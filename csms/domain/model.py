@@ -377,6 +377,10 @@ BILLING_HOLD_FLAGS = frozenset(
         # another session of the station on the same EVSE (1.6 connector) ran within this
         # one's time: two drivers billed for it (csms.service.sessions)
         "overlaps_session",
+        # the billed register has readings outside the session's time (a stop dated
+        # before them, a reading before the start): energy of the EVSE's time another
+        # session there may be billed for too (csms.service.sessions)
+        "readings_outside_session",
         # closed without its stop (csms.service.sessions): a new session started on its EVSE
         # after its last reading (the station lost its 1.6 StopTransaction or 2.0.1 Ended
         # event, a reboot), or an operator closed it (``csms sessions close``); billed from
@@ -399,6 +403,10 @@ BILLING_HOLD_FLAGS = frozenset(
         # (less the station clock's tolerance): time the driver never signed for
         # (csms.service.core)
         "start_before_authorization",
+        # a signed app session whose register rose before the driver's authorization was
+        # given (a transaction reported at plug-in, charging before the app started it):
+        # energy the driver never signed for (csms.service.core)
+        "energy_before_authorization",
         # a start the station sent long after the time it gives for it, though connected
         # since before that time: the session made longer than it ran (csms.service.core)
         "start_sent_late",

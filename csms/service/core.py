@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from csms.domain.energy import DEFAULT_MAX_POWER_W
+from csms.domain.energy import DEFAULT_MAX_POWER_W, Readings
 from csms.domain.model import (
     AuthStatus,
     IdTag,
@@ -45,6 +45,10 @@ START_BEFORE_AUTHORIZATION = "start_before_authorization"
 # a start the station dates, by its own clock (as its stop shows it), long before it sent
 # it, though it was connected since before that start: held (BILLING_HOLD_FLAGS)
 START_SENT_LATE = "start_sent_late"
+# a signed app session whose register rose, by the station's readings, before the driver's
+# authorization was given (a transaction reported at plug-in, charging before the app
+# started it): energy the driver never signed for, held (BILLING_HOLD_FLAGS)
+ENERGY_BEFORE_AUTHORIZATION = "energy_before_authorization"
 # a start accepted by the tag's registry entry now, started while the entry was blocked:
 # charged to nobody (ChargingCore._bind_blocked_then)
 BLOCKED_AT_START = "blocked_at_start"
@@ -356,6 +360,48 @@ class ChargingCore:
         await tx.add_station_event(session.station_id, START_BEFORE_AUTHORIZATION, {
             **detail, "tag": session.id_tag, "authorized_at": given.isoformat(),
             "not_before": earliest.isoformat()}, now)
+
+    async def _judge_energy_before(self, tx: Tx, session: Session, found: Readings,
+                                   now: datetime) -> None:
+        """At ``session``'s completion (``now``: when its stop arrived), hold it when it is
+        bound to a driver's signed authorization and the station's own readings of the
+        billed register (``found``) show energy delivered before the authorization was
+        given, less ``time_future`` (``energy_before_authorization``, with a station event
+        saying how much). A 2.0.1 transaction reported at plug-in before the app started it
+        is bound to the signature whole (:meth:`_judge_start` lets its start stand): an
+        honest station delivers nothing before its transaction is authorized, a station that
+        charged any car meanwhile would have the driver pay for it, up to the signed
+        maximum. The readings' times are the station's clock, corrected by its stop's lag as
+        in :meth:`_judge_start`. Reads the authorization only for a session with a limit
+        whose register rose above its start."""
+        start, stopped = session.meter_start_wh, session.stopped_at
+        if session.id is None or session.limit_minor is None or start is None \
+                or stopped is None or ENERGY_BEFORE_AUTHORIZATION in session.flags:
+            return
+        risen = [(at, wh) for at, wh, context, _ in found.readings
+                 if context != "Transaction.Begin" and wh > start]
+        if not risen:
+            return
+        authorization = await tx.authorization_of(session.id)
+        if authorization is None:
+            return
+        given = datetime.fromisoformat(str(authorization["created_at"]))
+        lag = now - stopped
+        try:
+            before = [wh for at, wh in risen if at + lag < given - self.time_future]
+        except OverflowError:  # times beyond the calendar: held for them (time_implausible)
+            return
+        if not before:
+            return
+        energy = int(max(before) - start)
+        session.flag(ENERGY_BEFORE_AUTHORIZATION)
+        log.warning("! %s: session %s delivered %d Wh before its driver's authorization (%s)",
+                    session.station_id, session.id, energy, given.isoformat())
+        await tx.add_station_event(session.station_id, ENERGY_BEFORE_AUTHORIZATION, {
+            "session_id": session.id, "transaction_id": session.transaction_id,
+            "tag": session.id_tag, "started_at": session.started_at.isoformat(),
+            "authorized_at": given.isoformat(), "energy_before_wh": energy,
+            "energy_wh": session.energy_wh}, now)
 
     @staticmethod
     async def _connected_when(tx: Tx, station_id: str, at: datetime,

@@ -23,10 +23,10 @@ from urllib.parse import quote
 
 from csms.domain.energy import (
     Readings,
-    compute_energy,
     energy_between,
     energy_flags,
     energy_of,
+    readings_outside,
     register_readings,
     start_claims,
     start_judged,
@@ -111,6 +111,11 @@ STOP_FOUND = "stop_found"
 # came (the flags its close added are lifted with it); one beyond them keeps those flags
 # (held: the operator decides, nothing is billed unnoticed)
 _CLOSES_READ = 1000
+
+# A session whose billed register has readings outside its time, its stop dated before
+# them or a reading before its start (SessionUseCases._readings_outside): a hold flag, and
+# the station event naming it
+READINGS_OUTSIDE = "readings_outside_session"
 
 # A session created before its Started event (``started_missing``) whose Started came
 # later and named its start: no later event moves the start again (not a hold: the
@@ -244,8 +249,9 @@ class SessionUseCases(SignedDataChecks):
         stored = await tx.energy_samples(session.id)
         data = stored if stored else samples
         station = await tx.get_station(session.station_id)
-        result = compute_energy(
-            session.reported_meter_start_wh, session.reported_meter_stop_wh, data,
+        found = register_readings(data)
+        result = energy_of(
+            found, session.reported_meter_start_wh, session.reported_meter_stop_wh,
             session.started_at, self._start_power_of(station),
         )
         normal = _NORMAL_NOTES.get(session.ocpp_version, frozenset())
@@ -319,9 +325,11 @@ class SessionUseCases(SignedDataChecks):
             session.flag(f)
         for f in energy_flags(session.started_at, session.stopped_at, energy, limit):
             session.flag(f)
+        await self._readings_outside(tx, session, found)
         await self._overrun(tx, session, data)
         now = self.clock()  # when the stop arrived
         await self._judge_start(tx, session, station, now)
+        await self._judge_energy_before(tx, session, found, now)
         if (session.evse_id is None and energy > 0) \
                 or (session.evse_id is not None and session.evse_id < 1):
             # a session on no EVSE (or 1.6 connector 0, the whole station) escapes the
@@ -345,6 +353,31 @@ class SessionUseCases(SignedDataChecks):
                  "max_power_w": str(limit)}, now,
             )
         await self._session_event(tx, session.station_id, "session/completed", session)
+
+    async def _readings_outside(self, tx: Tx, session: Session, found: Readings) -> None:
+        """Hold a completing session whose billed register has readings outside its time
+        (:func:`~csms.domain.energy.readings_outside`): a stop dated before its readings
+        bills its driver for the EVSE's energy after it, which the next session there,
+        started after that stop, is billed for as well and compared with nothing
+        (:meth:`_overlaps` compares times); a reading dated before the start, the energy
+        of the session before. A ``readings_outside_session`` station event gives its times
+        and its readings' earliest and latest."""
+        if session.stopped_at is None:
+            return
+        outside = readings_outside(found, session.started_at, session.stopped_at)
+        if outside is None or READINGS_OUTSIDE in session.flags:
+            return
+        session.flag(READINGS_OUTSIDE)
+        log.warning("! %s: session %s (%s to %s) has readings from %s to %s: held",
+                    session.station_id, session.id, session.started_at.isoformat(),
+                    session.stopped_at.isoformat(), outside[0].isoformat(),
+                    outside[1].isoformat())
+        await tx.add_station_event(session.station_id, READINGS_OUTSIDE, {
+            "session_id": session.id, "transaction_id": session.transaction_id,
+            "evse_id": session.evse_id, "started_at": session.started_at.isoformat(),
+            "stopped_at": session.stopped_at.isoformat(),
+            "earliest": outside[0].isoformat(), "latest": outside[1].isoformat()},
+            self.clock())
 
     async def _overrun(self, tx: Tx, session: Session, data: list[MeterSample]) -> None:
         """Hold a session that ran far past its limit with no stop asked of it (a station

@@ -383,3 +383,22 @@ async def test_the_stop_of_an_overnight_16_session_is_acknowledged(
     assert [s["status"] for s in sessions] == ["completed"], sessions
     # what the stop held of the node's budget for large frames is given back
     assert csms_server.central.large_frames.held == 0
+
+
+async def test_a_stop_dated_before_its_readings_is_held(
+    csms_server: RunningServer, station: RawClient
+) -> None:
+    """A StopTransaction dated 10:10 after MeterValues of its transaction up to 10:40: the
+    driver would pay for the connector's energy after the stop, which the next session
+    there (started after 10:10) is billed for too. Held, as a 2.0.1 Ended event dated so
+    (csms.service.sessions ``readings_outside_session``)."""
+    txid = (await start(station, meter_start=1_000))["transactionId"]
+    await station.result("MeterValues", {"connectorId": 1, "transactionId": txid,
+                                         "meterValue": [mv("2026-03-01T10:40:00Z", {
+                                             "value": "14000"})]})
+    await station.result("StopTransaction", {
+        "transactionId": txid, "meterStop": 14_000, "timestamp": "2026-03-01T10:10:00Z"})
+    [s] = await csms_server.sessions()
+    assert s["energy_wh"] == 13_000
+    assert "readings_outside_session" in s["flags"]
+    assert not await is_queued(csms_server, s["id"])

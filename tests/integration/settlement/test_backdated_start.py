@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from csms.domain.tariff import Tariff
-from csms.service.core import START_BEFORE_AUTHORIZATION
+from csms.service.core import ENERGY_BEFORE_AUTHORIZATION, START_BEFORE_AUTHORIZATION
 from csms.service.holds import billing_state
 from settlement import wallet
 from support import RunningServer, later, station_events
@@ -303,4 +303,47 @@ async def test_201_a_start_dated_back_then_bound_by_a_later_event_is_held(
     assert START_BEFORE_AUTHORIZATION in session["flags"], session["flags"]
     [event] = await station_events(server, "CP201", START_BEFORE_AUTHORIZATION)
     assert event["transaction_id"] == "T1"
+    await held_unpaid(server, kit, driver, int(session["id"]))
+
+
+async def test_201_energy_delivered_before_the_app_start_is_held(
+    server: RunningServer,
+) -> None:
+    """2.0.1: a transaction reported at plug-in an hour before the driver's app started it,
+    its register read 20 kWh on before the remote start was even sent (an honest station
+    delivers nothing before its transaction is authorized): the driver signed for none of
+    it. Held when it completes, with a station event saying how much, and nothing paid;
+    the same transaction charging only after the app start is billed (the test above)."""
+    kit, driver = app_driver(server)
+    plugged = datetime.now(UTC) - timedelta(hours=1)
+    charged = plugged + timedelta(minutes=50)
+    async with await RawClient.connect(server.url, "CP201", ["ocpp2.0.1"]) as c:
+        await c.result("BootNotification", BOOT201)
+        await c.result("TransactionEvent", {
+            "eventType": "Started", "timestamp": plugged.isoformat(), "seqNo": 0,
+            "triggerReason": "CablePluggedIn",
+            "transactionInfo": {"transactionId": "T1", "chargingState": "EVConnected"},
+            "evse": {"id": 1, "connectorId": 1},
+            "meterValue": [{"timestamp": plugged.isoformat(), "sampledValue": [
+                {"value": 0, "context": "Transaction.Begin"}]}]})
+        await c.result("TransactionEvent", {
+            "eventType": "Updated", "timestamp": charged.isoformat(), "seqNo": 1,
+            "triggerReason": "MeterValuePeriodic",
+            "transactionInfo": {"transactionId": "T1", "chargingState": "Charging"},
+            "meterValue": [{"timestamp": charged.isoformat(), "sampledValue": [
+                {"value": 20_000, "context": "Sample.Periodic"}]}]})
+        remote = await signed201(server, c, kit, driver)
+        answer = await event201(c, "Updated", 2, datetime.now(UTC),
+                                idToken={"idToken": "APP1", "type": "Central"},
+                                info={"remoteStartId": remote})
+        assert answer["idTokenInfo"]["status"] == "Accepted", answer
+        end = datetime.now(UTC)
+        await event201(c, "Ended", 3, end, info={"stoppedReason": "Local"},
+                       meterValue=[{"timestamp": end.isoformat(), "sampledValue": [
+                           {"value": 21_000, "context": "Transaction.End"}]}])
+    [session] = await server.sessions("CP201")
+    assert session["energy_wh"] == 21_000  # as the station reports it, held
+    assert ENERGY_BEFORE_AUTHORIZATION in session["flags"], session["flags"]
+    [event] = await station_events(server, "CP201", ENERGY_BEFORE_AUTHORIZATION)
+    assert (event["transaction_id"], event["energy_before_wh"]) == ("T1", 20_000)
     await held_unpaid(server, kit, driver, int(session["id"]))

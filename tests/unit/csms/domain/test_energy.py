@@ -10,6 +10,7 @@ from csms.domain.energy import (
     energy_between,
     energy_flags,
     energy_of,
+    readings_outside,
     register_readings,
     register_wh,
     time_flag,
@@ -622,3 +623,37 @@ def test_two_end_readings_of_one_register_that_differ_are_a_stop_in_dispute() ->
                                              *ends], T0)
         assert "end_readings_differ" not in honest.flags, (ends, honest.flags)
         assert honest.energy_wh in (7436, 7440), (ends, honest.energy_wh)
+
+
+@pytest.mark.parametrize(
+    ("samples", "outside"),
+    [
+        # within the session (minutes 0 to 60)
+        ([s("1000", 0, context="Transaction.Begin"), s("5000", 60)], None),
+        # a minute of clock and sampling either side
+        ([s("1000", -1), s("5000", 61)], None),
+        # after the stop: the energy after it billed
+        ([s("1000", 0), s("5000", 30), s("9000", 61.5)], (0, 61.5)),
+        # before the start, no begin reading: the earliest reading is the start
+        ([s("1000", -30), s("5000", 30)], (-30, 30)),
+        # a Transaction.Begin reading is the start whatever its time
+        ([s("1000", -30, context="Transaction.Begin"), s("1000", 90,
+                                                        context="Transaction.Begin"),
+          s("5000", 30)], None),
+        # another register's, or a phase's, reading is not billed: not compared
+        ([s("1000", 0), s("9000", 120, phase="L1"), s("9000", 120, location="EV")], None),
+    ],
+)
+def test_readings_outside_the_session(samples: list[MeterSample],
+                                      outside: tuple[float, float] | None) -> None:
+    found = readings_outside(register_readings(samples), T0, T0 + timedelta(minutes=60))
+    assert found == (None if outside is None else tuple(
+        T0 + timedelta(minutes=m) for m in outside))
+
+
+def test_readings_outside_at_the_end_of_the_calendar() -> None:
+    """A stop at the last time there is: no overflow, a reading before the start found."""
+    end = datetime.max.replace(tzinfo=UTC)
+    early = MeterSample(timestamp=T0 - timedelta(days=1), value="1")
+    found = readings_outside(register_readings([early]), T0, end)
+    assert found == (early.timestamp, early.timestamp)
