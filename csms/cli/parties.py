@@ -42,7 +42,7 @@ from csms.cli.common import (
     setting_option,
 )
 from csms.config import Settings
-from csms.domain.model import IdTag
+from csms.domain.model import IdTag, id_tag_problem
 from csms.service import defaults
 
 if TYPE_CHECKING:
@@ -97,8 +97,8 @@ def drivers_link(
     raw_salt = hex32(salt)
     if raw_salt is None:
         raise typer.BadParameter("0x and 64 hex digits", param_hint="--salt")
-    if not tag or len(tag) > 36 or not tag.isprintable():
-        raise typer.BadParameter("an id tag is 1 to 36 printable characters")
+    if (problem := id_tag_problem(tag)) is not None:
+        raise typer.BadParameter(problem)
     commitment = card_commitment(driver, tag, raw_salt)
     settings = load_settings(db=db, data_dir=data_dir, chain=chain)
     c = _chain(settings, contract)

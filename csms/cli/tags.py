@@ -26,7 +26,7 @@ from csms.cli.common import (
     warn,
 )
 from csms.config import Settings
-from csms.domain.model import MASTER_PASS_VERSIONS, IdTag, TagStatus
+from csms.domain.model import MASTER_PASS_VERSIONS, IdTag, TagStatus, id_tag_problem
 
 if TYPE_CHECKING:
     from csms.service.ports import Tx
@@ -60,8 +60,8 @@ def tags_add(
     from csms.service.driver import MASTER_PASS_OPTION
     from csms.service.views import iso as _iso
 
-    if not tag or len(tag) > 36 or not tag.isprintable():
-        raise typer.BadParameter("an id tag is 1 to 36 printable characters")
+    if (problem := id_tag_problem(tag)) is not None:
+        raise typer.BadParameter(problem)
     if group is not None and not (0 < len(group) <= 20 and group.isprintable()):
         raise typer.BadParameter("a group is 1 to 20 printable characters (1.6 parentIdTag)",
                                  param_hint="--group")

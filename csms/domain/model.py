@@ -11,6 +11,7 @@ from typing import Any
 __all__ = [
     "BILLING_HOLD_FLAGS",
     "CENTRAL_TRANSACTION_ID_VERSIONS",
+    "ID_TAG_PROBLEM",
     "MASTER_PASS_VERSIONS",
     "OCPP16",
     "OCPP201",
@@ -25,6 +26,7 @@ __all__ = [
     "Station",
     "TagStatus",
     "ValueNote",
+    "id_tag_problem",
     "numbered_by_central_system",
     "registry_disowns",
     "reused_after",
@@ -126,6 +128,16 @@ class Station:
         if self.max_power_w:
             return self.max_power_w
         return min(self.reported_max_power_w or default, default)
+
+
+ID_TAG_PROBLEM = "an id tag is 1 to 36 printable characters"
+
+
+def id_tag_problem(tag: str) -> str | None:
+    """Why ``tag`` cannot be an id tag an operator registers, or None: 1.6's CiString20 and
+    2.0.1's idToken of 36 at most, and printable (a line break or an ESC shown in every
+    list of tags, a terminal's and a log's, is a tag nobody can read or type)."""
+    return None if 0 < len(tag) <= 36 and tag.isprintable() else ID_TAG_PROBLEM
 
 
 @dataclass(slots=True)

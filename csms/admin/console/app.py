@@ -53,7 +53,7 @@ from aiohttp import web
 from csms.admin.api import record_id
 from csms.admin.console import pages
 from csms.admin.operator import MAX_ID
-from csms.domain.model import IdTag, TagStatus
+from csms.domain.model import ID_TAG_PROBLEM, IdTag, TagStatus, id_tag_problem
 from csms.domain.tariff import Tariff, parse_price
 from csms.logsafe import protect
 from csms.protocol import InvalidStationId, station_id_from_path
@@ -646,9 +646,11 @@ class Console:
         form = await request.post()
         tag = form.get("tag")
         status = form.get("status") or TagStatus.ACCEPTED.value
-        if not isinstance(tag, str) or not tag.strip() or len(tag.strip()) > 36:
-            raise Refused(400, "an id tag is 1 to 36 characters")
+        if not isinstance(tag, str):
+            raise Refused(400, ID_TAG_PROBLEM)
         tag = tag.strip()
+        if (problem := id_tag_problem(tag)) is not None:
+            raise Refused(400, problem)
         if status not in {s.value for s in TagStatus}:
             raise Refused(400, f"status is one of {', '.join(s.value for s in TagStatus)}")
         actor = self._actor(request)

@@ -86,6 +86,30 @@ async def test_every_listed_tag_can_be_blocked_from_the_console(
     assert await csms_server.repo.read(status) == "blocked"
 
 
+@pytest.mark.parametrize("tag", ["B\nERROR csms: forged", "\x1b[2JPAY", "x" * 37, " "])
+async def test_a_tag_the_cli_refuses_is_refused_by_the_console_too(
+    csms_server: RunningServer, http: aiohttp.ClientSession, tag: str,
+) -> None:
+    """The console's tag form took a tag with a line break or an ESC (shown in every list
+    of tags, a terminal's and a log's, a tag nobody can read or type) that `csms tags add`
+    refuses: one check for both (id_tag_problem), 400 and nothing stored."""
+    import re
+
+    await login(csms_server, http)
+    page = await (await http.get(csms_server.admin_url + "/console/tags")).text()
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert csrf is not None
+    r = await http.post(csms_server.admin_url + "/console/tags", allow_redirects=False,
+                        data={"csrf_token": csrf.group(1), "tag": tag})
+    assert r.status == 400, r.status
+    assert "36 printable characters" in await r.text()
+
+    async def tags(tx: Any) -> list[str]:
+        return [t.tag for t in await tx.list_tags()]
+
+    assert tag.strip() not in await csms_server.repo.read(tags)
+
+
 async def test_a_chunked_form_beyond_the_console_s_limit_is_refused(
     csms_server: RunningServer, http: aiohttp.ClientSession,
 ) -> None:
