@@ -721,8 +721,7 @@ class CentralSystem:
         pressure its large messages come first (csms.transport LargeFrames; frames may
         arrive before the WebSocket opens)."""
         if isinstance(connection, GuardedConnection):
-            connection.prove()
-            connection.proved = station.id
+            connection.prove(station.id)
 
     async def _auto_register(self, connection: ServerConnection, station_id: str,
                              remote: str) -> Response | None:

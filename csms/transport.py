@@ -653,9 +653,8 @@ class GuardedConnection(ServerConnection):
         self.source = source
         self.known = known
         self.key = source if key is None else key
-        # its login proved a secret (prove()): it comes first in the large frames' budget
-        self.proven = False
-        # the station whose secret (password, certificate) the login proved (csms.server)
+        # the station whose secret (password, certificate) the login proved (prove()):
+        # it comes first in the large frames' budget, and its client is known (csms.server)
         self.proved: str | None = None
         # when the WebSocket opened (time.monotonic()), None before; handed to on_gone
         self.opened_at: float | None = None
@@ -692,14 +691,20 @@ class GuardedConnection(ServerConnection):
         if self.response is not None:
             self.response.headers = Headers()
 
-    def prove(self) -> None:
-        """Its login proved a secret (its password, its certificate: :mod:`csms.server`):
-        under pressure its large messages come before those of connections that proved
-        nothing (:class:`LargeFrames`). What it holds already (frames sent right after its
-        request, read while the login was checked) moves with it."""
+    @property
+    def proven(self) -> bool:
+        """Its login proved a secret (:meth:`prove`)."""
+        return self.proved is not None
+
+    def prove(self, station: str) -> None:
+        """Its login proved ``station``'s secret (its password, its certificate:
+        :mod:`csms.server`): under pressure its large messages come before those of
+        connections that proved nothing (:class:`LargeFrames`). What it holds already
+        (frames sent right after its request, read while the login was checked) moves
+        with it."""
         if self.proven:
             return
-        self.proven = True
+        self.proved = station
         if self._large is not None:
             self._large.prove(self, self._large_held())
 
