@@ -26,7 +26,8 @@ from eth_hash.auto import keccak
 
 from settlement.records import ascii_int
 
-__all__ = ["Authorization", "digest", "domain_separator", "recover", "sign", "typed_data"]
+__all__ = ["ADDRESS", "Authorization", "digest", "domain_separator", "recover", "sign",
+           "typed_data"]
 
 DOMAIN_TYPE = "EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
 AUTH_TYPE = ("SessionAuthorization(address driver,uint256 station,uint256 maxPerKwh,"
@@ -35,7 +36,9 @@ AUTH_TYPE = ("SessionAuthorization(address driver,uint256 station,uint256 maxPer
 NAME, VERSION = "voltledger", "2"
 _FIELDS = ("driver", "station", "max_per_kwh", "max_per_minute", "max_session_fee",
            "max_amount", "nonce", "expiry", "signature")
-_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
+# an address as the contract and eth_abi read one and the receipt page takes: 0x and 40 hex
+# digits, in any case (no checksum asked)
+ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 _SIGNATURE = re.compile(r"0x[0-9a-fA-F]{130}")
 # the order of secp256k1's group: (r, s) and (r, n - s) are both signatures of a message
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
@@ -114,7 +117,7 @@ class Authorization:
             # an address as the contract and eth_abi read one, in any case (no checksum
             # asked: from_request takes any); eth_abi also reads "0X..." and no prefix,
             # which the receipt page does not
-            if not isinstance(data["driver"], str) or not _ADDRESS.fullmatch(data["driver"]):
+            if not isinstance(data["driver"], str) or not ADDRESS.fullmatch(data["driver"]):
                 raise ValueError(f"the driver {data['driver']!r} is not an address (0x and 40"
                                  " hex digits)")
             return cls(str(data["driver"]), n[0], n[1], n[2], n[3], n[4], n[5], n[6],
@@ -134,7 +137,7 @@ class Authorization:
         if missing:
             raise ValueError(f"authorization lacks {missing}")
         driver, signature = data["driver"], data["signature"]
-        if not isinstance(driver, str) or not _ADDRESS.fullmatch(driver):
+        if not isinstance(driver, str) or not ADDRESS.fullmatch(driver):
             raise ValueError("not an authorization: driver must be an address (0x + 40 hex)")
         if not isinstance(signature, str) or not _SIGNATURE.fullmatch(signature):
             raise ValueError("not an authorization: signature must be 0x + 65 bytes in hex")

@@ -69,7 +69,7 @@ from typing import Any, TypeGuard
 
 from csms.domain.tariff import DECIMALS, MAX_EXPONENT, Tariff, price_minor, within_exponents
 from csms.metering import ocmf
-from settlement.eip712 import Authorization, recover
+from settlement.eip712 import ADDRESS, Authorization, recover
 from settlement.records import (
     CARD,
     INTEGER_FIELDS,
@@ -356,7 +356,7 @@ def _address(value: Any) -> str:
     """The receipt's contract: 0x and 40 hex digits, in any case (the central system writes
     it checksummed). web3 and eth_abi also read "0X..." and no prefix, the receipt page
     does not: such a receipt is no receipt to either."""
-    if not isinstance(value, str) or not re.fullmatch(r"0x[0-9a-fA-F]{40}", value):
+    if not isinstance(value, str) or not ADDRESS.fullmatch(value):
         raise ReceiptError("chain.contract is not an address (0x and 40 hex digits)")
     return value
 
@@ -1014,7 +1014,7 @@ def _check_host(v: Verdict, record: dict[str, Any], reader: Any, station: int,
     Asked of an entry the contract paid (an unpaid one credited no one)."""
     credited = reader.station_host(station, block)
     named = str(record["host"] or "")
-    ok = bool(re.fullmatch(r"0x[0-9a-fA-F]{40}", named)) and named.lower() == credited.lower()
+    ok = bool(ADDRESS.fullmatch(named)) and named.lower() == credited.lower()
     v.add("host", ok, f"the contract credits station {station}'s sessions to {credited}, the"
           " host the record names" if ok else
           f"the contract credits station {station}'s sessions to {credited}, not to"
@@ -1045,7 +1045,7 @@ def _check_limit(v: Verdict, r: dict[str, Any], reader: Any, limit: int) -> None
     driver = str(r["record"]["driver"] or "")
     block = reader.outcome(r["tx_hash"])[1]
     agreed = reader.max_per_session(driver, block) \
-        if re.fullmatch(r"0x[0-9a-fA-F]{40}", driver) else 0
+        if ADDRESS.fullmatch(driver) else 0
     v.add("session limit", limit <= agreed,
           f"the session's limit {limit} is within the {agreed} a session the driver accepted"
           f" when it was settled (block {block})" if limit <= agreed else
