@@ -419,6 +419,9 @@ BILLING_HOLD_FLAGS = frozenset(
         # given (a transaction reported at plug-in, charging before the app started it):
         # energy the driver never signed for (csms.service.core)
         "energy_before_authorization",
+        # the same session reported (at plug-in) more than the clock's tolerance before the
+        # authorization, priced by the minute: minutes the driver never signed for
+        "time_before_authorization",
         # a start the station sent long after the time it gives for it, though connected
         # since before that time: the session made longer than it ran (csms.service.core)
         "start_sent_late",

@@ -24,7 +24,7 @@ from csms.domain.model import (
     registry_disowns,
     status_changed_since,
 )
-from csms.domain.tariff import minor_prices
+from csms.domain.tariff import Tariff, minor_prices
 from csms.service import defaults
 from csms.service.certificates import CertificateUseCases, Outbound
 from csms.service.credit import Cover, CreditCheck
@@ -49,6 +49,9 @@ START_SENT_LATE = "start_sent_late"
 # authorization was given (a transaction reported at plug-in, charging before the app
 # started it): energy the driver never signed for, held (BILLING_HOLD_FLAGS)
 ENERGY_BEFORE_AUTHORIZATION = "energy_before_authorization"
+# the same session reported (at plug-in) more than the clock's tolerance before the
+# authorization, at a tariff with a price per minute: minutes the driver never signed for
+TIME_BEFORE_AUTHORIZATION = "time_before_authorization"
 # a start accepted by the tag's registry entry now, started while the entry was blocked:
 # charged to nobody (ChargingCore._bind_blocked_then)
 BLOCKED_AT_START = "blocked_at_start"
@@ -361,26 +364,37 @@ class ChargingCore:
             **detail, "tag": session.id_tag, "authorized_at": given.isoformat(),
             "not_before": earliest.isoformat()}, now)
 
-    async def _judge_energy_before(self, tx: Tx, session: Session, found: Readings,
-                                   now: datetime) -> None:
+    async def _judge_before_authorization(self, tx: Tx, session: Session, found: Readings,
+                                          now: datetime, tariff: Tariff | None) -> None:
         """At ``session``'s completion (``now``: when its stop arrived), hold it when it is
-        bound to a driver's signed authorization and the station's own readings of the
-        billed register (``found``) show energy delivered before the authorization was
-        given, less ``time_future`` (``energy_before_authorization``, with a station event
-        saying how much). A 2.0.1 transaction reported at plug-in before the app started it
-        is bound to the signature whole (:meth:`_judge_start` lets its start stand): an
-        honest station delivers nothing before its transaction is authorized, a station that
-        charged any car meanwhile would have the driver pay for it, up to the signed
-        maximum. The readings' times are the station's clock, corrected by its stop's lag as
-        in :meth:`_judge_start`. Reads the authorization only for a session with a limit
-        whose register rose above its start."""
+        bound to a driver's signed authorization and is billed for what came before the
+        authorization was given, less ``time_future``. A 2.0.1 transaction reported at
+        plug-in before the app started it is bound to the signature whole
+        (:meth:`_judge_start` lets its start stand): an honest station delivers nothing
+        before its transaction is authorized, and a driver plugs in and starts within
+        minutes; a station that charged any car meanwhile, or reported a transaction on an
+        EVSE and kept it open until an app driver started there, would have the driver pay
+        for it, up to the signed maximum. Each with a station event of its name:
+
+        - ``energy_before_authorization``: the station's own readings of the billed
+          register (``found``) rose before it (saying how much);
+        - ``time_before_authorization``: the session's ``tariff`` (the one valid at its
+          start) has a price per minute and its start was before it (saying how many
+          minutes).
+
+        The station's times are its clock's, corrected by its stop's lag as in
+        :meth:`_judge_start`. Reads the authorization only for a session with a limit whose
+        register rose above its start or that is priced by the minute."""
         start, stopped = session.meter_start_wh, session.stopped_at
-        if session.id is None or session.limit_minor is None or start is None \
-                or stopped is None or ENERGY_BEFORE_AUTHORIZATION in session.flags:
+        if session.id is None or session.limit_minor is None or stopped is None:
             return
-        risen = [(at, wh) for at, wh, context, _ in found.readings
-                 if context != "Transaction.Begin" and wh > start]
-        if not risen:
+        risen = [] if start is None or ENERGY_BEFORE_AUTHORIZATION in session.flags else [
+            (at, wh) for at, wh, context, _ in found.readings
+            if context != "Transaction.Begin" and wh > start]
+        timed = tariff is not None and tariff.per_minute > 0 \
+            and TIME_BEFORE_AUTHORIZATION not in session.flags \
+            and START_BEFORE_AUTHORIZATION not in session.flags  # held for its start
+        if not risen and not timed:
             return
         authorization = await tx.authorization_of(session.id)
         if authorization is None:
@@ -389,19 +403,29 @@ class ChargingCore:
         lag = now - stopped
         try:
             before = [wh for at, wh in risen if at + lag < given - self.time_future]
+            early = given - (session.started_at + lag) if timed else timedelta(0)
         except OverflowError:  # times beyond the calendar: held for them (time_implausible)
             return
-        if not before:
-            return
-        energy = int(max(before) - start)
-        session.flag(ENERGY_BEFORE_AUTHORIZATION)
-        log.warning("! %s: session %s delivered %d Wh before its driver's authorization (%s)",
-                    session.station_id, session.id, energy, given.isoformat())
-        await tx.add_station_event(session.station_id, ENERGY_BEFORE_AUTHORIZATION, {
-            "session_id": session.id, "transaction_id": session.transaction_id,
-            "tag": session.id_tag, "started_at": session.started_at.isoformat(),
-            "authorized_at": given.isoformat(), "energy_before_wh": energy,
-            "energy_wh": session.energy_wh}, now)
+        detail = {"session_id": session.id, "transaction_id": session.transaction_id,
+                  "tag": session.id_tag, "started_at": session.started_at.isoformat(),
+                  "authorized_at": given.isoformat()}
+        if before:
+            assert start is not None
+            energy = int(max(before) - start)
+            session.flag(ENERGY_BEFORE_AUTHORIZATION)
+            log.warning("! %s: session %s delivered %d Wh before its driver's authorization"
+                        " (%s)", session.station_id, session.id, energy, given.isoformat())
+            await tx.add_station_event(session.station_id, ENERGY_BEFORE_AUTHORIZATION, {
+                **detail, "energy_before_wh": energy, "energy_wh": session.energy_wh}, now)
+        if early > self.time_future:
+            minutes = int(early.total_seconds() // 60)
+            session.flag(TIME_BEFORE_AUTHORIZATION)
+            log.warning("! %s: session %s started %d minutes before its driver's"
+                        " authorization (%s), priced by the minute", session.station_id,
+                        session.id, minutes, given.isoformat())
+            await tx.add_station_event(session.station_id, TIME_BEFORE_AUTHORIZATION, {
+                **detail, "minutes_before": minutes, "stopped_at": stopped.isoformat(),
+                "per_minute": str(tariff.per_minute) if tariff is not None else None}, now)
 
     @staticmethod
     async def _connected_when(tx: Tx, station_id: str, at: datetime,

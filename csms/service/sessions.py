@@ -326,10 +326,13 @@ class SessionUseCases(SignedDataChecks):
         for f in energy_flags(session.started_at, session.stopped_at, energy, limit):
             session.flag(f)
         await self._readings_outside(tx, session, found)
-        await self._overrun(tx, session, data)
+        # the tariff valid at its start, for a session with a driver's limit
+        tariff = None if session.limit_minor is None \
+            else await tx.find_tariff(session.station_id, session.started_at)
+        self._overrun(session, data, tariff)
         now = self.clock()  # when the stop arrived
         await self._judge_start(tx, session, station, now)
-        await self._judge_energy_before(tx, session, found, now)
+        await self._judge_before_authorization(tx, session, found, now, tariff)
         if (session.evse_id is None and energy > 0) \
                 or (session.evse_id is not None and session.evse_id < 1):
             # a session on no EVSE (or 1.6 connector 0, the whole station) escapes the
@@ -379,12 +382,13 @@ class SessionUseCases(SignedDataChecks):
             "earliest": outside[0].isoformat(), "latest": outside[1].isoformat()},
             self.clock())
 
-    async def _overrun(self, tx: Tx, session: Session, data: list[MeterSample]) -> None:
+    @staticmethod
+    def _overrun(session: Session, data: list[MeterSample], tariff: Tariff | None) -> None:
         """Hold a session that ran far past its limit with no stop asked of it (a station
-        that sent no reading to stop it at: csms.service.limits ``limit_overrun``)."""
+        that sent no reading to stop it at: csms.service.limits ``limit_overrun``);
+        ``tariff``: the one valid at its start (None: no limit, or no tariff)."""
         if session.limit_minor is None:
             return
-        tariff = await tx.find_tariff(session.station_id, session.started_at)
         over = None if tariff is None else limit_overrun(
             tariff, session, [(r[0], r[1]) for r in register_readings(data).readings])
         if over is not None:

@@ -25,7 +25,11 @@ from typing import Any
 import pytest
 
 from csms.domain.tariff import Tariff
-from csms.service.core import ENERGY_BEFORE_AUTHORIZATION, START_BEFORE_AUTHORIZATION
+from csms.service.core import (
+    ENERGY_BEFORE_AUTHORIZATION,
+    START_BEFORE_AUTHORIZATION,
+    TIME_BEFORE_AUTHORIZATION,
+)
 from csms.service.holds import billing_state
 from settlement import wallet
 from support import RunningServer, later, station_events
@@ -134,10 +138,13 @@ async def event201(c: RawClient, event: str, seq: int, at: datetime,
         "evse": {"id": 1, "connectorId": 1}, **extra})
 
 
-async def signed201(server: RunningServer, c: RawClient, kit: Any, driver: Any) -> int:
-    """A signed app session's remote start sent to CP201 and accepted: its remoteStartId."""
+async def signed201(server: RunningServer, c: RawClient, kit: Any, driver: Any,
+                    minutes: bool = True) -> int:
+    """A signed app session's remote start sent to CP201 and accepted: its remoteStartId.
+    ``minutes``: CP201's tariff has a price per minute (else the one per kWh only)."""
     idx = await _on_chain(server, kit, "CP201")
-    await per_minute(server, "CP201")
+    if minutes:
+        await per_minute(server, "CP201")
     auth = wallet.authorize(kit.chain, driver, idx["CP201"], max_per_kwh=39,
                             max_per_minute=5, max_amount=5_000, nonce=1,
                             expiry=int(time.time()) + 7200)
@@ -177,15 +184,11 @@ async def test_201_a_started_event_dated_before_the_remote_start_is_held(
     await held_unpaid(server, kit, driver, int(session["id"]))
 
 
-async def test_201_a_transaction_reported_at_plug_in_before_the_app_start_is_not_held(
-    server: RunningServer,
-) -> None:
-    """2.0.1 F02: the station reported the transaction when the cable was plugged in, 15
-    minutes before the driver's app started it (an Updated event with the token and the
-    remoteStartId): its start was reported before the authorization, not dated back after
-    it. Bound and settled as before."""
-    kit, driver = app_driver(server)
-    plugged = datetime.now(UTC) - timedelta(minutes=15)
+async def plugged_in_then_app(server: RunningServer, kit: Any, driver: Any,
+                              plugged: datetime, minutes: bool = True) -> dict[str, Any]:
+    """2.0.1 F02 on CP201: the transaction reported when the cable was plugged in
+    (``plugged``), the driver's app starting it now (an Updated event with the token and
+    the remoteStartId), 1 kWh charged after that, then Ended: the session."""
     async with await RawClient.connect(server.url, "CP201", ["ocpp2.0.1"]) as c:
         await c.result("BootNotification", BOOT201)
         await c.result("TransactionEvent", {
@@ -195,7 +198,7 @@ async def test_201_a_transaction_reported_at_plug_in_before_the_app_start_is_not
             "evse": {"id": 1, "connectorId": 1},
             "meterValue": [{"timestamp": plugged.isoformat(), "sampledValue": [
                 {"value": 0, "context": "Transaction.Begin"}]}]})
-        remote = await signed201(server, c, kit, driver)
+        remote = await signed201(server, c, kit, driver, minutes)
         answer = await event201(c, "Updated", 1, datetime.now(UTC),
                                 idToken={"idToken": "APP1", "type": "Central"},
                                 info={"remoteStartId": remote})
@@ -205,8 +208,56 @@ async def test_201_a_transaction_reported_at_plug_in_before_the_app_start_is_not
                        meterValue=[{"timestamp": end.isoformat(), "sampledValue": [
                            {"value": 1000, "context": "Transaction.End"}]}])
     [session] = await server.sessions("CP201")
+    return session
+
+
+async def test_201_minutes_before_the_app_start_at_a_price_per_minute_are_held(
+    server: RunningServer,
+) -> None:
+    """2.0.1 F02: a transaction the station reported at plug-in three hours before the
+    driver's app started it, nothing charged before: at a price per minute the driver would
+    pay three hours they never signed for (up to the signed maximum) - a host's station
+    that reports a transaction on an EVSE and keeps it open until an app driver starts
+    there. Held when it completes (``time_before_authorization``), with a station event
+    saying how long, and nothing paid."""
+    kit, driver = app_driver(server)
+    session = await plugged_in_then_app(server, kit, driver,
+                                        datetime.now(UTC) - timedelta(hours=3))
+    assert TIME_BEFORE_AUTHORIZATION in session["flags"], session["flags"]
+    assert ENERGY_BEFORE_AUTHORIZATION not in session["flags"]
+    [event] = await station_events(server, "CP201", TIME_BEFORE_AUTHORIZATION)
+    assert event["transaction_id"] == "T1"
+    assert 179 <= event["minutes_before"] <= 181, event
+    await held_unpaid(server, kit, driver, int(session["id"]))
+
+
+async def test_201_minutes_before_the_app_start_without_a_price_per_minute_are_billed(
+    server: RunningServer,
+) -> None:
+    """The same three hours on a tariff without a price per minute cost the driver
+    nothing: the session (its energy after the app start) is settled."""
+    kit, driver = app_driver(server)
+    session = await plugged_in_then_app(server, kit, driver,
+                                        datetime.now(UTC) - timedelta(hours=3), minutes=False)
+    assert TIME_BEFORE_AUTHORIZATION not in session["flags"], session["flags"]
+    row = await settled(server, int(session["id"]))
+    assert row["settlement_state"] == "paid", row
+
+
+async def test_201_a_transaction_reported_at_plug_in_before_the_app_start_is_not_held(
+    server: RunningServer,
+) -> None:
+    """2.0.1 F02: the station reported the transaction when the cable was plugged in, 5
+    minutes before the driver's app started it (an Updated event with the token and the
+    remoteStartId): its start was reported before the authorization, not dated back after
+    it, and the minutes before it are within the clock's tolerance. Bound and settled as
+    before."""
+    kit, driver = app_driver(server)
+    session = await plugged_in_then_app(server, kit, driver,
+                                        datetime.now(UTC) - timedelta(minutes=5))
     assert START_BEFORE_AUTHORIZATION not in session["flags"], session["flags"]
     assert await station_events(server, "CP201", START_BEFORE_AUTHORIZATION) == []
+    assert TIME_BEFORE_AUTHORIZATION not in session["flags"], session["flags"]
     row = await settled(server, int(session["id"]))
     assert row["settlement_state"] == "paid", row
 
