@@ -26,7 +26,13 @@ from csms.cli.common import (
     warn,
 )
 from csms.config import Settings
-from csms.domain.model import MASTER_PASS_VERSIONS, IdTag, TagStatus, id_tag_problem
+from csms.domain.model import (
+    MASTER_PASS_VERSIONS,
+    IdTag,
+    TagStatus,
+    group_problem,
+    id_tag_problem,
+)
 
 if TYPE_CHECKING:
     from csms.service.ports import Tx
@@ -62,30 +68,39 @@ def tags_add(
 
     if (problem := id_tag_problem(tag)) is not None:
         raise typer.BadParameter(problem)
-    if group is not None and not (0 < len(group) <= 20 and group.isprintable()):
-        raise typer.BadParameter("a group is 1 to 20 printable characters (1.6 parentIdTag)",
-                                 param_hint="--group")
+    if group is not None and (problem := group_problem(group)) is not None:
+        raise typer.BadParameter(problem, param_hint="--group")
     if master and group is None:
         raise typer.BadParameter("a master pass belongs to a group: give --group",
                                  param_hint="--master")
     expires_at = _parse_time(expires) if expires is not None else None
 
-    async def work(tx: Tx) -> str | None:
+    async def work(tx: Tx) -> tuple[str | None, list[str]]:
+        old = await tx.get_tag(tag)
         await tx.put_tag(IdTag(tag, status.value, expires_at, group, master))
         await tx.add_audit(actor(), "tags.add", tag, {
             "status": status.value, "expires_at": _iso(expires_at) if expires_at else None,
             "group": group, "master": master}, {"status": status.value}, True,
             datetime.now(UTC))
+        # what the registered tag had that this command clears (an option not given)
+        cleared = [] if old is None else [text for text, gone in (
+            (f"an expiry ({_iso(old.expires_at)})" if old.expires_at else "",
+             old.expires_at is not None and expires_at is None),
+            (f"group {old.parent}", old.parent is not None and group is None),
+            ("a master pass", old.master and not master)) if gone]
         current = await tx.get_central_option(MASTER_PASS_OPTION)
         if master and current is None:
             assert group is not None
             await tx.set_central_option(MASTER_PASS_OPTION, group)
-            return group
-        return current
+            return group, cleared
+        return current, cleared
 
     settings = load_settings(db=db, data_dir=data_dir, admin_host=admin_host,
                              admin_port=admin_port)
-    master_group = run(in_unit(settings, work))
+    master_group, cleared = run(in_unit(settings, work))
+    if cleared:
+        listed = ", ".join(cleared[:-1]) + (" and " if len(cleared) > 1 else "") + cleared[-1]
+        warn(f"tag {tag} had {listed}: now none")
     suffix = f", expires {_iso(expires_at)}" if expires_at else ""
     if group is not None:
         suffix += f", {'master pass of' if master else 'in'} group {group}"
@@ -121,8 +136,8 @@ def tags_master_group(
 
     if group is not None and none:
         raise typer.BadParameter("give a group or --none, not both", param_hint="--none")
-    if group is not None and not (0 < len(group) <= 20 and group.isprintable()):
-        raise typer.BadParameter("a group is 1 to 20 printable characters (1.6 parentIdTag)")
+    if group is not None and (problem := group_problem(group)) is not None:
+        raise typer.BadParameter(problem)
     settings = load_settings(db=db, data_dir=data_dir, admin_host=admin_host,
                              admin_port=admin_port)
 

@@ -140,6 +140,15 @@ def id_tag_problem(tag: str) -> str | None:
     return None if 0 < len(tag) <= 36 and tag.isprintable() else ID_TAG_PROBLEM
 
 
+GROUP_PROBLEM = "a group is 1 to 20 printable characters (1.6 parentIdTag)"
+
+
+def group_problem(group: str) -> str | None:
+    """Why ``group`` cannot be an id tag's group, or None: 1.6's parentIdTag is a
+    CiString20, printable as a tag is (:func:`id_tag_problem`)."""
+    return None if 0 < len(group) <= 20 and group.isprintable() else GROUP_PROBLEM
+
+
 @dataclass(slots=True)
 class IdTag:
     tag: str

@@ -656,9 +656,16 @@ class Console:
         actor = self._actor(request)
 
         async def work(tx: Tx) -> None:
-            await tx.put_tag(IdTag(tag, str(status)))
-            await tx.add_audit(actor, "tags.add", tag, {"status": status}, {"status": status},
-                               True, datetime.now(UTC))
+            # the form has a status only: a registered tag keeps its expiry, group and
+            # master pass (cleared, an expired card set to accepted was valid for good)
+            record = await tx.get_tag(tag)
+            was = None if record is None else record.status
+            if record is None:
+                record = IdTag(tag, str(status))
+            record.status = str(status)
+            await tx.put_tag(record)
+            await tx.add_audit(actor, "tags.add", tag, {"status": status},
+                               {"status": status, "was": was}, True, datetime.now(UTC))
 
         await self.api.repo.unit(work)
         return _see_other("/console/tags")

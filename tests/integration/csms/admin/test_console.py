@@ -18,7 +18,7 @@ import pytest
 from yarl import URL
 
 from csms.admin.console import COOKIE
-from csms.domain.model import MeterSample, Session, SessionStatus
+from csms.domain.model import AuthStatus, IdTag, MeterSample, Session, SessionStatus
 from csms.domain.tariff import BillingUnit, Tariff
 from csms.service.ports import Tx
 from csms.service.ratelimit import LoginDelay
@@ -273,6 +273,36 @@ async def test_tags_and_tariffs_are_added_blocked_and_audited(
     assert len(audit) == 3  # refused requests changed nothing
     shown = await (await browser.get("/audit")).text()
     assert "tags.block" in shown and "console@" in shown
+
+
+async def test_a_tag_set_again_in_the_console_keeps_what_its_form_does_not_show(
+    browser: Browser, csms_server: RunningServer,
+) -> None:
+    """The console's tag form has a tag and a status only. Setting a registered card's
+    status there (unblocking a found card) changes its status alone: the card's expiry,
+    group and master pass stay as registered. Before, they were cleared: an expired card
+    set to accepted was valid again with no end, and a card lost its group."""
+    await browser.login()
+    expiry = datetime(2020, 1, 31, tzinfo=UTC)
+
+    async def registered(tx: Tx) -> None:
+        await tx.put_tag(IdTag("CARD-EXP", "blocked", expiry, "FLEET-1", True))
+
+    await csms_server.repo.unit(registered)
+    assert (await browser.post("/tags", {"tag": "CARD-EXP", "status": "accepted"})).status \
+        == 303
+    tag = await csms_server.repo.read(lambda tx: tx.get_tag("CARD-EXP"))
+    assert (tag.status, tag.expires_at, tag.parent, tag.master) == (
+        "accepted", expiry, "FLEET-1", True)
+    assert tag.authorize(datetime.now(UTC)) is AuthStatus.EXPIRED
+    [row] = [a for a in await audit_rows(csms_server) if a["target"] == "CARD-EXP"]
+    assert row["action"] == "tags.add"
+    assert row["result"] == {"status": "accepted", "was": "blocked"}, row
+    # a tag not registered before is added as the form says
+    assert (await browser.post("/tags", {"tag": "CARD-NEW"})).status == 303
+    new = await csms_server.repo.read(lambda tx: tx.get_tag("CARD-NEW"))
+    assert (new.status, new.expires_at, new.parent, new.master) == (
+        "accepted", None, None, False)
 
 
 async def test_a_tariff_that_would_reprice_a_session_is_refused(

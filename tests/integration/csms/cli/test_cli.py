@@ -53,6 +53,27 @@ def test_stations_and_tags(tmp_path: Path) -> None:
     assert show["id"] == "CP-1" and show["active_sessions"] == []
 
 
+def test_tags_add_over_a_registered_tag_says_what_it_clears(tmp_path: Path) -> None:
+    """``tags add`` sets a tag as given (an option not given is none). Over a registered
+    tag it says which of its expiry, group and master pass it clears: an operator who
+    unblocks a card with ``tags add CARD`` sees that its expiry is gone, not later, when an
+    expired card charges again."""
+    db = tmp_path / "c.db"
+    r = csms(db, "tags", "add", "C1", "--status", "blocked", "--expires",
+             "2026-01-01T00:00:00Z", "--group", "FLEET", "--master")
+    assert r.returncode == 0 and "warning" not in r.stderr, r.stderr
+    r = csms(db, "tags", "add", "C1")
+    assert r.returncode == 0, r.stderr
+    assert "warning: tag C1 had an expiry (2026-01-01T00:00:00+00:00), group FLEET and a" \
+        " master pass: now none" in " ".join(r.stderr.split()), r.stderr
+    [tag] = json.loads(csms(db, "tags", "list", "--json").stdout)
+    assert (tag["status"], tag["expires_at"]) == ("accepted", None)
+    r = csms(db, "tags", "add", "C1", "--expires", "2027-01-01T00:00:00Z")
+    assert r.returncode == 0 and "warning" not in r.stderr, r.stderr  # nothing cleared
+    r = csms(db, "tags", "add", "C2")
+    assert r.returncode == 0 and "warning" not in r.stderr, r.stderr  # a new tag
+
+
 async def test_stations_show_says_what_a_fault_is(csms_server: RunningServer) -> None:
     """A 1.6 fault reported as OtherError with its error in vendorErrorCode and info (as
     EVerest sends every fault): `stations show` shows them, not "OtherError" alone."""
