@@ -77,6 +77,11 @@ NEVER_CHARGED = " OR ".join(_has_flag(f) for f in (BillingState.REJECTED.value,
 SETTLED_STATES = ", ".join(f"'{s.value}'" for s in (
     BillingState.PAID, BillingState.UNPAID, BillingState.REJECTED, BillingState.CONFLICT))
 
+# How long after its authorization's expiry a signed session not yet in a chunk still counts
+# against its driver's escrow (driver_exposure): the contract judges the expiry by the
+# chain's clock, which may run behind ours
+EXPIRED_GRACE_S = 3600
+
 
 def _iso(at: datetime) -> str:
     return at.astimezone(UTC).isoformat(timespec="microseconds")
@@ -344,8 +349,11 @@ class SettlementSql(ABC):
         (``authorized_minor``; one kept without at its maximum amount, one not readable at
         ``reserve_minor``). A session that can never be charged counts for nothing
         (:data:`NEVER_CHARGED`: an operator's rejection, a hold never released), nor does
-        one the chain settled or never will (:data:`SETTLED_STATES`); a session merely held
-        counts at its limit: an operator may release it."""
+        one the chain settled or never will (:data:`SETTLED_STATES`), nor a signed app
+        session in progress or not yet priced whose authorization expired more than
+        :data:`EXPIRED_GRACE_S` before ``now_unix`` (the contract pays no signed entry after
+        its expiry: a station that never ends such a session would hold the driver's
+        escrow); a session merely held counts at its limit: an operator may release it."""
         driver = driver.lower()
         row = await self.fetchone(
             "SELECT"
@@ -364,8 +372,11 @@ class SettlementSql(ABC):
             " AND c.driver <> ?))"
             " OR id IN (SELECT session_id FROM session_cards WHERE driver = ?)"
             " OR id IN (SELECT session_id FROM session_authorizations WHERE driver = ?"
-            f" AND session_id IS NOT NULL)) AND NOT ({NEVER_CHARGED})",
-            driver, driver, driver, driver)
+            f" AND session_id IS NOT NULL)) AND NOT ({NEVER_CHARGED})"
+            # not yet in a chunk, its authorization expired: the contract pays it never
+            " AND NOT ((status = 'active' OR price_minor IS NULL) AND id IN (SELECT session_id"
+            " FROM session_authorizations WHERE session_id IS NOT NULL AND expiry < ?))",
+            driver, driver, driver, driver, now_unix - EXPIRED_GRACE_S)
         assert row is not None
         waiting = await self.fetchall(
             "SELECT body, limit_minor FROM session_authorizations WHERE driver = ?"

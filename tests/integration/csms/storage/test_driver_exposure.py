@@ -245,3 +245,41 @@ async def test_sessions_that_can_never_be_charged_count_for_nothing(repo: Reposi
     assert exposure == {"active": 0, "unpriced": 2, "in_flight_minor": 3_000,
                         "unlimited": 0, "pending_minor": 10, "authorized": 0,
                         "authorized_minor": 0}
+
+
+async def test_a_signed_session_past_its_authorizations_expiry_costs_the_driver_nothing(
+    repo: Repository,
+) -> None:
+    """The contract pays no signed entry once its authorization expired, so a signed app
+    session still in progress, or completed and not priced, an hour after that expiry can
+    never cost its driver: it holds none of the escrow. Before, a station that kept such a
+    session open (it never took the stop asked before the expiry) held the driver's
+    escrow at its limit until an operator closed it. Within the hour it still counts (the
+    chain's clock is not ours), and one priced (in a chunk) counts at its price until the
+    chain settles it."""
+    async def setup(tx: Tx) -> None:
+        await tx.insert_station(Station(id="CP1", created_at=T0))
+        for nonce, (tag, expiry, done, price) in enumerate((
+                ("OPEN", NOW - 3601, False, None), ("ENDED", NOW - 3601, True, None),
+                ("PRICED", NOW - 3601, True, 700), ("LATELY", NOW - 60, False, None),
+                ("VALID", NOW + 3600, False, None)), start=1):
+            s = _session(str(nonce), tag, limit_minor=1_000 * nonce)
+            await tx.insert_session(s)
+            aid = await _authorize(tx, DRIVER, tag, nonce, 5_000, expiry=expiry)
+            await tx.remote_start_accepted(aid, NOW + 60)
+            assert s.id is not None  # bound when it started, before its expiry
+            assert await tx.bind_authorization("CP1", tag, s.id,
+                                               min(NOW, expiry - 600)) is not None
+            if done:
+                s.status = SessionStatus.COMPLETED
+                s.stopped_at = T0
+                await tx.update_session(s)
+            if price is not None:
+                await tx.set_session_settlement(s.id, price_minor=price,
+                                                settlement_state="batched")
+
+    await repo.unit(setup)
+    exposure = await repo.read(lambda tx: tx.driver_exposure(DRIVER, NOW, 2_000))
+    # LATELY (limit 4,000) and VALID (5,000) in progress; PRICED at its price
+    assert exposure == {"active": 2, "unpriced": 0, "in_flight_minor": 9_000, "unlimited": 0,
+                        "pending_minor": 700, "authorized": 0, "authorized_minor": 0}
