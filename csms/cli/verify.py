@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -30,6 +31,11 @@ def _read_json(path: Path) -> Any:
         return json.loads(text)
     except RecursionError:  # a limit lower than MAX_JSON_DEPTH
         raise ValueError("nested too deep") from None
+    except ValueError as exc:
+        if "integer string conversion" in str(exc):  # the interpreter's limit, not JSON's
+            raise ValueError(f"a number of more than {sys.get_int_max_str_digits()} digits"
+                             " (no figure of a receipt has as many)") from None
+        raise
 
 
 def _unchecked(receipt: Any) -> str:
