@@ -1406,7 +1406,16 @@ class SessionUseCases(SignedDataChecks):
             # bits cannot be stored: the event is taken as new (the session is held for
             # it, see ev.notes).
             if ev.seq_no is not None and not await tx.record_tx_event(session.id, ev.seq_no):
-                return auth, session  # a retry: already stored, answer the same
+                if ev.event_type != "Ended" or created \
+                        or session.status is not SessionStatus.ACTIVE:
+                    return auth, session  # a retry: already stored, answer the same
+                # an Ended stored before would have completed the session: this one is no
+                # retry but a station whose seqNo counter restarted (a reboot mid-
+                # transaction); taken, not left for the session to close without its stop
+                await tx.add_station_event(station_id, "seq_reused", {
+                    "session_id": session.id, "transaction_id": ev.transaction_id,
+                    "seq_no": ev.seq_no, "event_type": ev.event_type,
+                    "timestamp": ev.timestamp.isoformat()}, now)
             if not created and session.status is SessionStatus.COMPLETED \
                     and not (ev.event_type == "Ended"
                              and await self._reopen(tx, session, "TransactionEvent")):

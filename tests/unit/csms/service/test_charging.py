@@ -480,6 +480,35 @@ async def test_201_retries_are_deduplicated_by_seq_no(service: ChargingService,
     assert len(state.samples) == 2 and len(state.outbox) == 2
 
 
+async def test_an_ended_event_numbered_as_an_earlier_event_completes_the_session(
+    service: ChargingService, state: MemoryState,
+) -> None:
+    """A station whose seqNo counter restarted (a reboot mid-transaction) sends its Ended
+    event under a seqNo an Updated event already had. It is no retry of that event (an
+    Ended stored before would have completed the session): the session completes as the
+    station reports it, not left active to be closed without its stop (``stop_lost``,
+    held: the host unpaid until an operator releases it). The repeat is a station event."""
+    await service.transaction_event("CP1", ev("Started", 0, T0, samples=[wh(T0, 0)]))
+    for seq in (1, 2):
+        await service.transaction_event("CP1", ev("Updated", seq, T0 + timedelta(minutes=seq),
+                                                  samples=[wh(T0 + timedelta(minutes=seq),
+                                                              1000 * seq)]))
+    await service.transaction_event("CP1", ev("Ended", 1, T1, stopped_reason="Local",
+                                              samples=[wh(T1, 3000)]))
+    [session] = state.sessions.values()
+    assert (session.status, session.energy_wh, session.stop_reason) == (
+        SessionStatus.COMPLETED, 3000, "Local")
+    assert session.id in state.settlement_queue
+    [repeat] = [e["payload"] for e in state.station_events if e["kind"] == "seq_reused"]
+    assert (repeat["seq_no"], repeat["event_type"]) == (1, "Ended")
+    # the same Ended sent again is a retry: nothing more
+    events = len(state.station_events)
+    await service.transaction_event("CP1", ev("Ended", 1, T1, stopped_reason="Local",
+                                              samples=[wh(T1, 3000)]))
+    assert len(state.station_events) == events
+    assert topics(state).count("CP1/session/completed") == 1
+
+
 async def test_an_offline_replay_is_stored_in_any_order_and_flagged(
     service: ChargingService, state: MemoryState,
 ) -> None:
