@@ -71,7 +71,9 @@ driver's limit, the station's own message) can commit a change of the row in bet
 which the write would overwrite (a hold flag, an operator's decision, the session's
 completion undone). The update of a session the unit read therefore names only the
 columns that changed, and requires the row to still hold what was read in its status,
-its flags and those columns; when it does not, the update calls migration 0205's
+its flags and those columns, and its ``updated_at`` (no other update since: a station's
+readings come with one, and a stop or a close bills the readings it read); when it does
+not, the update calls migration 0205's
 ``session_changed()``, which fails the unit with a serialization failure (40001), and
 the unit runs again on the row as it is now (:class:`PostgresRowLocks`). The check
 travels with the held update: no round trip, and no row lock taken at the read.

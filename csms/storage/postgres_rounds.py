@@ -157,16 +157,28 @@ _CHECKED_UPDATE = "WITH w AS (UPDATE sessions SET "
 
 
 @functools.cache
+def _inserts_a_session(sql: str) -> bool:
+    """Whether ``sql`` writes the sessions table only by inserting rows (a new session:
+    insert_session_sql, _insert_drawn_session_sql), which leaves every row read as it was."""
+    return "INSERT INTO sessions " in sql and _CHANGES_SESSIONS.search(sql) is None
+
+
+_CHANGES_SESSIONS = re.compile(r"UPDATE\s+sessions\b|DELETE\s+FROM\s+sessions\b|ON\s+CONFLICT",
+                               re.I)
+
+
+@functools.cache
 def _checked_update_sql(changed: tuple[int, ...]) -> tuple[str, tuple[int, ...]]:
     """The update of the session columns at the indexes ``changed`` that requires the row
     to hold what was read in its status, its flags and those columns (the indexes it
-    compares, in the order of their placeholders), and fails with a serialization
+    compares, in the order of their placeholders, then its updated_at as read), and
+    fails with a serialization
     failure when it does not (migration 0205's ``session_changed``, called only then:
     a call for every row cost PostgreSQL a fifth more time per update)."""
     compared = (_STATUS, _FLAGS, *(i for i in changed if i not in (_STATUS, _FLAGS)))
     sets = "".join(f"{SESSION_COLUMNS[i]} = ?, " for i in changed)
     checks = "".join(f" AND {SESSION_COLUMNS[i]} IS NOT DISTINCT FROM ?" for i in compared)
-    return (f"{_CHECKED_UPDATE}{sets}updated_at = ? WHERE id = ?{checks}"
+    return (f"{_CHECKED_UPDATE}{sets}updated_at = ? WHERE id = ?{checks} AND updated_at = ?"
             " RETURNING 1) SELECT session_changed() WHERE NOT EXISTS (SELECT FROM w)",
             compared)
 
@@ -199,8 +211,10 @@ class PostgresRowLocks(SqlTx):
     worker's hold, a stop at the driver's limit, the station's own message) can commit a
     change of the row between a unit's read and its write. The write of a session read in
     the unit therefore names only the columns that changed, and also requires the row to
-    still hold what was read in its status, its flags (what the use cases decide on) and
-    those columns; a row that no longer does fails the unit as a serialization failure
+    still hold what was read in its status, its flags (what the use cases decide on),
+    those columns and its updated_at (a MeterValues committed meanwhile changes no column
+    a close writes, but brings readings the close did not bill); a row that no longer
+    does fails the unit as a serialization failure
     (40001), which runs it again once the batch is rolled back to it, on the row as it is
     now. The check travels with the held update (no round trip of its own)."""
 
@@ -212,16 +226,20 @@ class PostgresRowLocks(SqlTx):
         it names their table (a write of the unit's own: what was read is stale; the
         session's next update then writes every column, unchecked, as it was read). Not
         for a checked update: it writes the one row whose copy the update replaces, and
-        the other sessions the unit read keep theirs (and their check)."""
-        if self._session_rows and "sessions" in sql and not sql.startswith(_CHECKED_UPDATE):
+        the other sessions the unit read keep theirs (and their check). Nor for a new
+        session's insert, which changes no row read: a 2.0.1 start that takes an ended
+        transaction's id again marks the ended session after storing the new one, and
+        that update, unchecked, wrote back over what another node had decided since."""
+        if self._session_rows and "sessions" in sql and not sql.startswith(_CHECKED_UPDATE) \
+                and not _inserts_a_session(sql):
             self.forget_sessions()
 
     async def _checked_session_update(self, changed: tuple[int, ...], values: tuple[Any, ...],
-                                      read: tuple[Any, ...], now: str | None,
+                                      read: tuple[Any, ...], updated: Any, now: str | None,
                                       sid: int) -> None:
         sql, compared = _checked_update_sql(changed)
         await self.write(sql, *(values[i] for i in changed), now, sid,
-                         *(read[i] for i in compared))
+                         *(read[i] for i in compared), updated)
 
     async def _insert_session_row(self, values: tuple[Any, ...], now: str | None,
                                   card: str | None) -> int:

@@ -126,7 +126,8 @@ def _session_of(row: tuple[Any, ...]) -> Session:
     (id_, station_id, connector_id, evse_id, id_tag, auth_status, ocpp_version,
      transaction_id, started_at, stopped_at, reported_meter_start_wh, reported_meter_stop_wh,
      meter_start_wh, meter_stop_wh, energy_wh, status, stop_reason, flags, last_seq_no,
-     start_key, limit_minor, price_minor, currency, settlement_state, created_at) = row
+     start_key, limit_minor, price_minor, currency, settlement_state, created_at,
+     _updated_at) = row
     return Session(
         id=id_, station_id=station_id, connector_id=connector_id, evse_id=evse_id,
         id_tag=id_tag, auth_status=auth_status, ocpp_version=ocpp_version,
@@ -188,10 +189,11 @@ _SESSION_COLUMNS = (
     "reported_meter_stop_wh", "meter_start_wh", "meter_stop_wh", "energy_wh", "status",
     "stop_reason", "flags", "last_seq_no", "start_key", "limit_minor",
 )
-# What every read of sessions selects, as a tuple (no dict of 25 columns per row): the id,
-# _SESSION_COLUMNS, then what the use cases read besides
+# What every read of sessions selects, as a tuple (no dict of 26 columns per row): the id,
+# _SESSION_COLUMNS, then what the use cases read besides, and last the time of the row's
+# latest write (what a unit read it at, for its checked update: SqlTx.update_session)
 _SESSION_READ = ", ".join(("id", *_SESSION_COLUMNS, "price_minor", "currency",
-                           "settlement_state", "created_at"))
+                           "settlement_state", "created_at", "updated_at"))
 _SESSION_READ_S = ", ".join(f"s.{c}" for c in _SESSION_READ.split(", "))
 # A station's sessions on one EVSE started before a time and active or stopped after
 # another: two searches of the index by the stop (sessions_evse), never the station's
@@ -328,9 +330,9 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
     # _SESSION_COLUMNS, so that update_session writes only what changed. None: not kept
     # (an engine opts in; it must forget them at each unit's start and whenever another
     # statement writes the sessions table, see forget_sessions).
-    # Beside each row, the objects of _session_fields that hold its values: a field that
-    # still holds its object has not changed.
-    _session_rows: dict[int, tuple[tuple[Any, ...], tuple[Any, ...]]] | None = None
+    # Beside each row, the objects of _session_fields that hold its values (a field that
+    # still holds its object has not changed), and its updated_at as read or written.
+    _session_rows: dict[int, tuple[tuple[Any, ...], tuple[Any, ...], Any]] | None = None
     # Whether the update of a session read in the unit goes through
     # _checked_session_update: an engine whose transactions can commit between a unit's
     # read of a session and its write (PostgreSQL) opts in.
@@ -355,7 +357,7 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
         session = _session_of(row)
         if self._session_rows is not None:
             self._session_rows[row[0]] = (tuple(row[1:_SESSION_END]),
-                                          _session_fields(session))
+                                          _session_fields(session), row[-1])
         return session
 
     async def _one_session(self, where: str, *params: Any) -> Session | None:
@@ -763,7 +765,7 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
             # what the new row holds, as for a row read: a start updates the session in
             # the same unit (a 2.0.1 one always), and that update then names only what
             # changed (it rewrote every index of the table)
-            self._session_rows[sid] = (values, fields)
+            self._session_rows[sid] = (values, fields, now)
         return sid
 
     async def _insert_session_row(self, values: tuple[Any, ...], now: str | None,
@@ -803,7 +805,7 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
             # the object that held the row's value has not changed, and is not written
             # again (a MeterValues wrote all 19 to compare them); one that holds another
             # object is written, unless it writes the same type and value as stored.
-            old, before = kept
+            old, before, updated = kept
             row = list(old)
             changed = []
             for i in compress(_COLUMN_INDEXES, map(operator.is_not, before, fields)):
@@ -816,21 +818,25 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
             values = tuple(row)
             if self._check_session_updates:
                 assert sid is not None
-                await self._checked_session_update(tuple(changed), values, old, now, sid)
+                await self._checked_session_update(tuple(changed), values, old, updated,
+                                                   now, sid)
             else:
                 await self.write(_update_session_sql(tuple(changed)),
                                  *(values[i] for i in changed), now, sid)
         if stored is not None and sid is not None:
-            stored[sid] = (values, fields)  # what the row holds now
+            stored[sid] = (values, fields, now)  # what the row holds now
 
     async def _checked_session_update(self, changed: tuple[int, ...], values: tuple[Any, ...],
-                                      read: tuple[Any, ...], now: str | None,
+                                      read: tuple[Any, ...], updated: Any, now: str | None,
                                       sid: int) -> None:
         """Write ``values`` at the indexes ``changed`` of _SESSION_COLUMNS into session
         ``sid`` only if the row still holds ``read`` (what the unit read of it, or wrote
-        last) in its status, its flags and those columns; otherwise fail the unit, at the
-        latest when it ends, with an error its engine runs the unit again for. For an
-        engine that sets ``_check_session_updates``."""
+        last) in its status, its flags and those columns, and was not written since
+        (its updated_at still ``updated``: every update of a session sets it, a station's
+        readings come with one, and a unit that completes a session bills the readings
+        it read); otherwise fail the unit, at the latest when it ends, with an error its
+        engine runs the unit again for. For an engine that sets
+        ``_check_session_updates``."""
         raise NotImplementedError
 
     async def list_sessions(

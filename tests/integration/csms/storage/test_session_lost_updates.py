@@ -29,6 +29,7 @@ from csms.service.holds import decide
 from csms.service.limits import REFUSED_FLAG, LimitReached
 from csms.service.messages import StopInfo, TransactionEventIn
 from csms.service.ports import Repository, Tx
+from csms.service.transactions import REUSED_LATER
 from csms.storage import open_repository
 from settlement.worker import SettlementWorker
 
@@ -271,3 +272,63 @@ async def test_a_unit_that_read_two_sessions_checks_both(nodes: Nodes) -> None:
     assert "late_samples" in (await nodes.session(first)).flags
     flags = (await nodes.session(second)).flags
     assert "no_tariff" in flags and "late_samples" in flags, flags
+
+
+async def test_a_close_counts_a_meter_value_committed_between_its_read_and_its_write(
+        nodes: Nodes) -> None:
+    """An operator closes an active session on node b (``csms sessions close``) while the
+    station's MeterValues of it commits on node a between the close's read (its readings)
+    and its write. The close billed the readings it had read, but named only the columns
+    it changed: the running energy the MeterValues had raised stayed in the row, above
+    the meter's stop the close wrote (a receipt whose energy is not stop - start), and
+    the reading went uncounted. The close must run again on the readings as they are."""
+    txid = await _started(nodes)
+    await nodes.a.meter_values(STATION, 1, str(txid),
+                               [MeterSample(T0 + timedelta(minutes=10), "3000")])
+    assert (await nodes.session(txid)).energy_wh == 2000
+
+    async def reading() -> None:
+        await nodes.a.meter_values(STATION, 1, str(txid),
+                                   [MeterSample(T0 + timedelta(minutes=20), "5000")])
+
+    await nodes.interleave(nodes.b.close_session(txid, actor="op", reason=None), reading)
+    session = await nodes.session(txid)
+    assert session.status is SessionStatus.COMPLETED
+    assert session.meter_start_wh is not None and session.meter_stop_wh is not None
+    assert session.energy_wh == session.meter_stop_wh - session.meter_start_wh, (
+        session.meter_start_wh, session.meter_stop_wh, session.energy_wh)
+    assert session.energy_wh == 4000
+    assert session.stopped_at == T0 + timedelta(minutes=20)
+
+
+async def test_a_rejection_survives_a_transaction_id_started_again(nodes: Nodes) -> None:
+    """2.0.1: the operator rejects a held session while a Started event that takes its
+    transactionId again (a station whose counter restarted) is between its read of the
+    ended session and its write of it. That unit stored the new session first, and a
+    session stored in the unit made it forget what it had read of the others: the ended
+    one, marked ``reused_later``, was written back in full, unchecked, without the
+    rejection (held again, for an operator who had decided)."""
+    def event(kind: str, seq: int, minutes: int) -> TransactionEventIn:
+        return TransactionEventIn(kind, T0 + timedelta(minutes=minutes), "Authorized", seq,
+                                  "TX-AGAIN", evse_id=1, connector_id=1)
+
+    await nodes.a.transaction_event(STATION, event("Started", 0, 1))
+    await nodes.a.transaction_event(STATION, event("Ended", 1, 30))  # no readings: held
+
+    async def sid_of(tx: Tx) -> int | None:
+        session = await tx.find_session(STATION, "TX-AGAIN")
+        return None if session is None else session.id
+
+    sid = await nodes.repo_a.read(sid_of)
+    assert sid is not None and billing_state(await nodes.session(sid)) == "held"
+
+    async def operator() -> None:
+        await nodes.repo_a.unit(lambda tx: decide(tx, sid, "rejected", actor="op",
+                                                  reason=None, now=T0 + timedelta(hours=1)))
+
+    await nodes.interleave(nodes.b.transaction_event(STATION, event("Started", 0, 40)),
+                           operator)
+    session = await nodes.session(sid)
+    assert "rejected" in session.flags, session.flags
+    assert REUSED_LATER in session.flags, session.flags
+    assert billing_state(session) == "rejected"
