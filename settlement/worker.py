@@ -358,7 +358,14 @@ class SettlementWorker:
                 card = await card_of_session(tx, s) if auth is None else None
                 driver = auth["driver"] if auth else card["driver"] if card else None
                 station = await tx.get_station(s.station_id)
-                out.append({"session_id": s.id, "station": station, "driver": driver})
+                # the station index it is paid to: the one its driver signed (the contract
+                # checks the signature with it), else its host's when it completed
+                signed_for = None
+                if auth is not None:
+                    with contextlib.suppress(ValueError):
+                        signed_for = Authorization.from_json(json.loads(auth["body"])).station
+                out.append({"session_id": s.id, "station": station, "driver": driver,
+                            "bound": await tx.session_host(s.id), "signed_for": signed_for})
             return out
 
         return await self.repo.read(work)
@@ -367,6 +374,7 @@ class SettlementWorker:
         """Chain lookups outside the database transaction: drivers' indexes, stations'
         registered power, and the registration of the operator's own stations."""
         powers: dict[int, int] = {}
+        registered: dict[int, tuple[str, int]] = {}
         for c in candidates:
             driver = c["driver"]
             if driver and driver not in self._driver_index:
@@ -374,7 +382,19 @@ class SettlementWorker:
                 if index:
                     self._driver_index[driver] = index  # an index never changes
             station = c["station"]
-            if station is not None and station.chain_station is not None:
+            bound = c.get("bound")
+            paid_to = c.get("signed_for") or (int(bound["chain_station"]) if bound else None)
+            if station is not None and paid_to is not None:
+                # the host and power the contract holds for the index it pays (an index's
+                # host is written once, at its registration)
+                if paid_to not in registered:
+                    registered[paid_to] = await self._chain(self.chain.station, paid_to)
+                host, c["power_w"] = registered[paid_to]
+                if int(host, 16) == 0:  # not registered: the contract pays no one
+                    host = bound["host"] if bound else \
+                        station.host_address or self.chain.operator.address
+                c["payee"] = (host.lower(), paid_to)
+            elif station is not None and station.chain_station is not None:
                 # the power the contract checks the entry's energy against (the host's
                 # registration): read each pass, a host may register the station again
                 index = station.chain_station
@@ -400,10 +420,13 @@ class SettlementWorker:
                          station.id, index)
 
     async def _prepare(self, tx: Tx, session_id: int, info: dict[str, Any],
-                       power_w: int | None = None) -> _Prepared | str:
+                       power_w: int | None = None,
+                       payee: tuple[str, int] | None = None) -> _Prepared | str:
         """The record of a queued session (without ledger and sequence number), or why it
         cannot be settled now: "hold:<flag>" (held for an operator), "wait" (its host has
-        not registered the station on chain yet)."""
+        not registered the station on chain yet). ``payee``: the host and station index it
+        is paid to (the index its driver signed, or its station's host when it completed),
+        else the station's now."""
         session = await tx.get_session(session_id)
         if session is None or session.stopped_at is None:
             return "hold:not_settleable"
@@ -415,7 +438,7 @@ class SettlementWorker:
         station = await tx.get_station(session.station_id)
         if station is None:
             return "hold:not_settleable"
-        if station.chain_station is None:
+        if payee is None and station.chain_station is None:
             return "wait"
         tariff = await tx.find_tariff(session.station_id, session.started_at)
         if tariff is None:
@@ -453,10 +476,11 @@ class SettlementWorker:
         card = None if auth else await card_of_session(tx, session)
         driver = auth.driver.lower() if auth else (card["driver"] if card else None)
         samples = [sample_json(s) for s in await tx.session_samples(session_id)]
-        host = station.host_address or self.chain.operator.address
+        host, chain_station = payee if payee is not None else (
+            station.host_address or self.chain.operator.address, station.chain_station)
         record: dict[str, Any] = {
             "ledger": None, "seq": None, "session_id": session_id,
-            "station_id": session.station_id, "chain_station": station.chain_station,
+            "station_id": session.station_id, "chain_station": chain_station,
             "host": host.lower(), "connector_id": session.connector_id,
             "evse_id": session.evse_id, "id_tag": session.id_tag,
             "ocpp_version": session.ocpp_version, "transaction_id": session.transaction_id,
@@ -535,7 +559,8 @@ class SettlementWorker:
         stations: set[int] = set()
         signed = 0
         for c in candidates:
-            prepared = await self._prepare(tx, c["session_id"], info, c.get("power_w"))
+            prepared = await self._prepare(tx, c["session_id"], info, c.get("power_w"),
+                                           c.get("payee"))
             if isinstance(prepared, str):
                 if prepared.startswith("hold:"):
                     await self._hold(tx, c["session_id"], prepared.removeprefix("hold:"))

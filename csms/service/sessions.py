@@ -345,6 +345,12 @@ class SessionUseCases(SignedDataChecks):
             await self._overlaps(tx, session, session.stopped_at or session.started_at)
         session.status = SessionStatus.COMPLETED
         await tx.update_session(session)
+        if station is not None and station.host_address is not None \
+                and station.chain_station is not None:
+            # paid to the host the station has now, held or not: a host set later (csms
+            # stations set-host, an index of the operator's included) is paid only the
+            # sessions that complete afterwards
+            await tx.bind_host(session.id, station.host_address, station.chain_station)
         if not BILLING_HOLD_FLAGS.intersection(session.flags):
             check_billing_transition(before, BillingState.QUEUED)
             await tx.enqueue_settlement(session.id, now)

@@ -229,6 +229,19 @@ class SettlementSql(ABC):
             "SELECT tag, driver, salt, commitment FROM session_cards WHERE session_id = ?",
             session_id)
 
+    async def bind_host(self, session_id: int, host: str, chain_station: int) -> None:
+        """Pay the session to ``host``, whose station index is ``chain_station``: its
+        station's host when it completed. A host set since (csms stations set-host) is paid
+        only the sessions that complete afterwards. Nothing for a session bound already."""
+        await self.write(
+            "INSERT INTO session_hosts (session_id, host, chain_station) VALUES (?, ?, ?)"
+            " ON CONFLICT (session_id) DO NOTHING", session_id, host.lower(), chain_station)
+
+    async def session_host(self, session_id: int) -> dict[str, Any] | None:
+        """The host and station index a session is paid to (:meth:`bind_host`)."""
+        return await self.fetchone(
+            "SELECT host, chain_station FROM session_hosts WHERE session_id = ?", session_id)
+
     async def driver_cards(self, driver: str | None = None) -> list[dict[str, Any]]:
         if driver is None:
             return await self.fetchall("SELECT * FROM driver_cards ORDER BY driver, tag")

@@ -70,6 +70,7 @@ class MemoryState:
     authorizations: list[dict[str, Any]] = field(default_factory=list)
     cards: dict[str, dict[str, Any]] = field(default_factory=dict)
     session_cards: dict[int, dict[str, Any]] = field(default_factory=dict)
+    session_hosts: dict[int, dict[str, Any]] = field(default_factory=dict)
     reused_transactions: dict[tuple[str, str], int] = field(default_factory=dict)
     session_stops: dict[int, str] = field(default_factory=dict)
     audit: list[dict[str, Any]] = field(default_factory=list)
@@ -795,6 +796,14 @@ class MemoryTx(Tx):
     async def session_card(self, session_id: int) -> dict[str, Any] | None:
         card = self.s.session_cards.get(session_id)
         return None if card is None else dict(card)
+
+    async def bind_host(self, session_id: int, host: str, chain_station: int) -> None:
+        self.s.session_hosts.setdefault(session_id, {"host": host.lower(),
+                                                     "chain_station": chain_station})
+
+    async def session_host(self, session_id: int) -> dict[str, Any] | None:
+        bound = self.s.session_hosts.get(session_id)
+        return None if bound is None else dict(bound)
 
     async def driver_cards(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError("driver_cards: not faked in memory")
