@@ -28,6 +28,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -902,38 +903,52 @@ class SettlementReader:
 
     def _logs(self, event: str, driver: str, block: int) -> list[Any]:
         """The driver's logs of one event from the contract's first block to ``block``, in
-        order: read in windows of at most ``log_window`` blocks, a window the node refuses
-        for its width asked again in halves (and the windows after it no wider). Every
-        window is read or this raises: a window left out could hide the event that decides
-        the verdict (a card unlinked, terms lowered)."""
+        order (:meth:`logs`). Every window is read or this raises: a window left out could
+        hide the event that decides the verdict (a card unlinked, terms lowered)."""
         topics = ["0x" + bytes(keccak(event.encode())).hex(),
                   "0x" + driver[2:].lower().rjust(64, "0")]
+        return self.logs(topics, self.first_block, block)
+
+    def logs(self, topics: Sequence[str | list[str] | None], start: int, end: int,
+             on_window: Callable[[int], None] | None = None) -> list[Any]:
+        """The contract's logs matching ``topics`` (eth_getLogs': a topic, a list of
+        alternatives, or None for any) from block ``start`` to ``end``, in order: read in
+        windows of at most ``log_window`` blocks, a window the node refuses for its width
+        asked again in halves (and the windows after it no wider). Every window is read or
+        this raises (a node's error, or :class:`ChainError`); a log the query did not ask
+        for is an error too. ``on_window`` is called with the last block of each window
+        read."""
+        wanted = [t if t is None or isinstance(t, str) else list(t) for t in topics]
         out: list[Any] = []
-        start = self.first_block
-        while start <= block:
-            end = min(start + self.log_window - 1, block)
+        while start <= end:
+            last = min(start + self.log_window - 1, end)
             try:
                 logs = self.w3.eth.get_logs({
-                    "address": self.address, "fromBlock": start, "toBlock": end,
-                    "topics": [HexStr(t) for t in topics]})
+                    "address": self.address, "fromBlock": start, "toBlock": last,
+                    "topics": cast(Any, wanted)})
             except Exception as exc:
                 code, message = _rpc_error(exc)
                 if not log_range_refused(code, message):
                     raise
-                if end == start:
+                if last == start:
                     raise ChainError(f"the node refuses the contract's logs of even one block"
                                      f" ({start}): {message}") from None
                 # the next windows, of this query and the reader's next, no wider
-                self.log_window = (end - start + 1) // 2
+                self.log_window = (last - start + 1) // 2
                 continue
             for entry in logs:
                 at = int(entry["blockNumber"])
-                if (not start <= at <= end or str(entry["address"]).lower()
+                got = ["0x" + bytes(t).hex() for t in entry["topics"]]
+                if (not start <= at <= last or str(entry["address"]).lower()
                         != self.address.lower() or entry.get("removed")
-                        or ["0x" + bytes(t).hex() for t in entry["topics"][:2]] != topics):
+                        or len(got) < len(wanted) or not all(
+                            w is None or (got[i] == w if isinstance(w, str) else got[i] in w)
+                            for i, w in enumerate(wanted))):
                     raise ChainError("the node answered a log the query did not ask for")
             out.extend(logs)
-            start = end + 1
+            if on_window is not None:
+                on_window(last)
+            start = last + 1
         return sorted(out, key=lambda e: (int(e["blockNumber"]), int(e["logIndex"])))
 
     def code(self) -> bytes:

@@ -2,7 +2,8 @@
 
 One module per group or command: ``serve``, ``stations``, ``tags``, ``sessions``,
 ``remote``, ``tariffs``, ``settle``, ``contract``, ``receipt``, ``verify``, ``parties``
-(``drivers`` and ``wallet``) and ``demo``; ``common`` holds their shared options and output.
+(``drivers`` and ``wallet``; ``wallet_entries`` adds ``wallet entries``) and ``demo``;
+``common`` holds their shared options and output.
 
 The root group lists each top-level command with the first paragraph of its help
 (``COMMANDS``) and imports and builds one only when a call names it (``lazy``): a call
@@ -122,9 +123,12 @@ def _drivers() -> TyperInfo:
     return group_info("drivers", drivers_app)
 
 
+@cache  # registers ``entries`` once
 def _wallet() -> TyperInfo:
     from csms.cli.parties import wallet_app
+    from csms.cli.wallet_entries import wallet_entries
 
+    wallet_app.command("entries")(wallet_entries)
     return group_info("wallet", wallet_app)
 
 
