@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eth_hash.auto import keccak
-from web3 import Web3
 
 from settlement.chain import ChainError, SettlementReader
 from settlement.records import chunk_digest, unpack_entry
@@ -132,7 +131,7 @@ def host_entries(reader: SettlementReader, host: str, *, from_block: int | None 
     (default: the reader's ``first_block``, the contract's first) to the node's latest
     block. Raises ChainError (or the node's error) when a window of the logs or a
     transaction cannot be read: a window left out could hide an entry."""
-    address = Web3.to_checksum_address(host)
+    address = reader.w3.to_checksum_address(host)
     host_topic = "0x" + address[2:].lower().rjust(64, "0")
     latest = reader.block_number()
     first = reader.first_block

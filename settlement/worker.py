@@ -28,6 +28,15 @@ another's or expired. A cut also takes the ledger's next sequence number under a
 even two workers that both believe they settle never give two chunks one number.
 Signatures expire by the chain's time (the latest block's timestamp): the worker judges
 them by it, never by its own clock.
+
+Sessions held for an operator's decision wait for no worker, but a driver may withdraw,
+or lower the terms, the contract's notice period after announcing it: the worker keeps
+that period in the ledger values (``notice_period``, what ``csms sessions`` and the
+console count a held session's time to decide by from, :func:`csms.service.holds.
+decide_by`) and warns once when a held session is within a day of that time, and once
+more when it has passed (a log line and a ``hold_deadline`` station event each, the
+session flagged ``hold_deadline_near`` / ``hold_deadline_passed``). What it bills does not
+change: it stays held for the operator.
 """
 
 from __future__ import annotations
@@ -52,6 +61,7 @@ from csms.domain.tariff import BillingUnit, price_minor
 from csms.service import defaults
 from csms.service.billing import BillingState, billing_state, check_billing_transition
 from csms.service.cluster import acquire_lease, hold_lease, lease_holder, release_lease
+from csms.service.holds import NOTICE_PERIOD, decide_by
 from csms.service.ports import Repository, Tx
 from csms.service.signed_data import session_meter_key
 from settlement.chain import Chain, ChainError
@@ -86,6 +96,13 @@ EXPIRY_MARGIN_S = defaults.EXPIRY_MARGIN
 # seconds between two re-checks of a ledger's finalized batches against the chain while a
 # batch waits for a chunk that neither the chain nor an open batch holds
 RECHECK_EVERY_S = 30.0
+# seconds between two looks at the held sessions' deadlines while the worker runs
+HOLD_CHECK_EVERY_S = 60.0
+# what a held session is flagged with once warned of (settlement.worker, csms.service.holds)
+DEADLINE_NEAR = "hold_deadline_near"
+DEADLINE_PASSED = "hold_deadline_passed"
+# unsettled sessions read at once when looking for the held ones
+HOLD_SCAN = 500
 
 
 POWER_SLACK_S = 60  # the contract's: a minute at full power
@@ -99,6 +116,19 @@ def within_station_power(energy_wh: int, duration_s: int, power_w: int) -> bool:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _deadline_warning(session: Session, notice_s: int, now: datetime) -> str | None:
+    """The warning a held session is due at ``now`` (DEADLINE_NEAR, DEADLINE_PASSED) and
+    was not given yet, or None."""
+    at = decide_by(session, notice_s)
+    if at is None or DEADLINE_PASSED in session.flags:
+        return None
+    if now >= at:
+        return DEADLINE_PASSED
+    if now >= at - defaults.HOLD_DEADLINE_WARNING and DEADLINE_NEAR not in session.flags:
+        return DEADLINE_NEAR
+    return None
 
 
 async def card_of_session(tx: Tx, session: Session) -> dict[str, Any] | None:
@@ -215,6 +245,7 @@ class SettlementWorker:
         # per ledger: (the chain's next sequence number, loop time) of the last re-check
         self._rechecked: dict[int, tuple[int, float]] = {}
         self._bound = False  # the database's ledger is bound to this worker's contract
+        self._holds_checked: float | None = None  # loop time of the last deadline check
 
     async def _chain(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.to_thread(fn, *args)
@@ -542,6 +573,92 @@ class SettlementWorker:
                                        _now())
         log.warning("! session %s left the settlement queue: its billing is %s", session_id,
                     state)
+
+    # -- held sessions' deadlines -----------------------------------------------------
+    async def check_hold_deadlines(self) -> int:
+        """Keep the contract's notice period in the ledger values (where ``csms sessions``
+        and the console read it), and warn once of each held session within
+        ``HOLD_DEADLINE_WARNING`` of its time to be decided by, once more when that time
+        has passed: a log line and a ``hold_deadline`` station event, the session flagged
+        so that no pass, of this worker or another, warns of it again. Returns how many
+        warnings it gave."""
+        notice = int((await self._info())["notice_period"])
+        if await self.repo.read(lambda tx: tx.ledger_value(NOTICE_PERIOD)) != str(notice):
+
+            async def keep(tx: Tx) -> bool:
+                if not await hold_lease(tx, LEASE, self.holder, self.lease_ttl):
+                    return False
+                await tx.set_ledger_value(NOTICE_PERIOD, str(notice))
+                return True
+
+            if not await self.repo.unit(keep):
+                raise await self._lost()
+        due: list[int] = []
+        now = _now()
+        cursor: int | None = None
+        while True:
+
+            async def unsettled(tx: Tx, before: int | None = cursor) -> list[Session]:
+                return await tx.unsettled_sessions(before, HOLD_SCAN)
+
+            chunk = await self.repo.read(unsettled)
+            for session in chunk:
+                if session.id is not None and \
+                        _deadline_warning(session, notice, now) is not None:
+                    due.append(session.id)
+            if len(chunk) < HOLD_SCAN:
+                break
+            cursor = chunk[-1].id
+        warned = 0
+        for session_id in due:
+
+            async def warn(tx: Tx, sid: int = session_id,
+                           ) -> tuple[Session, datetime, str] | bool:
+                """The session warned of, False when this worker no longer holds the
+                lease, True when there is nothing to warn of any more."""
+                if not await hold_lease(tx, LEASE, self.holder, self.lease_ttl):
+                    return False
+                session = await tx.get_session(sid)
+                # as it is now: decided, or warned of by another worker, since it was read
+                warning = None if session is None else _deadline_warning(session, notice, now)
+                at = None if session is None else decide_by(session, notice)
+                if session is None or warning is None or at is None:
+                    return True
+                session.flag(warning)
+                await tx.update_session(session)
+                await tx.add_station_event(session.station_id, "hold_deadline", {
+                    "session_id": sid, "decide_by": at.astimezone(UTC).isoformat(),
+                    "passed": warning == DEADLINE_PASSED}, now)
+                return session, at, warning
+
+            done = await self.repo.unit(warn)
+            if done is False:
+                raise await self._lost()
+            if done is True:
+                continue
+            assert not isinstance(done, bool)
+            session, at, warning = done
+            warned += 1
+            if warning == DEADLINE_PASSED:
+                log.warning("! session %s of station %s is held past its decision deadline"
+                            " %s: the driver's notice period may have run out, releasing it may"
+                            " leave the host unpaid (the driver may have withdrawn or lowered"
+                            " the terms)", session.id, session.station_id,
+                            at.astimezone(UTC).isoformat())
+            else:
+                log.warning("! session %s of station %s is held: decide by %s (release or"
+                            " reject it), when the driver's notice period may run out;"
+                            " released later, its host may not be paid", session.id,
+                            session.station_id, at.astimezone(UTC).isoformat())
+        return warned
+
+    async def _check_holds_now(self) -> None:
+        """:meth:`check_hold_deadlines`, at most every ``HOLD_CHECK_EVERY_S`` of a
+        running worker (it reads every unsettled session)."""
+        at = asyncio.get_running_loop().time()
+        if self._holds_checked is None or at - self._holds_checked >= HOLD_CHECK_EVERY_S:
+            await self.check_hold_deadlines()
+            self._holds_checked = at
 
     async def _cut(self, tx: Tx, ledger: int, info: dict[str, Any],
                    candidates: list[dict[str, Any]]) -> int | None:
@@ -1008,6 +1125,7 @@ class SettlementWorker:
             summary.batches_created, summary.sessions_batched = await self.build_batches(
                 force=True)
             await self._drive()
+            await self.check_hold_deadlines()
 
         async def totals(tx: Tx) -> tuple[int, int]:
             return await tx.batch_totals(BatchState.FINALIZED.value)
@@ -1037,6 +1155,7 @@ class SettlementWorker:
                         await self.advance()
                         await self.build_batches()
                         await self.advance()
+                        await self._check_holds_now()
                     failures = 0
                     if on_step is not None:
                         on_step(None)

@@ -54,28 +54,43 @@ def sessions_list(
     data_dir: DataDirOption = None,
 ) -> None:
     """List charging sessions, newest first: the columns that fit the terminal (id,
-    station, status, kWh and start first), or all of them with --wide."""
-    from csms.service.views import session_json
+    station, status, kWh and start first), or all of them with --wide. A held session
+    shows the time to decide it by (release or reject): after it, the driver may have
+    withdrawn and a release may leave the host unpaid."""
+    from csms.service.holds import decide_by, notice_period
+    from csms.service.views import iso, session_json
 
-    async def work(tx: Tx) -> list[Session]:
+    async def work(tx: Tx) -> tuple[list[Session], int | None]:
         await known_station(tx, station)
         # one more than shown: whether the list was cut
-        return await tx.list_sessions(station, True if active else None,
-                                      min(limit + 1, MAX_ID))
+        return (await tx.list_sessions(station, True if active else None,
+                                       min(limit + 1, MAX_ID)), await notice_period(tx))
 
     settings = load_settings(db=db, data_dir=data_dir)
-    found = run(in_read(settings, work))
-    rows = [session_json(s) for s in found[:limit]]
+    found, notice = run(in_read(settings, work))
+    rows = [{**session_json(s), "decide_by": iso(decide_by(s, notice))} for s in found[:limit]]
     if len(found) > limit:
         warn(f"the list stops at --limit {limit}: there are more sessions (a higher --limit"
              " shows them)")
     if json:
         print_json(rows)
         return
+    now = datetime.now(UTC)
+
+    def deadline(at: str | None) -> str | None:
+        if at is None:
+            return None
+        passed = datetime.fromisoformat(at) <= now
+        return f"{short_time(at)} (passed)" if passed else short_time(at)
+
+    columns = ["id", "station", "conn", "tag", "OCPP", "tx id", "started", "stopped", "kWh",
+               "status", "reason", "decide by"]
+    priority = ["id", "station", "status", "decide by", "kWh", "started", "stopped", "conn",
+                "tag", "OCPP", "tx id", "reason"]
+    held = any(r["decide_by"] is not None for r in rows)
     print_table(
         "Sessions",
-        ["id", "station", "conn", "tag", "OCPP", "tx id", "started", "stopped", "kWh", "status",
-         "reason"],
+        columns if held else columns[:-1],
         [
             [
                 r["id"], r["station_id"], r["connector_id"], r["id_tag"], r["ocpp_version"],
@@ -83,11 +98,11 @@ def sessions_list(
                 short_time(r["stopped_at"]),
                 None if r["energy_wh"] is None else f"{r['energy_wh'] / 1000:.3f}",
                 r["status"], r["stop_reason"],
+                *([deadline(r["decide_by"])] if held else []),
             ]
             for r in rows
         ],
-        priority=["id", "station", "status", "kWh", "started", "stopped", "conn", "tag",
-                  "OCPP", "tx id", "reason"],
+        priority=priority if held else [c for c in priority if c != "decide by"],
         wide=wide,
     )
 
@@ -99,8 +114,9 @@ def sessions_show(
     db: DbOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
-    """Show one session with its meter samples."""
-    from csms.service.holds import billing_state
+    """Show one session with its meter samples; a held one with the time to decide it
+    by (decide_by: its start plus the contract's notice period, less an hour to settle)."""
+    from csms.service.holds import billing_state, decide_by, notice_period
     from csms.service.views import iso as _iso
     from csms.service.views import price_text, session_json, session_price
 
@@ -119,6 +135,10 @@ def sessions_show(
             for m in await tx.session_samples(session_id)
         ]
         out["billing"] = billing_state(s, s.settlement_state)
+        # held: by when to release or reject it (None: not held, or no settlement worker
+        # has read the contract's notice period yet)
+        out["decide_by"] = _iso(decide_by(s, await notice_period(tx)))
+        out["decide_by_known"] = out["billing"] != "held" or out["decide_by"] is not None
         price = await session_price(tx, s)
         decimals = price.pop("decimals")
         out.update(price)
@@ -131,9 +151,19 @@ def sessions_show(
     if data is None:
         fail(f"no session {session_id}")
     text = data.pop("price_text", None)  # the price as the console shows it
+    known = data.pop("decide_by_known")
     if json:
         print_json(data)
         return
+    if not known:
+        data["decide_by"] = ("not known yet: no settlement worker has read the contract's"
+                             " notice period")
+    elif data["decide_by"] is not None and \
+            datetime.fromisoformat(data["decide_by"]) <= datetime.now(UTC):
+        data["decide_by"] += (" (passed: the driver's notice period may have run out,"
+                              " releasing it may leave the host unpaid)")
+    elif data["decide_by"] is None:
+        del data["decide_by"]  # not held
     minor = data["price_minor"]
     if minor is not None:  # priced: in major units where its tariff's decimals are known
         data["price"] = (f"{text} ({minor} minor units)" if data["price"] is not None

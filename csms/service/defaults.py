@@ -28,6 +28,8 @@ __all__ = [
     "DEFAULT_MAX_POWER_KW",
     "EXPIRY_MARGIN",
     "HEARTBEAT_INTERVAL",
+    "HOLD_DEADLINE_WARNING",
+    "HOLD_DECISION_MARGIN",
     "LIMIT_CHECK_SECONDS",
     "LIMIT_STOP_AGAIN",
     "MAX_CONNECTORS",
@@ -100,6 +102,13 @@ LIMIT_STOP_AGAIN = 60.0
 # seconds a chunk cut for a signed session whose signature expires soon has to be included
 # on chain (settlement.worker)
 EXPIRY_MARGIN = 900
+# A session held for an operator's decision is decided by its start plus the contract's
+# notice period (a driver may withdraw, or lower the terms, that long after announcing it)
+# less this margin, the time a released session takes to be cut and included on chain
+# (settlement.worker: a chunk's wait, a stuck transaction replaced); the settlement worker
+# warns once when a held session is within HOLD_DEADLINE_WARNING of that time
+HOLD_DECISION_MARGIN = timedelta(hours=1)
+HOLD_DEADLINE_WARNING = timedelta(days=1)
 # seconds before its signature expires that a signed app session still charging is stopped:
 # the chunk's margin, and five minutes for the stop to take effect and the session to end
 SIGNED_STOP_AHEAD = EXPIRY_MARGIN + 300

@@ -5,23 +5,62 @@ A completed session whose energy cannot be trusted as billed (see
 meter reading that fails or differs from the billed one...) is not queued for
 settlement. An operator looks at it and decides: ``release`` queues it as it
 is, ``reject`` keeps it on record and never settles it. Both are audited.
+
+A held session has no time limit of its own, but the driver's escrow has one: a notice
+period after announcing it (``Settlement.vy`` ``notice_period``, fixed at deploy), a
+driver may withdraw or lower the terms, and a session released after that may be refused
+on chain and its host never paid. So each held session has a time to be decided by
+(:func:`decide_by`): its start plus the notice period, less the time a released session
+takes to settle. The settlement worker keeps the contract's notice period in the ledger
+values (``notice_period``) and warns when that time nears and when it has passed.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from csms.domain.model import BILLING_HOLD_FLAGS, SessionStatus
+from csms.domain.model import BILLING_HOLD_FLAGS, Session, SessionStatus
 from csms.service.billing import BillingState, billing_state, check_billing_transition
+from csms.service.defaults import HOLD_DECISION_MARGIN
 from csms.service.ports import Tx
 
-__all__ = ["DECISIONS", "NEVER_RELEASED", "HoldError", "billing_state", "decide"]
+__all__ = [
+    "DECISIONS", "NEVER_RELEASED", "NOTICE_PERIOD", "HoldError", "billing_state", "decide",
+    "decide_by", "notice_period",
+]
 
 DECISIONS = (BillingState.RELEASED.value, BillingState.REJECTED.value)
 # holds no operator may release: a master pass starts no transaction (2.0.1 C16), so a
 # transaction a station started with one anyway is billed to nobody, its holder included
 NEVER_RELEASED = frozenset({"master_pass_start"})
+
+
+# the ledger value the settlement worker keeps the contract's notice period in (seconds)
+NOTICE_PERIOD = "notice_period"
+
+
+def decide_by(session: Session, notice_s: int | None) -> datetime | None:
+    """When a held session must be decided by, so that a release still settles before the
+    driver can withdraw; None when it is not held or the notice period is not known.
+
+    A driver may announce a withdrawal (or lower terms) as soon as the session's start
+    was checked against the escrow, and make it ``notice_s`` later: counted from the
+    start, the earlier of the station's time and when the central system stored it
+    (neither clock is trusted alone), less :data:`HOLD_DECISION_MARGIN` to settle."""
+    if notice_s is None or billing_state(session) != BillingState.HELD:
+        return None
+    start = session.started_at
+    if session.created_at is not None and session.created_at < start:
+        start = session.created_at
+    return start + timedelta(seconds=notice_s) - HOLD_DECISION_MARGIN
+
+
+async def notice_period(tx: Tx) -> int | None:
+    """The contract's notice period (seconds) as the settlement worker last read it; None
+    before a worker has read it."""
+    value = await tx.ledger_value(NOTICE_PERIOD)
+    return int(value) if value is not None and value.isdigit() else None
 
 
 class HoldError(ValueError):

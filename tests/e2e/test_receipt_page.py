@@ -200,8 +200,17 @@ async def _another_host(server: RunningServer, folder: Path, env: dict[str, str]
             assert station.host_address.lower() == host.lower()
             station.chain_station = own
             await tx.update_station(station)
+            # the session is paid to the index bound at its completion: the operator's
+            # database edited to bind it to its own
+            await tx.execute("UPDATE session_hosts SET chain_station = ? WHERE session_id = ?",
+                             own, sid)
 
         await server.repo.unit(misroute)
+        # and its worker writing the host's address into the record, where the genuine
+        # one writes the host the contract holds for the index it pays
+        real = chain.station
+        chain.station = lambda index: (host, real(index)[1]) if index == own \
+            else real(index)  # type: ignore[method-assign]
         await SettlementWorker(server.repo, chain).run_once()
     finally:
         await asyncio.to_thread(chain.close)

@@ -18,6 +18,7 @@ from csms.domain.model import MeterSample, Session, SessionStatus
 from csms.metering.ocmf import VERIFIED
 from csms.service.billing import BillingState, billing_state
 from csms.service.cluster import live_nodes
+from csms.service.holds import decide_by, notice_period
 from csms.service.ports import Tx
 from csms.service.views import iso, price_text, session_json, session_price, station_json
 
@@ -200,6 +201,9 @@ async def session_page(tx: Tx, session_id: int) -> dict[str, Any] | None:
     curve = _curve(samples, s.started_at, s.meter_start_wh)
     readings = [e for e in curve["energy_wh"] if e is not None]
     price = await session_price(tx, s)
+    # held: by when to release or reject it (csms.service.holds.decide_by); None while no
+    # settlement worker has read the contract's notice period
+    deadline = decide_by(s, await notice_period(tx))
     return {
         "session": _session_row(s),
         # as ``csms sessions show`` writes it: with its tariff's minor digits
@@ -217,6 +221,8 @@ async def session_page(tx: Tx, session_id: int) -> dict[str, Any] | None:
             "gas_used": batch.get("gas_used")},
         "receipt_ready": batch is not None and batch["state"] == "finalized",
         "held": billing_state(s) == BillingState.HELD,
+        "decide_by": iso(deadline),
+        "decide_by_passed": deadline is not None and deadline <= datetime.now(UTC),
         "active": s.status is SessionStatus.ACTIVE,
     }
 

@@ -525,6 +525,38 @@ async def test_an_active_session_is_closed_once_and_audited(
     assert audit[0]["actor"].startswith("console@")
 
 
+async def test_a_held_session_s_page_says_by_when_to_decide_it(
+    browser: Browser, csms_server: RunningServer, tmp_path: Path,
+) -> None:
+    """A held session's page says by when to decide it (its start plus the contract's
+    notice period less an hour to settle it, as ``csms sessions show``): once a
+    settlement worker has read the notice period, and that releasing it may leave the
+    host unpaid once that time has passed."""
+    from settlement.chain import open_chain
+    from settlement.worker import SettlementWorker
+
+    await browser.login()
+    await csms_server.add_station("D1")
+    async with await RawClient.connect(csms_server.url, "D1", ["ocpp1.6"]) as c:
+        await c.result("BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"})
+        await c.result("StartTransaction", {"connectorId": 1, "idTag": "T1", "meterStart": 0,
+                                            "timestamp": "2026-01-01T10:00:00Z"})
+    [active] = await csms_server.sessions("D1")
+    sid = active["id"]
+    assert (await browser.post(f"/sessions/{sid}/close")).status == 303
+    page = await (await browser.get(f"/sessions/{sid}")).text()
+    assert re.search(r'id="decide-by"[^>]*>not known yet', page), page
+    chain = open_chain("memory", tmp_path / "data")
+    await SettlementWorker(csms_server.repo, chain).run_once()
+    page = await (await browser.get(f"/sessions/{sid}")).text()
+    found = re.search(r'id="decide-by"[^>]*>([^<]*)<', page)
+    assert found is not None, page
+    assert "2026-01-08 09:00:00" in found.group(1) and "unpaid" in found.group(1), found
+    assert (await browser.post(f"/sessions/{sid}/release")).status == 303
+    page = await (await browser.get(f"/sessions/{sid}")).text()
+    assert 'id="decide-by"' not in page  # decided
+
+
 async def test_live_updates_stream_the_overview(browser: Browser) -> None:
     await browser.login()
     r = await browser.http.get(browser.base + "/events?view=overview")

@@ -191,6 +191,44 @@ async def test_sessions_close_ends_a_stuck_session_held_and_audited(
     assert r.returncode == 0 and "stop_lost" in r.stdout, r.stderr
 
 
+async def test_a_held_session_shows_the_time_to_decide_it_by(
+        csms_server: RunningServer, tmp_path: Path) -> None:
+    """A held session has no time limit, but the driver's escrow does: a notice period
+    after announcing it, a driver may withdraw. `sessions list` and `sessions show` say by
+    when to decide a held session (its start plus the contract's notice period, 7 days by
+    default, less an hour to settle it), once a settlement worker has read the notice
+    period from the contract; and that releasing it may leave the host unpaid once that
+    time has passed."""
+    await csms_server.add_station("CP1")
+    await csms_server.add_tag("T1")
+    async with await RawClient.connect(csms_server.url, "CP1") as c:
+        txid = (await c.result("StartTransaction", {
+            "connectorId": 1, "idTag": "T1", "meterStart": 1000,
+            "timestamp": "2026-01-01T10:00:00Z"}))["transactionId"]
+        await c.result("MeterValues", {"connectorId": 1, "transactionId": txid, "meterValue": [
+            {"timestamp": "2026-01-01T10:20:00Z", "sampledValue": [{"value": "3500"}]}]})
+    db = Path(csms_server.settings.db)
+    [active] = json.loads(csms(db, "sessions", "list", "--active", "--json").stdout)
+    sid = str(active["id"])
+    assert csms(db, "sessions", "close", sid).returncode == 0
+    # no worker has read the contract yet: not known
+    shown = json.loads(csms(db, "sessions", "show", sid, "--json").stdout)
+    assert shown["billing"] == "held" and shown["decide_by"] is None
+    r = csms(db, "settle", "run", "--chain", "memory", "--data-dir", str(tmp_path / "data"))
+    assert r.returncode == 0, r.stderr
+    shown = json.loads(csms(db, "sessions", "show", sid, "--json").stdout)
+    assert shown["decide_by"] == "2026-01-08T09:00:00+00:00"
+    [listed] = json.loads(csms(db, "sessions", "list", "--json").stdout)
+    assert listed["decide_by"] == "2026-01-08T09:00:00+00:00"
+    table = csms(db, "sessions", "list").stdout
+    assert "decide by" in table and "2026-01-08 09:00" in table, table
+    text = " ".join(csms(db, "sessions", "show", sid).stdout.split())
+    assert "2026-01-08T09:00:00+00:00" in text and "unpaid" in text, text
+    assert csms(db, "sessions", "release", sid).returncode == 0
+    shown = json.loads(csms(db, "sessions", "show", sid, "--json").stdout)
+    assert (shown["billing"], shown["decide_by"]) == ("released", None)
+
+
 async def test_a_station_s_strings_are_shown_as_sent_never_as_markup(
         csms_server: RunningServer) -> None:
     """A hostile station starts sessions with idTags that are Rich markup: a closing tag

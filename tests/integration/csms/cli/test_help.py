@@ -21,6 +21,7 @@ SETTING_OF = {option_name(f.name): f.name for f in fields(Settings)}
 SETTING_OF["--password-file"] = "keystore_password_file"
 # a driver's or a host's own key (csms wallet): not the operator's settings
 NOT_SETTINGS = {("wallet", "--keystore"), ("wallet", "--password-file"),
+                ("wallet", "--host"),  # a host's address (wallet entries), not serve's bind
                 ("demo", "--chain"),  # the demo's own chain: local or memory
                 # the driver's: how deep the settle block must be, not the operator's
                 # CSMS_CONFIRMATIONS (when its worker takes a batch as final)

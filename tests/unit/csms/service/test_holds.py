@@ -72,3 +72,33 @@ async def test_decisions_that_do_not_apply(repo: MemoryRepository, session_id: i
     with pytest.raises(HoldError, match=message):
         await run(repo, session_id, decision)
     assert repo.state.audit == [] and repo.state.settlement_queue == {}
+
+
+def test_a_held_session_is_decided_before_its_driver_s_notice_can_run_out() -> None:
+    """A driver may announce a withdrawal (or lower terms) at any time after the session's
+    start was checked against the escrow: a held session must be decided, and settled,
+    before the notice period counted from its start ends. Its start is the earlier of
+    the station's time and the central system's, as neither is trusted alone."""
+    from datetime import timedelta
+
+    from csms.service.defaults import HOLD_DECISION_MARGIN
+    from csms.service.holds import decide_by
+
+    week = 7 * 86400
+    held = Session("CP1", "ocpp1.6", "1", T0, stopped_at=T0 + timedelta(hours=3),
+                   status=SessionStatus.COMPLETED, flags=["meter_went_backwards"],
+                   created_at=T0 + timedelta(minutes=1))
+    assert decide_by(held, week) == T0 + timedelta(days=7) - HOLD_DECISION_MARGIN
+    # a station clock ahead: the central system heard of the start an hour before
+    held.created_at = T0 - timedelta(hours=1)
+    assert decide_by(held, week) == T0 + timedelta(days=7, hours=-1) - HOLD_DECISION_MARGIN
+    # the notice not known yet (no settlement worker has read the contract): no time
+    assert decide_by(held, None) is None
+    # not held: queued and settled sessions are the settlement delay's, never this
+    for session in (Session("CP1", "ocpp1.6", "2", T0, status=SessionStatus.COMPLETED),
+                    Session("CP1", "ocpp1.6", "3", T0, flags=["meter_went_backwards"]),
+                    Session("CP1", "ocpp1.6", "4", T0, status=SessionStatus.COMPLETED,
+                            flags=["meter_went_backwards", "released"]),
+                    Session("CP1", "ocpp1.6", "5", T0, status=SessionStatus.COMPLETED,
+                            flags=["meter_went_backwards", "rejected"])):
+        assert decide_by(session, week) is None
