@@ -151,22 +151,28 @@ async def test_sessions_list_and_show(csms_server: RunningServer) -> None:
     assert "1.500" in table  # kWh column
 
 
-async def test_sessions_close_ends_a_stuck_session_held_and_audited(
-        csms_server: RunningServer) -> None:
-    """`csms sessions close`: an active session whose stop is not coming is completed at its
-    last reading, billed from its readings, held (``stop_lost``) for `release`/`reject`;
-    a bad id or a session that is not active is one line and exit 2, and not audited."""
-    await csms_server.add_station("CP1")
-    await csms_server.add_tag("T1")
-    async with await RawClient.connect(csms_server.url, "CP1") as c:
+async def _stuck_session(server: RunningServer) -> tuple[Path, str]:
+    """A 1.6 session on CP1 started at 10:00 (1,000 Wh) with a reading at 10:20 (3,500 Wh)
+    and no stop: the database and the session's id."""
+    await server.add_station("CP1")
+    await server.add_tag("T1")
+    async with await RawClient.connect(server.url, "CP1") as c:
         txid = (await c.result("StartTransaction", {
             "connectorId": 1, "idTag": "T1", "meterStart": 1000,
             "timestamp": "2026-01-01T10:00:00Z"}))["transactionId"]
         await c.result("MeterValues", {"connectorId": 1, "transactionId": txid, "meterValue": [
             {"timestamp": "2026-01-01T10:20:00Z", "sampledValue": [{"value": "3500"}]}]})
-    db = Path(csms_server.settings.db)
+    db = Path(server.settings.db)
     [active] = json.loads(csms(db, "sessions", "list", "--active", "--json").stdout)
-    sid = str(active["id"])
+    return db, str(active["id"])
+
+
+async def test_sessions_close_ends_a_stuck_session_held_and_audited(
+        csms_server: RunningServer) -> None:
+    """`csms sessions close`: an active session whose stop is not coming is completed at its
+    last reading, billed from its readings, held (``stop_lost``) for `release`/`reject`;
+    a bad id or a session that is not active is one line and exit 2, and not audited."""
+    db, sid = await _stuck_session(csms_server)
     r = csms(db, "sessions", "close", sid, "--reason", "car gone, stop lost")
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == (f"session {sid} closed at 2026-01-01T10:20:00+00:00, 2.500 kWh"
@@ -199,17 +205,7 @@ async def test_a_held_session_shows_the_time_to_decide_it_by(
     default, less an hour to settle it), once a settlement worker has read the notice
     period from the contract; and that releasing it may leave the host unpaid once that
     time has passed."""
-    await csms_server.add_station("CP1")
-    await csms_server.add_tag("T1")
-    async with await RawClient.connect(csms_server.url, "CP1") as c:
-        txid = (await c.result("StartTransaction", {
-            "connectorId": 1, "idTag": "T1", "meterStart": 1000,
-            "timestamp": "2026-01-01T10:00:00Z"}))["transactionId"]
-        await c.result("MeterValues", {"connectorId": 1, "transactionId": txid, "meterValue": [
-            {"timestamp": "2026-01-01T10:20:00Z", "sampledValue": [{"value": "3500"}]}]})
-    db = Path(csms_server.settings.db)
-    [active] = json.loads(csms(db, "sessions", "list", "--active", "--json").stdout)
-    sid = str(active["id"])
+    db, sid = await _stuck_session(csms_server)
     assert csms(db, "sessions", "close", sid).returncode == 0
     # no worker has read the contract yet: not known
     shown = json.loads(csms(db, "sessions", "show", sid, "--json").stdout)

@@ -174,30 +174,41 @@ async def test_an_operators_decision_survives_a_late_meter_value(
     assert billing_state(session) == decision
 
 
-async def test_a_rejection_survives_a_201_event_after_the_end(nodes: Nodes) -> None:
-    """2.0.1: the operator rejects a held session while an Updated event the station sent
-    after its Ended one is between its read and its write: that unit moved the session's
-    last seqNo on the flags it read and wrote them back without the rejection."""
-    def event(kind: str, seq: int, minutes: int) -> TransactionEventIn:
-        return TransactionEventIn(kind, T0 + timedelta(minutes=minutes), "Authorized", seq,
-                                  "TX-201", evse_id=1, connector_id=1)
+def _event(txid: str, kind: str, seq: int, minutes: int) -> TransactionEventIn:
+    """A 2.0.1 event of transaction ``txid`` on EVSE 1, ``minutes`` after T0."""
+    return TransactionEventIn(kind, T0 + timedelta(minutes=minutes), "Authorized", seq, txid,
+                              evse_id=1, connector_id=1)
 
-    await nodes.a.transaction_event(STATION, event("Started", 0, 1))
-    await nodes.a.transaction_event(STATION, event("Ended", 1, 30))  # no readings: held
+
+async def _held_201(nodes: Nodes, txid: str) -> int:
+    """A 2.0.1 transaction started and ended without readings on node A: held; its id."""
+    await nodes.a.transaction_event(STATION, _event(txid, "Started", 0, 1))
+    await nodes.a.transaction_event(STATION, _event(txid, "Ended", 1, 30))
 
     async def sid_of(tx: Tx) -> int | None:
-        session = await tx.find_session(STATION, "TX-201")
+        session = await tx.find_session(STATION, txid)
         return None if session is None else session.id
 
     sid = await nodes.repo_a.read(sid_of)
     assert sid is not None and billing_state(await nodes.session(sid)) == "held"
+    return sid
 
+
+def _rejects(nodes: Nodes, sid: int) -> Callable[[], Awaitable[None]]:
+    """The operator's rejection of session ``sid`` on node A, for Nodes.interleave."""
     async def operator() -> None:
         await nodes.repo_a.unit(lambda tx: decide(tx, sid, "rejected", actor="op",
                                                   reason=None, now=T0 + timedelta(hours=1)))
+    return operator
 
-    await nodes.interleave(nodes.b.transaction_event(STATION, event("Updated", 2, 31)),
-                           operator)
+
+async def test_a_rejection_survives_a_201_event_after_the_end(nodes: Nodes) -> None:
+    """2.0.1: the operator rejects a held session while an Updated event the station sent
+    after its Ended one is between its read and its write: that unit moved the session's
+    last seqNo on the flags it read and wrote them back without the rejection."""
+    sid = await _held_201(nodes, "TX-201")
+    await nodes.interleave(nodes.b.transaction_event(STATION, _event("TX-201", "Updated", 2, 31)),
+                           _rejects(nodes, sid))
     session = await nodes.session(sid)
     assert "rejected" in session.flags, session.flags
     assert session.last_seq_no == 2
@@ -308,26 +319,10 @@ async def test_a_rejection_survives_a_transaction_id_started_again(nodes: Nodes)
     session stored in the unit made it forget what it had read of the others: the ended
     one, marked ``reused_later``, was written back in full, unchecked, without the
     rejection (held again, for an operator who had decided)."""
-    def event(kind: str, seq: int, minutes: int) -> TransactionEventIn:
-        return TransactionEventIn(kind, T0 + timedelta(minutes=minutes), "Authorized", seq,
-                                  "TX-AGAIN", evse_id=1, connector_id=1)
-
-    await nodes.a.transaction_event(STATION, event("Started", 0, 1))
-    await nodes.a.transaction_event(STATION, event("Ended", 1, 30))  # no readings: held
-
-    async def sid_of(tx: Tx) -> int | None:
-        session = await tx.find_session(STATION, "TX-AGAIN")
-        return None if session is None else session.id
-
-    sid = await nodes.repo_a.read(sid_of)
-    assert sid is not None and billing_state(await nodes.session(sid)) == "held"
-
-    async def operator() -> None:
-        await nodes.repo_a.unit(lambda tx: decide(tx, sid, "rejected", actor="op",
-                                                  reason=None, now=T0 + timedelta(hours=1)))
-
-    await nodes.interleave(nodes.b.transaction_event(STATION, event("Started", 0, 40)),
-                           operator)
+    sid = await _held_201(nodes, "TX-AGAIN")
+    await nodes.interleave(
+        nodes.b.transaction_event(STATION, _event("TX-AGAIN", "Started", 0, 40)),
+        _rejects(nodes, sid))
     session = await nodes.session(sid)
     assert "rejected" in session.flags, session.flags
     assert REUSED_LATER in session.flags, session.flags
