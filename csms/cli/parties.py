@@ -209,7 +209,11 @@ def _account(keystore: str, password_file: str) -> Any:
 def _wallet(spec: str | None, data_dir: str | None, contract: str | None, keystore: str,
             password_file: str) -> tuple[Any, Any]:
     account = _account(keystore, password_file)
-    return _chain(load_settings(data_dir=data_dir, chain=spec), contract), account
+    # a JSON-RPC chain opened with the wallet's own key, not the operator's of the settings
+    chain = open_chain_or_fail(load_settings(data_dir=data_dir, chain=spec), deploy=False,
+                               contract=contract, keystore=keystore,
+                               password_file=password_file)
+    return chain, account
 
 
 def _run(fn: Any, *args: Any) -> Any:

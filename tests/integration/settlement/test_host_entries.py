@@ -267,3 +267,26 @@ def test_an_index_registered_after_its_entries_were_settled_pays_the_host_none(
     assert sorted((e.seq, e.station, e.paid) for e in result.entries) == [
         (early.first_seq + 1, index, True), (late.first_seq, second, True)]
     assert result.credited == kit.earnings(host.address) == 40 - 2 + 80 - 4
+
+
+async def test_a_host_s_own_key_reads_its_wallet_on_a_json_rpc_chain(
+    anvil_chain: Chain, tmp_path: Path,
+) -> None:
+    """``csms wallet status`` with a host's (or a driver's) own keystore on a JSON-RPC
+    chain, no operator key in the environment: the chain is opened with the key given.
+    Before, it asked for "--keystore and --password-file" the command had been given (the
+    operator's settings, CSMS_KEYSTORE, were required)."""
+    chain = anvil_chain
+    assert chain.node is not None
+    account = Account.create()
+    keystore = tmp_path / "host.json"
+    keystore.write_text(json.dumps(Account.encrypt(account.key, "pw")), "utf-8")
+    (tmp_path / "host.pw").write_text("pw", "utf-8")
+    status = await asyncio.to_thread(
+        csms, "wallet", "status", "--keystore", str(keystore), "--password-file",
+        str(tmp_path / "host.pw"), "--chain", chain.node.url, "--contract",
+        chain.contract_address or "", "--data-dir", str(tmp_path / "data"), "--json",
+        cwd=tmp_path)
+    assert status.returncode == 0, status.stdout + status.stderr
+    data = json.loads(status.stdout)
+    assert (data["address"], data["earnings"]) == (account.address, 0)
