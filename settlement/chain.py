@@ -58,6 +58,8 @@ __all__ = [
     "SettlementReader",
     "Terms",
     "TxReceipt",
+    "address_topic",
+    "event_topic",
     "find_anvil",
     "open_chain",
     "rpc_client",
@@ -113,6 +115,18 @@ RATE_LIMITED = re.compile(
     r"rate.?limit|request rate|too many requests|request count|requests per"
     r"|compute units|credits|quota|capacity",
     re.IGNORECASE)
+
+
+def event_topic(signature: str) -> str:
+    """The first topic of an event's logs: the keccak of its signature, e.g.
+    ``Settled(uint256,uint256,uint256,bytes32,uint256,uint256)``, as 0x and 64 hex digits."""
+    return "0x" + bytes(keccak(signature.encode())).hex()
+
+
+def address_topic(address: str) -> str:
+    """An indexed address as a log's topic: 0x and the address's 40 hex digits, lower
+    case, padded to 64."""
+    return "0x" + address[2:].lower().rjust(64, "0")
 
 
 def log_range_refused(code: Any, message: str) -> bool:
@@ -905,9 +919,7 @@ class SettlementReader:
         """The driver's logs of one event from the contract's first block to ``block``, in
         order (:meth:`logs`). Every window is read or this raises: a window left out could
         hide the event that decides the verdict (a card unlinked, terms lowered)."""
-        topics = ["0x" + bytes(keccak(event.encode())).hex(),
-                  "0x" + driver[2:].lower().rjust(64, "0")]
-        return self.logs(topics, self.first_block, block)
+        return self.logs([event_topic(event), address_topic(driver)], self.first_block, block)
 
     def logs(self, topics: Sequence[str | list[str] | None], start: int, end: int,
              on_window: Callable[[int], None] | None = None) -> list[Any]:

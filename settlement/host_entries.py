@@ -23,9 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from eth_hash.auto import keccak
-
-from settlement.chain import ChainError, SettlementReader
+from settlement.chain import ChainError, SettlementReader, address_topic, event_topic
 from settlement.records import chunk_digest, unpack_entry
 
 __all__ = ["REASON_NAMES", "HostEntries", "HostEntry", "Progress", "Unreadable",
@@ -40,13 +38,9 @@ REASON_NAMES = {
 }
 
 
-def _topic(signature: str) -> str:
-    return "0x" + bytes(keccak(signature.encode())).hex()
-
-
-STATION_REGISTERED = _topic("StationRegistered(uint256,address,uint256)")
-SETTLED = _topic("Settled(uint256,uint256,uint256,bytes32,uint256,uint256)")
-EARNINGS_WITHDRAWN = _topic("EarningsWithdrawn(address,address,uint256)")
+STATION_REGISTERED = event_topic("StationRegistered(uint256,address,uint256)")
+SETTLED = event_topic("Settled(uint256,uint256,uint256,bytes32,uint256,uint256)")
+EARNINGS_WITHDRAWN = event_topic("EarningsWithdrawn(address,address,uint256)")
 
 # what the receipt verifier's ABI lacks: the fee and the accounts' earnings
 HOST_ABI: list[dict[str, Any]] = [
@@ -132,7 +126,7 @@ def host_entries(reader: SettlementReader, host: str, *, from_block: int | None 
     block. Raises ChainError (or the node's error) when a window of the logs or a
     transaction cannot be read: a window left out could hide an entry."""
     address = reader.w3.to_checksum_address(host)
-    host_topic = "0x" + address[2:].lower().rjust(64, "0")
+    host_topic = address_topic(address)
     latest = reader.block_number()
     first = reader.first_block
     start = first if from_block is None else max(from_block, first)
