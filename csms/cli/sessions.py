@@ -138,7 +138,6 @@ def sessions_show(
         # held: by when to release or reject it (None: not held, or no settlement worker
         # has read the contract's notice period yet)
         out["decide_by"] = _iso(decide_by(s, await notice_period(tx)))
-        out["decide_by_known"] = out["billing"] != "held" or out["decide_by"] is not None
         price = await session_price(tx, s)
         decimals = price.pop("decimals")
         out.update(price)
@@ -151,11 +150,10 @@ def sessions_show(
     if data is None:
         fail(f"no session {session_id}")
     text = data.pop("price_text", None)  # the price as the console shows it
-    known = data.pop("decide_by_known")
     if json:
         print_json(data)
         return
-    if not known:
+    if data["billing"] == "held" and data["decide_by"] is None:
         data["decide_by"] = ("not known yet: no settlement worker has read the contract's"
                              " notice period")
     elif data["decide_by"] is not None and \
