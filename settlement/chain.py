@@ -62,6 +62,7 @@ __all__ = [
     "event_topic",
     "find_anvil",
     "open_chain",
+    "recorded_deployments",
     "rpc_client",
 ]
 
@@ -1022,6 +1023,17 @@ def rpc_client(url: str) -> Web3:
 
 def _deployment_file(data_dir: Path) -> Path:
     return data_dir / "chain.json"
+
+
+def recorded_deployments(data_dir: str | Path) -> dict[str, Any]:
+    """The contracts a data folder recorded (its chain.json), by chain id: ``{}`` when it
+    records none, or its file cannot be read as such (for a command that only looks)."""
+    path = _deployment_file(Path(data_dir).expanduser())
+    try:
+        known = json.loads(path.read_text("utf-8")) if path.exists() else {}
+    except (OSError, ValueError):
+        return {}
+    return known if isinstance(known, dict) else {}
 
 
 @dataclass(frozen=True)

@@ -83,7 +83,7 @@ def verify(
     The settle block is deep enough with --confirmations (by default 1 on a local test
     chain, 64 on any other). --rpc is the node you choose: the one the receipt names
     (chain.rpc_hint) is its operator's, which can answer anything."""
-    from settlement.chain import AnvilNode, ChainError, rpc_client
+    from settlement.chain import AnvilNode, ChainError, recorded_deployments, rpc_client
     from settlement.receipts import (
         INVALID,
         VALID,
@@ -127,10 +127,7 @@ def verify(
         first = receipts[0] if isinstance(receipts[0], dict) else {}
         chain = first.get("chain")
         chain_id = str(chain.get("chain_id") if isinstance(chain, dict) else None)
-        try:
-            known = _read_json(deployments) if deployments.exists() else {}
-        except (OSError, ValueError):
-            known = {}
+        known = recorded_deployments(settings.data_dir)
         recorded = known.get(chain_id, {}).get("contract")
         if driver is None and contract is None and recorded:
             # the operator checking its own receipts: the contract it deployed

@@ -48,16 +48,6 @@ def _host_of(keystore: str, password_file: str | None) -> str:
     return named
 
 
-def _recorded(data_dir: str) -> dict[str, Any]:
-    """The contracts the data folder recorded (chain.json), by chain id."""
-    path = Path(data_dir).expanduser() / "chain.json"
-    try:
-        known = json.loads(path.read_text("utf-8")) if path.exists() else {}
-    except (OSError, ValueError):
-        return {}
-    return known if isinstance(known, dict) else {}
-
-
 def _major(amount: int, decimals: int | None) -> str | None:
     if decimals is None:
         return None
@@ -90,7 +80,13 @@ def wallet_entries(
 
     Your stations are the indexes the contract registered to your address; a session the
     operator never settled is on no chain and is not listed."""
-    from settlement.chain import AnvilNode, ChainError, SettlementReader, rpc_client
+    from settlement.chain import (
+        AnvilNode,
+        ChainError,
+        SettlementReader,
+        recorded_deployments,
+        rpc_client,
+    )
     from settlement.contract import is_settlement_code
 
     if (host is None) == (keystore is None):
@@ -101,7 +97,7 @@ def wallet_entries(
         _address(contract, "--contract")
     address = host if host is not None else _host_of(str(keystore), password_file)
     settings = load_settings(data_dir=data_dir)
-    recorded = _recorded(settings.data_dir)
+    recorded = recorded_deployments(settings.data_dir)
     node = None
     try:
         if rpc is not None:
