@@ -367,6 +367,15 @@ class SqliteRepository(GroupCommit):
         self.path = str(path)
         self._write = _connect(self.path)
         run_now(migrate("sqlite", _SqliteMigrations(self._write)))
+        # The units' temporary tables in memory. A statement that buffers rows (an
+        # INSERT ... RETURNING, a materialized WITH, an IN (SELECT ...)) opens a temporary
+        # b-tree, and with temporary files (the default) each one set up and tore down a
+        # pager for a file of its own: a 1.6 session's insert took ~150 us of which ~75%
+        # there (a start's unit ~270 us, ~130 us in memory; docs/benchmarks.md). The units'
+        # temporary tables are small; set after the migrations, whose index builds may
+        # sort a whole table, and not on the read connection, whose listings and exports
+        # may sort more than memory should hold.
+        self._write.execute("PRAGMA temp_store = MEMORY")
         self._read = self._write if self.path == ":memory:" else _connect(self.path, readonly=True)
         self._executor = _TurnThread()
         self._gave_up = False  # a batch stopped waiting for the turn (see close)
