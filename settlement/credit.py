@@ -7,10 +7,11 @@ the escrow - less the withdrawal it announced and what is at stake - and of its 
 limit - less what the chain counts as spent today and what is at stake - still covers a
 reserve: the smaller of its per-session limit and ``reserve_minor``. At stake are the price
 of the driver's sessions not yet settled, each of its sessions in progress or not yet
-priced at its own limit (the reserve for one without), and each authorization accepted and
-not yet started at the limit its session gets. Terms the driver is lowering count as
-already lowered. Chain reads are cached for a few seconds; when the chain cannot be read
-the answer is no (a host is never left unpaid on a guess).
+priced at its own limit (the reserve for one without; nothing for one in progress whose
+station has sent nothing for it for ``SILENT_GRACE_S``: csms.storage.settlement_sql), and each
+authorization accepted and not yet started at the limit its session gets. Terms the
+driver is lowering count as already lowered. Chain reads are cached for a few seconds;
+when the chain cannot be read the answer is no (a host is never left unpaid on a guess).
 
 Floors. A per-session limit (or a signed maximum amount) below ``limit_floor_minor``
 (``defaults.SESSION_LIMIT_FLOOR``) is refused: the session is stopped at a reading once its

@@ -81,6 +81,20 @@ SETTLED_STATES = ", ".join(f"'{s.value}'" for s in (
 # against its driver's escrow (driver_exposure): the contract judges the expiry by the
 # chain's clock, which may run behind ours
 EXPIRED_GRACE_S = 3600
+# How long a session in progress still counts against its driver's escrow
+# (driver_exposure) once its station has sent nothing for it: no reading, no transaction
+# message (each writes the session back, its updated_at; the central system's own writes of
+# a session in progress are a few flags at most, each once). A reporting station sends
+# readings every MeterValueSampleInterval (1.6; 2.0.1 SampledDataTxUpdatedInterval),
+# minutes; one offline queues its transaction messages and sends them when back, after
+# an outage of hours; one that samples nothing is heard of at the start and the stop only,
+# mostly within an overnight charge. A station that never reports again (broken, gone,
+# or a hostile host's that started a session on a card's idTag and never stops it) then
+# holds the driver's escrow for half a day, not for ever. Heard of again, the session
+# counts again; it is billed when it completes as any other (the chain refuses an entry
+# the escrow no longer covers: the late session's when the driver's sessions of meanwhile
+# were settled first, the host's loss for a station that did not report).
+SILENT_GRACE_S = 12 * 3600
 
 
 def _iso(at: datetime) -> str:
@@ -366,7 +380,11 @@ class SettlementSql(ABC):
         session in progress or not yet priced whose authorization expired more than
         :data:`EXPIRED_GRACE_S` before ``now_unix`` (the contract pays no signed entry after
         its expiry: a station that never ends such a session would hold the driver's
-        escrow); a session merely held counts at its limit: an operator may release it."""
+        escrow), nor a session in progress its station has sent nothing for (its last
+        update, ``updated_at``) since more than :data:`SILENT_GRACE_S` before ``now_unix``
+        (a station gone silent would hold it for ever; one completed and not yet priced
+        counts whatever its age); a session merely held counts at its limit: an operator
+        may release it."""
         driver = driver.lower()
         row = await self.fetchone(
             "SELECT"
@@ -388,8 +406,12 @@ class SettlementSql(ABC):
             f" AND session_id IS NOT NULL)) AND NOT ({NEVER_CHARGED})"
             # not yet in a chunk, its authorization expired: the contract pays it never
             " AND NOT ((status = 'active' OR price_minor IS NULL) AND id IN (SELECT session_id"
-            " FROM session_authorizations WHERE session_id IS NOT NULL AND expiry < ?))",
-            driver, driver, driver, driver, now_unix - EXPIRED_GRACE_S)
+            " FROM session_authorizations WHERE session_id IS NOT NULL AND expiry < ?))"
+            # in progress, nothing heard of it since the grace (the rows read already: no
+            # further lookup)
+            " AND NOT (status = 'active' AND updated_at < ?)",
+            driver, driver, driver, driver, now_unix - EXPIRED_GRACE_S,
+            _iso(datetime.fromtimestamp(now_unix - SILENT_GRACE_S, UTC)))
         assert row is not None
         waiting = await self.fetchall(
             "SELECT body, limit_minor FROM session_authorizations WHERE driver = ?"

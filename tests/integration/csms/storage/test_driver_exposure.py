@@ -1,17 +1,23 @@
 """A driver's exposure (``driver_exposure``), on SQLite and on PostgreSQL: the sessions of
-its linked cards and its signed app sessions, and its authorizations not yet started."""
+its linked cards and its signed app sessions, and its authorizations not yet started; a
+session in progress its station has sent nothing for since ``SILENT_GRACE_S`` holds none
+of it."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import time
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from csms.domain.model import Session, SessionStatus, Station
 from csms.service.ports import Repository, Tx
+from csms.storage.settlement_sql import EXPIRED_GRACE_S, SILENT_GRACE_S
+from csms.storage.sql import dt_to_db
 
 T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
-NOW = 1_900_000_000
+# the clock of the sessions' last update (written at each update, by the database's host)
+NOW = int(time.time())
 DRIVER = "0x" + "ab" * 20
 OTHER = "0x" + "cd" * 20
 
@@ -283,3 +289,113 @@ async def test_a_signed_session_past_its_authorizations_expiry_costs_the_driver_
     # LATELY (limit 4,000) and VALID (5,000) in progress; PRICED at its price
     assert exposure == {"active": 2, "unpriced": 0, "in_flight_minor": 9_000, "unlimited": 0,
                         "pending_minor": 700, "authorized": 0, "authorized_minor": 0}
+
+
+async def _silent_since(tx: Tx, session_id: int, seconds: int) -> None:
+    """The session's last update ``seconds`` ago: its station has sent nothing for it since
+    (the database's clock cannot be moved: the row is written as time would have left it)."""
+    at = datetime.now(UTC) - timedelta(seconds=seconds)
+    sql: Any = tx  # the SQL adapter's own statement: no port writes a row's time
+    await sql.execute("UPDATE sessions SET updated_at = ? WHERE id = ?", dt_to_db(at),
+                      session_id)
+
+
+async def test_a_card_session_its_station_went_silent_on_stops_counting_after_the_grace(
+    repo: Repository,
+) -> None:
+    """A station that started a session of the driver's card and was never heard of again
+    (broken, offline for good, or a hostile host's station that saw the card's idTag once
+    and never sends the stop) held that session's limit of the driver's escrow for ever:
+    the driver was refused at every other station. It counts until the grace has passed
+    since the station's last message for it, and then no more."""
+    async def setup(tx: Tx) -> int:
+        await tx.insert_station(Station(id="CP1", created_at=T0))
+        await tx.link_card("CARD", DRIVER, "0x00", "0x00", T0)
+        s = _session("1", "CARD", limit_minor=3_000)
+        await tx.insert_session(s)
+        assert s.id is not None
+        return s.id
+
+    await repo.unit(setup)
+    now = int(time.time())
+    within = await repo.read(
+        lambda tx: tx.driver_exposure(DRIVER, now + SILENT_GRACE_S - 60, 2_000))
+    assert (within["active"], within["in_flight_minor"]) == (1, 3_000), within
+    after = await repo.read(
+        lambda tx: tx.driver_exposure(DRIVER, now + SILENT_GRACE_S + 60, 2_000))
+    assert after == {"active": 0, "unpriced": 0, "in_flight_minor": 0, "unlimited": 0,
+                     "pending_minor": 0, "authorized": 0, "authorized_minor": 0}
+
+
+async def test_a_session_its_station_reports_on_keeps_counting(repo: Repository) -> None:
+    """Each message of a session (a reading, an event: the service writes the session
+    back) is its update: a station that reports keeps its session counted however long
+    it runs. One completed and not yet priced counts whatever its age: its station has
+    nothing more to send (the worker prices it), and a station cannot take it out of the
+    count by falling silent. A session without a limit, silent, goes too."""
+    async def setup(tx: Tx) -> dict[str, int]:
+        await tx.insert_station(Station(id="CP1", created_at=T0))
+        await tx.link_card("CARD", DRIVER, "0x00", "0x00", T0)
+        ids = {}
+        for txid, limit in (("silent", 1_000), ("reporting", 2_000), ("ended", 4_000),
+                            ("unlimited", None)):
+            s = _session(txid, "CARD", limit_minor=limit)
+            await tx.insert_session(s)
+            assert s.id is not None
+            ids[txid] = s.id
+        return ids
+
+    ids = await repo.unit(setup)
+
+    async def age(tx: Tx) -> None:
+        for sid in ids.values():
+            await _silent_since(tx, sid, SILENT_GRACE_S + 3_600)
+
+    await repo.unit(age)
+
+    async def report(tx: Tx) -> None:
+        reporting = await tx.get_session(ids["reporting"])
+        assert reporting is not None  # a MeterValues: its energy, written back
+        reporting.energy_wh = 1_200
+        await tx.update_session(reporting)
+        ended = await tx.get_session(ids["ended"])
+        assert ended is not None
+        ended.status, ended.stopped_at = SessionStatus.COMPLETED, T0
+        await tx.update_session(ended)
+        await _silent_since(tx, ids["ended"], SILENT_GRACE_S + 3_600)
+
+    await repo.unit(report)
+    exposure = await repo.read(lambda tx: tx.driver_exposure(DRIVER, int(time.time()), 2_000))
+    assert exposure == {"active": 1, "unpriced": 1, "in_flight_minor": 6_000, "unlimited": 0,
+                        "pending_minor": 0, "authorized": 0, "authorized_minor": 0}
+
+
+async def test_the_silence_rule_leaves_the_signed_app_rule_as_it_was(
+    repo: Repository,
+) -> None:
+    """A signed app session counts until its authorization expired more than
+    ``EXPIRED_GRACE_S`` ago, reported on or not; it falls silent like a card's."""
+    now = int(time.time())
+
+    async def setup(tx: Tx) -> dict[str, int]:
+        await tx.insert_station(Station(id="CP1", created_at=T0))
+        ids = {}
+        for nonce, (tag, expiry) in enumerate((
+                ("EXPIRED", now - EXPIRED_GRACE_S - 1), ("VALID", now + 3600),
+                ("QUIET", now + 3 * SILENT_GRACE_S)), start=1):
+            s = _session(str(nonce), tag, limit_minor=1_000 * nonce)
+            await tx.insert_session(s)
+            aid = await _authorize(tx, DRIVER, tag, nonce, 5_000, expiry=expiry)
+            await tx.remote_start_accepted(aid, now + 60)
+            assert s.id is not None
+            assert await tx.bind_authorization("CP1", tag, s.id,
+                                               min(now, expiry - 600)) is not None
+            ids[tag] = s.id
+        await _silent_since(tx, ids["QUIET"], SILENT_GRACE_S + 60)
+        return ids
+
+    await repo.unit(setup)
+    exposure = await repo.read(lambda tx: tx.driver_exposure(DRIVER, now, 2_000))
+    # VALID only: EXPIRED past its expiry (reported on just now), QUIET silent
+    assert exposure == {"active": 1, "unpriced": 0, "in_flight_minor": 2_000, "unlimited": 0,
+                        "pending_minor": 0, "authorized": 0, "authorized_minor": 0}
