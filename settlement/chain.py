@@ -498,13 +498,17 @@ class Chain:
                 " contract explicitly (csms contract deploy) — nothing is re-anchored silently."
             )
 
-    def info(self) -> dict[str, Any]:
+    def info(self, block: int | None = None) -> dict[str, Any]:
+        """The contract's parties and figures at the end of ``block`` (None: the latest)."""
         f = self.contract.functions
-        token = str(f.token().call())
+        at: Any = "latest" if block is None else block
+        token = str(f.token().call(block_identifier=at))
         return {"address": self.contract_address, "chain_id": self.chain_id,
-                "operator": str(f.operator().call()), "platform": str(f.platform().call()),
-                "fee_bps": int(f.fee_bps().call()), "unit": int(f.unit().call()),
-                "notice_period": int(f.notice_period().call()),
+                "operator": str(f.operator().call(block_identifier=at)),
+                "platform": str(f.platform().call(block_identifier=at)),
+                "fee_bps": int(f.fee_bps().call(block_identifier=at)),
+                "unit": int(f.unit().call(block_identifier=at)),
+                "notice_period": int(f.notice_period().call(block_identifier=at)),
                 "token": None if int(token, 16) == 0 else token.lower()}
 
     def token_decimals(self) -> int | None:
@@ -620,9 +624,11 @@ class Chain:
     def chunk_digest(self, ledger: int, first_seq: int) -> str:
         return "0x" + bytes(self.contract.functions.chunk_digest(ledger, first_seq).call()).hex()
 
-    def driver_state(self, driver: str) -> DriverState:
+    def driver_state(self, driver: str, block: int | None = None) -> DriverState:
+        """The driver's escrow and terms at the end of ``block`` (None: the latest)."""
         return DriverState.from_call(tuple(self.contract.functions.driver_state(
-            Web3.to_checksum_address(driver)).call()))
+            Web3.to_checksum_address(driver)).call(
+                block_identifier="latest" if block is None else block)))
 
     def nonce_used(self, driver: str, nonce: int) -> bool:
         """Whether a settled session of ``driver`` used up its authorization's ``nonce``."""
@@ -964,9 +970,11 @@ class SettlementReader:
             start = last + 1
         return sorted(out, key=lambda e: (int(e["blockNumber"]), int(e["logIndex"])))
 
-    def code(self) -> bytes:
-        """The code deployed at the contract's address (empty: none)."""
-        return bytes(self.w3.eth.get_code(self.address))
+    def code(self, block: int | None = None) -> bytes:
+        """The code deployed at the contract's address (empty: none) at the end of
+        ``block`` (None: the latest)."""
+        return bytes(self.w3.eth.get_code(self.address,
+                                          "latest" if block is None else block))
 
 
 def _rpc_error(exc: Exception) -> tuple[Any, str]:

@@ -13,6 +13,9 @@ What the contract credited the host is computed as it does (Settlement.vy ``sett
 per chunk and station slot, the paid amounts less ``fee_bps`` of them (rounded down), in
 base units of its ``unit``. Read from the contract's first block, that is what
 ``earnings()`` holds plus what the host withdrew (its ``EarningsWithdrawn`` events).
+Everything is read at one block (the logs up to it, the contract's state at its end), so
+the two are of the same block whatever the chain does meanwhile; a reorganisation of that
+block while it is read is refused.
 
 A session the operator never settles never reaches the chain: no entry shows it.
 """
@@ -120,16 +123,55 @@ def _word(data: bytes, n: int) -> int:
 
 
 def host_entries(reader: SettlementReader, host: str, *, from_block: int | None = None,
+                 to_block: int | None = None,
                  progress: Progress | None = None) -> HostEntries:
     """The entries of ``host``'s stations in every chunk settled from ``from_block``
-    (default: the reader's ``first_block``, the contract's first) to the node's latest
+    (default: the reader's ``first_block``, the contract's first) to ``to_block`` (default:
+    the node's latest block), everything read at ``to_block``: every log query ends there
+    and every call of the contract (its fee, platform, unit, the host's earnings) reads its
+    state at the end of it, so what was credited and what earnings() holds are of the same
     block. Raises ChainError (or the node's error) when a window of the logs or a
-    transaction cannot be read: a window left out could hide an entry."""
+    transaction cannot be read (a window left out could hide an entry), when ``to_block``
+    is beyond the node's latest block, when the contract has no code at ``to_block`` (it was
+    created later), and when that block was reorganised away while it was read (the
+    listing would mix two forks)."""
+    latest = reader.block_number()
+    if to_block is None:
+        to_block = latest
+    if not 0 <= to_block <= latest:
+        raise ChainError(f"block {to_block} is beyond the node's latest block {latest}"
+                         if to_block > latest else f"no block {to_block}")
+    pinned = bytes(reader.w3.eth.get_block(to_block)["hash"])
+    try:
+        out = _read(reader, host, from_block, to_block, progress)
+    except Exception:
+        _unmoved(reader, to_block, pinned)  # the reorganisation, rather than what it broke
+        raise
+    _unmoved(reader, to_block, pinned)
+    return out
+
+
+def _unmoved(reader: SettlementReader, block: int, pinned: bytes) -> None:
+    """Raise ChainError when the node's block ``block`` is no longer the one whose hash is
+    ``pinned``: the chain reorganised it away while it was read."""
+    try:
+        now = bytes(reader.w3.eth.get_block(block)["hash"])
+    except Exception:  # no block of that number any more: a shorter fork
+        now = b""
+    if now != pinned:
+        raise ChainError(f"the chain reorganised block {block} while it was read (it was"
+                         f" 0x{pinned.hex()}): read again, or deeper (more confirmations)")
+
+
+def _read(reader: SettlementReader, host: str, from_block: int | None, latest: int,
+          progress: Progress | None) -> HostEntries:
     address = reader.w3.to_checksum_address(host)
     host_topic = address_topic(address)
-    latest = reader.block_number()
     first = reader.first_block
     start = first if from_block is None else max(from_block, first)
+    if first > latest or not reader.code(latest):
+        raise ChainError(f"the contract {reader.address} has no code at block {latest}:"
+                         " it was created later")
     extra = reader.w3.eth.contract(address=reader.address, abi=HOST_ABI)
     fee_bps = int(extra.functions.fee_bps().call(block_identifier=latest))
     unit = reader.unit(latest)

@@ -271,24 +271,27 @@ def wallet_status(
     keystore: Keystore, password_file: PasswordFile, chain: ChainOption = None,
     data_dir: DataDirOption = None, contract: Contract = None, json_: JsonOption = False,
 ) -> None:
-    """Your escrow, terms and earnings on chain."""
+    """Your escrow, terms and earnings on chain, all read at one block (the node's latest
+    when the command starts)."""
     from dataclasses import asdict
 
     c, account = _wallet(chain, data_dir, contract, keystore, password_file)
     try:
-        state = _run(c.driver_state, account.address)
-        earned = max(0, int(c.contract.functions.earnings(account.address).call()) - 1)
-        info = c.info()
+        block = _run(c.block_number)
+        state = _run(c.driver_state, account.address, block)
+        earnings = c.contract.functions.earnings(account.address)
+        earned = max(0, int(_run(lambda: earnings.call(block_identifier=block))) - 1)
+        info = _run(c.info, block)
     finally:
         c.close()
-    out = {"address": account.address, "driver": asdict(state), "earnings": earned,
-           "contract": info}
+    out = {"address": account.address, "block": block, "driver": asdict(state),
+           "earnings": earned, "contract": info}
     if json_:
         print_json(out)
         return
     say(f"{account.address}: driver {state.index or '-'}, escrow {state.balance}"
         f" (billing units of {info['unit']}), spent today {state.spent_today};"
-        f" {_terms_words(state.terms)}; earned {earned} base units")
+        f" {_terms_words(state.terms)}; earned {earned} base units (at block {block})")
 
 
 def _terms_words(t: Any) -> str:

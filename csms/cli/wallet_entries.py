@@ -72,6 +72,13 @@ def wallet_entries(
     log_window: Annotated[int, typer.Option(
         min=1, help="The widest block range of one eth_getLogs (narrower where the node"
         " refuses it)")] = 10_000,
+    confirmations: Annotated[int | None, typer.Option(
+        min=1, help="Read everything at the block with this many confirmations (that block"
+        " and the blocks on top of it up to the node's latest, as csms verify counts them;"
+        " 1: the latest block): a chunk settled in a later block is not listed yet, as it"
+        " could still be reorganised away. Default: 1 on a local test chain (Anvil,"
+        " Hardhat, Ganache, py-evm), 64 on any other (two epochs: when a block of Ethereum"
+        " is final)")] = None,
     json_: JsonOption = False, wide: WideOption = False, data_dir: DataDirOption = None,
 ) -> None:
     """As a host, each entry the operator settled for your stations, from the chain alone:
@@ -79,7 +86,8 @@ def wallet_entries(
     your earnings.
 
     Your stations are the indexes the contract registered to your address; a session the
-    operator never settled is on no chain and is not listed."""
+    operator never settled is on no chain and is not listed. Everything is read at one
+    block, --confirmations deep: a chunk settled after it is not listed yet."""
     from settlement.chain import (
         AnvilNode,
         ChainError,
@@ -88,6 +96,7 @@ def wallet_entries(
         rpc_client,
     )
     from settlement.contract import is_settlement_code
+    from settlement.receipts import default_confirmations
 
     if (host is None) == (keystore is None):
         fail("give your address: --host ADDRESS or --keystore FILE (one of them)")
@@ -131,7 +140,12 @@ def wallet_entries(
         if isinstance(deploy_tx, str):  # no log of the contract is older
             reader.first_block = int(w3.eth.get_transaction_receipt(
                 cast("HexStr", deploy_tx))["blockNumber"])
-        result = _read(reader, address, from_block)
+        depth = default_confirmations(chain_id) if confirmations is None else confirmations
+        head = reader.block_number()
+        if depth > head + 1:
+            fail(f"the chain has {head + 1} blocks (0..{head}): none is {depth} confirmations"
+                 " deep (--confirmations N, at most the chain's blocks)", 1)
+        result = _read(reader, address, from_block, head - depth + 1)
         currency, decimals = _billing(reader, record if same else {}, result.to_block)
     except ChainError as exc:
         fail(str(exc).splitlines()[0], 1)
@@ -142,10 +156,10 @@ def wallet_entries(
     finally:
         if node is not None:
             node.stop()
-    _show(result, currency, decimals, json_, wide)
+    _show(result, currency, decimals, json_, wide, depth, head)
 
 
-def _read(reader: Any, address: str, from_block: int | None) -> Any:
+def _read(reader: Any, address: str, from_block: int | None, to_block: int) -> Any:
     """:func:`settlement.host_entries.host_entries` with a progress display on stderr (a
     terminal's: none in a pipe or a file)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -164,7 +178,8 @@ def _read(reader: Any, address: str, from_block: int | None) -> Any:
                 tasks[what] = progress.add_task(words[what], total=total)
             progress.update(tasks[what], completed=done, total=total)
 
-        return host_entries(reader, address, from_block=from_block, progress=step)
+        return host_entries(reader, address, from_block=from_block, to_block=to_block,
+                            progress=step)
 
 
 def _billing(reader: Any, record: dict[str, Any], block: int) -> tuple[str | None, int | None]:
@@ -185,7 +200,7 @@ def _billing(reader: Any, record: dict[str, Any], block: int) -> tuple[str | Non
 
 
 def _show(r: Any, currency: str | None, decimals: int | None, json_: bool,
-          wide: bool) -> None:
+          wide: bool, confirmations: int, head: int) -> None:
     net = r.credited
     if r.withdrawn is not None:
         agrees: bool | None = net == r.earnings + r.withdrawn
@@ -194,7 +209,8 @@ def _show(r: Any, currency: str | None, decimals: int | None, json_: bool,
     if json_:
         print_json({
             "host": r.host, "contract": r.contract, "stations": r.stations,
-            "from_block": r.from_block, "to_block": r.to_block, "chunks": r.chunks,
+            "from_block": r.from_block, "to_block": r.to_block,
+            "confirmations": confirmations, "head": head, "chunks": r.chunks,
             "unit": r.unit, "fee_bps": r.fee_bps, "currency": currency, "decimals": decimals,
             "entries": [{
                 "ledger": str(e.ledger), "seq": e.seq, "station": e.station,
@@ -219,6 +235,9 @@ def _show(r: Any, currency: str | None, decimals: int | None, json_: bool,
          for e in r.entries],
         priority=["seq", "paid", "amount", "station", "Wh", "s", "block", "ledger", "tx"],
         wide=wide)
+    say(f"read at block {r.to_block}, {confirmations} confirmation"
+        f"{'' if confirmations == 1 else 's'} deep (the node's latest block is {head}):"
+        " a chunk settled in a later block is not listed yet")
     stations = ", ".join(map(str, r.stations)) or "none"
     unpaid = sum(1 for e in r.entries if not e.paid)
     say(f"stations {stations}; {len(r.entries)} entries in {r.chunks} settled chunks,"

@@ -83,12 +83,14 @@ def _number(value: Any) -> int | None:
 
 class RpcProxy:
     """``url`` answers as ``upstream`` does, but for the ``eth_getLogs`` ``rule`` refuses;
-    ``served`` and ``refused`` hold the (from, to) ranges of the queries."""
+    ``served`` and ``refused`` hold the (from, to) ranges of the queries, ``requests``
+    every request's (method, params)."""
 
     def __init__(self, upstream: str, rule: Rule) -> None:
         self.upstream, self.rule = upstream, rule
         self.served: list[tuple[int, int]] = []
         self.refused: list[tuple[int, int]] = []
+        self.requests: list[tuple[str, Any]] = []
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -119,6 +121,9 @@ class RpcProxy:
         """(HTTP status, body) of the answer to one request."""
         answer = self.forward(body)
         request = json.loads(body)
+        for one in request if isinstance(request, list) else [request]:
+            if isinstance(one, dict):
+                self.requests.append((str(one.get("method")), one.get("params")))
         if not isinstance(request, dict) or request.get("method") != "eth_getLogs":
             return 200, answer
         query = request["params"][0]

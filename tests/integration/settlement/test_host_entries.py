@@ -16,7 +16,14 @@ import pytest
 from eth_account import Account
 
 from settlement import wallet
-from settlement.chain import Chain, ContractParams, SettlementReader, find_anvil, open_chain
+from settlement.chain import (
+    Chain,
+    ChainError,
+    ContractParams,
+    SettlementReader,
+    find_anvil,
+    open_chain,
+)
 from settlement.host_entries import host_entries
 from settlement.receipts import load_receipt
 from settlement.worker import SettlementWorker
@@ -138,6 +145,65 @@ async def test_from_a_later_block_only_the_chunks_settled_since(
     assert (beyond.stations, beyond.entries) == ([s["a_index"]], [])
 
 
+async def settled_later(repo: Any, chain: Chain, s: dict[str, Any]) -> dict[int, Any]:
+    """After :func:`two_hosts`: three more sessions of host A's station settled, and host A
+    withdrawing its earnings. Returns the later sessions' receipts."""
+    later = await add_sessions(repo, 3, station="CP-A")
+    await SettlementWorker(repo, chain).run_once()
+    wallet.withdraw_earnings(chain, s["a"], None)
+    return {sid: await load_receipt(repo, sid, None) for sid in later}
+
+
+async def test_everything_is_read_at_one_block_and_agrees_there(
+    repo: Any, chain: Chain,
+) -> None:
+    """Read at a block before the later chunks and the withdrawal: those are not listed,
+    and what was credited up to that block is earnings() at that block (nothing withdrawn
+    then), not earnings() now."""
+    s = await two_hosts(repo, chain)
+    a, pinned = s["a"], chain.block_number()
+    later = await settled_later(repo, chain, s)
+    assert all(r["chain"]["block_number"] > pinned for r in later.values())
+    at = host_entries(reader_of(chain, log_window=2), a.address, to_block=pinned)
+    assert at.to_block == pinned and at.stations == [s["a_index"]]
+    assert seen(at) == expected(s["receipts"], s["a_ids"])  # none of the later ones
+    assert (at.credited, at.earnings, at.withdrawn) == (28 - 28 * 500 // 10_000,
+                                                        28 - 28 * 500 // 10_000, 0)
+    now = host_entries(reader_of(chain), a.address)
+    assert seen(now) == sorted(expected(s["receipts"], s["a_ids"])
+                               + expected(later, list(later)))
+    assert now.credited == now.earnings + now.withdrawn and now.earnings == 0
+    # a block the node has not reached: refused, not read at the latest instead
+    with pytest.raises(ChainError, match="beyond the node's latest block"):
+        host_entries(reader_of(chain), a.address, to_block=chain.block_number() + 1)
+
+
+async def test_a_reorganisation_below_the_block_read_is_refused(
+    repo: Any, chain: Chain,
+) -> None:
+    """The chain reorganises the block read (and blocks before it) while the host's entries
+    are read: the listing mixes two forks, so none is given."""
+    s = await two_hosts(repo, chain)
+    snapshot = chain.w3.provider.make_request("evm_snapshot", [])["result"]  # type: ignore[arg-type]
+    await settled_later(repo, chain, s)
+    pinned = chain.block_number()
+    w3 = chain.w3
+    sender, done_once = w3.eth.accounts[0], []
+
+    def reorganise(what: str, done: int, total: int) -> None:
+        if done_once:
+            return
+        done_once.append(what)
+        w3.provider.make_request("evm_revert", [snapshot])  # type: ignore[arg-type]
+        while w3.eth.block_number <= pinned:  # another fork, past the block read
+            w3.eth.send_transaction({"from": sender, "to": Account.create().address,
+                                     "value": 1})
+
+    with pytest.raises(ChainError, match="reorganised"):
+        host_entries(reader_of(chain), s["a"].address, to_block=pinned,
+                     progress=reorganise)
+
+
 def csms(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("CSMS_")}
     r = subprocess.run([sys.executable, "-m", "csms", *args], cwd=cwd, capture_output=True,
@@ -195,6 +261,91 @@ async def test_the_hosts_command_through_a_node_that_limits_its_log_queries(
         assert words in wrong.stderr and len(wrong.stderr.strip().splitlines()) == 1, wrong
 
 
+async def test_the_hosts_command_reads_as_deep_as_the_confirmations_asked(
+    repo: Any, anvil_chain: Chain, tmp_path: Path,
+) -> None:
+    """``--confirmations N``: read at the node's latest block less N - 1, every query at that
+    block (the later chunks and the withdrawal not seen, the totals agreeing there), the
+    block and the depth shown; a depth beyond the chain's first block is one line."""
+    chain = anvil_chain
+    assert chain.node is not None
+    s = await two_hosts(repo, chain)
+    pinned = chain.block_number()
+    await settled_later(repo, chain, s)
+    head = chain.block_number()
+    depth = head - pinned + 1
+    common = ["--host", s["a"].address, "--contract", chain.contract_address or ""]
+    with rpc_proxy(chain.node.url, refuse_range(1_000_000)) as proxy:
+        out = await asyncio.to_thread(csms, "wallet", "entries", *common, "--rpc", proxy.url,
+                                      "--confirmations", str(depth), "--json", cwd=tmp_path)
+        assert out.returncode == 0, out.stdout + out.stderr
+        calls = [p for m, p in proxy.requests if m == "eth_call"]
+        logs = [p[0] for m, p in proxy.requests if m == "eth_getLogs"]
+    got = json.loads(out.stdout)
+    assert (got["to_block"], got["confirmations"], got["head"]) == (pinned, depth, head)
+    assert sorted((int(e["ledger"]), e["seq"], e["station"], e["energy_wh"], e["duration_s"],
+                   e["amount"], e["paid"], e["reason"], e["tx_hash"], e["block"])
+                  for e in got["entries"]) == expected(s["receipts"], s["a_ids"])
+    assert (got["credited"], got["earnings"], got["withdrawn"], got["agrees"]) == (
+        27, 27, 0, True)
+    # every call and every log query at the block read, none at the node's latest
+    assert calls and logs
+    assert {c[1] for c in calls} == {hex(pinned)}, calls
+    assert all(int(q["toBlock"], 16) <= pinned for q in logs), logs
+    table = await asyncio.to_thread(csms, "wallet", "entries", *common, "--rpc",
+                                    chain.node.url, "--confirmations", str(depth),
+                                    cwd=tmp_path)
+    assert table.returncode == 0, table.stdout + table.stderr
+    assert f"read at block {pinned}, {depth} confirmations deep" in table.stdout, table.stdout
+    assert "agrees" in table.stdout, table.stdout
+    # the default on a local test chain: one confirmation, the latest block
+    now = json.loads((await asyncio.to_thread(
+        csms, "wallet", "entries", *common, "--rpc", chain.node.url, "--json",
+        cwd=tmp_path)).stdout)
+    assert (now["to_block"], now["confirmations"], now["agrees"]) == (head, 1, True)
+    assert len(now["entries"]) == 6
+    # deeper than the chain: one line, not zero
+    for n in (head + 2, 10**30):
+        deep = await asyncio.to_thread(csms, "wallet", "entries", *common, "--rpc",
+                                       chain.node.url, "--confirmations", str(n),
+                                       cwd=tmp_path)
+        assert deep.returncode == 1 and deep.stdout == "", deep
+        assert f"the chain has {head + 1} blocks" in deep.stderr, deep.stderr
+        assert len(deep.stderr.strip().splitlines()) == 1, deep.stderr
+    # deeper than the contract: nothing it holds is that deep yet
+    created = reader_of(chain).first_block
+    young = await asyncio.to_thread(csms, "wallet", "entries", *common, "--rpc",
+                                    chain.node.url, "--confirmations",
+                                    str(head - created + 2), cwd=tmp_path)
+    assert young.returncode == 1 and young.stdout == "", young
+    assert "no code at block" in young.stderr, young.stderr
+    assert len(young.stderr.strip().splitlines()) == 1, young.stderr
+
+
+async def test_a_wallet_s_status_is_read_at_one_block(
+    anvil_chain: Chain, tmp_path: Path,
+) -> None:
+    """``csms wallet status``: the escrow, the earnings and the contract's figures are
+    read at one block, the one it names, not each at the node's latest of its moment."""
+    chain = anvil_chain
+    assert chain.node is not None
+    account = Account.create()
+    keystore = tmp_path / "host.json"
+    keystore.write_text(json.dumps(Account.encrypt(account.key, "pw")), "utf-8")
+    (tmp_path / "host.pw").write_text("pw", "utf-8")
+    with rpc_proxy(chain.node.url, refuse_range(1_000_000)) as proxy:
+        status = await asyncio.to_thread(
+            csms, "wallet", "status", "--keystore", str(keystore), "--password-file",
+            str(tmp_path / "host.pw"), "--chain", proxy.url, "--contract",
+            chain.contract_address or "", "--data-dir", str(tmp_path / "data"), "--json",
+            cwd=tmp_path)
+        assert status.returncode == 0, status.stdout + status.stderr
+        calls = [p for m, p in proxy.requests if m == "eth_call"]
+    data = json.loads(status.stdout)
+    assert data["block"] == chain.block_number()
+    assert len(calls) >= 3 and {c[1] for c in calls} == {hex(data["block"])}, calls
+
+
 @pytest.mark.anvil
 async def test_the_managed_local_chain_of_the_data_folder(repo: Any, tmp_path: Path) -> None:
     """Without --rpc: the managed local chain of the data folder (its running node, here the
@@ -237,7 +388,11 @@ async def test_a_node_the_host_cannot_reach_is_one_line(tmp_path: Path) -> None:
         and len(down.stderr.strip().splitlines()) == 1, down.stderr
     for args in (["--host", "0x1234"], ["--host", host, "--contract", "0xnothex"],
                  [], ["--host", host, "--keystore", "k.json"],
-                 ["--keystore", str(tmp_path / "missing.json")]):
+                 ["--keystore", str(tmp_path / "missing.json")],
+                 ["--host", host, "--confirmations", "-1"],
+                 ["--host", host, "--confirmations", "0"],
+                 ["--host", host, "--confirmations", "1.5"],
+                 ["--host", host, "--confirmations", "many"]):
         bad = await asyncio.to_thread(csms, "wallet", "entries", *args, cwd=tmp_path)
         assert bad.returncode == 2 and bad.stdout == "", (args, bad)
         assert bad.stderr.startswith("error: ") \
