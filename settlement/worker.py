@@ -61,7 +61,7 @@ from csms.domain.tariff import BillingUnit, price_minor
 from csms.service import defaults
 from csms.service.billing import BillingState, billing_state, check_billing_transition
 from csms.service.cluster import acquire_lease, hold_lease, lease_holder, release_lease
-from csms.service.holds import NOTICE_PERIOD, decide_by
+from csms.service.holds import NOTICE_PERIOD, deadline_state, decide_by
 from csms.service.ports import Repository, Tx
 from csms.service.signed_data import session_meter_key
 from settlement.chain import Chain, ChainError
@@ -101,7 +101,7 @@ HOLD_CHECK_EVERY_S = 60.0
 # what a held session is flagged with once warned of (settlement.worker, csms.service.holds)
 DEADLINE_NEAR = "hold_deadline_near"
 DEADLINE_PASSED = "hold_deadline_passed"
-# unsettled sessions read at once when looking for the held ones
+# held sessions read at once when looking for those due a warning
 HOLD_SCAN = 500
 
 
@@ -118,15 +118,17 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _deadline_warning(session: Session, notice_s: int, now: datetime) -> str | None:
-    """The warning a held session is due at ``now`` (DEADLINE_NEAR, DEADLINE_PASSED) and
-    was not given yet, or None."""
-    at = decide_by(session, notice_s)
-    if at is None or DEADLINE_PASSED in session.flags:
+def _deadline_warning(session: Session, at: datetime | None, now: datetime) -> str | None:
+    """The warning a held session whose time to be decided by is ``at`` (its
+    :func:`decide_by`) is due at ``now`` (DEADLINE_NEAR, DEADLINE_PASSED) and was not given
+    yet, or None; near and passed as ``csms sessions`` and the console show them
+    (:func:`deadline_state`)."""
+    state = deadline_state(at, now)
+    if state is None or DEADLINE_PASSED in session.flags:
         return None
-    if now >= at:
+    if state == "passed":
         return DEADLINE_PASSED
-    if now >= at - defaults.HOLD_DEADLINE_WARNING and DEADLINE_NEAR not in session.flags:
+    if state == "near" and DEADLINE_NEAR not in session.flags:
         return DEADLINE_NEAR
     return None
 
@@ -389,14 +391,20 @@ class SettlementWorker:
                 card = await card_of_session(tx, s) if auth is None else None
                 driver = auth["driver"] if auth else card["driver"] if card else None
                 station = await tx.get_station(s.station_id)
+                # read here once, for the cut too (:meth:`_prepare`): a stored authorization
+                # is bound to its session at the start and never written again
+                signed: Authorization | ValueError | None = None
+                if auth is not None:
+                    try:
+                        signed = Authorization.from_json(json.loads(auth["body"]))
+                    except ValueError as exc:
+                        signed = exc  # held by the cut (bad_authorization)
                 # the station index it is paid to: the one its driver signed (the contract
                 # checks the signature with it), else its host's when it completed
-                signed_for = None
-                if auth is not None:
-                    with contextlib.suppress(ValueError):
-                        signed_for = Authorization.from_json(json.loads(auth["body"])).station
+                signed_for = signed.station if isinstance(signed, Authorization) else None
                 out.append({"session_id": s.id, "station": station, "driver": driver,
-                            "bound": await tx.session_host(s.id), "signed_for": signed_for})
+                            "bound": await tx.session_host(s.id), "signed_for": signed_for,
+                            "signed": signed})
             return out
 
         return await self.repo.read(work)
@@ -452,12 +460,14 @@ class SettlementWorker:
 
     async def _prepare(self, tx: Tx, session_id: int, info: dict[str, Any],
                        power_w: int | None = None,
-                       payee: tuple[str, int] | None = None) -> _Prepared | str:
+                       payee: tuple[str, int] | None = None,
+                       signed: Authorization | ValueError | None = None) -> _Prepared | str:
         """The record of a queued session (without ledger and sequence number), or why it
         cannot be settled now: "hold:<flag>" (held for an operator), "wait" (its host has
         not registered the station on chain yet). ``payee``: the host and station index it
         is paid to (the index its driver signed, or its station's host when it completed),
-        else the station's now."""
+        else the station's now. ``signed``: its driver's stored authorization as
+        :meth:`_candidates` read it (None: none; a ValueError: one that does not read)."""
         session = await tx.get_session(session_id)
         if session is None or session.stopped_at is None:
             return "hold:not_settleable"
@@ -494,13 +504,16 @@ class SettlementWorker:
             # the contract would refuse it for good (unpaid): held for an operator, who
             # may see the host register the station's real power, then release it
             return "hold:energy_above_max_power"
-        auth_row = await tx.authorization_of(session_id)
         # the signature as the contract reads it (EIP-2098's compact form holds only this
         # one of its encodings), and the record carries the one the chain checks
-        try:
-            auth = Authorization.from_json(json.loads(auth_row["body"])).canonical() \
-                if auth_row else None
-        except ValueError:
+        auth: Authorization | None = None
+        unread = isinstance(signed, ValueError)
+        if isinstance(signed, Authorization):
+            try:
+                auth = signed.canonical()
+            except ValueError:
+                unread = True
+        if unread:
             # a stored signature no encoding reads (a database edited by hand): held, not
             # a cut that raises on every pass with every host's sessions behind it
             return "hold:bad_authorization"
@@ -598,13 +611,14 @@ class SettlementWorker:
         cursor: int | None = None
         while True:
 
-            async def unsettled(tx: Tx, before: int | None = cursor) -> list[Session]:
-                return await tx.unsettled_sessions(before, HOLD_SCAN)
+            async def held(tx: Tx, before: int | None = cursor) -> list[Session]:
+                # those warned that their time passed are due nothing more
+                return await tx.held_sessions(before, HOLD_SCAN, without=DEADLINE_PASSED)
 
-            chunk = await self.repo.read(unsettled)
+            chunk = await self.repo.read(held)
             for session in chunk:
-                if session.id is not None and \
-                        _deadline_warning(session, notice, now) is not None:
+                if session.id is not None and _deadline_warning(
+                        session, decide_by(session, notice), now) is not None:
                     due.append(session.id)
             if len(chunk) < HOLD_SCAN:
                 break
@@ -619,10 +633,12 @@ class SettlementWorker:
                 if not await hold_lease(tx, LEASE, self.holder, self.lease_ttl):
                     return False
                 session = await tx.get_session(sid)
+                if session is None:
+                    return True
                 # as it is now: decided, or warned of by another worker, since it was read
-                warning = None if session is None else _deadline_warning(session, notice, now)
-                at = None if session is None else decide_by(session, notice)
-                if session is None or warning is None or at is None:
+                at = decide_by(session, notice)
+                warning = _deadline_warning(session, at, now)
+                if warning is None or at is None:
                     return True
                 session.flag(warning)
                 await tx.update_session(session)
@@ -654,7 +670,7 @@ class SettlementWorker:
 
     async def _check_holds_now(self) -> None:
         """:meth:`check_hold_deadlines`, at most every ``HOLD_CHECK_EVERY_S`` of a
-        running worker (it reads every unsettled session)."""
+        running worker (it reads every held session not yet warned that its time passed)."""
         at = asyncio.get_running_loop().time()
         if self._holds_checked is None or at - self._holds_checked >= HOLD_CHECK_EVERY_S:
             await self.check_hold_deadlines()
@@ -677,7 +693,7 @@ class SettlementWorker:
         signed = 0
         for c in candidates:
             prepared = await self._prepare(tx, c["session_id"], info, c.get("power_w"),
-                                           c.get("payee"))
+                                           c.get("payee"), c.get("signed"))
             if isinstance(prepared, str):
                 if prepared.startswith("hold:"):
                     await self._hold(tx, c["session_id"], prepared.removeprefix("hold:"))

@@ -42,6 +42,7 @@ from csms.metrics import Metrics, merge_workers
 from csms.protocol import InvalidStationId, station_id_from_path
 from csms.protocol.frames import dumps, loads  # integers beyond 64 bits exactly
 from csms.server import CentralSystem
+from csms.service.holds import hold_fields, notice_period
 from csms.service.maintenance_views import firmware_json, reservation_json, transfer_json
 from csms.service.ports import Repository, StorageError, Tx
 from csms.service.ratelimit import LoginDelay, address_key
@@ -384,7 +385,9 @@ class AdminApi:
         limit = _int(query, "limit", 1000, 1, 10_000)
 
         async def work(tx: Tx) -> list[dict[str, Any]]:
-            return [session_json(s)
+            # as csms sessions list --json: a held session with its time to decide it by
+            notice, now = await notice_period(tx), datetime.now(UTC)
+            return [{**session_json(s), **hold_fields(s, notice, now)}
                     for s in await tx.list_sessions(station, True if active else None, limit)]
 
         return _json(await self.repo.read(work))
@@ -397,7 +400,10 @@ class AdminApi:
 
         async def work(tx: Tx) -> dict[str, Any] | None:
             s = await tx.get_session(session_id)
-            return None if s is None else session_json(s)
+            if s is None:
+                return None
+            return {**session_json(s),
+                    **hold_fields(s, await notice_period(tx), datetime.now(UTC))}
 
         data = await self.repo.read(work)
         return _error(404, f"no session {session_id}") if data is None else _json(data)

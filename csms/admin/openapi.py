@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from csms.service.billing import BillingState
 from csms.translate.command_args import MAX_INT32
 from csms.translate.commands import COMMANDS
 
@@ -316,6 +317,19 @@ _SESSION = _object({
     "stop_reason": _STR_OR_NULL, "flags": {"type": "array", "items": _STR},
     "limit_minor": _INT_OR_NULL,
 }, ("id", "station_id", "ocpp_version", "transaction_id", "started_at", "status", "flags"))
+# /sessions and /sessions/{id}: as csms sessions list / show --json (csms.service.holds
+# hold_fields)
+_SESSION_BILLED = _object({
+    **_SESSION["properties"],
+    "billing": {"type": "string", "enum": [b.value for b in BillingState]},
+    "decide_by": {**_TIME_OR_NULL, "description": "A held session's time to be released or"
+                  " rejected by (its start plus the contract's notice period, less an hour to"
+                  " settle): released later, its host may not be paid. null when not held, or"
+                  " before a settlement worker read the contract's notice period"},
+    "decide_by_state": {"type": ["string", "null"], "enum": ["ahead", "near", "passed", None],
+                        "description": "Where the central system's clock stands to"
+                        " decide_by: near within a day of it, passed at or after it"},
+}, (*_SESSION["required"], "billing", "decide_by", "decide_by_state"))
 _EVENT = _object({"id": {"type": "integer"}, "station_id": _STR, "kind": _STR, "ts": _STR,
                   "payload": {}}, ("id", "station_id", "kind", "ts", "payload"))
 _STATION_DETAIL = _object({
@@ -456,7 +470,8 @@ def openapi_document() -> dict[str, Any]:
     bearer: list[dict[str, list[str]]] = [{"bearer": []}]
     schemas: dict[str, Schema] = {
         "Connector": _CONNECTOR_STATE, "Station": _STATION, "StationDetail": _STATION_DETAIL,
-        "StationEvent": _EVENT, "Session": _SESSION, "AuditEntry": _AUDIT, "Task": _TASK,
+        "StationEvent": _EVENT, "Session": _SESSION,
+        "SessionBilled": _SESSION_BILLED, "AuditEntry": _AUDIT, "Task": _TASK,
         "Health": _HEALTH, "CommandResult": _COMMAND_RESULT, "Error": _ERROR,
         "Reservation": _RESERVATION, "Firmware": _FIRMWARE, "Transfer": _TRANSFER,
         "Queued": _QUEUED, "Cancelled": _CANCELLED,
@@ -482,13 +497,13 @@ def openapi_document() -> dict[str, Any]:
             {"name": "station", "in": "query", "schema": {"type": "string"}},
             {"name": "active", "in": "query", "schema": {"type": "boolean"}}, _LIMIT],
             "responses": {
-                "200": _json_body({"type": "array", "items": _ref("Session")},
+                "200": _json_body({"type": "array", "items": _ref("SessionBilled")},
                                   "Sessions, newest first"),
                 **_BAD_QUERY, **_UNAUTHORIZED}}},
         "/sessions/{session_id}": {"get": {"parameters": [
             {"name": "session_id", "in": "path", "required": True,
              "schema": {"type": "integer"}}], "responses": {
-            "200": _json_body(_ref("Session"), "One session"),
+            "200": _json_body(_ref("SessionBilled"), "One session"),
             "400": _error("Not a session id"), "404": _error("No such session"),
             **_UNAUTHORIZED}}},
         "/audit": {"get": {"parameters": [_LIMIT], "responses": {

@@ -57,8 +57,8 @@ def sessions_list(
     station, status, kWh and start first), or all of them with --wide. A held session
     shows the time to decide it by (release or reject): after it, the driver may have
     withdrawn and a release may leave the host unpaid."""
-    from csms.service.holds import decide_by, notice_period
-    from csms.service.views import iso, session_json
+    from csms.service.holds import hold_fields, notice_period
+    from csms.service.views import session_json
 
     async def work(tx: Tx) -> tuple[list[Session], int | None]:
         await known_station(tx, station)
@@ -68,20 +68,20 @@ def sessions_list(
 
     settings = load_settings(db=db, data_dir=data_dir)
     found, notice = run(in_read(settings, work))
-    rows = [{**session_json(s), "decide_by": iso(decide_by(s, notice))} for s in found[:limit]]
+    now = datetime.now(UTC)
+    rows = [{**session_json(s), **hold_fields(s, notice, now)} for s in found[:limit]]
     if len(found) > limit:
         warn(f"the list stops at --limit {limit}: there are more sessions (a higher --limit"
              " shows them)")
     if json:
         print_json(rows)
         return
-    now = datetime.now(UTC)
 
-    def deadline(at: str | None) -> str | None:
+    def deadline(r: dict[str, Any]) -> str | None:
+        at, state = r["decide_by"], r["decide_by_state"]
         if at is None:
             return None
-        passed = datetime.fromisoformat(at) <= now
-        return f"{short_time(at)} (passed)" if passed else short_time(at)
+        return short_time(at) if state == "ahead" else f"{short_time(at)} ({state})"
 
     columns = ["id", "station", "conn", "tag", "OCPP", "tx id", "started", "stopped", "kWh",
                "status", "reason", "decide by"]
@@ -98,7 +98,7 @@ def sessions_list(
                 short_time(r["stopped_at"]),
                 None if r["energy_wh"] is None else f"{r['energy_wh'] / 1000:.3f}",
                 r["status"], r["stop_reason"],
-                *([deadline(r["decide_by"])] if held else []),
+                *([deadline(r)] if held else []),
             ]
             for r in rows
         ],
@@ -116,7 +116,7 @@ def sessions_show(
 ) -> None:
     """Show one session with its meter samples; a held one with the time to decide it
     by (decide_by: its start plus the contract's notice period, less an hour to settle)."""
-    from csms.service.holds import billing_state, decide_by, notice_period
+    from csms.service.holds import hold_fields, notice_period
     from csms.service.views import iso as _iso
     from csms.service.views import price_text, session_json, session_price
 
@@ -134,10 +134,9 @@ def sessions_show(
             }
             for m in await tx.session_samples(session_id)
         ]
-        out["billing"] = billing_state(s, s.settlement_state)
         # held: by when to release or reject it (None: not held, or no settlement worker
-        # has read the contract's notice period yet)
-        out["decide_by"] = _iso(decide_by(s, await notice_period(tx)))
+        # has read the contract's notice period yet), and whether that is near or passed
+        out.update(hold_fields(s, await notice_period(tx), datetime.now(UTC)))
         price = await session_price(tx, s)
         decimals = price.pop("decimals")
         out.update(price)
@@ -153,13 +152,15 @@ def sessions_show(
     if json:
         print_json(data)
         return
+    state = data.pop("decide_by_state")  # said in decide_by's text
     if data["billing"] == "held" and data["decide_by"] is None:
         data["decide_by"] = ("not known yet: no settlement worker has read the contract's"
                              " notice period")
-    elif data["decide_by"] is not None and \
-            datetime.fromisoformat(data["decide_by"]) <= datetime.now(UTC):
+    elif state == "passed":
         data["decide_by"] += (" (passed: the driver's notice period may have run out,"
                               " releasing it may leave the host unpaid)")
+    elif state == "near":
+        data["decide_by"] += " (near: release or reject it before)"
     elif data["decide_by"] is None:
         del data["decide_by"]  # not held
     minor = data["price_minor"]

@@ -13,6 +13,7 @@ on chain and its host never paid. So each held session has a time to be decided 
 (:func:`decide_by`): its start plus the notice period, less the time a released session
 takes to settle. The settlement worker keeps the contract's notice period in the ledger
 values (``notice_period``) and warns when that time nears and when it has passed.
+:func:`hold_fields` is how ``csms sessions``, the admin API and the console show it.
 """
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ from typing import Any
 
 from csms.domain.model import BILLING_HOLD_FLAGS, Session, SessionStatus
 from csms.service.billing import BillingState, billing_state, check_billing_transition
-from csms.service.defaults import HOLD_DECISION_MARGIN
+from csms.service.defaults import HOLD_DEADLINE_WARNING, HOLD_DECISION_MARGIN
 from csms.service.ports import Tx
+from csms.service.views import iso
 
 __all__ = [
-    "DECISIONS", "NEVER_RELEASED", "NOTICE_PERIOD", "HoldError", "billing_state", "decide",
-    "decide_by", "notice_period",
+    "DECISIONS", "NEVER_RELEASED", "NOTICE_PERIOD", "HoldError", "billing_state",
+    "deadline_state", "decide", "decide_by", "hold_fields", "notice_period",
 ]
 
 DECISIONS = (BillingState.RELEASED.value, BillingState.REJECTED.value)
@@ -54,6 +56,28 @@ def decide_by(session: Session, notice_s: int | None) -> datetime | None:
     if session.created_at is not None and session.created_at < start:
         start = session.created_at
     return start + timedelta(seconds=notice_s) - HOLD_DECISION_MARGIN
+
+
+def deadline_state(at: datetime | None, now: datetime) -> str | None:
+    """Where ``now`` stands to a held session's :func:`decide_by` ``at``: "passed" at or
+    after it, "near" within :data:`HOLD_DEADLINE_WARNING` of it (when the settlement
+    worker warns), "ahead" before that; None without one."""
+    if at is None:
+        return None
+    if now >= at:
+        return "passed"
+    return "near" if now >= at - HOLD_DEADLINE_WARNING else "ahead"
+
+
+def hold_fields(session: Session, notice_s: int | None, now: datetime) -> dict[str, Any]:
+    """A session's billing state and, held, its time to be decided by (``decide_by``, UTC;
+    None when not held or the notice period is not known) and where ``now`` stands to it
+    (``decide_by_state``, :func:`deadline_state`): the fields ``csms sessions list`` /
+    ``show --json``, the admin API's sessions and the console's session pages show."""
+    at = decide_by(session, notice_s)
+    return {"billing": billing_state(session),
+            "decide_by": iso(at),
+            "decide_by_state": deadline_state(at, now)}
 
 
 async def notice_period(tx: Tx) -> int | None:

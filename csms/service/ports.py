@@ -379,6 +379,12 @@ class Tx(Protocol):
         """Completed sessions the settlement worker has not taken (neither queued nor
         batched), newest first: the held ones are among them."""
         ...
+    async def held_sessions(self, before: int | None, limit: int, *,
+                            without: str | None = None) -> list[Session]:
+        """The held sessions among :meth:`unsettled_sessions` (completed, neither rejected
+        nor released, with a flag of ``BILLING_HOLD_FLAGS``; those flagged ``without`` left
+        out), newest first, ids below ``before``."""
+        ...
     async def latest_power_samples(self, session_ids: list[int],
                                    measurand: str) -> list[dict[str, Any]]:
         """Each session's latest sample of ``measurand`` (all phases together), from the

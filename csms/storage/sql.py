@@ -23,6 +23,7 @@ import orjson
 
 from csms.domain.energy import ENERGY_REGISTER
 from csms.domain.model import (
+    BILLING_HOLD_FLAGS,
     BootPolicy,
     ErrorDetail,
     IdTag,
@@ -37,8 +38,9 @@ from csms.storage.device_sql import DeviceSql
 from csms.storage.maintenance_sql import MaintenanceSql
 from csms.storage.settlement_sql import SettlementSql
 
-__all__ = ["SESSION_COLUMNS", "SqlTx", "dt_from_db", "dt_to_db", "insert_session_sql",
-           "json_text", "json_value", "numbered_by_id", "numbered_values"]
+__all__ = ["SESSION_COLUMNS", "SqlTx", "dt_from_db", "dt_to_db", "held_sessions_query",
+           "insert_session_sql", "json_text", "json_value", "numbered_by_id",
+           "numbered_values"]
 
 
 def dt_to_db(value: datetime | None) -> str | None:
@@ -75,6 +77,39 @@ def json_value(text: str) -> Any:
 def _like_literal(text: str) -> str:
     """``text`` matched literally by LIKE ... ESCAPE '!'."""
     return text.replace("!", "!!").replace("%", "!%").replace("_", "!_")
+
+
+def _flag_pattern(flag: str) -> str:
+    """LIKE ... ESCAPE '!' of a session's flags (a JSON array of strings) holding ``flag``."""
+    return "%" + _like_literal(json_text(flag)) + "%"
+
+
+# a session's flags holding any flag that holds it for an operator (held_sessions)
+_HOLD_FLAG_PATTERNS = [_flag_pattern(f) for f in sorted(BILLING_HOLD_FLAGS)]
+_HOLD_FLAGS_SQL = " OR ".join("s.flags LIKE ? ESCAPE '!'" for _ in _HOLD_FLAG_PATTERNS)
+
+
+def held_sessions_query(before: int | None, limit: int,
+                        without: str | None = None) -> tuple[str, list[Any]]:
+    """The SQL and parameters of ``held_sessions``: the completed sessions the settlement
+    worker has not taken (the index on (status, settlement_state, id), newest first, as
+    unsettled_sessions) whose flags hold a hold flag and neither ``rejected`` nor
+    ``released`` (:func:`csms.service.billing.billing_state` held), nor ``without``."""
+    sql = (f"SELECT {_SESSION_READ} FROM sessions s WHERE s.status = ?"
+           " AND s.settlement_state IS NULL AND s.id < ?"
+           " AND s.flags NOT LIKE ? ESCAPE '!' AND s.flags NOT LIKE ? ESCAPE '!'"
+           f" AND ({_HOLD_FLAGS_SQL})")
+    params: list[Any] = [SessionStatus.COMPLETED.value,
+                         before if before is not None else 2**62,
+                         _flag_pattern("rejected"), _flag_pattern("released"),
+                         *_HOLD_FLAG_PATTERNS]
+    if without is not None:
+        sql += " AND s.flags NOT LIKE ? ESCAPE '!'"
+        params.append(_flag_pattern(without))
+    sql += (" AND NOT EXISTS (SELECT 1 FROM settlement_queue q WHERE q.session_id = s.id)"
+            " AND NOT EXISTS (SELECT 1 FROM batch_items b WHERE b.session_id = s.id)"
+            " ORDER BY s.id DESC LIMIT ?")
+    return sql, [*params, limit]
 
 
 # How many of a session's readings latest_power_samples reads at most, when the latest
@@ -1168,6 +1203,11 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
             " WHERE b.session_id = s.id) ORDER BY s.id DESC LIMIT ?",
             SessionStatus.COMPLETED.value, before if before is not None else 2**62, limit)
         return [_session_of(r) for r in rows]
+
+    async def held_sessions(self, before: int | None, limit: int, *,
+                            without: str | None = None) -> list[Session]:
+        sql, params = held_sessions_query(before, limit, without)
+        return [_session_of(r) for r in await self.fetchrows(sql, *params)]
 
     async def latest_power_samples(self, session_ids: list[int],
                                    measurand: str) -> list[dict[str, Any]]:

@@ -39,6 +39,7 @@ from csms.domain.model import (
     numbered_by_central_system,
 )
 from csms.domain.tariff import Tariff
+from csms.service.billing import BillingState, billing_state
 from csms.service.ports import Repository, StorageError, Tx
 
 __all__ = ["MemoryRepository", "MemoryState", "MemoryTx", "fill_gaps", "station_state"]
@@ -78,6 +79,7 @@ class MemoryState:
     nodes: dict[str, datetime] = field(default_factory=dict)
     leases: dict[str, tuple[str, datetime]] = field(default_factory=dict)
     bus_served: dict[tuple[str, str], datetime] = field(default_factory=dict)
+    ledger: dict[str, str] = field(default_factory=dict)  # ledger_value, notice_period...
     known_clients: dict[str, tuple[str, datetime]] = field(default_factory=dict)
     reservations: dict[int, Reservation] = field(default_factory=dict)
     firmware: dict[int, FirmwareImage] = field(default_factory=dict)
@@ -811,11 +813,13 @@ class MemoryTx(Tx):
     async def driver_exposure(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError("driver_exposure: not faked in memory")
 
-    async def ledger_value(self, *args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError("ledger_value: not faked in memory")
+    async def ledger_value(self, name: str) -> str | None:
+        return self.s.ledger.get(name)
 
-    async def set_ledger_value(self, *args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError("set_ledger_value: not faked in memory")
+    async def set_ledger_value(self, name: str, value: str, *,
+                               only_new: bool = False) -> None:
+        if not (only_new and name in self.s.ledger):
+            self.s.ledger[name] = value
 
     async def bind_ledger(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError("bind_ledger: not faked in memory")
@@ -903,6 +907,13 @@ class MemoryTx(Tx):
                if s.status is SessionStatus.COMPLETED and s.settlement_state is None
                and key not in self.s.settlement_queue and (before is None or key < before)]
         return [copy.deepcopy(s) for s in out[:limit]]
+
+    async def held_sessions(self, before: int | None, limit: int, *,
+                            without: str | None = None) -> list[Session]:
+        out = [s for s in await self.unsettled_sessions(before, 2**62)
+               if billing_state(s) == BillingState.HELD
+               and (without is None or without not in s.flags)]
+        return out[:limit]
 
     async def latest_power_samples(self, session_ids: list[int],
                                    measurand: str) -> list[dict[str, Any]]:

@@ -16,9 +16,9 @@ from typing import Any
 from csms.domain.energy import ENERGY_REGISTER, register_wh
 from csms.domain.model import MeterSample, Session, SessionStatus
 from csms.metering.ocmf import VERIFIED
-from csms.service.billing import BillingState, billing_state
+from csms.service.billing import BillingState
 from csms.service.cluster import live_nodes
-from csms.service.holds import decide_by, notice_period
+from csms.service.holds import hold_fields, notice_period
 from csms.service.ports import Tx
 from csms.service.views import iso, price_text, session_json, session_price, station_json
 
@@ -40,7 +40,7 @@ __all__ = [
 PAGE_SIZE = 50
 POWER = "Power.Active.Import"
 SESSION_STATUSES = ("active", "completed", "held")
-# How many unsettled sessions the overview and the held filter look through: held
+# How many held sessions the overview counts and the held filter reads at once: held
 # sessions wait for an operator, there are few; beyond this the count reads "500+".
 HELD_SCAN = 500
 _POWER_FACTOR = {"w": Decimal(1), "kw": Decimal(1000)}
@@ -95,8 +95,7 @@ async def overview(tx: Tx, now: datetime) -> dict[str, Any]:
     power = _power_by_session(await tx.latest_power_samples(
         [s.id for s in active if s.id is not None], POWER))
     midnight = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    held = [s for s in await tx.unsettled_sessions(None, HELD_SCAN)
-            if billing_state(s) == BillingState.HELD]
+    held = await tx.held_sessions(None, HELD_SCAN)
     return {
         "stations": total, "online": online, "offline": total - online,
         "active_sessions": counts.get("active", 0),
@@ -121,9 +120,11 @@ async def stations_page(tx: Tx, after: str | None, limit: int = PAGE_SIZE) -> Pa
     return Page(rows, stations[-1].id if more and stations else None)
 
 
-def _session_row(s: Session) -> dict[str, Any]:
-    return {**session_json(s), "billing": billing_state(s), "price_minor": s.price_minor,
-            "currency": s.currency}
+def _session_row(s: Session, notice_s: int | None, now: datetime) -> dict[str, Any]:
+    """A session of the lists and its page: as ``csms sessions show --json`` (its billing
+    and, held, its time to decide it by: csms.service.holds.hold_fields), with its price."""
+    return {**session_json(s), **hold_fields(s, notice_s, now),
+            "price_minor": s.price_minor, "currency": s.currency}
 
 
 async def minor_digits(tx: Tx) -> dict[str, int]:
@@ -146,9 +147,8 @@ async def sessions_page(
         found: list[Session] = []
         cursor = before
         while len(found) <= limit:
-            chunk = await tx.unsettled_sessions(cursor, HELD_SCAN)
-            found += [s for s in chunk if billing_state(s) == BillingState.HELD
-                      and (station is None or s.station_id == station)
+            chunk = await tx.held_sessions(cursor, HELD_SCAN)
+            found += [s for s in chunk if (station is None or s.station_id == station)
                       and (tag is None or s.id_tag == tag)]
             if len(chunk) < HELD_SCAN:
                 break
@@ -159,7 +159,8 @@ async def sessions_page(
                                                before=before, limit=limit + 1)
     more = len(sessions) > limit
     sessions = sessions[:limit]
-    return Page([_session_row(s) for s in sessions],
+    notice, now = await notice_period(tx), datetime.now(UTC)
+    return Page([_session_row(s, notice, now) for s in sessions],
                 str(sessions[-1].id) if more and sessions else None)
 
 
@@ -201,11 +202,11 @@ async def session_page(tx: Tx, session_id: int) -> dict[str, Any] | None:
     curve = _curve(samples, s.started_at, s.meter_start_wh)
     readings = [e for e in curve["energy_wh"] if e is not None]
     price = await session_price(tx, s)
-    # held: by when to release or reject it (csms.service.holds.decide_by); None while no
-    # settlement worker has read the contract's notice period
-    deadline = decide_by(s, await notice_period(tx))
+    # held: by when to release or reject it (its decide_by, None while no settlement worker
+    # has read the contract's notice period) and whether that is near or passed
+    row = _session_row(s, await notice_period(tx), datetime.now(UTC))
     return {
-        "session": _session_row(s),
+        "session": row,
         # as ``csms sessions show`` writes it: with its tariff's minor digits
         "price": None if s.price_minor is None else price_text(
             s.price_minor, s.currency, price["decimals"]),
@@ -220,9 +221,7 @@ async def session_page(tx: Tx, session_id: int) -> dict[str, Any] | None:
             "id": batch["id"], "state": batch["state"], "tx_hash": batch.get("tx_hash"),
             "gas_used": batch.get("gas_used")},
         "receipt_ready": batch is not None and batch["state"] == "finalized",
-        "held": billing_state(s) == BillingState.HELD,
-        "decide_by": iso(deadline),
-        "decide_by_passed": deadline is not None and deadline <= datetime.now(UTC),
+        "held": row["billing"] == BillingState.HELD,
         "active": s.status is SessionStatus.ACTIVE,
     }
 

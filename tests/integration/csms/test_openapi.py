@@ -4,6 +4,7 @@ answers, and real requests and answers of a running server validate against it."
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -294,6 +295,35 @@ async def test_real_answers_of_the_read_endpoints_validate(csms_server: RunningS
         assert station["active_sessions"] and station["recent_events"]
     status, body = await api(csms_server, "GET", "/stations", token="wrong")
     d.check(d.response("/stations", "get", status), body, "401")
+
+
+async def test_a_held_session_s_time_to_decide_it_by_validates(
+        csms_server: RunningServer, tmp_path: Path) -> None:
+    """A held session as the admin API answers it (its billing, its time to be decided by
+    and whether that passed, once a settlement worker read the contract's notice period)
+    validates against the document, in the list and alone."""
+    from settlement.chain import open_chain
+    from settlement.worker import SettlementWorker
+
+    d = await document(csms_server)
+    await csms_server.add_station("CP1")
+    await csms_server.add_tag("T1")
+    async with await RawClient.connect(csms_server.url, "CP1", ["ocpp1.6"]) as c:
+        await c.result("BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"})
+        tx = (await c.result("StartTransaction", {
+            "connectorId": 1, "idTag": "T1", "meterStart": 5000,
+            "timestamp": "2026-01-01T10:00:00Z"}))["transactionId"]
+        # the meter went backwards: held for an operator
+        await c.result("StopTransaction", {"transactionId": tx, "meterStop": 2500,
+                                           "timestamp": "2026-01-01T11:00:00Z"})
+    await SettlementWorker(csms_server.repo, open_chain("memory", tmp_path / "data")).run_once()
+    status, [listed] = await api(csms_server, "GET", "/sessions")
+    d.check(d.response("/sessions", "get", status), [listed], "GET /sessions")
+    status, one = await api(csms_server, "GET", f"/sessions/{listed['id']}")
+    d.check(d.response("/sessions/{session_id}", "get", status), one, "GET /sessions/{id}")
+    assert one == listed
+    assert (one["billing"], one["decide_by"], one["decide_by_state"]) == (
+        "held", "2026-01-08T09:00:00+00:00", "passed")
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))

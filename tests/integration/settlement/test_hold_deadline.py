@@ -102,3 +102,56 @@ async def test_a_session_held_past_its_deadline_when_first_seen_is_warned_once(
     await SettlementWorker(repo, memory_chain).run_once()
     [event] = await repo.read(lambda tx: tx.list_station_events("CP1", "hold_deadline"))
     assert (event["payload"]["session_id"], event["payload"]["passed"]) == (sid, True)
+
+
+async def test_the_deadline_check_reads_the_held_sessions_only(
+    db_url: str, memory_chain: Chain, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each minute the worker looks for held sessions due a warning: it reads the held ones
+    (by their flags, through the index the console's held list uses), not every unsettled
+    session, and still warns of the right ones, on SQLite and PostgreSQL: a held session
+    near its deadline and one past it; never a queued one, a released one or a rejected
+    one (which its deadline would have reached too, were they held)."""
+    from csms.storage.open import open_repository
+    from csms.storage.sql import SqlTx
+
+    repo = await open_repository(db_url)
+    try:
+        ids = await add_sessions(repo, 5)  # started an hour apart from T0
+        passed, near, queued, released, rejected = ids
+        for sid in (passed, near, released, rejected):
+            await hold(repo, sid)
+
+        async def decide_some(tx: Any) -> None:
+            for sid, flag in ((released, "released"), (rejected, "rejected")):
+                s = await tx.get_session(sid)
+                s.flag(flag)
+                await tx.update_session(s)
+
+        await repo.unit(decide_some)
+        first = T0 + timedelta(seconds=NOTICE_PERIOD_S) - HOLD_DECISION_MARGIN
+        # the first session's deadline passed half an hour ago, the second's is in half an
+        # hour; the others' (an hour and more later) are as near as that
+        monkeypatch.setattr(worker_module, "_now", lambda: first + timedelta(minutes=30))
+
+        async def every_unsettled(*args: Any, **kwargs: Any) -> Any:
+            raise AssertionError("the deadline check read every unsettled session")
+
+        monkeypatch.setattr(SqlTx, "unsettled_sessions", every_unsettled)
+        worker = SettlementWorker(repo, memory_chain)
+        await worker._acquire()  # the settlement lease, as a pass takes it first
+        assert await worker.check_hold_deadlines() == 2
+        assert await worker.check_hold_deadlines() == 0  # once only
+
+        async def flags(tx: Any) -> dict[int, list[str]]:
+            return {sid: [f for f in (await tx.get_session(sid)).flags
+                          if f.startswith("hold_deadline")] for sid in ids}
+
+        assert await repo.read(flags) == {
+            passed: ["hold_deadline_passed"], near: ["hold_deadline_near"], queued: [],
+            released: [], rejected: []}
+        events = await repo.read(lambda tx: tx.list_station_events("CP1", "hold_deadline"))
+        assert sorted((e["payload"]["session_id"], e["payload"]["passed"])
+                      for e in events) == [(passed, True), (near, False)]
+    finally:
+        await repo.close()

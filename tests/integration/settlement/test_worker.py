@@ -402,6 +402,30 @@ async def test_app_sessions_are_paid_with_the_drivers_signature(
     assert verdict.valid, [(c.name, c.detail) for c in verdict.checks if c.ok is not True]
 
 
+async def test_a_sessions_authorization_is_read_once_a_pass(
+    repo: Any, memory_chain: Chain, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The worker reads an app session's stored authorization once for its chunk (the
+    station index it is paid to, then the signature the record carries), and the
+    session is paid as signed."""
+    kit = Kit(memory_chain)
+    driver, _ = kit.driver(allow_cards=False)
+    ids = await add_sessions(repo, 1)
+    station = memory_chain.register_station(22_000)
+    await signed_session(repo, kit, memory_chain, driver, station, ids[0], max_amount=100)
+    read: list[dict[str, Any]] = []
+    real = Authorization.from_json.__func__  # type: ignore[attr-defined]
+
+    def counted(cls: type[Authorization], data: dict[str, Any]) -> Authorization:
+        read.append(data)
+        return real(cls, data)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(Authorization, "from_json", classmethod(counted))
+    summary = await SettlementWorker(repo, memory_chain).run_once()
+    assert summary.sessions_batched == 1 and len(read) == 1, read
+    assert kit.balance(driver) == 10**6 - PRICE[1]
+
+
 def malleated(signature: str, form: str) -> str:
     """Another encoding of the same signature, which recovers the same signer: v as a
     transaction's EIP-155 ``v`` (35 + parity), or the high ``s`` (n - s, parity flipped)."""

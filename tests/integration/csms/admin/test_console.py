@@ -552,9 +552,18 @@ async def test_a_held_session_s_page_says_by_when_to_decide_it(
     found = re.search(r'id="decide-by"[^>]*>([^<]*)<', page)
     assert found is not None, page
     assert "2026-01-08 09:00:00" in found.group(1) and "unpaid" in found.group(1), found
+    # the sessions list says it too, in the held filter and without one
+    for query in ("?status=held", ""):
+        page = await (await browser.get(f"/sessions{query}")).text()
+        cell = re.search(r'<td class="decide-by deadline-passed" data-at="([^"]*)">([^<]*)<',
+                         page)
+        assert cell is not None, page
+        assert cell.groups() == ("2026-01-08T09:00:00+00:00", "2026-01-08 09:00:00 (passed)")
     assert (await browser.post(f"/sessions/{sid}/release")).status == 303
     page = await (await browser.get(f"/sessions/{sid}")).text()
     assert 'id="decide-by"' not in page  # decided
+    page = await (await browser.get("/sessions")).text()
+    assert '<td class="decide-by" data-at=""></td>' in page, page
 
 
 async def test_live_updates_stream_the_overview(browser: Browser) -> None:

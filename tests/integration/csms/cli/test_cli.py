@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from support import RunningServer
+from support.admin import api
 from support.client import RawClient
 
 
@@ -213,16 +214,30 @@ async def test_a_held_session_shows_the_time_to_decide_it_by(
     r = csms(db, "settle", "run", "--chain", "memory", "--data-dir", str(tmp_path / "data"))
     assert r.returncode == 0, r.stderr
     shown = json.loads(csms(db, "sessions", "show", sid, "--json").stdout)
-    assert shown["decide_by"] == "2026-01-08T09:00:00+00:00"
+    assert (shown["decide_by"], shown["decide_by_state"]) == (
+        "2026-01-08T09:00:00+00:00", "passed")
     [listed] = json.loads(csms(db, "sessions", "list", "--json").stdout)
-    assert listed["decide_by"] == "2026-01-08T09:00:00+00:00"
+    assert (listed["decide_by"], listed["decide_by_state"]) == (
+        "2026-01-08T09:00:00+00:00", "passed")
+    # the admin API's sessions say the same, in the same fields
+    fields = ("billing", "decide_by", "decide_by_state")
+    _, detail = await api(csms_server, "GET", f"/sessions/{sid}")
+    _, [item] = await api(csms_server, "GET", "/sessions")
+    assert {k: detail[k] for k in fields} == {k: item[k] for k in fields} == {
+        k: shown[k] for k in fields} == {"billing": "held",
+                                         "decide_by": "2026-01-08T09:00:00+00:00",
+                                         "decide_by_state": "passed"}
     table = csms(db, "sessions", "list").stdout
-    assert "decide by" in table and "2026-01-08 09:00" in table, table
+    assert "decide by" in table and "2026-01-08 09:00:00Z (passed)" in table, table
     text = " ".join(csms(db, "sessions", "show", sid).stdout.split())
     assert "2026-01-08T09:00:00+00:00" in text and "unpaid" in text, text
     assert csms(db, "sessions", "release", sid).returncode == 0
     shown = json.loads(csms(db, "sessions", "show", sid, "--json").stdout)
-    assert (shown["billing"], shown["decide_by"]) == ("released", None)
+    assert (shown["billing"], shown["decide_by"], shown["decide_by_state"]) == (
+        "released", None, None)
+    _, detail = await api(csms_server, "GET", f"/sessions/{sid}")
+    assert (detail["billing"], detail["decide_by"], detail["decide_by_state"]) == (
+        "released", None, None)
 
 
 async def test_a_station_s_strings_are_shown_as_sent_never_as_markup(

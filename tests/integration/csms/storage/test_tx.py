@@ -725,3 +725,69 @@ async def test_expired_bus_command_claims_are_swept_apart_from_claims(
     assert await sweep(later) == 0
     assert await claim("r1", later) is False and await claim("r3", later) is False
     assert await claim("r2", later) is True
+
+
+async def test_held_sessions_are_read_by_their_flags_through_an_index(
+    repo: Repository, db: str,
+) -> None:
+    """The settlement worker looks at the held sessions' deadlines every minute, and the
+    console counts them: it reads the held ones only (completed, not taken by the worker,
+    a hold flag and no decision), never every unsettled session, through the index on
+    (status, settlement_state, id). A flag is matched whole: one whose name only looks
+    like a hold flag (LIKE's _ is any character) holds nothing."""
+    from csms.service.billing import BillingState, billing_state
+    from csms.storage.sql import held_sessions_query
+
+    done = {"status": SessionStatus.COMPLETED, "stopped_at": T0 + timedelta(hours=1)}
+    kinds = {
+        "held": ["meter_went_backwards"],
+        "held_warned": ["stop_lost", "hold_deadline_near"],
+        "held_passed": ["stop_lost", "hold_deadline_passed"],
+        "released": ["stop_lost", "released"],
+        "rejected": ["stop_lost", "rejected"],
+        "queued": [],
+        "unheld_flags": ["hold_deadline_near", "stopXlost", "meter_went_backwards_not"],
+        "in_queue": ["no_tariff"],  # held since it was queued: the worker's to take out
+    }
+
+    async def setup(tx: Tx) -> dict[str, int]:
+        await tx.insert_station(station("CP1"))
+        ids = {}
+        for n, (kind, flags) in enumerate(kinds.items()):
+            ids[kind] = await tx.insert_session(session(transaction_id=str(n), flags=flags,
+                                                        **done))
+        ids["active"] = await tx.insert_session(session(transaction_id="a",
+                                                        flags=["stop_lost"]))
+        await tx.enqueue_settlement(ids["in_queue"], T0)
+        return ids
+
+    ids = await unit(repo, setup)
+
+    async def held(before: int | None = None, limit: int = 10,
+                   without: str | None = None) -> list[int | None]:
+        return [s.id for s in await repo.read(
+            lambda tx: tx.held_sessions(before, limit, without=without))]
+
+    expected = [ids["held_passed"], ids["held_warned"], ids["held"]]  # newest first
+    assert await held() == expected
+    assert await held(without="hold_deadline_passed") == expected[1:]
+    assert await held(limit=1) == expected[:1]
+    assert await held(before=ids["held_warned"]) == [ids["held"]]
+    # the same sessions the billing state reads as held, among the unsettled ones
+    unsettled = await repo.read(lambda tx: tx.unsettled_sessions(None, 100))
+    assert [s.id for s in unsettled if billing_state(s) == BillingState.HELD] == expected
+    sql, params = held_sessions_query(None, 10, "hold_deadline_passed")
+    if db.startswith("postgres"):
+        async def plan_of(tx: Tx) -> str:
+            await tx.execute("SET LOCAL enable_seqscan = off")  # a few rows: as at scale
+            rows = await tx.fetchall("EXPLAIN " + sql, *params)
+            return " ".join(str(next(iter(r.values()))) for r in rows)
+
+        plan = await repo.unit(plan_of)
+        assert "Seq Scan on sessions" not in plan and "sessions_" in plan, plan
+    else:
+        rows = await repo.read(lambda tx: tx.fetchall("EXPLAIN QUERY PLAN " + sql, *params))
+        details = " ".join(str(r["detail"]) for r in rows)
+        assert "sessions_unsettled (status=? AND settlement_state=? AND rowid<?)" in details \
+            or "sessions_unsettled (status=? AND settlement_state=? AND id<?)" in details, \
+            details

@@ -102,3 +102,30 @@ def test_a_held_session_is_decided_before_its_driver_s_notice_can_run_out() -> N
                     Session("CP1", "ocpp1.6", "5", T0, status=SessionStatus.COMPLETED,
                             flags=["meter_went_backwards", "rejected"])):
         assert decide_by(session, week) is None
+
+
+def test_a_held_session_s_deadline_is_ahead_near_or_passed_by_one_rule() -> None:
+    """Where the present stands to a held session's time to be decided by: near within a
+    day of it (when the settlement worker warns), passed at it; the fields every view
+    shows (csms sessions list/show --json, the admin API, the console) from one function."""
+    from datetime import timedelta
+
+    from csms.service.defaults import HOLD_DEADLINE_WARNING, HOLD_DECISION_MARGIN
+    from csms.service.holds import deadline_state, hold_fields
+
+    at = T0 + timedelta(days=7)
+    assert deadline_state(None, at) is None
+    assert deadline_state(at, at - HOLD_DEADLINE_WARNING - timedelta(seconds=1)) == "ahead"
+    assert deadline_state(at, at - HOLD_DEADLINE_WARNING) == "near"
+    assert deadline_state(at, at - timedelta(seconds=1)) == "near"
+    assert deadline_state(at, at) == "passed"
+    held = Session("CP1", "ocpp1.6", "1", T0, stopped_at=T0 + timedelta(hours=3),
+                   status=SessionStatus.COMPLETED, flags=["meter_went_backwards"])
+    deadline = T0 + timedelta(days=7) - HOLD_DECISION_MARGIN
+    assert hold_fields(held, 7 * 86400, deadline) == {
+        "billing": "held", "decide_by": deadline.isoformat(), "decide_by_state": "passed"}
+    assert hold_fields(held, None, deadline) == {
+        "billing": "held", "decide_by": None, "decide_by_state": None}
+    held.flag("released")
+    assert hold_fields(held, 7 * 86400, deadline) == {
+        "billing": "released", "decide_by": None, "decide_by_state": None}
