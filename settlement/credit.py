@@ -8,7 +8,7 @@ limit - less what the chain counts as spent today and what is at stake - still c
 reserve: the smaller of its per-session limit and ``reserve_minor``. At stake are the price
 of the driver's sessions not yet settled, each of its sessions in progress or not yet
 priced at its own limit (the reserve for one without; nothing for one in progress whose
-station has sent nothing for it for ``SILENT_GRACE_S``: csms.storage.settlement_sql), and each
+station has sent nothing for it for ``SILENT_GRACE_S``: csms.service.holds), and each
 authorization accepted and not yet started at the limit its session gets. Terms the
 driver is lowering count as already lowered. Chain reads are cached for a few seconds;
 when the chain cannot be read the answer is no (a host is never left unpaid on a guess).

@@ -250,6 +250,11 @@ class Session:
     # its first message, the start, arrived. Never updated; None until stored (and in the
     # tests' memory repository)
     created_at: datetime | None = None
+    # when its row was last written (the storage's UTC wall clock): as read, or as the unit
+    # wrote it since. A session in progress silent for long (csms.service.holds
+    # SILENT_GRACE_S) is held when written again (csms.service.sessions). None until stored
+    # (and in the tests' memory repository); not compared
+    updated_at: datetime | None = field(default=None, compare=False)
     # Billing, owned by settlement (the storage writes them with set_session_settlement,
     # never with update_session): the price once priced, and where settlement stands.
     price_minor: int | None = None
@@ -459,5 +464,10 @@ BILLING_HOLD_FLAGS = frozenset(
         # (a station numbering its transactions per EVSE): kept as a session of its own,
         # under a stored id no station sends (csms.domain.model.shared_transaction_id)
         "shared_transaction_id",
+        # a driver's session in progress its station sent nothing for longer than the grace
+        # (csms.service.holds SILENT_GRACE_S: it no longer counted against the escrow), then
+        # heard of again: the driver's sessions of meanwhile settle first, the operator
+        # decides this one (csms.service.sessions)
+        "resumed_after_silence",
     }
 )

@@ -28,14 +28,35 @@ from csms.service.ports import Tx
 from csms.service.views import iso
 
 __all__ = [
-    "DECISIONS", "NEVER_RELEASED", "NOTICE_PERIOD", "HoldError", "billing_state",
-    "deadline_state", "decide", "decide_by", "hold_fields", "notice_period",
+    "DECISIONS", "NEVER_RELEASED", "NOTICE_PERIOD", "RESUMED", "SILENT_GRACE_S", "HoldError",
+    "billing_state", "deadline_state", "decide", "decide_by", "hold_fields", "notice_period",
 ]
 
 DECISIONS = (BillingState.RELEASED.value, BillingState.REJECTED.value)
 # holds no operator may release: a master pass starts no transaction (2.0.1 C16), so a
 # transaction a station started with one anyway is billed to nobody, its holder included
 NEVER_RELEASED = frozenset({"master_pass_start"})
+
+
+# How long a session in progress still counts against its driver's escrow
+# (csms.storage.settlement_sql ``driver_exposure``) once its station has sent nothing for it:
+# no reading, no transaction message (each writes the session back, its updated_at; the
+# central system's own writes of a session in progress are a few flags at most, each once).
+# A reporting station sends readings every MeterValueSampleInterval (1.6; 2.0.1
+# SampledDataTxUpdatedInterval), minutes; one offline queues its transaction messages and
+# sends them when back, after an outage of hours; one that samples nothing is heard of at
+# the start and the stop only, mostly within an overnight charge. A station that never
+# reports again (broken, gone, or a hostile host's that started a session on a card's idTag
+# and never stops it) then holds the driver's escrow for half a day, not for ever.
+SILENT_GRACE_S = 12 * 3600
+# A driver's session written again (its station heard of again, mostly) after it was silent
+# for longer than SILENT_GRACE_S in progress: it counts against the escrow again, and is
+# held at its completion (a hold flag, csms.service.sessions). The driver may have charged
+# elsewhere meanwhile, on the escrow it no longer held: those sessions settle first, and the
+# operator releases the late one (the chain pays it if the escrow still covers it) or
+# rejects it. A hostile station that waits for the driver's next session to send its stop
+# never gets the honest host's entry refused for want of escrow.
+RESUMED = "resumed_after_silence"
 
 
 # the ledger value the settlement worker keeps the contract's notice period in (seconds)

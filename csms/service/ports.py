@@ -295,6 +295,9 @@ class Tx(Protocol):
     async def rebind_card(self, session_id: int, tag: str) -> None: ...
     async def bind_no_payer(self, session_id: int, tag: str) -> None: ...
     async def session_card(self, session_id: int) -> dict[str, Any] | None: ...
+    async def session_of_a_driver(self, session_id: int) -> bool:
+        """Whether a driver's escrow is at stake for the session: a signed app session, or
+        one of a card linked to a driver (the one it was charged to at its start)."""
     async def bind_host(self, session_id: int, host: str, chain_station: int) -> None:
         """Pay the session to ``host``'s station index ``chain_station`` (its station's host
         as it completes); nothing for a session bound already."""

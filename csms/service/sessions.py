@@ -52,7 +52,7 @@ from csms.metering import ocmf
 from csms.service import defaults
 from csms.service.billing import BillingState, billing_state, check_billing_transition
 from csms.service.driver import MASTER_PASS_OPTION, RunningCost, priced, tariff_of
-from csms.service.holds import HoldError
+from csms.service.holds import RESUMED, SILENT_GRACE_S, HoldError
 from csms.service.limits import (
     EXPIRING_FLAG,
     LIMIT_FLAG,
@@ -144,6 +144,34 @@ class SessionUseCases(SignedDataChecks):
     """Transactions of both versions: start, stop, meter values, events; a session's
     billed energy when it completes."""
 
+    async def _resumed(self, tx: Tx, session: Session, action: str) -> bool:
+        """Hold ``session`` (``resumed_after_silence``, csms.service.holds :data:`RESUMED`)
+        when it is a driver's, in progress, and was last written longer than
+        :data:`SILENT_GRACE_S` ago: it no longer counted against the driver's escrow, and
+        is about to be written again (its station heard of again, ``action`` the message; or
+        the central system's own flag), which makes it count again. The driver may have
+        charged elsewhere meanwhile: those sessions settle first, the operator decides this
+        one once it completes. A ``resumed_after_silence`` station event says since when it
+        was silent. Whether it was held (the caller's update stores the flag). Judged on the
+        session as the unit read it, before any write of it: no statement but for a session
+        silent that long (a reading's unit gains none)."""
+        at = session.updated_at
+        if at is None or session.status is not SessionStatus.ACTIVE or session.id is None \
+                or RESUMED in session.flags:
+            return False
+        now = self.clock()
+        silent = (now - at).total_seconds()
+        if silent <= SILENT_GRACE_S or not await tx.session_of_a_driver(session.id):
+            return False
+        session.flag(RESUMED)
+        log.warning("! %s: session %s, silent since %s, written again (%s): held at its"
+                    " completion", session.station_id, session.id, at.isoformat(), action)
+        await tx.add_station_event(session.station_id, RESUMED, {
+            "session_id": session.id, "transaction_id": session.transaction_id,
+            "action": action, "silent_since": at.isoformat(), "silent_s": int(silent),
+            "grace_s": SILENT_GRACE_S}, now)
+        return True
+
     async def _notes(self, tx: Tx, session: Session, notes: list[ValueNote],
                      action: str) -> None:
         """Flag the session for what its message carried that could not be taken as sent,
@@ -228,6 +256,7 @@ class SessionUseCases(SignedDataChecks):
                                                session.id):
             if other.status is not SessionStatus.ACTIVE or OVERLAPS in other.flags:
                 continue
+            await self._resumed(tx, other, "overlaps_session")
             other.flag(OVERLAPS)
             await tx.update_session(other)
             log.warning("! %s: session %s closed at %s has data until %s while session %s"
@@ -448,6 +477,7 @@ class SessionUseCases(SignedDataChecks):
                         session.station_id, session.id, other.id, evse)
             await self._overlap_event(tx, session, other, until, end)
             if other.status is SessionStatus.ACTIVE and OVERLAPS not in other.flags:
+                await self._resumed(tx, other, "overlaps_session")
                 other.flag(OVERLAPS)
                 await tx.update_session(other)
 
@@ -480,6 +510,7 @@ class SessionUseCases(SignedDataChecks):
         (``stop_lost``) for the operator to release or reject. A ``stop_lost`` station
         event (``detail``: what closed it) names it, with the flags its close added: its
         real stop, if it comes while it is held, lifts them (:meth:`_reopen`)."""
+        await self._resumed(tx, session, f"close:{detail.get('cause')}")
         before = set(session.flags)
         session.stopped_at = end
         session.flag(STOP_LOST)
@@ -760,6 +791,7 @@ class SessionUseCases(SignedDataChecks):
                 if session is None or session.status is not SessionStatus.ACTIVE \
                         or any(f in session.flags for f in STOPPING_FLAGS):
                     continue  # ended or stopped at a reading meanwhile
+                await self._resumed(tx, session, reached.reason)
                 await self._stopping(tx, session, reached, tariff, expiry)
                 await tx.update_session(session)
                 await self._session_event(tx, session.station_id, "session/updated", session)
@@ -801,6 +833,7 @@ class SessionUseCases(SignedDataChecks):
             if session is None or session.status is not SessionStatus.ACTIVE \
                     or REFUSED_FLAG in session.flags:
                 return  # ended meanwhile: the station had nothing left to stop
+            await self._resumed(tx, session, REFUSED_FLAG)
             session.flag(REFUSED_FLAG)
             await tx.update_session(session)
             await self._session_event(tx, station_id, "session/updated", session)
@@ -842,12 +875,16 @@ class SessionUseCases(SignedDataChecks):
             await tx.add_samples(
                 session.station_id, samples, session_id=None, evse_id=evse_id,
                 connector_id=connector_id, transaction_id=transaction_id)
+        resumed = await self._resumed(tx, session,
+                                      str(detail.get("action") or "TransactionEvent"))
         if session.status is SessionStatus.ACTIVE and EVSE_MISMATCH not in session.flags:
             session.flag(EVSE_MISMATCH)
             await tx.update_session(session)
             log.warning("! %s: transaction %s of session %s on EVSE %s has data on EVSE"
                         " %s: held", session.station_id, transaction_id, session.id,
                         session.evse_id, evse_id)
+        elif resumed:
+            await tx.update_session(session)
         await tx.add_station_event(session.station_id, EVSE_MISMATCH, {
             "session_id": session.id, "transaction_id": transaction_id,
             "evse_id": session.evse_id, "event_evse_id": evse_id,
@@ -885,7 +922,8 @@ class SessionUseCases(SignedDataChecks):
         its own EVSE's, and its events naming no EVSE while both run are kept apart) and a
         station event of the hold's name naming both."""
         assert session.id is not None
-        if SHARED_WITH not in beside.flags:
+        resumed = await self._resumed(tx, beside, "TransactionEvent")
+        if SHARED_WITH not in beside.flags or resumed:
             beside.flag(SHARED_WITH)
             await tx.update_session(beside)
         log.warning("! %s: transaction %s started on EVSE %s while session %s of it is on EVSE"
@@ -1121,6 +1159,8 @@ class SessionUseCases(SignedDataChecks):
             auth = await self._authorize(tx, stop.id_tag) if stop.id_tag else None
             session = await tx.find_session(station_id, txid)
             now = self.clock()
+            if session is not None:  # in progress: completed below, the flag with it
+                await self._resumed(tx, session, "StopTransaction")
             if session is None:
                 owners = await tx.stations_with_transaction(txid)
                 if owners:
@@ -1234,6 +1274,8 @@ class SessionUseCases(SignedDataChecks):
             if session is not None and session.status is not SessionStatus.ACTIVE:
                 await self._late(tx, session, "MeterValues", samples, notes or [])
                 return None
+            if session is not None:  # written below, the flag with it
+                await self._resumed(tx, session, "MeterValues")
             # read only for a session with a limit: the others' readings cost nothing more
             previous = await self._previous_reading(tx, session) \
                 if session is not None and session.limit_minor is not None else None
@@ -1422,6 +1464,8 @@ class SessionUseCases(SignedDataChecks):
                     "session_id": session.id, "transaction_id": ev.transaction_id,
                     "seq_no": ev.seq_no, "event_type": ev.event_type,
                     "timestamp": ev.timestamp.isoformat()}, now)
+            if not created:  # in progress: written below (or completed), the flag with it
+                await self._resumed(tx, session, "TransactionEvent")
             if not created and session.status is SessionStatus.COMPLETED \
                     and not (ev.event_type == "Ended"
                              and await self._reopen(tx, session, "TransactionEvent")):

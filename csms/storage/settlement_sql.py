@@ -16,10 +16,10 @@ from typing import Any
 
 from csms.domain.tariff import Tariff
 from csms.service.billing import BillingState, check_billing_transition
-from csms.service.holds import NEVER_RELEASED
+from csms.service.holds import NEVER_RELEASED, SILENT_GRACE_S
 
-__all__ = ["BATCH_FIELDS", "CARD_LINK", "CARD_LINK_COLUMNS", "SettlementSql",
-           "card_link_params"]
+__all__ = ["BATCH_FIELDS", "CARD_LINK", "CARD_LINK_COLUMNS", "SILENT_GRACE_S",
+           "SettlementSql", "card_link_params"]
 
 # columns a batch update may set (the worker's state machine)
 BATCH_FIELDS = frozenset({
@@ -81,20 +81,8 @@ SETTLED_STATES = ", ".join(f"'{s.value}'" for s in (
 # against its driver's escrow (driver_exposure): the contract judges the expiry by the
 # chain's clock, which may run behind ours
 EXPIRED_GRACE_S = 3600
-# How long a session in progress still counts against its driver's escrow
-# (driver_exposure) once its station has sent nothing for it: no reading, no transaction
-# message (each writes the session back, its updated_at; the central system's own writes of
-# a session in progress are a few flags at most, each once). A reporting station sends
-# readings every MeterValueSampleInterval (1.6; 2.0.1 SampledDataTxUpdatedInterval),
-# minutes; one offline queues its transaction messages and sends them when back, after
-# an outage of hours; one that samples nothing is heard of at the start and the stop only,
-# mostly within an overnight charge. A station that never reports again (broken, gone,
-# or a hostile host's that started a session on a card's idTag and never stops it) then
-# holds the driver's escrow for half a day, not for ever. Heard of again, the session
-# counts again; it is billed when it completes as any other (the chain refuses an entry
-# the escrow no longer covers: the late session's when the driver's sessions of meanwhile
-# were settled first, the host's loss for a station that did not report).
-SILENT_GRACE_S = 12 * 3600
+# SILENT_GRACE_S (csms.service.holds): how long a session in progress its station sends
+# nothing for still counts against its driver's escrow (driver_exposure)
 
 
 def _iso(at: datetime) -> str:
@@ -243,6 +231,20 @@ class SettlementSql(ABC):
             "SELECT tag, driver, salt, commitment FROM session_cards WHERE session_id = ?",
             session_id)
 
+    async def session_of_a_driver(self, session_id: int) -> bool:
+        """Whether a driver's escrow is at stake for the session, as :meth:`driver_exposure`
+        counts it: a signed app session (bound to its authorization), one charged to a driver
+        on a card at its start (:meth:`bind_card`), or, bound to no card, one of a tag linked
+        to a driver now. Not a session of a tag of no driver, nor one charged to nobody."""
+        row = await self.fetchone(
+            "SELECT 1 AS one WHERE EXISTS (SELECT 1 FROM session_authorizations"
+            " WHERE session_id = ?) OR EXISTS (SELECT 1 FROM session_cards"
+            " WHERE session_id = ? AND driver <> '') OR (NOT EXISTS (SELECT 1 FROM"
+            " session_cards WHERE session_id = ?) AND EXISTS (SELECT 1 FROM driver_cards"
+            " WHERE tag = (SELECT id_tag FROM sessions WHERE id = ?)))",
+            session_id, session_id, session_id, session_id)
+        return row is not None
+
     async def bind_host(self, session_id: int, host: str, chain_station: int) -> None:
         """Pay the session to ``host``, whose station index is ``chain_station``: its
         station's host when it completed. A host set since (csms stations set-host) is paid
@@ -383,8 +385,9 @@ class SettlementSql(ABC):
         escrow), nor a session in progress its station has sent nothing for (its last
         update, ``updated_at``) since more than :data:`SILENT_GRACE_S` before ``now_unix``
         (a station gone silent would hold it for ever; one completed and not yet priced
-        counts whatever its age); a session merely held counts at its limit: an operator
-        may release it."""
+        counts whatever its age; one written again after that is held at its completion,
+        ``resumed_after_silence``: csms.service.sessions); a session merely held counts at
+        its limit: an operator may release it."""
         driver = driver.lower()
         row = await self.fetchone(
             "SELECT"

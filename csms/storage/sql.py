@@ -162,7 +162,7 @@ def _session_of(row: tuple[Any, ...]) -> Session:
      transaction_id, started_at, stopped_at, reported_meter_start_wh, reported_meter_stop_wh,
      meter_start_wh, meter_stop_wh, energy_wh, status, stop_reason, flags, last_seq_no,
      start_key, limit_minor, price_minor, currency, settlement_state, created_at,
-     _updated_at) = row
+     updated_at) = row
     return Session(
         id=id_, station_id=station_id, connector_id=connector_id, evse_id=evse_id,
         id_tag=id_tag, auth_status=auth_status, ocpp_version=ocpp_version,
@@ -178,6 +178,7 @@ def _session_of(row: tuple[Any, ...]) -> Session:
         flags=orjson.loads(flags), last_seq_no=last_seq_no, start_key=start_key,
         limit_minor=limit_minor, price_minor=price_minor, currency=currency,
         settlement_state=settlement_state, created_at=dt_from_db(created_at),
+        updated_at=dt_from_db(updated_at),
     )
 
 
@@ -789,7 +790,7 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
         fields = _session_fields(session)
         values = _to_db(fields)
         sid = await self._insert_session_row(values, now, card)
-        session.id, session.created_at = sid, at
+        session.id, session.created_at, session.updated_at = sid, at, at
         if numbered_by_central_system(session.ocpp_version, session.transaction_id):
             # 1.6 §5.6: the central system assigns an integer transactionId; the
             # session's own id is unique and never reused (_insert_session_row)
@@ -824,7 +825,8 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
         return sid
 
     async def update_session(self, session: Session) -> None:
-        now = dt_to_db(datetime.now(UTC))
+        at = datetime.now(UTC)
+        now = dt_to_db(at)
         sid = session.id
         stored = self._session_rows
         kept = stored.get(sid) if stored is not None and sid is not None else None
@@ -860,6 +862,7 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
                                  *(values[i] for i in changed), now, sid)
         if stored is not None and sid is not None:
             stored[sid] = (values, fields, now)  # what the row holds now
+        session.updated_at = at
 
     async def _checked_session_update(self, changed: tuple[int, ...], values: tuple[Any, ...],
                                       read: tuple[Any, ...], updated: Any, now: str | None,

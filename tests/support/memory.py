@@ -799,6 +799,15 @@ class MemoryTx(Tx):
         card = self.s.session_cards.get(session_id)
         return None if card is None else dict(card)
 
+    async def session_of_a_driver(self, session_id: int) -> bool:
+        if any(a["session_id"] == session_id for a in self.s.authorizations):
+            return True
+        bound = self.s.session_cards.get(session_id)
+        if bound is not None:
+            return bool(bound["driver"])
+        session = self.s.sessions.get(session_id)
+        return session is not None and session.id_tag in self.s.cards
+
     async def bind_host(self, session_id: int, host: str, chain_station: int) -> None:
         self.s.session_hosts.setdefault(session_id, {"host": host.lower(),
                                                      "chain_station": chain_station})

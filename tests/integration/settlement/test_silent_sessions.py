@@ -13,20 +13,25 @@ from typing import Any
 import pytest
 from conftest import BACKENDS
 
+from csms.domain.model import BILLING_HOLD_FLAGS
+from csms.service.holds import decide
 from csms.storage.settlement_sql import SILENT_GRACE_S
 from csms.storage.sql import dt_to_db
-from support import RunningServer
+from support import RunningServer, station_events
 from support.client import RawClient
 
 from .test_card_payer import PRICE, settled
-from .test_credit import BOOT16, authorize, link, settling
+from .test_credit import BOOT16, BOOT201, authorize, link, settling
 
 pytestmark = pytest.mark.parametrize("csms_db", BACKENDS, indirect=True)
 
 
 @pytest.fixture
 async def server(csms_server: RunningServer) -> RunningServer:
-    return await settling(csms_server, "CP16", "CP16B")
+    return await settling(csms_server, "CP16", "CP16B", "CP201")
+
+
+RESUMED = "resumed_after_silence"
 
 
 async def start(server: RunningServer, tag: str) -> tuple[int, int]:
@@ -53,9 +58,50 @@ async def silent(server: RunningServer, sid: int) -> None:
     await server.repo.unit(work)
 
 
-async def test_a_silent_stations_session_frees_the_escrow_and_is_billed_when_it_ends(
+async def stop16(server: RunningServer, txid: int, meter_stop: int = 5000) -> None:
+    """The station of ``start`` back with its queued stop of transaction ``txid``."""
+    async with await RawClient.connect(server.url, "CP16", ["ocpp1.6"]) as c:
+        await c.result("BootNotification", BOOT16)
+        await c.result("StopTransaction", {
+            "transactionId": txid, "meterStop": meter_stop,
+            "timestamp": datetime.now(UTC).isoformat(), "reason": "Local"})
+
+
+async def honest(server: RunningServer, tag: str) -> int:
+    """A session of ``tag`` at CP16B, another host's station: 5,000 Wh over ten minutes,
+    started and stopped as it ran; its id."""
+    async with await RawClient.connect(server.url, "CP16B", ["ocpp1.6"]) as c:
+        await c.result("BootNotification", BOOT16)
+        started = await c.result("StartTransaction", {
+            "connectorId": 1, "idTag": tag, "meterStart": 0,
+            "timestamp": (datetime.now(UTC) - timedelta(minutes=10)).isoformat()})
+        assert started["idTagInfo"]["status"] == "Accepted", started
+        await c.result("StopTransaction", {
+            "transactionId": started["transactionId"], "meterStop": 5000,
+            "timestamp": datetime.now(UTC).isoformat(), "reason": "Local"})
+    [session] = [s for s in await server.sessions("CP16B") if s["id_tag"] == tag]
+    return int(session["id"])
+
+
+async def session(server: RunningServer, sid: int) -> dict[str, Any]:
+    [row] = [s for s in await server.sessions() if s["id"] == sid]
+    return row
+
+
+async def release(server: RunningServer, sid: int) -> None:
+    async def work(tx: Any) -> None:
+        await decide(tx, sid, "released", actor="op", reason="checked",
+                     now=datetime.now(UTC))
+
+    await server.repo.unit(work)
+
+
+async def test_a_silent_stations_session_frees_the_escrow_and_is_held_when_heard_again(
     server: RunningServer,
 ) -> None:
+    """The hostile order: a station starts a session on a card, goes silent past the grace,
+    waits until the driver charged at another host's station, then sends its stop. The
+    late session is held for the operator; the honest one settles first, and is paid."""
     kit, driver = await link(server, "CARD", deposit=3_000)  # one session's reserve (20.00)
     sid, txid = await start(server, "CARD")
     # within the grace the session is at stake: no second one anywhere
@@ -63,16 +109,96 @@ async def test_a_silent_stations_session_frees_the_escrow_and_is_billed_when_it_
     await silent(server, sid)
     # its station has sent nothing for it since the grace: the driver charges elsewhere
     assert await authorize(server, "1.6", "CARD") == "Accepted"
-    # the station comes back with its queued stop: the session is billed as any other
-    async with await RawClient.connect(server.url, "CP16", ["ocpp1.6"]) as c:
-        await c.result("BootNotification", BOOT16)
-        await c.result("StopTransaction", {
-            "transactionId": txid, "meterStop": 5000,
-            "timestamp": datetime.now(UTC).isoformat(), "reason": "Local"})
+    other = await honest(server, "CARD")
+    # the silent station comes back with its (queued, or held back) stop
+    await stop16(server, txid)
+    late = await session(server, sid)
+    assert late["status"] == "completed" and RESUMED in late["flags"], late
+    assert RESUMED in BILLING_HOLD_FLAGS
+    [event] = await station_events(server, "CP16", RESUMED)
+    assert event["session_id"] == sid and event["action"] == "StopTransaction", event
+    assert [e["session_id"] for e in await station_events(server, "CP16", "billing_hold")] \
+        == [sid]
+    # the driver's session of meanwhile is settled, and its host paid
+    row = await settled(server, other)
+    assert row["settlement_state"] == "paid", row
+    assert kit.balance(driver) == 3_000 - PRICE
+    assert (await session(server, sid))["status"] == "completed"
+
+    async def state(tx: Any) -> dict[str, Any]:
+        return dict(await tx.session_settlement(sid))
+
+    assert (await server.repo.read(state))["settlement_state"] is None
+    # the operator releases the late one: the escrow still covers it, the chain pays it
+    await release(server, sid)
     row = await settled(server, sid)
     assert row["settlement_state"] == "paid", row
-    assert row["price_minor"] == PRICE
+    assert kit.balance(driver) == 3_000 - 2 * PRICE
+
+
+async def test_a_201_silent_transaction_ended_late_is_held(server: RunningServer) -> None:
+    """The same on 2.0.1: readings, then the Ended event, of a transaction its station was
+    silent about past the grace; the hold is taken at the first event heard of again."""
+    await link(server, "CARD201", deposit=3_000)
+    begun = datetime.now(UTC) - timedelta(minutes=30)
+    async with await RawClient.connect(server.url, "CP201", ["ocpp2.0.1"]) as c:
+        await c.result("BootNotification", BOOT201)
+        started = await c.result("TransactionEvent", {
+            "eventType": "Started", "timestamp": begun.isoformat(),
+            "triggerReason": "Authorized", "seqNo": 0,
+            "transactionInfo": {"transactionId": "S1", "chargingState": "Charging"},
+            "idToken": {"idToken": "CARD201", "type": "ISO14443"},
+            "evse": {"id": 1, "connectorId": 1},
+            "meterValue": [{"timestamp": begun.isoformat(), "sampledValue": [
+                {"value": 0, "context": "Transaction.Begin"}]}]})
+        assert started["idTokenInfo"]["status"] == "Accepted", started
+    [row] = [s for s in await server.sessions("CP201") if s["id_tag"] == "CARD201"]
+    sid = int(row["id"])
+    await silent(server, sid)
+    now = datetime.now(UTC)
+    async with await RawClient.connect(server.url, "CP201", ["ocpp2.0.1"]) as c:
+        await c.result("BootNotification", BOOT201)
+        await c.result("TransactionEvent", {
+            "eventType": "Updated", "timestamp": now.isoformat(),
+            "triggerReason": "MeterValuePeriodic", "seqNo": 1,
+            "transactionInfo": {"transactionId": "S1"},
+            "meterValue": [{"timestamp": now.isoformat(), "sampledValue": [{"value": 4000}]}]})
+        assert RESUMED in (await session(server, sid))["flags"]
+        await c.result("TransactionEvent", {
+            "eventType": "Ended", "timestamp": now.isoformat(),
+            "triggerReason": "StopAuthorized", "seqNo": 2,
+            "transactionInfo": {"transactionId": "S1", "stoppedReason": "Local"},
+            "meterValue": [{"timestamp": now.isoformat(), "sampledValue": [
+                {"value": 5000, "context": "Transaction.End"}]}]})
+    late = await session(server, sid)
+    assert late["status"] == "completed" and RESUMED in late["flags"], late
+    assert [e["session_id"] for e in await station_events(server, "CP201", RESUMED)] == [sid]
+
+
+async def test_a_station_that_reports_within_the_grace_is_not_held(
+    server: RunningServer,
+) -> None:
+    kit, driver = await link(server, "CARD", deposit=3_000)
+    sid, txid = await start(server, "CARD")
+    await stop16(server, txid)
+    assert RESUMED not in (await session(server, sid))["flags"]
+    row = await settled(server, sid)
+    assert row["settlement_state"] == "paid", row
     assert kit.balance(driver) == 3_000 - PRICE
+    assert await station_events(server, "CP16", RESUMED) == []
+
+
+async def test_a_session_of_a_tag_of_no_driver_is_not_held(server: RunningServer) -> None:
+    """Nobody's escrow is at stake for a tag linked to no driver: its silence freed nothing,
+    its late stop holds nothing."""
+    await server.add_tag("NOBODY")
+    sid, txid = await start(server, "NOBODY")
+    await silent(server, sid)
+    await stop16(server, txid)
+    row = await session(server, sid)
+    assert row["status"] == "completed", row
+    assert not BILLING_HOLD_FLAGS.intersection(row["flags"]), row
+    assert await station_events(server, "CP16", RESUMED) == []
 
 
 async def test_a_station_that_keeps_reporting_keeps_its_session_counted(
@@ -89,3 +215,26 @@ async def test_a_station_that_keeps_reporting_keeps_its_session_counted(
              "sampledValue": [{"value": "1000", "measurand": "Energy.Active.Import.Register",
                                "unit": "Wh"}]}]})
     assert await authorize(server, "1.6", "CARD") == "Blocked"
+    # and the session is to be held at its completion (the unit gained no statement)
+    assert RESUMED in (await session(server, sid))["flags"]
+
+
+async def test_readings_of_another_connector_after_the_grace_hold_the_session_too(
+    server: RunningServer,
+) -> None:
+    """A silent station that names the session's transactionId on another connector (kept
+    apart, ``evse_mismatch``) writes the session again: held for its silence as well, so the
+    operator who releases the mismatch sees the driver may have charged elsewhere."""
+    await link(server, "CARD", deposit=3_000)
+    sid, txid = await start(server, "CARD")
+    await silent(server, sid)
+    async with await RawClient.connect(server.url, "CP16", ["ocpp1.6"]) as c:
+        await c.result("BootNotification", BOOT16)
+        await c.result("MeterValues", {"connectorId": 2, "transactionId": txid, "meterValue": [
+            {"timestamp": datetime.now(UTC).isoformat(),
+             "sampledValue": [{"value": "1000", "measurand": "Energy.Active.Import.Register",
+                               "unit": "Wh"}]}]})
+    flags = (await session(server, sid))["flags"]
+    assert "evse_mismatch" in flags and RESUMED in flags, flags
+    [event] = await station_events(server, "CP16", RESUMED)
+    assert event["action"] == "MeterValues", event
