@@ -25,7 +25,9 @@ NOT_SETTINGS = {("wallet", "--keystore"), ("wallet", "--password-file"),
                 ("demo", "--chain"),  # the demo's own chain: local or memory
                 # the driver's: how deep the settle block must be, not the operator's
                 # CSMS_CONFIRMATIONS (when its worker takes a batch as final)
-                ("verify", "--confirmations")}
+                ("verify", "--confirmations"),
+                # a host's: how deep the block its entries are read at (wallet entries)
+                ("wallet", "--confirmations")}
 DEFAULTS = Settings()
 
 
