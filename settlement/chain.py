@@ -794,8 +794,28 @@ class SettlementReader:
                 str(created) if created else None, int(receipt["status"]),
                 int(receipt["blockNumber"]))
 
-    def chunk_digest(self, ledger: int, first_seq: int) -> bytes:
-        return bytes(self.c.functions.chunk_digest(ledger, first_seq).call())
+    def settle_block(self, tx_hash: bytes) -> tuple[int, bytes] | None:
+        """(number, hash) of the block a transaction is in; None when it is in none of the
+        node's chain (not mined yet, or its block was reorganised away: back in the node's
+        pool, or dropped)."""
+        try:
+            receipt = self.w3.eth.get_transaction_receipt(HexStr("0x" + tx_hash.hex()))
+        except TransactionNotFound:
+            return None
+        # a node may answer a pending transaction's receipt with no block
+        number: Any = receipt.get("blockNumber")
+        block_hash: Any = receipt.get("blockHash")
+        if number is None or block_hash is None:
+            return None
+        return int(number), bytes(block_hash)
+
+    def chunk_digest(self, ledger: int, first_seq: int, block: int) -> bytes:
+        """The digest the contract holds for the chunk of ``ledger`` from ``first_seq`` at
+        the end of ``block`` (zero: none): written once, by the settle transaction that took
+        those sequence numbers (Settlement.vy ``settle``), so where the node keeps no state
+        of that block, as now (:meth:`_once_written`)."""
+        return bytes(self._once_written(self.c.functions.chunk_digest(ledger, first_seq),
+                                        block))
 
     def driver_index(self, driver: str, block: int | None = None) -> int:
         """The driver's index as the contract held it at the end of ``block`` (None: now)."""
@@ -1036,12 +1056,25 @@ def _deployment_file(data_dir: Path) -> Path:
 def recorded_deployments(data_dir: str | Path) -> dict[str, Any]:
     """The contracts a data folder recorded (its chain.json), by chain id: ``{}`` when it
     records none, or its file cannot be read as such (for a command that only looks)."""
-    path = _deployment_file(Path(data_dir).expanduser())
+    try:
+        return _read_deployments(Path(data_dir).expanduser())
+    except ChainError:
+        return {}
+
+
+def _read_deployments(folder: Path) -> dict[str, Any]:
+    """The contracts the data folder recorded, by chain id (``{}``: no chain.json); raises
+    ChainError (one line) when the file cannot be read as such: a command that deploys
+    must not take it for no record (it would write a new contract over it)."""
+    path = _deployment_file(folder)
     try:
         known = json.loads(path.read_text("utf-8")) if path.exists() else {}
-    except (OSError, ValueError):
-        return {}
-    return known if isinstance(known, dict) else {}
+    except (OSError, ValueError) as exc:  # UnicodeDecodeError and JSON's errors included
+        raise ChainError(f"cannot read the contracts recorded in {path}:"
+                         f" {str(exc).splitlines()[0]}") from None
+    if not isinstance(known, dict):
+        raise ChainError(f"{path} records no contracts: it holds no JSON object")
+    return known
 
 
 @dataclass(frozen=True)
@@ -1136,8 +1169,11 @@ def open_chain(spec: str, data_dir: str | Path, *, keystore: str | None = None,
         chain.use(contract)
         return chain
     record = _deployment_file(folder)
-    deployments = json.loads(record.read_text("utf-8")) if record.exists() else {}
+    deployments = _read_deployments(folder)
     entry = deployments.get(str(chain.chain_id))
+    if entry is not None and not isinstance(entry, dict):
+        raise ChainError(f"{record} records no contract for chain {chain.chain_id}: its"
+                         " entry is no JSON object")
     if entry is not None and entry.get("version") != CONTRACT_VERSION:
         log.warning("! the contract recorded for chain %d (%s) is of an earlier version;"
                     " a new one is deployed", chain.chain_id, entry.get("contract"))

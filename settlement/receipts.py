@@ -25,7 +25,11 @@ read: no price, energy or reading needs it.
 What the chain answers is worth as much as its block and its node. A block can be
 reorganised away until enough blocks are on top of it: the settle transaction must have
 ``confirmations`` (its block and the blocks on top of it; by default
-:func:`default_confirmations` of the receipt's chain), else the verdict is UNVERIFIED. And the
+:func:`default_confirmations` of the receipt's chain), else the verdict is UNVERIFIED. Every
+state of the contract is read at the end of the settle transaction's block, pinned by its
+hash: a transaction in no block, one reorganised away while it is read, or one in another
+block than the receipt names is UNVERIFIED, never INVALID (a reorganisation is the chain's
+doing, not the operator's). And the
 node answering is the driver's choice: the node the receipt names (``chain.rpc_hint``, the
 operator's, which the receipt page fills in) can answer anything, so a verdict read from it
 (``rpc_url`` the hint) is UNVERIFIED ("chain node"); ``csms verify`` never reads it.
@@ -877,18 +881,62 @@ def _check_depth(v: Verdict, r: dict[str, Any], reader: Any, block: int,
 def _check_chain(v: Verdict, r: dict[str, Any], w3: Any, driver: str | None,
                  contract: str | None, cards: list[tuple[str, bytes]],
                  log_window: int | None, confirmations: int | None) -> None:
+    """The checks on chain, every state read at the end of the block the settle
+    transaction is in, and that block pinned (its hash) while it is read: a transaction in
+    no block, or a block reorganised away while it was read, is UNVERIFIED (what was read
+    of it is not kept), never INVALID: the chain moved, not the operator."""
     from settlement.chain import SettlementReader
+
+    reader = SettlementReader(w3, r["contract"], log_window)
+    chain_id = reader.chain_id()
+    if not v.add("chain id", chain_id == r["chain_id"],
+                 f"the node is chain {chain_id}, the receipt says {r['chain_id']}"):
+        return
+    tx = "0x" + r["tx_hash"].hex()
+    pinned = reader.settle_block(r["tx_hash"])
+    if pinned is None:
+        v.add("settle transaction", None, f"{tx} is in no block of chain {chain_id}: not"
+              " mined yet, or its block was reorganised away (the chain may include it"
+              " again, or settle its sequence numbers otherwise): check again later")
+        return
+    start = len(v.checks)
+    try:
+        _check_settled(v, r, reader, pinned[0], driver, contract, cards, confirmations)
+    except Exception:
+        if not _reorganised(v, r, reader, pinned, start):
+            raise
+        return
+    _reorganised(v, r, reader, pinned, start)
+
+
+def _reorganised(v: Verdict, r: dict[str, Any], reader: Any, pinned: tuple[int, bytes],
+                 start: int) -> bool:
+    """Whether the settle transaction is no longer in the block ``pinned`` (number, hash)
+    it was in when the checks on chain began: the chain reorganised it away while it was
+    read. Then what was read (the checks from ``start``) is of no one chain, and the
+    verdict is UNVERIFIED."""
+    now = reader.settle_block(r["tx_hash"])
+    if now == pinned:
+        return False
+    del v.checks[start:]
+    v.add("settle transaction", None, f"0x{r['tx_hash'].hex()} was in block {pinned[0]}"
+          f" (0x{pinned[1].hex()}) when the check began, and the chain reorganised that block"
+          " while it was read (the transaction is "
+          + ("in no block now" if now is None else f"in block {now[0]} now")
+          + "): nothing read of it is kept, check again later")
+    return True
+
+
+def _check_settled(v: Verdict, r: dict[str, Any], reader: Any, pinned: int,
+                   driver: str | None, contract: str | None, cards: list[tuple[str, bytes]],
+                   confirmations: int | None) -> None:
+    """The checks of the contract and the settle transaction in block ``pinned``."""
     from settlement.contract import code_fingerprint, is_settlement_code
 
     record = r["record"]
     # the kind of session the chain pays (card: the driver's standing terms; app: the
     # driver's signature), gating the checks of that kind
     kind = unpack_entry(r["packed"])["kind"]
-    reader = SettlementReader(w3, r["contract"], log_window)
-    chain_id = reader.chain_id()
-    if not v.add("chain id", chain_id == r["chain_id"],
-                 f"the node is chain {chain_id}, the receipt says {r['chain_id']}"):
-        return
     # what the contract is: this project's Settlement code, not a look-alike that answers
     # driver_index, cards and chunk_digest as it likes
     code, fp = reader.code(), code_fingerprint()
@@ -909,16 +957,15 @@ def _check_chain(v: Verdict, r: dict[str, Any], w3: Any, driver: str | None,
         same = str(record["driver"] or "").lower() == driver.lower()
         # as the contract held them when the session was settled (the settle transaction's
         # block, as the chain says: the receipt's is checked below), not as they are now
-        block = reader.outcome(r["tx_hash"])[1]
-        index = reader.driver_index(driver, block) if same else 0
+        index = reader.driver_index(driver, pinned) if same else 0
         v.add("the driver's escrow", same and index != 0 and index == record["driver_index"],
               f"{driver} is driver {index} of {r['contract']}; the record names"
               f" {record['driver']} (driver {record['driver_index']})")
         if same and index and kind == CARD and record["driver_index"]:
-            _check_card(v, r, reader, driver, index, cards, block)
+            _check_card(v, r, reader, driver, index, cards, pinned)
     limit = _capping_limit(record) if kind == CARD else None
     if limit is not None:
-        _check_limit(v, r, reader, limit)
+        _check_limit(v, r, reader, limit, pinned)
     if contract is None and driver is None:
         v.add("the real contract", None, "give your driver address (or the contract's) to"
               f" tell whether {r['contract']} is the contract your escrow is in")
@@ -945,13 +992,22 @@ def _check_chain(v: Verdict, r: dict[str, Any], w3: Any, driver: str | None,
                        if used is not None else "; the chain paid it under no authorization")
     v.add("entry in the settle transaction", in_tx, detail)
     digest = chunk_digest(ledger, first_seq, entries)
-    stored = reader.chunk_digest(ledger, first_seq)
+    # as the contract held it at the end of the settle block, the one this transaction
+    # settled in: a later block of another fork may hold another chunk there
+    stored = reader.chunk_digest(ledger, first_seq, pinned)
     v.add("settled once", digest == stored == r["digest"] and r["count"] == len(entries),
           f"the contract holds this chunk for sequence numbers {first_seq}.."
           f"{first_seq + len(entries) - 1} of ledger {ledger}: no other chunk can hold them")
     status, block, settled, unpaid = reader.outcome(r["tx_hash"])
-    v.add("settle transaction", status == 1 and settled and block == r["block_number"],
-          f"succeeded in block {block}")
+    if status == 1 and settled and block != r["block_number"]:
+        # the receipt's block was reorganised away and the transaction included again in
+        # another: settled all the same, but not where the receipt says
+        v.add("settle transaction", None, f"succeeded in block {block}, not in block"
+              f" {r['block_number']} the receipt names: the chain reorganised that block"
+              " since the receipt was written (a receipt written now names the block)")
+    else:
+        v.add("settle transaction", status == 1 and settled and block == r["block_number"],
+              f"succeeded in block {block}")
     _check_depth(v, r, reader, block, confirmations)
     seq = record["seq"]
     paid_on_chain = seq not in unpaid
@@ -1037,13 +1093,13 @@ def _packed_authorization(record: dict[str, Any]) -> int | None:
         return None
 
 
-def _check_limit(v: Verdict, r: dict[str, Any], reader: Any, limit: int) -> None:
+def _check_limit(v: Verdict, r: dict[str, Any], reader: Any, limit: int,
+                 block: int) -> None:
     """A card session billed at its limit: the limit is one the driver agreed to, at most
     its limit per session as the contract held it when the session was settled (an app
     session's is the signed maximum amount: the authorization check). An operator
     inventing a higher limit bills more than the driver accepts."""
     driver = str(r["record"]["driver"] or "")
-    block = reader.outcome(r["tx_hash"])[1]
     agreed = reader.max_per_session(driver, block) \
         if ADDRESS.fullmatch(driver) else 0
     v.add("session limit", limit <= agreed,

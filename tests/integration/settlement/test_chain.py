@@ -21,6 +21,8 @@ from settlement.chain import (
     _ephemeral_floor,
     find_anvil,
     free_local_port,
+    open_chain,
+    recorded_deployments,
     rpc_client,
 )
 from support import IN_CI
@@ -212,3 +214,29 @@ def test_the_managed_keystore_opens_without_a_costly_key_derivation(tmp_path: Pa
     (tmp_path / "old" / "operator.keystore.json").write_text(written)
     assert _managed_keystore(tmp_path / "old").address == old.address
     assert (tmp_path / "old" / "operator.keystore.json").read_text() == written
+
+
+def test_a_deployment_record_that_cannot_be_read_is_refused_never_replaced(
+    tmp_path: Path,
+) -> None:
+    """The data folder's chain.json garbled (not JSON, not an object, an entry that is not
+    one): the chain is not opened (one line naming the file) and the record is left as it
+    is: read as no record, a new contract would be deployed and the record of the one that
+    holds the escrows written over. Without a record and without deploying: one line."""
+    folder = tmp_path / "data"
+    first = open_chain("local", folder)
+    chain_id, address = first.chain_id, first.contract_address
+    first.close()
+    record = folder / "chain.json"
+    assert recorded_deployments(folder)[str(chain_id)]["contract"] == address
+    for garbled in ("{not json", "[]", json.dumps({str(chain_id): address})):
+        record.write_text(garbled, "utf-8")
+        with pytest.raises(ChainError, match=r"chain\.json") as refused:
+            open_chain("local", folder)
+        assert "\n" not in str(refused.value)
+        assert record.read_text("utf-8") == garbled
+    record.unlink()
+    with pytest.raises(ChainError, match=f"^no contract recorded for chain {chain_id}: run"
+                       " csms contract deploy$"):
+        open_chain("local", folder, deploy=False)
+    assert not record.exists()

@@ -277,8 +277,21 @@ export class SettlementReader {
     return [BigInt(receipt.status), BigInt(receipt.blockNumber), settled, unpaid];
   }
 
-  async chunkDigest(ledger, firstSeq) {
-    const out = await this.ethCall(`${selector("chunk_digest(uint256,uint256)")}${word(ledger)}${word(firstSeq)}`);
+  /** settlement/chain.py SettlementReader.settle_block: [number, hash] (BigInt, hex without
+   * 0x) of the block a transaction is in; null when it is in none of the node's chain (not
+   * mined yet, or its block was reorganised away: back in the node's pool, or dropped). */
+  async settleBlock(txHash) {
+    const receipt = await this.rpc.call("eth_getTransactionReceipt", [txHash]);
+    if (receipt === null || receipt === undefined || receipt.blockNumber == null
+      || receipt.blockHash == null) return null;
+    return [BigInt(receipt.blockNumber), String(receipt.blockHash).replace(/^0x/, "").toLowerCase()];
+  }
+
+  /** The digest the contract holds for the chunk of ledger from firstSeq at the end of
+   * block (zero: none): written once, by the settle transaction that took those sequence
+   * numbers (Settlement.vy settle), so where the node keeps no state of that block, as now. */
+  async chunkDigest(ledger, firstSeq, block) {
+    const out = await this.onceWritten(`${selector("chunk_digest(uint256,uint256)")}${word(ledger)}${word(firstSeq)}`, block);
     return words(out.replace(/^0x/, ""))(0).toString(16).padStart(64, "0");
   }
 

@@ -725,15 +725,56 @@ async function checkDepth(v, r, reader, block, confirmations) {
     + ": the block can still be reorganised away, check again later");
 }
 
+/** settlement/receipts.py _check_chain: the checks on chain, every state read at the end of
+ * the block the settle transaction is in, and that block pinned (its hash) while it is read:
+ * a transaction in no block, or a block reorganised away while it was read, is UNVERIFIED
+ * (what was read of it is not kept), never INVALID: the chain moved, not the operator. */
 async function checkChain(v, r, rpc, driver, contract, cards, logWindow, confirmations,
   linked = new Set()) {
+  const reader = new SettlementReader(rpc, r.contract, logWindow);
+  const chainId = await reader.chainId();
+  if (!v.add("chain id", chainId === r.chainId, `the node is chain ${chainId}, the receipt says ${r.chainId}`)) return;
+  const tx = `0x${r.txHash}`;
+  const pinned = await reader.settleBlock(tx);
+  if (pinned === null) {
+    v.add("settle transaction", null, `${tx} is in no block of chain ${chainId}: not`
+      + " mined yet, or its block was reorganised away (the chain may include it"
+      + " again, or settle its sequence numbers otherwise): check again later");
+    return;
+  }
+  const start = v.checks.length;
+  try {
+    await checkSettled(v, r, reader, pinned[0], driver, contract, cards, confirmations, linked);
+  } catch (exc) {
+    if (!(await reorganised(v, r, reader, pinned, start))) throw exc;
+    return;
+  }
+  await reorganised(v, r, reader, pinned, start);
+}
+
+/** settlement/receipts.py _reorganised: whether the settle transaction is no longer in the
+ * block pinned ([number, hash]) it was in when the checks on chain began: the chain
+ * reorganised it away while it was read. Then what was read (the checks from start) is of
+ * no one chain, and the verdict is UNVERIFIED. */
+async function reorganised(v, r, reader, pinned, start) {
+  const now = await reader.settleBlock(`0x${r.txHash}`);
+  if (now !== null && now[0] === pinned[0] && now[1] === pinned[1]) return false;
+  v.checks.splice(start);
+  v.add("settle transaction", null, `0x${r.txHash} was in block ${pinned[0]}`
+    + ` (0x${pinned[1]}) when the check began, and the chain reorganised that block`
+    + " while it was read (the transaction is "
+    + (now === null ? "in no block now" : `in block ${now[0]} now`)
+    + "): nothing read of it is kept, check again later");
+  return true;
+}
+
+/** settlement/receipts.py _check_settled: the checks of the contract and the settle
+ * transaction in block pinned. */
+async function checkSettled(v, r, reader, pinned, driver, contract, cards, confirmations, linked) {
   const { record } = r;
   // the kind of session the chain pays (card: the driver's standing terms; app: the
   // driver's signature), gating the checks of that kind
   const { kind } = unpackEntry(r.packed);
-  const reader = new SettlementReader(rpc, r.contract, logWindow);
-  const chainId = await reader.chainId();
-  if (!v.add("chain id", chainId === r.chainId, `the node is chain ${chainId}, the receipt says ${r.chainId}`)) return;
   // what the contract is: this project's Settlement code, not a look-alike that answers
   // driver_index, cards and chunk_digest as it likes
   const code = await reader.code();
@@ -751,16 +792,15 @@ async function checkChain(v, r, rpc, driver, contract, cards, logWindow, confirm
     const same = (truthy(record.driver) ? str(record.driver) : "").toLowerCase() === driver.toLowerCase();
     // as the contract held them when the session was settled (the settle transaction's
     // block, as the chain says: the receipt's is checked below), not as they are now
-    const block = (await reader.outcome(`0x${r.txHash}`))[1];
-    const index = same ? await reader.driverIndex(driver, block) : 0n;
+    const index = same ? await reader.driverIndex(driver, pinned) : 0n;
     v.add("the driver's escrow", same && index !== 0n && eq(index, record.driver_index),
       `${driver} is driver ${index} of ${r.contract}; the record names ${str(record.driver)} (driver ${str(record.driver_index)})`);
     if (same && index && kind === CARD && truthy(record.driver_index)) {
-      await checkCard(v, r, reader, driver, index, cards, block);
+      await checkCard(v, r, reader, driver, index, cards, pinned);
     }
   }
   const limit = kind === CARD ? cappingLimit(record) : null;
-  if (limit !== null) await checkLimit(v, r, reader, limit);
+  if (limit !== null) await checkLimit(v, r, reader, limit, pinned);
   if (!contract && !driver) {
     v.add("the real contract", null, linked.size
       ? `the ${[...linked].sort().map((n) => (n === "driver" ? "driver address" : n)).join(" and the ")}`
@@ -797,11 +837,21 @@ async function checkChain(v, r, rpc, driver, contract, cards, logWindow, confirm
   }
   v.add("entry in the settle transaction", inTx, entryDetail);
   const digest = chunkDigest(ledger, firstSeq, entries);
-  const stored = await reader.chunkDigest(ledger, firstSeq);
+  // as the contract held it at the end of the settle block, the one this transaction
+  // settled in: a later block of another fork may hold another chunk there
+  const stored = await reader.chunkDigest(ledger, firstSeq, pinned);
   v.add("settled once", digest === stored && stored === r.digest && r.count === BigInt(entries.length),
     `the contract holds this chunk for sequence numbers ${firstSeq}..${firstSeq + BigInt(entries.length) - 1n} of ledger ${ledger}: no other chunk can hold them`);
   const [status, block, settled, unpaid] = await reader.outcome(txHash);
-  v.add("settle transaction", status === 1n && settled && block === r.blockNumber, `succeeded in block ${block}`);
+  if (status === 1n && settled && block !== r.blockNumber) {
+    // the receipt's block was reorganised away and the transaction included again in
+    // another: settled all the same, but not where the receipt says
+    v.add("settle transaction", null, `succeeded in block ${block}, not in block`
+      + ` ${r.blockNumber} the receipt names: the chain reorganised that block`
+      + " since the receipt was written (a receipt written now names the block)");
+  } else {
+    v.add("settle transaction", status === 1n && settled && block === r.blockNumber, `succeeded in block ${block}`);
+  }
   await checkDepth(v, r, reader, block, confirmations);
   const seq = record.seq;
   const paidOnChain = !unpaid.has(seq);
@@ -886,9 +936,8 @@ function packedAuthorization(record) {
 /** settlement/receipts.py _check_limit: a card session billed at its limit: the limit is
  * at most the driver's limit per session as the contract held it when the session was
  * settled (an app session's is the signed maximum amount: the authorization check). */
-async function checkLimit(v, r, reader, limit) {
+async function checkLimit(v, r, reader, limit, block) {
   const driver = truthy(r.record.driver) ? str(r.record.driver) : "";
-  const block = (await reader.outcome(`0x${r.txHash}`))[1];
   const agreed = /^0x[0-9a-fA-F]{40}$/.test(driver) ? await reader.maxPerSession(driver, block) : 0n;
   v.add("session limit", limit <= agreed, limit <= agreed
     ? `the session's limit ${limit} is within the ${agreed} a session the driver accepted when it was settled (block ${block})`
