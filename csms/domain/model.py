@@ -466,8 +466,9 @@ BILLING_HOLD_FLAGS = frozenset(
         "shared_transaction_id",
         # a driver's session in progress its station sent nothing for longer than the grace
         # (csms.service.holds SILENT_GRACE_S: it no longer counted against the escrow), then
-        # heard of again: the driver's sessions of meanwhile settle first, the operator
-        # decides this one (csms.service.sessions)
+        # heard of again, with a session or an authorization of its driver accepted
+        # meanwhile: those settle first, the operator decides this one
+        # (csms.service.sessions)
         "resumed_after_silence",
     }
 )

@@ -51,11 +51,13 @@ NEVER_RELEASED = frozenset({"master_pass_start"})
 SILENT_GRACE_S = 12 * 3600
 # A driver's session written again (its station heard of again, mostly) after it was silent
 # for longer than SILENT_GRACE_S in progress: it counts against the escrow again, and is
-# held at its completion (a hold flag, csms.service.sessions). The driver may have charged
-# elsewhere meanwhile, on the escrow it no longer held: those sessions settle first, and the
-# operator releases the late one (the chain pays it if the escrow still covers it) or
+# held at its completion (a hold flag, csms.service.sessions) when the driver was charged
+# meanwhile: a session of the driver's created, or an authorization of it accepted, after
+# the silent one stopped counting, on the escrow it no longer held. Those settle first, and
+# the operator releases the late one (the chain pays it if the escrow still covers it) or
 # rejects it. A hostile station that waits for the driver's next session to send its stop
-# never gets the honest host's entry refused for want of escrow.
+# never gets the honest host's entry refused for want of escrow; an honest overnight
+# session, with nothing of its driver's accepted meanwhile, is billed as usual.
 RESUMED = "resumed_after_silence"
 
 

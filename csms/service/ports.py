@@ -295,9 +295,15 @@ class Tx(Protocol):
     async def rebind_card(self, session_id: int, tag: str) -> None: ...
     async def bind_no_payer(self, session_id: int, tag: str) -> None: ...
     async def session_card(self, session_id: int) -> dict[str, Any] | None: ...
-    async def session_of_a_driver(self, session_id: int) -> bool:
-        """Whether a driver's escrow is at stake for the session: a signed app session, or
-        one of a card linked to a driver (the one it was charged to at its start)."""
+    async def session_drivers(self, session_id: int) -> list[str]:
+        """The drivers whose escrow is at stake for the session (as ``driver_exposure``
+        counts it: its signed app authorization's, the one it was charged to on a card at
+        its start, or its tag's now): none for a tag of no driver."""
+    async def accepted_for_driver(self, driver: str, since: datetime,
+                                  besides: int) -> dict[str, Any] | None:
+        """The first session of ``driver`` but ``besides`` whose row was created, or
+        authorization of it kept (not withdrawn), after ``since``: ``{"kind", "id",
+        "accepted_at"}``, or None."""
     async def bind_host(self, session_id: int, host: str, chain_station: int) -> None:
         """Pay the session to ``host``'s station index ``chain_station`` (its station's host
         as it completes); nothing for a session bound already."""

@@ -145,31 +145,60 @@ class SessionUseCases(SignedDataChecks):
     billed energy when it completes."""
 
     async def _resumed(self, tx: Tx, session: Session, action: str) -> bool:
-        """Hold ``session`` (``resumed_after_silence``, csms.service.holds :data:`RESUMED`)
-        when it is a driver's, in progress, and was last written longer than
-        :data:`SILENT_GRACE_S` ago: it no longer counted against the driver's escrow, and
-        is about to be written again (its station heard of again, ``action`` the message; or
-        the central system's own flag), which makes it count again. The driver may have
-        charged elsewhere meanwhile: those sessions settle first, the operator decides this
-        one once it completes. A ``resumed_after_silence`` station event says since when it
-        was silent. Whether it was held (the caller's update stores the flag). Judged on the
-        session as the unit read it, before any write of it: no statement but for a session
-        silent that long (a reading's unit gains none)."""
+        """A driver's session in progress heard of again after a silence longer than
+        :data:`SILENT_GRACE_S` (last written that long ago; ``action`` the message that
+        brings it back, or the central system's own flag): it no longer counted against the
+        driver's escrow, and counts again once written. Held at its completion
+        (``resumed_after_silence``, csms.service.holds :data:`RESUMED`) only when it could
+        take escrow another acceptance of the driver's was judged on: a session of the
+        driver whose row the central system created, or an authorization of it accepted,
+        after the silent one stopped counting (its last update plus the grace;
+        ``accepted_for_driver``, whatever node accepted it: one database). Those settle
+        first, the operator decides the late one. Nothing accepted meanwhile (an overnight
+        session of a station that samples nothing, an outage's queued messages, with the
+        driver charging nowhere else): billed as usual. The driver is locked first
+        (``Tx.lock_driver``, as a coverage check locks it): an acceptance of the driver on
+        another node is either seen here or judged with this session counted again. A
+        ``resumed_after_silence`` station event says since when it was silent, whether it
+        is held and what was accepted meanwhile. Whether it was heard of again after the
+        grace (the caller writes it: the flag, if held, and its counting again). Judged on
+        the session as the unit read it, before any write of it: no statement but for a
+        session silent that long (a reading's unit gains none)."""
         at = session.updated_at
         if at is None or session.status is not SessionStatus.ACTIVE or session.id is None \
                 or RESUMED in session.flags:
             return False
         now = self.clock()
         silent = (now - at).total_seconds()
-        if silent <= SILENT_GRACE_S or not await tx.session_of_a_driver(session.id):
+        if silent <= SILENT_GRACE_S:
             return False
-        session.flag(RESUMED)
-        log.warning("! %s: session %s, silent since %s, written again (%s): held at its"
-                    " completion", session.station_id, session.id, at.isoformat(), action)
+        drivers = await tx.session_drivers(session.id)
+        if not drivers:
+            return False  # no escrow at stake: its silence freed none
+        uncounted = at + timedelta(seconds=SILENT_GRACE_S)
+        for driver in drivers:  # sorted: one order on every node
+            await tx.lock_driver(driver)
+        meanwhile = None
+        for driver in drivers:
+            meanwhile = await tx.accepted_for_driver(driver, uncounted, session.id)
+            if meanwhile is not None:
+                break
+        held = meanwhile is not None
+        if meanwhile is not None:
+            session.flag(RESUMED)
+            log.warning("! %s: session %s, silent since %s, written again (%s): held at its"
+                        " completion (%s %s of its driver accepted at %s, after it stopped"
+                        " counting)", session.station_id, session.id, at.isoformat(), action,
+                        meanwhile["kind"], meanwhile["id"], meanwhile["accepted_at"])
+        else:
+            log.info("= %s: session %s, silent since %s, written again (%s): not held,"
+                     " nothing of its driver accepted since it stopped counting",
+                     session.station_id, session.id, at.isoformat(), action)
         await tx.add_station_event(session.station_id, RESUMED, {
             "session_id": session.id, "transaction_id": session.transaction_id,
             "action": action, "silent_since": at.isoformat(), "silent_s": int(silent),
-            "grace_s": SILENT_GRACE_S}, now)
+            "grace_s": SILENT_GRACE_S, "uncounted_since": uncounted.isoformat(),
+            "held": held, "accepted_meanwhile": meanwhile}, now)
         return True
 
     async def _notes(self, tx: Tx, session: Session, notes: list[ValueNote],

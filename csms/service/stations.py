@@ -403,7 +403,6 @@ class StationUseCases(ChargingCore):
             raise ValueError("app sessions need settlement on this node (--chain)")
         decision = await self.credit.check_authorization(station_id, authorization)
         credit = self.credit
-        now = self.clock()
 
         async def work(tx: Tx) -> tuple[CreditDecision, int | None]:
             if await tx.get_tag(tag) is not None or await tx.card_of(tag) is not None:
@@ -423,9 +422,12 @@ class StationUseCases(ChargingCore):
                                       confirmed.driver), None
             if not confirmed.ok:
                 return confirmed, None
+            # kept as accepted: after the confirmation, whose judgment of the driver's
+            # sessions (one silent past the grace no longer counted) it follows; a session
+            # heard of again after that holds (csms.service.sessions _resumed)
             return confirmed, await tx.add_authorization(
                 str(authorization["driver"]), station_id, tag, authorization,
-                int(authorization["nonce"]), int(authorization["expiry"]), now,
+                int(authorization["nonce"]), int(authorization["expiry"]), self.clock(),
                 remote_start_id, limit_minor=confirmed.session_limit,
                 connector_id=connector_id)
 

@@ -231,19 +231,55 @@ class SettlementSql(ABC):
             "SELECT tag, driver, salt, commitment FROM session_cards WHERE session_id = ?",
             session_id)
 
-    async def session_of_a_driver(self, session_id: int) -> bool:
-        """Whether a driver's escrow is at stake for the session, as :meth:`driver_exposure`
-        counts it: a signed app session (bound to its authorization), one charged to a driver
-        on a card at its start (:meth:`bind_card`), or, bound to no card, one of a tag linked
-        to a driver now. Not a session of a tag of no driver, nor one charged to nobody."""
+    async def session_drivers(self, session_id: int) -> list[str]:
+        """The drivers whose escrow is at stake for the session, as :meth:`driver_exposure`
+        counts it (one, but for a signed app session on a card's tag, which the central
+        system refuses): the driver of its signed app authorization, the one it was charged
+        to on a card at its start (:meth:`bind_card`), and the one its tag is linked to now
+        unless it was charged to another at its start. None for a tag of no driver, nor for
+        a session charged to nobody."""
+        rows = await self.fetchall(
+            "SELECT driver FROM session_authorizations WHERE session_id = ?"
+            " UNION SELECT driver FROM session_cards WHERE session_id = ? AND driver <> ''"
+            " UNION SELECT d.driver FROM sessions s JOIN driver_cards d ON d.tag = s.id_tag"
+            " WHERE s.id = ? AND NOT EXISTS (SELECT 1 FROM session_cards c"
+            " WHERE c.session_id = s.id AND c.driver <> d.driver)",
+            session_id, session_id, session_id)
+        return sorted({str(r["driver"]) for r in rows})
+
+    async def accepted_for_driver(self, driver: str, since: datetime,
+                                  besides: int) -> dict[str, Any] | None:
+        """The first of what the central system accepted to charge ``driver``'s escrow for
+        after ``since`` (its own clock): a session of the driver as :meth:`driver_exposure`
+        counts it, but ``besides``, whose row was created then (``created_at``, not the
+        station's start: a start is judged as its row is stored), or an authorization of
+        the driver kept then (``created_at``, the time it was accepted; not one whose remote
+        start failed, which charges nothing). ``{"kind": "session" | "authorization", "id",
+        "accepted_at"}``, or None. A session that can never be charged
+        (:data:`NEVER_CHARGED`) takes nothing; one settled since counts all the same (the
+        rule stays simple: anything accepted then). Read for a session heard of again
+        after :data:`SILENT_GRACE_S` only: through the driver's cards, its bound sessions
+        and its authorizations, by their indexes."""
+        driver = driver.lower()
+        at = _iso(since)
         row = await self.fetchone(
-            "SELECT 1 AS one WHERE EXISTS (SELECT 1 FROM session_authorizations"
-            " WHERE session_id = ?) OR EXISTS (SELECT 1 FROM session_cards"
-            " WHERE session_id = ? AND driver <> '') OR (NOT EXISTS (SELECT 1 FROM"
-            " session_cards WHERE session_id = ?) AND EXISTS (SELECT 1 FROM driver_cards"
-            " WHERE tag = (SELECT id_tag FROM sessions WHERE id = ?)))",
-            session_id, session_id, session_id, session_id)
-        return row is not None
+            "SELECT kind, id, accepted_at FROM ("
+            "SELECT 'session' AS kind, id, created_at AS accepted_at FROM sessions"
+            " WHERE id <> ? AND created_at > ?"
+            " AND ((id_tag IN (SELECT tag FROM driver_cards WHERE driver = ?)"
+            " AND NOT EXISTS (SELECT 1 FROM session_cards c WHERE c.session_id = sessions.id"
+            " AND c.driver <> ?))"
+            " OR id IN (SELECT session_id FROM session_cards WHERE driver = ?)"
+            " OR id IN (SELECT session_id FROM session_authorizations WHERE driver = ?"
+            f" AND session_id IS NOT NULL)) AND NOT ({NEVER_CHARGED})"
+            " UNION ALL SELECT 'authorization' AS kind, id, created_at AS accepted_at"
+            " FROM session_authorizations WHERE driver = ? AND created_at > ?"
+            " AND start_state <> 'withdrawn') accepted ORDER BY accepted_at, kind, id LIMIT 1",
+            besides, at, driver, driver, driver, driver, driver, at)
+        if row is None:
+            return None
+        return {"kind": str(row["kind"]), "id": int(row["id"]),
+                "accepted_at": str(row["accepted_at"])}
 
     async def bind_host(self, session_id: int, host: str, chain_station: int) -> None:
         """Pay the session to ``host``, whose station index is ``chain_station``: its
@@ -386,7 +422,8 @@ class SettlementSql(ABC):
         update, ``updated_at``) since more than :data:`SILENT_GRACE_S` before ``now_unix``
         (a station gone silent would hold it for ever; one completed and not yet priced
         counts whatever its age; one written again after that is held at its completion,
-        ``resumed_after_silence``: csms.service.sessions); a session merely held counts at
+        ``resumed_after_silence``, when something of the driver's was accepted meanwhile:
+        :meth:`accepted_for_driver`, csms.service.sessions); a session merely held counts at
         its limit: an operator may release it."""
         driver = driver.lower()
         row = await self.fetchone(

@@ -799,14 +799,20 @@ class MemoryTx(Tx):
         card = self.s.session_cards.get(session_id)
         return None if card is None else dict(card)
 
-    async def session_of_a_driver(self, session_id: int) -> bool:
-        if any(a["session_id"] == session_id for a in self.s.authorizations):
-            return True
+    async def session_drivers(self, session_id: int) -> list[str]:
+        drivers = {str(a["driver"]) for a in self.s.authorizations
+                   if a["session_id"] == session_id}
         bound = self.s.session_cards.get(session_id)
-        if bound is not None:
-            return bool(bound["driver"])
+        if bound is not None and bound["driver"]:
+            drivers.add(str(bound["driver"]))
         session = self.s.sessions.get(session_id)
-        return session is not None and session.id_tag in self.s.cards
+        card = self.s.cards.get(session.id_tag) if session is not None else None
+        if card is not None and (bound is None or bound["driver"] == card["driver"]):
+            drivers.add(str(card["driver"]))
+        return sorted(drivers)
+
+    async def accepted_for_driver(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError("accepted_for_driver: not faked in memory")
 
     async def bind_host(self, session_id: int, host: str, chain_station: int) -> None:
         self.s.session_hosts.setdefault(session_id, {"host": host.lower(),

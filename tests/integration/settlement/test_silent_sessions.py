@@ -7,6 +7,7 @@ heard of again after the grace is billed as usual."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,11 +18,20 @@ from csms.domain.model import BILLING_HOLD_FLAGS
 from csms.service.holds import decide
 from csms.storage.settlement_sql import SILENT_GRACE_S
 from csms.storage.sql import dt_to_db
+from settlement import wallet
 from support import RunningServer, station_events
 from support.client import RawClient
 
 from .test_card_payer import PRICE, settled
-from .test_credit import BOOT16, BOOT201, authorize, link, settling
+from .test_credit import (
+    BOOT16,
+    BOOT201,
+    _on_chain,
+    _remote_start,
+    authorize,
+    link,
+    settling,
+)
 
 pytestmark = pytest.mark.parametrize("csms_db", BACKENDS, indirect=True)
 
@@ -54,6 +64,14 @@ async def silent(server: RunningServer, sid: int) -> None:
 
     async def work(tx: Any) -> None:
         await tx.execute("UPDATE sessions SET updated_at = ? WHERE id = ?", dt_to_db(at), sid)
+
+    await server.repo.unit(work)
+
+
+async def accepted_at(server: RunningServer, sid: int, at: datetime) -> None:
+    """The session's row created at ``at`` (the central system's clock of its acceptance)."""
+    async def work(tx: Any) -> None:
+        await tx.execute("UPDATE sessions SET created_at = ? WHERE id = ?", dt_to_db(at), sid)
 
     await server.repo.unit(work)
 
@@ -117,6 +135,9 @@ async def test_a_silent_stations_session_frees_the_escrow_and_is_held_when_heard
     assert RESUMED in BILLING_HOLD_FLAGS
     [event] = await station_events(server, "CP16", RESUMED)
     assert event["session_id"] == sid and event["action"] == "StopTransaction", event
+    assert event["held"] is True, event
+    assert event["accepted_meanwhile"]["kind"] == "session", event
+    assert event["accepted_meanwhile"]["id"] == other, event
     assert [e["session_id"] for e in await station_events(server, "CP16", "billing_hold")] \
         == [sid]
     # the driver's session of meanwhile is settled, and its host paid
@@ -138,7 +159,8 @@ async def test_a_silent_stations_session_frees_the_escrow_and_is_held_when_heard
 
 async def test_a_201_silent_transaction_ended_late_is_held(server: RunningServer) -> None:
     """The same on 2.0.1: readings, then the Ended event, of a transaction its station was
-    silent about past the grace; the hold is taken at the first event heard of again."""
+    silent about past the grace, the driver charged elsewhere meanwhile; the hold is taken
+    at the first event heard of again."""
     await link(server, "CARD201", deposit=3_000)
     begun = datetime.now(UTC) - timedelta(minutes=30)
     async with await RawClient.connect(server.url, "CP201", ["ocpp2.0.1"]) as c:
@@ -155,6 +177,7 @@ async def test_a_201_silent_transaction_ended_late_is_held(server: RunningServer
     [row] = [s for s in await server.sessions("CP201") if s["id_tag"] == "CARD201"]
     sid = int(row["id"])
     await silent(server, sid)
+    await honest(server, "CARD201")
     now = datetime.now(UTC)
     async with await RawClient.connect(server.url, "CP201", ["ocpp2.0.1"]) as c:
         await c.result("BootNotification", BOOT201)
@@ -215,19 +238,24 @@ async def test_a_station_that_keeps_reporting_keeps_its_session_counted(
              "sampledValue": [{"value": "1000", "measurand": "Energy.Active.Import.Register",
                                "unit": "Wh"}]}]})
     assert await authorize(server, "1.6", "CARD") == "Blocked"
-    # and the session is to be held at its completion (the unit gained no statement)
-    assert RESUMED in (await session(server, sid))["flags"]
+    # nothing of the driver's was accepted while it did not count: not held
+    assert RESUMED not in (await session(server, sid))["flags"]
+    [event] = await station_events(server, "CP16", RESUMED)
+    assert (event["action"], event["held"], event["accepted_meanwhile"]) \
+        == ("MeterValues", False, None), event
 
 
 async def test_readings_of_another_connector_after_the_grace_hold_the_session_too(
     server: RunningServer,
 ) -> None:
     """A silent station that names the session's transactionId on another connector (kept
-    apart, ``evse_mismatch``) writes the session again: held for its silence as well, so the
-    operator who releases the mismatch sees the driver may have charged elsewhere."""
+    apart, ``evse_mismatch``) writes the session again: held for its silence as well when
+    the driver charged elsewhere meanwhile, so the operator who releases the mismatch sees
+    it."""
     await link(server, "CARD", deposit=3_000)
     sid, txid = await start(server, "CARD")
     await silent(server, sid)
+    await honest(server, "CARD")
     async with await RawClient.connect(server.url, "CP16", ["ocpp1.6"]) as c:
         await c.result("BootNotification", BOOT16)
         await c.result("MeterValues", {"connectorId": 2, "transactionId": txid, "meterValue": [
@@ -238,3 +266,117 @@ async def test_readings_of_another_connector_after_the_grace_hold_the_session_to
     assert "evse_mismatch" in flags and RESUMED in flags, flags
     [event] = await station_events(server, "CP16", RESUMED)
     assert event["action"] == "MeterValues", event
+
+
+async def test_an_honest_overnight_session_heard_of_at_its_stop_only_is_paid_unheld(
+    server: RunningServer,
+) -> None:
+    """A 1.6 station that samples nothing (MeterValueSampleInterval 0) sends the start and,
+    14 hours later, the stop: its session stopped counting after the grace, but the driver
+    charged nowhere meanwhile, so its late stop takes no escrow another session was
+    accepted on: billed as usual, no hold, no operator's decision (nor its deadline)."""
+    kit, driver = await link(server, "CARD", deposit=3_000)
+    sid, txid = await start(server, "CARD")
+    await silent(server, sid)
+    await stop16(server, txid)
+    late = await session(server, sid)
+    assert late["status"] == "completed", late
+    assert not BILLING_HOLD_FLAGS.intersection(late["flags"]), late
+    [event] = await station_events(server, "CP16", RESUMED)
+    assert event["session_id"] == sid and event["action"] == "StopTransaction", event
+    assert (event["held"], event["accepted_meanwhile"]) == (False, None), event
+    assert event["silent_s"] > SILENT_GRACE_S, event
+    row = await settled(server, sid)
+    assert row["settlement_state"] == "paid", row
+    assert kit.balance(driver) == 3_000 - PRICE
+
+
+async def test_a_session_accepted_before_the_silence_passed_the_grace_holds_nothing(
+    server: RunningServer,
+) -> None:
+    """The driver's other session was accepted while the silent one still counted against
+    the escrow (judged with it at stake): the late stop takes nothing it was accepted on."""
+    # each session's limit 30.00: two at once are covered
+    kit, driver = await link(server, "CARD", deposit=6_000, max_per_session=3_000)
+    sid, txid = await start(server, "CARD")
+    other = await honest(server, "CARD")  # both at stake: accepted on what is left
+    await silent(server, sid)
+    # its acceptance came before the silent session stopped counting (its last update
+    # plus the grace: a minute ago)
+    await accepted_at(server, sid, datetime.now(UTC) - timedelta(seconds=SILENT_GRACE_S + 7200))
+    await accepted_at(server, other, datetime.now(UTC) - timedelta(hours=1))
+    await stop16(server, txid)
+    late = await session(server, sid)
+    assert late["status"] == "completed", late
+    assert not BILLING_HOLD_FLAGS.intersection(late["flags"]), late
+    [event] = await station_events(server, "CP16", RESUMED)
+    assert (event["held"], event["accepted_meanwhile"]) == (False, None), event
+    for sid_ in (other, sid):
+        row = await settled(server, sid_)
+        assert row["settlement_state"] == "paid", row
+    assert kit.balance(driver) == 6_000 - 2 * PRICE
+
+
+async def test_another_drivers_session_meanwhile_holds_nothing(server: RunningServer) -> None:
+    """Only the silent session's driver's acceptances count: another driver charging
+    meanwhile took none of its escrow."""
+    await link(server, "CARD", deposit=3_000)
+    await link(server, "ELSE", deposit=3_000)
+    sid, txid = await start(server, "CARD")
+    await silent(server, sid)
+    await honest(server, "ELSE")
+    await stop16(server, txid)
+    late = await session(server, sid)
+    assert late["status"] == "completed", late
+    assert not BILLING_HOLD_FLAGS.intersection(late["flags"]), late
+
+
+async def test_another_card_of_the_driver_meanwhile_holds_the_late_session(
+    server: RunningServer,
+) -> None:
+    """The driver's escrow, not the card: a session of another card linked to the same
+    driver, accepted while the silent one did not count, holds the late one."""
+    kit, driver = await link(server, "CARD", deposit=3_000)
+
+    salt = wallet.new_salt()
+    commitment = wallet.link_card(kit.chain, driver, "SPARE", salt)
+
+    async def work(tx: Any) -> None:
+        await tx.link_card("SPARE", driver.address, "0x" + salt.hex(),
+                           "0x" + commitment.hex(), datetime.now(UTC))
+
+    await server.repo.unit(work)
+    await server.add_tag("SPARE")
+    sid, txid = await start(server, "CARD")
+    await silent(server, sid)
+    other = await honest(server, "SPARE")
+    await stop16(server, txid)
+    late = await session(server, sid)
+    assert RESUMED in late["flags"], late
+    [event] = await station_events(server, "CP16", RESUMED)
+    assert event["accepted_meanwhile"]["id"] == other, event
+
+
+async def test_a_signed_authorization_accepted_meanwhile_holds_the_late_session(
+    server: RunningServer,
+) -> None:
+    """The driver signed an app session while the silent one did not count: accepted (the
+    station took the remote start), not started yet. It may start and settle on the escrow
+    the late session would take: the late one is held."""
+    kit, driver = await link(server, "CARD", deposit=3_000)
+    idx = await _on_chain(server, kit, "CP16B")
+    sid, txid = await start(server, "CARD")
+    await silent(server, sid)
+    signed = wallet.authorize(kit.chain, driver, idx["CP16B"], max_per_kwh=40,
+                              max_amount=2_000, nonce=1, expiry=int(time.time()) + 3600)
+    async with await RawClient.connect(server.url, "CP16B", ["ocpp1.6"]) as b:
+        await b.result("BootNotification", BOOT16)
+        status, body = await _remote_start(server, b, "CP16B",
+                                           {"tag": "APP1", "authorization": signed.as_json()})
+        assert status == 200, body
+    await stop16(server, txid)
+    late = await session(server, sid)
+    assert late["status"] == "completed" and RESUMED in late["flags"], late
+    [event] = await station_events(server, "CP16", RESUMED)
+    assert event["held"] is True, event
+    assert event["accepted_meanwhile"]["kind"] == "authorization", event

@@ -399,3 +399,93 @@ async def test_the_silence_rule_leaves_the_signed_app_rule_as_it_was(
     # VALID only: EXPIRED past its expiry (reported on just now), QUIET silent
     assert exposure == {"active": 1, "unpriced": 0, "in_flight_minor": 2_000, "unlimited": 0,
                         "pending_minor": 0, "authorized": 0, "authorized_minor": 0}
+
+
+async def test_what_was_accepted_for_a_driver_after_a_silent_session_stopped_counting(
+    repo: Repository,
+) -> None:
+    """A session heard of again after the grace is held only when the central system
+    accepted something of its driver's after it stopped counting (``accepted_for_driver``):
+    a session of the driver as ``driver_exposure`` counts it (any of its cards, a session
+    charged to it at the start, a signed app session), by the time its row was created, or
+    an authorization by the time it was kept. Not the session itself, not another
+    driver's, not one charged to another driver on a card handed on since, not one that can
+    never be charged, not an authorization whose remote start failed, not anything accepted
+    before that moment."""
+    since = T0 + timedelta(days=1)
+    before, after = since - timedelta(seconds=1), since + timedelta(seconds=1)
+
+    async def created(tx: Tx, sid: int, at: datetime) -> None:
+        sql: Any = tx  # the SQL adapter's own statement: no port writes a row's time
+        await sql.execute("UPDATE sessions SET created_at = ? WHERE id = ?", dt_to_db(at), sid)
+
+    async def session(tx: Tx, txid: str, tag: str, at: datetime, *, card: bool = True,
+                      flags: list[str] | None = None) -> int:
+        s = _session(txid, tag, flags=flags or [])
+        await tx.insert_session(s, card=tag if card else None)
+        assert s.id is not None
+        await created(tx, s.id, at)
+        return s.id
+
+    async def setup(tx: Tx) -> dict[str, int]:
+        await tx.insert_station(Station(id="CP1", created_at=T0))
+        await tx.link_card("CARD", DRIVER, "0x00", "0x00", T0)
+        await tx.link_card("HANDED", OTHER, "0x00", "0x00", T0)
+        ids = {"silent": await session(tx, "1", "CARD", after),  # itself: not counted
+               "old": await session(tx, "2", "CARD", before),
+               "handed": await session(tx, "3", "HANDED", after),  # charged to OTHER
+               "nobody": await session(tx, "4", "NOBODY", after)}
+        await tx.link_card("HANDED", DRIVER, "0x00", "0x00", T0)  # handed on since
+        return ids
+
+    ids = await repo.unit(setup)
+
+    async def seen(tx: Tx) -> dict[str, Any]:
+        return {"drivers": {k: await tx.session_drivers(v) for k, v in ids.items()},
+                "driver": await tx.accepted_for_driver(DRIVER, since, ids["silent"]),
+                "other": await tx.accepted_for_driver(OTHER, since, ids["silent"])}
+
+    found = await repo.read(seen)
+    assert found["drivers"] == {"silent": [DRIVER], "old": [DRIVER], "handed": [OTHER],
+                                "nobody": []}
+    assert found["driver"] is None, found
+    assert (found["other"] or {}).get("id") == ids["handed"], found
+
+    async def more(tx: Tx) -> dict[str, int]:
+        # never charged: an operator's rejection; a remote start that failed
+        rejected = await session(tx, "5", "CARD", after, flags=["rejected"])
+        failed = await tx.add_authorization(DRIVER, "CP1", "APPX", {"nonce": 9}, 9,
+                                            NOW + 3600, after)
+        await tx.withdraw_authorization(failed)
+        # accepted before the silent one stopped counting: judged with it at stake
+        await tx.add_authorization(DRIVER, "CP1", "APP0", {"nonce": 1}, 1, NOW + 3600, before)
+        return {"rejected": rejected, "failed": failed}
+
+    ids |= await repo.unit(more)
+    assert await repo.read(lambda tx: tx.accepted_for_driver(DRIVER, since, ids["silent"])) \
+        is None
+
+    async def meanwhile(tx: Tx) -> int:
+        return await tx.add_authorization(DRIVER, "CP1", "APP1", {"nonce": 2}, 2,
+                                          NOW + 3600, after + timedelta(seconds=1))
+
+    aid = await repo.unit(meanwhile)
+    found = await repo.read(lambda tx: tx.accepted_for_driver(DRIVER, since, ids["silent"]))
+    assert found is not None and (found["kind"], found["id"]) == ("authorization", aid), found
+
+    async def elsewhere(tx: Tx) -> dict[str, int]:
+        # the authorization's session, on its own token: the driver's by its signature
+        app = _session("7", "APP1")
+        await tx.insert_session(app)
+        await tx.remote_start_accepted(aid, NOW + 60)
+        assert app.id is not None
+        assert await tx.bind_authorization("CP1", "APP1", app.id, NOW) is not None
+        # another card of the driver (linked in mixed case), accepted sooner
+        await tx.link_card("SPARE", "0x" + "AB" * 20, "0x00", "0x00", T0)
+        return {"app": app.id, "spare": await session(tx, "6", "SPARE", after)}
+
+    ids |= await repo.unit(elsewhere)
+    found = await repo.read(lambda tx: tx.accepted_for_driver(DRIVER, since, ids["silent"]))
+    assert found is not None and (found["kind"], found["id"]) == ("session", ids["spare"]), \
+        found
+    assert await repo.read(lambda tx: tx.session_drivers(ids["app"])) == [DRIVER]
