@@ -322,6 +322,16 @@ async def test_the_hosts_command_reads_as_deep_as_the_confirmations_asked(
     assert len(young.stderr.strip().splitlines()) == 1, young.stderr
 
 
+def _host_keystore(tmp_path: Path) -> tuple[Any, Path]:
+    """A new host account and its keystore under ``tmp_path`` (password "pw", in
+    ``host.pw`` beside it)."""
+    account = Account.create()
+    keystore = tmp_path / "host.json"
+    keystore.write_text(json.dumps(Account.encrypt(account.key, "pw")), "utf-8")
+    (tmp_path / "host.pw").write_text("pw", "utf-8")
+    return account, keystore
+
+
 async def test_a_wallet_s_status_is_read_at_one_block(
     anvil_chain: Chain, tmp_path: Path,
 ) -> None:
@@ -329,10 +339,7 @@ async def test_a_wallet_s_status_is_read_at_one_block(
     read at one block, the one it names, not each at the node's latest of its moment."""
     chain = anvil_chain
     assert chain.node is not None
-    account = Account.create()
-    keystore = tmp_path / "host.json"
-    keystore.write_text(json.dumps(Account.encrypt(account.key, "pw")), "utf-8")
-    (tmp_path / "host.pw").write_text("pw", "utf-8")
+    _, keystore = _host_keystore(tmp_path)
     with rpc_proxy(chain.node.url, refuse_range(1_000_000)) as proxy:
         status = await asyncio.to_thread(
             csms, "wallet", "status", "--keystore", str(keystore), "--password-file",
@@ -433,10 +440,7 @@ async def test_a_host_s_own_key_reads_its_wallet_on_a_json_rpc_chain(
     operator's settings, CSMS_KEYSTORE, were required)."""
     chain = anvil_chain
     assert chain.node is not None
-    account = Account.create()
-    keystore = tmp_path / "host.json"
-    keystore.write_text(json.dumps(Account.encrypt(account.key, "pw")), "utf-8")
-    (tmp_path / "host.pw").write_text("pw", "utf-8")
+    account, keystore = _host_keystore(tmp_path)
     status = await asyncio.to_thread(
         csms, "wallet", "status", "--keystore", str(keystore), "--password-file",
         str(tmp_path / "host.pw"), "--chain", chain.node.url, "--contract",

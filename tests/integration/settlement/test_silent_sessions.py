@@ -44,36 +44,49 @@ async def server(csms_server: RunningServer) -> RunningServer:
 RESUMED = "resumed_after_silence"
 
 
-async def start(server: RunningServer, tag: str) -> tuple[int, int]:
-    """A session of ``tag`` started on CP16, whose station then goes away: its id and its
-    transactionId."""
-    async with await RawClient.connect(server.url, "CP16", ["ocpp1.6"]) as c:
+async def _start16(server: RunningServer, station: str, tag: str, minutes: int,
+                   stop: bool) -> tuple[int, int]:
+    """A 1.6 session of ``tag`` at ``station`` started ``minutes`` ago (stopped now at
+    5,000 Wh with ``stop``): its id and its transactionId."""
+    async with await RawClient.connect(server.url, station, ["ocpp1.6"]) as c:
         await c.result("BootNotification", BOOT16)
         started = await c.result("StartTransaction", {
             "connectorId": 1, "idTag": tag, "meterStart": 0,
-            "timestamp": (datetime.now(UTC) - timedelta(minutes=30)).isoformat()})
+            "timestamp": (datetime.now(UTC) - timedelta(minutes=minutes)).isoformat()})
         assert started["idTagInfo"]["status"] == "Accepted", started
-    [session] = [s for s in await server.sessions("CP16") if s["id_tag"] == tag]
+        if stop:
+            await c.result("StopTransaction", {
+                "transactionId": started["transactionId"], "meterStop": 5000,
+                "timestamp": datetime.now(UTC).isoformat(), "reason": "Local"})
+    [session] = [s for s in await server.sessions(station) if s["id_tag"] == tag]
     return int(session["id"]), int(started["transactionId"])
+
+
+async def start(server: RunningServer, tag: str) -> tuple[int, int]:
+    """A session of ``tag`` started on CP16, whose station then goes away: its id and its
+    transactionId."""
+    return await _start16(server, "CP16", tag, 30, stop=False)
+
+
+async def _written(server: RunningServer, sid: int, column: str, at: datetime) -> None:
+    """The session's ``column`` (updated_at, created_at) set to ``at``: the database's
+    clock cannot be moved."""
+    async def work(tx: Any) -> None:
+        await tx.execute(f"UPDATE sessions SET {column} = ? WHERE id = ?", dt_to_db(at), sid)
+
+    await server.repo.unit(work)
 
 
 async def silent(server: RunningServer, sid: int) -> None:
     """Nothing heard of the session for longer than the grace (its last update that long
-    ago: the database's clock cannot be moved)."""
-    at = datetime.now(UTC) - timedelta(seconds=SILENT_GRACE_S + 60)
-
-    async def work(tx: Any) -> None:
-        await tx.execute("UPDATE sessions SET updated_at = ? WHERE id = ?", dt_to_db(at), sid)
-
-    await server.repo.unit(work)
+    ago)."""
+    await _written(server, sid, "updated_at",
+                   datetime.now(UTC) - timedelta(seconds=SILENT_GRACE_S + 60))
 
 
 async def accepted_at(server: RunningServer, sid: int, at: datetime) -> None:
     """The session's row created at ``at`` (the central system's clock of its acceptance)."""
-    async def work(tx: Any) -> None:
-        await tx.execute("UPDATE sessions SET created_at = ? WHERE id = ?", dt_to_db(at), sid)
-
-    await server.repo.unit(work)
+    await _written(server, sid, "created_at", at)
 
 
 async def stop16(server: RunningServer, txid: int, meter_stop: int = 5000) -> None:
@@ -88,17 +101,7 @@ async def stop16(server: RunningServer, txid: int, meter_stop: int = 5000) -> No
 async def honest(server: RunningServer, tag: str) -> int:
     """A session of ``tag`` at CP16B, another host's station: 5,000 Wh over ten minutes,
     started and stopped as it ran; its id."""
-    async with await RawClient.connect(server.url, "CP16B", ["ocpp1.6"]) as c:
-        await c.result("BootNotification", BOOT16)
-        started = await c.result("StartTransaction", {
-            "connectorId": 1, "idTag": tag, "meterStart": 0,
-            "timestamp": (datetime.now(UTC) - timedelta(minutes=10)).isoformat()})
-        assert started["idTagInfo"]["status"] == "Accepted", started
-        await c.result("StopTransaction", {
-            "transactionId": started["transactionId"], "meterStop": 5000,
-            "timestamp": datetime.now(UTC).isoformat(), "reason": "Local"})
-    [session] = [s for s in await server.sessions("CP16B") if s["id_tag"] == tag]
-    return int(session["id"])
+    return (await _start16(server, "CP16B", tag, 10, stop=True))[0]
 
 
 async def session(server: RunningServer, sid: int) -> dict[str, Any]:

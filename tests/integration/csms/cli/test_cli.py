@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -207,16 +208,22 @@ async def test_a_held_session_shows_the_time_to_decide_it_by(
     period from the contract; and that releasing it may leave the host unpaid once that
     time has passed."""
     db, sid = await _stuck_session(csms_server)
-    assert csms(db, "sessions", "close", sid).returncode == 0
+
+    async def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        # off the event loop, which serves the running server: a unit of its that took the
+        # database's write turn just before would hold it while a blocking call waited
+        return await asyncio.to_thread(csms, db, *args)
+
+    assert (await cli("sessions", "close", sid)).returncode == 0
     # no worker has read the contract yet: not known
-    shown = json.loads(csms(db, "sessions", "show", sid, "--json").stdout)
+    shown = json.loads((await cli("sessions", "show", sid, "--json")).stdout)
     assert shown["billing"] == "held" and shown["decide_by"] is None
-    r = csms(db, "settle", "run", "--chain", "memory", "--data-dir", str(tmp_path / "data"))
+    r = await cli("settle", "run", "--chain", "memory", "--data-dir", str(tmp_path / "data"))
     assert r.returncode == 0, r.stderr
-    shown = json.loads(csms(db, "sessions", "show", sid, "--json").stdout)
+    shown = json.loads((await cli("sessions", "show", sid, "--json")).stdout)
     assert (shown["decide_by"], shown["decide_by_state"]) == (
         "2026-01-08T09:00:00+00:00", "passed")
-    [listed] = json.loads(csms(db, "sessions", "list", "--json").stdout)
+    [listed] = json.loads((await cli("sessions", "list", "--json")).stdout)
     assert (listed["decide_by"], listed["decide_by_state"]) == (
         "2026-01-08T09:00:00+00:00", "passed")
     # the admin API's sessions say the same, in the same fields
@@ -227,12 +234,12 @@ async def test_a_held_session_shows_the_time_to_decide_it_by(
         k: shown[k] for k in fields} == {"billing": "held",
                                          "decide_by": "2026-01-08T09:00:00+00:00",
                                          "decide_by_state": "passed"}
-    table = csms(db, "sessions", "list").stdout
+    table = (await cli("sessions", "list")).stdout
     assert "decide by" in table and "2026-01-08 09:00:00Z (passed)" in table, table
-    text = " ".join(csms(db, "sessions", "show", sid).stdout.split())
+    text = " ".join((await cli("sessions", "show", sid)).stdout.split())
     assert "2026-01-08T09:00:00+00:00" in text and "unpaid" in text, text
-    assert csms(db, "sessions", "release", sid).returncode == 0
-    shown = json.loads(csms(db, "sessions", "show", sid, "--json").stdout)
+    assert (await cli("sessions", "release", sid)).returncode == 0
+    shown = json.loads((await cli("sessions", "show", sid, "--json")).stdout)
     assert (shown["billing"], shown["decide_by"], shown["decide_by_state"]) == (
         "released", None, None)
     _, detail = await api(csms_server, "GET", f"/sessions/{sid}")
