@@ -68,6 +68,18 @@ def _has_flag(flag: str) -> str:
 # Only the central system writes these flags, never a station, and none is ever lifted.
 NEVER_CHARGED = " OR ".join(_has_flag(f) for f in (BillingState.REJECTED.value,
                                                     *sorted(NEVER_RELEASED)))
+# A session at stake for a driver's escrow, of the ``sessions`` table (driver_exposure,
+# accepted_for_driver): one of a card linked to the driver, unless charged to another driver
+# on its card at its start; one charged to it on a card at its start (session_cards: the
+# card unlinked or handed on since); its signed app session; never one that can never be
+# charged. Four parameters, the driver's address each time.
+_DRIVERS_SESSION = (
+    "((id_tag IN (SELECT tag FROM driver_cards WHERE driver = ?)"
+    " AND NOT EXISTS (SELECT 1 FROM session_cards c WHERE c.session_id = sessions.id"
+    " AND c.driver <> ?))"
+    " OR id IN (SELECT session_id FROM session_cards WHERE driver = ?)"
+    " OR id IN (SELECT session_id FROM session_authorizations WHERE driver = ?"
+    f" AND session_id IS NOT NULL)) AND NOT ({NEVER_CHARGED})")
 # Settlement states after which this database charges a session no more: paid (the escrow
 # paid it: its balance says so), unpaid (the contract refused the entry) and conflict (the
 # chain holds another chunk for its sequence number, the contract takes each once: a
@@ -266,12 +278,7 @@ class SettlementSql(ABC):
             "SELECT kind, id, accepted_at FROM ("
             "SELECT 'session' AS kind, id, created_at AS accepted_at FROM sessions"
             " WHERE id <> ? AND created_at > ?"
-            " AND ((id_tag IN (SELECT tag FROM driver_cards WHERE driver = ?)"
-            " AND NOT EXISTS (SELECT 1 FROM session_cards c WHERE c.session_id = sessions.id"
-            " AND c.driver <> ?))"
-            " OR id IN (SELECT session_id FROM session_cards WHERE driver = ?)"
-            " OR id IN (SELECT session_id FROM session_authorizations WHERE driver = ?"
-            f" AND session_id IS NOT NULL)) AND NOT ({NEVER_CHARGED})"
+            f" AND {_DRIVERS_SESSION}"
             " UNION ALL SELECT 'authorization' AS kind, id, created_at AS accepted_at"
             " FROM session_authorizations WHERE driver = ? AND created_at > ?"
             " AND start_state <> 'withdrawn') accepted ORDER BY accepted_at, kind, id LIMIT 1",
@@ -438,12 +445,7 @@ class SettlementSql(ABC):
             " sum(CASE WHEN status = 'completed' AND price_minor IS NOT NULL"
             f" AND coalesce(settlement_state, '') NOT IN ({SETTLED_STATES})"
             " THEN price_minor ELSE 0 END) AS pending"
-            " FROM sessions WHERE ((id_tag IN (SELECT tag FROM driver_cards WHERE driver = ?)"
-            " AND NOT EXISTS (SELECT 1 FROM session_cards c WHERE c.session_id = sessions.id"
-            " AND c.driver <> ?))"
-            " OR id IN (SELECT session_id FROM session_cards WHERE driver = ?)"
-            " OR id IN (SELECT session_id FROM session_authorizations WHERE driver = ?"
-            f" AND session_id IS NOT NULL)) AND NOT ({NEVER_CHARGED})"
+            f" FROM sessions WHERE {_DRIVERS_SESSION}"
             # not yet in a chunk, its authorization expired: the contract pays it never
             " AND NOT ((status = 'active' OR price_minor IS NULL) AND id IN (SELECT session_id"
             " FROM session_authorizations WHERE session_id IS NOT NULL AND expiry < ?))"
