@@ -614,9 +614,13 @@ class SessionUseCases(SignedDataChecks):
         """The power a start of 0 of ``session`` is judged a placeholder by
         (:meth:`Station.start_power_w`) for a message's readings ``found``: the station is read
         only where they may be judged so (:func:`~csms.domain.energy.start_judged`), not
-        for every reading of every session."""
+        for every reading of every session. The reported start (1.6's meterStart) is
+        judged only by a message with begin readings (:meth:`_start_in_dispute` reads no
+        further without them): a 2.0.1 session never has one, and its periodic
+        readings, counted from a running start that is not 0, read no station row."""
         if not (start_judged(found, session.meter_start_wh)
-                or start_judged(found, session.reported_meter_start_wh)):
+                or (found.begins
+                    and start_judged(found, session.reported_meter_start_wh))):
             return self.default_max_power_w
         return self._start_power_of(await tx.get_station(session.station_id))
 
