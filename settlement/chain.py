@@ -39,7 +39,7 @@ from eth_account.signers.local import LocalAccount
 from eth_hash.auto import keccak
 from eth_typing import URI, ChecksumAddress, HexStr
 from web3 import HTTPProvider, Web3
-from web3.exceptions import TransactionNotFound
+from web3.exceptions import BlockNotFound, TransactionNotFound
 from web3.logs import DISCARD
 from web3.providers.rpc.utils import check_if_retry_on_failure
 from web3.types import RPCEndpoint, TxParams, Wei
@@ -712,11 +712,10 @@ class Chain:
         return True
 
     def block_hash(self, number: int) -> str | None:
-        try:
-            block = self.w3.eth.get_block(number)
-        except Exception:
-            return None
-        return "0x" + bytes(block["hash"]).hex()
+        """The hash of the node's block ``number`` (0x-prefixed hex); None when it has no
+        block of that number (:func:`_block_hash`)."""
+        found = _block_hash(self.w3, number)
+        return None if found is None else "0x" + found.hex()
 
     def block_number(self) -> int:
         return int(self.w3.eth.block_number)
@@ -754,6 +753,19 @@ class SettlementReader:
     def block_number(self) -> int:
         """The node's latest block: how deep the settle block is."""
         return int(self.w3.eth.block_number)
+
+    def block_hash(self, number: int) -> bytes | None:
+        """The hash of the node's block ``number``; None when it has no block of that
+        number (:func:`_block_hash`)."""
+        return _block_hash(self.w3, number)
+
+    def reorganised(self, pinned: tuple[int, bytes]) -> bool:
+        """Whether the node's block at height ``pinned[0]`` is no longer the one whose hash
+        is ``pinned[1]``: the chain reorganised it away (or is shorter now) since it was
+        pinned, and what was read of it meanwhile is of no one chain. A block's hash
+        commits to its transactions: a transaction in the pinned block is still there
+        exactly when this is False."""
+        return self.block_hash(pinned[0]) != pinned[1]
 
     def settle_input(self, tx_hash: bytes) -> tuple[str, int, int, list[tuple[bytes, int]]]:
         """(called contract, ledger, first seq, entries) of a settle transaction."""
@@ -997,6 +1009,16 @@ class SettlementReader:
                                           "latest" if block is None else block))
 
 
+def _block_hash(w3: Web3, number: int) -> bytes | None:
+    """The hash of the node's block ``number``; None when the node has no block of that
+    number (not reached yet, or a shorter fork now). A node that cannot answer raises: that
+    is no reorganisation."""
+    try:
+        return bytes(w3.eth.get_block(number)["hash"])
+    except BlockNotFound:
+        return None
+
+
 def _rpc_error(exc: Exception) -> tuple[Any, str]:
     """(code, message) of a node's JSON-RPC error (the message with its data, where some
     providers say why); (None, the exception's text) for any other failure."""
@@ -1143,13 +1165,21 @@ def open_chain(spec: str, data_dir: str | Path, *, keystore: str | None = None,
         return chain
     if spec == "local":
         node = AnvilNode(folder / "anvil-state.json", prune_history=prune_history)
-        w3 = Web3(Web3.HTTPProvider(node.url, request_kwargs={"timeout": 30}))
-        operator = _managed_keystore(folder)
-        if int(w3.eth.get_balance(operator.address)) < 10**18:
-            w3.provider.make_request("anvil_setBalance",  # type: ignore[arg-type]
-                                     [operator.address, hex(10**22)])
-        chain = Chain(w3, operator, "local", cache, node)
-    elif spec.startswith(("http://", "https://", "ws://", "wss://")):
+        try:
+            w3 = Web3(Web3.HTTPProvider(node.url, request_kwargs={"timeout": 30}))
+            operator = _managed_keystore(folder)
+            if int(w3.eth.get_balance(operator.address)) < 10**18:
+                w3.provider.make_request("anvil_setBalance",  # type: ignore[arg-type]
+                                         [operator.address, hex(10**22)])
+            return _with_contract(Chain(w3, operator, "local", cache, node), folder,
+                                  deploy=deploy, params=params, contract=contract)
+        except BaseException:
+            # refused (or interrupted) after the node started: stop it here, not at this
+            # process's end (a `csms serve` opening the chain again would hold one more node
+            # per attempt, each on the state file)
+            node.stop()
+            raise
+    if spec.startswith(("http://", "https://", "ws://", "wss://")):
         if not keystore or not password_file:
             raise ChainError("a JSON-RPC chain needs --keystore and --password-file"
                              " (or CSMS_KEYSTORE / CSMS_KEYSTORE_PASSWORD_FILE)")
@@ -1162,9 +1192,15 @@ def open_chain(spec: str, data_dir: str | Path, *, keystore: str | None = None,
             raise ChainError("use the node's http(s):// JSON-RPC endpoint")
         provider: Any = Web3.HTTPProvider(spec, request_kwargs={"timeout": 30})
         w3 = Web3(provider)
-        chain = Chain(w3, operator, "rpc", cache)
-    else:
-        raise ChainError(f"unknown chain {spec!r}: use local, memory or an http(s)/ws(s) URL")
+        return _with_contract(Chain(w3, operator, "rpc", cache), folder, deploy=deploy,
+                              params=params, contract=contract)
+    raise ChainError(f"unknown chain {spec!r}: use local, memory or an http(s)/ws(s) URL")
+
+
+def _with_contract(chain: Chain, folder: Path, *, deploy: bool, params: ContractParams,
+                   contract: str | None) -> Chain:
+    """``chain`` on ``contract``, else on the contract the data folder recorded for it,
+    else (``deploy``) on one deployed now and recorded there (:func:`open_chain`)."""
     if contract is not None:
         chain.use(contract)
         return chain

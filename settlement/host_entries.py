@@ -135,32 +135,30 @@ def host_entries(reader: SettlementReader, host: str, *, from_block: int | None 
     is beyond the node's latest block, when the contract has no code at ``to_block`` (it was
     created later), and when that block was reorganised away while it was read (the
     listing would mix two forks)."""
-    latest = reader.block_number()
-    if to_block is None:
-        to_block = latest
-    if not 0 <= to_block <= latest:
-        raise ChainError(f"block {to_block} is beyond the node's latest block {latest}"
-                         if to_block > latest else f"no block {to_block}")
-    pinned = bytes(reader.w3.eth.get_block(to_block)["hash"])
+    if to_block is None:  # given: not read again (csms wallet entries read it once)
+        to_block = reader.block_number()
+    if to_block < 0:
+        raise ChainError(f"no block {to_block}")
+    found = reader.block_hash(to_block)
+    if found is None:
+        raise ChainError(f"block {to_block} is beyond the node's latest block"
+                         f" {reader.block_number()}")
+    pinned = (to_block, found)
     try:
         out = _read(reader, host, from_block, to_block, progress)
     except Exception:
-        _unmoved(reader, to_block, pinned)  # the reorganisation, rather than what it broke
+        _unmoved(reader, pinned)  # the reorganisation, rather than what it broke
         raise
-    _unmoved(reader, to_block, pinned)
+    _unmoved(reader, pinned)
     return out
 
 
-def _unmoved(reader: SettlementReader, block: int, pinned: bytes) -> None:
-    """Raise ChainError when the node's block ``block`` is no longer the one whose hash is
-    ``pinned``: the chain reorganised it away while it was read."""
-    try:
-        now = bytes(reader.w3.eth.get_block(block)["hash"])
-    except Exception:  # no block of that number any more: a shorter fork
-        now = b""
-    if now != pinned:
-        raise ChainError(f"the chain reorganised block {block} while it was read (it was"
-                         f" 0x{pinned.hex()}): read again, or deeper (more confirmations)")
+def _unmoved(reader: SettlementReader, pinned: tuple[int, bytes]) -> None:
+    """Raise ChainError when the node's block ``pinned`` (number, hash) was reorganised
+    away while it was read (:meth:`SettlementReader.reorganised`)."""
+    if reader.reorganised(pinned):
+        raise ChainError(f"the chain reorganised block {pinned[0]} while it was read (it was"
+                         f" 0x{pinned[1].hex()}): read again, or deeper (more confirmations)")
 
 
 def _read(reader: SettlementReader, host: str, from_block: int | None, latest: int,

@@ -913,11 +913,11 @@ def _reorganised(v: Verdict, r: dict[str, Any], reader: Any, pinned: tuple[int, 
                  start: int) -> bool:
     """Whether the settle transaction is no longer in the block ``pinned`` (number, hash)
     it was in when the checks on chain began: the chain reorganised it away while it was
-    read. Then what was read (the checks from ``start``) is of no one chain, and the
-    verdict is UNVERIFIED."""
-    now = reader.settle_block(r["tx_hash"])
-    if now == pinned:
+    read (:meth:`settlement.chain.SettlementReader.reorganised`). Then what was read (the
+    checks from ``start``) is of no one chain, and the verdict is UNVERIFIED."""
+    if not reader.reorganised(pinned):
         return False
+    now = reader.settle_block(r["tx_hash"])  # where it is now, for the detail
     del v.checks[start:]
     v.add("settle transaction", None, f"0x{r['tx_hash'].hex()} was in block {pinned[0]}"
           f" (0x{pinned[1].hex()}) when the check began, and the chain reorganised that block"

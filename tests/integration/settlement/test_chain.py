@@ -18,6 +18,7 @@ import pytest
 from settlement.chain import (
     AnvilNode,
     ChainError,
+    ContractMissing,
     _ephemeral_floor,
     find_anvil,
     free_local_port,
@@ -235,8 +236,53 @@ def test_a_deployment_record_that_cannot_be_read_is_refused_never_replaced(
             open_chain("local", folder)
         assert "\n" not in str(refused.value)
         assert record.read_text("utf-8") == garbled
+        assert nodes_on(folder) == [], "the refused call left its node running"
     record.unlink()
     with pytest.raises(ChainError, match=f"^no contract recorded for chain {chain_id}: run"
                        " csms contract deploy$"):
         open_chain("local", folder, deploy=False)
     assert not record.exists()
+    assert nodes_on(folder) == [], "the refused call left its node running"
+
+
+def nodes_on(folder: Path) -> list[int]:
+    """The processes running a node on the data folder's state file (Anvil and its
+    guard), as the system lists them."""
+    state = str(folder / "anvil-state.json").encode()
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        pid = int(cmdline.parent.name)
+        try:
+            if state in cmdline.read_bytes() and alive(pid):
+                found.append(pid)
+        except OSError:  # ended while we looked
+            continue
+    return found
+
+
+def test_a_refused_local_chain_stops_the_node_it_started(tmp_path: Path) -> None:
+    """Every refusal of ``open_chain("local")`` after its node started (a recorded contract
+    the chain does not hold, a contract given that is not there) stops that node: a
+    long-running process (``csms serve`` opening the chain again, a test run) is not left
+    with a node per attempt, each holding the state file and a port."""
+    folder = tmp_path / "data"
+    first = open_chain("local", folder)
+    chain_id = first.chain_id
+    first.close()
+    assert nodes_on(folder) == []
+    nowhere = "0x" + "ab" * 20
+    record = folder / "chain.json"
+    kept = json.loads(record.read_text("utf-8"))
+    record.write_text(json.dumps({str(chain_id): {**kept[str(chain_id)],
+                                                  "contract": nowhere}}), "utf-8")
+    for kwargs in ({}, {"contract": nowhere}):
+        with pytest.raises(ContractMissing):
+            open_chain("local", folder, **kwargs)  # type: ignore[arg-type]
+        assert nodes_on(folder) == [], (kwargs, "the refused call left its node running")
+    record.write_text(json.dumps(kept), "utf-8")
+    again = open_chain("local", folder)  # the next attempt starts its own node
+    try:
+        assert nodes_on(folder)  # its guard and Anvil
+    finally:
+        again.close()
+    assert nodes_on(folder) == []

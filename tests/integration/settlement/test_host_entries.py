@@ -281,8 +281,14 @@ async def test_the_hosts_command_reads_as_deep_as_the_confirmations_asked(
         assert out.returncode == 0, out.stdout + out.stderr
         calls = [p for m, p in proxy.requests if m == "eth_call"]
         logs = [p[0] for m, p in proxy.requests if m == "eth_getLogs"]
+        heads = [m for m, _ in proxy.requests if m == "eth_blockNumber"]
+        blocks = [p[0] for m, p in proxy.requests if m == "eth_getBlockByNumber"]
     got = json.loads(out.stdout)
     assert (got["to_block"], got["confirmations"], got["head"]) == (pinned, depth, head)
+    # the node's latest block read once for one listing (the block read follows from it);
+    # the block read is the only one asked for (its hash pinned, then checked)
+    assert len(heads) == 1, [m for m, _ in proxy.requests]
+    assert blocks and set(blocks) == {hex(pinned)}, blocks
     assert sorted((int(e["ledger"]), e["seq"], e["station"], e["energy_wh"], e["duration_s"],
                    e["amount"], e["paid"], e["reason"], e["tx_hash"], e["block"])
                   for e in got["entries"]) == expected(s["receipts"], s["a_ids"])

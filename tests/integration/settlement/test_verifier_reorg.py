@@ -190,7 +190,8 @@ async def test_a_reorganisation_while_the_receipt_is_checked_is_unverified_not_i
     def settled_as_the_receipt_says() -> None:
         back_to_before()
         assert rpc(chain, "eth_sendRawTransaction", raw) == tx
-        assert int(chain.w3.eth.get_transaction_receipt(tx)["blockNumber"]) \
+        # Anvil may answer before its block is mined: its receipt is then not there yet
+        assert int(chain.w3.eth.wait_for_transaction_receipt(tx, 30)["blockNumber"]) \
             == receipt["chain"]["block_number"]
 
     proxy = ReorganisingProxy(str(chain.rpc_url), reorganise)
