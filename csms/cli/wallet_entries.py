@@ -88,6 +88,13 @@ def wallet_entries(
     Your stations are the indexes the contract registered to your address; a session the
     operator never settled is on no chain and is not listed. Everything is read at one
     block, --confirmations deep: a chunk settled after it is not listed yet."""
+    if (host is None) == (keystore is None):
+        fail("give your address: --host ADDRESS or --keystore FILE (one of them)")
+    if host is not None:
+        _address(host, "--host")
+    if contract is not None:
+        _address(contract, "--contract")
+    # the chain's libraries after the arguments: a wrong one is told without loading them
     from settlement.chain import (
         AnvilNode,
         ChainError,
@@ -98,12 +105,6 @@ def wallet_entries(
     from settlement.contract import is_settlement_code
     from settlement.receipts import default_confirmations
 
-    if (host is None) == (keystore is None):
-        fail("give your address: --host ADDRESS or --keystore FILE (one of them)")
-    if host is not None:
-        _address(host, "--host")
-    if contract is not None:
-        _address(contract, "--contract")
     address = host if host is not None else _host_of(str(keystore), password_file)
     settings = load_settings(data_dir=data_dir)
     recorded = recorded_deployments(settings.data_dir)

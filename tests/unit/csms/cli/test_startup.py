@@ -140,3 +140,17 @@ def test_the_console_made_at_first_use_serves_a_progress_display(
         progress.add_task("settling...")
         console.print("a line while it shows", markup=False)
     assert "a line while it shows" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args", [
+    ["wallet", "entries", "--host", "0x1234"],
+    ["wallet", "entries"],
+    ["wallet", "entries", "--host", "0x" + "1" * 40, "--contract", "0xnothex"],
+], ids=lambda a: " ".join(a[2:]) or "no address")
+def test_a_wrong_argument_is_told_before_the_chains_libraries_load(
+        args: list[str], tmp_path: Path) -> None:
+    """A host's typo is answered at once: the chain's libraries take most of a second."""
+    code, modules = imported_by(args, tmp_path)
+    assert code == 2
+    loaded = sorted(m for m in ("settlement.chain", "web3", "eth_account") if m in modules)
+    assert not loaded, f"csms {' '.join(args)} imports {loaded}"
