@@ -50,7 +50,7 @@ from csms.logsafe import protect
 from csms.metrics import Metrics
 from csms.service.charging import ChargingService
 from csms.service.repeats import worth_logging
-from csms.sockets import CountedSocket
+from csms.sockets import CountedSocket, ServerLog
 from csms.transport import TLS_READ_SIZE, SharedBufferSSLProtocol, Tally
 
 __all__ = ["FileServer"]
@@ -164,8 +164,10 @@ class FileServer:
             (self.data_dir / folder).mkdir(parents=True, exist_ok=True)
         # keepalive_timeout: aiohttp closes a connection that has not sent a whole
         # request within it, from its start (after the TLS handshake) or its last answer
+        # logger: a malformed or cut off request is a warning now and then (ServerLog)
         self._runner = web.AppRunner(self.app, access_log=None,
-                                     keepalive_timeout=self.settings.handshake_timeout)
+                                     keepalive_timeout=self.settings.handshake_timeout,
+                                     logger=ServerLog(log, "station files"))
         await self._runner.setup()
         handler = self._runner.server
         assert handler is not None

@@ -49,6 +49,7 @@ from csms.service.ratelimit import LoginDelay, address_key
 from csms.service.supervisor import Supervisor
 from csms.service.transfers import TransferError
 from csms.service.views import session_json, station_detail, stations_view
+from csms.sockets import ServerLog
 from csms.translate.commands import (
     redacted_args,
 )
@@ -248,8 +249,10 @@ class AdminApi:
                         self.host or "every interface")
         # keepalive_timeout: aiohttp closes a socket that has not sent a whole request
         # line and headers within it, from its accept or its last answer
+        # logger: a malformed or cut off request is a warning now and then (ServerLog)
         self._runner = web.AppRunner(self.app, access_log=None,
-                                     keepalive_timeout=self.sockets.timeout)
+                                     keepalive_timeout=self.sockets.timeout,
+                                     logger=ServerLog(log, "admin listener"))
         await self._runner.setup()
         handler = self._runner.server
         assert handler is not None

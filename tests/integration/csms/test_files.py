@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import os
 import socket
 import ssl
@@ -18,13 +19,14 @@ from typing import Any
 
 import aiohttp
 import pytest
+from yarl import URL
 
 from bench.soak import write_tls_pair
 from csms.config import Settings
 from csms.domain.maintenance import FirmwareImage
 from csms.filestore import firmware_path, log_path
 from csms.service.ports import Tx
-from support import RunningServer
+from support import RunningServer, until
 from support.admin import api
 from support.client import RawClient
 
@@ -498,3 +500,78 @@ async def test_sockets_with_a_request_under_way_do_not_give_way(
         w.close()
         for s in stalled:
             s.close()
+
+
+# Requests aiohttp cannot parse: a control character in a header, in the path, a
+# Content-Length twice or not a number
+MALFORMED = (b"GET /firmware/a HTTP/1.1\r\nHost: x\r\nX: \x1b[31mred\r\n\r\n",
+             b"GET /firmware/\x1b[2J HTTP/1.1\r\nHost: x\r\n\r\n",
+             b"PUT /logs/a HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+             b"PUT /logs/a HTTP/1.1\r\nHost: x\r\nContent-Length: \xe2\x80\xae9\r\n\r\n")
+
+
+async def send_malformed(port: int, times: int, tls: ssl.SSLContext | None = None) -> None:
+    """``times`` malformed requests, one a connection, each answered 400."""
+    for i in range(times):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=tls)
+        writer.write(MALFORMED[i % len(MALFORMED)])
+        async with asyncio.timeout(5):
+            answer = await reader.read()
+        writer.close()
+        assert answer.startswith(b"HTTP/1.0 400 "), answer[:100]
+
+
+def malformed_logged(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records
+            if r.name.startswith(("aiohttp", "csms")) and r.levelno >= logging.WARNING]
+
+
+async def test_a_stranger_s_malformed_requests_do_not_fill_the_log(
+    guarded_files: RunningServer, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """aiohttp logged each request it could not parse as an ERROR with its traceback (11
+    lines): whoever reaches the public port decided how fast the node's log grows (1.1 MB
+    for 2,000 requests, sent in 0.6 s). Now the first is one warning line, and then every
+    thousandth, as other repeated warnings."""
+    caplog.set_level(logging.INFO)
+    tls = client_tls() if guarded_files.settings.tls_cert else None
+    await send_malformed(files_port(guarded_files), 40, tls)
+    logged = malformed_logged(caplog)
+    assert len(logged) == 1, [r.getMessage()[:200] for r in logged]
+    line = logged[0]
+    assert line.levelno == logging.WARNING and line.exc_info is None
+    assert "\n" not in line.getMessage() and "\x1b" not in line.getMessage()
+    assert "malformed request" in line.getMessage()
+
+
+async def test_a_station_dropping_its_upload_again_and_again_does_not_fill_the_log(
+    server: RunningServer, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An upload cut off half way keeps its URL (the station may try again), and each one
+    was an ERROR with a traceback: a station with one upload URL wrote as many as it
+    liked. Now one warning line, then every thousandth; the URL still takes the whole
+    file."""
+    caplog.set_level(logging.INFO)
+    async with await RawClient.connect(server.url, "A1", ["ocpp1.6"]) as a:
+        await server.wait_connected("A1")
+        rid, url = await request_log(server, a, "A1", "Diagnostics")
+        target = URL(url)
+        assert target.host is not None and target.port is not None
+        for _ in range(20):
+            _, writer = await asyncio.open_connection(target.host, target.port)
+            writer.write(f"PUT {target.raw_path} HTTP/1.1\r\nHost: x\r\n"
+                         "Content-Length: 1000\r\n\r\nhalf".encode())
+            await writer.drain()
+            writer.close()
+            await writer.wait_closed()
+
+            async def settled() -> bool:
+                return not server.app.files._receiving  # type: ignore[union-attr]
+
+            await until(settled, "the cut off upload to end")
+        assert await upload(url, b"whole\n") == 201
+    assert log_path(server.settings.data_dir, rid).read_bytes() == b"whole\n"
+    logged = malformed_logged(caplog)
+    assert len(logged) == 1, [r.getMessage()[:200] for r in logged]
+    assert logged[0].levelno == logging.WARNING and logged[0].exc_info is None
+    assert "cut off by its client" in logged[0].getMessage()

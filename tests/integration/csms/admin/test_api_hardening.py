@@ -5,6 +5,7 @@ it) must not open the API to an empty bearer token."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -215,3 +216,26 @@ async def test_a_socket_answered_is_idle_again(capped: tuple[Any, list[Any]]) ->
             await asyncio.sleep(0.01)
     assert b" 200 " in (await answered(port)).split(b"\r\n", 1)[0]
     assert admin.sockets.evicted >= 1
+
+
+async def test_a_stranger_s_malformed_requests_do_not_fill_the_log(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """As on the station file listener (tests/integration/csms/test_files.py): a request
+    the admin listener cannot parse is one warning line, the first time and every
+    thousandth, never an ERROR with a traceback for each."""
+    from tests.integration.csms.test_files import malformed_logged, send_malformed
+
+    server = RunningServer(Settings(
+        db=str(tmp_path / "c.sqlite3"), host="127.0.0.1", port=0,
+        data_dir=str(tmp_path / "data"), admin_port=0, boot_get_configuration=False))
+    await server.start()
+    try:
+        assert server.app is not None and server.app.admin is not None
+        caplog.set_level(logging.INFO)
+        await send_malformed(server.app.admin.port, 40)
+    finally:
+        await server.stop()
+    logged = malformed_logged(caplog)
+    assert len(logged) == 1, [r.getMessage()[:200] for r in logged]
+    assert logged[0].levelno == logging.WARNING and logged[0].exc_info is None
