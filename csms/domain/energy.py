@@ -68,7 +68,9 @@ Rules (DESIGN.md, "Protocol rules"):
   meterStart/meterStop values are a real charger's, and a start too high bills less.
 * Plausibility (:func:`energy_flags`, :func:`time_flag`): energy above the station's
   maximum power over the session's duration, energy in no time, a meter that runs
-  backwards, times outside the window the station could have sent - each a named flag
+  backwards (under one location's label, or from an unlabelled reading to an Outlet one or
+  back by a step of the coarser or more: the default location is the Outlet, one
+  register), times outside the window the station could have sent - each a named flag
   that holds the session from billing.
 """
 
@@ -255,6 +257,8 @@ def register_readings(samples: Iterable[MeterSample]) -> Readings:
     flags: list[str] = []
     readings: list[tuple[datetime, Decimal, str | None, str]] = []
     steps: dict[int, Decimal] = {}  # a begin reading's resolution, by its place in readings
+    # each reading's resolution, by its time and value (for the billed register as one)
+    resolution: dict[tuple[datetime, Decimal], Decimal] = {}
     by_location: dict[str | None, list[tuple[datetime, Decimal, str | None]]] = {}
     for s in samples:
         wh = _register_wh(s)
@@ -267,8 +271,11 @@ def register_readings(samples: Iterable[MeterSample]) -> Readings:
             continue
         # none is the outlet, the default of both versions (for the choice below; a
         # station may still keep a register of its own under each: KEBA's differ in unit)
+        step = _resolution_wh(s)
         if s.context in ("Transaction.Begin", "Transaction.End"):
-            steps[len(readings)] = _resolution_wh(s)
+            steps[len(readings)] = step
+        key = (s.timestamp, wh)
+        resolution[key] = max(resolution.get(key, step), step)
         readings.append((s.timestamp, wh, s.context, s.location or "Outlet"))
         by_location.setdefault(s.location, []).append((s.timestamp, wh, s.context))
     located = {r[3] for r in readings}
@@ -297,6 +304,21 @@ def register_readings(samples: Iterable[MeterSample]) -> Readings:
         if any(later[1] < earlier[1] for earlier, later in itertools.pairwise(series)):
             decrease = True
             _flag(flags, "meter_went_backwards")  # a register never decreases
+    # the billed register as billed: unlabelled readings and the Outlet's are one register
+    # (the default location), its start and stop taken from either. Going backwards from one
+    # label's reading to the other's by a step of the coarser of the two or more (a kWh
+    # reading beside a Wh one is cut or rounded) is a decrease as well: a station labelling
+    # its readings by turns is billed from one series' start to the other's stop otherwise.
+    # Begin readings apart: two that differ are two starts (begin_readings_differ, which a
+    # signed begin settles), and a start above later readings bills less, never more
+    billed_series = [r for r in readings if r[2] != "Transaction.Begin"]
+    for earlier, later in itertools.pairwise(billed_series):
+        step = min(max(resolution[(earlier[0], earlier[1])],
+                       resolution[(later[0], later[1])]), START_TOLERANCE_WH)
+        if earlier[1] - later[1] >= step:
+            decrease = True
+            _flag(flags, "meter_went_backwards")
+            break
     return Readings(tuple(readings), tuple(flags), decrease, begins, ends)
 
 

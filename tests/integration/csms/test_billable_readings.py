@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from csms.domain.model import BILLING_HOLD_FLAGS
-from support import RunningServer
+from support import RunningServer, station_events
 from support import csms_cli as csms
 from support import is_queued as queued
 from support.client import RawClient
@@ -235,3 +235,39 @@ async def test_a_16_meter_stop_above_its_own_reading_at_the_stop_is_held(
     assert "end_readings_differ" in s["flags"], s["flags"]
     assert s["energy_wh"] == 5000
     assert not await queued(csms_server, s["id"])
+
+
+async def test_one_register_labelled_by_turns_going_backwards_is_held(
+    csms_server: RunningServer,
+) -> None:
+    """2.0.1 §2.56: a sampledValue's location defaults to Outlet, so a reading without one
+    and a reading labelled Outlet are readings of one register, and the session is billed
+    from the first to the last of them. A hostile station labels by turns: Begin 10,000 Wh,
+    Outlet 50,000, 12,000, Outlet End 52,000 over 40 minutes: each label's series delivers
+    2 kWh, the register as billed goes backwards from 50 to 12 kWh.
+
+    Found: a decrease was looked for under each label apart, so the session was billed
+    42,000 Wh (10,000 to 52,000: one series' start, the other's stop), queued, where the same
+    readings under one label are held (``meter_went_backwards``)."""
+    await csms_server.add_station("CP1")
+    await csms_server.add_tag("T1")
+    frames = [(0, "Started", "2026-03-01T10:00:00Z", "Transaction.Begin", 10000, None),
+              (1, "Updated", "2026-03-01T10:10:00Z", "Sample.Periodic", 50000, "Outlet"),
+              (2, "Updated", "2026-03-01T10:20:00Z", "Sample.Periodic", 12000, None),
+              (3, "Ended", "2026-03-01T10:40:00Z", "Transaction.End", 52000, "Outlet")]
+    async with await RawClient.connect(csms_server.url, "CP1", ["ocpp2.0.1"]) as c:
+        await c.result("BootNotification", {"reason": "PowerUp",
+                                            "chargingStation": {"vendorName": "V",
+                                                                "model": "M"}})
+        for n, kind, at, ctx, wh, location in frames:
+            event = event201(n, kind, at, ctx, wh)
+            if location is not None:
+                event["meterValue"][0]["sampledValue"][0]["location"] = location
+            r = await c.call("TransactionEvent", event)
+            assert r[0] == 3, r
+    s = one(await csms_server.sessions("CP1"), "TX-IOC")
+    assert s["status"] == "completed"
+    assert "meter_went_backwards" in s["flags"], s
+    assert not await queued(csms_server, s["id"])
+    [hold] = [e for e in await station_events(csms_server, "CP1", "billing_hold")]
+    assert hold["session_id"] == s["id"] and "meter_went_backwards" in hold["flags"]

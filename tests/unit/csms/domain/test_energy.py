@@ -657,3 +657,28 @@ def test_readings_outside_at_the_end_of_the_calendar() -> None:
     early = MeterSample(timestamp=T0 - timedelta(days=1), value="1")
     found = readings_outside(register_readings([early]), T0, end)
     assert found == (early.timestamp, early.timestamp)
+
+
+@pytest.mark.parametrize(("readings", "backwards", "energy"), [
+    # the outlet's register unlabelled (the default) and labelled Outlet is one register,
+    # billed from the first reading to the last: one label's 50 kWh before the other's
+    # 12 kWh is the register going backwards, as it is under one label (a hostile station
+    # labelling its readings by turns billed 42 kWh of two 2 kWh series, unheld)
+    ([s("10000", 0, context="Transaction.Begin"), s("50000", 10, location="Outlet"),
+      s("12000", 20), s("52000", 30, location="Outlet", context="Transaction.End")],
+     True, 42000),
+    ([s("10000", 0, context="Transaction.Begin"), s("50000", 10), s("12000", 20),
+      s("52000", 30, context="Transaction.End")], True, 42000),
+    # the register in Wh unlabelled and in kWh (coarser) as Outlet: within a step, no decrease
+    ([s("10000", 0, context="Transaction.Begin"), s("12345", 10),
+      s("12.3", 10, unit="kWh", location="Outlet"), s("12399", 20),
+      s("12.4", 20, unit="kWh", location="Outlet", context="Transaction.End")],
+     False, 2400),
+])
+def test_one_register_under_two_labels_going_backwards_is_held(
+    readings: list[MeterSample], backwards: bool, energy: int,
+) -> None:
+    result = compute_energy(None, None, readings, T0)
+    assert ("meter_went_backwards" in result.flags) is backwards
+    assert result.readings_decrease is backwards
+    assert result.energy_wh == energy
