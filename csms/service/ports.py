@@ -191,6 +191,14 @@ class Tx(Protocol):
         stopped before ``since``), each row with its ``session_id`` and the session's
         ``started_at``; in the order stored."""
         ...
+    async def signed_readings_elsewhere(
+        self, station_id: str, public_key: str, times: list[str],
+    ) -> list[dict[str, Any]]:
+        """The verified signed readings of other stations' sessions that ``public_key``
+        verified, signed at one of ``times`` (the meter's own time, as stored), each row
+        with its ``session_id``, ``station_id`` and the session's ``started_at``; in the
+        order stored."""
+        ...
 
     # events
     async def record_tx_event(self, session_id: int, seq_no: int) -> bool:

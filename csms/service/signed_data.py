@@ -162,12 +162,19 @@ class SignedDataChecks(ChargingCore):
                 continue
             earlier = (row["started_at"], row["session_id"]) < (session.started_at,
                                                                   session.id)
-            others.append((f"session {row['session_id']}", earlier, ocmf.SignedReading(
-                tx=row["tx_code"], time=row["reading_time"], wh=Decimal(row["reading_wh"]),
-                resolution_wh=Decimal(row["resolution_wh"] or 1),
-                meter_serial=row["meter_serial"], pagination=row["pagination"],
-                register=row["register_code"],
-                kind=row["register_kind"] or ocmf.register_kind(row["register_code"]))))
+            others.append((f"session {row['session_id']}", earlier, _signed_reading(row)))
+        if pinned is not None:
+            # the same reading of the meter in another station's session (a host's other
+            # station sending a record its station sent, or a receipt shows): the meter
+            # counted that energy once, whichever station sends it (one reading is one
+            # meter's, at one time: no station's clock or window is needed to find it)
+            times = [r.time for r in (rec.signed_begin, rec.signed_end)
+                     if r is not None and r.time is not None]
+            for row in await tx.signed_readings_elsewhere(session.station_id, pinned, times):
+                if row["reading_wh"] is None:
+                    continue
+                others.append((f"session {row['session_id']} of station {row['station_id']}",
+                               False, _signed_reading(row)))
         for other in await tx.list_sessions(session.station_id, active=True):
             if other.id is None or other.id == session.id or other.started_at > until:
                 continue
@@ -179,3 +186,13 @@ class SignedDataChecks(ChargingCore):
                 if checked.status == ocmf.VERIFIED:
                     others.extend((f"session {other.id}", earlier, r) for r in checked.readings)
         return ocmf.reused(rec.signed_begin, rec.signed_end, others)
+
+
+def _signed_reading(row: dict[str, Any]) -> ocmf.SignedReading:
+    """A verified signed reading as stored (``Tx.add_signed_readings``)."""
+    return ocmf.SignedReading(
+        tx=row["tx_code"], time=row["reading_time"], wh=Decimal(row["reading_wh"]),
+        resolution_wh=Decimal(row["resolution_wh"] or 1),
+        meter_serial=row["meter_serial"], pagination=row["pagination"],
+        register=row["register_code"],
+        kind=row["register_kind"] or ocmf.register_kind(row["register_code"]))

@@ -1013,6 +1013,20 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
             station_id, other_than, station_id, dt_to_db(until), dt_to_db(since))
         return [{**r, "started_at": dt_from_db(r["started_at"])} for r in rows]
 
+    async def signed_readings_elsewhere(
+        self, station_id: str, public_key: str, times: list[str],
+    ) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        for at in dict.fromkeys(times):
+            rows += await self.fetchall(
+                "SELECT r.session_id, r.station_id, s.started_at, r.tx_code,"
+                " r.reading_time, r.reading_wh, r.resolution_wh, r.meter_serial,"
+                " r.pagination, r.register_code, r.register_kind FROM signed_readings r"
+                " JOIN sessions s ON s.id = r.session_id WHERE r.reading_time = ?"
+                " AND r.public_key = ? AND r.station_id <> ? AND r.status = 'verified'"
+                " ORDER BY r.id", at, public_key, station_id)
+        return [{**r, "started_at": dt_from_db(r["started_at"])} for r in rows]
+
     # -- events --------------------------------------------------------------
     async def record_tx_event(self, session_id: int, seq_no: int) -> bool:
         changed = await self.execute(

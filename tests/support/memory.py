@@ -438,6 +438,21 @@ class MemoryTx(Tx):
                        for r in rows if r["status"] == "verified")
         return out
 
+    async def signed_readings_elsewhere(
+        self, station_id: str, public_key: str, times: list[str],
+    ) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for at in dict.fromkeys(times):
+            for sid, rows in sorted(self.s.signed.items()):
+                s = self.s.sessions.get(sid)
+                if s is None or s.station_id == station_id:
+                    continue
+                out.extend({**copy.deepcopy(r), "session_id": sid, "station_id": s.station_id,
+                            "started_at": s.started_at} for r in rows
+                           if r["status"] == "verified" and r["reading_time"] == at
+                           and r["public_key"] == public_key)
+        return out
+
     # -- events --------------------------------------------------------------
     async def record_tx_event(self, session_id: int, seq_no: int) -> bool:
         key = (session_id, seq_no)

@@ -228,9 +228,13 @@ async def test_a_whole_kwh_signed_reading_does_not_let_a_station_bill_a_kwh_more
     assert not await queued(server, s["id"])
     [mismatch] = await events(server, "CP1", "billing_mismatch")
     assert mismatch["mismatches"] == ["stop: billed 12990 Wh, meter signed 12000 Wh"]
-    # the same record beside a station's honest readings settles
+    # such a record beside a station's honest readings settles (a record of its own: the
+    # same record again is one reading billed twice, held)
     await server.add_station("CP2")
     assert csms(server, "stations", "set-meter-key", "CP2", der.hex()).returncode == 0
+    text = text.replace("10:03:15,", "10:04:15,").replace("10:03:36,", "10:04:36,")
+    sig = key.sign(text.encode(), ec.ECDSA(hashes.SHA256())).hex()
+    container = f'OCMF|{text}|{{"SA":"ECDSA-secp256r1-SHA256","SD":"{sig}"}}'
     s = await signed_session_16(server, container, meter_start=12000, meter_stop=12000,
                                 station_id="CP2")
     assert s["flags"] == [] and await queued(server, s["id"])
@@ -498,3 +502,43 @@ async def test_a_station_with_keys_per_evse_pins_no_key_of_its_own_on_an_evse_it
     # the registered meters' own sessions are still billed
     honest = await iskra_session(server)
     assert honest["flags"] == [] and await queued(server, honest["id"])
+
+
+# -- one meter reading, two stations ----------------------------------------------------
+# A host with two stations has the meter's record of one station's session (its station
+# sent it, a receipt shows it) sent again by the other, for the same token: the meter
+# counted that energy once. Another session of the same station with the record is held
+# (ocmf.reused); the record at another station is held the same way.
+
+
+@pytest.mark.parametrize("csms_db", BACKENDS, indirect=True)
+async def test_a_signed_record_replayed_by_another_station_is_held_not_billed_twice(
+    server: RunningServer,
+) -> None:
+    await server.add_station("CP2")
+    key, _ = meter()
+    record = signed_by(key, [("B", "10.000", "2019-08-13T10:03:15"),
+                             ("E", "20.000", "2019-08-13T10:33:15")], "SN-9", "T1")
+    times = ("2019-08-13T10:03:15Z", "2019-08-13T10:33:15Z")
+    # the key pinned on first use at each station (a host's meter key, as sent)
+    first = await signed_session_16(server, record, meter_start=10000, meter_stop=20000,
+                                    times=times)
+    assert first["flags"] == [] and first["energy_wh"] == 10000
+    assert await queued(server, first["id"])
+    again = await signed_session_16(server, record, meter_start=10000, meter_stop=20000,
+                                    station_id="CP2", times=times)
+    assert "signed_reading_foreign" in again["flags"], again
+    assert not await queued(server, again["id"])
+    [mismatch] = [e for e in await events(server, "CP2", "billing_mismatch")
+                  if "foreign" in e]
+    assert mismatch["session_id"] == again["id"]
+    assert any(f"session {first['id']}" in p for p in mismatch["foreign"]), mismatch
+    # the first session stays billed as it was
+    assert await queued(server, first["id"])
+    # a record of the same meter of its own (another time, value and page) is billed
+    own = signed_by(key, [("B", "20.000", "2019-08-13T11:00:00"),
+                          ("E", "25.000", "2019-08-13T11:30:00")], "SN-9", "T1")
+    later = await signed_session_16(server, own, meter_start=20000, meter_stop=25000,
+                                    station_id="CP2",
+                                    times=("2019-08-13T11:00:00Z", "2019-08-13T11:30:00Z"))
+    assert later["flags"] == [] and await queued(server, later["id"]), later
