@@ -28,10 +28,12 @@ from __future__ import annotations
 
 import logging
 import re
+import traceback
+from types import TracebackType
 
 __all__ = [
     "MAX_MESSAGE_CHARS", "REDACTED", "SECRET_HEADERS", "SecretFilter", "install", "protect",
-    "redact", "visible",
+    "redact", "traceback_text", "visible",
 ]
 
 REDACTED = "<redacted>"
@@ -114,9 +116,31 @@ def redact(text: str) -> str:
     return text
 
 
+# the chunks of a formatted traceback that are ours (its head, the frames, the words between
+# the exceptions of a chain) rather than an exception's own text
+_OURS = ("Traceback (most recent call last):", "  ", "\n")
+
+
+def traceback_text(exc_info: tuple[type[BaseException], BaseException,
+                                   TracebackType | None]) -> str:
+    """An exception's traceback as :class:`logging.Formatter` writes it, with the message
+    of every exception of its chain made one line as a record's message is (cut, redacted,
+    :func:`visible`): it may quote what a station sent (an idTag with a line break writes
+    a line of its own) or a URL with its password. The frames keep their lines, each
+    escaped; an exception group's messages are indented under its margin."""
+    chunks = []
+    for chunk in traceback.TracebackException(*exc_info).format():
+        if chunk.startswith(_OURS):
+            chunks.append("\n".join(visible(redact(line)) for line in chunk.split("\n")))
+        else:  # "Type: message\n" (and its notes): one line each
+            chunks.append(visible(redact(_cut(chunk.removesuffix("\n")))) + "\n")
+    return "".join(chunks).removesuffix("\n")
+
+
 class SecretFilter(logging.Filter):
     """Rewrites a record whose message holds a credential, a character :func:`visible`
-    escapes or is longer than :data:`MAX_MESSAGE_CHARS`; never drops a record."""
+    escapes or is longer than :data:`MAX_MESSAGE_CHARS`, and the text of the exception it
+    carries (:func:`traceback_text`); never drops a record."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args
@@ -131,6 +155,11 @@ class SecretFilter(logging.Filter):
         safe = visible(redact(_cut(message)))
         if safe != message:
             record.msg, record.args = safe, None
+        exc_info = record.exc_info
+        if exc_info and exc_info[0] is not None and exc_info[1] is not None:
+            # a Formatter writes exc_text where it is set, and sets it where it is not: a
+            # handler without this filter may have written it raw before this one
+            record.exc_text = traceback_text((exc_info[0], exc_info[1], exc_info[2]))
         return True
 
 

@@ -108,3 +108,56 @@ def test_a_short_message_is_left_as_it_is() -> None:
 def test_visible_escapes_what_a_terminal_would_obey(text: str, shown: str) -> None:
     assert visible(text) == shown
     assert "\n" not in visible(text) and visible(text).encode("utf-8")  # one line, writable
+
+
+def _logged_with_traceback(exc: BaseException) -> str:
+    """What a handler with the filter writes of ``log.exception`` while ``exc`` is handled
+    (chained to the error it was raised from)."""
+    import io
+
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(SecretFilter())
+    log = logging.getLogger("csms.test_logsafe")
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        try:
+            raise KeyError("the first\nERROR csms.admin: forged by the cause")
+        except KeyError as cause:
+            raise exc from cause
+    except BaseException:
+        log.exception("! the handler failed")
+    finally:
+        log.removeHandler(handler)
+    return out.getvalue()
+
+
+def test_an_exception_s_text_writes_no_line_of_its_own_nor_a_credential() -> None:
+    """An exception's message may quote what a station sent (or a URL with its password):
+    the traceback's frames are ours and keep their lines, the message of every exception
+    of the chain is one line, escaped and redacted as a record's message is."""
+    text = _logged_with_traceback(ValueError(
+        f"bad idTag 'x\nERROR csms.admin: forged' at db=postgresql://u:{PW}@db:5432/x"
+        "\x1b]8;;http://e\x1b\\"))
+    assert PW not in text and REDACTED in text
+    lines = text.splitlines()
+    assert not [line for line in lines if line.startswith("ERROR csms.admin")], text
+    assert "\x1b" not in text
+    assert lines[0] == "ERROR csms.test_logsafe: ! the handler failed"
+    # the traceback is still there: both exceptions, their frames and the chain's words
+    assert any(line.startswith("KeyError: ") for line in lines)
+    assert any(line.startswith("ValueError: bad idTag 'x\\x0aERROR") for line in lines)
+    assert "The above exception was the direct cause" in text
+    assert sum(line.startswith('  File "') for line in lines) >= 2
+
+
+def test_an_exception_group_s_messages_stay_under_its_margin() -> None:
+    """A TaskGroup's error (an exception group) formats its messages under a margin: a
+    line break in one is indented there, never a line of its own at the start."""
+    text = _logged_with_traceback(ExceptionGroup(f"group\nERROR at mqtt://n:{PW}@b", [
+        ValueError("one\nERROR forged"), OSError(f"mqtt://n:{PW}@broker")]))
+    assert PW not in text
+    assert not [line for line in text.splitlines()[1:] if line and not line.startswith(
+        ("Traceback", " ", "KeyError", "The above"))], text
