@@ -24,6 +24,7 @@ __all__ = [
     "CALLRESULT",
     "MAX_DESCRIPTION_LENGTH",
     "MAX_ERROR_CODE_LENGTH",
+    "MAX_FRAME_DEPTH",
     "MAX_JSON_DEPTH",
     "MAX_MESSAGE_ID_LENGTH",
     "Call",
@@ -123,6 +124,14 @@ def _no_constants(name: str) -> Any:
 # with the in-process chain, sets 100,000): deeper input then overflows the C stack and
 # kills the process instead of raising. orjson stops at 1024 levels by itself.
 MAX_JSON_DEPTH = 1024
+# Nesting a frame may have (its array counts as one level). What orjson reads is beyond the
+# interpreter's recursion limit (1,000 frames, the stack below a handler included): a 2.0.1
+# payload nested ~950 levels deep (any JSON may stand in DataTransfer's data and in every
+# object's customData) made the standard library's encoder, measuring it against the
+# station's quota, raise RecursionError: an InternalError and a logged traceback for every
+# 2 KB message. The deepest payload the 1.6 and 2.0.1 schemas describe nests 12 levels
+# (2.0.1 ReportChargingProfiles); ten times that leaves room for vendors' customData.
+MAX_FRAME_DEPTH = 128
 
 
 def nested_beyond(text: str | bytes, limit: int = MAX_JSON_DEPTH) -> bool:
@@ -147,6 +156,27 @@ def nested_beyond(text: str | bytes, limit: int = MAX_JSON_DEPTH) -> bool:
                 return True
         elif ch in "]}":
             depth -= 1
+    return False
+
+
+def _deeper_than(text: str | bytes, data: Any, limit: int) -> bool:
+    """Whether the parsed ``data`` of ``text`` nests arrays/objects deeper than ``limit``.
+    A text with no more brackets than ``limit`` cannot (two counts in C: most frames);
+    otherwise the value is walked without recursion, ~as long as orjson took to read it."""
+    if isinstance(text, str):
+        if text.count("[") + text.count("{") <= limit:
+            return False
+    elif text.count(b"[") + text.count(b"{") <= limit:
+        return False
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        for item in value.values() if type(value) is dict else value:
+            kind = type(item)
+            if kind is dict or kind is list:
+                if depth == limit:
+                    return True
+                stack.append((item, depth + 1))
     return False
 
 
@@ -267,6 +297,9 @@ def split_frame(text: str | bytes) -> tuple[int, list[Any]]:
     # bool is an int subclass: [true, ...] is not a message type.
     if not isinstance(mtype, int) or isinstance(mtype, bool):
         raise FrameError(Fault.RPC_FRAMEWORK, "message type must be an integer", message_id)
+    if _deeper_than(text, data, MAX_FRAME_DEPTH):
+        raise FrameError(Fault.FORMAT, f"nested deeper than {MAX_FRAME_DEPTH} levels",
+                         message_id, answerable=not answer)
     if mtype == CALL:
         if len(data) != 4:
             raise FrameError(Fault.RPC_FRAMEWORK, "a CALL has 4 elements", message_id)

@@ -235,3 +235,26 @@ async def test_refused_logins_write_a_bounded_number_of_log_lines(
     # the station itself still logs in
     async with await RawClient.connect(csms_server.url, "CP1", password=PASSWORD) as c:
         assert "currentTime" in await c.result("Heartbeat", {})
+
+
+async def test_spellings_of_a_stations_id_never_replace_its_connection(
+        csms_server: RunningServer) -> None:
+    """A stranger connects under spellings of a connected station's id, with
+    auto-registration on: the ones that decode to the id (percent-encoded, a trailing
+    slash, a longer path) need its password (401); the ones that differ (case, a Cyrillic
+    look-alike, decomposed Unicode) are other stations. None replaces the station's
+    connection."""
+    await csms_server.stop()
+    csms_server.settings = replace(csms_server.settings, auto_register=True)
+    await csms_server.start()
+    await csms_server.add_station("CPÉ1", password=PASSWORD)
+    port, stranger = csms_server.port, "127.0.0.2"
+    async with await RawClient.connect(csms_server.url, "CPÉ1", password=PASSWORD) as c:
+        assert "currentTime" in await c.result("Heartbeat", {})
+        held = csms_server.central.connections["CPÉ1"]
+        for same in ("CP%C3%891", "%43P%C3%891", "CP%C3%891/", "ocpp/x/CP%C3%891"):
+            assert (await upgrade_answer(port, same, stranger))[0] == 401, same
+        for other in ("cp%C3%a91", "%D0%A1P%C3%891", "CPE%CC%811"):  # lower case, U+0421, U+0301
+            assert (await upgrade_answer(port, other, stranger))[0] == 101, other
+        assert csms_server.central.connections["CPÉ1"] is held
+        assert "currentTime" in await c.result("Heartbeat", {})

@@ -6,6 +6,7 @@ from csms.protocol import Call, CallError, CallResult, Fault, FrameError, encode
 from csms.protocol.frames import (
     MAX_DESCRIPTION_LENGTH,
     MAX_ERROR_CODE_LENGTH,
+    MAX_FRAME_DEPTH,
     encode_result,
     frame_of,
     split_frame,
@@ -176,3 +177,40 @@ def test_dumps_writes_an_integer_beyond_64_bits_exactly() -> None:
         text = dumps(value, indent=indent)
         assert json.loads(text) == {"session": 2**70, "at": at.isoformat(), "name": "Zoë"}
     assert dumps({"a": [1, 2]}) == '{"a":[1,2]}'  # orjson's, compact
+
+
+def _call_nested(levels: int, *, in_dict: bool = False, text: str = "") -> str:
+    """A CALL nested ``levels`` deep, its array included (its payload is the second)."""
+    inner = '{"a":' * (levels - 2) + "1" + "}" * (levels - 2) if in_dict \
+        else "[" * (levels - 2) + "]" * (levels - 2)
+    return f'[2,"m1","DataTransfer",{{"vendorId":"V","t":"{text}","data":{inner}}}]'
+
+
+@pytest.mark.parametrize("in_dict", [False, True])
+@pytest.mark.parametrize("as_bytes", [False, True])
+def test_a_frame_nested_beyond_the_limit_is_refused_by_its_id(in_dict: bool,
+                                                              as_bytes: bool) -> None:
+    at_limit = _call_nested(MAX_FRAME_DEPTH, in_dict=in_dict)
+    beyond = _call_nested(MAX_FRAME_DEPTH + 1, in_dict=in_dict)
+    assert split_frame(at_limit.encode() if as_bytes else at_limit)[0] == 2
+    with pytest.raises(FrameError) as err:
+        split_frame(beyond.encode() if as_bytes else beyond)
+    assert (err.value.fault, err.value.message_id, err.value.answerable) == (
+        Fault.FORMAT, "m1", True)
+    assert err.value.description == f"nested deeper than {MAX_FRAME_DEPTH} levels"
+
+
+def test_brackets_in_strings_and_wide_frames_do_not_count_as_nesting() -> None:
+    many = "[" * (MAX_FRAME_DEPTH * 4)  # in a string: walked, nothing nested
+    assert split_frame(_call_nested(3, text=many))[0] == 2
+    wide = '[2,"m1","DataTransfer",{"vendorId":"V","data":[' + ",".join(
+        ["[[{}]]"] * 1000) + "]}]"  # 4,000 containers, 6 levels
+    assert split_frame(wide)[0] == 2
+
+
+def test_an_answer_nested_beyond_the_limit_is_never_answered() -> None:
+    deep = "[" * MAX_FRAME_DEPTH + "]" * MAX_FRAME_DEPTH
+    with pytest.raises(FrameError) as err:
+        split_frame(f'[3,"m7",{{"x":{deep}}}]')
+    assert (err.value.fault, err.value.message_id, err.value.answerable) == (
+        Fault.FORMAT, "m7", False)
