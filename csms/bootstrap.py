@@ -270,6 +270,8 @@ class App:
         if self.admin is not None and self.settings.cost_update_interval > 0:
             self.tasks.start("cost-updates", self._cost_updates, (StorageError,))
         self.tasks.start("session-limits", self._session_limits, (StorageError,))
+        if self.settings.event_retention_days > 0:
+            self.tasks.start("event-retention", self._event_retention, (StorageError,))
         certs = self.service.certificates
         if certs is not None:
             from csms.renewal import run_renewal
@@ -384,6 +386,15 @@ class App:
                                  session_id, result.get("error"))
             for key in set(last) - live:  # ended, held, or the station went away
                 del last[key]
+
+    async def _event_retention(self, stop: asyncio.Event) -> None:
+        """At start and then hourly, delete the station events older than
+        ``event_retention_days`` (csms.service.retention), on one node of a cluster at a
+        time (a lease)."""
+        from csms.service.retention import run_retention
+
+        await run_retention(self.repo, self.settings.event_retention_days,
+                            self.central.node_id, lambda: datetime.now(UTC), stop)
 
     async def _session_limits(self, stop: asyncio.Event) -> None:
         """Every ``LIMIT_CHECK_SECONDS``: :meth:`check_limits`."""

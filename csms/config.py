@@ -310,6 +310,10 @@ class Settings:
     quota_notifications: int = 262144
     # a station's online/offline events (each counts 256: 64 connections an hour)
     quota_connection_events: int = 32768
+    # Days station events (notifications, security events, DataTransfer, connections...)
+    # are kept: csms serve deletes older ones hourly, except those naming a session whose
+    # billing is not final yet (csms.service.retention); 0: kept for ever.
+    event_retention_days: float = defaults.EVENT_RETENTION_DAYS
     # A station's budget for its transaction messages (MeterValues, Start/StopTransaction,
     # TransactionEvent), in frame bytes: refilled at transaction_bytes_per_s, holding at
     # most transaction_burst_bytes; beyond it the answers to them wait (at most 5 s each),
@@ -431,7 +435,7 @@ class Settings:
                      "time_future_seconds", "storage_reserve", "write_buffer_limit",
                      "cert_renew_days", "handshake_queue", "transaction_bytes_per_s",
                      "transaction_burst_bytes", "large_frame_budget",
-                     "auto_register_per_hour", "known_clients"):
+                     "auto_register_per_hour", "known_clients", "event_retention_days"):
             if getattr(self, name) < 0:
                 raise _error(name, "not negative")
         if self.transfer_hours <= 0:

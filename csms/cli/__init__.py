@@ -58,7 +58,7 @@ def _demo() -> CommandInfo:
 
 @cache  # registers the commands of other modules once
 def _stations() -> TyperInfo:
-    from csms.cli import parties, remote, station_reports, stations, variables
+    from csms.cli import parties, remote, retention, station_reports, stations, variables
 
     assert station_reports.stations_app is stations.stations_app  # stations reports...
     stations.stations_app.command("set-password")(remote.set_password)
@@ -66,6 +66,7 @@ def _stations() -> TyperInfo:
     stations.stations_app.command("variables")(variables.station_variables)
     stations.stations_app.command("monitors")(variables.station_monitors)
     stations.stations_app.command("events")(variables.station_events)
+    stations.stations_app.command("prune-events")(retention.prune_events)
     return group_info("stations", stations.stations_app)
 
 

@@ -204,6 +204,10 @@ def serve(
     transaction_burst_bytes: Annotated[int | None, setting_option(
         "transaction_burst_bytes", "Transaction message bytes a station may send at once"
         " before its budget applies", min=0)] = None,
+    event_retention_days: Annotated[float | None, setting_option(
+        "event_retention_days", "Days station events are kept; older ones are deleted"
+        " hourly, except those an unsettled session needs (0: kept for ever)",
+        min=0)] = None,
 ) -> None:
     """Accept stations at ws://HOST:PORT/<station_id> (OCPP 1.6-J and 2.0.1)."""
     settings = load_settings(
@@ -222,6 +226,7 @@ def serve(
         transfer_hours=transfer_hours, workers=workers,
         transaction_bytes_per_s=transaction_bytes_per_s,
         transaction_burst_bytes=transaction_burst_bytes,
+        event_retention_days=event_retention_days,
     )
     try:
         settings.check_serving()

@@ -26,6 +26,7 @@ __all__ = [
     "COST_UPDATE_INTERVAL",
     "CSR_LIMIT",
     "DEFAULT_MAX_POWER_KW",
+    "EVENT_RETENTION_DAYS",
     "EXPIRY_MARGIN",
     "HEARTBEAT_INTERVAL",
     "HOLD_DEADLINE_WARNING",
@@ -79,6 +80,9 @@ TRANSFER_HOURS = 24.0  # how long a log upload URL works (a firmware URL: its wi
 # replay after an outage comes in at the pace of its round trips (docs/reliability.md).
 TRANSACTION_BYTES_PER_S = 32 * 1024
 TRANSACTION_BURST_BYTES = 64 * 1024 * 1024
+# days station events (notifications, security events, DataTransfer, connections...) are
+# kept; older ones are deleted by csms serve (csms.service.retention); 0: kept for ever
+EVENT_RETENTION_DAYS = 90
 # seconds between a node's looks at the requests queued for stations connected to it
 # (sent at their boot; this catches one queued while the station booted) and expiries
 QUEUE_SWEEP_SECONDS = 30.0

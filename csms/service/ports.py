@@ -210,6 +210,16 @@ class Tx(Protocol):
     async def list_station_events(
         self, station_id: str, kind: str | None = None, limit: int = 100
     ) -> list[dict[str, Any]]: ...
+    async def old_station_events(
+        self, before: datetime, after: tuple[str, int] | None, limit: int
+    ) -> list[dict[str, Any]]:
+        """At most ``limit`` station events stored before ``before``, oldest first (by
+        ``ts`` then ``id``), after the cursor ``after`` (a row's ``(ts, id)``): id, ts
+        (as stored) and payload (parsed)."""
+        ...
+    async def delete_station_events(self, ids: list[int]) -> int:
+        """Delete these station events; how many were there."""
+        ...
     async def add_outbox(self, topic: str, payload: dict[str, Any], at: datetime) -> str: ...
     async def enqueue_settlement(self, session_id: int, at: datetime) -> None: ...
 

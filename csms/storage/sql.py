@@ -1060,6 +1060,29 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
             r["payload"] = orjson.loads(r["payload"])
         return rows
 
+    async def old_station_events(
+        self, before: datetime, after: tuple[str, int] | None, limit: int
+    ) -> list[dict[str, Any]]:
+        # the index on (ts, id) read from the cursor on: no row is read twice in a run
+        if after is None:
+            rows = await self.fetchall(
+                "SELECT id, ts, payload FROM station_events WHERE ts < ?"
+                " ORDER BY ts, id LIMIT ?", dt_to_db(before), limit)
+        else:
+            rows = await self.fetchall(
+                "SELECT id, ts, payload FROM station_events WHERE ts < ?"
+                " AND (ts, id) > (?, ?) ORDER BY ts, id LIMIT ?",
+                dt_to_db(before), after[0], after[1], limit)
+        for r in rows:
+            r["payload"] = orjson.loads(r["payload"])
+        return rows
+
+    async def delete_station_events(self, ids: list[int]) -> int:
+        if not ids:
+            return 0
+        marks = ", ".join("?" for _ in ids)
+        return await self.execute(f"DELETE FROM station_events WHERE id IN ({marks})", *ids)
+
     async def add_outbox(self, topic: str, payload: dict[str, Any], at: datetime) -> str:
         event_id = str(uuid.uuid4())
         await self.write(

@@ -128,10 +128,10 @@ async def test_tasks_come_back_after_database_and_broker_outages(
 
         await until(all_up, 60, "every task up again")
         _, health = await api(server, "GET", "/health", token=None)
-        # and the running-cost sender, the queued-requests sweep and the session-limits
-        # check, which only read when their interval comes
+        # and the running-cost sender, the queued-requests sweep, the session-limits
+        # check and the event retention, which only read when their interval comes
         assert set(health["tasks"]) == TASKS | {"cost-updates", "queued-requests",
-                                                 "session-limits"}
+                                                 "session-limits", "event-retention"}
         restarts = {n: t["restarts"] for n, t in health["tasks"].items()}
         print(f"restarts: {restarts}")
         assert restarts["relay"] >= 1 and restarts["node-beat"] >= 1

@@ -96,7 +96,7 @@ OWN = {
     "settle": {"csms.cli.settle"},
     "serve": {"csms.cli.serve"},
     "stations": {"csms.cli.stations", "csms.cli.station_reports", "csms.cli.remote",
-                 "csms.cli.parties", "csms.cli.variables"},
+                 "csms.cli.parties", "csms.cli.variables", "csms.cli.retention"},
 }
 
 
