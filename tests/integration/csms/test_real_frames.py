@@ -5,12 +5,13 @@ Every 1.6 MeterValues frame here is what a charger sent, copied from a public lo
 source is named beside it); only the transactionId is replaced by the one this central
 system assigned (a charger echoes the central system's number), and where the public log
 is cut short only its complete sampled values are kept. The 2.0.1 event is EVerest's as a
-central system logged it (said where it is); the Iocharger's 2.0.1 events are scaffolding
-around the register values its public report gives (its frames were not published). The
-StartTransaction/StopTransaction (and 2.0.1 Started/Ended) around a frame are scaffolding:
-their meterStart/meterStop are the frame's own register readings where the frame gives
-them. A hostile station's variant of a frame says so. The energy billed is worked out by
-hand beside each test.
+central system logged it (said where it is); the Iocharger's 2.0.1 events and a
+Grizzl-E's kWh frames are scaffolding around the register values their public reports
+give (their frames were not published). The StartTransaction/StopTransaction (and 2.0.1
+Started/Ended) around a frame are scaffolding - their meterStart/meterStop are the frame's
+own register readings where the frame gives them - unless a test says they are the
+charger's own (MicroOcpp's, the Wallbox Copper SB's stop). A hostile station's variant of
+a frame says so. The energy billed is worked out by hand beside each test.
 """
 
 from __future__ import annotations
@@ -39,10 +40,12 @@ def frame(payload: dict[str, Any], txid: int) -> dict[str, Any]:
 
 async def charge16(server: RunningServer, station_id: str, tag: str, meter_start: int,
                    t0: str, frames: list[dict[str, Any]], meter_stop: int | None, t1: str,
+                   stop: dict[str, Any] | None = None,
                    ) -> tuple[list[list[Any]], list[dict[str, Any]], dict[str, Any]]:
     """A 1.6 session on connector 1 with the charger's ``frames`` in between: the answer to
     each frame, the session as each frame left it, and the session once stopped (left
-    active when ``meter_stop`` is None)."""
+    active when ``meter_stop`` is None); ``stop``: more fields of the StopTransaction (the
+    rest of a charger's own)."""
     answers: list[list[Any]] = []
     during: list[dict[str, Any]] = []
     async with await RawClient.connect(server.url, station_id, ["ocpp1.6"]) as c:
@@ -56,7 +59,8 @@ async def charge16(server: RunningServer, station_id: str, tag: str, meter_start
             during.append(await session(server, station_id, txid))
         if meter_stop is not None:
             r = await c.call("StopTransaction", {
-                "transactionId": txid, "meterStop": meter_stop, "timestamp": t1})
+                **(stop or {}), "transactionId": txid, "meterStop": meter_stop,
+                "timestamp": t1})
             assert r[0] == 3, r
     return answers, during, await session(server, station_id, txid)
 
@@ -897,3 +901,211 @@ async def test_a_201_event_the_schema_refuses_is_answered_so_and_bills_nothing(
     assert during[0] is not None and during[1] == during[0]
     assert s is not None
     await billed(csms_server, s, 171)  # 171 - 0 Wh from the Started and Ended events
+
+
+# -- a register per phase only, session registers beside lifetime start/stop values ---------
+def grizzl_e(at: str) -> dict[str, Any]:
+    """Grizzl-E Smart, firmware 5.62x (lbbrhzn/ocpp#442, the reporter's log at 20:05:57 and
+    20:07:57 local): every value at the Body and of phase "L1-N", the register too - the
+    only one the frame has - and the transactionId after the meterValue. Both frames of the
+    log carry the same values, two minutes apart."""
+    return {"connectorId": 1, "meterValue": [{"timestamp": at, "sampledValue": [
+        {"context": "Sample.Periodic", "format": "Raw", "location": "Body", "phase": "L1-N",
+         "measurand": "Current.Import", "unit": "A", "value": "32.21"},
+        {"context": "Sample.Periodic", "format": "Raw", "location": "Body", "phase": "L1-N",
+         "measurand": "Power.Active.Import", "unit": "W", "value": "7483.98"},
+        {"context": "Sample.Periodic", "format": "Raw", "location": "Body", "phase": "L1-N",
+         "measurand": "Energy.Active.Import.Register", "unit": "Wh", "value": "15174.00"}]}],
+        "transactionId": TX}
+
+
+async def test_a_grizzl_e_register_of_one_phase_only_is_no_total_and_holds_nothing(
+    csms_server: RunningServer,
+) -> None:
+    await csms_server.add_tag("T1")
+    await csms_server.add_station("GRIZZLE1")
+    # the start at the time the log's transactionId (1675529363, the central system's
+    # clock) names, meterStart 0 and meterStop the frame's own register (scaffolding):
+    # 15,174 Wh. The L1-N register is a phase's, never read as the total: nothing running,
+    # nothing held, the stop's value billed
+    answers, during, s = await charge16(
+        csms_server, "GRIZZLE1", "T1", 0, "2023-02-04T16:49:23Z",
+        [grizzl_e("2023-02-05T01:05:56.001Z"), grizzl_e("2023-02-05T01:07:56.001Z")],
+        15174, "2023-02-05T01:08:30Z")
+    assert [a[0] for a in answers] == [3, 3]
+    assert [d["energy_wh"] for d in during] == [None, None]
+    await billed(csms_server, s, 15174, during)
+
+
+def grizzl_e_kwh(at: str, kwh: str) -> dict[str, Any]:
+    """Scaffolding around the values a Grizzl-E's report gives (lbbrhzn/ocpp#2093, its
+    frames not published): the register in kWh, counted from 0 for the session
+    ("0.104, 0.228, 0.353 ..."), while its StartTransaction/StopTransaction carry the
+    lifetime register."""
+    return {"connectorId": 1, "transactionId": TX, "meterValue": [{
+        "timestamp": at, "sampledValue": [
+            {"value": kwh, "context": "Sample.Periodic",
+             "measurand": "Energy.Active.Import.Register", "unit": "kWh"}]}]}
+
+
+async def test_a_grizzl_e_session_register_beside_a_lifetime_meter_start_is_billed(
+    csms_server: RunningServer,
+) -> None:
+    await csms_server.add_tag("T1")
+    await csms_server.add_station("GRIZZLE2")
+    # meterStart 4,076,447 Wh: lbbrhzn/ocpp#2115 (the same reporter's fix) read a session
+    # of 0.113 kWh as -4,076.334 kWh, 0.113 less its lifetime meterStart. The readings come
+    # a minute apart (~7.5 kW); meterStop is the lifetime register once the session's
+    # 353 Wh are on it (scaffolding): 4,076,800 - 4,076,447 = 353 Wh
+    answers, during, s = await charge16(
+        csms_server, "GRIZZLE2", "T1", 4076447, "2026-08-28T10:00:00Z",
+        [grizzl_e_kwh("2026-08-28T10:00:50Z", "0.104"),
+         grizzl_e_kwh("2026-08-28T10:01:50Z", "0.228"),
+         grizzl_e_kwh("2026-08-28T10:02:50Z", "0.353")],
+        4076800, "2026-08-28T10:02:55Z")
+    assert [a[0] for a in answers] == [3, 3, 3]
+    await billed(csms_server, s, 353, during)
+
+
+# -- a value with a leading space, a stop of the charger's own -------------------------------
+# MicroOcpp on an ESP32 board without a meter (matth-x/MicroOcpp#193), the whole frame: the
+# register and the power written with a leading space (" 0.0"), the temperature at the
+# Cable, the SoC at the EV (the log broke one line inside "Sample.Periodic": taken out).
+MICROOCPP_SPACES: dict[str, Any] = {"connectorId": 1, "transactionId": TX, "meterValue": [{
+    "timestamp": "2023-09-27T10:30:12.815Z", "sampledValue": [
+        {"value": " 0.0", "context": "Sample.Periodic",
+         "measurand": "Energy.Active.Import.Register", "location": "Outlet", "unit": "Wh"},
+        {"value": " 0.0", "context": "Sample.Periodic", "measurand": "Power.Active.Import",
+         "location": "Outlet", "unit": "W"},
+        {"value": "230.0", "context": "Sample.Periodic", "measurand": "Voltage",
+         "phase": "L1-N", "location": "Outlet", "unit": "V"},
+        {"value": "232.0", "context": "Sample.Periodic", "measurand": "Voltage",
+         "phase": "L2-N", "location": "Outlet", "unit": "V"},
+        {"value": "229.0", "context": "Sample.Periodic", "measurand": "Voltage",
+         "phase": "L3-N", "location": "Outlet", "unit": "V"},
+        {"value": "16.0", "context": "Sample.Periodic", "measurand": "Current.Import",
+         "phase": "L1", "location": "Outlet", "unit": "A"},
+        {"value": "15.0", "context": "Sample.Periodic", "measurand": "Current.Import",
+         "phase": "L2", "location": "Outlet", "unit": "A"},
+        {"value": "17.0", "context": "Sample.Periodic", "measurand": "Current.Import",
+         "phase": "L3", "location": "Outlet", "unit": "A"},
+        {"value": "37.0", "context": "Sample.Periodic", "measurand": "Temperature",
+         "location": "Cable", "unit": "Celsius"},
+        {"value": "25.0", "context": "Sample.Periodic", "measurand": "SoC",
+         "location": "EV", "unit": "Percent"}]}]}
+
+
+async def test_a_microocpp_register_with_a_leading_space_and_its_own_stop_are_read(
+    csms_server: RunningServer,
+) -> None:
+    await csms_server.add_tag("T1")
+    await csms_server.add_station("MOCPP1")
+    # meterStart 0 (scaffolding); the StopTransaction is the charger's own (meterStop 0,
+    # reason Remote, milliseconds in its time): " 0.0" is the register at 0 Wh, a reading
+    # that agrees with both; 0 Wh delivered, nothing held
+    answers, during, s = await charge16(
+        csms_server, "MOCPP1", "T1", 0, "2023-09-27T10:29:00.000Z", [MICROOCPP_SPACES],
+        0, "2023-09-27T10:34:04.014Z", stop={"reason": "Remote"})
+    assert answers[0][0] == 3 and during[0]["energy_wh"] == 0
+    await billed(csms_server, s, 0, during)
+
+
+async def test_a_wallbox_copper_sb_stop_with_empty_transaction_data_is_billed(
+    csms_server: RunningServer,
+) -> None:
+    """Wallbox Copper SB (lbbrhzn/ocpp#1069): its StopTransaction as logged - an idTag (the
+    reporter's mask, "XXXXXX"), reason Local and ``transactionData`` an empty array. The
+    start is scaffolding: two hours before, 2,250,000 Wh."""
+    await csms_server.add_tag("XXXXXX")
+    await csms_server.add_station("COPPERSB")
+    _, _, s = await charge16(
+        csms_server, "COPPERSB", "XXXXXX", 2250000, "2024-01-30T12:29:16Z", [],
+        2259988, "2024-01-30T14:29:16Z",
+        stop={"idTag": "XXXXXX", "transactionData": [], "reason": "Local"})
+    # 2,259,988 - 2,250,000 = 9,988 Wh (~5 kW for two hours)
+    await billed(csms_server, s, 9988)
+
+
+async def test_a_microocpp_tag_written_with_spaces_is_the_tag_as_sent(
+    csms_server: RunningServer,
+) -> None:
+    """A MicroOcpp charger (matth-x/MicroOcpp#73), both frames its own: StartTransaction
+    with the card's UID written as spaced hex after a leading space (" F6 CA 0C C5", 12
+    characters, within idTag's 20), then StopTransaction two seconds later without an
+    idTag, meterStart and meterStop both 0 (its board had no meter wired)."""
+    tag = " F6 CA 0C C5"
+    await csms_server.add_tag(tag)
+    await csms_server.add_station("MOCPP2")
+    async with await RawClient.connect(csms_server.url, "MOCPP2", ["ocpp1.6"]) as c:
+        await c.result("BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"})
+        started = await c.result("StartTransaction", {
+            "connectorId": 1, "meterStart": 0, "timestamp": "2022-07-26T21:34:10.000Z",
+            "idTag": tag})
+        assert started["idTagInfo"]["status"] == "Accepted", started
+        txid = started["transactionId"]
+        assert await c.result("StopTransaction", {
+            "meterStop": 0, "timestamp": "2022-07-26T21:34:12.000Z",
+            "transactionId": txid}) == {}
+    s = await session(csms_server, "MOCPP2", txid)
+    # the tag as the charger wrote it, its spaces kept; 0 - 0 Wh in two seconds
+    assert s["id_tag"] == tag
+    await billed(csms_server, s, 0)
+
+
+async def test_a_huawei_stop_a_wh_below_its_start_holds_the_session(
+    csms_server: RunningServer,
+) -> None:
+    """Huawei SCharger-22KT-S0 (lbbrhzn/ocpp#1810): the reporter's comment gives what the
+    charger sends in every aborted session - meterStart 269,456 Wh, meterStop 269,455 Wh,
+    and between them MeterValues with the register in kWh to two decimals, 269.46 kWh (its
+    frames were not published: these are scaffolding around those values, the times this
+    test's). A register never decreases: the stop a Wh below the start is the station's
+    data contradicting itself, held for an operator, nothing billed - not refused (the
+    station would retry it) and not billed as 0 Wh without a word."""
+    await csms_server.add_tag("T1")
+    await csms_server.add_station("SCHARGER1")
+    reading = {"connectorId": 1, "transactionId": TX, "meterValue": [{
+        "timestamp": "2026-05-28T22:20:10Z", "sampledValue": [
+            {"value": "269.46", "context": "Sample.Periodic",
+             "measurand": "Energy.Active.Import.Register", "unit": "kWh"}]}]}
+    answers, during, s = await charge16(
+        csms_server, "SCHARGER1", "T1", 269456, "2026-05-28T22:20:00Z", [reading],
+        269455, "2026-05-28T22:20:30Z")
+    assert answers[0][0] == 3
+    # running: 269,460 (the kWh reading, to 10 Wh) - 269,456 = 4 Wh, nothing held yet
+    assert during[0]["energy_wh"] == 4
+    assert not BILLING_HOLD_FLAGS.intersection(during[0]["flags"]), during
+    assert s["status"] == "completed" and s["energy_wh"] == 0, s
+    assert "meter_went_backwards" in s["flags"], s["flags"]
+    assert not await queued(csms_server, s["id"])
+
+
+# -- a time without a UTC offset ------------------------------------------------------------
+# Growatt THOR, an older firmware (evcc-io/evcc#10399), the whole StartTransaction: its
+# time in local time without an offset ("2023-10-19T15:28:07": evcc logged the frame at
+# 15:03:59Z, and the charger had been retrying it since the central system refused it),
+# and a reservationId of 0, no reservation of this central system's.
+GROWATT_LOCAL_START: dict[str, Any] = {"connectorId": 1, "idTag": "evcc", "meterStart": 0,
+                                       "reservationId": 0, "timestamp": "2023-10-19T15:28:07"}
+
+
+async def test_a_growatt_start_in_local_time_without_an_offset_is_answered_and_billed(
+    csms_server: RunningServer,
+) -> None:
+    await csms_server.add_tag("evcc")
+    await csms_server.add_station("THOR1")
+    async with await RawClient.connect(csms_server.url, "THOR1", ["ocpp1.6"]) as c:
+        await c.result("BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"})
+        started = await c.result("StartTransaction", GROWATT_LOCAL_START)
+        assert started["idTagInfo"]["status"] == "Accepted", started
+        txid = started["transactionId"]
+        # scaffolding: a stop two hours on, in the same local time, 14,800 Wh (7.4 kW)
+        assert await c.result("StopTransaction", {
+            "transactionId": txid, "meterStop": 14800,
+            "timestamp": "2023-10-19T17:28:07"}) == {}
+    s = await session(csms_server, "THOR1", txid)
+    # the times read as UTC, and noted so (no hold: both ends shift alike, the energy is
+    # the register's); the reservationId of 0 reserves nothing. 14,800 - 0 Wh
+    assert s["started_at"] == "2023-10-19T15:28:07+00:00"
+    assert "time_offset_assumed" in s["flags"], s["flags"]
+    await billed(csms_server, s, 14800)
