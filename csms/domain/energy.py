@@ -257,8 +257,9 @@ def register_readings(samples: Iterable[MeterSample]) -> Readings:
     flags: list[str] = []
     readings: list[tuple[datetime, Decimal, str | None, str]] = []
     steps: dict[int, Decimal] = {}  # a begin reading's resolution, by its place in readings
-    # each reading's resolution, by its time and value (for the billed register as one)
-    resolution: dict[tuple[datetime, Decimal], Decimal] = {}
+    # the samples of each reading, by its time and value: their resolution is read only for
+    # a reading lower than the one before it (the billed register as one, below)
+    sources: dict[tuple[datetime, Decimal], list[MeterSample]] = {}
     by_location: dict[str | None, list[tuple[datetime, Decimal, str | None]]] = {}
     for s in samples:
         wh = _register_wh(s)
@@ -271,11 +272,9 @@ def register_readings(samples: Iterable[MeterSample]) -> Readings:
             continue
         # none is the outlet, the default of both versions (for the choice below; a
         # station may still keep a register of its own under each: KEBA's differ in unit)
-        step = _resolution_wh(s)
         if s.context in ("Transaction.Begin", "Transaction.End"):
-            steps[len(readings)] = step
-        key = (s.timestamp, wh)
-        resolution[key] = max(resolution.get(key, step), step)
+            steps[len(readings)] = _resolution_wh(s)
+        sources.setdefault((s.timestamp, wh), []).append(s)
         readings.append((s.timestamp, wh, s.context, s.location or "Outlet"))
         by_location.setdefault(s.location, []).append((s.timestamp, wh, s.context))
     located = {r[3] for r in readings}
@@ -313,8 +312,10 @@ def register_readings(samples: Iterable[MeterSample]) -> Readings:
     # signed begin settles), and a start above later readings bills less, never more
     billed_series = [r for r in readings if r[2] != "Transaction.Begin"]
     for earlier, later in itertools.pairwise(billed_series):
-        step = min(max(resolution[(earlier[0], earlier[1])],
-                       resolution[(later[0], later[1])]), START_TOLERANCE_WH)
+        if later[1] >= earlier[1]:
+            continue
+        step = min(max(_resolution_wh(x) for r in (earlier, later)
+                       for x in sources[(r[0], r[1])]), START_TOLERANCE_WH)
         if earlier[1] - later[1] >= step:
             decrease = True
             _flag(flags, "meter_went_backwards")
