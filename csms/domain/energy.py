@@ -66,6 +66,8 @@ Rules (DESIGN.md, "Protocol rules"):
   readings of the register that differ among themselves. A meterStart above later
   readings is not compared: readings that count each session from 0 beside lifetime
   meterStart/meterStop values are a real charger's, and a start too high bills less.
+  While such a session runs, those readings are its energy (:func:`counted_from_zero`:
+  what its driver's limit is checked against), never below what :func:`energy_of` counts.
 * Plausibility (:func:`energy_flags`, :func:`time_flag`): energy above the station's
   maximum power over the session's duration, energy in no time, a meter that runs
   backwards (under one location's label, or from an unlabelled reading to an Outlet one or
@@ -96,6 +98,7 @@ __all__ = [
     "EnergyResult",
     "Readings",
     "compute_energy",
+    "counted_from_zero",
     "energy_between",
     "energy_flags",
     "energy_of",
@@ -346,6 +349,31 @@ def start_judged(found: Readings, start: Decimal | None) -> bool:
     below it is within the bound at any power)."""
     return (start is None or start == 0) \
         and any(r[1] > PLAUSIBILITY_SLACK_WH for r in found.readings)
+
+
+@_in_decimals
+def counted_from_zero(found: Readings, starts: Iterable[Decimal | None],
+                      started_at: datetime | None, max_power_w: Decimal) -> int | None:
+    """The energy a session's register counting from 0 shows in ``found`` (whole Wh), for
+    its running energy only: a reading at least ``START_TOLERANCE_WH`` below every start
+    the station claimed (``starts``: meterStart, the running start; and ``found``'s begin
+    readings, a 0 apart) is no reading of that register (it never goes back by more than a
+    reading's digits), and within what the station could deliver from 0 since
+    ``started_at`` at ``max_power_w`` it is the session's energy (a Grizzl-E: meterStart
+    the lifetime register, its readings the session's from 0). :func:`energy_of` never
+    bills it: the stop bills meterStop less meterStart (a start too high bills less). None
+    when no reading is such, or no start is claimed above the tolerance."""
+    claims = [wh for wh in starts if wh] + [wh for wh, _ in found.begins if wh]
+    if not claims or started_at is None:
+        return None
+    below = min(claims) - START_TOLERANCE_WH
+    counted = [r[1] for r in found.readings
+               if r[2] != "Transaction.Begin" and r[1] < below
+               and (bound := _max_plausible_wh(started_at, r[0], max_power_w)) is not None
+               and r[1] <= bound]
+    if not counted:
+        return None
+    return int(max(counted).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
 
 
 def _step(number: Decimal) -> Decimal:

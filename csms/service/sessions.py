@@ -23,6 +23,7 @@ from urllib.parse import quote
 
 from csms.domain.energy import (
     Readings,
+    counted_from_zero,
     energy_between,
     energy_flags,
     energy_of,
@@ -641,6 +642,15 @@ class SessionUseCases(SignedDataChecks):
             delta = result.meter_stop_wh - session.meter_start_wh
             if delta >= 0:
                 session.energy_wh = max(session.energy_wh or 0, int(delta))
+        # readings far below every start claimed, that a register counting each session
+        # from 0 shows (a Grizzl-E beside its lifetime meterStart): the session's energy
+        # while it runs, what its driver's limit is checked against. The stop bills
+        # meterStop less meterStart; never counted lower than the readings above give
+        counted = counted_from_zero(
+            found, (session.meter_start_wh, session.reported_meter_start_wh),
+            session.started_at, power_w)
+        if counted is not None:
+            session.energy_wh = max(session.energy_wh or 0, counted)
 
     @staticmethod
     async def _start_in_dispute(tx: Tx, session: Session, found: Readings,

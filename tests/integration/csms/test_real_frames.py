@@ -964,6 +964,9 @@ async def test_a_grizzl_e_session_register_beside_a_lifetime_meter_start_is_bill
          grizzl_e_kwh("2026-08-28T10:02:50Z", "0.353")],
         4076800, "2026-08-28T10:02:55Z")
     assert [a[0] for a in answers] == [3, 3, 3]
+    # while it runs, its readings from 0 are its energy (its driver's limit is checked
+    # against them); billed from meterStop all the same
+    assert [d["energy_wh"] for d in during] == [104, 228, 353]
     await billed(csms_server, s, 353, during)
 
 

@@ -6,7 +6,9 @@ from decimal import Decimal
 import pytest
 
 from csms.domain.energy import (
+    DEFAULT_MAX_POWER_W,
     compute_energy,
+    counted_from_zero,
     energy_between,
     energy_flags,
     energy_of,
@@ -682,3 +684,25 @@ def test_one_register_under_two_labels_going_backwards_is_held(
     assert ("meter_went_backwards" in result.flags) is backwards
     assert result.readings_decrease is backwards
     assert result.energy_wh == energy
+
+
+@pytest.mark.parametrize(("starts", "samples", "expected"), [
+    # a Grizzl-E: lifetime meterStart, the session's kWh from 0 (lbbrhzn/ocpp#2093)
+    ((Decimal(4_076_447),), [s("0.104", 1, unit="kWh"), s("0.353", 3, unit="kWh")], 353),
+    # a lifetime register in kWh, cut: a reading of it within a kWh below the start
+    ((Decimal(4_076_447),), [s("4076.4", 3, unit="kWh")], None),
+    # more than the default 350 kW delivers from 0 in ten minutes: no register from 0
+    ((Decimal(4_076_447),), [s("2000000", 10)], None),
+    # at or above a start: the register itself (energy_of counts it)
+    ((Decimal(157_440),), [s("163630", 90)], None),
+    # a begin reading is a start claimed too: a reading above it is no register from 0
+    ((Decimal(170_000),), [_begin("157440", 90), s("163630", 90)], None),
+    # no start claimed above 0 (a Growatt from 0): energy_of counts it
+    ((Decimal(0), None), [s("111", 3)], None),
+], ids=["grizzl-e", "cut-lifetime", "beyond-power", "above-start", "below-a-begin",
+        "start-0"])
+def test_a_register_from_0_below_every_start_is_the_running_energy(
+        starts: tuple[Decimal | None, ...], samples: list[MeterSample],
+        expected: int | None) -> None:
+    found = register_readings(samples)
+    assert counted_from_zero(found, starts, T0, DEFAULT_MAX_POWER_W) == expected
