@@ -351,7 +351,6 @@ def start_judged(found: Readings, start: Decimal | None) -> bool:
         and any(r[1] > PLAUSIBILITY_SLACK_WH for r in found.readings)
 
 
-@_in_decimals
 def counted_from_zero(found: Readings, starts: Iterable[Decimal | None],
                       started_at: datetime | None, max_power_w: Decimal) -> int | None:
     """The energy a session's register counting from 0 shows in ``found`` (whole Wh), for
@@ -366,7 +365,17 @@ def counted_from_zero(found: Readings, starts: Iterable[Decimal | None],
     claims = [wh for wh in starts if wh] + [wh for wh, _ in found.begins if wh]
     if not claims or started_at is None:
         return None
-    below = min(claims) - START_TOLERANCE_WH
+    lowest = min(claims)
+    # a comparison first (no context needed): most messages have no reading below a start
+    if not any(r[1] < lowest for r in found.readings):
+        return None
+    return _counted_from_zero(found, lowest, started_at, max_power_w)
+
+
+@_in_decimals
+def _counted_from_zero(found: Readings, lowest: Decimal, started_at: datetime,
+                       max_power_w: Decimal) -> int | None:
+    below = lowest - START_TOLERANCE_WH
     counted = [r[1] for r in found.readings
                if r[2] != "Transaction.Begin" and r[1] < below
                and (bound := _max_plausible_wh(started_at, r[0], max_power_w)) is not None
