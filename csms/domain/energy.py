@@ -6,7 +6,10 @@ Rules (DESIGN.md, "Protocol rules"):
   default measurand of a sampled value is that register and the default unit
   Wh; values are strings and may be in kWh. 2.0.1 §2.55/2.56: values are
   numbers and ``unitOfMeasure.multiplier`` scales them by 10^n.
-* Per-phase readings (``phase`` set) are parts, not the total: never summed in.
+* Per-phase readings (``phase`` set) are parts, not the total: never summed in. A
+  station whose only register is tagged with one phase (a single-phase Grizzl-E's
+  "L1-N", lbbrhzn/ocpp#442) has its readings read as the total for the running energy
+  only (:func:`lone_phase_readings`); the stop bills meterStop less meterStart.
 * Readings of connector 0 / the main meter and clock-aligned readings outside a
   transaction are never attached to a session (the service layer sees to that).
 * A missing or placeholder ``meterStart`` must never bill the meter's lifetime
@@ -102,6 +105,7 @@ __all__ = [
     "energy_between",
     "energy_flags",
     "energy_of",
+    "lone_phase_readings",
     "readings_outside",
     "register_readings",
     "register_wh",
@@ -181,11 +185,13 @@ def _to_wh(value: str, unit: str | None = "Wh", multiplier: int = 0) -> Decimal 
         return None
 
 
-def _register_wh(sample: MeterSample) -> Decimal | None:
-    """The total import register reading of ``sample`` in Wh, or None if it is not one."""
+def _register_wh(sample: MeterSample, phased: bool = False) -> Decimal | None:
+    """The total import register reading of ``sample`` in Wh, or None if it is not one
+    (``phased``: a reading tagged with a phase is read as well, see
+    :func:`lone_phase_readings`)."""
     if sample.measurand != ENERGY_REGISTER:
         return None
-    if sample.phase:  # L1, L2, L3, L1-N...: a part of the total
+    if sample.phase and not phased:  # L1, L2, L3, L1-N...: a part of the total
         return None
     if sample.signed is not None or sample.format in ("SignedData", "SignedMeterValue"):
         return None  # evidence: the verified OCMF reading counts, never the bare value
@@ -250,13 +256,15 @@ class Readings:
 
 
 @_in_decimals
-def register_readings(samples: Iterable[MeterSample]) -> Readings:
+def register_readings(samples: Iterable[MeterSample], phased: bool = False) -> Readings:
     """The total import register's readings of ``samples`` (one register: the outlet's
     when a station reports several), sorted by time (a Transaction.Begin reading first,
     see :func:`_in_order`), with their flags: ``begin_readings_differ`` when that
     register's Transaction.Begin readings are not all one value (another register's never
     count: an inlet's begin reading is not the outlet's); and that register's begin
-    readings with the resolution of each, for a meterStart to be compared with."""
+    readings with the resolution of each, for a meterStart to be compared with.
+    ``phased``: readings tagged with a phase are read as the total too (only
+    :func:`lone_phase_readings` asks it)."""
     flags: list[str] = []
     readings: list[tuple[datetime, Decimal, str | None, str]] = []
     steps: dict[int, Decimal] = {}  # a begin reading's resolution, by its place in readings
@@ -265,9 +273,9 @@ def register_readings(samples: Iterable[MeterSample]) -> Readings:
     sources: dict[tuple[datetime, Decimal], list[MeterSample]] = {}
     by_location: dict[str | None, list[tuple[datetime, Decimal, str | None]]] = {}
     for s in samples:
-        wh = _register_wh(s)
+        wh = _register_wh(s, phased)
         if wh is None:
-            if s.measurand == ENERGY_REGISTER and _beyond_range(s):
+            if s.measurand == ENERGY_REGISTER and _beyond_range(s, phased):
                 _flag(flags, "value_out_of_range")
             continue
         if not _readable(wh):
@@ -324,6 +332,23 @@ def register_readings(samples: Iterable[MeterSample]) -> Readings:
             _flag(flags, "meter_went_backwards")
             break
     return Readings(tuple(readings), tuple(flags), decrease, begins, ends)
+
+
+def lone_phase_readings(samples: Iterable[MeterSample]) -> Readings | None:
+    """The readings of ``samples``' register read as the total (:func:`register_readings`)
+    when it is their only one yet tagged with a phase (a single-phase Grizzl-E tags its
+    register "L1-N", lbbrhzn/ocpp#442): no reading of the register without a phase, and
+    every reading of it of one phase. None otherwise: a total is read as it is, and a
+    three-phase charger's L1, L2 and L3 registers are parts of a total it did not send.
+    For a session's running energy only (csms.service.sessions): the stop bills meterStop
+    less meterStart."""
+    registers: list[MeterSample] = []
+    for s in samples:  # most messages: their first register reading has no phase
+        if s.measurand == ENERGY_REGISTER:
+            if not s.phase or (registers and s.phase != registers[0].phase):
+                return None
+            registers.append(s)
+    return register_readings(registers, phased=True) if registers else None
 
 
 def _resolution_wh(sample: MeterSample) -> Decimal:
@@ -567,11 +592,11 @@ def _readable(wh: Decimal) -> bool:
     return 0 <= wh <= MAX_REGISTER_WH and within_exponents(wh)
 
 
-def _beyond_range(sample: MeterSample) -> bool:
+def _beyond_range(sample: MeterSample, phased: bool = False) -> bool:
     """A total register reading in Wh/kWh that is a number, yet could not be read: scaled
     by a multiplier no unit has (10^25 and more), too large to compute (1e999999), or not
-    finite (Infinity, NaN: a meter that failed)."""
-    if sample.phase or sample.location == "EV" or sample.signed is not None \
+    finite (Infinity, NaN: a meter that failed). ``phased``: as :func:`_register_wh`."""
+    if (sample.phase and not phased) or sample.location == "EV" or sample.signed is not None \
             or sample.format in ("SignedData", "SignedMeterValue") \
             or (sample.unit or "Wh").lower() not in _UNIT_FACTOR:
         return False

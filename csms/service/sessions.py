@@ -27,6 +27,7 @@ from csms.domain.energy import (
     energy_between,
     energy_flags,
     energy_of,
+    lone_phase_readings,
     readings_outside,
     register_readings,
     start_claims,
@@ -626,10 +627,27 @@ class SessionUseCases(SignedDataChecks):
         return self._start_power_of(await tx.get_station(session.station_id))
 
     @staticmethod
-    def _running_energy(session: Session, found: Readings, power_w: Decimal) -> None:
+    def _running_energy(session: Session, found: Readings, power_w: Decimal,
+                        lone: Readings | None = None) -> None:
         """Keep ``energy_wh`` of an active session current (for the API), never billing,
         from the register ``found`` in a message's samples (read before its unit);
-        ``power_w``: :meth:`_start_power`."""
+        ``power_w``: :meth:`_start_power`. ``lone``: the message's register readings when
+        its only register is of one phase (:func:`~csms.domain.energy.lone_phase_readings`:
+        then ``found`` has none), its energy counted as well."""
+        if lone is not None:
+            # a single-phase charger's register tagged "L1-N" (lbbrhzn/ocpp#442): the
+            # numbers only, raising the running energy (what the driver's limit is checked
+            # against). Neither its flags nor its start are the session's: the stop bills
+            # meterStop less meterStart, from the total the session's samples give
+            read = energy_of(lone, session.meter_start_wh, None, session.started_at, power_w)
+            if read.meter_start_wh is not None and read.meter_stop_wh is not None \
+                    and "meter_went_backwards" not in read.flags:
+                session.energy_wh = max(session.energy_wh or 0, read.energy_wh)
+            from_zero = counted_from_zero(
+                lone, (session.meter_start_wh, session.reported_meter_start_wh),
+                session.started_at, power_w)
+            if from_zero is not None:
+                session.energy_wh = max(session.energy_wh or 0, from_zero)
         result = energy_of(found, session.meter_start_wh, None, session.started_at, power_w)
         if "value_out_of_range" in result.flags:
             session.flag("value_out_of_range")
@@ -1291,6 +1309,7 @@ class SessionUseCases(SignedDataChecks):
         # unit, which runs while this process holds the database's write turn
         found = register_readings(samples) \
             if transaction_id is not None and connector_id != 0 else None
+        lone = lone_phase_readings(samples) if found is not None else None
 
         async def work(tx: Tx) -> LimitReached | None:
             session: Session | None = None
@@ -1331,9 +1350,10 @@ class SessionUseCases(SignedDataChecks):
             await self._notes(tx, session, notes or [], "MeterValues")
             await self._check_times(tx, session, [s.timestamp for s in samples], "MeterValues")
             if found is not None:
-                power = await self._start_power(tx, session, found)
+                # a lone phase's readings stand for the register's (``found`` has none)
+                power = await self._start_power(tx, session, found if lone is None else lone)
                 await self._start_in_dispute(tx, session, found, power)
-                self._running_energy(session, found, power)
+                self._running_energy(session, found, power, lone)
             if previous is not None:
                 reached = await self._check_limit(tx, session, previous, samples)
             elif session.limit_minor is not None \
@@ -1393,6 +1413,7 @@ class SessionUseCases(SignedDataChecks):
         # meter_values); an Ended event's energy is computed from all the session's own
         found = register_readings(ev.samples) \
             if ev.samples and ev.event_type != "Ended" else None
+        lone = lone_phase_readings(ev.samples) if found is not None else None
 
         async def covered(tx: Tx) -> bool:
             """``cover`` confirmed once per run of the unit, at its first use (before the
@@ -1642,9 +1663,10 @@ class SessionUseCases(SignedDataChecks):
                 await self._complete(tx, session, ev.samples)
                 return auth, session
             if found is not None:
-                power = await self._start_power(tx, session, found)
+                # a lone phase's readings stand for the register's (``found`` has none)
+                power = await self._start_power(tx, session, found if lone is None else lone)
                 await self._start_in_dispute(tx, session, found, power)
-                self._running_energy(session, found, power)
+                self._running_energy(session, found, power, lone)
             if previous is not None:
                 stop = await self._check_limit(tx, session, previous, ev.samples)
                 if stop is not None:

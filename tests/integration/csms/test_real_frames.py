@@ -919,21 +919,22 @@ def grizzl_e(at: str) -> dict[str, Any]:
         "transactionId": TX}
 
 
-async def test_a_grizzl_e_register_of_one_phase_only_is_no_total_and_holds_nothing(
+async def test_a_grizzl_e_register_of_one_phase_only_is_its_running_energy(
     csms_server: RunningServer,
 ) -> None:
     await csms_server.add_tag("T1")
     await csms_server.add_station("GRIZZLE1")
     # the start at the time the log's transactionId (1675529363, the central system's
     # clock) names, meterStart 0 and meterStop the frame's own register (scaffolding):
-    # 15,174 Wh. The L1-N register is a phase's, never read as the total: nothing running,
-    # nothing held, the stop's value billed
+    # 15,174 Wh. The L1-N register is the frames' only one: while the session runs it is
+    # the running energy (15,174 - 0, what the driver's limit is checked against), nothing
+    # held, the stop's value billed
     answers, during, s = await charge16(
         csms_server, "GRIZZLE1", "T1", 0, "2023-02-04T16:49:23Z",
         [grizzl_e("2023-02-05T01:05:56.001Z"), grizzl_e("2023-02-05T01:07:56.001Z")],
         15174, "2023-02-05T01:08:30Z")
     assert [a[0] for a in answers] == [3, 3]
-    assert [d["energy_wh"] for d in during] == [None, None]
+    assert [d["energy_wh"] for d in during] == [15174 - 0, 15174 - 0]
     await billed(csms_server, s, 15174, during)
 
 

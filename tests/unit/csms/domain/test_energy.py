@@ -12,6 +12,7 @@ from csms.domain.energy import (
     energy_between,
     energy_flags,
     energy_of,
+    lone_phase_readings,
     readings_outside,
     register_readings,
     register_wh,
@@ -92,6 +93,36 @@ def test_plain_start_stop() -> None:
 def test_phases_do_not_add_to_the_total() -> None:
     samples = [s("5000"), s("1700", phase="L1"), s("1600", phase="L2"), s("1700", phase="L3")]
     assert compute_energy(Decimal(1000), Decimal(9000), samples, T0).energy_wh == 8000
+
+
+@pytest.mark.parametrize("samples", [
+    # three phases, no total: parts, whatever labels they carry
+    [s("1700", phase="L1"), s("1600", phase="L2"), s("1700", phase="L3")],
+    [s("1700", phase="L1-N"), s("1600", phase="L2-N"), s("1700", phase="L3-N")],
+    # a total beside a phase: the total is read as it is
+    [s("5000"), s("1700", phase="L1")],
+    # no register at all
+    [s("7483.98", measurand="Power.Active.Import", phase="L1-N")],
+    [],
+])
+def test_phase_registers_beside_others_or_a_total_are_no_lone_phase(
+        samples: list[MeterSample]) -> None:
+    assert lone_phase_readings(samples) is None
+
+
+def test_a_lone_phase_register_is_read_as_the_total() -> None:
+    # a single-phase charger whose only register is tagged L1-N (a Grizzl-E)
+    samples = [s("32.21", 10, measurand="Current.Import", unit="A", phase="L1-N"),
+               s("15174.00", 10, phase="L1-N", location="Body"),
+               s("15.2", 12, phase="L1-N", unit="kWh", location="Body")]
+    found = lone_phase_readings(samples)
+    assert found is not None
+    assert [r[1] for r in found.readings] == [Decimal("15174.00"), Decimal("15200.0")]
+    assert found == register_readings([s("15174.00", 10, location="Body"),
+                                       s("15.2", 12, unit="kWh", location="Body")])
+    assert energy_of(found, Decimal(0), None, T0).meter_stop_wh == Decimal("15200.0")
+    # none of it counts where the registers are read as the total
+    assert register_readings(samples).readings == ()
 
 
 def test_kwh_strings_are_exact() -> None:
