@@ -132,11 +132,16 @@ async def test_a_card_session_is_stopped_once_at_its_drivers_limit_201(
     assert reached["price_minor"] == 86 and reached["margin_minor"] == 47  # 1200 Wh more
 
 
+@pytest.mark.parametrize("tag", [
+    {},  # lbbrhzn/ocpp#2093, #2115
+    {"location": "Body", "phase": "L1-N"},  # the frames' only register (lbbrhzn/ocpp#442)
+], ids=["total", "one phase only"])
 async def test_a_grizzl_e_session_register_is_stopped_at_its_drivers_limit(
-        server: RunningServer) -> None:
-    """A Grizzl-E (lbbrhzn/ocpp#2093, #2115): meterStart the lifetime register, its readings
-    the session's energy in kWh counting from 0. Billed at the stop from meterStop, so
-    while it charges its readings are the session's energy: its limit is enforced."""
+        server: RunningServer, tag: dict[str, str]) -> None:
+    """A Grizzl-E: meterStart the lifetime register, its readings the session's energy in
+    kWh counting from 0, as the total or tagged with its one phase, "L1-N" (a single-phase
+    charger's total). Billed at the stop from meterStop, so while it charges its readings
+    are the session's energy: its limit is enforced."""
     await link(server, "CARD", max_per_session=100)  # 1.00 EUR: about 2.5 kWh
     async with await RawClient.connect(server.url, "CP16", ["ocpp1.6"]) as c:
         await c.result("BootNotification", BOOT16)
@@ -148,7 +153,7 @@ async def test_a_grizzl_e_session_register_is_stopped_at_its_drivers_limit(
             await c.result("MeterValues", {"connectorId": 1, "transactionId": txid,
                                            "meterValue": [{"timestamp": at(minutes),
                                                            "sampledValue": [{
-                "value": value, "context": "Sample.Periodic",
+                "value": value, "context": "Sample.Periodic", **tag,
                 "measurand": "Energy.Active.Import.Register", "unit": "kWh"}]}]})
 
         # as a register from 0: 39 so far and 39 for one more kWh; then 59 and 20
@@ -157,39 +162,6 @@ async def test_a_grizzl_e_session_register_is_stopped_at_its_drivers_limit(
         await no_call(c)
         # 86 so far and 27 for one more 700 Wh: 113 reaches 100
         await kwh("2.200", 3)
-        call = await asyncio.wait_for(c.calls.get(), 5)
-        assert call[2:] == ["RemoteStopTransaction", {"transactionId": txid}]
-        await c.answer(call[1], {"status": "Accepted"})
-    session = await the_session(server, "CP16")
-    assert session["energy_wh"] == 2200 and session["flags"] == ["limit_reached"]
-    [reached] = await station_events(server, "CP16", "limit_reached")
-    assert (reached["price_minor"], reached["margin_minor"]) == (86, 27)
-
-
-async def test_a_grizzl_e_session_register_of_one_phase_is_stopped_at_its_drivers_limit(
-        server: RunningServer) -> None:
-    """The same Grizzl-E register tagged with a phase, "L1-N", and the frames' only one
-    (lbbrhzn/ocpp#442): a single-phase charger's total, its limit enforced while it
-    charges."""
-    await link(server, "CARD", max_per_session=100)  # 1.00 EUR: about 2.5 kWh
-    async with await RawClient.connect(server.url, "CP16", ["ocpp1.6"]) as c:
-        await c.result("BootNotification", BOOT16)
-        start = await c.result("StartTransaction", {
-            "connectorId": 1, "idTag": "CARD", "meterStart": 4_076_447, "timestamp": at(0)})
-        txid = int(start["transactionId"])
-
-        async def kwh(value: str, minutes: float) -> None:
-            await c.result("MeterValues", {"connectorId": 1, "transactionId": txid,
-                                           "meterValue": [{"timestamp": at(minutes),
-                                                           "sampledValue": [{
-                "value": value, "context": "Sample.Periodic", "location": "Body",
-                "phase": "L1-N", "measurand": "Energy.Active.Import.Register",
-                "unit": "kWh"}]}]})
-
-        await kwh("1.000", 1)
-        await kwh("1.500", 2)
-        await no_call(c)
-        await kwh("2.200", 3)  # 86 so far and 27 for one more 700 Wh: 113 reaches 100
         call = await asyncio.wait_for(c.calls.get(), 5)
         assert call[2:] == ["RemoteStopTransaction", {"transactionId": txid}]
         await c.answer(call[1], {"status": "Accepted"})
