@@ -643,11 +643,6 @@ class SessionUseCases(SignedDataChecks):
             if read.meter_start_wh is not None and read.meter_stop_wh is not None \
                     and "meter_went_backwards" not in read.flags:
                 session.energy_wh = max(session.energy_wh or 0, read.energy_wh)
-            from_zero = counted_from_zero(
-                lone, (session.meter_start_wh, session.reported_meter_start_wh),
-                session.started_at, power_w)
-            if from_zero is not None:
-                session.energy_wh = max(session.energy_wh or 0, from_zero)
         result = energy_of(found, session.meter_start_wh, None, session.started_at, power_w)
         if "value_out_of_range" in result.flags:
             session.flag("value_out_of_range")
@@ -661,14 +656,15 @@ class SessionUseCases(SignedDataChecks):
             if delta >= 0:
                 session.energy_wh = max(session.energy_wh or 0, int(delta))
         # readings far below every start claimed, that a register counting each session
-        # from 0 shows (a Grizzl-E beside its lifetime meterStart): the session's energy
-        # while it runs, what its driver's limit is checked against. The stop bills
-        # meterStop less meterStart; never counted lower than the readings above give
-        counted = counted_from_zero(
-            found, (session.meter_start_wh, session.reported_meter_start_wh),
-            session.started_at, power_w)
-        if counted is not None:
-            session.energy_wh = max(session.energy_wh or 0, counted)
+        # from 0 shows (a Grizzl-E beside its lifetime meterStart), of the total or of a
+        # lone phase: the session's energy while it runs, what its driver's limit is
+        # checked against. The stop bills meterStop less meterStart; never counted lower
+        # than the readings above give
+        starts = (session.meter_start_wh, session.reported_meter_start_wh)
+        for readings in (found,) if lone is None else (found, lone):
+            counted = counted_from_zero(readings, starts, session.started_at, power_w)
+            if counted is not None:
+                session.energy_wh = max(session.energy_wh or 0, counted)
 
     @staticmethod
     async def _start_in_dispute(tx: Tx, session: Session, found: Readings,
