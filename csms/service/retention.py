@@ -96,12 +96,16 @@ async def _unit(tx: Tx, before: datetime, after: tuple[str, int] | None, batch: 
         return 0, 0, None
     gone: list[int] = []
     kept = 0
+    pending: set[int] = set()  # not final in this unit's transaction: read once in it
     for row in rows:
         keep = False
         for session_id in named_sessions(row["payload"]) - settled:
-            if _final(await tx.get_session(session_id)):
+            if session_id in pending:
+                keep = True
+            elif _final(await tx.get_session(session_id)):
                 settled.add(session_id)  # final for this run (a reorganisation aside)
             else:
+                pending.add(session_id)
                 keep = True
         if keep:
             kept += 1
