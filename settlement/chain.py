@@ -154,10 +154,28 @@ class TxReceipt:
     gas_used: int
 
 
+_NPM_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
+
+
 def find_anvil() -> str | None:
-    here = Path(__file__).resolve().parents[1] / ".tools" / "node_modules" / ".bin" / "anvil"
-    if here.exists():
-        return str(here)
+    """The Anvil executable: the binary of ``make install``'s npm package, else ``anvil`` on
+    the PATH.
+
+    Not npm's ``.bin/anvil``: that is a Node launcher which passes SIGTERM on to the binary
+    and exits at once, so the guard waiting for it saw the node gone while Anvil still
+    wrote its state (and the launcher was one more process to stop)."""
+    import platform
+
+    scope = Path(__file__).resolve().parents[1] / ".tools" / "node_modules" / "@foundry-rs"
+    system = "darwin" if sys.platform == "darwin" else "linux"
+    arch = _NPM_ARCH.get(platform.machine().lower(), platform.machine().lower())
+    for binary in (scope / f"anvil-{system}-{arch}" / "bin" / "anvil",
+                   scope / "anvil" / "dist" / "anvil"):
+        if binary.is_file() and os.access(binary, os.X_OK):
+            return str(binary)
+    launcher = scope.parent / ".bin" / "anvil"
+    if launcher.exists():
+        return str(launcher)
     return shutil.which("anvil")
 
 

@@ -286,3 +286,25 @@ def test_a_refused_local_chain_stops_the_node_it_started(tmp_path: Path) -> None
     finally:
         again.close()
     assert nodes_on(folder) == []
+
+
+def children_of(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(p) for p in (task / "children").read_text().split()]
+    return found
+
+
+def test_stop_returns_once_the_node_itself_has_ended(tmp_path: Path) -> None:
+    """The process the guard starts and waits for is Anvil itself, not a launcher that
+    passes SIGTERM on and exits at once (npm's ``.bin/anvil`` is one): the guard would see
+    the node gone while Anvil still writes its state, :meth:`AnvilNode.stop` would return
+    then, and the next start on the same state file could read half of it."""
+    state = tmp_path / "anvil-state.json"
+    for _ in range(3):
+        node = AnvilNode(state)
+        record = json.loads(state.with_name(state.name + ".pid").read_text())
+        assert children_of(int(record["anvil"])) == []  # the node, not a launcher of it
+        node.stop()
+        assert nodes_on(tmp_path) == []
+        assert json.loads(state.read_text())  # written whole before stop returned
