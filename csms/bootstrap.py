@@ -391,10 +391,15 @@ class App:
         """At start and then hourly, delete the station events older than
         ``event_retention_days`` (csms.service.retention), on one node of a cluster at a
         time (a lease)."""
-        from csms.service.retention import run_retention
+        from csms.service.retention import PruneResult, run_retention
+
+        def swept(result: PruneResult) -> None:
+            if not result.stopped:  # a node without the lease saw only part of them
+                self.metrics.events_kept.set(result.kept)
 
         await run_retention(self.repo, self.settings.event_retention_days,
-                            self.central.node_id, lambda: datetime.now(UTC), stop)
+                            self.central.node_id, lambda: datetime.now(UTC), stop,
+                            on_pruned=self.metrics.events_pruned.inc, on_swept=swept)
 
     async def _session_limits(self, stop: asyncio.Event) -> None:
         """Every ``LIMIT_CHECK_SECONDS``: :meth:`check_limits`."""

@@ -236,6 +236,14 @@ class Metrics:
             "voltledger_answers_delayed_seconds", "Seconds answers to transaction messages"
             " waited for the station's byte budget, by action", ["action"], registry=r,
         )
+        self.events_pruned = Counter(
+            "voltledger_station_events_pruned", "Station events deleted past their retention"
+            " period", registry=r,
+        )
+        self.events_kept = Gauge(
+            "voltledger_station_events_kept", "Station events past their retention period"
+            " kept at the last sweep, for sessions whose billing is not final", registry=r,
+        )
         self.task_up = Gauge(
             "voltledger_task_up", "1 while a background task runs, 0 while it waits to restart",
             ["task"], registry=r,

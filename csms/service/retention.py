@@ -155,13 +155,22 @@ async def prune_station_events(
 
 async def run_retention(repo: Repository, days: float, holder: str,
                         clock: Callable[[], datetime], stop: asyncio.Event,
-                        every: float = RETENTION_SWEEP_SECONDS) -> None:
+                        every: float = RETENTION_SWEEP_SECONDS,
+                        on_pruned: Callable[[int], None] | None = None,
+                        on_swept: Callable[[PruneResult], None] | None = None) -> None:
     """csms serve's task: at start and then every ``every`` seconds, prune the events older
     than ``days`` under the lease; a storage error is raised (the supervisor starts the
-    task again after a backoff)."""
+    task again after a backoff). ``on_pruned``: the rows each unit deleted, as it commits
+    (the node's metrics); ``on_swept``: each sweep's result once it ends."""
+    def unit_done(_total: int, deleted: int) -> None:
+        if on_pruned is not None and deleted:
+            on_pruned(deleted)
+
     while not stop.is_set():
         result = await prune_station_events(repo, clock() - timedelta(days=days),
-                                            holder=holder, stop=stop)
+                                            holder=holder, stop=stop, progress=unit_done)
+        if on_swept is not None:
+            on_swept(result)
         if result.deleted or result.kept:
             log.info("= station events older than %s days: %d deleted, %d kept for"
                      " unsettled sessions", days, result.deleted, result.kept)
