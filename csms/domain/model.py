@@ -460,6 +460,10 @@ BILLING_HOLD_FLAGS = frozenset(
         # first stop completed it; a ``stop_differs`` station event names both stops
         # (csms.service.sessions)
         "stop_differs",
+        # 2.0.1: a TransactionEvent sent again under a seqNo the session had, with other
+        # readings of the billed register than the first copy (which the session keeps); a
+        # ``seq_conflict`` station event names both copies' (csms.service.sessions)
+        "seq_conflict",
         # 2.0.1: a transaction started under the transactionId of a session on another EVSE
         # (a station numbering its transactions per EVSE): kept as a session of its own,
         # under a stored id no station sends (csms.domain.model.shared_transaction_id)

@@ -76,6 +76,9 @@ class TransactionEventIn:
     reservation_id: int | None = None
     samples: list[MeterSample] = field(default_factory=list)
     notes: list[ValueNote] = field(default_factory=list)
+    # what a copy sent again under its seqNo must repeat (csms.service.retries); None:
+    # not compared (no seqNo stored)
+    digest: int | None = None
 
 
 

@@ -201,9 +201,18 @@ class Tx(Protocol):
         ...
 
     # events
-    async def record_tx_event(self, session_id: int, seq_no: int) -> bool:
-        """Record a 2.0.1 TransactionEvent's seqNo for its session: False when it was
-        recorded before (a retry)."""
+    async def record_tx_event(self, session_id: int, seq_no: int,
+                              digest: int | None = None) -> bool:
+        """Record a 2.0.1 TransactionEvent's seqNo for its session, with the digest of what
+        it said (csms.service.retries): False when it was recorded before (a retry; the
+        digest kept is the first's)."""
+    async def tx_event_digest(self, session_id: int, seq_no: int) -> int | None:
+        """The digest recorded with a 2.0.1 TransactionEvent's seqNo; None when none is kept
+        (recorded before digests were, or forgotten)."""
+    async def set_tx_event_digest(self, session_id: int, seq_no: int,
+                                  digest: int | None) -> None:
+        """Keep ``digest`` for the event from now on (another event took its seqNo); None:
+        none, nothing is compared with it again."""
     async def add_station_event(
         self, station_id: str, kind: str, payload: dict[str, Any], at: datetime
     ) -> None: ...

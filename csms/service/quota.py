@@ -43,7 +43,9 @@ KINDS: dict[str, tuple[str, ...]] = {
                      # 2.0.1 smart charging reports, display messages, customer data
                      "charging_limit", "charging_limit_cleared", "charging_profiles",
                      "ev_charging_needs", "ev_charging_schedule", "display_messages",
-                     "customer_information", "notify_event"),
+                     "customer_information", "notify_event",
+                     # a TransactionEvent sent again with other content (once an event)
+                     "seq_conflict"),
     "connection": ("online", "offline"),
 }
 _KIND_OF = {event: quota for quota, events in KINDS.items() for event in events}

@@ -8,7 +8,8 @@ Transaction messages are always acknowledged (DESIGN.md: an error makes the stat
 retry and finally drop the data): odd data is stored and flagged, never refused. Ingest
 is idempotent: a 1.6 StartTransaction retry gets the transactionId of the first (dedupe
 on station, connector, idTag, timestamp, meterStart) and a 2.0.1 TransactionEvent retry
-is recognised by (station, transactionId, seqNo).
+is recognised by (station, transactionId, seqNo); a copy under that key that says
+something else is recorded, and may hold the session (:mod:`csms.service.retries`).
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ from csms.service.limits import (
 from csms.service.messages import StopInfo, TransactionEventIn
 from csms.service.ports import Tx
 from csms.service.reservations import reservation_for_start
+from csms.service.retries import APART, billed_readings, parts_differing
 from csms.service.signed_data import SignedDataChecks
 from csms.service.transactions import (
     REUSED,
@@ -128,6 +130,12 @@ STARTED_LATE = "started_late"
 # meterStop, time or idTag): a hold flag while the session is not settled, and the station
 # event naming both stops (SessionUseCases._stop_differs)
 STOP_DIFFERS = "stop_differs"
+# A 2.0.1 TransactionEvent sent again under its seqNo saying something else than the first
+# copy (SessionUseCases._retry_differs): the station event naming it, and a hold flag when
+# the copies' readings of the billed register differ
+SEQ_CONFLICT = "seq_conflict"
+# the billed register's readings of each copy a ``seq_conflict`` event shows at most
+_CONFLICT_READINGS = 10
 # the billing states in which a session is not settled yet (csms.service.billing): not in a
 # chunk with its sequence number, not rejected. A stop that differs holds it there
 _UNSETTLED = frozenset({BillingState.QUEUED, BillingState.RELEASED, BillingState.HELD})
@@ -637,9 +645,16 @@ class SessionUseCases(SignedDataChecks):
         if lone is not None:
             # a single-phase charger's register tagged "L1-N" (lbbrhzn/ocpp#442): the
             # numbers only, raising the running energy (what the driver's limit is checked
-            # against). Neither its flags nor its start are the session's: the stop bills
-            # meterStop less meterStart, from the total the session's samples give
+            # against). Its flags are not the session's: the stop bills meterStop less
+            # meterStart, from the total the session's samples give
             read = energy_of(lone, session.meter_start_wh, None, session.started_at, power_w)
+            if session.meter_start_wh is None and read.meter_start_wh is not None:
+                # a session without a start (2.0.1 has no meterStart) whose only register
+                # is that phase's: its first reading (its Transaction.Begin one, if sent)
+                # is the running start, as a total's is below. Kept only while it runs:
+                # without it each message counted from its own first reading (0 for one
+                # reading a message) and the driver's limit was never reached
+                session.meter_start_wh = read.meter_start_wh
             if read.meter_start_wh is not None and read.meter_stop_wh is not None \
                     and "meter_went_backwards" not in read.flags:
                 session.energy_wh = max(session.energy_wh or 0, read.energy_wh)
@@ -1126,6 +1141,63 @@ class SessionUseCases(SignedDataChecks):
                                                  "flag": n.flag} for n in stop.notes[:10]]},
         }, now)
 
+    async def _retry_differs(self, tx: Tx, session: Session, ev: TransactionEventIn,
+                             digest: int | None) -> None:
+        """A 2.0.1 TransactionEvent under a seqNo ``session`` has an event of already, that
+        says something else than it (``digest``, :func:`~csms.service.retries.event_digest`,
+        against the one kept with the first): no retry (a retry is the message sent
+        again), yet nothing of it is taken, as before: the first copy is the session's.
+        A ``seq_conflict`` station event names the session, the seqNo and the parts that
+        differ, and where the meter values do, the billed register's readings of both
+        copies (the first's as the session stored them). Where those differ (the copies
+        would bill differently), the session is held (``seq_conflict``) for the operator
+        to release as the first copy billed it, or reject: an active one once it completes,
+        a completed one not settled yet at once (a queued one leaves the queue, a release
+        is used up, as for a 1.6 stop that differs). Each event's conflict is recorded
+        once (its digest is forgotten then), within the station's notification quota: a
+        station sending copy after copy writes no more rows than events it sent."""
+        assert session.id is not None and ev.seq_no is not None
+        if digest is None:
+            return
+        kept = await tx.tx_event_digest(session.id, ev.seq_no)
+        parts = [] if kept is None else parts_differing(kept, digest)
+        if not parts:
+            return  # a retry (or nothing to compare with)
+        assert kept is not None
+        await tx.set_tx_event_digest(session.id, ev.seq_no, None)
+        now = self.clock()
+        apart = bool(kept & APART)  # the first copy came late: its readings are not billed
+        readings: dict[str, Any] = {}
+        if "meter_value" in parts:
+            stored = [] if apart else [
+                s for s in await tx.energy_samples(session.id) if s.seq_no == ev.seq_no]
+            first, sent = billed_readings(stored), billed_readings(ev.samples)
+            if first != sent:
+                readings = {"kept": None if apart else first[:_CONFLICT_READINGS],
+                            "sent": sent[:_CONFLICT_READINGS]}
+        state = billing_state(session)
+        held = bool(readings) and not apart \
+            and (state == BillingState.ACTIVE or state in _UNSETTLED)
+        if held and SEQ_CONFLICT not in session.flags:
+            if state not in (BillingState.ACTIVE, BillingState.HELD):
+                check_billing_transition(state, BillingState.HELD)
+                await tx.dequeue_settlement(session.id)
+                session.flags = [f for f in session.flags if f != BillingState.RELEASED]
+            session.flag(SEQ_CONFLICT)
+            await tx.update_session(session)
+            if state != BillingState.ACTIVE:
+                await tx.add_station_event(session.station_id, "billing_hold", {
+                    "session_id": session.id, "flags": session.flags}, now)
+        log.warning("! %s: TransactionEvent %s seqNo %s of session %s sent again with other"
+                    " %s: the first kept%s", session.station_id, ev.transaction_id,
+                    ev.seq_no, session.id, ", ".join(parts),
+                    f", {'held' if held else f'not held ({state})'}" if readings else "")
+        await self.metered_event(tx, session.station_id, SEQ_CONFLICT, {
+            "session_id": session.id, "transaction_id": ev.transaction_id,
+            "seq_no": ev.seq_no, "event_type": ev.event_type,
+            "timestamp": ev.timestamp.isoformat(), "differs": parts, "late": apart,
+            "billing": str(state), "held": held, **readings}, now)
+
     async def _use_reservation(self, tx: Tx, reservation: Reservation,
                                session_id: int) -> None:
         """A transaction started on ``reservation``: it ends, used (1.6 §5.13, 2.0.1 H01)."""
@@ -1410,6 +1482,9 @@ class SessionUseCases(SignedDataChecks):
         found = register_readings(ev.samples) \
             if ev.samples and ev.event_type != "Ended" else None
         lone = lone_phase_readings(ev.samples) if found is not None else None
+        # what the event says, kept with its seqNo: a copy sent again under that number must
+        # say the same (csms.service.retries)
+        digest = ev.digest if ev.seq_no is not None else None
 
         async def covered(tx: Tx) -> bool:
             """``cover`` confirmed once per run of the unit, at its first use (before the
@@ -1513,10 +1588,15 @@ class SessionUseCases(SignedDataChecks):
             # Each seqNo once per session (a new session has none yet). A seqNo beyond 64
             # bits cannot be stored: the event is taken as new (the session is held for
             # it, see ev.notes).
-            if ev.seq_no is not None and not await tx.record_tx_event(session.id, ev.seq_no):
+            if ev.seq_no is not None and not await tx.record_tx_event(
+                    session.id, ev.seq_no, None if digest is None
+                    else digest | APART if _late_event(ev, session) else digest):
                 if ev.event_type != "Ended" or created \
                         or session.status is not SessionStatus.ACTIVE:
-                    return auth, session  # a retry: already stored, answer the same
+                    # a retry: already stored, answer the same; one that says something
+                    # else than the first is recorded (and may hold the session)
+                    await self._retry_differs(tx, session, ev, digest)
+                    return auth, session
                 # an Ended stored before would have completed the session: this one is no
                 # retry but a station whose seqNo counter restarted (a reboot mid-
                 # transaction); taken, not left for the session to close without its stop
@@ -1524,6 +1604,8 @@ class SessionUseCases(SignedDataChecks):
                     "session_id": session.id, "transaction_id": ev.transaction_id,
                     "seq_no": ev.seq_no, "event_type": ev.event_type,
                     "timestamp": ev.timestamp.isoformat()}, now)
+                # the event under that number now: its copies are compared with it
+                await tx.set_tx_event_digest(session.id, ev.seq_no, digest)
             if not created:  # in progress: written below (or completed), the flag with it
                 await self._resumed(tx, session, "TransactionEvent")
             if not created and session.status is SessionStatus.COMPLETED \
@@ -1754,6 +1836,14 @@ def _elsewhere(ev: TransactionEventIn, session: Session) -> bool:
     on one EVSE; one named in none is compared with nothing)."""
     return ev.evse_id is not None and session.evse_id is not None \
         and ev.evse_id != session.evse_id
+
+
+def _late_event(ev: TransactionEventIn, session: Session) -> bool:
+    """Whether ``ev``, of ``session`` as stored, comes after it completed and none of it is
+    the session's (late data): any event of a completed session but the Ended event of
+    one closed without its stop (``stop_lost``), which may complete it again."""
+    return session.status is SessionStatus.COMPLETED \
+        and not (ev.event_type == "Ended" and STOP_LOST in session.flags)
 
 
 def _precedes(ev: TransactionEventIn, session: Session) -> bool:

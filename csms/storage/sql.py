@@ -1028,11 +1028,24 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
         return [{**r, "started_at": dt_from_db(r["started_at"])} for r in rows]
 
     # -- events --------------------------------------------------------------
-    async def record_tx_event(self, session_id: int, seq_no: int) -> bool:
+    async def record_tx_event(self, session_id: int, seq_no: int,
+                              digest: int | None = None) -> bool:
         changed = await self.execute(
-            "INSERT INTO tx_events (session_id, seq_no) VALUES (?, ?) ON CONFLICT DO NOTHING",
-            session_id, seq_no)
+            "INSERT INTO tx_events (session_id, seq_no, digest) VALUES (?, ?, ?)"
+            " ON CONFLICT DO NOTHING", session_id, seq_no, digest)
         return changed > 0
+
+    async def tx_event_digest(self, session_id: int, seq_no: int) -> int | None:
+        row = await self.fetchone(
+            "SELECT digest FROM tx_events WHERE session_id = ? AND seq_no = ?",
+            session_id, seq_no)
+        return None if row is None or row["digest"] is None else int(row["digest"])
+
+    async def set_tx_event_digest(self, session_id: int, seq_no: int,
+                                  digest: int | None) -> None:
+        await self.execute(
+            "UPDATE tx_events SET digest = ? WHERE session_id = ? AND seq_no = ?",
+            digest, session_id, seq_no)
 
     async def add_station_event(
         self, station_id: str, kind: str, payload: dict[str, Any], at: datetime

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
+
+import orjson
 
 from csms.domain.energy import MAX_PLAUSIBLE_POWER_W
 from csms.domain.maintenance import TransferKind
@@ -13,6 +16,7 @@ from csms.domain.model import AuthStatus, MeterSample
 from csms.protocol import Fault, OcppError
 from csms.service.charging import BootInfo, ChargingService, TransactionEventIn
 from csms.service.driver import MASTER_PASS_VARIABLE, RunningCost, personal_message
+from csms.service.retries import event_digest
 from csms.translate import commands_v201, security
 from csms.translate.common import (
     INT64_MAX,
@@ -198,6 +202,8 @@ async def transaction_event(
         samples=samples_from_meter_values(p.get("meterValue", []), notes, seq_no),
     )
     ev.notes = notes.items
+    if seq_no is not None:
+        ev.digest = retry_digest(p)
     cost: RunningCost | None = None
     if ev.event_type == "Started":
         status = await svc.transaction_event(station_id, ev)
@@ -221,6 +227,24 @@ async def transaction_event(
         answer["idTokenInfo"] = _id_token_info(status, None, group)
     answer.update(cost_answer(cost))
     return answer
+
+
+def retry_digest(p: dict[str, Any]) -> int:
+    """The digest of a TransactionEvent (csms.service.retries): a copy sent again under
+    its seqNo must give the same. Its parts as the station wrote them (objects' keys
+    sorted), but its key (transactionId, seqNo), its ``offline`` flag (a station may set
+    it on a retry) and its customData: written out, not built from what was read of them
+    (a third of the time)."""
+    info = p["transactionInfo"]
+    values = ((p["eventType"], p["triggerReason"], info.get("chargingState"),
+               info.get("stoppedReason"), info.get("remoteStartId"), p.get("reservationId"),
+               p.get("numberOfPhasesUsed"), p.get("cableMaxCurrent")),
+              p["timestamp"], p.get("idToken"), p.get("evse"), p.get("meterValue"))
+    try:
+        parts = [orjson.dumps(v, option=orjson.OPT_SORT_KEYS) for v in values]
+    except TypeError:  # an integer beyond 64 bits (read exactly by the frame's parser)
+        parts = [json.dumps(v, sort_keys=True).encode() for v in values]
+    return event_digest(parts)
 
 
 def cost_answer(cost: RunningCost | None) -> dict[str, Any]:

@@ -64,7 +64,8 @@ class MemoryState:
     meter_keys: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
     evse_meter_keys: dict[tuple[str, int], str] = field(default_factory=dict)
     signed: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
-    tx_events: set[tuple[int, int]] = field(default_factory=set)
+    # (session, seqNo) -> the event's digest (None: none kept)
+    tx_events: dict[tuple[int, int], int | None] = field(default_factory=dict)
     station_events: list[dict[str, Any]] = field(default_factory=list)
     outbox: list[dict[str, Any]] = field(default_factory=list)
     settlement_queue: dict[int, datetime] = field(default_factory=dict)
@@ -454,12 +455,21 @@ class MemoryTx(Tx):
         return out
 
     # -- events --------------------------------------------------------------
-    async def record_tx_event(self, session_id: int, seq_no: int) -> bool:
+    async def record_tx_event(self, session_id: int, seq_no: int,
+                              digest: int | None = None) -> bool:
         key = (session_id, seq_no)
         if key in self.s.tx_events:
             return False
-        self.s.tx_events.add(key)
+        self.s.tx_events[key] = digest
         return True
+
+    async def tx_event_digest(self, session_id: int, seq_no: int) -> int | None:
+        return self.s.tx_events.get((session_id, seq_no))
+
+    async def set_tx_event_digest(self, session_id: int, seq_no: int,
+                                  digest: int | None) -> None:
+        if (session_id, seq_no) in self.s.tx_events:
+            self.s.tx_events[session_id, seq_no] = digest
 
     async def add_station_event(
         self, station_id: str, kind: str, payload: dict[str, Any], at: datetime

@@ -1,4 +1,5 @@
-"""2.0.1 TransactionEvent over real sockets: seqNo dedupe, gaps, offline, units."""
+"""2.0.1 TransactionEvent over real sockets: seqNo dedupe, gaps, offline, units, a copy
+under a seqNo that says something else."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from support import RunningServer
+from support import RunningServer, is_queued, station_events
 from support.client import RawClient
 
 
@@ -90,6 +91,116 @@ async def test_seqno_retry_is_deduplicated(csms_server: RunningServer, station: 
 
     assert await csms_server.repo.read(samples) == 2
     assert len(await csms_server.sessions()) == 1
+    assert await station_events(csms_server, "EV1", "seq_conflict") == []
+
+
+T0, T1, T2 = "2026-03-01T10:00:00Z", "2026-03-01T10:10:00Z", "2026-03-01T11:00:00Z"
+
+
+def periodic(wh: float, power_w: float = 7000, ts: str = T1) -> dict[str, Any]:
+    """An Updated event's meter value: the register and the power beside it."""
+    return {"timestamp": ts, "sampledValue": [
+        {"value": wh, "context": "Sample.Periodic"},
+        {"value": power_w, "context": "Sample.Periodic", "measurand": "Power.Active.Import",
+         "unitOfMeasure": {"unit": "W"}}]}
+
+
+async def started(station: RawClient) -> None:
+    await station.result("TransactionEvent", event(
+        "Started", 0, T0, idToken=TOKEN, evse=EVSE,
+        meterValue=[reading(T0, 1000, "Transaction.Begin")]))
+
+
+async def test_a_copy_with_other_readings_is_recorded_once_and_holds_the_session(
+        csms_server: RunningServer, station: RawClient) -> None:
+    """An Updated event sent again under its seqNo with another register reading (an honest
+    station's second copy, or one rewriting what it sent): answered as a retry, the first
+    copy kept, and recorded: once, however often the copies come; the session is held."""
+    await started(station)
+    assert await station.result("TransactionEvent", event(
+        "Updated", 1, T1, meterValue=[periodic(1500)])) == {}
+    for wh in (1900, 2500, 1900, 3000):  # copy after copy: one record
+        assert await station.result("TransactionEvent", event(
+            "Updated", 1, T1, meterValue=[periodic(wh)])) == {}
+    [s] = await csms_server.sessions()
+    assert s["energy_wh"] == 500 and s["flags"] == ["seq_conflict"]
+    [conflict] = await station_events(csms_server, "EV1", "seq_conflict")
+    assert conflict == {
+        "session_id": s["id"], "transaction_id": "tx-1", "seq_no": 1,
+        "event_type": "Updated", "timestamp": "2026-03-01T10:10:00+00:00",
+        "differs": ["meter_value"], "late": False, "billing": "active", "held": True,
+        "kept": [["2026-03-01T10:10:00+00:00", "1500", "Sample.Periodic"]],
+        "sent": [["2026-03-01T10:10:00+00:00", "1900", "Sample.Periodic"]]}
+    await station.result("TransactionEvent", event(
+        "Ended", 2, T2, meterValue=[reading(T2, 2000, "Transaction.End")]))
+    [s] = await csms_server.sessions()
+    assert s["status"] == "completed" and s["energy_wh"] == 1000
+    assert "seq_conflict" in s["flags"] and not await is_queued(csms_server, s["id"])
+    [hold] = await station_events(csms_server, "EV1", "billing_hold")
+    assert hold["session_id"] == s["id"]
+
+
+async def test_a_copy_differing_beside_the_billed_register_is_recorded_not_held(
+        csms_server: RunningServer, station: RawClient) -> None:
+    """A copy with another power reading and trigger: nothing billed differs, the parts
+    that do are named, the session is not held; the same copy again is no new record."""
+    await started(station)
+    await station.result("TransactionEvent", event(
+        "Updated", 1, T1, meterValue=[periodic(1500)]))
+    other = event("Updated", 1, T1, meterValue=[periodic(1500.0, power_w=11000)],
+                  triggerReason="ChargingStateChanged", offline=True)
+    await station.result("TransactionEvent", other)
+    await station.result("TransactionEvent", other)
+    [conflict] = await station_events(csms_server, "EV1", "seq_conflict")
+    assert (conflict["differs"], conflict["held"]) == (["event", "meter_value"], False)
+    assert "kept" not in conflict and "sent" not in conflict
+    await station.result("TransactionEvent", event(
+        "Ended", 2, T2, meterValue=[reading(T2, 2000, "Transaction.End")]))
+    [s] = await csms_server.sessions()
+    assert s["flags"] == [] and await is_queued(csms_server, s["id"])
+    assert await station_events(csms_server, "EV1", "billing_hold") == []
+
+
+async def test_an_ended_copy_with_another_stop_holds_the_completed_session(
+        csms_server: RunningServer, station: RawClient) -> None:
+    """The Ended event sent again with a higher end reading, once the session is queued:
+    what it billed stays (1000 Wh), it leaves the queue, held for the operator."""
+    await started(station)
+    ended = event("Ended", 1, T2, meterValue=[reading(T2, 2000, "Transaction.End")])
+    await station.result("TransactionEvent", ended)
+    await station.result("TransactionEvent", ended)  # a retry: nothing recorded
+    [s] = await csms_server.sessions()
+    assert await is_queued(csms_server, s["id"])
+    assert await station_events(csms_server, "EV1", "seq_conflict") == []
+    await station.result("TransactionEvent", event(
+        "Ended", 1, T2, meterValue=[reading(T2, 9000, "Transaction.End")]))
+    [s] = await csms_server.sessions()
+    assert s["energy_wh"] == 1000 and s["meter_stop_wh"] == 2000
+    assert "seq_conflict" in s["flags"] and not await is_queued(csms_server, s["id"])
+    [conflict] = await station_events(csms_server, "EV1", "seq_conflict")
+    assert (conflict["billing"], conflict["held"]) == ("queued", True)
+    assert conflict["kept"] == [["2026-03-01T11:00:00+00:00", "2000", "Transaction.End"]]
+    assert conflict["sent"] == [["2026-03-01T11:00:00+00:00", "9000", "Transaction.End"]]
+    [hold] = await station_events(csms_server, "EV1", "billing_hold")
+    assert hold["session_id"] == s["id"]
+
+
+async def test_a_copy_of_late_data_is_recorded_not_held(
+        csms_server: RunningServer, station: RawClient) -> None:
+    """An event after the session completed (late data, kept apart) sent again with other
+    readings: recorded, but neither copy was billed: the session stays queued."""
+    await started(station)
+    await station.result("TransactionEvent", event(
+        "Ended", 1, T2, meterValue=[reading(T2, 2000, "Transaction.End")]))
+    late = "2026-03-01T11:05:00Z"
+    await station.result("TransactionEvent", event(
+        "Updated", 2, late, meterValue=[periodic(2100, ts=late)]))
+    await station.result("TransactionEvent", event(
+        "Updated", 2, late, meterValue=[periodic(5000, ts=late)]))
+    [s] = await csms_server.sessions()
+    assert "seq_conflict" not in s["flags"] and await is_queued(csms_server, s["id"])
+    [conflict] = await station_events(csms_server, "EV1", "seq_conflict")
+    assert (conflict["late"], conflict["held"], conflict["kept"]) == (True, False, None)
 
 
 async def test_seqno_gap_is_recorded(csms_server: RunningServer, station: RawClient) -> None:

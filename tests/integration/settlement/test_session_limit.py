@@ -171,6 +171,70 @@ async def test_a_grizzl_e_session_register_is_stopped_at_its_drivers_limit(
     assert (reached["price_minor"], reached["margin_minor"]) == (86, 27)
 
 
+# (the Started event's readings, the Updated events' readings in kWh): a Grizzl-E whose only
+# register is tagged with its one phase, its begin reading the lifetime register and its
+# readings on from it; the same without a begin reading (its first reading the start); and
+# its readings counting the session from 0 beside a lifetime begin reading
+GRIZZL_E_201 = {
+    "lifetime": ([("4076.447", "Transaction.Begin")], ["4077.447", "4077.947", "4078.647"]),
+    "no begin reading": ([], ["4076.447", "4077.447", "4077.947", "4078.647"]),
+    "from 0": ([("4076.447", "Transaction.Begin")], ["1.000", "1.500", "2.200"]),
+}
+
+
+@pytest.mark.parametrize("csms_db", BACKENDS, indirect=True)
+@pytest.mark.parametrize("kind", list(GRIZZL_E_201))
+async def test_a_201_session_of_one_phase_register_is_stopped_at_its_drivers_limit(
+        server: RunningServer, kind: str) -> None:
+    """A single-phase charger's TransactionEvents whose only energy register is tagged with
+    its phase, "L1-N" (a Grizzl-E, lbbrhzn/ocpp#442): its readings are the session's
+    running energy, what the driver's limit is checked against, with or without a
+    Transaction.Begin reading."""
+    begin, readings = GRIZZL_E_201[kind]
+    await link(server, "CARD", max_per_session=100)  # 1.00 EUR: about 2.5 kWh
+
+    def kwh(value: str, minutes: float, context: str = "Sample.Periodic") -> dict[str, Any]:
+        return {"timestamp": at(minutes), "sampledValue": [{
+            "value": float(value), "context": context, "location": "Body", "phase": "L1-N",
+            "measurand": "Energy.Active.Import.Register",
+            "unitOfMeasure": {"unit": "kWh"}}]}
+
+    def event(kind: str, seq: int, minutes: float, values: list[dict[str, Any]],
+              **extra: Any) -> dict[str, Any]:
+        return {"eventType": kind, "timestamp": at(minutes), "seqNo": seq,
+                "triggerReason": "Authorized" if kind == "Started" else "MeterValuePeriodic",
+                "transactionInfo": {"transactionId": "G1"},
+                "evse": {"id": 1, "connectorId": 1},
+                **({"meterValue": values} if values else {}), **extra}
+
+    async with await RawClient.connect(server.url, "CP201", ["ocpp2.0.1"]) as c:
+        await c.result("BootNotification", BOOT201)
+        started = await c.result("TransactionEvent", event(
+            "Started", 0, 0, [kwh(v, 0, ctx) for v, ctx in begin],
+            idToken={"idToken": "CARD", "type": "ISO14443"}))
+        assert started["idTokenInfo"]["status"] == "Accepted"
+        seq = 1
+        if len(readings) == 4:  # the first reading is the start: 0 so far
+            await c.result("TransactionEvent", event("Updated", seq, 0.5,
+                                                     [kwh(readings[0], 0.5)]))
+            seq += 1
+        # 39 so far and 39 for one more kWh; then 59 and 20 for one more 500 Wh
+        for minutes, value in ((1, readings[-3]), (2, readings[-2])):
+            await c.result("TransactionEvent", event("Updated", seq, minutes,
+                                                     [kwh(value, minutes)]))
+            seq += 1
+        await no_call(c)
+        # 86 so far and 27 for one more 700 Wh: 113 reaches 100
+        await c.result("TransactionEvent", event("Updated", seq, 3, [kwh(readings[-1], 3)]))
+        call = await asyncio.wait_for(c.calls.get(), 5)
+        assert call[2:] == ["RequestStopTransaction", {"transactionId": "G1"}]
+        await c.answer(call[1], {"status": "Accepted"})
+    session = await the_session(server, "CP201")
+    assert session["energy_wh"] == 2200 and session["flags"] == ["limit_reached"]
+    [reached] = await station_events(server, "CP201", "limit_reached")
+    assert (reached["price_minor"], reached["margin_minor"]) == (86, 27)
+
+
 async def test_a_session_below_its_limit_is_not_stopped(server: RunningServer) -> None:
     await link(server, "RICH", max_per_session=10_000)  # 100.00 EUR
     async with await RawClient.connect(server.url, "CP16", ["ocpp1.6"]) as c:

@@ -545,8 +545,8 @@ async def test_events_and_outbox(repo: Repository) -> None:
         await tx.insert_station(station("EV1"))
         sid = await tx.insert_session(session("EV1", ocpp_version="ocpp2.0.1",
                                               transaction_id="tx1"))
-        first = await tx.record_tx_event(sid, 0)
-        again = await tx.record_tx_event(sid, 0)
+        first = await tx.record_tx_event(sid, 0, 2**62 + 5)
+        again = await tx.record_tx_event(sid, 0, 7)
         following = await tx.record_tx_event(sid, 1)
         await tx.add_station_event("EV1", "DataTransfer", {"vendorId": "x"}, T0)
         await tx.add_station_event("EV1", "SecurityEvent", {"type": "FirmwareUpdated"}, T0)
@@ -557,8 +557,10 @@ async def test_events_and_outbox(repo: Repository) -> None:
     first, again, following, event_id = await unit(repo, work)
     assert (first, again, following) == (True, False, True)
     rows = await repo.read(lambda tx: tx.fetchall("SELECT * FROM tx_events ORDER BY seq_no"))
-    assert [(sorted(r), r["seq_no"]) for r in rows] == [(["seq_no", "session_id"], 0),
-                                                         (["seq_no", "session_id"], 1)]
+    # keys, and the first copy's digest (csms.service.retries; none given: none kept)
+    assert [(sorted(r), r["seq_no"], r["digest"]) for r in rows] == [
+        (["digest", "seq_no", "session_id"], 0, 2**62 + 5),
+        (["digest", "seq_no", "session_id"], 1, None)]
     events = await repo.read(lambda tx: tx.list_station_events("EV1"))
     assert [(e["kind"], e["payload"]) for e in events] == [
         ("SecurityEvent", {"type": "FirmwareUpdated"}), ("DataTransfer", {"vendorId": "x"})]

@@ -1,6 +1,6 @@
 """2.0.1 TransactionEvent seqNos, recorded once per session (migration 0110: keyed by the
-session's id, where they were keyed by station and transactionId), on SQLite and
-PostgreSQL."""
+session's id, where they were keyed by station and transactionId) with the first copy's
+digest (0355), on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -36,6 +36,28 @@ async def test_a_seq_no_is_new_once_per_session(repo: Repository) -> None:
     assert await unit(repo, work) == [True, True, False, True, True, False]
 
 
+async def test_the_first_copys_digest_is_kept_until_forgotten(repo: Repository) -> None:
+    """An event's digest (csms.service.retries) is the first copy's; once forgotten (its
+    conflict recorded) nothing is compared with it, and the seqNo is still taken; another
+    event under the seqNo (a counter restarted) has its own kept."""
+    sid = await unit(repo, lambda tx: tx.insert_session(session("EV1", transaction_id="tx1")))
+
+    async def work(tx: Tx) -> list[object]:
+        return [await tx.record_tx_event(sid, 0, 2**62 - 1),
+                await tx.record_tx_event(sid, 0, 12),
+                await tx.tx_event_digest(sid, 0),
+                await tx.tx_event_digest(sid, 1),
+                await tx.set_tx_event_digest(sid, 0, None),
+                await tx.tx_event_digest(sid, 0),
+                await tx.record_tx_event(sid, 0, 12),
+                await tx.tx_event_digest(sid, 0),
+                await tx.set_tx_event_digest(sid, 0, 2**62 + 3),  # another event's number
+                await tx.tx_event_digest(sid, 0)]
+
+    assert await unit(repo, work) == [True, False, 2**62 - 1, None, None, None, False, None,
+                                      None, 2**62 + 3]
+
+
 async def test_migration_moves_every_event_to_its_session(db: str) -> None:
     """A database as it was before 0110 (events keyed by station and transactionId) opened
     by this build: each event belongs to the session of its station and transactionId
@@ -56,7 +78,7 @@ async def test_migration_moves_every_event_to_its_session(db: str) -> None:
     async def back_to_0100(tx: Tx) -> None:
         await tx.execute("DROP TABLE tx_events")
         await tx.execute(_old_table(dialect))
-        await tx.execute("DELETE FROM schema_migrations WHERE version IN (110, 180)")
+        await tx.execute("DELETE FROM schema_migrations WHERE version IN (110, 180, 355)")
         for station_id, transaction_id, seq_no, event_type, offline in old:
             await tx.execute(
                 "INSERT INTO tx_events (station_id, transaction_id, seq_no, event_type,"
@@ -69,13 +91,16 @@ async def test_migration_moves_every_event_to_its_session(db: str) -> None:
         await unit(repo, back_to_0100)
     finally:
         await repo.close()
-    repo = await open_repository(db)  # applies 0110, then 0180
+    repo = await open_repository(db)  # applies 0110, then 0180, then 0355
     try:
         rows = await repo.read(lambda tx: tx.fetchall(
             "SELECT * FROM tx_events ORDER BY session_id, seq_no"))
-        assert rows == [{"session_id": ev1, "seq_no": 0}, {"session_id": ev1, "seq_no": 1},
-                        {"session_id": ev1, "seq_no": 2**62}, {"session_id": ev2, "seq_no": 0},
-                        {"session_id": other, "seq_no": 7}]
+        # no digest of an event stored before digests were: nothing to compare a copy with
+        assert rows == [{"session_id": ev1, "seq_no": 0, "digest": None},
+                        {"session_id": ev1, "seq_no": 1, "digest": None},
+                        {"session_id": ev1, "seq_no": 2**62, "digest": None},
+                        {"session_id": ev2, "seq_no": 0, "digest": None},
+                        {"session_id": other, "seq_no": 7, "digest": None}]
 
         async def again(tx: Tx) -> list[bool]:
             return [await tx.record_tx_event(ev1, 1),
