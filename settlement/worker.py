@@ -27,7 +27,10 @@ transaction where it is one, and stops the pass (:class:`LeaseLost`) once the le
 another's or expired. A cut also takes the ledger's next sequence number under a row lock:
 even two workers that both believe they settle never give two chunks one number.
 Signatures expire by the chain's time (the latest block's timestamp): the worker judges
-them by it, never by its own clock.
+them by it, never by its own clock. So does a driver's notice (a withdrawal, or lower
+terms, announced at a session's start may be made the contract's notice period later): a
+queued session whose start plus the notice comes within the wait does not wait for a
+fuller chunk.
 
 Sessions held for an operator's decision wait for no worker, but a driver may withdraw,
 or lower the terms, the contract's notice period after announcing it: the worker keeps
@@ -368,6 +371,8 @@ class SettlementWorker:
         """The queued sessions for the next chunk (with their tags and stations), if it is
         time to cut one (``chain_now``: the chain's time, unix seconds)."""
 
+        notice = int((await self._info())["notice_period"])
+
         async def work(tx: Tx) -> list[dict[str, Any]]:
             rows = await tx.queued_for_settlement(self.batch_size)
             if not rows:
@@ -377,10 +382,15 @@ class SettlementWorker:
                     (_now() - oldest).total_seconds() < self.max_wait:
                 # an app session is paid only until its signature expires, by the block
                 # timestamp the contract checks it with (not this node's clock, which may
-                # run behind): it waits for a fuller chunk only when the wait and its
-                # inclusion end before that
+                # run behind), and any session of a driver only while the escrow still
+                # holds it: a withdrawal (or lower terms) announced at its start may be
+                # made the notice period later, by block time too. It waits for a fuller
+                # chunk only when the wait and its inclusion end before both
+                soon = chain_now + self.max_wait + EXPIRY_MARGIN_S
                 expiry = await tx.queued_authorization_expiry()
-                if expiry is None or expiry - chain_now > self.max_wait + EXPIRY_MARGIN_S:
+                start = await tx.queued_earliest_start()
+                if (expiry is None or expiry > soon) and \
+                        (start is None or start.timestamp() + notice > soon):
                     return []
             out = []
             for r in rows:

@@ -38,6 +38,7 @@ __all__ = [
     "MAX_UPLOAD_BYTES",
     "MAX_WAIT",
     "MIN_SIGNED_CHARGE",
+    "NOTICE_STOP_AHEAD",
     "QUEUE_SWEEP_SECONDS",
     "REMOTE_START_ANSWER_WAIT",
     "REMOTE_START_WINDOW",
@@ -116,6 +117,13 @@ HOLD_DEADLINE_WARNING = timedelta(days=1)
 # seconds before its signature expires that a signed app session still charging is stopped:
 # the chunk's margin, and five minutes for the stop to take effect and the session to end
 SIGNED_STOP_AHEAD = EXPIRY_MARGIN + 300
+# seconds before its start plus the contract's notice period that a driver's session still
+# charging is stopped: a withdrawal (or lower terms) announced right after the start may be
+# made then, and a session settled later is refused for want of escrow (its host unpaid).
+# SIGNED_STOP_AHEAD for the stop to take effect and its chunk to be settled, and the hour a
+# held session keeps to be decided (HOLD_DECISION_MARGIN): the central system's clock is not
+# the chain's, nor is a completed session always settled at once
+NOTICE_STOP_AHEAD = SIGNED_STOP_AHEAD + int(HOLD_DECISION_MARGIN.total_seconds())
 # seconds of charging a driver's signed app-session authorization must leave at the least
 # (a quarter of an hour: less is hardly a charge worth starting, and what the station
 # delivers before its stop takes effect is then most of the session)

@@ -37,7 +37,15 @@ reach the limit is stopped as above (:func:`stop_between_readings`: the reading'
 over an interval of that time and no energy). A signed app session is paid only when it
 is settled before its signature expires: one still charging ``defaults.SIGNED_STOP_AHEAD``
 seconds (and the next check's interval) before then is stopped the same way, flagged
-``authorization_expiring`` with a station event of that name. The check reads no chain.
+``authorization_expiring`` with a station event of that name. And a driver may announce a
+withdrawal (or lower the terms) right after its session started and make it the contract's
+notice period later: a session completed after that is refused for want of escrow, its
+host paid nothing for what it delivered (a car left plugged in for days, a price per minute
+running on). So a session with a limit still charging ``defaults.NOTICE_STOP_AHEAD``
+seconds (and the next check's interval) before its start plus the notice period is stopped
+the same way, flagged ``notice_ending`` with a station event of that name: whether its
+driver announced anything is not asked, a session that long is rare. The check reads no
+chain (the notice period is the one the settlement worker keeps in the ledger values).
 
 Past the limit unasked. A station that sends no reading during a session (a 1.6
 MeterValueSampleInterval of 0) is never asked to stop at its limit: it delivers the whole
@@ -60,16 +68,19 @@ from csms.domain.model import Session
 from csms.domain.tariff import Tariff, price_minor
 
 __all__ = [
-    "EXPIRING_FLAG", "LIMIT_FLAG", "OVERRUN_FLAG", "REFUSED_FLAG", "STOPPING_FLAGS", "STOP_TAKEN",
-    "LimitReached", "limit_overrun", "limit_reached", "price_so_far", "stop_between_readings",
+    "EXPIRING_FLAG", "LIMIT_FLAG", "NOTICE_FLAG", "OVERRUN_FLAG", "REFUSED_FLAG", "STOPPING_FLAGS",
+    "STOP_TAKEN",
+    "LimitReached", "limit_overrun", "limit_reached", "notice_stop_at", "price_so_far",
+    "stop_between_readings",
 ]
 
 LIMIT_FLAG = "limit_reached"
 REFUSED_FLAG = "limit_stop_refused"
 EXPIRING_FLAG = "authorization_expiring"
+NOTICE_FLAG = "notice_ending"  # its driver's notice, counted from its start, nearly over
 OVERRUN_FLAG = "limit_overrun"  # completed far past its limit, no stop asked: a hold
 # a session with one of these is being stopped: asked again until a stop is accepted
-STOPPING_FLAGS = (LIMIT_FLAG, EXPIRING_FLAG)
+STOPPING_FLAGS = (LIMIT_FLAG, EXPIRING_FLAG, NOTICE_FLAG)
 STOP_TAKEN = datetime.max.replace(tzinfo=UTC)  # a stop of the session was accepted
 
 
@@ -83,7 +94,7 @@ class LimitReached:
     limit_minor: int
     price_minor: int  # so far
     margin_minor: int  # the price of one more interval like the latest
-    reason: str = LIMIT_FLAG  # or EXPIRING_FLAG: its driver's signature expires soon
+    reason: str = LIMIT_FLAG  # or EXPIRING_FLAG, NOTICE_FLAG: why it is stopped before
 
 
 def seconds_since_start(session: Session, end: datetime) -> int:
@@ -117,14 +128,31 @@ def limit_reached(tariff: Tariff, session: Session, now: datetime,
                         ahead - price)
 
 
+def notice_stop_at(session: Session, notice_s: int | None, stop_ahead_s: float
+                   ) -> datetime | None:
+    """When a session of a driver is to be stopped at the latest: ``stop_ahead_s`` before
+    its start plus the contract's notice period ``notice_s`` (None: not known yet), when a
+    withdrawal its driver announced right after the start may be made. The start is the
+    earlier of the station's time and when the central system stored it (neither clock is
+    trusted alone), as for a held session's time to be decided by."""
+    if notice_s is None:
+        return None
+    start = session.started_at
+    if session.created_at is not None and session.created_at < start:
+        start = session.created_at
+    return start + timedelta(seconds=notice_s - stop_ahead_s)
+
+
 def stop_between_readings(tariff: Tariff | None, session: Session, now: datetime,
                           ahead_s: float, expiry: int | None,
-                          expiry_ahead_s: float) -> LimitReached | None:
+                          expiry_ahead_s: float,
+                          notice_at: datetime | None = None) -> LimitReached | None:
     """Whether ``session`` is to be stopped now, between its readings, by a check that looks
     again in ``ahead_s`` seconds: at its limit (:func:`limit_reached` over an interval of
     ``ahead_s`` seconds and no energy: the time price until the next check), or, for a
     signed app session (``expiry``: its signature's, Unix seconds), when the signature
-    expires within ``expiry_ahead_s`` seconds of the next check."""
+    expires within ``expiry_ahead_s`` seconds of the next check, or when ``notice_at``
+    (:func:`notice_stop_at`) comes before the next check."""
     if session.limit_minor is None or session.id is None:
         return None
     if tariff is not None:
@@ -133,11 +161,15 @@ def stop_between_readings(tariff: Tariff | None, session: Session, now: datetime
                                 (now - timedelta(seconds=ahead_s), energy), now)
         if reached is not None:
             return reached
-    if expiry is None or expiry - now.timestamp() > ahead_s + expiry_ahead_s:
+    if expiry is not None and expiry - now.timestamp() <= ahead_s + expiry_ahead_s:
+        reason = EXPIRING_FLAG
+    elif notice_at is not None and (notice_at - now).total_seconds() <= ahead_s:
+        reason = NOTICE_FLAG
+    else:
         return None
     price = price_so_far(tariff, session, now) if tariff is not None else 0
     return LimitReached(session.id, session.station_transaction_id, session.limit_minor, price, 0,
-                        EXPIRING_FLAG)
+                        reason)
 
 
 def limit_overrun(tariff: Tariff, session: Session,

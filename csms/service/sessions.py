@@ -55,10 +55,11 @@ from csms.metering import ocmf
 from csms.service import defaults
 from csms.service.billing import BillingState, billing_state, check_billing_transition
 from csms.service.driver import MASTER_PASS_OPTION, RunningCost, priced, tariff_of
-from csms.service.holds import RESUMED, SILENT_GRACE_S, HoldError
+from csms.service.holds import RESUMED, SILENT_GRACE_S, HoldError, notice_period
 from csms.service.limits import (
     EXPIRING_FLAG,
     LIMIT_FLAG,
+    NOTICE_FLAG,
     OVERRUN_FLAG,
     REFUSED_FLAG,
     STOP_TAKEN,
@@ -66,6 +67,7 @@ from csms.service.limits import (
     LimitReached,
     limit_overrun,
     limit_reached,
+    notice_stop_at,
     stop_between_readings,
 )
 from csms.service.messages import StopInfo, TransactionEventIn
@@ -769,10 +771,12 @@ class SessionUseCases(SignedDataChecks):
         return reached
 
     async def _stopping(self, tx: Tx, session: Session, reached: LimitReached,
-                        tariff: Tariff | None, expiry: int | None = None) -> None:
-        """Flag ``session``, to be stopped, with why (``reached.reason``: ``limit_reached``
-        or ``authorization_expiring``, ``expiry`` its signature's) and name it in a station
-        event of that name (stored by the caller's update)."""
+                        tariff: Tariff | None, expiry: int | None = None,
+                        notice_s: int | None = None) -> None:
+        """Flag ``session``, to be stopped, with why (``reached.reason``: ``limit_reached``,
+        ``authorization_expiring``, ``expiry`` its signature's, or ``notice_ending``,
+        ``notice_s`` the contract's notice period) and name it in a station event of that
+        name (stored by the caller's update)."""
         now = self.clock()
         session.flag(reached.reason)
         if reached.reason == EXPIRING_FLAG:
@@ -781,6 +785,14 @@ class SessionUseCases(SignedDataChecks):
             await tx.add_station_event(session.station_id, EXPIRING_FLAG, {
                 "session_id": session.id, "transaction_id": session.transaction_id,
                 "expiry": expiry, "stop_ahead_s": defaults.SIGNED_STOP_AHEAD}, now)
+            return
+        if reached.reason == NOTICE_FLAG:
+            log.info("= %s: session %s has charged nearly the driver's notice period (%s s):"
+                     " stopping it, to be settled before a withdrawal announced at its start"
+                     " can be made", session.station_id, session.id, notice_s)
+            await tx.add_station_event(session.station_id, NOTICE_FLAG, {
+                "session_id": session.id, "transaction_id": session.transaction_id,
+                "notice_s": notice_s, "stop_ahead_s": defaults.NOTICE_STOP_AHEAD}, now)
             return
         log.info("= %s: session %s reached its driver's limit (%d + %d of %d): stopping it",
                  session.station_id, session.id, reached.price_minor, reached.margin_minor,
@@ -811,7 +823,7 @@ class SessionUseCases(SignedDataChecks):
                 return None
             if datetime.fromisoformat(event["ts"]) > since:
                 return None
-        reason = LIMIT_FLAG if LIMIT_FLAG in session.flags else EXPIRING_FLAG
+        reason = next(f for f in STOPPING_FLAGS if f in session.flags)
         log.info("= %s: session %s still charging: its stop asked again", session.station_id,
                  session.id)
         return LimitReached(session.id, session.transaction_id, session.limit_minor, 0, 0,
@@ -828,19 +840,26 @@ class SessionUseCases(SignedDataChecks):
                          ) -> tuple[list[int], list[tuple[str, LimitReached]]]:
         """The node's check between readings (csms.service.limits): of the active sessions
         with a limit of the stations ``connected`` to ``node``, those to be stopped now,
-        with their stations - at their limit or their signature's expiry within the next
+        with their stations - at their limit, their signature's expiry or the end of their
+        driver's notice counted from their start (:func:`notice_stop_at`) within the next
         ``defaults.LIMIT_CHECK_SECONDS`` (flagged and named in a station event here), or
         being stopped and to be asked again - and the ids of the sessions looked at. Reads
-        sessions without a limit not at all, and the chain never."""
+        sessions without a limit not at all, and the chain never: the notice period is the
+        one the settlement worker keeps in the ledger values."""
         now = self.clock()
         ahead = defaults.LIMIT_CHECK_SECONDS
         Due = tuple[LimitReached, Tariff | None, int | None]
+        notice: int | None = None
 
         async def look(tx: Tx) -> tuple[list[int], list[tuple[str, LimitReached]], list[Due]]:
+            nonlocal notice
             looked: list[int] = []
             again: list[tuple[str, LimitReached]] = []
             due: list[Due] = []
-            for session, expiry in await tx.limited_sessions(node):
+            sessions = await tx.limited_sessions(node)
+            if sessions:
+                notice = await notice_period(tx)
+            for session, expiry in sessions:
                 if session.station_id not in connected or session.id is None:
                     continue
                 looked.append(session.id)
@@ -850,8 +869,9 @@ class SessionUseCases(SignedDataChecks):
                         again.append((session.station_id, reached))
                     continue
                 tariff = await tx.find_tariff(session.station_id, session.started_at)
-                reached = stop_between_readings(tariff, session, now, ahead, expiry,
-                                                defaults.SIGNED_STOP_AHEAD)
+                reached = stop_between_readings(
+                    tariff, session, now, ahead, expiry, defaults.SIGNED_STOP_AHEAD,
+                    notice_stop_at(session, notice, defaults.NOTICE_STOP_AHEAD))
                 if reached is not None:
                     due.append((reached, tariff, expiry))
             return looked, again, due
@@ -864,7 +884,7 @@ class SessionUseCases(SignedDataChecks):
                         or any(f in session.flags for f in STOPPING_FLAGS):
                     continue  # ended or stopped at a reading meanwhile
                 await self._resumed(tx, session, reached.reason)
-                await self._stopping(tx, session, reached, tariff, expiry)
+                await self._stopping(tx, session, reached, tariff, expiry, notice)
                 await tx.update_session(session)
                 await self._session_event(tx, session.station_id, "session/updated", session)
                 out.append((session.station_id, reached))

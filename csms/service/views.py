@@ -76,7 +76,8 @@ def session_json(s: Session) -> dict[str, Any]:
         "flags": list(s.flags),
         # the most the driver's escrow pays for it (the tariff's minor units), None: no
         # limit; a session stopped there is flagged limit_reached, one stopped before its
-        # driver's signature expires authorization_expiring (csms.service.limits)
+        # driver's signature expires authorization_expiring, one charging for nearly the
+        # driver's notice period notice_ending (csms.service.limits)
         "limit_minor": s.limit_minor,
     }
 

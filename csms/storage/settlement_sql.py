@@ -539,6 +539,19 @@ class SettlementSql(ABC):
             " ON a.session_id = q.session_id")
         return None if row is None or row["e"] is None else int(row["e"])
 
+    async def queued_earliest_start(self) -> datetime | None:
+        """The earliest start of the queued sessions, the station's time or when the
+        central system stored the session, whichever is earlier (neither clock is trusted
+        alone): its driver may withdraw, or lower the terms, the contract's notice period
+        after it."""
+        row = await self.fetchone(
+            "SELECT min(s.started_at) AS a, min(s.created_at) AS b FROM settlement_queue q"
+            " JOIN sessions s ON s.id = q.session_id")
+        if row is None:
+            return None
+        return min((datetime.fromisoformat(str(v)) for v in (row["a"], row["b"])
+                    if v is not None), default=None)
+
     async def dequeue_settlement(self, session_id: int) -> None:
         await self.execute("DELETE FROM settlement_queue WHERE session_id = ?", session_id)
 

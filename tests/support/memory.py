@@ -873,6 +873,9 @@ class MemoryTx(Tx):
     async def queued_authorization_expiry(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError("queued_authorization_expiry: not faked in memory")
 
+    async def queued_earliest_start(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError("queued_earliest_start: not faked in memory")
+
     async def dequeue_settlement(self, session_id: int) -> None:
         self.s.settlement_queue.pop(session_id, None)
 

@@ -45,7 +45,13 @@ async def test_a_worker_whose_clock_runs_behind_still_settles_an_app_session_in_
                                          auth.expiry, datetime.now(UTC))
         await tx.remote_start_accepted(aid, kit.now() + 60)
         assert await tx.bind_authorization("CP1", "TAG0", sid, kit.now()) is not None
-        await tx.dequeue_settlement(sid)  # completed now, as the charging node queues it
+        # started half an hour ago (the driver's notice is days away), completed now, as
+        # the charging node queues it
+        session = await tx.get_session(sid)
+        session.stopped_at = datetime.now(UTC)
+        session.started_at = session.stopped_at - timedelta(minutes=30)
+        await tx.update_session(session)
+        await tx.dequeue_settlement(sid)
         await tx.enqueue_settlement(sid, datetime.now(UTC))
 
     await repo.unit(prepare)

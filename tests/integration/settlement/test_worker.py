@@ -946,12 +946,47 @@ async def test_an_app_session_is_settled_before_its_signature_expires(
 
     async def requeue(tx: Any) -> None:  # completed a moment ago, not in 2026
         for sid in ids:
+            # started half an hour ago: the driver's notice is days away
+            session = await tx.get_session(sid)
+            session.stopped_at = datetime.now(UTC)
+            session.started_at = session.stopped_at - timedelta(minutes=30)
+            await tx.update_session(session)
             await tx.dequeue_settlement(sid)
             await tx.enqueue_settlement(sid, datetime.now(UTC))
 
     await repo.unit(requeue)
     worker = SettlementWorker(repo, memory_chain, max_wait=3600)
     assert await worker.build_batches() == (1, 2)  # not in an hour: now
+
+
+async def test_a_session_is_settled_before_a_withdrawal_announced_at_its_start_is_made(
+    repo: Any, memory_chain: Chain
+) -> None:
+    """A driver may announce a withdrawal (or lower the terms) once its session started and
+    make it the contract's notice period later, by block time: a completed session does not
+    wait the worker's hour for a fuller chunk when its start plus the notice comes before
+    (the escrow emptied, the contract would refuse it: ESCROW_TOO_LOW, the host unpaid)."""
+    kit = Kit(memory_chain)
+    notice = int(memory_chain.info()["notice_period"])
+    ids = await add_sessions(repo, 2)
+
+    async def started(tx: Any, sid: int, seconds_ago: int) -> None:
+        session = await tx.get_session(sid)
+        session.started_at = datetime.fromtimestamp(kit.now() - seconds_ago, UTC)
+        session.stopped_at = session.started_at + timedelta(minutes=30)
+        await tx.update_session(session)
+        await tx.dequeue_settlement(sid)  # completed a moment ago, as the node queues it
+        await tx.enqueue_settlement(sid, datetime.now(UTC))
+
+    # started an hour ago: its notice is days away, it waits for a fuller chunk
+    await repo.unit(lambda tx: started(tx, ids[0], 3600))
+    await repo.unit(lambda tx: tx.dequeue_settlement(ids[1]))
+    worker = SettlementWorker(repo, memory_chain, max_wait=3600)
+    assert await worker.build_batches() == (0, 0)
+    # started the notice less 70 minutes ago: in an hour and the margin to be included,
+    # the driver may take the escrow
+    await repo.unit(lambda tx: started(tx, ids[1], notice - 70 * 60))
+    assert await worker.build_batches() == (1, 2)
 
 
 async def test_a_session_priced_above_its_limit_is_paid_its_limit(

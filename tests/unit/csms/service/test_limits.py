@@ -10,10 +10,12 @@ from csms.domain.tariff import Tariff
 from csms.service.limits import (
     EXPIRING_FLAG,
     LIMIT_FLAG,
+    NOTICE_FLAG,
     REFUSED_FLAG,
     LimitReached,
     limit_overrun,
     limit_reached,
+    notice_stop_at,
     price_so_far,
     stop_between_readings,
 )
@@ -96,6 +98,33 @@ def test_a_signed_session_is_stopped_ahead_of_its_signature_s_expiry() -> None:
     # at its limit first: that is the reason given
     assert stop_between_readings(PER_KWH, session(2564), minutes(59), 30, expiry,
                                  1200) == LimitReached(7, "7", 100, 100, 0)
+
+
+def test_a_session_is_stopped_ahead_of_its_driver_s_notice_counted_from_its_start() -> None:
+    day = 86_400
+    s = session(1000, limit=10_000)
+    at = notice_stop_at(s, 7 * day, 4800)
+    assert at == T0 + timedelta(days=7, seconds=-4800)
+    assert notice_stop_at(s, None, 4800) is None  # no worker has read the notice yet
+    # stopped when that time comes before the next check, not a check earlier
+    assert stop_between_readings(PER_KWH, s, at - timedelta(seconds=30), 30, None, 1200,
+                                 at) == LimitReached(7, "7", 10_000, 39, 0, NOTICE_FLAG)
+    assert stop_between_readings(PER_KWH, s, at - timedelta(seconds=31), 30, None, 1200,
+                                 at) is None
+    # a signature expiring first, or the limit, is the reason given
+    expiry = int(at.timestamp())
+    first = stop_between_readings(PER_KWH, s, at, 30, expiry, 1200, at)
+    assert first is not None and first.reason == EXPIRING_FLAG
+    assert stop_between_readings(PER_KWH, session(2564), at, 30, None, 1200, at) == \
+        LimitReached(7, "7", 100, 100, 0)
+    # counted from the earlier of the station's start and when it was stored: a station
+    # dating its start later does not put the stop off
+    late = Session("CP1", "ocpp1.6", "7", T0 + timedelta(days=3), energy_wh=1000,
+                   limit_minor=10_000, id=7, created_at=T0)
+    assert notice_stop_at(late, 7 * day, 4800) == at
+    # a session without a limit is never stopped for it
+    assert stop_between_readings(PER_KWH, session(1000, limit=None), at, 30, None, 1200,
+                                 at) is None
 
 
 def test_between_readings_a_session_without_a_limit_is_never_stopped() -> None:
