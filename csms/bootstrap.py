@@ -552,6 +552,7 @@ async def build(settings: Settings, lock: NodeLock | None = None) -> App:
             admin = AdminApi(central, repo, token, metrics, settings.admin_host,
                              settings.admin_port, bus=bus, tasks=tasks,
                              public=settings.admin_public,
+                             hosts=settings.admin_host_names,
                              request_timeout=settings.handshake_timeout)
             if settings.metrics_dir and settings.worker_index == 0 and settings.worker_count > 1:
                 folder, count = settings.metrics_dir, settings.worker_count

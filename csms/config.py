@@ -38,6 +38,7 @@ __all__ = [
     "SettingsError",
     "cannot_listen",
     "env_var",
+    "host_name",
     "is_internal",
     "is_loopback",
     "option_name",
@@ -124,6 +125,26 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False  # a name: it may resolve to anything
+
+
+def host_name(value: str) -> str | None:
+    """The name or address of a Host header (RFC 9110 §7.2: ``host[:port]``, an IPv6
+    address in brackets), lower case and without a trailing dot (a name ending in one is
+    the same name); None when it is not one."""
+    value = value.strip()
+    if value.startswith("["):
+        name, bracket, rest = value[1:].partition("]")
+        if not bracket or not name:
+            return None
+    else:
+        name, colon, port = value.partition(":")
+        rest = colon + port
+    if rest and not (rest.startswith(":") and rest[1:].isascii() and rest[1:].isdigit()):
+        return None  # an IPv6 address without brackets, or a port that is not a number
+    name = name.lower().rstrip(".")
+    if not name or any(c.isspace() or c in "/\\@?#[]" for c in name):
+        return None
+    return name
 
 
 MQTT_SCHEMES = {"mqtt": False, "tcp": False, "mqtts": True}  # scheme -> over TLS
@@ -327,6 +348,11 @@ class Settings:
     # transaction data may use it (SQLite: the disk and max_page_count).
     storage_reserve: int = 67108864
     admin_public: bool = False  # let admin_host be beyond loopback (a warning is printed)
+    # Host names the admin listener answers besides localhost, loopback addresses and the
+    # address a request reached (comma separated: a reverse proxy's public name); any other
+    # Host header is refused (421), as a page of another site whose name was made to
+    # resolve to this machine sends (DNS rebinding). "*": any Host (no such check).
+    admin_hosts: str = ""
     # plausibility of billed energy (held when broken): a station's maximum power when none
     # is registered (csms stations set-max-power) or reported by the station, and the
     # window of transaction times: from the station's registration less time_past_days to
@@ -367,6 +393,11 @@ class Settings:
     def admin_token_path(self) -> Path:
         """Where the admin API's bearer token lives (created by the first ``csms serve``)."""
         return Path(self.data_dir).expanduser() / "admin.token"
+
+    @property
+    def admin_host_names(self) -> tuple[str, ...]:
+        """The names of ``admin_hosts``, as given."""
+        return tuple(n.strip() for n in self.admin_hosts.split(",") if n.strip())
 
     @property
     def uses_sqlite(self) -> bool:
@@ -440,6 +471,9 @@ class Settings:
                 raise _error(name, "not negative")
         if self.transfer_hours <= 0:
             raise _error("transfer_hours", "more than 0")
+        for name in self.admin_host_names:
+            if name != "*" and host_name(name) is None:
+                raise _error("admin_hosts", f"{name!r} is not a host name or address")
         if self.files_url and not self.files_url.startswith(("http://", "https://")):
             raise _error("files_url", "an http(s):// URL")
         if not self.billing_currency.isalnum() or len(self.billing_currency) > 10:

@@ -15,7 +15,14 @@ bytes); nothing else is served:
   request's URL expires.
 
 A wrong, expired or used token gets 404 and learns nothing else; an upload beyond the
-limit gets 413 and nothing of it is kept. Files are stored under the data folder by
+limit gets 413 and nothing of it is kept. An upload's body must keep pace: once
+``handshake_timeout`` seconds have passed since its headers, it must have averaged
+:data:`MIN_UPLOAD_RATE` bytes a second, or it is cut (408), its temporary file removed and
+its URL free for another try. Without a time limit a station, or whoever held its upload
+URL, that sent a byte now and then held the socket, the upload's place and a temporary
+file for ever; the floor is below what a station on a poor cellular link sends, and it
+gives the largest upload (``max_upload_bytes``) at most ``max_upload_bytes /
+MIN_UPLOAD_RATE`` seconds (32 MiB: ~9 h). Files are stored under the data folder by
 request id (:mod:`csms.filestore`), whatever name the station gave.
 
 What a stranger's sockets may cost is bounded as on the OCPP port (:mod:`csms.transport`):
@@ -58,6 +65,9 @@ __all__ = ["FileServer"]
 log = protect(logging.getLogger("csms.files"))
 
 _CHUNK = 65536
+# Bytes a second an upload's body must average once handshake_timeout has passed since its
+# headers (see the module's docstring): a GPRS link moves ~4 KB/s.
+MIN_UPLOAD_RATE = 1024
 # Sockets the listener holds at once (requests being read, files moving, TLS handshakes):
 # beyond, a new one is closed on arrival. Stations fetch a file now and then, when the
 # operator asks; a fleet's firmware update is spread over its window.
@@ -69,6 +79,20 @@ MAX_DOWNLOADS_PER_REQUEST = 2
 
 class _TooLarge(Exception):
     pass
+
+
+class _Pace:
+    """The deadline of an upload's body: ``grace`` seconds from its start, and
+    1/:data:`MIN_UPLOAD_RATE` of a second more for each byte received."""
+
+    def __init__(self, grace: float, within: asyncio.Timeout) -> None:
+        self._start = asyncio.get_running_loop().time() + grace
+        self._within = within
+        within.reschedule(self._start)
+
+    def received(self, size: int) -> None:
+        """``size`` bytes of the body are in, in all."""
+        self._within.reschedule(self._start + size / MIN_UPLOAD_RATE)
 
 
 class _SentFile(web.FileResponse):
@@ -114,6 +138,7 @@ class FileServer:
         self.max_connections = MAX_CONNECTIONS
         self.dropped = 0  # sockets closed on arrival, over max_connections
         self.evicted = 0  # idle sockets closed for one of a client holding fewer
+        self.slow_uploads = 0  # uploads cut for falling behind MIN_UPLOAD_RATE
         self._open = 0  # sockets held, TLS handshake finished or not
         # per client (source_of): the sockets it holds, and those of them that have not
         # started a request (oldest first): the ones that give way under pressure
@@ -165,8 +190,11 @@ class FileServer:
         # keepalive_timeout: aiohttp closes a connection that has not sent a whole
         # request within it, from its start (after the TLS handshake) or its last answer
         # logger: a malformed or cut off request is a warning now and then (ServerLog)
+        # lingering_time: how long aiohttp reads what is left of a body it answered
+        # before (a refused or cut upload) before it closes the socket
         self._runner = web.AppRunner(self.app, access_log=None,
                                      keepalive_timeout=self.settings.handshake_timeout,
+                                     lingering_time=min(10.0, self.settings.handshake_timeout),
                                      logger=ServerLog(log, "station files"))
         await self._runner.setup()
         handler = self._runner.server
@@ -317,7 +345,17 @@ class FileServer:
         part = final.with_suffix(".part")
         try:
             try:
-                name, size = await self._receive(request, part)
+                async with asyncio.timeout(None) as within:
+                    name, size = await self._receive(
+                        request, part, _Pace(self.settings.handshake_timeout, within))
+            except TimeoutError:
+                self.slow_uploads += 1
+                if worth_logging(self.slow_uploads):
+                    log.warning("! %s: log upload for request %s fell behind %d bytes a"
+                                " second: cut (%d so far)", transfer.station_id,
+                                transfer.id, MIN_UPLOAD_RATE, self.slow_uploads)
+                return web.Response(status=408, text=f"the upload fell behind"
+                                                     f" {MIN_UPLOAD_RATE} bytes a second\n")
             except _TooLarge:
                 log.warning("! %s: log upload for request %s beyond %d bytes: refused",
                             transfer.station_id, transfer.id, self.limit)
@@ -336,7 +374,8 @@ class FileServer:
                 part.unlink()
             self._receiving.discard(transfer.id)
 
-    async def _receive(self, request: web.Request, part: Path) -> tuple[str, int]:
+    async def _receive(self, request: web.Request, part: Path,
+                       pace: _Pace) -> tuple[str, int]:
         """Write the uploaded file to ``part``: (its name for display, its size)."""
         name = request.match_info.get("name")
         if request.method == "POST" and request.content_type.startswith("multipart/"):
@@ -348,12 +387,12 @@ class FileServer:
                 if isinstance(field, BodyPartReader) and (field.filename or
                                                           field.name in ("file", "uploadFile")):
                     given = unquote(field.filename) if field.filename else name
-                    return display_name(given), await self._write(field, part)
+                    return display_name(given), await self._write(field, part, pace)
                 if isinstance(field, BodyPartReader):
                     await field.release()
-        return display_name(name), await self._write(request.content, part)
+        return display_name(name), await self._write(request.content, part, pace)
 
-    async def _write(self, source: Any, part: Path) -> int:
+    async def _write(self, source: Any, part: Path, pace: _Pace) -> int:
         size = 0
         with part.open("wb") as f:
             while True:
@@ -364,4 +403,5 @@ class FileServer:
                 size += len(chunk)
                 if size > self.limit:
                     raise _TooLarge
+                pace.received(size)
                 f.write(chunk)

@@ -22,7 +22,7 @@ import logging
 import os
 import secrets
 import tempfile
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from csms.admin.listener import AdminSockets
+from csms.admin.listener import AdminHosts, AdminSockets
 from csms.admin.openapi import openapi_document
 from csms.admin.operator import MAX_ID, OperatorCommands, command_labels
 from csms.bus.commands import CommandBus
@@ -189,7 +189,7 @@ class AdminApi:
         self, central: CentralSystem, repo: Repository, token: str, metrics: Metrics,
         host: str = "127.0.0.1", port: int = 9001, bus: CommandBus | None = None,
         tasks: Supervisor | None = None, public: bool = False,
-        request_timeout: float = 10.0,
+        request_timeout: float = 10.0, hosts: Iterable[str] = (),
     ) -> None:
         self.central = central
         self.bus = bus  # commands for stations on other nodes go over MQTT
@@ -209,6 +209,8 @@ class AdminApi:
         # idle, slow and too many sockets (csms.admin.listener); request_timeout: the
         # node's handshake_timeout, as on the station listeners
         self.sockets = AdminSockets(request_timeout, metrics=metrics)
+        # the Host headers answered: DNS rebinding (csms.admin.listener)
+        self.hosts = AdminHosts(host, hosts)
         # wrong tokens, at the console's login or as a bearer token, slow the next checks
         # from their address, up to a cap; nobody is locked out (csms.service.ratelimit)
         self.guessing = LoginDelay()
@@ -217,7 +219,8 @@ class AdminApi:
 
         self.console = Console(self)
         self.app = web.Application(middlewares=[
-            self.sockets.started, self.sockets.body_deadline, self.console.form_limit,
+            self.sockets.started, self.hosts.check, self.sockets.body_deadline,
+            self.console.form_limit,
             self._auth, self._bad_query])
         self.app.add_routes([
             web.get("/health", self.health),
@@ -271,7 +274,9 @@ class AdminApi:
         wait = self.guessing.wait(address_key(request.remote or ""))
         if wait <= 0:
             return True
-        with contextlib.suppress(TimeoutError):
+        # a guesser's requests waiting here on every socket held the listener: they give
+        # way to a newcomer (csms.admin.listener)
+        with contextlib.suppress(TimeoutError), self.sockets.stalled(request):
             await asyncio.wait_for(self._closing.wait(), wait)
         return not self._closing.is_set()
 

@@ -137,6 +137,10 @@ def serve(
     admin_public: Annotated[bool | None, setting_option(
         "admin_public", "Allow --admin-host beyond loopback (warned about)",
         "--admin-public/--no-admin-public")] = None,
+    admin_hosts: Annotated[str | None, setting_option(
+        "admin_hosts", "Host names the admin API answers besides localhost and its"
+        " addresses, comma separated (a reverse proxy's public name; *: any)",
+        default="-")] = None,
     mqtt: Annotated[str | None, setting_option(
         "mqtt", "Publish events to, and route commands through, the broker at"
         " mqtt://[user[:password]@]host[:port] (mqtts:// over TLS)", default="off")] = None,
@@ -215,7 +219,7 @@ def serve(
         auto_register_per_hour=auto_register_per_hour,
         heartbeat_interval=heartbeat_interval, admin_port=admin_port, mqtt=mqtt,
         mqtt_ca=mqtt_ca, mqtt_password_file=mqtt_password_file,
-        admin_host=admin_host, admin_public=admin_public,
+        admin_host=admin_host, admin_public=admin_public, admin_hosts=admin_hosts,
         node_id=node_id, data_dir=data_dir, tls_cert=tls_cert, tls_key=tls_key,
         tls_port=tls_port, client_ca=client_ca, ca_cert=ca_cert, ca_key=ca_key, chain=chain,
         batch_size=batch_size,

@@ -5,6 +5,7 @@ and stalled sockets from strangers, on http:// and https://."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
@@ -575,3 +576,95 @@ async def test_a_station_dropping_its_upload_again_and_again_does_not_fill_the_l
     assert len(logged) == 1, [r.getMessage()[:200] for r in logged]
     assert logged[0].levelno == logging.WARNING and logged[0].exc_info is None
     assert "cut off by its client" in logged[0].getMessage()
+
+
+@pytest.fixture
+async def hurried(tmp_path: Path) -> AsyncIterator[RunningServer]:
+    """A server with station A1 whose file listener gives a request 1 s (the handshake
+    timeout) before its body must keep pace."""
+    running = RunningServer(Settings(
+        db=str(tmp_path / "csms.sqlite3"), port=0, admin_port=0,
+        data_dir=str(tmp_path / "data"), call_timeout=5, max_upload_bytes=LIMIT,
+        transfer_hours=1.0, handshake_timeout=1.0))
+    await running.start()
+    await running.add_station("A1")
+    try:
+        yield running
+    finally:
+        await running.stop()
+
+
+async def trickle(url: str, head: str, piece: bytes, every: float,
+                  times: int) -> tuple[asyncio.StreamReader, asyncio.Task[None]]:
+    """Send ``head`` to the upload ``url``, then ``piece`` every ``every`` seconds."""
+    target = URL(url)
+    assert target.host is not None and target.port is not None
+    reader, writer = await asyncio.open_connection(target.host, target.port)
+    writer.write(f"PUT {target.raw_path} HTTP/1.1\r\nHost: {target.host}\r\n{head}"
+                 "\r\n".encode())
+
+    async def feed() -> None:
+        try:
+            for _ in range(times):
+                await asyncio.sleep(every)
+                writer.write(piece)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+
+    return reader, asyncio.create_task(feed())
+
+
+async def test_an_upload_that_trickles_is_cut_and_its_url_still_works(
+    hurried: RunningServer,
+) -> None:
+    """A station (or whoever holds its upload URL) that sends a byte now and then held the
+    socket, the upload's place (a second attempt is refused while one is under way) and a
+    temporary file for ever: the body had no time limit. A body that falls behind a floor
+    rate once the handshake timeout has passed is now cut (408), the temporary file
+    removed, and the URL takes the whole file afterwards."""
+    data = Path(hurried.settings.data_dir)
+    async with await RawClient.connect(hurried.url, "A1", ["ocpp2.0.1"]) as a:
+        await hurried.wait_connected("A1")
+        rid, url = await request_log(hurried, a, "A1")
+        reader, feeding = await trickle(url, "Content-Length: 1000\r\n", b"x", 0.2, 50)
+        try:
+            started = asyncio.get_running_loop().time()
+            answer = b""
+            async with asyncio.timeout(8):
+                with contextlib.suppress(ConnectionResetError):  # bytes sent after the close
+                    while chunk := await reader.read(65536):
+                        answer += chunk
+            took = asyncio.get_running_loop().time() - started
+        finally:
+            feeding.cancel()
+        assert b" 408 " in answer.split(b"\r\n", 1)[0], answer[:200]
+        assert took < 4, took
+        assert not list((data / "logs").iterdir())  # no temporary file left
+        assert await upload(url, b"whole\n") == 201
+    assert log_path(data, rid).read_bytes() == b"whole\n"
+
+
+async def test_the_size_limit_holds_for_a_body_that_trickles(hurried: RunningServer) -> None:
+    """A chunked body (no length announced) sent fast enough to keep pace, beyond the
+    limit: refused once it passes it, nothing kept."""
+    data = Path(hurried.settings.data_dir)
+    async with await RawClient.connect(hurried.url, "A1", ["ocpp2.0.1"]) as a:
+        await hurried.wait_connected("A1")
+        rid, url = await request_log(hurried, a, "A1")
+        piece = b"200\r\n" + b"y" * 512 + b"\r\n"
+        reader, feeding = await trickle(url, "Transfer-Encoding: chunked\r\n", piece, 0.1,
+                                        4 * LIMIT // 512)
+        try:
+            answer = b""
+            async with asyncio.timeout(8):
+                with contextlib.suppress(ConnectionResetError):
+                    while chunk := await reader.read(65536):
+                        answer += chunk
+        finally:
+            feeding.cancel()
+        assert b" 413 " in answer.split(b"\r\n", 1)[0], answer[:200]
+        assert not list((data / "logs").iterdir())
+        assert (await stored(hurried, rid)).uploaded_at is None

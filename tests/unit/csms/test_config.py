@@ -16,6 +16,7 @@ from csms.config import (
     SettingsError,
     cannot_listen,
     env_var,
+    host_name,
     parse_mqtt_url,
 )
 from csms.service import defaults
@@ -335,3 +336,20 @@ def test_mqtt_files_are_checked_before_serving(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match=r"^--mqtt-password-file \(CSMS_MQTT_PASSWORD_FILE"
                        r"\): cannot read"):
         settings.check_serving()
+
+
+@pytest.mark.parametrize(("header", "name"), [
+    ("example.org", "example.org"), ("Example.ORG:9001", "example.org"),
+    ("example.org.", "example.org"), ("127.0.0.1:80", "127.0.0.1"), ("[::1]:9001", "::1"),
+    ("[::1]", "::1"), ("", None), (":80", None), ("::1", None), ("a.example:x", None),
+    ("a.example:", None), ("a b", None), ("[::1", None), ("[::1]x", None),
+    ("user@example.org", None), ("example.org:\uff18\uff10", None)])
+def test_host_name_of_a_host_header(header: str, name: str | None) -> None:
+    assert host_name(header) == name
+
+
+def test_admin_hosts_are_names_or_addresses() -> None:
+    loaded = Settings.load({"CSMS_ADMIN_HOSTS": " csms.example.org, [::1], *,"})
+    assert loaded.admin_host_names == ("csms.example.org", "[::1]", "*")
+    with pytest.raises(SettingsError, match=r"CSMS_ADMIN_HOSTS.*'https://x/'"):
+        Settings.load({"CSMS_ADMIN_HOSTS": "csms.example.org,https://x/"})
