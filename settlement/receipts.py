@@ -14,13 +14,16 @@ reads the settle transaction's own input: the entry is there at its position (an
 session's checked against the record's authorization, not another signature), the entries
 give the digest the contract stored for those sequence numbers (so the session was settled
 exactly once, by this chunk), and the transaction's events say whether the amount was taken
-from the escrow, in base units of the contract's own unit (a record naming another, written
+from the escrow (and why not: the receipt's unpaid reason must be the chain's), in base
+units of the contract's own unit (a record naming another, written
 by the operator before it was settled, is INVALID), and to the host that registered the
 entry's station index (a record naming another host than the one credited is INVALID). A
 card session billed at its limit must be within the driver's limit per session at the
 settle block (an operator inventing a higher limit bills more than the driver agreed to).
 A figure of the record written beyond 10^+-30 (csms.domain.tariff.MAX_EXPONENT) is not
-read: no price, energy or reading needs it.
+read: no price, energy or reading needs it. Nor is a record with a field its hash does not
+commit, or a receipt whose figures outside the record are written otherwise than the
+central system writes them (100.9 was read as 100, "false" as paid).
 
 What the chain answers is worth as much as its block and its node. A block can be
 reorganised away until enough blocks are on top of it: the settle transaction must have
@@ -77,9 +80,9 @@ from settlement.eip712 import ADDRESS, Authorization, recover
 from settlement.records import (
     CARD,
     INTEGER_FIELDS,
+    OPTIONAL_FIELDS,
     RECORD_FIELDS,
     SIGNED,
-    ascii_int,
     card_commitment,
     chunk_digest,
     entry_of,
@@ -395,20 +398,31 @@ def _parse(receipt: Any) -> dict[str, Any]:
         card = receipt.get("card")  # optional: the salt of the record's card
         if card is not None and not isinstance(card, dict):
             raise ReceiptError("card must be an object")
+        for part, name in ((receipt, "the receipt"), (entry, "entry"), (chunk, "chunk"),
+                           (chain, "chain"), (payment, "payment"), (card or {}, "card")):
+            beyond = [str(key) for key in part if key not in _FIELDS[name]]
+            if beyond:
+                raise ReceiptError(f"{name} has {', '.join(repr(k) for k in beyond)}, not a"
+                                   " field of a receipt")
         missing = [f for f in RECORD_FIELDS if f not in record]
         if missing:
             raise ReceiptError(f"the record lacks {', '.join(missing)}")
         return {
             "record": record, "samples": samples,
             "record_hash": _hex32(entry["record_hash"], "entry.record_hash"),
-            "packed": _ascii_hex(entry["packed"]),
-            "position": ascii_int(entry["position"]), "ledger": ascii_int(chunk["ledger"]),
-            "first_seq": ascii_int(chunk["first_seq"]), "count": ascii_int(chunk["count"]),
+            "packed": _packed(entry["packed"]),
+            "position": _whole(entry["position"], "entry.position"),
+            "ledger": _ledger(chunk["ledger"]),
+            "first_seq": _whole(chunk["first_seq"], "chunk.first_seq"),
+            "count": _whole(chunk["count"], "chunk.count"),
             "digest": _hex32(chunk["digest"], "chunk.digest"),
-            "chain_id": ascii_int(chain["chain_id"]), "contract": _address(chain["contract"]),
+            "chain_id": _whole(chain["chain_id"], "chain.chain_id"),
+            "contract": _address(chain["contract"]),
             "tx_hash": _hex32(chain["tx_hash"], "chain.tx_hash"),
-            "block_number": ascii_int(chain["block_number"]), "paid": bool(payment["paid"]),
-            "amount": ascii_int(payment["amount"]), "unit": ascii_int(payment["unit"]),
+            "block_number": _whole(chain["block_number"], "chain.block_number"),
+            "paid": _paid(payment["paid"]), "reason": _reason(payment.get("reason")),
+            "amount": _whole(payment["amount"], "payment.amount"),
+            "unit": _whole(payment["unit"], "payment.unit"),
             "card_salt": None if card is None else _hex32(card["salt"], "card.salt"),
             "deploy_tx": None if chain.get("deploy_tx") is None else _hex32(
                 chain["deploy_tx"], "chain.deploy_tx"),
@@ -420,6 +434,21 @@ def _parse(receipt: Any) -> dict[str, Any]:
     except (KeyError, TypeError, ValueError) as exc:
         raise ReceiptError(f"malformed receipt: {exc!r}") from None
 
+
+# The fields of a receipt around its record, as the central system writes them: each is
+# checked (or, what_it_proves and rpc_hint, never shown as the verifier's word). A field
+# beside them (a fee, a total in another currency) is a figure no verifier checks, in a
+# receipt that is VALID: not a receipt
+_FIELDS = {
+    "the receipt": frozenset({"voltledger_receipt", "what_it_proves", "record", "samples",
+                              "entry", "chunk", "payment", "chain", "card"}),
+    "entry": frozenset({"record_hash", "packed", "position"}),
+    "chunk": frozenset({"ledger", "first_seq", "count", "digest"}),
+    "chain": frozenset({"chain_id", "contract", "tx_hash", "block_number", "rpc_hint",
+                        "deploy_tx"}),
+    "payment": frozenset({"paid", "amount", "unit", "reason"}),
+    "card": frozenset({"salt"}),
+}
 
 # JSON's \udXXX escapes let a text hold half of a UTF-16 pair, which is no Unicode text:
 # Python cannot encode it (no hash of it), the receipt page's JSON.stringify writes it as the
@@ -465,9 +494,18 @@ def session_time(value: Any) -> datetime:
         raise ValueError("is no day and time of the calendar") from None
 
 
+_COMMITTED = frozenset(RECORD_FIELDS + OPTIONAL_FIELDS)
+
+
 def _unreadable(record: dict[str, Any]) -> str | None:
     """Why the record is not one the central system writes, where a verifier would read it
     otherwise than the chain or the other verifier does (None: it is one)."""
+    # every field of the record is one its hash commits: a field beside them (a total, a
+    # second energy) is a figure the chain never saw, in a receipt whose hashes all match
+    beyond = [str(name) for name in record if name not in _COMMITTED]
+    if beyond:
+        return (f"{', '.join(repr(name) for name in beyond)} {'is' if len(beyond) == 1 else 'are'}"
+                " not a field of the record its hash commits")
     for name in INTEGER_FIELDS:
         if not _is_int(record[name]):
             return f"{name} {record[name]!r} is not an integer"
@@ -479,12 +517,50 @@ def _unreadable(record: dict[str, Any]) -> str | None:
     return None
 
 
-def _ascii_hex(value: Any) -> int:
-    """``int(str(value), 16)``, its text in ASCII (:func:`settlement.records.ascii_int`)."""
-    text = str(value)
-    if not text.isascii():
-        raise ValueError(f"{text!r} is not a number in ASCII hex digits")
-    return int(text, 16)
+# The figures of a receipt outside its record (its entry, chunk, chain and payment) are
+# what the chain is asked about, each compared with what the chain answers. The central
+# system writes each one way (a JSON integer; the ledger, a uint256, as text of digits;
+# the packed entry as hex() writes it; paid as true or false), and the verifiers read no
+# other: int() read 100.9 as 100, " 100", "1_00" and true as numbers, bool() read "false"
+# as paid, so a receipt showed a figure other than the chain's and was VALID for it
+_DIGITS = re.compile(r"0|[1-9][0-9]*")
+_HEX = re.compile(r"0x[0-9a-fA-F]+")
+
+
+def _whole(value: Any, name: str) -> int:
+    """A figure of the receipt outside its record: a JSON integer."""
+    if not _is_int(value):
+        raise ReceiptError(f"{name} {value!r} is not an integer")
+    return value
+
+
+def _ledger(value: Any) -> int:
+    """``chunk.ledger``: text of decimal digits as the central system writes it (no sign,
+    blank or leading zero), or a JSON integer."""
+    if isinstance(value, str) and _DIGITS.fullmatch(value):
+        return int(value)
+    return _whole(value, "chunk.ledger")
+
+
+def _packed(value: Any) -> int:
+    """``entry.packed``: 0x and hex digits, as hex() writes it."""
+    if not isinstance(value, str) or not _HEX.fullmatch(value):
+        raise ReceiptError(f"entry.packed {value!r} is not 0x and hex digits")
+    return int(value, 16)
+
+
+def _paid(value: Any) -> bool:
+    """``payment.paid``: true or false."""
+    if not isinstance(value, bool):
+        raise ReceiptError(f"payment.paid {value!r} is not true or false")
+    return value
+
+
+def _reason(value: Any) -> int | None:
+    """``payment.reason``: the chain's reason code of an unpaid entry, or null."""
+    if value is not None and not _is_int(value):
+        raise ReceiptError(f"payment.reason {value!r} is not an integer or null")
+    return value
 
 
 # what a figure beyond csms.domain.tariff.MAX_EXPONENT is not (the receipt page says the same)
@@ -1024,8 +1100,10 @@ def _check_settled(v: Verdict, r: dict[str, Any], reader: Any, pinned: int,
     else:
         detail = f"not paid on chain: {UNPAID_REASONS.get(unpaid[seq], unpaid[seq])}"
     units = record["unit"] == unit
-    # the receipt's own payment lines must say what the chain did, to the unit
-    stated = r["amount"] == amount and r["unit"] == unit
+    # the receipt's own payment lines must say what the chain did, to the unit, and why an
+    # entry went unpaid (the chain's reason code; none for a paid one)
+    reason = None if paid_on_chain else unpaid[seq]
+    stated = r["amount"] == amount and r["unit"] == unit and r["reason"] == reason
     misread = _misread_decimals(record, reader, unit, block)
     v.add("payment", paid_on_chain == r["paid"] and amount == record["price_minor"] and stated
           and units and misread is None,
@@ -1033,7 +1111,8 @@ def _check_settled(v: Verdict, r: dict[str, Any], reader: Any, pinned: int,
                     f"; the receipt says {'paid' if r['paid'] else 'unpaid'}")
           + ("" if units else f"; the record says a billing unit is {record['unit']!r} base"
              f" units, the contract {unit}")
-          + ("" if stated else f"; the receipt says {r['amount']} x {r['unit']}")
+          + ("" if stated else f"; the receipt says {r['amount']} x {r['unit']}"
+             + ("" if r["reason"] == reason else f", unpaid reason {r['reason']}"))
           + ("" if misread is None else f"; {misread}"))
 
 

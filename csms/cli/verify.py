@@ -21,14 +21,17 @@ def _read_json(path: Path) -> Any:
     limit (py_ecc: 100,000), so the standard library's parser recursed on a deeply nested
     file until the C stack ran out (SIGSEGV, no message). A byte order mark is dropped, as
     the receipt page's File.text() drops it (an editor saving UTF-8 with one: Windows
-    Notepad did by default). Raises OSError, ValueError."""
+    Notepad did by default). An object that holds a key twice is refused: each reader of
+    such a text picks its own value (a viewer the first, json.loads the last), so the
+    receipt would show a figure other than the one verified; the receipt page refuses it
+    too (web/verify/src/verifier.js readReceipt). Raises OSError, ValueError."""
     from csms.protocol.frames import MAX_JSON_DEPTH, nested_beyond
 
     text = path.read_text("utf-8-sig")
     if nested_beyond(text):
         raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=_once)
     except RecursionError:  # a limit lower than MAX_JSON_DEPTH
         raise ValueError("nested too deep") from None
     except ValueError as exc:
@@ -36,6 +39,16 @@ def _read_json(path: Path) -> Any:
             raise ValueError(f"a number of more than {sys.get_int_max_str_digits()} digits"
                              " (no figure of a receipt has as many)") from None
         raise
+
+
+def _once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are each in it once, else ValueError."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"the key {key!r} is in one object twice")
+        out[key] = value
+    return out
 
 
 def _unchecked(receipt: Any) -> str:

@@ -1620,8 +1620,9 @@ def test_both_verifiers_take_the_same_spellings_for_the_receipts_node() -> None:
 
 async def test_the_session_says_paid_as_the_verifier_reads_the_receipt() -> None:
     """The page's session table said "Paid on chain: yes" for a receipt whose ``paid`` is
-    0.0, [] or {} (JavaScript's truth), which the verifier reads as unpaid (Python's) and
-    holds to the chain as such: a VALID unpaid session shown to the driver as paid."""
+    0.0, [] or {} (JavaScript's truth), which the verifier read as unpaid (Python's). Now
+    ``paid`` is true or false, as the central system writes it, and anything else is no
+    receipt to either verifier (Python's truth read "false" as paid)."""
     from playwright.async_api import async_playwright
 
     _require()
@@ -1631,7 +1632,7 @@ async def test_the_session_says_paid_as_the_verifier_reads_the_receipt() -> None
         browser = await p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
         try:
             page = await browser.new_page()
-            for paid in (0.0, [], {}, 0, False, True, 1):
+            for paid in (0.0, [], {}, 0, "false", False, True, 1):
                 receipt = copy.deepcopy(base)
                 receipt["payment"]["paid"] = paid
                 await page.goto(PAGE.as_uri())
@@ -1639,11 +1640,110 @@ async def test_the_session_says_paid_as_the_verifier_reads_the_receipt() -> None
                 await page.fill("#receipt-text", json.dumps(receipt))
                 await page.click("#check")
                 await page.wait_for_selector("#verdict[data-status]", timeout=30_000)
+                if await page.get_attribute("#verdict", "data-status") == "ERROR":
+                    seen.append((paid, await page.inner_text("#verdict")))
+                    continue
                 row = await page.inner_text("table.session tr:has(th:text-is('Paid on chain')) td")
                 seen.append((paid, row.split(" ")[0]))
         finally:
             await browser.close()
-    assert seen == [(paid, "yes" if paid else "no") for paid, _ in seen], seen
+    refused = {repr(paid): f"Not checked: payment.paid {paid!r} is not true or false"
+               for paid in (0.0, [], {}, 0, "false", 1)}
+    assert seen == [(paid, refused.get(repr(paid), "yes" if paid else "no"))
+                    for paid, _ in seen], seen
+
+
+async def test_a_pasted_receipt_is_read_as_csms_verify_reads_its_file() -> None:
+    """What the driver pastes is read as ``csms verify`` reads a receipt file: a key twice
+    (the first value is what a viewer shows, the last what was verified), blanks around
+    the receipt that JSON has not (the page trimmed a no-break space csms verify does not
+    read), an integer or nesting beyond what csms verify reads (the page said VALID) are
+    refused; JSON's own blanks and a byte order mark are read."""
+    from playwright.async_api import async_playwright
+
+    _require()
+    text = json.dumps(_vector_cases()[0][1])
+    cases = {
+        "as written": (text, None),
+        "with JSON's blanks and a byte order mark": ("\ufeff\n " + text + "\n\t", None),
+        "a no-break space before it": ("\u00a0" + text, "Not checked: the receipt is not JSON"),
+        "a line separator after it": (text + "\u2028", "Not checked: the receipt is not JSON"),
+        "the paid flag twice": (text.replace('"payment": {', '"payment": {"paid": false, ', 1),
+                                "Not checked: the receipt is not JSON: the key 'paid' is in one"
+                                " object twice"),
+        # what csms verify does not read: an integer beyond Python's 4,300 digits, nesting
+        # beyond 1,024 levels
+        "an integer of 4,301 digits": (text.replace('"tariff": {', '"tariff": {"n": '
+                                                    + "9" * 4301 + ", ", 1),
+                                       "Not checked: the receipt is not JSON: a number of more"
+                                       " than 4300 digits"),
+        "nested 1,025 levels": (text.replace('"tariff": {', '"tariff": {"n": ' + "[" * 1022
+                                             + "]" * 1022 + ", ", 1),
+                                "Not checked: the receipt is not JSON: nested deeper than 1024"
+                                " levels"),
+    }
+    seen: dict[str, tuple[str | None, str]] = {}
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        try:
+            page = await browser.new_page()
+            for name, (pasted, _) in cases.items():
+                await page.goto(PAGE.as_uri())
+                await page.wait_for_selector("html[data-ready]")
+                await page.fill("#receipt-text", pasted)
+                await page.click("#check")
+                await page.wait_for_selector("#verdict[data-status]", timeout=30_000)
+                seen[name] = (await page.get_attribute("#verdict", "data-status"),
+                              await page.inner_text("#verdict"))
+        finally:
+            await browser.close()
+    for name, (_, refused) in cases.items():
+        status, words = seen[name]
+        if refused is None:
+            assert status != "ERROR", (name, words)
+        else:
+            assert status == "ERROR" and words.startswith(refused), (name, words)
+
+
+async def test_a_receipt_file_that_is_no_utf8_is_read_by_neither(tmp_path: Path) -> None:
+    """A byte that is no UTF-8 in a field no hash covers (``what_it_proves``): csms verify
+    does not read the file; the page read it (File.text() puts U+FFFD in its place) and
+    said what the rest of the receipt proves. Now the page does not read it either."""
+    from playwright.async_api import async_playwright
+
+    _require()
+    receipt = copy.deepcopy(_vector_cases()[0][1])
+    receipt["what_it_proves"] = "@"
+    data = json.dumps(receipt).encode().replace(b'"what_it_proves": "@"',
+                                                b'"what_it_proves": "\xff"', 1)
+    assert b"\xff" in data
+    file = tmp_path / "r.json"
+    file.write_bytes(data)
+    cli = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "csms", "verify", str(file), "--data-dir",
+                         str(tmp_path / "data")], capture_output=True, text=True, timeout=120,
+        env={**os.environ, "COLUMNS": "200"})
+    assert cli.returncode == 2 and "cannot read receipt" in cli.stderr, cli.stderr
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        try:
+            page = await browser.new_page()
+            await page.goto(PAGE.as_uri())
+            await page.wait_for_selector("html[data-ready]")
+            # an earlier receipt loaded, then the file: nothing of the first stays
+            await page.fill("#receipt-text", json.dumps(_vector_cases()[0][1]))
+            await page.set_input_files("#file", str(file))
+            # refused (a verdict of its own), or loaded
+            await page.wait_for_function("document.querySelector('#verdict')"
+                                         " || document.querySelector('#loaded').textContent")
+            first = await page.inner_text("#result")
+            await page.click("#check")
+            await page.wait_for_selector("#verdict[data-status]", timeout=30_000)
+            then = await page.inner_text("#verdict")
+        finally:
+            await browser.close()
+    assert then.startswith("Not checked: drop a receipt file"), then
+    assert first == "Not checked: r.json is not UTF-8 text: not a receipt.", first
 
 
 async def test_a_driver_or_contract_the_link_fills_in_is_not_the_drivers_choice(

@@ -10,6 +10,7 @@ import copy
 import json
 import shutil
 import subprocess
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -125,6 +126,17 @@ def _alfen(begin_status: int) -> dict[str, Any]:
                             stopped=stopped, tag=SIM_UID, key=key_der(point))
 
 
+def _said(part: str, name: str, value: Any) -> Callable[[], dict[str, Any]]:
+    """The base receipt with ``name`` of its ``part`` (outside the record: what the chain
+    is asked about) written as ``value``."""
+
+    def receipt() -> dict[str, Any]:
+        base = _base()
+        return {**base, part: {**base[part], name: value}}
+
+    return receipt
+
+
 def _surrogate_in_a_sample() -> dict[str, Any]:
     base = _base()
     return {**base, "samples": [{"timestamp": T0.isoformat(), "value": "\udfff"}]}
@@ -167,6 +179,39 @@ CASES: dict[str, Any] = {
     # Alfen's status word: bit 26 (meter reading mismatch) is an error, bit 28 information
     "an Alfen begin with a meter reading mismatch": lambda: _alfen(0x10000000 | 1 << 26),
     "an Alfen begin without": lambda: _alfen(0x10000000),
+    # a field the record hash does not commit: a figure the chain never saw beside the ones
+    # it did (a total in another currency, a second energy)
+    "a field beyond the committed ones": lambda: _record(total="9.99 EUR"),
+    # the figures outside the record, each read against the chain: written otherwise than
+    # the central system writes them, int() read them as another (100.9 as 100) or the same
+    # (" 100", "1_00", true as 1), and the chain's figure passed for the receipt's
+    "the amount paid as a float": _said("payment", "amount", 100.9),
+    "the amount paid as text": _said("payment", "amount", "100"),
+    "the amount paid with a blank": _said("payment", "amount", " 100"),
+    "the amount paid with an underscore": _said("payment", "amount", "1_00"),
+    "the unit paid in as true": _said("payment", "unit", True),
+    "paid as the text false": _said("payment", "paid", "false"),
+    "paid as 1": _said("payment", "paid", 1),
+    "the unpaid reason as text": _said("payment", "reason", "2"),
+    "the position as false": _said("entry", "position", False),
+    "the position as a float": _said("entry", "position", 0.9),
+    "the packed entry without 0x": lambda: _said("entry", "packed",
+                                                 _base()["entry"]["packed"][2:])(),
+    "the packed entry with a blank": lambda: _said("entry", "packed",
+                                                   " " + _base()["entry"]["packed"])(),
+    "the chunk's count as a float": _said("chunk", "count", 1.5),
+    "the first sequence number as text": _said("chunk", "first_seq", "1"),
+    "the ledger with a leading zero": _said("chunk", "ledger", "07"),
+    "the ledger as a float": _said("chunk", "ledger", 7.0),
+    "the chain id as a float": _said("chain", "chain_id", 31337.4),
+    "the block number as text": _said("chain", "block_number", "1"),
+    # a field beside the ones the central system writes, which no verifier checks
+    "a fee beside the payment": _said("payment", "fee", 5),
+    "a second block beside the chain": _said("chain", "block", 2),
+    "a total beside the receipt": lambda: {**_base(), "total": "9.99 EUR"},
+    # as the central system writes them: read by both
+    "the ledger as an integer": _said("chunk", "ledger", 7),
+    "a reason as an integer": _said("payment", "reason", 2),
 }
 
 
@@ -182,6 +227,12 @@ EXPECTED: dict[str, tuple[str, list[str]]] = {
     "only an intermediate reading signed, the stop within its bound": ("UNVERIFIED", []),
     "an Alfen begin with a meter reading mismatch": ("INVALID", ["meter status"]),
     "an Alfen begin without": ("UNVERIFIED", []),
+    "the ledger as an integer": ("UNVERIFIED", []), "a reason as an integer": ("UNVERIFIED", []),
+    **{name: ("ERROR", []) for name in CASES if name.startswith((
+        "the amount paid ", "the unit paid in ", "paid as ", "the unpaid reason ",
+        "the position as ", "the packed entry ", "the chunk's count ", "the first sequence",
+        "the ledger with", "the ledger as a float", "the chain id as", "the block number as",
+        "a fee beside", "a second block beside", "a total beside"))},
 }
 
 
@@ -222,3 +273,93 @@ def test_the_page_and_csms_verify_agree_on_an_operators_receipt(name: str) -> No
         assert "signed by a key the record does not commit" in python["proves"]
         assert "calibrated meter signed" not in python["proves"]
         assert f"...{key[-16:]}" in python["proves"]
+
+
+# What the page reads of a receipt's text (readReceipt: a file dropped or chosen, a text
+# pasted), as `csms verify` reads a receipt file
+_NODE_READER = """
+import { readFileSync } from "node:fs";
+const verifier = await import(process.argv[1]);
+let receipt;
+try {
+  receipt = verifier.readReceipt(readFileSync(0, "utf-8"));
+} catch (exc) {
+  if (!(exc instanceof SyntaxError)) throw exc;
+  console.log(JSON.stringify({ status: "NOT READ", detail: exc.message }));
+  process.exit(0);
+}
+const v = await verifier.verifyReceipt(receipt);
+console.log(JSON.stringify({ status: v.status }));
+"""
+
+
+def _texts() -> dict[str, str]:
+    text = json.dumps(_base())
+    amount = _base()["payment"]["amount"]
+    paid = f'"paid": true, "amount": {amount}'
+    assert paid in text and '"tariff": {' in text
+    return {
+        "as written": text,
+        # one key twice: a viewer shows the first value, json.loads keeps the last
+        "the amount paid twice, a larger one first":
+            text.replace(paid, f'"paid": true, "amount": {amount * 10}, "amount": {amount}'),
+        "the record's energy twice":
+            text.replace('"record": {', '"record": {"energy_wh": 99999, ', 1),
+        # Python's int() reads at most 4300 digits: json.loads refuses a longer integer
+        "an integer of 4,301 digits": text.replace('"tariff": {', '"tariff": {"n": '
+                                                   + "9" * 4301 + ", ", 1),
+        "an integer of 4,300 digits": text.replace('"tariff": {', '"tariff": {"n": '
+                                                   + "9" * 4300 + ", ", 1),
+        # csms verify reads 1,024 levels of nesting (csms.protocol.frames.MAX_JSON_DEPTH)
+        "nested 1,024 levels": text.replace('"tariff": {', '"tariff": {"n": ' + "[" * 1021
+                                            + "]" * 1021 + ", ", 1),
+        "nested 1,025 levels": text.replace('"tariff": {', '"tariff": {"n": ' + "[" * 1022
+                                            + "]" * 1022 + ", ", 1),
+        # blanks that are not JSON's around the receipt
+        "a no-break space before it": "\u00a0" + text,
+        "a byte order mark before it": "\ufeff" + text,
+    }
+
+
+READ = {"as written", "an integer of 4,300 digits", "a byte order mark before it",
+        "nested 1,024 levels"}
+
+
+@pytest.mark.parametrize("name", list(_texts()))
+def test_the_page_reads_a_receipts_text_as_csms_verify_reads_its_file(
+        name: str, tmp_path: Any) -> None:
+    """A receipt whose text JSON readers read apart (a key twice), or that csms verify does
+    not read (an integer beyond Python's 4,300 digits, nesting beyond 1,024 levels), is
+    refused by both verifiers: before, the page read each one, and the receipt showed
+    another figure than the one verified, or was VALID on the page and not read by csms
+    verify."""
+    import os
+    import sys
+
+    node = shutil.which("node")
+    if node is None or not (ROOT / "web" / "node_modules" / "@noble").is_dir():
+        if IN_CI:
+            pytest.fail("node and web/node_modules are needed (make install)")
+        pytest.skip("node and web/node_modules are needed (make install)")
+    text = _texts()[name]
+    file = tmp_path / "receipt.json"
+    file.write_text(text, encoding="utf-8")
+    cli = subprocess.run([sys.executable, "-m", "csms", "verify", str(file), "--data-dir",
+                          str(tmp_path / "data")], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "COLUMNS": "200"})
+    src = ROOT / "web" / "verify" / "src"
+    r = subprocess.run([node, "--input-type=module", "-e", _NODE_READER,
+                        (src / "verifier.js").as_uri()],
+                       input=text, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    page = json.loads(r.stdout)
+    if name in READ:  # and checked alike (a figure in the record's tariff: its hash fails)
+        exits = {"VALID": 0, "INVALID": 1, "UNVERIFIED": 3}
+        expected = "UNVERIFIED" if name in ("as written", "a byte order mark before it") \
+            else "INVALID"
+        assert (cli.returncode, page["status"]) == (exits[expected], expected), \
+            (cli.stderr, page)
+        return
+    assert cli.returncode == 2 and "cannot read receipt" in cli.stderr, cli.stderr
+    assert len(cli.stderr.strip().splitlines()) == 1, cli.stderr
+    assert page["status"] == "NOT READ", page

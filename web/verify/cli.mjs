@@ -4,8 +4,7 @@
 // prints the checks and the verdict as JSON lines. The page itself needs no Node.
 import { readFileSync } from "node:fs";
 
-import { parse } from "./src/pyjson.js";
-import { verifyReceipt } from "./src/verifier.js";
+import { readReceipt, verifyReceipt } from "./src/verifier.js";
 
 const [file, ...rest] = process.argv.slice(2);
 const options = {};
@@ -19,7 +18,9 @@ for (let i = 0; i < rest.length; i += 2) {
     options[name] = rest[i + 1];
   }
 }
-const verdict = await verifyReceipt(parse(readFileSync(file, "utf-8")), {
+// UTF-8 as csms verify reads a receipt file: bytes that are no UTF-8 are no receipt
+const text = new TextDecoder("utf-8", { fatal: true }).decode(readFileSync(file));
+const verdict = await verifyReceipt(readReceipt(text), {
   rpcUrl: options.rpc ?? null, driver: options.driver ?? null, contract: options.contract ?? null,
   cards, logWindow: options["log-window"] ?? null, confirmations: options.confirmations ?? null,
 });

@@ -3,8 +3,8 @@
 // readings. Everything runs in this page; the only request it makes is to the RPC URL
 // the driver gives.
 
-import { dumps, parse, PyFloat, str, truthy } from "./pyjson.js";
-import { confirmationsAsked, ReceiptError, sameNode, verifyReceipt } from "./verifier.js";
+import { dumps, PyFloat, str, truthy } from "./pyjson.js";
+import { confirmationsAsked, readReceipt, ReceiptError, sameNode, verifyReceipt } from "./verifier.js";
 import { fromIso } from "./isotime.js";
 
 const $ = (id) => document.getElementById(id);
@@ -228,9 +228,25 @@ function noteNode() {
  * (reported when checked). */
 function hintOf(text) {
   try {
-    const hint = parse(text)?.chain?.rpc_hint;
+    const hint = readReceipt(text)?.chain?.rpc_hint;
     return typeof hint === "string" && hint ? hint : null;
   } catch {
+    return null;
+  }
+}
+
+/** A receipt file's text, as csms verify reads one (UTF-8, a byte order mark dropped), or
+ * null: File.text() put U+FFFD for bytes that are no UTF-8 and read on, where csms verify
+ * reads no such file (a receipt VALID here, not read there). */
+async function fileText(file) {
+  try {
+    return new TextDecoder("utf-8", { fatal: true }).decode(await file.arrayBuffer());
+  } catch {
+    // nothing of an earlier receipt stays to be checked in its place
+    receiptText = null;
+    $("receipt-text").value = "";
+    $("loaded").textContent = "";
+    showError(`${file.name} is not UTF-8 text: not a receipt.`);
     return null;
   }
 }
@@ -250,7 +266,10 @@ function loadText(text, name) {
 
 async function run() {
   $("result").removeAttribute("data-status");
-  const text = $("receipt-text").value.trim() || receiptText;
+  // the text as it is (JSON's own blanks around it are read): trimmed, a no-break space or
+  // a line separator around a receipt csms verify does not read was dropped
+  const typed = $("receipt-text").value;
+  const text = typed.trim() ? typed : receiptText;
   if (!text) return showError("drop a receipt file on the page, choose it, or paste it.");
   const rpc = $("rpc").value.trim() || null;
   const rpcFromReceipt = rpc !== null && notChosen();
@@ -273,7 +292,7 @@ async function run() {
   if (cards.length && !driver) return showError("a card is checked against your escrow: give your driver address too.");
   let receipt;
   try {
-    receipt = parse(text);
+    receipt = readReceipt(text);
   } catch (exc) {
     return showError(`the receipt is not JSON: ${exc.message}`);
   }
@@ -305,7 +324,8 @@ function start() {
   }
   $("file").addEventListener("change", async () => {
     const file = $("file").files[0];
-    if (file) loadText(await file.text(), file.name);
+    const text = file ? await fileText(file) : null;
+    if (text !== null) loadText(text, file.name);
   });
   const drop = document.body;
   drop.addEventListener("dragover", (e) => {
@@ -317,8 +337,9 @@ function start() {
     e.preventDefault();
     drop.classList.remove("dragging");
     const file = e.dataTransfer.files[0];
-    if (file) {
-      loadText(await file.text(), file.name);
+    const text = file ? await fileText(file) : null;
+    if (text !== null) {
+      loadText(text, file.name);
       run();
     }
   });

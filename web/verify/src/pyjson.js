@@ -19,14 +19,18 @@ export class PyError extends Error {
   }
 }
 
+// Python's default sys.get_int_max_str_digits()
+export const MAX_INT_DIGITS = 4300;
 const NUMBER = /-?(?:0|[1-9]\d*)(\.\d+)?([eE][-+]?\d+)?/y;
 const STRING = /"(?:[^"\\\u0000-\u001f]|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*"/y;
 const WS = /[ \t\n\r]*/y;
 
 /** json.loads; `keyTwice(key)`, when given, is called for a key an object has twice (else
- * the last value counts, as in Python). */
-export function parse(text, { keyTwice = null } = {}) {
+ * the last value counts, as in Python); `maxDepth`, when given: arrays and objects nested
+ * deeper are refused (csms.protocol.frames.nested_beyond). */
+export function parse(text, { keyTwice = null, maxDepth = null } = {}) {
   let at = 0;
+  let depth = 0;
   const ws = () => {
     WS.lastIndex = at;
     WS.exec(text);
@@ -38,58 +42,70 @@ export function parse(text, { keyTwice = null } = {}) {
   const value = () => {
     ws();
     const c = text[at];
-    if (c === "{") {
+    if ((c === "{" || c === "[") && maxDepth !== null && depth >= maxDepth) {
+      fail(`nested deeper than ${maxDepth} levels`);
+    }
+    if (c === "{" || c === "[") {
+      depth++;
+      const inner = c === "{" ? object() : array();
+      depth--;
+      return inner;
+    }
+    if (c === '"') return string();
+    return scalar();
+  };
+  const object = () => {
+    at++;
+    const obj = Object.create(null);
+    ws();
+    if (text[at] === "}") {
       at++;
-      const obj = Object.create(null);
+      return obj;
+    }
+    for (;;) {
       ws();
+      if (text[at] !== '"') fail("expected a key");
+      const key = string();
+      ws();
+      if (text[at] !== ":") fail("expected ':'");
+      at++;
+      if (keyTwice !== null && Object.hasOwn(obj, key)) keyTwice(key);
+      obj[key] = value();
+      ws();
+      if (text[at] === ",") {
+        at++;
+        continue;
+      }
       if (text[at] === "}") {
         at++;
         return obj;
       }
-      for (;;) {
-        ws();
-        if (text[at] !== '"') fail("expected a key");
-        const key = string();
-        ws();
-        if (text[at] !== ":") fail("expected ':'");
-        at++;
-        if (keyTwice !== null && Object.hasOwn(obj, key)) keyTwice(key);
-        obj[key] = value();
-        ws();
-        if (text[at] === ",") {
-          at++;
-          continue;
-        }
-        if (text[at] === "}") {
-          at++;
-          return obj;
-        }
-        fail("expected ',' or '}'");
-      }
+      fail("expected ',' or '}'");
     }
-    if (c === "[") {
+  };
+  const array = () => {
+    at++;
+    const list = [];
+    ws();
+    if (text[at] === "]") {
       at++;
-      const list = [];
+      return list;
+    }
+    for (;;) {
+      list.push(value());
       ws();
+      if (text[at] === ",") {
+        at++;
+        continue;
+      }
       if (text[at] === "]") {
         at++;
         return list;
       }
-      for (;;) {
-        list.push(value());
-        ws();
-        if (text[at] === ",") {
-          at++;
-          continue;
-        }
-        if (text[at] === "]") {
-          at++;
-          return list;
-        }
-        fail("expected ',' or ']'");
-      }
+      fail("expected ',' or ']'");
     }
-    if (c === '"') return string();
+  };
+  const scalar = () => {
     for (const [word, v] of [["true", true], ["false", false], ["null", null],
       ["NaN", new PyFloat(NaN)], ["Infinity", new PyFloat(Infinity)],
       ["-Infinity", new PyFloat(-Infinity)]]) {
@@ -101,8 +117,17 @@ export function parse(text, { keyTwice = null } = {}) {
     NUMBER.lastIndex = at;
     const m = NUMBER.exec(text);
     if (!m) fail("unexpected character");
+    if (m[1] === undefined && m[2] === undefined) {
+      // Python's int() reads at most sys.get_int_max_str_digits() (4300) digits: json.loads
+      // refuses a longer integer, and so does this reader (no figure of a receipt has as
+      // many; the page said VALID for a receipt csms verify cannot read)
+      if (m[0].replace("-", "").length > MAX_INT_DIGITS) {
+        fail(`a number of more than ${MAX_INT_DIGITS} digits`);
+      }
+      at = NUMBER.lastIndex;
+      return BigInt(m[0]);
+    }
     at = NUMBER.lastIndex;
-    if (m[1] === undefined && m[2] === undefined) return BigInt(m[0]);
     return new PyFloat(Number(m[0]), m[0]);
   };
   const string = () => {

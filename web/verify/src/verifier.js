@@ -16,7 +16,7 @@ import { Dec, MAX_EXPONENT } from "./decimal.js";
 import { cmpTimes, fromSessionTime } from "./isotime.js";
 import * as ocmf from "./ocmf.js";
 import { fromHex, hex } from "./ocmf.js";
-import { canonical, eq, int, int16, isDict, le, PyError, PyFloat, repr, str, truthy } from "./pyjson.js";
+import { canonical, eq, int, isDict, le, parse, PyError, PyFloat, repr, str, truthy } from "./pyjson.js";
 
 export const VALID = "VALID";
 export const INVALID = "INVALID";
@@ -60,6 +60,7 @@ export const RECORD_FIELDS = [
   "kind", "authorization", "card_commitment",
 ];
 const OPTIONAL_FIELDS = ["meter_public_key", "limit_minor"];
+const COMMITTED = new Set([...RECORD_FIELDS, ...OPTIONAL_FIELDS]);
 // settlement/records.py INTEGER_FIELDS: the record's fields the central system writes as
 // JSON integers and the verifiers read as numbers; each must be one (not text, a float or
 // true/false): int() reads "0" as the card kind the entry packs, eq("0", 0n) is false
@@ -79,6 +80,23 @@ export const UNPAID_REASONS = {
 
 /** Not a receipt this verifier reads (one line for the driver). */
 export class ReceiptError extends Error {}
+
+// csms.protocol.frames.MAX_JSON_DEPTH: the nesting csms verify reads in a receipt file
+export const MAX_JSON_DEPTH = 1024;
+
+/** A receipt's text read as `csms verify` reads a receipt file (csms/cli/verify.py
+ * _read_json): a byte order mark dropped, then JSON as Python reads it, nested at most
+ * MAX_JSON_DEPTH levels, refusing an object that holds a key twice (each reader of such a
+ * text picks its own value: a viewer the first, these verifiers the last, so the receipt
+ * shows a figure other than the one verified). SyntaxError for what is not such JSON. */
+export function readReceipt(text) {
+  return parse(text.startsWith("\ufeff") ? text.slice(1) : text, {
+    maxDepth: MAX_JSON_DEPTH,
+    keyTwice: (key) => {
+      throw new SyntaxError(`the key ${repr(key)} is in one object twice`);
+    },
+  });
+}
 
 export class Verdict {
   constructor() {
@@ -194,18 +212,29 @@ function parseReceipt(receipt) {
     }
     const card = receipt.card ?? null; // optional: the salt of the record's card
     if (card !== null && !isDict(card)) throw new ReceiptError("card must be an object");
+    for (const [part, name] of [[receipt, "the receipt"], [entry, "entry"], [chunk, "chunk"],
+      [chain, "chain"], [payment, "payment"], [card ?? {}, "card"]]) {
+      const beyond = Object.keys(part).filter((key) => !RECEIPT_FIELDS[name].has(key));
+      if (beyond.length) throw new ReceiptError(`${name} has ${beyond.map(repr).join(", ")}, not a field of a receipt`);
+    }
     const missing = RECORD_FIELDS.filter((f) => !(f in record));
     if (missing.length) throw new ReceiptError(`the record lacks ${missing.join(", ")}`);
     return {
       record, samples,
       recordHash: hex32(need(entry, "record_hash"), "entry.record_hash"),
-      packed: int16(str(need(entry, "packed"))), position: int(need(entry, "position")),
-      ledger: int(need(chunk, "ledger")), firstSeq: int(need(chunk, "first_seq")),
-      count: int(need(chunk, "count")), digest: hex32(need(chunk, "digest"), "chunk.digest"),
-      chainId: int(need(chain, "chain_id")), contract: addressOf(need(chain, "contract")),
+      packed: packedOf(need(entry, "packed")),
+      position: whole(need(entry, "position"), "entry.position"),
+      ledger: ledgerOf(need(chunk, "ledger")),
+      firstSeq: whole(need(chunk, "first_seq"), "chunk.first_seq"),
+      count: whole(need(chunk, "count"), "chunk.count"),
+      digest: hex32(need(chunk, "digest"), "chunk.digest"),
+      chainId: whole(need(chain, "chain_id"), "chain.chain_id"),
+      contract: addressOf(need(chain, "contract")),
       txHash: hex32(need(chain, "tx_hash"), "chain.tx_hash"),
-      blockNumber: int(need(chain, "block_number")), paid: truthy(need(payment, "paid")),
-      amount: int(need(payment, "amount")), unit: int(need(payment, "unit")),
+      blockNumber: whole(need(chain, "block_number"), "chain.block_number"),
+      paid: paidOf(need(payment, "paid")), reason: reasonOf(payment.reason ?? null),
+      amount: whole(need(payment, "amount"), "payment.amount"),
+      unit: whole(need(payment, "unit"), "payment.unit"),
       cardSalt: card === null ? null : hex32(need(card, "salt"), "card.salt"),
       deployTx: deployTxOf(chain),
       // the operator's node (a hint, not checked: anything else is no node named)
@@ -216,6 +245,19 @@ function parseReceipt(receipt) {
     throw new ReceiptError(`malformed receipt: ${exc.message}`);
   }
 }
+
+// The fields of a receipt around its record, as the central system writes them (receipts.py
+// _FIELDS): a field beside them (a fee, a total in another currency) is a figure no
+// verifier checks, in a receipt that is VALID: not a receipt.
+const RECEIPT_FIELDS = {
+  "the receipt": new Set(["voltledger_receipt", "what_it_proves", "record", "samples", "entry",
+    "chunk", "payment", "chain", "card"]),
+  entry: new Set(["record_hash", "packed", "position"]),
+  chunk: new Set(["ledger", "first_seq", "count", "digest"]),
+  chain: new Set(["chain_id", "contract", "tx_hash", "block_number", "rpc_hint", "deploy_tx"]),
+  payment: new Set(["paid", "amount", "unit", "reason"]),
+  card: new Set(["salt"]),
+};
 
 // JSON's \udXXX escapes let a text hold half of a UTF-16 pair, which is no Unicode text:
 // JSON.stringify writes it as the escape again (a hash of it), Python cannot encode it (no
@@ -243,6 +285,13 @@ function holdsASurrogate(value) {
  * otherwise than the chain or the other verifier does (null: it is one; receipts.py
  * _unreadable). */
 function unreadable(record) {
+  // every field of the record is one its hash commits: a field beside them (a total, a
+  // second energy) is a figure the chain never saw, in a receipt whose hashes all match
+  const beyond = Object.keys(record).filter((name) => !COMMITTED.has(name));
+  if (beyond.length) {
+    return `${beyond.map(repr).join(", ")} ${beyond.length === 1 ? "is" : "are"}`
+      + " not a field of the record its hash commits";
+  }
   for (const name of INTEGER_FIELDS) {
     if (typeof record[name] !== "bigint") return `${name} ${repr(record[name])} is not an integer`;
   }
@@ -254,6 +303,46 @@ function unreadable(record) {
     }
   }
   return null;
+}
+
+// The figures of a receipt outside its record (its entry, chunk, chain and payment), each
+// compared with what the chain answers, read only as the central system writes them
+// (receipts.py _whole, _ledger, _packed, _paid, _reason): int() read 100.9 as 100, " 100",
+// "1_00" and true as numbers, Python's truth read "false" as paid, so a receipt showed a
+// figure other than the chain's and was VALID for it.
+
+/** A figure of the receipt outside its record: a JSON integer. */
+function whole(value, name) {
+  if (typeof value !== "bigint") throw new ReceiptError(`${name} ${repr(value)} is not an integer`);
+  return value;
+}
+
+/** chunk.ledger: text of decimal digits (no sign, blank or leading zero), or an integer. */
+function ledgerOf(value) {
+  if (typeof value === "string" && /^(?:0|[1-9][0-9]*)$/.test(value)) return BigInt(value);
+  return whole(value, "chunk.ledger");
+}
+
+/** entry.packed: 0x and hex digits, as Python's hex() writes it. */
+function packedOf(value) {
+  if (typeof value !== "string" || !/^0x[0-9a-fA-F]+$/.test(value)) {
+    throw new ReceiptError(`entry.packed ${repr(value)} is not 0x and hex digits`);
+  }
+  return BigInt(value);
+}
+
+/** payment.paid: true or false. */
+function paidOf(value) {
+  if (typeof value !== "boolean") throw new ReceiptError(`payment.paid ${repr(value)} is not true or false`);
+  return value;
+}
+
+/** payment.reason: the chain's reason code of an unpaid entry, or null. */
+function reasonOf(value) {
+  if (value !== null && typeof value !== "bigint") {
+    throw new ReceiptError(`payment.reason ${repr(value)} is not an integer or null`);
+  }
+  return value;
 }
 
 /** The receipt's contract: 0x and 40 hex digits, in any case (receipts.py _address). */
@@ -867,14 +956,17 @@ async function checkSettled(v, r, reader, pinned, driver, contract, cards, confi
     ? `${amount} x ${unit} base units were taken from the driver's escrow (driver ${str(record.driver_index)}) and credited to the host`
     : `not paid on chain: ${UNPAID_REASONS[unpaid.get(seq)] ?? unpaid.get(seq)}`;
   const units = record.unit === unit;
-  // the receipt's own payment lines must say what the chain did, to the unit
-  const stated = r.amount === amount && r.unit === unit;
+  // the receipt's own payment lines must say what the chain did, to the unit, and why an
+  // entry went unpaid (the chain's reason code; none for a paid one)
+  const reason = paidOnChain ? null : unpaid.get(seq);
+  const stated = r.amount === amount && r.unit === unit && r.reason === reason;
   const misread = await misreadDecimals(record, reader, unit, block);
   v.add("payment", paidOnChain === r.paid && eq(amount, record.price_minor) && stated && units
     && misread === null,
     detail + (paidOnChain === r.paid ? "" : `; the receipt says ${r.paid ? "paid" : "unpaid"}`)
     + (units ? "" : `; the record says a billing unit is ${repr(record.unit)} base units, the contract ${unit}`)
-    + (stated ? "" : `; the receipt says ${r.amount} x ${r.unit}`)
+    + (stated ? "" : `; the receipt says ${r.amount} x ${r.unit}`
+      + (r.reason === reason ? "" : `, unpaid reason ${str(r.reason)}`))
     + (misread === null ? "" : `; ${misread}`));
 }
 
