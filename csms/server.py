@@ -86,6 +86,7 @@ from csms.protocol import (
     choose_subprotocol,
     station_id_from_path,
 )
+from csms.service import defaults
 from csms.service.auth import verify_password
 from csms.service.certificates import Payload
 from csms.service.charging import ChargingService, UnknownStation, new_station
@@ -463,7 +464,8 @@ class CentralSystem:
         self._refusals: Counter[str] = Counter()  # refused logins by kind (their log)
         # each station's budget of transaction message bytes (csms.service.throttle)
         self.throttle = TransactionThrottle(settings.transaction_bytes_per_s,
-                                            settings.transaction_burst_bytes)
+                                            settings.transaction_burst_bytes,
+                                            min_charge=defaults.TRANSACTION_MIN_CHARGE)
         self._server: Server | None = None
         self._tls_server: Server | None = None
         self._conn_tasks: set[asyncio.Task[None]] = set()

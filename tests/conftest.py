@@ -24,6 +24,7 @@ POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 # server-level test modules that run on both storage backends
 BOTH_BACKENDS = {"test_sessions_v16.py", "test_sessions_v201.py", "test_console.py",
+                 "test_sessions_bound.py",
                  "test_transaction_ids_v16.py",
                  "test_configuration16.py", "test_pnc16.py"}
 

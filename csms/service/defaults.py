@@ -48,6 +48,7 @@ __all__ = [
     "TIME_PAST",
     "TRANSACTION_BURST_BYTES",
     "TRANSACTION_BYTES_PER_S",
+    "TRANSACTION_MIN_CHARGE",
     "TRANSFER_HOURS",
 ]
 
@@ -81,6 +82,11 @@ TRANSFER_HOURS = 24.0  # how long a log upload URL works (a firmware URL: its wi
 # replay after an outage comes in at the pace of its round trips (docs/reliability.md).
 TRANSACTION_BYTES_PER_S = 32 * 1024
 TRANSACTION_BURST_BYTES = 64 * 1024 * 1024
+# What a transaction message takes from that budget at least, whatever its frame's size: what
+# storing it may cost (a StartTransaction's frame is ~130 bytes; its session row, index
+# entries and events ~0.5 KB, ~1.3 KB with the close of a session it supersedes). Charged
+# by its frame alone, a station starting sessions took ~500,000 before its first wait.
+TRANSACTION_MIN_CHARGE = 2048
 # days station events (notifications, security events, DataTransfer, connections...) are
 # kept; older ones are deleted by csms serve (csms.service.retention); 0: kept for ever
 EVENT_RETENTION_DAYS = 90

@@ -156,7 +156,8 @@ class SessionUseCases(SignedDataChecks):
     """Transactions of both versions: start, stop, meter values, events; a session's
     billed energy when it completes."""
 
-    async def _resumed(self, tx: Tx, session: Session, action: str) -> bool:
+    async def _resumed(self, tx: Tx, session: Session, action: str, *,
+                       stalled_since: datetime | None = None) -> bool:
         """A driver's session in progress heard of again after a silence longer than
         :data:`SILENT_GRACE_S` (last written that long ago; ``action`` the message that
         brings it back, or the central system's own flag): it no longer counted against the
@@ -175,8 +176,11 @@ class SessionUseCases(SignedDataChecks):
         is held and what was accepted meanwhile. Whether it was heard of again after the
         grace (the caller writes it: the flag, if held, and its counting again). Judged on
         the session as the unit read it, before any write of it: no statement but for a
-        session silent that long (a reading's unit gains none)."""
-        at = session.updated_at
+        session silent that long (a reading's unit gains none).
+
+        ``stalled_since``: judged instead on when the session's energy last grew
+        (:meth:`_stalled_counts_again`: a session written all along, its energy still)."""
+        at = session.updated_at if stalled_since is None else stalled_since
         if at is None or session.status is not SessionStatus.ACTIVE or session.id is None \
                 or RESUMED in session.flags:
             return False
@@ -208,10 +212,45 @@ class SessionUseCases(SignedDataChecks):
                      session.station_id, session.id, at.isoformat(), action)
         await tx.add_station_event(session.station_id, RESUMED, {
             "session_id": session.id, "transaction_id": session.transaction_id,
-            "action": action, "silent_since": at.isoformat(), "silent_s": int(silent),
+            "action": action, "cause": "silent" if stalled_since is None else "no_energy",
+            "silent_since": at.isoformat(), "silent_s": int(silent),
             "grace_s": SILENT_GRACE_S, "uncounted_since": uncounted.isoformat(),
             "held": held, "accepted_meanwhile": meanwhile}, now)
         return True
+
+    def _stalled(self, session: Session) -> datetime | None:
+        """When the energy of ``session`` in progress last grew, if longer ago than
+        :data:`SILENT_GRACE_S`: since then plus the grace it has not counted against its
+        driver's escrow (``driver_exposure``), however often its station wrote it."""
+        since = session.energy_grew_at
+        if since is None or session.status is not SessionStatus.ACTIVE \
+                or (self.clock() - since).total_seconds() <= SILENT_GRACE_S:
+            return None
+        return since
+
+    async def _stalled_counts_again(self, tx: Tx, session: Session, action: str) -> None:
+        """``session``, in progress with no energy for longer than the grace (its station
+        kept it alive with readings that never grow, or none: :meth:`_stalled`), is to
+        count against its driver's escrow again (its energy grows, or it completes):
+        judged as a session heard of again after a silence (:meth:`_resumed`), from when its
+        energy last grew. Held at its completion when something of its driver's was
+        accepted on the escrow it no longer held; not otherwise (an overnight session whose
+        car was full, its driver charging nowhere else, is billed as usual)."""
+        since = self._stalled(session)
+        if since is not None:
+            await self._resumed(tx, session, action, stalled_since=since)
+
+    async def _energy_grew(self, tx: Tx, session: Session, before: int | None,
+                           action: str) -> None:
+        """A reading of ``session`` in progress, its energy ``before`` it: when the energy
+        grew, the session counts against its driver's escrow from now on again
+        (:meth:`_stalled_counts_again` first, for one that did not), ``energy_grew_at``
+        now. Readings that never grow leave it as it was: a station cannot keep a session
+        it delivers nothing on counted by writing it."""
+        if (session.energy_wh or 0) <= (before or 0):
+            return
+        await self._stalled_counts_again(tx, session, action)
+        session.energy_grew_at = self.clock()
 
     async def _notes(self, tx: Tx, session: Session, notes: list[ValueNote],
                      action: str) -> None:
@@ -315,6 +354,7 @@ class SessionUseCases(SignedDataChecks):
         it (:meth:`_judge_start`). A session with any hold flag is not queued.
         """
         assert session.id is not None
+        await self._stalled_counts_again(tx, session, "completed")
         before = billing_state(session)
         stored = await tx.energy_samples(session.id)
         data = stored if stored else samples
@@ -521,6 +561,33 @@ class SessionUseCases(SignedDataChecks):
                 await self._resumed(tx, other, "overlaps_session")
                 other.flag(OVERLAPS)
                 await tx.update_session(other)
+
+    async def _in_progress_bound(self, tx: Tx, session: Session) -> None:
+        """Keep ``session``'s station at most ``max_connectors`` sessions in progress, the
+        bound of the connectors it may have stored (csms.service.stations): a charger runs
+        no more sessions at once than it has connectors. A station that starts sessions on
+        ever new connector (EVSE) ids and never stops them (a broken or hostile one) would
+        otherwise keep any number active: each read by the driver exposure of its tag, the
+        limit checks and the console, and none ever settled or held. Its start is still
+        answered and stored (DESIGN.md: transaction data is never refused); the station's
+        oldest session in progress beyond the bound (the lowest id of the latest
+        ``max_connectors + 1``: one read of at most that many rows per start) is closed as a
+        session whose stop is lost (:meth:`_close`: at its last reading, held,
+        ``stop_lost``, its real stop reopens it while it is undecided), cause
+        ``sessions_in_progress``. A session's own EVSE is compared by :meth:`_overlaps`."""
+        if session.id is None:
+            return
+        limit = self.max_connectors
+        running = await tx.list_sessions(session.station_id, True, limit=limit + 1)
+        if len(running) <= limit:
+            return
+        for other in running[limit:]:
+            if other.id is None or other.id == session.id:
+                continue
+            end = await self._last_data(tx, other)
+            await self._close(tx, other, end, {
+                "cause": "sessions_in_progress", "limit": limit,
+                "new_session_id": session.id, "new_transaction_id": session.transaction_id})
 
     async def _overlap_event(self, tx: Tx, session: Session, other: Session,
                              until: datetime | None, other_until: datetime | None) -> None:
@@ -1266,6 +1333,7 @@ class SessionUseCases(SignedDataChecks):
                 meter_start_wh=meter_start_wh,
                 start_key=start_key,
                 limit_minor=cover.limit if auth is AuthStatus.ACCEPTED else None,
+                energy_grew_at=self.clock(),
             )
             if auth is not AuthStatus.ACCEPTED:
                 session.flag(f"auth_{auth.value.lower()}")
@@ -1293,6 +1361,7 @@ class SessionUseCases(SignedDataChecks):
             await self._notes(tx, session, notes or [], "StartTransaction")
             await self._check_times(tx, session, [timestamp], "StartTransaction")
             await self._overlaps(tx, session, timestamp)
+            await self._in_progress_bound(tx, session)
             if bound or len(session.flags) != flagged:
                 await tx.update_session(session)
             await self._session_event(tx, station_id, "session/started", session)
@@ -1441,7 +1510,9 @@ class SessionUseCases(SignedDataChecks):
                 # a lone phase's readings stand for the register's (``found`` has none)
                 power = await self._start_power(tx, session, found if lone is None else lone)
                 await self._start_in_dispute(tx, session, found, power)
+                grown_from = session.energy_wh
                 self._running_energy(session, found, power, lone)
+                await self._energy_grew(tx, session, grown_from, "MeterValues")
             if previous is not None:
                 reached = await self._check_limit(tx, session, previous, samples)
             elif session.limit_minor is not None \
@@ -1582,6 +1653,7 @@ class SessionUseCases(SignedDataChecks):
                     if beside is not None and beside.id is not None and ev.evse_id is not None
                     else ev.transaction_id,
                     started_at=ev.timestamp, evse_id=ev.evse_id, connector_id=ev.connector_id,
+                    energy_grew_at=now,
                 )
                 if ev.event_type != "Started":
                     session.flag("started_missing")
@@ -1686,6 +1758,7 @@ class SessionUseCases(SignedDataChecks):
                 session.evse_id, session.connector_id = ev.evse_id, ev.connector_id
             if created and ev.event_type != "Ended":  # an Ended one: checked as it completes
                 await self._overlaps(tx, session, session.started_at)
+                await self._in_progress_bound(tx, session)
             if master and (session.id_tag in (None, ev.id_tag)
                            or session.auth_status != AuthStatus.ACCEPTED.value):
                 # C16: it owns no transaction, nor authorizes one whose token was refused
@@ -1764,7 +1837,9 @@ class SessionUseCases(SignedDataChecks):
                 # a lone phase's readings stand for the register's (``found`` has none)
                 power = await self._start_power(tx, session, found if lone is None else lone)
                 await self._start_in_dispute(tx, session, found, power)
+                grown_from = session.energy_wh
                 self._running_energy(session, found, power, lone)
+                await self._energy_grew(tx, session, grown_from, "TransactionEvent")
             if previous is not None:
                 stop = await self._check_limit(tx, session, previous, ev.samples)
                 if stop is not None:

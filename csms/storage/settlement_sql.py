@@ -94,7 +94,8 @@ SETTLED_STATES = ", ".join(f"'{s.value}'" for s in (
 # chain's clock, which may run behind ours
 EXPIRED_GRACE_S = 3600
 # SILENT_GRACE_S (csms.service.holds): how long a session in progress its station sends
-# nothing for still counts against its driver's escrow (driver_exposure)
+# nothing for, or delivers no energy on, still counts against its driver's escrow
+# (driver_exposure)
 
 
 def _iso(at: datetime) -> str:
@@ -427,12 +428,17 @@ class SettlementSql(ABC):
         its expiry: a station that never ends such a session would hold the driver's
         escrow), nor a session in progress its station has sent nothing for (its last
         update, ``updated_at``) since more than :data:`SILENT_GRACE_S` before ``now_unix``
-        (a station gone silent would hold it for ever; one completed and not yet priced
-        counts whatever its age; one written again after that is held at its completion,
-        ``resumed_after_silence``, when something of the driver's was accepted meanwhile:
-        :meth:`accepted_for_driver`, csms.service.sessions); a session merely held counts at
-        its limit: an operator may release it."""
+        (a station gone silent would hold it for ever), nor one whose energy last grew
+        (``energy_grew_at``) more than that before (a station that keeps writing a session
+        it delivers nothing on, readings that never grow, would hold it for ever too). One
+        completed and not yet priced counts whatever its age; one written again after the
+        silence, or whose energy grows again or that completes after the grace without
+        energy, is held at its completion, ``resumed_after_silence``, when something of the
+        driver's was accepted meanwhile (:meth:`accepted_for_driver`,
+        csms.service.sessions); a session merely held counts at its limit: an operator may
+        release it."""
         driver = driver.lower()
+        grace = _iso(datetime.fromtimestamp(now_unix - SILENT_GRACE_S, UTC))
         row = await self.fetchone(
             "SELECT"
             " sum(CASE WHEN status = 'active' THEN 1 ELSE 0 END) AS active,"
@@ -449,11 +455,12 @@ class SettlementSql(ABC):
             # not yet in a chunk, its authorization expired: the contract pays it never
             " AND NOT ((status = 'active' OR price_minor IS NULL) AND id IN (SELECT session_id"
             " FROM session_authorizations WHERE session_id IS NOT NULL AND expiry < ?))"
-            # in progress, nothing heard of it since the grace (the rows read already: no
-            # further lookup)
-            " AND NOT (status = 'active' AND updated_at < ?)",
-            driver, driver, driver, driver, now_unix - EXPIRED_GRACE_S,
-            _iso(datetime.fromtimestamp(now_unix - SILENT_GRACE_S, UTC)))
+            # in progress, nothing heard of it, or no energy delivered on it, since the
+            # grace (the rows read already: no further lookup; a session stored before its
+            # energy's time was kept is judged by its last write)
+            " AND NOT (status = 'active' AND (updated_at < ?"
+            " OR coalesce(energy_grew_at, updated_at) < ?))",
+            driver, driver, driver, driver, now_unix - EXPIRED_GRACE_S, grace, grace)
         assert row is not None
         waiting = await self.fetchall(
             "SELECT body, limit_minor FROM session_authorizations WHERE driver = ?"

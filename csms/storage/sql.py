@@ -161,8 +161,8 @@ def _session_of(row: tuple[Any, ...]) -> Session:
     (id_, station_id, connector_id, evse_id, id_tag, auth_status, ocpp_version,
      transaction_id, started_at, stopped_at, reported_meter_start_wh, reported_meter_stop_wh,
      meter_start_wh, meter_stop_wh, energy_wh, status, stop_reason, flags, last_seq_no,
-     start_key, limit_minor, price_minor, currency, settlement_state, created_at,
-     updated_at) = row
+     start_key, limit_minor, energy_grew_at, price_minor, currency, settlement_state,
+     created_at, updated_at) = row
     return Session(
         id=id_, station_id=station_id, connector_id=connector_id, evse_id=evse_id,
         id_tag=id_tag, auth_status=auth_status, ocpp_version=ocpp_version,
@@ -176,7 +176,8 @@ def _session_of(row: tuple[Any, ...]) -> Session:
         energy_wh=energy_wh, status=_STATUS.get(status) or SessionStatus(status),
         stop_reason=stop_reason,
         flags=orjson.loads(flags), last_seq_no=last_seq_no, start_key=start_key,
-        limit_minor=limit_minor, price_minor=price_minor, currency=currency,
+        limit_minor=limit_minor, energy_grew_at=dt_from_db(energy_grew_at),
+        price_minor=price_minor, currency=currency,
         settlement_state=settlement_state, created_at=dt_from_db(created_at),
         updated_at=dt_from_db(updated_at),
     )
@@ -223,7 +224,7 @@ _SESSION_COLUMNS = (
     "station_id", "connector_id", "evse_id", "id_tag", "auth_status", "ocpp_version",
     "transaction_id", "started_at", "stopped_at", "reported_meter_start_wh",
     "reported_meter_stop_wh", "meter_start_wh", "meter_stop_wh", "energy_wh", "status",
-    "stop_reason", "flags", "last_seq_no", "start_key", "limit_minor",
+    "stop_reason", "flags", "last_seq_no", "start_key", "limit_minor", "energy_grew_at",
 )
 # What every read of sessions selects, as a tuple (no dict of 26 columns per row): the id,
 # _SESSION_COLUMNS, then what the use cases read besides, and last the time of the row's
@@ -321,7 +322,7 @@ def _session_fields(s: Session) -> tuple[Any, ...]:
             s.ocpp_version, s.transaction_id, s.started_at, s.stopped_at,
             s.reported_meter_start_wh, s.reported_meter_stop_wh, s.meter_start_wh,
             s.meter_stop_wh, s.energy_wh, s.status, s.stop_reason, tuple(s.flags),
-            s.last_seq_no, s.start_key, s.limit_minor)
+            s.last_seq_no, s.start_key, s.limit_minor, s.energy_grew_at)
 
 
 def _same(value: Any) -> Any:
@@ -340,7 +341,7 @@ def _flags_to_db(flags: tuple[str, ...]) -> str:
 _TO_DB: tuple[Callable[[Any], Any], ...] = (
     _same, _same, _same, _same, _same, _same, _same, dt_to_db, dt_to_db, _dec_to_db,
     _dec_to_db, _dec_to_db, _dec_to_db, _same, _status_to_db, _same, _flags_to_db,
-    _same, _same, _same)
+    _same, _same, _same, dt_to_db)
 _COLUMN_INDEXES = tuple(range(len(_SESSION_COLUMNS)))
 _FLAGS = _SESSION_COLUMNS.index("flags")
 SESSION_COLUMNS = _SESSION_COLUMNS  # for an adapter's own statements over them
@@ -1360,9 +1361,10 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
             "INSERT INTO sessions (station_id, connector_id, evse_id, id_tag, auth_status,"
             " ocpp_version, transaction_id, started_at, stopped_at, reported_meter_start_wh,"
             " reported_meter_stop_wh, meter_start_wh, meter_stop_wh, energy_wh, status,"
-            " stop_reason, flags, last_seq_no, start_key, limit_minor, created_at, updated_at,"
-            " price_minor, currency, settlement_state)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " stop_reason, flags, last_seq_no, start_key, limit_minor, energy_grew_at,"
+            " created_at, updated_at, price_minor, currency, settlement_state)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+            " ?)",
             [(*_to_db(_session_fields(s)), now, now, s.price_minor, s.currency,
               s.settlement_state) for s in sessions])
 

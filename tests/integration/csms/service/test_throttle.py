@@ -168,3 +168,40 @@ async def test_without_a_budget_nothing_waits(csms_server: RunningServer) -> Non
         for _ in range(5):
             await flood.send(650)
         assert csms_server.central.connections["FLOOD"].delayed == 0
+
+
+@pytest.mark.parametrize("version", ["ocpp1.6", "ocpp2.0.1"])
+async def test_small_messages_take_at_least_the_minimum_charge(
+    csms_server: RunningServer, version: str,
+) -> None:
+    """A station starts sessions as fast as it is answered, on ever new connectors, each
+    start a frame of ~150 bytes that stores a session row, its index entries and events
+    (~0.5 to ~1.3 KB): each takes at least ``TRANSACTION_MIN_CHARGE`` from its budget, so
+    the rows it makes are the budget's, not ten times more (charged by its frames, it got
+    ~8 to 16 times as many starts answered in the same time)."""
+    from csms.service.defaults import TRANSACTION_MIN_CHARGE
+
+    rate, burst = 4 * TRANSACTION_MIN_CHARGE, 4 * TRANSACTION_MIN_CHARGE
+    await restart(csms_server, transaction_bytes_per_s=rate, transaction_burst_bytes=burst)
+    await csms_server.add_station("STARTS")
+    async with await RawClient.connect(csms_server.url, "STARTS", [version]) as c:
+        started = time.monotonic()
+        answered = 0
+        while time.monotonic() - started < WINDOW:
+            answered += 1
+            if version == "ocpp1.6":
+                await c.result("StartTransaction", {
+                    "connectorId": answered, "idTag": f"X{answered}", "meterStart": 0,
+                    "timestamp": TS})
+            else:
+                await c.result("TransactionEvent", {
+                    "eventType": "Started", "timestamp": TS, "seqNo": 0,
+                    "triggerReason": "Authorized", "evse": {"id": answered, "connectorId": 1},
+                    "transactionInfo": {"transactionId": f"tx-{answered}"},
+                    "idToken": {"idToken": f"X{answered}", "type": "ISO14443"}})
+        took = time.monotonic() - started
+    print(f"\n{version}: {answered} starts answered in {took:.2f} s")
+    # the burst and the rate, in minimum charges, and the last one (its wait counts from
+    # its arrival)
+    assert answered <= (burst + rate * took) / TRANSACTION_MIN_CHARGE + 1
+    assert len(await csms_server.sessions("STARTS")) == answered  # every one stored

@@ -327,6 +327,40 @@ async def test_a_card_session_its_station_went_silent_on_stops_counting_after_th
                      "pending_minor": 0, "authorized": 0, "authorized_minor": 0}
 
 
+async def test_a_card_session_without_energy_stops_counting_after_the_grace(
+    repo: Repository,
+) -> None:
+    """A station that keeps writing a session of the driver's card (readings that never
+    grow: its last update is now) but delivered nothing on it since the grace: it holds
+    none of the driver's escrow. A session stored before the energy's time was kept (none)
+    is judged by its last update, as before."""
+    async def setup(tx: Tx) -> tuple[int, int]:
+        await tx.insert_station(Station(id="CP1", created_at=T0))
+        await tx.link_card("CARD", DRIVER, "0x00", "0x00", T0)
+        stalled = _session("1", "CARD", limit_minor=3_000, energy_grew_at=datetime.now(UTC)
+                           - timedelta(seconds=SILENT_GRACE_S + 60))
+        await tx.insert_session(stalled)
+        before = _session("2", "CARD", limit_minor=1_000)
+        await tx.insert_session(before)
+        assert stalled.id is not None and before.id is not None
+        return stalled.id, before.id
+
+    stalled, _ = await repo.unit(setup)
+    now = int(time.time())
+    exposure = await repo.read(lambda tx: tx.driver_exposure(DRIVER, now, 2_000))
+    assert (exposure["active"], exposure["in_flight_minor"]) == (1, 1_000), exposure
+
+    async def grown(tx: Tx) -> None:
+        session = await tx.get_session(stalled)
+        assert session is not None and session.energy_grew_at is not None
+        session.energy_grew_at = datetime.now(UTC)  # its energy grew: it counts again
+        await tx.update_session(session)
+
+    await repo.unit(grown)
+    exposure = await repo.read(lambda tx: tx.driver_exposure(DRIVER, now, 2_000))
+    assert (exposure["active"], exposure["in_flight_minor"]) == (2, 4_000), exposure
+
+
 async def test_a_session_its_station_reports_on_keeps_counting(repo: Repository) -> None:
     """Each message of a session (a reading, an event: the service writes the session
     back) is its update: a station that reports keeps its session counted however long

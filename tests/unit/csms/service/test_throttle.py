@@ -140,3 +140,14 @@ def test_a_second_flood_after_the_bucket_filled_again_is_reported_again() -> Non
     assert t.tokens("CP1") == 5000
     assert t.charge("CP1", 5000) == NO_DELAY
     assert t.charge("CP1", 2000).first
+
+
+def test_a_small_message_takes_the_minimum_charge() -> None:
+    """A frame smaller than ``min_charge`` takes ``min_charge``; a larger one its size."""
+    t = TransactionThrottle(1000, 10_000, clock=Clock(), min_charge=2048)
+    assert t.charge("CP1", 130) == NO_DELAY
+    assert t.tokens("CP1") == 10_000 - 2048
+    assert t.charge("CP1", 5000) == NO_DELAY
+    assert t.tokens("CP1") == 10_000 - 2048 - 5000
+    with pytest.raises(ValueError):
+        TransactionThrottle(1000, 10_000, min_charge=-1)
