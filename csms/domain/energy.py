@@ -9,7 +9,12 @@ Rules (DESIGN.md, "Protocol rules"):
 * Per-phase readings (``phase`` set) are parts, not the total: never summed in. A
   station whose only register is tagged with one phase (a single-phase Grizzl-E's
   "L1-N", lbbrhzn/ocpp#442) has its readings read as the total for the running energy
-  only (:func:`lone_phase_readings`); the stop bills meterStop less meterStart.
+  (:func:`lone_phase_readings`); and billed where the total leaves the session without a
+  start or a stop (:func:`billed_energy`: 2.0.1 has no meterStart/meterStop), under the
+  same rules as a total's, flagged ``billed_from_phase`` (not a hold). One phase's energy
+  is never more than the total's: a three-phase charger reporting one phase is
+  underbilled, never a driver overbilled. Registers of several phases, or a phase beside
+  a total, are never billed so. A 1.6 stop with meterStart and meterStop bills them.
 * Readings of connector 0 / the main meter and clock-aligned readings outside a
   transaction are never attached to a session (the service layer sees to that).
 * A missing or placeholder ``meterStart`` must never bill the meter's lifetime
@@ -83,8 +88,8 @@ from __future__ import annotations
 
 import functools
 import itertools
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Context, Decimal, getcontext, localcontext
 from typing import Any, ParamSpec, TypeVar
@@ -93,6 +98,7 @@ from csms.domain.model import MeterSample
 from csms.domain.tariff import DECIMALS, within_exponents
 
 __all__ = [
+    "BILLED_FROM_PHASE",
     "DEFAULT_MAX_POWER_W",
     "ENERGY_REGISTER",
     "MAX_PLAUSIBLE_POWER_W",
@@ -100,6 +106,7 @@ __all__ = [
     "START_TOLERANCE_WH",
     "EnergyResult",
     "Readings",
+    "billed_energy",
     "compute_energy",
     "counted_from_zero",
     "energy_between",
@@ -132,6 +139,9 @@ MAX_MULTIPLIER = 24
 # charger that writes kWh to one decimal, or whole, cannot say more), but never beyond a
 # kWh: steps coarser than that are no reading of a start.
 START_TOLERANCE_WH = Decimal(1000)
+# a session billed from the register of one phase, its only one (billed_energy): not a hold,
+# shown for the operator to spot a three-phase charger reporting one phase (underbilled)
+BILLED_FROM_PHASE = "billed_from_phase"
 # Clocks and sampling: energy may exceed power x duration by this much before it is
 # implausible (a minute at full power, and 1% for meter accuracy).
 POWER_SLACK_SECONDS = 60
@@ -253,6 +263,8 @@ class Readings:
     begins: tuple[tuple[Decimal, Decimal], ...] = ()
     # and its Transaction.End readings, the same way, to compare a meterStop with
     ends: tuple[tuple[Decimal, Decimal], ...] = ()
+    # the phase of the register read (:func:`lone_phase_readings`); None: the total
+    phase: str | None = None
 
 
 @_in_decimals
@@ -340,15 +352,49 @@ def lone_phase_readings(samples: Iterable[MeterSample]) -> Readings | None:
     register "L1-N", lbbrhzn/ocpp#442): no reading of the register without a phase, and
     every reading of it of one phase. None otherwise: a total is read as it is, and a
     three-phase charger's L1, L2 and L3 registers are parts of a total it did not send.
-    For a session's running energy only (csms.service.sessions): the stop bills meterStop
-    less meterStart."""
+    For a session's running energy (csms.service.sessions), and its bill where the total
+    gives none (:func:`billed_energy`)."""
     registers: list[MeterSample] = []
     for s in samples:  # most messages: their first register reading has no phase
         if s.measurand == ENERGY_REGISTER:
             if not s.phase or (registers and s.phase != registers[0].phase):
                 return None
             registers.append(s)
-    return register_readings(registers, phased=True) if registers else None
+    if not registers:
+        return None
+    return replace(register_readings(registers, phased=True), phase=registers[0].phase)
+
+
+def billed_energy(
+    samples: Sequence[MeterSample],
+    meter_start_wh: Decimal | None,
+    meter_stop_wh: Decimal | None,
+    started_at: datetime | None = None,
+    max_power_w: Decimal = DEFAULT_MAX_POWER_W,
+) -> tuple[Readings, EnergyResult]:
+    """The register a completed session is billed from among its ``samples``, and
+    :func:`energy_of` from it: the total's readings; but where they leave the session
+    without a start or a stop (no total reading at all, and no meterStart or meterStop to
+    stand for it: a 2.0.1 session, a 1.6 meterStop of 0 or beyond any meter) and its only
+    register is one phase's (:func:`lone_phase_readings`), that register's, under every
+    rule the total's follow, flagged ``billed_from_phase``. A phase never counts more than
+    the total (a single-phase charger's one phase is its total), so the driver is never
+    billed more than delivered; a three-phase charger reporting one phase bills less, the
+    flag shows it. Registers of several phases, a phase that changes its label, or any
+    reading of the total beside a phase's, and the total bills as before (held where it
+    gives no start or stop): no station bills more by tagging its readings with a phase
+    than it would sending them untagged."""
+    found = register_readings(samples)
+    result = energy_of(found, meter_start_wh, meter_stop_wh, started_at, max_power_w)
+    if found.readings or (result.meter_start_wh is not None
+                          and result.meter_stop_wh is not None):
+        return found, result
+    lone = lone_phase_readings(samples)
+    if lone is None or not lone.readings:
+        return found, result
+    read = energy_of(lone, meter_start_wh, meter_stop_wh, started_at, max_power_w)
+    read.flags.append(BILLED_FROM_PHASE)
+    return lone, read
 
 
 def _resolution_wh(sample: MeterSample) -> Decimal:

@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from zlib import crc32
 
-from csms.domain.energy import register_readings
+from csms.domain.energy import lone_phase_readings, register_readings
 from csms.domain.model import MeterSample
 
 __all__ = ["APART", "PARTS", "billed_readings", "event_digest", "parts_differing"]
@@ -75,15 +75,21 @@ def parts_differing(kept: int, sent: int) -> list[str]:
     return out
 
 
-def billed_readings(samples: Iterable[MeterSample]) -> list[list[str | None]]:
+def billed_readings(samples: Iterable[MeterSample],
+                    phased: bool = False) -> list[list[str | None]]:
     """What of ``samples`` a session is billed from: the readings of its total import
-    register (csms.domain.energy ``register_readings``: time, Wh, context) and its signed
+    register (csms.domain.energy ``register_readings``: time, Wh, context), and its signed
     meter data (time and the signed data as sent), sorted; two copies of an event whose
-    lists differ would bill differently."""
+    lists differ would bill differently. ``phased``: the session's only register is one
+    phase's (``lone_phase_readings``), which bills it (``billed_energy``): that
+    register's readings are read too."""
     samples = list(samples)
+    found = register_readings(samples)
+    if phased and not found.readings:
+        found = lone_phase_readings(samples) or found
     out: list[list[str | None]] = [
         [at.isoformat(), format(wh.normalize(), "f"), context]
-        for at, wh, context, *_ in register_readings(samples).readings]
+        for at, wh, context, *_ in found.readings]
     out += [[s.timestamp.isoformat(), None, repr(sorted((str(k), str(v))
                                                         for k, v in s.signed.items()))]
             for s in samples if s.signed is not None]

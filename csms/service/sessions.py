@@ -24,6 +24,7 @@ from urllib.parse import quote
 
 from csms.domain.energy import (
     Readings,
+    billed_energy,
     counted_from_zero,
     energy_between,
     energy_flags,
@@ -359,11 +360,16 @@ class SessionUseCases(SignedDataChecks):
         stored = await tx.energy_samples(session.id)
         data = stored if stored else samples
         station = await tx.get_station(session.station_id)
-        found = register_readings(data)
-        result = energy_of(
-            found, session.reported_meter_start_wh, session.reported_meter_stop_wh,
+        # the total's readings, or where they give no start or stop, a lone phase's
+        # register (csms.domain.energy ``billed_energy``): the readings every check below
+        # reads, what the session is billed from
+        found, result = billed_energy(
+            data, session.reported_meter_start_wh, session.reported_meter_stop_wh,
             session.started_at, self._start_power_of(station),
         )
+        if found.phase is not None:
+            log.info("= %s: session %s billed from its only register, of phase %s",
+                     session.station_id, session.id, found.phase)
         normal = _NORMAL_NOTES.get(session.ocpp_version, frozenset())
         flags = [f for f in result.flags if f not in normal]
         if not result.readings_decrease:  # only start/stop went backwards: decided below,
@@ -439,7 +445,7 @@ class SessionUseCases(SignedDataChecks):
         # the tariff valid at its start, for a session with a driver's limit
         tariff = None if session.limit_minor is None \
             else await tx.find_tariff(session.station_id, session.started_at)
-        self._overrun(session, data, tariff)
+        self._overrun(session, found, tariff)
         now = self.clock()  # when the stop arrived
         await self._judge_start(tx, session, station, now)
         await self._judge_before_authorization(tx, session, found, now, tariff)
@@ -499,14 +505,15 @@ class SessionUseCases(SignedDataChecks):
             self.clock())
 
     @staticmethod
-    def _overrun(session: Session, data: list[MeterSample], tariff: Tariff | None) -> None:
+    def _overrun(session: Session, found: Readings, tariff: Tariff | None) -> None:
         """Hold a session that ran far past its limit with no stop asked of it (a station
         that sent no reading to stop it at: csms.service.limits ``limit_overrun``);
-        ``tariff``: the one valid at its start (None: no limit, or no tariff)."""
+        ``found``: the readings it is billed from; ``tariff``: the one valid at its start
+        (None: no limit, or no tariff)."""
         if session.limit_minor is None:
             return
         over = None if tariff is None else limit_overrun(
-            tariff, session, [(r[0], r[1]) for r in register_readings(data).readings])
+            tariff, session, [(r[0], r[1]) for r in found.readings])
         if over is not None:
             session.flag(OVERRUN_FLAG)
             log.warning("! %s: session %s costs %d at its tariff, its limit is %d (margin %d)"
@@ -1256,9 +1263,13 @@ class SessionUseCases(SignedDataChecks):
         apart = bool(kept & APART)  # the first copy came late: its readings are not billed
         readings: dict[str, Any] = {}
         if "meter_value" in parts:
-            stored = [] if apart else [
-                s for s in await tx.energy_samples(session.id) if s.seq_no == ev.seq_no]
-            first, sent = billed_readings(stored), billed_readings(ev.samples)
+            every = [] if apart else await tx.energy_samples(session.id)
+            stored = [s for s in every if s.seq_no == ev.seq_no]
+            # a session whose only register is one phase's is billed from it
+            # (csms.domain.energy ``billed_energy``): copies that differ there, too
+            phased = lone_phase_readings([*every, *ev.samples]) is not None
+            first = billed_readings(stored, phased)
+            sent = billed_readings(ev.samples, phased)
             if first != sent:
                 readings = {"kept": None if apart else first[:_CONFLICT_READINGS],
                             "sent": sent[:_CONFLICT_READINGS]}

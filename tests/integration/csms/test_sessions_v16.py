@@ -402,3 +402,34 @@ async def test_a_stop_dated_before_its_readings_is_held(
     assert s["energy_wh"] == 13_000
     assert "readings_outside_session" in s["flags"]
     assert not await is_queued(csms_server, s["id"])
+
+
+async def test_a_placeholder_stop_is_read_from_a_lone_phase_register(
+    csms_server: RunningServer, station: RawClient
+) -> None:
+    """A single-phase charger whose one register is tagged "L1-N" stops with meterStop 0
+    (a value it had not read): its register's last reading is the stop (the 2,200 Wh it
+    delivered, not 0), flagged as billed from one phase; a meterStop it read bills as
+    reported, the phase register beside it only shown."""
+    txids = []
+    for hour, meter_start, meter_stop in ((10, 15000, 0), (11, 20000, 22500)):
+        txid = (await start(station, meter_start, ts=f"2026-03-01T{hour}:00:00Z"))[
+            "transactionId"]
+        txids.append(str(txid))
+        for minutes, wh in ((15, meter_start + 1000), (30, meter_start + 2200)):
+            await station.result("MeterValues", {
+                "connectorId": 1, "transactionId": txid, "meterValue": [mv(
+                    f"2026-03-01T{hour}:{minutes:02d}:00Z",
+                    {"value": str(wh), "phase": "L1-N",
+                     "measurand": "Energy.Active.Import.Register"})]})
+        await station.result("StopTransaction", {
+            "transactionId": txid, "meterStop": meter_stop,
+            "timestamp": f"2026-03-01T{hour}:31:00Z"})
+    placeholder, reported = [
+        next(s for s in await csms_server.sessions() if s["transaction_id"] == txid)
+        for txid in txids]
+    assert (placeholder["energy_wh"], placeholder["meter_stop_wh"]) == (2200, 17200)
+    assert placeholder["flags"] == ["meter_stop_placeholder", "billed_from_phase"]
+    assert (reported["energy_wh"], reported["flags"]) == (2500, [])
+    for s in (placeholder, reported):
+        assert s["status"] == "completed" and await is_queued(csms_server, s["id"])

@@ -275,3 +275,108 @@ async def test_main_meter_values_never_touch_sessions(
         meterValue=[reading("2026-03-01T11:00:00Z", 1600, "Transaction.End")]))
     [s] = await csms_server.sessions()
     assert s["energy_wh"] == 600
+
+
+# -- a register of one phase only (a single-phase charger: a Grizzl-E tags its "L1-N") -----
+def phased(ts: str, values: dict[str, float], context: str = "Sample.Periodic",
+           ) -> dict[str, Any]:
+    """A meter value of the import register in Wh, one sampled value per phase of
+    ``values`` ("total": the untagged register)."""
+    return {"timestamp": ts, "sampledValue": [
+        {"value": wh, "context": context, "measurand": "Energy.Active.Import.Register",
+         **({"phase": phase} if phase != "total" else {})} for phase, wh in values.items()]}
+
+
+async def lone_phase_session(station: RawClient, begin: dict[str, float],
+                             periodic: dict[str, float], end: dict[str, float]) -> Any:
+    """A session from 10:00 to 11:00 with the register's ``begin``, ``periodic`` (10:30)
+    and ``end`` readings, by phase ("total": the untagged register): the Ended event's
+    answer."""
+    await station.result("TransactionEvent", event(
+        "Started", 0, "2026-03-01T10:00:00Z", idToken=TOKEN, evse=EVSE,
+        meterValue=[phased("2026-03-01T10:00:00Z", begin, "Transaction.Begin")]))
+    await station.result("TransactionEvent", event(
+        "Updated", 1, "2026-03-01T10:30:00Z",
+        meterValue=[phased("2026-03-01T10:30:00Z", periodic)]))
+    return await station.result("TransactionEvent", event(
+        "Ended", 2, "2026-03-01T11:00:00Z",
+        meterValue=[phased("2026-03-01T11:00:00Z", end, "Transaction.End")]))
+
+
+async def test_a_session_whose_only_register_is_one_phase_is_billed_from_it(
+    csms_server: RunningServer, station: RawClient
+) -> None:
+    """A single-phase charger whose one register is tagged with its phase: billed from it
+    (5,200 Wh in an hour), not held, and flagged for the operator (a three-phase charger
+    reporting one phase would be underbilled)."""
+    await csms_server.add_tariff("0.39")
+    ended = await lone_phase_session(station, {"L1-N": 15000}, {"L1-N": 17500},
+                                     {"L1-N": 20200})
+    assert ended["totalCost"] == 2.03  # 5.2 kWh x 0.39 EUR = 2.028
+    [s] = await csms_server.sessions()
+    assert (s["status"], s["energy_wh"]) == ("completed", 5200)
+    assert (s["meter_start_wh"], s["meter_stop_wh"]) == (15000, 20200)
+    assert s["flags"] == ["billed_from_phase"]
+    assert await is_queued(csms_server, s["id"])
+
+
+@pytest.mark.parametrize(("begin", "periodic", "end", "flag"), [
+    # three phases, no total: parts of a total it did not send, never summed
+    ({"L1": 5000, "L2": 5000, "L3": 5000}, {"L1": 6000, "L2": 6000, "L3": 6000},
+     {"L1": 7000, "L2": 7000, "L3": 7000}, "meter_stop_missing"),
+    # one register whose phase changes label mid-session (the last reading far above)
+    ({"L1-N": 15000}, {"L1-N": 17500}, {"L2-N": 990000}, "meter_stop_missing"),
+    ({"L1": 15000}, {"L1-N": 17500}, {"L1-N": 990000}, "meter_stop_missing"),
+], ids=["three-phases", "label-changes", "label-written-otherwise"])
+async def test_several_phase_registers_are_held_not_billed(
+    csms_server: RunningServer, station: RawClient, begin: dict[str, float],
+    periodic: dict[str, float], end: dict[str, float], flag: str,
+) -> None:
+    await csms_server.add_tariff("0.39")
+    ended = await lone_phase_session(station, begin, periodic, end)
+    assert "totalCost" not in ended  # held: no cost rather than a wrong one
+    [s] = await csms_server.sessions()
+    assert s["status"] == "completed" and s["energy_wh"] == 0
+    assert {"meter_start_missing", flag} <= set(s["flags"])
+    assert "billed_from_phase" not in s["flags"]
+    assert not await is_queued(csms_server, s["id"])
+
+
+async def test_a_phase_register_above_the_total_beside_it_never_bills(
+    csms_server: RunningServer, station: RawClient
+) -> None:
+    """A hostile station sends the total and, beside it, a phase register far above it:
+    the total bills (1,000 Wh), the phase is never read."""
+    await csms_server.add_tariff("0.39")
+    ended = await lone_phase_session(
+        station, {"total": 15000, "L1-N": 15000}, {"total": 15500, "L1-N": 60000},
+        {"total": 16000, "L1-N": 90000})
+    assert ended["totalCost"] == 0.39
+    [s] = await csms_server.sessions()
+    assert (s["energy_wh"], s["flags"]) == (1000, [])
+    assert await is_queued(csms_server, s["id"])
+
+
+async def test_a_copy_with_other_readings_of_a_lone_phase_holds_the_session(
+    csms_server: RunningServer, station: RawClient
+) -> None:
+    """An Updated event sent again under its seqNo with another reading of the session's
+    only register, one phase's: the copies would bill differently (the phase bills the
+    session), so the first is kept and the session held, as for a total's."""
+    await csms_server.add_tariff("0.39")
+    await station.result("TransactionEvent", event(
+        "Started", 0, "2026-03-01T10:00:00Z", idToken=TOKEN, evse=EVSE,
+        meterValue=[phased("2026-03-01T10:00:00Z", {"L1-N": 15000}, "Transaction.Begin")]))
+    for wh in (17500, 90000):
+        await station.result("TransactionEvent", event(
+            "Updated", 1, "2026-03-01T10:30:00Z",
+            meterValue=[phased("2026-03-01T10:30:00Z", {"L1-N": wh})]))
+    [conflict] = await station_events(csms_server, "EV1", "seq_conflict")
+    assert conflict["held"] and conflict["kept"] == [
+        ["2026-03-01T10:30:00+00:00", "17500", "Sample.Periodic"]]
+    await station.result("TransactionEvent", event(
+        "Ended", 2, "2026-03-01T11:00:00Z",
+        meterValue=[phased("2026-03-01T11:00:00Z", {"L1-N": 20200}, "Transaction.End")]))
+    [s] = await csms_server.sessions()
+    assert s["energy_wh"] == 5200 and "seq_conflict" in s["flags"]
+    assert not await is_queued(csms_server, s["id"])

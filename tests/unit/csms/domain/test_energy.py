@@ -1,12 +1,15 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 
 from csms.domain.energy import (
+    BILLED_FROM_PHASE,
     DEFAULT_MAX_POWER_W,
+    billed_energy,
     compute_energy,
     counted_from_zero,
     energy_between,
@@ -118,11 +121,86 @@ def test_a_lone_phase_register_is_read_as_the_total() -> None:
     found = lone_phase_readings(samples)
     assert found is not None
     assert [r[1] for r in found.readings] == [Decimal("15174.00"), Decimal("15200.0")]
-    assert found == register_readings([s("15174.00", 10, location="Body"),
-                                       s("15.2", 12, unit="kWh", location="Body")])
+    assert found == replace(register_readings([s("15174.00", 10, location="Body"),
+                                               s("15.2", 12, unit="kWh", location="Body")]),
+                            phase="L1-N")
     assert energy_of(found, Decimal(0), None, T0).meter_stop_wh == Decimal("15200.0")
     # none of it counts where the registers are read as the total
     assert register_readings(samples).readings == ()
+
+
+def _l1(value: str, minutes: float, **kw: object) -> MeterSample:
+    """A single-phase charger's register, tagged with its phase (a Grizzl-E's "L1-N")."""
+    return s(value, minutes, phase="L1-N", **kw)
+
+
+def test_a_201_session_whose_only_register_is_one_phase_is_billed_from_it() -> None:
+    # 2.0.1: no meterStart/meterStop; the register at the start, then 5.2 kWh in an hour
+    found, r = billed_energy([_l1("15000", 0, context="Transaction.Begin"),
+                              _l1("17500", 30), _l1("20200", 60, context="Transaction.End")],
+                             None, None, T0)
+    assert found.phase == "L1-N"
+    assert (r.meter_start_wh, r.meter_stop_wh, r.energy_wh) == (15000, 20200, 5200)
+    assert (r.start_source, r.stop_source) == ("context", "context")
+    assert BILLED_FROM_PHASE in r.flags
+    assert "meter_start_missing" not in r.flags and "meter_stop_missing" not in r.flags
+    # without begin/end readings: its first and last readings
+    _, r = billed_energy([_l1("15000", 1), _l1("17500", 30), _l1("20200", 60)], None, None,
+                         T0)
+    assert (r.energy_wh, r.start_source, r.stop_source) == (5200, "sample", "sample")
+
+
+def test_a_lone_phase_is_billed_under_the_totals_rules() -> None:
+    # going backwards, begin readings that differ, a begin of 0 before a lifetime register
+    _, r = billed_energy([_l1("15000", 0), _l1("17500", 30), _l1("16000", 60)], None, None,
+                         T0)
+    assert "meter_went_backwards" in r.flags
+    _, r = billed_energy([_l1("15000", 0, context="Transaction.Begin"),
+                          _l1("14000", 1, context="Transaction.Begin"), _l1("16000", 60)],
+                         None, None, T0)
+    assert "begin_readings_differ" in r.flags and r.meter_start_wh == 15000
+    _, r = billed_energy([_l1("0", 0, context="Transaction.Begin"), _l1("4076447", 10),
+                          _l1("4077447", 20)], None, None, T0)
+    assert "meter_start_placeholder" in r.flags and r.energy_wh == 1000
+
+
+@pytest.mark.parametrize("samples", [
+    # three phases without a total: parts of a total nobody sent, never summed
+    [s("1700", 0, phase="L1"), s("1600", 0, phase="L2"), s("1700", 0, phase="L3"),
+     s("3700", 60, phase="L1"), s("3600", 60, phase="L2"), s("3700", 60, phase="L3")],
+    # one register whose label changes in the session
+    [_l1("15000", 0), s("90000", 60, phase="L2-N")],
+    [s("15000", 0, phase="L1"), _l1("90000", 60)],
+])
+def test_several_phase_registers_are_never_billed(samples: list[MeterSample]) -> None:
+    found, r = billed_energy(samples, None, None, T0)
+    assert found.readings == () and r.energy_wh == 0
+    assert {"meter_start_missing", "meter_stop_missing"} <= set(r.flags)
+    assert BILLED_FROM_PHASE not in r.flags
+
+
+def test_a_phase_beside_a_total_never_bills() -> None:
+    # a hostile station's L1-N register far above the total it also sends: the total bills
+    samples = [s("15000", 0), _l1("15000", 0), s("16000", 60), _l1("90000", 60)]
+    found, r = billed_energy(samples, None, None, T0)
+    assert found.phase is None and r.energy_wh == 1000
+    assert BILLED_FROM_PHASE not in r.flags
+    # a total that is no reading (beyond any meter) is a total all the same
+    found, r = billed_energy([s("1e30", 0), _l1("15000", 0), _l1("90000", 60)], None, None,
+                             T0)
+    assert found.phase is None and r.energy_wh == 0 and "meter_stop_missing" in r.flags
+
+
+def test_a_16_stop_with_its_readings_bills_them_not_the_phase() -> None:
+    # meterStart and meterStop bill, as before: the phase is not read, nor flagged
+    samples = [_l1("20000", 30)]
+    found, r = billed_energy(samples, Decimal(15000), Decimal(18000), T0)
+    assert found.phase is None and r.energy_wh == 3000 and r.flags == []
+    # a meterStop of 0 (a placeholder): the phase's last reading is the stop
+    found, r = billed_energy([_l1("16000", 30), _l1("17200", 60)], Decimal(15000), Decimal(0),
+                             T0)
+    assert found.phase == "L1-N" and r.energy_wh == 2200
+    assert BILLED_FROM_PHASE in r.flags and "meter_stop_placeholder" in r.flags
 
 
 def test_kwh_strings_are_exact() -> None:

@@ -49,3 +49,19 @@ def test_billed_readings_are_the_total_register_and_signed_data() -> None:
     assert billed_readings([sample("1500.00", context="Sample.Periodic")]) \
         == billed_readings(samples[:3])
     assert billed_readings(samples[1:3]) == []
+
+
+def test_billed_readings_are_a_lone_phase_register_without_a_total() -> None:
+    # a single-phase charger's one register, tagged "L1-N": a session is billed from it, so
+    # two copies that differ there would bill differently
+    lone = [sample("1500", phase="L1-N", context="Sample.Periodic")]
+    assert billed_readings(lone, phased=True) == [
+        ["2026-03-01T10:00:00+00:00", "1500", "Sample.Periodic"]]
+    assert billed_readings(lone, phased=True) != billed_readings(
+        [sample("1900", phase="L1-N", context="Sample.Periodic")], phased=True)
+    # beside a total, or one of several phases: never billed, not compared
+    assert billed_readings([*lone, sample("1400", context="Sample.Periodic")], phased=True) \
+        == [["2026-03-01T10:00:00+00:00", "1400", "Sample.Periodic"]]
+    assert billed_readings([*lone, sample("1600", phase="L2-N")], phased=True) == []
+    # a session with a total elsewhere: its phase parts bill nothing
+    assert billed_readings(lone) == []
