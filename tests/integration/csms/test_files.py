@@ -188,17 +188,27 @@ def files_settings(tmp_path: Path, scheme: str, **more: Any) -> Settings:
                     data_dir=str(tmp_path / "data"), call_timeout=5, **tls, **more)
 
 
+async def serving(settings: Settings, station: str | None = "A1"
+                  ) -> AsyncIterator[RunningServer]:
+    """A server of ``settings`` running, with ``station`` added, stopped after."""
+    running = RunningServer(settings)
+    await running.start()
+    try:
+        if station is not None:
+            await running.add_station(station)
+        yield running
+    finally:
+        await running.stop()
+
+
 @pytest.fixture(params=["http", "https"])
 async def guarded_files(request: pytest.FixtureRequest,
                         tmp_path: Path) -> AsyncIterator[RunningServer]:
     """A server whose file listener speaks http:// or https://, with a short handshake
     timeout so that a test reaches it."""
-    running = RunningServer(files_settings(tmp_path, request.param, handshake_timeout=1.0))
-    await running.start()
-    try:
+    async for running in serving(files_settings(tmp_path, request.param,
+                                                handshake_timeout=1.0), station=None):
         yield running
-    finally:
-        await running.stop()
 
 
 @pytest.fixture(params=["http", "https"])
@@ -206,13 +216,8 @@ async def shared_files(request: pytest.FixtureRequest,
                        tmp_path: Path) -> AsyncIterator[RunningServer]:
     """A server whose file listener speaks http:// or https://, with station A1 and the
     default handshake timeout (silent sockets stay for the length of a test)."""
-    running = RunningServer(files_settings(tmp_path, request.param))
-    await running.start()
-    await running.add_station("A1")
-    try:
+    async for running in serving(files_settings(tmp_path, request.param)):
         yield running
-    finally:
-        await running.stop()
 
 
 def files_port(server: RunningServer) -> int:
@@ -582,16 +587,10 @@ async def test_a_station_dropping_its_upload_again_and_again_does_not_fill_the_l
 async def hurried(tmp_path: Path) -> AsyncIterator[RunningServer]:
     """A server with station A1 whose file listener gives a request 1 s (the handshake
     timeout) before its body must keep pace."""
-    running = RunningServer(Settings(
-        db=str(tmp_path / "csms.sqlite3"), port=0, admin_port=0,
-        data_dir=str(tmp_path / "data"), call_timeout=5, max_upload_bytes=LIMIT,
-        transfer_hours=1.0, handshake_timeout=1.0))
-    await running.start()
-    await running.add_station("A1")
-    try:
+    async for running in serving(files_settings(
+            tmp_path, "http", max_upload_bytes=LIMIT, transfer_hours=1.0,
+            handshake_timeout=1.0)):
         yield running
-    finally:
-        await running.stop()
 
 
 async def trickle(url: str, head: str, piece: bytes, every: float,

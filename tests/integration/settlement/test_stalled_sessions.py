@@ -18,6 +18,7 @@ from support.client import RawClient
 
 from .test_card_payer import PRICE, settled
 from .test_credit import BOOT16, authorize, link, settling
+from .test_silent_sessions import stop16
 
 pytestmark = pytest.mark.parametrize("csms_db", BACKENDS, indirect=True)
 
@@ -56,14 +57,6 @@ async def reading(server: RunningServer, txid: int, wh: int,
                     "timestamp": (datetime.now(UTC) - ago).isoformat(),
                     "sampledValue": [{"value": str(wh), "unit": "Wh",
                                       "measurand": "Energy.Active.Import.Register"}]}]})
-
-
-async def stop16(server: RunningServer, txid: int, meter_stop: int) -> None:
-    async with await RawClient.connect(server.url, "CP16", ["ocpp1.6"]) as c:
-        await c.result("BootNotification", BOOT16)
-        await c.result("StopTransaction", {
-            "transactionId": txid, "meterStop": meter_stop,
-            "timestamp": datetime.now(UTC).isoformat(), "reason": "Local"})
 
 
 async def honest(server: RunningServer, tag: str) -> int:
