@@ -28,7 +28,8 @@ from csms.service.ports import Tx
 from csms.service.views import iso
 
 __all__ = [
-    "DECISIONS", "NEVER_RELEASED", "NOTICE_PERIOD", "RESUMED", "SILENT_GRACE_S", "HoldError",
+    "DECISIONS", "ENERGY_GREW_STEP_S", "NEVER_RELEASED", "NOTICE_PERIOD", "RESUMED",
+    "SILENT_GRACE_S", "HoldError",
     "billing_state", "deadline_state", "decide", "decide_by", "hold_fields", "notice_period",
 ]
 
@@ -49,6 +50,11 @@ NEVER_RELEASED = frozenset({"master_pass_start"})
 # reports again (broken, gone, or a hostile host's that started a session on a card's idTag
 # and never stops it) then holds the driver's escrow for half a day, not for ever.
 SILENT_GRACE_S = 12 * 3600
+# A session's time its energy last grew (Session.energy_grew_at) is written again only once
+# it is this old: most readings write nothing for it (each write was ~2.5% of a 1.6
+# message's instructions). So a session stops counting against its driver's escrow up to
+# this much before the grace is over since its energy last grew, never after
+ENERGY_GREW_STEP_S = 300
 # A driver's session written again (its station heard of again, mostly) after it was silent
 # for longer than SILENT_GRACE_S in progress: it counts against the escrow again, and is
 # held at its completion (a hold flag, csms.service.sessions) when the driver was charged

@@ -148,6 +148,11 @@ class Tx(Protocol):
     async def list_sessions(
         self, station_id: str | None = None, active: bool | None = None, limit: int = 1000
     ) -> list[Session]: ...
+    async def sessions_in_progress_beyond(self, station_id: str, keep: int,
+                                          limit: int = 1000) -> list[int]:
+        """The ids of the station's sessions in progress but its newest ``keep``, newest
+        first, at most ``limit``: none, for a station within the bound (one index read)."""
+        ...
     async def add_samples(
         self, station_id: str, samples: list[MeterSample], *, session_id: int | None,
         evse_id: int | None, connector_id: int | None, transaction_id: str | None,

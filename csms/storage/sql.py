@@ -896,6 +896,15 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
         params.append(limit)
         return [_session_of(r) for r in await self.fetchrows(sql, *params)]
 
+    async def sessions_in_progress_beyond(self, station_id: str, keep: int,
+                                          limit: int = 1000) -> list[int]:
+        # the index sessions_status (status, station_id) holds the ids in order: no row
+        # is read, and a station within the bound costs one probe
+        rows = await self.fetchrows(
+            "SELECT id FROM sessions WHERE status = 'active' AND station_id = ?"
+            " ORDER BY id DESC LIMIT ? OFFSET ?", station_id, limit, keep)
+        return [int(r[0]) for r in rows]
+
     async def limited_sessions(self, node: str) -> list[tuple[Session, int | None]]:
         # the status and the limit as the partial index sessions_limited names them
         rows = await self.fetchrows(

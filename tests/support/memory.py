@@ -363,6 +363,13 @@ class MemoryTx(Tx):
                and (active is None or (s.status is SessionStatus.ACTIVE) == active)]
         return [copy.deepcopy(s) for s in out[:limit]]
 
+    async def sessions_in_progress_beyond(self, station_id: str, keep: int,
+                                          limit: int = 1000) -> list[int]:
+        ids = sorted((i for i, s in self.s.sessions.items()
+                      if s.station_id == station_id and s.status is SessionStatus.ACTIVE),
+                     reverse=True)
+        return ids[keep:keep + limit]
+
     async def add_samples(
         self, station_id: str, samples: list[MeterSample], *, session_id: int | None,
         evse_id: int | None, connector_id: int | None, transaction_id: str | None,
