@@ -1253,7 +1253,9 @@ class SessionUseCases(SignedDataChecks):
         A ``seq_conflict`` station event names the session, the seqNo and the parts that
         differ, and where the meter values do, the billed register's readings of both
         copies (the first's as the session stored them). Where those differ (the copies
-        would bill differently), the session is held (``seq_conflict``) for the operator
+        would bill differently) and the copy's readings are not all later than every
+        reading the session has (a station whose counter restarted: ``restarted``, recorded,
+        not held), the session is held (``seq_conflict``) for the operator
         to release as the first copy billed it, or reject: an active one once it completes,
         a completed one not settled yet at once (a queued one leaves the queue, a release
         is used up, as for a 1.6 stop that differs). Each event's conflict is recorded
@@ -1282,8 +1284,17 @@ class SessionUseCases(SignedDataChecks):
             if first != sent:
                 readings = {"kept": None if apart else first[:_CONFLICT_READINGS],
                             "sent": sent[:_CONFLICT_READINGS]}
+                # a station whose counter restarted (a reboot mid-transaction) numbers its
+                # next events from 0 again: their readings come after every one the
+                # session has, and contradict none (not a second word on a moment
+                # already read). Recorded, never held: an honest reboot would otherwise
+                # wait for an operator; its stop still bills
+                latest = max((s.timestamp for s in every), default=None)
+                restarted = "timestamp" in parts and bool(ev.samples) and (
+                    latest is None or min(s.timestamp for s in ev.samples) > latest)
+                readings["restarted"] = restarted
         state = billing_state(session)
-        held = bool(readings) and not apart \
+        held = bool(readings) and not apart and not readings.get("restarted") \
             and (state == BillingState.ACTIVE or state in _UNSETTLED)
         if held and SEQ_CONFLICT not in session.flags:
             if state not in (BillingState.ACTIVE, BillingState.HELD):

@@ -130,7 +130,8 @@ async def test_a_copy_with_other_readings_is_recorded_once_and_holds_the_session
         "event_type": "Updated", "timestamp": "2026-03-01T10:10:00+00:00",
         "differs": ["meter_value"], "late": False, "billing": "active", "held": True,
         "kept": [["2026-03-01T10:10:00+00:00", "1500", "Sample.Periodic"]],
-        "sent": [["2026-03-01T10:10:00+00:00", "1900", "Sample.Periodic"]]}
+        "sent": [["2026-03-01T10:10:00+00:00", "1900", "Sample.Periodic"]],
+        "restarted": False}
     await station.result("TransactionEvent", event(
         "Ended", 2, T2, meterValue=[reading(T2, 2000, "Transaction.End")]))
     [s] = await csms_server.sessions()
@@ -138,6 +139,32 @@ async def test_a_copy_with_other_readings_is_recorded_once_and_holds_the_session
     assert "seq_conflict" in s["flags"] and not await is_queued(csms_server, s["id"])
     [hold] = await station_events(csms_server, "EV1", "billing_hold")
     assert hold["session_id"] == s["id"]
+
+
+async def test_a_station_whose_counter_restarted_is_recorded_not_held(
+        csms_server: RunningServer, station: RawClient) -> None:
+    """A station rebooted mid-transaction numbers its events from 0 again: its Updated
+    seq 1 after the reboot carries later readings than every one the session has. Nothing
+    of a moment already read is contradicted: recorded (``restarted``), not held, and its
+    stop bills as usual; a copy rewriting a moment the session has read still holds."""
+    await started(station)
+    await station.result("TransactionEvent", event(
+        "Updated", 1, T1, meterValue=[periodic(1500)]))
+    await station.result("TransactionEvent", event(
+        "Updated", 2, "2026-03-01T10:20:00Z",
+        meterValue=[periodic(1700, ts="2026-03-01T10:20:00Z")]))
+    after = "2026-03-01T10:40:00Z"  # rebooted: seq 1 again, a later reading
+    await station.result("TransactionEvent", event(
+        "Updated", 1, after, meterValue=[periodic(1900, ts=after)]))
+    [conflict] = await station_events(csms_server, "EV1", "seq_conflict")
+    assert (conflict["restarted"], conflict["held"]) == (True, False)
+    [s] = await csms_server.sessions()
+    assert "seq_conflict" not in s["flags"]
+    await station.result("TransactionEvent", event(
+        "Ended", 2, T2, meterValue=[reading(T2, 2000, "Transaction.End")]))
+    [s] = await csms_server.sessions()
+    assert s["status"] == "completed" and s["energy_wh"] == 1000
+    assert "seq_conflict" not in s["flags"] and await is_queued(csms_server, s["id"])
 
 
 async def test_a_copy_differing_beside_the_billed_register_is_recorded_not_held(
