@@ -24,6 +24,7 @@ from typing import Any
 from csms.domain.model import BILLING_HOLD_FLAGS, Session, SessionStatus
 from csms.service.billing import BillingState, billing_state, check_billing_transition
 from csms.service.defaults import HOLD_DEADLINE_WARNING, HOLD_DECISION_MARGIN
+from csms.service.limits import noticed_from
 from csms.service.ports import Tx
 from csms.service.views import iso
 
@@ -81,10 +82,7 @@ def decide_by(session: Session, notice_s: int | None) -> datetime | None:
     (neither clock is trusted alone), less :data:`HOLD_DECISION_MARGIN` to settle."""
     if notice_s is None or billing_state(session) != BillingState.HELD:
         return None
-    start = session.started_at
-    if session.created_at is not None and session.created_at < start:
-        start = session.created_at
-    return start + timedelta(seconds=notice_s) - HOLD_DECISION_MARGIN
+    return noticed_from(session) + timedelta(seconds=notice_s) - HOLD_DECISION_MARGIN
 
 
 def deadline_state(at: datetime | None, now: datetime) -> str | None:

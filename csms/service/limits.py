@@ -70,7 +70,8 @@ from csms.domain.tariff import Tariff, price_minor
 __all__ = [
     "EXPIRING_FLAG", "LIMIT_FLAG", "NOTICE_FLAG", "OVERRUN_FLAG", "REFUSED_FLAG", "STOPPING_FLAGS",
     "STOP_TAKEN",
-    "LimitReached", "limit_overrun", "limit_reached", "notice_stop_at", "price_so_far",
+    "LimitReached", "limit_overrun", "limit_reached", "notice_stop_at", "noticed_from",
+    "price_so_far",
     "stop_between_readings",
 ]
 
@@ -137,10 +138,18 @@ def notice_stop_at(session: Session, notice_s: int | None, stop_ahead_s: float
     trusted alone), as for a held session's time to be decided by."""
     if notice_s is None:
         return None
+    return noticed_from(session) + timedelta(seconds=notice_s - stop_ahead_s)
+
+
+def noticed_from(session: Session) -> datetime:
+    """Where a driver's notice period is counted from for ``session``: its start, the
+    earlier of the station's time and when the central system stored it (neither clock
+    is trusted alone). A withdrawal announced once the start was checked against the
+    escrow may be made the notice period later."""
     start = session.started_at
     if session.created_at is not None and session.created_at < start:
         start = session.created_at
-    return start + timedelta(seconds=notice_s - stop_ahead_s)
+    return start
 
 
 def stop_between_readings(tariff: Tariff | None, session: Session, now: datetime,

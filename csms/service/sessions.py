@@ -766,6 +766,18 @@ class SessionUseCases(SignedDataChecks):
             if counted is not None:
                 session.energy_wh = max(session.energy_wh or 0, counted)
 
+    async def _count_readings(self, tx: Tx, session: Session, found: Readings,
+                              lone: Readings | None, action: str) -> None:
+        """A message's register readings ``found`` (``lone``: its only register's, of one
+        phase, which stand for them) counted into ``session`` in progress: its start judged
+        (:meth:`_start_in_dispute`), its running energy (:meth:`_running_energy`) and when
+        that last grew (:meth:`_energy_grew`)."""
+        power = await self._start_power(tx, session, found if lone is None else lone)
+        await self._start_in_dispute(tx, session, found, power)
+        grown_from = session.energy_wh
+        self._running_energy(session, found, power, lone)
+        await self._energy_grew(tx, session, grown_from, action)
+
     @staticmethod
     async def _start_in_dispute(tx: Tx, session: Session, found: Readings,
                                 power_w: Decimal) -> None:
@@ -1197,6 +1209,26 @@ class SessionUseCases(SignedDataChecks):
         return session.stopped_at == stop.timestamp \
             and session.reported_meter_stop_wh == stop.meter_stop_wh
 
+    @staticmethod
+    async def _hold_unsettled(tx: Tx, session: Session, state: str, flag: str,
+                              now: datetime) -> None:
+        """Hold ``session`` for ``flag``, in billing state ``state``: active (flagged, held
+        when it completes) or not settled yet (:data:`_UNSETTLED`: a queued one leaves the
+        queue, a release is used up, as the worker's holds do; a ``billing_hold`` station
+        event names it). Nothing for a session held or active with ``flag`` already."""
+        assert session.id is not None
+        if flag in session.flags and state in (BillingState.ACTIVE, BillingState.HELD):
+            return
+        if state not in (BillingState.ACTIVE, BillingState.HELD):
+            check_billing_transition(state, BillingState.HELD)
+            await tx.dequeue_settlement(session.id)
+            session.flags = [f for f in session.flags if f != BillingState.RELEASED]
+        session.flag(flag)
+        await tx.update_session(session)
+        if state != BillingState.ACTIVE:
+            await tx.add_station_event(session.station_id, "billing_hold", {
+                "session_id": session.id, "flags": session.flags}, now)
+
     async def _stop_differs(self, tx: Tx, session: Session, stop: StopInfo) -> None:
         """A 1.6 StopTransaction for ``session``, completed by another stop (a station that
         stops twice, or corrects its stop; a hostile one that bills more): nothing of it is
@@ -1214,15 +1246,8 @@ class SessionUseCases(SignedDataChecks):
                 connector_id=session.connector_id, transaction_id=session.transaction_id)
         state = billing_state(session)
         held = state in _UNSETTLED
-        if held and (state != BillingState.HELD or STOP_DIFFERS not in session.flags):
-            if state != BillingState.HELD:
-                check_billing_transition(state, BillingState.HELD)
-                await tx.dequeue_settlement(session.id)
-                session.flags = [f for f in session.flags if f != BillingState.RELEASED]
-            session.flag(STOP_DIFFERS)
-            await tx.update_session(session)
-            await tx.add_station_event(session.station_id, "billing_hold", {
-                "session_id": session.id, "flags": session.flags}, now)
+        if held:
+            await self._hold_unsettled(tx, session, state, STOP_DIFFERS, now)
         log.warning("! %s: session %s stopped at %s (meterStop %s) has another stop at %s"
                     " (meterStop %s): %s", session.station_id, session.id,
                     session.stopped_at.isoformat() if session.stopped_at else None,
@@ -1294,18 +1319,10 @@ class SessionUseCases(SignedDataChecks):
                     latest is None or min(s.timestamp for s in ev.samples) > latest)
                 readings["restarted"] = restarted
         state = billing_state(session)
-        held = bool(readings) and not apart and not readings.get("restarted") \
+        held = bool(readings) and not apart and not readings["restarted"] \
             and (state == BillingState.ACTIVE or state in _UNSETTLED)
-        if held and SEQ_CONFLICT not in session.flags:
-            if state not in (BillingState.ACTIVE, BillingState.HELD):
-                check_billing_transition(state, BillingState.HELD)
-                await tx.dequeue_settlement(session.id)
-                session.flags = [f for f in session.flags if f != BillingState.RELEASED]
-            session.flag(SEQ_CONFLICT)
-            await tx.update_session(session)
-            if state != BillingState.ACTIVE:
-                await tx.add_station_event(session.station_id, "billing_hold", {
-                    "session_id": session.id, "flags": session.flags}, now)
+        if held:
+            await self._hold_unsettled(tx, session, state, SEQ_CONFLICT, now)
         log.warning("! %s: TransactionEvent %s seqNo %s of session %s sent again with other"
                     " %s: the first kept%s", session.station_id, ev.transaction_id,
                     ev.seq_no, session.id, ", ".join(parts),
@@ -1538,12 +1555,7 @@ class SessionUseCases(SignedDataChecks):
             await self._notes(tx, session, notes or [], "MeterValues")
             await self._check_times(tx, session, [s.timestamp for s in samples], "MeterValues")
             if found is not None:
-                # a lone phase's readings stand for the register's (``found`` has none)
-                power = await self._start_power(tx, session, found if lone is None else lone)
-                await self._start_in_dispute(tx, session, found, power)
-                grown_from = session.energy_wh
-                self._running_energy(session, found, power, lone)
-                await self._energy_grew(tx, session, grown_from, "MeterValues")
+                await self._count_readings(tx, session, found, lone, "MeterValues")
             if previous is not None:
                 reached = await self._check_limit(tx, session, previous, samples)
             elif session.limit_minor is not None \
@@ -1865,12 +1877,7 @@ class SessionUseCases(SignedDataChecks):
                 await self._complete(tx, session, ev.samples)
                 return auth, session
             if found is not None:
-                # a lone phase's readings stand for the register's (``found`` has none)
-                power = await self._start_power(tx, session, found if lone is None else lone)
-                await self._start_in_dispute(tx, session, found, power)
-                grown_from = session.energy_wh
-                self._running_energy(session, found, power, lone)
-                await self._energy_grew(tx, session, grown_from, "TransactionEvent")
+                await self._count_readings(tx, session, found, lone, "TransactionEvent")
             if previous is not None:
                 stop = await self._check_limit(tx, session, previous, ev.samples)
                 if stop is not None:
