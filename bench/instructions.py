@@ -17,6 +17,10 @@ instructions per message over the other's, the median of the pairs. Without it t
 baseline is this code again (a second round of the same code: the measure's own noise).
 
     python -m bench.instructions --stations 20 --sessions 3 --ocpp 1.6 --against /tmp/base
+
+``--serve-args`` gives this code's server more arguments (and ``--against-serve-args`` the
+other's): ``--serve-args "--event-loop uvloop"`` without ``--against`` measures a setting
+against the default on the same code.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import contextlib
 import json
 import os
 import re
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -87,8 +92,10 @@ async def _drive(port: int, pid: int, stations: int, sessions: int, ocpp: str,
     return int(found.group(1)), messages
 
 
-def measure(checkout: str, stations: int, sessions: int, ocpp: str) -> dict[str, Any]:
-    """One server of ``checkout`` under callgrind: instructions per message."""
+def measure(checkout: str, stations: int, sessions: int, ocpp: str,
+            serve_args: list[str] | None = None) -> dict[str, Any]:
+    """One server of ``checkout`` under callgrind: instructions per message (``serve_args``:
+    more arguments of its ``csms serve``)."""
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "callgrind.out"
 
@@ -97,7 +104,8 @@ def measure(checkout: str, stations: int, sessions: int, ocpp: str) -> dict[str,
                     f"--callgrind-out-file={out}", "--dump-instr=no",
                     sys.executable, "-m", "csms", "serve", "--port", str(ports[0]),
                     "--db", str(Path(folder) / "bench.sqlite3"), "--auto-register",
-                    "--admin-port", "-1", "--data-dir", folder, "--log-level", "error"]
+                    "--admin-port", "-1", "--data-dir", folder, "--log-level", "error",
+                    *(serve_args or [])]
 
         # every station auto-registers from loopback: no hourly share (the variable, not
         # the flag: a checkout from before the setting ignores it)
@@ -122,7 +130,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--against", default=None,
                         help="another checkout to compare with (default: this one again)")
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--serve-args", default="",
+                        help="more arguments of this code's csms serve, e.g. '--event-loop"
+                             " uvloop' (with no --against: one setting against the default)")
+    parser.add_argument("--against-serve-args", default="",
+                        help="the same for the checkout compared with")
     args = parser.parse_args(argv)
+    serve = {"this": shlex.split(args.serve_args),
+             "against": shlex.split(args.against_serve_args)}
     here = str(Path(__file__).resolve().parent.parent)
     against = str(Path(args.against).resolve()) if args.against else here
     pairs = []
@@ -130,7 +145,7 @@ def main(argv: list[str] | None = None) -> None:
         order = [("this", here), ("against", against)]
         if r % 2:
             order.reverse()
-        got = {name: measure(path, args.stations, args.sessions, args.ocpp)
+        got = {name: measure(path, args.stations, args.sessions, args.ocpp, serve[name])
                for name, path in order}
         pairs.append(got)
         print(json.dumps({"round": r, **got}), file=sys.stderr, flush=True)
@@ -138,7 +153,8 @@ def main(argv: list[str] | None = None) -> None:
               for p in pairs]
     print(json.dumps({
         "ocpp": args.ocpp, "stations": args.stations, "sessions": args.sessions,
-        "against": against,
+        "against": against, "serve_args": args.serve_args,
+        "against_serve_args": args.against_serve_args,
         "instructions_per_message": [p["this"]["instructions_per_message"] for p in pairs],
         "against_instructions_per_message": [p["against"]["instructions_per_message"]
                                              for p in pairs],

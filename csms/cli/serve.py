@@ -181,7 +181,7 @@ def serve(
         "ws_compression", "permessage-deflate: stateless (per message, no memory per idle"
         f" connection), context, off (one of {', '.join(COMPRESSION_MODES)})")] = None,
     event_loop: Annotated[str | None, setting_option(
-        "event_loop", "The event loop: asyncio (standard), uvloop, auto (uvloop where installed)"
+        "event_loop", "The event loop: auto (uvloop where installed), uvloop, asyncio (standard)"
         f" (one of {', '.join(EVENT_LOOPS)})")] = None,
     log_level: Annotated[str | None, setting_option(
         "log_level", f"One of {', '.join(LOG_LEVELS)}")] = None,

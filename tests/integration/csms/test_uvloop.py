@@ -67,7 +67,7 @@ async def _station(port: int) -> tuple[str | None, str | None, list[str]]:
 
 
 @pytest.mark.parametrize(("choice", "uv"), [("uvloop", True), ("auto", True),
-                                            ("asyncio", False), (None, False)])
+                                            ("asyncio", False), (None, True)])
 def test_serve_runs_on_the_loop_chosen(serve: object, choice: str | None, uv: bool) -> None:
     port, proc = serve(*(("--event-loop", choice) if choice else ()))  # type: ignore[operator]
     subprotocol, extension, answers = asyncio.run(_station(port))
@@ -90,7 +90,7 @@ def test_a_bad_event_loop_is_one_line(tmp_path: Path) -> None:
 
 
 def test_settings_and_factory() -> None:
-    assert Settings().event_loop == "asyncio"
+    assert Settings().event_loop == "auto"  # uvloop where installed
     with pytest.raises(SettingsError):
         Settings.load(event_loop="libuv")
     assert loop_factory("asyncio") is None
