@@ -30,7 +30,8 @@ Signatures expire by the chain's time (the latest block's timestamp): the worker
 them by it, never by its own clock. So does a driver's notice (a withdrawal, or lower
 terms, announced at a session's start may be made the contract's notice period later): a
 queued session whose start plus the notice comes within the wait does not wait for a
-fuller chunk.
+fuller chunk (one a chunk can take: a session waiting for its host to register its station
+on chain hurries none).
 
 Sessions held for an operator's decision wait for no worker, but a driver may withdraw,
 or lower the terms, the contract's notice period after announcing it: the worker keeps

@@ -14,7 +14,8 @@ Rules (DESIGN.md, "Protocol rules"):
   same rules as a total's, flagged ``billed_from_phase`` (not a hold). One phase's energy
   is never more than the total's: a three-phase charger reporting one phase is
   underbilled, never a driver overbilled. Registers of several phases, or a phase beside
-  a total, are never billed so. A 1.6 stop with meterStart and meterStop bills them.
+  a total, are never billed so. A 1.6 stop with meterStart and meterStop bills them,
+  unless meterStart is a placeholder 0 that register's readings show (below).
 * Readings of connector 0 / the main meter and clock-aligned readings outside a
   transaction are never attached to a session (the service layer sees to that).
 * A missing or placeholder ``meterStart`` must never bill the meter's lifetime
@@ -383,12 +384,39 @@ def billed_energy(
     flag shows it. Registers of several phases, a phase that changes its label, or any
     reading of the total beside a phase's, and the total bills as before (held where it
     gives no start or stop): no station bills more by tagging its readings with a phase
-    than it would sending them untagged."""
+    than it would sending them untagged. A 1.6 meterStart of 0 beside no reading of the
+    total is judged a placeholder against that register's readings as against a total's
+    (its lifetime register read 5 minutes after the start): the session then starts at
+    that register's reading, and is billed from it alone (its last reading the stop, a
+    meterStop below it the stop), flagged so."""
     found = register_readings(samples)
     result = energy_of(found, meter_start_wh, meter_stop_wh, started_at, max_power_w)
-    if found.readings or (result.meter_start_wh is not None
-                          and result.meter_stop_wh is not None):
+    if found.readings:
         return found, result
+    if result.meter_start_wh is not None and result.meter_stop_wh is not None:
+        if meter_start_wh != 0:
+            return found, result
+        # a meterStart of 0 beside no reading of the total: judged against the lone phase's
+        # readings as a total's would be (a single-phase charger's lifetime register tagged
+        # "L1-N"). Where it is a placeholder, the session starts at that register's reading
+        # and is billed from that register alone, its last reading the stop: a phase is
+        # never counted from one register's start to another's stop (a meterStop of the
+        # total, a three-phase charger's), a single-phase charger's last periodic reading
+        # bills less than its meterStop, never more
+        lone = lone_phase_readings(samples)
+        if lone is None or not lone.readings:
+            return found, result
+        read = energy_of(lone, meter_start_wh, None, started_at, max_power_w)
+        if "meter_start_placeholder" not in read.flags:
+            return found, result
+        if read.meter_stop_wh is not None and meter_stop_wh is not None \
+                and meter_stop_wh < read.meter_stop_wh:
+            # a meterStop below the phase's readings (no phase counts more than the total):
+            # the stop it reported, under the total's rule (the register went backwards
+            # where it is below by a kWh or more), never more than the total would bill
+            read = energy_of(lone, meter_start_wh, meter_stop_wh, started_at, max_power_w)
+        read.flags.append(BILLED_FROM_PHASE)
+        return lone, read
     lone = lone_phase_readings(samples)
     if lone is None or not lone.readings:
         return found, result

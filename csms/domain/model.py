@@ -245,7 +245,8 @@ class Session:
     # the most the driver's escrow pays for it (minor units of its tariff), taken at its
     # start; None: no driver pays it, no limit (csms.service.limits)
     limit_minor: int | None = None
-    # when its energy last grew, by the central system's clock (its start until it grows):
+    # when its energy last grew (or, priced by the minute below its limit, its price: at a
+    # message of its station), by the central system's clock (its start until it grows):
     # a session in progress that delivered nothing for longer than csms.service.holds
     # SILENT_GRACE_S no longer counts against its driver's escrow, however often its
     # station writes it. None for a session stored before it was kept; not compared

@@ -257,6 +257,13 @@ class SessionUseCases(SignedDataChecks):
         ``ENERGY_GREW_STEP_S`` old (a session that stalled is older than the grace)."""
         if (session.energy_wh or 0) <= (before or 0):
             return
+        await self._grew(tx, session, action)
+
+    async def _grew(self, tx: Tx, session: Session, action: str) -> None:
+        """What ``session`` in progress costs grew now (its energy, :meth:`_energy_grew`, or
+        its price by the minute below its limit, :meth:`_check_limit`): it counts against its
+        driver's escrow again (:meth:`_stalled_counts_again`), ``energy_grew_at`` now (once
+        that is ``ENERGY_GREW_STEP_S`` old)."""
         now = self.clock()
         grew = session.energy_grew_at
         if grew is not None and (now - grew).total_seconds() < ENERGY_GREW_STEP_S:
@@ -848,7 +855,8 @@ class SessionUseCases(SignedDataChecks):
         return (at or session.started_at), max(0, int(session.energy_wh or 0))
 
     async def _check_limit(self, tx: Tx, session: Session, previous: tuple[datetime, int] | None,
-                           samples: list[MeterSample]) -> LimitReached | None:
+                           samples: list[MeterSample], action: str = "MeterValues"
+                           ) -> LimitReached | None:
         """Whether the session, its energy updated with ``samples``, is to be stopped at what
         its driver pays (csms.service.limits): if so, once, it is flagged ``limit_reached``
         (stored by the caller's update) and a ``limit_reached`` station event names it."""
@@ -861,6 +869,14 @@ class SessionUseCases(SignedDataChecks):
         reading_at = max((s.timestamp for s in samples), default=previous[0])
         reached = limit_reached(tariff, session, now, previous, reading_at)
         if reached is None:
+            if tariff.per_minute > 0 and not any(f in session.flags for f in STOPPING_FLAGS):
+                # priced by the minute, below its limit: its price grows while it runs,
+                # energy or not (a car left plugged in, full). Counted against its driver's
+                # escrow as a session whose energy grows: its driver does not spend
+                # elsewhere what its parking runs up. No longer once its stop was asked
+                # (at its limit, its notice or its signature's expiry): a station that keeps
+                # it alive then keeps it counted no longer than the grace (SILENT_GRACE_S)
+                await self._grew(tx, session, action)
             return None
         await self._stopping(tx, session, reached, tariff)
         return reached
@@ -1879,7 +1895,8 @@ class SessionUseCases(SignedDataChecks):
             if found is not None:
                 await self._count_readings(tx, session, found, lone, "TransactionEvent")
             if previous is not None:
-                stop = await self._check_limit(tx, session, previous, ev.samples)
+                stop = await self._check_limit(tx, session, previous, ev.samples,
+                                               "TransactionEvent")
                 if stop is not None:
                     reached.append(stop)
             elif with_cost and session.limit_minor is not None \

@@ -550,10 +550,18 @@ class SettlementSql(ABC):
         """The earliest start of the queued sessions, the station's time or when the
         central system stored the session, whichever is earlier (neither clock is trusted
         alone): its driver may withdraw, or lower the terms, the contract's notice period
-        after it."""
+        after it. Of the sessions a chunk may take now: not one that waits for its host to
+        register its station on chain (a hosted station with no index, the session bound
+        to none and signed for none: settlement.worker ``_prepare``), which no chunk
+        settles however soon it is cut (a session waiting so for longer than the notice
+        made every pass cut a chunk at once, for every session completed meanwhile)."""
         row = await self.fetchone(
             "SELECT min(s.started_at) AS a, min(s.created_at) AS b FROM settlement_queue q"
-            " JOIN sessions s ON s.id = q.session_id")
+            " JOIN sessions s ON s.id = q.session_id"
+            " LEFT JOIN stations st ON st.id = s.station_id"
+            " WHERE st.chain_station IS NOT NULL OR st.host_address IS NULL"
+            " OR EXISTS (SELECT 1 FROM session_hosts h WHERE h.session_id = s.id)"
+            " OR EXISTS (SELECT 1 FROM session_authorizations a WHERE a.session_id = s.id)")
         if row is None:
             return None
         return min((datetime.fromisoformat(str(v)) for v in (row["a"], row["b"])

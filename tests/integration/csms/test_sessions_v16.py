@@ -404,6 +404,30 @@ async def test_a_stop_dated_before_its_readings_is_held(
     assert not await is_queued(csms_server, s["id"])
 
 
+async def test_a_placeholder_start_is_found_from_a_lone_phase_register(
+    csms_server: RunningServer, station: RawClient
+) -> None:
+    """A single-phase charger whose one register, tagged "L1-N", is its lifetime register
+    starts with meterStart 0 (a value it had not read) and stops with that register: its
+    first reading, 5 minutes after the start, is more than any charger delivers in that
+    time, so the session starts there (the 3,000 Wh of that register it delivered), as a
+    total's placeholder does - not the 253 kWh lifetime of meterStop less 0, which an hour
+    at the default power let through unheld."""
+    txid = (await start(station, 0))["transactionId"]
+    for at, wh in (("10:05", 250_000), ("10:30", 251_500), ("11:00", 253_000)):
+        await station.result("MeterValues", {
+            "connectorId": 1, "transactionId": txid, "meterValue": [mv(
+                f"2026-03-01T{at}:00Z", {"value": str(wh), "phase": "L1-N",
+                                         "measurand": "Energy.Active.Import.Register"})]})
+    await station.result("StopTransaction", {
+        "transactionId": txid, "meterStop": 253_000, "timestamp": "2026-03-01T11:01:00Z"})
+    [s] = await csms_server.sessions()
+    assert (s["meter_start_wh"], s["meter_stop_wh"], s["energy_wh"]) == (250_000, 253_000,
+                                                                          3_000)
+    assert {"meter_start_placeholder", "billed_from_phase"} <= set(s["flags"])
+    assert s["status"] == "completed" and await is_queued(csms_server, s["id"])
+
+
 async def test_a_placeholder_stop_is_read_from_a_lone_phase_register(
     csms_server: RunningServer, station: RawClient
 ) -> None:

@@ -123,3 +123,41 @@ async def test_a_session_whose_energy_grew_within_the_grace_keeps_its_escrow(
     done = await session(server, sid)
     assert done["status"] == "completed" and RESUMED not in done["flags"], done
     assert await station_events(server, "CP16", RESUMED) == []
+
+
+async def per_minute(server: RunningServer, cents: str) -> None:
+    """CP16's own tariff: 0.39 a kWh and ``cents`` (EUR) a minute, valid since long ago."""
+    from decimal import Decimal
+
+    from csms.domain.tariff import Tariff
+    from support import LONG_AGO
+
+    async def work(tx: Any) -> None:
+        await tx.add_tariff(Tariff("CP16", Decimal("0.39"), "EUR", 2,
+                                   per_minute=Decimal(cents), valid_from=LONG_AGO))
+
+    await server.repo.unit(work)
+
+
+@pytest.mark.parametrize(("cents", "elsewhere"), [
+    # 0.01 a minute: 7.30 of its 30.00 after the grace, its price still growing
+    ("0.01", "Blocked"),
+    # 0.10 a minute: its price reached its limit hours ago (its stop asked): it grows no more
+    ("0.10", "Accepted"),
+])
+async def test_a_session_priced_by_the_minute_counts_while_its_price_grows(
+    server: RunningServer, cents: str, elsewhere: str,
+) -> None:
+    """A car left plugged in, full, at a station that charges by the minute: its energy
+    grows no more, its price does. Counted by its energy alone, it held nothing of the
+    escrow after the grace: its greedy driver charged elsewhere on the escrow the parking
+    was running up, and its host, whose stop came at the limit, was left to an operator
+    and an escrow spent. It counts while its price grows below its limit; once there (its
+    stop asked), flat readings keep it counted no longer than the grace, as any other."""
+    await per_minute(server, cents)
+    await link(server, "CARD", deposit=3_000, max_per_minute=10)
+    sid, txid = await start_long_ago(server, "CARD")
+    await reading(server, txid, 0, ago=PAST_GRACE / 2)
+    await reading(server, txid, 0)
+    assert (await session(server, sid))["status"] == "active"
+    assert await authorize(server, "1.6", "CARD") == elsewhere

@@ -19,6 +19,7 @@ from csms.domain.tariff import BillingUnit, Tariff
 from csms.service.billing import billing_state
 from csms.service.charging import new_station
 from csms.service.holds import decide
+from csms.storage.open import open_repository
 from csms.storage.sqlite import SqliteRepository
 from settlement import wallet
 from settlement.chain import AnvilNode, Chain, ContractMissing
@@ -987,6 +988,57 @@ async def test_a_session_is_settled_before_a_withdrawal_announced_at_its_start_i
     # the driver may take the escrow
     await repo.unit(lambda tx: started(tx, ids[1], notice - 70 * 60))
     assert await worker.build_batches() == (1, 2)
+
+
+async def test_a_session_waiting_for_its_host_hurries_no_chunk(
+    db_url: str, memory_chain: Chain
+) -> None:
+    """A session of a hosted station its host has not registered on chain yet waits in the
+    queue, settled by no chunk (the contract pays no station index). Started longer ago
+    than the notice (a host registering a week late, or a station dating its start back
+    to its registration), it made every pass cut the other sessions at once, however few:
+    a chunk, a transaction's gas, for every session completed anywhere while it waited.
+    Its start no longer hurries a chunk it is not in; once its host registers, it does."""
+    repo = await open_repository(db_url)
+    try:
+        kit = Kit(memory_chain)
+        notice = int(memory_chain.info()["notice_period"])
+        [waiting] = await add_sessions(repo, 1, station="HOSTED")
+        [own] = await add_sessions(repo, 1)
+
+        async def started(tx: Any, sid: int, seconds_ago: int) -> None:
+            session = await tx.get_session(sid)
+            session.started_at = datetime.fromtimestamp(kit.now() - seconds_ago, UTC)
+            session.stopped_at = session.started_at + timedelta(minutes=30)
+            await tx.update_session(session)
+            await tx.dequeue_settlement(sid)  # completed a moment ago
+            await tx.enqueue_settlement(sid, datetime.now(UTC))
+
+        async def hosted(tx: Any) -> None:
+            st = await tx.get_station("HOSTED")
+            st.host_address = kit.account().address
+            await tx.update_station(st)
+            await started(tx, waiting, notice + 3600)
+            await started(tx, own, 3600)
+
+        await repo.unit(hosted)
+        worker = SettlementWorker(repo, memory_chain, max_wait=3600)
+        for _ in range(3):  # pass after pass: the own session waits for a fuller chunk
+            assert await worker.build_batches() == (0, 0)
+        assert await batches(repo) == []
+        # its host registers the station: it can be settled, and is at once (its driver's
+        # notice has run out), the own session with it
+        index = wallet.register_station(memory_chain, kit.account(), 22_000)
+
+        async def registered(tx: Any) -> None:
+            st = await tx.get_station("HOSTED")
+            st.chain_station = index
+            await tx.update_station(st)
+
+        await repo.unit(registered)
+        assert await worker.build_batches() == (1, 2)
+    finally:
+        await repo.close()
 
 
 async def test_a_session_priced_above_its_limit_is_paid_its_limit(

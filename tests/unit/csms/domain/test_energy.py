@@ -203,6 +203,41 @@ def test_a_16_stop_with_its_readings_bills_them_not_the_phase() -> None:
     assert BILLED_FROM_PHASE in r.flags and "meter_stop_placeholder" in r.flags
 
 
+def test_a_16_placeholder_start_is_found_from_a_lone_phase_register() -> None:
+    # meterStart 0 (a value not read) beside a single-phase charger's lifetime register
+    # tagged L1-N, its meterStop that register 12 hours on: 12 hours at 22 kW let 250 kWh
+    # through as energy, the lifetime register billed. Its first reading, 5 minutes after
+    # the start, is more than any charger delivers in that time: the start is there
+    samples = [_l1("250000", 5), _l1("254000", 360), _l1("257000", 700)]
+    found, r = billed_energy(samples, Decimal(0), Decimal(257100), T0, Decimal(22000))
+    assert found.phase == "L1-N"
+    assert "meter_start_placeholder" in r.flags and BILLED_FROM_PHASE in r.flags
+    # billed from that register alone: a phase's readings never mixed with a total's stop
+    assert (r.meter_start_wh, r.meter_stop_wh, r.energy_wh) == (250000, 257000, 7000)
+    # plausible readings, then the jump: started there, held
+    _, r = billed_energy([_l1("100", 5), *samples], Decimal(0), Decimal(257100), T0,
+                         Decimal(22000))
+    assert {"meter_start_placeholder", "energy_above_max_power"} <= set(r.flags)
+    assert r.energy_wh <= 7000
+    # a meterStop below the phase's readings: the register went backwards, as a total's
+    # would (untagged, these readings bill nothing): never the phase's 40 kWh
+    found, r = billed_energy([_l1("50000", 5), _l1("90000", 60)], Decimal(0), Decimal(100),
+                             T0, Decimal(22000))
+    assert found.phase == "L1-N" and "meter_went_backwards" in r.flags and r.energy_wh == 0
+    untagged = [replace(x, phase=None) for x in [_l1("50000", 5), _l1("90000", 60)]]
+    _, total = billed_energy(untagged, Decimal(0), Decimal(100), T0, Decimal(22000))
+    assert "meter_went_backwards" in total.flags and total.energy_wh == 0
+    # a meterStop of 0 too: the phase's last reading is the stop
+    _, r = billed_energy(samples, Decimal(0), Decimal(0), T0, Decimal(22000))
+    assert r.energy_wh == 7000 and BILLED_FROM_PHASE in r.flags
+    # a new meter's reading from 0 is energy: meterStart and meterStop bill as before
+    found, r = billed_energy([_l1("1800", 10)], Decimal(0), Decimal(2000), T0)
+    assert found.phase is None and (r.energy_wh, r.flags) == (2000, [])
+    # a meterStart that is not 0 is no placeholder: billed as reported
+    found, r = billed_energy(samples, Decimal(249900), Decimal(257100), T0, Decimal(22000))
+    assert found.phase is None and (r.energy_wh, r.flags) == (7200, [])
+
+
 def test_kwh_strings_are_exact() -> None:
     samples = [s("1000.000", 0, unit="kWh", context="Transaction.Begin"),
                s("1012.3456", 60, unit="kWh", context="Transaction.End")]
