@@ -117,6 +117,7 @@ class LinkStats:
     messages_in: int = 0
     calls_sent: int = 0
     errors_sent: int = 0  # CALLERRORs the endpoint sent by itself
+    dropped: int = 0  # messages dropped (an answer to no CALL of ours...)
     callerrors_in: int = 0  # CALLERRORs received for our CALLs
     latencies: list[float] | None = field(default=None)  # seconds, when kept
 
@@ -257,6 +258,7 @@ class Link:
         on_binary: Callable[[bytes], Awaitable[None]] | None = None,
         on_send_now: Callable[[SendNow], None] | None = None,
         hold_above: int | None = None,
+        log_every: Callable[[int], bool] | None = None,
     ) -> None:
         """``tap`` sees each message first and may consume it (returns True);
         ``on_binary`` takes a binary frame and ends the reading (without it, a binary
@@ -264,7 +266,9 @@ class Link:
         sent by itself; ``hold_above``: a CALL of more bytes is handled and answered
         before the next message is read (the link holds one such at a time: the
         channel's budget for large messages, csms.transport.LargeFrames, counts it until
-        the next read)."""
+        the next read); ``log_every``: whether the n-th answer the endpoint sent by itself,
+        or the n-th message dropped, is logged (None: each one; a peer decides how many
+        it causes)."""
         self.channel = channel
         self.endpoint = endpoint
         self.handler = handler
@@ -283,6 +287,7 @@ class Link:
         self._deferred: list[Callable[[], None]] = []
         self.closed = False
         self._hold_above = hold_above
+        self._log_every = log_every
         # the large CALL the reader waits for the worker to be done with
         self._held: tuple[IncomingCall, asyncio.Future[None]] | None = None
 
@@ -323,12 +328,14 @@ class Link:
                     self.stats.errors_sent += 1
                     if self._on_send_now is not None:
                         self._on_send_now(event)
-                    self.log.info("! %s %s: %s", self.name, event.reason, event.text[:200])
+                    self._note(self.stats.errors_sent, "%s: %s", event.reason,
+                               event.text[:200])
                     await self.send(event.text)
                 elif isinstance(event, IncomingResult | IncomingError):
                     self._resolve(event)
                 elif isinstance(event, Unmatched):
-                    self.log.info("! %s dropped: %s", self.name, event.reason)
+                    self.stats.dropped += 1
+                    self._note(self.stats.dropped, "dropped: %s", event.reason)
                 # an idle connection keeps no message while it waits for the next
                 del text, event
         except ChannelClosed:
@@ -363,6 +370,14 @@ class Link:
             del call, text  # nothing of the last CALL is kept while waiting for the next
             if self._deferred:
                 self._run_deferred()
+
+    def _note(self, count: int, what: str, *args: object) -> None:
+        """The info line of a message answered by the endpoint or dropped, the ``count``-th
+        of its kind on this link: when ``log_every`` says so, with the count."""
+        if self._log_every is None:
+            self.log.info("! %s " + what, self.name, *args)
+        elif self._log_every(count):
+            self.log.info("! %s " + what + " (%d so far)", self.name, *args, count)
 
     def _resolve(self, event: IncomingResult | IncomingError) -> None:
         """The answer to our CALL in flight (a method: the reader's frame keeps no

@@ -33,7 +33,7 @@ from types import TracebackType
 
 __all__ = [
     "MAX_MESSAGE_CHARS", "REDACTED", "SECRET_HEADERS", "SecretFilter", "install", "protect",
-    "redact", "traceback_text", "visible",
+    "redact", "traceback_text", "unshown_as_json", "visible",
 ]
 
 REDACTED = "<redacted>"
@@ -86,8 +86,12 @@ _PATTERNS = [
 # itself), DEL, the invisible format characters that reorder or hide text (bidi overrides
 # and isolates, zero widths, the byte order mark) and lone surrogates (no encoding
 # writes them: printed, they were an error).
-_UNSHOWN = re.compile(r"[\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e"
-                      r"\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\ud800-\udfff]")
+_BEYOND_C0 = (r"\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064"
+              r"\u2066-\u206f\ufeff\ufff9-\ufffb\ud800-\udfff")
+_UNSHOWN = re.compile(r"[\x00-\x1f" + _BEYOND_C0 + "]")
+# beyond the C0 controls: JSON text escapes those in its strings, and its indent's line
+# breaks are its own
+_UNSHOWN_IN_JSON = re.compile("[" + _BEYOND_C0 + "]")
 
 
 def _escaped(match: re.Match[str]) -> str:
@@ -102,6 +106,17 @@ def visible(text: str) -> str:
     return _UNSHOWN.sub(_escaped, text)
 
 
+def _json_escaped(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
+
+
+def unshown_as_json(text: str) -> str:
+    """JSON text with every character :func:`visible` escapes written as its JSON escape
+    (``\\u202e``): beyond the C0 controls JSON escapes already, such characters stand
+    only inside strings, which read back the same."""
+    return _UNSHOWN_IN_JSON.sub(_json_escaped, text)
+
+
 def _cut(message: str) -> str:
     """The message, or its first MAX_MESSAGE_CHARS characters and how many are left out."""
     if len(message) <= MAX_MESSAGE_CHARS:
@@ -110,10 +125,117 @@ def _cut(message: str) -> str:
             " characters not logged]")
 
 
+# The patterns above read a credential's value after its name only. A station writes the
+# fields of its objects in any order (JSON objects have none): a 1.6 KeyValue's "value"
+# before its "key", a 2.0.1 result's "attributeValue" before its "variable" or with the
+# "component" between them, a report's values in the variable's list of attributes.
+# Those are found by the objects they are in (:func:`_redact_objects`): a quoted string,
+# either quote, its escapes read (possessive: each character is read once), or a
+# character of structure. A string not closed runs to the end of the text: a quote is
+# never read again from a later one (a text of escaped quotes took time in its square).
+_TOKEN = re.compile(r"(?s)\"(?:[^\"\\]|\\.?)*+(?:\"|\Z)|'(?:[^'\\]|\\.?)*+(?:'|\Z)"
+                    r"|[{}\[\]:,]")
+# Objects and lists deeper than this are read as part of the one at this depth (an OCPP
+# payload is a few levels deep; a text of brackets makes no container for each one).
+_MAX_DEPTH = 16
+_SECRET_WORD = re.compile(_WORDS, re.IGNORECASE)
+_VALUE_WORD = re.compile(r"value[\"']", re.IGNORECASE)
+# the fields whose string is a value, and those whose string names what it is
+_VALUE_FIELDS = frozenset({"value", "attributevalue"})
+_NAME_FIELDS = frozenset({"key", "name"})
+
+
+class _Container:
+    """An object or a list being read by :func:`_redact_objects`."""
+
+    __slots__ = ("field", "is_object", "secret", "under", "values")
+
+    def __init__(self, is_object: bool, under: str | None) -> None:
+        self.is_object = is_object
+        self.under = under  # the field of the object it is the value of
+        self.field: str | None = None  # the field whose value comes next (an object's)
+        self.secret = False  # a "key" or "name" that holds a credential
+        self.values: list[tuple[int, int]] = []  # the value strings in it, at any depth
+
+
+def _redact_objects(text: str) -> str:
+    """``text`` with the value strings (``value``, ``attributeValue``) of every object
+    named like a credential replaced, in whatever order its fields come: an object whose
+    ``key`` or ``name`` holds a credential's word, or whose ``variable`` is such an object,
+    has the values in it, at any depth, redacted. Linear in the text's length; a text cut
+    in the middle of an object (a long message) is read up to its end."""
+    if _SECRET_WORD.search(text) is None or _VALUE_WORD.search(text) is None:
+        return text  # most lines: no token read (a cut line of tokens takes ~5 ms)
+    stack: list[_Container] = []
+    secret: list[tuple[int, int]] = []
+    key_next = False  # the next string of the innermost object is a field's name
+    beyond = 0  # the containers open beyond _MAX_DEPTH
+
+    def close() -> None:
+        done = stack.pop()
+        parent = stack[-1] if stack else None
+        if done.secret and (parent is None or done.under != "variable"):
+            secret.extend(done.values)
+            return
+        if parent is None:
+            return
+        if done.secret:  # a 2.0.1 result or report entry of that variable
+            parent.secret = True
+        # the longer list takes the shorter one: nesting never copies a list again
+        if len(parent.values) < len(done.values):
+            parent.values, done.values = done.values, parent.values
+        parent.values += done.values
+
+    for match in _TOKEN.finditer(text):
+        token = match.group()
+        top = stack[-1] if stack else None
+        if token in "{[":
+            if len(stack) < _MAX_DEPTH:
+                stack.append(_Container(token == "{", top.field if top is not None else None))
+            else:
+                beyond += 1
+            key_next = token == "{"
+        elif token in "}]":
+            if beyond:
+                beyond -= 1
+            elif top is not None:
+                close()
+            key_next = False
+        elif token == ",":
+            key_next = top is not None and top.is_object
+            if key_next and top is not None:
+                top.field = None
+        elif token == ":":
+            key_next = False
+        elif top is None or not top.is_object:
+            continue
+        elif key_next:
+            top.field = token[1:-1].lower()  # (a string cut by the end: its last letter)
+            key_next = False
+        elif top.field in _VALUE_FIELDS:
+            # a string cut by the end of the text has no closing quote
+            closed = len(token) > 1 and token[-1] == token[0]
+            top.values.append((match.start() + 1, match.end() - closed))
+        elif top.field in _NAME_FIELDS and _SECRET_WORD.search(token):
+            top.secret = True
+    while stack:  # a message cut inside its objects
+        close()
+    if not secret:
+        return text
+    parts: list[str] = []
+    at = 0
+    for start, end in sorted(secret):
+        if text[start:end] != REDACTED:
+            parts += (text[at:start], REDACTED)
+            at = end
+    parts.append(text[at:])
+    return "".join(parts)
+
+
 def redact(text: str) -> str:
     for pattern in _PATTERNS:
         text = pattern.sub(lambda m: m.group(1) + REDACTED, text)
-    return text
+    return _redact_objects(text)
 
 
 # the chunks of a formatted traceback that are ours (its head, the frames, the words between

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import Any
 
 from csms.link import CallFailed, CallTimeout, LinkClosed
 from csms.protocol import OcppError
@@ -25,28 +26,34 @@ RENEWAL_INTERVAL = 60.0  # seconds between rounds
 
 
 async def renew_due(central: CentralSystem, certs: CertificateUseCases) -> list[str]:
-    """One round: ask every due station connected here for a new CSR; the stations that
-    accepted."""
-    asked = []
-    for row in await certs.due_for_renewal():
-        conn = central.connections.get(row["station_id"])
-        if conn is None:
-            continue
-        call = build_call(conn.version, "renew-certificate", {})
-        try:
-            answer = await conn.call(call.action, call.payload)
-        except (LinkClosed, CallTimeout, CallFailed, OcppError) as exc:
-            log.info("! %s: renewal not asked: %r", row["station_id"], exc)
-            continue
-        if answer.get("status") == "Accepted":
-            await certs.renewal_requested(row["serial"])
-            asked.append(row["station_id"])
-            log.info("= %s: asked for a new CSR (certificate %s ends %s)", row["station_id"],
-                     row["serial"], row["not_after"].isoformat())
-        else:
-            log.info("! %s: renewal trigger answered %s", row["station_id"],
-                     answer.get("status"))
-    return asked
+    """One round: ask every due station connected here for a new CSR, each on its own (a
+    station slow to answer, or that never does, holds no other station's renewal); the
+    stations that accepted, in the order they are due."""
+    rows = [row for row in await certs.due_for_renewal()
+            if row["station_id"] in central.connections]
+    accepted = await asyncio.gather(*(_ask(central, certs, row) for row in rows))
+    return [row["station_id"] for row, yes in zip(rows, accepted, strict=True) if yes]
+
+
+async def _ask(central: CentralSystem, certs: CertificateUseCases,
+               row: dict[str, Any]) -> bool:
+    """Ask the station of the certificate ``row`` for a new CSR: whether it accepted."""
+    conn = central.connections.get(row["station_id"])
+    if conn is None:
+        return False
+    call = build_call(conn.version, "renew-certificate", {})
+    try:
+        answer = await conn.call(call.action, call.payload)
+    except (LinkClosed, CallTimeout, CallFailed, OcppError) as exc:
+        log.info("! %s: renewal not asked: %r", row["station_id"], exc)
+        return False
+    if answer.get("status") != "Accepted":
+        log.info("! %s: renewal trigger answered %s", row["station_id"], answer.get("status"))
+        return False
+    await certs.renewal_requested(row["serial"])
+    log.info("= %s: asked for a new CSR (certificate %s ends %s)", row["station_id"],
+             row["serial"], row["not_after"].isoformat())
+    return True
 
 
 async def run_renewal(central: CentralSystem, certs: CertificateUseCases,

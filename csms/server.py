@@ -226,6 +226,7 @@ class StationConnection:
             self._handle, name=station_id, call_timeout=call_timeout,
             max_queued_calls=MAX_QUEUED_CALLS, log=log, on_binary=self._refuse_binary,
             on_send_now=self._rejected, hold_above=LARGE_FRAME_BYTES,
+            log_every=worth_logging,  # a station decides how many it causes
         )
 
     @property

@@ -184,6 +184,26 @@ def _actors(request: web.Request) -> tuple[str, str | None]:
     return f"admin@{request.remote}", claimed or None
 
 
+# The largest station's answer an audit entry keeps, in bytes of JSON. A station chooses
+# its answer's size up to the frame limit (a GetConfiguration of thousands of keys, a
+# report of every variable): kept whole, each command it answered wrote up to a megabyte
+# into a row kept for ever, and the audit's pages read them back. Beyond it the entry
+# keeps the command's result without the answer, and the answer's size.
+AUDIT_RESPONSE_BYTES = 8192
+
+
+def audited_result(result: dict[str, Any]) -> dict[str, Any]:
+    """A command's result as the audit log keeps it: the station's answer (``response``)
+    only up to :data:`AUDIT_RESPONSE_BYTES`, else its size (``response_bytes``)."""
+    response = result.get("response")
+    if response is None:
+        return result
+    size = len(dumps(response).encode())
+    if size <= AUDIT_RESPONSE_BYTES:
+        return result
+    return {**{k: v for k, v in result.items() if k != "response"}, "response_bytes": size}
+
+
 class AdminApi:
     def __init__(
         self, central: CentralSystem, repo: Repository, token: str, metrics: Metrics,
@@ -468,11 +488,12 @@ class AdminApi:
                      claimed_actor: str | None = None) -> None:
         ok = status in (200, 202)  # 202: queued for a station that is offline
         # what the audit trail keeps: no credential sent (one answered never gets here:
-        # OperatorCommands redacts the station's answer)
+        # OperatorCommands redacts the station's answer), no station's answer of any size
         logged = redacted_args(command, body)
+        kept = audited_result(result)
 
         async def audit(tx: Tx) -> None:
-            await tx.add_audit(actor, command, station_id, logged, result, ok,
+            await tx.add_audit(actor, command, station_id, logged, kept, ok,
                                datetime.now(UTC), claimed_actor)
 
         await self.repo.unit(audit)

@@ -308,9 +308,13 @@ async def known_station(tx: Tx, station: str | None) -> None:
 
 
 def print_json(data: Any) -> None:
+    """``data`` as JSON on stdout; what a terminal would obey rather than show (a
+    station's DEL, C1 control, bidi override or zero width: JSON escapes the C0 controls
+    only) written as its ``\\u`` escape, which reads back as the same string."""
+    from csms.logsafe import unshown_as_json
     from csms.protocol.frames import dumps  # an integer beyond 64 bits too
 
-    sys.stdout.write(dumps(data, indent=True) + "\n")
+    sys.stdout.write(unshown_as_json(dumps(data, indent=True)) + "\n")
 
 
 def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], *,

@@ -49,7 +49,7 @@ from csms.service.ports import Repository, Tx
 from csms.service.quota import PayloadQuota, Verdict
 
 __all__ = ["MAX_VARIABLES", "OCPP16", "PNC_KEY", "PNC_OPTION", "DeviceModel", "ModelRefusal",
-           "rows_from_configuration", "rows_from_report", "var_key"]
+           "is_secret_name", "rows_from_configuration", "rows_from_report", "var_key"]
 
 log = logging.getLogger("csms.service")
 
@@ -66,6 +66,19 @@ PNC_OPTION = "pnc"
 PNC_KEY = "ISO15118PnCEnabled"
 MONITOR_TYPES = ("UpperThreshold", "LowerThreshold", "Delta", "Periodic",
                  "PeriodicClockAligned")
+
+
+# Configuration keys (1.6) and variables (2.0.1) that hold a credential: the 1.6
+# security whitepaper's AuthorizationKey, 2.0.1 SecurityCtrlr.BasicAuthPassword, and
+# by name anything that looks like a password or a secret. Their values are never
+# stored in the device model, whoever gives them (a station's report or answer, the
+# operator's command), nor quoted in a refusal.
+_SECRET_NAME = re.compile(r"password|passphrase|secret|authorizationkey", re.IGNORECASE)
+
+
+def is_secret_name(name: str) -> bool:
+    """A configuration key or COMPONENT.VARIABLE name whose value is a credential."""
+    return bool(_SECRET_NAME.search(name))
 
 
 class ModelRefusal(ValueError):
@@ -115,12 +128,15 @@ def _text(value: Any, limit: int) -> str | None:
 
 
 def rows_from_report(report_data: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """ReportDataType entries -> device model rows (one per attribute)."""
+    """ReportDataType entries -> device model rows (one per attribute); the value of a
+    credential (:func:`is_secret_name`: a station may report BasicAuthPassword's, though
+    write-only) is not stored."""
     rows = []
     for item in report_data:
         component, variable = item["component"], item["variable"]
         chars = item.get("variableCharacteristics") or {}
         evse = component.get("evse") or {}
+        secret = is_secret_name(f"{component.get('name', '')}.{variable.get('name', '')}")
         for attr in item.get("variableAttribute") or [{}]:
             kind = attr.get("type", "Actual")
             rows.append({
@@ -131,7 +147,7 @@ def rows_from_report(report_data: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "variable": str(variable["name"]),
                 "variable_instance": variable.get("instance"),
                 "attribute_type": kind,
-                "value": _text(attr.get("value"), 2500),
+                "value": None if secret else _text(attr.get("value"), 2500),
                 "mutability": attr.get("mutability", "ReadWrite"),
                 "data_type": chars.get("dataType"),
                 "unit": chars.get("unit"),
@@ -465,7 +481,9 @@ class DeviceModel:
                 raise ModelRefusal(f"{name} is ReadOnly on {station_id}")
             why = check_value(row, str(value))
             if why is not None:
-                raise ModelRefusal(f"{name}={str(value)[:40]!r}: {name} takes {why}")
+                # a credential is not quoted: the refusal is the command's answer, audited
+                shown = "<redacted>" if is_secret_name(str(name)) else repr(str(value)[:40])
+                raise ModelRefusal(f"{name}={shown}: {name} takes {why}")
 
     async def check_get(self, station_id: str, names: list[str]) -> None:
         rows = {r["var_key"]: r for r in await self.variables(station_id)}
@@ -482,16 +500,19 @@ class DeviceModel:
 
     async def record_results(self, station_id: str, response: dict[str, Any],
                              sent: dict[str, Any] | None = None) -> None:
-        """Write back what a GetVariables / SetVariables answer says was read or set."""
+        """Write back what a GetVariables / SetVariables answer says was read or set; a
+        credential's value (a password read back, or the new one set) is not stored."""
         now = self.clock()
         updates: dict[str, str] = {}
         for r in response.get("getVariableResult") or []:
             if r.get("attributeStatus") == "Accepted" and "attributeValue" in r:
                 key = var_key(r["component"], r["variable"], r.get("attributeType", "Actual"))
-                updates[key] = str(r["attributeValue"])
+                if not is_secret_name(key):
+                    updates[key] = str(r["attributeValue"])
         for r in response.get("setVariableResult") or []:
             key = var_key(r["component"], r["variable"], r.get("attributeType", "Actual"))
-            if r.get("attributeStatus") == "Accepted" and sent and key in sent:
+            if r.get("attributeStatus") == "Accepted" and sent and key in sent \
+                    and not is_secret_name(key):
                 updates[key] = str(sent[key])
         if not updates:
             return

@@ -8,11 +8,11 @@ and the admin API speak only these names.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any, cast
 
 from csms.protocol import OcppError, OcppVersion, Validator
+from csms.service.device_model import is_secret_name
 from csms.translate import commands_v16, commands_v201, more_commands_v16, more_commands_v201
 from csms.translate.command_args import BuiltCall, CommandBuilders, CommandError, WrongVersion
 
@@ -100,18 +100,9 @@ SECRET_ARGS = {"set-password": ("password",), "update-firmware": ("location",),
                "set-network-profile": ("apn_password",)}
 REDACTED = "<redacted>"
 
-# Configuration keys (1.6) and variables (2.0.1) that hold a credential: the 1.6
-# security whitepaper's AuthorizationKey, 2.0.1 SecurityCtrlr.BasicAuthPassword, and
-# by name anything that looks like a password or a secret.
-_SECRET_NAME = re.compile(r"password|passphrase|secret|authorizationkey", re.IGNORECASE)
 # The station password a command sets: 1.6 key / 2.0.1 component.variable (A01).
 PASSWORD_KEY_16 = "AuthorizationKey"
 PASSWORD_VARIABLE_201 = ("SecurityCtrlr", "BasicAuthPassword")
-
-
-def is_secret_name(name: str) -> bool:
-    """A configuration key or COMPONENT.VARIABLE name whose value is a credential."""
-    return bool(_SECRET_NAME.search(name))
 
 
 def new_password(command: str, args: dict[str, Any]) -> str | None:

@@ -285,3 +285,43 @@ async def test_root_certificates_installed_listed_and_deleted(csms_server: Runni
         assert status == 400 and "PEM" in answer["error"]
     finally:
         await st.close()
+
+
+async def test_a_station_that_never_answers_holds_no_other_s_renewal(
+        csms_server: RunningServer) -> None:
+    """Renewal asked the due stations one after the other: a station that never answers
+    the trigger held every station due after it for the call timeout, each round (with
+    many such stations, honest ones were asked hours late, past their certificate's end).
+    Each is asked on its own now."""
+    await csms_server.stop()
+    csms_server.settings = replace(csms_server.settings, cert_days=1, cert_renew_days=2)
+    await csms_server.start()
+    clients: dict[str, RawClient] = {}
+    try:
+        for station_id in ("CP-SILENT", "CP-OK"):  # the silent one's certificate ends first
+            await csms_server.add_station(station_id)
+            c = clients[station_id] = await RawClient.connect(csms_server.url, station_id,
+                                                              ["ocpp2.0.1"])
+            await c.result("BootNotification", BOOT201)
+            assert await c.result("SignCertificate", {"csr": csr(station_id)}) == {
+                "status": "Accepted"}
+            call = await asyncio.wait_for(c.calls.get(), 5)
+            assert call[2] == "CertificateSigned"
+            await c.answer(call[1], {"status": "Accepted"})
+            await until(lambda sid=station_id: _accepted(csms_server, sid), "accepted")
+        certs = csms_server.app.service.certificates
+        assert [r["station_id"] for r in await certs.due_for_renewal()] == [
+            "CP-SILENT", "CP-OK"]
+        started = asyncio.get_running_loop().time()
+        round_ = asyncio.create_task(renew_due(csms_server.central, certs))
+        silent = await asyncio.wait_for(clients["CP-SILENT"].calls.get(), 5)
+        assert silent[2] == "TriggerMessage"  # and never answered
+        call = await asyncio.wait_for(clients["CP-OK"].calls.get(), 10)
+        waited = asyncio.get_running_loop().time() - started
+        assert call[2] == "TriggerMessage"
+        assert waited < 2.0, f"CP-OK was asked {waited:.1f} s into the round"
+        await clients["CP-OK"].answer(call[1], {"status": "Accepted"})
+        assert await round_ == ["CP-OK"]
+    finally:
+        for c in clients.values():
+            await c.close()

@@ -15,6 +15,7 @@ import pytest
 
 from csms import logsafe
 from support import RunningServer
+from support.admin import api
 from support.client import RawClient
 
 BOOT16 = {"chargePointVendor": "V", "chargePointModel": "M", "firmwareVersion": "1.0"}
@@ -77,3 +78,40 @@ async def test_a_station_s_line_breaks_and_escapes_write_no_line_of_their_own(
         assert "B\\x0aERROR csms: \\x1b[2J" in line, line
     written = [t for t in caplog.text.splitlines() if "ERROR csms: " in t]
     assert written and all("ended session" in t for t in written), caplog.text
+
+
+async def test_a_credential_a_station_answers_in_its_own_order_is_not_logged(
+        csms_server: RunningServer, caplog: pytest.LogCaptureFixture) -> None:
+    """Frames are logged at debug level, through the filter. A 1.6 station that answers
+    GetConfiguration with AuthorizationKey's "value" before its "key", and a 2.0.1 station
+    that reads its BasicAuthPassword back with the "attributeValue" first, had the
+    credential written in clear (the filter looked for the value after the name)."""
+    caplog.set_level(logging.DEBUG)
+    logsafe.install()
+    secret = "station-secret-0123456789"
+    await csms_server.add_station("CP16")
+    await csms_server.add_station("CP201")
+    async with await RawClient.connect(csms_server.url, "CP16") as c:
+        await c.result("BootNotification", BOOT16)
+        command = asyncio.create_task(api(csms_server, "POST",
+                                          "/stations/CP16/commands/get-config", {}))
+        call = await asyncio.wait_for(c.calls.get(), 5)
+        await c.send_raw(f'[3,"{call[1]}",{{"configurationKey":[{{"value":"{secret}",'
+                         '"key":"AuthorizationKey","readonly":false}]}]')
+        status, _ = await command
+        assert status == 200
+    async with await RawClient.connect(csms_server.url, "CP201", ["ocpp2.0.1"]) as c:
+        await c.result("BootNotification", {"reason": "PowerUp", "chargingStation": {
+            "vendorName": "V", "model": "M"}})
+        command = asyncio.create_task(api(
+            csms_server, "POST", "/stations/CP201/commands/get-variables",
+            {"variables": ["SecurityCtrlr.BasicAuthPassword"]}))
+        call = await asyncio.wait_for(c.calls.get(), 5)
+        await c.send_raw(f'[3,"{call[1]}",{{"getVariableResult":[{{"attributeStatus":'
+                         f'"Accepted","attributeValue":"{secret}","component":{{"name":'
+                         '"SecurityCtrlr"},"variable":{"name":"BasicAuthPassword"}}]}]')
+        status, _ = await command
+        assert status == 200
+    frames = [r.getMessage() for r in caplog.records if call[1] in r.getMessage()]
+    assert any("attributeValue" in line for line in frames), frames  # it was logged
+    assert secret not in caplog.text

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from support import RunningServer
+from support import RunningServer, until
 from support.client import RawClient
 
 PASSWORD = "s3cret-station-passw0rd"
@@ -206,6 +206,34 @@ async def test_an_answer_to_no_call_writes_one_log_line(
     dropped = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
     assert dropped, "the drop was not logged"
     assert not any("\n" in m for m in dropped), dropped
+
+
+async def test_answers_to_no_call_and_bad_frames_write_a_bounded_number_of_log_lines(
+        csms_server: RunningServer, caplog: pytest.LogCaptureFixture) -> None:
+    """A station sends answers to CALLs it never got (or answers ours twice, or late),
+    and frames the endpoint answers by itself (an unknown action, a repeated message
+    id): each wrote an info line, so a station sending 12-byte frames decided how fast
+    the node's log grew (~80 bytes a frame). Now the first and every thousandth, with
+    the count so far."""
+    await csms_server.add_station("CP1")
+    caplog.set_level(logging.INFO, logger="csms.server")
+    frames = 2500
+    async with await RawClient.connect(csms_server.url, "CP1") as c:
+        for n in range(frames):
+            await c.ws.send(f'[3,"never-sent-{n}",{{}}]')
+            await c.ws.send(f'[2,"bad-{n}","NoSuchAction",{{}}]')
+        assert "currentTime" in await c.result("Heartbeat", {})
+        await csms_server.wait_connected("CP1")
+        # the errors the endpoint sent came back, one for each bad frame
+        await until(lambda: _true(len(c.unmatched) >= frames), "the CALLERRORs")
+    lines = [r.getMessage() for r in caplog.records if "CP1" in r.getMessage()
+             and ("dropped" in r.getMessage() or "unknown action" in r.getMessage())]
+    assert 2 <= len(lines) <= 10, f"{len(lines)} lines: {lines[:3]}"
+    assert any("so far" in line for line in lines), lines[:3]
+
+
+async def _true(value: bool) -> bool:
+    return value
 
 
 async def test_refused_logins_write_a_bounded_number_of_log_lines(

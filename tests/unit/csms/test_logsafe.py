@@ -22,6 +22,23 @@ BASIC = "Q1AxOnMzY3JldC1zdGF0aW9uLXBhc3N3MHJk"
     f'{{"values": {{"SecurityCtrlr.BasicAuthPassword": "{PW}"}}}}',
     f'[3,"1",{{"configurationKey":[{{"key":"AuthorizationKey","readonly":false,'
     f'"value":"{PW}"}}]}}]',
+    # the station's own order of fields: the value before the name that makes it secret,
+    # or another object between them (JSON objects have no order)
+    f'[3,"1",{{"configurationKey":[{{"value":"{PW}","key":"AuthorizationKey",'
+    f'"readonly":false}}]}}]',
+    f'[3,"1",{{"configurationKey":[{{"readonly":false,"value":"{PW}",'
+    f'"key":"AuthorizationKey"}}]}}]',
+    f'[3,"1",{{"getVariableResult":[{{"attributeStatus":"Accepted","attributeValue":"{PW}",'
+    f'"component":{{"name":"SecurityCtrlr"}},"variable":{{"name":"BasicAuthPassword"}}}}]}}]',
+    f'[3,"1",{{"getVariableResult":[{{"variable":{{"name":"BasicAuthPassword"}},'
+    f'"component":{{"name":"SecurityCtrlr"}},"attributeValue":"{PW}"}}]}}]',
+    f"{{'attributeValue': '{PW}', 'variable': {{'name': 'BasicAuthPassword'}}}}",
+    # a report's attributes: the values are in the variable's list of attributes
+    f'[2,"1","NotifyReport",{{"requestId":1,"reportData":[{{"component":{{"name":"Sec'
+    f'urityCtrlr"}},"variable":{{"name":"BasicAuthPassword"}},"variableAttribute":[{{'
+    f'"type":"Actual","value":"{PW}"}},{{"type":"Target","value":"{PW}"}}]}}]}}]',
+    f'[2,"1","NotifyReport",{{"reportData":[{{"variableAttribute":[{{"value":"{PW}"}}],'
+    f'"variable":{{"name":"BasicAuthPassword"}},"component":{{"name":"SecurityCtrlr"}}}}]}}]',
     f"Settings(mqtt='mqtt://node:{PW}@broker:1883', mqtt_ca='')",
     f"cannot reach mqtts://op%40site:{PW}@[::1]:8883",
     f"db=postgresql://voltledger:{PW}@db.example:5432/csms",
@@ -33,6 +50,12 @@ def test_credentials_are_redacted(line: str) -> None:
 
 @pytest.mark.parametrize("line", [
     '[2,"1","ChangeConfiguration",{"key":"HeartbeatInterval","value":"60"}]',
+    # the values next to a credential's are not the credential's
+    '[3,"1",{"configurationKey":[{"value":"60","key":"HeartbeatInterval"},'
+    '{"key":"AuthorizationKey","readonly":false}]}]',
+    '[2,"1","NotifyReport",{"reportData":[{"variable":{"name":"BasicAuthPassword"},'
+    '"variableAttribute":[{"mutability":"WriteOnly"}]},{"component":{"name":"OCPPCommCtrlr"'
+    '},"variable":{"name":"HeartbeatInterval"},"variableAttribute":[{"value":"60"}]}]}]',
     "= CP1 connected (ocpp1.6) from ('127.0.0.1', 5555)",
     "basic idea", "the key is fine",
     "= MQTT connected to mqtts://node@[::1]:8883", "http://127.0.0.1:9001/health",

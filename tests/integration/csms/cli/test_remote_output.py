@@ -5,6 +5,7 @@ traceback."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -15,6 +16,9 @@ import pytest
 from aiohttp import web
 
 from support import RunningServer
+from support.client import RawClient
+
+from ..test_admin import answer_next, run_cli
 
 
 @pytest.fixture
@@ -73,3 +77,31 @@ async def test_a_queued_request_names_the_station_as_it_is(
     assert "Traceback" not in r.stderr, r.stderr[-400:]
     assert r.returncode == 0, r.stderr[-400:]
     assert r.stdout.startswith(f"{station}: queued"), r.stdout
+
+
+# What a terminal obeys rather than shows, beyond the C0 controls JSON escapes anyway:
+# DEL, a C1 CSI (0x9b: "CSI 2 J" clears the screen where C1 controls are read), a
+# right-to-left override (reorders the rest of the line) and a zero-width space.
+UNSHOWN = "\x7f\x9b2J\u202eevil\u200b"
+
+
+@pytest.mark.parametrize("json_flag", [[], ["--json"]])
+async def test_a_stations_answer_prints_nothing_the_terminal_obeys(
+    csms_server: RunningServer, json_flag: list[str],
+) -> None:
+    """A station answers DataTransfer with data a terminal would obey: `csms remote`
+    printed the answer's JSON with those characters as they are (JSON escapes the C0
+    controls only). Printed escaped, the JSON reads back to the same data."""
+    await csms_server.add_station("CP1")
+    async with await RawClient.connect(csms_server.url, "CP1") as c:
+        await csms_server.wait_connected("CP1")
+        cli = asyncio.create_task(run_cli(csms_server, "remote", "data-transfer", "CP1",
+                                          "Vendor", *json_flag))
+        call = await answer_next(c, {"status": "Accepted", "data": UNSHOWN})
+        code, out, err = await cli
+    assert call[2] == "DataTransfer"
+    assert code == 0, err
+    assert not any(ch in out for ch in UNSHOWN if not ch.isalnum()), repr(out)
+    # the answer's JSON (after the status line without --json) reads back as sent
+    answer = json.loads(out if json_flag else out[out.index("{"):])
+    assert (answer["response"] if json_flag else answer)["data"] == UNSHOWN

@@ -74,3 +74,34 @@ async def test_device_model_rows_requests_and_monitors(repo: Repository) -> None
     assert (monitor["value"], monitor["severity"]) == ("200", 4)
     await repo.unit(lambda tx: tx.delete_monitors("CP1", [3, 4]))
     assert await repo.read(lambda tx: tx.list_monitors("CP1")) == []
+
+
+async def test_credentials_stored_before_are_forgotten(db: str) -> None:
+    """Migration 0359: a 2.0.1 station's password its device model kept in clear (a report
+    or a GetVariables answer that gave it, a set-variables of it the station accepted) is
+    dropped from the rows; the rows and every other value stay."""
+    from csms.storage import open_repository
+
+    report = [{"component": {"name": "SecurityCtrlr"}, "variable": {"name": name},
+               "variableAttribute": [{"value": value}]}
+              for name, value in (("BasicAuthPassword", "old-password-in-clear"),
+                                  ("SecurityProfile", "1"))]
+    repo = await open_repository(db)
+    try:
+        async def stored_as_before(tx: Tx) -> None:
+            await tx.upsert_device_variables("CP1", rows_from_report(report), T0)
+            # as the model stored it before (rows_from_report keeps no credential now)
+            await tx.set_device_value("CP1", "SecurityCtrlr.BasicAuthPassword",
+                                      "old-password-in-clear", T0)
+            await tx.execute("DELETE FROM schema_migrations WHERE version = 359")
+
+        await repo.unit(stored_as_before)
+    finally:
+        await repo.close()
+    repo = await open_repository(db)  # migrates again
+    try:
+        rows = {r["var_key"]: r["value"]
+                for r in await repo.read(lambda tx: tx.device_variables("CP1"))}
+    finally:
+        await repo.close()
+    assert rows == {"SecurityCtrlr.BasicAuthPassword": None, "SecurityCtrlr.SecurityProfile": "1"}
