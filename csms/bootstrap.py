@@ -75,6 +75,8 @@ def charging_service(settings: Settings, repo: Repository, **more: Any) -> Charg
         default_max_power_w=watts(settings.default_max_power_kw),
         time_past=timedelta(days=settings.time_past_days),
         time_future=timedelta(seconds=settings.time_future_seconds),
+        connection_liveness=timedelta(seconds=settings.ping_interval + settings.ping_timeout)
+        if settings.ping_interval > 0 and settings.ping_timeout > 0 else None,
         **more,
     )
 

@@ -60,7 +60,9 @@ def tariffs_set(
 
     Refused when it would reprice a session already stored: --valid-from may not be
     before the start of a session that had a tariff (sessions held for having none are
-    priced by it). Refused in a currency or decimals other than the settlement's billing
+    priced by it), nor more than time_future_seconds before now while a tariff is in
+    force for the station (it would price sessions an offline station reports later).
+    Refused in a currency or decimals other than the settlement's billing
     unit (billing_currency, billing_decimals): its prices would be charged in the wrong
     unit."""
     from csms.domain.tariff import Tariff

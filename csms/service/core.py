@@ -87,6 +87,7 @@ class ChargingCore:
         default_max_power_w: Decimal = DEFAULT_MAX_POWER_W,
         time_past: timedelta = defaults.TIME_PAST,
         time_future: timedelta = defaults.TIME_FUTURE,
+        connection_liveness: timedelta | None = None,
         quota: PayloadQuota | None = None,
         storage_reserve: int = 0,
         on_dropped: Callable[[str, str], None] | None = None,
@@ -97,6 +98,9 @@ class ChargingCore:
         self.default_max_power_w = default_max_power_w
         self.time_past = time_past
         self.time_future = time_future
+        # the longest a dead connection stays open (the server's ping interval and
+        # timeout); None: no pings, a connection's end says nothing of when it died
+        self.connection_liveness = connection_liveness
         self._registered: dict[str, datetime | None] = {}
         # the drivers' escrows on chain (settlement.credit), when settlement runs here
         self.credit: CreditCheck | None = None
@@ -305,9 +309,13 @@ class ChargingCore:
 
         - ``start_sent_late``: the connection the start came over was made at or before
           the corrected start (connected all along: a station sends its start as it
-          starts), a reconnect since changing nothing. A start kept offline and sent after
-          the station connected again is not held (nor one dated back and sent after a
-          reconnect made for it: fails open).
+          starts), a reconnect since changing nothing; or an earlier connection was open
+          at the corrected start and alive for more than ``time_future`` after it
+          (:meth:`_connected_through`: a reconnect made to send a start dated back). A
+          start kept offline and sent after the station connected again is not held: its
+          earlier connection ended before it, or within ``time_future`` after it (lost as
+          it started). Without pings (``connection_liveness`` None) an earlier
+          connection's end says nothing of when it died: only the first rule holds.
         - ``start_before_authorization``: the session is bound to a driver's signed
           authorization given (kept just before its remote start was sent) no later than
           the start arrived, and the corrected start is before it less ``time_future``:
@@ -318,7 +326,8 @@ class ChargingCore:
         later, nothing is held (an honest station never is). A station that dates its
         start and its stop back alike reports the duration it ran: nothing to catch.
         Costs no statement but for a session reported longer than it was seen to run
-        (the station's latest connections, the authorization's row); ``station`` is the
+        (the station's latest connections, their ends when the start came over a later
+        one, the authorization's row); ``station`` is the
         one its completion read. Not for a session whose start the station never reported
         as one (``unknown_transaction``, ``started_missing``: held as such)."""
         created, stopped = session.created_at, session.stopped_at
@@ -339,14 +348,22 @@ class ChargingCore:
                   "stop_received_at": now.isoformat(),
                   "corrected_start": corrected.isoformat()}
         since = await self._connected_when(tx, session.station_id, created, station)
+        until: datetime | None = None
+        if since is not None and since > corrected and START_SENT_LATE not in session.flags:
+            # sent on a connection made after it: kept offline, unless an earlier
+            # connection was open at it and for longer than a clock's drift after it
+            through = await self._connected_through(tx, session.station_id, corrected)
+            since, until = through if through is not None else (None, None)
         if since is not None and since <= corrected and START_SENT_LATE not in session.flags:
             session.flag(START_SENT_LATE)
             log.warning("! %s: session %s started %s by the station (%s by our clock),"
-                        " connected since %s, sent at %s", session.station_id, session.id,
+                        " connected since %s%s, sent at %s", session.station_id, session.id,
                         session.started_at.isoformat(), corrected.isoformat(),
-                        since.isoformat(), created.isoformat())
+                        since.isoformat(), f" until {until.isoformat()}" if until else "",
+                        created.isoformat())
             await tx.add_station_event(session.station_id, START_SENT_LATE, {
-                **detail, "connected_at": since.isoformat()}, now)
+                **detail, "connected_at": since.isoformat(),
+                **({"connected_until": until.isoformat()} if until else {})}, now)
         if START_BEFORE_AUTHORIZATION in session.flags:
             return
         authorization = await tx.authorization_of(session.id)
@@ -442,6 +459,40 @@ class ChargingCore:
                     return None
                 return when
         return station.connected_at if station is not None else None
+
+    async def _connected_through(self, tx: Tx, station_id: str, at: datetime
+                                 ) -> tuple[datetime, datetime] | None:
+        """(made, alive until) of the station's connection that was open at ``at``, when it
+        was alive for more than ``time_future`` after it, by the central system's clock.
+        That connection is its latest made at or before ``at`` (its ``online`` event); it
+        lasted until its end (its ``offline`` event) or, replaced or its end not recorded,
+        until the station's next connection was made, and was alive until then less
+        ``connection_liveness`` (a dead one is closed for a ping unanswered within it).
+        None without pings (``connection_liveness`` None: a dead link is noticed only by its
+        TCP timeout, or when the station is back), when no connection was open at ``at``
+        or neither its end nor a next one is known, and when connection events were dropped
+        over the station's quota in that time (its end may be one of them)."""
+        liveness = self.connection_liveness
+        if liveness is None:
+            return None
+        found = await tx.station_events_by_time(station_id, "online", at, False, 1)
+        made_text = found[0]["payload"].get("connected_at") if found else None
+        if not isinstance(made_text, str):
+            return None
+        made = datetime.fromisoformat(made_text)
+        ends = [datetime.fromisoformat(str(e["ts"])) for e in await tx.station_events_by_time(
+            station_id, "offline", made, True, CONNECTIONS_READ)
+            if not e["payload"].get("superseded")
+            and e["payload"].get("connected_at") == made_text][:1]
+        ends += [datetime.fromisoformat(str(e["ts"])) for e in await tx.station_events_by_time(
+            station_id, "online", made, True, 1)]
+        if not ends:
+            return None
+        ended = min(ends)
+        if ended - liveness - at <= self.time_future \
+                or await _connections_dropped(tx, station_id, made, ended):
+            return None
+        return made, ended - liveness
 
     @staticmethod
     async def _bind_refused(tx: Tx, session: Session, tag: str, cover: Cover,

@@ -224,6 +224,13 @@ class Tx(Protocol):
     async def list_station_events(
         self, station_id: str, kind: str | None = None, limit: int = 100
     ) -> list[dict[str, Any]]: ...
+    async def station_events_by_time(
+        self, station_id: str, kind: str, at: datetime, later: bool, limit: int
+    ) -> list[dict[str, Any]]:
+        """At most ``limit`` of the station's events of ``kind`` stored after ``at``, oldest
+        first (``later``), or at or before it, newest first: as
+        :meth:`list_station_events` returns them."""
+        ...
     async def old_station_events(
         self, before: datetime, after: tuple[str, int] | None, limit: int
     ) -> list[dict[str, Any]]:

@@ -250,7 +250,9 @@ class StationUseCases(ChargingCore):
             payload["connected_at"] = since.isoformat() if since else None
             if released is False:
                 payload["superseded"] = True
-            stored = await self.metered_event(tx, station_id, "offline", payload, now)
+            # billing reads them (a start sent late), as the online ones
+            stored = await self.metered_event(tx, station_id, "offline", payload, now,
+                                              reserve=False)
             if stored and released is not False:
                 await self._event(tx, station_id, "offline", payload)
             return stored, payload, released

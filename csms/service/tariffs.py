@@ -14,6 +14,12 @@ good. A session rejected by an operator (never priced), held as ``time_implausib
 not released, or started more than the station clock's tolerance (``time_future``, the
 one its times are judged by) after it was stored does not hold a version back.
 
+Nor may a version be valid from the past (more than the station clock's tolerance before
+now) while a tariff is in force for its station: a station offline keeps the sessions it
+starts and reports them when it is back, and a version dated back would price those,
+charged under the tariff in force then, at prices set afterwards (nothing stored since
+says so). Valid from the past, a version only prices a time without any tariff.
+
 A tariff is also refused when its currency or decimals are not the settlement contract's
 billing unit (:class:`~csms.domain.tariff.BillingUnit`): its prices in its own minor
 units would go on chain as billing units (``--decimals 3``: ten times the price).
@@ -48,7 +54,8 @@ async def set_tariff(tx: Tx, tariff: Tariff, actor: str, *,
     session that had a tariff at its start started at or after ``tariff.valid_from``
     (but those whose start is no time to judge by: rejected, ``time_implausible`` and not
     released, or started more than ``clock_tolerance`` - the settings' ``time_future`` -
-    after it was stored)."""
+    after it was stored), and when ``tariff.valid_from`` is more than ``clock_tolerance``
+    before now while a tariff of its station (its own, or '*') is in force."""
     valid_from = tariff.valid_from
     if valid_from is None:
         raise ValueError("a tariff to set needs its valid_from")
@@ -62,10 +69,19 @@ async def set_tariff(tx: Tx, tariff: Tariff, actor: str, *,
             f"a tariff valid from {valid_from.isoformat()} would reprice session"
             f" {hit['id']} of {hit['station_id']}, which started at {hit['started_at']} with"
             f" another tariff: a new version must be valid from after that")
+    now = datetime.now(UTC)
+    if valid_from < now - clock_tolerance \
+            and (current := await tx.find_tariff(tariff.station_id, now)) is not None:
+        raise TariffRefused(
+            f"a tariff valid from {valid_from.isoformat()}, before now, would price sessions"
+            " started since then and not reported yet (a station offline) over the tariff"
+            f" in force then ({current.station_id} version {current.version}): a new version"
+            " must be valid from now or later (one valid from the past only where no"
+            " tariff is in force)")
     version = await tx.add_tariff(tariff)
     await tx.add_audit(actor, "tariffs.set", tariff.station_id, {
         "per_kwh": str(tariff.per_kwh), "per_minute": str(tariff.per_minute),
         "session_fee": str(tariff.session_fee), "currency": tariff.currency,
         "decimals": tariff.decimals, "valid_from": valid_from.isoformat()},
-        {"version": version}, True, datetime.now(UTC))
+        {"version": version}, True, now)
     return version

@@ -1083,6 +1083,27 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
             r["payload"] = orjson.loads(r["payload"])
         return rows
 
+    async def station_events_by_time(
+        self, station_id: str, kind: str, at: datetime, later: bool, limit: int
+    ) -> list[dict[str, Any]]:
+        if later:
+            # from the station's newest event stored at or before ``at`` on (the index
+            # station_events_station read backwards to it, then forwards from it), not
+            # from the station's oldest event: read what the station stored since ``at``
+            sql = ("SELECT * FROM station_events WHERE station_id = ? AND kind = ? AND ts > ?"
+                   " AND id > coalesce((SELECT id FROM station_events WHERE station_id = ?"
+                   " AND ts <= ? ORDER BY id DESC LIMIT 1), 0) ORDER BY id LIMIT ?")
+            args: tuple[Any, ...] = (station_id, kind, dt_to_db(at), station_id,
+                                     dt_to_db(at), limit)
+        else:
+            sql = ("SELECT * FROM station_events WHERE station_id = ? AND kind = ? AND ts <= ?"
+                   " ORDER BY id DESC LIMIT ?")
+            args = (station_id, kind, dt_to_db(at), limit)
+        rows = await self.fetchall(sql, *args)
+        for r in rows:
+            r["payload"] = orjson.loads(r["payload"])
+        return rows
+
     async def old_station_events(
         self, before: datetime, after: tuple[str, int] | None, limit: int
     ) -> list[dict[str, Any]]:

@@ -492,6 +492,14 @@ class MemoryTx(Tx):
                 if e["station_id"] == station_id and (kind is None or e["kind"] == kind)]
         return copy.deepcopy(rows[:limit])
 
+    async def station_events_by_time(
+        self, station_id: str, kind: str, at: datetime, later: bool, limit: int
+    ) -> list[dict[str, Any]]:
+        rows = [e for e in self.s.station_events
+                if e["station_id"] == station_id and e["kind"] == kind
+                and (datetime.fromisoformat(e["ts"]) > at) == later]
+        return copy.deepcopy((rows if later else rows[::-1])[:limit])
+
     async def add_outbox(self, topic: str, payload: dict[str, Any], at: datetime) -> str:
         event_id = str(uuid.uuid4())
         self.s.outbox.append({"id": len(self.s.outbox) + 1, "event_id": event_id,

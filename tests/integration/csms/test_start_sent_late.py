@@ -13,6 +13,7 @@ a start dated a few minutes back by a clock behind, is no such start: billed as 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -50,6 +51,26 @@ async def connect(server: RunningServer, station: str, ago: timedelta) -> RawCli
     finally:
         service.clock = real
     return c
+
+
+async def close_at(server: RunningServer, c: RawClient, station: str, ago: timedelta) -> None:
+    """Close ``c`` with the central system's clock ``ago`` behind the real one, as a
+    connection it saw end then (its ``offline`` event stored at that time)."""
+    assert server.app is not None
+    service = server.app.service
+    real: Callable[[], datetime] = service.clock
+    before = len(await station_events(server, station, "offline"))
+    service.clock = lambda: datetime.now(UTC) - ago
+    try:
+        await c.close()
+        for _ in range(200):
+            if len(await station_events(server, station, "offline")) > before:
+                break
+            await asyncio.sleep(0.01)
+        else:
+            raise AssertionError("the connection's end was not recorded")
+    finally:
+        service.clock = real
 
 
 async def session16(c: RawClient, started: datetime) -> int:
@@ -114,10 +135,10 @@ async def test_a_start_dated_back_within_a_connection_is_held(
 async def test_a_start_kept_offline_and_sent_on_reconnecting_is_not_held(
     server: RunningServer, station: str,
 ) -> None:
-    """Connected an hour ago, gone, back now: the start it kept while offline, half an
-    hour ago, is sent on the new connection. Billed as before."""
+    """Connected an hour ago, gone 31 minutes ago, back now: the start it kept while
+    offline, half an hour ago, is sent on the new connection. Billed as before."""
     first = await connect(server, station, timedelta(hours=1))
-    await first.close()
+    await close_at(server, first, station, timedelta(minutes=31))
     started = datetime.now(UTC) - timedelta(minutes=30)
     async with await connect(server, station, timedelta(0)) as c:
         sid = await session16(c, started) if station == "CP16" \
@@ -158,7 +179,7 @@ async def test_a_start_sent_on_a_connection_made_while_the_disk_was_low_is_not_h
     was dropped, yet the one of the connection the start came over must not be (the
     latest kept one, an hour old, would be taken for it and the start held)."""
     first = await connect(server, station, timedelta(hours=1))
-    await first.close()
+    await close_at(server, first, station, timedelta(minutes=31))
     await server.stop()
     server.settings = replace(server.settings, storage_reserve=1 << 60)  # any disk is low
     await server.start()
@@ -259,7 +280,7 @@ async def test_a_session_kept_offline_and_replayed_on_reconnecting_is_not_held(
     """Connected two hours ago, gone: a whole session, started 90 and stopped 30 minutes
     ago, kept while offline, both its start and its stop sent on the new connection."""
     first = await connect(server, station, timedelta(hours=2))
-    await first.close()
+    await close_at(server, first, station, timedelta(minutes=91))
     started = datetime.now(UTC) - timedelta(minutes=90)
     stopped = datetime.now(UTC) - timedelta(minutes=30)
     async with await connect(server, station, timedelta(0)) as c:
@@ -372,3 +393,104 @@ async def test_a_start_dated_back_within_a_connection_is_held_after_a_reconnect(
                 "meterValue": [{"timestamp": end.isoformat(), "sampledValue": [{
                     "value": 2000, "context": "Transaction.End"}]}]})
     assert START_SENT_LATE in await flags(server, station)
+
+
+@pytest.mark.parametrize("csms_db", ["sqlite", pytest.param("postgres",
+                                                            marks=pytest.mark.postgres)],
+                         indirect=True)
+@pytest.mark.parametrize("station", ["CP16", "CP201"])
+async def test_a_start_dated_back_into_an_earlier_connection_is_held(
+    server: RunningServer, station: str,
+) -> None:
+    """Connected two hours ago and until a minute ago, the station connects again and
+    sends now a start it dates half an hour back, and its stop: it was connected at that
+    start and for 29 minutes after it (its connection pinged, alive) and sent no start.
+    A reconnect made for it must not let a start dated back escape: held."""
+    first = await connect(server, station, timedelta(hours=2))
+    await close_at(server, first, station, timedelta(minutes=1))
+    started = datetime.now(UTC) - timedelta(minutes=30)
+    async with await connect(server, station, timedelta(0)) as c:
+        sid = await session16(c, started) if station == "CP16" \
+            else await session201(server, c, started)
+    assert START_SENT_LATE in await flags(server, station)
+    assert not await is_queued(server, sid)
+    [event] = await station_events(server, station, START_SENT_LATE)
+    assert event["session_id"] == sid
+    assert datetime.fromisoformat(event["connected_at"]) < started
+    # alive until its end less a ping interval and its timeout (70 s)
+    assert datetime.fromisoformat(event["connected_until"]) > started + timedelta(minutes=27)
+
+
+@pytest.mark.parametrize("until", [timedelta(minutes=31), timedelta(minutes=25)])
+async def test_a_start_kept_after_a_connection_lost_at_or_just_after_it_is_not_held(
+    server: RunningServer, until: timedelta,
+) -> None:
+    """The station's earlier connection ended ``until`` ago: before its start, half an hour
+    ago, or five minutes after it (the station lost its network as it started, within
+    ``time_future``): the start it kept is sent on the new connection. Billed as before."""
+    first = await connect(server, "CP16", timedelta(hours=2))
+    await close_at(server, first, "CP16", until)
+    started = datetime.now(UTC) - timedelta(minutes=30)
+    async with await connect(server, "CP16", timedelta(0)) as c:
+        sid = await session16(c, started)
+    assert START_SENT_LATE not in await flags(server, "CP16")
+    assert await is_queued(server, sid)
+
+
+@pytest.mark.parametrize("station", ["CP16", "CP201"])
+async def test_a_start_dated_back_into_a_connection_it_replaced_is_held(
+    server: RunningServer, station: str,
+) -> None:
+    """Connected two hours ago, the station opens a second connection (the first, alive
+    and pinged until then, is replaced by it) and sends on it a start dated half an hour
+    back: it was connected at that start and long after. Held as above."""
+    first = await connect(server, station, timedelta(hours=2))
+    started = datetime.now(UTC) - timedelta(minutes=30)
+    async with await connect(server, station, timedelta(0)) as c:
+        [replaced] = await station_events(server, station, "security")
+        assert replaced["type"] == "ConnectionReplaced"
+        sid = await session16(c, started) if station == "CP16" \
+            else await session201(server, c, started)
+    await first.close()
+    assert START_SENT_LATE in await flags(server, station)
+    assert not await is_queued(server, sid)
+
+
+async def test_without_pings_an_earlier_connections_end_holds_no_start(
+    csms_server: RunningServer,
+) -> None:
+    """Without pings (``ping_interval`` 0) the central system does not know when a
+    connection died: one it closed late (a dead link's TCP timeout), or still held when
+    the station connected again, says nothing of whether the station was connected at a
+    start it kept offline. The same session as the one held above: billed as before."""
+    await csms_server.stop()
+    csms_server.settings = replace(csms_server.settings, ping_interval=0)
+    await csms_server.start()
+    server = csms_server
+    await server.add_station("CP16")
+    await server.add_tag("T1")
+    first = await connect(server, "CP16", timedelta(hours=2))
+    await close_at(server, first, "CP16", timedelta(minutes=1))
+    started = datetime.now(UTC) - timedelta(minutes=30)
+    async with await connect(server, "CP16", timedelta(0)) as c:
+        sid = await session16(c, started)
+    assert START_SENT_LATE not in await flags(server, "CP16")
+    assert await is_queued(server, sid)
+
+
+async def test_a_start_dated_back_behind_many_reconnects_is_held(
+    server: RunningServer,
+) -> None:
+    """As above, with 60 short connections made between the one open at the start and the
+    one the start is sent on (more than the latest connections a check reads): the
+    connection open at the start is found by its time, not among the latest. Held."""
+    first = await connect(server, "CP16", timedelta(hours=2))
+    await close_at(server, first, "CP16", timedelta(minutes=1))
+    for _ in range(60):
+        c = await RawClient.connect(server.url, "CP16", ["ocpp1.6"])
+        await c.close()
+    started = datetime.now(UTC) - timedelta(minutes=30)
+    async with await connect(server, "CP16", timedelta(0)) as c:
+        sid = await session16(c, started)
+    assert START_SENT_LATE in await flags(server, "CP16")
+    assert not await is_queued(server, sid)

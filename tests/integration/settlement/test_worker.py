@@ -29,7 +29,7 @@ from settlement.worker import LedgerBehind, SettlementWorker
 from support import LONG_AGO
 from support.chainkit import Kit
 
-from .conftest import add_sessions, link_driver, set_limit
+from .conftest import T0, add_sessions, link_driver, set_limit
 
 # add_sessions: session i has (700 + i) Wh at 0.40 EUR/kWh, tag TAG{i % 3}
 PRICE = {i + 1: round((700 + i) * 0.40 / 10) for i in range(20)}
@@ -1181,3 +1181,49 @@ async def test_the_billing_unit_is_the_settings_and_a_tariff_in_another_currency
         return held_for(await tx.get_session(cp1))
 
     assert await repo.read(flags) == ["tariff_unit_mismatch"]
+
+
+@pytest.mark.parametrize(("energy", "hours", "per_kwh", "fits"), [
+    (2**32 - 1, 2, "0.40", True),  # the widest energy an entry holds: settled as it is
+    (2**32, 2, "0.40", False),  # 1 Wh more: it would wrap to 0 Wh
+    (1000, 2**32 // 3600 + 1, "0.40", False),  # a duration beyond 32 bits of seconds
+    (2**32 - 1, 2, "1000000", False),  # a price beyond 48 bits of minor units
+])
+async def test_values_beyond_an_entrys_widths_are_held_never_wrapped(
+    repo: SqliteRepository, memory_chain: Chain, energy: int, hours: int, per_kwh: str,
+    fits: bool,
+) -> None:
+    """An entry packs energy in 32 bits (Wh), the duration in 32 (s), the amount in 48
+    (minor units): a session beyond one of them is held for an operator
+    (``not_settleable``), never sent with its value wrapped to a small one (2^32 Wh as 0
+    Wh, paid as the energy the contract checks); one at the widths settles whole."""
+    kit = Kit(memory_chain)
+    price = int((Decimal(energy) / 1000 * Decimal(per_kwh) * 100).to_integral_value())
+    driver, _ = await link_driver(repo, kit, "BIG", deposit=2**40, max_per_kwh=2**24 - 1,
+                                  max_per_session=2**32 - 1, max_per_day=2**32 - 1)
+
+    async def work(tx: Any) -> int:
+        await tx.insert_station(new_station("HUGE", max_power_w=Decimal(2**32 - 1)))
+        start = T0
+        s = Session(station_id="HUGE", ocpp_version="ocpp1.6", transaction_id="",
+                    started_at=start, stopped_at=start + timedelta(hours=hours),
+                    connector_id=1, evse_id=1, id_tag="BIG", meter_start_wh=Decimal(0),
+                    meter_stop_wh=Decimal(energy), energy_wh=energy,
+                    status=SessionStatus.COMPLETED, stop_reason="Local")
+        sid = int(await tx.insert_session(s))
+        await tx.enqueue_settlement(sid, start)
+        await tx.add_tariff(Tariff("*", Decimal(per_kwh), "EUR", 2, valid_from=LONG_AGO))
+        return sid
+
+    sid = await repo.unit(work)
+    summary = await SettlementWorker(repo, memory_chain).run_once()
+    session = await repo.read(lambda tx: tx.get_session(sid))
+    state = (await states(repo, [sid]))[sid]
+    if fits:
+        assert summary.sessions_batched == 1
+        assert state["settlement_state"] == "paid" and state["price_minor"] == price
+        assert kit.balance(driver) == 2**40 - price
+    else:
+        assert summary.sessions_batched == 0
+        assert "not_settleable" in session.flags and billing_state(session) == "held"
+        assert kit.balance(driver) == 2**40

@@ -82,12 +82,17 @@ def test_a_backdated_tariff_is_refused_over_a_priced_session(tmp_path: Path) -> 
             assert prices(db) == before  # nothing written
         else:  # prices CP3's held session, which had none
             assert r.returncode == 0, r.stderr
-    # the very start is refused too; a microsecond after it, or now, is a new version
+    # the very start is refused too; a microsecond after it reprices no session stored,
+    # yet it is in the past over CP1's tariff in force (it would price the sessions an
+    # offline station reports later): refused; now is a new version
     r = csms(db, "tariffs", "set", "CP1", "--per-kwh", "9.99",
              "--valid-from", "2026-03-01T10:00:00+00:00")
     assert r.returncode == 2 and "session 1 of CP1" in r.stderr, r.stderr
-    assert csms(db, "tariffs", "set", "CP1", "--per-kwh", "0.35", "--valid-from",
-                "2026-03-01T10:00:00.000001+00:00").returncode == 0
+    r = csms(db, "tariffs", "set", "CP1", "--per-kwh", "0.35", "--valid-from",
+             "2026-03-01T10:00:00.000001+00:00")
+    assert r.returncode == 2 and "over the tariff in force then (CP1 version 1)" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+    assert csms(db, "tariffs", "set", "CP1", "--per-kwh", "0.35").returncode == 0
     assert csms(db, "tariffs", "set", "CP1", "--per-kwh", "0.40").returncode == 0
     # CP3's session is priced now ('*' version 1): another backdated '*' is refused
     r = csms(db, "tariffs", "set", "*", "--per-kwh", "0.01", "--valid-from", "2020-01-01")

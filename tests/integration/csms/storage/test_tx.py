@@ -573,6 +573,33 @@ async def test_events_and_outbox(repo: Repository) -> None:
     assert out["published_at"] is None
 
 
+async def test_station_events_are_found_by_their_time(repo: Repository) -> None:
+    """The latest of a kind at or before a time, newest first; those after it, oldest
+    first: whatever number of the station's events came since (a connection open at a
+    time is found by it, not among the latest)."""
+    async def work(tx: Tx) -> None:
+        await tx.insert_station(station("EV1"))
+        for minutes in (0, 10, 20, 30):
+            at = T0 + timedelta(minutes=minutes)
+            await tx.add_station_event("EV1", "online", {"m": minutes}, at)
+            await tx.add_station_event("EV1", "offline", {"m": minutes}, at)
+        await tx.add_station_event("EV2", "online", {"m": 15}, T0 + timedelta(minutes=15))
+
+    await unit(repo, work)
+
+    async def by_time(minutes: int, later: bool, limit: int) -> list[int]:
+        rows = await repo.read(lambda tx: tx.station_events_by_time(
+            "EV1", "online", T0 + timedelta(minutes=minutes), later, limit))
+        return [r["payload"]["m"] for r in rows]
+
+    assert await by_time(15, False, 1) == [10]
+    assert await by_time(20, False, 5) == [20, 10, 0]  # at it counts as before
+    assert await by_time(15, True, 1) == [20]
+    assert await by_time(10, True, 5) == [20, 30]
+    assert await by_time(-1, False, 5) == []
+    assert await by_time(30, True, 5) == []
+
+
 async def test_tag_groups_and_station_options(repo: Repository) -> None:
     async def work(tx: Tx) -> tuple[Any, ...]:
         await tx.insert_station(station("CP1"))

@@ -14,7 +14,9 @@ from csms.domain.tariff import BillingUnit, Tariff
 from csms.service.tariffs import TariffRefused, TariffUnitRefused, set_tariff
 from support.memory import MemoryRepository, MemoryState
 
-T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
+# ahead of now: a version valid from it is not dated back (a time without any tariff
+# aside, one valid from the past is refused: see the last test)
+T0 = datetime.now(UTC).replace(microsecond=0) + timedelta(days=30)
 
 
 async def test_only_versions_that_reprice_nothing_are_stored() -> None:
@@ -36,7 +38,8 @@ async def test_only_versions_that_reprice_nothing_are_stored() -> None:
     assert [(a["action"], a["target"], a["actor"], a["result"]) for a in state.audit] == [
         ("tariffs.set", "*", "cli:test", {"version": 1}),
         ("tariffs.set", "CP1", "cli:test", {"version": 1})]
-    assert state.audit[1]["request"]["valid_from"] == "2026-03-01T10:00:00.000001+00:00"
+    assert state.audit[1]["request"]["valid_from"] == \
+        (T0 + timedelta(microseconds=1)).isoformat()
     with pytest.raises(ValueError, match="valid_from"):
         await repo.unit(lambda tx: set_tariff(tx, Tariff("CP1", Decimal("1")), "cli:test"))
 
@@ -80,3 +83,26 @@ async def test_a_session_whose_start_is_no_time_to_judge_by_reprices_nothing() -
     assert await repo.unit(lambda tx: set_tariff(tx, Tariff(
         "*", Decimal("0.31"), valid_from=stored), "cli:test",
         clock_tolerance=timedelta(minutes=4))) == 2
+
+
+async def test_a_version_valid_from_the_past_only_prices_a_time_without_a_tariff() -> None:
+    """Valid from more than the clock tolerance before now, a version is refused while a
+    tariff of its station (its own or '*') is in force: it would price the sessions a
+    station kept offline since then, which nothing stored shows. Where none is in force it
+    is set (the sessions held for want of one are priced by it)."""
+    state = MemoryState()
+    repo = MemoryRepository(state)
+    now = datetime.now(UTC)
+    assert await repo.unit(lambda tx: set_tariff(tx, Tariff(
+        "*", Decimal("0.30"), valid_from=now - timedelta(days=30)), "cli:test")) == 1
+    for station in ("*", "CP1"):  # CP1 has '*' in force
+        with pytest.raises(TariffRefused, match=r"before now, .* over the tariff in force"
+                           r" then \(\* version 1\)"):
+            await repo.unit(lambda tx, s=station: set_tariff(tx, Tariff(
+                s, Decimal("0.90"), valid_from=now - timedelta(days=1)), "cli:test"))
+    assert len(state.tariffs) == 1 and len(state.audit) == 1
+    # within the tolerance, or from now on: a new version
+    assert await repo.unit(lambda tx: set_tariff(tx, Tariff(
+        "CP1", Decimal("0.35"), valid_from=now - timedelta(minutes=5)), "cli:test")) == 1
+    assert await repo.unit(lambda tx: set_tariff(tx, Tariff(
+        "*", Decimal("0.32"), valid_from=now + timedelta(hours=1)), "cli:test")) == 2
