@@ -131,7 +131,7 @@ async def test_websockets_connection_lines_only_at_debug(tmp_path: Path, level: 
                 await c.result("Heartbeat", {})
     finally:
         _, err = await asyncio.to_thread(server.stop)
-    assert err.count("CP1 connected") == 3, err  # ours: one line per connection
+    assert err.count("= CP1 connected") == 3, err  # ours: one line per connection
     if level == "info":
         assert "connection open" not in err and "connection closed" not in err, err
     else:
