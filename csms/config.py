@@ -12,9 +12,11 @@ exist, an admin API kept on this machine).
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import math
 import os
+import stat
 from collections.abc import Callable, Mapping
 from dataclasses import Field, dataclass, field, fields, replace
 from pathlib import Path
@@ -56,6 +58,7 @@ MAX_WORKERS = 64  # csms serve --workers
 # the largest number a setting takes (a SQLite / PostgreSQL bigint), and an OCPP integer's
 MAX_NUMBER = 2**63 - 1
 MAX_INT32 = 2**31 - 1
+MAX_SETTINGS_FILE = 1024 * 1024  # the most read of a settings or password file
 
 
 @dataclass(frozen=True, slots=True)
@@ -523,7 +526,11 @@ class Settings:
         if self.mqtt_password_file:
             path = Path(self.mqtt_password_file).expanduser()
             try:
-                password = path.read_text("utf-8").rstrip("\r\n")
+                with path.open("rb") as f:
+                    raw = f.read(MAX_SETTINGS_FILE + 1)  # not all of /dev/zero
+                if len(raw) > MAX_SETTINGS_FILE:
+                    raise OSError(errno.EFBIG, f"more than {MAX_SETTINGS_FILE} bytes")
+                password = raw.decode("utf-8").rstrip("\r\n")
             except (OSError, UnicodeDecodeError) as exc:
                 reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
                 raise _error("mqtt_password_file", f"cannot read {self.mqtt_password_file}:"
@@ -537,6 +544,9 @@ class Settings:
         broker's CA is a certificate and its password file is readable, an RPC chain's
         keystore and password file exist, and the admin API stays on this machine unless
         ``admin_public`` says otherwise."""
+        if self.port < 0 and not self.tls_cert:  # refused before a CA or a token is made
+            raise _error("port", "-1 turns the ws:// listener off and no ", Named("tls_cert"),
+                         " is given: nothing to listen on")
         for name in ("tls_cert", "tls_key", "client_ca", "ca_cert", "ca_key", "mqtt_ca"):
             path = getattr(self, name)
             if path and not Path(path).expanduser().is_file():
@@ -582,9 +592,18 @@ class Settings:
         if not self.uses_sqlite or self.db == ":memory:":
             return
         path = Path(self.db).expanduser()
-        if path.is_dir():
+        try:
+            found = path.stat()
+        except FileNotFoundError:
+            found = None
+        except OSError as exc:  # a name too long, a file where a folder should be...
+            raise _error("db", f"cannot use {self.db}: {exc.strerror or exc}") from None
+        if found is not None and stat.S_ISDIR(found.st_mode):
             raise _error("db", f"{self.db} is a folder, not a SQLite file")
-        if path.exists():
+        if found is not None and not stat.S_ISREG(found.st_mode):
+            # a pipe or a device: opening it may wait for ever, or read without end
+            raise _error("db", f"{self.db} is not a regular file, not a SQLite file")
+        if found is not None:
             try:
                 with path.open("rb") as f:
                     head = f.read(16)
@@ -667,10 +686,17 @@ def _read_file(path: str, known: Mapping[str, Any]) -> dict[str, Any]:
 
     try:
         with Path(path).expanduser().open("rb") as f:
-            data = tomllib.load(f)
+            raw = f.read(MAX_SETTINGS_FILE + 1)  # not all of /dev/zero
+        if len(raw) > MAX_SETTINGS_FILE:
+            raise SettingsError(f"--config (CSMS_CONFIG): {path} holds more than"
+                                f" {MAX_SETTINGS_FILE} bytes: not a settings file")
+        data = tomllib.loads(raw.decode("utf-8"))
     except OSError as exc:
         raise SettingsError(f"--config (CSMS_CONFIG): cannot read {path}:"
                             f" {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise SettingsError(f"--config (CSMS_CONFIG): {path} is not TOML: not UTF-8 text"
+                            ) from None
     except tomllib.TOMLDecodeError as exc:
         raise SettingsError(f"--config (CSMS_CONFIG): {path} is not TOML: {exc}") from None
     values: dict[str, Any] = {}

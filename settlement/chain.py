@@ -15,6 +15,7 @@ sync API); the worker runs them in a thread.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -39,7 +40,7 @@ from eth_account.signers.local import LocalAccount
 from eth_hash.auto import keccak
 from eth_typing import URI, ChecksumAddress, HexStr
 from web3 import HTTPProvider, Web3
-from web3.exceptions import BlockNotFound, TransactionNotFound
+from web3.exceptions import BlockNotFound, TransactionNotFound, Web3Exception
 from web3.logs import DISCARD
 from web3.providers.rpc.utils import check_if_retry_on_failure
 from web3.types import RPCEndpoint, TxParams, Wei
@@ -341,9 +342,24 @@ def _running_node(pidfile: Path) -> _RunningNode | None:
     return node
 
 
+# the most read of a keystore or a password file: a V3 keystore is under 1 KB; a path to
+# /dev/zero or a pipe that never ends was read whole, filling the memory
+MAX_KEY_FILE = 1024 * 1024
+
+
+def _read_key_file(path: Path) -> str:
+    """The text of a keystore or a password file, at most MAX_KEY_FILE bytes (more: an
+    OSError). Raises OSError, UnicodeDecodeError."""
+    with path.open("rb") as f:
+        raw = f.read(MAX_KEY_FILE + 1)
+    if len(raw) > MAX_KEY_FILE:
+        raise OSError(errno.EFBIG, f"more than {MAX_KEY_FILE} bytes: not read", str(path))
+    return raw.decode("utf-8")
+
+
 def _load_keystore(path: Path, password: str) -> LocalAccount:
     try:
-        data = json.loads(path.read_text("utf-8"))
+        data = json.loads(_read_key_file(path))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise ChainError(f"cannot read keystore {path}: {exc}") from None
     try:
@@ -1202,7 +1218,7 @@ def open_chain(spec: str, data_dir: str | Path, *, keystore: str | None = None,
             raise ChainError("a JSON-RPC chain needs --keystore and --password-file"
                              " (or CSMS_KEYSTORE / CSMS_KEYSTORE_PASSWORD_FILE)")
         try:
-            password = Path(password_file).expanduser().read_text("utf-8").strip()
+            password = _read_key_file(Path(password_file).expanduser()).strip()
         except (OSError, UnicodeDecodeError) as exc:
             raise ChainError(f"cannot read the password file {password_file}: {exc}") from None
         operator = _load_keystore(Path(keystore).expanduser(), password)
@@ -1210,9 +1226,32 @@ def open_chain(spec: str, data_dir: str | Path, *, keystore: str | None = None,
             raise ChainError("use the node's http(s):// JSON-RPC endpoint")
         provider: Any = Web3.HTTPProvider(spec, request_kwargs={"timeout": 30})
         w3 = Web3(provider)
+        _answers(w3)
         return _with_contract(Chain(w3, operator, "rpc", cache), folder, deploy=deploy,
                               params=params, contract=contract)
     raise ChainError(f"unknown chain {spec!r}: use local, memory or an http(s)/ws(s) URL")
+
+
+# what a failed connection says, by the words of its cause (requests words it at length)
+_UNREACHABLE = ("connection refused", "name or service not known", "temporary failure in"
+                " name resolution", "no route to host", "network is unreachable", "timed out",
+                "connection reset", "remote end closed connection")
+
+
+def _answers(w3: Web3) -> None:
+    """The JSON-RPC node of ``w3`` answers (its chain id), else a one-line ChainError: a
+    node that is down, a wrong port, a page that is not JSON-RPC. The URL is not quoted
+    (it may hold an API key)."""
+    try:
+        w3.eth.chain_id  # noqa: B018
+    except (OSError, ValueError, Web3Exception) as exc:  # requests' errors are OSErrors
+        text = " ".join(str(exc).split())
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+        reason = next((words for words in _UNREACHABLE if words in text.lower()),
+                      f"HTTP status {status}" if status is not None else
+                      _rpc_error(exc)[1][:200] if isinstance(exc, Web3Exception) else
+                      type(exc).__name__)
+        raise ChainError(f"the chain's JSON-RPC node does not answer: {reason}") from None
 
 
 def _with_contract(chain: Chain, folder: Path, *, deploy: bool, params: ContractParams,

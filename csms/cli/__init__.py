@@ -248,4 +248,11 @@ def main(argv: list[str] | None = None) -> None:
         message = visible(" ".join(exc.format_message().split()))
         err_console.print(f"error: {message}{hint}", markup=False, highlight=False)
         sys.exit(2)
+    except OSError as exc:  # a file or a peer no command's own check caught: one line
+        from csms.logsafe import visible
+
+        said = (f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror
+                else (str(exc).strip().splitlines() or [type(exc).__name__])[0])
+        err_console.print(f"error: {visible(said)}", markup=False, highlight=False)
+        sys.exit(1)
     sys.exit(result if isinstance(result, int) else 0)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from csms.cli.common import (
+    SMALL_FILE,
     DataDirOption,
     DbOption,
     JsonOption,
@@ -21,6 +22,7 @@ from csms.cli.common import (
     load_settings,
     print_json,
     print_table,
+    read_limited,
     run,
     setting_error,
 )
@@ -54,7 +56,7 @@ def _read_certificate(path: str) -> tuple[str, x509.Certificate]:
     from cryptography import x509
 
     try:
-        text = Path(path).read_text("ascii")
+        text = read_limited(path, SMALL_FILE).decode("ascii")
         return text, x509.load_pem_x509_certificate(text.encode())
     except OSError as exc:
         fail(f"cannot read {path}: {exc.strerror or exc}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import getpass
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar, cast
 
 import typer
@@ -21,8 +22,11 @@ if TYPE_CHECKING:
     from csms.service.ports import Repository, Tx
 
 __all__ = [
+    "FIRMWARE_FILE",
     "IN_PROCESS_CHAIN",
     "MAX_ID",
+    "RECEIPT_FILE",
+    "SMALL_FILE",
     "AdminHost",
     "AdminPort",
     "ChainOption",
@@ -47,6 +51,7 @@ __all__ = [
     "print_json",
     "print_table",
     "process_alive",
+    "read_limited",
     "run",
     "say",
     "setting_error",
@@ -360,6 +365,25 @@ def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]
     for r in cells:  # as Text: what a station or an operator chose is never Rich markup
         table.add_row(*[Text(r[i]) for i in shown])
     out.print(table)
+
+
+# The most a command reads of a file it is given, by what it holds: more is refused (a
+# careless path, /dev/zero or a pipe that never ends, filled the memory of the machine)
+SMALL_FILE = 1024 * 1024  # a key, a password, a certificate, a keystore, a settings file
+RECEIPT_FILE = 64 * 1024 * 1024
+FIRMWARE_FILE = 1024 * 1024 * 1024
+
+
+def read_limited(path: str | Path, limit: int) -> bytes:
+    """The bytes of the file ``path`` (or of a pipe, to its end), at most ``limit``: an
+    OSError (``EFBIG``, naming the path) when it holds more."""
+    import errno
+
+    with Path(path).expanduser().open("rb") as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise OSError(errno.EFBIG, f"more than {limit} bytes: not read", str(path))
+    return data
 
 
 def short_time(iso: str | None) -> str | None:

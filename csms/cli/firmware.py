@@ -22,7 +22,9 @@ from urllib.parse import quote
 import typer
 
 from csms.cli.common import (
+    FIRMWARE_FILE,
     MAX_ID,
+    SMALL_FILE,
     DataDirOption,
     DbOption,
     JsonOption,
@@ -35,6 +37,7 @@ from csms.cli.common import (
     load_settings,
     print_json,
     print_table,
+    read_limited,
     run,
     say,
 )
@@ -103,7 +106,7 @@ def firmware_add(
     if (sign_with is None) != (cert is None):
         fail("--sign-with and --cert go together")
     try:
-        blob = file.read_bytes()
+        blob = read_limited(file, FIRMWARE_FILE)
     except OSError as exc:
         fail(f"cannot read {file}: {exc.strerror or exc}")
     if not blob:
@@ -114,7 +117,8 @@ def firmware_add(
     signature = cert_text = None
     if sign_with is not None and cert is not None:
         try:
-            key_pem, cert_pem = sign_with.read_bytes(), cert.read_bytes()
+            key_pem, cert_pem = (read_limited(sign_with, SMALL_FILE),
+                                 read_limited(cert, SMALL_FILE))
         except OSError as exc:
             fail(f"cannot read {exc.filename}: {exc.strerror or exc}")
         try:

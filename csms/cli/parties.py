@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from csms.cli.common import (
+    SMALL_FILE,
     CliError,
     DataDirOption,
     DbOption,
@@ -37,6 +38,7 @@ from csms.cli.common import (
     open_chain_or_fail,
     print_json,
     print_table,
+    read_limited,
     run,
     say,
     setting_option,
@@ -199,8 +201,8 @@ def _account(keystore: str, password_file: str) -> Any:
     from eth_account import Account
 
     try:
-        data = json.loads(Path(keystore).read_text("utf-8"))
-        password = Path(password_file).read_text("utf-8").strip()
+        data = json.loads(read_limited(keystore, SMALL_FILE).decode("utf-8"))
+        password = read_limited(password_file, SMALL_FILE).decode("utf-8").strip()
         return Account.from_key(Account.decrypt(data, password))
     except (OSError, ValueError, KeyError) as exc:
         fail(f"cannot open the keystore {keystore}: {exc}")

@@ -6,6 +6,7 @@ The admin API is found where ``csms serve`` put it: ``--admin-host`` and ``--adm
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,6 +17,7 @@ import typer
 
 from csms.cli.common import (
     MAX_ID,
+    SMALL_FILE,
     AdminHost,
     AdminPort,
     DataDirOption,
@@ -27,6 +29,7 @@ from csms.cli.common import (
     group,
     load_settings,
     print_json,
+    read_limited,
     say,
     warn,
 )
@@ -70,7 +73,7 @@ def admin_request(
 
     from csms.protocol.frames import loads  # integers beyond 64 bits exactly
 
-    base = f"http://{settings.admin_host}:{settings.admin_port}"
+    base = f"http://{_admin_address(settings.admin_host)}:{settings.admin_port}"
     if settings.admin_port < 1:
         fail("the admin API is off (--admin-port -1): give the port csms serve uses")
     try:
@@ -114,6 +117,29 @@ def admin_request(
              f" the csms admin API does not send: is it the admin API of `csms serve`"
              " (--admin-host, --admin-port)?", 1)
     return status, answer
+
+
+# a DNS name: labels of letters, digits and hyphens, dot separated
+_HOST_NAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(?:\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
+
+
+def _admin_address(host: str) -> str:
+    """The host of the admin API's URL: an address (IPv6 in brackets) or a DNS name; every
+    interface (empty, 0.0.0.0, ::) is this machine's loopback. Anything else is one line
+    and exit 2 (a control character or a bracket was a traceback from urllib)."""
+    import ipaddress
+
+    if host in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        if len(host) > 253 or not _HOST_NAME.fullmatch(host):
+            fail(f"--admin-host (CSMS_ADMIN_HOST): {host!r} is not a host name or address")
+        return host
+    if address.version == 6:
+        return "[::1]" if address.is_unspecified else f"[{host}]"
+    return host
 
 
 def _unknown_station(to: Target, station: str) -> bool:
@@ -203,7 +229,7 @@ def start(
         args["connector"] = connector
     if authorization is not None:
         try:
-            args["authorization"] = orjson.loads(Path(authorization).read_bytes())
+            args["authorization"] = orjson.loads(read_limited(authorization, SMALL_FILE))
         except (OSError, ValueError) as exc:
             fail(f"cannot read the authorization {authorization}: {exc}")
     warning = None

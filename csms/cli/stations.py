@@ -16,6 +16,7 @@ import typer
 
 from csms.cli.common import (
     MAX_ID,
+    SMALL_FILE,
     CliError,
     DataDirOption,
     DbOption,
@@ -29,6 +30,7 @@ from csms.cli.common import (
     load_settings,
     print_json,
     print_table,
+    read_limited,
     run,
     short_time,
     warn,
@@ -315,6 +317,6 @@ def _meter_of(station_id: str, evse: int | None) -> str:
 def _read_key_file(path: Path | None) -> str:
     assert path is not None
     try:
-        return path.read_text()
+        return read_limited(path, SMALL_FILE).decode()
     except (OSError, UnicodeDecodeError) as exc:
         raise typer.BadParameter(f"cannot read {path}: {exc}") from None

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from csms.cli.common import DataDirOption, fail, load_settings, say
+from csms.cli.common import RECEIPT_FILE, DataDirOption, fail, load_settings, read_limited, say
 
 __all__ = ["verify"]
 
@@ -27,7 +27,7 @@ def _read_json(path: Path) -> Any:
     too (web/verify/src/verifier.js readReceipt). Raises OSError, ValueError."""
     from csms.protocol.frames import MAX_JSON_DEPTH, nested_beyond
 
-    text = path.read_text("utf-8-sig")
+    text = read_limited(path, RECEIPT_FILE).decode("utf-8-sig")
     if nested_beyond(text):
         raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
     try:

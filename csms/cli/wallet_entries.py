@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 import typer
 
 from csms.cli.common import (
+    SMALL_FILE,
     DataDirOption,
     JsonOption,
     WideOption,
@@ -19,6 +20,7 @@ from csms.cli.common import (
     load_settings,
     print_json,
     print_table,
+    read_limited,
     say,
 )
 from csms.cli.parties import ADDRESS, Contract, _address
@@ -35,9 +37,9 @@ def _host_of(keystore: str, password_file: str | None) -> str:
     from eth_account import Account
 
     try:
-        data = json.loads(Path(keystore).read_text("utf-8"))
+        data = json.loads(read_limited(keystore, SMALL_FILE).decode("utf-8"))
         if password_file is not None:
-            password = Path(password_file).read_text("utf-8").strip()
+            password = read_limited(password_file, SMALL_FILE).decode("utf-8").strip()
             return str(Account.from_key(Account.decrypt(data, password)).address)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         fail(f"cannot open the keystore {keystore}: {exc}")

@@ -184,3 +184,19 @@ def test_an_exception_group_s_messages_stay_under_its_margin() -> None:
     assert PW not in text
     assert not [line for line in text.splitlines()[1:] if line and not line.startswith(
         ("Traceback", " ", "KeyError", "The above"))], text
+
+
+def test_unshown_as_json_escapes_what_a_terminal_obeys_and_keeps_the_value() -> None:
+    """JSON encoders escape C0 controls only: a C1 CSI (0x9b), DEL or a bidi override in a
+    station's string reached the terminal of ``csms ... --json`` as it was."""
+    import json
+
+    from csms.logsafe import unshown_as_json
+
+    value = {"vendor": "a\x9b2J\x7f", "firmware": "fw\u202egpj.exe", "ok": ["é", "[red]x"]}
+    text = json.dumps(value, ensure_ascii=False, indent=2)
+    shown = unshown_as_json(text)
+    assert json.loads(shown) == value
+    assert not any(c in shown for c in "\x9b\x7f\u202e")
+    assert "\\u009b" in shown and "\\u202e" in shown and "é" in shown
+    assert shown.count("\n") == text.count("\n")  # the indent's line breaks are kept
