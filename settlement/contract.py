@@ -17,6 +17,13 @@ their lengths, so a verifier needs no compiler (the driver's page reads the same
 ``tests/integration/settlement/test_verifier.py`` keeps it (and the build) equal to what
 ``vyper`` compiles from ``Settlement.vy``: regenerate both with ``python -m
 settlement.contract`` after changing the contract.
+
+A deployed contract cannot be changed, and the receipts of its sessions stay the drivers':
+``earlier`` in ``Settlement.code.json`` lists the fingerprints of earlier releases of the
+contract whose receipts verify the same way (the contract of 24-bit station indexes: an
+entry of a station below 2^24 is the same word in both, and it registered no other), kept
+by ``python -m settlement.contract``. A release that fixed a hole a receipt relies on is
+never listed there.
 """
 
 from __future__ import annotations
@@ -133,32 +140,45 @@ def code_fingerprint() -> dict[str, Any]:
     return data
 
 
+def _releases(fingerprint: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The fingerprint of this release's code, then the earlier ones it verifies."""
+    fp = fingerprint or code_fingerprint()
+    return [fp, *fp.get("earlier", [])]
+
+
 def is_settlement_code(code: bytes, fingerprint: dict[str, Any] | None = None) -> bool:
     """Whether ``code`` (as ``eth_getCode`` returns it) is this project's Settlement
-    contract: its runtime code exactly, followed by immutables of the expected length."""
+    contract (this release's or an ``earlier`` one): its runtime code exactly, followed by
+    immutables of the expected length."""
     from eth_hash.auto import keccak
 
-    fp = fingerprint or code_fingerprint()
-    size = int(fp["runtime_size"])
-    return (len(code) == size + int(fp["immutables_size"])
-            and "0x" + bytes(keccak(code[:size])).hex() == fp["runtime_keccak"])
+    for fp in _releases(fingerprint):
+        size = int(fp["runtime_size"])
+        if len(code) == size + int(fp["immutables_size"]) \
+                and "0x" + bytes(keccak(code[:size])).hex() == fp["runtime_keccak"]:
+            return True
+    return False
 
 
 def is_settlement_creation(data: bytes, fingerprint: dict[str, Any] | None = None) -> bool:
     """Whether ``data`` (a contract creation transaction's input) is this project's
-    Settlement creation code exactly, followed by the constructor's arguments (ABI-encoded,
-    32 bytes each): the contract's storage was then written by its own code only."""
+    Settlement creation code exactly (this release's or an ``earlier`` one), followed by
+    the constructor's arguments (ABI-encoded, 32 bytes each): the contract's storage was
+    then written by its own code only."""
     from eth_hash.auto import keccak
 
-    fp = fingerprint or code_fingerprint()
-    size = int(fp["creation_size"])
-    return (len(data) == size + int(fp["constructor_args_size"])
-            and "0x" + bytes(keccak(data[:size])).hex() == fp["creation_keccak"])
+    for fp in _releases(fingerprint):
+        size = int(fp["creation_size"])
+        if len(data) == size + int(fp["constructor_args_size"]) \
+                and "0x" + bytes(keccak(data[:size])).hex() == fp["creation_keccak"]:
+            return True
+    return False
 
 
 if __name__ == "__main__":  # python -m settlement.contract: regenerate fingerprint and build
     folder = Path(__file__).parent / "contracts"
-    for name, data in ((FINGERPRINT_NAME, fingerprint_of_source()),
+    kept = {"earlier": code_fingerprint().get("earlier", [])}  # releases deployed before
+    for name, data in ((FINGERPRINT_NAME, {**fingerprint_of_source(), **kept}),
                        (BUILD_NAME, build_of_source())):
         (folder / name).write_text(json.dumps(data, indent=2) + "\n", "utf-8")
         print(f"wrote {folder / name}")

@@ -24,7 +24,7 @@ from eth_abi.abi import encode as abi_encode
 from eth_account import Account
 from eth_hash.auto import keccak
 
-from settlement.records import ascii_int
+from settlement.records import LIMITS, ascii_int
 
 __all__ = ["ADDRESS", "Authorization", "digest", "domain_separator", "recover", "sign",
            "typed_data"]
@@ -66,7 +66,7 @@ class Authorization:
             value = getattr(self, name)
             if not isinstance(value, int) or not 0 <= value < 2**bits:
                 raise ValueError(f"{name} must be an integer below 2^{bits}")
-        if not 0 < self.station < 2**24:
+        if not 0 < self.station < 2 ** LIMITS["chain_station"]:
             raise ValueError("station must be a registered station index")
 
     def packed(self) -> int:

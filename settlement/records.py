@@ -6,8 +6,14 @@ canonical JSON (keys sorted, no spaces, UTF-8) of the record fields below, where
 data included verbatim). The record never goes on chain; its hash does, beside the
 compact entry the contract checks and pays (``settlement/contracts/Settlement.vy``):
 
-    packed = station | driver << 24 | energy_wh << 56 | duration_s << 88
-             | amount << 120 | kind << 168 | slot << 176
+    packed = station % 2**24 | driver << 24 | energy_wh << 56 | duration_s << 88
+             | amount << 120 | kind << 168 | slot << 176 | station >> 24 << 184
+
+A station's index is 40 bits (anyone may register a station: 2^24 of them was within a
+stranger's means); its low 24 bits are where the first layout had the whole index, so an
+entry of a station below 2^24 is the same word as ever, and its receipts verify unchanged.
+The contract reads every bit above the slot as the station's high bits, and so does
+:func:`unpack_entry`: an entry with a bit above the 40 names a station no one can register.
 
 A chunk of entries is committed on chain by a hash chain (see :func:`chunk_digest`);
 ``slot`` is the station's position among the chunk's distinct stations (the contract sums
@@ -70,8 +76,11 @@ INTEGER_FIELDS = ("seq", "chain_station", "driver_index", "energy_wh", "duration
                   "price_minor", "decimals", "unit", "kind")
 
 # bit widths of the packed entry (the contract's checks assume them)
-LIMITS = {"chain_station": 24, "driver_index": 32, "energy_wh": 32, "duration_s": 32,
+LIMITS = {"chain_station": 40, "driver_index": 32, "energy_wh": 32, "duration_s": 32,
           "price_minor": 48}
+
+STATION_LOW = 2**24 - 1  # the station's low bits, at the bottom of the entry
+STATION_HIGH_SHIFT = 184  # its high bits: above the slot
 
 
 class EntryTooLarge(ValueError):
@@ -105,12 +114,15 @@ def pack_entry(station: int, driver_index: int, energy_wh: int, duration_s: int,
         raise ValueError(f"unknown entry kind {kind}")
     if not 0 <= slot < 256:
         raise EntryTooLarge(f"station slot {slot} does not fit 8 bits")
-    return (station | driver_index << 24 | energy_wh << 56 | duration_s << 88
-            | amount << 120 | kind << 168 | slot << 176)
+    return (station & STATION_LOW | driver_index << 24 | energy_wh << 56 | duration_s << 88
+            | amount << 120 | kind << 168 | slot << 176 | station >> 24 << STATION_HIGH_SHIFT)
 
 
 def unpack_entry(packed: int) -> dict[str, int]:
-    return {"chain_station": packed & (2**24 - 1), "driver_index": packed >> 24 & (2**32 - 1),
+    """The fields of an entry as the contract reads them (the station: its low 24 bits and
+    every bit above the slot)."""
+    return {"chain_station": packed & STATION_LOW | packed >> STATION_HIGH_SHIFT << 24,
+            "driver_index": packed >> 24 & (2**32 - 1),
             "energy_wh": packed >> 56 & (2**32 - 1), "duration_s": packed >> 88 & (2**32 - 1),
             "price_minor": packed >> 120 & (2**48 - 1), "kind": packed >> 168 & 255,
             "slot": packed >> 176 & 255}

@@ -9,9 +9,17 @@
 @dev Theory of operation.
      A chunk is settled by one `settle` transaction carrying compact entries, each:
          record_hash (bytes32): keccak256 of the session's full canonical record
-         packed (uint256): station (24 bits) | driver (32) | energy Wh (32) |
+         packed (uint256): station, low 24 bits | driver (32) | energy Wh (32) |
                            duration s (32) | amount (48, billing units) | kind (8) |
-                           slot (8: the station's slot among the chunk's stations)
+                           slot (8: the station's slot among the chunk's stations) |
+                           station >> 24 (every bit above: 16 for an index below 2^40)
+     A station's index is 40 bits, so that registering every one is out of anyone's reach
+     (>= 24,000 gas each: ~2.6x10^16; 2^24 was ~4x10^11, within a stranger's means on a
+     cheap chain, and shut every new host out). The low 24 bits stay where the first
+     layout had the whole index: an entry of a station below 2^24 is the same word as
+     ever. Every bit above the slot is read as the station's: an entry with a bit set
+     above the 40 bits names an index nobody can register (UNKNOWN_STATION), never a
+     station read another way.
      kind 0: a card session, paid under the driver's standing terms; kind 1: an app
      session, paid under the driver's EIP-712 SessionAuthorization, which follows in
      `auths` (in the order of the signed entries).
@@ -114,6 +122,7 @@ M8: constant(uint256) = 2**8 - 1
 M16: constant(uint256) = 2**16 - 1
 M24: constant(uint256) = 2**24 - 1
 M32: constant(uint256) = 2**32 - 1
+M40: constant(uint256) = 2**40 - 1
 M48: constant(uint256) = 2**48 - 1
 M64: constant(uint256) = 2**64 - 1
 M160: constant(uint256) = 2**160 - 1
@@ -375,7 +384,7 @@ def register_station(max_power_w: uint256) -> uint256:
     """A host registers a station it owns: payments for its sessions go to the caller."""
     assert max_power_w > 0 and max_power_w <= M32, "power out of range"
     index: uint256 = self.station_count + 1
-    assert index <= M24, "too many stations"
+    assert index <= M40, "too many stations"
     self.station_count = index
     self.station_info[index] = convert(msg.sender, uint256) | (max_power_w << 160)
     if self.earnings[msg.sender] == 0:
@@ -505,7 +514,7 @@ def settle(ledger: uint256, first_seq: uint256, entries: DynArray[Entry, MAX_ENT
         e: Entry = entries[i]
         packed: uint256 = e.packed
         digest = keccak256(abi_encode(digest, e.record_hash, packed))  # H_i-1 ++ hash ++ packed
-        station_index: uint256 = packed & M24
+        station_index: uint256 = (packed & M24) | ((packed >> 184) << 24)
         driver: uint256 = (packed >> 24) & M32
         energy: uint256 = (packed >> 56) & M32
         duration: uint256 = (packed >> 88) & M32

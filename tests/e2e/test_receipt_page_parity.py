@@ -209,10 +209,26 @@ CASES: dict[str, Any] = {
     "a fee beside the payment": _said("payment", "fee", 5),
     "a second block beside the chain": _said("chain", "block", 2),
     "a total beside the receipt": lambda: {**_base(), "total": "9.99 EUR"},
+    # station indexes past 2^24 (40 bits: the high ones above the slot); bits above the
+    # slot that the record's station does not have; an index beyond 40 bits
+    "a station past 2^24": lambda: _record(chain_station=2**24 + 5),
+    "a station's high bits forged": lambda: _forged_bits(1 << 184),
+    "a bit above the station's 40 forged": lambda: _forged_bits(1 << 200),
+    "a station of 2^40": lambda: _said("record", "chain_station", 2**40)(),
     # as the central system writes them: read by both
     "the ledger as an integer": _said("chunk", "ledger", 7),
     "a reason as an integer": _said("payment", "reason", 2),
 }
+
+
+def _forged_bits(bits: int) -> dict[str, Any]:
+    """The base receipt with ``bits`` set in its entry (the chunk digest computed again)."""
+    receipt = _base()
+    packed = int(receipt["entry"]["packed"], 16) | bits
+    receipt["entry"]["packed"] = hex(packed)
+    rhash = bytes.fromhex(receipt["entry"]["record_hash"][2:])
+    receipt["chunk"]["digest"] = "0x" + chunk_digest(7, 1, [(rhash, packed)]).hex()
+    return receipt
 
 
 # what both must say (not only agree on): (status, failed checks); ERROR: not a receipt
@@ -228,6 +244,9 @@ EXPECTED: dict[str, tuple[str, list[str]]] = {
     "an Alfen begin with a meter reading mismatch": ("INVALID", ["meter status"]),
     "an Alfen begin without": ("UNVERIFIED", []),
     "the ledger as an integer": ("UNVERIFIED", []), "a reason as an integer": ("UNVERIFIED", []),
+    "a station past 2^24": ("UNVERIFIED", []),
+    "a station's high bits forged": ("INVALID", ["entry"]),
+    "a bit above the station's 40 forged": ("INVALID", ["entry"]),
     **{name: ("ERROR", []) for name in CASES if name.startswith((
         "the amount paid ", "the unit paid in ", "paid as ", "the unpaid reason ",
         "the position as ", "the packed entry ", "the chunk's count ", "the first sequence",

@@ -36,6 +36,18 @@ def _compiled(name: str) -> dict[str, Any]:
     return out
 
 
+@functools.cache
+def _storage_slot(variable: str) -> int:
+    """The storage slot of a plain variable of Settlement.vy, from the compiler's layout."""
+    from settlement.contract import source
+
+    layout = vyper.compile_code(source(), output_formats=["layout"])["layout"]
+    entry = layout["storage_layout"][variable]
+    if entry["type"] != "uint256":
+        raise ValueError(f"{variable} is a {entry['type']}, not a uint256")
+    return int(entry["slot"])
+
+
 async def link_stations_and_card(repo: Any, host: str, stations: dict[str, int], tag: str,
                                   driver: str, salt: bytes, commitment: bytes) -> None:
     """Record in the central system what was done on chain: each station's host and
@@ -72,6 +84,7 @@ class Row:
     kind: int = CARD
     auth: Authorization | None = None
     record_hash: bytes = b""
+    forged_bits: int = 0  # OR'd into the packed entry (bits no honest entry sets)
 
 
 class Kit:
@@ -126,14 +139,16 @@ class Kit:
     # -- settlement --------------------------------------------------------------
     def entries(self, rows: Sequence[Row]) -> tuple[list[tuple[bytes, int]],
                                                      list[tuple[int, bytes, bytes]]]:
-        slots: dict[int, int] = {}
+        slots: dict[tuple[int, int], int] = {}
         entries, auths = [], []
         for r in rows:
-            slot = slots.setdefault(r.station, len(slots))
+            # forged bits may make another station of the same low bits: a slot of its own
+            slot = slots.setdefault((r.station, r.forged_bits), len(slots))
             packed = pack_entry(r.station, r.driver, r.energy_wh, r.duration_s, r.amount,
                                 r.kind if r.kind in (CARD, SIGNED) else CARD, slot)
             if r.kind not in (CARD, SIGNED):  # a kind the contract does not know
                 packed = packed & ~(255 << 168) | r.kind << 168
+            packed |= r.forged_bits
             entries.append((r.record_hash or secrets.token_bytes(32), packed))
             if r.kind == SIGNED and r.auth is not None:
                 auths.append((r.auth.packed(), *r.auth.compact_signature()))
@@ -187,6 +202,27 @@ class Kit:
             self.w3.provider.ethereum_tester.mine_blocks(blocks)  # type: ignore[attr-defined]
         else:
             self.w3.provider.make_request("anvil_mine", [hex(blocks)])  # type: ignore[arg-type]
+
+    # -- state -------------------------------------------------------------------
+    def set_storage(self, variable: str, value: int) -> None:
+        """Write a storage variable of the contract (a plain uint256 of its layout, the slot
+        the compiler gave it), as no transaction could: a state a test cannot reach by
+        transactions in its time (16.7 million stations registered)."""
+        slot = _storage_slot(variable)
+        address = str(self.c.address)
+        if self.chain.kind == "memory":
+            tester = self.w3.provider.ethereum_tester  # type: ignore[attr-defined]
+            backend = tester.backend
+            state = backend.chain.get_vm().state
+            state.set_storage(bytes.fromhex(address.removeprefix("0x")), slot, value)
+            state.persist()
+            backend.chain.header = backend.chain.header.copy(state_root=state.state_root)
+            tester.mine_blocks()
+        else:
+            word = "0x" + value.to_bytes(32, "big").hex()
+            self.w3.provider.make_request("anvil_setStorageAt",  # type: ignore[arg-type]
+                                          [address, hex(slot), word])
+            self.mine(1)
 
     # -- other contracts ---------------------------------------------------------
     def deploy(self, name: str) -> Any:

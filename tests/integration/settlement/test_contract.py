@@ -357,3 +357,50 @@ def test_a_signed_entry_refused_early_does_not_shift_the_next_ones_authorization
     ])
     assert s.unpaid == {s.first_seq: ABOVE_STATION_POWER}  # B's session is B's to pay
     assert kit.balance(b) == 10**6 - 100
+
+
+def test_a_stranger_cannot_use_up_the_station_indexes(kit: Kit) -> None:
+    """Anyone may register a station: 2^24 indexes (~4x10^11 gas) were within a stranger's
+    reach on a cheap chain, and every new host was then refused. Past 2^24 a station's
+    index goes on: its sessions, card or signed, are paid to its host."""
+    kit.set_storage("station_count", 2**24 - 1)  # 16,777,215 stations registered
+    host, st = kit.host()
+    assert st == 2**24
+    other, st2 = kit.host()
+    assert st2 == 2**24 + 1
+    d, di = kit.driver()
+    s = kit.settle([Row(st, di, 1500, 1800, 100),
+                    Row(st2, di, 1000, 1800, 60, SIGNED, signed(kit, d, st2)),
+                    Row(st, di, 1500, 1800, 50, SIGNED, signed(kit, d, st2, nonce=2))])
+    # the last was signed for the other station, not for this one
+    assert s.unpaid == {s.first_seq + 2: BAD_AUTHORIZATION}
+    assert s.paid == 160 and kit.balance(d) == 10**6 - 160
+    assert kit.earnings(host.address) == 95 and kit.earnings(other.address) == 57
+    assert kit.chain.station(st) == (host.address, 22_000)
+    # the indexes end at 2^40 - 1: ~2.6x10^16 gas of registrations, out of any chain's reach
+    kit.set_storage("station_count", 2**40 - 2)
+    assert kit.host()[1] == 2**40 - 1
+    with reverts("too many stations"):
+        kit.host()
+
+
+def test_an_entry_with_bits_above_its_fields_is_not_paid(kit: Kit) -> None:
+    """The contract reads every bit above the slot as the station's high bits: an entry
+    with a bit no honest entry sets names a station nobody registered, and is not paid
+    (not read as its low fields' station, credited to that station's host)."""
+    host, st = kit.host()
+    _, di = kit.driver()
+    s = kit.settle([Row(st, di, 1500, 1800, 100, forged_bits=1 << 184),
+                    Row(st, di, 1500, 1800, 100, forged_bits=1 << 200),
+                    Row(st, di, 1500, 1800, 100, forged_bits=1 << 255),
+                    Row(st, di, 1500, 1800, 100)])
+    f = s.first_seq
+    assert s.unpaid == {f: UNKNOWN_STATION, f + 1: UNKNOWN_STATION, f + 2: UNKNOWN_STATION}
+    assert s.paid == 100 and kit.earnings(host.address) == 95
+    # in the honest entry's slot, the forged one is another station there: the chunk reverts
+    entries, _ = kit.entries([Row(st, di, 1500, 1800, 100),
+                              Row(st, di, 1500, 1800, 100)])
+    entries[1] = (entries[1][0], entries[1][1] | 1 << 184)
+    with reverts("station slots out of order"):
+        kit.c.functions.settle(kit.ledger, kit.chain.ledger_next(kit.ledger), entries,
+                               []).call({"from": kit.chain.operator.address})

@@ -52,3 +52,16 @@ def test_a_signature_without_a_parity_or_an_r_is_not_encoded(tail: str) -> None:
     with pytest.raises(ValueError):
         Authorization(**{**auth.as_json(), "signature": "0x" + "00" * 32
                          + auth.signature[66:]}).compact_signature()
+
+
+def test_a_station_index_is_one_the_contract_can_register() -> None:
+    """Indexes run to 2^40 - 1 (Settlement.vy register_station): one past 2^24 is signed
+    for, 0 (none) and 2^40 are not."""
+    driver = Account.create()
+    for station in (2**24, 2**40 - 1):
+        auth = sign(Authorization(driver.address, station, 40, 0, 50, 500, 1, 2**39),
+                    driver.key, 31337, CONTRACT)
+        assert recover(auth, 31337, CONTRACT) == driver.address
+    for station in (0, 2**40):
+        with pytest.raises(ValueError, match="station"):
+            Authorization(driver.address, station, 40, 0, 50, 500, 1, 2**39)

@@ -36,6 +36,8 @@ def record(**changes: Any) -> dict[str, Any]:
     (0, 0, 0, 0, 0, CARD, 0),
     (1, 2, 3500, 3600, 137, SIGNED, 5),
     (2**24 - 1, 2**32 - 1, 2**32 - 1, 2**32 - 1, 2**48 - 1, SIGNED, 255),
+    (2**24, 1, 2, 3, 4, CARD, 0),
+    (2**40 - 1, 2**32 - 1, 2**32 - 1, 2**32 - 1, 2**48 - 1, SIGNED, 255),
 ])
 def test_pack_and_unpack_round_trip(values: tuple[int, ...]) -> None:
     station, driver, energy, duration, amount, kind, slot = values
@@ -55,6 +57,28 @@ def test_a_value_beyond_its_bits_does_not_fit(name: str) -> None:
     args[key] = -1
     with pytest.raises(EntryTooLarge):
         pack_entry(**args)
+
+
+def test_an_entry_of_a_station_below_2_24_is_the_word_it_always_was() -> None:
+    """The 24-bit layout, written out by hand: receipts settled under it verify unchanged."""
+    assert pack_entry(0xABCDEF, 0x01020304, 3500, 3600, 137, SIGNED, 7) == int(
+        "0701" "000000000089" "00000e10" "00000dac" "01020304" "abcdef", 16)
+    assert entry_of(record(), 0)[1] == 3 | 2 << 24 | 3500 << 56 | 3600 << 88 | 137 << 120
+
+
+def test_a_station_past_2_24_puts_its_high_bits_above_the_slot() -> None:
+    packed = pack_entry(0x12_3456_789A, 1, 0, 0, 0, CARD, 9)
+    assert packed & (2**24 - 1) == 0x56_789A and packed >> 176 == 0x1234_09
+
+
+@pytest.mark.parametrize("bit", [184, 199, 200, 255])
+def test_every_bit_above_the_slot_is_read_as_the_stations(bit: int) -> None:
+    """As the contract reads it: a bit above the 40 names a station no one can register,
+    not the station of the low bits."""
+    packed = pack_entry(5, 1, 0, 0, 0, CARD, 0) | 1 << bit
+    station = unpack_entry(packed)["chain_station"]
+    assert station == 5 | 1 << (bit - 160)
+    assert (station >= 2 ** LIMITS["chain_station"]) == (bit >= 200)
 
 
 def test_unknown_kind_and_slot_are_refused() -> None:

@@ -429,21 +429,24 @@ export class SettlementReader {
   }
 }
 
+/** settlement/contract.py _releases: this release's fingerprint, then the earlier ones
+ * whose receipts it verifies (contracts deployed before cannot change). */
+const releases = (fingerprint) => [fingerprint, ...(fingerprint.earlier ?? [])];
+
 /** settlement/contract.py is_settlement_code: this project's Settlement runtime code
- * exactly (keccak256 of it, from Settlement.code.json), then its immutables. */
+ * exactly (keccak256 of it, from Settlement.code.json: this release's or an earlier one),
+ * then its immutables. */
 export function isSettlementCode(codeHex, fingerprint) {
-  const size = fingerprint.runtime_size;
-  return codeHex.length === 2 * (size + fingerprint.immutables_size)
-    && `0x${hex(keccak(fromHex(codeHex.slice(0, 2 * size))))}` === fingerprint.runtime_keccak;
+  return releases(fingerprint).some((fp) => codeHex.length === 2 * (fp.runtime_size + fp.immutables_size)
+    && `0x${hex(keccak(fromHex(codeHex.slice(0, 2 * fp.runtime_size))))}` === fp.runtime_keccak);
 }
 
 /** settlement/contract.py is_settlement_creation: a creation transaction's input is this
- * project's Settlement creation code exactly (keccak256 of it, from Settlement.code.json),
- * then the constructor's arguments (32 bytes each). */
+ * project's Settlement creation code exactly (keccak256 of it, from Settlement.code.json:
+ * this release's or an earlier one), then the constructor's arguments (32 bytes each). */
 export function isSettlementCreation(inputHex, fingerprint) {
-  const size = fingerprint.creation_size;
-  return inputHex.length === 2 * (size + fingerprint.constructor_args_size)
-    && `0x${hex(keccak(fromHex(inputHex.slice(0, 2 * size))))}` === fingerprint.creation_keccak;
+  return releases(fingerprint).some((fp) => inputHex.length === 2 * (fp.creation_size + fp.constructor_args_size)
+    && `0x${hex(keccak(fromHex(inputHex.slice(0, 2 * fp.creation_size))))}` === fp.creation_keccak);
 }
 
 /** settlement/records.py card_commitment: keccak256(abi.encode(address, string, bytes32)). */

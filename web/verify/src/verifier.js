@@ -66,7 +66,7 @@ const COMMITTED = new Set([...RECORD_FIELDS, ...OPTIONAL_FIELDS]);
 // true/false): int() reads "0" as the card kind the entry packs, eq("0", 0n) is false
 const INTEGER_FIELDS = ["seq", "chain_station", "driver_index", "energy_wh", "duration_s",
   "price_minor", "decimals", "unit", "kind"];
-const LIMITS = { chain_station: 24n, driver_index: 32n, energy_wh: 32n, duration_s: 32n, price_minor: 48n };
+const LIMITS = { chain_station: 40n, driver_index: 32n, energy_wh: 32n, duration_s: 32n, price_minor: 48n };
 const SIGNED = 1n;
 const CARD = 0n;
 export const UNPAID_REASONS = {
@@ -143,10 +143,17 @@ export function recordHash(record) {
   return keccakHex(canonical(subset));
 }
 
+// A station's index is 40 bits: its low 24 at the bottom of the entry (where the first
+// layout had the whole index: an entry of a station below 2^24 is the same word as ever),
+// its high bits above the slot; every bit above the slot is read as the station's, as the
+// contract reads it (records.py unpack_entry).
+const STATION_HIGH_SHIFT = 184n;
+
 export function unpackEntry(packed) {
   const mask = (bits) => (1n << bits) - 1n;
   return {
-    chain_station: packed & mask(24n), driver_index: (packed >> 24n) & mask(32n),
+    chain_station: (packed & mask(24n)) | ((packed >> STATION_HIGH_SHIFT) << 24n),
+    driver_index: (packed >> 24n) & mask(32n),
     energy_wh: (packed >> 56n) & mask(32n), duration_s: (packed >> 88n) & mask(32n),
     price_minor: (packed >> 120n) & mask(48n), kind: (packed >> 168n) & 255n,
     slot: (packed >> 176n) & 255n,
@@ -160,8 +167,9 @@ function packEntry(values, kind, slot) {
     }
   }
   if (kind !== 0n && kind !== 1n) throw new PyError("ValueError", `unknown entry kind ${kind}`);
-  return values.chain_station | (values.driver_index << 24n) | (values.energy_wh << 56n)
-    | (values.duration_s << 88n) | (values.price_minor << 120n) | (kind << 168n) | (slot << 176n);
+  return (values.chain_station & ((1n << 24n) - 1n)) | (values.driver_index << 24n)
+    | (values.energy_wh << 56n) | (values.duration_s << 88n) | (values.price_minor << 120n)
+    | (kind << 168n) | (slot << 176n) | ((values.chain_station >> 24n) << STATION_HIGH_SHIFT);
 }
 
 const or0 = (v) => (truthy(v) ? v : 0n);
@@ -613,7 +621,7 @@ function authorizationOf(data) {
   for (const [name, bits] of WIDTHS) {
     if (auth[name] < 0n || auth[name] >= 1n << bits) throw new PyError("ValueError", `${name} must be an integer below 2^${bits}`);
   }
-  if (!(auth.station > 0n && auth.station < 1n << 24n)) throw new PyError("ValueError", "station must be a registered station index");
+  if (!(auth.station > 0n && auth.station < 1n << LIMITS.chain_station)) throw new PyError("ValueError", "station must be a registered station index");
   return auth;
 }
 
