@@ -72,7 +72,12 @@ COMMAND_BODIES: dict[str, Schema] = {
     "stop": _command({
         "session": {"type": "integer", "minimum": 1,
                      "description": "The session [default: the station's active one]"},
-    }, description="1.6 RemoteStopTransaction, 2.0.1 RequestStopTransaction"),
+    }, description=(
+        "1.6 RemoteStopTransaction, 2.0.1 RequestStopTransaction. Accepted, the stop is"
+        " recorded (a remote_stop station event, the session flagged remote_stop_accepted,"
+        " its id in the answer's session) and the session held at its completion if it"
+        " charged on (charged_after_remote_stop); a session whose stop was accepted more"
+        " than a minute before is still_charging in the answer")),
     "reset": _command({"hard": {"type": "boolean", "default": False}}),
     "unlock": _command({"connector": {**_CONNECTOR, "minimum": 1, "maximum": MAX_INT32,
                                       "default": 1}}),
@@ -121,7 +126,10 @@ COMMAND_BODIES: dict[str, Schema] = {
                                               "description": "[default: every profile]"}}),
     "data-transfer": _command({"vendor": {"type": "string", "minLength": 1},
                                "message_id": _STR_OR_NULL, "data": {}}, ("vendor",)),
-    "send-local-list": _command({}, description="The full local list: every id tag"),
+    "send-local-list": _command({}, description=(
+        "The full local list: to a station of the operator's (no host), every id tag; to a"
+        " station with a host, only the tags a session at that station was started with"
+        " (a host never collects the card tags of drivers who never charged there)")),
     "local-list-version": _command({}),
     "set-password": _command({"password": {"type": "string", "minLength": 16,
                                            "maxLength": 40}}, ("password",),
@@ -373,7 +381,17 @@ _COMMAND_RESULT = _object({
                            " response is the 2.0.1 answer read out of its answer"},
     "warning": {"type": "string", "description": "set-config: sent, although the station's"
                                                  " stored configuration cannot vouch for"
-                                                 " the key"},
+                                                 " the key; stop: the session is still"
+                                                 " charging after a stop it accepted"},
+    "session": {"type": "integer", "description": "stop: the session stopped (once the"
+                                                  " station accepted; its stop is recorded)"},
+    "still_charging": {"type": "boolean",
+                       "description": "stop: a stop of the session was accepted more than"
+                                      " a minute before, and it is still active"},
+    "stop_accepted_at": {"type": "string", "format": "date-time",
+                         "description": "stop, still_charging: when the station first"
+                                        " accepted a stop of it (the central system's"
+                                        " clock)"},
     "reservation_id": {"type": "integer", "description": "reserve, cancel-reservation:"
                                                          " the reservation"},
     "request_id": {"type": "integer", "description": "update-firmware, get-log,"

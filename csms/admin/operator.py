@@ -18,6 +18,7 @@ boots in a row, or two nodes, never send it twice.
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
@@ -50,6 +51,8 @@ from csms.translate.pnc16 import inner_action, pnc_call, read_answer
 
 __all__ = ["COMMAND_RESULTS", "MAX_ID", "MAX_TIMEOUT", "OperatorCommands", "check_session",
            "command_labels", "command_timeout"]
+
+log = logging.getLogger(__name__)
 
 # Label values of voltledger_operator_commands: command names and these words only,
 # never what a caller or a station chose (an unbounded label set exhausts memory).
@@ -170,8 +173,20 @@ class OperatorCommands:
                 await self._settle(command, args, "Invalid", None)
             return 400, {"error": str(exc)}
         if authorization_id is None:
-            return await self._send(conn, station_id, command, args, call, timeout,
-                                    password, pnc=pnc, warning=warning)
+            status, result = await self._send(conn, station_id, command, args, call,
+                                              timeout, password, pnc=pnc, warning=warning)
+            if command == "stop" and status == 200 and result.get("status") == "Accepted" \
+                    and isinstance(args.get("session"), int):
+                # a stop accepted is no stop made: recorded, the session judged at its
+                # completion (csms.service.remote_stops)
+                try:
+                    result.update(await self.central.service.remote_stop_accepted(
+                        station_id, args["session"], call.action))
+                except Exception as exc:  # the station's answer is told all the same
+                    log.exception("! %s: the accepted stop of session %s was not recorded",
+                                  station_id, args["session"])
+                    result["warning"] = f"the accepted stop was not recorded: {exc!r}"[:200]
+            return status, result
         answer = "Failed"  # an error of ours, or the request cancelled
         try:
             status, result = await self._send(conn, station_id, command, args, call,
@@ -420,22 +435,33 @@ class OperatorCommands:
         if command == "stop" and "transaction_id" not in args:
             session_id = args.get("session")
 
-            async def find(tx: Tx) -> str:
+            async def find(tx: Tx) -> tuple[int | None, str]:
                 if session_id is not None:
                     s = await tx.get_session(int(session_id))
                     if s is None or s.station_id != station_id:
                         raise CommandError(f"no session {session_id} on {station_id}")
                     if s.status.value != "active":
                         raise CommandError(f"session {session_id} is not active")
-                    return s.station_transaction_id
+                    return s.id, s.station_transaction_id
                 active = await tx.list_sessions(station_id, True, 2)
                 if not active:
                     raise CommandError(f"{station_id} has no active session")
                 if len(active) > 1:
                     raise CommandError(f"{station_id} has several active sessions: name one")
-                return active[0].station_transaction_id
+                return active[0].id, active[0].station_transaction_id
 
-            return {**args, "transaction_id": await self.repo.read(find)}
+            found, transaction_id = await self.repo.read(find)
+            # the session the stop is recorded for, once the station accepts it (run_command)
+            return {**args, "session": found, "transaction_id": transaction_id}
+        if command == "stop":
+            named = str(args["transaction_id"])[:64]
+
+            async def by_transaction(tx: Tx) -> int | None:
+                s = await tx.find_session(station_id, named)
+                return None if s is None else s.id
+
+            # a transaction named as the station knows it: its session, if one is active
+            return {**args, "session": await self.repo.read(by_transaction)}
         if command == "cost-updated":
             # the cost is the central system's, from the session's tariff; never the caller's
             try:
@@ -447,8 +473,15 @@ class OperatorCommands:
         if command == "send-local-list":
             async def tags(tx: Tx) -> tuple[int, list[dict[str, Any]]]:
                 now = datetime.now(UTC)
+                station = await tx.get_station(station_id)
+                # A station of a host gets the tags already used there only: the whole
+                # list hands every driver's card to a host, who could then start card
+                # sessions under any driver's standing terms at its station. A tag only
+                # sent in an Authorize there does not count: any tag a station guesses is
+                # one, and the answer told it already whether the tag is valid.
+                hosted = station is not None and station.host_address is not None
                 listed = [{"tag": t.tag, "status": t.authorize(now).value}
-                          for t in await tx.list_tags()]
+                          for t in await tx.list_tags(station_id if hosted else None)]
                 return await tx.next_local_list_version(station_id), listed
 
             version_number, listed = await self.repo.unit(tags)

@@ -448,6 +448,10 @@ BILLING_HOLD_FLAGS = frozenset(
         # the station did not take the stop asked at the driver's limit: the session may
         # cost more than the driver's escrow pays for it (csms.service.limits)
         "limit_stop_refused",
+        # the station accepted a remote stop of the session and charged on after it: its stop
+        # dated, or its energy grown, beyond the tolerance after the accept
+        # (csms.service.remote_stops)
+        "charged_after_remote_stop",
         # completed far past the driver's limit with no stop asked (a station that sent no
         # reading to stop it at): the escrow pays the limit (csms.service.limits)
         "limit_overrun",

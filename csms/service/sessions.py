@@ -79,6 +79,14 @@ from csms.service.limits import (
 )
 from csms.service.messages import StopInfo, TransactionEventIn
 from csms.service.ports import Tx
+from csms.service.remote_stops import (
+    CHARGED_ON_FLAG,
+    ENERGY_GRACE_S,
+    STOP_ACCEPTED_FLAG,
+    AcceptedStop,
+    charged_on,
+)
+from csms.service.remote_stops import EVENT as REMOTE_STOP_EVENT
 from csms.service.reservations import reservation_for_start
 from csms.service.retries import APART, billed_readings, parts_differing
 from csms.service.signed_data import SignedDataChecks
@@ -465,6 +473,8 @@ class SessionUseCases(SignedDataChecks):
             else await tx.find_tariff(session.station_id, session.started_at)
         self._overrun(session, found, tariff)
         now = self.clock()  # when the stop arrived
+        if STOP_ACCEPTED_FLAG in session.flags:  # read for a remote-stopped session only
+            await self._charged_after_stop(tx, session, limit, now, tariff)
         await self._judge_start(tx, session, station, now)
         await self._judge_before_authorization(tx, session, found, now, tariff)
         if (session.evse_id is None and energy > 0) \
@@ -496,6 +506,84 @@ class SessionUseCases(SignedDataChecks):
                  "max_power_w": str(limit)}, now,
             )
         await self._session_event(tx, session.station_id, "session/completed", session)
+
+    async def _accepted_stop(self, tx: Tx, session: Session) -> AcceptedStop | None:
+        """The first accepted remote stop of ``session`` (its ``remote_stop`` station
+        events), None when none is kept any more."""
+        first: AcceptedStop | None = None
+        for event in await tx.list_station_events(session.station_id, REMOTE_STOP_EVENT,
+                                                  100):
+            if event["payload"].get("session_id") != session.id:
+                continue
+            stop = AcceptedStop.of(event["payload"])
+            if first is None or stop.accepted_at < first.accepted_at:
+                first = stop
+        return first
+
+    async def _charged_after_stop(self, tx: Tx, session: Session, max_power_w: Decimal,
+                                  now: datetime, tariff: Tariff | None) -> None:
+        """Hold ``session``, completing after a remote stop its station accepted, when it
+        charged on after it beyond the tolerance (csms.service.remote_stops
+        :func:`charged_on`): flagged ``charged_after_remote_stop``, with a station event of
+        that name giving the figures."""
+        stop = await self._accepted_stop(tx, session)
+        if stop is None:
+            return
+        if tariff is None:  # read for a session with a driver's limit only
+            tariff = await tx.find_tariff(session.station_id, session.started_at)
+        on = charged_on(stop, session, max_power_w, self.time_future,
+                        tariff is None or tariff.per_minute > 0)
+        if on is None:
+            return
+        session.flag(CHARGED_ON_FLAG)
+        log.warning("! %s: session %s charged on after the remote stop it accepted at %s"
+                    " (%d Wh after it, %d allowed; its stop dated %d s after it): held",
+                    session.station_id, session.id, stop.accepted_at.isoformat(),
+                    on.energy_after_wh, on.allowed_wh, on.stop_late_s)
+        await tx.add_station_event(session.station_id, CHARGED_ON_FLAG, {
+            "session_id": session.id, "transaction_id": session.transaction_id,
+            **stop.payload(), "energy_wh": session.energy_wh,
+            "energy_at_stop_wh": stop.energy_wh, "received_at": now.isoformat(),
+            "stopped_at": None if session.stopped_at is None
+            else session.stopped_at.isoformat(),
+            "tolerance_s": int(self.time_future.total_seconds()), **on.payload()}, now)
+
+    async def remote_stop_accepted(self, station_id: str, session_id: int,
+                                   action: str) -> dict[str, Any]:
+        """Record that ``station_id`` accepted the remote stop (``action``) of its session
+        ``session_id``, still active (csms.service.remote_stops): a ``remote_stop`` station
+        event with the time (this clock) and the session's energy then, the session
+        flagged ``remote_stop_accepted``. What to add to the operator's answer: the
+        session, and, when a stop of it was accepted more than ``ENERGY_GRACE_S`` ago
+        already, that it is still charging."""
+
+        async def work(tx: Tx) -> dict[str, Any]:
+            now = self.clock()
+            session = await tx.get_session(session_id)
+            if session is None or session.station_id != station_id \
+                    or session.status is not SessionStatus.ACTIVE:
+                return {"session": session_id}  # ended meanwhile: nothing charges on
+            out: dict[str, Any] = {"session": session_id}
+            if STOP_ACCEPTED_FLAG in session.flags:
+                first = await self._accepted_stop(tx, session)
+                if first is not None and \
+                        (now - first.accepted_at).total_seconds() > ENERGY_GRACE_S:
+                    out["still_charging"] = True
+                    out["stop_accepted_at"] = first.accepted_at.isoformat()
+                    out["warning"] = (f"session {session_id} is still charging: {station_id}"
+                                   f" accepted a stop of it at {first.accepted_at.isoformat()}"
+                                   " (held at its completion if it charged on)")
+            stop = AcceptedStop(now, session.energy_wh or 0, session.energy_grew_at)
+            await tx.add_station_event(station_id, REMOTE_STOP_EVENT, {
+                "session_id": session_id, "transaction_id": session.transaction_id,
+                "action": action, **stop.payload()}, now)
+            if STOP_ACCEPTED_FLAG not in session.flags:
+                session.flag(STOP_ACCEPTED_FLAG)
+                await tx.update_session(session)
+                await self._session_event(tx, station_id, "session/updated", session)
+            return out
+
+        return await self.repo.unit(work)
 
     async def _readings_outside(self, tx: Tx, session: Session, found: Readings) -> None:
         """Hold a completing session whose billed register has readings outside its time

@@ -672,7 +672,12 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
             " AND (since IS NULL OR since <= ?) ORDER BY until LIMIT 1", tag, when, when)
         return None if row is None else str(row["status"])
 
-    async def list_tags(self) -> list[IdTag]:
+    async def list_tags(self, used_at: str | None = None) -> list[IdTag]:
+        if used_at is not None:
+            rows = await self.fetchall(
+                "SELECT * FROM id_tags WHERE tag IN"
+                " (SELECT id_tag FROM sessions WHERE station_id = ?) ORDER BY tag", used_at)
+            return [_tag(r) for r in rows]
         rows = await self.fetchall("SELECT * FROM id_tags ORDER BY tag")
         return [_tag(r) for r in rows]
 

@@ -251,8 +251,11 @@ class MemoryTx(Tx):
                 if t == tag and at < until and (since is None or since <= at)]
         return min(held)[1] if held else None
 
-    async def list_tags(self) -> list[IdTag]:
-        return [copy.deepcopy(t) for _, t in sorted(self.s.tags.items())]
+    async def list_tags(self, used_at: str | None = None) -> list[IdTag]:
+        used = None if used_at is None else {
+            s.id_tag for s in self.s.sessions.values() if s.station_id == used_at}
+        return [copy.deepcopy(t) for k, t in sorted(self.s.tags.items())
+                if used is None or k in used]
 
     async def get_station_option(self, station_id: str, name: str) -> str | None:
         return self.s.station_options.get((station_id, name))
