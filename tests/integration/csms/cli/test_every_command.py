@@ -34,7 +34,8 @@ import pytest
 import typer.main
 from typer.testing import CliRunner
 
-from csms.cli import app, main
+from csms.cli import main
+from support.cli_tree import leaves
 
 HUGE = str(10**30)
 # a port bound and never listening, held while the tests run: connections to it are
@@ -77,20 +78,6 @@ LONG_RUNNING = {("serve",), ("demo",), ("settle", "worker")}
 # the files they read before they start
 READ_FIRST = {"tls_cert", "tls_key", "client_ca", "ca_cert", "ca_key", "mqtt_ca"}
 
-
-def leaves() -> list[tuple[tuple[str, ...], Any]]:
-    found: list[tuple[tuple[str, ...], Any]] = []
-
-    def walk(path: tuple[str, ...], command: Any) -> None:
-        subs = getattr(command, "commands", None)
-        if subs is None:
-            found.append((path, command))
-            return
-        for name in list(subs):
-            walk((*path, name), subs[name])
-
-    walk((), typer.main.get_command(app))
-    return found
 
 
 COMMANDS = leaves()

@@ -13,11 +13,11 @@ import traceback
 from typing import Any
 
 import orjson
-import typer.main
 from typer.testing import CliRunner
 
-from csms.cli import app, main
+from csms.cli import main
 from support import RunningServer
+from support.cli_tree import leaves
 from support.client import RawClient
 
 # an OSC 8 hyperlink that hides where it goes, a cleared screen, a line of its own, a bell,
@@ -76,21 +76,6 @@ async def hostile_station(server: RunningServer) -> None:
             "reportData": [{"component": {"name": HOSTILE[5]}, "variable": {"name": "[/]"},
                             "variableAttribute": [{"value": text[:2500]}]}]})
 
-
-def leaves() -> list[tuple[tuple[str, ...], Any]]:
-    """Every command of ``csms``, by walking its tree."""
-    found: list[tuple[tuple[str, ...], Any]] = []
-
-    def walk(path: tuple[str, ...], command: Any) -> None:
-        subs = getattr(command, "commands", None)
-        if subs is None:
-            found.append((path, command))
-            return
-        for name in list(subs):
-            walk((*path, name), subs[name])
-
-    walk((), typer.main.get_command(app))
-    return found
 
 
 def invoke(args: tuple[str, ...], env: dict[str, str | None]) -> tuple[int, str, str]:
