@@ -83,8 +83,8 @@ from settlement.records import (
 from settlement.states import FINAL_STATES, BatchState, check_transition
 
 __all__ = [
-    "LeaseHeld", "LeaseLost", "LedgerBehind", "LedgerElsewhere", "SettlementWorker",
-    "WorkerSummary", "sample_json",
+    "LeaseHeld", "LeaseLost", "LedgerBehind", "LedgerElsewhere", "RunProgress",
+    "SettlementWorker", "WorkerSummary", "sample_json",
 ]
 
 log = logging.getLogger("settlement.worker")
@@ -173,6 +173,17 @@ class WorkerSummary:
     errors: list[str] = field(default_factory=list)
 
 
+@dataclass
+class RunProgress:
+    """How far a :meth:`SettlementWorker.run_once` is, for a display: told to its
+    ``progress`` callback after each chunk cut and each pass over the open batches."""
+
+    chunks_cut: int = 0  # by this run
+    sessions_cut: int = 0  # in those chunks
+    sessions_settled: int = 0  # in batches this run finalized
+    waiting: int = 0  # batches on chain, waiting for their confirmations
+
+
 class LeaseHeld(Exception):
     """Another worker settles this database now."""
 
@@ -252,6 +263,9 @@ class SettlementWorker:
         self._rechecked: dict[int, tuple[int, float]] = {}
         self._bound = False  # the database's ledger is bound to this worker's contract
         self._holds_checked: float | None = None  # loop time of the last deadline check
+        # run_once's progress callback and what it was told (None: no one listens)
+        self._on_progress: Callable[[RunProgress], None] | None = None
+        self._progress = RunProgress()
 
     async def _chain(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.to_thread(fn, *args)
@@ -362,6 +376,10 @@ class SettlementWorker:
             created += 1
             sessions += n
             self._hook("after_cut", created)
+            if self._on_progress is not None:
+                self._progress.chunks_cut += 1
+                self._progress.sessions_cut += n
+                self._on_progress(self._progress)
 
     async def _info(self) -> dict[str, Any]:
         if self._contract is None:
@@ -1067,7 +1085,13 @@ class SettlementWorker:
                 await self.step(batch)
                 if FORWARD.get(batch["state"], -1) <= before:
                     break
+            if self._on_progress is not None and batch["state"] == BatchState.FINALIZED.value:
+                self._progress.sessions_settled += int(batch["count"])
             next_seq.pop(ledger, None)
+        if self._on_progress is not None:
+            self._progress.waiting = sum(1 for b in batches
+                                         if b["state"] == BatchState.INCLUDED.value)
+            self._on_progress(self._progress)
         return sum(1 for b in batches if b["state"] not in FINAL_STATES)
 
     # -- one worker per database: the settlement lease ---------------------------------
@@ -1124,8 +1148,11 @@ class SettlementWorker:
 
         return await self.repo.read(work)
 
-    async def run_once(self, timeout: float = 120.0) -> WorkerSummary:
+    async def run_once(self, timeout: float = 120.0,
+                       progress: Callable[[RunProgress], None] | None = None,
+                       ) -> WorkerSummary:
         """Settle everything pending now: cut it all, drive every batch to its end.
+        ``progress`` is told how far it is (:class:`RunProgress`) as it goes.
 
         Raises :class:`LeaseHeld` while another worker (another node) settles (or
         :class:`LeaseLost`, when another takes it over in the middle), and
@@ -1133,9 +1160,11 @@ class SettlementWorker:
         """
         if not await self._lease():
             raise LeaseHeld(await self._holder() or "another worker")
+        self._on_progress, self._progress = progress, RunProgress()
         try:
             return await self._run_once(timeout)
         finally:
+            self._on_progress = None
             await self._release()
 
     async def _drive(self) -> None:

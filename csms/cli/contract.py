@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated
 
@@ -22,10 +23,14 @@ from csms.cli.common import (
     say,
     setting_option,
 )
+from csms.service import defaults
 
 __all__ = ["contract_app", "contract_info"]
 
 contract_app = group("The settlement contract.")
+
+# the least --notice-days, rounded up to four decimals (defaults.MIN_NOTICE_PERIOD)
+LEAST_NOTICE_DAYS = math.ceil(defaults.MIN_NOTICE_PERIOD / 8.64) / 10000
 
 DeployChain = Annotated[str | None, setting_option(
     "chain", "The chain to deploy on: local (managed Anvil), memory, or an http(s):// RPC URL"
@@ -50,12 +55,20 @@ def contract_deploy(
     platform: Annotated[str | None, typer.Option(
         help="Who receives the fee [default: the operator's account]")] = None,
     notice_days: Annotated[float, typer.Option(
-        min=0.001, help="Days before a driver's lower terms or withdrawal apply (longer than"
-        " your settlement delay)")] = 7.0,
+        help="Days before a driver's lower terms or withdrawal apply (longer than your"
+        f" settlement delay; at least {LEAST_NOTICE_DAYS:g}: a driver's session is stopped"
+        f" {defaults.NOTICE_STOP_AHEAD // 60} minutes before its start plus this)")] = 7.0,
 ) -> None:
     """Deploy the settlement contract on a chain and record its address."""
     from settlement.chain import ContractParams
 
+    if not notice_days * 86400 >= defaults.MIN_NOTICE_PERIOD:  # nan too
+        raise typer.BadParameter(
+            f"at least {LEAST_NOTICE_DAYS:g} days ({defaults.MIN_NOTICE_PERIOD} s): a"
+            f" driver's session is stopped {defaults.NOTICE_STOP_AHEAD // 60} minutes before"
+            " its start plus the notice period, and"
+            f" {defaults.MIN_NOTICE_CHARGE // 60} minutes of charging are left before",
+            param_hint="--notice-days")
     for value, name in ((token, "--token"), (platform, "--platform")):
         if value is not None and not re.fullmatch(r"0x[0-9a-fA-F]{40}", value):
             raise typer.BadParameter("an address is 0x and 40 hex digits", param_hint=name)

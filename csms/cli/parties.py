@@ -171,7 +171,13 @@ def set_host(
     db: DbOption = None,
 ) -> None:
     """Pay a station's sessions to its host: the host must have registered it on chain."""
+    from settlement.records import LIMITS
+
     _address(host, "address")
+    bits = LIMITS["chain_station"]
+    if chain_station >= 2 ** bits:  # below 1: refused by the option's own bound
+        fail(f"--chain-station: at most {2 ** bits - 1} (the contract's station indexes"
+             f" are {bits} bits), not {chain_station}")
     settings = load_settings(db=db, data_dir=data_dir, chain=chain)
     c = _chain(settings, contract)
     try:

@@ -16,7 +16,7 @@ from csms.cli.common import (
     JsonOption,
     KeystoreOption,
     PasswordFileOption,
-    console,
+    err_console,
     fail,
     group,
     load_settings,
@@ -38,12 +38,12 @@ settle_app = group("Batch, anchor and settle completed sessions.")
 
 
 async def _settle_once(settings: Settings) -> Any:
-    from rich.progress import Progress, SpinnerColumn, TextColumn
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from csms.bootstrap import build_settlement
     from csms.service.cluster import release_lease
     from settlement.chain import ChainError, ContractMissing
-    from settlement.worker import LEASE, LeaseHeld, LedgerBehind
+    from settlement.worker import LEASE, LeaseHeld, LedgerBehind, RunProgress
 
     settings.check_database()  # a SettingsError: one line (run)
     try:
@@ -54,12 +54,24 @@ async def _settle_once(settings: Settings) -> Any:
     if chain.kind == "memory":
         warn(IN_PROCESS_CHAIN)
     try:
+        # on a terminal's stderr only: a pipe or a file gets the plain answer alone
         with Progress(SpinnerColumn(), TextColumn("{task.description}"),
-                      console=console, transient=True) as progress:
-            progress.add_task(f"settling on chain {chain.chain_id} ({chain.kind})...")
+                      TimeElapsedColumn(), console=err_console, transient=True,
+                      disable=not err_console.is_terminal) as progress:
+            task: Any = progress.add_task(
+                f"settling on chain {chain.chain_id} ({chain.kind})...", total=None)
+
+            def show(done: RunProgress) -> None:
+                waiting = (f"; {_batches(done.waiting)} waiting for confirmations"
+                           if done.waiting else "")
+                progress.update(task, description=(
+                    f"{_chunks(done.chunks_cut)} cut ({_sessions(done.sessions_cut)}),"
+                    f" {_sessions(done.sessions_settled)} settled{waiting}"))
+
+            report = None if progress.disable else show
             try:
                 try:
-                    return await worker.run_once()
+                    return await worker.run_once(progress=report)
                 except LeaseHeld as exc:
                     if not _gone_run_on_this_host(exc.holder):
                         raise
@@ -72,7 +84,7 @@ async def _settle_once(settings: Settings) -> Any:
                         await release_lease(tx, LEASE, gone)
 
                     await part.repo.unit(release)
-                    return await worker.run_once()
+                    return await worker.run_once(progress=report)
             except ContractMissing as exc:
                 raise CliError(str(exc)) from None
             except (LeaseHeld, LedgerBehind) as exc:
@@ -131,6 +143,10 @@ async def _settle_forever(settings: Settings, as_json: bool) -> None:
 
 def _batches(n: int) -> str:
     return f"{n} batch" if n == 1 else f"{n} batches"
+
+
+def _chunks(n: int) -> str:
+    return f"{n} chunk" if n == 1 else f"{n} chunks"
 
 
 def _sessions(n: int) -> str:

@@ -37,6 +37,8 @@ __all__ = [
     "MAX_RESERVATION",
     "MAX_UPLOAD_BYTES",
     "MAX_WAIT",
+    "MIN_NOTICE_CHARGE",
+    "MIN_NOTICE_PERIOD",
     "MIN_SIGNED_CHARGE",
     "NOTICE_STOP_AHEAD",
     "QUEUE_SWEEP_SECONDS",
@@ -130,6 +132,15 @@ SIGNED_STOP_AHEAD = EXPIRY_MARGIN + 300
 # held session keeps to be decided (HOLD_DECISION_MARGIN): the central system's clock is not
 # the chain's, nor is a completed session always settled at once
 NOTICE_STOP_AHEAD = SIGNED_STOP_AHEAD + int(HOLD_DECISION_MARGIN.total_seconds())
+# seconds of charging the contract's notice period must leave a driver's session at the
+# least: one hour, a fast (DC) charge from nearly empty, or 7 to 22 kWh on AC; less, and
+# most sessions started by a driver would be stopped by their notice before they are done
+MIN_NOTICE_CHARGE = 3600
+# the least notice period a contract is deployed with (csms contract deploy): a driver's
+# session still charging NOTICE_STOP_AHEAD before its start plus the notice period is
+# stopped by a check that looks LIMIT_CHECK_SECONDS ahead, and MIN_NOTICE_CHARGE of
+# charging is left before (8430 s: 2 h 20.5 min)
+MIN_NOTICE_PERIOD = int(NOTICE_STOP_AHEAD + LIMIT_CHECK_SECONDS + MIN_NOTICE_CHARGE)
 # seconds of charging a driver's signed app-session authorization must leave at the least
 # (a quarter of an hour: less is hardly a charge worth starting, and what the station
 # delivers before its stop takes effect is then most of the session)

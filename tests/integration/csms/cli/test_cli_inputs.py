@@ -122,3 +122,55 @@ def test_an_authorization_too_short_to_be_settled_is_not_signed(tmp_path: Path,
     # at the floor the wallet goes on (and stops at the keystore that is not there)
     r = authorize("0.75")
     assert r.returncode != 0 and "--hours" not in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("index", ["0", str(2 ** 40), HUGE])
+def test_a_chain_station_beyond_the_contracts_indexes_is_one_line(tmp_path: Path,
+                                                                   index: str) -> None:
+    """The contract's station indexes are 40 bits (settlement.records.LIMITS): an index
+    beyond them is refused before the chain is asked, and the error names the bounds."""
+    from settlement.records import LIMITS
+
+    r = csms(tmp_path / "c.db", "stations", "set-host", "S1",
+             "0x0000000000000000000000000000000000000001", "--chain-station", index,
+             "--chain", "memory")
+    assert_one_line_error(r)
+    assert "--chain-station" in r.stderr
+    if index != "0":
+        assert str(2 ** LIMITS["chain_station"] - 1) in r.stderr, r.stderr
+
+
+def test_the_last_chain_station_index_is_asked_of_the_chain(tmp_path: Path) -> None:
+    r = csms(tmp_path / "c.db", "stations", "set-host", "S1",
+             "0x0000000000000000000000000000000000000001", "--chain-station",
+             str(2 ** 40 - 1), "--chain", "memory")
+    assert r.returncode == 1 and "hosted by" in r.stderr, r.stderr
+
+
+def _deploy(tmp_path: Path, days: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "csms", "contract", "deploy", "--chain", "memory",
+         "--notice-days", days, "--data-dir", str(tmp_path / "data")],
+        capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "200"})
+
+
+@pytest.mark.parametrize("days", ["0.001", "0.05", "0.0975"])
+def test_a_notice_period_that_leaves_no_time_to_charge_is_refused(tmp_path: Path,
+                                                                   days: str) -> None:
+    """A driver's session is stopped NOTICE_STOP_AHEAD (and a check's interval) before
+    its start plus the contract's notice period: a contract with a shorter one would stop
+    every such session at once. The error names the least notice period."""
+    from csms.service import defaults
+
+    r = _deploy(tmp_path, days)
+    assert_one_line_error(r)
+    assert "--notice-days" in r.stderr and "0.0976" in r.stderr, r.stderr
+    assert defaults.MIN_NOTICE_PERIOD == defaults.NOTICE_STOP_AHEAD \
+        + defaults.LIMIT_CHECK_SECONDS + defaults.MIN_NOTICE_CHARGE
+    assert not (tmp_path / "data").exists() or not any((tmp_path / "data").iterdir())
+
+
+def test_the_least_notice_period_deploys(tmp_path: Path) -> None:
+    r = _deploy(tmp_path, "0.0976")
+    assert r.returncode == 0, r.stderr
+    assert "notice 8432 s" in " ".join(r.stdout.split()), r.stdout
