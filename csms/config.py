@@ -594,9 +594,9 @@ class Settings:
         path = Path(self.db).expanduser()
         try:
             found = path.stat()
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # told below: its folder
             found = None
-        except OSError as exc:  # a name too long, a file where a folder should be...
+        except OSError as exc:  # a name too long...
             raise _error("db", f"cannot use {self.db}: {exc.strerror or exc}") from None
         if found is not None and stat.S_ISDIR(found.st_mode):
             raise _error("db", f"{self.db} is a folder, not a SQLite file")
