@@ -880,9 +880,14 @@ class CentralSystem:
             if self.connections.get(station_id) is conn:
                 del self.connections[station_id]
                 self.throttle.left(station_id)  # its budget is forgotten once full
+                # the station's close frame came first: its connection was alive to its
+                # end (a start it dates back into it is judged by that, csms.service.core)
+                closed_by_station = isinstance(channel, WebSocketChannel) \
+                    and channel.ws.protocol.close_rcvd_then_sent is True
                 with contextlib.suppress(StorageError):
                     await self.service.connection_changed(
-                        station_id, False, version.value, self.node_id, since
+                        station_id, False, version.value, self.node_id, since,
+                        closed_by_station=closed_by_station,
                     )
 
     def _replaced_elsewhere(self, station_id: str, opened: Opened) -> None:

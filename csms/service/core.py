@@ -467,7 +467,9 @@ class ChargingCore:
         That connection is its latest made at or before ``at`` (its ``online`` event); it
         lasted until its end (its ``offline`` event) or, replaced or its end not recorded,
         until the station's next connection was made, and was alive until then less
-        ``connection_liveness`` (a dead one is closed for a ping unanswered within it).
+        ``connection_liveness`` (a dead one is closed for a ping unanswered within it), or
+        to its end when the station closed it (``closed_by_station`` in its ``offline``
+        event: the station's close frame came before ours).
         None without pings (``connection_liveness`` None: a dead link is noticed only by its
         TCP timeout, or when the station is back), when no connection was open at ``at``
         or neither its end nor a next one is known, and when connection events were dropped
@@ -480,19 +482,24 @@ class ChargingCore:
         if not isinstance(made_text, str):
             return None
         made = datetime.fromisoformat(made_text)
-        ends = [datetime.fromisoformat(str(e["ts"])) for e in await tx.station_events_by_time(
-            station_id, "offline", made, True, CONNECTIONS_READ)
-            if not e["payload"].get("superseded")
-            and e["payload"].get("connected_at") == made_text][:1]
-        ends += [datetime.fromisoformat(str(e["ts"])) for e in await tx.station_events_by_time(
-            station_id, "online", made, True, 1)]
+        # each end with whether the station closed the connection itself (its close frame
+        # came first): then it was alive to its end, not a ping interval and timeout less
+        ends = [(datetime.fromisoformat(str(e["ts"])),
+                 e["payload"].get("closed_by_station") is True)
+                for e in await tx.station_events_by_time(
+                    station_id, "offline", made, True, CONNECTIONS_READ)
+                if not e["payload"].get("superseded")
+                and e["payload"].get("connected_at") == made_text][:1]
+        ends += [(datetime.fromisoformat(str(e["ts"])), False)
+                 for e in await tx.station_events_by_time(station_id, "online", made, True, 1)]
         if not ends:
             return None
-        ended = min(ends)
-        if ended - liveness - at <= self.time_future \
+        ended, to_its_end = min(ends)
+        alive = ended if to_its_end else ended - liveness
+        if alive - at <= self.time_future \
                 or await _connections_dropped(tx, station_id, made, ended):
             return None
-        return made, ended - liveness
+        return made, alive
 
     @staticmethod
     async def _bind_refused(tx: Tx, session: Session, tag: str, cover: Cover,

@@ -219,7 +219,7 @@ class StationUseCases(ChargingCore):
 
     async def connection_changed(
         self, station_id: str, online: bool, version: str, node: str = "local",
-        since: datetime | None = None,
+        since: datetime | None = None, closed_by_station: bool = False,
     ) -> datetime:
         """Record a connection made (``online``) or closed; the time it is recorded at.
 
@@ -248,6 +248,8 @@ class StationUseCases(ChargingCore):
             payload: dict[str, Any] = {"ocpp_version": version}
             released = await tx.release_station_connection(station_id, node, since)
             payload["connected_at"] = since.isoformat() if since else None
+            if closed_by_station:  # its close frame came first: alive to its end
+                payload["closed_by_station"] = True
             if released is False:
                 payload["superseded"] = True
             # billing reads them (a start sent late), as the online ones

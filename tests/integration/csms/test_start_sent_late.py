@@ -494,3 +494,24 @@ async def test_a_start_dated_back_behind_many_reconnects_is_held(
         sid = await session16(c, started)
     assert START_SENT_LATE in await flags(server, "CP16")
     assert not await is_queued(server, sid)
+
+
+@pytest.mark.parametrize("station", ["CP16", "CP201"])
+async def test_a_start_dated_back_into_a_connection_the_station_closed_is_held(
+    server: RunningServer, station: str,
+) -> None:
+    """Connected two hours ago, the station closes its connection itself (its close frame
+    received: alive to its end, not a link a ping found dead), connects again at once and
+    sends a start dated 650 s back: more than ``time_future`` (600 s) inside the closed
+    connection's life. Held: the ping interval and timeout (70 s) are no allowance for a
+    connection the station ended itself."""
+    first = await connect(server, station, timedelta(hours=2))
+    await close_at(server, first, station, timedelta(0))
+    [ended] = await station_events(server, station, "offline")
+    assert ended["closed_by_station"] is True
+    started = datetime.now(UTC) - timedelta(seconds=650)
+    async with await connect(server, station, timedelta(0)) as c:
+        sid = await session16(c, started) if station == "CP16" \
+            else await session201(server, c, started)
+    assert START_SENT_LATE in await flags(server, station)
+    assert not await is_queued(server, sid)
