@@ -58,7 +58,20 @@ MAX_WORKERS = 64  # csms serve --workers
 # the largest number a setting takes (a SQLite / PostgreSQL bigint), and an OCPP integer's
 MAX_NUMBER = 2**63 - 1
 MAX_INT32 = 2**31 - 1
-MAX_SETTINGS_FILE = 1024 * 1024  # the most read of a settings or password file
+# the most read of a small file given by path (a settings, password or key file, a
+# certificate, a keystore): a careless path, /dev/zero or a pipe that never ends, filled the
+# memory of the machine
+MAX_SETTINGS_FILE = 1024 * 1024
+
+
+def read_limited(path: str | Path, limit: int = MAX_SETTINGS_FILE) -> bytes:
+    """The bytes of the file ``path`` (or of a pipe, to its end), at most ``limit``: an
+    OSError (``EFBIG``, naming the path) when it holds more."""
+    with Path(path).expanduser().open("rb") as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise OSError(errno.EFBIG, f"more than {limit} bytes: not read", str(path))
+    return data
 
 
 @dataclass(frozen=True, slots=True)
@@ -524,13 +537,8 @@ class Settings:
         if broker is None:
             return None
         if self.mqtt_password_file:
-            path = Path(self.mqtt_password_file).expanduser()
             try:
-                with path.open("rb") as f:
-                    raw = f.read(MAX_SETTINGS_FILE + 1)  # not all of /dev/zero
-                if len(raw) > MAX_SETTINGS_FILE:
-                    raise OSError(errno.EFBIG, f"more than {MAX_SETTINGS_FILE} bytes")
-                password = raw.decode("utf-8").rstrip("\r\n")
+                password = read_limited(self.mqtt_password_file).decode("utf-8").rstrip("\r\n")
             except (OSError, UnicodeDecodeError) as exc:
                 reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
                 raise _error("mqtt_password_file", f"cannot read {self.mqtt_password_file}:"
@@ -685,12 +693,7 @@ def _read_file(path: str, known: Mapping[str, Any]) -> dict[str, Any]:
     import tomllib
 
     try:
-        with Path(path).expanduser().open("rb") as f:
-            raw = f.read(MAX_SETTINGS_FILE + 1)  # not all of /dev/zero
-        if len(raw) > MAX_SETTINGS_FILE:
-            raise SettingsError(f"--config (CSMS_CONFIG): {path} holds more than"
-                                f" {MAX_SETTINGS_FILE} bytes: not a settings file")
-        data = tomllib.loads(raw.decode("utf-8"))
+        data = tomllib.loads(read_limited(path).decode("utf-8"))
     except OSError as exc:
         raise SettingsError(f"--config (CSMS_CONFIG): cannot read {path}:"
                             f" {exc.strerror or exc}") from None

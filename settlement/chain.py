@@ -15,7 +15,6 @@ sync API); the worker runs them in a thread.
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import logging
 import os
@@ -45,6 +44,7 @@ from web3.logs import DISCARD
 from web3.providers.rpc.utils import check_if_retry_on_failure
 from web3.types import RPCEndpoint, TxParams, Wei
 
+from csms.config import read_limited
 from settlement.anvil_guard import process_alive
 from settlement.contract import compiled
 
@@ -342,24 +342,9 @@ def _running_node(pidfile: Path) -> _RunningNode | None:
     return node
 
 
-# the most read of a keystore or a password file: a V3 keystore is under 1 KB; a path to
-# /dev/zero or a pipe that never ends was read whole, filling the memory
-MAX_KEY_FILE = 1024 * 1024
-
-
-def _read_key_file(path: Path) -> str:
-    """The text of a keystore or a password file, at most MAX_KEY_FILE bytes (more: an
-    OSError). Raises OSError, UnicodeDecodeError."""
-    with path.open("rb") as f:
-        raw = f.read(MAX_KEY_FILE + 1)
-    if len(raw) > MAX_KEY_FILE:
-        raise OSError(errno.EFBIG, f"more than {MAX_KEY_FILE} bytes: not read", str(path))
-    return raw.decode("utf-8")
-
-
 def _load_keystore(path: Path, password: str) -> LocalAccount:
     try:
-        data = json.loads(_read_key_file(path))
+        data = json.loads(read_limited(path).decode("utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise ChainError(f"cannot read keystore {path}: {exc}") from None
     try:
@@ -1218,7 +1203,7 @@ def open_chain(spec: str, data_dir: str | Path, *, keystore: str | None = None,
             raise ChainError("a JSON-RPC chain needs --keystore and --password-file"
                              " (or CSMS_KEYSTORE / CSMS_KEYSTORE_PASSWORD_FILE)")
         try:
-            password = _read_key_file(Path(password_file).expanduser()).strip()
+            password = read_limited(password_file).decode("utf-8").strip()
         except (OSError, UnicodeDecodeError) as exc:
             raise ChainError(f"cannot read the password file {password_file}: {exc}") from None
         operator = _load_keystore(Path(keystore).expanduser(), password)

@@ -9,12 +9,18 @@ from __future__ import annotations
 import getpass
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar, cast
 
 import typer
 
-from csms.config import Settings, SettingsError, env_var, option_name
+from csms.config import (
+    MAX_SETTINGS_FILE,
+    Settings,
+    SettingsError,
+    env_var,
+    option_name,
+    read_limited,
+)
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -367,23 +373,11 @@ def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]
     out.print(table)
 
 
-# The most a command reads of a file it is given, by what it holds: more is refused (a
-# careless path, /dev/zero or a pipe that never ends, filled the memory of the machine)
-SMALL_FILE = 1024 * 1024  # a key, a password, a certificate, a keystore, a settings file
+# The most a command reads of a file it is given, by what it holds (read_limited, from
+# csms.config): more is refused
+SMALL_FILE = MAX_SETTINGS_FILE  # a key, a password, a certificate, a keystore, a settings file
 RECEIPT_FILE = 64 * 1024 * 1024
 FIRMWARE_FILE = 1024 * 1024 * 1024
-
-
-def read_limited(path: str | Path, limit: int) -> bytes:
-    """The bytes of the file ``path`` (or of a pipe, to its end), at most ``limit``: an
-    OSError (``EFBIG``, naming the path) when it holds more."""
-    import errno
-
-    with Path(path).expanduser().open("rb") as f:
-        data = f.read(limit + 1)
-    if len(data) > limit:
-        raise OSError(errno.EFBIG, f"more than {limit} bytes: not read", str(path))
-    return data
 
 
 def short_time(iso: str | None) -> str | None:
