@@ -18,20 +18,37 @@ from csms.server import CentralSystem
 from csms.service.certificates import CertificateUseCases
 from csms.translate.commands import build_call
 
-__all__ = ["RENEWAL_INTERVAL", "renew_due", "run_renewal"]
+__all__ = ["RENEWAL_CONCURRENCY", "RENEWAL_INTERVAL", "renew_due", "run_renewal"]
 
 log = logging.getLogger("csms.renewal")
 
 RENEWAL_INTERVAL = 60.0  # seconds between rounds
+# stations asked at once in a round: thousands due together (a fleet certified in one day)
+# are asked this many at a time, not all at once, each CALL with its wait and its timeout
+RENEWAL_CONCURRENCY = 32
 
 
-async def renew_due(central: CentralSystem, certs: CertificateUseCases) -> list[str]:
-    """One round: ask every due station connected here for a new CSR, each on its own (a
-    station slow to answer, or that never does, holds no other station's renewal); the
-    stations that accepted, in the order they are due."""
+async def renew_due(central: CentralSystem, certs: CertificateUseCases,
+                    concurrency: int = RENEWAL_CONCURRENCY) -> list[str]:
+    """One round: ask every due station connected here for a new CSR, at most
+    ``concurrency`` at once, the next one in order of due as soon as one answers (a station
+    slow to answer, or that never does, holds one of them for its call timeout, no other
+    station's renewal); the stations that accepted, in the order they are due."""
     rows = [row for row in await certs.due_for_renewal()
             if row["station_id"] in central.connections]
-    accepted = await asyncio.gather(*(_ask(central, certs, row) for row in rows))
+    accepted = [False] * len(rows)
+    due = iter(enumerate(rows))
+
+    async def asking() -> None:
+        for k, row in due:  # shared: each row is taken by one of them
+            accepted[k] = await _ask(central, certs, row)
+
+    try:
+        async with asyncio.TaskGroup() as tg:
+            for _ in range(min(concurrency, len(rows))):
+                tg.create_task(asking())
+    except ExceptionGroup as group:  # a storage failure, as the supervisor knows it
+        raise group.exceptions[0] from None
     return [row["station_id"] for row, yes in zip(rows, accepted, strict=True) if yes]
 
 

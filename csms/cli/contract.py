@@ -22,8 +22,10 @@ from csms.cli.common import (
     print_table,
     say,
     setting_option,
+    warn,
 )
 from csms.service import defaults
+from csms.service.limits import short_notice
 
 __all__ = ["contract_app", "contract_info"]
 
@@ -109,6 +111,11 @@ def contract_info(
         info["driver_count"] = int(c.contract.functions.driver_count().call())
     finally:
         c.close()
+    # deployed by an earlier release, before deploy refused a shorter notice period
+    flagged = short_notice(info["notice_period"])
+    info["notice_below_minimum"] = flagged is not None
+    if flagged is not None:
+        warn(flagged)
     if json_:
         print_json(info)
         return

@@ -39,6 +39,7 @@ from csms.config import (
 
 if TYPE_CHECKING:
     from csms.bootstrap import NodeLock
+    from settlement.chain import Chain
 
 __all__ = ["serve"]
 
@@ -55,6 +56,24 @@ def _describe_db(db: str) -> str:
 def _line(label: str, value: str) -> None:
     """One banner line: never broken inside a path or URL (the terminal may wrap it)."""
     console.print(f"  {label:<7}{value}", soft_wrap=True, highlight=False, markup=False)
+
+
+async def _contract_warnings(chain: Chain) -> None:
+    """What the operator is to know of the contract settled on: a notice period below the
+    least ``csms contract deploy`` allows (one deployed by an earlier release stops every
+    driver's session early, csms.service.limits.short_notice)."""
+    import asyncio
+
+    from csms.service.limits import short_notice
+
+    try:
+        info = await asyncio.to_thread(chain.info)
+    except Exception as exc:  # the settlement worker reads it again, and says why it cannot
+        warn(f"the contract's figures could not be read: {' '.join(str(exc).split())}")
+        return
+    flagged = short_notice(int(info["notice_period"]))
+    if flagged is not None:
+        warn(flagged)
 
 
 async def _serve(settings: Settings, lock: NodeLock | None = None) -> None:
@@ -95,6 +114,7 @@ async def _serve(settings: Settings, lock: NodeLock | None = None) -> None:
             _line("chain", f"{app.chain.chain_id} ({app.chain.kind}), settling")
             if app.chain.kind == "memory":
                 warn(IN_PROCESS_CHAIN)
+            await _contract_warnings(app.chain)
         if settings.auto_register:
             console.print("[bold red]WARNING[/] --auto-register: unknown stations are accepted")
         if not settings.validate:

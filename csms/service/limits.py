@@ -66,12 +66,13 @@ from decimal import Decimal
 
 from csms.domain.model import Session
 from csms.domain.tariff import Tariff, price_minor
+from csms.service import defaults
 
 __all__ = [
     "EXPIRING_FLAG", "LIMIT_FLAG", "NOTICE_FLAG", "OVERRUN_FLAG", "REFUSED_FLAG", "STOPPING_FLAGS",
     "STOP_TAKEN",
     "LimitReached", "limit_overrun", "limit_reached", "notice_stop_at", "noticed_from",
-    "price_so_far",
+    "price_so_far", "short_notice",
     "stop_between_readings",
 ]
 
@@ -139,6 +140,34 @@ def notice_stop_at(session: Session, notice_s: int | None, stop_ahead_s: float
     if notice_s is None:
         return None
     return noticed_from(session) + timedelta(seconds=notice_s - stop_ahead_s)
+
+
+def short_notice(notice_s: int) -> str | None:
+    """One line for the operator when the contract's notice period ``notice_s`` (seconds) is
+    below ``defaults.MIN_NOTICE_PERIOD``, the least ``csms contract deploy`` allows (a
+    contract deployed by an earlier release may have less): what it does to drivers'
+    sessions, stopped ``defaults.NOTICE_STOP_AHEAD`` before their start plus it
+    (:func:`notice_stop_at`) by the first of the node's checks, every
+    ``defaults.LIMIT_CHECK_SECONDS``, that comes within that interval of that time or after
+    it (:func:`stop_between_readings`). None at or above the least."""
+    if notice_s >= defaults.MIN_NOTICE_PERIOD:
+        return None
+    check = defaults.LIMIT_CHECK_SECONDS
+    left = notice_s - defaults.NOTICE_STOP_AHEAD  # charging before the stop, at most
+    when = f"at the first check after its start (one every {check:g} s)" if left <= check \
+        else f"after at most {_minutes(left)} of charging"
+    return (f"the contract's notice period, {notice_s} s, is below the least csms contract"
+            f" deploy allows ({defaults.MIN_NOTICE_PERIOD} s): a session paid from a"
+            f" driver's escrow is stopped {_minutes(defaults.NOTICE_STOP_AHEAD)} before its"
+            f" start plus the notice period, so every such session is stopped {when}")
+
+
+def _minutes(seconds: int) -> str:
+    """``seconds`` in minutes and seconds: "80 min", "60 min 29 s", "45 s"."""
+    minutes, rest = divmod(seconds, 60)
+    if not minutes:
+        return f"{rest} s"
+    return f"{minutes} min {rest} s" if rest else f"{minutes} min"
 
 
 def noticed_from(session: Session) -> datetime:

@@ -132,6 +132,9 @@ STOP_FOUND = "stop_found"
 # came (the flags its close added are lifted with it); one beyond them keeps those flags
 # (held: the operator decides, nothing is billed unnoticed)
 _CLOSES_READ = 1000
+# how many of a station's latest stop answers of a kind (``remote_stop``, ``limit_stop``)
+# are read for those of one session (_session_events)
+_STOPS_READ = 100
 
 # A session whose billed register has readings outside its time, its stop dated before
 # them or a reading before its start (SessionUseCases._readings_outside): a hold flag, and
@@ -511,10 +514,7 @@ class SessionUseCases(SignedDataChecks):
         """The first accepted remote stop of ``session`` (its ``remote_stop`` station
         events), None when none is kept any more."""
         first: AcceptedStop | None = None
-        for event in await tx.list_station_events(session.station_id, REMOTE_STOP_EVENT,
-                                                  100):
-            if event["payload"].get("session_id") != session.id:
-                continue
+        for event in await _session_events(tx, session, REMOTE_STOP_EVENT):
             stop = AcceptedStop.of(event["payload"])
             if first is None or stop.accepted_at < first.accepted_at:
                 first = stop
@@ -1013,10 +1013,8 @@ class SessionUseCases(SignedDataChecks):
         asked = self._limit_asks.get(session.id)
         if asked is not None and asked > since:
             return None
-        for event in await tx.list_station_events(session.station_id, "limit_stop", 100):
+        for event in await _session_events(tx, session, "limit_stop"):
             answer = event["payload"]
-            if answer.get("session_id") != session.id:
-                continue
             if answer.get("status") == "Accepted":
                 self._limit_asks[session.id] = STOP_TAKEN
                 return None
@@ -2037,6 +2035,15 @@ def _stop_key(transaction_id: str, stop: StopInfo) -> str:
 def _stop_key_tag(key: str) -> str | None:
     """The idTag of the stop whose key is ``key`` (:func:`_stop_key`; None: it had none)."""
     return key.split("|", 4)[4] or None
+
+
+async def _session_events(tx: Tx, session: Session, kind: str) -> list[dict[str, Any]]:
+    """The station events of ``kind`` that name ``session`` (their payload's
+    ``session_id``), of the latest ``_STOPS_READ`` of that kind of its station, newest
+    first; one read."""
+    return [event for event in await tx.list_station_events(session.station_id, kind,
+                                                            _STOPS_READ)
+            if event["payload"].get("session_id") == session.id]
 
 
 def _number(value: Decimal | None) -> str | None:

@@ -287,6 +287,25 @@ async def test_root_certificates_installed_listed_and_deleted(csms_server: Runni
         await st.close()
 
 
+async def _certified(server: RunningServer, station_id: str) -> RawClient:
+    """A raw 2.0.1 station, connected, holding a certificate of the central system's CA
+    (inside the renewal window with the test's settings)."""
+    await server.add_station(station_id)
+    c = await RawClient.connect(server.url, station_id, ["ocpp2.0.1"])
+    try:
+        await c.result("BootNotification", BOOT201)
+        assert await c.result("SignCertificate", {"csr": csr(station_id)}) == {
+            "status": "Accepted"}
+        call = await asyncio.wait_for(c.calls.get(), 5)
+        assert call[2] == "CertificateSigned"
+        await c.answer(call[1], {"status": "Accepted"})
+        await until(lambda: _accepted(server, station_id), "accepted")
+    except BaseException:
+        await c.close()
+        raise
+    return c
+
+
 async def test_a_station_that_never_answers_holds_no_other_s_renewal(
         csms_server: RunningServer) -> None:
     """Renewal asked the due stations one after the other: a station that never answers
@@ -299,16 +318,7 @@ async def test_a_station_that_never_answers_holds_no_other_s_renewal(
     clients: dict[str, RawClient] = {}
     try:
         for station_id in ("CP-SILENT", "CP-OK"):  # the silent one's certificate ends first
-            await csms_server.add_station(station_id)
-            c = clients[station_id] = await RawClient.connect(csms_server.url, station_id,
-                                                              ["ocpp2.0.1"])
-            await c.result("BootNotification", BOOT201)
-            assert await c.result("SignCertificate", {"csr": csr(station_id)}) == {
-                "status": "Accepted"}
-            call = await asyncio.wait_for(c.calls.get(), 5)
-            assert call[2] == "CertificateSigned"
-            await c.answer(call[1], {"status": "Accepted"})
-            await until(lambda sid=station_id: _accepted(csms_server, sid), "accepted")
+            clients[station_id] = await _certified(csms_server, station_id)
         certs = csms_server.app.service.certificates
         assert [r["station_id"] for r in await certs.due_for_renewal()] == [
             "CP-SILENT", "CP-OK"]
@@ -322,6 +332,54 @@ async def test_a_station_that_never_answers_holds_no_other_s_renewal(
         assert waited < 2.0, f"CP-OK was asked {waited:.1f} s into the round"
         await clients["CP-OK"].answer(call[1], {"status": "Accepted"})
         assert await round_ == ["CP-OK"]
+    finally:
+        for c in clients.values():
+            await c.close()
+
+
+async def test_renewal_asks_at_most_its_bound_of_stations_at_once(
+        csms_server: RunningServer) -> None:
+    """Renewal asked every due station at once: 10,000 stations due together were 10,000
+    CALLs in flight, each with its task, its timeout and its answer's wait. At most
+    ``concurrency`` are asked at once now, the next as soon as one is answered; a station
+    that does not answer holds one of them, never the others."""
+    await csms_server.stop()
+    csms_server.settings = replace(csms_server.settings, cert_days=1, cert_renew_days=2,
+                                   call_timeout=60)
+    await csms_server.start()
+    order = ["CP-SILENT", "CP-1", "CP-2", "CP-3", "CP-4"]  # as their certificates end
+    clients: dict[str, RawClient] = {}
+    try:
+        for station_id in order:
+            clients[station_id] = await _certified(csms_server, station_id)
+        certs = csms_server.app.service.certificates
+        assert [r["station_id"] for r in await certs.due_for_renewal()] == order
+
+        async def asked(station_id: str) -> str:
+            call = await asyncio.wait_for(clients[station_id].calls.get(), 10)
+            assert call[2] == "TriggerMessage", call
+            return str(call[1])
+
+        async def none_asked(station_ids: list[str]) -> None:
+            # a CALL sent to a station before the answer to its Heartbeat is read before
+            # it (one connection, in order): an empty queue then means none was sent
+            for station_id in station_ids:
+                c = clients[station_id]
+                await c.result("Heartbeat", {})
+                assert c.calls.empty(), f"{station_id} asked beyond the bound of 2"
+
+        round_ = asyncio.create_task(renew_due(csms_server.central, certs, concurrency=2))
+        silent = await asked("CP-SILENT")  # answered only once every other one was
+        previous = await asked("CP-1")
+        await none_asked(order[2:])
+        for k, station_id in enumerate(order[2:], start=2):
+            await clients[order[k - 1]].answer(previous, {"status": "Accepted"})
+            previous = await asked(station_id)
+            await none_asked(order[k + 1:])
+        await clients[order[-1]].answer(previous, {"status": "Accepted"})
+        # every other station was asked and answered while the silent one held its slot
+        await clients["CP-SILENT"].answer(silent, {"status": "Accepted"})
+        assert await asyncio.wait_for(round_, 10) == order
     finally:
         for c in clients.values():
             await c.close()

@@ -7,6 +7,7 @@ from decimal import Decimal
 
 from csms.domain.model import Session, reused_transaction_id
 from csms.domain.tariff import Tariff
+from csms.service import defaults
 from csms.service.limits import (
     EXPIRING_FLAG,
     LIMIT_FLAG,
@@ -17,6 +18,7 @@ from csms.service.limits import (
     limit_reached,
     notice_stop_at,
     price_so_far,
+    short_notice,
     stop_between_readings,
 )
 
@@ -125,6 +127,46 @@ def test_a_session_is_stopped_ahead_of_its_driver_s_notice_counted_from_its_star
     # a session without a limit is never stopped for it
     assert stop_between_readings(PER_KWH, session(1000, limit=None), at, 30, None, 1200,
                                  at) is None
+
+
+def _first_stop(notice_s: int, check_at: float) -> float:
+    """Seconds from a driver's session's start to the first of the node's checks (every
+    LIMIT_CHECK_SECONDS, the first ``check_at`` after the start) that stops it at its
+    notice."""
+    s = session(0, limit=10_000)
+    at = notice_stop_at(s, notice_s, defaults.NOTICE_STOP_AHEAD)
+    t = check_at
+    while stop_between_readings(None, s, T0 + timedelta(seconds=t),
+                                defaults.LIMIT_CHECK_SECONDS, None,
+                                defaults.SIGNED_STOP_AHEAD, at) is None:
+        t += defaults.LIMIT_CHECK_SECONDS
+    return t
+
+
+def test_a_notice_period_below_the_least_is_one_line_of_what_it_does() -> None:
+    """A contract deployed before csms contract deploy took at least MIN_NOTICE_PERIOD:
+    each session a driver's escrow pays is stopped NOTICE_STOP_AHEAD before its start plus
+    the notice period; the line says when that is, as the check does it."""
+    least = defaults.MIN_NOTICE_PERIOD
+    assert short_notice(least) is None and short_notice(7 * 86_400) is None
+    line = short_notice(3600)
+    assert line is not None
+    assert "3600 s" in line and f"below the least csms contract deploy allows ({least} s)" \
+        in line, line
+    assert "stopped 80 min before its start plus the notice period" in line, line
+    assert line.endswith("so every such session is stopped at the first check after its"
+                         " start (one every 30 s)"), line
+    assert {_first_stop(3600, t) for t in (0.5, 15, 30)} == {0.5, 15, 30}
+    # 4830 s: stopped at the first check too, wherever it falls
+    assert short_notice(4830) == line.replace("3600 s", "4830 s")
+    assert {_first_stop(4830, t) for t in (0.5, 15, 30)} == {0.5, 15, 30}
+    for notice, words in ((6000, "after at most 20 min of charging"),
+                          (least - 1, "after at most 60 min 29 s of charging")):
+        line = short_notice(notice)
+        assert line is not None and line.endswith(
+            f"so every such session is stopped {words}"), line
+        left = notice - defaults.NOTICE_STOP_AHEAD
+        assert all(left - 30 <= _first_stop(notice, t) <= left for t in (0.5, 15, 30))
 
 
 def test_between_readings_a_session_without_a_limit_is_never_stopped() -> None:
