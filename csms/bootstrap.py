@@ -85,11 +85,12 @@ def charging_service(settings: Settings, repo: Repository, **more: Any) -> Charg
 def open_settlement_chain(settings: Settings, *, deploy: bool = True,
                           params: ContractParams | None = None,
                           contract: str | None = None, keystore: str | None = None,
-                          password_file: str | None = None) -> Chain:
+                          password_file: str | None = None, attach: bool = False) -> Chain:
     """The chain ``settings.chain`` names (``local`` when empty), with the operator key of
     the settings (or ``keystore`` / ``password_file``: a driver's or a host's own key).
     Blocking: call it in a thread from async code. Raises ``settlement.chain.ChainError``,
-    or :class:`SettingsError` for a data folder it cannot use.
+    or :class:`SettingsError` for a data folder it cannot use. ``attach``: a ``local``
+    chain's node that another process runs (the parent of ``csms serve --workers``).
     """
     # Imported here: web3 and the compiler are not needed without settlement.
     from settlement.chain import ContractParams, open_chain
@@ -101,7 +102,7 @@ def open_settlement_chain(settings: Settings, *, deploy: bool = True,
     return open_chain(settings.chain or "local", settings.data_dir,
                       keystore=keystore or settings.keystore or None,
                       password_file=password_file or settings.keystore_password_file or None,
-                      deploy=deploy, params=params, contract=contract)
+                      deploy=deploy, params=params, contract=contract, attach=attach)
 
 
 def settlement_worker(settings: Settings, repo: Repository, chain: Chain, *,
@@ -285,17 +286,22 @@ class App:
 
             self.tasks.start("cert-renewal", renew, (StorageError,))
         if self.settings.chain:
-            chain = await asyncio.to_thread(open_settlement_chain, self.settings)
+            # every worker of a `csms serve --workers` asks the drivers' escrows (a station's
+            # start is judged on the worker it reached), on the node of a local chain their
+            # parent runs (csms.cli.workers); worker 0 alone settles
+            chain = await asyncio.to_thread(open_settlement_chain, self.settings,
+                                            attach=self.settings.worker_count > 1)
             self.attach_chain(chain)
-            worker = settlement_worker(self.settings, self.repo, chain,
-                                       holder=self.central.node_id)
-            self.worker = worker
-            report = self.tasks.reporter("settlement")
+            if self.settings.worker_index == 0:
+                worker = settlement_worker(self.settings, self.repo, chain,
+                                           holder=self.central.node_id)
+                self.worker = worker
+                report = self.tasks.reporter("settlement")
 
-            async def settle(stop: asyncio.Event) -> None:
-                await worker.run_forever(stop, on_step=report)
+                async def settle(stop: asyncio.Event) -> None:
+                    await worker.run_forever(stop, on_step=report)
 
-            self.tasks.start("settlement", settle)
+                self.tasks.start("settlement", settle)
 
     def attach_chain(self, chain: Chain) -> None:
         """Settle on ``chain`` (closed with the app); drivers' escrows on it answer

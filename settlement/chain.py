@@ -15,6 +15,7 @@ sync API); the worker runs them in a thread.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -28,7 +29,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -222,7 +223,10 @@ class AnvilNode:
     and its owner; at start, a node left behind by an owner that is gone is
     stopped first (it writes its state), and one whose owner still runs is not
     started twice on the same state: ``attach=True`` uses it (e.g. to verify a
-    receipt while ``csms serve --chain local`` runs), otherwise it is an error.
+    receipt while ``csms serve --chain local`` runs), otherwise it is an error. Processes
+    starting at once take turns (:func:`_starting`): two that both found no node would
+    each start one on the same state, and the one stopped last would write its state over
+    what the other's chain holds (chunks anchored, escrows debited).
 
     ``prune_history``: keep the state of that many latest blocks only, as a full
     (non-archive) node does (``eth_call`` at an older block is refused; the logs are kept).
@@ -238,6 +242,12 @@ class AnvilNode:
             state_file.with_name(state_file.name + ".pid")
         self.owned = True
         self.proc: subprocess.Popen[bytes] | None = None
+        with _starting(self.pidfile):
+            self._start(binary, port, attach, prune_history)
+
+    def _start(self, binary: str, port: int | None, attach: bool,
+               prune_history: int | None) -> None:
+        state_file = self.state_file
         if self.pidfile is not None:
             running = _running_node(self.pidfile)
             if running is not None and running.owner_alive:
@@ -273,7 +283,9 @@ class AnvilNode:
                 raise ChainError(f"anvil exited with code {self.proc.returncode}")
             with contextlib.suppress(OSError):
                 socket.create_connection(("127.0.0.1", self.port), 0.2).close()
-                return
+                # and its pid file names it: the next process to start reads it
+                if self.pidfile is None or _names_guard(self.pidfile, self.proc.pid):
+                    return
             time.sleep(0.05)
         self.stop()
         raise ChainError("anvil did not start within 30 s")
@@ -292,6 +304,32 @@ class AnvilNode:
             except subprocess.TimeoutExpired:
                 proc.kill()  # anvil then gets SIGTERM from the kernel (parent death)
                 proc.wait()
+
+
+@contextlib.contextmanager
+def _starting(pidfile: Path | None) -> Iterator[None]:
+    """Hold the start of a node on ``pidfile``'s state (a look at the pid file, a node
+    started and named there) to one process at a time: a lock beside the pid file, which
+    the kernel drops when its process ends, however it ends."""
+    if pidfile is None:
+        yield
+        return
+    pidfile.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(pidfile.with_name(pidfile.name + ".lock"),
+                 os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _names_guard(pidfile: Path, guard: int) -> bool:
+    """Whether ``pidfile`` names the node that guard process ``guard`` started."""
+    try:
+        return int(json.loads(pidfile.read_text("utf-8"))["guard"]) == guard
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
 
 
 @dataclass(frozen=True)
@@ -1150,12 +1188,13 @@ ERC20_DECIMALS_ABI = [{"type": "function", "name": "decimals", "stateMutability"
 def open_chain(spec: str, data_dir: str | Path, *, keystore: str | None = None,
                password_file: str | None = None, deploy: bool = True,
                params: ContractParams | None = None, contract: str | None = None,
-               prune_history: int | None = None) -> Chain:
+               prune_history: int | None = None, attach: bool = False) -> Chain:
     """``memory``, ``local`` or a JSON-RPC URL; deploys the contract once where needed.
 
     ``contract``: use this deployed contract (a driver's or a host's tools, which hold no
     operator key: then ``keystore`` is theirs). ``prune_history``: the ``local`` node keeps
-    the state of that many latest blocks only (:class:`AnvilNode`)."""
+    the state of that many latest blocks only (:class:`AnvilNode`). ``attach``: the
+    ``local`` node another process of this machine runs, if one does (:class:`AnvilNode`)."""
     params = params or ContractParams()
     folder = Path(data_dir).expanduser()
     cache = folder / "cache"
@@ -1183,7 +1222,8 @@ def open_chain(spec: str, data_dir: str | Path, *, keystore: str | None = None,
         chain.billing = params.billing
         return chain
     if spec == "local":
-        node = AnvilNode(folder / "anvil-state.json", prune_history=prune_history)
+        node = AnvilNode(folder / "anvil-state.json", prune_history=prune_history,
+                         attach=attach)
         try:
             w3 = Web3(Web3.HTTPProvider(node.url, request_kwargs={"timeout": 30}))
             operator = _managed_keystore(folder)

@@ -111,7 +111,8 @@ async def _serve(settings: Settings, lock: NodeLock | None = None) -> None:
         if app.relay is not None:
             _line("mqtt", f"{app.relay.broker.url} (events published)")  # never its password
         if app.chain is not None:
-            _line("chain", f"{app.chain.chain_id} ({app.chain.kind}), settling")
+            _line("chain", f"{app.chain.chain_id} ({app.chain.kind}), "
+                  + ("settling" if app.worker is not None else "escrows checked here"))
             if app.chain.kind == "memory":
                 warn(IN_PROCESS_CHAIN)
             await _contract_warnings(app.chain)

@@ -12,11 +12,16 @@ so that another ``csms serve`` is refused for as long as any of them lives (a ki
 the parent included), and applies the migrations before any worker opens the file. The
 workers' group commits then take turns on the file's write lock (WAL mode: readers never
 wait), each committed before its stations are answered (:mod:`csms.storage.sqlite`).
-Worker 0 alone serves the admin API and runs the settlement worker (``--chain``); its
-``/metrics`` holds every worker's, which the others answer on Unix sockets in a folder
-the parent makes (:mod:`csms.metrics`). An operator command for a station connected to
-another worker travels over MQTT like one for another node (``--mqtt``; without it, only
-worker 0's stations take commands).
+Worker 0 alone serves the admin API and runs the settlement worker (``--chain``); every
+worker opens the chain all the same, to ask a linked card's escrow before a start on it
+(a worker that could not would accept every card: a driver who cannot pay charged on
+the stations that reached it). The parent opens the chain first, once (a contract
+deployed once, not by workers racing), and runs a ``local`` chain's node, which the
+workers use; an in-process ``memory`` chain is worker 0's alone, the others ask no
+escrow. Worker 0's ``/metrics`` holds every worker's, which the others answer on Unix
+sockets in a folder the parent makes (:mod:`csms.metrics`). An operator command for a
+station connected to another worker travels over MQTT like one for another node
+(``--mqtt``; without it, only worker 0's stations take commands).
 
 The parent only supervises: a worker that dies is started again after a pause (its
 stations reconnect, to any worker); a worker that exits with an error in its first
@@ -48,6 +53,7 @@ from csms.config import Settings, SettingsError
 
 if TYPE_CHECKING:
     from csms.bootstrap import NodeLock
+    from settlement.chain import Chain
 
 __all__ = ["remove_stale_metrics_dirs", "run_workers", "worker_settings"]
 
@@ -67,10 +73,12 @@ def worker_settings(settings: Settings, k: int, metrics_dir: str = "") -> Settin
     one = dataclasses.replace(settings, workers=1, reuse_port=True, node_id=f"{base}/{k}",
                               worker_count=settings.workers, worker_index=k,
                               metrics_dir=metrics_dir, large_frame_budget=large)
-    # one admin API and one settlement worker: worker 0's; each worker has its own file
-    # listener (its stations' transfer URLs name it): the others on any free port
+    # one admin API and one settlement worker: worker 0's (csms.bootstrap); each worker has
+    # its own file listener (its stations' transfer URLs name it): the others on any free
+    # port; an in-process chain is worker 0's alone (no other process reaches it)
     return one if k == 0 else dataclasses.replace(
-        one, admin_port=-1, chain="", files_port=min(one.files_port, 0))
+        one, admin_port=-1, chain="" if one.chain == "memory" else one.chain,
+        files_port=min(one.files_port, 0))
 
 
 async def _start(settings: Settings, k: int, lock_fd: int | None = None,
@@ -100,6 +108,7 @@ async def run_workers(settings: Settings, say: Callable[[str], None] = print) ->
     code = 0
 
     lock: NodeLock | None = None
+    chain: Chain | None = None
 
     async def launch(k: int) -> None:
         procs[k] = await _start(settings, k, None if lock is None else lock.fd, metrics_dir)
@@ -116,7 +125,11 @@ async def run_workers(settings: Settings, say: Callable[[str], None] = print) ->
             load_or_create_ca(settings)
         if settings.uses_sqlite:
             lock = await _hold_sqlite(settings)
+        if settings.chain and settings.chain != "memory":
+            chain = await _open_chain(settings)
     except SettingsError as exc:
+        if lock is not None:
+            lock.release()
         say(f"error: {exc}")
         return 1
     # the workers' metrics sockets (csms.metrics): a folder of this user's only, named
@@ -148,6 +161,8 @@ async def run_workers(settings: Settings, say: Callable[[str], None] = print) ->
     finally:
         await _stop_all(list(procs.values()))
         shutil.rmtree(metrics_dir, ignore_errors=True)
+        if chain is not None:
+            await asyncio.to_thread(chain.close)
         if lock is not None:
             lock.release()
     return code
@@ -192,6 +207,18 @@ async def _hold_sqlite(settings: Settings) -> NodeLock:
         lock.release()
         raise
     return lock
+
+
+async def _open_chain(settings: Settings) -> Chain:
+    """The chain of ``--chain``, opened once before the workers: its contract deployed
+    if needed, a ``local`` chain's node started (and kept until the workers stop)."""
+    from csms.bootstrap import open_settlement_chain
+    from settlement.chain import ChainError
+
+    try:
+        return await asyncio.to_thread(open_settlement_chain, settings)
+    except ChainError as exc:
+        raise SettingsError(f"--chain (CSMS_CHAIN): {str(exc).splitlines()[0]}") from None
 
 
 async def _stop_all(procs: list[asyncio.subprocess.Process]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -26,7 +27,11 @@ from csms.domain.tariff import Tariff
 from csms.service.charging import new_station
 from csms.service.ports import Tx
 from csms.storage import open_repository
-from support import require_service
+from settlement.chain import find_anvil
+from support import IN_CI, require_service
+from support.client import RawClient
+
+from .test_settle_kill9 import TAG, add_sessions, ok
 
 STATIONS = 16
 
@@ -226,6 +231,53 @@ async def test_two_workers_share_the_port_and_a_killed_one_comes_back(
         await repo.close()
     assert parent.returncode == 0, log.read_text()
     assert workers and not [pid for pid in workers if Path(f"/proc/{pid}").exists()]
+
+
+async def test_every_worker_refuses_a_card_its_drivers_escrow_does_not_cover(
+    tmp_path: Path,
+) -> None:
+    """A driver linked a card but put nothing in the escrow: a station must not charge on
+    it (Authorize: Blocked), on whichever worker it lands. Only worker 0 had the chain;
+    the other workers asked no escrow (no opinion: Accepted), so every session a station
+    started there was one the driver cannot be billed for, and no limit stopped it."""
+    if find_anvil() is None:
+        if IN_CI:
+            pytest.fail("anvil is required (make install)")
+        pytest.skip("anvil not installed: make install")
+    db, data = tmp_path / "csms.sqlite3", tmp_path / "data"
+    where = ["--db", str(db), "--data-dir", str(data)]
+    key = ["--keystore", str(tmp_path / "driver.json"),
+           "--password-file", str(tmp_path / "driver.pw"), "--data-dir", str(data)]
+    ok("contract", "deploy", "--chain", "local", "--data-dir", str(data))
+    driver = re.search(r"0x[0-9a-fA-F]{40}", ok("wallet", "new", *key, "--fund"))
+    salt = re.search(r"--salt\s+(0x[0-9a-f]{64})", ok("wallet", "link-card", TAG, *key))
+    assert driver is not None and salt is not None
+    await add_sessions(db, 0, 0)  # station CP1 and a tariff
+    ok("drivers", "link", TAG, "--driver", driver.group(0), "--salt", salt.group(1), *where)
+    port = free_port()
+    log = tmp_path / "serve.log"
+    parent = _serve_two_workers(port, str(db), tmp_path, log,
+                                ["--admin-port", "-1", "--chain", "local"])
+    repo = await open_repository(str(db))
+    try:
+        async def started() -> bool:  # each worker's banner: printed once it has started
+            text = log.read_text()
+            return all(f"node   wk/{k}" in text for k in range(2))
+
+        await _until(started, 60)
+        answers: dict[str, set[str]] = {}
+        while len(answers) < 2:  # connections until both workers answered
+            async with await RawClient.connect(f"ws://127.0.0.1:{port}", "CP1") as station:
+                await station.result("BootNotification", {"chargePointVendor": "V",
+                                                          "chargePointModel": "M"})
+                row = await repo.read(lambda tx: tx.get_station("CP1"))
+                status = (await station.result("Authorize", {"idTag": TAG}))["idTagInfo"]
+                answers.setdefault(row.connected_node, set()).add(status["status"])
+        assert answers == {"wk/0": {"Blocked"}, "wk/1": {"Blocked"}}
+    finally:
+        await repo.close()
+        parent.send_signal(signal.SIGTERM)
+        parent.wait(60)
 
 
 def test_workers_hold_the_sqlite_file_against_another_node(tmp_path: Path) -> None:

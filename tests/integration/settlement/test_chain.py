@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -136,6 +137,58 @@ def test_a_node_left_behind_is_stopped_before_a_new_one_starts(tmp_path: Path) -
         if stray.poll() is None:
             stray.kill()
             stray.wait()
+
+
+STARTER = """
+import sys
+from pathlib import Path
+from settlement.chain import AnvilNode, ChainError
+print("ready", flush=True)
+sys.stdin.readline()  # go
+try:
+    node = AnvilNode(Path(sys.argv[1]))
+except ChainError as exc:
+    print("refused", exc, flush=True)
+else:
+    print("started", node.port, flush=True)
+    sys.stdin.readline()  # stop
+    node.stop()
+"""
+
+
+def test_two_processes_starting_a_node_at_once_on_one_state_file_start_one(
+    tmp_path: Path,
+) -> None:
+    """Two ``csms settle run`` (or a run and a driver's wallet command) started at the same
+    moment on one data folder: each found no node in the pid file and started its own on
+    the same state, each on its own port. Each node then writes the whole state file, the
+    one that stops last over the other's: what the first settled on chain (chunks anchored,
+    escrows debited) was gone from the chain the folder keeps. One of them starts the
+    node; the other is refused as it is beside a running one."""
+    state = tmp_path / "anvil-state.json"
+    procs = [subprocess.Popen([sys.executable, "-c", STARTER, str(state)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    try:
+        for proc in procs:
+            assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+        for proc in procs:  # both at once, their imports done
+            assert proc.stdin is not None
+            proc.stdin.write("\n")
+            proc.stdin.flush()
+        said = sorted(proc.stdout.readline().split()[0] for proc in procs
+                      if proc.stdout is not None)
+        assert said == ["refused", "started"]
+    finally:
+        for proc in procs:
+            assert proc.stdin is not None
+            with contextlib.suppress(OSError):
+                proc.stdin.close()
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 def test_the_keystore_password_is_never_logged(tmp_path: Path,
