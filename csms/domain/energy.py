@@ -113,6 +113,7 @@ __all__ = [
     "energy_between",
     "energy_flags",
     "energy_of",
+    "implausible_times",
     "lone_phase_readings",
     "readings_outside",
     "register_readings",
@@ -461,14 +462,24 @@ def counted_from_zero(found: Readings, starts: Iterable[Decimal | None],
     the lifetime register, its readings the session's from 0). :func:`energy_of` never
     bills it: the stop bills meterStop less meterStart (a start too high bills less). None
     when no reading is such, or no start is claimed above the tolerance."""
-    claims = [wh for wh in starts if wh] + [wh for wh, _ in found.begins if wh]
-    if not claims or started_at is None:
+    if started_at is None:
         return None
-    lowest = min(claims)
+    # the lowest claim, by plain loops (every reading of a running session asks: two
+    # lists and min() cost more than the comparisons)
+    lowest: Decimal | None = None
+    for wh in starts:
+        if wh and (lowest is None or wh < lowest):
+            lowest = wh
+    for wh, _ in found.begins:
+        if wh and (lowest is None or wh < lowest):
+            lowest = wh
+    if lowest is None:
+        return None
     # a comparison first (no context needed): most messages have no reading below a start
-    if not any(r[1] < lowest for r in found.readings):
-        return None
-    return _counted_from_zero(found, lowest, started_at, max_power_w)
+    for r in found.readings:
+        if r[1] < lowest:
+            return _counted_from_zero(found, lowest, started_at, max_power_w)
+    return None
 
 
 @_in_decimals
@@ -536,8 +547,13 @@ def energy_of(
     meter_stop_wh: Decimal | None,
     started_at: datetime | None = None,
     max_power_w: Decimal = DEFAULT_MAX_POWER_W,
+    *,
+    between: bool = True,
 ) -> EnergyResult:
-    """:func:`compute_energy` of samples whose register readings are ``found``."""
+    """:func:`compute_energy` of samples whose register readings are ``found``.
+    ``between=False``: the start and the stop only, with their flags; the energy between
+    them is not worked out (``energy_wh`` 0, and no ``meter_went_backwards`` for a stop
+    below the start): a running session's reading asks only where its register stands."""
     flags = list(found.flags)
     readings = found.readings
     for name, value in (("start", meter_start_wh), ("stop", meter_stop_wh)):
@@ -581,7 +597,7 @@ def energy_of(
                 # register's, and no station makes the jump; never billed from 0
                 _flag(flags, "energy_above_max_power")
 
-    if start is not None and start_source == "reported" and not all(
+    if start is not None and start_source == "reported" and found.begins and not all(
             _agree(start, _step(start), wh, step)
             for wh, step in start_claims(found.begins, start)):
         # meterStart and a begin reading of the billed register: two starts
@@ -633,6 +649,9 @@ def energy_of(
     if start is None or stop is None:
         if stop is None and "meter_stop_placeholder" not in flags:
             flags.append("meter_stop_missing")
+        return EnergyResult(start, stop, 0, flags, start_source, stop_source, found.decrease,
+                            claimed, below)
+    if not between:
         return EnergyResult(start, stop, 0, flags, start_source, stop_source, found.decrease,
                             claimed, below)
     energy, problem = _energy_between(start, stop)  # in DECIMALS already
@@ -725,6 +744,15 @@ def readings_outside(found: Readings, started_at: datetime, stopped_at: datetime
     if not any(t - stopped_at > slack or started_at - t > slack for t in times):
         return None
     return min(times), max(times)
+
+
+def implausible_times(times: Iterable[datetime], not_before: datetime | None,
+                      not_after: datetime) -> list[datetime]:
+    """Those of ``times`` that :func:`time_flag` flags, in their order: a message's times
+    judged in one call (every reading of a session asks, on the writer's turn)."""
+    if not_before is None:
+        return [at for at in times if at > not_after]
+    return [at for at in times if at > not_after or at < not_before]
 
 
 def time_flag(at: datetime, not_before: datetime | None, not_after: datetime) -> str | None:

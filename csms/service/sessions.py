@@ -29,12 +29,12 @@ from csms.domain.energy import (
     energy_between,
     energy_flags,
     energy_of,
+    implausible_times,
     lone_phase_readings,
     readings_outside,
     register_readings,
     start_claims,
     start_judged,
-    time_flag,
 )
 from csms.domain.maintenance import Reservation, ReservationState
 from csms.domain.model import (
@@ -309,7 +309,7 @@ class SessionUseCases(SignedDataChecks):
         registered = self._registered[session.station_id]
         not_before = registered - self.time_past if registered is not None else None
         not_after = now + self.time_future
-        bad = [t for t in times if time_flag(t, not_before, not_after)]
+        bad = implausible_times(times, not_before, not_after)
         if not bad or "time_implausible" in session.flags:
             return
         session.flag("time_implausible")
@@ -838,7 +838,10 @@ class SessionUseCases(SignedDataChecks):
             if read.meter_start_wh is not None and read.meter_stop_wh is not None \
                     and "meter_went_backwards" not in read.flags:
                 session.energy_wh = max(session.energy_wh or 0, read.energy_wh)
-        result = energy_of(found, session.meter_start_wh, None, session.started_at, power_w)
+        # its start and the reading it stands at, not the energy between them (worked out
+        # below from the running start)
+        result = energy_of(found, session.meter_start_wh, None, session.started_at, power_w,
+                           between=False)
         if "value_out_of_range" in result.flags:
             session.flag("value_out_of_range")
         if "meter_start_placeholder" in result.flags:
@@ -1654,7 +1657,8 @@ class SessionUseCases(SignedDataChecks):
             )
             if session is None:
                 return None
-            await self._notes(tx, session, notes or [], "MeterValues")
+            if notes:  # most readings carry none: no coroutine for nothing
+                await self._notes(tx, session, notes, "MeterValues")
             await self._check_times(tx, session, [s.timestamp for s in samples], "MeterValues")
             if found is not None:
                 await self._count_readings(tx, session, found, lone, "MeterValues")
@@ -1893,7 +1897,8 @@ class SessionUseCases(SignedDataChecks):
             if ev.seq_no is not None and (session.last_seq_no is None
                                           or ev.seq_no > session.last_seq_no):
                 session.last_seq_no = ev.seq_no
-            await self._notes(tx, session, ev.notes, "TransactionEvent")
+            if ev.notes:
+                await self._notes(tx, session, ev.notes, "TransactionEvent")
             await self._check_times(tx, session, [ev.timestamp, *(s.timestamp
                                                                   for s in ev.samples)],
                                     "TransactionEvent")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -820,3 +821,41 @@ async def test_held_sessions_are_read_by_their_flags_through_an_index(
         assert "sessions_unsettled (status=? AND settlement_state=? AND rowid<?)" in details \
             or "sessions_unsettled (status=? AND settlement_state=? AND id<?)" in details, \
             details
+
+
+async def test_a_session_read_back_holds_each_column_in_its_own_field(
+        repo: Repository) -> None:
+    # every field a value of its own, none the default: a column mapped to another field
+    # of the same type (two times, two readings, two strings) cannot go unseen
+    grew, stopped = T0 + timedelta(minutes=3), T0 + timedelta(hours=2)
+    written = session(
+        "CP7", ocpp_version="ocpp2.0.1", transaction_id="tx-7", connector_id=2, evse_id=3,
+        id_tag="T7", auth_status="Blocked", stopped_at=stopped,
+        meter_start_wh=Decimal("11.5"), meter_stop_wh=Decimal("22.5"),
+        reported_meter_start_wh=Decimal("33.5"), reported_meter_stop_wh=Decimal("44.5"),
+        energy_wh=55, status=SessionStatus.COMPLETED, stop_reason="Remote",
+        flags=["f1", "f2"], last_seq_no=66, start_key="k7", limit_minor=77,
+        energy_grew_at=grew)
+
+    async def add(tx: Tx) -> int:
+        await tx.insert_station(station("CP7"))
+        return await tx.insert_session(written)
+
+    sid = await unit(repo, add)
+    await unit(repo, lambda tx: tx.execute(
+        "UPDATE sessions SET price_minor = ?, currency = ?, settlement_state = ? WHERE id = ?",
+        88, "SEK", "queued", sid))
+    read = await repo.read(lambda tx: tx.get_session(sid))
+    assert read is not None and written.created_at is not None
+    expected = {
+        "station_id": "CP7", "ocpp_version": "ocpp2.0.1", "transaction_id": "tx-7",
+        "started_at": T0, "connector_id": 2, "evse_id": 3, "id_tag": "T7",
+        "auth_status": "Blocked", "stopped_at": stopped, "meter_start_wh": Decimal("11.5"),
+        "meter_stop_wh": Decimal("22.5"), "reported_meter_start_wh": Decimal("33.5"),
+        "reported_meter_stop_wh": Decimal("44.5"), "energy_wh": 55,
+        "status": SessionStatus.COMPLETED, "stop_reason": "Remote", "flags": ["f1", "f2"],
+        "last_seq_no": 66, "start_key": "k7", "limit_minor": 77, "energy_grew_at": grew,
+        "id": sid, "created_at": written.created_at, "updated_at": written.updated_at,
+        "price_minor": 88, "currency": "SEK", "settlement_state": "queued"}
+    assert {name: getattr(read, name) for name in expected} == expected
+    assert set(expected) == {f.name for f in dataclasses.fields(Session)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from csms.config import Settings, SettingsError
 PG = "postgresql://postgres@127.0.0.1:5432/test"
 
 
-def test_each_worker_is_a_node_of_its_own_and_only_the_first_runs_the_admin_api_and_chain(
+def test_each_worker_is_a_node_of_its_own_and_only_the_first_runs_the_admin_api(
 ) -> None:
     settings = Settings(db=PG, workers=3, port=9000, node_id="east", chain="local",
                         admin_port=9001)
@@ -26,8 +27,12 @@ def test_each_worker_is_a_node_of_its_own_and_only_the_first_runs_the_admin_api_
         (0, "/run/m"), (1, "/run/m"), (2, "/run/m")]
     assert all(w.workers == 1 and w.reuse_port and w.port == 9000 for w in workers)
     assert all(w.worker_count == 3 for w in workers)  # they share the machine's cores
+    # every worker asks drivers' escrows on the chain (worker 0 alone settles:
+    # csms.bootstrap); an in-process chain is worker 0's alone, no other process reaches it
     assert [(w.admin_port, w.chain) for w in workers] == [
-        (9001, "local"), (-1, ""), (-1, "")]
+        (9001, "local"), (-1, "local"), (-1, "local")]
+    in_process = dataclasses.replace(settings, chain="memory")
+    assert [worker_settings(in_process, k).chain for k in range(3)] == ["memory", "", ""]
     # a fixed file listener port: worker 0's; the others on any free port
     with_files = Settings(db=PG, workers=2, port=9000, files_port=9080)
     assert [worker_settings(with_files, k).files_port for k in (0, 1)] == [9080, 0]

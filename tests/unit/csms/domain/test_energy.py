@@ -5,16 +5,21 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from csms.domain.energy import (
     BILLED_FROM_PHASE,
     DEFAULT_MAX_POWER_W,
+    Readings,
+    _counted_from_zero,
     billed_energy,
     compute_energy,
     counted_from_zero,
     energy_between,
     energy_flags,
     energy_of,
+    implausible_times,
     lone_phase_readings,
     readings_outside,
     register_readings,
@@ -850,3 +855,61 @@ def test_a_register_from_0_below_every_start_is_the_running_energy(
         expected: int | None) -> None:
     found = register_readings(samples)
     assert counted_from_zero(found, starts, T0, DEFAULT_MAX_POWER_W) == expected
+
+
+# a register's readings as stations send them: totals, a begin and an end reading, values
+# in Wh and kWh, 0, a lone phase, one beyond any meter
+_READINGS = st.lists(st.builds(
+    lambda value, minutes, context, unit: s(value, minutes, context=context, unit=unit),
+    st.sampled_from(["0", "1000", "1000.4", "999", "12345", "12.3", "4076447", "1E+30"]),
+    st.integers(-5, 300),
+    st.sampled_from([None, "Sample.Periodic", "Transaction.Begin", "Transaction.End"]),
+    st.sampled_from(["Wh", "kWh"])), max_size=5)
+_STARTS = st.sampled_from([None, Decimal(0), Decimal(1000), Decimal("999.5"),
+                           Decimal(4_076_447), Decimal(-1)])
+
+
+@settings(max_examples=400, deadline=None)
+@given(_READINGS, _STARTS, st.sampled_from([None, Decimal(0), Decimal(13000)]))
+def test_a_start_and_stop_without_the_energy_between_are_the_full_computations(
+        samples: list[MeterSample], start: Decimal | None, stop: Decimal | None) -> None:
+    # what a running session's reading asks (the start, the stop and their flags) is what
+    # the full computation gives; only the energy between them, and its own flag, are left
+    found = register_readings(samples)
+    full = energy_of(found, start, stop, T0, DEFAULT_MAX_POWER_W)
+    ends = energy_of(found, start, stop, T0, DEFAULT_MAX_POWER_W, between=False)
+    assert ends.energy_wh == 0
+    assert replace(ends, energy_wh=full.energy_wh, flags=full.flags) == full
+    # the flag of a stop below the start, the energy between them's, is the one left out
+    backwards_between = full.meter_start_wh is not None and full.meter_stop_wh is not None \
+        and full.meter_stop_wh < full.meter_start_wh
+    assert ends.flags in ((full.flags, full.flags[:-1]) if backwards_between
+                          else (full.flags,))
+
+
+def _counted_from_zero_by_lists(found: Readings, starts: tuple[Decimal | None, ...],
+                                started_at: datetime) -> int | None:
+    """counted_from_zero as its rule reads: the claims listed, the lowest of them."""
+    claims = [wh for wh in starts if wh] + [wh for wh, _ in found.begins if wh]
+    if not claims or not any(r[1] < min(claims) for r in found.readings):
+        return None
+    return _counted_from_zero(found, min(claims), started_at, DEFAULT_MAX_POWER_W)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_READINGS, st.tuples(_STARTS, _STARTS))
+def test_a_register_from_0_is_found_as_its_rule_reads(
+        samples: list[MeterSample], starts: tuple[Decimal | None, Decimal | None]) -> None:
+    found = register_readings(samples)
+    assert counted_from_zero(found, starts, T0, DEFAULT_MAX_POWER_W) \
+        == _counted_from_zero_by_lists(found, starts, T0)
+
+
+_TIMES = st.integers(-10**6, 10**6).map(lambda s: T0 + timedelta(seconds=s))
+
+
+@given(st.lists(_TIMES, max_size=6), st.none() | _TIMES, _TIMES)
+def test_a_message_s_implausible_times_are_those_time_flag_flags(
+        times: list[datetime], not_before: datetime | None, not_after: datetime) -> None:
+    assert implausible_times(times, not_before, not_after) \
+        == [t for t in times if time_flag(t, not_before, not_after)]
