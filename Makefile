@@ -1,5 +1,6 @@
 # voltledger: `make demo` and `make test` are the two commands; both install first.
-PYTHON ?= python3
+# the interpreter of the venv: the fastest Python 3.11+ found (scripts/pick-python), unless given
+PYTHON ?=
 VENV   := .venv
 PY     := $(VENV)/bin/python
 TOOLS  := .tools
@@ -18,8 +19,9 @@ TEST_PROCESSES ?= 4
 install: $(VENV)/.installed $(TOOLS)/.installed $(WEB_PAGE) $(CONSOLE_ASSETS)
 
 $(VENV)/.installed: pyproject.toml
-	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
-	$(PYTHON) -m venv $(VENV)
+	@py='$(PYTHON)'; if [ -z "$$py" ]; then py=$$(sh scripts/pick-python) || exit 1; fi; \
+	"$$py" -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"' && \
+	echo "$$py -m venv $(VENV)" && "$$py" -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	@touch $@

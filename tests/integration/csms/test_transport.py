@@ -1366,8 +1366,11 @@ async def test_large_frames_are_all_given_back_however_connections_go(
                 with contextlib.suppress(Exception):
                     writer.write_eof()
         await asyncio.sleep(0.5)
-        for _, writer in opened:
-            writer.transport.abort()
+        for ending, writer in opened:
+            # a TLS transport closed already: some Python 3.11 releases (3.11.2) raise on
+            # its abort() (its protocol is gone), later ones do nothing
+            if ending != "close":
+                writer.transport.abort()
     await wait_for(lambda: large.held == 0)
     assert large.of == large._arriving == {False: {}, True: {}}
     assert large.refused + large.evicted > 0  # the budget was overfilled
