@@ -849,7 +849,15 @@ class SettlementWorker:
         """The chain settled this chunk in a transaction we may not know: record it."""
         found = await self._chain(self.chain.find_settlement, int(batch["ledger"]),
                                   int(batch["first_seq"]))
-        assert found is not None, "a settled chunk has its Settled event"
+        if found is None:
+            # the contract holds the chunk, the node shows no transaction that settled it: a
+            # node whose logs lag its state (behind a load balancer), or a local node that
+            # lost its latest blocks but not their state. Which sessions it paid is in that
+            # transaction's event only: the batch waits, asked again at the next pass
+            raise ChainError(
+                f"batch {batch['id']}: the contract holds chunk {batch['first_seq']} of ledger"
+                f" {batch['ledger']} as this database's, but the node shows no Settled event"
+                " for it; the sessions it paid are not known until one does")
         tx_hash, number, block_hash = found
         receipt = await self._chain(self.chain.receipt, tx_hash)
         await self._move(batch, BatchState.INCLUDED, tx_hash=tx_hash, block_number=number,

@@ -1227,3 +1227,37 @@ async def test_values_beyond_an_entrys_widths_are_held_never_wrapped(
         assert summary.sessions_batched == 0
         assert "not_settleable" in session.flags and billing_state(session) == "held"
         assert kit.balance(driver) == 2**40
+
+
+async def test_a_chunk_the_contract_holds_without_its_event_waits_and_is_paid_once(
+    repo: Any, memory_chain: Chain, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A node whose logs lag its state (behind a load balancer), or a local node that lost
+    its latest blocks but not their state, holds the chunk in the contract but shows no
+    transaction that settled it: which sessions it paid is in that event only. The batch
+    waits with one clear error (it was an assertion's traceback), then is paid once."""
+    from settlement.chain import ChainError
+
+    kit = Kit(memory_chain)
+    d0, _ = await link_driver(repo, kit, "TAG0")
+    await add_sessions(repo, 4)
+
+    def crash(batch_id: int) -> None:
+        raise Crash("after_broadcast")
+
+    first = SettlementWorker(repo, memory_chain, batch_size=10,
+                             hooks={"after_broadcast": crash})
+    with pytest.raises(Crash):
+        await first.run_once()
+    # the node knows the contract's state but neither the transaction nor its event
+    with monkeypatch.context() as lagging:
+        lagging.setattr(memory_chain, "receipt", lambda tx_hash: None)
+        lagging.setattr(memory_chain, "find_settlement", lambda ledger, first_seq: None)
+        with pytest.raises(ChainError, match="no Settled event for it"):
+            await SettlementWorker(repo, memory_chain, batch_size=10).run_once()
+    [waiting] = await batches(repo)
+    assert waiting["state"] == "broadcast"
+    await SettlementWorker(repo, memory_chain, batch_size=10).run_once()
+    [after] = await batches(repo)
+    assert after["state"] == "finalized"
+    assert kit.balance(d0) == 10**6 - PRICE[1] - PRICE[4]  # paid once
