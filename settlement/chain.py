@@ -284,7 +284,9 @@ class AnvilNode:
             with contextlib.suppress(OSError):
                 socket.create_connection(("127.0.0.1", self.port), 0.2).close()
                 # and its pid file names it: the next process to start reads it
-                if self.pidfile is None or _names_guard(self.pidfile, self.proc.pid):
+                named = None if self.pidfile is None else _running_node(self.pidfile)
+                if self.pidfile is None or (named is not None
+                                            and named.guard == self.proc.pid):
                     return
             time.sleep(0.05)
         self.stop()
@@ -322,14 +324,6 @@ def _starting(pidfile: Path | None) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
-
-
-def _names_guard(pidfile: Path, guard: int) -> bool:
-    """Whether ``pidfile`` names the node that guard process ``guard`` started."""
-    try:
-        return int(json.loads(pidfile.read_text("utf-8"))["guard"]) == guard
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
 
 
 @dataclass(frozen=True)

@@ -158,10 +158,6 @@ class _SqliteTx(SqlTx):
         self._writes(sql)
         self._conn.execute(sql, params)
 
-    async def write_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
-        self._writes(sql)
-        self._conn.executemany(sql, rows)
-
     def _query(self, sql: str, params: tuple[Any, ...]) -> sqlite3.Cursor:
         """A statement whose rows are read: a SELECT, or a write with RETURNING."""
         if not sql.startswith("SELECT"):
