@@ -77,7 +77,7 @@ Rules (DESIGN.md, "Protocol rules"):
   meterStart/meterStop values are a real charger's, and a start too high bills less.
   While such a session runs, those readings are its energy (:func:`counted_from_zero`:
   what its driver's limit is checked against), never below what :func:`energy_of` counts.
-* Plausibility (:func:`energy_flags`, :func:`time_flag`): energy above the station's
+* Plausibility (:func:`energy_flags`, :func:`implausible_times`): energy above the station's
   maximum power over the session's duration, energy in no time, a meter that runs
   backwards (under one location's label, or from an unlabelled reading to an Outlet one or
   back by a step of the coarser or more: the default location is the Outlet, one
@@ -120,7 +120,6 @@ __all__ = [
     "register_wh",
     "start_claims",
     "start_judged",
-    "time_flag",
     "to_wh",
     "watts",
 ]
@@ -748,17 +747,11 @@ def readings_outside(found: Readings, started_at: datetime, stopped_at: datetime
 
 def implausible_times(times: Iterable[datetime], not_before: datetime | None,
                       not_after: datetime) -> list[datetime]:
-    """Those of ``times`` that :func:`time_flag` flags, in their order: a message's times
-    judged in one call (every reading of a session asks, on the writer's turn)."""
+    """Those of ``times`` outside the window the central system accepts for a transaction
+    time (``time_implausible``), in their order: not before the station's registration
+    less a margin, not after the receive time plus a margin (clocks drift; stations queue
+    messages while offline). A message's times in one call: every reading of a session
+    asks, on the writer's turn."""
     if not_before is None:
         return [at for at in times if at > not_after]
     return [at for at in times if at > not_after or at < not_before]
-
-
-def time_flag(at: datetime, not_before: datetime | None, not_after: datetime) -> str | None:
-    """``time_implausible`` for a transaction time outside the window the central system
-    accepts: not before the station's registration less a margin, not after the receive
-    time plus a margin (clocks drift; stations queue messages while offline)."""
-    if at > not_after or (not_before is not None and at < not_before):
-        return "time_implausible"
-    return None

@@ -31,7 +31,7 @@ __all__ = [
 
 # When test stations were registered, unless a test says otherwise: long before the fixed
 # dates the tests replay (the central system holds sessions older than a station's
-# registration less 30 days, see csms.domain.energy.time_flag).
+# registration less 30 days, see csms.domain.energy.implausible_times).
 LONG_AGO = datetime(2019, 1, 1, tzinfo=UTC)
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}

@@ -24,7 +24,6 @@ from csms.domain.energy import (
     readings_outside,
     register_readings,
     register_wh,
-    time_flag,
     to_wh,
     watts,
 )
@@ -405,11 +404,12 @@ def test_energy_against_the_stations_maximum_power(
 def test_times_outside_the_window() -> None:
     registered = T0 - timedelta(days=30)
     latest = T0 + timedelta(minutes=10)
-    assert time_flag(T0, registered, latest) is None
-    assert time_flag(T0 + timedelta(minutes=11), registered, latest) == "time_implausible"
-    assert time_flag(registered - timedelta(seconds=1), registered, latest) \
-        == "time_implausible"
-    assert time_flag(datetime(1, 1, 1, tzinfo=UTC), None, latest) is None  # no registration
+    assert implausible_times([T0], registered, latest) == []
+    late, early = T0 + timedelta(minutes=11), registered - timedelta(seconds=1)
+    assert implausible_times([late], registered, latest) == [late]
+    assert implausible_times([early], registered, latest) == [early]
+    # no registration
+    assert implausible_times([datetime(1, 1, 1, tzinfo=UTC)], None, latest) == []
 
 
 def test_kilowatts_to_watts() -> None:
@@ -909,7 +909,7 @@ _TIMES = st.integers(-10**6, 10**6).map(lambda s: T0 + timedelta(seconds=s))
 
 
 @given(st.lists(_TIMES, max_size=6), st.none() | _TIMES, _TIMES)
-def test_a_message_s_implausible_times_are_those_time_flag_flags(
+def test_a_message_s_implausible_times_are_those_outside_its_window_in_order(
         times: list[datetime], not_before: datetime | None, not_after: datetime) -> None:
-    assert implausible_times(times, not_before, not_after) \
-        == [t for t in times if time_flag(t, not_before, not_after)]
+    assert implausible_times(times, not_before, not_after) == [
+        t for t in times if t > not_after or (not_before is not None and t < not_before)]
