@@ -123,8 +123,14 @@ from typing import Any, cast
 from websockets.asyncio.server import Server, ServerConnection
 from websockets.datastructures import Headers
 from websockets.frames import CloseCode, Frame, Opcode
+
+try:
+    from websockets.speedups import apply_mask
+except ImportError:  # websockets built without its C extension
+    from websockets.utils import apply_mask
 from websockets.protocol import State
 from websockets.server import ServerProtocol
+from websockets.streams import StreamReader
 from websockets.typing import DataLike
 
 from csms.metrics import Metrics
@@ -166,6 +172,9 @@ TLS_READ_SIZE = 16 * 1024
 # connection).
 LARGE_FRAME_BYTES = 64 * 1024
 _DATA_FRAMES = (Opcode.TEXT, Opcode.BINARY, Opcode.CONT)
+# where websockets' frame parser waits between two frames (Protocol.parse); anywhere else
+# it is within a frame, even with its reader's buffer empty (the header read, the rest not)
+_BETWEEN_FRAMES = StreamReader.at_eof.__code__
 
 
 class FrameSummary(logging.Filter):
@@ -674,6 +683,11 @@ class GuardedConnection(ServerConnection):
         # connection_made() ran: websockets' handler task uses the protocol until
         # connection_lost() (see unlink)
         self._made = False
+        # the longest payload _whole_text_frame() takes: websockets' own limits
+        limits = [n for n in (self.protocol.max_message_size,
+                              getattr(self.protocol, "max_fragment_size", None))
+                  if n is not None]
+        self._whole_max = min([65535, *limits])
 
     # -- handshake accounting -------------------------------------------------------
     def admitted(self, gate: HandshakeGate) -> None:
@@ -740,6 +754,8 @@ class GuardedConnection(ServerConnection):
     # -- what the peer makes us write ------------------------------------------------
     def data_received(self, data: bytes) -> None:
         self.heard = self.loop.time()
+        if self._whole_text_frame(data):
+            return
         before = self.transport.get_write_buffer_size()
         super().data_received(data)
         if self.cut_reason is not None:
@@ -753,6 +769,40 @@ class GuardedConnection(ServerConnection):
             return
         if self._large is not None:
             self._hold_partial(self._large)
+
+    def _whole_text_frame(self, data: bytes) -> bool:
+        """One read that is exactly one whole masked text frame (FIN, no RSV bit, a 7- or
+        16-bit length within websockets' limits: what a station waiting for each answer
+        sends), on an open connection whose parser waits between two frames: its message
+        is handed on as websockets' parser would hand it, without the parser (a reader
+        buffer, generators, a struct, an enum and a check a frame). True when handled.
+        Anything else (a frame split over reads, two frames in one read, control frames,
+        a bad header, a limit exceeded, an extension negotiated) goes to websockets'
+        parser, which answers it as ever (RFC 6455 §5.2, §7.4.1: 1002, 1009). The text's
+        UTF-8 is checked where websockets checks it, as the message is decoded (1007)."""
+        n = len(data)
+        if n < 6 or data[0] != 0x81:
+            return False
+        length = data[1] ^ 0x80  # 128 and above when the mask bit is not set
+        if length < 126:
+            start = 6
+        elif length == 126 and n >= 8:
+            length, start = (data[2] << 8) | data[3], 8
+        else:
+            return False
+        protocol = self.protocol
+        if (n != start + length or length > self._whole_max
+                or protocol.state is not State.OPEN or protocol.extensions
+                or protocol.current_size is not None or protocol.reader.buffer
+                or protocol.debug or self.cut_reason is not None):
+            return False
+        waiting: Any = protocol.parser  # the server's parser yields from the frames'
+        while (inner := waiting.gi_yieldfrom) is not None:
+            waiting = inner
+        if waiting.gi_code is not _BETWEEN_FRAMES:
+            return False
+        self.process_event(Frame(Opcode.TEXT, apply_mask(data[start:], data[start - 4:start])))
+        return True
 
     # -- large messages within the node's budget ----------------------------------------
     def _hold_partial(self, large: LargeFrames) -> None:

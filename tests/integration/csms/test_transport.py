@@ -776,9 +776,10 @@ def test_soak_short(tmp_path: Path) -> None:
     assert waited + cut.get('voltledger_connections_cut_total{reason="handshake_limit"}', 0) >= 1000
 
 
-def masked_frame(opcode: int, payload: bytes) -> bytes:
-    """A client frame (RFC 6455 §5.2), masked as clients must, payload < 64 KiB."""
-    mask = os.urandom(4)
+def masked_frame(opcode: int, payload: bytes, mask: bytes | None = None) -> bytes:
+    """A client frame (RFC 6455 §5.2), masked as clients must (a random key unless
+    ``mask``), payload < 64 KiB."""
+    mask = os.urandom(4) if mask is None else mask
     n = len(payload)
     head = bytes([0x80 | opcode]) + (bytes([0x80 | n]) if n < 126
                                      else bytes([0x80 | 126]) + n.to_bytes(2, "big"))
@@ -1005,6 +1006,93 @@ async def test_our_frames_are_the_ones_websockets_writes(csms_server: RunningSer
     finally:
         s.close()
     assert {125, 126, 65_535, 65_536} <= lengths
+
+
+def unmasked_frame(first: int, payload: bytes) -> bytes:
+    """A frame of first byte ``first`` whose mask bit is clear (payload < 126 bytes)."""
+    return bytes([first, len(payload)]) + payload
+
+
+async def test_frames_read_whole_or_in_pieces_are_answered_alike(
+    csms_server: RunningServer, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A read that is one whole masked text frame skips websockets' parser
+    (GuardedConnection._whole_text_frame); every other read goes through it. Both give
+    the same answers: a 7-bit and a 16-bit length, two frames in one read, a frame
+    split over two reads, multi-byte UTF-8; and the same closes: a frame over the
+    limit (1009), invalid UTF-8 (1007), an unmasked frame and an RSV bit (1002)."""
+    taken: list[bool] = []
+    whole = csms.transport.GuardedConnection._whole_text_frame
+
+    def spy(self: csms.transport.GuardedConnection, data: bytes) -> bool:
+        result = whole(self, data)
+        if self.protocol.state.name == "OPEN" or result:
+            taken.append(result)
+        return result
+
+    monkeypatch.setattr(csms.transport.GuardedConnection, "_whole_text_frame", spy)
+    await restart_with(csms_server, max_frame_bytes=4000)
+    loop = asyncio.get_running_loop()
+
+    def call(message_id: str, data: str) -> bytes:
+        return json.dumps([2, message_id, "DataTransfer", {"vendorId": "v", "data": data}],
+                          ensure_ascii=False).encode()
+
+    async def answered(s: socket.socket, *ids: str) -> None:
+        for message_id in ids:
+            _, payload = await asyncio.wait_for(read_frame(s), 10)
+            assert json.loads(payload)[:2] == [3, message_id]
+
+    await csms_server.add_station("WHOLE")
+    s = await raw_upgrade(csms_server.port, "WHOLE")
+    try:
+        await csms_server.wait_connected("WHOLE")
+        taken.clear()
+        await loop.sock_sendall(s, masked_frame(1, call("a", "short")))  # 7-bit length
+        await answered(s, "a")
+        await loop.sock_sendall(s, masked_frame(1, call("b", "é" * 900)))  # 16-bit
+        await answered(s, "b")
+        assert taken == [True, True]
+        # two frames in one read, then one frame in two reads: the parser's
+        taken.clear()
+        await loop.sock_sendall(s, masked_frame(1, call("c", "1")) + masked_frame(
+            1, call("d", "2")))
+        await answered(s, "c", "d")
+        # its second read looks like a whole frame on its own: its key is the first
+        # one's bytes 3-6 (the parser's reader holds the first read, so it is not one)
+        message = call("e", "x" * 40)  # a 7-bit length
+        split = masked_frame(1, message, mask=bytes([0x81, 0x80 | len(message) - 2]) + b"ab")
+        await loop.sock_sendall(s, split[:2])
+        await asyncio.sleep(0.2)
+        await loop.sock_sendall(s, split[2:])
+        await answered(s, "e")
+        assert True not in taken, taken
+        # the parser's reader is empty again: a whole frame takes the short path
+        taken.clear()
+        await loop.sock_sendall(s, masked_frame(1, call("f", "ok")))
+        await answered(s, "f")
+        assert taken == [True]
+    finally:
+        s.close()
+
+    bad = {
+        "over the limit": (masked_frame(1, call("g", "x" * 4000)), 1009),
+        "invalid UTF-8": (masked_frame(1, b'[2,"h","Heartbeat",{"\xff":1}]'), 1007),
+        "unmasked": (unmasked_frame(0x81, b'[2,"i","Heartbeat",{}]'), 1002),
+        "RSV1 set": (masked_frame(0x41, b'[2,"j","Heartbeat",{}]'), 1002),
+    }
+    for i, (what, (frame, code)) in enumerate(bad.items()):
+        station = f"BAD{i}"
+        await csms_server.add_station(station)
+        s = await raw_upgrade(csms_server.port, station)
+        try:
+            await csms_server.wait_connected(station)
+            await loop.sock_sendall(s, frame)
+            frames = ServerFrames(s)
+            got = await frames.read(3)
+            assert closed_with(got) == code, what
+        finally:
+            s.close()
 
 
 def large_frame_head(n: int) -> bytes:
