@@ -115,7 +115,8 @@ async def _serve(settings: Settings, lock: NodeLock | None = None) -> None:
                   + ("settling" if app.worker is not None else "escrows checked here"))
             if app.chain.kind == "memory":
                 warn(IN_PROCESS_CHAIN)
-            await _contract_warnings(app.chain)
+            if settings.worker_index == 0:  # one warning a node, not one a worker
+                await _contract_warnings(app.chain)
         if settings.auto_register:
             console.print("[bold red]WARNING[/] --auto-register: unknown stations are accepted")
         if not settings.validate:

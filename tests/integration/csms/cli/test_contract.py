@@ -19,6 +19,7 @@ from csms.config import Settings
 from csms.service import defaults
 from settlement.chain import ContractParams, find_anvil
 from support import IN_CI
+from support.services import free_port
 
 SHORT_NOTICE = 3600  # what csms contract deploy took before it had a least notice period
 
@@ -113,3 +114,31 @@ def test_serve_flags_a_notice_period_below_the_least_at_its_start(short: Path,
     assert "Traceback" not in err, err[-2000:]
     [line] = flagged(err)
     assert f"{SHORT_NOTICE} s" in line and "at the first check after its start" in line, line
+
+
+def test_serve_with_workers_flags_it_once(short: Path, tmp_path: Path) -> None:
+    """Every worker opens the chain; only worker 0 reads the contract's figures to warn."""
+    work = copy_of(short, tmp_path)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CSMS_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "csms", "serve", "--port", str(free_port()), "--admin-port",
+         "-1", "--files-port", "-1", "--db", "c.db", "--data-dir", "data", "--chain",
+         "local", "--workers", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=work,
+        env={**clean, "COLUMNS": "200"})
+    try:
+        assert proc.stdout is not None
+        chains = 0
+        deadline = time.monotonic() + 90
+        while chains < 2 and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            assert line, f"csms serve ended: {proc.poll()}"
+            chains += line.lstrip().startswith("chain")
+        assert chains == 2
+        time.sleep(3)  # what a second worker would print after its chain line
+    finally:
+        proc.terminate()
+        err = proc.communicate(timeout=60)[1]
+    assert "Traceback" not in err, err[-2000:]
+    [line] = flagged(err)
+    assert f"{SHORT_NOTICE} s" in line, line
