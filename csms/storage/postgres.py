@@ -123,7 +123,6 @@ from csms.storage.postgres_rounds import (
     run_in_rounds,
 )
 from csms.storage.postgres_text import (
-    inline_rows,
     inline_statement,
     literal,
     prepared_name,
@@ -134,7 +133,7 @@ from csms.storage.postgres_text import (
 from csms.storage.sql import SqlTx
 
 __all__ = [
-    "PostgresRepository", "describe_dsn", "inline_rows", "inline_statement",
+    "PostgresRepository", "describe_dsn", "inline_statement",
     "to_postgres_placeholders",
 ]
 
@@ -262,14 +261,6 @@ class _PostgresTx(PostgresRowLocks, SqlTx):
             self._prepared.add(name)
         self._held.append(f"EXECUTE {name}({', '.join(v for v in values if v)})"
                           if values else f"EXECUTE {name}")
-
-    async def write_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
-        self._writes(sql)
-        statement = inline_rows(sql, rows)
-        if statement is None:
-            await self.execute_many(sql, rows)
-        elif statement:
-            self._held.append(statement)
 
     async def execute(self, sql: str, *params: Any) -> int:
         self._writes(sql)

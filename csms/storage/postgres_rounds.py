@@ -61,7 +61,6 @@ import orjson
 
 from csms.storage.group_commit import Batch, Outcomes
 from csms.storage.postgres_text import (
-    inline_rows,
     literal,
     prepared_name,
     rowcount,
@@ -336,14 +335,6 @@ class RoundTx(PostgresRowLocks, SqlTx):
             await self.execute(sql, *params)
             return
         self._unit.held.append((sql, [v for v in values if v is not None]))
-
-    async def write_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
-        self._writes(sql)
-        statement = inline_rows(sql, rows)
-        if statement is None:
-            await self.execute_many(sql, rows)
-        elif statement:
-            self._unit.held.append((statement, None))
 
     async def execute(self, sql: str, *params: Any) -> int:
         self._writes(sql)

@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 __all__ = [
-    "inline_rows", "inline_statement", "literal", "prepared_name", "rowcount", "sql_pieces",
+    "inline_statement", "literal", "prepared_name", "rowcount", "sql_pieces",
     "to_postgres_placeholders",
 ]
 
@@ -99,21 +99,6 @@ def inline_statement(sql: str, params: tuple[Any, ...]) -> str | None:
         out.append(lit)
         out.append(piece)
     return "".join(out)
-
-
-def inline_rows(sql: str, rows: list[tuple[Any, ...]]) -> str | None:
-    """One ``INSERT ... VALUES (?, ...)`` for several rows as one multi-row statement
-    with the values written in ("" for no rows), or None (then: parameters)."""
-    head, sep, group = sql.rpartition(" VALUES ")
-    if not rows:
-        return ""
-    if not sep or not head.lstrip().upper().startswith("INSERT") \
-            or not (group.startswith("(") and group.endswith(")")):
-        return None
-    values = [inline_statement(group, row) for row in rows]
-    if any(v is None for v in values):
-        return None
-    return f"{head} VALUES {', '.join(v for v in values if v is not None)}"
 
 
 def rowcount(status: str) -> int:

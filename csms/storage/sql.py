@@ -454,10 +454,6 @@ class SqlTx(SettlementSql, MaintenanceSql, DeviceSql, ABC):
         before its savepoint is released), so its error, if any, fails the unit there."""
         await self.execute(sql, *params)
 
-    async def write_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
-        """:meth:`write` for several rows of one statement."""
-        await self.execute_many(sql, rows)
-
     async def fetchone_shared(self, sql: str, *params: Any) -> dict[str, Any] | None:
         """:meth:`fetchone` of reference data that stations only read (id tags, central
         options): units an adapter runs together may read it at once, without waiting

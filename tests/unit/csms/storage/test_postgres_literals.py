@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from csms.storage.postgres import inline_rows, inline_statement, to_postgres_placeholders
+from csms.storage.postgres import inline_statement, to_postgres_placeholders
 
 
 @pytest.mark.parametrize(("value", "literal"), [
@@ -35,7 +35,6 @@ def test_what_is_not_written_as_a_literal_goes_with_parameters(value: Any) -> No
     # NUL: PostgreSQL text cannot hold it, the parameter path reports the error;
     # other types are not used by held writes and keep their typed parameters
     assert inline_statement("UPDATE t SET a = ?", (value,)) is None
-    assert inline_rows("INSERT INTO t (a) VALUES (?)", [("ok",), (value,)]) is None
 
 
 def test_placeholders_inside_quotes_and_comments_are_text() -> None:
@@ -49,13 +48,3 @@ def test_placeholders_inside_quotes_and_comments_are_text() -> None:
 def test_a_wrong_number_of_values_is_not_inlined() -> None:
     assert inline_statement("UPDATE t SET a = ?, b = ?", ("x",)) is None
     assert inline_statement("UPDATE t SET a = ?", ("x", "y")) is None
-
-
-def test_rows_of_an_insert_become_one_multi_row_statement() -> None:
-    sql = "INSERT INTO t (a, b) VALUES (?, ?)"
-    assert inline_rows(sql, [(1, "x"), (None, "y'")]) == \
-        "INSERT INTO t (a, b) VALUES (1, 'x'), (NULL, 'y''')"
-    assert inline_rows(sql, []) == ""
-    # anything after the VALUES group (ON CONFLICT...) or not an INSERT: parameters
-    assert inline_rows(sql + " ON CONFLICT DO NOTHING", [(1, "x")]) is None
-    assert inline_rows("UPDATE t SET a = ?", [(1,)]) is None
