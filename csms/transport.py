@@ -1192,13 +1192,35 @@ class _OnFirstByte(asyncio.Protocol):
             unlink(self.protocol)
 
 
+class _TLSTransport(sslproto._SSLProtocolTransport):
+    """asyncio's TLS transport, whose ``close()`` does nothing once it is closed, as any
+    other asyncio transport's.
+
+    asyncio's (CPython 3.11, 3.12) drops its TLS layer when closed a second time, so that
+    every later call (``pause_reading``, ``get_extra_info``, ``write``; ``abort`` too in
+    the 3.11 releases before python/cpython#104474, 3.11.2 among them) raises
+    AttributeError. It is closed already (aborted, or its socket gone) a loop step before
+    its protocol's ``connection_lost``; a close in between (websockets sends its end of
+    stream by closing a TLS transport: a connection giving way to large frames, a
+    keepalive timing out) made the next call raise, within another connection's read
+    (which dropped that connection) or at the end of the handler. Keeping the layer keeps
+    nothing alive for longer: the layer lets go of the transport and the protocol in its
+    ``connection_lost``."""
+
+    def close(self) -> None:
+        if not self._closed:
+            super().close()
+
+
 class SharedBufferSSLProtocol(sslproto.SSLProtocol):
     """asyncio's TLS layer (server side) without a read buffer of its own per connection:
     ``shared`` serves every connection of a listener. ``on_lost`` runs when the socket
     closes, whether or not the TLS handshake finished (one that failed or timed out
-    never reaches the application protocol's ``connection_lost``)."""
+    never reaches the application protocol's ``connection_lost``). Its transport is a
+    :class:`_TLSTransport`."""
 
     max_size = TLS_READ_SIZE
+    _app_transport_created: bool  # asyncio's (not in typeshed)
 
     def __init__(self, loop: asyncio.AbstractEventLoop, app: asyncio.BaseProtocol,
                  context: ssl.SSLContext, shared: bytearray, *, handshake_timeout: float,
@@ -1213,6 +1235,18 @@ class SharedBufferSSLProtocol(sslproto.SSLProtocol):
         self._ssl_buffer = shared
         self._ssl_buffer_view = memoryview(shared)
         self._on_lost = on_lost
+
+    def _get_app_transport(self) -> sslproto._SSLProtocolTransport:
+        # asyncio's, with our transport: made when the handshake completes (one made
+        # earlier would warn of being unclosed after a failed handshake); None until
+        # then, and after connection_lost() (typeshed has it never None)
+        transport = cast("sslproto._SSLProtocolTransport | None", self._app_transport)
+        if transport is None:
+            if self._app_transport_created:
+                raise RuntimeError("Creating _SSLProtocolTransport twice")
+            transport = self._app_transport = _TLSTransport(self._loop, self)
+            self._app_transport_created = True
+        return transport
 
     def connection_lost(self, exc: BaseException | None) -> None:
         on_lost, self._on_lost = self._on_lost, None

@@ -13,9 +13,11 @@ import collections
 import contextlib
 import gc
 import json
+import logging
 import os
 import socket
 import ssl
+import struct
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -1462,3 +1464,78 @@ async def test_large_frames_are_all_given_back_however_connections_go(
     await wait_for(lambda: large.held == 0)
     assert large.of == large._arriving == {False: {}, True: {}}
     assert large.refused + large.evicted > 0  # the budget was overfilled
+
+
+def tls_upgrade(port: int, station: str, source: str, context: ssl.SSLContext) -> ssl.SSLSocket:
+    """A WebSocket client by hand over wss:// on a blocking socket (run it in a thread):
+    its socket can be reset at once, between two steps of the loop (``reset``)."""
+    s = context.wrap_socket(socket.create_connection(("127.0.0.1", port),
+                                                     source_address=(source, 0)),
+                            server_hostname="127.0.0.1")
+    key = base64.b64encode(os.urandom(16)).decode()
+    s.sendall((
+        f"GET /{station} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+        "Sec-WebSocket-Protocol: ocpp1.6\r\n\r\n").encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += s.recv(1)
+    assert b" 101 " in head.split(b"\r\n")[0], head
+    return s
+
+
+def reset(s: socket.socket) -> None:
+    """Close ``s`` with a TCP reset now: no TLS close_notify, no FIN."""
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+
+
+async def test_a_tls_connection_lost_as_it_gives_way_costs_the_newcomer_nothing(
+        guarded: RunningServer, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A wss:// connection holding most of the large frames' budget is reset by its peer;
+    before its WebSocket learns it (asyncio's TLS layer tells it one loop step after the
+    socket's), another address's bytes need room and make it give way: closing an
+    asyncio TLS transport that is closed already drops its TLS layer (CPython 3.11), and
+    touching it then (pausing its reads, aborting it: 3.11.2 raises on both) failed the
+    newcomer's read, which dropped the newcomer. Now the newcomer's message is answered,
+    and the loop reports no error."""
+    await restart_with(guarded, auto_register=True, large_frame_budget=1 << 20,
+                       max_frame_bytes=1 << 20)
+    large = guarded.central.large_frames
+    loop = asyncio.get_running_loop()
+    errors: list[dict[str, Any]] = []
+    before = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _, context: errors.append(context))
+    message = json.dumps([2, "big", "DataTransfer", {"vendorId": "x", "data": ""}])
+    payload = message.replace('""', '"' + "y" * (1_000_000 - len(message)) + '"').encode()
+    assert len(payload) == 1_000_000
+    victim = await asyncio.to_thread(tls_upgrade, guarded.central.tls_port, "VICTIM",
+                                     "127.0.0.2", tls_client(tmp_path))
+    newcomer = await raw_upgrade(guarded.port, "NEWCOMER", source="127.0.0.3")
+    try:
+        # the victim holds 900,000 bytes of a frame it never finishes, the newcomer
+        # 140,000 of its message: 8,576 bytes of the budget left
+        await asyncio.to_thread(victim.sendall, frame_head(1_000_000) + b"x" * 900_000)
+        await loop.sock_sendall(newcomer, frame_head(1_000_000) + payload[:140_000])
+        await wait_for(lambda: large.held == 1_040_000)
+        # reset now; the newcomer's next bytes arrive the loop step after the server reads
+        # the reset, when only the victim's TLS layer knows it is gone
+        reset(victim)
+        await asyncio.sleep(0)
+        assert newcomer.send(payload[140_000:160_000]) == 20_000
+        await loop.sock_sendall(newcomer, payload[160_000:])
+        seen, frames = ServerFrames(newcomer), []
+        async with asyncio.timeout(10):
+            while not frames and not seen.closed:
+                frames = await seen.read(0.2)
+        assert frames and frames[0][0] == 0x1, frames
+        assert json.loads(frames[0][1])[:2] == [3, "big"]
+    finally:
+        newcomer.close()
+        loop.set_exception_handler(before)
+    await wait_for(lambda: large.held == 0)
+    assert errors == []
+    # the victim's handler ended as any other's (it failed aborting its transport)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert count(guarded, "large_frames_evicted") == 1
+    assert large.of == large._arriving == {False: {}, True: {}}

@@ -1,15 +1,24 @@
 """Who a socket counts under in the handshake gate, the gate's tally of them, and its
-lane for known clients."""
+lane for known clients; the TLS transport of a connection, closed more than once."""
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import random
+import ssl
 
 import pytest
 
 from csms.metrics import Metrics
-from csms.transport import HandshakeGate, LargeFrames, Tally, source_of
+from csms.transport import (
+    TLS_READ_SIZE,
+    HandshakeGate,
+    LargeFrames,
+    SharedBufferSSLProtocol,
+    Tally,
+    source_of,
+)
 
 
 @pytest.mark.parametrize(("peer", "source"), [
@@ -306,3 +315,24 @@ def test_the_known_lane_keeps_its_reserve_and_its_places_against_strangers(
                 gate.release(w.key, w.known)
         assert gate.pending == 0 and gate.queued == 0
         assert all(not lane.held.count and not lane.queued_of for lane in gate.lanes.values())
+
+
+async def test_a_tls_transport_closed_again_still_answers() -> None:
+    """websockets ends its stream by closing a TLS transport, also one closed already (an
+    abort, or its socket gone a loop step before its protocol learns it). asyncio's
+    (CPython 3.11, 3.12) then dropped its TLS layer: pausing its reads, asking for its
+    peer, aborting it (CPython 3.11.2) raised AttributeError. Ours does nothing more,
+    as any closed asyncio transport."""
+    layer = SharedBufferSSLProtocol(
+        asyncio.get_running_loop(), asyncio.Protocol(),
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH), bytearray(TLS_READ_SIZE),
+        handshake_timeout=1.0, shutdown_timeout=1.0)
+    transport = layer._get_app_transport()
+    transport.abort()
+    transport.close()
+    transport.close()
+    transport.pause_reading()
+    transport.resume_reading()
+    assert transport.get_extra_info("peername") is None
+    transport.abort()
+    assert transport.is_closing()
