@@ -458,6 +458,11 @@ class Link:
                 self._answer = None
                 if not answered:
                     self.endpoint.abandon(mid)  # timed out or lost: the slot is free again
+                    if answer.done() and not answer.cancelled():
+                        # the reader ended (LinkClosed) while the CALL was being written:
+                        # the caller learns it from the write; retrieved, or asyncio logs
+                        # the answer's error as never retrieved
+                        answer.exception()
             if self.stats.latencies is not None:
                 self.stats.latencies.append(time.perf_counter() - started)
         finally:

@@ -412,3 +412,52 @@ async def test_an_idle_link_keeps_nothing_of_the_last_messages(pair: Any) -> Non
         assert not _alive("our-answer")
     finally:
         running.cancel()
+
+
+class _Unwritable:
+    """A channel whose writes wait until it closes, then fail (a peer that reads nothing,
+    cut by the transport's write timeout)."""
+
+    def __init__(self) -> None:
+        self.gone = asyncio.Event()
+
+    async def send(self, text: str | bytes) -> None:
+        await self.gone.wait()
+        raise ChannelClosed
+
+    async def receive(self) -> str | bytes:
+        await self.gone.wait()
+        raise ChannelClosed
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        self.gone.set()
+
+
+async def test_a_call_cut_while_written_leaves_no_unretrieved_error() -> None:
+    """The connection ends while our CALL is still being written: the reader ends first
+    and fails the CALL's answer with LinkClosed, then the write fails and the caller gets
+    LinkClosed from it. The answer's error is the same one, and retrieved: asyncio logged
+    "Future exception was never retrieved" for each such CALL."""
+    loop = asyncio.get_running_loop()
+    seen: list[dict[str, Any]] = []
+    before = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _, context: seen.append(context))
+    channel = _Unwritable()
+
+    async def nothing(call: IncomingCall) -> dict[str, Any]:
+        return {}
+
+    link = Link(channel, Endpoint(OcppVersion.V16), nothing, name="CP1", call_timeout=5)
+    running = asyncio.create_task(link.run())
+    try:
+        call = asyncio.create_task(link.call("Heartbeat", {}))
+        await asyncio.sleep(0.05)  # the CALL is being written
+        await channel.close()
+        with pytest.raises(LinkClosed):
+            await call
+        await running
+        del call, running
+        gc.collect()
+    finally:
+        loop.set_exception_handler(before)
+    assert [c.get("message") for c in seen] == []
