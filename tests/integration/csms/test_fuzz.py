@@ -6,15 +6,21 @@ unknown message types, oversized ids, duplicate ids, schema violations, and
 well-formed transaction messages aimed at another station's transaction), then
 a sentinel Heartbeat. Every answer must be a well-formed CALLRESULT/CALLERROR
 with a code of that version. Afterwards a well-behaved station still charges
-with exact energy and the victim station's session is unchanged.
+with exact energy and the victim station's session is unchanged. And a valid stream of
+whole frames, fragmented messages and pings, cut at any bytes and sent in pieces, is
+answered in order, whichever reads (the whole-frame read or websockets' parser) take it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import json
+import os
+import socket
 import threading
+import time
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -208,3 +214,125 @@ def test_after_the_fuzz(fuzz_server: ThreadedServer) -> None:
         assert actions <= {*routes_for(OcppVersion.V16), *routes_for(OcppVersion.V201), "-"}
 
     fuzz_server.run(check())
+
+
+# -- frames cut anywhere: the whole-frame read and websockets' parser agree -------------
+
+def client_frame(first: int, payload: bytes) -> bytes:
+    """A client frame (RFC 6455 §5.2) of first byte ``first`` (FIN, RSV, opcode), masked
+    with a random key as clients must."""
+    mask = os.urandom(4)
+    n = len(payload)
+    head = bytes([first]) + (bytes([0x80 | n]) if n < 126 else bytes([0x80 | 126])
+                             + n.to_bytes(2, "big"))
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def upgrade(port: int, station: str) -> socket.socket:
+    """A WebSocket client by hand on a blocking socket, Nagle off: each send is one
+    segment, read by the server as one read unless it waits."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    key = base64.b64encode(os.urandom(16)).decode()
+    s.sendall((f"GET /{station} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+               f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+               "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: ocpp1.6\r\n\r\n").encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += s.recv(1)
+    assert b" 101 " in head.split(b"\r\n")[0], head
+    return s
+
+
+def server_frames(s: socket.socket, buf: bytearray) -> Iterator[tuple[int, bytes]]:
+    """The server's frames (unmasked) as they arrive: (opcode, payload)."""
+    while True:
+        while len(buf) >= 2:
+            n, at = buf[1] & 0x7F, 2
+            if n == 126:
+                if len(buf) < 4:
+                    break
+                n, at = int.from_bytes(buf[2:4], "big"), 4
+            elif n == 127:
+                if len(buf) < 10:
+                    break
+                n, at = int.from_bytes(buf[2:10], "big"), 10
+            if len(buf) < at + n:
+                break
+            frame = (buf[0] & 0x0F, bytes(buf[at:at + n]))
+            del buf[:at + n]
+            yield frame
+        chunk = s.recv(65536)
+        assert chunk, "the server closed the connection"
+        buf += chunk
+
+
+# what a unit of the stream is: a CALL in one frame, a CALL in 2-3 fragments, a ping
+UNIT = st.tuples(st.sampled_from(["whole", "fragmented", "ping"]),
+                 st.text(alphabet="ab\u00e9\u20ac\U0001F600", max_size=300),
+                 st.integers(0, 2**32))
+
+
+@pytest.mark.filterwarnings("ignore:It looks like `register_random`")  # as above
+@settings(max_examples=40, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(units=st.lists(UNIT, min_size=1, max_size=5), cuts=st.lists(st.floats(0, 1),
+                                                                      max_size=4))
+def test_frames_cut_anywhere_are_answered_in_order(fuzz_server: ThreadedServer,
+                                                   units: list[tuple[str, str, int]],
+                                                   cuts: list[float]) -> None:
+    """Whole frames, fragmented messages and pings, the stream cut at any bytes and sent
+    in pieces that the server reads one by one: a piece that is one whole text frame
+    between two frames is read without websockets' parser
+    (``GuardedConnection._whole_text_frame``), every other piece by it. Every CALL is
+    answered, in order, every ping ponged with its payload, and nothing is read twice
+    or out of turn, whichever path read it."""
+    if not getattr(fuzz_server, "wire", False):
+        fuzz_server.run(fuzz_server.server.add_station("WIRE"))
+        fuzz_server.wire = True  # type: ignore[attr-defined]
+    stream = b""
+    calls: list[str] = []
+    pings: list[bytes] = []
+    for kind, data, seed in units:
+        if kind == "ping":
+            payload = data.encode()[:125]
+            stream += client_frame(0x89, payload)
+            pings.append(payload)
+            continue
+        mid = f"w{next(counter)}"
+        text = json.dumps([2, mid, "DataTransfer", {"vendorId": "v", "data": data}],
+                          ensure_ascii=False).encode()
+        calls.append(mid)
+        if kind == "whole":
+            stream += client_frame(0x81, text)
+            continue
+        # 2 or 3 fragments at byte offsets (a UTF-8 character may be split between them)
+        a = 1 + seed % (len(text) - 1)
+        b = a + (seed >> 8) % (len(text) - a) if seed % 2 else len(text)
+        parts = [text[:a], text[a:b], text[b:]] if b < len(text) else [text[:a], text[a:]]
+        stream += client_frame(0x01, parts[0])
+        stream += b"".join(client_frame(0x00, p) for p in parts[1:-1])
+        stream += client_frame(0x80, parts[-1])
+    points = sorted({int(c * len(stream)) for c in cuts} - {0, len(stream)})
+    pieces = [stream[i:j] for i, j in zip([0, *points], [*points, len(stream)], strict=True)]
+    s = upgrade(fuzz_server.server.port, "WIRE")
+    try:
+        for piece in pieces:
+            s.sendall(piece)
+            time.sleep(0.01)  # read as a piece of its own (else two pieces in one read)
+        answers: list[str] = []
+        pongs: list[bytes] = []
+        frames = server_frames(s, bytearray())
+        while len(answers) < len(calls) or len(pongs) < len(pings):
+            opcode, payload = next(frames)
+            if opcode == 0xA:
+                pongs.append(payload)
+            else:
+                assert opcode == 0x1, (opcode, payload)
+                answer = orjson.loads(payload)
+                assert answer[0] == 3, answer
+                answers.append(answer[1])
+        assert answers == calls
+        assert pongs == pings
+    finally:
+        s.close()
