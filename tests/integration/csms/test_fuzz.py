@@ -14,10 +14,8 @@ answered in order, whichever reads (the whole-frame read or websockets' parser) 
 from __future__ import annotations
 
 import asyncio
-import base64
 import itertools
 import json
-import os
 import socket
 import threading
 import time
@@ -35,6 +33,7 @@ from csms.config import Settings
 from support import RunningServer
 from support.client import RawClient
 from support.codes import V16_CODES, V201_CODES
+from support.wire import client_frame, frame_header, upgrade_blocking
 
 T = TypeVar("T")
 EXAMPLES = 100
@@ -218,47 +217,20 @@ def test_after_the_fuzz(fuzz_server: ThreadedServer) -> None:
 
 # -- frames cut anywhere: the whole-frame read and websockets' parser agree -------------
 
-def client_frame(first: int, payload: bytes) -> bytes:
-    """A client frame (RFC 6455 §5.2) of first byte ``first`` (FIN, RSV, opcode), masked
-    with a random key as clients must."""
-    mask = os.urandom(4)
-    n = len(payload)
-    head = bytes([first]) + (bytes([0x80 | n]) if n < 126 else bytes([0x80 | 126])
-                             + n.to_bytes(2, "big"))
-    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-
-
 def upgrade(port: int, station: str) -> socket.socket:
     """A WebSocket client by hand on a blocking socket, Nagle off: each send is one
     segment, read by the server as one read unless it waits."""
     s = socket.create_connection(("127.0.0.1", port), timeout=5)
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    key = base64.b64encode(os.urandom(16)).decode()
-    s.sendall((f"GET /{station} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
-               f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-               "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: ocpp1.6\r\n\r\n").encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        head += s.recv(1)
-    assert b" 101 " in head.split(b"\r\n")[0], head
+    upgrade_blocking(s, station)
     return s
 
 
 def server_frames(s: socket.socket, buf: bytearray) -> Iterator[tuple[int, bytes]]:
     """The server's frames (unmasked) as they arrive: (opcode, payload)."""
     while True:
-        while len(buf) >= 2:
-            n, at = buf[1] & 0x7F, 2
-            if n == 126:
-                if len(buf) < 4:
-                    break
-                n, at = int.from_bytes(buf[2:4], "big"), 4
-            elif n == 127:
-                if len(buf) < 10:
-                    break
-                n, at = int.from_bytes(buf[2:10], "big"), 10
-            if len(buf) < at + n:
-                break
+        while (header := frame_header(buf)) is not None and len(buf) >= sum(header):
+            n, at = header
             frame = (buf[0] & 0x0F, bytes(buf[at:at + n]))
             del buf[:at + n]
             yield frame

@@ -22,6 +22,7 @@ from websockets.exceptions import InvalidMessage, InvalidStatus
 from support import RunningServer
 from support.admin import api
 from support.client import RawClient
+from support.wire import upgrade_request
 
 PASSWORD = "s3cret-station-passw0rd"
 BOOT = {"chargePointVendor": "V", "chargePointModel": "M"}
@@ -355,11 +356,7 @@ async def test_half_open_socket_is_closed_by_ping_timeout(csms_server: RunningSe
     # A raw TCP client completes the handshake and then never reads again: to the
     # server it looks like a station whose network vanished.
     reader, writer = await asyncio.open_connection("127.0.0.1", csms_server.port)
-    writer.write(
-        b"GET /GONE HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-        b"Sec-WebSocket-Protocol: ocpp1.6\r\n\r\n"
-    )
+    writer.write(upgrade_request("GONE"))
     status_line = await asyncio.wait_for(reader.readline(), 5)
     assert b"101" in status_line
     await csms_server.wait_connected("GONE")

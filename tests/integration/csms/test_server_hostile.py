@@ -18,6 +18,7 @@ import pytest
 
 from support import RunningServer, until
 from support.client import RawClient
+from support.wire import upgrade_request
 
 PASSWORD = "s3cret-station-passw0rd"
 
@@ -66,10 +67,7 @@ async def upgrade_status(port: int, station: str, password: str,
     reader, writer = await asyncio.open_connection(
         "127.0.0.1", port, local_addr=(address, 0) if address else None)
     try:
-        writer.write((f"GET /{station} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
-                      "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                      "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: ocpp1.6\r\n"
-                      f"Authorization: Basic {token}\r\n\r\n").encode())
+        writer.write(upgrade_request(station, f"Authorization: Basic {token}\r\n"))
         line = await asyncio.wait_for(reader.readline(), 10)
         return int(line.split()[1])
     finally:
@@ -82,10 +80,7 @@ async def upgrade_answer(port: int, station: str, address: str) -> tuple[int, di
     reader, writer = await asyncio.open_connection("127.0.0.1", port,
                                                    local_addr=(address, 0))
     try:
-        writer.write((f"GET /{station} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
-                      "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                      "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: ocpp1.6\r\n"
-                      "\r\n").encode())
+        writer.write(upgrade_request(station))
         status = int((await asyncio.wait_for(reader.readline(), 10)).split()[1])
         headers: dict[str, str] = {}
         while (line := await asyncio.wait_for(reader.readline(), 10)).strip():

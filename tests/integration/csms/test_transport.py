@@ -14,7 +14,6 @@ import contextlib
 import gc
 import json
 import logging
-import os
 import socket
 import ssl
 import struct
@@ -37,6 +36,13 @@ from csms.server import CallTimeout, StationOffline
 from csms.transport import LeanSSLProtocol
 from support import RunningServer, periodic_readings, station_events
 from support.client import RawClient
+from support.wire import (
+    client_frame,
+    frame_header,
+    is_switching,
+    upgrade_blocking,
+    upgrade_request,
+)
 
 BOOT = {"chargePointVendor": "V", "chargePointModel": "M"}
 
@@ -675,16 +681,12 @@ async def raw_upgrade(port: int, station: str, rcvbuf: int | None = None,
     s.bind((source, 0))
     s.setblocking(False)
     await loop.sock_connect(s, ("127.0.0.1", port))
-    key = base64.b64encode(os.urandom(16)).decode()
-    await loop.sock_sendall(s, (
-        f"GET /{station} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-        "Sec-WebSocket-Protocol: ocpp1.6\r\n" + basic_auth(station, password)
-        + "\r\n").encode() + early)
+    await loop.sock_sendall(s, upgrade_request(station, basic_auth(station, password))
+                            + early)
     head = b""
     while b"\r\n\r\n" not in head:
         head += await loop.sock_recv(s, 1)  # byte by byte: nothing after the head is read
-    assert b" 101 " in head.split(b"\r\n")[0], head
+    assert is_switching(head), head
     return s
 
 
@@ -778,30 +780,9 @@ def test_soak_short(tmp_path: Path) -> None:
     assert waited + cut.get('voltledger_connections_cut_total{reason="handshake_limit"}', 0) >= 1000
 
 
-def masked_frame(opcode: int, payload: bytes, mask: bytes | None = None) -> bytes:
-    """A client frame (RFC 6455 §5.2), masked as clients must (a random key unless
-    ``mask``), payload < 64 KiB."""
-    mask = os.urandom(4) if mask is None else mask
-    n = len(payload)
-    head = bytes([0x80 | opcode]) + (bytes([0x80 | n]) if n < 126
-                                     else bytes([0x80 | 126]) + n.to_bytes(2, "big"))
-    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-
-
 def _wake(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)
-
-
-def frame_header(buf: bytes) -> tuple[int, int] | None:
-    """(payload length, header size) of the server frame (unmasked) that ``buf`` starts
-    with, None while its header is incomplete (RFC 6455 §5.2)."""
-    if len(buf) < 2:
-        return None
-    n, at = buf[1] & 0x7F, 2 + {126: 2, 127: 8}.get(buf[1] & 0x7F, 0)
-    if len(buf) < at:
-        return None
-    return (int.from_bytes(buf[2:at], "big") if at > 2 else n), at
 
 
 class ServerFrames:
@@ -880,8 +861,8 @@ async def test_keepalive_pings_only_a_silent_station(guarded: RunningServer) -> 
     s, frames = await keepalive_station(guarded, "TALKY")
     try:
         # 4 s of a call every 0.2 s: four intervals
-        opcodes = await send_every(s, frames, lambda i: masked_frame(
-            0x1, json.dumps([2, f"hb{i}", "Heartbeat", {}]).encode()), 20, 0.2)
+        opcodes = await send_every(s, frames, lambda i: client_frame(
+            0x81, json.dumps([2, f"hb{i}", "Heartbeat", {}]).encode()), 20, 0.2)
         assert 0x9 not in opcodes  # never pinged while it talked
         assert opcodes.count(0x1) >= 15  # its heartbeats were answered meanwhile
         # silence: a ping comes, is not answered, and the connection is closed
@@ -898,7 +879,7 @@ async def test_keepalive_counts_a_stations_own_pings(guarded: RunningServer) -> 
     s, frames = await keepalive_station(guarded, "PINGER")
     try:
         # 4 s, a ping every 0.4 s (within the control-frame rate)
-        opcodes = await send_every(s, frames, lambda _: masked_frame(0x9, b"alive"), 10, 0.4)
+        opcodes = await send_every(s, frames, lambda _: client_frame(0x89, b"alive"), 10, 0.4)
         assert 0x9 not in opcodes and opcodes.count(0xA) >= 8
         assert "PINGER" in guarded.central.connections
     finally:
@@ -924,7 +905,7 @@ async def test_keepalive_pings_a_silent_station_again_after_each_pong(
             for op, payload in await frames.read(0.1):
                 assert op == 0x9, op
                 pings += 1
-                await loop.sock_sendall(s, masked_frame(0xA, payload))
+                await loop.sock_sendall(s, client_frame(0x8A, payload))
             if ws.keepalive_task is None:
                 # between pings: nothing but the timer waits for the next look
                 assert ws._keepalive_timer is not None
@@ -986,7 +967,7 @@ async def test_our_frames_are_the_ones_websockets_writes(csms_server: RunningSer
     try:
         await csms_server.wait_connected("WIRE")
         # an answer: the station's Heartbeat
-        await loop.sock_sendall(s, masked_frame(1, b'[2,"h1","Heartbeat",{}]'))
+        await loop.sock_sendall(s, client_frame(0x81, b'[2,"h1","Heartbeat",{}]'))
         head, payload = await read_frame(s)
         assert head + payload == Frame(Opcode.TEXT, payload).serialize(mask=False,
                                                                         extensions=[])
@@ -1003,16 +984,11 @@ async def test_our_frames_are_the_ones_websockets_writes(csms_server: RunningSer
             assert message[3]["data"] == data
             lengths.add(len(payload))
             answer = json.dumps([3, message[1], {"status": "Accepted"}]).encode()
-            await loop.sock_sendall(s, masked_frame(1, answer))
+            await loop.sock_sendall(s, client_frame(0x81, answer))
             assert (await call)["status"] == "Accepted"
     finally:
         s.close()
     assert {125, 126, 65_535, 65_536} <= lengths
-
-
-def unmasked_frame(first: int, payload: bytes) -> bytes:
-    """A frame of first byte ``first`` whose mask bit is clear (payload < 126 bytes)."""
-    return bytes([first, len(payload)]) + payload
 
 
 async def test_frames_read_whole_or_in_pieces_are_answered_alike(
@@ -1050,20 +1026,20 @@ async def test_frames_read_whole_or_in_pieces_are_answered_alike(
     try:
         await csms_server.wait_connected("WHOLE")
         taken.clear()
-        await loop.sock_sendall(s, masked_frame(1, call("a", "short")))  # 7-bit length
+        await loop.sock_sendall(s, client_frame(0x81, call("a", "short")))  # 7-bit length
         await answered(s, "a")
-        await loop.sock_sendall(s, masked_frame(1, call("b", "é" * 900)))  # 16-bit
+        await loop.sock_sendall(s, client_frame(0x81, call("b", "é" * 900)))  # 16-bit
         await answered(s, "b")
         assert taken == [True, True]
         # two frames in one read, then one frame in two reads: the parser's
         taken.clear()
-        await loop.sock_sendall(s, masked_frame(1, call("c", "1")) + masked_frame(
-            1, call("d", "2")))
+        await loop.sock_sendall(s, client_frame(0x81, call("c", "1")) + client_frame(
+            0x81, call("d", "2")))
         await answered(s, "c", "d")
         # its second read looks like a whole frame on its own: its key is the first
         # one's bytes 3-6 (the parser's reader holds the first read, so it is not one)
         message = call("e", "x" * 40)  # a 7-bit length
-        split = masked_frame(1, message, mask=bytes([0x81, 0x80 | len(message) - 2]) + b"ab")
+        split = client_frame(0x81, message, mask=bytes([0x81, 0x80 | len(message) - 2]) + b"ab")
         await loop.sock_sendall(s, split[:2])
         await asyncio.sleep(0.2)
         await loop.sock_sendall(s, split[2:])
@@ -1071,17 +1047,18 @@ async def test_frames_read_whole_or_in_pieces_are_answered_alike(
         assert True not in taken, taken
         # the parser's reader is empty again: a whole frame takes the short path
         taken.clear()
-        await loop.sock_sendall(s, masked_frame(1, call("f", "ok")))
+        await loop.sock_sendall(s, client_frame(0x81, call("f", "ok")))
         await answered(s, "f")
         assert taken == [True]
     finally:
         s.close()
 
     bad = {
-        "over the limit": (masked_frame(1, call("g", "x" * 4000)), 1009),
-        "invalid UTF-8": (masked_frame(1, b'[2,"h","Heartbeat",{"\xff":1}]'), 1007),
-        "unmasked": (unmasked_frame(0x81, b'[2,"i","Heartbeat",{}]'), 1002),
-        "RSV1 set": (masked_frame(0x41, b'[2,"j","Heartbeat",{}]'), 1002),
+        "over the limit": (client_frame(0x81, call("g", "x" * 4000)), 1009),
+        "invalid UTF-8": (client_frame(0x81, b'[2,"h","Heartbeat",{"\xff":1}]'), 1007),
+        # 22 bytes, the mask bit clear
+        "unmasked": (bytes([0x81, 22]) + b'[2,"i","Heartbeat",{}]', 1002),
+        "RSV1 set": (client_frame(0xC1, b'[2,"j","Heartbeat",{}]'), 1002),
     }
     for i, (what, (frame, code)) in enumerate(bad.items()):
         station = f"BAD{i}"
@@ -1391,13 +1368,9 @@ async def open_raw(port: int, station: str, source: str,
     reader, writer = await asyncio.open_connection(
         "127.0.0.1", port, ssl=tls, local_addr=(source, 0),
         server_hostname="127.0.0.1" if tls else None)
-    key = base64.b64encode(os.urandom(16)).decode()
-    writer.write((
-        f"GET /{station} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-        "Sec-WebSocket-Protocol: ocpp1.6\r\n\r\n").encode())
+    writer.write(upgrade_request(station))
     head = await reader.readuntil(b"\r\n\r\n")
-    assert b" 101 " in head.split(b"\r\n")[0], head
+    assert is_switching(head), head
     return reader, writer
 
 
@@ -1472,15 +1445,7 @@ def tls_upgrade(port: int, station: str, source: str, context: ssl.SSLContext) -
     s = context.wrap_socket(socket.create_connection(("127.0.0.1", port),
                                                      source_address=(source, 0)),
                             server_hostname="127.0.0.1")
-    key = base64.b64encode(os.urandom(16)).decode()
-    s.sendall((
-        f"GET /{station} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-        "Sec-WebSocket-Protocol: ocpp1.6\r\n\r\n").encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        head += s.recv(1)
-    assert b" 101 " in head.split(b"\r\n")[0], head
+    upgrade_blocking(s, station)
     return s
 
 
