@@ -14,6 +14,17 @@ the measured window; on PostgreSQL running on the same machine, the database's p
 time is measured apart (``db_cpu_us_per_message``: its backends, WAL writer and the rest).
 
     python -m bench.throughput --stations 1000 --duration 20 --ocpp 1.6 2.0.1 --rounds 3
+
+``--against <checkout>`` measures a change to the server instead, whole, under the same
+load: this checkout's ``csms serve`` and the other's (its ``csms`` package, run with this
+interpreter and its packages), one after the other in each round, the order alternated,
+no peer. ``ratio_vs_against`` is the geometric mean of the rounds' ratios (this code's
+messages a second over the other's, the pair run back to back), ``pairs`` each round's,
+and ``spread`` their range: the machine drifts by several percent between runs a minute
+apart, so a change of a few percent needs many pairs to be told from it.
+
+    python -m bench.throughput --stations 200 --ocpp 1.6 --workers 2 --rounds 10 \
+        --duration 15 --against ../before
 """
 
 from __future__ import annotations
@@ -22,17 +33,19 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import secrets
 import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from bench import loadgen
 from bench.common import cpu_used_s, node_peer_ready, parent, server, tree_cpu_by_pid
 
-__all__ = ["main", "measure"]
+__all__ = ["main", "measure", "measure_against"]
 
 
 @contextlib.contextmanager
@@ -140,9 +153,11 @@ class CpuWindow:
 
 
 def _once(kind: str, stations: int, ocpp: str, duration: float, warmup: float, procs: int,
-          prefix: str, db: str | None = None, workers: int = 1) -> dict[str, Any]:
+          prefix: str, db: str | None = None, workers: int = 1,
+          cwd: str | None = None) -> dict[str, Any]:
+    """One server under the load generator; ``cwd``: voltledger from another checkout."""
     with server("voltledger" if kind == "postgres" else kind, db=db,
-                extra=_server_args(kind, workers)) as (port, proc):
+                extra=_server_args(kind, workers), cwd=cwd) as (port, proc):
         cpu = CpuWindow(proc.pid, postgres_postmaster(db) if kind == "postgres" and db
                         else None)
         r = loadgen.run(f"ws://127.0.0.1:{port}", stations, ocpp, duration, warmup, procs,
@@ -213,6 +228,45 @@ def measure(stations: int, ocpp: str, duration: float, procs: int = 2,
     }
 
 
+def measure_against(stations: int, ocpp: str, duration: float, against: str,
+                    procs: int = 2, rounds: int = 3, warmup: float = 5.0,
+                    workers: int = 1) -> dict[str, Any]:
+    """This checkout's server and ``against``'s, back to back in each of ``rounds``
+    rounds (the order alternated: the one that runs second in a round runs first in the
+    next), on SQLite under the same load."""
+    runs: dict[str, list[dict[str, Any]]] = {"this": [], "other": []}
+    for n in range(rounds):
+        for side in (("this", "other") if n % 2 == 0 else ("other", "this")):
+            runs[side].append(_once("voltledger", stations, ocpp, duration, warmup, procs,
+                                    f"A{n}{side[0].upper()}", workers=workers,
+                                    cwd=against if side == "other" else None))
+
+    def ratios(key: str) -> list[float] | None:
+        pairs = [(a.get(key), b.get(key)) for a, b in zip(runs["this"], runs["other"],
+                                                           strict=True)]
+        if any(x is None or not y for x, y in pairs):
+            return None
+        return [float(x) / float(y) for x, y in pairs]  # type: ignore[arg-type]
+
+    def geometric_mean(values: list[float] | None) -> float | None:
+        if not values or min(values) <= 0:
+            return None
+        return round(math.exp(sum(math.log(v) for v in values) / len(values)), 3)
+
+    rate, cpu = ratios("messages_per_s"), ratios("cpu_us_per_message")
+    return {
+        "benchmark": "throughput", "stations": stations, "ocpp": ocpp,
+        "duration_s": duration, "rounds": rounds, "workers": workers, "against": against,
+        "voltledger_sqlite": _median(runs["this"]),
+        "voltledger_against": _median(runs["other"]),
+        "pairs": [round(r, 3) for r in rate or []],
+        "ratio_vs_against": geometric_mean(rate),
+        "spread": [round(min(rate), 3), round(max(rate), 3)] if rate else None,
+        "p99_ratio_vs_against": geometric_mean(ratios("p99_ms")),
+        "cpu_ratio_vs_against": geometric_mean(cpu),
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stations", type=int, nargs="+", default=[1000])
@@ -229,13 +283,28 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=1,
                         help="server processes sharing the port, for voltledger (csms serve"
                              " --workers) and the Node peer (its cluster); the baseline is one")
+    parser.add_argument("--against", default=None,
+                        help="another checkout: its csms serve against this one's, in turn,"
+                             " on SQLite, no peers (ratio_vs_against)")
     args = parser.parse_args(argv)
     if args.postgres_only and not args.postgres:
         parser.error("--postgres-only needs --postgres URL")
-    if args.workers < 1:
-        parser.error("--workers must be at least 1")
+    for name in ("workers", "rounds", "procs"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1")
+    if args.against is not None:
+        if not (Path(args.against) / "csms").is_dir():
+            parser.error(f"--against {args.against}: no csms package there")
+        if args.postgres:
+            parser.error("--against measures SQLite only: leave out --postgres")
     for n in args.stations:
         for version in args.ocpp:
+            if args.against is not None:
+                print(json.dumps(measure_against(
+                    n, version, args.duration, str(Path(args.against).resolve()),
+                    args.procs, args.rounds, args.warmup, args.workers)))
+                sys.stdout.flush()
+                continue
             print(json.dumps(measure(n, version, args.duration, args.procs, args.postgres,
                                      args.rounds, args.warmup, peers=not args.postgres_only,
                                      workers=args.workers)))

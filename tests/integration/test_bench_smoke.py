@@ -215,6 +215,34 @@ def test_units_benchmark_against_another_checkout_runs_that_checkouts_csms(
     assert result["ratio_vs_against"]["all"] > 0 and result["rate_ratio_vs_against"] > 0
 
 
+def test_throughput_benchmark_against_another_checkout_runs_that_checkouts_server(
+        tmp_path: Path) -> None:
+    """``--against``: this code's server and the other checkout's under the same load, in
+    turn; the other's is the one run (a copy whose MeterValues handler fails: its errors
+    show in its figures only), and each round gives a pair."""
+    root = Path(__file__).resolve().parents[2]
+    shutil.copytree(root / "csms", tmp_path / "csms")
+    v16 = tmp_path / "csms" / "translate" / "v16.py"
+    body = '    samples = samples_from_meter_values(p["meterValue"], notes)\n'
+    assert body in v16.read_text()
+    v16.write_text(v16.read_text().replace(
+        body, '    raise RuntimeError("the checkout measured against")\n'))
+    r = subprocess.run([sys.executable, "-m", "bench.throughput", "--stations", "4",
+                        "--duration", "1", "--warmup", "0.5", "--ocpp", "1.6", "--rounds",
+                        "2", "--against", str(tmp_path)],
+                       capture_output=True, text=True, timeout=180, cwd=root)
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout.strip().splitlines()[-1])
+    assert result["against"] == str(tmp_path) and "baseline_ocpp_lib" not in result
+    mine, theirs = result["voltledger_sqlite"], result["voltledger_against"]
+    assert mine["errors"] == 0 and mine["messages"] > 0, result
+    assert theirs["errors"] > 0, result  # its MeterValues failed
+    assert len(result["pairs"]) == len(theirs["rounds_messages_per_s"]) == 2, result
+    lo, hi = result["spread"]
+    assert 0 < lo <= result["ratio_vs_against"] <= hi, result
+    assert result["cpu_ratio_vs_against"] > 0, result
+
+
 def test_a_bad_argument_is_one_line_and_a_non_zero_exit() -> None:
     for args in (["bench.round_trips", "--db", "/tmp/x.sqlite3"],
                  ["bench.throughput", "--postgres-only"],
@@ -223,7 +251,9 @@ def test_a_bad_argument_is_one_line_and_a_non_zero_exit() -> None:
                  ["bench.tls_state", "--connections", "0"],
                  ["bench.first_message", "--repeat", "0"],
                  ["bench.units", "--processes", "0"],
-                 ["bench.units", "--against", "/nonexistent/checkout"]):
+                 ["bench.units", "--against", "/nonexistent/checkout"],
+                 ["bench.throughput", "--against", "/nonexistent/checkout"],
+                 ["bench.throughput", "--rounds", "0"]):
         r = subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True,
                            timeout=60)
         assert r.returncode != 0
