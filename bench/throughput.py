@@ -33,8 +33,8 @@ import argparse
 import asyncio
 import contextlib
 import json
-import math
 import secrets
+import statistics
 import sys
 import threading
 import time
@@ -246,14 +246,14 @@ def measure_against(stations: int, ocpp: str, duration: float, against: str,
                                                            strict=True)]
         if any(x is None or not y for x, y in pairs):
             return None
-        return [float(x) / float(y) for x, y in pairs]  # type: ignore[arg-type]
+        return [float(x) / float(y) for x, y in pairs]
 
     def geometric_mean(values: list[float] | None) -> float | None:
         if not values or min(values) <= 0:
             return None
-        return round(math.exp(sum(math.log(v) for v in values) / len(values)), 3)
+        return round(statistics.geometric_mean(values), 3)
 
-    rate, cpu = ratios("messages_per_s"), ratios("cpu_us_per_message")
+    rate = ratios("messages_per_s")
     return {
         "benchmark": "throughput", "stations": stations, "ocpp": ocpp,
         "duration_s": duration, "rounds": rounds, "workers": workers, "against": against,
@@ -263,7 +263,7 @@ def measure_against(stations: int, ocpp: str, duration: float, against: str,
         "ratio_vs_against": geometric_mean(rate),
         "spread": [round(min(rate), 3), round(max(rate), 3)] if rate else None,
         "p99_ratio_vs_against": geometric_mean(ratios("p99_ms")),
-        "cpu_ratio_vs_against": geometric_mean(cpu),
+        "cpu_ratio_vs_against": geometric_mean(ratios("cpu_us_per_message")),
     }
 
 
