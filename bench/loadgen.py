@@ -6,8 +6,20 @@ ten meter values of four samples each (1.6 MeterValues / 2.0.1 TransactionEvent
 Updated), a stop; every call waits for its answer. Stations are spread over worker
 processes that, once every worker's stations are connected, start charging together and
 measuring together after a warm-up; each answer's
-latency inside the window is counted. Incoming calls from the server are answered
+latency inside the window is counted, in all and per message (a 2.0.1 TransactionEvent
+per eventType: ``TransactionEvent.Started``). Incoming calls from the server are answered
 with a CALLERROR (NotSupported): the load is the stations' own.
+
+``--phases spread`` (the default): each station's first session has between 0 and 10
+meter values (drawn from the station's id, the same in every run), its later sessions
+the full ten, so that the stations are at different points of their sessions, as a fleet's
+are. ``--phases together``: every station begins with a whole session at the same
+instant. Against a server that commits in batches and answers a batch's messages
+together, stations that start together stay together: the batches then hold the starts
+of most stations at once, then their meter values, then their stops, and a start or a
+stop waits for a batch of starts or stops (each several times a meter value's work)
+rather than for a mixed one (docs/benchmarks.md). A server that answers each message on
+its own is not affected.
 
     python -m bench.loadgen --url ws://127.0.0.1:9000 --stations 1000 --ocpp 1.6 \\
         --duration 20 --warmup 5 --procs 2
@@ -25,6 +37,7 @@ import subprocess
 import sys
 import threading
 import time
+import zlib
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -32,10 +45,29 @@ from typing import Any
 
 import websockets
 
-__all__ = ["Station", "Window", "main", "now_text", "run", "timed"]
+__all__ = ["PHASES", "Station", "Window", "action_key", "first_meters", "main", "now_text",
+           "run", "timed"]
 
 METERS_PER_SESSION = 10
 CALL_TIMEOUT = 30.0
+PHASES = ("spread", "together")
+
+
+def first_meters(ident: str, phases: str = "spread") -> int:
+    """The meter values of a station's first session: its later ones have ten. Spread, a
+    number from 0 to 10 drawn from the station's id (CRC-32: the same in every run and
+    process); together, ten."""
+    if phases == "together":
+        return METERS_PER_SESSION
+    return zlib.crc32(ident.encode()) % (METERS_PER_SESSION + 1)
+
+
+def action_key(action: str, payload: dict[str, Any]) -> str:
+    """What a call's latency is counted under: its action, a 2.0.1 TransactionEvent's
+    with its eventType (a start, a meter value and a stop are different work)."""
+    if action == "TransactionEvent":
+        return f"{action}.{payload.get('eventType')}"
+    return action
 
 
 def now_text() -> str:
@@ -191,22 +223,26 @@ async def timed(station: Station, window: Window,
     except Exception:
         window.error()
         raise
-    window.record(sent, time.time(), message[0])
+    window.record(sent, time.time(), action_key(*message))
     return result
 
 
-async def _charge(station: Station, window: Window) -> None:
+async def _charge(station: Station, window: Window, first: int = METERS_PER_SESSION) -> None:
+    """Sessions until the window ends: the first with ``first`` meter values."""
+    meters = first
     while time.time() < window.end:
         await timed(station, window, station.authorize())
         transaction = station.transaction_of(
             await timed(station, window, station.start()))
-        for _ in range(METERS_PER_SESSION):
+        for _ in range(meters):
             await timed(station, window, station.meter(transaction))
         await timed(station, window, station.stop(transaction))
+        meters = METERS_PER_SESSION
 
 
 async def _worker(url: str, idents: list[str], ocpp: str, warmup: float,
-                  duration: float, connect_rate: float) -> dict[str, Any]:
+                  duration: float, connect_rate: float,
+                  phases: str = "spread") -> dict[str, Any]:
     """Connects and boots its stations, says ``ready`` on stdout, then charges from the
     instant (``time.time()``) read from stdin: the same for every worker."""
     stations = [Station(url, ident, ocpp) for ident in idents]
@@ -227,11 +263,13 @@ async def _worker(url: str, idents: list[str], ocpp: str, warmup: float,
     await asyncio.sleep(max(0.0, t0 - time.time()))
 
     async def loop(station: Station) -> None:
+        first = first_meters(station.ident, phases)
         while time.time() < window.end:
             try:
-                await _charge(station, window)
+                await _charge(station, window, first)
             except Exception:
                 await asyncio.sleep(0.5)  # a failed call: the next session after a pause
+            first = METERS_PER_SESSION
 
     tasks = [asyncio.create_task(loop(s)) for s in connected]
     await asyncio.sleep(max(0.0, window.end - time.time()))
@@ -272,7 +310,8 @@ def _line_within(worker: subprocess.Popen[str], seconds: float) -> str | None:
 
 def run(url: str, stations: int, ocpp: str, duration: float, warmup: float = 5.0,
         procs: int = 2, prefix: str = "LG", connect_rate: float = 500.0,
-        on_window: Callable[[float, float], None] | None = None) -> dict[str, Any]:
+        on_window: Callable[[float, float], None] | None = None,
+        phases: str = "spread") -> dict[str, Any]:
     """Drive ``stations`` stations against ``url``; the measured figures as a dict.
     ``on_window``: told the measured window's start and end (``time.time()``) once every
     station connected, before the warm-up begins, e.g. to read the server's CPU time over
@@ -286,7 +325,8 @@ def run(url: str, stations: int, ocpp: str, duration: float, warmup: float = 5.0
             [sys.executable, "-m", "bench.loadgen", "--worker", "--url", url,
              "--first", str(first), "--stations", str(n), "--ocpp", ocpp,
              "--duration", str(duration), "--warmup", str(warmup),
-             "--prefix", f"{prefix}{i}", "--connect-rate", str(connect_rate / procs)],
+             "--prefix", f"{prefix}{i}", "--connect-rate", str(connect_rate / procs),
+             "--phases", phases],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
             env={**os.environ, "PYTHONWARNINGS": "ignore"}))
         first += n
@@ -323,7 +363,7 @@ def run(url: str, stations: int, ocpp: str, duration: float, warmup: float = 5.0
         errors += part["errors"]
         connected += part["connected"]
     messages = sum(hist.values())
-    return {"stations": stations, "connected": connected, "ocpp": ocpp,
+    return {"stations": stations, "connected": connected, "ocpp": ocpp, "phases": phases,
             "duration_s": duration, "messages": messages,
             "messages_per_s": round(messages / duration, 1),
             "p50_ms": _percentile(hist, 0.50), "p99_ms": _percentile(hist, 0.99),
@@ -343,17 +383,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--prefix", default="LG")
     parser.add_argument("--connect-rate", type=float, default=500.0,
                         help="new connections per second, in all")
+    parser.add_argument("--phases", choices=PHASES, default="spread",
+                        help="spread: the stations' first sessions of 0-10 meter values,"
+                             " each at its own point of a session; together: every station"
+                             " starts a whole session at once")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--first", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         idents = [f"{args.prefix}{i:06d}" for i in range(args.first, args.first + args.stations)]
         result = asyncio.run(_worker(args.url, idents, args.ocpp, args.warmup,
-                                     args.duration, args.connect_rate))
+                                     args.duration, args.connect_rate, args.phases))
         print(json.dumps(result))
         return
     print(json.dumps(run(args.url, args.stations, args.ocpp, args.duration, args.warmup,
-                         args.procs, args.prefix, args.connect_rate)))
+                         args.procs, args.prefix, args.connect_rate,
+                         phases=args.phases)))
 
 
 if __name__ == "__main__":

@@ -6,8 +6,10 @@ Node ``ocpp-rpc`` server in strict mode (``bench/peers/ocpp_rpc_server.js``, not
 stored). voltledger (a) validates every message against the official schemas and commits
 it before answering (SQLite; PostgreSQL with ``--postgres``). One load generator drives
 them all (``bench/loadgen.py``, independent of the project's simulator: every station
-waits for each answer; sessions of Authorize, start, 10 meter values of 4 samples, stop),
-over several rounds with the servers interleaved; each figure is the median round. The
+waits for each answer; sessions of Authorize, start, 10 meter values of 4 samples, stop;
+``--phases``: the stations' first sessions spread over a session's points, the default, or
+all whole at once), over several rounds with the servers interleaved; each figure is the
+median round, its latencies per message too (a 2.0.1 TransactionEvent per eventType). The
 ratios a/b (``ratio``) and a/n (``ratio_vs_fastest_peer``) are what count: absolute
 figures drift with the machine. Each server's CPU time per message is read from /proc over
 the measured window; on PostgreSQL running on the same machine, the database's processes'
@@ -154,14 +156,14 @@ class CpuWindow:
 
 def _once(kind: str, stations: int, ocpp: str, duration: float, warmup: float, procs: int,
           prefix: str, db: str | None = None, workers: int = 1,
-          cwd: str | None = None) -> dict[str, Any]:
+          cwd: str | None = None, phases: str = "spread") -> dict[str, Any]:
     """One server under the load generator; ``cwd``: voltledger from another checkout."""
     with server("voltledger" if kind == "postgres" else kind, db=db,
                 extra=_server_args(kind, workers), cwd=cwd) as (port, proc):
         cpu = CpuWindow(proc.pid, postgres_postmaster(db) if kind == "postgres" and db
                         else None)
         r = loadgen.run(f"ws://127.0.0.1:{port}", stations, ocpp, duration, warmup, procs,
-                        prefix, on_window=cpu.arm)
+                        prefix, on_window=cpu.arm, phases=phases)
         # read before the server stops: its workers are gone after
         measured = cpu.figures(float(r["messages_per_s"]))
     return {**{k: r[k] for k in KEYS}, **measured}
@@ -177,7 +179,8 @@ def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def measure(stations: int, ocpp: str, duration: float, procs: int = 2,
             postgres: str | None = None, rounds: int = 1,
-            warmup: float = 5.0, peers: bool = True, workers: int = 1) -> dict[str, Any]:
+            warmup: float = 5.0, peers: bool = True, workers: int = 1,
+            phases: str = "spread") -> dict[str, Any]:
     """``peers=False``: voltledger on SQLite and the Node peer are left out (the baseline
     always runs: every ratio is against it), for measuring the PostgreSQL side alone.
     ``workers``: server processes for voltledger and the Node peer."""
@@ -195,7 +198,8 @@ def measure(stations: int, ocpp: str, duration: float, procs: int = 2,
             for kind in kinds[n % len(kinds):] + kinds[:n % len(kinds)]:  # interleaved
                 runs[kind].append(_once(kind, stations, ocpp, duration, warmup, procs,
                                         f"R{n}{kind[:2].upper()}",
-                                        dsn if kind == "postgres" else None, workers))
+                                        dsn if kind == "postgres" else None, workers,
+                                        phases=phases))
     res = {k: _median(v) for k, v in runs.items()}
     a, b = res.get("voltledger"), res["baseline"]
     n_ = res.get("ocpp-rpc")
@@ -207,7 +211,7 @@ def measure(stations: int, ocpp: str, duration: float, procs: int = 2,
 
     return {
         "benchmark": "throughput", "stations": stations, "ocpp": ocpp, "duration_s": duration,
-        "rounds": rounds, "workers": workers,
+        "rounds": rounds, "workers": workers, "phases": phases,
         "voltledger_sqlite": a or "not measured (--postgres-only)",
         "baseline_ocpp_lib": b,
         **({"peer_ocpp_rpc": n_} if n_ else {"peer_ocpp_rpc": "node or ocpp-rpc missing"
@@ -230,7 +234,7 @@ def measure(stations: int, ocpp: str, duration: float, procs: int = 2,
 
 def measure_against(stations: int, ocpp: str, duration: float, against: str,
                     procs: int = 2, rounds: int = 3, warmup: float = 5.0,
-                    workers: int = 1) -> dict[str, Any]:
+                    workers: int = 1, phases: str = "spread") -> dict[str, Any]:
     """This checkout's server and ``against``'s, back to back in each of ``rounds``
     rounds (the order alternated: the one that runs second in a round runs first in the
     next), on SQLite under the same load."""
@@ -239,7 +243,8 @@ def measure_against(stations: int, ocpp: str, duration: float, against: str,
         for side in (("this", "other") if n % 2 == 0 else ("other", "this")):
             runs[side].append(_once("voltledger", stations, ocpp, duration, warmup, procs,
                                     f"A{n}{side[0].upper()}", workers=workers,
-                                    cwd=against if side == "other" else None))
+                                    cwd=against if side == "other" else None,
+                                    phases=phases))
 
     def ratios(key: str) -> list[float] | None:
         pairs = [(a.get(key), b.get(key)) for a, b in zip(runs["this"], runs["other"],
@@ -256,7 +261,8 @@ def measure_against(stations: int, ocpp: str, duration: float, against: str,
     rate = ratios("messages_per_s")
     return {
         "benchmark": "throughput", "stations": stations, "ocpp": ocpp,
-        "duration_s": duration, "rounds": rounds, "workers": workers, "against": against,
+        "duration_s": duration, "rounds": rounds, "workers": workers, "phases": phases,
+        "against": against,
         "voltledger_sqlite": _median(runs["this"]),
         "voltledger_against": _median(runs["other"]),
         "pairs": [round(r, 3) for r in rate or []],
@@ -286,6 +292,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--against", default=None,
                         help="another checkout: its csms serve against this one's, in turn,"
                              " on SQLite, no peers (ratio_vs_against)")
+    parser.add_argument("--phases", choices=loadgen.PHASES, default="spread",
+                        help="the stations' first sessions: spread over a session's points"
+                             " (a fleet's), or every station's whole at once (bench.loadgen)")
     args = parser.parse_args(argv)
     if args.postgres_only and not args.postgres:
         parser.error("--postgres-only needs --postgres URL")
@@ -302,12 +311,12 @@ def main(argv: list[str] | None = None) -> None:
             if args.against is not None:
                 print(json.dumps(measure_against(
                     n, version, args.duration, str(Path(args.against).resolve()),
-                    args.procs, args.rounds, args.warmup, args.workers)))
+                    args.procs, args.rounds, args.warmup, args.workers, args.phases)))
                 sys.stdout.flush()
                 continue
             print(json.dumps(measure(n, version, args.duration, args.procs, args.postgres,
                                      args.rounds, args.warmup, peers=not args.postgres_only,
-                                     workers=args.workers)))
+                                     workers=args.workers, phases=args.phases)))
             sys.stdout.flush()
 
 

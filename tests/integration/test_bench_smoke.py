@@ -17,6 +17,8 @@ from support import IN_CI, require_service
 @pytest.mark.parametrize("args", [
     ["bench.throughput", "--stations", "5", "--duration", "0.5", "--warmup", "0.25",
      "--ocpp", "1.6"],
+    ["bench.throughput", "--stations", "4", "--duration", "0.5", "--warmup", "0.25",
+     "--ocpp", "1.6", "--phases", "together"],
     ["bench.throughput", "--stations", "6", "--duration", "0.5", "--warmup", "0.25",
      "--ocpp", "2.0.1", "--workers", "2"],
     ["bench.settlement_gas", "--quick", "--batch", "20"],
@@ -40,14 +42,17 @@ def test_benchmark_runs(args: list[str]) -> None:
             assert result["ratio_vs_fastest_peer"] is not None
         for figures in servers:
             assert figures["errors"] == 0 and figures["messages"] > 0, result
-            # the tail per message type, from the same run
+            # the tail per message type, from the same run (a 2.0.1 event's per eventType)
             assert "Authorize" in figures["p99_ms_by_action"], figures
+            if "2.0.1" in args:
+                assert "TransactionEvent.Updated" in figures["p99_ms_by_action"], figures
             # the server's own CPU time over the measured window (its workers' included)
             assert figures["cpu_us_per_message"] is not None, figures
         assert result["voltledger_sqlite"]["cpu_us_per_message"] > 0, result
         assert result["voltledger_sqlite"]["server_cpu_cores"] > 0, result
         assert result["cpu_ratio"] is not None, result
         assert result["workers"] == (2 if "--workers" in args else 1)
+        assert result["phases"] == ("together" if "together" in args else "spread")
 
 
 @pytest.mark.parametrize("args", [
