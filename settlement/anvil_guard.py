@@ -12,6 +12,14 @@ If the guard itself is killed, Anvil gets SIGTERM from the kernel
 (``PR_SET_PDEATHSIG``, Linux). The pid file names Anvil, the guard and the
 owner, so the next start can tell a node in use from one left behind.
 
+Before the SIGTERM the guard waits, up to :data:`MINED_WAIT_S`, until the node holds no
+pending transaction (``txpool_status``). A transaction sent just before the owner died
+(a settlement broadcast, then ``kill -9``) may be mid-way through being mined: Anvil's
+state written then held the transaction's effect without its block (about one stop in a
+hundred, a fraction of a millisecond after the transaction), and the next node had a
+contract holding a chunk as settled with no transaction, receipt or event that settled
+it: which sessions that chunk paid was known nowhere.
+
 Only the standard library: this runs as its own small process, and the ``csms`` command
 imports :func:`process_alive` from here (the one check of a process that is gone, for
 the owner of a node and for the command's stale folders and leases).
@@ -21,18 +29,24 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import itertools
 import json
 import os
 import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
-__all__ = ["main", "process_alive"]
+__all__ = ["main", "pending_transactions", "process_alive", "rpc_url", "wait_until_mined"]
 
 PR_SET_PDEATHSIG = 1
 STOP_WAIT_S = 30.0  # Anvil writes its whole state on SIGTERM; give it time
+# at most, for the node's pending transactions to be mined before it is stopped (the managed
+# node mines each at once: milliseconds; one that cannot be, e.g. under --no-mining, is lost
+# with the node, as a pending one always was)
+MINED_WAIT_S = 5.0
 
 
 def _die_with_guard() -> None:
@@ -57,6 +71,47 @@ def process_alive(pid: int) -> bool:
         return True
 
 
+def rpc_url(command: list[str]) -> str | None:
+    """The node's JSON-RPC address, from its arguments (``--host``, ``--port``)."""
+    host, port = "127.0.0.1", None
+    for flag, value in itertools.pairwise(command):
+        if flag == "--port":
+            port = value
+        elif flag == "--host":
+            host = value
+    return None if port is None else f"http://{host}:{port}"
+
+
+def pending_transactions(url: str) -> int | None:
+    """How many transactions the node holds to be mined (``txpool_status``); None when it
+    does not answer."""
+    import urllib.request  # here: the csms command imports this module, and this costs ~30 ms
+
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "txpool_status",
+                       "params": []}).encode()
+    request = urllib.request.Request(url, body, {"Content-Type": "application/json"})
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # no HTTP proxy
+    try:
+        with direct.open(request, timeout=0.5) as response:
+            return int(json.loads(response.read())["result"]["pending"], 16)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def wait_until_mined(url: str, limit: float = MINED_WAIT_S) -> bool:
+    """Wait, up to ``limit`` seconds, until the node holds no pending transaction: its
+    state written then holds every block it mined. False when it still does, or does not
+    answer."""
+    deadline = time.monotonic() + limit
+    while True:
+        pending = pending_transactions(url)
+        if pending == 0:
+            return True
+        if pending is None or time.monotonic() >= deadline:
+            return False
+        time.sleep(0.01)
+
+
 def main(argv: list[str]) -> int:
     if len(argv) < 4 or argv[2] != "--":
         print("usage: python -m settlement.anvil_guard PIDFILE|- PARENT_PID -- ANVIL ARGS...",
@@ -64,6 +119,7 @@ def main(argv: list[str]) -> int:
         return 2
     pidfile = None if argv[0] == "-" else Path(argv[0])
     parent, command = int(argv[1]), argv[3:]
+    url = rpc_url(command)
     child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL, preexec_fn=_die_with_guard)
     record = {"anvil": child.pid, "guard": os.getpid(), "parent": parent,
@@ -83,6 +139,8 @@ def main(argv: list[str]) -> int:
             return
         stopping.set()
         if child.poll() is None:
+            if url is not None:
+                wait_until_mined(url)
             child.terminate()
             # a node that does not finish writing its state in time is killed
             killer = threading.Timer(STOP_WAIT_S, kill_if_running)
