@@ -69,6 +69,17 @@ def require_service(name: str, host: str, port: int) -> None:
     pytest.skip(message)
 
 
+def require_anvil() -> None:
+    """Skip when Anvil is not installed on a developer machine; fail under CI."""
+    from settlement.chain import find_anvil
+
+    if find_anvil() is not None:
+        return
+    if IN_CI:
+        pytest.fail("anvil is required (make install)")
+    pytest.skip("anvil not installed: make install")
+
+
 class RunningServer:
     """A central system serving on 127.0.0.1 for the duration of a test."""
 

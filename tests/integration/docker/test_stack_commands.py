@@ -24,8 +24,8 @@ import yaml
 from csms.domain.model import MeterSample, Session, SessionStatus, Station
 from csms.service.ports import Tx
 from csms.storage import open_repository
-from settlement.chain import AnvilNode, find_anvil
-from support import IN_CI
+from settlement.chain import AnvilNode
+from support import require_anvil
 
 ROOT = Path(__file__).resolve().parents[3]
 DOCKER = ROOT / "docker"
@@ -75,10 +75,7 @@ async def seed(db: str) -> None:
 
 @pytest.fixture
 def anvil_url() -> Any:
-    if find_anvil() is None:
-        if IN_CI:
-            pytest.fail("anvil is required (make install)")
-        pytest.skip("anvil not installed: make install")
+    require_anvil()
     node = AnvilNode()
     yield node.url
     node.stop()

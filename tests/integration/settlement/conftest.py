@@ -18,12 +18,12 @@ from eth_account.signers.local import LocalAccount
 from csms.domain.model import MeterSample, Session, SessionStatus
 from csms.domain.tariff import Tariff
 from csms.storage.sqlite import SqliteRepository
-from settlement.chain import Chain, ContractParams, find_anvil, open_chain
+from settlement.chain import Chain, ContractParams, open_chain
 from settlement.receipts import Verdict
 from settlement.receipts import verify_receipt as python_verify
 from settlement.wallet import deposit as deposit_into
 from settlement.wallet import link_card, new_salt
-from support import IN_CI
+from support import IN_CI, require_anvil
 from support.chainkit import Kit
 
 T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
@@ -99,10 +99,7 @@ def chain(request: pytest.FixtureRequest) -> Chain:
 
 @pytest.fixture
 def anvil_chain(tmp_path: Path) -> Iterator[Chain]:
-    if find_anvil() is None:
-        if IN_CI:
-            pytest.fail("anvil is required (make install)")
-        pytest.skip("anvil not installed: make install")
+    require_anvil()
     chain = open_chain("local", tmp_path / "anvil-data", params=ContractParams(fee_bps=500))
     yield chain
     chain.close()

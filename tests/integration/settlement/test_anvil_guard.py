@@ -17,7 +17,7 @@ import pytest
 
 from settlement.anvil_guard import rpc_url
 from settlement.chain import find_anvil, free_local_port
-from support import IN_CI
+from support import require_anvil
 
 SENDER = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"  # Anvil's first account
 RECEIVER = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
@@ -25,10 +25,7 @@ RECEIVER = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
 
 @pytest.fixture(autouse=True)
 def anvil_installed() -> None:
-    if find_anvil() is None:
-        if IN_CI:
-            pytest.fail("anvil is required (make install)")
-        pytest.skip("anvil not installed: make install")
+    require_anvil()
 
 
 def _rpc(url: str, method: str, *params: Any) -> Any:

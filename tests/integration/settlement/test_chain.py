@@ -27,7 +27,7 @@ from settlement.chain import (
     recorded_deployments,
     rpc_client,
 )
-from support import IN_CI
+from support import require_anvil
 from support.services import alive
 
 OWNER = """
@@ -42,10 +42,7 @@ time.sleep(600)
 
 @pytest.fixture(autouse=True)
 def anvil_installed() -> None:
-    if find_anvil() is None:
-        if IN_CI:
-            pytest.fail("anvil is required (make install)")
-        pytest.skip("anvil not installed: make install")
+    require_anvil()
 
 
 def gone_within(pid: int, seconds: float) -> bool:

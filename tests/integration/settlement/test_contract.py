@@ -13,10 +13,10 @@ import pytest
 from web3 import Web3
 
 from settlement import wallet
-from settlement.chain import ContractParams, find_anvil, open_chain
+from settlement.chain import ContractParams, open_chain
 from settlement.eip712 import Authorization, sign
 from settlement.records import CARD, SIGNED, chunk_digest
-from support import IN_CI
+from support import require_anvil
 from support.chainkit import Kit, Row, reverts
 
 NOTICE = 3600
@@ -29,10 +29,8 @@ AUTHORIZATION_EXPIRED, ABOVE_DAILY_LIMIT, ESCROW_TOO_LOW, UNKNOWN_KIND = 9, 10, 
 
 
 def make_kit(kind: str, folder: Path, **params: object) -> Kit:
-    if kind == "anvil" and find_anvil() is None:
-        if IN_CI:
-            pytest.fail("anvil is required (make install)")
-        pytest.skip("anvil not installed: make install")
+    if kind == "anvil":
+        require_anvil()
     spec = "memory" if kind == "memory" else "local"
     chain = open_chain(spec, folder, params=ContractParams(
         **{"notice_period": NOTICE, "fee_bps": FEE_BPS, **params}))  # type: ignore[arg-type]

@@ -21,13 +21,12 @@ from settlement.chain import (
     ChainError,
     ContractParams,
     SettlementReader,
-    find_anvil,
     open_chain,
 )
 from settlement.host_entries import host_entries
 from settlement.receipts import load_receipt
 from settlement.worker import SettlementWorker
-from support import IN_CI
+from support import require_anvil
 from support.chainkit import Kit, Row
 from support.rpcproxy import refuse_range, rpc_proxy
 
@@ -364,10 +363,7 @@ async def test_the_managed_local_chain_of_the_data_folder(repo: Any, tmp_path: P
     """Without --rpc: the managed local chain of the data folder (its running node, here the
     test's), the contract recorded there, read from the block that created it, amounts in
     the billing unit recorded with it too."""
-    if find_anvil() is None:
-        if IN_CI:
-            pytest.fail("anvil is required (make install)")
-        pytest.skip("anvil not installed: make install")
+    require_anvil()
     data = tmp_path / "data"
     chain = open_chain("local", data, params=ContractParams(fee_bps=500, currency="EUR",
                                                             decimals=2))

@@ -19,11 +19,11 @@ from typing import Any
 
 import pytest
 
-from settlement.chain import Chain, ContractParams, find_anvil, open_chain, rpc_client
+from settlement.chain import Chain, ContractParams, open_chain, rpc_client
 from settlement.receipts import INVALID, UNVERIFIED, VALID
 from settlement.records import card_commitment
 from settlement.wallet import DriverTerms, link_card, new_salt, set_terms
-from support import IN_CI
+from support import require_anvil
 from support.chainkit import Kit
 from support.rpcproxy import (
     refuse_blocks,
@@ -45,10 +45,7 @@ KEPT = 16  # the states the node keeps: of the latest blocks only
 def pruned_chain(tmp_path: Path) -> Iterator[Chain]:
     """The contract on an Anvil node that keeps the state of its last ``KEPT`` blocks only,
     as a full (non-archive) node does."""
-    if find_anvil() is None:
-        if IN_CI:
-            pytest.fail("anvil is required (make install)")
-        pytest.skip("anvil not installed: make install")
+    require_anvil()
     chain = open_chain("local", tmp_path / "anvil-data", params=ContractParams(fee_bps=500),
                        prune_history=KEPT)
     yield chain

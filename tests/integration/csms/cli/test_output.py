@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 
 from chargers_sim import Fleet
-from settlement.chain import find_anvil
-from support import IN_CI, RunningServer
+from support import RunningServer, require_anvil
 from support.client import RawClient
 from support.services import free_port
 
@@ -68,10 +67,7 @@ async def test_sessions_list_fits_the_terminal_and_wide_shows_all(
 
 async def test_settle_run_counts_batches_in_words(csms_server: RunningServer,
                                                   tmp_path: Path) -> None:
-    if find_anvil() is None:
-        if IN_CI:
-            pytest.fail("anvil is required (make install)")
-        pytest.skip("anvil not installed")
+    require_anvil()
     await charge(csms_server, 2, "B")
     env = {"CSMS_DB": csms_server.settings.db, "CSMS_DATA_DIR": str(tmp_path / "chain")}
     r = await asyncio.to_thread(csms, "tariffs", "set", "*", "--per-kwh", "0.30",
