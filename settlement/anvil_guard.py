@@ -38,8 +38,10 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
-__all__ = ["main", "pending_transactions", "process_alive", "rpc_url", "wait_until_mined"]
+__all__ = ["main", "pending_transactions", "process_alive", "rpc", "rpc_url",
+           "wait_until_mined"]
 
 PR_SET_PDEATHSIG = 1
 STOP_WAIT_S = 30.0  # Anvil writes its whole state on SIGTERM; give it time
@@ -82,33 +84,41 @@ def rpc_url(command: list[str]) -> str | None:
     return None if port is None else f"http://{host}:{port}"
 
 
+def rpc(url: str, method: str, *params: Any, timeout: float = 0.5) -> Any:
+    """One JSON-RPC call to the node, asked once (no retry: whether a node answers is the
+    question when it is stopped), over a direct connection that no HTTP proxy setting can
+    divert; ``ValueError`` for the node's error."""
+    import urllib.request  # here: the csms command imports this module, and this costs ~30 ms
+
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method,
+                       "params": list(params)}).encode()
+    request = urllib.request.Request(url, body, {"Content-Type": "application/json"})
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with direct.open(request, timeout=timeout) as response:
+        answer = json.loads(response.read())
+    if "error" in answer:
+        raise ValueError(f"{method}: {answer['error']}")
+    return answer["result"]
+
+
 def pending_transactions(url: str) -> int | None:
     """How many transactions the node holds to be mined (``txpool_status``); None when it
     does not answer."""
-    import urllib.request  # here: the csms command imports this module, and this costs ~30 ms
-
-    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "txpool_status",
-                       "params": []}).encode()
-    request = urllib.request.Request(url, body, {"Content-Type": "application/json"})
-    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # no HTTP proxy
     try:
-        with direct.open(request, timeout=0.5) as response:
-            return int(json.loads(response.read())["result"]["pending"], 16)
+        return int(rpc(url, "txpool_status")["pending"], 16)
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
 
-def wait_until_mined(url: str, limit: float = MINED_WAIT_S) -> bool:
+def wait_until_mined(url: str, limit: float = MINED_WAIT_S) -> None:
     """Wait, up to ``limit`` seconds, until the node holds no pending transaction: its
-    state written then holds every block it mined. False when it still does, or does not
-    answer."""
+    state written then holds every block it mined. A node that does not answer is not
+    waited for."""
     deadline = time.monotonic() + limit
     while True:
         pending = pending_transactions(url)
-        if pending == 0:
-            return True
-        if pending is None or time.monotonic() >= deadline:
-            return False
+        if pending == 0 or pending is None or time.monotonic() >= deadline:
+            return
         time.sleep(0.01)
 
 

@@ -3,19 +3,17 @@ writes holds every transaction's block with the transaction's effect."""
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from settlement.anvil_guard import rpc_url
+from settlement.anvil_guard import rpc
 from settlement.chain import find_anvil, free_local_port
 from support import require_anvil
 
@@ -29,13 +27,7 @@ def anvil_installed() -> None:
 
 
 def _rpc(url: str, method: str, *params: Any) -> Any:
-    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)})
-    request = urllib.request.Request(url, body.encode(), {"Content-Type": "application/json"})
-    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    with direct.open(request, timeout=10) as response:
-        answer = json.loads(response.read())
-    assert "error" not in answer, answer
-    return answer["result"]
+    return rpc(url, method, *params, timeout=10)
 
 
 def _guarded(state: Path, *args: str) -> tuple[subprocess.Popen[bytes], str]:
@@ -55,9 +47,7 @@ def _guarded(state: Path, *args: str) -> tuple[subprocess.Popen[bytes], str]:
         except OSError:
             assert guard.poll() is None and time.monotonic() < deadline, "anvil did not start"
             time.sleep(0.05)
-    url = rpc_url(["--host", "127.0.0.1", "--port", str(port)])
-    assert url is not None
-    return guard, url
+    return guard, f"http://127.0.0.1:{port}"
 
 
 def _stop(guard: subprocess.Popen[bytes]) -> None:
