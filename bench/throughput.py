@@ -247,11 +247,13 @@ def measure_against(stations: int, ocpp: str, duration: float, against: str,
                                     phases=phases))
 
     def ratios(key: str) -> list[float] | None:
-        pairs = [(a.get(key), b.get(key)) for a, b in zip(runs["this"], runs["other"],
-                                                           strict=True)]
-        if any(x is None or not y for x, y in pairs):
-            return None
-        return [float(x) / float(y) for x, y in pairs]
+        values = []
+        for a, b in zip(runs["this"], runs["other"], strict=True):
+            x, y = a.get(key), b.get(key)
+            if x is None or not y:
+                return None
+            values.append(float(x) / float(y))
+        return values
 
     def geometric_mean(values: list[float] | None) -> float | None:
         if not values or min(values) <= 0:

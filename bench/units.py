@@ -39,7 +39,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bench.loadgen import Station
+from bench.loadgen import Station, action_key
 
 __all__ = ["main", "measure"]
 
@@ -86,8 +86,7 @@ async def _worker(db: str, prefix: str, stations: int, messages: int, ocpp: str,
 
     async def call(station: Station, message: tuple[str, dict[str, Any]]) -> dict[str, Any]:
         nonlocal answered
-        kind = message[1].get("eventType")
-        _ACTION.set(f"{message[0]}.{kind}" if kind else message[0])
+        _ACTION.set(action_key(*message))
         answer = await routes[message[0]](service, station.ident, message[1])
         answered += 1
         return answer
