@@ -11,12 +11,20 @@ the ``ssl`` module can lower. The same is measured for a connection that only ex
 run, taken off). ``ratio_of_budget``: OpenSSL's state over the 16 KiB a whole idle TLS
 connection should cost.
 
+``--library pyopenssl`` measures the same with pyOpenSSL over the OpenSSL that the
+``cryptography`` wheel carries (a newer one than the system's, which the ``ssl`` module
+uses): whether another OpenSSL a Python program can load keeps less. Its memory BIOs
+live inside each connection and are counted with it (``memory_bios_kib`` is null), as
+is its Python wrapper: an upper bound of that OpenSSL's own state.
+
     python -m bench.tls_state --connections 3000
+    python -m bench.tls_state --connections 3000 --library pyopenssl
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import os
@@ -29,7 +37,7 @@ from bench.common import rss_kib
 from bench.soak import write_tls_pair
 from csms.transport import malloc_trim
 
-__all__ = ["main", "measure"]
+__all__ = ["main", "measure", "measure_pyopenssl"]
 
 _Side = tuple[ssl.SSLObject, ssl.MemoryBIO, ssl.MemoryBIO]
 
@@ -117,14 +125,80 @@ def measure(n: int, tls12: bool = False) -> dict[str, Any]:
             "ratio_of_budget": round((after - bios) / BUDGET_KIB, 3)}
 
 
+def measure_pyopenssl(n: int, tls12: bool = False) -> dict[str, Any]:
+    """:func:`measure` with pyOpenSSL's connections over the ``cryptography`` wheel's
+    OpenSSL (server side over memory BIOs, the same handshake and records)."""
+    from OpenSSL import SSL
+
+    with tempfile.TemporaryDirectory() as folder:
+        cert, key = write_tls_pair(Path(folder))
+        server_ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
+        server_ctx.use_certificate_file(str(cert))
+        server_ctx.use_privatekey_file(str(key))
+    if tls12:
+        server_ctx.set_max_proto_version(SSL.TLS1_2_VERSION)
+    server_ctx.set_mode(SSL.MODE_RELEASE_BUFFERS)  # as the ssl module sets it
+    client_ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
+
+    def move(source: SSL.Connection, to: SSL.Connection) -> None:
+        with contextlib.suppress(SSL.WantReadError):  # nothing to send
+            to.bio_write(source.bio_read(1 << 16))
+
+    def connected() -> SSL.Connection:
+        server, client = SSL.Connection(server_ctx, None), SSL.Connection(client_ctx, None)
+        server.set_accept_state()
+        client.set_connect_state()
+        for _ in range(10):
+            done = True
+            for side in (client, server):
+                try:
+                    side.do_handshake()
+                except SSL.WantReadError:
+                    done = False
+            move(client, server)
+            move(server, client)
+            if done:
+                break
+        else:
+            raise RuntimeError("the in-memory TLS handshake did not finish")
+        client.send(b"c" * 100)
+        move(client, server)
+        server.recv(1024)
+        server.send(b"s" * 100)
+        move(server, client)
+        client.recv(1024)
+        return server
+
+    for _ in range(50):
+        connected()
+    created = _per_connection(n, lambda: SSL.Connection(server_ctx, None))
+    after = _per_connection(n, connected)
+    return {"benchmark": "tls_state", "connections": n, "library": "pyopenssl",
+            "openssl": SSL.OpenSSL_version(SSL.OPENSSL_VERSION).decode(),
+            "tls": "1.2" if tls12 else "1.3", "memory_bios_kib": None,
+            "created_kib": created, "after_handshake_kib": after,
+            "openssl_after_handshake_kib": after,
+            "ratio_of_budget": round(after / BUDGET_KIB, 3)}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--connections", type=int, default=3000)
     parser.add_argument("--tls12", action="store_true", help="TLS 1.2 instead of 1.3")
+    parser.add_argument("--library", choices=("ssl", "pyopenssl"), default="ssl",
+                        help="the ssl module (the server's), or pyOpenSSL over the"
+                             " cryptography wheel's OpenSSL")
     args = parser.parse_args(argv)
     if args.connections < 1:
         parser.error("--connections must be at least 1")
-    print(json.dumps(measure(args.connections, args.tls12)))
+    if args.library == "pyopenssl":
+        try:
+            import OpenSSL  # noqa: F401
+        except ImportError:
+            parser.error("--library pyopenssl needs pyOpenSSL (pip install pyopenssl)")
+        print(json.dumps(measure_pyopenssl(args.connections, args.tls12)))
+        return
+    print(json.dumps({**measure(args.connections, args.tls12), "library": "ssl"}))
 
 
 if __name__ == "__main__":

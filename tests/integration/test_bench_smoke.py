@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 from pathlib import Path
@@ -130,6 +131,27 @@ def test_tls_state_benchmark_measures_openssl_alone(tls12: bool) -> None:
     assert result["after_handshake_kib"] > result["created_kib"] > result["memory_bios_kib"]
     assert result["ratio_of_budget"] == pytest.approx(
         result["openssl_after_handshake_kib"] / 16.0, abs=0.001)
+    assert result["library"] == "ssl" and result["openssl"] == ssl.OPENSSL_VERSION
+
+
+@pytest.mark.parametrize("tls12", [False, True])
+def test_tls_state_benchmark_measures_the_cryptography_wheels_openssl(tls12: bool) -> None:
+    from OpenSSL import SSL
+
+    r = subprocess.run([sys.executable, "-m", "bench.tls_state", "--connections", "300",
+                        "--library", "pyopenssl", *(["--tls12"] if tls12 else [])],
+                       capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout.strip().splitlines()[-1])
+    assert result["library"] == "pyopenssl" and result["tls"] == ("1.2" if tls12 else "1.3")
+    # the OpenSSL pyOpenSSL loads (the cryptography wheel's), not the ssl module's
+    assert result["openssl"] == SSL.OpenSSL_version(SSL.OPENSSL_VERSION).decode()
+    # its BIOs live in the connection: counted with it, not apart
+    assert result["memory_bios_kib"] is None
+    assert result["after_handshake_kib"] > result["created_kib"] > 0
+    assert result["openssl_after_handshake_kib"] == result["after_handshake_kib"]
+    assert result["ratio_of_budget"] == pytest.approx(result["after_handshake_kib"] / 16.0,
+                                                      abs=0.001)
 
 
 @pytest.mark.parametrize("engine", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -254,6 +276,7 @@ def test_a_bad_argument_is_one_line_and_a_non_zero_exit() -> None:
                  ["bench.throughput", "--workers", "0"],
                  ["bench.connections", "--hold", "0"],
                  ["bench.tls_state", "--connections", "0"],
+                 ["bench.tls_state", "--library", "gnutls"],
                  ["bench.first_message", "--repeat", "0"],
                  ["bench.units", "--processes", "0"],
                  ["bench.units", "--against", "/nonexistent/checkout"],
