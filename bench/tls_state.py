@@ -30,6 +30,7 @@ import json
 import os
 import ssl
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -61,21 +62,31 @@ def _side(ctx: ssl.SSLContext, server: bool) -> _Side:
     return obj, incoming, outgoing
 
 
-def _handshake(server: _Side, client: _Side) -> None:
-    """A full handshake in memory, then 100 bytes each way (the first records)."""
+def _until_handshaken(steps: tuple[Callable[[], Any], ...],
+                      want_read: type[Exception], exchange: Callable[[], None]) -> None:
+    """Each side's handshake step (the client's first) and the bytes between the sides
+    (``exchange``), round after round, until no side waits to read (at most ten)."""
     for _ in range(10):
         done = True
-        for obj, _, _ in (client, server):
+        for step in steps:
             try:
-                obj.do_handshake()
-            except ssl.SSLWantReadError:
+                step()
+            except want_read:
                 done = False
+        exchange()
+        if done:
+            return
+    raise RuntimeError("the in-memory TLS handshake did not finish")
+
+
+def _handshake(server: _Side, client: _Side) -> None:
+    """A full handshake in memory, then 100 bytes each way (the first records)."""
+    def exchange() -> None:
         server[1].write(client[2].read())
         client[1].write(server[2].read())
-        if done:
-            break
-    else:
-        raise RuntimeError("the in-memory TLS handshake did not finish")
+
+    _until_handshaken((client[0].do_handshake, server[0].do_handshake),
+                      ssl.SSLWantReadError, exchange)
     client[0].write(b"c" * 100)
     server[1].write(client[2].read())
     server[0].read(1024)
@@ -116,7 +127,8 @@ def measure(n: int, tls12: bool = False) -> dict[str, Any]:
     bios = _per_connection(n, lambda: (ssl.MemoryBIO(), ssl.MemoryBIO()))
     created = _per_connection(n, lambda: _side(server_ctx, True))
     after = _per_connection(n, connected)
-    return {"benchmark": "tls_state", "connections": n, "openssl": ssl.OPENSSL_VERSION,
+    return {"benchmark": "tls_state", "connections": n, "library": "ssl",
+            "openssl": ssl.OPENSSL_VERSION,
             "tls": "1.2" if tls12 else "1.3", "memory_bios_kib": bios,
             "created_kib": created, "after_handshake_kib": after,
             "openssl_after_handshake_kib": round(after - bios, 2),
@@ -148,19 +160,13 @@ def measure_pyopenssl(n: int, tls12: bool = False) -> dict[str, Any]:
         server, client = SSL.Connection(server_ctx, None), SSL.Connection(client_ctx, None)
         server.set_accept_state()
         client.set_connect_state()
-        for _ in range(10):
-            done = True
-            for side in (client, server):
-                try:
-                    side.do_handshake()
-                except SSL.WantReadError:
-                    done = False
+
+        def exchange() -> None:
             move(client, server)
             move(server, client)
-            if done:
-                break
-        else:
-            raise RuntimeError("the in-memory TLS handshake did not finish")
+
+        _until_handshaken((client.do_handshake, server.do_handshake), SSL.WantReadError,
+                          exchange)
         client.send(b"c" * 100)
         move(client, server)
         server.recv(1024)
@@ -198,7 +204,7 @@ def main(argv: list[str] | None = None) -> None:
             parser.error("--library pyopenssl needs pyOpenSSL (pip install pyopenssl)")
         print(json.dumps(measure_pyopenssl(args.connections, args.tls12)))
         return
-    print(json.dumps({**measure(args.connections, args.tls12), "library": "ssl"}))
+    print(json.dumps(measure(args.connections, args.tls12)))
 
 
 if __name__ == "__main__":
