@@ -11,6 +11,11 @@ WEB_PAGE := web/verify/dist/verify.html
 WEB_SRC  := web/verify/index.html web/verify/build.mjs $(wildcard web/verify/src/*.js)
 # the operator console's htmx, htmx-ext-sse and uPlot, copied into the package it serves them from
 CONSOLE_ASSETS := csms/admin/console/static/vendor/.installed
+# Python writes the bytecode of what it compiles (an environment may turn that off): the
+# suite starts ~1,300 Python processes and each one would compile csms/ and the tests anew
+# (measured: 11% less CPU, 9% less time for `make test`)
+unexport PYTHONDONTWRITEBYTECODE
+
 # test processes at once (pytest-xdist): most tests wait on sockets and child processes
 TEST_PROCESSES ?= 4
 
