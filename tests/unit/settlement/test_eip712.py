@@ -65,3 +65,21 @@ def test_a_station_index_is_one_the_contract_can_register() -> None:
     for station in (0, 2**40):
         with pytest.raises(ValueError, match="station"):
             Authorization(driver.address, station, 40, 0, 50, 500, 1, 2**39)
+
+
+def test_signatures_are_made_and_recovered_in_c_and_agree_with_pure_python() -> None:
+    """eth-keys takes coincurve (secp256k1 in C) when it is installed, as it is with
+    voltledger: what it signs and recovers is what the pure-Python backend does."""
+    from eth_keys import KeyAPI
+    from eth_keys.backends import CoinCurveECCBackend, NativeECCBackend
+
+    assert isinstance(KeyAPI().backend, CoinCurveECCBackend)
+    c, py = KeyAPI(CoinCurveECCBackend), KeyAPI(NativeECCBackend)
+    for n in range(8):
+        key = Account.create().key
+        digest = bytes([n]) * 32
+        made = c.PrivateKey(key).sign_msg_hash(digest)
+        assert made == py.PrivateKey(key).sign_msg_hash(digest)  # RFC 6979: deterministic
+        assert py.Signature(made.to_bytes()).recover_public_key_from_msg_hash(digest) == \
+            c.Signature(made.to_bytes()).recover_public_key_from_msg_hash(digest) == \
+            c.PrivateKey(key).public_key
