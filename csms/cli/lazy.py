@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import typer
 import typer.core
 import typer.main
+from typer._click.types import FloatParamType
 from typer.models import CommandInfo, TyperInfo
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ def finite_numbers(command: Command) -> None:
     ``nan`` and ``inf`` (Click takes them for floats, and a range lets ``nan`` through):
     a usage error, as a value out of its range is."""
     for param in command.params:
-        if param.type_descriptor.annotation is float:  # type: ignore[attr-defined]
+        if isinstance(param.type, FloatParamType):
             param.callback = _finite(param.callback)
     for sub in getattr(command, "commands", {}).values():
         finite_numbers(sub)

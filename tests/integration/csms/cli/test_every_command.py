@@ -15,6 +15,7 @@ prints valid JSON with ``--json``, and a table or a line on an empty database.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import os
 import signal
 import socket
@@ -22,6 +23,8 @@ import sqlite3
 import subprocess
 import sys
 import traceback
+import types
+import typing
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum
@@ -83,9 +86,41 @@ READ_FIRST = {"tls_cert", "tls_key", "client_ca", "ca_cert", "ca_key", "mqtt_ca"
 COMMANDS = leaves()
 
 
+def _declared(hint: Any) -> Any:
+    """The type a parameter's annotation declares: ``Annotated`` and ``| None`` taken off."""
+    while True:
+        origin = typing.get_origin(hint)
+        if origin is typing.Annotated:
+            hint = typing.get_args(hint)[0]
+        elif origin in (typing.Union, types.UnionType):
+            kinds = [a for a in typing.get_args(hint) if a is not type(None)]
+            if len(kinds) != 1:
+                return hint
+            hint = kinds[0]
+        else:
+            return hint
+
+
+# each parameter's declared type, read from the command's function (not from the CLI
+# library's own parameter objects)
+ANNOTATIONS: dict[int, Any] = {}
+for _, _command in COMMANDS:
+    _hints = typing.get_type_hints(inspect.unwrap(_command.callback), include_extras=True)
+    ANNOTATIONS.update({id(p): _declared(_hints[p.name]) for p in _command.params})
+
+
+def annotation(param: Any) -> Any:
+    return ANNOTATIONS[id(param)]
+
+
 def option_key(param: Any) -> tuple[Any, ...]:
-    return (param.name, param.opts[0], param.type_descriptor.annotation, param.min, param.max,
-            param.help)
+    return (param.name, param.opts[0], annotation(param), *bounds(param), param.help)
+
+
+def bounds(param: Any) -> tuple[Any, Any]:
+    """A number parameter's range (a Click range type holds it, or the parameter)."""
+    held = param if hasattr(param, "min") else param.type
+    return getattr(held, "min", None), getattr(held, "max", None)
 
 
 def owners() -> dict[tuple[Any, ...], tuple[str, ...]]:
@@ -111,10 +146,6 @@ class Case:
     args: tuple[str, ...]
     env: tuple[tuple[str, str], ...] = ()
     refused: bool = True
-
-
-def annotation(param: Any) -> Any:
-    return param.type_descriptor.annotation
 
 
 def flag(param: Any) -> bool:
@@ -152,7 +183,7 @@ def with_value(command: Any, target: Any, value: str) -> tuple[str, ...]:
 def hostile_values(path: tuple[str, ...], param: Any) -> list[tuple[str, str, bool]]:
     """(why, value, whether it must be refused) for ``param``."""
     kind = annotation(param)
-    low = param.min
+    low = bounds(param)[0]
     if kind is int:
         values = [("text for an integer", "abc", True), ("a float for an integer", "1.5", True),
                   ("10**30", HUGE, path[0] != "wallet")]  # the wallet's amounts: uint256
