@@ -17,9 +17,10 @@ __all__ = ["verify"]
 
 def _read_json(path: Path) -> Any:
     """A JSON file read exactly (integers beyond 64 bits too), never nested beyond
-    MAX_JSON_DEPTH: the chain libraries verify imports raise the interpreter's recursion
-    limit (py_ecc: 100,000), so the standard library's parser recursed on a deeply nested
-    file until the C stack ran out (SIGSEGV, no message). A byte order mark is dropped, as
+    MAX_JSON_DEPTH: the chain libraries raise the interpreter's recursion limit (py_ecc:
+    100,000), so the standard library's parser recursed on a deeply nested file until the
+    C stack ran out (SIGSEGV, no message); the file is read before they are imported, with
+    a limit that lets MAX_JSON_DEPTH levels through. A byte order mark is dropped, as
     the receipt page's File.text() drops it (an editor saving UTF-8 with one: Windows
     Notepad did by default). An object that holds a key twice is refused: each reader of
     such a text picks its own value (a viewer the first, json.loads the last), so the
@@ -30,6 +31,8 @@ def _read_json(path: Path) -> Any:
     text = read_limited(path, RECEIPT_FILE).decode("utf-8-sig")
     if nested_beyond(text):
         raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, MAX_JSON_DEPTH + 1_000))
     try:
         return json.loads(text, object_pairs_hook=_once)
     except RecursionError:  # a limit lower than MAX_JSON_DEPTH
@@ -39,6 +42,8 @@ def _read_json(path: Path) -> Any:
             raise ValueError(f"a number of more than {sys.get_int_max_str_digits()} digits"
                              " (no figure of a receipt has as many)") from None
         raise
+    finally:
+        sys.setrecursionlimit(limit)
 
 
 def _once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -96,7 +101,6 @@ def verify(
     The settle block is deep enough with --confirmations (by default 1 on a local test
     chain, 64 on any other). --rpc is the node you choose: the one the receipt names
     (chain.rpc_hint) is its operator's, which can answer anything."""
-    from settlement.chain import AnvilNode, ChainError, recorded_deployments, rpc_client
     from settlement.receipts import (
         INVALID,
         VALID,
@@ -130,6 +134,9 @@ def verify(
             check_receipt(receipts[-1])  # all of them before any verdict
         except ReceiptError as exc:
             fail(f"{file}: {exc}")
+    # the chain's libraries only once the receipts are read: a file that is none is said at once
+    from settlement.chain import AnvilNode, ChainError, recorded_deployments, rpc_client
+
     settings = load_settings(data_dir=data_dir)
     node = None
     w3: Any = None
