@@ -4,6 +4,8 @@ any field changed after the fact is caught (the chain checks run in tests/integr
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from decimal import Context, Decimal, localcontext
 from typing import Any
@@ -461,3 +463,12 @@ def test_a_session_signed_by_two_keys_none_committed_is_invalid() -> None:
     assert "2 different keys" in checks["one meter key"].detail
     assert verdict.status == INVALID
     assert "signed by a key" not in verdict.proves
+
+
+def test_the_receipt_checks_load_no_chain_library() -> None:
+    """settlement.receipts (csms receipt, csms verify's reading) needs neither web3 nor
+    eth-account: eth-account is imported where a signature is made or recovered."""
+    r = subprocess.run([sys.executable, "-c", "import sys, settlement.receipts; "
+                        "print(sorted({'web3', 'eth_account', 'py_ecc'} & set(sys.modules)))"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.stdout.strip() == "[]", r.stderr

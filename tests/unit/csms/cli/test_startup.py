@@ -58,12 +58,14 @@ sys.stderr.write("\\n" + json.dumps({"code": code, "modules": sorted(sys.modules
 """
 
 
-def imported_by(args: list[str], cwd: Path) -> tuple[int, set[str]]:
+def imported_by(args: list[str], cwd: Path) -> tuple[int, set[str], list[str]]:
+    """The exit code, the modules imported and the lines written to stderr."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CSMS_")}
     r = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True,
                        timeout=60, env={**env, "COLUMNS": "80"}, cwd=cwd)
-    report = json.loads(r.stderr.strip().splitlines()[-1])
-    return report["code"], set(report["modules"])
+    *said, report = r.stderr.strip().splitlines()
+    found = json.loads(report)
+    return found["code"], set(found["modules"]), [line for line in said if line]
 
 
 @pytest.mark.parametrize("args", [
@@ -77,7 +79,7 @@ def imported_by(args: list[str], cwd: Path) -> tuple[int, set[str]]:
     ["tags", "list", "--no-such-option"],
 ], ids=lambda a: " ".join(a) or "no arguments")
 def test_starting_the_command_imports_no_heavy_module(args: list[str], tmp_path: Path) -> None:
-    code, modules = imported_by(args, tmp_path)
+    code, modules, _ = imported_by(args, tmp_path)
     assert code in (0, 2)
     assert "csms.cli" in modules
     usage_error = "--no-such-option" in args  # its one line is printed by Rich's console
@@ -111,7 +113,7 @@ OWN = {
     ["stations", "add", "--help"],
 ], ids=lambda a: " ".join(a) or "no arguments")
 def test_a_call_imports_only_the_group_it_runs(args: list[str], tmp_path: Path) -> None:
-    code, modules = imported_by(args, tmp_path)
+    code, modules, _ = imported_by(args, tmp_path)
     assert code in (0, 2)
     imported = {m for m in modules if m == "csms.cli" or m.startswith("csms.cli.")}
     own = OWN.get(args[0], set()) if args else set()
@@ -120,7 +122,7 @@ def test_a_call_imports_only_the_group_it_runs(args: list[str], tmp_path: Path) 
 
 def test_a_command_imports_what_its_work_needs(tmp_path: Path) -> None:
     db = tmp_path / "csms.sqlite3"
-    code, modules = imported_by(["tags", "list", "--db", str(db), "--data-dir",
+    code, modules, _ = imported_by(["tags", "list", "--db", str(db), "--data-dir",
                                  str(tmp_path / "data")], tmp_path)
     assert code == 0
     assert {"csms.storage.sqlite", "asyncio", "csms.service.views"} <= modules
@@ -150,7 +152,23 @@ def test_the_console_made_at_first_use_serves_a_progress_display(
 def test_a_wrong_argument_is_told_before_the_chains_libraries_load(
         args: list[str], tmp_path: Path) -> None:
     """A host's typo is answered at once: the chain's libraries take most of a second."""
-    code, modules = imported_by(args, tmp_path)
+    code, modules, _ = imported_by(args, tmp_path)
     assert code == 2
     loaded = sorted(m for m in ("settlement.chain", "web3", "eth_account") if m in modules)
     assert not loaded, f"csms {' '.join(args)} imports {loaded}"
+
+
+@pytest.mark.parametrize("content", [None, "not json", json.dumps({"version": 1}),
+                                     "[" * 2000 + "]" * 2000],
+                         ids=["missing", "not json", "no receipt", "nested 2,000 levels"])
+def test_a_file_that_is_no_receipt_is_refused_before_the_chains_libraries_load(
+        content: str | None, tmp_path: Path) -> None:
+    """csms verify reads and checks the receipts first: the chain's libraries take most
+    of a second."""
+    if content is not None:
+        (tmp_path / "r.json").write_text(content)
+    code, modules, said = imported_by(["verify", "r.json"], tmp_path)
+    assert code == 2 and len(said) == 1 and said[0].startswith("error: "), said
+    loaded = sorted(m for m in ("settlement.chain", "web3", "eth_account", "py_ecc")
+                    if m in modules)
+    assert not loaded, f"csms verify imports {loaded}"
