@@ -35,7 +35,7 @@ def _read_json(path: Path) -> Any:
     sys.setrecursionlimit(max(limit, MAX_JSON_DEPTH + 1_000))
     try:
         return json.loads(text, object_pairs_hook=_once)
-    except RecursionError:  # a limit lower than MAX_JSON_DEPTH
+    except RecursionError:  # a caller's stack deeper than the margin left above
         raise ValueError("nested too deep") from None
     except ValueError as exc:
         if "integer string conversion" in str(exc):  # the interpreter's limit, not JSON's

@@ -118,9 +118,8 @@ def option_key(param: Any) -> tuple[Any, ...]:
 
 
 def bounds(param: Any) -> tuple[Any, Any]:
-    """A number parameter's range (a Click range type holds it, or the parameter)."""
-    held = param if hasattr(param, "min") else param.type
-    return getattr(held, "min", None), getattr(held, "max", None)
+    """A number parameter's range, which its Click range type holds."""
+    return getattr(param.type, "min", None), getattr(param.type, "max", None)
 
 
 def owners() -> dict[tuple[Any, ...], tuple[str, ...]]:
